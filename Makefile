@@ -1,0 +1,35 @@
+# Two set-up commands, both self-contained on a fresh machine:
+#   make demo   creates .venv if missing, installs archsim, runs the main job, prints where its output is
+#   make test   creates .venv, installs archsim with the dev and kernels extras, runs the whole suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_OUT := reports/demo
+
+.PHONY: demo test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first, pinned: this machine has a CPU build of 2.13.0 on disk; a looser pin downloads CUDA builds.
+$(VENV)/.dev-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,kernels]'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/archsim report --library --workload bert-base --out $(DEMO_OUT)
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check archsim tests kernels
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,53 @@
+"""Evaluate resolved expressions on numpy arrays over an iteration space.
+
+Shared by the interpreter (Einsum bodies and masks over real tensors) and by the mask counter (predicates
+over index values only). An `Env` supplies what names mean; the result broadcasts over the space's axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from archsim.cascade import syntax as S
+from archsim.cascade.ir import Param, Ref, Value, Var
+from archsim.cascade.ops import UnaryOp
+
+_BINARY = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "//": np.floor_divide, "%": np.mod,
+    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+    "!=": np.not_equal, "and": np.logical_and, "or": np.logical_or,
+}
+_CALLS = {"max": np.maximum, "min": np.minimum, "abs": np.abs}
+
+
+class Env(Protocol):
+    def var(self, name: str) -> np.ndarray: ...
+    def ref(self, ref: Ref) -> np.ndarray: ...
+
+
+def evaluate(node: Value, env: Env, params: Mapping[str, float], unary_ops: Mapping[str, UnaryOp]):
+    """Comparisons yield 1.0/0.0 in Einsum bodies and booleans in predicates (the caller casts)."""
+    match node:
+        case S.Num(value=value):
+            return value
+        case Param(name=name):
+            return params[name]
+        case Var(name=name):
+            return env.var(name)
+        case Ref():
+            return env.ref(node)
+        case S.Neg(arg=arg):
+            return np.negative(evaluate(arg, env, params, unary_ops))
+        case S.Not(arg=arg):
+            return np.logical_not(evaluate(arg, env, params, unary_ops))
+        case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+            return _BINARY[op](evaluate(lhs, env, params, unary_ops), evaluate(rhs, env, params, unary_ops))
+        case S.Call(fn=fn, args=args):
+            values = [evaluate(a, env, params, unary_ops) for a in args]
+            if fn in _CALLS and (len(args) == 2 or fn == "abs"):
+                return _CALLS[fn](*values)
+            return unary_ops[fn].fn(np.asarray(values[0], dtype=float))
+    raise TypeError(f"cannot evaluate {node!r}")

@@ -1,0 +1,124 @@
+"""Typed IR of an Einsum cascade, the output of `load.py`. Everything here is resolved: names are ranks,
+tensors, parameters or index variables, and every access has one index term per *leaf* rank.
+
+Leaf ranks: a partitioned rank (`M -> [M1, M0]`, m = m1*M0 + m0) is represented by its parts everywhere,
+so `K[e,m]` and `K[e,m1,m0]` are the same access. A recurrence (`RM[m1+1,p] = max(RM[m1,p], LM[m1,p])`)
+makes its tensor one longer along the iterative rank: slot 0 holds `init`, slot N the final value, which an
+access names with the rank itself (`RM[M1,p]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archsim.cascade.syntax import BinOp, Call, Expr, Neg, Not, Num
+
+
+@dataclass(frozen=True)
+class Term:
+    """One leaf position of an access: `var+offset`, a constant slot, or the final slot of a recurrence."""
+
+    var: str | None = None
+    offset: int = 0
+    const: int | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved tensor access. `carried` marks a read of recurrence state from the previous step."""
+
+    tensor: str
+    terms: tuple[Term, ...]
+    text: str
+    carried: bool = False
+
+
+@dataclass(frozen=True)
+class Var:
+    """An index variable used as a value (in a mask predicate); may be a root (`m`) or a leaf (`m0`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+
+
+# Resolved expressions reuse the syntax nodes for constants and operators.
+Value = Num | Param | Var | Ref | Call | BinOp | Neg | Not
+__all__ = ["Cascade", "Einsum", "Expr", "Mask", "Param", "Ref", "TensorDecl", "Term", "Value", "Var"]
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    name: str
+    ranks: tuple[str, ...]  # as declared or as written on the left-hand side
+    leaf_ranks: tuple[str, ...]
+    kind: str  # "input" | "intermediate" | "output"
+    iterative: str | None = None  # leaf rank along which the tensor is a recurrence (one slot longer)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Points of the iteration space where `predicate` is false are skipped: not computed, not counted.
+
+    A predicate that reads tensors (data-dependent, e.g. top-k routing) needs `density`, the expected
+    fraction of true points, for static operation counts.
+    """
+
+    text: str
+    predicate: Value
+    density: Expr | None = None
+    data_dependent: bool = False
+
+
+@dataclass(frozen=True)
+class Einsum:
+    """`output = reduce_op(reduce_vars: body)` or, with no reduction, `output = body`, over `space`."""
+
+    name: str
+    text: str
+    output: Ref
+    space: tuple[str, ...]  # leaf index variables: those of the output, then the reduced ones
+    body: Value
+    reduce_op: str | None = None
+    reduce_vars: tuple[str, ...] = ()
+    mask: Mask | None = None
+    fill: float | None = None
+
+
+@dataclass(frozen=True)
+class Cascade:
+    name: str
+    source: str  # the file it came from, for messages
+    description: str
+    citation: str
+    params: dict[str, float]
+    rank_sizes: dict[str, Expr | None]  # None: a partition part whose size is derived
+    partitions: dict[str, tuple[str, ...]]
+    var_ranks: dict[str, str]  # every index variable (root, leaf, alias) -> its rank
+    var_leaves: dict[str, tuple[str, ...]]  # every index variable -> its leaf variables
+    tensors: dict[str, TensorDecl]
+    einsums: tuple[Einsum, ...]
+    outputs: tuple[str, ...]
+    init: dict[str, float] = field(default_factory=dict)
+    iterative_rank: str | None = None
+    reference: str | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(name for name, decl in self.tensors.items() if decl.kind == "input")
+
+    def leaves(self, rank: str) -> tuple[str, ...]:
+        return self.partitions.get(rank, (rank,))
+
+    def root_of(self, rank: str) -> str:
+        for root, parts in self.partitions.items():
+            if rank in parts:
+                return root
+        return rank
+
+    def einsum(self, name: str) -> Einsum:
+        return next(e for e in self.einsums if e.name == name)

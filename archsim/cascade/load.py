@@ -1,0 +1,514 @@
+"""Load and validate cascade YAML into the typed IR (`ir.Cascade`).
+
+File format (one cascade per file; `einsum/attention-1pass.yaml` is a full example)::
+
+    name: attention-1pass
+    description: one line
+    source: the paper / artifact it follows
+    params: {batch: 2, heads: 2, seq_len: 16, head_dim: 8, tile_kv: 4}   # defaults; workloads override
+    ranks: {B: batch, H: heads, P: seq_len, M: seq_len, E: head_dim, F: head_dim, M0: tile_kv}
+    partition: {M: [M1, M0]}          # m = m1*M0 + m0; one part's size may be left out (derived)
+    aliases: {j: C}                   # extra index variables over a rank (default: m ranges over M)
+    inputs: {Q: [B, H, P, E], K: [B, H, M, E], V: [B, H, M, F]}
+    init: {RM: -inf, RD: 0, RNV: 0}   # recurrence state at step 0
+    masks: {causal: "m <= p"}         # named predicates over index variables and params
+    einsums: |                        # one Einsum per line; `where` masks, `else` fills masked points
+      QK[b,h,m1,m0,p] = sum(e: Q[b,h,p,e] * K[b,h,m1,m0,e]) where causal else -inf
+      LM[b,h,m1,p]    = max(m0: QK[b,h,m1,m0,p]) where causal else -inf
+    outputs: [AV]
+    reference: attention              # name in archsim.cascade.references
+
+Every error is a `SpecError` naming the file, the Einsum or YAML path, and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archsim.cascade import syntax as S
+from archsim.cascade.ir import Cascade, Einsum, Mask, Param, Ref, TensorDecl, Term, Value, Var
+from archsim.cascade.ops import (
+    BINARY_CALLS,
+    DEFAULT_UNARY_OPS,
+    PREDICATE_CALLS,
+    REDUCE_OP_TYPES,
+    UnaryOp,
+)
+from archsim.errors import SpecError
+
+TOP_KEYS = {
+    "name", "description", "source", "params", "ranks", "partition", "aliases",
+    "inputs", "init", "masks", "einsums", "outputs", "reference",
+}
+_RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; syntax errors become a SpecError with the line."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read file ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(str(path), where, f"malformed YAML: {problem}") from None
+
+
+def load_cascade(path: str | Path, unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS) -> Cascade:
+    path = Path(path)
+    return cascade_from_dict(read_yaml(path), str(path), unary_ops)
+
+
+def cascade_from_dict(
+    data: Any, source: str = "<python>", unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS
+) -> Cascade:
+    return _Loader(data, source, unary_ops).cascade()
+
+
+def number(value: Any, source: str, where: str) -> float:
+    """A YAML number, accepting `inf`/`-inf` spelled as strings."""
+    if isinstance(value, bool):
+        raise SpecError(source, where, f"expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip() in ("inf", "+inf", "-inf"):
+        return float(value)
+    raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
+
+
+class _Loader:
+    def __init__(self, data: Any, source: str, unary_ops: Mapping[str, UnaryOp]) -> None:
+        self.data = data
+        self.source = source
+        self.unary_ops = unary_ops
+
+    def error(self, where: str, message: str) -> SpecError:
+        return SpecError(self.source, where, message)
+
+    def mapping(self, key: str, required: bool = False) -> dict:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.error(key, "missing (expected a mapping)")
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    # ---------------------------------------------------------------- top level
+    def cascade(self) -> Cascade:
+        if not isinstance(self.data, dict):
+            raise self.error("", "expected a mapping with name, ranks, inputs, einsums, outputs")
+        unknown = sorted(set(self.data) - TOP_KEYS)
+        if unknown:
+            raise self.error(unknown[0], f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
+        name = self.data.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.error("name", "missing (expected the cascade's name)")
+        self.params = {
+            str(k): number(v, self.source, f"params.{k}") for k, v in self.mapping("params").items()
+        }
+        self.load_ranks()
+        self.load_aliases()
+        self.tensors: dict[str, TensorDecl] = {}
+        for tname, ranks in self.mapping("inputs", required=True).items():
+            self.declare_input(str(tname), ranks)
+        self.masks = self.mapping("masks")
+        self.init = {str(k): number(v, self.source, f"init.{k}") for k, v in self.mapping("init").items()}
+        self.iterative_rank: str | None = None
+        einsums = self.load_einsums()
+        outputs = self.load_outputs()
+        for tname in self.init:
+            decl = self.tensors.get(tname)
+            if decl is None or decl.iterative is None:
+                raise self.error(f"init.{tname}", "init is only for recurrences (a tensor written as X[i+1,...])")
+        for decl in self.tensors.values():
+            if decl.iterative and decl.name not in self.init:
+                raise self.error("init", f"{decl.name} is a recurrence over {decl.iterative} but has no init value")
+        reference = self.data.get("reference")
+        if reference is not None:
+            from archsim.cascade.references import REFERENCES
+
+            if reference not in REFERENCES:
+                raise self.error("reference", f"unknown reference '{reference}' (known: {', '.join(REFERENCES)})")
+        return Cascade(
+            name=name,
+            source=self.source,
+            description=str(self.data.get("description", "")),
+            citation=str(self.data.get("source", "")),
+            params=self.params,
+            rank_sizes=self.rank_sizes,
+            partitions=self.partitions,
+            var_ranks=self.var_ranks,
+            var_leaves=self.var_leaves,
+            tensors=self.tensors,
+            einsums=tuple(einsums),
+            outputs=outputs,
+            init=self.init,
+            iterative_rank=self.iterative_rank,
+            reference=reference,
+        )
+
+    # ---------------------------------------------------------------- ranks and variables
+    def size_expr(self, value: Any, where: str) -> S.Expr:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise self.error(where, f"expected an integer or an expression of params, got {value!r}")
+        if isinstance(value, int):
+            if value <= 0:
+                raise self.error(where, f"expected a positive size, got {value}")
+            return S.Num(float(value))
+        try:
+            expr = S.parse_expr(value)
+        except S.ParseError as exc:
+            raise self.error(where, str(exc)) from None
+        for node in S.walk(expr):
+            if isinstance(node, S.Name) and node.name not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise self.error(where, f"unknown parameter '{node.name}' (params declared: {known})")
+            if not isinstance(node, S.Name | S.Num | S.BinOp) or (
+                isinstance(node, S.BinOp) and node.op not in ("+", "-", "*", "//", "/")
+            ):
+                raise self.error(where, f"'{value}' is not a size expression (params, integers, + - * // /)")
+        return expr
+
+    def load_ranks(self) -> None:
+        raw = self.mapping("ranks", required=True)
+        self.rank_sizes: dict[str, S.Expr | None] = {}
+        for rank, size in raw.items():
+            if not isinstance(rank, str) or not _RANK_NAME.match(rank):
+                raise self.error(f"ranks.{rank}", "rank names are upper case (letters and digits), e.g. M0")
+            self.rank_sizes[rank] = self.size_expr(size, f"ranks.{rank}")
+        self.partitions: dict[str, tuple[str, ...]] = {}
+        for root, parts in self.mapping("partition").items():
+            where = f"partition.{root}"
+            if root not in raw:
+                raise self.error(where, f"unknown rank '{root}' (ranks: {', '.join(raw)})")
+            if not isinstance(parts, list) or len(parts) < 2:
+                raise self.error(where, "expected a list of two or more part ranks, outer first, e.g. [M1, M0]")
+            for part in parts:
+                if not isinstance(part, str) or not _RANK_NAME.match(part):
+                    raise self.error(where, f"part '{part}' is not an upper-case rank name")
+                if part in self.partitions or any(part in p for p in self.partitions.values()):
+                    raise self.error(where, f"rank '{part}' is already partitioned or a part elsewhere")
+                self.rank_sizes.setdefault(part, None)
+            derived = [p for p in parts if self.rank_sizes[p] is None]
+            if len(derived) > 1:
+                raise self.error(where, f"give the sizes of all parts but one in ranks (missing: {derived})")
+            self.partitions[root] = tuple(parts)
+        for root in self.partitions:
+            if root in {p for parts in self.partitions.values() for p in parts}:
+                raise self.error(f"partition.{root}", "nested partitions are not supported")
+
+    def load_aliases(self) -> None:
+        self.var_ranks: dict[str, str] = {}
+        self.var_leaves: dict[str, tuple[str, ...]] = {}
+        for rank in self.rank_sizes:
+            self.add_var(rank.lower(), rank)
+        for var, rank in self.mapping("aliases").items():
+            where = f"aliases.{var}"
+            if not isinstance(var, str) or not _IDENT.match(var) or var != var.lower():
+                raise self.error(where, "an alias is a lower-case index variable name")
+            if rank not in self.rank_sizes:
+                raise self.error(where, f"unknown rank '{rank}' (ranks: {', '.join(self.rank_sizes)})")
+            if var in self.var_ranks:
+                raise self.error(where, f"'{var}' already ranges over rank {self.var_ranks[var]}")
+            self.add_var(var, rank)
+
+    def add_var(self, var: str, rank: str) -> None:
+        self.var_ranks[var] = rank
+        parts = self.partitions.get(rank)
+        if parts is None:
+            self.var_leaves[var] = (var,)
+            return
+        canonical = var == rank.lower()
+        leaves = tuple(p.lower() if canonical else f"{var}.{p}" for p in parts)
+        self.var_leaves[var] = leaves
+        for leaf, part in zip(leaves, parts, strict=True):
+            self.var_ranks.setdefault(leaf, part)
+            self.var_leaves.setdefault(leaf, (leaf,))
+
+    def leaf_ranks(self, ranks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(leaf for rank in ranks for leaf in self.partitions.get(rank, (rank,)))
+
+    def declare_input(self, name: str, ranks: Any) -> None:
+        where = f"inputs.{name}"
+        if not _IDENT.match(name):
+            raise self.error(where, "a tensor name is an identifier")
+        if not isinstance(ranks, list):
+            raise self.error(where, "expected a list of ranks, e.g. [B, H, M, E]")
+        for rank in ranks:
+            if rank not in self.rank_sizes:
+                raise self.error(where, f"unknown rank '{rank}' (ranks: {', '.join(self.rank_sizes)})")
+        ranks = tuple(ranks)
+        self.tensors[name] = TensorDecl(name, ranks, self.leaf_ranks(ranks), "input")
+
+    # ---------------------------------------------------------------- einsums
+    def load_einsums(self) -> list[Einsum]:
+        raw = self.data.get("einsums")
+        if isinstance(raw, str):
+            raw = [line.split("#")[0].strip() for line in raw.splitlines()]
+            raw = [line for line in raw if line]
+        if not isinstance(raw, list) or not raw:
+            raise self.error("einsums", "expected Einsums, one per line in a block (einsums: |) or a list")
+        # Pass 1: parse every Einsum and declare its output, so carried reads may name later recurrences.
+        parsed = []
+        for i, text in enumerate(raw):
+            where = f"einsums[{i}]"
+            if not isinstance(text, str):
+                raise self.error(where, f"expected an Einsum string such as 'Z[m,n] = sum(k: A[k,m] * B[k,n])', "
+                                        f"got {text!r} (quote it, or write the Einsums in a block: einsums: |)")
+            try:
+                syntax = S.parse_einsum(text)
+            except S.ParseError as exc:
+                raise self.error(where, str(exc)) from None
+            where = f"einsums[{i}] ({syntax.output.tensor})"
+            self.declare_output(syntax.output, where)
+            parsed.append((where, text, syntax))
+        self.defined: set[str] = set()
+        einsums = []
+        for where, text, syntax in parsed:
+            einsums.append(self.einsum(where, text, syntax))
+            self.defined.add(syntax.output.tensor)
+        self.check_loop_contiguous(einsums)
+        return einsums
+
+    def declare_output(self, out: S.Access, where: str) -> None:
+        if out.tensor in self.tensors:
+            kind = "an input" if self.tensors[out.tensor].kind == "input" else "already defined"
+            raise self.error(where, f"tensor {out.tensor} is {kind}; each tensor is written by one Einsum")
+        ranks, iterative, seen = [], None, set()
+        for idx in out.indices:
+            if idx.name is None or idx.name in self.rank_sizes:
+                raise self.error(where, f"output indices are index variables (m, p, m1+1), not '{idx}'")
+            rank = self.rank_of(idx.name, where)
+            if idx.name in seen:
+                raise self.error(where, f"index {idx.name} appears twice in the output")
+            seen.add(idx.name)
+            if idx.offset:
+                if idx.offset != 1 or rank in self.partitions:
+                    raise self.error(where, f"a recurrence is written X[i+1,...] on a leaf rank, not '{idx}'")
+                if self.iterative_rank not in (None, rank):
+                    raise self.error(where, f"only one iterative rank per cascade ({self.iterative_rank} and {rank})")
+                self.iterative_rank = iterative = rank
+            ranks.append(rank)
+        ranks = tuple(ranks)
+        self.tensors[out.tensor] = TensorDecl(out.tensor, ranks, self.leaf_ranks(ranks), "intermediate", iterative)
+
+    def rank_of(self, var: str, where: str) -> str:
+        if var not in self.var_ranks:
+            raise self.error(
+                where, f"unknown rank for index '{var}': no rank named {var.upper()} and no alias '{var}'"
+            )
+        return self.var_ranks[var]
+
+    def einsum(self, where: str, text: str, syntax: S.EinsumSyntax) -> Einsum:
+        out, rhs = syntax.output, syntax.rhs
+        out_terms = tuple(
+            Term(leaf, idx.offset if leaf == self.var_leaves[idx.name][-1] else 0)
+            for idx in out.indices
+            for leaf in self.var_leaves[idx.name]
+        )
+        out_vars = tuple(t.var for t in out_terms)
+        reduce_op, reduce_vars, body_syntax = None, (), rhs
+        if isinstance(rhs, S.Reduce):
+            reduce_op, body_syntax = rhs.op, rhs.body
+            leaves = []
+            for var in rhs.vars:
+                self.rank_of(var, where)
+                if set(self.var_leaves[var]) & set(out_vars):
+                    raise self.error(where, f"index {var} is both in the output and reduced")
+                leaves.extend(self.var_leaves[var])
+            reduce_vars = tuple(leaves)
+        space = out_vars + reduce_vars
+        body = self.value(body_syntax, where, space, predicate=False)
+        body_vars = {t.var for ref in _refs(body) for t in ref.terms if t.var is not None}
+        for var in reduce_vars:
+            if var not in body_vars:
+                raise self.error(
+                    where, f"{reduce_op} reduces over {var}, but no operand of the reduction has that rank"
+                )
+        for var in sorted(body_vars - set(space)):
+            raise self.error(
+                where, f"index {var} is neither in the output nor reduced (write sum({var}: ...))"
+            )
+        if self.iterative_rank and any(self.var_ranks[v] == self.iterative_rank for v in reduce_vars):
+            raise self.error(where, f"cannot reduce over the iterative rank {self.iterative_rank}; "
+                                    f"read the recurrence's final value X[{self.iterative_rank},...]")
+        mask = None
+        if syntax.where is not None:
+            mask = self.mask(syntax.where, syntax.where_text or "", where, space)
+        return Einsum(
+            name=out.tensor, text=text, output=Ref(out.tensor, out_terms, str(out)), space=space,
+            body=body, reduce_op=reduce_op, reduce_vars=reduce_vars, mask=mask, fill=syntax.fill,
+        )
+
+    def value(self, node: S.Expr, where: str, space: tuple[str, ...], predicate: bool) -> Value:
+        match node:
+            case S.Num():
+                return node
+            case S.Name(name=name):
+                if predicate and name in self.var_ranks:
+                    if not set(self.var_leaves[name]) <= set(space):
+                        raise self.error(where, f"mask uses index {name}, which this Einsum does not iterate")
+                    return Var(name)
+                if name in self.params:
+                    return Param(name)
+                kind = "an index variable or parameter" if predicate else "a parameter (or write X[...])"
+                raise self.error(where, f"unknown name '{name}' (expected {kind})")
+            case S.Access():
+                return self.ref(node, where)
+            case S.Reduce(op=op):
+                raise self.error(where, f"a reduction ({op}(...: ...)) must be the whole right-hand side")
+            case S.Neg(arg=arg):
+                return S.Neg(self.value(arg, where, space, predicate))
+            case S.Not(arg=arg):
+                if not predicate:
+                    raise self.error(where, "'not' belongs in mask predicates")
+                return S.Not(self.value(arg, where, space, predicate))
+            case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+                if op in ("and", "or", "//", "%") and not predicate:
+                    raise self.error(where, f"'{op}' belongs in mask predicates")
+                return S.BinOp(op, self.value(lhs, where, space, predicate), self.value(rhs, where, space, predicate))
+            case S.Call(fn=fn, args=args):
+                if predicate:
+                    known = PREDICATE_CALLS
+                    arity = 1 if fn == "abs" else 2
+                elif fn in BINARY_CALLS:
+                    known, arity = tuple(BINARY_CALLS), 2
+                else:
+                    known, arity = tuple(self.unary_ops), 1
+                if fn not in known:
+                    names = ", ".join(sorted(set(known) | (set() if predicate else set(BINARY_CALLS))))
+                    raise self.error(where, f"unknown op '{fn}' (known: {names})")
+                if len(args) != arity:
+                    raise self.error(where, f"{fn} takes {arity} argument(s), got {len(args)}")
+                return S.Call(fn, tuple(self.value(a, where, space, predicate) for a in args))
+        raise self.error(where, f"unsupported expression {node!r}")
+
+    def ref(self, access: S.Access, where: str) -> Ref:
+        """Match the indices of an access to the tensor's declared ranks, producing one term per leaf.
+
+        An index variable matches a rank it ranges over; a root variable (m) also matches the run of its
+        parts (M1, M0), and the run of part variables (m1, m0) matches a partitioned rank (M).
+        """
+        decl = self.tensors.get(access.tensor)
+        if decl is None:
+            raise self.error(where, f"unknown tensor {access.tensor} (not an input and not written by an Einsum)")
+        indices, terms, carried = access.indices, [], False
+        pos = i = 0
+        while pos < len(decl.ranks) and i < len(indices):
+            rank, idx = decl.ranks[pos], indices[i]
+            if idx.name is None:
+                if rank in self.partitions:
+                    raise self.error(where, f"{access}: a constant cannot index the partitioned rank {rank}")
+                terms.append(Term(const=idx.const))
+                pos, i = pos + 1, i + 1
+                continue
+            if idx.name in self.rank_sizes:  # the final slot of a recurrence: RNV[M1,f,p]
+                if idx.name != rank or decl.iterative != rank:
+                    raise self.error(where, f"{access}: '{idx.name}' names the final slot of a recurrence, but "
+                                            f"position {pos + 1} of {decl.name} is rank {rank}"
+                                            + ("" if decl.iterative else f" and {decl.name} is no recurrence"))
+                terms.append(Term(final=True))
+                pos, i = pos + 1, i + 1
+                continue
+            var_rank = self.rank_of(idx.name, where)
+            parts = self.partitions.get(var_rank, ())
+            rank_parts = self.partitions.get(rank, ())
+            if var_rank == rank:
+                leaves, pos, i = self.var_leaves[idx.name], pos + 1, i + 1
+            elif parts and decl.ranks[pos : pos + len(parts)] == parts:  # K[e,m] for K written [E, M1, M0]
+                leaves, pos, i = self.var_leaves[idx.name], pos + len(parts), i + 1
+            elif rank_parts and tuple(
+                self.var_ranks.get(j.name or "") for j in indices[i : i + len(rank_parts)]
+            ) == rank_parts:  # K[e,m1,m0] for K declared [E, M]
+                given = indices[i : i + len(rank_parts)]
+                if any(j.offset for j in given):
+                    raise self.error(where, f"{access}: offsets are only for the iterative rank")
+                leaves, pos, i = tuple(j.name for j in given), pos + 1, i + len(rank_parts)
+            else:
+                raise self.error(where, f"shape mismatch in {access}: position {pos + 1} of {decl.name} is rank "
+                                        f"{rank}, but index {idx.name} ranges over rank {var_rank}")
+            if decl.iterative in (var_rank, *parts) and var_rank != decl.iterative:
+                raise self.error(where, f"{access}: read the recurrence {decl.name} with its iterative index "
+                                        f"{decl.iterative.lower()} (or {decl.iterative} for the final value)")
+            if idx.offset:
+                if decl.iterative != var_rank or idx.offset != 1:
+                    raise self.error(where, f"{access}: an offset (i+1) reads the next state of a recurrence; "
+                                            f"{decl.name} is not a recurrence over {var_rank}")
+                terms.append(Term(idx.name, 1))
+                continue
+            carried = carried or decl.iterative == var_rank  # X[i] of a recurrence: the state before step i
+            terms.extend(Term(v) for v in leaves)
+        if pos < len(decl.ranks) or i < len(indices):
+            raise self.error(where, f"shape mismatch: {access} has {len(indices)} indices but {decl.name} has "
+                                    f"ranks [{', '.join(decl.ranks)}]")
+        if decl.name not in self.defined and decl.kind != "input" and not carried:
+            raise self.error(where, f"{decl.name} is used before the Einsum that writes it")
+        return Ref(decl.name, tuple(terms), str(access), carried)
+
+    def mask(self, node: S.Expr, text: str, where: str, space: tuple[str, ...]) -> Mask:
+        """`where causal` names a predicate under `masks:`; anything else is an inline predicate."""
+        density_raw = None
+        if isinstance(node, S.Name) and node.name in self.masks:
+            where, raw = f"masks.{node.name}", self.masks[node.name]
+            if isinstance(raw, dict):
+                extra = set(raw) - {"predicate", "density"}
+                if extra or not isinstance(raw.get("predicate"), str):
+                    raise self.error(where, "expected a predicate string or {predicate: ..., density: ...}")
+                density_raw, raw = raw.get("density"), raw["predicate"]
+            if not isinstance(raw, str):
+                raise self.error(where, "expected a predicate such as 'm <= p'")
+            try:
+                node, text = S.parse_expr(raw), raw
+            except S.ParseError as exc:
+                raise self.error(where, str(exc)) from None
+        predicate = self.value(node, where, space, predicate=True)
+        used = {node.name for node in S.walk(predicate) if isinstance(node, Var)}
+        for var in used:
+            if len(self.var_leaves[var]) > 1 and set(self.var_leaves[var]) & used:
+                raise self.error(where, f"the predicate uses both {var} and its parts; use one or the other")
+        data_dependent = any(isinstance(node, Ref) for node in S.walk(predicate))
+        density = None
+        if density_raw is not None:
+            density = self.size_expr(density_raw, f"{where}.density")
+        elif data_dependent:
+            raise self.error(where, "a predicate that reads tensors needs a density (expected fraction of "
+                                    "true points, e.g. top_k / experts) for operation counts")
+        return Mask(text, predicate, density, data_dependent)
+
+    def check_loop_contiguous(self, einsums: list[Einsum]) -> None:
+        if self.iterative_rank is None:
+            return
+        inside = [any(self.var_ranks[v] == self.iterative_rank for v in e.space) for e in einsums]
+        first, last = inside.index(True), len(inside) - 1 - inside[::-1].index(True)
+        for e, flag in zip(einsums[first:last], inside[first:last], strict=True):
+            if not flag:
+                raise self.error(f"einsums ({e.name})", f"the Einsums that iterate over the recurrence rank "
+                                 f"{self.iterative_rank} must be consecutive; {e.name} breaks the run")
+
+    def load_outputs(self) -> tuple[str, ...]:
+        raw = self.data.get("outputs")
+        if not isinstance(raw, list) or not raw:
+            raise self.error("outputs", "expected a non-empty list of tensors written by the Einsums")
+        for name in raw:
+            decl = self.tensors.get(name)
+            if decl is None or decl.kind == "input":
+                raise self.error("outputs", f"'{name}' is not written by any Einsum")
+            self.tensors[name] = replace(decl, kind="output")
+        return tuple(raw)
+
+
+def _refs(node: Value) -> list[Ref]:
+    return [n for n in S.walk(node) if isinstance(n, Ref)]

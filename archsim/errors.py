@@ -1,0 +1,17 @@
+"""Errors raised for bad input. The CLI turns a `SpecError` into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A spec (YAML file or Python value) is malformed.
+
+    `source` names the file (or "<python>" for specs built in code), `where` the YAML path or the Einsum,
+    and the message says what was expected.
+    """
+
+    def __init__(self, source: str, where: str, message: str) -> None:
+        self.source = source
+        self.where = where
+        self.message = message
+        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
