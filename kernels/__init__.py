@@ -1,0 +1,1 @@
+"""Triton kernels of the library's algorithms. Installed as `archsim.kernels`."""

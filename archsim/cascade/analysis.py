@@ -1,0 +1,140 @@
+"""Static analyses of a bound cascade: tensor shapes and bytes, operation counts per Einsum by op type,
+the dependency DAG (networkx) and the pass analysis.
+
+Counting conventions (those of Timeloop and the FuseMax artifact, where a reduction of N elements costs N
+operations):
+- every map operator costs one op of its type per point of the Einsum's iteration space;
+- a reduction costs one op of its type per point; `sum` over a product is one `mac` per point;
+- masked-out points cost nothing (a causal QK costs P(P+1)/2 * ... MACs, not P*M*...); a data-dependent
+  mask (top-k routing) costs its declared density times the points;
+- negation, index arithmetic and mask predicates are free (address generation and control).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+
+from archsim.cascade import syntax as S
+from archsim.cascade.bind import Binding, eval_size
+from archsim.cascade.ir import Cascade, Einsum, Value, Var
+from archsim.cascade.mask_count import count_true
+from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
+from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    kind: str  # input | intermediate | output
+    ranks: tuple[str, ...]
+    shape: tuple[int, ...]
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    cascade: str
+    rank_sizes: dict[str, int]
+    tensors: tuple[TensorInfo, ...]
+    points: dict[str, int]  # Einsum -> points computed (after masks)
+    ops: dict[str, dict[str, int]]  # Einsum -> op type -> count
+    passes: PassAnalysis
+
+    def total_ops(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for counts in self.ops.values():
+            total.update(counts)
+        return dict(total)
+
+    def bytes_by_kind(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for t in self.tensors:
+            total[t.kind] += t.bytes
+        return dict(total)
+
+    def to_dict(self) -> dict:
+        """The stable JSON form printed by `archsim analyze --json`."""
+        return {
+            "cascade": self.cascade,
+            "ranks": self.rank_sizes,
+            "tensors": {t.name: {k: v for k, v in asdict(t).items() if k != "name"} for t in self.tensors},
+            "points": self.points,
+            "ops": self.ops,
+            "total_ops": self.total_ops(),
+            "bytes": self.bytes_by_kind(),
+            "passes": self.passes.passes,
+            "pass_reasons": [b.explain() for b in self.passes.boundaries],
+        }
+
+
+def point_ops(einsum: Einsum, unary_ops=DEFAULT_UNARY_OPS) -> Counter[str]:
+    """Operations per point of the iteration space, by op type."""
+    counts: Counter[str] = Counter()
+    body = einsum.body
+    if einsum.reduce_op == "sum" and isinstance(body, S.BinOp) and body.op == "*":
+        counts["mac"] += 1
+        nodes = [*S.walk(body.lhs), *S.walk(body.rhs)]
+    else:
+        if einsum.reduce_op is not None:
+            counts[REDUCE_OP_TYPES[einsum.reduce_op]] += 1
+        nodes = list(S.walk(body))
+    for node in nodes:
+        match node:
+            case S.BinOp(op=op) if op in S.COMPARE_OPS:
+                counts[COMPARE_OP_TYPE] += 1
+            case S.BinOp(op=op):
+                counts[BINARY_OP_TYPES[op]] += 1
+            case S.Call(fn=fn, args=args) if fn in BINARY_CALLS and len(args) == 2:
+                counts[BINARY_CALLS[fn]] += 1
+            case S.Call(fn=fn):
+                counts[unary_ops[fn].op_type] += 1
+    return counts
+
+
+def einsum_points(binding: Binding, einsum: Einsum) -> int:
+    """Points of the iteration space that are computed: all of them, less the masked-out ones."""
+    sizes = {v: binding.var_size(v) for v in einsum.space}
+    total = math.prod(sizes.values())
+    mask = einsum.mask
+    if mask is None:
+        return total
+    if mask.data_dependent:
+        assert mask.density is not None
+        return round(total * min(1.0, eval_size(mask.density, binding.params)))
+    used = sorted({n.name for n in S.walk(mask.predicate) if isinstance(n, Var)})
+    dims = {v: binding.var_size(v) for v in used}
+    return count_true(mask.predicate, dims, binding.params) * (total // math.prod(dims.values()))
+
+
+def dependency_dag(cascade: Cascade) -> nx.DiGraph:
+    """Tensors as nodes (kind, and the Einsum text for written ones), an edge per read. Reads of recurrence
+    state from the previous step are loop-carried, not part of the DAG; they are listed in
+    `graph.graph["carried"]` as (tensor, reader) pairs."""
+    graph = nx.DiGraph(carried=[])
+    for name, decl in cascade.tensors.items():
+        graph.add_node(name, kind=decl.kind)
+    for einsum in cascade.einsums:
+        graph.nodes[einsum.name]["einsum"] = einsum.text
+        for ref in refs_of(einsum):
+            if ref.carried:
+                graph.graph["carried"].append((ref.tensor, einsum.name))
+            else:
+                graph.add_edge(ref.tensor, einsum.name)
+    return graph
+
+
+def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS) -> Analysis:
+    cascade = binding.cascade
+    tensors = tuple(
+        TensorInfo(name, decl.kind, decl.ranks, binding.shape(name), binding.bytes(name))
+        for name, decl in cascade.tensors.items()
+    )
+    points, ops = {}, {}
+    for einsum in cascade.einsums:
+        points[einsum.name] = einsum_points(binding, einsum)
+        ops[einsum.name] = {op: n * points[einsum.name] for op, n in sorted(point_ops(einsum, unary_ops).items())}
+    return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, pass_analysis(cascade))

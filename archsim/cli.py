@@ -1,0 +1,197 @@
+"""The `archsim` command line: one verb per job. Exit codes: 0 ok, 1 evaluation error, 2 bad input.
+
+All printing happens here; the engine returns values.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from archsim import library
+from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.bind import Binding, bind
+from archsim.cascade.interpret import execute as run_cascade
+from archsim.cascade.interpret import random_inputs
+from archsim.cascade.references import REFERENCES
+from archsim.errors import SpecError
+from archsim.report.cascades import cascade_row, write_cascade_report
+
+CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
+
+
+class _Group(click.Group):
+    """Turns every SpecError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SpecError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """archsim: attention as cascades of Einsums, mapped onto architectures and evaluated."""
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SpecError("--set", item, "expected NAME=NUMBER, e.g. --set seq_len=4096 or --set M0=256")
+    return out
+
+
+def _bind(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
+    cascade = library.load_cascade_spec(cascade_name)
+    params = library.load_workload_spec(workload).params if workload else {}
+    return bind(cascade, params, _parse_sets(sets), source="--set")
+
+
+_SET = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                    help="Override a parameter or a rank size (repeatable).")
+_WORKLOAD = click.option("--workload", "-w", metavar="W", help="Workload name or YAML path binding the params.")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print {kind: [names]} as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """List the library: cascades, architectures, mappings, workloads.
+
+    Example: archsim list --json
+    """
+    contents = {kind: library.names(kind) for kind in library.PACKAGES}
+    if as_json:
+        click.echo(json.dumps(contents, indent=2))
+        return
+    for kind, names in contents.items():
+        click.echo(f"{kind} ({len(names)}): {', '.join(names) if names else '-'}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+def check(files: tuple[str, ...]) -> None:
+    """Validate spec files (cascades, workloads); exit 2 if any is bad.
+
+    Example: archsim check einsum/*.yaml workloads/*.yaml
+    """
+    bad = 0
+    for path in files:
+        try:
+            kind, spec = library.load_any(path)
+        except SpecError as exc:
+            click.echo(f"error: {exc}", err=True)
+            bad += 1
+            continue
+        if kind == "cascade":
+            analysis = analyze(bind(spec))
+            passes = ", ".join(f"{r}={n}" for r, n in analysis.passes.passes.items() if n > 1) or "1 everywhere"
+            click.echo(f"ok  {path}: cascade {spec.name}, {len(spec.einsums)} Einsums, passes {passes}")
+        else:
+            click.echo(f"ok  {path}: workload {spec.name}, {len(spec.params)} params")
+    if bad:
+        sys.exit(2)
+
+
+def _show_analysis(analysis: Analysis) -> None:
+    click.echo(f"cascade {analysis.cascade}")
+    click.echo("ranks   " + " ".join(f"{r}={n}" for r, n in analysis.rank_sizes.items()))
+    click.echo("\nEinsum       points            ops")
+    for name, ops in analysis.ops.items():
+        shown = ", ".join(f"{op} {n:.4g}" for op, n in ops.items()) or "-"
+        click.echo(f"  {name:<10} {analysis.points[name]:<17.6g} {shown}")
+    click.echo("  total        " + ", ".join(f"{op} {n:.4g}" for op, n in sorted(analysis.total_ops().items())))
+    click.echo("\ntensor       kind          shape                         bytes")
+    for t in analysis.tensors:
+        shape = "[" + ", ".join(f"{r}={n}" for r, n in zip(t.ranks, t.shape, strict=True)) + "]"
+        click.echo(f"  {t.name:<10} {t.kind:<13} {shape:<29} {t.bytes:.4g}")
+    click.echo("\npasses  " + " ".join(f"{r}={n}" for r, n in analysis.passes.passes.items()))
+    for boundary in analysis.passes.boundaries:
+        click.echo("  " + boundary.explain())
+
+
+@main.command("analyze")
+@click.argument("cascade")
+@_WORKLOAD
+@_SET
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (see README for the schema).")
+def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_json: bool) -> None:
+    """Shapes, bytes, operation counts and passes of a cascade.
+
+    Example: archsim analyze attention-1pass --workload llama3-8b --set M0=256 --json
+    """
+    analysis = analyze(_bind(cascade, workload, sets))
+    if as_json:
+        click.echo(json.dumps(analysis.to_dict(), indent=2))
+    else:
+        _show_analysis(analysis)
+
+
+@main.command("execute")
+@click.argument("cascade")
+@_WORKLOAD
+@_SET
+@click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--check", "check_ref", is_flag=True, help=f"Compare with the reference (max abs error < "
+                                                         f"{CHECK_TOLERANCE:g}); exit 1 if it differs.")
+def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed: int, check_ref: bool) -> None:
+    """Run a cascade on seeded random inputs with the numpy interpreter.
+
+    Example: archsim execute attention-1pass-causal --check
+    """
+    binding = _bind(cascade, workload, sets)
+    inputs = random_inputs(binding, seed)
+    results = run_cascade(binding, inputs)
+    spec = binding.cascade
+    for name in spec.outputs:
+        value = results[name]
+        click.echo(f"{name} shape {value.shape}: mean {value.mean():.6g}, std {value.std():.6g}")
+    if not check_ref:
+        return
+    if spec.reference is None:
+        click.echo(f"{spec.name} names no reference; nothing to compare")
+        return
+    expected = REFERENCES[spec.reference](inputs, binding.params)
+    worst = 0.0
+    for name, want in expected.items():
+        error = float(np.max(np.abs(results[name].reshape(want.shape) - want)))
+        worst = max(worst, error)
+        click.echo(f"{name} vs reference {spec.reference}: max abs error {error:.3g}")
+    if worst >= CHECK_TOLERANCE:
+        click.echo(f"FAIL: error {worst:.3g} >= {CHECK_TOLERANCE:g}", err=True)
+        sys.exit(1)
+    click.echo("ok")
+
+
+@main.command()
+@click.option("--library", "library_report", is_flag=True, required=True,
+              help="Report on every cascade of the library.")
+@_WORKLOAD
+@click.option("--out", type=click.Path(file_okay=False), default="reports/library", show_default=True)
+def report(library_report: bool, workload: str | None, out: str) -> None:
+    """Write a report (CSV + index.html) under reports/.
+
+    Example: archsim report --library --workload bert-base --out reports/demo
+    """
+    params = library.load_workload_spec(workload).params if workload else {}
+    rows = []
+    for name in library.names("cascades"):
+        cascade = library.load_cascade_spec(name)
+        try:
+            rows.append(cascade_row(analyze(bind(cascade, params)), cascade.description))
+        except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
+            rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
+    title = f"archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
+    index = write_cascade_report(rows, Path(out), title)
+    click.echo(f"{len(rows)} cascades analysed; report written to {index}")

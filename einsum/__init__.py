@@ -1,0 +1,1 @@
+"""The cascade library (YAML). Installed as the data package `archsim.library.einsum`."""

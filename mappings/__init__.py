@@ -1,0 +1,1 @@
+"""The mapping library (YAML). Installed as the data package `archsim.library.mappings`."""

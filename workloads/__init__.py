@@ -1,0 +1,1 @@
+"""The workload library (YAML). Installed as the data package `archsim.library.workloads`."""
