@@ -1,0 +1,5 @@
+"""`python -m archsim` runs the CLI."""
+
+from archsim.cli import main
+
+main()
