@@ -167,6 +167,17 @@ class _Parser:
         self.pos += 1
         return int(tok)
 
+    def starts_reduction(self) -> bool:
+        """`sum(i, j: ...)` as opposed to the map op `max(a, b)`: names and commas, then a colon."""
+        offset = 0
+        while self.peek(offset)[0] == "name":
+            if self.peek(offset + 1)[1] == ":":
+                return True
+            if self.peek(offset + 1)[1] != ",":
+                return False
+            offset += 2
+        return False
+
     def end(self) -> None:
         if self.peek()[0] != "end":
             raise self.fail(f"unexpected '{self.peek()[1]}'")
@@ -255,8 +266,7 @@ class _Parser:
         if self.peek()[1] == "[":
             return self.access(tok)
         if self.accept("("):
-            is_reduce = tok in REDUCE_OPS and self.peek()[0] == "name" and self.peek(1)[1] in (":", ",")
-            if is_reduce:
+            if tok in REDUCE_OPS and self.starts_reduction():
                 names = [self.name()]
                 while self.accept(","):
                     names.append(self.name())

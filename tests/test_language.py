@@ -1,0 +1,220 @@
+"""The cascade language, feature by feature, on small cascades written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archsim.cascade.analysis import analyze, dependency_dag
+from archsim.cascade.bind import bind
+from archsim.cascade.interpret import execute, random_inputs
+from archsim.cascade.ir import Param, Var
+from archsim.cascade.load import cascade_from_dict
+from archsim.cascade.mask_count import count_true
+from archsim.cascade.ops import DEFAULT_UNARY_OPS, UnaryOp
+from archsim.cascade.syntax import parse_expr
+
+
+def _cascade(text: str, **kwargs):
+    return cascade_from_dict(yaml.safe_load(text), "<test>", **kwargs)
+
+
+def test_partitioned_rank_reads_the_same_through_root_or_parts() -> None:
+    """K[m,e] and K[m1,m0,e] are the same element when m = m1*M0 + m0; an output written with the root
+    variable has the root's shape."""
+    c = _cascade("""
+name: t
+params: {n: 12, t: 4}
+ranks: {M: n, M0: t, E: 3}
+partition: {M: [M1, M0]}
+inputs: {K: [M, E]}
+einsums: |
+  A[m1,m0,e] = K[m1,m0,e] * 2
+  B[m,e] = A[m,e] + K[m,e]
+outputs: [B]
+""")
+    b = bind(c)
+    assert b.rank_sizes["M1"] == 3
+    x = random_inputs(b, 0)
+    out = execute(b, x)
+    assert out["B"].shape == (12, 3)
+    np.testing.assert_allclose(out["B"], 3 * x["K"])
+    assert out["A"].shape == (3, 4, 3)
+
+
+def test_broadcasting_and_params_in_expressions() -> None:
+    c = _cascade("""
+name: t
+params: {scale: 0.5}
+ranks: {P: 4, F: 3}
+inputs: {X: [P], Y: [F]}
+einsums: |
+  Z[p,f] = X[p] * scale + Y[f]
+outputs: [Z]
+""")
+    b = bind(c)
+    x = random_inputs(b, 1)
+    np.testing.assert_allclose(execute(b, x)["Z"], x["X"][:, None] * 0.5 + x["Y"][None, :])
+
+
+def test_registered_unary_op() -> None:
+    """A user op is passed in a dict (no global registry) and counted under its own op type."""
+    ops = {**DEFAULT_UNARY_OPS, "softplus": UnaryOp("softplus", lambda v: np.log1p(np.exp(v)), "softplus")}
+    text = """
+name: t
+ranks: {P: 5}
+inputs: {X: [P]}
+einsums: |
+  Y[p] = softplus(X[p])
+outputs: [Y]
+"""
+    c = _cascade(text, unary_ops=ops)
+    b = bind(c)
+    x = random_inputs(b, 0)
+    np.testing.assert_allclose(execute(b, x, unary_ops=ops)["Y"], np.log1p(np.exp(x["X"])))
+    assert analyze(b, unary_ops=ops).ops["Y"] == {"softplus": 5}
+
+
+def test_recurrence_runs_step_by_step() -> None:
+    """A running sum written as a recurrence equals the cumulative sum; init seeds slot 0."""
+    c = _cascade("""
+name: t
+ranks: {T: 6}
+inputs: {X: [T]}
+init: {S: 10}
+einsums: |
+  S[t+1] = S[t] + X[t]
+  Y[t] = S[t+1]
+  F[] = S[T] * 1
+outputs: [Y, F]
+""")
+    b = bind(c)
+    x = random_inputs(b, 0)
+    out = execute(b, x)
+    np.testing.assert_allclose(out["Y"], 10 + np.cumsum(x["X"]))
+    np.testing.assert_allclose(out["F"], 10 + x["X"].sum())
+    assert out["S"].shape == (7,)
+    assert dependency_dag(c).graph["carried"] == [("S", "S")]
+
+
+def test_masks_skip_points_and_fill() -> None:
+    c = _cascade("""
+name: t
+ranks: {M: 5, P: 5}
+inputs: {A: [M, P]}
+masks: {causal: "m <= p"}
+einsums: |
+  L[m,p] = A[m,p] where causal else -inf
+  R[p] = sum(m: A[m,p]) where m <= p
+  E[p] = max(m: A[m,p]) where m > 10 else 7
+outputs: [L, R, E]
+""")
+    b = bind(c)
+    x = random_inputs(b, 0)
+    out = execute(b, x)
+    allowed = np.arange(5)[:, None] <= np.arange(5)[None, :]
+    np.testing.assert_array_equal(out["L"], np.where(allowed, x["A"], -np.inf))
+    np.testing.assert_allclose(out["R"], np.where(allowed, x["A"], 0).sum(axis=0))
+    np.testing.assert_array_equal(out["E"], np.full(5, 7.0))  # every point masked: the fill
+    a = analyze(b)
+    assert a.points == {"L": 15, "R": 15, "E": 0}
+
+
+def test_data_dependent_mask_counts_its_density() -> None:
+    c = _cascade("""
+name: t
+params: {keep: 2, n: 4}
+ranks: {T: 3, X: n}
+aliases: {y: X}
+inputs: {R: [T, X]}
+masks: {top: {predicate: "RK[t,x] < keep", density: "keep / n"}}
+einsums: |
+  RK[t,x] = sum(y: R[t,y] > R[t,x])
+  G[t,x] = R[t,x] where top
+outputs: [G]
+""")
+    b = bind(c)
+    x = random_inputs(b, 0)
+    g = execute(b, x)["G"]
+    assert ((g != 0).sum(axis=1) == 2).all()  # the two largest logits per row survive
+    a = analyze(b)
+    assert a.ops["RK"] == {"add": 3 * 4 * 4, "cmp": 3 * 4 * 4}
+    assert a.points["G"] == 3 * 4 * 2 // 4
+
+
+def test_dag_and_split_kv_passes() -> None:
+    """Split-KV (Flash-Decoding): per-split partial softmax over m0, then a merge over the splits s. One pass
+    over the keys M; the merge is a second pass over the split partials S only."""
+    c = _cascade("""
+name: t
+params: {splits: 2}
+ranks: {M: 8, S: splits, E: 2, F: 2}
+partition: {M: [S, M0]}
+inputs: {Q: [E], K: [M, E], V: [M, F]}
+einsums: |
+  QK[s,m0] = sum(e: Q[e] * K[s,m0,e])
+  LM[s] = max(m0: QK[s,m0])
+  SN[s,m0] = exp(QK[s,m0] - LM[s])
+  SD[s] = sum(m0: SN[s,m0])
+  SNV[s,f] = sum(m0: SN[s,m0] * V[s,m0,f])
+  GM[] = max(s: LM[s])
+  W[s] = exp(LM[s] - GM[])
+  D[] = sum(s: W[s] * SD[s])
+  NV[f] = sum(s: W[s] * SNV[s,f])
+  AV[f] = NV[f] / D[]
+outputs: [AV]
+""")
+    passes = analyze(bind(c)).passes.passes
+    assert passes["M"] == 1 and passes["S"] == 2 and passes["M0"] == 2
+    dag = dependency_dag(c)
+    assert set(dag.predecessors("W")) == {"LM", "GM"}
+    b = bind(c)
+    x = random_inputs(b, 3)
+    scores = x["K"] @ x["Q"]
+    weights = np.exp(scores - scores.max())
+    np.testing.assert_allclose(execute(b, x)["AV"], weights @ x["V"] / weights.sum())
+
+
+def _pred(text: str):
+    """Resolve a predicate over variables m, p and parameters W, S (as the loader does)."""
+    from archsim.cascade import syntax as S
+
+    def resolve(node):
+        match node:
+            case S.Name(name=name):
+                return Var(name) if name in ("m", "p") else Param(name)
+            case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+                return S.BinOp(op, resolve(lhs), resolve(rhs))
+            case S.Call(fn=fn, args=args):
+                return S.Call(fn, tuple(resolve(a) for a in args))
+            case S.Not(arg=arg):
+                return S.Not(resolve(arg))
+        return node
+
+    return resolve(parse_expr(text))
+
+
+PREDICATES = [
+    "m <= p", "m <= p and (p - m < W or m < S)", "abs(m // W - p // W) <= 1 or m // W == 0",
+    "not (m % W == 0)", "min(m, p) >= S and max(m, p) < 3 * W", "m * 2 > p + S",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_m=st.integers(1, 300), n_p=st.integers(1, 300), w=st.integers(1, 40), s=st.integers(0, 20),
+       which=st.sampled_from(PREDICATES))
+def test_mask_count_equals_brute_force(n_m: int, n_p: int, w: int, s: int, which: str) -> None:
+    """The interval quadtree count is exact: it equals enumerating every point."""
+    m, p = np.arange(n_m)[:, None], np.arange(n_p)[None, :]
+    brute = {
+        PREDICATES[0]: m <= p,
+        PREDICATES[1]: (m <= p) & ((p - m < w) | (m < s)),
+        PREDICATES[2]: (np.abs(m // w - p // w) <= 1) | (m // w == 0),
+        PREDICATES[3]: ~(m % w == 0),
+        PREDICATES[4]: (np.minimum(m, p) >= s) & (np.maximum(m, p) < 3 * w),
+        PREDICATES[5]: m * 2 > p + s,
+    }[which]
+    assert count_true(_pred(which), {"m": n_m, "p": n_p}, {"W": w, "S": s}) == int(np.broadcast_to(
+        brute, (n_m, n_p)).sum())
