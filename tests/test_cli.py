@@ -1,0 +1,57 @@
+"""The CLI's documented outputs: list --json schema, check, execute --check, the library report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from archsim import library
+
+
+def test_list_json_schema(cli_json) -> None:
+    listing = cli_json("list")
+    assert set(listing) == {"cascades", "architectures", "mappings", "workloads"}
+    assert all(isinstance(v, list) for v in listing.values())
+    assert "attention-1pass" in listing["cascades"]
+    assert {"bert-base", "llama3-70b", "mixtral-8x7b", "deepseek-v3-mla"} <= set(listing["workloads"])
+
+
+def test_analyze_json_schema(cli_json) -> None:
+    result = cli_json("analyze", "attention-3pass")
+    assert {"cascade", "ranks", "tensors", "points", "ops", "total_ops", "bytes", "passes",
+            "pass_reasons"} <= set(result)
+    assert all(isinstance(n, int) for ops in result["ops"].values() for n in ops.values())
+    assert result["pass_reasons"][0].startswith("pass 2 over M starts at SN")
+
+
+def test_check_the_whole_library(cli) -> None:
+    files = [str(library.find("cascades", n)) for n in library.names("cascades")]
+    files += [str(library.find("workloads", n)) for n in library.names("workloads")]
+    result = cli("check", *files)
+    assert result.output.count("ok  ") == len(files)
+
+
+def test_execute_check(cli) -> None:
+    result = cli("execute", "attention-1pass", "--check", "--seed", "3")
+    assert "max abs error" in result.output and result.output.rstrip().endswith("ok")
+
+
+def test_library_report(cli, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = cli("report", "--library", "--workload", "bert-base", "--out", str(out))
+    assert str(out / "index.html") in result.output
+    rows = list(csv.DictReader((out / "cascades.csv").open()))
+    assert {r["cascade"] for r in rows} == set(library.names("cascades"))
+    three = next(r for r in rows if r["cascade"] == "attention-3pass")
+    assert three["passes"] == "M=3"
+    assert int(three["ops_mac"]) == 2 * 64 * 12 * 1024 * 1024 * 64  # QK + AV at BERT-base, 1K tokens
+    assert "attention-3pass" in (out / "index.html").read_text()
+
+
+def test_workloads_bind_attention(cli_json) -> None:
+    """Every workload binds the 3-pass cascade: heads, head_dim, batch and seq_len come from it."""
+    for name in library.names("workloads"):
+        spec = library.load_workload_spec(name)
+        ranks = cli_json("analyze", "attention-3pass", "--workload", name)["ranks"]
+        assert ranks["H"] == spec.params["heads"] and ranks["E"] == spec.params["head_dim"]
+        assert spec.params["heads"] % spec.params["kv_heads"] == 0

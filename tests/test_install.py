@@ -1,0 +1,43 @@
+"""A non-editable `pip install .` into a new virtual environment finds every library spec when run from
+another directory. The new venv reuses this environment's dependencies (a .pth line), not its archsim."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+from archsim import library
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_install_lists_the_library(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", "reports", ".pytest_cache", ".hypothesis"))
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(source)], check=True,
+                   capture_output=True, timeout=600)
+    shutil.rmtree(source)  # the installed copy must not need the source tree
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([env_dir / "bin" / "archsim", "list", "--json"], cwd=elsewhere,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["cascades"] == library.names("cascades")
+    assert listing["workloads"] == library.names("workloads")
+    where = subprocess.run([python, "-c", "import archsim; print(archsim.__file__)"], cwd=elsewhere,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(env_dir)), where
+    assert sys.prefix not in where
