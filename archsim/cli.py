@@ -192,6 +192,6 @@ def report(library_report: bool, workload: str | None, out: str) -> None:
             rows.append(cascade_row(analyze(bind(cascade, params)), cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
             rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
-    title = f"archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
+    title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
     index = write_cascade_report(rows, Path(out), title)
     click.echo(f"{len(rows)} cascades analysed; report written to {index}")

@@ -20,7 +20,7 @@ import networkx as nx
 
 from archsim.cascade import syntax as S
 from archsim.cascade.bind import Binding, eval_size
-from archsim.cascade.ir import Cascade, Einsum, Value, Var
+from archsim.cascade.ir import Cascade, Einsum, Var
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
 from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of

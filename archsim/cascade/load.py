@@ -37,7 +37,6 @@ from archsim.cascade.ops import (
     BINARY_CALLS,
     DEFAULT_UNARY_OPS,
     PREDICATE_CALLS,
-    REDUCE_OP_TYPES,
     UnaryOp,
 )
 from archsim.errors import SpecError
@@ -338,10 +337,10 @@ class _Loader:
                 raise self.error(
                     where, f"{reduce_op} reduces over {var}, but no operand of the reduction has that rank"
                 )
-        for var in sorted(body_vars - set(space)):
-            raise self.error(
-                where, f"index {var} is neither in the output nor reduced (write sum({var}: ...))"
-            )
+        unbound = sorted(body_vars - set(space))
+        if unbound:
+            raise self.error(where, f"index {unbound[0]} is neither in the output nor reduced "
+                                    f"(write sum({unbound[0]}: ...))")
         if self.iterative_rank and any(self.var_ranks[v] == self.iterative_rank for v in reduce_vars):
             raise self.error(where, f"cannot reduce over the iterative rank {self.iterative_rank}; "
                                     f"read the recurrence's final value X[{self.iterative_rank},...]")

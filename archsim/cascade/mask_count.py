@@ -43,8 +43,8 @@ def count_true(predicate: Value, dims: Mapping[str, int], params: Mapping[str, f
             axis = max(range(len(box)), key=lambda k: box[k][1] - box[k][0])
             lo, hi = box[axis]
             mid = (lo + hi) // 2
-            stack.append(box[:axis] + ((lo, mid),) + box[axis + 1 :])
-            stack.append(box[:axis] + ((mid, hi),) + box[axis + 1 :])
+            stack.append((*box[:axis], (lo, mid), *box[axis + 1 :]))
+            stack.append((*box[:axis], (mid, hi), *box[axis + 1 :]))
     return total
 
 

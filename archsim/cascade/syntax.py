@@ -19,7 +19,8 @@ Grammar (precedence from loose to tight)::
 
 `where` masks the Einsum with a predicate (or the name of a predicate under the file's `masks:`); `else`
 gives the value of masked points. Einsums are usually written one per line in a YAML block scalar (`|`),
-which keeps `sum(e: ...)` free of YAML quoting. The parser only builds the tree; what names mean (ranks, tensors, parameters, ops) is decided by the loader.
+which keeps `sum(e: ...)` free of YAML quoting. The parser only builds the tree; what names mean (ranks,
+tensors, parameters, ops) is decided by the loader.
 """
 
 from __future__ import annotations
