@@ -82,3 +82,53 @@ def test_sliding_window_count(cli_json) -> None:
                  "--set", f"sinks={sinks}")
     per_head = sum(min(p + 1, window) + max(0, min(sinks, p + 1 - window)) for p in range(N))
     assert r["ops"]["QK"] == {"mac": B * H * E * per_head}
+
+
+def test_decode_gqa_counts(cli_json) -> None:
+    """Llama-3-70B decode: every query head reads its group's KV head; K/V bytes count G heads, not H."""
+    r = cli_json("analyze", "attention-decode-gqa", "--workload", "llama3-70b")
+    b, h, g, m, e = (r["ranks"][k] for k in ("B", "H", "G", "M", "E"))
+    assert (b, h, g, m, e) == (16, 64, 8, 4096, 128)
+    assert r["ops"]["QK"] == {"mac": b * h * m * e}
+    assert r["ops"]["SNV"] == {"mac": b * h * m * e}
+    assert r["ops"]["AV"] == {"div": b * h * e}
+    assert r["bytes"]["input"] == (b * h * e + 2 * b * g * m * e) * 2
+    assert r["passes"]["M"] == 2  # max first, then exp + sum + SN*V with the division deferred
+
+
+def test_splitkv_merge_counts(cli_json) -> None:
+    """Flash-Decoding: the splits' partials are merged with one rescale per split; the KV rank is read once."""
+    splits = 8
+    r = cli_json("analyze", "attention-decode-splitkv", "--workload", "llama3-70b", "--set", f"splits={splits}")
+    b, h, m, f = (r["ranks"][k] for k in ("B", "H", "M", "F"))
+    assert r["ops"]["QK"] == {"mac": b * h * m * f}
+    assert r["ops"]["W"] == {"add": b * h * splits, "exp": b * h * splits}
+    assert r["ops"]["NV"] == {"mac": b * h * splits * f}
+    assert r["passes"]["M0"] == 2 and r["passes"]["S"] == 2 and r["passes"]["M"] == 1
+
+
+def test_mla_absorbed_counts(cli_json) -> None:
+    """DeepSeek-V3 MLA decode, absorbed: scores read the latent cache (L) and the RoPE keys (R)."""
+    r = cli_json("analyze", "attention-mla-decode", "--workload", "deepseek-v3-mla")
+    b, h, m, e, lat, rope = (r["ranks"][k] for k in ("B", "H", "M", "E", "L", "R"))
+    assert (lat, rope) == (512, 64)
+    assert r["ops"]["QL"] == {"mac": b * h * e * lat}
+    assert r["ops"]["S1"] == {"mac": b * h * m * lat}
+    assert r["ops"]["S2"] == {"mac": b * h * m * rope}
+    assert r["ops"]["AVL"] == {"mac": b * h * m * lat}
+    assert r["tensors"]["C"]["bytes"] == b * m * lat * 2
+
+
+def test_projection_and_moe_counts(cli_json) -> None:
+    r = cli_json("analyze", "qkv-projection", "--workload", "llama3-70b")
+    b, p, d, h, g, e = (r["ranks"][k] for k in ("B", "P", "D", "H", "G", "E"))
+    assert r["ops"] == {"Q": {"mac": b * p * d * h * e}, "K": {"mac": b * p * d * g * e},
+                        "V": {"mac": b * p * d * g * e}}
+    tokens = 16
+    r = cli_json("analyze", "moe-experts", "--workload", "mixtral-8x7b", "--set", f"tokens={tokens}")
+    d, s, x = r["ranks"]["D"], r["ranks"]["S"], r["ranks"]["X"]
+    top_k = 2
+    assert r["ops"]["R"] == {"mac": tokens * d * x}
+    assert r["ops"]["H1"] == {"mac": tokens * top_k * d * s}  # experts run only for routed pairs
+    assert r["ops"]["O"] == {"mac": tokens * top_k * s * d}
+    assert r["ops"]["RK"] == {"add": tokens * x * x, "cmp": tokens * x * x}  # rank of each logit among X
