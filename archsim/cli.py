@@ -19,6 +19,8 @@ from archsim.cascade.interpret import execute as run_cascade
 from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
 from archsim.errors import SpecError
+from archsim.model.result import Result
+from archsim.point import run_point
 from archsim.report.cascades import cascade_row, write_cascade_report
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
@@ -136,6 +138,40 @@ def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_js
         click.echo(json.dumps(analysis.to_dict(), indent=2))
     else:
         _show_analysis(analysis)
+
+
+def _show_result(result: Result) -> None:
+    click.echo(f"{result.mapping}: {result.cascade} on {result.architecture}"
+               + ("" if result.feasible else f"  INFEASIBLE: {result.reason}"))
+    click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
+               + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")
+    click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")
+    click.echo(f"  energy    {result.energy_pj:.6g} pJ")
+    click.echo("  util      " + ", ".join(f"{u} {v:.4f}" for u, v in result.utilization.items()))
+    click.echo("  footprint " + ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items()))
+    click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
+    for e in result.einsums:
+        click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
+
+
+@main.command("run")
+@click.option("--mapping", "-m", required=True, metavar="M", help="Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", help="Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", help="Architecture (default: the mapping's).")
+@_WORKLOAD
+@_SET
+@click.option("--json", "as_json", is_flag=True, help="Print the Result as JSON.")
+def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
+            as_json: bool) -> None:
+    """Evaluate one design point with the analytical model.
+
+    Example: archsim run --mapping fusemax --workload bert-base --set seq_len=65536
+    """
+    result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _show_result(result)
 
 
 @main.command("execute")

@@ -12,12 +12,16 @@ import importlib.resources
 from pathlib import Path
 from typing import Any
 
+from archsim.arch.load import architecture_from_dict
+from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import cascade_from_dict, read_yaml
 from archsim.errors import SpecError
+from archsim.mapping.load import mapping_from_dict
+from archsim.mapping.spec import Mapping
 from archsim.workload import Workload, workload_from_dict
 
-# Library kind -> package holding its YAML files. Architecture presets arrive with the architecture models.
+# Library kind -> package holding its YAML files.
 PACKAGES = {
     "cascades": "archsim.library.einsum",
     "architectures": "archsim.arch.presets",
@@ -56,9 +60,19 @@ def load_cascade_spec(name_or_path: str | Path) -> Cascade:
     return cascade_from_dict(read_yaml(path), str(path))
 
 
+def load_architecture_spec(name_or_path: str | Path) -> Architecture:
+    path = find("architectures", name_or_path)
+    return architecture_from_dict(read_yaml(path), str(path))
+
+
 def load_workload_spec(name_or_path: str | Path) -> Workload:
     path = find("workloads", name_or_path)
     return workload_from_dict(read_yaml(path), str(path))
+
+
+def load_mapping_spec(name_or_path: str | Path) -> Mapping:
+    path = find("mappings", name_or_path)
+    return mapping_from_dict(read_yaml(path), str(path))
 
 
 def load_any(path: str | Path) -> tuple[str, Any]:

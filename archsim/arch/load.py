@@ -1,0 +1,252 @@
+"""Load and validate architecture YAML into `Architecture` (`archsim/arch/presets/fusemax.yaml` is a full example).
+
+File format (units in the key names; memories outermost first; the YAML path of a field is the dotted path
+`Architecture.with_changes` takes)::
+
+    name: fusemax
+    description: one line
+    source: the paper / artifact its numbers come from
+    clock_hz: 940.0e+6
+    word_bytes: 2
+    node_nm: 45                       # node of the areas below
+    memories:
+      DRAM:
+        capacity_bytes: null          # null = unbounded
+        bandwidth_bytes_per_s: 429496729600   # null = never a bottleneck
+        access_bits: 64
+        instances: 1                  # optional, default 1 (e.g. one RF per PE)
+        area_um2: 0                   # per instance
+        energy: {node_nm: 45, source: 2d-fusemax-ERT.yaml, actions_pj: {read: 249.6, write: 249.6, leak: 0}}
+    units:
+      array2d:
+        shape: [256, 256]             # fan-out
+        op_cycles: {mac: 1, add: 1, max: 1, exp: 6}        # cycles per op per PE; absent = unsupported
+        area_um2: 1594.28944          # per PE
+        energy:
+          node_nm: 45
+          source: 2d-fusemax-ERT.yaml
+          actions_pj: {mac: 17.1645, add: 8.3395, max: 0.028036, exp: {mac: 6}}   # exp priced as 6 MACs
+
+Memory actions are read and write (pJ per access) and optionally leak (pJ per cycle per instance). A unit's
+`actions_pj` has exactly the ops of its `op_cycles`; an entry may be a composite {other action: count} of plain
+entries of the same table. Op names are archsim's op types (`archsim.cascade.ops`), listed in `OP_TYPES`.
+Every error is a `SpecError` naming the file, the YAML path and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from archsim.arch.energy import EnergyTable
+from archsim.arch.spec import Architecture, ComputeUnit, Memory
+from archsim.cascade.load import read_yaml
+from archsim.cascade.ops import (
+    BINARY_CALLS,
+    BINARY_OP_TYPES,
+    COMPARE_OP_TYPE,
+    DEFAULT_UNARY_OPS,
+    REDUCE_OP_TYPES,
+)
+from archsim.errors import SpecError
+
+# The op types a cascade's analysis counts (a product under a sum is one `mac`).
+OP_TYPES: frozenset[str] = frozenset(
+    {"mac", COMPARE_OP_TYPE, *BINARY_OP_TYPES.values(), *BINARY_CALLS.values(), *REDUCE_OP_TYPES.values(),
+     *(op.op_type for op in DEFAULT_UNARY_OPS.values())}
+)
+TOP_KEYS = ("name", "description", "source", "clock_hz", "word_bytes", "node_nm", "memories", "units")
+MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "area_um2", "energy")
+UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
+ENERGY_KEYS = ("node_nm", "source", "actions_pj")
+MEMORY_ACTIONS = ("read", "write", "leak")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_architecture(path_or_mapping: str | Path | Mapping[str, Any], source: str | None = None,
+                      op_types: Collection[str] = OP_TYPES) -> Architecture:
+    """Load an architecture from a YAML file or an already parsed mapping; `source` names it in errors."""
+    if isinstance(path_or_mapping, Mapping):
+        return architecture_from_dict(path_or_mapping, source or "<python>", op_types)
+    path = Path(path_or_mapping)
+    return architecture_from_dict(read_yaml(path), source or str(path), op_types)
+
+
+def architecture(name_or_path: str | Path) -> Architecture:
+    """A preset by name (`fusemax`, `flat`, `unfused`) or a YAML file by path."""
+    from archsim.library import load_architecture_spec
+
+    return load_architecture_spec(name_or_path)
+
+
+def architecture_from_dict(data: Any, source: str = "<python>", op_types: Collection[str] = OP_TYPES) -> Architecture:
+    return _Loader(source, op_types).architecture(data)
+
+
+class _Loader:
+    def __init__(self, source: str, op_types: Collection[str]) -> None:
+        self.source = source
+        self.op_types = op_types
+
+    def error(self, where: str, message: str) -> SpecError:
+        return SpecError(self.source, where, message)
+
+    # ---------------------------------------------------------------- generic fields
+    def fields(self, data: Any, where: str, keys: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            raise self.error(where, f"expected a mapping with {', '.join(required)}, got {_kind(data)}")
+        unknown = sorted(str(k) for k in data if k not in keys)
+        if unknown:
+            raise self.error(_join(where, unknown[0]), f"unknown key (expected one of {', '.join(keys)})")
+        for key in required:
+            if key not in data:
+                raise self.error(_join(where, key), "missing")
+        return dict(data)
+
+    def number(self, value: Any, where: str, positive: bool, what: str) -> float:
+        bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        if bad or value < 0 or (positive and value == 0):
+            raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
+                                    f"got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, where: str, what: str) -> int:
+        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                or value != int(value) or value <= 0):
+            raise self.error(where, f"expected {what} (a positive integer), got {value!r}")
+        return int(value)
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise self.error(where, f"expected a string, got {_kind(value)}")
+        return value
+
+    def source_text(self, value: Any, where: str) -> str:
+        if not self.text(value, where):
+            raise self.error(where, "expected where these numbers come from (a table file or citation)")
+        return value
+
+    def named(self, data: Any, where: str, what: str) -> dict[str, Any]:
+        if not isinstance(data, Mapping) or not data:
+            raise self.error(where, f"expected a non-empty mapping of {what} name -> fields, got {_kind(data)}")
+        for name in data:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise self.error(where, f"{what} name {name!r} must be an identifier (letters, digits, _)")
+        return dict(data)
+
+    # ---------------------------------------------------------------- the parts
+    def architecture(self, data: Any) -> Architecture:
+        d = self.fields(data, "", TOP_KEYS, ("name", "clock_hz", "word_bytes", "node_nm", "memories", "units"))
+        name = self.text(d["name"], "name")
+        if not name:
+            raise self.error("name", "expected the architecture's name, got an empty string")
+        memories = self.named(d["memories"], "memories", "memory")
+        units = self.named(d["units"], "units", "unit")
+        return Architecture(
+            name=name,
+            description=self.text(d.get("description", ""), "description"),
+            source=self.source,
+            clock_hz=self.number(d["clock_hz"], "clock_hz", True, "a clock frequency in Hz"),
+            word_bytes=self.integer(d["word_bytes"], "word_bytes", "bytes per word"),
+            node_nm=self.number(d["node_nm"], "node_nm", True, "a technology node in nm"),
+            memories=tuple(self.memory(n, f, f"memories.{n}") for n, f in memories.items()),
+            units=tuple(self.unit(n, f, f"units.{n}") for n, f in units.items()),
+            citation=self.text(d.get("source", ""), "source"),
+        )
+
+    def memory(self, name: str, data: Any, where: str) -> Memory:
+        d = self.fields(data, where, MEMORY_KEYS, ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits",
+                                                   "area_um2", "energy"))
+        capacity = d["capacity_bytes"]
+        bandwidth = d["bandwidth_bytes_per_s"]
+        energy = self.energy(d["energy"], f"{where}.energy")
+        missing = [a for a in ("read", "write") if a not in energy.actions_pj]
+        if missing:
+            raise self.error(f"{where}.energy.actions_pj", f"missing {', '.join(missing)} (pJ per access)")
+        unknown = sorted(set(energy.actions_pj) - set(MEMORY_ACTIONS))
+        if unknown:
+            raise self.error(f"{where}.energy.actions_pj.{unknown[0]}",
+                             f"not a memory action (expected {', '.join(MEMORY_ACTIONS)})")
+        return Memory(
+            name=name,
+            capacity_bytes=None if capacity is None else self.integer(
+                capacity, f"{where}.capacity_bytes", "a capacity in bytes, or null for unbounded"),
+            bandwidth_bytes_per_s=None if bandwidth is None else self.number(
+                bandwidth, f"{where}.bandwidth_bytes_per_s", True, "bytes per second, or null for no limit"),
+            access_bits=self.integer(d["access_bits"], f"{where}.access_bits", "bits per access"),
+            energy=energy,
+            area_um2=self.number(d["area_um2"], f"{where}.area_um2", False, "an area in um^2 per instance"),
+            instances=self.integer(d.get("instances", 1), f"{where}.instances", "a number of instances"),
+        )
+
+    def unit(self, name: str, data: Any, where: str) -> ComputeUnit:
+        d = self.fields(data, where, UNIT_KEYS, UNIT_KEYS)
+        shape = d["shape"]
+        if not isinstance(shape, list | tuple) or not shape:
+            raise self.error(f"{where}.shape", f"expected a list of fan-outs like [256, 256], got {shape!r}")
+        cycles_map = d["op_cycles"]
+        if not isinstance(cycles_map, Mapping) or not cycles_map:
+            raise self.error(f"{where}.op_cycles", f"expected a mapping op -> cycles per op, got {_kind(cycles_map)}")
+        op_cycles = {}
+        for op, cycles in cycles_map.items():
+            if op not in self.op_types:
+                raise self.error(f"{where}.op_cycles.{op}",
+                                 f"unknown op '{op}' (known: {', '.join(sorted(self.op_types))})")
+            op_cycles[op] = self.integer(cycles, f"{where}.op_cycles.{op}", "cycles per op")
+        energy = self.energy(d["energy"], f"{where}.energy")
+        lacking = [op for op in op_cycles if op not in energy.actions_pj]
+        if lacking:
+            raise self.error(f"{where}.energy.actions_pj", f"no energy for op {', '.join(lacking)} "
+                                                           f"(expected exactly the ops of op_cycles)")
+        extra = [op for op in energy.actions_pj if op not in op_cycles]
+        if extra:
+            raise self.error(f"{where}.energy.actions_pj.{extra[0]}",
+                             f"energy for an op not in op_cycles (ops: {', '.join(op_cycles)})")
+        return ComputeUnit(
+            name=name,
+            shape=tuple(self.integer(n, f"{where}.shape[{i}]", "a fan-out") for i, n in enumerate(shape)),
+            op_cycles=op_cycles,
+            energy=energy,
+            area_um2=self.number(d["area_um2"], f"{where}.area_um2", False, "an area in um^2 per PE"),
+        )
+
+    def energy(self, data: Any, where: str) -> EnergyTable:
+        d = self.fields(data, where, ENERGY_KEYS, ENERGY_KEYS)
+        actions = d["actions_pj"]
+        if not isinstance(actions, Mapping) or not actions:
+            raise self.error(f"{where}.actions_pj", f"expected a mapping action -> pJ, got {_kind(actions)}")
+        plain = {str(a): self.number(e, f"{where}.actions_pj.{a}", False, "an energy in pJ")
+                 for a, e in actions.items() if not isinstance(e, Mapping)}
+        composed: dict[str, dict[str, float]] = {}
+        for a, recipe in actions.items():
+            if not isinstance(recipe, Mapping):
+                continue
+            at = f"{where}.actions_pj.{a}"
+            if not recipe:
+                raise self.error(at, "expected pJ, or a mapping {other action: count} like {mac: 6}")
+            for part, count in recipe.items():
+                if part not in plain:
+                    raise self.error(f"{at}.{part}", f"a composite must count plain actions of this table "
+                                                     f"(plain: {', '.join(plain) or 'none'})")
+                self.number(count, f"{at}.{part}", True, "a count")
+            composed[str(a)] = {str(p): float(c) for p, c in recipe.items()}
+        resolved = {}
+        for a in map(str, actions):
+            resolved[a] = plain[a] if a in plain else sum(count * plain[p] for p, count in composed[a].items())
+        return EnergyTable(
+            node_nm=self.number(d["node_nm"], f"{where}.node_nm", True, "the technology node of these energies"),
+            source=self.source_text(d["source"], f"{where}.source"),
+            actions_pj=resolved,
+            composed_of=composed,
+        )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

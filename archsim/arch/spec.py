@@ -1,0 +1,172 @@
+"""Typed architecture specs: storage levels, compute units, and the device they make up.
+
+An `Architecture` is a chain of memories, outermost (DRAM) first, above a set of compute units (spatial arrays of
+identical PEs). Units of measure are in the field names. Assumptions the models built on these specs rely on:
+- A memory's `energy` has actions read and write (pJ per access of `access_bits`) and optionally leak (pJ per
+  cycle per instance). Its `area_um2` is per instance; DRAM is off chip and has area 0.
+- A compute unit's PEs are identical. `op_cycles[op]` is the cycles one PE spends on one op; an op absent from
+  it is unsupported. `energy.actions_pj` has exactly the keys of `op_cycles` (pJ per op); compute leakage is not
+  modelled. `area_um2` is per PE.
+- `area_um2()` is the sum of PE areas x lanes and memory areas x instances; wires and the network between PEs
+  are not counted (the FuseMax artifact's Accelergy tables give them a placeholder area of 1 um^2).
+
+Specs are built and validated by `archsim.arch.load`; `with_changes` goes through the same validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from archsim.arch.energy import EnergyTable, area_scale
+from archsim.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One storage level. `capacity_bytes` None = unbounded; `bandwidth_bytes_per_s` None = never a bottleneck."""
+
+    name: str
+    capacity_bytes: int | None
+    bandwidth_bytes_per_s: float | None
+    access_bits: int
+    energy: EnergyTable
+    area_um2: float
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class ComputeUnit:
+    """A spatial array of identical PEs with fan-out `shape` (e.g. (256, 256) or (256,))."""
+
+    name: str
+    shape: tuple[int, ...]
+    op_cycles: Mapping[str, int]
+    energy: EnergyTable
+    area_um2: float
+
+    @property
+    def lanes(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A device. `source` is the file it came from (for messages), `citation` where its numbers come from."""
+
+    name: str
+    description: str
+    source: str
+    clock_hz: float
+    word_bytes: int
+    node_nm: float
+    memories: tuple[Memory, ...]
+    units: tuple[ComputeUnit, ...]
+    citation: str = ""
+
+    def memory(self, name: str) -> Memory:
+        for m in self.memories:
+            if m.name == name:
+                return m
+        raise SpecError(self.source, f"memories.{name}",
+                        f"no such memory in {self.name} (known: {', '.join(m.name for m in self.memories)})")
+
+    def unit(self, name: str) -> ComputeUnit:
+        for u in self.units:
+            if u.name == name:
+                return u
+        raise SpecError(self.source, f"units.{name}",
+                        f"no such unit in {self.name} (known: {', '.join(u.name for u in self.units)})")
+
+    def area_um2(self) -> float:
+        """Chip area: PE area x lanes over units plus memory area x instances (DRAM counts 0)."""
+        return (sum(u.area_um2 * u.lanes for u in self.units)
+                + sum(m.area_um2 * m.instances for m in self.memories))
+
+    def scaled_to(self, node_nm: float) -> Architecture:
+        """This design at `node_nm`: every energy table scaled from its own node, every area from `self.node_nm`
+        (Stillmaker & Baas factors, see `archsim.arch.energy`). Clock, capacities and bandwidths are unchanged."""
+        if node_nm == self.node_nm and all(t.node_nm == node_nm for t in self._tables()):
+            return self
+        area = area_scale(self.node_nm, node_nm)
+        return replace(
+            self,
+            node_nm=float(node_nm),
+            memories=tuple(replace(m, energy=m.energy.scaled_to(node_nm), area_um2=m.area_um2 * area)
+                           for m in self.memories),
+            units=tuple(replace(u, energy=u.energy.scaled_to(node_nm), area_um2=u.area_um2 * area)
+                        for u in self.units),
+        )
+
+    def with_changes(self, **overrides: Any) -> Architecture:
+        """A copy with fields replaced by dotted path, validated like a YAML file, e.g.
+        `arch.with_changes(clock_hz=1e9, **{"units.array2d.shape": (128, 128),
+        "memories.GlobalBuffer.capacity_bytes": 2**24})`. Paths are the YAML paths of `to_dict()`; a composite
+        energy (exp priced as MACs) is re-derived from its parts, so changing `...actions_pj.mac` moves it too."""
+        from archsim.arch.load import OP_TYPES, architecture_from_dict
+
+        data = self.to_dict()
+        where = f"with_changes on {self.name}"
+        for path, value in overrides.items():
+            _set_path(data, path, value, where)
+        op_types = OP_TYPES | {op for u in self.units for op in u.op_cycles}
+        return architecture_from_dict(data, where, op_types)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form (what `archsim.arch.load.architecture_from_dict` reads back)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.citation,
+            "clock_hz": self.clock_hz,
+            "word_bytes": self.word_bytes,
+            "node_nm": self.node_nm,
+            "memories": {m.name: {
+                "capacity_bytes": m.capacity_bytes,
+                "bandwidth_bytes_per_s": m.bandwidth_bytes_per_s,
+                "access_bits": m.access_bits,
+                "instances": m.instances,
+                "area_um2": m.area_um2,
+                "energy": _table_dict(m.energy),
+            } for m in self.memories},
+            "units": {u.name: {
+                "shape": list(u.shape),
+                "op_cycles": dict(u.op_cycles),
+                "area_um2": u.area_um2,
+                "energy": _table_dict(u.energy),
+            } for u in self.units},
+        }
+
+    def _tables(self) -> list[EnergyTable]:
+        return [m.energy for m in self.memories] + [u.energy for u in self.units]
+
+
+def _table_dict(table: EnergyTable) -> dict[str, Any]:
+    return {
+        "node_nm": table.node_nm,
+        "source": table.source,
+        "actions_pj": {a: dict(table.composed_of[a]) if a in table.composed_of else e
+                       for a, e in table.actions_pj.items()},
+    }
+
+
+# Mappings whose keys are free names (ops, actions): a change may add a key there.
+_OPEN_KEYS = {"op_cycles", "actions_pj"}
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any, source: str) -> None:
+    parts = path.split(".")
+    node: Any = data
+    for i, key in enumerate(parts):
+        last = i == len(parts) - 1
+        if not isinstance(node, dict):
+            raise SpecError(source, path, f"{'.'.join(parts[:i])} is a value, not a mapping")
+        if key not in node and not (last and i > 0 and parts[i - 1] in _OPEN_KEYS):
+            raise SpecError(source, path, f"no '{key}' at {'.'.join(parts[:i]) or 'the top'} "
+                                          f"(known: {', '.join(node)})")
+        if last:
+            node[key] = list(value) if isinstance(value, tuple) else value
+        else:
+            node = node[key]

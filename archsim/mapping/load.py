@@ -1,0 +1,118 @@
+"""Load a mapping from YAML (or a plain dict) into `archsim.mapping.spec` types, checking its shape.
+
+```yaml
+name: fusemax
+cascade: attention-1pass
+architecture: fusemax
+set: {M0: 256}                       # cascade params or rank sizes the mapping fixes
+groups:
+  - name: attention
+    binding: {array2d: [QK, LM, SLN, SLD, SLNV], array1d: [RM, PRM, SPD, RD, SPNV, RNV, AV]}
+    loops:                           # outermost first; ~ = the residual factor, search = the mapper's choice
+      - {level: DRAM, ranks: {B: ~, H: ~, P: ~, M1: ~}}
+      - {level: GlobalBuffer, ranks: {P: search, E: ~, F: ~}}
+      - {spatial: array2d, ranks: {P: 256, M0: 256}}
+      - {spatial: array1d, ranks: {P: 256}}
+    keep: {GlobalBuffer: [Q, K, V, RM, RD, RNV]}
+    overlap: max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)
+```
+The group's Einsums are those named in its binding, in cascade order. Whether names (levels, units, ranks,
+Einsums, tensors) exist is checked against the cascade and architecture by `archsim.mapping.resolve`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from archsim.cascade.load import number, read_yaml
+from archsim.errors import SpecError
+from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
+
+TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
+GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap"}
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    path = Path(path)
+    return mapping_from_dict(read_yaml(path), str(path))
+
+
+def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
+    if not isinstance(data, dict):
+        raise SpecError(source, "", "expected a mapping with name, cascade, architecture, groups")
+    _known_keys(data, TOP_KEYS, source, "")
+    for key in ("name", "cascade", "architecture"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise SpecError(source, key, "missing (expected a string)")
+    sets = data.get("set") or {}
+    if not isinstance(sets, dict):
+        raise SpecError(source, "set", "expected a mapping of parameter or rank -> value")
+    groups = data.get("groups")
+    if not isinstance(groups, list) or not groups:
+        raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")
+    return Mapping(
+        name=data["name"], description=str(data.get("description", "")), source=source,
+        citation=str(data.get("source", "")), cascade=data["cascade"], architecture=data["architecture"],
+        sets={str(k): number(v, source, f"set.{k}") for k, v in sets.items()},
+        groups=tuple(_group(g, source, f"groups[{i}]") for i, g in enumerate(groups)),
+    )
+
+
+def _known_keys(data: dict, allowed: set[str], source: str, where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        at = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise SpecError(source, at, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _group(data: Any, source: str, where: str) -> Group:
+    if not isinstance(data, dict):
+        raise SpecError(source, where, "expected a mapping with name, binding, loops")
+    _known_keys(data, GROUP_KEYS, source, where)
+    binding_raw = data.get("binding")
+    if not isinstance(binding_raw, dict) or not binding_raw:
+        raise SpecError(source, f"{where}.binding", "missing (expected unit -> [Einsum, ...])")
+    binding: dict[str, str] = {}
+    for unit, einsums in binding_raw.items():
+        if not isinstance(einsums, list) or not all(isinstance(e, str) for e in einsums):
+            raise SpecError(source, f"{where}.binding.{unit}", "expected a list of Einsum names")
+        for e in einsums:
+            if e in binding:
+                raise SpecError(source, f"{where}.binding.{unit}", f"Einsum {e} is bound twice")
+            binding[e] = str(unit)
+    loops_raw = data.get("loops")
+    if not isinstance(loops_raw, list) or not loops_raw:
+        raise SpecError(source, f"{where}.loops", "missing (expected a list of {level|spatial, ranks})")
+    loops = [loop for i, raw in enumerate(loops_raw) for loop in _loops(raw, source, f"{where}.loops[{i}]")]
+    keep_raw = data.get("keep") or {}
+    if not isinstance(keep_raw, dict):
+        raise SpecError(source, f"{where}.keep", "expected level -> [tensor, ...]")
+    keep = {}
+    for level, tensors in keep_raw.items():
+        if not isinstance(tensors, list):
+            raise SpecError(source, f"{where}.keep.{level}", "expected a list of tensor names")
+        keep[str(level)] = tuple(str(t) for t in tensors)
+    overlap = data.get("overlap", "max")
+    if not isinstance(overlap, str):
+        raise SpecError(source, f"{where}.overlap", "expected sequential, max or a pipeline expression")
+    return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
+                 keep=keep, overlap=overlap)
+
+
+def _loops(raw: Any, source: str, where: str) -> list[Loop]:
+    if not isinstance(raw, dict) or set(raw) not in ({"level", "ranks"}, {"spatial", "ranks"}):
+        raise SpecError(source, where, "expected {level: LEVEL, ranks: {...}} or {spatial: UNIT, ranks: {...}}")
+    ranks = raw["ranks"]
+    if not isinstance(ranks, dict) or not ranks:
+        raise SpecError(source, f"{where}.ranks", "expected rank -> factor (an integer, ~ or search)")
+    loops = []
+    for rank, factor in ranks.items():
+        at = f"{where}.ranks.{rank}"
+        if factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
+                                                         or factor < 1):
+            raise SpecError(source, at, f"expected a positive integer, ~ (the residual) or search, got {factor!r}")
+        if "spatial" in raw and not isinstance(factor, int):
+            raise SpecError(source, at, "a spatial loop needs an integer factor (the fan-out it uses)")
+        loops.append(Loop(rank=str(rank), factor=factor, level=raw.get("level"), spatial=raw.get("spatial")))
+    return loops

@@ -1,0 +1,75 @@
+"""The mapper: fills every `search` factor of a mapping.
+
+Bounded exhaustive search. For each group, every `search` loop takes a divisor of what its rank leaves after
+the group's fixed factors (the largest spatial view counts); combinations are enumerated up to
+`max_candidates` (the largest tiles first, so a cap cuts the small ones) and each is evaluated with the
+analytical model. The best feasible point minimises (latency, energy), ties going to the larger inner tiles,
+i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256 whose tiles fit the global
+buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the smallest tiles are
+returned, so the evaluation reports why they do not fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+from archsim.arch.spec import Architecture
+from archsim.cascade.analysis import Analysis
+from archsim.cascade.bind import Binding
+from archsim.mapping.spec import SEARCH, Group, Mapping
+from archsim.model.analytical import evaluate
+
+
+def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
+           max_candidates: int = 4096) -> Mapping:
+    groups = list(mapping.groups)
+    for gi, group in enumerate(groups):
+        slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
+        if not slots:
+            continue
+        options = [sorted(_divisors(_free(binding, group, i)), reverse=True) for i in slots]
+        best_key, best = None, None
+        for combo in itertools.islice(itertools.product(*options), max_candidates):
+            if not _consistent(binding, group, dict(zip(slots, combo, strict=True))):
+                continue
+            trial = replace(mapping, groups=(*groups[:gi], group.with_factors(dict(zip(slots, combo, strict=True))),
+                                             *groups[gi + 1:]))
+            # Later groups may still hold `search` loops: score this group on its own.
+            alone = replace(trial, groups=(trial.groups[gi],))
+            result = evaluate(binding, analysis, arch, alone)
+            key = (not result.feasible, result.latency_s, result.energy_pj, [-c for c in combo])
+            if best_key is None or key < best_key:
+                best_key, best = key, trial.groups[gi]
+        if best is None:
+            raise ValueError(f"mapping {mapping.name}, group {group.name}: no consistent factors")
+        groups[gi] = best
+    return replace(mapping, groups=tuple(groups))
+
+
+def _free(binding: Binding, group: Group, slot: int) -> int:
+    """What rank of loop `slot` leaves after the fixed factors (the largest spatial split)."""
+    rank = group.loops[slot].rank
+    temporal = math.prod(lp.factor for lp in group.loops
+                         if lp.rank == rank and not lp.is_spatial and isinstance(lp.factor, int))
+    spatial: dict[str, int] = {}
+    for lp in group.loops:
+        if lp.rank == rank and lp.is_spatial:
+            spatial[lp.spatial] = spatial.get(lp.spatial, 1) * lp.factor
+    return binding.rank_sizes[rank] // (temporal * max(spatial.values(), default=1))
+
+
+def _consistent(binding: Binding, group: Group, chosen: dict[int, int]) -> bool:
+    """Two search loops over one rank must not together exceed it."""
+    by_rank: dict[str, int] = {}
+    for i, factor in chosen.items():
+        rank = group.loops[i].rank
+        by_rank[rank] = by_rank.get(rank, 1) * factor
+    return all(_free(binding, group, next(i for i in chosen if group.loops[i].rank == r)) % f == 0
+               for r, f in by_rank.items())
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})

@@ -1,0 +1,94 @@
+"""Check a mapping group against a bound cascade and an architecture, and fill in residual factors.
+
+Errors name the mapping file, the YAML path (`groups[0].loops[3]`) and what was expected. Capacity is not
+checked here: a tile that overflows its level is an infeasible point (a `Result` with a reason), not an error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from archsim.arch.spec import Architecture
+from archsim.cascade.analysis import point_ops
+from archsim.cascade.bind import Binding
+from archsim.errors import SpecError
+from archsim.mapping.spec import SEARCH, Group, Loop
+
+
+def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
+    """Einsum -> the leaf ranks of its iteration space."""
+    cascade = binding.cascade
+    return {e: {cascade.var_ranks[v] for v in cascade.einsum(e).space} for e in group.einsums}
+
+
+def resolve_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
+    """The group with every factor an int. Raises SpecError on anything that cannot run."""
+    cascade = binding.cascade
+    levels = [m.name for m in arch.memories]
+    units = {u.name: u for u in arch.units}
+    known = {e.name for e in cascade.einsums}
+    for e in group.einsums:
+        if e not in known:
+            raise SpecError(source, f"{where}.einsums", f"'{e}' is not an Einsum of {cascade.name} "
+                                                          f"(known: {', '.join(sorted(known))})")
+        unit_name = group.binding.get(e)
+        if unit_name is None:
+            raise SpecError(source, f"{where}.binding", f"Einsum {e} is not bound to a unit")
+        if unit_name not in units:
+            raise SpecError(source, f"{where}.binding.{e}", f"unknown unit '{unit_name}' "
+                                                               f"(units: {', '.join(units)})")
+        lacking = sorted(set(point_ops(cascade.einsum(e))) - set(units[unit_name].op_cycles))
+        if lacking:
+            raise SpecError(source, f"{where}.binding.{e}", f"unit {unit_name} has no {', '.join(lacking)} "
+                                                               f"(it has {', '.join(units[unit_name].op_cycles)})")
+    for level, tensors in group.keep.items():
+        if level not in levels:
+            raise SpecError(source, f"{where}.keep.{level}", f"unknown level (levels: {', '.join(levels)})")
+        for t in tensors:
+            if t not in cascade.tensors:
+                raise SpecError(source, f"{where}.keep.{level}", f"unknown tensor '{t}'")
+    leaf_ranks = set(binding.rank_sizes)
+    for i, loop in enumerate(group.loops):
+        at = f"{where}.loops[{i}]"
+        if loop.rank not in leaf_ranks:
+            raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
+        if loop.is_spatial and loop.spatial not in units:
+            raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units: {', '.join(units)})")
+        if not loop.is_spatial and loop.level not in levels:
+            raise SpecError(source, at, f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
+        if loop.factor == SEARCH:
+            raise SpecError(source, at, "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
+    return replace(group, loops=_fill_residuals(binding, group, source, where))
+
+
+def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> tuple[Loop, ...]:
+    loops = list(group.loops)
+    ranks_by_unit: dict[str, set[str]] = {}
+    for e, ranks in group_ranks(binding, group).items():
+        ranks_by_unit.setdefault(group.binding[e], set()).update(ranks)
+    for rank in sorted(set().union(*ranks_by_unit.values())):
+        size = binding.rank_sizes[rank]
+        temporal = [i for i, lp in enumerate(loops) if lp.rank == rank and not lp.is_spatial]
+        if not temporal and not any(lp.rank == rank for lp in loops):
+            raise SpecError(source, f"{where}.loops", f"rank {rank} (size {size}) has no loop; add one")
+        open_ = [i for i in temporal if loops[i].factor is None]
+        if len(open_) > 1:
+            raise SpecError(source, f"{where}.loops[{open_[1]}]", f"rank {rank}: only one loop may leave its "
+                                                                     "factor out (the residual)")
+        for unit, ranks in ranks_by_unit.items():
+            if rank not in ranks:
+                continue
+            spatial = math.prod(lp.factor for lp in loops if lp.rank == rank and lp.spatial == unit)
+            fixed = math.prod(loops[i].factor for i in temporal if loops[i].factor is not None) * spatial
+            if open_:
+                if size % fixed:
+                    raise SpecError(source, f"{where}.loops[{open_[0]}]",
+                                    f"rank {rank}: size {size} is not a multiple of the other factors ({fixed})")
+                loops[open_[0]] = replace(loops[open_[0]], factor=size // fixed)
+                open_ = []
+                fixed = size
+            if fixed != size:
+                raise SpecError(source, f"{where}.loops", f"rank {rank}: factors on unit {unit} multiply to "
+                                                             f"{fixed}, expected the rank size {size}")
+    return tuple(loops)

@@ -1,0 +1,70 @@
+"""Typed mapping specs: how a cascade runs on an architecture.
+
+A mapping is a list of fusion groups run one after another. Each group has
+- `einsums`: the Einsums it runs (in cascade order),
+- `binding`: Einsum -> compute unit,
+- `loops`: one loop nest shared by the group, outermost first. A temporal loop sits at a memory level and
+  walks over tiles held by the level below it; a spatial loop spreads a rank over a unit's fan-out. Several
+  loops over one rank split it (P -> P2, P1, P0, outermost first); their factors multiply to the rank size.
+  A factor may be left out (the residual: rank size / the other factors) or be `search` (the mapper picks it).
+  Spatial loops are per unit: the 2-D array's `P: 256` and the 1-D array's `P: 256` are two views of one
+  split, so for each unit, temporal factors x that unit's spatial factors = rank size.
+- `keep`: level -> tensors resident there. Inputs and outputs always live in the outermost level (DRAM); an
+  intermediate lives at the outermost level that keeps it, and never travels further out.
+- `overlap`: how the group's time is formed from its parts. `sequential` sums the Einsums' compute times;
+  `max` overlaps everything (time = max over units and levels); any other string is a pipeline expression over
+  Einsum names with `+` and `max(...)`, e.g. FuseMax's waterfall
+  `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`. Memory transfers overlap compute in
+  all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
+
+Ranks named in loops are the cascade's leaf ranks (`M1`, `M0`, not `M`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, field, replace
+
+SEARCH = "search"
+
+
+@dataclass(frozen=True)
+class Loop:
+    rank: str
+    factor: int | str | None = None  # int, SEARCH, or None for the residual
+    level: str | None = None  # temporal: the memory level it sits at
+    spatial: str | None = None  # spatial: the unit whose fan-out it spreads over
+
+    @property
+    def is_spatial(self) -> bool:
+        return self.spatial is not None
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    einsums: tuple[str, ...]
+    binding: MappingType[str, str]
+    loops: tuple[Loop, ...]
+    keep: MappingType[str, tuple[str, ...]] = field(default_factory=dict)
+    overlap: str = "max"
+
+    def with_factors(self, factors: MappingType[int, int]) -> Group:
+        """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way)."""
+        loops = tuple(replace(loop, factor=factors.get(i, loop.factor)) for i, loop in enumerate(self.loops))
+        return replace(self, loops=loops)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    description: str
+    source: str  # the file it came from, for messages
+    citation: str
+    cascade: str  # library name or path of the cascade it maps
+    architecture: str  # library name or path of the architecture it targets
+    sets: MappingType[str, float]  # cascade params / rank sizes the mapping fixes (e.g. M0: 256)
+    groups: tuple[Group, ...]
+
+    def with_groups(self, groups: tuple[Group, ...]) -> Mapping:
+        return replace(self, groups=groups)

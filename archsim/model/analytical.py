@@ -1,0 +1,225 @@
+"""The analytical model: a closed form over each fusion group's loop nest. Specs in, `Result` out.
+
+Follows the method of Timeloop/Accelergy as the FuseMax artifact uses it (Nayak et al., MICRO'24,
+`src/accel/cascade.py`), and TeAAL's "max within a block, sum over blocks" (MICRO'23). Assumptions:
+
+Compute
+- An Einsum runs on the unit it is bound to. Its spatial loops on that unit, over ranks it iterates, set the
+  PEs it uses (`lanes_used`); the others idle. Its compute cycles = sum over op types of
+  count x the unit's cycles per op / lanes_used. Op counts come from the cascade analysis (masked points free).
+- A group's compute cycles follow its overlap policy (see `archsim.mapping.spec`): `sequential` sums the
+  Einsums, `max` takes the busiest unit, a pipeline expression combines Einsum cycles with `+` and `max`.
+
+Memory
+- Traffic per tensor per level boundary from `archsim.model.reuse` (loop-order reuse, no halos, perfect
+  multicast of one tile to all PEs that share it). Reads flow from the tensor's home level inward to every
+  level that keeps it; writes of an Einsum's output flow outward to its home.
+- A tensor's home: DRAM (the outermost level) for inputs and outputs; for an intermediate the outermost level
+  that keeps it in this group; an intermediate kept nowhere lives in the PEs (no memory traffic) if no other
+  group reads it, else in DRAM.
+- Transfers overlap compute (double buffering): group time = max(compute cycles / clock, each level's
+  transfer time = bytes through its inner boundary / its bandwidth). Levels without a bandwidth never stall.
+  Total time = sum over groups.
+- A group is infeasible when the tiles resident at a level exceed its capacity; the Result says which.
+
+Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
+Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
+one (widths per level); the innermost holder of an operand is read once per use by the PEs. Leakage: every
+level's leak energy per cycle x instances x cycles. Area: the architecture's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from archsim.arch.spec import Architecture
+from archsim.cascade import syntax as S
+from archsim.cascade.analysis import Analysis
+from archsim.cascade.bind import Binding
+from archsim.cascade.passes import refs_of
+from archsim.mapping.resolve import group_ranks, resolve_group
+from archsim.mapping.spec import Group, Mapping
+from archsim.model.result import EinsumResult, Result
+from archsim.model.reuse import refetches, tile_elems
+
+
+def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping) -> Result:
+    """Evaluate `mapping` of the bound cascade on `arch`. Raises SpecError only for a mapping that cannot run;
+    a mapping that runs but does not fit is returned as an infeasible Result."""
+    groups = [resolve_group(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)]
+    used_in = defaultdict(set)
+    for g in groups:
+        for e in g.einsums:
+            for t in _tensors_of(binding, e):
+                used_in[t].add(g.name)
+    parts = [_group(binding, analysis, arch, g, used_in) for g in groups]
+
+    seconds = sum(p.seconds for p in parts)
+    cycles = seconds * arch.clock_hz
+    traffic: dict[str, dict[str, float]] = {m.name: {} for m in arch.memories}
+    energy: Counter[tuple[str, str]] = Counter()
+    busy: Counter[str] = Counter()
+    memory_s: Counter[str] = Counter()
+    footprint: dict[str, float] = {}
+    reasons = []
+    for p in parts:
+        for level, per_tensor in p.traffic.items():
+            for t, b in per_tensor.items():
+                traffic[level][t] = traffic[level].get(t, 0.0) + b
+        energy.update(p.energy)
+        busy.update(p.busy)
+        memory_s.update(p.memory_s)
+        for level, b in p.footprint.items():
+            footprint[level] = max(footprint.get(level, 0.0), b)
+        reasons += p.reasons
+    for m in arch.memories:
+        leak = m.energy.actions_pj.get("leak", 0.0)
+        if leak:
+            energy[(m.name, "leak")] += leak * m.instances * cycles
+    return Result(
+        cascade=binding.cascade.name, architecture=arch.name, mapping=mapping.name,
+        params=dict(binding.params), feasible=not reasons, reason="; ".join(reasons),
+        latency_s=seconds, compute_cycles=sum(p.compute_cycles for p in parts),
+        memory_s=dict(memory_s), traffic_bytes=traffic,
+        energy_pj=sum(energy.values()), energy_by=dict(energy),
+        utilization={u.name: busy[u.name] / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
+        footprint_bytes=footprint, area_um2=arch.area_um2(),
+        einsums=tuple(e for p in parts for e in p.einsums),
+    )
+
+
+@dataclass
+class _GroupResult:
+    seconds: float
+    compute_cycles: float
+    memory_s: dict[str, float]
+    traffic: dict[str, dict[str, float]]
+    energy: Counter
+    busy: Counter  # unit -> busy lane-cycles
+    footprint: dict[str, float]
+    reasons: list[str]
+    einsums: list[EinsumResult]
+
+
+def _tensors_of(binding: Binding, einsum_name: str) -> set[str]:
+    einsum = binding.cascade.einsum(einsum_name)
+    return {r.tensor for r in refs_of(einsum)} | {einsum.output.tensor}
+
+
+def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Group,
+           used_in: dict[str, set[str]]) -> _GroupResult:
+    cascade = binding.cascade
+    levels = [m.name for m in arch.memories]
+    level_of = {name: i for i, name in enumerate(levels)}
+    compute_level = len(levels)
+    space = group_ranks(binding, group)
+    energy: Counter[tuple[str, str]] = Counter()
+    busy: Counter[str] = Counter()
+
+    einsums = []
+    for e in group.einsums:
+        unit = arch.unit(group.binding[e])
+        lanes = 1
+        for lp in group.loops:
+            if lp.spatial == unit.name and lp.rank in space[e]:
+                lanes *= lp.factor
+        ops = analysis.ops[e]
+        lane_cycles = sum(n * unit.op_cycles[op] for op, n in ops.items())
+        e_energy = sum(n * unit.energy.actions_pj[op] for op, n in ops.items())
+        for op, n in ops.items():
+            energy[(unit.name, op)] += n * unit.energy.actions_pj[op]
+        busy[unit.name] += lane_cycles
+        einsums.append(EinsumResult(e, group.name, unit.name, dict(ops), lanes, lane_cycles / lanes, e_energy))
+    cycles = {r.name: r.compute_cycles for r in einsums}
+    compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums})
+
+    # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
+    traffic: dict[str, dict[str, float]] = defaultdict(dict)
+    footprint: Counter[str] = Counter()
+    word = binding.word_bytes
+    for t in sorted(set().union(*(_tensors_of(binding, e) for e in group.einsums))):
+        decl = cascade.tensors[t]
+        kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
+        if decl.kind != "intermediate":
+            chain = [0, *[k for k in kept if k > 0]]
+        elif kept:
+            chain = kept
+        elif used_in[t] - {group.name}:
+            chain = [0]
+        else:
+            continue  # produced and consumed inside the PEs
+        for c in (c for c in chain if c > 0):
+            footprint[levels[c]] += tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
+        for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
+            read, written = _moved_elems(binding, group, space, level_of, t, child)
+            traffic[levels[parent]][t] = (read + written) * word
+            _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
+            _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
+
+    memory_s = {}
+    for m in arch.memories:
+        moved = sum(traffic.get(m.name, {}).values())
+        if m.bandwidth_bytes_per_s and moved:
+            memory_s[m.name] = moved / m.bandwidth_bytes_per_s
+    reasons = [f"group {group.name}: {lv} holds {footprint[lv]:.0f} B of tiles, capacity {m.capacity_bytes} B"
+               for m in arch.memories if (lv := m.name) in footprint
+               and m.capacity_bytes is not None and footprint[lv] > m.capacity_bytes]
+    seconds = max([compute_cycles / arch.clock_hz, *memory_s.values()])
+    return _GroupResult(seconds, compute_cycles, memory_s, dict(traffic), energy, busy, dict(footprint), reasons,
+                        einsums)
+
+
+def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
+                 tensor: str, child: int) -> tuple[int, int]:
+    """Elements of `tensor` read into level `child` and written out of it. Readers share the resident tile,
+    so the largest reader count is taken; the writer is the Einsum whose output it is."""
+    decl = binding.cascade.tensors[tensor]
+    tile = tile_elems(group.loops, level_of, child, decl.leaf_ranks, decl.iterative)
+    read = written = 0
+    for e in group.einsums:
+        einsum = binding.cascade.einsum(e)
+        moved = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
+        if einsum.output.tensor == tensor:
+            written = max(written, moved)
+        if any(r.tensor == tensor for r in refs_of(einsum)):
+            read = max(read, moved)
+    return read, written
+
+
+def _transfer_energy(energy: Counter, arch: Architecture, parent: int, child: int, bits: float,
+                     inward: bool) -> None:
+    """A transfer reads at the sending level and writes at the receiving one (the PEs are no memory)."""
+    if not bits:
+        return
+    sender, receiver = (parent, child) if inward else (child, parent)
+    for index, action in ((sender, "read"), (receiver, "write")):
+        if index < len(arch.memories):
+            m = arch.memories[index]
+            energy[(m.name, action)] += bits / m.access_bits * m.energy.actions_pj[action]
+
+
+def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str]) -> float:
+    if group.overlap == "sequential":
+        return sum(cycles.values())
+    if group.overlap == "max":
+        per_unit: Counter[str] = Counter()
+        for e, c in cycles.items():
+            per_unit[unit_of[e]] += c
+        return max(per_unit.values())
+    return _pipeline(S.parse_expr(group.overlap), cycles)
+
+
+def _pipeline(node: S.Expr, cycles: dict[str, float]) -> float:
+    match node:
+        case S.Name(name=name):
+            return cycles[name]
+        case S.Num(value=value):
+            return value
+        case S.BinOp(op="+", lhs=lhs, rhs=rhs):
+            return _pipeline(lhs, cycles) + _pipeline(rhs, cycles)
+        case S.BinOp(op="*", lhs=lhs, rhs=rhs):
+            return _pipeline(lhs, cycles) * _pipeline(rhs, cycles)
+        case S.Call(fn="max", args=args):
+            return max(_pipeline(a, cycles) for a in args)
+    raise ValueError(f"not a pipeline expression: {node!r}")
