@@ -22,6 +22,7 @@ from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
 from archsim.report.cascades import cascade_row, write_cascade_report
+from archsim.systems import fusemax
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
@@ -172,6 +173,46 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _show_result(result)
+
+
+def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
+    if absolute:
+        return f"{ours:.3f}" + ("" if np.isnan(paper) else f" ({paper:.3f})")
+    return f"{ours:.4g}" + ("" if np.isnan(paper) else f" ({paper:.4g} {err:+.2%})")
+
+
+@main.command("reproduce")
+@click.argument("paper", type=click.Choice(["fusemax"]))
+@click.option("--json", "as_json", is_flag=True, help='Print {"attention": [records]} as JSON.')
+@click.option("--out", type=click.Path(file_okay=False), help="Also write the comparison as CSV here.")
+def reproduce(paper: str, as_json: bool, out: str | None) -> None:
+    """Run a paper's setup and print ours beside the paper's, with the error per metric.
+
+    Example: archsim reproduce fusemax --out reports/fusemax
+    """
+    records = fusemax.attention_records()
+    table = fusemax.compare(records)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(out) / "attention.csv", index=False)
+    if as_json:
+        click.echo(json.dumps({"attention": records, "headline": fusemax.headline(records)}, indent=2))
+        return
+    click.echo(f"{'config':<8} {'model':<5} {'seq_len':<8} {'latency_s (paper, err)':<34} "
+               f"{'traffic_B (paper, err)':<34} {'util_2d (paper)':<17} energy_pJ (paper, err)")
+    for row in table.itertuples():
+        cells = [_vs(getattr(row, m), getattr(row, f"{m}_paper"), getattr(row, f"{m}_err"), m.startswith("util"))
+                 for m in ("latency_s", "traffic_bytes", "util_2d", "energy_pj")]
+        click.echo(f"{row.config:<8} {row.model:<5} {row.seq_len:<8} {cells[0]:<34} {cells[1]:<34} {cells[2]:<17} "
+                   f"{cells[3]}")
+    known = table.dropna(subset=["latency_s_paper"])
+    click.echo(f"\nerror over the {len(known)} points with a paper value (max |err|): "
+               + ", ".join(f"{m} {known[f'{m}_err'].abs().max():.3g}" for m in fusemax.METRICS))
+    h = fusemax.headline(records)
+    click.echo(f"FuseMax vs FLAT, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
+               f"(paper 6.72x), energy ratio {h['energy_vs_flat']:.3f} (paper 0.787)")
+    if out:
+        click.echo(f"comparison written to {Path(out) / 'attention.csv'}")
 
 
 @main.command("execute")

@@ -30,7 +30,7 @@ from archsim.errors import SpecError
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
-GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap"}
+GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined"}
 
 
 def load_mapping(path: str | Path) -> Mapping:
@@ -97,7 +97,15 @@ def _group(data: Any, source: str, where: str) -> Group:
     if not isinstance(overlap, str):
         raise SpecError(source, f"{where}.overlap", "expected sequential, max or a pipeline expression")
     return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
-                 keep=keep, overlap=overlap)
+                 keep=keep, overlap=overlap, double_buffered=_names(data, "double_buffered", source, where),
+                 pipelined=_names(data, "pipelined", source, where))
+
+
+def _names(data: dict, key: str, source: str, where: str) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(source, f"{where}.{key}", "expected a list of names")
+    return tuple(value)
 
 
 def _loops(raw: Any, source: str, where: str) -> list[Loop]:
@@ -114,5 +122,6 @@ def _loops(raw: Any, source: str, where: str) -> list[Loop]:
             raise SpecError(source, at, f"expected a positive integer, ~ (the residual) or search, got {factor!r}")
         if "spatial" in raw and not isinstance(factor, int):
             raise SpecError(source, at, "a spatial loop needs an integer factor (the fan-out it uses)")
-        loops.append(Loop(rank=str(rank), factor=factor, level=raw.get("level"), spatial=raw.get("spatial")))
+        loops.append(Loop(rank=str(rank), factor=factor, level=raw.get("level"), spatial=raw.get("spatial"),
+                          origin=at.split(".", 1)[1]))
     return loops

@@ -48,9 +48,15 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
         for t in tensors:
             if t not in cascade.tensors:
                 raise SpecError(source, f"{where}.keep.{level}", f"unknown tensor '{t}'")
+    for t in group.double_buffered:
+        if t not in cascade.tensors:
+            raise SpecError(source, f"{where}.double_buffered", f"unknown tensor '{t}'")
+    for e in group.pipelined:
+        if e not in group.einsums:
+            raise SpecError(source, f"{where}.pipelined", f"'{e}' is not an Einsum of this group")
     leaf_ranks = set(binding.rank_sizes)
     for i, loop in enumerate(group.loops):
-        at = f"{where}.loops[{i}]"
+        at = f"{where}.{loop.origin or f'loops[{i}]'}"
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
         if loop.is_spatial and loop.spatial not in units:
@@ -79,7 +85,7 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
         for unit, ranks in ranks_by_unit.items():
             if rank not in ranks:
                 continue
-            spatial = math.prod(lp.factor for lp in loops if lp.rank == rank and lp.spatial == unit)
+            spatial = _spatial_extent(loops, rank, unit)
             fixed = math.prod(loops[i].factor for i in temporal if loops[i].factor is not None) * spatial
             if open_:
                 if size % fixed:
@@ -92,3 +98,16 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
                 raise SpecError(source, f"{where}.loops", f"rank {rank}: factors on unit {unit} multiply to "
                                                              f"{fixed}, expected the rank size {size}")
     return tuple(loops)
+
+
+def _spatial_extent(loops: list[Loop], rank: str, unit: str) -> int:
+    """The part of `rank` spread over `unit`; a split made only on another unit's fan-out is walked
+    temporally, innermost, on this one (the 1-D array steps through the 2-D array's M0 columns)."""
+    own = [lp.factor for lp in loops if lp.rank == rank and lp.spatial == unit]
+    if own:
+        return math.prod(own)
+    by_unit: dict[str, int] = {}
+    for lp in loops:
+        if lp.rank == rank and lp.is_spatial:
+            by_unit[lp.spatial] = by_unit.get(lp.spatial, 1) * lp.factor
+    return max(by_unit.values(), default=1)

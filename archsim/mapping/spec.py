@@ -8,7 +8,8 @@ A mapping is a list of fusion groups run one after another. Each group has
   loops over one rank split it (P -> P2, P1, P0, outermost first); their factors multiply to the rank size.
   A factor may be left out (the residual: rank size / the other factors) or be `search` (the mapper picks it).
   Spatial loops are per unit: the 2-D array's `P: 256` and the 1-D array's `P: 256` are two views of one
-  split, so for each unit, temporal factors x that unit's spatial factors = rank size.
+  split, so for each unit, temporal factors x that unit's spatial factors = rank size. A split spread only over
+  another unit's fan-out is walked temporally (innermost) by a unit without one.
 - `keep`: level -> tensors resident there. Inputs and outputs always live in the outermost level (DRAM); an
   intermediate lives at the outermost level that keeps it, and never travels further out.
 - `overlap`: how the group's time is formed from its parts. `sequential` sums the Einsums' compute times;
@@ -16,6 +17,10 @@ A mapping is a list of fusion groups run one after another. Each group has
   Einsum names with `+` and `max(...)`, e.g. FuseMax's waterfall
   `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`. Memory transfers overlap compute in
   all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
+- `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),
+  e.g. score tiles handed from the 2-D to the 1-D array through the global buffer.
+- `pipelined`: Einsums whose chain of ops (FLAT's subtract feeding its exp unit) issues one point per cycle on a
+  unit that has every op: a point costs the slowest op's cycles instead of their sum.
 
 Ranks named in loops are the cascade's leaf ranks (`M1`, `M0`, not `M`).
 """
@@ -34,6 +39,7 @@ class Loop:
     factor: int | str | None = None  # int, SEARCH, or None for the residual
     level: str | None = None  # temporal: the memory level it sits at
     spatial: str | None = None  # spatial: the unit whose fan-out it spreads over
+    origin: str = ""  # where it was written (`loops[0].ranks.P`), for messages
 
     @property
     def is_spatial(self) -> bool:
@@ -48,6 +54,8 @@ class Group:
     loops: tuple[Loop, ...]
     keep: MappingType[str, tuple[str, ...]] = field(default_factory=dict)
     overlap: str = "max"
+    double_buffered: tuple[str, ...] = ()  # tensors whose on-chip tiles take two buffers (fill one, use one)
+    pipelined: tuple[str, ...] = ()  # Einsums whose op chain issues as one op per point (cycles: the slowest op)
 
     def with_factors(self, factors: MappingType[int, int]) -> Group:
         """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way)."""

@@ -14,9 +14,9 @@ Memory
 - Traffic per tensor per level boundary from `archsim.model.reuse` (loop-order reuse, no halos, perfect
   multicast of one tile to all PEs that share it). Reads flow from the tensor's home level inward to every
   level that keeps it; writes of an Einsum's output flow outward to its home.
-- A tensor's home: DRAM (the outermost level) for inputs and outputs; for an intermediate the outermost level
-  that keeps it in this group; an intermediate kept nowhere lives in the PEs (no memory traffic) if no other
-  group reads it, else in DRAM.
+- A tensor's home: DRAM (the outermost level) for inputs, outputs and intermediates that cross groups; for
+  any other intermediate the outermost level that keeps it in this group, or the PEs (no memory traffic) if
+  none does.
 - Transfers overlap compute (double buffering): group time = max(compute cycles / clock, each level's
   transfer time = bytes through its inner boundary / its bandwidth). Levels without a bandwidth never stall.
   Total time = sum over groups.
@@ -125,7 +125,10 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             if lp.spatial == unit.name and lp.rank in space[e]:
                 lanes *= lp.factor
         ops = analysis.ops[e]
-        lane_cycles = sum(n * unit.op_cycles[op] for op, n in ops.items())
+        if e in group.pipelined:
+            lane_cycles = max(n for n in ops.values()) * max(unit.op_cycles[op] for op in ops)
+        else:
+            lane_cycles = sum(n * unit.op_cycles[op] for op, n in ops.items())
         e_energy = sum(n * unit.energy.actions_pj[op] for op, n in ops.items())
         for op, n in ops.items():
             energy[(unit.name, op)] += n * unit.energy.actions_pj[op]
@@ -141,16 +144,16 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
     for t in sorted(set().union(*(_tensors_of(binding, e) for e in group.einsums))):
         decl = cascade.tensors[t]
         kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
-        if decl.kind != "intermediate":
-            chain = [0, *[k for k in kept if k > 0]]
+        if decl.kind != "intermediate" or used_in[t] - {group.name}:
+            chain = [0, *[k for k in kept if k > 0]]  # lives in DRAM
         elif kept:
             chain = kept
-        elif used_in[t] - {group.name}:
-            chain = [0]
         else:
             continue  # produced and consumed inside the PEs
         for c in (c for c in chain if c > 0):
-            footprint[levels[c]] += tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
+            copies = 2 if t in group.double_buffered else 1
+            tile = tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative)
+            footprint[levels[c]] += copies * tile * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             read, written = _moved_elems(binding, group, space, level_of, t, child)
             traffic[levels[parent]][t] = (read + written) * word
