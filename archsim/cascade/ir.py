@@ -10,6 +10,7 @@ access names with the rank itself (`RM[M1,p]`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from archsim.cascade.syntax import BinOp, Call, Expr, Neg, Not, Num
 
@@ -120,5 +121,9 @@ class Cascade:
                 return root
         return rank
 
+    @cached_property
+    def _by_name(self) -> dict[str, Einsum]:
+        return {e.name: e for e in self.einsums}
+
     def einsum(self, name: str) -> Einsum:
-        return next(e for e in self.einsums if e.name == name)
+        return self._by_name[name]

@@ -24,7 +24,9 @@ Memory
 
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
-one (widths per level); the innermost holder of an operand is read once per use by the PEs. Leakage: every
+one (widths per level). Transfers into the PEs count one read of the innermost holder per tile fetched (the
+multicast tile), not one per operand use: per-operand register-file and buffer accesses are not modelled yet,
+which is why configurations with heavy on-chip traffic (FLAT, Unfused) come out low. Leakage: every
 level's leak energy per cycle x instances x cycles. Area: the architecture's.
 """
 
@@ -137,6 +139,7 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
     cycles = {r.name: r.compute_cycles for r in einsums}
     compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums})
 
+    reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
     # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
     traffic: dict[str, dict[str, float]] = defaultdict(dict)
     footprint: Counter[str] = Counter()
@@ -155,7 +158,7 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             tile = tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative)
             footprint[levels[c]] += copies * tile * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
-            read, written = _moved_elems(binding, group, space, level_of, t, child)
+            read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
             traffic[levels[parent]][t] = (read + written) * word
             _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
             _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
@@ -174,18 +177,20 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
 
 
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int) -> tuple[int, int]:
+                 tensor: str, child: int, reads: dict[str, set[str]]) -> tuple[int, int]:
     """Elements of `tensor` read into level `child` and written out of it. Readers share the resident tile,
     so the largest reader count is taken; the writer is the Einsum whose output it is."""
     decl = binding.cascade.tensors[tensor]
     tile = tile_elems(group.loops, level_of, child, decl.leaf_ranks, decl.iterative)
     read = written = 0
     for e in group.einsums:
-        einsum = binding.cascade.einsum(e)
+        writes = binding.cascade.einsum(e).output.tensor == tensor
+        if not writes and tensor not in reads[e]:
+            continue
         moved = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
-        if einsum.output.tensor == tensor:
+        if writes:
             written = max(written, moved)
-        if any(r.tensor == tensor for r in refs_of(einsum)):
+        if tensor in reads[e]:
             read = max(read, moved)
     return read, written
 
