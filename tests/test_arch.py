@@ -2,8 +2,8 @@
 and area scale with the Stillmaker-Baas factors, sweeps change fields by dotted path, and bad specs are refused
 with a SpecError naming the file, the YAML path and what was expected.
 
-Expected numbers come from the artifact's Accelergy tables (/work/shared/reference/fusemax/accelergy/*.yaml, 45 nm)
-and /work/shared/reference/fusemax.md §1.3 and §3.3, written out by hand here."""
+Expected numbers come from the artifact's Accelergy tables (../shared/reference/fusemax/accelergy/*.yaml, 45 nm)
+and ../shared/reference/fusemax.md §1.3 and §3.3, written out by hand here."""
 
 from __future__ import annotations
 
