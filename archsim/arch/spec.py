@@ -67,18 +67,18 @@ class Architecture:
     citation: str = ""
 
     def memory(self, name: str) -> Memory:
-        for m in self.memories:
-            if m.name == name:
-                return m
-        raise SpecError(self.source, f"memories.{name}",
-                        f"no such memory in {self.name} (known: {', '.join(m.name for m in self.memories)})")
+        return self._named("memories", self.memories, name)
 
     def unit(self, name: str) -> ComputeUnit:
-        for u in self.units:
-            if u.name == name:
-                return u
-        raise SpecError(self.source, f"units.{name}",
-                        f"no such unit in {self.name} (known: {', '.join(u.name for u in self.units)})")
+        return self._named("units", self.units, name)
+
+    def _named(self, kind: str, items: tuple, name: str):
+        for item in items:
+            if item.name == name:
+                return item
+        raise SpecError(self.source, f"{kind}.{name}",
+                        f"no such {kind[:-1] if kind == 'units' else 'memory'} in {self.name} "
+                        f"(known: {', '.join(i.name for i in items)})")
 
     def area_um2(self) -> float:
         """Chip area: PE area x lanes over units plus memory area x instances (DRAM counts 0)."""

@@ -55,24 +55,25 @@ def find(kind: str, name_or_path: str | Path) -> Path:
     return files[text]
 
 
+def _load(kind: str, name_or_path: str | Path, from_dict):
+    path = find(kind, name_or_path)
+    return from_dict(read_yaml(path), str(path))
+
+
 def load_cascade_spec(name_or_path: str | Path) -> Cascade:
-    path = find("cascades", name_or_path)
-    return cascade_from_dict(read_yaml(path), str(path))
+    return _load("cascades", name_or_path, cascade_from_dict)
 
 
 def load_architecture_spec(name_or_path: str | Path) -> Architecture:
-    path = find("architectures", name_or_path)
-    return architecture_from_dict(read_yaml(path), str(path))
+    return _load("architectures", name_or_path, architecture_from_dict)
 
 
 def load_workload_spec(name_or_path: str | Path) -> Workload:
-    path = find("workloads", name_or_path)
-    return workload_from_dict(read_yaml(path), str(path))
+    return _load("workloads", name_or_path, workload_from_dict)
 
 
 def load_mapping_spec(name_or_path: str | Path) -> Mapping:
-    path = find("mappings", name_or_path)
-    return mapping_from_dict(read_yaml(path), str(path))
+    return _load("mappings", name_or_path, mapping_from_dict)
 
 
 def load_any(path: str | Path) -> tuple[str, Any]:

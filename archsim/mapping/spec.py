@@ -73,6 +73,3 @@ class Mapping:
     architecture: str  # library name or path of the architecture it targets
     sets: MappingType[str, float]  # cascade params / rank sizes the mapping fixes (e.g. M0: 256)
     groups: tuple[Group, ...]
-
-    def with_groups(self, groups: tuple[Group, ...]) -> Mapping:
-        return replace(self, groups=groups)
