@@ -36,6 +36,14 @@ def _group(d: dict) -> dict:
     (lambda d: _group(d)["keep"].update(L9=["Q"]), "groups[0].keep.L9: unknown level"),
     (lambda d: _group(d)["loops"][1]["ranks"].update(E=-1), "groups[0].loops[1].ranks.E: expected a positive integer"),
     (lambda d: d.pop("groups"), "groups: missing"),
+    (lambda d: _group(d)["loops"][1]["ranks"].update(P="seq_len // tiles"),
+     "groups[0].loops[1].ranks.P: unknown name 'tiles'"),
+    (lambda d: _group(d)["loops"][1]["ranks"].update(P="capacity(L9)"),
+     "groups[0].loops[1].ranks.P: unknown level 'L9'"),
+    (lambda d: _group(d)["loops"][1]["ranks"].update(P="P - P"),
+     "groups[0].loops[1].ranks.P: 'P - P' gives 0, expected a positive integer"),
+    (lambda d: _group(d)["loops"][1]["ranks"].update(P="P +"), "groups[0].loops[1].ranks.P: not a factor expression"),
+    (lambda d: _group(d).update(spill=["QK"]), "groups[0].spill: 'QK' is not kept at any level"),
 ])
 def test_bad_mapping_exits_2(cli, tmp_path: Path, edit, expected: str) -> None:
     path = _variant(tmp_path, edit)

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from archsim.cascade.load import number, read_yaml
+from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
-GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined"}
+GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}
 
 
 def load_mapping(path: str | Path) -> Mapping:
@@ -86,19 +87,27 @@ def _group(data: Any, source: str, where: str) -> Group:
         raise SpecError(source, f"{where}.loops", "missing (expected a list of {level|spatial, ranks})")
     loops = [loop for i, raw in enumerate(loops_raw) for loop in _loops(raw, source, f"{where}.loops[{i}]")]
     keep_raw = data.get("keep") or {}
-    if not isinstance(keep_raw, dict):
-        raise SpecError(source, f"{where}.keep", "expected level -> [tensor, ...]")
-    keep = {}
-    for level, tensors in keep_raw.items():
-        if not isinstance(tensors, list):
-            raise SpecError(source, f"{where}.keep.{level}", "expected a list of tensor names")
-        keep[str(level)] = tuple(str(t) for t in tensors)
+    keep = _lists(keep_raw, source, f"{where}.keep")
+    in_place = _lists(data.get("in_place") or {}, source, f"{where}.in_place")
     overlap = data.get("overlap", "max")
     if not isinstance(overlap, str):
         raise SpecError(source, f"{where}.overlap", "expected sequential, max or a pipeline expression")
     return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
                  keep=keep, overlap=overlap, double_buffered=_names(data, "double_buffered", source, where),
-                 pipelined=_names(data, "pipelined", source, where))
+                 pipelined=_names(data, "pipelined", source, where), in_place=in_place,
+                 spill=_names(data, "spill", source, where))
+
+
+def _lists(raw: Any, source: str, where: str) -> dict[str, tuple[str, ...]]:
+    """`{key: [name, ...]}` (keep: level -> tensors; in_place: owner -> tensors over it)."""
+    if not isinstance(raw, dict):
+        raise SpecError(source, where, "expected a mapping of name -> [name, ...]")
+    out = {}
+    for key, names in raw.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SpecError(source, f"{where}.{key}", "expected a list of names")
+        out[str(key)] = tuple(names)
+    return out
 
 
 def _names(data: dict, key: str, source: str, where: str) -> tuple[str, ...]:
@@ -117,11 +126,17 @@ def _loops(raw: Any, source: str, where: str) -> list[Loop]:
     loops = []
     for rank, factor in ranks.items():
         at = f"{where}.ranks.{rank}"
-        if factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
-                                                         or factor < 1):
-            raise SpecError(source, at, f"expected a positive integer, ~ (the residual) or search, got {factor!r}")
-        if "spatial" in raw and not isinstance(factor, int):
-            raise SpecError(source, at, "a spatial loop needs an integer factor (the fan-out it uses)")
+        if isinstance(factor, str) and factor != SEARCH:
+            try:
+                parse_expr(factor)
+            except ParseError as exc:
+                raise SpecError(source, at, f"not a factor expression: {exc}") from None
+        elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
+                                                           or factor < 1):
+            raise SpecError(source, at, "expected a positive integer, ~ (the residual), search or an expression, "
+                                        f"got {factor!r}")
+        if "spatial" in raw and (factor is None or factor == SEARCH):
+            raise SpecError(source, at, "a spatial loop needs a fixed factor (the fan-out it uses)")
         loops.append(Loop(rank=str(rank), factor=factor, level=raw.get("level"), spatial=raw.get("spatial"),
                           origin=at.split(".", 1)[1]))
     return loops

@@ -18,13 +18,14 @@ from dataclasses import replace
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
+from archsim.mapping.resolve import concrete_factors
 from archsim.mapping.spec import SEARCH, Group, Mapping
 from archsim.model.analytical import evaluate
 
 
 def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
            max_candidates: int = 4096) -> Mapping:
-    groups = list(mapping.groups)
+    groups = [concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)]
     for gi, group in enumerate(groups):
         slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
         if not slots:

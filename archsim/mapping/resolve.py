@@ -12,6 +12,7 @@ from dataclasses import replace
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
 from archsim.cascade.bind import Binding
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr
 from archsim.errors import SpecError
 from archsim.mapping.spec import SEARCH, Group, Loop
 
@@ -24,6 +25,7 @@ def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
 
 def resolve_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
     """The group with every factor an int. Raises SpecError on anything that cannot run."""
+    group = concrete_factors(binding, arch, group, source, where)
     cascade = binding.cascade
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
@@ -48,9 +50,14 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
         for t in tensors:
             if t not in cascade.tensors:
                 raise SpecError(source, f"{where}.keep.{level}", f"unknown tensor '{t}'")
-    for t in group.double_buffered:
+    named = [("double_buffered", t) for t in group.double_buffered] + [("spill", t) for t in group.spill]
+    named += [(f"in_place.{owner}", t) for owner, ts in group.in_place.items() for t in (owner, *ts)]
+    for key, t in named:
         if t not in cascade.tensors:
-            raise SpecError(source, f"{where}.double_buffered", f"unknown tensor '{t}'")
+            raise SpecError(source, f"{where}.{key}", f"unknown tensor '{t}'")
+    for t in group.spill:
+        if not any(t in ts for ts in group.keep.values()):
+            raise SpecError(source, f"{where}.spill", f"'{t}' is not kept at any level, so it cannot spill")
     for e in group.pipelined:
         if e not in group.einsums:
             raise SpecError(source, f"{where}.pipelined", f"'{e}' is not an Einsum of this group")
@@ -66,6 +73,49 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
         if loop.factor == SEARCH:
             raise SpecError(source, at, "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
     return replace(group, loops=_fill_residuals(binding, group, source, where))
+
+
+def concrete_factors(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
+    """The group with every factor expression evaluated (names: the cascade's parameters and rank sizes;
+    `capacity(LEVEL)` in bytes; `min`, `max`; `/` rounds down). `search` and residuals stay as they are."""
+    names = {**binding.params, **binding.rank_sizes}
+    loops = []
+    for i, loop in enumerate(group.loops):
+        if isinstance(loop.factor, str) and loop.factor != SEARCH:
+            at = f"{where}.{loop.origin or f'loops[{i}]'}"
+            value = _factor_value(parse_expr(loop.factor), names, arch, source, at)
+            if value < 1 or value != int(value):
+                raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer")
+            loop = replace(loop, factor=int(value))
+        loops.append(loop)
+    return replace(group, loops=tuple(loops))
+
+
+def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, source: str, at: str) -> float:
+    match node:
+        case Num(value=value):
+            return value
+        case Name(name=name) if name in names:
+            return names[name]
+        case Name(name=name):
+            raise SpecError(source, at, f"unknown name '{name}' (parameters and ranks: {', '.join(names)})")
+        case Call(fn="capacity", args=(Name(name=level),)):
+            levels = [m.name for m in arch.memories]
+            if level not in levels:
+                raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
+            capacity = arch.memory(level).capacity_bytes
+            if capacity is None:
+                raise SpecError(source, at, f"level {level} has no capacity")
+            return capacity
+        case Call(fn="min" | "max" as fn, args=args) if args:
+            values = [_factor_value(a, names, arch, source, at) for a in args]
+            return min(values) if fn == "min" else max(values)
+        case BinOp(op="+" | "-" | "*" | "/" | "//" as op, lhs=lhs, rhs=rhs):
+            a, b = _factor_value(lhs, names, arch, source, at), _factor_value(rhs, names, arch, source, at)
+            if op in ("/", "//") and not b:
+                raise SpecError(source, at, "division by zero")
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a // b, "//": a // b}[op]
+    raise SpecError(source, at, "expected numbers, names, + - * / //, min(...), max(...) or capacity(LEVEL)")
 
 
 def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> tuple[Loop, ...]:

@@ -6,7 +6,10 @@ A mapping is a list of fusion groups run one after another. Each group has
 - `loops`: one loop nest shared by the group, outermost first. A temporal loop sits at a memory level and
   walks over tiles held by the level below it; a spatial loop spreads a rank over a unit's fan-out. Several
   loops over one rank split it (P -> P2, P1, P0, outermost first); their factors multiply to the rank size.
-  A factor may be left out (the residual: rank size / the other factors) or be `search` (the mapper picks it).
+  A factor may be left out (the residual: rank size / the other factors), be `search` (the mapper picks it), or
+  be an expression of the cascade's parameters and rank sizes, `capacity(LEVEL)` (bytes) and `min`/`max`, for
+  a dataflow's own tiling rule: FLAT's row block fills the buffer with scores,
+  `P: "min(P // 256, max(1, P * M * word_bytes // capacity(GlobalBuffer)))"` row blocks.
   Spatial loops are per unit: the 2-D array's `P: 256` and the 1-D array's `P: 256` are two views of one
   split, so for each unit, temporal factors x that unit's spatial factors = rank size. A split spread only over
   another unit's fan-out is walked temporally (innermost) by a unit without one.
@@ -19,6 +22,11 @@ A mapping is a list of fusion groups run one after another. Each group has
   all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
 - `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),
   e.g. score tiles handed from the 2-D to the 1-D array through the global buffer.
+- `in_place`: tensor -> tensors written over its storage (FLAT's softmax overwrites the score block with the
+  numerator, then with A), so they take no room of their own.
+- `spill`: tensors kept at a level whose tiles may overflow it: the part that does not fit lives in the level
+  above, and every access to it goes there (see `archsim.model.analytical`). Without `spill`, overflow makes
+  the point infeasible.
 - `pipelined`: Einsums whose chain of ops (FLAT's subtract feeding its exp unit) issues one point per cycle on a
   unit that has every op: a point costs the slowest op's cycles instead of their sum.
 
@@ -36,7 +44,7 @@ SEARCH = "search"
 @dataclass(frozen=True)
 class Loop:
     rank: str
-    factor: int | str | None = None  # int, SEARCH, or None for the residual
+    factor: int | str | None = None  # int, SEARCH, an expression (str), or None for the residual
     level: str | None = None  # temporal: the memory level it sits at
     spatial: str | None = None  # spatial: the unit whose fan-out it spreads over
     origin: str = ""  # where it was written (`loops[0].ranks.P`), for messages
@@ -56,6 +64,8 @@ class Group:
     overlap: str = "max"
     double_buffered: tuple[str, ...] = ()  # tensors whose on-chip tiles take two buffers (fill one, use one)
     pipelined: tuple[str, ...] = ()  # Einsums whose op chain issues as one op per point (cycles: the slowest op)
+    in_place: MappingType[str, tuple[str, ...]] = field(default_factory=dict)  # storage owner -> tensors over it
+    spill: tuple[str, ...] = ()  # kept tensors whose overflow lives in the level above
 
     def with_factors(self, factors: MappingType[int, int]) -> Group:
         """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way)."""

@@ -32,6 +32,7 @@ level's leak energy per cycle x instances x cycles. Area: the architecture's.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -140,11 +141,14 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
     compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums})
 
     reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
+    over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
     # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
     traffic: dict[str, dict[str, float]] = defaultdict(dict)
     footprint: Counter[str] = Counter()
+    spillable: Counter[str] = Counter()
     word = binding.word_bytes
-    for t in sorted(set().union(*(_tensors_of(binding, e) for e in group.einsums))):
+    parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
+    for t in sorted(set().union(*(_tensors_of(binding, e) for e in group.einsums)) - set(over)):
         decl = cascade.tensors[t]
         kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
         if decl.kind != "intermediate" or used_in[t] - {group.name}:
@@ -153,27 +157,97 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             chain = kept
         else:
             continue  # produced and consumed inside the PEs
-        for c in (c for c in chain if c > 0):
+        for i, c in enumerate(chain):
+            if c == 0:
+                continue
             copies = 2 if t in group.double_buffered else 1
-            tile = tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative)
-            footprint[levels[c]] += copies * tile * word
+            tile_bytes = copies * tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
+            footprint[levels[c]] += tile_bytes
+            if t in group.spill:
+                spillable[levels[c]] += tile_bytes
+                parent_of[levels[c]] = chain[i - 1] if i else c - 1
+        if chain[-1] > 0:
+            footprint[levels[chain[-1]]] += _handoff_elems(binding, arch, group, space, t) * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
             traffic[levels[parent]][t] = (read + written) * word
             _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
             _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
 
+    reasons = []
+    for m in arch.memories:
+        overflow = footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
+        if overflow <= 0:
+            continue
+        if overflow > spillable[m.name]:
+            reasons.append(f"group {group.name}: {m.name} holds {footprint[m.name]:.0f} B of tiles, "
+                           f"capacity {m.capacity_bytes} B")
+            continue
+        # The part of the spillable tiles that does not fit lives one level out; each access to it goes there.
+        fraction = overflow / spillable[m.name]
+        parent = parent_of[m.name]
+        for t in group.spill:
+            if t in group.keep.get(m.name, ()):
+                n_reads, n_writes = _storage_accesses(binding, analysis, group, t, reads)
+                elems = math.prod(binding.leaf_shape(t)) * fraction
+                traffic[levels[parent]][t] = traffic[levels[parent]].get(t, 0.0) + elems * (n_reads + n_writes) * word
+                _transfer_energy(energy, arch, parent, compute_level, elems * n_reads * word * 8, inward=True)
+                _transfer_energy(energy, arch, parent, compute_level, elems * n_writes * word * 8, inward=False)
+
     memory_s = {}
     for m in arch.memories:
         moved = sum(traffic.get(m.name, {}).values())
         if m.bandwidth_bytes_per_s and moved:
             memory_s[m.name] = moved / m.bandwidth_bytes_per_s
-    reasons = [f"group {group.name}: {lv} holds {footprint[lv]:.0f} B of tiles, capacity {m.capacity_bytes} B"
-               for m in arch.memories if (lv := m.name) in footprint
-               and m.capacity_bytes is not None and footprint[lv] > m.capacity_bytes]
     seconds = max([compute_cycles / arch.clock_hz, *memory_s.values()])
     return _GroupResult(seconds, compute_cycles, memory_s, dict(traffic), energy, busy, dict(footprint), reasons,
                         einsums)
+
+
+def _handoff_elems(binding: Binding, arch: Architecture, group: Group, space: dict[str, set[str]],
+                   owner: str) -> int:
+    """Room for tiles handed between units through the level that keeps `owner` (or a tensor written over it):
+    one tile of the larger of the two units' spatial extents per hand-off, which the consumer works on while the
+    producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back)."""
+    total = 0
+    for t in (owner, *group.in_place.get(owner, ())):
+        producers = [e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t]
+        if not producers:
+            continue
+        unit = group.binding[producers[0]]
+        ranks = binding.cascade.tensors[t].leaf_ranks
+        for e in group.einsums:
+            reads = {r.tensor for r in refs_of(binding.cascade.einsum(e))}
+            if t in reads and group.binding[e] != unit:
+                total += max(_spatial_tile(group, unit, ranks), _spatial_tile(group, group.binding[e], ranks))
+                break
+    return total
+
+
+def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
+    return math.prod(lp.factor for lp in group.loops if lp.spatial == unit and lp.rank in ranks)
+
+
+def _storage_accesses(binding: Binding, analysis: Analysis, group: Group, owner: str,
+                      reads: dict[str, set[str]]) -> tuple[int, int]:
+    """(reads, writes) of each element of `owner`'s storage over the group: one write per Einsum producing it
+    or a tensor written over it, one read per Einsum consuming one of them, except a read streamed from a
+    producer on the same unit in the same pass (FLAT's sum taking the numerator as the exp unit makes it)."""
+    n_reads = n_writes = 0
+    for t in (owner, *group.in_place.get(owner, ())):
+        producer = next((e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t), None)
+        n_writes += producer is not None
+        for e in group.einsums:
+            if t in reads[e] and not (producer and group.binding[e] == group.binding[producer]
+                                      and _same_pass(analysis, producer, e)):
+                n_reads += 1
+    return n_reads, n_writes
+
+
+def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
+    """Whether Einsums a and b run in the same pass over every rank both iterate."""
+    return all(by_einsum[a] == by_einsum[b] for by_einsum in analysis.passes.einsum_pass.values()
+               if a in by_einsum and b in by_einsum)
 
 
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],

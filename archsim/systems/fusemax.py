@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from archsim.model.analytical import evaluate
+from archsim.model.result import Result
 from archsim.point import prepare
 
 CONFIGS = {
@@ -36,8 +37,8 @@ REFERENCE_FILES = {"unfused": "attn-unfused.csv", "flat": "attn-flat.csv", "casc
 METRICS = ("latency_s", "traffic_bytes", "energy_pj", "util_2d", "util_1d")
 
 
-def attention_point(config: str, model: str, seq_len: int) -> dict:
-    """One record: the best feasible of the config's mappings at this model and length."""
+def attention_result(config: str, model: str, seq_len: int) -> Result:
+    """The best feasible of the config's mappings at this model and length, as a mapper would keep."""
     best = None
     for mapping in CONFIGS[config]:
         point = prepare(mapping, workload=MODELS[model], sets={"seq_len": seq_len})
@@ -45,7 +46,12 @@ def attention_point(config: str, model: str, seq_len: int) -> dict:
         key = (not result.feasible, result.latency_s, result.energy_pj)
         if best is None or key < best[0]:
             best = (key, result)
-    result = best[1]
+    return best[1]
+
+
+def attention_point(config: str, model: str, seq_len: int) -> dict:
+    """One record of the attention comparison."""
+    result = attention_result(config, model, seq_len)
     return {
         "config": config, "model": model, "seq_len": seq_len, "mapping": result.mapping,
         "feasible": result.feasible, "latency_s": result.latency_s,
