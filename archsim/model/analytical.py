@@ -20,7 +20,13 @@ Memory
 - Transfers overlap compute (double buffering): group time = max(compute cycles / clock, each level's
   transfer time = bytes through its inner boundary / its bandwidth). Levels without a bandwidth never stall.
   Total time = sum over groups.
-- A group is infeasible when the tiles resident at a level exceed its capacity; the Result says which.
+- Footprint at a level: the tiles it keeps (twice if double-buffered; tensors written in place over another
+  take no room), plus one tile per hand-off of a kept intermediate between two units (the larger of the two
+  units' spatial tiles), which the consumer works on while the producer fills the next.
+- A group is infeasible when its footprint exceeds a level's capacity; the Result says which. Unless the
+  overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and each
+  access to a spilled element goes there: one write per Einsum producing the storage's tensors, one read per
+  Einsum consuming them, except reads streamed from a producer on the same unit in the same pass.
 
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
