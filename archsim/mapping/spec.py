@@ -17,7 +17,7 @@ A mapping is a list of fusion groups run one after another. Each group has
   intermediate lives at the outermost level that keeps it, and never travels further out.
 - `overlap`: how the group's time is formed from its parts. `sequential` sums the Einsums' compute times;
   `max` overlaps everything (time = max over units and levels); any other string is a pipeline expression over
-  Einsum names with `+` and `max(...)`, e.g. FuseMax's waterfall
+  Einsum names (their compute cycles) and rank sizes with `+`, `*` and `max(...)`, e.g. FuseMax's waterfall
   `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`. Memory transfers overlap compute in
   all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
 - `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),

@@ -144,7 +144,7 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
         busy[unit.name] += lane_cycles
         einsums.append(EinsumResult(e, group.name, unit.name, dict(ops), lanes, lane_cycles / lanes, e_energy))
     cycles = {r.name: r.compute_cycles for r in einsums}
-    compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums})
+    compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
 
     reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
@@ -287,7 +287,7 @@ def _transfer_energy(energy: Counter, arch: Architecture, parent: int, child: in
             energy[(m.name, action)] += bits / m.access_bits * m.energy.actions_pj[action]
 
 
-def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str]) -> float:
+def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str], rank_sizes: dict[str, int]) -> float:
     if group.overlap == "sequential":
         return sum(cycles.values())
     if group.overlap == "max":
@@ -295,13 +295,13 @@ def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str]) ->
         for e, c in cycles.items():
             per_unit[unit_of[e]] += c
         return max(per_unit.values())
-    return _pipeline(S.parse_expr(group.overlap), cycles)
+    return _pipeline(S.parse_expr(group.overlap), {**rank_sizes, **cycles})
 
 
 def _pipeline(node: S.Expr, cycles: dict[str, float]) -> float:
     match node:
         case S.Name(name=name):
-            return cycles[name]
+            return cycles[name]  # an Einsum's compute cycles, or a rank size (+Arch's stall of LM x M0 cycles)
         case S.Num(value=value):
             return value
         case S.BinOp(op="+", lhs=lhs, rhs=rhs):
