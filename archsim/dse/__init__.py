@@ -1,0 +1,1 @@
+"""Design-space exploration: Pareto fronts (and, later, sweeps)."""
