@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
@@ -22,7 +23,7 @@ from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
 from archsim.report.cascades import cascade_row, write_cascade_report
-from archsim.systems import fusemax
+from archsim.systems import fusemax, fusemax_pareto
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
@@ -183,7 +184,8 @@ def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
 
 @main.command("reproduce")
 @click.argument("paper", type=click.Choice(["fusemax"]))
-@click.option("--json", "as_json", is_flag=True, help='Print {"attention": [records]} as JSON.')
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"attention": [...], "pareto": [...], "headline": {...}} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), help="Also write the comparison as CSV here.")
 def reproduce(paper: str, as_json: bool, out: str | None) -> None:
     """Run a paper's setup and print ours beside the paper's, with the error per metric.
@@ -192,11 +194,14 @@ def reproduce(paper: str, as_json: bool, out: str | None) -> None:
     """
     records = fusemax.attention_records()
     table = fusemax.compare(records)
+    pareto = fusemax_pareto.pareto_records()
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         table.to_csv(Path(out) / "attention.csv", index=False)
+        pd.DataFrame(pareto).to_csv(Path(out) / "pareto.csv", index=False)
     if as_json:
-        click.echo(json.dumps({"attention": records, "headline": fusemax.headline(records)}, indent=2))
+        click.echo(json.dumps({"attention": records, "pareto": pareto, "headline": fusemax.headline(records)},
+                              indent=2))
         return
     click.echo(f"{'config':<8} {'model':<5} {'seq_len':<8} {'latency_s (paper, err)':<34} "
                f"{'traffic_B (paper, err)':<34} {'util_2d (paper)':<17} energy_pJ (paper, err)")
@@ -211,8 +216,21 @@ def reproduce(paper: str, as_json: bool, out: str | None) -> None:
     h = fusemax.headline(records)
     click.echo(f"FuseMax vs FLAT, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
                f"(paper 6.72x), energy ratio {h['energy_vs_flat']:.3f} (paper 0.787)")
+    _show_pareto(pareto)
     if out:
-        click.echo(f"comparison written to {Path(out) / 'attention.csv'}")
+        click.echo(f"comparison written to {Path(out) / 'attention.csv'} and {Path(out) / 'pareto.csv'}")
+
+
+def _show_pareto(records: list[dict]) -> None:
+    """Fig. 12: per model, the smallest compute-bound design of each PE dimension."""
+    df = pd.DataFrame(records)
+    click.echo(f"\nArea/latency design space at {df.seq_len.iloc[0]} tokens (Fig. 12), the compute-bound buffer of "
+               "each PE dimension (all points: --json or --out):")
+    last = df.groupby(["model", "pe_dim"]).last().reset_index()
+    click.echo(f"{'model':<5} {'pe_dim':>6} {'buffer_B':>10} {'area_mm2':>9} {'latency_s':>10}  front")
+    for row in last.itertuples():
+        click.echo(f"{row.model:<5} {row.pe_dim:>6} {row.buffer_bytes:>10} {row.area_um2 / 1e6:>9.1f} "
+                   f"{row.latency_s:>10.4g}  {'yes' if row.on_front else ''}")
 
 
 @main.command("execute")
