@@ -22,8 +22,9 @@ from archsim.cascade.references import REFERENCES
 from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
+from archsim.report import labelled, tables
 from archsim.report.cascades import cascade_row, write_cascade_report
-from archsim.systems import fusemax, fusemax_pareto
+from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
@@ -185,40 +186,53 @@ def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
 @main.command("reproduce")
 @click.argument("paper", type=click.Choice(["fusemax"]))
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"attention": [...], "pareto": [...], "headline": {...}} as JSON.')
-@click.option("--out", type=click.Path(file_okay=False), help="Also write the comparison as CSV here.")
+              help='Print {"attention": [...], "end2end": [...], "pareto": [...], "headline": {...}} as JSON.')
+@click.option("--out", type=click.Path(file_okay=False), help="Also write the comparisons as CSV here.")
 def reproduce(paper: str, as_json: bool, out: str | None) -> None:
     """Run a paper's setup and print ours beside the paper's, with the error per metric.
 
     Example: archsim reproduce fusemax --out reports/fusemax
     """
-    records = fusemax.attention_records()
-    table = fusemax.compare(records)
+    attention = fusemax.attention_records()
+    linear = fusemax_linear.end2end_records()
     pareto = fusemax_pareto.pareto_records()
+    headline = {"attention": fusemax.headline(attention),
+                "end2end": fusemax_linear.end2end_headline(attention, linear)}
+    tables = {"attention": fusemax.compare(attention), "end2end": fusemax_linear.compare_end2end(linear),
+              "pareto": pd.DataFrame(pareto)}
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        table.to_csv(Path(out) / "attention.csv", index=False)
-        pd.DataFrame(pareto).to_csv(Path(out) / "pareto.csv", index=False)
+        for name, table in tables.items():
+            table.to_csv(Path(out) / f"{name}.csv", index=False)
     if as_json:
-        click.echo(json.dumps({"attention": records, "pareto": pareto, "headline": fusemax.headline(records)},
+        click.echo(json.dumps({"attention": attention, "end2end": linear, "pareto": pareto, "headline": headline},
                               indent=2))
         return
-    click.echo(f"{'config':<8} {'model':<5} {'seq_len':<8} {'latency_s (paper, err)':<34} "
-               f"{'traffic_B (paper, err)':<34} {'util_2d (paper)':<17} energy_pJ (paper, err)")
-    for row in table.itertuples():
-        cells = [_vs(getattr(row, m), getattr(row, f"{m}_paper"), getattr(row, f"{m}_err"), m.startswith("util"))
-                 for m in ("latency_s", "traffic_bytes", "util_2d", "energy_pj")]
-        click.echo(f"{row.config:<8} {row.model:<5} {row.seq_len:<8} {cells[0]:<34} {cells[1]:<34} {cells[2]:<17} "
-                   f"{cells[3]}")
-    known = table.dropna(subset=["latency_s_paper"])
-    click.echo(f"\nerror over the {len(known)} points with a paper value (max |err|): "
-               + ", ".join(f"{m} {known[f'{m}_err'].abs().max():.3g}" for m in fusemax.METRICS))
-    h = fusemax.headline(records)
-    click.echo(f"FuseMax vs FLAT, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
-               f"(paper 6.72x), energy ratio {h['energy_vs_flat']:.3f} (paper 0.787)")
+    click.echo("Attention (one layer, batch 64): ours (paper, error)")
+    _show_comparison(tables["attention"], ("latency_s", "traffic_bytes", "util_2d", "energy_pj"))
+    click.echo("\nLinear layers of one layer (Q, K, V, Z projections, FFN; GELU free as in the artifact)")
+    _show_comparison(tables["end2end"], ("latency_s", "traffic_bytes", "energy_pj"))
+    for name, table, metrics in (("attention", tables["attention"], fusemax.METRICS),
+                                 ("linear layers", tables["end2end"], fusemax_linear.METRICS)):
+        known = table.dropna(subset=["latency_s_paper"])
+        click.echo(f"\n{name}: error over the {len(known)} points with a paper value (max |err|): "
+                   + ", ".join(f"{m} {known[f'{m}_err'].abs().max():.3g}" for m in metrics))
+    for name, paper_speedup, paper_energy in (("attention", 6.72, 0.787), ("end2end", 5.30, 0.833)):
+        h = headline[name]
+        click.echo(f"FuseMax vs FLAT, {name}, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
+                   f"(paper {paper_speedup}x), energy ratio {h['energy_vs_flat']:.3f} (paper {paper_energy})")
     _show_pareto(pareto)
     if out:
-        click.echo(f"comparison written to {Path(out) / 'attention.csv'} and {Path(out) / 'pareto.csv'}")
+        click.echo(f"comparisons written to {out}/{{attention,end2end,pareto}}.csv")
+
+
+def _show_comparison(table: pd.DataFrame, metrics: tuple[str, ...]) -> None:
+    click.echo(f"{'config':<8} {'model':<5} {'seq_len':<8} "
+               + " ".join(f"{m + (' (paper)' if m.startswith('util') else ' (paper, err)'):<34}" for m in metrics))
+    for row in table.itertuples():
+        cells = [_vs(getattr(row, m), getattr(row, f"{m}_paper"), getattr(row, f"{m}_err"), m.startswith("util"))
+                 for m in metrics]
+        click.echo(f"{row.config:<8} {row.model:<5} {row.seq_len:<8} " + " ".join(f"{c:<34}" for c in cells))
 
 
 def _show_pareto(records: list[dict]) -> None:
@@ -269,16 +283,64 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     click.echo("ok")
 
 
-@main.command()
-@click.option("--library", "library_report", is_flag=True, required=True,
-              help="Report on every cascade of the library.")
-@_WORKLOAD
-@click.option("--out", type=click.Path(file_okay=False), default="reports/library", show_default=True)
-def report(library_report: bool, workload: str | None, out: str) -> None:
-    """Write a report (CSV + index.html) under reports/.
+_REPORT_MODES = {  # mode -> the options that apply to it
+    "--library": {"--workload"},
+    "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set"},
+    "--reproduction": {"--model", "--seq-len"},
+}
 
-    Example: archsim report --library --workload bert-base --out reports/demo
+
+@main.command()
+@click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
+@click.option("--run", "run_report", is_flag=True,
+              help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
+@click.option("--reproduction", type=click.Choice(["fusemax"]),
+              help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
+@click.option("--mapping", "-m", metavar="M", help="[--run] Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", help="[--run] Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
+@_WORKLOAD
+@_SET
+@click.option("--model", type=click.Choice(list(fusemax.MODELS)), help="[--reproduction] Model (default BERT).")
+@click.option("--seq-len", type=click.IntRange(min=1), help="[--reproduction] Tokens (default 65536).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output directory (default reports/library, reports/MAPPING or reports/PAPER).")
+def report(library_report: bool, run_report: bool, reproduction: str | None, mapping: str | None,
+           cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...], model: str | None,
+           seq_len: int | None, out: str | None) -> None:
+    """Write a report (figures, CSV, index.html) under reports/. Choose exactly one of --library, --run,
+    --reproduction.
+
+    Examples:
+
+    \b
+      archsim report --library --workload bert-base --out reports/demo
+      archsim report --run --mapping fusemax --workload bert-base --set seq_len=65536
+      archsim report --reproduction fusemax --model BERT --seq-len 65536
     """
+    chosen = [m for m, on in zip(_REPORT_MODES, (library_report, run_report, reproduction is not None), strict=True)
+              if on]
+    if len(chosen) != 1:
+        raise click.UsageError("choose exactly one of --library, --run, --reproduction"
+                               + (f" (got {' and '.join(chosen)})" if chosen else ""))
+    mode = chosen[0]
+    given = {"--mapping": mapping, "--cascade": cascade, "--arch": arch, "--workload": workload,
+             "--set": sets or None, "--model": model, "--seq-len": seq_len}
+    misplaced = [name for name, value in given.items() if value is not None and name not in _REPORT_MODES[mode]]
+    if misplaced:
+        raise click.UsageError(f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to {mode} "
+                               f"(it takes {', '.join(sorted(_REPORT_MODES[mode]))})")
+    if mode == "--library":
+        _report_library(workload, Path(out or "reports/library"))
+    elif mode == "--run":
+        if mapping is None:
+            raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
+        _report_run(mapping, cascade, arch, workload, sets, Path(out or Path("reports") / Path(mapping).stem))
+    else:
+        _report_reproduction(model or "BERT", seq_len or 65536, Path(out or Path("reports") / reproduction))
+
+
+def _report_library(workload: str | None, out: Path) -> None:
     params = library.load_workload_spec(workload).params if workload else {}
     rows = []
     for name in library.names("cascades"):
@@ -288,5 +350,30 @@ def report(library_report: bool, workload: str | None, out: str) -> None:
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
             rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
-    index = write_cascade_report(rows, Path(out), title)
+    index = write_cascade_report(rows, out, title)
     click.echo(f"{len(rows)} cascades analysed; report written to {index}")
+
+
+def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,
+                sets: tuple[str, ...], out: Path) -> None:
+    from archsim.report.point import write_point_report  # matplotlib (~0.3 s) loads only for reports that draw
+
+    point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+    result = point.result
+    title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
+             + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))
+    _show_result(result)
+    index = write_point_report([point], out, title)
+    click.echo(f"\nreport written to {index}")
+
+
+def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
+    from archsim.report.point import write_point_report  # matplotlib (~0.3 s) loads only for reports that draw
+
+    points = labelled.fusemax_configs(model, seq_len)
+    paper = tables.paper_rows(fusemax.compare(fusemax.attention_records()))
+    for p in points:
+        click.echo(f"{p.label:<8} {p.result.mapping:<16} latency {p.result.latency_s:.4g} s, energy "
+                   f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes():.4g} B")
+    index = write_point_report(points, out, f"FuseMax configurations at {model}, {seq_len} tokens", paper)
+    click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")

@@ -68,7 +68,12 @@ def test_fusemax_prices_exp_as_six_macs() -> None:
     array2d = arch.unit("array2d")
     assert array2d.op_cycles["exp"] + array2d.op_cycles["add"] == 7
     assert set(array2d.op_cycles) == {"mac", "add", "max", "exp"}
-    assert set(arch.unit("array1d").op_cycles) == {"mac", "mul", "add", "max", "div", "exp"}
+    assert set(arch.unit("array1d").op_cycles) == {"mac", "mul", "add", "max", "div", "exp", "gelu"}
+    # GELU = mul + exp + add + div in sequence: 1 + 6 + 1 + 1 cycles, priced as its parts.
+    gelu = arch.unit("array1d")
+    assert gelu.op_cycles["gelu"] == 9
+    assert gelu.energy.actions_pj["gelu"] == pytest.approx(sum(gelu.energy.actions_pj[op]
+                                                               for op in ("mul", "exp", "add", "div")))
 
 
 def test_flat_has_an_exp_unit_and_unfused_the_same_hardware() -> None:

@@ -55,3 +55,17 @@ def test_workloads_bind_attention(cli_json) -> None:
         ranks = cli_json("analyze", "attention-3pass", "--workload", name)["ranks"]
         assert ranks["H"] == spec.params["heads"] and ranks["E"] == spec.params["head_dim"]
         assert spec.params["heads"] % spec.params["kv_heads"] == 0
+
+
+def test_reproduce_fusemax_json_schema(cli_json) -> None:
+    """`archsim reproduce fusemax --json`: attention (5 configs x 4 models x 6 lengths), end2end (2 hardware x 4 x 6)
+    and pareto records, with the fields the issue names."""
+    out = cli_json("reproduce", "fusemax")
+    assert len(out["attention"]) == 120 and len(out["end2end"]) == 48
+    assert {r["config"] for r in out["attention"]} == {"unfused", "flat", "cascade", "arch", "fusemax"}
+    for r in out["attention"]:
+        assert {"config", "model", "seq_len", "latency_s", "energy_pj", "traffic_bytes", "util_2d", "util_1d"} <= set(r)
+        assert isinstance(r["seq_len"], int)
+    assert {r["pe_dim"] for r in out["pareto"]} == {16, 32, 64, 128, 256, 512}
+    assert all({"pe_dim", "area_um2", "latency_s"} <= set(r) for r in out["pareto"])
+    assert abs(out["headline"]["attention"]["speedup_vs_flat"] / 6.72 - 1) < 0.05

@@ -38,9 +38,8 @@ def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Ma
             trial = replace(mapping, groups=(*groups[:gi], group.with_factors(dict(zip(slots, combo, strict=True))),
                                              *groups[gi + 1:]))
             # Later groups may still hold `search` loops: score this group on its own.
-            alone = replace(trial, groups=(trial.groups[gi],))
-            result = evaluate(binding, analysis, arch, alone)
-            key = (not result.feasible, result.latency_s, result.energy_pj, [-c for c in combo])
+            result = evaluate(binding, analysis, arch, trial, only_group=gi)
+            key = (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
             if best_key is None or key < best_key:
                 best_key, best = key, trial.groups[gi]
         if best is None:

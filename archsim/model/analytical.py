@@ -53,15 +53,19 @@ from archsim.model.result import EinsumResult, Result
 from archsim.model.reuse import refetches, tile_elems
 
 
-def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping) -> Result:
+def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
+             only_group: int | None = None) -> Result:
     """Evaluate `mapping` of the bound cascade on `arch`. Raises SpecError only for a mapping that cannot run;
-    a mapping that runs but does not fit is returned as an infeasible Result."""
-    groups = [resolve_group(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)]
+    a mapping that runs but does not fit is returned as an infeasible Result. With `only_group`, only that group
+    is evaluated (the mapper scores one group at a time; the others may still hold `search` factors), but which
+    tensors cross groups, and so live in DRAM, still follows the whole mapping."""
     used_in = defaultdict(set)
-    for g in groups:
+    for g in mapping.groups:
         for e in g.einsums:
             for t in _tensors_of(binding, e):
                 used_in[t].add(g.name)
+    groups = [resolve_group(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)
+              if only_group is None or i == only_group]
     parts = [_group(binding, analysis, arch, g, used_in) for g in groups]
 
     seconds = sum(p.seconds for p in parts)

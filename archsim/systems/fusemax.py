@@ -15,7 +15,7 @@ error; nothing in a result comes from them.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -67,15 +67,21 @@ def attention_records(configs: Iterable[str] = CONFIGS, models: Iterable[str] = 
 
 def reference() -> pd.DataFrame:
     """The artifact's attention results, one row per (config, model, seq_len), in archsim's column names."""
+    return read_reference(REFERENCE_FILES, METRICS)
+
+
+def read_reference(files: Mapping[str, str], metrics: Iterable[str]) -> pd.DataFrame:
+    """Artifact CSVs from `reference/fusemax/` (config -> file name), one row per (config, model, seq_len), in
+    archsim's column names."""
     root = importlib.resources.files("archsim.systems") / "reference" / "fusemax"
     frames = []
-    for config, name in REFERENCE_FILES.items():
+    for config, name in files.items():
         with (root / name).open() as f:
             df = pd.read_csv(f)
         df = df.rename(columns={"latency": "latency_s", "traffic": "traffic_bytes", "energy": "energy_pj"})
         df["config"] = config
         df["seq_len"] = df["seq_len"].map(LENGTHS)
-        frames.append(df[["config", "model", "seq_len", *METRICS]])
+        frames.append(df[["config", "model", "seq_len", *metrics]])
     return pd.concat(frames, ignore_index=True)
 
 

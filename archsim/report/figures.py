@@ -1,0 +1,239 @@
+"""Figures of a point report, drawn from the tables of `archsim.report.tables`: DataFrames in, a matplotlib
+`Figure` out (Agg canvas, no pyplot state, nothing written; the caller saves it).
+
+Log axes never see a zero: roofline rows with no ops or no attained rate are left off, Einsums that move no
+DRAM bytes (infinite operational intensity) are drawn in a shaded band right of the finite axis, and the paper
+scatter keeps only positive pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
+from archsim.report.tables import OTHER_SHARE
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+MAX_ANNOTATIONS = 14  # Einsum names written on the roofline, biggest Einsums first
+MAX_NAMES_AT_ONE_POINT = 3  # Einsums of one result drawn at the same place: this many names, then "+N"
+NAME_OFFSETS_PT = ((6, -7), (-6, -7), (6, 7), (-6, 7))  # where a name may go around its marker, tried in order
+SAME_NAME_GAP_DECADES = 1.0  # a name is not written again this close on both axes (one Einsum in two results)
+PAPER_TITLES = {"latency_s": "latency (s)", "traffic_bytes": "DRAM traffic (bytes)", "energy_pj": "energy (pJ)"}
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _title(fig: Figure, text: str) -> None:
+    """A figure title wrapped to the figure's width (two lines fit above the axes)."""
+    fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 12)), fontsize=10, y=0.98, va="top")
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _decade_range(values: list[float], pad_decades: float) -> tuple[float, float]:
+    """Whole decades around positive `values`, padded."""
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    return 10 ** math.floor(lo - pad_decades), 10 ** math.ceil(hi + pad_decades)
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> Figure:
+    """Log-log roofline: attained ops/s of each Einsum against its ops per DRAM byte, under the ceilings."""
+    fig = _figure(10.5, 6.5)
+    _title(fig, title)
+    ax = fig.add_axes((0.09, 0.1, 0.68, 0.8))
+    points = rows[(rows.ops > 0) & (rows.attained_ops_per_s > 0)].copy()
+    compute = ceilings[ceilings.kind != "bandwidth"]
+    bandwidth = ceilings[ceilings.kind == "bandwidth"]
+    knees = [c / b for c in compute.value for b in bandwidth.value]
+    x_lo, x_hi = _decade_range(points.intensity_ops_per_byte.dropna().tolist() + knees or [1.0, 1e4], 0.3)
+    has_band = points.intensity_ops_per_byte.isna().any()
+    x_end = x_hi * 100 if has_band else x_hi  # the band of Einsums with no DRAM bytes: (x_hi, x_end)
+    y_lo, y_hi = _decade_range(points.attained_ops_per_s.tolist() + compute.value.tolist(), 0.3)
+    ax.set(xscale="log", yscale="log", xlim=(x_lo, x_end), ylim=(y_lo, y_hi),
+           xlabel="operational intensity (ops per DRAM byte)", ylabel="attained ops/s")
+    ax.grid(True, which="major", alpha=0.3)
+    decades = range(round(math.log10(x_lo)), round(math.log10(x_hi)) + 1)
+    ax.set_xticks([10.0**k for k in decades], [f"$10^{{{k}}}$" for k in decades])
+    ax.set_xticks([m * 10.0**k for k in decades[:-1] for m in range(2, 10)], minor=True)
+
+    labels = list(dict.fromkeys(points.label))
+    band_x = {label: x_hi * (x_end / x_hi) ** ((i + 0.6) / (len(labels) + 1)) for i, label in enumerate(labels)}
+    points["plot_x"] = points.intensity_ops_per_byte.fillna(points.label.map(band_x))
+    obstacles: list[Text] = []
+    if has_band:
+        ax.axvspan(x_hi, x_end, color="0.93", zorder=0)
+        obstacles.append(ax.text(math.sqrt(x_hi * x_end), y_hi / 1.5, "no DRAM\nbytes", ha="center", va="top",
+                                 fontsize=8, color="0.35"))
+    for row in compute.itertuples():
+        ax.plot([x_lo, x_hi], [row.value, row.value], color="0.3", lw=1.2, zorder=1,
+                ls=":" if row.kind == "pipelined" else "-")
+        obstacles.append(ax.text(x_lo * 1.3, row.value * 1.1, f"{row.name}  {_si(row.value, 'ops/s')}", fontsize=8,
+                                 color="0.3", va="bottom", zorder=2,
+                                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}))
+    for value, name in zip(bandwidth.value, bandwidth.name, strict=True):
+        xs = np.geomspace(x_lo, x_hi, 50)
+        ax.plot(xs, xs * value, color="0.3", lw=1.2, ls="--", zorder=1)
+        obstacles += _slope_label(ax, value, f"{name}  {_si(value, 'B/s')}", (x_lo, x_hi), (y_lo, y_hi))
+
+    for i, label in enumerate(labels):
+        mine = points[points.label == label]
+        ax.scatter(mine.plot_x, mine.attained_ops_per_s, marker=MARKERS[i % len(MARKERS)], color=_colour(i), s=42,
+                   edgecolors="black", linewidths=0.4, label=label, zorder=3, alpha=0.85)
+    _name_einsums(ax, points, {label: _colour(i) for i, label in enumerate(labels)}, obstacles)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    return fig
+
+
+def _slope_label(ax: Axes, bandwidth_bytes_per_s: float, text: str, x_range: tuple[float, float],
+                 y_range: tuple[float, float]) -> list[Text]:
+    """Write `text` along the bandwidth line, a third of the way up its visible part, at its on-screen angle."""
+    x_first = max(x_range[0], y_range[0] / bandwidth_bytes_per_s)
+    x_last = min(x_range[1], y_range[1] / bandwidth_bytes_per_s)
+    if x_first >= x_last:
+        return []
+    x = x_first * (x_last / x_first) ** 0.3
+    a, b = ax.transData.transform([(x, x * bandwidth_bytes_per_s), (x * 10, x * 10 * bandwidth_bytes_per_s)])
+    angle = math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+    return [ax.annotate(text, (x, x * bandwidth_bytes_per_s), xytext=(0, 4), textcoords="offset points",
+                        fontsize=8, color="0.3", rotation=angle, rotation_mode="anchor")]
+
+
+def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], obstacles: list[Text]) -> None:
+    """Write the names of the biggest Einsums (those of one result at one place together) at the first offset
+    where the name stays inside the axes and clear of markers, other names and `obstacles`; a name is skipped
+    where none is, or where the same name is already written close by (one Einsum in several results)."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    taken = [t.get_window_extent(renderer) for t in obstacles]
+    marker_px = 5.0  # half a marker (s=42 points^2) at the figure's dpi, rounded up
+    for x, y in ax.transData.transform(points[["plot_x", "attained_ops_per_s"]].to_numpy()):
+        taken.append(Bbox.from_extents(x - marker_px, y - marker_px, x + marker_px, y + marker_px))
+    places = points.groupby(["label", "plot_x", "attained_ops_per_s"], sort=False).agg(
+        ops=("ops", "sum"), einsum=("einsum", _names)).reset_index()
+    named: list[tuple[float, float, str]] = []
+    for row in places.sort_values("ops", ascending=False).itertuples():
+        x, y = math.log10(row.plot_x), math.log10(row.attained_ops_per_s)
+        if len(named) >= MAX_ANNOTATIONS:
+            return
+        if any(name == row.einsum and abs(x - x0) < SAME_NAME_GAP_DECADES and abs(y - y0) < SAME_NAME_GAP_DECADES
+               for x0, y0, name in named):
+            continue
+        for dx, dy in NAME_OFFSETS_PT:
+            text = ax.annotate(row.einsum, (row.plot_x, row.attained_ops_per_s), xytext=(dx, dy),
+                               textcoords="offset points", ha="left" if dx > 0 else "right", va="center",
+                               fontsize=7, color=colours[row.label])
+            box = text.get_window_extent(renderer).padded(2)
+            if box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1 \
+                    and not any(box.overlaps(t) for t in taken):
+                taken.append(box)
+                named.append((x, y, row.einsum))
+                break
+            text.remove()
+
+
+def _names(einsums: pd.Series) -> str:
+    shown = ", ".join(einsums.iloc[:MAX_NAMES_AT_ONE_POINT])
+    return shown + (f" +{len(einsums) - MAX_NAMES_AT_ONE_POINT}" if len(einsums) > MAX_NAMES_AT_ONE_POINT else "")
+
+
+def energy_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """One stacked bar per label (in joules), a segment per stack, largest stacks at the bottom, "other" on top."""
+    labels = list(dict.fromkeys(rows.label))
+    table = rows.pivot_table(index="label", columns="stack", values="energy_pj", aggfunc="sum").reindex(labels)
+    table = table.fillna(0.0) * 1e-12
+    order = [s for s in table.sum().sort_values(ascending=False).index if s != "other"]
+    order += ["other"] if "other" in table else []
+    fig = _figure(max(7.5, 1.2 * len(labels) + 5.0), 5.5)
+    _title(fig, title)
+    ax = fig.add_axes((0.1, 0.1, 0.6, 0.76))
+    bottom = np.zeros(len(labels))
+    for i, stack in enumerate(order):
+        other = stack == "other"
+        ax.bar(labels, table[stack], bottom=bottom, label=f"other (each < {OTHER_SHARE:.0%})" if other else stack,
+               color="0.75" if other else _colour(i), edgecolor="white", linewidth=0.5, width=0.6)
+        bottom += table[stack].to_numpy()
+    for x, total_j in enumerate(bottom):
+        ax.text(x, total_j, f"{total_j:.4g} J", ha="center", va="bottom", fontsize=8)
+    ax.set(ylabel="energy (J)", xlim=(-0.9, len(labels) - 0.1),
+           ylim=(0, bottom.max() * 1.1 if bottom.max() > 0 else 1))
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+              title="component action", title_fontsize=8)
+    return fig
+
+
+def utilization_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """Grouped bars: one group per unit, one bar per label."""
+    labels = list(dict.fromkeys(rows.label))
+    units = list(dict.fromkeys(rows.unit))
+    fig = _figure(max(7.5, 0.45 * len(labels) * len(units) + 4.0), 4.8)
+    _title(fig, title)
+    ax = fig.add_axes((0.1, 0.1, 0.7, 0.76))
+    width = 0.8 / max(len(labels), 1)
+    for i, label in enumerate(labels):
+        mine = rows[rows.label == label].set_index("unit").reindex(units)
+        xs = np.arange(len(units)) - 0.4 + width * (i + 0.5)
+        bars = ax.bar(xs, mine.utilization.fillna(0.0), width=width * 0.95, label=label, color=_colour(i))
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in mine.utilization.fillna(0.0)], fontsize=7, padding=1)
+    ax.set_xticks(np.arange(len(units)), units)
+    ax.set(ylim=(0, 1.12), ylabel="utilization (busy lane-cycles / lanes x latency)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    return fig
+
+
+def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """Ours against the paper's, one log-log panel per metric, a y = x line; colour per config, marker per
+    model."""
+    metrics = list(dict.fromkeys(rows.metric))
+    configs = list(dict.fromkeys(rows.config))
+    models = list(dict.fromkeys(rows.model))
+    fig = _figure(4.2 * len(metrics) + 1.6, 4.6)
+    _title(fig, title)
+    panel_w = 0.78 / len(metrics)
+    for j, metric in enumerate(metrics):
+        ax = fig.add_axes((0.06 + j * (panel_w + 0.02), 0.13, panel_w - 0.05, 0.72))
+        mine = rows[(rows.metric == metric) & (rows.ours > 0) & (rows.paper > 0)]
+        if mine.empty:
+            ax.set_axis_off()
+            continue
+        lo, hi = _decade_range(mine.ours.tolist() + mine.paper.tolist(), 0.1)
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", zorder=1)
+        for i, config in enumerate(configs):
+            for k, model in enumerate(models):
+                pick = mine[(mine.config == config) & (mine.model == model)]
+                ax.scatter(pick.paper, pick.ours, color=_colour(i), marker=MARKERS[k % len(MARKERS)], s=22,
+                           edgecolors="black", linewidths=0.3, zorder=2, alpha=0.85)
+        worst = mine.rel_err.abs().max()
+        ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="paper", ylabel="ours" if j == 0
+               else None, title=f"{PAPER_TITLES.get(metric, metric)}\nmax |rel err| {worst:.2%}")
+        ax.title.set_fontsize(9)
+        ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", color=_colour(i), label=c) for i, c in enumerate(configs)]
+    handles += [Line2D([], [], ls="", marker=MARKERS[k % len(MARKERS)], color="0.4", label=m)
+                for k, m in enumerate(models)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.85, 0.5), fontsize=8, frameon=False)
+    return fig

@@ -1,0 +1,78 @@
+"""The point report (`archsim report --run` / `--reproduction`): the edge that writes figures, CSVs and
+index.html for one or more labelled Results. The numbers come from `archsim.report.tables`, the pictures from
+`archsim.report.figures`; this module only names the files and writes them.
+
+Files in the output directory: summary.csv, roofline.png/.csv, energy.png/.csv, utilization.png/.csv, and, when
+a paper comparison is given, paper.png/.csv; index.html links them all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from archsim.report import figures, tables
+from archsim.report.labelled import Labelled
+
+_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;font-size:13px}"
+          "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
+          "img{max-width:100%;border:1px solid #eee}")
+
+
+def _save(out_dir: Path, name: str, table: pd.DataFrame, figure: Figure | None = None) -> None:
+    table.to_csv(out_dir / f"{name}.csv", index=False)
+    if figure is not None:
+        figure.savefig(out_dir / f"{name}.png")
+
+
+def _section(name: str, heading: str, text: str) -> str:
+    return (f"<h2>{html.escape(heading)}</h2><p>{text} Data: <a href='{name}.csv'>{name}.csv</a>.</p>"
+            f"<a href='{name}.png'><img src='{name}.png' alt='{html.escape(heading)}'></a>")
+
+
+def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str,
+                       paper: pd.DataFrame | None = None) -> Path:
+    """Write the report of `points` (and of `paper`, rows of `tables.paper_rows`) into `out_dir`; returns the
+    index path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = tables.summary_rows(points)
+    roofline = tables.roofline_rows(points)
+    energy = tables.energy_rows(points)
+    utilization = tables.utilization_rows(points)
+    _save(out_dir, "summary", summary)
+    _save(out_dir, "roofline", roofline,
+          figures.roofline_figure(roofline, tables.ceiling_rows(points), f"Roofline per Einsum: {title}"))
+    _save(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
+    _save(out_dir, "utilization", utilization, figures.utilization_figure(utilization, f"Utilization: {title}"))
+    sections = [
+        _section("roofline", "Roofline",
+                 "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic split "
+                 "evenly among the Einsums that read or write it), and ops over its compute time bounded below by "
+                 "its bytes over each level's bandwidth. Group overlap is not applied, so these times do not add "
+                 "up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
+        _section("energy", "Energy",
+                 "The Result's energy by (component, action); the CSV has every row, the figure groups those "
+                 f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
+        _section("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
+    ]
+    if paper is not None:
+        _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
+        sections.append(_section(
+            "paper", "Ours vs the paper",
+            f"Every point of the attention sweep with a published value ({paper.groupby('metric').size().max()} "
+            "per metric): latency, DRAM traffic and energy, ours against the artifact's, on log-log axes with "
+            "y = x."))
+    shown = summary.drop(columns=["reason"] if summary.reason.eq("").all() else [])
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        + shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+        + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
+    )
+    index = out_dir / "index.html"
+    index.write_text(page)
+    return index
