@@ -1,8 +1,8 @@
 """Speed of the analytical model (prints figures; not a timed test - these machines are shared and noisy).
 
 1. Evaluations per second of one FuseMax attention point (BERT, 64K tokens), mapping already searched.
-2. Wall time of the whole attention sweep of `archsim reproduce fusemax` (5 configs x 4 models x 6 lengths,
-   mapper included).
+2. Wall time of each part of `archsim reproduce fusemax` (mapper included): attention (5 configs x 4 models x
+   6 lengths), the linear layers (2 hardware x 4 x 6), the Fig. 12 design space, and the whole.
 
 Target (issue 3): >= 1,000 evaluations/s on one core. Peers as reported: GenZ ~30/s, Calculon ~290/s, ZigZag ~0.5/s.
 Run: .venv/bin/python benchmarks/analytical_speed.py
@@ -14,7 +14,7 @@ import time
 
 from archsim.model.analytical import evaluate
 from archsim.point import prepare
-from archsim.systems import fusemax
+from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
 
 
 def main() -> None:
@@ -26,10 +26,15 @@ def main() -> None:
     per_s = n / (time.perf_counter() - start)
     print(f"analytical evaluations of one FuseMax point: {per_s:,.0f} /s ({n} in 3 s)")
 
-    start = time.perf_counter()
-    records = fusemax.attention_records()
-    print(f"reproduce fusemax (attention, {len(records)} points, mapper included): "
-          f"{time.perf_counter() - start:.2f} s")
+    total = 0.0
+    for name, run in (("attention", fusemax.attention_records), ("linear layers", fusemax_linear.end2end_records),
+                      ("Fig. 12 design space", fusemax_pareto.pareto_records)):
+        start = time.perf_counter()
+        records = run()
+        took = time.perf_counter() - start
+        total += took
+        print(f"reproduce fusemax, {name} ({len(records)} points, mapper included): {took:.2f} s")
+    print(f"reproduce fusemax, all parts: {total:.2f} s")
 
 
 if __name__ == "__main__":
