@@ -85,12 +85,14 @@ def read_reference(files: Mapping[str, str], metrics: Iterable[str]) -> pd.DataF
     return pd.concat(frames, ignore_index=True)
 
 
-def compare(records: list[dict]) -> pd.DataFrame:
-    """Ours beside the paper's where the paper's is known: relative error for latency, traffic and energy,
-    absolute error for the utilizations."""
+def compare(records: list[dict], paper: pd.DataFrame | None = None, metrics: Iterable[str] = METRICS
+            ) -> pd.DataFrame:
+    """Ours beside the paper's (default: the attention results) where the paper's is known: relative error for
+    latency, traffic and energy, absolute error for the utilizations."""
     ours = pd.DataFrame(records)
-    merged = ours.merge(reference(), on=["config", "model", "seq_len"], how="left", suffixes=("", "_paper"))
-    for metric in METRICS:
+    paper = reference() if paper is None else paper
+    merged = ours.merge(paper, on=["config", "model", "seq_len"], how="left", suffixes=("", "_paper"))
+    for metric in metrics:
         paper = merged[f"{metric}_paper"]
         diff = merged[metric] - paper
         merged[f"{metric}_err"] = diff.abs() if metric.startswith("util") else diff / paper

@@ -46,7 +46,7 @@ from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
 from archsim.point import prepare
-from archsim.systems.fusemax import LENGTHS, MODELS, read_reference
+from archsim.systems.fusemax import LENGTHS, MODELS, compare, headline, read_reference
 
 HARDWARE = ("flat", "fusemax")
 CASCADES = ("qkv", "out", "ffn")  # mapping `linear-{cascade}-{hardware}`
@@ -111,11 +111,7 @@ def reference_end2end() -> pd.DataFrame:
 
 def compare_end2end(records: list[dict]) -> pd.DataFrame:
     """Ours beside the paper's where the paper's is known, with the relative error of each metric."""
-    merged = pd.DataFrame(records).merge(reference_end2end(), on=["config", "model", "seq_len"], how="left",
-                                         suffixes=("", "_paper"))
-    for metric in METRICS:
-        merged[f"{metric}_err"] = merged[metric] / merged[f"{metric}_paper"] - 1.0
-    return merged
+    return compare(records, reference_end2end(), METRICS)
 
 
 def end2end_headline(attention_records: list[dict], end2end_records: list[dict]) -> dict[str, float]:
@@ -128,11 +124,4 @@ def end2end_headline(attention_records: list[dict], end2end_records: list[dict])
     layer = attention.merge(linear, on=keys, suffixes=("_attn", "_linear"))
     for metric in ("latency_s", "energy_pj"):
         layer[metric] = layer[f"{metric}_attn"] + layer[f"{metric}_linear"]
-    layer = layer.set_index(["model", "seq_len"])
-    fusemax, flat = layer[layer.config == "fusemax"], layer[layer.config == "flat"]
-    joined = fusemax.add_suffix("_fusemax").join(flat.add_suffix("_flat"), how="inner")
-    return {
-        "points": len(joined),
-        "speedup_vs_flat": float((joined.latency_s_flat / joined.latency_s_fusemax).mean()),
-        "energy_vs_flat": float((joined.energy_pj_fusemax / joined.energy_pj_flat).mean()),
-    }
+    return headline(layer.to_dict("records"))
