@@ -19,6 +19,7 @@ from archsim.cascade.bind import Binding, bind
 from archsim.cascade.interpret import execute as run_cascade
 from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
+from archsim.commands.measure import measure
 from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
@@ -377,3 +378,6 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
                    f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes():.4g} B")
     index = write_point_report(points, out, f"FuseMax configurations at {model}, {seq_len} tokens", paper)
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
+
+
+main.add_command(measure)

@@ -1,0 +1,1 @@
+"""CLI commands kept out of `archsim.cli` (which registers them with `main.add_command`)."""

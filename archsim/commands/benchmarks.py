@@ -1,0 +1,89 @@
+"""The shapes of the published attention benchmarks and the FlashAttention FLOP convention (gpu.md §1.0).
+
+Pure data and arithmetic: `benchmark_cases` lists what `archsim measure` times, `attention_flops` converts a time
+into the TFLOPs/s the published charts print. Sources, per family:
+- FlashAttention / FlashAttention-2 benchmark (`benchmarks/benchmark_flash_attention.py`, gpu.md §1.0): hidden size
+  2048 so heads = 2048/d, batch = 16384/seqlen, seqlen 512..16k, d 64 and 128, causal off/on, fp16.
+- Flash-Decoding (Dao, Haziza, Massa, Sizov, 2023, blog micro-benchmark): batch 1, 16 query heads of dim 128 sharing
+  2 KV heads (CodeLlama-34B on 4 GPUs), fp16, growing KV length. gpu.md does not record this shape; it is taken
+  from the blog as recalled, not re-read, and the KV lengths (512..64k) are ours.
+- Lightning Attention-2 (`benchmarks/benchmark_lightning2.py`, gpu.md §1.7): batch 4, 32 heads, d 128, bf16,
+  seqlen 512..32k, forward latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KERNELS = ("naive", "flash_fwd", "flash_bwd", "decode", "lightning")  # module names in kernels/
+DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
+FA_TOKENS = 16384  # batch · seqlen of every FlashAttention benchmark run
+FA_HIDDEN = 2048  # heads · head_dim
+FA_SEQLENS = (512, 1024, 2048, 4096, 8192, 16384)
+FA_HEAD_DIMS = (64, 128)
+DECODE_SEQLENS = tuple(2**i for i in range(9, 17))  # 512 .. 65536
+DECODE_BATCH, DECODE_HEADS, DECODE_KV_HEADS, DECODE_HEAD_DIM = 1, 16, 2, 128
+LIGHTNING_SEQLENS = tuple(2**i for i in range(9, 16))  # 512 .. 32768
+LIGHTNING_BATCH, LIGHTNING_HEADS, LIGHTNING_HEAD_DIM = 4, 32, 128
+TINY_BATCH, TINY_HEADS = 1, 2  # interpreter runs: shapes shrunk so one run takes well under a second
+FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # x the forward count (bwd = 2 matmuls + 0.5 recompute)
+KERNEL_LABELS = {
+    "naive": "archsim naive 3-pass (Triton)",
+    "flash_fwd": "archsim FlashAttention-2 (Triton)",
+    "flash_bwd": "archsim FlashAttention-2 (Triton)",
+    "decode": "archsim Flash-Decoding split-KV GQA (Triton)",
+    "lightning": "archsim Lightning Attention-2 (Triton)",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed run: a kernel module, a direction and a shape ([batch, heads, seqlen, head_dim] inputs)."""
+
+    kernel: str
+    direction: str
+    causal: bool
+    batch: int
+    heads: int
+    head_dim: int
+    seqlen: int
+    dtype: str = "fp16"
+    kv_heads: int | None = None  # decode only: KV heads shared by heads / kv_heads query heads each
+
+
+def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: bool, direction: str) -> float:
+    """FLOPs of softmax attention by the FlashAttention benchmark convention: 4·b·h·s²·d forward (two matmuls of
+    2·s²·d), halved when causal, times 2.5 for the backward and 3.5 for forward plus backward."""
+    forward = 4.0 * batch * heads * seqlen**2 * head_dim
+    return forward * (0.5 if causal else 1.0) * FLOP_FACTOR[direction]
+
+
+def capped(seqlens: tuple[int, ...], max_seqlen: int | None) -> tuple[int, ...]:
+    """The published lengths up to max_seqlen; max_seqlen alone when it is below all of them."""
+    if max_seqlen is None:
+        return seqlens
+    return tuple(s for s in seqlens if s <= max_seqlen) or (max_seqlen,)
+
+
+def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) -> list[Case]:
+    """The cases of the selected kernels, in KERNELS order. `tiny` (interpreter runs) keeps the head dims, causal
+    settings and GQA grouping but uses batch TINY_BATCH, at most TINY_HEADS heads for prefill, and fp16."""
+    cases = []
+    prefill = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd")}
+    for kernel in (k for k in KERNELS if k in kernels):
+        if kernel in prefill:
+            for head_dim in FA_HEAD_DIMS:
+                for causal in (False, True):
+                    for seqlen in capped(FA_SEQLENS, max_seqlen):
+                        batch, heads = max(1, FA_TOKENS // seqlen), FA_HIDDEN // head_dim
+                        if tiny:
+                            batch, heads = TINY_BATCH, min(heads, TINY_HEADS)
+                        cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen) for d in prefill[kernel]]
+        elif kernel == "decode":
+            cases += [Case(kernel, "decode", False, DECODE_BATCH, DECODE_HEADS, DECODE_HEAD_DIM, seqlen,
+                           kv_heads=DECODE_KV_HEADS) for seqlen in capped(DECODE_SEQLENS, max_seqlen)]
+        else:
+            batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (LIGHTNING_BATCH, LIGHTNING_HEADS)
+            cases += [Case(kernel, "fwd", True, batch, heads, LIGHTNING_HEAD_DIM, seqlen, "fp16" if tiny else "bf16")
+                      for seqlen in capped(LIGHTNING_SEQLENS, max_seqlen)]
+    return cases

@@ -1,0 +1,203 @@
+"""`archsim measure`: time the Triton kernels of `kernels/` at the published benchmark shapes and append the rows
+to a CSV in the schema of the reference `attention_measured.csv`.
+
+On a GPU every case is timed with `triton.testing.do_bench` (median; its defaults: 25 ms warm-up, 100 ms of
+repetitions, L2 flushed between runs) and converted to TFLOPs/s by the FlashAttention convention
+(`benchmarks.attention_flops`); decode is reported as latency in us, Lightning Attention-2 as latency in ms.
+Where each row says how it was obtained:
+  gpu           the device name (torch.cuda.get_device_name)
+  how_obtained  the timing method, or "interpret (not a timing)"
+  note          "key=value; ..." with sm_clock_mhz (read with nvidia-smi right after the case ran) and
+                max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention.
+`--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
+wall-clock time of one interpreted run and say nothing about any GPU. The kernel modules must not have been
+imported in this process before with the interpreter off.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from archsim.commands.benchmarks import KERNEL_LABELS, KERNELS, Case, attention_flops, benchmark_cases
+
+COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",
+           "metric", "value", "unit", "how_obtained", "note")
+INTERPRET_MAX_SEQLEN = 64
+INTERPRETED = "interpret (not a timing)"
+TIMED = "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)"
+FLOP_NOTE = "FLOPs=4*b*h*s^2*d (/2 causal) x2.5 bwd x3.5 fwd+bwd"
+NO_GPU = ("error: no GPU available (torch.cuda.is_available() is False); run this on a CUDA GPU, or pass "
+          "--interpret for a functional run on the CPU that times nothing")
+
+
+def _parse_kernels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in KERNELS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown kernel(s) {unknown}; choose from {', '.join(KERNELS)}")
+    return names
+
+
+def _check_out(path: Path) -> None:
+    if path.exists() and path.stat().st_size:
+        with path.open(newline="") as f:
+            header = tuple(next(csv.reader(f), ()))
+        if header != COLUMNS:
+            raise click.BadParameter(f"{path} exists with columns {header}, expected {COLUMNS}", param_hint="--out")
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    new = not path.exists() or not path.stat().st_size
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _nvidia_smi(fields: str, device_uuid: str) -> list[str]:
+    """Values of `nvidia-smi --query-gpu=fields` for one GPU, or "unknown" for each when nvidia-smi fails."""
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits",
+                              "-i", device_uuid], capture_output=True, text=True, timeout=30, check=True).stdout
+        values = [v.strip() for v in out.strip().split(",")]
+    except (OSError, subprocess.SubprocessError):
+        values = []
+    n = fields.count(",") + 1
+    return values if len(values) == n else ["unknown"] * n
+
+
+def _environment(interpret: bool) -> tuple[str, str, Callable[[], str]]:
+    """(gpu column, note prefix, a function giving the current SM clock note) for this run."""
+    import torch
+    import triton
+
+    versions = f"triton={triton.__version__}; torch={torch.__version__}"
+    if interpret:
+        cpu = platform.processor() or platform.machine()
+        return "CPU (Triton interpreter)", f"TRITON_INTERPRET=1 on {cpu}; {versions}", lambda: "sm_clock_mhz=n/a"
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    uuid = str(props.uuid)
+    uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"  # the form nvidia-smi -i takes
+    driver, max_clock = _nvidia_smi("driver_version,clocks.max.sm", uuid)
+    prefix = (f"device={props.name}; max_sm_clock_mhz={max_clock}; driver={driver}; cuda={torch.version.cuda}; "
+              f"{versions}")
+    return props.name, prefix, lambda: f"sm_clock_mhz={_nvidia_smi('clocks.sm', uuid)[0]}"
+
+
+def _runner(case: Case, device: str) -> Callable[[], object]:
+    """A no-argument call of the case's kernel on random inputs (allocated here, before timing)."""
+    import torch
+
+    from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive
+
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.dtype]
+    shape = (case.batch, case.heads, case.seqlen, case.head_dim)
+
+    def rand(*size: int) -> torch.Tensor:
+        return torch.randn(size, dtype=dtype, device=device)
+
+    if case.kernel == "decode":
+        q, k, v = rand(case.batch, case.heads, 1, case.head_dim), *(
+            rand(case.batch, case.kv_heads, case.seqlen, case.head_dim) for _ in range(2))
+        return lambda: decode.decode_attention(q, k, v)
+    q, k, v = rand(*shape), rand(*shape), rand(*shape)
+    if case.kernel == "naive":
+        return lambda: naive.naive_attention(q, k, v, causal=case.causal)
+    if case.kernel == "lightning":
+        return lambda: lightning.lightning_attention(q, k, v, scale=case.head_dim**-0.5)
+    if case.direction == "fwd":
+        return lambda: flash_fwd.flash_fwd(q, k, v, causal=case.causal)
+    dout = rand(*shape)
+    if case.direction == "bwd":
+        out, lse = flash_fwd.flash_fwd(q, k, v, causal=case.causal)
+        return lambda: flash_bwd.flash_bwd(dout, q, k, v, out, lse, causal=case.causal)
+    return lambda: flash_bwd.flash_bwd(dout, q, k, v, *flash_fwd.flash_fwd(q, k, v, causal=case.causal),
+                                       causal=case.causal)
+
+
+def _time_ms(fn: Callable[[], object], interpret: bool) -> float:
+    if interpret:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+    import triton.testing
+
+    return triton.testing.do_bench(fn, return_mode="median")
+
+
+def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict]:
+    """The CSV rows of one case: latency, plus throughput where the FLOP convention applies (None = OOM)."""
+    row = {**base, "kernel": KERNEL_LABELS[case.kernel], "dtype": case.dtype, "causal": case.causal,
+           "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "seqlen": case.seqlen,
+           "direction": case.direction, "source": f"archsim measure (kernels/{case.kernel}.py)"}
+    if case.kernel == "decode":
+        note += f"; kv_heads={case.kv_heads}; query length 1"
+        return [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms * 1e3:.6g}",
+                 "unit": "us", "note": note}]
+    rows = [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms:.6g}", "unit": "ms",
+             "note": note}]
+    if case.kernel != "lightning":
+        flops = attention_flops(case.batch, case.heads, case.seqlen, case.head_dim, case.causal, case.direction)
+        value = "OOM" if time_ms is None else f"{flops / (time_ms * 1e-3) / 1e12:.6g}"
+        rows.append({**row, "metric": "throughput", "value": value, "unit": "TFLOPs/s", "note": f"{note}; {FLOP_NOTE}"})
+    return rows
+
+
+@click.command("measure")
+@click.option("--kernels", "kernel_names", default=",".join(KERNELS), show_default=True, callback=_parse_kernels,
+              help="Comma-separated subset of the kernels to time.")
+@click.option("--out", default="measurements.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV to append the rows to (created with a header if missing).")
+@click.option("--interpret", is_flag=True,
+              help="Run on the CPU under TRITON_INTERPRET=1 at tiny shapes; rows are marked as not timings.")
+@click.option("--max-seqlen", type=click.IntRange(min=16), default=None,
+              help=f"Longest sequence length to run [default: the published ones; {INTERPRET_MAX_SEQLEN} with "
+                   "--interpret].")
+def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqlen: int | None) -> None:
+    """Time the Triton attention kernels at the published benchmark shapes and append rows to a CSV.
+
+    Example: archsim measure --kernels flash_fwd,flash_bwd --max-seqlen 4096 --out measurements.csv
+    """
+    if interpret:
+        os.environ["TRITON_INTERPRET"] = "1"  # read by triton.jit when the kernel modules are imported
+    try:
+        import torch
+        import triton  # noqa: F401
+    except ImportError as exc:
+        click.echo(f"error: {exc.name} is not installed; install the kernels extra: pip install 'archsim[kernels]'",
+                   err=True)
+        sys.exit(2)
+    if not interpret and not torch.cuda.is_available():
+        click.echo(NO_GPU, err=True)
+        sys.exit(2)
+    _check_out(out)
+    gpu, prefix, clock = _environment(interpret)
+    base = {"gpu": gpu, "how_obtained": INTERPRETED if interpret else TIMED}
+    device = "cpu" if interpret else "cuda"
+    cases = benchmark_cases(kernel_names, INTERPRET_MAX_SEQLEN if interpret and max_seqlen is None else max_seqlen,
+                            tiny=interpret)
+    written = 0
+    for case in cases:
+        try:
+            time_ms = _time_ms(_runner(case, device), interpret)
+        except torch.cuda.OutOfMemoryError:
+            time_ms = None
+        rows = _rows(case, time_ms, base, f"{prefix}; {clock()}")
+        _append(out, rows)
+        written += len(rows)
+        shown = ", ".join(f"{r['value']} {r['unit']}" for r in rows)
+        click.echo(f"{case.kernel:<10} {case.direction:<7} causal={case.causal!s:<5} b={case.batch} h={case.heads} "
+                   f"d={case.head_dim} s={case.seqlen}: {shown}")
+        if not interpret:
+            torch.cuda.empty_cache()
+    click.echo(f"appended {written} rows to {out}" + (" (interpreter: not timings)" if interpret else ""))

@@ -1,0 +1,40 @@
+"""What the attention launchers share: input checks, the tl.dot precision, and log-base constants for exp2."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton.language as tl
+
+LOG2_E = 1.0 / math.log(2.0)  # scores are scaled by this so kernels can use exp2
+LN_2 = tl.constexpr(math.log(2.0))  # converts a base-2 log-sum-exp back to natural log inside kernels
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+HEAD_DIMS = (16, 32, 64, 128)  # tl.arange needs a power of two; tl.dot on a GPU needs at least 16
+
+
+def attention_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int]:
+    """(batch, heads, seqlen, head_dim) of self-attention inputs; raises ValueError on anything else."""
+    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(f"q, k, v must share one [batch, heads, seqlen, head_dim] shape, got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    check_dtype_and_head_dim(q, k, v)
+    batch, heads, seqlen, head_dim = q.shape
+    return batch, heads, seqlen, head_dim
+
+
+def check_dtype_and_head_dim(*tensors: torch.Tensor) -> None:
+    """All tensors share one dtype among DTYPES, one device, and a last dimension among HEAD_DIMS."""
+    first = tensors[0]
+    if first.dtype not in DTYPES or any(t.dtype != first.dtype for t in tensors):
+        raise ValueError(f"inputs must share one dtype among {DTYPES}, got {[t.dtype for t in tensors]}")
+    if any(t.device != first.device for t in tensors):
+        raise ValueError(f"inputs must be on one device, got {[str(t.device) for t in tensors]}")
+    if first.shape[-1] not in HEAD_DIMS or any(t.shape[-1] != first.shape[-1] for t in tensors):
+        raise ValueError(f"head_dim must be one of {HEAD_DIMS} and shared, got {[t.shape[-1] for t in tensors]}")
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """`input_precision` for tl.dot: exact fp32 products for fp32 inputs (comparable to the interpreter), and
+    Triton's default for 16-bit inputs (where it changes nothing)."""
+    return "ieee" if dtype == torch.float32 else "tf32"

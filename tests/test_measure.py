@@ -1,0 +1,83 @@
+"""`archsim measure`: the published shapes and FLOP convention, the interpreter run's CSV, and the no-GPU exit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archsim.commands.benchmarks import attention_flops, benchmark_cases
+from archsim.commands.measure import measure
+
+# The columns of the reference attention_measured.csv (shared/reference/gpu/), in order.
+SCHEMA = ["source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",
+          "metric", "value", "unit", "how_obtained", "note"]
+
+
+def test_flop_convention_matches_gpu_md() -> None:
+    # gpu.md §3: FA2 fwd+bwd at d=128, 16k tokens of one sequence (batch 1, 16 heads) is 7.7 TFLOP:
+    # 3.5 · 4 · 1 · 16 · 16384² · 128 = 7.6965e12.
+    assert attention_flops(1, 16, 16384, 128, False, "fwd+bwd") == pytest.approx(7.6965e12, rel=1e-4)
+    # causal halves the count; the backward alone is 2.5x the forward: 2.5 · 4 · 2 · 64² · 16 / 2 = 655360.
+    assert attention_flops(1, 2, 64, 16, True, "bwd") == 655360
+
+
+def test_prefill_cases_follow_the_flashattention_benchmark() -> None:
+    cases = benchmark_cases(("flash_fwd",), max_seqlen=None, tiny=False)
+    # gpu.md §1.0: seqlen 512..16k x d 64/128 x causal off/on, batch·seqlen = 16384, heads·d = 2048.
+    assert len(cases) == 6 * 2 * 2
+    assert all(c.batch * c.seqlen == 16384 and c.heads * c.head_dim == 2048 for c in cases)
+    assert {c.seqlen for c in benchmark_cases(("flash_fwd",), max_seqlen=2048, tiny=False)} == {512, 1024, 2048}
+
+
+def test_interpret_run_writes_rows_in_the_reference_schema(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the command sets it too; this restores it afterwards
+    out = tmp_path / "measurements.csv"
+    result = CliRunner().invoke(measure, ["--interpret", "--max-seqlen", "32", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    with out.open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == SCHEMA
+        rows = list(reader)
+    assert {r["direction"] for r in rows} == {"fwd", "bwd", "fwd+bwd", "decode"}
+    assert {r["source"] for r in rows} == {f"archsim measure (kernels/{k}.py)"
+                                           for k in ("naive", "flash_fwd", "flash_bwd", "decode", "lightning")}
+    for row in rows:
+        assert row["how_obtained"] == "interpret (not a timing)"
+        assert row["gpu"] == "CPU (Triton interpreter)" and "triton=" in row["note"] and "torch=" in row["note"]
+        assert row["causal"] in {"True", "False"} and row["dtype"] == "fp16"
+        assert int(row["seqlen"]) == 32 and int(row["batch"]) >= 1 and int(row["heads"]) >= 1
+        assert float(row["value"]) > 0
+        expected_unit = {"throughput": "TFLOPs/s", "latency": "us" if row["direction"] == "decode" else "ms"}
+        assert row["unit"] == expected_unit[row["metric"]], row
+    # each throughput row is its FLOPs over the latency row of the same case, e.g. flash fwd at b=1, h=2, s=32,
+    # d=64, non-causal: 4 · 1 · 2 · 32² · 64 = 524288 FLOPs.
+    fwd = [r for r in rows
+           if r["source"].endswith("flash_fwd.py)") and r["head_dim"] == "64" and r["causal"] == "False"]
+    latency_s = float(next(r["value"] for r in fwd if r["metric"] == "latency")) * 1e-3
+    throughput = float(next(r["value"] for r in fwd if r["metric"] == "throughput"))
+    assert throughput == pytest.approx(524288 / latency_s / 1e12, rel=1e-5)
+
+    again = CliRunner().invoke(measure, ["--interpret", "--kernels", "decode", "--max-seqlen", "32", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 + len(rows) + 1 and lines.count(",".join(SCHEMA)) == 1  # appended, one header
+
+
+def test_without_a_gpu_it_says_so_and_exits_2(tmp_path: Path, monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(measure, ["--out", str(out)])
+    assert result.exit_code == 2
+    assert "no GPU available" in result.output and result.output.count("error:") == 1
+    assert not out.exists()
+
+
+def test_unknown_kernel_is_bad_input() -> None:
+    result = CliRunner().invoke(measure, ["--interpret", "--kernels", "flash_fwd,nope"])
+    assert result.exit_code == 2 and "nope" in result.output
