@@ -19,6 +19,7 @@ from archsim.cascade.bind import Binding, bind
 from archsim.cascade.interpret import execute as run_cascade
 from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
+from archsim.commands.gpu import calibrate_cmd, gpu_roofline_cmd, validate_cmd
 from archsim.commands.measure import measure
 from archsim.errors import SpecError
 from archsim.model.result import Result
@@ -380,4 +381,5 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
 
 
-main.add_command(measure)
+for command in (measure, calibrate_cmd, validate_cmd, gpu_roofline_cmd):
+    main.add_command(command)

@@ -1,0 +1,170 @@
+"""`archsim calibrate` and `archsim validate`: fit the GPU model on measured attention kernels, and compare.
+
+Both read a CSV in the schema of the published `attention_measured.csv` (default: the packaged copy,
+`archsim/gpu/reference/attention_measured.csv`). A bad CSV (missing column, malformed field of a kernel-time row)
+or a bad calibration file exits with code 2 and one line naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from archsim.errors import SpecError
+
+REFERENCE_CSV = "attention_measured.csv"
+_MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False),
+                             help="Measurements in the attention_measured.csv schema (default: the packaged "
+                                  "published measurements).")
+
+
+def reference_csv() -> Path:
+    return Path(str(importlib.resources.files("archsim.gpu") / "reference" / REFERENCE_CSV))
+
+
+@contextmanager
+def _bad_input() -> Iterator[None]:
+    try:
+        yield
+    except SpecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.command("calibrate")
+@_MEASUREMENTS
+@click.option("--out", metavar="YAML", type=click.Path(dir_okay=False),
+              help="Write the calibration here (default: print the YAML).")
+def calibrate_cmd(measurements: str | None, out: str | None) -> None:
+    """Fit the GPU model's per-family parameters on the calibration split (rows with seqlen 512, 2048 or 8192;
+    every other row is held out for `archsim validate`).
+
+    Example: archsim calibrate --measurements runs/h100.csv --out calibration-h100.yaml
+    """
+    from archsim.gpu.calibrate import calibrate, calibration_yaml
+
+    with _bad_input():
+        calibration = calibrate(measurements or reference_csv())
+    text = calibration_yaml(calibration)
+    if not out:
+        click.echo(text, nl=False)
+        return
+    Path(out).write_text(text)
+    for family, stats in calibration.fit.items():
+        if stats.get("rows"):
+            shown = ", ".join(f"{n}={calibration.params[family][n]:.4g}" for n in calibration.fitted[family])
+            click.echo(f"{family:<16} {stats['rows']:>3} rows, time MAPE {stats['time_mape_pct']:5.2f} %: {shown}")
+        else:
+            click.echo(f"{family:<16}   0 rows: priors kept")
+    click.echo(f"calibration written to {out}")
+
+
+@click.command("validate")
+@_MEASUREMENTS
+@click.option("--calibration", default="v1", show_default=True, metavar="V",
+              help="A packaged calibration version or a calibration YAML path.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"rows": [...], "skipped": [...], "mape": {...}, "mape_held_out": {...}, ...} as JSON.')
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also write validation.csv, skipped.csv and a model-vs-measured scatter validation.png here.")
+def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out: str | None) -> None:
+    """Predict every supported row of a measurements CSV, beside the pure roofline; print the MAPE per
+    (gpu, kernel, direction) group on the held-out and calibration splits.
+
+    Example: archsim validate --out reports/gpu
+    """
+    from archsim.gpu.params import load_calibration
+    from archsim.gpu.validate import comparison_record, validate, validation_to_dict
+
+    with _bad_input():
+        result = validate(measurements or reference_csv(), load_calibration(calibration))
+    if out:
+        from archsim.gpu.figures import write_scatter
+
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv(folder / "validation.csv", [comparison_record(c) for c in result.comparisons])
+        _write_csv(folder / "skipped.csv", [{"row": s.row, "reason": s.reason} for s in result.skipped])
+        write_scatter(result, folder / "validation.png")
+    if as_json:
+        click.echo(json.dumps(validation_to_dict(result), indent=2))
+        return
+    _show(result, measurements or f"the packaged {REFERENCE_CSV} (published measurements)", calibration)
+    if out:
+        click.echo(f"written: {out}/validation.csv, {out}/skipped.csv, {out}/validation.png")
+
+
+def _write_csv(path: Path, records: list[dict]) -> None:
+    names = list(dict.fromkeys(k for r in records for k in r)) or ["row"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def _show(result, measurements: str, calibration: str) -> None:
+    cal = result.calibration
+    click.echo(f"GPU model vs {measurements}, calibration {calibration} (version {cal.version})")
+    click.echo(f"split: {cal.split_rule}")
+    columns = {"held-out": result.mape("held-out"), "calibration": result.mape("calibration"),
+               "all": result.mape(), "roofline": result.mape(roofline=True)}
+    counts = Counter(c.measurement.group for c in result.comparisons)
+    counts["overall"] = len(result.comparisons)
+    width = max(len(g) for g in counts)
+    click.echo(f"\n{'MAPE % (gpu | kernel | direction)':<{width}}  rows  held-out  calibration    all  roofline")
+    for group in columns["all"]:
+        cells = [columns[k].get(group) for k in columns]
+        click.echo(f"{group:<{width}}  {counts[group]:>4}  " + "  ".join(
+            f"{'-' if v is None else f'{v:.2f}':>{w}}" for v, w in zip(cells, (8, 11, 5, 8), strict=True)))
+    click.echo("\nMAPE = mean |predicted / measured - 1| in each row's own metric (TFLOPs/s or latency); roofline = "
+               "max(FLOPs / tensor peak, DRAM bytes / bandwidth), no fitted parameters, over all rows")
+    reasons = Counter(s.reason for s in result.skipped)
+    click.echo(f"skipped {len(result.skipped)} rows:")
+    for reason, n in reasons.most_common():
+        click.echo(f"  {n:>3}  {reason}")
+
+
+@click.command("gpu-roofline")
+@click.option("--gpu", "gpu_name", default="h100-sxm5", show_default=True, metavar="GPU",
+              help="A GPU preset (archsim/gpu/presets) or a YAML path.")
+@click.option("--workload", "-w", default="llama3-8b", show_default=True, metavar="W", help="A workload.")
+@click.option("--seq-len", type=int, help="Override the workload's seq_len (prefill length, decode KV length).")
+@click.option("--calibration", default="v1", show_default=True, metavar="V")
+@click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True)
+def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, out: str) -> None:
+    """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
+    decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
+    ceilings; writes roofline.png and roofline.csv.
+
+    Example: archsim gpu-roofline --gpu a100-80gb-sxm4 --workload llama3-8b --seq-len 8192
+    """
+    from dataclasses import asdict
+
+    from archsim.gpu.figures import write_roofline
+    from archsim.gpu.load import load_gpu
+    from archsim.gpu.params import load_calibration
+    from archsim.gpu.roofline import workload_points
+    from archsim.library import load_workload_spec
+
+    with _bad_input():
+        gpu = load_gpu(gpu_name)
+        params = dict(load_workload_spec(workload).params)
+        if seq_len:
+            params["seq_len"] = seq_len
+        points = workload_points(params, gpu, load_calibration(calibration).family_params)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_csv(folder / "roofline.csv", [asdict(p) for p in points])
+    write_roofline(gpu, points, folder / "roofline.png", f"{workload} attention kernels on {gpu.name}")
+    for p in points:
+        click.echo(f"{p.label:<24} {p.flops_per_byte:>10.1f} FLOP/B {p.flops_per_s / 1e12:>8.1f} TFLOP/s "
+                   f"(roofline {p.roofline_flops_per_s / 1e12:.1f})")
+    click.echo(f"written: {folder}/roofline.png, {folder}/roofline.csv")

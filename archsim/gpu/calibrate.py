@@ -1,0 +1,161 @@
+"""Fit the GPU model's per-family parameters on a calibration split of measured kernel times.
+
+**The split rule, decided before looking at any error:** a row is in the calibration split when its `seqlen`
+(the sequence length; the KV length for decode) is 512, 2048 or 8192 (`CALIBRATION_SEQLENS`); every other row
+(1024, 4096, 16384, 32768, ...) is held out and only ever used to report error. The rule interleaves the lengths so
+that held-out rows lie both between and beyond the calibration ones, and it is applied to every GPU, kernel and
+direction alike.
+
+Fit: for each kernel family, the parameters it marks `fitted` (`archsim.model.gpu_kernels.FAMILIES`) minimise a
+soft-L1 loss of the log errors log(predicted time / measured time) over its calibration rows (quadratic below
+about 10 %, linear beyond, so that one row carrying a harness effect the model does not represent — Python and
+autograd overhead, a clock dip — does not set a parameter), by Levenberg-Marquardt with iteratively reweighted
+least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds).
+Parameters not marked fitted, parameters no calibration row depends on (reported as not identifiable) and every
+parameter of a family with no calibration rows keep their priors. The result records
+the split, the measurements file (and its SHA-256) and the fit error per family (`archsim.gpu.params`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from archsim.gpu.cases import ModelledRow, resolve
+from archsim.gpu.measurements import read_measurements
+from archsim.gpu.params import Calibration
+from archsim.model.gpu import predict_plans
+from archsim.model.gpu_kernels import FAMILIES, default_params
+
+CALIBRATION_SEQLENS = (512, 2048, 8192)
+SPLIT_RULE = ("calibrate on rows whose seqlen (KV length for decode) is 512, 2048 or 8192; hold out every other "
+              "row (1024, 4096, 16384, 32768, ...); decided before fitting, for every GPU, kernel and direction")
+VERSION = 1
+MAX_ITERATIONS = 60
+JACOBIAN_STEP = 1e-4  # in log(parameter)
+ROBUST_SCALE = 0.1  # log error where the loss turns from quadratic to linear (about 10 %)
+IDENTIFIABLE = 1e-3  # a parameter whose 1 % change moves no row's log error by 1e-5 is not identifiable
+
+
+def in_calibration_split(seqlen: int) -> bool:
+    return seqlen in CALIBRATION_SEQLENS
+
+
+def log_errors(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
+    """log(predicted / measured time) per row."""
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        m = row.measurement
+        result = predict_plans(m.kernel, m.case, row.gpu, row.plans, params)
+        out[i] = math.log(result.time_s / m.time_s)
+    return out
+
+
+def robust_cost(r: np.ndarray) -> float:
+    """Soft-L1 loss of log errors: quadratic below `ROBUST_SCALE`, linear beyond."""
+    return float(np.sum(2 * ROBUST_SCALE**2 * (np.sqrt(1 + (r / ROBUST_SCALE) ** 2) - 1)))
+
+
+def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float] | None = None
+               ) -> tuple[dict[str, float], dict]:
+    """(parameters, fit statistics) of one family on its calibration rows; `shared` overrides priors of
+    parameters taken from another family's fit."""
+    params = {**default_params(family), **(shared or {})}
+    names = [n for n, p in FAMILIES[family].params.items() if p.fitted]
+    if not rows:
+        return params, {"rows": 0}
+    specs = [FAMILIES[family].params[n] for n in names]
+    low = np.log([max(s.low, 1e-12) for s in specs])
+    high = np.log([s.high for s in specs])
+    x = np.log([max(params[n], 1e-12) for n in names])
+
+    def residuals(point: np.ndarray) -> np.ndarray:
+        return log_errors(rows, {**params, **dict(zip(names, np.exp(point), strict=True))})
+
+    r = residuals(x)
+    cost, damping = robust_cost(r), 1e-3
+    sensitivity = np.zeros(len(x))
+    for _ in range(MAX_ITERATIONS):
+        jacobian = np.empty((len(r), len(x)))
+        for j in range(len(x)):
+            step = np.array(x)
+            step[j] += JACOBIAN_STEP
+            jacobian[:, j] = (residuals(step) - r) / JACOBIAN_STEP
+        sensitivity = np.maximum(sensitivity, np.abs(jacobian).max(axis=0))
+        weights = 1 / np.sqrt(1 + (r / ROBUST_SCALE) ** 2)  # IRLS weights of the soft-L1 loss
+        normal = jacobian.T @ (weights[:, None] * jacobian)
+        gradient = jacobian.T @ (weights * r)
+        improved = False
+        while damping < 1e8:
+            delta = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-9), -gradient)
+            candidate = np.clip(x + delta, low, high)
+            r_new = residuals(candidate)
+            cost_new = robust_cost(r_new)
+            if cost_new < cost:
+                improved = cost - cost_new > 1e-12 * max(cost, 1e-30)
+                x, r, cost, damping = candidate, r_new, cost_new, max(damping / 3, 1e-9)
+                break
+            damping *= 4
+        if not improved:
+            break
+    unidentified = [n for n, s in zip(names, sensitivity, strict=True) if s < IDENTIFIABLE]
+    fitted = {**params, **{n: float(v) for n, v in zip(names, np.exp(x), strict=True) if n not in unidentified}}
+    time_errors = np.abs(np.expm1(r))  # |predicted / measured time - 1|
+    stats = {"rows": len(rows), "time_mape_pct": float(100 * time_errors.mean()),
+             "max_abs_time_error_pct": float(100 * time_errors.max()), "log_rmse": float(np.sqrt(np.mean(r**2)))}
+    if unidentified:
+        stats["not_identifiable"] = unidentified  # no calibration row depends on them: priors kept
+    return fitted, stats
+
+
+def calibrate(path: str | Path) -> Calibration:
+    """Fit every family on the calibration split of a measurements CSV."""
+    measurements, skipped = read_measurements(path)
+    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)])
+    params, fitted, fit = {}, {}, {}
+    for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
+        shared = {n: params[p.shared_from][n] for n, p in spec.params.items()
+                  if p.shared_from and fit.get(p.shared_from, {}).get("rows")}
+        params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared)
+        fitted[family] = tuple(n for n, p in spec.params.items() if p.fitted and fit[family]["rows"]
+                               and n not in fit[family].get("not_identifiable", ()))
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit,
+                       {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
+                        "calibration_rows": len(rows)})
+
+
+def calibration_to_dict(calibration: Calibration) -> dict:
+    """The YAML form that `archsim.gpu.params.calibration_from_dict` reads back."""
+    families = {}
+    for family, spec in FAMILIES.items():
+        stats = calibration.fit.get(family, {"rows": 0})
+        families[family] = {
+            "kernels": spec.description,
+            "params": {n: _round(v) for n, v in calibration.family_params(family).items()},
+            "fitted": list(calibration.fitted.get(family, ())),
+            "meaning": {n: p.meaning for n, p in spec.params.items()},
+            "fit": {k: _round(v) for k, v in stats.items()} if stats.get("rows")
+            else {"rows": 0, "note": "no calibration rows: priors kept"},
+        }
+    return {"version": calibration.version, "model": "archsim.model.gpu",
+            "measurements": dict(calibration.measurements),
+            "split": {"rule": calibration.split_rule, "calibration_seqlens": list(calibration.calibration_seqlens)},
+            "families": families}
+
+
+HEADER = ("# GPU model calibration written by `archsim calibrate` (archsim/gpu/calibrate.py); format and loader:\n"
+          "# archsim/gpu/params.py. Held-out error: `archsim validate --calibration FILE`.\n")
+
+
+def calibration_yaml(calibration: Calibration) -> str:
+    return HEADER + yaml.safe_dump(calibration_to_dict(calibration), sort_keys=False, width=120, allow_unicode=True)
+
+
+def _round(value):
+    return float(f"{value:.6g}") if isinstance(value, float) else value

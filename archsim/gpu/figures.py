@@ -1,0 +1,98 @@
+"""Figures of the GPU model, written as PNG (matplotlib Agg canvas, no pyplot state).
+
+- `write_scatter`: model vs measured time of every compared row (log-log, y = x and a +-10 % band), one colour per
+  (kernel, direction) group, filled markers for held-out rows, hollow for calibration rows, the roofline's
+  prediction of the same row as a grey cross.
+- `write_roofline`: kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's tensor peak, its DRAM
+  bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from archsim.gpu.roofline import RooflinePoint, ceilings
+from archsim.gpu.spec import GPU
+from archsim.gpu.validate import Validation
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def write_scatter(validation: Validation, path: Path) -> Path:
+    fig = _figure(8.5, 6.5)
+    ax = fig.add_subplot()
+    groups = sorted({f"{c.measurement.kernel} | {c.measurement.case.direction}" for c in validation.comparisons})
+    times = []
+    for i, group in enumerate(groups):
+        chosen = [c for c in validation.comparisons
+                  if f"{c.measurement.kernel} | {c.measurement.case.direction}" == group]
+        colour = PALETTE[i % len(PALETTE)]
+        for split, face in (("held-out", colour), ("calibration", "none")):
+            part = [c for c in chosen if c.split == split]
+            if part:
+                measured = [c.measurement.time_s for c in part]
+                predicted = [c.result.time_s for c in part]
+                ax.scatter(measured, predicted, s=26, facecolors=face, edgecolors=colour,
+                           label=group if split == "held-out" or not any(c.split == "held-out" for c in chosen)
+                           else None)
+                times += measured + predicted
+        roof = [(c.measurement.time_s, c.measurement.to_time_s(c.roofline)) for c in chosen]
+        ax.scatter(*zip(*roof, strict=True), marker="x", s=14, color="#999999", linewidths=0.8)
+    if times:
+        low, high = min(times) / 2, max(times) * 2
+        line = np.array([low, high])
+        ax.plot(line, line, color="black", linewidth=0.8)
+        ax.fill_between(line, line * 0.9, line * 1.1, color="#dddddd", alpha=0.6, linewidth=0)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured time (s)")
+    ax.set_ylabel("predicted time (s)")
+    held, cal = validation.mape("held-out"), validation.mape("calibration")
+    ax.set_title(f"GPU model vs measured: held-out MAPE {held.get('overall', float('nan')):.1f} %, calibration "
+                 f"{cal.get('overall', float('nan')):.1f} %\n(filled: held-out, hollow: calibration, grey x: "
+                 f"roofline, band: +-10 %)", fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
+    fig = _figure(8.0, 5.8)
+    ax = fig.add_subplot()
+    limits = ceilings(gpu)
+    intensities = [p.flops_per_byte for p in points] or [1.0]
+    x = np.logspace(np.log10(min(intensities) / 4), np.log10(max(intensities) * 4), 200)
+    peak = limits["tensor_flops_per_s"]
+    ax.plot(x, np.minimum(peak, x * gpu.dram_bytes_per_s), color="black", linewidth=1.2,
+            label=f"tensor peak {peak / 1e12:.0f} TFLOP/s, DRAM {gpu.dram_bytes_per_s / 1e12:.2f} TB/s")
+    for i, p in enumerate(points):
+        colour = PALETTE[i % len(PALETTE)]
+        ax.scatter([p.flops_per_byte], [p.flops_per_s], color=colour, s=40, zorder=3, label=p.label)
+        ax.scatter([p.flops_per_byte], [p.roofline_flops_per_s], color=colour, marker="x", s=30, zorder=3)
+        if np.isfinite(p.exp_ceiling_flops_per_s):
+            ax.hlines(p.exp_ceiling_flops_per_s, p.flops_per_byte / 2, p.flops_per_byte * 2, colors=colour,
+                      linestyles="dashed", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FLOPs per DRAM byte")
+    ax.set_ylabel("FLOP/s (benchmark convention)")
+    ax.set_title(f"{title or gpu.name + ': attention kernels'}\n(dot: model, x: pure roofline, dashed: exp ceiling "
+                 f"{limits['exp_per_s'] / 1e12:.1f} Texp/s x FLOPs per exp)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

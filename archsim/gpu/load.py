@@ -1,0 +1,168 @@
+"""Load and validate GPU preset YAML into `GPU` (`archsim/gpu/presets/a100-80gb-sxm4.yaml` is a full example).
+
+File format (units in the key names; every number carries its source in a comment in the presets)::
+
+    name: a100-80gb-sxm4
+    description: one line
+    source: where the numbers come from
+    aliases: ["A100 80GB SXM4", "NVIDIA A100-SXM4-80GB"]   # names a measurements CSV may use for this GPU
+    sm_count: 108
+    clock_hz: 1.41e+9                   # the clock the datasheet peaks assume
+    tensor_flops_per_s: {fp16: 312.0e+12, bf16: 312.0e+12, tf32: 156.0e+12}   # dense; fp8 absent = none
+    sync_mma_fraction: 1.0              # of the tensor peak reachable with warp-level mma.sync
+    fp32_flops_per_s: 19.5e+12          # non-tensor FP32 (an FMA is 2 FLOPs)
+    exp_per_clock_per_sm: 16            # SFU exp2 results per clock per SM
+    smem_bytes_per_sm: 167936
+    smem_bytes_per_clock_per_sm: 128
+    regfile_bytes_per_sm: 262144
+    max_threads_per_sm: 2048
+    l2_bytes: 41943040
+    l2_bytes_per_s: 7.2e+12
+    dram_bytes: 80.0e+9
+    dram_bytes_per_s: 2.039e+12
+    dram_latency_s: 5.0e-7
+    power_w: 400
+
+YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
+the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from archsim.cascade.load import read_yaml
+from archsim.errors import SpecError
+from archsim.gpu.spec import GPU, PRECISIONS
+
+PRESETS_PACKAGE = "archsim.gpu.presets"
+# field -> (what it is, integer?) for every plain number of the file
+NUMBERS = {
+    "sm_count": ("the number of SMs (compute units)", True),
+    "clock_hz": ("a clock frequency in Hz", False),
+    "sync_mma_fraction": ("a fraction of the tensor peak in (0, 1]", False),
+    "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False),
+    "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False),
+    "smem_bytes_per_sm": ("shared memory per SM in bytes", True),
+    "smem_bytes_per_clock_per_sm": ("shared-memory bandwidth in bytes per clock per SM", False),
+    "regfile_bytes_per_sm": ("register file per SM in bytes", True),
+    "max_threads_per_sm": ("resident threads per SM", True),
+    "l2_bytes": ("the L2 capacity in bytes", True),
+    "l2_bytes_per_s": ("the L2 bandwidth in bytes/s", False),
+    "dram_bytes": ("the DRAM (HBM/GDDR) capacity in bytes", True),
+    "dram_bytes_per_s": ("the DRAM bandwidth in bytes/s", False),
+    "dram_latency_s": ("the DRAM load latency in seconds", False),
+    "power_w": ("the board power (TDP) in W", False),
+}
+TEXT = ("name", "description", "source")
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS)
+OPTIONAL = ("description", "aliases")
+
+
+def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
+    """Validate a parsed preset; `source` names it in errors."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, "", f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
+    unknown = sorted(str(k) for k in data if k not in KEYS)
+    if unknown:
+        raise SpecError(source, unknown[0], f"unknown key (expected one of {', '.join(KEYS)})")
+    for key in KEYS:
+        if key not in data and key not in OPTIONAL:
+            raise SpecError(source, key, "missing")
+    for key in TEXT:
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(source, key, f"expected a string, got {_kind(data[key])}")
+    if not data["name"] or not data["source"]:
+        raise SpecError(source, "name" if not data["name"] else "source", "expected a non-empty string")
+    numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
+    if numbers["sync_mma_fraction"] > 1:
+        raise SpecError(source, "sync_mma_fraction",
+                        f"expected a fraction in (0, 1], got {numbers['sync_mma_fraction']}")
+    return GPU(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=source,
+        citation=data["source"],
+        aliases=_aliases(data.get("aliases", []), source),
+        tensor_flops_per_s=_tensor(data["tensor_flops_per_s"], source),
+        **numbers,
+    )
+
+
+def load_gpu(name_or_path: str | Path) -> GPU:
+    """A preset by name (`a100-80gb-sxm4`, see `gpu_names()`) or a YAML file by path."""
+    text = str(name_or_path)
+    if "/" in text or text.endswith((".yaml", ".yml")):
+        path = Path(text)
+        if not path.is_file():
+            raise SpecError(text, "", "no such file")
+        return gpu_from_dict(read_yaml(path), text)
+    files = _preset_files()
+    if text not in files:
+        raise SpecError(text, "", f"not a GPU preset (known: {', '.join(sorted(files))})")
+    return gpu_from_dict(read_yaml(files[text]), str(files[text]))
+
+
+def gpu_names() -> list[str]:
+    return sorted(_preset_files())
+
+
+def gpu_for(label: str) -> GPU | None:
+    """The preset whose name or one of whose aliases matches a GPU label of a measurements CSV (case, spaces and
+    punctuation ignored), or None."""
+    key = _normal(label)
+    for name in gpu_names():
+        gpu = load_gpu(name)
+        if key in {_normal(gpu.name), *(_normal(a) for a in gpu.aliases)}:
+            return gpu
+    return None
+
+
+def _preset_files() -> dict[str, Path]:
+    root = importlib.resources.files(PRESETS_PACKAGE)
+    return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
+
+
+def _normal(label: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+def _number(value: Any, source: str, key: str, what: str, integer: bool) -> Any:
+    if isinstance(value, str):
+        raise SpecError(source, key, f"expected {what}, got the text {value!r} (YAML reads 1e9 as text: "
+                                     f"write 1.0e+9)")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise SpecError(source, key, f"expected {what} (a positive number), got {value!r}")
+    if integer:
+        if value != int(value):
+            raise SpecError(source, key, f"expected {what} (a whole number), got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _tensor(data: Any, source: str) -> dict[str, float]:
+    where = "tensor_flops_per_s"
+    if not isinstance(data, Mapping) or "fp16" not in data:
+        raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
+                                       f"(precisions: {', '.join(PRECISIONS)}), got {_kind(data)}")
+    out = {}
+    for precision, value in data.items():
+        if precision not in PRECISIONS:
+            raise SpecError(source, f"{where}.{precision}", f"unknown precision (known: {', '.join(PRECISIONS)})")
+        out[precision] = _number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s", False)
+    return out
+
+
+def _aliases(data: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(data, list) or not all(isinstance(a, str) and a for a in data):
+        raise SpecError(source, "aliases", f"expected a list of GPU names, got {data!r}")
+    return tuple(data)
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

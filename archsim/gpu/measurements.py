@@ -1,0 +1,170 @@
+"""Read a measurements CSV in the schema of the published `attention_measured.csv`.
+
+Required columns: gpu, kernel, dtype, causal, batch, heads, head_dim, seqlen, direction, metric, value, unit
+(others, such as source, how_obtained and note, are kept and passed through). A row is a kernel time when its
+metric is `throughput` (TFLOPs/s by the FlashAttention convention, gpu.md §1.0) or `latency` (s, ms, us) and its
+direction is fwd, bwd, fwd+bwd or decode; other rows (a fraction of peak, a training step) are skipped with the
+reason, and so are rows without a measured value (`OOM`, empty). `heads` is a count, or `16q/2kv` for 16 query
+heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`.
+
+A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
+when no field spans lines) and the field. Rows are numbered as in the file, skipped rows included.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from archsim.errors import SpecError
+from archsim.model.gpu import DIRECTIONS, AttentionCase
+
+REQUIRED = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric",
+            "value", "unit")
+NO_VALUE = ("", "oom", "nan", "n/a", "na", "-")
+UNITS = {  # metric -> unit -> scale to FLOP/s or s
+    "throughput": {"tflops/s": 1e12, "tflop/s": 1e12, "gflops/s": 1e9, "gflop/s": 1e9},
+    "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
+}
+DTYPES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
+          "fp8": "fp8", "fp8_e5m2": "fp8", "float8_e5m2": "fp8", "fp8_e4m3": "fp8", "float8_e4m3fn": "fp8"}
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+GQA_HEADS = re.compile(r"^\s*(\d+)\s*q\s*/\s*(\d+)\s*kv\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One kernel-time row: the case it ran and its measured value in the row's own metric and unit."""
+
+    row: int
+    columns: dict[str, str]
+    gpu: str
+    kernel: str
+    case: AttentionCase
+    metric: str
+    value: float
+    unit: str
+
+    @property
+    def group(self) -> str:
+        return f"{self.gpu} | {self.kernel} | {self.case.direction}"
+
+    @property
+    def time_s(self) -> float:
+        return self.to_time_s(self.value)
+
+    def to_time_s(self, value: float) -> float:
+        scale = UNITS[self.metric][self.unit.lower()]
+        return self.case.flops() / (value * scale) if self.metric == "throughput" else value * scale
+
+    def in_metric(self, time_s: float) -> float:
+        """A time expressed in this row's metric and unit."""
+        scale = UNITS[self.metric][self.unit.lower()]
+        return self.case.flops() / time_s / scale if self.metric == "throughput" else time_s / scale
+
+
+@dataclass(frozen=True)
+class Skipped:
+    row: int
+    columns: dict[str, str]
+    reason: str
+
+
+def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
+    """Parse a CSV file; a missing column or a bad field raises a SpecError naming the file, row and field."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise SpecError(str(path), f"column '{missing[0]}'",
+                                f"missing (required: {', '.join(REQUIRED)}; the header has: {', '.join(header)})")
+            rows = [dict(r) for r in reader]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), "", f"cannot read the file ({exc})") from None
+    return parse_rows(rows, str(path))
+
+
+def parse_rows(rows: list[dict[str, str]], source: str) -> tuple[list[Measurement], list[Skipped]]:
+    measurements, skipped = [], []
+    for index, raw in enumerate(rows, start=1):
+        columns = {k: "" if v is None else str(v) for k, v in raw.items() if k is not None}
+        parsed = _parse(index, columns, source)
+        (skipped if isinstance(parsed, Skipped) else measurements).append(parsed)
+    return measurements, skipped
+
+
+def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
+    def bad(field: str, message: str) -> SpecError:
+        return SpecError(source, f"row {row}, field '{field}'", message)
+
+    metric, direction = c["metric"].strip().lower(), c["direction"].strip().lower()
+    if metric not in UNITS:
+        return Skipped(row, c, f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")
+    if direction not in DIRECTIONS:
+        return Skipped(row, c, f"direction '{c['direction']}' is not modelled ({', '.join(DIRECTIONS)})")
+    text = c["value"].strip()
+    if text.lower() in NO_VALUE:
+        return Skipped(row, c, f"no measured value ('{text}')")
+    value = _float(text)
+    if value is None or value <= 0:
+        raise bad("value", f"expected a positive number, got '{text}'")
+    unit = c["unit"].strip()
+    if unit.lower() not in UNITS[metric]:
+        raise bad("unit", f"'{unit}' is not a unit of {metric} (expected one of {', '.join(UNITS[metric])})")
+    heads, kv_heads = _heads(c["heads"], bad)
+    case = AttentionCase(
+        direction=direction,
+        batch=_count(c["batch"], "batch", bad),
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=_count(c["head_dim"], "head_dim", bad),
+        seqlen=_count(c["seqlen"], "seqlen", bad),
+        causal=_bool(c["causal"], bad),
+        precision=DTYPES.get(c["dtype"].strip().lower(), c["dtype"].strip().lower()),
+    )
+    if not case.precision:
+        raise bad("dtype", "expected a dtype such as fp16, bf16 or fp8, got an empty field")
+    return Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit)
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _count(text: str, field: str, bad) -> int:
+    value = _float(text.strip())
+    if value is None or value <= 0 or value != int(value):
+        raise bad(field, f"expected a positive whole number, got '{text}'")
+    return int(value)
+
+
+def _heads(text: str, bad) -> tuple[int, int]:
+    match = GQA_HEADS.match(text)
+    if match:
+        heads, kv_heads = int(match[1]), int(match[2])
+        if heads <= 0 or kv_heads <= 0 or heads % kv_heads:
+            raise bad("heads", f"expected query heads a multiple of KV heads, got '{text}'")
+        return heads, kv_heads
+    value = _float(text.strip())
+    if value is None or value <= 0 or value != int(value):
+        raise bad("heads", f"expected a head count or 'Hq/Hkv' as in '16q/2kv', got '{text}'")
+    return int(value), int(value)
+
+
+def _bool(text: str, bad) -> bool:
+    value = text.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise bad("causal", f"expected True or False, got '{text}'")

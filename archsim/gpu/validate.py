@@ -1,0 +1,103 @@
+"""Compare the GPU model with measured kernel times: per-row error, MAPE per (gpu, kernel, direction) group.
+
+Every row of a CSV in the `attention_measured.csv` schema that the model supports is predicted with a calibration
+(`archsim.gpu.params`); the others are counted and listed with the reason (`archsim.gpu.measurements`,
+`archsim.gpu.cases`). Each prediction is expressed in the row's own metric and unit (TFLOPs/s by the FlashAttention
+convention, or a latency), beside the pure roofline max(FLOPs / tensor peak, DRAM bytes / DRAM bandwidth)
+(`archsim.gpu.roofline`). Error = predicted / measured - 1 in that metric; MAPE = mean |error| in percent, over
+all rows, over the held-out split and over the calibration split (the split is the calibration file's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archsim.gpu.cases import resolve
+from archsim.gpu.measurements import Measurement, Skipped, read_measurements
+from archsim.gpu.params import Calibration
+from archsim.gpu.roofline import roofline_time_s
+from archsim.model.gpu import GpuResult, predict_plans
+
+OVERALL = "overall"
+SPLITS = ("held-out", "calibration")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    measurement: Measurement
+    split: str
+    result: GpuResult
+    predicted: float  # in the row's metric and unit
+    roofline: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted / self.measurement.value - 1
+
+    @property
+    def roofline_error(self) -> float:
+        return self.roofline / self.measurement.value - 1
+
+
+@dataclass(frozen=True)
+class Validation:
+    source: str
+    calibration: Calibration
+    comparisons: tuple[Comparison, ...]
+    skipped: tuple[Skipped, ...]
+
+    def mape(self, split: str | None = None, roofline: bool = False) -> dict[str, float]:
+        """MAPE in percent per group and `overall`, over the rows of `split` (None: all rows)."""
+        chosen = [c for c in self.comparisons if split is None or c.split == split]
+        return mape_by_group(chosen, roofline)
+
+
+def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for c in comparisons:
+        error = abs(c.roofline_error if roofline else c.error)
+        groups.setdefault(c.measurement.group, []).append(error)
+        groups.setdefault(OVERALL, []).append(error)
+    return {g: 100 * float(np.mean(e)) for g, e in sorted(groups.items(), key=lambda item: item[0] == OVERALL)}
+
+
+def validate(path: str | Path, calibration: Calibration) -> Validation:
+    measurements, skipped = read_measurements(path)
+    rows, unmodelled = resolve(measurements)
+    comparisons, infeasible = [], []
+    for row in rows:
+        m = row.measurement
+        result = predict_plans(m.kernel, m.case, row.gpu, row.plans, calibration.family_params(row.family))
+        if not result.feasible:
+            infeasible.append(Skipped(m.row, m.columns, result.reason))
+            continue
+        comparisons.append(Comparison(m, calibration.split_of(m.case.seqlen), result, m.in_metric(result.time_s),
+                                      m.in_metric(roofline_time_s(result, row.gpu))))
+    skipped_all = sorted([*skipped, *unmodelled, *infeasible], key=lambda s: s.row)
+    return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all))
+
+
+def comparison_record(c: Comparison) -> dict:
+    """The row's own columns plus the model's numbers (JSON and CSV form)."""
+    return {**c.measurement.columns, "row": c.measurement.row, "split": c.split, "group": c.measurement.group,
+            "predicted": c.predicted, "roofline": c.roofline, "error": c.error, "roofline_error": c.roofline_error,
+            "measured_time_s": c.measurement.time_s, "predicted_time_s": c.result.time_s,
+            "plan": c.result.plan, "bound": ", ".join(f"{lr.name}: {lr.bound}" for lr in c.result.launches)}
+
+
+def validation_to_dict(v: Validation) -> dict:
+    return {
+        "measurements": v.source,
+        "calibration": {"file": v.calibration.source, "version": v.calibration.version,
+                        "split_rule": v.calibration.split_rule},
+        "rows": [comparison_record(c) for c in v.comparisons],
+        "skipped": [{"row": s.row, "reason": s.reason} for s in v.skipped],
+        "mape": v.mape(),
+        "mape_held_out": v.mape("held-out"),
+        "mape_calibration": v.mape("calibration"),
+        "mape_roofline": v.mape(roofline=True),
+    }

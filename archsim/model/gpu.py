@@ -1,0 +1,322 @@
+"""GPU model: attention kernels as mappings of cascades onto SMs, timed launch by launch.
+
+A kernel family (`archsim.model.gpu_kernels`) turns one `AttentionCase` into a `Plan`: the launches the kernel makes.
+This module times them on a `GPU` with a family's calibrated parameters, and returns a `GpuResult`.
+
+A **tiled launch** is a grid of CTAs (thread blocks). Each CTA runs a main loop over tiles (BLOCK_M x BLOCK_N steps
+of the cascade `attention-1pass`; `Segment`s give how many tiles of each kind each CTA runs, in launch order).
+Assumptions, following the FlashAttention-2 paper's work partitioning (Dao 2023, §3) and the FlashAttention-3
+paper's account of what stalls it (Shah et al. 2024, §2-3):
+- Occupancy: CTAs per SM = min over shared memory, registers (an estimate: a base of `REG_BASE_PER_THREAD` plus
+  the CTA's accumulator words spread over its threads, capped at 255) and resident threads; at most
+  `MAX_CTAS_PER_SM`. A CTA that does not fit makes the case infeasible.
+- One tile with the SM to itself: an MMA phase, tensor time = MMA FLOPs / (per-SM tensor peak x
+  `mma_efficiency` [x the GPU's `sync_mma_fraction` when the kernel issues warp-level mma.sync]) overlapping the
+  tile's shared-memory traffic (bounded by the SMEM bandwidth); then a softmax phase, in which the SFU (exp) and
+  the FP32 pipe (max, add, mul, masks, conversions) overlap, so it takes the longer of the two. Within a CTA the
+  softmax follows the MMAs that produce its scores: FA2 does not overlap them (FA3 §3.1).
+- CTAs resident on one SM share its pipes (a grid smaller than the slots is spread one CTA per SM first): with
+  k per SM a CTA's tile step takes k x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its
+  softmax), at least k x softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps
+  in flight (Little's law: a lone CTA cannot stream faster).
+- A CTA's time = its tiles' time + its overhead: one DRAM latency (pipeline fill), its prologue and epilogue
+  tiles (Q in and O out for a forward; K, V in and dK, dV out for a backward) at the SM's share of L2 bandwidth,
+  and `cta_overhead_cycles` (the rest: setup, epilogue normalisation, synchronisation; a calibrated constant per
+  family). It is not overlapped with the other resident CTAs.
+- Waves: CTAs are dispatched in launch order, each to the SM slot that frees first (the slots are SMs x
+  occupancy). Tail effects and causal imbalance come out of this schedule.
+- The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `DRAM_EFFICIENCY`), L2 bytes / L2 bandwidth)
+  plus `launch_s` (launch latency and the gap between back-to-back kernels).
+A **stream launch** (an elementwise pass, a reduction, a copy) is bound by DRAM bandwidth, and a **GEMM launch**
+(a vendor-library GEMM) by the larger of FLOPs at `gemm_efficiency` x peak and bytes at `hbm_efficiency` x
+bandwidth. A plan issued op by op from Python (PyTorch eager) takes at least `host_op_s` per op issued. A
+backward run through PyTorch autograd (`loss.backward()`, how every published backward was timed) starts its
+first kernel `autograd_s` after the call (engine, Python wrapper, allocations); the GPU idles meanwhile unless a
+forward of the same timed call is still running.
+A family may offer alternative plans (an autotuner's configurations): the fastest is taken.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from archsim.gpu.spec import GPU
+
+DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
+MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)
+REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
+MAX_REGS_PER_THREAD = 255
+PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}
+DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
+FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (gpu.md §1.0)
+
+
+@dataclass(frozen=True)
+class AttentionCase:
+    """One attention call. Prefill: `seqlen` queries attend to `seqlen` keys; decode: one query per sequence
+    attends to a KV cache of `seqlen` keys. `heads` are query heads; `kv_heads` < `heads` is GQA/MQA."""
+
+    direction: str
+    batch: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    seqlen: int
+    causal: bool
+    precision: str
+
+    @property
+    def element_bytes(self) -> int:
+        return PRECISION_BYTES[self.precision]
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head."""
+        return self.heads // self.kv_heads
+
+    def flops(self) -> float:
+        """FLOPs by the FlashAttention benchmark convention (gpu.md §1.0): 4·B·H·N²·d forward, halved when causal,
+        x2.5 backward, x3.5 forward+backward; decode 4·B·H·N·d (one query row)."""
+        if self.direction == "decode":
+            return 4.0 * self.batch * self.heads * self.seqlen * self.head_dim
+        forward = 4.0 * self.batch * self.heads * self.seqlen**2 * self.head_dim
+        return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Work of one main-loop step of one CTA (one BLOCK_M x BLOCK_N tile)."""
+
+    mma_flops: float  # tensor-core FLOPs, padded rows included
+    exp_ops: float  # SFU exp2
+    alu_ops: float  # FP32 pipe: max, add, mul, compares/selects of masks, conversions
+    smem_bytes: float  # shared memory written and read
+    load_bytes: float  # bytes the step brings in from L2/DRAM
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """`counts[i]` tiles of kind `tile` run by CTA i (CTAs in launch order)."""
+
+    tile: Tile
+    counts: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class TiledLaunch:
+    name: str
+    segments: tuple[Segment, ...]
+    threads: int  # per CTA
+    smem_bytes: int  # per CTA
+    register_words: float  # accumulator and fragment words (32-bit) per CTA
+    mma: str  # "sync" (warp-level mma.sync) or "native" (the GPU's full-rate instruction)
+    efficiency: str  # name of the family parameter: achieved fraction of the tensor peak in this main loop
+    precision: str
+    dram_bytes: float
+    l2_bytes: float
+    in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages)
+    io_bytes: float = 0.0  # bytes a CTA loads before its main loop and stores after it (prologue, epilogue)
+
+    @property
+    def ctas(self) -> int:
+        return len(self.segments[0].counts)
+
+
+@dataclass(frozen=True)
+class StreamLaunch:
+    """A bandwidth-bound kernel; `efficiency` names a family parameter, or None for `DRAM_EFFICIENCY`."""
+
+    name: str
+    dram_bytes: float
+    efficiency: str | None = None
+
+
+@dataclass(frozen=True)
+class GemmLaunch:
+    """A vendor-library GEMM (cuBLAS), at the family's `gemm_efficiency` and `hbm_efficiency`."""
+
+    name: str
+    mma_flops: float
+    dram_bytes: float
+    precision: str
+
+
+Launch = TiledLaunch | StreamLaunch | GemmLaunch
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The launches of one kernel call. `host_ops` > 0 for code issued op by op from Python (eager);
+    `backward_from` is the index of the first launch of a backward run through PyTorch autograd."""
+
+    name: str
+    launches: tuple[Launch, ...]
+    host_ops: int = 0
+    backward_from: int | None = None
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    name: str
+    time_s: float
+    bound: str  # what sets the time: schedule, dram, l2, compute, launch
+    ctas: int = 0
+    ctas_per_sm: int = 0
+    waves: float = 0.0
+    mma_flops: float = 0.0
+    exp_ops: float = 0.0
+    alu_ops: float = 0.0
+    smem_bytes: float = 0.0
+    l2_bytes: float = 0.0
+    dram_bytes: float = 0.0
+
+
+@dataclass(frozen=True)
+class GpuResult:
+    """One prediction. `time_s` is the whole call; `flops` the benchmark-convention count (for TFLOPs/s)."""
+
+    kernel: str
+    gpu: str
+    case: AttentionCase
+    feasible: bool
+    reason: str
+    time_s: float
+    plan: str = ""
+    launches: tuple[LaunchResult, ...] = field(default_factory=tuple)
+
+    @property
+    def flops(self) -> float:
+        return self.case.flops()
+
+    def total(self, attribute: str) -> float:
+        return sum(getattr(lr, attribute) for lr in self.launches)
+
+
+def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuResult:
+    return GpuResult(kernel, gpu.name, case, False, reason, math.nan)
+
+
+def ctas_per_sm(launch: TiledLaunch, gpu: GPU) -> int:
+    """Occupancy: resident CTAs per SM by shared memory, registers and threads (0 = does not fit)."""
+    regs = min(MAX_REGS_PER_THREAD, REG_BASE_PER_THREAD + math.ceil(launch.register_words / launch.threads))
+    return min(gpu.smem_bytes_per_sm // launch.smem_bytes,
+               gpu.regfile_bytes_per_sm // (4 * regs * launch.threads),
+               gpu.max_threads_per_sm // launch.threads,
+               MAX_CTAS_PER_SM)
+
+
+def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -> tuple[float, float]:
+    """(MMA phase, softmax phase) of one tile with the SM to itself. The MMA phase is max(tensor, SMEM); the
+    softmax phase the longer of the SFU (exp) and FP32 pipes, which overlap."""
+    rate = gpu.tensor_peak_flops_per_s(launch.precision) / gpu.sm_count * efficiency
+    if launch.mma == "sync":
+        rate *= gpu.sync_mma_fraction
+    tensor_s = tile.mma_flops / rate
+    smem_s = tile.smem_bytes / (gpu.smem_bytes_per_clock_per_sm * gpu.clock_hz)
+    softmax_s = max(tile.exp_ops / gpu.exp_per_clock_per_sm, tile.alu_ops / gpu.fp32_lanes_per_sm) / gpu.clock_hz
+    return max(tensor_s, smem_s), softmax_s
+
+
+def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, resident: int) -> float:
+    """One tile step of a CTA sharing its SM with `resident` - 1 others: the tensor cores (and SMEM) and the
+    softmax pipes are each shared, and a CTA's softmax follows its own MMAs; never faster than the DRAM latency
+    over the tiles it keeps in flight."""
+    mma_s, softmax_s = tile_times_s(tile, launch, gpu, efficiency)
+    return max(resident * mma_s + softmax_s, resident * softmax_s, gpu.dram_latency_s / launch.in_flight_tiles)
+
+
+def cta_overhead_s(launch: TiledLaunch, gpu: GPU, overhead_cycles: float) -> float:
+    """Time of a CTA outside its main loop: the calibrated cycles, one DRAM latency to fill the pipeline, and the
+    prologue/epilogue tiles moved at the SM's share of L2 bandwidth."""
+    return (overhead_cycles / gpu.clock_hz + gpu.dram_latency_s
+            + launch.io_bytes / (gpu.l2_bytes_per_s / gpu.sm_count))
+
+
+def makespan_s(durations: np.ndarray, slots: int) -> float:
+    """Finish time of CTAs dispatched in launch order, each to the slot that frees first (greedy list
+    scheduling, what the block scheduler does). Uniform durations reduce to ceil(n / slots) x duration."""
+    n = len(durations)
+    if n == 0:
+        return 0.0
+    if np.all(durations == durations[0]):
+        return math.ceil(n / slots) * float(durations[0])
+    free = [0.0] * min(slots, n)
+    for duration in durations.tolist():
+        heapq.heapreplace(free, free[0] + duration)
+    return max(free)
+
+
+def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    k = ctas_per_sm(launch, gpu)
+    resident = min(k, math.ceil(launch.ctas / gpu.sm_count))  # a small grid is spread one CTA per SM first
+    cta_s = np.full(launch.ctas, cta_overhead_s(launch, gpu, params["cta_overhead_cycles"]))
+    totals = {"mma_flops": 0.0, "exp_ops": 0.0, "alu_ops": 0.0, "smem_bytes": 0.0}
+    for seg in launch.segments:
+        cta_s += seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+        tiles = float(seg.counts.sum())
+        for name in totals:
+            totals[name] += tiles * getattr(seg.tile, name)
+    slots = gpu.sm_count * k
+    bounds = {"schedule": makespan_s(cta_s, slots),
+              "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * DRAM_EFFICIENCY),
+              "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
+    bound = max(bounds, key=bounds.get)
+    return LaunchResult(launch.name, bounds[bound] + params["launch_s"], bound, launch.ctas, k,
+                        launch.ctas / slots, l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
+
+
+def stream_launch_time(launch: StreamLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    efficiency = DRAM_EFFICIENCY if launch.efficiency is None else params[launch.efficiency]
+    dram_s = launch.dram_bytes / (gpu.dram_bytes_per_s * efficiency)
+    return LaunchResult(launch.name, dram_s + params["launch_s"], "dram", dram_bytes=launch.dram_bytes)
+
+
+def gemm_launch_time(launch: GemmLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    compute_s = launch.mma_flops / (gpu.tensor_peak_flops_per_s(launch.precision) * params["gemm_efficiency"])
+    dram_s = launch.dram_bytes / (gpu.dram_bytes_per_s * params["hbm_efficiency"])
+    return LaunchResult(launch.name, max(compute_s, dram_s) + params["launch_s"],
+                        "compute" if compute_s >= dram_s else "dram", mma_flops=launch.mma_flops,
+                        dram_bytes=launch.dram_bytes)
+
+
+def launch_time(launch: Launch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    if isinstance(launch, TiledLaunch):
+        return tiled_launch_time(launch, gpu, params)
+    if isinstance(launch, StreamLaunch):
+        return stream_launch_time(launch, gpu, params)
+    return gemm_launch_time(launch, gpu, params)
+
+
+def plan_feasibility(plan: Plan, gpu: GPU) -> str:
+    """Why a plan cannot run on `gpu` ("" when it can)."""
+    for launch in plan.launches:
+        if isinstance(launch, TiledLaunch) and ctas_per_sm(launch, gpu) == 0:
+            return (f"{launch.name}: a CTA needs {launch.smem_bytes} B of shared memory and {launch.threads} "
+                    f"threads; {gpu.name} has {gpu.smem_bytes_per_sm} B per SM")
+    return ""
+
+
+def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float, tuple[LaunchResult, ...]]:
+    results = tuple(launch_time(launch, gpu, params) for launch in plan.launches)
+    device_s = sum(r.time_s for r in results)
+    if plan.backward_from is not None:  # the GPU idles until autograd reaches the backward, unless still busy
+        device_s += max(0.0, params["autograd_s"] - sum(r.time_s for r in results[:plan.backward_from]))
+    return max(device_s, plan.host_ops * params.get("host_op_s", 0.0)), results
+
+
+def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...] | str,
+                  params: Mapping[str, float]) -> GpuResult:
+    """Time the alternatives a family offers (a reason string when it has none) and keep the fastest."""
+    if isinstance(plans, str):
+        return infeasible(kernel, gpu, case, plans)
+    runnable = [p for p in plans if not plan_feasibility(p, gpu)]
+    if not runnable:
+        return infeasible(kernel, gpu, case, plan_feasibility(plans[0], gpu))
+    timed = [(plan_time(p, gpu, params), p) for p in runnable]
+    (time_s, results), best = min(timed, key=lambda item: item[0][0])
+    return GpuResult(kernel, gpu.name, case, True, "", time_s, best.name, results)

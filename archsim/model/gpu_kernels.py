@@ -1,0 +1,592 @@
+"""Kernel families of the GPU model: how each published attention kernel maps the cascade onto SMs.
+
+Each family turns an `AttentionCase` on a `GPU` into the `Plan`s (launch lists) the kernel runs; `predict` times
+them with the family's parameters (`archsim.model.gpu`). Tile shapes, warps and loop orders are the kernels'
+launch configurations for sm80 as we recall them from their sources (not re-read; named per family below); where
+the GPU's shared memory is too small for the first choice the next configuration that fits is used.
+
+Families and the kernels (names as in `attention_measured.csv`) they cover:
+- `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
+  (query block, batch, head) walks the key blocks (causal: up to the diagonal, the diagonal tiles masked).
+  Backward: a preprocessing kernel (D = rowsum(dO∘O), zero the fp32 dQ accumulator), a CTA per (key block, batch,
+  head) walking the query blocks with dQ added atomically in L2, and a kernel converting dQ to 16 bits.
+  Decode: "Flash-Decoding" (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile,
+  the KV cache cut into splits by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the
+  forward kernel with one live query row in a 128-row tile, a CTA per (batch, query head), no split; KV heads
+  re-read per query head unless the whole grid fits in one wave, when siblings hit in L2).
+- `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`). Forward: a CTA per (batch, head,
+  query split) walks key blocks of 256 (d <= 64) or 128 keys in the outer loop and 16-row query steps inside,
+  its 4 warps splitting the keys (split-K: partial outputs reduced through SMEM) and the fp32 output
+  accumulator read and written in DRAM once per key block. Backward: a CTA per (batch, head, key block)
+  walking 16-row query steps, dQ accumulated in fp32 through L2.
+- `fa_triton`: the FlashAttention Triton kernel of the FA2 benchmark (Tillet's tutorial lineage,
+  `flash_attn/flash_attn_triton.py`): 128x128 tiles, masks applied on every tile when causal, backward
+  autotuned between one CTA per (batch, head) walking all key blocks and one per key block with atomic dQ.
+- `triton_tutorial`: Triton's `06-fused-attention.py` as published on triton-lang.org: forward 128x64 tiles
+  (off-diagonal blocks unmasked, then the diagonal band), backward one program per 128 keys computing dK/dV over
+  32-row query steps (16 on the diagonal) and then dQ for 128 queries over 32-key steps (16 on the diagonal).
+  Its benchmark casts to fp8 for the forward only: fp8 backward rows run in fp16. Triton emits the GPU's native
+  MMA (wgmma on Hopper).
+- `pytorch`: eager PyTorch. "PyTorch standard attention" is the FA2 benchmark's `attention_pytorch`: baddbmm
+  into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
+  V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
+  decode is the Hugging Face eager path: repeat_kv copies of K and V under GQA, matmul, scale, softmax in fp32,
+  cast, matmul.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from archsim.gpu.spec import GPU
+from archsim.model.gpu import (
+    PRECISION_BYTES,
+    AttentionCase,
+    GemmLaunch,
+    GpuResult,
+    Plan,
+    Segment,
+    StreamLaunch,
+    TiledLaunch,
+    ctas_per_sm,
+    predict_plans,
+)
+from archsim.model.gpu_tiles import bwd_tile, fwd_tile, split_bwd_tile
+
+LSE_BYTES = 4  # fp32 log-sum-exp per query row
+ACC_BYTES = 4  # fp32 accumulators (dQ, split partial outputs)
+
+
+@dataclass(frozen=True)
+class Param:
+    prior: float
+    low: float
+    high: float
+    fitted: bool
+    meaning: str
+    shared_from: str = ""  # a family whose fitted value this parameter takes
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    params: Mapping[str, Param]
+    plans: Callable[[str, AttentionCase, GPU], tuple[Plan, ...] | str]
+
+
+def _autograd_param(fitted: bool) -> Param:
+    meaning = ("seconds from a timed loss.backward() call to its first kernel (autograd engine, Python wrapper, "
+               "allocations), the GPU idle unless the forward of the same call still runs; a property of the "
+               "PyTorch host, not of the kernel")
+    if fitted:
+        return Param(1e-4, 0.0, 1e-3, True, meaning)
+    return Param(1e-4, 0.0, 1e-3, False, meaning + ": taken from fa2's fit (the family with backward-only rows at "
+                                                   "several lengths)", shared_from="fa2")
+
+
+def _launch_param() -> Param:
+    return Param(4e-6, 1e-6, 5e-5, False, "seconds from one kernel's end to the next one's first CTA (launch "
+                                          "latency and the inter-kernel gap of back-to-back timing); not "
+                                          "identifiable from ms-long prefill runs, so a prior")
+
+
+def _overhead_param() -> Param:
+    return Param(2000.0, 0.0, 1e5, True, "cycles per CTA outside the main loop, not hidden by other CTAs: "
+                                         "prologue loads, pipeline fill, epilogue normalise and store")
+
+
+def _efficiency(meaning: str, prior: float) -> Param:
+    return Param(prior, 0.05, 1.0, True, meaning)
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _fwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) key tiles of each query block of one head, causal skipping above the diagonal."""
+    m_blocks = _ceil(seqlen, block_m)
+    m = np.arange(m_blocks)
+    if causal:
+        visible = np.minimum(seqlen, (m + 1) * block_m)
+        tiles = -(-visible // block_n)
+        masked = tiles - (m * block_m) // block_n
+    else:
+        tiles = np.full(m_blocks, _ceil(seqlen, block_n))
+        masked = np.full(m_blocks, int(seqlen % block_n != 0))
+    return tiles - masked, masked
+
+
+def _bwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) query tiles of each key block of one head (the backward's CTA order)."""
+    n_blocks, m_blocks = _ceil(seqlen, block_n), _ceil(seqlen, block_m)
+    n = np.arange(n_blocks)
+    if causal:
+        first = (n * block_n) // block_m
+        tiles = m_blocks - first
+        masked = np.minimum(tiles, -(-((n + 1) * block_n) // block_m) - first)
+    else:
+        tiles = np.full(n_blocks, m_blocks)
+        masked = np.full(n_blocks, int(seqlen % block_m != 0))
+    return tiles - masked, masked
+
+
+def _repeat(counts: np.ndarray, times: int) -> np.ndarray:
+    return np.tile(counts, times)
+
+
+def _first_fitting(candidates: list[TiledLaunch], gpu: GPU) -> TiledLaunch:
+    for launch in candidates:
+        if ctas_per_sm(launch, gpu) > 0:
+            return launch
+    return candidates[0]
+
+
+def _warpgroup(mma: str, gpu: GPU) -> bool:
+    """Native MMA on a GPU whose mma.sync is not its full-rate path is a warpgroup MMA (wgmma / tcgen05)."""
+    return mma == "native" and gpu.sync_mma_fraction < 1
+
+
+def _qkvo_bytes(case: AttentionCase) -> float:
+    b, n, d = case.batch, case.seqlen, case.head_dim
+    return (2 * case.heads + 2 * case.kv_heads) * b * n * d * case.element_bytes
+
+
+def _fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
+                efficiency: str, q_in_smem: bool, mask_all: bool, stages: int,
+                p_to_fp8: bool = False) -> TiledLaunch:
+    """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order."""
+    e, d = case.element_bytes, case.head_dim
+    group = _warpgroup(mma, gpu)
+    convert = case.precision == "fp8" and not gpu.has_native("fp8")
+    precision = "fp16" if convert else case.precision
+    unmasked, masked = _fwd_counts(case.seqlen, block_m, block_n, case.causal)
+    if mask_all and case.causal:
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    heads = case.batch * case.heads
+    plain = fwd_tile(block_m, block_n, d, warps, group, e, q_in_smem, False, convert, p_to_fp8)
+    edge = fwd_tile(block_m, block_n, d, warps, group, e, q_in_smem, True, convert, p_to_fp8)
+    segments = (Segment(plain, _repeat(unmasked, heads)), Segment(edge, _repeat(masked, heads)))
+    tiles = heads * float(unmasked.sum() + masked.sum())
+    dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
+    q_o = 2 * heads * case.seqlen * d * e
+    return TiledLaunch(name, segments, 32 * warps, (q_in_smem * block_m + stages * 2 * block_n) * d * e,
+                       block_m * d + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
+                       q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention-2
+FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64, 8), (64, 64, 4)]}
+FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
+FA2_SPLIT_BLOCK_M = 64
+FA2_MAX_SPLITS = 128
+
+
+def _backward_from(case: AttentionCase) -> int | None:
+    """Index of the first backward launch of a prefill plan (the forward is one launch), None without one."""
+    return {"fwd": None, "bwd": 0, "fwd+bwd": 1}[case.direction]
+
+
+def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
+    for limit in sorted(table):
+        if head_dim <= limit:
+            return table[limit]
+    return None
+
+
+def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
+    return _first_fitting([_fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True, False, 1)
+                           for bm, bn, w in _by_head_dim(FA2_FWD, case.head_dim)], gpu)
+
+
+def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
+    candidates = []
+    for bm, bn, warps in _by_head_dim(FA2_BWD, d):
+        unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
+        plain, edge = (bwd_tile(bm, bn, d, warps, False, e, m) for m in (False, True))
+        tiles = bh * float(unmasked.sum() + masked.sum())
+        smem = (4 * bm * d + 2 * bn * d + 2 * bm * bn) * e  # Q, dO double-buffered; K, V; P, dS
+        dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
+            + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
+        l2 = dram + tiles * (plain.load_bytes + 2 * bm * d * ACC_BYTES)  # + dQ atomics (read-modify-write)
+        candidates.append(TiledLaunch(
+            "bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 32 * warps, smem,
+            2 * bn * d + 2 * bm * bn + bm * d, "sync", "mma_efficiency_bwd", case.precision, dram, l2, 2,
+            io_bytes=4 * bn * d * e))
+    rows = bh * case.seqlen
+    pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
+                       rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d))
+    post = StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e))
+    return pre, _first_fitting(candidates, gpu), post
+
+
+def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
+    """FA2's num_splits heuristic: no split when the grid already fills 80 % of the slots; else the fewest splits
+    whose wave efficiency (waves / ceil(waves)) is within 85 % of the best, skipping counts that give the same
+    blocks per split as one fewer."""
+    if tiles_of_grid >= 0.8 * slots:
+        return 1
+    efficiency = {}
+    for splits in range(1, min(FA2_MAX_SPLITS, slots, key_blocks) + 1):
+        if splits > 1 and _ceil(key_blocks, splits) == _ceil(key_blocks, splits - 1):
+            continue
+        waves = tiles_of_grid * splits / slots
+        efficiency[splits] = waves / math.ceil(waves)
+    best = max(efficiency.values())
+    return min(s for s, eff in efficiency.items() if eff >= 0.85 * best)
+
+
+def _fa2_split_decode(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d = case.element_bytes, case.head_dim
+    block_m, warps = FA2_SPLIT_BLOCK_M, 4
+    block_n = 256 if d <= 64 else 128 if d <= 128 else 64
+    packed = case.group > 1  # query heads of a GQA group become the rows of one tile
+    grid_heads = case.batch * (case.kv_heads if packed else case.heads)
+    key_blocks = _ceil(case.seqlen, block_n)
+    tile = fwd_tile(block_m, block_n, d, warps, False, e, True, False, False, False)
+    probe = TiledLaunch("probe", (Segment(tile, np.ones(1)),), 32 * warps, (block_m + 2 * block_n) * d * e,
+                        block_m * d + 1.5 * block_m * block_n, "sync", "mma_efficiency_fwd", case.precision, 0, 0)
+    slots = gpu.sm_count * max(1, ctas_per_sm(probe, gpu))
+    splits = _split_heuristic(grid_heads * _ceil(case.group if packed else 1, block_m), slots, key_blocks)
+    per_split = _ceil(key_blocks, splits)
+    counts = np.clip(key_blocks - per_split * np.arange(splits), 0, per_split)
+    kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
+    q_o = 2 * case.batch * case.heads * d * e
+    partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if splits > 1 else 0
+    main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, _repeat(counts, grid_heads)),),
+                       probe.threads, probe.smem_bytes, probe.register_words, "sync", "mma_efficiency_fwd",
+                       case.precision, kv + q_o + partials, kv + q_o + partials, 1,
+                       io_bytes=block_m * d * (e + ACC_BYTES))
+    if splits == 1:
+        return (main,)
+    return main, StreamLaunch("decode combine splits", partials + q_o / 2)
+
+
+def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
+    launch = _fa2_fwd(AttentionCase("fwd", case.batch, case.heads, case.kv_heads, case.head_dim, case.seqlen,
+                                    False, case.precision), gpu)
+    key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
+    ctas = case.batch * case.heads
+    slots = gpu.sm_count * ctas_per_sm(launch, gpu)
+    kv = 2 * case.batch * case.kv_heads * case.seqlen * case.head_dim * case.element_bytes
+    dram = kv * (1 if ctas <= slots else case.group) + 2 * ctas * case.head_dim * case.element_bytes
+    tile = launch.segments[0].tile
+    return (TiledLaunch("decode (no split)", (Segment(tile, np.full(ctas, key_tiles)),), launch.threads,
+                        launch.smem_bytes, launch.register_words, "sync", "mma_efficiency_fwd", launch.precision,
+                        dram, kv * case.group, 1, launch.io_bytes),)
+
+
+def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if _by_head_dim(FA2_FWD, case.head_dim) is None:
+        return f"head_dim {case.head_dim} > 256 is not supported by FlashAttention-2"
+    if case.direction == "decode":
+        launches = _fa2_v209_decode(case, gpu) if variant == "v2.0.9" else _fa2_split_decode(case, gpu)
+        return (Plan(variant, launches),)
+    if variant != "fa2":
+        return f"{variant} rows are decode rows; got direction {case.direction}"
+    launches = {"fwd": lambda: (_fa2_fwd(case, gpu),), "bwd": lambda: _fa2_bwd(case, gpu),
+                "fwd+bwd": lambda: (_fa2_fwd(case, gpu), *_fa2_bwd(case, gpu))}[case.direction]()
+    return (Plan("fa2", launches, backward_from=_backward_from(case)),)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention v1
+FA1_STEP_ROWS = 16
+FA1_WARPS = 4
+
+
+def _fa1_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
+    e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
+    key_block = 256 if d <= 64 else 128
+    key_blocks = _ceil(n, key_block)
+    probe_smem = (FA1_STEP_ROWS + 2 * key_block) * d * e + FA1_WARPS * FA1_STEP_ROWS * d * ACC_BYTES
+    slots = gpu.sm_count * max(1, min(gpu.smem_bytes_per_sm // probe_smem, gpu.max_threads_per_sm // 128))
+    splits = 1 if bh >= slots else min(_ceil(slots, bh), _ceil(n, 128))
+    rows_per_cta = _ceil(_ceil(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
+    steps = rows_per_cta // FA1_STEP_ROWS
+    unmasked, masked = [], []
+    for s in range(splits):  # per CTA: 16-row steps at or below each key block, the diagonal ones masked
+        first_row = s * rows_per_cta
+        rows = np.arange(first_row, min(n, first_row + rows_per_cta), FA1_STEP_ROWS)
+        if case.causal:
+            blocks = -(-(rows + FA1_STEP_ROWS) // key_block)
+            diagonal = np.ones_like(blocks)
+            unmasked.append(int((blocks - diagonal).sum()))
+            masked.append(int(diagonal.sum()))
+        else:
+            unmasked.append(len(rows) * key_blocks)
+            masked.append(0)
+    reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * d * ACC_BYTES / e  # split-K partial outputs through SMEM
+    plain, edge = (fwd_tile(FA1_STEP_ROWS, key_block, d, FA1_WARPS, False, e, True, m, False, False)
+                   for m in (False, True))
+    plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * d * FA1_WARPS,
+                           smem_bytes=t.smem_bytes + reduce_elements * e, load_bytes=t.load_bytes / steps)
+                   for t in (plain, edge))
+    o_round_trips = bh * (key_blocks - 1) * n * d * 2 * ACC_BYTES  # fp32 O read and written per key block
+    dram = _qkvo_bytes(case) + o_round_trips + bh * key_blocks * n * d * e  # Q re-read per key block
+    return TiledLaunch("fwd", (Segment(plain, np.tile(unmasked, bh)), Segment(edge, np.tile(masked, bh))),
+                       32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * d + 1.5 * FA1_STEP_ROWS * key_block, "sync",
+                       "mma_efficiency", case.precision, dram, dram + bh * splits * key_blocks * 2 * key_block * d * e,
+                       io_bytes=2 * rows_per_cta * d * e)
+
+
+def _fa1_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
+    key_block = 128
+    unmasked, masked = _bwd_counts(case.seqlen, FA1_STEP_ROWS, key_block, case.causal)
+    plain, edge = (bwd_tile(FA1_STEP_ROWS, key_block, d, 8, False, e, m) for m in (False, True))
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    dram = _qkvo_bytes(case) + 2 * bh * case.seqlen * d * e + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
+    l2 = dram + tiles * (plain.load_bytes + 2 * FA1_STEP_ROWS * d * ACC_BYTES)
+    main = TiledLaunch("bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 256,
+                       (4 * FA1_STEP_ROWS * d + 2 * key_block * d + 2 * FA1_STEP_ROWS * key_block) * e,
+                       2 * key_block * d + 2 * FA1_STEP_ROWS * key_block, "sync", "mma_efficiency",
+                       case.precision, dram, l2, 2, io_bytes=4 * key_block * d * e)
+    rows = bh * case.seqlen
+    return (StreamLaunch("bwd preprocess", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
+            StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e)))
+
+
+def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if case.direction == "decode":
+        return "FlashAttention v1 has no decode path modelled"
+    if case.head_dim > 128:
+        return f"head_dim {case.head_dim} > 128 is not supported by FlashAttention v1"
+    launches = {"fwd": lambda: (_fa1_fwd(case, gpu),), "bwd": lambda: _fa1_bwd(case, gpu),
+                "fwd+bwd": lambda: (_fa1_fwd(case, gpu), *_fa1_bwd(case, gpu))}[case.direction]()
+    return (Plan("fa1", launches, backward_from=_backward_from(case)),)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention Triton
+FAT_BLOCK = 128
+
+
+def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
+    e, d, bh, n = case.element_bytes, case.head_dim, case.batch * case.heads, case.seqlen
+    warps = 8
+    group = _warpgroup("native", gpu)
+    unmasked, masked = _bwd_counts(n, FAT_BLOCK, FAT_BLOCK, case.causal)
+    if case.causal:  # the causal mask is applied on every tile
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    plain, edge = (bwd_tile(FAT_BLOCK, FAT_BLOCK, d, warps, group, e, m) for m in (False, True))
+    if sequence_parallel:
+        segments = (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh)))
+    else:  # one CTA per (batch, head) walks every key block
+        segments = (Segment(plain, np.full(bh, unmasked.sum())), Segment(edge, np.full(bh, masked.sum())))
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    rows = bh * n
+    dram = _qkvo_bytes(case) + 2 * rows * d * e + rows * (2 * LSE_BYTES + ACC_BYTES * d)
+    l2 = dram + tiles * (plain.load_bytes + 2 * FAT_BLOCK * d * ACC_BYTES)
+    main = TiledLaunch("bwd (sequence-parallel)" if sequence_parallel else "bwd (one CTA per head)", segments,
+                       32 * warps, (4 * FAT_BLOCK * d + FAT_BLOCK * FAT_BLOCK) * e,
+                       2 * FAT_BLOCK * d + 2 * FAT_BLOCK * FAT_BLOCK, "native", "mma_efficiency",
+                       case.precision, dram, l2, 1, io_bytes=4 * FAT_BLOCK * d * e)
+    return (StreamLaunch("bwd preprocess (do*o, zero dq)", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
+            StreamLaunch("bwd copy dq", rows * d * (ACC_BYTES + e)))
+
+
+def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if case.direction == "decode":
+        return "the FlashAttention Triton kernel has no decode path"
+    if case.head_dim > 128:
+        return f"head_dim {case.head_dim} > 128 is not supported by the FlashAttention Triton kernel"
+    warps = 4 if case.head_dim <= 64 else 8
+    fwd = _fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1)
+    if case.direction == "fwd":
+        return (Plan("fa-triton", (fwd,)),)
+    prefix = (fwd,) if case.direction == "fwd+bwd" else ()
+    return tuple(Plan(f"fa-triton, sequence-parallel bwd {sp}", (*prefix, *_fat_bwd(case, gpu, sp)),
+                      backward_from=_backward_from(case)) for sp in (False, True))
+
+
+# ------------------------------------------------------------------------------------------------ Triton tutorial
+TUT_FWD = (128, 64, 4, 3)  # BLOCK_M, BLOCK_N, warps, stages (the autotuner's usual pick on A100 at d=64)
+TUT_BWD = (32, 128, 128, 32, 4, 5)  # BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, warps, stages
+TUT_SLICE = 2  # BLK_SLICE_FACTOR: diagonal steps are half as wide
+
+
+def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+    m1, n1, m2, n2, warps, stages = TUT_BWD
+    precision = "fp16" if case.precision == "fp8" else case.precision  # the benchmark casts fp8 for fwd only
+    e = PRECISION_BYTES[precision]
+    d, bh, n = case.head_dim, case.batch * case.heads, case.seqlen
+    group = _warpgroup("native", gpu)
+    programs = _ceil(n, n1)
+    start = np.arange(programs) * n1
+    if case.causal:
+        dkdv_masked = np.full(programs, n1 // (m1 // TUT_SLICE))
+        dkdv = np.maximum(0, n - start - n1) // m1
+        dq_masked = np.full(programs, m2 // (n2 // TUT_SLICE))
+        dq = start // n2
+    else:
+        dkdv_masked, dq_masked = np.zeros(programs, int), np.zeros(programs, int)
+        dkdv, dq = np.full(programs, _ceil(n, m1)), np.full(programs, _ceil(n, n2))
+    tiles = (split_bwd_tile(m1 // TUT_SLICE, n1, d, warps, group, e, True, "dkdv"),
+             split_bwd_tile(m1, n1, d, warps, group, e, False, "dkdv"),
+             split_bwd_tile(m2, n2 // TUT_SLICE, d, warps, group, e, True, "dq"),
+             split_bwd_tile(m2, n2, d, warps, group, e, False, "dq"))
+    counts = (dkdv_masked, dkdv, dq_masked, dq)
+    segments = tuple(Segment(t, _repeat(c, bh)) for t, c in zip(tiles, counts, strict=True))
+    rows = bh * n
+    dram = (4 * case.heads + 4 * case.kv_heads) * case.batch * n * d * e + rows * 2 * LSE_BYTES
+    l2 = dram + sum(float(c.sum()) * bh * t.load_bytes for t, c in zip(tiles, counts, strict=True))
+    main = TiledLaunch("bwd (dK/dV then dQ)", segments, 32 * warps, stages * 2 * m1 * d * e + 2 * n2 * d * e,
+                       2 * n1 * d + n1 * d + 2 * m2 * d, "native", "mma_efficiency_bwd", precision, dram, l2,
+                       stages - 1, io_bytes=(4 * n1 + 3 * m2) * d * e)
+    return StreamLaunch("bwd preprocess (delta = rowsum(o*do))", rows * (2 * d * e + LSE_BYTES)), main
+
+
+def _tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if case.direction == "decode":
+        return "the Triton tutorial kernel has no decode path"
+    if case.head_dim not in (16, 32, 64, 128, 256):
+        return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
+    bm, bn, warps, stages = TUT_FWD
+    fwd = _fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
+                      p_to_fp8=case.precision == "fp8")
+    launches = {"fwd": lambda: (fwd,), "bwd": lambda: _tutorial_bwd(case, gpu),
+                "fwd+bwd": lambda: (fwd, *_tutorial_bwd(case, gpu))}[case.direction]()
+    return (Plan("triton-tutorial", launches, backward_from=_backward_from(case)),)
+
+
+# ------------------------------------------------------------------------------------------------ PyTorch eager
+def _pytorch_prefill(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
+    scores = bh * n * n * e  # one N x N matrix per (batch, head)
+    tokens = bh * n * d * e
+    gemm = 2.0 * bh * n * n * d
+    fwd = [StreamLaunch("copy q to (b h) t d", 2 * tokens, "hbm_efficiency"),
+           StreamLaunch("copy k to (b h) d s", 2 * tokens, "hbm_efficiency"),
+           GemmLaunch("baddbmm S = QKᵀ", gemm, scores + 2 * tokens, case.precision)]
+    if case.causal:
+        mask = n * n * e
+        mask_reads = mask if mask <= gpu.l2_bytes else bh * mask
+        fwd += [StreamLaunch("build the causal mask (full, triu, cast)", 18 * n * n, "hbm_efficiency"),
+                StreamLaunch("S + mask", 2 * scores + mask_reads, "hbm_efficiency")]
+    fwd += [StreamLaunch("softmax", 2 * scores, "hbm_efficiency"),
+            StreamLaunch("copy v for the einsum", 2 * tokens, "hbm_efficiency"),
+            GemmLaunch("bmm O = PV", gemm, scores + 2 * tokens, case.precision),
+            StreamLaunch("permute O to b t h d", 2 * tokens, "hbm_efficiency")]
+    bwd = [StreamLaunch("permute dO", 2 * tokens, "hbm_efficiency"),
+           GemmLaunch("dP = dO·Vᵀ", gemm, scores + 2 * tokens, case.precision),
+           GemmLaunch("dV = Pᵀ·dO", gemm, scores + 2 * tokens, case.precision),
+           StreamLaunch("softmax backward", 3 * scores, "hbm_efficiency"),
+           GemmLaunch("dQ = dS·K", gemm, scores + 2 * tokens, case.precision),
+           GemmLaunch("dK = dSᵀ·Q", gemm, scores + 2 * tokens, case.precision),
+           StreamLaunch("gradients into qkv.grad", 6 * tokens, "hbm_efficiency")]
+    return fwd, bwd
+
+
+def _pytorch_decode(case: AttentionCase) -> tuple:
+    e, d, s = case.element_bytes, case.head_dim, case.seqlen
+    kv_each = case.batch * case.kv_heads * s * d * e
+    expanded = case.batch * case.heads * s * d * e
+    scores = case.batch * case.heads * s
+    launches = []
+    if case.group > 1:
+        launches += [StreamLaunch(f"repeat_kv {t}", kv_each + expanded, "hbm_efficiency") for t in ("K", "V")]
+    launches += [GemmLaunch("q·Kᵀ", 2.0 * scores * d, expanded + scores * e, case.precision),
+                 StreamLaunch("scale", 2 * scores * e, "hbm_efficiency"),
+                 StreamLaunch("softmax (fp32)", scores * (e + 4), "hbm_efficiency"),
+                 StreamLaunch("cast to dtype", scores * (4 + e), "hbm_efficiency"),
+                 GemmLaunch("P·V", 2.0 * scores * d, expanded + scores * e, case.precision)]
+    return tuple(launches)
+
+
+PYTORCH_VIEW_OPS = 3  # transpose, reshape, contiguous: issued from Python, no kernel
+
+
+def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if case.direction == "decode":
+        launches = _pytorch_decode(case)
+        return (Plan("pytorch eager", launches, len(launches) + PYTORCH_VIEW_OPS),)
+    fwd, bwd = _pytorch_prefill(case, gpu)
+    launches = {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[case.direction]
+    return (Plan("pytorch eager", tuple(launches), len(launches) + PYTORCH_VIEW_OPS,
+                 {"fwd": None, "bwd": 0, "fwd+bwd": len(fwd)}[case.direction]),)
+
+
+# ------------------------------------------------------------------------------------------------ registry
+FAMILIES: dict[str, Family] = {
+    "fa2": Family("fa2", "FlashAttention-2 (CUDA, mma.sync): prefill fwd/bwd, Flash-Decoding and v2.0.9 decode", {
+        "mma_efficiency_fwd": _efficiency("achieved fraction of the tensor peak (mma.sync) in the forward main "
+                                          "loop, the tile's SMEM and softmax time counted apart", 0.8),
+        "mma_efficiency_bwd": _efficiency("the same for the backward main loop (5 matmuls per tile, dQ atomics)",
+                                          0.6),
+        "cta_overhead_cycles": _overhead_param(), "autograd_s": _autograd_param(True),
+        "launch_s": _launch_param()}, _fa2_plans),
+    "fa1": Family("fa1", "FlashAttention v1 (CUDA, mma.sync)", {
+        "mma_efficiency": _efficiency("achieved fraction of the tensor peak in the main loops (fwd and bwd: "
+                                      "the published data has only their sum)", 0.5),
+        "cta_overhead_cycles": _overhead_param(), "autograd_s": _autograd_param(False),
+        "launch_s": _launch_param()}, _fa1_plans),
+    "fa_triton": Family("fa_triton", "FlashAttention Triton kernel of the FA2 benchmark (Tillet/Dao)", {
+        "mma_efficiency": _efficiency("achieved fraction of the tensor peak in the main loops (fwd and bwd: "
+                                      "the published data has only their sum)", 0.5),
+        "cta_overhead_cycles": _overhead_param(), "autograd_s": _autograd_param(False),
+        "launch_s": _launch_param()}, _fat_plans),
+    "triton_tutorial": Family("triton_tutorial", "Triton tutorial 06-fused-attention", {
+        "mma_efficiency_fwd": _efficiency("achieved fraction of the tensor peak (native MMA) in the forward main "
+                                          "loop", 0.8),
+        "mma_efficiency_bwd": _efficiency("the same in the backward's dK/dV and dQ loops", 0.6),
+        "cta_overhead_cycles": _overhead_param(), "autograd_s": _autograd_param(False),
+        "launch_s": _launch_param()}, _tutorial_plans),
+    "pytorch": Family("pytorch", "eager PyTorch: cuBLAS GEMMs and elementwise/softmax passes through DRAM", {
+        "gemm_efficiency": _efficiency("achieved fraction of the tensor peak of the cuBLAS batched GEMMs", 0.7),
+        "hbm_efficiency": _efficiency("achieved fraction of DRAM bandwidth of the elementwise, softmax and copy "
+                                      "passes (and of GEMMs bound by their N x N operand)", 0.8),
+        "autograd_s": _autograd_param(False),
+        "launch_s": _launch_param(),
+        "host_op_s": Param(5e-6, 1e-6, 1e-4, False, "seconds of Python and dispatcher time per eager op: the floor "
+                                                    "of an op sequence whose kernels are shorter (a prior: order of "
+                                                    "magnitude of eager PyTorch's per-op overhead)")},
+        _pytorch_plans),
+}
+
+# kernel name (as in attention_measured.csv) -> (family, variant)
+KERNELS: dict[str, tuple[str, str]] = {
+    "FlashAttention-2": ("fa2", "fa2"),
+    "FlashAttention-2 (causal)": ("fa2", "fa2"),
+    "Flash-Decoding": ("fa2", "flash-decoding"),
+    "FlashAttention v2.0.9": ("fa2", "v2.0.9"),
+    "FlashAttention (v1)": ("fa1", "fa1"),
+    "FlashAttention Triton (Tillet/Dao Triton impl)": ("fa_triton", "fa-triton"),
+    "FlashAttention Triton": ("fa_triton", "fa-triton"),
+    "Triton tutorial fused attention (06-fused-attention)": ("triton_tutorial", "tutorial"),
+    "Triton tutorial fused attention": ("triton_tutorial", "tutorial"),
+    "PyTorch standard attention": ("pytorch", "standard"),
+    "PyTorch eager attention": ("pytorch", "eager"),
+}
+PRECISIONS = ("fp16", "bf16", "fp8")
+
+
+def family_of(kernel: str) -> str | None:
+    entry = KERNELS.get(kernel)
+    return entry[0] if entry else None
+
+
+def default_params(family: str) -> dict[str, float]:
+    return {name: p.prior for name, p in FAMILIES[family].params.items()}
+
+
+def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled."""
+    if kernel not in KERNELS:
+        return f"no model for kernel '{kernel}' (modelled: {', '.join(KERNELS)})"
+    if case.precision not in PRECISIONS:
+        return f"dtype {case.precision} is not modelled (modelled: {', '.join(PRECISIONS)})"
+    if case.heads % case.kv_heads:
+        return f"{case.heads} query heads do not split evenly over {case.kv_heads} KV heads"
+    family, variant = KERNELS[kernel]
+    return FAMILIES[family].plans(variant, case, gpu)
+
+
+def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float]) -> GpuResult:
+    """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`)."""
+    return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params)
