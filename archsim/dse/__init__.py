@@ -1,1 +1,2 @@
-"""Design-space exploration: Pareto fronts (and, later, sweeps)."""
+"""Design-space exploration: sweep specs (`spec`), their points (`points`), the SQLite results store (`store`),
+local resumable runs (`sweep`) and Pareto fronts (`pareto`)."""

@@ -1,0 +1,173 @@
+"""`SweepSpec`: a design-space sweep as a typed, validated spec.
+
+A sweep is one base point (mapping, optional cascade/arch/workload, `sets`) plus ordered axes. An axis path is
+`arch.<dotted path>` (an `Architecture.with_changes` path such as `arch.units.array2d.shape`) or
+`workload.<param>` (a size bound like a `sets` entry, e.g. `workload.seq_len`). Points are drawn from the axes by
+`grid` (cartesian product), `random` or `lhs` (Latin hypercube) sampling; `constraints` such as
+`area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.cascade.load import read_yaml
+from archsim.errors import SpecError
+
+METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
+SAMPLING_KINDS = ("grid", "random", "lhs")
+AXIS_ROOTS = ("arch", "workload")
+_OPS = ("<=", ">=", "==", "<", ">")
+_CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
+_KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
+         "constraints", "objectives"}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: str
+    op: str  # one of _OPS
+    bound: float
+
+    def holds(self, value: float) -> bool:
+        return {"<=": value <= self.bound, ">=": value >= self.bound, "==": value == self.bound,
+                "<": value < self.bound, ">": value > self.bound}[self.op]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    kind: str = "grid"  # one of SAMPLING_KINDS
+    samples: int = 0  # points drawn by random / lhs (unused by grid)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    mapping: str
+    axes: dict[str, list[Any]]  # path -> values, in axis order
+    description: str = ""
+    cascade: str | None = None
+    arch: str | None = None
+    workload: str | None = None
+    sets: dict[str, float] = field(default_factory=dict)
+    sampling: Sampling = field(default_factory=Sampling)
+    constraints: tuple[Constraint, ...] = ()
+    objectives: tuple[str, ...] = ("latency_s", "energy_pj")
+    source: str = "<python>"
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    return sweep_from_dict(read_yaml(Path(path)), str(path))
+
+
+def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
+    """Validate `data` (the YAML form) into a SweepSpec; every problem is a SpecError naming its field."""
+    if not isinstance(data, dict):
+        raise SpecError(source, "", "a sweep is a mapping")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise SpecError(source, unknown[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    for key in ("name", "mapping", "axes"):
+        if key not in data:
+            raise SpecError(source, key, "required")
+    for key in ("name", "mapping", "description", "cascade", "arch", "workload"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise SpecError(source, key, "expected a string")
+    sets = data.get("sets") or {}
+    if not isinstance(sets, dict):
+        raise SpecError(source, "sets", "expected a mapping of size name -> number")
+    spec = SweepSpec(
+        name=data["name"], mapping=data["mapping"], axes=_axes(data["axes"], source),
+        description=data.get("description") or "", cascade=data.get("cascade"), arch=data.get("arch"),
+        workload=data.get("workload"), sets=dict(sets), sampling=_sampling(data.get("sampling") or {}, source),
+        constraints=tuple(_constraint(c, f"constraints[{i}]", source)
+                          for i, c in enumerate(_list(data.get("constraints") or [], "constraints", source))),
+        objectives=tuple(_objective(o, f"objectives[{i}]", source)
+                         for i, o in enumerate(_list(data.get("objectives") or ["latency_s", "energy_pj"],
+                                                     "objectives", source))),
+        source=source,
+    )
+    _check_arch_axes(spec)
+    return spec
+
+
+def base_architecture_name(spec: SweepSpec) -> str:
+    return spec.arch or library.load_mapping_spec(spec.mapping).architecture
+
+
+def _list(value: Any, where: str, source: str) -> list:
+    if not isinstance(value, list):
+        raise SpecError(source, where, "expected a list")
+    return value
+
+
+def _axes(axes: Any, source: str) -> dict[str, list[Any]]:
+    if not isinstance(axes, dict) or not axes:
+        raise SpecError(source, "axes", "expected a non-empty mapping of path -> list of values")
+    for path, values in axes.items():
+        where = f"axes.{path}"
+        root, _, rest = str(path).partition(".")
+        if root not in AXIS_ROOTS or not rest:
+            raise SpecError(source, where, "an axis path starts with 'arch.' or 'workload.'")
+        if root == "workload" and "." in rest:
+            raise SpecError(source, where, "a workload axis is one size name, e.g. workload.seq_len")
+        if not isinstance(values, list):
+            raise SpecError(source, where, "expected a list of values")
+        if not values:
+            raise SpecError(source, where, "empty axis: give at least one value")
+    return {str(p): list(v) for p, v in axes.items()}
+
+
+def _sampling(data: Any, source: str) -> Sampling:
+    if not isinstance(data, dict):
+        raise SpecError(source, "sampling", "expected a mapping with kind, samples, seed")
+    unknown = sorted(set(data) - {"kind", "samples", "seed"})
+    if unknown:
+        raise SpecError(source, f"sampling.{unknown[0]}", "unknown key (known: kind, samples, seed)")
+    kind = data.get("kind", "grid")
+    if kind not in SAMPLING_KINDS:
+        raise SpecError(source, "sampling.kind", f"'{kind}' is not one of {', '.join(SAMPLING_KINDS)}")
+    samples, seed = data.get("samples", 0), data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SpecError(source, "sampling.seed", "expected an integer")
+    if kind != "grid" and (not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0):
+        raise SpecError(source, "sampling.samples", f"{kind} sampling needs a positive integer, got {samples!r}")
+    return Sampling(kind, samples if isinstance(samples, int) else 0, seed)
+
+
+def _constraint(text: Any, where: str, source: str) -> Constraint:
+    match = _CONSTRAINT.match(text) if isinstance(text, str) else None
+    if not match:
+        raise SpecError(source, where, f"expected '<metric> <op> <number>' with op in {' '.join(_OPS)}, "
+                                       f"got {text!r}")
+    metric, op, bound = match.groups()
+    if metric not in METRICS:
+        raise SpecError(source, where, f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
+    try:
+        return Constraint(metric, op, float(bound))
+    except ValueError:
+        raise SpecError(source, where, f"'{bound}' is not a number") from None
+
+
+def _objective(name: Any, where: str, source: str) -> str:
+    if name not in METRICS:
+        raise SpecError(source, where, f"unknown objective {name!r} (known: {', '.join(METRICS)})")
+    return name
+
+
+def _check_arch_axes(spec: SweepSpec) -> None:
+    """Each arch axis's first value must be a change the base architecture accepts."""
+    arch_axes = [p for p in spec.axes if p.startswith("arch.")]
+    if not arch_axes:
+        return
+    base = library.load_architecture_spec(base_architecture_name(spec))
+    for path in arch_axes:
+        try:
+            base.with_changes(**{path.removeprefix("arch."): spec.axes[path][0]})
+        except SpecError as e:
+            raise SpecError(spec.source, f"axes.{path}", e.message) from None

@@ -1,0 +1,159 @@
+"""Design-space sweeps: spec validation, point expansion, keys, the SQLite store and resumable local runs."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from archsim.dse import sweep as sweep_module
+from archsim.dse.points import evaluate_point, expand, point_key
+from archsim.dse.spec import sweep_from_dict
+from archsim.dse.store import done_keys, open_store
+from archsim.dse.sweep import run_sweep
+from archsim.errors import SpecError
+
+EXAMPLE = {
+    "name": "fusemax-dram-seq",
+    "description": "FuseMax under DRAM bandwidth and sequence length",
+    "mapping": "fusemax",
+    "workload": "bert-base",
+    "axes": {
+        "arch.memories.DRAM.bandwidth_bytes_per_s": [4e11, 8e11],
+        "workload.seq_len": [1024, 4096],
+    },
+    "constraints": ["area_um2 <= 5e8"],
+    "objectives": ["latency_s", "energy_pj", "edp"],
+}
+
+
+def _spec(**changes):
+    return sweep_from_dict({**EXAMPLE, **changes}, "test.yaml")
+
+
+def _sampled(kind: str, samples: int, seed: int = 7):
+    return _spec(axes={"arch.units.array2d.shape": [[64, 64], [128, 128], [256, 256]],
+                       "workload.seq_len": [1024, 2048, 4096, 8192]},
+                 sampling={"kind": kind, "samples": samples, "seed": seed})
+
+
+def test_grid_is_the_cartesian_product_in_axis_order():
+    points = expand(_spec())
+    assert points == [
+        {"arch.memories.DRAM.bandwidth_bytes_per_s": bw, "workload.seq_len": n}
+        for bw in (4e11, 8e11) for n in (1024, 4096)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["random", "lhs"])
+def test_sampling_draws_samples_points_deterministically_per_seed(kind):
+    points = expand(_sampled(kind, 12))
+    assert len(points) == 12
+    assert points == expand(_sampled(kind, 12))
+    assert points != expand(_sampled(kind, 12, seed=8))
+    assert all(p["workload.seq_len"] in (1024, 2048, 4096, 8192) for p in points)
+
+
+def test_lhs_is_stratified_every_value_used_equally():
+    # 12 samples over 3 and 4 values: one draw per 1/12 stratum, so each value gets exactly 12/3 = 4 and 12/4 = 3.
+    points = expand(_sampled("lhs", 12))
+    shapes = collections.Counter(tuple(p["arch.units.array2d.shape"]) for p in points)
+    lengths = collections.Counter(p["workload.seq_len"] for p in points)
+    assert sorted(shapes.values()) == [4, 4, 4]
+    assert sorted(lengths.values()) == [3, 3, 3, 3]
+
+
+def test_point_key_is_stable_and_distinct_and_spelling_blind():
+    spec = _spec()
+    a, b = expand(spec)[:2]
+    assert point_key(spec, a) == point_key(spec, dict(a))
+    assert point_key(spec, a) != point_key(spec, b)
+    # The same configuration spelled as an int instead of a float, or the size given in `sets`, keys alike.
+    assert point_key(spec, {**a, "arch.memories.DRAM.bandwidth_bytes_per_s": 400_000_000_000}) == point_key(spec, a)
+    in_sets = _spec(sets={"seq_len": 1024}, axes={"arch.memories.DRAM.bandwidth_bytes_per_s": [4e11]})
+    assert point_key(in_sets, {"arch.memories.DRAM.bandwidth_bytes_per_s": 4e11}) == point_key(spec, a)
+
+
+def test_evaluate_point_record():
+    spec = _spec()
+    small, large = (evaluate_point(spec, p) for p in expand(spec)[:2])
+    assert small["feasible"] and small["reason"] == ""
+    # DRAM traffic with all of Q, K, V, O streamed once (the 1-pass cascade keeps the rest on chip):
+    # 4 tensors x batch 64 x heads 12 x seq_len 1024 x head_dim 64 x 2 bytes = 402,653,184 B; linear in seq_len.
+    assert small["dram_traffic_bytes"] == 4 * 64 * 12 * 1024 * 64 * 2
+    assert large["dram_traffic_bytes"] == 4 * small["dram_traffic_bytes"]
+    assert small["edp"] == pytest.approx(small["latency_s"] * small["energy_pj"])
+    assert small["constraint_ok"] is (small["area_um2"] <= 5e8)
+    assert small["workload.seq_len"] == 1024 and small["key"] == point_key(spec, expand(spec)[0])
+
+
+def _counting(monkeypatch):
+    calls = []
+
+    def counted(spec, point):
+        calls.append(point)
+        return evaluate_point(spec, point)
+
+    monkeypatch.setattr(sweep_module, "evaluate_point", counted)
+    return calls
+
+
+def test_sweep_stores_every_point_and_a_rerun_computes_nothing(tmp_path, monkeypatch):
+    calls = _counting(monkeypatch)
+    db = tmp_path / "sweep.sqlite"
+    df = run_sweep(_spec(), db, batch_size=3)
+    assert len(calls) == 4 and len(df) == 4 and df["key"].is_unique
+    assert df["feasible"].all()
+    df_again = run_sweep(_spec(), db)
+    assert len(calls) == 4
+    assert df_again.equals(df)
+
+
+def test_killed_sweep_keeps_committed_batches_and_resumes_only_the_rest(tmp_path, monkeypatch):
+    db = tmp_path / "sweep.sqlite"
+    spec = _spec(axes={"arch.memories.DRAM.bandwidth_bytes_per_s": [4e11, 8e11, 1.6e12],
+                       "workload.seq_len": [1024, 4096]})
+    calls = []
+
+    def dies_on_fifth(spec, point):
+        calls.append(point)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return evaluate_point(spec, point)
+
+    monkeypatch.setattr(sweep_module, "evaluate_point", dies_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, db, batch_size=2)
+    conn = open_store(db)
+    assert len(done_keys(conn)) == 4  # two batches of two committed; the third died mid-batch
+    conn.close()
+
+    calls = _counting(monkeypatch)
+    df = run_sweep(spec, db, batch_size=2)
+    assert len(calls) == 2 and len(df) == 6
+
+
+def test_infeasible_point_is_stored_with_its_reason(tmp_path):
+    spec = _spec(axes={"arch.memories.GlobalBuffer.capacity_bytes": [1024, 2**25], "workload.seq_len": [1024]})
+    df = run_sweep(spec, tmp_path / "sweep.sqlite").set_index("arch.memories.GlobalBuffer.capacity_bytes")
+    assert not df.loc[1024, "feasible"] and "GlobalBuffer" in df.loc[1024, "reason"]
+    assert not df.loc[1024, "constraint_ok"]
+    assert df.loc[2**25, "feasible"]
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"axis": {}}, "axis"),
+    ({"axes": {"mapping.M0": [1]}}, "axes.mapping.M0"),
+    ({"axes": {"arch.memories.SRAM.capacity_bytes": [1024]}}, "axes.arch.memories.SRAM.capacity_bytes"),
+    ({"axes": {"arch.clock_hz": "1e9"}}, "axes.arch.clock_hz"),
+    ({"axes": {"workload.seq_len": []}}, "axes.workload.seq_len"),
+    ({"sampling": {"kind": "sobol"}}, "sampling.kind"),
+    ({"sampling": {"kind": "lhs", "samples": 0}}, "sampling.samples"),
+    ({"constraints": ["area_um2 <<= 4e8"]}, "constraints[0]"),
+    ({"constraints": ["power_w <= 4"]}, "constraints[0]"),
+    ({"objectives": ["throughput"]}, "objectives[0]"),
+])
+def test_bad_specs_name_the_field(changes, field):
+    with pytest.raises(SpecError) as err:
+        _spec(**changes)
+    assert err.value.where == field and err.value.source == "test.yaml"
