@@ -23,7 +23,9 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/archsim report --library --workload bert-base --out $(DEMO_OUT)
+	mkdir -p $(DEMO_OUT)
+	$(VENV)/bin/archsim sweep demo --db $(DEMO_OUT)/demo.sqlite
+	$(VENV)/bin/archsim report --sweep $(DEMO_OUT)/demo.sqlite --spec demo --out $(DEMO_OUT)
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

@@ -2,4 +2,5 @@
 
 from archsim.cli import main
 
-main()
+if __name__ == "__main__":  # Dask's spawned worker processes import this module again; they must not run the CLI
+    main()

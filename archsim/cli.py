@@ -21,6 +21,7 @@ from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
 from archsim.commands.gpu import calibrate_cmd, gpu_roofline_cmd, validate_cmd
 from archsim.commands.measure import measure
+from archsim.commands.sweep import results_cmd, sweep_cmd
 from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
@@ -289,6 +290,7 @@ _REPORT_MODES = {  # mode -> the options that apply to it
     "--library": {"--workload"},
     "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set"},
     "--reproduction": {"--model", "--seq-len"},
+    "--sweep": {"--spec"},
 }
 
 
@@ -298,6 +300,11 @@ _REPORT_MODES = {  # mode -> the options that apply to it
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
 @click.option("--reproduction", type=click.Choice(["fusemax"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
+@click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB",
+              help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
+@click.option("--spec", metavar="SPEC",
+              help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
+                   "(default objectives: latency_s, energy_pj).")
 @click.option("--mapping", "-m", metavar="M", help="[--run] Mapping name or YAML path.")
 @click.option("--cascade", "-c", metavar="C", help="[--run] Cascade (default: the mapping's).")
 @click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
@@ -306,12 +313,12 @@ _REPORT_MODES = {  # mode -> the options that apply to it
 @click.option("--model", type=click.Choice(list(fusemax.MODELS)), help="[--reproduction] Model (default BERT).")
 @click.option("--seq-len", type=click.IntRange(min=1), help="[--reproduction] Tokens (default 65536).")
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Output directory (default reports/library, reports/MAPPING or reports/PAPER).")
-def report(library_report: bool, run_report: bool, reproduction: str | None, mapping: str | None,
-           cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...], model: str | None,
-           seq_len: int | None, out: str | None) -> None:
+              help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
+def report(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,
+           spec: str | None, mapping: str | None, cascade: str | None, arch: str | None, workload: str | None,
+           sets: tuple[str, ...], model: str | None, seq_len: int | None, out: str | None) -> None:
     """Write a report (figures, CSV, index.html) under reports/. Choose exactly one of --library, --run,
-    --reproduction.
+    --reproduction, --sweep.
 
     Examples:
 
@@ -319,15 +326,16 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, map
       archsim report --library --workload bert-base --out reports/demo
       archsim report --run --mapping fusemax --workload bert-base --set seq_len=65536
       archsim report --reproduction fusemax --model BERT --seq-len 65536
+      archsim report --sweep reports/demo/demo.sqlite --spec demo --out reports/demo
     """
-    chosen = [m for m, on in zip(_REPORT_MODES, (library_report, run_report, reproduction is not None), strict=True)
-              if on]
+    modes_on = (library_report, run_report, reproduction is not None, sweep_db is not None)
+    chosen = [m for m, on in zip(_REPORT_MODES, modes_on, strict=True) if on]
     if len(chosen) != 1:
-        raise click.UsageError("choose exactly one of --library, --run, --reproduction"
+        raise click.UsageError("choose exactly one of --library, --run, --reproduction, --sweep"
                                + (f" (got {' and '.join(chosen)})" if chosen else ""))
     mode = chosen[0]
     given = {"--mapping": mapping, "--cascade": cascade, "--arch": arch, "--workload": workload,
-             "--set": sets or None, "--model": model, "--seq-len": seq_len}
+             "--set": sets or None, "--model": model, "--seq-len": seq_len, "--spec": spec}
     misplaced = [name for name, value in given.items() if value is not None and name not in _REPORT_MODES[mode]]
     if misplaced:
         raise click.UsageError(f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to {mode} "
@@ -338,8 +346,10 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, map
         if mapping is None:
             raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
         _report_run(mapping, cascade, arch, workload, sets, Path(out or Path("reports") / Path(mapping).stem))
-    else:
+    elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, Path(out or Path("reports") / reproduction))
+    else:
+        _report_sweep(Path(sweep_db), spec, Path(out or Path("reports") / Path(sweep_db).stem))
 
 
 def _report_library(workload: str | None, out: Path) -> None:
@@ -381,5 +391,32 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
 
 
-for command in (measure, calibrate_cmd, validate_cmd, gpu_roofline_cmd):
+def _report_sweep(db: Path, spec_name: str | None, out: Path) -> None:
+    from archsim.dse.store import open_store, records
+    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts
+    from archsim.report.sweep_page import write_sweep_report  # matplotlib loads only for reports that draw
+
+    if not db.is_file():
+        raise SpecError(str(db), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
+    spec = library.load_sweep_spec(spec_name) if spec_name else None
+    conn = open_store(db)
+    try:
+        df = records(conn)
+    finally:
+        conn.close()
+    if df.empty:
+        raise SpecError(str(db), "", "the sweep store holds no points")
+    objectives = spec.objectives if spec else DEFAULT_OBJECTIVES
+    if len(objectives) < 2:
+        raise SpecError(spec.source, "objectives", "a sweep report needs two objectives or more")
+    title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
+    n = counts(df, objectives)
+    click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
+               f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "
+               + " x ".join(objectives))
+    index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None)
+    click.echo(f"report written to {index}")
+
+
+for command in (measure, calibrate_cmd, validate_cmd, gpu_roofline_cmd, sweep_cmd, results_cmd):
     main.add_command(command)

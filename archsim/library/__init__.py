@@ -2,15 +2,15 @@
 
 The repository keeps the libraries at its top (`einsum/`, `mappings/`, `workloads/`); the wheel installs them
 as the data packages `archsim.library.einsum`, `.mappings`, `.workloads`, found with importlib.resources
-either way. A name (`attention-1pass`) is looked up in the library; anything with a `/` or a `.yaml` suffix
-is a path.
+either way; the shipped sweeps live in `archsim/dse/sweeps/` (package `archsim.dse.sweeps`). A name
+(`attention-1pass`) is looked up in the library; anything with a `/` or a `.yaml` suffix is a path.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
@@ -21,6 +21,9 @@ from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
 from archsim.workload import Workload, workload_from_dict
 
+if TYPE_CHECKING:
+    from archsim.dse.spec import SweepSpec
+
 # Library kind -> package holding its YAML files.
 PACKAGES = {
     "cascades": "archsim.library.einsum",
@@ -28,11 +31,13 @@ PACKAGES = {
     "mappings": "archsim.library.mappings",
     "workloads": "archsim.library.workloads",
 }
+# Every kind found by name: the specs above (what `archsim list` shows) and the shipped sweeps.
+_DATA_PACKAGES = {**PACKAGES, "sweeps": "archsim.dse.sweeps"}
 
 
 def _files(kind: str) -> dict[str, Path]:
     try:
-        root = importlib.resources.files(PACKAGES[kind])
+        root = importlib.resources.files(_DATA_PACKAGES[kind])
     except ModuleNotFoundError:
         return {}
     return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
@@ -74,6 +79,13 @@ def load_workload_spec(name_or_path: str | Path) -> Workload:
 
 def load_mapping_spec(name_or_path: str | Path) -> Mapping:
     return _load("mappings", name_or_path, mapping_from_dict)
+
+
+def load_sweep_spec(name_or_path: str | Path) -> SweepSpec:
+    """A sweep of `archsim/dse/sweeps/` by name (`demo`), or a sweep YAML by path."""
+    from archsim.dse.spec import sweep_from_dict  # imported here: archsim.dse.spec imports this module
+
+    return _load("sweeps", name_or_path, sweep_from_dict)
 
 
 def load_any(path: str | Path) -> tuple[str, Any]:

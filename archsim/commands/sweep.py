@@ -1,0 +1,107 @@
+"""`archsim sweep` runs a sweep spec on Dask into its SQLite store (resumable: stored points are reused);
+`archsim results` exports a store as CSV or Parquet.
+
+Progress goes to stderr as one `\\r`-updated line; the summary goes to stdout.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from archsim.dse.dask_run import SweepRun, run_sweep_dask
+from archsim.dse.pareto import pareto_mask
+from archsim.dse.spec import SweepSpec, load_sweep
+from archsim.dse.store import open_store, records
+
+SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
+
+
+def resolve_spec(spec: str) -> Path:
+    """A path as given if it exists, else the library sweep `archsim/dse/sweeps/<spec>.yaml` if that exists."""
+    path = Path(spec)
+    library_path = SWEEP_LIBRARY / f"{spec}.yaml"
+    return library_path if not path.exists() and library_path.exists() else path
+
+
+def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
+    click.echo(f"\r{done}/{total} points, {rate:.1f} points/s, ETA {eta_s:.0f} s   ", err=True, nl=False)
+
+
+@click.command("sweep")
+@click.argument("spec")
+@click.option("--scheduler", metavar="ADDR", help="Dask scheduler (tcp://HOST:PORT); default an embedded cluster.")
+@click.option("--db", type=click.Path(dir_okay=False), help="Results store (default sweeps/<name>.sqlite).")
+@click.option("--workers", type=click.IntRange(min=1), help="Embedded cluster workers (default: one per core).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Points per task (default: about 1 s of work, timed on the first point).")
+@click.option("--local", is_flag=True, help="Evaluate in this process, without Dask.")
+def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
+              local: bool) -> None:
+    """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
+    already in the store are reused, so a killed sweep resumes where it stopped.
+
+    Example: archsim sweep demo --db reports/demo/demo.sqlite
+    """
+    if local and scheduler:
+        raise click.UsageError("--local and --scheduler exclude each other")
+    sweep = load_sweep(resolve_spec(spec))
+    db_path = Path(db or Path("sweeps") / f"{sweep.name}.sqlite")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not local and importlib.util.find_spec("distributed") is None:
+        click.echo("error: dask.distributed is not installed (pip install distributed), or pass --local", err=True)
+        sys.exit(2)
+    run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
+                         serial=local, progress=_progress)
+    if run.new:
+        click.echo("", err=True)
+    _summary(sweep, run, db_path)
+
+
+def _summary(spec: SweepSpec, run: SweepRun, db_path: Path) -> None:
+    df = run.records
+    feasible = df[df["feasible"].astype(bool)] if len(df) else df
+    ok = feasible[feasible["constraint_ok"].astype(bool)] if len(feasible) else feasible
+    click.echo(f"sweep {spec.name}: {len(df)} points ({run.new} new, {run.reused} reused), {len(feasible)} feasible, "
+               f"{len(ok)} within constraints; store {db_path}")
+    axes = list(spec.axes)
+    for objective in spec.objectives:
+        values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
+        if not np.isfinite(values).any():
+            click.echo(f"best {objective}: none")
+            continue
+        row = ok.iloc[int(np.nanargmin(values))]
+        click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(f"{a}={row[a]}" for a in axes))
+    front = int(pareto_mask(ok, spec.objectives).sum()) if len(ok) else 0
+    click.echo(f"Pareto front over ({', '.join(spec.objectives)}): {front} points")
+
+
+@click.command("results")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the records as CSV here.")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
+              help="Write the records as Parquet here (needs pyarrow).")
+def results_cmd(db: str, csv_path: str | None, parquet_path: str | None) -> None:
+    """Export a sweep store: one row per design point.
+
+    Example: archsim results sweeps/demo.sqlite --csv demo.csv
+    """
+    if (csv_path is None) == (parquet_path is None):
+        raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
+    if parquet_path and importlib.util.find_spec("pyarrow") is None:
+        click.echo("error: --parquet needs pyarrow (pip install pyarrow); use --csv instead", err=True)
+        sys.exit(2)
+    conn = open_store(db)
+    try:
+        df = records(conn)
+    finally:
+        conn.close()
+    if csv_path:
+        df.to_csv(csv_path, index=False)
+    else:
+        df.to_parquet(parquet_path, index=False)
+    click.echo(f"{len(df)} records written to {csv_path or parquet_path}")

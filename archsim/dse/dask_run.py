@@ -1,0 +1,141 @@
+"""Running a sweep on Dask: the pending points in batches on an embedded `LocalCluster` (one single-threaded worker
+process per core) or on a running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by
+the client as it arrives.
+
+Workers only evaluate (`evaluate_batch` is pure); the store is written by this process alone, so SQLite sees one
+writer. A batch is sized for about `target_batch_s` of work (timed on one point evaluated here first), so the
+per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped so every worker gets several
+batches to balance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from archsim.dse.points import Point, expand, point_key
+from archsim.dse.spec import SweepSpec
+from archsim.dse.store import done_keys, open_store, put, records
+from archsim.dse.sweep import evaluate_batch
+
+Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
+BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point
+    new: int  # points evaluated by this run
+    reused: int  # points of the sweep already in the store
+
+
+def plan(spec: SweepSpec, done: set[str]) -> tuple[list[str], dict[str, Point]]:
+    """The sweep's distinct keys in point order, and the points (by key) missing from `done`."""
+    keys: dict[str, None] = {}
+    todo: dict[str, Point] = {}
+    for point in expand(spec):
+        key = point_key(spec, point)
+        keys[key] = None
+        if key not in done and key not in todo:
+            todo[key] = point
+    return list(keys), todo
+
+
+def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: float = 1.0) -> int:
+    """Points per task: about `target_batch_s` of work, but no more than leaves BATCHES_PER_WORKER per worker."""
+    by_time = max(1, round(target_batch_s / max(point_s, 1e-6)))
+    by_balance = max(1, math.ceil(points / (BATCHES_PER_WORKER * max(workers, 1))))
+    return min(by_time, by_balance)
+
+
+def evaluate_on(client, spec: SweepSpec, todo: list[Point], conn, batch_size: int,
+                progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
+    """Evaluate `todo` on `client` in batches of `batch_size`, committing each batch as it completes; returns the
+    number of records written."""
+    from distributed import as_completed
+
+    total = len(todo) + done_before if total is None else total
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    spec_future = client.scatter(spec, broadcast=True)
+    futures = client.map(evaluate_batch, [spec_future] * len(batches), batches, pure=False)
+    written, start = 0, time.perf_counter()
+    for future in as_completed(futures):
+        batch = future.result()
+        put(conn, batch)
+        written += len(batch)
+        future.release()
+        if progress:
+            rate = written / max(time.perf_counter() - start, 1e-9)
+            progress(done_before + written, total, rate, (total - done_before - written) / rate)
+    return written
+
+
+def evaluate_serial(spec: SweepSpec, todo: list[Point], conn, batch_size: int, progress: Progress | None = None,
+                    done_before: int = 0, total: int | None = None) -> int:
+    """`evaluate_on` without Dask: the batches in this process, one after the other."""
+    total = len(todo) + done_before if total is None else total
+    written, start = 0, time.perf_counter()
+    for i in range(0, len(todo), batch_size):
+        batch = evaluate_batch(spec, todo[i:i + batch_size])
+        put(conn, batch)
+        written += len(batch)
+        if progress:
+            rate = written / max(time.perf_counter() - start, 1e-9)
+            progress(done_before + written, total, rate, (total - done_before - written) / rate)
+    return written
+
+
+def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None = None, workers: int | None = None,
+                   batch_size: int | None = None, target_batch_s: float = 1.0, serial: bool = False,
+                   progress: Progress | None = None) -> SweepRun:
+    """Evaluate every point of `spec` missing from the store at `db_path` on Dask (a LocalCluster of `workers`
+    processes, default one per core, or the scheduler at `scheduler`; in this process if `serial`) and return the
+    sweep's records."""
+    conn = open_store(db_path)
+    try:
+        keys, todo_by_key = plan(spec, done_keys(conn))
+        todo = list(todo_by_key.values())
+        reused = len(keys) - len(todo)
+        if todo:
+            _evaluate(spec, todo, conn, scheduler, workers, batch_size, target_batch_s, serial, progress,
+                      reused, len(keys))
+        df = records(conn)
+    finally:
+        conn.close()
+    mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
+    return SweepRun(mine, len(todo), reused)
+
+
+def _evaluate(spec: SweepSpec, todo: list[Point], conn, scheduler: str | None, workers: int | None,
+              batch_size: int | None, target_batch_s: float, serial: bool, progress: Progress | None,
+              done_before: int, total: int) -> None:
+    if batch_size is None:  # time one point here (and keep its record) to size the batches
+        start = time.perf_counter()
+        put(conn, evaluate_batch(spec, todo[:1]))
+        point_s = time.perf_counter() - start
+        todo, done_before = todo[1:], done_before + 1
+        if progress:
+            progress(done_before, total, 1 / point_s, point_s * len(todo))
+    if serial:
+        evaluate_serial(spec, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
+                        progress, done_before, total)
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                                  processes=True, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        n_workers = max(len(client.scheduler_info()["workers"]), 1)
+        size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
+        evaluate_on(client, spec, todo, conn, size, progress, done_before, total)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,135 @@
+"""Tables of a sweep report (`archsim report --sweep`): a store DataFrame (`archsim.dse.store.records`) in,
+DataFrames out; nothing drawn or written here.
+
+Axes are the record columns named `arch.<path>` or `workload.<param>`, in column order (the sweep's axis order).
+Only feasible points are measured: infeasible ones (the model rejected them, e.g. a tile that does not fit) are
+counted in the summary. The Pareto front is taken over the feasible points that also meet the constraints; the
+feasible points that break a constraint are drawn, marked, never on the front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from archsim.dse.pareto import pareto_mask
+from archsim.dse.spec import AXIS_ROOTS
+
+DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
+HEATMAP_METRIC = "latency_s"
+_BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
+_DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def axis_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
+
+
+def short_axis(path: str) -> str:
+    """`arch.memories.DRAM.bandwidth_bytes_per_s` -> `DRAM.bandwidth_bytes_per_s`; `workload.seq_len` ->
+    `seq_len`: the last two parts of an arch path (the level or unit, then the field), the param of a workload."""
+    root, _, rest = path.partition(".")
+    return rest if root == "workload" else ".".join(rest.split(".")[-2:])
+
+
+def value_label(path: str, value: Any) -> str:
+    """An axis value as text: sizes in bytes with binary prefixes (`100 GiB/s`, `4 MiB`), lists as `64x64`,
+    other numbers as they are."""
+    if isinstance(value, (list, tuple)):
+        return "x".join(value_label("", v) for v in value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if "bytes" in path and isinstance(value, (int, float)):
+        unit = "B/s" if path.endswith("_per_s") else "B"
+        for scale, prefix in _BINARY:
+            if value >= scale and value % scale == 0:
+                return f"{value // scale:g} {prefix}{unit}"
+        for scale, prefix in _DECIMAL:
+            if value >= scale:
+                return f"{value / scale:.3g} {prefix}{unit}"
+        return f"{value:g} {unit}"
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def axis_values(df: pd.DataFrame, path: str, spec_axes: dict[str, list[Any]] | None = None) -> list[Any]:
+    """The values of axis `path`: the spec's list when given (so an axis value with no stored point still
+    gets a row), else the stored values in first-seen order."""
+    values = spec_axes[path] if spec_axes and path in spec_axes else df[path].tolist()
+    return list(dict.fromkeys(_hashable(v) for v in values))
+
+
+def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """The feasible points: key, axes, the objectives, constraint_ok and on_front (non-dominated among the
+    points that meet the constraints, all objectives minimised)."""
+    feasible = df[df.feasible.astype(bool)]
+    rows = feasible[["key", *axis_columns(df), *objectives, "constraint_ok"]].copy()
+    rows["constraint_ok"] = rows.constraint_ok.astype(bool)
+    rows["on_front"] = False
+    ok = rows[rows.constraint_ok]
+    if len(ok):
+        rows.loc[ok.index, "on_front"] = pareto_mask(ok, objectives)
+    return rows.reset_index(drop=True)
+
+
+def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
+                     spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
+    """Per axis, per value of it, per objective: median and min over the feasible points with that value
+    (every other axis free), and how many points that is. Values with no feasible point have NaN stats."""
+    feasible = df[df.feasible.astype(bool)]
+    rows = []
+    for path in axis_columns(df):
+        column = feasible[path].map(_hashable)
+        for value in axis_values(df, path, spec_axes):
+            mine = feasible[column == value]
+            for objective in objectives:
+                rows.append({"axis": path, "value": value, "value_label": value_label(path, value),
+                             "objective": objective, "median": mine[objective].median(),
+                             "min": mine[objective].min(), "points": len(mine)})
+    return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "min", "points"])
+
+
+def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEATMAP_METRIC,
+                  spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
+    """Best (min) `metric` over the feasible points at each (axis_a value, axis_b value), every other axis
+    free: rows are axis_a's values, columns axis_b's (labels from `value_label`); NaN where none is feasible."""
+    feasible = df[df.feasible.astype(bool)]
+    best = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
+            .groupby(["_a", "_b"])[metric].min())
+    a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
+    table = pd.DataFrame([[best.get((a, b), float("nan")) for b in b_values] for a in a_values],
+                         index=[value_label(axis_a, a) for a in a_values],
+                         columns=[value_label(axis_b, b) for b in b_values], dtype=float)
+    table.index.name = f"{short_axis(axis_a)} \\ {short_axis(axis_b)}"
+    return table
+
+
+def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """One row per objective: the best feasible point that meets the constraints, its value and its axis
+    values (labelled)."""
+    ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+    rows = []
+    for objective in objectives:
+        if ok.empty or ok[objective].isna().all():
+            rows.append({"objective": objective, "best": float("nan")})
+            continue
+        best = ok.loc[ok[objective].idxmin()]
+        rows.append({"objective": objective, "best": best[objective],
+                     **{short_axis(p): value_label(p, best[p]) for p in axis_columns(df)}})
+    return pd.DataFrame(rows)
+
+
+def counts(df: pd.DataFrame, objectives: Sequence[str]) -> dict[str, int]:
+    """How many points were stored, were feasible, broke a constraint, and are on the front."""
+    feasible = df.feasible.astype(bool)
+    return {"points": len(df), "feasible": int(feasible.sum()), "infeasible": int((~feasible).sum()),
+            "constraint_violated": int((feasible & ~df.constraint_ok.astype(bool)).sum()),
+            "on_front": int(pareto_rows(df, objectives).on_front.sum())}

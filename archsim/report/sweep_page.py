@@ -1,0 +1,74 @@
+"""The sweep report (`archsim report --sweep`): the edge that writes figures, CSVs and index.html for the
+records of one sweep store. The numbers come from `archsim.report.sweep`, the pictures from
+`archsim.report.sweep_figures`; this module only names the files and writes them.
+
+Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv and, with two axes or more,
+heatmap_<axisA>_<axisB>.png/.csv over the first two axes; index.html links them all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from archsim.report import sweep, sweep_figures
+from archsim.report.point import _STYLE, _save, _section
+
+
+def heatmap_name(axis_a: str, axis_b: str) -> str:
+    """`heatmap_DRAM-bandwidth_bytes_per_s_GlobalBuffer-capacity_bytes`: the short axis names, dots as dashes."""
+    return "heatmap_" + "_".join(sweep.short_axis(a).replace(".", "-") for a in (axis_a, axis_b))
+
+
+def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
+                       spec_axes: dict[str, list[Any]] | None = None) -> Path:
+    """Write the report of the sweep records `df` (`archsim.dse.store.records`) into `out_dir`; returns the
+    index path. `spec_axes` (the sweep's axes) fixes the value order and keeps values with no stored point."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = sweep.counts(df, objectives)
+    summary = sweep.summary_rows(df, objectives)
+    pareto = sweep.pareto_rows(df, objectives)
+    sensitivity = sweep.sensitivity_rows(df, objectives, spec_axes)
+    _save(out_dir, "summary", summary)
+    _save(out_dir, "pareto", pareto,
+          sweep_figures.pareto_figure(pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
+    _save(out_dir, "sensitivity", sensitivity,
+          sweep_figures.sensitivity_figure(sensitivity, objectives, f"Sensitivity per axis: {title}"))
+    front_text = " x ".join(objectives)
+    sections = [
+        _section("pareto", "Pareto front",
+                 f"Feasible points on {objectives[0]} and {objectives[1]}"
+                 + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
+                 + f". The front (ringed) is over {front_text}, all minimised, among the points that meet the "
+                   "constraints; points that break one are crosses. Infeasible points are counted, not drawn."),
+        _section("sensitivity", "Sensitivity",
+                 "Per axis value, the median and the min of each objective over the feasible points with that "
+                 "value, every other axis free."),
+    ]
+    axes = sweep.axis_columns(df)
+    if len(axes) >= 2:
+        name = heatmap_name(axes[0], axes[1])
+        table = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
+        figure = sweep_figures.heatmap_figure(table, sweep.HEATMAP_METRIC, axes[0], axes[1],
+                                              f"Best latency over the first two axes: {title}")
+        table.to_csv(out_dir / f"{name}.csv")
+        figure.savefig(out_dir / f"{name}.png")
+        sections.append(_section(
+            name, "Best latency over the first two axes",
+            f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
+            f"{sweep.short_axis(axes[1])}), every other axis free; blank where no point is feasible."))
+    count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>"
+        + summary.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+        + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
+    )
+    index = out_dir / "index.html"
+    index.write_text(page)
+    return index

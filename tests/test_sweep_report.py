@@ -1,0 +1,97 @@
+"""The sweep report (`archsim report --sweep`) and the shipped `demo` sweep."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from archsim import library
+from archsim.cli import main
+from archsim.dse.sweep import run_sweep
+
+SPEC = {
+    "name": "tiny",
+    "mapping": "fusemax",
+    "workload": "bert-base",
+    "axes": {  # 25 and 400 GiB/s; a 256 KiB buffer makes FuseMax re-stream K and V (slower at low bandwidth)
+        "arch.memories.DRAM.bandwidth_bytes_per_s": [26843545600, 429496729600],
+        "arch.memories.GlobalBuffer.capacity_bytes": [262144, 1024, 16777216],  # 1 KiB: infeasible, counted
+        "workload.seq_len": [1024, 4096],
+    },
+    "constraints": ["area_um2 <= 5e8"],
+    "objectives": ["latency_s", "energy_pj"],
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    spec_path = root / "tiny.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    run_sweep(library.load_sweep_spec(spec_path), root / "tiny.sqlite")
+    out = root / "report"
+    result = CliRunner().invoke(main, ["report", "--sweep", str(root / "tiny.sqlite"), "--spec", str(spec_path),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_report_writes_every_file(report):
+    out, output = report
+    heatmap = "heatmap_DRAM-bandwidth_bytes_per_s_GlobalBuffer-capacity_bytes"
+    for name in ("index.html", "summary.csv", "pareto.png", "pareto.csv", "sensitivity.png", "sensitivity.csv",
+                 f"{heatmap}.png", f"{heatmap}.csv"):
+        assert (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text()
+    assert all(f"href='{n}'" in page for n in ("pareto.png", "sensitivity.csv", f"{heatmap}.png"))
+    # 2 x 3 x 2 = 12 points; the 4 with a 1 KiB buffer cannot hold a tile.
+    assert output.startswith("12 points: 8 feasible, 4 infeasible")
+
+
+def test_front_rows_are_non_dominated_and_infeasible_points_are_not_plotted(report):
+    pareto = pd.read_csv(report[0] / "pareto.csv")
+    assert len(pareto) == 8  # the feasible points only
+    front = pareto[pareto.on_front]
+    assert len(front) >= 1
+    values = pareto[["latency_s", "energy_pj"]].to_numpy()
+    for f, other in itertools.product(front[["latency_s", "energy_pj"]].to_numpy(), values):
+        assert not ((other <= f).all() and (other < f).any())
+
+
+def test_heatmap_is_one_cell_per_pair_of_axis_values(report):
+    table = pd.read_csv(report[0] / "heatmap_DRAM-bandwidth_bytes_per_s_GlobalBuffer-capacity_bytes.csv",
+                        index_col=0)
+    assert table.shape == (2, 3)
+    assert list(table.columns) == ["256 KiB", "1 KiB", "16 MiB"] and list(table.index) == ["25 GiB/s", "400 GiB/s"]
+    assert table["1 KiB"].isna().all()  # no feasible point: blank, not zero
+    # Best latency is at seq_len 1024; at 25 GiB/s the 256 KiB buffer is slower than 16 MiB, at 400 GiB/s not.
+    assert table.loc["25 GiB/s", "256 KiB"] > table.loc["25 GiB/s", "16 MiB"]
+    assert table.loc["400 GiB/s", "256 KiB"] == pytest.approx(table.loc["400 GiB/s", "16 MiB"])
+
+
+def test_sensitivity_has_a_row_per_axis_value_and_objective(report):
+    rows = pd.read_csv(report[0] / "sensitivity.csv")
+    assert len(rows) == (2 + 3 + 2) * 2
+    assert rows.points.sum() == 3 * 8 * 2  # every feasible point counted once per axis, per objective
+
+
+def test_report_sweep_mode_errors(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["report", "--sweep", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2 and "no such sweep store" in missing.output
+    both = runner.invoke(main, ["report", "--sweep", "x.sqlite", "--library"])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    misplaced = runner.invoke(main, ["report", "--library", "--spec", "demo"])
+    assert misplaced.exit_code == 2 and "--spec" in misplaced.output
+
+
+def test_demo_sweep_loads_by_name_and_validates():
+    spec = library.load_sweep_spec("demo")
+    assert spec.name == "demo" and spec.mapping == "fusemax" and spec.workload == "bert-base"
+    assert spec.objectives == ("latency_s", "energy_pj", "area_um2")
+    assert [len(v) for v in spec.axes.values()] == [4, 4, 4]
+    assert spec.axes["workload.seq_len"] == [4096, 16384, 65536, 262144]
