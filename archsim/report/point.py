@@ -67,10 +67,15 @@ def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str,
             "per metric): latency, DRAM traffic and energy, ours against the artifact's, on log-log axes with "
             "y = x."))
     shown = summary.drop(columns=["reason"] if summary.reason.eq("").all() else [])
+    return write_index(out_dir, title, "", shown, sections)
+
+
+def write_index(out_dir: Path, title: str, intro_html: str, summary: pd.DataFrame, sections: Sequence[str]) -> Path:
+    """`index.html`: the title, an intro, the summary table (its CSV is summary.csv), then the figure sections."""
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        + shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{intro_html}"
+        + summary.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
         + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
     )
     index = out_dir / "index.html"

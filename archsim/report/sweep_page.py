@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from archsim.report import sweep, sweep_figures
-from archsim.report.point import _STYLE, _save, _section
+from archsim.report.point import _save, _section, write_index
 
 
 def heatmap_name(axis_a: str, axis_b: str) -> str:
@@ -62,13 +62,5 @@ def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: 
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free; blank where no point is feasible."))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>"
-        + summary.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
-        + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
-    )
-    index = out_dir / "index.html"
-    index.write_text(page)
-    return index
+    return write_index(out_dir, title, f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>", summary,
+                       sections)
