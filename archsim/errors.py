@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class SpecError(ValueError):
     """A spec (YAML file or Python value) is malformed.
@@ -15,3 +17,11 @@ class SpecError(ValueError):
         self.where = where
         self.message = message
         super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+
+
+def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = "") -> None:
+    """Reject the first key of `data` not in `allowed` (listed in the given order in the message)."""
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        at = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise SpecError(source, at, f"unknown key (expected one of {', '.join(allowed)})")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim.cascade.load import read_yaml
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_keys
 
 WORKLOAD_KEYS = {"name", "description", "source", "params"}
 
@@ -34,9 +34,7 @@ def load_workload(path: str | Path) -> Workload:
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, description, source, params")
-    unknown = sorted(set(data) - WORKLOAD_KEYS)
-    if unknown:
-        raise SpecError(source, unknown[0], f"unknown key (expected one of {', '.join(sorted(WORKLOAD_KEYS))})")
+    check_keys(data, sorted(WORKLOAD_KEYS), source)
     if not isinstance(data.get("name"), str):
         raise SpecError(source, "name", "missing (expected the workload's name)")
     params = data.get("params")

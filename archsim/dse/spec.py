@@ -16,7 +16,7 @@ from typing import Any
 
 from archsim import library
 from archsim.cascade.load import read_yaml
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_keys
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
@@ -69,9 +69,7 @@ def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
     """Validate `data` (the YAML form) into a SweepSpec; every problem is a SpecError naming its field."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "a sweep is a mapping")
-    unknown = sorted(set(data) - _KEYS)
-    if unknown:
-        raise SpecError(source, unknown[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    check_keys(data, sorted(_KEYS), source)
     for key in ("name", "mapping", "axes"):
         if key not in data:
             raise SpecError(source, key, "required")
@@ -126,9 +124,7 @@ def _axes(axes: Any, source: str) -> dict[str, list[Any]]:
 def _sampling(data: Any, source: str) -> Sampling:
     if not isinstance(data, dict):
         raise SpecError(source, "sampling", "expected a mapping with kind, samples, seed")
-    unknown = sorted(set(data) - {"kind", "samples", "seed"})
-    if unknown:
-        raise SpecError(source, f"sampling.{unknown[0]}", "unknown key (known: kind, samples, seed)")
+    check_keys(data, ("kind", "samples", "seed"), source, "sampling")
     kind = data.get("kind", "grid")
     if kind not in SAMPLING_KINDS:
         raise SpecError(source, "sampling.kind", f"'{kind}' is not one of {', '.join(SAMPLING_KINDS)}")

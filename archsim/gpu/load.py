@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim.cascade.load import read_yaml
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_keys
 from archsim.gpu.spec import GPU, PRECISIONS
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
@@ -68,9 +68,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
     if not isinstance(data, Mapping):
         raise SpecError(source, "", f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
-    unknown = sorted(str(k) for k in data if k not in KEYS)
-    if unknown:
-        raise SpecError(source, unknown[0], f"unknown key (expected one of {', '.join(KEYS)})")
+    check_keys(data, KEYS, source)
     for key in KEYS:
         if key not in data and key not in OPTIONAL:
             raise SpecError(source, key, "missing")

@@ -27,7 +27,7 @@ from typing import Any
 
 from archsim.cascade.load import number, read_yaml
 from archsim.cascade.syntax import ParseError, parse_expr
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_keys
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
@@ -42,7 +42,7 @@ def load_mapping(path: str | Path) -> Mapping:
 def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, cascade, architecture, groups")
-    _known_keys(data, TOP_KEYS, source, "")
+    check_keys(data, sorted(TOP_KEYS), source)
     for key in ("name", "cascade", "architecture"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise SpecError(source, key, "missing (expected a string)")
@@ -60,17 +60,10 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     )
 
 
-def _known_keys(data: dict, allowed: set[str], source: str, where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        at = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise SpecError(source, at, f"unknown key (expected one of {', '.join(sorted(allowed))})")
-
-
 def _group(data: Any, source: str, where: str) -> Group:
     if not isinstance(data, dict):
         raise SpecError(source, where, "expected a mapping with name, binding, loops")
-    _known_keys(data, GROUP_KEYS, source, where)
+    check_keys(data, sorted(GROUP_KEYS), source, where)
     binding_raw = data.get("binding")
     if not isinstance(binding_raw, dict) or not binding_raw:
         raise SpecError(source, f"{where}.binding", "missing (expected unit -> [Einsum, ...])")
