@@ -92,9 +92,10 @@ def test_area_is_the_sum_of_its_parts() -> None:
     pe, lane, rf = 1545.0 + 49.28944, 1545.0 + 23740.9375, 4255.9342
     expected = 65536 * pe + 256 * lane + 94176255.9664 + 65536 * rf + 256 * rf
     assert architecture("fusemax").area_um2() == pytest.approx(expected, rel=1e-12)
-    # 1d/2d-flat-ART.yaml: PE = mac, lane = max + mac + exp + divide, reg files 1838.14968 and 2145.41936.
+    # 1d/2d-flat-ART.yaml: PE = mac, lane = max + mac + exp + divide, reg files 1838.14968 and 2145.41936; the
+    # ART's buffer row is a 16 MiB SRAM and FLAT's buffer holds 32 MiB, so twice that area.
     lane = 49.28944 + 1545.0 + 8240.0 + 23740.9375
-    expected = 65536 * 1545.0 + 256 * lane + 94176255.9664 + 65536 * 1838.14968 + 256 * 2145.41936
+    expected = 65536 * 1545.0 + 256 * lane + 2 * 94176255.9664 + 65536 * 1838.14968 + 256 * 2145.41936
     assert architecture("flat").area_um2() == pytest.approx(expected, rel=1e-12)
 
 
@@ -134,6 +135,15 @@ def test_energy_between_nodes_is_a_power_law_of_its_neighbours() -> None:
         energy_scale(45, 5)
 
 
+def test_buffer_area_scales_with_capacity_only_where_declared() -> None:
+    arch = architecture("fusemax")
+    quarter = arch.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 2**22})
+    assert arch.area_um2() - quarter.area_um2() == pytest.approx(0.75 * 94176255.9664, rel=1e-12)
+    assert quarter.memory("GlobalBuffer").energy == arch.memory("GlobalBuffer").energy  # per-access energy kept
+    fixed = arch.with_changes(**{"memories.RF.capacity_bytes": 64})  # the RF's area is not declared scalable
+    assert fixed.area_um2() == pytest.approx(arch.area_um2(), rel=1e-12)
+
+
 def test_architecture_scales_energy_and_area() -> None:
     arch = architecture("fusemax")
     at7 = arch.scaled_to(7)
@@ -163,7 +173,9 @@ def test_with_changes_replaces_fields_by_dotted_path() -> None:
     assert changed.unit("array2d").energy.actions_pj["exp"] == pytest.approx(6 * 1.5)  # exp = 6 MACs follows
     assert changed.unit("array1d") == arch.unit("array1d")
     assert arch.unit("array2d").shape == (256, 256) and arch.clock_hz == 940e6  # the original is untouched
-    assert changed.area_um2() == pytest.approx(arch.area_um2() - (65536 - 16384) * 1594.28944, rel=1e-12)
+    # 49152 fewer PEs; the buffer doubles, and so does its area (area_capacity_bytes is 16 MiB)
+    assert changed.area_um2() == pytest.approx(arch.area_um2() - (65536 - 16384) * 1594.28944 + 94176255.9664,
+                                               rel=1e-12)
 
 
 def test_with_changes_is_validated() -> None:
@@ -228,6 +240,8 @@ BAD = {
                                        "a composite must count plain actions of this table"),
     "bad shape": (_set("units.array1d.shape", [256, 0]), "units.array1d.shape[1]", "expected a fan-out"),
     "negative area": (_set("units.array1d.area_um2", -1.0), "units.array1d.area_um2", "non-negative number"),
+    "area scaling without a capacity": (_set("memories.DRAM.area_capacity_bytes", 1024),
+                                        "memories.DRAM.area_capacity_bytes", "unbounded capacity"),
 }
 
 

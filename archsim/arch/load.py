@@ -16,6 +16,7 @@ File format (units in the key names; memories outermost first; the YAML path of 
         access_bits: 64
         instances: 1                  # optional, default 1 (e.g. one RF per PE)
         area_um2: 0                   # per instance
+        area_capacity_bytes: null     # optional: the capacity area_um2 is quoted at (area scales with capacity)
         energy: {node_nm: 45, source: 2d-fusemax-ERT.yaml, actions_pj: {read: 249.6, write: 249.6, leak: 0}}
     units:
       array2d:
@@ -59,7 +60,8 @@ OP_TYPES: frozenset[str] = frozenset(
      *(op.op_type for op in DEFAULT_UNARY_OPS.values())}
 )
 TOP_KEYS = ("name", "description", "source", "clock_hz", "word_bytes", "node_nm", "memories", "units")
-MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "area_um2", "energy")
+MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "area_um2",
+               "area_capacity_bytes", "energy")
 UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
 ENERGY_KEYS = ("node_nm", "source", "actions_pj")
 MEMORY_ACTIONS = ("read", "write", "leak")
@@ -180,7 +182,16 @@ class _Loader:
             energy=energy,
             area_um2=self.number(d["area_um2"], f"{where}.area_um2", False, "an area in um^2 per instance"),
             instances=self.integer(d.get("instances", 1), f"{where}.instances", "a number of instances"),
+            area_capacity_bytes=self.area_capacity(d.get("area_capacity_bytes"), capacity, where),
         )
+
+    def area_capacity(self, value: Any, capacity: Any, where: str) -> int | None:
+        if value is None:
+            return None
+        if capacity is None:
+            raise self.error(f"{where}.area_capacity_bytes", "area cannot scale with an unbounded capacity "
+                                                             "(capacity_bytes is null)")
+        return self.integer(value, f"{where}.area_capacity_bytes", "the capacity in bytes area_um2 is quoted at")
 
     def unit(self, name: str, data: Any, where: str) -> ComputeUnit:
         d = self.fields(data, where, UNIT_KEYS, UNIT_KEYS)

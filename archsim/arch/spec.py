@@ -3,7 +3,10 @@
 An `Architecture` is a chain of memories, outermost (DRAM) first, above a set of compute units (spatial arrays of
 identical PEs). Units of measure are in the field names. Assumptions the models built on these specs rely on:
 - A memory's `energy` has actions read and write (pJ per access of `access_bits`) and optionally leak (pJ per
-  cycle per instance). Its `area_um2` is per instance; DRAM is off chip and has area 0.
+  cycle per instance). Its `area_um2` is per instance; DRAM is off chip and has area 0. With `area_capacity_bytes`
+  set, `area_um2` is the area at that capacity and an instance's area scales linearly with `capacity_bytes` (an
+  SRAM is mostly bit cells; its periphery, which grows more slowly, is not modelled). Without it the area is fixed
+  whatever the capacity. Per-access energy never scales with capacity.
 - A compute unit's PEs are identical. `op_cycles[op]` is the cycles one PE spends on one op; an op absent from
   it is unsupported. `energy.actions_pj` has exactly the keys of `op_cycles` (pJ per op); compute leakage is not
   modelled. `area_um2` is per PE.
@@ -35,6 +38,13 @@ class Memory:
     energy: EnergyTable
     area_um2: float
     instances: int = 1
+    area_capacity_bytes: int | None = None  # the capacity `area_um2` is quoted at; None = area fixed
+
+    def instance_area_um2(self) -> float:
+        """One instance's area at this capacity (see the module docstring)."""
+        if self.area_capacity_bytes is None or self.capacity_bytes is None:
+            return self.area_um2
+        return self.area_um2 * self.capacity_bytes / self.area_capacity_bytes
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ class Architecture:
     def area_um2(self) -> float:
         """Chip area: PE area x lanes over units plus memory area x instances (DRAM counts 0)."""
         return (sum(u.area_um2 * u.lanes for u in self.units)
-                + sum(m.area_um2 * m.instances for m in self.memories))
+                + sum(m.instance_area_um2() * m.instances for m in self.memories))
 
     def scaled_to(self, node_nm: float) -> Architecture:
         """This design at `node_nm`: every energy table scaled from its own node, every area from `self.node_nm`
@@ -129,6 +139,7 @@ class Architecture:
                 "access_bits": m.access_bits,
                 "instances": m.instances,
                 "area_um2": m.area_um2,
+                **({"area_capacity_bytes": m.area_capacity_bytes} if m.area_capacity_bytes is not None else {}),
                 "energy": _table_dict(m.energy),
             } for m in self.memories},
             "units": {u.name: {

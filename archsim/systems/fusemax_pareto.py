@@ -6,8 +6,9 @@ footprint (one d-query tile resident, P1 = 1, as the model computes it) and doub
 compute bound (DRAM time <= compute time); every buffer size is a point. The mapper picks P1 for each.
 
 Assumptions, stated because the artifact's Pareto data is not in our reference:
-- Global-buffer area scales linearly with capacity from the preset's (16 MiB, 94.2 mm2 at 45 nm); its
-  per-access energy is kept (energy is reported, not plotted).
+- Global-buffer area scales linearly with capacity from the preset's (94.2 mm2 for 16 MiB at 45 nm, the
+  preset's `area_capacity_bytes`, see `archsim.arch.spec`); its per-access energy is kept (energy is reported,
+  not plotted).
 - PE and RF areas are the preset's per-instance areas times the instance count.
 """
 
@@ -33,14 +34,12 @@ MAX_DOUBLINGS = 24
 
 def resized(arch: Architecture, pe_dim: int, buffer_bytes: int) -> Architecture:
     """The FuseMax architecture with a pe_dim x pe_dim array and the given global buffer."""
-    buffer = arch.memory("GlobalBuffer")
     return arch.with_changes(**{
         "units.array2d.shape": [pe_dim, pe_dim],
         "units.array1d.shape": [pe_dim],
         "memories.RF.instances": pe_dim * pe_dim,
         "memories.RF1D.instances": pe_dim,
         "memories.GlobalBuffer.capacity_bytes": buffer_bytes,
-        "memories.GlobalBuffer.area_um2": buffer.area_um2 * buffer_bytes / buffer.capacity_bytes,
     })
 
 
