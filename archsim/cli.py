@@ -21,7 +21,7 @@ from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
 from archsim.commands.gpu import calibrate_cmd, gpu_roofline_cmd, validate_cmd
 from archsim.commands.measure import measure
-from archsim.commands.sweep import results_cmd, sweep_cmd
+from archsim.commands.sweep import objectives_option, results_cmd, sweep_cmd
 from archsim.errors import SpecError
 from archsim.model.result import Result
 from archsim.point import run_point
@@ -290,7 +290,7 @@ _REPORT_MODES = {  # mode -> the options that apply to it
     "--library": {"--workload"},
     "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set"},
     "--reproduction": {"--model", "--seq-len"},
-    "--sweep": {"--spec"},
+    "--sweep": {"--spec", "--objectives"},
 }
 
 
@@ -305,6 +305,7 @@ _REPORT_MODES = {  # mode -> the options that apply to it
 @click.option("--spec", metavar="SPEC",
               help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
                    "(default objectives: latency_s, energy_pj).")
+@objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
 @click.option("--mapping", "-m", metavar="M", help="[--run] Mapping name or YAML path.")
 @click.option("--cascade", "-c", metavar="C", help="[--run] Cascade (default: the mapping's).")
 @click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
@@ -316,7 +317,8 @@ _REPORT_MODES = {  # mode -> the options that apply to it
               help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
 def report(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,
            spec: str | None, mapping: str | None, cascade: str | None, arch: str | None, workload: str | None,
-           sets: tuple[str, ...], model: str | None, seq_len: int | None, out: str | None) -> None:
+           sets: tuple[str, ...], model: str | None, seq_len: int | None, out: str | None,
+           objectives: tuple[str, ...] | None) -> None:
     """Write a report (figures, CSV, index.html) under reports/. Choose exactly one of --library, --run,
     --reproduction, --sweep.
 
@@ -335,7 +337,8 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, swe
                                + (f" (got {' and '.join(chosen)})" if chosen else ""))
     mode = chosen[0]
     given = {"--mapping": mapping, "--cascade": cascade, "--arch": arch, "--workload": workload,
-             "--set": sets or None, "--model": model, "--seq-len": seq_len, "--spec": spec}
+             "--set": sets or None, "--model": model, "--seq-len": seq_len, "--spec": spec,
+             "--objectives": objectives}
     misplaced = [name for name, value in given.items() if value is not None and name not in _REPORT_MODES[mode]]
     if misplaced:
         raise click.UsageError(f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to {mode} "
@@ -349,7 +352,7 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, swe
     elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, Path(out or Path("reports") / reproduction))
     else:
-        _report_sweep(Path(sweep_db), spec, Path(out or Path("reports") / Path(sweep_db).stem))
+        _report_sweep(Path(sweep_db), spec, objectives, Path(out or Path("reports") / Path(sweep_db).stem))
 
 
 def _report_library(workload: str | None, out: Path) -> None:
@@ -391,7 +394,7 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
 
 
-def _report_sweep(db: Path, spec_name: str | None, out: Path) -> None:
+def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.store import open_store, records
     from archsim.report.sweep import DEFAULT_OBJECTIVES, counts
     from archsim.report.sweep_page import write_sweep_report  # matplotlib loads only for reports that draw
@@ -406,7 +409,7 @@ def _report_sweep(db: Path, spec_name: str | None, out: Path) -> None:
         conn.close()
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
-    objectives = spec.objectives if spec else DEFAULT_OBJECTIVES
+    objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
     if len(objectives) < 2:
         raise SpecError(spec.source, "objectives", "a sweep report needs two objectives or more")
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"

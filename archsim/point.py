@@ -19,10 +19,12 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import Binding, bind
+from archsim.cascade.ir import Cascade
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
+from archsim.workload import Workload
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,17 @@ class Point:
     mapping: Mapping  # every `search` factor filled by the mapper
 
 
-def prepare(mapping: str | Mapping, *, cascade: str | None = None, arch: str | Architecture | None = None,
-            workload: str | None = None, sets: MappingType[str, float] | None = None) -> Point:
-    """Load and bind everything, analyse the cascade and run the mapper."""
+def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arch: str | Architecture | None = None,
+            workload: str | Workload | None = None, sets: MappingType[str, float] | None = None) -> Point:
+    """Load (names and paths) or take (specs already loaded) everything, bind the sizes, analyse the cascade and
+    run the mapper."""
     spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)
     architecture = arch if isinstance(arch, Architecture) else library.load_architecture_spec(
         arch or spec.architecture)
-    cascade_spec = library.load_cascade_spec(cascade or spec.cascade)
-    params = library.load_workload_spec(workload).params if workload else {}
+    cascade_spec = cascade if isinstance(cascade, Cascade) else library.load_cascade_spec(cascade or spec.cascade)
+    if isinstance(workload, str):
+        workload = library.load_workload_spec(workload)
+    params = workload.params if workload else {}
     binding = bind(cascade_spec, params, {**spec.sets, **(sets or {})}, source="--set")
     analysis = analyze(binding)
     return Point(binding, analysis, architecture, search(binding, analysis, architecture, spec))

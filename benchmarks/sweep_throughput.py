@@ -5,7 +5,8 @@ A FuseMax attention sweep (BERT-Base) over DRAM bandwidth x global buffer capaci
 temporary store (commit per batch, as `archsim sweep` does). Printed per run: points/s, and the scheduling overhead
 per point = (Dask wall time - serial evaluation time / workers) / points, i.e. the wall time beyond a perfect
 split of the serial work. The serial evaluation time per point is measured on a sample of `--sample` points in
-this process. Cluster start-up and planning (keys of all points) are timed separately, not in the runs.
+this process. Cluster start-up and planning (loading the base specs once, then a key per point) are timed
+separately, not in the runs.
 
 Run: .venv/bin/python benchmarks/sweep_throughput.py [--quick]
 """
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from archsim.dse.dask_run import batch_size_for, evaluate_on, plan
+from archsim.dse.dask_run import batch_size_for, evaluate_on
+from archsim.dse.points import load_base
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import open_store
-from archsim.dse.sweep import evaluate_batch
+from archsim.dse.sweep import evaluate_batch, plan
 
 GIB, MIB = 2**30, 2**20
 
@@ -44,14 +46,15 @@ def main() -> None:
     args = parser.parse_args()
     sweep = spec(args.quick)
     start = time.perf_counter()
-    _, todo_by_key = plan(sweep, set())
+    base = load_base(sweep)
+    _, todo_by_key = plan(sweep, base, set())
     todo = list(todo_by_key.values())
     print(f"{len(todo)} points; planning (a key per point) {time.perf_counter() - start:.1f} s")
 
     sample = todo[:: max(1, len(todo) // args.sample)][: args.sample]
-    evaluate_batch(sweep, sample[:1])  # warm caches and imports
+    evaluate_batch(sweep, base, sample[:1])  # warm caches and imports
     start = time.perf_counter()
-    evaluate_batch(sweep, sample)
+    evaluate_batch(sweep, base, sample)
     point_s = (time.perf_counter() - start) / len(sample)
     serial_s = point_s * len(todo)
     print(f"serial evaluation: {point_s * 1e3:.2f} ms/point ({1 / point_s:.1f} points/s) over {len(sample)} points; "
@@ -59,13 +62,13 @@ def main() -> None:
 
     for workers in (1, 2):
         start = time.perf_counter()
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
             up_s = time.perf_counter() - start
             conn = open_store(Path(tmp) / "sweep.sqlite")
             size = batch_size_for(point_s, len(todo), workers)
             start = time.perf_counter()
-            written = evaluate_on(client, sweep, todo, conn, size)
+            written = evaluate_on(client, sweep, base, todo, conn, size)
             wall_s = time.perf_counter() - start
             conn.close()
         overhead = (wall_s - serial_s / workers) / len(todo)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import pytest
 
 from archsim.dse import sweep as sweep_module
-from archsim.dse.points import evaluate_point, expand, point_key
+from archsim.dse.points import evaluate_point, expand, load_base, point_key
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import done_keys, open_store
 from archsim.dse.sweep import run_sweep
 from archsim.errors import SpecError
+from archsim.gpu.load import load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_kernels import predict
 
 EXAMPLE = {
     "name": "fusemax-dram-seq",
@@ -40,7 +45,7 @@ def _sampled(kind: str, samples: int, seed: int = 7):
 def test_grid_is_the_cartesian_product_in_axis_order():
     points = expand(_spec())
     assert points == [
-        {"arch.memories.DRAM.bandwidth_bytes_per_s": bw, "workload.seq_len": n}
+        {"target": "fusemax", "arch.memories.DRAM.bandwidth_bytes_per_s": bw, "workload.seq_len": n}
         for bw in (4e11, 8e11) for n in (1024, 4096)
     ]
 
@@ -65,18 +70,31 @@ def test_lhs_is_stratified_every_value_used_equally():
 
 def test_point_key_is_stable_and_distinct_and_spelling_blind():
     spec = _spec()
+    base = load_base(spec)
     a, b = expand(spec)[:2]
-    assert point_key(spec, a) == point_key(spec, dict(a))
-    assert point_key(spec, a) != point_key(spec, b)
+    assert point_key(spec, base, a) == point_key(spec, base, dict(a))
+    assert point_key(spec, base, a) != point_key(spec, base, b)
     # The same configuration spelled as an int instead of a float, or the size given in `sets`, keys alike.
-    assert point_key(spec, {**a, "arch.memories.DRAM.bandwidth_bytes_per_s": 400_000_000_000}) == point_key(spec, a)
+    assert (point_key(spec, base, {**a, "arch.memories.DRAM.bandwidth_bytes_per_s": 400_000_000_000})
+            == point_key(spec, base, a))
     in_sets = _spec(sets={"seq_len": 1024}, axes={"arch.memories.DRAM.bandwidth_bytes_per_s": [4e11]})
-    assert point_key(in_sets, {"arch.memories.DRAM.bandwidth_bytes_per_s": 4e11}) == point_key(spec, a)
+    point = {"target": "fusemax", "arch.memories.DRAM.bandwidth_bytes_per_s": 4e11}
+    assert point_key(in_sets, load_base(in_sets), point) == point_key(spec, base, a)
+
+
+def test_point_key_changes_with_the_model_version(monkeypatch):
+    spec = _spec()
+    base = load_base(spec)
+    point = expand(spec)[0]
+    before = point_key(spec, base, point)
+    monkeypatch.setattr("archsim.dse.points.MODEL_VERSION", "0.0.0-other")
+    assert point_key(spec, base, point) != before
 
 
 def test_evaluate_point_record():
     spec = _spec()
-    small, large = (evaluate_point(spec, p) for p in expand(spec)[:2])
+    base = load_base(spec)
+    small, large = (evaluate_point(spec, base, p) for p in expand(spec)[:2])
     assert small["feasible"] and small["reason"] == ""
     # DRAM traffic with all of Q, K, V, O streamed once (the 1-pass cascade keeps the rest on chip):
     # 4 tensors x batch 64 x heads 12 x seq_len 1024 x head_dim 64 x 2 bytes = 402,653,184 B; linear in seq_len.
@@ -84,15 +102,15 @@ def test_evaluate_point_record():
     assert large["dram_traffic_bytes"] == 4 * small["dram_traffic_bytes"]
     assert small["edp"] == pytest.approx(small["latency_s"] * small["energy_pj"])
     assert small["constraint_ok"] is (small["area_um2"] <= 5e8)
-    assert small["workload.seq_len"] == 1024 and small["key"] == point_key(spec, expand(spec)[0])
+    assert small["workload.seq_len"] == 1024 and small["key"] == point_key(spec, base, expand(spec)[0])
 
 
 def _counting(monkeypatch):
     calls = []
 
-    def counted(spec, point):
+    def counted(spec, base, point):
         calls.append(point)
-        return evaluate_point(spec, point)
+        return evaluate_point(spec, base, point)
 
     monkeypatch.setattr(sweep_module, "evaluate_point", counted)
     return calls
@@ -115,11 +133,11 @@ def test_killed_sweep_keeps_committed_batches_and_resumes_only_the_rest(tmp_path
                        "workload.seq_len": [1024, 4096]})
     calls = []
 
-    def dies_on_fifth(spec, point):
+    def dies_on_fifth(spec, base, point):
         calls.append(point)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return evaluate_point(spec, point)
+        return evaluate_point(spec, base, point)
 
     monkeypatch.setattr(sweep_module, "evaluate_point", dies_on_fifth)
     with pytest.raises(KeyboardInterrupt):
@@ -141,6 +159,24 @@ def test_infeasible_point_is_stored_with_its_reason(tmp_path):
     assert df.loc[2**25, "feasible"]
 
 
+def test_gpu_presets_run_the_same_attention_over_the_workload_axes():
+    spec = _spec(gpus={"presets": ["a100-80gb-sxm4", "h100-sxm5"]})
+    base = load_base(spec)
+    gpu_points = [p for p in expand(spec) if p["target"] != "fusemax"]
+    assert gpu_points == [{"target": g, "workload.seq_len": n}
+                          for g in ("a100-80gb-sxm4", "h100-sxm5") for n in (1024, 4096)]
+    record = evaluate_point(spec, base, gpu_points[0])
+    a100 = load_gpu("a100-80gb-sxm4")
+    # BERT-base attention (batch 64, 12 heads of 64) at 1K tokens, a non-causal fp16 forward of FlashAttention-2
+    expected = predict("FlashAttention-2", AttentionCase("fwd", 64, 12, 12, 64, 1024, False, "fp16"), a100,
+                       load_calibration().family_params("fa2"))
+    assert record["feasible"] and record["latency_s"] == expected.time_s > 0
+    assert record["energy_pj"] == pytest.approx(a100.power_w * expected.time_s * 1e12)
+    # no die area in the presets: NaN, and the area constraint does not exclude the GPU
+    assert math.isnan(record["area_um2"]) and record["constraint_ok"]
+    assert point_key(spec, base, gpu_points[0]) != point_key(spec, base, gpu_points[2])  # another GPU
+
+
 @pytest.mark.parametrize(("changes", "field"), [
     ({"axis": {}}, "axis"),
     ({"axes": {"mapping.M0": [1]}}, "axes.mapping.M0"),
@@ -152,6 +188,11 @@ def test_infeasible_point_is_stored_with_its_reason(tmp_path):
     ({"constraints": ["area_um2 <<= 4e8"]}, "constraints[0]"),
     ({"constraints": ["power_w <= 4"]}, "constraints[0]"),
     ({"objectives": ["throughput"]}, "objectives[0]"),
+    ({"gpus": {"presets": ["a100"]}}, "gpus.presets[0]"),
+    ({"gpus": {"presets": []}}, "gpus.presets"),
+    ({"gpus": {"presets": ["h100-sxm5"], "kernel": "cudnn"}}, "gpus.kernel"),
+    ({"gpus": {"presets": ["h100-sxm5"], "cores": 4}}, "gpus.cores"),
+    ({"gpus": {"presets": ["h100-sxm5"]}, "workload": None}, "gpus"),
 ])
 def test_bad_specs_name_the_field(changes, field):
     with pytest.raises(SpecError) as err:

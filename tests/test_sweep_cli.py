@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -129,6 +130,7 @@ def test_sweep_killed_with_sigkill_resumes_without_recomputing(tmp_path):
     ({"axes": {"workload.seq_len": []}}, "axes.workload.seq_len"),
     ({"axes": {"workload.seq_len": 1024}}, "axes.workload.seq_len"),
     ({"objectives": ["throughput"]}, "objectives[0]"),
+    ({"gpus": {"presets": ["h100"]}}, "gpus.presets[0]"),
 ])
 def test_bad_sweep_spec_exits_2_naming_the_field(tmp_path, cli, change, field):
     data = {"name": "bad", "mapping": "fusemax", "workload": "bert-base",
@@ -146,3 +148,20 @@ def test_local_sweep_then_results_csv(tmp_path, cli):
     cli("results", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "s.csv"))
     lines = (tmp_path / "s.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("key,")
+
+
+def test_results_front_exports_the_pareto_front_and_bad_objectives_exit_2(tmp_path, cli):
+    _write_spec(tmp_path / "sweep.yaml", [2.5e10, 4e11], [256, 512])
+    cli("sweep", str(tmp_path / "sweep.yaml"), "--db", str(tmp_path / "s.sqlite"), "--local",
+        "--objectives", "latency_s,energy_pj,edp")
+    cli("results", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "all.csv"))
+    cli("results", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "front.csv"), "--front", "latency_s,edp")
+    every, front = pd.read_csv(tmp_path / "all.csv"), pd.read_csv(tmp_path / "front.csv")
+    assert 1 <= len(front) < len(every)
+    for _, row in front.iterrows():  # no stored point beats a front point on both objectives
+        better = (every.latency_s <= row.latency_s) & (every.edp <= row.edp)
+        strictly = (every.latency_s < row.latency_s) | (every.edp < row.edp)
+        assert not (better & strictly).any()
+    bad = cli("results", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s",
+              expect=2)
+    assert "--front" in bad.output and "two or three" in bad.output

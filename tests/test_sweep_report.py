@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import pandas as pd
@@ -77,6 +78,28 @@ def test_sensitivity_has_a_row_per_axis_value_and_objective(report):
     rows = pd.read_csv(report[0] / "sensitivity.csv")
     assert len(rows) == (2 + 3 + 2) * 2
     assert rows.points.sum() == 3 * 8 * 2  # every feasible point counted once per axis, per objective
+
+
+def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_axis_plots(tmp_path):
+    spec = {**SPEC, "axes": {"arch.memories.GlobalBuffer.capacity_bytes": [262144, 16777216],
+                             "workload.seq_len": [1024, 4096]},
+            "gpus": {"presets": ["a100-80gb-sxm4", "h100-sxm5"]}}
+    (tmp_path / "gpus.yaml").write_text(yaml.safe_dump(spec))
+    df = run_sweep(library.load_sweep_spec(tmp_path / "gpus.yaml"), tmp_path / "gpus.sqlite")
+    assert sorted(collections.Counter(df.target).items()) == [("a100-80gb-sxm4", 2), ("fusemax", 4), ("h100-sxm5", 2)]
+    result = CliRunner().invoke(main, ["report", "--sweep", str(tmp_path / "gpus.sqlite"), "--spec",
+                                       str(tmp_path / "gpus.yaml"), "--out", str(tmp_path / "out"),
+                                       "--objectives", "latency_s,edp"])
+    assert result.exit_code == 0, result.output
+    targets = pd.read_csv(tmp_path / "out" / "targets.csv")
+    assert list(targets.columns) == ["target", "workload.seq_len", "latency_s", "edp"]
+    assert len(targets) == 3 * 2  # three targets x two lengths
+    fusemax = df[df.target == "fusemax"]
+    best_1k = fusemax[fusemax["workload.seq_len"] == 1024].latency_s.min()
+    assert targets.set_index(["target", "workload.seq_len"]).loc[("fusemax", 1024), "latency_s"] == best_1k
+    sensitivity = pd.read_csv(tmp_path / "out" / "sensitivity.csv")
+    assert set(sensitivity.points) == {2}  # per seq_len value: the two FuseMax designs, not the GPUs
+    assert (tmp_path / "out" / "targets.png").stat().st_size > 0
 
 
 def test_report_sweep_mode_errors(tmp_path):

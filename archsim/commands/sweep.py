@@ -15,7 +15,7 @@ import numpy as np
 
 from archsim.dse.dask_run import SweepRun, run_sweep_dask
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import SweepSpec, load_sweep
+from archsim.dse.spec import METRICS, SweepSpec, load_sweep
 from archsim.dse.store import open_store, records
 
 SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
@@ -26,6 +26,21 @@ def resolve_spec(spec: str) -> Path:
     path = Path(spec)
     library_path = SWEEP_LIBRARY / f"{spec}.yaml"
     return library_path if not path.exists() and library_path.exists() else path
+
+
+def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """`latency_s,energy_pj[,area_um2]`: two or three metric names (exit 2 naming the option otherwise)."""
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not 2 <= len(names) <= 3 or any(n not in METRICS for n in names):
+        raise click.BadParameter(f"expected two or three of {', '.join(METRICS)}, separated by commas; "
+                                 f"got {value!r}")
+    return names
+
+
+def objectives_option(name: str, help_text: str):
+    return click.option(name, "objectives", callback=parse_objectives, metavar="A,B[,C]", help=help_text)
 
 
 def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
@@ -40,8 +55,9 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Points per task (default: about 1 s of work, timed on the first point).")
 @click.option("--local", is_flag=True, help="Evaluate in this process, without Dask.")
+@objectives_option("--objectives", "Objectives of the summary's Pareto front (default: the spec's).")
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
-              local: bool) -> None:
+              local: bool, objectives: tuple[str, ...] | None) -> None:
     """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
     already in the store are reused, so a killed sweep resumes where it stopped.
 
@@ -59,25 +75,32 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
                          serial=local, progress=_progress)
     if run.new:
         click.echo("", err=True)
-    _summary(sweep, run, db_path)
+    _summary(sweep, run, db_path, objectives or sweep.objectives)
 
 
-def _summary(spec: SweepSpec, run: SweepRun, db_path: Path) -> None:
+def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[str, ...]) -> None:
     df = run.records
     feasible = df[df["feasible"].astype(bool)] if len(df) else df
     ok = feasible[feasible["constraint_ok"].astype(bool)] if len(feasible) else feasible
     click.echo(f"sweep {spec.name}: {len(df)} points ({run.new} new, {run.reused} reused), {len(feasible)} feasible, "
                f"{len(ok)} within constraints; store {db_path}")
     axes = list(spec.axes)
-    for objective in spec.objectives:
+    for objective in objectives:
         values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
         if not np.isfinite(values).any():
             click.echo(f"best {objective}: none")
             continue
         row = ok.iloc[int(np.nanargmin(values))]
-        click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(f"{a}={row[a]}" for a in axes))
-    front = int(pareto_mask(ok, spec.objectives).sum()) if len(ok) else 0
-    click.echo(f"Pareto front over ({', '.join(spec.objectives)}): {front} points")
+        where = [f"target={row['target']}"] if "target" in row else []
+        where += [f"{a}={row[a]}" for a in axes if a in row and not _missing(row[a])]
+        click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
+    front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
+    click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points")
+
+
+def _missing(value) -> bool:
+    """An axis that does not apply to the point's target (a GPU has no `arch.` axes): NaN in the records."""
+    return isinstance(value, float) and np.isnan(value)
 
 
 @click.command("results")
@@ -85,10 +108,16 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path) -> None:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the records as CSV here.")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
               help="Write the records as Parquet here (needs pyarrow).")
-def results_cmd(db: str, csv_path: str | None, parquet_path: str | None) -> None:
+@objectives_option("--front", "Export only the Pareto front over these objectives (feasible points within the "
+                              "constraints that no other such point dominates; all minimised).")
+def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objectives: tuple[str, ...] | None) -> None:
     """Export a sweep store: one row per design point.
 
-    Example: archsim results sweeps/demo.sqlite --csv demo.csv
+    Examples:
+
+    \b
+      archsim results sweeps/demo.sqlite --csv demo.csv
+      archsim results sweeps/demo.sqlite --csv front.csv --front latency_s,energy_pj,area_um2
     """
     if (csv_path is None) == (parquet_path is None):
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
@@ -100,6 +129,9 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None) -> None
         df = records(conn)
     finally:
         conn.close()
+    if objectives and len(df):
+        ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+        df = ok[pareto_mask(ok, objectives)].reset_index(drop=True)
     if csv_path:
         df.to_csv(csv_path, index=False)
     else:

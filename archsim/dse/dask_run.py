@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from archsim.dse.points import Point, expand, point_key
+from archsim.dse.points import Base, Point, load_base
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
-from archsim.dse.sweep import evaluate_batch
+from archsim.dse.sweep import evaluate_batch, plan
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
@@ -35,18 +35,6 @@ class SweepRun:
     reused: int  # points of the sweep already in the store
 
 
-def plan(spec: SweepSpec, done: set[str]) -> tuple[list[str], dict[str, Point]]:
-    """The sweep's distinct keys in point order, and the points (by key) missing from `done`."""
-    keys: dict[str, None] = {}
-    todo: dict[str, Point] = {}
-    for point in expand(spec):
-        key = point_key(spec, point)
-        keys[key] = None
-        if key not in done and key not in todo:
-            todo[key] = point
-    return list(keys), todo
-
-
 def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: float = 1.0) -> int:
     """Points per task: about `target_batch_s` of work, but no more than leaves BATCHES_PER_WORKER per worker."""
     by_time = max(1, round(target_batch_s / max(point_s, 1e-6)))
@@ -54,7 +42,7 @@ def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: fl
     return min(by_time, by_balance)
 
 
-def evaluate_on(client, spec: SweepSpec, todo: list[Point], conn, batch_size: int,
+def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
                 progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` on `client` in batches of `batch_size`, committing each batch as it completes; returns the
     number of records written."""
@@ -62,8 +50,9 @@ def evaluate_on(client, spec: SweepSpec, todo: list[Point], conn, batch_size: in
 
     total = len(todo) + done_before if total is None else total
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-    spec_future = client.scatter(spec, broadcast=True)
-    futures = client.map(evaluate_batch, [spec_future] * len(batches), batches, pure=False)
+    spec_future, base_future = client.scatter([spec, base], broadcast=True)
+    futures = client.map(evaluate_batch, [spec_future] * len(batches), [base_future] * len(batches), batches,
+                         pure=False)
     written, start = 0, time.perf_counter()
     for future in as_completed(futures):
         batch = future.result()
@@ -76,13 +65,13 @@ def evaluate_on(client, spec: SweepSpec, todo: list[Point], conn, batch_size: in
     return written
 
 
-def evaluate_serial(spec: SweepSpec, todo: list[Point], conn, batch_size: int, progress: Progress | None = None,
-                    done_before: int = 0, total: int | None = None) -> int:
+def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
+                    progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """`evaluate_on` without Dask: the batches in this process, one after the other."""
     total = len(todo) + done_before if total is None else total
     written, start = 0, time.perf_counter()
     for i in range(0, len(todo), batch_size):
-        batch = evaluate_batch(spec, todo[i:i + batch_size])
+        batch = evaluate_batch(spec, base, todo[i:i + batch_size])
         put(conn, batch)
         written += len(batch)
         if progress:
@@ -98,12 +87,13 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     processes, default one per core, or the scheduler at `scheduler`; in this process if `serial`) and return the
     sweep's records."""
     conn = open_store(db_path)
+    base = load_base(spec)
     try:
-        keys, todo_by_key = plan(spec, done_keys(conn))
+        keys, todo_by_key = plan(spec, base, done_keys(conn))
         todo = list(todo_by_key.values())
         reused = len(keys) - len(todo)
         if todo:
-            _evaluate(spec, todo, conn, scheduler, workers, batch_size, target_batch_s, serial, progress,
+            _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s, serial, progress,
                       reused, len(keys))
         df = records(conn)
     finally:
@@ -112,29 +102,29 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     return SweepRun(mine, len(todo), reused)
 
 
-def _evaluate(spec: SweepSpec, todo: list[Point], conn, scheduler: str | None, workers: int | None,
+def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: str | None, workers: int | None,
               batch_size: int | None, target_batch_s: float, serial: bool, progress: Progress | None,
               done_before: int, total: int) -> None:
     if batch_size is None:  # time one point here (and keep its record) to size the batches
         start = time.perf_counter()
-        put(conn, evaluate_batch(spec, todo[:1]))
+        put(conn, evaluate_batch(spec, base, todo[:1]))
         point_s = time.perf_counter() - start
         todo, done_before = todo[1:], done_before + 1
         if progress:
             progress(done_before, total, 1 / point_s, point_s * len(todo))
     if serial:
-        evaluate_serial(spec, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
+        evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
                         progress, done_before, total)
         return
     from distributed import Client, LocalCluster
 
     cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                  processes=True, dashboard_address=None)
+                                                  processes=True, dashboard_address=":0")
     client = Client(scheduler or cluster)
     try:
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
-        evaluate_on(client, spec, todo, conn, size, progress, done_before, total)
+        evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
     finally:
         client.close()
         if cluster is not None:

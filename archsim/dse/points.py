@@ -1,77 +1,167 @@
-"""Design points of a sweep: drawing them from the axes, keying them, and evaluating one (pure).
+"""Design points of a sweep: drawing them from the axes, keying them, and evaluating them (pure).
 
-A point is `{axis path: value}`. Its key is the sha256 of the canonical JSON of the fully resolved
-configuration (mapping, cascade, workload, the architecture after the point's changes, and the sizes after the
-point's overrides), so the same configuration reached twice, by any spelling, has one key.
+A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
+`workload.` axes the point sets) or one of its GPU presets (which takes only the `workload.` axes). Its key is the
+sha256 of the canonical JSON of the fully resolved configuration (the archsim version, then mapping, cascade,
+workload, the architecture after the point's changes and the sizes after its overrides; or the GPU spec, kernel,
+calibrated parameters and attention case), so the same configuration reached twice, by any spelling, has one key,
+and a new model version computes every point afresh.
+
+The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
+YAML costs ten times more than evaluating a point.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 from archsim import library
 from archsim.arch.spec import Architecture
+from archsim.cascade.ir import Cascade
 from archsim.dse.spec import SweepSpec, base_architecture_name
 from archsim.errors import SpecError
+from archsim.gpu.load import load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.gpu.spec import GPU
+from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_kernels import family_of, predict
 from archsim.point import prepare
+from archsim.workload import Workload
 
 Point = dict[str, Any]
+MODEL_VERSION = metadata.version("archsim")
+NAN_METRICS = dict.fromkeys(("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp"), float("nan"))
+
+
+@dataclass(frozen=True)
+class Base:
+    """The specs every point of a sweep starts from, loaded once."""
+
+    mapping: Mapping
+    cascade: Cascade
+    arch: Architecture
+    workload: Workload | None
+    gpus: dict[str, GPU]  # preset name -> spec
+    gpu_params: dict[str, float]  # the calibrated parameters of the GPU kernel's family
+
+
+def load_base(spec: SweepSpec) -> Base:
+    mapping = library.load_mapping_spec(spec.mapping)
+    gpus = {name: load_gpu(name) for name in spec.gpus.presets} if spec.gpus else {}
+    params = load_calibration().family_params(family_of(spec.gpus.kernel)) if spec.gpus else {}
+    return Base(mapping, library.load_cascade_spec(spec.cascade or mapping.cascade),
+                library.load_architecture_spec(base_architecture_name(spec)),
+                library.load_workload_spec(spec.workload) if spec.workload else None, gpus, params)
 
 
 def expand(spec: SweepSpec) -> list[Point]:
-    """The sweep's points: grid = cartesian product in axis order; random = `samples` independent draws of a
-    value per axis; lhs = `samples` Latin-hypercube points (each axis's [0, 1) split into `samples` strata, one
-    draw per stratum, strata shuffled per axis, mapped onto the axis's value list). Seeded, so deterministic."""
+    """The sweep's points: first the architecture's, then each GPU preset's.
+
+    The architecture's come from all axes: grid = cartesian product in axis order; random = `samples`
+    independent draws of a value per axis; lhs = `samples` Latin-hypercube points (each axis's [0, 1) split into
+    `samples` strata, one draw per stratum, strata shuffled per axis, mapped onto the axis's value list). Seeded,
+    so deterministic. A GPU preset gets every combination of the `workload.` axes' values (a grid)."""
+    target = base_architecture_name(spec)
     paths = list(spec.axes)
     if spec.sampling.kind == "grid":
-        return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*spec.axes.values())]
-    rng = np.random.default_rng(spec.sampling.seed)
-    n = spec.sampling.samples
-    if spec.sampling.kind == "random":
-        columns = [rng.integers(0, len(spec.axes[p]), size=n) for p in paths]
+        points = [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*spec.axes.values())]
     else:
-        columns = [np.floor((rng.permutation(n) + rng.random(n)) / n * len(spec.axes[p])).astype(int)
-                   for p in paths]
-    return [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
+        rng = np.random.default_rng(spec.sampling.seed)
+        n = spec.sampling.samples
+        if spec.sampling.kind == "random":
+            columns = [rng.integers(0, len(spec.axes[p]), size=n) for p in paths]
+        else:
+            columns = [np.floor((rng.permutation(n) + rng.random(n)) / n * len(spec.axes[p])).astype(int)
+                       for p in paths]
+        points = [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
+    points = [{"target": target, **p} for p in points]
+    if spec.gpus:
+        workload_paths = [p for p in paths if p.startswith("workload.")]
+        combos = list(itertools.product(*(spec.axes[p] for p in workload_paths)))
+        points += [{"target": gpu, **dict(zip(workload_paths, combo, strict=True))}
+                   for gpu in spec.gpus.presets for combo in combos]
+    return points
 
 
-def point_key(spec: SweepSpec, point: Point) -> str:
-    arch, sets = _resolve(spec, point)
-    config = {"mapping": spec.mapping, "cascade": spec.cascade, "workload": spec.workload,
-              "arch": arch.to_dict(), "sets": sets}
-    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
+    if point["target"] in base.gpus:
+        config = {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
+                  "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
+    else:
+        arch, sets = _resolve(spec, base, point)
+        config = {"mapping": spec.mapping, "cascade": spec.cascade, "workload": spec.workload,
+                  "arch": arch.to_dict(), "sets": sets}
+    text = json.dumps(_canonical({"version": MODEL_VERSION, **config}), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
-    """One flat record: key, the axis values, feasibility and metrics. A point that does not fit, or whose
-    changes the model rejects (a SpecError), is a record with `feasible=False` and its reason, never a raise."""
-    record: dict[str, Any] = {"key": point_key(spec, point), **point}
-    metrics = dict.fromkeys(("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp"), float("nan"))
+def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
+    """One flat record: key, target_kind (architecture | gpu), target, the axis values, feasibility and metrics.
+    A point that does not fit, or whose changes the model rejects (a SpecError), is a record with
+    `feasible=False` and its reason, never a raise.
+
+    A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it."""
+    on_gpu = point["target"] in base.gpus
+    record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": "gpu" if on_gpu else "architecture",
+                              **point}
     try:
-        arch, sets = _resolve(spec, point)
-        p = prepare(spec.mapping, cascade=spec.cascade, arch=arch, workload=spec.workload, sets=sets)
-        result = evaluate(p.binding, p.analysis, p.arch, p.mapping)
+        feasible, reason, metrics = (_gpu_metrics if on_gpu else _arch_metrics)(spec, base, point)
     except SpecError as e:
-        return {**record, "feasible": False, "reason": str(e), **metrics, "constraint_ok": False}
-    metrics = {"latency_s": result.latency_s, "energy_pj": result.energy_pj, "area_um2": result.area_um2,
-               "dram_traffic_bytes": result.dram_traffic_bytes(), "edp": result.latency_s * result.energy_pj}
-    ok = result.feasible and all(c.holds(metrics[c.metric]) for c in spec.constraints)
-    return {**record, "feasible": result.feasible, "reason": result.reason, **metrics, "constraint_ok": ok}
+        return {**record, "feasible": False, "reason": str(e), **NAN_METRICS, "constraint_ok": False}
+    ok = feasible and all(c.holds(metrics[c.metric]) for c in spec.constraints if np.isfinite(metrics[c.metric]))
+    return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
 
 
-def _resolve(spec: SweepSpec, point: Point) -> tuple[Architecture, dict[str, Any]]:
+def _arch_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
+    arch, sets = _resolve(spec, base, point)
+    p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets)
+    result = evaluate(p.binding, p.analysis, p.arch, p.mapping)
+    return result.feasible, result.reason, {
+        "latency_s": result.latency_s, "energy_pj": result.energy_pj, "area_um2": result.area_um2,
+        "dram_traffic_bytes": result.dram_traffic_bytes(), "edp": result.latency_s * result.energy_pj}
+
+
+def _gpu_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
+    """The GPU model's time. Energy is board power x time at the preset's TDP (`power_w`): an upper bound, the
+    GPU model has no per-action energy. Area is not given (NaN): the presets carry no die area, and a die in a
+    5-7 nm node is not comparable with a 45 nm accelerator's without node scaling the model does not do."""
+    gpu = base.gpus[point["target"]]
+    result = predict(spec.gpus.kernel, _case(spec, base, point), gpu, base.gpu_params)
+    energy_pj = gpu.power_w * result.time_s * 1e12
+    return result.feasible, result.reason, {
+        "latency_s": result.time_s, "energy_pj": energy_pj, "area_um2": float("nan"),
+        "dram_traffic_bytes": result.total("dram_bytes"), "edp": result.time_s * energy_pj}
+
+
+def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:
     """The architecture with the point's `arch.` changes and the sizes with its `workload.` overrides."""
-    base = library.load_architecture_spec(base_architecture_name(spec))
     changes = {p.removeprefix("arch."): v for p, v in point.items() if p.startswith("arch.")}
-    sets = {**spec.sets, **{p.removeprefix("workload."): v for p, v in point.items() if p.startswith("workload.")}}
-    return (base.with_changes(**changes) if changes else base), sets
+    return (base.arch.with_changes(**changes) if changes else base.arch), _sizes(spec, point)
+
+
+def _sizes(spec: SweepSpec, point: Point) -> dict[str, Any]:
+    return {**spec.sets, **{p.removeprefix("workload."): v for p, v in point.items() if p.startswith("workload.")}}
+
+
+def _case(spec: SweepSpec, base: Base, point: Point) -> AttentionCase:
+    """The GPU's attention call: a forward over the workload's shapes with the point's sizes."""
+    sizes = {**base.workload.params, **_sizes(spec, point)}
+    try:
+        heads = int(sizes["heads"])
+        return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),
+                             int(sizes["head_dim"]), int(sizes["seq_len"]), spec.gpus.causal, spec.gpus.precision)
+    except KeyError as e:
+        raise SpecError(str(spec.workload), f"params.{e.args[0]}", "a GPU point needs this size") from None
 
 
 def _canonical(value: Any) -> Any:

@@ -5,6 +5,10 @@ A sweep is one base point (mapping, optional cascade/arch/workload, `sets`) plus
 `workload.<param>` (a size bound like a `sets` entry, e.g. `workload.seq_len`). Points are drawn from the axes by
 `grid` (cartesian product), `random` or `lhs` (Latin hypercube) sampling; `constraints` such as
 `area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
+
+`gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
+listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
+default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 from archsim import library
 from archsim.cascade.load import read_yaml
 from archsim.errors import SpecError, check_keys
+from archsim.gpu.load import load_gpu
+from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
@@ -24,7 +30,8 @@ AXIS_ROOTS = ("arch", "workload")
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
-         "constraints", "objectives"}
+         "constraints", "objectives", "gpus"}
+_GPU_KEYS = ("presets", "kernel", "causal", "precision")
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,17 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class GpuTargets:
+    """GPU presets that run the sweep's attention: `kernel` (a name of `archsim.model.gpu_kernels.KERNELS`), a
+    forward pass, causal or not, at `precision`."""
+
+    presets: tuple[str, ...]
+    kernel: str = "FlashAttention-2"
+    causal: bool = False
+    precision: str = "fp16"
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     mapping: str
@@ -58,6 +76,7 @@ class SweepSpec:
     sampling: Sampling = field(default_factory=Sampling)
     constraints: tuple[Constraint, ...] = ()
     objectives: tuple[str, ...] = ("latency_s", "energy_pj")
+    gpus: GpuTargets | None = None
     source: str = "<python>"
 
 
@@ -88,6 +107,7 @@ def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
         objectives=tuple(_objective(o, f"objectives[{i}]", source)
                          for i, o in enumerate(_list(data.get("objectives") or ["latency_s", "energy_pj"],
                                                      "objectives", source))),
+        gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         source=source,
     )
     _check_arch_axes(spec)
@@ -134,6 +154,33 @@ def _sampling(data: Any, source: str) -> Sampling:
     if kind != "grid" and (not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0):
         raise SpecError(source, "sampling.samples", f"{kind} sampling needs a positive integer, got {samples!r}")
     return Sampling(kind, samples if isinstance(samples, int) else 0, seed)
+
+
+def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise SpecError(source, "gpus", "expected a mapping with presets, kernel, causal, precision")
+    check_keys(data, _GPU_KEYS, source, "gpus")
+    if not has_workload:
+        raise SpecError(source, "gpus", "GPU points need the attention's shapes: give the sweep a workload")
+    presets = data.get("presets")
+    if not isinstance(presets, list) or not presets:
+        raise SpecError(source, "gpus.presets", "expected a non-empty list of GPU preset names")
+    for i, name in enumerate(presets):
+        try:
+            load_gpu(str(name))
+        except SpecError as e:
+            raise SpecError(source, f"gpus.presets[{i}]", e.message) from None
+    targets = GpuTargets(tuple(str(p) for p in presets), data.get("kernel", GpuTargets.kernel),
+                         data.get("causal", False), data.get("precision", GpuTargets.precision))
+    if targets.kernel not in KERNELS:
+        raise SpecError(source, "gpus.kernel", f"no GPU model for {targets.kernel!r} (known: {', '.join(KERNELS)})")
+    if not isinstance(targets.causal, bool):
+        raise SpecError(source, "gpus.causal", "expected true or false")
+    if targets.precision not in PRECISIONS:
+        raise SpecError(source, "gpus.precision", f"expected one of {', '.join(PRECISIONS)}")
+    return targets
 
 
 def _constraint(text: Any, where: str, source: str) -> Constraint:

@@ -4,7 +4,9 @@ DataFrames out; nothing drawn or written here.
 Axes are the record columns named `arch.<path>` or `workload.<param>`, in column order (the sweep's axis order).
 Only feasible points are measured: infeasible ones (the model rejected them, e.g. a tile that does not fit) are
 counted in the summary. The Pareto front is taken over the feasible points that also meet the constraints; the
-feasible points that break a constraint are drawn, marked, never on the front.
+feasible points that break a constraint are drawn, marked, never on the front. A sweep with GPU presets has
+points of two target kinds: sensitivity and heat maps are over the architecture's points (its axes do not apply
+to a GPU), the Pareto front and the per-target comparison over all.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def value_label(path: str, value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
+def _missing(value: Any) -> bool:
+    """An axis that does not apply to the point's target (a GPU has no `arch.` axes): NaN in the records."""
+    return isinstance(value, float) and np.isnan(value)
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -67,11 +74,18 @@ def axis_values(df: pd.DataFrame, path: str, spec_axes: dict[str, list[Any]] | N
     return list(dict.fromkeys(_hashable(v) for v in values))
 
 
+def architecture_points(df: pd.DataFrame) -> pd.DataFrame:
+    """The records of the sweep's architecture (not of its GPU presets)."""
+    return df[df.target_kind == "architecture"] if "target_kind" in df else df
+
+
 def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
-    """The feasible points: key, axes, the objectives, constraint_ok and on_front (non-dominated among the
-    points that meet the constraints, all objectives minimised)."""
+    """The feasible points: key, target, axes, the objectives, constraint_ok and on_front (non-dominated among
+    the points that meet the constraints, all objectives minimised; a point missing an objective, such as a GPU's
+    area, is never on the front)."""
     feasible = df[df.feasible.astype(bool)]
-    rows = feasible[["key", *axis_columns(df), *objectives, "constraint_ok"]].copy()
+    targets = [c for c in ("target_kind", "target") if c in df]
+    rows = feasible[["key", *targets, *axis_columns(df), *objectives, "constraint_ok"]].copy()
     rows["constraint_ok"] = rows.constraint_ok.astype(bool)
     rows["on_front"] = False
     ok = rows[rows.constraint_ok]
@@ -84,6 +98,7 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
                      spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
     """Per axis, per value of it, per objective: median and min over the feasible points with that value
     (every other axis free), and how many points that is. Values with no feasible point have NaN stats."""
+    df = architecture_points(df)
     feasible = df[df.feasible.astype(bool)]
     rows = []
     for path in axis_columns(df):
@@ -101,6 +116,7 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
                   spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
     """Best (min) `metric` over the feasible points at each (axis_a value, axis_b value), every other axis
     free: rows are axis_a's values, columns axis_b's (labels from `value_label`); NaN where none is feasible."""
+    df = architecture_points(df)
     feasible = df[df.feasible.astype(bool)]
     best = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
             .groupby(["_a", "_b"])[metric].min())
@@ -110,6 +126,19 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
                          columns=[value_label(axis_b, b) for b in b_values], dtype=float)
     table.index.name = f"{short_axis(axis_a)} \\ {short_axis(axis_b)}"
     return table
+
+
+def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.DataFrame:
+    """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best (min) of
+    each objective over its feasible points that meet the constraints, every other axis free (for the
+    architecture: its best design at that size; a GPU has one point per size)."""
+    ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+    best = ok.groupby(["target", axis], sort=False)[list(objectives)].min().reset_index()
+    return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
+
+
+def workload_axes(df: pd.DataFrame) -> list[str]:
+    return [c for c in axis_columns(df) if c.startswith("workload.")]
 
 
 def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
@@ -123,7 +152,9 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
             continue
         best = ok.loc[ok[objective].idxmin()]
         rows.append({"objective": objective, "best": best[objective],
-                     **{short_axis(p): value_label(p, best[p]) for p in axis_columns(df)}})
+                     **({"target": best["target"]} if "target" in best else {}),
+                     **{short_axis(p): "" if _missing(best[p]) else value_label(p, best[p])
+                        for p in axis_columns(df)}})
     return pd.DataFrame(rows)
 
 

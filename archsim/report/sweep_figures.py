@@ -28,29 +28,35 @@ def _label(metric: str) -> str:
 
 def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int, title: str) -> Figure:
     """The feasible points on the first two objectives (log-log), the front ringed and joined as a staircase
-    when there are two objectives; with a third that varies, the points are coloured by it."""
+    when there are two objectives; with a third that varies, the architecture's points are coloured by it. GPU
+    presets' points are stars, one colour per preset."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
-    by_colour = len(objectives) > 2 and rows[objectives[2]].nunique() > 1
+    on_gpu = rows.target_kind == "gpu" if "target_kind" in rows else pd.Series(False, index=rows.index)
+    gpus = rows[on_gpu]
+    by_colour = len(objectives) > 2 and rows[~on_gpu][objectives[2]].nunique() > 1
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
     ax.set(xscale="log", yscale="log", xlabel=_label(x), ylabel=_label(y))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
-    ok = rows[rows.constraint_ok]
-    broken = rows[~rows.constraint_ok]
+    ok = rows[rows.constraint_ok & ~on_gpu]
+    broken = rows[~rows.constraint_ok & ~on_gpu]
     front = rows[rows.on_front].sort_values([x, y])
     colour: dict = {"color": _colour(0)}
     note = f"{len(rows)} feasible points drawn" + (f"; {infeasible} infeasible, not drawn" if infeasible else "")
-    if len(objectives) > 2 and not by_colour and len(rows):
-        note += f"; {objectives[2]} is {rows[objectives[2]].iloc[0]:.4g} at every point"
+    if len(objectives) > 2 and not by_colour and len(ok):
+        note += f"; {objectives[2]} is {ok[objectives[2]].iloc[0]:.4g} at every point"
     if by_colour:
-        lo, hi = rows[objectives[2]].min(), rows[objectives[2]].max()
+        lo, hi = ok[objectives[2]].min(), ok[objectives[2]].max()
         colour = {"c": ok[objectives[2]], "cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
     drawn = ax.scatter(ok[x], ok[y], s=28, alpha=0.8, edgecolors="none", label="meets the constraints", zorder=2,
                        **colour)
     if len(broken):
         ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2)
+    for i, (name, mine) in enumerate(gpus.groupby("target", sort=False)):
+        ax.scatter(mine[x], mine[y], marker="*", s=110, color=_colour(i + 1), edgecolors="black", linewidths=0.4,
+                   label=f"GPU {name}", zorder=2)
     if len(objectives) == 2 and len(front) > 1:
         ax.step(front[x], front[y], where="post", color="black", lw=1, zorder=1)
     ax.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="black", linewidths=1.3,
@@ -107,6 +113,25 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
                 ax.set_title(short_axis(path), fontsize=9)
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
+    """One panel per objective: its best value per target (a line each: the architecture's best design, each GPU
+    preset) against the workload axis `axis`, log-log."""
+    fig = _figure(4.2 * len(objectives) + 1.0, 4.6)
+    _title(fig, title)
+    grid = fig.subplots(1, len(objectives), squeeze=False,
+                        gridspec_kw={"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.14, "wspace": 0.3})[0]
+    for ax, objective in zip(grid, objectives, strict=True):
+        for i, (target, mine) in enumerate(rows.groupby("target", sort=False)):
+            ax.plot(mine[axis], mine[objective], marker="o", ms=4, lw=1.5, color=_colour(i), label=target)
+        ax.set(xscale="log", yscale="log", xlabel=short_axis(axis), ylabel=_label(objective))
+        ax.minorticks_off()
+        ticks = sorted(rows[axis].unique())
+        ax.set_xticks(ticks, [value_label(axis, t) for t in ticks], fontsize=7)
+        ax.grid(True, alpha=0.3)
+    grid[0].legend(fontsize=7, loc="best")
     return fig
 
 

@@ -2,8 +2,9 @@
 records of one sweep store. The numbers come from `archsim.report.sweep`, the pictures from
 `archsim.report.sweep_figures`; this module only names the files and writes them.
 
-Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv and, with two axes or more,
-heatmap_<axisA>_<axisB>.png/.csv over the first two axes; index.html links them all.
+Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv, with two axes or more
+heatmap_<axisA>_<axisB>.png/.csv over the first two axes, and with GPU presets targets.png/.csv (each target's best
+per workload size); index.html links them all.
 """
 
 from __future__ import annotations
@@ -49,7 +50,18 @@ def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: 
                  "Per axis value, the median and the min of each objective over the feasible points with that "
                  "value, every other axis free."),
     ]
-    axes = sweep.axis_columns(df)
+    sizes = sweep.workload_axes(df)
+    if "target" in df and df.target.nunique() > 1 and sizes:
+        targets = sweep.target_rows(df, objectives, sizes[0])
+        compared = [o for o in objectives if targets.groupby("target")[o].count().gt(0).sum() > 1] or objectives
+        _save(out_dir, "targets", targets, sweep_figures.targets_figure(
+            targets, compared, sizes[0], f"Architecture vs GPU presets: {title}"))
+        sections.append(_section(
+            "targets", "Architecture vs GPU presets",
+            f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
+            "that meet the constraints (the architecture's best design there; a GPU preset has one point). GPU "
+            "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."))
+    axes = sweep.axis_columns(sweep.architecture_points(df).dropna(axis=1, how="all"))
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
         table = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
