@@ -1,0 +1,179 @@
+"""Requests for the serving simulator: a Poisson arrival process with dataset-like lengths, or a CSV trace.
+
+Length distributions. pim.md §1.5 (NeuPIMs §8.1) gives only the dataset means: ShareGPT 80 prompt / 296 output
+tokens, Alpaca (text-davinci-003) 12 / 56. The shape is our assumption: each length is an independent lognormal
+(shape `sigma` = 1.0, a heavy right tail as in chat traces), rounded to the nearest integer and clipped to
+[1, max]. The lognormal's location is solved so that the mean *after* clipping equals the stated mean (closed form
+for the clipped lognormal, then bisection), so the presets keep the paper's means. The caps follow the models'
+2,048-token context: ShareGPT prompts and outputs at most 1,024 tokens each; Alpaca, whose texts are short, at most
+256 prompt and 512 output tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from archsim.errors import SpecError
+
+TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One inference request: it arrives at `arrival_s`, brings `prompt_tokens` and wants `output_tokens`."""
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class LengthDistribution:
+    """Prompt and output lengths, each lognormal with the given mean (after clipping to [1, max]) and shape."""
+
+    name: str
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    max_prompt_tokens: int
+    max_output_tokens: int
+    sigma: float = 1.0
+
+
+LENGTH_PRESETS = {
+    "sharegpt": LengthDistribution("sharegpt", 80.0, 296.0, max_prompt_tokens=1024, max_output_tokens=1024),
+    "alpaca": LengthDistribution("alpaca", 12.0, 56.0, max_prompt_tokens=256, max_output_tokens=512),
+}
+
+
+def length_distribution(name: str) -> LengthDistribution:
+    """The preset called `name` ("sharegpt" or "alpaca")."""
+    if name not in LENGTH_PRESETS:
+        raise SpecError("<python>", "lengths", f"unknown length distribution '{name}' "
+                        f"(expected one of {', '.join(LENGTH_PRESETS)})")
+    return LENGTH_PRESETS[name]
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _clipped_lognormal_mean(mu: float, sigma: float, low: float, high: float) -> float:
+    """E[min(max(X, low), high)] for X = exp(mu + sigma Z), Z standard normal."""
+    a, b = (math.log(low) - mu) / sigma, (math.log(high) - mu) / sigma
+    inside = math.exp(mu + sigma**2 / 2) * (_normal_cdf(b - sigma) - _normal_cdf(a - sigma))
+    return low * _normal_cdf(a) + high * (1.0 - _normal_cdf(b)) + inside
+
+
+def _location_for_mean(mean: float, sigma: float, high: float) -> float:
+    """The lognormal location mu whose clipped-to-[1, high] mean is `mean` (the clipped mean rises with mu)."""
+    if not 1.0 < mean < high:
+        raise SpecError("<python>", "lengths", f"a mean length must lie strictly between 1 and {high}, got {mean}")
+    lo, hi = -10.0 * sigma, math.log(high) + 10.0 * sigma
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if _clipped_lognormal_mean(mid, sigma, 1.0, high) < mean:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def sample_lengths(lengths: LengthDistribution, n: int, rng: random.Random) -> list[tuple[int, int]]:
+    """`n` (prompt_tokens, output_tokens) pairs drawn from `lengths` with `rng`."""
+    mu_prompt = _location_for_mean(lengths.mean_prompt_tokens, lengths.sigma, lengths.max_prompt_tokens)
+    mu_output = _location_for_mean(lengths.mean_output_tokens, lengths.sigma, lengths.max_output_tokens)
+
+    def draw(mu: float, high: int) -> int:
+        return min(max(round(rng.lognormvariate(mu, lengths.sigma)), 1), high)
+
+    return [(draw(mu_prompt, lengths.max_prompt_tokens), draw(mu_output, lengths.max_output_tokens))
+            for _ in range(n)]
+
+
+def poisson_requests(rate_per_s: float, n: int, lengths: LengthDistribution | str, seed: int) -> tuple[Request, ...]:
+    """`n` requests arriving as a Poisson process of `rate_per_s` (exponential gaps, the first one after t = 0),
+    lengths from `lengths` (a preset name or a distribution). The same seed gives the same requests."""
+    if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
+        raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s}")
+    if n < 0:
+        raise SpecError("<python>", "n", f"expected a request count >= 0, got {n}")
+    dist = length_distribution(lengths) if isinstance(lengths, str) else lengths
+    rng = random.Random(seed)
+    arrivals_s, now_s = [], 0.0
+    for _ in range(n):
+        now_s += rng.expovariate(rate_per_s)
+        arrivals_s.append(now_s)
+    pairs = sample_lengths(dist, n, rng)
+    return tuple(Request(i, t, p, o) for i, (t, (p, o)) in enumerate(zip(arrivals_s, pairs, strict=True)))
+
+
+def _parse_seconds(text: str, source: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise SpecError(source, where, f"expected a finite number of seconds >= 0, got {text.strip()!r}")
+    return value
+
+
+def _parse_tokens(text: str, source: str, where: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SpecError(source, where, f"expected an integer >= 1, got {text.strip()!r}")
+    return value
+
+
+def read_trace(path: str | Path) -> tuple[Request, ...]:
+    """Requests from a CSV file with the header `arrival_s,prompt_tokens,output_tokens` (in any order, no other
+    columns), one request a row; request ids are the row order (0-based). Rows need not be sorted by arrival.
+    Errors name the file, the line and column, and what was expected."""
+    source = str(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise SpecError(source, "", f"cannot read the trace ({e.strerror})") from None
+    if not rows:
+        raise SpecError(source, "line 1", f"empty file (expected the header {','.join(TRACE_COLUMNS)})")
+    header = [name.strip() for name in rows[0]]
+    if sorted(header) != sorted(TRACE_COLUMNS):
+        raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header)}")
+    column = {name: header.index(name) for name in TRACE_COLUMNS}
+    requests: list[Request] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise SpecError(source, f"line {line}", f"expected {len(header)} fields, got {len(row)}")
+        at = {name: (row[column[name]], source, f"line {line}: {name}") for name in TRACE_COLUMNS}
+        requests.append(Request(len(requests), _parse_seconds(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"]),
+                                _parse_tokens(*at["output_tokens"])))
+    if not requests:
+        raise SpecError(source, "", "the trace holds no requests")
+    return tuple(requests)
+
+
+def check_requests(requests: Sequence[Request], source: str = "<python>") -> None:
+    """Reject requests with duplicate ids, negative or non-finite arrivals, or lengths below one token."""
+    seen: set[int] = set()
+    for r in requests:
+        where = f"request {r.id}"
+        if r.id in seen:
+            raise SpecError(source, where, "duplicate request id")
+        seen.add(r.id)
+        if not (math.isfinite(r.arrival_s) and r.arrival_s >= 0):
+            raise SpecError(source, f"{where}: arrival_s", f"expected a finite number >= 0, got {r.arrival_s}")
+        for name in ("prompt_tokens", "output_tokens"):
+            value = getattr(r, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")

@@ -1,0 +1,342 @@
+"""LLM serving simulator: iteration-level continuous batching over a paged KV cache, costs from a system model.
+
+Scheduling follows Orca (Yu et al., OSDI'22) for iteration-level batching and vLLM (Kwon et al., SOSP'23) for the
+paged KV cache and preemption. The assumptions, all in one place:
+
+- Time advances only by iterations. An engine process repeats: pick the batch, ask `model.iteration(batch)` for its
+  cost, wait `time_s`, then emit one token for every request in the batch. A request arriving during an iteration
+  joins at the next one (iteration-level scheduling, Orca §3.1); requests arriving at the same instant arrive
+  together, and an arrival at the very instant an iteration ends joins the next iteration or the one after,
+  by SimPy's event order. With nothing to run the engine sleeps until an arrival.
+- Tokens. A prefill of a prompt of P tokens writes P tokens of KV and emits the first output token; each decode
+  step of a request with k tokens of KV processes context k + 1 (the `Batch.decode_context_tokens` convention),
+  writes one token of KV and emits one token. A request wanting O tokens therefore runs 1 prefill and O - 1 decodes
+  and holds at most P + O - 1 tokens of KV. There is no chunked prefill: a prompt is prefilled in one iteration.
+- KV cache (vLLM §4): `capacity_pages` = floor(kv_capacity_bytes / (kv_bytes_per_token * page_tokens)); pages are
+  allocated as contexts grow and freed when a request finishes or is preempted. A request whose P + O - 1 tokens
+  would not fit in the whole cache can never run: it is rejected on arrival (listed in `rejected_ids`), never
+  admitted.
+- Each iteration, first every running request reserves the page its next token needs, oldest admission first.
+  When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the
+  default for single-sequence requests): its pages are freed and it returns to the front of the queue; when
+  readmitted it prefills its prompt plus the tokens it already emitted and emits its next token. Emitted tokens
+  are never taken back.
+- Admission is first-come first-served and stops at the first request that does not fit (no skipping): a waiting
+  request is admitted while the batch has fewer than `max_batch` requests, the iteration's prefill tokens stay
+  within `max_prefill_tokens` (a prompt longer than the budget is admitted alone), and its pages fit leaving
+  `watermark_fraction` of the cache free (vLLM's watermark; waived when the cache is empty so that any feasible
+  request can always start). Nothing is admitted in an iteration that preempted.
+- `mix_prefill_decode=True` (default, Orca's selective batching): new prefills join the decodes of the same
+  iteration. `False` (vLLM's original scheduler): an iteration that admits anyone runs only prefills and the
+  running requests wait for the next one; admission then comes before the decode page reservations.
+- Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
+  preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
+  admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy per token = summed iteration
+  energy / output tokens (prompt tokens are not counted as produced). Percentiles interpolate linearly between
+  ranks; a percentile of no samples (e.g. TBT when every request wants one token) is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import simpy
+
+from archsim.errors import SpecError
+from archsim.systems.iteration import Batch, IterationModel
+from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
+from archsim.systems.requests import Request, check_requests
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Scheduler knobs. Defaults follow vLLM: 256 sequences, 16-token blocks, a 1% watermark."""
+
+    max_batch: int = 256
+    page_tokens: int = 16
+    max_prefill_tokens: int | None = None
+    mix_prefill_decode: bool = True
+    watermark_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "page_tokens"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise SpecError("<python>", f"serving.{name}", f"expected an integer >= 1, got {getattr(self, name)!r}")
+        if self.max_prefill_tokens is not None and self.max_prefill_tokens < 1:
+            raise SpecError("<python>", "serving.max_prefill_tokens",
+                            f"expected an integer >= 1 or None, got {self.max_prefill_tokens!r}")
+        if not 0.0 <= self.watermark_fraction < 1.0:
+            raise SpecError("<python>", "serving.watermark_fraction",
+                            f"expected a fraction in [0, 1), got {self.watermark_fraction!r}")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What happened to one admitted request (times in seconds of simulated time)."""
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    first_token_s: float
+    finish_s: float
+    preemptions: int
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token_s - self.arrival_s
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One iteration: its span, how many requests prefilled (and their prompt tokens) and decoded, and the KV pages
+    in use while it ran."""
+
+    start_s: float
+    end_s: float
+    n_prefill: int
+    n_decode: int
+    prefill_tokens: int
+    pages_used: int
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    """A run: per admitted request what happened (`requests`, by id), the ids rejected as never fitting the cache,
+    the serving metrics (module docstring), the totals, and the iteration `timeline` when run with `trace=True`.
+    Percentiles of no samples are NaN (write them as null in JSON)."""
+
+    system: str
+    config: ServingConfig
+    requests: tuple[RequestRecord, ...]
+    rejected_ids: tuple[int, ...]
+    makespan_s: float
+    output_tokens: int
+    throughput_tok_s: float
+    ttft_p50_s: float
+    ttft_p99_s: float
+    tbt_p50_s: float
+    tbt_p99_s: float
+    utilization: Mapping[str, float]
+    energy_j: float
+    energy_per_token_j: float
+    iterations: int
+    preemptions: int
+    capacity_pages: int
+    peak_pages: int
+    timeline: tuple[IterationRecord, ...] = field(default=())
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0..100) of `values`, linear between ranks (numpy's default); NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class _Live:
+    """A request's state while in the system (internal to the engine process)."""
+
+    __slots__ = ("emitted", "first_token_s", "kv_tokens", "last_token_s", "preemptions", "request")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.kv_tokens = 0
+        self.emitted = 0
+        self.first_token_s = math.nan
+        self.last_token_s = math.nan
+        self.preemptions = 0
+
+
+class _Engine:
+    """The SimPy processes and their shared state; `simulate_serving` builds one per run."""
+
+    def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
+                 trace: bool) -> None:
+        self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
+        self.watermark_pages = math.ceil(config.watermark_fraction * cache.capacity_pages)
+        self.waiting: deque[_Live] = deque()
+        self.running: list[_Live] = []  # admission order
+        self.wake: simpy.Event | None = None
+        self.records: list[RequestRecord] = []
+        self.rejected: list[int] = []
+        self.tbt_s: list[float] = []
+        self.timeline: list[IterationRecord] = []
+        self.busy_s: dict[str, float] = {}
+        self.energy_j = 0.0
+        self.iterations = 0
+        self.preemptions = 0
+
+    def arrivals(self, requests: list[Request]) -> Generator[simpy.Event, None, None]:
+        for request in requests:
+            if request.arrival_s > self.env.now:
+                yield self.env.timeout(request.arrival_s - self.env.now)
+            if self.cache.pages_for(request.prompt_tokens + request.output_tokens - 1) > self.cache.capacity_pages:
+                self.rejected.append(request.id)
+                continue
+            self.waiting.append(_Live(request))
+            if self.wake is not None and not self.wake.triggered:
+                self.wake.succeed()
+
+    def _preempt(self, live: _Live) -> None:
+        self.cache.free(live.request.id)
+        live.kv_tokens = 0
+        live.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(live)
+
+    def _reserve_decodes(self) -> tuple[list[_Live], bool]:
+        """Reserve the next token's page for each running request, preempting the latest admitted when short."""
+        queue, decodes, preempted = deque(self.running), [], False
+        while queue:
+            live = queue.popleft()
+            while not self.cache.fits(live.request.id, live.kv_tokens + 1):
+                preempted = True
+                if not queue:
+                    self._preempt(live)
+                    break
+                self._preempt(queue.pop())
+            else:
+                self.cache.grow(live.request.id, live.kv_tokens + 1)
+                decodes.append(live)
+        return decodes, preempted
+
+    def _admit(self, n_running: int) -> list[_Live]:
+        """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow."""
+        prefills: list[_Live] = []
+        budget, prefill_tokens = self.config.max_prefill_tokens, 0
+        while self.waiting and n_running + len(prefills) < self.config.max_batch:
+            live = self.waiting[0]
+            tokens = live.request.prompt_tokens + live.emitted
+            if prefills and budget is not None and prefill_tokens + tokens > budget:
+                break
+            reserve = self.watermark_pages if self.cache.used_pages else 0
+            if not self.cache.fits(live.request.id, tokens, reserve):
+                break
+            self.waiting.popleft()
+            self.cache.grow(live.request.id, tokens)
+            prefills.append(live)
+            prefill_tokens += tokens
+        return prefills
+
+    def _schedule(self) -> tuple[list[_Live], list[_Live]]:
+        """This iteration's prefills and decodes; preempted requests leave `running` for the queue."""
+        if not self.config.mix_prefill_decode:
+            prefills = self._admit(len(self.running))
+            if prefills:
+                return prefills, []
+            self.running, _ = self._reserve_decodes()
+            return [], self.running
+        self.running, preempted = self._reserve_decodes()
+        return ([] if preempted else self._admit(len(self.running))), self.running
+
+    def _emit(self, live: _Live, now_s: float) -> bool:
+        """One token for `live` at `now_s`; True when that was its last."""
+        live.emitted += 1
+        if live.emitted == 1:
+            live.first_token_s = now_s
+        else:
+            self.tbt_s.append(now_s - live.last_token_s)
+        live.last_token_s = now_s
+        if live.emitted < live.request.output_tokens:
+            return False
+        self.cache.free(live.request.id)
+        r = live.request
+        self.records.append(RequestRecord(r.id, r.arrival_s, r.prompt_tokens, r.output_tokens, live.first_token_s,
+                                          now_s, live.preemptions))
+        return True
+
+    def engine(self) -> Generator[simpy.Event, None, None]:
+        while True:
+            if not self.running and not self.waiting:
+                self.wake = self.env.event()
+                yield self.wake
+                continue
+            prefills, decodes = self._schedule()
+            prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
+            batch = Batch(tuple(prefill_lengths), tuple(live.kv_tokens + 1 for live in decodes))
+            pages_used = self.cache.used_pages
+            cost = self.model.iteration(batch)
+            if not (math.isfinite(cost.time_s) and cost.time_s >= 0):
+                raise SpecError(self.model.name, "iteration", f"expected a finite time_s >= 0, got {cost.time_s}")
+            start_s = self.env.now
+            yield self.env.timeout(cost.time_s)
+            now_s = self.env.now
+            self.iterations += 1
+            self.energy_j += cost.energy_j
+            for unit, busy_s in cost.busy_s.items():
+                self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
+            if self.trace:
+                self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(decodes),
+                                                     sum(prefill_lengths), pages_used))
+            for live, tokens in zip(prefills, prefill_lengths, strict=True):
+                live.kv_tokens = tokens
+            for live in decodes:
+                live.kv_tokens += 1
+            finished = {live.request.id for live in (*prefills, *decodes) if self._emit(live, now_s)}
+            self.running = [live for live in (*self.running, *prefills) if live.request.id not in finished]
+
+
+def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,
+                     trace: bool = False) -> ServingResult:
+    """Serve `requests` (any order) on `model` with continuous batching under `config` (default `ServingConfig()`);
+    `trace=True` also records every iteration. Requests that could never fit the KV cache are rejected, not
+    admitted. Malformed requests or configs, and a model returning a negative or non-finite time, raise SpecError."""
+    config = config or ServingConfig()
+    ordered = sorted(requests, key=lambda r: (r.arrival_s, r.id))
+    check_requests(ordered)
+    capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
+    env = simpy.Environment()
+    engine = _Engine(env, model, config, PagedKVCache(capacity, config.page_tokens), trace)
+    env.process(engine.arrivals(ordered))
+    env.process(engine.engine())
+    env.run()
+
+    records = tuple(sorted(engine.records, key=lambda r: r.id))
+    output_tokens = sum(r.output_tokens for r in records)
+    makespan_s = max((r.finish_s for r in records), default=0.0) - min((r.arrival_s for r in records), default=0.0)
+    ttft_s = [r.ttft_s for r in records]
+    return ServingResult(
+        system=model.name,
+        config=config,
+        requests=records,
+        rejected_ids=tuple(sorted(engine.rejected)),
+        makespan_s=makespan_s,
+        output_tokens=output_tokens,
+        throughput_tok_s=output_tokens / makespan_s if makespan_s > 0 else 0.0,
+        ttft_p50_s=percentile(ttft_s, 50),
+        ttft_p99_s=percentile(ttft_s, 99),
+        tbt_p50_s=percentile(engine.tbt_s, 50),
+        tbt_p99_s=percentile(engine.tbt_s, 99),
+        utilization={unit: busy / makespan_s if makespan_s > 0 else 0.0 for unit, busy in engine.busy_s.items()},
+        energy_j=engine.energy_j,
+        energy_per_token_j=engine.energy_j / output_tokens if output_tokens else 0.0,
+        iterations=engine.iterations,
+        preemptions=engine.preemptions,
+        capacity_pages=capacity,
+        peak_pages=engine.cache.peak_pages,
+        timeline=tuple(engine.timeline),
+    )
+
+
+def chrome_trace(result: ServingResult) -> dict:
+    """The iteration timeline (needs `trace=True`) as Chrome trace events (chrome://tracing, Perfetto): one
+    complete event per iteration and a counter of KV pages in use; times in microseconds."""
+    events: list[dict] = []
+    for i, it in enumerate(result.timeline):
+        start_us, dur_us = it.start_s * 1e6, (it.end_s - it.start_s) * 1e6
+        events.append({"name": f"{it.n_prefill} prefill + {it.n_decode} decode", "ph": "X", "pid": 0, "tid": 0,
+                       "ts": start_us, "dur": dur_us,
+                       "args": {"iteration": i, "n_prefill": it.n_prefill, "n_decode": it.n_decode,
+                                "prefill_tokens": it.prefill_tokens, "pages_used": it.pages_used}})
+        events.append({"name": "kv_pages_used", "ph": "C", "pid": 0, "ts": start_us,
+                       "args": {"pages": it.pages_used}})
+    return {"traceEvents": events, "displayTimeUnit": "ms",
+            "otherData": {"system": result.system, "capacity_pages": result.capacity_pages}}

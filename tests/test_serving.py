@@ -1,0 +1,211 @@
+"""The serving simulator: request conservation under generated traces, a hand-traced preemption, the request
+generators and the trace reader."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from archsim.errors import SpecError
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.kv_cache import PagedKVCache
+from archsim.systems.requests import LENGTH_PRESETS, Request, poisson_requests, read_trace, sample_lengths
+from archsim.systems.serving import ServingConfig, simulate_serving
+
+
+@dataclass
+class LinearToy:
+    """Iteration time linear in tokens: `fixed_s` + `per_token_s` x (prompt tokens + decode contexts); energy
+    1 J per simulated second; the "npu" unit busy half the time. Records the batches it is asked about."""
+
+    kv_capacity_bytes: float
+    kv_bytes_per_token: float = 1.0
+    fixed_s: float = 1.0
+    per_token_s: float = 0.0
+    name: str = "toy"
+    batches: list[Batch] = field(default_factory=list)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        self.batches.append(batch)
+        time_s = self.fixed_s + self.per_token_s * (sum(batch.prefill_tokens) + sum(batch.decode_context_tokens))
+        return IterationCost(time_s, energy_j=time_s, busy_s={"npu": time_s / 2})
+
+
+# ----- conservation under generated traces -----
+
+request_rows = st.lists(st.tuples(st.floats(0.0, 2.0), st.integers(1, 12), st.integers(1, 12)), max_size=40)
+configs = st.builds(ServingConfig, max_batch=st.integers(1, 8), page_tokens=st.integers(1, 4),
+                    max_prefill_tokens=st.none() | st.integers(1, 24), mix_prefill_decode=st.booleans(),
+                    watermark_fraction=st.sampled_from([0.0, 0.1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=request_rows, config=configs, capacity_tokens=st.integers(4, 40))
+def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(rows, config, capacity_tokens):
+    requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(rows)]
+    model = LinearToy(kv_capacity_bytes=capacity_tokens, per_token_s=0.01)
+    result = simulate_serving(model, requests, config, trace=True)
+
+    cache = PagedKVCache(result.capacity_pages, config.page_tokens)
+    assert result.capacity_pages == capacity_tokens // config.page_tokens
+    never_fits = {r.id for r in requests
+                  if cache.pages_for(r.prompt_tokens + r.output_tokens - 1) > cache.capacity_pages}
+    finished = [r.id for r in result.requests]
+    assert len(finished) == len(set(finished)), "a request finished twice"
+    assert set(result.rejected_ids) == never_fits
+    assert set(finished) == {r.id for r in requests} - never_fits
+
+    # Tokens: every iteration emits one token per request in its batch; together they are exactly the requested ones.
+    emitted = sum(it.n_prefill + it.n_decode for it in result.timeline)
+    assert emitted == sum(r.output_tokens for r in requests if r.id not in never_fits) == result.output_tokens
+    assert len(model.batches) == result.iterations == len(result.timeline)
+    assert all(len(b.prefill_tokens) + len(b.decode_context_tokens) <= config.max_batch for b in model.batches)
+
+    assert result.peak_pages <= result.capacity_pages
+    assert all(it.pages_used <= result.capacity_pages for it in result.timeline)
+    assert all(a.end_s <= b.start_s for a, b in zip(result.timeline, result.timeline[1:], strict=False))
+    assert sum(r.preemptions for r in result.requests) == result.preemptions
+    event(f"preempted: {result.preemptions > 0}")
+    for r in result.requests:
+        assert r.arrival_s < r.first_token_s <= r.finish_s
+
+
+def test_preemption_happens_in_generated_like_traces():
+    """Guard that the property test's regime does preempt: 20 requests of 10 + 10 tokens at once, 30 token pages."""
+    requests = [Request(i, 0.0, 10, 10) for i in range(20)]
+    result = simulate_serving(LinearToy(kv_capacity_bytes=30), requests, ServingConfig(max_batch=8, page_tokens=1,
+                                                                                       watermark_fraction=0.0))
+    assert result.preemptions > 0
+    assert len(result.requests) == 20
+    assert any(r.preemptions for r in result.requests)
+
+
+# ----- a hand-traced schedule -----
+
+def test_hand_traced_preemption_by_recompute():
+    """Two requests A, B (prompt 2, output 4) at t = 0, a 6-token cache of 1-token pages, 1 s per iteration.
+    By hand: it 1 prefills both (4 pages, tokens A1 B1); it 2 decodes both at context 3 (6 pages); it 3 has no page
+    for A's context 4, so B (admitted last) is preempted and A decodes alone; it 4 A decodes its last token while B's
+    recompute prefill (2 prompt + 2 emitted = 4 tokens) does not fit the 1 free page; it 5 B re-prefills 4 tokens and
+    emits B3; it 6 B decodes at context 5 and finishes."""
+    model = LinearToy(kv_capacity_bytes=6)
+    requests = [Request(0, 0.0, 2, 4), Request(1, 0.0, 2, 4)]
+    result = simulate_serving(model, requests, ServingConfig(page_tokens=1, watermark_fraction=0.0), trace=True)
+
+    assert model.batches == [Batch((2, 2), ()), Batch((), (3, 3)), Batch((), (4,)), Batch((), (5,)),
+                             Batch((4,), ()), Batch((), (5,))]
+    a, b = result.requests
+    assert (a.first_token_s, a.finish_s, a.preemptions) == (1.0, 4.0, 0)
+    assert (b.first_token_s, b.finish_s, b.preemptions) == (1.0, 6.0, 1)
+    assert [it.pages_used for it in result.timeline] == [4, 6, 4, 5, 4, 5]
+    # 8 tokens in 6 s; TTFT 1 s for both; gaps A: 1 1 1, B: 1 3 1 -> p50 1 s, p99 1 + 0.95 x 2 = 2.9 s (linear ranks).
+    assert result.throughput_tok_s == pytest.approx(8 / 6)
+    assert (result.ttft_p50_s, result.ttft_p99_s) == (1.0, 1.0)
+    assert result.tbt_p50_s == 1.0
+    assert result.tbt_p99_s == pytest.approx(2.9)
+    # 6 iterations of 1 J over 8 tokens; npu busy half of each 1 s iteration, no idle time.
+    assert result.energy_per_token_j == pytest.approx(6 / 8)
+    assert result.utilization["npu"] == pytest.approx(0.5)
+
+
+def test_prefill_only_iterations_hold_the_decodes_back():
+    """vLLM's original policy: the iteration admitting B (arriving at 0.5 s, during A's prefill) runs B's prefill
+    alone, so A's first decode waits one iteration."""
+    model = LinearToy(kv_capacity_bytes=100)
+    requests = [Request(0, 0.0, 3, 3), Request(1, 0.5, 5, 2)]
+    simulate_serving(model, requests, ServingConfig(mix_prefill_decode=False))
+    assert model.batches == [Batch((3,), ()), Batch((5,), ()), Batch((), (4, 6)), Batch((), (5,))]
+
+
+def test_a_request_too_long_for_the_cache_is_rejected_not_admitted():
+    result = simulate_serving(LinearToy(kv_capacity_bytes=10), [Request(0, 0.0, 8, 4), Request(1, 0.0, 8, 3)],
+                              ServingConfig(page_tokens=1))
+    assert result.rejected_ids == (0,)  # 8 + 4 - 1 = 11 tokens > 10; request 1 needs exactly 10
+    assert [r.id for r in result.requests] == [1]
+
+
+# ----- request generators -----
+
+def test_poisson_requests_are_seeded_and_have_the_stated_rate():
+    a = poisson_requests(10.0, 2000, "sharegpt", seed=7)
+    assert a == poisson_requests(10.0, 2000, "sharegpt", seed=7)
+    assert a != poisson_requests(10.0, 2000, "sharegpt", seed=8)
+    arrivals = [r.arrival_s for r in a]
+    assert arrivals == sorted(arrivals) and arrivals[0] > 0
+    # 2,000 exponential gaps of mean 0.1 s: last arrival 200 s, sd sqrt(2000) x 0.1 = 4.5 s; 10% is over 4 sd.
+    assert arrivals[-1] == pytest.approx(200.0, rel=0.10)
+
+
+@pytest.mark.parametrize(("name", "prompt_mean", "output_mean"), [("sharegpt", 80, 296), ("alpaca", 12, 56)])
+def test_length_presets_keep_the_dataset_means(name, prompt_mean, output_mean):
+    """pim.md §1.5: ShareGPT 80 / 296, Alpaca 12 / 56 tokens. With 20,000 draws of a sigma-1 lognormal the standard
+    error of a mean is about 1.3 x mean / 141 < 1%, so 5% leaves over 5 standard errors."""
+    import random
+
+    dist = LENGTH_PRESETS[name]
+    pairs = sample_lengths(dist, 20_000, random.Random(0))
+    prompts, outputs = [p for p, _ in pairs], [o for _, o in pairs]
+    assert sum(prompts) / len(prompts) == pytest.approx(prompt_mean, rel=0.05)
+    assert sum(outputs) / len(outputs) == pytest.approx(output_mean, rel=0.05)
+    assert min(prompts) >= 1 and max(prompts) <= dist.max_prompt_tokens
+    assert min(outputs) >= 1 and max(outputs) <= dist.max_output_tokens
+
+
+# ----- trace files -----
+
+def test_read_trace_reads_rows_in_file_order(tmp_path: Path):
+    path = tmp_path / "trace.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,80,296\n0.25, 12 ,56\n")
+    assert read_trace(path) == (Request(0, 0.5, 80, 296), Request(1, 0.25, 12, 56))
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,abc,5\n", ["line 3: prompt_tokens", "integer >= 1", "'abc'"]),
+    ("arrival_s,prompt_tokens,output_tokens\n0,10,0\n", ["line 2: output_tokens", "integer >= 1", "'0'"]),
+    ("arrival_s,prompt_tokens,output_tokens\n0,10.5,3\n", ["line 2: prompt_tokens", "integer >= 1"]),
+    ("arrival_s,prompt_tokens,output_tokens\n-1,10,3\n", ["line 2: arrival_s", "seconds >= 0", "'-1'"]),
+    ("arrival_s,prompt_tokens,output_tokens\nnan,10,3\n", ["line 2: arrival_s", "finite"]),
+    ("arrival_s,prompt_tokens,output_tokens\n0,10\n", ["line 2", "expected 3 fields, got 2"]),
+    ("arrival,prompt_tokens,output_tokens\n0,10,3\n", ["line 1", "expected the header arrival_s,prompt_tokens"]),
+    ("arrival_s,prompt_tokens,output_tokens\n", ["no requests"]),
+    ("", ["line 1", "empty file"]),
+])
+def test_read_trace_rejects_bad_rows_naming_the_field(tmp_path: Path, text, fragments):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(SpecError) as error:
+        read_trace(path)
+    assert error.value.source == str(path)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_bad_requests_and_configs_raise_spec_errors():
+    with pytest.raises(SpecError, match="request 0: output_tokens"):
+        simulate_serving(LinearToy(kv_capacity_bytes=10), [Request(0, 0.0, 3, 0)])
+    with pytest.raises(SpecError, match=r"serving\.max_batch"):
+        ServingConfig(max_batch=0)
+    with pytest.raises(SpecError, match="rate_per_s"):
+        poisson_requests(0.0, 10, "alpaca", seed=0)
+
+
+def test_no_requests_gives_an_empty_result():
+    result = simulate_serving(LinearToy(kv_capacity_bytes=10), [])
+    assert (result.iterations, result.output_tokens, result.throughput_tok_s) == (0, 0, 0.0)
+    assert math.isnan(result.ttft_p50_s)
+
+
+def test_kv_cache_counts_pages_and_refuses_to_overflow():
+    cache = PagedKVCache(capacity_pages=4, page_tokens=16)
+    cache.grow(0, 17)  # ceil(17 / 16) = 2 pages
+    cache.grow(0, 32)  # still 2 pages
+    cache.grow(1, 20)  # 2 more: full
+    assert (cache.used_pages, cache.free_pages, cache.fits(0, 33)) == (4, 0, False)
+    with pytest.raises(RuntimeError, match="overflow"):
+        cache.grow(0, 33)
+    assert cache.free(0) == 2 and cache.used_pages == 2 and cache.peak_pages == 4
