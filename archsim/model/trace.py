@@ -1,0 +1,57 @@
+"""Chrome trace-event JSON of an event-model timeline, loadable in Perfetto (ui.perfetto.dev) and chrome://tracing.
+
+One complete event (`ph: "X"`) per span, times in microseconds; one process (the device) with one thread per
+resource (compute unit or memory channel), named by metadata events (`ph: "M"`) in order of first use.
+Format: the Trace Event Format document (Google, "Trace Event Format", JSON Object Format).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from archsim.model.event import Span
+
+DEVICE_PID = 1
+US_PER_S = 1e6
+
+
+def chrome_trace(timeline: Iterable[Span]) -> dict[str, Any]:
+    """The trace as a JSON-ready dict: {"traceEvents": [...], "displayTimeUnit": "ns"}."""
+    tids: dict[str, int] = {}
+    events: list[dict[str, Any]] = []
+    for span in timeline:
+        tid = tids.setdefault(span.resource, len(tids) + 1)
+        events.append({
+            "name": span.name,
+            "cat": span.resource,
+            "ph": "X",
+            "ts": span.start_s * US_PER_S,
+            "dur": (span.end_s - span.start_s) * US_PER_S,
+            "pid": DEVICE_PID,
+            "tid": tid,
+            "args": {k: _json_value(v) for k, v in span.args.items()},
+        })
+    names = [{"name": "thread_name", "ph": "M", "pid": DEVICE_PID, "tid": tid, "args": {"name": resource}}
+             for resource, tid in tids.items()]
+    names.append({"name": "process_name", "ph": "M", "pid": DEVICE_PID, "tid": 0, "args": {"name": "device"}})
+    return {"traceEvents": names + events, "displayTimeUnit": "ns"}
+
+
+def write_chrome_trace(timeline: Iterable[Span], path: str | Path) -> Path:
+    """Write the trace to `path` (a .json file); returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(chrome_trace(timeline)))
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    """Numbers (numpy ones included) as floats or ints, anything else as a string."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
