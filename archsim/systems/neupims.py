@@ -1,0 +1,492 @@
+"""NeuPIMs (Heo et al., ASPLOS'24): an NPU beside PIM HBM for LLM decoding, with its baselines as configurations.
+
+A mode is data (`NeuPIMsConfig`), the presets are named configs (`PRESETS`):
+
+    mode            attention        row buffers  schedule                              channels
+    npu-only        NPU (HBM reads)  -            blocked                               -
+    npu+pim         PIM GEMV         1 (Newton)   blocked: NPU and PIM never overlap    round-robin
+    neupims         PIM GEMV         2            sub-batch interleaving, stages A..F   greedy min-load
+                                                  (at batch >= 256, as the artifact)
+    neupims-no-sbi  PIM GEMV         2            blocked, softmax overlapped per head  greedy min-load (Fig. 13)
+    gpu             A100 40GB        -            blocked, PyTorch eager                -
+
+Model of one decode iteration on one device (sources: ../shared/reference/pim.md §1; units in `npu`, `pim`):
+- Models and parallelism per §1.5 (7B TP4, 13B TP4, 30B TP4 PP2, 175B TP8 PP4); a device holds heads/TP heads,
+  the matching weight shards and layers/PP decoder blocks. TP all-reduces and the LM head are not modelled (the
+  artifact simulates one device's decoder blocks, §1.5); one batch is in flight, so PP stages run one after the
+  other and the iteration takes PP x a device's blocks.
+- Per block: QKV generation, MHA, projection and FFN. GEMMs on the systolic arrays with weights streamed at the
+  external bandwidth (`npu.gemm_time`); layer norms, GELU, residuals and softmax on the vector units.
+- MHA on the NPU (npu-only): the K and V of every request are read once at the external bandwidth, the GEMVs run
+  on the vector units (one query row per head is ~1 FLOP per byte, far below the arrays' ridge).
+- MHA on the PIM: requests are pinned to channels (round-robin or Algorithm 2); a channel runs its requests' GEMVs
+  one after another (`pim.gemv_cycles`); the MHA takes the slowest channel.
+- Blocked (npu_pim_overlap off): QKV, then PIM logits, softmax, attend, then projection and FFN, in sequence.
+  With overlap but no SBI, softmax hides under the PIM GEMVs at head granularity (§6.1 of the paper).
+- Sub-batch interleaving (Algorithm 3 split, §1.4 stages A..F): a stage takes max(NPU work, PIM work) when the dual
+  row buffers let the NPU's weight reads proceed beside PIM commands; with one row buffer the NPU's HBM time and
+  the PIM time serialise: max(NPU time, NPU HBM time + PIM time). The N blocks of a device take
+  A + B + (N-1)(C + D) + E + F. The C/A bus is not modelled as contended (HBM's column command bus has a slot per
+  cycle: NPU reads need one per 2 cycles at full bandwidth, COMPs one per tCCD_L = 2).
+- Utilization: `busy_s["npu"]` is the systolic arrays' useful MAC time (GEMM FLOPs / peak), so npu_util is MAC
+  utilization; `busy_s["pim"]` is the channels' command time averaged over channels, so pim_util is the fraction
+  of time a PIM channel is executing GEMV commands. Also reported: `npu_array` (array occupancy, fill and drain
+  included) and `hbm` (external-bandwidth transfer time).
+- GPU baseline: decode attention by `archsim.model.gpu_kernels` ("PyTorch eager attention" at the batch's mean
+  context, i.e. a ragged or length-bucketed batch with negligible padding; padding every request to the longest
+  context, as a naive eager batch does, makes it 3-6x slower on ShareGPT) with the calibrated `pytorch` family
+  parameters; GEMMs and
+  elementwise ops at the tensor/DRAM roofline derated by the same calibrated efficiencies, plus a launch each.
+- Prefill (for the serving simulator only; NeuPIMs runs prefill on standalone NPUs, §1.1): prompt tokens join the
+  GEMM rows (selective batching) and their causal attention runs on the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from archsim.systems import npu as npu_model
+from archsim.systems import pim as pim_model
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.npu import GemmTime, NPUSpec
+from archsim.systems.pim import PIMSpec
+
+MODES = ("gpu", "npu-only", "npu+pim", "neupims")
+MODELS = {"gpt3-7b": (4, 1), "gpt3-13b": (4, 1), "gpt3-30b": (4, 2), "gpt3-175b": (8, 4)}  # (TP, PP), §1.5
+DATASETS = {"sharegpt": (80.0, 296.0), "alpaca": (12.0, 56.0)}  # mean input / output tokens, §1.5
+BATCHES = (64, 128, 256, 384, 512)  # §1.5
+SAMPLES = 10  # §1.5: ten sampled batches
+MAX_SEQ_TOKENS = 2048  # §1.6: the artifact's max_seq 2049
+GPU_PRESET = "a100-40gb-sxm4"  # §1.6 GPU-only baseline
+GPU_KERNEL = "PyTorch eager attention"
+GPU_ELEMENTWISE_KERNELS = 6  # 2 layer norms, GELU, 2 residual adds, bias/scale: one DRAM pass each
+PAPER = {  # §1.1, §1.6
+    "neupims/npu-only": 2.4, "neupims/npu+pim": 1.6, "npu+pim/npu-only": 1.5, "neupims/gpu": 3.0,
+    "npu_util npu+pim": 0.28, "npu_util neupims": 0.649, "pim_util npu+pim": 0.17, "pim_util neupims": 0.264,
+}
+
+
+@dataclass(frozen=True)
+class NeuPIMsConfig:
+    """One system configuration. `attention_on="npu"` means the compute device (the GPU when device="gpu")."""
+
+    mode: str
+    device: str = "npu"  # npu | gpu
+    attention_on: str = "pim"  # npu | pim
+    row_buffers: int = 2  # 1 = Newton single row buffer, 2 = NeuPIMs dual row buffers
+    sub_batch_interleaving: bool = False
+    sbi_min_batch: int = 256  # §5: the artifact enables SBI only at batch >= 256
+    channel_policy: str = "greedy"  # rr | greedy
+    npu_pim_overlap: bool = True  # False = blocked: NPU and PIM work never overlap
+
+    def __post_init__(self) -> None:
+        checks = {
+            "device": self.device in ("npu", "gpu"),
+            "attention_on": self.attention_on in ("npu", "pim") and not (self.device == "gpu"
+                                                                          and self.attention_on == "pim"),
+            "row_buffers": self.row_buffers in (1, 2),
+            "channel_policy": self.channel_policy in ("rr", "greedy"),
+            "sub_batch_interleaving": not self.sub_batch_interleaving or (self.npu_pim_overlap
+                                                                          and self.attention_on == "pim"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"NeuPIMsConfig {self.mode!r}: invalid {name}={getattr(self, name)!r}")
+
+
+PRESETS: dict[str, NeuPIMsConfig] = {
+    "gpu": NeuPIMsConfig("gpu", device="gpu", attention_on="npu", npu_pim_overlap=False),
+    "npu-only": NeuPIMsConfig("npu-only", attention_on="npu", npu_pim_overlap=False),
+    "npu+pim": NeuPIMsConfig("npu+pim", row_buffers=1, channel_policy="rr", npu_pim_overlap=False),
+    "neupims": NeuPIMsConfig("neupims", sub_batch_interleaving=True),
+    "neupims-no-sbi": NeuPIMsConfig("neupims-no-sbi"),
+}
+
+
+@dataclass(frozen=True)
+class ModelShard:
+    """One device's share of a GPT-3 model: heads/TP heads, FFN/TP columns, layers/PP blocks."""
+
+    name: str
+    hidden: int
+    heads: int
+    head_dim: int
+    ffn_dim: int
+    layers: int
+    tp: int
+    pp: int
+    word_bytes: int = 2
+
+    @property
+    def heads_per_device(self) -> int:
+        return self.heads // self.tp
+
+    @property
+    def embed_per_device(self) -> int:
+        return self.heads_per_device * self.head_dim
+
+    @property
+    def ffn_per_device(self) -> int:
+        return self.ffn_dim // self.tp
+
+    @property
+    def layers_per_device(self) -> int:
+        return self.layers // self.pp
+
+    @property
+    def weight_bytes_per_device(self) -> float:
+        per_block = 4 * self.hidden * self.embed_per_device + 2 * self.hidden * self.ffn_per_device
+        return float(per_block * self.layers_per_device * self.word_bytes)
+
+
+def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> ModelShard:
+    """A library workload (gpt3-7b ...) cut by the artifact's parallelism (or the given TP/PP)."""
+    from archsim.library import load_workload_spec
+
+    p = load_workload_spec(name).params
+    default_tp, default_pp = MODELS.get(name, (1, 1))
+    return ModelShard(name, int(p["hidden"]), int(p["heads"]), int(p["head_dim"]), int(p["ffn_dim"]),
+                      int(p["layers"]), tp or default_tp, pp or default_pp, int(p.get("word_bytes", 2)))
+
+
+# ------------------------------------------------------------------------------------------------ NPU work
+@dataclass(frozen=True)
+class NpuWork:
+    """NPU work of one phase: wall time, HBM transfer time, useful MAC time and array occupancy (seconds)."""
+
+    time_s: float = 0.0
+    memory_s: float = 0.0
+    mac_s: float = 0.0
+    array_s: float = 0.0
+
+    def __add__(self, other: NpuWork) -> NpuWork:
+        return NpuWork(self.time_s + other.time_s, self.memory_s + other.memory_s, self.mac_s + other.mac_s,
+                       self.array_s + other.array_s)
+
+
+def _work(npu: NPUSpec, gemms: Iterable[GemmTime], vector_ops: float = 0.0, extra_bytes: float = 0.0,
+          bandwidth: float = 1.0) -> NpuWork:
+    gemms = list(gemms)
+    extra_s = extra_bytes / bandwidth
+    return NpuWork(sum(g.time_s for g in gemms) + npu_model.vector_time_s(npu, vector_ops) + extra_s,
+                   sum(g.memory_s for g in gemms) + extra_s,
+                   sum(g.flops for g in gemms) / npu.peak_flops_per_s, sum(g.array_s for g in gemms))
+
+
+def _prefill_attention(npu: NPUSpec, shard: ModelShard, prompts: Sequence[int]) -> tuple[list[GemmTime], float]:
+    """Causal prompt attention per head on the arrays (Q·K^T and P·V with K, V on chip) and its softmax ops."""
+    gemms, ops = [], 0.0
+    for p in prompts:
+        qk = npu_model.gemm_time(npu, p, shard.head_dim, p, math.inf)
+        pv = npu_model.gemm_time(npu, p, p, shard.head_dim, math.inf)
+        gemms += [qk, pv] * shard.heads_per_device
+        ops += npu_model.SOFTMAX_OPS_PER_ELEMENT * p * p * shard.heads_per_device
+    return gemms, ops
+
+
+def qkv_phase(npu: NPUSpec, shard: ModelShard, decodes: int, prompts: Sequence[int], bandwidth: float) -> NpuWork:
+    """Layer norm, QKV generation, the new tokens' K/V appended to HBM, and prompt attention."""
+    tokens = decodes + int(sum(prompts))
+    gemms = [npu_model.gemm_time(npu, tokens, shard.hidden, 3 * shard.embed_per_device, bandwidth)]
+    attention, attention_ops = _prefill_attention(npu, shard, prompts)
+    ops = npu_model.LAYERNORM_OPS_PER_ELEMENT * tokens * shard.hidden + attention_ops
+    kv_append = 2.0 * tokens * shard.embed_per_device * shard.word_bytes
+    return _work(npu, gemms + attention, ops, kv_append, bandwidth)
+
+
+def post_phase(npu: NPUSpec, shard: ModelShard, tokens: int, bandwidth: float) -> NpuWork:
+    """Projection, residual, layer norm, FFN up, GELU, FFN down, residual."""
+    e, h, f = shard.embed_per_device, shard.hidden, shard.ffn_per_device
+    gemms = [npu_model.gemm_time(npu, tokens, e, h, bandwidth), npu_model.gemm_time(npu, tokens, h, f, bandwidth),
+             npu_model.gemm_time(npu, tokens, f, h, bandwidth)]
+    ops = tokens * (h * (2 * npu_model.RESIDUAL_OPS_PER_ELEMENT + npu_model.LAYERNORM_OPS_PER_ELEMENT)
+                    + f * npu_model.GELU_OPS_PER_ELEMENT)
+    return _work(npu, gemms, ops)
+
+
+def npu_attention_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray, bandwidth: float) -> float:
+    """Decode MHA on the NPU: K and V read at the external bandwidth, GEMVs and softmax on the vector units."""
+    total = float(np.sum(contexts))
+    kv_bytes = 2.0 * total * shard.embed_per_device * shard.word_bytes
+    ops = total * shard.heads_per_device * (2 * shard.head_dim + npu_model.SOFTMAX_OPS_PER_ELEMENT)
+    return max(kv_bytes / bandwidth, npu_model.vector_time_s(npu, ops))
+
+
+def softmax_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray) -> float:
+    ops = npu_model.SOFTMAX_OPS_PER_ELEMENT * float(np.sum(contexts)) * shard.heads_per_device
+    return npu_model.vector_time_s(npu, ops)
+
+
+# ------------------------------------------------------------------------------------------------ PIM work
+@dataclass(frozen=True)
+class PimPlacement:
+    """Requests pinned to channels: each request's GEMV seconds, its channel and its sub-batch."""
+
+    request_s: np.ndarray
+    channel: np.ndarray
+    sub_batch: np.ndarray
+
+    def loads_s(self, channels: int, sub_batch: int | None = None) -> np.ndarray:
+        mask = np.ones(len(self.request_s), bool) if sub_batch is None else self.sub_batch == sub_batch
+        return pim_model.channel_loads(self.request_s[mask], self.channel[mask], channels)
+
+
+def place_requests(pim: PIMSpec, shard: ModelShard, contexts: np.ndarray, policy: str) -> PimPlacement:
+    """Command-model GEMV time of each request, its channel (rr or Algorithm 2 on Algorithm 1's estimate) and its
+    sub-batch (Algorithm 3)."""
+    h, d = shard.heads_per_device, shard.head_dim
+    request_s = pim_model.gemv_cycles(pim, contexts, h, d) / pim.clock_hz
+    if policy == "rr":
+        channel = pim_model.round_robin(len(contexts), pim.channels)
+    else:
+        channel = pim_model.greedy_min_load(pim_model.algorithm1_cycles(pim, contexts, h, d), pim.channels)
+    return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels))
+
+
+# ------------------------------------------------------------------------------------------------ iteration
+@dataclass(frozen=True)
+class NpuSystem:
+    """NPU + PIM HBM devices running one model shard per device under one configuration."""
+
+    config: NeuPIMsConfig
+    shard: ModelShard
+    npu: NPUSpec = field(default_factory=NPUSpec)
+    pim: PIMSpec = field(default_factory=PIMSpec)
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.mode}:{self.shard.name}"
+
+    @property
+    def bandwidth(self) -> float:
+        return pim_model.external_bytes_per_s(self.pim)
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return 2.0 * self.shard.layers * self.shard.hidden * self.shard.word_bytes
+
+    @property
+    def kv_capacity_bytes(self) -> float:
+        free = self.pim.capacity_bytes - self.pim.activation_buffer_bytes - self.shard.weight_bytes_per_device
+        return self.shard.tp * self.shard.pp * max(0.0, free)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        return npu_iteration(self, np.asarray(batch.decode_context_tokens, dtype=float),
+                             tuple(int(p) for p in batch.prefill_tokens))
+
+
+def _stage(config: NeuPIMsConfig, work: NpuWork, pim_s: float) -> float:
+    if config.row_buffers == 2:
+        return max(work.time_s, pim_s)
+    return max(work.time_s, work.memory_s + pim_s)
+
+
+def npu_iteration(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> IterationCost:
+    """One iteration of `system` for decodes with these contexts (and prompts to prefill)."""
+    config, shard, npu, pim, bw = system.config, system.shard, system.npu, system.pim, system.bandwidth
+    blocks = shard.layers_per_device
+    busy = {"npu": 0.0, "pim": 0.0, "npu_array": 0.0, "hbm": 0.0}
+    if config.sub_batch_interleaving and len(contexts) >= max(2, config.sbi_min_batch):
+        placement = place_requests(pim, shard, contexts, config.channel_policy)
+        q, p, m = [], [], []
+        for sb in (0, 1):
+            mine = contexts[placement.sub_batch == sb]
+            sb_prompts = prompts[sb::2]
+            q.append(qkv_phase(npu, shard, len(mine), sb_prompts, bw))
+            p.append(post_phase(npu, shard, len(mine) + int(sum(sb_prompts)), bw))
+            m.append(max(float(placement.loads_s(pim.channels, sb).max()), softmax_s(npu, shard, mine)))
+        stage_a = q[0].time_s
+        stage_b = _stage(config, q[1], m[0])
+        stage_c = _stage(config, p[0] + q[0], m[1])
+        stage_d = _stage(config, p[1] + q[1], m[0])
+        stage_e = _stage(config, p[0], m[1])
+        stage_f = p[1].time_s
+        device_s = stage_a + stage_b + (blocks - 1) * (stage_c + stage_d) + stage_e + stage_f
+        per_block = q[0] + q[1] + p[0] + p[1]
+        busy["pim"] = blocks * float(placement.loads_s(pim.channels).mean())
+    else:
+        q = qkv_phase(npu, shard, len(contexts), prompts, bw)
+        p = post_phase(npu, shard, len(contexts) + int(sum(prompts)), bw)
+        per_block = q + p
+        if len(contexts) == 0:
+            mha_s = 0.0
+        elif config.attention_on == "npu":
+            mha_s = npu_attention_s(npu, shard, contexts, bw)
+            per_block = per_block + NpuWork(memory_s=2.0 * float(np.sum(contexts)) * shard.embed_per_device
+                                            * shard.word_bytes / bw)
+        else:
+            placement = place_requests(pim, shard, contexts, config.channel_policy)
+            loads = placement.loads_s(pim.channels)
+            pim_s, vector_s = float(loads.max()), softmax_s(npu, shard, contexts)
+            mha_s = max(pim_s, vector_s) if config.npu_pim_overlap else pim_s + vector_s
+            busy["pim"] = blocks * float(loads.mean())
+        device_s = blocks * (q.time_s + mha_s + p.time_s)
+    busy.update(npu=blocks * per_block.mac_s, npu_array=blocks * per_block.array_s, hbm=blocks * per_block.memory_s)
+    return IterationCost(shard.pp * device_s, 0.0, {k: shard.pp * v for k, v in busy.items()})
+
+
+# ------------------------------------------------------------------------------------------------ GPU baseline
+@dataclass(frozen=True)
+class GpuSystem:
+    """The GPU-only baseline: the same shards on A100 40GB GPUs, eager PyTorch decode."""
+
+    config: NeuPIMsConfig
+    shard: ModelShard
+    gpu: object  # archsim.gpu.spec.GPU
+    params: Mapping[str, float] = field(default_factory=dict)  # calibrated `pytorch` family parameters
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.mode}:{self.shard.name}"
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return 2.0 * self.shard.layers * self.shard.hidden * self.shard.word_bytes
+
+    @property
+    def kv_capacity_bytes(self) -> float:
+        free = self.gpu.dram_bytes - PIMSpec().activation_buffer_bytes - self.shard.weight_bytes_per_device
+        return self.shard.tp * self.shard.pp * max(0.0, free)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        return gpu_iteration(self, np.asarray(batch.decode_context_tokens, dtype=float),
+                             tuple(int(p) for p in batch.prefill_tokens))
+
+
+def _gpu_gemm_s(system: GpuSystem, m: int, k: int, n: int) -> tuple[float, float]:
+    """(time, tensor-peak time) of one GEMM at the derated roofline plus a launch."""
+    gpu, params, wb = system.gpu, system.params, system.shard.word_bytes
+    flops = 2.0 * m * k * n
+    peak_s = flops / gpu.tensor_peak_flops_per_s("fp16")
+    memory_s = (k * n + m * (k + n)) * wb / (gpu.dram_bytes_per_s * params["hbm_efficiency"])
+    return max(peak_s / params["gemm_efficiency"], memory_s) + params["launch_s"], peak_s
+
+
+def gpu_iteration(system: GpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> IterationCost:
+    """One iteration of the GPU baseline (see the module docstring)."""
+    from archsim.model.gpu import AttentionCase
+    from archsim.model.gpu_kernels import predict
+
+    shard, gpu, params = system.shard, system.gpu, system.params
+    tokens = len(contexts) + int(sum(prompts))
+    h, e, f, wb = shard.hidden, shard.embed_per_device, shard.ffn_per_device, shard.word_bytes
+    gemms = [_gpu_gemm_s(system, tokens, h, 3 * e), _gpu_gemm_s(system, tokens, e, h),
+             _gpu_gemm_s(system, tokens, h, f), _gpu_gemm_s(system, tokens, f, h)] if tokens else []
+    block_s = sum(g[0] for g in gemms)
+    peak_s = sum(g[1] for g in gemms)
+    elementwise_bytes = 2.0 * tokens * (4 * h + f) * wb  # read + write of the activations they touch
+    if tokens:
+        block_s += (elementwise_bytes / (gpu.dram_bytes_per_s * params["hbm_efficiency"])
+                    + GPU_ELEMENTWISE_KERNELS * params["launch_s"])
+    cases = []
+    if len(contexts):
+        cases.append(AttentionCase("decode", len(contexts), shard.heads_per_device, shard.heads_per_device,
+                                   shard.head_dim, math.ceil(float(np.mean(contexts))), False,
+                                   "fp16"))
+    cases += [AttentionCase("fwd", 1, shard.heads_per_device, shard.heads_per_device, shard.head_dim, p, True,
+                            "fp16") for p in prompts]
+    for case in cases:
+        result = predict(GPU_KERNEL, case, gpu, params)
+        block_s += result.time_s
+        peak_s += case.flops() / gpu.tensor_peak_flops_per_s("fp16")
+    blocks = shard.layers_per_device * shard.pp
+    return IterationCost(blocks * block_s, 0.0, {"gpu": blocks * peak_s})
+
+
+# ------------------------------------------------------------------------------------------------ factories
+def system(config: NeuPIMsConfig | str, model: str, npu: NPUSpec | None = None,
+           pim: PIMSpec | None = None) -> NpuSystem | GpuSystem:
+    """An IterationModel for a preset name or config and a library model (gpt3-7b ...)."""
+    config = PRESETS[config] if isinstance(config, str) else config
+    shard = model_shard(model)
+    if config.device == "gpu":
+        from archsim.gpu.load import load_gpu
+        from archsim.gpu.params import load_calibration
+        from archsim.model.gpu_kernels import family_of
+
+        return GpuSystem(config, shard, load_gpu(GPU_PRESET), load_calibration().family_params(family_of(GPU_KERNEL)))
+    pim = replace(pim or PIMSpec(), row_buffers=config.row_buffers)
+    return NpuSystem(config, shard, npu or NPUSpec(), pim)
+
+
+# ------------------------------------------------------------------------------------------------ reproduction
+def sample_contexts(rng: np.random.Generator, batch: int, dataset: str) -> np.ndarray:
+    """Decode contexts of a steady-state batch: prompt + a uniform fraction of the output + the new token.
+
+    Prompt and output lengths are exponential with the dataset's means (§1.5; assumption: the length TSVs are not
+    shipped, and the exponential is the maximum-entropy law for a positive length of known mean), clipped to the
+    artifact's max sequence length."""
+    mean_in, mean_out = DATASETS[dataset]
+    prompt = np.maximum(1, np.rint(rng.exponential(mean_in, batch)))
+    output = np.maximum(1, np.rint(rng.exponential(mean_out, batch)))
+    done = np.floor(rng.uniform(0.0, 1.0, batch) * output)
+    return np.minimum(prompt + done + 1, MAX_SEQ_TOKENS)
+
+
+def reproduce(modes: Sequence[str | NeuPIMsConfig] = (*MODES, "neupims-no-sbi"), models: Sequence[str] = tuple(MODELS),
+              datasets: Sequence[str] = tuple(DATASETS), batches: Sequence[int] = BATCHES,
+              samples: int = SAMPLES, seed: int = 0) -> list[dict]:
+    """One record per mode (a preset name or a config) x model x dataset x batch, over `samples` sampled batches
+    (the same batches for every mode): throughput = tokens / time summed over the samples, utilizations = busy /
+    time likewise."""
+    records = []
+    for model in models:
+        systems = {getattr(mode, "mode", mode): system(mode, model) for mode in modes}
+        for d_index, dataset in enumerate(datasets):
+            for batch in batches:
+                draws = [sample_contexts(np.random.default_rng([seed, d_index, batch, s]), batch, dataset)
+                         for s in range(samples)]
+                for mode, sys_ in systems.items():
+                    costs = [sys_.iteration(Batch(decode_context_tokens=c)) for c in draws]
+                    time_s = sum(c.time_s for c in costs)
+                    busy = {k: sum(c.busy_s.get(k, 0.0) for c in costs) for k in costs[0].busy_s}
+                    records.append({
+                        "mode": mode, "model": model, "dataset": dataset, "batch": batch,
+                        "throughput_tok_s": batch * samples / time_s,
+                        "npu_util": busy.get("npu", busy.get("gpu", 0.0)) / time_s,
+                        "pim_util": busy.get("pim", 0.0) / time_s,
+                        "npu_array_util": busy.get("npu_array", 0.0) / time_s,
+                        "hbm_util": busy.get("hbm", 0.0) / time_s,
+                        "mean_context_tokens": float(np.mean(np.concatenate(draws))),
+                    })
+    return records
+
+
+def throughput_ratio(records: Sequence[dict], numerator: str, denominator: str,
+                     where: Mapping[str, object] | None = None) -> float:
+    """Geometric mean over models x datasets x batches of throughput(numerator) / throughput(denominator)."""
+    where = where or {}
+
+    def table(mode: str) -> dict:
+        return {(r["model"], r["dataset"], r["batch"]): r["throughput_tok_s"] for r in records
+                if r["mode"] == mode and all(r[k] == v for k, v in where.items())}
+
+    top, bottom = table(numerator), table(denominator)
+    logs = [math.log(top[k] / bottom[k]) for k in top if k in bottom]
+    return math.exp(sum(logs) / len(logs))
+
+
+def summary(records: Sequence[dict]) -> dict[str, float]:
+    """The paper's headline numbers from our records: throughput ratios as geometric means over models x datasets
+    x batches, and the utilizations of GPT3-30B, batch 256, ShareGPT (Table 4)."""
+    modes = {r["mode"] for r in records}
+    out = {name: throughput_ratio(records, *name.split("/")) for name in
+           ("neupims/npu-only", "neupims/npu+pim", "npu+pim/npu-only", "neupims/gpu")
+           if set(name.split("/")) <= modes}
+    point = {r["mode"]: r for r in records
+             if r["model"] == "gpt3-30b" and r["dataset"] == "sharegpt" and r["batch"] == 256}
+    for mode in ("npu+pim", "neupims"):
+        if mode in point:
+            out[f"npu_util {mode}"] = point[mode]["npu_util"]
+            out[f"pim_util {mode}"] = point[mode]["pim_util"]
+    return out
+
+
+def compare(records: Sequence[dict]) -> list[dict]:
+    """Ours beside the paper's claims (§1.1, §1.6)."""
+    ours = summary(records)
+    return [{"metric": k, "ours": ours[k], "paper": v, "ratio": ours[k] / v} for k, v in PAPER.items() if k in ours]

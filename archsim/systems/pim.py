@@ -1,0 +1,189 @@
+"""PIM HBM of NeuPIMs (Heo et al., ASPLOS'24): the spec, the Newton-style command latency of the two attention
+GEMVs on one channel, and the channel policies (round-robin, greedy min-load, sub-batch partition).
+
+Source of every number: ../shared/reference/pim.md §1.2 (artifact `neupims.json` and
+`HBM2_8Gb_x128_dualpim.ini`), §1.3 (command interface) and §1.4 (Algorithms 1-3, artifact constants).
+
+Command model (`gemv_cycles`), per channel and per request, derived from the HBM2 timing:
+- A *tile* is one all-bank row pass: each of up to 32 banks opens one 1 KB row (512 FP16 elements) and multiplies
+  it by the vector held in the channel's global buffer, 16 MACs per bank per COMP command.
+- `G_ACT` opens 4 banks at a time and counts as one activation: at most 4 fall in a tFAW window, one per cycle
+  otherwise (assumption: tRRD not given in pim.md, taken as one command slot, tCCD_S). COMP starts tRCD after the
+  last `G_ACT`; COMP commands touch every bank group, so they are spaced by tCCD_L; `READRES` is a read (CL)
+  plus the burst of the results over the 128-bit DDR bus; the row closes with a precharge (tRP), no earlier than
+  tRAS after the first activation.
+- `GWRITE` loads a vector chunk (up to one row) into the global buffer: the artifact's 100 cycles (§1.4).
+- Refresh steals tRFC every tREFI: every latency is stretched by tREFI / (tREFI - tRFC).
+- Layout: K^T·q puts one key per bank and a 512-element slice of the key's embedding (all heads of this device)
+  in the row, so a request costs ceil(L/32)·ceil(E/512) tiles and ceil(E/512) GWRITEs; logits·V puts one output
+  dimension (a column of V) per bank and 512 tokens in the row, so ceil(dh/32)·ceil(L/512) tiles and
+  ceil(L/512) GWRITEs per head. A partial tile opens only the banks it needs and issues only the columns it needs.
+External bandwidth (`external_bytes_per_s`): 32 channels x 128 bit x DDR x 1 GHz = 1.024 TB/s, less refresh
+(x 3640/3900) like the PIM commands, as the NPU streams weights and KV.
+Algorithm 1 (`algorithm1_cycles`, the artifact's estimate: 184 cycles a tile, 100 a GWRITE) is kept as the load
+metric of the greedy policy and as a cross-check of the command model.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PIMSpec:
+    """PIM HBM: organisation, HBM2 timing (cycles of tCK) and the artifact's Algorithm 1 constants."""
+
+    channels: int = 32  # §1.2
+    banks_per_channel: int = 32  # §1.2: 2 ranks x 4 BG x 4 banks
+    macs_per_bank: int = 16  # §1.2 pim_comp_coverage
+    row_bytes: int = 1024  # §1.2 dram_page_size
+    bus_bits: int = 128  # §1.2 HBM2 x128
+    clock_hz: float = 1.0e9  # §1.2 tCK 1 ns
+    element_bytes: int = 2  # FP16
+    tCL_cycles: int = 14  # §1.2
+    tRCD_cycles: int = 14
+    tRP_cycles: int = 14
+    tRAS_cycles: int = 34
+    tFAW_cycles: int = 30
+    tCCD_S_cycles: int = 1
+    tCCD_L_cycles: int = 2
+    tREFI_cycles: int = 3900
+    tRFC_cycles: int = 260
+    banks_per_activation: int = 4  # §1.3: G_ACT opens 4 banks at a time
+    activations_per_tFAW: int = 4  # JEDEC four-activate window
+    row_buffers: int = 2  # §1.1: 2 = NeuPIMs dual row buffer, 1 = Newton
+    gwrite_cycles: int = 100  # §1.4 artifact gwrite_latency
+    algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
+    capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
+    activation_buffer_bytes: float = 512 * 2**20  # §1.2 HBM_act_buf_size
+
+    @property
+    def row_elements(self) -> int:
+        return self.row_bytes // self.element_bytes
+
+    @property
+    def bus_bytes_per_cycle(self) -> float:
+        return self.bus_bits / 8 * 2  # DDR
+
+    @property
+    def refresh_factor(self) -> float:
+        return self.tREFI_cycles / (self.tREFI_cycles - self.tRFC_cycles)
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.channels * self.banks_per_channel * self.macs_per_bank * self.clock_hz
+
+
+def external_peak_bytes_per_s(pim: PIMSpec) -> float:
+    """Off-chip peak bandwidth: channels x 128 bit x DDR x clock (1.02 TB/s, §1.2)."""
+    return pim.channels * pim.bus_bytes_per_cycle * pim.clock_hz
+
+
+def external_bytes_per_s(pim: PIMSpec) -> float:
+    """Off-chip bandwidth the NPU streams at: the peak less refresh (tRFC of every tREFI), as PIM commands lose."""
+    return external_peak_bytes_per_s(pim) / pim.refresh_factor
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def tile_cycles(pim: PIMSpec, banks, columns, result_bytes):
+    """One all-bank row pass: G_ACTs under tFAW, tRCD, COMPs at tCCD_L, READRES, precharge (no refresh).
+    Arguments may be numpy arrays (elementwise); zero banks cost nothing."""
+    banks, columns = np.asarray(banks), np.asarray(columns)
+    gacts = _ceil(banks, pim.banks_per_activation)
+    last_act = ((_ceil(gacts, pim.activations_per_tFAW) - 1) * pim.tFAW_cycles
+                + ((gacts - 1) % pim.activations_per_tFAW) * pim.tCCD_S_cycles)
+    comp_end = last_act + pim.tRCD_cycles + columns * pim.tCCD_L_cycles
+    read_end = comp_end + pim.tCL_cycles + np.ceil(np.asarray(result_bytes) / pim.bus_bytes_per_cycle)
+    total = np.maximum(read_end, pim.tRAS_cycles) + pim.tRP_cycles
+    return np.where(banks > 0, total, 0)
+
+
+def logits_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """K^T·q of one request (all `heads` of this device) on its channel, refresh included."""
+    seq = np.asarray(seq_tokens)
+    embed = heads * head_dim
+    banks, row = pim.banks_per_channel, pim.row_elements
+    cycles = np.zeros(seq.shape)
+    for start in range(0, embed, row):
+        chunk = min(row, embed - start)
+        columns = _ceil(chunk, pim.macs_per_bank)
+        result = _ceil(chunk, head_dim) * pim.element_bytes  # one partial logit per head slice per bank
+        full = tile_cycles(pim, banks, columns, banks * result)
+        rest = seq % banks
+        cycles = cycles + pim.gwrite_cycles + (seq // banks) * full + tile_cycles(pim, rest, columns, rest * result)
+    return cycles * pim.refresh_factor
+
+
+def attend_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """logits·V of one request (all `heads` of this device) on its channel, refresh included."""
+    seq = np.asarray(seq_tokens)
+    banks, row = pim.banks_per_channel, pim.row_elements
+    per_head = _ceil(seq, row) * pim.gwrite_cycles
+    for start in range(0, head_dim, banks):
+        used = min(banks, head_dim - start)
+        full = tile_cycles(pim, used, row // pim.macs_per_bank, used * pim.element_bytes)
+        rest = seq % row
+        per_head = per_head + (seq // row) * full + tile_cycles(
+            pim, np.where(rest > 0, used, 0), _ceil(rest, pim.macs_per_bank), used * pim.element_bytes)
+    return heads * per_head * pim.refresh_factor
+
+
+def gemv_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """MHA of one request on its channel: logits then attend (the command model)."""
+    return logits_cycles(pim, seq_tokens, heads, head_dim) + attend_cycles(pim, seq_tokens, heads, head_dim)
+
+
+def algorithm1_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """NeuPIMs Algorithm 1 (§1.4) with whole tiles: GWRITEs and 184-cycle tiles of K^T·q and logits·V."""
+    seq = np.asarray(seq_tokens)
+    embed, banks, page = heads * head_dim, pim.banks_per_channel, pim.row_elements
+    e_pages = _ceil(embed, page)
+    logits = pim.gwrite_cycles * e_pages + pim.algorithm1_tile_cycles * _ceil(seq, banks) * e_pages
+    seq_pages = _ceil(seq, page)
+    attend = (pim.gwrite_cycles * seq_pages * heads
+              + pim.algorithm1_tile_cycles * _ceil(head_dim, banks) * seq_pages * heads)
+    return logits + attend
+
+
+def round_robin(n_requests: int, channels: int) -> np.ndarray:
+    """Channel of each request in arrival order (the naive NPU+PIM baseline, `rr`)."""
+    return np.arange(n_requests) % channels
+
+
+def greedy_min_load(loads: Sequence[float], channels: int) -> np.ndarray:
+    """Algorithm 2 (`clb`): longest request first, each onto the channel with the least load so far."""
+    loads = np.asarray(loads, dtype=float)
+    heap = [(0.0, ch) for ch in range(channels)]
+    assignment = np.zeros(len(loads), dtype=int)
+    for i in np.argsort(-loads, kind="stable"):
+        load, ch = heapq.heappop(heap)
+        assignment[i] = ch
+        heapq.heappush(heap, (load + loads[i], ch))
+    return assignment
+
+
+def channel_loads(loads: Sequence[float], assignment: np.ndarray, channels: int) -> np.ndarray:
+    """Sum of the request loads pinned to each channel."""
+    return np.bincount(assignment, weights=np.asarray(loads, dtype=float), minlength=channels)
+
+
+def sub_batch_partition(assignment: np.ndarray, channels: int) -> np.ndarray:
+    """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches.
+    Returns the sub-batch (0 or 1) of each request."""
+    sub = np.zeros(len(assignment), dtype=int)
+    odd_to = 0
+    for ch in range(channels):
+        members = np.flatnonzero(assignment == ch)
+        half = len(members) // 2
+        sub[members[half:2 * half]] = 1
+        if len(members) % 2:
+            sub[members[-1]] = odd_to
+            odd_to ^= 1
+    return sub

@@ -1,0 +1,186 @@
+"""NeuPIMs (Heo et al., ASPLOS'24) reproduced from first principles: the PIM command model, the channel policies,
+and the paper's headline numbers (../shared/reference/pim.md §1.1, §1.4, §1.6).
+
+Every number of a result comes from the model (specs in `archsim/systems/{npu,pim}.py`); the paper's values are
+only the targets below. Tolerances: throughput ratios within 20 % of the paper, NPU utilization within 0.10 and PIM
+utilization within 0.08 (absolute). Targets our model does not reach are xfail(strict=True) with the modelling
+choice that explains the gap, so a change that reaches them shows up as an XPASS to act on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archsim.systems import neupims
+from archsim.systems import pim as pim_model
+from archsim.systems.iteration import Batch
+from archsim.systems.neupims import NeuPIMsConfig
+
+PIM = pim_model.PIMSpec()
+RATIO_TOL, NPU_UTIL_TOL, PIM_UTIL_TOL = 0.20, 0.10, 0.08
+ALWAYS_SBI = NeuPIMsConfig("neupims-sbi-always", sub_batch_interleaving=True, sbi_min_batch=2)
+
+ALPACA_AND_SBI = ("two modelling results: (1) on Alpaca's ~40-token contexts a PIM GEMV is GWRITE and partial-tile "
+                  "bound (Algorithm 1's own constants give 7.6K cycles per request, 0.24 us across 32 channels) and "
+                  "is no faster than streaming the request's 164 KB of KV at 1.02 TB/s, so PIM gains nothing there "
+                  "(Alpaca ratios ~1.0, ShareGPT alone 1.54x / 1.07x); (2) SBI re-streams every weight per "
+                  "sub-batch, and sub-batches below the 256-token ridge are weight-bandwidth bound, so SBI at batch "
+                  "256 loses more GEMM time than the PIM overlap hides")
+
+
+@pytest.fixture(scope="module")
+def records():
+    return neupims.reproduce(modes=("npu-only", "npu+pim", "neupims", "neupims-no-sbi", ALWAYS_SBI))
+
+
+@pytest.fixture(scope="module")
+def ours(records):
+    return neupims.summary(records)
+
+
+# ------------------------------------------------------------------------------------------------ PIM commands
+def test_full_tile_from_timing() -> None:
+    """Hand derivation from the HBM2 timing of §1.2: 8 G_ACTs, 4 per tFAW window -> last at 30 + 3 = 33; + tRCD 14;
+    32 COMPs x tCCD_L 2 = 64; READRES CL 14 + 64 B / 32 B per cycle = 16; + tRP 14 -> 141 cycles, x 3900/3640 for
+    refresh = 151.1. Algorithm 1 (the artifact) charges 184 cycles a tile: the two agree within 25 %."""
+    cycles = float(pim_model.tile_cycles(PIM, 32, 32, 64))
+    assert cycles == 141
+    assert cycles * PIM.refresh_factor == pytest.approx(151.07, abs=0.01)
+    assert abs(cycles * PIM.refresh_factor / PIM.algorithm1_tile_cycles - 1) < 0.25
+
+
+def test_gemv_latency_grows_with_sequence_length() -> None:
+    lengths = np.arange(1, 4097)
+    for heads, head_dim in ((8, 128), (14, 128), (12, 128)):
+        cycles = pim_model.gemv_cycles(PIM, lengths, heads, head_dim)
+        estimate = pim_model.algorithm1_cycles(PIM, lengths, heads, head_dim)
+        assert np.all(np.diff(cycles) >= 0) and np.all(np.diff(estimate) >= 0)
+        assert cycles[2047] > 5 * cycles[63]  # 2048 vs 64 tokens: the K and V rows dominate
+        # Cross-check on long sequences, where whole tiles dominate: the command model within 25 % of Algorithm 1.
+        assert np.all(np.abs(cycles[1023:] / estimate[1023:] - 1) < 0.25)
+
+
+def test_external_bandwidth() -> None:
+    """§1.2: 32 channels x 128 bit x DDR x 1 GHz = 1.024 TB/s peak; refresh leaves 3640/3900 of it."""
+    assert pim_model.external_peak_bytes_per_s(PIM) == pytest.approx(1.024e12)
+    assert pim_model.external_bytes_per_s(PIM) == pytest.approx(1.024e12 * 3640 / 3900)
+
+
+# ------------------------------------------------------------------------------------------------ channel policies
+def test_greedy_no_worse_than_round_robin_on_sampled_batches() -> None:
+    """On the load greedy balances (Algorithm 1), over sampled ShareGPT and Alpaca batches of every size."""
+    for d_index, dataset in enumerate(neupims.DATASETS):
+        for batch in neupims.BATCHES:
+            for sample in range(3):
+                contexts = neupims.sample_contexts(np.random.default_rng([7, d_index, batch, sample]), batch, dataset)
+                loads = pim_model.algorithm1_cycles(PIM, contexts, 8, 128)
+                greedy = pim_model.channel_loads(loads, pim_model.greedy_min_load(loads, PIM.channels), PIM.channels)
+                rr = pim_model.channel_loads(loads, pim_model.round_robin(len(loads), PIM.channels), PIM.channels)
+                assert greedy.max() <= rr.max()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 2048), min_size=1, max_size=64), st.integers(1, 8))
+def test_greedy_within_graham_bound_of_round_robin(loads: list[int], channels: int) -> None:
+    """Longest-first greedy is within (4/3 - 1/(3m)) of the optimum (Graham 1969), hence of round-robin. It is not
+    always <= round-robin: loads [2, 3, 2, 3, 2] on 2 channels give rr 6 ({3, 3}) and greedy 7."""
+    greedy = pim_model.channel_loads(loads, pim_model.greedy_min_load(loads, channels), channels).max()
+    rr = pim_model.channel_loads(loads, pim_model.round_robin(len(loads), channels), channels).max()
+    assert greedy <= (4 / 3 - 1 / (3 * channels)) * rr + 1e-9
+    assert pim_model.channel_loads([2, 3, 2, 3, 2], pim_model.greedy_min_load([2, 3, 2, 3, 2], 2), 2).max() == 7
+
+
+def test_sub_batch_partition_halves_each_channel() -> None:
+    """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches."""
+    assignment = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    sub = pim_model.sub_batch_partition(assignment, 3)
+    for ch in range(3):
+        counts = np.bincount(sub[assignment == ch], minlength=2)
+        assert abs(counts[0] - counts[1]) <= 1
+    assert np.bincount(sub).tolist() == [4, 4]  # channel 0's odd one to SB1, channel 1's to SB2
+
+
+# ------------------------------------------------------------------------------------------------ system
+def test_iteration_model_contract() -> None:
+    system = neupims.system("neupims", "gpt3-7b")
+    cost = system.iteration(Batch(prefill_tokens=(32,), decode_context_tokens=(100, 200, 300)))
+    assert cost.time_s > 0 and 0 < cost.busy_s["npu"] < cost.time_s and 0 < cost.busy_s["pim"] < cost.time_s
+    # KV per token: 2 (K, V) x 32 layers x 4096 x 2 bytes = 512 KiB.
+    assert system.kv_bytes_per_token == 2 * 32 * 4096 * 2
+    assert 0 < system.kv_capacity_bytes < 4 * PIM.capacity_bytes
+
+
+def test_modes_are_configs() -> None:
+    with pytest.raises(ValueError):
+        NeuPIMsConfig("bad", attention_on="npu", sub_batch_interleaving=True)
+    assert {neupims.PRESETS[m].row_buffers for m in ("npu+pim", "neupims")} == {1, 2}
+
+
+# ------------------------------------------------------------------------------------------------ reproduction
+@pytest.mark.xfail(strict=True, reason=ALPACA_AND_SBI)
+def test_neupims_over_npu_only(ours) -> None:
+    """§1.1: 2.4x over NPU-only (geometric mean over models x datasets x batches)."""
+    assert abs(ours["neupims/npu-only"] / 2.4 - 1) < RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, reason=ALPACA_AND_SBI)
+def test_neupims_over_naive_npu_pim(ours) -> None:
+    """§1.1: 1.6x over naive NPU+PIM."""
+    assert abs(ours["neupims/npu+pim"] / 1.6 - 1) < RATIO_TOL
+
+
+def test_naive_npu_pim_over_npu_only(ours) -> None:
+    """§1.6: NPU+PIM about 1.5x NPU-only on average."""
+    assert abs(ours["npu+pim/npu-only"] / 1.5 - 1) < RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, reason="the naive mode's GEMMs run at the arrays' pipelined rate and ~230-token "
+                                       "ShareGPT contexts keep PIM MHA short, so the arrays do useful MACs ~58 % of "
+                                       "the iteration; 28 % needs MHA ~2.5x longer than the GEMMs")
+def test_npu_utilization_naive(ours) -> None:
+    """Table 4, GPT3-30B, batch 256, ShareGPT: naive NPU+PIM NPU utilization 28.0 %."""
+    assert abs(ours["npu_util npu+pim"] - 0.28) < NPU_UTIL_TOL
+
+
+@pytest.mark.xfail(strict=True, reason="SBI splits batch 256 into sub-batches of 128 whose GEMMs are bound by "
+                                       "re-streaming 308 MB of weights per block at 0.96 TB/s, capping MAC "
+                                       "utilization near 50 %")
+def test_npu_utilization_neupims(ours) -> None:
+    """Table 4: NeuPIMs NPU utilization 64.9 %."""
+    assert abs(ours["npu_util neupims"] - 0.649) < NPU_UTIL_TOL
+
+
+def test_pim_utilization_naive(ours) -> None:
+    """§1.1: naive NPU+PIM PIM utilization 17 %."""
+    assert abs(ours["pim_util npu+pim"] - 0.17) < PIM_UTIL_TOL
+
+
+@pytest.mark.xfail(strict=True, reason="the same PIM work over a longer iteration: SBI's weight-bound sub-batches "
+                                       "lengthen the iteration at batch 256 instead of shortening it")
+def test_pim_utilization_neupims(ours) -> None:
+    """Table 4: NeuPIMs PIM utilization 26.4 %."""
+    assert abs(ours["pim_util neupims"] - 0.264) < PIM_UTIL_TOL
+
+
+def _sbi_gain(records, batch: int) -> float:
+    where = {"model": "gpt3-7b", "dataset": "sharegpt", "batch": batch}
+    return neupims.throughput_ratio(records, ALWAYS_SBI.mode, "neupims-no-sbi", where)
+
+
+@pytest.mark.parametrize("batch", [64, 128])
+def test_sbi_loses_at_small_batch(records, batch: int) -> None:
+    """Fig. 13, GPT3-7B ShareGPT: sub-batch interleaving hurts at small batch."""
+    assert _sbi_gain(records, batch) < 1
+
+
+@pytest.mark.parametrize("batch", [
+    pytest.param(256, marks=pytest.mark.xfail(strict=True, reason="sub-batches of 128 are weight-bandwidth bound "
+                                                                  "(the arrays' ridge is 256 tokens), so SBI "
+                                                                  "doubles GEMM time; ours pays off from 384")),
+    384, 512])
+def test_sbi_wins_at_large_batch(records, batch: int) -> None:
+    """Fig. 13 and the artifact's README: SBI wins at batch >= 256."""
+    assert _sbi_gain(records, batch) > 1
