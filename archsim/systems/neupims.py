@@ -44,6 +44,7 @@ Model of one decode iteration on one device (sources: ../shared/reference/pim.md
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -54,10 +55,11 @@ from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.npu import GemmTime, NPUSpec
 from archsim.systems.pim import PIMSpec
+from archsim.systems.requests import LENGTH_PRESETS, length_distribution, sample_lengths
 
 MODES = ("gpu", "npu-only", "npu+pim", "neupims")
 MODELS = {"gpt3-7b": (4, 1), "gpt3-13b": (4, 1), "gpt3-30b": (4, 2), "gpt3-175b": (8, 4)}  # (TP, PP), §1.5
-DATASETS = {"sharegpt": (80.0, 296.0), "alpaca": (12.0, 56.0)}  # mean input / output tokens, §1.5
+DATASETS = tuple(LENGTH_PRESETS)  # sharegpt, alpaca: mean input / output tokens 80 / 296 and 12 / 56, §1.5
 BATCHES = (64, 128, 256, 384, 512)  # §1.5
 SAMPLES = 10  # §1.5: ten sampled batches
 MAX_SEQ_TOKENS = 2048  # §1.6: the artifact's max_seq 2049
@@ -414,17 +416,20 @@ def system(config: NeuPIMsConfig | str, model: str, npu: NPUSpec | None = None,
 
 
 # ------------------------------------------------------------------------------------------------ reproduction
-def sample_contexts(rng: np.random.Generator, batch: int, dataset: str) -> np.ndarray:
-    """Decode contexts of a steady-state batch: prompt + a uniform fraction of the output + the new token.
+def sample_contexts(seed: Sequence[int], batch: int, dataset: str, pool: int = 2048) -> np.ndarray:
+    """Decode contexts of a batch in steady state under continuous batching: prompt + the tokens generated so far +
+    the new one, clipped to the artifact's max sequence length.
 
-    Prompt and output lengths are exponential with the dataset's means (§1.5; assumption: the length TSVs are not
-    shipped, and the exponential is the maximum-entropy law for a positive length of known mean), clipped to the
-    artifact's max sequence length."""
-    mean_in, mean_out = DATASETS[dataset]
-    prompt = np.maximum(1, np.rint(rng.exponential(mean_in, batch)))
-    output = np.maximum(1, np.rint(rng.exponential(mean_out, batch)))
-    done = np.floor(rng.uniform(0.0, 1.0, batch) * output)
-    return np.minimum(prompt + done + 1, MAX_SEQ_TOKENS)
+    Lengths are the serving simulator's (`archsim.systems.requests`: ShareGPT-/Alpaca-like, means 80/296 and
+    12/56, §1.5), so both use one source. A request stays in the batch for as many iterations as it generates
+    tokens, so a batch caught at a random iteration holds requests in proportion to their output length (the
+    inspection paradox): requests are drawn from a pool of the dataset's lengths with weight = output tokens,
+    each at a uniform point of its output. Drawing them unweighted would under-state the contexts by the
+    residual-life factor E[O^2] / (2 E[O]^2) (about 1.4x for ShareGPT here)."""
+    rng = random.Random(str(tuple(seed)))
+    pairs = sample_lengths(length_distribution(dataset), pool, rng)
+    chosen = rng.choices(pairs, weights=[o for _, o in pairs], k=batch)
+    return np.array([min(p + rng.randrange(o) + 1, MAX_SEQ_TOKENS) for p, o in chosen], dtype=float)
 
 
 def reproduce(modes: Sequence[str | NeuPIMsConfig] = (*MODES, "neupims-no-sbi"), models: Sequence[str] = tuple(MODELS),
@@ -438,7 +443,7 @@ def reproduce(modes: Sequence[str | NeuPIMsConfig] = (*MODES, "neupims-no-sbi"),
         systems = {getattr(mode, "mode", mode): system(mode, model) for mode in modes}
         for d_index, dataset in enumerate(datasets):
             for batch in batches:
-                draws = [sample_contexts(np.random.default_rng([seed, d_index, batch, s]), batch, dataset)
+                draws = [sample_contexts((seed, d_index, batch, s), batch, dataset)
                          for s in range(samples)]
                 for mode, sys_ in systems.items():
                     costs = [sys_.iteration(Batch(decode_context_tokens=c)) for c in draws]
