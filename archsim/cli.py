@@ -21,10 +21,12 @@ from archsim.cascade.interpret import random_inputs
 from archsim.cascade.references import REFERENCES
 from archsim.commands.gpu import calibrate_cmd, gpu_roofline_cmd, validate_cmd
 from archsim.commands.measure import measure
+from archsim.commands.neupims_cmd import reproduce_neupims
+from archsim.commands.simulate import simulate_cmd
 from archsim.commands.sweep import objectives_option, results_cmd, sweep_cmd
 from archsim.errors import SpecError
 from archsim.model.result import Result
-from archsim.point import run_point
+from archsim.point import prepare, run_point
 from archsim.report import labelled, tables
 from archsim.report.cascades import cascade_row, write_cascade_report
 from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
@@ -155,6 +157,9 @@ def _show_result(result: Result) -> None:
     click.echo(f"  energy    {result.energy_pj:.6g} pJ")
     click.echo("  util      " + ", ".join(f"{u} {v:.4f}" for u, v in result.utilization.items()))
     click.echo("  footprint " + ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items()))
+    if result.stalls:
+        click.echo("  stalls    " + ", ".join(f"{src} {s:.4g} s" for src, s in
+                                             sorted(result.stalls.items(), key=lambda kv: -kv[1])))
     click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
     for e in result.einsums:
         click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
@@ -167,13 +172,33 @@ def _show_result(result: Result) -> None:
 @_WORKLOAD
 @_SET
 @click.option("--json", "as_json", is_flag=True, help="Print the Result as JSON.")
+@click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
+              show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="[--model event] Write the timeline as Chrome/Perfetto trace JSON here.")
 def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
-            as_json: bool) -> None:
-    """Evaluate one design point with the analytical model.
+            as_json: bool, model_kind: str, trace_path: str | None) -> None:
+    """Evaluate one design point with the analytical model (or the event-driven one).
 
-    Example: archsim run --mapping fusemax --workload bert-base --set seq_len=65536
+    Examples:
+
+    \b
+      archsim run --mapping fusemax --workload bert-base --set seq_len=65536
+      archsim run --mapping flat --workload bert-base --model event --trace flat.json
     """
-    result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+    if trace_path and model_kind != "event":
+        raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
+    if model_kind == "event":
+        from archsim.model.event import simulate
+        from archsim.model.trace import write_chrome_trace
+
+        point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+        run = simulate(point.binding, point.analysis, point.arch, point.mapping)
+        result = run.result
+        if trace_path:
+            write_chrome_trace(run.timeline, trace_path)
+    else:
+        result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -187,15 +212,23 @@ def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
 
 
 @main.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax"]))
+@click.argument("paper", type=click.Choice(["fusemax", "neupims"]))
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"attention": [...], "end2end": [...], "pareto": [...], "headline": {...}} as JSON.')
+              help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
+                   '{"points", "headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), help="Also write the comparisons as CSV here.")
 def reproduce(paper: str, as_json: bool, out: str | None) -> None:
     """Run a paper's setup and print ours beside the paper's, with the error per metric.
 
-    Example: archsim reproduce fusemax --out reports/fusemax
+    Examples:
+
+    \b
+      archsim reproduce fusemax --out reports/fusemax
+      archsim reproduce neupims --json
     """
+    if paper == "neupims":
+        reproduce_neupims(as_json, out)
+        return
     attention = fusemax.attention_records()
     linear = fusemax_linear.end2end_records()
     pareto = fusemax_pareto.pareto_records()
@@ -421,5 +454,5 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     click.echo(f"report written to {index}")
 
 
-for command in (measure, calibrate_cmd, validate_cmd, gpu_roofline_cmd, sweep_cmd, results_cmd):
+for command in (measure, calibrate_cmd, validate_cmd, gpu_roofline_cmd, sweep_cmd, results_cmd, simulate_cmd):
     main.add_command(command)

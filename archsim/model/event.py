@@ -395,6 +395,7 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
         total, latency_s=latency_s, memory_s=dict(memory_s), energy_by=energy_by,
         energy_pj=sum(energy_by.values()),
         utilization={u.name: busy_lane_cycles[u.name] / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
+        stalls=dict(stalls),
     )
     return EventRun(result, timeline, dict(stalls), unit_stalls, events)
 

@@ -34,6 +34,9 @@ class Result:
     footprint_bytes: dict[str, float]  # level -> bytes of the tiles resident there
     area_um2: float
     einsums: tuple[EinsumResult, ...] = field(default_factory=tuple)
+    # stall source -> unit-seconds the compute units sat idle for it ("DRAM bandwidth", "waiting on QK"); only the
+    # event model sees stalls, so the analytical model leaves this empty
+    stalls: dict[str, float] = field(default_factory=dict)
 
     def dram_traffic_bytes(self) -> float:
         """Bytes moved across the outermost level (DRAM) boundary."""
@@ -60,4 +63,5 @@ class Result:
             "footprint_bytes": self.footprint_bytes,
             "area_um2": self.area_um2,
             "einsums": [e.__dict__ for e in self.einsums],
+            "stalls": self.stalls,
         }

@@ -1,0 +1,100 @@
+"""`archsim simulate`: LLM serving on a system, driven by the serving simulator (`archsim.systems.serving`).
+
+The system is a NeuPIMs-family configuration (`archsim.systems.neupims.PRESETS`: gpu, npu-only, npu+pim, neupims,
+neupims-no-sbi) running a library model (gpt3-7b ...) with the artifact's parallelism; requests come from a trace
+CSV or a seeded Poisson process with ShareGPT- or Alpaca-like lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import click
+
+from archsim.errors import SpecError
+from archsim.systems import neupims
+from archsim.systems.requests import LENGTH_PRESETS, poisson_requests, read_trace
+from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving
+
+
+@click.command("simulate")
+@click.option("--system", "-s", "system_name", required=True, type=click.Choice(sorted(neupims.PRESETS)),
+              help="The system configuration.")
+@click.option("--workload", "-w", required=True, metavar="W",
+              help=f"Model (library workload with hidden/heads/head_dim/ffn_dim/layers), e.g. "
+                   f"{', '.join(neupims.MODELS)}.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
+@click.option("--requests", "n_requests", type=click.IntRange(min=1), help="How many Poisson requests.")
+@click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
+              help="[--rate] Prompt/output length distribution.")
+@click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Most requests in one iteration.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--trace-out", type=click.Path(dir_okay=False),
+              help="Write the iterations as Chrome/Perfetto trace JSON here.")
+def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: float | None,
+                 n_requests: int | None, lengths: str, seed: int, max_batch: int, as_json: bool,
+                 trace_out: str | None) -> None:
+    """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
+    throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
+
+    Examples:
+
+    \b
+      archsim simulate --system neupims --workload gpt3-7b --rate 20 --requests 1000
+      archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
+    """
+    if (trace_path is None) == (rate is None or n_requests is None):
+        raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
+    if trace_path and rate is not None:
+        raise click.UsageError("--trace and --rate exclude each other")
+    requests = (read_trace(trace_path) if trace_path
+                else poisson_requests(rate, n_requests, lengths, seed))
+    try:
+        model = neupims.system(system_name, workload)
+    except KeyError as e:
+        raise SpecError(workload, f"params.{e.args[0]}", "a served model needs this size") from None
+    start = time.perf_counter()
+    result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch), trace=trace_out is not None)
+    wall_s = time.perf_counter() - start
+    if trace_out:
+        Path(trace_out).write_text(json.dumps(chrome_trace(result)))
+    metrics = serving_metrics(result)
+    if as_json:
+        click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
+                               for k, v in metrics.items()}, indent=2))
+        return
+    _show(metrics, wall_s)
+    if trace_out:
+        click.echo(f"trace written to {trace_out}")
+
+
+def serving_metrics(result: ServingResult) -> dict:
+    """The flat record of one serving run (what `--json` prints)."""
+    return {
+        "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
+        "output_tokens": result.output_tokens, "makespan_s": result.makespan_s,
+        "throughput_tok_s": result.throughput_tok_s, "ttft_p50_s": result.ttft_p50_s,
+        "ttft_p99_s": result.ttft_p99_s, "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
+        "utilization": dict(result.utilization), "energy_per_token_j": result.energy_per_token_j,
+        "iterations": result.iterations, "preemptions": result.preemptions,
+        "kv_pages_peak": result.peak_pages, "kv_pages_capacity": result.capacity_pages,
+    }
+
+
+def _show(m: dict, wall_s: float) -> None:
+    click.echo(f"{m['system']}: {m['requests']} requests served ({m['rejected']} rejected as too long for the KV "
+               f"cache), {m['output_tokens']} output tokens in {m['makespan_s']:.4g} s simulated")
+    click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s")
+    click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
+    click.echo(f"  TBT         p50 {m['tbt_p50_s'] * 1e3:.4g} ms, p99 {m['tbt_p99_s'] * 1e3:.4g} ms")
+    click.echo("  utilization " + ", ".join(f"{u} {v:.3f}" for u, v in m["utilization"].items()))
+    click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
+    click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, KV pages peak "
+               f"{m['kv_pages_peak']} of {m['kv_pages_capacity']}; simulated in {wall_s:.2f} s")
