@@ -50,10 +50,10 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
       archsim simulate --system neupims --workload gpt3-7b --rate 20 --requests 1000
       archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
     """
-    if (trace_path is None) == (rate is None or n_requests is None):
+    if trace_path and (rate is not None or n_requests is not None):
+        raise click.UsageError("--trace and --rate/--requests exclude each other")
+    if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
-    if trace_path and rate is not None:
-        raise click.UsageError("--trace and --rate exclude each other")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     try:

@@ -1,0 +1,69 @@
+"""The issue-6 command line: `archsim simulate`, `archsim reproduce neupims`, `archsim run --model event`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archsim.systems import neupims
+
+
+def test_simulate_a_trace_as_json_and_its_iteration_trace(tmp_path, cli):
+    trace = tmp_path / "requests.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,64,8\n0.001,32,4\n0.002,128,16\n0.01,16,2\n")
+    out = json.loads(cli("simulate", "--system", "npu-only", "--workload", "gpt3-7b", "--trace", str(trace),
+                         "--json", "--trace-out", str(tmp_path / "serve.json")).output)
+    assert out["requests"] == 4 and out["rejected"] == 0 and out["output_tokens"] == 8 + 4 + 16 + 2
+    assert out["throughput_tok_s"] > 0 and out["ttft_p50_s"] > 0 and 0 < out["utilization"]["npu"] < 1
+    events = json.loads((tmp_path / "serve.json").read_text())["traceEvents"]
+    assert sum(e["ph"] == "X" for e in events) == out["iterations"]
+
+
+def test_simulate_poisson_is_seeded(cli):
+    args = ("simulate", "-s", "neupims", "-w", "gpt3-7b", "--rate", "50", "--requests", "30", "--lengths",
+            "alpaca", "--json")
+    first, again = (json.loads(cli(*args).output) for _ in range(2))
+    assert first == again and first["requests"] == 30
+    other = json.loads(cli(*args, "--seed", "1").output)
+    assert other["output_tokens"] != first["output_tokens"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--rate", "5"), "give either --trace FILE or both --rate R and --requests N"),
+    (("--rate", "5", "--requests", "3", "--trace", "x.csv"), "exclude each other"),
+    (("--trace", "missing.csv"), "missing.csv"),
+])
+def test_simulate_bad_input_exits_2(cli, args, message):
+    result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", *args, expect=2)
+    assert message in result.output
+
+
+def test_simulate_bad_trace_row_names_the_field(tmp_path, cli):
+    trace = tmp_path / "bad.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,64,eight\n")
+    result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", "--trace", str(trace), expect=2)
+    assert str(trace) in result.output and "output_tokens" in result.output
+
+
+def test_reproduce_neupims_json_has_a_record_per_point(cli):
+    out = json.loads(cli("reproduce", "neupims", "--json").output)
+    points = out["points"]
+    assert {"mode", "model", "dataset", "batch", "throughput_tok_s", "npu_util", "pim_util"} <= set(points[0])
+    modes = {p["mode"] for p in points}
+    assert {"gpu", "npu-only", "npu+pim", "neupims"} <= modes
+    per_mode = len(neupims.MODELS) * len(neupims.DATASETS) * len(neupims.BATCHES)
+    assert len(points) == len(modes) * per_mode
+    assert {h["metric"] for h in out["headline"]} >= {"neupims/npu-only", "neupims/npu+pim", "npu+pim/npu-only"}
+
+
+def test_run_with_the_event_model_writes_a_trace_and_names_stalls(tmp_path, cli):
+    out = cli("run", "-m", "unfused", "-w", "bert-base", "--model", "event", "--trace",
+              str(tmp_path / "t.json")).output
+    assert "stalls" in out and "waiting on" in out
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    assert any(e["ph"] == "X" for e in events)
+    as_json = json.loads(cli("run", "-m", "unfused", "-w", "bert-base", "--model", "event", "--json").output)
+    assert as_json["stalls"] and as_json["latency_s"] > 0
+    misplaced = cli("run", "-m", "unfused", "--trace", str(tmp_path / "x.json"), expect=2)
+    assert "--model event" in misplaced.output
