@@ -331,7 +331,7 @@ _REPORT_MODES = {  # mode -> the options that apply to it
 @click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
 @click.option("--run", "run_report", is_flag=True,
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
-@click.option("--reproduction", type=click.Choice(["fusemax"]),
+@click.option("--reproduction", type=click.Choice(["fusemax", "neupims"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
 @click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB",
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
@@ -382,6 +382,10 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, swe
         if mapping is None:
             raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
         _report_run(mapping, cascade, arch, workload, sets, Path(out or Path("reports") / Path(mapping).stem))
+    elif mode == "--reproduction" and reproduction == "neupims":
+        if model or seq_len:
+            raise click.UsageError("--model and --seq-len apply to --reproduction fusemax only")
+        _report_neupims(Path(out or Path("reports") / reproduction))
     elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, Path(out or Path("reports") / reproduction))
     else:
@@ -425,6 +429,15 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
                    f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes():.4g} B")
     index = write_point_report(points, out, f"FuseMax configurations at {model}, {seq_len} tokens", paper)
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
+
+
+def _report_neupims(out: Path) -> None:
+    from archsim.report.neupims import mode_timelines, write_neupims_report
+    from archsim.systems import neupims
+
+    records = neupims.reproduce()
+    index = write_neupims_report(records, out, mode_timelines(), neupims.PAPER)
+    click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:

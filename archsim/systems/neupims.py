@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from archsim.model.event import Span
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch, IterationCost
@@ -210,12 +211,18 @@ def post_phase(npu: NPUSpec, shard: ModelShard, tokens: int, bandwidth: float) -
     return _work(npu, gemms, ops)
 
 
-def npu_attention_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray, bandwidth: float) -> float:
-    """Decode MHA on the NPU: K and V read at the external bandwidth, GEMVs and softmax on the vector units."""
+def npu_attention_parts_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray,
+                          bandwidth: float) -> tuple[float, float]:
+    """Decode MHA on the NPU: (K and V read at the external bandwidth, GEMVs and softmax on the vector units)."""
     total = float(np.sum(contexts))
     kv_bytes = 2.0 * total * shard.embed_per_device * shard.word_bytes
     ops = total * shard.heads_per_device * (2 * shard.head_dim + npu_model.SOFTMAX_OPS_PER_ELEMENT)
-    return max(kv_bytes / bandwidth, npu_model.vector_time_s(npu, ops))
+    return kv_bytes / bandwidth, npu_model.vector_time_s(npu, ops)
+
+
+def npu_attention_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray, bandwidth: float) -> float:
+    """Decode MHA on the NPU: the K/V read and the vector units' work stream beside each other."""
+    return max(*npu_attention_parts_s(npu, shard, contexts, bandwidth))
 
 
 def softmax_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray) -> float:
@@ -287,48 +294,158 @@ def _stage(config: NeuPIMsConfig, work: NpuWork, pim_s: float) -> float:
     return max(work.time_s, work.memory_s + pim_s)
 
 
-def npu_iteration(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> IterationCost:
-    """One iteration of `system` for decodes with these contexts (and prompts to prefill)."""
+@dataclass(frozen=True)
+class BlockPhases:
+    """The phase times of one decoder block on one device for one decode iteration: the single computation that
+    `npu_iteration` (the iteration's time and busy times) and `block_timeline` (its picture) share.
+
+    Per sub-batch (one when blocked, two under SBI): the NPU work of QKV generation and of projection + FFN, the
+    PIM GEMVs (the slowest channel's), the softmax on the vector units, and the MHA as the schedule charges it.
+    Under SBI `stages_s` holds the stage times A..F (§1.4); a blocked schedule has none."""
+
+    qkv: tuple[NpuWork, ...]
+    post: tuple[NpuWork, ...]
+    pim_s: tuple[float, ...]  # slowest channel's GEMV time; 0 when MHA runs on the NPU
+    softmax_s: tuple[float, ...]  # vector units; with MHA on the NPU, its GEMVs and softmax
+    kv_read_s: float  # MHA on the NPU: every request's K and V read at the external bandwidth
+    mha_s: tuple[float, ...]
+    stages_s: tuple[float, ...]  # A..F under SBI, () when blocked
+    placement: PimPlacement | None  # requests on channels (and sub-batches) when MHA runs on the PIM
+    pim_busy_s: float  # PIM channels' command time in one block, averaged over channels
+    npu: NpuWork  # the block's NPU work, all sub-batches (and, MHA on the NPU, its K/V reads) included
+
+    @property
+    def sub_batch_interleaving(self) -> bool:
+        return bool(self.stages_s)
+
+    @property
+    def block_s(self) -> float:
+        """One block in steady state: QKV + MHA + projection/FFN when blocked, stages C + D under SBI."""
+        if self.sub_batch_interleaving:
+            return self.stages_s[2] + self.stages_s[3]
+        return self.qkv[0].time_s + self.mha_s[0] + self.post[0].time_s
+
+    def device_s(self, blocks: int) -> float:
+        """A device's `blocks` decoder blocks: blocks x block when blocked, A + B + (N-1)(C + D) + E + F under SBI."""
+        if self.sub_batch_interleaving:
+            a, b, c, d, e, f = self.stages_s
+            return a + b + (blocks - 1) * (c + d) + e + f
+        return blocks * self.block_s
+
+
+def block_phases(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> BlockPhases:
+    """The phase (and, under SBI, stage) times of one decoder block of `system` for these decode contexts."""
     config, shard, npu, pim, bw = system.config, system.shard, system.npu, system.pim, system.bandwidth
-    blocks = shard.layers_per_device
-    busy = {"npu": 0.0, "pim": 0.0, "npu_array": 0.0, "hbm": 0.0}
     if config.sub_batch_interleaving and len(contexts) >= max(2, config.sbi_min_batch):
         placement = place_requests(pim, shard, contexts, config.channel_policy)
-        q, p, m = [], [], []
+        q, p, pim_s, vector_s, m = [], [], [], [], []
         for sb in (0, 1):
             mine = contexts[placement.sub_batch == sb]
             sb_prompts = prompts[sb::2]
             q.append(qkv_phase(npu, shard, len(mine), sb_prompts, bw))
             p.append(post_phase(npu, shard, len(mine) + int(sum(sb_prompts)), bw))
-            m.append(max(float(placement.loads_s(pim.channels, sb).max()), softmax_s(npu, shard, mine)))
-        stage_a = q[0].time_s
-        stage_b = _stage(config, q[1], m[0])
-        stage_c = _stage(config, p[0] + q[0], m[1])
-        stage_d = _stage(config, p[1] + q[1], m[0])
-        stage_e = _stage(config, p[0], m[1])
-        stage_f = p[1].time_s
-        device_s = stage_a + stage_b + (blocks - 1) * (stage_c + stage_d) + stage_e + stage_f
-        per_block = q[0] + q[1] + p[0] + p[1]
-        busy["pim"] = blocks * float(placement.loads_s(pim.channels).mean())
+            pim_s.append(float(placement.loads_s(pim.channels, sb).max()))
+            vector_s.append(softmax_s(npu, shard, mine))
+            m.append(max(pim_s[-1], vector_s[-1]))
+        stages = (q[0].time_s, _stage(config, q[1], m[0]), _stage(config, p[0] + q[0], m[1]),
+                  _stage(config, p[1] + q[1], m[0]), _stage(config, p[0], m[1]), p[1].time_s)
+        return BlockPhases(tuple(q), tuple(p), tuple(pim_s), tuple(vector_s), 0.0, tuple(m), stages, placement,
+                           float(placement.loads_s(pim.channels).mean()), q[0] + q[1] + p[0] + p[1])
+    q = qkv_phase(npu, shard, len(contexts), prompts, bw)
+    p = post_phase(npu, shard, len(contexts) + int(sum(prompts)), bw)
+    per_block = q + p
+    pim_s = vector_s = kv_read_s = mha_s = pim_busy_s = 0.0
+    placement = None
+    if len(contexts) and config.attention_on == "npu":
+        kv_read_s, vector_s = npu_attention_parts_s(npu, shard, contexts, bw)
+        mha_s = max(kv_read_s, vector_s)
+        per_block = per_block + NpuWork(memory_s=kv_read_s)
+    elif len(contexts):
+        placement = place_requests(pim, shard, contexts, config.channel_policy)
+        loads = placement.loads_s(pim.channels)
+        pim_s, vector_s = float(loads.max()), softmax_s(npu, shard, contexts)
+        mha_s = max(pim_s, vector_s) if config.npu_pim_overlap else pim_s + vector_s
+        pim_busy_s = float(loads.mean())
+    return BlockPhases((q,), (p,), (pim_s,), (vector_s,), kv_read_s, (mha_s,), (), placement, pim_busy_s, per_block)
+
+
+def npu_iteration(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> IterationCost:
+    """One iteration of `system` for decodes with these contexts (and prompts to prefill)."""
+    phases = block_phases(system, contexts, prompts)
+    blocks, pp = system.shard.layers_per_device, system.shard.pp
+    busy = {"npu": blocks * phases.npu.mac_s, "pim": blocks * phases.pim_busy_s,
+            "npu_array": blocks * phases.npu.array_s, "hbm": blocks * phases.npu.memory_s}
+    return IterationCost(pp * phases.device_s(blocks), 0.0, {k: pp * v for k, v in busy.items()})
+
+
+# ------------------------------------------------------------------------------------------------ timeline
+TIMELINE_RESOURCES = ("NPU arrays", "NPU vector", "PIM", "HBM (NPU)")
+
+
+def block_timeline(system: NpuSystem, contexts: np.ndarray) -> tuple[Span, ...]:
+    """One decoder block of one device in one decode iteration, as spans on `TIMELINE_RESOURCES`, drawn from
+    `block_phases` (the times `npu_iteration` charges), so the last span ends at `BlockPhases.block_s`.
+
+    - "NPU arrays": a phase's wall time on the NPU, its GEMMs and the layer norms, GELU and residual adds between
+      them (the model runs those in sequence with the GEMMs, so they share the span); `args` keep its useful MAC,
+      array and HBM seconds.
+    - "HBM (NPU)": the phase's external-bandwidth transfers (weights, the new K/V; with MHA on the NPU the K/V
+      read), from the phase's start.
+    - "PIM": the slowest channel's GEMVs. Blocked without overlap (npu+pim): logits, then softmax on the vector
+      units, then attend (the slowest channel's split). With overlap: one span, the softmax beside it per head.
+    - "NPU vector": the attention's softmax (with MHA on the NPU, its GEMVs and softmax).
+    - Sub-batch interleaving: the steady-state block, stages C then D (§1.4), whose sum is the per-block time of
+      A + B + (N-1)(C + D) + E + F; A, B, E and F fill and drain the pipeline once per device and are not drawn.
+      C runs projection/FFN #1 of this block and QKV #1 of the next beside MHA #2, D the same for #2 beside MHA
+      #1. With one row buffer the NPU's HBM transfers and the PIM serialise: the stage's transfers come first,
+      back to back, then the PIM.
+    Spans of zero length are left out."""
+    phases = block_phases(system, contexts)
+    spans: list[Span] = []
+
+    def add(resource: str, name: str, start_s: float, length_s: float, phase: str, **args: object) -> float:
+        if length_s > 0:
+            spans.append(Span(resource, name, start_s, start_s + length_s, {"phase": phase, **args}))
+        return start_s + length_s
+
+    def npu_phase(name: str, phase: str, start_s: float, work: NpuWork, hbm_start_s: float, **args: object) -> float:
+        add("HBM (NPU)", name, hbm_start_s, work.memory_s, phase, **args)
+        return add("NPU arrays", name, start_s, work.time_s, phase, mac_s=work.mac_s, array_s=work.array_s,
+                   memory_s=work.memory_s, **args)
+
+    if phases.sub_batch_interleaving:
+        t, one_buffer = 0.0, system.config.row_buffers == 1
+        for stage, stage_s, npu_sb, mha_sb in (("C", phases.stages_s[2], 0, 1), ("D", phases.stages_s[3], 1, 0)):
+            post, qkv = phases.post[npu_sb], phases.qkv[npu_sb]
+            tags = {"stage": stage, "sub_batch": npu_sb + 1}
+            end = npu_phase(f"{stage}: proj+FFN #{npu_sb + 1}", "post", t, post, t, **tags)
+            npu_phase(f"{stage}: QKV gen #{npu_sb + 1} (next block)", "qkv", end, qkv,
+                      t + post.memory_s if one_buffer else end, **tags)
+            tags = {"stage": stage, "sub_batch": mha_sb + 1}
+            pim_start_s = t + post.memory_s + qkv.memory_s if one_buffer else t
+            add("PIM", f"{stage}: MHA #{mha_sb + 1}", pim_start_s, phases.pim_s[mha_sb], "mha", **tags)
+            add("NPU vector", f"{stage}: softmax #{mha_sb + 1}", t, phases.softmax_s[mha_sb], "softmax", **tags)
+            t += stage_s
+        return tuple(spans)
+    t = npu_phase("QKV gen", "qkv", 0.0, phases.qkv[0], 0.0)
+    pim_s, vector_s = phases.pim_s[0], phases.softmax_s[0]
+    if phases.placement is None:
+        add("HBM (NPU)", "MHA: K/V read", t, phases.kv_read_s, "mha")
+        add("NPU vector", "MHA: GEMVs + softmax", t, vector_s, "mha")
+    elif system.config.npu_pim_overlap:
+        add("PIM", "MHA logits + attend", t, pim_s, "mha")
+        add("NPU vector", "softmax (per head)", t, vector_s, "softmax")
     else:
-        q = qkv_phase(npu, shard, len(contexts), prompts, bw)
-        p = post_phase(npu, shard, len(contexts) + int(sum(prompts)), bw)
-        per_block = q + p
-        if len(contexts) == 0:
-            mha_s = 0.0
-        elif config.attention_on == "npu":
-            mha_s = npu_attention_s(npu, shard, contexts, bw)
-            per_block = per_block + NpuWork(memory_s=2.0 * float(np.sum(contexts)) * shard.embed_per_device
-                                            * shard.word_bytes / bw)
-        else:
-            placement = place_requests(pim, shard, contexts, config.channel_policy)
-            loads = placement.loads_s(pim.channels)
-            pim_s, vector_s = float(loads.max()), softmax_s(npu, shard, contexts)
-            mha_s = max(pim_s, vector_s) if config.npu_pim_overlap else pim_s + vector_s
-            busy["pim"] = blocks * float(loads.mean())
-        device_s = blocks * (q.time_s + mha_s + p.time_s)
-    busy.update(npu=blocks * per_block.mac_s, npu_array=blocks * per_block.array_s, hbm=blocks * per_block.memory_s)
-    return IterationCost(shard.pp * device_s, 0.0, {k: shard.pp * v for k, v in busy.items()})
+        pim, shard, placement = system.pim, system.shard, phases.placement
+        slowest = int(np.argmax(placement.loads_s(pim.channels)))
+        logits_s = pim_model.logits_cycles(pim, contexts, shard.heads_per_device, shard.head_dim) / pim.clock_hz
+        slowest_logits_s = float(pim_model.channel_loads(logits_s, placement.channel, pim.channels)[slowest])
+        end = add("PIM", "MHA logits", t, slowest_logits_s, "mha")
+        end = add("NPU vector", "softmax", end, vector_s, "softmax")
+        add("PIM", "MHA attend", end, pim_s - slowest_logits_s, "mha")
+    t += phases.mha_s[0]
+    npu_phase("proj+FFN", "post", t, phases.post[0], t)
+    return tuple(spans)
 
 
 # ------------------------------------------------------------------------------------------------ GPU baseline
