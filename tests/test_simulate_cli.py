@@ -16,6 +16,7 @@ def test_simulate_a_trace_as_json_and_its_iteration_trace(tmp_path, cli):
                          "--json", "--trace-out", str(tmp_path / "serve.json")).output)
     assert out["requests"] == 4 and out["rejected"] == 0 and out["output_tokens"] == 8 + 4 + 16 + 2
     assert out["throughput_tok_s"] > 0 and out["ttft_p50_s"] > 0 and 0 < out["utilization"]["npu"] < 1
+    assert out["energy_per_token_j"] > 0
     events = json.loads((tmp_path / "serve.json").read_text())["traceEvents"]
     assert sum(e["ph"] == "X" for e in events) == out["iterations"]
 

@@ -40,7 +40,7 @@ def reproduce_neupims(as_json: bool, out: str | None) -> None:
     click.echo("\nOurs vs the paper (ratios: geometric mean over models x datasets x batches; utilization: "
                "GPT3-30B, batch 256, ShareGPT)")
     for row in headline:
-        click.echo(f"  {row['metric']:<20} ours {row['ours']:.3f}   paper {row['paper']:.3f}   "
+        click.echo(f"  {row['metric']:<24} ours {row['ours']:.3f}   paper {row['paper']:.3f}   "
                    f"ours/paper {row['ratio']:.2f}")
     click.echo("\nWhere ours differ, the modelling choice that explains it:")
     for reason in DIFFERENCES:

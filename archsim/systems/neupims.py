@@ -70,6 +70,7 @@ GPU_ELEMENTWISE_KERNELS = 6  # 2 layer norms, GELU, 2 residual adds, bias/scale:
 PAPER = {  # §1.1, §1.6
     "neupims/npu-only": 2.4, "neupims/npu+pim": 1.6, "npu+pim/npu-only": 1.5, "neupims/gpu": 3.0,
     "npu_util npu+pim": 0.28, "npu_util neupims": 0.649, "pim_util npu+pim": 0.17, "pim_util neupims": 0.264,
+    "energy neupims/npu-only": 0.75,  # §1.3: 1.8x the power at 2.4x the speed, -25 % energy
 }
 
 
@@ -375,7 +376,23 @@ def npu_iteration(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, .
     blocks, pp = system.shard.layers_per_device, system.shard.pp
     busy = {"npu": blocks * phases.npu.mac_s, "pim": blocks * phases.pim_busy_s,
             "npu_array": blocks * phases.npu.array_s, "hbm": blocks * phases.npu.memory_s}
-    return IterationCost(pp * phases.device_s(blocks), 0.0, {k: pp * v for k, v in busy.items()})
+    busy = {k: pp * v for k, v in busy.items()}
+    return IterationCost(pp * phases.device_s(blocks), iteration_energy_j(system, busy, contexts), busy)
+
+
+def iteration_energy_j(system: NpuSystem, busy: Mapping[str, float], contexts: np.ndarray) -> float:
+    """Dynamic energy of one iteration over the TP x PP devices, from pim.md §5's per-action energies: the NPU's
+    MACs (2 ops each) at `op_energy_pj`, its external HBM traffic (busy "hbm" x bandwidth) at the off-chip access
+    energy, and with MHA on the PIM the K and V read inside the banks at the bank-PIM access energy plus one MAC
+    per element. Assumptions: SRAM, vector-unit and static energy are not modelled; a PIM MAC costs what an NPU
+    MAC does. `busy` is one device's over its PP stages; the TP devices do the same work on their shards."""
+    npu, pim, shard = system.npu, system.pim, system.shard
+    macs = busy["npu"] * npu.peak_flops_per_s / 2
+    energy_pj = 2 * macs * npu.op_energy_pj + busy["hbm"] * system.bandwidth * 8 * pim.offchip_pj_per_bit
+    if system.config.attention_on == "pim":
+        kv_elements = 2.0 * float(np.sum(contexts)) * shard.embed_per_device * shard.layers_per_device * shard.pp
+        energy_pj += kv_elements * (shard.word_bytes * 8 * pim.bank_pim_pj_per_bit + 2 * npu.op_energy_pj)
+    return shard.tp * energy_pj * 1e-12
 
 
 # ------------------------------------------------------------------------------------------------ timeline
@@ -513,7 +530,9 @@ def gpu_iteration(system: GpuSystem, contexts: np.ndarray, prompts: tuple[int, .
         block_s += result.time_s
         peak_s += case.flops() / gpu.tensor_peak_flops_per_s("fp16")
     blocks = shard.layers_per_device * shard.pp
-    return IterationCost(blocks * block_s, 0.0, {"gpu": blocks * peak_s})
+    time_s = blocks * block_s
+    # energy: board power (TDP, an upper bound) of the TP GPUs at work at any moment (PP stages take turns)
+    return IterationCost(time_s, shard.tp * gpu.power_w * time_s, {"gpu": blocks * peak_s})
 
 
 # ------------------------------------------------------------------------------------------------ factories
@@ -573,18 +592,19 @@ def reproduce(modes: Sequence[str | NeuPIMsConfig] = (*MODES, "neupims-no-sbi"),
                         "pim_util": busy.get("pim", 0.0) / time_s,
                         "npu_array_util": busy.get("npu_array", 0.0) / time_s,
                         "hbm_util": busy.get("hbm", 0.0) / time_s,
+                        "energy_per_token_j": sum(c.energy_j for c in costs) / (batch * samples),
                         "mean_context_tokens": float(np.mean(np.concatenate(draws))),
                     })
     return records
 
 
 def throughput_ratio(records: Sequence[dict], numerator: str, denominator: str,
-                     where: Mapping[str, object] | None = None) -> float:
-    """Geometric mean over models x datasets x batches of throughput(numerator) / throughput(denominator)."""
+                     where: Mapping[str, object] | None = None, metric: str = "throughput_tok_s") -> float:
+    """Geometric mean over models x datasets x batches of metric(numerator) / metric(denominator)."""
     where = where or {}
 
     def table(mode: str) -> dict:
-        return {(r["model"], r["dataset"], r["batch"]): r["throughput_tok_s"] for r in records
+        return {(r["model"], r["dataset"], r["batch"]): r[metric] for r in records
                 if r["mode"] == mode and all(r[k] == v for k, v in where.items())}
 
     top, bottom = table(numerator), table(denominator)
@@ -594,11 +614,15 @@ def throughput_ratio(records: Sequence[dict], numerator: str, denominator: str,
 
 def summary(records: Sequence[dict]) -> dict[str, float]:
     """The paper's headline numbers from our records: throughput ratios as geometric means over models x datasets
-    x batches, and the utilizations of GPT3-30B, batch 256, ShareGPT (Table 4)."""
+    x batches, the utilizations of GPT3-30B, batch 256, ShareGPT (Table 4), and the energy per token of NeuPIMs
+    over NPU-only (geometric mean like the throughput)."""
     modes = {r["mode"] for r in records}
     out = {name: throughput_ratio(records, *name.split("/")) for name in
            ("neupims/npu-only", "neupims/npu+pim", "npu+pim/npu-only", "neupims/gpu")
            if set(name.split("/")) <= modes}
+    if {"neupims", "npu-only"} <= modes:
+        out["energy neupims/npu-only"] = throughput_ratio(records, "neupims", "npu-only",
+                                                          metric="energy_per_token_j")
     point = {r["mode"]: r for r in records
              if r["model"] == "gpt3-30b" and r["dataset"] == "sharegpt" and r["batch"] == 256}
     for mode in ("npu+pim", "neupims"):

@@ -37,6 +37,7 @@ class NPUSpec:
     clock_hz: float = 1.0e9
     element_bytes: int = 2  # FP16
     sram_bytes: float = 134218 * 1024
+    op_energy_pj: float = 0.32  # pJ per arithmetic op (a MAC is two), pim.md §5 "ALU 0.32 pJ per op" [AA-repo]
 
     @property
     def peak_flops_per_s(self) -> float:

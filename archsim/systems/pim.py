@@ -60,6 +60,8 @@ class PIMSpec:
     algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
     capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
     activation_buffer_bytes: float = 512 * 2**20  # §1.2 HBM_act_buf_size
+    offchip_pj_per_bit: float = 3.59  # §5 derived access energy, off chip (cell, muxes, TSV, interposer) [AA-repo]
+    bank_pim_pj_per_bit: float = 0.55  # §5 derived access energy of a bank-level PIM (cell and bank mux only)
 
     @property
     def row_elements(self) -> int:
