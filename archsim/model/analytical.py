@@ -299,19 +299,21 @@ def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str], ra
         for e, c in cycles.items():
             per_unit[unit_of[e]] += c
         return max(per_unit.values())
-    return _pipeline(S.parse_expr(group.overlap), {**rank_sizes, **cycles})
+    return pipeline_cycles(S.parse_expr(group.overlap), {**rank_sizes, **cycles})
 
 
-def _pipeline(node: S.Expr, cycles: dict[str, float]) -> float:
+def pipeline_cycles(node: S.Expr, cycles: dict[str, float]) -> float:
+    """Value of a group's pipeline expression (`+`, `*`, `max` over Einsum names and rank sizes) given each
+    name's cycles; shared with the event model so both read an expression alike."""
     match node:
         case S.Name(name=name):
             return cycles[name]  # an Einsum's compute cycles, or a rank size (+Arch's stall of LM x M0 cycles)
         case S.Num(value=value):
             return value
         case S.BinOp(op="+", lhs=lhs, rhs=rhs):
-            return _pipeline(lhs, cycles) + _pipeline(rhs, cycles)
+            return pipeline_cycles(lhs, cycles) + pipeline_cycles(rhs, cycles)
         case S.BinOp(op="*", lhs=lhs, rhs=rhs):
-            return _pipeline(lhs, cycles) * _pipeline(rhs, cycles)
+            return pipeline_cycles(lhs, cycles) * pipeline_cycles(rhs, cycles)
         case S.Call(fn="max", args=args):
-            return max(_pipeline(a, cycles) for a in args)
+            return max(pipeline_cycles(a, cycles) for a in args)
     raise ValueError(f"not a pipeline expression: {node!r}")
