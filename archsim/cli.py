@@ -433,10 +433,10 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
 
 def _report_neupims(out: Path) -> None:
     from archsim.report.neupims import mode_timelines, write_neupims_report
-    from archsim.systems import neupims
+    from archsim.systems import neupims_reproduce
 
-    records = neupims.reproduce()
-    index = write_neupims_report(records, out, mode_timelines(), neupims.PAPER)
+    records = neupims_reproduce.reproduce()
+    index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER)
     click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archsim.systems import neupims
+from archsim.systems import neupims, neupims_reproduce
 from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch
 from archsim.systems.neupims import NeuPIMsConfig
@@ -32,12 +32,12 @@ ALPACA_AND_SBI = ("two modelling results: (1) on Alpaca's ~80-token steady-state
 
 @pytest.fixture(scope="module")
 def records():
-    return neupims.reproduce(modes=("npu-only", "npu+pim", "neupims", "neupims-no-sbi", ALWAYS_SBI))
+    return neupims_reproduce.reproduce(modes=("npu-only", "npu+pim", "neupims", "neupims-no-sbi", ALWAYS_SBI))
 
 
 @pytest.fixture(scope="module")
 def ours(records):
-    return neupims.summary(records)
+    return neupims_reproduce.summary(records)
 
 
 # ------------------------------------------------------------------------------------------------ PIM commands
@@ -71,10 +71,10 @@ def test_external_bandwidth() -> None:
 # ------------------------------------------------------------------------------------------------ channel policies
 def test_greedy_no_worse_than_round_robin_on_sampled_batches() -> None:
     """On the load greedy balances (Algorithm 1), over sampled ShareGPT and Alpaca batches of every size."""
-    for d_index, dataset in enumerate(neupims.DATASETS):
-        for batch in neupims.BATCHES:
+    for d_index, dataset in enumerate(neupims_reproduce.DATASETS):
+        for batch in neupims_reproduce.BATCHES:
             for sample in range(3):
-                contexts = neupims.sample_contexts((7, d_index, batch, sample), batch, dataset)
+                contexts = neupims_reproduce.sample_contexts((7, d_index, batch, sample), batch, dataset)
                 loads = pim_model.algorithm1_cycles(PIM, contexts, 8, 128)
                 greedy = pim_model.channel_loads(loads, pim_model.greedy_min_load(loads, PIM.channels), PIM.channels)
                 rr = pim_model.channel_loads(loads, pim_model.round_robin(len(loads), PIM.channels), PIM.channels)
@@ -164,7 +164,7 @@ def test_pim_utilization_neupims(ours) -> None:
 
 def _sbi_gain(records, batch: int) -> float:
     where = {"model": "gpt3-7b", "dataset": "sharegpt", "batch": batch}
-    return neupims.throughput_ratio(records, ALWAYS_SBI.mode, "neupims-no-sbi", where)
+    return neupims_reproduce.throughput_ratio(records, ALWAYS_SBI.mode, "neupims-no-sbi", where)
 
 
 @pytest.mark.parametrize("batch", [64, 128])

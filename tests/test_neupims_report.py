@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from archsim.report import neupims as page
-from archsim.systems import neupims
+from archsim.systems import neupims, neupims_reproduce
 from archsim.systems.neupims import NeuPIMsConfig
 
 MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
@@ -28,7 +28,7 @@ FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "utili
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    return neupims.reproduce(models=MODELS, batches=BATCHES, samples=SAMPLES)
+    return neupims_reproduce.reproduce(models=MODELS, batches=BATCHES, samples=SAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def timelines() -> dict:
 
 
 def _contexts(dataset: str = "sharegpt", batch: int = 256) -> np.ndarray:
-    return neupims.sample_contexts((0, neupims.DATASETS.index(dataset), batch, 0), batch, dataset)
+    return neupims_reproduce.sample_contexts((0, neupims_reproduce.DATASETS.index(dataset), batch, 0), batch, dataset)
 
 
 def _block_s(system: neupims.NpuSystem, contexts: np.ndarray) -> float:
@@ -80,7 +80,7 @@ def test_timeline_shows_each_mode_schedule(timelines) -> None:
 
 
 def test_report_writes_every_figure_with_its_table(records, timelines, tmp_path) -> None:
-    index = page.write_neupims_report(records, tmp_path, timelines, neupims.PAPER)
+    index = page.write_neupims_report(records, tmp_path, timelines, neupims_reproduce.PAPER)
     assert index == tmp_path / "index.html"
     for name in FILES:
         assert (tmp_path / name).stat().st_size > 0, name
@@ -90,7 +90,7 @@ def test_report_writes_every_figure_with_its_table(records, timelines, tmp_path)
 
     throughput = pd.read_csv(tmp_path / "throughput.csv")
     keys = ["mode", "model", "dataset", "batch"]
-    assert len(throughput) == len(MODES) * len(MODELS) * len(neupims.DATASETS) * len(BATCHES)
+    assert len(throughput) == len(MODES) * len(MODELS) * len(neupims_reproduce.DATASETS) * len(BATCHES)
     assert not throughput.duplicated(keys).any() and set(throughput["mode"]) == set(MODES)
 
     utilization = pd.read_csv(tmp_path / "utilization.csv")
@@ -106,4 +106,5 @@ def test_report_writes_every_figure_with_its_table(records, timelines, tmp_path)
     assert timeline.groupby("mode").size().to_dict() == {m: len(s) for m, s in timelines.items()}
 
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert summary["metric"].tolist() == list(neupims.PAPER)  # every mode and Table 4's point are in the records
+    # every mode and Table 4's point are in the records
+    assert summary["metric"].tolist() == list(neupims_reproduce.PAPER)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from archsim.systems import neupims
+from archsim.systems import neupims, neupims_reproduce
 
 
 def test_simulate_a_trace_as_json_and_its_iteration_trace(tmp_path, cli):
@@ -53,7 +53,7 @@ def test_reproduce_neupims_json_has_a_record_per_point(cli):
     assert {"mode", "model", "dataset", "batch", "throughput_tok_s", "npu_util", "pim_util"} <= set(points[0])
     modes = {p["mode"] for p in points}
     assert {"gpu", "npu-only", "npu+pim", "neupims"} <= modes
-    per_mode = len(neupims.MODELS) * len(neupims.DATASETS) * len(neupims.BATCHES)
+    per_mode = len(neupims.MODELS) * len(neupims_reproduce.DATASETS) * len(neupims_reproduce.BATCHES)
     assert len(points) == len(modes) * per_mode
     assert {h["metric"] for h in out["headline"]} >= {"neupims/npu-only", "neupims/npu+pim", "npu+pim/npu-only"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from archsim.systems import neupims
+from archsim.systems import neupims_reproduce
 
 # Why ours differ from the paper where they do (the reasons of the xfail tests in tests/test_neupims.py).
 DIFFERENCES = (
@@ -23,8 +23,8 @@ DIFFERENCES = (
 
 
 def reproduce_neupims(as_json: bool, out: str | None) -> None:
-    records = neupims.reproduce()
-    headline = neupims.compare(records)
+    records = neupims_reproduce.reproduce()
+    headline = neupims_reproduce.compare(records)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         pd.DataFrame(records).to_csv(Path(out) / "points.csv", index=False)

@@ -1,9 +1,9 @@
 """The NeuPIMs reproduction report (`archsim report --reproduction neupims`): the edge that writes figures, CSVs
-and index.html for the records of `archsim.systems.neupims.reproduce` and the block timelines of
+and index.html for the records of `archsim.systems.neupims_reproduce.reproduce` and the block timelines of
 `archsim.systems.neupims.block_timeline`.
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
-- summary.csv: ours vs the paper (`neupims.compare`).
+- summary.csv: ours vs the paper (`neupims_reproduce.compare`).
 - throughput.png/.csv: decode throughput per mode, every model x dataset at batch 256 and GPT3-30B ShareGPT per
   batch (the CSV has every record, both panels are cuts of it).
 - utilization.png/.csv: NPU (MAC) and PIM utilization per mode, GPT3-30B ShareGPT, per batch, with Table 4's
@@ -30,7 +30,7 @@ from matplotlib.patches import Patch
 from archsim.model.event import Span
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, write_index
-from archsim.systems import neupims
+from archsim.systems import neupims, neupims_reproduce
 
 MODE_ORDER = ("gpu", "npu-only", "npu+pim", "neupims-no-sbi", "neupims")
 TIMELINE_MODES = MODE_ORDER[1:]  # the GPU baseline has no block timeline (module docstring)
@@ -54,8 +54,9 @@ DIFFERENCES = (
 
 def mode_timelines(model: str = POINT[0], dataset: str = POINT[1], batch: int = POINT[2],
                    seed: int = 0) -> dict[str, tuple[Span, ...]]:
-    """The block timeline of every NPU mode for the first batch `neupims.reproduce` samples at this point."""
-    contexts = neupims.sample_contexts((seed, neupims.DATASETS.index(dataset), batch, 0), batch, dataset)
+    """The block timeline of every NPU mode for the first batch `neupims_reproduce.reproduce` samples at this point."""
+    draw = (seed, neupims_reproduce.DATASETS.index(dataset), batch, 0)
+    contexts = neupims_reproduce.sample_contexts(draw, batch, dataset)
     return {mode: neupims.block_timeline(neupims.system(mode, model), contexts) for mode in TIMELINE_MODES}
 
 
@@ -231,12 +232,12 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
 # ------------------------------------------------------------------------------------------------ page
 def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str, tuple[Span, ...]],
                          paper: dict) -> Path:
-    """Write the NeuPIMs reproduction report of `records` (`neupims.reproduce`), `timelines` (mode ->
-    `neupims.block_timeline`, e.g. `mode_timelines()`) and `paper` (`neupims.PAPER`) into `out_dir`; returns the
-    index path."""
+    """Write the NeuPIMs reproduction report of `records` (`neupims_reproduce.reproduce`), `timelines` (mode ->
+    `neupims.block_timeline`, e.g. `mode_timelines()`) and `paper` (`neupims_reproduce.PAPER`) into `out_dir`;
+    returns the index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dataset, batch = POINT
-    summary = pd.DataFrame(neupims.compare(records), columns=["metric", "ours", "paper", "ratio"])
+    summary = pd.DataFrame(neupims_reproduce.compare(records), columns=["metric", "ours", "paper", "ratio"])
     throughput = throughput_rows(records)
     utilization = utilization_rows(records, paper)
     timeline = timeline_rows(timelines)
