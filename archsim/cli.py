@@ -321,7 +321,7 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
 
 _REPORT_MODES = {  # mode -> the options that apply to it
     "--library": {"--workload"},
-    "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set"},
+    "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set", "--event"},
     "--reproduction": {"--model", "--seq-len"},
     "--sweep": {"--spec", "--objectives"},
 }
@@ -344,13 +344,15 @@ _REPORT_MODES = {  # mode -> the options that apply to it
 @click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
 @_WORKLOAD
 @_SET
+@click.option("--event", "use_event", is_flag=True,
+              help="[--run] Evaluate with the event model: adds stall sources and trace.json (Chrome/Perfetto).")
 @click.option("--model", type=click.Choice(list(fusemax.MODELS)), help="[--reproduction] Model (default BERT).")
 @click.option("--seq-len", type=click.IntRange(min=1), help="[--reproduction] Tokens (default 65536).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
 def report(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,
            spec: str | None, mapping: str | None, cascade: str | None, arch: str | None, workload: str | None,
-           sets: tuple[str, ...], model: str | None, seq_len: int | None, out: str | None,
+           sets: tuple[str, ...], use_event: bool, model: str | None, seq_len: int | None, out: str | None,
            objectives: tuple[str, ...] | None) -> None:
     """Write a report (figures, CSV, index.html) under reports/. Choose exactly one of --library, --run,
     --reproduction, --sweep.
@@ -371,6 +373,7 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, swe
     mode = chosen[0]
     given = {"--mapping": mapping, "--cascade": cascade, "--arch": arch, "--workload": workload,
              "--set": sets or None, "--model": model, "--seq-len": seq_len, "--spec": spec,
+             "--event": use_event or None,
              "--objectives": objectives}
     misplaced = [name for name, value in given.items() if value is not None and name not in _REPORT_MODES[mode]]
     if misplaced:
@@ -381,7 +384,8 @@ def report(library_report: bool, run_report: bool, reproduction: str | None, swe
     elif mode == "--run":
         if mapping is None:
             raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
-        _report_run(mapping, cascade, arch, workload, sets, Path(out or Path("reports") / Path(mapping).stem))
+        _report_run(mapping, cascade, arch, workload, sets, use_event,
+                    Path(out or Path("reports") / Path(mapping).stem))
     elif mode == "--reproduction" and reproduction == "neupims":
         if model or seq_len:
             raise click.UsageError("--model and --seq-len apply to --reproduction fusemax only")
@@ -407,10 +411,20 @@ def _report_library(workload: str | None, out: Path) -> None:
 
 
 def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,
-                sets: tuple[str, ...], out: Path) -> None:
+                sets: tuple[str, ...], use_event: bool, out: Path) -> None:
     from archsim.report.point import write_point_report  # matplotlib (~0.3 s) loads only for reports that draw
 
-    point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+    if use_event:
+        from archsim.model.event import simulate
+        from archsim.model.trace import write_chrome_trace
+
+        prepared = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
+        run = simulate(prepared.binding, prepared.analysis, prepared.arch, prepared.mapping)
+        point = labelled.labelled(prepared, run.result)
+        out.mkdir(parents=True, exist_ok=True)
+        write_chrome_trace(run.timeline, out / "trace.json")
+    else:
+        point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
     result = point.result
     title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
              + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))

@@ -68,3 +68,14 @@ def test_run_with_the_event_model_writes_a_trace_and_names_stalls(tmp_path, cli)
     assert as_json["stalls"] and as_json["latency_s"] > 0
     misplaced = cli("run", "-m", "unfused", "--trace", str(tmp_path / "x.json"), expect=2)
     assert "--model event" in misplaced.output
+
+
+def test_report_run_with_the_event_model_adds_stalls_and_a_trace(tmp_path, cli):
+    out = tmp_path / "report"
+    cli("report", "--run", "-m", "fusemax-arch", "-w", "bert-base", "--event", "--out", str(out))
+    stalls = (out / "stalls.csv").read_text().splitlines()
+    assert stalls[0] == "label,source,unit_s,share" and "pipeline stall M0*LM" in stalls[1]
+    assert json.loads((out / "trace.json").read_text())["traceEvents"]
+    assert "href='trace.json'" in (out / "index.html").read_text()
+    misplaced = cli("report", "--library", "--event", expect=2)
+    assert "--event" in misplaced.output

@@ -205,6 +205,22 @@ def utilization_figure(rows: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def stall_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """Horizontal bars: per label, each stall source's share of the units' time (units x latency)."""
+    labels = list(dict.fromkeys(rows.label))
+    fig = _figure(8.5, max(3.0, 0.32 * len(rows) + 1.8))
+    _title(fig, title)
+    ax = fig.add_axes((0.38, 0.12, 0.57, 0.74))
+    ys = np.arange(len(rows))[::-1]
+    colours = [_colour(labels.index(label)) for label in rows.label]
+    bars = ax.barh(ys, rows.share, color=colours)
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in rows.share], fontsize=7, padding=2)
+    ax.set_yticks(ys, [f"{r.label}: {r.source}" if len(labels) > 1 else r.source for r in rows.itertuples()],
+                  fontsize=8)
+    ax.set(xlim=(0, max(1e-9, rows.share.max()) * 1.2), xlabel="share of the units' time idle (units x latency)")
+    return fig
+
+
 def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Ours against the paper's, one log-log panel per metric, a y = x line; colour per config, marker per
     model."""

@@ -20,7 +20,7 @@ from archsim.cascade.ir import Cascade
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.point import prepare
+from archsim.point import Point, prepare
 from archsim.systems import fusemax
 
 
@@ -37,7 +37,11 @@ def from_run(mapping: str, *, cascade: str | None = None, arch: str | None = Non
              sets: MappingType[str, float] | None = None) -> Labelled:
     """Evaluate one design point with the analytical model (mapper included) and label it by its mapping."""
     point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=sets)
-    result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
+    return labelled(point, evaluate(point.binding, point.analysis, point.arch, point.mapping))
+
+
+def labelled(point: Point, result: Result) -> Labelled:
+    """`result` (of either model) on the prepared `point`, labelled by its mapping."""
     return Labelled(result.mapping, result, point.arch, point.binding.cascade, point.mapping)
 
 

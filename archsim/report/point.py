@@ -59,6 +59,14 @@ def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str,
                  f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
         _section("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
     ]
+    stalls = tables.stall_rows(points)
+    if len(stalls):
+        _save(out_dir, "stalls", stalls, figures.stall_figure(stalls, f"Stall sources (event model): {title}"))
+        sections.append(_section(
+            "stalls", "Stall sources",
+            "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
+            "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency. The timeline is "
+            "<a href='trace.json'>trace.json</a> (Chrome trace events; open it in ui.perfetto.dev)."))
     if paper is not None:
         _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
         sections.append(_section(

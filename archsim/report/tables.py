@@ -162,6 +162,18 @@ def utilization_rows(points: Iterable[Labelled]) -> pd.DataFrame:
                         columns=["label", "unit", "utilization"])
 
 
+def stall_rows(points: Iterable[Labelled]) -> pd.DataFrame:
+    """One row per stall source per label (event-model results only): the units' idle seconds it caused, summed
+    over the units, and that as a share of units x latency."""
+    rows = []
+    for p in points:
+        unit_s = p.result.latency_s * len(p.arch.units)
+        for source, seconds in sorted(p.result.stalls.items(), key=lambda kv: -kv[1]):
+            rows.append({"label": p.label, "source": source, "unit_s": seconds,
+                         "share": seconds / unit_s if unit_s else 0.0})
+    return pd.DataFrame(rows, columns=["label", "source", "unit_s", "share"])
+
+
 def summary_rows(points: Iterable[Labelled]) -> pd.DataFrame:
     """One row per label: what was run and its headline numbers."""
     return pd.DataFrame([{
