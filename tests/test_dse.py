@@ -17,6 +17,8 @@ from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
+from archsim.point import run_point
+from archsim.systems import fusemax_pareto
 
 EXAMPLE = {
     "name": "fusemax-dram-seq",
@@ -198,3 +200,42 @@ def test_bad_specs_name_the_field(changes, field):
     with pytest.raises(SpecError) as err:
         _spec(**changes)
     assert err.value.where == field and err.value.source == "test.yaml"
+
+
+PE_DIM = {"values": [64, 128], "set": {
+    "arch.units.array2d.shape": ["pe_dim", "pe_dim"], "arch.units.array1d.shape": ["pe_dim"],
+    "arch.memories.RF.instances": "pe_dim * pe_dim", "arch.memories.RF1D.instances": "pe_dim",
+    "workload.M0": "pe_dim"}}
+
+
+def test_linked_axis_sets_its_fields_together_like_the_fig12_resize():
+    spec = _spec(axes={"linked.pe_dim": PE_DIM, "workload.seq_len": [4096]}, constraints=[])
+    base = load_base(spec)
+    points = expand(spec)
+    assert points == [{"target": "fusemax", "linked.pe_dim": 64, "workload.seq_len": 4096},
+                      {"target": "fusemax", "linked.pe_dim": 128, "workload.seq_len": 4096}]
+    record = evaluate_point(spec, base, points[0])
+    # the same design as FuseMax's Fig. 12 resize (64 x 64 array, 64 lanes, one RF per PE, M0 = 64)
+    arch = fusemax_pareto.resized(base.arch, 64, 2**24)
+    expected = run_point("fusemax", arch=arch, workload="bert-base", sets={"seq_len": 4096, "M0": 64})
+    assert record["latency_s"] == expected.latency_s and record["area_um2"] == expected.area_um2
+    # the key is the resolved configuration's: spelled as five single-valued axes it is the same point
+    explicit = _spec(axes={"arch.units.array2d.shape": [[64, 64]], "arch.units.array1d.shape": [[64]],
+                           "arch.memories.RF.instances": [4096], "arch.memories.RF1D.instances": [64],
+                           "workload.M0": [64], "workload.seq_len": [4096]}, constraints=[])
+    assert point_key(explicit, load_base(explicit), expand(explicit)[0]) == record["key"]
+
+
+@pytest.mark.parametrize(("linked", "field"), [
+    ({"values": []}, "axes.linked.pe_dim.values"),
+    ({"values": [64]}, "axes.linked.pe_dim.set"),
+    ({"values": [64], "set": {"units.array2d.shape": 1}}, "axes.linked.pe_dim.set.units.array2d.shape"),
+    ({"values": [64], "set": {"workload.M0": "pe_dim **"}}, "axes.linked.pe_dim.set.workload.M0"),
+    ({"values": [64], "set": {"workload.M0": "tile"}}, "axes.linked.pe_dim.set.workload.M0"),
+    ({"values": [64], "set": {"arch.units.array3d.shape": ["pe_dim"]}}, "axes.linked.pe_dim"),
+    ({"values": [64], "set": {"workload.M0": "pe_dim"}, "step": 2}, "axes.linked.pe_dim.step"),
+])
+def test_bad_linked_axes_name_the_field(linked, field):
+    with pytest.raises(SpecError) as err:
+        _spec(axes={"linked.pe_dim": linked})
+    assert err.value.where == field

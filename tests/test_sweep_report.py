@@ -116,5 +116,5 @@ def test_demo_sweep_loads_by_name_and_validates():
     spec = library.load_sweep_spec("demo")
     assert spec.name == "demo" and spec.mapping == "fusemax" and spec.workload == "bert-base"
     assert spec.objectives == ("latency_s", "energy_pj", "area_um2")
-    assert [len(v) for v in spec.axes.values()] == [4, 4, 4]
+    assert [len(v) for v in spec.axes.values()] == [3, 4, 3, 4] and set(spec.links) == {"linked.pe_dim"}
     assert spec.axes["workload.seq_len"] == [4096, 16384, 65536, 262144]

@@ -92,10 +92,15 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
             continue
         row = ok.iloc[int(np.nanargmin(values))]
         where = [f"target={row['target']}"] if "target" in row else []
-        where += [f"{a}={row[a]}" for a in axes if a in row and not _missing(row[a])]
+        where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not _missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
     click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points")
+
+
+def _plain(value):
+    """An axis value as given in the spec: a float column's 64.0 back to 64."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _missing(value) -> bool:

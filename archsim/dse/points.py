@@ -144,18 +144,20 @@ def _gpu_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, 
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:
-    """The architecture with the point's `arch.` changes and the sizes with its `workload.` overrides."""
-    changes = {p.removeprefix("arch."): v for p, v in point.items() if p.startswith("arch.")}
-    return (base.arch.with_changes(**changes) if changes else base.arch), _sizes(spec, point)
+    """The architecture with the point's `arch.` changes and the sizes with its `workload.` overrides (its own
+    and its linked axes')."""
+    fields = spec.fields(point)
+    changes = {p.removeprefix("arch."): v for p, v in fields.items() if p.startswith("arch.")}
+    return (base.arch.with_changes(**changes) if changes else base.arch), _sizes(spec, fields)
 
 
-def _sizes(spec: SweepSpec, point: Point) -> dict[str, Any]:
-    return {**spec.sets, **{p.removeprefix("workload."): v for p, v in point.items() if p.startswith("workload.")}}
+def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**spec.sets, **{p.removeprefix("workload."): v for p, v in fields.items() if p.startswith("workload.")}}
 
 
 def _case(spec: SweepSpec, base: Base, point: Point) -> AttentionCase:
     """The GPU's attention call: a forward over the workload's shapes with the point's sizes."""
-    sizes = {**base.workload.params, **_sizes(spec, point)}
+    sizes = {**base.workload.params, **_sizes(spec, spec.fields(point))}
     try:
         heads = int(sizes["heads"])
         return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),

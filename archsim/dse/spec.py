@@ -6,6 +6,10 @@ A sweep is one base point (mapping, optional cascade/arch/workload, `sets`) plus
 `grid` (cartesian product), `random` or `lhs` (Latin hypercube) sampling; `constraints` such as
 `area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
 
+A *linked* axis (`linked.<name>`) sets several fields together: `{values: [...], set: {path: template}}`, each
+template a number, a size expression of `<name>` (`pe_dim * pe_dim`) or a list of those (`[pe_dim, pe_dim]`), so
+one axis can resize a whole array (2-D shape, 1-D lanes, register files, tile size) consistently.
+
 `gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
 listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
 default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
@@ -19,14 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
+from archsim.cascade.bind import eval_size
 from archsim.cascade.load import read_yaml
+from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
-AXIS_ROOTS = ("arch", "workload")
+AXIS_ROOTS = ("arch", "workload", "linked")
+FIELD_ROOTS = ("arch", "workload")  # what an axis value or a linked template finally sets
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
@@ -77,8 +84,36 @@ class SweepSpec:
     constraints: tuple[Constraint, ...] = ()
     objectives: tuple[str, ...] = ("latency_s", "energy_pj")
     gpus: GpuTargets | None = None
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # linked axis -> {field path: template}
     source: str = "<python>"
 
+    def fields(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The field changes a point makes: its `arch.`/`workload.` values and what its linked axes set."""
+        out = {p: v for p, v in point.items() if p.partition(".")[0] in FIELD_ROOTS}
+        for path, value in point.items():
+            if path in self.links:
+                out.update(linked_fields(path, self.links[path], value, self.source))
+        return out
+
+
+def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str) -> dict[str, Any]:
+    """The fields linked axis `path` sets at `value`: each template rendered with the axis's name bound to it."""
+    name = path.removeprefix("linked.")
+
+    def render(template: Any, where: str) -> Any:
+        if isinstance(template, list):
+            return [render(t, f"{where}[{i}]") for i, t in enumerate(template)]
+        if isinstance(template, bool) or not isinstance(template, str | int | float):
+            raise SpecError(source, where, f"expected a number, an expression of {name} or a list, got {template!r}")
+        if not isinstance(template, str):
+            return template
+        try:
+            result = eval_size(parse_expr(template), {name: value})
+        except (ParseError, KeyError, TypeError) as e:
+            raise SpecError(source, where, f"cannot evaluate {template!r} with {name}={value!r}: {e}") from None
+        return int(result) if float(result).is_integer() else result
+
+    return {target: render(t, f"axes.{path}.set.{target}") for target, t in templates.items()}
 
 def load_sweep(path: str | Path) -> SweepSpec:
     return sweep_from_dict(read_yaml(Path(path)), str(path))
@@ -98,8 +133,11 @@ def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
     sets = data.get("sets") or {}
     if not isinstance(sets, dict):
         raise SpecError(source, "sets", "expected a mapping of size name -> number")
+    links = _links(data["axes"], source)
     spec = SweepSpec(
-        name=data["name"], mapping=data["mapping"], axes=_axes(data["axes"], source),
+        name=data["name"], mapping=data["mapping"],
+        axes={p: (v["values"] if p in links else v) for p, v in _axes(data["axes"], source).items()},
+        links=links,
         description=data.get("description") or "", cascade=data.get("cascade"), arch=data.get("arch"),
         workload=data.get("workload"), sets=dict(sets), sampling=_sampling(data.get("sampling") or {}, source),
         constraints=tuple(_constraint(c, f"constraints[{i}]", source)
@@ -132,13 +170,38 @@ def _axes(axes: Any, source: str) -> dict[str, list[Any]]:
         root, _, rest = str(path).partition(".")
         if root not in AXIS_ROOTS or not rest:
             raise SpecError(source, where, "an axis path starts with 'arch.' or 'workload.'")
-        if root == "workload" and "." in rest:
-            raise SpecError(source, where, "a workload axis is one size name, e.g. workload.seq_len")
+        if root in ("workload", "linked") and "." in rest:
+            raise SpecError(source, where, f"a {root} axis is one name, e.g. {root}.seq_len")
+        if root == "linked":
+            continue  # checked by _links
         if not isinstance(values, list):
             raise SpecError(source, where, "expected a list of values")
         if not values:
             raise SpecError(source, where, "empty axis: give at least one value")
-    return {str(p): list(v) for p, v in axes.items()}
+    return {str(p): v if str(p).startswith("linked.") else list(v) for p, v in axes.items()}
+
+
+def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    links = {}
+    for path, data in axes.items():
+        if not str(path).startswith("linked."):
+            continue
+        where = f"axes.{path}"
+        if not isinstance(data, dict):
+            raise SpecError(source, where, "a linked axis is a mapping with values (a list) and set (path: template)")
+        check_keys(data, ("values", "set"), source, where)
+        values, templates = data.get("values"), data.get("set")
+        if not isinstance(values, list) or not values:
+            raise SpecError(source, f"{where}.values", "expected a non-empty list of values")
+        if not isinstance(templates, dict) or not templates:
+            raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
+        for target in templates:
+            if str(target).partition(".")[0] not in FIELD_ROOTS or "." not in str(target):
+                raise SpecError(source, f"{where}.set.{target}", "a linked field starts with 'arch.' or 'workload.'")
+        for value in values:
+            linked_fields(str(path), templates, value, source)  # every value renders
+        links[str(path)] = dict(templates)
+    return links
 
 
 def _sampling(data: Any, source: str) -> Sampling:
@@ -204,13 +267,18 @@ def _objective(name: Any, where: str, source: str) -> str:
 
 
 def _check_arch_axes(spec: SweepSpec) -> None:
-    """Each arch axis's first value must be a change the base architecture accepts."""
-    arch_axes = [p for p in spec.axes if p.startswith("arch.")]
-    if not arch_axes:
+    """Each arch axis's first value, and the arch fields of each linked axis's first value, must be changes the
+    base architecture accepts."""
+    checks = {f"axes.{p}": {p: spec.axes[p][0]} for p in spec.axes if p.startswith("arch.")}
+    for path, templates in spec.links.items():
+        fields = linked_fields(path, templates, spec.axes[path][0], spec.source)
+        checks[f"axes.{path}"] = {f: v for f, v in fields.items() if f.startswith("arch.")}
+    checks = {where: changes for where, changes in checks.items() if changes}
+    if not checks:
         return
     base = library.load_architecture_spec(base_architecture_name(spec))
-    for path in arch_axes:
+    for where, changes in checks.items():
         try:
-            base.with_changes(**{path.removeprefix("arch."): spec.axes[path][0]})
+            base.with_changes(**{p.removeprefix("arch."): v for p, v in changes.items()})
         except SpecError as e:
-            raise SpecError(spec.source, f"axes.{path}", e.message) from None
+            raise SpecError(spec.source, where, e.message) from None
