@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from archsim.library import names
 from archsim.model.analytical import evaluate
-from archsim.model.event import EventRun, _count_below, simulate
+from archsim.model.event import EventRun, simulate
+from archsim.model.event_tasks import count_below
 from archsim.model.trace import chrome_trace, write_chrome_trace
 from archsim.point import Point, prepare
 
@@ -175,4 +176,4 @@ def test_chunk_shares_count_iterations(case) -> None:
     iterations = list(product(*(range(r) for r in radices)))
     hits = [all(it[j] == v for j, v in fixed.items()) for it in iterations]
     expected = [sum(hits[:x]) for x in range(len(iterations) + 1)]
-    assert list(_count_below(np.arange(len(iterations) + 1), radices, fixed)) == expected
+    assert list(count_below(np.arange(len(iterations) + 1), radices, fixed)) == expected
