@@ -40,6 +40,11 @@ def test_simulate_bad_input_exits_2(cli, args, message):
     assert message in result.output
 
 
+def test_simulate_refuses_a_model_outside_the_system_model(cli):
+    result = cli("simulate", "-s", "neupims", "-w", "llama3-8b", "--rate", "5", "--requests", "3", expect=2)
+    assert "llama3-8b: params:" in result.output and "kv_heads=8" in result.output
+
+
 def test_simulate_bad_trace_row_names_the_field(tmp_path, cli):
     trace = tmp_path / "bad.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,64,eight\n")

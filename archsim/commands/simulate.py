@@ -60,6 +60,8 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         model = neupims.system(system_name, workload)
     except KeyError as e:
         raise SpecError(workload, f"params.{e.args[0]}", "a served model needs this size") from None
+    if model.kv_capacity_bytes <= 0:
+        raise SpecError(workload, "params", f"the weights leave no memory for the KV cache on {system_name}")
     start = time.perf_counter()
     result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch), trace=trace_out is not None)
     wall_s = time.perf_counter() - start

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from archsim.errors import SpecError
 from archsim.model.event import Span
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
@@ -141,6 +142,10 @@ def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> Mode
     from archsim.library import load_workload_spec
 
     p = load_workload_spec(name).params
+    heads = p.get("heads")
+    if p.get("kv_heads", heads) != heads or p.get("experts", 1) != 1:
+        raise SpecError(name, "params", "the NeuPIMs model covers dense multi-head decoders (GPT-3 family); this "
+                                        f"workload has kv_heads={p.get('kv_heads'):g}, experts={p.get('experts', 1):g}")
     default_tp, default_pp = MODELS.get(name, (1, 1))
     return ModelShard(name, int(p["hidden"]), int(p["heads"]), int(p["head_dim"]), int(p["ffn_dim"]),
                       int(p["layers"]), tp or default_tp, pp or default_pp, int(p.get("word_bytes", 2)))
