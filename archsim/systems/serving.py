@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from archsim.errors import SpecError
@@ -130,15 +131,9 @@ class ServingResult:
     timeline: tuple[IterationRecord, ...] = field(default=())
 
 
-def percentile(values: Iterable[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of `values`, linear between ranks (numpy's default); NaN for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 class _Live:
