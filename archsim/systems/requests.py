@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from archsim.errors import SpecError
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+_STANDARD_NORMAL = statistics.NormalDist()
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,11 @@ def length_distribution(name: str) -> LengthDistribution:
     return LENGTH_PRESETS[name]
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
 def _clipped_lognormal_mean(mu: float, sigma: float, low: float, high: float) -> float:
     """E[min(max(X, low), high)] for X = exp(mu + sigma Z), Z standard normal."""
     a, b = (math.log(low) - mu) / sigma, (math.log(high) - mu) / sigma
-    inside = math.exp(mu + sigma**2 / 2) * (_normal_cdf(b - sigma) - _normal_cdf(a - sigma))
-    return low * _normal_cdf(a) + high * (1.0 - _normal_cdf(b)) + inside
+    inside = math.exp(mu + sigma**2 / 2) * (_STANDARD_NORMAL.cdf(b - sigma) - _STANDARD_NORMAL.cdf(a - sigma))
+    return low * _STANDARD_NORMAL.cdf(a) + high * (1.0 - _STANDARD_NORMAL.cdf(b)) + inside
 
 
 def _location_for_mean(mean: float, sigma: float, high: float) -> float:
