@@ -136,6 +136,15 @@ class ModelShard:
         per_block = 4 * self.hidden * self.embed_per_device + 2 * self.hidden * self.ffn_per_device
         return float(per_block * self.layers_per_device * self.word_bytes)
 
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """K and V of one token of one request, over every layer (all devices together)."""
+        return 2.0 * self.layers * self.hidden * self.word_bytes
+
+    def kv_capacity_bytes(self, device_bytes: float, reserved_bytes: float) -> float:
+        """KV-cache room over the TP x PP devices: each device's memory less its reserve and its weights."""
+        return self.tp * self.pp * max(0.0, device_bytes - reserved_bytes - self.weight_bytes_per_device)
+
 
 def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> ModelShard:
     """A library workload (gpt3-7b ...) cut by the artifact's parallelism (or the given TP/PP)."""
@@ -271,12 +280,11 @@ class NpuSystem:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        return 2.0 * self.shard.layers * self.shard.hidden * self.shard.word_bytes
+        return self.shard.kv_bytes_per_token
 
     @property
     def kv_capacity_bytes(self) -> float:
-        free = self.pim.capacity_bytes - self.pim.activation_buffer_bytes - self.shard.weight_bytes_per_device
-        return self.shard.tp * self.shard.pp * max(0.0, free)
+        return self.shard.kv_capacity_bytes(self.pim.capacity_bytes, self.pim.activation_buffer_bytes)
 
     def iteration(self, batch: Batch) -> IterationCost:
         return npu_iteration(self, np.asarray(batch.decode_context_tokens, dtype=float),
@@ -475,12 +483,11 @@ class GpuSystem:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        return 2.0 * self.shard.layers * self.shard.hidden * self.shard.word_bytes
+        return self.shard.kv_bytes_per_token
 
     @property
     def kv_capacity_bytes(self) -> float:
-        free = self.gpu.dram_bytes - PIMSpec().activation_buffer_bytes - self.shard.weight_bytes_per_device
-        return self.shard.tp * self.shard.pp * max(0.0, free)
+        return self.shard.kv_capacity_bytes(self.gpu.dram_bytes, PIMSpec().activation_buffer_bytes)
 
     def iteration(self, batch: Batch) -> IterationCost:
         return gpu_iteration(self, np.asarray(batch.decode_context_tokens, dtype=float),

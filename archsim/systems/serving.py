@@ -47,6 +47,9 @@ import numpy as np
 import simpy
 
 from archsim.errors import SpecError
+from archsim.model.event import Span
+from archsim.model.trace import DEVICE_PID, US_PER_S
+from archsim.model.trace import chrome_trace as trace_events
 from archsim.systems.iteration import Batch, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.requests import Request, check_requests
@@ -322,16 +325,14 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
 
 
 def chrome_trace(result: ServingResult) -> dict:
-    """The iteration timeline (needs `trace=True`) as Chrome trace events (chrome://tracing, Perfetto): one
-    complete event per iteration and a counter of KV pages in use; times in microseconds."""
-    events: list[dict] = []
-    for i, it in enumerate(result.timeline):
-        start_us, dur_us = it.start_s * 1e6, (it.end_s - it.start_s) * 1e6
-        events.append({"name": f"{it.n_prefill} prefill + {it.n_decode} decode", "ph": "X", "pid": 0, "tid": 0,
-                       "ts": start_us, "dur": dur_us,
-                       "args": {"iteration": i, "n_prefill": it.n_prefill, "n_decode": it.n_decode,
-                                "prefill_tokens": it.prefill_tokens, "pages_used": it.pages_used}})
-        events.append({"name": "kv_pages_used", "ph": "C", "pid": 0, "ts": start_us,
-                       "args": {"pages": it.pages_used}})
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"system": result.system, "capacity_pages": result.capacity_pages}}
+    """The iteration timeline (needs `trace=True`) as Chrome trace events (`archsim.model.trace`): one complete
+    event per iteration on the resource "iterations", plus a counter of KV pages in use."""
+    spans = [Span("iterations", f"{it.n_prefill} prefill + {it.n_decode} decode", it.start_s, it.end_s,
+                  {"iteration": i, "n_prefill": it.n_prefill, "n_decode": it.n_decode,
+                   "prefill_tokens": it.prefill_tokens, "pages_used": it.pages_used})
+             for i, it in enumerate(result.timeline)]
+    trace = trace_events(spans)
+    trace["traceEvents"] += [{"name": "kv_pages_used", "ph": "C", "pid": DEVICE_PID, "ts": it.start_s * US_PER_S,
+                              "args": {"pages": it.pages_used}} for it in result.timeline]
+    trace["otherData"] = {"system": result.system, "capacity_pages": result.capacity_pages}
+    return trace
