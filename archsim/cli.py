@@ -450,7 +450,8 @@ def _report_neupims(out: Path) -> None:
     from archsim.systems import neupims_reproduce
 
     records = neupims_reproduce.reproduce()
-    index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER)
+    index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER,
+                                 neupims_reproduce.attribution())
     click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
 
 

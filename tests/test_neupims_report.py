@@ -8,6 +8,7 @@ iterations divided by the pipeline stages.
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from itertools import pairwise
 
@@ -23,12 +24,17 @@ MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
 MODES = (*neupims.MODES, "neupims-no-sbi")
 SBI_ONE_ROW_BUFFER = NeuPIMsConfig("sbi-one-row-buffer", sub_batch_interleaving=True, row_buffers=1)
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "utilization.png", "utilization.csv",
-         "timeline.png", "timeline.csv")
+         "timeline.png", "timeline.csv", "attribution.png", "attribution.csv")
 
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
     return neupims_reproduce.reproduce(models=MODELS, batches=BATCHES, samples=SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def attribution() -> list[dict]:
+    return neupims_reproduce.attribution(models=MODELS, batches=BATCHES, samples=SAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +85,19 @@ def test_timeline_shows_each_mode_schedule(timelines) -> None:
     assert [s.name for s in timelines["neupims-no-sbi"] if s.resource == "PIM"] == ["MHA logits + attend"]
 
 
-def test_report_writes_every_figure_with_its_table(records, timelines, tmp_path) -> None:
-    index = page.write_neupims_report(records, tmp_path, timelines, neupims_reproduce.PAPER)
+def test_report_writes_every_figure_with_its_table(records, timelines, attribution, tmp_path) -> None:
+    index = page.write_neupims_report(records, tmp_path, timelines, neupims_reproduce.PAPER, attribution)
     assert index == tmp_path / "index.html"
     for name in FILES:
         assert (tmp_path / name).stat().st_size > 0, name
     page_html = index.read_text()
-    assert all(f"{name}.png" in page_html for name in ("throughput", "utilization", "timeline"))
-    assert "differ from the paper" in page_html and "256-token ridge" in page_html and "Alpaca" in page_html
+    assert all(f"{name}.png" in page_html for name in ("throughput", "utilization", "timeline", "attribution"))
+    explained = neupims_reproduce.explain(attribution, neupims_reproduce.HEADLINE_TOLERANCE)
+    assert explained and all(html.escape(line) in page_html for line in explained)
+    assert all(html.escape(v.choice) in page_html for v in neupims_reproduce.VARIANTS)
+    variants = pd.read_csv(tmp_path / "attribution.csv")
+    assert len(variants) == len(attribution) and set(variants["variant"]) == {
+        v.name for v in neupims_reproduce.VARIANTS}
 
     throughput = pd.read_csv(tmp_path / "throughput.csv")
     keys = ["mode", "model", "dataset", "batch"]

@@ -61,6 +61,8 @@ def test_reproduce_neupims_json_has_a_record_per_point(cli):
     per_mode = len(neupims.MODELS) * len(neupims_reproduce.DATASETS) * len(neupims_reproduce.BATCHES)
     assert len(points) == len(modes) * per_mode
     assert {h["metric"] for h in out["headline"]} >= {"neupims/npu-only", "neupims/npu+pim", "npu+pim/npu-only"}
+    ours = {r["metric"]: r["ours"] for r in out["attribution"] if r["variant"] == "ours"}
+    assert ours == {h["metric"]: h["ours"] for h in out["headline"]}
 
 
 def test_run_with_the_event_model_writes_a_trace_and_names_stalls(tmp_path, cli):

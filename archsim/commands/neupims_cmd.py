@@ -12,25 +12,18 @@ import pandas as pd
 
 from archsim.systems import neupims_reproduce
 
-# Why ours differ from the paper where they do (the reasons of the xfail tests in tests/test_neupims.py).
-DIFFERENCES = (
-    "Alpaca's steady-state contexts (~80 tokens) make a PIM GEMV GWRITE- and partial-tile bound, hardly faster than "
-    "streaming the request's KV at 1.02 TB/s, so PIM gains little on Alpaca.",
-    "Sub-batch interleaving re-streams every weight per sub-batch; sub-batches below the arrays' 256-token ridge "
-    "are weight-bandwidth bound, so SBI loses at batch 256 and pays off from 384 or 512 depending on the model "
-    "(the paper: from 256).",
-)
-
 
 def reproduce_neupims(as_json: bool, out: str | None) -> None:
     records = neupims_reproduce.reproduce()
     headline = neupims_reproduce.compare(records)
+    attribution = neupims_reproduce.attribution()
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         pd.DataFrame(records).to_csv(Path(out) / "points.csv", index=False)
         pd.DataFrame(headline).to_csv(Path(out) / "headline.csv", index=False)
+        pd.DataFrame(attribution).to_csv(Path(out) / "attribution.csv", index=False)
     if as_json:
-        click.echo(json.dumps({"points": records, "headline": headline}, indent=2))
+        click.echo(json.dumps({"points": records, "headline": headline, "attribution": attribution}, indent=2))
         return
     df = pd.DataFrame(records)
     click.echo("Decode throughput (tokens/s per system) over ten sampled steady-state batches")
@@ -42,8 +35,14 @@ def reproduce_neupims(as_json: bool, out: str | None) -> None:
     for row in headline:
         click.echo(f"  {row['metric']:<24} ours {row['ours']:.3f}   paper {row['paper']:.3f}   "
                    f"ours/paper {row['ratio']:.2f}")
-    click.echo("\nWhere ours differ, the modelling choice that explains it:")
-    for reason in DIFFERENCES:
-        click.echo(f"  - {reason}")
+    click.echo("\nOurs/paper when the reproduction is rerun under another modelling choice (a column each):")
+    for variant in neupims_reproduce.VARIANTS:
+        click.echo(f"  {variant.name}: {variant.choice}")
+    ratios = pd.DataFrame(attribution).pivot_table(index="metric", columns="variant", values="ratio", sort=False)
+    click.echo(ratios.to_string(float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"\nWhere ours differ by more than {neupims_reproduce.HEADLINE_TOLERANCE:.0%}, the modelling choice "
+               "that moves it furthest toward the paper:")
+    for line in neupims_reproduce.explain(attribution, neupims_reproduce.HEADLINE_TOLERANCE):
+        click.echo(f"  - {line}")
     if out:
-        click.echo(f"records written to {out}/points.csv, {out}/headline.csv")
+        click.echo(f"records written to {out}/points.csv, {out}/headline.csv, {out}/attribution.csv")

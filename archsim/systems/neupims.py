@@ -23,7 +23,9 @@ Model of one decode iteration on one device (sources: ../shared/reference/pim.md
   one after another (`pim.gemv_cycles`); the MHA takes the slowest channel.
 - Blocked (npu_pim_overlap off): QKV, then PIM logits, softmax, attend, then projection and FFN, in sequence.
   With overlap but no SBI, softmax hides under the PIM GEMVs at head granularity (§6.1 of the paper).
-- Sub-batch interleaving (Algorithm 3 split, §1.4 stages A..F): a stage takes max(NPU work, PIM work) when the dual
+- Sub-batch interleaving (Algorithm 3 split, §1.4 stages A..F): each sub-batch streams the block's weights, less
+  what `sbi_resident_weight_bytes` keeps in SRAM for the second one (0 by default, like the artifact's
+  double-buffered SRAM). A stage takes max(NPU work, PIM work) when the dual
   row buffers let the NPU's weight reads proceed beside PIM commands; with one row buffer the NPU's HBM time and
   the PIM time serialise: max(NPU time, NPU HBM time + PIM time). The N blocks of a device take
   A + B + (N-1)(C + D) + E + F. The C/A bus is not modelled as contended (HBM's column command bus has a slot per
@@ -76,6 +78,9 @@ class NeuPIMsConfig:
     sbi_min_batch: int = 256  # §5: the artifact enables SBI only at batch >= 256
     channel_policy: str = "greedy"  # rr | greedy
     npu_pim_overlap: bool = True  # False = blocked: NPU and PIM work never overlap
+    # SBI: bytes of a block's weights the NPU keeps in SRAM from one sub-batch's GEMMs to the other's; 0 = every
+    # weight is streamed once per sub-batch (the artifact's SRAM double-buffers tiles, §1.2)
+    sbi_resident_weight_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -86,6 +91,7 @@ class NeuPIMsConfig:
             "channel_policy": self.channel_policy in ("rr", "greedy"),
             "sub_batch_interleaving": not self.sub_batch_interleaving or (self.npu_pim_overlap
                                                                           and self.attention_on == "pim"),
+            "sbi_resident_weight_bytes": self.sbi_resident_weight_bytes >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -132,9 +138,14 @@ class ModelShard:
         return self.layers // self.pp
 
     @property
+    def weight_bytes_per_block(self) -> float:
+        """QKV, projection and FFN weights of one decoder block on one device."""
+        return float((4 * self.hidden * self.embed_per_device + 2 * self.hidden * self.ffn_per_device)
+                     * self.word_bytes)
+
+    @property
     def weight_bytes_per_device(self) -> float:
-        per_block = 4 * self.hidden * self.embed_per_device + 2 * self.hidden * self.ffn_per_device
-        return float(per_block * self.layers_per_device * self.word_bytes)
+        return self.weight_bytes_per_block * self.layers_per_device
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -195,21 +206,24 @@ def _prefill_attention(npu: NPUSpec, shard: ModelShard, prompts: Sequence[int]) 
     return gemms, ops
 
 
-def qkv_phase(npu: NPUSpec, shard: ModelShard, decodes: int, prompts: Sequence[int], bandwidth: float) -> NpuWork:
-    """Layer norm, QKV generation, the new tokens' K/V appended to HBM, and prompt attention."""
+def qkv_phase(npu: NPUSpec, shard: ModelShard, decodes: int, prompts: Sequence[int], bandwidth: float,
+              streamed_fraction: float = 1.0) -> NpuWork:
+    """Layer norm, QKV generation, the new tokens' K/V appended to HBM, and prompt attention; `streamed_fraction`
+    of the weights comes from HBM (the rest is still in SRAM)."""
     tokens = decodes + int(sum(prompts))
-    gemms = [npu_model.gemm_time(npu, tokens, shard.hidden, 3 * shard.embed_per_device, bandwidth)]
+    gemms = [npu_model.gemm_time(npu, tokens, shard.hidden, 3 * shard.embed_per_device, bandwidth,
+                                 streamed_fraction)]
     attention, attention_ops = _prefill_attention(npu, shard, prompts)
     ops = npu_model.LAYERNORM_OPS_PER_ELEMENT * tokens * shard.hidden + attention_ops
     kv_append = 2.0 * tokens * shard.embed_per_device * shard.word_bytes
     return _work(npu, gemms + attention, ops, kv_append, bandwidth)
 
 
-def post_phase(npu: NPUSpec, shard: ModelShard, tokens: int, bandwidth: float) -> NpuWork:
-    """Projection, residual, layer norm, FFN up, GELU, FFN down, residual."""
+def post_phase(npu: NPUSpec, shard: ModelShard, tokens: int, bandwidth: float,
+               streamed_fraction: float = 1.0) -> NpuWork:
+    """Projection, residual, layer norm, FFN up, GELU, FFN down, residual (`streamed_fraction` as in qkv_phase)."""
     e, h, f = shard.embed_per_device, shard.hidden, shard.ffn_per_device
-    gemms = [npu_model.gemm_time(npu, tokens, e, h, bandwidth), npu_model.gemm_time(npu, tokens, h, f, bandwidth),
-             npu_model.gemm_time(npu, tokens, f, h, bandwidth)]
+    gemms = [npu_model.gemm_time(npu, tokens, k, n, bandwidth, streamed_fraction) for k, n in ((e, h), (h, f), (f, h))]
     ops = tokens * (h * (2 * npu_model.RESIDUAL_OPS_PER_ELEMENT + npu_model.LAYERNORM_OPS_PER_ELEMENT)
                     + f * npu_model.GELU_OPS_PER_ELEMENT)
     return _work(npu, gemms, ops)
@@ -341,12 +355,13 @@ def block_phases(system: NpuSystem, contexts: np.ndarray, prompts: tuple[int, ..
     config, shard, npu, pim, bw = system.config, system.shard, system.npu, system.pim, system.bandwidth
     if config.sub_batch_interleaving and len(contexts) >= max(2, config.sbi_min_batch):
         placement = place_requests(pim, shard, contexts, config.channel_policy)
+        resident = min(1.0, config.sbi_resident_weight_bytes / shard.weight_bytes_per_block)
         q, p, pim_s, vector_s, m = [], [], [], [], []
-        for sb in (0, 1):
+        for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
             mine = contexts[placement.sub_batch == sb]
             sb_prompts = prompts[sb::2]
-            q.append(qkv_phase(npu, shard, len(mine), sb_prompts, bw))
-            p.append(post_phase(npu, shard, len(mine) + int(sum(sb_prompts)), bw))
+            q.append(qkv_phase(npu, shard, len(mine), sb_prompts, bw, streamed))
+            p.append(post_phase(npu, shard, len(mine) + int(sum(sb_prompts)), bw, streamed))
             pim_s.append(float(placement.loads_s(pim.channels, sb).max()))
             vector_s.append(softmax_s(npu, shard, mine))
             m.append(max(pim_s[-1], vector_s[-1]))
@@ -457,7 +472,7 @@ def block_timeline(system: NpuSystem, contexts: np.ndarray) -> tuple[Span, ...]:
     else:
         pim, shard, placement = system.pim, system.shard, phases.placement
         slowest = int(np.argmax(placement.loads_s(pim.channels)))
-        logits_s = pim_model.logits_cycles(pim, contexts, shard.heads_per_device, shard.head_dim) / pim.clock_hz
+        logits_s = pim_model.gemv_parts_cycles(pim, contexts, shard.heads_per_device, shard.head_dim)[0] / pim.clock_hz
         slowest_logits_s = float(pim_model.channel_loads(logits_s, placement.channel, pim.channels)[slowest])
         end = add("PIM", "MHA logits", t, slowest_logits_s, "mha")
         end = add("NPU vector", "softmax", end, vector_s, "softmax")

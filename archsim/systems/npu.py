@@ -73,13 +73,15 @@ def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
     return folds * max(rows, npu.array_rows) + npu.array_rows + npu.array_cols - 2
 
 
-def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float) -> GemmTime:
-    """x[m, k] · w[k, n] on the arrays with w streamed from HBM."""
+def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
+              streamed_fraction: float = 1.0) -> GemmTime:
+    """x[m, k] · w[k, n] on the arrays with w streamed from HBM; `streamed_fraction` < 1 when part of w is still
+    in SRAM from an earlier GEMM on the same weights."""
     if m <= 0:
         return GemmTime(0.0, 0.0, 0.0, 0.0)
     folds = _ceil(k, npu.array_rows) * _ceil(n, npu.array_cols)
     cycles = array_cycles(npu, _ceil(folds, npu.systolic_arrays), m)
-    weight_bytes = float(k * n * npu.element_bytes)
+    weight_bytes = float(k * n * npu.element_bytes) * streamed_fraction
     return GemmTime(cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n, weight_bytes)
 
 

@@ -21,7 +21,9 @@ Command model (`gemv_cycles`), per channel and per request, derived from the HBM
 External bandwidth (`external_bytes_per_s`): 32 channels x 128 bit x DDR x 1 GHz = 1.024 TB/s, less refresh
 (x 3640/3900) like the PIM commands, as the NPU streams weights and KV.
 Algorithm 1 (`algorithm1_cycles`, the artifact's estimate: 184 cycles a tile, 100 a GWRITE) is kept as the load
-metric of the greedy policy and as a cross-check of the command model.
+metric of the greedy policy and as a cross-check of the command model. `PIMSpec.gemv_timing = "algorithm1"` times the
+GEMVs by it instead (`gemv_parts_cycles`): a modelling alternative for attributing differences from the paper, not
+the default.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+GEMV_TIMINGS = ("command", "algorithm1")
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,18 @@ class PIMSpec:
     banks_per_activation: int = 4  # §1.3: G_ACT opens 4 banks at a time
     activations_per_tFAW: int = 4  # JEDEC four-activate window
     row_buffers: int = 2  # §1.1: 2 = NeuPIMs dual row buffer, 1 = Newton
+    gemv_timing: str = "command"  # command = the HBM2 command model; algorithm1 = the artifact's estimate (§1.4)
     gwrite_cycles: int = 100  # §1.4 artifact gwrite_latency
     algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
     capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
     activation_buffer_bytes: float = 512 * 2**20  # §1.2 HBM_act_buf_size
     offchip_pj_per_bit: float = 3.59  # §5 derived access energy, off chip (cell, muxes, TSV, interposer) [AA-repo]
     bank_pim_pj_per_bit: float = 0.55  # §5 derived access energy of a bank-level PIM (cell and bank mux only)
+
+    def __post_init__(self) -> None:
+        if self.gemv_timing not in GEMV_TIMINGS:
+            raise ValueError(f"PIMSpec.gemv_timing: expected one of {', '.join(GEMV_TIMINGS)}, "
+                             f"got {self.gemv_timing!r}")
 
     @property
     def row_elements(self) -> int:
@@ -138,12 +148,21 @@ def attend_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
 
 
 def gemv_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
-    """MHA of one request on its channel: logits then attend (the command model)."""
-    return logits_cycles(pim, seq_tokens, heads, head_dim) + attend_cycles(pim, seq_tokens, heads, head_dim)
+    """MHA of one request on its channel: logits then attend (timed as `pim.gemv_timing` says)."""
+    logits, attend = gemv_parts_cycles(pim, seq_tokens, heads, head_dim)
+    return logits + attend
 
 
-def algorithm1_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
-    """NeuPIMs Algorithm 1 (§1.4) with whole tiles: GWRITEs and 184-cycle tiles of K^T·q and logits·V."""
+def gemv_parts_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """(logits, attend) cycles of one request's MHA: the command model, or Algorithm 1 when
+    `pim.gemv_timing == "algorithm1"`."""
+    if pim.gemv_timing == "algorithm1":
+        return algorithm1_parts_cycles(pim, seq_tokens, heads, head_dim)
+    return logits_cycles(pim, seq_tokens, heads, head_dim), attend_cycles(pim, seq_tokens, heads, head_dim)
+
+
+def algorithm1_parts_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """NeuPIMs Algorithm 1 (§1.4) with whole tiles, (K^T·q, logits·V): GWRITEs and 184-cycle tiles."""
     seq = np.asarray(seq_tokens)
     embed, banks, page = heads * head_dim, pim.banks_per_channel, pim.row_elements
     e_pages = _ceil(embed, page)
@@ -151,6 +170,12 @@ def algorithm1_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     seq_pages = _ceil(seq, page)
     attend = (pim.gwrite_cycles * seq_pages * heads
               + pim.algorithm1_tile_cycles * _ceil(head_dim, banks) * seq_pages * heads)
+    return logits, attend
+
+
+def algorithm1_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """NeuPIMs Algorithm 1 (§1.4): the greedy policy's load estimate of one request's MHA."""
+    logits, attend = algorithm1_parts_cycles(pim, seq_tokens, heads, head_dim)
     return logits + attend
 
 
