@@ -9,7 +9,9 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
   rows preload behind them (assumption: double-buffered PE weight registers, as in TPU v1), so below M = 128 the
   preload sets the pace. Consecutive folds follow each other's wavefront, so the skew fill and drain
   (S_R + S_C - 2 cycles; SCALE-Sim's weight-stationary fold is 2·S_R + S_C + T - 2, Samajdar et al. 2018) is paid
-  once per GEMM per array, not per fold.
+  once per GEMM per array, not per fold. `NPUSpec.fold_timing = "scale-sim"` charges SCALE-Sim's fold instead
+  (preload, fill and drain per fold, nothing overlapped): a modelling alternative for attributing differences from
+  the paper, not the default.
 - Weights come from HBM once per GEMM at the external bandwidth, double-buffered in SRAM against the arrays, so a
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
   SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
@@ -27,6 +29,9 @@ GELU_OPS_PER_ELEMENT = 1  # §1.2: gelu is a one-cycle vector op
 RESIDUAL_OPS_PER_ELEMENT = 1
 
 
+FOLD_TIMINGS = ("pipelined", "scale-sim")
+
+
 @dataclass(frozen=True)
 class NPUSpec:
     systolic_arrays: int = 8
@@ -38,6 +43,12 @@ class NPUSpec:
     element_bytes: int = 2  # FP16
     sram_bytes: float = 134218 * 1024
     op_energy_pj: float = 0.32  # pJ per arithmetic op (a MAC is two), pim.md §5 "ALU 0.32 pJ per op" [AA-repo]
+    fold_timing: str = "pipelined"  # pipelined = folds back to back (module docstring); scale-sim = per-fold cost
+
+    def __post_init__(self) -> None:
+        if self.fold_timing not in FOLD_TIMINGS:
+            raise ValueError(f"NPUSpec.fold_timing: expected one of {', '.join(FOLD_TIMINGS)}, "
+                             f"got {self.fold_timing!r}")
 
     @property
     def peak_flops_per_s(self) -> float:
@@ -70,6 +81,8 @@ def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
     """Cycles of one array running `folds` weight folds back to back, each streaming `rows` input rows."""
     if folds <= 0:
         return 0
+    if npu.fold_timing == "scale-sim":
+        return folds * (2 * npu.array_rows + npu.array_cols + rows - 2)
     return folds * max(rows, npu.array_rows) + npu.array_rows + npu.array_cols - 2
 
 
