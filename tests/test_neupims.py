@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archsim.errors import SpecError
 from archsim.systems import neupims, neupims_reproduce
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
@@ -115,6 +117,25 @@ def test_iteration_model_contract() -> None:
     # KV per token: 2 (K, V) x 32 layers x 4096 x 2 bytes = 512 KiB.
     assert system.kv_bytes_per_token == 2 * 32 * 4096 * 2
     assert 0 < system.kv_capacity_bytes < 4 * PIM.capacity_bytes
+
+
+def test_tensor_parallelism_beats_pipeline_parallelism_on_the_same_devices() -> None:
+    """Fig. 14 (§1.4, §1.6): with 256 requests, TP beats PP on the same devices. In ours a device's share of every
+    layer's weights shrinks with TP while PP stages take turns on the one batch in flight (micro-batched PP is not
+    modelled), so GPT3-30B on 8 devices slows at every step from TP8 to PP8."""
+    contexts = neupims_reproduce.sample_contexts((0, 0, 256, 0), 256, "sharegpt")
+    shards, times = [], []
+    for tp, pp in ((8, 1), (4, 2), (2, 4), (1, 8)):
+        system = neupims.system("neupims", "gpt3-30b", tp=tp, pp=pp)
+        shards.append(system.shard)
+        times.append(system.iteration(Batch(decode_context_tokens=contexts)).time_s)
+    assert all(a < b for a, b in pairwise(times))
+    assert len({s.weight_bytes_per_device for s in shards}) == 1  # 8 devices hold the same share each
+    assert [s.heads_per_device for s in shards] == [7, 14, 28, 56]
+    with pytest.raises(SpecError, match="tp"):
+        neupims.system("neupims", "gpt3-30b", tp=3)
+    with pytest.raises(SpecError, match="pp"):
+        neupims.system("neupims", "gpt3-30b", pp=5)
 
 
 def test_modes_are_configs() -> None:

@@ -28,12 +28,16 @@ def test_simulate_poisson_is_seeded(cli):
     assert first == again and first["requests"] == 30
     other = json.loads(cli(*args, "--seed", "1").output)
     assert other["output_tokens"] != first["output_tokens"]
+    wider = json.loads(cli(*args, "--tp", "8").output)
+    assert wider["system"] == first["system"] and wider["makespan_s"] != first["makespan_s"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--rate", "5"), "give either --trace FILE or both --rate R and --requests N"),
     (("--rate", "5", "--requests", "3", "--trace", "x.csv"), "exclude each other"),
     (("--trace", "missing.csv"), "missing.csv"),
+    (("--rate", "5", "--requests", "3", "--tp", "3"), "gpt3-7b: tp: a divisor of heads (32)"),
+    (("--rate", "5", "--requests", "3", "--pp", "5"), "gpt3-7b: pp: a divisor of layers (32)"),
 ])
 def test_simulate_bad_input_exits_2(cli, args, message):
     result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", *args, expect=2)

@@ -1,8 +1,8 @@
 """`archsim simulate`: LLM serving on a system, driven by the serving simulator (`archsim.systems.serving`).
 
 The system is a NeuPIMs-family configuration (`archsim.systems.neupims.PRESETS`: gpu, npu-only, npu+pim, neupims,
-neupims-no-sbi) running a library model (gpt3-7b ...) with the artifact's parallelism; requests come from a trace
-CSV or a seeded Poisson process with ShareGPT- or Alpaca-like lengths.
+neupims-no-sbi) running a library model (gpt3-7b ...) with the artifact's parallelism or --tp/--pp; requests come
+from a trace CSV or a seeded Poisson process with ShareGPT- or Alpaca-like lengths.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, 
 @click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most requests in one iteration.")
+@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the artifact's, e.g. 4 "
+                                                        "for gpt3-7b).")
+@click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the artifact's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--trace-out", type=click.Path(dir_okay=False),
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
 def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: float | None,
-                 n_requests: int | None, lengths: str, seed: int, max_batch: int, as_json: bool,
-                 trace_out: str | None) -> None:
+                 n_requests: int | None, lengths: str, seed: int, max_batch: int, tp: int | None, pp: int | None,
+                 as_json: bool, trace_out: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
     throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
 
@@ -49,6 +52,7 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
     \b
       archsim simulate --system neupims --workload gpt3-7b --rate 20 --requests 1000
       archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
+      archsim simulate --system neupims --workload gpt3-30b --tp 8 --pp 1 --rate 10 --requests 256
     """
     if trace_path and (rate is not None or n_requests is not None):
         raise click.UsageError("--trace and --rate/--requests exclude each other")
@@ -57,7 +61,7 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     try:
-        model = neupims.system(system_name, workload)
+        model = neupims.system(system_name, workload, tp=tp, pp=pp)
     except KeyError as e:
         raise SpecError(workload, f"params.{e.args[0]}", "a served model needs this size") from None
     if model.kv_capacity_bytes <= 0:

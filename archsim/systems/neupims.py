@@ -158,7 +158,8 @@ class ModelShard:
 
 
 def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> ModelShard:
-    """A library workload (gpt3-7b ...) cut by the artifact's parallelism (or the given TP/PP)."""
+    """A library workload (gpt3-7b ...) cut by the artifact's parallelism (or the given TP/PP, which must divide
+    the heads and FFN columns, and the layers)."""
     from archsim.library import load_workload_spec
 
     p = load_workload_spec(name).params
@@ -167,8 +168,13 @@ def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> Mode
         raise SpecError(name, "params", "the NeuPIMs model covers dense multi-head decoders (GPT-3 family); this "
                                         f"workload has kv_heads={p.get('kv_heads'):g}, experts={p.get('experts', 1):g}")
     default_tp, default_pp = MODELS.get(name, (1, 1))
+    tp, pp = tp or default_tp, pp or default_pp
+    if p["heads"] % tp or p["ffn_dim"] % tp:
+        raise SpecError(name, "tp", f"a divisor of heads ({p['heads']:g}) and ffn_dim ({p['ffn_dim']:g}), got {tp}")
+    if p["layers"] % pp:
+        raise SpecError(name, "pp", f"a divisor of layers ({p['layers']:g}), got {pp}")
     return ModelShard(name, int(p["hidden"]), int(p["heads"]), int(p["head_dim"]), int(p["ffn_dim"]),
-                      int(p["layers"]), tp or default_tp, pp or default_pp, int(p.get("word_bytes", 2)))
+                      int(p["layers"]), tp, pp, int(p.get("word_bytes", 2)))
 
 
 # ------------------------------------------------------------------------------------------------ NPU work
@@ -552,11 +558,12 @@ def gpu_iteration(system: GpuSystem, contexts: np.ndarray, prompts: tuple[int, .
 
 
 # ------------------------------------------------------------------------------------------------ factories
-def system(config: NeuPIMsConfig | str, model: str, npu: NPUSpec | None = None,
-           pim: PIMSpec | None = None) -> NpuSystem | GpuSystem:
-    """An IterationModel for a preset name or config and a library model (gpt3-7b ...)."""
+def system(config: NeuPIMsConfig | str, model: str, npu: NPUSpec | None = None, pim: PIMSpec | None = None,
+           tp: int | None = None, pp: int | None = None) -> NpuSystem | GpuSystem:
+    """An IterationModel for a preset name or config and a library model (gpt3-7b ...), with the artifact's
+    parallelism unless `tp`/`pp` say otherwise."""
     config = PRESETS[config] if isinstance(config, str) else config
-    shard = model_shard(model)
+    shard = model_shard(model, tp, pp)
     if config.device == "gpu":
         from archsim.gpu.load import load_gpu
         from archsim.gpu.params import load_calibration
