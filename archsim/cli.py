@@ -451,7 +451,7 @@ def _report_neupims(out: Path) -> None:
 
     records = neupims_reproduce.reproduce()
     index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER,
-                                 neupims_reproduce.attribution())
+                                 neupims_reproduce.attribution(), neupims_reproduce.ablation())
     click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
 
 

@@ -24,7 +24,8 @@ MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
 MODES = (*neupims.MODES, "neupims-no-sbi")
 SBI_ONE_ROW_BUFFER = NeuPIMsConfig("sbi-one-row-buffer", sub_batch_interleaving=True, row_buffers=1)
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "utilization.png", "utilization.csv",
-         "timeline.png", "timeline.csv", "attribution.png", "attribution.csv")
+         "timeline.png", "timeline.csv", "attribution.png", "attribution.csv",
+         "ablation.png", "ablation.csv")
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +87,19 @@ def test_timeline_shows_each_mode_schedule(timelines) -> None:
 
 
 def test_report_writes_every_figure_with_its_table(records, timelines, attribution, tmp_path) -> None:
-    index = page.write_neupims_report(records, tmp_path, timelines, neupims_reproduce.PAPER, attribution)
+    ablation = neupims_reproduce.ablation(samples=SAMPLES)
+    index = page.write_neupims_report(records, tmp_path, timelines, neupims_reproduce.PAPER, attribution, ablation)
     assert index == tmp_path / "index.html"
     for name in FILES:
         assert (tmp_path / name).stat().st_size > 0, name
     page_html = index.read_text()
-    assert all(f"{name}.png" in page_html for name in ("throughput", "utilization", "timeline", "attribution"))
+    assert all(f"{name}.png" in page_html for name in ("throughput", "utilization", "timeline", "attribution",
+                                                            "ablation"))
     explained = neupims_reproduce.explain(attribution, neupims_reproduce.HEADLINE_TOLERANCE)
     assert explained and all(html.escape(line) in page_html for line in explained)
     assert all(html.escape(v.choice) in page_html for v in neupims_reproduce.VARIANTS)
+    gains = pd.read_csv(tmp_path / "ablation.csv")
+    assert len(gains) == len(neupims_reproduce.ABLATION) * len(neupims_reproduce.BATCHES)
     variants = pd.read_csv(tmp_path / "attribution.csv")
     assert len(variants) == len(attribution) and set(variants["variant"]) == {
         v.name for v in neupims_reproduce.VARIANTS}

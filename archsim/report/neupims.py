@@ -11,6 +11,8 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - timeline.png/.csv: one decoder block of one device per mode, a row per resource (GPT3-30B ShareGPT batch 256,
   the first sampled batch). The GPU baseline has no timeline: its model is a sum of kernel times on one device,
   with none of the NPU / PIM / HBM resources the other modes share.
+- ablation.png/.csv: Fig. 13 as a leave-one-out ablation (`neupims_reproduce.ablation`), the gain of each
+  mechanism per batch, the paper's average where it gives one.
 - attribution.png/.csv: ours / paper of every headline metric when the reproduction is rerun under each
   modelling alternative (`neupims_reproduce.attribution`), and the intro lists, for every gap beyond
   `neupims_reproduce.HEADLINE_TOLERANCE`, the choice that moves it furthest toward the paper.
@@ -224,6 +226,25 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def ablation_figure(rows: pd.DataFrame) -> Figure:
+    """Gain of each mechanism (with / without) per batch, a line each; the paper's averages dashed."""
+    model, dataset = neupims_reproduce.ABLATION_CASE
+    fig = _figure(9.0, 5.0)
+    _title(fig, f"Ablation (Fig. 13, {model} {dataset}): throughput with each mechanism over the full design "
+                "without it; dashed: the paper's average gain")
+    ax = fig.add_axes((0.09, 0.12, 0.6, 0.72))
+    for i, (mechanism, mine) in enumerate(rows.groupby("mechanism", sort=False)):
+        ax.plot(mine["batch"], mine["gain"], marker="o", color=_colour(i), label=mechanism)
+        paper = neupims_reproduce.ABLATION_PAPER.get(mechanism)
+        if paper:
+            ax.axhline(paper, color=_colour(i), ls="--", lw=1.0, label=f"{mechanism}: paper (average)")
+    ax.axhline(1.0, color="0.4", lw=0.8)
+    ax.set(xlabel="batch", ylabel="throughput with / without", xticks=sorted(rows["batch"].unique()))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
 def attribution_figure(rows: pd.DataFrame) -> Figure:
     """Ours / paper per headline metric (rows) and modelling variant (columns), coloured on a log scale around 1."""
     table = rows.pivot_table(index="metric", columns="variant", values="ratio", sort=False)
@@ -249,10 +270,11 @@ def attribution_figure(rows: pd.DataFrame) -> Figure:
 
 # ------------------------------------------------------------------------------------------------ page
 def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str, tuple[Span, ...]],
-                         paper: dict, attribution: list[dict]) -> Path:
+                         paper: dict, attribution: list[dict], ablation: list[dict]) -> Path:
     """Write the NeuPIMs reproduction report of `records` (`neupims_reproduce.reproduce`), `timelines` (mode ->
     `neupims.block_timeline`, e.g. `mode_timelines()`), `paper` (`neupims_reproduce.PAPER`) and `attribution`
-    (`neupims_reproduce.attribution`) into `out_dir`; returns the index path."""
+    (`neupims_reproduce.attribution`) and `ablation` (`neupims_reproduce.ablation`) into `out_dir`; returns the
+    index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dataset, batch = POINT
     summary = pd.DataFrame(neupims_reproduce.compare(records), columns=["metric", "ours", "paper", "ratio"])
@@ -264,6 +286,8 @@ def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str
     _save(out_dir, "utilization", utilization, utilization_figure(utilization))
     variants = pd.DataFrame(attribution, columns=["variant", "metric", "ours", "paper", "ratio"])
     _save(out_dir, "attribution", variants, attribution_figure(variants))
+    gains = pd.DataFrame(ablation, columns=["mechanism", "batch", "with", "without", "gain"])
+    _save(out_dir, "ablation", gains, ablation_figure(gains))
     _save(out_dir, "timeline", timeline, timeline_figure(
         timeline, f"One decoder block of one device per mode, {model} {dataset} batch {batch} (first sampled "
                   "batch); neupims with sub-batch interleaving: the steady-state stages C and D"))
@@ -286,6 +310,12 @@ def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str
                  "one sub-batch's projection/FFN and the next block's QKV while the PIM runs the other sub-batch's "
                  "MHA; stages A, B, E and F fill and drain the pipeline once per device and are not drawn. The GPU "
                  "baseline has no timeline (a sum of kernel times, none of these resources)."),
+        _section("ablation", "Ablation",
+                 "Fig. 13 as a leave-one-out ablation: each mechanism's gain is the full design (sub-batch "
+                 "interleaving at every batch, dual row buffers, greedy channel balancing) over the same design "
+                 "without it. A second row buffer only lets the NPU's HBM traffic run beside PIM commands, so its "
+                 "gain needs SBI's concurrent NPU work; 'dual row buffers, no SBI' adds one to naive NPU+PIM, "
+                 "where only the softmax can overlap."),
         _section("attribution", "Which modelling choice explains a gap",
                  "The whole reproduction rerun under each modelling alternative below (applied to every mode), "
                  "its headline numbers as ours / paper. The alternatives are choices another simulator could make, "

@@ -124,6 +124,42 @@ def compare(records: Sequence[dict]) -> list[dict]:
     return [{"metric": k, "ours": ours[k], "paper": v, "ratio": ours[k] / v} for k, v in PAPER.items() if k in ours]
 
 
+# ------------------------------------------------------------------------------------------------ ablation
+ABLATION_CASE = ("gpt3-7b", "sharegpt")  # Fig. 13
+FULL = NeuPIMsConfig("neupims (SBI at every batch)", sub_batch_interleaving=True, sbi_min_batch=2)
+ABLATION = {  # mechanism -> (with it, without it): each leaves one mechanism out of the full design
+    "dual row buffers": (FULL, replace(FULL, mode="SBI, one row buffer", row_buffers=1)),
+    "GMLBP": (FULL, replace(FULL, mode="SBI, round-robin channels", channel_policy="rr")),
+    "SBI": (FULL, PRESETS["neupims-no-sbi"]),
+    "dual row buffers, no SBI": (replace(PRESETS["npu+pim"], mode="npu+pim, two row buffers", row_buffers=2,
+                                         npu_pim_overlap=True), PRESETS["npu+pim"]),
+}
+ABLATION_PAPER = {"dual row buffers": 1.697}  # §1.4: +69.7 % on average
+
+
+def ablation(samples: int = SAMPLES, seed: int = 0) -> list[dict]:
+    """Fig. 13 (GPT3-7B, ShareGPT) as a leave-one-out ablation: per mechanism and batch, the throughput of the full
+    design (SBI at every batch, dual row buffers, greedy channels) over the design without the mechanism.
+
+    Leave-one-out because a second row buffer only lets the NPU's memory traffic run beside PIM commands, and in a
+    schedule without SBI the NPU has little to run beside them (the softmax, at head granularity): "dual row
+    buffers, no SBI" measures that case against naive NPU+PIM. The figure's SBI bars losing at small batch show
+    SBI was on at every batch."""
+    configs = list(dict.fromkeys(c for pair in ABLATION.values() for c in pair))
+    model, dataset = ABLATION_CASE
+    records = reproduce(modes=configs, models=(model,), datasets=(dataset,), samples=samples, seed=seed)
+    throughput = {(r["mode"], r["batch"]): r["throughput_tok_s"] for r in records}
+    return [{"mechanism": mechanism, "batch": batch, "with": on.mode, "without": off.mode,
+             "gain": throughput[(on.mode, batch)] / throughput[(off.mode, batch)]}
+            for mechanism, (on, off) in ABLATION.items() for batch in BATCHES]
+
+
+def average_gain(rows: Sequence[dict], mechanism: str) -> float:
+    """Geometric mean over batches of one mechanism's gain (`ablation` rows)."""
+    gains = [r["gain"] for r in rows if r["mechanism"] == mechanism]
+    return math.exp(sum(math.log(g) for g in gains) / len(gains))
+
+
 # ------------------------------------------------------------------------------------------------ attribution
 @dataclass(frozen=True)
 class Variant:
