@@ -29,7 +29,7 @@ def test_simulate_poisson_is_seeded(cli):
     other = json.loads(cli(*args, "--seed", "1").output)
     assert other["output_tokens"] != first["output_tokens"]
     wider = json.loads(cli(*args, "--tp", "8").output)
-    assert wider["system"] == first["system"] and wider["makespan_s"] != first["makespan_s"]
+    assert wider["system"] == "neupims:gpt3-7b tp8 pp1" and wider["makespan_s"] != first["makespan_s"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -122,6 +122,11 @@ class ModelShard:
     word_bytes: int = 2
 
     @property
+    def label(self) -> str:
+        """The model's name, with its parallelism when it is not the artifact's (e.g. gpt3-30b tp8 pp1)."""
+        return self.name if MODELS.get(self.name) == (self.tp, self.pp) else f"{self.name} tp{self.tp} pp{self.pp}"
+
+    @property
     def heads_per_device(self) -> int:
         return self.heads // self.tp
 
@@ -292,7 +297,7 @@ class NpuSystem:
 
     @property
     def name(self) -> str:
-        return f"{self.config.mode}:{self.shard.name}"
+        return f"{self.config.mode}:{self.shard.label}"
 
     @property
     def bandwidth(self) -> float:
@@ -500,7 +505,7 @@ class GpuSystem:
 
     @property
     def name(self) -> str:
-        return f"{self.config.mode}:{self.shard.name}"
+        return f"{self.config.mode}:{self.shard.label}"
 
     @property
     def kv_bytes_per_token(self) -> float:
