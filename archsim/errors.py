@@ -25,3 +25,9 @@ def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = 
     if unknown:
         at = f"{where}.{unknown[0]}" if where else unknown[0]
         raise SpecError(source, at, f"unknown key (expected one of {', '.join(allowed)})")
+
+
+def check_choice(where: str, value: str, allowed: Sequence[str]) -> None:
+    """Reject a spec built in code whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`."""
+    if value not in allowed:
+        raise SpecError("<python>", where, f"expected one of {', '.join(allowed)}, got {value!r}")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archsim.errors import check_choice
+
 SOFTMAX_OPS_PER_ELEMENT = 5  # max, subtract, exp, sum, scale by 1/sum
 LAYERNORM_OPS_PER_ELEMENT = 7  # mean add, subtract, square, variance add, scale by rsqrt, gamma, beta
 GELU_OPS_PER_ELEMENT = 1  # §1.2: gelu is a one-cycle vector op
@@ -46,9 +48,7 @@ class NPUSpec:
     fold_timing: str = "pipelined"  # pipelined = folds back to back (module docstring); scale-sim = per-fold cost
 
     def __post_init__(self) -> None:
-        if self.fold_timing not in FOLD_TIMINGS:
-            raise ValueError(f"NPUSpec.fold_timing: expected one of {', '.join(FOLD_TIMINGS)}, "
-                             f"got {self.fold_timing!r}")
+        check_choice("NPUSpec.fold_timing", self.fold_timing, FOLD_TIMINGS)
 
     @property
     def peak_flops_per_s(self) -> float:

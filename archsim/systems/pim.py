@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archsim.errors import check_choice
+
 GEMV_TIMINGS = ("command", "algorithm1")
 
 
@@ -69,9 +71,7 @@ class PIMSpec:
     bank_pim_pj_per_bit: float = 0.55  # §5 derived access energy of a bank-level PIM (cell and bank mux only)
 
     def __post_init__(self) -> None:
-        if self.gemv_timing not in GEMV_TIMINGS:
-            raise ValueError(f"PIMSpec.gemv_timing: expected one of {', '.join(GEMV_TIMINGS)}, "
-                             f"got {self.gemv_timing!r}")
+        check_choice("PIMSpec.gemv_timing", self.gemv_timing, GEMV_TIMINGS)
 
     @property
     def row_elements(self) -> int:
