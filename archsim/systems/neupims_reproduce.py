@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from statistics import geometric_mean
 
 import numpy as np
 
@@ -94,8 +95,7 @@ def throughput_ratio(records: Sequence[dict], numerator: str, denominator: str,
                 if r["mode"] == mode and all(r[k] == v for k, v in where.items())}
 
     top, bottom = table(numerator), table(denominator)
-    logs = [math.log(top[k] / bottom[k]) for k in top if k in bottom]
-    return math.exp(sum(logs) / len(logs))
+    return geometric_mean(top[k] / bottom[k] for k in top if k in bottom)
 
 
 def summary(records: Sequence[dict]) -> dict[str, float]:
@@ -156,8 +156,7 @@ def ablation(samples: int = SAMPLES, seed: int = 0) -> list[dict]:
 
 def average_gain(rows: Sequence[dict], mechanism: str) -> float:
     """Geometric mean over batches of one mechanism's gain (`ablation` rows)."""
-    gains = [r["gain"] for r in rows if r["mechanism"] == mechanism]
-    return math.exp(sum(math.log(g) for g in gains) / len(gains))
+    return geometric_mean(r["gain"] for r in rows if r["mechanism"] == mechanism)
 
 
 # ------------------------------------------------------------------------------------------------ attribution
@@ -231,17 +230,17 @@ def attribution(variants: Sequence[Variant] = VARIANTS, models: Sequence[str] = 
 
 def explain(rows: Sequence[dict], tolerance: float, variants: Sequence[Variant] = VARIANTS) -> list[str]:
     """For each headline metric whose default ours / paper is off by more than `tolerance` (relative), the single
-    variant that moves it furthest toward the paper and what that variant changes, from `attribution` rows."""
+    variant (one that changes one thing) that moves it furthest toward the paper, with the variant's `why`, from
+    `attribution` rows."""
     ratio = {(r["variant"], r["metric"]): r["ratio"] for r in rows}
     lines = []
     for metric in dict.fromkeys(r["metric"] for r in rows):
         base = ratio.get((OURS, metric))
         if base is None or abs(base - 1) <= tolerance:
             continue
-        singles = [(abs(math.log(ratio[(v.name, metric)])), v) for v in variants
-                   if v.name != OURS and (v.name, metric) in ratio and len(_changes(v)) == 1]
-        gap, best = min(singles, key=lambda t: t[0], default=(abs(math.log(base)), None))
-        if best is None or gap >= abs(math.log(base)):
+        singles = [v for v in variants if v.name != OURS and (v.name, metric) in ratio and len(_changes(v)) == 1]
+        best = min(singles, key=lambda v: abs(math.log(ratio[(v.name, metric)])), default=None)
+        if best is None or abs(math.log(ratio[(best.name, metric)])) >= abs(math.log(base)):
             lines.append(f"{metric}: ours/paper {base:.2f}; no single variant moves it toward the paper")
             continue
         lines.append(f"{metric}: ours/paper {base:.2f}, {ratio[(best.name, metric)]:.2f} under '{best.name}': "
@@ -250,5 +249,5 @@ def explain(rows: Sequence[dict], tolerance: float, variants: Sequence[Variant] 
 
 
 def _changes(variant: Variant) -> list[str]:
-    """What a variant changes: its config fields, its PIM fields and, when narrowed, the datasets."""
+    """What a variant changes: its config, NPU and PIM fields and, when narrowed, the datasets."""
     return [*variant.config, *variant.npu, *variant.pim] + (["datasets"] if variant.datasets != DATASETS else [])
