@@ -27,7 +27,7 @@ def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = 
         raise SpecError(source, at, f"unknown key (expected one of {', '.join(allowed)})")
 
 
-def check_choice(where: str, value: str, allowed: Sequence[str]) -> None:
+def check_choice(where: str, value: object, allowed: Sequence[object]) -> None:
     """Reject a spec built in code whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`."""
     if value not in allowed:
-        raise SpecError("<python>", where, f"expected one of {', '.join(allowed)}, got {value!r}")
+        raise SpecError("<python>", where, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")

@@ -60,10 +60,7 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
-    try:
-        model = neupims.system(system_name, workload, tp=tp, pp=pp)
-    except KeyError as e:
-        raise SpecError(workload, f"params.{e.args[0]}", "a served model needs this size") from None
+    model = neupims.system(system_name, workload, tp=tp, pp=pp)
     if model.kv_capacity_bytes <= 0:
         raise SpecError(workload, "params", f"the weights leave no memory for the KV cache on {system_name}")
     start = time.perf_counter()

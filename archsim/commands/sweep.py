@@ -15,7 +15,7 @@ import numpy as np
 
 from archsim.dse.dask_run import SweepRun, run_sweep_dask
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import METRICS, SweepSpec, load_sweep
+from archsim.dse.spec import METRICS, SweepSpec, axis_missing, load_sweep
 from archsim.dse.store import open_store, records
 
 SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
@@ -92,7 +92,7 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
             continue
         row = ok.iloc[int(np.nanargmin(values))]
         where = [f"target={row['target']}"] if "target" in row else []
-        where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not _missing(row[a])]
+        where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
     click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points")
@@ -101,11 +101,6 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
 def _plain(value):
     """An axis value as given in the spec: a float column's 64.0 back to 64."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _missing(value) -> bool:
-    """An axis that does not apply to the point's target (a GPU has no `arch.` axes): NaN in the records."""
-    return isinstance(value, float) and np.isnan(value)
 
 
 @click.command("results")

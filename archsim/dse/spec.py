@@ -17,6 +17,7 @@ default) and the packaged calibration. The accelerator's `arch.` axes do not app
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,11 @@ _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
          "constraints", "objectives", "gpus"}
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
+
+
+def axis_missing(value: Any) -> bool:
+    """An axis that does not apply to the point's target (a GPU has no `arch.` axes): NaN in the records."""
+    return isinstance(value, float) and math.isnan(value)
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,6 @@ def simulate_channel(tiles: Sequence[PIMTile] = (), reads: ReadStream | None = N
     for bank, row in reads.addresses if reads else ():
         if not (0 <= bank < banks and row >= 0):
             raise ValueError(f"read address (bank {bank}, row {row}): want bank in 0..{banks - 1}, row >= 0")
-    if spec.pim.row_buffers not in (1, 2):
-        raise ValueError(f"row_buffers {spec.pim.row_buffers}: want 1 (Newton) or 2 (NeuPIMs)")
     env = simpy.Environment()
     channel = _Channel(spec, tiles, reads)
     env.process(channel.run(env))

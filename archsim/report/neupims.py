@@ -35,6 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from archsim.model.event import Span
+from archsim.model.trace import US_PER_S
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, write_index
 from archsim.systems import neupims, neupims_reproduce
@@ -46,7 +47,6 @@ POINT = ("gpt3-30b", "sharegpt", 256)  # Table 4's point (model, dataset, batch)
 THROUGHPUT_BATCH = 256
 PHASES = {"qkv": ("QKV generation", "#4c72b0"), "mha": ("MHA (GEMVs, K/V read)", "#dd8452"),
           "softmax": ("softmax", "#55a868"), "post": ("projection + FFN", "#8172b3")}
-US_PER_S = 1e6
 
 
 def mode_timelines(model: str = POINT[0], dataset: str = POINT[1], batch: int = POINT[2],

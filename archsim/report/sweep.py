@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import AXIS_ROOTS
+from archsim.dse.spec import AXIS_ROOTS, axis_missing
 
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
 HEATMAP_METRIC = "latency_s"
@@ -56,11 +56,6 @@ def value_label(path: str, value: Any) -> str:
                 return f"{value / scale:.3g} {prefix}{unit}"
         return f"{value:g} {unit}"
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
-
-
-def _missing(value: Any) -> bool:
-    """An axis that does not apply to the point's target (a GPU has no `arch.` axes): NaN in the records."""
-    return isinstance(value, float) and np.isnan(value)
 
 
 def _hashable(value: Any) -> Any:
@@ -153,7 +148,7 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
         best = ok.loc[ok[objective].idxmin()]
         rows.append({"objective": objective, "best": best[objective],
                      **({"target": best["target"]} if "target" in best else {}),
-                     **{short_axis(p): "" if _missing(best[p]) else value_label(p, best[p])
+                     **{short_axis(p): "" if axis_missing(best[p]) else value_label(p, best[p])
                         for p in axis_columns(df)}})
     return pd.DataFrame(rows)
 

@@ -124,7 +124,8 @@ class ModelShard:
     @property
     def label(self) -> str:
         """The model's name, with its parallelism when it is not the artifact's (e.g. gpt3-30b tp8 pp1)."""
-        return self.name if MODELS.get(self.name) == (self.tp, self.pp) else f"{self.name} tp{self.tp} pp{self.pp}"
+        default = MODELS.get(self.name, (1, 1))
+        return self.name if default == (self.tp, self.pp) else f"{self.name} tp{self.tp} pp{self.pp}"
 
     @property
     def heads_per_device(self) -> int:
@@ -168,10 +169,14 @@ def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> Mode
     from archsim.library import load_workload_spec
 
     p = load_workload_spec(name).params
-    heads = p.get("heads")
+    for size in ("hidden", "heads", "head_dim", "ffn_dim", "layers"):
+        if size not in p:
+            raise SpecError(name, f"params.{size}", "a served model needs this size")
+    heads = p["heads"]
     if p.get("kv_heads", heads) != heads or p.get("experts", 1) != 1:
         raise SpecError(name, "params", "the NeuPIMs model covers dense multi-head decoders (GPT-3 family); this "
-                                        f"workload has kv_heads={p.get('kv_heads'):g}, experts={p.get('experts', 1):g}")
+                                        f"workload has kv_heads={p.get('kv_heads', heads):g}, "
+                                        f"experts={p.get('experts', 1):g}")
     default_tp, default_pp = MODELS.get(name, (1, 1))
     tp, pp = tp or default_tp, pp or default_pp
     if p["heads"] % tp or p["ffn_dim"] % tp:
@@ -247,11 +252,6 @@ def npu_attention_parts_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray,
     kv_bytes = 2.0 * total * shard.embed_per_device * shard.word_bytes
     ops = total * shard.heads_per_device * (2 * shard.head_dim + npu_model.SOFTMAX_OPS_PER_ELEMENT)
     return kv_bytes / bandwidth, npu_model.vector_time_s(npu, ops)
-
-
-def npu_attention_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray, bandwidth: float) -> float:
-    """Decode MHA on the NPU: the K/V read and the vector units' work stream beside each other."""
-    return max(*npu_attention_parts_s(npu, shard, contexts, bandwidth))
 
 
 def softmax_s(npu: NPUSpec, shard: ModelShard, contexts: np.ndarray) -> float:

@@ -222,9 +222,7 @@ def attribution(variants: Sequence[Variant] = VARIANTS, models: Sequence[str] = 
     for variant in variants:
         records = reproduce(modes=variant.modes(), models=models, datasets=variant.datasets, batches=batches,
                             samples=samples, seed=seed, npu=NPUSpec(**variant.npu), pim=PIMSpec(**variant.pim))
-        ours = summary(records)
-        rows += [{"variant": variant.name, "metric": k, "ours": ours[k], "paper": v, "ratio": ours[k] / v}
-                 for k, v in PAPER.items() if k in ours]
+        rows += [{"variant": variant.name, **row} for row in compare(records)]
     return rows
 
 

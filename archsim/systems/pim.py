@@ -72,6 +72,7 @@ class PIMSpec:
 
     def __post_init__(self) -> None:
         check_choice("PIMSpec.gemv_timing", self.gemv_timing, GEMV_TIMINGS)
+        check_choice("PIMSpec.row_buffers", self.row_buffers, (1, 2))
 
     @property
     def row_elements(self) -> int:
@@ -84,10 +85,6 @@ class PIMSpec:
     @property
     def refresh_factor(self) -> float:
         return self.tREFI_cycles / (self.tREFI_cycles - self.tRFC_cycles)
-
-    @property
-    def peak_macs_per_s(self) -> float:
-        return self.channels * self.banks_per_channel * self.macs_per_bank * self.clock_hz
 
 
 def external_peak_bytes_per_s(pim: PIMSpec) -> float:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_choice
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 _STANDARD_NORMAL = statistics.NormalDist()
@@ -55,9 +55,7 @@ LENGTH_PRESETS = {
 
 def length_distribution(name: str) -> LengthDistribution:
     """The preset called `name` ("sharegpt" or "alpaca")."""
-    if name not in LENGTH_PRESETS:
-        raise SpecError("<python>", "lengths", f"unknown length distribution '{name}' "
-                        f"(expected one of {', '.join(LENGTH_PRESETS)})")
+    check_choice("lengths", name, tuple(LENGTH_PRESETS))
     return LENGTH_PRESETS[name]
 
 
