@@ -521,12 +521,13 @@ class GpuSystem:
 
 
 def _gpu_gemm_s(system: GpuSystem, m: int, k: int, n: int) -> tuple[float, float]:
-    """(time, tensor-peak time) of one GEMM at the derated roofline plus a launch."""
-    gpu, params, wb = system.gpu, system.params, system.shard.word_bytes
-    flops = 2.0 * m * k * n
-    peak_s = flops / gpu.tensor_peak_flops_per_s("fp16")
-    memory_s = (k * n + m * (k + n)) * wb / (gpu.dram_bytes_per_s * params["hbm_efficiency"])
-    return max(peak_s / params["gemm_efficiency"], memory_s) + params["launch_s"], peak_s
+    """(time, tensor-peak time) of one GEMM: a cuBLAS launch of the GPU model (derated roofline plus a launch)."""
+    from archsim.model.gpu import GemmLaunch, gemm_launch_time
+
+    wb = system.shard.word_bytes
+    gemm = GemmLaunch("gemm", 2.0 * m * k * n, (k * n + m * (k + n)) * wb, "fp16")
+    return (gemm_launch_time(gemm, system.gpu, system.params).time_s,
+            gemm.mma_flops / system.gpu.tensor_peak_flops_per_s("fp16"))
 
 
 def gpu_iteration(system: GpuSystem, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> IterationCost:
