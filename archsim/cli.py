@@ -26,7 +26,7 @@ from archsim.commands.simulate import simulate_cmd
 from archsim.commands.sweep import objectives_option, results_cmd, sweep_cmd
 from archsim.errors import SpecError
 from archsim.model.result import Result
-from archsim.point import prepare, run_point
+from archsim.point import run_point, simulate_point
 from archsim.report import labelled, tables
 from archsim.report.cascades import cascade_row, write_cascade_report
 from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
@@ -189,11 +189,9 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
     if trace_path and model_kind != "event":
         raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
     if model_kind == "event":
-        from archsim.model.event import simulate
         from archsim.model.trace import write_chrome_trace
 
-        point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
-        run = simulate(point.binding, point.analysis, point.arch, point.mapping)
+        _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
         result = run.result
         if trace_path:
             write_chrome_trace(run.timeline, trace_path)
@@ -415,11 +413,10 @@ def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: s
     from archsim.report.point import write_point_report  # matplotlib (~0.3 s) loads only for reports that draw
 
     if use_event:
-        from archsim.model.event import simulate
         from archsim.model.trace import write_chrome_trace
 
-        prepared = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=_parse_sets(sets))
-        run = simulate(prepared.binding, prepared.analysis, prepared.arch, prepared.mapping)
+        prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
+                                       sets=_parse_sets(sets))
         point = labelled.labelled(prepared, run.result)
         out.mkdir(parents=True, exist_ok=True)
         write_chrome_trace(run.timeline, out / "trace.json")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from archsim import library
 from archsim.arch.spec import Architecture
@@ -25,6 +26,9 @@ from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
 from archsim.workload import Workload
+
+if TYPE_CHECKING:
+    from archsim.model.event import EventRun
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,11 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
 def run_point(mapping: str | Mapping, **kwargs) -> Result:
     point = prepare(mapping, **kwargs)
     return evaluate(point.binding, point.analysis, point.arch, point.mapping)
+
+
+def simulate_point(mapping: str | Mapping, **kwargs) -> tuple[Point, EventRun]:
+    """`prepare` the point, then run the event-driven model on it (simpy loads only here)."""
+    from archsim.model.event import simulate
+
+    point = prepare(mapping, **kwargs)
+    return point, simulate(point.binding, point.analysis, point.arch, point.mapping)

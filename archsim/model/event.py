@@ -118,9 +118,13 @@ class Span:
 class EventRun:
     result: Result
     timeline: tuple[Span, ...]
-    stalls: dict[str, float]  # stall source -> unit-seconds idle, summed over the compute units
     unit_stalls: dict[str, dict[str, float]]  # unit -> stall source -> seconds idle
     events: int  # SimPy events processed
+
+    @property
+    def stalls(self) -> dict[str, float]:
+        """Stall source -> unit-seconds idle, summed over the compute units (the Result's)."""
+        return self.result.stalls
 
 
 def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping, *,
@@ -224,7 +228,7 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
         utilization={u.name: busy_lane_cycles[u.name] / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
         stalls=dict(stalls),
     )
-    return EventRun(result, timeline, dict(stalls), unit_stalls, events)
+    return EventRun(result, timeline, unit_stalls, events)
 
 
 def _unit_stalls(arch: Architecture, tasks: list[Task], held: list[Task],
