@@ -26,7 +26,7 @@ import numpy as np
 from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
-from archsim.dse.spec import SweepSpec, base_architecture_name
+from archsim.dse.spec import METRICS, SweepSpec, base_architecture_name
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -40,7 +40,7 @@ from archsim.workload import Workload
 
 Point = dict[str, Any]
 MODEL_VERSION = metadata.version("archsim")
-NAN_METRICS = dict.fromkeys(("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp"), float("nan"))
+NAN_METRICS = dict.fromkeys(METRICS, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,8 @@ def _arch_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str,
     arch, sets = _resolve(spec, base, point)
     p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets)
     result = evaluate(p.binding, p.analysis, p.arch, p.mapping)
-    return result.feasible, result.reason, {
-        "latency_s": result.latency_s, "energy_pj": result.energy_pj, "area_um2": result.area_um2,
-        "dram_traffic_bytes": result.dram_traffic_bytes(), "edp": result.latency_s * result.energy_pj}
+    return result.feasible, result.reason, _metrics(result.latency_s, result.energy_pj, result.area_um2,
+                                                    result.dram_traffic_bytes())
 
 
 def _gpu_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
@@ -138,9 +137,14 @@ def _gpu_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, 
     gpu = base.gpus[point["target"]]
     result = predict(spec.gpus.kernel, _case(spec, base, point), gpu, base.gpu_params)
     energy_pj = gpu.power_w * result.time_s * 1e12
-    return result.feasible, result.reason, {
-        "latency_s": result.time_s, "energy_pj": energy_pj, "area_um2": float("nan"),
-        "dram_traffic_bytes": result.total("dram_bytes"), "edp": result.time_s * energy_pj}
+    return result.feasible, result.reason, _metrics(result.time_s, energy_pj, float("nan"),
+                                                    result.total("dram_bytes"))
+
+
+def _metrics(latency_s: float, energy_pj: float, area_um2: float, dram_traffic_bytes: float) -> dict[str, float]:
+    """A point's `METRICS`, edp = latency x energy."""
+    return {"latency_s": latency_s, "energy_pj": energy_pj, "area_um2": area_um2,
+            "dram_traffic_bytes": dram_traffic_bytes, "edp": latency_s * energy_pj}
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:
