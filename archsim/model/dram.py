@@ -118,10 +118,11 @@ class ChannelRun:
         return max(self.read_finish_cycles, default=0)
 
 
-def streaming_addresses(n_reads: int, pim: PIMSpec, first_row: int = 0) -> tuple[tuple[int, int], ...]:
-    """Sequential 64 B reads under the artifact's address map `rorabgbachco` (§1.2) on one channel: the 16 reads of
-    a 1 KB row, then the next bank, bank group, rank, then the next row."""
-    per_row = pim.row_bytes // 64
+def streaming_addresses(n_reads: int, pim: PIMSpec, first_row: int = 0,
+                        read_bytes: int = ChannelSpec.read_bytes) -> tuple[tuple[int, int], ...]:
+    """Sequential reads (64 B by default) under the artifact's address map `rorabgbachco` (§1.2) on one channel:
+    the 16 reads of a 1 KB row, then the next bank, bank group, rank, then the next row."""
+    per_row = pim.row_bytes // read_bytes
     return tuple(((i // per_row) % pim.banks_per_channel, first_row + i // (per_row * pim.banks_per_channel))
                  for i in range(n_reads))
 
@@ -336,7 +337,7 @@ class _Channel:
             return _Cand("RD", NPU, blocked=CONFLICT)
         if buf.row == read.row:
             last_cycle, last_group = self.last_rd
-            ccd = p.tCCD_L_cycles if last_group == (read.bank // 4) % 4 else p.tCCD_S_cycles
+            ccd = p.tCCD_L_cycles if last_group == _bank_group(read.bank) else p.tCCD_S_cycles
             waits = (_Wait(buf.act_cycle + p.tRCD_cycles, CONFLICT, buf.act_stream),
                      _Wait(last_cycle + ccd, "tCCD", NPU), self._data_bus_wait())
             return _Cand("RD", NPU, waits, issue=lambda t: self._read(read, buf, t))
@@ -349,7 +350,7 @@ class _Channel:
     def _read(self, read: _Read, buf: _Buffer, t: int) -> None:
         end = self._burst(t, self.spec.read_bytes, NPU, f"RD b{read.bank} r{read.row}")
         buf.data_end_cycle = end
-        self.last_rd = (t, (read.bank // 4) % 4)
+        self.last_rd = (t, _bank_group(read.bank))
         self.queue.remove(read)
         self.read_finish[read.index] = end
         if self.closed and self.unadmitted:
@@ -432,3 +433,8 @@ class _Channel:
             commands=dict(self.commands),
             timeline=timeline,
         )
+
+
+def _bank_group(bank: int) -> int:
+    """The bank group of a channel's bank: 4 banks per group, 4 groups per rank (§1.2)."""
+    return (bank // 4) % 4
