@@ -5,10 +5,14 @@
   prediction of the same row as a grey cross.
 - `write_roofline`: kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's tensor peak, its DRAM
   bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`).
+Each PNG is written atomically (`archsim.outputs.atomic_file`; missing folders are created); a path that cannot
+be written is a SpecError naming it. Values that a log axis cannot show (zero, negative, NaN, infinite) are left
+off the axis limits.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from matplotlib.figure import Figure
 from archsim.gpu.roofline import RooflinePoint, ceilings
 from archsim.gpu.spec import GPU
 from archsim.gpu.validate import Validation
+from archsim.outputs import atomic_file
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -27,6 +32,18 @@ def _figure(width_in: float, height_in: float) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=110)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
+def _loggable(values: list[float]) -> list[float]:
+    """The values a log axis can show."""
+    return [v for v in values if math.isfinite(v) and v > 0]
 
 
 def write_scatter(validation: Validation, path: Path) -> Path:
@@ -46,7 +63,7 @@ def write_scatter(validation: Validation, path: Path) -> Path:
                 ax.scatter(measured, predicted, s=26, facecolors=face, edgecolors=colour,
                            label=group if split == "held-out" or not any(c.split == "held-out" for c in chosen)
                            else None)
-                times += measured + predicted
+                times += _loggable(measured + predicted)
         roof = [(c.measurement.time_s, c.measurement.to_time_s(c.roofline)) for c in chosen]
         ax.scatter(*zip(*roof, strict=True), marker="x", s=14, color="#999999", linewidths=0.8)
     if times:
@@ -65,16 +82,14 @@ def write_scatter(validation: Validation, path: Path) -> Path:
                  f"{cal.get('overall', float('nan')):.1f} %\n(filled: held-out, hollow: calibration, grey x: "
                  f"roofline, band: +-10 %)", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
     fig = _figure(8.0, 5.8)
     ax = fig.add_subplot()
     limits = ceilings(gpu)
-    intensities = [p.flops_per_byte for p in points] or [1.0]
+    intensities = _loggable([p.flops_per_byte for p in points]) or [1.0]
     x = np.logspace(np.log10(min(intensities) / 4), np.log10(max(intensities) * 4), 200)
     peak = limits["tensor_flops_per_s"]
     ax.plot(x, np.minimum(peak, x * gpu.dram_bytes_per_s), color="black", linewidth=1.2,
@@ -93,6 +108,4 @@ def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str
     ax.set_title(f"{title or gpu.name + ': attention kernels'}\n(dot: model, x: pure roofline, dashed: exp ceiling "
                  f"{limits['exp_per_s'] / 1e12:.1f} Texp/s x FLOPs per exp)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, path)

@@ -8,11 +8,15 @@ Format: the Trace Event Format document (Google, "Trace Event Format", JSON Obje
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from archsim.model.event import Span
+from archsim.outputs import write_text
+
+if TYPE_CHECKING:  # the event model loads simpy; writing a trace needs only the spans' fields
+    from archsim.model.event import Span
 
 DEVICE_PID = 1
 US_PER_S = 1e6
@@ -41,17 +45,20 @@ def chrome_trace(timeline: Iterable[Span]) -> dict[str, Any]:
 
 
 def write_chrome_trace(timeline: Iterable[Span], path: str | Path) -> Path:
-    """Write the trace to `path` (a .json file); returns the path."""
+    """Write the trace to `path` (a .json file; missing parent folders are created), atomically
+    (`archsim.outputs.write_text`); returns the path. A path that cannot be written is a SpecError naming it."""
     path = Path(path)
-    path.write_text(json.dumps(chrome_trace(timeline)))
+    write_text(path, json.dumps(chrome_trace(timeline)))
     return path
 
 
 def _json_value(value: Any) -> Any:
-    """Numbers (numpy ones included) as floats or ints, anything else as a string."""
-    if isinstance(value, bool | int | float | str) or value is None:
+    """Numbers (numpy ones included) as floats or ints, anything else, and NaN or an infinity (which JSON cannot
+    hold), as a string."""
+    if isinstance(value, bool | int | str) or value is None:
         return value
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return str(value)
+    return number if math.isfinite(number) else str(number)

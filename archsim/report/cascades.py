@@ -1,4 +1,5 @@
-"""The library report: one row per cascade with its ranks, operations by type, bytes and passes."""
+"""The library report: one row per cascade with its ranks, operations by type, bytes and passes. The folder is
+written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from archsim.cascade.analysis import Analysis
+from archsim.outputs import atomic_dir
 
 
 def cascade_row(analysis: Analysis, description: str) -> dict:
@@ -29,14 +31,13 @@ def cascade_row(analysis: Analysis, description: str) -> dict:
 
 
 def write_cascade_report(rows: Iterable[dict], out_dir: Path, title: str) -> Path:
-    """Write cascades.csv and index.html into `out_dir`; returns the index path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write cascades.csv and index.html into `out_dir`, replacing its old report whole; returns the index path.
+    A folder that cannot be written is a SpecError naming it."""
     table = pd.DataFrame(list(rows))
     op_columns = sorted(c for c in table.columns if c.startswith("ops_"))
     byte_columns = sorted(c for c in table.columns if c.startswith("bytes_"))
     rest = [c for c in table.columns if c not in op_columns and c not in byte_columns]
     table = table[rest + op_columns + byte_columns]
-    table.to_csv(out_dir / "cascades.csv", index=False)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
@@ -50,6 +51,7 @@ def write_cascade_report(rows: Iterable[dict], out_dir: Path, title: str) -> Pat
         + table.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
         + "</body></html>"
     )
-    index = out_dir / "index.html"
-    index.write_text(page)
-    return index
+    with atomic_dir(out_dir) as stage:
+        table.to_csv(stage / "cascades.csv", index=False)
+        (stage / "index.html").write_text(page)
+    return out_dir / "index.html"

@@ -16,6 +16,7 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - attribution.png/.csv: ours / paper of every headline metric when the reproduction is rerun under each
   modelling alternative (`neupims_reproduce.attribution`), and the intro lists, for every gap beyond
   `neupims_reproduce.HEADLINE_TOLERANCE`, the choice that moves it furthest toward the paper.
+The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from matplotlib.patches import Patch
 
 from archsim.model.event import Span
 from archsim.model.trace import US_PER_S
+from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, write_index
 from archsim.systems import neupims, neupims_reproduce
@@ -273,9 +275,15 @@ def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str
                          paper: dict, attribution: list[dict], ablation: list[dict]) -> Path:
     """Write the NeuPIMs reproduction report of `records` (`neupims_reproduce.reproduce`), `timelines` (mode ->
     `neupims.block_timeline`, e.g. `mode_timelines()`), `paper` (`neupims_reproduce.PAPER`) and `attribution`
-    (`neupims_reproduce.attribution`) and `ablation` (`neupims_reproduce.ablation`) into `out_dir`; returns the
-    index path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (`neupims_reproduce.attribution`) and `ablation` (`neupims_reproduce.ablation`) into `out_dir`, replacing its
+    old report whole; returns the index path. A folder that cannot be written is a SpecError naming it."""
+    with atomic_dir(out_dir) as stage:
+        _write_page(stage, records, timelines, paper, attribution, ablation)
+    return out_dir / "index.html"
+
+
+def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[Span, ...]], paper: dict,
+                attribution: list[dict], ablation: list[dict]) -> None:
     model, dataset, batch = POINT
     summary = pd.DataFrame(neupims_reproduce.compare(records), columns=["metric", "ours", "paper", "ratio"])
     throughput = throughput_rows(records)
@@ -331,4 +339,4 @@ def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str
              f"{HEADLINE_TOLERANCE:.0%}, the modelling choice that moves the number furthest toward the paper "
              "(from the attribution section below; these gaps are the strict xfails of tests/test_neupims.py):"
              f"</p><ul>{reasons}</ul>")
-    return write_index(out_dir, "NeuPIMs reproduction", intro, summary, sections)
+    write_index(out_dir, "NeuPIMs reproduction", intro, summary, sections)

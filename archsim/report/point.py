@@ -3,20 +3,33 @@ index.html for one or more labelled Results. The numbers come from `archsim.repo
 `archsim.report.figures`; this module only names the files and writes them.
 
 Files in the output directory: summary.csv, roofline.png/.csv, energy.png/.csv, utilization.png/.csv, and, when
-a paper comparison is given, paper.png/.csv; index.html links them all.
+a paper comparison is given, paper.png/.csv; for event-model results stalls.png/.csv, and trace.json when the
+timeline is given; index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
+killed run leaves the old report or the new one.
+
+Only feasible points with finite latency and energy are drawn (and have rows in the figures' CSVs): the numbers
+of an infeasible mapping are those of a design that does not fit. summary.csv keeps every point, and the page
+says which points are left out and why, in place of figures when none is left.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from archsim.model.trace import write_chrome_trace
+from archsim.outputs import atomic_dir
 from archsim.report import figures, tables
 from archsim.report.labelled import Labelled
+
+if TYPE_CHECKING:
+    from archsim.model.event import Span
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;font-size:13px}"
           "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
@@ -34,39 +47,71 @@ def _section(name: str, heading: str, text: str) -> str:
             f"<a href='{name}.png'><img src='{name}.png' alt='{html.escape(heading)}'></a>")
 
 
-def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str,
-                       paper: pd.DataFrame | None = None) -> Path:
-    """Write the report of `points` (and of `paper`, rows of `tables.paper_rows`) into `out_dir`; returns the
-    index path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def not_drawn(point: Labelled) -> str:
+    """Why `point` is left out of the figures ("" when it is drawn)."""
+    result = point.result
+    if not result.feasible:
+        return f"infeasible: {result.reason or 'no reason given'}"
+    bad = [name for name, value in (("latency", result.latency_s), ("energy", result.energy_pj))
+           if not math.isfinite(value)]
+    return f"{' and '.join(bad)} not finite" if bad else ""
+
+
+def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str, paper: pd.DataFrame | None = None,
+                       timeline: Iterable[Span] | None = None) -> Path:
+    """Write the report of `points` (and of `paper`, rows of `tables.paper_rows`, and of an event-model
+    `timeline`, as trace.json) into `out_dir`, replacing its old report whole; returns the index path. A folder
+    that cannot be written is a SpecError naming it."""
+    with atomic_dir(out_dir) as stage:
+        write_index(stage, title, *_write_figures(stage, points, title, paper, timeline))
+    return out_dir / "index.html"
+
+
+def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper: pd.DataFrame | None,
+                   timeline: Iterable[Span] | None) -> tuple[str, pd.DataFrame, list[str]]:
+    """Write summary.csv, each figure with its CSV and trace.json; returns the page's intro, summary table and
+    figure sections."""
     summary = tables.summary_rows(points)
-    roofline = tables.roofline_rows(points)
-    energy = tables.energy_rows(points)
-    utilization = tables.utilization_rows(points)
     _save(out_dir, "summary", summary)
-    _save(out_dir, "roofline", roofline,
-          figures.roofline_figure(roofline, tables.ceiling_rows(points), f"Roofline per Einsum: {title}"))
-    _save(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
-    _save(out_dir, "utilization", utilization, figures.utilization_figure(utilization, f"Utilization: {title}"))
-    sections = [
-        _section("roofline", "Roofline",
-                 "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic split "
-                 "evenly among the Einsums that read or write it), and ops over its compute time bounded below by "
-                 "its bytes over each level's bandwidth. Group overlap is not applied, so these times do not add "
-                 "up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
-        _section("energy", "Energy",
-                 "The Result's energy by (component, action); the CSV has every row, the figure groups those "
-                 f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
-        _section("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
-    ]
-    stalls = tables.stall_rows(points)
-    if len(stalls):
-        _save(out_dir, "stalls", stalls, figures.stall_figure(stalls, f"Stall sources (event model): {title}"))
-        sections.append(_section(
-            "stalls", "Stall sources",
-            "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
-            "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency. The timeline is "
-            "<a href='trace.json'>trace.json</a> (Chrome trace events; open it in ui.perfetto.dev)."))
+    reasons = [not_drawn(p) for p in points]
+    drawn = [p for p, why in zip(points, reasons, strict=True) if not why]
+    intro = "".join(f"<p><b>{html.escape(p.label)} is not drawn</b>: {html.escape(why)}.</p>"
+                    for p, why in zip(points, reasons, strict=True) if why)
+    sections = []
+    if drawn:
+        roofline = tables.roofline_rows(drawn)
+        energy = tables.energy_rows(drawn)
+        utilization = tables.utilization_rows(drawn)
+        _save(out_dir, "roofline", roofline,
+              figures.roofline_figure(roofline, tables.ceiling_rows(drawn), f"Roofline per Einsum: {title}"))
+        _save(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
+        _save(out_dir, "utilization", utilization, figures.utilization_figure(utilization, f"Utilization: {title}"))
+        sections += [
+            _section("roofline", "Roofline",
+                     "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic "
+                     "split evenly among the Einsums that read or write it), and ops over its compute time bounded "
+                     "below by its bytes over each level's bandwidth. Group overlap is not applied, so these times "
+                     "do not add up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
+            _section("energy", "Energy",
+                     "The Result's energy by (component, action); the CSV has every row, the figure groups those "
+                     f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
+            _section("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
+        ]
+        stalls = tables.stall_rows(drawn)
+        if len(stalls):
+            _save(out_dir, "stalls", stalls, figures.stall_figure(stalls, f"Stall sources (event model): {title}"))
+            sections.append(_section(
+                "stalls", "Stall sources",
+                "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
+                "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."
+                + (" The timeline is <a href='trace.json'>trace.json</a> (Chrome trace events; open it in "
+                   "ui.perfetto.dev)." if timeline is not None else "")))
+    elif points:
+        intro += "<p>No point can be drawn, so the report has no figures.</p>"
+    if timeline is not None:
+        write_chrome_trace(timeline, out_dir / "trace.json")
+        if not sections:
+            intro += "<p>The event model's timeline: <a href='trace.json'>trace.json</a>.</p>"
     if paper is not None:
         _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
         sections.append(_section(
@@ -75,11 +120,12 @@ def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str,
             "per metric): latency, DRAM traffic and energy, ours against the artifact's, on log-log axes with "
             "y = x."))
     shown = summary.drop(columns=["reason"] if summary.reason.eq("").all() else [])
-    return write_index(out_dir, title, "", shown, sections)
+    return intro, shown, sections
 
 
 def write_index(out_dir: Path, title: str, intro_html: str, summary: pd.DataFrame, sections: Sequence[str]) -> Path:
-    """`index.html`: the title, an intro, the summary table (its CSV is summary.csv), then the figure sections."""
+    """`index.html`: the title, an intro, the summary table (its CSV is summary.csv), then the figure sections.
+    `out_dir` is the staging folder of the caller's `atomic_dir`, so files are written in place."""
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{intro_html}"

@@ -38,6 +38,8 @@ from archsim.report.labelled import Labelled
 
 OTHER_SHARE = 0.01  # energy components under this share of a label's total are drawn as "other"
 PAPER_METRICS = ("latency_s", "traffic_bytes", "energy_pj")  # compared on log-log axes with the paper's
+SUMMARY_COLUMNS = ("label", "mapping", "cascade", "architecture", "feasible", "reason", "latency_s", "energy_pj",
+                   "dram_traffic_bytes", "area_mm2")
 ROOFLINE_COLUMNS = ("label", "einsum", "group", "unit", "ops", "dram_bytes", "intensity_ops_per_byte", "compute_s",
                     "transfer_s", "time_s", "bound", "attained_ops_per_s", "pipelined", "peak_ops_per_s")
 
@@ -181,7 +183,7 @@ def summary_rows(points: Iterable[Labelled]) -> pd.DataFrame:
         "architecture": p.result.architecture, "feasible": p.result.feasible, "reason": p.result.reason,
         "latency_s": p.result.latency_s, "energy_pj": p.result.energy_pj,
         "dram_traffic_bytes": p.result.dram_traffic_bytes(), "area_mm2": p.result.area_um2 / 1e6,
-    } for p in points])
+    } for p in points], columns=list(SUMMARY_COLUMNS))
 
 
 def paper_rows(comparison: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS) -> pd.DataFrame:
