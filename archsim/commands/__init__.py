@@ -1,1 +1,1 @@
-"""CLI commands kept out of `archsim.cli` (which registers them with `main.add_command`)."""
+"""The CLI commands, one module per job; `archsim.cli` imports each only when it is invoked."""

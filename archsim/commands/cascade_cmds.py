@@ -1,0 +1,97 @@
+"""`archsim analyze` (shapes, bytes, ops, passes of a cascade) and `archsim execute` (the numpy interpreter)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from archsim import library
+from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.bind import Binding, bind
+from archsim.commands.options import SET, WORKLOAD, parse_sets
+
+CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
+
+
+def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
+    cascade = library.load_cascade_spec(cascade_name)
+    params = library.load_workload_spec(workload).params if workload else {}
+    return bind(cascade, params, parse_sets(sets), source="--set")
+
+
+def _show_analysis(analysis: Analysis) -> None:
+    click.echo(f"cascade {analysis.cascade}")
+    click.echo("ranks   " + " ".join(f"{r}={n}" for r, n in analysis.rank_sizes.items()))
+    click.echo("\nEinsum       points            ops")
+    for name, ops in analysis.ops.items():
+        shown = ", ".join(f"{op} {n:.4g}" for op, n in ops.items()) or "-"
+        click.echo(f"  {name:<10} {analysis.points[name]:<17.6g} {shown}")
+    click.echo("  total        " + ", ".join(f"{op} {n:.4g}" for op, n in sorted(analysis.total_ops().items())))
+    click.echo("\ntensor       kind          shape                         bytes")
+    for t in analysis.tensors:
+        shape = "[" + ", ".join(f"{r}={n}" for r, n in zip(t.ranks, t.shape, strict=True)) + "]"
+        click.echo(f"  {t.name:<10} {t.kind:<13} {shape:<29} {t.bytes:.4g}")
+    click.echo("\npasses  " + " ".join(f"{r}={n}" for r, n in analysis.passes.passes.items()))
+    for boundary in analysis.passes.boundaries:
+        click.echo("  " + boundary.explain())
+
+
+@click.command("analyze")
+@click.argument("cascade")
+@WORKLOAD
+@SET
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (see README for the schema).")
+def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_json: bool) -> None:
+    """Shapes, bytes, operation counts and passes of a cascade.
+
+    Example: archsim analyze attention-1pass --workload llama3-8b --set M0=256 --json
+    """
+    analysis = analyze(bind_cascade(cascade, workload, sets))
+    if as_json:
+        click.echo(json.dumps(analysis.to_dict(), indent=2))
+    else:
+        _show_analysis(analysis)
+
+
+@click.command("execute")
+@click.argument("cascade")
+@WORKLOAD
+@SET
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True,
+              help="Seed of the random inputs.")
+@click.option("--check", "check_ref", is_flag=True, help=f"Compare with the reference (max abs error < "
+                                                         f"{CHECK_TOLERANCE:g}); exit 1 if it differs.")
+def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed: int, check_ref: bool) -> None:
+    """Run a cascade on seeded random inputs with the numpy interpreter.
+
+    Example: archsim execute attention-1pass-causal --check
+    """
+    import numpy as np
+
+    from archsim.cascade.interpret import execute, random_inputs
+    from archsim.cascade.references import REFERENCES
+
+    binding = bind_cascade(cascade, workload, sets)
+    inputs = random_inputs(binding, seed)
+    results = execute(binding, inputs)
+    spec = binding.cascade
+    for name in spec.outputs:
+        value = results[name]
+        click.echo(f"{name} shape {value.shape}: mean {value.mean():.6g}, std {value.std():.6g}")
+    if not check_ref:
+        return
+    if spec.reference is None:
+        click.echo(f"{spec.name} names no reference; nothing to compare")
+        return
+    expected = REFERENCES[spec.reference](inputs, binding.params)
+    errors = []
+    for name, want in expected.items():
+        errors.append(float(np.max(np.abs(results[name].reshape(want.shape) - want))))
+        click.echo(f"{name} vs reference {spec.reference}: max abs error {errors[-1]:.3g}")
+    worst = max(errors)
+    if not worst < CHECK_TOLERANCE:  # NaN fails too
+        click.echo(f"FAIL: error {worst:.3g} >= {CHECK_TOLERANCE:g}", err=True)
+        sys.exit(1)
+    click.echo("ok")

@@ -1,0 +1,46 @@
+"""Options and helpers shared by several commands: `--set`, `--workload`, binding a cascade, showing a Result."""
+
+from __future__ import annotations
+
+import click
+
+from archsim.errors import SpecError
+
+SET = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                   help="Override a parameter or a rank size (repeatable).")
+WORKLOAD = click.option("--workload", "-w", metavar="W", help="Workload name or YAML path binding the params.")
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
+    """`NAME=NUMBER` pairs; a number must be finite (the binding checks its range)."""
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SpecError("--set", item, "expected NAME=NUMBER, e.g. --set seq_len=4096 or --set M0=256")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise SpecError("--set", item, "expected a finite number")
+        out[name.strip()] = number
+    return out
+
+
+def show_result(result) -> None:
+    """One design point's Result as the text `archsim run` prints."""
+    click.echo(f"{result.mapping}: {result.cascade} on {result.architecture}"
+               + ("" if result.feasible else f"  INFEASIBLE: {result.reason}"))
+    click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
+               + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")
+    click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")
+    click.echo(f"  energy    {result.energy_pj:.6g} pJ")
+    click.echo("  util      " + ", ".join(f"{u} {v:.4f}" for u, v in result.utilization.items()))
+    click.echo("  footprint " + ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items()))
+    if result.stalls:
+        click.echo("  stalls    " + ", ".join(f"{src} {s:.4g} s" for src, s in
+                                             sorted(result.stalls.items(), key=lambda kv: -kv[1])))
+    click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
+    for e in result.einsums:
+        click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")

@@ -1,0 +1,182 @@
+"""`archsim report`: a folder of figures, the CSV behind each and an index.html, for the library, one design
+point, a paper's reproduction or a sweep store. Each folder is written atomically (archsim.outputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archsim import library
+from archsim.commands.options import SET, WORKLOAD, parse_sets, show_result
+from archsim.commands.sweep import objectives_option
+from archsim.errors import SpecError
+from archsim.outputs import check_writable
+from archsim.systems.fusemax import MODELS
+
+_MODES = {  # mode -> the options that apply to it
+    "--library": {"--workload"},
+    "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set", "--event"},
+    "--reproduction": {"--model", "--seq-len"},
+    "--sweep": {"--spec", "--objectives"},
+}
+
+
+@click.command("report")
+@click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
+@click.option("--run", "run_report", is_flag=True,
+              help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
+@click.option("--reproduction", type=click.Choice(["fusemax", "neupims"]),
+              help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
+@click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB",
+              help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
+@click.option("--spec", metavar="SPEC",
+              help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
+                   "(default objectives: latency_s, energy_pj).")
+@objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
+@click.option("--mapping", "-m", metavar="M", help="[--run] Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", help="[--run] Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
+@WORKLOAD
+@SET
+@click.option("--event", "use_event", is_flag=True,
+              help="[--run] Evaluate with the event model: adds stall sources and trace.json (Chrome/Perfetto).")
+@click.option("--model", type=click.Choice(list(MODELS)), help="[--reproduction] Model (default BERT).")
+@click.option("--seq-len", type=click.IntRange(min=1, max=2**24), help="[--reproduction] Tokens (default 65536).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
+def report_cmd(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,
+               spec: str | None, mapping: str | None, cascade: str | None, arch: str | None, workload: str | None,
+               sets: tuple[str, ...], use_event: bool, model: str | None, seq_len: int | None, out: str | None,
+               objectives: tuple[str, ...] | None) -> None:
+    """Write a report (figures, CSV, index.html) under reports/. Choose exactly one of --library, --run,
+    --reproduction, --sweep.
+
+    Examples (each into its own folder under /tmp):
+
+    \b
+      archsim report --library --workload bert-base --out /tmp/library
+      archsim report --run --mapping flat --workload bert-base --set seq_len=65536 --out /tmp/flat
+      archsim report --reproduction fusemax --model BERT --seq-len 65536 --out /tmp/fusemax
+      archsim report --sweep reports/demo/demo.sqlite --spec demo --out /tmp/demo-report
+    """
+    modes_on = (library_report, run_report, reproduction is not None, sweep_db is not None)
+    chosen = [m for m, on in zip(_MODES, modes_on, strict=True) if on]
+    if len(chosen) != 1:
+        raise click.UsageError("choose exactly one of --library, --run, --reproduction, --sweep"
+                               + (f" (got {' and '.join(chosen)})" if chosen else ""))
+    mode = chosen[0]
+    given = {"--mapping": mapping, "--cascade": cascade, "--arch": arch, "--workload": workload,
+             "--set": sets or None, "--model": model, "--seq-len": seq_len, "--spec": spec,
+             "--event": use_event or None, "--objectives": objectives}
+    misplaced = [name for name, value in given.items() if value is not None and name not in _MODES[mode]]
+    if misplaced:
+        raise click.UsageError(f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} not apply to {mode} "
+                               f"(it takes {', '.join(sorted(_MODES[mode]))})")
+    if mode == "--run" and mapping is None:
+        raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
+    if mode == "--reproduction" and reproduction == "neupims" and (model or seq_len):
+        raise click.UsageError("--model and --seq-len apply to --reproduction fusemax only")
+    default = {"--library": "library", "--run": Path(mapping or "").stem, "--reproduction": reproduction,
+               "--sweep": Path(sweep_db or "").stem}[mode]
+    folder = check_writable(out or Path("reports") / default, "--out", directory=True)
+    if mode == "--library":
+        _report_library(workload, folder)
+    elif mode == "--run":
+        _report_run(mapping, cascade, arch, workload, sets, use_event, folder)
+    elif reproduction == "neupims":
+        _report_neupims(folder)
+    elif mode == "--reproduction":
+        _report_reproduction(model or "BERT", seq_len or 65536, folder)
+    else:
+        _report_sweep(Path(sweep_db), spec, objectives, folder)
+
+
+def _report_library(workload: str | None, out: Path) -> None:
+    from archsim.cascade.analysis import analyze
+    from archsim.cascade.bind import bind
+    from archsim.report.cascades import cascade_row, write_cascade_report
+
+    params = library.load_workload_spec(workload).params if workload else {}
+    rows = []
+    for name in library.names("cascades"):
+        cascade = library.load_cascade_spec(name)
+        try:
+            rows.append(cascade_row(analyze(bind(cascade, params)), cascade.description))
+        except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
+            rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
+    title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
+    index = write_cascade_report(rows, out, title)
+    click.echo(f"{len(rows)} cascades analysed; report written to {index}")
+
+
+def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,
+                sets: tuple[str, ...], use_event: bool, out: Path) -> None:
+    from archsim.point import simulate_point
+    from archsim.report import labelled
+    from archsim.report.point import write_point_report
+
+    timeline = None
+    if use_event:
+        prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
+                                       sets=parse_sets(sets))
+        point, timeline = labelled.labelled(prepared, run.result), run.timeline
+    else:
+        point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+    result = point.result
+    title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
+             + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))
+    show_result(result)
+    index = write_point_report([point], out, title, timeline=timeline)
+    click.echo(f"\nreport written to {index}")
+
+
+def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
+    from archsim.report import labelled, tables
+    from archsim.report.point import write_point_report
+    from archsim.systems import fusemax
+
+    points = labelled.fusemax_configs(model, seq_len)
+    paper = tables.paper_rows(fusemax.compare(fusemax.attention_records()))
+    for p in points:
+        click.echo(f"{p.label:<8} {p.result.mapping:<16} latency {p.result.latency_s:.4g} s, energy "
+                   f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes():.4g} B")
+    index = write_point_report(points, out, f"FuseMax configurations at {model}, {seq_len} tokens", paper)
+    click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
+
+
+def _report_neupims(out: Path) -> None:
+    from archsim.report.neupims import mode_timelines, write_neupims_report
+    from archsim.systems import neupims_reproduce
+
+    records = neupims_reproduce.reproduce()
+    index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER,
+                                 neupims_reproduce.attribution(), neupims_reproduce.ablation())
+    click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
+
+
+def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
+    from archsim.dse.store import open_store, records
+    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts
+    from archsim.report.sweep_page import write_sweep_report
+
+    if not db.is_file():
+        raise SpecError(str(db), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
+    spec = library.load_sweep_spec(spec_name) if spec_name else None
+    conn = open_store(db)
+    try:
+        df = records(conn)
+    finally:
+        conn.close()
+    if df.empty:
+        raise SpecError(str(db), "", "the sweep store holds no points")
+    objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
+    if len(objectives) < 2:
+        raise SpecError(spec.source, "objectives", "a sweep report needs two objectives or more")
+    title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
+    n = counts(df, objectives)
+    click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
+               f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "
+               + " x ".join(objectives))
+    index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None)
+    click.echo(f"report written to {index}")

@@ -1,0 +1,102 @@
+"""`archsim reproduce PAPER`: a paper's setup run through archsim's models, ours beside the paper's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from archsim.outputs import atomic_file, check_writable
+
+
+@click.command("reproduce")
+@click.argument("paper", type=click.Choice(["fusemax", "neupims"]))
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
+                   '{"points", "headline", "attribution", "ablation"}.')
+@click.option("--out", type=click.Path(file_okay=False), help="Also write the comparisons as CSV here.")
+def reproduce_cmd(paper: str, as_json: bool, out: str | None) -> None:
+    """Run a paper's setup and print ours beside the paper's, with the error per metric.
+
+    Examples:
+
+    \b
+      archsim reproduce fusemax --out reports/fusemax
+      archsim reproduce neupims --json
+    """
+    if out:
+        check_writable(out, "--out", directory=True)
+    if paper == "neupims":
+        from archsim.commands.neupims_cmd import reproduce_neupims
+
+        reproduce_neupims(as_json, out)
+        return
+    _reproduce_fusemax(as_json, out)
+
+
+def _reproduce_fusemax(as_json: bool, out: str | None) -> None:
+    import pandas as pd
+
+    from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
+
+    attention = fusemax.attention_records()
+    linear = fusemax_linear.end2end_records()
+    pareto = fusemax_pareto.pareto_records()
+    headline = {"attention": fusemax.headline(attention),
+                "end2end": fusemax_linear.end2end_headline(attention, linear)}
+    tables = {"attention": fusemax.compare(attention), "end2end": fusemax_linear.compare_end2end(linear),
+              "pareto": pd.DataFrame(pareto)}
+    if out:
+        for name, table in tables.items():
+            with atomic_file(Path(out) / f"{name}.csv") as tmp:
+                table.to_csv(tmp, index=False)
+    if as_json:
+        click.echo(json.dumps({"attention": attention, "end2end": linear, "pareto": pareto, "headline": headline},
+                              indent=2))
+        return
+    click.echo("Attention (one layer, batch 64): ours (paper, error)")
+    _show_comparison(tables["attention"], ("latency_s", "traffic_bytes", "util_2d", "energy_pj"))
+    click.echo("\nLinear layers of one layer (Q, K, V, Z projections, FFN; GELU free as in the artifact)")
+    _show_comparison(tables["end2end"], ("latency_s", "traffic_bytes", "energy_pj"))
+    for name, table, metrics in (("attention", tables["attention"], fusemax.METRICS),
+                                 ("linear layers", tables["end2end"], fusemax_linear.METRICS)):
+        known = table.dropna(subset=["latency_s_paper"])
+        click.echo(f"\n{name}: error over the {len(known)} points with a paper value (max |err|): "
+                   + ", ".join(f"{m} {known[f'{m}_err'].abs().max():.3g}" for m in metrics))
+    for name, paper_speedup, paper_energy in (("attention", 6.72, 0.787), ("end2end", 5.30, 0.833)):
+        h = headline[name]
+        click.echo(f"FuseMax vs FLAT, {name}, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
+                   f"(paper {paper_speedup}x), energy ratio {h['energy_vs_flat']:.3f} (paper {paper_energy})")
+    _show_pareto(pareto)
+    if out:
+        click.echo(f"comparisons written to {out}/{{attention,end2end,pareto}}.csv")
+
+
+def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
+    if absolute:
+        return f"{ours:.3f}" + ("" if paper != paper else f" ({paper:.3f})")
+    return f"{ours:.4g}" + ("" if paper != paper else f" ({paper:.4g} {err:+.2%})")
+
+
+def _show_comparison(table, metrics: tuple[str, ...]) -> None:
+    click.echo(f"{'config':<8} {'model':<5} {'seq_len':<8} "
+               + " ".join(f"{m + (' (paper)' if m.startswith('util') else ' (paper, err)'):<34}" for m in metrics))
+    for row in table.itertuples():
+        cells = [_vs(getattr(row, m), getattr(row, f"{m}_paper"), getattr(row, f"{m}_err"), m.startswith("util"))
+                 for m in metrics]
+        click.echo(f"{row.config:<8} {row.model:<5} {row.seq_len:<8} " + " ".join(f"{c:<34}" for c in cells))
+
+
+def _show_pareto(records: list[dict]) -> None:
+    """Fig. 12: per model, the smallest compute-bound design of each PE dimension."""
+    import pandas as pd
+
+    df = pd.DataFrame(records)
+    click.echo(f"\nArea/latency design space at {df.seq_len.iloc[0]} tokens (Fig. 12), the compute-bound buffer of "
+               "each PE dimension (all points: --json or --out):")
+    last = df.groupby(["model", "pe_dim"]).last().reset_index()
+    click.echo(f"{'model':<5} {'pe_dim':>6} {'buffer_B':>10} {'area_mm2':>9} {'latency_s':>10}  front")
+    for row in last.itertuples():
+        click.echo(f"{row.model:<5} {row.pe_dim:>6} {row.buffer_bytes:>10} {row.area_um2 / 1e6:>9.1f} "
+                   f"{row.latency_s:>10.4g}  {'yes' if row.on_front else ''}")

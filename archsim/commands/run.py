@@ -1,0 +1,52 @@
+"""`archsim run`: one design point through the analytical model (mapper included) or the event model."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from archsim.commands.options import SET, WORKLOAD, parse_sets, show_result
+from archsim.outputs import check_writable
+
+
+@click.command("run")
+@click.option("--mapping", "-m", required=True, metavar="M", help="Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", help="Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", help="Architecture (default: the mapping's).")
+@WORKLOAD
+@SET
+@click.option("--json", "as_json", is_flag=True, help="Print the Result as JSON.")
+@click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
+              show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="[--model event] Write the timeline as Chrome/Perfetto trace JSON here.")
+def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
+            as_json: bool, model_kind: str, trace_path: str | None) -> None:
+    """Evaluate one design point with the analytical model (or the event-driven one).
+
+    Examples:
+
+    \b
+      archsim run --mapping fusemax --workload bert-base --set seq_len=65536
+      archsim run --mapping flat --workload bert-base --model event --trace flat.json
+    """
+    from archsim.point import run_point, simulate_point
+
+    if trace_path and model_kind != "event":
+        raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
+    if model_kind == "event":
+        from archsim.model.trace import write_chrome_trace
+
+        if trace_path:
+            check_writable(trace_path, "--trace")
+        _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+        result = run.result
+        if trace_path:
+            write_chrome_trace(run.timeline, trace_path)
+    else:
+        result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        show_result(result)

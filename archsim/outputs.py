@@ -1,0 +1,129 @@
+"""Writing outputs so that a killed run leaves the old output or the new one, never a mix.
+
+- `check_writable(path, option)`: called before the work starts, so a bad `--out` fails at once, not after
+  minutes of work. Raises a `SpecError` naming the option and the path.
+- `atomic_file(path)`: yields a temporary name beside `path` (same folder and suffix, so matplotlib and pandas
+  infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed.
+- `atomic_dir(path)`: yields an empty staging folder beside `path`; on success the staging folder takes the place
+  of `path` in one atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere two renames). Files in the old
+  folder that an earlier report did not write (a sweep's store beside its report, say) are hard-linked into the
+  new folder first; what a report wrote is listed in its `MANIFEST` file, so an old report's files that the new
+  one does not write are dropped, not mixed in.
+
+Every OSError on the way out is a `SpecError` naming the path: the CLI prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from archsim.errors import SpecError
+
+MANIFEST = ".archsim-manifest"  # the files a report folder's writer produced, one name a line
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def check_writable(path: str | Path, option: str, *, directory: bool = False) -> Path:
+    """The output `path` can be created: its nearest existing ancestor is a writable folder, and `path`
+    itself, if it exists, is a folder (`directory`) or a file (otherwise)."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        raise SpecError(option, str(path), f"expected {'a folder' if directory else 'a file'} path, "
+                                           f"got an existing {'folder' if path.is_dir() else 'file'}")
+    ancestor = path if directory and path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SpecError(option, str(path), f"cannot write here: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SpecError(option, str(path), f"cannot write here: {ancestor} is not writable")
+    return path
+
+
+def _fail(path: Path, exc: OSError) -> SpecError:
+    return SpecError(str(path), "", f"cannot write: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Write to the yielded temporary path; it replaces `path` only when the block finishes."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`Path.write_text`, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; False where the OS cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd = -100
+    return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link into `new` what `old` holds that no earlier report wrote and the new one did not write."""
+    manifest = old / MANIFEST
+    ours = set(manifest.read_text().split("\n")) if manifest.is_file() else set()
+    for entry in old.iterdir():
+        if entry.name in ours or entry.name == MANIFEST or (new / entry.name).exists():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, new / entry.name, copy_function=os.link)
+        else:
+            os.link(entry, new / entry.name)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Write a whole folder into the yielded staging folder; it takes `path`'s place when the block finishes."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    try:
+        yield stage
+        (stage / MANIFEST).write_text("\n".join(sorted(e.name for e in stage.iterdir())))
+        if path.is_dir():
+            _carry_over(path, stage)
+            if not _exchange(stage, path):
+                retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, retired / path.name)
+                os.replace(stage, path)
+                stage = retired
+        else:
+            os.replace(stage, path)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
