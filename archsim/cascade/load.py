@@ -23,7 +23,10 @@ Every error is a `SpecError` naming the file, the Einsum or YAML path, and what 
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -49,19 +52,99 @@ _RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; syntax errors become a SpecError with the line."""
+MAX_SPEC_BYTES = 16 * 2**20  # spec files are kilobytes; ARCHSIM_MAX_SPEC_BYTES raises the limit
+MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
+
+
+def env_limit(variable: str, default: int) -> int:
+    """A resource limit: the environment variable's value (a positive integer) if set, else `default`."""
+    text = os.environ.get(variable)
+    if text is None:
+        return default
     try:
-        text = path.read_text()
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SpecError(variable, "", f"expected a positive integer (environment variable), got {text!r}")
+    return value
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML spec file. Every failure is a SpecError naming the file: unreadable, not a regular file (a
+    directory, FIFO or device, which could block or never end), larger than ARCHSIM_MAX_SPEC_BYTES (at most that
+    many bytes plus one are read), not UTF-8 (with the byte offset), nested deeper than MAX_YAML_DEPTH, or
+    malformed (with the line)."""
+    limit = env_limit("ARCHSIM_MAX_SPEC_BYTES", MAX_SPEC_BYTES)
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise SpecError(str(path), "", f"not a regular file ({kind}); expected a YAML spec file")
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
     except OSError as exc:
         raise SpecError(str(path), "", f"cannot read file ({exc.strerror})") from None
+    if len(data) > limit:
+        raise SpecError(str(path), "", f"larger than the limit of {limit} bytes on spec files "
+                                       f"(raise it with the environment variable ARCHSIM_MAX_SPEC_BYTES)")
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(str(path), f"line {line}, byte {exc.start}",
+                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except _TooDeep as exc:
+        raise SpecError(str(path), f"line {exc.line}", exc.message) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(str(path), where, f"malformed YAML: {problem}") from None
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_YAML_DEPTH before its recursive composer
+    and the code walking the data run out of stack. An alias counts at the height of what it names (so anchors
+    cannot build deep data out of shallow text) and may not name a node that contains it (recursive data)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._heights: dict[int, int] = {}  # id(node) -> its levels, itself included, for every finished node
+
+    def compose_node(self, parent, index):
+        line = self.peek_event().start_mark.line + 1
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._heights:
+                raise _TooDeep(line, "an alias names a node that contains it (recursive data)")
+            if self._depth + self._heights[id(node)] > MAX_YAML_DEPTH:
+                raise _TooDeep(line, f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _TooDeep(line, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        self._heights[id(node)] = 1 + max((self._heights[id(c)] for c in children), default=0)
+        return node
 
 
 def load_cascade(path: str | Path, unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS) -> Cascade:
@@ -76,14 +159,22 @@ def cascade_from_dict(
 
 
 def number(value: Any, source: str, where: str) -> float:
-    """A YAML number, accepting `inf`/`-inf` spelled as strings."""
+    """A YAML number, accepting `inf`/`-inf` (also spelled as strings) but never NaN (`.nan`)."""
     if isinstance(value, bool):
         raise SpecError(source, where, f"expected a number, got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not math.isnan(value):
         return float(value)
     if isinstance(value, str) and value.strip() in ("inf", "+inf", "-inf"):
         return float(value)
     raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
+
+
+def finite_number(value: Any, source: str, where: str) -> float:
+    """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
+    result = number(value, source, where)
+    if not math.isfinite(result):
+        raise SpecError(source, where, f"expected a finite number, got {value!r}")
+    return result
 
 
 class _Loader:
@@ -116,7 +207,7 @@ class _Loader:
         if not isinstance(name, str) or not name:
             raise self.error("name", "missing (expected the cascade's name)")
         self.params = {
-            str(k): number(v, self.source, f"params.{k}") for k, v in self.mapping("params").items()
+            str(k): finite_number(v, self.source, f"params.{k}") for k, v in self.mapping("params").items()
         }
         self.load_ranks()
         self.load_aliases()

@@ -29,6 +29,10 @@ import re
 from dataclasses import dataclass
 
 REDUCE_OPS = ("sum", "max", "min")
+# Deepest expression tree accepted (parentheses, calls, '-', 'not', and each operator of a chain a + b + ...
+# count a level). Real Einsums nest under 10; the parser and the passes over the tree recurse once or a few
+# times per level, so this keeps them far from Python's recursion limit.
+MAX_DEPTH = 64
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 
@@ -37,7 +41,9 @@ class ParseError(ValueError):
         self.message = message
         self.text = text
         self.column = column
-        super().__init__(f"{message} at column {column + 1} of '{text}'")
+        start, end = max(0, column - 40), column + 40  # long text is quoted around the column
+        shown = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+        super().__init__(f"{message} at column {column + 1} of '{shown}'")
 
 
 @dataclass(frozen=True)
@@ -108,24 +114,22 @@ class Reduce:
 Expr = Num | Name | Access | Call | BinOp | Neg | Not | Reduce
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|//|[-+*/%()\[\],:=<>]))"
+    r"(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|//|[-+*/%()\[\],:=<>])"
 )
+_SPACE = re.compile(r"\s*")
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
-    tokens, pos = [], 0
+    tokens, pos = [], _SPACE.match(text).end()
     while pos < len(text):
-        if text[pos:].strip() == "":
-            break
         match = _TOKEN.match(text, pos)
-        if match is None or match.end() == pos:
-            column = pos + len(text[pos:]) - len(text[pos:].lstrip())
-            raise ParseError(f"unexpected character '{text[column]}'", text, column)
+        if match is None:
+            raise ParseError(f"unexpected character '{text[pos]}'", text, pos)
         kind = match.lastgroup
         assert kind is not None
-        tokens.append((kind, match.group(kind), match.start(kind)))
-        pos = match.end()
+        tokens.append((kind, match.group(kind), pos))
+        pos = _SPACE.match(text, match.end()).end()
     tokens.append(("end", "", len(text)))
     return tokens
 
@@ -135,6 +139,17 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.depth = 0
+
+    def parse(self, rule) -> Expr:
+        """Parse one expression by `rule` one level deeper, refusing nesting beyond MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return rule()
+        finally:
+            self.depth -= 1
 
     def peek(self, offset: int = 0) -> tuple[str, str, int]:
         return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
@@ -205,6 +220,9 @@ class _Parser:
         return Index(name)
 
     def expr(self) -> Expr:
+        return self.parse(self.disjunction)
+
+    def disjunction(self) -> Expr:
         node = self.conjunction()
         while self.accept("or"):
             node = BinOp("or", node, self.conjunction())
@@ -218,7 +236,7 @@ class _Parser:
 
     def negation(self) -> Expr:
         if self.accept("not"):
-            return Not(self.negation())
+            return Not(self.parse(self.negation))
         return self.compare()
 
     def compare(self) -> Expr:
@@ -247,7 +265,7 @@ class _Parser:
 
     def unary(self) -> Expr:
         if self.accept("-"):
-            return Neg(self.unary())
+            return Neg(self.parse(self.unary))
         return self.atom()
 
     def atom(self) -> Expr:
@@ -310,6 +328,8 @@ def parse_einsum(text: str) -> EinsumSyntax:
                 raise parser.fail("expected a number after 'else'")
             fill = sign * value.value
     parser.end()
+    for node in (rhs, where):
+        _check_depth(node, text)
     return EinsumSyntax(output, rhs, where, where_text, fill)
 
 
@@ -318,20 +338,38 @@ def parse_expr(text: str) -> Expr:
     parser = _Parser(text)
     node = parser.expr()
     parser.end()
+    _check_depth(node, text)
     return node
 
 
-def walk(node: Expr):
-    """Yield every node of an expression tree, parents before children."""
-    yield node
+def _check_depth(node: Expr | None, text: str) -> None:
+    """The parser bounds nesting; a long chain (a + b + c ...) builds a tree one level deeper per operator."""
+    stack = [(node, 1)] if node is not None else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ParseError(f"nested deeper than {MAX_DEPTH} levels (each operator of a chain is a level)",
+                             text, 0)
+        stack.extend((child, depth + 1) for child in _children(node))
+
+
+def _children(node: Expr) -> tuple[Expr, ...]:
     match node:
         case Call(args=args):
-            for arg in args:
-                yield from walk(arg)
+            return args
         case BinOp(lhs=lhs, rhs=rhs):
-            yield from walk(lhs)
-            yield from walk(rhs)
+            return (lhs, rhs)
         case Neg(arg=arg) | Not(arg=arg):
-            yield from walk(arg)
+            return (arg,)
         case Reduce(body=body):
-            yield from walk(body)
+            return (body,)
+    return ()
+
+
+def walk(node: Expr):
+    """Yield every node of an expression tree, parents before children (left to right)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(_children(node)))
