@@ -29,7 +29,7 @@ COMMANDS = {
     "run": ("archsim.commands.run", "run_cmd",
             "Evaluate one design point with the analytical model (or the event-driven one)."),
     "report": ("archsim.commands.report", "report_cmd", "Write a report (figures, CSV, index.html) under reports/."),
-    "sweep": ("archsim.commands.sweep", "sweep_cmd", "Evaluate every point of a sweep spec and store the records."),
+    "sweep": ("archsim.commands.sweep", "sweep_cmd", "Evaluate every point of a sweep spec ..."),
     "results": ("archsim.commands.sweep", "results_cmd", "Export a sweep store: one row per design point."),
     "simulate": ("archsim.commands.simulate", "simulate_cmd",
                  "Serve requests on a system with iteration-level continuous batching and a paged KV cache."),
@@ -72,7 +72,7 @@ class _LazyGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            code = super().main(args, prog_name or "archsim", complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "archsim"
             _fail(f"{where}: {exc.format_message()} (see '{where} --help')", 2)
@@ -94,6 +94,6 @@ class _LazyGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(cls=_LazyGroup)
+@click.group(cls=_LazyGroup, name="archsim")
 def main() -> None:
     """archsim: attention as cascades of Einsums, mapped onto architectures and evaluated."""

@@ -1,0 +1,52 @@
+"""The CLI's start-up and error surface: `archsim --help` loads none of the heavy libraries, its command list
+matches each command's own docstring, and usage errors come out as one `error:` line with exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from archsim.cli import COMMANDS, load_command, main
+
+HEAVY = ("numpy", "pandas", "matplotlib", "dask", "distributed", "simpy", "networkx", "yaml", "torch")
+
+
+def test_help_imports_no_heavy_library() -> None:
+    probe = ("import sys\nfrom archsim.cli import main\nsys.argv = ['archsim', '--help']\ntry:\n    main()\n"
+             f"except SystemExit:\n    pass\nprint(*sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "Commands:" in result.stdout
+    assert result.stderr.strip() == "", f"archsim --help imported {result.stderr.strip()}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_listed_help_is_the_commands_own(name: str) -> None:
+    short = COMMANDS[name][2]
+    own = " ".join(load_command(name).help.split())
+    assert own.startswith(short.removesuffix("...").removesuffix(".").rstrip(", ")), (short, own)
+
+
+@pytest.mark.parametrize("args", [["nope"], ["run"], ["run", "--mapping"], ["analyze", "attention-1pass", "--bogus"],
+                                  ["report", "--run"], ["execute", "attention-1pass", "--seed", "-3"]])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: archsim"), result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_bug_is_one_line_with_exit_1(monkeypatch) -> None:
+    import archsim.commands.listing as listing
+
+    def broken() -> dict:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(listing, "_contents", broken)
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: internal error (ZeroDivisionError: boom); this is a bug in archsim, "
+                                     "please report it (ARCHSIM_DEBUG=1 shows the traceback)")
