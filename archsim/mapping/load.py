@@ -16,18 +16,26 @@ groups:
     keep: {GlobalBuffer: [Q, K, V, RM, RD, RNV]}
     overlap: max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)
 ```
-The group's Einsums are those named in its binding, in cascade order. Whether names (levels, units, ranks,
-Einsums, tensors) exist is checked against the cascade and architecture by `archsim.mapping.resolve`.
+The group's Einsums are those named in its binding, in cascade order; no Einsum may be bound by two groups.
+Checked here, without the cascade: the shape of every field, factors (positive integers, `~`, `search` or an
+expression that parses), `set:` values (positive finite numbers) and the overlap expression
+(`archsim.mapping.overlap`). Whether names (levels, units, ranks, Einsums, tensors) exist, and whether the
+groups bind every Einsum of the cascade, is checked against the cascade and architecture by
+`archsim.mapping.resolve`. A `cascade:` or `architecture:` that is a path (it has a `/` or a .yaml suffix,
+as `archsim.library.find` tells them) is taken relative to the mapping file's folder; a name stays a
+library name.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from archsim.cascade.load import number, read_yaml
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
+from archsim.mapping.overlap import check_overlap
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
@@ -49,15 +57,42 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     sets = data.get("set") or {}
     if not isinstance(sets, dict):
         raise SpecError(source, "set", "expected a mapping of parameter or rank -> value")
-    groups = data.get("groups")
-    if not isinstance(groups, list) or not groups:
+    groups_raw = data.get("groups")
+    if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")
+    groups = tuple(_group(g, source, f"groups[{i}]") for i, g in enumerate(groups_raw))
+    bound_by: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        for e in group.einsums:
+            if e in bound_by:
+                raise SpecError(source, f"groups[{i}].binding.{group.binding[e]}",
+                                f"Einsum {e} is already bound by groups[{bound_by[e]}] "
+                                f"({groups[bound_by[e]].name}); each Einsum runs in exactly one group")
+            bound_by[e] = i
     return Mapping(
         name=data["name"], description=str(data.get("description", "")), source=source,
-        citation=str(data.get("source", "")), cascade=data["cascade"], architecture=data["architecture"],
-        sets={str(k): number(v, source, f"set.{k}") for k, v in sets.items()},
-        groups=tuple(_group(g, source, f"groups[{i}]") for i, g in enumerate(groups)),
+        citation=str(data.get("source", "")), cascade=_beside(data["cascade"], source),
+        architecture=_beside(data["architecture"], source),
+        sets={str(k): _set_value(v, source, f"set.{k}") for k, v in sets.items()},
+        groups=groups,
     )
+
+
+def _beside(name_or_path: str, source: str) -> str:
+    """A relative path taken from the mapping file's folder; a library name, or any value of a mapping not read
+    from a file, as it is."""
+    if not ("/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))):
+        return name_or_path
+    path = Path(name_or_path)
+    return str(Path(source).parent / path) if not path.is_absolute() and Path(source).is_file() else name_or_path
+
+
+def _set_value(value: Any, source: str, where: str) -> float:
+    """A parameter or rank size the mapping fixes: a positive finite number."""
+    result = number(value, source, where)
+    if not (math.isfinite(result) and result > 0):
+        raise SpecError(source, where, f"expected a positive finite number, got {value!r}")
+    return result
 
 
 def _group(data: Any, source: str, where: str) -> Group:
@@ -75,6 +110,8 @@ def _group(data: Any, source: str, where: str) -> Group:
             if e in binding:
                 raise SpecError(source, f"{where}.binding.{unit}", f"Einsum {e} is bound twice")
             binding[e] = str(unit)
+    if not binding:
+        raise SpecError(source, f"{where}.binding", "binds no Einsum (expected unit -> [Einsum, ...])")
     loops_raw = data.get("loops")
     if not isinstance(loops_raw, list) or not loops_raw:
         raise SpecError(source, f"{where}.loops", "missing (expected a list of {level|spatial, ranks})")
@@ -84,7 +121,9 @@ def _group(data: Any, source: str, where: str) -> Group:
     in_place = _lists(data.get("in_place") or {}, source, f"{where}.in_place")
     overlap = data.get("overlap", "max")
     if not isinstance(overlap, str):
-        raise SpecError(source, f"{where}.overlap", "expected sequential, max or a pipeline expression")
+        raise SpecError(source, f"{where}.overlap", f"expected sequential, max or a pipeline expression, got "
+                                                    f"{overlap!r}")
+    check_overlap(overlap, tuple(binding), source, f"{where}.overlap")
     return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
                  keep=keep, overlap=overlap, double_buffered=_names(data, "double_buffered", source, where),
                  pipelined=_names(data, "pipelined", source, where), in_place=in_place,
@@ -113,6 +152,10 @@ def _names(data: dict, key: str, source: str, where: str) -> tuple[str, ...]:
 def _loops(raw: Any, source: str, where: str) -> list[Loop]:
     if not isinstance(raw, dict) or set(raw) not in ({"level", "ranks"}, {"spatial", "ranks"}):
         raise SpecError(source, where, "expected {level: LEVEL, ranks: {...}} or {spatial: UNIT, ranks: {...}}")
+    kind = "level" if "level" in raw else "spatial"
+    if not isinstance(raw[kind], str) or not raw[kind]:
+        raise SpecError(source, f"{where}.{kind}", f"expected a {'level' if kind == 'level' else 'unit'} name, "
+                                                   f"got {raw[kind]!r}")
     ranks = raw["ranks"]
     if not isinstance(ranks, dict) or not ranks:
         raise SpecError(source, f"{where}.ranks", "expected rank -> factor (an integer, ~ or search)")

@@ -1,12 +1,14 @@
 """The mapper: fills every `search` factor of a mapping.
 
 Bounded exhaustive search. For each group, every `search` loop takes a divisor of what its rank leaves after
-the group's fixed factors (the largest spatial view counts); combinations are enumerated up to
-`max_candidates` (the largest tiles first, so a cap cuts the small ones) and each is evaluated with the
+the group's fixed factors (the largest spatial view counts), from that number's prime factorisation
+(`archsim.mapping.factors`), so the cost does not grow with rank sizes. While the combinations of a group's
+search loops exceed `max_candidates`, the loop with the most candidates keeps half of them, spread evenly in
+log scale (1 always among them): at most `max_candidates` points are evaluated per group, each with the
 analytical model. The best feasible point minimises (latency, energy), ties going to the larger inner tiles,
 i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256 whose tiles fit the global
-buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the smallest tiles are
-returned, so the evaluation reports why they do not fit.
+buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the least bad is
+returned, so the evaluation reports why it does not fit.
 """
 
 from __future__ import annotations
@@ -18,21 +20,29 @@ from dataclasses import replace
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.mapping.resolve import concrete_factors
+from archsim.mapping.factors import divisors, spread
+from archsim.mapping.resolve import check_bindings, check_group, concrete_factors
 from archsim.mapping.spec import SEARCH, Group, Mapping
 from archsim.model.analytical import evaluate
 
+MAX_CANDIDATES = 256  # points evaluated per group (about 0.5 ms each)
+
 
 def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
-           max_candidates: int = 4096) -> Mapping:
-    groups = [concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)]
+           max_candidates: int = MAX_CANDIDATES) -> Mapping:
+    check_bindings(binding, mapping)
+    groups = []
+    for i, g in enumerate(mapping.groups):
+        check_group(binding, arch, g, mapping.source, f"groups[{i}]")
+        groups.append(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]"))
     for gi, group in enumerate(groups):
         slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
         if not slots:
             continue
-        options = [sorted(_divisors(_free(binding, group, i)), reverse=True) for i in slots]
-        best_key, best = None, None
-        for combo in itertools.islice(itertools.product(*options), max_candidates):
+        options = _options([_free(binding, group, i) for i in slots], max_candidates)
+        best_key, best = None, group
+        # The all-ones combination is always among them and consistent, so `best` is always set.
+        for combo in itertools.product(*options):
             if not _consistent(binding, group, dict(zip(slots, combo, strict=True))):
                 continue
             trial = replace(mapping, groups=(*groups[:gi], group.with_factors(dict(zip(slots, combo, strict=True))),
@@ -42,10 +52,17 @@ def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Ma
             key = (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
             if best_key is None or key < best_key:
                 best_key, best = key, trial.groups[gi]
-        if best is None:
-            raise ValueError(f"mapping {mapping.name}, group {group.name}: no consistent factors")
         groups[gi] = best
     return replace(mapping, groups=tuple(groups))
+
+
+def _options(free: list[int], max_candidates: int) -> list[list[int]]:
+    """Candidate factors per search loop, largest first, whose combinations number at most `max_candidates`."""
+    options = [divisors(n, max_candidates) for n in free]
+    while math.prod(map(len, options)) > max_candidates:
+        widest = max(range(len(options)), key=lambda j: len(options[j]))
+        options[widest] = sorted(spread(sorted(options[widest]), len(options[widest]) // 2), reverse=True)
+    return options
 
 
 def _free(binding: Binding, group: Group, slot: int) -> int:
@@ -68,8 +85,3 @@ def _consistent(binding: Binding, group: Group, chosen: dict[int, int]) -> bool:
         by_rank[rank] = by_rank.get(rank, 1) * factor
     return all(_free(binding, group, next(i for i in chosen if group.loops[i].rank == r)) % f == 0
                for r, f in by_rank.items())
-
-
-def _divisors(n: int) -> list[int]:
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted({*small, *(n // d for d in small)})

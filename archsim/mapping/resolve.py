@@ -1,7 +1,9 @@
 """Check a mapping group against a bound cascade and an architecture, and fill in residual factors.
 
-Errors name the mapping file, the YAML path (`groups[0].loops[3]`) and what was expected. Capacity is not
-checked here: a tile that overflows its level is an infeasible point (a `Result` with a reason), not an error.
+Errors name the mapping file, the YAML path (`groups[0].loops[3]`) and what was expected. Capacity and
+fan-out are not checked here: a tile that overflows its level, or spatial factors beyond a unit's PEs, make an
+infeasible point (a `Result` with a reason, see `archsim.model.analytical`), not an error, so a sweep that
+shrinks the hardware keeps the point as a row.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from archsim.cascade.analysis import point_ops
 from archsim.cascade.bind import Binding
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr
 from archsim.errors import SpecError
-from archsim.mapping.spec import SEARCH, Group, Loop
+from archsim.mapping.overlap import check_overlap, delay_names
+from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 
 def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
@@ -23,23 +26,38 @@ def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
     return {e: {cascade.var_ranks[v] for v in cascade.einsum(e).space} for e in group.einsums}
 
 
-def resolve_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
-    """The group with every factor an int. Raises SpecError on anything that cannot run."""
-    group = concrete_factors(binding, arch, group, source, where)
+def check_bindings(binding: Binding, mapping: Mapping) -> None:
+    """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by a group
+    (the loader already refused one bound by two): one left out would run in no group and cost nothing."""
+    for i, group in enumerate(mapping.groups):
+        _check_einsums(binding, group, mapping.source, f"groups[{i}]")
+    bound = {e for group in mapping.groups for e in group.einsums}
+    unbound = [e.name for e in binding.cascade.einsums if e.name not in bound]
+    if unbound:
+        raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {binding.cascade.name} bound by no "
+                                                  "group (each Einsum of the cascade runs in exactly one group)")
+
+
+def _check_einsums(binding: Binding, group: Group, source: str, where: str) -> None:
+    known = [e.name for e in binding.cascade.einsums]
+    for e in group.einsums:
+        if e not in known:
+            raise SpecError(source, f"{where}.binding.{group.binding[e]}",
+                            f"'{e}' is not an Einsum of {binding.cascade.name} (known: {', '.join(known)})")
+
+
+def check_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> None:
+    """Every name the group uses exists: units (with the ops of the Einsums bound to them), levels, tensors,
+    ranks, and the rank sizes of its overlap's delay terms. Raises SpecError naming the YAML path."""
     cascade = binding.cascade
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
-    known = {e.name for e in cascade.einsums}
+    _check_einsums(binding, group, source, where)
     for e in group.einsums:
-        if e not in known:
-            raise SpecError(source, f"{where}.einsums", f"'{e}' is not an Einsum of {cascade.name} "
-                                                          f"(known: {', '.join(sorted(known))})")
-        unit_name = group.binding.get(e)
-        if unit_name is None:
-            raise SpecError(source, f"{where}.binding", f"Einsum {e} is not bound to a unit")
+        unit_name = group.binding[e]
         if unit_name not in units:
             raise SpecError(source, f"{where}.binding.{e}", f"unknown unit '{unit_name}' "
-                                                               f"(units: {', '.join(units)})")
+                                                               f"(units of {arch.name}: {', '.join(units)})")
         lacking = sorted(set(point_ops(cascade.einsum(e))) - set(units[unit_name].op_cycles))
         if lacking:
             raise SpecError(source, f"{where}.binding.{e}", f"unit {unit_name} has no {', '.join(lacking)} "
@@ -67,11 +85,24 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
         if loop.is_spatial and loop.spatial not in units:
-            raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units: {', '.join(units)})")
+            raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units of {arch.name}: {', '.join(units)})")
         if not loop.is_spatial and loop.level not in levels:
             raise SpecError(source, at, f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
+    check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # again, for groups built in Python
+    unknown = sorted(delay_names(group.overlap, group.einsums) - leaf_ranks)
+    if unknown:
+        raise SpecError(source, f"{where}.overlap", f"'{unknown[0]}' in a delay term is neither an Einsum of "
+                                                    f"this group nor a rank (ranks: {', '.join(sorted(leaf_ranks))})")
+
+
+def resolve_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
+    """The group with every factor an int. Raises SpecError on anything that cannot run."""
+    check_group(binding, arch, group, source, where)
+    group = concrete_factors(binding, arch, group, source, where)
+    for i, loop in enumerate(group.loops):
         if loop.factor == SEARCH:
-            raise SpecError(source, at, "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
+            raise SpecError(source, f"{where}.{loop.origin or f'loops[{i}]'}",
+                            "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
     return replace(group, loops=_fill_residuals(binding, group, source, where))
 
 
@@ -84,7 +115,7 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
         if isinstance(loop.factor, str) and loop.factor != SEARCH:
             at = f"{where}.{loop.origin or f'loops[{i}]'}"
             value = _factor_value(parse_expr(loop.factor), names, arch, source, at)
-            if value < 1 or value != int(value):
+            if not math.isfinite(value) or value < 1 or value != int(value):
                 raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer")
             loop = replace(loop, factor=int(value))
         loops.append(loop)

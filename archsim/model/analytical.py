@@ -7,8 +7,15 @@ Compute
 - An Einsum runs on the unit it is bound to. Its spatial loops on that unit, over ranks it iterates, set the
   PEs it uses (`lanes_used`); the others idle. Its compute cycles = sum over op types of
   count x the unit's cycles per op / lanes_used. Op counts come from the cascade analysis (masked points free).
+- A unit's spatial loops take its dimensions in the order written (`{spatial: array2d, ranks: {P: 256,
+  M0: 256}}`: P along the first, M0 along the second); loops beyond its last dimension share that one. A
+  product of factors along a dimension above its PEs makes the group infeasible (the Result says which loop,
+  unit and sizes), so a point never uses PEs the array lacks.
 - A group's compute cycles follow its overlap policy (see `archsim.mapping.spec`): `sequential` sums the
-  Einsums, `max` takes the busiest unit, a pipeline expression combines Einsum cycles with `+` and `max`.
+  Einsums, `max` takes the busiest unit, a pipeline expression combines Einsum cycles with `+` and `max`. An
+  expression that overlaps a unit's Einsums beyond its PEs (max(A, B), A and B on one unit, each using most
+  of it) makes the group infeasible: a unit's busy PE-cycles never exceed its PEs x the group's cycles, so
+  utilization never exceeds 1.
 
 Memory
 - Traffic per tensor per level boundary from `archsim.model.reuse` (loop-order reuse, no halos, perfect
@@ -23,7 +30,8 @@ Memory
 - Footprint at a level: the tiles it keeps (twice if double-buffered; tensors written in place over another
   take no room), plus one tile per hand-off of a kept intermediate between two units (the larger of the two
   units' spatial tiles), which the consumer works on while the producer fills the next.
-- A group is infeasible when its footprint exceeds a level's capacity; the Result says which. Unless the
+- A group is infeasible when its footprint exceeds a level's capacity; the Result says which level, which
+  tensors it keeps and both sizes. Unless the
   overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and each
   access to a spilled element goes there: one write per Einsum producing the storage's tensors, one read per
   Einsum consuming them, except reads streamed from a producer on the same unit in the same pass.
@@ -47,7 +55,8 @@ from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.passes import refs_of
-from archsim.mapping.resolve import group_ranks, resolve_group
+from archsim.mapping.overlap import parse_pipeline
+from archsim.mapping.resolve import check_bindings, group_ranks, resolve_group
 from archsim.mapping.spec import Group, Mapping
 from archsim.model.result import EinsumResult, Result
 from archsim.model.reuse import refetches, tile_elems
@@ -59,6 +68,7 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     a mapping that runs but does not fit is returned as an infeasible Result. With `only_group`, only that group
     is evaluated (the mapper scores one group at a time; the others may still hold `search` factors), but which
     tensors cross groups, and so live in DRAM, still follows the whole mapping."""
+    check_bindings(binding, mapping)
     used_in = defaultdict(set)
     for g in mapping.groups:
         for e in g.einsums:
@@ -149,12 +159,14 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
         einsums.append(EinsumResult(e, group.name, unit.name, dict(ops), lanes, lane_cycles / lanes, e_energy))
     cycles = {r.name: r.compute_cycles for r in einsums}
     compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
+    reasons = _fanout_reasons(arch, group) or _overlap_reasons(arch, group, einsums, compute_cycles)
 
     reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
     # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
     traffic: dict[str, dict[str, float]] = defaultdict(dict)
     footprint: Counter[str] = Counter()
+    kept_at: dict[str, list[str]] = defaultdict(list)  # level -> tensors whose tiles it holds
     spillable: Counter[str] = Counter()
     word = binding.word_bytes
     parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
@@ -173,6 +185,7 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             copies = 2 if t in group.double_buffered else 1
             tile_bytes = copies * tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
             footprint[levels[c]] += tile_bytes
+            kept_at[levels[c]].append(t)
             if t in group.spill:
                 spillable[levels[c]] += tile_bytes
                 parent_of[levels[c]] = chain[i - 1] if i else c - 1
@@ -184,14 +197,14 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
             _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
 
-    reasons = []
     for m in arch.memories:
         overflow = footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
         if overflow <= 0:
             continue
         if overflow > spillable[m.name]:
-            reasons.append(f"group {group.name}: {m.name} holds {footprint[m.name]:.0f} B of tiles, "
-                           f"capacity {m.capacity_bytes} B")
+            reasons.append(f"group {group.name}: {m.name} holds {footprint[m.name]:.0f} B of tiles "
+                           f"({', '.join(kept_at[m.name]) or 'hand-offs between units'}), "
+                           f"over its capacity of {m.capacity_bytes} B")
             continue
         # The part of the spillable tiles that does not fit lives one level out; each access to it goes there.
         fraction = overflow / spillable[m.name]
@@ -212,6 +225,36 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
     seconds = max([compute_cycles / arch.clock_hz, *memory_s.values()])
     return _GroupResult(seconds, compute_cycles, memory_s, dict(traffic), energy, busy, dict(footprint), reasons,
                         einsums)
+
+
+def _fanout_reasons(arch: Architecture, group: Group) -> list[str]:
+    """Why the group's spatial loops need more PEs than a unit has, along one of its dimensions (see the module
+    docstring for which loops go along which dimension)."""
+    reasons = []
+    for unit in arch.units:
+        loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit.name]
+        last = len(unit.shape) - 1
+        for d, pes in enumerate(unit.shape):
+            along = loops[d:d + 1] if d < last else loops[last:]
+            fanout = math.prod(lp.factor for _, lp in along)
+            if fanout > pes:
+                named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+                reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "
+                               f"{pes} PEs along dimension {d} (shape {' x '.join(map(str, unit.shape))})")
+    return reasons
+
+
+def _overlap_reasons(arch: Architecture, group: Group, einsums: list[EinsumResult], compute_cycles: float) -> list[str]:
+    """Why the group's overlap expression runs a unit's Einsums side by side beyond its PEs."""
+    reasons = []
+    for unit in arch.units:
+        mine = [r for r in einsums if r.unit == unit.name]
+        busy = sum(r.compute_cycles * r.lanes_used for r in mine)
+        if busy > unit.lanes * compute_cycles * (1 + 1e-9):
+            reasons.append(f"group {group.name}: its overlap runs {', '.join(r.name for r in mine)} side by side on "
+                           f"unit {unit.name} in {compute_cycles:.0f} cycles, but their {busy:.0f} PE-cycles need "
+                           f"{busy / unit.lanes:.0f} cycles of its {unit.lanes} PEs")
+    return reasons
 
 
 def _handoff_elems(binding: Binding, arch: Architecture, group: Group, space: dict[str, set[str]],
@@ -299,7 +342,7 @@ def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str], ra
         for e, c in cycles.items():
             per_unit[unit_of[e]] += c
         return max(per_unit.values())
-    return pipeline_cycles(S.parse_expr(group.overlap), {**rank_sizes, **cycles})
+    return pipeline_cycles(parse_pipeline(group.overlap), {**rank_sizes, **cycles})
 
 
 def pipeline_cycles(node: S.Expr, cycles: dict[str, float]) -> float:

@@ -1,0 +1,110 @@
+"""A fusion group's overlap policy, checked when the mapping loads (see `archsim.mapping.spec` for its meaning).
+
+`sequential`, `max`, or a pipeline expression over the group's Einsums (each standing for its compute cycles)::
+
+    expr  := term ('+' term)*
+    term  := EINSUM | 'max(' expr (',' expr)* ')' | delay
+    delay := factor ('*' factor)*      exactly one factor an EINSUM, the others positive numbers or rank names
+
+A delay term is a stall of that many times an Einsum's cycles (+Architecture's `M0*LM`: the 2-D array waits
+M0 cycles per cycle of LM). Every Einsum of the group appears exactly once outside delay terms: one left out
+would cost no time and one written twice would count twice. A product of two Einsums (`QK * LM`) means
+nothing and is refused. Rank names in delay terms are checked against the bound cascade by
+`archsim.mapping.resolve` (`delay_names` lists them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from functools import lru_cache
+
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, ParseError, parse_expr, walk
+from archsim.errors import SpecError
+
+POLICIES = ("sequential", "max")
+EXPECTED = ("expected sequential, max, or the group's Einsums joined by + and max(...) with delay terms "
+            "size * Einsum (e.g. M0*LM)")
+
+
+def check_overlap(text: str, einsums: Collection[str], source: str, where: str) -> None:
+    """Raise a SpecError at `where` unless `text` is a policy or a pipeline expression over `einsums`."""
+    if text in POLICIES:
+        return
+    try:
+        expr = parse_pipeline(text)
+    except ParseError as exc:
+        raise SpecError(source, where, f"not a pipeline expression: {exc}") from None
+    plain: list[str] = []
+    _collect(expr, set(einsums), plain, source, where)
+    twice = next((e for e in plain if plain.count(e) > 1), None)
+    if twice:
+        raise SpecError(source, where, f"Einsum {twice} appears {plain.count(twice)} times outside delay terms "
+                                       "(each Einsum of the group exactly once, or its time counts twice)")
+    missing = [e for e in einsums if e not in plain]
+    if missing:
+        raise SpecError(source, where, f"leaves out {', '.join(missing)}: their compute time would not count "
+                                       "(each Einsum of the group exactly once)")
+
+
+@lru_cache(maxsize=256)
+def parse_pipeline(text: str) -> Expr:
+    """`text` parsed (cached: the mapper evaluates a group, and so reads its overlap, once per candidate)."""
+    return parse_expr(text)
+
+
+def delay_names(text: str, einsums: Collection[str]) -> set[str]:
+    """Names in a checked overlap expression that are not Einsums: the rank sizes its delay terms use."""
+    if text in POLICIES:
+        return set()
+    return {n.name for n in walk(parse_pipeline(text)) if isinstance(n, Name) and n.name not in einsums}
+
+
+def _collect(node: Expr, einsums: set[str], plain: list[str], source: str, where: str) -> None:
+    match node:
+        case Name(name=name) if name in einsums:
+            plain.append(name)
+        case Name(name=name):
+            raise SpecError(source, where, f"'{name}' is not an Einsum of this group "
+                                           f"({', '.join(sorted(einsums))}); a size goes in a delay term "
+                                           f"({name}*EINSUM)")
+        case BinOp(op="+", lhs=lhs, rhs=rhs):
+            _collect(lhs, einsums, plain, source, where)
+            _collect(rhs, einsums, plain, source, where)
+        case Call(fn="max", args=args):
+            for arg in args:
+                _collect(arg, einsums, plain, source, where)
+        case BinOp(op="*"):
+            _check_delay(node, einsums, source, where)
+        case BinOp(op=op):
+            raise SpecError(source, where, f"'{op}' is not allowed: {EXPECTED}")
+        case Call(fn=fn):
+            raise SpecError(source, where, f"{fn}(...) is not allowed: {EXPECTED}")
+        case _:
+            raise SpecError(source, where, f"a {type(node).__name__.lower()} term is not allowed: {EXPECTED}")
+
+
+def _check_delay(node: Expr, einsums: set[str], source: str, where: str) -> None:
+    factors = list(_factors(node))
+    named = [f.name for f in factors if isinstance(f, Name) and f.name in einsums]
+    if len(named) > 1:
+        raise SpecError(source, where, f"{' * '.join(named)} multiplies Einsums, which means nothing: a delay "
+                                       "term is a size times one Einsum (e.g. M0*LM)")
+    if not named:
+        raise SpecError(source, where, "a product without an Einsum: a delay term is a size times one Einsum "
+                                       "(e.g. M0*LM)")
+    for f in factors:
+        if isinstance(f, Num) and not (math.isfinite(f.value) and f.value > 0):
+            raise SpecError(source, where, f"delay factor {f.value:g}: expected a positive finite number")
+        if not isinstance(f, Name | Num):
+            raise SpecError(source, where, "a delay term multiplies numbers, rank names and one Einsum only "
+                                           "(e.g. M0*LM)")
+
+
+def _factors(node: Expr):
+    if isinstance(node, BinOp) and node.op == "*":
+        yield from _factors(node.lhs)
+        yield from _factors(node.rhs)
+    else:
+        yield node
+
