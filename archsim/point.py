@@ -7,7 +7,8 @@ This is the Python API users call, and what `archsim run`, `archsim reproduce` a
     result.latency_s, result.energy_pj, result.utilization["array2d"]
 
 Sizes are bound in this order, later winning: the cascade's defaults, the workload's params, the mapping's
-`set:` (tile sizes such as M0), the caller's `sets`.
+`set:` (tile sizes such as M0), the caller's `sets`. With a workload, every model size the cascade binds must
+come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
     cascade_spec = cascade if isinstance(cascade, Cascade) else library.load_cascade_spec(cascade or spec.cascade)
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
-    params = workload.params if workload else {}
-    binding = bind(cascade_spec, params, {**spec.sets, **(sets or {})}, source="--set")
+    binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
     analysis = analyze(binding)
     return Point(binding, analysis, architecture, search(binding, analysis, architecture, spec))
 

@@ -4,31 +4,63 @@
     description: one line
     source: where the numbers come from
     params: {batch: 64, seq_len: 1024, hidden: 768, heads: 12, kv_heads: 12, head_dim: 64, ...}
+
+`PARAMS` is the vocabulary: every name a workload may give, each an integer count. They are the model's sizes:
+when a workload is bound to a cascade (`archsim.cascade.bind.bind`), each of them the cascade binds must come
+from the workload or the caller's sets, never from the cascade's small defaults. A cascade's other params are
+its own tiling or algorithm choices (tile_kv, block, splits) and keep their defaults.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import read_yaml
+from archsim.cascade.load import env_limit
 from archsim.errors import SpecError, check_keys
 
 WORKLOAD_KEYS = {"name", "description", "source", "params"}
 
 
 @dataclass(frozen=True)
+class Param:
+    meaning: str
+    minimum: int = 1
+
+
+PARAMS = {
+    "batch": Param("sequences processed together"),
+    "seq_len": Param("tokens per sequence (queries and keys; the KV-cache length in decode)"),
+    "tokens": Param("tokens routed through a layer at once (MoE experts)"),
+    "hidden": Param("model width d_model"),
+    "heads": Param("query heads"),
+    "kv_heads": Param("key/value heads (GQA groups; = heads for MHA)"),
+    "head_dim": Param("width of one head"),
+    "ffn_dim": Param("FFN intermediate width (per expert for MoE)"),
+    "layers": Param("transformer layers"),
+    "vocab": Param("vocabulary size"),
+    "experts": Param("routed experts"),
+    "top_k": Param("experts per token"),
+    "kv_lora_rank": Param("MLA latent KV width"),
+    "q_lora_rank": Param("MLA latent query width"),
+    "rope_dim": Param("MLA decoupled RoPE width"),
+    "window": Param("sliding-window attention: keys each query sees"),
+    "sinks": Param("attention-sink keys every query sees (StreamingLLM)", minimum=0),
+    "word_bytes": Param("bytes per element"),
+}
+# Largest size accepted: beyond any model or context in use (the longest, 10M tokens, is below it), and it bounds
+# the analyses whose cost grows with a size (the mask counter walks a causal diagonal).
+MAX_SIZE = 2**24
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     description: str
-    source: str
+    source: str  # the citation: where the numbers come from
     params: dict[str, float]
-
-
-def load_workload(path: str | Path) -> Workload:
-    path = Path(path)
-    return workload_from_dict(read_yaml(path), str(path))
+    path: str = "<python>"  # the file it was loaded from, which errors blame
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
@@ -39,9 +71,27 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
         raise SpecError(source, "name", "missing (expected the workload's name)")
     params = data.get("params")
     if not isinstance(params, dict) or not params:
-        raise SpecError(source, "params", "expected a mapping of parameter names to positive numbers")
-    for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise SpecError(source, f"params.{key}", f"expected a positive number, got {value!r}")
+        raise SpecError(source, "params", "expected a mapping of parameter names to positive integers")
+    for key in params:
+        if key not in PARAMS:
+            raise SpecError(source, f"params.{key}", f"unknown parameter (known: {', '.join(PARAMS)})")
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")),
-                    {str(k): float(v) for k, v in params.items()})
+                    {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}, source)
+
+
+def check_size(name: str, value: Any, source: str, where: str) -> float:
+    """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
+    ARCHSIM_MAX_SIZE); a `PARAMS` size is moreover an integer of at least its minimum."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise SpecError(source, where, f"expected a finite number, got {value!r}")
+    limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+    if not -limit <= value <= limit:  # also refuses inf
+        raise SpecError(source, where, f"{value:g} is beyond the limit of {limit} on sizes (raise it with the "
+                                       f"environment variable ARCHSIM_MAX_SIZE)")
+    size = PARAMS.get(name)
+    if size is not None and (value != int(value) or value < size.minimum):
+        raise SpecError(source, where, f"expected an integer of at least {size.minimum}, got {value:g} "
+                                       f"({name}: {size.meaning})")
+    if value < 0:
+        raise SpecError(source, where, f"expected a number of at least 0, got {value:g}")
+    return float(value)

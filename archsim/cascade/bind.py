@@ -1,5 +1,8 @@
 """Bind a cascade's ranks to sizes: cascade defaults, then a workload's params, then explicit overrides.
 
+Every value is checked (`archsim.workload.check_size`) and an error blames where it came from: the cascade
+file's `params.X`, the workload file's `params.X`, or the overrides' source ("--set") and the name.
+
 An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Partition parts whose size is
 left out are derived (M1 = M / M0) and must divide exactly.
 """
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
+from archsim.workload import PARAMS, Workload, check_size
 
 
 @dataclass(frozen=True)
@@ -57,48 +61,94 @@ def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
 
 def bind(
     cascade: Cascade,
-    params: Mapping[str, float] | None = None,
+    params: Workload | Mapping[str, float] | None = None,
     overrides: Mapping[str, float] | None = None,
     source: str = "<params>",
 ) -> Binding:
-    """Resolve every rank size. `params` may carry names the cascade does not use (a workload is generic);
-    `overrides` must each name a parameter or a rank of the cascade."""
-    values = dict(cascade.params)
-    values.update({k: float(v) for k, v in (params or {}).items()})
+    """Resolve every rank size from values layered, later winning: the cascade's defaults, `params`, `overrides`.
+
+    `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is
+    generic). A workload must give every model size (`archsim.workload.PARAMS`) the cascade binds, unless
+    `overrides` does: a missing one is a SpecError naming the workload's file, never a silent use of the
+    cascade's small default. A plain mapping (a Python caller stating the sizes it cares about, such as the GPU
+    tile model) may leave sizes to the defaults. `overrides` (from `source`, e.g. "--set") must each name a
+    parameter or a rank of the cascade. Every value passes `check_size`, blamed on where it came from."""
+    values: dict[str, float] = {}
+    origin: dict[str, str] = {}  # param -> the source of its value
+    layers = [(cascade.source, cascade.params)]
+    if isinstance(params, Workload):
+        layers.append((params.path, params.params))
+    elif params:
+        layers.append(("<params>", params))
+    for layer_source, layer in layers:
+        for key, value in layer.items():
+            values[key] = check_size(key, value, layer_source, f"params.{key}")
+            origin[key] = layer_source
     rank_overrides: dict[str, int] = {}
     for key, value in (overrides or {}).items():
         if key in cascade.rank_sizes:
-            rank_overrides[key] = _positive_int(value, source, key)
+            rank_overrides[key] = _positive_int(check_size(key, value, source, key), source, key)
         elif key in values:
-            values[key] = float(value)
+            values[key] = check_size(key, value, source, key)
+            origin[key] = source
         else:
             known = ", ".join([*values, *cascade.rank_sizes])
             raise SpecError(source, key, f"not a parameter or rank of {cascade.name} (known: {known})")
+    if isinstance(params, Workload):
+        _check_model_sizes(cascade, params, overrides or {})
+    defaults = {k for k, where in origin.items() if where == cascade.source}
     sizes: dict[str, int] = {}
     for rank, expr in cascade.rank_sizes.items():
         if rank in rank_overrides:
             sizes[rank] = rank_overrides[rank]
         elif expr is not None:
-            where = f"ranks.{rank}"
             try:
-                sizes[rank] = _positive_int(eval_size(expr, values), cascade.source, where)
+                sizes[rank] = _positive_int(eval_size(expr, values), cascade.source, f"ranks.{rank}")
             except SpecError as exc:
-                raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})") from None
+                raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
+                                + _defaults_hint(cascade, [rank], values, defaults)) from None
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
         product = math.prod(sizes[p] for p in known)
+        bound_by_params = [r for r in (root, *known) if r not in rank_overrides]
         if len(known) == len(parts):
             if product != sizes[root]:
                 raise SpecError(cascade.source, f"partition.{root}",
-                                f"parts {parts} multiply to {product}, not {root}={sizes[root]}")
+                                f"parts {parts} multiply to {product}, not {root}={sizes[root]}"
+                                + _defaults_hint(cascade, bound_by_params, values, defaults))
             continue
         missing = next(p for p in parts if p not in sizes)
         if sizes[root] % product:
             raise SpecError(cascade.source, f"partition.{root}",
-                            f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}")
+                            f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
+                            + _defaults_hint(cascade, bound_by_params, values, defaults))
         sizes[missing] = sizes[root] // product
-    word_bytes = _positive_int(values.get("word_bytes", 2), source, "word_bytes")
+    word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
+                               "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
+
+
+def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float]) -> None:
+    """Every model size the cascade binds (its params in the vocabulary, and the element width) is given."""
+    for name in dict.fromkeys([*cascade.params, "word_bytes"]):
+        if name in PARAMS and name not in workload.params and name not in overrides:
+            raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name}; "
+                                                             f"add it to the workload or pass --set {name}=N")
+
+
+def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], defaults: set[str]) -> str:
+    """A note when the failing ranks' sizes come from the cascade's defaults, saying how to give them."""
+    used = list(dict.fromkeys(n.name for rank in ranks if cascade.rank_sizes.get(rank) is not None
+                              for n in S.walk(cascade.rank_sizes[rank]) if isinstance(n, S.Name)
+                              and n.name in defaults))
+    if not used:
+        return ""
+    shown = ", ".join(f"{name}={values[name]:g}" for name in used)
+    model = [name for name in used if name in PARAMS]
+    if model:  # the sizes of a model, which a workload gives
+        return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
+                f"used when no workload gives it): pass --workload W or --set {model[0]}=N")
+    return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: pass --set {used[0]}=N"
 
 
 def _positive_int(value: float, source: str, where: str) -> int:
