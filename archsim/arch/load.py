@@ -31,12 +31,15 @@ File format (units in the key names; memories outermost first; the YAML path of 
 Memory actions are read and write (pJ per access) and optionally leak (pJ per cycle per instance). A unit's
 `actions_pj` has exactly the ops of its `op_cycles`; an entry may be a composite {other action: count} of plain
 entries of the same table. Op names are archsim's op types (`archsim.cascade.ops`), listed in `OP_TYPES`.
-Every error is a `SpecError` naming the file, the YAML path and what was expected.
+Numbers are finite: clocks, bandwidths, capacities, shapes, instances, access widths and cycles positive,
+areas and energies non-negative, none above `MAX_VALUE`. Every error is a `SpecError` naming the file, the
+YAML path and what was expected; `Architecture.with_changes` goes through the same checks.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -66,6 +69,9 @@ UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
 ENERGY_KEYS = ("node_nm", "source", "actions_pj")
 MEMORY_ACTIONS = ("read", "write", "leak")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The largest number any field takes (a clock, capacity, bandwidth, count, area or energy): far above any real
+# design (a 1 EB/s bandwidth), and small enough that products with rank sizes and op counts stay finite.
+MAX_VALUE = 1e18
 
 
 def load_architecture(path_or_mapping: str | Path | Mapping[str, Any], source: str | None = None,
@@ -109,17 +115,23 @@ class _Loader:
         return dict(data)
 
     def number(self, value: Any, where: str, positive: bool, what: str) -> float:
-        bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
         if bad or value < 0 or (positive and value == 0):
             raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
                                     f"got {value!r}")
-        return float(value)
+        return float(self.bounded(value, where, what))
 
     def integer(self, value: Any, where: str, what: str) -> int:
-        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
                 or value != int(value) or value <= 0):
             raise self.error(where, f"expected {what} (a positive integer), got {value!r}")
-        return int(value)
+        return int(self.bounded(value, where, what))
+
+    def bounded(self, value: float, where: str, what: str) -> float:
+        if value > MAX_VALUE:
+            raise self.error(where, f"{value!r} is above {MAX_VALUE:g}, the largest number an architecture takes "
+                                    f"(beyond it the model's products leave the float range); expected {what}")
+        return value
 
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
