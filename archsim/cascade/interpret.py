@@ -9,10 +9,14 @@ Semantics (extended Einsums, EDGE / FuseMax):
   that rank execute step by step, in the cascade's order; the others execute once, vectorised.
 Values are float64. Exceptions from numpy (overflow, inf - inf) are silenced: they are legitimate on masked
 points, which are overwritten.
+
+Before anything is allocated, `check_size` refuses a binding whose tensors, or one Einsum's iteration space
+(evaluated as one array, or one slice per step of a recurrence), exceed MAX_ELEMENTS.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,14 +24,36 @@ import numpy as np
 from archsim.cascade.bind import Binding
 from archsim.cascade.evaluate import evaluate
 from archsim.cascade.ir import Einsum, Ref
+from archsim.cascade.load import env_limit
 from archsim.cascade.ops import DEFAULT_UNARY_OPS, REDUCE_IDENTITY, UnaryOp
 from archsim.errors import SpecError
 
 _REDUCE = {"sum": np.sum, "max": np.max, "min": np.min}
+MAX_ELEMENTS = 2**27  # 1 GiB of float64; ARCHSIM_MAX_EXECUTE_ELEMENTS raises it
+
+
+def check_size(binding: Binding) -> None:
+    """Refuse (SpecError) sizes the interpreter cannot hold: all tensors together, or the largest Einsum's
+    iteration space (the temporaries of its body), over MAX_ELEMENTS elements."""
+    limit = env_limit("ARCHSIM_MAX_EXECUTE_ELEMENTS", MAX_ELEMENTS)
+    cascade = binding.cascade
+    tensors = {name: math.prod(binding.leaf_shape(name)) for name in cascade.tensors}
+    spaces = {e.name: math.prod(binding.var_size(v) for v in e.space) for e in cascade.einsums}
+    tensor, einsum = max(tensors, key=tensors.__getitem__), max(spaces, key=spaces.__getitem__)
+    for where, count, what in (
+        (tensor, sum(tensors.values()), f"to hold the tensors ({tensor} has {tensors[tensor]:.3g})"),
+        (einsum, spaces[einsum], "for the iteration space of this Einsum"),
+    ):
+        if count > limit:
+            ranks = " ".join(f"{r}={n}" for r, n in binding.rank_sizes.items())
+            raise SpecError(cascade.source, where, f"executing needs {count:.3g} float64 elements {what} at "
+                            f"{ranks}, over the limit of {limit}; execute smaller sizes (--set) or raise the "
+                            f"limit with the environment variable ARCHSIM_MAX_EXECUTE_ELEMENTS")
 
 
 def random_inputs(binding: Binding, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal float64 inputs in their declared shapes."""
+    check_size(binding)
     rng = np.random.default_rng(seed)
     return {name: rng.standard_normal(binding.shape(name)) for name in binding.cascade.inputs}
 
@@ -38,6 +64,7 @@ def execute(
     unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS,
 ) -> dict[str, np.ndarray]:
     """Run the cascade; returns every written tensor in its declared shape (outputs included)."""
+    check_size(binding)
     cascade = binding.cascade
     tensors: dict[str, np.ndarray] = {}
     for name in cascade.inputs:
