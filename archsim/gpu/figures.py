@@ -81,7 +81,8 @@ def write_scatter(validation: Validation, path: Path) -> Path:
     ax.set_title(f"GPU model vs measured: held-out MAPE {held.get('overall', float('nan')):.1f} %, calibration "
                  f"{cal.get('overall', float('nan')):.1f} %\n(filled: held-out, hollow: calibration, grey x: "
                  f"roofline, band: +-10 %)", fontsize=9)
-    ax.legend(fontsize=6.5, loc="upper left")
+    if groups:
+        ax.legend(fontsize=6.5, loc="upper left")
     return _save(fig, path)
 
 

@@ -103,15 +103,13 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
             sections.append(_section(
                 "stalls", "Stall sources",
                 "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
-                "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."
-                + (" The timeline is <a href='trace.json'>trace.json</a> (Chrome trace events; open it in "
-                   "ui.perfetto.dev)." if timeline is not None else "")))
+                "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."))
     elif points:
         intro += "<p>No point can be drawn, so the report has no figures.</p>"
     if timeline is not None:
         write_chrome_trace(timeline, out_dir / "trace.json")
-        if not sections:
-            intro += "<p>The event model's timeline: <a href='trace.json'>trace.json</a>.</p>"
+        intro += ("<p>The event model's timeline is <a href='trace.json'>trace.json</a> (Chrome trace events; open "
+                  "it in ui.perfetto.dev).</p>")
     if paper is not None:
         _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
         sections.append(_section(
