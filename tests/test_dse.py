@@ -232,7 +232,8 @@ def test_linked_axis_sets_its_fields_together_like_the_fig12_resize():
     ({"values": [64], "set": {"units.array2d.shape": 1}}, "axes.linked.pe_dim.set.units.array2d.shape"),
     ({"values": [64], "set": {"workload.M0": "pe_dim **"}}, "axes.linked.pe_dim.set.workload.M0"),
     ({"values": [64], "set": {"workload.M0": "tile"}}, "axes.linked.pe_dim.set.workload.M0"),
-    ({"values": [64], "set": {"arch.units.array3d.shape": ["pe_dim"]}}, "axes.linked.pe_dim"),
+    ({"values": [64], "set": {"arch.units.array3d.shape": ["pe_dim"]}},
+     "axes.linked.pe_dim.set.arch.units.array3d.shape"),
     ({"values": [64], "set": {"workload.M0": "pe_dim"}, "step": 2}, "axes.linked.pe_dim.step"),
 ])
 def test_bad_linked_axes_name_the_field(linked, field):

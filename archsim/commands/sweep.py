@@ -1,22 +1,27 @@
 """`archsim sweep` runs a sweep spec on Dask into its SQLite store (resumable: stored points are reused);
 `archsim results` exports a store as CSV or Parquet.
 
-Progress goes to stderr as one `\\r`-updated line; the summary goes to stdout.
+Progress goes to stderr as one `\\r`-updated line; the summary goes to stdout. Every input is checked before any
+point is evaluated: the spec (`archsim.dse.spec`, its point count against `--max-points`), the scheduler, the
+store path and the store itself; `results` checks its output path before reading the store and writes the file
+atomically.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
+import os
 from pathlib import Path
 
 import click
 import numpy as np
 
-from archsim.dse.dask_run import SweepRun, run_sweep_dask
+from archsim.dse.dask_run import SweepRun, check_scheduler, run_sweep_dask
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import METRICS, SweepSpec, axis_missing, load_sweep
-from archsim.dse.store import open_store, records
+from archsim.dse.spec import MAX_POINTS_ENV, METRICS, SweepSpec, axis_missing, load_sweep
+from archsim.dse.store import read_records
+from archsim.errors import SpecError
+from archsim.outputs import atomic_file, check_writable
 
 SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
 
@@ -29,12 +34,12 @@ def resolve_spec(spec: str) -> Path:
 
 
 def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    """`latency_s,energy_pj[,area_um2]`: two or three metric names (exit 2 naming the option otherwise)."""
+    """`latency_s,energy_pj[,area_um2]`: two or three distinct metric names (exit 2 naming the option otherwise)."""
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not 2 <= len(names) <= 3 or any(n not in METRICS for n in names):
-        raise click.BadParameter(f"expected two or three of {', '.join(METRICS)}, separated by commas; "
+    if not 2 <= len(names) <= 3 or any(n not in METRICS for n in names) or len(set(names)) < len(names):
+        raise click.BadParameter(f"expected two or three distinct of {', '.join(METRICS)}, separated by commas; "
                                  f"got {value!r}")
     return names
 
@@ -55,9 +60,11 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Points per task (default: about 1 s of work, timed on the first point).")
 @click.option("--local", is_flag=True, help="Evaluate in this process, without Dask.")
+@click.option("--max-points", type=click.IntRange(min=1),
+              help=f"Refuse a sweep of more points than this (default: ${MAX_POINTS_ENV} or 100000).")
 @objectives_option("--objectives", "Objectives of the summary's Pareto front (default: the spec's).")
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
-              local: bool, objectives: tuple[str, ...] | None) -> None:
+              local: bool, max_points: int | None, objectives: tuple[str, ...] | None) -> None:
     """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
     already in the store are reused, so a killed sweep resumes where it stopped.
 
@@ -65,12 +72,20 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     """
     if local and scheduler:
         raise click.UsageError("--local and --scheduler exclude each other")
-    sweep = load_sweep(resolve_spec(spec))
-    db_path = Path(db or Path("sweeps") / f"{sweep.name}.sqlite")
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    if workers and workers > cores and not scheduler:
+        raise SpecError("--workers", str(workers), f"an embedded cluster runs at most one worker per core ({cores} "
+                                                   "here); for more, start a Dask cluster and pass --scheduler")
+    sweep = load_sweep(resolve_spec(spec), max_points)
     if not local and importlib.util.find_spec("distributed") is None:
-        click.echo("error: dask.distributed is not installed (pip install distributed), or pass --local", err=True)
-        sys.exit(2)
+        raise click.ClickException("dask.distributed is not installed (pip install distributed), or pass --local")
+    if scheduler:
+        scheduler = check_scheduler(scheduler)
+    db_path = check_writable(db or Path("sweeps") / f"{sweep.name}.sqlite", "--db")
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError("--db", str(db_path), f"cannot create its folder: {exc.strerror or exc}") from None
     run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
                          serial=local, progress=_progress)
     if run.new:
@@ -122,18 +137,14 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     if (csv_path is None) == (parquet_path is None):
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
-        click.echo("error: --parquet needs pyarrow (pip install pyarrow); use --csv instead", err=True)
-        sys.exit(2)
-    conn = open_store(db)
-    try:
-        df = records(conn)
-    finally:
-        conn.close()
+        raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
+    out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet")
+    df = read_records(db)
     if objectives and len(df):
-        ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
-        df = ok[pareto_mask(ok, objectives)].reset_index(drop=True)
-    if csv_path:
-        df.to_csv(csv_path, index=False)
-    else:
-        df.to_parquet(parquet_path, index=False)
-    click.echo(f"{len(df)} records written to {csv_path or parquet_path}")
+        df = df[pareto_mask(df, objectives)].reset_index(drop=True)
+    with atomic_file(out) as tmp:
+        if csv_path:
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    click.echo(f"{len(df)} records written to {out}")

@@ -6,12 +6,18 @@ Workers only evaluate (`evaluate_batch` is pure); the store is written by this p
 writer. A batch is sized for about `target_batch_s` of work (timed on one point evaluated here first), so the
 per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped so every worker gets several
 batches to balance.
+
+A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
+CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +29,12 @@ from archsim.dse.points import Base, Point, load_base
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
 from archsim.dse.sweep import evaluate_batch, plan
+from archsim.errors import SpecError
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
+CONNECT_TIMEOUT_S = 3.0
+_ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,40 @@ class SweepRun:
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point
     new: int  # points evaluated by this run
     reused: int  # points of the sweep already in the store
+
+
+def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
+    """`address` as `tcp://HOST:PORT` once a Dask scheduler has answered there within `timeout_s`; otherwise a
+    SpecError naming `--scheduler`."""
+    match = _ADDRESS.match(address)
+    if not match or not 0 < int(match[2]) < 65536:
+        raise SpecError("--scheduler", address, "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    host, port = match[1].strip("[]"), int(match[2])
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SpecError("--scheduler", address, f"cannot connect within {timeout_s:g} s: "
+                                                f"{exc.strerror or exc or type(exc).__name__}") from None
+    address = f"tcp://{match[1]}:{port}"
+    try:
+        reply = asyncio.run(_identity(address, timeout_s))
+    except Exception as exc:  # whatever answers is not a Dask scheduler (garbage, a closed stream, a timeout)
+        reply = f"{type(exc).__name__}: {exc}"
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise SpecError("--scheduler", address, f"no Dask scheduler answers there ({str(reply)[:80]})")
+    return address
+
+
+async def _identity(address: str, timeout_s: float):
+    """What the server at `address` says it is (a Dask `identity` request)."""
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout_s)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity"}), timeout_s)
+        return await asyncio.wait_for(comm.read(), timeout_s)
+    finally:
+        comm.abort()
 
 
 def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: float = 1.0) -> int:
@@ -105,27 +148,31 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
 def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: str | None, workers: int | None,
               batch_size: int | None, target_batch_s: float, serial: bool, progress: Progress | None,
               done_before: int, total: int) -> None:
-    if batch_size is None:  # time one point here (and keep its record) to size the batches
-        start = time.perf_counter()
-        put(conn, evaluate_batch(spec, base, todo[:1]))
-        point_s = time.perf_counter() - start
-        todo, done_before = todo[1:], done_before + 1
-        if progress:
-            progress(done_before, total, 1 / point_s, point_s * len(todo))
-    if serial:
-        evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
-                        progress, done_before, total)
-        return
-    from distributed import Client, LocalCluster
-
-    cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                  processes=True, dashboard_address=":0")
-    client = Client(scheduler or cluster)
+    client = cluster = None
     try:
+        if not serial:  # the cluster first: a scheduler that cannot be reached fails before any work
+            from distributed import Client, LocalCluster
+
+            if scheduler is None:
+                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                       processes=True, dashboard_address=":0")
+            client = Client(check_scheduler(scheduler) if scheduler else cluster, timeout=CONNECT_TIMEOUT_S * 10)
+        if batch_size is None:  # time one point here (and keep its record) to size the batches
+            start = time.perf_counter()
+            put(conn, evaluate_batch(spec, base, todo[:1]))
+            point_s = time.perf_counter() - start
+            todo, done_before = todo[1:], done_before + 1
+            if progress:
+                progress(done_before, total, 1 / point_s, point_s * len(todo))
+        if client is None:
+            evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
+                            progress, done_before, total)
+            return
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
         evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()

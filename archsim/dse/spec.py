@@ -13,23 +13,36 @@ one axis can resize a whole array (2-D shape, 1-D lanes, register files, tile si
 `gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
 listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
 default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
+
+Everything is checked at load, each problem a `SpecError` naming the YAML path: the names the spec refers to
+exist (mapping, cascade, workload, architecture, GPU presets, each `arch.` path in the base architecture, each
+`workload.` name and `sets` key a parameter or rank of the cascade or the workload), every axis value (not only
+the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, and the
+objectives are two or three distinct metrics. The number of points is computed as a product before any is drawn
+and capped (`DEFAULT_MAX_POINTS`, raised by `archsim sweep --max-points` or `ARCHSIM_MAX_SWEEP_POINTS`): a grid
+too large to run is refused at once instead of being enumerated.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archsim import library
+from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
+from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
+from archsim.workload import Workload
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
@@ -40,6 +53,10 @@ _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
          "constraints", "objectives", "gpus"}
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a sweep's name names its default store file
+DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
+DEFAULT_MAX_POINTS = 100_000  # ~13 min on one worker at the README's 131 points/s
+MAX_POINTS_ENV = "ARCHSIM_MAX_SWEEP_POINTS"
 
 
 def axis_missing(value: Any) -> bool:
@@ -88,7 +105,7 @@ class SweepSpec:
     sets: dict[str, float] = field(default_factory=dict)
     sampling: Sampling = field(default_factory=Sampling)
     constraints: tuple[Constraint, ...] = ()
-    objectives: tuple[str, ...] = ("latency_s", "energy_pj")
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     gpus: GpuTargets | None = None
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # linked axis -> {field path: template}
     source: str = "<python>"
@@ -121,12 +138,37 @@ def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str)
 
     return {target: render(t, f"axes.{path}.set.{target}") for target, t in templates.items()}
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    return sweep_from_dict(read_yaml(Path(path)), str(path))
+def load_sweep(path: str | Path, max_points: int | None = None) -> SweepSpec:
+    return sweep_from_dict(read_yaml(Path(path)), str(path), max_points)
 
 
-def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
-    """Validate `data` (the YAML form) into a SweepSpec; every problem is a SpecError naming its field."""
+def max_points_default() -> int:
+    """The point cap when no `--max-points` is given: `ARCHSIM_MAX_SWEEP_POINTS` if set, else
+    DEFAULT_MAX_POINTS."""
+    text = os.environ.get(MAX_POINTS_ENV)
+    if text is None:
+        return DEFAULT_MAX_POINTS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SpecError(MAX_POINTS_ENV, "", f"expected a positive integer, got {text!r}")
+    return value
+
+
+def point_count(spec: SweepSpec) -> int:
+    """How many points `archsim.dse.points.expand` draws, computed without drawing them: the architecture's (the
+    grid's product of axis lengths, or `samples`) and each GPU preset's (the product of the workload axes')."""
+    arch_points = (math.prod(len(v) for v in spec.axes.values()) if spec.sampling.kind == "grid"
+                   else spec.sampling.samples)
+    workload_grid = math.prod(len(v) for p, v in spec.axes.items() if p.startswith("workload."))
+    return arch_points + (len(spec.gpus.presets) * workload_grid if spec.gpus else 0)
+
+
+def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None = None) -> SweepSpec:
+    """Validate `data` (the YAML form) into a SweepSpec; every problem is a SpecError naming its field. A sweep of
+    more than `max_points` points (default `max_points_default()`) is refused before anything is drawn."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "a sweep is a mapping")
     check_keys(data, sorted(_KEYS), source)
@@ -136,25 +178,26 @@ def sweep_from_dict(data: Any, source: str = "<python>") -> SweepSpec:
     for key in ("name", "mapping", "description", "cascade", "arch", "workload"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise SpecError(source, key, "expected a string")
-    sets = data.get("sets") or {}
-    if not isinstance(sets, dict):
-        raise SpecError(source, "sets", "expected a mapping of size name -> number")
-    links = _links(data["axes"], source)
+    if not _NAME.match(data["name"]):
+        raise SpecError(source, "name", f"expected letters, digits, '_', '.' or '-' (it names the store file), "
+                                        f"got {data['name']!r}")
+    axes = _axes(data["axes"], source)
+    links = _links(axes, source)
     spec = SweepSpec(
         name=data["name"], mapping=data["mapping"],
-        axes={p: (v["values"] if p in links else v) for p, v in _axes(data["axes"], source).items()},
+        axes={p: (v["values"] if p in links else v) for p, v in axes.items()},
         links=links,
         description=data.get("description") or "", cascade=data.get("cascade"), arch=data.get("arch"),
-        workload=data.get("workload"), sets=dict(sets), sampling=_sampling(data.get("sampling") or {}, source),
+        workload=data.get("workload"), sets=_sets(data.get("sets"), source),
+        sampling=_sampling(data.get("sampling") or {}, source),
         constraints=tuple(_constraint(c, f"constraints[{i}]", source)
                           for i, c in enumerate(_list(data.get("constraints") or [], "constraints", source))),
-        objectives=tuple(_objective(o, f"objectives[{i}]", source)
-                         for i, o in enumerate(_list(data.get("objectives") or ["latency_s", "energy_pj"],
-                                                     "objectives", source))),
+        objectives=_objectives(data.get("objectives"), source),
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         source=source,
     )
-    _check_arch_axes(spec)
+    _check_size(spec, max_points_default() if max_points is None else max_points)
+    _check_against_base(spec)
     return spec
 
 
@@ -168,14 +211,14 @@ def _list(value: Any, where: str, source: str) -> list:
     return value
 
 
-def _axes(axes: Any, source: str) -> dict[str, list[Any]]:
+def _axes(axes: Any, source: str) -> dict[str, Any]:
     if not isinstance(axes, dict) or not axes:
-        raise SpecError(source, "axes", "expected a non-empty mapping of path -> list of values")
+        raise SpecError(source, "axes", f"expected a non-empty mapping of path -> list of values, got {axes!r}")
     for path, values in axes.items():
         where = f"axes.{path}"
         root, _, rest = str(path).partition(".")
         if root not in AXIS_ROOTS or not rest:
-            raise SpecError(source, where, "an axis path starts with 'arch.' or 'workload.'")
+            raise SpecError(source, where, "an axis path starts with 'arch.', 'workload.' or 'linked.'")
         if root in ("workload", "linked") and "." in rest:
             raise SpecError(source, where, f"a {root} axis is one name, e.g. {root}.seq_len")
         if root == "linked":
@@ -184,6 +227,8 @@ def _axes(axes: Any, source: str) -> dict[str, list[Any]]:
             raise SpecError(source, where, "expected a list of values")
         if not values:
             raise SpecError(source, where, "empty axis: give at least one value")
+        for i, value in enumerate(values):
+            _check_value(value, root, source, f"{where}[{i}]")
     return {str(p): v if str(p).startswith("linked.") else list(v) for p, v in axes.items()}
 
 
@@ -199,13 +244,16 @@ def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
         values, templates = data.get("values"), data.get("set")
         if not isinstance(values, list) or not values:
             raise SpecError(source, f"{where}.values", "expected a non-empty list of values")
+        for i, value in enumerate(values):
+            _check_value(value, "linked", source, f"{where}.values[{i}]")
         if not isinstance(templates, dict) or not templates:
             raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
         for target in templates:
             if str(target).partition(".")[0] not in FIELD_ROOTS or "." not in str(target):
                 raise SpecError(source, f"{where}.set.{target}", "a linked field starts with 'arch.' or 'workload.'")
-        for value in values:
-            linked_fields(str(path), templates, value, source)  # every value renders
+        for i, value in enumerate(values):  # every value renders to values its fields take
+            for target, rendered in linked_fields(str(path), templates, value, source).items():
+                _check_value(rendered, target.partition(".")[0], source, f"{where}.values[{i}] ({target})")
         links[str(path)] = dict(templates)
     return links
 
@@ -218,8 +266,8 @@ def _sampling(data: Any, source: str) -> Sampling:
     if kind not in SAMPLING_KINDS:
         raise SpecError(source, "sampling.kind", f"'{kind}' is not one of {', '.join(SAMPLING_KINDS)}")
     samples, seed = data.get("samples", 0), data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise SpecError(source, "sampling.seed", "expected an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SpecError(source, "sampling.seed", f"expected a non-negative integer, got {seed!r}")
     if kind != "grid" and (not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0):
         raise SpecError(source, "sampling.samples", f"{kind} sampling needs a positive integer, got {samples!r}")
     return Sampling(kind, samples if isinstance(samples, int) else 0, seed)
@@ -243,11 +291,11 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
             raise SpecError(source, f"gpus.presets[{i}]", e.message) from None
     targets = GpuTargets(tuple(str(p) for p in presets), data.get("kernel", GpuTargets.kernel),
                          data.get("causal", False), data.get("precision", GpuTargets.precision))
-    if targets.kernel not in KERNELS:
+    if not isinstance(targets.kernel, str) or targets.kernel not in KERNELS:
         raise SpecError(source, "gpus.kernel", f"no GPU model for {targets.kernel!r} (known: {', '.join(KERNELS)})")
     if not isinstance(targets.causal, bool):
         raise SpecError(source, "gpus.causal", "expected true or false")
-    if targets.precision not in PRECISIONS:
+    if not isinstance(targets.precision, str) or targets.precision not in PRECISIONS:
         raise SpecError(source, "gpus.precision", f"expected one of {', '.join(PRECISIONS)}")
     return targets
 
@@ -261,30 +309,136 @@ def _constraint(text: Any, where: str, source: str) -> Constraint:
     if metric not in METRICS:
         raise SpecError(source, where, f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
     try:
-        return Constraint(metric, op, float(bound))
+        value = float(bound)
     except ValueError:
         raise SpecError(source, where, f"'{bound}' is not a number") from None
+    if not math.isfinite(value):
+        raise SpecError(source, where, f"expected a finite bound, got {bound}")
+    return Constraint(metric, op, value)
 
 
-def _objective(name: Any, where: str, source: str) -> str:
-    if name not in METRICS:
-        raise SpecError(source, where, f"unknown objective {name!r} (known: {', '.join(METRICS)})")
+def _objectives(value: Any, source: str) -> tuple[str, ...]:
+    """Two or three distinct metrics (a Pareto front over one is a minimum; over more, nearly every point)."""
+    if value is None:
+        return DEFAULT_OBJECTIVES
+    names = _list(value, "objectives", source)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name not in METRICS:
+            raise SpecError(source, f"objectives[{i}]", f"unknown objective {name!r} (known: {', '.join(METRICS)})")
+        if name in names[:i]:
+            raise SpecError(source, f"objectives[{i}]", f"{name} is listed twice")
+    if not 2 <= len(names) <= 3:
+        raise SpecError(source, "objectives", f"expected two or three metrics, got {len(names)}")
+    return tuple(names)
+
+
+def _sets(value: Any, source: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(source, "sets", "expected a mapping of size name -> number")
+    for name, size in value.items():
+        _check_value(size, "workload", source, f"sets.{name}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_value(value: Any, root: str, source: str, where: str) -> None:
+    """An axis value (or a `sets` entry): a size (`workload`) is a finite positive number, a linked axis's value
+    a finite number, an architecture field's a finite number or a list of them (a shape)."""
+    if root == "workload":
+        if not _finite(value) or value <= 0:
+            raise SpecError(source, where, f"expected a positive number (a size), got {value!r}")
+    elif root == "linked" or not isinstance(value, list):
+        if not _finite(value):
+            raise SpecError(source, where, f"expected a finite number, got {value!r}")
+    elif not value or not all(_finite(v) for v in value):
+        raise SpecError(source, where, f"expected a finite number or a list of them, got {value!r}")
+
+
+def _check_size(spec: SweepSpec, max_points: int) -> None:
+    count = point_count(spec)
+    if count > max_points:
+        what = "sampling.samples" if spec.sampling.kind != "grid" else "axes"
+        raise SpecError(spec.source, what, f"{count:,} points exceed the limit of {max_points:,}: shrink the "
+                                           f"sweep, or raise the limit with `archsim sweep --max-points N` or "
+                                           f"{MAX_POINTS_ENV}=N")
+
+
+def _named(kind: str, name: str, source: str, key: str) -> str:
+    """`name` if the library finds it (a library name or an existing YAML path); else a SpecError at `key`."""
+    try:
+        library.find(kind, name)
+    except SpecError as e:
+        raise SpecError(source, key, f"{name!r}: {e.message}") from None
     return name
 
 
-def _check_arch_axes(spec: SweepSpec) -> None:
-    """Each arch axis's first value, and the arch fields of each linked axis's first value, must be changes the
-    base architecture accepts."""
-    checks = {f"axes.{p}": {p: spec.axes[p][0]} for p in spec.axes if p.startswith("arch.")}
-    for path, templates in spec.links.items():
-        fields = linked_fields(path, templates, spec.axes[path][0], spec.source)
-        checks[f"axes.{path}"] = {f: v for f, v in fields.items() if f.startswith("arch.")}
-    checks = {where: changes for where, changes in checks.items() if changes}
-    if not checks:
-        return
-    base = library.load_architecture_spec(base_architecture_name(spec))
-    for where, changes in checks.items():
+def _check_against_base(spec: SweepSpec) -> None:
+    """The names the sweep refers to exist (its mapping, cascade, workload and architecture), and its sizes and
+    architecture fields are ones they have."""
+    mapping = library.load_mapping_spec(_named("mappings", spec.mapping, spec.source, "mapping"))
+    cascade = library.load_cascade_spec(_named("cascades", spec.cascade, spec.source, "cascade") if spec.cascade
+                                        else mapping.cascade)
+    workload = (library.load_workload_spec(_named("workloads", spec.workload, spec.source, "workload"))
+                if spec.workload else None)
+    _check_size_names(spec, cascade, workload)
+    _check_arch_fields(spec, library.load_architecture_spec(
+        _named("architectures", spec.arch, spec.source, "arch") if spec.arch else mapping.architecture))
+
+
+def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:
+    """Each `sets` key, `workload.` axis and linked `workload.` field is a parameter or rank of the cascade or a
+    parameter of the workload (what `archsim.cascade.bind.bind` accepts as an override)."""
+    sizes = list(dict.fromkeys([*cascade.params, *cascade.rank_sizes, *(workload.params if workload else {})]))
+    named = [(name, f"sets.{name}") for name in spec.sets]
+    named += [(path, f"axes.{path}") for path in spec.axes if path.startswith("workload.")]
+    named += [(target, f"axes.{path}.set.{target}") for path, templates in spec.links.items()
+              for target in templates if target.startswith("workload.")]
+    for name, where in named:
+        if name.removeprefix("workload.") not in sizes:
+            of_workload = f" or workload {workload.name}" if workload else ""
+            raise SpecError(spec.source, where, f"not a parameter or rank of cascade {cascade.name}{of_workload} "
+                                                f"(known: {', '.join(sizes)})")
+
+
+def _check_arch_fields(spec: SweepSpec, base: Architecture) -> None:
+    """Each `arch.` path (of an axis or a linked axis's field) is a field of `base`, and `base` accepts every value
+    of each axis alone (each distinct value of an `arch.` axis, every value of a linked axis)."""
+    def check(changes: dict[str, Any], where: str) -> None:
         try:
             base.with_changes(**{p.removeprefix("arch."): v for p, v in changes.items()})
         except SpecError as e:
             raise SpecError(spec.source, where, e.message) from None
+
+    base_fields = base.to_dict()
+    for path, values in spec.axes.items():
+        if path.startswith("arch."):
+            if not _has_field(base_fields, path.removeprefix("arch.")):
+                check({path: values[0]}, f"axes.{path}")  # with_changes's message names the missing key
+            seen = set()
+            for i, value in enumerate(values):
+                if json.dumps(value) not in seen:
+                    seen.add(json.dumps(value))
+                    check({path: value}, f"axes.{path}[{i}]")
+    for path, templates in spec.links.items():
+        first = linked_fields(path, templates, spec.axes[path][0], spec.source)
+        for target in templates:
+            if target.startswith("arch.") and not _has_field(base_fields, target.removeprefix("arch.")):
+                check({target: first[target]}, f"axes.{path}.set.{target}")
+        for i, value in enumerate(spec.axes[path]):
+            fields = linked_fields(path, templates, value, spec.source)
+            changes = {f: v for f, v in fields.items() if f.startswith("arch.")}
+            if changes:
+                check(changes, f"axes.{path}.values[{i}]")
+
+
+def _has_field(data: dict[str, Any], path: str) -> bool:
+    """`path` (dotted) is a field of `data`, the YAML form of an architecture."""
+    *parents, leaf = path.split(".")
+    for key in parents:
+        data = data.get(key) if isinstance(data, dict) else None
+    return isinstance(data, dict) and leaf in data

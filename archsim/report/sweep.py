@@ -7,6 +7,9 @@ counted in the summary. The Pareto front is taken over the feasible points that 
 feasible points that break a constraint are drawn, marked, never on the front. A sweep with GPU presets has
 points of two target kinds: sensitivity and heat maps are over the architecture's points (its axes do not apply
 to a GPU), the Pareto front and the per-target comparison over all.
+
+`check_store_matches` refuses a report whose sweep spec is not the store's: its axes are not the records' axis
+columns, or no stored point is one of its points.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import AXIS_ROOTS, axis_missing
+from archsim.dse.points import expand, load_base, point_key
+from archsim.dse.spec import AXIS_ROOTS, SweepSpec, axis_missing
+from archsim.errors import SpecError
 
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
 HEATMAP_METRIC = "latency_s"
@@ -28,6 +33,22 @@ _DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 def axis_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
+
+
+def check_store_matches(spec: SweepSpec, df: pd.DataFrame, store: str) -> None:
+    """A SpecError naming `store` unless its records `df` are `spec`'s: the same axes, and at least one stored
+    point's key among the spec's (keys are computed in point order until one is found, so a matching store costs
+    one key; a foreign one, every point's)."""
+    spec_axes, stored_axes = list(spec.axes), axis_columns(df)
+    if sorted(spec_axes) != sorted(stored_axes):
+        raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the axes "
+                                   f"{', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
+    keys = set(df["key"]) if "key" in df else set()
+    base = load_base(spec)
+    if not any(point_key(spec, base, point) in keys for point in expand(spec)):
+        raise SpecError(store, "", f"no stored point is a point of sweep {spec.name} ({spec.source}): the store "
+                                   "was written by another spec or another archsim version; run `archsim sweep "
+                                   "SPEC --db DB` to evaluate this one")
 
 
 def short_axis(path: str) -> str:
@@ -82,10 +103,7 @@ def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
     targets = [c for c in ("target_kind", "target") if c in df]
     rows = feasible[["key", *targets, *axis_columns(df), *objectives, "constraint_ok"]].copy()
     rows["constraint_ok"] = rows.constraint_ok.astype(bool)
-    rows["on_front"] = False
-    ok = rows[rows.constraint_ok]
-    if len(ok):
-        rows.loc[ok.index, "on_front"] = pareto_mask(ok, objectives)
+    rows["on_front"] = pareto_mask(rows, objectives)
     return rows.reset_index(drop=True)
 
 

@@ -4,7 +4,9 @@ records of one sweep store. The numbers come from `archsim.report.sweep`, the pi
 
 Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv, with two axes or more
 heatmap_<axisA>_<axisB>.png/.csv over the first two axes, and with GPU presets targets.png/.csv (each target's best
-per workload size); index.html links them all.
+per workload size); index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
+killed run leaves the old report or the new one, and files it did not write (a store kept beside the report)
+stay.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from archsim.outputs import atomic_dir
 from archsim.report import sweep, sweep_figures
 from archsim.report.point import _save, _section, write_index
 
@@ -27,9 +30,16 @@ def heatmap_name(axis_a: str, axis_b: str) -> str:
 
 def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
                        spec_axes: dict[str, list[Any]] | None = None) -> Path:
-    """Write the report of the sweep records `df` (`archsim.dse.store.records`) into `out_dir`; returns the
-    index path. `spec_axes` (the sweep's axes) fixes the value order and keeps values with no stored point."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the report of the sweep records `df` (`archsim.dse.store.records`) into `out_dir`, replacing its old
+    report whole; returns the index path. `spec_axes` (the sweep's axes) fixes the value order and keeps values
+    with no stored point."""
+    with atomic_dir(out_dir) as stage:
+        _write(df, stage, title, objectives, spec_axes)
+    return out_dir / "index.html"
+
+
+def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
+           spec_axes: dict[str, list[Any]] | None) -> None:
     counts = sweep.counts(df, objectives)
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
@@ -74,5 +84,5 @@ def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: 
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free; blank where no point is feasible."))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
-    return write_index(out_dir, title, f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>", summary,
-                       sections)
+    write_index(out_dir, title, f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>", summary,
+                sections)
