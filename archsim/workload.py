@@ -82,8 +82,10 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
 def check_size(name: str, value: Any, source: str, where: str) -> float:
     """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
     ARCHSIM_MAX_SIZE); a `PARAMS` size is moreover an integer of at least its minimum."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise SpecError(source, where, f"expected a finite number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(source, where, f"expected a number, got {value!r}")
+    if math.isnan(value):
+        raise SpecError(source, where, "expected a finite number, got NaN")
     limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
     if not -limit <= value <= limit:  # also refuses inf
         raise SpecError(source, where, f"{value:g} is beyond the limit of {limit} on sizes (raise it with the "
