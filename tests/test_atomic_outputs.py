@@ -216,10 +216,10 @@ def test_infeasible_point_is_named_not_drawn(point: Labelled, tmp_path: Path) ->
     infeasible = from_run("fusemax", arch=small, workload="bert-base", sets={"seq_len": 1024})
     assert not infeasible.result.feasible
     out = tmp_path / "alone"
-    index = write_point_report([infeasible], out, "t")
+    index = write_point_report([infeasible], out, "t", timeline=SPANS)
     page = index.read_text()
     assert "fusemax is not drawn</b>: infeasible: group attention: GlobalBuffer" in page
-    assert "no figures" in page and not list(out.glob("*.png"))
+    assert "no figures" in page and not list(out.glob("*.png")) and not (out / "trace.json").exists()
     summary = pd.read_csv(out / "summary.csv")
     assert not summary.feasible[0] and "GlobalBuffer" in summary.reason[0] and "1024 B" in summary.reason[0]
 

@@ -48,8 +48,9 @@ def _colour(i: int) -> str:
 
 
 def _decade_range(values: list[float], pad_decades: float) -> tuple[float, float]:
-    """Whole decades around positive `values`, padded."""
-    lo, hi = math.log10(min(values)), math.log10(max(values))
+    """Whole decades around the positive finite `values` (1 when there is none), padded."""
+    shown = [v for v in values if 0 < v < math.inf] or [1.0]
+    lo, hi = math.log10(min(shown)), math.log10(max(shown))
     return 10 ** math.floor(lo - pad_decades), 10 ** math.ceil(hi + pad_decades)
 
 

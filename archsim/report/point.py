@@ -4,8 +4,8 @@ index.html for one or more labelled Results. The numbers come from `archsim.repo
 
 Files in the output directory: summary.csv, roofline.png/.csv, energy.png/.csv, utilization.png/.csv, and, when
 a paper comparison is given, paper.png/.csv; for event-model results stalls.png/.csv, and trace.json when the
-timeline is given; index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
-killed run leaves the old report or the new one.
+timeline is given (and every point is drawn); index.html links them all. The folder is written whole
+(`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 
 Only feasible points with finite latency and energy are drawn (and have rows in the figures' CSVs): the numbers
 of an infeasible mapping are those of a design that does not fit. summary.csv keeps every point, and the page
@@ -59,9 +59,9 @@ def not_drawn(point: Labelled) -> str:
 
 def write_point_report(points: Sequence[Labelled], out_dir: Path, title: str, paper: pd.DataFrame | None = None,
                        timeline: Iterable[Span] | None = None) -> Path:
-    """Write the report of `points` (and of `paper`, rows of `tables.paper_rows`, and of an event-model
-    `timeline`, as trace.json) into `out_dir`, replacing its old report whole; returns the index path. A folder
-    that cannot be written is a SpecError naming it."""
+    """Write the report of `points` (and of `paper`, rows of `tables.paper_rows`, and of the points' event-model
+    `timeline`, as trace.json unless a point is left out) into `out_dir`, replacing its old report whole;
+    returns the index path. A folder that cannot be written is a SpecError naming it."""
     with atomic_dir(out_dir) as stage:
         write_index(stage, title, *_write_figures(stage, points, title, paper, timeline))
     return out_dir / "index.html"
@@ -106,11 +106,11 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
                 "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."))
     elif points:
         intro += "<p>No point can be drawn, so the report has no figures.</p>"
-    if timeline is not None:
+    if timeline is not None and len(drawn) == len(points):
         write_chrome_trace(timeline, out_dir / "trace.json")
         intro += ("<p>The event model's timeline is <a href='trace.json'>trace.json</a> (Chrome trace events; open "
                   "it in ui.perfetto.dev).</p>")
-    if paper is not None:
+    if paper is not None and len(paper):
         _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
         sections.append(_section(
             "paper", "Ours vs the paper",
