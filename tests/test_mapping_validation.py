@@ -199,7 +199,7 @@ def test_a_relative_architecture_path_is_taken_from_the_mapping_folder(cli_json,
 @pytest.mark.parametrize(("path", "value"), [
     ("clock_hz", math.nan), ("clock_hz", math.inf), ("memories.DRAM.bandwidth_bytes_per_s", math.nan),
     ("memories.GlobalBuffer.capacity_bytes", 1e300), ("units.array2d.energy.actions_pj.mac", 1e300),
-    ("memories.RF.instances", 0),
+    ("memories.RF.instances", 0), ("memories.DRAM.bandwidth_bytes_per_s", 1e-300),  # latency inf before
 ])
 def test_architecture_numbers_are_finite_and_bounded(path: str, value: float) -> None:
     with pytest.raises(SpecError) as info:

@@ -32,8 +32,9 @@ Memory actions are read and write (pJ per access) and optionally leak (pJ per cy
 `actions_pj` has exactly the ops of its `op_cycles`; an entry may be a composite {other action: count} of plain
 entries of the same table. Op names are archsim's op types (`archsim.cascade.ops`), listed in `OP_TYPES`.
 Numbers are finite: clocks, bandwidths, capacities, shapes, instances, access widths and cycles positive,
-areas and energies non-negative, none above `MAX_VALUE`. Every error is a `SpecError` naming the file, the
-YAML path and what was expected; `Architecture.with_changes` goes through the same checks.
+areas and energies non-negative; none above `MAX_VALUE`, no positive one below its inverse. Every error is a
+`SpecError` naming the file, the YAML path and what was expected; `Architecture.with_changes` goes through the
+same checks.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ ENERGY_KEYS = ("node_nm", "source", "actions_pj")
 MEMORY_ACTIONS = ("read", "write", "leak")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The largest number any field takes (a clock, capacity, bandwidth, count, area or energy): far above any real
-# design (a 1 EB/s bandwidth), and small enough that products with rank sizes and op counts stay finite.
+# design (a 1 EB/s bandwidth), and small enough that products with rank sizes and op counts stay finite. Its
+# inverse is the smallest a clock or bandwidth takes, so times (counts divided by them) stay finite too.
 MAX_VALUE = 1e18
 
 
@@ -119,6 +121,9 @@ class _Loader:
         if bad or value < 0 or (positive and value == 0):
             raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
                                     f"got {value!r}")
+        if positive and value < 1 / MAX_VALUE:
+            raise self.error(where, f"{value!r} is below {1 / MAX_VALUE:g}, the smallest positive number an "
+                                    f"architecture takes (times divided by it leave the float range); expected {what}")
         return float(self.bounded(value, where, what))
 
     def integer(self, value: Any, where: str, what: str) -> int:
