@@ -82,6 +82,10 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
     leaf_ranks = set(binding.rank_sizes)
     for i, loop in enumerate(group.loops):
         at = f"{where}.{loop.origin or f'loops[{i}]'}"
+        if isinstance(loop.factor, bool) or not isinstance(loop.factor, int | str | None) or (
+                isinstance(loop.factor, int) and loop.factor < 1):  # the loader refuses these; groups built in Python
+            raise SpecError(source, at, f"expected a positive integer, None (the residual), search or an expression, "
+                                        f"got {loop.factor!r}")
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
         if loop.is_spatial and loop.spatial not in units:

@@ -16,8 +16,9 @@ A mapping is a list of fusion groups run one after another. Each group has
 - `keep`: level -> tensors resident there. Inputs and outputs always live in the outermost level (DRAM); an
   intermediate lives at the outermost level that keeps it, and never travels further out.
 - `overlap`: how the group's time is formed from its parts. `sequential` sums the Einsums' compute times;
-  `max` overlaps everything (time = max over units and levels); any other string is a pipeline expression over
-  Einsum names (their compute cycles) and rank sizes with `+`, `*` and `max(...)`, e.g. FuseMax's waterfall
+  `max` overlaps everything (time = max over units and levels); any other string is a pipeline expression
+  naming each of the group's Einsums once (their compute cycles), joined by `+` and `max(...)`, plus delay
+  terms size * Einsum (`archsim.mapping.overlap` has the grammar), e.g. FuseMax's waterfall
   `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`. Memory transfers overlap compute in
   all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
 - `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),
@@ -30,7 +31,9 @@ A mapping is a list of fusion groups run one after another. Each group has
 - `pipelined`: Einsums whose chain of ops (FLAT's subtract feeding its exp unit) issues one point per cycle on a
   unit that has every op: a point costs the slowest op's cycles instead of their sum.
 
-Ranks named in loops are the cascade's leaf ranks (`M1`, `M0`, not `M`).
+Ranks named in loops are the cascade's leaf ranks (`M1`, `M0`, not `M`). Each Einsum of the cascade is bound
+by exactly one group. A unit's spatial loops take its dimensions in the order written; factors beyond its PEs
+make an infeasible point (see `archsim.model.analytical`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class Result:
     traffic_bytes: dict[str, dict[str, float]]  # level -> tensor -> bytes moved between it and the next level in
     energy_pj: float
     energy_by: dict[tuple[str, str], float]  # (component, action) -> pJ
-    utilization: dict[str, float]  # unit -> busy lane-cycles / (lanes x latency cycles)
+    utilization: dict[str, float]  # unit -> busy lane-cycles / (lanes x latency cycles); at most 1 when feasible
     footprint_bytes: dict[str, float]  # level -> bytes of the tiles resident there
     area_um2: float
     einsums: tuple[EinsumResult, ...] = field(default_factory=tuple)
