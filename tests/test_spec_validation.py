@@ -136,6 +136,12 @@ def test_huge_sizes_name_the_limit_and_how_to_raise_it(monkeypatch: pytest.Monke
     assert bind(cascade, None, {"seq_len": 2**25}).rank_sizes["M"] == 2**25
 
 
+def test_rank_sizes_in_a_cascade_file_are_within_the_limit() -> None:
+    cascade = cascade_from_dict({**TINY, "ranks": {"P": 10**11}, "einsums": ["Z[p] = X[p]"]}, "tiny.yaml")
+    error = _error(bind, cascade)
+    assert (error.source, error.where) == ("tiny.yaml", "ranks.P") and "ARCHSIM_MAX_SIZE" in error.message
+
+
 def test_rank_sizes_are_integers() -> None:
     error = _error(bind, library.load_cascade_spec("attention-1pass"), None, {"M0": 2.5}, source="--set")
     assert (error.source, error.where) == ("--set", "M0")

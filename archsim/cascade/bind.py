@@ -103,7 +103,9 @@ def bind(
             sizes[rank] = rank_overrides[rank]
         elif expr is not None:
             try:
-                sizes[rank] = _positive_int(eval_size(expr, values), cascade.source, f"ranks.{rank}")
+                where = f"ranks.{rank}"
+                sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where),
+                                            cascade.source, where)
             except SpecError as exc:
                 raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
                                 + _defaults_hint(cascade, [rank], values, defaults)) from None
