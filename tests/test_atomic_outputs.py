@@ -43,7 +43,7 @@ from archsim.report.point import write_point_report
 
 RUN = ("report", "--run", "--mapping", "fusemax", "--workload", "bert-base")
 OLD_SEQ_LEN, NEW_SEQ_LEN = 512, 1024
-RANDOM_KILLS = 3
+RANDOM_KILLS = 2
 POLL_S = 0.002
 TEXT_FILES = ("summary.csv", "roofline.csv", "energy.csv", "utilization.csv", "index.html")
 SPANS = (Span("array2d", "QK", 0.0, 1e-6, {"tiles": 4, "stall_s": math.nan}),
