@@ -350,13 +350,24 @@ def _check_value(value: Any, root: str, source: str, where: str) -> None:
     """An axis value (or a `sets` entry): a size (`workload`) is a finite positive number, a linked axis's value
     a finite number, an architecture field's a finite number or a list of them (a shape)."""
     if root == "workload":
-        if not _finite(value) or value <= 0:
-            raise SpecError(source, where, f"expected a positive number (a size), got {value!r}")
+        expected, ok = "a positive number (a size)", _finite(value) and value > 0
     elif root == "linked" or not isinstance(value, list):
-        if not _finite(value):
-            raise SpecError(source, where, f"expected a finite number, got {value!r}")
-    elif not value or not all(_finite(v) for v in value):
-        raise SpecError(source, where, f"expected a finite number or a list of them, got {value!r}")
+        expected, ok = "a finite number", _finite(value)
+    else:
+        expected, ok = "a finite number or a list of them", bool(value) and all(_finite(v) for v in value)
+    if not ok:
+        raise SpecError(source, where, f"expected {expected}, got {value!r}{_text_hint(value)}")
+
+
+def _text_hint(value: Any) -> str:
+    """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return " (YAML reads this as text: write 1.0e+9 or 1000000000)" if math.isfinite(number) else ""
 
 
 def _check_size(spec: SweepSpec, max_points: int) -> None:

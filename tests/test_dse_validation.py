@@ -1,0 +1,289 @@
+"""Bad sweep inputs are refused before any work, each with one line naming the file or option and the YAML path
+(exit 2): specs (objectives, sets, axes and their values, names, constraints, sampling), the point cap, the
+results store, the scheduler, output paths and objectives options; a report's spec must be its store's; an
+infeasible point stays a stored row with its reason and never reaches a Pareto front; a sweep report replaces
+the old one whole.
+
+Expected values come from the spec text itself (the path that holds the bad value, the product of the axis
+lengths) or from the FuseMax preset (its 16 MiB global buffer holds the tiles, 1 KiB does not).
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from archsim.dse.pareto import pareto_mask
+from archsim.dse.points import expand
+from archsim.dse.spec import DEFAULT_MAX_POINTS, point_count, sweep_from_dict
+from archsim.dse.store import read_records
+from archsim.dse.sweep import run_sweep
+from archsim.errors import SpecError
+from archsim.outputs import MANIFEST
+from archsim.report import sweep as sweep_tables
+from archsim.report import sweep_page
+
+BASE = {"name": "bad", "mapping": "fusemax", "workload": "bert-base", "axes": {"workload.seq_len": [1024]}}
+BW = "arch.memories.DRAM.bandwidth_bytes_per_s"
+BUFFER = "arch.memories.GlobalBuffer.capacity_bytes"
+
+
+def _write(path: Path, **changes) -> Path:
+    path.write_text(yaml.safe_dump({**BASE, **changes}))
+    return path
+
+
+def _one_line_error(result, source: str, where: str = "") -> str:
+    """The CLI's whole output is one line `error: SOURCE: WHERE: message`; returns the message."""
+    text = result.output.strip()
+    assert "\n" not in text and "Traceback" not in text, text
+    prefix = f"error: {source}: {where}: " if where else f"error: {source}: "
+    assert text.startswith(prefix), text
+    return text.removeprefix(prefix)
+
+
+@pytest.mark.parametrize(("changes", "where", "says"), [
+    ({"objectives": ["latency_s"]}, "objectives", "two or three"),
+    ({"objectives": ["latency_s", "energy_pj", "area_um2", "edp"]}, "objectives", "two or three"),
+    ({"objectives": ["latency_s", "latency_s"]}, "objectives[1]", "twice"),
+    ({"sets": {"seq_len": "abc"}}, "sets.seq_len", "positive number"),
+    ({"sets": {"seqlen": 1024}}, "sets.seqlen", "not a parameter or rank"),
+    ({"axes": None}, "axes", "non-empty mapping"),
+    ({"axes": {"workload.seq_len": ["abc"]}}, "axes.workload.seq_len[0]", "positive number"),
+    ({"axes": {"workload.seq_len": [None]}}, "axes.workload.seq_len[0]", "positive number"),
+    ({"axes": {"workload.seq_len": [1024, float("inf")]}}, "axes.workload.seq_len[1]", "inf"),
+    ({"axes": {"workload.seq_len": [1024, 2048, float("nan")]}}, "axes.workload.seq_len[2]", "nan"),
+    ({"axes": {"workload.seq_len": [0]}}, "axes.workload.seq_len[0]", "positive number"),
+    ({"axes": {"workload.seqlen": [1024]}}, "axes.workload.seqlen", "not a parameter or rank"),
+    ({"axes": {BW: [4e11, float("nan")]}}, f"axes.{BW}[1]", "finite number"),
+    ({"axes": {BW: [4e11, "1e12"]}}, f"axes.{BW}[1]", "YAML reads this as text"),
+    ({"axes": {BW: [4e11, -1]}}, f"axes.{BW}[1]", "-1"),  # the architecture's own range check, on every value
+    ({"axes": {"arch.units.array2d.shape": [[64, 64], [64, None]]}}, "axes.arch.units.array2d.shape[1]", "list"),
+    ({"axes": {"linked.pe_dim": {"values": [64, float("nan")], "set": {"workload.M0": "pe_dim"}}}},
+     "axes.linked.pe_dim.values[1]", "finite number"),
+    ({"axes": {"linked.pe_dim": {"values": [64], "set": {"workload.tile": "pe_dim"}}}},
+     "axes.linked.pe_dim.set.workload.tile", "not a parameter or rank"),
+    ({"constraints": ["area_um2 <= 1e999"]}, "constraints[0]", "finite"),
+    ({"constraints": ["area_um2 <= abc"]}, "constraints[0]", "<metric> <op> <number>"),
+    ({"constraints": "area_um2 <= 4e8"}, "constraints", "list"),
+    ({"mapping": "fusemax2"}, "mapping", "not a mapping in the library"),
+    ({"workload": "missing/bert.yaml"}, "workload", "no such file"),
+    ({"arch": "tpu"}, "arch", "not a architecture in the library"),
+    ({"name": "../outside"}, "name", "store file"),
+    ({"sampling": {"kind": "random", "samples": 4, "seed": -1}}, "sampling.seed", "non-negative"),
+    ({"gpus": {"presets": ["h100-sxm5"], "kernel": ["FlashAttention-2"]}}, "gpus.kernel", "no GPU model"),
+])
+def test_bad_sweep_spec_is_one_line_naming_file_and_path(tmp_path, cli, changes, where, says):
+    spec = _write(tmp_path / "bad.yaml", **changes)
+    result = cli("sweep", str(spec), "--db", str(tmp_path / "bad.sqlite"), "--local", expect=2)
+    assert says in _one_line_error(result, str(spec), where)
+    assert not (tmp_path / "bad.sqlite").exists()  # refused before the store is opened
+
+
+def test_point_count_is_the_number_expand_draws():
+    # 2 x 3 grid = 6 architecture points, plus 2 GPU presets x 3 lengths = 6: 12, as expand draws them.
+    grid = sweep_from_dict({**BASE, "axes": {BW: [4e11, 8e11], "workload.seq_len": [1024, 2048, 4096]},
+                            "gpus": {"presets": ["a100-80gb-sxm4", "h100-sxm5"]}})
+    assert point_count(grid) == len(expand(grid)) == 12
+    lhs = sweep_from_dict({**BASE, "axes": {BW: [4e11, 8e11]}, "sampling": {"kind": "lhs", "samples": 5}})
+    assert point_count(lhs) == len(expand(lhs)) == 5
+
+
+def test_a_huge_grid_or_sample_is_refused_at_once_naming_the_limit(tmp_path, cli):
+    # Four axes of 1,000 values: 1e12 points, refused from the product of the lengths, before any is drawn.
+    values = list(range(1, 1001))
+    grid = _write(tmp_path / "grid.yaml", axes={"workload.seq_len": values, "workload.batch": values,
+                                                "workload.heads": values, "workload.head_dim": values})
+    start = time.perf_counter()
+    message = _one_line_error(cli("sweep", str(grid), "--local", expect=2), str(grid), "axes")
+    assert time.perf_counter() - start < 5
+    assert message.startswith("1,000,000,000,000 points exceed the limit of 100,000")
+    assert "--max-points" in message and "ARCHSIM_MAX_SWEEP_POINTS" in message
+    samples = _write(tmp_path / "lhs.yaml", sampling={"kind": "lhs", "samples": 1_000_000_000})
+    message = _one_line_error(cli("sweep", str(samples), "--local", expect=2), str(samples), "sampling.samples")
+    assert message.startswith(f"1,000,000,000 points exceed the limit of {DEFAULT_MAX_POINTS:,}")
+
+
+def test_the_point_limit_is_raised_or_lowered_by_option_or_environment(tmp_path, cli, monkeypatch):
+    spec = _write(tmp_path / "four.yaml", axes={BW: [4e11, 8e11], "workload.seq_len": [256, 512]})  # 2 x 2 points
+    db = tmp_path / "four.sqlite"
+    refused = cli("sweep", str(spec), "--db", str(db), "--local", "--max-points", "3", expect=2)
+    assert _one_line_error(refused, str(spec), "axes").startswith("4 points exceed the limit of 3")
+    assert "4 points (4 new, 0 reused)" in cli("sweep", str(spec), "--db", str(db), "--local",
+                                                "--max-points", "4").output
+    monkeypatch.setenv("ARCHSIM_MAX_SWEEP_POINTS", "3")
+    _one_line_error(cli("sweep", str(spec), "--db", str(db), "--local", expect=2), str(spec), "axes")
+    monkeypatch.setenv("ARCHSIM_MAX_SWEEP_POINTS", "lots")
+    _one_line_error(cli("sweep", str(spec), "--db", str(db), "--local", expect=2), "ARCHSIM_MAX_SWEEP_POINTS")
+
+
+def _foreign_sqlite(path: Path) -> Path:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE photos (name TEXT)")
+    return path
+
+
+def _tables(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+def test_a_file_that_is_not_a_store_is_refused_naming_it_and_left_as_it_was(tmp_path, cli):
+    spec = _write(tmp_path / "ok.yaml")
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database\n")
+    for args in (("sweep", str(spec), "--db", str(text), "--local"),
+                 ("results", str(text), "--csv", str(tmp_path / "out.csv")),
+                 ("report", "--sweep", str(text), "--out", str(tmp_path / "report"))):
+        assert "file is not a database" in _one_line_error(cli(*args, expect=2), str(text))
+    assert text.read_text() == "not a database\n"
+    other = _foreign_sqlite(tmp_path / "photos.sqlite")
+    for args in (("sweep", str(spec), "--db", str(other), "--local"),
+                 ("results", str(other), "--csv", str(tmp_path / "out.csv"))):
+        assert "not a sweep store" in _one_line_error(cli(*args, expect=2), str(other))
+    assert _tables(other) == ["photos"]  # no points table added to someone else's database
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "report").exists()
+
+
+def test_a_store_path_that_cannot_be_created_is_refused_before_work(tmp_path, cli):
+    spec = _write(tmp_path / "ok.yaml")
+    (tmp_path / "plain").write_text("")
+    under_a_file = tmp_path / "plain" / "s.sqlite"
+    message = _one_line_error(cli("sweep", str(spec), "--db", str(under_a_file), "--local", expect=2), "--db",
+                              str(under_a_file))
+    assert "is not a folder" in message
+    nested = tmp_path / "new" / "folder" / "s.sqlite"  # missing folders in a writable one are created
+    assert "1 points (1 new" in cli("sweep", str(spec), "--db", str(nested), "--local").output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _not_a_scheduler() -> tuple[str, socket.socket]:
+    """A TCP server on 127.0.0.1 that answers every connection with HTTP text and hangs up."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n" * 4)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"tcp://127.0.0.1:{server.getsockname()[1]}", server
+
+
+def test_a_bad_or_unreachable_scheduler_is_one_line_naming_the_option(tmp_path, cli):
+    pytest.importorskip("distributed")
+    spec = _write(tmp_path / "ok.yaml")
+    address, server = _not_a_scheduler()
+    try:
+        for scheduler, says in (("garbage", "expected tcp://HOST:PORT"), ("tcp://127.0.0.1:99999", "expected"),
+                                (f"tcp://127.0.0.1:{_closed_port()}", "cannot connect within 3 s"),
+                                (address, "no Dask scheduler answers")):
+            start = time.perf_counter()
+            result = cli("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"), "--scheduler", scheduler, expect=2)
+            assert time.perf_counter() - start < 8, scheduler
+            assert says in _one_line_error(result, "--scheduler"), scheduler
+    finally:
+        server.close()
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_objectives_options_take_two_or_three_distinct_known_names(tmp_path, cli):
+    spec = _write(tmp_path / "ok.yaml")
+    db = tmp_path / "s.sqlite"
+    cli("sweep", str(spec), "--db", str(db), "--local")
+    for args in (("sweep", str(spec), "--db", str(db), "--local", "--objectives", "latency_s,latency_s"),
+                 ("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s"),
+                 ("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s,energy_pj,throughput"),
+                 ("report", "--sweep", str(db), "--objectives", "energy_pj,energy_pj", "--out", str(tmp_path / "r"))):
+        text = cli(*args, expect=2).output.strip()
+        assert "\n" not in text and "two or three distinct" in text, (args, text)
+
+
+def test_results_output_path_is_checked_before_the_store_is_read(tmp_path, cli):
+    (tmp_path / "plain").write_text("")
+    out = tmp_path / "plain" / "out.csv"
+    # the store does not exist either: the output path is what is named, since it is checked first
+    result = cli("results", str(_foreign_sqlite(tmp_path / "photos.sqlite")), "--csv", str(out), expect=2)
+    assert "is not a folder" in _one_line_error(result, "--csv", str(out))
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """A store of FuseMax over a 1 KiB and a 16 MiB global buffer at 1K and 4K tokens: the 1 KiB points cannot
+    hold a tile (infeasible; the model still fills in the latency and energy of that design)."""
+    root = tmp_path_factory.mktemp("store")
+    data = {**BASE, "axes": {BUFFER: [1024, 2**24], "workload.seq_len": [1024, 4096]},
+            "objectives": ["latency_s", "area_um2"]}
+    spec = sweep_from_dict(data, "tiny.yaml")
+    db = root / "tiny.sqlite"
+    run_sweep(spec, db)
+    return data, spec, db
+
+
+def test_infeasible_points_stay_rows_with_their_reason_and_never_reach_a_front(tiny_store, cli, tmp_path):
+    _, spec, db = tiny_store
+    df = read_records(db)
+    small = df[df[BUFFER] == 1024]
+    assert len(df) == 4 and len(small) == 2 and not small.feasible.any()
+    assert small.reason.str.contains("GlobalBuffer").all()
+    # The infeasible designs have the same latency and a smaller area than the 16 MiB ones: on the numbers alone
+    # they would dominate. The front is the feasible 16 MiB point at 1K tokens (4K takes longer, same area).
+    assert (small.area_um2.to_numpy() < df[df[BUFFER] == 2**24].area_um2.to_numpy()).all()
+    front = df[pareto_mask(df, spec.objectives)]
+    assert list(zip(front[BUFFER], front["workload.seq_len"], strict=True)) == [(2**24, 1024)]
+    counts = sweep_tables.counts(df, spec.objectives)
+    assert counts == {"points": 4, "feasible": 2, "infeasible": 2, "constraint_violated": 0, "on_front": 1}
+    cli("results", str(db), "--csv", str(tmp_path / "front.csv"), "--front", "latency_s,area_um2")
+    exported = pd.read_csv(tmp_path / "front.csv")
+    assert list(exported[BUFFER]) == [2**24] and exported.feasible.all()
+
+
+def test_a_report_spec_must_be_the_stores(tiny_store):
+    data, spec, db = tiny_store
+    df = read_records(db)
+    sweep_tables.check_store_matches(spec, df, str(db))  # its own spec: no error
+    other_axes = sweep_from_dict({**data, "axes": {BW: [4e11], "workload.seq_len": [1024]}}, "other.yaml")
+    with pytest.raises(SpecError) as err:
+        sweep_tables.check_store_matches(other_axes, df, str(db))
+    assert err.value.source == str(db) and "other.yaml" in err.value.message and BW in err.value.message
+    # Same axes, another design (the flat mapping): no stored key is one of its points.
+    other_mapping = sweep_from_dict({**data, "mapping": "flat"}, "flat.yaml")
+    with pytest.raises(SpecError) as err:
+        sweep_tables.check_store_matches(other_mapping, df, str(db))
+    assert "no stored point" in err.value.message
+
+
+def test_a_sweep_report_replaces_the_old_one_whole_and_keeps_the_store(tiny_store, tmp_path, monkeypatch):
+    _, spec, db = tiny_store
+    df = read_records(db)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "tiny.sqlite").write_bytes(db.read_bytes())  # a store kept beside its report
+    sweep_page.write_sweep_report(df, out, "old", spec.objectives, spec.axes)
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "index.html" in old and MANIFEST in old
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(sweep_page.sweep_figures, "heatmap_figure", broken)  # the last figure written
+    with pytest.raises(RuntimeError):
+        sweep_page.write_sweep_report(df, out, "new", spec.objectives, spec.axes)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # the old report, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
