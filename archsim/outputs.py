@@ -10,7 +10,9 @@
   new folder first; what a report wrote is listed in its `MANIFEST` file, so an old report's files that the new
   one does not write are dropped, not mixed in.
 
-Every OSError on the way out is a `SpecError` naming the path: the CLI prints one line and exits 2.
+Every OSError on the way out is a `SpecError` naming the path: the CLI prints one line and exits 2. A run killed
+mid-write leaves its hidden staging entry (`.NAME.XXXX.new` beside a folder, `.STEM.XXXX.SUFFIX` beside a file)
+and the output untouched; such leftovers are not swept up automatically, since another run may be writing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -47,6 +50,12 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False) ->
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fail(path: Path, exc: OSError) -> SpecError:
     return SpecError(str(path), "", f"cannot write: {exc.strerror or exc}")
 
@@ -63,6 +72,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         raise _fail(path, exc) from None
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; an output gets the modes of an ordinary file
         os.replace(tmp, path)
     except OSError as exc:
         raise _fail(path, exc) from None
@@ -106,9 +116,12 @@ def _carry_over(old: Path, new: Path) -> None:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Write a whole folder into the yielded staging folder; it takes `path`'s place when the block finishes."""
     path = Path(path)
+    if path.is_symlink():  # swap the folder the link points to, not the link
+        path = path.resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+        stage = path.parent / f".{path.name}.{secrets.token_hex(6)}.new"
+        stage.mkdir()  # not mkdtemp: the folder gets the umask's modes, as an ordinary folder would
     except OSError as exc:
         raise _fail(path, exc) from None
     try:

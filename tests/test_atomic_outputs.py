@@ -242,7 +242,6 @@ def test_empty_point_report_has_the_summary_columns(tmp_path: Path) -> None:
         "label", "mapping", "cascade", "architecture", "feasible", "reason"]
 
 
-@pytest.mark.xfail(strict=True, reason="archsim.outputs stages with mkdtemp/mkstemp (modes 0700/0600)")
 def test_report_folder_is_readable_by_others_like_any_new_folder(point: Labelled, tmp_path: Path) -> None:
     umask = os.umask(0o022)
     try:

@@ -70,3 +70,14 @@ def test_reproduce_fusemax_json_schema(cli_json) -> None:
     assert {r["pe_dim"] for r in out["pareto"]} == {16, 32, 64, 128, 256, 512}
     assert all({"pe_dim", "area_um2", "latency_s"} <= set(r) for r in out["pareto"])
     assert abs(out["headline"]["attention"]["speedup_vs_flat"] / 6.72 - 1) < 0.05
+
+
+def test_a_workload_missing_a_model_size_is_refused_not_defaulted(cli, tmp_path: Path) -> None:
+    """BERT without head_dim used to take attention-1pass's toy head_dim 8 silently (issue 12)."""
+    workload = tmp_path / "bert-no-head-dim.yaml"
+    workload.write_text("name: bert-no-head-dim\nparams: {batch: 64, seq_len: 512, heads: 12, word_bytes: 2}\n")
+    for command in ("analyze", "execute"):
+        result = cli(command, "attention-1pass", "--workload", str(workload), expect=2)
+        assert result.output.strip() == (f"error: {workload}: params.head_dim: missing: cascade attention-1pass "
+                                         "binds head_dim; add it to the workload or pass --set head_dim=N")
+    assert "E=64" in cli("analyze", "attention-1pass", "--workload", str(workload), "--set", "head_dim=64").output

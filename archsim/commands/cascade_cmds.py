@@ -16,9 +16,11 @@ CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
 
 def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
+    """The cascade bound to a workload (every model size it declares must come from the workload or `--set`)
+    or, without one, to its own small defaults."""
     cascade = library.load_cascade_spec(cascade_name)
-    params = library.load_workload_spec(workload).params if workload else {}
-    return bind(cascade, params, parse_sets(sets), source="--set")
+    spec = library.load_workload_spec(workload) if workload else None
+    return bind(cascade, spec, parse_sets(sets), source="--set")
 
 
 def _show_analysis(analysis: Analysis) -> None:

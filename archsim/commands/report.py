@@ -97,12 +97,12 @@ def _report_library(workload: str | None, out: Path) -> None:
     from archsim.cascade.bind import bind
     from archsim.report.cascades import cascade_row, write_cascade_report
 
-    params = library.load_workload_spec(workload).params if workload else {}
+    spec = library.load_workload_spec(workload) if workload else None
     rows = []
     for name in library.names("cascades"):
         cascade = library.load_cascade_spec(name)
         try:
-            rows.append(cascade_row(analyze(bind(cascade, params)), cascade.description))
+            rows.append(cascade_row(analyze(bind(cascade, spec)), cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
             rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
