@@ -10,6 +10,7 @@ lengths) or from the FuseMax preset (its 16 MiB global buffer holds the tiles, 1
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import threading
@@ -22,7 +23,7 @@ import yaml
 
 from archsim.dse.pareto import pareto_mask
 from archsim.dse.points import expand
-from archsim.dse.spec import DEFAULT_MAX_POINTS, point_count, sweep_from_dict
+from archsim.dse.spec import DEFAULT_MAX_POINTS, SweepSpec, load_sweep, point_count, sweep_from_dict
 from archsim.dse.store import read_records
 from archsim.dse.sweep import run_sweep
 from archsim.errors import SpecError
@@ -61,6 +62,8 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     ({"axes": {"workload.seq_len": [1024, float("inf")]}}, "axes.workload.seq_len[1]", "inf"),
     ({"axes": {"workload.seq_len": [1024, 2048, float("nan")]}}, "axes.workload.seq_len[2]", "nan"),
     ({"axes": {"workload.seq_len": [0]}}, "axes.workload.seq_len[0]", "positive number"),
+    ({"axes": {"workload.seq_len": [1024, 1e30]}}, "axes.workload.seq_len[1]", "ARCHSIM_MAX_SIZE"),
+    ({"sets": {"seq_len": 1024.5}}, "sets.seq_len", "integer"),
     ({"axes": {"workload.seqlen": [1024]}}, "axes.workload.seqlen", "not a parameter or rank"),
     ({"axes": {BW: [4e11, float("nan")]}}, f"axes.{BW}[1]", "finite number"),
     ({"axes": {BW: [4e11, "1e12"]}}, f"axes.{BW}[1]", "YAML reads this as text"),
@@ -223,35 +226,49 @@ def test_results_output_path_is_checked_before_the_store_is_read(tmp_path, cli):
     assert "is not a folder" in _one_line_error(result, "--csv", str(out))
 
 
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    """A store of FuseMax over a 1 KiB and a 16 MiB global buffer at 1K and 4K tokens: the 1 KiB points cannot
-    hold a tile (infeasible; the model still fills in the latency and energy of that design)."""
-    root = tmp_path_factory.mktemp("store")
-    data = {**BASE, "axes": {BUFFER: [1024, 2**24], "workload.seq_len": [1024, 4096]},
-            "objectives": ["latency_s", "area_um2"]}
-    spec = sweep_from_dict(data, "tiny.yaml")
+def _store(root: Path, axis: str, values: list) -> tuple[dict, SweepSpec, Path]:
+    """The sweep of `axis` x 1K, 4K tokens, written to root/tiny.yaml and run into root/tiny.sqlite."""
+    data = {**BASE, "axes": {axis: values, "workload.seq_len": [1024, 4096]}, "objectives": ["latency_s", "area_um2"]}
+    spec = load_sweep(_write(root / "tiny.yaml", **data))
     db = root / "tiny.sqlite"
     run_sweep(spec, db)
     return data, spec, db
 
 
-def test_infeasible_points_stay_rows_with_their_reason_and_never_reach_a_front(tiny_store, cli, tmp_path):
-    _, spec, db = tiny_store
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """A store of FuseMax over a 1 KiB and a 16 MiB global buffer at 1K and 4K tokens: the 1 KiB points cannot
+    hold a tile (infeasible; the model still fills in the latency and energy of that design)."""
+    return _store(tmp_path_factory.mktemp("store"), BUFFER, [1024, 2**24])
+
+
+@pytest.mark.parametrize(("axis", "small", "large", "reason"), [
+    (BUFFER, 1024, 2**24, "GlobalBuffer holds"),
+    # FuseMax's mapping spreads P and M0 = 256 over the 2-D array: a 64 x 64 array cannot take that fan-out.
+    ("arch.units.array2d.shape", [64, 64], [256, 256], "spreads 256 over unit array2d, which has 64 PEs"),
+])
+def test_infeasible_points_stay_rows_with_their_reason_and_never_reach_a_front(tmp_path, cli, axis, small, large,
+                                                                              reason):
+    _, spec, db = _store(tmp_path, axis, [small, large])
     df = read_records(db)
-    small = df[df[BUFFER] == 1024]
-    assert len(df) == 4 and len(small) == 2 and not small.feasible.any()
-    assert small.reason.str.contains("GlobalBuffer").all()
-    # The infeasible designs have the same latency and a smaller area than the 16 MiB ones: on the numbers alone
-    # they would dominate. The front is the feasible 16 MiB point at 1K tokens (4K takes longer, same area).
-    assert (small.area_um2.to_numpy() < df[df[BUFFER] == 2**24].area_um2.to_numpy()).all()
+    values = df[axis].map(json.dumps)
+    infeasible, feasible = df[values == json.dumps(small)], df[values == json.dumps(large)]
+    assert len(df) == 4 and len(infeasible) == 2 and not infeasible.feasible.any() and feasible.feasible.all()
+    assert infeasible.reason.str.contains(reason).all()
+    # The infeasible designs have the same latency and a smaller area than the feasible ones: on the numbers alone
+    # they would dominate. The front is the feasible point at 1K tokens (4K takes longer, at the same area).
+    assert (infeasible.latency_s.to_numpy() == feasible.latency_s.to_numpy()).all()
+    assert (infeasible.area_um2.to_numpy() < feasible.area_um2.to_numpy()).all()
     front = df[pareto_mask(df, spec.objectives)]
-    assert list(zip(front[BUFFER], front["workload.seq_len"], strict=True)) == [(2**24, 1024)]
+    assert list(zip(front[axis].map(json.dumps), front["workload.seq_len"], strict=True)) == [(json.dumps(large), 1024)]
     counts = sweep_tables.counts(df, spec.objectives)
     assert counts == {"points": 4, "feasible": 2, "infeasible": 2, "constraint_violated": 0, "on_front": 1}
+    summary = cli("sweep", spec.source, "--db", str(db), "--local").output
+    assert "4 points (0 new, 4 reused), 2 feasible" in summary
+    assert "Pareto front over (latency_s, area_um2): 1 points" in summary
     cli("results", str(db), "--csv", str(tmp_path / "front.csv"), "--front", "latency_s,area_um2")
     exported = pd.read_csv(tmp_path / "front.csv")
-    assert list(exported[BUFFER]) == [2**24] and exported.feasible.all()
+    assert len(exported) == 1 and exported.feasible.all() and exported["workload.seq_len"].tolist() == [1024]
 
 
 def test_a_report_spec_must_be_the_stores(tiny_store):

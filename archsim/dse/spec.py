@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +36,12 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import read_yaml
+from archsim.cascade.load import env_limit, read_yaml
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
-from archsim.workload import Workload
+from archsim.workload import Workload, check_size
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
@@ -142,21 +141,6 @@ def load_sweep(path: str | Path, max_points: int | None = None) -> SweepSpec:
     return sweep_from_dict(read_yaml(Path(path)), str(path), max_points)
 
 
-def max_points_default() -> int:
-    """The point cap when no `--max-points` is given: `ARCHSIM_MAX_SWEEP_POINTS` if set, else
-    DEFAULT_MAX_POINTS."""
-    text = os.environ.get(MAX_POINTS_ENV)
-    if text is None:
-        return DEFAULT_MAX_POINTS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise SpecError(MAX_POINTS_ENV, "", f"expected a positive integer, got {text!r}")
-    return value
-
-
 def point_count(spec: SweepSpec) -> int:
     """How many points `archsim.dse.points.expand` draws, computed without drawing them: the architecture's (the
     grid's product of axis lengths, or `samples`) and each GPU preset's (the product of the workload axes')."""
@@ -168,7 +152,8 @@ def point_count(spec: SweepSpec) -> int:
 
 def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None = None) -> SweepSpec:
     """Validate `data` (the YAML form) into a SweepSpec; every problem is a SpecError naming its field. A sweep of
-    more than `max_points` points (default `max_points_default()`) is refused before anything is drawn."""
+    more than `max_points` points (default: $ARCHSIM_MAX_SWEEP_POINTS or DEFAULT_MAX_POINTS) is refused before
+    anything is drawn."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "a sweep is a mapping")
     check_keys(data, sorted(_KEYS), source)
@@ -196,7 +181,7 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         source=source,
     )
-    _check_size(spec, max_points_default() if max_points is None else max_points)
+    _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
     _check_against_base(spec)
     return spec
 
@@ -228,7 +213,7 @@ def _axes(axes: Any, source: str) -> dict[str, Any]:
         if not values:
             raise SpecError(source, where, "empty axis: give at least one value")
         for i, value in enumerate(values):
-            _check_value(value, root, source, f"{where}[{i}]")
+            _check_value(value, str(path), source, f"{where}[{i}]")
     return {str(p): v if str(p).startswith("linked.") else list(v) for p, v in axes.items()}
 
 
@@ -245,7 +230,7 @@ def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
         if not isinstance(values, list) or not values:
             raise SpecError(source, f"{where}.values", "expected a non-empty list of values")
         for i, value in enumerate(values):
-            _check_value(value, "linked", source, f"{where}.values[{i}]")
+            _check_value(value, str(path), source, f"{where}.values[{i}]")
         if not isinstance(templates, dict) or not templates:
             raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
         for target in templates:
@@ -253,7 +238,7 @@ def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
                 raise SpecError(source, f"{where}.set.{target}", "a linked field starts with 'arch.' or 'workload.'")
         for i, value in enumerate(values):  # every value renders to values its fields take
             for target, rendered in linked_fields(str(path), templates, value, source).items():
-                _check_value(rendered, target.partition(".")[0], source, f"{where}.values[{i}] ({target})")
+                _check_value(rendered, target, source, f"{where}.values[{i}] ({target})")
         links[str(path)] = dict(templates)
     return links
 
@@ -338,7 +323,7 @@ def _sets(value: Any, source: str) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SpecError(source, "sets", "expected a mapping of size name -> number")
     for name, size in value.items():
-        _check_value(size, "workload", source, f"sets.{name}")
+        _check_value(size, f"workload.{name}", source, f"sets.{name}")
     return {str(k): v for k, v in value.items()}
 
 
@@ -346,9 +331,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_value(value: Any, root: str, source: str, where: str) -> None:
-    """An axis value (or a `sets` entry): a size (`workload`) is a finite positive number, a linked axis's value
-    a finite number, an architecture field's a finite number or a list of them (a shape)."""
+def _check_value(value: Any, path: str, source: str, where: str) -> None:
+    """A value for field `path` (an axis value, a linked field's rendered value or a `sets` entry): a size
+    (`workload.<name>`) is a positive number that `archsim.workload.check_size` accepts (within ARCHSIM_MAX_SIZE,
+    an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
+    or a list of them (a shape)."""
+    root, _, name = path.partition(".")
     if root == "workload":
         expected, ok = "a positive number (a size)", _finite(value) and value > 0
     elif root == "linked" or not isinstance(value, list):
@@ -357,6 +345,8 @@ def _check_value(value: Any, root: str, source: str, where: str) -> None:
         expected, ok = "a finite number or a list of them", bool(value) and all(_finite(v) for v in value)
     if not ok:
         raise SpecError(source, where, f"expected {expected}, got {value!r}{_text_hint(value)}")
+    if root == "workload":
+        check_size(name, value, source, where)
 
 
 def _text_hint(value: Any) -> str:
