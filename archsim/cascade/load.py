@@ -70,6 +70,11 @@ def env_limit(variable: str, default: int) -> int:
     return value
 
 
+def is_spec_path(name_or_path: str) -> bool:
+    """A spec is addressed by path when it has a `/` or a YAML suffix; anything else is a library name."""
+    return "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML spec file. Every failure is a SpecError naming the file: unreadable, not a regular file (a
     directory, FIFO or device, which could block or never end), larger than ARCHSIM_MAX_SPEC_BYTES (at most that
