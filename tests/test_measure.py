@@ -33,9 +33,9 @@ def test_prefill_cases_follow_the_flashattention_benchmark() -> None:
 
 
 def test_interpret_run_writes_rows_in_the_reference_schema(tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("torch")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the command sets it too; this restores it afterwards. Set before
+    pytest.importorskip("torch")  # triton is imported: triton 3.9 reads it at import
     pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the command sets it too; this restores it afterwards
     out = tmp_path / "measurements.csv"
     result = CliRunner().invoke(measure, ["--interpret", "--max-seqlen", "32", "--out", str(out)])
     assert result.exit_code == 0, (result.output, result.exception)

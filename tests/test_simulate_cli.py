@@ -36,8 +36,8 @@ def test_simulate_poisson_is_seeded(cli):
     (("--rate", "5"), "give either --trace FILE or both --rate R and --requests N"),
     (("--rate", "5", "--requests", "3", "--trace", "x.csv"), "exclude each other"),
     (("--trace", "missing.csv"), "missing.csv"),
-    (("--rate", "5", "--requests", "3", "--tp", "3"), "gpt3-7b: tp: a divisor of heads (32)"),
-    (("--rate", "5", "--requests", "3", "--pp", "5"), "gpt3-7b: pp: a divisor of layers (32)"),
+    (("--rate", "5", "--requests", "3", "--tp", "3"), "gpt3-7b.yaml: tp: expected a divisor of heads (32)"),
+    (("--rate", "5", "--requests", "3", "--pp", "5"), "gpt3-7b.yaml: pp: expected a divisor of layers (32)"),
 ])
 def test_simulate_bad_input_exits_2(cli, args, message):
     result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", *args, expect=2)
@@ -46,7 +46,7 @@ def test_simulate_bad_input_exits_2(cli, args, message):
 
 def test_simulate_refuses_a_model_outside_the_system_model(cli):
     result = cli("simulate", "-s", "neupims", "-w", "llama3-8b", "--rate", "5", "--requests", "3", expect=2)
-    assert "llama3-8b: params:" in result.output and "kv_heads=8" in result.output
+    assert "llama3-8b.yaml: params:" in result.output and "kv_heads=8" in result.output
 
 
 def test_simulate_bad_trace_row_names_the_field(tmp_path, cli):

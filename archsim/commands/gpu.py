@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from archsim.errors import SpecError
+from archsim.outputs import atomic_file, check_writable, write_text
 
 REFERENCE_CSV = "attention_measured.csv"
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False),
@@ -52,12 +53,14 @@ def calibrate_cmd(measurements: str | None, out: str | None) -> None:
     from archsim.gpu.calibrate import calibrate, calibration_yaml
 
     with _bad_input():
+        if out:
+            check_writable(out, "--out")
         calibration = calibrate(measurements or reference_csv())
-    text = calibration_yaml(calibration)
-    if not out:
-        click.echo(text, nl=False)
-        return
-    Path(out).write_text(text)
+        text = calibration_yaml(calibration)
+        if not out:
+            click.echo(text, nl=False)
+            return
+        write_text(out, text)
     for family, stats in calibration.fit.items():
         if stats.get("rows"):
             shown = ", ".join(f"{n}={calibration.params[family][n]:.4g}" for n in calibration.fitted[family])
@@ -85,15 +88,16 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
     from archsim.gpu.validate import comparison_record, validate, validation_to_dict
 
     with _bad_input():
+        if out:
+            check_writable(out, "--out", directory=True)
         result = validate(measurements or reference_csv(), load_calibration(calibration))
-    if out:
-        from archsim.gpu.figures import write_scatter
+        if out:
+            from archsim.gpu.figures import write_scatter
 
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_csv(folder / "validation.csv", [comparison_record(c) for c in result.comparisons])
-        _write_csv(folder / "skipped.csv", [{"row": s.row, "reason": s.reason} for s in result.skipped])
-        write_scatter(result, folder / "validation.png")
+            folder = Path(out)
+            _write_csv(folder / "validation.csv", [comparison_record(c) for c in result.comparisons])
+            _write_csv(folder / "skipped.csv", [{"row": s.row, "reason": s.reason} for s in result.skipped])
+            write_scatter(result, folder / "validation.png")
     if as_json:
         click.echo(json.dumps(validation_to_dict(result), indent=2))
         return
@@ -104,7 +108,7 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
 
 def _write_csv(path: Path, records: list[dict]) -> None:
     names = list(dict.fromkeys(k for r in records for k in r)) or ["row"]
-    with path.open("w", newline="") as f:
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=names)
         writer.writeheader()
         writer.writerows(records)
@@ -136,10 +140,11 @@ def _show(result, measurements: str, calibration: str) -> None:
 @click.option("--gpu", "gpu_name", default="h100-sxm5", show_default=True, metavar="GPU",
               help="A GPU preset (archsim/gpu/presets) or a YAML path.")
 @click.option("--workload", "-w", default="llama3-8b", show_default=True, metavar="W", help="A workload.")
-@click.option("--seq-len", type=int, help="Override the workload's seq_len (prefill length, decode KV length).")
+@click.option("--seq-len", type=float, metavar="N",
+              help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1.")
 @click.option("--calibration", default="v1", show_default=True, metavar="V")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True)
-def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, out: str) -> None:
+def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibration: str, out: str) -> None:
     """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
     decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
     ceilings; writes roofline.png and roofline.csv.
@@ -153,18 +158,25 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
     from archsim.gpu.params import load_calibration
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
+    from archsim.workload import check_size
 
     with _bad_input():
+        folder = check_writable(out, "--out", directory=True)
         gpu = load_gpu(gpu_name)
-        params = dict(load_workload_spec(workload).params)
-        if seq_len:
-            params["seq_len"] = seq_len
-        points = workload_points(params, gpu, load_calibration(calibration).family_params)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_csv(folder / "roofline.csv", [asdict(p) for p in points])
-    write_roofline(gpu, points, folder / "roofline.png", f"{workload} attention kernels on {gpu.name}")
+        spec = load_workload_spec(workload)
+        params = dict(spec.params)
+        if seq_len is not None:
+            params["seq_len"] = check_size("seq_len", seq_len, "--seq-len", "")
+        points, infeasible = workload_points(params, gpu, load_calibration(calibration).family_params, spec.path,
+                                             {"seq_len": "--seq-len"} if seq_len is not None else None)
+        if not points:
+            raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "
+                                                 f"{gpu.name}: {infeasible[0][0]}: {infeasible[0][1]}")
+        _write_csv(folder / "roofline.csv", [asdict(p) for p in points])
+        write_roofline(gpu, points, folder / "roofline.png", f"{workload} attention kernels on {gpu.name}")
     for p in points:
         click.echo(f"{p.label:<24} {p.flops_per_byte:>10.1f} FLOP/B {p.flops_per_s / 1e12:>8.1f} TFLOP/s "
                    f"(roofline {p.roofline_flops_per_s / 1e12:.1f})")
+    for label, reason in infeasible:
+        click.echo(f"{label:<24} not modelled: {reason}")
     click.echo(f"written: {folder}/roofline.png, {folder}/roofline.csv")

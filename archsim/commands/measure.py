@@ -28,6 +28,9 @@ from pathlib import Path
 import click
 
 from archsim.commands.benchmarks import KERNEL_LABELS, KERNELS, Case, attention_flops, benchmark_cases
+from archsim.errors import SpecError
+from archsim.gpu.measurements import read_csv_rows
+from archsim.outputs import atomic_file, check_writable
 
 COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",
            "metric", "value", "unit", "how_obtained", "note")
@@ -48,18 +51,23 @@ def _parse_kernels(ctx: click.Context, param: click.Parameter, value: str) -> tu
 
 
 def _check_out(path: Path) -> None:
+    """Before any work: `--out` can be written, and an existing non-empty file is a UTF-8 CSV with `COLUMNS`."""
+    check_writable(path, "--out")
     if path.exists() and path.stat().st_size:
-        with path.open(newline="") as f:
-            header = tuple(next(csv.reader(f), ()))
+        header = tuple(read_csv_rows(path, f"the columns {','.join(COLUMNS)}")[0])
         if header != COLUMNS:
-            raise click.BadParameter(f"{path} exists with columns {header}, expected {COLUMNS}", param_hint="--out")
+            raise SpecError(str(path), "line 1", f"--out exists with the columns {','.join(header)}; expected "
+                                                 f"{','.join(COLUMNS)}")
 
 
 def _append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists() or not path.stat().st_size
-    with path.open("a", newline="") as f:
+    """Add `rows` to the CSV atomically (the old rows and the new ones are written to a temporary file that then
+    replaces it), so a run killed mid-write leaves the rows of the cases already done, each row whole."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        f.write(old)
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
+        if not old:
             writer.writeheader()
         writer.writerows(rows)
 
@@ -168,6 +176,7 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
 
     Example: archsim measure --kernels flash_fwd,flash_bwd --max-seqlen 4096 --out measurements.csv
     """
+    _check_out(out)
     if interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # read by triton.jit when the kernel modules are imported
     try:
@@ -180,7 +189,6 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     if not interpret and not torch.cuda.is_available():
         click.echo(NO_GPU, err=True)
         sys.exit(2)
-    _check_out(out)
     gpu, prefix, clock = _environment(interpret)
     base = {"gpu": gpu, "how_obtained": INTERPRETED if interpret else TIMED}
     device = "cpu" if interpret else "cuda"

@@ -10,20 +10,24 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from archsim.outputs import atomic_file, check_writable
 from archsim.systems import neupims_reproduce
 
 
 def reproduce_neupims(as_json: bool, out: str | None) -> None:
+    """Run the reproduction and print it; with `out`, also write its tables there as CSV, each atomically (the
+    folder is checked before the work)."""
+    if out:
+        check_writable(out, "--out", directory=True)
     records = neupims_reproduce.reproduce()
     headline = neupims_reproduce.compare(records)
     attribution = neupims_reproduce.attribution()
     ablation = neupims_reproduce.ablation()
     if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(records).to_csv(Path(out) / "points.csv", index=False)
-        pd.DataFrame(headline).to_csv(Path(out) / "headline.csv", index=False)
-        pd.DataFrame(attribution).to_csv(Path(out) / "attribution.csv", index=False)
-        pd.DataFrame(ablation).to_csv(Path(out) / "ablation.csv", index=False)
+        tables = {"points": records, "headline": headline, "attribution": attribution, "ablation": ablation}
+        for name, table in tables.items():
+            with atomic_file(Path(out) / f"{name}.csv") as tmp:
+                pd.DataFrame(table).to_csv(tmp, index=False)
     if as_json:
         click.echo(json.dumps({"points": records, "headline": headline, "attribution": attribution,
                                "ablation": ablation}, indent=2))

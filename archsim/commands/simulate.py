@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import click
 
 from archsim.errors import SpecError
+from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
-from archsim.systems.requests import LENGTH_PRESETS, poisson_requests, read_trace
+from archsim.systems.requests import (
+    LENGTH_PRESETS,
+    MAX_REQUESTS,
+    MAX_REQUESTS_ENV,
+    check_request_count,
+    poisson_requests,
+    read_trace,
+)
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving
 
 
@@ -29,7 +36,8 @@ from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, 
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
-@click.option("--requests", "n_requests", type=click.IntRange(min=1), help="How many Poisson requests.")
+@click.option("--requests", "n_requests", type=click.IntRange(min=1),
+              help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")
 @click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
               help="[--rate] Prompt/output length distribution.")
 @click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths.")
@@ -58,16 +66,21 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         raise click.UsageError("--trace and --rate/--requests exclude each other")
     if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
+    if trace_out:
+        check_writable(trace_out, "--trace-out")
+    if n_requests is not None:
+        check_request_count(n_requests, "--requests")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     model = neupims.system(system_name, workload, tp=tp, pp=pp)
     if model.kv_capacity_bytes <= 0:
-        raise SpecError(workload, "params", f"the weights leave no memory for the KV cache on {system_name}")
+        raise SpecError(model.shard.source, "params", f"the weights leave no memory for the KV cache on "
+                                                      f"{system_name}")
     start = time.perf_counter()
     result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch), trace=trace_out is not None)
     wall_s = time.perf_counter() - start
     if trace_out:
-        Path(trace_out).write_text(json.dumps(chrome_trace(result)))
+        write_text(trace_out, json.dumps(chrome_trace(result)))
     metrics = serving_metrics(result)
     if as_json:
         click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v

@@ -12,21 +12,23 @@ about 10 %, linear beyond, so that one row carrying a harness effect the model d
 autograd overhead, a clock dip — does not set a parameter), by Levenberg-Marquardt with iteratively reweighted
 least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds).
 Parameters not marked fitted, parameters no calibration row depends on (reported as not identifiable) and every
-parameter of a family with no calibration rows keep their priors. The result records
-the split, the measurements file (and its SHA-256) and the fit error per family (`archsim.gpu.params`).
+parameter of a family with no calibration rows keep their priors. Each fit step times every distinct calibration
+case once (rows repeating a case share its prediction); a fit takes up to a few hundred steps, so the cases' CTAs
+are capped at `MAX_CALIBRATION_CTAS` (ARCHSIM_MAX_CALIBRATION_CTAS; the packaged file's split holds 0.3 M).
+The result records the split, the measurements file (and its SHA-256) and the fit error per family
+(`archsim.gpu.params`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from archsim.gpu.cases import ModelledRow, resolve
+from archsim.gpu.cases import ModelledRow, check_work, distinct, resolve
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import Calibration
 from archsim.model.gpu import predict_plans
@@ -40,20 +42,17 @@ MAX_ITERATIONS = 60
 JACOBIAN_STEP = 1e-4  # in log(parameter)
 ROBUST_SCALE = 0.1  # log error where the loss turns from quadratic to linear (about 10 %)
 IDENTIFIABLE = 1e-3  # a parameter whose 1 % change moves no row's log error by 1e-5 is not identifiable
+MAX_CALIBRATION_CTAS = 2_000_000  # about 15 s of fitting on one core
 
 
 def in_calibration_split(seqlen: int) -> bool:
     return seqlen in CALIBRATION_SEQLENS
 
 
-def log_errors(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
-    """log(predicted / measured time) per row."""
-    out = np.empty(len(rows))
-    for i, row in enumerate(rows):
-        m = row.measurement
-        result = predict_plans(m.kernel, m.case, row.gpu, row.plans, params)
-        out[i] = math.log(result.time_s / m.time_s)
-    return out
+def log_times_s(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
+    """log(predicted time in s) per row."""
+    return np.log([predict_plans(r.measurement.kernel, r.measurement.case, r.gpu, r.plans, params).time_s
+                   for r in rows])
 
 
 def robust_cost(r: np.ndarray) -> float:
@@ -74,8 +73,12 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     high = np.log([s.high for s in specs])
     x = np.log([max(params[n], 1e-12) for n in names])
 
-    def residuals(point: np.ndarray) -> np.ndarray:
-        return log_errors(rows, {**params, **dict(zip(names, np.exp(point), strict=True))})
+    cases, case_of_row = distinct(rows)
+    measured = np.log([r.measurement.time_s for r in rows])
+
+    def residuals(point: np.ndarray) -> np.ndarray:  # log(predicted / measured time) per row
+        times = log_times_s(cases, {**params, **dict(zip(names, np.exp(point), strict=True))})
+        return times[case_of_row] - measured
 
     r = residuals(x)
     cost, damping = robust_cost(r), 1e-3
@@ -117,6 +120,8 @@ def calibrate(path: str | Path) -> Calibration:
     """Fit every family on the calibration split of a measurements CSV."""
     measurements, skipped = read_measurements(path)
     rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)])
+    check_work(distinct(rows)[0], str(path), "the calibration split", "ARCHSIM_MAX_CALIBRATION_CTAS",
+               MAX_CALIBRATION_CTAS)
     params, fitted, fit = {}, {}, {}
     for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
         shared = {n: params[p.shared_from][n] for n, p in spec.params.items()

@@ -62,6 +62,8 @@ NUMBERS = {
 TEXT = ("name", "description", "source")
 KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS)
 OPTIONAL = ("description", "aliases")
+MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
+MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
@@ -136,6 +138,8 @@ def _number(value: Any, source: str, key: str, what: str, integer: bool) -> Any:
                                      f"write 1.0e+9)")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise SpecError(source, key, f"expected {what} (a positive number), got {value!r}")
+    if not MIN_NUMBER <= value <= MAX_NUMBER:
+        raise SpecError(source, key, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}, got {value!r}")
     if integer:
         if value != int(value):
             raise SpecError(source, key, f"expected {what} (a whole number), got {value!r}")

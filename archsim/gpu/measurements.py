@@ -8,19 +8,27 @@ reason, and so are rows without a measured value (`OOM`, empty). `heads` is a co
 heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`.
 
 A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
-when no field spans lines) and the field. Rows are numbered as in the file, skipped rows included.
+when no field spans lines) and the field, and so is a case too large to model (`AttentionCase.size_problem`).
+Rows are numbered as in the file, skipped rows included. The file must be UTF-8 text of at most
+`MAX_CSV_BYTES` (`read_csv_rows`, shared with the request traces of `archsim.systems.requests`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from archsim.cascade.load import env_limit
 from archsim.errors import SpecError
 from archsim.model.gpu import DIRECTIONS, AttentionCase
+
+MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
+MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
 
 REQUIRED = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric",
             "value", "unit")
@@ -73,21 +81,53 @@ class Skipped:
     reason: str
 
 
+def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
+    """The rows of a CSV file (header first). Every failure is a SpecError naming the file: not a regular file
+    (a FIFO or device could block or never end), larger than `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES; at most that
+    many bytes plus one are read), not UTF-8 (with the line and byte), malformed CSV (with the line), or empty
+    (`expected` says what the header should be)."""
+    source = str(path)
+    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
+    try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            raise SpecError(source, "", f"not a regular file; expected a CSV file with {expected}")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise SpecError(source, "", f"larger than the limit of {limit} bytes on CSV files (raise it with the "
+                                    f"environment variable {MAX_CSV_BYTES_ENV})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(source, f"line {line}, byte {exc.start}",
+                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise SpecError(source, f"line {reader.line_num}", f"malformed CSV ({exc})") from None
+    if not rows:
+        raise SpecError(source, "line 1", f"empty file (expected {expected})")
+    if not any(cell.strip() for cell in rows[0]):
+        raise SpecError(source, "line 1", f"empty header (expected {expected})")
+    return rows
+
+
 def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
     """Parse a CSV file; a missing column or a bad field raises a SpecError naming the file, row and field."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise SpecError(str(path), f"column '{missing[0]}'",
-                                f"missing (required: {', '.join(REQUIRED)}; the header has: {', '.join(header)})")
-            rows = [dict(r) for r in reader]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", f"cannot read the file ({exc})") from None
-    return parse_rows(rows, str(path))
+    source = str(path)
+    header, *body = read_csv_rows(path, f"the columns {', '.join(REQUIRED)}")
+    header = [name.strip() for name in header]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise SpecError(source, f"column '{missing[0]}'",
+                        f"missing (required: {', '.join(REQUIRED)}; the header has: {', '.join(header)})")
+    rows = [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False))
+            for cells in body if any(cell.strip() for cell in cells)]
+    return parse_rows(rows, source)
 
 
 def parse_rows(rows: list[dict[str, str]], source: str) -> tuple[list[Measurement], list[Skipped]]:
@@ -130,7 +170,13 @@ def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
     )
     if not case.precision:
         raise bad("dtype", "expected a dtype such as fp16, bf16 or fp8, got an empty field")
-    return Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit)
+    field, problem = case.size_problem()
+    if problem:
+        raise bad(field, problem)
+    measurement = Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit)
+    if not 0 < measurement.time_s < math.inf:
+        raise bad("value", f"'{text}' {unit} is a kernel time of {measurement.time_s:g} s, outside the float range")
+    return measurement
 
 
 def _float(text: str) -> float | None:

@@ -71,13 +71,13 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
     for key in ("version", "split", "families"):
         if key not in data:
             raise SpecError(source, key, "missing")
-    if not isinstance(data["version"], int) or data["version"] < 1:
+    if isinstance(data["version"], bool) or not isinstance(data["version"], int) or data["version"] < 1:
         raise SpecError(source, "version", f"expected a positive integer, got {data['version']!r}")
     split = data["split"]
     if not isinstance(split, Mapping) or not isinstance(split.get("calibration_seqlens"), list):
         raise SpecError(source, "split.calibration_seqlens", "expected a list of sequence lengths")
     seqlens = split["calibration_seqlens"]
-    if not all(isinstance(s, int) and s > 0 for s in seqlens):
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqlens):
         raise SpecError(source, "split.calibration_seqlens", f"expected positive integers, got {seqlens!r}")
     families = data["families"]
     if not isinstance(families, Mapping):
@@ -90,10 +90,23 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
             raise SpecError(source, f"{where}.params", "expected a mapping parameter -> value")
         params[name] = {p: _param(name, p, v, source, f"{where}.params.{p}") for p, v in entry["params"].items()}
-        fitted[name] = tuple(entry.get("fitted", ()))
-        fit[name] = dict(entry.get("fit", {}))
+        fitted[name] = tuple(entry.get("fitted") or ())
+        known = FAMILIES[name].params
+        if not all(isinstance(n, str) and n in known for n in fitted[name]):
+            raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
+                                                       f"{', '.join(known)}), got {entry.get('fitted')!r}")
+        fit[name] = _mapping(entry.get("fit"), source, f"{where}.fit")
     return Calibration(data["version"], source, str(split.get("rule", "")), tuple(seqlens), params, fitted, fit,
-                       dict(data.get("measurements", {})))
+                       _mapping(data.get("measurements"), source, "measurements"))
+
+
+def _mapping(value: Any, source: str, where: str) -> dict:
+    """An optional mapping of notes (fit statistics, the measurements file): absent is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(source, where, f"expected a mapping, got {value!r}")
+    return dict(value)
 
 
 def _param(family: str, name: str, value: Any, source: str, where: str) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from archsim.errors import SpecError
 from archsim.gpu.spec import GPU
 from archsim.model.gpu import AttentionCase, GpuResult
 from archsim.model.gpu_kernels import family_of, predict
@@ -62,16 +63,36 @@ WORKLOAD_KERNELS = (
 )
 
 
-def workload_points(workload: Mapping[str, float], gpu: GPU, params_of) -> list[RooflinePoint]:
+# The workload sizes a roofline needs; kv_heads, when absent, is heads (multi-head attention, no GQA).
+WORKLOAD_SIZES = ("batch", "heads", "head_dim", "seq_len")
+
+
+def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: str = "<python>",
+                    where: Mapping[str, str] | None = None) -> tuple[list[RooflinePoint], list[tuple[str, str]]]:
     """Roofline points of a workload's attention kernels (causal prefill at `seq_len`, decode against a KV cache
-    of `seq_len`); `params_of(family)` gives a family's parameters (e.g. `Calibration.family_params`)."""
+    of `seq_len`), and (label, reason) of each kernel that cannot run it; `params_of(family)` gives a family's
+    parameters (e.g. `Calibration.family_params`). A missing or unusable size is a SpecError naming `source` and
+    `where[size]` (default `params.<size>`)."""
+    def blame(key: str) -> str:
+        return (where or {}).get(key, f"params.{key}")
+
+    for key in WORKLOAD_SIZES:
+        if key not in workload:
+            raise SpecError(source, blame(key), f"missing: the attention roofline needs {', '.join(WORKLOAD_SIZES)}")
     heads = int(workload["heads"])
     kv_heads = int(workload.get("kv_heads", heads))
-    points = []
+    if heads % kv_heads:
+        raise SpecError(source, blame("kv_heads"), f"expected a divisor of heads ({heads}), got {kv_heads}")
+    points, infeasible = [], []
     for label, kernel, direction in WORKLOAD_KERNELS:
-        case = AttentionCase(direction, int(workload.get("batch", 1)), heads, kv_heads, int(workload["head_dim"]),
+        case = AttentionCase(direction, int(workload["batch"]), heads, kv_heads, int(workload["head_dim"]),
                              int(workload["seq_len"]), direction != "decode", "fp16")
+        field, problem = case.size_problem()
+        if problem:
+            raise SpecError(source, blame("seq_len" if field == "seqlen" else field), problem)
         result = predict(kernel, case, gpu, params_of(family_of(kernel)))
         if result.feasible:
             points.append(roofline_point(label, result, gpu))
-    return points
+        else:
+            infeasible.append((label, result.reason))
+    return points, infeasible

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archsim.gpu.cases import resolve
+from archsim.gpu.cases import check_work, distinct, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
@@ -24,6 +24,7 @@ from archsim.model.gpu import GpuResult, predict_plans
 
 OVERALL = "overall"
 SPLITS = ("held-out", "calibration")
+MAX_VALIDATION_CTAS = 100_000_000  # about 10 s of timing on one core
 
 
 @dataclass(frozen=True)
@@ -66,18 +67,20 @@ def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> 
 
 
 def validate(path: str | Path, calibration: Calibration) -> Validation:
+    """Predict every modelled row of the file (each distinct case once; their CTAs in all capped at
+    `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS)."""
     measurements, skipped = read_measurements(path)
     rows, unmodelled = resolve(measurements)
-    comparisons, infeasible = [], []
-    for row in rows:
-        m = row.measurement
-        result = predict_plans(m.kernel, m.case, row.gpu, row.plans, calibration.family_params(row.family))
-        if not result.feasible:
-            infeasible.append(Skipped(m.row, m.columns, result.reason))
-            continue
+    cases, case_of_row = distinct(rows)
+    check_work(cases, str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS", MAX_VALIDATION_CTAS)
+    results = [predict_plans(c.measurement.kernel, c.measurement.case, c.gpu, c.plans,
+                             calibration.family_params(c.family)) for c in cases]
+    comparisons = []
+    for row, i in zip(rows, case_of_row, strict=True):
+        m, result = row.measurement, results[i]
         comparisons.append(Comparison(m, calibration.split_of(m.case.seqlen), result, m.in_metric(result.time_s),
                                       m.in_metric(roofline_time_s(result, row.gpu))))
-    skipped_all = sorted([*skipped, *unmodelled, *infeasible], key=lambda s: s.row)
+    skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all))
 
 

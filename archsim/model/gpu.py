@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from archsim.cascade.load import env_limit
 from archsim.gpu.spec import GPU
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
@@ -54,6 +55,11 @@ MAX_REGS_PER_THREAD = 255
 PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (gpu.md §1.0)
+# Most query rows (batch x heads x seqlen) one case may have: the kernels' grids hold a CTA per 16 to 128 rows and
+# are timed CTA by CTA, so this bounds the memory (~1 GB) and time (seconds) of one prediction. 2**30 is 64 times
+# Llama-3-405B's 128 heads at batch 1 and 128K tokens. ARCHSIM_MAX_GPU_ROWS raises it.
+MAX_QUERY_ROWS = 2**30
+MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,21 @@ class AttentionCase:
             return 4.0 * self.batch * self.heads * self.seqlen * self.head_dim
         forward = 4.0 * self.batch * self.heads * self.seqlen**2 * self.head_dim
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
+
+    def size_problem(self) -> tuple[str, str]:
+        """(field, why) when the case cannot be modelled because of its sizes, else ("", ""): every size a
+        positive whole number, and batch x heads x seqlen at most `MAX_QUERY_ROWS` (`ARCHSIM_MAX_GPU_ROWS`)."""
+        for name in ("batch", "heads", "kv_heads", "head_dim", "seqlen"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                return name, f"expected a positive whole number, got {value!r}"
+        limit = env_limit(MAX_QUERY_ROWS_ENV, MAX_QUERY_ROWS)
+        rows = self.batch * self.heads * self.seqlen
+        if rows > limit:
+            return "seqlen", (f"batch x heads x seqlen = {self.batch} x {self.heads} x {self.seqlen} = {rows:.3g} "
+                              f"query rows, beyond the limit of {limit} on one modelled attention call (raise it "
+                              f"with the environment variable {MAX_QUERY_ROWS_ENV})")
+        return "", ""
 
 
 @dataclass(frozen=True)

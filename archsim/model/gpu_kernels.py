@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from archsim.errors import SpecError
 from archsim.gpu.spec import GPU
 from archsim.model.gpu import (
     PRECISION_BYTES,
@@ -576,7 +577,11 @@ def default_params(family: str) -> dict[str, float]:
 
 
 def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled."""
+    """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled. A case with sizes no kernel
+    takes (`AttentionCase.size_problem`) is a SpecError: callers reading a file check it first, naming the field."""
+    field, problem = case.size_problem()
+    if problem:
+        raise SpecError("<python>", f"AttentionCase.{field}", problem)
     if kernel not in KERNELS:
         return f"no model for kernel '{kernel}' (modelled: {', '.join(KERNELS)})"
     if case.precision not in PRECISIONS:

@@ -120,6 +120,7 @@ class ModelShard:
     tp: int
     pp: int
     word_bytes: int = 2
+    source: str = "<python>"  # the workload file, which errors blame
 
     @property
     def label(self) -> str:
@@ -163,28 +164,37 @@ class ModelShard:
         return self.tp * self.pp * max(0.0, device_bytes - reserved_bytes - self.weight_bytes_per_device)
 
 
+SERVED_SIZES = ("hidden", "heads", "head_dim", "ffn_dim", "layers", "word_bytes")
+
+
 def model_shard(name: str, tp: int | None = None, pp: int | None = None) -> ModelShard:
     """A library workload (gpt3-7b ...) cut by the artifact's parallelism (or the given TP/PP, which must divide
-    the heads and FFN columns, and the layers)."""
+    the heads and FFN columns, and the layers). Every size in `SERVED_SIZES` must be in the workload (a whole
+    number >= 1, as the workload loader checks): none is taken from a default."""
     from archsim.library import load_workload_spec
 
-    p = load_workload_spec(name).params
-    for size in ("hidden", "heads", "head_dim", "ffn_dim", "layers"):
-        if size not in p:
-            raise SpecError(name, f"params.{size}", "a served model needs this size")
+    spec = load_workload_spec(name)
+    p, source = spec.params, spec.path
+    for size in SERVED_SIZES:
+        value = p.get(size)
+        if value is None:
+            raise SpecError(source, f"params.{size}", f"missing: a served model needs {', '.join(SERVED_SIZES)}")
+        if not (math.isfinite(value) and value >= 1 and value == int(value)):
+            raise SpecError(source, f"params.{size}", f"expected a whole number >= 1, got {value!r}")
     heads = p["heads"]
     if p.get("kv_heads", heads) != heads or p.get("experts", 1) != 1:
-        raise SpecError(name, "params", "the NeuPIMs model covers dense multi-head decoders (GPT-3 family); this "
-                                        f"workload has kv_heads={p.get('kv_heads', heads):g}, "
-                                        f"experts={p.get('experts', 1):g}")
+        raise SpecError(source, "params", "the NeuPIMs model covers dense multi-head decoders (GPT-3 family); this "
+                                          f"workload has kv_heads={p.get('kv_heads', heads):g}, "
+                                          f"experts={p.get('experts', 1):g}")
     default_tp, default_pp = MODELS.get(name, (1, 1))
     tp, pp = tp or default_tp, pp or default_pp
     if p["heads"] % tp or p["ffn_dim"] % tp:
-        raise SpecError(name, "tp", f"a divisor of heads ({p['heads']:g}) and ffn_dim ({p['ffn_dim']:g}), got {tp}")
+        raise SpecError(source, "tp", f"expected a divisor of heads ({p['heads']:g}) and ffn_dim "
+                                      f"({p['ffn_dim']:g}), got {tp}")
     if p["layers"] % pp:
-        raise SpecError(name, "pp", f"a divisor of layers ({p['layers']:g}), got {pp}")
+        raise SpecError(source, "pp", f"expected a divisor of layers ({p['layers']:g}), got {pp}")
     return ModelShard(name, int(p["hidden"]), int(p["heads"]), int(p["head_dim"]), int(p["ffn_dim"]),
-                      int(p["layers"]), tp, pp, int(p.get("word_bytes", 2)))
+                      int(p["layers"]), tp, pp, int(p["word_bytes"]), source)
 
 
 # ------------------------------------------------------------------------------------------------ NPU work

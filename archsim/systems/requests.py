@@ -7,11 +7,13 @@ tokens, Alpaca (text-davinci-003) 12 / 56. The shape is our assumption: each len
 for the clipped lognormal, then bisection), so the presets keep the paper's means. The caps follow the models'
 2,048-token context: ShareGPT prompts and outputs at most 1,024 tokens each; Alpaca, whose texts are short, at most
 256 prompt and 512 output tokens.
+
+Requests are capped at `MAX_REQUESTS` per run (ARCHSIM_MAX_REQUESTS raises it): the simulator takes about 5 ms of
+CPU per request, so the cap is a run of minutes, not a hang.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import statistics
@@ -19,9 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from archsim.cascade.load import env_limit
 from archsim.errors import SpecError, check_choice
+from archsim.gpu.measurements import read_csv_rows
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+MAX_REQUESTS = 100_000
+MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
 _STANDARD_NORMAL = statistics.NormalDist()
 
 
@@ -99,6 +105,7 @@ def poisson_requests(rate_per_s: float, n: int, lengths: LengthDistribution | st
         raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s}")
     if n < 0:
         raise SpecError("<python>", "n", f"expected a request count >= 0, got {n}")
+    check_request_count(n, "<python>", "n")
     dist = length_distribution(lengths) if isinstance(lengths, str) else lengths
     rng = random.Random(seed)
     arrivals_s, now_s = [], 0.0
@@ -129,18 +136,21 @@ def _parse_tokens(text: str, source: str, where: str) -> int:
     return value
 
 
+def check_request_count(n: int, source: str, where: str = "") -> None:
+    """Refuse more than `MAX_REQUESTS` requests (ARCHSIM_MAX_REQUESTS) before any is made or simulated."""
+    limit = env_limit(MAX_REQUESTS_ENV, MAX_REQUESTS)
+    if n > limit:
+        raise SpecError(source, where, f"{n} requests, beyond the limit of {limit} per run (about 5 ms of CPU "
+                                       f"each; raise it with the environment variable {MAX_REQUESTS_ENV})")
+
+
 def read_trace(path: str | Path) -> tuple[Request, ...]:
     """Requests from a CSV file with the header `arrival_s,prompt_tokens,output_tokens` (in any order, no other
     columns), one request a row; request ids are the row order (0-based). Rows need not be sorted by arrival.
-    Errors name the file, the line and column, and what was expected."""
+    Errors name the file, the line and column, and what was expected (the file itself: `read_csv_rows`)."""
     source = str(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise SpecError(source, "", f"cannot read the trace ({e.strerror})") from None
-    if not rows:
-        raise SpecError(source, "line 1", f"empty file (expected the header {','.join(TRACE_COLUMNS)})")
+    rows = read_csv_rows(path, f"the header {','.join(TRACE_COLUMNS)}")
+    check_request_count(len(rows) - 1, source)
     header = [name.strip() for name in rows[0]]
     if sorted(header) != sorted(TRACE_COLUMNS):
         raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header)}")
