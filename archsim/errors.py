@@ -8,15 +8,21 @@ from collections.abc import Mapping, Sequence
 class SpecError(ValueError):
     """A spec (YAML file or Python value) is malformed.
 
-    `source` names the file (or "<python>" for specs built in code), `where` the YAML path or the Einsum,
-    and the message says what was expected.
+    `source` names the file (or "<python>" for specs built in code, or the CLI option), `where` the YAML path or
+    the Einsum, and the message says what was expected. Each part is kept to one line.
     """
 
     def __init__(self, source: str, where: str, message: str) -> None:
-        self.source = source
-        self.where = where
-        self.message = message
-        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+        self.source = _one_line(source) or "''"
+        self.where = _one_line(where)
+        self.message = _one_line(message)
+        super().__init__(f"{self.source}: {self.where}: {self.message}" if self.where
+                         else f"{self.source}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: a line break inside a quoted value or a parser's excerpt becomes ' / '."""
+    return " / ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = "") -> None:

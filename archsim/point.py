@@ -22,6 +22,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
+from archsim.errors import SpecError
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
@@ -45,14 +46,27 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
     """Load (names and paths) or take (specs already loaded) everything, bind the sizes, analyse the cascade and
     run the mapper."""
     spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)
-    architecture = arch if isinstance(arch, Architecture) else library.load_architecture_spec(
-        arch or spec.architecture)
-    cascade_spec = cascade if isinstance(cascade, Cascade) else library.load_cascade_spec(cascade or spec.cascade)
+    architecture = arch if isinstance(arch, Architecture) else (
+        library.load_architecture_spec(arch) if arch else _named_by(spec, "architecture"))
+    cascade_spec = cascade if isinstance(cascade, Cascade) else (
+        library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
     binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
     analysis = analyze(binding)
     return Point(binding, analysis, architecture, search(binding, analysis, architecture, spec))
+
+
+def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
+    """The cascade or architecture a mapping names; a name that is no spec is blamed on the mapping file."""
+    name = getattr(spec, field)
+    load = library.load_cascade_spec if field == "cascade" else library.load_architecture_spec
+    try:
+        return load(name)
+    except SpecError as exc:
+        if exc.source != name:  # the named file exists but is bad: its own error names it
+            raise
+        raise SpecError(spec.source, field, f"{name!r}: {exc.message}") from None
 
 
 def run_point(mapping: str | Mapping, **kwargs) -> Result:
