@@ -117,7 +117,8 @@ class _Loader:
         return dict(data)
 
     def number(self, value: Any, where: str, positive: bool, what: str) -> float:
-        bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+        bad = (isinstance(value, bool) or not isinstance(value, numbers.Real)
+               or (isinstance(value, int) and abs(value) > MAX_VALUE) or not math.isfinite(value))
         if bad or value < 0 or (positive and value == 0):
             raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
                                     f"got {value!r}")

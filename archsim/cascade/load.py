@@ -27,6 +27,7 @@ import math
 import os
 import re
 import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -167,6 +168,9 @@ def number(value: Any, source: str, where: str) -> float:
     """A YAML number, accepting `inf`/`-inf` (also spelled as strings) but never NaN (`.nan`)."""
     if isinstance(value, bool):
         raise SpecError(source, where, f"expected a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise SpecError(source, where, f"expected a number, got an integer of {len(str(abs(value)))} digits "
+                                       "(beyond the largest float)")
     if isinstance(value, int | float) and not math.isnan(value):
         return float(value)
     if isinstance(value, str) and value.strip() in ("inf", "+inf", "-inf"):
@@ -338,13 +342,13 @@ class _Loader:
 
     def declare_input(self, name: str, ranks: Any) -> None:
         where = f"inputs.{name}"
-        if not _IDENT.match(name):
+        if not isinstance(name, str) or not _IDENT.match(name):
             raise self.error(where, "a tensor name is an identifier")
         if not isinstance(ranks, list):
             raise self.error(where, "expected a list of ranks, e.g. [B, H, M, E]")
         for rank in ranks:
-            if rank not in self.rank_sizes:
-                raise self.error(where, f"unknown rank '{rank}' (ranks: {', '.join(self.rank_sizes)})")
+            if not isinstance(rank, str) or rank not in self.rank_sizes:
+                raise self.error(where, f"unknown rank {rank!r} (ranks: {', '.join(self.rank_sizes)})")
         ranks = tuple(ranks)
         self.tensors[name] = TensorDecl(name, ranks, self.leaf_ranks(ranks), "input")
 
