@@ -20,6 +20,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,23 +58,26 @@ def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
         raise SpecError("--scheduler", address, f"cannot connect within {timeout_s:g} s: "
                                                 f"{exc.strerror or exc or type(exc).__name__}") from None
     address = f"tcp://{match[1]}:{port}"
-    try:
-        reply = asyncio.run(_identity(address, timeout_s))
-    except Exception as exc:  # whatever answers is not a Dask scheduler (garbage, a closed stream, a timeout)
+    try:  # in a thread of its own, so that a caller's running event loop (a notebook's) is no obstacle
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(asyncio.run, asyncio.wait_for(_identity(address), timeout_s)).result()
+    except TimeoutError:
+        reply = f"no answer within {timeout_s:g} s"
+    except Exception as exc:  # whatever answers is not a Dask scheduler (garbage, a closed stream)
         reply = f"{type(exc).__name__}: {exc}"
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         raise SpecError("--scheduler", address, f"no Dask scheduler answers there ({str(reply)[:80]})")
     return address
 
 
-async def _identity(address: str, timeout_s: float):
+async def _identity(address: str):
     """What the server at `address` says it is (a Dask `identity` request)."""
     from distributed.comm import connect
 
-    comm = await connect(address, timeout=timeout_s)
+    comm = await connect(address)
     try:
-        await asyncio.wait_for(comm.write({"op": "identity"}), timeout_s)
-        return await asyncio.wait_for(comm.read(), timeout_s)
+        await comm.write({"op": "identity"})
+        return await comm.read()
     finally:
         comm.abort()
 
