@@ -158,7 +158,7 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         raise SpecError(source, "", "a sweep is a mapping")
     check_keys(data, sorted(_KEYS), source)
     for key in ("name", "mapping", "axes"):
-        if key not in data:
+        if data.get(key) is None:
             raise SpecError(source, key, "required")
     for key in ("name", "mapping", "description", "cascade", "arch", "workload"):
         if data.get(key) is not None and not isinstance(data[key], str):
