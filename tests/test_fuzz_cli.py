@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 BUDGET = {
     "test_check_every_kind": 260, "test_cascades": 140, "test_workloads": 110, "test_mappings": 110,
     "test_architectures": 70, "test_gpu_presets": 35, "test_calibration": 50, "test_sweeps": 50,
-    "test_sweeps_on_dask": 2, "test_traces": 80, "test_measurements": 80, "test_arguments": 250,
+    "test_sweeps_on_dask": 2, "test_traces": 80, "test_measurements": 80, "test_arguments": 300,
 }
 MIN_CASES = 1000  # issue 12: "at least 1,000 generated cases per CI run"
 
@@ -389,6 +389,32 @@ def objectives_command(draw, store: str, sweep: str) -> list[str]:
         ["sweep", sweep, "--local", "--db", "store.sqlite", "--objectives", objectives],
         ["results", store, "--csv", "front.csv", "--front", objectives],
         ["report", "--sweep", store, "--objectives", objectives, "--out", "report"],
+        ["report", "--sweep", store, "--spec", draw(st.sampled_from((sweep, "demo", "nosuch"))), "--out", "report"],
+    )))
+
+
+@st.composite
+def scheduler_command(draw, sweep: str) -> list[str]:
+    address = draw(st.sampled_from(("garbage", "", "tcp://", "tcp://[::1", "tcp://127.0.0.1:1", "inproc://x",
+                                    "tcp://256.0.0.1:8786", "\u2135://x")))
+    return ["sweep", sweep, "--scheduler", address, "--db", "store.sqlite"]
+
+
+@st.composite
+def output_command(draw, store: str, sweep: str, regular: str) -> list[str]:
+    """A writer's output path: fresh, in a missing folder, empty, the working folder, under a regular file."""
+    out = draw(st.sampled_from(("out", "missing/deeper/out", "", ".", regular, f"{regular}/out",
+                                "out\u2135", "out\nline", "-")))
+    return draw(st.sampled_from((
+        ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", out],
+        ["validate", "--out", out],
+        ["calibrate", "--out", out],
+        ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--rate", "100", "--requests", "1",
+         "--lengths", "alpaca", "--trace-out", out],
+        ["run", "--mapping", "flat", *WORKLOAD, "--model", "event", "--trace", out],
+        ["report", "--library", "--out", out],
+        ["results", store, "--csv", out],
+        ["sweep", sweep, "--local", "--db", out],
     )))
 
 
@@ -422,15 +448,18 @@ def sweep_store(tmp_path_factory, sweep_bases: list[Path]) -> tuple[str, str]:
 
 def test_arguments(tmp_path: Path, sweep_store: tuple[str, str]) -> None:
     """Generated option values: --set NAME=VALUE, --seq-len, --rate/--requests and friends, --objectives/--front,
-    and junk or misplaced options."""
+    --scheduler, output paths, and junk or misplaced options."""
     store, sweep = sweep_store
 
     def one(args: list[str]) -> Outcome:
         check = result_json_is_sound if args[0] == "run" and "--json" in args else None
         return _run("test_arguments", args, tmp_path, check_output=check)
 
+    regular = tmp_path / "a-file"
+    regular.write_text("a regular file\n")
     strategy = st.one_of(set_command(), set_command(), roofline_command(), simulate_command(), simulate_command(),
-                         objectives_command(store, sweep), junk_command(store, sweep), junk_command(store, sweep))
+                         objectives_command(store, sweep), junk_command(store, sweep), junk_command(store, sweep),
+                         output_command(store, sweep, str(regular)), scheduler_command(sweep))
     _fuzz("test_arguments", strategy, one)
 
 
@@ -471,8 +500,9 @@ def test_unwritable_outputs(tmp_path: Path, sweep_store: tuple[str, str]) -> Non
     _report("test_unwritable_outputs", failures)
 
 
-def test_bad_stores(tmp_path: Path) -> None:
-    """`results` and `report --sweep` on files that are not sweep stores."""
+def test_bad_existing_files(tmp_path: Path) -> None:
+    """`results` and `report --sweep` on files that are not sweep stores; `measure` appending to a file that is not
+    a measurements CSV."""
     stores = {"text.sqlite": b"this is not SQLite\n", "empty.sqlite": b"", "bytes.sqlite": bytes(range(256)) * 8,
               "header.sqlite": b"SQLite format 3\x00" + b"\x00" * 84}
     failures = []
@@ -480,15 +510,23 @@ def test_bad_stores(tmp_path: Path) -> None:
         path = tmp_path / name
         path.write_bytes(data)
         for args in (["results", str(path), "--csv", "x.csv"], ["report", "--sweep", str(path), "--out", "r"]):
-            outcome = _run("test_bad_stores", args, tmp_path, label=f"{name}: {data[:20]!r}")
+            outcome = _run("test_bad_existing_files", args, tmp_path, label=f"{name}: {data[:20]!r}")
             if outcome.problems:
                 failures.append(outcome)
-    _report("test_bad_stores", failures)
+    for name, data in {"latin1.csv": "source,gpu,n\u00e4me\n".encode("latin-1"), "binary.csv": bytes(range(256)),
+                       "other.csv": b"a,b,c\n1,2,3\n"}.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        args = ["measure", "--interpret", "--kernels", "naive", "--max-seqlen", "16", "--out", str(path)]
+        outcome = _run("test_bad_existing_files", args, tmp_path, label=f"{name}: {data[:20]!r}")
+        if outcome.problems:
+            failures.append(outcome)
+    _report("test_bad_existing_files", failures)
 
 
 def test_odd_paths(tmp_path: Path) -> None:
-    """`check` on paths that are not spec files: a folder, an empty device, a FIFO with no writer, a missing file,
-    a 20 MB YAML file and an alias bomb."""
+    """`check` on paths that are not spec files: a folder, devices (an empty one, an endless one), a FIFO with no
+    writer, a missing file, a 20 MB YAML file and an alias bomb."""
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
     big = tmp_path / "big.yaml"
@@ -497,7 +535,7 @@ def test_odd_paths(tmp_path: Path) -> None:
     bomb.write_bytes(b"params:\n" + b"".join(
         b"  a%d: &a%d [" % (i, i) + b", ".join([b"*a%d" % (i - 1) if i else b"1"] * 10) + b"]\n" for i in range(9)))
     failures = []
-    for path in (tmp_path, "/dev/null", fifo, tmp_path / "missing.yaml", big, bomb):
+    for path in (tmp_path, "/dev/null", "/dev/zero", fifo, tmp_path / "missing.yaml", big, bomb):
         outcome = _run("test_odd_paths", ["check", str(path)], tmp_path)
         if outcome.problems:
             failures.append(outcome)
