@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from archsim.gpu.cases import ModelledRow, check_work, distinct, resolve
+from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, resolve
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import Calibration
 from archsim.model.gpu import predict_plans
@@ -119,9 +119,9 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
 def calibrate(path: str | Path) -> Calibration:
     """Fit every family on the calibration split of a measurements CSV."""
     measurements, skipped = read_measurements(path)
-    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)])
-    check_work(distinct(rows)[0], str(path), "the calibration split", "ARCHSIM_MAX_CALIBRATION_CTAS",
-               MAX_CALIBRATION_CTAS)
+    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)],
+                      WorkLimit(str(path), "the calibration split", "ARCHSIM_MAX_CALIBRATION_CTAS",
+                                MAX_CALIBRATION_CTAS))
     params, fitted, fit = {}, {}, {}
     for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
         shared = {n: params[p.shared_from][n] for n, p in spec.params.items()

@@ -30,9 +30,26 @@ class ModelledRow:
     plans: tuple[Plan, ...]
 
 
-def resolve(measurements: list[Measurement]) -> tuple[list[ModelledRow], list[Skipped]]:
+@dataclass(frozen=True)
+class WorkLimit:
+    """The most CTAs the distinct cases of a file may launch in all, checked while their plans are built (the
+    model times a launch CTA by CTA, at about 0.1 us and a few dozen bytes each): `default`, or the value of the
+    environment variable `env`; `what` names the rows in the message."""
+
+    source: str
+    what: str
+    env: str
+    default: int
+
+
+def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
+            ) -> tuple[list[ModelledRow], list[Skipped]]:
+    """The rows the model takes, with their plans (built once per distinct kernel, case and GPU), and the others
+    with the reason; a SpecError as soon as the distinct cases exceed `limit`."""
+    most = env_limit(limit.env, limit.default) if limit else 0
     gpus: dict[str, GPU | None] = {}
-    rows, skipped = [], []
+    built: dict[tuple, tuple[Plan, ...] | str] = {}
+    rows, skipped, ctas = [], [], 0
     for m in measurements:
         family = family_of(m.kernel)
         if family is None:
@@ -45,16 +62,34 @@ def resolve(measurements: list[Measurement]) -> tuple[list[ModelledRow], list[Sk
             skipped.append(Skipped(m.row, m.columns, f"no GPU preset matches '{m.gpu}' "
                                                      f"(presets: {', '.join(gpu_names())})"))
             continue
-        found = plans(m.kernel, m.case, gpu)
+        key = (m.kernel, m.case, gpu.name)
+        if key not in built:
+            built[key] = _runnable(m, gpu)
+            ctas += _ctas(built[key])
+            if limit and ctas > most:
+                raise SpecError(limit.source, "", f"{limit.what}: {len(built)} distinct cases whose kernels launch "
+                                                  f"more than {most} CTAs in all (use fewer or smaller cases, or "
+                                                  f"raise the limit with the environment variable {limit.env})")
+        found = built[key]
         if isinstance(found, str):
             skipped.append(Skipped(m.row, m.columns, found))
             continue
-        runnable = tuple(p for p in found if not plan_feasibility(p, gpu))
-        if not runnable:
-            skipped.append(Skipped(m.row, m.columns, plan_feasibility(found[0], gpu)))
-            continue
-        rows.append(ModelledRow(m, gpu, family, runnable))
+        rows.append(ModelledRow(m, gpu, family, found))
     return rows, skipped
+
+
+def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The plans of a row that fit on `gpu`, or why none can run."""
+    found = plans(m.kernel, m.case, gpu)
+    if isinstance(found, str):
+        return found
+    runnable = tuple(p for p in found if not plan_feasibility(p, gpu))
+    return runnable or plan_feasibility(found[0], gpu)
+
+
+def _ctas(found: tuple[Plan, ...] | str) -> int:
+    return 0 if isinstance(found, str) else sum(launch.ctas for plan in found for launch in plan.launches
+                                                if isinstance(launch, TiledLaunch))
 
 
 def distinct(rows: list[ModelledRow]) -> tuple[list[ModelledRow], np.ndarray]:
@@ -64,15 +99,3 @@ def distinct(rows: list[ModelledRow]) -> tuple[list[ModelledRow], np.ndarray]:
     index = [first.setdefault((r.measurement.kernel, r.measurement.case, r.gpu.name), len(first)) for r in rows]
     unique = {i: r for r, i in zip(rows, index, strict=True)}
     return [unique[i] for i in range(len(first))], np.array(index, dtype=int)
-
-
-def check_work(rows: list[ModelledRow], source: str, what: str, env: str, limit: int) -> None:
-    """Refuse, before timing them, rows whose launches hold more CTAs in all than `limit` (the model times a
-    launch CTA by CTA, at about 0.1 us each): the message names the environment variable `env` that raises it."""
-    limit = env_limit(env, limit)
-    ctas = sum(launch.ctas for r in rows for plan in r.plans for launch in plan.launches
-               if isinstance(launch, TiledLaunch))
-    if ctas > limit:
-        raise SpecError(source, "", f"{what}: {len(rows)} distinct cases whose kernels launch {ctas} CTAs in all, "
-                                    f"beyond the limit of {limit} (use fewer or smaller cases, or raise it with the "
-                                    f"environment variable {env})")

@@ -90,11 +90,11 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
             raise SpecError(source, f"{where}.params", "expected a mapping parameter -> value")
         params[name] = {p: _param(name, p, v, source, f"{where}.params.{p}") for p, v in entry["params"].items()}
-        fitted[name] = tuple(entry.get("fitted") or ())
-        known = FAMILIES[name].params
-        if not all(isinstance(n, str) and n in known for n in fitted[name]):
+        names, known = entry.get("fitted") or [], FAMILIES[name].params
+        if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
             raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
-                                                       f"{', '.join(known)}), got {entry.get('fitted')!r}")
+                                                       f"{', '.join(known)}), got {names!r}")
+        fitted[name] = tuple(names)
         fit[name] = _mapping(entry.get("fit"), source, f"{where}.fit")
     return Calibration(data["version"], source, str(split.get("rule", "")), tuple(seqlens), params, fitted, fit,
                        _mapping(data.get("measurements"), source, "measurements"))

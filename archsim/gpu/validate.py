@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archsim.gpu.cases import check_work, distinct, resolve
+from archsim.gpu.cases import WorkLimit, distinct, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
@@ -24,7 +24,7 @@ from archsim.model.gpu import GpuResult, predict_plans
 
 OVERALL = "overall"
 SPLITS = ("held-out", "calibration")
-MAX_VALIDATION_CTAS = 100_000_000  # about 10 s of timing on one core
+MAX_VALIDATION_CTAS = 20_000_000  # about 2 s of timing on one core and 0.5 GB
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ def validate(path: str | Path, calibration: Calibration) -> Validation:
     """Predict every modelled row of the file (each distinct case once; their CTAs in all capped at
     `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS)."""
     measurements, skipped = read_measurements(path)
-    rows, unmodelled = resolve(measurements)
+    rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
+                                                       MAX_VALIDATION_CTAS))
     cases, case_of_row = distinct(rows)
-    check_work(cases, str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS", MAX_VALIDATION_CTAS)
     results = [predict_plans(c.measurement.kernel, c.measurement.case, c.gpu, c.plans,
                              calibration.family_params(c.family)) for c in cases]
     comparisons = []
