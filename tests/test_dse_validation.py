@@ -288,6 +288,15 @@ def test_a_report_spec_must_be_the_stores(tiny_store):
     assert "no stored point" in err.value.message
 
 
+def test_report_sweep_refuses_a_spec_that_is_not_the_stores(tiny_store, tmp_path, cli):
+    data, spec, db = tiny_store
+    other = tmp_path / "flat.yaml"
+    other.write_text(yaml.safe_dump({**data, "mapping": "flat"}))
+    result = cli("report", "--sweep", str(db), "--spec", str(other), "--out", str(tmp_path / "r"), expect=2)
+    assert result.output.startswith(f"error: {db}: ") and "no stored point" in result.output
+    assert result.output.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
 def test_a_sweep_report_replaces_the_old_one_whole_and_keeps_the_store(tiny_store, tmp_path, monkeypatch):
     _, spec, db = tiny_store
     df = read_records(db)

@@ -156,23 +156,17 @@ def _report_neupims(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
-    from archsim.dse.store import open_store, records
-    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts
+    from archsim.dse.store import read_records
+    from archsim.report.sweep import DEFAULT_OBJECTIVES, check_store_matches, counts
     from archsim.report.sweep_page import write_sweep_report
 
-    if not db.is_file():
-        raise SpecError(str(db), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
     spec = library.load_sweep_spec(spec_name) if spec_name else None
-    conn = open_store(db)
-    try:
-        df = records(conn)
-    finally:
-        conn.close()
+    df = read_records(db)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
+    if spec:
+        check_store_matches(spec, df, str(db))
     objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
-    if len(objectives) < 2:
-        raise SpecError(spec.source, "objectives", "a sweep report needs two objectives or more")
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
     n = counts(df, objectives)
     click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
