@@ -289,7 +289,7 @@ def test_a_report_spec_must_be_the_stores(tiny_store):
 
 
 def test_report_sweep_refuses_a_spec_that_is_not_the_stores(tiny_store, tmp_path, cli):
-    data, spec, db = tiny_store
+    data, _, db = tiny_store
     other = tmp_path / "flat.yaml"
     other.write_text(yaml.safe_dump({**data, "mapping": "flat"}))
     result = cli("report", "--sweep", str(db), "--spec", str(other), "--out", str(tmp_path / "r"), expect=2)
