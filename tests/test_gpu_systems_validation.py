@@ -174,6 +174,8 @@ def test_simulate_caps_requests(cli) -> None:
     _error_line(result, "--requests", f"limit of {MAX_REQUESTS}", "ARCHSIM_MAX_REQUESTS")
     with pytest.raises(SpecError, match="ARCHSIM_MAX_REQUESTS"):
         poisson_requests(1.0, MAX_REQUESTS + 1, "sharegpt", 0)
+    for rate in ("inf", "nan"):
+        _error_line(cli(*SIMULATE, "-w", "gpt3-7b", "--rate", rate, "--requests", "3", expect=2), "--rate", "finite")
 
 
 @pytest.mark.parametrize(("content", "fragments"), [
@@ -208,6 +210,18 @@ def test_simulate_trace_out_creates_folders_and_refuses_unwritable(cli, tmp_path
     result = cli(*SIMULATE, "-w", "gpt3-7b", "--rate", "50", "--requests", "3",
                  "--trace-out", str(_under_a_file(tmp_path, "t.json")), expect=2)
     _error_line(result, "--trace-out", "not a folder")
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("gpu-roofline", "--gpu", ""), "--gpu"), (("gpu-roofline", "-w", " "), "--workload"),
+    (("gpu-roofline", "--calibration", ""), "--calibration"), (("validate", "--measurements", ""), "--measurements"),
+    (("calibrate", "--out", ""), "--out"), (("validate", "--out", ""), "--out"),
+    (("simulate", "-s", "neupims", "-w", "", "--rate", "1", "--requests", "1"), "--workload"),
+    (("simulate", "-s", "neupims", "-w", "gpt3-7b", "--trace", ""), "--trace"),
+])
+def test_an_empty_name_is_refused_naming_the_option(cli, args, option: str) -> None:
+    """An empty --measurements used to fall back to the packaged file, an empty --out to printing."""
+    _error_line(cli(*args, expect=2), "got an empty value", f"'{option}'")
 
 
 # ------------------------------------------------------------------------------------------------ reproduce neupims

@@ -21,8 +21,16 @@ import click
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable, write_text
 
+
+def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback refusing an empty name or path (which would name no file in the error)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a name or a path, got an empty value")
+    return value
+
+
 REFERENCE_CSV = "attention_measured.csv"
-_MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False),
+_MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,
                              help="Measurements in the attention_measured.csv schema (default: the packaged "
                                   "published measurements).")
 
@@ -42,7 +50,7 @@ def _bad_input() -> Iterator[None]:
 
 @click.command("calibrate")
 @_MEASUREMENTS
-@click.option("--out", metavar="YAML", type=click.Path(dir_okay=False),
+@click.option("--out", metavar="YAML", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the calibration here (default: print the YAML).")
 def calibrate_cmd(measurements: str | None, out: str | None) -> None:
     """Fit the GPU model's per-family parameters on the calibration split (rows with seqlen 512, 2048 or 8192;
@@ -72,11 +80,11 @@ def calibrate_cmd(measurements: str | None, out: str | None) -> None:
 
 @click.command("validate")
 @_MEASUREMENTS
-@click.option("--calibration", default="v1", show_default=True, metavar="V",
+@click.option("--calibration", default="v1", show_default=True, metavar="V", callback=nonempty,
               help="A packaged calibration version or a calibration YAML path.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"rows": [...], "skipped": [...], "mape": {...}, "mape_held_out": {...}, ...} as JSON.')
-@click.option("--out", metavar="DIR", type=click.Path(file_okay=False),
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write validation.csv, skipped.csv and a model-vs-measured scatter validation.png here.")
 def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out: str | None) -> None:
     """Predict every supported row of a measurements CSV, beside the pure roofline; print the MAPE per
@@ -137,13 +145,15 @@ def _show(result, measurements: str, calibration: str) -> None:
 
 
 @click.command("gpu-roofline")
-@click.option("--gpu", "gpu_name", default="h100-sxm5", show_default=True, metavar="GPU",
+@click.option("--gpu", "gpu_name", default="h100-sxm5", show_default=True, metavar="GPU", callback=nonempty,
               help="A GPU preset (archsim/gpu/presets) or a YAML path.")
-@click.option("--workload", "-w", default="llama3-8b", show_default=True, metavar="W", help="A workload.")
+@click.option("--workload", "-w", default="llama3-8b", show_default=True, metavar="W", callback=nonempty,
+              help="A workload.")
 @click.option("--seq-len", type=float, metavar="N",
               help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1.")
-@click.option("--calibration", default="v1", show_default=True, metavar="V")
-@click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True)
+@click.option("--calibration", default="v1", show_default=True, metavar="V", callback=nonempty)
+@click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True,
+              callback=nonempty)
 def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibration: str, out: str) -> None:
     """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
     decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth

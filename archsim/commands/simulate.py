@@ -13,6 +13,7 @@ import time
 
 import click
 
+from archsim.commands.gpu import nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
@@ -30,10 +31,10 @@ from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, 
 @click.command("simulate")
 @click.option("--system", "-s", "system_name", required=True, type=click.Choice(sorted(neupims.PRESETS)),
               help="The system configuration.")
-@click.option("--workload", "-w", required=True, metavar="W",
+@click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help=f"Model (library workload with hidden/heads/head_dim/ffn_dim/layers), e.g. "
                    f"{', '.join(neupims.MODELS)}.")
-@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
               help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
 @click.option("--requests", "n_requests", type=click.IntRange(min=1),
@@ -47,7 +48,7 @@ from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, 
                                                         "for gpt3-7b).")
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the artifact's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--trace-out", type=click.Path(dir_okay=False),
+@click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
 def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: float | None,
                  n_requests: int | None, lengths: str, seed: int, max_batch: int, tp: int | None, pp: int | None,
@@ -70,6 +71,8 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         check_writable(trace_out, "--trace-out")
     if n_requests is not None:
         check_request_count(n_requests, "--requests")
+    if rate is not None and not math.isfinite(rate):
+        raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     model = neupims.system(system_name, workload, tp=tp, pp=pp)
