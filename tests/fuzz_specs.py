@@ -17,6 +17,7 @@ interrupt a call that runs Python code; a call stuck inside one long C call is i
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -130,6 +131,10 @@ def node_paths(tree: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _get(tree: Any, path: tuple) -> Any:
     for key in path:
         tree = tree[key]
@@ -143,7 +148,7 @@ def _odd_value(draw) -> tuple[Any, str]:
     elif choice == "text":
         value = draw(st.sampled_from(ODD_TEXT + EXPRESSIONS))
     elif choice == "structure":
-        value = draw(st.sampled_from(ODD_STRUCTURES))
+        value = copy.deepcopy(draw(st.sampled_from(ODD_STRUCTURES)))  # later edits change the tree in place
     elif choice == "deep":
         return DEEP_TOKEN, f"a bracket nest {draw(st.sampled_from(DEEP_DEPTHS))} deep"
     else:
@@ -187,7 +192,8 @@ def tree_edit(draw, tree: Any) -> tuple[Any, str]:
     if not paths:
         value, shown = _odd_value(draw)
         return value, f"root := {shown}"
-    path = draw(st.sampled_from(paths))
+    numbers = [p for p in paths if _is_number(_get(tree, p))]
+    path = draw(st.sampled_from(numbers if numbers and draw(st.booleans()) else paths))  # numbers half the time
     parent, key = _get(tree, path[:-1]), path[-1]
     where = ".".join(map(str, path))
     value = parent[key]
@@ -196,8 +202,8 @@ def tree_edit(draw, tree: Any) -> tuple[Any, str]:
         ops.append("rename")
     if isinstance(value, str):
         ops += ["edit text", "edit text"]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        ops += ["number", "number"]
+    if _is_number(value):
+        ops += ["number", "number", "scale"]
     op = draw(st.sampled_from(ops))
     if op == "delete":
         del parent[key]
@@ -219,6 +225,10 @@ def tree_edit(draw, tree: Any) -> tuple[Any, str]:
     if op == "number":
         parent[key] = draw(st.sampled_from(ODD_NUMBERS))
         return tree, f"{where} := {parent[key]!r}"[:100]
+    if op == "scale":  # a plausible-looking size: far larger or smaller, off by one, negated, fractional
+        factor = draw(st.sampled_from((1024, 2**20, 1e-3, -1, 0.5)))
+        parent[key] = value * factor if draw(st.booleans()) else value + draw(st.sampled_from((1, -1, 0.5)))
+        return tree, f"{where} := {parent[key]!r} (was {value!r})"[:100]
     parent[key], shown = _odd_value(draw)
     return tree, f"{where} := {shown}"
 
