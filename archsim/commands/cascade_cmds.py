@@ -10,7 +10,7 @@ import click
 from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import Binding, bind
-from archsim.commands.options import SET, WORKLOAD, parse_sets
+from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
@@ -41,7 +41,7 @@ def _show_analysis(analysis: Analysis) -> None:
 
 
 @click.command("analyze")
-@click.argument("cascade")
+@click.argument("cascade", callback=nonempty)
 @WORKLOAD
 @SET
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (see README for the schema).")
@@ -58,7 +58,7 @@ def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_js
 
 
 @click.command("execute")
-@click.argument("cascade")
+@click.argument("cascade", callback=nonempty)
 @WORKLOAD
 @SET
 @click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True,

@@ -18,16 +18,9 @@ from pathlib import Path
 
 import click
 
+from archsim.commands.options import nonempty
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable, write_text
-
-
-def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A click callback refusing an empty name or path (which would name no file in the error)."""
-    if value is not None and not value.strip():
-        raise click.BadParameter("expected a name or a path, got an empty value")
-    return value
-
 
 REFERENCE_CSV = "attention_measured.csv"
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,

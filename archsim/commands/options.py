@@ -6,9 +6,18 @@ import click
 
 from archsim.errors import SpecError
 
+
+def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback refusing an empty name or path (which would name no file in the error)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a name or a path, got an empty value")
+    return value
+
+
 SET = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                    help="Override a parameter or a rank size (repeatable).")
-WORKLOAD = click.option("--workload", "-w", metavar="W", help="Workload name or YAML path binding the params.")
+WORKLOAD = click.option("--workload", "-w", metavar="W", callback=nonempty,
+                        help="Workload name or YAML path binding the params.")
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from archsim import library
-from archsim.commands.options import SET, WORKLOAD, parse_sets, show_result
+from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
 from archsim.commands.sweep import objectives_option
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
@@ -28,22 +28,22 @@ _MODES = {  # mode -> the options that apply to it
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
 @click.option("--reproduction", type=click.Choice(["fusemax", "neupims"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
-@click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB",
+@click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB", callback=nonempty,
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
-@click.option("--spec", metavar="SPEC",
+@click.option("--spec", metavar="SPEC", callback=nonempty,
               help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
                    "(default objectives: latency_s, energy_pj).")
 @objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
-@click.option("--mapping", "-m", metavar="M", help="[--run] Mapping name or YAML path.")
-@click.option("--cascade", "-c", metavar="C", help="[--run] Cascade (default: the mapping's).")
-@click.option("--arch", "-a", metavar="A", help="[--run] Architecture (default: the mapping's).")
+@click.option("--mapping", "-m", metavar="M", callback=nonempty, help="[--run] Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", callback=nonempty, help="[--run] Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", callback=nonempty, help="[--run] Architecture (default: the mapping's).")
 @WORKLOAD
 @SET
 @click.option("--event", "use_event", is_flag=True,
               help="[--run] Evaluate with the event model: adds stall sources and trace.json (Chrome/Perfetto).")
 @click.option("--model", type=click.Choice(list(MODELS)), help="[--reproduction] Model (default BERT).")
 @click.option("--seq-len", type=click.IntRange(min=1, max=2**24), help="[--reproduction] Tokens (default 65536).")
-@click.option("--out", type=click.Path(file_okay=False),
+@click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
 def report_cmd(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,
                spec: str | None, mapping: str | None, cascade: str | None, arch: str | None, workload: str | None,

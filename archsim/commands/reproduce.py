@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from archsim.commands.options import nonempty
 from archsim.outputs import atomic_file, check_writable
 
 
@@ -15,7 +16,8 @@ from archsim.outputs import atomic_file, check_writable
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
                    '{"points", "headline", "attribution", "ablation"}.')
-@click.option("--out", type=click.Path(file_okay=False), help="Also write the comparisons as CSV here.")
+@click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
+              help="Also write the comparisons as CSV here.")
 def reproduce_cmd(paper: str, as_json: bool, out: str | None) -> None:
     """Run a paper's setup and print ours beside the paper's, with the error per metric.
 

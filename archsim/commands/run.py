@@ -6,20 +6,20 @@ import json
 
 import click
 
-from archsim.commands.options import SET, WORKLOAD, parse_sets, show_result
+from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
 from archsim.outputs import check_writable
 
 
 @click.command("run")
-@click.option("--mapping", "-m", required=True, metavar="M", help="Mapping name or YAML path.")
-@click.option("--cascade", "-c", metavar="C", help="Cascade (default: the mapping's).")
-@click.option("--arch", "-a", metavar="A", help="Architecture (default: the mapping's).")
+@click.option("--mapping", "-m", required=True, metavar="M", callback=nonempty, help="Mapping name or YAML path.")
+@click.option("--cascade", "-c", metavar="C", callback=nonempty, help="Cascade (default: the mapping's).")
+@click.option("--arch", "-a", metavar="A", callback=nonempty, help="Architecture (default: the mapping's).")
 @WORKLOAD
 @SET
 @click.option("--json", "as_json", is_flag=True, help="Print the Result as JSON.")
 @click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
               show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
-@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
               help="[--model event] Write the timeline as Chrome/Perfetto trace JSON here.")
 def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
             as_json: bool, model_kind: str, trace_path: str | None) -> None:

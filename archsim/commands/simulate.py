@@ -13,7 +13,7 @@ import time
 
 import click
 
-from archsim.commands.gpu import nonempty
+from archsim.commands.options import nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims

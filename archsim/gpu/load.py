@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import read_yaml
+from archsim.cascade.load import is_spec_path, read_yaml
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.spec import GPU, PRECISIONS
 
@@ -97,7 +97,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
 def load_gpu(name_or_path: str | Path) -> GPU:
     """A preset by name (`a100-80gb-sxm4`, see `gpu_names()`) or a YAML file by path."""
     text = str(name_or_path)
-    if "/" in text or text.endswith((".yaml", ".yml")):
+    if is_spec_path(text):
         path = Path(text)
         if not path.is_file():
             raise SpecError(text, "", "no such file")
