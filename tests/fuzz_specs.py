@@ -378,7 +378,8 @@ def _on_alarm(signum, frame) -> None:
 _OPTION = re.compile(r"(?<![\w-])--[a-z][\w-]*")
 _FILE = re.compile(r"[\w.-]+\.(?:ya?ml|csv|sqlite|json|png|db)\b")
 _PROGRESS = re.compile(r"^\d+/\d+ points, .* points/s, ETA .*$")  # `archsim sweep`'s progress line on stderr
-_ARGUMENT = re.compile(r"'[A-Z_]+'")  # click names a missing argument by its metavar: Missing argument 'SPEC'
+# click names a missing argument by its metavar (Missing argument 'SPEC'); a limit names its environment variable
+_ARGUMENT = re.compile(r"'[A-Z_]+'|\bARCHSIM_[A-Z_]+\b")
 
 
 def names_input(line: str, args: Sequence[str]) -> bool:

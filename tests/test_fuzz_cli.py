@@ -48,6 +48,7 @@ BUDGET = {
     "test_check_every_kind": 260, "test_cascades": 140, "test_workloads": 110, "test_mappings": 110,
     "test_architectures": 70, "test_gpu_presets": 35, "test_calibration": 50, "test_sweeps": 50,
     "test_sweeps_on_dask": 2, "test_traces": 80, "test_measurements": 80, "test_arguments": 300,
+    "test_environment_limits": 50, "test_odd_path_arguments": 70,
 }
 MIN_CASES = 1000  # issue 12: "at least 1,000 generated cases per CI run"
 
@@ -127,13 +128,16 @@ def _write(path: Path, mutant: Mutant) -> str:
 
 
 def _run(name: str, args: list[str], cwd: Path, mutant: Mutant | None = None, label: str = "",
-         check_output=None) -> Outcome:
+         check_output=None, env: dict[str, str] | None = None) -> Outcome:
     """Run one case; `mutant` is the input written to the one argument under `cwd` that is its path."""
-    outcome = run_case(name, args, mutant.label if mutant else label, cwd, check_output, env=ENV)
+    outcome = run_case(name, args, mutant.label if mutant else label, cwd, check_output, env={**ENV, **(env or {})})
     if mutant:
         outcome.input_data = mutant.data
         outcome.input_path = next((a for a in args if a.startswith(str(cwd)) and Path(a).read_bytes() == mutant.data),
                                   "")
+        if outcome.exit_code == 2 and outcome.input_path not in outcome.stderr:
+            # the baseline passes, so the mutated file is what is wrong: the message blames it (issue 12)
+            outcome.problems.append("exit 2 with a message not naming the mutated input file")
     return outcome
 
 
@@ -468,6 +472,74 @@ def test_arguments(tmp_path: Path, sweep_store: tuple[str, str]) -> None:
                          objectives_command(store, sweep), junk_command(store, sweep), junk_command(store, sweep),
                          output_command(store, sweep, str(regular)), scheduler_command(sweep))
     _fuzz("test_arguments", strategy, one)
+
+
+LIMITS = {  # each resource limit's environment variable (README) -> a command that reads it
+    "ARCHSIM_MAX_SPEC_BYTES": ["analyze", "attention-1pass"],
+    "ARCHSIM_MAX_EXECUTE_ELEMENTS": ["execute", "attention-1pass"],
+    "ARCHSIM_MAX_SIZE": ["run", "--mapping", "flat", *WORKLOAD, "--json"],
+    "ARCHSIM_MAX_SWEEP_POINTS": ["sweep", "SWEEP", "--local", "--db", "store.sqlite"],
+    "ARCHSIM_MAX_REQUESTS": ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--rate", "100", "--requests",
+                             "3", "--lengths", "alpaca"],
+    "ARCHSIM_MAX_CSV_BYTES": ["validate"],
+    "ARCHSIM_MAX_VALIDATION_CTAS": ["validate"],
+    "ARCHSIM_MAX_CALIBRATION_CTAS": ["calibrate"],
+    "ARCHSIM_MAX_GPU_ROWS": ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", "roofline"],
+}
+
+
+def test_environment_limits(tmp_path: Path, sweep_bases: list[Path]) -> None:
+    """A resource limit's environment variable set to a tiny, malformed or odd value."""
+
+    def one(case) -> Outcome:
+        variable, value = case
+        args = [str(sweep_bases[0]) if a == "SWEEP" else a for a in LIMITS[variable]]
+        return _run("test_environment_limits", args, tmp_path, label=f"{variable}={value!r}", env={variable: value})
+
+    values = st.sampled_from(("1", "2", "100", "abc", "0", "-1", "", " 5 ", "1e3", "0x10", "\u0661", "9" * 40,
+                              "nan", "inf"))
+    _fuzz("test_environment_limits", st.tuples(st.sampled_from(sorted(LIMITS)), values), one)
+
+
+@pytest.fixture(scope="module")
+def odd_paths(tmp_path_factory) -> dict[str, str]:
+    """Paths no file can be read from (or written to): a NUL byte, a name over 255 bytes, a symlink loop, a
+    dangling symlink, a folder with a file's name, a path under a regular file, a missing file."""
+    folder = tmp_path_factory.mktemp("odd-paths")
+    (folder / "loop.yaml").symlink_to(folder / "loop.yaml")
+    (folder / "dangling.yaml").symlink_to(folder / "missing-target.yaml")
+    (folder / "folder.yaml").mkdir()
+    (folder / "regular").write_text("a regular file\n")
+    return {"nul": str(folder / "a\x00b.yaml"), "long": str(folder / ("x" * 300 + ".yaml")),
+            "loop": str(folder / "loop.yaml"), "dangling": str(folder / "dangling.yaml"),
+            "folder": str(folder / "folder.yaml"), "under a file": str(folder / "regular" / "x.yaml"),
+            "missing": str(folder / "missing.yaml")}
+
+
+ODD_PATH_COMMANDS = (  # PATH is where the odd path goes
+    ["check", "PATH"], ["analyze", "PATH"], ["analyze", "attention-1pass", "--workload", "PATH"],
+    ["run", "--mapping", "PATH", *WORKLOAD], ["run", "--mapping", "flat", "--arch", "PATH", *WORKLOAD],
+    ["run", "--mapping", "flat", "--cascade", "PATH", *WORKLOAD], ["gpu-roofline", "--gpu", "PATH", "--out", "r"],
+    ["gpu-roofline", "--calibration", "PATH", "--out", "r"], ["validate", "--measurements", "PATH"],
+    ["calibrate", "--measurements", "PATH"], ["validate", "--calibration", "PATH"],
+    ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--trace", "PATH"], ["sweep", "PATH", "--local"],
+    ["results", "PATH", "--csv", "x.csv"], ["report", "--sweep", "PATH", "--out", "r"],
+    ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", "PATH"], ["calibrate", "--out", "PATH"],
+    ["run", "--mapping", "flat", *WORKLOAD, "--model", "event", "--trace", "PATH"],
+    ["report", "--library", "--out", "PATH"],
+)
+
+
+def test_odd_path_arguments(tmp_path: Path, odd_paths: dict[str, str]) -> None:
+    """Every option that reads or writes a file given a path that cannot be opened."""
+
+    def one(case) -> Outcome:
+        command, kind = case
+        args = [odd_paths[kind] if a == "PATH" else a for a in command]
+        return _run("test_odd_path_arguments", args, tmp_path, label=f"a path: {kind}")
+
+    _fuzz("test_odd_path_arguments", st.tuples(st.sampled_from(ODD_PATH_COMMANDS), st.sampled_from(sorted(odd_paths))),
+          one)
 
 
 def test_unwritable_outputs(tmp_path: Path, sweep_store: tuple[str, str]) -> None:
