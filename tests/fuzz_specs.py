@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -432,6 +433,7 @@ def run_case(test: str, args: list[str], label: str = "", cwd: Path | None = Non
     outcome = Outcome(list(args), label)
     runner = CliRunner()
     previous = signal.signal(signal.SIGALRM, _on_alarm)
+    environment = dict(os.environ)  # a command may set variables (measure sets TRITON_INTERPRET): undone below
     start = time.perf_counter()
     try:
         signal.setitimer(signal.ITIMER_REAL, TIME_BOUND_S)
@@ -445,6 +447,8 @@ def run_case(test: str, args: list[str], label: str = "", cwd: Path | None = Non
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        os.environ.clear()
+        os.environ.update(environment)
     outcome.seconds = time.perf_counter() - start
     outcome.exit_code, outcome.stdout, outcome.stderr = result.exit_code, result.stdout, result.stderr
     problems = outcome.problems

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import zlib
 from collections import defaultdict
@@ -112,7 +113,7 @@ def _report(name: str, failures: list[Outcome]) -> None:
                 f.write(json.dumps(record) + "\n")
     groups: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
     for outcome in failures:
-        groups[(outcome.problems[0].split(":")[0][:80], outcome.origin)].append(outcome)
+        groups[(re.split(r"[:(]", outcome.problems[0])[0].strip()[:80], outcome.origin)].append(outcome)
     lines = [f"{len(failures)} of {CASES[name]} cases broke the CLI contract, {len(groups)} causes:"]
     for (problem, origin), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         first = members[0]
@@ -406,6 +407,10 @@ def objectives_command(draw, store: str, sweep: str) -> list[str]:
 
 @st.composite
 def scheduler_command(draw, sweep: str) -> list[str]:
+    """A sweep on a scheduler address that is malformed or unreachable, or in process with an odd batch size."""
+    if draw(st.booleans()):
+        size = draw(st.sampled_from(("1", "0", "-1", "abc", "999999999999999999999", "1.5")))
+        return ["sweep", sweep, "--local", "--batch-size", size, "--db", "store.sqlite"]
     address = draw(st.sampled_from(("garbage", "", "tcp://", "tcp://[::1", "tcp://127.0.0.1:1", "inproc://x",
                                     "tcp://256.0.0.1:8786", "\u2135://x")))
     return ["sweep", sweep, "--scheduler", address, "--db", "store.sqlite"]
@@ -601,6 +606,19 @@ def test_bad_existing_files(tmp_path: Path) -> None:
         if outcome.problems:
             failures.append(outcome)
     _report("test_bad_existing_files", failures)
+
+
+def test_measure_options(tmp_path: Path) -> None:
+    """`measure --interpret` (the CPU path CI has) with odd kernel lists and sequence lengths: a huge
+    --max-seqlen must be refused or capped, not interpreted for minutes."""
+    failures = []
+    for kernels, max_seqlen in (("naive", "16"), ("naive", "99999999999"), ("nosuch", "16"), (",,", "16"),
+                                ("naive", "0"), ("naive", "abc")):
+        args = ["measure", "--interpret", "--kernels", kernels, "--max-seqlen", max_seqlen, "--out", "m.csv"]
+        outcome = _run("test_measure_options", args, tmp_path)
+        if outcome.problems:
+            failures.append(outcome)
+    _report("test_measure_options", failures)
 
 
 def test_odd_paths(tmp_path: Path) -> None:
