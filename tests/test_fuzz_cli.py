@@ -203,16 +203,20 @@ def test_workloads(tmp_path: Path) -> None:
 
 
 def test_mappings(tmp_path: Path) -> None:
-    """A mutated mapping evaluated on BERT-base at 1,024 tokens, analytically or (sometimes) event-driven."""
+    """A mutated mapping evaluated on BERT-base at 1,024 tokens, analytically or (sometimes) event-driven or drawn
+    by `report --run`."""
 
     def one(case) -> Outcome:
         mutant, model = case
         path = _write(tmp_path / "mapping.yaml", mutant)
+        if model == "report":
+            args = ["report", "--run", "--mapping", path, *WORKLOAD, "--set", "seq_len=1024", "--out", "report"]
+            return _run("test_mappings", args, tmp_path, mutant)
         args = ["run", "--mapping", path, *WORKLOAD, "--set", "seq_len=1024", "--model", model, "--json"]
         return _run("test_mappings", args, tmp_path, mutant, check_output=result_json_is_sound)
 
     _fuzz("test_mappings", st.tuples(yaml_mutant(SPEC_FILES["mapping"]),
-                                     st.sampled_from(("analytical",) * 5 + ("event",))), one,
+                                     st.sampled_from(("analytical",) * 5 + ("event", "report"))), one,
           [(unchanged(p), "analytical") for p in SPEC_FILES["mapping"]])
 
 
