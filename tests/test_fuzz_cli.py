@@ -512,17 +512,18 @@ def test_environment_limits(tmp_path: Path, sweep_bases: list[Path]) -> None:
 
 @pytest.fixture(scope="module")
 def odd_paths(tmp_path_factory) -> dict[str, str]:
-    """Paths no file can be read from (or written to): a NUL byte, a name over 255 bytes, a symlink loop, a
-    dangling symlink, a folder with a file's name, a path under a regular file, a missing file."""
+    """Paths no file can be read from (or written to): a name over 255 bytes, a symlink loop, a dangling symlink,
+    a folder with a file's name, a path under a regular file, a missing file, and (only from inside a spec: a
+    shell argument cannot hold one) a NUL byte."""
     folder = tmp_path_factory.mktemp("odd-paths")
     (folder / "loop.yaml").symlink_to(folder / "loop.yaml")
     (folder / "dangling.yaml").symlink_to(folder / "missing-target.yaml")
     (folder / "folder.yaml").mkdir()
     (folder / "regular").write_text("a regular file\n")
-    return {"nul": str(folder / "a\x00b.yaml"), "long": str(folder / ("x" * 300 + ".yaml")),
-            "loop": str(folder / "loop.yaml"), "dangling": str(folder / "dangling.yaml"),
-            "folder": str(folder / "folder.yaml"), "under a file": str(folder / "regular" / "x.yaml"),
-            "missing": str(folder / "missing.yaml")}
+    return {"long": str(folder / ("x" * 300 + ".yaml")), "loop": str(folder / "loop.yaml"),
+            "dangling": str(folder / "dangling.yaml"), "folder": str(folder / "folder.yaml"),
+            "under a file": str(folder / "regular" / "x.yaml"), "missing": str(folder / "missing.yaml"),
+            "nul": str(folder / "a\x00b.yaml")}
 
 
 ODD_PATH_COMMANDS = (  # PATH is where the odd path goes
@@ -537,18 +538,40 @@ ODD_PATH_COMMANDS = (  # PATH is where the odd path goes
     ["run", "--mapping", "flat", *WORKLOAD, "--model", "event", "--trace", "PATH"],
     ["report", "--library", "--out", "PATH"],
 )
+SPEC_REFERENCES = (  # (shipped spec, dotted key naming another spec, the command run on the edited copy)
+    ("mappings/flat.yaml", "architecture", ["run", "--mapping", "SPEC", *WORKLOAD]),
+    ("mappings/flat.yaml", "cascade", ["run", "--mapping", "SPEC", *WORKLOAD]),
+    ("archsim/dse/sweeps/demo.yaml", "mapping", ["sweep", "SPEC", "--local", "--db", "store.sqlite"]),
+    ("archsim/dse/sweeps/demo.yaml", "workload", ["sweep", "SPEC", "--local", "--db", "store.sqlite"]),
+    ("archsim/dse/sweeps/demo.yaml", "gpus.presets.0", ["sweep", "SPEC", "--local", "--db", "store.sqlite"]),
+)
 
 
 def test_odd_path_arguments(tmp_path: Path, odd_paths: dict[str, str]) -> None:
-    """Every option that reads or writes a file given a path that cannot be opened."""
+    """Every option that reads or writes a file, and every spec field that names another spec, given a path that
+    cannot be opened."""
 
     def one(case) -> Outcome:
         command, kind = case
-        args = [odd_paths[kind] if a == "PATH" else a for a in command]
-        return _run("test_odd_path_arguments", args, tmp_path, label=f"a path: {kind}")
+        if isinstance(command, list):
+            args = [odd_paths[kind] if a == "PATH" else a for a in command]
+            return _run("test_odd_path_arguments", args, tmp_path, label=f"a path: {kind}")
+        base, key, args = command
+        spec = yaml.safe_load((REPO / base).read_text())
+        if base.endswith("demo.yaml"):
+            spec = tiny_sweep(REPO / base)
+        *parents, last = key.split(".")
+        parent = spec
+        for part in parents:
+            parent = parent[int(part) if part.isdigit() else part]
+        parent[int(last) if last.isdigit() else last] = odd_paths[kind]
+        mutant = Mutant(REPO / base, (f"{key} := a path: {kind}",), yaml.safe_dump(spec).encode())
+        path = _write(tmp_path / "spec.yaml", mutant)
+        return _run("test_odd_path_arguments", [path if a == "SPEC" else a for a in args], tmp_path, mutant)
 
-    _fuzz("test_odd_path_arguments", st.tuples(st.sampled_from(ODD_PATH_COMMANDS), st.sampled_from(sorted(odd_paths))),
-          one)
+    from_shell = st.tuples(st.sampled_from(ODD_PATH_COMMANDS), st.sampled_from(sorted(set(odd_paths) - {"nul"})))
+    from_spec = st.tuples(st.sampled_from(SPEC_REFERENCES), st.sampled_from(sorted(odd_paths)))
+    _fuzz("test_odd_path_arguments", st.one_of(from_shell, from_spec), one)
 
 
 def test_unwritable_outputs(tmp_path: Path, sweep_store: tuple[str, str]) -> None:
