@@ -3,7 +3,8 @@
 The commands live in `archsim.commands.*` and are imported only when invoked, so `archsim --help` loads click
 and nothing else (numpy, pandas, matplotlib, dask and simpy load with the commands that use them). Every error
 the user can cause comes out as one line, `error: ...`, on stderr: a `SpecError` (bad spec or option value),
-click's usage errors (unknown option, missing argument) and resource limits all exit 2. An exception that is
+click's usage errors (unknown option, missing argument), resource limits and paths the OS refuses (an
+OSError naming its file; an argument with a NUL byte) all exit 2. An exception that is
 none of these is a bug in archsim: one line saying so, exit 1 (ARCHSIM_DEBUG=1 shows the traceback).
 """
 
@@ -71,6 +72,10 @@ class _LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        for arg in args:
+            if "\0" in arg:  # no file or name can hold one; the OS would refuse it deep inside
+                _fail(f"archsim: argument {arg!r} contains a NUL byte", 2)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -82,6 +87,9 @@ class _LazyGroup(click.Group):
             _fail("aborted", 1)
         except SpecError as exc:
             _fail(str(exc), 2)
+        except OSError as exc:  # a path the OS refuses (name too long, a loop of links, ...), named by the OS
+            where = exc.filename if exc.filename is not None else "archsim"
+            _fail(f"{where}: {exc.strerror or exc}", 2)
         except RecursionError:
             _fail("input nested too deeply to process (a bug: the loaders should have said where)", 1)
         except MemoryError:

@@ -58,15 +58,15 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
 
 
 def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
-    """The cascade or architecture a mapping names; a name that is no spec is blamed on the mapping file."""
+    """The cascade or architecture a mapping names; a name that finds no spec is blamed on the mapping file."""
     name = getattr(spec, field)
-    load = library.load_cascade_spec if field == "cascade" else library.load_architecture_spec
+    kind, load = (("cascades", library.load_cascade_spec) if field == "cascade"
+                  else ("architectures", library.load_architecture_spec))
     try:
-        return load(name)
+        path = library.find(kind, name)
     except SpecError as exc:
-        if exc.source != name:  # the named file exists but is bad: its own error names it
-            raise
         raise SpecError(spec.source, field, f"{name!r}: {exc.message}") from None
+    return load(path)
 
 
 def run_point(mapping: str | Mapping, **kwargs) -> Result:

@@ -50,3 +50,14 @@ def test_a_bug_is_one_line_with_exit_1(monkeypatch) -> None:
     assert result.exit_code == 1
     assert result.output.strip() == ("error: internal error (ZeroDivisionError: boom); this is a bug in archsim, "
                                      "please report it (ARCHSIM_DEBUG=1 shows the traceback)")
+
+
+@pytest.mark.parametrize("option", [["analyze", "attention-1pass", "--workload"], ["check"],
+                                    ["report", "--library", "--out"]])
+def test_paths_the_os_refuses_are_one_line_naming_them(option: list[str], tmp_path) -> None:
+    too_long = str(tmp_path / ("x" * 300 + ".yaml"))  # over the 255-byte name limit of Linux file systems
+    result = CliRunner().invoke(main, [*option, too_long])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"error: {too_long}: ") and "File name too long" in result.output
+    nul = CliRunner().invoke(main, [*option, "a\0b.yaml"])
+    assert nul.exit_code == 2 and nul.output == "error: archsim: argument 'a\\x00b.yaml' contains a NUL byte\n"

@@ -117,8 +117,7 @@ class _Loader:
         return dict(data)
 
     def number(self, value: Any, where: str, positive: bool, what: str) -> float:
-        bad = (isinstance(value, bool) or not isinstance(value, numbers.Real)
-               or (isinstance(value, int) and abs(value) > MAX_VALUE) or not math.isfinite(value))
+        bad = not _finite_real(value)
         if bad or value < 0 or (positive and value == 0):
             raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
                                     f"got {value!r}")
@@ -128,8 +127,7 @@ class _Loader:
         return float(self.bounded(value, where, what))
 
     def integer(self, value: Any, where: str, what: str) -> int:
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-                or value != int(value) or value <= 0):
+        if not _finite_real(value) or value != int(value) or value <= 0:
             raise self.error(where, f"expected {what} (a positive integer), got {value!r}")
         return int(self.bounded(value, where, what))
 
@@ -271,6 +269,13 @@ class _Loader:
             actions_pj=resolved,
             composed_of=composed,
         )
+
+
+def _finite_real(value: Any) -> bool:
+    """A finite real number (not a bool); an integer too large for a float counts as not finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return abs(value) <= MAX_VALUE if isinstance(value, int) else math.isfinite(value)
 
 
 def _join(where: str, key: str) -> str:

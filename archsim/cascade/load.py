@@ -31,7 +31,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -57,6 +57,9 @@ MAX_SPEC_BYTES = 16 * 2**20  # spec files are kilobytes; ARCHSIM_MAX_SPEC_BYTES 
 MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
 
 
+MAX_ENV_LIMIT = 10**30  # a limit beyond this is no limit
+
+
 def env_limit(variable: str, default: int) -> int:
     """A resource limit: the environment variable's value (a positive integer) if set, else `default`."""
     text = os.environ.get(variable)
@@ -66,9 +69,22 @@ def env_limit(variable: str, default: int) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise SpecError(variable, "", f"expected a positive integer (environment variable), got {text!r}")
+    if not 0 < value <= MAX_ENV_LIMIT:
+        raise SpecError(variable, "", f"expected a positive integer up to 1e30 (environment variable), got {text!r}")
     return value
+
+
+def read_capped(stream: BinaryIO, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `stream` (one more than allowed tells the caller the file is too large),
+    read in 1 MiB chunks so a huge limit allocates nothing up front."""
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = stream.read(min(2**20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def is_spec_path(name_or_path: str) -> bool:
@@ -88,7 +104,7 @@ def read_yaml(path: Path) -> Any:
             kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
             raise SpecError(str(path), "", f"not a regular file ({kind}); expected a YAML spec file")
         with path.open("rb") as stream:
-            data = stream.read(limit + 1)
+            data = read_capped(stream, limit)
     except OSError as exc:
         raise SpecError(str(path), "", f"cannot read file ({exc.strerror})") from None
     if len(data) > limit:

@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from archsim.cascade.load import env_limit
+from archsim.cascade.load import env_limit, read_capped
 from archsim.errors import SpecError
 from archsim.model.gpu import DIRECTIONS, AttentionCase
 
@@ -92,7 +92,7 @@ def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
         if not stat.S_ISREG(Path(path).stat().st_mode):
             raise SpecError(source, "", f"not a regular file; expected a CSV file with {expected}")
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            data = read_capped(f, limit)
     except OSError as exc:
         raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
     if len(data) > limit:
