@@ -383,6 +383,11 @@ _PROGRESS = re.compile(r"^\d+/\d+ points, .* points/s, ETA .*$")  # `archsim swe
 _ARGUMENT = re.compile(r"'[A-Z_]+'|\bARCHSIM_[A-Z_]+\b")
 
 
+def message_lines(stderr: str) -> list[str]:
+    """The non-empty lines of stderr, `archsim sweep`'s progress line left out."""
+    return [line for line in stderr.splitlines() if line.strip() and not _PROGRESS.match(line)]
+
+
 def names_input(line: str, args: Sequence[str]) -> bool:
     """The error line names a file or an option: an option, a spec file, a click argument, or (as the line's
     source, `error: SOURCE: ...`) a non-empty value the call gave, such as a library name."""
@@ -460,7 +465,7 @@ def run_case(test: str, args: list[str], label: str = "", cwd: Path | None = Non
     if "Traceback" in result.stdout or "Traceback" in result.stderr:
         problems.append("traceback text in the output")
     if result.exit_code == 2:
-        lines = [line for line in result.stderr.splitlines() if line.strip() and not _PROGRESS.match(line)]
+        lines = message_lines(result.stderr)
         most = len(args) - 1 if args[0] == "check" else 1  # `check` says one line per bad file
         if not 1 <= len(lines) <= most:
             expected = "1" if most == 1 else f"1 to {most}"

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import threading
 import time
 import zlib
 from collections import defaultdict
@@ -36,6 +38,7 @@ from fuzz_specs import (
     Outcome,
     csv_mutant,
     measurements_head,
+    message_lines,
     result_json_is_sound,
     run_case,
     unchanged,
@@ -646,6 +649,27 @@ def test_measure_options(tmp_path: Path) -> None:
         if outcome.problems:
             failures.append(outcome)
     _report("test_measure_options", failures)
+
+
+def test_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) 0.3 s into a long command: one line `error: ...`, exit 1 (or 2, 130), no traceback."""
+    failures = []
+    for args in (["reproduce", "fusemax"], ["report", "--reproduction", "fusemax", "--out", "report"],
+                 ["sweep", "demo", "--local", "--db", "store.sqlite"]):
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            outcome = _run("test_interrupted", args, tmp_path, label="SIGINT after 0.3 s")
+        except KeyboardInterrupt:
+            outcome = Outcome(args, "SIGINT after 0.3 s", problems=["KeyboardInterrupt escaped the CLI"])
+        finally:
+            timer.cancel()
+        lines = message_lines(outcome.stderr)
+        if outcome.exit_code not in (1, 2, 130) or len(lines) != 1 or not lines[0].startswith("error: "):
+            outcome.problems.append(f"interrupted: exit {outcome.exit_code}, stderr {outcome.stderr[-200:]!r}")
+        if outcome.problems:
+            failures.append(outcome)
+    _report("test_interrupted", failures)
 
 
 def test_odd_paths(tmp_path: Path) -> None:
