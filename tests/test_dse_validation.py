@@ -315,3 +315,15 @@ def test_a_sweep_report_replaces_the_old_one_whole_and_keeps_the_store(tiny_stor
         sweep_page.write_sweep_report(df, out, "new", spec.objectives, spec.axes)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # the old report, untouched
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
+
+
+def test_relative_paths_in_a_sweep_are_taken_from_its_folder(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    mapping = tmp_path / "sub" / "m.yaml"
+    mapping.write_text(Path(__file__).resolve().parents[1].joinpath("mappings", "fusemax.yaml").read_text())
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump({"name": "rel", "mapping": "sub/m.yaml", "workload": "bert-base",
+                                         "axes": {"workload.seq_len": [1024]}}))
+    monkeypatch.chdir("/")  # not the sweep's folder
+    spec = load_sweep(spec_file)
+    assert spec.mapping == str(mapping) and spec.workload == "bert-base"  # a library name stays a name

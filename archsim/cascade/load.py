@@ -74,6 +74,15 @@ def env_limit(variable: str, default: int) -> int:
     return value
 
 
+def spec_beside(name_or_path: str, source: str) -> str:
+    """A spec named inside another spec file: a relative path is taken from that file's folder; a library name,
+    or any value of a spec not read from a file, as it is."""
+    if not is_spec_path(name_or_path):
+        return name_or_path
+    path = Path(name_or_path)
+    return str(Path(source).parent / path) if not path.is_absolute() and Path(source).is_file() else name_or_path
+
+
 def read_capped(stream: BinaryIO, limit: int) -> bytes:
     """At most `limit` + 1 bytes of `stream` (one more than allowed tells the caller the file is too large),
     read in 1 MiB chunks so a huge limit allocates nothing up front."""

@@ -36,7 +36,7 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import env_limit, read_yaml
+from archsim.cascade.load import env_limit, read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
@@ -169,11 +169,12 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     axes = _axes(data["axes"], source)
     links = _links(axes, source)
     spec = SweepSpec(
-        name=data["name"], mapping=data["mapping"],
+        name=data["name"], mapping=spec_beside(data["mapping"], source),
         axes={p: (v["values"] if p in links else v) for p, v in axes.items()},
         links=links,
-        description=data.get("description") or "", cascade=data.get("cascade"), arch=data.get("arch"),
-        workload=data.get("workload"), sets=_sets(data.get("sets"), source),
+        description=data.get("description") or "", cascade=_beside(data.get("cascade"), source),
+        arch=_beside(data.get("arch"), source), workload=_beside(data.get("workload"), source),
+        sets=_sets(data.get("sets"), source),
         sampling=_sampling(data.get("sampling") or {}, source),
         constraints=tuple(_constraint(c, f"constraints[{i}]", source)
                           for i, c in enumerate(_list(data.get("constraints") or [], "constraints", source))),
@@ -184,6 +185,10 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
     _check_against_base(spec)
     return spec
+
+
+def _beside(name_or_path: str | None, source: str) -> str | None:
+    return None if name_or_path is None else spec_beside(name_or_path, source)
 
 
 def base_architecture_name(spec: SweepSpec) -> str:

@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import is_spec_path, number, read_yaml
+from archsim.cascade.load import number, read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.mapping.overlap import check_overlap
@@ -71,20 +71,11 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
             bound_by[e] = i
     return Mapping(
         name=data["name"], description=str(data.get("description", "")), source=source,
-        citation=str(data.get("source", "")), cascade=_beside(data["cascade"], source),
-        architecture=_beside(data["architecture"], source),
+        citation=str(data.get("source", "")), cascade=spec_beside(data["cascade"], source),
+        architecture=spec_beside(data["architecture"], source),
         sets={str(k): _set_value(v, source, f"set.{k}") for k, v in sets.items()},
         groups=groups,
     )
-
-
-def _beside(name_or_path: str, source: str) -> str:
-    """A relative path taken from the mapping file's folder; a library name, or any value of a mapping not read
-    from a file, as it is."""
-    if not is_spec_path(name_or_path):
-        return name_or_path
-    path = Path(name_or_path)
-    return str(Path(source).parent / path) if not path.is_absolute() and Path(source).is_file() else name_or_path
 
 
 def _set_value(value: Any, source: str, where: str) -> float:
