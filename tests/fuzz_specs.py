@@ -93,7 +93,8 @@ EXPRESSIONS = (
     "max(max, max)", "P // 256 // 0", "seq_len * 1e308", "__import__('os')", "P if M else E",
 )
 CSV_VALUES = ("", "abc", "0", "-1", "1e30", "1e308", "nan", "inf", "-inf", "9" * 400, "1.5", " 3 ", "OOM", "True",
-              "\u2135", "\u0000", '"', "1,2", "0x10", "1e-300", "-0", "1_000", "\u0661\u0662")
+              "\u2135", "\u0000", '"', "1,2", "0x10", "1e-300", "-0", "1_000", "\u0661\u0662",
+              "2049", "100000", "10000000", "100000000")  # sizes past a context, or long to simulate or time
 BAD_BYTES = (b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xfe\xff\x00", b"\x80\x80\x80", b"\x00")
 
 
