@@ -88,7 +88,7 @@ EXPRESSIONS = (
     "X[p] = " + "(" * 3000 + "Q[p]" + ")" * 3000,
     "X[p] = " + "exp(" * 2000 + "Q[p]" + ")" * 2000,
     "X[p] = " + " + ".join(["Q[p]"] * 3000),
-    "X[p] = -" * 1 + "-" * 3000 + "Q[p]",
+    "X[p] = " + "-" * 3000 + "Q[p]",
     "QK * LM", "max(" * 2000, "P // 0", "capacity(Nope)", "P ** 99999999", "10**10**10", "min(P, )",
     "max(max, max)", "P // 256 // 0", "seq_len * 1e308", "__import__('os')", "P if M else E",
 )
@@ -100,10 +100,9 @@ BAD_BYTES = (b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xfe\xff\x00", b"\x80\x80\
 
 def _alias_bomb(levels: int, width: int) -> bytes:
     """YAML whose aliases expand to width**levels leaves when walked (the 'billion laughs' shape)."""
-    lines = ["a0: [x, x, x, x, x, x, x, x, x, x]"]
+    lines = ["a0: &a0 [" + ", ".join(["x"] * width) + "]"]
     for i in range(1, levels):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
-    lines[0] = "a0: &a0 [" + ", ".join(["x"] * width) + "]"
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -276,9 +275,9 @@ class Mutant:
         return f"{base}: " + "; ".join(self.edits)
 
 
-def unchanged(base: Path, text: str | None = None) -> Mutant:
-    """The base file as shipped (or `text` under its name): the baseline a test's command must pass with."""
-    return Mutant(base, ("unchanged",), base.read_bytes() if text is None else text.encode())
+def unchanged(base: Path) -> Mutant:
+    """The base file as it is: the baseline a test's command must pass with."""
+    return Mutant(base, ("unchanged",), base.read_bytes())
 
 
 @st.composite
