@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -61,3 +62,14 @@ def test_paths_the_os_refuses_are_one_line_naming_them(option: list[str], tmp_pa
     assert result.output.startswith(f"error: {too_long}: ") and "File name too long" in result.output
     nul = CliRunner().invoke(main, [*option, "a\0b.yaml"])
     assert nul.exit_code == 2 and nul.output == "error: archsim: argument 'a\\x00b.yaml' contains a NUL byte\n"
+
+
+def test_a_long_path_named_inside_a_spec_is_blamed_on_that_spec(tmp_path) -> None:
+    mapping = Path(__file__).resolve().parents[1] / "mappings" / "flat.yaml"
+    long_arch = tmp_path / "long.yaml"
+    long_arch.write_text(mapping.read_text().replace("architecture: flat", f"architecture: /tmp/{'x' * 300}.yaml"))
+    result = CliRunner().invoke(main, ["run", "--mapping", str(long_arch), "--workload", "bert-base"])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {long_arch}: architecture: ")
+    assert "cannot use this path (File name too long)" in result.output
+    empty = CliRunner().invoke(main, ["check", ""])
+    assert empty.exit_code == 2 and empty.output == "error: '': an empty path names no file\n"

@@ -81,3 +81,16 @@ def test_without_a_gpu_it_says_so_and_exits_2(tmp_path: Path, monkeypatch) -> No
 def test_unknown_kernel_is_bad_input() -> None:
     result = CliRunner().invoke(measure, ["--interpret", "--kernels", "flash_fwd,nope"])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_interpret_refuses_a_sequence_the_interpreter_would_take_minutes_on(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    result = CliRunner().invoke(main, ["measure", "--interpret", "--kernels", "naive", "--max-seqlen", "99999999999",
+                                       "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == 2
+    assert result.output == ("error: --max-seqlen: 99999999999: at most 1024 with --interpret (the interpreter takes "
+                             "seconds per kernel at 1K tokens); raise it with ARCHSIM_MAX_INTERPRET_SEQLEN\n")
+    assert not (tmp_path / "m.csv").exists()

@@ -74,6 +74,15 @@ def env_limit(variable: str, default: int) -> int:
     return value
 
 
+def is_file(path: Path, source: str) -> bool:
+    """`path.is_file()`, with a path the OS refuses (a name over 255 bytes, a loop of links) a SpecError naming
+    `source` instead of an OSError."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot use this path ({exc.strerror or exc})") from None
+
+
 def spec_beside(name_or_path: str, source: str) -> str:
     """A spec named inside another spec file: a relative path is taken from that file's folder; a library name,
     or any value of a spec not read from a file, as it is."""

@@ -61,6 +61,8 @@ def check_cmd(files: tuple[str, ...]) -> None:
     bad = 0
     for path in files:
         try:
+            if not path.strip():
+                raise SpecError("''", "", "an empty path names no file")
             kind, spec = library.load_any(path)
             line = _summary(kind, spec)
         except SpecError as exc:

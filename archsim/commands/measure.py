@@ -27,6 +27,7 @@ from pathlib import Path
 
 import click
 
+from archsim.cascade.load import env_limit
 from archsim.commands.benchmarks import KERNEL_LABELS, KERNELS, Case, attention_flops, benchmark_cases
 from archsim.errors import SpecError
 from archsim.gpu.measurements import read_csv_rows
@@ -35,6 +36,8 @@ from archsim.outputs import atomic_file, check_writable
 COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",
            "metric", "value", "unit", "how_obtained", "note")
 INTERPRET_MAX_SEQLEN = 64
+MAX_INTERPRET_SEQLEN = 1024  # ~5 s per kernel and shape on this CPU; ARCHSIM_MAX_INTERPRET_SEQLEN raises it
+INTERPRET_SEQLEN_ENV = "ARCHSIM_MAX_INTERPRET_SEQLEN"
 INTERPRETED = "interpret (not a timing)"
 TIMED = "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)"
 FLOP_NOTE = "FLOPs=4*b*h*s^2*d (/2 causal) x2.5 bwd x3.5 fwd+bwd"
@@ -177,6 +180,11 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     Example: archsim measure --kernels flash_fwd,flash_bwd --max-seqlen 4096 --out measurements.csv
     """
     _check_out(out)
+    if interpret and max_seqlen is not None:
+        limit = env_limit(INTERPRET_SEQLEN_ENV, MAX_INTERPRET_SEQLEN)
+        if max_seqlen > limit:
+            raise SpecError("--max-seqlen", str(max_seqlen), f"at most {limit} with --interpret (the interpreter "
+                            f"takes seconds per kernel at 1K tokens); raise it with {INTERPRET_SEQLEN_ENV}")
     if interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # read by triton.jit when the kernel modules are imported
     try:

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import is_spec_path, read_yaml
+from archsim.cascade.load import is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.spec import GPU, PRECISIONS
 
@@ -99,7 +99,7 @@ def load_gpu(name_or_path: str | Path) -> GPU:
     text = str(name_or_path)
     if is_spec_path(text):
         path = Path(text)
-        if not path.is_file():
+        if not is_file(path, text):
             raise SpecError(text, "", "no such file")
         return gpu_from_dict(read_yaml(path), text)
     files = _preset_files()

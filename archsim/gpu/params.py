@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import is_spec_path, read_yaml
+from archsim.cascade.load import is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError
 from archsim.model.gpu_kernels import FAMILIES, default_params
 
@@ -60,7 +60,7 @@ def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibrati
     """A packaged calibration by version name (`v1`) or a calibration YAML by path."""
     text = str(path_or_version)
     path = Path(text) if is_spec_path(text) else packaged_path(text)
-    if not path.is_file():
+    if not is_file(path, text):
         raise SpecError(text, "", "no such calibration file" + ("" if "/" in text else " in the package"))
     return calibration_from_dict(read_yaml(path), str(path))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import cascade_from_dict, is_spec_path, read_yaml
+from archsim.cascade.load import cascade_from_dict, is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
@@ -52,7 +52,7 @@ def find(kind: str, name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if is_spec_path(text):
         path = Path(text)
-        if not path.is_file():
+        if not is_file(path, text):
             raise SpecError(text, "", "no such file")
         return path
     files = _files(kind)
