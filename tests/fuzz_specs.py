@@ -389,13 +389,15 @@ def message_lines(stderr: str) -> list[str]:
 
 
 def names_input(line: str, args: Sequence[str]) -> bool:
-    """The error line names a file or an option: an option, a spec file, a click argument, or (as the line's
-    source, `error: SOURCE: ...`) a non-empty value the call gave, such as a library name."""
+    """The error line names a file or an option: an option, a spec file, a click argument, a value the call gave
+    (a library name; as the line's source `error: SOURCE: ...`, also an empty one shown as '')."""
     if _OPTION.search(line) or _FILE.search(line) or _ARGUMENT.search(line):
         return True
     source = line.removeprefix("error: ").split(": ", 1)[0]
     given = [a.split("=", 1)[0] for a in args]
-    return any(a and (a == source or (len(a) >= 3 and a in line)) for a in given)
+    if source in {a for a in given if a} | {repr(a) for a in given}:
+        return True
+    return any(len(a) >= 3 and a in line for a in given)
 
 
 @contextlib.contextmanager
