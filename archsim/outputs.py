@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from archsim.errors import SpecError
@@ -33,10 +33,16 @@ MANIFEST = ".archsim-manifest"  # the files a report folder's writer produced, o
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
-def check_writable(path: str | Path, option: str, *, directory: bool = False) -> Path:
-    """The output `path` can be created: its nearest existing ancestor is a writable folder, and `path`
-    itself, if it exists, is a folder (`directory`) or a file (otherwise)."""
+def check_writable(path: str | Path, option: str, *, directory: bool = False,
+                   inputs: Sequence[str | Path | None] = ()) -> Path:
+    """The output `path` can be created: its nearest existing ancestor is a writable folder, `path` itself, if it
+    exists, is a folder (`directory`) or a file (otherwise), and it is none of the command's `inputs` (writing
+    the output would destroy them: `archsim results STORE --csv STORE`)."""
     path = Path(path)
+    for given in inputs:
+        if given is not None and path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise SpecError(option, str(path), f"is an input of this command ({given}); writing the output there "
+                                               "would destroy it")
     if path.exists() and path.is_dir() != directory:
         raise SpecError(option, str(path), f"expected {'a folder' if directory else 'a file'} path, "
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")

@@ -73,3 +73,15 @@ def test_a_long_path_named_inside_a_spec_is_blamed_on_that_spec(tmp_path) -> Non
     assert "cannot use this path (File name too long)" in result.output
     empty = CliRunner().invoke(main, ["check", ""])
     assert empty.exit_code == 2 and empty.output == "error: '': an empty path names no file\n"
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path) -> None:
+    """`results STORE --csv STORE` replaced the store with its CSV; `calibrate --out` its measurements."""
+    measurements = tmp_path / "m.csv"
+    original = (Path(__file__).resolve().parents[1] / "archsim" / "gpu" / "reference" / "attention_measured.csv")
+    measurements.write_bytes(original.read_bytes())
+    result = CliRunner().invoke(main, ["calibrate", "--measurements", str(measurements), "--out", str(measurements)])
+    assert result.exit_code == 2 and result.output == (
+        f"error: --out: {measurements}: is an input of this command ({measurements}); writing the output there "
+        "would destroy it\n")
+    assert measurements.read_bytes() == original.read_bytes()

@@ -55,7 +55,7 @@ def calibrate_cmd(measurements: str | None, out: str | None) -> None:
 
     with _bad_input():
         if out:
-            check_writable(out, "--out")
+            check_writable(out, "--out", inputs=(measurements or reference_csv(),))
         calibration = calibrate(measurements or reference_csv())
         text = calibration_yaml(calibration)
         if not out:

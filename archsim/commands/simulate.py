@@ -68,7 +68,7 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
     if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
     if trace_out:
-        check_writable(trace_out, "--trace-out")
+        check_writable(trace_out, "--trace-out", inputs=(trace_path,))
     if n_requests is not None:
         check_request_count(n_requests, "--requests")
     if rate is not None and not math.isfinite(rate):

@@ -138,7 +138,7 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
-    out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet")
+    out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
     df = read_records(db)
     if objectives and len(df):
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
