@@ -27,8 +27,10 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/archsim sweep demo --db $(DEMO_OUT)/demo.sqlite
 	$(VENV)/bin/archsim report --sweep $(DEMO_OUT)/demo.sqlite --spec demo --out $(DEMO_OUT)
 
+# Two pytest workers (pytest-xdist), one test file each at a time, so a file's shared fixtures (the
+# reproductions) are computed once.
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check archsim tests kernels
