@@ -221,3 +221,13 @@ def test_execute_guard_names_the_tensor_and_the_variable(monkeypatch: pytest.Mon
         assert error.where == "QK" and "ARCHSIM_MAX_EXECUTE_ELEMENTS" in error.message
     monkeypatch.setenv("ARCHSIM_MAX_EXECUTE_ELEMENTS", str(2 * 2 * 16 * 16 * 8))
     assert set(execute(binding, random_inputs(binding))) >= {"QK", "AV"}
+
+
+@pytest.mark.parametrize("line", ["layers: 12 ", "hidden: 768", "kv_heads: 12 "])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_nan_and_inf_model_sizes_are_refused_at_load(tmp_path: Path, line: str, value: str) -> None:
+    """Issue 12 found NaN/inf accepted for layers, hidden and kv_heads (exit 0)."""
+    key = line.split(":")[0]
+    path = _write(tmp_path, BERT.read_text().replace(line, f"{key}: {value} "), "workload.yaml")
+    error = _error(library.load_workload_spec, path)
+    assert (error.source, error.where) == (str(path), f"params.{key}")
