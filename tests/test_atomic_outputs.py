@@ -33,8 +33,7 @@ from archsim.gpu.figures import write_roofline, write_scatter
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.gpu.validate import Validation
-from archsim.model.event import Span
-from archsim.model.trace import write_chrome_trace
+from archsim.model.trace import Span, write_chrome_trace
 from archsim.outputs import MANIFEST, atomic_dir
 from archsim.report.cascades import write_cascade_report
 from archsim.report.labelled import Labelled, from_run

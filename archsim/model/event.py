@@ -88,8 +88,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import simpy
 
@@ -101,17 +100,7 @@ from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.event_tasks import Task, group_tasks
 from archsim.model.result import Result
-
-
-@dataclass(frozen=True)
-class Span:
-    """One task on one resource (a compute unit or a memory channel), for the timeline and the trace."""
-
-    resource: str
-    name: str
-    start_s: float
-    end_s: float
-    args: dict[str, Any] = field(default_factory=dict)
+from archsim.model.trace import Span
 
 
 @dataclass(frozen=True)

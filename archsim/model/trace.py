@@ -1,4 +1,4 @@
-"""Chrome trace-event JSON of an event-model timeline, loadable in Perfetto (ui.perfetto.dev) and chrome://tracing.
+"""Timelines: the `Span` (one task on one resource) and its Chrome trace-event JSON, loadable in Perfetto
 
 One complete event (`ph: "X"`) per span, times in microseconds; one process (the device) with one thread per
 resource (compute unit or memory channel), named by metadata events (`ph: "M"`) in order of first use.
@@ -10,16 +10,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archsim.outputs import write_text
 
-if TYPE_CHECKING:  # the event model loads simpy; writing a trace needs only the spans' fields
-    from archsim.model.event import Span
-
 DEVICE_PID = 1
 US_PER_S = 1e6
+
+
+@dataclass(frozen=True)
+class Span:
+    """One task on one resource (a compute unit or a memory channel), for the timeline and the trace. It lives here,
+    not in the event model, so that whatever records a timeline (the serving simulator, the DRAM channel) does not
+    load SimPy."""
+
+    resource: str
+    name: str
+    start_s: float
+    end_s: float
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 def chrome_trace(timeline: Iterable[Span]) -> dict[str, Any]:

@@ -47,8 +47,7 @@ import numpy as np
 import simpy
 
 from archsim.errors import SpecError
-from archsim.model.event import Span
-from archsim.model.trace import DEVICE_PID, US_PER_S
+from archsim.model.trace import DEVICE_PID, US_PER_S, Span
 from archsim.model.trace import chrome_trace as trace_events
 from archsim.systems.iteration import Batch, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
