@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 import simpy
 
-from archsim.model.event import Span
+from archsim.model.trace import Span
 from archsim.systems.pim import PIMSpec
 
 NPU, PIM, CONTROLLER = "NPU", "PIM", "controller"
