@@ -1,0 +1,131 @@
+"""Links between devices as latency + bandwidth (the alpha-beta model), loaded from YAML presets and validated.
+
+A `Link` is one point-to-point path a device uses to talk to a peer: NVLink through an NVSwitch, PCIe, a NIC.
+Moving a message of n bytes over it takes `latency_s + n / bytes_per_s_per_direction` (Hockney's alpha-beta
+model; Thakur, Rabenseifner & Gropp 2005 use the same). Assumptions the collectives built on it rely on:
+- the link is full duplex: a device sends and receives `bytes_per_s_per_direction` at once (NVLink, PCIe and
+  Ethernet/InfiniBand all are), so datasheets' bidirectional totals are halved in the presets;
+- every device of a group has its own link of this kind (as in an NVSwitch box, or one NIC per GPU); devices that
+  share one link are modelled by a link with the shared bandwidth;
+- `latency_s` is the per-message startup cost (alpha), whatever it includes: a preset says whether it is the
+  hardware's alone or also a software stack's (e.g. NCCL's). A latency of 0 is allowed and means a
+  bandwidth-only model (as Calculon's and SimAI's analytical modes); a bandwidth of 0 is refused.
+
+File format (the presets in `archsim/systems/link_presets/` carry each number's source in a comment)::
+
+    name: nvlink4-h100
+    description: one line
+    source: where the numbers come from
+    latency_s: 8.0e-7
+    bytes_per_s_per_direction: 450.0e+9
+
+YAML reads `450e9` (no dot, no exponent sign) as text: write `450.0e+9`. Every error is a `SpecError` naming the
+file and the field. The key `bytes_per_s_per_direction` marks a link spec.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim.cascade.load import finite_number, is_file, is_spec_path, read_yaml
+from archsim.errors import SpecError, check_keys
+
+PRESETS_PACKAGE = "archsim.systems.link_presets"
+TEXT = ("name", "description", "source")
+KEYS = (*TEXT, "latency_s", "bytes_per_s_per_direction")
+OPTIONAL = ("description",)
+MAX_NUMBER = 1e18  # bytes/s or seconds beyond this are no link; products with message sizes stay finite
+MIN_NUMBER = 1e-12  # a nonzero latency or bandwidth below it is a unit slip
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link kind. `source` is the file it came from (for messages), `citation` where its numbers come from."""
+
+    name: str
+    description: str
+    source: str
+    citation: str
+    latency_s: float
+    bytes_per_s_per_direction: float
+
+    def transfer_s(self, message_bytes: float) -> float:
+        """One message of `message_bytes` from one end to the other: alpha + n / beta."""
+        return self.latency_s + message_bytes / self.bytes_per_s_per_direction
+
+
+def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link:
+    """Validate a parsed link spec; `source` names the file in errors and `where` the YAML path of the link inside
+    it (e.g. `links.nvlink` when a system spec holds the link inline; empty for a link file)."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, where, f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
+    check_keys(data, KEYS, source, where)
+    for key in KEYS:
+        if key not in data and key not in OPTIONAL:
+            raise SpecError(source, _at(where, key), "missing")
+    for key in TEXT:
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(source, _at(where, key), f"expected a string, got {_kind(data[key])}")
+    for key in ("name", "source"):
+        if not data[key]:
+            raise SpecError(source, _at(where, key), "expected a non-empty string")
+    return Link(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=source,
+        citation=data["source"],
+        latency_s=_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds", zero=True),
+        bytes_per_s_per_direction=_number(data["bytes_per_s_per_direction"], source,
+                                          _at(where, "bytes_per_s_per_direction"),
+                                          "a bandwidth in bytes/s per direction", zero=False),
+    )
+
+
+def load_link(name_or_path: str | Path) -> Link:
+    """A preset by name (`nvlink4-h100`, see `link_names()`) or a YAML file by path."""
+    text = str(name_or_path)
+    if is_spec_path(text):
+        path = Path(text)
+        if not is_file(path, text):
+            raise SpecError(text, "", "no such file")
+        return link_from_dict(read_yaml(path), text)
+    files = _preset_files()
+    if text not in files:
+        raise SpecError(text, "", f"not a link preset (known: {', '.join(sorted(files))})")
+    return link_from_dict(read_yaml(files[text]), str(files[text]))
+
+
+def link_names() -> list[str]:
+    """The link presets, by name."""
+    return sorted(_preset_files())
+
+
+def _preset_files() -> dict[str, Path]:
+    root = importlib.resources.files(PRESETS_PACKAGE)
+    return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
+
+
+def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float:
+    if isinstance(value, str):
+        raise SpecError(source, where, f"expected {what}, got the text {value!r} (YAML reads 1e9 as text: "
+                                       f"write 1.0e+9)")
+    number = finite_number(value, source, where)
+    sign = "a number >= 0" if zero else "a positive number"
+    if number < 0 or (number == 0 and not zero):
+        raise SpecError(source, where, f"expected {what} ({sign}), got {value!r}")
+    if number != 0 and not MIN_NUMBER <= number <= MAX_NUMBER:
+        raise SpecError(source, where, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}"
+                                       f"{' (or 0)' if zero else ''}, got {value!r}")
+    return number
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
