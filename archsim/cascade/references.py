@@ -138,11 +138,39 @@ def moe_experts(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"Y": y}
 
 
+def rmsnorm(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """X / sqrt(mean(X^2) + eps) * W over the feature axis. X [B,P,D], W [D]."""
+    rms = np.sqrt(np.mean(x["X"] ** 2, axis=-1, keepdims=True) + p["eps"])
+    return {"Y": x["X"] / rms * x["W"]}
+
+
+def layernorm(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """(X - mean) / sqrt(var + eps) * G + BETA over the feature axis (biased variance). X [B,P,D], G/BETA [D]."""
+    mean, var = x["X"].mean(axis=-1, keepdims=True), x["X"].var(axis=-1, keepdims=True)
+    return {"Y": (x["X"] - mean) / np.sqrt(var + p["eps"]) * x["G"] + x["BETA"]}
+
+
+def residual_add(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    return {"Y": x["X"] + x["R"]}
+
+
+def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """DeepSeek-V2 MLA projections. X [B,P,D]; WDQ [D,A], WUQ [H,E,A], WQR [H,R,A], WDKV [D,L], WKR [D,R]
+    -> Q [B,H,P,E], QR [B,H,P,R], C [B,P,L], KR [B,P,R]."""
+    cq = x["X"] @ x["WDQ"]
+    return {
+        "Q": np.einsum("bpa,hea->bhpe", cq, x["WUQ"]),
+        "QR": np.einsum("bpa,hra->bhpr", cq, x["WQR"]),
+        "C": x["X"] @ x["WDKV"],
+        "KR": x["X"] @ x["WKR"],
+    }
+
+
 REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
     fn.__name__: fn
     for fn in (
         attention, attention_causal, attention_sliding_window, attention_block_sparse, attention_decode_gqa,
         attention_mla_decode, linear_attention, linear_attention_causal, qkv_projection, output_projection,
-        ffn, ffn_swiglu, moe_experts,
+        ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add, mla_projection,
     )
 }
