@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archsim.arch.pim import PIMSpec
 from archsim.model.dram import ChannelSpec, PIMTile, ReadStream, simulate_channel, streaming_addresses
 from archsim.model.trace import chrome_trace
-from archsim.systems.pim import PIMSpec, tile_cycles
+from archsim.systems.pim import tile_cycles
 
 P = PIMSpec()
 BURST_CYCLES = 2  # a 64 B read on the 128-bit DDR bus (32 B/cycle)

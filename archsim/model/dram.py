@@ -2,7 +2,7 @@
 and two request streams, PIM GEMV tiles and the NPU's 64 B reads, on one command bus. Specs in, `ChannelRun` out.
 
 Sources: ../shared/reference/pim.md §1.2 (organisation and HBM2 timing of `HBM2_8Gb_x128_dualpim.ini`, via
-`archsim.systems.pim.PIMSpec`), §1.3 (Newton commands; the controller interleaves memory and PIM commands on the
+`archsim.arch.pim.PIMSpec`), §1.3 (Newton commands; the controller interleaves memory and PIM commands on the
 C/A bus and prioritises PIM commands), §1.1 (dual row buffers: a MEM and a PIM row buffer per bank).
 
 Channel
@@ -61,8 +61,8 @@ from typing import NamedTuple
 
 import simpy
 
+from archsim.arch.pim import PIMSpec
 from archsim.model.trace import Span
-from archsim.systems.pim import PIMSpec
 
 NPU, PIM, CONTROLLER = "NPU", "PIM", "controller"
 CONFLICT, FAW, DATA_BUS, REFRESH = "row-buffer conflict", "tFAW", "data bus", "refresh"

@@ -1,0 +1,66 @@
+"""The PIM HBM spec of NeuPIMs (Heo et al., ASPLOS'24): organisation, HBM2 timing and the artifact's Algorithm 1
+constants, as data. The command-latency model and the channel policies that read it are `archsim.systems.pim`; the
+command-level channel that checks them is `archsim.model.dram`.
+
+It is hardware description, like `archsim.arch.spec.Architecture`, and sits in the arch layer so that both the model
+(`model/dram.py`) and the systems read it without the model importing the systems.
+
+Source of every number: ../shared/reference/pim.md §1.2 (artifact `neupims.json` and `HBM2_8Gb_x128_dualpim.ini`),
+§1.3 (command interface), §1.4 (Algorithm 1 constants) and §5 (access energy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archsim.errors import check_choice
+
+GEMV_TIMINGS = ("command", "algorithm1")
+
+
+@dataclass(frozen=True)
+class PIMSpec:
+    """PIM HBM: organisation, HBM2 timing (cycles of tCK) and the artifact's Algorithm 1 constants."""
+
+    channels: int = 32  # §1.2
+    banks_per_channel: int = 32  # §1.2: 2 ranks x 4 BG x 4 banks
+    macs_per_bank: int = 16  # §1.2 pim_comp_coverage
+    row_bytes: int = 1024  # §1.2 dram_page_size
+    bus_bits: int = 128  # §1.2 HBM2 x128
+    clock_hz: float = 1.0e9  # §1.2 tCK 1 ns
+    element_bytes: int = 2  # FP16
+    tCL_cycles: int = 14  # §1.2
+    tRCD_cycles: int = 14
+    tRP_cycles: int = 14
+    tRAS_cycles: int = 34
+    tFAW_cycles: int = 30
+    tCCD_S_cycles: int = 1
+    tCCD_L_cycles: int = 2
+    tREFI_cycles: int = 3900
+    tRFC_cycles: int = 260
+    banks_per_activation: int = 4  # §1.3: G_ACT opens 4 banks at a time
+    activations_per_tFAW: int = 4  # JEDEC four-activate window
+    row_buffers: int = 2  # §1.1: 2 = NeuPIMs dual row buffer, 1 = Newton
+    gemv_timing: str = "command"  # command = the HBM2 command model; algorithm1 = the artifact's estimate (§1.4)
+    gwrite_cycles: int = 100  # §1.4 artifact gwrite_latency
+    algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
+    capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
+    activation_buffer_bytes: float = 512 * 2**20  # §1.2 HBM_act_buf_size
+    offchip_pj_per_bit: float = 3.59  # §5 derived access energy, off chip (cell, muxes, TSV, interposer) [AA-repo]
+    bank_pim_pj_per_bit: float = 0.55  # §5 derived access energy of a bank-level PIM (cell and bank mux only)
+
+    def __post_init__(self) -> None:
+        check_choice("PIMSpec.gemv_timing", self.gemv_timing, GEMV_TIMINGS)
+        check_choice("PIMSpec.row_buffers", self.row_buffers, (1, 2))
+
+    @property
+    def row_elements(self) -> int:
+        return self.row_bytes // self.element_bytes
+
+    @property
+    def bus_bytes_per_cycle(self) -> float:
+        return self.bus_bits / 8 * 2  # DDR
+
+    @property
+    def refresh_factor(self) -> float:
+        return self.tREFI_cycles / (self.tREFI_cycles - self.tRFC_cycles)
