@@ -75,6 +75,17 @@ def attention_mla_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": np.einsum("bhm,bhmf->bhf", weights, v)}
 
 
+def attention_mla_prefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """DeepSeek-V2/V3 MLA, causal prefill: keys [k_C; k_R] and values up-projected from the latent C [B,M,L].
+    Q [B,H,P,E], QR [B,H,P,R], KR [B,M,R], WUK [H,E,L], WUV [H,L,F] -> AV [B,H,P,F]."""
+    k_nope = np.einsum("bml,hel->bhme", x["C"], x["WUK"])
+    v = np.einsum("bml,hlf->bhmf", x["C"], x["WUV"])
+    q = np.concatenate([x["Q"], x["QR"]], axis=-1)
+    k_rope = np.broadcast_to(x["KR"][:, None], (*k_nope.shape[:3], x["KR"].shape[-1]))
+    k = np.concatenate([k_nope, k_rope], axis=-1)
+    return {"AV": _softmax_attention(q, k, v, np.tri(q.shape[-2], k.shape[-2], dtype=bool))}
+
+
 def _elu1(a: np.ndarray) -> np.ndarray:
     return np.where(a > 0, a + 1.0, np.exp(a))
 
@@ -170,7 +181,7 @@ REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
     fn.__name__: fn
     for fn in (
         attention, attention_causal, attention_sliding_window, attention_block_sparse, attention_decode_gqa,
-        attention_mla_decode, linear_attention, linear_attention_causal, qkv_projection, output_projection,
-        ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add, mla_projection,
+        attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal, qkv_projection,
+        output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add, mla_projection,
     )
 }
