@@ -19,8 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from archsim.arch.gpu import GPU
 from archsim.gpu.roofline import RooflinePoint, ceilings
-from archsim.gpu.spec import GPU
 from archsim.gpu.validate import Validation
 from archsim.outputs import atomic_file
 

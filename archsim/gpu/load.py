@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from archsim.arch.gpu import GPU, PRECISIONS
 from archsim.cascade.load import is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError, check_keys
-from archsim.gpu.spec import GPU, PRECISIONS
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 # field -> (what it is, integer?) for every plain number of the file

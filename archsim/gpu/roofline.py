@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.gpu.spec import GPU
 from archsim.model.gpu import AttentionCase, GpuResult
 from archsim.model.gpu_kernels import family_of, predict
 

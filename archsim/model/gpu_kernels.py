@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.gpu.spec import GPU
 from archsim.model.gpu import (
     PRECISION_BYTES,
     AttentionCase,

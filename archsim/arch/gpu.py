@@ -1,0 +1,76 @@
+"""Typed GPU specs: the numbers of a datasheet that a kernel-level attention model needs.
+
+A `GPU` is one device: streaming multiprocessors (SMs; compute units on AMD) that each hold tensor cores, special
+function units (SFU, the MUFU pipe that computes exp2), an FP32 ALU pipe, shared memory (SMEM) and a register file,
+above an L2 cache and the off-chip memory (HBM or GDDR, called `dram` here). Units are in the field names.
+
+Assumptions the GPU model built on these specs relies on:
+- Peak rates are datasheet **dense** peaks at `clock_hz`; a per-SM rate is the peak divided by `sm_count`.
+- Tensor-core throughput is per precision (`tensor_flops_per_s`: fp16, bf16, tf32, fp8); a precision absent from
+  the mapping (fp8 before Hopper/Ada) runs on the fp16 path after a conversion.
+- `sync_mma_fraction` is the fraction of the tensor peak that warp-level `mma.sync` (Ampere-style code) can reach;
+  on Hopper the full peak needs the asynchronous warpgroup `wgmma`, on Blackwell `tcgen05`.
+- SMEM bandwidth, SFU exp rate and FP32 lane count are per SM per clock; L2 and DRAM bandwidths are whole-chip.
+
+Specs are built and validated by `archsim.gpu.load` (the presets). The spec is hardware description and sits in the
+arch layer, under the GPU model (`archsim.model.gpu`) that reads it and the `archsim.gpu` package (presets, calibration,
+validation) that runs that model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from archsim.errors import SpecError
+
+PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
+
+
+@dataclass(frozen=True)
+class GPU:
+    """One GPU preset. `source` is the file it came from (for messages), `citation` where its numbers come from."""
+
+    name: str
+    description: str
+    source: str
+    citation: str
+    aliases: tuple[str, ...]
+    sm_count: int
+    clock_hz: float
+    tensor_flops_per_s: Mapping[str, float]
+    sync_mma_fraction: float
+    fp32_flops_per_s: float
+    exp_per_clock_per_sm: float
+    smem_bytes_per_sm: int
+    smem_bytes_per_clock_per_sm: float
+    regfile_bytes_per_sm: int
+    max_threads_per_sm: int
+    l2_bytes: int
+    l2_bytes_per_s: float
+    dram_bytes: int
+    dram_bytes_per_s: float
+    dram_latency_s: float
+    power_w: float
+
+    def tensor_peak_flops_per_s(self, precision: str) -> float:
+        """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate)."""
+        if precision in self.tensor_flops_per_s:
+            return self.tensor_flops_per_s[precision]
+        if precision == "fp8":
+            return self.tensor_flops_per_s["fp16"]
+        raise SpecError(self.source, "tensor_flops_per_s",
+                        f"no tensor-core rate for {precision} (known: {', '.join(self.tensor_flops_per_s)})")
+
+    def has_native(self, precision: str) -> bool:
+        return precision in self.tensor_flops_per_s
+
+    @property
+    def exp_per_s(self) -> float:
+        """Whole-chip SFU exp2 rate."""
+        return self.exp_per_clock_per_sm * self.sm_count * self.clock_hz
+
+    @property
+    def fp32_lanes_per_sm(self) -> float:
+        """FP32 operations per clock per SM (an FMA counts once): the non-tensor ALU rate."""
+        return self.fp32_flops_per_s / (2 * self.sm_count * self.clock_hz)
