@@ -54,7 +54,11 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
         workload = library.load_workload_spec(workload)
     binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
     analysis = analyze(binding)
-    return Point(binding, analysis, architecture, search(binding, analysis, architecture, spec))
+
+    def evaluate_group(trial: Mapping, group: int) -> Result:
+        return evaluate(binding, analysis, architecture, trial, only_group=group)
+
+    return Point(binding, analysis, architecture, search(binding, architecture, spec, evaluate_group))
 
 
 def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:

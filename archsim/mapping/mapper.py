@@ -4,8 +4,9 @@ Bounded exhaustive search. For each group, every `search` loop takes a divisor o
 the group's fixed factors (the largest spatial view counts), from that number's prime factorisation
 (`archsim.mapping.factors`), so the cost does not grow with rank sizes. While the combinations of a group's
 search loops exceed `max_candidates`, the loop with the most candidates keeps half of them, spread evenly in
-log scale (1 always among them): at most `max_candidates` points are evaluated per group, each with the
-analytical model. The best feasible point minimises (latency, energy), ties going to the larger inner tiles,
+log scale (1 always among them): at most `max_candidates` points are evaluated per group, each by the
+`GroupEvaluator` the caller passes (the analytical model, from `archsim.point`: the mapper sits below the models and
+imports none). The best feasible point minimises (latency, energy), ties going to the larger inner tiles,
 i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256 whose tiles fit the global
 buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the least bad is
 returned, so the evaluation reports why it does not fit.
@@ -15,20 +16,38 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from collections.abc import Mapping as MappingType
 from dataclasses import replace
+from typing import Protocol
 
 from archsim.arch.spec import Architecture
-from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.mapping.factors import divisors, spread
 from archsim.mapping.resolve import check_bindings, check_group, concrete_factors
 from archsim.mapping.spec import SEARCH, Group, Mapping
-from archsim.model.analytical import evaluate
 
-MAX_CANDIDATES = 256  # points evaluated per group (about 0.5 ms each)
+MAX_CANDIDATES = 256  # points evaluated per group (about 0.5 ms each with the analytical model)
 
 
-def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
+class Evaluation(Protocol):
+    """What the mapper reads of an evaluated candidate (`archsim.model.result.Result` has it)."""
+
+    @property
+    def feasible(self) -> bool: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def energy_pj(self) -> float: ...
+    @property
+    def footprint_bytes(self) -> MappingType[str, float]: ...
+
+
+# (mapping, group index) -> that group evaluated on its own; later groups may still hold `search` loops.
+GroupEvaluator = Callable[[Mapping, int], Evaluation]
+
+
+def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_group: GroupEvaluator,
            max_candidates: int = MAX_CANDIDATES) -> Mapping:
     check_bindings(binding, mapping)
     groups = []
@@ -47,8 +66,7 @@ def search(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Ma
                 continue
             trial = replace(mapping, groups=(*groups[:gi], group.with_factors(dict(zip(slots, combo, strict=True))),
                                              *groups[gi + 1:]))
-            # Later groups may still hold `search` loops: score this group on its own.
-            result = evaluate(binding, analysis, arch, trial, only_group=gi)
+            result = evaluate_group(trial, gi)
             key = (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
             if best_key is None or key < best_key:
                 best_key, best = key, trial.groups[gi]
