@@ -1,0 +1,213 @@
+"""One decoder layer of a workload, for one model step, as an ordered graph of library cascades bound to sizes.
+
+`layer_ops(workload, step, block)` expands a workload's sizes into the ops of one pre-norm decoder layer, in
+dependency order (each op names the ops it reads):
+
+    attn_norm -> qkv -> attention -> out_proj -> attn_residual -> ffn_norm -> ffn | moe -> ffn_residual
+
+Every count an op carries (FLOPs by op type, bytes per tensor, Op/B) is `archsim.cascade.analysis.analyze` of its
+library cascade bound (`archsim.cascade.bind.bind`) to the workload and the step: nothing here counts by hand. A
+size the workload lacks is a SpecError naming the workload file and `params.X`, never a cascade's small default.
+
+Which cascade, by the workload's sizes:
+- projections: `mla-projection` when the workload has `kv_lora_rank` (multi-head latent attention), otherwise
+  `qkv-projection` with `kv_heads` key/value heads (MHA, GQA, MQA);
+- attention, prefill: `attention-mla-prefill` for MLA, `attention-sliding-window` when the workload has a
+  `window` (and then `sinks`), otherwise `attention-1pass-causal`; one key tile (`tile_kv` = the prompt length:
+  the tiling is a mapping choice, and the MACs and exps of the cascade do not depend on it);
+- attention, decode: `attention-mla-decode` for MLA, otherwise `attention-decode-gqa`; with a `window` the query
+  reads min(context, window + sinks) keys (the last `window` and the first `sinks`), so `attention-decode-gqa` is
+  bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
+- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) when the workload has `experts`,
+  otherwise the block's dense FFN;
+- norms and residual adds: the block's norm cascade and `residual-add`.
+The workload's sizes do not say whether a model normalises with LayerNorm or RMSNorm, nor whether its dense FFN
+is GELU or SwiGLU, so the caller names the block (`BLOCKS`): "gpt" (GPT-3, OPT, BERT) or "llama" (Llama,
+Mixtral, DeepSeek).
+
+Assumptions: every layer is the same (a model whose first layers are dense and the rest MoE, as DeepSeek-V3, is
+one kind of layer per workload); prefill has no earlier context (a prompt attends to itself, causally); a decode
+step adds one token per request; the cascade's attention layouts hold K and V per query head in prefill
+(`attention-1pass-causal` and `attention-sliding-window` are multi-head cascades), so for a GQA workload their KV
+bytes count heads, not kv_heads, key/value heads, while decode attention (`attention-decode-gqa`) counts kv_heads.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from archsim import library
+from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.bind import Binding, bind
+from archsim.cascade.ir import Cascade
+from archsim.errors import SpecError
+from archsim.workload import Workload, check_size
+
+PHASES = ("prefill", "decode")
+STEP_SOURCE = "<step>"  # what errors in the step's own sizes blame
+
+# Tensor roles: which memory a tensor lives in. A cascade input or output not named in ROLES is an activation
+# (in or out); an intermediate is the op's own working data.
+WEIGHTS, KV_CACHE = "weights", "kv_cache"
+ACTIVATIONS_IN, ACTIVATIONS_OUT, INTERMEDIATE = "activations_in", "activations_out", "intermediate"
+ROLES: dict[str, dict[str, str]] = {
+    "qkv-projection": {"WQ": WEIGHTS, "WK": WEIGHTS, "WV": WEIGHTS, "K": KV_CACHE, "V": KV_CACHE},
+    "mla-projection": {"WDQ": WEIGHTS, "WUQ": WEIGHTS, "WQR": WEIGHTS, "WDKV": WEIGHTS, "WKR": WEIGHTS,
+                       "C": KV_CACHE, "KR": KV_CACHE},
+    "attention-1pass-causal": {"K": KV_CACHE, "V": KV_CACHE},
+    "attention-sliding-window": {"K": KV_CACHE, "V": KV_CACHE},
+    "attention-decode-gqa": {"K": KV_CACHE, "V": KV_CACHE},
+    "attention-mla-prefill": {"C": KV_CACHE, "KR": KV_CACHE, "WUK": WEIGHTS, "WUV": WEIGHTS},
+    "attention-mla-decode": {"C": KV_CACHE, "KR": KV_CACHE, "WUK": WEIGHTS, "WUV": WEIGHTS},
+    "output-projection": {"WO": WEIGHTS},
+    "ffn": {"W1": WEIGHTS, "W2": WEIGHTS},
+    "ffn-swiglu": {"W1": WEIGHTS, "W3": WEIGHTS, "W2": WEIGHTS},
+    "moe-experts": {"WR": WEIGHTS, "W1": WEIGHTS, "W3": WEIGHTS, "W2": WEIGHTS},
+    "layernorm": {"G": WEIGHTS, "BETA": WEIGHTS},
+    "rmsnorm": {"W": WEIGHTS},
+    "residual-add": {},
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """What a decoder layer's sizes leave open: its norm cascade and its dense FFN cascade."""
+
+    norm: str
+    ffn: str
+
+
+BLOCKS = {
+    # GPT-2/3 (Radford et al. 2019 Sec. 2.3; Brown et al. 2020 Sec. 2.1), OPT, BERT: LayerNorm, GELU FFN
+    "gpt": Block("layernorm", "ffn"),
+    # LLaMA (Touvron et al. 2023 Sec. 2.2), Mixtral, DeepSeek-V2/V3: RMSNorm, SwiGLU FFN
+    "llama": Block("rmsnorm", "ffn-swiglu"),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model step over `batch` requests. Prefill: `seq_len` prompt tokens per request, no earlier context.
+    Decode: one new token per request over a KV cache of `seq_len` tokens (the new one included)."""
+
+    phase: str
+    batch: int
+    seq_len: int
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise SpecError(STEP_SOURCE, "phase", f"expected one of {', '.join(PHASES)}, got {self.phase!r}")
+        for name in ("batch", "seq_len"):
+            check_size(name, getattr(self, name), STEP_SOURCE, name)
+
+    @property
+    def new_tokens(self) -> int:
+        """Tokens each request pushes through the layer's projections and FFN in this step."""
+        return self.seq_len if self.phase == "prefill" else 1
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of a layer: a library cascade bound to the step's sizes, and its analysis."""
+
+    name: str
+    cascade: str
+    binding: Binding
+    analysis: Analysis
+    deps: tuple[str, ...]  # the ops whose outputs this one reads, earlier in the layer
+
+    @property
+    def ops(self) -> dict[str, int]:
+        """Operation counts by op type (mac, add, exp, ...) over the whole op."""
+        return self.analysis.total_ops()
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations: a MAC is two, every other op type one."""
+        return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
+
+    @property
+    def tensor_roles(self) -> dict[str, str]:
+        roles = ROLES[self.cascade]
+        return {t.name: roles.get(t.name, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(t.kind,
+                                                                                                    INTERMEDIATE))
+                for t in self.analysis.tensors}
+
+    @property
+    def tensor_bytes(self) -> dict[str, int]:
+        return {t.name: t.bytes for t in self.analysis.tensors}
+
+    @property
+    def bytes_by_role(self) -> dict[str, int]:
+        """Bytes of the op's tensors by role: weights, activations in, activations out, KV cache (read or
+        written), and intermediates (which a device may keep on chip)."""
+        totals = dict.fromkeys((WEIGHTS, ACTIVATIONS_IN, ACTIVATIONS_OUT, KV_CACHE, INTERMEDIATE), 0)
+        roles = self.tensor_roles
+        for name, size in self.tensor_bytes.items():
+            totals[roles[name]] += size
+        return totals
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the op must move at least: every tensor but its intermediates, each once."""
+        return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
+
+    @property
+    def op_per_byte(self) -> float:
+        """Arithmetic intensity: FLOPs per byte of `bytes`."""
+        return self.flops / self.bytes
+
+
+def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
+    """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring)."""
+    if block not in BLOCKS:
+        raise SpecError(STEP_SOURCE, "block", f"expected one of {', '.join(BLOCKS)}, got {block!r}")
+    kind = BLOCKS[block]
+    params = workload.params
+    mla, window = "kv_lora_rank" in params, "window" in params
+    if mla and window:
+        raise SpecError(workload.path, "params.window", "the library has no sliding-window latent (MLA) attention; "
+                                                        "give kv_lora_rank or window, not both")
+    tokens = {"batch": step.batch, "seq_len": step.new_tokens, "tokens": step.batch * step.new_tokens}
+    if step.phase == "prefill":
+        attention = ("attention-mla-prefill" if mla else "attention-sliding-window" if window
+                     else "attention-1pass-causal")
+        attention_sizes = {"batch": step.batch, "seq_len": step.seq_len, "tile_kv": step.seq_len}
+    else:
+        attention = "attention-mla-decode" if mla else "attention-decode-gqa"
+        attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
+    ffn = ("moe", "moe-experts") if "experts" in params else ("ffn", kind.ffn)
+    plan = (
+        ("attn_norm", kind.norm, tokens, ()),
+        ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),
+        ("attention", attention, attention_sizes, ("qkv",)),
+        ("out_proj", "output-projection", tokens, ("attention",)),
+        ("attn_residual", "residual-add", tokens, ("out_proj",)),
+        ("ffn_norm", kind.norm, tokens, ("attn_residual",)),
+        (*ffn, tokens, ("ffn_norm",)),
+        ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
+    )
+    return tuple(_op(workload, name, cascade, sizes, deps) for name, cascade, sizes, deps in plan)
+
+
+def _decode_keys(workload: Workload, context: int) -> int:
+    """Keys one decode query reads: the whole context, or with a sliding window min(context, window + sinks)."""
+    if "window" not in workload.params:
+        return context
+    if "sinks" not in workload.params:
+        raise SpecError(workload.path, "params.sinks", "missing: a sliding-window decode reads the last window "
+                                                       "keys and the first sinks keys; add sinks (0 for none)")
+    return min(context, int(workload.params["window"] + workload.params["sinks"]))
+
+
+def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...]) -> Op:
+    cascade = _cascade(cascade_name)
+    binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
+    return Op(name, cascade_name, binding, analyze(binding), deps)
+
+
+@functools.cache
+def _cascade(name: str) -> Cascade:
+    return library.load_cascade_spec(name)
