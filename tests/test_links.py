@@ -250,6 +250,8 @@ def test_unknown_preset_and_missing_file_are_named() -> None:
     (lambda: reduce_scatter_s(-1, 4, NVLINK4), "reduce_scatter_s.message_bytes"),
     (lambda: all_to_all_s(math.nan, 4, NVLINK4), "all_to_all_s.message_bytes"),
     (lambda: send_recv_s(math.inf, NVLINK4), "send_recv.message_bytes"),
+    (lambda: send_recv_s(10**400, NVLINK4), "send_recv.message_bytes"),
+    (lambda: all_to_all_s(MIB, 10**400, NVLINK4), "all_to_all_s.p"),
     (lambda: all_reduce_s(MIB, 8, NVLINK4, algorithm="butterfly"), "all_reduce_s.algorithm"),
     (lambda: hierarchical_all_reduce_s(MIB, [], algorithm="ring"), "hierarchical_all_reduce_s.levels"),
     (lambda: hierarchical_all_reduce_s(MIB, [(NVLINK4, 8), ("nic-400g", 2)], algorithm="ring"),

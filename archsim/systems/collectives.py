@@ -28,6 +28,7 @@ from archsim.errors import SpecError, check_choice
 from archsim.systems.links import Link
 
 ALL_REDUCE_ALGORITHMS = ("ring", "tree")
+MAX_GROUP = 2**53  # beyond it a float (n/p) no longer tells group sizes apart
 
 
 def send_recv_s(message_bytes: float, link: Link) -> float:
@@ -127,10 +128,19 @@ def _trivial(message_bytes: float, p: int, what: str) -> bool:
 
 def _check_bytes(message_bytes: float, what: str) -> None:
     if (isinstance(message_bytes, bool) or not isinstance(message_bytes, numbers.Real)
-            or not math.isfinite(message_bytes) or message_bytes < 0):
+            or not _finite(message_bytes) or message_bytes < 0):
         raise SpecError("<python>", f"{what}.message_bytes", f"expected a finite number >= 0, got {message_bytes!r}")
 
 
 def _check_p(p: int, what: str) -> None:
-    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
-        raise SpecError("<python>", f"{what}.p", f"expected a group size (a whole number >= 1), got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 1 <= p <= MAX_GROUP:
+        raise SpecError("<python>", f"{what}.p", f"expected a group size (a whole number from 1 to 2**53), "
+                                                 f"got {p!r}")
+
+
+def _finite(value: numbers.Real) -> bool:
+    """math.isfinite, with an integer beyond the largest float not finite (instead of an OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -120,7 +120,7 @@ def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float
     if number != 0 and not MIN_NUMBER <= number <= MAX_NUMBER:
         raise SpecError(source, where, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}"
                                        f"{' (or 0)' if zero else ''}, got {value!r}")
-    return number
+    return number + 0.0  # -0.0 reads as 0.0
 
 
 def _at(where: str, key: str) -> str:
