@@ -33,7 +33,7 @@ MAX_GROUP = 2**53  # beyond it a float (n/p) no longer tells group sizes apart
 
 def send_recv_s(message_bytes: float, link: Link) -> float:
     """Point to point: alpha + n/beta (one message; Thakur 2005's cost model)."""
-    _check_bytes(message_bytes, "send_recv")
+    _check_bytes(message_bytes, "send_recv_s")
     return 0.0 if message_bytes == 0 else link.transfer_s(message_bytes)
 
 
@@ -44,8 +44,8 @@ def all_reduce_s(message_bytes: float, p: int, link: Link, *, algorithm: str) ->
       Rabenseifner's algorithm in Thakur 2005, with rings for the halves), 2(p-1) steps of n/p bytes:
       2(p-1)·alpha + 2(p-1)/p · n/beta. Bandwidth-optimal; the latency term grows linearly in p.
     - `tree` (Thakur 2005's binomial-tree reduce to a root, then its binomial-tree broadcast): each of
-      2·ceil(log2 p) rounds forwards the whole vector: 2·ceil(log2 p)·(alpha + n/beta). Latency-optimal; wins for
-      small messages (e.g. a decode step's activations) and loses for large ones.
+      2·ceil(log2 p) rounds forwards the whole vector: 2·ceil(log2 p)·(alpha + n/beta). The latency term grows as
+      log2 p: wins for small messages (e.g. a decode step's activations), loses for large ones.
     """
     check_choice("all_reduce_s.algorithm", algorithm, ALL_REDUCE_ALGORITHMS)
     if _trivial(message_bytes, p, "all_reduce_s"):
