@@ -22,7 +22,9 @@ DENSE_LLAMA = ["rmsnorm", "qkv-projection", "ATTENTION", "output-projection", "r
                "ffn-swiglu", "residual-add"]
 MOE_LLAMA = [*DENSE_LLAMA[:6], "moe-experts", "residual-add"]
 LAYERS = {"gpt3-7b": ("gpt", DENSE_GPT), "llama3-70b": ("llama", DENSE_LLAMA), "mixtral-8x7b": ("llama", MOE_LLAMA)}
-ATTENTION = {"prefill": "attention-1pass-causal", "decode": "attention-decode-gqa"}
+ATTENTION = {("gpt3-7b", "prefill"): "attention-1pass-causal",  # MHA
+             ("llama3-70b", "prefill"): "attention-1pass-causal-gqa", ("mixtral-8x7b", "prefill"):
+             "attention-1pass-causal-gqa", **{(name, "decode"): "attention-decode-gqa" for name in LAYERS}}
 
 
 def ops_of(workload: str, step: Step):
@@ -35,7 +37,7 @@ def test_every_op_is_the_analysis_of_its_bound_library_cascade(name: str, step: 
     workload = library.load_workload_spec(name)
     block, cascades = LAYERS[name]
     ops = layer_ops(workload, step, block)
-    assert [op.cascade for op in ops] == [ATTENTION[step.phase] if c == "ATTENTION" else c for c in cascades]
+    assert [op.cascade for op in ops] == [ATTENTION[name, step.phase] if c == "ATTENTION" else c for c in cascades]
     new_tokens = step.seq_len if step.phase == "prefill" else 1
     for op in ops:
         cascade = library.load_cascade_spec(op.cascade)
@@ -83,6 +85,18 @@ def test_causal_prefill_counts_the_lower_triangle() -> None:
     """GPT-3 7B prefill of N tokens: QK and AV each cost B*H*E*N(N+1)/2 MACs (masked points are free)."""
     b, n, h, e = PREFILL.batch, PREFILL.seq_len, 32, 128
     assert ops_of("gpt3-7b", PREFILL)["attention"].ops["mac"] == 2 * b * h * e * n * (n + 1) // 2
+
+
+def test_grouped_query_prefill_is_the_causal_cascade_with_kv_heads() -> None:
+    """With kv_heads = heads the GQA prefill cascade counts what attention-1pass-causal counts (GPT-3 7B); with
+    Llama-3-70B's 8 KV heads of 128 it reads K and V of b*8*N*128 elements each."""
+    gpt = library.load_workload_spec("gpt3-7b")
+    sizes = {"batch": 2, "seq_len": 64, "tile_kv": 16}
+    mha, gqa = (analyze(bind(library.load_cascade_spec(name), gpt, sizes))
+                for name in ("attention-1pass-causal", "attention-1pass-causal-gqa"))
+    assert mha.total_ops() == gqa.total_ops() and mha.bytes_by_kind() == gqa.bytes_by_kind()
+    attention = ops_of("llama3-70b", PREFILL)["attention"]
+    assert attention.bytes_by_role["kv_cache"] == 2 * PREFILL.batch * 8 * PREFILL.seq_len * 128 * 2
 
 
 def test_llama3_70b_keys_and_values_use_kv_heads() -> None:

@@ -37,6 +37,13 @@ def attention_causal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], np.tri(n_q, n_kv, dtype=bool))}
 
 
+def attention_causal_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Causal attention, Q [B,H,P,E], K/V [B,G,M,E|F]: query head h uses KV head h // (H/G)."""
+    group = x["Q"].shape[1] // x["K"].shape[1]
+    k, v = np.repeat(x["K"], group, axis=1), np.repeat(x["V"], group, axis=1)
+    return attention_causal({"Q": x["Q"], "K": k, "V": v}, p)
+
+
 def attention_sliding_window(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal attention to the last `window` keys plus the first `sinks` keys (StreamingLLM)."""
     n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
@@ -180,8 +187,9 @@ def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
 REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
     fn.__name__: fn
     for fn in (
-        attention, attention_causal, attention_sliding_window, attention_block_sparse, attention_decode_gqa,
-        attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal, qkv_projection,
-        output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add, mla_projection,
+        attention, attention_causal, attention_causal_gqa, attention_sliding_window, attention_block_sparse,
+        attention_decode_gqa, attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal,
+        qkv_projection, output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add,
+        mla_projection,
     )
 }

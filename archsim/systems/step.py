@@ -13,8 +13,9 @@ Which cascade, by the workload's sizes:
 - projections: `mla-projection` when the workload has `kv_lora_rank` (multi-head latent attention), otherwise
   `qkv-projection` with `kv_heads` key/value heads (MHA, GQA, MQA);
 - attention, prefill: `attention-mla-prefill` for MLA, `attention-sliding-window` when the workload has a
-  `window` (and then `sinks`), otherwise `attention-1pass-causal`; one key tile (`tile_kv` = the prompt length:
-  the tiling is a mapping choice, and the MACs and exps of the cascade do not depend on it);
+  `window` (and then `sinks`), otherwise `attention-1pass-causal` (MHA: kv_heads = heads) or its grouped-query
+  form `attention-1pass-causal-gqa` (K and V of kv_heads heads; the same counts when kv_heads = heads); one key
+  tile (`tile_kv` = the prompt length: the tiling is a mapping choice, and the MACs and exps do not depend on it);
 - attention, decode: `attention-mla-decode` for MLA, otherwise `attention-decode-gqa`; with a `window` the query
   reads min(context, window + sinks) keys (the last `window` and the first `sinks`), so `attention-decode-gqa` is
   bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
@@ -27,9 +28,8 @@ Mixtral, DeepSeek).
 
 Assumptions: every layer is the same (a model whose first layers are dense and the rest MoE, as DeepSeek-V3, is
 one kind of layer per workload); prefill has no earlier context (a prompt attends to itself, causally); a decode
-step adds one token per request; the cascade's attention layouts hold K and V per query head in prefill
-(`attention-1pass-causal` and `attention-sliding-window` are multi-head cascades), so for a GQA workload their KV
-bytes count heads, not kv_heads, key/value heads, while decode attention (`attention-decode-gqa`) counts kv_heads.
+step adds one token per request; `attention-sliding-window` is a multi-head cascade, so for a GQA workload with a
+window its prefill K and V bytes count heads, not kv_heads, key/value heads.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ ROLES: dict[str, dict[str, str]] = {
     "mla-projection": {"WDQ": WEIGHTS, "WUQ": WEIGHTS, "WQR": WEIGHTS, "WDKV": WEIGHTS, "WKR": WEIGHTS,
                        "C": KV_CACHE, "KR": KV_CACHE},
     "attention-1pass-causal": {"K": KV_CACHE, "V": KV_CACHE},
+    "attention-1pass-causal-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-sliding-window": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-decode-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-mla-prefill": {"C": KV_CACHE, "KR": KV_CACHE, "WUK": WEIGHTS, "WUV": WEIGHTS},
@@ -173,7 +174,8 @@ def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
     tokens = {"batch": step.batch, "seq_len": step.new_tokens, "tokens": step.batch * step.new_tokens}
     if step.phase == "prefill":
         attention = ("attention-mla-prefill" if mla else "attention-sliding-window" if window
-                     else "attention-1pass-causal")
+                     else "attention-1pass-causal" if params.get("kv_heads") == params.get("heads")
+                     else "attention-1pass-causal-gqa")
         attention_sizes = {"batch": step.batch, "seq_len": step.seq_len, "tile_kv": step.seq_len}
     else:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
