@@ -13,16 +13,17 @@ from archsim.errors import SpecError
 
 def _contents() -> dict[str, list[str]]:
     from archsim.gpu.load import gpu_names
+    from archsim.systems.links import link_names
     from archsim.systems.neupims import PRESETS
 
     return {**{kind: library.names(kind) for kind in library.PACKAGES}, "sweeps": library.names("sweeps"),
-            "gpus": gpu_names(), "systems": sorted(PRESETS)}
+            "gpus": gpu_names(), "links": link_names(), "systems": sorted(PRESETS)}
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print {kind: [names]} as JSON.")
 def list_cmd(as_json: bool) -> None:
-    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, systems.
+    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, links, systems.
 
     Example: archsim list --json
     """
@@ -54,7 +55,7 @@ def _summary(kind: str, spec) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def check_cmd(files: tuple[str, ...]) -> None:
     """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, calibrations,
-    sweeps (YAML), request traces and GPU measurements (CSV). Exit 2 if any is bad.
+    sweeps, links (YAML), request traces and GPU measurements (CSV). Exit 2 if any is bad.
 
     Example: archsim check einsum/*.yaml workloads/*.yaml mappings/*.yaml
     """
