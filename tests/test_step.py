@@ -10,7 +10,7 @@ from archsim import library
 from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.systems.step import Step, layer_ops
+from archsim.systems.step import ROLES, Step, layer_ops
 from archsim.workload import workload_from_dict
 
 PREFILL, DECODE = Step("prefill", 3, 96), Step("decode", 5, 200)
@@ -54,6 +54,14 @@ def test_every_op_is_the_analysis_of_its_bound_library_cascade(name: str, step: 
         assert op.tensor_bytes == {t.name: t.bytes for t in want.tensors}
         assert sum(op.bytes_by_role.values()) == sum(want.bytes_by_kind().values())
         assert op.op_per_byte == op.flops / op.bytes > 0
+
+
+def test_roles_name_tensors_of_their_cascades() -> None:
+    """A misspelt tensor in ROLES would leave a weight counted as an activation."""
+    for name, roles in ROLES.items():
+        tensors = library.load_cascade_spec(name).tensors
+        assert set(roles) <= set(tensors), name
+        assert all(tensors[t].kind != "intermediate" for t in roles), name
 
 
 def test_ops_come_in_dependency_order() -> None:
