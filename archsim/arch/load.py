@@ -184,7 +184,7 @@ class _Loader:
         missing = [a for a in ("read", "write") if a not in energy.actions_pj]
         if missing:
             raise self.error(f"{where}.energy.actions_pj", f"missing {', '.join(missing)} (pJ per access)")
-        unknown = sorted(set(energy.actions_pj) - set(MEMORY_ACTIONS))
+        unknown = sorted(str(a) for a in set(energy.actions_pj) - set(MEMORY_ACTIONS))
         if unknown:
             raise self.error(f"{where}.energy.actions_pj.{unknown[0]}",
                              f"not a memory action (expected {', '.join(MEMORY_ACTIONS)})")

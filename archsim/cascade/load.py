@@ -243,7 +243,7 @@ class _Loader:
     def cascade(self) -> Cascade:
         if not isinstance(self.data, dict):
             raise self.error("", "expected a mapping with name, ranks, inputs, einsums, outputs")
-        unknown = sorted(set(self.data) - TOP_KEYS)
+        unknown = sorted(str(k) for k in set(self.data) - TOP_KEYS)
         if unknown:
             raise self.error(unknown[0], f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
         name = self.data.get("name")
