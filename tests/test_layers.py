@@ -109,6 +109,14 @@ def test_no_layer_imports_a_higher_one() -> None:
     assert set(KNOWN) - seen == set(), "KNOWN lists imports that are gone: remove them"
 
 
+def test_timelines_do_not_need_the_event_model() -> None:
+    """`Span` lives in model/trace.py: what records a timeline without simulating tiles (the serving simulator, the
+    DRAM channel, the trace writer) does not import the event model, and through it the analytical model."""
+    modules = _modules()
+    for module in ("archsim.model.trace", "archsim.model.dram", "archsim.systems.serving"):
+        assert "archsim.model.event" not in {name for name, _ in _imports(module, modules[module], modules)}, module
+
+
 def test_the_check_sees_every_kind_of_import(tmp_path) -> None:
     """A top-level, a lazy, a TYPE_CHECKING, a relative and a by-name import are each found, with their line."""
     path = tmp_path / "probe.py"
