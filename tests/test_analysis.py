@@ -5,7 +5,13 @@ Sizes: BERT-base from the FuseMax artifact (B=64, H=12, E=F=64) at P = M = 1024 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+from archsim.cascade import mask_count
+from archsim.cascade import syntax as S
+from archsim.cascade.ir import Param, Var
+from archsim.cascade.mask_count import count_true
 
 B, H, E, F, N = 64, 12, 64, 64, 1024
 BERT = ("--workload", "bert-base", "--set", f"seq_len={N}")
@@ -132,3 +138,80 @@ def test_projection_and_moe_counts(cli_json) -> None:
     assert r["ops"]["H1"] == {"mac": tokens * top_k * d * s}  # experts run only for routed pairs
     assert r["ops"]["O"] == {"mac": tokens * top_k * s * d}
     assert r["ops"]["RK"] == {"add": tokens * x * x, "cmp": tokens * x * x}  # rank of each logit among X
+
+
+def _predicate(text: str):
+    """A mask predicate over index variables m, p, q and parameters W, S, resolved as the loader does."""
+
+    def resolve(node):
+        match node:
+            case S.Name(name=name):
+                return Var(name) if name in ("m", "p", "q") else Param(name)
+            case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+                return S.BinOp(op, resolve(lhs), resolve(rhs))
+            case S.Call(fn=fn, args=args):
+                return S.Call(fn, tuple(resolve(a) for a in args))
+            case S.Not(arg=arg) | S.Neg(arg=arg):
+                return type(node)(resolve(arg))
+        return node
+
+    return resolve(S.parse_expr(text))
+
+
+# Each predicate beside the same predicate written with numpy on the whole grid (the brute force).
+MASKS = {
+    "causal": ("m <= p", lambda m, p, w, s: m <= p),
+    "sliding window with sinks": ("m <= p and (p - m < W or m < S)",
+                                  lambda m, p, w, s: (m <= p) & ((p - m < w) | (m < s))),
+    "block-sparse": ("abs(m // W - p // W) <= 1", lambda m, p, w, s: np.abs(m // w - p // w) <= 1),
+    "compound": ("not (m % W == 1) and (min(m, p) // 3 >= S or max(m - S, -p) % W < 2) or m * 2 > p + W * W",
+                 lambda m, p, w, s: (~(m % w == 1) & ((np.minimum(m, p) // 3 >= s) | (np.maximum(m - s, -p) % w < 2)))
+                 | (m * 2 > p + w * w)),
+    "fractional remainder": ("(m * 0.5) % 2 > 1.2 or p // 2.5 == 3", lambda m, p, w, s: ((m * 0.5) % 2 > 1.2)
+                             | (p // 2.5 == 3)),
+}
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("mask", list(MASKS))
+def test_mask_count_equals_brute_force_on_random_sizes(mask: str, seed: int) -> None:
+    """The batched interval count equals summing the predicate over every point, at sizes that take every
+    path (one dense box, dense batches, splitting down to small boxes)."""
+    rng = np.random.default_rng(seed)
+    n_m, n_p = (int(n) for n in rng.integers(1, 1500, size=2))
+    w, s = int(rng.integers(1, 64)), int(rng.integers(0, 32))
+    text, brute = MASKS[mask]
+    m, p = np.arange(n_m)[:, None], np.arange(n_p)[None, :]
+    expected = int(np.broadcast_to(brute(m, p, w, s), (n_m, n_p)).sum())
+    assert count_true(_predicate(text), {"m": n_m, "p": n_p}, {"W": w, "S": s}) == expected
+
+
+@pytest.mark.parametrize("mask", list(MASKS))
+def test_mask_count_in_tiny_batches_equals_brute_force(monkeypatch, mask: str) -> None:
+    """With batches of 8 boxes and dense boxes of at most 4 points, the stack, the batching and the grouping of
+    dense boxes by shape all run on a small grid; the count is still the brute force's."""
+    for name, value in [("SMALL_BOX_POINTS", 1), ("SMALL_BATCH_POINTS", 1), ("DENSE_POINTS", 4),
+                        ("BATCH_BOXES", 8), ("DENSE_BATCH_POINTS", 16)]:
+        monkeypatch.setattr(mask_count, name, value)
+    mask_count._count.cache_clear()
+    n_m, n_p, w, s = 37, 53, 5, 3
+    text, brute = MASKS[mask]
+    m, p = np.arange(n_m)[:, None], np.arange(n_p)[None, :]
+    expected = int(np.broadcast_to(brute(m, p, w, s), (n_m, n_p)).sum())
+    assert count_true(_predicate(text), {"m": n_m, "p": n_p}, {"W": w, "S": s}) == expected
+    mask_count._count.cache_clear()
+
+
+def test_causal_count_is_exact_at_the_size_limit() -> None:
+    """m <= p over 2**24 x 2**24 points: N(N+1)/2 (row p holds p + 1 keys)."""
+    n = 2**24
+    assert count_true(_predicate("m <= p"), {"m": n, "p": n}, {}) == n * (n + 1) // 2
+
+
+def test_mask_count_is_exact_beyond_int64() -> None:
+    """m < W or p < W over three ranks of 2**22 (2**66 points): all but the (2**22 - W)**2 * 2**22 points with
+    both m and p at least W = 2**21, i.e. 2**66 - 2**64, past int64."""
+    n, w = 2**22, 2**21
+    expected = n**3 - (n - w) ** 2 * n
+    assert expected == 3 * 2**64
+    assert count_true(_predicate("m < W or p < W"), {"m": n, "p": n, "q": n}, {"W": w, "S": 0}) == expected
