@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 
+from archsim.dse import fusemax_pareto
 from archsim.model.analytical import evaluate
 from archsim.point import prepare
-from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
+from archsim.systems import fusemax, fusemax_linear
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from archsim import library
-from archsim.arch import Architecture, EnergyTable, architecture, architecture_from_dict, load_architecture
+from archsim.arch import Architecture, EnergyTable, architecture_from_dict, load_architecture
 from archsim.arch.energy import area_scale, energy_scale
 from archsim.errors import SpecError
 
@@ -36,7 +36,7 @@ def test_library_lists_the_presets() -> None:
 
 @pytest.mark.parametrize("name", ["fusemax", "flat", "unfused"])
 def test_every_preset_loads(name: str) -> None:
-    arch = architecture(name)
+    arch = library.load_architecture_spec(name)
     assert arch == library.load_architecture_spec(name)
     assert arch.name == name
     assert arch.citation and arch.source.endswith(f"{name}.yaml")
@@ -59,7 +59,7 @@ def test_every_preset_loads(name: str) -> None:
 
 
 def test_fusemax_prices_exp_as_six_macs() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     assert arch.memory("GlobalBuffer").capacity_bytes == 16 * 2**20
     for unit in arch.units:
         assert unit.op_cycles["exp"] == 6
@@ -77,7 +77,7 @@ def test_fusemax_prices_exp_as_six_macs() -> None:
 
 
 def test_flat_has_an_exp_unit_and_unfused_the_same_hardware() -> None:
-    flat, unfused = architecture("flat"), architecture("unfused")
+    flat, unfused = library.load_architecture_spec("flat"), library.load_architecture_spec("unfused")
     assert flat.memory("GlobalBuffer").capacity_bytes == 32 * 2**20
     assert set(flat.unit("array2d").op_cycles) == {"mac", "add"}
     assert flat.unit("array1d").op_cycles["exp"] == 1
@@ -91,16 +91,16 @@ def test_area_is_the_sum_of_its_parts() -> None:
     # global buffer 94176255.9664, reg files 4255.9342 per 2-D PE and per 1-D lane, DRAM 0.
     pe, lane, rf = 1545.0 + 49.28944, 1545.0 + 23740.9375, 4255.9342
     expected = 65536 * pe + 256 * lane + 94176255.9664 + 65536 * rf + 256 * rf
-    assert architecture("fusemax").area_um2() == pytest.approx(expected, rel=1e-12)
+    assert library.load_architecture_spec("fusemax").area_um2() == pytest.approx(expected, rel=1e-12)
     # 1d/2d-flat-ART.yaml: PE = mac, lane = max + mac + exp + divide, reg files 1838.14968 and 2145.41936; the
     # ART's buffer row is a 16 MiB SRAM and FLAT's buffer holds 32 MiB, so twice that area.
     lane = 49.28944 + 1545.0 + 8240.0 + 23740.9375
     expected = 65536 * 1545.0 + 256 * lane + 2 * 94176255.9664 + 65536 * 1838.14968 + 256 * 2145.41936
-    assert architecture("flat").area_um2() == pytest.approx(expected, rel=1e-12)
+    assert library.load_architecture_spec("flat").area_um2() == pytest.approx(expected, rel=1e-12)
 
 
 def test_unknown_component_names_the_known_ones() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     with pytest.raises(SpecError, match=r"memories\.L2: no such memory in fusemax \(known: DRAM, GlobalBuffer"):
         arch.memory("L2")
     with pytest.raises(SpecError, match=r"units\.tensor: no such unit in fusemax \(known: array2d, array1d\)"):
@@ -136,7 +136,7 @@ def test_energy_between_nodes_is_a_power_law_of_its_neighbours() -> None:
 
 
 def test_buffer_area_scales_with_capacity_only_where_declared() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     quarter = arch.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 2**22})
     assert arch.area_um2() - quarter.area_um2() == pytest.approx(0.75 * 94176255.9664, rel=1e-12)
     assert quarter.memory("GlobalBuffer").energy == arch.memory("GlobalBuffer").energy  # per-access energy kept
@@ -145,7 +145,7 @@ def test_buffer_area_scales_with_capacity_only_where_declared() -> None:
 
 
 def test_architecture_scales_energy_and_area() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     at7 = arch.scaled_to(7)
     assert at7.node_nm == 7
     assert at7.unit("array2d").energy.actions_pj["mac"] == pytest.approx(17.1645 * 0.094, abs=1e-9)
@@ -161,7 +161,7 @@ def test_architecture_scales_energy_and_area() -> None:
 
 # ------------------------------------------------------------------------------------------------ sweeps
 def test_with_changes_replaces_fields_by_dotted_path() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     changed = arch.with_changes(clock_hz=1e9, **{
         "units.array2d.shape": (128, 128),
         "memories.GlobalBuffer.capacity_bytes": 2**24 * 2,
@@ -179,7 +179,7 @@ def test_with_changes_replaces_fields_by_dotted_path() -> None:
 
 
 def test_with_changes_is_validated() -> None:
-    arch = architecture("fusemax")
+    arch = library.load_architecture_spec("fusemax")
     with pytest.raises(SpecError, match=r"memories\.L2\.capacity_bytes: no 'L2' at memories \(known: DRAM"):
         arch.with_changes(**{"memories.L2.capacity_bytes": 1})
     with pytest.raises(SpecError, match=r"memories\.GlobalBuffer\.capacity_bytes: expected a capacity in bytes"):
@@ -190,7 +190,7 @@ def test_with_changes_is_validated() -> None:
 
 def test_to_dict_round_trips() -> None:
     for name in library.names("architectures"):
-        arch = architecture(name)
+        arch = library.load_architecture_spec(name)
         assert architecture_from_dict(arch.to_dict(), arch.source) == arch
 
 
@@ -264,7 +264,7 @@ def test_bad_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}: memories\.GlobalBuffer\.capacity_bytes: expected"):
         load_architecture(path)
     with pytest.raises(SpecError, match=r"not a architecture in the library \(known: flat, fusemax, unfused\)"):
-        architecture("tpu")
+        library.load_architecture_spec("tpu")
 
 
 def test_load_from_mapping_and_custom_ops() -> None:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from archsim.dse import fusemax_pareto
 from archsim.dse import sweep as sweep_module
 from archsim.dse.points import evaluate_point, expand, load_base, point_key
 from archsim.dse.spec import sweep_from_dict
@@ -18,7 +19,6 @@ from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
 from archsim.point import run_point
-from archsim.systems import fusemax_pareto
 
 EXAMPLE = {
     "name": "fusemax-dram-seq",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from archsim.dse import fusemax_pareto
 from archsim.dse.pareto import pareto_mask
-from archsim.systems import fusemax_pareto
 
 
 @pytest.fixture(scope="module")

@@ -33,20 +33,7 @@ LAYERS = (  # bottom first
 )
 
 # (importing module, imported module) -> why it is still there and what removes it.
-KNOWN = {
-    ("archsim.arch.load", "archsim.library"): "architecture(name) looks presets up in the library: callers "
-    "(tests/test_arch.py) should use archsim.library.load_architecture_spec and arch/load.py drop it",
-    ("archsim.library", "archsim.dse.spec"): "load_sweep_spec and load_any's sweep kind: load_sweep_spec moves "
-    "to archsim/dse/spec.py, load_any to the commands layer",
-    ("archsim.library", "archsim.dse.sweeps"): "find('sweeps', ...): the sweep lookup moves with load_sweep_spec",
-    ("archsim.library", "archsim.gpu.params"): "load_any's calibration kind: load_any moves to the commands layer",
-    ("archsim.library", "archsim.gpu.load"): "load_any's gpu kind: load_any moves to the commands layer",
-    ("archsim.library", "archsim.gpu.measurements"): "load_any's measurements kind: load_any moves to commands",
-    ("archsim.library", "archsim.systems.requests"): "load_any's trace kind: load_any moves to the commands layer",
-    ("archsim.library", "archsim.systems.links"): "load_any's link kind: load_any moves to the commands layer",
-    ("archsim.systems.fusemax_pareto", "archsim.dse.pareto"): "pareto_mask is a pure function of a table: it "
-    "moves below systems (or fusemax_pareto above dse)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 _MODULE_NAME = re.compile(r"archsim(\.\w+)+")
 

@@ -17,6 +17,7 @@ from archsim.cascade.bind import bind
 from archsim.cascade.interpret import check_size, execute, random_inputs
 from archsim.cascade.load import MAX_YAML_DEPTH, cascade_from_dict, read_yaml
 from archsim.cascade.syntax import MAX_DEPTH
+from archsim.dse.spec import SWEEPS_PACKAGE, load_sweep_spec
 from archsim.errors import SpecError
 from archsim.point import prepare, run_point
 from archsim.workload import PARAMS
@@ -167,8 +168,8 @@ def test_shipped_workloads_use_only_the_vocabulary() -> None:
         workload = library.load_workload_spec(name)
         assert workload.path == str(library.find("workloads", name))
         assert set(workload.params) <= set(PARAMS)
-    for name in library.names("sweeps"):
-        library.load_sweep_spec(name)
+    for name in library.names("sweeps", SWEEPS_PACKAGE):
+        load_sweep_spec(name)
 
 
 # ---------------------------------------------------------------- no fallback to a cascade's toy defaults

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from archsim import library
 from archsim.cli import main
+from archsim.dse.spec import load_sweep_spec
 from archsim.dse.sweep import run_sweep
 
 SPEC = {
@@ -33,7 +33,7 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     spec_path = root / "tiny.yaml"
     spec_path.write_text(yaml.safe_dump(SPEC))
-    run_sweep(library.load_sweep_spec(spec_path), root / "tiny.sqlite")
+    run_sweep(load_sweep_spec(spec_path), root / "tiny.sqlite")
     out = root / "report"
     result = CliRunner().invoke(main, ["report", "--sweep", str(root / "tiny.sqlite"), "--spec", str(spec_path),
                                        "--out", str(out)])
@@ -85,7 +85,7 @@ def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_axis_plots(tmp_
                              "workload.seq_len": [1024, 4096]},
             "gpus": {"presets": ["a100-80gb-sxm4", "h100-sxm5"]}}
     (tmp_path / "gpus.yaml").write_text(yaml.safe_dump(spec))
-    df = run_sweep(library.load_sweep_spec(tmp_path / "gpus.yaml"), tmp_path / "gpus.sqlite")
+    df = run_sweep(load_sweep_spec(tmp_path / "gpus.yaml"), tmp_path / "gpus.sqlite")
     assert sorted(collections.Counter(df.target).items()) == [("a100-80gb-sxm4", 2), ("fusemax", 4), ("h100-sxm5", 2)]
     result = CliRunner().invoke(main, ["report", "--sweep", str(tmp_path / "gpus.sqlite"), "--spec",
                                        str(tmp_path / "gpus.yaml"), "--out", str(tmp_path / "out"),
@@ -113,7 +113,7 @@ def test_report_sweep_mode_errors(tmp_path):
 
 
 def test_demo_sweep_loads_by_name_and_validates():
-    spec = library.load_sweep_spec("demo")
+    spec = load_sweep_spec("demo")
     assert spec.name == "demo" and spec.mapping == "fusemax" and spec.workload == "bert-base"
     assert spec.objectives == ("latency_s", "energy_pj", "area_um2")
     assert [len(v) for v in spec.axes.values()] == [3, 4, 3, 4] and set(spec.links) == {"linked.pe_dim"}

@@ -2,7 +2,7 @@
 presets of the FuseMax artifact (`fusemax`, `flat`, `unfused` in `archsim/arch/presets/`)."""
 
 from archsim.arch.energy import AREA_FACTORS, ENERGY_FACTORS, EnergyTable, area_scale, energy_scale
-from archsim.arch.load import OP_TYPES, architecture, architecture_from_dict, load_architecture
+from archsim.arch.load import OP_TYPES, architecture_from_dict, load_architecture
 from archsim.arch.spec import Architecture, ComputeUnit, Memory
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "ComputeUnit",
     "EnergyTable",
     "Memory",
-    "architecture",
     "architecture_from_dict",
     "area_scale",
     "energy_scale",

@@ -85,13 +85,6 @@ def load_architecture(path_or_mapping: str | Path | Mapping[str, Any], source: s
     return architecture_from_dict(read_yaml(path), source or str(path), op_types)
 
 
-def architecture(name_or_path: str | Path) -> Architecture:
-    """A preset by name (`fusemax`, `flat`, `unfused`) or a YAML file by path."""
-    from archsim.library import load_architecture_spec
-
-    return load_architecture_spec(name_or_path)
-
-
 def architecture_from_dict(data: Any, source: str = "<python>", op_types: Collection[str] = OP_TYPES) -> Architecture:
     return _Loader(source, op_types).architecture(data)
 

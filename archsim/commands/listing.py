@@ -8,15 +8,18 @@ import sys
 import click
 
 from archsim import library
+from archsim.commands.spec_kinds import load_any
 from archsim.errors import SpecError
 
 
 def _contents() -> dict[str, list[str]]:
+    from archsim.dse.spec import SWEEPS_PACKAGE
     from archsim.gpu.load import gpu_names
     from archsim.systems.links import link_names
     from archsim.systems.neupims import PRESETS
 
-    return {**{kind: library.names(kind) for kind in library.PACKAGES}, "sweeps": library.names("sweeps"),
+    return {**{kind: library.names(kind) for kind in library.PACKAGES},
+            "sweeps": library.names("sweeps", SWEEPS_PACKAGE),
             "gpus": gpu_names(), "links": link_names(), "systems": sorted(PRESETS)}
 
 
@@ -64,7 +67,7 @@ def check_cmd(files: tuple[str, ...]) -> None:
         try:
             if not path.strip():
                 raise SpecError("''", "", "an empty path names no file")
-            kind, spec = library.load_any(path)
+            kind, spec = load_any(path)
             line = _summary(kind, spec)
         except SpecError as exc:
             click.echo(f"error: {exc}", err=True)

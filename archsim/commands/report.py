@@ -156,11 +156,12 @@ def _report_neupims(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
+    from archsim.dse.spec import load_sweep_spec
     from archsim.dse.store import read_records
     from archsim.report.sweep import DEFAULT_OBJECTIVES, check_store_matches, counts
     from archsim.report.sweep_page import write_sweep_report
 
-    spec = library.load_sweep_spec(spec_name) if spec_name else None
+    spec = load_sweep_spec(spec_name) if spec_name else None
     df = read_records(db)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")

@@ -40,7 +40,8 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None) -> None:
 def _reproduce_fusemax(as_json: bool, out: str | None) -> None:
     import pandas as pd
 
-    from archsim.systems import fusemax, fusemax_linear, fusemax_pareto
+    from archsim.dse import fusemax_pareto
+    from archsim.systems import fusemax, fusemax_linear
 
     attention = fusemax.attention_records()
     linear = fusemax_linear.end2end_records()

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from archsim import library
+from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
 from archsim.dse.spec import METRICS, SweepSpec, base_architecture_name
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
-from archsim.gpu.spec import GPU
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase

@@ -43,6 +43,8 @@ from archsim.gpu.load import load_gpu
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 from archsim.workload import Workload, check_size
 
+SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
+
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
 SAMPLING_KINDS = ("grid", "random", "lhs")
 AXIS_ROOTS = ("arch", "workload", "linked")
@@ -185,6 +187,12 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
     _check_against_base(spec)
     return spec
+
+
+def load_sweep_spec(name_or_path: str | Path) -> SweepSpec:
+    """A sweep of `archsim/dse/sweeps/` by name (`demo`), or a sweep YAML by path."""
+    path = library.find("sweeps", name_or_path, SWEEPS_PACKAGE)
+    return sweep_from_dict(read_yaml(path), str(path))
 
 
 def _beside(name_or_path: str | None, source: str) -> str | None:

@@ -35,8 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from archsim.model.event import Span
-from archsim.model.trace import US_PER_S
+from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, write_index

@@ -18,18 +18,14 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from archsim.model.trace import write_chrome_trace
+from archsim.model.trace import Span, write_chrome_trace
 from archsim.outputs import atomic_dir
 from archsim.report import figures, tables
 from archsim.report.labelled import Labelled
-
-if TYPE_CHECKING:
-    from archsim.model.event import Span
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;font-size:13px}"
           "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"

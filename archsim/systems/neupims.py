@@ -51,13 +51,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from archsim.arch.pim import PIMSpec
 from archsim.errors import SpecError
-from archsim.model.event import Span
+from archsim.model.trace import Span
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.npu import GemmTime, NPUSpec
-from archsim.systems.pim import PIMSpec
 
 MODES = ("gpu", "npu-only", "npu+pim", "neupims")
 MODELS = {"gpt3-7b": (4, 1), "gpt3-13b": (4, 1), "gpt3-30b": (4, 2), "gpt3-175b": (8, 4)}  # (TP, PP), §1.5
@@ -510,7 +510,7 @@ class GpuSystem:
 
     config: NeuPIMsConfig
     shard: ModelShard
-    gpu: object  # archsim.gpu.spec.GPU
+    gpu: object  # archsim.arch.gpu.GPU
     params: Mapping[str, float] = field(default_factory=dict)  # calibrated `pytorch` family parameters
 
     @property

@@ -17,10 +17,10 @@ from statistics import geometric_mean
 
 import numpy as np
 
+from archsim.arch.pim import PIMSpec
 from archsim.systems.iteration import Batch
 from archsim.systems.neupims import MODELS, MODES, PRESETS, NeuPIMsConfig, system
 from archsim.systems.npu import NPUSpec
-from archsim.systems.pim import PIMSpec
 from archsim.systems.requests import LENGTH_PRESETS, length_distribution, sample_lengths
 
 DATASETS = tuple(LENGTH_PRESETS)  # sharegpt, alpaca: mean input / output tokens 80 / 296 and 12 / 56, §1.5

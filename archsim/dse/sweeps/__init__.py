@@ -1,1 +1,1 @@
-"""The shipped design-space sweeps (YAML), loaded by name with `archsim.library.load_sweep_spec`."""
+"""The shipped design-space sweeps (YAML), loaded by name with `archsim.dse.spec.load_sweep_spec`."""

@@ -3,7 +3,8 @@
 For each PE-array dimension d (16 .. 512), the FuseMax architecture is resized: a d x d 2-D array, a d-lane
 1-D array, one RF per PE, and M0 = d (square d x d tiles). Its global buffer starts at the minimum tile
 footprint (one d-query tile resident, P1 = 1, as the model computes it) and doubles until the point is
-compute bound (DRAM time <= compute time); every buffer size is a point. The mapper picks P1 for each.
+compute bound (DRAM time <= compute time); every buffer size is a point. The mapper picks P1 for each. It is a
+design-space sweep with a Pareto front (`archsim.dse.pareto`), so it sits in dse, above the systems.
 
 Assumptions, stated because the artifact's Pareto data is not in our reference:
 - Global-buffer area scales linearly with capacity from the preset's (94.2 mm2 for 16 MiB at 45 nm, the

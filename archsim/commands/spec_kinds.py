@@ -1,0 +1,87 @@
+"""Telling the kind of any spec file, for `archsim check`: YAML by its keys, CSV by its header.
+
+It needs every kind's loader (cascades to sweeps, GPU presets, calibrations, links, request traces, measurements),
+so it sits in the top layer; the library below finds and loads only the cascade, architecture, mapping and workload
+kinds. The loaders of the higher layers are imported when a file of their kind is checked, so `archsim --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from archsim.arch.load import architecture_from_dict
+from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.errors import SpecError
+from archsim.mapping.load import mapping_from_dict
+from archsim.workload import workload_from_dict
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("rb") as f:
+        first = f.readline(4096).decode("utf-8", errors="replace")
+    return [cell.strip().strip('"') for cell in first.split(",")]
+
+
+def _load_trace(path: Path) -> Any:
+    from archsim.systems.requests import read_trace
+
+    return read_trace(path)
+
+
+def _load_measurements(path: Path) -> Any:
+    from archsim.gpu.measurements import read_measurements
+
+    return read_measurements(path)[0]
+
+
+def _load_yaml_kind(loader: str):
+    """A from_dict loader by dotted name, imported only when a file of that kind is checked."""
+    module, _, function = loader.rpartition(".")
+
+    def load(data: Any, source: str) -> Any:
+        return getattr(importlib.import_module(module), function)(data, source)
+
+    return load
+
+
+# Spec kinds that `archsim check` tells apart by shape: (kind, the keys that mark it, its from_dict loader).
+YAML_KINDS = (
+    ("cascade", {"einsums"}, cascade_from_dict),
+    ("mapping", {"groups"}, mapping_from_dict),
+    ("sweep", {"axes"}, _load_yaml_kind("archsim.dse.spec.sweep_from_dict")),
+    ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),
+    ("gpu", {"sm_count"}, _load_yaml_kind("archsim.gpu.load.gpu_from_dict")),
+    ("architecture", {"units", "memories"}, architecture_from_dict),
+    ("link", {"bytes_per_s_per_direction"}, _load_yaml_kind("archsim.systems.links.link_from_dict")),
+    ("workload", {"params"}, workload_from_dict),
+)
+# CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path).
+CSV_KINDS = (
+    ("trace", {"arrival_s", "prompt_tokens", "output_tokens"}, _load_trace),
+    ("measurements", {"gpu", "kernel", "seqlen", "metric", "value"}, _load_measurements),
+)
+
+
+def load_any(path: str | Path) -> tuple[str, Any]:
+    """Load a spec file of any kind, telling the kind from its keys (YAML) or its header (CSV)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), "", "no such file" if not path.exists() else "not a regular file")
+    if path.suffix.lower() == ".csv":
+        header = set(_csv_header(path))
+        for kind, marks, loader in CSV_KINDS:
+            if marks <= header:
+                return kind, loader(path)
+        raise SpecError(str(path), "line 1", "cannot tell the kind of CSV: expected a request trace ("
+                        + ",".join(sorted(CSV_KINDS[0][1])) + ") or GPU measurements (with gpu, kernel, seqlen, "
+                        "metric, value, ...)")
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        for kind, marks, loader in YAML_KINDS:
+            if marks & set(data):
+                return kind, loader(data, str(path))
+    raise SpecError(str(path), "", "cannot tell the kind of spec: expected a mapping with one of "
+                    + "; ".join(f"'{sorted(marks)[0]}' ({kind})" for kind, marks, _ in YAML_KINDS))
