@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from archsim.cli import main
 from archsim.dse.pareto import pareto_mask
 from archsim.dse.points import expand
 from archsim.dse.spec import DEFAULT_MAX_POINTS, SweepSpec, load_sweep, point_count, sweep_from_dict
@@ -276,15 +278,15 @@ def test_infeasible_points_stay_rows_with_their_reason_and_never_reach_a_front(t
 def test_a_report_spec_must_be_the_stores(tiny_store):
     data, spec, db = tiny_store
     df = read_records(db)
-    sweep_tables.check_store_matches(spec, df, str(db))  # its own spec: no error
+    assert len(sweep_tables.spec_records(spec, df, str(db))) == len(df)  # its own spec: every record
     other_axes = sweep_from_dict({**data, "axes": {BW: [4e11], "workload.seq_len": [1024]}}, "other.yaml")
     with pytest.raises(SpecError) as err:
-        sweep_tables.check_store_matches(other_axes, df, str(db))
+        sweep_tables.spec_records(other_axes, df, str(db))
     assert err.value.source == str(db) and "other.yaml" in err.value.message and BW in err.value.message
     # Same axes, another design (the flat mapping): no stored key is one of its points.
     other_mapping = sweep_from_dict({**data, "mapping": "flat"}, "flat.yaml")
     with pytest.raises(SpecError) as err:
-        sweep_tables.check_store_matches(other_mapping, df, str(db))
+        sweep_tables.spec_records(other_mapping, df, str(db))
     assert "no stored point" in err.value.message
 
 
@@ -295,6 +297,17 @@ def test_report_sweep_refuses_a_spec_that_is_not_the_stores(tiny_store, tmp_path
     result = cli("report", "--sweep", str(db), "--spec", str(other), "--out", str(tmp_path / "r"), expect=2)
     assert result.output.startswith(f"error: {db}: ") and "no stored point" in result.output
     assert result.output.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_a_report_of_a_smaller_spec_leaves_the_other_stored_points_out(tiny_store, tmp_path, cli):
+    """A store of 4 points (2 buffers x 2 lengths); a spec of its 1K points reports those 2 only."""
+    data, _, db = tiny_store
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(yaml.safe_dump({**data, "axes": {**data["axes"], "workload.seq_len": [1024]}}))
+    result = CliRunner().invoke(main, ["report", "--sweep", str(db), "--spec", str(smaller),
+                                       "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("2 points:") and "2 stored points are not points of" in result.stderr
 
 
 def test_a_sweep_report_replaces_the_old_one_whole_and_keeps_the_store(tiny_store, tmp_path, monkeypatch):

@@ -158,7 +158,7 @@ def _report_neupims(out: Path) -> None:
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.spec import load_sweep_spec
     from archsim.dse.store import read_records
-    from archsim.report.sweep import DEFAULT_OBJECTIVES, check_store_matches, counts
+    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_records
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
@@ -166,7 +166,11 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
     if spec:
-        check_store_matches(spec, df, str(db))
+        mine = spec_records(spec, df, str(db))
+        if len(mine) < len(df):
+            click.echo(f"{len(df) - len(mine)} stored points are not points of {spec.name} and are left out",
+                       err=True)
+        df = mine
     objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
     n = counts(df, objectives)

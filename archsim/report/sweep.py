@@ -8,8 +8,8 @@ feasible points that break a constraint are drawn, marked, never on the front. A
 points of two target kinds: sensitivity and heat maps are over the architecture's points (its axes do not apply
 to a GPU), the Pareto front and the per-target comparison over all.
 
-`check_store_matches` refuses a report whose sweep spec is not the store's: its axes are not the records' axis
-columns, or no stored point is one of its points.
+`spec_records` keeps the records of a report's sweep spec (a store may hold other points too) and refuses a spec
+that is not the store's: its axes are not the records' axis columns, or no stored point is one of its points.
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ def axis_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
 
 
-def check_store_matches(spec: SweepSpec, df: pd.DataFrame, store: str) -> None:
-    """A SpecError naming `store` unless its records `df` are `spec`'s: the same axes, and at least one stored
-    point's key among the spec's (keys are computed in point order until one is found, so a matching store costs
-    one key; a foreign one, every point's)."""
+def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str) -> pd.DataFrame:
+    """The records of `df` (the store `store`) that are points of `spec`; a SpecError naming `store` when its
+    axes are not the spec's or none of its points is stored. Records of other points (an earlier version of the
+    spec, say) are left out, so a report never mixes them in."""
     spec_axes, stored_axes = list(spec.axes), axis_columns(df)
     if sorted(spec_axes) != sorted(stored_axes):
         raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the axes "
                                    f"{', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
-    keys = set(df["key"]) if "key" in df else set()
     base = load_base(spec)
-    if not any(point_key(spec, base, point) in keys for point in expand(spec)):
+    keys = {point_key(spec, base, point) for point in expand(spec)}
+    mine = df[df["key"].isin(keys)] if "key" in df else df.iloc[:0]
+    if mine.empty:
         raise SpecError(store, "", f"no stored point is a point of sweep {spec.name} ({spec.source}): the store "
                                    "was written by another spec or another archsim version; run `archsim sweep "
                                    "SPEC --db DB` to evaluate this one")
+    return mine.reset_index(drop=True)
 
 
 def short_axis(path: str) -> str:
