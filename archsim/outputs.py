@@ -39,6 +39,16 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
     exists, is a folder (`directory`) or a file (otherwise), and it is none of the command's `inputs` (writing
     the output would destroy them: `archsim results STORE --csv STORE`)."""
     path = Path(path)
+    try:
+        return _check_writable(path, option, directory, inputs)
+    except OSError as exc:  # a name the OS refuses (too long, a loop of links)
+        raise SpecError(option, str(path), f"cannot use this path ({exc.strerror or exc})") from None
+
+
+def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None]) -> Path:
+    if directory and (path.name in ("", ".", "..") or path.resolve().parent == path.resolve()):
+        raise SpecError(option, str(path), "a report folder is replaced whole, so it cannot be the current "
+                                           "folder, its parent or /: name a folder of its own")
     for given in inputs:
         if given is not None and path.exists() and Path(given).exists() and os.path.samefile(path, given):
             raise SpecError(option, str(path), f"is an input of this command ({given}); writing the output there "
@@ -46,7 +56,7 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
     if path.exists() and path.is_dir() != directory:
         raise SpecError(option, str(path), f"expected {'a folder' if directory else 'a file'} path, "
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")
-    ancestor = path if directory and path.exists() else path.parent
+    ancestor = path.parent  # a file is renamed into it, a folder staged beside it and swapped in
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
@@ -118,6 +128,23 @@ def _carry_over(old: Path, new: Path) -> None:
             os.link(entry, new / entry.name)
 
 
+def _swap_by_renames(stage: Path, path: Path) -> None:
+    """Where the OS has no atomic exchange: the old folder aside, the new one in, the old one removed (or put
+    back if the second rename fails)."""
+    retired = stage.with_suffix(".old")
+    retired.mkdir()
+    try:
+        os.replace(path, retired / path.name)
+        try:
+            os.replace(stage, path)
+        except OSError:
+            os.replace(retired / path.name, path)
+            raise
+        _carry_over(retired / path.name, path)
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Write a whole folder into the yielded staging folder; it takes `path`'s place when the block finishes."""
@@ -135,11 +162,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         (stage / MANIFEST).write_text("\n".join(sorted(e.name for e in stage.iterdir())))
         if path.is_dir():
             _carry_over(path, stage)
-            if not _exchange(stage, path):
-                retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-                os.replace(path, retired / path.name)
-                os.replace(stage, path)
-                stage = retired
+            if _exchange(stage, path):
+                _carry_over(stage, path)  # what appeared in the old folder while the new one was staged
+            else:
+                _swap_by_renames(stage, path)
         else:
             os.replace(stage, path)
     except OSError as exc:

@@ -249,3 +249,26 @@ def test_report_folder_is_readable_by_others_like_any_new_folder(point: Labelled
         os.umask(umask)
     assert (tmp_path / "r").stat().st_mode & 0o777 == 0o755
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in (tmp_path / "r").iterdir())
+
+
+def test_the_rename_fallback_swaps_whole_and_keeps_foreign_files(tmp_path: Path, monkeypatch) -> None:
+    """Where renameat2's exchange is missing, two renames replace the folder; foreign files survive."""
+    import archsim.outputs as outputs
+
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    out = tmp_path / "r"
+    with outputs.atomic_dir(out) as stage:
+        (stage / "a.csv").write_text("old")
+    (out / "store.sqlite").write_text("db")
+    with outputs.atomic_dir(out) as stage:
+        (stage / "b.csv").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "b.csv", "store.sqlite"]
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no staging or retired folder left
+
+
+@pytest.mark.parametrize("folder", [".", "..", "/"])
+def test_a_report_folder_cannot_be_the_current_folder_or_above(folder: str) -> None:
+    from archsim.outputs import check_writable
+
+    with pytest.raises(SpecError, match="cannot be the current folder, its parent or /"):
+        check_writable(folder, "--out", directory=True)

@@ -10,6 +10,7 @@ left out are derived (M1 = M / M0) and must divide exactly.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ class Binding:
         return math.prod(self.shape(tensor)) * self.word_bytes
 
 
+_SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+             "//": operator.floordiv}
+
+
 def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
     """Evaluate a size/density expression of parameters."""
     match expr:
@@ -54,8 +59,12 @@ def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
             return params[name]
         case S.BinOp(op=op, lhs=lhs, rhs=rhs):
             a, b = eval_size(lhs, params), eval_size(rhs, params)
-            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else math.inf,
-                    "//": a // b if b else math.inf}[op]
+            if op in ("/", "//") and not b:
+                return math.inf
+            try:
+                return _SIZE_OPS[op](a, b)
+            except OverflowError:
+                return math.inf  # beyond any float: the range checks on the result refuse it
     raise TypeError(f"not a size expression: {expr!r}")
 
 

@@ -38,9 +38,12 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
 
 
 def show_result(result) -> None:
-    """One design point's Result as the text `archsim run` prints."""
+    """One design point's Result as the text `archsim run` prints; an infeasible point, its reason only."""
     click.echo(f"{result.mapping}: {result.cascade} on {result.architecture}"
                + ("" if result.feasible else f"  INFEASIBLE: {result.reason}"))
+    if not result.feasible:  # its numbers are those of a mapping that cannot run: not shown as if they were a result
+        click.echo("  no latency, energy or utilization: the point is infeasible (--json has the record)")
+        return
     click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
                + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")
     click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")

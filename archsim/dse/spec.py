@@ -133,9 +133,9 @@ def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str)
             return template
         try:
             result = eval_size(parse_expr(template), {name: value})
-        except (ParseError, KeyError, TypeError) as e:
+            return int(result) if float(result).is_integer() else result
+        except (ParseError, KeyError, TypeError, OverflowError) as e:
             raise SpecError(source, where, f"cannot evaluate {template!r} with {name}={value!r}: {e}") from None
-        return int(result) if float(result).is_integer() else result
 
     return {target: render(t, f"axes.{path}.set.{target}") for target, t in templates.items()}
 
