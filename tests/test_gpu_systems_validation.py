@@ -102,7 +102,11 @@ def test_attention_case_too_large_for_the_model() -> None:
      ["row 2, field 'seqlen'", "'nan'"]),
     ((HEADER + "\n" + ROW.format(seqlen="-512") + "\n").encode(), ["row 1, field 'seqlen'", "'-512'"]),
     ((HEADER + "\n" + ROW.format(seqlen="1024").replace(",120,", ",1e-320,") + "\n").encode(),
-     ["row 1, field 'value'", "outside the float range"]),
+     ["row 1, field 'value'", "expected at least 1e-07 s"]),
+    # A latency row of 1e-320 s (a subnormal) made calibrate fit on an infinite error and write a calibration.
+    ((HEADER.replace("throughput", "latency") + "\n" + ROW.format(seqlen="1024").replace(",120,", ",1e-320,")
+      .replace("throughput", "latency").replace("TFLOPs/s", "s") + "\n").encode(),
+     ["row 1, field 'value'", "'1e-320' s is a kernel time", "expected at least 1e-07 s"]),
 ])
 def test_bad_measurements_exit_2_naming_file_row_and_column(cli, tmp_path: Path, content: bytes,
                                                             fragments: list[str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim.arch.load import architecture_from_dict
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict, is_file, read_yaml
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
 from archsim.workload import workload_from_dict
@@ -68,7 +68,7 @@ CSV_KINDS = (
 def load_any(path: str | Path) -> tuple[str, Any]:
     """Load a spec file of any kind, telling the kind from its keys (YAML) or its header (CSV)."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path, str(path)):
         raise SpecError(str(path), "", "no such file" if not path.exists() else "not a regular file")
     if path.suffix.lower() == ".csv":
         header = set(_csv_header(path))

@@ -27,6 +27,7 @@ from archsim.cascade.load import env_limit, read_capped
 from archsim.errors import SpecError
 from archsim.model.gpu import DIRECTIONS, AttentionCase
 
+MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
 MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
 MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
 
@@ -174,8 +175,9 @@ def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
     if problem:
         raise bad(field, problem)
     measurement = Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit)
-    if not 0 < measurement.time_s < math.inf:
-        raise bad("value", f"'{text}' {unit} is a kernel time of {measurement.time_s:g} s, outside the float range")
+    if not MIN_KERNEL_S <= measurement.time_s < math.inf:
+        raise bad("value", f"'{text}' {unit} is a kernel time of {measurement.time_s:g} s; expected at least "
+                           f"{MIN_KERNEL_S:g} s (no GPU kernel launches faster) and finite")
     return measurement
 
 
