@@ -212,6 +212,17 @@ def number(value: Any, source: str, where: str) -> float:
     raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
 
 
+def text_number_hint(value: Any) -> str:
+    """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return " (YAML reads this as text: write 1.0e+9 or 1000000000)" if math.isfinite(number) else ""
+
+
 def finite_number(value: Any, source: str, where: str) -> float:
     """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
     result = number(value, source, where)

@@ -133,8 +133,8 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     """Evaluate every point of `spec` missing from the store at `db_path` on Dask (a LocalCluster of `workers`
     processes, default one per core, or the scheduler at `scheduler`; in this process if `serial`) and return the
     sweep's records."""
+    base = load_base(spec)  # before the store opens: a bad base leaves no connection or empty store behind
     conn = open_store(db_path)
-    base = load_base(spec)
     try:
         keys, todo_by_key = plan(spec, base, done_keys(conn))
         todo = list(todo_by_key.values())

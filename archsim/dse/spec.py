@@ -36,7 +36,7 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import env_limit, read_yaml, spec_beside
+from archsim.cascade.load import env_limit, read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
@@ -357,20 +357,9 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     else:
         expected, ok = "a finite number or a list of them", bool(value) and all(_finite(v) for v in value)
     if not ok:
-        raise SpecError(source, where, f"expected {expected}, got {value!r}{_text_hint(value)}")
+        raise SpecError(source, where, f"expected {expected}, got {value!r}{text_number_hint(value)}")
     if root == "workload":
         check_size(name, value, source, where)
-
-
-def _text_hint(value: Any) -> str:
-    """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        number = float(value)
-    except ValueError:
-        return ""
-    return " (YAML reads this as text: write 1.0e+9 or 1000000000)" if math.isfinite(number) else ""
 
 
 def _check_size(spec: SweepSpec, max_points: int) -> None:

@@ -126,10 +126,14 @@ def _trivial(message_bytes: float, p: int, what: str) -> bool:
     return p == 1 or message_bytes == 0
 
 
+MAX_MESSAGE_BYTES = 1e30  # beyond any memory; with it, times over the presets' bandwidths stay finite
+
+
 def _check_bytes(message_bytes: float, what: str) -> None:
     if (isinstance(message_bytes, bool) or not isinstance(message_bytes, numbers.Real)
-            or not _finite(message_bytes) or message_bytes < 0):
-        raise SpecError("<python>", f"{what}.message_bytes", f"expected a finite number >= 0, got {message_bytes!r}")
+            or not _finite(message_bytes) or not 0 <= message_bytes <= MAX_MESSAGE_BYTES):
+        raise SpecError("<python>", f"{what}.message_bytes", f"expected a number of bytes from 0 to "
+                                                             f"{MAX_MESSAGE_BYTES:g}, got {message_bytes!r}")
 
 
 def _check_p(p: int, what: str) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import finite_number, is_file, is_spec_path, read_yaml
+from archsim.cascade.load import finite_number, is_file, is_spec_path, read_yaml, text_number_hint
 from archsim.errors import SpecError, check_keys
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
@@ -111,8 +111,7 @@ def _preset_files() -> dict[str, Path]:
 
 def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float:
     if isinstance(value, str):
-        raise SpecError(source, where, f"expected {what}, got the text {value!r} (YAML reads 1e9 as text: "
-                                       f"write 1.0e+9)")
+        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
     number = finite_number(value, source, where)
     sign = "a number >= 0" if zero else "a positive number"
     if number < 0 or (number == 0 and not zero):
