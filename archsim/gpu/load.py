@@ -29,15 +29,14 @@ the file, the field and what was expected.
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS
-from archsim.cascade.load import is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError, check_keys
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
@@ -96,20 +95,11 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
 
 def load_gpu(name_or_path: str | Path) -> GPU:
     """A preset by name (`a100-80gb-sxm4`, see `gpu_names()`) or a YAML file by path."""
-    text = str(name_or_path)
-    if is_spec_path(text):
-        path = Path(text)
-        if not is_file(path, text):
-            raise SpecError(text, "", "no such file")
-        return gpu_from_dict(read_yaml(path), text)
-    files = _preset_files()
-    if text not in files:
-        raise SpecError(text, "", f"not a GPU preset (known: {', '.join(sorted(files))})")
-    return gpu_from_dict(read_yaml(files[text]), str(files[text]))
+    return library.load_preset("GPU presets", name_or_path, PRESETS_PACKAGE, gpu_from_dict)
 
 
 def gpu_names() -> list[str]:
-    return sorted(_preset_files())
+    return library.names("GPU presets", PRESETS_PACKAGE)
 
 
 def gpu_for(label: str) -> GPU | None:
@@ -121,11 +111,6 @@ def gpu_for(label: str) -> GPU | None:
         if key in {_normal(gpu.name), *(_normal(a) for a in gpu.aliases)}:
             return gpu
     return None
-
-
-def _preset_files() -> dict[str, Path]:
-    root = importlib.resources.files(PRESETS_PACKAGE)
-    return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
 
 
 def _normal(label: str) -> str:

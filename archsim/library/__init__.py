@@ -54,8 +54,16 @@ def find(kind: str, name_or_path: str | Path, package: str | None = None) -> Pat
         return path
     files = _files(package or PACKAGES[kind])
     if text not in files:
-        raise SpecError(text, "", f"not a {kind[:-1]} in the library (known: {', '.join(sorted(files))})")
+        where = "" if package else " in the library"
+        raise SpecError(text, "", f"not a {kind[:-1]}{where} (known: {', '.join(sorted(files))})")
     return files[text]
+
+
+def load_preset(kind: str, name_or_path: str | Path, package: str, from_dict):
+    """A preset of `package` by name, or a YAML file by path, read by `from_dict` (GPU presets, links, ...);
+    `kind` names the plural in errors ("GPU presets")."""
+    path = find(kind, name_or_path, package)
+    return from_dict(read_yaml(path), str(path))
 
 
 def _load(kind: str, name_or_path: str | Path, from_dict):

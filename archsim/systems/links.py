@@ -25,13 +25,13 @@ file and the field. The key `bytes_per_s_per_direction` marks a link spec.
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import finite_number, is_file, is_spec_path, read_yaml, text_number_hint
+from archsim import library
+from archsim.cascade.load import finite_number, text_number_hint
 from archsim.errors import SpecError, check_keys
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
@@ -87,26 +87,12 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
 
 def load_link(name_or_path: str | Path) -> Link:
     """A preset by name (`nvlink4-h100`, see `link_names()`) or a YAML file by path."""
-    text = str(name_or_path)
-    if is_spec_path(text):
-        path = Path(text)
-        if not is_file(path, text):
-            raise SpecError(text, "", "no such file")
-        return link_from_dict(read_yaml(path), text)
-    files = _preset_files()
-    if text not in files:
-        raise SpecError(text, "", f"not a link preset (known: {', '.join(sorted(files))})")
-    return link_from_dict(read_yaml(files[text]), str(files[text]))
+    return library.load_preset("link presets", name_or_path, PRESETS_PACKAGE, link_from_dict)
 
 
 def link_names() -> list[str]:
     """The link presets, by name."""
-    return sorted(_preset_files())
-
-
-def _preset_files() -> dict[str, Path]:
-    root = importlib.resources.files(PRESETS_PACKAGE)
-    return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
+    return library.names("link presets", PRESETS_PACKAGE)
 
 
 def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float:
