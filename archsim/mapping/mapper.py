@@ -23,6 +23,7 @@ from typing import Protocol
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import Binding
+from archsim.errors import SpecError
 from archsim.mapping.factors import divisors, spread
 from archsim.mapping.resolve import check_bindings, check_group, concrete_factors
 from archsim.mapping.spec import SEARCH, Group, Mapping
@@ -49,6 +50,11 @@ GroupEvaluator = Callable[[Mapping, int], Evaluation]
 
 def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_group: GroupEvaluator,
            max_candidates: int = MAX_CANDIDATES) -> Mapping:
+    """`mapping` with every `search` factor filled, group by group. Assumes the names in the mapping were checked
+    against the cascade and architecture (done here first) and that `evaluate_group(mapping, i)` scores group `i`
+    alone, once per candidate; at most `max_candidates` (>= 1) candidates are scored per group."""
+    if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1:
+        raise SpecError("<python>", "search.max_candidates", f"expected a whole number >= 1, got {max_candidates!r}")
     check_bindings(binding, mapping)
     groups = []
     for i, g in enumerate(mapping.groups):
