@@ -274,3 +274,9 @@ def test_calibration_file_types_are_checked(change, where: str) -> None:
     change(data)
     with pytest.raises(SpecError, match=rf"^cal\.yaml: {where}: "):
         calibration_from_dict(data, "cal.yaml")
+
+
+def test_gpu_roofline_refuses_an_mla_workload_it_would_model_as_dense_attention(cli, tmp_path: Path) -> None:
+    """DeepSeek's latent KV (kv_lora_rank) was drawn as 128 dense heads of KV (review finding)."""
+    result = cli("gpu-roofline", "--workload", "deepseek-v3-mla", "--out", str(tmp_path / "g"), expect=2)
+    assert "params.kv_lora_rank: an MLA workload (latent KV)" in result.output and result.output.count("\n") == 1
