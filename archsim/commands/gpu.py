@@ -20,7 +20,7 @@ import click
 
 from archsim.commands.options import nonempty
 from archsim.errors import SpecError
-from archsim.outputs import atomic_file, check_writable, write_text
+from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
 REFERENCE_CSV = "attention_measured.csv"
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,
@@ -95,10 +95,10 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
         if out:
             from archsim.gpu.figures import write_scatter
 
-            folder = Path(out)
-            _write_csv(folder / "validation.csv", [comparison_record(c) for c in result.comparisons])
-            _write_csv(folder / "skipped.csv", [{"row": s.row, "reason": s.reason} for s in result.skipped])
-            write_scatter(result, folder / "validation.png")
+            with atomic_dir(out) as folder:  # the three files replace the old ones together
+                _write_csv(folder / "validation.csv", [comparison_record(c) for c in result.comparisons])
+                _write_csv(folder / "skipped.csv", [{"row": s.row, "reason": s.reason} for s in result.skipped])
+                write_scatter(result, folder / "validation.png")
     if as_json:
         click.echo(json.dumps(validation_to_dict(result), indent=2))
         return
@@ -175,8 +175,9 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibr
         if not points:
             raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "
                                                  f"{gpu.name}: {infeasible[0][0]}: {infeasible[0][1]}")
-        _write_csv(folder / "roofline.csv", [asdict(p) for p in points])
-        write_roofline(gpu, points, folder / "roofline.png", f"{workload} attention kernels on {gpu.name}")
+        with atomic_dir(folder) as stage:
+            _write_csv(stage / "roofline.csv", [asdict(p) for p in points])
+            write_roofline(gpu, points, stage / "roofline.png", f"{workload} attention kernels on {gpu.name}")
     for p in points:
         click.echo(f"{p.label:<24} {p.flops_per_byte:>10.1f} FLOP/B {p.flops_per_s / 1e12:>8.1f} TFLOP/s "
                    f"(roofline {p.roofline_flops_per_s / 1e12:.1f})")
