@@ -59,7 +59,8 @@ def test_paths_the_os_refuses_are_one_line_naming_them(option: list[str], tmp_pa
     too_long = str(tmp_path / ("x" * 300 + ".yaml"))  # over the 255-byte name limit of Linux file systems
     result = CliRunner().invoke(main, [*option, too_long])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
-    assert result.output.startswith(f"error: {too_long}: ") and "File name too long" in result.output
+    assert result.output.startswith(("error: ", "error: --out: ")) and too_long in result.output
+    assert "File name too long" in result.output
     nul = CliRunner().invoke(main, [*option, "a\0b.yaml"])
     assert nul.exit_code == 2 and nul.output == "error: archsim: argument 'a\\x00b.yaml' contains a NUL byte\n"
 
