@@ -60,13 +60,13 @@ def model_results(points: Sequence[Mapping], headline: Sequence[Mapping],
 def moved(snapshot: Mapping[str, float], now: Mapping[str, float],
           tolerance: float = TOLERANCE) -> list[tuple[str, float | None, float | None, float]]:
     """(key, snapshot, now, relative change) for every number off by more than `tolerance` relative, and for every
-    key on one side only (None on the other, change inf). A zero in the snapshot must stay zero."""
+    key on one side only (None on the other, change inf). A zero in the snapshot must stay zero; a NaN is a move."""
     rows = []
     for key in sorted(snapshot.keys() | now.keys()):
         before, after = snapshot.get(key), now.get(key)
         if before is None or after is None:
             rows.append((key, before, after, float("inf")))
-        elif abs(after - before) > tolerance * abs(before):
+        elif not abs(after - before) <= tolerance * abs(before):  # a NaN now counts as moved
             rows.append((key, before, after, (after - before) / abs(before) if before else float("inf")))
     return rows
 
@@ -129,3 +129,4 @@ def test_a_three_percent_move_is_reported(tmp_path) -> None:
     assert three in table(rows) and "-2.91%" in table(rows)
     missing = moved(load(copy), {k: v for k, v in original.items() if k != one})
     assert (one, pytest.approx(original[one] * 0.99), None, float("inf")) in missing
+    assert [r[0] for r in moved(original, original | {one: float("nan")})] == [one]
