@@ -1,0 +1,433 @@
+"""A system as data: devices, links, parallelism, placement rules and a schedule, loaded from YAML and validated.
+
+This module reads and checks a system spec; it runs nothing (the devices' cost models and the schedules that
+compose op costs into an iteration read the `System` it returns). File format (the presets in
+`archsim/systems/system_presets/` carry each value's source in a comment)::
+
+    name: neupims
+    description: one line
+    source: where the configuration comes from
+    devices:                    # name -> kind, count per node, and the kind's fields
+      npu: {kind: npu, count: 4}
+      pim: {kind: bank-pim, count: 4, row_buffers: 2, channel_policy: greedy}
+    links:                      # name -> a link preset name, or a link's fields inline (archsim.systems.links)
+      tp: pcie5-x16
+    parallelism: {tp: 4, pp: 1} # and ep (default 1), attention_pool (default: none)
+    placement:                  # first matching rule wins; every op of both phases must find a device
+      - {op: attention, phase: decode, device: pim}
+      - {op: [attn_norm, qkv, attention, out_proj, attn_residual, ffn_norm, ffn, moe, ffn_residual], device: npu}
+    schedule: {kind: sub-batch-interleaving, sub_batches: 2, min_batch: 256}
+
+Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
+- `npu`: any field of `archsim.systems.npu.NPUSpec` (unset fields keep the NeuPIMs NPU's, pim.md §1.2);
+- `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
+  Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
+- `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
+  file (`archsim.gpu.load`);
+- `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
+- `logic-pim`: no fields yet (there is no Logic-PIM spec to fill); a system may name and place one.
+`count` is the number of such devices per node (a whole number >= 1).
+
+Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KINDS`) or a list of them;
+`phase` (optional) is prefill or decode; `op_per_byte_below` (optional) makes the rule match only ops whose
+arithmetic intensity (FLOPs per byte, `Op.op_per_byte`) is below it (Duplex's Op/B dispatch); `device` names a
+device of the spec. Rules are tried in order and the first that matches places the op. At load every (op kind,
+phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device.
+
+Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never overlap), `overlapped` (an op on one
+device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
+PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the
+devices; optional `min_batch`, below which the batch runs blocked (the artifact's 256), and
+`resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `ping-pong` (two micro-batches
+alternating between two device groups) and `staggered` (`micro_batches` micro-batches offset in time).
+
+`check_against_workload(system, workload)` refuses parallelism the workload's sizes cannot be cut by. Every
+error is a `SpecError` naming the file and the YAML path. The keys `devices` and `placement` mark a system spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.arch.pim import PIMSpec
+from archsim.cascade.load import finite_number, text_number_hint
+from archsim.errors import SpecError, check_keys
+from archsim.systems.links import Link, link_from_dict, load_link
+from archsim.systems.npu import NPUSpec
+from archsim.systems.step import PHASES
+from archsim.workload import Workload
+
+PRESETS_PACKAGE = "archsim.systems.system_presets"
+TEXT = ("name", "description", "source")
+KEYS = (*TEXT, "devices", "links", "parallelism", "placement", "schedule")
+OPTIONAL = ("description", "links")
+MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
+MAX_NUMBER = 1e18  # as the link and GPU loaders: products with sizes stay finite
+
+# The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
+OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
+
+DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "architecture")
+CHANNEL_POLICIES = ("rr", "greedy")
+SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec}  # kinds whose fields are a spec dataclass's
+PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "architecture": "a library architecture"}
+
+PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool")
+RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
+SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "ping-pong", "staggered")
+SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
+    "blocked": ((), ()),
+    "overlapped": ((), ()),
+    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes")),
+    "ping-pong": ((), ()),
+    "staggered": (("micro_batches",), ()),
+}
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device kind of a system. `spec` is the typed spec its cost model reads: an `NPUSpec`, a `PIMSpec`, a
+    `GPU` (gpu, memory-pool), an `Architecture` (architecture; its mapping in `mapping`), or None (logic-pim)."""
+
+    name: str
+    kind: str
+    count: int  # per node
+    spec: Any
+    mapping: Any = None
+    channel_policy: str | None = None  # bank-pim: rr | greedy; None only where no attention is placed on it
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    tp: int
+    pp: int
+    ep: int = 1
+    attention_pool: int | None = None  # devices in a separate attention pool (Lamina); None = no pool
+
+
+@dataclass(frozen=True)
+class PlacementRule:
+    ops: tuple[str, ...]
+    device: str
+    phase: str | None = None  # None = both phases
+    op_per_byte_below: float | None = None  # None = any arithmetic intensity
+
+    def matches(self, op: str, phase: str, op_per_byte: float) -> bool:
+        return (op in self.ops and self.phase in (None, phase)
+                and (self.op_per_byte_below is None or op_per_byte < self.op_per_byte_below))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str
+    sub_batches: int | None = None  # sub-batch-interleaving
+    min_batch: int = 1  # sub-batch-interleaving: smaller batches run blocked
+    resident_weight_bytes: float = 0.0  # sub-batch-interleaving
+    micro_batches: int | None = None  # staggered (ping-pong is two)
+
+
+@dataclass(frozen=True)
+class System:
+    """A validated system spec. `source` is the file it came from (for messages), `citation` where it comes from."""
+
+    name: str
+    description: str
+    source: str
+    citation: str
+    devices: dict[str, Device]
+    links: dict[str, Link]
+    parallelism: Parallelism
+    placement: tuple[PlacementRule, ...]
+    schedule: Schedule
+
+    def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
+        """The device the first matching placement rule names (the loader made sure one matches)."""
+        rule = next(r for r in self.placement if r.matches(op, phase, op_per_byte))
+        return self.devices[rule.device]
+
+
+def system_from_dict(data: Any, source: str = "<python>") -> System:
+    """Validate a parsed system spec; `source` names the file in errors."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, "", f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
+    check_keys(data, KEYS, source)
+    for key in KEYS:
+        if key not in data and key not in OPTIONAL:
+            raise SpecError(source, key, "missing")
+    for key in TEXT:
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(source, key, f"expected a string, got {_kind(data[key])}")
+    for key in ("name", "source"):
+        if not data[key]:
+            raise SpecError(source, key, "expected a non-empty string")
+    devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
+    if not devices:
+        raise SpecError(source, "devices", "expected at least one device")
+    links = {name: _link(value, source, f"links.{name}") for name, value in _named(data.get("links", {}), source,
+                                                                                      "links")}
+    return System(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=source,
+        citation=data["source"],
+        devices=devices,
+        links=links,
+        parallelism=_parallelism(data["parallelism"], source),
+        placement=_placement(data["placement"], devices, source),
+        schedule=_schedule(data["schedule"], source),
+    )
+
+
+def load_system(name_or_path: str | Path) -> System:
+    """A preset by name (`neupims`, see `system_names()`) or a YAML file by path."""
+    return library.load_preset("system presets", name_or_path, PRESETS_PACKAGE, system_from_dict)
+
+
+def system_names() -> list[str]:
+    """The system presets, by name."""
+    return library.names("system presets", PRESETS_PACKAGE)
+
+
+def check_against_workload(system: System, workload: Workload) -> None:
+    """Refuse parallelism the workload cannot be cut by: TP must divide heads, kv_heads and ffn_dim (each a device
+    holds 1/TP of), PP the layers and EP the experts. The error names the system file's field and the workload's
+    value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
+    par, params = system.parallelism, workload.params
+    cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim"), ("heads",)),
+            ("pp", par.pp, ("layers",), ("layers",)),
+            ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
+    for field, degree, sizes, needed in cuts:
+        for size in sizes:
+            if size not in params:
+                if size in needed:
+                    raise SpecError(workload.path, f"params.{size}",
+                                    f"missing: {system.source} sets parallelism.{field} = {degree}")
+                continue
+            if params[size] % degree:
+                raise SpecError(system.source, f"parallelism.{field}",
+                                f"expected a divisor of {size} ({params[size]:g} in {workload.path}), got {degree}")
+
+
+def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
+    if not isinstance(value, Mapping):
+        raise SpecError(source, where, f"expected a mapping of names to entries, got {_kind(value)}")
+    for name in value:
+        if not isinstance(name, str) or not name:
+            raise SpecError(source, where, f"expected names as non-empty strings, got {name!r}")
+    return list(value.items())
+
+
+def _device(name: str, data: Any, source: str) -> Device:
+    where = f"devices.{name}"
+    if not isinstance(data, Mapping):
+        raise SpecError(source, where, f"expected a mapping with kind and count, got {_kind(data)}")
+    if "kind" not in data:
+        raise SpecError(source, f"{where}.kind", f"missing (one of {', '.join(DEVICE_KINDS)})")
+    kind = data["kind"]
+    if kind not in DEVICE_KINDS:
+        raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
+    fields = _fields(kind)
+    check_keys(data, ("kind", "count", *fields), source, where)
+    if "count" not in data:
+        raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
+    count = _whole(data["count"], source, f"{where}.count", "a device count per node")
+    if kind in SPEC_CLASSES:
+        return Device(name, kind, count, _dataclass_spec(kind, data, source, where),
+                      channel_policy=_channel_policy(data, source, where) if kind == "bank-pim" else None)
+    if kind in PRESET_KINDS:
+        for key in fields:
+            if key not in data:
+                raise SpecError(source, f"{where}.{key}", f"missing: a {kind} device names {PRESET_KINDS[kind]}"
+                                                          + (" and a library mapping" if key == "mapping" else ""))
+        spec = _preset(kind, data["preset"], source, f"{where}.preset")
+        mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
+        return Device(name, kind, count, spec, mapping)
+    return Device(name, kind, count, None)
+
+
+def _fields(kind: str) -> tuple[str, ...]:
+    if kind in SPEC_CLASSES:
+        names = tuple(f.name for f in dataclasses.fields(SPEC_CLASSES[kind]))
+        return (*names, "channel_policy") if kind == "bank-pim" else names
+    if kind == "architecture":
+        return ("preset", "mapping")
+    return ("preset",) if kind in PRESET_KINDS else ()
+
+
+def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
+    """An NPUSpec or PIMSpec from the device's fields: whole numbers >= 1 for int fields, positive finite numbers
+    for float fields, text for str fields (whose choices the spec class checks)."""
+    values = {}
+    for field in dataclasses.fields(SPEC_CLASSES[kind]):
+        if field.name not in data:
+            continue
+        at, value = f"{where}.{field.name}", data[field.name]
+        if field.type == "int":
+            values[field.name] = _whole(value, source, at, f"a whole number for {field.name}")
+        elif field.type == "float":
+            values[field.name] = _positive(value, source, at, f"a positive number for {field.name}")
+        elif not isinstance(value, str):
+            raise SpecError(source, at, f"expected a string, got {_kind(value)}")
+        else:
+            values[field.name] = value
+    try:
+        return SPEC_CLASSES[kind](**values)
+    except SpecError as error:  # a choice the spec class refuses, blamed on "NPUSpec.fold_timing"
+        field = error.where.rpartition(".")[2]
+        raise SpecError(source, f"{where}.{field}", error.message) from None
+
+
+def _channel_policy(data: Mapping, source: str, where: str) -> str | None:
+    policy = data.get("channel_policy")
+    if policy is not None and policy not in CHANNEL_POLICIES:
+        raise SpecError(source, f"{where}.channel_policy", f"expected one of {', '.join(CHANNEL_POLICIES)}, "
+                                                           f"got {policy!r}")
+    return policy
+
+
+def _preset(kind: str, value: Any, source: str, where: str) -> Any:
+    """A GPU preset, library architecture or library mapping by name or path, its errors blamed on this file."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(source, where, f"expected a {kind} name or path, got {value!r}")
+    loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "architecture": library.load_architecture_spec,
+               "mapping": library.load_mapping_spec}
+    try:
+        return loaders[kind](value)
+    except SpecError as error:
+        inner = f"{error.where}: " if error.where else ""
+        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+
+
+def _load_gpu(name_or_path: str) -> Any:
+    from archsim.gpu.load import load_gpu  # the GPU presets package, imported only for a system with a GPU
+
+    return load_gpu(name_or_path)
+
+
+def _link(value: Any, source: str, where: str) -> Link:
+    if isinstance(value, Mapping):
+        return link_from_dict(value, source, where)
+    if not isinstance(value, str) or not value:
+        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {_kind(value)}")
+    try:
+        return load_link(value)
+    except SpecError as error:
+        inner = f"{error.where}: " if error.where else ""
+        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+
+
+def _parallelism(data: Any, source: str) -> Parallelism:
+    if not isinstance(data, Mapping):
+        raise SpecError(source, "parallelism", f"expected a mapping with {', '.join(PARALLELISM_KEYS)}, "
+                                               f"got {_kind(data)}")
+    check_keys(data, PARALLELISM_KEYS, source, "parallelism")
+    for key in ("tp", "pp"):
+        if key not in data:
+            raise SpecError(source, f"parallelism.{key}", "missing (1 for none)")
+    degrees = {key: _whole(value, source, f"parallelism.{key}", f"a parallel degree ({key})")
+               for key, value in data.items()}
+    return Parallelism(**degrees)
+
+
+def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[PlacementRule, ...]:
+    if not isinstance(data, list) or not data:
+        raise SpecError(source, "placement", f"expected a list of rules ({', '.join(RULE_KEYS)}), got "
+                                             f"{_kind(data) if data != [] else 'an empty list'}")
+    rules = tuple(_rule(value, devices, source, f"placement[{i}]") for i, value in enumerate(data))
+    for op in OP_KINDS:
+        for phase in PHASES:
+            if not any(r.op_per_byte_below is None and r.matches(op, phase, 0.0) for r in rules):
+                raise SpecError(source, "placement", f"no rule places {op} in {phase} at every Op/B: add a rule "
+                                                     "for it without op_per_byte_below")
+    for i, rule in enumerate(rules):
+        device = devices[rule.device]
+        if "attention" in rule.ops and device.kind == "bank-pim" and device.channel_policy is None:
+            raise SpecError(source, f"devices.{device.name}.channel_policy",
+                            f"missing: placement[{i}] puts attention on it, and requests are pinned to its "
+                            f"channels by a policy ({', '.join(CHANNEL_POLICIES)})")
+    return rules
+
+
+def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> PlacementRule:
+    if not isinstance(data, Mapping):
+        raise SpecError(source, where, f"expected a mapping with {', '.join(RULE_KEYS)}, got {_kind(data)}")
+    check_keys(data, RULE_KEYS, source, where)
+    for key in ("op", "device"):
+        if key not in data:
+            raise SpecError(source, f"{where}.{key}", "missing")
+    ops = data["op"] if isinstance(data["op"], list) else [data["op"]]
+    for i, op in enumerate(ops):
+        if op not in OP_KINDS:
+            at = f"{where}.op[{i}]" if isinstance(data["op"], list) else f"{where}.op"
+            raise SpecError(source, at, f"expected an op kind ({', '.join(OP_KINDS)}), got {op!r}")
+    if not ops:
+        raise SpecError(source, f"{where}.op", "expected at least one op kind")
+    if not isinstance(data["device"], str) or data["device"] not in devices:
+        raise SpecError(source, f"{where}.device", f"expected a device of this system ({', '.join(devices)}), "
+                                                   f"got {data['device']!r}")
+    phase = data.get("phase")
+    if phase is not None and phase not in PHASES:
+        raise SpecError(source, f"{where}.phase", f"expected one of {', '.join(PHASES)}, got {phase!r}")
+    below = data.get("op_per_byte_below")
+    return PlacementRule(tuple(ops), data["device"], phase,
+                         None if below is None else _positive(below, source, f"{where}.op_per_byte_below",
+                                                              "an Op/B threshold in FLOPs per byte"))
+
+
+def _schedule(data: Any, source: str) -> Schedule:
+    if not isinstance(data, Mapping) or "kind" not in data:
+        raise SpecError(source, "schedule", f"expected a mapping with a kind ({', '.join(SCHEDULE_KINDS)}), "
+                                            f"got {_kind(data) if not isinstance(data, Mapping) else 'no kind'}")
+    kind = data["kind"]
+    if kind not in SCHEDULE_KINDS:
+        raise SpecError(source, "schedule.kind", f"expected one of {', '.join(SCHEDULE_KINDS)}, got {kind!r}")
+    required, optional = SCHEDULE_KEYS[kind]
+    check_keys(data, ("kind", *required, *optional), source, "schedule")
+    for key in required:
+        if key not in data:
+            raise SpecError(source, f"schedule.{key}", f"missing: a {kind} schedule needs it")
+    values: dict[str, Any] = {}
+    for key in ("sub_batches", "micro_batches"):
+        if key in data:
+            values[key] = _whole(data[key], source, f"schedule.{key}", f"a number of {key.replace('_', '-')}")
+            if values[key] < 2:
+                raise SpecError(source, f"schedule.{key}", f"expected at least 2 (1 is a blocked schedule), "
+                                                           f"got {data[key]!r}")
+    if "min_batch" in data:
+        values["min_batch"] = _whole(data["min_batch"], source, "schedule.min_batch", "a batch size")
+    if "resident_weight_bytes" in data:
+        values["resident_weight_bytes"] = _number(data["resident_weight_bytes"], source,
+                                                  "schedule.resident_weight_bytes", "a byte count", zero=True)
+    return Schedule(kind, **values)
+
+
+def _whole(value: Any, source: str, where: str, what: str) -> int:
+    """A whole number from 1 to MAX_COUNT (YAML `4` or `4.0`)."""
+    number = _number(value, source, where, what, zero=False)
+    if number != int(number) or number > MAX_COUNT:
+        raise SpecError(source, where, f"expected {what}: a whole number from 1 to {MAX_COUNT}, got {value!r}")
+    return int(number)
+
+
+def _positive(value: Any, source: str, where: str, what: str) -> float:
+    return _number(value, source, where, what, zero=False)
+
+
+def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float:
+    if isinstance(value, str):
+        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
+    number = finite_number(value, source, where)
+    if number < 0 or (number == 0 and not zero) or not math.isfinite(number) or number > MAX_NUMBER:
+        bound = "a number >= 0" if zero else "a positive number"
+        raise SpecError(source, where, f"expected {what} ({bound} up to {MAX_NUMBER:g}), got {value!r}")
+    return number + 0.0  # -0.0 reads as 0.0
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
