@@ -1,0 +1,239 @@
+"""The system spec loader: presets load and describe the NeuPIMs modes; bad input is a SpecError naming file and field.
+
+Expected values come from `archsim.systems.neupims.PRESETS` (what the NeuPIMs presets must describe), from the
+library workloads' sizes (gpt3-7b: 32 heads, 32 kv_heads, 32 layers; llama3-70b: 64 heads, 8 kv_heads, 80 layers;
+mixtral-8x7b: 32 heads, 8 kv_heads, 32 layers, 8 experts) and from the op names of `archsim.systems.step`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from archsim.errors import SpecError
+from archsim.library import load_workload_spec
+from archsim.systems.neupims import PRESETS
+from archsim.systems.step import Step, layer_ops
+from archsim.systems.system_spec import (
+    OP_KINDS,
+    check_against_workload,
+    load_system,
+    system_from_dict,
+    system_names,
+)
+
+VALID = {
+    "name": "test",
+    "source": "a test",
+    "devices": {"npu": {"kind": "npu", "count": 2},
+                "pim": {"kind": "bank-pim", "count": 2, "row_buffers": 2, "channel_policy": "greedy"}},
+    "links": {"tp": "pcie5-x16"},
+    "parallelism": {"tp": 2, "pp": 1},
+    "placement": [{"op": "attention", "phase": "decode", "device": "pim"},
+                  {"op": list(OP_KINDS), "device": "npu"}],
+    "schedule": {"kind": "sub-batch-interleaving", "sub_batches": 2},
+}
+
+
+def _write(tmp_path, data, name="system.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _error(tmp_path, data) -> SpecError:
+    path = _write(tmp_path, data)
+    with pytest.raises(SpecError) as info:
+        load_system(path)
+    assert info.value.source == str(path)
+    return info.value
+
+
+def _with(change):
+    data = copy.deepcopy(VALID)
+    change(data)
+    return data
+
+
+def test_presets_are_the_five_neupims_modes():
+    assert system_names() == sorted(PRESETS)
+
+
+@pytest.mark.parametrize("mode", sorted(PRESETS))
+def test_preset_describes_the_neupims_config(mode):
+    config, system = PRESETS[mode], load_system(mode)
+    assert system.name == mode
+    compute = system.device_for("qkv", "decode", 1.0)
+    assert compute.kind == config.device  # npu | gpu
+    attention = system.device_for("attention", "decode", 1.0)
+    assert attention.kind == {"pim": "bank-pim", "npu": config.device}[config.attention_on]
+    if config.attention_on == "pim":
+        assert attention.spec.row_buffers == config.row_buffers
+        assert attention.channel_policy == config.channel_policy
+    expected_schedule = ("sub-batch-interleaving" if config.sub_batch_interleaving
+                         else "overlapped" if config.npu_pim_overlap else "blocked")
+    assert system.schedule.kind == expected_schedule
+    if config.sub_batch_interleaving:
+        assert (system.schedule.sub_batches, system.schedule.min_batch) == (2, config.sbi_min_batch)
+        assert system.schedule.resident_weight_bytes == config.sbi_resident_weight_bytes
+    # the artifact's GPT-3 7B parallelism, neupims.MODELS
+    assert (system.parallelism.tp, system.parallelism.pp) == (4, 1)
+    # prefill on the compute device (neupims.py docstring: prompt attention runs on the arrays)
+    assert system.device_for("attention", "prefill", 1.0).kind == config.device
+
+
+def test_op_kinds_are_the_op_names_of_a_layer():
+    step = Step("decode", batch=1, seq_len=16)
+    dense = {op.name for op in layer_ops(load_workload_spec("gpt3-7b"), step, "gpt")}
+    moe = {op.name for op in layer_ops(load_workload_spec("mixtral-8x7b"), step, "llama")}
+    assert set(OP_KINDS) == dense | moe
+
+
+def test_a_valid_spec_loads_with_typed_parts(tmp_path):
+    system = load_system(_write(tmp_path, VALID))
+    assert system.devices["pim"].spec.row_buffers == 2
+    assert system.links["tp"].name == "pcie5-x16"
+    assert system.parallelism.ep == 1 and system.parallelism.attention_pool is None
+    assert system.device_for("attention", "prefill", 1.0).name == "npu"
+    assert system.device_for("attention", "decode", 1.0).name == "pim"
+
+
+def test_op_per_byte_threshold_places_by_intensity(tmp_path):
+    data = _with(lambda d: d["placement"].insert(0, {"op": "ffn", "op_per_byte_below": 4, "device": "pim"}))
+    system = load_system(_write(tmp_path, data))
+    assert system.device_for("ffn", "decode", 1.0).name == "pim"
+    assert system.device_for("ffn", "decode", 4.0).name == "npu"
+
+
+def _set(path, value):
+    def change(data):
+        *parents, last = path
+        node = data
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return change
+
+
+def _drop(path):
+    def change(data):
+        *parents, last = path
+        node = data
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return change
+
+
+BAD = [  # (change, YAML path the error names, a word the message holds)
+    (_set(("colour",), "red"), "colour", "unknown key"),
+    (_set(("devices", "npu", "speed"), 3), "devices.npu.speed", "unknown key"),
+    (_set(("parallelism", "dp"), 2), "parallelism.dp", "unknown key"),
+    (_set(("schedule", "micro_batches"), 2), "schedule.micro_batches", "unknown key"),
+    (_set(("placement", 0, "when"), "always"), "placement[0].when", "unknown key"),
+    (_set(("devices", "npu", "kind"), "tpu"), "devices.npu.kind", "expected one of"),
+    (_drop(("devices", "npu", "kind")), "devices.npu.kind", "missing"),
+    (_set(("placement", 1, "device"), "gpu"), "placement[1].device", "expected a device of this system"),
+    (_set(("placement", 0, "op"), "softmax"), "placement[0].op", "expected an op kind"),
+    (_set(("placement", 1, "op"), ["qkv", "mlp"]), "placement[1].op[1]", "expected an op kind"),
+    (_set(("placement", 0, "phase"), "training"), "placement[0].phase", "expected one of"),
+    (_set(("placement", 1, "op"), ["qkv"]), "placement", "no rule places attn_norm"),
+    (_set(("links", "tp"), {"name": "x", "source": "y", "latency_s": 1.0e-6, "bytes_per_s_per_direction": 0}),
+     "links.tp.bytes_per_s_per_direction", "positive"),
+    (_set(("links", "tp"), "nvlink9"), "links.tp", "not a link preset"),
+    (_set(("devices", "npu", "count"), 0), "devices.npu.count", "positive"),
+    (_set(("devices", "npu", "count"), 1.5), "devices.npu.count", "whole number"),
+    (_drop(("devices", "npu", "count")), "devices.npu.count", "missing"),
+    (_set(("parallelism", "tp"), 0), "parallelism.tp", "positive"),
+    (_set(("parallelism", "pp"), 2.5), "parallelism.pp", "whole number"),
+    (_set(("parallelism", "tp"), "4"), "parallelism.tp", "text"),
+    (_drop(("parallelism", "tp")), "parallelism.tp", "missing"),
+    (_set(("devices", "pim", "row_buffers"), 3), "devices.pim.row_buffers", "expected one of"),
+    (_set(("devices", "pim", "channel_policy"), "random"), "devices.pim.channel_policy", "expected one of"),
+    (_drop(("devices", "pim", "channel_policy")), "devices.pim.channel_policy", "missing"),
+    (_set(("devices", "npu", "clock_hz"), -1.0), "devices.npu.clock_hz", "positive"),
+    (_set(("devices", "gpu"), {"kind": "gpu", "count": 1, "preset": "z100"}), "devices.gpu.preset",
+     "not a GPU preset"),
+    (_set(("devices", "gpu"), {"kind": "gpu", "count": 1}), "devices.gpu.preset", "missing"),
+    (_set(("schedule", "kind"), "random"), "schedule.kind", "expected one of"),
+    (_drop(("schedule", "sub_batches")), "schedule.sub_batches", "missing"),
+    (_set(("schedule", "sub_batches"), 1), "schedule.sub_batches", "at least 2"),
+    (_set(("placement",), []), "placement", "empty list"),
+]
+
+
+@pytest.mark.parametrize(("change", "where", "words"), BAD, ids=[f"{w}-{m}" for _, w, m in BAD])
+def test_bad_input_names_the_file_and_field(tmp_path, change, where, words):
+    error = _error(tmp_path, _with(change))
+    assert error.where == where
+    assert words in error.message
+
+
+def test_not_a_mapping_and_no_such_preset(tmp_path):
+    assert _error(tmp_path, ["devices"]).where == ""
+    with pytest.raises(SpecError, match="not a system preset"):
+        load_system("no-such-system")
+    with pytest.raises(SpecError, match="<python>: devices: expected a mapping"):
+        system_from_dict({**VALID, "devices": ["npu"]})
+
+
+@pytest.mark.parametrize(("workload", "parallelism", "where", "size"), [
+    ("gpt3-7b", {"tp": 8, "pp": 4}, None, None),
+    ("llama3-70b", {"tp": 8, "pp": 4}, None, None),
+    ("mixtral-8x7b", {"tp": 8, "pp": 4, "ep": 8}, None, None),
+    ("gpt3-7b", {"tp": 16, "pp": 1}, None, None),  # 32 heads and kv_heads, 16384 ffn_dim
+    ("llama3-70b", {"tp": 16, "pp": 1}, "parallelism.tp", "kv_heads (8 in"),  # 64 heads divide, 8 kv_heads do not
+    ("mixtral-8x7b", {"tp": 16, "pp": 1}, "parallelism.tp", "kv_heads (8 in"),
+    ("gpt3-7b", {"tp": 3, "pp": 1}, "parallelism.tp", "heads (32 in"),
+    ("llama3-70b", {"tp": 1, "pp": 5}, None, None),  # 80 layers
+    ("gpt3-7b", {"tp": 1, "pp": 5}, "parallelism.pp", "layers (32 in"),
+    ("mixtral-8x7b", {"tp": 1, "pp": 1, "ep": 3}, "parallelism.ep", "experts (8 in"),
+])
+def test_check_against_workload(tmp_path, workload, parallelism, where, size):
+    path = _write(tmp_path, {**VALID, "parallelism": parallelism})
+    system, spec = load_system(path), load_workload_spec(workload)
+    if where is None:
+        check_against_workload(system, spec)
+        return
+    with pytest.raises(SpecError) as info:
+        check_against_workload(system, spec)
+    assert (info.value.source, info.value.where) == (str(path), where)
+    assert size in info.value.message and spec.path in info.value.message
+
+
+def test_expert_parallelism_needs_a_moe_workload(tmp_path):
+    system = load_system(_write(tmp_path, {**VALID, "parallelism": {"tp": 1, "pp": 1, "ep": 2}}))
+    spec = load_workload_spec("gpt3-7b")
+    with pytest.raises(SpecError) as info:
+        check_against_workload(system, spec)
+    assert (info.value.source, info.value.where) == (spec.path, "params.experts")
+
+
+def test_every_device_kind_loads(tmp_path):
+    devices = {"xpu": {"kind": "gpu", "count": 8, "preset": "h100-sxm5"},
+               "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4"},
+               "lpim": {"kind": "logic-pim", "count": 8},
+               "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax", "mapping": "fusemax"}}
+    data = {**VALID, "devices": devices, "parallelism": {"tp": 8, "pp": 1, "ep": 8, "attention_pool": 4},
+            "placement": [{"op": "attention", "phase": "decode", "device": "pool"},
+                          {"op": "moe", "op_per_byte_below": 32, "device": "lpim"},
+                          {"op": "attention", "phase": "prefill", "device": "fusemax"},
+                          {"op": list(OP_KINDS), "device": "xpu"}],
+            "schedule": {"kind": "staggered", "micro_batches": 3}}
+    system = load_system(_write(tmp_path, data))
+    assert system.devices["xpu"].spec.name == "h100-sxm5"
+    assert system.devices["pool"].spec.name == "a100-80gb-sxm4"
+    assert system.devices["lpim"].spec is None
+    assert system.devices["fusemax"].mapping is not None
+    assert system.device_for("moe", "decode", 8.0).name == "lpim"
+    assert system.device_for("attention", "prefill", 1.0).name == "fusemax"
+    assert (system.parallelism.attention_pool, system.schedule.micro_batches) == (4, 3)
+
+
+def test_architecture_device_blames_a_missing_mapping_on_the_system_file(tmp_path):
+    data = _with(_set(("devices", "arch"), {"kind": "architecture", "count": 1, "preset": "fusemax",
+                                            "mapping": "no-such-mapping"}))
+    error = _error(tmp_path, data)
+    assert error.where == "devices.arch.mapping" and "not a mapping" in error.message
