@@ -84,11 +84,12 @@ def check_size(name: str, value: Any, source: str, where: str) -> float:
     ARCHSIM_MAX_SIZE); a `PARAMS` size is moreover an integer of at least its minimum."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(source, where, f"expected a number, got {value!r}")
-    if math.isnan(value):
+    if isinstance(value, float) and math.isnan(value):
         raise SpecError(source, where, "expected a finite number, got NaN")
     limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
-    if not -limit <= value <= limit:  # also refuses inf
-        raise SpecError(source, where, f"{value:g} is beyond the limit of {limit} on sizes (raise it with the "
+    if not -limit <= value <= limit:  # also refuses inf; an int beyond a float is compared exactly
+        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 1e300 else f"a {len(str(value))}-digit number"
+        raise SpecError(source, where, f"{shown} is beyond the limit of {limit} on sizes (raise it with the "
                                        f"environment variable ARCHSIM_MAX_SIZE)")
     size = PARAMS.get(name)
     if size is not None and (value != int(value) or value < size.minimum):

@@ -53,6 +53,7 @@ SPEC_FILES: dict[str, list[Path]] = {
     "calibration": sorted((REPO / "archsim/gpu/calibration").glob("*.yaml")),
     "sweep": sorted((REPO / "archsim/dse/sweeps").glob("*.yaml")),
     "link": sorted((REPO / "archsim/systems/link_presets").glob("*.yaml")),
+    "system": sorted((REPO / "archsim/systems/system_presets").glob("*.yaml")),
 }
 MEASUREMENTS_CSV = REPO / "archsim/gpu/reference/attention_measured.csv"
 MEASUREMENT_ROWS = 24  # the head of the published CSV: several GPUs, kernels, directions; ~0.03 s to validate

@@ -16,11 +16,11 @@ def _contents() -> dict[str, list[str]]:
     from archsim.dse.spec import SWEEPS_PACKAGE
     from archsim.gpu.load import gpu_names
     from archsim.systems.links import link_names
-    from archsim.systems.neupims import PRESETS
+    from archsim.systems.system_spec import system_names
 
     return {**{kind: library.names(kind) for kind in library.PACKAGES},
             "sweeps": library.names("sweeps", SWEEPS_PACKAGE),
-            "gpus": gpu_names(), "links": link_names(), "systems": sorted(PRESETS)}
+            "gpus": gpu_names(), "links": link_names(), "systems": system_names()}
 
 
 @click.command("list")
