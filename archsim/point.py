@@ -52,7 +52,12 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
         library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
-    binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
+    try:
+        binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
+    except SpecError as exc:  # a value the mapping's `set:` gave, not the caller's, is the mapping file's fault
+        if exc.source == "--set" and exc.where in spec.sets and exc.where not in (sets or {}):
+            raise SpecError(spec.source, f"set.{exc.where}", exc.message) from None
+        raise
     analysis = analyze(binding)
 
     def evaluate_group(trial: Mapping, group: int) -> Result:
@@ -70,7 +75,10 @@ def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
         path = library.find(kind, name)
     except SpecError as exc:
         raise SpecError(spec.source, field, f"{name!r}: {exc.message}") from None
-    return load(path)
+    try:
+        return load(path)
+    except SpecError as exc:  # the named file is bad: its own error, and which mapping named it
+        raise SpecError(exc.source, exc.where, f"{exc.message} (the {field} of {spec.source})") from None
 
 
 def run_point(mapping: str | Mapping, **kwargs) -> Result:

@@ -53,7 +53,8 @@ _RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-MAX_SPEC_BYTES = 16 * 2**20  # spec files are kilobytes; ARCHSIM_MAX_SPEC_BYTES raises the limit
+MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
+# nesting checks need; flow-style JSON is the slowest); ARCHSIM_MAX_SPEC_BYTES raises the limit
 MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
 
 

@@ -382,7 +382,16 @@ def _named(kind: str, name: str, source: str, key: str) -> str:
 
 def _check_against_base(spec: SweepSpec) -> None:
     """The names the sweep refers to exist (its mapping, cascade, workload and architecture), and its sizes and
-    architecture fields are ones they have."""
+    architecture fields are ones they have. An error in a file it names says which sweep named it."""
+    try:
+        _check_named_specs(spec)
+    except SpecError as exc:
+        if exc.source == spec.source:
+            raise
+        raise SpecError(exc.source, exc.where, f"{exc.message} (named by {spec.source})") from None
+
+
+def _check_named_specs(spec: SweepSpec) -> None:
     mapping = library.load_mapping_spec(_named("mappings", spec.mapping, spec.source, "mapping"))
     cascade = library.load_cascade_spec(_named("cascades", spec.cascade, spec.source, "cascade") if spec.cascade
                                         else mapping.cascade)
