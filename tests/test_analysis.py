@@ -215,3 +215,15 @@ def test_mask_count_is_exact_beyond_int64() -> None:
     expected = n**3 - (n - w) ** 2 * n
     assert expected == 3 * 2**64
     assert count_true(_predicate("m < W or p < W"), {"m": n, "p": n, "q": n}, {"W": w, "S": 0}) == expected
+
+
+def test_a_predicate_of_parameters_only_counts_one_point_true_or_not() -> None:
+    """A mask with no rank in it (a fuzzed cascade's `where window`) is one point; a number holds where it is
+    nonzero, as the interpreter's np.where reads it (the batched counter raised IndexError on it)."""
+    from archsim.cascade import syntax as S
+    from archsim.cascade.ir import Param
+    from archsim.cascade.mask_count import count_true
+
+    assert count_true(Param("w"), {}, {"w": 3.0}) == 1
+    assert count_true(S.BinOp("<", Param("w"), S.Num(1.0)), {}, {"w": 3.0}) == 0
+    assert count_true(Param("w"), {"m": 10}, {"w": 0.5}) == 10

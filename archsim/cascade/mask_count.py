@@ -51,6 +51,8 @@ def _count(predicate: Value, dims: tuple[tuple[str, int], ...], params: tuple[tu
     names, sizes = [name for name, _ in dims], [size for _, size in dims]
     if math.prod(sizes) == 0:
         return 0
+    if not names:  # a predicate of parameters only (no rank): one point, counted through a dummy rank of size 1
+        names, sizes = ["_"], [1]
     # Disjoint boxes' volumes sum to at most the whole box's: int64 is exact below 2**63.
     volume_type = np.int64 if math.prod(sizes) < 2**63 else object
     stack = [np.array([[[0.0] for _ in sizes], [[size - 1.0] for size in sizes]])]
@@ -134,12 +136,10 @@ def _dense(predicate: Value, names: list[str], boxes: np.ndarray, params) -> int
 
 
 def _dense_sum(predicate: Value, points: _Points, params) -> int:
-    """A boolean predicate counts its true points; any other value is summed per box and truncated to an integer,
-    as int() does."""
+    """The points where the predicate holds: where its value is true or nonzero, as the interpreter's
+    `np.where(mask, ...)` reads it."""
     values = np.broadcast_to(evaluate(predicate, points, params, DEFAULT_UNARY_OPS), points.shape)
-    if values.dtype == bool:
-        return int(np.count_nonzero(values))
-    return int(values.reshape(len(values), -1).sum(axis=1).astype(np.int64).sum())
+    return int(np.count_nonzero(values))
 
 
 def _truth(node: Value, bounds: Mapping[str, Bounds], params):
