@@ -52,12 +52,7 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
         library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
-    try:
-        binding = bind(cascade_spec, workload, {**spec.sets, **(sets or {})}, source="--set")
-    except SpecError as exc:  # a value the mapping's `set:` gave, not the caller's, is the mapping file's fault
-        if exc.source == "--set" and exc.where in spec.sets and exc.where not in (sets or {}):
-            raise SpecError(spec.source, f"set.{exc.where}", exc.message) from None
-        raise
+    binding = bind(cascade_spec, workload, sets, source="--set", fixed=(spec.source, spec.sets))
     analysis = analyze(binding)
 
     def evaluate_group(trial: Mapping, group: int) -> Result:

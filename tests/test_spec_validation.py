@@ -232,3 +232,16 @@ def test_nan_and_inf_model_sizes_are_refused_at_load(tmp_path: Path, line: str, 
     path = _write(tmp_path, BERT.read_text().replace(line, f"{key}: {value} "), "workload.yaml")
     error = _error(library.load_workload_spec, path)
     assert (error.source, error.where) == (str(path), f"params.{key}")
+
+
+def test_a_partition_that_does_not_divide_says_where_its_sizes_came_from(tmp_path: Path) -> None:
+    """M0 from a mapping's set: and seq_len from a workload file: the error names both files (it named only the
+    cascade before, though neither value was the cascade's)."""
+    from archsim.point import run_point
+
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(library.find("mappings", "fusemax").read_text().replace("set: {M0: 256}", "set: {M0: 255}"))
+    workload = library.find("workloads", "bert-base")
+    error = _error(run_point, str(mapping), workload=str(workload))
+    assert error.where == "partition.M"
+    assert error.message.endswith(f"(seq_len=1024 from {workload}, M0=255 from {mapping})")

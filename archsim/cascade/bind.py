@@ -73,6 +73,8 @@ def bind(
     params: Workload | Mapping[str, float] | None = None,
     overrides: Mapping[str, float] | None = None,
     source: str = "<params>",
+    *,
+    fixed: tuple[str, Mapping[str, float]] | None = None,
 ) -> Binding:
     """Resolve every rank size from values layered, later winning: the cascade's defaults, `params`, `overrides`.
 
@@ -81,7 +83,9 @@ def bind(
     `overrides` does: a missing one is a SpecError naming the workload's file, never a silent use of the
     cascade's small default. A plain mapping (a Python caller stating the sizes it cares about, such as the GPU
     tile model) may leave sizes to the defaults. `overrides` (from `source`, e.g. "--set") must each name a
-    parameter or a rank of the cascade. Every value passes `check_size`, blamed on where it came from."""
+    parameter or a rank of the cascade. `fixed` is (source, values) set between `params` and `overrides`, e.g. a
+    mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came from, and a partition
+    that does not divide says where its sizes came from."""
     values: dict[str, float] = {}
     origin: dict[str, str] = {}  # param -> the source of its value
     layers = [(cascade.source, cascade.params)]
@@ -94,15 +98,20 @@ def bind(
             values[key] = check_size(key, value, layer_source, f"params.{key}")
             origin[key] = layer_source
     rank_overrides: dict[str, int] = {}
-    for key, value in (overrides or {}).items():
-        if key in cascade.rank_sizes:
-            rank_overrides[key] = _positive_int(check_size(key, value, source, key), source, key)
-        elif key in values:
-            values[key] = check_size(key, value, source, key)
-            origin[key] = source
-        else:
-            known = ", ".join([*values, *cascade.rank_sizes])
-            raise SpecError(source, key, f"not a parameter or rank of {cascade.name} (known: {known})")
+    override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
+    override_layers.append((source, overrides or {}, ""))
+    for layer_source, layer, prefix in override_layers:
+        for key, value in layer.items():
+            where = f"{prefix}{key}"
+            if key in cascade.rank_sizes:
+                rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where), layer_source, where)
+                origin[key] = layer_source
+            elif key in values:
+                values[key] = check_size(key, value, layer_source, where)
+                origin[key] = layer_source
+            else:
+                known = ", ".join([*values, *cascade.rank_sizes])
+                raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} (known: {known})")
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
     defaults = {k for k, where in origin.items() if where == cascade.source}
@@ -132,7 +141,8 @@ def bind(
         if sizes[root] % product:
             raise SpecError(cascade.source, f"partition.{root}",
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
-                            + _defaults_hint(cascade, bound_by_params, values, defaults))
+                            + _defaults_hint(cascade, bound_by_params, values, defaults)
+                            + _origins(cascade, [root, *known], {**values, **sizes}, origin))
         sizes[missing] = sizes[root] // product
     word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
@@ -160,6 +170,20 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
                 f"used when no workload gives it): pass --workload W or --set {model[0]}=N")
     return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: pass --set {used[0]}=N"
+
+
+def _origins(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str]) -> str:
+    """Where the sizes of `ranks` came from, when not from the cascade file: `(seq_len=1025 from w.yaml)`."""
+    named = {}
+    for rank in ranks:
+        if rank in origin:  # a rank set directly
+            named[rank] = origin[rank]
+        elif cascade.rank_sizes.get(rank) is not None:
+            for n in S.walk(cascade.rank_sizes[rank]):
+                if isinstance(n, S.Name) and n.name in origin:
+                    named[n.name] = origin[n.name]
+    shown = [f"{name}={values[name]:g} from {where}" for name, where in named.items() if where != cascade.source]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def _positive_int(value: float, source: str, where: str) -> int:
