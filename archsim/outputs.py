@@ -41,8 +41,8 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
     path = Path(path)
     try:
         return _check_writable(path, option, directory, inputs)
-    except OSError as exc:  # a name the OS refuses (too long, a loop of links)
-        raise SpecError(option, str(path), f"cannot use this path ({exc.strerror or exc})") from None
+    except (OSError, RuntimeError) as exc:  # a name the OS refuses (too long); a loop of links (pathlib.resolve)
+        raise SpecError(option, str(path), f"cannot use this path ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None]) -> Path:

@@ -155,7 +155,13 @@ class _TooDeep(Exception):
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing documents nested deeper than MAX_YAML_DEPTH before its recursive composer
     and the code walking the data run out of stack. An alias counts at the height of what it names (so anchors
-    cannot build deep data out of shallow text) and may not name a node that contains it (recursive data)."""
+    cannot build deep data out of shallow text) and may not name a node that contains it (recursive data).
+    An integer beyond the largest float reads as +-inf, which every number check refuses with its field named
+    (kept as an int it raised OverflowError wherever a check took its float)."""
+
+    def construct_yaml_int(self, node):
+        value = super().construct_yaml_int(node)
+        return value if abs(value) <= sys.float_info.max else (math.inf if value > 0 else -math.inf)
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -230,6 +236,9 @@ def finite_number(value: Any, source: str, where: str) -> float:
     if not math.isfinite(result):
         raise SpecError(source, where, f"expected a finite number, got {value!r}")
     return result
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 class _Loader:
@@ -648,7 +657,7 @@ class _Loader:
         if not isinstance(raw, list) or not raw:
             raise self.error("outputs", "expected a non-empty list of tensors written by the Einsums")
         for name in raw:
-            decl = self.tensors.get(name)
+            decl = self.tensors.get(name) if isinstance(name, str) else None
             if decl is None or decl.kind == "input":
                 raise self.error("outputs", f"'{name}' is not written by any Einsum")
             self.tensors[name] = replace(decl, kind="output")
