@@ -37,3 +37,29 @@ def check_choice(where: str, value: object, allowed: Sequence[object]) -> None:
     """Reject a spec built in code whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`."""
     if value not in allowed:
         raise SpecError("<python>", where, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def kind_of(value: object) -> str:
+    """A value's type as an error message names it (`nothing` for a YAML null)."""
+    return "nothing" if value is None else type(value).__name__
+
+
+def check_header(data: object, keys: Sequence[str], optional: Sequence[str], text: Sequence[str], source: str,
+                 where: str = "") -> None:
+    """The common head of a preset spec (GPU, link, system): a mapping with only `keys`, each present unless
+    `optional`, the `text` keys strings, and `name` and `source` not empty."""
+    def at(key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    if not isinstance(data, Mapping):
+        raise SpecError(source, where, f"expected a mapping with {', '.join(keys)}, got {kind_of(data)}")
+    check_keys(data, keys, source, where)
+    for key in keys:
+        if key not in data and key not in optional:
+            raise SpecError(source, at(key), "missing")
+    for key in text:
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(source, at(key), f"expected a string, got {kind_of(data[key])}")
+    for key in ("name", "source"):
+        if key in keys and not data[key]:
+            raise SpecError(source, at(key), "expected a non-empty string")

@@ -37,7 +37,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_header, kind_of
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 # field -> (what it is, integer?) for every plain number of the file
@@ -67,17 +67,7 @@ MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
-    if not isinstance(data, Mapping):
-        raise SpecError(source, "", f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
-    check_keys(data, KEYS, source)
-    for key in KEYS:
-        if key not in data and key not in OPTIONAL:
-            raise SpecError(source, key, "missing")
-    for key in TEXT:
-        if key in data and not isinstance(data[key], str):
-            raise SpecError(source, key, f"expected a string, got {_kind(data[key])}")
-    if not data["name"] or not data["source"]:
-        raise SpecError(source, "name" if not data["name"] else "source", "expected a non-empty string")
+    check_header(data, KEYS, OPTIONAL, TEXT, source)
     numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
     if numbers["sync_mma_fraction"] > 1:
         raise SpecError(source, "sync_mma_fraction",
@@ -136,7 +126,7 @@ def _tensor(data: Any, source: str) -> dict[str, float]:
     where = "tensor_flops_per_s"
     if not isinstance(data, Mapping) or "fp16" not in data:
         raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
-                                       f"(precisions: {', '.join(PRECISIONS)}), got {_kind(data)}")
+                                       f"(precisions: {', '.join(PRECISIONS)}), got {kind_of(data)}")
     out = {}
     for precision, value in data.items():
         if precision not in PRECISIONS:
@@ -150,6 +140,3 @@ def _aliases(data: Any, source: str) -> tuple[str, ...]:
         raise SpecError(source, "aliases", f"expected a list of GPU names, got {data!r}")
     return tuple(data)
 
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__

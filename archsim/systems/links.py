@@ -25,14 +25,13 @@ file and the field. The key `bytes_per_s_per_direction` marks a link spec.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archsim import library
 from archsim.cascade.load import finite_number, text_number_hint
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_header
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")
@@ -61,18 +60,7 @@ class Link:
 def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link:
     """Validate a parsed link spec; `source` names the file in errors and `where` the YAML path of the link inside
     it (e.g. `links.nvlink` when a system spec holds the link inline; empty for a link file)."""
-    if not isinstance(data, Mapping):
-        raise SpecError(source, where, f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
-    check_keys(data, KEYS, source, where)
-    for key in KEYS:
-        if key not in data and key not in OPTIONAL:
-            raise SpecError(source, _at(where, key), "missing")
-    for key in TEXT:
-        if key in data and not isinstance(data[key], str):
-            raise SpecError(source, _at(where, key), f"expected a string, got {_kind(data[key])}")
-    for key in ("name", "source"):
-        if not data[key]:
-            raise SpecError(source, _at(where, key), "expected a non-empty string")
+    check_header(data, KEYS, OPTIONAL, TEXT, source, where)
     return Link(
         name=data["name"],
         description=data.get("description", ""),
@@ -111,6 +99,3 @@ def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float
 def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__

@@ -57,7 +57,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, text_number_hint
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_header, check_keys, kind_of
 from archsim.systems.links import Link, link_from_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
@@ -154,18 +154,7 @@ class System:
 
 def system_from_dict(data: Any, source: str = "<python>") -> System:
     """Validate a parsed system spec; `source` names the file in errors."""
-    if not isinstance(data, Mapping):
-        raise SpecError(source, "", f"expected a mapping with {', '.join(KEYS)}, got {_kind(data)}")
-    check_keys(data, KEYS, source)
-    for key in KEYS:
-        if key not in data and key not in OPTIONAL:
-            raise SpecError(source, key, "missing")
-    for key in TEXT:
-        if key in data and not isinstance(data[key], str):
-            raise SpecError(source, key, f"expected a string, got {_kind(data[key])}")
-    for key in ("name", "source"):
-        if not data[key]:
-            raise SpecError(source, key, "expected a non-empty string")
+    check_header(data, KEYS, OPTIONAL, TEXT, source)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
         raise SpecError(source, "devices", "expected at least one device")
@@ -216,7 +205,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
     if not isinstance(value, Mapping):
-        raise SpecError(source, where, f"expected a mapping of names to entries, got {_kind(value)}")
+        raise SpecError(source, where, f"expected a mapping of names to entries, got {kind_of(value)}")
     for name in value:
         if not isinstance(name, str) or not name:
             raise SpecError(source, where, f"expected names as non-empty strings, got {name!r}")
@@ -226,7 +215,7 @@ def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
 def _device(name: str, data: Any, source: str) -> Device:
     where = f"devices.{name}"
     if not isinstance(data, Mapping):
-        raise SpecError(source, where, f"expected a mapping with kind and count, got {_kind(data)}")
+        raise SpecError(source, where, f"expected a mapping with kind and count, got {kind_of(data)}")
     if "kind" not in data:
         raise SpecError(source, f"{where}.kind", f"missing (one of {', '.join(DEVICE_KINDS)})")
     kind = data["kind"]
@@ -273,7 +262,7 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
         elif field.type == "float":
             values[field.name] = _positive(value, source, at, f"a positive number for {field.name}")
         elif not isinstance(value, str):
-            raise SpecError(source, at, f"expected a string, got {_kind(value)}")
+            raise SpecError(source, at, f"expected a string, got {kind_of(value)}")
         else:
             values[field.name] = value
     try:
@@ -314,7 +303,7 @@ def _link(value: Any, source: str, where: str) -> Link:
     if isinstance(value, Mapping):
         return link_from_dict(value, source, where)
     if not isinstance(value, str) or not value:
-        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {_kind(value)}")
+        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {kind_of(value)}")
     try:
         return load_link(value)
     except SpecError as error:
@@ -325,7 +314,7 @@ def _link(value: Any, source: str, where: str) -> Link:
 def _parallelism(data: Any, source: str) -> Parallelism:
     if not isinstance(data, Mapping):
         raise SpecError(source, "parallelism", f"expected a mapping with {', '.join(PARALLELISM_KEYS)}, "
-                                               f"got {_kind(data)}")
+                                               f"got {kind_of(data)}")
     check_keys(data, PARALLELISM_KEYS, source, "parallelism")
     for key in ("tp", "pp"):
         if key not in data:
@@ -338,7 +327,7 @@ def _parallelism(data: Any, source: str) -> Parallelism:
 def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[PlacementRule, ...]:
     if not isinstance(data, list) or not data:
         raise SpecError(source, "placement", f"expected a list of rules ({', '.join(RULE_KEYS)}), got "
-                                             f"{_kind(data) if data != [] else 'an empty list'}")
+                                             f"{kind_of(data) if data != [] else 'an empty list'}")
     rules = tuple(_rule(value, devices, source, f"placement[{i}]") for i, value in enumerate(data))
     for op in OP_KINDS:
         for phase in PHASES:
@@ -356,7 +345,7 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
 
 def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> PlacementRule:
     if not isinstance(data, Mapping):
-        raise SpecError(source, where, f"expected a mapping with {', '.join(RULE_KEYS)}, got {_kind(data)}")
+        raise SpecError(source, where, f"expected a mapping with {', '.join(RULE_KEYS)}, got {kind_of(data)}")
     check_keys(data, RULE_KEYS, source, where)
     for key in ("op", "device"):
         if key not in data:
@@ -383,7 +372,7 @@ def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> 
 def _schedule(data: Any, source: str) -> Schedule:
     if not isinstance(data, Mapping) or "kind" not in data:
         raise SpecError(source, "schedule", f"expected a mapping with a kind ({', '.join(SCHEDULE_KINDS)}), "
-                                            f"got {_kind(data) if not isinstance(data, Mapping) else 'no kind'}")
+                                            f"got {kind_of(data) if not isinstance(data, Mapping) else 'no kind'}")
     kind = data["kind"]
     if kind not in SCHEDULE_KINDS:
         raise SpecError(source, "schedule.kind", f"expected one of {', '.join(SCHEDULE_KINDS)}, got {kind!r}")
@@ -428,6 +417,3 @@ def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float
         raise SpecError(source, where, f"expected {what} ({bound} up to {MAX_NUMBER:g}), got {value!r}")
     return number + 0.0  # -0.0 reads as 0.0
 
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
