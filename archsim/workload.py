@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from archsim.cascade.load import env_limit
 from archsim.errors import SpecError, check_keys
+from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params"}
 

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"archsim": ROOT / "archsim", "archsim.kernels": ROOT / "kernels"}  # import root -> folder
 
 LAYERS = (  # bottom first
-    {"archsim", "errors", "outputs", "kernels"},  # "archsim" is archsim/__init__.py: it imports nothing
-    {"cascade", "workload"},  # cascade.bind reads a Workload's params; workload reads YAML with cascade.load
+    {"archsim", "errors", "limits", "outputs", "kernels"},  # "archsim" is archsim/__init__.py: it imports nothing
+    {"workload"},  # the model-size vocabulary and workload specs; reads only errors and limits
+    {"cascade"},  # cascade.bind reads a Workload's params
     {"arch"},  # hardware descriptions: Architecture, GPU, PIMSpec
     {"mapping"},  # the mapper takes an evaluator, so it needs no model
     {"library"},  # finds specs by name and loads the cascade, arch, mapping and workload kinds

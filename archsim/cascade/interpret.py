@@ -24,9 +24,9 @@ import numpy as np
 from archsim.cascade.bind import Binding
 from archsim.cascade.evaluate import evaluate
 from archsim.cascade.ir import Einsum, Ref
-from archsim.cascade.load import env_limit
 from archsim.cascade.ops import DEFAULT_UNARY_OPS, REDUCE_IDENTITY, UnaryOp
 from archsim.errors import SpecError
+from archsim.limits import env_limit
 
 _REDUCE = {"sum": np.sum, "max": np.max, "min": np.min}
 MAX_ELEMENTS = 2**27  # 1 GiB of float64; ARCHSIM_MAX_EXECUTE_ELEMENTS raises it

@@ -24,7 +24,6 @@ Every error is a `SpecError` naming the file, the Einsum or YAML path, and what 
 from __future__ import annotations
 
 import math
-import os
 import re
 import stat
 import sys
@@ -44,6 +43,7 @@ from archsim.cascade.ops import (
     UnaryOp,
 )
 from archsim.errors import SpecError
+from archsim.limits import env_limit
 
 TOP_KEYS = {
     "name", "description", "source", "params", "ranks", "partition", "aliases",
@@ -56,23 +56,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
 # nesting checks need; flow-style JSON is the slowest); ARCHSIM_MAX_SPEC_BYTES raises the limit
 MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
-
-
-MAX_ENV_LIMIT = 10**30  # a limit beyond this is no limit
-
-
-def env_limit(variable: str, default: int) -> int:
-    """A resource limit: the environment variable's value (a positive integer) if set, else `default`."""
-    text = os.environ.get(variable)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 0 < value <= MAX_ENV_LIMIT:
-        raise SpecError(variable, "", f"expected a positive integer up to 1e30 (environment variable), got {text!r}")
-    return value
 
 
 def is_file(path: Path, source: str) -> bool:

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import click
 
-from archsim.cascade.load import env_limit
 from archsim.commands.benchmarks import KERNEL_LABELS, KERNELS, Case, attention_flops, benchmark_cases
 from archsim.errors import SpecError
 from archsim.gpu.measurements import read_csv_rows
+from archsim.limits import env_limit
 from archsim.outputs import atomic_file, check_writable
 
 COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",

@@ -36,10 +36,11 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import env_limit, read_yaml, spec_beside, text_number_hint
+from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
+from archsim.limits import env_limit
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 from archsim.workload import Workload, check_size
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import env_limit
 from archsim.errors import SpecError
 from archsim.gpu.load import gpu_for, gpu_names
 from archsim.gpu.measurements import Measurement, Skipped
+from archsim.limits import env_limit
 from archsim.model.gpu import Plan, TiledLaunch, plan_feasibility
 from archsim.model.gpu_kernels import family_of, plans
 

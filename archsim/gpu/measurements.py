@@ -23,8 +23,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from archsim.cascade.load import env_limit, read_capped
+from archsim.cascade.load import read_capped
 from archsim.errors import SpecError
+from archsim.limits import env_limit
 from archsim.model.gpu import DIRECTIONS, AttentionCase
 
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error

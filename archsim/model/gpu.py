@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import env_limit
+from archsim.limits import env_limit
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
 MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)

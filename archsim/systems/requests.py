@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from archsim.cascade.load import env_limit
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.measurements import read_csv_rows
+from archsim.limits import env_limit
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_REQUESTS = 100_000
