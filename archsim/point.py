@@ -62,17 +62,13 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
 
 
 def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
-    """The cascade or architecture a mapping names; a name that finds no spec is blamed on the mapping file."""
-    name = getattr(spec, field)
+    """The cascade or architecture a mapping names; an error in that file says which mapping named it."""
     kind, load = (("cascades", library.load_cascade_spec) if field == "cascade"
                   else ("architectures", library.load_architecture_spec))
-    try:
-        path = library.find(kind, name)
-    except SpecError as exc:
-        raise SpecError(spec.source, field, f"{name!r}: {exc.message}") from None
+    path = library.find_named(kind, getattr(spec, field), spec.source, field)
     try:
         return load(path)
-    except SpecError as exc:  # the named file is bad: its own error, and which mapping named it
+    except SpecError as exc:
         raise SpecError(exc.source, exc.where, f"{exc.message} (the {field} of {spec.source})") from None
 
 

@@ -372,15 +372,6 @@ def _check_size(spec: SweepSpec, max_points: int) -> None:
                                            f"{MAX_POINTS_ENV}=N")
 
 
-def _named(kind: str, name: str, source: str, key: str) -> str:
-    """`name` if the library finds it (a library name or an existing YAML path); else a SpecError at `key`."""
-    try:
-        library.find(kind, name)
-    except SpecError as e:
-        raise SpecError(source, key, f"{name!r}: {e.message}") from None
-    return name
-
-
 def _check_against_base(spec: SweepSpec) -> None:
     """The names the sweep refers to exist (its mapping, cascade, workload and architecture), and its sizes and
     architecture fields are ones they have. An error in a file it names says which sweep named it."""
@@ -393,14 +384,15 @@ def _check_against_base(spec: SweepSpec) -> None:
 
 
 def _check_named_specs(spec: SweepSpec) -> None:
-    mapping = library.load_mapping_spec(_named("mappings", spec.mapping, spec.source, "mapping"))
-    cascade = library.load_cascade_spec(_named("cascades", spec.cascade, spec.source, "cascade") if spec.cascade
-                                        else mapping.cascade)
-    workload = (library.load_workload_spec(_named("workloads", spec.workload, spec.source, "workload"))
-                if spec.workload else None)
+    def named(kind: str, key: str) -> Path:
+        return library.find_named(kind, getattr(spec, key), spec.source, key)
+
+    mapping = library.load_mapping_spec(named("mappings", "mapping"))
+    cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
+    workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None
     _check_size_names(spec, cascade, workload)
     _check_arch_fields(spec, library.load_architecture_spec(
-        _named("architectures", spec.arch, spec.source, "arch") if spec.arch else mapping.architecture))
+        named("architectures", "arch") if spec.arch else mapping.architecture))
 
 
 def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:

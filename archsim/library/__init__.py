@@ -59,6 +59,15 @@ def find(kind: str, name_or_path: str | Path, package: str | None = None) -> Pat
     return files[text]
 
 
+def find_named(kind: str, name: str, source: str, key: str) -> Path:
+    """The file that the spec at `source` names at `key` (a mapping's cascade, a sweep's workload, ...); a name
+    that finds no spec is a SpecError at `key` of `source`, the file that holds the name."""
+    try:
+        return find(kind, name)
+    except SpecError as exc:
+        raise SpecError(source, key, f"{name!r}: {exc.message}") from None
+
+
 def load_preset(kind: str, name_or_path: str | Path, package: str, from_dict):
     """A preset of `package` by name, or a YAML file by path, read by `from_dict` (GPU presets, links, ...);
     `kind` names the plural in errors ("GPU presets")."""
