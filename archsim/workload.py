@@ -4,11 +4,17 @@
     description: one line
     source: where the numbers come from
     params: {batch: 64, seq_len: 1024, hidden: 768, heads: 12, kv_heads: 12, head_dim: 64, ...}
+    block: gpt                  # optional: the decoder block's kind, one of BLOCK_KINDS
 
 `PARAMS` is the vocabulary: every name a workload may give, each an integer count. They are the model's sizes:
 when a workload is bound to a cascade (`archsim.cascade.bind.bind`), each of them the cascade binds must come
 from the workload or the caller's sets, never from the cascade's small defaults. A cascade's other params are
 its own tiling or algorithm choices (tile_kv, block, splits) and keep their defaults.
+
+`block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
+OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
+`archsim.systems.step` expands a layer of each. A workload that does not say (an encoder, or a model of neither
+kind) has `block` None.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 from archsim.errors import SpecError, check_keys
 from archsim.limits import env_limit
 
-WORKLOAD_KEYS = {"name", "description", "source", "params"}
+WORKLOAD_KEYS = {"name", "description", "source", "params", "block"}
+BLOCK_KINDS = ("gpt", "llama")  # the decoder blocks of archsim.systems.step.BLOCKS
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Workload:
     source: str  # the citation: where the numbers come from
     params: dict[str, float]
     path: str = "<python>"  # the file it was loaded from, which errors blame
+    block: str | None = None  # one of BLOCK_KINDS; None when the file does not say
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
@@ -75,8 +83,12 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     for key in params:
         if key not in PARAMS:
             raise SpecError(source, f"params.{key}", f"unknown parameter (known: {', '.join(PARAMS)})")
+    block = data.get("block")
+    if "block" in data and block not in BLOCK_KINDS:
+        raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")),
-                    {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}, source)
+                    {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}, source,
+                    block)
 
 
 def check_size(name: str, value: Any, source: str, where: str) -> float:

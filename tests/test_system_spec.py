@@ -2,7 +2,9 @@
 
 Expected values come from `archsim.systems.neupims.PRESETS` (what the NeuPIMs presets must describe), from the
 library workloads' sizes (gpt3-7b: 32 heads, 32 kv_heads, 32 layers; llama3-70b: 64 heads, 8 kv_heads, 80 layers;
-mixtral-8x7b: 32 heads, 8 kv_heads, 32 layers, 8 experts) and from the op names of `archsim.systems.step`.
+mixtral-8x7b: 32 heads, 8 kv_heads, 32 layers, 8 experts) and from the op names of `archsim.systems.step`. The
+Logic-PIM defaults are Duplex's (../shared/reference/pim.md §2.2 and §5): 32 GEMM modules x 512 FP16 MACs at
+650 MHz = 21.3 TFLOPS, 4 x 670.4 GB/s = 2.68 TB/s internal bandwidth per HBM3 stack, 8 Op/B by design.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import yaml
 
 from archsim.errors import SpecError
 from archsim.library import load_workload_spec
-from archsim.systems.neupims import PRESETS
+from archsim.systems.neupims import MODELS, PRESETS
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_spec import (
     OP_KINDS,
@@ -78,8 +80,11 @@ def test_preset_describes_the_neupims_config(mode):
     if config.sub_batch_interleaving:
         assert (system.schedule.sub_batches, system.schedule.min_batch) == (2, config.sbi_min_batch)
         assert system.schedule.resident_weight_bytes == config.sbi_resident_weight_bytes
-    # the artifact's GPT-3 7B parallelism, neupims.MODELS
+    # the artifact's GPT-3 7B parallelism, neupims.MODELS, and each model's own
     assert (system.parallelism.tp, system.parallelism.pp) == (4, 1)
+    for model, (tp, pp) in MODELS.items():
+        assert (system.parallelism_for(model).tp, system.parallelism_for(model).pp) == (tp, pp)
+        check_against_workload(system, load_workload_spec(model))
     # prefill on the compute device (neupims.py docstring: prompt attention runs on the arrays)
     assert system.device_for("attention", "prefill", 1.0).kind == config.device
 
@@ -161,6 +166,24 @@ BAD = [  # (change, YAML path the error names, a word the message holds)
     (_drop(("schedule", "sub_batches")), "schedule.sub_batches", "missing"),
     (_set(("schedule", "sub_batches"), 1), "schedule.sub_batches", "at least 2"),
     (_set(("placement",), []), "placement", "empty list"),
+    (_set(("parallelism", "by_workload"), ["gpt3-7b"]), "parallelism.by_workload", "expected a mapping"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": 4}), "parallelism.by_workload.gpt3-7b", "expected a mapping"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": {"tp": 4, "pp": 1, "dp": 2}}),
+     "parallelism.by_workload.gpt3-7b.dp", "unknown key"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": {"tp": 4, "pp": 1, "attention_pool": 2}}),
+     "parallelism.by_workload.gpt3-7b.attention_pool", "unknown key"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": {"pp": 1}}), "parallelism.by_workload.gpt3-7b.tp", "missing"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": {"tp": 0, "pp": 1}}), "parallelism.by_workload.gpt3-7b.tp",
+     "positive"),
+    (_set(("parallelism", "by_workload"), {"gpt3-7b": {"tp": 4, "pp": 1, "ep": 1.5}}),
+     "parallelism.by_workload.gpt3-7b.ep", "whole number"),
+    (_set(("devices", "lpim"), {"kind": "logic-pim", "count": 4}), "devices.lpim.pj_per_flop", "missing"),
+    (_set(("devices", "lpim"), {"kind": "logic-pim", "count": 4, "pj_per_flop": -0.3}), "devices.lpim.pj_per_flop",
+     "positive"),
+    (_set(("devices", "lpim"), {"kind": "logic-pim", "count": 4, "pj_per_flop": 0.3, "clock_hz": 1e9}),
+     "devices.lpim.clock_hz", "unknown key"),
+    (_set(("devices", "lpim"), {"kind": "logic-pim", "count": 4, "pj_per_flop": 0.3, "internal_bytes_per_s": 1e11}),
+     "devices.lpim.internal_bytes_per_s", "expected at least external_bytes_per_s"),
 ]
 
 
@@ -203,6 +226,53 @@ def test_check_against_workload(tmp_path, workload, parallelism, where, size):
     assert size in info.value.message and spec.path in info.value.message
 
 
+def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_path):
+    parallelism = {"tp": 2, "pp": 1, "attention_pool": 4,
+                   "by_workload": {"llama3-70b": {"tp": 8, "pp": 2}, "mixtral-8x7b": {"tp": 4, "pp": 1, "ep": 8}}}
+    system = load_system(_write(tmp_path, {**VALID, "parallelism": parallelism}))
+    llama, mixtral, other = (system.parallelism_for(name) for name in ("llama3-70b", "mixtral-8x7b", "gpt3-7b"))
+    assert (llama.tp, llama.pp, llama.ep) == (8, 2, 1)  # ep defaults to 1 in an entry
+    assert (mixtral.tp, mixtral.pp, mixtral.ep) == (4, 1, 8)
+    assert other is system.parallelism and (other.tp, other.pp) == (2, 1)
+    assert llama.attention_pool == mixtral.attention_pool == 4  # the system's, not a workload's
+    assert not llama.by_workload
+    assert hash(system.parallelism) == hash(load_system(_write(tmp_path, {**VALID, "parallelism": parallelism},
+                                                               "again.yaml")).parallelism)
+    with pytest.raises(TypeError):
+        system.parallelism.by_workload["gpt3-7b"] = llama  # read-only
+
+
+@pytest.mark.parametrize(("workload", "by_workload", "where", "size"), [
+    # the top-level tp 3 divides neither 32 heads nor 64, but the workload's own entry is what is checked
+    ("gpt3-7b", {"gpt3-7b": {"tp": 4, "pp": 2}}, None, None),
+    ("llama3-70b", {"llama3-70b": {"tp": 16, "pp": 1}}, "parallelism.by_workload.llama3-70b.tp", "kv_heads (8 in"),
+    ("llama3-70b", {"llama3-70b": {"tp": 8, "pp": 3}}, "parallelism.by_workload.llama3-70b.pp", "layers (80 in"),
+    ("mixtral-8x7b", {"mixtral-8x7b": {"tp": 1, "pp": 1, "ep": 3}}, "parallelism.by_workload.mixtral-8x7b.ep",
+     "experts (8 in"),
+    ("gpt3-7b", {"llama3-70b": {"tp": 8, "pp": 1}}, "parallelism.tp", "heads (32 in"),  # no entry: the top level
+])
+def test_check_against_workload_checks_its_by_workload_entry(tmp_path, workload, by_workload, where, size):
+    path = _write(tmp_path, {**VALID, "parallelism": {"tp": 3, "pp": 1, "by_workload": by_workload}})
+    system, spec = load_system(path), load_workload_spec(workload)
+    if where is None:
+        check_against_workload(system, spec)
+        return
+    with pytest.raises(SpecError) as info:
+        check_against_workload(system, spec)
+    assert (info.value.source, info.value.where) == (str(path), where)
+    assert size in info.value.message and spec.path in info.value.message
+
+
+def test_by_workload_expert_parallelism_blames_the_workload_that_has_no_experts(tmp_path):
+    path = _write(tmp_path, {**VALID, "parallelism": {"tp": 1, "pp": 1,
+                                                      "by_workload": {"gpt3-7b": {"tp": 1, "pp": 1, "ep": 2}}}})
+    spec = load_workload_spec("gpt3-7b")
+    with pytest.raises(SpecError) as info:
+        check_against_workload(load_system(path), spec)
+    assert (info.value.source, info.value.where) == (spec.path, "params.experts")
+    assert "parallelism.by_workload.gpt3-7b.ep = 2" in info.value.message
+
+
 def test_expert_parallelism_needs_a_moe_workload(tmp_path):
     system = load_system(_write(tmp_path, {**VALID, "parallelism": {"tp": 1, "pp": 1, "ep": 2}}))
     spec = load_workload_spec("gpt3-7b")
@@ -214,7 +284,7 @@ def test_expert_parallelism_needs_a_moe_workload(tmp_path):
 def test_every_device_kind_loads(tmp_path):
     devices = {"xpu": {"kind": "gpu", "count": 8, "preset": "h100-sxm5"},
                "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4"},
-               "lpim": {"kind": "logic-pim", "count": 8},
+               "lpim": {"kind": "logic-pim", "count": 8, "pj_per_flop": 0.5},
                "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax", "mapping": "fusemax"}}
     data = {**VALID, "devices": devices, "parallelism": {"tp": 8, "pp": 1, "ep": 8, "attention_pool": 4},
             "placement": [{"op": "attention", "phase": "decode", "device": "pool"},
@@ -225,11 +295,25 @@ def test_every_device_kind_loads(tmp_path):
     system = load_system(_write(tmp_path, data))
     assert system.devices["xpu"].spec.name == "h100-sxm5"
     assert system.devices["pool"].spec.name == "a100-80gb-sxm4"
-    assert system.devices["lpim"].spec is None
+    lpim = system.devices["lpim"].spec
+    assert lpim.pj_per_flop == 0.5
+    assert lpim.peak_flops_per_s == pytest.approx(21.3e12, rel=1e-3)  # 2 x 32 x 512 x 650 MHz
+    assert lpim.internal_bytes_per_s == pytest.approx(4 * lpim.external_bytes_per_s)
+    assert lpim.internal_bytes_per_s == pytest.approx(2.68e12, rel=1e-3)
+    assert lpim.op_per_byte == pytest.approx(8, rel=0.01)  # Duplex's compute-to-bandwidth target
     assert system.devices["fusemax"].mapping is not None
     assert system.device_for("moe", "decode", 8.0).name == "lpim"
     assert system.device_for("attention", "prefill", 1.0).name == "fusemax"
     assert (system.parallelism.attention_pool, system.schedule.micro_batches) == (4, 3)
+
+
+def test_logic_pim_fields_override_duplex_defaults(tmp_path):
+    lpim = {"kind": "logic-pim", "count": 5, "pj_per_flop": 0.4, "peak_flops_per_s": 42.6e12,
+            "internal_bytes_per_s": 5.36e12, "capacity_bytes": 24 * 2**30, "internal_pj_per_bit": 2.0}
+    system = load_system(_write(tmp_path, _with(_set(("devices", "lpim"), lpim))))
+    spec = system.devices["lpim"].spec
+    assert (spec.peak_flops_per_s, spec.internal_bytes_per_s, spec.capacity_bytes) == (42.6e12, 5.36e12, 24 * 2**30)
+    assert (spec.pj_per_flop, spec.internal_pj_per_bit, spec.external_bytes_per_s) == (0.4, 2.0, 670.4e9)
 
 
 def test_architecture_device_blames_a_missing_mapping_on_the_system_file(tmp_path):

@@ -12,7 +12,11 @@ compose op costs into an iteration read the `System` it returns). File format (t
       pim: {kind: bank-pim, count: 4, row_buffers: 2, channel_policy: greedy}
     links:                      # name -> a link preset name, or a link's fields inline (archsim.systems.links)
       tp: pcie5-x16
-    parallelism: {tp: 4, pp: 1} # and ep (default 1), attention_pool (default: none)
+    parallelism:                # and ep (default 1), attention_pool (default: none)
+      tp: 4
+      pp: 1
+      by_workload:              # optional: a workload's own tp, pp (required) and ep (default 1)
+        gpt3-175b: {tp: 8, pp: 4}
     placement:                  # first matching rule wins; every op of both phases must find a device
       - {op: attention, phase: decode, device: pim}
       - {op: [attn_norm, qkv, attention, out_proj, attn_residual, ffn_norm, ffn, moe, ffn_residual], device: npu}
@@ -25,8 +29,13 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
   file (`archsim.gpu.load`);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
-- `logic-pim`: no fields yet (there is no Logic-PIM spec to fill); a system may name and place one.
+- `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
+  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required).
 `count` is the number of such devices per node (a whole number >= 1).
+
+Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (by the
+workload's `name`); an entry there replaces all three (its ep defaults to 1, not to the top-level one), and
+`attention_pool`, a property of the devices, is the system's for every workload. `System.parallelism_for` picks.
 
 Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KINDS`) or a list of them;
 `phase` (optional) is prefill or decode; `op_per_byte_below` (optional) makes the rule match only ops whose
@@ -41,8 +50,9 @@ devices; optional `min_batch`, below which the batch runs blocked (the artifact'
 `resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `ping-pong` (two micro-batches
 alternating between two device groups) and `staggered` (`micro_batches` micro-batches offset in time).
 
-`check_against_workload(system, workload)` refuses parallelism the workload's sizes cannot be cut by. Every
-error is a `SpecError` naming the file and the YAML path. The keys `devices` and `placement` mark a system spec.
+`check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
+workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
+`devices` and `placement` mark a system spec.
 """
 
 from __future__ import annotations
@@ -52,9 +62,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from archsim import library
+from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, text_number_hint
 from archsim.errors import SpecError, check_header, check_keys, kind_of
@@ -75,10 +87,11 @@ OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_n
 
 DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "architecture")
 CHANNEL_POLICIES = ("rr", "greedy")
-SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec}  # kinds whose fields are a spec dataclass's
+SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec, "logic-pim": LogicPIMSpec}  # kinds whose fields are a spec's
 PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "architecture": "a library architecture"}
 
-PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool")
+PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
+WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "ping-pong", "staggered")
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
@@ -93,7 +106,7 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
 @dataclass(frozen=True)
 class Device:
     """One device kind of a system. `spec` is the typed spec its cost model reads: an `NPUSpec`, a `PIMSpec`, a
-    `GPU` (gpu, memory-pool), an `Architecture` (architecture; its mapping in `mapping`), or None (logic-pim)."""
+    `GPU` (gpu, memory-pool), an `Architecture` (architecture; its mapping in `mapping`) or a `LogicPIMSpec`."""
 
     name: str
     kind: str
@@ -105,10 +118,15 @@ class Device:
 
 @dataclass(frozen=True)
 class Parallelism:
+    """Parallel degrees. `by_workload` maps a workload name to its own (whose by_workload is empty); it is read-only
+    and left out of the hash, so a Parallelism stays hashable."""
+
     tp: int
     pp: int
     ep: int = 1
     attention_pool: int | None = None  # devices in a separate attention pool (Lamina); None = no pool
+    by_workload: Mapping[str, Parallelism] = dataclasses.field(default_factory=lambda: MappingProxyType({}),
+                                                                hash=False)
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,10 @@ class System:
         rule = next(r for r in self.placement if r.matches(op, phase, op_per_byte))
         return self.devices[rule.device]
 
+    def parallelism_for(self, workload_name: str) -> Parallelism:
+        """The workload's entry of `parallelism.by_workload`, or the top-level degrees when it has none."""
+        return self.parallelism.by_workload.get(workload_name, self.parallelism)
+
 
 def system_from_dict(data: Any, source: str = "<python>") -> System:
     """Validate a parsed system spec; `source` names the file in errors."""
@@ -184,10 +206,13 @@ def system_names() -> list[str]:
 
 
 def check_against_workload(system: System, workload: Workload) -> None:
-    """Refuse parallelism the workload cannot be cut by: TP must divide heads, kv_heads and ffn_dim (each a device
-    holds 1/TP of), PP the layers and EP the experts. The error names the system file's field and the workload's
-    value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
-    par, params = system.parallelism, workload.params
+    """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
+    cut by it: TP must divide heads, kv_heads and ffn_dim (each a device holds 1/TP of), PP the layers and EP the
+    experts. The error names the system file's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`) and
+    the workload's value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
+    par, params = system.parallelism_for(workload.name), workload.params
+    by_workload = workload.name in system.parallelism.by_workload
+    at = f"parallelism.by_workload.{workload.name}" if by_workload else "parallelism"
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
@@ -196,10 +221,10 @@ def check_against_workload(system: System, workload: Workload) -> None:
             if size not in params:
                 if size in needed:
                     raise SpecError(workload.path, f"params.{size}",
-                                    f"missing: {system.source} sets parallelism.{field} = {degree}")
+                                    f"missing: {system.source} sets {at}.{field} = {degree}")
                 continue
             if params[size] % degree:
-                raise SpecError(system.source, f"parallelism.{field}",
+                raise SpecError(system.source, f"{at}.{field}",
                                 f"expected a divisor of {size} ({params[size]:g} in {workload.path}), got {degree}")
 
 
@@ -250,11 +275,14 @@ def _fields(kind: str) -> tuple[str, ...]:
 
 
 def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
-    """An NPUSpec or PIMSpec from the device's fields: whole numbers >= 1 for int fields, positive finite numbers
-    for float fields, text for str fields (whose choices the spec class checks)."""
+    """A spec of `SPEC_CLASSES` from the device's fields: whole numbers >= 1 for int fields, positive finite numbers
+    for float fields, text for str fields (whose choices the spec class checks); a field with no default is
+    required."""
     values = {}
     for field in dataclasses.fields(SPEC_CLASSES[kind]):
         if field.name not in data:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise SpecError(source, f"{where}.{field.name}", f"missing: a {kind} device has no default for it")
             continue
         at, value = f"{where}.{field.name}", data[field.name]
         if field.type == "int":
@@ -267,7 +295,7 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
             values[field.name] = value
     try:
         return SPEC_CLASSES[kind](**values)
-    except SpecError as error:  # a choice the spec class refuses, blamed on "NPUSpec.fold_timing"
+    except SpecError as error:  # a value the spec class refuses, blamed on e.g. "NPUSpec.fold_timing"
         field = error.where.rpartition(".")[2]
         raise SpecError(source, f"{where}.{field}", error.message) from None
 
@@ -312,16 +340,25 @@ def _link(value: Any, source: str, where: str) -> Link:
 
 
 def _parallelism(data: Any, source: str) -> Parallelism:
+    degrees = _degrees(data, PARALLELISM_KEYS, source, "parallelism")
+    entries = _named(data.get("by_workload", {}), source, "parallelism.by_workload")
+    by_workload = {name: Parallelism(**_degrees(value, WORKLOAD_PARALLELISM_KEYS, source,
+                                                f"parallelism.by_workload.{name}"),
+                                     attention_pool=degrees.get("attention_pool"))
+                   for name, value in entries}
+    return Parallelism(**degrees, by_workload=MappingProxyType(by_workload))
+
+
+def _degrees(data: Any, keys: tuple[str, ...], source: str, where: str) -> dict[str, int]:
+    """The parallel degrees of a `parallelism` mapping or one of its by_workload entries: tp and pp required."""
     if not isinstance(data, Mapping):
-        raise SpecError(source, "parallelism", f"expected a mapping with {', '.join(PARALLELISM_KEYS)}, "
-                                               f"got {kind_of(data)}")
-    check_keys(data, PARALLELISM_KEYS, source, "parallelism")
+        raise SpecError(source, where, f"expected a mapping with {', '.join(keys)}, got {kind_of(data)}")
+    check_keys(data, keys, source, where)
     for key in ("tp", "pp"):
         if key not in data:
-            raise SpecError(source, f"parallelism.{key}", "missing (1 for none)")
-    degrees = {key: _whole(value, source, f"parallelism.{key}", f"a parallel degree ({key})")
-               for key, value in data.items()}
-    return Parallelism(**degrees)
+            raise SpecError(source, f"{where}.{key}", "missing (1 for none)")
+    return {key: _whole(value, source, f"{where}.{key}", f"a parallel degree ({key})")
+            for key, value in data.items() if key != "by_workload"}
 
 
 def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[PlacementRule, ...]:

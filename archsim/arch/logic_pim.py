@@ -1,0 +1,51 @@
+"""The Logic-PIM of Duplex (Yun et al., MICRO'24): GEMM units on the logic (base) die of an HBM3 stack.
+
+One `LogicPIMSpec` is one stack. Duplex's device is an H100 whose five HBM3 stacks are Logic-PIM stacks (80 GB per
+device, ../shared/reference/pim.md §2.4), so a Duplex device is five of these beside its xPU.
+
+Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
+- The logic die reads its stack through four times the TSVs of a plain HBM3 stack (22 µm pitch), so it sees 4x the
+  stack's external bandwidth; the xPU and the Logic-PIM read different bank bundles, so both streams run at once.
+- The GEMM units are sized to about 8 FLOPs per byte of that internal bandwidth (§2.2; [DX-sim] logic_op_b = 8,
+  Duplex's Op/B target for MoE and GQA attention): 21.3 TFLOPS over 2.68 TB/s is 7.9 (`op_per_byte`). Softmax and
+  activations have their own units on the die, not counted in `peak_flops_per_s`.
+- Internal access energy is a buffer-die PIM's: a bit is activated, read from the cell, goes through the column and
+  bank-group muxes and the TSVs, but not over the interposer to the xPU. Duplex's own per-bit figure is not in the
+  reference; AttAcc's buffer-die figure is built from the same FGDRAM energies Duplex cites.
+It is hardware description, like `archsim.arch.pim.PIMSpec`; the cost model that reads it is not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archsim.errors import SpecError
+
+HBM3_STACK_BYTES_PER_S = 670.4e9  # §5: H100's 3.352 TB/s over its 5 stacks [AA-repo; DX-sim]
+TSV_BANDWIDTH_FACTOR = 4  # §2.2 target "4x HBM bandwidth"; [DX-sim] logic_x = 4
+
+
+@dataclass(frozen=True)
+class LogicPIMSpec:
+    """One Logic-PIM HBM3 stack: compute, the bandwidth the logic die and the xPU see, capacity and energy."""
+
+    # Required: Duplex synthesises its arithmetic in ASAP7 7 nm (§2.4) but the reference gives no energy per op.
+    pj_per_flop: float
+    peak_flops_per_s: float = 2 * 32 * 512 * 650e6  # §2.2: 32 GEMM modules x 512 FP16 MACs at 650 MHz = 21.3 TFLOPS
+    internal_bytes_per_s: float = TSV_BANDWIDTH_FACTOR * HBM3_STACK_BYTES_PER_S  # §5: 2.68 TB/s per stack
+    external_bytes_per_s: float = HBM3_STACK_BYTES_PER_S  # §5 HBM3 stack: what the xPU reads over the interposer
+    capacity_bytes: float = 16 * 2**30  # §2.4 "16 GB per stack, 8-Hi"; §2.5 [DX-sim] H100 80 GiB over 5 stacks
+    # §5 buffer-die PIM access energy [AA-repo]: ACT, cell read, column-to-BG mux, BG-to-GIO, TSV (0.11 + 0.44 + 1.01
+    # + 1.23 + 0.5 pJ/bit), the FGDRAM energies (O'Connor et al., MICRO'17) Duplex also prices HBM with (§2.4)
+    internal_pj_per_bit: float = 3.29
+
+    def __post_init__(self) -> None:
+        if self.internal_bytes_per_s < self.external_bytes_per_s:
+            raise SpecError("<python>", "LogicPIMSpec.internal_bytes_per_s",
+                            f"expected at least external_bytes_per_s ({self.external_bytes_per_s:g}): the logic die "
+                            f"sees all of its stack's bandwidth, got {self.internal_bytes_per_s:g}")
+
+    @property
+    def op_per_byte(self) -> float:
+        """The ridge point: FLOPs per byte of internal bandwidth at which compute and memory time are equal."""
+        return self.peak_flops_per_s / self.internal_bytes_per_s
