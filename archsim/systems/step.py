@@ -118,8 +118,9 @@ class Op:
     binding: Binding
     analysis: Analysis
     deps: tuple[str, ...]  # the ops whose outputs this one reads, earlier in the layer
+    phase: str = "decode"  # the step's phase: in prefill an attention op's K and V are this step's own
 
-    @property
+    @functools.cached_property
     def ops(self) -> dict[str, int]:
         """Operation counts by op type (mac, add, exp, ...) over the whole op."""
         return self.analysis.total_ops()
@@ -129,7 +130,7 @@ class Op:
         """Floating-point operations: a MAC is two, every other op type one."""
         return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
 
-    @property
+    @functools.cached_property
     def tensor_roles(self) -> dict[str, str]:
         roles = ROLES[self.cascade]
         return {t.name: roles.get(t.name, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(t.kind,
@@ -140,7 +141,7 @@ class Op:
     def tensor_bytes(self) -> dict[str, int]:
         return {t.name: t.bytes for t in self.analysis.tensors}
 
-    @property
+    @functools.cached_property
     def bytes_by_role(self) -> dict[str, int]:
         """Bytes of the op's tensors by role: weights, activations in, activations out, KV cache (read or
         written), and intermediates (which a device may keep on chip)."""
@@ -155,7 +156,7 @@ class Op:
         """Bytes the op must move at least: every tensor but its intermediates, each once."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
 
-    @property
+    @functools.cached_property
     def op_per_byte(self) -> float:
         """Arithmetic intensity: FLOPs per byte of `bytes`."""
         return self.flops / self.bytes
@@ -191,7 +192,7 @@ def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
         (*ffn, tokens, ("ffn_norm",)),
         ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
     )
-    return tuple(_op(workload, name, cascade, sizes, deps) for name, cascade, sizes, deps in plan)
+    return tuple(_op(workload, name, cascade, sizes, deps, step.phase) for name, cascade, sizes, deps in plan)
 
 
 def _decode_keys(workload: Workload, context: int) -> int:
@@ -204,10 +205,11 @@ def _decode_keys(workload: Workload, context: int) -> int:
     return min(context, int(workload.params["window"] + workload.params["sinks"]))
 
 
-def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...]) -> Op:
+def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...],
+        phase: str) -> Op:
     cascade = _cascade(cascade_name)
     binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
-    return Op(name, cascade_name, binding, analyze(binding), deps)
+    return Op(name, cascade_name, binding, analyze(binding), deps, phase)
 
 
 @functools.cache

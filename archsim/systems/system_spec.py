@@ -57,6 +57,7 @@ workload's sizes cannot be cut by. Every error is a `SpecError` naming the file 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -163,6 +164,7 @@ class System:
     parallelism: Parallelism
     placement: tuple[PlacementRule, ...]
     schedule: Schedule
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # as loaded
 
     def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
         """The device the first matching placement rule names (the loader made sure one matches)."""
@@ -192,7 +194,27 @@ def system_from_dict(data: Any, source: str = "<python>") -> System:
         parallelism=_parallelism(data["parallelism"], source),
         placement=_placement(data["placement"], devices, source),
         schedule=_schedule(data["schedule"], source),
+        data=copy.deepcopy(data),
     )
+
+
+def with_fields(system: System, changes: Mapping[str, Any]) -> System:
+    """`system` with the fields at these dotted paths (`devices.pim.channels`, `schedule.min_batch`,
+    `links.tp.bytes_per_s_per_direction`, `parallelism.by_workload.gpt3-7b.tp`) set, validated again as a spec: a
+    bad value is a SpecError naming the system file and the path. A path's parent must exist in the spec; its last
+    key may be new (a device field the file left at its default)."""
+    data = copy.deepcopy(dict(system.data))
+    for path, value in changes.items():
+        keys = path.split(".") if isinstance(path, str) else []
+        node: Any = data
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(node, Mapping) or key not in node:
+                raise SpecError(system.source, path, f"not a field of this system: it has no {'.'.join(keys[:i + 1])}")
+            node = node[key]
+        if not keys or not all(keys) or not isinstance(node, dict):
+            raise SpecError(system.source, str(path), "expected a dotted path to a field of the system spec")
+        node[keys[-1]] = value
+    return system_from_dict(data, system.source)
 
 
 def load_system(name_or_path: str | Path) -> System:

@@ -1,0 +1,52 @@
+"""Devices behind one protocol: what a group of layer ops costs on a device.
+
+A device model answers `cost(ops, streamed_fraction)` for ops (`archsim.systems.step.Op`) that run on it together,
+one after another (the GEMMs) or side by side (vector work beside memory traffic), with an `OpCost`: wall time,
+the time its external memory interface is busy, energy, and busy seconds per unit. `streamed_fraction` < 1 says
+that part of the ops' weights is still on chip from an earlier pass over the same weights (sub-batch
+interleaving).
+
+Kinds (`archsim.systems.system_spec.DEVICE_KINDS`) and their models:
+- `npu`: `archsim.systems.npu_device.NpuDevice` (systolic arrays and vector units over an HBM);
+- `bank-pim`: `archsim.systems.pim_device.BankPimDevice` (attention GEMVs in the banks, softmax on a host);
+- `gpu`, `memory-pool`: `archsim.systems.gpu_device.GpuDevice` (the calibrated GPU model);
+- `logic-pim`, `architecture`: not modelled yet; a system that places an op on one is refused when its model is
+  built (`device_models`), naming the device.
+Each kind has one GEMM timing: the NPU's fold model, the GPU model's GEMM launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from archsim.systems.step import Op
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """A device's cost of some ops: `time_s` wall time; `memory_s` the time its external memory interface is busy
+    within it; `energy_j`; `busy_s` per unit (e.g. "npu" useful MAC time, "npu_array" array occupancy, "hbm")."""
+
+    time_s: float = 0.0
+    memory_s: float = 0.0
+    energy_j: float = 0.0
+    busy_s: Mapping[str, float] = field(default_factory=dict)
+
+    def __add__(self, other: OpCost) -> OpCost:
+        busy = dict(self.busy_s)
+        for unit, seconds in other.busy_s.items():
+            busy[unit] = busy.get(unit, 0.0) + seconds
+        return OpCost(self.time_s + other.time_s, self.memory_s + other.memory_s, self.energy_j + other.energy_j,
+                      busy)
+
+
+class DeviceModel(Protocol):
+    """A device as the systems layer sees it."""
+
+    name: str
+    kind: str
+    capacity_bytes: float  # memory for weights and the KV cache (0 for a device that holds neither)
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost: ...

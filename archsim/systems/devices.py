@@ -1,0 +1,51 @@
+"""Cost models for a system spec's devices (`archsim.systems.device`), one per device kind.
+
+- `npu`: `NpuDevice` over the system's HBM: the one `bank-pim` device (a PIM HBM, or plain HBM when no op is placed
+  on it), with the PIM's row buffers as the spec says;
+- `bank-pim`: `BankPimDevice`, its softmax on the system's NPU;
+- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its attention kernel's family.
+- `logic-pim`, `architecture`: no cost model yet. A system that places an op on one is refused, naming the device.
+"""
+
+from __future__ import annotations
+
+from archsim.errors import SpecError
+from archsim.systems.device import DeviceModel
+from archsim.systems.system_spec import Device, System
+
+UNMODELLED = ("logic-pim", "architecture")
+
+
+def device_models(system: System) -> dict[str, DeviceModel]:
+    """A cost model per device the placement uses, by device name."""
+    used = {rule.device for rule in system.placement}
+    return {name: _model(system, device) for name, device in system.devices.items() if name in used}
+
+
+def _model(system: System, device: Device) -> DeviceModel:
+    if device.kind == "npu":
+        from archsim.systems.npu_device import NpuDevice
+
+        return NpuDevice(device.name, device.spec, _one_of(system, "bank-pim", device, "streams from an HBM").spec)
+    if device.kind == "bank-pim":
+        from archsim.systems.pim_device import BankPimDevice
+
+        host = _one_of(system, "npu", device, "runs its softmax on an NPU's vector units")
+        return BankPimDevice(device.name, device.spec, device.channel_policy, host.spec, system.source)
+    if device.kind in ("gpu", "memory-pool"):
+        from archsim.gpu.params import load_calibration
+        from archsim.model.gpu_kernels import family_of
+        from archsim.systems.gpu_device import ATTENTION_KERNEL, GpuDevice
+
+        params = load_calibration().family_params(family_of(ATTENTION_KERNEL))
+        return GpuDevice(device.name, device.spec, params, kind=device.kind)
+    raise SpecError(system.source, f"devices.{device.name}.kind",
+                    f"no cost model for a {device.kind} device yet; the placement puts ops on it")
+
+
+def _one_of(system: System, kind: str, device: Device, why: str) -> Device:
+    found = [d for d in system.devices.values() if d.kind == kind]
+    if len(found) != 1:
+        raise SpecError(system.source, f"devices.{device.name}",
+                        f"a {device.kind} device {why}: the system needs exactly one {kind} device, has {len(found)}")
+    return found[0]

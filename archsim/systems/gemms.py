@@ -1,0 +1,103 @@
+"""The matrix products inside a layer op, read off its bound cascade: which Einsums are GEMMs, their (m, k, n)
+shapes, and which operand a device keeps stationary.
+
+A MAC Einsum `out = sum(k: A * B)` is a batch of GEMMs. Its index variables split four ways:
+- k: the reduced variables;
+- n: the variables of the *stationary* operand that reach the output and are not in the other operand (the weight
+  matrix's columns, the keys of a K^T·q);
+- m: the variables of the *streaming* operand that reach the output and are not in the stationary one (tokens,
+  query rows);
+- batch: the variables both operands and the output share (batch and head of an attention product): `count`
+  independent GEMMs.
+The stationary operand is the one whose tensor role (`archsim.systems.step.ROLES`) is a weight, else the one that
+is KV cache; a MAC Einsum with neither (an RMSNorm's sum of squares, a MoE combine) is not a GEMM and is left to a
+device's vector units. A masked Einsum (a causal mask, MoE top-k routing) computes `density` of its points: a
+device skips the masked rows, so `rows` is m x density, rounded up.
+
+GEMMs of one op that stream the same input over the same m, k and batch variables against weights (Q, K and V
+projections; SwiGLU's gate and up projections) are one GEMM with their columns side by side, as fused kernels and
+NPU compilers run them. Everything here is read from the Einsums and the binding; nothing is counted by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from archsim.cascade import syntax as S
+from archsim.cascade.ir import Einsum, Ref
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """`count` GEMMs out[rows, n] = in[rows, k] · stationary[k, n]; `flops` are the useful ones (masks applied),
+    `stationary_bytes` the stationary operands' bytes (all `count` of them), `role` their tensor role."""
+
+    rows: int
+    k: int
+    n: int
+    count: int
+    flops: int
+    stationary_bytes: int
+    role: str  # weights | kv_cache
+    einsums: tuple[str, ...]
+    tensors: tuple[str, ...]  # the stationary operands
+
+
+def op_gemms(op: Op) -> tuple[Gemm, ...]:
+    """The GEMMs of `op` (module docstring), fused where they share an input."""
+    fused: dict[tuple, Gemm] = {}
+    for einsum, key, gemm in _einsum_gemms(op):
+        if key is not None and key in fused:
+            prev = fused[key]
+            gemm = Gemm(prev.rows, prev.k, prev.n + gemm.n, prev.count, prev.flops + gemm.flops,
+                        prev.stationary_bytes + gemm.stationary_bytes, prev.role, (*prev.einsums, einsum.name),
+                        (*prev.tensors, *gemm.tensors))
+        fused[key if key is not None else einsum.name] = gemm
+    return tuple(fused.values())
+
+
+def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
+    cascade, binding, analysis = op.binding.cascade, op.binding, op.analysis
+    roles = op.tensor_roles
+    for einsum in cascade.einsums:
+        macs = analysis.ops[einsum.name].get("mac", 0)
+        operands = _operands(einsum)
+        if not macs or operands is None:
+            continue
+        a, b = operands
+        stationary = next((ref for role in (WEIGHTS, KV_CACHE) for ref in (a, b) if roles[ref.tensor] == role), None)
+        if stationary is None or a.tensor == b.tensor:
+            continue
+        streaming = b if stationary is a else a
+        out, s_vars, x_vars = _vars(einsum.output), _vars(stationary), _vars(streaming)
+        reduced = set(einsum.reduce_vars)
+        m_vars = tuple(v for v in x_vars if v in out and v not in s_vars)
+        n_vars = tuple(v for v in s_vars if v in out and v not in x_vars)
+        batch_vars = tuple(v for v in out if v in s_vars and v in x_vars)
+
+        def size(names):
+            return math.prod(binding.var_size(v) for v in names)
+
+        full_points = size(einsum.space)
+        density = analysis.points[einsum.name] / full_points if full_points else 0.0
+        rows = math.ceil(size(m_vars) * density)
+        k = size(tuple(v for v in einsum.space if v in reduced))
+        role = roles[stationary.tensor]
+        gemm = Gemm(rows, k, size(n_vars), size(batch_vars), 2 * macs, binding.bytes(stationary.tensor), role,
+                    (einsum.name,), (stationary.tensor,))
+        key = ((streaming.tensor, m_vars, tuple(sorted(reduced)), batch_vars, rows) if role == WEIGHTS else None)
+        yield einsum, key, gemm
+
+
+def _operands(einsum: Einsum) -> tuple[Ref, Ref] | None:
+    body = einsum.body
+    if isinstance(body, S.BinOp) and body.op == "*" and isinstance(body.lhs, Ref) and isinstance(body.rhs, Ref):
+        return body.lhs, body.rhs
+    return None
+
+
+def _vars(ref: Ref) -> tuple[str, ...]:
+    return tuple(t.var for t in ref.terms if t.var is not None)

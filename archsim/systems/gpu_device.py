@@ -1,0 +1,111 @@
+"""A GPU as a device: layer ops through the calibrated GPU model (`archsim.model.gpu`, `archsim.model.gpu_kernels`).
+
+Per op, as PyTorch eager runs a decoder layer (one kernel after another):
+- GEMMs (`archsim.systems.gemms`, fused where they share an input) are cuBLAS launches, `gemm_launch_time`: the
+  tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
+  stationary operands, the streamed input and the output.
+- Attention ops are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager attention): the
+  decode requests of a batch as one call at their mean context (a ragged or length-bucketed batch; padding every
+  request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each prompt as one
+  causal call.
+- Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
+  one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
+  included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
+Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention). Energy: board power
+(TDP, an upper bound) for the op's time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from archsim.arch.gpu import GPU
+from archsim.systems.device import OpCost
+from archsim.systems.gemms import op_gemms
+from archsim.systems.step import INTERMEDIATE, Op
+
+PRECISIONS = {2: "fp16", 4: "fp32"}
+# Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
+# so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
+ACTIVATION_RESERVE_BYTES = 512 * 2**20
+ATTENTION_KERNEL = "PyTorch eager attention"
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    name: str
+    spec: GPU
+    params: Mapping[str, float]  # the calibrated parameters of the kernel's family
+    kernel: str = ATTENTION_KERNEL
+    kind: str = "gpu"
+
+    @property
+    def capacity_bytes(self) -> float:
+        return float(self.spec.dram_bytes) - ACTIVATION_RESERVE_BYTES
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        time_s = peak_s = 0.0
+        decodes = [op for op in ops if op.name == "attention" and op.phase == "decode"]
+        for op in ops:
+            if op.name == "attention":
+                if op.phase == "prefill":
+                    t, p = self._attention(op, [op])
+                    time_s, peak_s = time_s + t, peak_s + p
+                continue
+            t, p = self._dense(op)
+            time_s, peak_s = time_s + t, peak_s + p
+        if decodes:
+            t, p = self._attention(decodes[0], decodes)
+            time_s, peak_s = time_s + t, peak_s + p
+        return OpCost(time_s, 0.0, self.spec.power_w * time_s, {self.name: peak_s})
+
+    def _precision(self, op: Op) -> str:
+        return PRECISIONS.get(op.binding.word_bytes, "fp16")
+
+    def _dense(self, op: Op) -> tuple[float, float]:
+        from archsim.model.gpu import GemmLaunch, gemm_launch_time
+
+        precision, wb = self._precision(op), op.binding.word_bytes
+        time_s = peak_s = 0.0
+        in_gemms: set[str] = set()
+        for gemm in op_gemms(op):
+            in_gemms.update(gemm.einsums)
+            dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * wb
+            launch = GemmLaunch(op.name, float(gemm.flops), float(dram), precision)
+            time_s += gemm_launch_time(launch, self.spec, self.params).time_s
+            peak_s += gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
+        elementwise = _elementwise_bytes(op, in_gemms)
+        if elementwise:
+            time_s += elementwise / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"])
+            time_s += self.params["launch_s"]
+        return time_s, peak_s
+
+    def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float]:
+        from archsim.model.gpu import AttentionCase
+        from archsim.model.gpu_kernels import predict
+
+        p = op.binding.params
+        heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
+        seqlen = math.ceil(sum(o.binding.params["seq_len"] for o in group) / len(group))
+        direction = "decode" if op.phase == "decode" else "fwd"
+        case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
+                             self._precision(op))
+        result = predict(self.kernel, case, self.spec, self.params)
+        return result.time_s, case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+
+
+def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
+    """DRAM bytes of the op's Einsums outside its GEMMs: with GEMMs in the op, the intermediates those Einsums read
+    or write; without, every tensor of the op (a norm or a residual add)."""
+    einsums = [e for e in op.binding.cascade.einsums if e.name not in in_gemms]
+    if not einsums:
+        return 0.0
+    roles, sizes = op.tensor_roles, op.tensor_bytes
+    if not in_gemms:
+        return float(sum(size for name, size in sizes.items() if roles[name] != INTERMEDIATE))
+    from archsim.cascade.passes import refs_of
+
+    touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
+    return float(sum(sizes[t] for t in touched if roles[t] == INTERMEDIATE))

@@ -1,0 +1,94 @@
+"""The NPU as a device: layer ops on weight-stationary systolic arrays and SIMD vector units, over an HBM.
+
+Timing of the units is `archsim.systems.npu` (the NeuPIMs NPU, ../shared/reference/pim.md §1.2); this module says
+which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the HBM interface:
+- GEMMs (`archsim.systems.gemms`) run on the arrays, `npu.gemm_time`, each taking max(array time, its stationary
+  operand's HBM stream): weights always come from HBM (less what `streamed_fraction` says is still in SRAM); a K/V
+  operand comes from HBM in decode and is on chip in prefill (this step's own K and V, just projected).
+- A product with a K/V operand and one row per fold (a decode GEMV of multi-head attention, ~1 FLOP per byte, far
+  below the arrays' ridge) runs on the vector units, one MAC an op, as does every other Einsum of the cascade
+  (exp, max, add, division, GELU, a norm's sum of squares): `npu.vector_time_s` of their op count.
+- Other HBM traffic, beside the vector work: the KV cache an op reads outside an array GEMM (decode attention on
+  the vector units) or writes (the new tokens' K and V), and weights outside GEMMs (a norm's gain). Activations
+  and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
+The ops of one call run in order: time = the GEMMs' times + max(vector time, other HBM traffic / bandwidth).
+Busy units: `<name>` the arrays' useful MAC time (GEMM FLOPs / peak, so its utilization is MAC utilization),
+`<name>_array` their occupancy (fill and drain included), `hbm` the HBM transfer time.
+Energy (pim.md §5): the arrays' MACs (two ops each) at `op_energy_pj`, HBM traffic at the memory's off-chip access
+energy. Vector-unit, SRAM and static energy are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.arch.pim import PIMSpec
+from archsim.systems import npu as npu_model
+from archsim.systems import pim as pim_model
+from archsim.systems.device import OpCost
+from archsim.systems.gemms import op_gemms
+from archsim.systems.npu import NPUSpec
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op
+
+
+@dataclass(frozen=True)
+class NpuDevice:
+    name: str
+    spec: NPUSpec
+    memory: PIMSpec  # the HBM it streams from (a bank-PIM HBM, used as memory or beside its PIM units)
+    kind: str = "npu"
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        return pim_model.external_bytes_per_s(self.memory)
+
+    @property
+    def capacity_bytes(self) -> float:
+        """The HBM less its activation buffer (pim.md §1.2)."""
+        return self.memory.capacity_bytes - self.memory.activation_buffer_bytes
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        npu, bw = self.spec, self.bandwidth_bytes_per_s
+        gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
+        for op in ops:
+            on_arrays: set[str] = set()
+            streamed: set[str] = set()
+            for gemm in op_gemms(op):
+                if gemm.role == KV_CACHE and gemm.rows <= 1:
+                    continue
+                on_arrays.update(gemm.einsums)
+                from_hbm = gemm.role == WEIGHTS or op.phase == "decode"
+                if from_hbm:
+                    streamed.update(gemm.tensors)
+                one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
+                                          streamed_fraction if gemm.role == WEIGHTS else 1.0)
+                gemm_s += gemm.count * one.time_s
+                gemm_memory_s += gemm.count * one.memory_s
+                array_s += gemm.count * one.array_s
+                mac_s += gemm.flops / npu.peak_flops_per_s
+            vector_ops += sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
+                              for n in counts.values())
+            other_bytes += _other_hbm_bytes(op, streamed)
+        other_s = other_bytes / bw
+        memory_s = gemm_memory_s + other_s
+        time_s = gemm_s + max(npu_model.vector_time_s(npu, vector_ops), other_s)
+        energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
+                     + memory_s * bw * 8 * self.memory.offchip_pj_per_bit)
+        busy = {self.name: mac_s, f"{self.name}_array": array_s, "hbm": memory_s}
+        return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
+
+
+def _other_hbm_bytes(op: Op, streamed: set[str]) -> float:
+    """HBM bytes of `op` outside its GEMM streams: KV cache written, KV cache read in decode, other weights."""
+    total = 0.0
+    roles = op.tensor_roles
+    for tensor in op.analysis.tensors:
+        if tensor.name in streamed:
+            continue
+        role = roles[tensor.name]
+        written = tensor.kind == "output"
+        if role == WEIGHTS or (role == KV_CACHE and (written or op.phase == "decode")):
+            total += tensor.bytes
+    return total

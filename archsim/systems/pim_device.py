@@ -1,0 +1,102 @@
+"""A bank-PIM HBM as a device: decode attention's GEMVs inside the banks (NeuPIMs, Heo et al., ASPLOS'24).
+
+Timing is `archsim.systems.pim` (Newton/NeuPIMs commands on one channel, ../shared/reference/pim.md §1.2-§1.4);
+this module places a batch's decode attention on the channels:
+- Each request's attention (one `attention-decode-gqa` op bound to its context) runs on one channel, chosen by
+  the device's policy: `rr` round-robin in arrival order, or `greedy` (Algorithm 2, on Algorithm 1's estimate).
+  A channel runs its requests one after another; the attention takes the slowest channel.
+- Grouped-query attention: each of the heads / kv_heads query heads that share a K/V head is one more GEMV pass
+  over the same rows (the global buffer holds one query vector), so a request costs that many times the
+  kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_cycles`.
+- Only the products run in the banks. The op's other Einsums (max, exp, sum, the division: the softmax) run on the
+  host, whose vector units `host_ops` counts for the schedule to place beside or after the GEMVs.
+Busy unit `<name>`: the channels' command time averaged over channels (its utilization is the fraction of time a
+channel executes GEMV commands). Energy (pim.md §5): every MAC reads one K/V element inside its bank at the
+bank-PIM access energy and costs two ops at the host's op energy (a PIM MAC is assumed to cost an NPU MAC).
+Other attention cascades (MLA's latent attention, prefill) are not modelled in the banks: placing one here is a
+SpecError naming the cascade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from archsim.arch.pim import PIMSpec
+from archsim.errors import SpecError
+from archsim.systems import pim as pim_model
+from archsim.systems.device import OpCost
+from archsim.systems.npu import NPUSpec
+from archsim.systems.step import Op
+
+PIM_ATTENTION = "attention-decode-gqa"
+
+
+@dataclass(frozen=True)
+class PimPlacement:
+    """Requests pinned to channels: each request's GEMV seconds, its channel and its sub-batch (Algorithm 3)."""
+
+    request_s: np.ndarray
+    channel: np.ndarray
+    sub_batch: np.ndarray
+    channels: int
+
+    def loads_s(self, sub_batch: int | None = None) -> np.ndarray:
+        mask = np.ones(len(self.request_s), bool) if sub_batch is None else self.sub_batch == sub_batch
+        return pim_model.channel_loads(self.request_s[mask], self.channel[mask], self.channels)
+
+
+@dataclass(frozen=True)
+class BankPimDevice:
+    name: str
+    spec: PIMSpec
+    channel_policy: str | None
+    host: NPUSpec  # the compute device beside it: its vector units run the softmax, its op energy prices a MAC
+    source: str = "<python>"  # the system file, which errors blame
+    kind: str = "bank-pim"
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.spec.capacity_bytes - self.spec.activation_buffer_bytes
+
+    def placement(self, ops: Sequence[Op]) -> PimPlacement:
+        """Each request's GEMV time, channel (the device's policy) and sub-batch (Algorithm 3)."""
+        pim = self.spec
+        contexts, heads, kv_heads, head_dim = self._sizes(ops)
+        passes = heads // kv_heads
+        request_s = passes * pim_model.gemv_cycles(pim, contexts, kv_heads, head_dim) / pim.clock_hz
+        if self.channel_policy == "rr":
+            channel = pim_model.round_robin(len(contexts), pim.channels)
+        else:
+            estimate = passes * pim_model.algorithm1_cycles(pim, contexts, kv_heads, head_dim)
+            channel = pim_model.greedy_min_load(estimate, pim.channels)
+        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels), pim.channels)
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        if not ops:
+            return OpCost()
+        loads = self.placement(ops).loads_s()
+        return self.cost_of(ops, float(loads.max()), float(loads.mean()))
+
+    def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
+        """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""
+        macs = sum(op.ops.get("mac", 0) for op in ops)
+        word_bits = 8 * ops[0].binding.word_bytes if ops else 0
+        energy_pj = macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
+        return OpCost(slowest_s, 0.0, energy_pj * 1e-12, {self.name: mean_s})
+
+    def host_ops(self, ops: Sequence[Op]) -> float:
+        """Ops of the attention the host's vector units run: everything but the MACs."""
+        return float(sum(n for op in ops for kind, n in op.ops.items() if kind != "mac"))
+
+    def _sizes(self, ops: Sequence[Op]) -> tuple[np.ndarray, int, int, int]:
+        for op in ops:
+            if op.cascade != PIM_ATTENTION:
+                raise SpecError(self.source, f"devices.{self.name}", f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the "
+                                                                     f"placement puts {op.name} ({op.cascade}, "
+                                                                     f"{op.phase}) on it")
+        params = ops[0].binding.params
+        contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float)
+        return contexts, int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])

@@ -1,0 +1,319 @@
+"""A system spec running a workload: the serving simulator's `IterationModel`, built from devices, placement and a
+schedule over the ops of the library's cascades.
+
+`system_model(system, workload)` cuts the workload for one device (heads, kv_heads and ffn_dim / TP, experts / EP,
+layers / PP; the parallelism of `System.parallelism_for`), builds a cost model per device (`archsim.systems.device`)
+and checks that one device's share of the weights fits its memory. An iteration (`Batch`: prompts to prefill,
+contexts to decode) is one pass over the device's decoder layers:
+- ops: one decoder layer of `archsim.systems.step.layer_ops` with every new token of the iteration in its
+  projections, FFN, norms and residuals (Orca's selective batching), and one attention op per request (a decode
+  op bound to its context, a prefill op to its prompt); FLOPs and bytes are `analyze()` of each bound cascade.
+- placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes);
+- layer time (`layer_phases`): the ops before the decode attention (`pre`: norm, QKV projection, prompt attention),
+  the decode attention, the ops after it (`post`), each costed by its device. The schedule composes them:
+  - `blocked`: one after another; attention split between a bank-PIM and its host runs GEMVs, then softmax;
+  - `overlapped`: as blocked, but the host's softmax overlaps the PIM GEMVs at head granularity (NeuPIMs without
+    SBI, §6.1): max of the two;
+  - `sub-batch-interleaving` (NeuPIMs, pim.md §1.4): the decodes split in two sub-batches by the PIM's
+    Algorithm 3 (prompts alternate); stages A..F run one sub-batch's NPU work beside the other's PIM attention. A
+    stage takes max(NPU time, PIM time) with two row buffers, max(NPU time, NPU HBM time + PIM time) with one (the
+    NPU's reads and PIM commands then serialise). The N layers of a device take A + B + (N-1)(C + D) + E + F. The
+    second sub-batch streams the weights less `resident_weight_bytes` kept on chip. Below `min_batch` decodes the
+    schedule is `overlapped` (the artifact's 256).
+  - `ping-pong` and `staggered` are not composed yet: building a model of such a system is a SpecError.
+- TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
+  (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
+  artifact simulates one device's decoder blocks).
+- One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
+Energy is every device's op energy over the TP x PP devices; busy seconds are one device's, over its PP stages.
+KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
+outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from archsim.errors import SpecError
+from archsim.systems import npu as npu_model
+from archsim.systems.collectives import all_reduce_s
+from archsim.systems.device import DeviceModel, OpCost
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.pim_device import PimPlacement
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_ops
+from archsim.systems.system_spec import Parallelism, System, check_against_workload
+from archsim.workload import Workload
+
+ATTENTION = "attention"
+SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
+
+
+@dataclass(frozen=True)
+class LayerPhases:
+    """One decoder layer of one device in one iteration, per sub-batch (one unless SBI): the work before the
+    decode attention (`pre`), after it (`post`), the attention's device time (`attention_s`, a bank-PIM's slowest
+    channel), its host softmax (`softmax_s`), the attention as the schedule charges it (`mha_s`), SBI's stage
+    times A..F (`stages_s`, empty otherwise), the requests' PIM placement, and the sums every unit was busy."""
+
+    pre: tuple[OpCost, ...]
+    post: tuple[OpCost, ...]
+    attention: OpCost  # all sub-batches
+    attention_s: tuple[float, ...]
+    softmax_s: tuple[float, ...]
+    mha_s: tuple[float, ...]
+    stages_s: tuple[float, ...]
+    placement: PimPlacement | None
+    allreduce_s: float
+    overlap: bool  # the attention's softmax overlaps its GEMVs
+
+    @property
+    def sub_batch_interleaving(self) -> bool:
+        return bool(self.stages_s)
+
+    @property
+    def layer_s(self) -> float:
+        """One layer in steady state: pre + attention + post when blocked, stages C + D under SBI."""
+        if self.sub_batch_interleaving:
+            return self.stages_s[2] + self.stages_s[3] + self.allreduce_s
+        return self.pre[0].time_s + self.mha_s[0] + self.post[0].time_s + self.allreduce_s
+
+    def device_s(self, layers: int) -> float:
+        """A device's `layers` layers: layers x layer when blocked, A + B + (N-1)(C + D) + E + F under SBI."""
+        if self.sub_batch_interleaving:
+            a, b, c, d, e, f = self.stages_s
+            return a + b + (layers - 1) * (c + d) + e + f + layers * self.allreduce_s
+        return layers * self.layer_s
+
+    @property
+    def total(self) -> OpCost:
+        """Everything the layer spent, all sub-batches."""
+        cost = self.attention
+        for part in (*self.pre, *self.post):
+            cost = cost + part
+        return cost
+
+
+@dataclass(frozen=True)
+class SystemModel:
+    """A system running one workload; an `IterationModel` of the serving simulator."""
+
+    system: System
+    workload: Workload
+    parallelism: Parallelism
+    shard: Workload  # one device's sizes
+    block: str
+    devices: Mapping[str, DeviceModel]
+
+    @property
+    def name(self) -> str:
+        par = self.parallelism
+        return f"{self.system.name}:{self.workload.name} tp{par.tp} pp{par.pp}"
+
+    @property
+    def layers_per_device(self) -> int:
+        return int(self.workload.params["layers"]) // self.parallelism.pp
+
+    @functools.cached_property
+    def shard_key(self) -> tuple:
+        """The shard's identity, for the op cache."""
+        return (self.shard.name, self.shard.path, tuple(sorted(self.shard.params.items())), self.block)
+
+    def ops(self, step: Step) -> tuple[Op, ...]:
+        """One device's decoder layer in `step` (`layer_ops` of the shard), remembered per sizes: an iteration
+        asks for one attention op per request."""
+        return _cached_ops(self.shard_key, step.phase, step.batch, step.seq_len)
+
+    @functools.cached_property
+    def _one_token(self) -> tuple[Op, ...]:
+        return self.ops(Step("decode", 1, 1))
+
+    @property
+    def weight_bytes_per_layer(self) -> float:
+        """One device's weights of one layer."""
+        return float(sum(op.bytes_by_role[WEIGHTS] for op in self._one_token))
+
+    @property
+    def weight_bytes_per_device(self) -> float:
+        return self.weight_bytes_per_layer * self.layers_per_device
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        qkv = next(op for op in self._one_token if op.name == "qkv")
+        roles = qkv.tensor_roles
+        per_layer = sum(t.bytes for t in qkv.analysis.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
+        return float(per_layer * int(self.workload.params["layers"]) * self.parallelism.tp)
+
+    @property
+    def weight_device(self) -> DeviceModel:
+        """The device the decode QKV projection runs on: it holds the weights."""
+        qkv = next(op for op in self._one_token if op.name == "qkv")
+        return self.devices[self.system.device_for("qkv", "decode", qkv.op_per_byte).name]
+
+    @property
+    def kv_capacity_bytes(self) -> float:
+        par = self.parallelism
+        return par.tp * par.pp * max(0.0, self.weight_device.capacity_bytes - self.weight_bytes_per_device)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        contexts = np.asarray(batch.decode_context_tokens, dtype=float)
+        prompts = tuple(int(p) for p in batch.prefill_tokens)
+        phases = layer_phases(self, contexts, prompts)
+        layers, par = self.layers_per_device, self.parallelism
+        total = phases.total
+        busy = {unit: par.pp * layers * s for unit, s in total.busy_s.items()}
+        energy_j = par.tp * par.pp * layers * total.energy_j
+        return IterationCost(par.pp * phases.device_s(layers), energy_j, busy)
+
+
+def system_model(system: System, workload: Workload) -> SystemModel:
+    """`system` running `workload` (module docstring); a SpecError when the workload cannot be cut by the
+    parallelism, names no decoder block, or its weights do not fit a device."""
+    from archsim.systems.devices import device_models
+
+    check_against_workload(system, workload)
+    if system.schedule.kind in ("ping-pong", "staggered"):
+        raise SpecError(system.source, "schedule.kind", f"the {system.schedule.kind} schedule has no iteration "
+                                                        "model yet; use blocked, overlapped or sub-batch-interleaving")
+    if workload.block is None:
+        raise SpecError(workload.path, "block", "missing: a system runs the model's decoder layers, so the workload "
+                                                "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
+    par = system.parallelism_for(workload.name)
+    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
+    holder = model.weight_device
+    if model.weight_bytes_per_device > holder.capacity_bytes:
+        raise SpecError(system.source, f"parallelism.by_workload.{workload.name}",
+                        f"{workload.name} at tp {par.tp} pp {par.pp} puts {model.weight_bytes_per_device / 1e9:.1f} "
+                        f"GB of weights on each {holder.name} device, which holds {holder.capacity_bytes / 1e9:.1f} "
+                        "GB: raise tp or pp for it")
+    return model
+
+
+def _shard(workload: Workload, par: Parallelism) -> Workload:
+    """One device's sizes: heads, kv_heads and ffn_dim / TP, experts / EP."""
+    params = dict(workload.params)
+    for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("experts", par.ep)):
+        if size in params:
+            params[size] = params[size] // degree
+    return replace(workload, params=params)
+
+
+@functools.lru_cache(maxsize=16384)
+def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
+    name, path, params, block = key
+    return layer_ops(Workload(name, "", "", dict(params), path), Step(phase, batch, seq_len), block)
+
+
+def _op(model: SystemModel, name: str, step: Step) -> Op:
+    return next(op for op in model.ops(step) if op.name == name)
+
+
+def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
+    """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
+    schedule = model.system.schedule
+    decode_ops = [_op(model, ATTENTION, Step("decode", 1, int(c))) for c in contexts]
+    attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
+    split = attention_device is not None and attention_device.kind in SPLIT_KINDS
+    if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
+        placement = attention_device.placement(decode_ops)
+        resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
+        pre, post, pim_s, softmax, mha, attention = [], [], [], [], [], OpCost()
+        for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
+            mine = [op for op, s in zip(decode_ops, placement.sub_batch, strict=True) if s == sb]
+            sb_prompts = prompts[sb::2]
+            p, q = _dense(model, len(mine), sb_prompts, streamed)
+            pre.append(p)
+            post.append(q)
+            loads = placement.loads_s(sb)
+            pim_s.append(float(loads.max()))
+            softmax.append(_host_softmax_s(model, attention_device, mine))
+            mha.append(max(pim_s[-1], softmax[-1]))
+        all_loads = placement.loads_s()
+        attention = attention_device.cost_of(decode_ops, float(all_loads.max()), float(all_loads.mean()))
+        stage = functools.partial(_stage, attention_device.spec.row_buffers)
+        stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
+                  stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
+        return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
+                           placement, _allreduce_s(model, len(contexts) + sum(prompts)), True)
+    pre, post = _dense(model, len(contexts), prompts, 1.0)
+    attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
+    overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
+    if decode_ops and split:
+        placement = attention_device.placement(decode_ops)
+        loads = placement.loads_s()
+        attention = attention_device.cost_of(decode_ops, float(loads.max()), float(loads.mean()))
+        attention_s, softmax_s = attention.time_s, _host_softmax_s(model, attention_device, decode_ops)
+        mha_s = max(attention_s, softmax_s) if overlap else attention_s + softmax_s
+    elif decode_ops:
+        attention = attention_device.cost(decode_ops)
+        attention_s = mha_s = attention.time_s
+    else:
+        mha_s = 0.0
+    return LayerPhases((pre,), (post,), attention, (attention_s,), (softmax_s,), (mha_s,), (), placement,
+                       _allreduce_s(model, len(contexts) + sum(prompts)), overlap)
+
+
+def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
+    """Every op one layer of an iteration charges, with the name of the device it runs on: the ops before the
+    decode attention (prompt attention included), one decode attention op per request, the ops after it. These
+    are the ops `layer_phases` costs (under SBI it costs the same ops per sub-batch)."""
+    contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
+    pre, post = _dense_ops(model, len(contexts), prompts)
+    decode = [_op(model, ATTENTION, Step("decode", 1, int(c))) for c in contexts]
+    return [(op, _device_of(model, op).name) for op in (*pre, *decode, *post)]
+
+
+def _dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tuple[list[Op], list[Op]]:
+    """The layer's ops other than the decode attention, for `decodes` decoding requests and these prompts: the ops
+    before the attention and the prompts' attention, then the ops after it."""
+    tokens = decodes + int(sum(prompts))
+    if tokens == 0:
+        return [], []
+    ops = model.ops(Step("decode" if decodes else "prefill", tokens, 1))
+    at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
+    prefill = [_op(model, ATTENTION, Step("prefill", 1, p)) for p in prompts]
+    return [*ops[:at], *prefill], list(ops[at + 1:])
+
+
+def _dense(model: SystemModel, decodes: int, prompts: Sequence[int], streamed: float) -> tuple[OpCost, OpCost]:
+    """(pre, post) costs of `_dense_ops`."""
+    pre, post = _dense_ops(model, decodes, prompts)
+    return _cost_in_order(model, pre, streamed), _cost_in_order(model, post, streamed)
+
+
+def _cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:
+    """Ops one after another, each on its device; prompt attention ops of one device as one call."""
+    total, i = OpCost(), 0
+    while i < len(ops):
+        group = [ops[i]]
+        while (ops[i].name == ATTENTION and i + len(group) < len(ops) and ops[i + len(group)].name == ATTENTION):
+            group.append(ops[i + len(group)])
+        total = total + _device_of(model, ops[i]).cost(group, streamed)
+        i += len(group)
+    return total
+
+
+def _device_of(model: SystemModel, op: Op) -> DeviceModel:
+    return model.devices[model.system.device_for(op.name, op.phase, op.op_per_byte).name]
+
+
+def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) -> float:
+    return npu_model.vector_time_s(device.host, device.host_ops(ops)) if ops else 0.0
+
+
+def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
+    if row_buffers == 2:
+        return max(work.time_s, pim_s)
+    return max(work.time_s, work.memory_s + pim_s)
+
+
+def _allreduce_s(model: SystemModel, tokens: int) -> float:
+    """Two ring all-reduces of the new tokens' hidden activations per layer over the `tp` link, if there is one."""
+    link = model.system.links.get("tp")
+    if link is None or model.parallelism.tp == 1 or tokens == 0:
+        return 0.0
+    message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
+    return 2 * all_reduce_s(message, model.parallelism.tp, link, algorithm="ring")
