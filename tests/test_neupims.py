@@ -10,7 +10,6 @@ neupims` prints how far each alternative choice (`neupims_reproduce.VARIANTS`) m
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from itertools import pairwise
 
@@ -24,7 +23,9 @@ from archsim.systems import neupims, neupims_reproduce
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch
-from archsim.systems.neupims import NeuPIMsConfig
+from archsim.systems.npu import NPUSpec
+from archsim.systems.system_model import layer_phases
+from archsim.systems.system_spec import MAX_NUMBER, load_system
 
 PIM = pim_model.PIMSpec()
 RATIO_TOL, NPU_UTIL_TOL, PIM_UTIL_TOL = 0.20, 0.10, 0.08
@@ -131,21 +132,26 @@ def test_tensor_parallelism_beats_pipeline_parallelism_on_the_same_devices() -> 
     shards, times = [], []
     for tp, pp in ((8, 1), (4, 2), (2, 4), (1, 8)):
         system = neupims.system("neupims", "gpt3-30b", tp=tp, pp=pp)
-        shards.append(system.shard)
+        shards.append(system)
         times.append(system.iteration(Batch(decode_context_tokens=contexts)).time_s)
     assert all(a < b for a, b in pairwise(times))
-    assert len({s.weight_bytes_per_device for s in shards}) == 1  # 8 devices hold the same share each
-    assert [s.heads_per_device for s in shards] == [7, 14, 28, 56]
+    # 8 devices hold the same share each, but for the norms' gains, which every TP rank keeps whole
+    weights = [s.weight_bytes_per_device for s in shards]
+    assert max(weights) == pytest.approx(min(weights), rel=1e-3)
+    assert [s.shard.params["heads"] for s in shards] == [7, 14, 28, 56]
     with pytest.raises(SpecError, match="tp"):
         neupims.system("neupims", "gpt3-30b", tp=3)
     with pytest.raises(SpecError, match="pp"):
         neupims.system("neupims", "gpt3-30b", pp=5)
 
 
-def test_modes_are_configs() -> None:
-    with pytest.raises(ValueError):
-        NeuPIMsConfig("bad", attention_on="npu", sub_batch_interleaving=True)
-    assert {neupims.PRESETS[m].row_buffers for m in ("npu+pim", "neupims")} == {1, 2}
+def test_modes_are_system_specs() -> None:
+    """A mode is a library system spec; a change is a spec field, validated like the file."""
+    assert {load_system(m).devices["pim"].spec.row_buffers for m in ("npu+pim", "neupims")} == {1, 2}
+    with pytest.raises(SpecError, match=r"schedule\.sub_batches"):
+        neupims.configure("npu+pim", {"schedule.kind": "sub-batch-interleaving"})
+    with pytest.raises(SpecError, match=r"devices\.pim\.row_buffers"):
+        neupims.configure("neupims", {"devices.pim.row_buffers": 3})
 
 
 # ------------------------------------------------------------------------------------------------ reproduction
@@ -236,47 +242,45 @@ def test_energy_per_token_neupims_over_npu_only(ours) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ attribution
-def _phases(config: NeuPIMsConfig, model: str, batch: int = 256):
+def _phases(mode: str, model: str, changes: dict | None = None, batch: int = 256):
     contexts = neupims_reproduce.sample_contexts((0, 0, batch, 0), batch, "sharegpt")
-    return neupims.block_phases(neupims.system(config, model), contexts)
+    return layer_phases(neupims.system(mode, model, changes), contexts)
 
 
 def _timing(phases) -> tuple:
-    """Everything a block's time is made of (the placement's arrays left out)."""
-    return phases.qkv, phases.post, phases.pim_s, phases.mha_s, phases.stages_s, phases.npu
+    """Everything a layer's time is made of (the placement's arrays left out)."""
+    return phases.pre, phases.post, phases.attention_s, phases.mha_s, phases.stages_s, phases.total
 
 
 def test_sbi_resident_weights_spare_the_second_sub_batch_its_weight_stream() -> None:
-    """The second sub-batch streams (1 - resident / block weights) of the block's weights; its QKV phase still
-    appends its new K and V. The first sub-batch, and modes without SBI, are untouched."""
-    sbi = neupims.PRESETS["neupims"]
-    shard = neupims.model_shard("gpt3-30b")
-    base = _phases(sbi, "gpt3-30b")
-    kept_bytes = shard.weight_bytes_per_block / 4
-    partial = _phases(replace(sbi, sbi_resident_weight_bytes=kept_bytes), "gpt3-30b")
-    shared = _phases(replace(sbi, sbi_resident_weight_bytes=math.inf), "gpt3-30b")
-    assert partial.post[0] == base.post[0] and partial.qkv[0] == base.qkv[0]
+    """The second sub-batch streams (1 - resident / layer weights) of the layer's weights; its QKV phase still
+    appends its new K and V. The first sub-batch is untouched; only an SBI schedule has the field."""
+    model = neupims.system("neupims", "gpt3-30b")
+    base = _phases("neupims", "gpt3-30b")
+    kept_bytes = model.weight_bytes_per_layer / 4
+    partial = _phases("neupims", "gpt3-30b", {"schedule.resident_weight_bytes": kept_bytes})
+    shared = _phases("neupims", "gpt3-30b", {"schedule.resident_weight_bytes": MAX_NUMBER})
+    assert partial.post[0] == base.post[0] and partial.pre[0] == base.pre[0]
     assert partial.post[1].memory_s == pytest.approx(0.75 * base.post[1].memory_s, rel=1e-12)
     assert shared.post[1].memory_s == 0.0
     sub_batch_2 = int(np.sum(shared.placement.sub_batch == 1))
-    kv_append_bytes = 2.0 * sub_batch_2 * shard.embed_per_device * shard.word_bytes
-    kv_append_s = kv_append_bytes / neupims.system(sbi, "gpt3-30b").bandwidth
-    assert shared.qkv[1].memory_s == pytest.approx(kv_append_s, rel=1e-12)
-    assert shared.block_s < base.block_s
-    blocked = neupims.PRESETS["neupims-no-sbi"]
-    assert _timing(_phases(replace(blocked, sbi_resident_weight_bytes=math.inf), "gpt3-30b")) == _timing(
-        _phases(blocked, "gpt3-30b"))
-    with pytest.raises(ValueError):
-        replace(sbi, sbi_resident_weight_bytes=-1.0)
+    layers, tp = model.workload.params["layers"], model.parallelism.tp
+    kv_append_bytes = sub_batch_2 * model.kv_bytes_per_token / (layers * tp)
+    assert shared.pre[1].memory_s == pytest.approx(kv_append_bytes / model.devices["npu"].bandwidth_bytes_per_s,
+                                                   rel=1e-12)
+    assert shared.layer_s < base.layer_s
+    with pytest.raises(SpecError, match="schedule"):
+        neupims.configure("neupims-no-sbi", {"schedule.resident_weight_bytes": 1.0})
+    with pytest.raises(SpecError, match=r"schedule\.resident_weight_bytes"):
+        neupims.configure("neupims", {"schedule.resident_weight_bytes": -1.0})
 
 
 def test_a_block_that_fits_in_sram_is_fully_reused() -> None:
-    """GPT3-7B TP4: a block's QKV, projection and FFN weights (~100 MB) fit in the NPU's 128 MiB SRAM."""
-    shard, sram = neupims.model_shard("gpt3-7b"), neupims.NPUSpec().sram_bytes
-    assert shard.weight_bytes_per_block < sram
-    sbi = neupims.PRESETS["neupims"]
-    assert (_timing(_phases(replace(sbi, sbi_resident_weight_bytes=sram), "gpt3-7b"))
-            == _timing(_phases(replace(sbi, sbi_resident_weight_bytes=math.inf), "gpt3-7b")))
+    """GPT3-7B TP4: a layer's QKV, projection and FFN weights (~100 MB) fit in the NPU's 128 MiB SRAM."""
+    sram = NPUSpec().sram_bytes
+    assert neupims.system("neupims", "gpt3-7b").weight_bytes_per_layer < sram
+    assert (_timing(_phases("neupims", "gpt3-7b", {"schedule.resident_weight_bytes": sram}))
+            == _timing(_phases("neupims", "gpt3-7b", {"schedule.resident_weight_bytes": MAX_NUMBER})))
 
 
 def test_algorithm1_timing_times_the_gemvs_by_the_artifact_estimate() -> None:
@@ -308,9 +312,9 @@ def test_attribution_reruns_the_reproduction_per_variant() -> None:
 
 def test_explain_names_the_variant_that_moves_a_gap_furthest_toward_the_paper() -> None:
     variants = (neupims_reproduce.Variant("ours", "default"),
-                neupims_reproduce.Variant("a", "one change", "why a", config={"row_buffers": 1}),
+                neupims_reproduce.Variant("a", "one change", "why a", npu={"fold_timing": "scale-sim"}),
                 neupims_reproduce.Variant("b", "another", "why b", pim={"gemv_timing": "algorithm1"}),
-                neupims_reproduce.Variant("a+b", "both", config={"row_buffers": 1},
+                neupims_reproduce.Variant("a+b", "both", npu={"fold_timing": "scale-sim"},
                                           pim={"gemv_timing": "algorithm1"}))
     ratios = {"m1": (0.5, 0.7, 0.6, 1.0), "m2": (1.1, 0.5, 2.0, 0.5), "m3": (1.6, 2.0, 1.7, 1.0)}
     rows = [{"variant": v.name, "metric": m, "ratio": r} for m, rs in ratios.items()
@@ -323,9 +327,9 @@ def test_explain_names_the_variant_that_moves_a_gap_furthest_toward_the_paper() 
 
 def test_scale_sim_fold_timing_pays_preload_fill_and_drain_per_fold() -> None:
     """SCALE-Sim's weight-stationary fold (Samajdar et al. 2018): 2·S_R + S_C + T - 2 cycles, T input rows."""
-    pipelined, scale_sim = neupims.NPUSpec(), neupims.NPUSpec(fold_timing="scale-sim")
+    pipelined, scale_sim = NPUSpec(), NPUSpec(fold_timing="scale-sim")
     assert npu_model.array_cycles(scale_sim, 3, 256) == 3 * (2 * 128 + 128 + 256 - 2)
     assert npu_model.array_cycles(pipelined, 3, 256) == 3 * 256 + 128 + 128 - 2
     assert npu_model.array_cycles(scale_sim, 0, 256) == 0
     with pytest.raises(ValueError, match="fold_timing"):
-        neupims.NPUSpec(fold_timing="fast")
+        NPUSpec(fold_timing="fast")

@@ -18,11 +18,12 @@ import pytest
 
 from archsim.report import neupims as page
 from archsim.systems import neupims, neupims_reproduce
-from archsim.systems.neupims import NeuPIMsConfig
+from archsim.systems.iteration import Batch
+from archsim.systems.system_model import SystemModel, layer_phases, system_model
 
 MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
 MODES = (*neupims.MODES, "neupims-no-sbi")
-SBI_ONE_ROW_BUFFER = NeuPIMsConfig("sbi-one-row-buffer", sub_batch_interleaving=True, row_buffers=1)
+SBI_ONE_ROW_BUFFER = "sbi-one-row-buffer"  # neupims with Newton's single row buffer (`_mode`)
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "utilization.png", "utilization.csv",
          "timeline.png", "timeline.csv", "attribution.png", "attribution.csv",
          "ablation.png", "ablation.csv")
@@ -47,11 +48,18 @@ def _contexts(dataset: str = "sharegpt", batch: int = 256) -> np.ndarray:
     return neupims_reproduce.sample_contexts((0, neupims_reproduce.DATASETS.index(dataset), batch, 0), batch, dataset)
 
 
-def _block_s(system: neupims.NpuSystem, contexts: np.ndarray) -> float:
-    """One more block per device (PP more layers) adds one block to each PP stage (module docstring)."""
-    longer = replace(system, shard=replace(system.shard, layers=system.shard.layers + system.shard.pp))
-    extra_s = neupims.npu_iteration(longer, contexts).time_s - neupims.npu_iteration(system, contexts).time_s
-    return extra_s / system.shard.pp
+def _mode(mode: str):
+    if mode == SBI_ONE_ROW_BUFFER:
+        return neupims.configure("neupims", {"devices.pim.row_buffers": 1}, SBI_ONE_ROW_BUFFER)
+    return mode
+
+
+def _block_s(system: SystemModel, contexts: np.ndarray) -> float:
+    """One more layer per device (PP more layers) adds one layer to each PP stage (module docstring)."""
+    pp, params = system.parallelism.pp, system.workload.params
+    longer = system_model(system.system, replace(system.workload, params={**params, "layers": params["layers"] + pp}))
+    batch = Batch(decode_context_tokens=contexts)
+    return (longer.iteration(batch).time_s - system.iteration(batch).time_s) / pp
 
 
 def _assert_no_overlap(spans) -> None:
@@ -65,13 +73,13 @@ def _assert_no_overlap(spans) -> None:
 @pytest.mark.parametrize("mode", [*page.TIMELINE_MODES, SBI_ONE_ROW_BUFFER])
 @pytest.mark.parametrize("model, batch", [("gpt3-30b", 256), ("gpt3-7b", 64)])
 def test_block_timeline_ends_at_the_model_block_time(mode, model: str, batch: int) -> None:
-    system, contexts = neupims.system(mode, model), _contexts(batch=batch)
+    system, contexts = neupims.system(_mode(mode), model), _contexts(batch=batch)
     spans = neupims.block_timeline(system, contexts)
     assert {s.resource for s in spans} <= set(neupims.TIMELINE_RESOURCES)
     assert min(s.start_s for s in spans) == 0.0
     block_s = _block_s(system, contexts)
     assert max(s.end_s for s in spans) == pytest.approx(block_s, rel=1e-9)
-    assert neupims.block_phases(system, contexts).block_s == pytest.approx(block_s, rel=1e-9)
+    assert layer_phases(system, contexts).layer_s == pytest.approx(block_s, rel=1e-9)
     _assert_no_overlap(spans)
 
 
@@ -99,7 +107,7 @@ def test_report_writes_every_figure_with_its_table(records, timelines, attributi
     assert explained and all(html.escape(line) in page_html for line in explained)
     assert all(html.escape(v.choice) in page_html for v in neupims_reproduce.VARIANTS)
     gains = pd.read_csv(tmp_path / "ablation.csv")
-    assert len(gains) == len(neupims_reproduce.ABLATION) * len(neupims_reproduce.BATCHES)
+    assert len(gains) == len(neupims_reproduce.ablation_pairs()) * len(neupims_reproduce.BATCHES)
     variants = pd.read_csv(tmp_path / "attribution.csv")
     assert len(variants) == len(attribution) and set(variants["variant"]) == {
         v.name for v in neupims_reproduce.VARIANTS}

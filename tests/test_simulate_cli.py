@@ -36,17 +36,24 @@ def test_simulate_poisson_is_seeded(cli):
     (("--rate", "5"), "give either --trace FILE or both --rate R and --requests N"),
     (("--rate", "5", "--requests", "3", "--trace", "x.csv"), "exclude each other"),
     (("--trace", "missing.csv"), "missing.csv"),
-    (("--rate", "5", "--requests", "3", "--tp", "3"), "gpt3-7b.yaml: tp: expected a divisor of heads (32)"),
-    (("--rate", "5", "--requests", "3", "--pp", "5"), "gpt3-7b.yaml: pp: expected a divisor of layers (32)"),
+    (("--rate", "5", "--requests", "3", "--tp", "3"),
+     "neupims.yaml: parallelism.by_workload.gpt3-7b.tp: expected a divisor of heads (32 in"),
+    (("--rate", "5", "--requests", "3", "--pp", "5"),
+     "neupims.yaml: parallelism.by_workload.gpt3-7b.pp: expected a divisor of layers (32 in"),
 ])
 def test_simulate_bad_input_exits_2(cli, args, message):
     result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", *args, expect=2)
     assert message in result.output
 
 
-def test_simulate_refuses_a_model_outside_the_system_model(cli):
-    result = cli("simulate", "-s", "neupims", "-w", "llama3-8b", "--rate", "5", "--requests", "3", expect=2)
-    assert "llama3-8b.yaml: params:" in result.output and "kv_heads=8" in result.output
+def test_simulate_takes_gqa_models_and_refuses_a_workload_without_a_block(cli):
+    """GQA and MoE layers come from the library's cascades (issue 13); a workload that does not name its decoder
+    block (an encoder such as BERT) is refused, naming the file and the key."""
+    out = json.loads(cli("simulate", "-s", "neupims", "-w", "llama3-8b", "--rate", "5", "--requests", "3",
+                         "--json").output)
+    assert out["system"] == "neupims:llama3-8b tp4 pp1" and out["throughput_tok_s"] > 0
+    result = cli("simulate", "-s", "neupims", "-w", "bert-base", "--rate", "5", "--requests", "3", expect=2)
+    assert "bert-base.yaml: block: missing" in result.output
 
 
 def test_simulate_bad_trace_row_names_the_field(tmp_path, cli):

@@ -1,6 +1,6 @@
 """The system spec loader: presets load and describe the NeuPIMs modes; bad input is a SpecError naming file and field.
 
-Expected values come from `archsim.systems.neupims.PRESETS` (what the NeuPIMs presets must describe), from the
+Expected values come from the NeuPIMs mode table (`NEUPIMS_MODES` below, pim.md §1.1, §1.4, §1.6), from the
 library workloads' sizes (gpt3-7b: 32 heads, 32 kv_heads, 32 layers; llama3-70b: 64 heads, 8 kv_heads, 80 layers;
 mixtral-8x7b: 32 heads, 8 kv_heads, 32 layers, 8 experts) and from the op names of `archsim.systems.step`. The
 Logic-PIM defaults are Duplex's (../shared/reference/pim.md §2.2 and §5): 32 GEMM modules x 512 FP16 MACs at
@@ -16,7 +16,6 @@ import yaml
 
 from archsim.errors import SpecError
 from archsim.library import load_workload_spec
-from archsim.systems.neupims import MODELS, PRESETS
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_spec import (
     OP_KINDS,
@@ -59,34 +58,43 @@ def _with(change):
     return data
 
 
+# What the NeuPIMs presets must describe (the table of archsim/systems/neupims.py, from pim.md §1.1, §1.4, §1.6):
+# mode -> (compute device kind, decode attention device kind, row buffers, channel policy, schedule, SBI min batch)
+NEUPIMS_MODES = {
+    "gpu": ("gpu", "gpu", None, None, "blocked", None),
+    "npu-only": ("npu", "npu", None, None, "blocked", None),
+    "npu+pim": ("npu", "bank-pim", 1, "rr", "blocked", None),
+    "neupims": ("npu", "bank-pim", 2, "greedy", "sub-batch-interleaving", 256),
+    "neupims-no-sbi": ("npu", "bank-pim", 2, "greedy", "overlapped", None),
+}
+ARTIFACT_PARALLELISM = {"gpt3-7b": (4, 1), "gpt3-13b": (4, 1), "gpt3-30b": (4, 2), "gpt3-175b": (8, 4)}  # §1.5
+
+
 def test_presets_are_the_five_neupims_modes():
-    assert system_names() == sorted(PRESETS)
+    assert system_names() == sorted(NEUPIMS_MODES)
 
 
-@pytest.mark.parametrize("mode", sorted(PRESETS))
+@pytest.mark.parametrize("mode", sorted(NEUPIMS_MODES))
 def test_preset_describes_the_neupims_config(mode):
-    config, system = PRESETS[mode], load_system(mode)
+    compute_kind, attention_kind, row_buffers, policy, schedule, min_batch = NEUPIMS_MODES[mode]
+    system = load_system(mode)
     assert system.name == mode
-    compute = system.device_for("qkv", "decode", 1.0)
-    assert compute.kind == config.device  # npu | gpu
+    assert system.device_for("qkv", "decode", 1.0).kind == compute_kind
     attention = system.device_for("attention", "decode", 1.0)
-    assert attention.kind == {"pim": "bank-pim", "npu": config.device}[config.attention_on]
-    if config.attention_on == "pim":
-        assert attention.spec.row_buffers == config.row_buffers
-        assert attention.channel_policy == config.channel_policy
-    expected_schedule = ("sub-batch-interleaving" if config.sub_batch_interleaving
-                         else "overlapped" if config.npu_pim_overlap else "blocked")
-    assert system.schedule.kind == expected_schedule
-    if config.sub_batch_interleaving:
-        assert (system.schedule.sub_batches, system.schedule.min_batch) == (2, config.sbi_min_batch)
-        assert system.schedule.resident_weight_bytes == config.sbi_resident_weight_bytes
-    # the artifact's GPT-3 7B parallelism, neupims.MODELS, and each model's own
+    assert attention.kind == attention_kind
+    if attention_kind == "bank-pim":
+        assert (attention.spec.row_buffers, attention.channel_policy) == (row_buffers, policy)
+    assert system.schedule.kind == schedule
+    if min_batch:
+        assert (system.schedule.sub_batches, system.schedule.min_batch) == (2, min_batch)
+        assert system.schedule.resident_weight_bytes == 0
+    # the artifact's GPT-3 7B parallelism at the top level, and each model's own
     assert (system.parallelism.tp, system.parallelism.pp) == (4, 1)
-    for model, (tp, pp) in MODELS.items():
+    for model, (tp, pp) in ARTIFACT_PARALLELISM.items():
         assert (system.parallelism_for(model).tp, system.parallelism_for(model).pp) == (tp, pp)
         check_against_workload(system, load_workload_spec(model))
-    # prefill on the compute device (neupims.py docstring: prompt attention runs on the arrays)
-    assert system.device_for("attention", "prefill", 1.0).kind == config.device
+    # prefill on the compute device (prompt attention runs on the arrays)
+    assert system.device_for("attention", "prefill", 1.0).kind == compute_kind
 
 
 def test_op_kinds_are_the_op_names_of_a_layer():

@@ -127,7 +127,10 @@ def dependency_dag(cascade: Cascade) -> nx.DiGraph:
     return graph
 
 
-def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS) -> Analysis:
+def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None) -> Analysis:
+    """Points, ops by type and tensor bytes of a bound cascade, and its passes (`passes`, when given, is the
+    cascade's `pass_analysis`, which does not depend on the sizes: a caller binding one cascade many times passes
+    it once)."""
     cascade = binding.cascade
     tensors = tuple(
         TensorInfo(name, decl.kind, decl.ranks, binding.shape(name), binding.bytes(name))
@@ -137,4 +140,4 @@ def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS) -> Analysis:
     for einsum in cascade.einsums:
         points[einsum.name] = einsum_points(binding, einsum)
         ops[einsum.name] = {op: n * points[einsum.name] for op, n in sorted(point_ops(einsum, unary_ops).items())}
-    return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, pass_analysis(cascade))
+    return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, passes or pass_analysis(cascade))

@@ -48,7 +48,7 @@ def reproduce_neupims(as_json: bool, out: str | None) -> None:
                "second row buffer to naive NPU+PIM instead")
     gains = pd.DataFrame(ablation).pivot_table(index="batch", columns="mechanism", values="gain", sort=False)
     click.echo(gains.to_string(float_format=lambda v: f"{v:.3f}"))
-    for mechanism in neupims_reproduce.ABLATION:
+    for mechanism in neupims_reproduce.ablation_pairs():
         paper = neupims_reproduce.ABLATION_PAPER.get(mechanism)
         click.echo(f"  {mechanism:<26} geometric mean {neupims_reproduce.average_gain(ablation, mechanism):.3f}"
                    + (f"   paper {paper:.3f}" if paper else ""))

@@ -1,8 +1,9 @@
 """`archsim simulate`: LLM serving on a system, driven by the serving simulator (`archsim.systems.serving`).
 
-The system is a NeuPIMs-family configuration (`archsim.systems.neupims.PRESETS`: gpu, npu-only, npu+pim, neupims,
-neupims-no-sbi) running a library model (gpt3-7b ...) with the artifact's parallelism or --tp/--pp; requests come
-from a trace CSV or a seeded Poisson process with ShareGPT- or Alpaca-like lengths.
+The system is a system spec (`archsim.systems.system_spec`: a library preset such as gpu, npu-only, npu+pim,
+neupims, neupims-no-sbi, or a YAML file) running a library workload with the spec's parallelism for it or
+--tp/--pp (`archsim.systems.system_model`); requests come from a trace CSV or a seeded Poisson process with
+ShareGPT- or Alpaca-like lengths.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from archsim.systems.requests import (
     read_trace,
 )
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving
+from archsim.systems.system_spec import load_system
 
 
 @click.command("simulate")
-@click.option("--system", "-s", "system_name", required=True, type=click.Choice(sorted(neupims.PRESETS)),
-              help="The system configuration.")
+@click.option("--system", "-s", "system_name", required=True, metavar="NAME|FILE", callback=nonempty,
+              help="System spec: a library system (archsim list) or a YAML file.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
-              help=f"Model (library workload with hidden/heads/head_dim/ffn_dim/layers), e.g. "
-                   f"{', '.join(neupims.MODELS)}.")
+              help="Model: a library workload naming its decoder block (e.g. gpt3-7b, llama3-70b, mixtral-8x7b) "
+                   "or a YAML file.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
               help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
@@ -44,9 +46,9 @@ from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, 
 @click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most requests in one iteration.")
-@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the artifact's, e.g. 4 "
-                                                        "for gpt3-7b).")
-@click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the artifact's).")
+@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
+                                                        "workload, e.g. 4 for gpt3-7b on neupims).")
+@click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
@@ -60,8 +62,9 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
 
     \b
       archsim simulate --system neupims --workload gpt3-7b --rate 20 --requests 1000
+      archsim simulate --system neupims --workload llama3-70b --rate 5 --requests 200
       archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
-      archsim simulate --system neupims --workload gpt3-30b --tp 8 --pp 1 --rate 10 --requests 256
+      archsim simulate --system my-system.yaml --workload gpt3-30b --tp 8 --pp 1 --rate 10 --requests 256
     """
     if trace_path and (rate is not None or n_requests is not None):
         raise click.UsageError("--trace and --rate/--requests exclude each other")
@@ -75,10 +78,10 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
-    model = neupims.system(system_name, workload, tp=tp, pp=pp)
+    model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
     if model.kv_capacity_bytes <= 0:
-        raise SpecError(model.shard.source, "params", f"the weights leave no memory for the KV cache on "
-                                                      f"{system_name}")
+        raise SpecError(model.system.source, "parallelism", f"{model.workload.name}'s weights leave no memory for "
+                                                            f"the KV cache on {model.system.name}")
     start = time.perf_counter()
     result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch), trace=trace_out is not None)
     wall_s = time.perf_counter() - start

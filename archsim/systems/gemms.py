@@ -21,6 +21,7 @@ NPU compilers run them. Everything here is read from the Einsums and the binding
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ class Gemm:
     tensors: tuple[str, ...]  # the stationary operands
 
 
+@functools.lru_cache(maxsize=65536)
 def op_gemms(op: Op) -> tuple[Gemm, ...]:
-    """The GEMMs of `op` (module docstring), fused where they share an input."""
+    """The GEMMs of `op` (module docstring), fused where they share an input; remembered per op."""
     fused: dict[tuple, Gemm] = {}
     for einsum, key, gemm in _einsum_gemms(op):
         if key is not None and key in fused:

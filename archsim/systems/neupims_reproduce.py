@@ -1,8 +1,8 @@
-"""The NeuPIMs paper's setup through `archsim.systems.neupims` (../shared/reference/pim.md §1.5, §1.6): every mode x
-GPT-3 7B/13B/30B/175B x ShareGPT/Alpaca x batch 64..512, ten sampled steady-state decode batches per point, and
-the headline numbers computed like the paper's, beside its claims (`PAPER`).
+"""The NeuPIMs paper's setup on the NeuPIMs system specs (`archsim.systems.neupims`; ../shared/reference/pim.md
+§1.5, §1.6): every mode x GPT-3 7B/13B/30B/175B x ShareGPT/Alpaca x batch 64..512, ten sampled steady-state
+decode batches per point, and the headline numbers computed like the paper's, beside its claims (`PAPER`).
 
-`attribution` reruns the reproduction under modelling alternatives (`VARIANTS`: data, applied to every preset), so
+`attribution` reruns the reproduction under modelling alternatives (`VARIANTS`: spec fields set on every preset), so
 the report can say how much of each gap to the paper one modelling choice accounts for. The defaults stay ours;
 the alternatives are not fitted to the paper, each is a choice another simulator could have made.
 """
@@ -12,16 +12,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cache
 from statistics import geometric_mean
 
 import numpy as np
 
-from archsim.arch.pim import PIMSpec
 from archsim.systems.iteration import Batch
-from archsim.systems.neupims import MODELS, MODES, PRESETS, NeuPIMsConfig, system
+from archsim.systems.neupims import MODELS, MODES, configure, system
 from archsim.systems.npu import NPUSpec
 from archsim.systems.requests import LENGTH_PRESETS, length_distribution, sample_lengths
+from archsim.systems.system_spec import MAX_NUMBER, System, load_system
 
 DATASETS = tuple(LENGTH_PRESETS)  # sharegpt, alpaca: mean input / output tokens 80 / 296 and 12 / 56, §1.5
 BATCHES = (64, 128, 256, 384, 512)  # §1.5
@@ -53,17 +54,15 @@ def sample_contexts(seed: Sequence[int], batch: int, dataset: str, pool: int = 2
 REPRODUCED_MODES = (*MODES, "neupims-no-sbi")
 
 
-def reproduce(modes: Sequence[str | NeuPIMsConfig] = REPRODUCED_MODES, models: Sequence[str] = tuple(MODELS),
+def reproduce(modes: Sequence[str | System] = REPRODUCED_MODES, models: Sequence[str] = MODELS,
               datasets: Sequence[str] = tuple(DATASETS), batches: Sequence[int] = BATCHES,
-              samples: int = SAMPLES, seed: int = 0, npu: NPUSpec | None = None,
-              pim: PIMSpec | None = None) -> list[dict]:
-    """One record per mode (a preset name or a config) x model x dataset x batch, over `samples` sampled batches
+              samples: int = SAMPLES, seed: int = 0) -> list[dict]:
+    """One record per mode (a preset name or a System) x model x dataset x batch, over `samples` sampled batches
     (the same batches for every mode): throughput = tokens / time summed over the samples, utilizations = busy /
-    time likewise. `npu` and `pim` replace the default NPU and PIM HBM specs (each mode still sets its row
-    buffers)."""
+    time likewise."""
     records = []
     for model in models:
-        systems = {getattr(mode, "mode", mode): system(mode, model, npu=npu, pim=pim) for mode in modes}
+        systems = {getattr(mode, "name", mode): system(mode, model) for mode in modes}
         for d_index, dataset in enumerate(datasets):
             for batch in batches:
                 draws = [sample_contexts((seed, d_index, batch, s), batch, dataset)
@@ -126,14 +125,23 @@ def compare(records: Sequence[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ ablation
 ABLATION_CASE = ("gpt3-7b", "sharegpt")  # Fig. 13
-FULL = NeuPIMsConfig("neupims (SBI at every batch)", sub_batch_interleaving=True, sbi_min_batch=2)
-ABLATION = {  # mechanism -> (with it, without it): each leaves one mechanism out of the full design
-    "dual row buffers": (FULL, replace(FULL, mode="SBI, one row buffer", row_buffers=1)),
-    "GMLBP": (FULL, replace(FULL, mode="SBI, round-robin channels", channel_policy="rr")),
-    "SBI": (FULL, PRESETS["neupims-no-sbi"]),
-    "dual row buffers, no SBI": (replace(PRESETS["npu+pim"], mode="npu+pim, two row buffers", row_buffers=2,
-                                         npu_pim_overlap=True), PRESETS["npu+pim"]),
-}
+FULL = "neupims (SBI at every batch)"
+
+
+@cache
+def ablation_pairs() -> dict[str, tuple[System, System]]:
+    """Mechanism -> (the design with it, without it): each leaves one mechanism out of the full design (SBI at
+    every batch, dual row buffers, greedy channels)."""
+    full = configure("neupims", {"schedule.min_batch": 2}, FULL)
+    return {
+        "dual row buffers": (full, configure(full, {"devices.pim.row_buffers": 1}, "SBI, one row buffer")),
+        "GMLBP": (full, configure(full, {"devices.pim.channel_policy": "rr"}, "SBI, round-robin channels")),
+        "SBI": (full, load_system("neupims-no-sbi")),
+        "dual row buffers, no SBI": (configure("npu+pim", {"devices.pim.row_buffers": 2, "schedule.kind": "overlapped"},
+                                               "npu+pim, two row buffers"), load_system("npu+pim")),
+    }
+
+
 ABLATION_PAPER = {"dual row buffers": 1.697}  # §1.4: +69.7 % on average
 
 
@@ -145,13 +153,14 @@ def ablation(samples: int = SAMPLES, seed: int = 0) -> list[dict]:
     schedule without SBI the NPU has little to run beside them (the softmax, at head granularity): "dual row
     buffers, no SBI" measures that case against naive NPU+PIM. The figure's SBI bars losing at small batch show
     SBI was on at every batch."""
-    configs = list(dict.fromkeys(c for pair in ABLATION.values() for c in pair))
+    pairs = ablation_pairs()
+    configs = list({c.name: c for pair in pairs.values() for c in pair}.values())
     model, dataset = ABLATION_CASE
     records = reproduce(modes=configs, models=(model,), datasets=(dataset,), samples=samples, seed=seed)
     throughput = {(r["mode"], r["batch"]): r["throughput_tok_s"] for r in records}
-    return [{"mechanism": mechanism, "batch": batch, "with": on.mode, "without": off.mode,
-             "gain": throughput[(on.mode, batch)] / throughput[(off.mode, batch)]}
-            for mechanism, (on, off) in ABLATION.items() for batch in BATCHES]
+    return [{"mechanism": mechanism, "batch": batch, "with": on.name, "without": off.name,
+             "gain": throughput[(on.name, batch)] / throughput[(off.name, batch)]}
+            for mechanism, (on, off) in pairs.items() for batch in BATCHES]
 
 
 def average_gain(rows: Sequence[dict], mechanism: str) -> float:
@@ -162,25 +171,33 @@ def average_gain(rows: Sequence[dict], mechanism: str) -> float:
 # ------------------------------------------------------------------------------------------------ attribution
 @dataclass(frozen=True)
 class Variant:
-    """A modelling alternative: fields changed in every preset's config, in the NPU and in the PIM spec, and the
-    datasets the headline ratios average over; `why` says how our default choice moves the numbers."""
+    """A modelling alternative: fields set on every preset's NPU and bank-PIM devices and, where the schedule is
+    sub-batch interleaving, on its schedule, and the datasets the headline ratios average over; `why` says how our
+    default choice moves the numbers."""
 
     name: str
     choice: str  # what the variant changes, in words
     why: str = ""
-    config: Mapping[str, object] = field(default_factory=dict)
+    schedule: Mapping[str, object] = field(default_factory=dict)
     npu: Mapping[str, object] = field(default_factory=dict)
     pim: Mapping[str, object] = field(default_factory=dict)
     datasets: tuple[str, ...] = DATASETS
 
-    def modes(self) -> list[NeuPIMsConfig]:
-        return [replace(PRESETS[m], **self.config) for m in REPRODUCED_MODES]
+    def modes(self) -> list[System]:
+        return [self.apply(load_system(m)) for m in REPRODUCED_MODES]
+
+    def apply(self, system: System) -> System:
+        changes = {f"devices.{d.name}.{key}": value for d in system.devices.values()
+                   for key, value in {"npu": self.npu, "bank-pim": self.pim}.get(d.kind, {}).items()}
+        if system.schedule.kind == "sub-batch-interleaving":
+            changes |= {f"schedule.{key}": value for key, value in self.schedule.items()}
+        return configure(system, changes)
 
 
 OURS = "ours"
 HEADLINE_TOLERANCE = 0.2  # the issue's "within 20 %": gaps beyond it are explained (`explain`)
 ALGORITHM1 = {"gemv_timing": "algorithm1"}
-SHARED_WEIGHTS = {"sbi_resident_weight_bytes": math.inf}
+SHARED_WEIGHTS = {"resident_weight_bytes": MAX_NUMBER}  # every weight stays: the largest byte count a spec takes
 SBI_WHY = ("with every weight streamed once per sub-batch, sub-batches below the arrays' ridge are bound by weight "
            "bandwidth, so SBI adds GEMM time that the PIM MHA it hides may not repay")
 VARIANTS = (
@@ -200,28 +217,28 @@ VARIANTS = (
     Variant("SBI keeps SRAM weights",
             "sub-batch interleaving keeps up to the NPU's SRAM (128 MiB) of a block's weights for the second "
             "sub-batch instead of re-streaming them",
-            SBI_WHY, config={"sbi_resident_weight_bytes": NPUSpec().sram_bytes}),
+            SBI_WHY, schedule={"resident_weight_bytes": NPUSpec().sram_bytes}),
     Variant("SBI shares weights",
             "sub-batch interleaving streams each weight once for both sub-batches (an upper bound: the block's "
             "weights never leave the chip between them)",
-            SBI_WHY, config=SHARED_WEIGHTS),
+            SBI_WHY, schedule=SHARED_WEIGHTS),
     Variant("ShareGPT only", "the headline ratios averaged over ShareGPT only, Alpaca left out",
             "Alpaca's steady-state contexts are short: a PIM GEMV is then bound by GWRITEs and partial tiles and "
             "hardly beats streaming the request's K and V, so PIM gains little on Alpaca",
             datasets=("sharegpt",)),
     Variant("all three", "Algorithm 1 timing, shared SBI weights and ShareGPT only together",
-            config=SHARED_WEIGHTS, pim=ALGORITHM1, datasets=("sharegpt",)),
+            schedule=SHARED_WEIGHTS, pim=ALGORITHM1, datasets=("sharegpt",)),
 )
 
 
-def attribution(variants: Sequence[Variant] = VARIANTS, models: Sequence[str] = tuple(MODELS),
+def attribution(variants: Sequence[Variant] = VARIANTS, models: Sequence[str] = MODELS,
                 batches: Sequence[int] = BATCHES, samples: int = SAMPLES, seed: int = 0) -> list[dict]:
     """One row per variant x headline metric: ours (`summary` of the reproduction rerun under the variant), the
     paper's, and ours / paper."""
     rows = []
     for variant in variants:
         records = reproduce(modes=variant.modes(), models=models, datasets=variant.datasets, batches=batches,
-                            samples=samples, seed=seed, npu=NPUSpec(**variant.npu), pim=PIMSpec(**variant.pim))
+                            samples=samples, seed=seed)
         rows += [{"variant": variant.name, **row} for row in compare(records)]
     return rows
 
@@ -248,4 +265,4 @@ def explain(rows: Sequence[dict], tolerance: float, variants: Sequence[Variant] 
 
 def _changes(variant: Variant) -> list[str]:
     """What a variant changes: its config, NPU and PIM fields and, when narrowed, the datasets."""
-    return [*variant.config, *variant.npu, *variant.pim] + (["datasets"] if variant.datasets != DATASETS else [])
+    return [*variant.schedule, *variant.npu, *variant.pim] + (["datasets"] if variant.datasets != DATASETS else [])

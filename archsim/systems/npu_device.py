@@ -13,7 +13,8 @@ which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the H
   and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
 The ops of one call run in order: time = the GEMMs' times + max(vector time, other HBM traffic / bandwidth).
 Busy units: `<name>` the arrays' useful MAC time (GEMM FLOPs / peak, so its utilization is MAC utilization),
-`<name>_array` their occupancy (fill and drain included), `hbm` the HBM transfer time.
+`<name>_array` their occupancy (fill and drain included), `<name>_vector` the vector units' time, `hbm` the HBM
+transfer time.
 Energy (pim.md §5): the arrays' MACs (two ops each) at `op_energy_pj`, HBM traffic at the memory's off-chip access
 energy. Vector-unit, SRAM and static energy are not modelled.
 """
@@ -70,18 +71,20 @@ class NpuDevice:
                 mac_s += gemm.flops / npu.peak_flops_per_s
             vector_ops += sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
                               for n in counts.values())
-            other_bytes += _other_hbm_bytes(op, streamed)
+            other_bytes += _other_hbm_bytes(op, streamed, streamed_fraction)
         other_s = other_bytes / bw
         memory_s = gemm_memory_s + other_s
-        time_s = gemm_s + max(npu_model.vector_time_s(npu, vector_ops), other_s)
+        vector_s = npu_model.vector_time_s(npu, vector_ops)
+        time_s = gemm_s + max(vector_s, other_s)
         energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
                      + memory_s * bw * 8 * self.memory.offchip_pj_per_bit)
-        busy = {self.name: mac_s, f"{self.name}_array": array_s, "hbm": memory_s}
+        busy = {self.name: mac_s, f"{self.name}_array": array_s, f"{self.name}_vector": vector_s, "hbm": memory_s}
         return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
 
 
-def _other_hbm_bytes(op: Op, streamed: set[str]) -> float:
-    """HBM bytes of `op` outside its GEMM streams: KV cache written, KV cache read in decode, other weights."""
+def _other_hbm_bytes(op: Op, streamed: set[str], weight_fraction: float) -> float:
+    """HBM bytes of `op` outside its GEMM streams: KV cache written, KV cache read in decode, and `weight_fraction`
+    of its other weights (a norm's gain)."""
     total = 0.0
     roles = op.tensor_roles
     for tensor in op.analysis.tensors:
@@ -89,6 +92,8 @@ def _other_hbm_bytes(op: Op, streamed: set[str]) -> float:
             continue
         role = roles[tensor.name]
         written = tensor.kind == "output"
-        if role == WEIGHTS or (role == KV_CACHE and (written or op.phase == "decode")):
+        if role == WEIGHTS:
+            total += tensor.bytes * weight_fraction
+        elif role == KV_CACHE and (written or op.phase == "decode"):
             total += tensor.bytes
     return total

@@ -42,6 +42,7 @@ from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
+from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
 from archsim.workload import Workload, check_size
 
@@ -109,9 +110,10 @@ class Step:
         return self.seq_len if self.phase == "prefill" else 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Op:
-    """One op of a layer: a library cascade bound to the step's sizes, and its analysis."""
+    """One op of a layer: a library cascade bound to the step's sizes, and its analysis. Ops compare (and hash) by
+    identity, so models can remember what they derived from one."""
 
     name: str
     cascade: str
@@ -164,6 +166,19 @@ class Op:
 
 def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
     """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring)."""
+    return tuple(_op(workload, *entry, step.phase) for entry in _plan(workload, step, block))
+
+
+def layer_op(workload: Workload, step: Step, block: str, name: str) -> Op:
+    """The op called `name` (one of the layer's: attn_norm, qkv, attention, ...) of `layer_ops`, alone."""
+    for entry in _plan(workload, step, block):
+        if entry[0] == name:
+            return _op(workload, *entry, step.phase)
+    raise SpecError(STEP_SOURCE, "name", f"no op {name!r} in this layer")
+
+
+def _plan(workload: Workload, step: Step, block: str) -> tuple[tuple, ...]:
+    """(name, cascade, sizes, deps) of each op of the layer, in order."""
     if block not in BLOCKS:
         raise SpecError(STEP_SOURCE, "block", f"expected one of {', '.join(BLOCKS)}, got {block!r}")
     kind = BLOCKS[block]
@@ -182,7 +197,7 @@ def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
     ffn = ("moe", "moe-experts") if "experts" in params else ("ffn", kind.ffn)
-    plan = (
+    return (
         ("attn_norm", kind.norm, tokens, ()),
         ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),
         ("attention", attention, attention_sizes, ("qkv",)),
@@ -192,7 +207,6 @@ def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
         (*ffn, tokens, ("ffn_norm",)),
         ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
     )
-    return tuple(_op(workload, name, cascade, sizes, deps, step.phase) for name, cascade, sizes, deps in plan)
 
 
 def _decode_keys(workload: Workload, context: int) -> int:
@@ -209,9 +223,14 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
         phase: str) -> Op:
     cascade = _cascade(cascade_name)
     binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
-    return Op(name, cascade_name, binding, analyze(binding), deps, phase)
+    return Op(name, cascade_name, binding, analyze(binding, passes=_passes(cascade_name)), deps, phase)
 
 
 @functools.cache
 def _cascade(name: str) -> Cascade:
     return library.load_cascade_spec(name)
+
+
+@functools.cache
+def _passes(name: str) -> PassAnalysis:
+    return pass_analysis(_cascade(name))

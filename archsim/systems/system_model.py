@@ -44,7 +44,7 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_ops
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_op, layer_ops
 from archsim.systems.system_spec import Parallelism, System, check_against_workload
 from archsim.workload import Workload
 
@@ -122,14 +122,18 @@ class SystemModel:
         """The shard's identity, for the op cache."""
         return (self.shard.name, self.shard.path, tuple(sorted(self.shard.params.items())), self.block)
 
-    def ops(self, step: Step) -> tuple[Op, ...]:
-        """One device's decoder layer in `step` (`layer_ops` of the shard), remembered per sizes: an iteration
-        asks for one attention op per request."""
-        return _cached_ops(self.shard_key, step.phase, step.batch, step.seq_len)
+    def ops(self, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
+        """One device's decoder layer in a step (`layer_ops` of the shard), remembered per sizes."""
+        return _cached_ops(self.shard_key, phase, batch, seq_len)
+
+    def attention(self, phase: str, seq_len: int) -> Op:
+        """One request's attention op (`layer_op` of the shard), remembered per length: an iteration asks for one
+        per request."""
+        return _cached_attention(self.shard_key, phase, seq_len)
 
     @functools.cached_property
     def _one_token(self) -> tuple[Op, ...]:
-        return self.ops(Step("decode", 1, 1))
+        return self.ops("decode", 1, 1)
 
     @property
     def weight_bytes_per_layer(self) -> float:
@@ -201,20 +205,27 @@ def _shard(workload: Workload, par: Parallelism) -> Workload:
     return replace(workload, params=params)
 
 
-@functools.lru_cache(maxsize=16384)
-def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
+def _workload(key: tuple) -> tuple[Workload, str]:
     name, path, params, block = key
-    return layer_ops(Workload(name, "", "", dict(params), path), Step(phase, batch, seq_len), block)
+    return Workload(name, "", "", dict(params), path), block
 
 
-def _op(model: SystemModel, name: str, step: Step) -> Op:
-    return next(op for op in model.ops(step) if op.name == name)
+@functools.lru_cache(maxsize=4096)
+def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
+    workload, block = _workload(key)
+    return layer_ops(workload, Step(phase, batch, seq_len), block)
+
+
+@functools.lru_cache(maxsize=65536)
+def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
+    workload, block = _workload(key)
+    return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION)
 
 
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
     """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
     schedule = model.system.schedule
-    decode_ops = [_op(model, ATTENTION, Step("decode", 1, int(c))) for c in contexts]
+    decode_ops = [model.attention("decode", int(c)) for c in contexts]
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
@@ -262,7 +273,7 @@ def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
     are the ops `layer_phases` costs (under SBI it costs the same ops per sub-batch)."""
     contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
     pre, post = _dense_ops(model, len(contexts), prompts)
-    decode = [_op(model, ATTENTION, Step("decode", 1, int(c))) for c in contexts]
+    decode = [model.attention("decode", int(c)) for c in contexts]
     return [(op, _device_of(model, op).name) for op in (*pre, *decode, *post)]
 
 
@@ -272,9 +283,9 @@ def _dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tupl
     tokens = decodes + int(sum(prompts))
     if tokens == 0:
         return [], []
-    ops = model.ops(Step("decode" if decodes else "prefill", tokens, 1))
+    ops = model.ops("decode" if decodes else "prefill", tokens, 1)
     at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
-    prefill = [_op(model, ATTENTION, Step("prefill", 1, p)) for p in prompts]
+    prefill = [model.attention("prefill", p) for p in prompts]
     return [*ops[:at], *prefill], list(ops[at + 1:])
 
 
