@@ -45,10 +45,17 @@ def sample_contexts(seed: Sequence[int], batch: int, dataset: str, pool: int = 2
     inspection paradox): requests are drawn from a pool of the dataset's lengths with weight = output tokens,
     each at a uniform point of its output. Drawing them unweighted would under-state the contexts by the
     residual-life factor E[O^2] / (2 E[O]^2) (about 1.4x for ShareGPT here)."""
-    rng = random.Random(str(tuple(seed)))
+    return np.array(_sampled_contexts(tuple(seed), batch, dataset, pool), dtype=float)
+
+
+@cache
+def _sampled_contexts(seed: tuple[int, ...], batch: int, dataset: str, pool: int) -> tuple[int, ...]:
+    """`sample_contexts`, remembered: the reproduction, its ablation and every attribution variant draw the same
+    batches."""
+    rng = random.Random(str(seed))
     pairs = sample_lengths(length_distribution(dataset), pool, rng)
     chosen = rng.choices(pairs, weights=[o for _, o in pairs], k=batch)
-    return np.array([min(p + rng.randrange(o) + 1, MAX_SEQ_TOKENS) for p, o in chosen], dtype=float)
+    return tuple(min(p + rng.randrange(o) + 1, MAX_SEQ_TOKENS) for p, o in chosen)
 
 
 REPRODUCED_MODES = (*MODES, "neupims-no-sbi")

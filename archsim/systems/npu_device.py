@@ -21,6 +21,7 @@ energy. Vector-unit, SRAM and static energy are not modelled.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,35 +52,41 @@ class NpuDevice:
         return self.memory.capacity_bytes - self.memory.activation_buffer_bytes
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
-        npu, bw = self.spec, self.bandwidth_bytes_per_s
-        gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
-        for op in ops:
-            on_arrays: set[str] = set()
-            streamed: set[str] = set()
-            for gemm in op_gemms(op):
-                if gemm.role == KV_CACHE and gemm.rows <= 1:
-                    continue
-                on_arrays.update(gemm.einsums)
-                from_hbm = gemm.role == WEIGHTS or op.phase == "decode"
-                if from_hbm:
-                    streamed.update(gemm.tensors)
-                one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
-                                          streamed_fraction if gemm.role == WEIGHTS else 1.0)
-                gemm_s += gemm.count * one.time_s
-                gemm_memory_s += gemm.count * one.memory_s
-                array_s += gemm.count * one.array_s
-                mac_s += gemm.flops / npu.peak_flops_per_s
-            vector_ops += sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
-                              for n in counts.values())
-            other_bytes += _other_hbm_bytes(op, streamed, streamed_fraction)
-        other_s = other_bytes / bw
-        memory_s = gemm_memory_s + other_s
-        vector_s = npu_model.vector_time_s(npu, vector_ops)
-        time_s = gemm_s + max(vector_s, other_s)
-        energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
-                     + memory_s * bw * 8 * self.memory.offchip_pj_per_bit)
-        busy = {self.name: mac_s, f"{self.name}_array": array_s, f"{self.name}_vector": vector_s, "hbm": memory_s}
-        return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
+        return _cost(self, tuple(ops), streamed_fraction)
+
+
+@functools.lru_cache(maxsize=65536)
+def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> OpCost:
+    """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops."""
+    npu, bw = device.spec, device.bandwidth_bytes_per_s
+    gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
+    for op in ops:
+        on_arrays: set[str] = set()
+        streamed: set[str] = set()
+        for gemm in op_gemms(op):
+            if gemm.role == KV_CACHE and gemm.rows <= 1:
+                continue
+            on_arrays.update(gemm.einsums)
+            from_hbm = gemm.role == WEIGHTS or op.phase == "decode"
+            if from_hbm:
+                streamed.update(gemm.tensors)
+            one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
+                                      streamed_fraction if gemm.role == WEIGHTS else 1.0)
+            gemm_s += gemm.count * one.time_s
+            gemm_memory_s += gemm.count * one.memory_s
+            array_s += gemm.count * one.array_s
+            mac_s += gemm.flops / npu.peak_flops_per_s
+        vector_ops += sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
+                          for n in counts.values())
+        other_bytes += _other_hbm_bytes(op, streamed, streamed_fraction)
+    other_s = other_bytes / bw
+    memory_s = gemm_memory_s + other_s
+    vector_s = npu_model.vector_time_s(npu, vector_ops)
+    time_s = gemm_s + max(vector_s, other_s)
+    energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
+                 + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
+    busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s, "hbm": memory_s}
+    return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
 
 
 def _other_hbm_bytes(op: Op, streamed: set[str], weight_fraction: float) -> float:

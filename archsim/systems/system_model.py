@@ -129,7 +129,14 @@ class SystemModel:
     def attention(self, phase: str, seq_len: int) -> Op:
         """One request's attention op (`layer_op` of the shard), remembered per length: an iteration asks for one
         per request."""
-        return _cached_attention(self.shard_key, phase, seq_len)
+        op = self._attention_ops.get((phase, seq_len))
+        if op is None:
+            op = self._attention_ops[(phase, seq_len)] = _cached_attention(self.shard_key, phase, seq_len)
+        return op
+
+    @functools.cached_property
+    def _attention_ops(self) -> dict[tuple[str, int], Op]:
+        return {}
 
     @functools.cached_property
     def _one_token(self) -> tuple[Op, ...]:
