@@ -1,0 +1,197 @@
+"""What a system charges for a layer is the library cascades' analysis (issue 13, must-show 1).
+
+For every op a system charges in one decoder layer of an iteration (`system_model.charged_ops`) of GPT-3 7B (MHA),
+Llama3-70B (GQA) and Mixtral-8x7B (GQA + MoE), on the neupims and gpu presets with each workload's
+`parallelism.by_workload` entry, the op's FLOPs and bytes equal `analyze()` of its library cascade bound here,
+independently, to one device's shard (heads, kv_heads and ffn_dim / TP, experts / EP, computed below from the
+workload and `System.parallelism_for`) and to the sizes the iteration implies (every new token of the iteration in
+the dense ops, one attention op per request bound to its prompt or context). Then the devices' costs of those ops
+add up to what the ops carry: the NPU's array time at peak is the FLOPs of the products with a weight (or, more
+than one query row per K/V head, a KV-cache) operand; its HBM time is the weights streamed plus the KV cache
+written; the bank-PIM's energy is MACs x (bits x bank-PIM access energy + two host ops); a GPU's energy is its
+board power over its time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from archsim import library
+from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.bind import bind
+from archsim.systems import pim as pim_model
+from archsim.systems.iteration import Batch
+from archsim.systems.system_model import charged_ops, system_model
+from archsim.systems.system_spec import load_system
+from archsim.workload import Workload
+
+WORKLOADS = ("gpt3-7b", "llama3-70b", "mixtral-8x7b")
+SYSTEMS = ("neupims", "gpu")
+MIXED = Batch(prefill_tokens=(7, 33), decode_context_tokens=(30, 50, 129))
+PREFILL_ONLY = Batch(prefill_tokens=(12, 5))
+BATCHES = {"mixed": MIXED, "prefill-only": PREFILL_ONLY}
+
+# The cascade of each op, by the workload's sizes (step.py's docstring): MHA prefill is the causal 1-pass cascade,
+# GQA prefill its grouped form; decode is attention-decode-gqa; a workload with experts has moe-experts.
+NORM = {"gpt3-7b": "layernorm", "llama3-70b": "rmsnorm", "mixtral-8x7b": "rmsnorm"}
+FFN = {"gpt3-7b": ("ffn", "ffn"), "llama3-70b": ("ffn", "ffn-swiglu"), "mixtral-8x7b": ("moe", "moe-experts")}
+PREFILL_ATTENTION = {"gpt3-7b": "attention-1pass-causal", "llama3-70b": "attention-1pass-causal-gqa",
+                     "mixtral-8x7b": "attention-1pass-causal-gqa"}
+
+# Tensor roles, read off the cascade files (einsum/*.yaml): the learned tensors are weights; K and V are the KV
+# cache (written by the QKV projection, read by attention).
+WEIGHT_TENSORS = {"qkv-projection": {"WQ", "WK", "WV"}, "output-projection": {"WO"}, "ffn": {"W1", "W2"},
+                  "ffn-swiglu": {"W1", "W3", "W2"}, "moe-experts": {"WR", "W1", "W3", "W2"},
+                  "layernorm": {"G", "BETA"}, "rmsnorm": {"W"}}
+KV_TENSORS = {"K", "V"}
+# The Einsums that multiply an activation by a weight or a KV-cache operand (the GEMMs an NPU puts on its arrays),
+# read off the cascade files; a norm's sum of squares and MoE's gate-weighted combine multiply two activations.
+GEMM_EINSUMS = {"qkv-projection": ("Q", "K", "V"), "output-projection": ("Z",), "ffn": ("H1", "Y"),
+                "ffn-swiglu": ("H1", "H3", "Y"), "moe-experts": ("R", "H1", "H3", "O"),
+                "attention-1pass-causal": ("QK", "SLNV"), "attention-1pass-causal-gqa": ("QK", "SLNV"),
+                "attention-decode-gqa": ("QK", "SNV")}
+
+
+def shard_of(workload: Workload, tp: int, ep: int) -> Workload:
+    """One device's sizes: heads, kv_heads and ffn_dim split by TP, experts by EP."""
+    params = dict(workload.params)
+    for size, degree in (("heads", tp), ("kv_heads", tp), ("ffn_dim", tp), ("experts", ep)):
+        if size in params:
+            assert params[size] % degree == 0
+            params[size] = params[size] // degree
+    return replace(workload, params=params)
+
+
+def expected_ops(name: str, batch: Batch) -> list[tuple[str, str, str, dict[str, int]]]:
+    """(op name, phase, cascade, sizes) of every op one layer of this iteration runs, in layer order."""
+    prompts, contexts = list(batch.prefill_tokens), list(batch.decode_context_tokens)
+    tokens = len(contexts) + sum(prompts)  # every new token of the iteration (Orca's selective batching)
+    phase = "decode" if contexts else "prefill"
+    dense = {"batch": tokens, "seq_len": 1}
+    ffn_name, ffn_cascade = FFN[name]
+    return [
+        ("attn_norm", phase, NORM[name], dense),
+        ("qkv", phase, "qkv-projection", dense),
+        *[("attention", "prefill", PREFILL_ATTENTION[name], {"batch": 1, "seq_len": p, "tile_kv": p})
+          for p in prompts],
+        *[("attention", "decode", "attention-decode-gqa", {"batch": 1, "seq_len": c}) for c in contexts],
+        ("out_proj", phase, "output-projection", dense),
+        ("attn_residual", phase, "residual-add", dense),
+        ("ffn_norm", phase, NORM[name], dense),
+        (ffn_name, phase, ffn_cascade, {"tokens": tokens} if ffn_cascade == "moe-experts" else dense),
+        ("ffn_residual", phase, "residual-add", dense),
+    ]
+
+
+def flops_of(analysis: Analysis) -> int:
+    return sum(n * (2 if kind == "mac" else 1) for kind, n in analysis.total_ops().items())
+
+
+def charged(system_name: str, name: str, batch: Batch):
+    """The model, and (op, device, independent analysis, cascade) of every charged op."""
+    system, workload = load_system(system_name), library.load_workload_spec(name)
+    par = system.parallelism_for(name)
+    assert par == system.parallelism.by_workload[name]  # each workload runs its own by_workload entry
+    model = system_model(system, workload)
+    shard = shard_of(workload, par.tp, par.ep)
+    ops = charged_ops(model, batch)
+    want = expected_ops(name, batch)
+    assert [(op.name, op.phase, op.cascade) for op, _ in ops] == [w[:3] for w in want]
+    rows = []
+    for (op, device), (_, _, cascade_name, sizes) in zip(ops, want, strict=True):
+        cascade = library.load_cascade_spec(cascade_name)
+        rows.append((op, device, analyze(bind(cascade, shard, sizes)), cascade_name))
+    return model, rows
+
+
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("system_name", SYSTEMS)
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_every_charged_op_is_the_analysis_of_its_bound_cascade(name: str, system_name: str, batch: str) -> None:
+    _, rows = charged(system_name, name, BATCHES[batch])
+    for op, _, want, cascade in rows:
+        sizes = {t.name: t.bytes for t in want.tensors}
+        kinds = {t.name: t.kind for t in want.tensors}
+        weights = WEIGHT_TENSORS.get(cascade, set())
+        kv = KV_TENSORS & set(sizes)
+        assert op.ops == want.total_ops(), op.name
+        assert op.flops == flops_of(want), op.name
+        assert op.tensor_bytes == sizes, op.name
+        assert op.bytes == sum(s for t, s in sizes.items() if kinds[t] != "intermediate"), op.name
+        assert op.bytes_by_role == {
+            "weights": sum(sizes[t] for t in weights),
+            "kv_cache": sum(sizes[t] for t in kv),
+            "activations_in": sum(s for t, s in sizes.items() if kinds[t] == "input" and t not in weights | kv),
+            "activations_out": sum(s for t, s in sizes.items() if kinds[t] == "output" and t not in kv),
+            "intermediate": sum(s for t, s in sizes.items() if kinds[t] == "intermediate"),
+        }, op.name
+        assert op.op_per_byte == op.flops / op.bytes
+
+
+def gemm_flops(op, want: Analysis, cascade: str) -> int:
+    """FLOPs of the products an NPU runs on its arrays: every GEMM Einsum, except a decode attention with one query
+    row per K/V head (MHA), whose GEMVs go to the vector units."""
+    params = op.binding.params
+    if cascade == "attention-decode-gqa" and params["heads"] == params["kv_heads"]:
+        return 0
+    return 2 * sum(want.ops[e].get("mac", 0) for e in GEMM_EINSUMS.get(cascade, ()))
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_neupims_device_costs_add_up_to_the_ops(name: str) -> None:
+    model, rows = charged("neupims", name, MIXED)
+    npu, pim = model.devices["npu"], model.devices["pim"]
+    bw, host = npu.bandwidth_bytes_per_s, npu.spec
+    assert {device for op, device, _, _ in rows if op.name == "attention" and op.phase == "decode"} == {"pim"}
+    energy_j = 0.0
+    for op, device, want, cascade in rows:
+        if device != "npu":
+            continue
+        cost = npu.cost([op])
+        energy_j += cost.energy_j
+        flops = gemm_flops(op, want, cascade)
+        assert cost.busy_s["npu"] * host.peak_flops_per_s == pytest.approx(flops, rel=1e-12), op.name
+        # HBM: the op's weights streamed (to the arrays or, a norm's gain, beside the vector units) and the KV cache
+        # it writes (the QKV projection's K and V); a prompt's attention reads its K and V from SRAM
+        kv_written = sum(t.bytes for t in want.tensors if t.name in KV_TENSORS and t.kind == "output")
+        hbm_bytes = op.bytes_by_role["weights"] + kv_written if op.name != "attention" else 0
+        assert cost.memory_s * bw == pytest.approx(hbm_bytes, rel=1e-12), op.name
+        assert cost.busy_s["hbm"] == cost.memory_s
+        assert cost.energy_j * 1e12 == pytest.approx(flops * host.op_energy_pj
+                                                     + hbm_bytes * 8 * npu.memory.offchip_pj_per_bit, rel=1e-12)
+    decodes = [(op, want) for op, device, want, _ in rows if device == "pim"]
+    cost = pim.cost([op for op, _ in decodes])
+    macs = sum(want.total_ops()["mac"] for _, want in decodes)
+    word_bits = 8 * int(library.load_workload_spec(name).params["word_bytes"])
+    assert cost.energy_j * 1e12 == pytest.approx(
+        macs * (word_bits * pim.spec.bank_pim_pj_per_bit + 2 * host.op_energy_pj), rel=1e-12)
+    # each request's GEMVs: heads/kv_heads passes of the kv_heads-head command sequence; 3 requests on 32 channels
+    # land on three channels, so the slowest channel is the longest request and the mean is their sum / 32
+    params = decodes[0][0].binding.params
+    request_s = [params["heads"] // params["kv_heads"]
+                 * pim_model.gemv_cycles(pim.spec, op.binding.params["seq_len"], int(params["kv_heads"]),
+                                         int(params["head_dim"])) / pim.spec.clock_hz for op, _ in decodes]
+    assert cost.time_s == pytest.approx(max(request_s), rel=1e-12)
+    assert cost.busy_s["pim"] == pytest.approx(sum(request_s) / pim.spec.channels, rel=1e-12)
+    energy_j += cost.energy_j
+    # the iteration: every device of the TP x PP group runs its layers (3 decodes: below min_batch, no SBI)
+    par, layers = model.parallelism, model.layers_per_device
+    assert model.iteration(MIXED).energy_j == pytest.approx(par.tp * par.pp * layers * energy_j, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_gpu_device_costs_add_up_to_the_ops(name: str) -> None:
+    model, rows = charged("gpu", name, MIXED)
+    gpu = model.devices["gpu"]
+    for op, device, want, cascade in rows:
+        assert device == "gpu"
+        if op.name == "attention":
+            continue
+        cost = gpu.cost([op])
+        precision_peak = gpu.spec.tensor_peak_flops_per_s("fp16")
+        flops = 2 * sum(want.ops[e].get("mac", 0) for e in GEMM_EINSUMS.get(cascade, ()))
+        assert cost.busy_s["gpu"] * precision_peak == pytest.approx(flops, rel=1e-12), op.name
+        assert cost.energy_j == pytest.approx(gpu.spec.power_w * cost.time_s, rel=1e-12)
+        assert math.isfinite(cost.time_s) and cost.time_s > 0
