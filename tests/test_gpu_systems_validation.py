@@ -204,6 +204,7 @@ def test_simulate_bad_trace_names_file_and_line(cli, tmp_path: Path, content: by
 ])
 def test_simulate_names_the_workload_file_and_key(cli, tmp_path: Path, params: str, fragments: list[str]) -> None:
     path = _workload(tmp_path, params)
+    path.write_text(path.read_text() + "block: gpt\n")
     _error_line(cli(*SIMULATE, "-w", str(path), "--rate", "1", "--requests", "3", expect=2), str(path), *fragments)
 
 
