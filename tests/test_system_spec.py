@@ -223,7 +223,11 @@ def test_not_a_mapping_and_no_such_preset(tmp_path):
     ("mixtral-8x7b", {"tp": 1, "pp": 1, "ep": 3}, "parallelism.ep", "experts (8 in"),
 ])
 def test_check_against_workload(tmp_path, workload, parallelism, where, size):
-    path = _write(tmp_path, {**VALID, "parallelism": parallelism})
+    _check_cut(_write(tmp_path, {**VALID, "parallelism": parallelism}), workload, where, size)
+
+
+def _check_cut(path, workload, where, size):
+    """check_against_workload passes (`where` None) or names the system file, `where` and the workload's size."""
     system, spec = load_system(path), load_workload_spec(workload)
     if where is None:
         check_against_workload(system, spec)
@@ -260,15 +264,8 @@ def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_pa
     ("gpt3-7b", {"llama3-70b": {"tp": 8, "pp": 1}}, "parallelism.tp", "heads (32 in"),  # no entry: the top level
 ])
 def test_check_against_workload_checks_its_by_workload_entry(tmp_path, workload, by_workload, where, size):
-    path = _write(tmp_path, {**VALID, "parallelism": {"tp": 3, "pp": 1, "by_workload": by_workload}})
-    system, spec = load_system(path), load_workload_spec(workload)
-    if where is None:
-        check_against_workload(system, spec)
-        return
-    with pytest.raises(SpecError) as info:
-        check_against_workload(system, spec)
-    assert (info.value.source, info.value.where) == (str(path), where)
-    assert size in info.value.message and spec.path in info.value.message
+    _check_cut(_write(tmp_path, {**VALID, "parallelism": {"tp": 3, "pp": 1, "by_workload": by_workload}}), workload,
+               where, size)
 
 
 def test_by_workload_expert_parallelism_blames_the_workload_that_has_no_experts(tmp_path):
