@@ -9,7 +9,7 @@ import click
 
 from archsim import library
 from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
-from archsim.commands.sweep import objectives_option
+from archsim.commands.sweep import check_objectives, objectives_option
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems.fusemax import MODELS
@@ -156,7 +156,7 @@ def _report_neupims(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
-    from archsim.dse.spec import load_sweep_spec
+    from archsim.dse.spec import METRICS, SERVING_METRICS, load_sweep_spec
     from archsim.dse.store import read_records
     from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_records
     from archsim.report.sweep_page import write_sweep_report
@@ -171,6 +171,9 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
             click.echo(f"{len(df) - len(mine)} stored points are not points of {spec.name} and are left out",
                        err=True)
         df = mine
+    if objectives:
+        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS)], "--objectives",
+                         f"the store {db}")
     objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
     n = counts(df, objectives)

@@ -17,8 +17,8 @@ import click
 import numpy as np
 
 from archsim.dse.dask_run import SweepRun, check_scheduler, run_sweep_dask
-from archsim.dse.pareto import pareto_mask
-from archsim.dse.spec import MAX_POINTS_ENV, METRICS, SweepSpec, axis_missing, load_sweep
+from archsim.dse.pareto import best_label, pareto_mask
+from archsim.dse.spec import MAX_POINTS_ENV, METRICS, SERVING_METRICS, SweepSpec, axis_missing, load_sweep
 from archsim.dse.store import read_records
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable
@@ -34,14 +34,23 @@ def resolve_spec(spec: str) -> Path:
 
 
 def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    """`latency_s,energy_pj[,area_um2]`: two or three distinct metric names (exit 2 naming the option otherwise)."""
+    """`latency_s,energy_pj[,area_um2]`: two or three distinct metric names (exit 2 naming the option otherwise);
+    the serving metrics only in a sweep of a system (checked against the records by `check_objectives`)."""
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not 2 <= len(names) <= 3 or any(n not in METRICS for n in names) or len(set(names)) < len(names):
-        raise click.BadParameter(f"expected two or three distinct of {', '.join(METRICS)}, separated by commas; "
+    known = (*METRICS, *SERVING_METRICS)
+    if not 2 <= len(names) <= 3 or any(n not in known for n in names) or len(set(names)) < len(names):
+        raise click.BadParameter(f"expected two or three distinct of {', '.join(known)}, separated by commas; "
                                  f"got {value!r}")
     return names
+
+
+def check_objectives(objectives: tuple[str, ...], metrics, option: str, what: str) -> None:
+    """Each objective given by `option` is one of `metrics` (what `what`, a sweep or a store, has)."""
+    for name in objectives:
+        if name not in metrics:
+            raise SpecError(option, name, f"not a metric of {what} (its metrics: {', '.join(metrics)})")
 
 
 def objectives_option(name: str, help_text: str):
@@ -77,6 +86,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
         raise SpecError("--workers", str(workers), f"an embedded cluster runs at most one worker per core ({cores} "
                                                    "here); for more, start a Dask cluster and pass --scheduler")
     sweep = load_sweep(resolve_spec(spec), max_points)
+    if objectives:
+        check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
     if not local and importlib.util.find_spec("distributed") is None:
         raise click.ClickException("dask.distributed is not installed (pip install distributed), or pass --local")
     if scheduler:
@@ -105,7 +116,7 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         if not np.isfinite(values).any():
             click.echo(f"best {objective}: none")
             continue
-        row = ok.iloc[int(np.nanargmin(values))]
+        row = ok.loc[best_label(ok[objective].astype(float), objective)]
         where = [f"target={row['target']}"] if "target" in row else []
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
@@ -141,6 +152,8 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
     df = read_records(db)
     if objectives and len(df):
+        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS)], "--front",
+                         f"the store {db}")
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
     with atomic_file(out) as tmp:
         if csv_path:

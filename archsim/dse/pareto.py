@@ -1,4 +1,5 @@
-"""Pareto fronts over any objectives, all minimised."""
+"""Pareto fronts and best points over any objectives: throughput (`MAXIMISED`) is maximised, every other metric
+minimised."""
 
 from __future__ import annotations
 
@@ -7,13 +8,30 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from archsim.dse.spec import MAXIMISED
+
+
+def sense(objective: str) -> float:
+    """-1 for a maximised objective, 1 for a minimised one: the factor that makes every objective a cost."""
+    return -1.0 if objective in MAXIMISED else 1.0
+
+
+def best_label(values: pd.Series, objective: str):
+    """The index label of the best of `values` (a column of `objective`), NaNs skipped."""
+    return values.idxmax() if objective in MAXIMISED else values.idxmin()
+
+
+def best_of(values: pd.Series, objective: str) -> float:
+    """The best of `values` (a column of `objective`), NaNs skipped."""
+    return values.max() if objective in MAXIMISED else values.min()
+
 
 def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
-    """True for the candidate rows no other candidate dominates (<= in every objective and < in one). A candidate
-    has every objective finite and, where `df` has the columns (a sweep's records), is feasible and meets the
-    constraints: an infeasible point's numbers are those of a design that does not fit, so it never dominates nor
-    is on the front. O(n^2) over rows, fine up to ~1e4 points."""
-    values = df[list(objectives)].to_numpy(dtype=float)
+    """True for the candidate rows no other candidate dominates (no worse in every objective and better in one).
+    A candidate has every objective finite and, where `df` has the columns (a sweep's records), is feasible and
+    meets the constraints: an infeasible point's numbers are those of a design that does not fit, so it never
+    dominates nor is on the front. O(n^2) over rows, fine up to ~1e4 points."""
+    values = df[list(objectives)].to_numpy(dtype=float) * np.array([sense(o) for o in objectives])
     valid = np.isfinite(values).all(axis=1)
     for column in ("feasible", "constraint_ok"):
         if column in df:

@@ -1,11 +1,12 @@
 """Design points of a sweep: drawing them from the axes, keying them, and evaluating them (pure).
 
 A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
-`workload.` axes the point sets) or one of its GPU presets (which takes only the `workload.` axes). Its key is the
-sha256 of the canonical JSON of the fully resolved configuration (the archsim version, then mapping, cascade,
-workload, the architecture after the point's changes and the sizes after its overrides; or the GPU spec, kernel,
-calibrated parameters and attention case), so the same configuration reached twice, by any spelling, has one key,
-and a new model version computes every point afresh.
+`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes), or the sweep's
+system (its `system.` and `serving.` axes; `archsim.dse.system_points`). Its key is the sha256 of the canonical
+JSON of the fully resolved configuration (the archsim version, then mapping, cascade, workload, the architecture
+after the point's changes and the sizes after its overrides; or the GPU spec, kernel, calibrated parameters and
+attention case; or the system spec, the point's changes to it, the workload and the serving run), so the same
+configuration reached twice, by any spelling, has one key, and a new model version computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point.
@@ -27,7 +28,9 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
-from archsim.dse.spec import METRICS, SweepSpec, base_architecture_name
+from archsim.dse.serving_spec import load_system_target
+from archsim.dse.spec import SweepSpec, target_name
+from archsim.dse.system_points import serve_point, system_config
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -36,42 +39,51 @@ from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import family_of, predict
 from archsim.point import prepare
+from archsim.systems.requests import Request, poisson_requests
+from archsim.systems.system_spec import System
 from archsim.workload import Workload
 
 Point = dict[str, Any]
 MODEL_VERSION = metadata.version("archsim")
-NAN_METRICS = dict.fromkeys(METRICS, float("nan"))
 
 
 @dataclass(frozen=True)
 class Base:
-    """The specs every point of a sweep starts from, loaded once."""
+    """The specs every point of a sweep starts from, loaded once: a mapping, its cascade and architecture (and GPU
+    presets), or a system and the requests it serves."""
 
-    mapping: Mapping
-    cascade: Cascade
-    arch: Architecture
+    mapping: Mapping | None
+    cascade: Cascade | None
+    arch: Architecture | None
     workload: Workload | None
     gpus: dict[str, GPU]  # preset name -> spec
     gpu_params: dict[str, float]  # the calibrated parameters of the GPU kernel's family
+    system: System | None = None
+    requests: tuple[Request, ...] = ()  # what a system serves
 
 
 def load_base(spec: SweepSpec) -> Base:
+    if spec.system:
+        system, workload = load_system_target(spec.system, spec.workload, spec.source)
+        settings = spec.serving
+        return Base(None, None, None, workload, {}, {}, system,
+                    poisson_requests(settings.rate_per_s, settings.requests, settings.lengths, settings.seed))
     mapping = library.load_mapping_spec(spec.mapping)
     gpus = {name: load_gpu(name) for name in spec.gpus.presets} if spec.gpus else {}
     params = load_calibration().family_params(family_of(spec.gpus.kernel)) if spec.gpus else {}
     return Base(mapping, library.load_cascade_spec(spec.cascade or mapping.cascade),
-                library.load_architecture_spec(base_architecture_name(spec)),
+                library.load_architecture_spec(target_name(spec)),
                 library.load_workload_spec(spec.workload) if spec.workload else None, gpus, params)
 
 
 def expand(spec: SweepSpec) -> list[Point]:
-    """The sweep's points: first the architecture's, then each GPU preset's.
+    """The sweep's points: first its target's (the architecture or the system), then each GPU preset's.
 
     The architecture's come from all axes: grid = cartesian product in axis order; random = `samples`
     independent draws of a value per axis; lhs = `samples` Latin-hypercube points (each axis's [0, 1) split into
     `samples` strata, one draw per stratum, strata shuffled per axis, mapped onto the axis's value list). Seeded,
     so deterministic. A GPU preset gets every combination of the `workload.` axes' values (a grid)."""
-    target = base_architecture_name(spec)
+    target = target_name(spec)
     paths = list(spec.axes)
     if spec.sampling.kind == "grid":
         points = [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*spec.axes.values())]
@@ -93,8 +105,18 @@ def expand(spec: SweepSpec) -> list[Point]:
     return points
 
 
+def target_kind(base: Base, point: Point) -> str:
+    """architecture, gpu or system: which model evaluates the point."""
+    if base.system is not None:
+        return "system"
+    return "gpu" if point["target"] in base.gpus else "architecture"
+
+
 def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
-    if point["target"] in base.gpus:
+    kind = target_kind(base, point)
+    if kind == "system":
+        config = system_config(base.system, base.workload, spec.serving, spec.fields(point))
+    elif kind == "gpu":
         config = {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
                   "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
     else:
@@ -106,20 +128,26 @@ def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
 
 
 def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
-    """One flat record: key, target_kind (architecture | gpu), target, the axis values, feasibility and metrics.
-    A point that does not fit, or whose changes the model rejects (a SpecError), is a record with
-    `feasible=False` and its reason, never a raise.
+    """One flat record: key, target_kind (architecture | gpu | system), target, the axis values, feasibility and
+    metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does not fit, or
+    whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason, never a
+    raise.
 
     A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it."""
-    on_gpu = point["target"] in base.gpus
-    record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": "gpu" if on_gpu else "architecture",
-                              **point}
+    kind = target_kind(base, point)
+    record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": kind, **point}
+    nan_metrics = dict.fromkeys(spec.metrics, float("nan"))
     try:
-        feasible, reason, metrics = (_gpu_metrics if on_gpu else _arch_metrics)(spec, base, point)
+        feasible, reason, metrics = _EVALUATORS[kind](spec, base, point)
     except SpecError as e:
-        return {**record, "feasible": False, "reason": str(e), **NAN_METRICS, "constraint_ok": False}
+        feasible, reason, metrics = False, str(e), {}
+    metrics = {**nan_metrics, **metrics}
     ok = feasible and all(c.holds(metrics[c.metric]) for c in spec.constraints if np.isfinite(metrics[c.metric]))
     return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
+
+
+def _system_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, Any]]:
+    return serve_point(base.system, base.workload, base.requests, spec.serving, spec.fields(point))
 
 
 def _arch_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
@@ -145,6 +173,9 @@ def _metrics(latency_s: float, energy_pj: float, area_um2: float, dram_traffic_b
     """A point's `METRICS`, edp = latency x energy."""
     return {"latency_s": latency_s, "energy_pj": energy_pj, "area_um2": area_um2,
             "dram_traffic_bytes": dram_traffic_bytes, "edp": latency_s * energy_pj}
+
+
+_EVALUATORS = {"architecture": _arch_metrics, "gpu": _gpu_metrics, "system": _system_metrics}
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:

@@ -10,6 +10,11 @@ A *linked* axis (`linked.<name>`) sets several fields together: `{values: [...],
 template a number, a size expression of `<name>` (`pe_dim * pe_dim`) or a list of those (`[pe_dim, pe_dim]`), so
 one axis can resize a whole array (2-D shape, 1-D lanes, register files, tile size) consistently.
 
+A sweep may instead target a system (`archsim.dse.serving_spec`): `system:` and `workload:` name it, `serving:`
+gives the requests each point serves, its axes are `system.<dotted path>` (a field of the system spec) and
+`serving.max_batch`, and its objectives and constraints may also name `SERVING_METRICS`. Such a sweep has no
+mapping, cascade, arch, sets or gpus.
+
 `gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
 listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
 default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
@@ -38,6 +43,16 @@ from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
+from archsim.dse.serving_spec import (
+    COST_METRIC,
+    SERVING_ROOT,
+    SYSTEM_ROOT,
+    ServingSettings,
+    check_serving_axis,
+    check_system_axes,
+    load_system_target,
+    serving_settings,
+)
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
@@ -47,13 +62,20 @@ from archsim.workload import Workload, check_size
 SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
 METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
+# A system point's serving metrics (`archsim.dse.system_points`), beside METRICS
+SERVING_METRICS = ("throughput_tok_s", "energy_per_token_j", COST_METRIC, "ttft_p50_s", "ttft_p99_s", "tbt_p50_s",
+                   "tbt_p99_s")
+MAXIMISED = ("throughput_tok_s",)  # every other metric is minimised
 SAMPLING_KINDS = ("grid", "random", "lhs")
-AXIS_ROOTS = ("arch", "workload", "linked")
-FIELD_ROOTS = ("arch", "workload")  # what an axis value or a linked template finally sets
+AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT)
+SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
+FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT)  # what an axis value or a linked template sets
+LINKED_ROOTS = ("arch", "workload")  # what a linked template may set
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
-         "constraints", "objectives", "gpus"}
+         "constraints", "objectives", "gpus", "system", "serving"}
+_NOT_OF_A_SYSTEM = ("mapping", "cascade", "arch", "sets", "gpus")  # keys of a sweep of an architecture only
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a sweep's name names its default store file
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
@@ -98,7 +120,7 @@ class GpuTargets:
 @dataclass(frozen=True)
 class SweepSpec:
     name: str
-    mapping: str
+    mapping: str | None  # None for a sweep of a system
     axes: dict[str, list[Any]]  # path -> values, in axis order
     description: str = ""
     cascade: str | None = None
@@ -110,15 +132,28 @@ class SweepSpec:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     gpus: GpuTargets | None = None
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # linked axis -> {field path: template}
+    system: str | None = None  # a system preset name or path: the sweep's target instead of a mapping
+    serving: ServingSettings | None = None  # with a system
     source: str = "<python>"
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return target_metrics(bool(self.system))
+
     def fields(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The field changes a point makes: its `arch.`/`workload.` values and what its linked axes set."""
+        """The field changes a point makes: its `arch.`/`workload.`/`system.`/`serving.` values and what its linked
+        axes set."""
         out = {p: v for p, v in point.items() if p.partition(".")[0] in FIELD_ROOTS}
         for path, value in point.items():
             if path in self.links:
                 out.update(linked_fields(path, self.links[path], value, self.source))
         return out
+
+
+def target_metrics(on_system: bool) -> tuple[str, ...]:
+    """What a sweep's records carry and its objectives and constraints may name: METRICS, and SERVING_METRICS in a
+    sweep of a system."""
+    return (*METRICS, *SERVING_METRICS) if on_system else METRICS
 
 
 def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str) -> dict[str, Any]:
@@ -160,29 +195,34 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     if not isinstance(data, dict):
         raise SpecError(source, "", "a sweep is a mapping")
     check_keys(data, sorted(_KEYS), source)
-    for key in ("name", "mapping", "axes"):
+    on_system = data.get("system") is not None
+    for key in ("name", "axes", *(("workload", "serving") if on_system else ("mapping",))):
         if data.get(key) is None:
-            raise SpecError(source, key, "required")
-    for key in ("name", "mapping", "description", "cascade", "arch", "workload"):
+            raise SpecError(source, key, "required" + (" in a sweep of a system" if on_system else ""))
+    for key in ("name", "mapping", "description", "cascade", "arch", "workload", "system"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise SpecError(source, key, "expected a string")
     if not _NAME.match(data["name"]):
         raise SpecError(source, "name", f"expected letters, digits, '_', '.' or '-' (it names the store file), "
                                         f"got {data['name']!r}")
-    axes = _axes(data["axes"], source)
+    _check_target_keys(data, source, on_system)
+    axes = _axes(data["axes"], source, on_system)
     links = _links(axes, source)
+    metrics = target_metrics(on_system)
     spec = SweepSpec(
-        name=data["name"], mapping=spec_beside(data["mapping"], source),
+        name=data["name"], mapping=_beside(data.get("mapping"), source),
         axes={p: (v["values"] if p in links else v) for p, v in axes.items()},
         links=links,
         description=data.get("description") or "", cascade=_beside(data.get("cascade"), source),
         arch=_beside(data.get("arch"), source), workload=_beside(data.get("workload"), source),
         sets=_sets(data.get("sets"), source),
         sampling=_sampling(data.get("sampling") or {}, source),
-        constraints=tuple(_constraint(c, f"constraints[{i}]", source)
+        constraints=tuple(_constraint(c, f"constraints[{i}]", source, metrics)
                           for i, c in enumerate(_list(data.get("constraints") or [], "constraints", source))),
-        objectives=_objectives(data.get("objectives"), source),
+        objectives=_objectives(data.get("objectives"), source, metrics),
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
+        system=_beside(data.get("system"), source),
+        serving=serving_settings(data["serving"], source, axes) if on_system else None,
         source=source,
     )
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
@@ -200,8 +240,17 @@ def _beside(name_or_path: str | None, source: str) -> str | None:
     return None if name_or_path is None else spec_beside(name_or_path, source)
 
 
-def base_architecture_name(spec: SweepSpec) -> str:
-    return spec.arch or library.load_mapping_spec(spec.mapping).architecture
+def target_name(spec: SweepSpec) -> str:
+    """The sweep's own target: its system, or its architecture (named, or the mapping's)."""
+    return spec.system or spec.arch or library.load_mapping_spec(spec.mapping).architecture
+
+
+def _check_target_keys(data: dict[str, Any], source: str, on_system: bool) -> None:
+    """A sweep of a system has none of an architecture's keys, and a sweep of an architecture no serving block."""
+    for key in _NOT_OF_A_SYSTEM if on_system else ("serving",):
+        if data.get(key) is not None:
+            raise SpecError(source, key, "a sweep of a system has no " + key if on_system
+                            else "a serving block goes with system: (a sweep of a system)")
 
 
 def _list(value: Any, where: str, source: str) -> list:
@@ -210,14 +259,18 @@ def _list(value: Any, where: str, source: str) -> list:
     return value
 
 
-def _axes(axes: Any, source: str) -> dict[str, Any]:
+def _axes(axes: Any, source: str, on_system: bool) -> dict[str, Any]:
     if not isinstance(axes, dict) or not axes:
         raise SpecError(source, "axes", f"expected a non-empty mapping of path -> list of values, got {axes!r}")
     for path, values in axes.items():
         where = f"axes.{path}"
         root, _, rest = str(path).partition(".")
-        if root not in AXIS_ROOTS or not rest:
-            raise SpecError(source, where, "an axis path starts with 'arch.', 'workload.' or 'linked.'")
+        if on_system and (root not in SYSTEM_AXIS_ROOTS or not rest):
+            raise SpecError(source, where, "an axis of a sweep of a system starts with 'system.' (a field of the "
+                                           "system spec) or 'serving.'")
+        if not on_system and (root not in AXIS_ROOTS or not rest or root in SYSTEM_AXIS_ROOTS):
+            raise SpecError(source, where, "an axis path starts with 'arch.', 'workload.' or 'linked.' "
+                                           "('system.' and 'serving.' in a sweep of a system)")
         if root in ("workload", "linked") and "." in rest:
             raise SpecError(source, where, f"a {root} axis is one name, e.g. {root}.seq_len")
         if root == "linked":
@@ -248,7 +301,7 @@ def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
         if not isinstance(templates, dict) or not templates:
             raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
         for target in templates:
-            if str(target).partition(".")[0] not in FIELD_ROOTS or "." not in str(target):
+            if str(target).partition(".")[0] not in LINKED_ROOTS or "." not in str(target):
                 raise SpecError(source, f"{where}.set.{target}", "a linked field starts with 'arch.' or 'workload.'")
         for i, value in enumerate(values):  # every value renders to values its fields take
             for target, rendered in linked_fields(str(path), templates, value, source).items():
@@ -299,14 +352,14 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
     return targets
 
 
-def _constraint(text: Any, where: str, source: str) -> Constraint:
+def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...]) -> Constraint:
     match = _CONSTRAINT.match(text) if isinstance(text, str) else None
     if not match:
         raise SpecError(source, where, f"expected '<metric> <op> <number>' with op in {' '.join(_OPS)}, "
                                        f"got {text!r}")
     metric, op, bound = match.groups()
-    if metric not in METRICS:
-        raise SpecError(source, where, f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
+    if metric not in metrics:
+        raise SpecError(source, where, f"unknown metric '{metric}' (known: {', '.join(metrics)})")
     try:
         value = float(bound)
     except ValueError:
@@ -316,14 +369,14 @@ def _constraint(text: Any, where: str, source: str) -> Constraint:
     return Constraint(metric, op, value)
 
 
-def _objectives(value: Any, source: str) -> tuple[str, ...]:
-    """Two or three distinct metrics (a Pareto front over one is a minimum; over more, nearly every point)."""
+def _objectives(value: Any, source: str, metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """Two or three distinct `metrics` (a Pareto front over one is a minimum; over more, nearly every point)."""
     if value is None:
         return DEFAULT_OBJECTIVES
     names = _list(value, "objectives", source)
     for i, name in enumerate(names):
-        if not isinstance(name, str) or name not in METRICS:
-            raise SpecError(source, f"objectives[{i}]", f"unknown objective {name!r} (known: {', '.join(METRICS)})")
+        if not isinstance(name, str) or name not in metrics:
+            raise SpecError(source, f"objectives[{i}]", f"unknown objective {name!r} (known: {', '.join(metrics)})")
         if name in names[:i]:
             raise SpecError(source, f"objectives[{i}]", f"{name} is listed twice")
     if not 2 <= len(names) <= 3:
@@ -349,9 +402,15 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     """A value for field `path` (an axis value, a linked field's rendered value or a `sets` entry): a size
     (`workload.<name>`) is a positive number that `archsim.workload.check_size` accepts (within ARCHSIM_MAX_SIZE,
     an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
-    or a list of them (a shape)."""
+    or a list of them (a shape), a system field's a finite number or a word (the system spec checks it further),
+    a serving axis's what `check_serving_axis` accepts."""
     root, _, name = path.partition(".")
-    if root == "workload":
+    if root == SERVING_ROOT:
+        check_serving_axis(path, value, source, where)
+        return
+    if root == SYSTEM_ROOT:
+        expected, ok = "a finite number or a word", _finite(value) or (isinstance(value, str) and bool(value))
+    elif root == "workload":
         expected, ok = "a positive number (a size)", _finite(value) and value > 0
     elif root == "linked" or not isinstance(value, list):
         expected, ok = "a finite number", _finite(value)
@@ -373,8 +432,9 @@ def _check_size(spec: SweepSpec, max_points: int) -> None:
 
 
 def _check_against_base(spec: SweepSpec) -> None:
-    """The names the sweep refers to exist (its mapping, cascade, workload and architecture), and its sizes and
-    architecture fields are ones they have. An error in a file it names says which sweep named it."""
+    """The names the sweep refers to exist (its mapping, cascade, workload and architecture, or its system and
+    workload), and its sizes, architecture and system fields are ones they have. An error in a file it names says
+    which sweep named it."""
     try:
         _check_named_specs(spec)
     except SpecError as exc:
@@ -387,6 +447,10 @@ def _check_named_specs(spec: SweepSpec) -> None:
     def named(kind: str, key: str) -> Path:
         return library.find_named(kind, getattr(spec, key), spec.source, key)
 
+    if spec.system:
+        system, _ = load_system_target(spec.system, spec.workload, spec.source)
+        check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source)
+        return
     mapping = library.load_mapping_spec(named("mappings", "mapping"))
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
     workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None

@@ -1,12 +1,15 @@
 """Tables of a sweep report (`archsim report --sweep`): a store DataFrame (`archsim.dse.store.records`) in,
 DataFrames out; nothing drawn or written here.
 
-Axes are the record columns named `arch.<path>` or `workload.<param>`, in column order (the sweep's axis order).
-Only feasible points are measured: infeasible ones (the model rejected them, e.g. a tile that does not fit) are
-counted in the summary. The Pareto front is taken over the feasible points that also meet the constraints; the
-feasible points that break a constraint are drawn, marked, never on the front. A sweep with GPU presets has
-points of two target kinds: sensitivity and heat maps are over the architecture's points (its axes do not apply
-to a GPU), the Pareto front and the per-target comparison over all.
+Axes are the record columns named `arch.<path>`, `workload.<param>`, `linked.<name>`, `system.<path>` or
+`serving.<knob>`, in column order (the sweep's axis order). The tables read the generic record columns (latency_s,
+energy_pj, ... and any other metric named as an objective), whatever the target: an architecture, a GPU preset or
+a system. Only feasible points are measured: infeasible ones (the model rejected them, e.g. a tile that does not
+fit, a system whose weights do not fit its memory) are counted in the summary. The Pareto front is taken over the
+feasible points that also meet the constraints; the feasible points that break a constraint are drawn, marked,
+never on the front. Objectives are minimised except those of `MAXIMISED` (throughput): "best" is the max there.
+Sensitivity and heat maps are over the points every axis applies to (`swept_points`: a GPU preset added to an
+architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all.
 
 `spec_records` keeps the records of a report's sweep spec (a store may hold other points too) and refuses a spec
 that is not the store's: its axes are not the records' axis columns, or no stored point is one of its points.
@@ -20,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from archsim.dse.pareto import pareto_mask
+from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, load_base, point_key
+from archsim.dse.serving_spec import SERVING_ROOT
 from archsim.dse.spec import AXIS_ROOTS, SweepSpec, axis_missing
 from archsim.errors import SpecError
 
@@ -55,9 +59,10 @@ def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str) -> pd.DataFrame:
 
 def short_axis(path: str) -> str:
     """`arch.memories.DRAM.bandwidth_bytes_per_s` -> `DRAM.bandwidth_bytes_per_s`; `workload.seq_len` ->
-    `seq_len`: the last two parts of an arch path (the level or unit, then the field), the param of a workload."""
+    `seq_len`; `system.devices.pim.channels` -> `pim.channels`: the last two parts of an arch or system path (the
+    level, unit or device, then the field), the param of a workload, the knob of a serving run."""
     root, _, rest = path.partition(".")
-    return rest if root == "workload" else ".".join(rest.split(".")[-2:])
+    return rest if root in ("workload", SERVING_ROOT) else ".".join(rest.split(".")[-2:])
 
 
 def value_label(path: str, value: Any) -> str:
@@ -92,14 +97,15 @@ def axis_values(df: pd.DataFrame, path: str, spec_axes: dict[str, list[Any]] | N
     return list(dict.fromkeys(_hashable(v) for v in values))
 
 
-def architecture_points(df: pd.DataFrame) -> pd.DataFrame:
-    """The records of the sweep's architecture (not of its GPU presets)."""
-    return df[df.target_kind == "architecture"] if "target_kind" in df else df
+def swept_points(df: pd.DataFrame) -> pd.DataFrame:
+    """The records every axis applies to (a GPU preset beside an architecture has no `arch.` values)."""
+    axes = axis_columns(df)
+    return df[~df[axes].map(axis_missing).any(axis=1)] if axes else df
 
 
 def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
     """The feasible points: key, target, axes, the objectives, constraint_ok and on_front (non-dominated among
-    the points that meet the constraints, all objectives minimised; a point missing an objective, such as a GPU's
+    the points that meet the constraints, `archsim.dse.pareto`; a point missing an objective, such as a GPU's
     area, is never on the front)."""
     feasible = df[df.feasible.astype(bool)]
     targets = [c for c in ("target_kind", "target") if c in df]
@@ -111,9 +117,9 @@ def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
 
 def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
                      spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
-    """Per axis, per value of it, per objective: median and min over the feasible points with that value
+    """Per axis, per value of it, per objective: median and best over the feasible points with that value
     (every other axis free), and how many points that is. Values with no feasible point have NaN stats."""
-    df = architecture_points(df)
+    df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
     rows = []
     for path in axis_columns(df):
@@ -123,18 +129,18 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
             for objective in objectives:
                 rows.append({"axis": path, "value": value, "value_label": value_label(path, value),
                              "objective": objective, "median": mine[objective].median(),
-                             "min": mine[objective].min(), "points": len(mine)})
-    return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "min", "points"])
+                             "best": best_of(mine[objective], objective), "points": len(mine)})
+    return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
 
 
 def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEATMAP_METRIC,
                   spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
-    """Best (min) `metric` over the feasible points at each (axis_a value, axis_b value), every other axis
-    free: rows are axis_a's values, columns axis_b's (labels from `value_label`); NaN where none is feasible."""
-    df = architecture_points(df)
+    """Best `metric` over the feasible points at each (axis_a value, axis_b value), every other axis free: rows
+    are axis_a's values, columns axis_b's (labels from `value_label`); NaN where none is feasible."""
+    df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
     best = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
-            .groupby(["_a", "_b"])[metric].min())
+            .groupby(["_a", "_b"])[metric].agg(lambda values: best_of(values, metric)))
     a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
     table = pd.DataFrame([[best.get((a, b), float("nan")) for b in b_values] for a in a_values],
                          index=[value_label(axis_a, a) for a in a_values],
@@ -144,11 +150,12 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
 
 
 def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.DataFrame:
-    """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best (min) of
-    each objective over its feasible points that meet the constraints, every other axis free (for the
-    architecture: its best design at that size; a GPU has one point per size)."""
+    """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best of each
+    objective over its feasible points that meet the constraints, every other axis free (for the architecture:
+    its best design at that size; a GPU has one point per size)."""
     ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
-    best = ok.groupby(["target", axis], sort=False)[list(objectives)].min().reset_index()
+    best = (ok.groupby(["target", axis], sort=False)[list(objectives)]
+            .agg({o: lambda values, o=o: best_of(values, o) for o in objectives}).reset_index())
     return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
 
 
@@ -165,7 +172,7 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
         if ok.empty or ok[objective].isna().all():
             rows.append({"objective": objective, "best": float("nan")})
             continue
-        best = ok.loc[ok[objective].idxmin()]
+        best = ok.loc[best_label(ok[objective], objective)]
         rows.append({"objective": objective, "best": best[objective],
                      **({"target": best["target"]} if "target" in best else {}),
                      **{short_axis(p): "" if axis_missing(best[p]) else value_label(p, best[p])

@@ -15,11 +15,15 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
+from archsim.dse.spec import MAXIMISED
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.sweep import short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
-          "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)"}
+          "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
+          "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
+          "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
+          "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)"}
 
 
 def _label(metric: str) -> str:
@@ -28,8 +32,9 @@ def _label(metric: str) -> str:
 
 def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int, title: str) -> Figure:
     """The feasible points on the first two objectives (log-log), the front ringed and joined as a staircase
-    when there are two objectives; with a third that varies, the architecture's points are coloured by it. GPU
-    presets' points are stars, one colour per preset."""
+    (the edge of the region it dominates, so its steps turn with a maximised objective) when there are two; with
+    a third that varies, the sweep's own points are coloured by it. GPU presets' points are stars, one colour per
+    preset."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
@@ -58,7 +63,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
         ax.scatter(mine[x], mine[y], marker="*", s=110, color=_colour(i + 1), edgecolors="black", linewidths=0.4,
                    label=f"GPU {name}", zorder=2)
     if len(objectives) == 2 and len(front) > 1:
-        ax.step(front[x], front[y], where="post", color="black", lw=1, zorder=1)
+        ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
     ax.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="black", linewidths=1.3,
                label=f"Pareto front ({len(front)})", zorder=3)
     if by_colour:
@@ -77,7 +82,7 @@ def _numeric_span(values: Sequence) -> float | None:
 
 
 def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str) -> Figure:
-    """A grid: one row of panels per objective, one column per axis; each panel the median (line) and min
+    """A grid: one row of panels per objective, one column per axis; each panel the median (line) and best
     (dashed) of the objective over the points at each value of the axis."""
     axes_paths = list(dict.fromkeys(rows.axis))
     fig = _figure(max(3.4 * len(axes_paths), 7.0), 2.6 * len(objectives) + 1.0)
@@ -95,10 +100,11 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             ax = grid[i][j]
             stats = mine[mine.objective == objective].set_index(mine[mine.objective == objective].value.map(str))
             median = [stats.loc[str(v), "median"] for v in values]
-            low = [stats.loc[str(v), "min"] for v in values]
+            best = [stats.loc[str(v), "best"] for v in values]
             ax.plot(positions, median, marker="o", color=_colour(i), lw=1.5, ms=4, label="median")
-            ax.plot(positions, low, marker="v", color=_colour(i), lw=1, ls="--", ms=4, label="min")
-            if all(v > 0 for v in median + low if not math.isnan(v)):
+            ax.plot(positions, best, marker="^" if objective in MAXIMISED else "v", color=_colour(i), lw=1, ls="--",
+                    ms=4, label="best")
+            if all(v > 0 for v in median + best if not math.isnan(v)):
                 ax.set_yscale("log")
             if span is not None and span > 3:
                 ax.set_xscale("log")

@@ -54,11 +54,12 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         _section("pareto", "Pareto front",
                  f"Feasible points on {objectives[0]} and {objectives[1]}"
                  + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
-                 + f". The front (ringed) is over {front_text}, all minimised, among the points that meet the "
-                   "constraints; points that break one are crosses. Infeasible points are counted, not drawn."),
+                 + f". The front (ringed) is over {front_text}, minimised (a throughput maximised), among the points "
+                   "that meet the constraints; points that break one are crosses. Infeasible points are counted, "
+                   "not drawn."),
         _section("sensitivity", "Sensitivity",
-                 "Per axis value, the median and the min of each objective over the feasible points with that "
-                 "value, every other axis free."),
+                 "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
+                 "over the feasible points with that value, every other axis free."),
     ]
     sizes = sweep.workload_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
@@ -71,7 +72,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
             "that meet the constraints (the architecture's best design there; a GPU preset has one point). GPU "
             "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."))
-    axes = sweep.axis_columns(sweep.architecture_points(df).dropna(axis=1, how="all"))
+    axes = sweep.axis_columns(sweep.swept_points(df).dropna(axis=1, how="all"))
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
         table = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)

@@ -31,7 +31,8 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required).
-`count` is the number of such devices per node (a whole number >= 1).
+`count` is the number of such devices per node (a whole number >= 1). Any kind may carry `price_per_hour`, what
+one such device costs in USD per device-hour (a positive number; optional, read by sweeps' cost per token).
 
 Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (by the
 workload's `name`); an entry there replaces all three (its ep defaults to 1, not to the top-level one), and
@@ -115,6 +116,7 @@ class Device:
     spec: Any
     mapping: Any = None
     channel_policy: str | None = None  # bank-pim: rr | greedy; None only where no attention is placed on it
+    price_per_hour: float | None = None  # USD per device-hour; None = not given
 
 
 @dataclass(frozen=True)
@@ -269,13 +271,16 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
-    check_keys(data, ("kind", "count", *fields), source, where)
+    check_keys(data, ("kind", "count", "price_per_hour", *fields), source, where)
     if "count" not in data:
         raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
     count = _whole(data["count"], source, f"{where}.count", "a device count per node")
+    price = (None if "price_per_hour" not in data else
+             _positive(data["price_per_hour"], source, f"{where}.price_per_hour", "a price in USD per device-hour"))
     if kind in SPEC_CLASSES:
         return Device(name, kind, count, _dataclass_spec(kind, data, source, where),
-                      channel_policy=_channel_policy(data, source, where) if kind == "bank-pim" else None)
+                      channel_policy=_channel_policy(data, source, where) if kind == "bank-pim" else None,
+                      price_per_hour=price)
     if kind in PRESET_KINDS:
         for key in fields:
             if key not in data:
@@ -283,8 +288,8 @@ def _device(name: str, data: Any, source: str) -> Device:
                                                           + (" and a library mapping" if key == "mapping" else ""))
         spec = _preset(kind, data["preset"], source, f"{where}.preset")
         mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
-        return Device(name, kind, count, spec, mapping)
-    return Device(name, kind, count, None)
+        return Device(name, kind, count, spec, mapping, price_per_hour=price)
+    return Device(name, kind, count, None, price_per_hour=price)
 
 
 def _fields(kind: str) -> tuple[str, ...]:

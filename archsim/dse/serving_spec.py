@@ -1,0 +1,130 @@
+"""A sweep over a system: the serving run each of its points is, as data, and the checks made when it is loaded.
+
+A sweep that names `system:` (a system preset, e.g. `neupims`, or a system YAML; `archsim.systems.system_spec`) and
+`workload:` (a library workload that names its decoder block) is a sweep of serving runs. A point is the system
+with the point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.pim.channels`,
+`system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`), running the workload as the serving
+simulator's iteration model over one seeded Poisson request stream (`archsim.dse.system_points`). The stream and
+the scheduler's batch are the `serving:` block, every key required (no defaults to guess):
+
+    serving: {rate_per_s: 2000.0, requests: 300, lengths: alpaca, seed: 0, max_batch: 256}
+
+`lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`. `max_batch` (the most requests in one
+iteration) may be an axis instead, `serving.max_batch`, and is then left out of the block. No other `serving.`
+path is an axis.
+
+Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload
+exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone, is
+one the system spec accepts (`with_fields` validates the spec again); `serving.max_batch` values are whole numbers
+>= 1; and a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on every
+device of the system, in the file or set by an axis. Points whose values together cannot be built, or whose
+weights do not fit, are infeasible records with their reason, not load errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.errors import SpecError, check_keys, kind_of
+from archsim.systems.requests import LENGTH_PRESETS, check_request_count
+from archsim.systems.system_spec import PRESETS_PACKAGE, System, load_system, with_fields
+from archsim.workload import Workload
+
+SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
+SERVING_AXES = ("serving.max_batch",)
+SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
+COST_METRIC = "cost_per_token_usd"
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The requests every point of a system sweep serves, and its batch when no axis sets it."""
+
+    rate_per_s: float  # Poisson arrivals per second
+    requests: int
+    lengths: str  # a name of LENGTH_PRESETS
+    seed: int
+    max_batch: int | None  # None: the serving.max_batch axis sets it
+
+
+def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
+    """The `serving:` block of the sweep at `source`; `max_batch` is required unless `axes` has serving.max_batch."""
+    if not isinstance(data, dict):
+        raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
+    check_keys(data, SERVING_KEYS, source, "serving")
+    batch_axis = "serving.max_batch" in axes
+    for key in SERVING_KEYS:
+        if key not in data and not (key == "max_batch" and batch_axis):
+            raise SpecError(source, f"serving.{key}", "missing" + (" (or give the axis serving.max_batch)"
+                                                                   if key == "max_batch" else ""))
+    if batch_axis and "max_batch" in data:
+        raise SpecError(source, "serving.max_batch", "the axis serving.max_batch sets it: give it in one place")
+    rate = data["rate_per_s"]
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (math.isfinite(rate) and rate > 0):
+        raise SpecError(source, "serving.rate_per_s", f"expected a positive number of requests per second, "
+                                                      f"got {rate!r}")
+    requests = _whole(data["requests"], source, "serving.requests", 1)
+    check_request_count(requests, source, "serving.requests")
+    if data["lengths"] not in LENGTH_PRESETS:
+        raise SpecError(source, "serving.lengths", f"expected one of {', '.join(LENGTH_PRESETS)}, "
+                                                   f"got {data['lengths']!r}")
+    return ServingSettings(float(rate), requests, data["lengths"], _whole(data["seed"], source, "serving.seed", 0),
+                           None if batch_axis else _whole(data["max_batch"], source, "serving.max_batch", 1))
+
+
+def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
+    """A `serving.` axis is serving.max_batch, each value a whole number >= 1."""
+    if path not in SERVING_AXES:
+        raise SpecError(source, where, f"a serving axis is one of {', '.join(SERVING_AXES)}")
+    _whole(value, source, where, 1)
+
+
+def _whole(value: Any, source: str, where: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise SpecError(source, where, f"expected a whole number >= {least}, got {value!r}")
+    return value
+
+
+def find_system(name_or_path: str, source: str) -> Path:
+    """The file of the system the sweep at `source` names (a preset name or a path); a SpecError at `system`."""
+    try:
+        return library.find("system presets", name_or_path, PRESETS_PACKAGE)
+    except SpecError as exc:
+        raise SpecError(source, "system", f"{name_or_path!r}: {exc.message}") from None
+
+
+def load_system_target(system: str, workload: str, source: str) -> tuple[System, Workload]:
+    """The system and the workload a system sweep at `source` names."""
+    return (load_system(find_system(system, source)),
+            library.load_workload_spec(library.find_named("workloads", workload, source, "workload")))
+
+
+def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tuple[str, ...],
+                      constrained: tuple[str, ...], source: str) -> None:
+    """Each `system.` axis value, set alone, is one `system` accepts; and the cost metric, if an objective
+    or a constraint names it, has every device's price."""
+    for path, values in axes.items():
+        if not path.startswith(f"{SYSTEM_ROOT}."):
+            continue
+        seen: set[str] = set()
+        for i, value in enumerate(values):
+            if json.dumps(value) in seen:
+                continue
+            seen.add(json.dumps(value))
+            try:
+                with_fields(system, {path.removeprefix(f"{SYSTEM_ROOT}."): value})
+            except SpecError as exc:
+                raise SpecError(source, f"axes.{path}[{i}]", exc.message) from None
+    named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name == COST_METRIC]
+    named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name == COST_METRIC]
+    if named:
+        for device in system.devices.values():
+            if device.price_per_hour is None and f"{SYSTEM_ROOT}.devices.{device.name}.price_per_hour" not in axes:
+                raise SpecError(source, named[0], f"{COST_METRIC} needs a price for every device: "
+                                                  f"{system.source} has no devices.{device.name}.price_per_hour "
+                                                  "(USD per device-hour)")

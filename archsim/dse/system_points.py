@@ -1,0 +1,101 @@
+"""A point of a sweep over a system (`archsim.dse.serving_spec`): the system with the point's fields set, serving
+the sweep's requests. Pure: specs and requests in, metrics out.
+
+The run: `with_fields(system, the point's system. values)`, `system_model(system, workload)`, and
+`simulate_serving(model, requests, ServingConfig(max_batch=...))` with every other scheduler knob at
+`ServingConfig`'s vLLM defaults. The requests are the sweep's one seeded Poisson stream, the same for every point.
+
+Metrics. The generic columns every target writes (`METRICS`), so that the store, the summary and the report read a
+system point as any other:
+- `latency_s` = the p99 time between tokens (TBT), the serving SLO a user sees (a serving run has no single
+  iteration time: its iterations differ in batch and context);
+- `energy_pj` = the energy per output token, in pJ;
+- `area_um2` and `dram_traffic_bytes` = NaN: the system devices model no die area, and the serving run does not
+  count DRAM traffic;
+- `edp` = latency_s x energy_pj.
+The serving metrics (`SERVING_METRICS`) beside them: `throughput_tok_s`, `energy_per_token_j`, TTFT and TBT p50
+and p99, and `cost_per_token_usd`; and as extras the makespan, output tokens, iterations, preemptions and the
+utilization of every unit (`utilization.<unit>`).
+
+Cost per token. The model runs TP x PP ranks, each with one device of every kind of the spec (as the system model
+counts energy, `archsim.systems.system_model`; `count`, devices per node, does not enter), so the run costs
+TP x PP x the sum of the devices' `price_per_hour` x the makespan in hours, shared by the output tokens. NaN when
+a device has no price (a sweep that names the metric is refused at load then).
+
+A point is infeasible, a record with its reason, when its values together make no valid system, the workload
+cannot run on it (`system_model`: parallelism, weights beyond a device's memory), the weights leave no memory for
+the KV cache, or a request can never fit the KV cache (the simulator rejects it; the throughput would be over
+fewer requests than the other points').
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from archsim.dse.serving_spec import COST_METRIC, SERVING_ROOT, SYSTEM_ROOT, ServingSettings
+from archsim.systems.requests import Request
+from archsim.systems.serving import ServingConfig, ServingResult, simulate_serving
+from archsim.systems.system_model import system_model
+from archsim.systems.system_spec import System, with_fields
+from archsim.workload import Workload
+
+S_PER_HOUR = 3600.0
+PJ_PER_J = 1e12
+
+
+def system_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The `with_fields` changes of a point's fields: its `system.` paths, the prefix dropped."""
+    prefix = f"{SYSTEM_ROOT}."
+    return {p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}
+
+
+def max_batch(settings: ServingSettings, fields: Mapping[str, Any]) -> int:
+    """The point's batch: its serving.max_batch value, else the serving block's."""
+    return int(fields.get(f"{SERVING_ROOT}.max_batch", settings.max_batch))
+
+
+def system_config(system: System, workload: Workload, settings: ServingSettings,
+                  fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a point's key hashes: the system spec as the point sets it, the workload and the serving run."""
+    return {"system": dict(system.data), "changes": system_changes(fields), "workload": workload.name,
+            "workload_params": dict(workload.params), "block": workload.block,
+            "serving": {"rate_per_s": settings.rate_per_s, "requests": settings.requests,
+                        "lengths": settings.lengths, "seed": settings.seed, "max_batch": max_batch(settings, fields)}}
+
+
+def serve_point(system: System, workload: Workload, requests: tuple[Request, ...], settings: ServingSettings,
+                fields: Mapping[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+    """(feasible, reason, metrics) of the point with `fields`: the module docstring's run. A SpecError (values
+    the system spec refuses, a workload the system cannot run) is the caller's to record."""
+    model = system_model(with_fields(system, system_changes(fields)), workload)
+    if model.kv_capacity_bytes <= 0:
+        return False, f"the weights leave no memory for the KV cache on {model.name}", {}
+    result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch(settings, fields)))
+    if result.rejected_ids:
+        return False, (f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the KV cache of "
+                       f"{model.name}"), {}
+    par = model.parallelism
+    return True, "", serving_metrics(result, par.tp * par.pp * _price_per_hour(model.system))
+
+
+def serving_metrics(result: ServingResult, price_per_hour: float) -> dict[str, Any]:
+    """A serving run's record metrics (module docstring); `price_per_hour` is the whole run's, NaN if unknown."""
+    tokens = result.output_tokens
+    cost = price_per_hour * result.makespan_s / S_PER_HOUR / tokens if tokens else math.nan
+    energy_pj = result.energy_per_token_j * PJ_PER_J
+    return {"latency_s": result.tbt_p99_s, "energy_pj": energy_pj, "area_um2": math.nan,
+            "dram_traffic_bytes": math.nan, "edp": result.tbt_p99_s * energy_pj,
+            "throughput_tok_s": result.throughput_tok_s, "energy_per_token_j": result.energy_per_token_j,
+            COST_METRIC: cost, "ttft_p50_s": result.ttft_p50_s, "ttft_p99_s": result.ttft_p99_s,
+            "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
+            "makespan_s": result.makespan_s, "output_tokens": tokens, "iterations": result.iterations,
+            "preemptions": result.preemptions,
+            **{f"utilization.{unit}": value for unit, value in result.utilization.items()}}
+
+
+def _price_per_hour(system: System) -> float:
+    """One rank's devices' price per hour, NaN when a device has none."""
+    prices = [d.price_per_hour for d in system.devices.values()]
+    return math.nan if None in prices else float(sum(prices))
