@@ -97,3 +97,37 @@ def test_report_run_with_the_event_model_adds_stalls_and_a_trace(tmp_path, cli):
     assert "href='trace.json'" in (out / "index.html").read_text()
     misplaced = cli("report", "--library", "--event", expect=2)
     assert "--event" in misplaced.output
+
+
+SYSTEM = """name: two-npus
+description: one NPU and its HBM
+source: a test
+devices:
+  npu: {kind: npu, count: 1}
+  hbm: {kind: bank-pim, count: 1}
+links:
+  tp: {name: test-link, source: a test, latency_s: 1.0e-6, bytes_per_s_per_direction: 1.0e+11}
+parallelism: {tp: 1, pp: 1}
+placement:
+  - {op: [attn_norm, qkv, attention, out_proj, attn_residual, ffn_norm, ffn, moe, ffn_residual], device: npu}
+schedule: {kind: blocked}
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "fragments"), [
+    ("kind: npu,", "kind: tpu,", ["devices.npu.kind", "expected one of npu, bank-pim", "'tpu'"]),
+    ("device: npu}", "device: gpu}", ["placement[0].device", "expected a device of this system (npu, hbm)", "'gpu'"]),
+    ("bytes_per_s_per_direction: 1.0e+11", "bytes_per_s_per_direction: 0", ["links.tp.bytes_per_s_per_direction"]),
+    ("tp: 1, pp: 1", "tp: 3, pp: 1", ["parallelism.tp", "expected a divisor of heads (32 in", "got 3"]),
+])
+def test_simulate_bad_system_spec_names_file_and_field(cli, tmp_path, old, new, fragments):
+    """Issue 13's bad input: an unknown device kind, a placement naming a missing device, a link with zero bandwidth,
+    TP that does not divide the heads: exit 2, one line naming the system file and the field."""
+    path = tmp_path / "system.yaml"
+    path.write_text(SYSTEM)
+    json.loads(cli("simulate", "-s", str(path), "-w", "gpt3-7b", "--rate", "5", "--requests", "2", "--json").output)
+    assert old in SYSTEM
+    path.write_text(SYSTEM.replace(old, new))
+    message = cli("simulate", "-s", str(path), "-w", "gpt3-7b", "--rate", "5", "--requests", "2", expect=2).output
+    assert message.startswith(f"error: {path}: ") and message.count("\n") == 1, message
+    assert all(fragment in message for fragment in fragments), message
