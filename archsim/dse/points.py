@@ -36,9 +36,10 @@ from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
-from archsim.model.gpu import AttentionCase
+from archsim.model.gpu import AttentionCase, gpu_record
 from archsim.model.gpu_kernels import family_of, predict
 from archsim.point import prepare
+from archsim.record import Record
 from archsim.systems.requests import Request, poisson_requests
 from archsim.systems.system_spec import System
 from archsim.workload import Workload
@@ -138,7 +139,8 @@ def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
     record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": kind, **point}
     nan_metrics = dict.fromkeys(spec.metrics, float("nan"))
     try:
-        feasible, reason, metrics = _EVALUATORS[kind](spec, base, point)
+        result = _EVALUATORS[kind](spec, base, point)
+        feasible, reason, metrics = result.feasible, result.reason, result.flat()
     except SpecError as e:
         feasible, reason, metrics = False, str(e), {}
     metrics = {**nan_metrics, **metrics}
@@ -146,36 +148,23 @@ def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
     return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
 
 
-def _system_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, Any]]:
+def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     return serve_point(base.system, base.workload, base.requests, spec.serving, spec.fields(point))
 
 
-def _arch_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
+def _arch_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     arch, sets = _resolve(spec, base, point)
     p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets)
-    result = evaluate(p.binding, p.analysis, p.arch, p.mapping)
-    return result.feasible, result.reason, _metrics(result.latency_s, result.energy_pj, result.area_um2,
-                                                    result.dram_traffic_bytes())
+    return evaluate(p.binding, p.analysis, p.arch, p.mapping).record()
 
 
-def _gpu_metrics(spec: SweepSpec, base: Base, point: Point) -> tuple[bool, str, dict[str, float]]:
-    """The GPU model's time. Energy is board power x time at the preset's TDP (`power_w`): an upper bound, the
-    GPU model has no per-action energy. Area is not given (NaN): the presets carry no die area, and a die in a
-    5-7 nm node is not comparable with a 45 nm accelerator's without node scaling the model does not do."""
+def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     gpu = base.gpus[point["target"]]
-    result = predict(spec.gpus.kernel, _case(spec, base, point), gpu, base.gpu_params)
-    energy_pj = gpu.power_w * result.time_s * 1e12
-    return result.feasible, result.reason, _metrics(result.time_s, energy_pj, float("nan"),
-                                                    result.total("dram_bytes"))
+    return gpu_record(predict(spec.gpus.kernel, _case(spec, base, point), gpu, base.gpu_params), gpu)
 
 
-def _metrics(latency_s: float, energy_pj: float, area_um2: float, dram_traffic_bytes: float) -> dict[str, float]:
-    """A point's `METRICS`, edp = latency x energy."""
-    return {"latency_s": latency_s, "energy_pj": energy_pj, "area_um2": area_um2,
-            "dram_traffic_bytes": dram_traffic_bytes, "edp": latency_s * energy_pj}
-
-
-_EVALUATORS = {"architecture": _arch_metrics, "gpu": _gpu_metrics, "system": _system_metrics}
+# Which model evaluates a point; every one answers with the same `archsim.record.Record`.
+_EVALUATORS = {"architecture": _arch_record, "gpu": _gpu_record, "system": _system_record}
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:

@@ -32,13 +32,13 @@ from typing import Any
 from archsim import library
 from archsim.errors import SpecError, check_keys, kind_of
 from archsim.systems.requests import LENGTH_PRESETS, check_request_count
+from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_spec import PRESETS_PACKAGE, System, load_system, with_fields
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
 SERVING_AXES = ("serving.max_batch",)
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
-COST_METRIC = "cost_per_token_usd"
 
 
 @dataclass(frozen=True)

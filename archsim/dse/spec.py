@@ -44,7 +44,6 @@ from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.serving_spec import (
-    COST_METRIC,
     SERVING_ROOT,
     SYSTEM_ROOT,
     ServingSettings,
@@ -57,14 +56,14 @@ from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
+from archsim.record import METRICS
+from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size
 
 SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
-METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # edp = latency_s * energy_pj
-# A system point's serving metrics (`archsim.dse.system_points`), beside METRICS
-SERVING_METRICS = ("throughput_tok_s", "energy_per_token_j", COST_METRIC, "ttft_p50_s", "ttft_p99_s", "tbt_p50_s",
-                   "tbt_p99_s")
+# METRICS: every record's columns (archsim.record; edp = latency_s * energy_pj); SERVING_METRICS: a system point's
+# serving metrics beside them (archsim.systems.serving)
 MAXIMISED = ("throughput_tok_s",)  # every other metric is minimised
 SAMPLING_KINDS = ("grid", "random", "lhs")
 AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT)

@@ -34,15 +34,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from archsim.dse.serving_spec import COST_METRIC, SERVING_ROOT, SYSTEM_ROOT, ServingSettings
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
+from archsim.record import Record
 from archsim.systems.requests import Request
-from archsim.systems.serving import ServingConfig, ServingResult, simulate_serving
+from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import System, with_fields
 from archsim.workload import Workload
-
-S_PER_HOUR = 3600.0
-PJ_PER_J = 1e12
 
 
 def system_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,33 +64,22 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
 
 
 def serve_point(system: System, workload: Workload, requests: tuple[Request, ...], settings: ServingSettings,
-                fields: Mapping[str, Any]) -> tuple[bool, str, dict[str, Any]]:
-    """(feasible, reason, metrics) of the point with `fields`: the module docstring's run. A SpecError (values
-    the system spec refuses, a workload the system cannot run) is the caller's to record."""
+                fields: Mapping[str, Any]) -> Record:
+    """The record of the point with `fields`: the module docstring's run. A SpecError (values the system spec
+    refuses, a workload the system cannot run) is the caller's to record."""
     model = system_model(with_fields(system, system_changes(fields)), workload)
     if model.kv_capacity_bytes <= 0:
-        return False, f"the weights leave no memory for the KV cache on {model.name}", {}
+        return _infeasible(model.name, f"the weights leave no memory for the KV cache on {model.name}")
     result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch(settings, fields)))
     if result.rejected_ids:
-        return False, (f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the KV cache of "
-                       f"{model.name}"), {}
+        return _infeasible(model.name, f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the "
+                                       f"KV cache of {model.name}")
     par = model.parallelism
-    return True, "", serving_metrics(result, par.tp * par.pp * _price_per_hour(model.system))
+    return result.record(par.tp * par.pp * _price_per_hour(model.system))
 
 
-def serving_metrics(result: ServingResult, price_per_hour: float) -> dict[str, Any]:
-    """A serving run's record metrics (module docstring); `price_per_hour` is the whole run's, NaN if unknown."""
-    tokens = result.output_tokens
-    cost = price_per_hour * result.makespan_s / S_PER_HOUR / tokens if tokens else math.nan
-    energy_pj = result.energy_per_token_j * PJ_PER_J
-    return {"latency_s": result.tbt_p99_s, "energy_pj": energy_pj, "area_um2": math.nan,
-            "dram_traffic_bytes": math.nan, "edp": result.tbt_p99_s * energy_pj,
-            "throughput_tok_s": result.throughput_tok_s, "energy_per_token_j": result.energy_per_token_j,
-            COST_METRIC: cost, "ttft_p50_s": result.ttft_p50_s, "ttft_p99_s": result.ttft_p99_s,
-            "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
-            "makespan_s": result.makespan_s, "output_tokens": tokens, "iterations": result.iterations,
-            "preemptions": result.preemptions,
-            **{f"utilization.{unit}": value for unit, value in result.utilization.items()}}
+def _infeasible(target: str, reason: str) -> Record:
+    return Record("serving", target, False, reason, math.nan, math.nan)
 
 
 def _price_per_hour(system: System) -> float:

@@ -47,6 +47,7 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.limits import env_limit
+from archsim.record import NAN, Record
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
 MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)
@@ -216,6 +217,18 @@ class GpuResult:
 
     def total(self, attribute: str) -> float:
         return sum(getattr(lr, attribute) for lr in self.launches)
+
+
+def gpu_record(result: GpuResult, gpu: GPU) -> Record:
+    """The record every target writes (`archsim.record`) of one prediction on `gpu`. Energy is board power x time
+    at the preset's TDP (`power_w`): an upper bound, the GPU model has no per-action energy. Area is not given
+    (NaN): the presets carry no die area, and a die in a 5-7 nm node is not comparable with a 45 nm accelerator's
+    without node scaling the model does not do. Busy: the tensor cores for the call's FLOPs at peak."""
+    precision = result.case.precision
+    rated = result.feasible and (gpu.has_native(precision) or precision == "fp8")
+    tensor_s = result.flops / gpu.tensor_peak_flops_per_s(precision) if rated else NAN
+    return Record("gpu", gpu.name, result.feasible, result.reason, result.time_s, gpu.power_w * result.time_s,
+                  NAN, result.total("dram_bytes"), {"tensor_cores": tensor_s})
 
 
 def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuResult:

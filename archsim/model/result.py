@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from archsim.record import PJ_PER_J, Record
+
 
 @dataclass(frozen=True)
 class EinsumResult:
@@ -37,6 +39,12 @@ class Result:
     # stall source -> unit-seconds the compute units sat idle for it ("DRAM bandwidth", "waiting on QK"); only the
     # event model sees stalls, so the analytical model leaves this empty
     stalls: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> Record:
+        """The record every target writes (`archsim.record`): busy seconds per unit = utilization x latency."""
+        return Record("architecture", self.architecture, self.feasible, self.reason, self.latency_s,
+                      self.energy_pj / PJ_PER_J, self.area_um2, self.dram_traffic_bytes(),
+                      {unit: u * self.latency_s for unit, u in self.utilization.items()})
 
     def dram_traffic_bytes(self) -> float:
         """Bytes moved across the outermost level (DRAM) boundary."""

@@ -33,20 +33,21 @@ def _label(metric: str) -> str:
 def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int, title: str) -> Figure:
     """The feasible points on the first two objectives (log-log), the front ringed and joined as a staircase
     (the edge of the region it dominates, so its steps turn with a maximised objective) when there are two; with
-    a third that varies, the sweep's own points are coloured by it. GPU presets' points are stars, one colour per
-    preset."""
+    a third that varies, the sweep's own points are coloured by it. The points of other targets (GPU presets beside
+    an architecture) are stars, one colour per target: the sweep's own target is the one with the most points."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
-    on_gpu = rows.target_kind == "gpu" if "target_kind" in rows else pd.Series(False, index=rows.index)
-    gpus = rows[on_gpu]
-    by_colour = len(objectives) > 2 and rows[~on_gpu][objectives[2]].nunique() > 1
+    own = rows.target.value_counts().index[0] if "target" in rows and len(rows) else None
+    other_target = rows.target != own if own is not None else pd.Series(False, index=rows.index)
+    others = rows[other_target]
+    by_colour = len(objectives) > 2 and rows[~other_target][objectives[2]].nunique() > 1
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
     ax.set(xscale="log", yscale="log", xlabel=_label(x), ylabel=_label(y))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
-    ok = rows[rows.constraint_ok & ~on_gpu]
-    broken = rows[~rows.constraint_ok & ~on_gpu]
+    ok = rows[rows.constraint_ok & ~other_target]
+    broken = rows[~rows.constraint_ok & ~other_target]
     front = rows[rows.on_front].sort_values([x, y])
     colour: dict = {"color": _colour(0)}
     note = f"{len(rows)} feasible points drawn" + (f"; {infeasible} infeasible, not drawn" if infeasible else "")
@@ -59,9 +60,9 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
                        **colour)
     if len(broken):
         ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2)
-    for i, (name, mine) in enumerate(gpus.groupby("target", sort=False)):
+    for i, (name, mine) in enumerate(others.groupby("target", sort=False)):
         ax.scatter(mine[x], mine[y], marker="*", s=110, color=_colour(i + 1), edgecolors="black", linewidths=0.4,
-                   label=f"GPU {name}", zorder=2)
+                   label=str(name), zorder=2)
     if len(objectives) == 2 and len(front) > 1:
         ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
     ax.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="black", linewidths=1.3,

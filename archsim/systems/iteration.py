@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from archsim.record import Record
+
 
 @dataclass(frozen=True)
 class IterationCost:
@@ -20,6 +22,10 @@ class IterationCost:
     time_s: float
     energy_j: float = 0.0
     busy_s: Mapping[str, float] = field(default_factory=dict)
+
+    def record(self, system: str) -> Record:
+        """The record every target writes (`archsim.record`); an iteration models no area or DRAM traffic count."""
+        return Record("system-iteration", system, True, "", self.time_s, self.energy_j, busy_s=dict(self.busy_s))
 
 
 @dataclass(frozen=True)

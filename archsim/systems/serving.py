@@ -49,9 +49,16 @@ import simpy
 from archsim.errors import SpecError
 from archsim.model.trace import DEVICE_PID, US_PER_S, Span
 from archsim.model.trace import chrome_trace as trace_events
+from archsim.record import Record
 from archsim.systems.iteration import Batch, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.requests import Request, check_requests
+
+COST_METRIC = "cost_per_token_usd"
+# A serving run's own metrics (`ServingResult.record` extras), beside every record's `archsim.record.METRICS`
+SERVING_METRICS = ("throughput_tok_s", "energy_per_token_j", COST_METRIC, "ttft_p50_s", "ttft_p99_s", "tbt_p50_s",
+                   "tbt_p99_s")
+S_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,21 @@ class ServingResult:
     capacity_pages: int
     peak_pages: int
     timeline: tuple[IterationRecord, ...] = field(default=())
+
+    def record(self, price_per_hour: float = math.nan) -> Record:
+        """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
+        output token, busy seconds over the makespan; extras = `SERVING_METRICS` and the run's counts.
+        `price_per_hour` is the whole run's devices' (NaN if unknown): cost per token = price x makespan / output
+        tokens."""
+        tokens = self.output_tokens
+        cost = price_per_hour * self.makespan_s / S_PER_HOUR / tokens if tokens else math.nan
+        extras = {"throughput_tok_s": self.throughput_tok_s, "energy_per_token_j": self.energy_per_token_j,
+                  COST_METRIC: cost, "ttft_p50_s": self.ttft_p50_s, "ttft_p99_s": self.ttft_p99_s,
+                  "tbt_p50_s": self.tbt_p50_s, "tbt_p99_s": self.tbt_p99_s, "makespan_s": self.makespan_s,
+                  "output_tokens": tokens, "iterations": self.iterations, "preemptions": self.preemptions}
+        busy = {unit: u * self.makespan_s for unit, u in self.utilization.items()}
+        return Record("serving", self.system, True, "", self.tbt_p99_s, self.energy_per_token_j, busy_s=busy,
+                      busy_window_s=self.makespan_s, extras=extras)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,0 +1,56 @@
+"""`Record`: what every evaluated target writes, so the store, the sweep runner and the reports read one schema.
+
+A target is a spatial-array point (`archsim.model.result.Result.record`), a GPU kernel call
+(`archsim.model.gpu.gpu_record`), one system iteration (`archsim.systems.iteration.IterationCost.record`) or a
+serving run (`archsim.systems.serving.ServingResult.record`). Each says, in the same fields:
+- `time_s`: the target's latency: a point's or a kernel's time, an iteration's time, a serving run's p99 time
+  between tokens (the latency a user of the service sees; a run has no single iteration time);
+- `energy_j`: its energy (a serving run: per output token, as its time is per token);
+- `area_um2`, `traffic_bytes` (bytes across the off-chip memory boundary): NaN where the target does not model
+  them (GPU presets carry no die area; the serving simulator does not count DRAM traffic);
+- `busy_s`: seconds each unit was busy within `busy_window_s` (the target's time; a serving run's makespan), so
+  utilization = busy / window for every kind alike;
+- `extras`: the target's own metrics (a serving run's throughput, TTFT/TBT percentiles, cost per token).
+
+`flat()` is the row the store and the reports read: `latency_s`, `energy_pj`, `area_um2`, `dram_traffic_bytes`,
+`edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PJ_PER_J = 1e12
+NAN = math.nan
+METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  # every kind's columns of `flat()`
+
+
+@dataclass(frozen=True)
+class Record:
+    target_kind: str  # architecture | gpu | system-iteration | serving
+    target: str
+    feasible: bool
+    reason: str
+    time_s: float
+    energy_j: float
+    area_um2: float = NAN
+    traffic_bytes: float = NAN
+    busy_s: Mapping[str, float] = field(default_factory=dict)
+    busy_window_s: float | None = None  # what `busy_s` is a share of; None = time_s
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def utilization(self) -> dict[str, float]:
+        """busy / window per unit (NaN when the window is not positive)."""
+        window = self.time_s if self.busy_window_s is None else self.busy_window_s
+        return {unit: busy / window if window > 0 else NAN for unit, busy in self.busy_s.items()}
+
+    def flat(self) -> dict[str, Any]:
+        """The record as one flat row (module docstring)."""
+        energy_pj = self.energy_j * PJ_PER_J
+        return {"latency_s": self.time_s, "energy_pj": energy_pj, "area_um2": self.area_um2,
+                "dram_traffic_bytes": self.traffic_bytes, "edp": self.time_s * energy_pj,
+                **{f"utilization.{unit}": value for unit, value in self.utilization.items()}, **self.extras}
