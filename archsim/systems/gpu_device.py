@@ -4,10 +4,12 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - GEMMs (`archsim.systems.gemms`, fused where they share an input) are cuBLAS launches, `gemm_launch_time`: the
   tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
   stationary operands, the streamed input and the output.
-- Attention ops are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager attention): the
-  decode requests of a batch as one call at their mean context (a ragged or length-bucketed batch; padding every
-  request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each prompt as one
-  causal call.
+- Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill)
+  are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager attention): the decode requests of
+  a batch as one call at their mean context (a ragged or length-bucketed batch; padding every request to the
+  longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each prompt as one causal call.
+  Other attention cascades (MLA's latent attention, sliding windows) run as their Einsums: GEMM launches and one
+  elementwise kernel, like any other op.
 - Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
@@ -31,6 +33,7 @@ PRECISIONS = {2: "fp16", 4: "fp32"}
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
 ATTENTION_KERNEL = "PyTorch eager attention"
+KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa")
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,9 @@ class GpuDevice:
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = 0.0
-        decodes = [op for op in ops if op.name == "attention" and op.phase == "decode"]
+        decodes = [op for op in ops if op.cascade in KERNEL_CASCADES and op.phase == "decode"]
         for op in ops:
-            if op.name == "attention":
+            if op.cascade in KERNEL_CASCADES:
                 if op.phase == "prefill":
                     t, p = self._attention(op, [op])
                     time_s, peak_s = time_s + t, peak_s + p
