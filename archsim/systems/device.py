@@ -10,9 +10,12 @@ Kinds (`archsim.systems.system_spec.DEVICE_KINDS`) and their models:
 - `npu`: `archsim.systems.npu_device.NpuDevice` (systolic arrays and vector units over an HBM);
 - `bank-pim`: `archsim.systems.pim_device.BankPimDevice` (attention GEMVs in the banks, softmax on a host);
 - `gpu`, `memory-pool`: `archsim.systems.gpu_device.GpuDevice` (the calibrated GPU model);
-- `logic-pim`, `architecture`: not modelled yet; a system that places an op on one is refused when its model is
-  built (`device_models`), naming the device.
-Each kind has one GEMM timing: the NPU's fold model, the GPU model's GEMM launch.
+- `logic-pim`: `archsim.systems.logic_pim_device.LogicPimDevice` (Duplex's GEMM units on the HBM logic die, a
+  roofline over the stacks' internal bandwidth);
+- `architecture`: `archsim.systems.architecture_device.ArchitectureDevice` (an Architecture and a library mapping
+  through the analytical model).
+Each kind has one GEMM timing: the NPU's fold model, the GPU model's GEMM launch, the Logic-PIM's roofline, the
+analytical model's mapping.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 - `npu`: `NpuDevice` over the system's HBM: the one `bank-pim` device (a PIM HBM, or plain HBM when no op is placed
   on it), with the PIM's row buffers as the spec says;
 - `bank-pim`: `BankPimDevice`, its softmax on the system's NPU;
-- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its attention kernel's family.
-- `logic-pim`, `architecture`: no cost model yet. A system that places an op on one is refused, naming the device.
+- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its attention kernel's family;
+- `logic-pim`: `LogicPimDevice`, the entry's `count` stacks working on an op together;
+- `architecture`: `ArchitectureDevice`, the architecture and mapping through the analytical model.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 from archsim.errors import SpecError
 from archsim.systems.device import DeviceModel
 from archsim.systems.system_spec import Device, System
-
-UNMODELLED = ("logic-pim", "architecture")
 
 
 def device_models(system: System) -> dict[str, DeviceModel]:
@@ -39,8 +38,13 @@ def _model(system: System, device: Device) -> DeviceModel:
 
         params = load_calibration().family_params(family_of(ATTENTION_KERNEL))
         return GpuDevice(device.name, device.spec, params, kind=device.kind)
-    raise SpecError(system.source, f"devices.{device.name}.kind",
-                    f"no cost model for a {device.kind} device yet; the placement puts ops on it")
+    if device.kind == "logic-pim":
+        from archsim.systems.logic_pim_device import LogicPimDevice
+
+        return LogicPimDevice(device.name, device.spec, device.count)
+    from archsim.systems.architecture_device import ArchitectureDevice  # the last of DEVICE_KINDS
+
+    return ArchitectureDevice(device.name, device.spec, device.mapping, system.source)
 
 
 def _one_of(system: System, kind: str, device: Device, why: str) -> Device:

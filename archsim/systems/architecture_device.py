@@ -1,0 +1,76 @@
+"""Any `Architecture` with a library mapping as a device, through the analytical model (e.g. a FuseMax array as an
+attention engine).
+
+An op runs as a design point: `archsim.point.prepare` binds the op's library cascade to the op's own sizes (its
+binding's params that the cascade declares), the mapper fills the mapping's `search` factors, and
+`archsim.model.analytical.evaluate` gives the Result. So everything the analytical model assumes holds here (see
+`archsim.model.analytical`), and what the op costs is what `archsim run` prints for the same sizes.
+- The mapping names the Einsums of one cascade: an op of another cascade placed on the device is a SpecError
+  naming the system file and `devices.<name>.mapping`. A mapping that cannot run at the op's sizes, or a Result
+  that does not fit the architecture, is a SpecError naming the device and the reason.
+- The mapping decides what crosses the architecture's outermost level; `streamed_fraction` is not applied.
+OpCost per op: time = `latency_s`; energy = `energy_pj`; busy `<name>_<unit>` = utilization x latency per compute
+unit; `memory_s` = the outermost level's memory time. Ops of one call run one after another: costs add.
+Capacity: the outermost memory's `capacity_bytes`, 0 where the spec leaves it unbounded (an off-chip DRAM given
+no size holds no weights nor KV cache for the system).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.arch.spec import Architecture
+from archsim.errors import SpecError
+from archsim.mapping.spec import Mapping
+from archsim.model.analytical import evaluate
+from archsim.model.result import Result
+from archsim.point import prepare
+from archsim.systems.device import OpCost
+from archsim.systems.step import Op
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity, so its Results can be remembered per (device, op)
+class ArchitectureDevice:
+    name: str
+    arch: Architecture
+    mapping: Mapping
+    source: str = "<python>"  # the system file, which errors blame
+    kind: str = "architecture"
+
+    @property
+    def capacity_bytes(self) -> float:
+        return float(self.arch.memories[0].capacity_bytes or 0)
+
+    def result(self, op: Op) -> Result:
+        """The analytical model's Result of `op` on the architecture under the mapping (module docstring)."""
+        return _result(self, op)
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        total = OpCost()
+        for op in ops:
+            r = self.result(op)
+            busy = {f"{self.name}_{unit}": u * r.latency_s for unit, u in r.utilization.items()}
+            total = total + OpCost(r.latency_s, next(iter(r.memory_s.values()), 0.0), r.energy_pj * 1e-12, busy)
+        return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _result(device: ArchitectureDevice, op: Op) -> Result:
+    where = f"devices.{device.name}"
+    if op.cascade != device.mapping.cascade:
+        raise SpecError(device.source, f"{where}.mapping",
+                        f"maps {device.mapping.cascade}; the placement puts {op.name} ({op.cascade}) on it")
+    sets = {k: v for k, v in op.binding.params.items() if k in op.binding.cascade.params}
+    try:
+        point = prepare(device.mapping, arch=device.arch, cascade=op.cascade, sets=sets)
+    except SpecError as error:
+        inner = f"{error.where}: " if error.where else ""
+        raise SpecError(device.source, f"{where}.mapping", f"cannot run {op.name} ({op.cascade}, {op.phase}) at its "
+                                                           f"sizes: {error.source}: {inner}{error.message}") from None
+    result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
+    if not result.feasible:
+        raise SpecError(device.source, where, f"{op.name} ({op.cascade}, {op.phase}) does not fit "
+                                              f"{device.arch.name} under {device.mapping.name}: {result.reason}")
+    return result

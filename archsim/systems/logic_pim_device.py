@@ -1,0 +1,63 @@
+"""A Logic-PIM as a device: GEMM units on the logic die of HBM3 stacks (Duplex, Yun et al., MICRO'24;
+../shared/reference/pim.md §2).
+
+Hardware is `archsim.arch.logic_pim.LogicPIMSpec`, one stack. The device entry's `count` stacks work on an op
+together (Duplex spreads each expert's columns and the requests' KV cache over all stacks, pim.md §2.3), so the
+device's peak and internal bandwidth are `count` x one stack's, and so is its capacity.
+
+An op costs a roofline, max(FLOPs / peak, bytes / internal bandwidth): the model Duplex's own simulator uses for
+its Logic-PIM (pim.md §2.5, [DX-sim] `LOGIC`: op latency = max(compute, memory), no event queue).
+- Bytes are what the op reads or writes in the stacks: weights (less what `streamed_fraction` says is still in the
+  die's buffers), KV cache, activations in and out. Intermediates (scores, a softmax's running state, the SwiGLU
+  product) stay in the die's buffers (pim.md §2.2: 8 KB per GEMM module, two 1 MB buffers, a 128 KB softmax unit).
+- FLOPs: a MAC is two, every other op (exp, max, division, SiLU) one. Softmax and activations run on the die's own
+  units, not in `peak_flops_per_s` (pim.md §2.2), but the reference gives no rate for them; assumption: they are
+  counted at the GEMM units' rate, one op per FLOP of peak.
+Ops of one call run one after another: times add. Busy unit `<name>`: FLOPs / peak. `memory_s`: bytes / internal
+bandwidth (the stacks' own interface; the xPU reads other bank bundles at the same time, pim.md §2.2).
+Energy: FLOPs x `pj_per_flop` + bytes x 8 x `internal_pj_per_bit` (buffer-die access energy, pim.md §5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.arch.logic_pim import LogicPIMSpec
+from archsim.systems.device import OpCost
+from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
+
+
+@dataclass(frozen=True)
+class LogicPimDevice:
+    name: str
+    spec: LogicPIMSpec  # one stack
+    count: int  # stacks working on an op together
+    kind: str = "logic-pim"
+
+    @property
+    def peak_flops_per_s(self) -> float:
+        return self.count * self.spec.peak_flops_per_s
+
+    @property
+    def internal_bytes_per_s(self) -> float:
+        return self.count * self.spec.internal_bytes_per_s
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.count * self.spec.capacity_bytes
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        total = OpCost()
+        for op in ops:
+            flops, moved = op.flops, stack_bytes(op, streamed_fraction)
+            compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.internal_bytes_per_s
+            energy_pj = flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit
+            total = total + OpCost(max(compute_s, memory_s), memory_s, energy_pj * 1e-12, {self.name: compute_s})
+        return total
+
+
+def stack_bytes(op: Op, streamed_fraction: float = 1.0) -> float:
+    """Bytes `op` reads or writes in the stacks: `streamed_fraction` of its weights, its KV cache and activations."""
+    return float(sum(size * (streamed_fraction if role == WEIGHTS else 1.0)
+                     for role, size in op.bytes_by_role.items() if role != INTERMEDIATE))
