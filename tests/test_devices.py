@@ -182,13 +182,15 @@ def test_an_npu_without_a_bank_pim_is_refused_naming_the_device() -> None:
     assert "bank-pim" in error.value.message
 
 
-def test_a_logic_pim_with_ops_placed_is_refused_naming_its_kind() -> None:
+def test_every_placed_device_gets_its_kinds_cost_model() -> None:
+    """A device the placement uses is built with its kind's model (a Logic-PIM here); one it does not use is not."""
     system = with_fields(load_system("neupims"), {
         "devices.lp": {"kind": "logic-pim", "count": 4, "pj_per_flop": 0.5},
         "placement": [{"op": "ffn", "device": "lp"}, *load_system("neupims").data["placement"]]})
-    with pytest.raises(SpecError) as error:
-        device_models(system)
-    assert (error.value.source, error.value.where) == (system.source, "devices.lp.kind")
+    models = device_models(system)
+    assert {name: model.kind for name, model in models.items()} == {"npu": "npu", "pim": "bank-pim",
+                                                                     "lp": "logic-pim"}
+    assert "hbm" not in device_models(load_system("npu-only"))
 
 
 def test_a_workload_without_a_block_is_refused() -> None:
