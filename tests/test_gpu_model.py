@@ -80,10 +80,41 @@ def test_presets_carry_the_spec_sheet_numbers() -> None:
 
 def test_csv_gpu_labels_resolve_to_presets() -> None:
     assert gpu_for("A100 80GB SXM4").name == "a100-80gb-sxm4"
-    assert gpu_for("NVIDIA H100 80GB HBM3").name == "h100-sxm5"
+    assert gpu_for("NVIDIA H100 80GB HBM3").name == "h100-sxm5"  # nvidia-smi's name of the SXM board (an alias)
     assert gpu_for("not stated (likely A100)").name == "a100-80gb-sxm4"
     assert gpu_for("h200").name == "h200-sxm"
-    assert gpu_for("Tesla V100") is None
+
+
+@pytest.mark.parametrize(("label", "preset"), [
+    ("H100 80GB SXM5", "h100-sxm5"), ("NVIDIA H100-SXM5-80GB", "h100-sxm5"), ("H100 SXM5 80GB", "h100-sxm5"),
+    ("H100 SXM", "h100-sxm5"), ("H100 80 GB PCIe", "h100-pcie"), ("NVIDIA A100-SXM4-40GB", "a100-40gb-sxm4"),
+    ("NVIDIA GeForce RTX 4090", "rtx-4090"), ("AMD Instinct MI300X", "mi300x"), ("H200 141GB HBM3e", "h200-sxm"),
+])
+def test_gpu_labels_match_by_normalised_tokens(label: str, preset: str) -> None:
+    """Model, memory size and form factor in any order, vendor and memory-type words ignored."""
+    assert gpu_for(label).name == preset
+
+
+@pytest.mark.parametrize(("label", "fragments"), [
+    ("A100", ["'A100' is ambiguous", "a100-40gb-sxm4, a100-80gb-sxm4"]),  # two memory sizes
+    ("H100 80GB", ["'H100 80GB' is ambiguous", "h100-pcie, h100-sxm5"]),  # two form factors
+    ("Tesla V100", ["'Tesla V100' matches no preset", "presets: a100-40gb-sxm4"]),
+    ("H100 40GB", ["'H100 40GB' matches no preset"]),  # no 40 GB H100
+])
+def test_ambiguous_or_unknown_gpu_label_names_the_label_and_candidates(label: str, fragments: list[str]) -> None:
+    with pytest.raises(SpecError) as info:
+        gpu_for(label, "runs.csv", "row 3, field 'gpu'")
+    message = str(info.value)
+    assert message.startswith("runs.csv: row 3, field 'gpu': ") and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_a_row_of_an_ambiguous_gpu_is_skipped_with_the_candidates(tmp_path: Path) -> None:
+    path = tmp_path / "a100.csv"
+    path.write_text(HEADER + "\nA100,FlashAttention-2,fp16,False,4,32,64,1024,fwd,throughput,120,TFLOPs/s\n")
+    rows, skipped = resolve(read_measurements(path)[0])
+    assert rows == [] and "ambiguous" in skipped[0].reason and "a100-80gb-sxm4" in skipped[0].reason
 
 
 def _preset(name: str) -> dict:

@@ -1,10 +1,10 @@
 """Resolve measured rows to what the GPU model needs: the GPU preset, the kernel family and its launch plans.
 
 Rows the model cannot take are returned as `Skipped` with the reason: a kernel without a family (the modelled
-names are `archsim.model.gpu_kernels.KERNELS`), an unknown GPU label (matched against preset names and aliases,
-see `archsim.gpu.load.gpu_for`), a shape or dtype the kernel does not support, a kernel whose CTAs do not fit
-the GPU's SMs. Plans and their feasibility depend only on the row (not on the parameters), so calibration builds
-them once and re-times them.
+names are `archsim.model.gpu_kernels.KERNELS`), an unknown or ambiguous GPU label (matched by preset name, alias
+or normalised tokens, see `archsim.gpu.load.gpu_for`; the reason names the label and the candidates), a shape or
+dtype the kernel does not support, a kernel whose CTAs do not fit the GPU's SMs. Plans and their feasibility
+depend only on the row (not on the parameters), so calibration builds them once and re-times them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.gpu.load import gpu_for, gpu_names
+from archsim.gpu.load import gpu_for
 from archsim.gpu.measurements import Measurement, Skipped
 from archsim.limits import env_limit
 from archsim.model.gpu import Plan, TiledLaunch, plan_feasibility
@@ -47,7 +47,7 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
     """The rows the model takes, with their plans (built once per distinct kernel, case and GPU), and the others
     with the reason; a SpecError as soon as the distinct cases exceed `limit`."""
     most = env_limit(limit.env, limit.default) if limit else 0
-    gpus: dict[str, GPU | None] = {}
+    gpus: dict[str, GPU | str] = {}
     built: dict[tuple, tuple[Plan, ...] | str] = {}
     rows, skipped, ctas = [], [], 0
     for m in measurements:
@@ -56,11 +56,10 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
             skipped.append(Skipped(m.row, m.columns, f"no model for kernel '{m.kernel}'"))
             continue
         if m.gpu not in gpus:
-            gpus[m.gpu] = gpu_for(m.gpu)
+            gpus[m.gpu] = _preset(m.gpu)
         gpu = gpus[m.gpu]
-        if gpu is None:
-            skipped.append(Skipped(m.row, m.columns, f"no GPU preset matches '{m.gpu}' "
-                                                     f"(presets: {', '.join(gpu_names())})"))
+        if isinstance(gpu, str):
+            skipped.append(Skipped(m.row, m.columns, gpu))
             continue
         key = (m.kernel, m.case, gpu.name)
         if key not in built:
@@ -76,6 +75,14 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
             continue
         rows.append(ModelledRow(m, gpu, family, found))
     return rows, skipped
+
+
+def _preset(label: str) -> GPU | str:
+    """The preset a row's GPU label names, or why none does (unknown or ambiguous, with the candidates)."""
+    try:
+        return gpu_for(label)
+    except SpecError as exc:
+        return exc.message
 
 
 def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:

@@ -92,15 +92,76 @@ def gpu_names() -> list[str]:
     return library.names("GPU presets", PRESETS_PACKAGE)
 
 
-def gpu_for(label: str) -> GPU | None:
-    """The preset whose name or one of whose aliases matches a GPU label of a measurements CSV (case, spaces and
-    punctuation ignored), or None."""
+def gpu_for(label: str, source: str = "<label>", where: str = "gpu") -> GPU:
+    """The preset a GPU label names (a measurements CSV's `gpu` column, `nvidia-smi`'s name). A label equal to a
+    preset's name or alias (case, spaces and punctuation ignored) names it; otherwise the label's normalised tokens
+    must fit exactly one preset: the model ("h100", "rtx 4090"), the memory size ("80GB", "80 GB") and the form
+    factor ("SXM5"; "SXM" fits any SXM generation) are checked against the preset's name and DRAM size, in any
+    order; vendor, brand and memory-type words (NVIDIA, GeForce, HBM3, ...) are ignored. "H100 80GB SXM5",
+    "NVIDIA H100-SXM5-80GB" and "H100 SXM5 80GB" all name h100-sxm5. A label fitting no preset, or several
+    ("A100", "H100 80GB"), is a SpecError(`source`, `where`) naming the label and the candidates."""
+    presets = [load_gpu(name) for name in gpu_names()]
     key = _normal(label)
-    for name in gpu_names():
-        gpu = load_gpu(name)
+    for gpu in presets:
         if key in {_normal(gpu.name), *(_normal(a) for a in gpu.aliases)}:
             return gpu
-    return None
+    wanted = _label_tokens(label)
+    found = [gpu for gpu in presets if wanted["model"] and _fits(wanted, _preset_tokens(gpu))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SpecError(source, where, f"the GPU label {label!r} is ambiguous: it fits the presets "
+                                       f"{', '.join(g.name for g in found)} (add the memory size or form factor, "
+                                       "e.g. '80GB SXM5')")
+    raise SpecError(source, where, f"the GPU label {label!r} matches no preset (presets: {', '.join(gpu_names())}; "
+                                   "a label names the model, optionally the memory size and form factor, e.g. "
+                                   "'H100 SXM5 80GB')")
+
+
+# Words of a GPU label that say nothing about which preset it is: vendors, brands, memory technologies.
+IGNORED_TOKENS = frozenset({"nvidia", "amd", "geforce", "instinct", "tesla", "hgx", "dgx", "hbm", "hbm2", "hbm2e",
+                            "hbm3", "hbm3e", "gddr6", "gddr6x", "gpu"})
+MEMORY_TOKEN = re.compile(r"^(\d+)gb$")
+FORM_TOKEN = re.compile(r"^(sxm\d*|pcie)$")
+
+
+def _label_tokens(label: str) -> dict[str, set[str]]:
+    """A label's tokens by kind: model, memory ("80gb"), form ("sxm5", "pcie"); "80 GB" is one token."""
+    words = [w for w in re.split(r"[^a-z0-9]+", label.lower()) if w]
+    merged: list[str] = []
+    for word in words:
+        if word == "gb" and merged and merged[-1].isdigit():
+            merged[-1] += "gb"
+        else:
+            merged.append(word)
+    kinds: dict[str, set[str]] = {"model": set(), "memory": set(), "form": set()}
+    for token in merged:
+        if token in IGNORED_TOKENS:
+            continue
+        kind = "memory" if MEMORY_TOKEN.match(token) else "form" if FORM_TOKEN.match(token) else "model"
+        kinds[kind].add(token)
+    return kinds
+
+
+def _preset_tokens(gpu: GPU) -> dict[str, set[str]]:
+    """A preset's tokens: its name's, and its DRAM size in GB when the name has none."""
+    kinds = _label_tokens(gpu.name)
+    if not kinds["memory"]:
+        kinds["memory"] = {f"{round(gpu.dram_bytes / 1e9)}gb"}
+    return kinds
+
+
+def _fits(label: dict[str, set[str]], preset: dict[str, set[str]]) -> bool:
+    """Every model token of the label is the preset's and one of them is its chip (the token with a digit); a
+    memory size, when given, is the preset's; a form factor, when both give one, is the same (SXM fits SXMn)."""
+    chips = {t for t in preset["model"] if any(c.isdigit() for c in t)}
+    if not label["model"] <= preset["model"] or not label["model"] & chips:
+        return False
+    if label["memory"] and label["memory"] != preset["memory"]:
+        return False
+    return not (label["form"] and preset["form"]) or any(
+        f == p or ("sxm" in (f, p) and f.startswith("sxm") and p.startswith("sxm"))
+        for f in label["form"] for p in preset["form"])
 
 
 def _normal(label: str) -> str:
