@@ -365,3 +365,63 @@ def test_gpu_roofline_command(cli, tmp_path: Path) -> None:
     rows = (out / "roofline.csv").read_text().splitlines()
     assert rows[0].startswith("label,flops_per_byte,flops_per_s") and len(rows) == 7
     assert "not a GPU preset" in cli("gpu-roofline", "--gpu", "nope", "--out", str(out), expect=2).output
+
+
+# ------------------------------------------------------------------------------------------------ leave one GPU out
+TUTORIAL_ROWS = ((True, 2048, 136.5), (False, 2048, 159.7), (True, 8192, 160.4), (False, 8192, 163.4))  # gpu.md §1.5
+
+
+def test_leave_one_gpu_out_fits_on_the_other_gpus_only(tmp_path: Path) -> None:
+    """Two GPUs: the H100 row is predicted by the tutorial fitted on the 4 A100 rows alone, the A100 rows by a fit
+    on the H100 row; the H100 value is an input here, not a measurement."""
+    path = tmp_path / "two-gpus.csv"
+    rows = [f"A100 80GB SXM4,Triton tutorial fused attention,fp16,{c},4,32,64,{n},fwd,throughput,{v},TFLOPs/s"
+            for c, n, v in TUTORIAL_ROWS]
+    rows.append("H100 SXM5 80GB,Triton tutorial fused attention,fp16,False,4,32,64,4096,fwd,throughput,400,TFLOPs/s")
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    result = validate(path, load_calibration(), leave_one_gpu_out=True)
+    folds = {f.gpu: f for f in result.folds}
+    assert set(folds) == {"a100-80gb-sxm4", "h100-sxm5"}
+    assert (folds["h100-sxm5"].fitted_rows, folds["h100-sxm5"].prior_families) == (4, ())
+    assert (folds["a100-80gb-sxm4"].fitted_rows, folds["a100-80gb-sxm4"].prior_families) == (1, ())
+    a100_rows, _ = resolve(read_measurements(path)[0][:4])
+    params, _ = fit_family("triton_tutorial", a100_rows)
+    (h100,) = folds["h100-sxm5"].comparisons
+    expected = predict("Triton tutorial fused attention", h100.measurement.case, load_gpu("h100-sxm5"), params)
+    assert h100.result.time_s == pytest.approx(expected.time_s, rel=1e-9)
+    assert result.fold_mape()["overall"] == pytest.approx(
+        100 * np.mean([abs(c.error) for f in result.folds for c in f.comparisons]))
+
+
+def test_validate_prints_leave_one_gpu_out_beside_the_seqlen_split(tmp_path: Path) -> None:
+    result = CliRunner().invoke(validate_cmd, ["--split", "leave-one-gpu-out"])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.startswith("MAPE %"))
+    assert header.split()[-6:] == ["held-out", "calibration", "all", "roofline", "left-out", "GPU"]
+    assert "left-out GPU a100-80gb-sxm4: 130 rows predicted by a fit on 0 rows" in result.stdout
+    data = json.loads(CliRunner().invoke(validate_cmd, ["--split", "leave-one-gpu-out", "--json"]).stdout)
+    assert data["leave_one_gpu_out"][0]["families_with_priors_only"] == [
+        "fa1", "fa2", "fa_triton", "pytorch", "triton_tutorial"]
+    assert "overall" in data["mape_leave_one_gpu_out"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the public data has one GPU: every row resolves to a100-80gb-sxm4 (A100 80GB SXM4, and the Triton tutorial's "
+    "and Lightning Attention-2's inferred A100s), so leaving it out fits on no row and every family predicts from "
+    "its priors: 24.8 % overall (FA2 4.3-5.8 %, FA v1 14.5 %, the tutorial 22-27 %, FA-Triton 49 %, PyTorch 49 % "
+    "whose hbm_efficiency prior 0.8 is far above the 0.54 its rows show); a second GPU's measurements are needed"))
+def test_leave_one_gpu_out_mape_on_the_public_data_is_within_10_percent() -> None:
+    result = validate(reference_csv(), load_calibration(), leave_one_gpu_out=True)
+    assert result.fold_mape()["overall"] <= 10.0
+
+
+def test_validate_exits_1_when_no_row_is_compared(tmp_path: Path) -> None:
+    path = tmp_path / "none.csv"
+    path.write_text(HEADER + "\nA100 80GB SXM4,xformers (cutlass),fp16,False,4,32,64,1024,fwd,throughput,80,TFLOPs/s"
+                             "\nA100,FlashAttention-2,fp16,False,4,32,64,1024,fwd,throughput,120,TFLOPs/s\n")
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(validate_cmd, ["--measurements", str(path), *extra])
+        assert result.exit_code == 1, result.output
+        assert "no row of" in result.stderr and "was compared (2 skipped" in result.stderr
+    result = CliRunner().invoke(validate_cmd, ["--measurements", str(path)])
+    assert "no model for kernel 'xformers (cutlass)'" in result.stdout and "'A100' is ambiguous" in result.stdout

@@ -23,6 +23,7 @@ from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
 REFERENCE_CSV = "attention_measured.csv"
+SPLIT_CHOICES = ("seqlen", "leave-one-gpu-out")
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,
                              help="Measurements in the attention_measured.csv schema (default: the packaged "
                                   "published measurements).")
@@ -79,11 +80,15 @@ def calibrate_cmd(measurements: str | None, out: str | None) -> None:
               help='Print {"rows": [...], "skipped": [...], "mape": {...}, "mape_held_out": {...}, ...} as JSON.')
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write validation.csv, skipped.csv and a model-vs-measured scatter validation.png here.")
-def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out: str | None) -> None:
+@click.option("--split", type=click.Choice(SPLIT_CHOICES), default="seqlen", show_default=True,
+              help="seqlen: the calibration file's split (held-out sequence lengths); leave-one-gpu-out: also fit "
+                   "on all GPUs but one and test on it, for each GPU, reported beside the seqlen split.")
+def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out: str | None, split: str) -> None:
     """Predict every supported row of a measurements CSV, beside the pure roofline; print the MAPE per
-    (gpu, kernel, direction) group on the held-out and calibration splits.
+    (gpu, kernel, direction) group on the held-out and calibration splits (and leave-one-GPU-out with
+    --split leave-one-gpu-out). Exits 1 when no row could be compared, listing why each row was skipped.
 
-    Example: archsim validate --out reports/gpu
+    Example: archsim validate --split leave-one-gpu-out --out reports/gpu
     """
     from archsim.gpu.params import load_calibration
     from archsim.gpu.validate import comparison_record, validate, validation_to_dict
@@ -91,7 +96,8 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
     with _bad_input():
         if out:
             check_writable(out, "--out", directory=True)
-        result = validate(measurements or reference_csv(), load_calibration(calibration))
+        result = validate(measurements or reference_csv(), load_calibration(calibration),
+                          leave_one_gpu_out=split == "leave-one-gpu-out")
         if out:
             from archsim.gpu.figures import write_scatter
 
@@ -101,10 +107,14 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
                 write_scatter(result, folder / "validation.png")
     if as_json:
         click.echo(json.dumps(validation_to_dict(result), indent=2))
-        return
-    _show(result, measurements or f"the packaged {REFERENCE_CSV} (published measurements)", calibration)
-    if out:
-        click.echo(f"written: {out}/validation.csv, {out}/skipped.csv, {out}/validation.png")
+    else:
+        _show(result, measurements or f"the packaged {REFERENCE_CSV} (published measurements)", calibration)
+        if out:
+            click.echo(f"written: {out}/validation.csv, {out}/skipped.csv, {out}/validation.png")
+    if not result.comparisons:
+        click.echo(f"error: no row of {measurements or REFERENCE_CSV} was compared ({len(result.skipped)} skipped, "
+                   "reasons above)", err=True)
+        sys.exit(1)
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
@@ -121,16 +131,25 @@ def _show(result, measurements: str, calibration: str) -> None:
     click.echo(f"split: {cal.split_rule}")
     columns = {"held-out": result.mape("held-out"), "calibration": result.mape("calibration"),
                "all": result.mape(), "roofline": result.mape(roofline=True)}
+    if result.folds:
+        columns["left-out GPU"] = result.fold_mape()
     counts = Counter(c.measurement.group for c in result.comparisons)
     counts["overall"] = len(result.comparisons)
+    widths = (8, 11, 5, 8, 12)[:len(columns)]
     width = max(len(g) for g in counts)
-    click.echo(f"\n{'MAPE % (gpu | kernel | direction)':<{width}}  rows  held-out  calibration    all  roofline")
+    click.echo(f"\n{'MAPE % (gpu | kernel | direction)':<{width}}  rows  " + "  ".join(
+        f"{name:>{w}}" for name, w in zip(columns, widths, strict=True)))
     for group in columns["all"]:
         cells = [columns[k].get(group) for k in columns]
         click.echo(f"{group:<{width}}  {counts[group]:>4}  " + "  ".join(
-            f"{'-' if v is None else f'{v:.2f}':>{w}}" for v, w in zip(cells, (8, 11, 5, 8), strict=True)))
+            f"{'-' if v is None else f'{v:.2f}':>{w}}" for v, w in zip(cells, widths, strict=True)))
     click.echo("\nMAPE = mean |predicted / measured - 1| in each row's own metric (TFLOPs/s or latency); roofline = "
                "max(FLOPs / tensor peak, DRAM bytes / bandwidth), no fitted parameters, over all rows")
+    for fold in result.folds:
+        priors = (f"; priors only for {', '.join(fold.prior_families)} (no rows on another GPU)"
+                  if fold.prior_families else "")
+        click.echo(f"left-out GPU {fold.gpu}: {len(fold.comparisons)} rows predicted by a fit on "
+                   f"{fold.fitted_rows} rows of the other GPUs{priors}")
     reasons = Counter(s.reason for s in result.skipped)
     click.echo(f"skipped {len(result.skipped)} rows:")
     for reason, n in reasons.most_common():

@@ -116,12 +116,8 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     return fitted, stats
 
 
-def calibrate(path: str | Path) -> Calibration:
-    """Fit every family on the calibration split of a measurements CSV."""
-    measurements, skipped = read_measurements(path)
-    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)],
-                      WorkLimit(str(path), "the calibration split", "ARCHSIM_MAX_CALIBRATION_CTAS",
-                                MAX_CALIBRATION_CTAS))
+def fit_families(rows: list[ModelledRow]) -> tuple[dict, dict, dict]:
+    """(parameters, fitted parameter names, fit statistics) per family, each family fitted on its own rows."""
     params, fitted, fit = {}, {}, {}
     for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
         shared = {n: params[p.shared_from][n] for n, p in spec.params.items()
@@ -129,6 +125,20 @@ def calibrate(path: str | Path) -> Calibration:
         params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared)
         fitted[family] = tuple(n for n, p in spec.params.items() if p.fitted and fit[family]["rows"]
                                and n not in fit[family].get("not_identifiable", ()))
+    return params, fitted, fit
+
+
+def calibration_limit(source: str, what: str) -> WorkLimit:
+    """The cap on the CTAs of the distinct cases a fit times (`MAX_CALIBRATION_CTAS`)."""
+    return WorkLimit(source, what, "ARCHSIM_MAX_CALIBRATION_CTAS", MAX_CALIBRATION_CTAS)
+
+
+def calibrate(path: str | Path) -> Calibration:
+    """Fit every family on the calibration split of a measurements CSV."""
+    measurements, skipped = read_measurements(path)
+    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)],
+                      calibration_limit(str(path), "the calibration split"))
+    params, fitted, fit = fit_families(rows)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit,
                        {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),

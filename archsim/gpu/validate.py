@@ -6,6 +6,11 @@ Every row of a CSV in the `attention_measured.csv` schema that the model support
 convention, or a latency), beside the pure roofline max(FLOPs / tensor peak, DRAM bytes / DRAM bandwidth)
 (`archsim.gpu.roofline`). Error = predicted / measured - 1 in that metric; MAPE = mean |error| in percent, over
 all rows, over the held-out split and over the calibration split (the split is the calibration file's).
+
+Leave-one-GPU-out (`leave_one_gpu_out`): for each GPU preset the file's rows resolve to, every family is fitted
+(`archsim.gpu.calibrate.fit_families`, all sequence lengths) on the rows of the other GPUs only and the rows of that
+GPU are predicted: the error of a model carried to a GPU it was not fitted on. A family with no rows on another
+GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), and the fold says so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archsim.gpu.cases import WorkLimit, distinct, resolve
+from archsim.gpu.calibrate import calibration_limit, fit_families
+from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
@@ -24,6 +30,7 @@ from archsim.model.gpu import GpuResult, predict_plans
 
 OVERALL = "overall"
 SPLITS = ("held-out", "calibration")
+LEFT_OUT = "left-out GPU"
 MAX_VALIDATION_CTAS = 20_000_000  # about 2 s of timing on one core and 0.5 GB
 
 
@@ -45,11 +52,27 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class GpuFold:
+    """One fold of leave-one-GPU-out: the rows of `gpu` predicted by families fitted on `fitted_rows` rows of the
+    other GPUs; `prior_families` had no such rows and kept their priors."""
+
+    gpu: str
+    fitted_rows: int
+    prior_families: tuple[str, ...]
+    comparisons: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
 class Validation:
     source: str
     calibration: Calibration
     comparisons: tuple[Comparison, ...]
     skipped: tuple[Skipped, ...]
+    folds: tuple[GpuFold, ...] = ()  # leave-one-GPU-out, when asked for
+
+    def fold_mape(self) -> dict[str, float]:
+        """Leave-one-GPU-out MAPE in percent per group and `overall` (empty when not computed)."""
+        return mape_by_group(c for fold in self.folds for c in fold.comparisons)
 
     def mape(self, split: str | None = None, roofline: bool = False) -> dict[str, float]:
         """MAPE in percent per group and `overall`, over the rows of `split` (None: all rows)."""
@@ -66,22 +89,41 @@ def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> 
     return {g: 100 * float(np.mean(e)) for g, e in sorted(groups.items(), key=lambda item: item[0] == OVERALL)}
 
 
-def validate(path: str | Path, calibration: Calibration) -> Validation:
+def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool = False) -> Validation:
     """Predict every modelled row of the file (each distinct case once; their CTAs in all capped at
-    `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS)."""
+    `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS), and with `leave_one_gpu_out` each GPU's rows again by
+    families fitted on the other GPUs' rows."""
     measurements, skipped = read_measurements(path)
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
                                                        MAX_VALIDATION_CTAS))
+    comparisons = _compare(rows, calibration.family_params, lambda m: calibration.split_of(m.case.seqlen))
+    folds = tuple(_fold(str(path), rows, gpu) for gpu in sorted({r.gpu.name for r in rows})) \
+        if leave_one_gpu_out else ()
+    skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
+    return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
+
+
+def _compare(rows: list[ModelledRow], params_of, split_of) -> list[Comparison]:
+    """Each row's prediction with `params_of(family)`, in its own metric, labelled `split_of(measurement)`."""
     cases, case_of_row = distinct(rows)
-    results = [predict_plans(c.measurement.kernel, c.measurement.case, c.gpu, c.plans,
-                             calibration.family_params(c.family)) for c in cases]
+    results = [predict_plans(c.measurement.kernel, c.measurement.case, c.gpu, c.plans, params_of(c.family))
+               for c in cases]
     comparisons = []
     for row, i in zip(rows, case_of_row, strict=True):
         m, result = row.measurement, results[i]
-        comparisons.append(Comparison(m, calibration.split_of(m.case.seqlen), result, m.in_metric(result.time_s),
+        comparisons.append(Comparison(m, split_of(m), result, m.in_metric(result.time_s),
                                       m.in_metric(roofline_time_s(result, row.gpu))))
-    skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
-    return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all))
+    return comparisons
+
+
+def _fold(source: str, rows: list[ModelledRow], gpu: str) -> GpuFold:
+    """Fit on the rows of every GPU but `gpu` (their CTAs capped as a calibration's), predict the rows of `gpu`."""
+    train, _ = resolve([r.measurement for r in rows if r.gpu.name != gpu],
+                       calibration_limit(source, f"the rows of the GPUs other than {gpu}"))
+    params, _, fit = fit_families(train)
+    tested = [r for r in rows if r.gpu.name == gpu]
+    priors = tuple(sorted({r.family for r in tested if not fit[r.family].get("rows")}))
+    return GpuFold(gpu, len(train), priors, tuple(_compare(tested, params.__getitem__, lambda m: LEFT_OUT)))
 
 
 def comparison_record(c: Comparison) -> dict:
@@ -103,4 +145,8 @@ def validation_to_dict(v: Validation) -> dict:
         "mape_held_out": v.mape("held-out"),
         "mape_calibration": v.mape("calibration"),
         "mape_roofline": v.mape(roofline=True),
+        **({"mape_leave_one_gpu_out": v.fold_mape(),
+            "leave_one_gpu_out": [{"gpu": f.gpu, "rows": len(f.comparisons), "fitted_on_rows": f.fitted_rows,
+                                   "families_with_priors_only": list(f.prior_families),
+                                   "mape": mape_by_group(f.comparisons)} for f in v.folds]} if v.folds else {}),
     }
