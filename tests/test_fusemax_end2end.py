@@ -112,9 +112,6 @@ def test_headline_speedup(attention, records) -> None:
     assert headline["speedup_vs_flat"] == pytest.approx(5.30, rel=HEADLINE_TOL), headline
 
 
-@pytest.mark.xfail(strict=True, reason="attention energy on the FLAT hardware is 18-25 % low (on-chip storage "
-                                       "energy per operand not modelled, see test_fusemax_reproduction), which "
-                                       "raises the FuseMax/FLAT energy ratio to about 0.96")
 def test_headline_energy(attention, records) -> None:
     """Paper: 0.833 mean energy of FuseMax over FLAT for one layer, 24 points."""
     headline = end2end_headline(attention, records)

@@ -1,7 +1,9 @@
 """FuseMax (MICRO'24) reproduced from archsim's own specs: model vs the artifact's result CSVs.
 
-Tolerances (from issue 3): latency within 5 %, DRAM traffic within 1 %, utilizations within 0.02 absolute,
-energy within 10 %. Failures we know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
+Tolerances (from issue 3): latency within 5 %, DRAM traffic within 1 %, utilizations within 0.02 absolute;
+energy (issue 14, the README's claim) within 2 % as the artifact computed (`as_artifact=True`, its two defects
+applied), and within 2 % by default wherever neither defect fires. Failures we know of are marked
+xfail(strict=True), so a fix shows up as an XPASS to act on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from hypothesis import strategies as st
 from archsim.point import prepare, run_point
 from archsim.systems import fusemax
 
-LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL, ENERGY_TOL = 0.05, 0.01, 0.02, 0.10
+LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL, ENERGY_TOL = 0.05, 0.01, 0.02, 0.02
+SCORES_BERT = 64 * 12  # B x H; times N^2 = the scores of BERT at N tokens
+L3_READ_PJ_PER_WORD = 23854.664591 / 256  # FLAT's run-time global-buffer ERT, per 4096-b row (fusemax-energy.md s4)
+L3_WRITE_PJ_PER_WORD = 27097.564591 / 256
 CONFIGS = list(fusemax.CONFIGS)
 
 
@@ -55,18 +60,76 @@ def test_flat_spills_part_of_its_score_block() -> None:
         7 * scores * (2 * 256 * 256) / (4096 * 4096) * 2, rel=1e-12)
 
 
-@pytest.mark.parametrize("config", ["arch", "fusemax"])
-def test_energy_fusemax_hardware(table, config: str) -> None:
-    rows = table[1][table[1].config == config]
+@pytest.fixture(scope="module")
+def as_artifact():
+    records = fusemax.attention_records(models=["BERT", "TrXL", "T5"], as_artifact=True)
+    return fusemax.compare(records)
+
+
+@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax"])
+def test_energy_as_the_artifact_computed(as_artifact, config: str) -> None:
+    rows = as_artifact[as_artifact.config == config]
+    assert len(rows) == 18
     assert rows.energy_pj_err.abs().max() < ENERGY_TOL
 
 
-@pytest.mark.xfail(strict=True, reason="on-chip storage energy (global-buffer and RF accesses per operand) is "
-                                       "not modelled yet: FLAT-hardware configs come out 15-25 % low")
-@pytest.mark.parametrize("config", ["unfused", "flat", "cascade"])
-def test_energy_flat_hardware(table, config: str) -> None:
-    rows = table[1][table[1].config == config]
+@pytest.mark.xfail(strict=True, reason="Unfused is 9-12 % low: the artifact maps each of its Einsums with "
+                                       "Timeloop's mapper (EDP objective) and counts its global-buffer accesses "
+                                       "per Einsum; those counts are not derived (fusemax-energy.md covers FLAT, "
+                                       "+Binding and +Cascade only), so Unfused's buffer traffic is ours")
+def test_energy_as_the_artifact_computed_unfused(as_artifact) -> None:
+    rows = as_artifact[as_artifact.config == "unfused"]
     assert rows.energy_pj_err.abs().max() < ENERGY_TOL
+
+
+@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax"])
+def test_energy_physical_default_where_no_defect_fires(table, config: str) -> None:
+    """FuseMax's hardware has neither defect; FLAT's uint64 overflow first fires at 64K. +Cascade's default
+    prices the exps the artifact drops: 3 % high up to 64K, where its overflow does not fire yet."""
+    rows = table[1][table[1].config == config]
+    if config == "flat":
+        rows = rows[rows.seq_len <= 1 << 14]
+    if config == "cascade":
+        rows = rows[rows.seq_len <= 1 << 16]
+        assert (rows.energy_pj_err > 0.03).all()  # ours prices the exps the artifact drops
+        return
+    assert rows.energy_pj_err.abs().max() < ENERGY_TOL
+
+
+def test_flat_global_buffer_words_per_score() -> None:
+    """fusemax-energy.md s5: with the scores on chip the artifact counts 4S + 2T global-buffer reads and 3S + 2T
+    writes. QK is written by QK, SN and A (in place) and read by the max, the exp and the divide, and A by AV;
+    the sum streams from the exp. The 2T (max and sum per query row) stay in the 1-D array here."""
+    r = fusemax.attention_result("flat", "BERT", 1024)
+    scores = SCORES_BERT * 1024 * 1024
+    assert r.energy_by[("GlobalBuffer", "read")] == pytest.approx(4 * scores * L3_READ_PJ_PER_WORD, rel=1e-12)
+    assert r.energy_by[("GlobalBuffer", "write")] == pytest.approx(3 * scores * L3_WRITE_PJ_PER_WORD, rel=1e-12)
+
+
+@pytest.mark.parametrize(("model", "seq_len", "overflowing"), [
+    ("BERT", 1 << 14, 0),  # 3*2^36 scores x 2^24 (1024-row block) < 2^64
+    ("BERT", 1 << 16, 1),  # QK: 3*2^40 x 2^24 (256 rows x 64K) >= 2^64
+    ("BERT", 1 << 18, 0),  # off chip: QK homed in DRAM; SN 3*2^44 x 2^18 (one row) < 2^64
+    ("TrXL", 1 << 18, 1),  # SN: 2^46 x 2^18 = 2^64
+    ("T5", 1 << 20, 1),    # SN: 2^43 x 2^20
+])
+def test_flat_uint64_overflow_adds_one_buffer_read_per_score(model: str, seq_len: int, overflowing: int) -> None:
+    heads = {"BERT": 12, "TrXL": 16, "T5": 8}[model]
+    scores = 64 * heads * seq_len * seq_len
+    physical = fusemax.attention_result("flat", model, seq_len)
+    artifact = fusemax.attention_result("flat", model, seq_len, as_artifact=True)
+    assert artifact.energy_pj - physical.energy_pj == pytest.approx(
+        overflowing * scores * L3_READ_PJ_PER_WORD, rel=1e-9, abs=1e-3)
+
+
+def test_cascade_exp_key_drops_the_one_d_exps() -> None:
+    """+Cascade as the artifact computed: every exp on the 1-D array (SLN and PRM) costs nothing, 94.6475 pJ
+    each on the FLAT hardware's exp unit; 1K has no overflow."""
+    physical = fusemax.attention_result("cascade", "BERT", 1024)
+    artifact = fusemax.attention_result("cascade", "BERT", 1024, as_artifact=True)
+    exps = sum(e.ops.get("exp", 0) for e in physical.einsums if e.unit == "array1d")
+    assert exps > SCORES_BERT * 1024 * 1024
+    assert physical.energy_pj - artifact.energy_pj == pytest.approx(exps * 94.6475, rel=1e-12)
 
 
 def test_headline_speedup(table) -> None:

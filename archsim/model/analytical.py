@@ -39,9 +39,12 @@ Memory
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
 one (widths per level). Transfers into the PEs count one read of the innermost holder per tile fetched (the
-multicast tile), not one per operand use: per-operand register-file and buffer accesses are not modelled yet,
-which is why configurations with heavy on-chip traffic (FLAT, Unfused) come out low. Leakage: every
-level's leak energy per cycle x instances x cycles. Area: the architecture's.
+multicast tile), shared by the Einsums that read it, except for a storage on chip written over in place
+(`in_place`, FLAT's score block): each pass over it is its own access, so each Einsum producing or consuming it
+reads or writes every element, except a read streamed from its producer (see `_storage_accesses`; fusemax-energy.md
+s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact
+prices them per PE instance: under 0.25 pJ per score). Leakage: every level's leak energy per cycle x instances x
+cycles. Area: the architecture's.
 """
 
 from __future__ import annotations
@@ -193,6 +196,12 @@ def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Grou
             footprint[levels[chain[-1]]] += _handoff_elems(binding, arch, group, space, t) * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
+            if t in group.in_place and chain[0] > 0 and child == compute_level:
+                # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
+                # (or a tensor written over it) accesses it, except reads streamed from their producer.
+                n_reads, n_writes = _storage_accesses(binding, analysis, group, t, reads)
+                per_access = max(read, written)
+                read, written = per_access * n_reads, per_access * n_writes
             traffic[levels[parent]][t] = (read + written) * word
             _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
             _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
