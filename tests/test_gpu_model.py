@@ -237,6 +237,29 @@ def test_hopper_without_refitting_is_faster_within_the_spec_ratios(calibration, 
     assert times[1] / times[2] < h200.dram_bytes_per_s / h100.dram_bytes_per_s  # compute bound: far below 1.43
 
 
+def test_mma_sync_runs_at_the_ampere_issue_rate_on_hopper_and_blackwell() -> None:
+    """FA2's mma.sync keeps sm80's 2048 dense fp16 FLOP per clock per SM (A100: 312e12 / (108 x 1.41e9)); at the
+    clocks of their datasheet peaks that is 989.4e12 / (132 x 1.83e9) x 0.5 on H100 and H200 and 2250e12 /
+    (148 x 1.965e9) x 0.265 on B200. Triton's native MMA (wgmma) keeps the full peak."""
+    a100 = load_gpu("a100-80gb-sxm4")
+    ampere = a100.tensor_flops_per_s["fp16"] / (a100.sm_count * a100.clock_hz) * a100.sync_mma_fraction
+    assert ampere == pytest.approx(2048, rel=1e-3)
+    for name, peak_clock_hz in (("h100-sxm5", 1.83e9), ("h200-sxm", 1.83e9), ("b200", 1.965e9)):
+        gpu = load_gpu(name)
+        sync = gpu.tensor_flops_per_s["fp16"] / (gpu.sm_count * peak_clock_hz) * gpu.sync_mma_fraction
+        assert sync == pytest.approx(ampere, rel=0.01), name
+
+
+def test_flash_decoding_splits_by_fa2s_heuristic_on_two_ctas_per_sm() -> None:
+    """b1, 16q/2kv, d128, KV 64k on A100: the grid is 2 KV heads x 1 row block; num_splits_heuristic(2, 2 x 108,
+    512 key blocks of 128, max 128) considers only split counts that change ceil(512 / splits): 86 (6 blocks each,
+    wave efficiency 172 / 216 = 0.80) and 103 (5 blocks, 206 / 216 = 0.95, the best); 0.80 < 0.85 x 0.95, so 103."""
+    result = predict("Flash-Decoding", AttentionCase("decode", 1, 16, 2, 128, 65536, False, "fp16"),
+                     load_gpu("a100-80gb-sxm4"), load_calibration().family_params("fa2"))
+    assert result.launches[0].name == "decode split-KV (103 splits)" and result.launches[0].ctas == 2 * 103
+    assert result.launches[1].name == "decode combine splits"
+
+
 def test_decode_on_h200_gains_at_most_the_bandwidth_ratio(calibration) -> None:
     case = AttentionCase("decode", 1, 16, 2, 128, 65536, False, "fp16")
     h100, h200 = load_gpu("h100-sxm5"), load_gpu("h200-sxm")

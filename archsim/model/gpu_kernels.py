@@ -5,6 +5,14 @@ them with the family's parameters (`archsim.model.gpu`). Tile shapes, warps and 
 launch configurations for sm80 as we recall them from their sources (not re-read; named per family below); where
 the GPU's shared memory is too small for the first choice the next configuration that fits is used.
 
+Per-architecture capabilities: a family names the MMA instruction its kernels issue and the preset says what that
+instruction reaches on each architecture (`GPU.sync_mma_fraction`). FlashAttention v1 and v2 issue warp-level
+`mma.sync` everywhere (no wgmma, no TMA: cp.async loads and ldmatrix fragments per warp), which runs at sm80's
+per-SM issue rate on sm90 and sm100 (half and about a quarter of their peaks); Triton's kernels and cuBLAS issue
+the GPU's native instruction (wgmma on sm90, read from SMEM per warpgroup). FlashAttention-3, which uses wgmma and
+TMA with warp-specialised softmax overlap, is not modelled: no measurement of it is in the reference data. The
+calibrated parameters are per family, not per GPU: the same efficiencies apply on every GPU.
+
 Families and the kernels (names as in `attention_measured.csv`) they cover:
 - `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
   (query block, batch, head) walks the key blocks (causal: up to the diagonal, the diagonal tiles masked).
@@ -187,6 +195,7 @@ FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64
 FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
 FA2_SPLIT_BLOCK_M = 64
 FA2_MAX_SPLITS = 128
+FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
 
 
 def _backward_from(case: AttentionCase) -> int | None:
@@ -229,9 +238,10 @@ def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
 
 
 def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
-    """FA2's num_splits heuristic: no split when the grid already fills 80 % of the slots; else the fewest splits
-    whose wave efficiency (waves / ceil(waves)) is within 85 % of the best, skipping counts that give the same
-    blocks per split as one fewer."""
+    """FA2's num_splits heuristic (`num_splits_heuristic` in csrc/flash_attn/flash_api.cpp, called with 2 x the
+    SM count as `slots` whatever the occupancy; from memory): no split when the grid already fills 80 % of the
+    slots; else the fewest splits whose wave efficiency (waves / ceil(waves)) is within 85 % of the best, skipping
+    counts that give the same blocks per split as one fewer."""
     if tiles_of_grid >= 0.8 * slots:
         return 1
     efficiency = {}
@@ -252,18 +262,16 @@ def _fa2_split_decode(case: AttentionCase, gpu: GPU) -> tuple:
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
     key_blocks = _ceil(case.seqlen, block_n)
     tile = fwd_tile(block_m, block_n, d, warps, False, e, True, False, False, False)
-    probe = TiledLaunch("probe", (Segment(tile, np.ones(1)),), 32 * warps, (block_m + 2 * block_n) * d * e,
-                        block_m * d + 1.5 * block_m * block_n, "sync", "mma_efficiency_fwd", case.precision, 0, 0)
-    slots = gpu.sm_count * max(1, ctas_per_sm(probe, gpu))
-    splits = _split_heuristic(grid_heads * _ceil(case.group if packed else 1, block_m), slots, key_blocks)
+    splits = _split_heuristic(grid_heads * _ceil(case.group if packed else 1, block_m),
+                              FA2_SPLIT_CTAS_PER_SM * gpu.sm_count, key_blocks)
     per_split = _ceil(key_blocks, splits)
     counts = np.clip(key_blocks - per_split * np.arange(splits), 0, per_split)
     kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
     q_o = 2 * case.batch * case.heads * d * e
     partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if splits > 1 else 0
     main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, _repeat(counts, grid_heads)),),
-                       probe.threads, probe.smem_bytes, probe.register_words, "sync", "mma_efficiency_fwd",
-                       case.precision, kv + q_o + partials, kv + q_o + partials, 1,
+                       32 * warps, (block_m + 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n, "sync",
+                       "mma_efficiency_fwd", case.precision, kv + q_o + partials, kv + q_o + partials, 1,
                        io_bytes=block_m * d * (e + ACC_BYTES))
     if splits == 1:
         return (main,)
