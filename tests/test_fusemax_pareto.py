@@ -14,14 +14,38 @@ def bert() -> pd.DataFrame:
     return pd.DataFrame(fusemax_pareto.pareto_records(models=["BERT"]))
 
 
-def test_every_pe_dim_starts_at_its_minimum_footprint_and_ends_compute_bound(bert) -> None:
+def test_every_pe_dim_starts_at_the_artifacts_buffer_and_ends_compute_bound(bert) -> None:
     for pe_dim, rows in bert.groupby("pe_dim"):
-        # One d-query tile resident: Q, K, V tiles (d x 64 each), RNV (d x 64), RM and RD (d each), plus the
-        # running max handed from the 1-D to the 2-D array (d), 2 bytes a word.
-        assert rows.buffer_bytes.iloc[0] == 2 * (4 * pe_dim * 64 + 3 * pe_dim)
-        assert list(rows.buffer_bytes) == [rows.buffer_bytes.iloc[0] * 2**i for i in range(len(rows))]
+        # get_l3_sz (fusemax-area.md s1): 16 x d x E bytes, doubled while DRAM-bound; the artifact ends at m = 2
+        # for d = 512 and m = 1 below. The start holds at least the model's minimum tile footprint.
+        start = 16 * pe_dim * 64
+        assert rows.buffer_bytes.iloc[0] == start >= fusemax_pareto.min_footprint_bytes("BERT", pe_dim)
+        assert list(rows.buffer_bytes) == [start * 2**i for i in range(len(rows))]
+        assert len(rows) == (2 if pe_dim == 512 else 1)
         assert rows.compute_bound.iloc[-1] and not rows.compute_bound.iloc[:-1].any()
         assert rows.feasible.all()
+
+
+@pytest.mark.parametrize(("pe_dim", "head_dim", "buffer_bytes", "area_um2"), [
+    (16, 64, 16 << 10, 5441230.48908),     # fusemax-area.md s5, the artifact's Fig. 12 row, BERT/TrXL/T5
+    (128, 64, 128 << 10, 307907612.38012),  # idem
+])
+def test_fig12_area_is_the_artifacts(pe_dim: int, head_dim: int, buffer_bytes: int, area_um2: float) -> None:
+    assert fusemax_pareto.fig12_area_um2(pe_dim, head_dim, buffer_bytes) == pytest.approx(area_um2, rel=0.02)
+
+
+def test_fig12_area_by_hand_at_16() -> None:
+    """d = 16, E = 64: t = 2, 2-D RF depth 4 and 1-D RF depth 16, both priced as 64 x 32-bit files (262.36 um^2 an
+    entry) plus two address generators (2 and 4 bits at 5.81742 um^2 a bit, twice); buffer 53741.5 + 9 x 11.63484."""
+    rf2, rf1 = 262.36 * 64 + 2 * 11.63484, 262.36 * 64 + 4 * 11.63484
+    pe, lane = rf2 + 49.28944 + 1545.0, rf1 + 49.28944 + 1545.0 + 23740.9375
+    expected = 256 * pe + 16 + 2 + 53741.5 + 9 * 11.63484 + 16 * lane
+    assert fusemax_pareto.fig12_area_um2(16, 64, 16 << 10) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fig12_area_refuses_an_untabulated_buffer() -> None:
+    with pytest.raises(ValueError, match="no CACTI area for a 4096 B buffer of 256-bit rows"):
+        fusemax_pareto.fig12_area_um2(16, 64, 4096)
 
 
 def test_latency_falls_and_area_grows_with_the_array(bert) -> None:
