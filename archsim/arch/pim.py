@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from archsim.errors import check_choice
 
 GEMV_TIMINGS = ("command", "algorithm1")
+COMMAND_ISSUES = ("per-channel", "one-per-cycle")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class PIMSpec:
     activations_per_tFAW: int = 4  # JEDEC four-activate window
     row_buffers: int = 2  # §1.1: 2 = NeuPIMs dual row buffer, 1 = Newton
     gemv_timing: str = "command"  # command = the HBM2 command model; algorithm1 = the artifact's estimate (§1.4)
+    # per-channel = each channel's controller is fed as fast as it runs; one-per-cycle = the npu+pim branch's host
+    # issues one Newton command per core cycle for the whole device (neupims-artifact.md §4.2, NeuPIMSystolicWS.cc:153)
+    command_issue: str = "per-channel"
     gwrite_cycles: int = 100  # §1.4 artifact gwrite_latency
     algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
     capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
@@ -52,6 +56,7 @@ class PIMSpec:
     def __post_init__(self) -> None:
         check_choice("PIMSpec.gemv_timing", self.gemv_timing, GEMV_TIMINGS)
         check_choice("PIMSpec.row_buffers", self.row_buffers, (1, 2))
+        check_choice("PIMSpec.command_issue", self.command_issue, COMMAND_ISSUES)
 
     @property
     def row_elements(self) -> int:

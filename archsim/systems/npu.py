@@ -12,9 +12,22 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
   once per GEMM per array, not per fold. `NPUSpec.fold_timing = "scale-sim"` charges SCALE-Sim's fold instead
   (preload, fill and drain per fold, nothing overlapped): a modelling alternative for attributing differences from
   the paper, not the default.
+- The NeuPIMs artifact's own GEMM timing (../shared/reference/neupims-artifact.md §1.2-§1.3), named compatibility
+  options: the activations are stationary (a 128 x 128 tile of K x batch rows) and the weights stream through, 128
+  rows of a weight tile in 128 / 8 = 16 cycles (the 8 arrays modelled as one array streaming 8x faster). Per
+  (batch tile, k tile) with M = ceil(N / 128) weight tiles: `artifact` (branch main, `NeuPIMSystolicWS.cc:437-459`)
+  128 + 16 (M - 1) cycles, the preload hiding all but 112 cycles of the fill; `artifact-serial-preload` (branch
+  npu-only, `SystolicWS.cc:345-377`) 16 M + 255, each preload waiting for the previous tile's finish. Weights are
+  read from HBM once per GEMM and reused by every batch tile, so only the first batch tile overlaps the weight
+  stream: time = max(first batch tile, weights / bandwidth) + the other batch tiles (§1.2 "Consequence").
 - Weights come from HBM once per GEMM at the external bandwidth, double-buffered in SRAM against the arrays, so a
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
   SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
+Decode attention (`NPUSpec.attention_timing`): `bandwidth` (default) runs the GEMVs on the vector units beside
+the K/V stream (`archsim.systems.npu_device`); `artifact-fused-mha` is the npu-only branch's FusedMHA
+(`FusedMHA.cc:111-227`, neupims-artifact.md §4.1), `fused_mha_cycles`: per (request, query head) one q.K^T
+`GEMM_PRELOAD` of s / 8 cycles, the softmax, then one `GEMM_PRELOAD` of head_dim / 8 cycles per 128-token chunk
+plus one, each waiting for the previous instruction's finish (the 255-cycle fill every time): latency-bound.
 Vector units (`vector_time_s`): one elementwise op on 128 lanes per unit per cycle (§1.2: add/mul/exp/gelu take one
 cycle), so op counts per element below are the whole model of softmax, layer norm and GELU.
 """
@@ -31,7 +44,9 @@ GELU_OPS_PER_ELEMENT = 1  # §1.2: gelu is a one-cycle vector op
 RESIDUAL_OPS_PER_ELEMENT = 1
 
 
-FOLD_TIMINGS = ("pipelined", "scale-sim")
+FOLD_TIMINGS = ("pipelined", "scale-sim", "artifact", "artifact-serial-preload")
+ATTENTION_TIMINGS = ("bandwidth", "artifact-fused-mha")
+GEMV_ISSUE_CYCLES = 8  # npu-only:src/SystolicWS.cc:345-377: a GEMV preload on an empty pipeline starts at now + 8
 
 
 @dataclass(frozen=True)
@@ -45,10 +60,17 @@ class NPUSpec:
     element_bytes: int = 2  # FP16
     sram_bytes: float = 134218 * 1024
     op_energy_pj: float = 0.32  # pJ per arithmetic op (a MAC is two), pim.md §5 "ALU 0.32 pJ per op" [AA-repo]
-    fold_timing: str = "pipelined"  # pipelined = folds back to back (module docstring); scale-sim = per-fold cost
+    fold_timing: str = "pipelined"  # pipelined = folds back to back; scale-sim, artifact, artifact-serial-preload
+    attention_timing: str = "bandwidth"  # bandwidth = vector-unit GEMVs beside the K/V stream; artifact-fused-mha
 
     def __post_init__(self) -> None:
         check_choice("NPUSpec.fold_timing", self.fold_timing, FOLD_TIMINGS)
+        check_choice("NPUSpec.attention_timing", self.attention_timing, ATTENTION_TIMINGS)
+
+    @property
+    def fill_cycles(self) -> int:
+        """Pipeline fill of a preload on the artifact's array: rows + cols - 1 (255, neupims-artifact.md §1.3)."""
+        return self.array_rows + self.array_cols - 1
 
     @property
     def peak_flops_per_s(self) -> float:
@@ -61,16 +83,18 @@ class NPUSpec:
 
 @dataclass(frozen=True)
 class GemmTime:
-    """One GEMM: array time (fill/drain included), weight-streaming time, useful FLOPs and HBM bytes."""
+    """One GEMM: array time (fill/drain included), weight-streaming time, useful FLOPs and HBM bytes;
+    `after_stream_s` is the array time that cannot overlap the weight stream (the artifact's later batch tiles)."""
 
     array_s: float
     memory_s: float
     flops: float
     hbm_bytes: float
+    after_stream_s: float = 0.0
 
     @property
     def time_s(self) -> float:
-        return max(self.array_s, self.memory_s)
+        return max(self.array_s - self.after_stream_s, self.memory_s) + self.after_stream_s
 
 
 def _ceil(a: int, b: int) -> int:
@@ -92,10 +116,34 @@ def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
     in SRAM from an earlier GEMM on the same weights."""
     if m <= 0:
         return GemmTime(0.0, 0.0, 0.0, 0.0)
+    weight_bytes = float(k * n * npu.element_bytes) * streamed_fraction
+    if npu.fold_timing in ("artifact", "artifact-serial-preload"):
+        tile_cycles = _ceil(k, npu.array_rows) * artifact_k_tile_cycles(npu, _ceil(n, npu.array_cols))
+        batch_tiles = _ceil(m, npu.array_cols)
+        return GemmTime(batch_tiles * tile_cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n,
+                        weight_bytes, (batch_tiles - 1) * tile_cycles / npu.clock_hz)
     folds = _ceil(k, npu.array_rows) * _ceil(n, npu.array_cols)
     cycles = array_cycles(npu, _ceil(folds, npu.systolic_arrays), m)
-    weight_bytes = float(k * n * npu.element_bytes) * streamed_fraction
     return GemmTime(cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n, weight_bytes)
+
+
+def artifact_k_tile_cycles(npu: NPUSpec, weight_tiles: int) -> int:
+    """One (batch tile, k tile) of the artifact's GEMM over `weight_tiles` 128-column weight tiles (module
+    docstring): 128 + 16 (M - 1) with `artifact`, 16 M + 255 with `artifact-serial-preload`."""
+    stream = npu.array_rows // npu.systolic_arrays  # 16: `.size = loop_size / 8`, MatMul.cc:316-321
+    if npu.fold_timing == "artifact-serial-preload":
+        return weight_tiles * stream + npu.fill_cycles
+    return npu.array_rows + (weight_tiles - 1) * stream
+
+
+def fused_mha_cycles(npu: NPUSpec, seq_tokens: int, head_dim: int, softmax_cycles: float) -> float:
+    """One (request, query head) of the npu-only branch's FusedMHA (module docstring; neupims-artifact.md §4.1):
+    (255 + s/8) + softmax + 8 + (255 + head_dim/8) x ceil((s + 127) / 128). CAL (§8): 1,121 cycles measured at
+    s = 256 and 826 at s = 128."""
+    logits = npu.fill_cycles + _ceil(seq_tokens, npu.systolic_arrays)
+    chunks = _ceil(seq_tokens + npu.array_rows - 1, npu.array_rows)
+    attend = chunks * (npu.fill_cycles + _ceil(head_dim, npu.systolic_arrays))
+    return logits + softmax_cycles + GEMV_ISSUE_CYCLES + attend
 
 
 def vector_time_s(npu: NPUSpec, ops: float) -> float:

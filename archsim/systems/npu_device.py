@@ -11,7 +11,12 @@ which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the H
 - Other HBM traffic, beside the vector work: the KV cache an op reads outside an array GEMM (decode attention on
   the vector units) or writes (the new tokens' K and V), and weights outside GEMMs (a norm's gain). Activations
   and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
-The ops of one call run in order: time = the GEMMs' times + max(vector time, other HBM traffic / bandwidth).
+- With `NPUSpec.attention_timing = "artifact-fused-mha"` (the NeuPIMs npu-only branch, a named compatibility
+  option) a decode attention with such GEMVs runs instead as the artifact's FusedMHA on the arrays,
+  `npu.fused_mha_cycles` per query head, its softmax at the vector units' rate inside the chain, each request taking
+  max(that latency chain, its K/V bytes / bandwidth); the arrays count as occupied for the whole chain.
+The ops of one call run in order: time = the GEMMs' times (and fused MHAs') + max(vector time, other HBM traffic /
+bandwidth).
 Busy units: `<name>` the arrays' useful MAC time (GEMM FLOPs / peak, so its utilization is MAC utilization),
 `<name>_array` their occupancy (fill and drain included), `<name>_vector` the vector units' time, `hbm` the HBM
 transfer time.
@@ -61,6 +66,13 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     npu, bw = device.spec, device.bandwidth_bytes_per_s
     gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
     for op in ops:
+        if npu.attention_timing == "artifact-fused-mha" and _is_decode_gemv_attention(op):
+            fused_s, kv_s = _fused_mha_s(npu, op), _other_hbm_bytes(op, set(), streamed_fraction) / bw
+            gemm_s += max(fused_s, kv_s)
+            gemm_memory_s += kv_s
+            array_s += fused_s
+            mac_s += 2.0 * op.ops.get("mac", 0) / npu.peak_flops_per_s
+            continue
         on_arrays: set[str] = set()
         streamed: set[str] = set()
         for gemm in op_gemms(op):
@@ -87,6 +99,22 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
                  + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
     busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s, "hbm": memory_s}
     return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
+
+
+def _is_decode_gemv_attention(op: Op) -> bool:
+    """A decode op with a K/V operand of one row per fold: multi-head attention's GEMVs."""
+    return op.phase == "decode" and any(g.role == KV_CACHE and g.rows <= 1 for g in op_gemms(op))
+
+
+def _fused_mha_s(npu: NPUSpec, op: Op) -> float:
+    """The artifact's FusedMHA of one request's attention op: `npu.fused_mha_cycles` per query head, its softmax
+    (the op's non-MAC ops of one head) at the vector units' rate."""
+    params = op.binding.params
+    heads = int(params["heads"])
+    softmax_cycles = npu_model.vector_time_s(npu, sum(n for kind, n in op.ops.items() if kind != "mac")) \
+        * npu.clock_hz / heads
+    cycles = npu_model.fused_mha_cycles(npu, int(params["seq_len"]), int(params["head_dim"]), softmax_cycles)
+    return heads * cycles / npu.clock_hz
 
 
 def _other_hbm_bytes(op: Op, streamed: set[str], weight_fraction: float) -> float:

@@ -25,6 +25,12 @@ Algorithm 1 (`algorithm1_cycles`, the artifact's estimate: 184 cycles a tile, 10
 metric of the greedy policy and as a cross-check of the command model. `PIMSpec.gemv_timing = "algorithm1"` times the
 GEMVs by it instead (`gemv_parts_cycles`): a modelling alternative for attributing differences from the paper, not
 the default.
+Newton's command count (`newton_commands`, the npu+pim branch's separate COMP and READRES commands,
+../shared/reference/neupims-artifact.md §4.2): K^T.q takes per 512-element slice of the embedding one GWRITE and
+per tile one G_ACT and, per head in the slice, head_dim / 16 COMPs and a READRES; logits.V per head and 512-token
+chunk one GWRITE and per tile a G_ACT, ceil(chunk / 16) COMPs and a READRES. With `PIMSpec.command_issue =
+"one-per-cycle"` (the artifact's naive baseline, a named compatibility option) the host issues one command per
+cycle for the whole device, so a GEMV phase takes at least the batch's command count in cycles.
 """
 
 from __future__ import annotations
@@ -124,6 +130,23 @@ def algorithm1_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     """NeuPIMs Algorithm 1 (§1.4): the greedy policy's load estimate of one request's MHA."""
     logits, attend = algorithm1_parts_cycles(pim, seq_tokens, heads, head_dim)
     return logits + attend
+
+
+def newton_commands(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """(K^T.q, logits.V) Newton commands of one request (all `heads` of this device; module docstring): for E = 1024
+    and dk = 128, 2 + 2 ceil(s/32) (1 + 4 (8 + 1)) and, per 512-token chunk, 8 (1 + 4 (ceil(chunk/16) + 2))
+    (neupims-artifact.md §4.2, `NeuPIMSLogitSoftmax.cc:231-252`, `NeuPIMSAttend.cc:204-225`)."""
+    seq = np.asarray(seq_tokens)
+    embed, banks, row = heads * head_dim, pim.banks_per_channel, pim.row_elements
+    logits = np.zeros(seq.shape)
+    for start in range(0, embed, row):
+        heads_in_slice = _ceil(min(row, embed - start), head_dim)
+        logits = logits + 1 + _ceil(seq, banks) * (1 + heads_in_slice * (_ceil(head_dim, pim.macs_per_bank) + 1))
+    tiles = _ceil(head_dim, banks)
+    full, rest = seq // row, seq % row
+    per_head = full * (1 + tiles * (row // pim.macs_per_bank + 2)) + np.where(
+        rest > 0, 1 + tiles * (_ceil(rest, pim.macs_per_bank) + 2), 0)
+    return logits, heads * per_head
 
 
 def round_robin(n_requests: int, channels: int) -> np.ndarray:

@@ -10,6 +10,9 @@ this module places a batch's decode attention on the channels:
   kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_cycles`.
 - Only the products run in the banks. The op's other Einsums (max, exp, sum, the division: the softmax) run on the
   host, whose vector units `host_ops` counts for the schedule to place beside or after the GEMVs.
+- A GEMV phase of a batch (`PimPlacement.gemv_s`) takes its slowest channel, or with the spec's `command_issue =
+  "one-per-cycle"` (the npu+pim branch) at least its Newton command count in host cycles; with a barrier
+  (schedule `attention_sync: barrier`) all channels' logits finish before any attend starts.
 Busy unit `<name>`: the channels' command time averaged over channels (its utilization is the fraction of time a
 channel executes GEMV commands). Energy (pim.md §5): every MAC reads one K/V element inside its bank at the
 bank-PIM access energy and costs two ops at the host's op energy (a PIM MAC is assumed to cost an NPU MAC).
@@ -36,16 +39,37 @@ PIM_ATTENTION = "attention-decode-gqa"
 
 @dataclass(frozen=True)
 class PimPlacement:
-    """Requests pinned to channels: each request's GEMV seconds, its channel and its sub-batch (Algorithm 3)."""
+    """Requests pinned to channels: each request's GEMV seconds (and of it the logits'), its channel, its sub-batch
+    (Algorithm 3) and the seconds the host takes to issue its (logits, attend) commands (zero unless the PIM's
+    commands are issued one per cycle)."""
 
     request_s: np.ndarray
     channel: np.ndarray
     sub_batch: np.ndarray
     channels: int
+    logits_s: np.ndarray
+    issue_s: tuple[np.ndarray, np.ndarray]
+
+    def _mask(self, sub_batch: int | None) -> np.ndarray:
+        return np.ones(len(self.request_s), bool) if sub_batch is None else self.sub_batch == sub_batch
 
     def loads_s(self, sub_batch: int | None = None) -> np.ndarray:
-        mask = np.ones(len(self.request_s), bool) if sub_batch is None else self.sub_batch == sub_batch
+        mask = self._mask(sub_batch)
         return pim_model.channel_loads(self.request_s[mask], self.channel[mask], self.channels)
+
+    def gemv_s(self, sub_batch: int | None = None, barrier: bool = False) -> float:
+        """The GEMVs of the (sub-)batch: the slowest channel, no shorter than issuing every command; with a
+        barrier, the logits phase then the attend phase, each so."""
+        mask = self._mask(sub_batch)
+
+        def phase_s(request_s: np.ndarray, issue_s: np.ndarray) -> float:
+            slowest = pim_model.channel_loads(request_s[mask], self.channel[mask], self.channels).max()
+            return max(float(slowest), float(issue_s[mask].sum()))
+
+        if barrier:
+            return (phase_s(self.logits_s, self.issue_s[0])
+                    + phase_s(self.request_s - self.logits_s, self.issue_s[1]))
+        return phase_s(self.request_s, self.issue_s[0] + self.issue_s[1])
 
 
 @dataclass(frozen=True)
@@ -66,19 +90,26 @@ class BankPimDevice:
         pim = self.spec
         contexts, heads, kv_heads, head_dim = self._sizes(ops)
         passes = heads // kv_heads
-        request_s = passes * pim_model.gemv_cycles(pim, contexts, kv_heads, head_dim) / pim.clock_hz
+        logits, attend = pim_model.gemv_parts_cycles(pim, contexts, kv_heads, head_dim)
+        request_s = passes * (logits + attend) / pim.clock_hz
+        if pim.command_issue == "one-per-cycle":
+            issue_s = tuple(passes * n / pim.clock_hz for n in pim_model.newton_commands(pim, contexts, kv_heads,
+                                                                                        head_dim))
+        else:
+            issue_s = (np.zeros(len(contexts)), np.zeros(len(contexts)))
         if self.channel_policy == "rr":
             channel = pim_model.round_robin(len(contexts), pim.channels)
         else:
             estimate = passes * pim_model.algorithm1_cycles(pim, contexts, kv_heads, head_dim)
             channel = pim_model.greedy_min_load(estimate, pim.channels)
-        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels), pim.channels)
+        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels), pim.channels,
+                            passes * logits / pim.clock_hz, issue_s)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
             return OpCost()
-        loads = self.placement(ops).loads_s()
-        return self.cost_of(ops, float(loads.max()), float(loads.mean()))
+        placement = self.placement(ops)
+        return self.cost_of(ops, placement.gemv_s(), float(placement.loads_s().mean()))
 
     def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
         """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""

@@ -11,13 +11,15 @@ contexts to decode) is one pass over the device's decoder layers:
 - placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes);
 - layer time (`layer_phases`): the ops before the decode attention (`pre`: norm, QKV projection, prompt attention),
   the decode attention, the ops after it (`post`), each costed by its device. The schedule composes them:
-  - `blocked`: one after another; attention split between a bank-PIM and its host runs GEMVs, then softmax;
+  - `blocked`: one after another; attention split between a bank-PIM and its host runs GEMVs, then softmax (with
+    `attention_sync: barrier`, the naive artifact's: every channel's logits, the softmax, every channel's attend);
   - `overlapped`: as blocked, but the host's softmax overlaps the PIM GEMVs at head granularity (NeuPIMs without
     SBI, §6.1): max of the two;
   - `sub-batch-interleaving` (NeuPIMs, pim.md §1.4): the decodes split in two sub-batches by the PIM's
     Algorithm 3 (prompts alternate); stages A..F run one sub-batch's NPU work beside the other's PIM attention. A
     stage takes max(NPU time, PIM time) with two row buffers, max(NPU time, NPU HBM time + PIM time) with one (the
-    NPU's reads and PIM commands then serialise). The N layers of a device take A + B + (N-1)(C + D) + E + F. The
+    NPU's reads and PIM commands then serialise). The N layers of a device take A + B + (N-1)(C + D) + E + F, or
+    N (C + D) with `layer_time: steady-state` (the artifact's one layer of a frozen batch). The
     second sub-batch streams the weights less `resident_weight_bytes` kept on chip. Below `min_batch` decodes the
     schedule is `overlapped` (the artifact's 256).
   - `ping-pong` and `staggered` are not composed yet: building a model of such a system is a SpecError.
@@ -69,6 +71,7 @@ class LayerPhases:
     placement: PimPlacement | None
     allreduce_s: float
     overlap: bool  # the attention's softmax overlaps its GEMVs
+    steady_state: bool = False  # SBI: a device's layers take N (C + D), the pipeline's fill and drain left out
 
     @property
     def sub_batch_interleaving(self) -> bool:
@@ -83,7 +86,7 @@ class LayerPhases:
 
     def device_s(self, layers: int) -> float:
         """A device's `layers` layers: layers x layer when blocked, A + B + (N-1)(C + D) + E + F under SBI."""
-        if self.sub_batch_interleaving:
+        if self.sub_batch_interleaving and not self.steady_state:
             a, b, c, d, e, f = self.stages_s
             return a + b + (layers - 1) * (c + d) + e + f + layers * self.allreduce_s
         return layers * self.layer_s
@@ -245,24 +248,24 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
             p, q = _dense(model, len(mine), sb_prompts, streamed)
             pre.append(p)
             post.append(q)
-            loads = placement.loads_s(sb)
-            pim_s.append(float(loads.max()))
+            pim_s.append(placement.gemv_s(sb))
             softmax.append(_host_softmax_s(model, attention_device, mine))
             mha.append(max(pim_s[-1], softmax[-1]))
-        all_loads = placement.loads_s()
-        attention = attention_device.cost_of(decode_ops, float(all_loads.max()), float(all_loads.mean()))
+        attention = attention_device.cost_of(decode_ops, placement.gemv_s(), float(placement.loads_s().mean()))
         stage = functools.partial(_stage, attention_device.spec.row_buffers)
         stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
                   stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
-                           placement, _allreduce_s(model, len(contexts) + sum(prompts)), True)
+                           placement, _allreduce_s(model, len(contexts) + sum(prompts)), True,
+                           schedule.layer_time == "steady-state")
     pre, post = _dense(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
         placement = attention_device.placement(decode_ops)
-        loads = placement.loads_s()
-        attention = attention_device.cost_of(decode_ops, float(loads.max()), float(loads.mean()))
+        barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
+        attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier),
+                                             float(placement.loads_s().mean()))
         attention_s, softmax_s = attention.time_s, _host_softmax_s(model, attention_device, decode_ops)
         mha_s = max(attention_s, softmax_s) if overlap else attention_s + softmax_s
     elif decode_ops:

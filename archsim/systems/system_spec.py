@@ -50,6 +50,11 @@ PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-b
 devices; optional `min_batch`, below which the batch runs blocked (the artifact's 256), and
 `resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `ping-pong` (two micro-batches
 alternating between two device groups) and `staggered` (`micro_batches` micro-batches offset in time).
+Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/neupims-artifact.md): `blocked`
+takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
+`barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
+dependency, §4.2); `sub-batch-interleaving` takes `layer_time` (`pipeline`, default: a device's N layers take
+A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3).
 
 `check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
 workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
@@ -96,10 +101,11 @@ PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "ping-pong", "staggered")
+SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state")}
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
-    "blocked": ((), ()),
+    "blocked": ((), ("attention_sync",)),
     "overlapped": ((), ()),
-    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes")),
+    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time")),
     "ping-pong": ((), ()),
     "staggered": (("micro_batches",), ()),
 }
@@ -151,6 +157,8 @@ class Schedule:
     min_batch: int = 1  # sub-batch-interleaving: smaller batches run blocked
     resident_weight_bytes: float = 0.0  # sub-batch-interleaving
     micro_batches: int | None = None  # staggered (ping-pong is two)
+    attention_sync: str = "per-channel"  # blocked: per-channel | barrier (SCHEDULE_CHOICES)
+    layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
 
 
 @dataclass(frozen=True)
@@ -457,6 +465,11 @@ def _schedule(data: Any, source: str) -> Schedule:
     if "resident_weight_bytes" in data:
         values["resident_weight_bytes"] = _number(data["resident_weight_bytes"], source,
                                                   "schedule.resident_weight_bytes", "a byte count", zero=True)
+    for key, choices in SCHEDULE_CHOICES.items():
+        if key in data:
+            if data[key] not in choices:
+                raise SpecError(source, f"schedule.{key}", f"expected one of {', '.join(choices)}, got {data[key]!r}")
+            values[key] = data[key]
     return Schedule(kind, **values)
 
 
