@@ -469,3 +469,25 @@ def test_artifact_neupims_over_gpu(artifact) -> None:
 def test_artifact_table4_utilizations(artifact, metric: str, paper: float) -> None:
     """Table 4 (GPT3-30B, batch 256, ShareGPT) with the artifact's busy-time counters."""
     assert abs(artifact[metric] / paper - 1) < ARTIFACT_UTIL_TOL
+
+
+def test_longest_first_split_gives_each_channels_longer_half_to_the_first_sub_batch() -> None:
+    """§4.3, §6: the artifact halves each channel's requests by count in the trace's order, which the clb traces
+    keep near-sorted longest first: on clb-0 sub-batch 1 holds 112,306 tokens and sub-batch 2 41,242."""
+    contexts = neupims_reproduce.sample_contexts((0, 0, 512, 0), 512, "sharegpt")
+    device = neupims.system("neupims", "gpt3-7b").devices["pim"]
+    model = neupims.system("neupims", "gpt3-7b")
+    ops = [model.attention("decode", int(c)) for c in contexts]
+    arrival, longest = device.placement(ops), device.placement(ops, "longest-first")
+    assert np.array_equal(arrival.channel, longest.channel)
+    for ch in range(PIM.channels):
+        mine = contexts[longest.channel == ch]
+        first, second = mine[longest.sub_batch[longest.channel == ch] == 0], mine[
+            longest.sub_batch[longest.channel == ch] == 1]
+        assert abs(len(first) - len(second)) <= 1
+        if len(first) and len(second):
+            assert first.min() >= second.max()
+    tokens = [contexts[longest.sub_batch == sb].sum() for sb in (0, 1)]
+    assert tokens[0] > 1.5 * tokens[1]
+    with pytest.raises(SpecError, match=r"schedule\.split"):
+        neupims.configure("neupims", {"schedule.split": "random"})

@@ -179,6 +179,9 @@ ARTIFACT_OPTIONS = (
     ArtifactOption("steady state C + D", "NeuPIMs' layer is SBI stages C + D, the pipeline's fill and drain left "
                    "out (model_n_layer 1, src/scheduler/Scheduler.h:136-145, §3)",
                    {"neupims": {"schedule.layer_time": "steady-state"}}),
+    ArtifactOption("longest-first split", "SBI halves each channel's requests by count in the trace's order, "
+                   "longest first in the clb traces (src/scheduler/Scheduler.cc:287-366, §4.3, §6)",
+                   {"neupims": {"schedule.split": "longest-first"}}),
     ArtifactOption("busy-time utilization", "NPU utilization as the arrays' busy time (pipeline non-empty, "
                    "src/NeuPIMSystolicWS.cc:299-317, §2.1), not useful MACs", busy_utilization=True),
 )

@@ -171,13 +171,15 @@ def channel_loads(loads: Sequence[float], assignment: np.ndarray, channels: int)
     return np.bincount(assignment, weights=np.asarray(loads, dtype=float), minlength=channels)
 
 
-def sub_batch_partition(assignment: np.ndarray, channels: int) -> np.ndarray:
-    """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches.
+def sub_batch_partition(assignment: np.ndarray, channels: int, order: np.ndarray | None = None) -> np.ndarray:
+    """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches;
+    a channel's first half (in arrival order, or in `order`, a permutation of the requests) goes to the first.
     Returns the sub-batch (0 or 1) of each request."""
     sub = np.zeros(len(assignment), dtype=int)
+    order = np.arange(len(assignment)) if order is None else np.asarray(order)
     odd_to = 0
     for ch in range(channels):
-        members = np.flatnonzero(assignment == ch)
+        members = order[assignment[order] == ch]
         half = len(members) // 2
         sub[members[half:2 * half]] = 1
         if len(members) % 2:

@@ -85,8 +85,10 @@ class BankPimDevice:
     def capacity_bytes(self) -> float:
         return self.spec.capacity_bytes - self.spec.activation_buffer_bytes
 
-    def placement(self, ops: Sequence[Op]) -> PimPlacement:
-        """Each request's GEMV time, channel (the device's policy) and sub-batch (Algorithm 3)."""
+    def placement(self, ops: Sequence[Op], split: str = "arrival") -> PimPlacement:
+        """Each request's GEMV time, channel (the device's policy) and sub-batch (Algorithm 3, each channel's
+        requests halved in arrival order, or with `split = "longest-first"` in decreasing length, as the artifact's
+        near-sorted clb traces list them, neupims-artifact.md §6)."""
         pim = self.spec
         contexts, heads, kv_heads, head_dim = self._sizes(ops)
         passes = heads // kv_heads
@@ -102,7 +104,9 @@ class BankPimDevice:
         else:
             estimate = passes * pim_model.algorithm1_cycles(pim, contexts, kv_heads, head_dim)
             channel = pim_model.greedy_min_load(estimate, pim.channels)
-        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels), pim.channels,
+        order = np.argsort(-contexts, kind="stable") if split == "longest-first" else None
+        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels, order),
+                            pim.channels,
                             passes * logits / pim.clock_hz, issue_s)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:

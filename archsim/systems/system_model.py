@@ -239,7 +239,7 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
-        placement = attention_device.placement(decode_ops)
+        placement = attention_device.placement(decode_ops, schedule.split)
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], [], [], [], OpCost()
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):

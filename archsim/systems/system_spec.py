@@ -54,7 +54,9 @@ Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/ne
 takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
 `barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
 dependency, §4.2); `sub-batch-interleaving` takes `layer_time` (`pipeline`, default: a device's N layers take
-A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3).
+A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3) and
+`split` (`arrival`, default: Algorithm 3 halves each channel's requests in arrival order; `longest-first`: in
+decreasing length, as the artifact halves its near-sorted clb traces by count, §6).
 
 `check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
 workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
@@ -101,11 +103,12 @@ PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "ping-pong", "staggered")
-SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state")}
+SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
+                    "split": ("arrival", "longest-first")}
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "blocked": ((), ("attention_sync",)),
     "overlapped": ((), ()),
-    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time")),
+    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split")),
     "ping-pong": ((), ()),
     "staggered": (("micro_batches",), ()),
 }
@@ -159,6 +162,7 @@ class Schedule:
     micro_batches: int | None = None  # staggered (ping-pong is two)
     attention_sync: str = "per-channel"  # blocked: per-channel | barrier (SCHEDULE_CHOICES)
     layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
+    split: str = "arrival"  # sub-batch-interleaving: arrival | longest-first
 
 
 @dataclass(frozen=True)
