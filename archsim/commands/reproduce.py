@@ -74,6 +74,9 @@ def _reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> Non
         known = table.dropna(subset=["latency_s_paper"])
         click.echo(f"\n{name}: error over the {len(known)} points with a paper value (max |err|): "
                    + ", ".join(f"{m} {known[f'{m}_err'].abs().max():.3g}" for m in metrics))
+    known = tables["attention"].dropna(subset=["energy_pj_paper"])
+    click.echo("attention energy, max |err| per configuration: " + ", ".join(
+        f"{config} {rows.energy_pj_err.abs().max():.2%}" for config, rows in known.groupby("config", sort=False)))
     for name, paper_speedup, paper_energy in (("attention", 6.72, 0.787), ("end2end", 5.30, 0.833)):
         h = headline[name]
         click.echo(f"FuseMax vs FLAT, {name}, mean over {h['points']} points: speedup {h['speedup_vs_flat']:.3f}x "
