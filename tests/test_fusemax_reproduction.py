@@ -233,3 +233,12 @@ def test_flat_traffic_without_spill(seq_len: int) -> None:
     r = fusemax.attention_result("flat", "BERT", seq_len)
     assert r.mapping == "flat" and not r.traffic_bytes["DRAM"].get("QK")
     assert r.dram_traffic_bytes() == pytest.approx(SCORES_BERT * 2 * (n * e + 3 * n * e * n // 256), rel=1e-12)
+
+
+def test_reproduce_has_the_shared_as_artifact_flag() -> None:
+    from click.testing import CliRunner
+
+    from archsim.commands.reproduce import reproduce_cmd
+
+    out = CliRunner().invoke(reproduce_cmd, ["--help"]).output
+    assert "--as-artifact" in out and "its defects included (named compatibility options)" in " ".join(out.split())
