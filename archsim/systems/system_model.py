@@ -22,6 +22,22 @@ contexts to decode) is one pass over the device's decoder layers:
     N (C + D) with `layer_time: steady-state` (the artifact's one layer of a frozen batch). The
     second sub-batch streams the weights less `resident_weight_bytes` kept on chip. Below `min_batch` decodes the
     schedule is `overlapped` (the artifact's 256).
+  - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
+    max() where the work is split between devices that do not wait on each other: the attention stage is the
+    prompts' attention and the decode attention grouped by device, each device's share in order, the stage the
+    slowest device (attention co-processing: decode attention on the Logic-PIM beside prefill attention on the
+    xPU). With `expert_coprocessing` ("+PE") a MoE op's experts are split between the xPU (the device the MoE op
+    goes to at any Op/B) and the system's Logic-PIM: tokens per expert = tokens x top_k / experts under uniform
+    routing (rounded up: a partial token is a GEMM row), or Zipf shares of exponent `zipf_skew` (expert i of the
+    model gets a share proportional to 1 / (i + 1)^s); a device's experts start on the xPU and those with the
+    fewest tokens move to the Logic-PIM one by one while max(xPU time, Logic-PIM time) drops (the paper's lookup
+    table of expert time vs tokens, here the devices' cost of the experts as one grouped op whose experts each
+    get the group's mean tokens). `expert_tp` ("+ET", default) cuts every expert across the TP ranks, so each
+    rank splits all of its node's experts (1/TP of each); without it a rank holds experts / TP whole experts
+    (round-robin) and, with skew, the layer waits for the slowest rank. EP ranks across nodes hold experts / EP
+    each. The xPU and the Logic-PIM read different bank bundles of the shared HBM (pim.md §2.2): both run at their
+    full bandwidth at once, no contention is modelled. The MoE all-reduce after the experts is the TP all-reduce
+    below; with EP > 1 and a link named `ep`, one more all-reduce of the new tokens' activations over it.
   - `ping-pong` and `staggered` are not composed yet: building a model of such a system is a SpecError.
 - TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
@@ -35,7 +51,8 @@ outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices l
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,6 +89,7 @@ class LayerPhases:
     allreduce_s: float
     overlap: bool  # the attention's softmax overlaps its GEMVs
     steady_state: bool = False  # SBI: a device's layers take N (C + D), the pipeline's fill and drain left out
+    coprocessed_s: float | None = None  # co-processing: the layer's time as the schedule composes it
 
     @property
     def sub_batch_interleaving(self) -> bool:
@@ -82,6 +100,8 @@ class LayerPhases:
         """One layer in steady state: pre + attention + post when blocked, stages C + D under SBI."""
         if self.sub_batch_interleaving:
             return self.stages_s[2] + self.stages_s[3] + self.allreduce_s
+        if self.coprocessed_s is not None:
+            return self.coprocessed_s + self.allreduce_s
         return self.pre[0].time_s + self.mha_s[0] + self.post[0].time_s + self.allreduce_s
 
     def device_s(self, layers: int) -> float:
@@ -142,6 +162,10 @@ class SystemModel:
         return {}
 
     @functools.cached_property
+    def _expert_costs(self) -> dict[tuple, OpCost]:
+        return {}
+
+    @functools.cached_property
     def _one_token(self) -> tuple[Op, ...]:
         return self.ops("decode", 1, 1)
 
@@ -189,6 +213,9 @@ def system_model(system: System, workload: Workload) -> SystemModel:
     from archsim.systems.devices import device_models
 
     check_against_workload(system, workload)
+    if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
+        raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
+                                                                       "experts with; the system has none")
     if system.schedule.kind in ("ping-pong", "staggered"):
         raise SpecError(system.source, "schedule.kind", f"the {system.schedule.kind} schedule has no iteration "
                                                         "model yet; use blocked, overlapped or sub-batch-interleaving")
@@ -197,6 +224,12 @@ def system_model(system: System, workload: Workload) -> SystemModel:
                                                 "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
     par = system.parallelism_for(workload.name)
     model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
+    if system.schedule.expert_coprocessing and not system.schedule.expert_tp and "experts" in workload.params:
+        local = int(model.shard.params["experts"])
+        if local % par.tp:
+            raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
+                                                                 f"its {par.tp} TP ranks: expected a divisor; set "
+                                                                 "it true or change tp")
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
         raise SpecError(system.source, f"parallelism.by_workload.{workload.name}",
@@ -258,6 +291,8 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
                            placement, _allreduce_s(model, len(contexts) + sum(prompts)), True,
                            schedule.layer_time == "steady-state")
+    if schedule.kind == "co-processing":
+        return _coprocessed(model, contexts, prompts, decode_ops)
     pre, post = _dense(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
@@ -338,3 +373,116 @@ def _allreduce_s(model: SystemModel, tokens: int) -> float:
         return 0.0
     message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
     return 2 * all_reduce_s(message, model.parallelism.tp, link, algorithm="ring")
+
+
+def _coprocessed(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...],
+                 decode_ops: Sequence[Op]) -> LayerPhases:
+    """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
+    prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
+    included); `coprocessed_s` the layer's time."""
+    pre_ops, post_ops = _dense_ops(model, len(contexts), prompts)
+    pre = _cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
+    chain_s = pre.time_s
+    stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
+    for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
+        for op in ops:
+            stage.setdefault(_device_of(model, op).name, [[], []])[at].append(op)
+    attention, stage_s = OpCost(), 0.0
+    for name, (prefill, decode) in stage.items():
+        device = model.devices[name]
+        prompt_cost = device.cost(prefill) if prefill else OpCost()
+        decode_cost = device.cost(decode) if decode else OpCost()
+        pre, attention = pre + prompt_cost, attention + decode_cost
+        stage_s = max(stage_s, prompt_cost.time_s + decode_cost.time_s)
+    chain_s += stage_s
+    post = OpCost()
+    tokens = len(contexts) + sum(prompts)
+    for op in post_ops:
+        if op.name == "moe" and model.system.schedule.expert_coprocessing:
+            cost, time_s = _experts_split(model, tokens)
+            chain_s += time_s + _ep_allreduce_s(model, tokens)
+        else:
+            cost = _device_of(model, op).cost([op])
+            chain_s += cost.time_s
+        post = post + cost
+    return LayerPhases((pre,), (post,), attention, (attention.time_s,), (0.0,), (attention.time_s,), (), None,
+                       _allreduce_s(model, tokens), True, coprocessed_s=chain_s)
+
+
+def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
+    """Tokens each of the model's experts receives from `tokens` tokens routed to `top_k` experts each: shares
+    1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once)."""
+    shares = [1.0 / (i + 1) ** zipf_skew for i in range(experts)]
+    total = sum(shares)
+    return [min(tokens, math.ceil(tokens * top_k * share / total)) for share in shares]
+
+
+def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],
+                 pim_s: Callable[[tuple[int, ...]], float]) -> tuple[int, float]:
+    """Expert co-processing's placement (pim.md §2.3): experts sorted by tokens, all on the xPU at first, the one
+    with the fewest tokens left on the xPU moved to the Logic-PIM while the time drops. `xpu_s` and `pim_s` give a
+    unit's time for a sorted tuple of token counts. Returns (experts moved, max(xPU time, Logic-PIM time))."""
+    ordered = tuple(sorted(counts))
+    moved, best_s = 0, xpu_s(ordered)
+    for m in range(1, len(ordered) + 1):
+        time_s = max(xpu_s(ordered[m:]), pim_s(ordered[:m]))
+        if time_s >= best_s:
+            break
+        moved, best_s = m, time_s
+    return moved, best_s
+
+
+def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
+    """+PE: the MoE op of one rank as its experts split between the xPU and the Logic-PIM (module docstring):
+    (energy and busy seconds averaged over the ranks, the slowest rank's time)."""
+    params, schedule, par = model.workload.params, model.system.schedule, model.parallelism
+    counts = tokens_per_expert(tokens, int(params["top_k"]), int(params["experts"]), schedule.zipf_skew)
+    ranks = par.ep * (1 if schedule.expert_tp else par.tp)
+    ffn_dim = int(params["ffn_dim"]) // (par.tp if schedule.expert_tp else 1)
+    xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]
+    pim = next(d for d in model.devices.values() if d.kind == "logic-pim")
+    total, slowest_s = OpCost(), 0.0
+    for rank in range(ranks):
+        mine = [n for i, n in enumerate(counts) if i % ranks == rank and n > 0]
+        moved, time_s = expert_split(mine, functools.partial(_experts_cost_s, model, xpu, ffn_dim),
+                                     functools.partial(_experts_cost_s, model, pim, ffn_dim))
+        ordered = sorted(mine)
+        cost = _experts_cost(model, xpu, ffn_dim, tuple(ordered[moved:])) + _experts_cost(model, pim, ffn_dim,
+                                                                                            tuple(ordered[:moved]))
+        total, slowest_s = total + cost, max(slowest_s, time_s)
+    mean = OpCost(total.time_s / ranks, total.memory_s / ranks, total.energy_j / ranks,
+                  {unit: s / ranks for unit, s in total.busy_s.items()})
+    return mean, slowest_s
+
+
+def _experts_cost_s(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> float:
+    return _experts_cost(model, device, ffn_dim, counts).time_s
+
+
+def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> OpCost:
+    """These experts (their token counts) on `device` as one grouped MoE op, each expert given the mean tokens."""
+    if not counts:
+        return OpCost()
+    key = (device.name, ffn_dim, len(counts), sum(counts))
+    cost = model._expert_costs.get(key)
+    if cost is None:
+        op = experts_op(model.shard_key, len(counts), sum(counts), ffn_dim)
+        cost = model._expert_costs[key] = device.cost([op])
+    return cost
+
+
+@functools.lru_cache(maxsize=65536)
+def experts_op(key: tuple, experts: int, tokens: int, ffn_dim: int) -> Op:
+    """The MoE op of `experts` experts of width `ffn_dim` over `tokens` tokens each routed to one of them."""
+    workload, block = _workload(key)
+    params = {**workload.params, "experts": experts, "top_k": 1, "ffn_dim": ffn_dim}
+    return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe")
+
+
+def _ep_allreduce_s(model: SystemModel, tokens: int) -> float:
+    """One all-reduce of the new tokens' hidden activations over the `ep` link after the experts, with EP > 1."""
+    link = model.system.links.get("ep")
+    if link is None or model.parallelism.ep == 1 or tokens == 0:
+        return 0.0
+    message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
+    return all_reduce_s(message, model.parallelism.ep, link, algorithm="ring")

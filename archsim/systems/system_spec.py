@@ -57,6 +57,12 @@ dependency, §4.2); `sub-batch-interleaving` takes `layer_time` (`pipeline`, def
 A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3) and
 `split` (`arrival`, default: Algorithm 3 halves each channel's requests in arrival order; `longest-first`: in
 decreasing length, as the artifact halves its near-sorted clb traces by count, §6).
+`co-processing` (Duplex, pim.md §2.3): ops of one layer that do not depend on each other run at once on their
+devices (decode attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing`
+(true/false, default false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM
+device), `expert_tp` (true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank
+holds experts / TP whole experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the
+tokens each expert receives, default 0: uniform routing).
 
 `check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
 workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
@@ -102,13 +108,14 @@ PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "architect
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
-SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "ping-pong", "staggered")
+SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
                     "split": ("arrival", "longest-first")}
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "blocked": ((), ("attention_sync",)),
     "overlapped": ((), ()),
     "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split")),
+    "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew")),
     "ping-pong": ((), ()),
     "staggered": (("micro_batches",), ()),
 }
@@ -163,6 +170,9 @@ class Schedule:
     attention_sync: str = "per-channel"  # blocked: per-channel | barrier (SCHEDULE_CHOICES)
     layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
     split: str = "arrival"  # sub-batch-interleaving: arrival | longest-first
+    expert_coprocessing: bool = False  # co-processing: a MoE op's experts split between the xPU and a Logic-PIM
+    expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
+    zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
 
 
 @dataclass(frozen=True)
@@ -469,6 +479,13 @@ def _schedule(data: Any, source: str) -> Schedule:
     if "resident_weight_bytes" in data:
         values["resident_weight_bytes"] = _number(data["resident_weight_bytes"], source,
                                                   "schedule.resident_weight_bytes", "a byte count", zero=True)
+    for key in ("expert_coprocessing", "expert_tp"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise SpecError(source, f"schedule.{key}", f"expected true or false, got {data[key]!r}")
+            values[key] = data[key]
+    if "zipf_skew" in data:
+        values["zipf_skew"] = _number(data["zipf_skew"], source, "schedule.zipf_skew", "a Zipf exponent", zero=True)
     for key, choices in SCHEDULE_CHOICES.items():
         if key in data:
             if data[key] not in choices:

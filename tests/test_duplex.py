@@ -1,0 +1,112 @@
+"""Duplex (issue 15, ../shared/reference/pim.md §2): the `co-processing` schedule, expert co-processing (+PE) and
+expert tensor parallelism (+ET).
+
+Expected values are hand derivations from the schedule's definition (pim.md §2.3): a layer is its dependency
+chain with max() where independent work runs on two units at once; the experts start on the xPU and those with
+the fewest tokens move to the Logic-PIM while max(xPU time, Logic-PIM time) drops.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim import library
+from archsim.errors import SpecError
+from archsim.systems.iteration import Batch
+from archsim.systems.system_model import expert_split, experts_op, layer_phases, system_model, tokens_per_expert
+from archsim.systems.system_spec import OP_KINDS, load_system, with_fields
+
+MIXTRAL = library.load_workload_spec("mixtral-8x7b")
+
+
+@pytest.fixture(scope="module")
+def pe():
+    return load_system("duplex-pe")
+
+
+def test_uniform_routing_gives_each_expert_tokens_times_top_k_over_experts() -> None:
+    assert tokens_per_expert(64, 2, 8, 0.0) == [16] * 8  # 64 x 2 / 8
+    assert tokens_per_expert(33, 2, 8, 0.0) == [9] * 8  # 8.25 rounded up: a partial token is a GEMM row
+    # Zipf s = 1 over 4 experts: shares 1, 1/2, 1/3, 1/4 of 25/12; 12 tokens x 2 = 24 routed -> 11.52, 5.76, ...
+    assert tokens_per_expert(12, 2, 4, 1.0) == [12, 6, 4, 3]  # the first capped at 12: a token picks it once
+
+
+def test_expert_split_moves_the_smallest_experts_while_the_time_drops() -> None:
+    """xPU: 10 + tokens; Logic-PIM: 4 x tokens. Experts of 1, 2, 3, 10 tokens: all on the xPU 26; move 1 -> max(25,
+    4) = 25; move 1, 2 -> max(23, 12) = 23; move 1, 2, 3 -> max(20, 24) = 24 stops: two moved, 23."""
+    def xpu_s(counts: tuple[int, ...]) -> float:
+        return 10.0 + sum(counts) if counts else 0.0
+
+    def pim_s(counts: tuple[int, ...]) -> float:
+        return 4.0 * sum(counts)
+
+    assert expert_split([10, 3, 1, 2], xpu_s, pim_s) == (2, 23.0)
+    assert expert_split([], xpu_s, pim_s) == (0, 0.0)
+
+
+def test_attention_co_processing_runs_decode_and_prefill_attention_at_once(pe) -> None:
+    """Decode attention on the Logic-PIM beside the prompt's attention on the xPU: the layer is pre + max(prompt
+    attention, decode attention) + post, where blocked adds both."""
+    plain = with_fields(pe, {"schedule": {"kind": "co-processing"}})
+    blocked = with_fields(pe, {"schedule": {"kind": "blocked"}})
+    batch = Batch((512,), (300, 700, 900))
+    co, seq = system_model(plain, MIXTRAL), system_model(blocked, MIXTRAL)
+    p = layer_phases(co, [300, 700, 900], (512,))
+    b = layer_phases(seq, [300, 700, 900], (512,))
+    prompt = co.devices["xpu"].cost([co.attention("prefill", 512)]).time_s
+    decode = co.devices["lpim"].cost([co.attention("decode", c) for c in (300, 700, 900)]).time_s
+    assert min(prompt, decode) > 0
+    assert b.layer_s - p.layer_s == pytest.approx(min(prompt, decode), rel=1e-9)
+    assert co.iteration(batch).energy_j == pytest.approx(seq.iteration(batch).energy_j, rel=1e-9)
+
+
+def test_expert_co_processing_takes_the_best_split_of_each_rank(pe) -> None:
+    """+PE without +ET: each of the 4 ranks holds 2 whole experts of 16 tokens each (64 decodes x 2 / 8); the MoE
+    time is the best of all-xPU, one expert each side, both on the Logic-PIM, each priced as its device's grouped
+    op."""
+    model = system_model(pe, MIXTRAL)
+    plain = system_model(with_fields(pe, {"schedule": {"kind": "co-processing"}}), MIXTRAL)
+    contexts = [1000] * 64
+    p, q = layer_phases(model, contexts), layer_phases(plain, contexts)
+    moe = next(op for op in plain.ops("decode", 64, 1) if op.name == "moe")
+    def unit_s(device: str, experts: int) -> float:
+        if not experts:
+            return 0.0
+        op = experts_op(model.shard_key, experts, 16 * experts, 14336)
+        return model.devices[device].cost([op]).time_s
+
+    best = min(unit_s("xpu", 2), max(unit_s("xpu", 1), unit_s("lpim", 1)), unit_s("lpim", 2))
+    placed = plain.devices[plain.system.device_for("moe", "decode", moe.op_per_byte).name].cost([moe]).time_s
+    assert p.layer_s - q.layer_s == pytest.approx(best - placed, rel=1e-9, abs=1e-12)
+
+
+def test_expert_tensor_parallelism_splits_every_expert_on_every_rank(pe) -> None:
+    """+ET: a rank holds 1/4 of each of the 8 experts, so it can split in eighths (not halves) of its expert work
+    between its units. At 64 decodes (16 tokens per expert, Op/B ~16: the Logic-PIM is 4x the xPU's bandwidth and
+    not yet compute-bound) +PE's best halves split is both experts on the Logic-PIM, the xPU idle; +ET moves a
+    slice or more back to the xPU and finishes sooner. (At 64 tokens per expert the GPU model prices 4 slices of
+    an expert above one whole expert, so +ET is not faster at every batch.)"""
+    et = system_model(load_system("duplex-pe-et"), MIXTRAL)
+    only = system_model(pe, MIXTRAL)
+    assert layer_phases(et, [1000] * 64).layer_s < layer_phases(only, [1000] * 64).layer_s
+
+
+def test_schedule_fields_are_checked(pe) -> None:
+    with pytest.raises(SpecError, match=r"schedule.expert_coprocessing.*true or false"):
+        with_fields(pe, {"schedule.expert_coprocessing": "yes"})
+    with pytest.raises(SpecError, match=r"schedule.zipf_skew"):
+        with_fields(pe, {"schedule.zipf_skew": -1})
+    with pytest.raises(SpecError, match=r"schedule.expert_tp: unknown key"):
+        with_fields(pe, {"schedule": {"kind": "blocked", "expert_tp": True}})
+    gpu_only = with_fields(pe, {"placement": [{"op": list(OP_KINDS), "device": "xpu"}]})
+    with pytest.raises(SpecError, match=r"schedule.expert_coprocessing.*logic-pim"):
+        system_model(with_fields(gpu_only, {"devices": {"xpu": pe.data["devices"]["xpu"]}}), MIXTRAL)
+    with pytest.raises(SpecError, match=r"schedule.expert_tp.*divisor"):
+        system_model(with_fields(pe, {"parallelism": {"tp": 2, "pp": 1, "ep": 8}, "devices.xpu.count": 2}), MIXTRAL)
+
+
+def test_the_neupims_schedules_are_unchanged_by_the_new_kind() -> None:
+    """Blocked, overlapped and SBI ignore the co-processing fields: their defaults leave a NeuPIMs layer as it was."""
+    neupims = load_system("neupims")
+    assert (neupims.schedule.expert_coprocessing, neupims.schedule.expert_tp, neupims.schedule.zipf_skew) == \
+        (False, True, 0.0)
