@@ -12,7 +12,9 @@ import pytest
 
 from archsim import library
 from archsim.errors import SpecError
-from archsim.systems.iteration import Batch
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.requests import Request, gaussian_requests
+from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_model import expert_split, experts_op, layer_phases, system_model, tokens_per_expert
 from archsim.systems.system_spec import OP_KINDS, load_system, with_fields
 
@@ -110,3 +112,39 @@ def test_the_neupims_schedules_are_unchanged_by_the_new_kind() -> None:
     neupims = load_system("neupims")
     assert (neupims.schedule.expert_coprocessing, neupims.schedule.expert_tp, neupims.schedule.zipf_skew) == \
         (False, True, 0.0)
+
+
+class _OneSecond:
+    """An iteration model whose every iteration takes 1 s, whatever the batch."""
+
+    name = "one-second"
+    kv_bytes_per_token = 1.0
+    kv_capacity_bytes = 1e9
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        return IterationCost(1.0, 1.0)
+
+
+def test_closed_loop_keeps_n_requests_in_flight() -> None:
+    """Two in flight, four requests of 3 output tokens: requests 0 and 1 emit at 1, 2, 3 s and finish at 3 s, which
+    releases 2 and 3; they emit at 4, 5, 6 s. Makespan 6 s, 12 tokens: 2 tokens/s; TBT always 1 s."""
+    requests = [Request(i, 100.0 * i, 5, 3) for i in range(4)]  # arrival times are ignored
+    result = simulate_serving(_OneSecond(), requests, ServingConfig(max_batch=8), trace=True, closed_loop=2)
+    assert [(r.arrival_s, r.first_token_s, r.finish_s) for r in result.requests] == [
+        (0.0, 1.0, 3.0), (0.0, 1.0, 3.0), (3.0, 4.0, 6.0), (3.0, 4.0, 6.0)]
+    assert result.throughput_tok_s == 2.0 and result.tbt_p99_s == 1.0
+    assert max(it.n_prefill + it.n_decode for it in result.timeline) == 2
+    with pytest.raises(SpecError, match="closed_loop"):
+        simulate_serving(_OneSecond(), requests, closed_loop=0)
+
+
+def test_gaussian_lengths_keep_their_means() -> None:
+    """Normal around (L_in, L_out) with a standard deviation of 10 % of each, clipped to [1, 2 x mean]: symmetric,
+    so 4,000 draws average within 3 standard errors (0.1 x 1024 / sqrt(4000) = 1.6 tokens) of 1024 and 256."""
+    requests = gaussian_requests(4000, 1024, 256, 0.1, seed=1)
+    assert all(r.arrival_s == 0.0 for r in requests)
+    assert abs(sum(r.prompt_tokens for r in requests) / 4000 - 1024) < 3 * 1.62
+    assert abs(sum(r.output_tokens for r in requests) / 4000 - 256) < 3 * 0.405
+    assert max(r.prompt_tokens for r in requests) <= 2048
+    with pytest.raises(SpecError, match="std_fraction"):
+        gaussian_requests(4, 1024, 256, -0.1, seed=1)

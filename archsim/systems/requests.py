@@ -1,4 +1,5 @@
-"""Requests for the serving simulator: a Poisson arrival process with dataset-like lengths, or a CSV trace.
+"""Requests for the serving simulator: a Poisson arrival process with dataset-like lengths, Gaussian lengths for a
+closed loop, or a CSV trace.
 
 Length distributions. pim.md §1.5 (NeuPIMs §8.1) gives only the dataset means: ShareGPT 80 prompt / 296 output
 tokens, Alpaca (text-davinci-003) 12 / 56. The shape is our assumption: each length is an independent lognormal
@@ -7,6 +8,12 @@ tokens, Alpaca (text-davinci-003) 12 / 56. The shape is our assumption: each len
 for the clipped lognormal, then bisection), so the presets keep the paper's means. The caps follow the models'
 2,048-token context: ShareGPT prompts and outputs at most 1,024 tokens each; Alpaca, whose texts are short, at most
 256 prompt and 512 output tokens.
+
+Gaussian lengths (`gaussian_requests`, Duplex's synthetic workload, pim.md §2.4: "Gaussian-sampled lengths" around
+(L_in, L_out)): each length is normal with the given mean and a standard deviation of `std_fraction` x the mean
+(the paper gives none, so the caller states it), rounded and clipped to [1, 2 x mean], so the mean stays the
+given one. Their arrival times are 0: a closed-loop run (`archsim.systems.serving.simulate_serving` with
+`closed_loop`) releases them as earlier ones finish.
 
 Requests are capped at `MAX_REQUESTS` per run (ARCHSIM_MAX_REQUESTS raises it): the simulator takes about 5 ms of
 CPU per request, so the cap is a run of minutes, not a hang.
@@ -114,6 +121,24 @@ def poisson_requests(rate_per_s: float, n: int, lengths: LengthDistribution | st
         arrivals_s.append(now_s)
     pairs = sample_lengths(dist, n, rng)
     return tuple(Request(i, t, p, o) for i, (t, (p, o)) in enumerate(zip(arrivals_s, pairs, strict=True)))
+
+
+def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, std_fraction: float,
+                      seed: int) -> tuple[Request, ...]:
+    """`n` requests, all arriving at 0, with Gaussian prompt and output lengths (module docstring). The same seed
+    gives the same requests."""
+    check_request_count(n, "<python>", "n")
+    for name, value in (("mean_prompt_tokens", mean_prompt_tokens), ("mean_output_tokens", mean_output_tokens)):
+        if not (isinstance(value, int) and value >= 1):
+            raise SpecError("<python>", name, f"expected an integer >= 1, got {value!r}")
+    if not (math.isfinite(std_fraction) and 0 <= std_fraction <= 1):
+        raise SpecError("<python>", "std_fraction", f"expected a fraction of the mean in [0, 1], got {std_fraction}")
+    rng = random.Random(seed)
+
+    def draw(mean: int) -> int:
+        return min(max(round(rng.gauss(mean, std_fraction * mean)), 1), 2 * mean)
+
+    return tuple(Request(i, 0.0, draw(mean_prompt_tokens), draw(mean_output_tokens)) for i in range(n))
 
 
 def _parse_seconds(text: str, source: str, where: str) -> float:

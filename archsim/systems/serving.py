@@ -8,6 +8,9 @@ paged KV cache and preemption. The assumptions, all in one place:
   joins at the next one (iteration-level scheduling, Orca §3.1); requests arriving at the same instant arrive
   together, and an arrival at the very instant an iteration ends joins the next iteration or the one after,
   by SimPy's event order. With nothing to run the engine sleeps until an arrival.
+- Closed loop (`closed_loop=N`, Duplex's evaluation, pim.md §2.4): arrival times are ignored; the first N requests
+  arrive at 0 and each request that finishes (or is rejected) releases the next one at that instant, so N requests
+  are in the system until the list runs out.
 - Tokens. A prefill of a prompt of P tokens writes P tokens of KV and emits the first output token; each decode
   step of a request with k tokens of KV processes context k + 1 (the `Batch.decode_context_tokens` convention),
   writes one token of KV and emits one token. A request wanting O tokens therefore runs 1 prefill and O - 1 decodes
@@ -41,7 +44,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
@@ -178,8 +181,9 @@ class _Engine:
     """The SimPy processes and their shared state; `simulate_serving` builds one per run."""
 
     def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
-                 trace: bool) -> None:
+                 trace: bool, pending: Sequence[Request] = ()) -> None:
         self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
+        self.pending = deque(pending)  # closed loop: requests released one per finished request
         self.watermark_pages = math.ceil(config.watermark_fraction * cache.capacity_pages)
         self.waiting: deque[_Live] = deque()
         self.running: list[_Live] = []  # admission order
@@ -197,12 +201,21 @@ class _Engine:
         for request in requests:
             if request.arrival_s > self.env.now:
                 yield self.env.timeout(request.arrival_s - self.env.now)
-            if self.cache.pages_for(request.prompt_tokens + request.output_tokens - 1) > self.cache.capacity_pages:
-                self.rejected.append(request.id)
-                continue
-            self.waiting.append(_Live(request))
-            if self.wake is not None and not self.wake.triggered:
-                self.wake.succeed()
+            self._arrive(request)
+
+    def _arrive(self, request: Request) -> None:
+        if self.cache.pages_for(request.prompt_tokens + request.output_tokens - 1) > self.cache.capacity_pages:
+            self.rejected.append(request.id)
+            self._release()
+            return
+        self.waiting.append(_Live(request))
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+
+    def _release(self) -> None:
+        """Closed loop: the next pending request arrives now."""
+        if self.pending:
+            self._arrive(replace(self.pending.popleft(), arrival_s=self.env.now))
 
     def _preempt(self, live: _Live) -> None:
         self.cache.free(live.request.id)
@@ -270,6 +283,7 @@ class _Engine:
         r = live.request
         self.records.append(RequestRecord(r.id, r.arrival_s, r.prompt_tokens, r.output_tokens, live.first_token_s,
                                           now_s, live.preemptions))
+        self._release()
         return True
 
     def engine(self) -> Generator[simpy.Event, None, None]:
@@ -304,17 +318,23 @@ class _Engine:
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,
-                     trace: bool = False) -> ServingResult:
+                     trace: bool = False, closed_loop: int | None = None) -> ServingResult:
     """Serve `requests` (any order) on `model` with continuous batching under `config` (default `ServingConfig()`);
-    `trace=True` also records every iteration. Requests that could never fit the KV cache are rejected, not
+    `trace=True` also records every iteration; `closed_loop=N` keeps N requests in the system, in id order,
+    ignoring their arrival times (module docstring). Requests that could never fit the KV cache are rejected, not
     admitted. Malformed requests or configs, and a model returning a negative or non-finite time, raise SpecError."""
     config = config or ServingConfig()
-    ordered = sorted(requests, key=lambda r: (r.arrival_s, r.id))
+    ordered = sorted(requests, key=lambda r: (r.arrival_s, r.id) if closed_loop is None else r.id)
     check_requests(ordered)
+    if closed_loop is not None and not (isinstance(closed_loop, int) and closed_loop >= 1):
+        raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
     capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
     env = simpy.Environment()
-    engine = _Engine(env, model, config, PagedKVCache(capacity, config.page_tokens), trace)
-    env.process(engine.arrivals(ordered))
+    first, pending = (ordered, []) if closed_loop is None else (ordered[:closed_loop], ordered[closed_loop:])
+    if closed_loop is not None:
+        first = [replace(r, arrival_s=0.0) for r in first]
+    engine = _Engine(env, model, config, PagedKVCache(capacity, config.page_tokens), trace, pending)
+    env.process(engine.arrivals(first))
     env.process(engine.engine())
     env.run()
 
