@@ -11,6 +11,10 @@ when a workload is bound to a cascade (`archsim.cascade.bind.bind`), each of the
 from the workload or the caller's sets, never from the cascade's small defaults. A cascade's other params are
 its own tiling or algorithm choices (tile_kv, block, splits) and keep their defaults.
 
+MoE: `experts` and `top_k` make every layer's FFN routed experts, unless `moe_every` (m) says only every m-th layer
+is (GLaM: 2, every other layer); the other layers are dense, of width `dense_ffn_dim` when the model's dense FFN
+differs from its experts' (`ffn_dim`). The loader refuses top_k > experts and the MoE-only sizes without experts.
+
 `block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
 `archsim.systems.step` expands a layer of each. A workload that does not say (an encoder, or a model of neither
@@ -45,10 +49,12 @@ PARAMS = {
     "kv_heads": Param("key/value heads (GQA groups; = heads for MHA)"),
     "head_dim": Param("width of one head"),
     "ffn_dim": Param("FFN intermediate width (per expert for MoE)"),
+    "dense_ffn_dim": Param("dense FFN intermediate width of a MoE model's dense layers (default ffn_dim)"),
     "layers": Param("transformer layers"),
     "vocab": Param("vocabulary size"),
     "experts": Param("routed experts"),
     "top_k": Param("experts per token"),
+    "moe_every": Param("every moe_every-th layer is MoE, the others dense (1 = all; default 1 with experts)"),
     "kv_lora_rank": Param("MLA latent KV width"),
     "q_lora_rank": Param("MLA latent query width"),
     "rope_dim": Param("MLA decoupled RoPE width"),
@@ -86,9 +92,27 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     block = data.get("block")
     if "block" in data and block not in BLOCK_KINDS:
         raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
-    return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")),
-                    {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}, source,
+    sizes = {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}
+    _check_moe(sizes, source)
+    return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
                     block)
+
+
+def _check_moe(params: dict[str, float], source: str) -> None:
+    """A MoE workload's sizes agree: top_k routes to at most `experts`, and the MoE-only sizes (moe_every,
+    dense_ffn_dim) come with `experts`; moe_every leaves at least one MoE layer."""
+    if "experts" not in params:
+        for key in ("moe_every", "dense_ffn_dim"):
+            if key in params:
+                raise SpecError(source, f"params.{key}",
+                                f"only for a MoE model: give experts too ({PARAMS[key].meaning})")
+        return
+    if params.get("top_k", 0) > params["experts"]:
+        raise SpecError(source, "params.top_k", f"expected at most experts ({params['experts']:g}): a token is "
+                                                f"routed to top_k distinct experts, got {params['top_k']:g}")
+    if params.get("moe_every", 1) > params.get("layers", math.inf):
+        raise SpecError(source, "params.moe_every", f"expected at most layers ({params['layers']:g}) so that some "
+                                                    f"layer is MoE, got {params['moe_every']:g}")
 
 
 def check_size(name: str, value: Any, source: str, where: str) -> float:

@@ -12,6 +12,11 @@ Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
 - Internal access energy is a buffer-die PIM's: a bit is activated, read from the cell, goes through the column and
   bank-group muxes and the TSVs, but not over the interposer to the xPU. Duplex's own per-bit figure is not in the
   reference; AttAcc's buffer-die figure is built from the same FGDRAM energies Duplex cites.
+- `area_mm2` is the silicon the PIM adds per stack: Duplex's 17.80 mm2 of its 121 mm2 HBM3 logic die (§2.2); no
+  cost model reads it yet.
+The paper's alternatives are the same spec with other values (the duplex-bank-pim and duplex-bankgroup-pim system
+presets): Bank-PIM, 16x the stack bandwidth at 1 Op/B with bank-level access energy; BankGroup-PIM, Logic-PIM's
+bandwidth and compute on the DRAM dies with bank-group-level access energy (§2.2, §5).
 It is hardware description, like `archsim.arch.pim.PIMSpec`; the cost model that reads it is not here.
 """
 
@@ -38,6 +43,9 @@ class LogicPIMSpec:
     # §5 buffer-die PIM access energy [AA-repo]: ACT, cell read, column-to-BG mux, BG-to-GIO, TSV (0.11 + 0.44 + 1.01
     # + 1.23 + 0.5 pJ/bit), the FGDRAM energies (O'Connor et al., MICRO'17) Duplex also prices HBM with (§2.4)
     internal_pj_per_bit: float = 3.29
+    # §2.2: 17.80 mm2 = 14.71 % of a 121 mm2 HBM3 logic die: TSVs 10.89, GEMM modules 3.02, 1 MB buffers 2.26,
+    # softmax 1.64 mm2
+    area_mm2: float = 17.80
 
     def __post_init__(self) -> None:
         if self.internal_bytes_per_s < self.external_bytes_per_s:

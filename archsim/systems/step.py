@@ -19,17 +19,22 @@ Which cascade, by the workload's sizes:
 - attention, decode: `attention-mla-decode` for MLA, otherwise `attention-decode-gqa`; with a `window` the query
   reads min(context, window + sinks) keys (the last `window` and the first `sinks`), so `attention-decode-gqa` is
   bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
-- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) when the workload has `experts`,
-  otherwise the block's dense FFN;
+- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer, otherwise the
+  block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
 - norms and residual adds: the block's norm cascade and `residual-add`.
 The workload's sizes do not say whether a model normalises with LayerNorm or RMSNorm, nor whether its dense FFN
 is GELU or SwiGLU, so the caller names the block (`BLOCKS`): "gpt" (GPT-3, OPT, BERT) or "llama" (Llama,
 Mixtral, DeepSeek).
 
-Assumptions: every layer is the same (a model whose first layers are dense and the rest MoE, as DeepSeek-V3, is
-one kind of layer per workload); prefill has no earlier context (a prompt attends to itself, causally); a decode
-step adds one token per request; `attention-sliding-window` is a multi-head cascade, so for a GQA workload with a
-window its prefill K and V bytes count heads, not kv_heads, key/value heads.
+Layer kinds (`layer_kinds`): a model without `experts` has dense layers only; with `experts`, every `moe_every`-th
+layer is MoE (layers moe_every - 1, 2 moe_every - 1, ... counting from 0, as GShard's and GLaM's "every other
+layer", Lepikhin et al. 2020 §2, Du et al. 2022 §4) and the others dense; `moe_every` absent is 1, every layer MoE.
+`layer_ops` expands one layer of a kind (`kind`, default: the workload's MoE layer if it has experts).
+
+Assumptions: the layers of a kind are all the same (a model whose first layers are dense and the rest MoE, as
+DeepSeek-V3, is not expressible: moe_every is periodic); prefill has no earlier context (a prompt attends to
+itself, causally); a decode step adds one token per request; `attention-sliding-window` is a multi-head cascade,
+so for a GQA workload with a window its prefill K and V bytes count heads, not kv_heads, key/value heads.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from archsim.errors import SpecError
 from archsim.workload import Workload, check_size
 
 PHASES = ("prefill", "decode")
+MOE, DENSE = "moe", "dense"
+LAYER_KINDS = (MOE, DENSE)  # a decoder layer's FFN: routed experts or the block's dense FFN
 STEP_SOURCE = "<step>"  # what errors in the step's own sizes blame
 
 # Tensor roles: which memory a tensor lives in. A cascade input or output not named in ROLES is an activation
@@ -164,25 +171,52 @@ class Op:
         return self.flops / self.bytes
 
 
-def layer_ops(workload: Workload, step: Step, block: str) -> tuple[Op, ...]:
-    """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring)."""
-    return tuple(_op(workload, *entry, step.phase) for entry in _plan(workload, step, block))
+def layer_kinds(workload: Workload) -> tuple[str, ...]:
+    """"moe" or "dense" for each of the workload's `layers`, in order (module docstring)."""
+    params = workload.params
+    if "layers" not in params:
+        raise SpecError(workload.path, "params.layers", "missing: the number of decoder layers")
+    every = int(params.get("moe_every", 1)) if "experts" in params else 0
+    return tuple(MOE if every and (i + 1) % every == 0 else DENSE for i in range(int(params["layers"])))
 
 
-def layer_op(workload: Workload, step: Step, block: str, name: str) -> Op:
+def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = None) -> tuple[Op, ...]:
+    """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring); `kind` is
+    "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts."""
+    return tuple(_op(workload, *entry, step.phase) for entry in _plan(workload, step, block, kind))
+
+
+def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None) -> Op:
     """The op called `name` (one of the layer's: attn_norm, qkv, attention, ...) of `layer_ops`, alone."""
-    for entry in _plan(workload, step, block):
+    for entry in _plan(workload, step, block, kind):
         if entry[0] == name:
             return _op(workload, *entry, step.phase)
     raise SpecError(STEP_SOURCE, "name", f"no op {name!r} in this layer")
 
 
-def _plan(workload: Workload, step: Step, block: str) -> tuple[tuple, ...]:
+def op_table(workload: Workload, step: Step, block: str, kind: str | None = None) -> str:
+    """The layer's ops as a text table, one row each: cascade, FLOPs, bytes and Op/B (`Op.op_per_byte`)."""
+    ops = layer_ops(workload, step, block, kind)
+    width = max(len(op.name) for op in ops)
+    rows = [f"{workload.name}, {step.phase}, batch {step.batch}, seq_len {step.seq_len}: "
+            f"{kind or (MOE if 'experts' in workload.params else DENSE)} layer",
+            f"{'op':<{width}}  {'cascade':<28} {'FLOPs':>12} {'bytes':>12} {'Op/B':>9}"]
+    rows += [f"{op.name:<{width}}  {op.cascade:<28} {op.flops:>12.4g} {op.bytes:>12.4g} {op.op_per_byte:>9.3f}"
+             for op in ops]
+    return "\n".join(rows)
+
+
+def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) -> tuple[tuple, ...]:
     """(name, cascade, sizes, deps) of each op of the layer, in order."""
     if block not in BLOCKS:
         raise SpecError(STEP_SOURCE, "block", f"expected one of {', '.join(BLOCKS)}, got {block!r}")
     kind = BLOCKS[block]
     params = workload.params
+    moe = "experts" in params
+    if layer_kind not in (None, *LAYER_KINDS):
+        raise SpecError(STEP_SOURCE, "kind", f"expected one of {', '.join(LAYER_KINDS)}, got {layer_kind!r}")
+    if layer_kind == MOE and not moe:
+        raise SpecError(workload.path, "params.experts", "missing: a MoE layer routes tokens to experts")
     mla, window = "kv_lora_rank" in params, "window" in params
     if mla and window:
         raise SpecError(workload.path, "params.window", "the library has no sliding-window latent (MLA) attention; "
@@ -196,7 +230,11 @@ def _plan(workload: Workload, step: Step, block: str) -> tuple[tuple, ...]:
     else:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
-    ffn = ("moe", "moe-experts") if "experts" in params else ("ffn", kind.ffn)
+    if moe and layer_kind != DENSE:
+        ffn = ("moe", "moe-experts", tokens)
+    else:
+        width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
+        ffn = ("ffn", kind.ffn, {**tokens, **width})
     return (
         ("attn_norm", kind.norm, tokens, ()),
         ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),
@@ -204,7 +242,7 @@ def _plan(workload: Workload, step: Step, block: str) -> tuple[tuple, ...]:
         ("out_proj", "output-projection", tokens, ("attention",)),
         ("attn_residual", "residual-add", tokens, ("out_proj",)),
         ("ffn_norm", kind.norm, tokens, ("attn_residual",)),
-        (*ffn, tokens, ("ffn_norm",)),
+        (*ffn, ("ffn_norm",)),
         ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
     )
 
