@@ -12,10 +12,10 @@ from archsim.outputs import atomic_file, check_writable
 
 
 @click.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax", "neupims"]))
+@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex"]))
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
-                   '{"points", "headline", "attribution", "ablation"}.')
+                   '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
@@ -30,6 +30,7 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce fusemax --out reports/fusemax
       archsim reproduce fusemax --as-artifact
       archsim reproduce neupims --json
+      archsim reproduce duplex
     """
     if out:
         check_writable(out, "--out", directory=True)
@@ -37,6 +38,11 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
         from archsim.commands.neupims_cmd import reproduce_neupims
 
         reproduce_neupims(as_json, out, as_artifact=as_artifact)
+        return
+    if paper == "duplex":
+        from archsim.commands.duplex_cmd import reproduce_duplex
+
+        reproduce_duplex(as_json, out)
         return
     _reproduce_fusemax(as_json, out, as_artifact)
 
