@@ -70,8 +70,8 @@ NEUPIMS_MODES = {
 ARTIFACT_PARALLELISM = {"gpt3-7b": (4, 1), "gpt3-13b": (4, 1), "gpt3-30b": (4, 2), "gpt3-175b": (8, 4)}  # §1.5
 
 
-def test_presets_are_the_five_neupims_modes():
-    assert system_names() == sorted(NEUPIMS_MODES)
+def test_presets_include_the_five_neupims_modes():
+    assert set(NEUPIMS_MODES) <= set(system_names())
 
 
 @pytest.mark.parametrize("mode", sorted(NEUPIMS_MODES))
