@@ -3,7 +3,8 @@
 - `npu`: `NpuDevice` over the system's HBM: the one `bank-pim` device (a PIM HBM, or plain HBM when no op is placed
   on it), with the PIM's row buffers as the spec says;
 - `bank-pim`: `BankPimDevice`, its softmax on the system's NPU;
-- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its attention kernel's family;
+- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its GEMMs (`GEMM_FAMILY`) and
+  for its attention kernel's family (a gpu's `attention_kernel`, default `ATTENTION_KERNEL`), and its energy model;
 - `logic-pim`: `LogicPimDevice`, the entry's `count` stacks working on an op together;
 - `architecture`: `ArchitectureDevice`, the architecture and mapping through the analytical model.
 """
@@ -34,10 +35,11 @@ def _model(system: System, device: Device) -> DeviceModel:
     if device.kind in ("gpu", "memory-pool"):
         from archsim.gpu.params import load_calibration
         from archsim.model.gpu_kernels import family_of
-        from archsim.systems.gpu_device import ATTENTION_KERNEL, GpuDevice
+        from archsim.systems.gpu_device import ATTENTION_KERNEL, GEMM_FAMILY, GpuDevice
 
-        params = load_calibration().family_params(family_of(ATTENTION_KERNEL))
-        return GpuDevice(device.name, device.spec, params, kind=device.kind)
+        calibration, kernel = load_calibration(), device.attention_kernel or ATTENTION_KERNEL
+        return GpuDevice(device.name, device.spec, calibration.family_params(GEMM_FAMILY), kernel,
+                         calibration.family_params(family_of(kernel)), device.energy, kind=device.kind)
     if device.kind == "logic-pim":
         from archsim.systems.logic_pim_device import LogicPimDevice
 

@@ -13,8 +13,18 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
-Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention). Energy: board power
-(TDP, an upper bound) for the op's time.
+GEMM launches and elementwise kernels run at the calibrated efficiencies of the eager PyTorch family
+(`GEMM_FAMILY`: cuBLAS and DRAM passes); the attention kernel at its own family's (`kernel_params`).
+Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention).
+Energy, by `energy`:
+- None (a spec's `energy_model: tdp`, the default): board power (TDP, an upper bound) for the op's time;
+- an `ActionEnergy` (`energy_model: per-action`): a price per action, as Duplex prices its xPU (pim.md §2.4: HBM
+  energies from FGDRAM, arithmetic from a synthesized PDK; §5 tabulates them): the DRAM bytes the launches move
+  above (GEMM operands and outputs, elementwise passes, the attention kernel's own traffic) x 8 x
+  `hbm_pj_per_bit` + x `sram_pj_per_byte` (assumption: each byte to or from DRAM passes once through the on-chip
+  caches, L2 and L1; reuse within shared memory and registers is not priced) + the ops' FLOPs (`Op.flops`: a MAC
+  is two, as the Logic-PIM counts them) x `pj_per_flop`. No static or idle power: a dynamic energy, as the
+  Logic-PIM's (`logic_pim_device`).
 """
 
 from __future__ import annotations
@@ -33,15 +43,34 @@ PRECISIONS = {2: "fp16", 4: "fp32"}
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
 ATTENTION_KERNEL = "PyTorch eager attention"
+GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa")
+ENERGY_MODELS = ("tdp", "per-action")
+# The attention calls whose plans an attention kernel must have: one decode, one causal prefill (GQA, head_dim 128)
+PROBE_CASES = (("decode", False), ("fwd", True))
+
+
+@dataclass(frozen=True)
+class ActionEnergy:
+    """Prices of a GPU's actions (module docstring): DRAM access per bit, on-chip SRAM per DRAM byte, and per
+    FLOP."""
+
+    hbm_pj_per_bit: float
+    pj_per_flop: float
+    sram_pj_per_byte: float
+
+    def energy_j(self, dram_bytes: float, flops: float) -> float:
+        return (dram_bytes * (8 * self.hbm_pj_per_bit + self.sram_pj_per_byte) + flops * self.pj_per_flop) * 1e-12
 
 
 @dataclass(frozen=True)
 class GpuDevice:
     name: str
     spec: GPU
-    params: Mapping[str, float]  # the calibrated parameters of the kernel's family
+    params: Mapping[str, float]  # the calibrated parameters of GEMM_FAMILY (GEMMs and elementwise kernels)
     kernel: str = ATTENTION_KERNEL
+    kernel_params: Mapping[str, float] | None = None  # the attention kernel's family's; None: `params`
+    energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
 
     @property
@@ -49,29 +78,32 @@ class GpuDevice:
         return float(self.spec.dram_bytes) - ACTIVATION_RESERVE_BYTES
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
-        time_s = peak_s = 0.0
+        time_s = peak_s = dram_bytes = 0.0
         decodes = [op for op in ops if op.cascade in KERNEL_CASCADES and op.phase == "decode"]
         for op in ops:
             if op.cascade in KERNEL_CASCADES:
                 if op.phase == "prefill":
-                    t, p = self._attention(op, [op])
-                    time_s, peak_s = time_s + t, peak_s + p
+                    t, p, b = self._attention(op, [op])
+                    time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
                 continue
-            t, p = self._dense(op)
-            time_s, peak_s = time_s + t, peak_s + p
+            t, p, b = self._dense(op)
+            time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
         if decodes:
-            t, p = self._attention(decodes[0], decodes)
-            time_s, peak_s = time_s + t, peak_s + p
-        return OpCost(time_s, 0.0, self.spec.power_w * time_s, {self.name: peak_s})
+            t, p, b = self._attention(decodes[0], decodes)
+            time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+        energy_j = (self.spec.power_w * time_s if self.energy is None
+                    else self.energy.energy_j(dram_bytes, float(sum(op.flops for op in ops))))
+        return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
     def _precision(self, op: Op) -> str:
         return PRECISIONS.get(op.binding.word_bytes, "fp16")
 
-    def _dense(self, op: Op) -> tuple[float, float]:
+    def _dense(self, op: Op) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
 
         precision, wb = self._precision(op), op.binding.word_bytes
-        time_s = peak_s = 0.0
+        time_s = peak_s = dram_bytes = 0.0
         in_gemms: set[str] = set()
         for gemm in op_gemms(op):
             in_gemms.update(gemm.einsums)
@@ -79,13 +111,16 @@ class GpuDevice:
             launch = GemmLaunch(op.name, float(gemm.flops), float(dram), precision)
             time_s += gemm_launch_time(launch, self.spec, self.params).time_s
             peak_s += gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
+            dram_bytes += dram
         elementwise = _elementwise_bytes(op, in_gemms)
         if elementwise:
             time_s += elementwise / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"])
             time_s += self.params["launch_s"]
-        return time_s, peak_s
+            dram_bytes += elementwise
+        return time_s, peak_s, dram_bytes
 
-    def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float]:
+    def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group`."""
         from archsim.model.gpu import AttentionCase
         from archsim.model.gpu_kernels import predict
 
@@ -95,8 +130,35 @@ class GpuDevice:
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
                              self._precision(op))
-        result = predict(self.kernel, case, self.spec, self.params)
-        return result.time_s, case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+        params = self.params if self.kernel_params is None else self.kernel_params
+        result = predict(self.kernel, case, self.spec, params)
+        return (result.time_s, case.flops() / self.spec.tensor_peak_flops_per_s(case.precision),
+                result.total("dram_bytes"))
+
+
+def attention_kernel_problem(kernel: object, gpu: GPU) -> str:
+    """Why `kernel` cannot be a GPU device's attention kernel ("" when it can): it must be a kernel of
+    `archsim.model.gpu_kernels` with a plan for decode and for causal prefill attention (`PROBE_CASES`)."""
+    from archsim.model.gpu_kernels import KERNELS
+
+    usable = [name for name in KERNELS if not _missing_path(name, gpu)]
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        return f"expected an attention kernel of archsim.model.gpu_kernels ({', '.join(usable)}), got {kernel!r}"
+    missing = _missing_path(kernel, gpu)
+    return (f"expected a kernel with decode and prefill paths, as a GPU device runs both ({', '.join(usable)}); "
+            f"{kernel!r} has {missing}" if missing else "")
+
+
+def _missing_path(kernel: str, gpu: GPU) -> str:
+    """The first probe case `kernel` has no plan for, with the reason ("" when it has all)."""
+    from archsim.model.gpu import AttentionCase
+    from archsim.model.gpu_kernels import plans
+
+    for direction, causal in PROBE_CASES:
+        found = plans(kernel, AttentionCase(direction, 1, 8, 2, 128, 256, causal, "fp16"), gpu)
+        if isinstance(found, str):
+            return f"no {'decode' if direction == 'decode' else 'prefill'} path: {found}"
+    return ""
 
 
 def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:

@@ -27,7 +27,10 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
   Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
-  file (`archsim.gpu.load`);
+  file (`archsim.gpu.load`). A `gpu` may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
+  with decode and prefill paths; default PyTorch eager attention) and `energy_model` (`tdp`, the default: board
+  power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop` and
+  `sram_pj_per_byte`, see `archsim.systems.gpu_device`);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required).
@@ -104,6 +107,8 @@ DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "architect
 CHANNEL_POLICIES = ("rr", "greedy")
 SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec, "logic-pim": LogicPIMSpec}  # kinds whose fields are a spec's
 PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "architecture": "a library architecture"}
+GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # required by energy_model: per-action
+GPU_OPTIONAL = ("attention_kernel", "energy_model", *GPU_ENERGY_PRICES)  # a gpu device's optional fields
 
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
@@ -133,6 +138,8 @@ class Device:
     mapping: Any = None
     channel_policy: str | None = None  # bank-pim: rr | greedy; None only where no attention is placed on it
     price_per_hour: float | None = None  # USD per device-hour; None = not given
+    attention_kernel: str | None = None  # gpu: a kernel of archsim.model.gpu_kernels; None = the GPU device's default
+    energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,8 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
-    check_keys(data, ("kind", "count", "price_per_hour", *fields), source, where)
+    check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if kind == "gpu" else ())),
+               source, where)
     if "count" not in data:
         raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
     count = _whole(data["count"], source, f"{where}.count", "a device count per node")
@@ -310,7 +318,8 @@ def _device(name: str, data: Any, source: str) -> Device:
                                                           + (" and a library mapping" if key == "mapping" else ""))
         spec = _preset(kind, data["preset"], source, f"{where}.preset")
         mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
-        return Device(name, kind, count, spec, mapping, price_per_hour=price)
+        gpu = _gpu_fields(data, spec, source, where) if kind == "gpu" else {}
+        return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu)
     return Device(name, kind, count, None, price_per_hour=price)
 
 
@@ -347,6 +356,37 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
     except SpecError as error:  # a value the spec class refuses, blamed on e.g. "NPUSpec.fold_timing"
         field = error.where.rpartition(".")[2]
         raise SpecError(source, f"{where}.{field}", error.message) from None
+
+
+def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
+    """A gpu device's optional `attention_kernel` and energy model, as `Device` fields."""
+    from archsim.systems.gpu_device import ENERGY_MODELS, ActionEnergy, attention_kernel_problem
+
+    values: dict[str, Any] = {}
+    if "attention_kernel" in data:
+        problem = attention_kernel_problem(data["attention_kernel"], gpu)
+        if problem:
+            raise SpecError(source, f"{where}.attention_kernel", problem)
+        values["attention_kernel"] = data["attention_kernel"]
+    model = data.get("energy_model", "tdp")
+    if model not in ENERGY_MODELS:
+        raise SpecError(source, f"{where}.energy_model", f"expected one of {', '.join(ENERGY_MODELS)}, got {model!r}")
+    given = [key for key in GPU_ENERGY_PRICES if key in data]
+    if model == "tdp":
+        if given:
+            raise SpecError(source, f"{where}.{given[0]}", "a price per action is read only with energy_model: "
+                                                           "per-action (tdp prices board power for the time)")
+        return values
+    for key in GPU_ENERGY_PRICES:
+        if key not in data:
+            raise SpecError(source, f"{where}.{key}", "missing: energy_model per-action prices every action and has "
+                                                      "no default for it")
+    values["energy"] = ActionEnergy(
+        _positive(data["hbm_pj_per_bit"], source, f"{where}.hbm_pj_per_bit", "DRAM access energy in pJ per bit"),
+        _positive(data["pj_per_flop"], source, f"{where}.pj_per_flop", "arithmetic energy in pJ per FLOP"),
+        _number(data["sram_pj_per_byte"], source, f"{where}.sram_pj_per_byte",
+                "on-chip SRAM energy in pJ per DRAM byte", zero=True))
+    return values
 
 
 def _channel_policy(data: Mapping, source: str, where: str) -> str | None:

@@ -1,0 +1,152 @@
+"""The xPU as Duplex models it (issue 15 part D4): a gpu device's `attention_kernel` and `energy_model` fields
+(archsim/systems/system_spec.py, gpu_device.py, devices.py) and the Duplex presets that set them.
+
+Prices come from ../shared/reference/pim.md §5 (AttAcc's config.py, from FGDRAM): an off-chip HBM access is
+ACT 0.11 + cell 0.44 + column-to-BG mux 1.01 + BG-to-GIO 1.23 + TSV 0.5 + interposer 0.3 = 3.59 pJ/b; ALU 0.32 pJ
+per op; L2 2.4 + L1 1.28 = 3.68 pJ per byte. Mixtral-8x7B at TP4: hidden 4096, 32 / 4 = 8 query heads, 8 / 4 = 2 KV
+heads, head_dim 128."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from archsim import library
+from archsim.errors import SpecError
+from archsim.systems.devices import device_models
+from archsim.systems.step import Step, layer_op
+from archsim.systems.system_model import system_model
+from archsim.systems.system_spec import load_system, system_from_dict, system_names, with_fields
+
+HBM_PJ_PER_BIT = 0.11 + 0.44 + 1.01 + 1.23 + 0.5 + 0.3  # 3.59
+SRAM_PJ_PER_BYTE = 2.4 + 1.28  # 3.68
+PJ_PER_FLOP = 0.32
+PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")
+
+
+def _gpu_fields(system_name: str, device: str, **fields) -> dict:
+    """The preset's data with the device's gpu fields replaced by `fields` (None drops one)."""
+    data = copy.deepcopy(dict(load_system(system_name).data))
+    entry = data["devices"][device]
+    for key, value in fields.items():
+        entry.pop(key, None)
+        if value is not None:
+            entry[key] = value
+    return data
+
+
+def _error(data: dict) -> SpecError:
+    with pytest.raises(SpecError) as error:
+        system_from_dict(data, "mine.yaml")
+    return error.value
+
+
+@pytest.mark.parametrize("kernel", ["FlashAttention-3", 7, "Flash-Decoding", "FlashAttention (v1)"])
+def test_an_attention_kernel_without_decode_and_prefill_paths_is_refused(kernel) -> None:
+    """Not a kernel of archsim.model.gpu_kernels, not text, or one with only a decode path (Flash-Decoding) or only
+    a prefill path (FlashAttention v1): a GPU device runs both."""
+    error = _error(_gpu_fields("gpu", "gpu", attention_kernel=kernel))
+    assert (error.source, error.where) == ("mine.yaml", "devices.gpu.attention_kernel")
+    assert "FlashAttention-2" in error.message  # the usable kernels are listed
+
+
+def test_the_attention_kernel_is_a_gpu_field_only() -> None:
+    data = copy.deepcopy(dict(load_system("gpu").data))
+    data["devices"]["gpu"]["kind"] = "memory-pool"
+    data["devices"]["gpu"]["attention_kernel"] = "FlashAttention-2"
+    assert _error(data).where.startswith("devices.gpu")
+
+
+@pytest.mark.parametrize("missing", PRICES)
+def test_per_action_energy_without_a_price_is_refused_naming_it(missing: str) -> None:
+    prices = {"hbm_pj_per_bit": 3.59, "pj_per_flop": 0.32, "sram_pj_per_byte": 3.68}
+    prices[missing] = None
+    error = _error(_gpu_fields("gpu", "gpu", energy_model="per-action", **prices))
+    assert (error.source, error.where) == ("mine.yaml", f"devices.gpu.{missing}")
+    assert "missing" in error.message
+
+
+def test_energy_model_values_are_checked() -> None:
+    assert _error(_gpu_fields("gpu", "gpu", energy_model="board")).where == "devices.gpu.energy_model"
+    # a price under tdp would be silently unused
+    assert _error(_gpu_fields("gpu", "gpu", pj_per_flop=0.32)).where == "devices.gpu.pj_per_flop"
+    bad = _gpu_fields("duplex-gpu", "gpu", hbm_pj_per_bit=-1)
+    assert _error(bad).where == "devices.gpu.hbm_pj_per_bit"
+    bad = _gpu_fields("duplex-gpu", "gpu", sram_pj_per_byte="3.68 pJ")
+    assert _error(bad).where == "devices.gpu.sram_pj_per_byte"
+
+
+def test_the_neupims_gpu_preset_is_unchanged() -> None:
+    """No new field set: eager PyTorch attention, GEMMs and attention at the eager family's calibrated parameters,
+    board power for the time."""
+    device = load_system("gpu").devices["gpu"]
+    assert (device.attention_kernel, device.energy) == (None, None)
+    gpu = device_models(load_system("gpu"))["gpu"]
+    assert gpu.kernel == "PyTorch eager attention"
+    assert gpu.energy is None and gpu.kernel_params == gpu.params
+    op = layer_op(library.load_workload_spec("gpt3-7b"), Step("decode", 16, 100), "gpt", "qkv")
+    cost = gpu.cost([op])
+    assert cost.energy_j == pytest.approx(gpu.spec.power_w * cost.time_s, rel=1e-12)
+
+
+def test_every_duplex_gpu_is_flashattention_2_priced_per_action() -> None:
+    duplex = [name for name in system_names() if name.startswith("duplex")]
+    assert len(duplex) == 7
+    for name in duplex:
+        for device in load_system(name).devices.values():
+            if device.kind != "gpu":
+                continue
+            assert device.attention_kernel == "FlashAttention-2", name
+            energy = device.energy
+            assert energy.hbm_pj_per_bit == pytest.approx(HBM_PJ_PER_BIT, rel=1e-12), name
+            assert energy.sram_pj_per_byte == pytest.approx(SRAM_PJ_PER_BYTE, rel=1e-12), name
+            assert energy.pj_per_flop == PJ_PER_FLOP, name
+
+
+@pytest.fixture(scope="module")
+def mixtral_gpu():
+    model = system_model(load_system("duplex-gpu"), library.load_workload_spec("mixtral-8x7b"))
+    return model, model.devices["gpu"]
+
+
+def test_per_action_energy_of_a_gemm_op_is_the_hand_formula(mixtral_gpu) -> None:
+    """out_proj of 32 decode tokens: one GEMM, (32 x 1024) @ (1024 x 4096) in FP16. DRAM: the weights, the input
+    and the output once; FLOPs 2 x M x K x N."""
+    model, gpu = mixtral_gpu
+    op = next(o for o in model.ops("decode", 32, 1) if o.name == "out_proj")
+    m, k, n = 32, 8 * 128, 4096
+    dram_bytes = 2 * (k * n + m * k + m * n)
+    flops = 2 * m * k * n
+    assert op.flops == flops
+    want_j = (dram_bytes * (8 * HBM_PJ_PER_BIT + SRAM_PJ_PER_BYTE) + flops * PJ_PER_FLOP) * 1e-12
+    assert gpu.cost([op]).energy_j == pytest.approx(want_j, rel=1e-12)
+
+
+def test_per_action_energy_of_an_elementwise_op_is_the_hand_formula(mixtral_gpu) -> None:
+    """The residual add of 32 tokens: reads two 32 x 4096 FP16 tensors, writes one; one add per element."""
+    model, gpu = mixtral_gpu
+    op = next(o for o in model.ops("decode", 32, 1) if o.name == "attn_residual")
+    dram_bytes, flops = 3 * 32 * 4096 * 2, 32 * 4096
+    assert op.flops == flops
+    want_j = (dram_bytes * (8 * HBM_PJ_PER_BIT + SRAM_PJ_PER_BYTE) + flops * PJ_PER_FLOP) * 1e-12
+    assert gpu.cost([op]).energy_j == pytest.approx(want_j, rel=1e-12)
+
+
+def test_flashattention_2_decode_reads_the_kv_cache_once(mixtral_gpu) -> None:
+    """32 requests at 384 tokens: K and V of 2 KV heads x 128 x FP16 = 32 x 2 x 2 x 384 x 128 x 2 B = 12.6 MB.
+    Eager PyTorch copies them per query head (repeat_kv) and round-trips the scores; the fused kernel's DRAM
+    bytes are the KV cache plus Q, O and its split partials, a few percent more; the eager path at least twice."""
+    model, gpu = mixtral_gpu
+    decodes = [model.attention("decode", 384)] * 32
+    kv_bytes = 32 * 2 * 2 * 384 * 128 * 2
+    flops = sum(op.flops for op in decodes)
+    fused_bytes = (gpu.cost(decodes).energy_j * 1e12 - flops * PJ_PER_FLOP) / (8 * HBM_PJ_PER_BIT
+                                                                               + SRAM_PJ_PER_BYTE)
+    assert kv_bytes < fused_bytes < 1.1 * kv_bytes
+    eager = device_models(with_fields(load_system("duplex-gpu"),
+                                      {"devices.gpu.attention_kernel": "PyTorch eager attention"}))["gpu"]
+    eager_bytes = (eager.cost(decodes).energy_j * 1e12 - flops * PJ_PER_FLOP) / (8 * HBM_PJ_PER_BIT
+                                                                                + SRAM_PJ_PER_BYTE)
+    assert eager_bytes > 2 * kv_bytes
+    assert gpu.cost(decodes).time_s < eager.cost(decodes).time_s
