@@ -1,6 +1,7 @@
 """`archsim reproduce duplex`: the Duplex paper's closed-loop serving set-up on a small grid
-(`archsim.systems.duplex_reproduce`), throughput over the GPU, TBT and energy per token per system, and the
-headline beside the paper's (../shared/reference/pim.md §2.1, §2.4) with the modelling reason where they differ."""
+(`archsim.systems.duplex_reproduce`), throughput over the GPU, TBT and energy per token per system, the Bank-PIM
+comparison on OPT-66B and Llama3-70B, the QPS sweep, and the headline beside the paper's
+(../shared/reference/pim.md §2.1, §2.4) with the modelling reason where they differ."""
 
 from __future__ import annotations
 
@@ -14,39 +15,89 @@ from archsim.outputs import atomic_file, check_writable
 from archsim.systems import duplex_reproduce
 
 
+def run_all() -> tuple[list[dict], dict, list[dict]]:
+    """The reproduction's records (the grid, then the Bank-PIM comparison), its headline (the grid's, "bank_pim"
+    and "qps") and the QPS sweep's records."""
+    grid = duplex_reproduce.reproduce()
+    bank = duplex_reproduce.bank_pim_comparison()
+    qps = duplex_reproduce.qps_sweep()
+    headline = {**duplex_reproduce.headline(grid), "bank_pim": duplex_reproduce.bank_pim_headline(bank),
+                "qps": duplex_reproduce.qps_headline(qps)}
+    return grid + bank, headline, qps
+
+
+def headline_rows(headline: dict) -> list[dict]:
+    """The headline as rows of metric, ours, paper, within, reason (headline.csv and the report's summary)."""
+    rows = [{"metric": k, **{f: v[f] for f in ("ours", "paper", "within", "reason")}}
+            for k, v in headline.items() if isinstance(v, dict) and "ours" in v]
+    rows += [{"metric": f"bank_pim_over_duplex {model}", "ours": v["bank_pim_over_duplex"],
+              "paper": f"{v['paper_faster']} faster", "within": v["within"], "reason": v["reason"]}
+             for model, v in headline["bank_pim"].items()]
+    rows += [{"metric": k, **{f: v[f] for f in ("ours", "paper", "within", "reason")}}
+             for k, v in headline["qps"].items() if "ours" in v]
+    return rows
+
+
 def reproduce_duplex(as_json: bool, out: str | None) -> None:
-    """Run the reproduction and print it; with `out`, also write points.csv and headline.csv there (the folder is
-    checked before the work). `--json`: {"points", "headline", "qps"}; the QPS sweep is not run yet (empty)."""
+    """Run the reproduction and print it; with `out`, also write points.csv, qps.csv and headline.csv there (the
+    folder is checked before the work). `--json`: {"points", "headline", "qps"}."""
     if out:
         check_writable(out, "--out", directory=True)
-    records = duplex_reproduce.reproduce()
-    headline = duplex_reproduce.headline(records)
+    records, headline, qps = run_all()
     if out:
-        rows = [{"metric": k, **v} for k, v in headline.items() if isinstance(v, dict)]
-        for name, table in (("points", records), ("headline", rows)):
+        for name, table in (("points", records), ("qps", qps), ("headline", headline_rows(headline))):
             with atomic_file(Path(out) / f"{name}.csv") as tmp:
                 pd.DataFrame(table).to_csv(tmp, index=False)
     if as_json:
-        click.echo(json.dumps({"points": records, "headline": headline, "qps": []}, indent=2))
+        click.echo(json.dumps({"points": records, "headline": headline, "qps": qps}, indent=2))
         return
     df = pd.DataFrame(records)
     base = df[df.system == duplex_reproduce.BASELINE].set_index(["model", "lin", "lout", "batch"])
     df = df.join(base["throughput_tok_s"].rename("gpu_tok_s"), on=["model", "lin", "lout", "batch"])
     df["over_gpu"] = df.throughput_tok_s / df.gpu_tok_s
     click.echo(f"Closed-loop serving, Gaussian (L_in, L_out) (std {duplex_reproduce.STD_FRACTION:.0%} of the mean, "
-               f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; a small grid of the paper's")
-    click.echo(f"{'model':<14} {'L_in':>5} {'L_out':>5} {'batch':>5}  {'system':<13} {'tok/s':>8} {'x GPU':>6} "
+               f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; a small grid of the paper's, "
+               "then the Bank-PIM comparison")
+    click.echo(f"{'model':<14} {'L_in':>5} {'L_out':>5} {'batch':>5}  {'system':<15} {'tok/s':>8} {'x GPU':>6} "
                f"{'TBT p50 ms':>10} {'TBT p99 ms':>10} {'E2E s':>7} {'J/token':>8}")
     for r in df.itertuples():
-        click.echo(f"{r.model:<14} {r.lin:>5} {r.lout:>5} {r.batch:>5}  {r.system:<13} {r.throughput_tok_s:>8.0f} "
+        click.echo(f"{r.model:<14} {r.lin:>5} {r.lout:>5} {r.batch:>5}  {r.system:<15} {r.throughput_tok_s:>8.0f} "
                    f"{r.over_gpu:>6.2f} {r.tbt_p50_s * 1e3:>10.2f} {r.tbt_p99_s * 1e3:>10.2f} {r.e2e_s:>7.2f} "
                    f"{r.energy_j_per_token:>8.3f}")
+    _echo_qps(qps)
     click.echo(f"\nHeadline: {headline['system']} over {headline['baseline']}, {headline['points']} points")
     for metric in duplex_reproduce.PAPER:
         h = headline[metric]
         fmt = (lambda v: f"{v:.1%}") if metric == "energy_reduction" else (lambda v: f"{v:.2f}x")
         click.echo(f"  {metric:<17} ours {fmt(h['ours'])}   paper {fmt(h['paper'])}   "
                    + ("within tolerance" if h["within"] else f"outside tolerance: {h['reason']}"))
-    click.echo("Not run yet: the QPS sweep, the Bank-PIM comparison and the paper's full grid.")
+    click.echo("Bank-PIM against Duplex (paper: Bank-PIM faster on OPT-66B, slower on Llama3-70B)")
+    for model, h in headline["bank_pim"].items():
+        click.echo(f"  {model:<11} Bank-PIM / Duplex throughput {h['bank_pim_over_duplex']:.3f}: {h['faster']} "
+                   f"faster, paper {h['paper_faster']}   " + ("agrees" if h["within"] else f"differs: {h['reason']}"))
+    q = headline["qps"]
+    click.echo("QPS sweep (paper: the GPU saturates above 9 req/s, Duplex at about 14)")
+    for name, s in q["saturation_qps"].items():
+        click.echo(f"  {name} saturates at {s['bound'] + ' ' if s['bound'] else ''}{s['qps']:.1f} req/s")
+    for metric in ("gpu_saturation_qps", "duplex_over_gpu"):
+        h = q[metric]
+        click.echo(f"  {metric:<18} ours {h['ours']:.2f}   paper {h['paper']}   "
+                   + ("within" if h["within"] else f"outside: {h['reason']}"))
+    click.echo("Not run: the paper's full grid (five models, (256, 256) to (4096, 4096), batch 32-128).")
     if out:
-        click.echo(f"records written to {out}/points.csv, {out}/headline.csv")
+        click.echo(f"records written to {out}/points.csv, {out}/qps.csv, {out}/headline.csv")
+
+
+def _echo_qps(qps: list[dict]) -> None:
+    tail = f"ttft_p{duplex_reproduce.SATURATION_PERCENTILE}_s"
+    model, (lin, lout) = duplex_reproduce.QPS_MODEL, duplex_reproduce.QPS_LENGTHS
+    click.echo(f"\nQPS sweep: {model}, Poisson arrivals, Gaussian ({lin}, {lout}), max batch "
+               f"{duplex_reproduce.QPS_MAX_BATCH}, {duplex_reproduce.QPS_REQUESTS} requests per rate; saturated: "
+               f"TTFT p{duplex_reproduce.SATURATION_PERCENTILE} above {duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x "
+               "a lone prompt's")
+    click.echo(f"{'system':<13} {'QPS':>4} {'tok/s':>7} {'TBT p50 ms':>10} {'TBT p99 ms':>10} {'TTFT p50 s':>10} "
+               f"{'TTFT p90 s':>10} {'E2E p50 s':>9} {'E2E p99 s':>9}  saturated")
+    for r in qps:
+        click.echo(f"{r['system']:<13} {r['qps']:>4g} {r['throughput_tok_s']:>7.0f} {r['tbt_p50_s'] * 1e3:>10.2f} "
+                   f"{r['tbt_p99_s'] * 1e3:>10.2f} {r['ttft_p50_s']:>10.2f} {r[tail]:>10.2f} {r['e2e_p50_s']:>9.2f} "
+                   f"{r['e2e_p99_s']:>9.2f}  {'yes' if r['saturated'] else 'no'}")

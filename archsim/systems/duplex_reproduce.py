@@ -17,14 +17,44 @@ Duplex+PE+ET (`duplex-pe`, `duplex-pe-et`: the co-processing schedule, pim.md §
 Headline (`headline`): throughput of Duplex+PE+ET over the GPU, its mean and maximum over the grid's points (paper:
 2.07x, 2.67x), and the energy reduction per output token, 1 - mean(energy ratio) (paper 28.19 %), each with the
 issue's tolerance and, outside it, the modelling reason (`ATTRIBUTION`).
+
+Bank-PIM comparison (`bank_pim_comparison`, `bank_pim_headline`): the GPU, Duplex (`duplex`) and its Bank-PIM
+baseline (`duplex-bank-pim`: 16x the HBM bandwidth at 1 Op/B, pim.md §2.2) on OPT-66B (MHA) and Llama3-70B (GQA,
+deg_grp 8) at one point of the paper's grid, (L_in, L_out) = (256, 256) and batch 64 (`BANK_PIM_GRID`), closed loop
+as above. The paper (§2.4): Bank-PIM beats Duplex on OPT-66B and loses on Llama3-70B. The reason in the model:
+MHA decode attention has Op/B ~1, where the Bank-PIM's 16x bandwidth wins; GQA attention of deg_grp 8 has Op/B ~8,
+compute-bound on the Bank-PIM's 10.7 TFLOPS against the Logic-PIM's 21.3 per stack.
+
+QPS sweep (`qps_sweep`, `qps_headline`): Mixtral-8x7B, Gaussian (L_in, L_out) = (4096, 512), max batch 128, Poisson
+arrivals at 4 to 16 requests per second (`QPS_RATES`), `QPS_REQUESTS` requests per rate (arrival times of
+`poisson_requests`, lengths of `gaussian_requests`), the GPU against Duplex+PE+ET. Each record: throughput, TBT
+p50/p99, TTFT p50/p90/p99 and end-to-end latency p50/p99 (finish - arrival).
+Saturation (ours; the paper reads it off its latency curves): continuous batching admits an arrival at the next
+iteration while the batch has a free slot, so below saturation a request's time to its first token is the rest of
+the running iteration plus its own prefill, a few times that of a prompt alone (`ttft_alone_s`: one iteration
+prefilling one L_in prompt) even in a Poisson burst; once arrivals outpace the completions the batch stays full,
+arrivals wait for a slot and their TTFT grows with the queue. A rate is saturated when its p90 TTFT exceeds
+`SATURATION_TTFT_MULTIPLE` x `ttft_alone_s`, and a system's saturation rate is interpolated between its last
+unsaturated and first saturated rate, linearly in log(p90 TTFT) (the end of the range, marked as a bound, when
+every rate or none is saturated). End-to-end latency is a poor detector here: 511 decodes dominate it and only
+the queued requests wait. Limits: a run starts empty and is finite, so the first `QPS_MAX_BATCH` requests never
+queue and only the rest (22 of 150) can show the queue; a queue that grows slowly (a rate just above saturation)
+stays short within the run, so the estimate reads high, more so with fewer requests (with 200 requests per rate
+both systems' rates read about 2 req/s lower). The paper (§2.4): the GPU saturates above 9 req/s, Duplex at
+about 14; the issue asks the GPU's to lie between 8 and 10 and Duplex's to be at least 1.4x it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from statistics import mean
 
+import numpy as np
+
 from archsim import library
-from archsim.systems.requests import gaussian_requests
+from archsim.systems.iteration import Batch
+from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import load_system
@@ -98,4 +128,114 @@ def headline(records: list[dict]) -> dict:
         within = off <= TOLERANCE[metric]
         out[metric] = {"ours": value, "paper": paper, "tolerance": TOLERANCE[metric], "within": within,
                        "reason": "" if within else ATTRIBUTION[metric]}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ Bank-PIM
+BANK_PIM_SYSTEMS = ("duplex-gpu", "duplex", "duplex-bank-pim")
+BANK_PIM_GRID = {"models": ("opt-66b", "llama3-70b"), "lengths": ((256, 256),), "batches": (64,)}
+BANK_PIM_PAPER = {"opt-66b": "duplex-bank-pim", "llama3-70b": "duplex"}  # the faster of the two, pim.md §2.4
+BANK_PIM_ATTRIBUTION = ("the Bank-PIM's edge on MHA and its loss on GQA come from the attention's Op/B against the "
+                        "two PIMs' rooflines, a small part of a step at (256, 256): a few per cent either way, so a "
+                        "change in the xPU's share of the step (the GPU model's kernels) can swap the order")
+
+
+def bank_pim_comparison(rounds: int = REQUEST_ROUNDS, seed: int = SEED) -> list[dict]:
+    """`reproduce` records of `BANK_PIM_SYSTEMS` at `BANK_PIM_GRID` (module docstring)."""
+    return reproduce(BANK_PIM_SYSTEMS, BANK_PIM_GRID, rounds, seed)
+
+
+def bank_pim_headline(records: list[dict]) -> dict:
+    """Per model of `BANK_PIM_PAPER` with records of both systems: Bank-PIM's throughput over Duplex's (ours), the
+    faster system ours and the paper's, and whether they agree (else the reason)."""
+    out = {}
+    for model, paper in BANK_PIM_PAPER.items():
+        tok_s = {r["system"]: r["throughput_tok_s"] for r in records
+                 if r["model"] == model and r["system"] in ("duplex", "duplex-bank-pim")}
+        if len(tok_s) < 2:
+            continue
+        ratio = tok_s["duplex-bank-pim"] / tok_s["duplex"]
+        faster = "duplex-bank-pim" if ratio > 1 else "duplex"
+        out[model] = {"bank_pim_over_duplex": ratio, "faster": faster, "paper_faster": paper,
+                      "within": faster == paper, "reason": "" if faster == paper else BANK_PIM_ATTRIBUTION}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ QPS sweep
+QPS_SYSTEMS = (BASELINE, HEADLINE_SYSTEM)
+QPS_MODEL, QPS_LENGTHS, QPS_MAX_BATCH = "mixtral-8x7b", (4096, 512), 128  # pim.md §2.4, Fig. 13
+QPS_RATES = (4, 6, 8, 10, 12, 14, 16)  # requests per second, pim.md §2.4 "4-16 QPS"
+QPS_REQUESTS = 150  # per rate: ours, to keep the run short (module docstring: what it costs the estimate)
+SATURATION_TTFT_MULTIPLE = 10.0  # ours (module docstring)
+SATURATION_PERCENTILE = 90
+QPS_PAPER = {"gpu_saturation_qps": (8.0, 10.0), "duplex_over_gpu": 1.4}  # the issue's bounds; paper ~9 and ~14
+QPS_ATTRIBUTION = {
+    "gpu_saturation_qps": "the GPU model's prefill of a 4096-token prompt and its decode step at batch 128 set "
+                          "where the queue forms; and the estimate reads high with few requests per rate (module "
+                          "docstring)",
+    "duplex_over_gpu": "both systems prefill on the same xPU (pim.md §2.3), one prompt per iteration without "
+                       "chunking, so at 4096-token prompts the prefills cap Duplex's rate as well as the GPU's",
+}
+
+
+def qps_requests(rate_per_s: float, n: int, seed: int = SEED) -> tuple[Request, ...]:
+    """`n` requests of Poisson arrivals at `rate_per_s` (`poisson_requests`' times) with Gaussian `QPS_LENGTHS`
+    (`gaussian_requests`' lengths, `STD_FRACTION`)."""
+    arrivals = poisson_requests(rate_per_s, n, "sharegpt", seed)
+    lengths = gaussian_requests(n, *QPS_LENGTHS, STD_FRACTION, seed)
+    return tuple(replace(r, arrival_s=a.arrival_s) for r, a in zip(lengths, arrivals, strict=True))
+
+
+def qps_sweep(systems: tuple[str, ...] = QPS_SYSTEMS, rates: tuple[float, ...] = QPS_RATES,
+              requests: int = QPS_REQUESTS, seed: int = SEED) -> list[dict]:
+    """One record per system x rate (module docstring), `saturated` by the TTFT criterion."""
+    workload = library.load_workload_spec(QPS_MODEL)
+    records = []
+    for name in systems:
+        model = system_model(load_system(name), workload)
+        alone_s = model.iteration(Batch((QPS_LENGTHS[0],), ())).time_s
+        for rate in rates:
+            result = simulate_serving(model, qps_requests(rate, requests, seed), ServingConfig(max_batch=QPS_MAX_BATCH))
+            e2e = [r.finish_s - r.arrival_s for r in result.requests]
+            ttft = [r.ttft_s for r in result.requests]
+            ttft_tail = float(np.percentile(ttft, SATURATION_PERCENTILE))
+            records.append({
+                "system": name, "qps": rate, "requests": requests, "throughput_tok_s": result.throughput_tok_s,
+                "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s, "ttft_p50_s": result.ttft_p50_s,
+                f"ttft_p{SATURATION_PERCENTILE}_s": ttft_tail, "ttft_p99_s": result.ttft_p99_s,
+                "e2e_p50_s": float(np.percentile(e2e, 50)), "e2e_p99_s": float(np.percentile(e2e, 99)),
+                "ttft_alone_s": alone_s, "saturated": ttft_tail > SATURATION_TTFT_MULTIPLE * alone_s,
+            })
+    return records
+
+
+def saturation_qps(records: list[dict], system: str) -> tuple[float, str]:
+    """The rate at which `system` saturates (module docstring) and "" for an interpolated value, "at most" when
+    the lowest rate is already saturated, "at least" when no rate is."""
+    mine = sorted((r for r in records if r["system"] == system), key=lambda r: r["qps"])
+    first = next((i for i, r in enumerate(mine) if r["saturated"]), None)
+    if first is None:
+        return mine[-1]["qps"], "at least"
+    if first == 0:
+        return mine[0]["qps"], "at most"
+    below, above = mine[first - 1], mine[first]
+    tail = f"ttft_p{SATURATION_PERCENTILE}_s"
+    threshold = math.log(SATURATION_TTFT_MULTIPLE * below["ttft_alone_s"])
+    lo, hi = math.log(below[tail]), math.log(above[tail])
+    return below["qps"] + (above["qps"] - below["qps"]) * (threshold - lo) / (hi - lo), ""
+
+
+def qps_headline(records: list[dict]) -> dict:
+    """Each system's saturation rate, and the two checks of the issue beside the paper's (module docstring)."""
+    rates = {name: saturation_qps(records, name) for name in QPS_SYSTEMS}
+    (gpu, gpu_bound), (duplex, duplex_bound) = rates[BASELINE], rates[HEADLINE_SYSTEM]
+    low, high = QPS_PAPER["gpu_saturation_qps"]
+    ratio_not_overstated = gpu_bound != "at least" and duplex_bound != "at most"
+    checks = {"gpu_saturation_qps": (gpu, low <= gpu <= high and not gpu_bound, f"between {low:g} and {high:g}"),
+              "duplex_over_gpu": (duplex / gpu, duplex / gpu >= QPS_PAPER["duplex_over_gpu"] and ratio_not_overstated,
+                                  f"at least {QPS_PAPER['duplex_over_gpu']:g}")}
+    out: dict = {"saturation_qps": {name: {"qps": q, "bound": bound} for name, (q, bound) in rates.items()}}
+    for metric, (ours, within, paper) in checks.items():
+        out[metric] = {"ours": ours, "paper": paper, "within": within,
+                       "reason": "" if within else QPS_ATTRIBUTION[metric]}
     return out
