@@ -15,37 +15,14 @@ from archsim.outputs import atomic_file, check_writable
 from archsim.systems import duplex_reproduce
 
 
-def run_all() -> tuple[list[dict], dict, list[dict]]:
-    """The reproduction's records (the grid, then the Bank-PIM comparison), its headline (the grid's, "bank_pim"
-    and "qps") and the QPS sweep's records."""
-    grid = duplex_reproduce.reproduce()
-    bank = duplex_reproduce.bank_pim_comparison()
-    qps = duplex_reproduce.qps_sweep()
-    headline = {**duplex_reproduce.headline(grid), "bank_pim": duplex_reproduce.bank_pim_headline(bank),
-                "qps": duplex_reproduce.qps_headline(qps)}
-    return grid + bank, headline, qps
-
-
-def headline_rows(headline: dict) -> list[dict]:
-    """The headline as rows of metric, ours, paper, within, reason (headline.csv and the report's summary)."""
-    rows = [{"metric": k, **{f: v[f] for f in ("ours", "paper", "within", "reason")}}
-            for k, v in headline.items() if isinstance(v, dict) and "ours" in v]
-    rows += [{"metric": f"bank_pim_over_duplex {model}", "ours": v["bank_pim_over_duplex"],
-              "paper": f"{v['paper_faster']} faster", "within": v["within"], "reason": v["reason"]}
-             for model, v in headline["bank_pim"].items()]
-    rows += [{"metric": k, **{f: v[f] for f in ("ours", "paper", "within", "reason")}}
-             for k, v in headline["qps"].items() if "ours" in v]
-    return rows
-
-
 def reproduce_duplex(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, qps.csv and headline.csv there (the
     folder is checked before the work). `--json`: {"points", "headline", "qps"}."""
     if out:
         check_writable(out, "--out", directory=True)
-    records, headline, qps = run_all()
+    records, headline, qps = duplex_reproduce.run_all()
     if out:
-        for name, table in (("points", records), ("qps", qps), ("headline", headline_rows(headline))):
+        for name, table in (("points", records), ("qps", qps), ("headline", duplex_reproduce.headline_rows(headline))):
             with atomic_file(Path(out) / f"{name}.csv") as tmp:
                 pd.DataFrame(table).to_csv(tmp, index=False)
     if as_json:

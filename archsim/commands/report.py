@@ -26,7 +26,7 @@ _MODES = {  # mode -> the options that apply to it
 @click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
 @click.option("--run", "run_report", is_flag=True,
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
-@click.option("--reproduction", type=click.Choice(["fusemax", "neupims"]),
+@click.option("--reproduction", type=click.Choice(["fusemax", "neupims", "duplex"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
 @click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB", callback=nonempty,
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
@@ -75,7 +75,7 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
                                f"(it takes {', '.join(sorted(_MODES[mode]))})")
     if mode == "--run" and mapping is None:
         raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
-    if mode == "--reproduction" and reproduction == "neupims" and (model or seq_len):
+    if mode == "--reproduction" and reproduction in ("neupims", "duplex") and (model or seq_len):
         raise click.UsageError("--model and --seq-len apply to --reproduction fusemax only")
     default = {"--library": "library", "--run": Path(mapping or "").stem, "--reproduction": reproduction,
                "--sweep": Path(sweep_db or "").stem}[mode]
@@ -86,6 +86,8 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
         _report_run(mapping, cascade, arch, workload, sets, use_event, folder)
     elif reproduction == "neupims":
         _report_neupims(folder)
+    elif reproduction == "duplex":
+        _report_duplex(folder)
     elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, folder)
     else:
@@ -153,6 +155,15 @@ def _report_neupims(out: Path) -> None:
     index = write_neupims_report(records, out, mode_timelines(), neupims_reproduce.PAPER,
                                  neupims_reproduce.attribution(), neupims_reproduce.ablation())
     click.echo(f"{len(records)} NeuPIMs points (mode x model x dataset x batch)\nreport written to {index}")
+
+
+def _report_duplex(out: Path) -> None:
+    from archsim.report.duplex import write_duplex_report
+    from archsim.systems import duplex_reproduce
+
+    records, summary, qps = duplex_reproduce.run_all()
+    index = write_duplex_report(records, summary, qps, out)
+    click.echo(f"{len(records)} Duplex points and {len(qps)} QPS points\nreport written to {index}")
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:

@@ -239,3 +239,25 @@ def qps_headline(records: list[dict]) -> dict:
         out[metric] = {"ours": ours, "paper": paper, "within": within,
                        "reason": "" if within else QPS_ATTRIBUTION[metric]}
     return out
+
+
+def run_all() -> tuple[list[dict], dict, list[dict]]:
+    """The reproduction's records (the grid, then the Bank-PIM comparison), its headline (the grid's, "bank_pim"
+    and "qps") and the QPS sweep's records."""
+    grid = reproduce()
+    bank = bank_pim_comparison()
+    qps = qps_sweep()
+    summary = {**headline(grid), "bank_pim": bank_pim_headline(bank), "qps": qps_headline(qps)}
+    return grid + bank, summary, qps
+
+
+def headline_rows(summary: dict) -> list[dict]:
+    """`run_all`'s headline as rows of metric, ours, paper, within, reason (headline.csv, the report's summary)."""
+    fields = ("ours", "paper", "within", "reason")
+    rows = [{"metric": k, **{f: v[f] for f in fields}}
+            for k, v in summary.items() if isinstance(v, dict) and "ours" in v]
+    rows += [{"metric": f"bank_pim_over_duplex {model}", "ours": v["bank_pim_over_duplex"],
+              "paper": f"{v['paper_faster']} faster", "within": v["within"], "reason": v["reason"]}
+             for model, v in summary["bank_pim"].items()]
+    rows += [{"metric": k, **{f: v[f] for f in fields}} for k, v in summary["qps"].items() if "ours" in v]
+    return rows

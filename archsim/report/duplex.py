@@ -1,0 +1,198 @@
+"""The Duplex reproduction report (`archsim report --reproduction duplex`): the edge that writes figures, CSVs and
+index.html for `archsim.systems.duplex_reproduce.run_all`.
+
+Files in the output directory, each PNG beside the CSV it is drawn from:
+- summary.csv: ours vs the paper (`duplex_reproduce.headline_rows`).
+- throughput.png/.csv: throughput over the GPU baseline per system at every closed-loop point (the small grid and
+  the Bank-PIM comparison).
+- opb.png/.csv: the Op/B of every op of one Mixtral-8x7B decoder layer in a decode step (`step.layer_ops`, context
+  `OPB_CONTEXT` tokens) at `OPB_BATCHES`, against the ridge points (peak FLOP/s over the bandwidth each unit reads
+  its operands at) of the xPU (tensor peak over DRAM bandwidth), the Logic-PIM and the Bank-PIM (peak over internal
+  bandwidth), from the duplex and duplex-bank-pim presets' device models; ridges.csv lists them.
+- qps.png/.csv: the QPS sweep's latency curves (TTFT p90, the saturation criterion; TBT p99; end-to-end p50 and
+  p99) per system, each system's saturation rate dashed.
+The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from archsim import library
+from archsim.outputs import atomic_dir
+from archsim.report.figures import _colour, _figure, _title
+from archsim.report.point import _save, _section, write_index
+from archsim.systems import duplex_reproduce
+from archsim.systems.devices import device_models
+from archsim.systems.step import Step, layer_ops
+from archsim.systems.system_spec import load_system
+
+SYSTEM_ORDER = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et", "duplex-bank-pim")
+OPB_MODEL, OPB_CONTEXT, OPB_BATCHES = "mixtral-8x7b", 1024, (32, 64, 128)
+RIDGE_UNITS = (("duplex", "xpu", "xPU (H100)"), ("duplex", "lp", "Logic-PIM"), ("duplex-bank-pim", "pim", "Bank-PIM"))
+
+
+def _system_colour(system: str) -> str:
+    return _colour(SYSTEM_ORDER.index(system) if system in SYSTEM_ORDER else len(SYSTEM_ORDER))
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def throughput_rows(records: list[dict]) -> pd.DataFrame:
+    """One row per closed-loop record with `over_gpu`, its throughput over the GPU's at the same point."""
+    df = pd.DataFrame(records)
+    point = ["model", "lin", "lout", "batch"]
+    gpu = df[df["system"] == duplex_reproduce.BASELINE].set_index(point)["throughput_tok_s"].rename("gpu_tok_s")
+    df = df.join(gpu, on=point)
+    df["over_gpu"] = df["throughput_tok_s"] / df["gpu_tok_s"]
+    return df[[*point, "system", "throughput_tok_s", "gpu_tok_s", "over_gpu"]]
+
+
+def opb_rows() -> pd.DataFrame:
+    """Every op of a Mixtral decoder layer in a decode step at each of `OPB_BATCHES`: FLOPs, bytes and Op/B."""
+    workload = library.load_workload_spec(OPB_MODEL)
+    rows = [{"batch": batch, "op": op.name, "cascade": op.cascade, "flops": op.flops, "bytes": op.bytes,
+             "op_per_byte": op.op_per_byte}
+            for batch in OPB_BATCHES
+            for op in layer_ops(workload, Step("decode", batch, OPB_CONTEXT), workload.block)]
+    return pd.DataFrame(rows)
+
+
+def ridge_rows() -> pd.DataFrame:
+    """Each unit of `RIDGE_UNITS`: peak FLOP/s, the bandwidth its operands come at, and their ratio."""
+    rows = []
+    for system, name, label in RIDGE_UNITS:
+        device = device_models(load_system(system))[name]
+        if device.kind == "gpu":
+            peak, bandwidth = device.spec.tensor_peak_flops_per_s("fp16"), device.spec.dram_bytes_per_s
+        else:
+            peak, bandwidth = device.peak_flops_per_s, device.internal_bytes_per_s
+        rows.append({"unit": label, "system": system, "device": name, "peak_flops_per_s": peak,
+                     "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def throughput_figure(rows: pd.DataFrame) -> Figure:
+    """A group per closed-loop point, a bar per system: throughput over the GPU's (1 = the GPU)."""
+    rows = rows.assign(group=rows["model"] + "\n(" + rows["lin"].astype(str) + ", " + rows["lout"].astype(str)
+                       + ") b" + rows["batch"].astype(str))
+    groups = list(dict.fromkeys(rows["group"]))
+    systems = [s for s in SYSTEM_ORDER if s in set(rows["system"]) and s != duplex_reproduce.BASELINE]
+    fig = _figure(13.0, 5.0)
+    _title(fig, "Throughput over the GPU baseline (duplex-gpu) per system, closed-loop serving at each point")
+    ax = fig.add_axes((0.06, 0.18, 0.76, 0.66))
+    width = 0.8 / max(len(systems), 1)
+    for i, system in enumerate(systems):
+        mine = rows[rows["system"] == system].set_index("group")["over_gpu"].reindex(groups)
+        ax.bar(np.arange(len(groups)) - 0.4 + width * (i + 0.5), mine.fillna(0.0), width=width * 0.92,
+               color=_system_colour(system), label=system)
+    ax.axhline(1.0, color="0.3", lw=0.9)
+    ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    ax.set(ylabel="throughput / GPU's")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="system",
+              title_fontsize=8)
+    return fig
+
+
+def opb_figure(ops: pd.DataFrame, ridges: pd.DataFrame) -> Figure:
+    """Op/B per op (x) and batch (marker colour), log y, with each unit's ridge point as a horizontal line."""
+    names = list(dict.fromkeys(ops["op"]))
+    fig = _figure(11.0, 5.2)
+    _title(fig, f"Op/B of every op of a {OPB_MODEL} decode step (one decoder layer, context {OPB_CONTEXT}) against "
+                "each unit's ridge point (peak FLOP/s / bandwidth): below a ridge the unit is memory-bound")
+    ax = fig.add_axes((0.08, 0.16, 0.68, 0.68))
+    for i, (batch, mine) in enumerate(ops.groupby("batch")):
+        xs = [names.index(n) + (i - 1) * 0.15 for n in mine["op"]]
+        ax.scatter(xs, mine["op_per_byte"], color=_colour(i), s=28, zorder=3, label=f"batch {batch}")
+    for j, ridge in enumerate(ridges.itertuples()):
+        ax.axhline(ridge.ridge_op_per_byte, color=_colour(4 + j), ls="--", lw=1.1,
+                   label=f"{ridge.unit} ridge {ridge.ridge_op_per_byte:.3g}")
+    ax.set(yscale="log", ylabel="Op/B (FLOPs per byte moved, log)")
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def qps_figure(rows: pd.DataFrame, saturation: dict) -> Figure:
+    """Four panels against the offered QPS, a line per system, each system's saturation rate dashed."""
+    tail = f"ttft_p{duplex_reproduce.SATURATION_PERCENTILE}_s"
+    panels = ((tail, f"TTFT p{duplex_reproduce.SATURATION_PERCENTILE} (s, log)", True),
+              ("tbt_p99_s", "TBT p99 (s)", False), ("e2e_p50_s", "end-to-end p50 (s)", False),
+              ("e2e_p99_s", "end-to-end p99 (s)", False))
+    model, (lin, lout) = duplex_reproduce.QPS_MODEL, duplex_reproduce.QPS_LENGTHS
+    fig = _figure(13.0, 4.6)
+    _title(fig, f"QPS sweep: {model}, Poisson arrivals, Gaussian ({lin}, {lout}), max batch "
+                f"{duplex_reproduce.QPS_MAX_BATCH}, {int(rows['requests'].max())} requests per rate; dashed: "
+                f"the saturation rate (TTFT p{duplex_reproduce.SATURATION_PERCENTILE} above "
+                f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's)")
+    for k, (column, label, log) in enumerate(panels):
+        ax = fig.add_axes((0.07 + k * 0.24, 0.14, 0.17, 0.66))
+        for system, mine in rows.groupby("system", sort=False):
+            ax.plot(mine["qps"], mine[column], marker="o", ms=4, color=_system_colour(system), label=system)
+            if system in saturation:
+                ax.axvline(saturation[system]["qps"], color=_system_colour(system), ls="--", lw=0.9)
+        ax.set(xlabel="offered load (requests/s)", ylabel=label, yscale="log" if log else "linear")
+        ax.grid(True, alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7, frameon=False, loc="upper left")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ page
+def write_duplex_report(records: list[dict], summary: dict, qps: list[dict], out_dir: Path) -> Path:
+    """Write the report of `duplex_reproduce.run_all`'s records, headline (`summary`) and QPS records into
+    `out_dir`, replacing its old report whole; returns the index path."""
+    with atomic_dir(out_dir) as stage:
+        _write_page(stage, records, summary, qps)
+    return out_dir / "index.html"
+
+
+def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dict]) -> None:
+    table = pd.DataFrame(duplex_reproduce.headline_rows(summary), columns=["metric", "ours", "paper", "within",
+                                                                          "reason"])
+    _save(out_dir, "summary", table)
+    throughput = throughput_rows(records)
+    _save(out_dir, "throughput", throughput, throughput_figure(throughput))
+    ops, ridges = opb_rows(), ridge_rows()
+    _save(out_dir, "ridges", ridges)
+    _save(out_dir, "opb", ops, opb_figure(ops, ridges))
+    sweep = pd.DataFrame(qps)
+    saturation = summary["qps"]["saturation_qps"]
+    _save(out_dir, "qps", sweep, qps_figure(sweep, saturation))
+    sections = [
+        _section("throughput", "Throughput over the GPU",
+                 "Closed-loop continuous batching (Gaussian lengths, the batch kept full): each system's output "
+                 "tokens per second over the GPU baseline's at the same point. The Mixtral points are a small part "
+                 "of the paper's grid; OPT-66B and Llama3-70B at (256, 256), batch 64, are the Bank-PIM "
+                 "comparison (the paper: Bank-PIM beats Duplex on OPT's MHA, loses on Llama3's GQA)."),
+        _section("opb", "Op/B of a Mixtral decode step",
+                 f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
+                 f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the tokens "
+                 "per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), the "
+                 "projections' about the batch. Ridge points (ridges.csv): an op below a unit's ridge is "
+                 "memory-bound there; the placement sends decode attention and low-Op/B MoE to the Logic-PIM."),
+        _section("qps", "Latency against offered load",
+                 "Poisson arrivals at each rate, the same requests for both systems. A rate is saturated when the "
+                 f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "
+                 f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's prefill: arrivals then wait for "
+                 "a slot in the full batch. The saturation rate (dashed) is interpolated in log TTFT between the "
+                 "last unsaturated and the first saturated rate; with few requests per rate it reads high "
+                 "(<code>archsim.systems.duplex_reproduce</code>'s docstring)."),
+    ]
+    rates = ", ".join(f"{html.escape(name)} {s['bound'] + ' ' if s['bound'] else ''}{s['qps']:.1f} req/s"
+                      for name, s in saturation.items())
+    outside = "".join(f"<li>{html.escape(str(r['metric']))}: {html.escape(str(r['reason']))}</li>"
+                      for r in table.to_dict("records") if not r["within"])
+    intro = (f"<p>Ours (archsim's Duplex system specs in the serving simulator) beside the paper's numbers "
+             f"(../shared/reference/pim.md §2). Saturation rates in the QPS sweep: {rates}. Where ours differ "
+             f"beyond the tolerance, the modelling reason:</p><ul>{outside or '<li>none</li>'}</ul>")
+    write_index(out_dir, "Duplex reproduction", intro, table, sections)

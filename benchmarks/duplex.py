@@ -1,0 +1,31 @@
+"""Wall time of `archsim reproduce duplex`'s work on one core (issue 15: under 60 s): the closed-loop grid, the
+Bank-PIM comparison and the QPS sweep (`archsim.systems.duplex_reproduce.run_all`), timed each and together.
+
+Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
+"""
+
+from __future__ import annotations
+
+import time
+
+from archsim.systems import duplex_reproduce
+
+LIMIT_S = 60.0  # issue 15
+
+
+def main() -> None:
+    parts = (("closed-loop grid", duplex_reproduce.reproduce), ("Bank-PIM comparison",
+             duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep))
+    total_s = 0.0
+    for name, run in parts:
+        start = time.perf_counter()
+        run()
+        elapsed_s = time.perf_counter() - start
+        total_s += elapsed_s
+        print(f"{name:<20} {elapsed_s:6.1f} s")
+    print(f"{'reproduce duplex':<20} {total_s:6.1f} s ({'within' if total_s < LIMIT_S else 'over'} the issue's "
+          f"{LIMIT_S:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

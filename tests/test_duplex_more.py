@@ -1,0 +1,107 @@
+"""Duplex (issue 15 part D3): the Bank-PIM comparison, the QPS sweep and its saturation rate, and the report page.
+
+Expected values: the paper's findings (../shared/reference/pim.md §2.4), the issue's bounds, and hand derivations
+of the saturation interpolation and the Op/B closed forms (stated in each test).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from archsim.cli import main
+from archsim.report.duplex import write_duplex_report
+from archsim.systems import duplex_reproduce
+from archsim.systems.requests import gaussian_requests, poisson_requests
+
+
+@pytest.fixture(scope="module")
+def reproduction():
+    return duplex_reproduce.run_all()  # (records, headline, qps records): the whole reproduction, about a minute
+
+
+def test_bank_pim_beats_duplex_on_opt_and_loses_on_llama3(reproduction) -> None:
+    """pim.md §2.4: Bank-PIM beats Duplex on OPT-66B (MHA: decode attention at Op/B ~1, where the Bank-PIM's 16x
+    bandwidth beats the Logic-PIM's 4x) and loses on Llama3-70B (GQA deg_grp 8: Op/B ~8, compute-bound on the
+    Bank-PIM's 1 Op/B against the Logic-PIM's 7.9)."""
+    bank = reproduction[1]["bank_pim"]
+    assert bank["opt-66b"]["bank_pim_over_duplex"] > 1.0
+    assert bank["llama3-70b"]["bank_pim_over_duplex"] < 1.0
+    assert all(v["within"] for v in bank.values())
+
+
+def test_the_qps_sweep_records_every_system_and_rate(reproduction) -> None:
+    qps = reproduction[2]
+    assert [(r["system"], r["qps"]) for r in qps] == [(s, q) for s in duplex_reproduce.QPS_SYSTEMS
+                                                      for q in duplex_reproduce.QPS_RATES]
+    keys = {"system", "qps", "requests", "throughput_tok_s", "tbt_p50_s", "tbt_p99_s", "ttft_p50_s", "ttft_p90_s",
+            "ttft_p99_s", "e2e_p50_s", "e2e_p99_s", "ttft_alone_s", "saturated"}
+    assert all(set(r) == keys for r in qps)
+    for system in duplex_reproduce.QPS_SYSTEMS:  # once saturated, a higher offered load stays saturated
+        flags = [r["saturated"] for r in qps if r["system"] == system]
+        assert flags == sorted(flags)
+
+
+def test_the_gpu_saturates_between_8_and_10_requests_per_second(reproduction) -> None:
+    """The issue, from the paper's Fig. 13 (pim.md §2.4: the GPU saturates above 9 req/s)."""
+    gpu = reproduction[1]["qps"]["saturation_qps"][duplex_reproduce.BASELINE]
+    assert gpu["bound"] == "" and 8.0 <= gpu["qps"] <= 10.0
+
+
+def test_duplex_sustains_at_least_1_4x_the_gpus_rate(reproduction) -> None:
+    """The issue (the paper: Duplex about 14 req/s against the GPU's 9, 1.56x)."""
+    summary = reproduction[1]["qps"]
+    gpu, duplex = (summary["saturation_qps"][s]["qps"] for s in duplex_reproduce.QPS_SYSTEMS)
+    assert duplex / gpu >= 1.4 and summary["duplex_over_gpu"]["within"]
+
+
+def _record(system: str, qps: float, ttft_p90_s: float) -> dict:
+    return {"system": system, "qps": qps, "ttft_p90_s": ttft_p90_s, "ttft_alone_s": 0.1,
+            "saturated": ttft_p90_s > duplex_reproduce.SATURATION_TTFT_MULTIPLE * 0.1}
+
+
+def test_saturation_is_interpolated_in_log_ttft() -> None:
+    """Threshold 10 x 0.1 s = 1 s. p90 TTFT 0.1 s at 8 req/s and 10 s at 10 req/s: log TTFT crosses log 1 halfway,
+    at 9 req/s. Saturated at the lowest rate: at most 4; never: at least 16."""
+    records = [_record("a", 8, 0.1), _record("a", 10, 10.0), _record("b", 4, 5.0), _record("b", 16, 9.0),
+               _record("c", 4, 0.1), _record("c", 16, 0.2)]
+    assert duplex_reproduce.saturation_qps(records, "a") == (pytest.approx(9.0), "")
+    assert duplex_reproduce.saturation_qps(records, "b") == (4, "at most")
+    assert duplex_reproduce.saturation_qps(records, "c") == (16, "at least")
+
+
+def test_qps_requests_are_poisson_arrivals_with_gaussian_lengths() -> None:
+    requests = duplex_reproduce.qps_requests(8.0, 50, seed=3)
+    poisson, gaussian = poisson_requests(8.0, 50, "sharegpt", 3), gaussian_requests(50, 4096, 512, 0.1, 3)
+    assert [r.arrival_s for r in requests] == [r.arrival_s for r in poisson]
+    assert [(r.prompt_tokens, r.output_tokens) for r in requests] == \
+        [(r.prompt_tokens, r.output_tokens) for r in gaussian]
+
+
+def test_the_report_writes_its_figures_and_tables(reproduction, tmp_path) -> None:
+    index = write_duplex_report(*reproduction, tmp_path)
+    for name in ("throughput", "opb", "qps"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        assert f"'{name}.png'" in index.read_text()
+    ops = pd.read_csv(tmp_path / "opb.csv")
+    moe = ops[ops.op == "moe"].set_index("batch").op_per_byte
+    for batch in (32, 64, 128):  # MoE Op/B ~ tokens per expert = batch x top-2 / 8 experts (within the router's few %)
+        assert moe[batch] == pytest.approx(batch * 2 / 8, rel=0.05)
+    attention = ops[ops.op == "attention"].op_per_byte
+    assert attention.to_numpy() == pytest.approx([4.0] * 3, rel=0.02)  # deg_grp = 32 heads / 8 KV heads
+    ridges = pd.read_csv(tmp_path / "ridges.csv").set_index("unit").ridge_op_per_byte
+    assert ridges["Logic-PIM"] == pytest.approx(21.2992 / 2.6816)  # pim.md §2.2: 21.3 TFLOPS over 4 x 670.4 GB/s
+    assert ridges["Bank-PIM"] == pytest.approx(1.0)  # pim.md §2.2: peak Op/B 1
+    assert ridges["xPU (H100)"] == pytest.approx(989.4 / 3.35)  # H100 SXM5 FP16 tensor peak over HBM3
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"gpu_saturation_qps", "duplex_over_gpu", "bank_pim_over_duplex opt-66b"} <= set(summary.metric)
+
+
+def test_report_command_routes_duplex(reproduction, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(duplex_reproduce, "run_all", lambda: reproduction)
+    result = CliRunner().invoke(main, ["report", "--reproduction", "duplex", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith(str(tmp_path / "r" / "index.html"))
+    bad = CliRunner().invoke(main, ["report", "--reproduction", "duplex", "--model", "BERT"])
+    assert bad.exit_code == 2 and "--model and --seq-len" in bad.output
