@@ -51,8 +51,7 @@ outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices l
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -292,7 +291,9 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
                            placement, _allreduce_s(model, len(contexts) + sum(prompts)), True,
                            schedule.layer_time == "steady-state")
     if schedule.kind == "co-processing":
-        return _coprocessed(model, contexts, prompts, decode_ops)
+        from archsim.systems.coprocessing import coprocessed_layer  # it builds on this module's helpers
+
+        return coprocessed_layer(model, contexts, prompts, decode_ops)
     pre, post = _dense(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
@@ -368,121 +369,14 @@ def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
 
 def _allreduce_s(model: SystemModel, tokens: int) -> float:
     """Two ring all-reduces of the new tokens' hidden activations per layer over the `tp` link, if there is one."""
-    link = model.system.links.get("tp")
-    if link is None or model.parallelism.tp == 1 or tokens == 0:
+    return 2 * link_allreduce_s(model, tokens, "tp", model.parallelism.tp)
+
+
+def link_allreduce_s(model: SystemModel, tokens: int, link_name: str, degree: int) -> float:
+    """One ring all-reduce of the new tokens' hidden activations over `degree` devices and the system's link
+    `link_name`; 0 without such a link, one device or no token."""
+    link = model.system.links.get(link_name)
+    if link is None or degree == 1 or tokens == 0:
         return 0.0
     message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
-    return 2 * all_reduce_s(message, model.parallelism.tp, link, algorithm="ring")
-
-
-def _coprocessed(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...],
-                 decode_ops: Sequence[Op]) -> LayerPhases:
-    """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
-    prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
-    included); `coprocessed_s` the layer's time."""
-    pre_ops, post_ops = _dense_ops(model, len(contexts), prompts)
-    pre = _cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
-    chain_s = pre.time_s
-    stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
-    for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
-        for op in ops:
-            stage.setdefault(_device_of(model, op).name, [[], []])[at].append(op)
-    attention, stage_s = OpCost(), 0.0
-    for name, (prefill, decode) in stage.items():
-        device = model.devices[name]
-        prompt_cost = device.cost(prefill) if prefill else OpCost()
-        decode_cost = device.cost(decode) if decode else OpCost()
-        pre, attention = pre + prompt_cost, attention + decode_cost
-        stage_s = max(stage_s, prompt_cost.time_s + decode_cost.time_s)
-    chain_s += stage_s
-    post = OpCost()
-    tokens = len(contexts) + sum(prompts)
-    for op in post_ops:
-        if op.name == "moe" and model.system.schedule.expert_coprocessing:
-            cost, time_s = _experts_split(model, tokens)
-            chain_s += time_s + _ep_allreduce_s(model, tokens)
-        else:
-            cost = _device_of(model, op).cost([op])
-            chain_s += cost.time_s
-        post = post + cost
-    return LayerPhases((pre,), (post,), attention, (attention.time_s,), (0.0,), (attention.time_s,), (), None,
-                       _allreduce_s(model, tokens), True, coprocessed_s=chain_s)
-
-
-def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
-    """Tokens each of the model's experts receives from `tokens` tokens routed to `top_k` experts each: shares
-    1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once)."""
-    shares = [1.0 / (i + 1) ** zipf_skew for i in range(experts)]
-    total = sum(shares)
-    return [min(tokens, math.ceil(tokens * top_k * share / total)) for share in shares]
-
-
-def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],
-                 pim_s: Callable[[tuple[int, ...]], float]) -> tuple[int, float]:
-    """Expert co-processing's placement (pim.md §2.3): experts sorted by tokens, all on the xPU at first, the one
-    with the fewest tokens left on the xPU moved to the Logic-PIM while the time drops. `xpu_s` and `pim_s` give a
-    unit's time for a sorted tuple of token counts. Returns (experts moved, max(xPU time, Logic-PIM time))."""
-    ordered = tuple(sorted(counts))
-    moved, best_s = 0, xpu_s(ordered)
-    for m in range(1, len(ordered) + 1):
-        time_s = max(xpu_s(ordered[m:]), pim_s(ordered[:m]))
-        if time_s >= best_s:
-            break
-        moved, best_s = m, time_s
-    return moved, best_s
-
-
-def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
-    """+PE: the MoE op of one rank as its experts split between the xPU and the Logic-PIM (module docstring):
-    (energy and busy seconds averaged over the ranks, the slowest rank's time)."""
-    params, schedule, par = model.workload.params, model.system.schedule, model.parallelism
-    counts = tokens_per_expert(tokens, int(params["top_k"]), int(params["experts"]), schedule.zipf_skew)
-    ranks = par.ep * (1 if schedule.expert_tp else par.tp)
-    ffn_dim = int(params["ffn_dim"]) // (par.tp if schedule.expert_tp else 1)
-    xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]
-    pim = next(d for d in model.devices.values() if d.kind == "logic-pim")
-    total, slowest_s = OpCost(), 0.0
-    for rank in range(ranks):
-        mine = [n for i, n in enumerate(counts) if i % ranks == rank and n > 0]
-        moved, time_s = expert_split(mine, functools.partial(_experts_cost_s, model, xpu, ffn_dim),
-                                     functools.partial(_experts_cost_s, model, pim, ffn_dim))
-        ordered = sorted(mine)
-        cost = _experts_cost(model, xpu, ffn_dim, tuple(ordered[moved:])) + _experts_cost(model, pim, ffn_dim,
-                                                                                            tuple(ordered[:moved]))
-        total, slowest_s = total + cost, max(slowest_s, time_s)
-    mean = OpCost(total.time_s / ranks, total.memory_s / ranks, total.energy_j / ranks,
-                  {unit: s / ranks for unit, s in total.busy_s.items()})
-    return mean, slowest_s
-
-
-def _experts_cost_s(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> float:
-    return _experts_cost(model, device, ffn_dim, counts).time_s
-
-
-def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> OpCost:
-    """These experts (their token counts) on `device` as one grouped MoE op, each expert given the mean tokens."""
-    if not counts:
-        return OpCost()
-    key = (device.name, ffn_dim, len(counts), sum(counts))
-    cost = model._expert_costs.get(key)
-    if cost is None:
-        op = experts_op(model.shard_key, len(counts), sum(counts), ffn_dim)
-        cost = model._expert_costs[key] = device.cost([op])
-    return cost
-
-
-@functools.lru_cache(maxsize=65536)
-def experts_op(key: tuple, experts: int, tokens: int, ffn_dim: int) -> Op:
-    """The MoE op of `experts` experts of width `ffn_dim` over `tokens` tokens each routed to one of them."""
-    workload, block = _workload(key)
-    params = {**workload.params, "experts": experts, "top_k": 1, "ffn_dim": ffn_dim}
-    return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe")
-
-
-def _ep_allreduce_s(model: SystemModel, tokens: int) -> float:
-    """One all-reduce of the new tokens' hidden activations over the `ep` link after the experts, with EP > 1."""
-    link = model.system.links.get("ep")
-    if link is None or model.parallelism.ep == 1 or tokens == 0:
-        return 0.0
-    message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
-    return all_reduce_s(message, model.parallelism.ep, link, algorithm="ring")
+    return all_reduce_s(message, degree, link, algorithm="ring")
