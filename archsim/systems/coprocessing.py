@@ -128,6 +128,6 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
 @functools.lru_cache(maxsize=65536)
 def experts_op(key: tuple, experts: int, tokens: int, ffn_dim: int) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `tokens` tokens each routed to one of them."""
-    workload, block = _workload(key)
+    workload, block, _ = _workload(key)
     params = {**workload.params, "experts": experts, "top_k": 1, "ffn_dim": ffn_dim}
-    return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe")
+    return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe", "moe")

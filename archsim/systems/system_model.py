@@ -43,6 +43,9 @@ contexts to decode) is one pass over the device's decoder layers:
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
   artifact simulates one device's decoder blocks).
 - One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
+- A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
+  how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
+  same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices; busy seconds are one device's, over its PP stages.
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
 outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights.
@@ -62,7 +65,7 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_op, layer_ops
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_kinds, layer_op, layer_ops
 from archsim.systems.system_spec import Parallelism, System, check_against_workload
 from archsim.workload import Workload
 
@@ -129,6 +132,7 @@ class SystemModel:
     shard: Workload  # one device's sizes
     block: str
     devices: Mapping[str, DeviceModel]
+    layer_kind: str | None = None  # moe | dense for one kind of a model mixing them; None: the model's one kind
 
     @property
     def name(self) -> str:
@@ -141,8 +145,26 @@ class SystemModel:
 
     @functools.cached_property
     def shard_key(self) -> tuple:
-        """The shard's identity, for the op cache."""
-        return (self.shard.name, self.shard.path, tuple(sorted(self.shard.params.items())), self.block)
+        """The shard's identity and layer kind, for the op cache."""
+        return (self.shard.name, self.shard.path, tuple(sorted(self.shard.params.items())), self.block,
+                self.layer_kind)
+
+    @functools.cached_property
+    def kinds(self) -> dict[str | None, float]:
+        """Layers of each kind one device runs: {None: all of them} for a model of one kind of layer; for one that
+        mixes dense and MoE layers (`moe_every` > 1, `step.layer_kinds`) {"moe": n, "dense": m} over the PP stages
+        on average (each stage assumed to hold the same mix)."""
+        kinds = layer_kinds(self.workload)
+        if self.layer_kind is not None or len(set(kinds)) == 1:
+            return {None: self.layers_per_device}
+        return {kind: kinds.count(kind) / self.parallelism.pp for kind in dict.fromkeys(kinds)}
+
+    @functools.cached_property
+    def by_kind(self) -> dict[str | None, SystemModel]:
+        """This model per kind of layer, with the number of such layers on a device (`kinds`)."""
+        if None in self.kinds:
+            return {None: self}
+        return {kind: replace(self, layer_kind=kind) for kind in self.kinds}
 
     def ops(self, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
         """One device's decoder layer in a step (`layer_ops` of the shard), remembered per sizes."""
@@ -175,7 +197,7 @@ class SystemModel:
 
     @property
     def weight_bytes_per_device(self) -> float:
-        return self.weight_bytes_per_layer * self.layers_per_device
+        return sum(count * self.by_kind[kind].weight_bytes_per_layer for kind, count in self.kinds.items())
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -198,12 +220,17 @@ class SystemModel:
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = np.asarray(batch.decode_context_tokens, dtype=float)
         prompts = tuple(int(p) for p in batch.prefill_tokens)
-        phases = layer_phases(self, contexts, prompts)
-        layers, par = self.layers_per_device, self.parallelism
-        total = phases.total
-        busy = {unit: par.pp * layers * s for unit, s in total.busy_s.items()}
-        energy_j = par.tp * par.pp * layers * total.energy_j
-        return IterationCost(par.pp * phases.device_s(layers), energy_j, busy)
+        par = self.parallelism
+        time_s = energy_j = 0.0
+        busy: dict[str, float] = {}
+        for kind, layers in self.kinds.items():
+            phases = layer_phases(self.by_kind[kind], contexts, prompts)
+            total = phases.total
+            for unit, s in total.busy_s.items():
+                busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
+            energy_j += par.tp * par.pp * layers * total.energy_j
+            time_s += par.pp * phases.device_s(layers)
+        return IterationCost(time_s, energy_j, busy)
 
 
 def system_model(system: System, workload: Workload) -> SystemModel:
@@ -223,6 +250,10 @@ def system_model(system: System, workload: Workload) -> SystemModel:
                                                 "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
     par = system.parallelism_for(workload.name)
     model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
+    if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":
+        raise SpecError(system.source, "schedule.kind", f"{workload.name} mixes dense and MoE layers (moe_every); "
+                                                        "sub-batch interleaving's pipeline over mixed layers is not "
+                                                        "modelled: use blocked, overlapped or co-processing")
     if system.schedule.expert_coprocessing and not system.schedule.expert_tp and "experts" in workload.params:
         local = int(model.shard.params["experts"])
         if local % par.tp:
@@ -239,29 +270,31 @@ def system_model(system: System, workload: Workload) -> SystemModel:
 
 
 def _shard(workload: Workload, par: Parallelism) -> Workload:
-    """One device's sizes: heads, kv_heads and ffn_dim / TP, experts / EP."""
+    """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP."""
     params = dict(workload.params)
-    for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("experts", par.ep)):
+    for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
+                         ("experts", par.ep)):
         if size in params:
             params[size] = params[size] // degree
     return replace(workload, params=params)
 
 
-def _workload(key: tuple) -> tuple[Workload, str]:
-    name, path, params, block = key
-    return Workload(name, "", "", dict(params), path), block
+def _workload(key: tuple) -> tuple[Workload, str, str | None]:
+    """The shard, block and layer kind of a `SystemModel.shard_key`."""
+    name, path, params, block, kind = key
+    return Workload(name, "", "", dict(params), path), block, kind
 
 
 @functools.lru_cache(maxsize=4096)
 def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
-    workload, block = _workload(key)
-    return layer_ops(workload, Step(phase, batch, seq_len), block)
+    workload, block, kind = _workload(key)
+    return layer_ops(workload, Step(phase, batch, seq_len), block, kind)
 
 
 @functools.lru_cache(maxsize=65536)
 def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
-    workload, block = _workload(key)
-    return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION)
+    workload, block, kind = _workload(key)
+    return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind)
 
 
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:

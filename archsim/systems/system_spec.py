@@ -260,13 +260,14 @@ def system_names() -> list[str]:
 
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
-    cut by it: TP must divide heads, kv_heads and ffn_dim (each a device holds 1/TP of), PP the layers and EP the
-    experts. The error names the system file's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`) and
-    the workload's value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
+    cut by it: TP must divide heads, kv_heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each), PP the
+    layers and EP the experts. The error names the system file's field (`parallelism.tp` or
+    `parallelism.by_workload.<name>.tp`) and the workload's value; a size TP or PP needs that the workload lacks
+    is blamed on the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params
     by_workload = workload.name in system.parallelism.by_workload
     at = f"parallelism.by_workload.{workload.name}" if by_workload else "parallelism"
-    cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim"), ("heads",)),
+    cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
     for field, degree, sizes, needed in cuts:
