@@ -29,7 +29,7 @@ the K/V stream (`archsim.systems.npu_device`); `artifact-fused-mha` is the npu-o
 `GEMM_PRELOAD` of s / 8 cycles, the softmax, then one `GEMM_PRELOAD` of head_dim / 8 cycles per 128-token chunk
 plus one, each waiting for the previous instruction's finish (the 255-cycle fill every time): latency-bound.
 Vector units (`vector_time_s`): one elementwise op on 128 lanes per unit per cycle (§1.2: add/mul/exp/gelu take one
-cycle), so op counts per element below are the whole model of softmax, layer norm and GELU.
+cycle); how many ops a softmax, a norm or GELU takes is the op's cascade's count (`archsim.systems.npu_device`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archsim.errors import check_choice
-
-SOFTMAX_OPS_PER_ELEMENT = 5  # max, subtract, exp, sum, scale by 1/sum
-LAYERNORM_OPS_PER_ELEMENT = 7  # mean add, subtract, square, variance add, scale by rsqrt, gamma, beta
-GELU_OPS_PER_ELEMENT = 1  # §1.2: gelu is a one-cycle vector op
-RESIDUAL_OPS_PER_ELEMENT = 1
-
 
 FOLD_TIMINGS = ("pipelined", "scale-sim", "artifact", "artifact-serial-preload")
 ATTENTION_TIMINGS = ("bandwidth", "artifact-fused-mha")
