@@ -441,14 +441,21 @@ def _parallelism(data: Any, source: str) -> Parallelism:
 
 def _degrees(data: Any, keys: tuple[str, ...], source: str, where: str) -> dict[str, int]:
     """The parallel degrees of a `parallelism` mapping or one of its by_workload entries: tp and pp required."""
+    _entry(data, keys, ("tp", "pp"), source, where, "missing (1 for none)")
+    return {key: _whole(value, source, f"{where}.{key}", f"a parallel degree ({key})")
+            for key, value in data.items() if key != "by_workload"}
+
+
+def _entry(data: Any, keys: tuple[str, ...], required: tuple[str, ...], source: str, where: str,
+           missing: str) -> None:
+    """Check that the entry at `where` is a mapping of only `keys` holding every `required` one (`missing` says
+    what a missing one means)."""
     if not isinstance(data, Mapping):
         raise SpecError(source, where, f"expected a mapping with {', '.join(keys)}, got {kind_of(data)}")
     check_keys(data, keys, source, where)
-    for key in ("tp", "pp"):
+    for key in required:
         if key not in data:
-            raise SpecError(source, f"{where}.{key}", "missing (1 for none)")
-    return {key: _whole(value, source, f"{where}.{key}", f"a parallel degree ({key})")
-            for key, value in data.items() if key != "by_workload"}
+            raise SpecError(source, f"{where}.{key}", missing)
 
 
 def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[PlacementRule, ...]:
@@ -471,12 +478,7 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
 
 
 def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> PlacementRule:
-    if not isinstance(data, Mapping):
-        raise SpecError(source, where, f"expected a mapping with {', '.join(RULE_KEYS)}, got {kind_of(data)}")
-    check_keys(data, RULE_KEYS, source, where)
-    for key in ("op", "device"):
-        if key not in data:
-            raise SpecError(source, f"{where}.{key}", "missing")
+    _entry(data, RULE_KEYS, ("op", "device"), source, where, "missing")
     ops = data["op"] if isinstance(data["op"], list) else [data["op"]]
     for i, op in enumerate(ops):
         if op not in OP_KINDS:
