@@ -6,12 +6,12 @@ comparison on OPT-66B and Llama3-70B, the QPS sweep, and the headline beside the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 import pandas as pd
 
-from archsim.outputs import atomic_file, check_writable
+from archsim.commands.options import write_tables
+from archsim.outputs import check_writable
 from archsim.systems import duplex_reproduce
 
 
@@ -22,9 +22,7 @@ def reproduce_duplex(as_json: bool, out: str | None) -> None:
         check_writable(out, "--out", directory=True)
     records, headline, qps = duplex_reproduce.run_all()
     if out:
-        for name, table in (("points", records), ("qps", qps), ("headline", duplex_reproduce.headline_rows(headline))):
-            with atomic_file(Path(out) / f"{name}.csv") as tmp:
-                pd.DataFrame(table).to_csv(tmp, index=False)
+        write_tables(out, {"points": records, "qps": qps, "headline": duplex_reproduce.headline_rows(headline)})
     if as_json:
         click.echo(json.dumps({"points": records, "headline": headline, "qps": qps}, indent=2))
         return

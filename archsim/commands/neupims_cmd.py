@@ -7,12 +7,12 @@ the gaps left; the JSON keeps its keys and carries the artifact's numbers."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 import pandas as pd
 
-from archsim.outputs import atomic_file, check_writable
+from archsim.commands.options import write_tables
+from archsim.outputs import check_writable
 from archsim.systems import neupims_reproduce
 
 
@@ -28,10 +28,8 @@ def reproduce_neupims(as_json: bool, out: str | None, as_artifact: bool = False)
     attribution = (neupims_reproduce.artifact_attribution() if as_artifact else neupims_reproduce.attribution())
     ablation = neupims_reproduce.ablation()
     if out:
-        tables = {"points": records, "headline": headline, "attribution": attribution, "ablation": ablation}
-        for name, table in tables.items():
-            with atomic_file(Path(out) / f"{name}.csv") as tmp:
-                pd.DataFrame(table).to_csv(tmp, index=False)
+        write_tables(out, {"points": records, "headline": headline, "attribution": attribution,
+                           "ablation": ablation})
     if as_json:
         click.echo(json.dumps({"points": records, "headline": headline, "attribution": attribution,
                                "ablation": ablation}, indent=2))

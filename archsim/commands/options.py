@@ -56,3 +56,16 @@ def show_result(result) -> None:
     click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
     for e in result.einsums:
         click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
+
+
+def write_tables(out: str, tables: dict) -> None:
+    """Each table (a DataFrame or a list of records) as `<out>/<name>.csv`, written atomically."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from archsim.outputs import atomic_file
+
+    for name, table in tables.items():
+        with atomic_file(Path(out) / f"{name}.csv") as tmp:
+            (table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)).to_csv(tmp, index=False)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from archsim.commands.options import nonempty
-from archsim.outputs import atomic_file, check_writable
+from archsim.commands.options import nonempty, write_tables
+from archsim.outputs import check_writable
 
 
 @click.command("reproduce")
@@ -61,9 +60,7 @@ def _reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> Non
     tables = {"attention": fusemax.compare(attention), "end2end": fusemax_linear.compare_end2end(linear),
               "pareto": pd.DataFrame(pareto)}
     if out:
-        for name, table in tables.items():
-            with atomic_file(Path(out) / f"{name}.csv") as tmp:
-                table.to_csv(tmp, index=False)
+        write_tables(out, tables)
     if as_json:
         click.echo(json.dumps({"attention": attention, "end2end": linear, "pareto": pareto, "headline": headline},
                               indent=2))
