@@ -70,6 +70,13 @@ def attention_decode_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(q[:, :, None, :], k, v, None)[:, :, 0, :]}
 
 
+def attention_decode_divide_conquer(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Decode attention over the KV cache K/V [B,G,M,E|F] and the new token's KN [B,G,E], VN [B,G,F]: the
+    textbook softmax over the concatenated keys [K; KN] and values [V; VN] (M + 1 tokens), Q [B,H,E]."""
+    k = np.concatenate([x["K"], x["KN"][:, :, None, :]], axis=2)
+    v = np.concatenate([x["V"], x["VN"][:, :, None, :]], axis=2)
+    return attention_decode_gqa({"Q": x["Q"], "K": k, "V": v}, p)
+
 def attention_mla_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2/V3 multi-head latent attention, decode, written un-absorbed: keys and values are
     up-projected from the latent cache C [B,M,L]; keys also carry a shared RoPE part KR [B,M,R].
@@ -188,7 +195,8 @@ REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
     fn.__name__: fn
     for fn in (
         attention, attention_causal, attention_causal_gqa, attention_sliding_window, attention_block_sparse,
-        attention_decode_gqa, attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal,
+        attention_decode_gqa, attention_decode_divide_conquer,
+        attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal,
         qkv_projection, output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add,
         mla_projection,
     )
