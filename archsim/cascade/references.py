@@ -77,6 +77,7 @@ def attention_decode_divide_conquer(x: Arrays, p: Params) -> dict[str, np.ndarra
     v = np.concatenate([x["V"], x["VN"][:, :, None, :]], axis=2)
     return attention_decode_gqa({"Q": x["Q"], "K": k, "V": v}, p)
 
+
 def attention_mla_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2/V3 multi-head latent attention, decode, written un-absorbed: keys and values are
     up-projected from the latent cache C [B,M,L]; keys also carry a shared RoPE part KR [B,M,R].
