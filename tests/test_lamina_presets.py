@@ -1,14 +1,21 @@
-"""Lamina's devices and models as library presets (pim.md §3.2 Table 1 and §3.5, Lamina v2 §6): the H20 GPU
-preset and the LLaMA-33B and LLaMA-65B workloads."""
+"""Lamina's devices, models and traces as library presets (pim.md §3.2 Table 1 and §3.5, Lamina v2 §6): the H20
+GPU preset, the LLaMA-33B and LLaMA-65B workloads and the four trace length presets."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from archsim import library
+from archsim.commands.simulate import simulate_cmd
 from archsim.gpu.load import gpu_for, load_gpu
+from archsim.systems.requests import LENGTH_PRESETS, sample_lengths
 from archsim.systems.step import Step, layer_ops
 
+# pim.md §3.5: trace -> (mean prompt tokens, mean generated tokens)
+TRACE_MEANS = {"azure-conv": (1154.7, 211.1), "azure-code": (2047.8, 27.9), "kimi-conv": (12035.1, 342.6),
+               "kimi-ta": (8560.0, 182.1)}
 # pim.md §3.5: FP16 weights in bytes
 WEIGHT_BYTES = {"llama-33b": 64.7e9, "llama-65b": 130.1e9}
 
@@ -20,6 +27,26 @@ def _weight_bytes(name: str) -> int:
     p = workload.params
     per_layer = sum(op.bytes_by_role["weights"] for op in layer_ops(workload, Step("decode", 1, 1), workload.block))
     return per_layer * p["layers"] + 2 * p["vocab"] * p["hidden"] * p["word_bytes"]
+
+
+@pytest.mark.parametrize("name", sorted(TRACE_MEANS))
+def test_trace_presets_keep_laminas_means(name: str) -> None:
+    """20,000 seeded draws of a sigma-1 lognormal clipped at about 2.6 sigma: the standard error of a mean is about
+    1.3 x mean / 141, under 1 %, so 2 % is over two standard errors (seed 0 is within 1 % for every preset)."""
+    prompt_mean, output_mean = TRACE_MEANS[name]
+    dist = LENGTH_PRESETS[name]
+    assert (dist.mean_prompt_tokens, dist.mean_output_tokens) == (prompt_mean, output_mean)
+    pairs = sample_lengths(dist, 20_000, random.Random(0))
+    prompts, outputs = [p for p, _ in pairs], [o for _, o in pairs]
+    assert sum(prompts) / len(prompts) == pytest.approx(prompt_mean, rel=0.02)
+    assert sum(outputs) / len(outputs) == pytest.approx(output_mean, rel=0.02)
+    assert min(prompts) >= 1 and max(prompts) <= dist.max_prompt_tokens
+    assert min(outputs) >= 1 and max(outputs) <= dist.max_output_tokens
+
+
+def test_simulate_offers_the_trace_presets() -> None:
+    (lengths,) = [p for p in simulate_cmd.params if p.name == "lengths"]
+    assert set(TRACE_MEANS) <= set(lengths.type.choices)
 
 
 def test_h20_preset_carries_laminas_table_1() -> None:

@@ -27,10 +27,10 @@ import numpy as np
 from archsim.systems.iteration import Batch
 from archsim.systems.neupims import MODELS, MODES, configure, system
 from archsim.systems.npu import NPUSpec
-from archsim.systems.requests import LENGTH_PRESETS, length_distribution, sample_lengths
+from archsim.systems.requests import length_distribution, sample_lengths
 from archsim.systems.system_spec import MAX_NUMBER, System, load_system
 
-DATASETS = tuple(LENGTH_PRESETS)  # sharegpt, alpaca: mean input / output tokens 80 / 296 and 12 / 56, §1.5
+DATASETS = ("sharegpt", "alpaca")  # presets of LENGTH_PRESETS: mean input / output tokens 80 / 296 and 12 / 56, §1.5
 BATCHES = (64, 128, 256, 384, 512)  # §1.5
 SAMPLES = 10  # §1.5: ten sampled batches
 MAX_SEQ_TOKENS = 2048  # §1.6: the artifact's max_seq 2049

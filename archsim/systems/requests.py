@@ -9,6 +9,13 @@ for the clipped lognormal, then bisection), so the presets keep the paper's mean
 2,048-token context: ShareGPT prompts and outputs at most 1,024 tokens each; Alpaca, whose texts are short, at most
 256 prompt and 512 output tokens.
 
+Lamina's traces (pim.md §3.5, Lamina v2 §6) give only their means too: Azure-Conv 1154.7 prompt / 211.1 generated
+tokens, Azure-Code 2047.8 / 27.9, Kimi-Conv 12035.1 / 342.6, Kimi-TA 8560.0 / 182.1. The same lognormal family is
+assumed, and so are the caps: each is 8 x the mean rounded to the nearest power of two (in log2), about 2.6
+sigma above the location, so about 0.5 % of draws are clipped: prompts at most 8,192 (Azure-Conv), 16,384
+(Azure-Code), 131,072 (Kimi-Conv, 128 Ki) and 65,536 (Kimi-TA) tokens; outputs at most 2,048, 256, 2,048 and
+2,048. The caps bound the traces, not a model's context (Kimi-Conv's mean prompt alone is beyond LLaMA's 2,048).
+
 Gaussian lengths (`gaussian_requests`, Duplex's synthetic workload, pim.md §2.4: "Gaussian-sampled lengths" around
 (L_in, L_out)): each length is normal with the given mean and a standard deviation of `std_fraction` x the mean
 (the paper gives none, so the caller states it), rounded and clipped to [1, 2 x mean], so the mean stays the
@@ -63,11 +70,15 @@ class LengthDistribution:
 LENGTH_PRESETS = {
     "sharegpt": LengthDistribution("sharegpt", 80.0, 296.0, max_prompt_tokens=1024, max_output_tokens=1024),
     "alpaca": LengthDistribution("alpaca", 12.0, 56.0, max_prompt_tokens=256, max_output_tokens=512),
+    "azure-conv": LengthDistribution("azure-conv", 1154.7, 211.1, max_prompt_tokens=8192, max_output_tokens=2048),
+    "azure-code": LengthDistribution("azure-code", 2047.8, 27.9, max_prompt_tokens=16384, max_output_tokens=256),
+    "kimi-conv": LengthDistribution("kimi-conv", 12035.1, 342.6, max_prompt_tokens=131072, max_output_tokens=2048),
+    "kimi-ta": LengthDistribution("kimi-ta", 8560.0, 182.1, max_prompt_tokens=65536, max_output_tokens=2048),
 }
 
 
 def length_distribution(name: str) -> LengthDistribution:
-    """The preset called `name` ("sharegpt" or "alpaca")."""
+    """The preset called `name` (a key of `LENGTH_PRESETS`)."""
     check_choice("lengths", name, tuple(LENGTH_PRESETS))
     return LENGTH_PRESETS[name]
 
