@@ -17,10 +17,10 @@ The serving metrics (`SERVING_METRICS`) beside them: `throughput_tok_s`, `energy
 and p99, and `cost_per_token_usd`; and as extras the makespan, output tokens, iterations, preemptions and the
 utilization of every unit (`utilization.<unit>`).
 
-Cost per token. The model runs TP x PP ranks, each with one device of every kind of the spec (as the system model
-counts energy, `archsim.systems.system_model`; `count`, devices per node, does not enter), so the run costs
-TP x PP x the sum of the devices' `price_per_hour` x the makespan in hours, shared by the output tokens. NaN when
-a device has no price (a sweep that names the metric is refused at load then).
+Cost per token: the model's `price_per_hour` (`SystemModel`: TP x PP ranks, each with one device of every kind of
+the spec, as the system model counts energy; `OffloadModel`: every device of the two pools) x the makespan in
+hours, shared by the output tokens. NaN when a device has no price (a sweep that names the metric is refused at
+load then).
 
 A point is infeasible, a record with its reason, when its values together make no valid system, the workload
 cannot run on it (`system_model`: parallelism, weights beyond a device's memory), the weights leave no memory for
@@ -74,15 +74,8 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
     if result.rejected_ids:
         return _infeasible(model.name, f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the "
                                        f"KV cache of {model.name}")
-    par = model.parallelism
-    return result.record(par.tp * par.pp * _price_per_hour(model.system))
+    return result.record(model.price_per_hour)
 
 
 def _infeasible(target: str, reason: str) -> Record:
     return Record("serving", target, False, reason, math.nan, math.nan)
-
-
-def _price_per_hour(system: System) -> float:
-    """One rank's devices' price per hour, NaN when a device has none."""
-    prices = [d.price_per_hour for d in system.devices.values()]
-    return math.nan if None in prices else float(sum(prices))

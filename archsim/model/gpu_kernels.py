@@ -21,7 +21,13 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   Decode: "Flash-Decoding" (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile,
   the KV cache cut into splits by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the
   forward kernel with one live query row in a 128-row tile, a CTA per (batch, query head), no split; KV heads
-  re-read per query head unless the whole grid fits in one wave, when siblings hit in L2).
+  re-read per query head unless the whole grid fits in one wave, when siblings hit in L2). "Flash-Decoding
+  (16-row tiles)" is the split-KV decode with a GQA group packed into one warp's 16 MMA rows (m16n8k16) instead
+  of FA2's 64: our stand-in for the small-tile tensor-core decode kernels (FlashInfer's, from memory, not
+  re-read), which keep a group of <= 16 query heads from padding the tile 8x. No measurement of such a kernel is
+  in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped (H20:
+  148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps it
+  bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
 - `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`). Forward: a CTA per (batch, head,
   query split) walks key blocks of 256 (d <= 64) or 128 keys in the outer loop and 16-row query steps inside,
   its 4 warps splitting the keys (split-K: partial outputs reduced through SMEM) and the fp32 output
@@ -194,6 +200,7 @@ def _fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n:
 FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64, 8), (64, 64, 4)]}
 FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
 FA2_SPLIT_BLOCK_M = 64
+SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
 FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
 
@@ -254,9 +261,8 @@ def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
     return min(s for s, eff in efficiency.items() if eff >= 0.85 * best)
 
 
-def _fa2_split_decode(case: AttentionCase, gpu: GPU) -> tuple:
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
     e, d = case.element_bytes, case.head_dim
-    block_m, warps = FA2_SPLIT_BLOCK_M, 4
     block_n = 256 if d <= 64 else 128 if d <= 128 else 64
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
@@ -296,7 +302,9 @@ def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     if _by_head_dim(FA2_FWD, case.head_dim) is None:
         return f"head_dim {case.head_dim} > 256 is not supported by FlashAttention-2"
     if case.direction == "decode":
-        launches = _fa2_v209_decode(case, gpu) if variant == "v2.0.9" else _fa2_split_decode(case, gpu)
+        launches = (_fa2_v209_decode(case, gpu) if variant == "v2.0.9"
+                    else _fa2_split_decode(case, gpu, SMALL_TILE_BLOCK_M, 1) if variant == "flash-decoding-16"
+                    else _fa2_split_decode(case, gpu))
         return (Plan(variant, launches),)
     if variant != "fa2":
         return f"{variant} rows are decode rows; got direction {case.direction}"
@@ -563,6 +571,7 @@ KERNELS: dict[str, tuple[str, str]] = {
     "FlashAttention-2": ("fa2", "fa2"),
     "FlashAttention-2 (causal)": ("fa2", "fa2"),
     "Flash-Decoding": ("fa2", "flash-decoding"),
+    "Flash-Decoding (16-row tiles)": ("fa2", "flash-decoding-16"),
     "FlashAttention v2.0.9": ("fa2", "v2.0.9"),
     "FlashAttention (v1)": ("fa1", "fa1"),
     "FlashAttention Triton (Tillet/Dao Triton impl)": ("fa_triton", "fa-triton"),

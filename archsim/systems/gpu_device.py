@@ -114,10 +114,13 @@ class GpuDevice:
             dram_bytes += dram
         elementwise = _elementwise_bytes(op, in_gemms)
         if elementwise:
-            time_s += elementwise / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"])
-            time_s += self.params["launch_s"]
+            time_s += self.elementwise_s(elementwise)
             dram_bytes += elementwise
         return time_s, peak_s, dram_bytes
+
+    def elementwise_s(self, dram_bytes: float) -> float:
+        """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch."""
+        return dram_bytes / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"]) + self.params["launch_s"]
 
     def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group`."""
@@ -136,25 +139,27 @@ class GpuDevice:
                 result.total("dram_bytes"))
 
 
-def attention_kernel_problem(kernel: object, gpu: GPU) -> str:
+def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False) -> str:
     """Why `kernel` cannot be a GPU device's attention kernel ("" when it can): it must be a kernel of
-    `archsim.model.gpu_kernels` with a plan for decode and for causal prefill attention (`PROBE_CASES`)."""
+    `archsim.model.gpu_kernels` with a plan for decode and for causal prefill attention (`PROBE_CASES`), or for
+    decode alone with `decode_only` (a memory-pool device runs decode attention only)."""
     from archsim.model.gpu_kernels import KERNELS
 
-    usable = [name for name in KERNELS if not _missing_path(name, gpu)]
+    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
     if not isinstance(kernel, str) or kernel not in KERNELS:
         return f"expected an attention kernel of archsim.model.gpu_kernels ({', '.join(usable)}), got {kernel!r}"
-    missing = _missing_path(kernel, gpu)
-    return (f"expected a kernel with decode and prefill paths, as a GPU device runs both ({', '.join(usable)}); "
-            f"{kernel!r} has {missing}" if missing else "")
+    missing = _missing_path(kernel, gpu, decode_only)
+    paths = "a decode path, as a memory pool runs decode attention" if decode_only else \
+        "decode and prefill paths, as a GPU device runs both"
+    return f"expected a kernel with {paths} ({', '.join(usable)}); {kernel!r} has {missing}" if missing else ""
 
 
-def _missing_path(kernel: str, gpu: GPU) -> str:
+def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
     """The first probe case `kernel` has no plan for, with the reason ("" when it has all)."""
     from archsim.model.gpu import AttentionCase
     from archsim.model.gpu_kernels import plans
 
-    for direction, causal in PROBE_CASES:
+    for direction, causal in PROBE_CASES[:1] if decode_only else PROBE_CASES:
         found = plans(kernel, AttentionCase(direction, 1, 8, 2, 128, 256, causal, "fp16"), gpu)
         if isinstance(found, str):
             return f"no {'decode' if direction == 'decode' else 'prefill'} path: {found}"

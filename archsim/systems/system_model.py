@@ -38,7 +38,8 @@ contexts to decode) is one pass over the device's decoder layers:
     each. The xPU and the Logic-PIM read different bank bundles of the shared HBM (pim.md §2.2): both run at their
     full bandwidth at once, no contention is modelled. The MoE all-reduce after the experts is the TP all-reduce
     below; with EP > 1 and a link named `ep`, one more all-reduce of the new tokens' activations over it.
-  - `ping-pong` and `staggered` are not composed yet: building a model of such a system is a SpecError.
+  - `ping-pong` and `staggered` (attention offloading, Lamina): `system_model` returns the
+    `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
 - TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
   artifact simulates one device's decoder blocks).
@@ -54,8 +55,10 @@ outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices l
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,6 +71,9 @@ from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_kinds, layer_op, layer_ops
 from archsim.systems.system_spec import Parallelism, System, check_against_workload
 from archsim.workload import Workload
+
+if TYPE_CHECKING:
+    from archsim.systems.offload import OffloadModel
 
 ATTENTION = "attention"
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
@@ -138,6 +144,13 @@ class SystemModel:
     def name(self) -> str:
         par = self.parallelism
         return f"{self.system.name}:{self.workload.name} tp{par.tp} pp{par.pp}"
+
+    @property
+    def price_per_hour(self) -> float:
+        """USD per hour of the devices the model runs on: TP x PP ranks, each with one device of every kind of the
+        spec (as energy is counted); NaN when a device has no `price_per_hour`."""
+        prices = [d.price_per_hour for d in self.system.devices.values()]
+        return math.nan if None in prices else self.parallelism.tp * self.parallelism.pp * float(sum(prices))
 
     @property
     def layers_per_device(self) -> int:
@@ -233,23 +246,23 @@ class SystemModel:
         return IterationCost(time_s, energy_j, busy)
 
 
-def system_model(system: System, workload: Workload) -> SystemModel:
-    """`system` running `workload` (module docstring); a SpecError when the workload cannot be cut by the
-    parallelism, names no decoder block, or its weights do not fit a device."""
-    from archsim.systems.devices import device_models
-
+def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
+    """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
+    SpecError when the workload cannot be cut by the parallelism, names no decoder block, or its weights do not fit
+    a device."""
     check_against_workload(system, workload)
     if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
         raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
                                                                        "experts with; the system has none")
-    if system.schedule.kind in ("ping-pong", "staggered"):
-        raise SpecError(system.source, "schedule.kind", f"the {system.schedule.kind} schedule has no iteration "
-                                                        "model yet; use blocked, overlapped or sub-batch-interleaving")
     if workload.block is None:
         raise SpecError(workload.path, "block", "missing: a system runs the model's decoder layers, so the workload "
                                                 "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
+    if system.schedule.kind in ("ping-pong", "staggered"):
+        from archsim.systems.offload import offload_model  # it builds on this module's models
+
+        return offload_model(system, workload)
     par = system.parallelism_for(workload.name)
-    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
+    model = system_model_of(system, workload, par)
     if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":
         raise SpecError(system.source, "schedule.kind", f"{workload.name} mixes dense and MoE layers (moe_every); "
                                                         "sub-batch interleaving's pipeline over mixed layers is not "
@@ -260,6 +273,15 @@ def system_model(system: System, workload: Workload) -> SystemModel:
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
+    return model
+
+
+def system_model_of(system: System, workload: Workload, par: Parallelism) -> SystemModel:
+    """The `SystemModel` of `workload` cut by `par` on `system`'s devices; a SpecError when one device's share of
+    the weights does not fit the device that holds them."""
+    from archsim.systems.devices import device_models
+
+    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
         raise SpecError(system.source, f"parallelism.by_workload.{workload.name}",

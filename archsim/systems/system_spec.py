@@ -27,7 +27,7 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
   Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
-  file (`archsim.gpu.load`). A `gpu` may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
+  file (`archsim.gpu.load`). Either may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
   with decode and prefill paths; default PyTorch eager attention) and `energy_model` (`tdp`, the default: board
   power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop` and
   `sram_pj_per_byte`, see `archsim.systems.gpu_device`);
@@ -51,8 +51,12 @@ Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never ov
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
 PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the
 devices; optional `min_batch`, below which the batch runs blocked (the artifact's 256), and
-`resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `ping-pong` (two micro-batches
-alternating between two device groups) and `staggered` (`micro_batches` micro-batches offset in time).
+`resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `staggered` (attention
+offloading, Lamina's rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1
+replicas of the compute devices, decode attention on a `memory-pool` device of `parallelism.attention_pool`
+devices over the link named `attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two).
+Both take `divide_and_conquer` (true/false, default false): attention over the history starts as soon as q
+arrives, the new token's k and v join by the online-softmax merge.
 Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/neupims-artifact.md): `blocked`
 takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
 `barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
@@ -121,8 +125,8 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "overlapped": ((), ()),
     "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split")),
     "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew")),
-    "ping-pong": ((), ()),
-    "staggered": (("micro_batches",), ()),
+    "ping-pong": ((), ("divide_and_conquer",)),
+    "staggered": (("micro_batches",), ("divide_and_conquer",)),
 }
 
 
@@ -180,6 +184,7 @@ class Schedule:
     expert_coprocessing: bool = False  # co-processing: a MoE op's experts split between the xPU and a Logic-PIM
     expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
     zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
+    divide_and_conquer: bool = False  # ping-pong, staggered: history attention starts when q arrives (Lamina)
 
 
 @dataclass(frozen=True)
@@ -301,7 +306,8 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
-    check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if kind == "gpu" else ())),
+    gpu_like = kind in ("gpu", "memory-pool")
+    check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ())),
                source, where)
     if "count" not in data:
         raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
@@ -319,7 +325,7 @@ def _device(name: str, data: Any, source: str) -> Device:
                                                           + (" and a library mapping" if key == "mapping" else ""))
         spec = _preset(kind, data["preset"], source, f"{where}.preset")
         mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
-        gpu = _gpu_fields(data, spec, source, where) if kind == "gpu" else {}
+        gpu = _gpu_fields(data, spec, source, where) if gpu_like else {}
         return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu)
     return Device(name, kind, count, None, price_per_hour=price)
 
@@ -365,7 +371,7 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
 
     values: dict[str, Any] = {}
     if "attention_kernel" in data:
-        problem = attention_kernel_problem(data["attention_kernel"], gpu)
+        problem = attention_kernel_problem(data["attention_kernel"], gpu, decode_only=data["kind"] == "memory-pool")
         if problem:
             raise SpecError(source, f"{where}.attention_kernel", problem)
         values["attention_kernel"] = data["attention_kernel"]
@@ -522,7 +528,7 @@ def _schedule(data: Any, source: str) -> Schedule:
     if "resident_weight_bytes" in data:
         values["resident_weight_bytes"] = _number(data["resident_weight_bytes"], source,
                                                   "schedule.resident_weight_bytes", "a byte count", zero=True)
-    for key in ("expert_coprocessing", "expert_tp"):
+    for key in ("expert_coprocessing", "expert_tp", "divide_and_conquer"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise SpecError(source, f"schedule.{key}", f"expected true or false, got {data[key]!r}")

@@ -1,0 +1,378 @@
+"""Attention offloading (Lamina, model-attention disaggregation; ../shared/reference/pim.md §3): decode attention
+and the KV cache on a pool of memory devices, every other op on compute devices, a network between them.
+
+A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.system_spec`) is such a system:
+- compute: the device the decode QKV projection is placed on, `parallelism.tp` devices per model replica (its
+  weights cut by TP, two ring all-reduces per layer over the link `tp`, as `system_model`), `micro_batches` - 1
+  replicas: the device's `count` must be tp x replicas;
+- memory pool: the `memory-pool` device decode attention is placed on, `parallelism.attention_pool` (b) of them,
+  its `count`. Head-level partitioning (§3.4): each holds kv_heads / b KV heads and their query heads, so b must
+  divide kv_heads. The KV cache is the pool's memory (b x a device's capacity); the compute devices hold weights;
+- link `attention`: per token and layer q (d) and the new k, v (2d/G) go to the pool and the attention output (d)
+  comes back (§3.3); the bytes are the cascades' tensors (Q and AV of the attention op, the K and V outputs of the
+  QKV projection). Each compute and memory device has its own NIC (§3.5): a message spread over the senders and
+  receivers takes latency + bytes / (min(tp, b) x the link's bandwidth), the busiest NIC's share.
+Prefill attention runs on the compute devices (prefill is not offloaded).
+
+One layer of one micro-batch (`OffloadLayer`, `offload_layer`): on its replica the attention norm, the QKV
+projection, the ops after the attention (out_proj .. ffn_residual and the all-reduces); on the pool the decode
+attention of its requests (one kernel call over a memory device's heads, `GpuDevice`); the transfers. The
+critical path of the layer (`OffloadLayer.cycle_s`):
+- without divide-and-conquer: norm, QKV, send q, k, v, attention over the whole context, send the output back,
+  the ops after it;
+- with divide-and-conquer (§3.4, `einsum/attention-decode-divide-conquer.yaml`): q's share of the QKV projection
+  is computed and sent first; attention over the previous tokens starts when q arrives, while the k, v share is
+  computed and sent after q on the same link; the new token's part and the merge run when both are done, as one
+  elementwise kernel on the memory device over the cascade's tensors that do not span the history rank M (q, the
+  new k and v, the history's max, denominator and numerator, the merge's intermediates, the output). The Q share
+  of the fused QKV GEMM is its share of the output columns, heads / (heads + 2 kv_heads) (assumption: the GEMM's
+  time is proportional to its columns, true of a weight-streaming decode GEMM and of a compute-bound one).
+
+Rotational staggered pipelining (§3.4): n micro-batches (the decodes split round-robin in arrival order) on n - 1
+replicas, all sharing the pool. In steady state a layer of every micro-batch takes the period
+  P = max(the slowest micro-batch's cycle, sum of replica work / (n - 1), sum of pool work, sum of each link
+      direction's wire time)
+(a cyclic pipeline is bound by its longest cycle and its busiest resource); an iteration (one token for every
+request) takes layers x P, plus the prompts' layers on the compute devices (blocked, before the micro-batches).
+`archsim.systems.offload_events` simulates the same pipeline event by event and checks P.
+
+Energy: each op's device energy times the devices that run it (tp per replica slice, b for attention); no idle
+power. Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both directions' wire time).
+
+`bw_min_bytes_per_s` (§3.3): the least link bandwidth at which the transfers add at most alpha to an unpipelined
+iteration, (2 + 2/G) e d B L / (alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes and the device models'
+times.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from archsim import library
+from archsim.cascade.analysis import analyze
+from archsim.cascade.bind import bind
+from archsim.errors import SpecError
+from archsim.record import Record
+from archsim.systems.device import OpCost
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.links import Link
+from archsim.systems.step import KV_CACHE, Op
+from archsim.systems.system_model import (
+    ATTENTION,
+    SystemModel,
+    _allreduce_s,
+    _dense,
+    _device_of,
+    _shard,
+    system_model_of,
+)
+from archsim.systems.system_spec import System
+from archsim.workload import Workload
+
+ATTENTION_LINK = "attention"
+OFFLOAD_SCHEDULES = ("ping-pong", "staggered")
+PRE_OPS = ("attn_norm", "qkv")
+
+
+@dataclass(frozen=True)
+class OffloadLayer:
+    """One decoder layer of one micro-batch (module docstring): replica times, pool times, the link's one-way
+    latency and each message's wire time (bytes over the NICs' bandwidth), and the energy of the layer."""
+
+    requests: int
+    norm_s: float
+    q_s: float
+    kv_s: float
+    post_s: float
+    attention_s: float  # over the whole context, on one memory device
+    history_s: float  # over the previous tokens (divide-and-conquer)
+    merge_s: float  # the new token's part and the merge
+    latency_s: float
+    q_wire_s: float
+    kv_wire_s: float
+    out_wire_s: float
+    energy_j: float = 0.0
+    wire_bytes: float = 0.0  # q, k, v and the output, all devices
+
+    @property
+    def compute_s(self) -> float:
+        """Replica work: norm, QKV, the ops after attention."""
+        return self.norm_s + self.q_s + self.kv_s + self.post_s
+
+    def pool_s(self, divide_and_conquer: bool) -> float:
+        return self.history_s + self.merge_s if divide_and_conquer else self.attention_s
+
+    def attention_done_s(self, divide_and_conquer: bool) -> float:
+        """When the layer's attention ends on the pool, from the start of its norm, nothing else running."""
+        q_done = self.norm_s + self.q_s
+        if not divide_and_conquer:
+            arrive = q_done + self.kv_s + self.latency_s + self.q_wire_s + self.kv_wire_s
+            return arrive + self.attention_s
+        q_arrive = q_done + self.latency_s + self.q_wire_s
+        kv_arrive = max(q_done + self.kv_s, q_done + self.q_wire_s) + self.kv_wire_s + self.latency_s
+        return max(q_arrive + self.history_s, kv_arrive) + self.merge_s
+
+    def cycle_s(self, divide_and_conquer: bool) -> float:
+        """The layer's critical path: to the attention's end, the output back, the ops after it."""
+        return self.attention_done_s(divide_and_conquer) + self.latency_s + self.out_wire_s + self.post_s
+
+
+def period_s(layers: Sequence[OffloadLayer], replicas: int, divide_and_conquer: bool) -> float:
+    """Steady-state time for every micro-batch to pass one layer (module docstring)."""
+    if not layers:
+        return 0.0
+    return max(max(layer.cycle_s(divide_and_conquer) for layer in layers),
+               sum(layer.compute_s for layer in layers) / replicas,
+               sum(layer.pool_s(divide_and_conquer) for layer in layers),
+               sum(layer.q_wire_s + layer.kv_wire_s for layer in layers),
+               sum(layer.out_wire_s for layer in layers))
+
+
+@dataclass(frozen=True)
+class OffloadModel:
+    """A system with attention offloading running one workload; an `IterationModel` of the serving simulator.
+    `compute` is the workload cut for one compute device (tp), `pool` for one memory device (b)."""
+
+    system: System
+    workload: Workload
+    compute: SystemModel
+    pool: SystemModel
+    pool_devices: int
+    replicas: int
+    link: Link
+
+    @property
+    def name(self) -> str:
+        par = self.compute.parallelism
+        return f"{self.system.name}:{self.workload.name} dop({par.tp * self.replicas},{self.pool_devices})"
+
+    @property
+    def parallelism(self):
+        """The compute replica's parallel degrees (tp; attention_pool = b)."""
+        return self.compute.parallelism
+
+    @property
+    def price_per_hour(self) -> float:
+        """USD per hour of both pools' devices (count x price each); NaN when one has no `price_per_hour`."""
+        devices = [self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]]
+        prices = [d.price_per_hour for d in devices]
+        return math.nan if None in prices else float(sum(d.count * d.price_per_hour for d in devices))
+
+    @property
+    def micro_batches(self) -> int:
+        return self.replicas + 1
+
+    @property
+    def divide_and_conquer(self) -> bool:
+        return self.system.schedule.divide_and_conquer
+
+    @property
+    def layers(self) -> int:
+        return int(self.workload.params["layers"])
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.compute.kv_bytes_per_token
+
+    @property
+    def pool_device(self):
+        return self.pool.devices[self.system.device_for(ATTENTION, "decode", 0.0).name]
+
+    @property
+    def kv_capacity_bytes(self) -> float:
+        return self.pool_devices * self.pool_device.capacity_bytes
+
+    @property
+    def nic_bytes_per_s(self) -> float:
+        """What the link carries between the pools: min(tp, b) NICs at the link's bandwidth each."""
+        return min(self.compute.parallelism.tp, self.pool_devices) * self.link.bytes_per_s_per_direction
+
+    def with_link(self, link: Link) -> OffloadModel:
+        """This model over another link (its layers recomputed)."""
+        return replace(self, link=link)
+
+    def layer(self, contexts: Sequence[int]) -> OffloadLayer:
+        """One layer of a micro-batch decoding these contexts (the new token included)."""
+        key = tuple(int(c) for c in contexts)
+        layer = self._layers.get(key)
+        if layer is None:
+            layer = self._layers[key] = _layer(self, key)
+        return layer
+
+    @functools.cached_property
+    def _layers(self) -> dict[tuple[int, ...], OffloadLayer]:
+        return {}
+
+    def dense_costs(self, requests: int) -> tuple[tuple[Op, ...], dict[str, OpCost]]:
+        """The compute replica's layer ops for `requests` decodes and the cost of each but the attention,
+        remembered per count."""
+        found = self._dense.get(requests)
+        if found is None:
+            ops = self.compute.ops("decode", requests, 1)
+            found = self._dense[requests] = (ops, {op.name: _device_of(self.compute, op).cost([op]) for op in ops
+                                                   if op.name != ATTENTION})
+        return found
+
+    def attention_cost(self, ops: Sequence[Op]) -> OpCost:
+        """The memory device's cost of these decode attention ops as one kernel call, remembered per request count
+        and mean context (what the GPU device's call depends on: `GpuDevice.cost`)."""
+        key = (len(ops), math.ceil(sum(op.binding.params["seq_len"] for op in ops) / len(ops)))
+        found = self._attention.get(key)
+        if found is None:
+            found = self._attention[key] = self.pool_device.cost(ops)
+        return found
+
+    @functools.cached_property
+    def _dense(self) -> dict[int, tuple[tuple[Op, ...], dict[str, OpCost]]]:
+        return {}
+
+    @functools.cached_property
+    def _attention(self) -> dict[tuple[int, int], OpCost]:
+        return {}
+
+    def micro_batch_layers(self, contexts: Sequence[int], micro_batches: int | None = None) -> list[OffloadLayer]:
+        """The decodes split round-robin into `micro_batches` (default the schedule's), one layer each; empty
+        micro-batches are left out."""
+        n = micro_batches or self.micro_batches
+        return [self.layer(contexts[j::n]) for j in range(n) if len(contexts[j::n])]
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        contexts = [int(c) for c in batch.decode_context_tokens]
+        prompts = tuple(int(p) for p in batch.prefill_tokens)
+        dc, layers = self.divide_and_conquer, self.micro_batch_layers(contexts)
+        period = period_s(layers, self.replicas, dc)
+        tp = self.compute.parallelism.tp
+        prefill = OpCost()
+        if prompts:
+            pre, post = _dense(self.compute, 0, prompts, 1.0)
+            prefill = pre + post
+        prefill_s = prefill.time_s + (_allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
+        n = self.layers
+        busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s),
+                "memory_pool": n * sum(layer.pool_s(dc) for layer in layers),
+                "link": n * sum(layer.q_wire_s + layer.kv_wire_s + layer.out_wire_s for layer in layers)}
+        energy_j = n * (sum(layer.energy_j for layer in layers) + tp * prefill.energy_j)
+        return IterationCost(n * (period + prefill_s), energy_j, busy)
+
+    def unpipelined_times_s(self, contexts: Sequence[int]) -> tuple[float, float]:
+        """(MTIME, ATIME) of §3.3: all layers' compute work and attention for one batch of these contexts, one
+        after the other (no micro-batches, no transfers)."""
+        layer = self.layer(contexts)
+        return self.layers * layer.compute_s, self.layers * layer.attention_s
+
+
+def bw_min_bytes_per_s(model: OffloadModel, contexts: Sequence[int], alpha: float) -> float:
+    """Lamina's minimum link bandwidth (§3.3): the bytes of one iteration's transfers, (2 + 2/G) e d B L, over
+    alpha x (MTIME(B) + ATIME(B, l)), for a batch decoding `contexts`."""
+    if not alpha > 0:
+        raise SpecError("<python>", "alpha", f"expected an allowed network overhead > 0, got {alpha!r}")
+    mtime, atime = model.unpipelined_times_s(contexts)
+    return model.layers * model.layer(contexts).wire_bytes / (alpha * (mtime + atime))
+
+
+def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float) -> Record:
+    """Whether the model's link meets BW_min for this batch at overhead `alpha`: a system-iteration record of the
+    batch's iteration, infeasible (with the reason) when the NICs carry less than BW_min."""
+    need = bw_min_bytes_per_s(model, contexts, alpha)
+    cost = model.iteration(Batch((), tuple(contexts)))
+    record = cost.record(model.name)
+    extras = {"bw_min_bytes_per_s": need, "link_bytes_per_s": model.nic_bytes_per_s, "alpha": alpha,
+              "batch": len(contexts)}
+    if model.nic_bytes_per_s >= need:
+        return replace(record, extras=extras)
+    reason = (f"link {model.link.name}: {model.nic_bytes_per_s / 1e9:.1f} GB/s between the pools is below "
+              f"BW_min {need / 1e9:.1f} GB/s for batch {len(contexts)} at network overhead alpha {alpha:g}")
+    return replace(record, feasible=False, reason=reason, extras=extras)
+
+
+def offload_model(system: System, workload: Workload) -> OffloadModel:
+    """`system` (a staggered or ping-pong schedule) running `workload`; a SpecError naming the system file and
+    field when the pools, the link or the head partitioning do not fit (module docstring)."""
+    par = system.parallelism_for(workload.name)
+    schedule = system.schedule
+    replicas = (schedule.micro_batches or 2) - 1
+    if ATTENTION_LINK not in system.links:
+        raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v "
+                                                                  "and the output between the pools over it")
+    if par.attention_pool is None:
+        raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices "
+                                                                     "decode attention is spread over")
+    if par.pp != 1:
+        raise SpecError(system.source, "parallelism.pp", f"expected 1: pipeline stages are not modelled with "
+                                                         f"attention offloading, got {par.pp}")
+    b = par.attention_pool
+    kv_heads = int(workload.params.get("kv_heads", workload.params.get("heads", 0)))
+    if kv_heads % b:
+        raise SpecError(system.source, "parallelism.attention_pool",
+                        f"{b} memory devices do not divide the {kv_heads} KV heads of {workload.name}: head-level "
+                        "partitioning needs a divisor")
+    compute = system_model_of(system, workload, par)
+    pool = replace(compute, parallelism=replace(par, tp=b), shard=_shard(workload, replace(par, tp=b)))
+    one = pool.attention("decode", 1)
+    device = system.device_for(ATTENTION, "decode", one.op_per_byte)
+    if device.kind != "memory-pool":
+        raise SpecError(system.source, "placement", f"a {schedule.kind} schedule offloads decode attention to a "
+                                                    f"memory-pool device; it is placed on {device.name} "
+                                                    f"({device.kind})")
+    if device.count != b:
+        raise SpecError(system.source, f"devices.{device.name}.count",
+                        f"expected parallelism.attention_pool = {b} memory devices, got {device.count}")
+    holder = compute.weight_device
+    holder_spec = system.devices[holder.name]
+    if holder_spec.count != par.tp * replicas:
+        raise SpecError(system.source, f"devices.{holder.name}.count",
+                        f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
+                        f"(micro_batches - 1 replicas), got {holder_spec.count}")
+    return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK])
+
+
+def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
+    compute, pool, tp, b = model.compute, model.pool, model.compute.parallelism.tp, model.pool_devices
+    m = len(contexts)
+    if m == 0:
+        return OffloadLayer(0, *(0.0,) * 11)
+    ops, costs = model.dense_costs(m)
+    at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
+    post = [costs[op.name] for op in ops[at + 1:]]
+    post_s = sum(c.time_s for c in post) + _allreduce_s(compute, m)
+    qkv = next(op for op in ops if op.name == "qkv")
+    heads, kv_heads = int(compute.shard.params["heads"]), int(compute.shard.params.get("kv_heads",
+                                                                                         compute.shard.params["heads"]))
+    q_share = heads / (heads + 2 * kv_heads)
+    qkv_s = costs["qkv"].time_s
+    device = model.pool_device
+    full = [pool.attention("decode", c) for c in contexts]
+    attention = model.attention_cost(full)
+    history = [pool.attention("decode", c - 1) for c in contexts if c > 1]
+    history_s = model.attention_cost(history).time_s if history else 0.0
+    merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
+    roles = qkv.tensor_roles
+    kv_bytes = tp * sum(t.bytes for t in qkv.analysis.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
+    q_bytes = b * sum(op.tensor_bytes["Q"] for op in full)
+    out_bytes = b * sum(op.tensor_bytes["AV"] for op in full)
+    nic = model.nic_bytes_per_s
+    energy_j = tp * sum(c.energy_j for c in costs.values()) + b * attention.energy_j
+    return OffloadLayer(m, costs["attn_norm"].time_s, q_share * qkv_s, (1 - q_share) * qkv_s, post_s,
+                        attention.time_s, history_s, merge_s, model.link.latency_s, q_bytes / nic, kv_bytes / nic,
+                        out_bytes / nic, energy_j, q_bytes + kv_bytes + out_bytes)
+
+
+DIVIDE_AND_CONQUER = "attention-decode-divide-conquer"
+HISTORY_RANK = "M"
+
+
+@functools.lru_cache(maxsize=4096)
+def _merge_bytes_of(params: tuple, requests: int) -> float:
+    cascade = library.load_cascade_spec(DIVIDE_AND_CONQUER)
+    binding = bind(cascade, dict(params), {"batch": requests, "seq_len": 1}, "<offload>")
+    return float(sum(t.bytes for t in analyze(binding).tensors if HISTORY_RANK not in t.ranks))
+
+
+def _merge_bytes(shard: Workload, requests: int) -> float:
+    """Bytes of the divide-and-conquer cascade's tensors outside the history rank, for `requests` requests of a
+    memory device's heads."""
+    names = ("heads", "kv_heads", "head_dim", "word_bytes")
+    return _merge_bytes_of(tuple((k, shard.params[k]) for k in names if k in shard.params), requests)
