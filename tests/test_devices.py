@@ -209,11 +209,12 @@ def test_weights_that_do_not_fit_are_refused_naming_the_parallelism() -> None:
     assert (error.value.source, error.value.where) == (system.source, "parallelism.by_workload.llama3-70b")
 
 
-def test_ping_pong_is_refused() -> None:
+def test_ping_pong_without_an_attention_pool_is_refused_naming_what_is_missing() -> None:
+    """Ping-pong is attention offloading (archsim.systems.offload): NeuPIMs' spec has no link to a memory pool."""
     system = with_fields(load_system("neupims"), {"schedule": {"kind": "ping-pong"}})
     with pytest.raises(SpecError) as error:
         system_model(system, library.load_workload_spec("gpt3-7b"))
-    assert (error.value.source, error.value.where) == (system.source, "schedule.kind")
+    assert (error.value.source, error.value.where) == (system.source, "links.attention")
 
 
 def test_tp_all_reduce_is_charged_only_with_a_tp_link() -> None:

@@ -51,11 +51,18 @@ def test_an_attention_kernel_without_decode_and_prefill_paths_is_refused(kernel)
     assert "FlashAttention-2" in error.message  # the usable kernels are listed
 
 
-def test_the_attention_kernel_is_a_gpu_field_only() -> None:
+def test_the_attention_kernel_is_a_gpu_and_memory_pool_field_only() -> None:
+    """A memory pool runs decode attention only (Lamina), so a decode-only kernel is enough there; other kinds take
+    no attention kernel."""
     data = copy.deepcopy(dict(load_system("gpu").data))
     data["devices"]["gpu"]["kind"] = "memory-pool"
-    data["devices"]["gpu"]["attention_kernel"] = "FlashAttention-2"
-    assert _error(data).where.startswith("devices.gpu")
+    data["devices"]["gpu"]["attention_kernel"] = "Flash-Decoding"
+    assert system_from_dict(data, "mine.yaml").devices["gpu"].attention_kernel == "Flash-Decoding"
+    data["devices"]["gpu"]["kind"] = "gpu"
+    assert "decode and prefill" in _error(data).message
+    data = copy.deepcopy(dict(load_system("neupims").data))
+    data["devices"]["npu"]["attention_kernel"] = "FlashAttention-2"
+    assert _error(data).where.startswith("devices.npu")
 
 
 @pytest.mark.parametrize("missing", PRICES)

@@ -39,9 +39,9 @@ request) takes layers x P, plus the prompts' layers on the compute devices (bloc
 Energy: each op's device energy times the devices that run it (tp per replica slice, b for attention); no idle
 power. Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both directions' wire time).
 
-`bw_min_bytes_per_s` (§3.3): the least link bandwidth at which the transfers add at most alpha to an unpipelined
-iteration, (2 + 2/G) e d B L / (alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes and the device models'
-times.
+`bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
+unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
+and the device models' times.
 """
 
 from __future__ import annotations
@@ -216,13 +216,14 @@ class OffloadModel:
                                                    if op.name != ATTENTION})
         return found
 
-    def attention_cost(self, ops: Sequence[Op]) -> OpCost:
-        """The memory device's cost of these decode attention ops as one kernel call, remembered per request count
-        and mean context (what the GPU device's call depends on: `GpuDevice.cost`)."""
-        key = (len(ops), math.ceil(sum(op.binding.params["seq_len"] for op in ops) / len(ops)))
+    def attention_cost(self, contexts: Sequence[int]) -> OpCost:
+        """The memory device's cost of one decode attention op per context (its heads) as one kernel call. A GPU
+        device's call depends on the request count and the mean context rounded up (`GpuDevice.cost`), so the
+        ops are bound at that mean, once per pair (a per-action energy then counts the mean's FLOPs per request)."""
+        key = (len(contexts), math.ceil(sum(contexts) / len(contexts)))
         found = self._attention.get(key)
         if found is None:
-            found = self._attention[key] = self.pool_device.cost(ops)
+            found = self._attention[key] = self.pool_device.cost([self.pool.attention("decode", key[1])] * key[0])
         return found
 
     @functools.cached_property
@@ -265,26 +266,27 @@ class OffloadModel:
 
 
 def bw_min_bytes_per_s(model: OffloadModel, contexts: Sequence[int], alpha: float) -> float:
-    """Lamina's minimum link bandwidth (§3.3): the bytes of one iteration's transfers, (2 + 2/G) e d B L, over
-    alpha x (MTIME(B) + ATIME(B, l)), for a batch decoding `contexts`."""
+    """Lamina's minimum link bandwidth per NIC (§3.3): the bytes of one iteration's transfers, (2 + 2/G) e d B L,
+    over alpha x (MTIME(B) + ATIME(B, l)), for a batch decoding `contexts`; per NIC, the busiest NIC's share of the
+    bytes (1 / min(tp, b)), as the paper sets it against one 400 Gbps NIC."""
     if not alpha > 0:
         raise SpecError("<python>", "alpha", f"expected an allowed network overhead > 0, got {alpha!r}")
     mtime, atime = model.unpipelined_times_s(contexts)
-    return model.layers * model.layer(contexts).wire_bytes / (alpha * (mtime + atime))
+    nics = min(model.compute.parallelism.tp, model.pool_devices)
+    return model.layers * model.layer(contexts).wire_bytes / nics / (alpha * (mtime + atime))
 
 
 def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float) -> Record:
     """Whether the model's link meets BW_min for this batch at overhead `alpha`: a system-iteration record of the
-    batch's iteration, infeasible (with the reason) when the NICs carry less than BW_min."""
-    need = bw_min_bytes_per_s(model, contexts, alpha)
+    batch's iteration, infeasible (with the reason) when a NIC carries less than BW_min."""
+    need, have = bw_min_bytes_per_s(model, contexts, alpha), model.link.bytes_per_s_per_direction
     cost = model.iteration(Batch((), tuple(contexts)))
     record = cost.record(model.name)
-    extras = {"bw_min_bytes_per_s": need, "link_bytes_per_s": model.nic_bytes_per_s, "alpha": alpha,
-              "batch": len(contexts)}
-    if model.nic_bytes_per_s >= need:
+    extras = {"bw_min_bytes_per_s": need, "link_bytes_per_s": have, "alpha": alpha, "batch": len(contexts)}
+    if have >= need:
         return replace(record, extras=extras)
-    reason = (f"link {model.link.name}: {model.nic_bytes_per_s / 1e9:.1f} GB/s between the pools is below "
-              f"BW_min {need / 1e9:.1f} GB/s for batch {len(contexts)} at network overhead alpha {alpha:g}")
+    reason = (f"link {model.link.name}: {have / 1e9:.1f} GB/s per NIC is below BW_min {need / 1e9:.1f} GB/s for "
+              f"batch {len(contexts)} at network overhead alpha {alpha:g}")
     return replace(record, feasible=False, reason=reason, extras=extras)
 
 
@@ -344,15 +346,14 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     q_share = heads / (heads + 2 * kv_heads)
     qkv_s = costs["qkv"].time_s
     device = model.pool_device
-    full = [pool.attention("decode", c) for c in contexts]
-    attention = model.attention_cost(full)
-    history = [pool.attention("decode", c - 1) for c in contexts if c > 1]
+    attention = model.attention_cost(contexts)
+    history = [c - 1 for c in contexts if c > 1]
     history_s = model.attention_cost(history).time_s if history else 0.0
     merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
     roles = qkv.tensor_roles
     kv_bytes = tp * sum(t.bytes for t in qkv.analysis.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
-    q_bytes = b * sum(op.tensor_bytes["Q"] for op in full)
-    out_bytes = b * sum(op.tensor_bytes["AV"] for op in full)
+    one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
+    q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
     nic = model.nic_bytes_per_s
     energy_j = tp * sum(c.energy_j for c in costs.values()) + b * attention.energy_j
     return OffloadLayer(m, costs["attn_norm"].time_s, q_share * qkv_s, (1 - q_share) * qkv_s, post_s,
