@@ -11,10 +11,11 @@ from archsim.outputs import check_writable
 
 
 @click.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex"]))
+@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina"]))
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
-                   '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}.')
+                   '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}, '
+                   'lamina {"points", "bw_min", "cross_check", "headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
@@ -30,7 +31,11 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce fusemax --as-artifact
       archsim reproduce neupims --json
       archsim reproduce duplex
+      archsim reproduce lamina --out reports/lamina
     """
+    if as_artifact and paper not in ("fusemax", "neupims"):
+        raise click.UsageError(f"--as-artifact applies to fusemax and neupims (their artifacts); {paper} has none "
+                               "modelled")
     if out:
         check_writable(out, "--out", directory=True)
     if paper == "neupims":
@@ -42,6 +47,11 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
         from archsim.commands.duplex_cmd import reproduce_duplex
 
         reproduce_duplex(as_json, out)
+        return
+    if paper == "lamina":
+        from archsim.commands.lamina_cmd import reproduce_lamina
+
+        reproduce_lamina(as_json, out)
         return
     _reproduce_fusemax(as_json, out, as_artifact)
 

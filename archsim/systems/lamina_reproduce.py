@@ -242,3 +242,44 @@ def layer_dc_saving(model_name: str, batch: int, context: int) -> float:
     layer = model.layer([context] * batch)
     return 1 - layer.cycle_s(True) / layer.cycle_s(False)
 
+
+
+def run_all(models: tuple[str, ...] = MODELS, traces: tuple[str, ...] = TRACES) -> tuple[list[dict], list[dict],
+                                                                                        dict, dict]:
+    """The reproduction's points, BW_min rows, the event model's cross-check and the headline."""
+    records, rows, cross = reproduce(models, traces), bw_min(), bw_min_cross_check()
+    return records, rows, cross, headline(records, rows, cross)
+
+
+def headline_rows(summary: dict) -> list[dict]:
+    """The headline as rows of metric, ours, paper, within, reason (headline.csv, the report's summary); the
+    throughput gain one row per model x trace."""
+    rows = []
+    for metric, entry in summary.items():
+        reason = entry.get("why", "")
+        if metric == "throughput_gain":
+            low, high = entry["paper"]
+            rows += [{"metric": f"throughput_gain {g['model']} {g['trace']}", "ours": g["gain"],
+                      "paper": f"{low:.1%}..{high:.1%}", "within": low <= g["gain"] <= high, "reason": reason}
+                     for g in entry["ours"]]
+            continue
+        rows.append({"metric": metric, "ours": entry["ours"], "paper": entry["paper"], "within": entry["within"],
+                     "reason": reason})
+    return rows
+
+
+TRACE_BATCH, TRACE_CONTEXT, TRACE_TOKENS = 300, 1024, 2
+
+
+def pipeline_trace(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: int = TRACE_CONTEXT,
+                   tokens: int = TRACE_TOKENS) -> dict:
+    """The staggered pipeline of Lamina at the model's DOP, `batch` requests at `context` tokens, as Chrome/Perfetto
+    trace events (`archsim.model.trace.chrome_trace`): the replicas, the memory pool and both link directions."""
+    from archsim.model.trace import chrome_trace
+
+    model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
+    run = simulate_pipeline(model.micro_batch_layers([context] * batch), model.replicas, model.layers, tokens,
+                            model.divide_and_conquer, trace=True)
+    trace = chrome_trace(run.spans)
+    trace["otherData"] = {"system": model.name, "batch": batch, "context": context, "token_s": run.token_s}
+    return trace

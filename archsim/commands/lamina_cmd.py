@@ -1,0 +1,69 @@
+"""`archsim reproduce lamina`: the Lamina paper's equal-cost comparison (`archsim.systems.lamina_reproduce`):
+throughput, batch and TBT of attention offloading (DOP (a, b) of H100 + H20) against vLLM-style TP on H100s for
+three models x four traces, BW_min curves with the event model's cross-check, the divide-and-conquer saving, and
+the headline beside the paper's (../shared/reference/pim.md §3) with the modelling reason where they differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from archsim.commands.options import write_tables
+from archsim.outputs import atomic_file, check_writable
+from archsim.systems import lamina_reproduce as lamina
+
+
+def reproduce_lamina(as_json: bool, out: str | None) -> None:
+    """Run the reproduction and print it; with `out`, also write points.csv, bw_min.csv, headline.csv and
+    pipeline_trace.json (a Perfetto trace of the staggered pipeline) there. `--json`: {"points", "bw_min",
+    "cross_check", "headline"}."""
+    if out:
+        check_writable(out, "--out", directory=True)
+    records, bw_rows, cross, summary = lamina.run_all()
+    if out:
+        write_tables(out, {"points": records, "bw_min": bw_rows, "headline": lamina.headline_rows(summary)})
+        with atomic_file(Path(out) / "pipeline_trace.json") as tmp:
+            tmp.write_text(json.dumps(lamina.pipeline_trace()))
+    if as_json:
+        click.echo(json.dumps({"points": records, "bw_min": bw_rows, "cross_check": cross, "headline": summary},
+                              indent=2))
+        return
+    click.echo("Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
+               f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests; metrics over the steady window")
+    click.echo(f"{'model':<11} {'trace':<11} {'system':<13} {'$/h':>6} {'tok/s':>8} {'batch':>6} {'TBT p50 ms':>10} "
+               f"{'TBT p99 ms':>10}")
+    for r in records:
+        click.echo(f"{r['model']:<11} {r['trace']:<11} {r['system']:<13} {r['cost_per_h']:>6.2f} "
+                   f"{r['throughput_tok_s']:>8.0f} {r['batch']:>6.0f} {r['tbt_p50_s'] * 1e3:>10.2f} "
+                   f"{r['tbt_p99_s'] * 1e3:>10.2f}")
+    low, high = summary["throughput_gain"]["paper"]
+    click.echo(f"\nThroughput of {lamina.SYSTEM} over {lamina.BASELINE} at equal cost (paper: +{low:.1%} to "
+               f"+{high:.1%})")
+    for g in summary["throughput_gain"]["ours"]:
+        click.echo(f"  {g['model']:<11} {g['trace']:<11} {g['gain']:+.1%}")
+    click.echo(f"\nBW_min per NIC, {lamina.BW_MODEL}, alpha {lamina.ALPHA} (points whose KV cache fits the pool)")
+    contexts = sorted({r["context"] for r in bw_rows})
+    click.echo(f"{'batch':>6} " + " ".join(f"{'l=' + str(c):>9}" for c in contexts) + "   (GB/s)")
+    for batch in sorted({r["batch"] for r in bw_rows}):
+        cells = {r["context"]: r["bw_min_bytes_per_s"] for r in bw_rows if r["batch"] == batch}
+        click.echo(f"{batch:>6} " + " ".join(f"{cells[c] / 1e9:>9.1f}" if c in cells else f"{'-':>9}"
+                                             for c in contexts))
+    click.echo(f"event model at BW_min (batch {cross['batch']}, context {cross['context']}, latency "
+               f"{cross['latency_s'] * 1e6:.1f} us, no micro-batches): slowdown {cross['slowdown']:.3f} "
+               f"(alpha {cross['alpha']})")
+    click.echo("\nHeadline")
+    for row in lamina.headline_rows(summary):
+        ours, paper = row["ours"], row["paper"]
+        click.echo(f"  {row['metric']:<36} ours {_fmt(ours):>10}   paper {_fmt(paper):>12}   "
+                   + ("within tolerance" if row["within"] else f"outside: {row['reason']}"))
+    if out:
+        click.echo(f"records written to {out}/points.csv, {out}/bw_min.csv, {out}/headline.csv; Perfetto trace "
+                   f"{out}/pipeline_trace.json")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
