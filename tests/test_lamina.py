@@ -1,0 +1,235 @@
+"""Attention offloading (Lamina, ../shared/reference/pim.md §3): the offload model's spec checks, its closed form
+against the event model, the transfers' bytes against the paper's formula, BW_min and its cross-check, prices and
+capacities, and the reproduction's must-show figures (slow)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from archsim import library
+from archsim.cli import main
+from archsim.errors import SpecError
+from archsim.systems import lamina_reproduce as lamina
+from archsim.systems.iteration import Batch
+from archsim.systems.links import load_link
+from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility, period_s
+from archsim.systems.offload_events import simulate_pipeline
+from archsim.systems.system_model import system_model
+from archsim.systems.system_spec import load_system, system_from_dict, with_fields
+
+
+def _model(model_name: str = "llama3-70b", divide_and_conquer: bool = True) -> OffloadModel:
+    return system_model(lamina.lamina_system(model_name, divide_and_conquer),
+                        library.load_workload_spec(model_name))
+
+
+def _spec_error(changes: dict, workload: str = "llama3-70b") -> SpecError:
+    with pytest.raises(SpecError) as error:
+        system_model(with_fields(load_system("lamina"), changes), library.load_workload_spec(workload))
+    return error.value
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_memory_devices_must_divide_the_kv_heads() -> None:
+    error = _spec_error({"devices.memory.count": 3, "parallelism.attention_pool": 3})
+    assert error.where == "parallelism.attention_pool"
+    assert "3 memory devices do not divide the 8 KV heads" in error.message
+
+
+def test_the_cli_refuses_indivisible_head_partitioning_with_exit_2(tmp_path) -> None:
+    data = copy.deepcopy(dict(load_system("lamina").data))
+    data["devices"]["memory"]["count"] = data["parallelism"]["attention_pool"] = 3
+    path = tmp_path / "lamina-3.yaml"
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["simulate", "--system", str(path), "--workload", "llama3-70b", "--rate", "1",
+                                       "--requests", "4"])
+    assert result.exit_code == 2
+    assert f"{path}: parallelism.attention_pool" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("changes", "where"), [
+    ({"devices.memory.count": 2}, "devices.memory.count"),  # the pool's devices are attention_pool's
+    ({"devices.compute.count": 3}, "devices.compute.count"),  # tp x replicas
+    ({"links": {"tp": "nvlink4-h100"}}, "links.attention"),
+    ({"parallelism": {"tp": 2, "pp": 1}}, "parallelism.attention_pool"),
+])
+def test_pools_and_link_are_checked_naming_the_field(changes: dict, where: str) -> None:
+    assert _spec_error(changes).where == where
+
+
+def test_decode_attention_must_go_to_a_memory_pool() -> None:
+    data = copy.deepcopy(dict(load_system("lamina").data))
+    data["placement"][0]["device"] = "compute"
+    with pytest.raises(SpecError) as error:
+        system_model(system_from_dict(data, "mine.yaml"), library.load_workload_spec("llama3-70b"))
+    assert (error.value.source, error.value.where) == ("mine.yaml", "placement")
+
+
+def test_a_link_below_bw_min_is_an_infeasible_record_not_an_exception() -> None:
+    model = _model()
+    contexts = [1024] * 300
+    fast = link_feasibility(model, contexts, 0.2)
+    slow = link_feasibility(model.with_link(load_link("pcie4-x16")), contexts, 0.2)
+    assert fast.feasible and fast.reason == ""
+    assert not slow.feasible and "below BW_min" in slow.reason and "pcie4-x16" in slow.reason
+    assert slow.extras["bw_min_bytes_per_s"] == pytest.approx(fast.extras["bw_min_bytes_per_s"])
+
+
+# ------------------------------------------------------------------------------------------------ the model
+def test_prices_and_capacity_are_the_equal_cost_configurations() -> None:
+    """pim.md §3.5: DOP (1, 2) $20.32/h vs 2 x H100 $22.12/h; DOP (2, 4) $40.64/h vs 4 x H100 $44.24/h. The KV
+    cache is the pool's memory (4 x 96 GB less the activation reserve), the weights on the compute GPUs."""
+    vllm = load_system("vllm-h100")
+    for name, lamina_cost, vllm_cost in (("llama-33b", 20.32, 22.12), ("llama3-70b", 40.64, 44.24)):
+        workload = library.load_workload_spec(name)
+        assert _model(name).price_per_hour == pytest.approx(lamina_cost)
+        assert system_model(vllm, workload).price_per_hour == pytest.approx(vllm_cost)
+    model = _model()
+    assert model.kv_capacity_bytes == pytest.approx(4 * model.pool_device.capacity_bytes)
+    assert 4 * 96e9 * 0.99 < model.kv_capacity_bytes < 4 * 96e9
+
+
+@pytest.mark.parametrize("model_name", ["llama3-70b", "llama-65b"])
+def test_the_transfers_are_the_papers_2_plus_2_over_g_e_d_per_token(model_name: str) -> None:
+    """§3.3: per token and layer q (d) and k, v (2d/G) go out and the output (d) comes back, from the cascades."""
+    model = _model(model_name)
+    p = library.load_workload_spec(model_name).params
+    g = p["heads"] / p["kv_heads"]
+    layer = model.layer([1000] * 37)
+    assert layer.wire_bytes == pytest.approx((2 + 2 / g) * p["word_bytes"] * p["hidden"] * 37)
+
+
+@pytest.mark.parametrize("model_name", ["llama3-70b", "llama-65b"])
+@pytest.mark.parametrize("micro_batches", [2, 3])
+@pytest.mark.parametrize("divide_and_conquer", [False, True])
+@pytest.mark.parametrize("batch", [16, 300])
+def test_the_closed_form_period_matches_the_event_model(model_name: str, micro_batches: int,
+                                                        divide_and_conquer: bool, batch: int) -> None:
+    """`OffloadModel.iteration` (layers x the period of the slowest cycle or busiest resource) against the SimPy
+    pipeline's steady-state time per token, within 1 %."""
+    system = with_fields(lamina.lamina_system(model_name, divide_and_conquer),
+                         {"schedule": {"kind": "staggered", "micro_batches": micro_batches,
+                                       "divide_and_conquer": divide_and_conquer},
+                          "devices.compute.count": lamina.DOP[model_name][0] * (micro_batches - 1)})
+    model = system_model(system, library.load_workload_spec(model_name))
+    contexts = [800 + 7 * i for i in range(batch)]
+    layers = model.micro_batch_layers(contexts)
+    run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer)
+    closed = model.iteration(Batch((), tuple(contexts))).time_s
+    assert closed == pytest.approx(model.layers * period_s(layers, model.replicas, divide_and_conquer))
+    assert run.token_s == pytest.approx(closed, rel=0.01)
+
+
+def test_the_event_model_shows_overlap_and_idle_gaps() -> None:
+    """Ping-pong: one micro-batch's attention on the pool runs while the replica computes the other's dense work,
+    and the pool, the smaller load, idles between attentions; the Perfetto trace carries every span."""
+    _, run = lamina.pipeline_run(batch=64, context=1024, tokens=2)
+    replica = [s for s in run.spans if s.resource == "replica 0"]
+    pool = sorted((s for s in run.spans if s.resource == "memory pool"), key=lambda s: s.start_s)
+    assert any(r.start_s < p.end_s and p.start_s < r.end_s for r in replica[:20] for p in pool[:20])
+    gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(pool)]
+    assert max(gaps) > 0
+    trace = lamina.pipeline_trace(batch=64, context=1024, tokens=2)
+    assert len([e for e in trace["traceEvents"] if e.get("ph") == "X"]) == len(run.spans)
+    assert trace["otherData"]["token_s"] == pytest.approx(run.token_s)
+
+
+def test_divide_and_conquer_shortens_the_critical_path_more_for_mha_than_gqa() -> None:
+    """§3.4: the K/V projection and transfer overlap the history's attention; K/V are G x smaller under GQA, so
+    the saving is larger on LLaMA-65B (MHA) than on LLaMA3-70B (G = 8)."""
+    mha = lamina.layer_dc_saving("llama-65b", 150, 1300)
+    gqa = lamina.layer_dc_saving("llama3-70b", 150, 1300)
+    assert mha > 3 * gqa > 0
+
+
+def test_bw_min_is_the_formula_and_the_event_model_slows_by_alpha_at_it() -> None:
+    """BW_min per NIC = (2 + 2/G) e d B L / min(tp, b) / (alpha (MTIME + ATIME)); at that bandwidth (and the preset's
+    latency) the event model without micro-batches is alpha +- 0.05 slower than over an ideal link."""
+    model = _model(divide_and_conquer=False)
+    contexts = [1024] * 300
+    mtime, atime = model.unpipelined_times_s(contexts)
+    want = 2.25 * 2 * 8192 * 300 * 80 / 2 / (0.2 * (mtime + atime))
+    assert bw_min_bytes_per_s(model, contexts, 0.2) == pytest.approx(want)
+    cross = lamina.bw_min_cross_check()
+    assert abs(cross["slowdown"] - 0.2) <= lamina.TOLERANCE["bw_slowdown"]
+
+
+def test_bw_min_falls_with_context_and_rises_with_batch() -> None:
+    rows = lamina.bw_min(batches=(16, 128), contexts=(128, 4096))
+    at = {(r["batch"], r["context"]): r["bw_min_bytes_per_s"] for r in rows}
+    assert at[(128, 128)] > at[(16, 128)] and at[(128, 128)] > at[(128, 4096)]
+
+
+# ------------------------------------------------------------------------------------------------ reproduction
+@pytest.fixture(scope="module")
+def azure_70b() -> list[dict]:
+    """LLaMA3-70B on Azure-Conv, both systems (the full grid is `archsim reproduce lamina`, ~2 minutes)."""
+    return lamina.reproduce(("llama3-70b",), ("azure-conv",), rounds=2)
+
+
+def test_llama3_70b_reaches_a_batch_of_about_800(azure_70b: list[dict]) -> None:
+    """pim.md §3.5: LLaMA3-70B reaches batch 800 at DOP (2, 4); the issue's bound is 640..960."""
+    batch = {r["system"]: r["batch"] for r in azure_70b}
+    low, high = lamina.TOLERANCE["batch_70b"]
+    assert low <= batch["lamina"] <= high
+
+
+def test_the_batch_grows_about_2_39x(azure_70b: list[dict]) -> None:
+    """pim.md §3.5: 2.39x larger batches on average; at this point, within the issue's 20 %."""
+    batch = {r["system"]: r["batch"] for r in azure_70b}
+    assert abs(batch["lamina"] / batch["vllm-h100"] / lamina.PAPER["batch_growth"] - 1) \
+        <= lamina.TOLERANCE["batch_growth"]
+
+
+@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["gains"])
+def test_throughput_gain_at_equal_cost_is_in_the_papers_range(azure_70b: list[dict]) -> None:
+    """pim.md §3.5: +16.1..90.1 % throughput at similar cost (archsim: -4.4 % on this point, -4.4..+15.4 % over
+    the grid)."""
+    (gain,) = lamina.gains(azure_70b)
+    assert lamina.PAPER["gain_min"] <= gain["ratio"] - 1 <= lamina.PAPER["gain_max"]
+
+
+@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["bw_min"])
+def test_bw_min_at_batch_300_is_at_most_30_gb_per_s() -> None:
+    """pim.md §3.3: <= 30 GB/s for batch <= 300 at alpha 0.2 (archsim: 44 GB/s at 128-token contexts, 28 GB/s at
+    4096)."""
+    rows = lamina.bw_min(batches=(300,), contexts=(128, 1024, 4096))
+    assert max(r["bw_min_bytes_per_s"] for r in rows) <= lamina.PAPER["bw_min"]
+
+
+@pytest.mark.parametrize("model_name", ["llama-65b", "llama3-70b"])
+def test_divide_and_conquer_saves_the_papers_share_of_the_critical_path(model_name: str) -> None:
+    """pim.md §3.4: up to 13.2 % of TBT on LLaMA-65B, 3.5 % on LLaMA3-70B (the issue: +- 4 and +- 2 points). The
+    largest saving over the four traces of one batch without micro-batches, at the batch the pool's KV cache holds
+    at the trace's mean context."""
+    model = _model(model_name)
+    savings = []
+    for trace in lamina.TRACES:
+        lengths = lamina.LENGTH_PRESETS[trace]
+        context = round(lengths.mean_prompt_tokens + lengths.mean_output_tokens / 2)
+        batch = int(model.kv_capacity_bytes / model.kv_bytes_per_token / context)
+        savings.append(lamina.layer_dc_saving(model_name, batch, context))
+    key = f"dc_{model_name}"
+    assert abs(max(savings) - lamina.PAPER[key]) <= lamina.TOLERANCE[key]
+
+
+def test_the_cli_prints_the_issue_json(monkeypatch) -> None:
+    small = lamina.run_all
+
+    def one_point() -> tuple:
+        return small(("llama3-70b",), ("kimi-conv",))
+
+    monkeypatch.setattr(lamina, "run_all", one_point)
+    monkeypatch.setattr(lamina, "REQUEST_ROUNDS", 2)
+    result = CliRunner().invoke(main, ["reproduce", "lamina", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    keys = {"model", "trace", "system", "cost_per_h", "throughput_tok_s", "batch", "tbt_p50_s", "tbt_p99_s"}
+    assert keys <= set(out["points"][0])
+    assert {"model", "batch", "alpha", "bw_min_bytes_per_s"} <= set(out["bw_min"][0])
+    assert {"throughput_gain", "batch_growth", "bw_min_batch_300", "bw_min_slowdown"} <= set(out["headline"])
