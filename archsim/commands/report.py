@@ -26,7 +26,7 @@ _MODES = {  # mode -> the options that apply to it
 @click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
 @click.option("--run", "run_report", is_flag=True,
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
-@click.option("--reproduction", type=click.Choice(["fusemax", "neupims", "duplex"]),
+@click.option("--reproduction", type=click.Choice(["fusemax", "neupims", "duplex", "lamina"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
 @click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB", callback=nonempty,
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
@@ -75,7 +75,7 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
                                f"(it takes {', '.join(sorted(_MODES[mode]))})")
     if mode == "--run" and mapping is None:
         raise click.UsageError("--run needs --mapping M (e.g. --run --mapping fusemax --workload bert-base)")
-    if mode == "--reproduction" and reproduction in ("neupims", "duplex") and (model or seq_len):
+    if mode == "--reproduction" and reproduction != "fusemax" and (model or seq_len):
         raise click.UsageError("--model and --seq-len apply to --reproduction fusemax only")
     default = {"--library": "library", "--run": Path(mapping or "").stem, "--reproduction": reproduction,
                "--sweep": Path(sweep_db or "").stem}[mode]
@@ -88,6 +88,8 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
         _report_neupims(folder)
     elif reproduction == "duplex":
         _report_duplex(folder)
+    elif reproduction == "lamina":
+        _report_lamina(folder)
     elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, folder)
     else:
@@ -164,6 +166,15 @@ def _report_duplex(out: Path) -> None:
     records, summary, qps = duplex_reproduce.run_all()
     index = write_duplex_report(records, summary, qps, out)
     click.echo(f"{len(records)} Duplex points and {len(qps)} QPS points\nreport written to {index}")
+
+
+def _report_lamina(out: Path) -> None:
+    from archsim.report.lamina import write_lamina_report
+    from archsim.systems import lamina_reproduce
+
+    records, bw_rows, cross, summary = lamina_reproduce.run_all()
+    index = write_lamina_report(records, bw_rows, cross, summary, out)
+    click.echo(f"{len(records)} Lamina points and {len(bw_rows)} BW_min points\nreport written to {index}")
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:

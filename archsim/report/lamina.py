@@ -1,0 +1,221 @@
+"""The Lamina reproduction report (`archsim report --reproduction lamina`): the edge that writes figures, CSVs and
+index.html for `archsim.systems.lamina_reproduce.run_all`.
+
+Files in the output directory, each PNG beside the CSV it is drawn from:
+- summary.csv: ours vs the paper (`lamina_reproduce.headline_rows`).
+- throughput.png/.csv: Lamina's and vLLM's throughput per model x trace at equal cost, the gain printed over each
+  pair (the paper: +16.1 % to +90.1 %).
+- batch.png/.csv: the batch each system reaches (its KV cache's) per model x trace and their ratio (the paper's
+  mean: 2.39x).
+- bw_min.png/.csv: BW_min per NIC against the batch, a line per context, beside the paper's 30 GB/s and the
+  bandwidths of the link presets lamina-gpu-initiated-400g and lamina-nccl-400g; the event model's cross-check
+  (its slowdown over a link at BW_min) in the title and the text.
+- pipeline.png/.csv and pipeline_trace.json: the event model's staggered pipeline
+  (`lamina_reproduce.pipeline_run`, the configuration of `lamina_reproduce.pipeline_trace`) over micro-batch 0's
+  first `PIPELINE_LAYERS` layers, a row per resource, a colour per micro-batch; the JSON is the whole run as a
+  Perfetto trace. The micro-batch and layer of a span are read from its name (`mb{j} t{t} L{k} ...`, the names
+  `archsim.systems.offload_events.simulate_pipeline` gives its spans).
+The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from archsim.model.trace import US_PER_S, Span
+from archsim.outputs import atomic_dir
+from archsim.report.figures import _colour, _figure, _title
+from archsim.report.point import _save, _section, write_index
+from archsim.systems import lamina_reproduce as lamina
+from archsim.systems.links import load_link
+
+SYSTEMS = (lamina.SYSTEM, lamina.BASELINE)  # the pair the bars compare (lamina-no-dc only enters the headline)
+LINK_PRESETS = ("lamina-gpu-initiated-400g", "lamina-nccl-400g")
+PIPELINE_RESOURCES = ("replica 0", "memory pool", "link out", "link back")
+PIPELINE_LAYERS = 4
+_TAG = re.compile(r"^mb(\d+) t(\d+) L(\d+) ")
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def pair_rows(records: list[dict], metric: str) -> pd.DataFrame:
+    """One row per model x trace in the records' order: `metric` of Lamina and of vLLM (columns named by system)
+    and `ratio`, Lamina's over vLLM's."""
+    df = pd.DataFrame(records)
+    df = df[df["system"].isin(SYSTEMS)]
+    order = pd.MultiIndex.from_frame(df[["model", "trace"]].drop_duplicates())
+    wide = df.pivot(index=["model", "trace"], columns="system", values=metric)
+    wide = wide.reindex(index=order, columns=list(SYSTEMS)).reset_index()
+    wide.columns.name = None
+    wide["ratio"] = wide[lamina.SYSTEM] / wide[lamina.BASELINE]
+    return wide
+
+
+def link_rows() -> pd.DataFrame:
+    """The link presets' bandwidths per direction, to read BW_min against."""
+    links = [load_link(name) for name in LINK_PRESETS]
+    return pd.DataFrame([{"link": link.name, "bytes_per_s_per_direction": link.bytes_per_s_per_direction,
+                          "latency_s": link.latency_s} for link in links])
+
+
+def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS) -> pd.DataFrame:
+    """The spans that start before micro-batch 0 has finished its first `layers` layers of token 0 (its output
+    back over the link), with their micro-batch, token and layer."""
+    rows = []
+    for span in spans:
+        j, t, k = map(int, _TAG.match(span.name).groups())
+        rows.append({"resource": span.resource, "name": span.name, "micro_batch": j, "token": t, "layer": k,
+                     "start_s": span.start_s, "end_s": span.end_s})
+    df = pd.DataFrame(rows)
+    first = df[(df["micro_batch"] == 0) & (df["token"] == 0) & (df["layer"] < layers)]
+    return df[df["start_s"] < first["end_s"].max()].sort_values("start_s").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def pair_figure(rows: pd.DataFrame, ylabel: str, title: str, ratio_text: Callable[[float], str]) -> Figure:
+    """A group per model x trace, a bar per system (log y: the traces' throughputs and batches span decades),
+    `ratio_text` of the ratio over each group."""
+    groups = rows["model"] + "\n" + rows["trace"]
+    xs = np.arange(len(rows))
+    fig = _figure(12.0, 5.0)
+    _title(fig, title)
+    ax = fig.add_axes((0.07, 0.16, 0.76, 0.68))
+    width = 0.8 / len(SYSTEMS)
+    for i, system in enumerate(SYSTEMS):
+        ax.bar(xs - 0.4 + width * (i + 0.5), rows[system], width=width * 0.92, color=_colour(i), label=system)
+    tops = rows[list(SYSTEMS)].max(axis=1)
+    for x, top, ratio in zip(xs, tops, rows["ratio"], strict=True):
+        ax.text(x, top, ratio_text(ratio), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(xs, groups, fontsize=8)
+    ax.set(yscale="log", ylabel=f"{ylabel}, log", ylim=(rows[list(SYSTEMS)].min().min() / 2, tops.max() * 2))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="system",
+              title_fontsize=8)
+    return fig
+
+
+def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figure:
+    """BW_min per NIC (GB/s, log) against the batch (log), a line per context; dashed: the paper's bound and the
+    link presets' bandwidths."""
+    fig = _figure(11.0, 5.2)
+    _title(fig, f"BW_min per NIC, {lamina.BW_MODEL} on Lamina DOP {lamina.DOP[lamina.BW_MODEL]}, alpha "
+                f"{lamina.ALPHA} (points whose KV cache fits the pool). Cross-check: the event model over a link at "
+                f"BW_min (batch {cross['batch']}, context {cross['context']}) is {cross['slowdown']:.1%} slower "
+                f"than over an ideal link (alpha {cross['alpha']:.0%})")
+    ax = fig.add_axes((0.08, 0.12, 0.66, 0.72))
+    for i, (context, mine) in enumerate(rows.groupby("context")):
+        ax.plot(mine["batch"], mine["bw_min_bytes_per_s"] / 1e9, marker="o", ms=4, color=_colour(i),
+                label=f"context {context}")
+    ax.axhline(lamina.PAPER["bw_min"] / 1e9, color="black", ls="--", lw=1.1,
+               label=f"paper: <= {lamina.PAPER['bw_min'] / 1e9:g} GB/s at batch <= 300")
+    for j, link in enumerate(links.itertuples()):
+        ax.axhline(link.bytes_per_s_per_direction / 1e9, color=_colour(6 + j), ls=":", lw=1.4,
+                   label=f"{link.link} {link.bytes_per_s_per_direction / 1e9:g} GB/s")
+    ax.set(xscale="log", yscale="log", xlabel="batch (requests, log)", ylabel="BW_min per NIC (GB/s, log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def pipeline_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """A Gantt chart in microseconds: a row per resource, a colour per micro-batch, each bar labelled with its
+    layer where it fits."""
+    end_us = rows["end_s"].max() * US_PER_S
+    fig = _figure(13.0, 3.8)
+    _title(fig, title)
+    ax = fig.add_axes((0.09, 0.14, 0.76, 0.66))
+    ax.set(xlim=(0, end_us * 1.01), ylim=(len(PIPELINE_RESOURCES) - 0.45, -0.55))
+    for span in rows.itertuples():
+        y = PIPELINE_RESOURCES.index(span.resource)
+        start, length = span.start_s * US_PER_S, (span.end_s - span.start_s) * US_PER_S
+        ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=_colour(span.micro_batch),
+                       edgecolors="white", linewidth=0.6)
+        if length > 0.03 * end_us:
+            ax.text(start + length / 2, y, f"L{span.layer}", ha="center", va="center", fontsize=7, color="white")
+    ax.set_yticks(range(len(PIPELINE_RESOURCES)), PIPELINE_RESOURCES, fontsize=8)
+    ax.set_xlabel("time (us)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(handles=[Patch(color=_colour(j), label=f"micro-batch {j}") for j in sorted(set(rows["micro_batch"]))],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ page
+def write_lamina_report(records: list[dict], bw_rows: list[dict], cross: dict, summary: dict, out_dir: Path) -> Path:
+    """Write the report of `lamina_reproduce.run_all`'s records, BW_min rows, cross-check and headline (`summary`)
+    into `out_dir`, replacing its old report whole; returns the index path."""
+    with atomic_dir(out_dir) as stage:
+        _write_page(stage, records, bw_rows, cross, summary)
+    return out_dir / "index.html"
+
+
+def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: dict, summary: dict) -> None:
+    table = pd.DataFrame(lamina.headline_rows(summary), columns=["metric", "ours", "paper", "within", "reason"])
+    _save(out_dir, "summary", table)
+    low, high = lamina.PAPER["gain_min"], lamina.PAPER["gain_max"]
+    throughput = pair_rows(records, "throughput_tok_s")
+    throughput["gain"] = throughput["ratio"] - 1
+    _save(out_dir, "throughput", throughput, pair_figure(
+        throughput, "decode throughput (tokens/s)", f"Throughput at equal cost, {lamina.SYSTEM} (DOP per model) vs "
+        f"{lamina.BASELINE} (TP): the gain over each pair; the paper's gains: +{low:.1%} to +{high:.1%}",
+        lambda ratio: f"{ratio - 1:+.1%}"))
+    batch = pair_rows(records, "batch")
+    _save(out_dir, "batch", batch, pair_figure(
+        batch, "batch (time-weighted mean decodes)", f"Batch each system reaches (its KV cache's) and the ratio; the "
+        f"paper's mean ratio: {lamina.PAPER['batch_growth']:g}x", lambda ratio: f"{ratio:.2f}x"))
+    bw, links = pd.DataFrame(bw_rows), link_rows()
+    _save(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
+    model, run = lamina.pipeline_run()
+    pipeline = pipeline_rows(run.spans)
+    _save(out_dir, "pipeline", pipeline, pipeline_figure(
+        pipeline, f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at context {lamina.TRACE_CONTEXT} in "
+        f"{model.micro_batches} staggered micro-batches (divide-and-conquer "
+        f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's first {PIPELINE_LAYERS} layers; "
+        f"steady time per token {run.token_s * 1e3:.2f} ms"))
+    (out_dir / "pipeline_trace.json").write_text(json.dumps(lamina.pipeline_trace()))
+    sections = [
+        _section("throughput", "Throughput at equal cost",
+                 "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
+                 f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests, the same for both systems; "
+                 "tokens per second over the steady window (<code>archsim.systems.lamina_reproduce</code>'s "
+                 f"docstring). Over each pair: Lamina's gain; the paper's range +{low:.1%} to +{high:.1%}."),
+        _section("batch", "Batch",
+                 "The time-weighted mean batch over the steady window: with the scheduler unbounded, the KV "
+                 "cache's. Over each pair: Lamina's over vLLM's (the paper's mean "
+                 f"{lamina.PAPER['batch_growth']:g}x)."),
+        _section("bw_min", "BW_min per NIC",
+                 f"The link bandwidth per NIC at which the transfers cost at most alpha = {lamina.ALPHA} of an "
+                 f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}. "
+                 f"Cross-check: the event model, one batch of {cross['batch']} at context {cross['context']} "
+                 f"without micro-batches, over a link at BW_min ({cross['bw_min_bytes_per_s'] / 1e9:.1f} GB/s, "
+                 f"latency {cross['latency_s'] * 1e6:.1f} us) is {cross['slowdown']:.1%} slower than over an "
+                 f"ideal link (the formula's alpha: {cross['alpha']:.0%}). Link presets: "
+                 + ", ".join(f"{html.escape(r.link)} {r.bytes_per_s_per_direction / 1e9:g} GB/s"
+                             for r in links.itertuples()) + "."),
+        _section("pipeline", "Staggered pipeline (event model)",
+                 "The rotational staggered pipeline of <code>archsim.systems.offload_events</code>: the compute "
+                 "replica runs a micro-batch's dense slice while the memory pool runs the other's attention; q, "
+                 "then k and v, go out over the link and the attention's output comes back. The whole run (two "
+                 "tokens, every layer) as a Perfetto trace: <a href='pipeline_trace.json'>pipeline_trace.json</a>."),
+    ]
+    by_reason: dict[str, list[str]] = {}
+    for r in table.to_dict("records"):
+        if not r["within"]:
+            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
+    outside = "".join(f"<li>{html.escape(', '.join(metrics))}: {html.escape(reason)}</li>"
+                      for reason, metrics in by_reason.items())
+    intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "
+             "simulator and the offloading event model) beside the paper's numbers (../shared/reference/pim.md §3). "
+             "Where ours are outside the tolerance, the modelling reason (the metrics that share one together):"
+             f"</p><ul>{outside or '<li>none</li>'}</ul>")
+    write_index(out_dir, "Lamina reproduction", intro, table, sections)
