@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -72,11 +73,12 @@ def test_decode_attention_must_go_to_a_memory_pool() -> None:
 
 def test_a_link_below_bw_min_is_an_infeasible_record_not_an_exception() -> None:
     model = _model()
-    contexts = [1024] * 300
+    contexts = [1024] * 128
     fast = link_feasibility(model, contexts, 0.2)
-    slow = link_feasibility(model.with_link(load_link("pcie4-x16")), contexts, 0.2)
+    slow_link = replace(load_link("nic-400g"), name="slow-nic", bytes_per_s_per_direction=5e9)
+    slow = link_feasibility(model.with_link(slow_link), contexts, 0.2)
     assert fast.feasible and fast.reason == ""
-    assert not slow.feasible and "below BW_min" in slow.reason and "pcie4-x16" in slow.reason
+    assert not slow.feasible and "below BW_min" in slow.reason and "slow-nic" in slow.reason
     assert slow.extras["bw_min_bytes_per_s"] == pytest.approx(fast.extras["bw_min_bytes_per_s"])
 
 
@@ -155,6 +157,13 @@ def test_bw_min_is_the_formula_and_the_event_model_slows_by_alpha_at_it() -> Non
     mtime, atime = model.unpipelined_times_s(contexts)
     want = 2.25 * 2 * 8192 * 300 * 80 / 2 / (0.2 * (mtime + atime))
     assert bw_min_bytes_per_s(model, contexts, 0.2) == pytest.approx(want)
+    assert lamina.bw_min_cross_check()["slowdown_without_latency"] == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["bw_min_slowdown"])
+def test_the_event_model_slows_by_alpha_at_bw_min_with_the_links_latency() -> None:
+    """The issue: the event model's slowdown at BW_min within alpha +- 0.05 (archsim: 0.257 over the FHBN link's
+    16.5 us; 0.200 without it)."""
     cross = lamina.bw_min_cross_check()
     assert abs(cross["slowdown"] - 0.2) <= lamina.TOLERANCE["bw_slowdown"]
 
@@ -186,18 +195,25 @@ def test_the_batch_grows_about_2_39x(azure_70b: list[dict]) -> None:
         <= lamina.TOLERANCE["batch_growth"]
 
 
+def test_throughput_gain_at_equal_cost_is_in_the_papers_range_where_attention_weighs() -> None:
+    """pim.md §3.5: +16.1..90.1 % throughput at similar cost. LLaMA-65B (MHA) on Kimi-Conv: the KV cache holds 8
+    requests on Lamina's pool, 3 on vLLM's H100s (archsim: +44 %; 10 of the grid's 12 points are in the range)."""
+    (gain,) = lamina.gains(lamina.reproduce(("llama-65b",), ("kimi-conv",), rounds=2))
+    assert lamina.PAPER["gain_min"] <= gain["ratio"] - 1 <= lamina.PAPER["gain_max"]
+
+
 @pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["gains"])
-def test_throughput_gain_at_equal_cost_is_in_the_papers_range(azure_70b: list[dict]) -> None:
-    """pim.md §3.5: +16.1..90.1 % throughput at similar cost (archsim: -4.4 % on this point, -4.4..+15.4 % over
-    the grid)."""
+def test_throughput_gain_at_equal_cost_where_the_compute_gpus_saturate(azure_70b: list[dict]) -> None:
+    """pim.md §3.5: the range's floor, +16.1 %, holds for every point of the paper (archsim: -7 % here, LLaMA3-70B
+    on Azure-Conv, and +10.6 % on Azure-Code)."""
     (gain,) = lamina.gains(azure_70b)
     assert lamina.PAPER["gain_min"] <= gain["ratio"] - 1 <= lamina.PAPER["gain_max"]
 
 
 @pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["bw_min"])
 def test_bw_min_at_batch_300_is_at_most_30_gb_per_s() -> None:
-    """pim.md §3.3: <= 30 GB/s for batch <= 300 at alpha 0.2 (archsim: 44 GB/s at 128-token contexts, 28 GB/s at
-    4096)."""
+    """pim.md §3.3: <= 30 GB/s for batch <= 300 at alpha 0.2 (archsim: 55 GB/s at 128-token contexts, 29 GB/s at
+    batch 256 and 4096)."""
     rows = lamina.bw_min(batches=(300,), contexts=(128, 1024, 4096))
     assert max(r["bw_min_bytes_per_s"] for r in rows) <= lamina.PAPER["bw_min"]
 

@@ -111,7 +111,8 @@ def bind(
                 origin[key] = layer_source
             else:
                 known = ", ".join([*values, *cascade.rank_sizes])
-                raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} (known: {known})")
+                raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
+                                                     f"known: {known})")
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
     defaults = {k for k, where in origin.items() if where == cascade.source}

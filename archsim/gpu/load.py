@@ -22,6 +22,7 @@ File format (units in the key names; every number carries its source in a commen
     dram_bytes_per_s: 2.039e+12
     dram_latency_s: 5.0e-7
     power_w: 400
+    dram_copy_fraction: 0.90            # optional: a measured copy's bandwidth over dram_bytes_per_s
 
 YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
 the file, the field and what was expected.
@@ -59,8 +60,8 @@ NUMBERS = {
     "power_w": ("the board power (TDP) in W", False),
 }
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS)
-OPTIONAL = ("description", "aliases")
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction")
+OPTIONAL = ("description", "aliases", "dram_copy_fraction")
 MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
 MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
@@ -69,9 +70,12 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
-    if numbers["sync_mma_fraction"] > 1:
-        raise SpecError(source, "sync_mma_fraction",
-                        f"expected a fraction in (0, 1], got {numbers['sync_mma_fraction']}")
+    if "dram_copy_fraction" in data:
+        numbers["dram_copy_fraction"] = _number(data["dram_copy_fraction"], source, "dram_copy_fraction",
+                                                "a measured fraction of the DRAM bandwidth in (0, 1]", False)
+    for key in ("sync_mma_fraction", "dram_copy_fraction"):
+        if numbers.get(key, 0.0) > 1:
+            raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
     return GPU(
         name=data["name"],
         description=data.get("description", ""),

@@ -14,7 +14,12 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
 GEMM launches and elementwise kernels run at the calibrated efficiencies of the eager PyTorch family
-(`GEMM_FAMILY`: cuBLAS and DRAM passes); the attention kernel at its own family's (`kernel_params`).
+(`GEMM_FAMILY`: cuBLAS and DRAM passes); the attention kernel at its own family's (`kernel_params`). One
+exception: a GEMM's DRAM term streams at the GPU's measured copy bandwidth where its preset has one
+(`dram_copy_fraction`: H100 SXM5 and H200, 0.90, ../shared/reference/gpu/gpu_measured_fractions.csv). A decode
+step's weight GEMMs read each weight matrix once, front to back, as a copy does; the family's `hbm_efficiency`
+(0.54) was fitted to eager attention's short softmax and score passes, and slowed weight streaming to half the
+HBM's bandwidth (issue 15's and 16's attributions). GPUs without a measured copy keep the fitted value.
 Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention).
 Energy, by `energy`:
 - None (a spec's `energy_model: tdp`, the default): board power (TDP, an upper bound) for the op's time;
@@ -103,13 +108,15 @@ class GpuDevice:
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
 
         precision, wb = self._precision(op), op.binding.word_bytes
+        copy = self.spec.dram_copy_fraction
+        params = self.params if copy is None else {**self.params, "hbm_efficiency": copy}
         time_s = peak_s = dram_bytes = 0.0
         in_gemms: set[str] = set()
         for gemm in op_gemms(op):
             in_gemms.update(gemm.einsums)
             dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * wb
             launch = GemmLaunch(op.name, float(gemm.flops), float(dram), precision)
-            time_s += gemm_launch_time(launch, self.spec, self.params).time_s
+            time_s += gemm_launch_time(launch, self.spec, params).time_s
             peak_s += gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
             dram_bytes += dram
         elementwise = _elementwise_bytes(op, in_gemms)

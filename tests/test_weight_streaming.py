@@ -1,0 +1,50 @@
+"""A GPU device's weight GEMMs stream at the GPU's measured copy bandwidth where its preset has one
+(`dram_copy_fraction`, ../shared/reference/gpu/gpu_measured_fractions.csv), else at the fitted DRAM efficiency."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import pytest
+import yaml
+
+from archsim import library
+from archsim.errors import SpecError
+from archsim.gpu.load import gpu_from_dict, load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
+from archsim.systems.step import WEIGHTS, Step, layer_op
+
+MEASURED = {"h100-sxm5": 3.0e12 / 3.35e12, "h200-sxm": 4.3e12 / 4.8e12}  # the CSV's copies over the peaks
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED))
+def test_measured_presets_carry_their_copy_fraction(name: str) -> None:
+    assert load_gpu(name).dram_copy_fraction == pytest.approx(MEASURED[name], abs=5e-4)
+
+
+def test_unmeasured_presets_have_none() -> None:
+    assert load_gpu("a100-80gb-sxm4").dram_copy_fraction is None
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "fast"])
+def test_a_bad_fraction_is_refused_naming_the_field(value: object) -> None:
+    data = yaml.safe_load((importlib.resources.files("archsim.gpu.presets") / "h100-sxm5.yaml").read_text())
+    data["dram_copy_fraction"] = value
+    with pytest.raises(SpecError) as error:
+        gpu_from_dict(data, "mine.yaml")
+    assert (error.value.source, error.value.where) == ("mine.yaml", "dram_copy_fraction")
+
+
+@pytest.mark.parametrize("name", ["h100-sxm5", "a100-80gb-sxm4"])
+def test_a_decode_ffn_streams_its_weights_at_the_copy_or_fitted_fraction(name: str) -> None:
+    """A one-token Llama3-70B FFN (3 weight matrices, 1.4 GB) is DRAM-bound: its time is the weights over the
+    bandwidth at the fraction, plus the launches and the elementwise pass."""
+    gpu = load_gpu(name)
+    params = load_calibration().family_params(GEMM_FAMILY)
+    device = GpuDevice("gpu", gpu, params)
+    op = layer_op(library.load_workload_spec("llama3-70b"), Step("decode", 1, 1), "llama", "ffn")
+    fraction = gpu.dram_copy_fraction or params["hbm_efficiency"]
+    weights_s = op.bytes_by_role[WEIGHTS] / (gpu.dram_bytes_per_s * fraction)
+    time_s = device.cost([op]).time_s
+    assert weights_s < time_s < weights_s * 1.01 + 3 * params["launch_s"] + 1e-5
