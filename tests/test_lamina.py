@@ -249,3 +249,25 @@ def test_the_cli_prints_the_issue_json(monkeypatch) -> None:
     assert keys <= set(out["points"][0])
     assert {"model", "batch", "alpha", "bw_min_bytes_per_s"} <= set(out["bw_min"][0])
     assert {"throughput_gain", "batch_growth", "bw_min_batch_300", "bw_min_slowdown"} <= set(out["headline"])
+
+
+def test_a_system_sweep_point_runs_lamina_with_its_cost() -> None:
+    """The sweeps' evaluator takes an offloading system like any other: a link preset as a field, the cost per
+    token from both pools' prices (count x price)."""
+    from archsim.dse.serving_spec import ServingSettings
+    from archsim.dse.system_points import serve_point
+    from archsim.systems.requests import poisson_requests
+
+    settings = ServingSettings(rate_per_s=50.0, requests=12, lengths="azure-code", seed=0, max_batch=16)
+    requests = poisson_requests(50.0, 12, "azure-code", 0)
+    workload = library.load_workload_spec("llama3-70b")
+    records = {link: serve_point(load_system("lamina"), workload, requests, settings,
+                                 {"system.links.attention": link})
+               for link in ("lamina-gpu-initiated-400g", "lamina-nccl-400g")}
+    for record in records.values():
+        assert record.feasible
+        tokens_per_h = record.extras["throughput_tok_s"] * 3600
+        assert record.extras["cost_per_token_usd"] == pytest.approx(40.64 / tokens_per_h, rel=0.02)
+    # at this batch the replica's two slices outlast a micro-batch's round trip, so the slower link is hidden
+    assert records["lamina-nccl-400g"].extras["tbt_p50_s"] == pytest.approx(
+        records["lamina-gpu-initiated-400g"].extras["tbt_p50_s"])
