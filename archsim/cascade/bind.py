@@ -154,9 +154,9 @@ def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[
     """Every model size the cascade binds (its params in the vocabulary, and the element width) is given."""
     for name in dict.fromkeys([*cascade.params, "word_bytes"]):
         if name in PARAMS and name not in workload.params and name not in overrides:
-            raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} ({cascade.source}) "
-                                                             f"binds {name}; add it to the workload or pass --set "
-                                                             f"{name}=N")
+            raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name} "
+                                                             f"({cascade.source}); add it to the workload or pass "
+                                                             f"--set {name}=N")
 
 
 def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], defaults: set[str]) -> str:
