@@ -1,31 +1,101 @@
 """Speed of the analytical model (prints figures; not a timed test - these machines are shared and noisy).
 
-1. Evaluations per second of one FuseMax attention point (BERT, 64K tokens), mapping already searched.
-2. Wall time of each part of `archsim reproduce fusemax` (mapper included): attention (5 configs x 4 models x
-   6 lengths), the linear layers (2 hardware x 4 x 6), the Fig. 12 design space, and the whole.
+Figures, in CPU seconds of this process (`time.process_time`), each beside the same call with the caches of
+issue 17 cleared before every call (the previous path: specs parsed and validated on every load, a chosen mapping
+checked and resolved on every evaluation), measured in the same run:
+1. `single_evals_per_s`: `evaluate` of one mapped FuseMax attention point (BERT, 64K tokens), mapping chosen.
+2. `distinct_evals_per_s`: `evaluate` over 12 prepared points in turn (DRAM bandwidth x buffer capacity varied,
+   one mapping search each beforehand); each point's resolved groups are remembered after its first call.
+3. `mapper_evals_per_s`: `prepare` (bind, analyse, mapper) + `evaluate` per point, specs loaded by name.
+4. `run_point_per_s`: `run_point` by name (YAML loaded, mapper, evaluate), the way a script calls it.
+5. `batch_evals_per_s`: the vectorised batch path; not built yet (null).
+Then the wall time of each part of `archsim reproduce fusemax` (skipped with --json).
 
-Target (issue 3): >= 1,000 evaluations/s on one core. Peers as reported: GenZ ~30/s, Calculon ~290/s, ZigZag ~0.5/s.
-Run: .venv/bin/python benchmarks/analytical_speed.py
+Target (issue 17): >= 10,000 single evaluations/s/core; a batch path >= 200,000/s/core.
+Run: .venv/bin/python benchmarks/analytical_speed.py [--json]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import time
+from collections.abc import Callable
 
-from archsim.dse import fusemax_pareto
+from archsim import library
+from archsim.mapping import resolve
 from archsim.model.analytical import evaluate
-from archsim.point import prepare
-from archsim.systems import fusemax, fusemax_linear
+from archsim.point import prepare, run_point
+
+GIB, MIB = 2**30, 2**20
+SECONDS = 2.0
+
+
+def rate(call: Callable[[], object], before: Callable[[], object] = lambda: None) -> float:
+    """Calls per CPU second over about `SECONDS`, `before` run (and counted) ahead of each call."""
+    n, start = 0, time.process_time()
+    while time.process_time() - start < SECONDS:
+        before()
+        call()
+        n += 1
+    return n / (time.process_time() - start)
+
+
+def clear_caches() -> None:
+    library._parsed.cache_clear()
+    resolve.resolve_group.cache_clear()
+    resolve.check_bindings.cache_clear()
+
+
+def figures() -> dict[str, float | int | None]:
+    point = prepare("fusemax", workload="bert-base", sets={"seq_len": 65536})
+
+    def single() -> object:
+        return evaluate(point.binding, point.analysis, point.arch, point.mapping)
+
+    arch = point.arch
+    points = []
+    for bw in (64, 128, 256, 512):
+        for buffer_mib in (4, 8, 16):
+            changed = arch.with_changes(**{"memories.DRAM.bandwidth_bytes_per_s": bw * GIB,
+                                           "memories.GlobalBuffer.capacity_bytes": buffer_mib * MIB})
+            points.append(prepare("fusemax", arch=changed, workload="bert-base", sets={"seq_len": 65536}))
+    index = [0]
+
+    def distinct() -> object:
+        p = points[index[0] % len(points)]
+        index[0] += 1
+        return evaluate(p.binding, p.analysis, p.arch, p.mapping)
+
+    def mapped() -> object:
+        p = prepare("fusemax", workload="bert-base", sets={"seq_len": 65536})
+        return evaluate(p.binding, p.analysis, p.arch, p.mapping)
+
+    def by_name() -> object:
+        return run_point("fusemax", workload="bert-base", sets={"seq_len": 65536})
+
+    out: dict[str, float | int | None] = {"cpu_count": os.cpu_count()}
+    for name, call in (("single_evals_per_s", single), ("distinct_evals_per_s", distinct),
+                       ("mapper_evals_per_s", mapped), ("run_point_per_s", by_name)):
+        out[name] = rate(call)
+        out[f"{name.removesuffix('_per_s')}_uncached_per_s"] = rate(call, clear_caches)
+    out["batch_evals_per_s"] = None
+    return out
 
 
 def main() -> None:
-    point = prepare("fusemax", workload="bert-base", sets={"seq_len": 65536})
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 3.0:
-        evaluate(point.binding, point.analysis, point.arch, point.mapping)
-        n += 1
-    per_s = n / (time.perf_counter() - start)
-    print(f"analytical evaluations of one FuseMax point: {per_s:,.0f} /s ({n} in 3 s)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON and skip the reproduction")
+    args = parser.parse_args()
+    out = figures()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    for key, value in out.items():
+        print(f"{key:<34} {value if value is None or isinstance(value, int) else f'{value:,.1f}'}")
+    from archsim.dse import fusemax_pareto
+    from archsim.systems import fusemax, fusemax_linear
 
     total = 0.0
     for name, run in (("attention", fusemax.attention_records), ("linear layers", fusemax_linear.end2end_records),

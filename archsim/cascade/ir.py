@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from archsim.cascade.syntax import BinOp, Call, Expr, Neg, Not, Num
+from archsim.cascade.syntax import BinOp, Call, Expr, Neg, Not, Num, walk
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,13 @@ class Einsum:
     reduce_vars: tuple[str, ...] = ()
     mask: Mask | None = None
     fill: float | None = None
+
+    @cached_property
+    def refs(self) -> tuple[Ref, ...]:
+        """Every tensor reference of the body and the mask's predicate, in walk order (computed once: models ask
+        for it per evaluation)."""
+        nodes = [*walk(self.body), *(walk(self.mask.predicate) if self.mask is not None else ())]
+        return tuple(n for n in nodes if isinstance(n, Ref))
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,12 @@ def read_yaml(path: Path) -> Any:
     directory, FIFO or device, which could block or never end), larger than ARCHSIM_MAX_SPEC_BYTES (at most that
     many bytes plus one are read), not UTF-8 (with the byte offset), nested deeper than MAX_YAML_DEPTH, or
     malformed (with the line)."""
+    return parse_yaml(read_spec_bytes(path), path)
+
+
+def read_spec_bytes(path: Path) -> bytes:
+    """The bytes of a spec file, with `read_yaml`'s checks of the file itself (regular, readable, within the
+    size limit)."""
     limit = env_limit("ARCHSIM_MAX_SPEC_BYTES", MAX_SPEC_BYTES)
     try:
         mode = path.stat().st_mode
@@ -112,6 +118,11 @@ def read_yaml(path: Path) -> Any:
     if len(data) > limit:
         raise SpecError(str(path), "", f"larger than the limit of {limit} bytes on spec files "
                                        f"(raise it with the environment variable ARCHSIM_MAX_SPEC_BYTES)")
+    return data
+
+
+def parse_yaml(data: bytes, path: Path) -> Any:
+    """`read_yaml`'s parse of a spec file's bytes (UTF-8, depth, syntax), its errors naming `path`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

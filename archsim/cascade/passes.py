@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade, Einsum, Ref
 
 
@@ -50,10 +49,8 @@ class PassAnalysis:
 
 
 def refs_of(einsum: Einsum) -> list[Ref]:
-    nodes = list(S.walk(einsum.body))
-    if einsum.mask is not None:
-        nodes += list(S.walk(einsum.mask.predicate))
-    return [n for n in nodes if isinstance(n, Ref)]
+    """Every tensor reference of the Einsum's body and mask (`Einsum.refs`)."""
+    return list(einsum.refs)
 
 
 def pass_analysis(cascade: Cascade) -> PassAnalysis:

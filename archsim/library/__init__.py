@@ -10,13 +10,14 @@ loader, so it is `archsim.commands.spec_kinds.load_any`, in the top layer.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from pathlib import Path
 
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import cascade_from_dict, is_file, is_spec_path, read_yaml
+from archsim.cascade.load import cascade_from_dict, is_file, is_spec_path, parse_yaml, read_spec_bytes
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
@@ -36,7 +37,35 @@ def _files(package: str) -> dict[str, Path]:
         root = importlib.resources.files(package)
     except ModuleNotFoundError:
         return {}
-    return {Path(e.name).stem: Path(str(e)) for e in root.iterdir() if e.name.endswith(".yaml")}
+    return dict(_listing(package, _stamp(Path(str(root)))))
+
+
+@functools.lru_cache(maxsize=64)
+def _listing(package: str, stamp: tuple[int, int]) -> tuple[tuple[str, Path], ...]:
+    """A package's YAML files by stem, remembered per folder stamp (a file added or removed changes it)."""
+    root = importlib.resources.files(package)
+    return tuple((Path(e.name).stem, Path(str(e))) for e in root.iterdir() if e.name.endswith(".yaml"))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """What says a file or folder changed: its modification time (ns) and size; (0, 0) if it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _read(path: Path, from_dict):
+    """`from_dict` of the YAML at `path`, remembered per file content: a spec loaded again (every point of a sweep,
+    every `run_point` call by name) is read, but not parsed and validated again until its bytes change. Specs are
+    frozen dataclasses, shared by the callers that load the same file."""
+    return _parsed(str(path), read_spec_bytes(path), from_dict)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(path: str, data: bytes, from_dict):
+    return from_dict(parse_yaml(data, Path(path)), path)
 
 
 def names(kind: str, package: str | None = None) -> list[str]:
@@ -71,13 +100,11 @@ def find_named(kind: str, name: str, source: str, key: str) -> Path:
 def load_preset(kind: str, name_or_path: str | Path, package: str, from_dict):
     """A preset of `package` by name, or a YAML file by path, read by `from_dict` (GPU presets, links, ...);
     `kind` names the plural in errors ("GPU presets")."""
-    path = find(kind, name_or_path, package)
-    return from_dict(read_yaml(path), str(path))
+    return _read(find(kind, name_or_path, package), from_dict)
 
 
 def _load(kind: str, name_or_path: str | Path, from_dict):
-    path = find(kind, name_or_path)
-    return from_dict(read_yaml(path), str(path))
+    return _read(find(kind, name_or_path), from_dict)
 
 
 def load_cascade_spec(name_or_path: str | Path) -> Cascade:

@@ -18,6 +18,7 @@ from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr
 from archsim.errors import SpecError
 from archsim.mapping.overlap import check_overlap, delay_names
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
+from archsim.memo import identity_cache
 
 
 def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
@@ -26,6 +27,7 @@ def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
     return {e: {cascade.var_ranks[v] for v in cascade.einsum(e).space} for e in group.einsums}
 
 
+@identity_cache(maxsize=1024)
 def check_bindings(binding: Binding, mapping: Mapping) -> None:
     """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by a group
     (the loader already refused one bound by two): one left out would run in no group and cost nothing."""
@@ -99,8 +101,11 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
                                                     f"this group nor a rank (ranks: {', '.join(sorted(leaf_ranks))})")
 
 
+@identity_cache(maxsize=1024)
 def resolve_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
-    """The group with every factor an int. Raises SpecError on anything that cannot run."""
+    """The group with every factor an int. Raises SpecError on anything that cannot run. Remembered per the
+    same binding, architecture and group objects (`archsim.memo`): evaluating a chosen mapping again (a sweep's
+    repeated point, a benchmark) does not check and resolve it again."""
     check_group(binding, arch, group, source, where)
     group = concrete_factors(binding, arch, group, source, where)
     for i, loop in enumerate(group.loops):

@@ -1,0 +1,43 @@
+"""Remembering results of pure functions over frozen specs that are not hashable by value (a `Binding` holds
+dicts), keyed by the identity of the spec arguments.
+
+`identity_cache(maxsize)` wraps f(*args): a call whose arguments are the very same objects (`is`) as a remembered
+call's (strings and numbers: equal) returns its result. The remembered arguments are kept alive with the result,
+so an identity is never reused by another object while its entry lives; the oldest entry goes when more than
+`maxsize` are kept. Only for pure functions of frozen arguments: a result depends on nothing but them. Exceptions
+are not remembered.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+VALUE_TYPES = (str, int, float, bool)  # arguments keyed by value (a location string built per call), not identity
+
+
+def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    def wrap(fn: Callable[..., R]) -> Callable[..., R]:
+        entries: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], R]] = OrderedDict()
+
+        @functools.wraps(fn)
+        def cached(*args: Any) -> R:
+            key = tuple(a if isinstance(a, VALUE_TYPES) else id(a) for a in args)
+            hit = entries.get(key)
+            if hit is not None and all(a is b or isinstance(a, VALUE_TYPES)
+                                       for a, b in zip(hit[0], args, strict=True)):
+                entries.move_to_end(key)
+                return hit[1]
+            result = fn(*args)
+            entries[key] = (args, result)
+            if len(entries) > maxsize:
+                entries.popitem(last=False)
+            return result
+
+        cached.cache_clear = entries.clear  # type: ignore[attr-defined]
+        return cached
+
+    return wrap

@@ -1,0 +1,47 @@
+"""The caches of issue 17 never change an answer: specs are re-read when their file's bytes change, a remembered
+resolution is returned only for the very same arguments, and a cached evaluation equals an uncached one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archsim import library
+from archsim.mapping import resolve
+from archsim.memo import identity_cache
+from archsim.model.analytical import evaluate
+from archsim.point import prepare
+
+
+def test_a_spec_file_is_parsed_again_when_its_bytes_change(tmp_path: Path) -> None:
+    text = library.find("workloads", "bert-base").read_text()
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    first = library.load_workload_spec(str(path))
+    assert library.load_workload_spec(str(path)) is first  # same bytes: the parsed spec is reused
+    path.write_text(text.replace("seq_len: 1024", "seq_len: 1025"))  # same size, maybe the same mtime
+    second = library.load_workload_spec(str(path))
+    assert second.params["seq_len"] == 1025 and first.params["seq_len"] == 1024
+
+
+def test_identity_cache_returns_a_result_only_for_the_same_objects() -> None:
+    calls = []
+
+    @identity_cache(maxsize=2)
+    def size(items: list, label: str) -> int:
+        calls.append(label)
+        return len(items)
+
+    a, b = [1, 2], [1, 2]
+    assert size(a, "x") == 2 and size(a, "x" + "") == 2 and len(calls) == 1  # equal strings, same list: a hit
+    assert size(b, "x") == 2 and len(calls) == 2  # an equal but different list: computed again
+    size([], "y"), size([], "z")
+    assert size(a, "x") == 2 and len(calls) == 5  # a's entry was evicted beyond maxsize: computed again
+
+
+def test_cached_evaluation_equals_the_uncached_one() -> None:
+    point = prepare("fusemax", workload="bert-base", sets={"seq_len": 4096})
+    cached = [evaluate(point.binding, point.analysis, point.arch, point.mapping) for _ in range(2)]
+    resolve.resolve_group.cache_clear()
+    resolve.check_bindings.cache_clear()
+    fresh = evaluate(point.binding, point.analysis, point.arch, point.mapping)
+    assert cached[0] == cached[1] == fresh
