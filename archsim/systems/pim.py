@@ -175,14 +175,17 @@ def sub_batch_partition(assignment: np.ndarray, channels: int, order: np.ndarray
     """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches;
     a channel's first half (in arrival order, or in `order`, a permutation of the requests) goes to the first.
     Returns the sub-batch (0 or 1) of each request."""
-    sub = np.zeros(len(assignment), dtype=int)
+    assignment = np.asarray(assignment, dtype=int)
     order = np.arange(len(assignment)) if order is None else np.asarray(order)
-    odd_to = 0
-    for ch in range(channels):
-        members = order[assignment[order] == ch]
-        half = len(members) // 2
-        sub[members[half:2 * half]] = 1
-        if len(members) % 2:
-            sub[members[-1]] = odd_to
-            odd_to ^= 1
+    by_channel = order[np.argsort(assignment[order], kind="stable")]  # each channel's requests, in `order`
+    channel = assignment[by_channel]
+    counts = np.bincount(assignment, minlength=channels)
+    rank = np.arange(len(by_channel)) - (np.cumsum(counts) - counts)[channel]  # position within its channel
+    n = counts[channel]
+    half = n // 2
+    sub_sorted = ((rank >= half) & (rank < 2 * half)).astype(int)
+    last_odd = (n % 2 == 1) & (rank == n - 1)  # an odd channel's last request: the k-th such goes to k % 2
+    sub_sorted[last_odd] = ((np.cumsum(counts % 2) - 1) % 2)[channel[last_odd]]
+    sub = np.zeros(len(assignment), dtype=int)
+    sub[by_channel] = sub_sorted
     return sub

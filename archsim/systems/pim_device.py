@@ -22,6 +22,7 @@ SpecError naming the cascade.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,7 +93,10 @@ class BankPimDevice:
         pim = self.spec
         contexts, heads, kv_heads, head_dim = self._sizes(ops)
         passes = heads // kv_heads
-        logits, attend = pim_model.gemv_parts_cycles(pim, contexts, kv_heads, head_dim)
+        logits_table, attend_table, estimate_table = _gemv_tables(pim, kv_heads, head_dim,
+                                                                  _table_size(int(contexts.max(initial=0)) + 1))
+        at = contexts.astype(int)
+        logits, attend = logits_table[at], attend_table[at]
         request_s = passes * (logits + attend) / pim.clock_hz
         if pim.command_issue == "one-per-cycle":
             issue_s = tuple(passes * n / pim.clock_hz for n in pim_model.newton_commands(pim, contexts, kv_heads,
@@ -102,7 +106,7 @@ class BankPimDevice:
         if self.channel_policy == "rr":
             channel = pim_model.round_robin(len(contexts), pim.channels)
         else:
-            estimate = passes * pim_model.algorithm1_cycles(pim, contexts, kv_heads, head_dim)
+            estimate = passes * estimate_table[at]
             channel = pim_model.greedy_min_load(estimate, pim.channels)
         order = np.argsort(-contexts, kind="stable") if split == "longest-first" else None
         return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels, order),
@@ -135,3 +139,23 @@ class BankPimDevice:
         params = ops[0].binding.params
         contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float)
         return contexts, int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
+
+
+MIN_TABLE = 4096
+
+
+def _table_size(needed: int) -> int:
+    """A table length covering `needed` contexts: the next power of two from MIN_TABLE up, so a growing context
+    rebuilds it a few times, not every step."""
+    return max(MIN_TABLE, 1 << (needed - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=64)
+def _gemv_tables(pim: PIMSpec, kv_heads: int, head_dim: int, size: int) -> tuple[np.ndarray, ...]:
+    """`pim.gemv_parts_cycles` (logits, attend) and `pim.algorithm1_cycles` (the greedy policy's estimate) of one
+    request at every context 0 .. size - 1: the same elementwise functions evaluated once, then indexed per
+    iteration (the serving loop asks for them at every step)."""
+    seq = np.arange(size, dtype=float)
+    logits, attend = pim_model.gemv_parts_cycles(pim, seq, kv_heads, head_dim)
+    return (np.broadcast_to(logits, seq.shape).copy(), np.broadcast_to(attend, seq.shape).copy(),
+            np.broadcast_to(pim_model.algorithm1_cycles(pim, seq, kv_heads, head_dim), seq.shape).copy())
