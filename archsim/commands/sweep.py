@@ -1,10 +1,11 @@
-"""`archsim sweep` runs a sweep spec on Dask into its SQLite store (resumable: stored points are reused);
-`archsim results` exports a store as CSV or Parquet.
+"""`archsim sweep` runs a sweep spec into its SQLite store (resumable: stored points are reused), in this process
+when the estimated work is small and on Dask otherwise (`archsim.dse.dask_run.choose_executor`; `--scheduler` or
+`--workers` means Dask, `--local` this process); `archsim results` exports a store as CSV or Parquet.
 
-Progress goes to stderr as one `\\r`-updated line; the summary goes to stdout. Every input is checked before any
-point is evaluated: the spec (`archsim.dse.spec`, its point count against `--max-points`), the scheduler, the
-store path and the store itself; `results` checks its output path before reading the store and writes the file
-atomically.
+The executor chosen and why go to stderr as one line, then progress as one `\\r`-updated line; the summary goes to
+stdout. Every input is checked before any point is evaluated: the spec (`archsim.dse.spec`, its point count
+against `--max-points`), the scheduler, the store path and the store itself; `results` checks its output path
+before reading the store and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -63,24 +64,28 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 
 @click.command("sweep")
 @click.argument("spec")
-@click.option("--scheduler", metavar="ADDR", help="Dask scheduler (tcp://HOST:PORT); default an embedded cluster.")
+@click.option("--scheduler", metavar="ADDR",
+              help="Run on this Dask scheduler (tcp://HOST:PORT). Default: in this process when the estimated work is "
+                   "under a few seconds, else an embedded Dask cluster.")
 @click.option("--db", type=click.Path(dir_okay=False), help="Results store (default sweeps/<name>.sqlite).")
-@click.option("--workers", type=click.IntRange(min=1), help="Embedded cluster workers (default: one per core).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Run on an embedded Dask cluster of this many workers (default when Dask is chosen: one per core).")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Points per task (default: about 1 s of work, timed on the first point).")
-@click.option("--local", is_flag=True, help="Evaluate in this process, without Dask.")
+@click.option("--local", is_flag=True, help="Evaluate in this process, without Dask, whatever the estimate.")
 @click.option("--max-points", type=click.IntRange(min=1),
               help=f"Refuse a sweep of more points than this (default: ${MAX_POINTS_ENV} or 100000).")
 @objectives_option("--objectives", "Objectives of the summary's Pareto front (default: the spec's).")
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
               local: bool, max_points: int | None, objectives: tuple[str, ...] | None) -> None:
     """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
-    already in the store are reused, so a killed sweep resumes where it stopped.
+    already in the store are reused, so a killed sweep resumes where it stopped. Small sweeps (under a few seconds
+    of estimated work) run in this process, larger ones on Dask.
 
     Example: archsim sweep demo --db reports/demo/demo.sqlite
     """
-    if local and scheduler:
-        raise click.UsageError("--local and --scheduler exclude each other")
+    if local and (scheduler or workers):
+        raise click.UsageError(f"--local and {'--scheduler' if scheduler else '--workers'} exclude each other")
     cores = os.cpu_count() or 1
     if workers and workers > cores and not scheduler:
         raise SpecError("--workers", str(workers), f"an embedded cluster runs at most one worker per core ({cores} "
@@ -88,8 +93,9 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     sweep = load_sweep(resolve_spec(spec), max_points)
     if objectives:
         check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
-    if not local and importlib.util.find_spec("distributed") is None:
-        raise click.ClickException("dask.distributed is not installed (pip install distributed), or pass --local")
+    if (scheduler or workers) and importlib.util.find_spec("distributed") is None:
+        raise click.ClickException("dask.distributed is not installed (pip install distributed); without "
+                                   "--scheduler and --workers the sweep runs in this process")
     if scheduler:
         scheduler = check_scheduler(scheduler)
     db_path = check_writable(db or Path("sweeps") / f"{sweep.name}.sqlite", "--db")
@@ -98,7 +104,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     except OSError as exc:
         raise SpecError("--db", str(db_path), f"cannot create its folder: {exc.strerror or exc}") from None
     run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
-                         serial=local, progress=_progress)
+                         executor="in-process" if local else None, progress=_progress,
+                         status=lambda line: click.echo(line, err=True))
     if run.new:
         click.echo("", err=True)
     _summary(sweep, run, db_path, objectives or sweep.objectives)

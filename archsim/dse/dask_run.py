@@ -1,6 +1,11 @@
-"""Running a sweep on Dask: the pending points in batches on an embedded `LocalCluster` (one single-threaded worker
-process per core) or on a running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by
-the client as it arrives.
+"""Running a sweep where it is fastest: in this process (`archsim.dse.sweep.evaluate_serial`) or on Dask, the
+pending points in batches on an embedded `LocalCluster` (one single-threaded worker process per core) or on a
+running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by this process as it arrives.
+
+The executor is chosen on an estimate of the work, one point timed here x the pending points (`choose_executor`):
+under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs seconds before its first result (its
+import, its worker processes each importing archsim, shipping the specs) and on few cores cannot win that back; a
+scheduler or a worker count given means Dask. On the in-process path Dask is never imported (about 1 s).
 
 Workers only evaluate (`evaluate_batch` is pure); the store is written by this process alone, so SQLite sees one
 writer. A batch is sized for about `target_batch_s` of work (timed on one point evaluated here first), so the
@@ -14,6 +19,8 @@ CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecE
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import math
 import os
 import re
@@ -23,16 +30,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from archsim.dse.points import Base, Point, load_base
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
-from archsim.dse.sweep import evaluate_batch, plan
+from archsim.dse.sweep import Progress, evaluate_batch, evaluate_serial, plan
 from archsim.errors import SpecError
 
-Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
+Executor = Literal["in-process", "dask"]
+Status = Callable[[str], None]  # told one line: the executor chosen and why
+# Estimated work below which a sweep runs in this process. An embedded cluster adds 3.5-5 s of wall time before its
+# first result (measured with `benchmarks/sweep_demo.py` on 2 loaded cores), so with w workers it wins from about
+# that x w/(w-1) of work: 7-10 s on 2 cores, nearer 5 s on many. Below 5 s it never wins; between 5 and 10 s on 2
+# cores it loses at most ~2.5 s, a small price next to the work.
+IN_PROCESS_BELOW_S = 5.0
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 CONNECT_TIMEOUT_S = 3.0
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
@@ -43,6 +57,7 @@ class SweepRun:
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point
     new: int  # points evaluated by this run
     reused: int  # points of the sweep already in the store
+    executor: Executor | None  # where this run evaluated its points (None: nothing to evaluate)
 
 
 def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
@@ -112,71 +127,99 @@ def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Point], conn, ba
     return written
 
 
-def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
-                    progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
-    """`evaluate_on` without Dask: the batches in this process, one after the other."""
-    total = len(todo) + done_before if total is None else total
-    written, start = 0, time.perf_counter()
-    for i in range(0, len(todo), batch_size):
-        batch = evaluate_batch(spec, base, todo[i:i + batch_size])
-        put(conn, batch)
-        written += len(batch)
-        if progress:
-            rate = written / max(time.perf_counter() - start, 1e-9)
-            progress(done_before + written, total, rate, (total - done_before - written) / rate)
-    return written
+def choose_executor(point_s: float, points: int, cores: int, have_dask: bool) -> tuple[Executor, str]:
+    """In-process or Dask for `points` more points at `point_s` each (timed here), and why, as one phrase.
+
+    Dask only where it can pay for its start: the estimated work reaches IN_PROCESS_BELOW_S, there is more than
+    one core for an embedded cluster to use, and dask.distributed is installed."""
+    work_s = point_s * points
+    estimate = f"~{work_s:.1f} s of work ({points} points x {point_s * 1e3:.1f} ms, timed here)"
+    if work_s < IN_PROCESS_BELOW_S:
+        return "in-process", f"{estimate} is under {IN_PROCESS_BELOW_S:g} s"
+    if cores < 2:
+        return "in-process", f"{estimate}, but one core: an embedded cluster would only add its start"
+    if not have_dask:
+        return "in-process", f"{estimate}, but dask.distributed is not installed"
+    return "dask", f"{estimate} reaches {IN_PROCESS_BELOW_S:g} s"
 
 
 def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None = None, workers: int | None = None,
-                   batch_size: int | None = None, target_batch_s: float = 1.0, serial: bool = False,
-                   progress: Progress | None = None) -> SweepRun:
-    """Evaluate every point of `spec` missing from the store at `db_path` on Dask (a LocalCluster of `workers`
-    processes, default one per core, or the scheduler at `scheduler`; in this process if `serial`) and return the
-    sweep's records."""
+                   batch_size: int | None = None, target_batch_s: float = 1.0, executor: Executor | None = None,
+                   progress: Progress | None = None, status: Status | None = None) -> SweepRun:
+    """Evaluate every point of `spec` missing from the store at `db_path` and return the sweep's records.
+
+    `executor` None chooses: Dask if `scheduler` (that scheduler) or `workers` (an embedded LocalCluster of that
+    many processes) is given, else by `choose_executor` on one point timed here (a cluster of one process per
+    core when Dask). `status` is told the choice and why, in one line, before the rest of the work."""
+    if executor is None and (scheduler or workers):
+        executor, why = "dask", f"as {'--scheduler' if scheduler else '--workers'} asks"
+    else:
+        why = "as --local asks" if executor == "in-process" else "as asked"
     base = load_base(spec)  # before the store opens: a bad base leaves no connection or empty store behind
     conn = open_store(db_path)
+    chosen: Executor | None = None
     try:
         keys, todo_by_key = plan(spec, base, done_keys(conn))
         todo = list(todo_by_key.values())
         reused = len(keys) - len(todo)
         if todo:
-            _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s, serial, progress,
-                      reused, len(keys))
+            chosen = _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s,
+                               (executor, why), progress, status or (lambda line: None), reused, len(keys))
         df = records(conn)
     finally:
         conn.close()
     mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
-    return SweepRun(mine, len(todo), reused)
+    return SweepRun(mine, len(todo), reused, chosen)
 
 
 def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: str | None, workers: int | None,
-              batch_size: int | None, target_batch_s: float, serial: bool, progress: Progress | None,
-              done_before: int, total: int) -> None:
-    client = cluster = None
-    try:
-        if not serial:  # the cluster first: a scheduler that cannot be reached fails before any work
-            from distributed import Client, LocalCluster
-
-            if scheduler is None:
-                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                       processes=True, dashboard_address=":0")
-            client = Client(check_scheduler(scheduler) if scheduler else cluster, timeout=CONNECT_TIMEOUT_S * 10)
-        if batch_size is None:  # time one point here (and keep its record) to size the batches
+              batch_size: int | None, target_batch_s: float, asked: tuple[Executor | None, str],
+              progress: Progress | None, status: Status, done_before: int, total: int) -> Executor:
+    executor, why = asked
+    with contextlib.ExitStack() as stack:
+        client = _client(stack, scheduler, workers) if executor == "dask" else None  # fails before any work
+        point_s = None
+        if executor is None or batch_size is None:  # time the first batch here (keeping its records)
+            first = todo[:batch_size or 1]
             start = time.perf_counter()
-            put(conn, evaluate_batch(spec, base, todo[:1]))
-            point_s = time.perf_counter() - start
-            todo, done_before = todo[1:], done_before + 1
-            if progress:
-                progress(done_before, total, 1 / point_s, point_s * len(todo))
+            put(conn, evaluate_batch(spec, base, first))
+            point_s = (time.perf_counter() - start) / len(first)
+            todo, done_before = todo[len(first):], done_before + len(first)
+        if executor is None:
+            executor, why = choose_executor(point_s, len(todo), os.cpu_count() or 1,
+                                            importlib.util.find_spec("distributed") is not None)
+            if executor == "dask":
+                client = _client(stack, None, None)
+        status(f"executor: {_describe(executor, scheduler, client)}, {why}")
+        if point_s is not None and progress:
+            progress(done_before, total, 1 / point_s, point_s * len(todo))
         if client is None:
             evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
                             progress, done_before, total)
-            return
+            return executor
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
         evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        return executor
+
+
+def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):
+    """A Dask client of the scheduler at `scheduler`, else of an embedded LocalCluster of `workers` single-threaded
+    processes (one per core by default), closed with `stack`."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        target = check_scheduler(scheduler)
+    else:
+        target = stack.enter_context(LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                                  processes=True, dashboard_address=":0"))
+    return stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT_S * 10))
+
+
+def _describe(executor: Executor, scheduler: str | None, client) -> str:
+    if executor == "in-process":
+        return "in-process"
+    if scheduler:
+        return f"Dask on {scheduler}"
+    n_workers = len(client.scheduler_info()["workers"])
+    return f"Dask, an embedded cluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"

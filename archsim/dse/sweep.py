@@ -1,12 +1,15 @@
-"""Running a sweep locally: expand the points, skip those already stored, evaluate the rest batch by batch.
+"""Running a sweep in this process: expand the points, skip those already stored, evaluate the rest batch by batch.
 
 `evaluate_batch` is pure (spec, its loaded base and points in, records out) so a distributed runner can ship it
-to workers;
-`run_sweep` owns the only side effect, writing each finished batch to the store.
+to workers; `evaluate_serial` and `run_sweep` own the only side effect, writing each finished batch to the store
+(one transaction per batch, so a sweep killed at any moment loses at most the batch in flight). Nothing here
+imports Dask: `archsim sweep` takes this path for small sweeps, and Dask's import alone costs about a second.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ import pandas as pd
 from archsim.dse.points import Base, Point, evaluate_point, expand, load_base, point_key
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
+
+Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
@@ -33,6 +38,23 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
     return list(keys), todo
 
 
+def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
+                    progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
+    """Evaluate `todo` in this process in batches of `batch_size`, committing each batch as it finishes; returns
+    the number of records written. `progress` is told after each batch (`done_before` points of `total` were
+    stored before this call)."""
+    total = len(todo) + done_before if total is None else total
+    written, start = 0, time.perf_counter()
+    for i in range(0, len(todo), batch_size):
+        batch = evaluate_batch(spec, base, todo[i:i + batch_size])
+        put(conn, batch)
+        written += len(batch)
+        if progress:
+            rate = written / max(time.perf_counter() - start, 1e-9)
+            progress(done_before + written, total, rate, (total - done_before - written) / rate)
+    return written
+
+
 def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.DataFrame:
     """Evaluate every point of `spec` missing from the store at `db_path`, committing each batch as it
     finishes, and return all stored records."""
@@ -40,8 +62,7 @@ def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.
     base = load_base(spec)
     try:
         todo = list(plan(spec, base, done_keys(conn))[1].values())
-        for start in range(0, len(todo), batch_size):
-            put(conn, evaluate_batch(spec, base, todo[start:start + batch_size]))
+        evaluate_serial(spec, base, todo, conn, batch_size)
         return records(conn)
     finally:
         conn.close()
