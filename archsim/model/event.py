@@ -53,14 +53,18 @@ Overlap policy (`archsim.mapping.spec`), honoured as a schedule, not as a formul
   the last key tile).
 
 Hardware
-- A compute unit is a `simpy.PriorityResource` of capacity 1: the whole array runs one Einsum tile at a time and,
-  of the tiles ready when it frees, takes the oldest (earliest chunk or step, then cascade order): a software pipeline
-  drains a tile before it starts the next, as FuseMax's waterfall does. A unit never waits for an older tile that
-  is not ready yet (the schedule is work-conserving).
-- A memory level with a bandwidth is a channel (`simpy.Resource`, capacity 1) that a transfer holds for
+- A compute unit is a resource of capacity 1 served by priority (`simpy.PriorityResource`'s rule): the whole
+  array runs one Einsum tile at a time and, of the tiles ready when it frees, takes the oldest (earliest chunk or
+  step, then cascade order): a software pipeline drains a tile before it starts the next, as FuseMax's waterfall
+  does. A unit never waits for an older tile that is not ready yet (the schedule is work-conserving).
+- A memory level with a bandwidth is a channel (capacity 1, `simpy.Resource`'s rule) that a transfer holds for
   bytes / bandwidth, first come, first served; the reads and writes of every Einsum and unit of a group share it.
   A level without a bandwidth never stalls. A transfer through several levels with a bandwidth moves level by
   level (reads outermost first, writes innermost first).
+- Engine: SimPy's event queue; a task is a chain of callbacks on SimPy events (its dependencies' ends, the grant
+  of its resource, timeouts), not a process, and the resources are the few lines of `_Resource`; the events and
+  their order are those of a process per task over `simpy.PriorityResource` / `simpy.Resource`, less each
+  process's start and end (tests/test_event_speedup.py runs both and finds every task's times equal).
 
 Outputs
 - Latency is when the last task ends; utilization = busy lane-cycles on each unit / (lanes x latency cycles);
@@ -85,20 +89,19 @@ plus about one tile of fill and drain.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
 from dataclasses import dataclass, replace
+from functools import partial
+from heapq import heappop, heappush
 
 import simpy
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.mapping.resolve import resolve_group
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
-from archsim.model.event_tasks import Task, group_tasks
+from archsim.model.event_tasks import Task, tile_tasks
 from archsim.model.result import Result
 from archsim.model.trace import Span
 
@@ -124,67 +127,123 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     their data (no step schedule honours it)."""
     total = evaluate(binding, analysis, arch, mapping)
     parts = [evaluate(binding, analysis, arch, mapping, only_group=i) for i in range(len(mapping.groups))]
-    groups = [resolve_group(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)]
-    tasks: list[Task] = []
-    previous: Task | None = None
-    for i, (group, part) in enumerate(zip(groups, parts, strict=True)):
-        where = (mapping.source, f"groups[{i}].overlap")
-        built = group_tasks(binding, arch, group, part, max(1, max_tasks // len(groups)), buffers, previous, where)
-        tasks += built
-        previous = built[-1]
-    events = _run(arch, tasks)
+    tasks = tile_tasks(binding, arch, mapping, parts, max_tasks, buffers)
+    events = run_tasks(arch, tasks)
     return _collect(arch, total, parts, tasks, events)
 
 
 # --- running -------------------------------------------------------------------------------------------------------
 
-def _run(arch: Architecture, tasks: list[Task]) -> int:
-    """Run every task to completion; returns the number of events processed."""
+class _Resource:
+    """A capacity-1 resource with SimPy's `Resource` semantics, without a process per request: a request queues
+    (a unit by age, a channel first come, first served) and, if no task holds the resource, the head of the queue
+    is granted; a release frees it at once and grants the head one zero-time event later, as `Release` does."""
+
+    def __init__(self, env: simpy.Environment, by_age: bool, holders: dict[str, Task], name: str) -> None:
+        self.env, self.by_age, self.holders, self.name = env, by_age, holders, name
+        self.queue: list[tuple[int, Task]] | deque[Task] = [] if by_age else deque()
+        self.busy = False
+
+    def request(self, task: Task) -> None:
+        if self.by_age:
+            heappush(self.queue, (task.age, task))
+        else:
+            self.queue.append(task)
+        self.grant()
+
+    def grant(self, _event: simpy.Event | None = None) -> None:
+        if self.busy or not self.queue:
+            return
+        self.busy = True
+        task = heappop(self.queue)[1] if self.by_age else self.queue.popleft()
+        simpy.Timeout(self.env, 0).callbacks.append(partial(_start, self, task))
+
+
+def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
+    """Run every task to completion; returns the number of events processed.
+
+    Each task walks its dependencies in order, then holds its resource for its duration: a unit serves the oldest
+    waiting task first (tasks are numbered chunk by chunk), a channel the first to ask. The resource is released
+    one zero-time step after the task ends, so that tasks made ready by this one's end compete for it too. The
+    tasks are callbacks on SimPy events rather than processes: the same events in the same order as a process per
+    task (`with resource.request(): yield timeout`), less each process's start and end."""
     env = simpy.Environment(initial_time=0.0)
-    resources = {u.name: simpy.PriorityResource(env, capacity=1) for u in arch.units}
-    resources.update({m.name: simpy.Resource(env, capacity=1) for m in arch.memories if m.bandwidth_bytes_per_s})
-    for task in tasks:
-        task.done = env.event()
     holders: dict[str, Task] = {}  # resource -> the last task that released it
+    resources = {u.name: _Resource(env, True, holders, u.name) for u in arch.units}
+    resources.update({m.name: _Resource(env, False, holders, m.name)
+                      for m in arch.memories if m.bandwidth_bytes_per_s})
+    for task in tasks:
+        task.done = simpy.Event(env)
     for age, task in enumerate(tasks):
-        env.process(_task_process(env, task, resources.get(task.resource) if task.resource else None, age, holders))
+        task.age = age
+        held = resources.get(task.resource) if task.resource and task.duration_s > 0 else None
+        _advance(task, held)
     events = 0
-    while env.peek() < math.inf:
-        env.step()
-        events += 1
+    step = env.step
+    try:
+        while True:
+            step()
+            events += 1
+    except simpy.core.EmptySchedule:
+        pass
     stuck = [t for t in tasks if not t.done.triggered]
     if stuck:  # an engine fault, not a property of the design point: the dependencies formed a cycle
         raise RuntimeError(f"event model: {len(stuck)} tasks never became ready, first {stuck[0].name}")
     return events
 
 
-def _task_process(env: simpy.Environment, task: Task, resource: simpy.Resource | None, age: int,
-                  holders: dict[str, Task]) -> Iterator[simpy.Event]:
-    """Wait for the dependencies, then hold the resource for the task's duration. A unit serves the oldest waiting
-    task first (tasks are numbered chunk by chunk), a channel the first to ask. The resource is released one
-    zero-time step after the task ends, so that tasks made ready by this one's end compete for it too."""
-    for dep in task.deps:
-        yield dep.done
+def _advance(task: Task, resource: _Resource | None, _event: simpy.Event | None = None) -> None:
+    """Wait for the dependencies one after another (from the first not yet passed); once all are done, ask for
+    the resource, or pass the time of a stall without one."""
+    deps = task.deps
+    i = task.waited
+    while i < len(deps):
+        done = deps[i].done
+        i += 1
+        if done.callbacks is not None:  # not processed yet: resume here once it is
+            task.waited = i
+            done.callbacks.append(partial(_advance, task, resource))
+            return
+    env = task.done.env
     task.ready_s = env.now
-    task.last = max(task.deps, key=lambda d: d.end_s, default=None)
-    if resource is not None and task.duration_s > 0:
-        priority = {"priority": age} if isinstance(resource, simpy.PriorityResource) else {}
-        with resource.request(**priority) as request:
-            yield request
-            task.start_s = env.now
-            if task.start_s > task.ready_s:
-                task.blocker = holders[task.resource]
-            yield env.timeout(task.duration_s)
-            task.end_s = env.now
-            task.done.succeed()
-            yield env.timeout(0)
-            holders[task.resource] = task
+    task.last = max(deps, key=_end_s, default=None)
+    if resource is not None:
+        resource.request(task)
+        return
+    task.start_s = env.now
+    if task.duration_s > 0:  # a stall of a pipeline expression: time passes, no resource is held
+        simpy.Timeout(env, task.duration_s).callbacks.append(partial(_stalled, task))
     else:
-        task.start_s = env.now
-        if task.duration_s > 0:  # a stall of a pipeline expression: time passes, no resource is held
-            yield env.timeout(task.duration_s)
         task.end_s = env.now
         task.done.succeed()
+
+
+def _end_s(task: Task) -> float:
+    return task.end_s
+
+
+def _start(resource: _Resource, task: Task, _event: simpy.Event) -> None:
+    task.start_s = now = resource.env.now
+    if now > task.ready_s:
+        task.blocker = resource.holders[resource.name]
+    simpy.Timeout(resource.env, task.duration_s).callbacks.append(partial(_end, resource, task))
+
+
+def _end(resource: _Resource, task: Task, _event: simpy.Event) -> None:
+    task.end_s = resource.env.now
+    task.done.succeed()
+    simpy.Timeout(resource.env, 0).callbacks.append(partial(_release, resource, task))
+
+
+def _release(resource: _Resource, task: Task, _event: simpy.Event) -> None:
+    resource.holders[resource.name] = task
+    resource.busy = False
+    simpy.Timeout(resource.env, 0).callbacks.append(resource.grant)
+
+
+def _stalled(task: Task, _event: simpy.Event) -> None:
+    task.end_s = task.done.env.now
+    task.done.succeed()
 
 
 # --- results -------------------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from archsim.cascade.analysis import dependency_dag
 from archsim.cascade.bind import Binding
 from archsim.cascade.passes import refs_of
 from archsim.errors import SpecError
-from archsim.mapping.resolve import group_ranks
-from archsim.mapping.spec import Group, Loop
+from archsim.mapping.resolve import group_ranks, resolve_group
+from archsim.mapping.spec import Group, Loop, Mapping
 from archsim.model.analytical import pipeline_cycles
 from archsim.model.result import Result
 
@@ -45,6 +45,8 @@ class Task:
     last: Task | None = None  # the dependency that finished last
     blocker: Task | None = None  # the task that held the resource while this one waited for it
     done: simpy.Event | None = None
+    age: int = 0  # position in the run's task list: a unit serves the oldest waiting task first
+    waited: int = 0  # dependencies passed so far
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,22 @@ class _Nest:
     @property
     def chunks(self) -> int:
         return len(self.bounds) - 1
+
+
+def tile_tasks(binding: Binding, arch: Architecture, mapping: Mapping, parts: Sequence[Result], max_tasks: int,
+               buffers: int) -> list[Task]:
+    """Every group's tile tasks in order (`parts`: the analytical model's result of each group alone); each
+    group's first tasks wait for the previous group's end."""
+    tasks: list[Task] = []
+    previous: Task | None = None
+    for i, (g, part) in enumerate(zip(mapping.groups, parts, strict=True)):
+        group = resolve_group(binding, arch, g, mapping.source, f"groups[{i}]")
+        where = (mapping.source, f"groups[{i}].overlap")
+        built = group_tasks(binding, arch, group, part, max(1, max_tasks // len(mapping.groups)), buffers, previous,
+                            where)
+        tasks += built
+        previous = built[-1]
+    return tasks
 
 
 def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result, task_budget: int, buffers: int,
@@ -86,37 +104,50 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     plan = _overlap_plan(group, order, preds, carried, where)
     skew = plan.skew if plan else dict.fromkeys(order, 0)
 
+    chunks, clock_hz = nest.chunks, arch.clock_hz
+    compute: dict[str, list[Task]] = {}  # Einsum -> its compute task per chunk
+    for e in order:
+        seconds = compute_s[e].tolist()
+        cycles_per_chunk = (compute_s[e] * clock_hz).tolist()
+        compute[e] = [Task(f"{e}[{c}]", group.binding[e], f"waiting on {e}", seconds[c], [],
+                           {"group": group.name, "einsum": e, "chunk": c, "cycles": cycles_per_chunk[c]})
+                      for c in range(chunks)]
+    lanes = {(e, d): [(m, moved[(e, m.name, d)].tolist()) for m in (channels if d == READ else channels[::-1])
+                      if (e, m.name, d) in moved] for e in order for d in (READ, WRITE)}
+    frees = {e: read_free[e].tolist() for e in order}
+    handed_at = {e: {c: i for i, c in enumerate(handoffs[e].tolist())} for e in order}
     tasks: list[Task] = []
-    compute = {(e, c): Task(f"{e}[{c}]", group.binding[e], f"waiting on {e}", float(compute_s[e][c]), [],
-                             {"group": group.name, "einsum": e, "chunk": c,
-                              "cycles": float(compute_s[e][c] * arch.clock_hz)})
-               for e in order for c in range(nest.chunks)}
-    written: dict[tuple[str, int], Task] = {}  # the last task of an Einsum's chunk (its compute or last write)
+    written: dict[str, dict[int, Task]] = {e: {} for e in order}  # the last task of an Einsum's chunk
     barrier = [previous] if previous is not None else []
-    steps = nest.chunks + max(skew.values())
+    steps = chunks + max(skew.values())
     for step in range(steps):
         for e in order:
             c = step - skew[e]
-            if not 0 <= c < nest.chunks:
+            if not 0 <= c < chunks:
                 continue
-            task, args = compute[(e, c)], {"group": group.name, "einsum": e, "chunk": c}
+            own = compute[e]
+            task, args = own[c], {"group": group.name, "einsum": e, "chunk": c}
             # Double buffering: e's input buffer takes a tile once e has used the tile `buffers` tiles back.
-            free = int(read_free[e][c])
-            reads = _transfers(moved, channels, e, c, READ, [compute[(e, free)]] if free >= 0 else barrier, args)
-            task.deps += [*reads[-1:], *(compute[(p, c)] for p in preds[e])]
-            task.deps += [compute[(w, c - 1)] for w in (e, *carried[e]) if c]
+            free = frees[e][c]
+            reads = _transfers(lanes[(e, READ)], e, c, READ, [own[free]] if free >= 0 else barrier, args)
+            deps = task.deps
+            deps += reads[-1:]
+            deps += [compute[p][c] for p in preds[e]]
+            if c:
+                deps += [compute[w][c - 1] for w in (e, *carried[e])]
             # ... and its output buffer takes a tile once the hand-off `buffers` hand-offs back has been written
             # out and read by its consumers.
-            handed = handoffs[e]
-            i = int(np.searchsorted(handed, c))
-            if i < len(handed) and handed[i] == c and i >= buffers:
-                old = int(handed[i - buffers])
-                task.deps += [written[(e, old)], *(compute[(x, old)] for x in consumers[e])]
-            if not task.deps:
+            i = handed_at[e].get(c, -1)
+            if i >= buffers:
+                old = int(handoffs[e][i - buffers])
+                deps += [written[e][old], *(compute[x][old] for x in consumers[e])]
+            if not deps:
                 task.deps = list(barrier)
-            writes = _transfers(moved, channels[::-1], e, c, WRITE, [task], args)
-            written[(e, c)] = (writes or [task])[-1]
-            tasks += [*reads, task, *writes]
+            writes = _transfers(lanes[(e, WRITE)], e, c, WRITE, [task], args)
+            written[e][c] = writes[-1] if writes else task
+            tasks += reads
+            tasks.append(task)
+            tasks += writes
     if plan:
         tasks += _order_steps(plan, group, compute, compute_s, nest.chunks, steps, arch.clock_hz, previous,
                               binding.rank_sizes)
@@ -151,12 +182,13 @@ def _handoffs(chunks: int, einsum: str, moved: dict[tuple[str, str, str], np.nda
     return np.flatnonzero(out)
 
 
-def _transfers(moved: dict[tuple[str, str, str], np.ndarray], channels: Sequence[Memory], einsum: str, chunk: int,
-               direction: str, deps: list[Task], args: dict[str, Any]) -> list[Task]:
-    """An Einsum's reads (or writes) of one chunk, level by level in the order of `channels`, each after the last."""
+def _transfers(lanes: list[tuple[Memory, list[float]]], einsum: str, chunk: int, direction: str, deps: list[Task],
+               args: dict[str, Any]) -> list[Task]:
+    """An Einsum's reads (or writes) of one chunk, level by level in the order of `lanes` (each channel with the
+    bytes it moves per chunk), each after the last."""
     chain: list[Task] = []
-    for m in channels:
-        moved_bytes = float(moved[(einsum, m.name, direction)][chunk]) if (einsum, m.name, direction) in moved else 0.0
+    for m, bytes_per_chunk in lanes:
+        moved_bytes = bytes_per_chunk[chunk]
         if moved_bytes > 0:
             chain.append(Task(f"{direction} {einsum}[{chunk}]", m.name, f"{m.name} bandwidth",
                                moved_bytes / m.bandwidth_bytes_per_s, chain[-1:] or deps,
@@ -349,7 +381,7 @@ def _overlap_plan(group: Group, order: list[str], preds: dict[str, list[str]], c
                             "that a later step produces (expected producers placed before their consumers)")
 
 
-def _order_steps(plan: _Plan, group: Group, compute: dict[tuple[str, int], Task], compute_s: dict[str, np.ndarray],
+def _order_steps(plan: _Plan, group: Group, compute: dict[str, list[Task]], compute_s: dict[str, np.ndarray],
                  chunks: int, steps: int, clock_hz: float, previous: Task | None,
                  rank_sizes: dict[str, int]) -> list[Task]:
     """Add the expression's order to the compute tasks, step after step: `a + b` runs b's tiles once a's are
@@ -357,6 +389,7 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[tuple[str, int], Task]
     for the Einsums' tiles of the step (a term without Einsums: once per group, spread over the chunks). Returns
     the markers and stalls it adds."""
     added: list[Task] = []
+    terms: dict[int, tuple[list[str], str]] = {}  # id of a stall term -> the Einsums in it, its text
 
     def tile(e: str, step: int) -> int | None:
         c = step - plan.skew[e]
@@ -368,8 +401,9 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[tuple[str, int], Task]
                 c = tile(name, step)
                 if c is None:
                     return start
-                task = compute[(name, c)]
-                task.deps += [start] if start is not None else []
+                task = compute[name][c]
+                if start is not None:
+                    task.deps.append(start)
                 return task
             case S.BinOp(op="+", lhs=lhs, rhs=rhs):
                 return build(rhs, step, build(lhs, step, start))
@@ -379,7 +413,10 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[tuple[str, int], Task]
                     return ends[0]
                 added.append(Task(f"{group.name} step {step}", None, "", 0.0, [e for e in ends if e]))
                 return added[-1]
-        einsums = {n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding}
+        if id(node) not in terms:
+            names = {n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding}
+            terms[id(node)] = (sorted(names), _text(node))
+        einsums, text = terms[id(node)]
         if einsums:
             at = {e: tile(e, step) for e in einsums}
             cycles = pipeline_cycles(node, {**rank_sizes, **{e: 0.0 if c is None else float(compute_s[e][c]) * clock_hz
@@ -388,7 +425,6 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[tuple[str, int], Task]
             cycles = pipeline_cycles(node, dict(rank_sizes)) / chunks if step < chunks else 0.0
         if cycles <= 0:
             return start
-        text = _text(node)
         added.append(Task(f"stall {text}[{step}]", None, f"pipeline stall {text}", cycles / clock_hz,
                            [start] if start is not None else [], {"group": group.name, "cycles": cycles}))
         return added[-1]
