@@ -380,13 +380,14 @@ def _on_alarm(signum, frame) -> None:
 
 _OPTION = re.compile(r"(?<![\w-])--[a-z][\w-]*")
 _FILE = re.compile(r"[\w.-]+\.(?:ya?ml|csv|sqlite|json|png|db)\b")
-_PROGRESS = re.compile(r"^\d+/\d+ points, .* points/s, ETA .*$")  # `archsim sweep`'s progress line on stderr
+# `archsim sweep`'s status lines on stderr: its progress and which executor it chose
+_PROGRESS = re.compile(r"^(\d+/\d+ points, .* points/s, ETA .*|executor: .*)$")
 # click names a missing argument by its metavar (Missing argument 'SPEC'); a limit names its environment variable
 _ARGUMENT = re.compile(r"'[A-Z_]+'|\bARCHSIM_[A-Z_]+\b")
 
 
 def message_lines(stderr: str) -> list[str]:
-    """The non-empty lines of stderr, `archsim sweep`'s progress line left out."""
+    """The non-empty lines of stderr, `archsim sweep`'s status lines (progress, executor) left out."""
     return [line for line in stderr.splitlines() if line.strip() and not _PROGRESS.match(line)]
 
 
