@@ -37,7 +37,8 @@ def _sweep(spec: Path, db: Path) -> list[str]:
     return ["sweep", str(spec), "--db", str(db), "--local", "--batch-size", str(BATCH)]
 
 
-def _rows(db: Path) -> int:
+def stored_rows(db: Path) -> int:
+    """Points committed to the store at `db` (0 before its table exists)."""
     try:
         with sqlite3.connect(db, timeout=5) as conn:
             return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
@@ -58,7 +59,7 @@ def test_sigkilled_sweep_leaves_whole_rows_and_resumes_to_the_unkilled_result(tm
                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while _rows(killed) < KILL_AFTER_ROWS:
+        while stored_rows(killed) < KILL_AFTER_ROWS:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no rows stored within 60 s"
             time.sleep(0.005)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_kill_sweep import stored_rows
 
 from archsim.dse import dask_run
 from archsim.dse.dask_run import IN_PROCESS_BELOW_S, choose_executor, run_sweep_dask
@@ -46,14 +47,6 @@ def _stored(db: Path):
         return records(conn).set_index("key").sort_index()
     finally:
         conn.close()
-
-
-def _rows(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-    except sqlite3.OperationalError:  # the store or its table is not created yet
-        return 0
 
 
 def test_choose_executor_by_estimated_work_cores_and_dask():
@@ -98,7 +91,7 @@ def test_workers_or_scheduler_means_dask_before_any_work(tmp_path, monkeypatch, 
     with pytest.raises(RuntimeError, match="Dask client"):
         run_sweep_dask(sweep_from_dict(SMALL), tmp_path / "s.sqlite", **option)
     assert asked == [(option.get("scheduler"), option.get("workers"))]
-    assert _rows(tmp_path / "s.sqlite") == 0  # asked for before any point was evaluated
+    assert stored_rows(tmp_path / "s.sqlite") == 0  # asked for before any point was evaluated
 
 
 def test_estimated_work_over_the_threshold_goes_to_dask_after_one_point(tmp_path, monkeypatch):
@@ -114,7 +107,7 @@ def test_estimated_work_over_the_threshold_goes_to_dask_after_one_point(tmp_path
     with pytest.raises(RuntimeError, match="Dask client"):
         run_sweep_dask(sweep_from_dict(SMALL), tmp_path / "s.sqlite")
     assert asked == [(None, None)]  # an embedded cluster, one worker per core
-    assert _rows(tmp_path / "s.sqlite") == 1  # the point timed here is kept
+    assert stored_rows(tmp_path / "s.sqlite") == 1  # the point timed here is kept
 
 
 def test_in_process_sweep_never_imports_dask(tmp_path):
@@ -138,7 +131,7 @@ def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while _rows(db) < 8:
+        while stored_rows(db) < 8:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no rows stored within 60 s"
             time.sleep(0.005)
@@ -146,7 +139,7 @@ def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
         proc.send_signal(signal.SIGKILL)
         _, stderr = proc.communicate()
     assert "executor: in-process" in stderr.decode()
-    stored = _rows(db)
+    stored = stored_rows(db)
     assert 8 <= stored < 48 and stored % 4 == 0  # whole batches only
 
     resumed = cli(*args)
