@@ -247,6 +247,8 @@ def test_the_cli_prints_the_issue_json(monkeypatch) -> None:
     out = json.loads(result.output)
     keys = {"model", "trace", "system", "cost_per_h", "throughput_tok_s", "batch", "tbt_p50_s", "tbt_p99_s"}
     assert keys <= set(out["points"][0])
+    for point in out["points"]:  # throughput per dollar: tokens per hour over the price per hour
+        assert point["tokens_per_usd"] == pytest.approx(point["throughput_tok_s"] * 3600 / point["cost_per_h"])
     assert {"model", "batch", "alpha", "bw_min_bytes_per_s"} <= set(out["bw_min"][0])
     assert {"throughput_gain", "batch_growth", "bw_min_batch_300", "bw_min_slowdown"} <= set(out["headline"])
 

@@ -32,12 +32,12 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
         return
     click.echo("Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
                f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests; metrics over the steady window")
-    click.echo(f"{'model':<11} {'trace':<11} {'system':<13} {'$/h':>6} {'tok/s':>8} {'batch':>6} {'TBT p50 ms':>10} "
-               f"{'TBT p99 ms':>10}")
+    click.echo(f"{'model':<11} {'trace':<11} {'system':<13} {'$/h':>6} {'tok/s':>8} {'tok/$':>8} {'batch':>6} "
+               f"{'TBT p50 ms':>10} {'TBT p99 ms':>10}")
     for r in records:
         click.echo(f"{r['model']:<11} {r['trace']:<11} {r['system']:<13} {r['cost_per_h']:>6.2f} "
-                   f"{r['throughput_tok_s']:>8.0f} {r['batch']:>6.0f} {r['tbt_p50_s'] * 1e3:>10.2f} "
-                   f"{r['tbt_p99_s'] * 1e3:>10.2f}")
+                   f"{r['throughput_tok_s']:>8.0f} {r['tokens_per_usd']:>8.0f} {r['batch']:>6.0f} "
+                   f"{r['tbt_p50_s'] * 1e3:>10.2f} {r['tbt_p99_s'] * 1e3:>10.2f}")
     low, high = summary["throughput_gain"]["paper"]
     click.echo(f"\nThroughput of {lamina.SYSTEM} over {lamina.BASELINE} at equal cost (paper: +{low:.1%} to "
                f"+{high:.1%})")

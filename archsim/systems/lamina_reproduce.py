@@ -11,7 +11,8 @@ Lamina batch the pool's KV cache holds at the trace's mean context all arrive at
 while the cache has room (`MAX_BATCH` is no limit), so the batch each system reaches is its KV cache's; both
 systems serve the same requests. Metrics over the steady window (from the start to the last admission, before the
 queue runs dry and the batch drains): throughput (tokens / window), batch (the iterations' mean decodes weighted
-by their time) and TBT (the iterations' times, percentiles over the tokens they emit).
+by their time), TBT (the iterations' times, percentiles over the tokens they emit) and tokens per dollar
+(throughput over the devices' price per hour).
 
 Headline (`headline`): the throughput gains (Lamina / vLLM - 1) against the paper's 16.1-90.1 % range, the mean
 batch growth against 2.39x, LLaMA3-70B's batch on Azure-Conv (the trace of the shortest contexts, so of the
@@ -163,8 +164,10 @@ def reproduce(models: tuple[str, ...] = MODELS, traces: tuple[str, ...] = TRACES
         for trace in traces:
             requests = requests_for(systems[SYSTEM], trace, rounds, seed)
             for name, model in systems.items():
+                metrics = serve(model, requests)
                 records.append({"model": model_name, "trace": trace, "system": name,
-                                "cost_per_h": model.price_per_hour, **serve(model, requests)})
+                                "cost_per_h": model.price_per_hour, **metrics,
+                                "tokens_per_usd": metrics["throughput_tok_s"] * 3600 / model.price_per_hour})
     return records
 
 
