@@ -2,10 +2,10 @@
 dicts), keyed by the identity of the spec arguments.
 
 `identity_cache(maxsize)` wraps f(*args): a call whose arguments are the very same objects (`is`) as a remembered
-call's (strings and numbers: equal) returns its result. The remembered arguments are kept alive with the result,
-so an identity is never reused by another object while its entry lives; the oldest entry goes when more than
-`maxsize` are kept. Only for pure functions of frozen arguments: a result depends on nothing but them. Exceptions
-are not remembered.
+call's (strings, numbers, None and tuples of them: equal) returns its result. The remembered arguments are kept
+alive with the result, so an identity is never reused by another object while its entry lives; the oldest entry
+goes when more than `maxsize` are kept. Only for pure functions of frozen arguments: a result depends on nothing
+but them. Exceptions are not remembered.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 R = TypeVar("R")
-VALUE_TYPES = (str, int, float, bool)  # arguments keyed by value (a location string built per call), not identity
+VALUE_TYPES = (str, int, float, bool, type(None))  # keyed by value (a location string built per call), not identity
+
+
+def _is_value(arg: Any) -> bool:
+    """A string, number, bool or None, or a tuple of such (nested): keyed by value."""
+    return isinstance(arg, VALUE_TYPES) or (isinstance(arg, tuple) and all(map(_is_value, arg)))
 
 
 def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
@@ -25,10 +30,9 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
 
         @functools.wraps(fn)
         def cached(*args: Any) -> R:
-            key = tuple(a if isinstance(a, VALUE_TYPES) else id(a) for a in args)
+            key = tuple(a if _is_value(a) else id(a) for a in args)
             hit = entries.get(key)
-            if hit is not None and all(a is b or isinstance(a, VALUE_TYPES)
-                                       for a, b in zip(hit[0], args, strict=True)):
+            if hit is not None and all(a is b or _is_value(a) for a, b in zip(hit[0], args, strict=True)):
                 entries.move_to_end(key)
                 return hit[1]
             result = fn(*args)

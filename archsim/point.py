@@ -25,6 +25,7 @@ from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import Mapping
+from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
 from archsim.workload import Workload
@@ -52,13 +53,26 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
         library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
-    binding = bind(cascade_spec, workload, sets, source="--set", fixed=(spec.source, spec.sets))
-    analysis = analyze(binding)
+    binding, analysis = _bound(cascade_spec, workload, tuple(sorted((sets or {}).items())), spec)
+    return Point(binding, analysis, architecture, _searched(binding, analysis, architecture, spec))
+
+
+@identity_cache(maxsize=256)
+def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping) -> tuple[Binding, Analysis]:
+    """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
+    sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
+    binding = bind(cascade, workload, dict(sets), source="--set", fixed=(spec.source, spec.sets))
+    return binding, analyze(binding)
+
+
+@identity_cache(maxsize=256)
+def _searched(binding: Binding, analysis: Analysis, architecture: Architecture, spec: Mapping) -> Mapping:
+    """The mapper's choice for this binding, architecture and mapping spec, remembered for the same objects."""
 
     def evaluate_group(trial: Mapping, group: int) -> Result:
         return evaluate(binding, analysis, architecture, trial, only_group=group)
 
-    return Point(binding, analysis, architecture, search(binding, architecture, spec, evaluate_group))
+    return search(binding, architecture, spec, evaluate_group)
 
 
 def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:

@@ -45,3 +45,23 @@ def test_cached_evaluation_equals_the_uncached_one() -> None:
     resolve.check_bindings.cache_clear()
     fresh = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     assert cached[0] == cached[1] == fresh
+
+
+def test_prepare_remembers_what_a_point_depends_on_and_nothing_else() -> None:
+    """Equal sets and the same specs give the same binding and mapper choice; another length or architecture is
+    bound and searched anew, and its result is what an uncached run computes."""
+    from archsim import point as point_module
+
+    first = prepare("fusemax", workload="bert-base", sets={"seq_len": 4096})
+    again = prepare("fusemax", workload="bert-base", sets={"seq_len": 4096.0})
+    assert again.binding is first.binding and again.mapping is first.mapping
+    longer = prepare("fusemax", workload="bert-base", sets={"seq_len": 8192})
+    assert longer.binding is not first.binding and longer.binding.params["seq_len"] == 8192
+    slower = first.arch.with_changes(**{"memories.DRAM.bandwidth_bytes_per_s": 2**34})
+    other = prepare("fusemax", arch=slower, workload="bert-base", sets={"seq_len": 4096})
+    cached = evaluate(other.binding, other.analysis, other.arch, other.mapping)
+    point_module._bound.cache_clear()
+    point_module._searched.cache_clear()
+    fresh = prepare("fusemax", arch=slower, workload="bert-base", sets={"seq_len": 4096})
+    assert fresh.mapping == other.mapping
+    assert evaluate(fresh.binding, fresh.analysis, fresh.arch, fresh.mapping) == cached
