@@ -166,7 +166,9 @@ def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
     from archsim.model.gpu import AttentionCase
     from archsim.model.gpu_kernels import plans
 
-    for direction, causal in PROBE_CASES[:1] if decode_only else PROBE_CASES:
+    for direction, causal in PROBE_CASES:
+        if decode_only and direction != "decode":
+            continue
         found = plans(kernel, AttentionCase(direction, 1, 8, 2, 128, 256, causal, "fp16"), gpu)
         if isinstance(found, str):
             return f"no {'decode' if direction == 'decode' else 'prefill'} path: {found}"

@@ -123,10 +123,15 @@ def requests_for(model: OffloadModel, trace: str, rounds: int = REQUEST_ROUNDS, 
                  ) -> tuple[Request, ...]:
     """`rounds` x the batch the model's KV cache holds at the trace's mean context, all arriving at 0."""
     lengths = LENGTH_PRESETS[trace]
-    context = lengths.mean_prompt_tokens + lengths.mean_output_tokens / 2
-    batch = model.kv_capacity_bytes / model.kv_bytes_per_token / context
+    batch = model.kv_capacity_bytes / model.kv_bytes_per_token / mean_context(trace)
     pairs = sample_lengths(lengths, max(32, round(rounds * batch)), random.Random(seed))
     return tuple(Request(i, 0.0, p, o) for i, (p, o) in enumerate(pairs))
+
+
+def mean_context(trace: str) -> float:
+    """A trace's mean context while decoding: its mean prompt and half its mean output."""
+    lengths = LENGTH_PRESETS[trace]
+    return lengths.mean_prompt_tokens + lengths.mean_output_tokens / 2
 
 
 def serve(model: IterationModel, requests: tuple[Request, ...]) -> dict:
@@ -253,13 +258,11 @@ def critical_path_dc_saving(records: list[dict], model_name: str) -> float:
     """The largest saving of divide-and-conquer over the traces (the paper's "up to") in the TBT of one batch run
     without micro-batches (layers x a layer's critical path, `layer_dc_saving`), at each point's Lamina batch and
     the trace's mean context (prompt + half the output); NaN without points."""
-    savings = []
-    for r in records:
-        if r["model"] == model_name and r["system"] == SYSTEM:
-            lengths = LENGTH_PRESETS[r["trace"]]
-            context = round(lengths.mean_prompt_tokens + lengths.mean_output_tokens / 2)
-            savings.append(layer_dc_saving(model_name, max(1, round(r["batch"])), context))
-    return max(savings) if savings else math.nan
+    points = [r for r in records if r["model"] == model_name and r["system"] == SYSTEM]
+    if not points:
+        return math.nan
+    model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
+    return max(_cycle_saving(model, max(1, round(r["batch"])), round(mean_context(r["trace"]))) for r in points)
 
 
 def dc_saving(records: list[dict], model_name: str) -> float:
@@ -273,7 +276,11 @@ def dc_saving(records: list[dict], model_name: str) -> float:
 
 def layer_dc_saving(model_name: str, batch: int, context: int) -> float:
     """Divide-and-conquer's saving of one micro-batch's layer critical path (no pipelining), for reference."""
-    model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
+    return _cycle_saving(system_model(lamina_system(model_name), library.load_workload_spec(model_name)), batch,
+                         context)
+
+
+def _cycle_saving(model: OffloadModel, batch: int, context: int) -> float:
     layer = model.layer([context] * batch)
     return 1 - layer.cycle_s(True) / layer.cycle_s(False)
 

@@ -25,8 +25,9 @@ critical path of the layer (`OffloadLayer.cycle_s`):
   computed and sent after q on the same link; the new token's part and the merge run when both are done, as one
   elementwise kernel on the memory device over the cascade's tensors that do not span the history rank M (q, the
   new k and v, the history's max, denominator and numerator, the merge's intermediates, the output). The Q share
-  of the fused QKV GEMM is its share of the output columns, heads / (heads + 2 kv_heads) (assumption: the GEMM's
-  time is proportional to its columns, true of a weight-streaming decode GEMM and of a compute-bound one).
+  of the fused QKV GEMM is Q's share of the projection's output bytes (the cascade's Q against K and V: heads /
+  (heads + 2 kv_heads)); assumption: the GEMM's time is proportional to its output columns, true of a
+  weight-streaming decode GEMM and of a compute-bound one.
 
 Rotational staggered pipelining (§3.4): n micro-batches (the decodes split round-robin in arrival order) on n - 1
 replicas, all sharing the pool. In steady state a layer of every micro-batch takes the period
@@ -143,6 +144,7 @@ class OffloadModel:
     pool_devices: int
     replicas: int
     link: Link
+    pool_device_name: str  # the memory-pool device decode attention is placed on
 
     @property
     def name(self) -> str:
@@ -179,7 +181,7 @@ class OffloadModel:
 
     @property
     def pool_device(self):
-        return self.pool.devices[self.system.device_for(ATTENTION, "decode", 0.0).name]
+        return self.pool.devices[self.pool_device_name]
 
     @property
     def kv_capacity_bytes(self) -> float:
@@ -195,16 +197,9 @@ class OffloadModel:
         return replace(self, link=link)
 
     def layer(self, contexts: Sequence[int]) -> OffloadLayer:
-        """One layer of a micro-batch decoding these contexts (the new token included)."""
-        key = tuple(int(c) for c in contexts)
-        layer = self._layers.get(key)
-        if layer is None:
-            layer = self._layers[key] = _layer(self, key)
-        return layer
-
-    @functools.cached_property
-    def _layers(self) -> dict[tuple[int, ...], OffloadLayer]:
-        return {}
+        """One layer of a micro-batch decoding these contexts (the new token included); its dense and attention
+        costs are remembered per request count and mean context (`dense_costs`, `attention_cost`)."""
+        return _layer(self, tuple(int(c) for c in contexts))
 
     def dense_costs(self, requests: int) -> tuple[tuple[Op, ...], dict[str, OpCost]]:
         """The compute replica's layer ops for `requests` decodes and the cost of each but the attention,
@@ -328,7 +323,7 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
         raise SpecError(system.source, f"devices.{holder.name}.count",
                         f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
                         f"(micro_batches - 1 replicas), got {holder_spec.count}")
-    return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK])
+    return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK], device.name)
 
 
 def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
@@ -341,9 +336,8 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     post = [costs[op.name] for op in ops[at + 1:]]
     post_s = sum(c.time_s for c in post) + _allreduce_s(compute, m)
     qkv = next(op for op in ops if op.name == "qkv")
-    heads, kv_heads = int(compute.shard.params["heads"]), int(compute.shard.params.get("kv_heads",
-                                                                                         compute.shard.params["heads"]))
-    q_share = heads / (heads + 2 * kv_heads)
+    outputs = {t.name: t.bytes for t in qkv.analysis.tensors if t.kind == "output"}  # Q, and the cache's K, V
+    q_share = outputs["Q"] / sum(outputs.values())
     qkv_s = costs["qkv"].time_s
     device = model.pool_device
     attention = model.attention_cost(contexts)
@@ -351,7 +345,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     history_s = model.attention_cost(history).time_s if history else 0.0
     merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
     roles = qkv.tensor_roles
-    kv_bytes = tp * sum(t.bytes for t in qkv.analysis.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
+    kv_bytes = tp * sum(size for name, size in outputs.items() if roles[name] == KV_CACHE)
     one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
     q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
     nic = model.nic_bytes_per_s
