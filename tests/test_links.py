@@ -40,8 +40,9 @@ NIC = load_link("nic-400g")
 
 # ------------------------------------------------------------------------------------------------ presets
 def test_every_preset_is_listed_and_loads_under_its_file_name() -> None:
-    assert link_names() == ["lamina-gpu-initiated-400g", "lamina-nccl-400g", "nic-400g", "nvlink3-a100",
-                            "nvlink4-h100", "pcie4-x16", "pcie5-x16"]
+    assert link_names() == ["ib-100g-a100", "ib-hdr-200g", "ib-ndr-400g", "lamina-gpu-initiated-400g",
+                            "lamina-nccl-400g", "nic-400g", "nvlink3-a100", "nvlink4-h100", "pcie4-x16", "pcie5-x16",
+                            "tpu-v3-ici", "tpu-v4-ici", "tpu-v5e-ici"]
     for name in link_names():
         link = load_link(name)
         assert link.name == name and link.citation and Path(link.source).name == f"{name}.yaml"
@@ -238,7 +239,7 @@ def test_an_inline_link_is_blamed_on_its_yaml_path() -> None:
 
 
 def test_unknown_preset_and_missing_file_are_named() -> None:
-    with pytest.raises(SpecError, match=r"^nvlink9: not a link preset \(known: lamina-gpu-initiated-400g, "):
+    with pytest.raises(SpecError, match=r"^nvlink9: not a link preset \(known: ib-100g-a100, "):
         load_link("nvlink9")
     with pytest.raises(SpecError, match=r"^no/such/link\.yaml: no such file"):
         load_link("no/such/link.yaml")

@@ -6,6 +6,7 @@
 - `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its GEMMs (`GEMM_FAMILY`) and
   for its attention kernel's family (a gpu's `attention_kernel`, default `ATTENTION_KERNEL`), and its energy model;
 - `logic-pim`: `LogicPimDevice`, the entry's `count` stacks working on an op together;
+- `chip`: `ChipDevice`, a roofline over the chip preset's peaks derated by the entry's efficiencies;
 - `architecture`: `ArchitectureDevice`, the architecture and mapping through the analytical model.
 """
 
@@ -44,6 +45,10 @@ def _model(system: System, device: Device) -> DeviceModel:
         from archsim.systems.logic_pim_device import LogicPimDevice
 
         return LogicPimDevice(device.name, device.spec, device.count)
+    if device.kind == "chip":
+        from archsim.systems.chip_device import ChipDevice
+
+        return ChipDevice(device.name, device.spec, device.matmul_efficiency, device.memory_efficiency, system.source)
     from archsim.systems.architecture_device import ArchitectureDevice  # the last of DEVICE_KINDS
 
     return ArchitectureDevice(device.name, device.spec, device.mapping, system.source)

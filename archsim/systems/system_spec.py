@@ -33,7 +33,11 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   `sram_pj_per_byte`, see `archsim.systems.gpu_device`);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
-  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required).
+  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required);
+- `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
+  `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
+  `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
+  each in (0, 1] and required (no default: they depend on the software stack).
 `count` is the number of such devices per node (a whole number >= 1). Any kind may carry `price_per_hour`, what
 one such device costs in USD per device-hour (a positive number; optional, read by sweeps' cost per token).
 
@@ -92,6 +96,7 @@ from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, text_number_hint
 from archsim.errors import SpecError, check_header, check_keys, kind_of
+from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, link_from_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
@@ -107,10 +112,12 @@ MAX_NUMBER = 1e18  # as the link and GPU loaders: products with sizes stay finit
 # The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
 OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
 
-DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "architecture")
+DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "chip", "architecture")
 CHANNEL_POLICIES = ("rr", "greedy")
 SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec, "logic-pim": LogicPIMSpec}  # kinds whose fields are a spec's
-PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "architecture": "a library architecture"}
+PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "chip": "a chip preset",
+                "architecture": "a library architecture"}
+CHIP_EFFICIENCIES = ("matmul_efficiency", "memory_efficiency")  # a chip device's required fractions of its peaks
 GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # required by energy_model: per-action
 GPU_OPTIONAL = ("attention_kernel", "energy_model", *GPU_ENERGY_PRICES)  # a gpu device's optional fields
 
@@ -133,7 +140,8 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
 @dataclass(frozen=True)
 class Device:
     """One device kind of a system. `spec` is the typed spec its cost model reads: an `NPUSpec`, a `PIMSpec`, a
-    `GPU` (gpu, memory-pool), an `Architecture` (architecture; its mapping in `mapping`) or a `LogicPIMSpec`."""
+    `GPU` (gpu, memory-pool), a `Chip` (chip), an `Architecture` (architecture; its mapping in `mapping`) or a
+    `LogicPIMSpec`."""
 
     name: str
     kind: str
@@ -144,6 +152,8 @@ class Device:
     price_per_hour: float | None = None  # USD per device-hour; None = not given
     attention_kernel: str | None = None  # gpu: a kernel of archsim.model.gpu_kernels; None = the GPU device's default
     energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
+    matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
+    memory_efficiency: float | None = None  # chip: fraction of the HBM bandwidth reached, in (0, 1]
 
 
 @dataclass(frozen=True)
@@ -307,8 +317,8 @@ def _device(name: str, data: Any, source: str) -> Device:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
     gpu_like = kind in ("gpu", "memory-pool")
-    check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ())),
-               source, where)
+    check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ()),
+                      *(CHIP_EFFICIENCIES if kind == "chip" else ())), source, where)
     if "count" not in data:
         raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
     count = _whole(data["count"], source, f"{where}.count", "a device count per node")
@@ -326,7 +336,8 @@ def _device(name: str, data: Any, source: str) -> Device:
         spec = _preset(kind, data["preset"], source, f"{where}.preset")
         mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
         gpu = _gpu_fields(data, spec, source, where) if gpu_like else {}
-        return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu)
+        chip = _chip_fields(data, source, where) if kind == "chip" else {}
+        return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu, **chip)
     return Device(name, kind, count, None, price_per_hour=price)
 
 
@@ -396,6 +407,20 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
     return values
 
 
+def _chip_fields(data: Mapping, source: str, where: str) -> dict[str, float]:
+    """A chip device's required efficiencies, each a fraction in (0, 1]."""
+    values = {}
+    for key in CHIP_EFFICIENCIES:
+        if key not in data:
+            raise SpecError(source, f"{where}.{key}", "missing: a chip device's fraction of its peak in (0, 1] "
+                                                      "(no default: it depends on the software stack)")
+        what = f"a fraction in (0, 1] for {key}"
+        values[key] = _positive(data[key], source, f"{where}.{key}", what)
+        if values[key] > 1:
+            raise SpecError(source, f"{where}.{key}", f"expected {what}, got {data[key]!r}")
+    return values
+
+
 def _channel_policy(data: Mapping, source: str, where: str) -> str | None:
     policy = data.get("channel_policy")
     if policy is not None and policy not in CHANNEL_POLICIES:
@@ -405,11 +430,12 @@ def _channel_policy(data: Mapping, source: str, where: str) -> str | None:
 
 
 def _preset(kind: str, value: Any, source: str, where: str) -> Any:
-    """A GPU preset, library architecture or library mapping by name or path, its errors blamed on this file."""
+    """A GPU preset, chip preset, library architecture or library mapping by name or path, its errors blamed on
+    this file."""
     if not isinstance(value, str) or not value:
         raise SpecError(source, where, f"expected a {kind} name or path, got {value!r}")
-    loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "architecture": library.load_architecture_spec,
-               "mapping": library.load_mapping_spec}
+    loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "chip": load_chip,
+               "architecture": library.load_architecture_spec, "mapping": library.load_mapping_spec}
     try:
         return loaders[kind](value)
     except SpecError as error:

@@ -1,0 +1,114 @@
+"""Accelerator chips that archsim has no microarchitectural model of (TPUs), as datasheet peaks, loaded from YAML.
+
+A `Chip` is what a roofline needs of one chip: its dense matrix-unit peak per precision, its memory capacity and
+bandwidth, and optionally its vector-unit peak and power. Assumptions a model built on it may rely on:
+- peaks are the vendor's **dense** per-chip peaks (a TPU chip with two TensorCores counts both);
+- `matmul_flops_per_s` always has `bf16` (the matrix units' native input type on every TPU); `fp8` and `int8`
+  are optional (int8 in OP/s, counted as FLOP/s); a precision absent from a chip is not run on it;
+- `memory_bytes` and `memory_bytes_per_s` are the chip's HBM, the whole of it (no reserve is taken here);
+- `power_w`, where given, is a per-chip power the vendor or a paper states; it is optional because several chips
+  have no sourced figure, and a model without it prices no energy (it says so) rather than invent one.
+Prices per hour belong to a system spec's device (`price_per_hour`), not to the chip.
+
+File format (the presets in `archsim/systems/chip_presets/` carry each number's source in a comment)::
+
+    name: tpu-v4
+    description: one line
+    source: where the numbers come from
+    matmul_flops_per_s: {bf16: 275.0e+12, int8: 275.0e+12}
+    memory_bytes: 34359738368          # 32 GiB
+    memory_bytes_per_s: 1.2e+12
+
+and optionally `vector_flops_per_s` and `power_w`.
+
+YAML reads `275e12` (no dot, no exponent sign) as text: write `275.0e+12`. Every error is a `SpecError` naming the
+file and the field. The key `matmul_flops_per_s` marks a chip spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.cascade.load import finite_number, text_number_hint
+from archsim.errors import SpecError, check_header, kind_of
+
+PRESETS_PACKAGE = "archsim.systems.chip_presets"
+TEXT = ("name", "description", "source")
+NUMBERS = {  # field -> what it is
+    "vector_flops_per_s": "the vector units' peak in FLOP/s",
+    "memory_bytes": "the HBM capacity in bytes",
+    "memory_bytes_per_s": "the HBM bandwidth in bytes/s",
+    "power_w": "the chip's power in W",
+}
+KEYS = (*TEXT, "matmul_flops_per_s", *NUMBERS)
+OPTIONAL = ("description", "vector_flops_per_s", "power_w")
+MATMUL_PRECISIONS = ("bf16", "fp8", "int8")
+MAX_NUMBER = 1e18  # FLOP/s, bytes or W beyond this are no chip; products with op sizes stay finite
+MIN_NUMBER = 1e-3  # a positive peak, size or power below it is a unit slip
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One chip. `source` is the file it came from (for messages), `citation` where its numbers come from."""
+
+    name: str
+    description: str
+    source: str
+    citation: str
+    matmul_flops_per_s: Mapping[str, float]  # precision (MATMUL_PRECISIONS) -> dense peak; bf16 always present
+    memory_bytes: float
+    memory_bytes_per_s: float
+    vector_flops_per_s: float | None = None  # None: not given
+    power_w: float | None = None  # None: not given (no energy is priced)
+
+
+def chip_from_dict(data: Any, source: str = "<python>") -> Chip:
+    """Validate a parsed chip spec; `source` names the file in errors."""
+    check_header(data, KEYS, OPTIONAL, TEXT, source)
+    numbers = {key: _positive(data[key], source, key, what) for key, what in NUMBERS.items() if key in data}
+    return Chip(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=source,
+        citation=data["source"],
+        matmul_flops_per_s=_matmul(data["matmul_flops_per_s"], source),
+        **numbers,
+    )
+
+
+def load_chip(name_or_path: str | Path) -> Chip:
+    """A preset by name (`tpu-v4`, see `chip_names()`) or a YAML file by path."""
+    return library.load_preset("chip presets", name_or_path, PRESETS_PACKAGE, chip_from_dict)
+
+
+def chip_names() -> list[str]:
+    """The chip presets, by name."""
+    return library.names("chip presets", PRESETS_PACKAGE)
+
+
+def _matmul(data: Any, source: str) -> dict[str, float]:
+    where = "matmul_flops_per_s"
+    if not isinstance(data, Mapping) or "bf16" not in data:
+        got = kind_of(data) if not isinstance(data, Mapping) else f"{', '.join(map(str, data)) or 'nothing'}"
+        raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least bf16 "
+                                       f"(precisions: {', '.join(MATMUL_PRECISIONS)}), got {got}")
+    out = {}
+    for precision, value in data.items():
+        if precision not in MATMUL_PRECISIONS:
+            raise SpecError(source, f"{where}.{precision}",
+                            f"unknown precision (known: {', '.join(MATMUL_PRECISIONS)})")
+        out[precision] = _positive(value, source, f"{where}.{precision}", "a dense matrix-unit peak in FLOP/s")
+    return out
+
+
+def _positive(value: Any, source: str, where: str, what: str) -> float:
+    if isinstance(value, str):
+        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
+    number = finite_number(value, source, where)
+    if not MIN_NUMBER <= number <= MAX_NUMBER:
+        raise SpecError(source, where, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}, got {value!r}")
+    return number

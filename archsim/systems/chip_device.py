@@ -1,0 +1,66 @@
+"""A chip archsim has no microarchitectural model of (a TPU, `archsim.systems.chip.Chip`) as a roofline device.
+
+An op costs max(FLOPs / (matrix peak x `matmul_efficiency`), bytes / (HBM bandwidth x `memory_efficiency`)), the
+roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficiencies. Assumptions:
+- FLOPs are the op's cascade analysis (`Op.flops`: a MAC is two, every other op one) and all of them run at the
+  matrix units' peak for the op's word size (2 bytes: bf16; 1 byte: fp8, else int8, whichever the chip has; any
+  other word size is refused). Softmax, norms and activations run on a TPU's vector units, whose rate
+  (`Chip.vector_flops_per_s`) this roofline does not read: it is optimistic for ops rich in non-MAC work.
+- Bytes are the op's tensors but its intermediates, each moved once (`Op.bytes`), less the share of its weights
+  that `streamed_fraction` says is still on chip: no tiling, so no re-reads, and intermediates stay on chip.
+- The two efficiencies are the system spec's (`matmul_efficiency`, `memory_efficiency`, both required, in
+  (0, 1]); there are no defaults, since the reachable fraction of a chip's peaks depends on the software stack.
+- No launch or dispatch cost, no overlap between ops: the ops of one call run one after another, times add.
+- Energy: `power_w` x time when the chip has a power figure (a constant power, as the GPU device's TDP model);
+  0 when it has none, a known gap rather than a guessed number.
+`memory_s` is bytes / (bandwidth x memory_efficiency); busy unit `<name>` is FLOPs / the matrix peak (not derated),
+the compute time at peak. Capacity is the chip's whole HBM (`memory_bytes`, no reserve for activations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.errors import SpecError
+from archsim.systems.chip import Chip
+from archsim.systems.device import OpCost
+from archsim.systems.step import WEIGHTS, Op
+
+PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first precision the chip has is used
+
+
+@dataclass(frozen=True)
+class ChipDevice:
+    name: str
+    spec: Chip
+    matmul_efficiency: float  # of the matrix peak, in (0, 1]
+    memory_efficiency: float  # of the HBM bandwidth, in (0, 1]
+    source: str = "<python>"  # the system file, for errors
+    kind: str = "chip"
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.spec.memory_bytes
+
+    def matmul_peak_flops_per_s(self, word_bytes: int) -> float:
+        """The matrix units' dense peak for operands of `word_bytes` bytes (module docstring)."""
+        peaks = self.spec.matmul_flops_per_s
+        for precision in PRECISIONS_BY_WORD_BYTES.get(word_bytes, ()):
+            if precision in peaks:
+                return peaks[precision]
+        raise SpecError(self.source, f"devices.{self.name}.preset",
+                        f"chip {self.spec.name} has no matrix peak for {word_bytes}-byte words (it has "
+                        f"{', '.join(peaks)}; bf16 runs 2-byte words, fp8 or int8 1-byte words)")
+
+    def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
+        total = OpCost()
+        for op in ops:
+            peak = self.matmul_peak_flops_per_s(op.binding.word_bytes)
+            moved = op.bytes - (1.0 - streamed_fraction) * op.bytes_by_role[WEIGHTS]
+            compute_s = op.flops / (peak * self.matmul_efficiency)
+            memory_s = moved / (self.spec.memory_bytes_per_s * self.memory_efficiency)
+            time_s = max(compute_s, memory_s)
+            energy_j = 0.0 if self.spec.power_w is None else self.spec.power_w * time_s
+            total = total + OpCost(time_s, memory_s, energy_j, {self.name: op.flops / peak})
+        return total

@@ -1,0 +1,1 @@
+"""Chip presets (YAML), one file per chip; `archsim.systems.chip.load_chip(name)` reads them."""
