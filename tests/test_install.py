@@ -43,7 +43,8 @@ def test_wheel_install_lists_the_library(tmp_path: Path) -> None:
     assert sys.prefix not in where
     count = ("import importlib.resources as r; print(*(len(list(r.files(p).iterdir())) for p in "
              "('archsim.gpu.calibration', 'archsim.gpu.reference', 'archsim.systems.reference.fusemax', "
-             "'archsim.systems.chip_presets', 'archsim.systems.link_presets', 'archsim.systems.system_presets')))")
+             "'archsim.systems.chip_presets', 'archsim.systems.link_presets', 'archsim.systems.system_presets', "
+             "'archsim.systems.topology_presets')))")
     data = subprocess.run([python, "-c", count],
                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.split()
     assert all(int(n) >= 1 for n in data), data  # the calibration and the reference CSVs ship in the wheel

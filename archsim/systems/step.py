@@ -77,6 +77,9 @@ ROLES: dict[str, dict[str, str]] = {
     "layernorm": {"G": WEIGHTS, "BETA": WEIGHTS},
     "rmsnorm": {"W": WEIGHTS},
     "residual-add": {},
+    # a linear-attention chunk (archsim.systems.seqpar_compute): K, V and the running K^T V state are the operands
+    # its products hold still, as a KV cache is for softmax attention
+    "lightning-attention-2": {"K": KV_CACHE, "V": KV_CACHE, "KV": KV_CACHE},
 }
 
 

@@ -1,0 +1,437 @@
+"""Multi-device attention: one layer's attention (or whole layer) of one long sequence cut over P devices, timed.
+
+A `ParallelSpec` names a scheme, P devices of a GPU preset placed on a topology (`archsim.systems.topology`), a
+workload, the sequence length and the direction; `parallel_time(spec)` returns a `ParallelResult`: time per layer,
+the busiest device's compute, the scheme's communication and how much of it is exposed, memory per device and
+the largest context that fits (`archsim.systems.seqpar_memory`). What each device computes is costed by the GPU
+model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link the group spans
+(`archsim.systems.collectives`, `Topology`). The schemes, as their papers and reference code run them
+(../shared/reference/seqpar-sparse.md §1, §4; the executable form of each is a library cascade, `einsum/*ring*`,
+`ulysses-attention`, `lasp*`):
+
+- `ring` (Ring Attention, Liu et al. 2023; ring-flash-attention): contiguous chunks of c = N/P tokens; in step
+  s = 0..P-1 device d holds the K/V block of device (d - s) mod P and sends it on while computing. Causal: a block
+  from an earlier device is a full c x c call, its own block a causal one, a later device's block is skipped, so
+  the last device works every step and the first one step: the load imbalance the model computes.
+- `zigzag`: 2P chunks of c/2, device d holding chunks d and 2P-1-d (ring-flash-attention's zigzag): step 0 is a
+  causal c x c call, a block from an earlier device c queries x c/2 keys, from a later one c/2 x c: balanced.
+- `stripe`: device d holds tokens t with t mod P = d (Striped Attention): every step is a causal-shaped c x c call.
+- Ring timing: the steps advance as a dependency chain, not a barrier: device d starts step s+1 when its step-s
+  compute is done, its own send of the block is done, and the block from d-1 (sent when d-1 started step s) has
+  arrived: start[d][s+1] = max(start[d][s] + compute[d][s], start[d][s] + t_hop, start[d-1][s] + t_hop). The time
+  is the last device's finish: per step max(compute, transfer) with the pipeline's fill and drain, and each
+  device's own work pattern. Backward (`fwd+bwd`): the same ring again with the backward kernel, K and V plus the
+  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them; one more hop brings dK, dV
+  home).
+- `ulysses` (DeepSpeed-Ulysses): an all-to-all of Q, K, V from sequence to head shards, attention over all N tokens
+  on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
+  overlaps. P must divide H and H_kv.
+- `usp` (Ulysses x Ring, `ulysses` = u devices of a node, P/u ring groups): the all-to-alls inside the u group,
+  then zigzag ring attention over the P/u groups with H/u heads and N/(P/u) tokens per block.
+- `megatron-sp` (Megatron-LM sequence parallelism): an all-gather of the sequence-sharded N x h input, attention on
+  H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair.
+- `allgather` (Llama 3's context parallelism; LASP-2H's softmax layers): an all-gather of K and V, then each device's
+  queries (zigzag chunks) against every earlier key; exposed.
+- `lasp1` / `lasp2` (linear attention; Sun et al. 2024, 2025): each device's chunk runs causal linear attention on
+  its own tokens; the state before the chunk (B H d x d fp32 per device, as the LASP code keeps it) comes from the
+  earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
+  path (P-1)(alpha + state / beta + compute)): receive the state, multiply Q by it (backward: K and V by dM), add
+  the chunk's own K^T V, send; the intra-chunk work and the chunk's own K^T V run beside the chain. LASP-2
+  all-gathers every device's state at once, overlapped with the intra-chunk work, then sums the earlier states (a
+  prefix sum), then multiplies Q by the sum. The backward passes dM the other way
+  (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
+  without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
+
+Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
+decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
+of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
+each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
+inside): the group's members are tp apart, so a ring of nodes runs over the NICs.
+
+`ideal_s` is the same work on one device divided by P (the issue's definition; a one-device run of a length that
+does not fit is still timed). Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from archsim.arch.gpu import GPU
+from archsim.errors import SpecError, check_choice
+from archsim.record import Record
+from archsim.systems import collectives
+from archsim.systems.seqpar_compute import SOURCE, DeviceCompute, shard
+from archsim.systems.topology import Topology
+from archsim.workload import Workload
+
+SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2")
+RING_SCHEMES = ("ring", "zigzag", "stripe")
+LINEAR_SCHEMES = ("lasp1", "lasp2")
+DIRECTIONS = ("fwd", "fwd+bwd")
+SCOPES = ("attention", "layer")
+ACTIVATION_BYTES = 2  # bf16 activations, K, V and O
+ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
+DEFAULT_KERNEL = "FlashAttention-2"
+MAX_DEVICES = 4096
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    scheme: str
+    devices: int  # P: the sequence-parallel group
+    workload: Workload
+    seq_len: int  # N: tokens of each sequence
+    gpu: GPU
+    topology: Topology
+    batch: int = 1  # sequences per step
+    causal: bool = True
+    direction: str = "fwd"
+    scope: str = "attention"
+    tp: int = 1  # tensor-parallel devices per sequence-parallel rank, inside a node
+    ulysses: int | None = None  # usp: the Ulysses degree u (devices / u ring groups)
+    kernel: str = DEFAULT_KERNEL
+
+    @property
+    def block_tokens(self) -> int:
+        """c: tokens per device."""
+        return self.seq_len // self.devices
+
+    @property
+    def label(self) -> str:
+        return (f"{self.scheme} P{self.devices}{f' tp{self.tp}' if self.tp > 1 else ''} {self.workload.name} "
+                f"N{self.seq_len} {'causal' if self.causal else 'full'} {self.direction} on {self.gpu.name}")
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    """One layer. `compute_s` is the busiest device's compute; `comm_s` the scheme's transfers as if alone on the
+    link; `exposed_comm_s` what the time has beyond the compute; memory per device and the largest context from
+    `seqpar_memory` (NaN / 0 when that model does not cover the scheme)."""
+
+    spec: ParallelSpec
+    time_s: float
+    compute_s: float
+    comm_s: float
+    ideal_s: float
+    memory_bytes: float
+    max_context_tokens: int
+
+    @property
+    def exposed_comm_s(self) -> float:
+        return max(0.0, self.time_s - self.compute_s)
+
+    @property
+    def hidden_comm_s(self) -> float:
+        return max(0.0, self.comm_s - self.exposed_comm_s)
+
+    @property
+    def efficiency(self) -> float:
+        return self.ideal_s / self.time_s if self.time_s > 0 else math.nan
+
+    def record(self) -> Record:
+        s = self.spec
+        extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "gpu": s.gpu.name,
+                  "topology": s.topology.name, "model": s.workload.name, "seq_len": s.seq_len, "batch": s.batch,
+                  "causal": s.causal, "direction": s.direction, "scope": s.scope, "compute_s": self.compute_s,
+                  "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
+                  "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
+                  "max_context_tokens": self.max_context_tokens}
+        busy = {s.gpu.name: self.compute_s}
+        return Record("parallel", s.label, True, "", self.time_s, s.gpu.power_w * self.time_s * s.devices * s.tp,
+                      busy_s=busy, extras=extras)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    time_s: float
+    compute_s: float
+    comm_s: float
+
+
+def parallel_time(spec: ParallelSpec) -> ParallelResult:
+    """Time, communication and memory of one layer under `spec` (module docstring)."""
+    check_spec(spec)
+    timing = _timing(spec)
+    one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
+    ideal = timing.time_s if spec.devices == 1 else _timing(one).time_s / spec.devices
+    memory, max_context = _memory(spec)
+    return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory, max_context)
+
+
+def check_spec(spec: ParallelSpec) -> None:
+    check_choice("scheme", spec.scheme, SCHEMES)
+    check_choice("direction", spec.direction, DIRECTIONS)
+    check_choice("scope", spec.scope, SCOPES)
+    for name in ("devices", "seq_len", "batch", "tp"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(SOURCE, name, f"expected a whole number >= 1, got {value!r}")
+    if spec.devices > MAX_DEVICES:
+        raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
+    spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
+    p, n = spec.devices, spec.seq_len
+    chunks = 2 * p if spec.scheme in ("zigzag", "allgather", "usp") and spec.causal else p
+    if n % chunks:
+        raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {chunks} equal chunks over "
+                                           f"{p} devices: expected a multiple of {chunks}, got {n}")
+    params = spec.workload.params
+    for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
+        if size not in params:
+            raise SpecError(spec.workload.path, f"params.{size}", "missing: multi-device attention needs it")
+    heads, kv_heads = int(params["heads"]) // spec.tp, int(params["kv_heads"]) // spec.tp
+    if int(params["heads"]) % spec.tp or int(params["kv_heads"]) % spec.tp:
+        raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} and kv_heads "
+                                      f"{params['kv_heads']:g}, got {spec.tp}")
+    degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
+    if spec.scheme == "usp":
+        if spec.ulysses is None or isinstance(spec.ulysses, bool) or not isinstance(spec.ulysses, int) \
+                or spec.ulysses < 1 or p % spec.ulysses:
+            raise SpecError(SOURCE, "ulysses", f"usp needs the Ulysses degree: a divisor of devices {p}, got "
+                                               f"{spec.ulysses!r}")
+        if n % (2 * (p // spec.ulysses)):
+            raise SpecError(SOURCE, "seq_len", f"usp's zigzag ring over {p // spec.ulysses} groups: expected a "
+                                               f"multiple of {2 * (p // spec.ulysses)}, got {n}")
+    if degree is not None and (heads % degree or (spec.scheme != "megatron-sp" and kv_heads % degree)):
+        field = "heads" if heads % degree else "kv_heads"
+        raise SpecError(spec.workload.path, f"params.{field}",
+                        f"{spec.scheme} splits the heads over {degree} devices: expected {field} "
+                        f"({heads if field == 'heads' else kv_heads} per tp rank) divisible by {degree}")
+
+
+def _single_device_scheme(scheme: str) -> str:
+    return "lasp2" if scheme in LINEAR_SCHEMES else "ring"
+
+
+def _timing(spec: ParallelSpec) -> _Timing:
+    compute = _compute(spec)
+    attention = SCHEME_TIMINGS[spec.scheme](spec, compute)
+    if spec.scope == "attention":
+        return attention
+    dense = _dense(spec, compute)
+    return _Timing(attention.time_s + dense.time_s, attention.compute_s + dense.compute_s,
+                   attention.comm_s + dense.comm_s)
+
+
+def _compute(spec: ParallelSpec, heads_degree: int = 1) -> DeviceCompute:
+    p = spec.workload.params
+    return DeviceCompute(spec.gpu, spec.kernel, spec.batch, int(p["heads"]) // spec.tp // heads_degree,
+                         int(p["kv_heads"]) // spec.tp // heads_degree, int(p["head_dim"]), spec.direction)
+
+
+def _members(count: int, stride: int) -> list[int]:
+    """The ranks of a group of `count` devices `stride` apart (one per tensor-parallel group or node)."""
+    return [i * stride for i in range(count)]
+
+
+def _kv_bytes(spec: ParallelSpec, tokens: int, compute: DeviceCompute) -> float:
+    """K and V of `tokens` tokens of the device's KV heads."""
+    return 2.0 * spec.batch * tokens * compute.kv_heads * compute.head_dim * ACTIVATION_BYTES
+
+
+# --- ring family -------------------------------------------------------------------------------------------------
+
+
+def _ring_work(layout: str, p: int, c: int, causal: bool, compute: DeviceCompute) -> list[list[float]]:
+    """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block."""
+    work = []
+    for d in range(p):
+        row = []
+        for s in range(p):
+            j = (d - s) % p
+            if not causal:
+                row.append(compute.attention_s(c, c, False))
+            elif layout == "ring":
+                row.append(compute.attention_s(c, c, True) if j == d else
+                           compute.attention_s(c, c, False) if j < d else 0.0)
+            elif layout == "zigzag":
+                row.append(compute.attention_s(c, c, True) if j == d else
+                           compute.attention_s(c, c // 2, False) if j < d else compute.attention_s(c // 2, c, False))
+            else:  # stripe: every block is causal-shaped (the diagonal kept or not)
+                row.append(compute.attention_s(c, c, True))
+        work.append(row)
+    return work
+
+
+def ring_schedule_s(work: list[list[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
+    """The finish of a ring of len(work) devices whose device d computes work[d][s] in step s while passing its
+    block on (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home)."""
+    p = len(work)
+    if p == 1:
+        return work[0][0] + last_hop_s
+    start = [0.0] * p
+    for s in range(p - 1):
+        start = [max(start[d] + work[d][s], start[d] + hop_s, start[d - 1] + hop_s) for d in range(p)]
+    return max(start[d] + max(work[d][p - 1], last_hop_s) for d in range(p))
+
+
+def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, members: list[int], c: int) -> _Timing:
+    link = spec.topology.group_link(members)
+    kv = _kv_bytes(spec, c, compute)
+    forward = replace(compute, direction="fwd")
+    work = _ring_work(layout, p, c, spec.causal, forward)
+    hop = collectives.send_recv_s(kv, link) if p > 1 else 0.0
+    time_s = ring_schedule_s(work, hop)
+    busiest = max(sum(row) for row in work)
+    comm = (p - 1) * hop
+    if spec.direction == "fwd+bwd":
+        backward = replace(compute, direction="fwd+bwd")
+        back = [[b - f for b, f in zip(rb, rf, strict=True)]
+                for rb, rf in zip(_ring_work(layout, p, c, spec.causal, backward), work, strict=True)]
+        grads = kv * ACCUMULATOR_BYTES / ACTIVATION_BYTES
+        back_hop = (collectives.send_recv_s(kv, link) + collectives.send_recv_s(grads, link)) if p > 1 else 0.0
+        home = collectives.send_recv_s(grads, link) if p > 1 else 0.0
+        time_s += ring_schedule_s(back, back_hop, home)
+        busiest = max(sum(rf) + sum(rb) for rf, rb in zip(work, back, strict=True))
+        comm += (p - 1) * back_hop + home
+    return _Timing(time_s, busiest, comm)
+
+
+def _ring_scheme(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p = spec.devices
+    return _ring(spec, compute, spec.scheme, p, _members(p, spec.tp), spec.seq_len // p)
+
+
+# --- head-sharding schemes ---------------------------------------------------------------------------------------
+
+
+def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p, n = spec.devices, spec.seq_len
+    members = _members(p, spec.tp)
+    qkv, o = _a2a_bytes(spec, compute, n // p)
+    comm = spec.topology.all_to_all_s(qkv, members) + spec.topology.all_to_all_s(o, members)
+    if spec.direction == "fwd+bwd":
+        comm *= 2  # dO in, dQ, dK, dV back
+    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, compute.kv_heads // p)
+    return _Timing(attn + comm, attn, comm)
+
+
+def _a2a_bytes(spec: ParallelSpec, compute: DeviceCompute, tokens: int) -> tuple[float, float]:
+    """(Q, K, V) and O bytes one device holds for `tokens` tokens of its heads: the all-to-alls' buffers."""
+    per_head = spec.batch * tokens * compute.head_dim * ACTIVATION_BYTES
+    return per_head * (compute.heads + 2 * compute.kv_heads), per_head * compute.heads
+
+
+def _usp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p, n, u = spec.devices, spec.seq_len, spec.ulysses
+    r = p // u
+    inner = _members(u, spec.tp)
+    qkv, o = _a2a_bytes(spec, compute, n // p)
+    a2a = spec.topology.all_to_all_s(qkv, inner) + spec.topology.all_to_all_s(o, inner)
+    if spec.direction == "fwd+bwd":
+        a2a *= 2
+    heads = replace(compute, heads=compute.heads // u, kv_heads=compute.kv_heads // u)
+    ring = _ring(spec, heads, "zigzag" if spec.causal else "ring", r, _members(r, u * spec.tp), n // r)
+    return _Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
+
+
+def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p, n = spec.devices, spec.seq_len
+    members = _members(p, spec.tp)
+    link = spec.topology.group_link(members)
+    hidden = spec.batch * n * int(spec.workload.params["hidden"]) * ACTIVATION_BYTES
+    comm = collectives.all_gather_s(hidden, p, link) + collectives.reduce_scatter_s(hidden, p, link)
+    if spec.direction == "fwd+bwd":
+        comm *= 2
+    if spec.scope == "layer":
+        comm *= 2  # the FFN's all-gather and reduce-scatter
+    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, max(1, compute.kv_heads // p))
+    return _Timing(attn + comm, attn, comm)
+
+
+def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p, n = spec.devices, spec.seq_len
+    members = _members(p, spec.tp)
+    gathered = _kv_bytes(spec, n, compute)
+    comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
+    if spec.direction == "fwd+bwd":
+        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / ACTIVATION_BYTES, p,
+                                             spec.topology.group_link(members))
+    half = n // (2 * p) if spec.causal else n // p
+    busiest = 0.0
+    for d in range(p):
+        if not spec.causal:
+            work = compute.attention_s(half, n, False)
+        else:
+            work = sum(compute.attention_s(half, chunk * half, False) + compute.attention_s(half, half, True)
+                       for chunk in (d, 2 * p - 1 - d))
+        busiest = max(busiest, work)
+    return _Timing(busiest + comm, busiest, comm)
+
+
+# --- linear attention --------------------------------------------------------------------------------------------
+
+
+def _state_bytes(spec: ParallelSpec, compute: DeviceCompute) -> float:
+    return spec.batch * compute.heads * compute.head_dim**2 * ACCUMULATOR_BYTES
+
+
+def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    p, c = spec.devices, spec.seq_len // spec.devices
+    members = _members(p, spec.tp)
+    link = spec.topology.group_link(members)
+    state = _state_bytes(spec, compute)
+    local = compute.linear_chunk_s(c)
+    kv_state = compute.state_gemm_s(c)  # the chunk's K^T V, what the others need
+    inter = compute.state_gemm_s(c)  # Q times the earlier chunks' state
+    passes = 2 if spec.direction == "fwd+bwd" else 1  # the backward's dM chain or all-gather
+    if p == 1:
+        return _Timing(local + kv_state, local + kv_state, 0.0)
+    if spec.scheme == "lasp1":
+        # each hop: receive the state, the products that need it (forward: Q times it; backward: K and V times the
+        # received dM, twice the forward's), add the chunk's own K^T V (computed beforehand, beside the chain), send:
+        # (P-1) (alpha + state / beta + compute); the intra-chunk work runs beside the chain
+        hop_compute = inter + compute.elementwise_s(3 * state) * passes
+        chain = (p - 1) * (collectives.send_recv_s(state, link) * passes + hop_compute)
+        time_s = max(local, chain) + hop_compute
+        return _Timing(time_s, local + hop_compute, (p - 1) * passes * collectives.send_recv_s(state, link))
+    gather = collectives.all_gather_s(p * state, p, link) * passes
+    prefix = compute.elementwise_s((p + 1) * state) * passes
+    time_s = max(local, kv_state + gather) + prefix + inter
+    return _Timing(time_s, local + kv_state + prefix + inter, gather)
+
+
+SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], _Timing]] = {
+    "ring": _ring_scheme, "zigzag": _ring_scheme, "stripe": _ring_scheme, "ulysses": _ulysses, "usp": _usp,
+    "megatron-sp": _megatron_sp, "allgather": _allgather, "lasp1": _lasp, "lasp2": _lasp,
+}
+
+
+# --- the rest of the layer ---------------------------------------------------------------------------------------
+
+
+def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    """The layer's other ops on one device, and the TP all-reduces (module docstring)."""
+    p, n = spec.devices, spec.seq_len
+    tokens = n if spec.scheme == "megatron-sp" else n // p
+    degree = spec.tp * (p if spec.scheme == "megatron-sp" else 1)
+    ops_s = compute.dense_s(shard(spec.workload, degree), tokens)
+    comm = 0.0
+    if spec.tp > 1:
+        node = spec.topology.group_link(list(range(spec.tp)))
+        message = spec.batch * tokens * int(spec.workload.params["hidden"]) * ACTIVATION_BYTES
+        comm = 2 * collectives.all_reduce_s(message, spec.tp, node, algorithm="ring")
+        if spec.direction == "fwd+bwd":
+            comm *= 2
+    return _Timing(ops_s + comm, ops_s, comm)
+
+
+# --- memory ------------------------------------------------------------------------------------------------------
+
+
+def _memory(spec: ParallelSpec) -> tuple[float, int]:
+    """Bytes per device and the largest context (`seqpar_memory`), fwd as inference prefill, fwd+bwd as
+    training."""
+    from archsim.systems import seqpar_memory as mem
+
+    scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
+    multiple = 2 * spec.devices if spec.scheme in ("zigzag", "allgather", "usp") else spec.devices
+    if spec.direction == "fwd":
+        def memory_of(n: int):
+            return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp)
+    else:
+        def memory_of(n: int):
+            return mem.training_memory(spec.workload, scheme, spec.devices * spec.tp, n, spec.batch)
+    capacity = float(spec.gpu.dram_bytes)
+    return memory_of(spec.seq_len).total_bytes, mem.max_context_tokens(memory_of, capacity, multiple)

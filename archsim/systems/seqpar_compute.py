@@ -1,0 +1,157 @@
+"""What one device of a sequence-parallel group computes, and how long it takes: the GPU model's costs of attention
+blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.seqpar`.
+
+- Softmax-attention blocks (`DeviceCompute.attention_s`): one call of the GPU attention kernel
+  (`archsim.model.gpu_kernels`, FlashAttention-2 by default) per block of q query tokens against k key tokens, the
+  heads and KV heads one device holds. A causal block is a square one with the causal mask (the diagonal block of a
+  ring). The kernel model takes square problems, so a rectangular full block of q x k (a zigzag half chunk, a
+  query chunk against every earlier key) is modelled as m = max/min calls' worth of square min x min blocks in one
+  launch (batch x m): the same tiles and bytes, spread over m times the CTAs (assumption: the wave quantisation of
+  a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward.
+- Linear-attention chunks (`linear_chunk_s`): the library cascade `lightning-attention-2` (Qin et al. 2024, no
+  decay) bound to the chunk's tokens and `LINEAR_BLOCK` tokens per block, costed by the GPU device
+  (`archsim.systems.gpu_device.GpuDevice`): each of its MAC Einsums a cuBLAS-like GEMM launch, its adds an
+  elementwise pass. The backward is taken as twice the forward (dQ, dK, dV need two products for each forward one).
+- State products (`state_gemm_s`): one device's d x d state per head (a chunk's K^T V, or Q times a received
+  state) is a GEMM launch of 2 B H c d^2 FLOPs over Q or K, the state and the output.
+- Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
+  heads, KV heads and FFN width / tp) for the device's tokens, costed by the GPU device; the backward as twice
+  the forward (dX and dW).
+Precision bf16 (the papers' runs); FLOPs, bytes and tiles come from the cascades and the kernel model, nothing is
+counted here.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+from archsim import library
+from archsim.arch.gpu import GPU
+from archsim.cascade.analysis import analyze
+from archsim.cascade.bind import bind
+from archsim.errors import SpecError
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu import AttentionCase, GemmLaunch, gemm_launch_time
+from archsim.model.gpu_kernels import family_of, predict
+from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
+from archsim.systems.step import Op, Step, layer_ops
+from archsim.workload import Workload
+
+PRECISION = "bf16"
+LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
+BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
+SOURCE = "<parallel>"
+
+
+@dataclass(frozen=True)
+class DeviceCompute:
+    """One device's compute: a GPU, its attention kernel, and the sizes it holds (heads / tp)."""
+
+    gpu: GPU
+    kernel: str
+    batch: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    direction: str  # fwd | fwd+bwd
+
+    @functools.cached_property
+    def device(self) -> GpuDevice:
+        calibration = load_calibration()
+        family = family_of(self.kernel)
+        if family is None:
+            raise SpecError(SOURCE, "kernel", f"no model for attention kernel {self.kernel!r}")
+        return GpuDevice(self.gpu.name, self.gpu, calibration.family_params(GEMM_FAMILY), self.kernel,
+                         calibration.family_params(family))
+
+    @functools.cached_property
+    def _blocks(self) -> dict[tuple[int, int, bool, int, int], float]:
+        return {}
+
+    @functools.cached_property
+    def _chunks(self) -> dict[int, float]:
+        return {}
+
+    def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
+                    kv_heads: int | None = None) -> float:
+        """One kernel call: q query tokens against k keys (causal: q == k, the diagonal block), 0 for no work."""
+        if q_tokens == 0 or k_tokens == 0:
+            return 0.0
+        heads = self.heads if heads is None else heads
+        kv_heads = self.kv_heads if kv_heads is None else kv_heads
+        key = (q_tokens, k_tokens, causal, heads, kv_heads)
+        if key not in self._blocks:
+            self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
+        return self._blocks[key]
+
+    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> float:
+        small, large = min(q_tokens, k_tokens), max(q_tokens, k_tokens)
+        if causal and q_tokens != k_tokens:
+            raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
+        calls = -(-large // small)  # a ragged last block counts whole (its CTAs run)
+        case = AttentionCase(self.direction, self.batch * calls, heads, kv_heads, self.head_dim, small, causal,
+                             PRECISION)
+        result = predict(self.kernel, case, self.gpu, self.device.kernel_params)
+        if not result.feasible:
+            raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {q_tokens} x {k_tokens} tokens on "
+                                              f"{self.gpu.name}: {result.reason}")
+        return result.time_s
+
+    def _factor(self) -> float:
+        return 1.0 + (BACKWARD_FACTOR if self.direction == "fwd+bwd" else 0.0)
+
+    def linear_chunk_s(self, tokens: int) -> float:
+        """Causal linear attention inside one chunk of `tokens` (the chunk's own keys only), fwd or fwd+bwd."""
+        if tokens not in self._chunks:
+            self._chunks[tokens] = _linear_chunk_fwd_s(self.device, self.batch, self.heads, self.head_dim, tokens)
+        return self._chunks[tokens] * self._factor()
+
+    def state_gemm_s(self, tokens: int) -> float:
+        """One d x d state product per head over `tokens` tokens (K^T V, or Q times a state), fwd or fwd+bwd."""
+        d, rows = self.head_dim, self.batch * self.heads
+        flops = 2.0 * rows * tokens * d * d
+        dram = rows * (tokens * d * 2 + d * d * 4 + tokens * d * 2)  # bf16 Q/K and output, fp32 state
+        launch = GemmLaunch("state", flops, dram, PRECISION)
+        return gemm_launch_time(launch, self.gpu, self.device.params).time_s * self._factor()
+
+    def elementwise_s(self, dram_bytes: float) -> float:
+        """An elementwise pass (a state add, a prefix sum) over `dram_bytes`."""
+        return self.device.elementwise_s(dram_bytes) if dram_bytes else 0.0
+
+    def dense_s(self, shard: Workload, tokens: int) -> float:
+        """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
+        sequences on the device's shard, fwd or fwd+bwd."""
+        ops = [op for op in _layer(shard, self.batch, tokens) if op.name != "attention"]
+        return self.device.cost(ops).time_s * self._factor()
+
+
+def shard(workload: Workload, tp: int) -> Workload:
+    """One tensor-parallel rank's sizes: heads, KV heads, FFN width / tp (each must divide)."""
+    params = dict(workload.params)
+    for size in ("heads", "kv_heads", "ffn_dim"):
+        if size in params:
+            if int(params[size]) % tp:
+                raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
+                                                                 f"{params[size]:g}")
+            params[size] = params[size] // tp
+    return replace(workload, params=params)
+
+
+def _layer(shard_workload: Workload, batch: int, tokens: int) -> tuple[Op, ...]:
+    block = shard_workload.block
+    if block is None:
+        raise SpecError(shard_workload.path, "block", "missing: the layer's norm and FFN kind (gpt or llama)")
+    return layer_ops(shard_workload, Step("prefill", batch, tokens), block)
+
+
+def _linear_chunk_fwd_s(device: GpuDevice, batch: int, heads: int, head_dim: int, tokens: int) -> float:
+    cascade = library.load_cascade_spec("lightning-attention-2")
+    block = min(LINEAR_BLOCK, tokens)
+    if tokens % block:
+        raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole number of "
+                                           f"{block}-token blocks")
+    binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim,
+                             "block": block, "word_bytes": 2})
+    op = Op("linear-attention", "lightning-attention-2", binding, analyze(binding), (), "prefill")
+    return device.cost([op]).time_s

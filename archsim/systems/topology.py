@@ -1,0 +1,164 @@
+"""A cluster's network as nested levels of links (ASTRA-sim's per-dimension topology), and which link a group of
+devices talks over.
+
+A topology is a list of levels, innermost first. Level i joins `devices` groups of level i-1 (single devices at
+level 0) over its `link` (`archsim.systems.links`): e.g. 8 GPUs of a node over NVLink, then nodes over one NIC per
+GPU. The outermost level may leave `devices` out: any number of its groups. Devices are numbered rank-major (device
+r is in node r // 8 of an 8-GPU node), as launchers number ranks. File format (presets in
+`archsim/systems/topology_presets/`)::
+
+    name: dgx-a100
+    description: one line
+    source: where the numbers come from
+    levels:
+      - {link: nvlink3-a100, devices: 8}   # a link preset name, or a link's fields inline
+      - {link: ib-hdr-200g}                # nodes; no `devices`: as many as a run asks for
+
+Assumptions (seqpar-sparse.md §4 "implication for us"; ASTRA-sim's analytical backend and SimAI's busbw do the same):
+- every device has its own port on each level's link (one NIC per GPU; an NVSwitch port), full duplex;
+- a message between two devices goes over the link of the outermost level at which their groups differ, at that
+  link's alpha-beta cost; no congestion beyond a device's own port (a non-blocking switch per level);
+- a ring over a group advances in lock step, so its slowest hop sets every step (`group_link`); an all-to-all sends
+  to every peer, each level's peers over that level's link, the levels' links working at once (`all_to_all_s`).
+Errors are SpecErrors naming the file and the field. The key `levels` marks a topology spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.errors import SpecError, check_header
+from archsim.systems import collectives
+from archsim.systems.links import Link, link_from_dict, load_link
+
+PRESETS_PACKAGE = "archsim.systems.topology_presets"
+TEXT = ("name", "description", "source")
+KEYS = (*TEXT, "levels")
+OPTIONAL = ("description",)
+MAX_DEVICES = 2**20
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level: `devices` groups of the level below joined by `link` (None: unbounded, the outermost only)."""
+
+    link: Link
+    devices: int | None
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    description: str
+    source: str
+    citation: str
+    levels: tuple[Level, ...]
+
+    def span(self, level: int) -> int | None:
+        """Devices in one group of `level` (None for an unbounded outermost level)."""
+        size = 1
+        for lv in self.levels[:level + 1]:
+            if lv.devices is None:
+                return None
+            size *= lv.devices
+        return size
+
+    def capacity(self) -> int | None:
+        """The most devices the topology holds (None: unbounded)."""
+        return self.span(len(self.levels) - 1)
+
+    def level_between(self, a: int, b: int) -> int:
+        """The level whose link joins devices `a` and `b` (-1 for the same device)."""
+        if a == b:
+            return -1
+        for index in range(len(self.levels)):
+            span = self.span(index)
+            if span is None or a // span == b // span:
+                return index
+        raise SpecError(self.source, "levels", f"devices {a} and {b} are beyond its {self.capacity()} devices")
+
+    def link_between(self, a: int, b: int) -> Link:
+        return self.levels[max(0, self.level_between(a, b))].link
+
+    def group_link(self, members: Sequence[int]) -> Link:
+        """The slowest link any two members of a group talk over (a lock-step ring's every step): the link of the
+        outermost level the group spans."""
+        self.check_devices(max(members) + 1, "devices")
+        first = members[0]
+        level = max((self.level_between(first, m) for m in members), default=-1)
+        return self.levels[max(0, level)].link
+
+    def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
+        capacity = self.capacity()
+        if capacity is not None and count > capacity:
+            raise SpecError(source, field, f"expected at most {capacity} devices, the size of topology "
+                                           f"{self.name!r} ({self.source}), got {count}")
+
+    def all_to_all_s(self, message_bytes: float, members: Sequence[int]) -> float:
+        """Each member sends a distinct 1/p of its `message_bytes` buffer to every other member (pairwise
+        exchange, `collectives.all_to_all_s`): the peers a device reaches over each level's link take their
+        steps over that link, the levels at once; the slowest level sets the time."""
+        p = len(members)
+        if p == 1 or message_bytes == 0:
+            return 0.0
+        slowest = 0.0
+        for member in members:
+            peers_by_level: dict[int, int] = {}
+            for other in members:
+                if other != member:
+                    level = self.level_between(member, other)
+                    peers_by_level[level] = peers_by_level.get(level, 0) + 1
+            for level, peers in peers_by_level.items():
+                step = collectives.send_recv_s(message_bytes / p, self.levels[level].link)
+                slowest = max(slowest, peers * step)
+        return slowest
+
+
+def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
+    check_header(data, KEYS, OPTIONAL, TEXT, source, "")
+    levels = data["levels"]
+    if not isinstance(levels, list) or not levels:
+        raise SpecError(source, "levels", f"expected a non-empty list of {{link, devices}}, innermost first, "
+                                          f"got {levels!r}")
+    parsed = []
+    for index, entry in enumerate(levels):
+        where = f"levels[{index}]"
+        if not isinstance(entry, dict) or "link" not in entry or set(entry) - {"link", "devices"}:
+            raise SpecError(source, where, f"expected {{link: a link preset or a link's fields, devices: a whole "
+                                           f"number}}, got {entry!r}")
+        link = entry["link"]
+        link = (link_from_dict(link, source, f"{where}.link") if isinstance(link, dict)
+                else _preset_link(link, source, f"{where}.link"))
+        devices = entry.get("devices")
+        last = index == len(levels) - 1
+        if devices is None and not last:
+            raise SpecError(source, f"{where}.devices", "missing: only the outermost level may leave its number "
+                                                        "of groups open")
+        if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int)
+                                    or not 1 <= devices <= MAX_DEVICES):
+            raise SpecError(source, f"{where}.devices", f"expected a whole number from 1 to {MAX_DEVICES}, "
+                                                        f"got {devices!r}")
+        parsed.append(Level(link, devices))
+    return Topology(data["name"], data.get("description", ""), source, data["source"], tuple(parsed))
+
+
+def _preset_link(name: Any, source: str, where: str) -> Link:
+    if not isinstance(name, str):
+        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {name!r}")
+    try:
+        return load_link(name)
+    except SpecError as error:
+        raise SpecError(source, where, f"no link {name!r}: {error.message}") from None
+
+
+def load_topology(name_or_path: str | Path) -> Topology:
+    """A preset by name (`dgx-a100`, see `topology_names()`) or a YAML file by path."""
+    return library.load_preset("topology presets", name_or_path, PRESETS_PACKAGE, topology_from_dict)
+
+
+def topology_names() -> list[str]:
+    return library.names("topology presets", PRESETS_PACKAGE)
