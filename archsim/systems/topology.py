@@ -10,6 +10,7 @@ r is in node r // 8 of an 8-GPU node), as launchers number ranks. File format (p
     name: dgx-a100
     description: one line
     source: where the numbers come from
+    gpu: a100-80gb-sxm4                    # the devices: a GPU preset name or file (archsim.gpu.load)
     levels:
       - {link: nvlink3-a100, devices: 8}   # a link preset name, or a link's fields inline
       - {link: ib-hdr-200g}                # nodes; no `devices`: as many as a run asks for
@@ -31,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
+from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_header
 from archsim.systems import collectives
 from archsim.systems.links import Link, link_from_dict, load_link
 
 PRESETS_PACKAGE = "archsim.systems.topology_presets"
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "levels")
+KEYS = (*TEXT, "gpu", "levels")
 OPTIONAL = ("description",)
 MAX_DEVICES = 2**20
 
@@ -56,6 +58,7 @@ class Topology:
     description: str
     source: str
     citation: str
+    gpu: GPU
     levels: tuple[Level, ...]
 
     def span(self, level: int) -> int | None:
@@ -143,7 +146,19 @@ def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
             raise SpecError(source, f"{where}.devices", f"expected a whole number from 1 to {MAX_DEVICES}, "
                                                         f"got {devices!r}")
         parsed.append(Level(link, devices))
-    return Topology(data["name"], data.get("description", ""), source, data["source"], tuple(parsed))
+    return Topology(data["name"], data.get("description", ""), source, data["source"],
+                    _gpu(data["gpu"], source), tuple(parsed))
+
+
+def _gpu(name: Any, source: str) -> GPU:
+    from archsim.gpu.load import load_gpu
+
+    if not isinstance(name, str):
+        raise SpecError(source, "gpu", f"expected a GPU preset name or file, got {name!r}")
+    try:
+        return load_gpu(name)
+    except SpecError as error:
+        raise SpecError(source, "gpu", f"no GPU {name!r}: {error.message}") from None
 
 
 def _preset_link(name: Any, source: str, where: str) -> Link:
