@@ -17,7 +17,7 @@ from archsim.workload import BLOCK_KINDS, workload_from_dict
 
 SMALL = {"name": "small", "params": {"hidden": 64, "heads": 4, "kv_heads": 4, "head_dim": 16, "ffn_dim": 256}}
 FAMILIES = {"gpt3-": "gpt", "opt-": "gpt", "llama": "llama", "mixtral-": "llama", "deepseek-": "llama",
-            "glam-": "llama", "grok-": "llama"}
+            "glam-": "llama", "grok-": "llama", "linear-llama": "llama"}
 NO_BLOCK = ("bert-base", "t5-small", "trxl", "xlm")
 
 
