@@ -127,15 +127,19 @@ def dependency_dag(cascade: Cascade) -> nx.DiGraph:
     return graph
 
 
+def tensor_infos(binding: Binding) -> tuple[TensorInfo, ...]:
+    """Kind, ranks, shape and bytes of each tensor of a bound cascade: `analyze`'s tensors, without counting any
+    Einsum's points (a mask's count can cost far more than the shapes)."""
+    return tuple(TensorInfo(name, decl.kind, decl.ranks, binding.shape(name), binding.bytes(name))
+                 for name, decl in binding.cascade.tensors.items())
+
+
 def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None) -> Analysis:
     """Points, ops by type and tensor bytes of a bound cascade, and its passes (`passes`, when given, is the
     cascade's `pass_analysis`, which does not depend on the sizes: a caller binding one cascade many times passes
     it once)."""
     cascade = binding.cascade
-    tensors = tuple(
-        TensorInfo(name, decl.kind, decl.ranks, binding.shape(name), binding.bytes(name))
-        for name, decl in cascade.tensors.items()
-    )
+    tensors = tensor_infos(binding)
     points, ops = {}, {}
     for einsum in cascade.einsums:
         points[einsum.name] = einsum_points(binding, einsum)

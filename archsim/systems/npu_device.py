@@ -122,7 +122,7 @@ def _other_hbm_bytes(op: Op, streamed: set[str], weight_fraction: float) -> floa
     of its other weights (a norm's gain)."""
     total = 0.0
     roles = op.tensor_roles
-    for tensor in op.analysis.tensors:
+    for tensor in op.tensors:
         if tensor.name in streamed:
             continue
         role = roles[tensor.name]

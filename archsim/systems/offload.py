@@ -336,7 +336,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     post = [costs[op.name] for op in ops[at + 1:]]
     post_s = sum(c.time_s for c in post) + _allreduce_s(compute, m)
     qkv = next(op for op in ops if op.name == "qkv")
-    outputs = {t.name: t.bytes for t in qkv.analysis.tensors if t.kind == "output"}  # Q, and the cache's K, V
+    outputs = {t.name: t.bytes for t in qkv.tensors if t.kind == "output"}  # Q, and the cache's K, V
     q_share = outputs["Q"] / sum(outputs.values())
     qkv_s = costs["qkv"].time_s
     device = model.pool_device

@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
@@ -153,5 +152,5 @@ def _linear_chunk_fwd_s(device: GpuDevice, batch: int, heads: int, head_dim: int
                                            f"{block}-token blocks")
     binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim,
                              "block": block, "word_bytes": 2})
-    op = Op("linear-attention", "lightning-attention-2", binding, analyze(binding), (), "prefill")
+    op = Op("linear-attention", "lightning-attention-2", binding, (), "prefill")
     return device.cost([op]).time_s

@@ -293,7 +293,7 @@ def _kv(op: Op) -> float:
 
 
 def _inputs(op: Op) -> set[str]:
-    return {t.name for t in op.analysis.tensors if t.kind == "input"}
+    return {t.name for t in op.tensors if t.kind == "input"}
 
 
 def _embedding_elements(workload: Workload) -> float:

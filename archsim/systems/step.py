@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from archsim import library
-from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.analysis import Analysis, TensorInfo, analyze, tensor_infos
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
@@ -128,9 +128,19 @@ class Op:
     name: str
     cascade: str
     binding: Binding
-    analysis: Analysis
     deps: tuple[str, ...]  # the ops whose outputs this one reads, earlier in the layer
     phase: str = "decode"  # the step's phase: in prefill an attention op's K and V are this step's own
+
+    @functools.cached_property
+    def analysis(self) -> Analysis:
+        """Points and operation counts (`analyze`), worked out when first asked: an op read for its tensors' bytes
+        alone (a memory model) never counts its masks."""
+        return analyze(self.binding, passes=_passes(self.cascade))
+
+    @functools.cached_property
+    def tensors(self) -> tuple[TensorInfo, ...]:
+        """The op's tensors: kind, ranks, shape and bytes (`tensor_infos`)."""
+        return tensor_infos(self.binding)
 
     @functools.cached_property
     def ops(self) -> dict[str, int]:
@@ -147,11 +157,11 @@ class Op:
         roles = ROLES[self.cascade]
         return {t.name: roles.get(t.name, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(t.kind,
                                                                                                     INTERMEDIATE))
-                for t in self.analysis.tensors}
+                for t in self.tensors}
 
     @property
     def tensor_bytes(self) -> dict[str, int]:
-        return {t.name: t.bytes for t in self.analysis.tensors}
+        return {t.name: t.bytes for t in self.tensors}
 
     @functools.cached_property
     def bytes_by_role(self) -> dict[str, int]:
@@ -264,7 +274,7 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
         phase: str) -> Op:
     cascade = _cascade(cascade_name)
     binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
-    return Op(name, cascade_name, binding, analyze(binding, passes=_passes(cascade_name)), deps, phase)
+    return Op(name, cascade_name, binding, deps, phase)
 
 
 @functools.cache

@@ -216,7 +216,7 @@ class SystemModel:
     def kv_bytes_per_token(self) -> float:
         qkv = next(op for op in self._one_token if op.name == "qkv")
         roles = qkv.tensor_roles
-        per_layer = sum(t.bytes for t in qkv.analysis.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
+        per_layer = sum(t.bytes for t in qkv.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
         return float(per_layer * int(self.workload.params["layers"]) * self.parallelism.tp)
 
     @property

@@ -1,0 +1,140 @@
+"""Multi-device attention timing (`archsim.systems.seqpar`, issue 18): the ring's step chain against closed forms,
+the causal load imbalance and its balancing as the model computes them, communication from the link formulas,
+and bad input naming the field.
+
+Sizes: Llama-3-8B shapes (32 query heads, 8 KV heads, d 128) on A100s over NVLink or 100 Gb/s InfiniBand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from archsim import library
+from archsim.errors import SpecError
+from archsim.systems import collectives
+from archsim.systems.seqpar import ParallelSpec, parallel_time, ring_schedule_s
+from archsim.systems.topology import load_topology
+
+NVLINK, IB, DGX = load_topology("a100-nvlink"), load_topology("a100-ib-100g"), load_topology("dgx-a100")
+LLAMA = library.load_workload_spec("llama3-8b")
+LINEAR = library.load_workload_spec("linear-llama3-1b")
+
+
+def _spec(scheme: str, devices: int, seq_len: int, topology=NVLINK, **changes) -> ParallelSpec:
+    return ParallelSpec(scheme, devices, changes.pop("workload", LLAMA), seq_len, topology.gpu, topology, **changes)
+
+
+@pytest.mark.parametrize("work, hop", [(2.0, 1.0), (1.0, 3.0)])
+def test_ring_chain_uniform_work_is_max_per_step_plus_the_last_block(work: float, hop: float) -> None:
+    """P equal blocks: P - 1 steps of max(compute, transfer), then the last block's compute."""
+    for p in (1, 2, 5):
+        assert ring_schedule_s([[work] * p for _ in range(p)], hop) == pytest.approx((p - 1) * max(work, hop) + work)
+
+
+def test_ring_chain_waits_for_the_slowest_neighbour() -> None:
+    """One slow device delays its successors by the chain, not only itself: a barrier-free ring still ends with
+    the slowest device's work plus what waits on it."""
+    work = [[1.0, 1.0, 1.0], [5.0, 1.0, 1.0], [1.0, 1.0, 3.0]]
+    # device 1's step 0 takes 5, so it sends its step-1 block at 5: device 2 starts its last step at 5 + hop and
+    # ends at 5.5 + 3, after device 1's own 7 and far after its own 5 of work
+    assert ring_schedule_s(work, 0.5) == pytest.approx(5.0 + 0.5 + 3.0)
+
+
+def test_causal_ring_is_bounded_by_its_imbalance_and_zigzag_stripe_balance_it() -> None:
+    """Compute-bound (64K tokens over 8 A100s on NVLink): contiguous causal ring runs at about half of ideal (the
+    last device does every block), zigzag and stripe near ideal."""
+    results = {s: parallel_time(_spec(s, 8, 65536)) for s in ("ring", "zigzag", "stripe")}
+    ring, zigzag, stripe = (results[s].efficiency for s in ("ring", "zigzag", "stripe"))
+    assert 0.4 < ring < 0.6
+    assert zigzag > 0.85 and stripe > 0.8
+    assert zigzag > stripe > ring
+    for r in results.values():  # compute-bound: nothing exposed beyond a few percent
+        assert r.exposed_comm_s < 0.05 * r.time_s
+
+
+def test_non_causal_ring_hides_the_transfer_only_above_the_minimum_block() -> None:
+    """Over 12.5 GB/s InfiniBand a c x c block hides its K/V transfer only when c is large enough (F/B = 24.5K
+    tokens for MHA at the A100's peak; Llama-3-8B's 8 KV heads of 32 send a quarter of MHA's bytes, and the kernel
+    runs below peak, so fewer): 2K-token blocks are transfer-bound, 32K-token blocks compute-bound."""
+    small = parallel_time(_spec("ring", 8, 8 * 2048, IB, causal=False))
+    large = parallel_time(_spec("ring", 8, 8 * 32768, IB, causal=False))
+    assert small.exposed_comm_s > 0.3 * small.time_s
+    assert large.exposed_comm_s < 0.05 * large.time_s
+    kv = 2 * 2048 * 8 * 128 * 2  # one block's K and V, bf16
+    hop = collectives.send_recv_s(kv, IB.levels[0].link)
+    assert small.comm_s == pytest.approx(7 * hop)
+    block = small.compute_s / 8  # non-causal: every device computes 8 equal blocks
+    assert hop > block
+    assert small.time_s == pytest.approx(7 * hop + block)  # 7 transfer-bound steps, then the last block
+
+
+def test_ring_over_nodes_runs_at_the_nic() -> None:
+    """16 A100s of two DGX nodes: the ring's slowest hop is InfiniBand HDR, so the transfer term is the NIC's."""
+    inside, across = parallel_time(_spec("ring", 8, 8 * 4096, DGX, causal=False)), \
+        parallel_time(_spec("ring", 16, 16 * 4096, DGX, causal=False))
+    kv = 2 * 4096 * 8 * 128 * 2
+    assert inside.comm_s == pytest.approx(7 * collectives.send_recv_s(kv, DGX.levels[0].link))
+    assert across.comm_s == pytest.approx(15 * collectives.send_recv_s(kv, DGX.levels[1].link))
+
+
+def test_ulysses_moves_its_all_to_alls_and_nothing_overlaps() -> None:
+    """DeepSpeed-Ulysses: per device (N/P)(H + 2 H_kv) d b bytes of Q, K, V and (N/P) H d b of O in all-to-alls
+    over the group (collectives' pairwise exchange); time = attention + both."""
+    p, n = 8, 65536
+    result = parallel_time(_spec("ulysses", p, n))
+    per_head = (n // p) * 128 * 2
+    link = NVLINK.levels[0].link
+    expected = collectives.all_to_all_s(per_head * (32 + 16), p, link) + collectives.all_to_all_s(per_head * 32, p,
+                                                                                                    link)
+    assert result.comm_s == pytest.approx(expected)
+    assert result.time_s == pytest.approx(result.compute_s + result.comm_s)
+    assert parallel_time(replace(result.spec, direction="fwd+bwd")).comm_s == pytest.approx(2 * expected)
+
+
+def test_lasp2_gathers_states_whose_size_does_not_grow_with_the_sequence() -> None:
+    """LASP-2's all-gather carries P states of B H d x d fp32, whatever N; LASP-1's chain has P - 1 hops of one."""
+    state = 16 * 128 * 128 * 4
+    link = DGX.levels[1].link
+    for n in (64 * 1024, 1024 * 1024):
+        lasp2 = parallel_time(_spec("lasp2", 64, n, DGX, workload=LINEAR))
+        lasp1 = parallel_time(_spec("lasp1", 64, n, DGX, workload=LINEAR))
+        assert lasp2.comm_s == pytest.approx(collectives.all_gather_s(64 * state, 64, link))
+        assert lasp1.comm_s == pytest.approx(63 * collectives.send_recv_s(state, link))
+        assert lasp2.time_s < lasp1.time_s
+
+
+def test_efficiency_is_ideal_over_time_and_one_device_is_ideal() -> None:
+    one = parallel_time(_spec("zigzag", 1, 16384))
+    assert one.efficiency == pytest.approx(1.0) and one.comm_s == 0
+    many = parallel_time(_spec("zigzag", 4, 16384))
+    assert many.efficiency == pytest.approx(one.time_s / 4 / many.time_s)
+    assert many.record().extras["efficiency"] == pytest.approx(many.efficiency)
+
+
+def test_layer_scope_adds_the_dense_ops_and_tp_all_reduces() -> None:
+    attention = parallel_time(_spec("ring", 2, 16384, DGX, tp=8))
+    layer = parallel_time(replace(attention.spec, scope="layer"))
+    assert layer.time_s > attention.time_s and layer.comm_s > attention.comm_s
+    assert math.isfinite(layer.ideal_s)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"scheme": "ring", "seq_len": 65537}, "seq_len"),
+    ({"scheme": "zigzag", "devices": 8, "seq_len": 8 * 1000 + 8}, "seq_len"),
+    ({"scheme": "ulysses", "devices": 3, "seq_len": 3 * 4096}, "params.heads"),
+    ({"scheme": "ulysses", "devices": 16, "seq_len": 16 * 4096, "topology": DGX}, "params.kv_heads"),
+    ({"scheme": "usp", "devices": 8, "seq_len": 65536}, "ulysses"),
+    ({"scheme": "ring", "devices": 16, "seq_len": 65536}, "devices"),  # beyond the 8-GPU NVLink board
+    ({"scheme": "tree", "devices": 2, "seq_len": 4096}, "scheme"),
+    ({"scheme": "ring", "devices": 2, "seq_len": 4096, "tp": 3}, "tp"),
+])
+def test_bad_input_names_the_field(changes: dict, field: str) -> None:
+    base = {"scheme": "ring", "devices": 8, "seq_len": 65536, "topology": NVLINK}
+    base.update(changes)
+    topology = base.pop("topology")
+    with pytest.raises(SpecError) as error:
+        parallel_time(_spec(base.pop("scheme"), base.pop("devices"), base.pop("seq_len"), topology, **base))
+    assert error.value.where == field
