@@ -44,6 +44,8 @@ COMMANDS = {
                  "Predict every supported row of a measurements CSV, beside the pure roofline."),
     "gpu-roofline": ("archsim.commands.gpu", "gpu_roofline_cmd",
                      "Roofline of a workload's attention kernels on a GPU."),
+    "parallel": ("archsim.commands.parallel_cmd", "parallel_cmd",
+                 "Time one layer's attention cut over P devices by a sequence-parallel scheme ..."),
 }
 
 

@@ -1,0 +1,200 @@
+"""`archsim parallel`: one layer's attention (or whole decoder layer) of a long sequence cut over P devices, timed
+by `archsim.systems.seqpar` at every point of a grid of schemes x device counts x sequence lengths.
+
+Comma lists in --scheme, --devices and --seq-len make the grid. A point whose spec the scheme rejects (Ulysses
+with P not dividing the heads, N not a multiple of the chunks) is an infeasible row with the reason when the grid
+has more than one point, so one bad corner does not kill a sweep; a single point exits 2 with the reason. The
+model's field names are given as the options that set them (`seq_len` -> `--seq-len`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from archsim.commands.options import nonempty
+from archsim.errors import SpecError
+from archsim.outputs import check_writable
+
+DEFAULT_TOPOLOGY = "hgx-h100"
+SUFFIXES = {"K": 1024, "M": 1024**2}  # 8K tokens = 8192, as the papers count them
+FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
+                 "ulysses": "--ulysses", "kernel": "--kernel"}
+# the text table: header, row key, how a value is shown (ms per layer, GB per device)
+TEXT_COLUMNS = (
+    ("time ms", "latency_s", lambda v: f"{v * 1e3:.4g}"),
+    ("compute ms", "compute_s", lambda v: f"{v * 1e3:.4g}"),
+    ("comm ms", "comm_s", lambda v: f"{v * 1e3:.4g}"),
+    ("exposed ms", "exposed_comm_s", lambda v: f"{v * 1e3:.4g}"),
+    ("hidden ms", "hidden_comm_s", lambda v: f"{v * 1e3:.4g}"),
+    ("ideal ms", "ideal_s", lambda v: f"{v * 1e3:.4g}"),
+    ("efficiency", "efficiency", lambda v: f"{v:.3f}"),
+    ("mem/dev GB", "memory_bytes", lambda v: f"{v / 1e9:.2f}"),
+    ("max context", "max_context_tokens", lambda v: f"{v:.0f}" if v > 0 else "-"),
+)
+
+
+def _counts(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), in order, once each."""
+    option = param.opts[0]
+    out: list[int] = []
+    for item in value.split(","):
+        text = item.strip().upper()
+        scale = SUFFIXES.get(text[-1:], 1)
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit() or int(digits) * scale < 1:
+            raise SpecError(option, value, f"expected whole numbers >= 1 separated by commas (8K = 8192), got "
+                                           f"{item.strip()!r}")
+        if int(digits) * scale not in out:
+            out.append(int(digits) * scale)
+    return out
+
+
+def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    from archsim.systems.seqpar import SCHEMES
+
+    names = list(dict.fromkeys(item.strip() for item in value.split(",")))
+    for name in names:
+        if name not in SCHEMES:
+            raise SpecError("--scheme", name, f"expected one of {', '.join(SCHEMES)}")
+    return names
+
+
+@click.command("parallel")
+@click.option("--scheme", "schemes", required=True, metavar="S[,S...]", callback=_schemes,
+              help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2 (a comma list sweeps).")
+@click.option("--devices", required=True, metavar="P[,P...]", callback=_counts,
+              help="Devices of the sequence-parallel group (a comma list sweeps).")
+@click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
+              help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b) or a YAML file.")
+@click.option("--seq-len", "seq_lens", required=True, metavar="N[,N...]", callback=_counts,
+              help="Tokens of each sequence, e.g. 32768 or 32K (a comma list sweeps).")
+@click.option("--topology", metavar="NAME|FILE", callback=nonempty,
+              help=f"Network of the devices: a preset (dgx-a100, hgx-h100, ...) or a YAML file. Default: "
+                   f"{DEFAULT_TOPOLOGY} (8 H100 per node over NVLink 4, 400 Gb/s NICs between nodes).")
+@click.option("--gpu", metavar="PRESET", callback=nonempty, help="GPU preset of the devices (default: the "
+                                                                  "topology's).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
+@click.option("--direction", type=click.Choice(["fwd", "fwd+bwd"]), default="fwd", show_default=True,
+              help="Forward (prefill) or forward and backward (training).")
+@click.option("--scope", type=click.Choice(["attention", "layer"]), default="attention", show_default=True,
+              help="Time the attention and its communication, or the whole decoder layer.")
+@click.option("--causal/--no-causal", default=True, show_default=True, help="Causal mask.")
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tensor-parallel devices per sequence-parallel rank, inside a node.")
+@click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
+              help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
+@click.option("--kernel", metavar="K", help="Attention kernel the GPU model times (default: FlashAttention-2).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
+@click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
+              help="Also write parallel.csv and a report page (scaling figures, their CSVs, index.html) here.")
+def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens: list[int], topology: str | None,
+                 gpu: str | None, batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None,
+                 kernel: str | None, as_json: bool, out: str | None) -> None:
+    """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
+    hidden or exposed, efficiency against one device, memory per device and the largest context that fits.
+
+    Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU, batch 1, fwd, attention
+    only, causal. Efficiency is the one-device time / P over the time.
+
+    Examples:
+
+    \b
+      archsim parallel --scheme ring,zigzag,stripe --devices 2,4,8 --workload llama3-8b --seq-len 64K
+      archsim parallel --scheme usp --ulysses 8 --devices 16 --workload llama3-8b --seq-len 128K --direction fwd+bwd
+      archsim parallel --scheme ring,lasp1,lasp2 --devices 64 --workload linear-llama3-1b --seq-len 512K,2M \\
+          --topology dgx-a100 --out reports/parallel
+    """
+    from archsim.model.gpu_kernels import KERNELS
+    from archsim.systems.seqpar import DEFAULT_KERNEL
+
+    if ulysses is not None and "usp" not in schemes:
+        raise click.UsageError("--ulysses applies to --scheme usp only")
+    if ulysses is None and "usp" in schemes:
+        raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
+    kernel = kernel or DEFAULT_KERNEL
+    if kernel not in KERNELS:
+        raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
+    if out:
+        check_writable(out, "--out", directory=True)
+    base = _first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction, scope,
+                        causal, tp, ulysses, kernel)
+    grid = [replace(base, scheme=s, devices=p, seq_len=n) for s in schemes for p in devices for n in seq_lens]
+    rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
+    title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
+             f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
+             f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, {kernel}")
+    if out:
+        from archsim.report.parallel import write_parallel_report
+
+        write_parallel_report(rows, Path(out), title)
+    if as_json:
+        click.echo(json.dumps({"points": [{k: None if isinstance(v, float) and math.isnan(v) else v
+                                           for k, v in row.items()} for row in rows]}, indent=2))
+        return
+    _show(title, rows)
+    if out:
+        click.echo(f"rows written to {out}/parallel.csv, report to {out}/index.html")
+
+
+def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, batch: int,
+                 direction: str, scope: str, causal: bool, tp: int, ulysses: int | None, kernel: str):
+    """The grid's first point, which the others vary; a name that finds no preset or file is named by its option."""
+    from archsim.gpu.load import load_gpu
+    from archsim.library import load_workload_spec
+    from archsim.systems.seqpar import ParallelSpec
+    from archsim.systems.topology import load_topology
+
+    model = _named("--workload", workload, load_workload_spec)
+    network = _named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
+    device = _named("--gpu", gpu, load_gpu) if gpu else network.gpu
+    return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,
+                        scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
+
+
+def _named(option: str, name: str, load):
+    try:
+        return load(name)
+    except SpecError as error:
+        if error.source == name:  # the name itself found nothing (a file that is found but bad says where)
+            raise SpecError(option, name, error.message) from None
+        raise
+
+
+def point_row(spec, single: bool) -> dict:
+    """One point as a flat row: feasible, reason, the record's fields (`Record.flat`) and the hidden
+    communication. A spec the model rejects is a row with feasible False and NaN metrics, or, for a `single`
+    point, the SpecError (the model's field named as its option)."""
+    from archsim.systems.seqpar import ParallelResult, parallel_time
+    from archsim.systems.seqpar_compute import SOURCE
+
+    try:
+        result = parallel_time(spec)
+    except SpecError as error:
+        if error.source == SOURCE and error.where in FIELD_OPTIONS:
+            error = SpecError(FIELD_OPTIONS[error.where], "", error.message)
+        if single:
+            raise error from None
+        # the spec's fields as a record has them; every float metric (and the max context) NaN
+        blank = ParallelResult(spec, *[math.nan] * 6).record().flat()
+        return {"feasible": False, "reason": str(error),
+                **{k: math.nan if isinstance(v, float) else v for k, v in blank.items()}, "hidden_comm_s": math.nan}
+    return {"feasible": True, "reason": "", **result.record().flat(), "hidden_comm_s": result.hidden_comm_s}
+
+
+def _show(title: str, rows: list[dict]) -> None:
+    click.echo(f"{title}; per layer")
+    widths = [max(len(header), 8) for header, _, _ in TEXT_COLUMNS]
+    click.echo(f"{'scheme':<12} {'P':>5} {'N':>9}  "
+               + " ".join(f"{header:>{w}}" for (header, _, _), w in zip(TEXT_COLUMNS, widths, strict=True)))
+    for row in rows:
+        lead = f"{row['scheme']:<12} {row['devices']:>5} {row['seq_len']:>9}  "
+        if not row["feasible"]:
+            click.echo(f"{lead}infeasible: {row['reason']}")
+            continue
+        click.echo(lead + " ".join(f"{show(row[key]):>{w}}" for (_, key, show), w in zip(TEXT_COLUMNS, widths,
+                                                                                          strict=True)))

@@ -1,0 +1,128 @@
+"""`archsim parallel` (issue 18's CLI): the grid of schemes x devices x lengths, its text and JSON rows, infeasible
+points as rows in a grid and as exit 2 alone, and the --out report. Llama3-8B (32 heads, 8 KV heads) at 8K-32K
+tokens on 1..8 H100s of the default hgx-h100 topology: small points the GPU model times in milliseconds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from archsim.commands.parallel_cmd import TEXT_COLUMNS
+
+BASE = ("parallel", "--workload", "llama3-8b")
+COLUMNS = ("feasible", "reason", "scheme", "devices", "seq_len", "latency_s", "compute_s", "comm_s",
+           "exposed_comm_s", "hidden_comm_s", "ideal_s", "efficiency", "memory_bytes", "max_context_tokens")
+
+
+def _points(cli, *args: str) -> list[dict]:
+    return json.loads(cli(*BASE, *args, "--json").output)["points"]
+
+
+def test_text_rows_have_the_columns_one_per_point(cli):
+    lines = cli(*BASE, "--scheme", "ring,zigzag", "--devices", "1,2,8", "--seq-len", "8K").output.splitlines()
+    assert "hgx-h100 (default)" in lines[0] and "h100-sxm5" in lines[0] and "per layer" in lines[0]
+    for header in ("scheme", "P", "N", *(h for h, _, _ in TEXT_COLUMNS)):
+        assert header in lines[1]
+    rows = [line.split() for line in lines[2:]]
+    assert [(r[0], int(r[1]), int(r[2])) for r in rows] == [(s, p, 8192) for s in ("ring", "zigzag")
+                                                            for p in (1, 2, 8)]
+    assert all(len(r) == 3 + len(TEXT_COLUMNS) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def causal_grid():
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    result = CliRunner().invoke(main, [*BASE, "--scheme", "ring,zigzag", "--devices", "2,4,8", "--seq-len", "32K",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["points"]
+
+
+def test_grid_points_carry_the_columns(causal_grid):
+    assert len(causal_grid) == 6  # 2 schemes x 3 device counts
+    assert [(p["scheme"], p["devices"]) for p in causal_grid] == [(s, d) for s in ("ring", "zigzag") for d in (2, 4, 8)]
+    for point in causal_grid:
+        assert set(COLUMNS) <= set(point) and point["feasible"] and point["reason"] == ""
+        assert point["seq_len"] == 32768 and point["causal"] and point["topology"] == "hgx-h100"
+
+
+def test_efficiency_is_ideal_over_time(causal_grid):
+    for point in causal_grid:
+        assert point["efficiency"] == pytest.approx(point["ideal_s"] / point["latency_s"], rel=1e-12)
+        # the time is the busiest device's compute plus what the schedule does not hide
+        assert point["latency_s"] == pytest.approx(point["compute_s"] + point["exposed_comm_s"], rel=1e-9)
+
+
+def test_causal_zigzag_beats_the_ring_at_eight_devices(causal_grid):
+    """Causal, in blocks of c x c: the plain ring's last device computes P - 1 full blocks and its own causal (half)
+    one, P - 1/2 blocks, while the ideal is the N x N / 2 causal work over P devices, P / 2 blocks: efficiency
+    P / (2P - 1) = 8/15 at P = 8 when the hops hide (they do here: 0.3 ms of comm against 6 ms). Zigzag gives
+    every device P / 2 blocks: near 1, below it by the kernel's lower efficiency on half blocks."""
+    at8 = {p["scheme"]: p["efficiency"] for p in causal_grid if p["devices"] == 8}
+    assert at8["ring"] == pytest.approx(8 / 15, rel=0.1)
+    assert at8["zigzag"] > at8["ring"] + 0.25
+    assert at8["zigzag"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_ulysses_on_three_devices_alone_exits_2_naming_heads(cli):
+    result = cli(*BASE, "--scheme", "ulysses", "--devices", "3", "--seq-len", "12K", expect=2)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "params.heads" in lines[0] and "divisible by 3" in lines[0]
+
+
+def test_ulysses_on_three_devices_in_a_grid_is_an_infeasible_row(cli):
+    points = _points(cli, "--scheme", "ring,ulysses", "--devices", "3", "--seq-len", "12K")
+    ring, ulysses = points
+    assert ring["feasible"] and ring["latency_s"] > 0
+    assert not ulysses["feasible"] and "params.heads" in ulysses["reason"]
+    assert ulysses["latency_s"] is None and ulysses["efficiency"] is None and ulysses["devices"] == 3
+    text = cli(*BASE, "--scheme", "ring,ulysses", "--devices", "3", "--seq-len", "12K").output
+    assert "infeasible: " in text.splitlines()[-1] and "params.heads" in text.splitlines()[-1]
+
+
+def test_seq_len_not_divisible_exits_2_naming_seq_len(cli):
+    """zigzag cuts N into 2P chunks: 8K + 8 over 8 devices is not a multiple of 16."""
+    result = cli(*BASE, "--scheme", "zigzag", "--devices", "8", "--seq-len", "8200", expect=2)
+    assert result.output.startswith("error: --seq-len: ") and "multiple of 16" in result.output
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("--scheme", "tree", "--devices", "2"), "--scheme"),
+    (("--scheme", "ring", "--devices", "2", "--topology", "no-such-cluster"), "--topology"),
+    (("--scheme", "ring", "--devices", "2", "--gpu", "no-such-gpu"), "--gpu"),
+    (("--scheme", "ring", "--devices", "2,0"), "--devices"),
+    (("--scheme", "ring", "--devices", "2", "--kernel", "no-such-kernel"), "--kernel"),
+    (("--scheme", "usp", "--devices", "2"), "--ulysses"),
+])
+def test_bad_options_exit_2_naming_the_option(cli, args, option):
+    result = cli(*BASE, *args, "--seq-len", "8K", expect=2)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0]
+
+
+def test_unknown_workload_exits_2_naming_it(cli):
+    result = cli("parallel", "--scheme", "ring", "--devices", "2", "--workload", "no-such-model", "--seq-len", "8K",
+                 expect=2)
+    assert result.output.startswith("error: --workload: no-such-model: ")
+
+
+def test_out_writes_the_rows_figures_and_page(cli, tmp_path):
+    out = tmp_path / "report"
+    text = cli(*BASE, "--scheme", "ring,zigzag", "--devices", "2,4", "--seq-len", "8K,16K", "--out", str(out)).output
+    assert f"{out}/index.html" in text
+    with open(out / "parallel.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and set(COLUMNS) <= set(rows[0])
+    for axis in ("devices", "seq_len"):
+        for kind in ("time", "efficiency"):
+            assert (out / f"{kind}_vs_{axis}.png").stat().st_size > 0
+            with open(out / f"{kind}_vs_{axis}.csv") as f:
+                assert len(list(csv.DictReader(f))) == 8  # every feasible point on each figure
+    page = (out / "index.html").read_text()
+    assert all(f"{kind}_vs_{axis}.png" in page for kind in ("time", "efficiency") for axis in ("devices", "seq_len"))
