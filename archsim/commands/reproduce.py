@@ -11,11 +11,12 @@ from archsim.outputs import check_writable
 
 
 @click.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina"]))
+@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina", "seqpar"]))
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
                    '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}, '
-                   'lamina {"points", "bw_min", "cross_check", "headline"}.')
+                   'lamina {"points", "bw_min", "cross_check", "headline"}, seqpar {"points", "table2", "table3", '
+                   '"lasp2", "headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
@@ -32,6 +33,7 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce neupims --json
       archsim reproduce duplex
       archsim reproduce lamina --out reports/lamina
+      archsim reproduce seqpar --json
     """
     if as_artifact and paper not in ("fusemax", "neupims"):
         raise click.UsageError(f"--as-artifact applies to fusemax and neupims (their artifacts); {paper} has none "
@@ -52,6 +54,11 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
         from archsim.commands.lamina_cmd import reproduce_lamina
 
         reproduce_lamina(as_json, out)
+        return
+    if paper == "seqpar":
+        from archsim.commands.seqpar_cmd import reproduce_seqpar
+
+        reproduce_seqpar(as_json, out)
         return
     _reproduce_fusemax(as_json, out, as_artifact)
 

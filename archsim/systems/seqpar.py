@@ -107,8 +107,9 @@ class ParallelSpec:
 @dataclass(frozen=True)
 class ParallelResult:
     """One layer. `compute_s` is the busiest device's compute; `comm_s` the scheme's transfers as if alone on the
-    link; `exposed_comm_s` what the time has beyond the compute; memory per device and the largest context from
-    `seqpar_memory` (NaN / 0 when that model does not cover the scheme)."""
+    link; `exposed_comm_s` what the time has beyond that compute: transfers not hidden and the waits they cause (a
+    LASP-1 device waiting on the chain's earlier hops' products too, so it can exceed `comm_s`); memory per device
+    and the largest context from `seqpar_memory` (NaN / 0 when that model does not cover the case)."""
 
     spec: ParallelSpec
     time_s: float
@@ -120,11 +121,11 @@ class ParallelResult:
 
     @property
     def exposed_comm_s(self) -> float:
-        return max(0.0, self.time_s - self.compute_s)
+        return _above_rounding(self.time_s - self.compute_s, self.time_s)
 
     @property
     def hidden_comm_s(self) -> float:
-        return max(0.0, self.comm_s - self.exposed_comm_s)
+        return _above_rounding(self.comm_s - self.exposed_comm_s, self.time_s)
 
     @property
     def efficiency(self) -> float:
@@ -132,8 +133,10 @@ class ParallelResult:
 
     def record(self) -> Record:
         s = self.spec
-        extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "gpu": s.gpu.name,
-                  "topology": s.topology.name, "model": s.workload.name, "seq_len": s.seq_len, "batch": s.batch,
+        link = s.topology.group_link(_members(s.devices, s.tp)).name
+        extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
+                  "kernel": s.kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
+                  "seq_len": s.seq_len, "batch": s.batch,
                   "causal": s.causal, "direction": s.direction, "scope": s.scope, "compute_s": self.compute_s,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
@@ -141,6 +144,11 @@ class ParallelResult:
         busy = {s.gpu.name: self.compute_s}
         return Record("parallel", s.label, True, "", self.time_s, s.gpu.power_w * self.time_s * s.devices * s.tp,
                       busy_s=busy, extras=extras)
+
+
+def _above_rounding(seconds: float, scale_s: float) -> float:
+    """`seconds`, or 0 when it is below zero or within floating-point rounding of `scale_s` (a difference of sums)."""
+    return seconds if seconds > 1e-12 * scale_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -421,17 +429,29 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 
 
 def _memory(spec: ParallelSpec) -> tuple[float, int]:
-    """Bytes per device and the largest context (`seqpar_memory`), fwd as inference prefill, fwd+bwd as
-    training."""
+    """Bytes per device and the largest context (`seqpar_memory`): fwd as inference prefill, fwd+bwd as training
+    (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
+    plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
+    context."""
     from archsim.systems import seqpar_memory as mem
 
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
-    multiple = 2 * spec.devices if spec.scheme in ("zigzag", "allgather", "usp") else spec.devices
+    ulysses = spec.ulysses if spec.scheme == "usp" else None
+    if spec.direction == "fwd+bwd" and spec.tp > 1:
+        return math.nan, 0
     if spec.direction == "fwd":
         def memory_of(n: int):
-            return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp)
+            return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
+                                        ulysses_degree=ulysses)
     else:
         def memory_of(n: int):
-            return mem.training_memory(spec.workload, scheme, spec.devices * spec.tp, n, spec.batch)
+            return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses)
+    multiple = 2 * spec.devices if spec.scheme in ("zigzag", "allgather", "usp") and spec.causal else spec.devices
     capacity = float(spec.gpu.dram_bytes)
+    if spec.scheme == "allgather":
+        compute, ring_memory = _compute(spec), memory_of
+
+        def memory_of(n: int):
+            held = ring_memory(n)
+            return replace(held, activations_bytes=held.activations_bytes + _kv_bytes(spec, n, compute))
     return memory_of(spec.seq_len).total_bytes, mem.max_context_tokens(memory_of, capacity, multiple)

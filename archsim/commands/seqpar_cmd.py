@@ -1,0 +1,81 @@
+"""`archsim reproduce seqpar`: multi-device attention's public targets (`archsim.systems.seqpar_reproduce`): Ring
+Attention's minimum block (Table 2) and maximum contexts (Table 3), LASP-2's throughput over Ring and LASP-1
+(Fig. 3), ours beside theirs, and the grid users compare with their clusters (ring, zigzag, stripe, Ulysses, USP on
+8 GPUs; Llama-3 405B prefill with context parallelism over 16-128 H100s)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from archsim.commands.options import write_tables
+from archsim.outputs import check_writable
+from archsim.systems import seqpar_reproduce as seqpar
+
+POINT_KEYS = ("scheme", "devices", "gpu", "link", "model", "seq_len", "causal", "direction", "time_s", "ideal_s",
+              "efficiency", "max_context_tokens")
+
+
+def reproduce_seqpar(as_json: bool, out: str | None) -> None:
+    """Run the reproduction and print it; with `out`, also write points.csv, table2.csv, table3.csv, lasp2.csv
+    there. `--json`: {"points": [...the issue's keys, and scope, exposed_comm_s, memory_bytes, model_time_s],
+    "table2", "table3", "lasp2", "headline"}."""
+    if out:
+        check_writable(out, "--out", directory=True)
+    result = seqpar.run_all()
+    if out:
+        write_tables(out, {"points": result["points"], "table2": result["table2"], "table3": result["table3"],
+                           "lasp2": result["lasp2"]["rows"]})
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo("Ring Attention Table 2: minimum block c = F/B (bf16 matrix peak over the link's bandwidth per "
+               "direction); at the kernel's rate: a FlashAttention-2 c x c call of an MHA layer (32 x 128 heads) as "
+               "long as its K/V transfer")
+    click.echo(f"{'host':<16} {'F TFLOP/s':>9} {'B GB/s':>7} {'c ours':>8} {'paper':>7} {'error':>7} "
+               f"{'s = 6c':>8} {'c at kernel':>11}")
+    for r in result["table2"]:
+        kernel = f"{r['kernel_block_tokens']:>11}" if r["kernel_block_tokens"] else f"{'-':>11}"
+        click.echo(f"{r['host']:<16} {r['flops_per_s'] / 1e12:>9.0f} {r['link_bytes_per_s'] / 1e9:>7.1f} "
+                   f"{r['min_block_tokens'] / 1e3:>7.2f}K {r['paper_min_block_tokens'] / 1e3:>6.1f}K "
+                   f"{r['error']:>+7.1%} {r['min_seq_tokens'] / 1e3:>7.1f}K {kernel}")
+    click.echo("\nRing Attention Table 3: max training context (FSDP, full precision), largest 2^k x 1K that fits "
+               "(continuous max in brackets); the paper does not say 40 or 80 GB A100s: both presets")
+    for r in result["table3"]:
+        verdict = "within 1.25x" if r["within"] else "outside"
+        click.echo(f"  {r['gpu']:<15} {r['hardware']:<8} {r['model']:<10} {r['scheme']:<16} "
+                   f"{r['pow2_context_tokens'] // 1024:>6}K ({r['max_context_tokens'] / 1024:>7.0f}K)  paper "
+                   f"{r['paper_context_tokens'] // 1024:>5}K  x{r['ratio']:.2f} {verdict}")
+    lasp = result["lasp2"]
+    click.echo(f"\nLASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
+               "batch 1, forward + backward, tokens/s")
+    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp["rows"]}
+    click.echo(f"{'N':>6} {'ring':>10} {'lasp1':>10} {'lasp2':>10}   gain over ring (paper)   over lasp1 (paper)")
+    gains = {(g["seq_len"], g["baseline"]): g for g in lasp["gains"]}
+    for n in seqpar.LASP_LENGTHS:
+        cells = " ".join(f"{rows[(s, n)]:>10.3g}" for s in ("ring", "lasp1", "lasp2"))
+        click.echo(f"{n // 1024:>5}K {cells}   {_gain(gains[(n, 'ring')]):>22}   {_gain(gains[(n, 'lasp1')]):>18}")
+    click.echo(f"LASP-2 fastest from {_k(lasp['ahead_above'])} on (paper: ahead once N > "
+               f"{_k(lasp['paper_ahead_above'])})")
+    click.echo("\nGrid (time per layer; ideal = one device's time / devices)")
+    click.echo(f"{'scheme':<8} {'GPUs':>4} {'gpu':<15} {'link':<13} {'model':<12} {'N':>7} {'dir':<7} {'scope':<9} "
+               f"{'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
+    for p in result["points"]:
+        model_s = f"{p['model_time_s']:>8.1f}" if p["model_time_s"] is not None else f"{'':>8}"
+        click.echo(f"{p['scheme']:<8} {p['devices']:>4} {p['gpu']:<15} {p['link']:<13} {p['model']:<12} "
+                   f"{p['seq_len'] // 1024:>6}K {p['direction']:<7} {p['scope']:<9} {p['time_s'] * 1e3:>9.2f} "
+                   f"{p['efficiency']:>6.3f} {p['memory_bytes'] / 1e9:>7.1f} {_k(p['max_context_tokens']):>9} "
+                   f"{model_s}")
+    balance = result["headline"]["causal_efficiency"]
+    click.echo("\nCausal load balance on 8 A100s (efficiency): "
+               + ", ".join(f"{s} {e:.3f}" for s, e in balance.items()))
+
+
+def _gain(g: dict) -> str:
+    paper = f" ({g['paper_gain']:+.1%})" if g["paper_gain"] is not None else ""
+    return f"{g['gain']:+.1%}{paper}"
+
+
+def _k(tokens: int | None) -> str:
+    return "-" if not tokens else f"{tokens // 1024}K"

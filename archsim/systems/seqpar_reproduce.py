@@ -1,0 +1,203 @@
+"""`archsim reproduce seqpar`: the public multi-device attention targets (../shared/reference/seqpar-sparse.md §2)
+run through archsim's models, ours beside theirs, and a grid users compare against their own clusters.
+
+- Ring Attention Table 2 (`table2_rows`): the minimum block c = F/B per host, F the device preset's bf16 matrix peak
+  (a GPU preset, or a chip preset for TPUs) and B the link preset's bandwidth per direction; the paper's condition
+  (a c x c block's 4 d c^2 FLOPs hide its K and V, 4 c d bytes in bf16, per head). Beside it, for the GPU hosts, the
+  block at which the GPU model's FlashAttention-2 call on a c x c block of an MHA layer (Llama-7B's 32 x 128 heads)
+  takes as long as the link moves its K and V: the kernel's achieved rate in place of the peak.
+- Ring Attention Table 3 (`table3_rows`): the largest training context from `seqpar_memory` (FSDP, full precision)
+  on 8 and 32 A100s, Ring and memory-efficient attention + FFN (BPT).
+- LASP-2 Fig. 3 (`lasp2_rows`): Linear-Llama3-1B on 64 A100s (8 DGX A100 nodes), batch 1, forward and backward of
+  whole layers: throughput = N / (layers x time per layer) for LASP-2, LASP-1 and Ring Attention (LASP-2's
+  baseline: left products over K/V blocks) from 16K to 2048K tokens.
+- The grid (`grid_points`): ring, zigzag, stripe, Ulysses and USP (Ulysses 4 x ring 2) on 8 A100s and 8 H100s
+  over NVLink, Llama-3-8B attention shapes, causal, 8K tokens per GPU, forward and forward+backward; and Llama-3
+  405B prefill with ring context parallelism (zigzag chunks) across 2-16 HGX H100 nodes (16-128 GPUs, TP8 inside
+  a node) over 400 Gb/s NICs at 128K and 1M tokens, whole layers (`model_time_s` = layers x time).
+The paper's numbers sit in `PAPER` (with where each comes from) and are only printed beside ours; nothing of
+theirs enters a computation.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+from archsim import library
+from archsim.gpu.load import load_gpu
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_kernels import predict
+from archsim.systems.chip import load_chip
+from archsim.systems.links import load_link
+from archsim.systems.seqpar import ParallelResult, ParallelSpec, parallel_time
+from archsim.systems.seqpar_compute import PRECISION, DeviceCompute
+from archsim.systems.topology import load_topology
+
+K = 1000  # the paper's "K" in Table 2 (6 x 1.04K = 6.2K, 6 x 24.96K = 149.8K ~ its 149.5K)
+TABLE2_TOLERANCE = 0.10  # issue 18: within 10 %
+TABLE3_FACTOR = 1.25  # issue 18: within a factor of 1.25
+LASP2_POINTS = 0.10  # issue 18: each gain within 10 points
+# Ring Attention Table 2 hosts: (label, device preset, its kind, link preset)
+TABLE2_HOSTS = (("A100 NVLink", "a100-80gb-sxm4", "gpu", "nvlink3-a100"),
+                ("A100 InfiniBand", "a100-80gb-sxm4", "gpu", "ib-100g-a100"),
+                ("TPUv3", "tpu-v3", "chip", "tpu-v3-ici"),
+                ("TPUv4", "tpu-v4", "chip", "tpu-v4-ici"),
+                ("TPUv5e", "tpu-v5e", "chip", "tpu-v5e-ici"))
+MHA_HEADS, HEAD_DIM = 32, 128  # Llama-7B's attention, the MHA layer of the modelled crossover
+PAPER = {
+    # Ring Attention (arXiv 2310.01889v4) Table 2: min block c, in K tokens (seqpar-sparse.md §2.1)
+    "table2_c_k": {"A100 NVLink": 1.0, "A100 InfiniBand": 24.5, "TPUv3": 1.1, "TPUv4": 1.0, "TPUv5e": 1.1},
+    # Table 3: max training context x1e3 tokens, (hardware, model) -> (MemEff-Attn+FFN, Ring)
+    "table3_k": {("8xA100", "llama-3b"): (64, 512), ("8xA100", "llama-7b"): (32, 256),
+                 ("8xA100", "llama-13b"): (16, 128), ("32xA100", "llama-7b"): (128, 4096),
+                 ("32xA100", "llama-13b"): (64, 2048)},
+    # LASP-2 (arXiv 2502.07563) Fig. 3, 64 A100: LASP-2's throughput gain over Ring / LASP-1 (seqpar-sparse.md §2.6)
+    "lasp2_gain": {524288: {"ring": 0.178, "lasp1": 0.073}, 2097152: {"ring": 0.366, "lasp1": 0.152}},
+    "lasp2_ahead_above": 65536,  # "LASP-2 ahead once N > 64K"
+}
+LASP_TOPOLOGY, LASP_DEVICES, LASP_MODEL = "dgx-a100", 64, "linear-llama3-1b"
+LASP_LENGTHS = tuple(2**k * 1024 for k in range(4, 12))  # 16K .. 2048K
+GRID_TOPOLOGIES, GRID_MODEL, GRID_TOKENS_PER_GPU = ("a100-nvlink", "hgx-h100-8"), "llama3-8b", 8192
+GRID_SCHEMES, USP_ULYSSES = ("ring", "zigzag", "stripe", "ulysses", "usp"), 4
+CP_TOPOLOGY, CP_MODEL, CP_TP, CP_NODES, CP_LENGTHS = "hgx-h100", "llama3-405b", 8, (2, 4, 8, 16), (131072, 1048576)
+
+
+def table2_rows() -> list[dict]:
+    rows = []
+    for label, device, kind, link_name in TABLE2_HOSTS:
+        link = load_link(link_name)
+        peak = (load_gpu(device).tensor_peak_flops_per_s(PRECISION) if kind == "gpu"
+                else load_chip(device).matmul_flops_per_s[PRECISION])
+        c = peak / link.bytes_per_s_per_direction
+        paper = PAPER["table2_c_k"][label] * K
+        rows.append({"host": label, "device": device, "link": link_name, "flops_per_s": peak,
+                     "link_bytes_per_s": link.bytes_per_s_per_direction, "min_block_tokens": c,
+                     "min_seq_tokens": 6 * c, "paper_min_block_tokens": paper, "error": c / paper - 1,
+                     "within": abs(c / paper - 1) <= TABLE2_TOLERANCE,
+                     "kernel_block_tokens": _kernel_block(device, link_name) if kind == "gpu" else None})
+    return rows
+
+
+def _kernel_block(gpu_name: str, link_name: str) -> int:
+    """The smallest c (a multiple of 128) at which one FlashAttention-2 c x c call of an MHA layer takes as long as
+    moving the block's K and V over the link (bisection; the call's time grows faster than the transfer's)."""
+    gpu, link = load_gpu(gpu_name), load_link(link_name)
+    compute = DeviceCompute(gpu, "FlashAttention-2", 1, MHA_HEADS, MHA_HEADS, HEAD_DIM, "fwd")
+
+    def hidden(c: int) -> bool:
+        case = AttentionCase("fwd", 1, MHA_HEADS, MHA_HEADS, HEAD_DIM, c, False, PRECISION)
+        kernel_s = predict("FlashAttention-2", case, gpu, compute.device.kernel_params).time_s
+        return kernel_s >= link.transfer_s(2 * c * MHA_HEADS * HEAD_DIM * 2)
+
+    low, high = 1, 1024  # in units of 128 tokens
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if hidden(128 * mid) else (mid + 1, high)
+    return 128 * low
+
+
+def table3_rows() -> list[dict]:
+    from archsim.systems.seqpar_memory import table3_rows as modelled
+
+    rows = []
+    for row in modelled():
+        paper = PAPER["table3_k"].get((row["hardware"], row["model"]))
+        if paper is None or row["scheme"] not in ("ring", "memeff-attn-ffn"):
+            continue
+        target = (paper[1] if row["scheme"] == "ring" else paper[0]) * 1024
+        ours = row["pow2_context_tokens"]
+        ratio = ours / target if target else float("nan")
+        rows.append({**row, "paper_context_tokens": target, "ratio": ratio,
+                     "within": 1 / TABLE3_FACTOR <= ratio <= TABLE3_FACTOR})
+    return rows
+
+
+@functools.cache
+def _lasp_results() -> dict[tuple[str, int], ParallelResult]:
+    topology = load_topology(LASP_TOPOLOGY)
+    workload = library.load_workload_spec(LASP_MODEL)
+    return {(scheme, n): parallel_time(ParallelSpec(scheme, LASP_DEVICES, workload, n, topology.gpu, topology,
+                                                    direction="fwd+bwd", scope="layer"))
+            for scheme in ("ring", "lasp1", "lasp2") for n in LASP_LENGTHS}
+
+
+def lasp2_rows() -> list[dict]:
+    rows = []
+    for (scheme, n), result in _lasp_results().items():
+        layers = int(result.spec.workload.params["layers"])
+        rows.append({"scheme": scheme, "seq_len": n, "devices": LASP_DEVICES, "time_per_layer_s": result.time_s,
+                     "throughput_tok_s": n / (layers * result.time_s), "comm_s": result.comm_s,
+                     "exposed_comm_s": result.exposed_comm_s})
+    return rows
+
+
+def lasp2_gains() -> list[dict]:
+    """LASP-2's throughput over each baseline at every length, beside the paper's where it has one."""
+    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+    gains = []
+    for n in LASP_LENGTHS:
+        for baseline in ("ring", "lasp1"):
+            gain = rows[("lasp2", n)] / rows[(baseline, n)] - 1
+            paper = PAPER["lasp2_gain"].get(n, {}).get(baseline)
+            gains.append({"seq_len": n, "baseline": baseline, "gain": gain, "paper_gain": paper,
+                          "within": None if paper is None else abs(gain - paper) <= LASP2_POINTS})
+    return gains
+
+
+def lasp2_ahead_above() -> int | None:
+    """The shortest length from which LASP-2 has the highest throughput at every longer length (None: never)."""
+    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+    ahead = [all(rows[("lasp2", n)] > rows[(s, n)] for s in ("ring", "lasp1")) for n in LASP_LENGTHS]
+    for index in range(len(LASP_LENGTHS)):
+        if all(ahead[index:]):
+            return LASP_LENGTHS[index]
+    return None
+
+
+def grid_points() -> list[dict]:
+    points = []
+    workload = library.load_workload_spec(GRID_MODEL)
+    for topology_name in GRID_TOPOLOGIES:
+        topology = load_topology(topology_name)
+        for direction in ("fwd", "fwd+bwd"):
+            for scheme in GRID_SCHEMES:
+                spec = ParallelSpec(scheme, 8, workload, 8 * GRID_TOKENS_PER_GPU, topology.gpu, topology,
+                                    direction=direction, ulysses=USP_ULYSSES if scheme == "usp" else None)
+                points.append(_point(parallel_time(spec)))
+    cp = load_topology(CP_TOPOLOGY)
+    big = library.load_workload_spec(CP_MODEL)
+    for n in CP_LENGTHS:
+        for nodes in CP_NODES:
+            spec = ParallelSpec("zigzag", nodes, big, n, cp.gpu, cp, scope="layer", tp=CP_TP)
+            points.append(_point(parallel_time(spec)))
+    return points
+
+
+def _point(result: ParallelResult) -> dict:
+    s = result.spec
+    layers = int(s.workload.params["layers"])
+    link = s.topology.group_link([i * s.tp for i in range(s.devices)])
+    return {"scheme": s.scheme, "devices": s.devices * s.tp, "gpu": s.gpu.name, "link": link.name,
+            "model": s.workload.name, "seq_len": s.seq_len, "causal": s.causal, "direction": s.direction,
+            "scope": s.scope, "time_s": result.time_s, "ideal_s": result.ideal_s, "efficiency": result.efficiency,
+            "exposed_comm_s": result.exposed_comm_s, "memory_bytes": result.memory_bytes,
+            "max_context_tokens": result.max_context_tokens,
+            "model_time_s": result.time_s * layers if s.scope == "layer" else None}
+
+
+def causal_balance() -> dict[str, float]:
+    """Efficiency of the causal ring layouts on 8 A100s over NVLink (the grid's compute-bound case)."""
+    topology = load_topology(GRID_TOPOLOGIES[0])
+    workload = library.load_workload_spec(GRID_MODEL)
+    base = ParallelSpec("ring", 8, workload, 8 * GRID_TOKENS_PER_GPU, topology.gpu, topology)
+    return {s: parallel_time(replace(base, scheme=s)).efficiency for s in ("ring", "zigzag", "stripe")}
+
+
+def run_all() -> dict:
+    """Everything `archsim reproduce seqpar` prints: {"points", "table2", "table3", "lasp2", "headline"}."""
+    gains = lasp2_gains()
+    return {"points": grid_points(), "table2": table2_rows(), "table3": table3_rows(),
+            "lasp2": {"rows": lasp2_rows(), "gains": gains, "ahead_above": lasp2_ahead_above(),
+                      "paper_ahead_above": PAPER["lasp2_ahead_above"]},
+            "headline": {"causal_efficiency": causal_balance()}}
