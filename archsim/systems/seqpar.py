@@ -62,7 +62,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.record import Record
 from archsim.systems import collectives
-from archsim.systems.seqpar_compute import SOURCE, DeviceCompute, shard
+from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.topology import Topology
 from archsim.workload import Workload
 
@@ -71,7 +71,6 @@ RING_SCHEMES = ("ring", "zigzag", "stripe")
 LINEAR_SCHEMES = ("lasp1", "lasp2")
 DIRECTIONS = ("fwd", "fwd+bwd")
 SCOPES = ("attention", "layer")
-ACTIVATION_BYTES = 2  # bf16 activations, K, V and O
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 DEFAULT_KERNEL = "FlashAttention-2"
 MAX_DEVICES = 4096
@@ -233,9 +232,10 @@ def _members(count: int, stride: int) -> list[int]:
     return [i * stride for i in range(count)]
 
 
-def _kv_bytes(spec: ParallelSpec, tokens: int, compute: DeviceCompute) -> float:
-    """K and V of `tokens` tokens of the device's KV heads."""
-    return 2.0 * spec.batch * tokens * compute.kv_heads * compute.head_dim * ACTIVATION_BYTES
+def _kv_bytes(tokens: int, compute: DeviceCompute) -> float:
+    """K and V of `tokens` tokens of the device's KV heads (the attention cascade's tensors)."""
+    sizes = compute.attention_bytes(tokens)
+    return float(sizes["K"] + sizes["V"])
 
 
 # --- ring family -------------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def ring_schedule_s(work: list[list[float]], hop_s: float, last_hop_s: float = 0
 
 def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, members: list[int], c: int) -> _Timing:
     link = spec.topology.group_link(members)
-    kv = _kv_bytes(spec, c, compute)
+    kv = _kv_bytes(c, compute)
     forward = replace(compute, direction="fwd")
     work = _ring_work(layout, p, c, spec.causal, forward)
     hop = collectives.send_recv_s(kv, link) if p > 1 else 0.0
@@ -287,7 +287,7 @@ def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, membe
         backward = replace(compute, direction="fwd+bwd")
         back = [[b - f for b, f in zip(rb, rf, strict=True)]
                 for rb, rf in zip(_ring_work(layout, p, c, spec.causal, backward), work, strict=True)]
-        grads = kv * ACCUMULATOR_BYTES / ACTIVATION_BYTES
+        grads = kv * ACCUMULATOR_BYTES / WORD_BYTES
         back_hop = (collectives.send_recv_s(kv, link) + collectives.send_recv_s(grads, link)) if p > 1 else 0.0
         home = collectives.send_recv_s(grads, link) if p > 1 else 0.0
         time_s += ring_schedule_s(back, back_hop, home)
@@ -307,7 +307,7 @@ def _ring_scheme(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     members = _members(p, spec.tp)
-    qkv, o = _a2a_bytes(spec, compute, n // p)
+    qkv, o = _a2a_bytes(compute, n // p)
     comm = spec.topology.all_to_all_s(qkv, members) + spec.topology.all_to_all_s(o, members)
     if spec.direction == "fwd+bwd":
         comm *= 2  # dO in, dQ, dK, dV back
@@ -315,17 +315,18 @@ def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     return _Timing(attn + comm, attn, comm)
 
 
-def _a2a_bytes(spec: ParallelSpec, compute: DeviceCompute, tokens: int) -> tuple[float, float]:
-    """(Q, K, V) and O bytes one device holds for `tokens` tokens of its heads: the all-to-alls' buffers."""
-    per_head = spec.batch * tokens * compute.head_dim * ACTIVATION_BYTES
-    return per_head * (compute.heads + 2 * compute.kv_heads), per_head * compute.heads
+def _a2a_bytes(compute: DeviceCompute, tokens: int) -> tuple[float, float]:
+    """(Q, K, V) and O bytes one device holds for `tokens` tokens of its heads: the all-to-alls' buffers (the
+    attention cascade's tensors)."""
+    sizes = compute.attention_bytes(tokens)
+    return float(sizes["Q"] + sizes["K"] + sizes["V"]), float(sizes["AV"])
 
 
 def _usp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n, u = spec.devices, spec.seq_len, spec.ulysses
     r = p // u
     inner = _members(u, spec.tp)
-    qkv, o = _a2a_bytes(spec, compute, n // p)
+    qkv, o = _a2a_bytes(compute, n // p)
     a2a = spec.topology.all_to_all_s(qkv, inner) + spec.topology.all_to_all_s(o, inner)
     if spec.direction == "fwd+bwd":
         a2a *= 2
@@ -338,7 +339,7 @@ def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     members = _members(p, spec.tp)
     link = spec.topology.group_link(members)
-    hidden = spec.batch * n * int(spec.workload.params["hidden"]) * ACTIVATION_BYTES
+    hidden = compute.hidden_bytes(n, int(spec.workload.params["hidden"]))
     comm = collectives.all_gather_s(hidden, p, link) + collectives.reduce_scatter_s(hidden, p, link)
     if spec.direction == "fwd+bwd":
         comm *= 2
@@ -351,10 +352,10 @@ def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     members = _members(p, spec.tp)
-    gathered = _kv_bytes(spec, n, compute)
+    gathered = _kv_bytes(n, compute)
     comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
     if spec.direction == "fwd+bwd":
-        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / ACTIVATION_BYTES, p,
+        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
                                              spec.topology.group_link(members))
     half = n // (2 * p) if spec.causal else n // p
     busiest = 0.0
@@ -418,7 +419,7 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     comm = 0.0
     if spec.tp > 1:
         node = spec.topology.group_link(list(range(spec.tp)))
-        message = spec.batch * tokens * int(spec.workload.params["hidden"]) * ACTIVATION_BYTES
+        message = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
         comm = 2 * collectives.all_reduce_s(message, spec.tp, node, algorithm="ring")
         if spec.direction == "fwd+bwd":
             comm *= 2
@@ -453,5 +454,5 @@ def _memory(spec: ParallelSpec) -> tuple[float, int]:
 
         def memory_of(n: int):
             held = ring_memory(n)
-            return replace(held, activations_bytes=held.activations_bytes + _kv_bytes(spec, n, compute))
+            return replace(held, activations_bytes=held.activations_bytes + _kv_bytes(n, compute))
     return memory_of(spec.seq_len).total_bytes, mem.max_context_tokens(memory_of, capacity, multiple)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from archsim import library
 from archsim.arch.gpu import GPU
+from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
@@ -38,6 +39,7 @@ from archsim.systems.step import Op, Step, layer_ops
 from archsim.workload import Workload
 
 PRECISION = "bf16"
+WORD_BYTES = 2  # bf16
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
@@ -97,6 +99,22 @@ class DeviceCompute:
                                               f"{self.gpu.name}: {result.reason}")
         return result.time_s
 
+    def attention_bytes(self, tokens: int) -> dict[str, int]:
+        """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
+        cascade `attention-1pass-causal-gqa` bound to them (bf16), what the schemes move between devices."""
+        cascade = library.load_cascade_spec("attention-1pass-causal-gqa")
+        binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
+                                 "seq_len": tokens, "head_dim": self.head_dim, "tile_kv": tokens,
+                                 "word_bytes": WORD_BYTES})
+        return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
+
+    def hidden_bytes(self, tokens: int, hidden: int) -> int:
+        """Bytes of a layer's input X of `tokens` tokens (the `qkv-projection` cascade's X, bf16)."""
+        cascade = library.load_cascade_spec("qkv-projection")
+        binding = bind(cascade, {"batch": self.batch, "seq_len": tokens, "hidden": hidden, "heads": self.heads,
+                                 "kv_heads": self.kv_heads, "head_dim": self.head_dim, "word_bytes": WORD_BYTES})
+        return binding.bytes("X")
+
     def _factor(self) -> float:
         return 1.0 + (BACKWARD_FACTOR if self.direction == "fwd+bwd" else 0.0)
 
@@ -151,6 +169,6 @@ def _linear_chunk_fwd_s(device: GpuDevice, batch: int, heads: int, head_dim: int
         raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole number of "
                                            f"{block}-token blocks")
     binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim,
-                             "block": block, "word_bytes": 2})
+                             "block": block, "word_bytes": WORD_BYTES})
     op = Op("linear-attention", "lightning-attention-2", binding, (), "prefill")
     return device.cost([op]).time_s
