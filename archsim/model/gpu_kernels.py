@@ -173,15 +173,17 @@ def _qkvo_bytes(case: AttentionCase) -> float:
     return (2 * case.heads + 2 * case.kv_heads) * b * n * d * case.element_bytes
 
 
-def _fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
+def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
                 efficiency: str, q_in_smem: bool, mask_all: bool, stages: int,
-                p_to_fp8: bool = False) -> TiledLaunch:
-    """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order."""
+                p_to_fp8: bool = False, counts: tuple[np.ndarray, np.ndarray] | None = None) -> TiledLaunch:
+    """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order. `counts`
+    (unmasked, masked key tiles per query block of one head) replaces the dense or causal ones: a sparse kernel
+    visiting a ragged set of key tiles (`archsim.model.gpu_sparse`)."""
     e, d = case.element_bytes, case.head_dim
     group = _warpgroup(mma, gpu)
     convert = case.precision == "fp8" and not gpu.has_native("fp8")
     precision = "fp16" if convert else case.precision
-    unmasked, masked = _fwd_counts(case.seqlen, block_m, block_n, case.causal)
+    unmasked, masked = counts or _fwd_counts(case.seqlen, block_m, block_n, case.causal)
     if mask_all and case.causal:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
     heads = case.batch * case.heads
@@ -218,7 +220,7 @@ def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
 
 
 def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
-    return _first_fitting([_fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True, False, 1)
+    return _first_fitting([fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True, False, 1)
                            for bm, bn, w in _by_head_dim(FA2_FWD, case.head_dim)], gpu)
 
 
@@ -414,7 +416,7 @@ def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     if case.head_dim > 128:
         return f"head_dim {case.head_dim} > 128 is not supported by the FlashAttention Triton kernel"
     warps = 4 if case.head_dim <= 64 else 8
-    fwd = _fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1)
+    fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1)
     if case.direction == "fwd":
         return (Plan("fa-triton", (fwd,)),)
     prefix = (fwd,) if case.direction == "fwd+bwd" else ()
@@ -465,7 +467,7 @@ def _tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, 
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
     bm, bn, warps, stages = TUT_FWD
-    fwd = _fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
+    fwd = fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
                       p_to_fp8=case.precision == "fp8")
     launches = {"fwd": lambda: (fwd,), "bwd": lambda: _tutorial_bwd(case, gpu),
                 "fwd+bwd": lambda: (fwd, *_tutorial_bwd(case, gpu))}[case.direction]()

@@ -1,0 +1,149 @@
+"""Sparse prefill attention on a GPU, one head at a time, as MInference runs it (Jiang et al., NeurIPS'24;
+../shared/reference/seqpar-sparse.md §3.1): the pattern's estimation as eager PyTorch ops, the index build, and a
+Triton kernel that visits only the key tiles the pattern keeps.
+
+A head's call (`head_plan`) is a list of launches timed by the GPU model (`archsim.model.gpu`):
+- Vertical-slash (Alg. 2): Â = softmax(Q[-64:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes, column sums and
+  diagonal sums (the diagonal sum pads and re-reads the 64 x N scores), two top-k selections over N scores (a radix
+  select reads its input about `TOPK_PASSES` times), index sorts, the pads of Q, K, V to a multiple of 64, the index
+  build (one pass over (N/64)(k_v + k_s) int32 indices), then the sparse kernel.
+- Block-sparse (Alg. 3): mean pooling of Q and K over 64 tokens, Q̂·K̂ᵀ over (N/64)^2 blocks, softmax and top-k_b per
+  query block, then the kernel.
+- A-shape: no estimation; the kernel over `sinks` initial and `window` recent tokens.
+The kernel (MInference's `_triton_mixed_sparse_attention` and block-sparse kernel) is a FlashAttention-style forward
+(`gpu_kernels.fwd_launch`, 64 x 64 tiles, 4 warps, the Triton family's calibrated efficiency and CTA overhead) whose
+CTA for query block i runs the key tiles `key_tiles` counts for it, so the ragged set's wave quantisation and the
+longest CTA come out of the launch model. Kernel granularity (§3.1 "Kernel granularity"): a slash is covered by
+64 x 64 blocks, verticals are gathered 64 columns per tile.
+Where the data decides (which slashes and verticals win the top-k), the placement is an assumption, stated:
+- the k_s kept diagonals are the k_s nearest the main one (a local band: MInference forces the last 100 and local
+  attention dominates the diagonal sums), so query block i covers ceil(k_s / 64) + 1 key blocks, two of them
+  partly masked (the diagonal block and the band's lower edge);
+- the k_v kept columns are spread evenly over the sequence (the first 30 forced as sinks, the rest where the column
+  sums peak), so query block i gathers the k_v (64 i - k_s) / N of them left of its band.
+Both are the sparse end of the reference's range (k_v + k_s + 64 keys per row with contiguous slashes, up to
+k_v + 64 k_s scattered). Heads run one after another (MInference loops over heads in Python); a head's time is
+max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
+from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, launch_time
+from archsim.model.gpu_kernels import fwd_launch
+
+BLOCK = 64  # MInference's BLOCK_M = BLOCK_N
+KERNEL_WARPS = 4
+LAST_Q = 64  # queries of the vertical-slash estimate (Alg. 2)
+TOPK_PASSES = 3  # reads of its input a top-k (radix select) makes
+SCORE_BYTES = 4  # fp32 scores of the estimate
+INDEX_BYTES = 4  # int32 indices
+VIEW_OPS = 6  # slicing, unsqueeze, transposes: issued from Python, no kernel
+PATTERNS = ("vertical_slash", "block_sparse", "a_shape")
+
+
+@dataclass(frozen=True)
+class HeadPattern:
+    """One head's pattern: vertical_slash (k_v columns, k_s diagonals), block_sparse (k_b key blocks per query
+    block) or a_shape (`sinks` initial and `window` recent tokens)."""
+
+    kind: str
+    k_v: int = 0
+    k_s: int = 0
+    k_b: int = 0
+    sinks: int = 0
+    window: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in PATTERNS:
+            raise SpecError("<pattern>", "pattern", f"expected one of {', '.join(PATTERNS)}, got {self.kind!r}")
+        for name in ("k_v", "k_s", "k_b", "sinks", "window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SpecError("<pattern>", name, f"expected a whole number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SparseParams:
+    """The calibrated parameters the launches use: the Triton family's for the kernel, the PyTorch family's for the
+    eager estimation and index ops (and its per-op host time)."""
+
+    kernel: Mapping[str, float]
+    eager: Mapping[str, float]
+
+
+def key_tiles(pattern: HeadPattern, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) 64 x 64 key tiles each query block visits (module docstring's placement)."""
+    blocks = math.ceil(n / BLOCK)
+    i = np.arange(blocks)
+    causal = i + 1  # key blocks up to the diagonal
+    if pattern.kind == "block_sparse":
+        total = np.minimum(causal, pattern.k_b)
+        masked = np.minimum(total, 1)  # the diagonal block, when kept
+        return total - masked, masked
+    if pattern.kind == "a_shape":
+        band = math.ceil(pattern.window / BLOCK) + 1
+        total = np.minimum(causal, math.ceil(pattern.sinks / BLOCK) + band)
+        return total - np.minimum(total, 2), np.minimum(total, 2)
+    band = np.minimum(causal, math.ceil(pattern.k_s / BLOCK) + 1)
+    left = np.maximum(0, BLOCK * i - pattern.k_s)  # keys left of the band
+    columns = np.ceil(pattern.k_v * left / n / BLOCK).astype(np.int64)
+    masked = np.minimum(band, 2)
+    return band - masked + columns, masked
+
+
+def kept_fraction(pattern: HeadPattern, n: int) -> float:
+    """Key tiles visited over the causal kernel's, the kernel-granularity density."""
+    unmasked, masked = key_tiles(pattern, n)
+    blocks = math.ceil(n / BLOCK)
+    return float((unmasked + masked).sum()) / (blocks * (blocks + 1) / 2)
+
+
+def head_launches(pattern: HeadPattern, n: int, head_dim: int, gpu: GPU, precision: str,
+                  element_bytes: int) -> tuple[list[Launch], list[Launch]]:
+    """(eager estimation and index launches, the sparse kernel) of one head's call over n tokens."""
+    e, d = element_bytes, head_dim
+    tokens = n * d * e
+    eager: list[Launch] = [StreamLaunch(f"pad {t} to a multiple of 64", 2 * tokens, "hbm_efficiency")
+                           for t in ("q", "k", "v")]
+    if pattern.kind == "vertical_slash":
+        scores = LAST_Q * n
+        eager += [GemmLaunch("estimate q[-64:]·Kᵀ", 2.0 * scores * d, (LAST_Q * d + n * d + scores) * e, precision),
+                  StreamLaunch("causal mask of the estimate", 2 * scores * e, "hbm_efficiency"),
+                  StreamLaunch("softmax (fp32)", scores * (e + SCORE_BYTES), "hbm_efficiency"),
+                  StreamLaunch("column sums (verticals)", scores * SCORE_BYTES, "hbm_efficiency"),
+                  StreamLaunch("top-k verticals", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
+                  StreamLaunch("pad for the diagonal sums", 2 * scores * SCORE_BYTES, "hbm_efficiency"),
+                  StreamLaunch("diagonal sums (slashes)", scores * SCORE_BYTES, "hbm_efficiency"),
+                  StreamLaunch("top-k slashes", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
+                  StreamLaunch("sort the indices", 2 * (pattern.k_v + pattern.k_s) * INDEX_BYTES, "hbm_efficiency"),
+                  StreamLaunch("build the block and column indices",
+                               math.ceil(n / BLOCK) * (pattern.k_v + pattern.k_s) * INDEX_BYTES, "hbm_efficiency")]
+    elif pattern.kind == "block_sparse":
+        blocks = math.ceil(n / BLOCK)
+        pooled = blocks * blocks
+        eager += [StreamLaunch("mean-pool Q and K", 2 * tokens + 2 * blocks * d * e, "hbm_efficiency"),
+                  GemmLaunch("pooled Q̂·K̂ᵀ", 2.0 * pooled * d, 2 * blocks * d * e + pooled * e, precision),
+                  StreamLaunch("softmax (fp32)", pooled * (e + SCORE_BYTES), "hbm_efficiency"),
+                  StreamLaunch("top-k blocks", TOPK_PASSES * pooled * SCORE_BYTES, "hbm_efficiency")]
+    case = AttentionCase("fwd", 1, 1, 1, head_dim, n, True, precision)
+    kernel = fwd_launch("sparse fwd", case, gpu, BLOCK, BLOCK, KERNEL_WARPS, "native", "mma_efficiency_fwd", False,
+                        False, 2, counts=key_tiles(pattern, n))
+    return eager, [kernel]
+
+
+def head_time_s(pattern: HeadPattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
+                precision: str = "bf16", element_bytes: int = 2) -> float:
+    """One head's call: its launches' GPU time, or its eager ops' host time when that is longer."""
+    eager, kernel = head_launches(pattern, n, head_dim, gpu, precision, element_bytes)
+    device_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in eager)
+    device_s += sum(launch_time(launch, gpu, params.kernel).time_s for launch in kernel)
+    host_s = (len(eager) + len(kernel) + VIEW_OPS) * params.eager["host_op_s"]
+    return max(device_s, host_s)

@@ -1,0 +1,91 @@
+"""End-to-end prefill of one long prompt on one GPU, dense FlashAttention-2 or MInference's per-head sparse
+attention (Jiang et al., NeurIPS'24; ../shared/reference/seqpar-sparse.md §3.1), as its benchmark runs it
+(HF transformers, batch 1, no KV reuse).
+
+Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packaged calibration):
+- the layer's other ops (norms, QKV and output projections, the SwiGLU FFN, residual adds: `step.layer_ops` at the
+  prompt's length), as eager PyTorch runs them;
+- dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
+- MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
+  after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting).
+Assumptions: bf16; the LM head runs on the last token only (the benchmark times the prompt's forward, whose logits
+at every position would not fit at 1M tokens); the KV cache stays on the GPU (the benchmark moves it to the CPU from
+700K tokens on: not modelled, a few seconds over PCIe against minutes of compute); no Triton compilation time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_kernels import family_of, predict
+from archsim.model.gpu_sparse import HeadPattern, SparseParams, head_time_s
+from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
+from archsim.systems.step import Step, layer_ops
+from archsim.workload import Workload
+
+DENSE_KERNEL = "FlashAttention-2"
+SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
+PRECISION = "bf16"
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Seconds of one prompt's prefill: the layers' other ops, attention, and their sum."""
+
+    dense_ops_s: float
+    attention_s: float
+
+    @property
+    def time_s(self) -> float:
+        return self.dense_ops_s + self.attention_s
+
+
+def _device(gpu: GPU) -> GpuDevice:
+    calibration = load_calibration()
+    return GpuDevice(gpu.name, gpu, calibration.family_params(GEMM_FAMILY), DENSE_KERNEL,
+                     calibration.family_params(family_of(DENSE_KERNEL)))
+
+
+def _sizes(workload: Workload) -> tuple[int, int, int, int]:
+    params = workload.params
+    for key in ("layers", "heads", "kv_heads", "head_dim"):
+        if key not in params:
+            raise SpecError(workload.path, f"params.{key}", "missing: a prefill needs it")
+    return int(params["layers"]), int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
+
+
+def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """One layer's ops other than attention over `seq_len` tokens of one prompt."""
+    if workload.block is None:
+        raise SpecError(workload.path, "block", "missing: the layer's norm and FFN kind (gpt or llama)")
+    ops = [op for op in layer_ops(workload, Step("prefill", 1, seq_len), workload.block) if op.name != "attention"]
+    return _device(gpu).cost(ops).time_s
+
+
+def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
+    """Every layer with FlashAttention-2 over all heads."""
+    layers, heads, kv_heads, head_dim = _sizes(workload)
+    case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
+    attention = predict(DENSE_KERNEL, case, gpu, _device(gpu).kernel_params)
+    if not attention.feasible:
+        raise SpecError("<prefill>", "seq_len", f"{DENSE_KERNEL} cannot run {seq_len} tokens: {attention.reason}")
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s)
+
+
+def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
+                   head_patterns: Sequence[tuple[HeadPattern, int]]) -> Prefill:
+    """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads."""
+    layers, heads, _, head_dim = _sizes(workload)
+    counted = sum(count for _, count in head_patterns)
+    if counted != layers * heads:
+        raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
+                                               f"{layers * heads} heads of {workload.name}, got {counted}")
+    calibration = load_calibration()
+    params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
+    attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention)

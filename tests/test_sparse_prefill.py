@@ -1,0 +1,88 @@
+"""Sparse prefill on the GPU model (`archsim.model.gpu_sparse`, `archsim.systems.sparse_prefill`, issue 19): the
+kernel's key tiles per query block against closed forms, the dense limit, what the estimation costs, and an
+end-to-end prefill's structure on Llama-3-8B shapes on an A100."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from archsim import library
+from archsim.errors import SpecError
+from archsim.gpu.load import load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu import AttentionCase, launch_time
+from archsim.model.gpu_kernels import fwd_launch
+from archsim.model.gpu_sparse import BLOCK, HeadPattern, SparseParams, head_time_s, kept_fraction, key_tiles
+from archsim.systems.sparse_prefill import dense_prefill, sparse_prefill
+
+A100 = load_gpu("a100-80gb-sxm4")
+LLAMA = library.load_workload_spec("llama3-8b")
+CALIBRATION = load_calibration()
+PARAMS = SparseParams(CALIBRATION.family_params("triton_tutorial"), CALIBRATION.family_params("pytorch"))
+
+
+def test_vertical_slash_tiles_band_plus_gathered_columns() -> None:
+    """Query block i: min(i + 1, ceil(k_s / 64) + 1) band blocks, two of them at a mask edge, plus the k_v evenly
+    spread columns left of the band gathered 64 per tile."""
+    n, k_v, k_s = 64 * 1000, 640, 1000
+    unmasked, masked = key_tiles(HeadPattern("vertical_slash", k_v=k_v, k_s=k_s), n)
+    for i in (0, 5, 16, 500, 999):
+        band = min(i + 1, math.ceil(k_s / BLOCK) + 1)
+        columns = math.ceil(k_v * max(0, BLOCK * i - k_s) / n / BLOCK)
+        assert unmasked[i] + masked[i] == band + columns
+        assert masked[i] == min(band, 2)
+
+
+def test_a_band_over_everything_is_the_causal_kernel() -> None:
+    """k_s >= N keeps every causal tile: density 1, the same tile counts as a dense causal kernel."""
+    n = 64 * 64
+    pattern = HeadPattern("vertical_slash", k_v=0, k_s=n)
+    assert kept_fraction(pattern, n) == pytest.approx(1.0)
+    blocks = np.arange(n // BLOCK) + 1
+    unmasked, masked = key_tiles(pattern, n)
+    assert np.array_equal(unmasked + masked, blocks)
+    case = AttentionCase("fwd", 1, 1, 1, 128, n, True, "bf16")
+    sparse = fwd_launch("s", case, A100, BLOCK, BLOCK, 4, "native", "mma_efficiency_fwd", False, False, 2,
+                        counts=key_tiles(pattern, n))
+    dense = fwd_launch("d", case, A100, BLOCK, BLOCK, 4, "native", "mma_efficiency_fwd", False, False, 2)
+    assert float(sum(s.counts.sum() for s in sparse.segments)) == float(sum(s.counts.sum() for s in dense.segments))
+    assert launch_time(sparse, A100, PARAMS.kernel).time_s == pytest.approx(
+        launch_time(dense, A100, PARAMS.kernel).time_s, rel=0.02)
+
+
+def test_block_sparse_keeps_k_b_blocks_per_query_block() -> None:
+    unmasked, masked = key_tiles(HeadPattern("block_sparse", k_b=100), 64 * 300)
+    assert list((unmasked + masked)[:3]) == [1, 2, 3]
+    assert set((unmasked + masked)[100:]) == {100}
+
+
+def test_head_time_grows_with_the_kept_set_and_the_estimate_costs() -> None:
+    n = 200_000
+    small, large = (head_time_s(HeadPattern("vertical_slash", k_v=kv, k_s=ks), n, 128, A100, PARAMS)
+                    for kv, ks in ((30, 800), (1000, 6096)))
+    assert large > small
+    a_shape = head_time_s(HeadPattern("a_shape", sinks=64, window=800), n, 128, A100, PARAMS)
+    assert a_shape < small  # about the same tiles with no estimation and no index build
+
+
+def test_minference_loses_at_10k_and_wins_from_100k() -> None:
+    """Heads one at a time and the estimate make MInference slower than dense FlashAttention-2 at 10K; the kept
+    tiles' fall makes it faster from 100K, more so at longer prompts (the paper's direction)."""
+    mix = [(HeadPattern("vertical_slash", k_v=1000, k_s=6096), 512), (HeadPattern("vertical_slash", k_v=30, k_s=800),
+                                                                     512)]
+    ratios = {}
+    for n in (10_000, 100_000, 300_000):
+        ratios[n] = dense_prefill(LLAMA, A100, n).time_s / sparse_prefill(LLAMA, A100, n, mix).time_s
+    assert ratios[10_000] < 1 < ratios[100_000] < ratios[300_000]
+
+
+def test_pattern_map_must_cover_every_head() -> None:
+    with pytest.raises(SpecError) as error:
+        sparse_prefill(LLAMA, A100, 10_000, [(HeadPattern("vertical_slash", k_v=30, k_s=800), 1000)])
+    assert error.value.where == "heads"
+    with pytest.raises(SpecError) as error:
+        HeadPattern("diagonal")
+    assert error.value.where == "pattern"
