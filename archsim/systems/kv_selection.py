@@ -1,0 +1,347 @@
+"""KV-cache selection in decode (DuoAttention, Quest) on the GPU model, and what selection does to the KV bytes a
+PIM device reads and to the batch an offloading memory pool holds (issue 19; ../shared/reference/seqpar-sparse.md
+§3.3, §3.5).
+
+One request, one generated token, end to end (`SelectionDecode`): every decoder layer's ops but attention
+(`archsim.systems.step.layer_ops` of a one-token decode step: norms, QKV, output projection, FFN, residuals, each
+weight read once) costed by the GPU device (`archsim.systems.gpu_device.GpuDevice`, cuBLAS GEMM launches and
+elementwise passes at the packaged calibration), the LM head (the `output-projection` cascade bound as hidden ->
+vocab: a GEMV over the vocab x hidden table), and per layer the attention the method runs:
+- **DuoAttention** (§3.3): a (layer, KV head) is a retrieval head (full KV cache) or a streaming head (`sinks` +
+  `recent` tokens: 128 + 256 in the shipped configs and the efficiency benchmark). Per layer two calls of the
+  GPU model's decode kernel (`kernel`, default "Flash-Decoding (16-row tiles)", the model's stand-in for
+  FlashInfer's small-tile decode): the layer's retrieval KV heads (and their query heads) at the context, its
+  streaming heads at min(context, sinks + recent). Heads come from a `head_map` (layers x kv_heads, 1 =
+  retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads spread as evenly as
+  possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
+  a map says how). Dense baseline: every head at the context, one call per layer.
+- **Quest** (§3.5): the first `dense_layers` (2) layers dense; every other layer scores its pages (16 tokens each;
+  the page's channel-wise min and max of K, two K rows per page, read in one memory-bound pass at the device's
+  elementwise rate, the scores written), selects the top K (one elementwise launch over the scores: RAFT's top-k,
+  5-10 us below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens
+  (the paper: "approximate attention at budget B costs ~ FlashInfer at sequence length B"; the gather of scattered
+  pages is taken as free, paged kernels read by page index). The page metadata's update for the new token is not
+  counted (one page's min and max).
+  `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B), `dense_attention_s` one
+  layer's decode kernel at the context.
+Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
+head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
+cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows; Quest keeps the whole
+cache plus two K rows per page (its min and max). KV bytes per token and KV head are the QKV projection's K and V
+outputs (`SystemModel.kv_bytes_per_token`). Quest's loaded fraction (`quest_loaded_fraction`): the bytes a sparse
+layer reads (page metadata + the K pages' K and V, the `attention-decode-gqa` cascade's tensors) over the bytes
+dense attention reads, = 1/16 + K/pages when the context is whole pages.
+
+Hardware effect elsewhere:
+- PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
+  streams, so selection enters as the context the device's `attention-decode-gqa` op is bound to: the
+  bytes-equivalent context `selected_kv_bytes / kv bytes per token` (`effective_context`). Assumption: selected
+  pages sit whole in DRAM rows (a 16-token page of one KV head is 4 KB at d = 128, fp16: a couple of 1-2 KB rows),
+  so reading K pages costs as reading K x 16 contiguous tokens; Quest's score pass over min/max rows is counted
+  as that many more tokens' bytes.
+- Offloading (`pool_batch`): the requests of one context a Lamina memory pool holds (`OffloadModel`'s
+  `kv_capacity_bytes` over the KV bytes one request keeps), with DuoAttention's streaming heads vs dense.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from archsim import library
+from archsim.arch.gpu import GPU
+from archsim.cascade.bind import bind
+from archsim.errors import SpecError
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_kernels import family_of, predict
+from archsim.systems.device import DeviceModel
+from archsim.systems.gpu_device import GEMM_FAMILY, PRECISIONS, GpuDevice
+from archsim.systems.step import WEIGHTS, Op, Step, layer_ops
+from archsim.systems.system_model import ATTENTION, SystemModel
+from archsim.systems.system_spec import Parallelism
+from archsim.workload import Workload
+
+SOURCE = "<kv-selection>"
+DECODE_KERNEL = "Flash-Decoding (16-row tiles)"  # the GPU model's FlashInfer-like decode (gpu_kernels docstring)
+DUO_SINKS, DUO_RECENT = 128, 256  # DuoAttention's shipped configs and efficiency benchmark (§3.3)
+QUEST_PAGE_TOKENS = 16  # Quest's page size (§3.5)
+QUEST_DENSE_LAYERS = 2  # Quest keeps its first two layers dense (§3.5)
+PIM_ATTENTION = "attention-decode-gqa"
+
+
+@dataclass(frozen=True)
+class SelectionDecode:
+    """One generated token of one request: end-to-end time under selection and dense, one layer's self-attention
+    under selection and dense, and the memory the model and its KV cache take (module docstring)."""
+
+    method: str
+    context: int
+    time_s: float
+    dense_time_s: float
+    attention_s: float
+    dense_attention_s: float
+    memory_bytes: float
+    dense_memory_bytes: float
+    capacity_bytes: float  # the GPU's DRAM
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_bytes <= self.capacity_bytes
+
+    @property
+    def dense_fits(self) -> bool:
+        return self.dense_memory_bytes <= self.capacity_bytes
+
+
+def gpu_device(gpu: GPU, kernel: str = DECODE_KERNEL) -> GpuDevice:
+    """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
+    attention by `kernel` at its family's."""
+    family = family_of(kernel)
+    if family is None:
+        raise SpecError(SOURCE, "kernel", f"no model for attention kernel {kernel!r}")
+    calibration = load_calibration()
+    return GpuDevice(gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
+                     calibration.family_params(family))
+
+
+# ------------------------------------------------------------------------------------------------ sizes and bytes
+def kv_bytes_per_token_head(workload: Workload) -> float:
+    """K and V bytes of one token of one KV head over all layers (`SystemModel.kv_bytes_per_token` / kv_heads)."""
+    return _model(workload).kv_bytes_per_token / _size(workload, "kv_heads")
+
+
+def weight_bytes(workload: Workload) -> float:
+    """The model's weights: its layers' cascades' weight tensors plus the embedding table and the LM head."""
+    return _model(workload).weight_bytes_per_device + 2 * _lm_head(workload, 1).bytes_by_role[WEIGHTS]
+
+
+def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | None = None,
+                              head_map: Sequence[Sequence[int]] | np.ndarray | None = None) -> tuple[int, ...]:
+    """Retrieval KV heads of each layer: the rows of `head_map` (layers x kv_heads, 1 = retrieval, 0 = streaming)
+    summed, or round(r x layers x kv_heads) spread evenly over the layers (the first layers take the remainder)."""
+    layers, kv_heads = int(_size(workload, "layers")), int(_size(workload, "kv_heads"))
+    if (head_map is None) == (retrieval_fraction is None):
+        raise SpecError(SOURCE, "retrieval_fraction", "expected exactly one of retrieval_fraction and head_map")
+    if head_map is not None:
+        heads = np.asarray(head_map)
+        if heads.shape != (layers, kv_heads):
+            raise SpecError(SOURCE, "head_map", f"expected {layers} layers x {kv_heads} KV heads of {workload.name}, "
+                                                f"got shape {heads.shape}")
+        if not np.isin(heads, (0, 1)).all():
+            raise SpecError(SOURCE, "head_map", "expected 1 (retrieval head) or 0 (streaming head) per entry")
+        return tuple(int(n) for n in heads.sum(axis=1))
+    if isinstance(retrieval_fraction, bool) or not isinstance(retrieval_fraction, int | float) \
+            or not 0 <= retrieval_fraction <= 1:
+        raise SpecError(SOURCE, "retrieval_fraction", f"expected a fraction of KV heads in [0, 1], got "
+                                                      f"{retrieval_fraction!r}")
+    total = round(retrieval_fraction * layers * kv_heads)
+    return tuple(total // layers + (i < total % layers) for i in range(layers))
+
+
+def duo_kv_bytes(workload: Workload, context: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
+                 recent: int = DUO_RECENT) -> float:
+    """KV cache one request keeps (and one decode step reads) under DuoAttention: each layer's retrieval heads at
+    `context` tokens, its streaming heads at min(context, sinks + recent); `retrieval` per layer."""
+    per_head_layer = kv_bytes_per_token_head(workload) / _size(workload, "layers")
+    kv_heads, window = int(_size(workload, "kv_heads")), min(context, sinks + recent)
+    return float(sum(per_head_layer * (n * context + (kv_heads - n) * window) for n in retrieval))
+
+
+def quest_read_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS
+                     ) -> tuple[float, float]:
+    """(bytes a Quest layer reads per decode step, bytes dense attention reads): the pages' min and max K rows
+    plus K and V of the budget's tokens, against K and V of the whole context (`attention-decode-gqa` tensors)."""
+    _check_budget(context, budget, page_tokens)
+    pages = math.ceil(context / page_tokens)
+    return 2 * _kv_tensor(workload, pages, "K") + _kv_bytes(workload, budget), _kv_bytes(workload, context)
+
+
+def quest_loaded_fraction(workload: Workload, context: int, budget: int,
+                          page_tokens: int = QUEST_PAGE_TOKENS) -> float:
+    """Fraction of the dense KV bytes a Quest layer loads (§3.5: 1/PageSize + K/PageNum for whole pages)."""
+    read, dense = quest_read_bytes(workload, context, budget, page_tokens)
+    return read / dense
+
+
+# ------------------------------------------------------------------------------------------------ GPU decode
+def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float | None = None, *,
+               head_map: Sequence[Sequence[int]] | np.ndarray | None = None, sinks: int = DUO_SINKS,
+               recent: int = DUO_RECENT, kernel: str = DECODE_KERNEL) -> SelectionDecode:
+    """DuoAttention decode of one request at `context` tokens on `gpu` (module docstring)."""
+    _check_positive("context", context)
+    _check_window(sinks, recent)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
+    device = gpu_device(gpu, kernel)
+    kv_heads, window = int(_size(workload, "kv_heads")), min(context, sinks + recent)
+    layer_s = {n: (_attention_s(device, workload, n, context) + _attention_s(device, workload, kv_heads - n, window))
+               for n in set(retrieval)}
+    dense_layer_s = _attention_s(device, workload, kv_heads, context)
+    rest = _dense_ops_s(device, workload)
+    weights = weight_bytes(workload)
+    mean_layer_s = sum(layer_s[n] for n in retrieval) / len(retrieval)
+    return SelectionDecode("DuoAttention", context, rest + sum(layer_s[n] for n in retrieval),
+                           rest + len(retrieval) * dense_layer_s, mean_layer_s, dense_layer_s,
+                           weights + duo_kv_bytes(workload, context, retrieval, sinks, recent),
+                           weights + kv_bytes_per_token_head(workload) * kv_heads * context, float(gpu.dram_bytes))
+
+
+def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
+                 page_tokens: int = QUEST_PAGE_TOKENS, dense_layers: int = QUEST_DENSE_LAYERS,
+                 kernel: str = DECODE_KERNEL) -> SelectionDecode:
+    """Quest decode of one request at `context` tokens with a token budget `budget` (K pages) on `gpu` (module
+    docstring)."""
+    _check_budget(context, budget, page_tokens)
+    layers = int(_size(workload, "layers"))
+    if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
+        raise SpecError(SOURCE, "dense_layers", f"expected a whole number of layers in [0, {layers}], got "
+                                                f"{dense_layers!r}")
+    device = gpu_device(gpu, kernel)
+    kv_heads = int(_size(workload, "kv_heads"))
+    dense_layer_s = _attention_s(device, workload, kv_heads, context)
+    sparse_layer_s = quest_estimate_s(device, workload, context, page_tokens) \
+        + _attention_s(device, workload, kv_heads, budget)
+    rest = _dense_ops_s(device, workload)
+    weights = weight_bytes(workload)
+    kv = kv_bytes_per_token_head(workload) * kv_heads * context
+    metadata = layers * 2 * _kv_tensor(workload, math.ceil(context / page_tokens), "K")
+    return SelectionDecode("Quest", context,
+                           rest + dense_layers * dense_layer_s + (layers - dense_layers) * sparse_layer_s,
+                           rest + layers * dense_layer_s, sparse_layer_s, dense_layer_s, weights + kv + metadata,
+                           weights + kv, float(gpu.dram_bytes))
+
+
+def quest_estimate_s(device: GpuDevice, workload: Workload, context: int,
+                     page_tokens: int = QUEST_PAGE_TOKENS) -> float:
+    """One layer's page scoring (the pages' min and max K rows read, one score per page and query head written)
+    and top-K (one pass over the scores), each one elementwise launch on `device`."""
+    pages = math.ceil(context / page_tokens)
+    scores = pages * _size(workload, "heads") * _size(workload, "word_bytes")
+    return device.elementwise_s(2 * _kv_tensor(workload, pages, "K") + scores) + device.elementwise_s(scores)
+
+
+# ------------------------------------------------------------------------------------------------ PIM, offloading
+def effective_context(workload: Workload, kv_bytes: float) -> int:
+    """The context whose dense K and V take `kv_bytes` (rounded up to a whole token)."""
+    per_token = kv_bytes_per_token_head(workload) * _size(workload, "kv_heads") / _size(workload, "layers")
+    return max(1, math.ceil(kv_bytes / per_token - 1e-9))
+
+
+def quest_effective_context(workload: Workload, context: int, budget: int,
+                            page_tokens: int = QUEST_PAGE_TOKENS) -> int:
+    """Tokens' worth of KV a Quest layer reads: the page metadata and the budget (`quest_read_bytes`)."""
+    return effective_context(workload, quest_read_bytes(workload, context, budget, page_tokens)[0])
+
+
+def duo_effective_context(workload: Workload, context: int, retrieval_fraction: float, sinks: int = DUO_SINKS,
+                          recent: int = DUO_RECENT) -> int:
+    """Tokens' worth of KV one DuoAttention layer reads, averaged over the layers."""
+    _check_window(sinks, recent)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
+    return effective_context(workload, duo_kv_bytes(workload, context, retrieval, sinks, recent) / len(retrieval))
+
+
+def pim_attention_s(device: DeviceModel, workload: Workload, contexts: Sequence[int]) -> float:
+    """Decode attention of a batch whose requests read `contexts` tokens' worth of KV each (one
+    `attention-decode-gqa` op per request, bound to it) on a bank-PIM or Logic-PIM `device`, one layer."""
+    cascade = library.load_cascade_spec(PIM_ATTENTION)
+    ops = [Op(ATTENTION, PIM_ATTENTION, bind(cascade, workload, {"batch": 1, "seq_len": int(c)}, SOURCE), ())
+           for c in contexts]
+    return device.cost(ops).time_s
+
+
+def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, retrieval_fraction: float,
+               sinks: int = DUO_SINKS, recent: int = DUO_RECENT) -> tuple[int, int]:
+    """(requests at `context` tokens a memory pool of `pool_capacity_bytes` holds with DuoAttention's streaming
+    heads, the same dense): the capacity over one request's KV bytes, floored."""
+    _check_positive("context", context)
+    _check_window(sinks, recent)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
+    dense = kv_bytes_per_token_head(workload) * _size(workload, "kv_heads") * context
+    return (math.floor(pool_capacity_bytes / duo_kv_bytes(workload, context, retrieval, sinks, recent)),
+            math.floor(pool_capacity_bytes / dense))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int) -> float:
+    """One call of the device's decode kernel over `kv_heads` KV heads (and their query heads) at `keys` keys;
+    0 for no heads."""
+    if kv_heads == 0:
+        return 0.0
+    heads = int(kv_heads * _size(workload, "heads") // _size(workload, "kv_heads"))
+    precision = PRECISIONS.get(int(_size(workload, "word_bytes")), "fp16")
+    case = AttentionCase("decode", 1, heads, kv_heads, int(_size(workload, "head_dim")), keys, False, precision)
+    result = predict(device.kernel, case, device.spec, device.kernel_params)
+    if not result.feasible:
+        raise SpecError(SOURCE, "kernel", f"{device.kernel} cannot decode {keys} keys on {device.spec.name}: "
+                                          f"{result.reason}")
+    return result.time_s
+
+
+def _dense_ops_s(device: GpuDevice, workload: Workload) -> float:
+    """Every layer's ops but attention, and the LM head, for one token of one request."""
+    _check_block(workload)
+    ops = [op for op in layer_ops(workload, Step("decode", 1, 1), workload.block) if op.name != ATTENTION]
+    return _size(workload, "layers") * device.cost(ops).time_s + device.cost([_lm_head(workload, 1)]).time_s
+
+
+def _lm_head(workload: Workload, tokens: int) -> Op:
+    """The LM head as the `output-projection` cascade from `hidden` (one head of head_dim = hidden) to `vocab`."""
+    cascade = library.load_cascade_spec("output-projection")
+    binding = bind(cascade, {"batch": tokens, "seq_len": 1, "heads": 1, "head_dim": _size(workload, "hidden"),
+                             "hidden": _size(workload, "vocab"), "word_bytes": _size(workload, "word_bytes")},
+                   source=SOURCE)
+    return Op("lm_head", "output-projection", binding, ())
+
+
+def _kv_tensor(workload: Workload, tokens: int, tensor: str) -> float:
+    """Bytes of `tensor` (K or V) of `attention-decode-gqa` bound to one request of `tokens` keys, one layer."""
+    cascade = library.load_cascade_spec(PIM_ATTENTION)
+    return float(bind(cascade, workload, {"batch": 1, "seq_len": tokens}, SOURCE).bytes(tensor))
+
+
+def _kv_bytes(workload: Workload, tokens: int) -> float:
+    return _kv_tensor(workload, tokens, "K") + _kv_tensor(workload, tokens, "V")
+
+
+def _model(workload: Workload) -> SystemModel:
+    """`SystemModel`'s weight and KV byte counts of the whole workload on one device (no system needed)."""
+    _check_block(workload)
+    return SystemModel(None, workload, Parallelism(tp=1, pp=1), workload, workload.block, {})
+
+
+def _size(workload: Workload, name: str) -> float:
+    if name not in workload.params:
+        raise SpecError(workload.path, f"params.{name}", f"missing: KV selection needs the model's {name}")
+    return workload.params[name]
+
+
+def _check_block(workload: Workload) -> None:
+    if workload.block is None:
+        raise SpecError(workload.path, "block", "missing: the decoder layer's norm and FFN kind (gpt or llama)")
+
+
+def _check_positive(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise SpecError(SOURCE, field, f"expected a positive whole number of tokens, got {value!r}")
+
+
+def _check_window(sinks: int, recent: int) -> None:
+    for field, value in (("sinks", sinks), ("recent", recent)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise SpecError(SOURCE, field, f"expected a whole number of tokens >= 0, got {value!r}")
+    if sinks + recent < 1:
+        raise SpecError(SOURCE, "recent", "expected sinks + recent >= 1: a streaming head attends to some tokens")
+
+
+def _check_budget(context: int, budget: int, page_tokens: int) -> None:
+    _check_positive("context", context)
+    _check_positive("page_tokens", page_tokens)
+    _check_positive("budget", budget)
+    if budget % page_tokens:
+        raise SpecError(SOURCE, "budget", f"expected a whole number of {page_tokens}-token pages, got {budget}")
+    if budget > context:
+        raise SpecError(SOURCE, "budget", f"expected a token budget at most the context ({context}), got {budget}")
