@@ -192,6 +192,20 @@ def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     }
 
 
+def attention_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Non-causal attention, Q [B,H,P,E], K/V [B,G,M,E|F]: query head h uses KV head h // (H/G)."""
+    group = x["Q"].shape[1] // x["K"].shape[1]
+    k, v = np.repeat(x["K"], group, axis=1), np.repeat(x["V"], group, axis=1)
+    return attention({"Q": x["Q"], "K": k, "V": v}, p)
+
+
+def megatron_sp_attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """The attention block of a decoder layer: QKV projection of X [B,P,D], causal GQA attention, output
+    projection with WO [H,F,D] -> Z [B,P,D] (what Megatron-SP's sequence- and head-sharded block computes)."""
+    qkv = qkv_projection(x, p)
+    return output_projection({"AV": attention_causal_gqa(qkv, p)["AV"], "WO": x["WO"]}, p)
+
+
 REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
     fn.__name__: fn
     for fn in (
@@ -199,6 +213,6 @@ REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
         attention_decode_gqa, attention_decode_divide_conquer,
         attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal,
         qkv_projection, output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add,
-        mla_projection,
+        mla_projection, attention_gqa, megatron_sp_attention,
     )
 }
