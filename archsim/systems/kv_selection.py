@@ -16,21 +16,22 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
   a map says how). Dense baseline: every head at the context, one call per layer.
 - **Quest** (§3.5): the first `dense_layers` (2) layers dense; every other layer scores its pages (16 tokens each;
-  the page's channel-wise min and max of K, two K rows per page, read in one memory-bound pass at the device's
-  elementwise rate, the scores written), selects the top K (one elementwise launch over the scores: RAFT's top-k,
-  5-10 us below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens
-  (the paper: "approximate attention at budget B costs ~ FlashInfer at sequence length B"; the gather of scattered
-  pages is taken as free, paged kernels read by page index). The page metadata's update for the new token is not
-  counted (one page's min and max).
+  the page's channel-wise key minima and maxima KMIN, KMAX read and the bounds UB written, in one memory-bound
+  pass at the device's elementwise rate), selects the top K (one elementwise launch over UB: RAFT's top-k, 5-10 us
+  below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens (the paper:
+  "approximate attention at budget B costs ~ FlashInfer at sequence length B"; the gather of scattered pages is
+  taken as free, paged kernels read by page index). Bytes are the `quest-decode` cascade's tensors (bound with the
+  workload's KV heads as its heads; pages of a context that is not whole pages: the last, partial one has no
+  metadata, J = context // 16). The metadata's update for the new token is not counted (one page's min and max).
   `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B), `dense_attention_s` one
   layer's decode kernel at the context.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
 head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
 cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows; Quest keeps the whole
-cache plus two K rows per page (its min and max). KV bytes per token and KV head are the QKV projection's K and V
-outputs (`SystemModel.kv_bytes_per_token`). Quest's loaded fraction (`quest_loaded_fraction`): the bytes a sparse
-layer reads (page metadata + the K pages' K and V, the `attention-decode-gqa` cascade's tensors) over the bytes
-dense attention reads, = 1/16 + K/pages when the context is whole pages.
+cache plus KMIN and KMAX of every page. KV bytes per token and KV head are the QKV projection's K and V outputs
+(`SystemModel.kv_bytes_per_token`). Quest's loaded fraction (`quest_loaded_fraction`): the bytes a sparse layer
+reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS) over those of its K and V, = 1/16 + K/pages for a
+context of whole pages.
 
 Hardware effect elsewhere:
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
@@ -41,6 +42,15 @@ Hardware effect elsewhere:
   as that many more tokens' bytes.
 - Offloading (`pool_batch`): the requests of one context a Lamina memory pool holds (`OffloadModel`'s
   `kv_capacity_bytes` over the KV bytes one request keeps), with DuoAttention's streaming heads vs dense.
+- Spatial array (`block_sparse_on_array`): `attention-block-sparse` (a static block mask; no estimation pass:
+  the mask is fixed, nothing is scored) against `attention-1pass`, the same Einsums, on a library mapping of
+  either (FuseMax's `fusemax`, or `fusemax-cascade` on FLAT's hardware) through the analytical model, which
+  counts masked points free. The 2-D array's Einsums (QK, SLN, SLNV) shrink with the kept fraction; the 1-D
+  array's running-state Einsums (RM, PRM, SPD, RD, SPNV, RNV) are per key tile and query and carry no mask, so
+  they run for every key tile as in the dense cascade. A kernel that skips a whole masked tile skips its state
+  update too; the cascade would need those Einsums masked at tile granularity (the state carried unchanged
+  through a masked tile) for the model to skip them, and until then the latency of a 1-D-bound mapping (FuseMax
+  at these sizes) does not fall with density while the energy does.
 """
 
 from __future__ import annotations
@@ -53,11 +63,13 @@ import numpy as np
 
 from archsim import library
 from archsim.arch.gpu import GPU
+from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import family_of, predict
+from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GEMM_FAMILY, PRECISIONS, GpuDevice
 from archsim.systems.step import WEIGHTS, Op, Step, layer_ops
@@ -71,6 +83,8 @@ DUO_SINKS, DUO_RECENT = 128, 256  # DuoAttention's shipped configs and efficienc
 QUEST_PAGE_TOKENS = 16  # Quest's page size (§3.5)
 QUEST_DENSE_LAYERS = 2  # Quest keeps its first two layers dense (§3.5)
 PIM_ATTENTION = "attention-decode-gqa"
+QUEST_CASCADE = "quest-decode"
+DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-sparse"
 
 
 @dataclass(frozen=True)
@@ -153,11 +167,11 @@ def duo_kv_bytes(workload: Workload, context: int, retrieval: Sequence[int], sin
 
 def quest_read_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS
                      ) -> tuple[float, float]:
-    """(bytes a Quest layer reads per decode step, bytes dense attention reads): the pages' min and max K rows
-    plus K and V of the budget's tokens, against K and V of the whole context (`attention-decode-gqa` tensors)."""
-    _check_budget(context, budget, page_tokens)
-    pages = math.ceil(context / page_tokens)
-    return 2 * _kv_tensor(workload, pages, "K") + _kv_bytes(workload, budget), _kv_bytes(workload, context)
+    """(bytes a Quest layer reads per decode step, bytes dense attention reads), one request: the `quest-decode`
+    cascade's page minima and maxima (KMIN, KMAX) and the budget's gathered keys and values (KS, VS), against its
+    whole K and V."""
+    sizes = _quest_bytes(workload, context, budget, page_tokens)
+    return sizes["KMIN"] + sizes["KMAX"] + sizes["KS"] + sizes["VS"], sizes["K"] + sizes["V"]
 
 
 def quest_loaded_fraction(workload: Workload, context: int, budget: int,
@@ -202,25 +216,25 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
     device = gpu_device(gpu, kernel)
     kv_heads = int(_size(workload, "kv_heads"))
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
-    sparse_layer_s = quest_estimate_s(device, workload, context, page_tokens) \
+    sparse_layer_s = quest_estimate_s(device, workload, context, budget, page_tokens) \
         + _attention_s(device, workload, kv_heads, budget)
     rest = _dense_ops_s(device, workload)
     weights = weight_bytes(workload)
     kv = kv_bytes_per_token_head(workload) * kv_heads * context
-    metadata = layers * 2 * _kv_tensor(workload, math.ceil(context / page_tokens), "K")
+    sizes = _quest_bytes(workload, context, budget, page_tokens)
+    metadata = layers * (sizes["KMIN"] + sizes["KMAX"])
     return SelectionDecode("Quest", context,
                            rest + dense_layers * dense_layer_s + (layers - dense_layers) * sparse_layer_s,
                            rest + layers * dense_layer_s, sparse_layer_s, dense_layer_s, weights + kv + metadata,
                            weights + kv, float(gpu.dram_bytes))
 
 
-def quest_estimate_s(device: GpuDevice, workload: Workload, context: int,
+def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget: int,
                      page_tokens: int = QUEST_PAGE_TOKENS) -> float:
-    """One layer's page scoring (the pages' min and max K rows read, one score per page and query head written)
-    and top-K (one pass over the scores), each one elementwise launch on `device`."""
-    pages = math.ceil(context / page_tokens)
-    scores = pages * _size(workload, "heads") * _size(workload, "word_bytes")
-    return device.elementwise_s(2 * _kv_tensor(workload, pages, "K") + scores) + device.elementwise_s(scores)
+    """One layer's page scoring (KMIN and KMAX read, the bounds UB written) and top-K selection (UB read), each
+    one elementwise launch on `device`, bytes from the `quest-decode` cascade."""
+    sizes = _quest_bytes(workload, context, budget, page_tokens)
+    return device.elementwise_s(sizes["KMIN"] + sizes["KMAX"] + sizes["UB"]) + device.elementwise_s(sizes["UB"])
 
 
 # ------------------------------------------------------------------------------------------------ PIM, offloading
@@ -265,6 +279,31 @@ def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, ret
             math.floor(pool_capacity_bytes / dense))
 
 
+@dataclass(frozen=True)
+class ArrayBlockSparse:
+    """Block-sparse attention against dense on one mapping: the kept fraction of QK's points and both Results."""
+
+    density: float
+    dense: Result
+    sparse: Result
+
+
+def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int) -> ArrayBlockSparse:
+    """`attention-1pass` and `attention-block-sparse` (blocks of `block` tokens) at `seq_len` tokens of `workload`
+    on `mapping`, through the analytical model (module docstring)."""
+    from archsim.model.analytical import evaluate
+    from archsim.point import prepare
+
+    results = []
+    for cascade, sets in ((DENSE_ARRAY_CASCADE, {"seq_len": seq_len}),
+                          (SPARSE_ARRAY_CASCADE, {"seq_len": seq_len, "block": block})):
+        point = prepare(mapping, cascade=cascade, workload=workload, sets=sets)
+        results.append((point.analysis.points["QK"],
+                        evaluate(point.binding, point.analysis, point.arch, point.mapping)))
+    (dense_points, dense), (sparse_points, sparse) = results
+    return ArrayBlockSparse(sparse_points / dense_points, dense, sparse)
+
+
 # ------------------------------------------------------------------------------------------------ helpers
 def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int) -> float:
     """One call of the device's decode kernel over `kv_heads` KV heads (and their query heads) at `keys` keys;
@@ -297,14 +336,15 @@ def _lm_head(workload: Workload, tokens: int) -> Op:
     return Op("lm_head", "output-projection", binding, ())
 
 
-def _kv_tensor(workload: Workload, tokens: int, tensor: str) -> float:
-    """Bytes of `tensor` (K or V) of `attention-decode-gqa` bound to one request of `tokens` keys, one layer."""
-    cascade = library.load_cascade_spec(PIM_ATTENTION)
-    return float(bind(cascade, workload, {"batch": 1, "seq_len": tokens}, SOURCE).bytes(tensor))
-
-
-def _kv_bytes(workload: Workload, tokens: int) -> float:
-    return _kv_tensor(workload, tokens, "K") + _kv_tensor(workload, tokens, "V")
+def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int) -> dict[str, float]:
+    """Bytes of each tensor of `quest-decode` bound to one request at `context` tokens and `budget` tokens of
+    pages, one layer. The cascade is multi-head: it is bound with the workload's KV heads as its heads (Quest's
+    pages and their metadata are per KV head; under GQA the scores UB are then per KV head, not per query head)."""
+    _check_budget(context, budget, page_tokens)
+    cascade = library.load_cascade_spec(QUEST_CASCADE)
+    binding = bind(cascade, workload, {"batch": 1, "heads": _size(workload, "kv_heads"), "seq_len": context,
+                                       "page": page_tokens, "budget_pages": budget // page_tokens}, SOURCE)
+    return {t.name: float(t.bytes) for t in tensor_infos(binding)}
 
 
 def _model(workload: Workload) -> SystemModel:
