@@ -32,6 +32,7 @@ SMALL_BOX_POINTS = 4096  # a whole box this small is evaluated point by point
 SMALL_BATCH_POINTS = 1 << 17  # mixed boxes of a batch this small in all are evaluated point by point
 BATCH_BOXES = 1 << 12  # boxes decided per vectorised step (bounds memory: a few MB per array)
 DENSE_BATCH_POINTS = 1 << 18  # points per broadcast evaluation of small boxes
+SHORT_AXIS = 64  # an axis of at most this many points is split before the long ones (`_halve`)
 
 # Verdicts per box. With this order `and` is the minimum, `or` the maximum and `not` is TRUE - verdict.
 FALSE, MIXED, TRUE = 0, 1, 2
@@ -84,9 +85,14 @@ def _pop_batch(stack: list[np.ndarray]) -> np.ndarray:
 
 
 def _halve(boxes: np.ndarray) -> np.ndarray:
-    """Split each box in halves across its longest axis (the first if tied)."""
+    """Split each box in halves across its longest axis (the first if tied), or first across a short axis
+    (at most `SHORT_AXIS` points, more than one) when it has one: a predicate of a few devices and steps
+    (`(d - s) % devices`) is decided only once those take single values, so splitting the token axes first
+    would multiply mixed boxes along the whole diagonal band before the short axes are cut."""
     columns = np.arange(boxes.shape[2])
-    axis = np.argmax(boxes[1] - boxes[0], axis=0)
+    widths = boxes[1] - boxes[0]
+    short = np.where((widths >= 1) & (widths < SHORT_AXIS), widths, np.inf)
+    axis = np.where(np.isfinite(short).any(axis=0), np.argmin(short, axis=0), np.argmax(widths, axis=0))
     mid = np.floor((boxes[0, axis, columns] + boxes[1, axis, columns] + 1) / 2)
     left, right = boxes.copy(), boxes
     left[1, axis, columns] = mid - 1
