@@ -148,13 +148,21 @@ def vertical_slash_index(vertical: torch.Tensor, slash: torch.Tensor, seqlen: in
 def vertical_slash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vertical: torch.Tensor,
                              slash: torch.Tensor, scale: float | None = None, block: int = 64) -> torch.Tensor:
     """Causal vertical-slash attention for [batch, heads, seqlen, head_dim] inputs (module docstring): builds the
-    index (`vertical_slash_index`) and runs the kernel; returns a tensor with q's shape and dtype."""
+    index (`vertical_slash_index`) and runs the kernel (`indexed_attention`); returns q's shape and dtype."""
+    return indexed_attention(q, k, v, vertical_slash_index(vertical, slash, q.shape[-2], block), scale, block)
+
+
+def indexed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: VerticalSlashIndex,
+                      scale: float | None = None, block: int = 64) -> torch.Tensor:
+    """The kernel alone, on an index `vertical_slash_index` built for this seqlen and block."""
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
-    index = vertical_slash_index(vertical, slash, seqlen, block)
+    num_query_blocks = triton.cdiv(seqlen, block)
+    if tuple(index.range_count.shape) != (batch, heads, num_query_blocks):
+        raise ValueError(f"the index is for {tuple(index.range_count.shape)} (batch, heads, query blocks); the "
+                         f"inputs need {(batch, heads, num_query_blocks)} at block {block}")
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)
-    num_query_blocks = triton.cdiv(seqlen, block)
     grid = (num_query_blocks, batch * heads)
     _vertical_slash_fwd_kernel[grid](q, k, v, out, index.range_count, index.range_start, index.range_end,
                                      index.column_count, index.column_index, seqlen, num_query_blocks,

@@ -174,3 +174,24 @@ def test_vertical_slash_pattern_and_bad_input() -> None:
     q, k, v = _inputs((1, 2, 128, 16), torch.float32, seed=16)
     with pytest.raises(ValueError, match=r"slash entries must lie in \[0, 128\)"):
         vertical_slash.vertical_slash_attention(q, k, v, vertical[..., :5] % 128, slash[..., :5] + 128)
+
+
+def test_measure_times_them_at_the_minference_shapes(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from archsim.commands.benchmarks import SPARSE_KERNELS, benchmark_cases
+    from archsim.commands.measure import measure
+
+    # seqpar-sparse.md §3.1: LLaMA-3-8B (32 heads, d 128, bf16), vertical-slash (1000, 6096), block-sparse k_b = 100
+    cases = benchmark_cases(SPARSE_KERNELS, max_seqlen=None, tiny=False)
+    assert [(c.kernel, c.seqlen) for c in cases] == [(k, s) for k in SPARSE_KERNELS
+                                                     for s in (16384, 32768, 65536, 131072)]
+    assert {(c.batch, c.heads, c.head_dim, c.dtype, c.causal) for c in cases} == {(1, 32, 128, "bf16", True)}
+    assert {(c.block_topk, c.vertical_size, c.slash_size) for c in cases} == {(100, None, None), (None, 1000, 6096)}
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(measure, ["--interpret", "--kernels", "block_sparse,vertical_slash",
+                                          "--max-seqlen", "128", "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and all(",latency," in line for line in lines[1:])  # no dense-FLOP throughput row
+    assert "block_topk=2" in lines[1] and "vertical_size=128; slash_size=128" in lines[2]  # capped at 128 tokens

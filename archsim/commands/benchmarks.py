@@ -9,13 +9,22 @@ into the TFLOPs/s the published charts print. Sources, per family:
   from the blog as recalled, not re-read, and the KV lengths (512..64k) are ours.
 - Lightning Attention-2 (`benchmarks/benchmark_lightning2.py`, gpu.md §1.7): batch 4, 32 heads, d 128, bf16,
   seqlen 512..32k, forward latency.
+- MInference's sparse kernels (seqpar-sparse.md §3.1), timed only when asked for (`--kernels`): LLaMA-3-8B's
+  attention (batch 1, 32 heads after the GQA repeat, d 128, bf16), causal, 16k..128k (ours: lengths a GPU runs
+  in seconds); vertical-slash at (k_v, k_s) = (1000, 6096), the setting of 473 of the 1024 heads of the shipped
+  LLaMA-3-8B-262K config, block-sparse at k_b = 100 blocks of 64 (the code's topk). Which verticals, slashes and
+  blocks are kept is drawn at random (seeded), as no model's scores are at hand; the kernels' time depends on how
+  many, and for slashes on how they merge, so a real head's time differs. The kernel alone is timed: the block
+  list and the vertical-slash index are built before, like the pattern estimation (costs of their own).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-KERNELS = ("naive", "flash_fwd", "flash_bwd", "decode", "lightning")  # module names in kernels/
+DEFAULT_KERNELS = ("naive", "flash_fwd", "flash_bwd", "decode", "lightning")  # module names in kernels/
+SPARSE_KERNELS = ("block_sparse", "vertical_slash")  # timed at the MInference shapes, latency only
+KERNELS = DEFAULT_KERNELS + SPARSE_KERNELS
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
 FA_TOKENS = 16384  # batch · seqlen of every FlashAttention benchmark run
 FA_HIDDEN = 2048  # heads · head_dim
@@ -25,6 +34,10 @@ DECODE_SEQLENS = tuple(2**i for i in range(9, 17))  # 512 .. 65536
 DECODE_BATCH, DECODE_HEADS, DECODE_KV_HEADS, DECODE_HEAD_DIM = 1, 16, 2, 128
 LIGHTNING_SEQLENS = tuple(2**i for i in range(9, 16))  # 512 .. 32768
 LIGHTNING_BATCH, LIGHTNING_HEADS, LIGHTNING_HEAD_DIM = 4, 32, 128
+SPARSE_SEQLENS = (16384, 32768, 65536, 131072)
+SPARSE_BATCH, SPARSE_HEADS, SPARSE_HEAD_DIM = 1, 32, 128
+SPARSE_VERTICAL_SIZE, SPARSE_SLASH_SIZE = 1000, 6096  # (k_v, k_s)
+SPARSE_BLOCK_TOPK, SPARSE_BLOCK = 100, 64  # k_b key blocks of 64 tokens per query block
 TINY_BATCH, TINY_HEADS = 1, 2  # interpreter runs: shapes shrunk so one run takes well under a second
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # x the forward count (bwd = 2 matmuls + 0.5 recompute)
 KERNEL_LABELS = {
@@ -33,6 +46,8 @@ KERNEL_LABELS = {
     "flash_bwd": "archsim FlashAttention-2 (Triton)",
     "decode": "archsim Flash-Decoding split-KV GQA (Triton)",
     "lightning": "archsim Lightning Attention-2 (Triton)",
+    "block_sparse": "archsim MInference block-sparse (Triton)",
+    "vertical_slash": "archsim MInference vertical-slash (Triton)",
 }
 
 
@@ -49,6 +64,15 @@ class Case:
     seqlen: int
     dtype: str = "fp16"
     kv_heads: int | None = None  # decode only: KV heads shared by heads / kv_heads query heads each
+    vertical_size: int | None = None  # vertical_slash only: k_v kept columns
+    slash_size: int | None = None  # vertical_slash only: k_s kept diagonals
+    block_topk: int | None = None  # block_sparse only: k_b kept key blocks per query block (of SPARSE_BLOCK tokens)
+
+    @property
+    def pattern_note(self) -> str:
+        """The sparse pattern's sizes as "; key=value" note entries ("" for dense kernels)."""
+        sizes = {"vertical_size": self.vertical_size, "slash_size": self.slash_size, "block_topk": self.block_topk}
+        return "".join(f"; {name}={value}" for name, value in sizes.items() if value is not None)
 
 
 def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: bool, direction: str) -> float:
@@ -67,7 +91,8 @@ def capped(seqlens: tuple[int, ...], max_seqlen: int | None) -> tuple[int, ...]:
 
 def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) -> list[Case]:
     """The cases of the selected kernels, in KERNELS order. `tiny` (interpreter runs) keeps the head dims, causal
-    settings and GQA grouping but uses batch TINY_BATCH, at most TINY_HEADS heads for prefill, and fp16."""
+    settings and GQA grouping but uses batch TINY_BATCH, at most TINY_HEADS heads for prefill, and fp16. Sparse
+    pattern sizes are capped at what the length holds (k_v, k_s <= seqlen; k_b <= its blocks)."""
     cases = []
     prefill = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd")}
     for kernel in (k for k in KERNELS if k in kernels):
@@ -82,6 +107,14 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
         elif kernel == "decode":
             cases += [Case(kernel, "decode", False, DECODE_BATCH, DECODE_HEADS, DECODE_HEAD_DIM, seqlen,
                            kv_heads=DECODE_KV_HEADS) for seqlen in capped(DECODE_SEQLENS, max_seqlen)]
+        elif kernel in SPARSE_KERNELS:
+            batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (SPARSE_BATCH, SPARSE_HEADS)
+            for seqlen in capped(SPARSE_SEQLENS, max_seqlen):
+                sizes = ({"block_topk": min(SPARSE_BLOCK_TOPK, -(-seqlen // SPARSE_BLOCK))} if kernel == "block_sparse"
+                         else {"vertical_size": min(SPARSE_VERTICAL_SIZE, seqlen),
+                               "slash_size": min(SPARSE_SLASH_SIZE, seqlen)})
+                cases.append(Case(kernel, "fwd", True, batch, heads, SPARSE_HEAD_DIM, seqlen,
+                                  "fp16" if tiny else "bf16", **sizes))
         else:
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (LIGHTNING_BATCH, LIGHTNING_HEADS)
             cases += [Case(kernel, "fwd", True, batch, heads, LIGHTNING_HEAD_DIM, seqlen, "fp16" if tiny else "bf16")

@@ -27,7 +27,16 @@ from pathlib import Path
 
 import click
 
-from archsim.commands.benchmarks import KERNEL_LABELS, KERNELS, Case, attention_flops, benchmark_cases
+from archsim.commands.benchmarks import (
+    DEFAULT_KERNELS,
+    KERNEL_LABELS,
+    KERNELS,
+    SPARSE_BLOCK,
+    SPARSE_KERNELS,
+    Case,
+    attention_flops,
+    benchmark_cases,
+)
 from archsim.errors import SpecError
 from archsim.gpu.measurements import read_csv_rows
 from archsim.limits import env_limit
@@ -109,7 +118,7 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
     """A no-argument call of the case's kernel on random inputs (allocated here, before timing)."""
     import torch
 
-    from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive
+    from archsim.kernels import block_sparse, decode, flash_bwd, flash_fwd, lightning, naive, vertical_slash
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.dtype]
     shape = (case.batch, case.heads, case.seqlen, case.head_dim)
@@ -126,6 +135,15 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
         return lambda: naive.naive_attention(q, k, v, causal=case.causal)
     if case.kernel == "lightning":
         return lambda: lightning.lightning_attention(q, k, v, scale=case.head_dim**-0.5)
+    if case.kernel == "block_sparse":  # the kernel alone: its block list is drawn here, untimed
+        index, count = block_sparse.random_block_list(case.batch, case.heads, case.seqlen, case.block_topk,
+                                                      SPARSE_BLOCK, device=device)
+        return lambda: block_sparse.block_sparse_attention(q, k, v, index, count, block=SPARSE_BLOCK)
+    if case.kernel == "vertical_slash":  # the kernel alone: its index is built here, untimed (torch, not MInference's)
+        pattern = vertical_slash.random_pattern(case.batch, case.heads, case.seqlen, case.vertical_size,
+                                                case.slash_size, device=device)
+        index = vertical_slash.vertical_slash_index(*pattern, case.seqlen, SPARSE_BLOCK)
+        return lambda: vertical_slash.indexed_attention(q, k, v, index, block=SPARSE_BLOCK)
     if case.direction == "fwd":
         return lambda: flash_fwd.flash_fwd(q, k, v, causal=case.causal)
     dout = rand(*shape)
@@ -156,8 +174,8 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
         return [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms * 1e3:.6g}",
                  "unit": "us", "note": note}]
     rows = [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms:.6g}", "unit": "ms",
-             "note": note}]
-    if case.kernel != "lightning":
+             "note": note + case.pattern_note}]
+    if case.kernel != "lightning" and case.kernel not in SPARSE_KERNELS:
         flops = attention_flops(case.batch, case.heads, case.seqlen, case.head_dim, case.causal, case.direction)
         value = "OOM" if time_ms is None else f"{flops / (time_ms * 1e-3) / 1e12:.6g}"
         rows.append({**row, "metric": "throughput", "value": value, "unit": "TFLOPs/s", "note": f"{note}; {FLOP_NOTE}"})
@@ -165,8 +183,8 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
 
 
 @click.command("measure")
-@click.option("--kernels", "kernel_names", default=",".join(KERNELS), show_default=True, callback=_parse_kernels,
-              help="Comma-separated subset of the kernels to time.")
+@click.option("--kernels", "kernel_names", default=",".join(DEFAULT_KERNELS), show_default=True,
+              callback=_parse_kernels, help=f"Comma-separated kernels to time, among {', '.join(KERNELS)}.")
 @click.option("--out", default="measurements.csv", show_default=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to append the rows to (created with a header if missing).")
 @click.option("--interpret", is_flag=True,
