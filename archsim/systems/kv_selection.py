@@ -36,8 +36,9 @@ context of whole pages.
 Hardware effect elsewhere:
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
   streams, so selection enters as the context the device's `attention-decode-gqa` op is bound to: the
-  bytes-equivalent context `selected_kv_bytes / kv bytes per token` (`effective_context`). Assumption: selected
-  pages sit whole in DRAM rows (a 16-token page of one KV head is 4 KB at d = 128, fp16: a couple of 1-2 KB rows),
+  bytes-equivalent context: the bytes selection reads (`duo_kv_bytes`, `quest_read_bytes`) over one token's K and
+  V (`effective_context`). Assumption: selected pages sit whole in DRAM rows (a 16-token page of one KV head is
+  4 KB of K and 4 KB of V at d = 128, fp16: whole 1-2 KB rows),
   so reading K pages costs as reading K x 16 contiguous tokens; Quest's score pass over min/max rows is counted
   as that many more tokens' bytes.
 - Offloading (`pool_batch`): the requests of one context a Lamina memory pool holds (`OffloadModel`'s
