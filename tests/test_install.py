@@ -48,3 +48,8 @@ def test_wheel_install_lists_the_library(tmp_path: Path) -> None:
     data = subprocess.run([python, "-c", count],
                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout.split()
     assert all(int(n) >= 1 for n in data), data  # the calibration and the reference CSVs ship in the wheel
+    maps = ("import importlib.resources as r; print(*sorted(e.name for e in "
+            "r.files('archsim.library.workloads.patterns').iterdir() if e.name.endswith('.yaml')))")
+    shipped = subprocess.run([python, "-c", maps], cwd=elsewhere, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert shipped == sorted(p.name for p in (REPO / "workloads" / "patterns").glob("*.yaml"))  # the pattern maps

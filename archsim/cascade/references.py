@@ -216,3 +216,180 @@ REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
         mla_projection, attention_gqa, megatron_sp_attention,
     )
 }
+
+
+# ---------------------------------------------------------------- sparse prefill and KV selection (issue 19)
+# Each builds the method's mask the way its paper or code does (argsort top-k, scores set to +inf for the
+# positions the code forces), then calls dense softmax attention with that mask. Query heads are grouped onto
+# KV heads as in GQA (query head h reads KV head h // (H / G)); Q is taken as already scaled.
+
+
+def _gqa_repeat(kv: np.ndarray, heads: int) -> np.ndarray:
+    return np.repeat(kv, heads // kv.shape[1], axis=1)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the k largest entries along the last axis."""
+    chosen = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+    keep = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(keep, chosen, True, axis=-1)
+    return keep
+
+
+def _masked_prefill(x: Arrays, allowed: np.ndarray) -> dict[str, np.ndarray]:
+    """Dense attention of Q [B,H,P,E] over K/V [B,G,M,*] restricted to `allowed` (broadcast to [B,H,P,M])."""
+    heads = x["Q"].shape[1]
+    return {"AV": _softmax_attention(x["Q"], _gqa_repeat(x["K"], heads), _gqa_repeat(x["V"], heads), allowed)}
+
+
+def _masked_decode(x: Arrays, allowed: np.ndarray) -> dict[str, np.ndarray]:
+    """Dense decode attention of Q [B,H,E] over K/V [B,G,M,*] restricted to `allowed` (broadcast to [B,H,M])."""
+    heads = x["Q"].shape[1]
+    k, v = _gqa_repeat(x["K"], heads), _gqa_repeat(x["V"], heads)
+    return {"AV": _softmax_attention(x["Q"][:, :, None, :], k, v, allowed[:, :, None, :])[:, :, 0, :]}
+
+
+def _causal(n: int) -> np.ndarray:
+    return np.tri(n, n, dtype=bool)
+
+
+def minference_a_shape(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """MInference's A-shape head: causal attention to the first `sinks` keys and the last `window` keys."""
+    n = x["Q"].shape[-2]
+    q_pos, k_pos = np.arange(n)[:, None], np.arange(n)[None, :]
+    return _masked_prefill(x, _causal(n) & ((k_pos < p["sinks"]) | (q_pos - k_pos < p["window"])))
+
+
+def _estimate_last_queries(x: Arrays, last_q: int) -> np.ndarray:
+    """A-hat = softmax(Q[-last_q:] K^T + causal) per query head: [B,H,last_q,M]."""
+    q, n = x["Q"][:, :, -last_q:, :], x["Q"].shape[-2]
+    scores = q @ np.swapaxes(_gqa_repeat(x["K"], q.shape[1]), -1, -2)
+    scores = np.where(_causal(n)[-last_q:], scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def vertical_slash_selection(x: Arrays, p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """MInference Alg. 2's selection: verticals [B,H,M] and slashes [B,H,D] (D = p - m) kept. Column sums and
+    diagonal sums of the last `last_q` queries' A-hat; the first `sink_columns` columns and the `local_diagonals`
+    diagonals nearest the main one are forced (+inf, as the code does), then the top k_v and k_s are kept."""
+    a_hat = _estimate_last_queries(x, int(p["last_q"]))
+    n, last_q = x["Q"].shape[-2], int(p["last_q"])
+    vertical = a_hat.sum(axis=-2)
+    rows = np.arange(n - last_q, n)[:, None] - np.arange(n)[None, :]  # p - m of each estimated point
+    slash = np.zeros(vertical.shape)
+    for d in range(n):
+        slash[..., d] = a_hat[..., rows == d].sum(axis=-1)
+    vertical[..., : int(p["sink_columns"])] = np.inf
+    slash[..., : int(p["local_diagonals"])] = np.inf
+    return _top_k(vertical, int(p["k_v"])), _top_k(slash, int(p["k_s"]))
+
+
+def minference_vertical_slash(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """MInference's vertical-slash head (Alg. 2): causal attention to the kept columns and diagonals."""
+    vertical, slash = vertical_slash_selection(x, p)
+    n = x["Q"].shape[-2]
+    diagonal = np.clip(np.arange(n)[:, None] - np.arange(n)[None, :], 0, n - 1)
+    allowed = _causal(n) & (vertical[:, :, None, :] | slash[:, :, diagonal])
+    return _masked_prefill(x, allowed)
+
+
+def _block_mean(a: np.ndarray, block: int) -> np.ndarray:
+    """Mean over consecutive `block` rows of the second-to-last axis."""
+    return a.reshape(*a.shape[:-2], a.shape[-2] // block, block, a.shape[-1]).mean(axis=-2)
+
+
+def block_sparse_selection(x: Arrays, p: Params) -> np.ndarray:
+    """MInference Alg. 3's selection [B,H,I,J]: softmax of mean-pooled Q and K blocks under the block-causal
+    mask, top `k_b` key blocks per query block."""
+    block, heads = int(p["block"]), x["Q"].shape[1]
+    scores = _block_mean(x["Q"], block) @ np.swapaxes(_block_mean(_gqa_repeat(x["K"], heads), block), -1, -2)
+    blocks = scores.shape[-1]
+    scores = np.where(_causal(blocks), scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return _top_k(np.where(_causal(blocks), weights, -np.inf), int(p["k_b"])) & _causal(blocks)
+
+
+def minference_block_sparse(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """MInference's block-sparse head (Alg. 3): causal attention within the selected (query, key) blocks."""
+    block, n = int(p["block"]), x["Q"].shape[-2]
+    chosen = block_sparse_selection(x, p)
+    blocks = np.arange(n) // block
+    return _masked_prefill(x, _causal(n) & chosen[:, :, blocks[:, None], blocks[None, :]])
+
+
+def _streaming(q_pos: np.ndarray, k_pos: np.ndarray, p: Params) -> np.ndarray:
+    """A DuoAttention streaming head's keys: `sinks` first tokens and `recent` last ones before the query."""
+    return (k_pos < p["sinks"]) | (q_pos - k_pos < p["recent"])
+
+
+def duoattention_prefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """DuoAttention prefill: retrieval KV heads (RETRIEVAL[g] > 0) causal over all keys, streaming heads over
+    sinks + recent keys."""
+    n, heads = x["Q"].shape[-2], x["Q"].shape[1]
+    retrieval = _gqa_repeat(x["RETRIEVAL"][None, :], heads)[0] > 0
+    pos = np.arange(n)
+    allowed = _causal(n) & (retrieval[:, None, None] | _streaming(pos[:, None], pos[None, :], p))
+    return _masked_prefill(x, allowed[None])
+
+
+def duoattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """DuoAttention decode: the query (position seq_len - 1) over the full cache on retrieval heads, over
+    sinks + recent cached tokens on streaming heads."""
+    n, heads = x["K"].shape[-2], x["Q"].shape[1]
+    retrieval = _gqa_repeat(x["RETRIEVAL"][None, :], heads)[0] > 0
+    allowed = retrieval[:, None] | _streaming(np.array(n - 1), np.arange(n), p)[None, :]
+    return _masked_decode(x, allowed[None])
+
+
+def razorattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """RazorAttention decode: retrieval heads over the full cache; the others over the max(min_window,
+    window_fraction * N) most recent tokens plus one compensation token, the mean of the dropped keys and
+    values (none when nothing is dropped)."""
+    q, k, v = x["Q"], x["K"], x["V"]
+    n, heads = k.shape[-2], q.shape[1]
+    window = max(p["min_window"], p["window_fraction"] * n)
+    recent = n - np.arange(n) <= window
+    out = np.empty(q.shape[:2] + v.shape[-1:])
+    for g, retrieval in enumerate(x["RETRIEVAL"] > 0):
+        heads_g = slice(g * (heads // k.shape[1]), (g + 1) * (heads // k.shape[1]))
+        keys, values = k[:, g], v[:, g]
+        if not retrieval and not recent.all():
+            keys = np.concatenate([keys[:, recent], keys[:, ~recent].mean(axis=1, keepdims=True)], axis=1)
+            values = np.concatenate([values[:, recent], values[:, ~recent].mean(axis=1, keepdims=True)], axis=1)
+        scores = np.einsum("bhe,bme->bhm", q[:, heads_g], keys)
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        out[:, heads_g] = np.einsum("bhm,bmf->bhf", weights / weights.sum(axis=-1, keepdims=True), values)
+    return {"AV": out}
+
+
+def quest_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Quest (ICML'24): per page the upper bound sum_i max(q_i min_i, q_i max_i) from the page's channel-wise key
+    minima KMIN and maxima KMAX [B,H,J,E]; attention over the tokens of the top `budget_pages` pages."""
+    q, page = x["Q"], int(p["page"])
+    bound = np.maximum(q[:, :, None, :] * x["KMIN"], q[:, :, None, :] * x["KMAX"]).sum(axis=-1)
+    pages = _top_k(bound, int(p["budget_pages"]))
+    return _masked_decode(x, np.repeat(pages, page, axis=-1))
+
+
+def tokenselect_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """TokenSelect: per-head softmax of q.k over the cache, summed over all query heads (soft vote); the top `k`
+    tokens other than the `sinks` first and `local` last, plus those, are attended by every head."""
+    q, n = x["Q"], x["K"].shape[-2]
+    scores = np.einsum("bhe,bhme->bhm", q, _gqa_repeat(x["K"], q.shape[1]))
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    vote = (weights / weights.sum(axis=-1, keepdims=True)).sum(axis=1)
+    pos = np.arange(n)
+    forced = (pos < p["sinks"]) | (pos >= n - p["local"])
+    chosen = _top_k(np.where(forced, -np.inf, vote), int(p["k"])) | forced
+    return _masked_decode(x, chosen[:, None, :])
+
+
+REFERENCES.update({
+    fn.__name__: fn
+    for fn in (
+        minference_a_shape, minference_vertical_slash, minference_block_sparse, duoattention_prefill,
+        duoattention_decode, razorattention_decode, quest_decode, tokenselect_decode,
+    )
+})

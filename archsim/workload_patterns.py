@@ -1,0 +1,143 @@
+"""Per-head sparse-attention pattern maps: workload data saying which pattern each head of a model runs.
+
+    name: llama3-8b-262k-minference
+    description: one line
+    source: where the counts come from
+    layers: 32
+    heads: 32                 # heads per layer the map covers
+    head_kind: query          # query (attention heads) or kv (KV heads: DuoAttention's gates are per KV head)
+    patterns:                 # head counts; they sum to layers x heads
+      - {pattern: vertical_slash, k_v: 1000, k_s: 6096, heads: 473}
+      - {pattern: streaming, sinks: 128, recent: 256, heads: 128}
+
+Patterns and their settings (all positive integers, in tokens): `vertical_slash` (k_v, k_s: MInference Alg. 2),
+`block_sparse` (k_b blocks of `block` tokens: Alg. 3), `a_shape` (sinks, window), `streaming` (sinks, recent:
+DuoAttention's streaming heads), `retrieval` and `dense` (full KV, no settings). A map says how many heads run each
+setting, not which ones: the shipped MInference and DuoAttention configs are used here for their counts (a model
+of time or memory needs the mix, not the head order). Every bad value is a SpecError naming the file and field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archsim import library
+from archsim.cascade.load import read_yaml
+from archsim.errors import SpecError, check_keys
+
+PACKAGE = "archsim.library.workloads.patterns"  # workloads/patterns/ in the repository
+SETTINGS = {
+    "vertical_slash": ("k_v", "k_s"),
+    "block_sparse": ("k_b", "block"),
+    "a_shape": ("sinks", "window"),
+    "streaming": ("sinks", "recent"),
+    "retrieval": (),
+    "dense": (),
+}
+HEAD_KINDS = ("query", "kv")
+TOP_KEYS = ("name", "description", "source", "layers", "heads", "head_kind", "patterns")
+
+
+@dataclass(frozen=True)
+class HeadPattern:
+    pattern: str
+    heads: int  # heads of the whole model running this setting
+    settings: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PatternMap:
+    name: str
+    description: str
+    source: str
+    layers: int
+    heads: int  # per layer
+    head_kind: str
+    patterns: tuple[HeadPattern, ...]
+
+    @property
+    def total_heads(self) -> int:
+        return self.layers * self.heads
+
+    def fraction(self, pattern: str) -> float:
+        """Share of the model's heads that run `pattern` (any settings)."""
+        return sum(p.heads for p in self.patterns if p.pattern == pattern) / self.total_heads
+
+
+def load_pattern_map(name_or_path: str | Path) -> PatternMap:
+    """A shipped map by name (workloads/patterns/<name>.yaml) or a YAML file by path."""
+    path = library.find("pattern maps", name_or_path, PACKAGE)
+    return pattern_map_from_dict(read_yaml(path), str(path))
+
+
+def pattern_map_names() -> list[str]:
+    return library.names("pattern maps", PACKAGE)
+
+
+def _count(value: Any, source: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(source, where, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _text(data: dict, key: str, source: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise SpecError(source, key, f"expected text, got {value!r}")
+    return value
+
+
+def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
+    if not isinstance(data, dict):
+        raise SpecError(source, "", "expected a mapping with name, layers, heads, head_kind, patterns")
+    check_keys(data, TOP_KEYS, source)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(source, "name", "missing (expected the map's name)")
+    layers = _count(data.get("layers"), source, "layers")
+    heads = _count(data.get("heads"), source, "heads")
+    head_kind = data.get("head_kind")
+    if head_kind not in HEAD_KINDS:
+        raise SpecError(source, "head_kind", f"expected one of {', '.join(HEAD_KINDS)}, got {head_kind!r}")
+    raw = data.get("patterns")
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(source, "patterns", "expected a non-empty list of {pattern: ..., heads: ..., settings}")
+    patterns = tuple(_head_pattern(entry, source, f"patterns[{i}]") for i, entry in enumerate(raw))
+    total = sum(p.heads for p in patterns)
+    if total != layers * heads:
+        raise SpecError(source, "patterns", f"the head counts sum to {total}, expected layers x heads = "
+                                            f"{layers} x {heads} = {layers * heads}")
+    return PatternMap(name, _text(data, "description", source), _text(data, "source", source), layers, heads,
+                      head_kind, patterns)
+
+
+def _head_pattern(entry: Any, source: str, where: str) -> HeadPattern:
+    if not isinstance(entry, dict):
+        raise SpecError(source, where, f"expected a mapping such as {{pattern: vertical_slash, k_v: 1000, "
+                                       f"k_s: 6096, heads: 473}}, got {entry!r}")
+    pattern = entry.get("pattern")
+    if pattern not in SETTINGS:
+        raise SpecError(source, f"{where}.pattern", f"expected one of {', '.join(SETTINGS)}, got {pattern!r}")
+    names = SETTINGS[pattern]
+    check_keys(entry, ("pattern", "heads", *names), source, where)
+    for key in names:
+        if key not in entry:
+            raise SpecError(source, f"{where}.{key}", f"missing ({pattern} needs {', '.join(names)})")
+    settings = {key: _count(entry[key], source, f"{where}.{key}") for key in names}
+    return HeadPattern(pattern, _count(entry.get("heads"), source, f"{where}.heads"), settings)
+
+
+def mean_vertical_slash_density(patterns: PatternMap, n: int, block: int = 64) -> float:
+    """Head-weighted density (kept over causal points) of a map whose heads are all vertical-slash, at kernel
+    granularity (`archsim.cascade.sparse_density`)."""
+    from archsim.cascade.sparse_density import vertical_slash_kept_points
+
+    others = sorted({p.pattern for p in patterns.patterns} - {"vertical_slash"})
+    if others:
+        raise SpecError(patterns.name, "patterns", f"expected vertical_slash heads only, got {', '.join(others)}")
+    kept = sum(p.heads * vertical_slash_kept_points(n, p.settings["k_v"], p.settings["k_s"], block)
+               for p in patterns.patterns)
+    return kept / (patterns.total_heads * math.comb(n + 1, 2))
