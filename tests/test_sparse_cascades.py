@@ -1,6 +1,6 @@
 """Sparse-prefill and KV-selection cascades (issue 19): MInference's A-shape, vertical-slash and block-sparse heads,
-DuoAttention (decode, prefill), RazorAttention, Quest and TokenSelect decode; the vertical-slash density at kernel
-granularity; per-head pattern maps.
+FlexPrefill, DuoAttention (decode, prefill), RazorAttention, Quest and TokenSelect decode; the vertical-slash density
+at kernel granularity; per-head pattern maps.
 
 Expectations: (a) each cascade equals its reference in archsim.cascade.references, dense softmax attention under
 the method's mask built the textbook way (argsort top-k; forced positions set to +inf as MInference's code does), in
@@ -39,6 +39,10 @@ SIZES = {
     "duoattention-prefill": [{}, {**MHA, "seq_len": 40, "sinks": 0, "recent": 3}],
     "razorattention-decode": [{}, {**MHA, "seq_len": 100, "min_window": 30}, {"seq_len": 8}, {"seq_len": 37}],
     "quest-decode": [{}, {"seq_len": 96, "page": 8, "budget_pages": 3}, {"seq_len": 32, "page": 16, "budget_pages": 1}],
+    # random inputs spread attention evenly: a small gamma makes the selection sparse; tau 0 / 10 forces
+    # vertical-slash / block-sparse on every head
+    "flexprefill": [{}, {"seq_len": 96, "gamma": 0.3, "tau": 0.0}, {"seq_len": 64, "gamma": 0.5, "tau": 10.0},
+                    {**MHA, "seq_len": 64, "block": 16, "gamma": 0.3, "tau": 10.0}],
     "tokenselect-decode": [{}, {**MHA, "seq_len": 64, "k": 20, "sinks": 0, "local": 1}, {**GQA, "heads": 8, "k": 1}],
 }
 
@@ -62,31 +66,36 @@ def test_cascade_equals_dense_attention_under_the_methods_mask(name: str, params
     for seed in (0, 1, 2):
         assert _error(binding, _inputs(binding, seed)) < TOLERANCE
 
-BROKEN = [
+BROKEN: list[tuple[str, str, str, dict]] = [
     # the forced diagonals counted outside k_s (one slash too many per forced one)
-    ("minference-vertical-slash", "SR[b,g,r,d] < k_s - local_diagonals", "SR[b,g,r,d] < k_s"),
+    ("minference-vertical-slash", "SR[b,g,r,d] < k_s - local_diagonals", "SR[b,g,r,d] < k_s", {}),
     # slashes read along the anti-diagonal's direction (m - p instead of p - m)
-    ("minference-vertical-slash", "where d == p - m", "where d == m - p"),
+    ("minference-vertical-slash", "where d == p - m", "where d == m - p", {}),
     # one key block more than k_b per query block
-    ("minference-block-sparse", "BR[b,g,r,i,j] < k_b", "BR[b,g,r,i,j] <= k_b"),
+    ("minference-block-sparse", "BR[b,g,r,i,j] < k_b", "BR[b,g,r,i,j] <= k_b", {}),
     # the compensation token left out of the softmax's denominator
-    ("razorattention-decode", "(SD[b,g,r] + SC[b,g,r])", "SD[b,g,r]"),
+    ("razorattention-decode", "(SD[b,g,r] + SC[b,g,r])", "SD[b,g,r]", {}),
     # Quest's bound from the page maxima only (not an upper bound for negative q_i)
-    ("quest-decode", "max(Q[b,h,e] * KMIN[b,h,j,e], Q[b,h,e] * KMAX[b,h,j,e])", "Q[b,h,e] * KMAX[b,h,j,e]"),
+    ("quest-decode", "max(Q[b,h,e] * KMIN[b,h,j,e], Q[b,h,e] * KMAX[b,h,j,e])", "Q[b,h,e] * KMAX[b,h,j,e]", {}),
     # TokenSelect's vote from the raw scores instead of the per-head softmax
-    ("tokenselect-decode", "sum(g, r: P[b,g,r,m])", "sum(g, r: QK[b,g,r,m])"),
+    ("tokenselect-decode", "sum(g, r: P[b,g,r,m])", "sum(g, r: QK[b,g,r,m])", {}),
+    # FlexPrefill's head test inverted (block-sparse where the estimate is far from A-hat)
+    ("flexprefill", "sqrt(JS[b,g,r]) < tau", "sqrt(JS[b,g,r]) > tau", {"seq_len": 64, "gamma": 0.3, "tau": 0.15}),
+    # the vertical coverage against gamma of one row instead of the last block's rows
+    ("flexprefill", "VG[b,g,r,m] < gamma * block", "VG[b,g,r,m] < gamma", {"seq_len": 96, "gamma": 0.3, "tau": 0.0}),
 ]
 
-@pytest.mark.parametrize(("name", "right", "wrong"), BROKEN, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(BROKEN)])
-def test_a_broken_step_is_caught(name: str, right: str, wrong: str) -> None:
+@pytest.mark.parametrize(("name", "right", "wrong", "params"), BROKEN,
+                         ids=[f"{n}-{i}" for i, (n, *_) in enumerate(BROKEN)])
+def test_a_broken_step_is_caught(name: str, right: str, wrong: str, params: dict) -> None:
     data = read_yaml(library.find("cascades", name))
     assert data["einsums"].count(right) == 1
     data["einsums"] = data["einsums"].replace(right, wrong)
-    broken = bind(cascade_from_dict(data))
+    broken = bind(cascade_from_dict(data), params)
     errors = [_error(broken, _inputs(broken, seed)) for seed in range(4)]
     assert max(errors) > 1e-3, errors
 
-@pytest.mark.parametrize("name", ["minference-vertical-slash", "minference-block-sparse"])
+@pytest.mark.parametrize("name", ["minference-vertical-slash", "minference-block-sparse", "flexprefill"])
 def test_the_default_density_is_the_executed_one(name: str) -> None:
     """The analysis counts `density` of the causal points: at the defaults it is the executed mask's mean."""
     binding = bind(library.load_cascade_spec(name))

@@ -386,10 +386,55 @@ def tokenselect_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return _masked_decode(x, chosen[:, None, :])
 
 
+def _cumulative(scores: np.ndarray, gamma: float) -> np.ndarray:
+    """FlexPrefill's cumulative selection along the last axis: the fewest largest entries whose sum reaches
+    gamma of the total (sorted descending, kept up to the first prefix sum >= gamma * total)."""
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    ranked = np.take_along_axis(scores, order, axis=-1)
+    before = np.cumsum(ranked, axis=-1) - ranked  # the sum of the entries ranked above each one
+    keep = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(keep, order, before < gamma * scores.sum(axis=-1, keepdims=True), axis=-1)
+    return keep
+
+
+def flexprefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """FlexPrefill at `block` granularity: the last block of queries' A-hat gives vertical and slash scores and
+    the block-pooled distribution; sqrt(JSD) against the pooled-Q/K estimate below tau picks block-sparse (pooled
+    block scores, cumulative gamma per query block) over vertical-slash (cumulative gamma on columns and
+    diagonals, taken to blocks); the first key block and the diagonal block are always kept."""
+    block, n, heads = int(p["block"]), x["Q"].shape[-2], x["Q"].shape[1]
+    blocks = n // block
+    a_hat = _estimate_last_queries(x, block)
+    vertical = a_hat.sum(axis=-2)
+    offsets = np.arange(n - block, n)[:, None] - np.arange(n)[None, :]
+    slash = np.stack([a_hat[..., offsets == d].sum(axis=-1) for d in range(n)], axis=-1)
+    true_blocks = vertical.reshape(*vertical.shape[:-1], blocks, block).mean(axis=-1)
+    scores = _block_mean(x["Q"], block) @ np.swapaxes(_block_mean(_gqa_repeat(x["K"], heads), block), -1, -2)
+    scores = np.where(_causal(blocks), scores, -np.inf)
+    pooled = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    pooled /= pooled.sum(axis=-1, keepdims=True)
+    estimate = pooled[..., -1, :]
+    middle = (true_blocks + estimate) / 2
+    jsd = (np.sum(true_blocks * np.log(true_blocks / middle), axis=-1)
+           + np.sum(estimate * np.log(estimate / middle), axis=-1)) / 2
+    block_sparse = np.sqrt(jsd) < p["tau"]
+    chosen_bs = _cumulative(np.where(_causal(blocks), pooled, 0.0), p["gamma"]) & _causal(blocks)
+    columns = _cumulative(vertical, p["gamma"]).reshape(*vertical.shape[:-1], blocks, block).any(axis=-1)
+    diagonals = _cumulative(slash, p["gamma"])
+    gap = (np.arange(blocks)[:, None] - np.arange(blocks)[None, :]) * block  # q-block start - k-block start
+    d = np.arange(n)
+    crossed = (d > gap[..., None] - block) & (d < gap[..., None] + block)  # slashes crossing each block pair
+    chosen_vs = columns[..., None, :] | np.einsum("bhd,ijd->bhij", diagonals, crossed).astype(bool)
+    chosen = np.where(block_sparse[..., None, None], chosen_bs, chosen_vs)
+    chosen |= (np.arange(blocks)[None, :] == 0) | np.eye(blocks, dtype=bool)
+    pos = np.arange(n) // block
+    return _masked_prefill(x, _causal(n) & chosen[:, :, pos[:, None], pos[None, :]])
+
+
 REFERENCES.update({
     fn.__name__: fn
     for fn in (
         minference_a_shape, minference_vertical_slash, minference_block_sparse, duoattention_prefill,
-        duoattention_decode, razorattention_decode, quest_decode, tokenselect_decode,
+        duoattention_decode, razorattention_decode, quest_decode, tokenselect_decode, flexprefill,
     )
 })
