@@ -15,7 +15,7 @@ from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, launch_time
 from archsim.model.gpu_kernels import fwd_launch
-from archsim.model.gpu_sparse import BLOCK, HeadPattern, SparseParams, head_time_s, kept_fraction, key_tiles
+from archsim.model.gpu_sparse import BLOCK, SparseParams, SparsePattern, head_time_s, kept_fraction, key_tiles
 from archsim.systems.sparse_prefill import dense_prefill, sparse_prefill
 
 A100 = load_gpu("a100-80gb-sxm4")
@@ -25,13 +25,13 @@ PARAMS = SparseParams(CALIBRATION.family_params("triton_tutorial"), CALIBRATION.
 
 
 def test_vertical_slash_tiles_band_plus_gathered_columns() -> None:
-    """Query block i: min(i + 1, ceil(k_s / 64) + 1) band blocks, two of them at a mask edge, plus the k_v evenly
-    spread columns left of the band gathered 64 per tile."""
+    """Query block i: min(i + 1, ceil(k_s / 64) + 1) band blocks, two of them at a mask edge, plus the first k_v
+    columns left of the band gathered 64 per tile."""
     n, k_v, k_s = 64 * 1000, 640, 1000
-    unmasked, masked = key_tiles(HeadPattern("vertical_slash", k_v=k_v, k_s=k_s), n)
+    unmasked, masked = key_tiles(SparsePattern("vertical_slash", k_v=k_v, k_s=k_s), n)
     for i in (0, 5, 16, 500, 999):
         band = min(i + 1, math.ceil(k_s / BLOCK) + 1)
-        columns = math.ceil(k_v * max(0, BLOCK * i - k_s) / n / BLOCK)
+        columns = math.ceil(min(k_v, max(0, BLOCK * i - k_s + 1)) / BLOCK)
         assert unmasked[i] + masked[i] == band + columns
         assert masked[i] == min(band, 2)
 
@@ -39,7 +39,7 @@ def test_vertical_slash_tiles_band_plus_gathered_columns() -> None:
 def test_a_band_over_everything_is_the_causal_kernel() -> None:
     """k_s >= N keeps every causal tile: density 1, the same tile counts as a dense causal kernel."""
     n = 64 * 64
-    pattern = HeadPattern("vertical_slash", k_v=0, k_s=n)
+    pattern = SparsePattern("vertical_slash", k_v=0, k_s=n)
     assert kept_fraction(pattern, n) == pytest.approx(1.0)
     blocks = np.arange(n // BLOCK) + 1
     unmasked, masked = key_tiles(pattern, n)
@@ -54,25 +54,25 @@ def test_a_band_over_everything_is_the_causal_kernel() -> None:
 
 
 def test_block_sparse_keeps_k_b_blocks_per_query_block() -> None:
-    unmasked, masked = key_tiles(HeadPattern("block_sparse", k_b=100), 64 * 300)
+    unmasked, masked = key_tiles(SparsePattern("block_sparse", k_b=100), 64 * 300)
     assert list((unmasked + masked)[:3]) == [1, 2, 3]
     assert set((unmasked + masked)[100:]) == {100}
 
 
 def test_head_time_grows_with_the_kept_set_and_the_estimate_costs() -> None:
     n = 200_000
-    small, large = (head_time_s(HeadPattern("vertical_slash", k_v=kv, k_s=ks), n, 128, A100, PARAMS)
+    small, large = (head_time_s(SparsePattern("vertical_slash", k_v=kv, k_s=ks), n, 128, A100, PARAMS)
                     for kv, ks in ((30, 800), (1000, 6096)))
     assert large > small
-    a_shape = head_time_s(HeadPattern("a_shape", sinks=64, window=800), n, 128, A100, PARAMS)
+    a_shape = head_time_s(SparsePattern("a_shape", sinks=64, window=800), n, 128, A100, PARAMS)
     assert a_shape < small  # about the same tiles with no estimation and no index build
 
 
 def test_minference_loses_at_10k_and_wins_from_100k() -> None:
     """Heads one at a time and the estimate make MInference slower than dense FlashAttention-2 at 10K; the kept
     tiles' fall makes it faster from 100K, more so at longer prompts (the paper's direction)."""
-    mix = [(HeadPattern("vertical_slash", k_v=1000, k_s=6096), 512), (HeadPattern("vertical_slash", k_v=30, k_s=800),
-                                                                     512)]
+    mix = [(SparsePattern("vertical_slash", k_v=1000, k_s=6096), 512),
+           (SparsePattern("vertical_slash", k_v=30, k_s=800), 512)]
     ratios = {}
     for n in (10_000, 100_000, 300_000):
         ratios[n] = dense_prefill(LLAMA, A100, n).time_s / sparse_prefill(LLAMA, A100, n, mix).time_s
@@ -81,8 +81,8 @@ def test_minference_loses_at_10k_and_wins_from_100k() -> None:
 
 def test_pattern_map_must_cover_every_head() -> None:
     with pytest.raises(SpecError) as error:
-        sparse_prefill(LLAMA, A100, 10_000, [(HeadPattern("vertical_slash", k_v=30, k_s=800), 1000)])
+        sparse_prefill(LLAMA, A100, 10_000, [(SparsePattern("vertical_slash", k_v=30, k_s=800), 1000)])
     assert error.value.where == "heads"
     with pytest.raises(SpecError) as error:
-        HeadPattern("diagonal")
+        SparsePattern("diagonal")
     assert error.value.where == "pattern"

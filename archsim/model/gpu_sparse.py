@@ -15,14 +15,13 @@ The kernel (MInference's `_triton_mixed_sparse_attention` and block-sparse kerne
 CTA for query block i runs the key tiles `key_tiles` counts for it, so the ragged set's wave quantisation and the
 longest CTA come out of the launch model. Kernel granularity (§3.1 "Kernel granularity"): a slash is covered by
 64 x 64 blocks, verticals are gathered 64 columns per tile.
-Where the data decides (which slashes and verticals win the top-k), the placement is an assumption, stated:
-- the k_s kept diagonals are the k_s nearest the main one (a local band: MInference forces the last 100 and local
-  attention dominates the diagonal sums), so query block i covers ceil(k_s / 64) + 1 key blocks, two of them
-  partly masked (the diagonal block and the band's lower edge);
-- the k_v kept columns are spread evenly over the sequence (the first 30 forced as sinks, the rest where the column
-  sums peak), so query block i gathers the k_v (64 i - k_s) / N of them left of its band.
-Both are the sparse end of the reference's range (k_v + k_s + 64 keys per row with contiguous slashes, up to
-k_v + 64 k_s scattered). Heads run one after another (MInference loops over heads in Python); a head's time is
+Where the data decides (which slashes and verticals win the top-k), the placement is
+`archsim.cascade.sparse_density`'s, whose point count the mask's density is: the k_s kept diagonals are the k_s
+nearest the main one, so query block i covers ceil(k_s / 64) + 1 key blocks, two of them partly masked (the
+diagonal block and the band's lower edge); the k_v kept columns are the first ones (the forced sinks), so query
+block i gathers the min(k_v, keys left of its band) of them, 64 per tile. That is the sparse end of the reference's
+range (k_v + k_s + 64 keys per row with contiguous slashes, up to k_v + 64 k_s scattered).
+Heads run one after another (MInference loops over heads in Python); a head's time is
 max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time).
 """
 
@@ -50,7 +49,7 @@ PATTERNS = ("vertical_slash", "block_sparse", "a_shape")
 
 
 @dataclass(frozen=True)
-class HeadPattern:
+class SparsePattern:
     """One head's pattern: vertical_slash (k_v columns, k_s diagonals), block_sparse (k_b key blocks per query
     block) or a_shape (`sinks` initial and `window` recent tokens)."""
 
@@ -79,7 +78,7 @@ class SparseParams:
     eager: Mapping[str, float]
 
 
-def key_tiles(pattern: HeadPattern, n: int) -> tuple[np.ndarray, np.ndarray]:
+def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) 64 x 64 key tiles each query block visits (module docstring's placement)."""
     blocks = math.ceil(n / BLOCK)
     i = np.arange(blocks)
@@ -93,20 +92,20 @@ def key_tiles(pattern: HeadPattern, n: int) -> tuple[np.ndarray, np.ndarray]:
         total = np.minimum(causal, math.ceil(pattern.sinks / BLOCK) + band)
         return total - np.minimum(total, 2), np.minimum(total, 2)
     band = np.minimum(causal, math.ceil(pattern.k_s / BLOCK) + 1)
-    left = np.maximum(0, BLOCK * i - pattern.k_s)  # keys left of the band
-    columns = np.ceil(pattern.k_v * left / n / BLOCK).astype(np.int64)
+    left = np.maximum(0, BLOCK * i - pattern.k_s + 1)  # keys left of the band
+    columns = -(-np.minimum(pattern.k_v, left) // BLOCK)
     masked = np.minimum(band, 2)
     return band - masked + columns, masked
 
 
-def kept_fraction(pattern: HeadPattern, n: int) -> float:
-    """Key tiles visited over the causal kernel's, the kernel-granularity density."""
+def kept_fraction(pattern: SparsePattern, n: int) -> float:
+    """Key tiles visited over the causal kernel's (tiles, where `sparse_density` counts points)."""
     unmasked, masked = key_tiles(pattern, n)
     blocks = math.ceil(n / BLOCK)
     return float((unmasked + masked).sum()) / (blocks * (blocks + 1) / 2)
 
 
-def head_launches(pattern: HeadPattern, n: int, head_dim: int, gpu: GPU, precision: str,
+def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, precision: str,
                   element_bytes: int) -> tuple[list[Launch], list[Launch]]:
     """(eager estimation and index launches, the sparse kernel) of one head's call over n tokens."""
     e, d = element_bytes, head_dim
@@ -139,7 +138,7 @@ def head_launches(pattern: HeadPattern, n: int, head_dim: int, gpu: GPU, precisi
     return eager, [kernel]
 
 
-def head_time_s(pattern: HeadPattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
+def head_time_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
                 precision: str = "bf16", element_bytes: int = 2) -> float:
     """One head's call: its launches' GPU time, or its eager ops' host time when that is longer."""
     eager, kernel = head_launches(pattern, n, head_dim, gpu, precision, element_bytes)

@@ -23,10 +23,11 @@ from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import family_of, predict
-from archsim.model.gpu_sparse import HeadPattern, SparseParams, head_time_s
+from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
 from archsim.systems.step import Step, layer_ops
 from archsim.workload import Workload
+from archsim.workload_patterns import PatternMap
 
 DENSE_KERNEL = "FlashAttention-2"
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
@@ -77,8 +78,25 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s)
 
 
+def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
+    """(pattern, number of heads) of a per-head pattern map whose heads are MInference's (query heads, 64-token
+    blocks)."""
+    if pattern_map.head_kind != "query":
+        raise SpecError(pattern_map.name, "head_kind", "expected query: MInference sets a pattern per query head")
+    patterns = []
+    for index, entry in enumerate(pattern_map.patterns):
+        settings = dict(entry.settings)
+        if entry.pattern not in PATTERNS:
+            raise SpecError(pattern_map.name, f"patterns[{index}].pattern",
+                            f"expected one of MInference's {', '.join(PATTERNS)} for a prefill, got {entry.pattern!r}")
+        if settings.pop("block", BLOCK) != BLOCK:
+            raise SpecError(pattern_map.name, f"patterns[{index}].block", f"expected {BLOCK}, the kernel's block")
+        patterns.append((SparsePattern(entry.pattern, **settings), entry.heads))
+    return patterns
+
+
 def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
-                   head_patterns: Sequence[tuple[HeadPattern, int]]) -> Prefill:
+                   head_patterns: Sequence[tuple[SparsePattern, int]]) -> Prefill:
     """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads."""
     layers, heads, _, head_dim = _sizes(workload)
     counted = sum(count for _, count in head_patterns)
