@@ -11,12 +11,12 @@ from archsim.outputs import check_writable
 
 
 @click.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina", "seqpar"]))
+@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina", "seqpar", "sparse"]))
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
                    '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}, '
                    'lamina {"points", "bw_min", "cross_check", "headline"}, seqpar {"points", "table2", "table3", '
-                   '"lasp2", "headline"}.')
+                   '"lasp2", "headline"}, sparse {"points", "minference", "density", "headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
@@ -34,6 +34,7 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce duplex
       archsim reproduce lamina --out reports/lamina
       archsim reproduce seqpar --json
+      archsim reproduce sparse
     """
     if as_artifact and paper not in ("fusemax", "neupims"):
         raise click.UsageError(f"--as-artifact applies to fusemax and neupims (their artifacts); {paper} has none "
@@ -59,6 +60,11 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
         from archsim.commands.seqpar_cmd import reproduce_seqpar
 
         reproduce_seqpar(as_json, out)
+        return
+    if paper == "sparse":
+        from archsim.commands.sparse_cmd import reproduce_sparse
+
+        reproduce_sparse(as_json, out)
         return
     _reproduce_fusemax(as_json, out, as_artifact)
 

@@ -57,6 +57,9 @@ YAML_KINDS = (
     ("architecture", {"units", "memories"}, architecture_from_dict),
     ("system", {"devices", "placement"}, _load_yaml_kind("archsim.systems.system_spec.system_from_dict")),
     ("link", {"bytes_per_s_per_direction"}, _load_yaml_kind("archsim.systems.links.link_from_dict")),
+    ("chip", {"matmul_flops_per_s"}, _load_yaml_kind("archsim.systems.chip.chip_from_dict")),
+    ("topology", {"levels"}, _load_yaml_kind("archsim.systems.topology.topology_from_dict")),
+    ("pattern map", {"patterns", "head_kind"}, _load_yaml_kind("archsim.workload_patterns.pattern_map_from_dict")),
     ("workload", {"params"}, workload_from_dict),
 )
 # CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path).
