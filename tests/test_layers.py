@@ -24,7 +24,8 @@ LAYERS = (  # bottom first
     {"cascade"},  # cascade.bind reads a Workload's params
     {"arch"},  # hardware descriptions: Architecture, GPU, PIMSpec
     {"mapping"},  # the mapper takes an evaluator, so it needs no model
-    {"library"},  # finds specs by name and loads the cascade, arch, mapping and workload kinds
+    {"library", "workload_patterns"},  # finds specs by name and loads the cascade, arch, mapping and workload kinds;
+    # per-head attention pattern maps (workload data found through the library)
     {"model"},  # analytical, event, DRAM and GPU models
     {"point", "gpu"},  # a design point through the models; GPU presets, calibration and validation of the model
     {"systems"},

@@ -367,8 +367,8 @@ class _Loader:
             where = f"aliases.{var}"
             if not isinstance(var, str) or not _IDENT.match(var) or var != var.lower():
                 raise self.error(where, "an alias is a lower-case index variable name")
-            if rank not in self.rank_sizes:
-                raise self.error(where, f"unknown rank '{rank}' (ranks: {', '.join(self.rank_sizes)})")
+            if not isinstance(rank, str) or rank not in self.rank_sizes:
+                raise self.error(where, f"unknown rank {rank!r} (ranks: {', '.join(self.rank_sizes)})")
             if var in self.var_ranks:
                 raise self.error(where, f"'{var}' already ranges over rank {self.var_ranks[var]}")
             self.add_var(var, rank)
