@@ -29,6 +29,19 @@ CASCADE = "minference-block-sparse"
 
 
 @triton.jit
+def query_block_start(Q, head_offset, query_block, seqlen, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """A program's rows, head dims, query tile and empty online-softmax state: running max RM (base-2 units),
+    denominator RD and numerator RNV."""
+    rows = query_block * BLOCK + tl.arange(0, BLOCK)
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], mask=rows[:, None] < seqlen, other=0.0)
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    return rows, dims, q, m_i, l_i, acc
+
+
+@triton.jit
 def online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION: tl.constexpr):
     """One key tile of the online softmax: scores of the `keep` entries folded into (RM, RD, RNV). A row with no
     kept score so far keeps RM = -inf, RD = 0 and RNV = 0 (the max is shifted to 0 so exp2 never sees -inf - -inf)."""
@@ -50,14 +63,8 @@ def _block_sparse_fwd_kernel(Q, K, V, Out, BlockIndex, BlockCount, seqlen, num_q
     head = tl.program_id(1).to(tl.int64)
     head_offset = head * seqlen * HEAD_DIM
     list_offset = (head * num_query_blocks + query_block) * max_blocks
-    rows = query_block * BLOCK + tl.arange(0, BLOCK)
     cols0 = tl.arange(0, BLOCK)
-    dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], mask=rows[:, None] < seqlen, other=0.0)
-
-    m_i = tl.full([BLOCK], float("-inf"), tl.float32)  # running max RM (base-2 units)
-    l_i = tl.zeros([BLOCK], tl.float32)  # running denominator RD
-    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)  # running numerator RNV
+    rows, dims, q, m_i, l_i, acc = query_block_start(Q, head_offset, query_block, seqlen, HEAD_DIM, BLOCK)
     count = tl.load(BlockCount + head * num_query_blocks + query_block)
     for i in range(0, count):
         cols = tl.load(BlockIndex + list_offset + i) * BLOCK + cols0

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.block_sparse import online_softmax_step
+from archsim.kernels.block_sparse import online_softmax_step, query_block_start
 from archsim.kernels.launch import LOG2_E, attention_dims, dot_precision
 
 CASCADE = "minference-vertical-slash"
@@ -58,14 +58,8 @@ def _vertical_slash_fwd_kernel(Q, K, V, Out, RangeCount, RangeStart, RangeEnd, C
     head = tl.program_id(1).to(tl.int64)
     head_offset = head * seqlen * HEAD_DIM
     block_id = head * num_query_blocks + query_block
-    rows = query_block * BLOCK + tl.arange(0, BLOCK)
     tile = tl.arange(0, BLOCK)
-    dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], mask=rows[:, None] < seqlen, other=0.0)
-
-    m_i = tl.full([BLOCK], float("-inf"), tl.float32)  # running max RM (base-2 units)
-    l_i = tl.zeros([BLOCK], tl.float32)  # running denominator RD
-    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)  # running numerator RNV
+    rows, dims, q, m_i, l_i, acc = query_block_start(Q, head_offset, query_block, seqlen, HEAD_DIM, BLOCK)
     # (a) slash ranges: contiguous keys, `BLOCK` at a time
     for r in range(0, tl.load(RangeCount + block_id)):
         range_end = tl.load(RangeEnd + block_id * max_ranges + r)

@@ -1,8 +1,8 @@
 """The Triton kernels of `kernels/` against a float64 torch reference, on the CPU under the Triton interpreter.
 
-TRITON_INTERPRET=1 is set here, before triton is imported (set TRITON_INTERPRET=0 to run the same tests compiled on a
-GPU). The reference is the textbook formula evaluated in float64 on the same (rounded) inputs. Tolerances, with the
-largest error seen on this machine in brackets:
+TRITON_INTERPRET=1 is set by tests/triton_cpu.py, before triton is imported (set TRITON_INTERPRET=0 to run the
+same tests compiled on a GPU). The reference is the textbook formula evaluated in float64 on the same (rounded)
+inputs. Tolerances, with the largest error seen on this machine in brackets:
 - fp32 inputs: 1e-5 absolute (≤ 1e-6): float32 products and sums over ≤ 64 terms of values ≤ ~5.
 - fp16 inputs, softmax outputs (|O| < 1): 2e-3 (≤ 8e-4), from the fp16 output (half ulp 4.9e-4) and the
   probabilities rounded to fp16 before P·V; the naive kernel also stores S and A in fp16: 3e-3 (≤ 1.3e-3).
@@ -12,26 +12,16 @@ largest error seen on this machine in brackets:
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from triton_cpu import DEVICE, DTYPES, SOFTMAX_ATOL, torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # read by triton.jit when the kernel modules below are imported
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
+# isort: split
+# the kernel modules after triton_cpu has switched the Triton interpreter on
+from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive
 
-from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive  # noqa: E402
+from archsim import library
 
-from archsim import library  # noqa: E402
-
-INTERPRET = os.environ["TRITON_INTERPRET"] == "1"
-DEVICE = "cpu" if INTERPRET else "cuda"
-if not INTERPRET and not torch.cuda.is_available():
-    pytest.skip("TRITON_INTERPRET=0 needs a CUDA GPU", allow_module_level=True)
-
-DTYPES = (torch.float32, torch.float16)
 SHAPES = ((48, 16), (64, 64))  # (seqlen, head_dim); 48 leaves partial tiles for the boundary masks
-SOFTMAX_ATOL = {torch.float32: 1e-5, torch.float16: 2e-3}
 NAIVE_ATOL = {torch.float32: 1e-5, torch.float16: 3e-3}
 GRAD_TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (5e-3, 5e-3)}  # (atol, rtol)
 LINEAR_RTOL = {torch.float32: 1e-5, torch.float16: 2e-3}

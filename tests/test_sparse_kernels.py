@@ -10,25 +10,15 @@ ones: 1e-5 for fp32 inputs, 2e-3 for fp16 (fp16 output and probabilities rounded
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from triton_cpu import DEVICE, DTYPES, SOFTMAX_ATOL, torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # read by triton.jit when the kernel modules below are imported
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
+# isort: split
+# the kernel modules after triton_cpu has switched the Triton interpreter on
+from archsim.kernels import block_sparse, flash_fwd, vertical_slash
 
-from archsim.kernels import block_sparse, flash_fwd, vertical_slash  # noqa: E402
+from archsim import library
 
-from archsim import library  # noqa: E402
-
-INTERPRET = os.environ["TRITON_INTERPRET"] == "1"
-DEVICE = "cpu" if INTERPRET else "cuda"
-if not INTERPRET and not torch.cuda.is_available():
-    pytest.skip("TRITON_INTERPRET=0 needs a CUDA GPU", allow_module_level=True)
-
-DTYPES = (torch.float32, torch.float16)
-SOFTMAX_ATOL = {torch.float32: 1e-5, torch.float16: 2e-3}
 SHAPES = ((256, 32, 64), (200, 16, 32))  # (seqlen, head_dim, block); 200 leaves a partial last block
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import click
 
 from archsim.commands.options import nonempty, write_tables
 from archsim.outputs import check_writable
+
+# paper -> (module, function(as_json, out)) of the reproductions without an --as-artifact variant, imported when run
+REPRODUCERS = {"duplex": ("archsim.commands.duplex_cmd", "reproduce_duplex"),
+               "lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
+               "seqpar": ("archsim.commands.seqpar_cmd", "reproduce_seqpar"),
+               "sparse": ("archsim.commands.sparse_cmd", "reproduce_sparse")}
 
 
 @click.command("reproduce")
@@ -46,25 +53,9 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
 
         reproduce_neupims(as_json, out, as_artifact=as_artifact)
         return
-    if paper == "duplex":
-        from archsim.commands.duplex_cmd import reproduce_duplex
-
-        reproduce_duplex(as_json, out)
-        return
-    if paper == "lamina":
-        from archsim.commands.lamina_cmd import reproduce_lamina
-
-        reproduce_lamina(as_json, out)
-        return
-    if paper == "seqpar":
-        from archsim.commands.seqpar_cmd import reproduce_seqpar
-
-        reproduce_seqpar(as_json, out)
-        return
-    if paper == "sparse":
-        from archsim.commands.sparse_cmd import reproduce_sparse
-
-        reproduce_sparse(as_json, out)
+    if paper in REPRODUCERS:
+        module, function = REPRODUCERS[paper]
+        getattr(importlib.import_module(module), function)(as_json, out)
         return
     _reproduce_fusemax(as_json, out, as_artifact)
 
