@@ -138,3 +138,32 @@ def test_bad_input_names_the_field(changes: dict, field: str) -> None:
     with pytest.raises(SpecError) as error:
         parallel_time(_spec(base.pop("scheme"), base.pop("devices"), base.pop("seq_len"), topology, **base))
     assert error.value.where == field
+
+
+def test_decode_ring_is_its_transfers_and_distattention_its_round_trip() -> None:
+    """One decode step over 64K cached tokens on 4 A100s: the ring passes three 16K-token K/V blocks (transfer-bound:
+    3 hops + the last block's read); DistAttention sends the query out and partials back, one read of N/P tokens;
+    head-parallel decode reads all N tokens of a quarter of the heads."""
+    n, p = 65536, 4
+    ring = parallel_time(_spec("ring", p, n, direction="decode"))
+    dist = parallel_time(_spec("distattention", p, n, direction="decode"))
+    kv = 2 * (n // p) * 8 * 128 * 2
+    hop = collectives.send_recv_s(kv, NVLINK.levels[0].link)
+    assert ring.comm_s == pytest.approx(3 * hop)
+    assert ring.time_s == pytest.approx(3 * max(hop, ring.compute_s / p) + ring.compute_s / p)
+    assert dist.time_s < ring.time_s / 5
+    link = NVLINK.levels[0].link
+    q, partial = 32 * 128 * 2, 32 * 128 * 4 + 2 * 32 * 4  # bf16 query; fp32 output, max and sum per head
+    assert dist.comm_s == pytest.approx(3 * (collectives.send_recv_s(q, link) + collectives.send_recv_s(partial,
+                                                                                                          link)))
+
+
+@pytest.mark.parametrize("changes, field", [({"scheme": "zigzag"}, "scheme"), ({"scope": "layer"}, "scope")])
+def test_decode_schemes_and_scope_are_checked(changes: dict, field: str) -> None:
+    spec = replace(_spec("ring", 4, 65536, direction="decode"), **changes)
+    with pytest.raises(SpecError) as error:
+        parallel_time(spec)
+    assert error.value.where == field
+    with pytest.raises(SpecError) as error:
+        parallel_time(_spec("distattention", 4, 65536))
+    assert error.value.where == "direction"

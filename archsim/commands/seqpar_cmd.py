@@ -58,6 +58,14 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
         click.echo(f"{n // 1024:>5}K {cells}   {_gain(gains[(n, 'ring')]):>22}   {_gain(gains[(n, 'lasp1')]):>18}")
     click.echo(f"LASP-2 fastest from {_k(lasp['ahead_above'])} on (paper: ahead once N > "
                f"{_k(lasp['paper_ahead_above'])})")
+    dist = result["distattention"]
+    click.echo(f"\nDistAttention decode, {seqpar.DIST_MODEL} attention on {seqpar.DIST_DEVICES} A100s "
+               f"({seqpar.DIST_TOPOLOGY}); paper: {dist['paper_over_ring'][0]}-{dist['paper_over_ring'][1]}x over "
+               f"ring, {dist['paper_over_tp'][0]}-{dist['paper_over_tp'][1]}x over head-wise TP")
+    click.echo(f"{'context':>8} {'dist us':>9} {'ring us':>9} {'TP us':>9} {'over ring':>10} {'over TP':>8}")
+    for r in dist["rows"]:
+        click.echo(f"{r['context']:>8} {r['distattention_s'] * 1e6:>9.1f} {r['ring_s'] * 1e6:>9.1f} "
+                   f"{r['tp_s'] * 1e6:>9.1f} {r['over_ring']:>10.1f} {r['over_tp']:>8.2f}")
     click.echo("\nGrid (time per layer; ideal = one device's time / devices)")
     click.echo(f"{'scheme':<8} {'GPUs':>4} {'gpu':<15} {'link':<13} {'model':<12} {'N':>7} {'dir':<7} {'scope':<9} "
                f"{'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")

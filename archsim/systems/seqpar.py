@@ -42,6 +42,15 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
   (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
   without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
 
+Decode (`direction: decode`, one new token per sequence over `seq_len` cached tokens; the attention only):
+`ring` passes the K/V blocks around the ring while each device reads its block for the query (Ring Attention's
+inference: the transfers dominate); `megatron-sp` is head-parallel decode (each device reads all tokens of H/P
+heads); `distattention` (Infinite-LLM's DistAttention) sends the query to each of the P holders of N/P tokens, each
+returns its partial (o, max, sum-exp) in fp32, and the owner merges them: (P-1) queries out and partials in over
+its port, one decode call over N/P tokens and a merge pass. The decode kernel is Flash-Decoding. Memory per device
+is the prefill's that built the cache (`seqpar_memory.inference_memory`: its activations on top of the KV cache,
+an upper bound for a decode step).
+
 Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
 decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
 of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
@@ -66,10 +75,12 @@ from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, sh
 from archsim.systems.topology import Topology
 from archsim.workload import Workload
 
-SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2")
+SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2",
+           "distattention")
+DECODE_SCHEMES = ("ring", "megatron-sp", "distattention")
 RING_SCHEMES = ("ring", "zigzag", "stripe")
 LINEAR_SCHEMES = ("lasp1", "lasp2")
-DIRECTIONS = ("fwd", "fwd+bwd")
+DIRECTIONS = ("fwd", "fwd+bwd", "decode")
 SCOPES = ("attention", "layer")
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 DEFAULT_KERNEL = "FlashAttention-2"
@@ -178,6 +189,14 @@ def check_spec(spec: ParallelSpec) -> None:
     if spec.devices > MAX_DEVICES:
         raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
+    if spec.direction == "decode":
+        if spec.scheme not in DECODE_SCHEMES:
+            raise SpecError(SOURCE, "scheme", f"decode runs {', '.join(DECODE_SCHEMES)} (head-parallel decode is "
+                                              f"megatron-sp), got {spec.scheme!r}")
+        if spec.scope != "attention":
+            raise SpecError(SOURCE, "scope", "a decode step is timed for its attention only")
+    elif spec.scheme == "distattention":
+        raise SpecError(SOURCE, "direction", "distattention is a decode scheme: expected decode")
     p, n = spec.devices, spec.seq_len
     chunks = 2 * p if spec.scheme in ("zigzag", "allgather", "usp") and spec.causal else p
     if n % chunks:
@@ -213,7 +232,7 @@ def _single_device_scheme(scheme: str) -> str:
 
 def _timing(spec: ParallelSpec) -> _Timing:
     compute = _compute(spec)
-    attention = SCHEME_TIMINGS[spec.scheme](spec, compute)
+    attention = (_decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
     if spec.scope == "attention":
         return attention
     dense = _dense(spec, compute)
@@ -401,9 +420,33 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     return _Timing(time_s, local + kv_state + prefix + inter, gather)
 
 
+# --- decode ------------------------------------------------------------------------------------------------------
+
+
+def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
+    """One decode step over a context of `seq_len` cached tokens (module docstring, "decode")."""
+    p, n = spec.devices, spec.seq_len
+    members = _members(p, spec.tp)
+    link = spec.topology.group_link(members)
+    if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
+        attn = compute.decode_s(n, compute.heads // p, max(1, compute.kv_heads // p))
+        return _Timing(attn, attn, 0.0)
+    block = compute.decode_s(n // p)
+    if spec.scheme == "ring":
+        hop = collectives.send_recv_s(_kv_bytes(n // p, compute), link) if p > 1 else 0.0
+        return _Timing(ring_schedule_s([[block] * p for _ in range(p)], hop), p * block, (p - 1) * hop)
+    sizes = compute.decode_bytes(n // p)
+    rows = sizes["AV"] / WORD_BYTES / compute.head_dim  # query rows: sequences x heads
+    partial = rows * (compute.head_dim + 2) * ACCUMULATOR_BYTES  # o, max and sum-exp per row, fp32
+    send = (p - 1) * (collectives.send_recv_s(sizes["Q"], link) + collectives.send_recv_s(partial, link))
+    merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
+    return _Timing(send + block + merge, block + merge, send)
+
+
 SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], _Timing]] = {
     "ring": _ring_scheme, "zigzag": _ring_scheme, "stripe": _ring_scheme, "ulysses": _ulysses, "usp": _usp,
     "megatron-sp": _megatron_sp, "allgather": _allgather, "lasp1": _lasp, "lasp2": _lasp,
+    "distattention": _decode,
 }
 
 
@@ -440,7 +483,7 @@ def _memory(spec: ParallelSpec) -> tuple[float, int]:
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if spec.direction == "fwd+bwd" and spec.tp > 1:
         return math.nan, 0
-    if spec.direction == "fwd":
+    if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):
             return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
                                         ulysses_degree=ulysses)

@@ -40,6 +40,7 @@ from archsim.workload import Workload
 
 PRECISION = "bf16"
 WORD_BYTES = 2  # bf16
+DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
@@ -106,6 +107,29 @@ class DeviceCompute:
         binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
                                  "seq_len": tokens, "head_dim": self.head_dim, "tile_kv": tokens,
                                  "word_bytes": WORD_BYTES})
+        return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
+
+    def decode_s(self, keys: int, heads: int | None = None, kv_heads: int | None = None) -> float:
+        """One decode step's attention (a query per sequence) over `keys` cached tokens: the `DECODE_KERNEL` call."""
+        heads = self.heads if heads is None else heads
+        kv_heads = self.kv_heads if kv_heads is None else kv_heads
+        key = (keys, 0, False, heads, kv_heads)
+        if key not in self._blocks:
+            case = AttentionCase("decode", self.batch, heads, kv_heads, self.head_dim, keys, False, PRECISION)
+            calibration = load_calibration()
+            result = predict(DECODE_KERNEL, case, self.gpu, calibration.family_params(family_of(DECODE_KERNEL)))
+            if not result.feasible:
+                raise SpecError(SOURCE, "seq_len", f"{DECODE_KERNEL} cannot read {keys} keys on {self.gpu.name}: "
+                                                   f"{result.reason}")
+            self._blocks[key] = result.time_s
+        return self._blocks[key]
+
+    def decode_bytes(self, keys: int) -> dict[str, int]:
+        """Bytes of the query Q and output AV of one decode step (the `attention-decode-gqa` cascade bound to the
+        device's heads, bf16)."""
+        cascade = library.load_cascade_spec("attention-decode-gqa")
+        binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
+                                 "seq_len": keys, "head_dim": self.head_dim, "word_bytes": WORD_BYTES})
         return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
 
     def hidden_bytes(self, tokens: int, hidden: int) -> int:

@@ -11,6 +11,8 @@ run through archsim's models, ours beside theirs, and a grid users compare again
 - LASP-2 Fig. 3 (`lasp2_rows`): Linear-Llama3-1B on 64 A100s (8 DGX A100 nodes), batch 1, forward and backward of
   whole layers: throughput = N / (layers x time per layer) for LASP-2, LASP-1 and Ring Attention (LASP-2's
   baseline: left products over K/V blocks) from 16K to 2048K tokens.
+- Infinite-LLM's DistAttention micro-benchmark (`distattention_rows`): one decode step's attention on 4 A100s, its
+  speed over ring attention and head-parallel decode at 4K-256K tokens.
 - The grid (`grid_points`): ring, zigzag, stripe, Ulysses and USP (Ulysses 4 x ring 2) on 8 A100s and 8 H100s
   over NVLink, Llama-3-8B attention shapes, causal, 8K tokens per GPU, forward and forward+backward; and Llama-3
   405B prefill with ring context parallelism (zigzag chunks) across 2-16 HGX H100 nodes (16-128 GPUs, TP8 inside
@@ -55,11 +57,15 @@ PAPER = {
     # LASP-2 (arXiv 2502.07563) Fig. 3, 64 A100: LASP-2's throughput gain over Ring / LASP-1 (seqpar-sparse.md §2.6)
     "lasp2_gain": {524288: {"ring": 0.178, "lasp1": 0.073}, 2097152: {"ring": 0.366, "lasp1": 0.152}},
     "lasp2_ahead_above": 65536,  # "LASP-2 ahead once N > 64K"
+    # Infinite-LLM (arXiv 2401.02669v2) DistAttention micro-benchmark, 4 GPUs, LLaMA2-13B attention, 4K-256K
+    # (seqpar-sparse.md §2.7, a secondary summary): faster than RingAttention by, and than head-wise TP by
+    "distattention_over_ring": (7.7, 19.8), "distattention_over_tp": (1.01, 1.25),
 }
 LASP_TOPOLOGY, LASP_DEVICES, LASP_MODEL = "dgx-a100", 64, "linear-llama3-1b"
 LASP_LENGTHS = tuple(2**k * 1024 for k in range(4, 12))  # 16K .. 2048K
 GRID_TOPOLOGIES, GRID_MODEL, GRID_TOKENS_PER_GPU = ("a100-nvlink", "hgx-h100-8"), "llama3-8b", 8192
 GRID_SCHEMES, USP_ULYSSES = ("ring", "zigzag", "stripe", "ulysses", "usp"), 4
+DIST_TOPOLOGY, DIST_MODEL, DIST_DEVICES, DIST_LENGTHS = "a100-nvlink", "llama-13b", 4, (4096, 16384, 65536, 262144)
 CP_TOPOLOGY, CP_MODEL, CP_TP, CP_NODES, CP_LENGTHS = "hgx-h100", "llama3-405b", 8, (2, 4, 8, 16), (131072, 1048576)
 
 
@@ -186,6 +192,22 @@ def _point(result: ParallelResult) -> dict:
             "model_time_s": result.time_s * layers if s.scope == "layer" else None}
 
 
+def distattention_rows() -> list[dict]:
+    """One decode step's attention on 4 A100s over NVLink (LLaMA-13B's attention: 40 heads of 128, LLaMA2-13B's
+    too): DistAttention against ring attention and head-parallel (TP) decode, at 4K to 256K cached tokens."""
+    topology = load_topology(DIST_TOPOLOGY)
+    workload = library.load_workload_spec(DIST_MODEL)
+    rows = []
+    for n in DIST_LENGTHS:
+        times = {s: parallel_time(ParallelSpec(s, DIST_DEVICES, workload, n, topology.gpu, topology,
+                                               direction="decode")).time_s
+                 for s in ("distattention", "ring", "megatron-sp")}
+        rows.append({"context": n, "distattention_s": times["distattention"], "ring_s": times["ring"],
+                     "tp_s": times["megatron-sp"], "over_ring": times["ring"] / times["distattention"],
+                     "over_tp": times["megatron-sp"] / times["distattention"]})
+    return rows
+
+
 def causal_balance() -> dict[str, float]:
     """Efficiency of the causal ring layouts on 8 A100s over NVLink (the grid's compute-bound case)."""
     topology = load_topology(GRID_TOPOLOGIES[0])
@@ -195,9 +217,12 @@ def causal_balance() -> dict[str, float]:
 
 
 def run_all() -> dict:
-    """Everything `archsim reproduce seqpar` prints: {"points", "table2", "table3", "lasp2", "headline"}."""
+    """Everything `archsim reproduce seqpar` prints: {"points", "table2", "table3", "lasp2", "distattention",
+    "headline"}."""
     gains = lasp2_gains()
     return {"points": grid_points(), "table2": table2_rows(), "table3": table3_rows(),
+            "distattention": {"rows": distattention_rows(), "paper_over_ring": PAPER["distattention_over_ring"],
+                              "paper_over_tp": PAPER["distattention_over_tp"]},
             "lasp2": {"rows": lasp2_rows(), "gains": gains, "ahead_above": lasp2_ahead_above(),
                       "paper_ahead_above": PAPER["lasp2_ahead_above"]},
             "headline": {"causal_efficiency": causal_balance()}}
