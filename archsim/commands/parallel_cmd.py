@@ -23,7 +23,8 @@ from archsim.outputs import check_writable
 DEFAULT_TOPOLOGY = "hgx-h100"
 SUFFIXES = {"K": 1024, "M": 1024**2}  # 8K tokens = 8192, as the papers count them
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
-                 "ulysses": "--ulysses", "kernel": "--kernel"}
+                 "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
+                 "scope": "--scope"}
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
 TEXT_COLUMNS = (
     ("time ms", "latency_s", lambda v: f"{v * 1e3:.4g}"),
@@ -79,8 +80,9 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.option("--gpu", metavar="PRESET", callback=nonempty, help="GPU preset of the devices (default: the "
                                                                   "topology's).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
-@click.option("--direction", type=click.Choice(["fwd", "fwd+bwd"]), default="fwd", show_default=True,
-              help="Forward (prefill) or forward and backward (training).")
+@click.option("--direction", type=click.Choice(["fwd", "fwd+bwd", "decode"]), default="fwd", show_default=True,
+              help="Forward (prefill), forward and backward (training), or one decode step over --seq-len cached "
+                   "tokens (ring, megatron-sp, distattention).")
 @click.option("--scope", type=click.Choice(["attention", "layer"]), default="attention", show_default=True,
               help="Time the attention and its communication, or the whole decoder layer.")
 @click.option("--causal/--no-causal", default=True, show_default=True, help="Causal mask.")
