@@ -260,3 +260,30 @@ def test_block_sparse_energy_and_flat_latency_fall_with_density() -> None:
     latencies = [flat[0].dense.latency_s] + [r.sparse.latency_s for r in flat]
     assert all(a > b for a, b in itertools.pairwise(energies))
     assert all(a > b for a, b in itertools.pairwise(latencies))
+
+
+def test_razorattention_keeps_a_fifth_or_4000_tokens_and_a_compensation_token() -> None:
+    """RazorAttention is DuoAttention's layer with window max(4000, N/5) + 1: its memory is the retrieval heads'
+    whole cache plus that window for the others, and its time falls against dense at long contexts."""
+    workload, gpu = library.load_workload_spec("llama3-8b"), load_gpu("a100-80gb-sxm4")
+    for context in (16_000, 500_000):
+        razor = ks.razor_decode(workload, gpu, context, 0.25)
+        window = max(4000, -(-context // 5))
+        same = ks.duo_decode(workload, gpu, context, 0.25, sinks=1, recent=window)
+        assert (razor.time_s, razor.memory_bytes) == (same.time_s, same.memory_bytes)
+        assert razor.method == "RazorAttention"
+    assert razor.time_s < razor.dense_time_s and razor.memory_bytes < razor.dense_memory_bytes
+
+
+def test_tokenselect_reads_every_key_to_select_and_keeps_the_cache() -> None:
+    """Without its selection cache TokenSelect's estimate reads all of K each step, so attention saves little; with
+    reuse it approaches attention over top_k + sinks + local tokens. Memory stays dense."""
+    workload, gpu = library.load_workload_spec("llama3-8b"), load_gpu("a100-80gb-sxm4")
+    fresh = ks.tokenselect_decode(workload, gpu, 500_000)
+    reused = ks.tokenselect_decode(workload, gpu, 500_000, reuse_fraction=0.9)
+    assert fresh.memory_bytes == fresh.dense_memory_bytes
+    assert reused.attention_s < 0.5 * fresh.attention_s < fresh.dense_attention_s
+    for kwargs, field in (({"top_k": 600_000}, "top_k"), ({"reuse_fraction": 1.0}, "reuse_fraction")):
+        with pytest.raises(SpecError) as error:
+            ks.tokenselect_decode(workload, gpu, 500_000, **kwargs)
+        assert error.value.where == field

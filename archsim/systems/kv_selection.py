@@ -25,6 +25,11 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   metadata, J = context // 16). The metadata's update for the new token is not counted (one page's min and max).
   `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B), `dense_attention_s` one
   layer's decode kernel at the context.
+- **RazorAttention** (§3.4, `razor_decode`): DuoAttention's layer with the other heads keeping max(4000, N/5)
+  recent tokens and one compensation token.
+- **TokenSelect** (§3.5, `tokenselect_decode`): per-head scores over the whole cache and the heads' soft vote as
+  memory-bound passes (bytes from `tokenselect-decode`), then attention over top-k + sinks + local tokens; the
+  cache is kept whole.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
 head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
 cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows; Quest keeps the whole
@@ -58,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,6 +87,9 @@ SOURCE = "<kv-selection>"
 DECODE_KERNEL = "Flash-Decoding (16-row tiles)"  # the GPU model's FlashInfer-like decode (gpu_kernels docstring)
 DUO_SINKS, DUO_RECENT = 128, 256  # DuoAttention's shipped configs and efficiency benchmark (§3.3)
 QUEST_PAGE_TOKENS = 16  # Quest's page size (§3.5)
+RAZOR_MIN_WINDOW, RAZOR_WINDOW_FRACTION = 4000, 0.2  # RazorAttention's window max(4000, N/5) (§3.4)
+TOKENSELECT_TOP_K, TOKENSELECT_SINKS, TOKENSELECT_LOCAL = 2048, 128, 512  # TokenSelect's configs (§3.5)
+TOKENSELECT_CASCADE = "tokenselect-decode"
 QUEST_DENSE_LAYERS = 2  # Quest keeps its first two layers dense (§3.5)
 PIM_ATTENTION = "attention-decode-gqa"
 QUEST_CASCADE = "quest-decode"
@@ -236,6 +244,57 @@ def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget
     one elementwise launch on `device`, bytes from the `quest-decode` cascade."""
     sizes = _quest_bytes(workload, context, budget, page_tokens)
     return device.elementwise_s(sizes["KMIN"] + sizes["KMAX"] + sizes["UB"]) + device.elementwise_s(sizes["UB"])
+
+
+def razor_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float, *,
+                 min_window: int = RAZOR_MIN_WINDOW, window_fraction: float = RAZOR_WINDOW_FRACTION,
+                 kernel: str = DECODE_KERNEL) -> SelectionDecode:
+    """RazorAttention decode (§3.4): DuoAttention's two-call layer with the non-retrieval heads keeping
+    max(`min_window`, `window_fraction` x context) recent tokens plus one compensation token (the dropped tokens'
+    mean K and V), in place of sinks + recent. The retrieval fraction is the model's (about 16 % of heads: 15 %
+    induction + 1 % echo heads in the paper), required."""
+    if retrieval_fraction is None:
+        raise SpecError(SOURCE, "retrieval_fraction", "missing: the share of heads RazorAttention keeps whole")
+    if not isinstance(window_fraction, int | float) or not 0 < window_fraction <= 1:
+        raise SpecError(SOURCE, "window_fraction", f"expected a fraction in (0, 1], got {window_fraction!r}")
+    _check_positive("min_window", min_window)
+    window = max(min_window, math.ceil(window_fraction * context))
+    result = duo_decode(workload, gpu, context, retrieval_fraction, sinks=1, recent=window, kernel=kernel)
+    return replace(result, method="RazorAttention")
+
+
+def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int = TOKENSELECT_TOP_K,
+                       sinks: int = TOKENSELECT_SINKS, local: int = TOKENSELECT_LOCAL, reuse_fraction: float = 0.0,
+                       kernel: str = DECODE_KERNEL) -> SelectionDecode:
+    """TokenSelect decode (§3.5), every layer; `reuse_fraction` of the steps reuse the previous selection (the
+    Selection Cache hits when the query's cosine similarity is >= 0.9: how often is the data's; 0, the default,
+    scores every step anew) and skip the estimation. The estimation is the
+    `tokenselect-decode` cascade as memory-bound passes on the device (q.K scores over every cached key: all of K
+    read, the per-head scores written; the softmax and the heads' vote: the scores read and the vote written; the
+    top-k over the vote), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
+    (TokenSelect evicts nothing): memory as dense."""
+    _check_positive("context", context)
+    for field, value in (("top_k", top_k), ("sinks", sinks), ("local", local)):
+        _check_positive(field, value)
+    if isinstance(reuse_fraction, bool) or not isinstance(reuse_fraction, int | float) or not 0 <= reuse_fraction < 1:
+        raise SpecError(SOURCE, "reuse_fraction", f"expected a fraction in [0, 1), got {reuse_fraction!r}")
+    kept = top_k + sinks + local
+    if kept > context:
+        raise SpecError(SOURCE, "top_k", f"expected top_k + sinks + local ({kept}) at most the context ({context})")
+    device = gpu_device(gpu, kernel)
+    cascade = library.load_cascade_spec(TOKENSELECT_CASCADE)
+    binding = bind(cascade, workload, {"batch": 1, "seq_len": context, "k": top_k, "sinks": sinks, "local": local},
+                   SOURCE)
+    sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
+    estimate = (device.elementwise_s(sizes["Q"] + sizes["K"] + sizes["QK"])
+                + device.elementwise_s(sizes["QK"] + sizes["VOTE"]) + device.elementwise_s(sizes["VOTE"]))
+    kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
+    layer_s = (1 - reuse_fraction) * estimate + _attention_s(device, workload, kv_heads, kept)
+    dense_layer_s = _attention_s(device, workload, kv_heads, context)
+    rest = _dense_ops_s(device, workload)
+    memory = weight_bytes(workload) + kv_bytes_per_token_head(workload) * kv_heads * context
+    return SelectionDecode("TokenSelect", context, rest + layers * layer_s, rest + layers * dense_layer_s, layer_s,
+                           dense_layer_s, memory, memory, float(gpu.dram_bytes))
 
 
 # ------------------------------------------------------------------------------------------------ PIM, offloading
