@@ -1,12 +1,14 @@
 """Design points of a sweep: drawing them from the axes, keying them, and evaluating them (pure).
 
 A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
-`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes), or the sweep's
-system (its `system.` and `serving.` axes; `archsim.dse.system_points`). Its key is the sha256 of the canonical
-JSON of the fully resolved configuration (the archsim version, then mapping, cascade, workload, the architecture
-after the point's changes and the sizes after its overrides; or the GPU spec, kernel, calibrated parameters and
-attention case; or the system spec, the point's changes to it, the workload and the serving run), so the same
-configuration reached twice, by any spelling, has one key, and a new model version computes every point afresh.
+`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes), the sweep's
+system (its `system.` and `serving.` axes; `archsim.dse.system_points`), or multi-device attention (its
+`parallel.` axes; `archsim.dse.parallel_spec`). Its key is the sha256 of the canonical JSON of the fully resolved
+configuration (the archsim version, then mapping, cascade, workload, the architecture after the point's changes and
+the sizes after its overrides; or the GPU spec, kernel, calibrated parameters and attention case; or the system
+spec, the point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU
+calibration), so the same configuration reached twice, by any spelling, has one key, and a new model version
+computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point.
@@ -28,6 +30,7 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
+from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import load_system_target
 from archsim.dse.spec import SweepSpec, target_name
 from archsim.dse.system_points import serve_point, system_config
@@ -51,7 +54,7 @@ MODEL_VERSION = metadata.version("archsim")
 @dataclass(frozen=True)
 class Base:
     """The specs every point of a sweep starts from, loaded once: a mapping, its cascade and architecture (and GPU
-    presets), or a system and the requests it serves."""
+    presets), a system and the requests it serves, or multi-device attention's named specs."""
 
     mapping: Mapping | None
     cascade: Cascade | None
@@ -61,9 +64,12 @@ class Base:
     gpu_params: dict[str, float]  # the calibrated parameters of the GPU kernel's family
     system: System | None = None
     requests: tuple[Request, ...] = ()  # what a system serves
+    parallel: ParallelTargets | None = None
 
 
 def load_base(spec: SweepSpec) -> Base:
+    if spec.parallel is not None:
+        return Base(None, None, None, None, {}, {}, parallel=load_targets(spec.parallel, spec.axes, spec.source))
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         settings = spec.serving
@@ -107,9 +113,11 @@ def expand(spec: SweepSpec) -> list[Point]:
 
 
 def target_kind(base: Base, point: Point) -> str:
-    """architecture, gpu or system: which model evaluates the point."""
+    """architecture, gpu, system or parallel: which model evaluates the point."""
     if base.system is not None:
         return "system"
+    if base.parallel is not None:
+        return "parallel"
     return "gpu" if point["target"] in base.gpus else "architecture"
 
 
@@ -117,6 +125,8 @@ def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
     kind = target_kind(base, point)
     if kind == "system":
         config = system_config(base.system, base.workload, spec.serving, spec.fields(point))
+    elif kind == "parallel":
+        config = parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
     elif kind == "gpu":
         config = {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
                   "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
@@ -129,10 +139,10 @@ def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
 
 
 def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
-    """One flat record: key, target_kind (architecture | gpu | system), target, the axis values, feasibility and
-    metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does not fit, or
-    whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason, never a
-    raise.
+    """One flat record: key, target_kind (architecture | gpu | system | parallel), target, the axis values,
+    feasibility and metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does
+    not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason,
+    never a raise.
 
     A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it."""
     kind = target_kind(base, point)
@@ -152,6 +162,10 @@ def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     return serve_point(base.system, base.workload, base.requests, spec.serving, spec.fields(point))
 
 
+def _parallel_record(spec: SweepSpec, base: Base, point: Point) -> Record:
+    return parallel_record(base.parallel, spec.fields(point), spec.source)
+
+
 def _arch_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     arch, sets = _resolve(spec, base, point)
     p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets)
@@ -164,7 +178,8 @@ def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
 
 
 # Which model evaluates a point; every one answers with the same `archsim.record.Record`.
-_EVALUATORS = {"architecture": _arch_record, "gpu": _gpu_record, "system": _system_record}
+_EVALUATORS = {"architecture": _arch_record, "gpu": _gpu_record, "system": _system_record,
+               "parallel": _parallel_record}
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:

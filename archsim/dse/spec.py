@@ -15,6 +15,18 @@ gives the requests each point serves, its axes are `system.<dotted path>` (a fie
 `serving.max_batch`, and its objectives and constraints may also name `SERVING_METRICS`. Such a sweep has no
 mapping, cascade, arch, sets or gpus.
 
+A sweep may instead target multi-device attention (`archsim.dse.parallel_spec`): a `parallel:` block names the
+base point by the fields of `archsim.systems.seqpar.ParallelSpec` (scheme, devices, workload, seq_len and topology
+required; gpu, batch, causal, direction, scope, tp, ulysses and kernel optional, defaulting as `ParallelSpec` and
+`archsim parallel` do), its axes are `parallel.<field>` (a field an axis sets is left out of the block), each point
+is one `parallel_time` run, and its objectives and constraints may also name `PARALLEL_METRICS` (efficiency and
+max_context_tokens maximised). Such a sweep has no mapping, cascade, arch, sets, gpus, workload, system or serving:
+
+    name: seqpar-scaling
+    parallel: {workload: llama3-8b, seq_len: 65536, topology: hgx-h100-8}
+    axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
+    objectives: [latency_s, efficiency]
+
 `gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
 listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
 default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
@@ -43,6 +55,15 @@ from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
+from archsim.dse.parallel_spec import (
+    PARALLEL_MAXIMISED,
+    PARALLEL_METRICS,
+    PARALLEL_ROOT,
+    check_parallel_axis,
+    check_parallel_value,
+    load_targets,
+    parallel_block,
+)
 from archsim.dse.serving_spec import (
     SERVING_ROOT,
     SYSTEM_ROOT,
@@ -63,18 +84,23 @@ from archsim.workload import Workload, check_size
 SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
 # METRICS: every record's columns (archsim.record; edp = latency_s * energy_pj); SERVING_METRICS: a system point's
-# serving metrics beside them (archsim.systems.serving)
-MAXIMISED = ("throughput_tok_s",)  # every other metric is minimised
+# serving metrics beside them (archsim.systems.serving); PARALLEL_METRICS: a multi-device attention point's
+MAXIMISED = ("throughput_tok_s", *PARALLEL_MAXIMISED)  # every other metric is minimised
 SAMPLING_KINDS = ("grid", "random", "lhs")
-AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT)
+AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
 SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
-FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT)  # what an axis value or a linked template sets
+# what an axis value or a linked template sets
+FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
+TARGET_KINDS = ("architecture", "system", PARALLEL_ROOT)  # what a sweep evaluates (`SweepSpec.kind`)
 LINKED_ROOTS = ("arch", "workload")  # what a linked template may set
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
-         "constraints", "objectives", "gpus", "system", "serving"}
+         "constraints", "objectives", "gpus", "system", "serving", PARALLEL_ROOT}
 _NOT_OF_A_SYSTEM = ("mapping", "cascade", "arch", "sets", "gpus")  # keys of a sweep of an architecture only
+# the keys each kind of sweep names its target by, and the words its errors call it
+_REQUIRED = {"architecture": ("mapping",), "system": ("workload", "serving"), PARALLEL_ROOT: (PARALLEL_ROOT,)}
+_OF_KIND = {"architecture": "an architecture", "system": "a system", PARALLEL_ROOT: "multi-device attention"}
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a sweep's name names its default store file
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
@@ -133,15 +159,21 @@ class SweepSpec:
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # linked axis -> {field path: template}
     system: str | None = None  # a system preset name or path: the sweep's target instead of a mapping
     serving: ServingSettings | None = None  # with a system
+    parallel: dict[str, Any] | None = None  # the parallel block (field -> value): multi-device attention's base
     source: str = "<python>"
 
     @property
+    def kind(self) -> str:
+        """What the sweep evaluates: one of TARGET_KINDS."""
+        return "system" if self.system else PARALLEL_ROOT if self.parallel is not None else "architecture"
+
+    @property
     def metrics(self) -> tuple[str, ...]:
-        return target_metrics(bool(self.system))
+        return target_metrics(self.kind)
 
     def fields(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The field changes a point makes: its `arch.`/`workload.`/`system.`/`serving.` values and what its linked
-        axes set."""
+        """The field changes a point makes: its `arch.`/`workload.`/`system.`/`serving.`/`parallel.` values and what
+        its linked axes set."""
         out = {p: v for p, v in point.items() if p.partition(".")[0] in FIELD_ROOTS}
         for path, value in point.items():
             if path in self.links:
@@ -149,10 +181,10 @@ class SweepSpec:
         return out
 
 
-def target_metrics(on_system: bool) -> tuple[str, ...]:
-    """What a sweep's records carry and its objectives and constraints may name: METRICS, and SERVING_METRICS in a
-    sweep of a system."""
-    return (*METRICS, *SERVING_METRICS) if on_system else METRICS
+def target_metrics(kind: str) -> tuple[str, ...]:
+    """What a sweep of `kind` (TARGET_KINDS) carries in its records and its objectives and constraints may name:
+    METRICS, with SERVING_METRICS in a sweep of a system and PARALLEL_METRICS in one of multi-device attention."""
+    return (*METRICS, *{"system": SERVING_METRICS, PARALLEL_ROOT: PARALLEL_METRICS}.get(kind, ()))
 
 
 def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str) -> dict[str, Any]:
@@ -194,20 +226,21 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     if not isinstance(data, dict):
         raise SpecError(source, "", "a sweep is a mapping")
     check_keys(data, sorted(_KEYS), source)
-    on_system = data.get("system") is not None
-    for key in ("name", "axes", *(("workload", "serving") if on_system else ("mapping",))):
+    kind = _kind(data, source)
+    for key in ("name", "axes", *_REQUIRED[kind]):
         if data.get(key) is None:
-            raise SpecError(source, key, "required" + (" in a sweep of a system" if on_system else ""))
+            raise SpecError(source, key, "required" + ("" if kind == "architecture" else f" in a sweep of "
+                                                                                         f"{_OF_KIND[kind]}"))
     for key in ("name", "mapping", "description", "cascade", "arch", "workload", "system"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise SpecError(source, key, "expected a string")
     if not _NAME.match(data["name"]):
         raise SpecError(source, "name", f"expected letters, digits, '_', '.' or '-' (it names the store file), "
                                         f"got {data['name']!r}")
-    _check_target_keys(data, source, on_system)
-    axes = _axes(data["axes"], source, on_system)
+    _check_target_keys(data, source, kind)
+    axes = _axes(data["axes"], source, kind)
     links = _links(axes, source)
-    metrics = target_metrics(on_system)
+    metrics = target_metrics(kind)
     spec = SweepSpec(
         name=data["name"], mapping=_beside(data.get("mapping"), source),
         axes={p: (v["values"] if p in links else v) for p, v in axes.items()},
@@ -221,7 +254,8 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         objectives=_objectives(data.get("objectives"), source, metrics),
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         system=_beside(data.get("system"), source),
-        serving=serving_settings(data["serving"], source, axes) if on_system else None,
+        serving=serving_settings(data["serving"], source, axes) if kind == "system" else None,
+        parallel=parallel_block(data[PARALLEL_ROOT], source, axes) if kind == PARALLEL_ROOT else None,
         source=source,
     )
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
@@ -240,16 +274,33 @@ def _beside(name_or_path: str | None, source: str) -> str | None:
 
 
 def target_name(spec: SweepSpec) -> str:
-    """The sweep's own target: its system, or its architecture (named, or the mapping's)."""
+    """The sweep's own target: its system, `parallel` (multi-device attention, whose points name their topology
+    and GPU in their records), or its architecture (named, or the mapping's)."""
+    if spec.kind == PARALLEL_ROOT:
+        return PARALLEL_ROOT
     return spec.system or spec.arch or library.load_mapping_spec(spec.mapping).architecture
 
 
-def _check_target_keys(data: dict[str, Any], source: str, on_system: bool) -> None:
-    """A sweep of a system has none of an architecture's keys, and a sweep of an architecture no serving block."""
-    for key in _NOT_OF_A_SYSTEM if on_system else ("serving",):
-        if data.get(key) is not None:
-            raise SpecError(source, key, "a sweep of a system has no " + key if on_system
-                            else "a serving block goes with system: (a sweep of a system)")
+def _kind(data: dict[str, Any], source: str) -> str:
+    """What the sweep in `data` evaluates (TARGET_KINDS): a system, multi-device attention, or an architecture."""
+    if data.get("system") is not None and data.get(PARALLEL_ROOT) is not None:
+        raise SpecError(source, PARALLEL_ROOT, "a sweep targets a system or multi-device attention, not both")
+    return "system" if data.get("system") is not None else (
+        PARALLEL_ROOT if data.get(PARALLEL_ROOT) is not None else "architecture")
+
+
+def _check_target_keys(data: dict[str, Any], source: str, kind: str) -> None:
+    """A sweep of a system has none of an architecture's keys; one of multi-device attention has neither those
+    nor a system's (its workload is a field of its block); one of an architecture has no serving block."""
+    refused = {"system": _NOT_OF_A_SYSTEM, PARALLEL_ROOT: (*_NOT_OF_A_SYSTEM, "workload", "serving"),
+               "architecture": ("serving",)}[kind]
+    for key in refused:
+        if data.get(key) is None:
+            continue
+        if kind == "architecture":
+            raise SpecError(source, key, "a serving block goes with system: (a sweep of a system)")
+        hint = f" (name it in {PARALLEL_ROOT}.workload)" if key == "workload" else ""
+        raise SpecError(source, key, f"a sweep of {_OF_KIND[kind]} has no {key}{hint}")
 
 
 def _list(value: Any, where: str, source: str) -> list:
@@ -258,18 +309,25 @@ def _list(value: Any, where: str, source: str) -> list:
     return value
 
 
-def _axes(axes: Any, source: str, on_system: bool) -> dict[str, Any]:
+def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
     if not isinstance(axes, dict) or not axes:
         raise SpecError(source, "axes", f"expected a non-empty mapping of path -> list of values, got {axes!r}")
     for path, values in axes.items():
         where = f"axes.{path}"
         root, _, rest = str(path).partition(".")
-        if on_system and (root not in SYSTEM_AXIS_ROOTS or not rest):
+        if kind == "system" and (root not in SYSTEM_AXIS_ROOTS or not rest):
             raise SpecError(source, where, "an axis of a sweep of a system starts with 'system.' (a field of the "
                                            "system spec) or 'serving.'")
-        if not on_system and (root not in AXIS_ROOTS or not rest or root in SYSTEM_AXIS_ROOTS):
+        if kind == PARALLEL_ROOT:
+            if root != PARALLEL_ROOT or not rest:
+                raise SpecError(source, where, "an axis of a sweep of multi-device attention is 'parallel.<field>' "
+                                               "(a field of the parallel block)")
+            check_parallel_axis(str(path), source, where)
+        if kind == "architecture" and (root not in AXIS_ROOTS or not rest or root in SYSTEM_AXIS_ROOTS
+                                       or root == PARALLEL_ROOT):
             raise SpecError(source, where, "an axis path starts with 'arch.', 'workload.' or 'linked.' "
-                                           "('system.' and 'serving.' in a sweep of a system)")
+                                           "('system.' and 'serving.' in a sweep of a system, 'parallel.' in one of "
+                                           "multi-device attention)")
         if root in ("workload", "linked") and "." in rest:
             raise SpecError(source, where, f"a {root} axis is one name, e.g. {root}.seq_len")
         if root == "linked":
@@ -402,10 +460,13 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     (`workload.<name>`) is a positive number that `archsim.workload.check_size` accepts (within ARCHSIM_MAX_SIZE,
     an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
     or a list of them (a shape), a system field's a finite number or a word (the system spec checks it further),
-    a serving axis's what `check_serving_axis` accepts."""
+    a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value` does."""
     root, _, name = path.partition(".")
     if root == SERVING_ROOT:
         check_serving_axis(path, value, source, where)
+        return
+    if root == PARALLEL_ROOT:
+        check_parallel_value(name, value, source, where)
         return
     if root == SYSTEM_ROOT:
         expected, ok = "a finite number or a word", _finite(value) or (isinstance(value, str) and bool(value))
@@ -431,9 +492,9 @@ def _check_size(spec: SweepSpec, max_points: int) -> None:
 
 
 def _check_against_base(spec: SweepSpec) -> None:
-    """The names the sweep refers to exist (its mapping, cascade, workload and architecture, or its system and
-    workload), and its sizes, architecture and system fields are ones they have. An error in a file it names says
-    which sweep named it."""
+    """The names the sweep refers to exist (its mapping, cascade, workload and architecture, its system and
+    workload, or its parallel block's and axes' workloads, topologies and GPUs), and its sizes, architecture and
+    system fields are ones they have. An error in a file it names says which sweep named it."""
     try:
         _check_named_specs(spec)
     except SpecError as exc:
@@ -446,6 +507,9 @@ def _check_named_specs(spec: SweepSpec) -> None:
     def named(kind: str, key: str) -> Path:
         return library.find_named(kind, getattr(spec, key), spec.source, key)
 
+    if spec.parallel is not None:
+        load_targets(spec.parallel, spec.axes, spec.source)
+        return
     if spec.system:
         system, _ = load_system_target(spec.system, spec.workload, spec.source)
         check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source)

@@ -1,0 +1,168 @@
+"""A sweep over multi-device attention: the `parallel:` block of a sweep spec, its `parallel.<field>` axes, and each
+point as one `archsim.systems.seqpar.parallel_time` run. Pure: specs in, records out.
+
+The block names the base point by the fields of `ParallelSpec`: `scheme`, `devices`, `workload`, `seq_len` and
+`topology` are required (a library name or a file beside the sweep for the workload and the topology); `gpu`,
+`batch`, `causal`, `direction`, `scope`, `tp`, `ulysses` and `kernel` are optional and default as `ParallelSpec`
+does (the GPU: the topology's, as `archsim parallel` takes it). A field an axis sets (`parallel.devices: [1, 2]`)
+is left out of the block, and a required one must then be an axis; giving a field in both places is refused:
+
+    parallel: {workload: llama3-8b, seq_len: 65536, topology: hgx-h100-8}
+    axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
+
+Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys; every value
+of the block and of each axis (a scheme of `SCHEMES`, a direction, scope or kernel the model knows, `causal` true
+or false, whole numbers >= 1 within ARCHSIM_MAX_SIZE for devices, seq_len, batch, tp and ulysses); and that every
+workload, topology and GPU named exists. A point whose values together the scheme rejects (`check_spec`: P not
+dividing the sequence or the heads, more devices than the topology has) is an infeasible record with the reason,
+its field named as the sweep's (`parallel.seq_len`), not a load error.
+
+A record is `ParallelResult.record().flat()`: the generic columns (`latency_s` = time per layer, `energy_pj` =
+the devices' board power x that time, area and DRAM traffic NaN) and the scheme's metrics (`PARALLEL_METRICS`),
+which objectives and constraints may name; `efficiency` and `max_context_tokens` are maximised. A point's key
+hashes the resolved spec (the workload's sizes, the GPU's and links' numbers, the scheme's fields) and the GPU
+calibration's parameters, without file paths and citations, so the same configuration by any spelling is one
+point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archsim import library
+from archsim.arch.gpu import GPU
+from archsim.cascade.load import spec_beside
+from archsim.errors import SpecError, check_keys
+from archsim.gpu.load import load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.model.gpu_kernels import KERNELS
+from archsim.record import Record
+from archsim.systems.seqpar import DIRECTIONS, SCHEMES, SCOPES, ParallelSpec, parallel_time
+from archsim.systems.seqpar_compute import SOURCE
+from archsim.systems.topology import Topology, load_topology
+from archsim.workload import check_size
+
+PARALLEL_ROOT = "parallel"
+PARALLEL_METRICS = ("efficiency", "exposed_comm_s", "memory_bytes", "max_context_tokens", "comm_s", "compute_s")
+PARALLEL_MAXIMISED = ("efficiency", "max_context_tokens")
+FIELDS = tuple(f.name for f in dataclasses.fields(ParallelSpec))
+# no default in ParallelSpec; the GPU defaults to the topology's
+REQUIRED = tuple(f.name for f in dataclasses.fields(ParallelSpec)
+                 if f.default is dataclasses.MISSING and f.name != "gpu")
+CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel": tuple(KERNELS)}
+COUNTS = ("devices", "seq_len", "batch", "tp", "ulysses")
+# the fields that name a spec: the loader of each
+NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
+                                          "gpu": load_gpu}
+_TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
+
+
+def check_parallel_axis(path: str, source: str, where: str) -> str:
+    """The field an axis `parallel.<field>` sets; a SpecError at `where` when it is not a ParallelSpec field."""
+    name = path.removeprefix(f"{PARALLEL_ROOT}.")
+    if name not in FIELDS:
+        raise SpecError(source, where, f"{name!r} is not a field of the parallel block (fields: {', '.join(FIELDS)})")
+    return name
+
+
+def check_parallel_value(name: str, value: Any, source: str, where: str) -> None:
+    """A value of field `name` (the module docstring's rules); names of specs are checked by `load_targets`."""
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise SpecError(source, where, f"expected one of {', '.join(CHOICES[name])}, got {value!r}")
+    elif name == "causal":
+        if not isinstance(value, bool):
+            raise SpecError(source, where, f"expected true or false, got {value!r}")
+    elif name in NAMED:
+        if not isinstance(value, str) or not value:
+            raise SpecError(source, where, f"expected a {name} preset name or file, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(source, where, f"expected a whole number >= 1, got {value!r}")
+        check_size(name, value, source, where)
+
+
+def parallel_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, Any]:
+    """The `parallel:` block of the sweep at `source`, checked against its `axes` (module docstring)."""
+    if not isinstance(data, dict):
+        raise SpecError(source, PARALLEL_ROOT, f"expected a mapping of {', '.join(FIELDS)}, got {data!r}")
+    check_keys(data, FIELDS, source, PARALLEL_ROOT)
+    for name in FIELDS:
+        axis, where = f"{PARALLEL_ROOT}.{name}", f"{PARALLEL_ROOT}.{name}"
+        if name in data and axis in axes:
+            raise SpecError(source, where, f"the axis {axis} sets it: give it in one place")
+        if name not in data and axis not in axes and name in REQUIRED:
+            raise SpecError(source, where, f"missing (or give the axis {axis})")
+        if name in data:
+            check_parallel_value(name, data[name], source, where)
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class ParallelTargets:
+    """What a parallel sweep's points are built from, loaded once: the block, each workload, topology and GPU the
+    sweep names (by the name it gives) and the GPU calibration's parameters the compute model reads."""
+
+    block: dict[str, Any]
+    specs: dict[str, dict[str, Any]]  # field (workload, topology, gpu) -> name -> loaded spec
+    calibration: dict[str, dict[str, float]]  # kernel family -> fitted parameters
+
+    def spec(self, fields: Mapping[str, Any]) -> ParallelSpec:
+        """The ParallelSpec of a point with `fields` (its `parallel.` axis values) over the block."""
+        prefix = f"{PARALLEL_ROOT}."
+        values = {**self.block, **{p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}}
+        named = {name: self.specs[name][values[name]] for name in NAMED if name in values}
+        topology: Topology = named["topology"]
+        gpu: GPU = named.get("gpu", topology.gpu)
+        return ParallelSpec(**{**values, **named, "gpu": gpu})
+
+
+def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> ParallelTargets:
+    """Load every workload, topology and GPU that the block or an axis of the sweep at `source` names; one that
+    is not found is a SpecError at its YAML path."""
+    specs: dict[str, dict[str, Any]] = {name: {} for name in NAMED}
+    for name, load in NAMED.items():
+        axis = f"{PARALLEL_ROOT}.{name}"
+        named = [(block[name], f"{PARALLEL_ROOT}.{name}")] if name in block else []
+        named += [(value, f"axes.{axis}[{i}]") for i, value in enumerate(axes.get(axis, []))]
+        for value, where in named:
+            if value not in specs[name]:
+                specs[name][value] = _load(load, value, source, where)
+    calibration = load_calibration()
+    return ParallelTargets(dict(block), specs, {family: dict(p) for family, p in calibration.params.items()})
+
+
+def _load(load: Callable[[str], Any], name: str, source: str, where: str) -> Any:
+    try:
+        return load(spec_beside(name, source))
+    except SpecError as exc:
+        if exc.source in (name, spec_beside(name, source)):  # the name found nothing
+            raise SpecError(source, where, f"{name!r}: {exc.message}") from None
+        raise
+
+
+def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:
+    """What a point's key hashes: the resolved spec without files and prose, and the calibration."""
+    return {"parallel": _numbers(dataclasses.asdict(spec)), "calibration": targets.calibration}
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items() if k not in _TEXT_KEYS}
+    if isinstance(value, list | tuple):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def parallel_record(targets: ParallelTargets, fields: Mapping[str, Any], source: str) -> Record:
+    """The record of the point with `fields`. A spec the scheme rejects raises the SpecError, a field of the spec
+    named as the sweep's (`parallel.seq_len` of `source`), for the caller to record."""
+    try:
+        return parallel_time(targets.spec(fields)).record()
+    except SpecError as exc:
+        if exc.source == SOURCE and exc.where in FIELDS:
+            raise SpecError(source, f"{PARALLEL_ROOT}.{exc.where}", exc.message) from None
+        raise
