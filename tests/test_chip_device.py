@@ -25,8 +25,8 @@ from archsim.systems.chip import chip_from_dict, chip_names, load_chip
 from archsim.systems.chip_device import ChipDevice
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
+from archsim.systems.models import system_model
 from archsim.systems.step import KV_CACHE, WEIGHTS
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import OP_KINDS, load_system, system_from_dict
 
 GIB = 2**30

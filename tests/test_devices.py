@@ -18,11 +18,12 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.devices import device_models
 from archsim.systems.gemms import op_gemms
 from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
 from archsim.systems.npu import NPUSpec, vector_time_s
 from archsim.systems.npu_device import NpuDevice
 from archsim.systems.pim_device import BankPimDevice
 from archsim.systems.step import Step, layer_op
-from archsim.systems.system_model import layer_phases, system_model
+from archsim.systems.system_model import layer_phases
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
 BLOCK = {"gpt3-7b": "gpt", "llama3-70b": "llama", "mixtral-8x7b": "llama"}

@@ -15,9 +15,10 @@ from archsim.errors import SpecError
 from archsim.systems import duplex_reproduce
 from archsim.systems.coprocessing import expert_split, experts_op, tokens_per_expert
 from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_model import layer_phases, system_model
+from archsim.systems.system_model import layer_phases
 from archsim.systems.system_spec import OP_KINDS, load_system, with_fields
 
 MIXTRAL = library.load_workload_spec("mixtral-8x7b")

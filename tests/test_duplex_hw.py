@@ -26,8 +26,9 @@ from archsim import library
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_kinds, layer_op, layer_ops, op_table
-from archsim.systems.system_model import charged_ops, system_model
+from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.workload import workload_from_dict
 

@@ -15,8 +15,8 @@ import pytest
 from archsim import library
 from archsim.errors import SpecError
 from archsim.systems.devices import device_models
+from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_op
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import load_system, system_from_dict, system_names, with_fields
 
 HBM_PJ_PER_BIT = 0.11 + 0.44 + 1.01 + 1.23 + 0.5 + 0.3  # 3.59

@@ -23,7 +23,7 @@ from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
 from archsim.systems import kv_selection as ks
 from archsim.systems.devices import device_models
-from archsim.systems.system_model import system_model
+from archsim.systems.models import system_model
 from archsim.systems.system_spec import load_system
 
 KV_PER_TOKEN_HEAD = 2 * 32 * 128 * 2  # K and V x 32 layers x head_dim 128 x fp16

@@ -18,9 +18,9 @@ from archsim.errors import SpecError
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
+from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility, period_s
 from archsim.systems.offload_events import simulate_pipeline
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
 

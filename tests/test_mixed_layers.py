@@ -9,8 +9,9 @@ import pytest
 from archsim import library
 from archsim.errors import SpecError
 from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
 from archsim.systems.step import layer_kinds
-from archsim.systems.system_model import layer_phases, system_model
+from archsim.systems.system_model import layer_phases
 from archsim.systems.system_spec import load_system, with_fields
 
 BATCH = Batch(prefill_tokens=(64,), decode_context_tokens=(100, 300, 500, 700))

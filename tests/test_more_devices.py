@@ -23,8 +23,9 @@ from archsim.point import prepare
 from archsim.systems.devices import device_models
 from archsim.systems.iteration import Batch
 from archsim.systems.logic_pim_device import LogicPimDevice
+from archsim.systems.models import system_model
 from archsim.systems.step import KV_CACHE, Step, layer_op
-from archsim.systems.system_model import charged_ops, system_model
+from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import OP_KINDS, load_system
 
 STACK_FLOPS_PER_S = 2 * 32 * 512 * 650e6  # pim.md §2.2

@@ -19,7 +19,8 @@ import pytest
 from archsim.report import neupims as page
 from archsim.systems import neupims, neupims_reproduce
 from archsim.systems.iteration import Batch
-from archsim.systems.system_model import SystemModel, layer_phases, system_model
+from archsim.systems.models import system_model
+from archsim.systems.system_model import SystemModel, layer_phases
 
 MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
 MODES = (*neupims.MODES, "neupims-no-sbi")

@@ -23,7 +23,8 @@ from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import bind
 from archsim.systems import pim as pim_model
 from archsim.systems.iteration import Batch
-from archsim.systems.system_model import charged_ops, system_model
+from archsim.systems.models import system_model
+from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.workload import Workload
 

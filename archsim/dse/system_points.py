@@ -36,9 +36,9 @@ from typing import Any
 
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.record import Record
+from archsim.systems.models import system_model
 from archsim.systems.requests import Request
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import System, with_fields
 from archsim.workload import Workload
 

@@ -54,9 +54,9 @@ import numpy as np
 
 from archsim import library
 from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import load_system
 
 SYSTEMS = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et")

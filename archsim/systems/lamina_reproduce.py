@@ -41,11 +41,11 @@ import numpy as np
 
 from archsim import library
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
+from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
 from archsim.systems.offload_events import PipelineRun, simulate_pipeline
 from archsim.systems.requests import LENGTH_PRESETS, Request, sample_lengths
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_model import system_model
 from archsim.systems.system_spec import System, load_system, with_fields
 
 MODELS = ("llama-33b", "llama-65b", "llama3-70b")

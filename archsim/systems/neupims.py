@@ -39,7 +39,8 @@ from archsim import library
 from archsim.model.trace import Span
 from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
-from archsim.systems.system_model import SystemModel, layer_phases, system_model
+from archsim.systems.models import system_model
+from archsim.systems.system_model import SystemModel, layer_phases
 from archsim.systems.system_spec import System, load_system, with_fields
 
 MODES = ("gpu", "npu-only", "npu+pim", "neupims")

@@ -1,7 +1,8 @@
 """A system spec running a workload: the serving simulator's `IterationModel`, built from devices, placement and a
 schedule over the ops of the library's cascades.
 
-`system_model(system, workload)` cuts the workload for one device (heads, kv_heads and ffn_dim / TP, experts / EP,
+`archsim.systems.models.system_model(system, workload)`, the factory above this module and the ones built on it
+(offloading, co-processing), cuts the workload for one device (heads, kv_heads and ffn_dim / TP, experts / EP,
 layers / PP; the parallelism of `System.parallelism_for`), builds a cost model per device (`archsim.systems.device`)
 and checks that one device's share of the weights fits its memory. An iteration (`Batch`: prompts to prefill,
 contexts to decode) is one pass over the device's decoder layers:
@@ -38,7 +39,7 @@ contexts to decode) is one pass over the device's decoder layers:
     each. The xPU and the Logic-PIM read different bank bundles of the shared HBM (pim.md §2.2): both run at their
     full bandwidth at once, no contention is modelled. The MoE all-reduce after the experts is the TP all-reduce
     below; with EP > 1 and a link named `ep`, one more all-reduce of the new tokens' activations over it.
-  - `ping-pong` and `staggered` (attention offloading, Lamina): `system_model` returns the
+  - `ping-pong` and `staggered` (attention offloading, Lamina): the factory returns the
     `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
 - TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
@@ -56,9 +57,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -69,11 +69,8 @@ from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_kinds, layer_op, layer_ops
-from archsim.systems.system_spec import Parallelism, System, check_against_workload
+from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
-
-if TYPE_CHECKING:
-    from archsim.systems.offload import OffloadModel
 
 ATTENTION = "attention"
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
@@ -139,6 +136,9 @@ class SystemModel:
     block: str
     devices: Mapping[str, DeviceModel]
     layer_kind: str | None = None  # moe | dense for one kind of a model mixing them; None: the model's one kind
+    # a co-processing schedule's layer (archsim.systems.coprocessing.coprocessed_layer), given by the factory
+    # archsim.systems.models.system_model, which knows the modules built on this one
+    compose_layer: Callable[..., LayerPhases] | None = None
 
     @property
     def name(self) -> str:
@@ -246,42 +246,15 @@ class SystemModel:
         return IterationCost(time_s, energy_j, busy)
 
 
-def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
-    """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
-    SpecError when the workload cannot be cut by the parallelism, names no decoder block, or its weights do not fit
-    a device."""
-    check_against_workload(system, workload)
-    if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
-        raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
-                                                                       "experts with; the system has none")
-    if workload.block is None:
-        raise SpecError(workload.path, "block", "missing: a system runs the model's decoder layers, so the workload "
-                                                "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
-    if system.schedule.kind in ("ping-pong", "staggered"):
-        from archsim.systems.offload import offload_model  # it builds on this module's models
-
-        return offload_model(system, workload)
-    par = system.parallelism_for(workload.name)
-    model = system_model_of(system, workload, par)
-    if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":
-        raise SpecError(system.source, "schedule.kind", f"{workload.name} mixes dense and MoE layers (moe_every); "
-                                                        "sub-batch interleaving's pipeline over mixed layers is not "
-                                                        "modelled: use blocked, overlapped or co-processing")
-    if system.schedule.expert_coprocessing and not system.schedule.expert_tp and "experts" in workload.params:
-        local = int(model.shard.params["experts"])
-        if local % par.tp:
-            raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
-                                                                 f"its {par.tp} TP ranks: expected a divisor; set "
-                                                                 "it true or change tp")
-    return model
-
-
-def system_model_of(system: System, workload: Workload, par: Parallelism) -> SystemModel:
-    """The `SystemModel` of `workload` cut by `par` on `system`'s devices; a SpecError when one device's share of
-    the weights does not fit the device that holds them."""
+def system_model_of(system: System, workload: Workload, par: Parallelism,
+                    compose_layer: Callable[..., LayerPhases] | None = None) -> SystemModel:
+    """The `SystemModel` of `workload` cut by `par` on `system`'s devices (`compose_layer`: a co-processing
+    schedule's layer, `archsim.systems.coprocessing.coprocessed_layer`); a SpecError when one device's share of the
+    weights does not fit the device that holds them."""
     from archsim.systems.devices import device_models
 
-    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system))
+    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system),
+                        compose_layer=compose_layer)
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
         raise SpecError(system.source, f"parallelism.by_workload.{workload.name}",
@@ -346,9 +319,10 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
                            placement, _allreduce_s(model, len(contexts) + sum(prompts)), True,
                            schedule.layer_time == "steady-state")
     if schedule.kind == "co-processing":
-        from archsim.systems.coprocessing import coprocessed_layer  # it builds on this module's helpers
-
-        return coprocessed_layer(model, contexts, prompts, decode_ops)
+        if model.compose_layer is None:
+            raise SpecError(model.system.source, "schedule.kind", "co-processing's layer comes with the model: build "
+                                                                  "it with archsim.systems.models.system_model")
+        return model.compose_layer(model, contexts, prompts, decode_ops)
     pre, post = _dense(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
