@@ -91,7 +91,6 @@ AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_
 SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
 # what an axis value or a linked template sets
 FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
-TARGET_KINDS = ("architecture", "system", PARALLEL_ROOT)  # what a sweep evaluates (`SweepSpec.kind`)
 LINKED_ROOTS = ("arch", "workload")  # what a linked template may set
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
@@ -164,7 +163,7 @@ class SweepSpec:
 
     @property
     def kind(self) -> str:
-        """What the sweep evaluates: one of TARGET_KINDS."""
+        """What the sweep evaluates: architecture, system or parallel."""
         return "system" if self.system else PARALLEL_ROOT if self.parallel is not None else "architecture"
 
     @property
@@ -182,7 +181,7 @@ class SweepSpec:
 
 
 def target_metrics(kind: str) -> tuple[str, ...]:
-    """What a sweep of `kind` (TARGET_KINDS) carries in its records and its objectives and constraints may name:
+    """What a sweep of `kind` (`SweepSpec.kind`) carries in its records and its objectives and constraints may name:
     METRICS, with SERVING_METRICS in a sweep of a system and PARALLEL_METRICS in one of multi-device attention."""
     return (*METRICS, *{"system": SERVING_METRICS, PARALLEL_ROOT: PARALLEL_METRICS}.get(kind, ()))
 
@@ -282,7 +281,7 @@ def target_name(spec: SweepSpec) -> str:
 
 
 def _kind(data: dict[str, Any], source: str) -> str:
-    """What the sweep in `data` evaluates (TARGET_KINDS): a system, multi-device attention, or an architecture."""
+    """What the sweep in `data` evaluates (`SweepSpec.kind`): a system, multi-device attention, or an architecture."""
     if data.get("system") is not None and data.get(PARALLEL_ROOT) is not None:
         raise SpecError(source, PARALLEL_ROOT, "a sweep targets a system or multi-device attention, not both")
     return "system" if data.get("system") is not None else (
