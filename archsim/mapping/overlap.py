@@ -16,7 +16,7 @@ nothing and is refused. Rank names in delay terms are checked against the bound 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from functools import lru_cache
 
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, ParseError, parse_expr, walk
@@ -51,6 +51,28 @@ def check_overlap(text: str, einsums: Collection[str], source: str, where: str) 
 def parse_pipeline(text: str) -> Expr:
     """`text` parsed (cached: the mapper evaluates a group, and so reads its overlap, once per candidate)."""
     return parse_expr(text)
+
+
+@lru_cache(maxsize=1024)
+def compile_pipeline(node: Expr) -> Callable[[Mapping[str, float]], float]:
+    """The value of a pipeline expression (`+`, `*`, `max` over Einsum names and rank sizes) as a function of each
+    name's cycles, built once per expression: the analytical and event models evaluate it on every point. The
+    operations and their order are the expression's, so the value is the one the tree itself gives."""
+    match node:
+        case Name(name=name):
+            return lambda cycles: cycles[name]  # an Einsum's compute cycles, or a rank size (+Arch's LM x M0 stall)
+        case Num(value=value):
+            return lambda cycles: value
+        case BinOp(op="+", lhs=lhs, rhs=rhs):
+            left, right = compile_pipeline(lhs), compile_pipeline(rhs)
+            return lambda cycles: left(cycles) + right(cycles)
+        case BinOp(op="*", lhs=lhs, rhs=rhs):
+            left, right = compile_pipeline(lhs), compile_pipeline(rhs)
+            return lambda cycles: left(cycles) * right(cycles)
+        case Call(fn="max", args=args):
+            terms = tuple(map(compile_pipeline, args))
+            return lambda cycles: max([term(cycles) for term in terms])
+    raise ValueError(f"not a pipeline expression: {node!r}")
 
 
 def delay_names(text: str, einsums: Collection[str]) -> set[str]:

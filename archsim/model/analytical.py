@@ -50,19 +50,19 @@ cycles. Area: the architecture's.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 from archsim.arch.spec import Architecture
-from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.cascade.passes import refs_of
-from archsim.mapping.overlap import parse_pipeline
-from archsim.mapping.resolve import check_bindings, group_ranks, resolve_group
+from archsim.cascade.syntax import Expr
+from archsim.mapping.overlap import compile_pipeline
+from archsim.mapping.resolve import check_bindings, resolve_group
 from archsim.mapping.spec import Group, Mapping
+from archsim.memo import identity_cache
+from archsim.model.plan import GroupPlan, plan_group, transfer_actions, used_in
 from archsim.model.result import EinsumResult, Result
-from archsim.model.reuse import refetches, tile_elems
 
 
 def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
@@ -71,15 +71,7 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     a mapping that runs but does not fit is returned as an infeasible Result. With `only_group`, only that group
     is evaluated (the mapper scores one group at a time; the others may still hold `search` factors), but which
     tensors cross groups, and so live in DRAM, still follows the whole mapping."""
-    check_bindings(binding, mapping)
-    used_in = defaultdict(set)
-    for g in mapping.groups:
-        for e in g.einsums:
-            for t in _tensors_of(binding, e):
-                used_in[t].add(g.name)
-    groups = [resolve_group(binding, arch, g, mapping.source, f"groups[{i}]") for i, g in enumerate(mapping.groups)
-              if only_group is None or i == only_group]
-    parts = [_group(binding, analysis, arch, g, used_in) for g in groups]
+    parts = [_group(binding, arch, plan) for plan in _plans(binding, analysis, arch, mapping, only_group)]
 
     seconds = sum(p.seconds for p in parts)
     cycles = seconds * arch.clock_hz
@@ -91,8 +83,9 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     reasons = []
     for p in parts:
         for level, per_tensor in p.traffic.items():
+            into = traffic[level]
             for t, b in per_tensor.items():
-                traffic[level][t] = traffic[level].get(t, 0.0) + b
+                into[t] = into.get(t, 0.0) + b
         energy.update(p.energy)
         busy.update(p.busy)
         memory_s.update(p.memory_s)
@@ -115,6 +108,19 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     )
 
 
+@identity_cache(maxsize=1024)
+def _plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
+           only_group: int | None) -> tuple[GroupPlan, ...]:
+    """The mapping checked, its groups resolved and planned (`archsim.model.plan`): what depends only on the
+    binding, the analysis, the mapping and the architecture's names, remembered for the same objects."""
+    check_bindings(binding, mapping)
+    used = used_in(binding, mapping)
+    levels = tuple(m.name for m in arch.memories)
+    return tuple(plan_group(binding, analysis, resolve_group(binding, arch, g, mapping.source, f"groups[{i}]"),
+                            levels, used)
+                 for i, g in enumerate(mapping.groups) if only_group is None or i == only_group)
+
+
 @dataclass
 class _GroupResult:
     seconds: float
@@ -128,120 +134,79 @@ class _GroupResult:
     einsums: list[EinsumResult]
 
 
-def _tensors_of(binding: Binding, einsum_name: str) -> set[str]:
-    einsum = binding.cascade.einsum(einsum_name)
-    return {r.tensor for r in refs_of(einsum)} | {einsum.output.tensor}
-
-
-def _group(binding: Binding, analysis: Analysis, arch: Architecture, group: Group,
-           used_in: dict[str, set[str]]) -> _GroupResult:
-    cascade = binding.cascade
-    levels = [m.name for m in arch.memories]
-    level_of = {name: i for i, name in enumerate(levels)}
-    compute_level = len(levels)
-    space = group_ranks(binding, group)
+def _group(binding: Binding, arch: Architecture, plan: GroupPlan) -> _GroupResult:
+    """The group's time, energy and feasibility: its plan priced with the architecture's numbers."""
+    group = plan.group
+    memories = arch.memories
     energy: Counter[tuple[str, str]] = Counter()
     busy: Counter[str] = Counter()
-
     einsums = []
-    for e in group.einsums:
-        unit = arch.unit(group.binding[e])
-        lanes = 1
-        for lp in group.loops:
-            if lp.spatial == unit.name and lp.rank in space[e]:
-                lanes *= lp.factor
-        ops = analysis.ops[e]
-        if e in group.pipelined:
+    for ep in plan.einsums:
+        unit = arch.unit(ep.unit)
+        ops = ep.ops
+        if ep.pipelined:
             lane_cycles = max(n for n in ops.values()) * max(unit.op_cycles[op] for op in ops)
         else:
             lane_cycles = sum(n * unit.op_cycles[op] for op, n in ops.items())
-        e_energy = sum(n * unit.energy.actions_pj[op] for op, n in ops.items())
+        pj = unit.energy.actions_pj
+        e_energy = sum(n * pj[op] for op, n in ops.items())
         for op, n in ops.items():
-            energy[(unit.name, op)] += n * unit.energy.actions_pj[op]
+            energy[(unit.name, op)] += n * pj[op]
         busy[unit.name] += lane_cycles
-        einsums.append(EinsumResult(e, group.name, unit.name, dict(ops), lanes, lane_cycles / lanes, e_energy))
+        einsums.append(EinsumResult(ep.name, group.name, unit.name, dict(ops), ep.lanes, lane_cycles / ep.lanes,
+                                    e_energy))
     cycles = {r.name: r.compute_cycles for r in einsums}
-    compute_cycles = _overlap(group, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
-    reasons = _fanout_reasons(arch, group) or _overlap_reasons(arch, group, einsums, compute_cycles)
+    compute_cycles = _overlap(plan, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
+    reasons = _fanout_reasons(arch, group, plan) or _overlap_reasons(arch, group, einsums, compute_cycles)
 
-    reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
-    over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
-    # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
-    traffic: dict[str, dict[str, float]] = defaultdict(dict)
-    footprint: Counter[str] = Counter()
-    kept_at: dict[str, list[str]] = defaultdict(list)  # level -> tensors whose tiles it holds
-    spillable: Counter[str] = Counter()
+    for index, action, bits in plan.actions:
+        m = memories[index]
+        energy[(m.name, action)] += bits / m.access_bits * m.energy.actions_pj[action]
+    traffic = plan.traffic
+    moved = plan.moved
     word = binding.word_bytes
-    parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
-    for t in sorted(set().union(*(_tensors_of(binding, e) for e in group.einsums)) - set(over)):
-        decl = cascade.tensors[t]
-        kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
-        if decl.kind != "intermediate" or used_in[t] - {group.name}:
-            chain = [0, *[k for k in kept if k > 0]]  # lives in DRAM
-        elif kept:
-            chain = kept
-        else:
-            continue  # produced and consumed inside the PEs
-        for i, c in enumerate(chain):
-            if c == 0:
-                continue
-            copies = 2 if t in group.double_buffered else 1
-            tile_bytes = copies * tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
-            footprint[levels[c]] += tile_bytes
-            kept_at[levels[c]].append(t)
-            if t in group.spill:
-                spillable[levels[c]] += tile_bytes
-                parent_of[levels[c]] = chain[i - 1] if i else c - 1
-        if chain[-1] > 0:
-            footprint[levels[chain[-1]]] += _handoff_elems(binding, arch, group, space, t) * word
-        for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
-            read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
-            if t in group.in_place and chain[0] > 0 and child == compute_level:
-                # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
-                # (or a tensor written over it) accesses it, except reads streamed from their producer.
-                n_reads, n_writes = _storage_accesses(binding, analysis, group, t, reads)
-                per_access = max(read, written)
-                read, written = per_access * n_reads, per_access * n_writes
-            traffic[levels[parent]][t] = (read + written) * word
-            _transfer_energy(energy, arch, parent, child, read * word * 8, inward=True)
-            _transfer_energy(energy, arch, parent, child, written * word * 8, inward=False)
-
-    for m in arch.memories:
-        overflow = footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
+    compute_level = len(memories)
+    for m in memories:
+        overflow = plan.footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
         if overflow <= 0:
             continue
-        if overflow > spillable[m.name]:
-            reasons.append(f"group {group.name}: {m.name} holds {footprint[m.name]:.0f} B of tiles "
-                           f"({', '.join(kept_at[m.name]) or 'hand-offs between units'}), "
+        spillable = plan.spillable.get(m.name, 0)
+        if overflow > spillable:
+            reasons.append(f"group {group.name}: {m.name} holds {plan.footprint[m.name]:.0f} B of tiles "
+                           f"({', '.join(plan.kept_at.get(m.name, ())) or 'hand-offs between units'}), "
                            f"over its capacity of {m.capacity_bytes} B")
             continue
         # The part of the spillable tiles that does not fit lives one level out; each access to it goes there.
-        fraction = overflow / spillable[m.name]
-        parent = parent_of[m.name]
-        for t in group.spill:
-            if t in group.keep.get(m.name, ()):
-                n_reads, n_writes = _storage_accesses(binding, analysis, group, t, reads)
-                elems = math.prod(binding.leaf_shape(t)) * fraction
-                traffic[levels[parent]][t] = traffic[levels[parent]].get(t, 0.0) + elems * (n_reads + n_writes) * word
-                _transfer_energy(energy, arch, parent, compute_level, elems * n_reads * word * 8, inward=True)
-                _transfer_energy(energy, arch, parent, compute_level, elems * n_writes * word * 8, inward=False)
+        fraction = overflow / spillable
+        parent = plan.parent_of[m.name]
+        if traffic is plan.traffic:
+            traffic = {level: dict(per) for level, per in plan.traffic.items()}
+        into = traffic.setdefault(memories[parent].name, {})
+        for s in plan.spills[m.name]:
+            elems = s.elems * fraction
+            into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
+            for index, action, bits in (
+                    transfer_actions(parent, compute_level, elems * s.reads * word * 8, True, compute_level)
+                    + transfer_actions(parent, compute_level, elems * s.writes * word * 8, False, compute_level)):
+                mem = memories[index]
+                energy[(mem.name, action)] += bits / mem.access_bits * mem.energy.actions_pj[action]
+        moved = {level: sum(per.values()) for level, per in traffic.items()}
 
     memory_s = {}
-    for m in arch.memories:
-        moved = sum(traffic.get(m.name, {}).values())
-        if m.bandwidth_bytes_per_s and moved:
-            memory_s[m.name] = moved / m.bandwidth_bytes_per_s
+    for m in memories:
+        level_moved = moved.get(m.name, 0)
+        if m.bandwidth_bytes_per_s and level_moved:
+            memory_s[m.name] = level_moved / m.bandwidth_bytes_per_s
     seconds = max([compute_cycles / arch.clock_hz, *memory_s.values()])
-    return _GroupResult(seconds, compute_cycles, memory_s, dict(traffic), energy, busy, dict(footprint), reasons,
-                        einsums)
+    return _GroupResult(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint, reasons, einsums)
 
 
-def _fanout_reasons(arch: Architecture, group: Group) -> list[str]:
+def _fanout_reasons(arch: Architecture, group: Group, plan: GroupPlan) -> list[str]:
     """Why the group's spatial loops need more PEs than a unit has, along one of its dimensions (see the module
     docstring for which loops go along which dimension)."""
     reasons = []
     for unit in arch.units:
-        loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit.name]
+        loops = plan.spatial_loops.get(unit.name, ())
         last = len(unit.shape) - 1
         for d, pes in enumerate(unit.shape):
             along = loops[d:d + 1] if d < last else loops[last:]
@@ -266,106 +231,18 @@ def _overlap_reasons(arch: Architecture, group: Group, einsums: list[EinsumResul
     return reasons
 
 
-def _handoff_elems(binding: Binding, arch: Architecture, group: Group, space: dict[str, set[str]],
-                   owner: str) -> int:
-    """Room for tiles handed between units through the level that keeps `owner` (or a tensor written over it):
-    one tile of the larger of the two units' spatial extents per hand-off, which the consumer works on while the
-    producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back)."""
-    total = 0
-    for t in (owner, *group.in_place.get(owner, ())):
-        producers = [e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t]
-        if not producers:
-            continue
-        unit = group.binding[producers[0]]
-        ranks = binding.cascade.tensors[t].leaf_ranks
-        for e in group.einsums:
-            reads = {r.tensor for r in refs_of(binding.cascade.einsum(e))}
-            if t in reads and group.binding[e] != unit:
-                total += max(_spatial_tile(group, unit, ranks), _spatial_tile(group, group.binding[e], ranks))
-                break
-    return total
-
-
-def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
-    return math.prod(lp.factor for lp in group.loops if lp.spatial == unit and lp.rank in ranks)
-
-
-def _storage_accesses(binding: Binding, analysis: Analysis, group: Group, owner: str,
-                      reads: dict[str, set[str]]) -> tuple[int, int]:
-    """(reads, writes) of each element of `owner`'s storage over the group: one write per Einsum producing it
-    or a tensor written over it, one read per Einsum consuming one of them, except a read streamed from a
-    producer on the same unit in the same pass (FLAT's sum taking the numerator as the exp unit makes it)."""
-    n_reads = n_writes = 0
-    for t in (owner, *group.in_place.get(owner, ())):
-        producer = next((e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t), None)
-        n_writes += producer is not None
-        for e in group.einsums:
-            if t in reads[e] and not (producer and group.binding[e] == group.binding[producer]
-                                      and _same_pass(analysis, producer, e)):
-                n_reads += 1
-    return n_reads, n_writes
-
-
-def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
-    """Whether Einsums a and b run in the same pass over every rank both iterate."""
-    return all(by_einsum[a] == by_einsum[b] for by_einsum in analysis.passes.einsum_pass.values()
-               if a in by_einsum and b in by_einsum)
-
-
-def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, reads: dict[str, set[str]]) -> tuple[int, int]:
-    """Elements of `tensor` read into level `child` and written out of it. Readers share the resident tile,
-    so the largest reader count is taken; the writer is the Einsum whose output it is."""
-    decl = binding.cascade.tensors[tensor]
-    tile = tile_elems(group.loops, level_of, child, decl.leaf_ranks, decl.iterative)
-    read = written = 0
-    for e in group.einsums:
-        writes = binding.cascade.einsum(e).output.tensor == tensor
-        if not writes and tensor not in reads[e]:
-            continue
-        moved = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
-        if writes:
-            written = max(written, moved)
-        if tensor in reads[e]:
-            read = max(read, moved)
-    return read, written
-
-
-def _transfer_energy(energy: Counter, arch: Architecture, parent: int, child: int, bits: float,
-                     inward: bool) -> None:
-    """A transfer reads at the sending level and writes at the receiving one (the PEs are no memory)."""
-    if not bits:
-        return
-    sender, receiver = (parent, child) if inward else (child, parent)
-    for index, action in ((sender, "read"), (receiver, "write")):
-        if index < len(arch.memories):
-            m = arch.memories[index]
-            energy[(m.name, action)] += bits / m.access_bits * m.energy.actions_pj[action]
-
-
-def _overlap(group: Group, cycles: dict[str, float], unit_of: dict[str, str], rank_sizes: dict[str, int]) -> float:
-    if group.overlap == "sequential":
+def _overlap(plan: GroupPlan, cycles: dict[str, float], unit_of: dict[str, str], rank_sizes: dict[str, int]) -> float:
+    if plan.group.overlap == "sequential":
         return sum(cycles.values())
-    if group.overlap == "max":
+    if plan.group.overlap == "max":
         per_unit: Counter[str] = Counter()
         for e, c in cycles.items():
             per_unit[unit_of[e]] += c
         return max(per_unit.values())
-    return pipeline_cycles(parse_pipeline(group.overlap), {**rank_sizes, **cycles})
+    return plan.pipeline({**rank_sizes, **cycles})
 
 
-def pipeline_cycles(node: S.Expr, cycles: dict[str, float]) -> float:
+def pipeline_cycles(node: Expr, cycles: dict[str, float]) -> float:
     """Value of a group's pipeline expression (`+`, `*`, `max` over Einsum names and rank sizes) given each
     name's cycles; shared with the event model so both read an expression alike."""
-    match node:
-        case S.Name(name=name):
-            return cycles[name]  # an Einsum's compute cycles, or a rank size (+Arch's stall of LM x M0 cycles)
-        case S.Num(value=value):
-            return value
-        case S.BinOp(op="+", lhs=lhs, rhs=rhs):
-            return pipeline_cycles(lhs, cycles) + pipeline_cycles(rhs, cycles)
-        case S.BinOp(op="*", lhs=lhs, rhs=rhs):
-            return pipeline_cycles(lhs, cycles) * pipeline_cycles(rhs, cycles)
-        case S.Call(fn="max", args=args):
-            return max(pipeline_cycles(a, cycles) for a in args)
-    raise ValueError(f"not a pipeline expression: {node!r}")
+    return compile_pipeline(node)(cycles)

@@ -1,0 +1,223 @@
+"""The structural half of the analytical model (`archsim.model.analytical`): what a fusion group's evaluation
+computes from the bound cascade, its analysis, the resolved group and the architecture's level names alone, and
+so is the same for every evaluation of that mapping, whatever the architecture's numbers (clock, bandwidths,
+capacities, energies, PE counts). `analytical.evaluate` builds a group's plan once per binding, analysis,
+architecture and mapping (`archsim.memo.identity_cache`) and applies the numbers on every call.
+
+The plan holds, per group: each Einsum's unit, lanes used and op counts; the tile footprint per level (which
+tensors it keeps, how much of it may spill and where to); the bytes moved per level and tensor; and every
+transfer's read and write actions in the order the model prices them, so a float is summed in the same order as
+when it was computed per call. The modelling assumptions are in `archsim.model.analytical`'s docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from archsim.cascade.analysis import Analysis
+from archsim.cascade.bind import Binding
+from archsim.cascade.passes import refs_of
+from archsim.mapping.overlap import POLICIES, compile_pipeline, parse_pipeline
+from archsim.mapping.resolve import group_ranks
+from archsim.mapping.spec import Group, Loop
+from archsim.mapping.spec import Mapping as MappingSpec
+from archsim.model.reuse import refetches, tile_elems
+
+Action = tuple[int, str, float]  # (level index, "read" or "write", bits)
+
+
+@dataclass(frozen=True)
+class EinsumPlan:
+    name: str
+    unit: str
+    lanes: int  # PEs the group's spatial loops give it on its unit
+    ops: dict[str, int]  # op type -> count (the analysis')
+    pipelined: bool
+
+
+@dataclass(frozen=True)
+class SpillPlan:
+    tensor: str
+    reads: int  # accesses per element of its storage over the group (`storage_accesses`)
+    writes: int
+    elems: int  # elements of its leaf shape
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    group: Group  # resolved: every factor an int
+    einsums: tuple[EinsumPlan, ...]
+    spatial_loops: dict[str, tuple[tuple[int, Loop], ...]]  # unit -> its spatial loops (index, loop), in order
+    footprint: dict[str, float]  # level -> bytes of the tiles it keeps (and hand-offs)
+    kept_at: dict[str, tuple[str, ...]]  # level -> tensors whose tiles it holds
+    spillable: dict[str, float]  # level -> bytes of its tiles that may spill
+    parent_of: dict[str, int]  # level -> index of the level a spilled tile lives in
+    spills: dict[str, tuple[SpillPlan, ...]]  # level -> its spill tensors (kept there)
+    traffic: dict[str, dict[str, float]]  # level -> tensor -> bytes through its inner boundary (before spills)
+    moved: dict[str, float]  # level -> sum of its traffic (before spills)
+    actions: tuple[Action, ...]  # memory actions of every transfer, in the order the model prices them
+    pipeline: Callable[[Mapping[str, float]], float] | None  # the overlap expression's cycles (None: a policy)
+
+
+def used_in(binding: Binding, mapping: MappingSpec) -> dict[str, set[str]]:
+    """Tensor -> the groups whose Einsums touch it (a tensor in more than one crosses groups, so lives in DRAM)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for g in mapping.groups:
+        for e in g.einsums:
+            for t in tensors_of(binding, e):
+                out[t].add(g.name)
+    return out
+
+
+def tensors_of(binding: Binding, einsum_name: str) -> set[str]:
+    einsum = binding.cascade.einsum(einsum_name)
+    return {r.tensor for r in refs_of(einsum)} | {einsum.output.tensor}
+
+
+def transfer_actions(parent: int, child: int, bits: float, inward: bool, n_levels: int) -> list[Action]:
+    """A transfer reads at the sending level and writes at the receiving one (the PEs, index n_levels, are no
+    memory); none for no bits."""
+    if not bits:
+        return []
+    sender, receiver = (parent, child) if inward else (child, parent)
+    return [(index, action, bits) for index, action in ((sender, "read"), (receiver, "write")) if index < n_levels]
+
+
+def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple[str, ...],
+               used: dict[str, set[str]]) -> GroupPlan:
+    """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first)."""
+    cascade = binding.cascade
+    level_of = {name: i for i, name in enumerate(levels)}
+    compute_level = len(levels)
+    space = group_ranks(binding, group)
+    einsums = []
+    for e in group.einsums:
+        unit = group.binding[e]
+        lanes = 1
+        for lp in group.loops:
+            if lp.spatial == unit and lp.rank in space[e]:
+                lanes *= lp.factor
+        einsums.append(EinsumPlan(e, unit, lanes, analysis.ops[e], e in group.pipelined))
+    spatial_loops: dict[str, list[tuple[int, Loop]]] = defaultdict(list)
+    for i, lp in enumerate(group.loops):
+        if lp.is_spatial:
+            spatial_loops[lp.spatial].append((i, lp))
+
+    reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
+    over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
+    # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
+    traffic: dict[str, dict[str, float]] = defaultdict(dict)
+    footprint: Counter[str] = Counter()
+    kept_at: dict[str, list[str]] = defaultdict(list)
+    spillable: Counter[str] = Counter()
+    word = binding.word_bytes
+    parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
+    actions: list[Action] = []
+    for t in sorted(set().union(*(tensors_of(binding, e) for e in group.einsums)) - set(over)):
+        decl = cascade.tensors[t]
+        kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
+        if decl.kind != "intermediate" or used[t] - {group.name}:
+            chain = [0, *[k for k in kept if k > 0]]  # lives in DRAM
+        elif kept:
+            chain = kept
+        else:
+            continue  # produced and consumed inside the PEs
+        for i, c in enumerate(chain):
+            if c == 0:
+                continue
+            copies = 2 if t in group.double_buffered else 1
+            tile_bytes = copies * tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
+            footprint[levels[c]] += tile_bytes
+            kept_at[levels[c]].append(t)
+            if t in group.spill:
+                spillable[levels[c]] += tile_bytes
+                parent_of[levels[c]] = chain[i - 1] if i else c - 1
+        if chain[-1] > 0:
+            footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t) * word
+        for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
+            read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
+            if t in group.in_place and chain[0] > 0 and child == compute_level:
+                # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
+                # (or a tensor written over it) accesses it, except reads streamed from their producer.
+                n_reads, n_writes = storage_accesses(binding, analysis, group, t, reads)
+                per_access = max(read, written)
+                read, written = per_access * n_reads, per_access * n_writes
+            traffic[levels[parent]][t] = (read + written) * word
+            actions += transfer_actions(parent, child, read * word * 8, True, compute_level)
+            actions += transfer_actions(parent, child, written * word * 8, False, compute_level)
+    spills = {}
+    for level in levels:
+        spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, reads),
+                                        math.prod(binding.leaf_shape(t)))
+                              for t in group.spill if t in group.keep.get(level, ()))
+    return GroupPlan(group, tuple(einsums), {u: tuple(ls) for u, ls in spatial_loops.items()}, dict(footprint),
+                     {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
+                     dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, tuple(actions),
+                     None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)))
+
+
+def _handoff_elems(binding: Binding, group: Group, owner: str) -> int:
+    """Room for tiles handed between units through the level that keeps `owner` (or a tensor written over it):
+    one tile of the larger of the two units' spatial extents per hand-off, which the consumer works on while the
+    producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back)."""
+    total = 0
+    for t in (owner, *group.in_place.get(owner, ())):
+        producers = [e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t]
+        if not producers:
+            continue
+        unit = group.binding[producers[0]]
+        ranks = binding.cascade.tensors[t].leaf_ranks
+        for e in group.einsums:
+            reads = {r.tensor for r in refs_of(binding.cascade.einsum(e))}
+            if t in reads and group.binding[e] != unit:
+                total += max(_spatial_tile(group, unit, ranks), _spatial_tile(group, group.binding[e], ranks))
+                break
+    return total
+
+
+def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
+    return math.prod(lp.factor for lp in group.loops if lp.spatial == unit and lp.rank in ranks)
+
+
+def storage_accesses(binding: Binding, analysis: Analysis, group: Group, owner: str,
+                     reads: dict[str, set[str]]) -> tuple[int, int]:
+    """(reads, writes) of each element of `owner`'s storage over the group: one write per Einsum producing it
+    or a tensor written over it, one read per Einsum consuming one of them, except a read streamed from a
+    producer on the same unit in the same pass (FLAT's sum taking the numerator as the exp unit makes it)."""
+    n_reads = n_writes = 0
+    for t in (owner, *group.in_place.get(owner, ())):
+        producer = next((e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t), None)
+        n_writes += producer is not None
+        for e in group.einsums:
+            if t in reads[e] and not (producer and group.binding[e] == group.binding[producer]
+                                      and _same_pass(analysis, producer, e)):
+                n_reads += 1
+    return n_reads, n_writes
+
+
+def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
+    """Whether Einsums a and b run in the same pass over every rank both iterate."""
+    return all(by_einsum[a] == by_einsum[b] for by_einsum in analysis.passes.einsum_pass.values()
+               if a in by_einsum and b in by_einsum)
+
+
+def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
+                 tensor: str, child: int, reads: dict[str, set[str]]) -> tuple[int, int]:
+    """Elements of `tensor` read into level `child` and written out of it. Readers share the resident tile,
+    so the largest reader count is taken; the writer is the Einsum whose output it is."""
+    decl = binding.cascade.tensors[tensor]
+    tile = tile_elems(group.loops, level_of, child, decl.leaf_ranks, decl.iterative)
+    read = written = 0
+    for e in group.einsums:
+        writes = binding.cascade.einsum(e).output.tensor == tensor
+        if not writes and tensor not in reads[e]:
+            continue
+        moved = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
+        if writes:
+            written = max(written, moved)
+        if tensor in reads[e]:
+            read = max(read, moved)
+    return read, written
