@@ -76,9 +76,9 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     seconds = sum(p.seconds for p in parts)
     cycles = seconds * arch.clock_hz
     traffic: dict[str, dict[str, float]] = {m.name: {} for m in arch.memories}
-    energy: Counter[tuple[str, str]] = Counter()
-    busy: Counter[str] = Counter()
-    memory_s: Counter[str] = Counter()
+    energy: dict[tuple[str, str], float] = {}
+    busy: dict[str, float] = {}
+    memory_s: dict[str, float] = {}
     footprint: dict[str, float] = {}
     reasons = []
     for p in parts:
@@ -86,23 +86,24 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
             into = traffic[level]
             for t, b in per_tensor.items():
                 into[t] = into.get(t, 0.0) + b
-        energy.update(p.energy)
-        busy.update(p.busy)
-        memory_s.update(p.memory_s)
+        for total, add in ((energy, p.energy), (busy, p.busy), (memory_s, p.memory_s)):
+            for key, value in add.items():
+                total[key] = value + total.get(key, 0)
         for level, b in p.footprint.items():
             footprint[level] = max(footprint.get(level, 0.0), b)
         reasons += p.reasons
     for m in arch.memories:
         leak = m.energy.actions_pj.get("leak", 0.0)
         if leak:
-            energy[(m.name, "leak")] += leak * m.instances * cycles
+            key = (m.name, "leak")
+            energy[key] = energy.get(key, 0) + leak * m.instances * cycles
     return Result(
         cascade=binding.cascade.name, architecture=arch.name, mapping=mapping.name,
         params=dict(binding.params), feasible=not reasons, reason="; ".join(reasons),
         latency_s=seconds, compute_cycles=sum(p.compute_cycles for p in parts),
-        memory_s=dict(memory_s), traffic_bytes=traffic,
-        energy_pj=sum(energy.values()), energy_by=dict(energy),
-        utilization={u.name: busy[u.name] / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
+        memory_s=memory_s, traffic_bytes=traffic,
+        energy_pj=sum(energy.values()), energy_by=energy,
+        utilization={u.name: busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
         footprint_bytes=footprint, area_um2=arch.area_um2(),
         einsums=tuple(e for p in parts for e in p.einsums),
     )
@@ -116,8 +117,9 @@ def _plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Ma
     check_bindings(binding, mapping)
     used = used_in(binding, mapping)
     levels = tuple(m.name for m in arch.memories)
+    unit_dims = tuple((u.name, len(u.shape)) for u in arch.units)
     return tuple(plan_group(binding, analysis, resolve_group(binding, arch, g, mapping.source, f"groups[{i}]"),
-                            levels, used)
+                            levels, unit_dims, used)
                  for i, g in enumerate(mapping.groups) if only_group is None or i == only_group)
 
 
@@ -127,8 +129,8 @@ class _GroupResult:
     compute_cycles: float
     memory_s: dict[str, float]
     traffic: dict[str, dict[str, float]]
-    energy: Counter
-    busy: Counter  # unit -> busy lane-cycles
+    energy: dict[tuple[str, str], float]  # (component, action) -> pJ
+    busy: dict[str, float]  # unit -> busy lane-cycles
     footprint: dict[str, float]
     reasons: list[str]
     einsums: list[EinsumResult]
@@ -138,34 +140,36 @@ def _group(binding: Binding, arch: Architecture, plan: GroupPlan) -> _GroupResul
     """The group's time, energy and feasibility: its plan priced with the architecture's numbers."""
     group = plan.group
     memories = arch.memories
-    energy: Counter[tuple[str, str]] = Counter()
-    busy: Counter[str] = Counter()
+    units = {u.name: u for u in arch.units}
+    energy: dict[tuple[str, str], float] = {}
+    busy: dict[str, float] = {}
     einsums = []
     for ep in plan.einsums:
-        unit = arch.unit(ep.unit)
-        ops = ep.ops
+        unit = units[ep.unit]
+        op_cycles, pj, ops = unit.op_cycles, unit.energy.actions_pj, ep.ops
         if ep.pipelined:
-            lane_cycles = max(n for n in ops.values()) * max(unit.op_cycles[op] for op in ops)
+            lane_cycles = ep.most_ops * max([op_cycles[op] for op in ops])
         else:
-            lane_cycles = sum(n * unit.op_cycles[op] for op, n in ops.items())
-        pj = unit.energy.actions_pj
-        e_energy = sum(n * pj[op] for op, n in ops.items())
-        for op, n in ops.items():
-            energy[(unit.name, op)] += n * pj[op]
-        busy[unit.name] += lane_cycles
+            lane_cycles = sum([n * op_cycles[op] for op, n in ops.items()])
+        op_pj = [n * pj[op] for op, n in ops.items()]
+        for key, pj_spent in zip(ep.energy_keys, op_pj, strict=True):
+            energy[key] = energy.get(key, 0) + pj_spent
+        busy[unit.name] = busy.get(unit.name, 0) + lane_cycles
         einsums.append(EinsumResult(ep.name, group.name, unit.name, dict(ops), ep.lanes, lane_cycles / ep.lanes,
-                                    e_energy))
+                                    sum(op_pj)))
     cycles = {r.name: r.compute_cycles for r in einsums}
     compute_cycles = _overlap(plan, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
     reasons = _fanout_reasons(arch, group, plan) or _overlap_reasons(arch, group, einsums, compute_cycles)
 
-    for index, action, bits in plan.actions:
-        m = memories[index]
-        energy[(m.name, action)] += bits / m.access_bits * m.energy.actions_pj[action]
+    access_bits = [m.access_bits for m in memories]
+    action_pj = [m.energy.actions_pj for m in memories]
+    for key, index, action, bits in plan.actions:
+        energy[key] = energy.get(key, 0) + bits / access_bits[index] * action_pj[index][action]
     traffic = plan.traffic
     moved = plan.moved
     word = binding.word_bytes
-    compute_level = len(memories)
+    levels = tuple(m.name for m in memories)
+    compute_level = len(levels)
     for m in memories:
         overflow = plan.footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
         if overflow <= 0:
@@ -185,11 +189,10 @@ def _group(binding: Binding, arch: Architecture, plan: GroupPlan) -> _GroupResul
         for s in plan.spills[m.name]:
             elems = s.elems * fraction
             into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
-            for index, action, bits in (
-                    transfer_actions(parent, compute_level, elems * s.reads * word * 8, True, compute_level)
-                    + transfer_actions(parent, compute_level, elems * s.writes * word * 8, False, compute_level)):
-                mem = memories[index]
-                energy[(mem.name, action)] += bits / mem.access_bits * mem.energy.actions_pj[action]
+            for key, index, action, bits in (
+                    transfer_actions(levels, parent, compute_level, elems * s.reads * word * 8, True)
+                    + transfer_actions(levels, parent, compute_level, elems * s.writes * word * 8, False)):
+                energy[key] = energy.get(key, 0) + bits / access_bits[index] * action_pj[index][action]
         moved = {level: sum(per.values()) for level, per in traffic.items()}
 
     memory_s = {}
@@ -206,11 +209,8 @@ def _fanout_reasons(arch: Architecture, group: Group, plan: GroupPlan) -> list[s
     docstring for which loops go along which dimension)."""
     reasons = []
     for unit in arch.units:
-        loops = plan.spatial_loops.get(unit.name, ())
-        last = len(unit.shape) - 1
-        for d, pes in enumerate(unit.shape):
-            along = loops[d:d + 1] if d < last else loops[last:]
-            fanout = math.prod(lp.factor for _, lp in along)
+        for d, (fanout, along) in enumerate(plan.fanouts[unit.name]):
+            pes = unit.shape[d]
             if fanout > pes:
                 named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
                 reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "

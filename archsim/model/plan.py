@@ -26,7 +26,7 @@ from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.model.reuse import refetches, tile_elems
 
-Action = tuple[int, str, float]  # (level index, "read" or "write", bits)
+Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"), level index, the same action, bits)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class EinsumPlan:
     unit: str
     lanes: int  # PEs the group's spatial loops give it on its unit
     ops: dict[str, int]  # op type -> count (the analysis')
+    energy_keys: tuple[tuple[str, str], ...]  # (unit, op) per op, in the order of `ops`
     pipelined: bool
+    most_ops: int  # the largest op count (a pipelined Einsum issues one point per cycle of its slowest op)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class SpillPlan:
 class GroupPlan:
     group: Group  # resolved: every factor an int
     einsums: tuple[EinsumPlan, ...]
-    spatial_loops: dict[str, tuple[tuple[int, Loop], ...]]  # unit -> its spatial loops (index, loop), in order
+    fanouts: dict[str, tuple[tuple[int, tuple[tuple[int, Loop], ...]], ...]]  # unit -> per dimension of its
+    # shape: (product of the factors spread along it, those loops (index, loop)); see `analytical` for the order
     footprint: dict[str, float]  # level -> bytes of the tiles it keeps (and hand-offs)
     kept_at: dict[str, tuple[str, ...]]  # level -> tensors whose tiles it holds
     spillable: dict[str, float]  # level -> bytes of its tiles that may spill
@@ -77,18 +80,20 @@ def tensors_of(binding: Binding, einsum_name: str) -> set[str]:
     return {r.tensor for r in refs_of(einsum)} | {einsum.output.tensor}
 
 
-def transfer_actions(parent: int, child: int, bits: float, inward: bool, n_levels: int) -> list[Action]:
-    """A transfer reads at the sending level and writes at the receiving one (the PEs, index n_levels, are no
+def transfer_actions(levels: tuple[str, ...], parent: int, child: int, bits: float, inward: bool) -> list[Action]:
+    """A transfer reads at the sending level and writes at the receiving one (the PEs, index len(levels), are no
     memory); none for no bits."""
     if not bits:
         return []
     sender, receiver = (parent, child) if inward else (child, parent)
-    return [(index, action, bits) for index, action in ((sender, "read"), (receiver, "write")) if index < n_levels]
+    return [((levels[index], action), index, action, bits)
+            for index, action in ((sender, "read"), (receiver, "write")) if index < len(levels)]
 
 
 def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple[str, ...],
-               used: dict[str, set[str]]) -> GroupPlan:
-    """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first)."""
+               unit_dims: tuple[tuple[str, int], ...], used: dict[str, set[str]]) -> GroupPlan:
+    """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first) and
+    whose units have `unit_dims` (name, number of dimensions of its shape)."""
     cascade = binding.cascade
     level_of = {name: i for i, name in enumerate(levels)}
     compute_level = len(levels)
@@ -100,11 +105,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         for lp in group.loops:
             if lp.spatial == unit and lp.rank in space[e]:
                 lanes *= lp.factor
-        einsums.append(EinsumPlan(e, unit, lanes, analysis.ops[e], e in group.pipelined))
-    spatial_loops: dict[str, list[tuple[int, Loop]]] = defaultdict(list)
-    for i, lp in enumerate(group.loops):
-        if lp.is_spatial:
-            spatial_loops[lp.spatial].append((i, lp))
+        ops = analysis.ops[e]
+        einsums.append(EinsumPlan(e, unit, lanes, ops, tuple((unit, op) for op in ops), e in group.pipelined,
+                                  max(n for n in ops.values()) if ops else 0))
+    fanouts = {}
+    for unit, dims in unit_dims:
+        loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit]
+        along = [loops[d:d + 1] if d < dims - 1 else loops[dims - 1:] for d in range(dims)]
+        fanouts[unit] = tuple((math.prod(lp.factor for _, lp in a), tuple(a)) for a in along)
 
     reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
@@ -146,14 +154,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                 per_access = max(read, written)
                 read, written = per_access * n_reads, per_access * n_writes
             traffic[levels[parent]][t] = (read + written) * word
-            actions += transfer_actions(parent, child, read * word * 8, True, compute_level)
-            actions += transfer_actions(parent, child, written * word * 8, False, compute_level)
+            actions += transfer_actions(levels, parent, child, read * word * 8, True)
+            actions += transfer_actions(levels, parent, child, written * word * 8, False)
     spills = {}
     for level in levels:
         spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, reads),
                                         math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
-    return GroupPlan(group, tuple(einsums), {u: tuple(ls) for u, ls in spatial_loops.items()}, dict(footprint),
+    return GroupPlan(group, tuple(einsums), fanouts, dict(footprint),
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, tuple(actions),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)))
