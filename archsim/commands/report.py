@@ -178,7 +178,7 @@ def _report_lamina(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
-    from archsim.dse.spec import METRICS, SERVING_METRICS, load_sweep_spec
+    from archsim.dse.spec import METRICS, PARALLEL_METRICS, SERVING_METRICS, load_sweep_spec
     from archsim.dse.store import read_records
     from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_records
     from archsim.report.sweep_page import write_sweep_report
@@ -194,7 +194,8 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                        err=True)
         df = mine
     if objectives:
-        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS)], "--objectives",
+        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)],
+                         "--objectives",
                          f"the store {db}")
     objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"

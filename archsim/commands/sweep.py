@@ -19,7 +19,15 @@ import numpy as np
 
 from archsim.dse.dask_run import SweepRun, check_scheduler, run_sweep_dask
 from archsim.dse.pareto import best_label, pareto_mask
-from archsim.dse.spec import MAX_POINTS_ENV, METRICS, SERVING_METRICS, SweepSpec, axis_missing, load_sweep
+from archsim.dse.spec import (
+    MAX_POINTS_ENV,
+    METRICS,
+    PARALLEL_METRICS,
+    SERVING_METRICS,
+    SweepSpec,
+    axis_missing,
+    load_sweep,
+)
 from archsim.dse.store import read_records
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable
@@ -40,7 +48,7 @@ def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | No
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
-    known = (*METRICS, *SERVING_METRICS)
+    known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
     if not 2 <= len(names) <= 3 or any(n not in known for n in names) or len(set(names)) < len(names):
         raise click.BadParameter(f"expected two or three distinct of {', '.join(known)}, separated by commas; "
                                  f"got {value!r}")
@@ -159,8 +167,8 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
     df = read_records(db)
     if objectives and len(df):
-        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS)], "--front",
-                         f"the store {db}")
+        known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
+        check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
     with atomic_file(out) as tmp:
         if csv_path:

@@ -1,5 +1,5 @@
-"""Pareto fronts and best points over any objectives: throughput (`MAXIMISED`) is maximised, every other metric
-minimised."""
+"""Pareto fronts and best points over any objectives: throughput, efficiency and max context (`MAXIMISED`) are
+maximised, every other metric minimised."""
 
 from __future__ import annotations
 
