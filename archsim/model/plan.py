@@ -124,6 +124,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     word = binding.word_bytes
     parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
     actions: list[Action] = []
+    tiles: dict[tuple, int] = {}  # (level index, ranks, iterative rank) -> tile elements (tensors share shapes)
+
+    def tile(child: int, ranks: tuple[str, ...], iterative: str | None) -> int:
+        key = (child, ranks, iterative)
+        if key not in tiles:
+            tiles[key] = tile_elems(group.loops, level_of, child, ranks, iterative)
+        return tiles[key]
+
     for t in sorted(set().union(*(tensors_of(binding, e) for e in group.einsums)) - set(over)):
         decl = cascade.tensors[t]
         kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
@@ -137,7 +145,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             if c == 0:
                 continue
             copies = 2 if t in group.double_buffered else 1
-            tile_bytes = copies * tile_elems(group.loops, level_of, c, decl.leaf_ranks, decl.iterative) * word
+            tile_bytes = copies * tile(c, decl.leaf_ranks, decl.iterative) * word
             footprint[levels[c]] += tile_bytes
             kept_at[levels[c]].append(t)
             if t in group.spill:
@@ -146,7 +154,8 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         if chain[-1] > 0:
             footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t) * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
-            read, written = _moved_elems(binding, group, space, level_of, t, child, reads)
+            read, written = _moved_elems(binding, group, space, level_of, t, child, reads,
+                                         tile(child, decl.leaf_ranks, decl.iterative))
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
@@ -213,11 +222,11 @@ def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
 
 
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, reads: dict[str, set[str]]) -> tuple[int, int]:
-    """Elements of `tensor` read into level `child` and written out of it. Readers share the resident tile,
-    so the largest reader count is taken; the writer is the Einsum whose output it is."""
+                 tensor: str, child: int, reads: dict[str, set[str]], tile: int) -> tuple[int, int]:
+    """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
+    elements. Readers share the resident tile, so the largest reader count is taken; the writer is the Einsum
+    whose output it is."""
     decl = binding.cascade.tensors[tensor]
-    tile = tile_elems(group.loops, level_of, child, decl.leaf_ranks, decl.iterative)
     read = written = 0
     for e in group.einsums:
         writes = binding.cascade.einsum(e).output.tensor == tensor
