@@ -46,6 +46,22 @@ def stored_rows(db: Path) -> int:
         return 0
 
 
+def kill_after_rows(spec: Path, db: Path) -> None:
+    """Run `archsim sweep` on `spec` into `db` in another process and SIGKILL it once KILL_AFTER_ROWS rows are
+    stored (failing if it ends or stores none within 60 s)."""
+    proc = subprocess.Popen([sys.executable, "-m", "archsim", *_sweep(spec, db)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while stored_rows(db) < KILL_AFTER_ROWS:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no rows stored within 60 s"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def _summary(stdout: str) -> list[str]:
     """The summary without its first line (which counts new and reused points)."""
     return stdout.strip().splitlines()[1:]
@@ -55,17 +71,7 @@ def test_sigkilled_sweep_leaves_whole_rows_and_resumes_to_the_unkilled_result(tm
     spec = tmp_path / "kill.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     killed, clean = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "archsim", *_sweep(spec, killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while stored_rows(killed) < KILL_AFTER_ROWS:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no rows stored within 60 s"
-            time.sleep(0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_after_rows(spec, killed)
 
     conn = open_store(killed)  # opens as a store: no SpecError
     try:

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
-from test_kill_sweep import BATCH, KILL_AFTER_ROWS, _sorted, _summary, _sweep, stored_rows
+from test_kill_sweep import BATCH, KILL_AFTER_ROWS, _sorted, _summary, _sweep, kill_after_rows, stored_rows
 
 from archsim.cli import main
 from archsim.dse import parallel_spec
@@ -196,17 +192,7 @@ KILL_POINTS = 4 * 4 * 2
 def test_a_killed_sweep_resumes_without_recomputing_a_stored_point(tmp_path, cli, monkeypatch):
     spec = _write(tmp_path / "kill.yaml", KILL)
     killed, clean = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "archsim", *_sweep(spec, killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while stored_rows(killed) < KILL_AFTER_ROWS:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no rows stored within 60 s"
-            time.sleep(0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_after_rows(spec, killed)
     stored = stored_rows(killed)
     assert KILL_AFTER_ROWS <= stored < KILL_POINTS and stored % BATCH == 0
 
