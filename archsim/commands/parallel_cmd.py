@@ -129,7 +129,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
     title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
-             f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, {kernel}")
+             f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
+             f"{_decode_kernel() if direction == 'decode' else kernel}")
     if out:
         from archsim.report.parallel import write_parallel_report
 
@@ -200,3 +201,9 @@ def _show(title: str, rows: list[dict]) -> None:
             continue
         click.echo(lead + " ".join(f"{show(row[key]):>{w}}" for (_, key, show), w in zip(TEXT_COLUMNS, widths,
                                                                                           strict=True)))
+
+
+def _decode_kernel() -> str:
+    from archsim.systems.seqpar_compute import DECODE_KERNEL
+
+    return DECODE_KERNEL
