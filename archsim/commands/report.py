@@ -26,7 +26,7 @@ _MODES = {  # mode -> the options that apply to it
 @click.option("--library", "library_report", is_flag=True, help="Report on every cascade of the library.")
 @click.option("--run", "run_report", is_flag=True,
               help="Report on one design point: roofline, energy and utilization figures (needs --mapping).")
-@click.option("--reproduction", type=click.Choice(["fusemax", "neupims", "duplex", "lamina"]),
+@click.option("--reproduction", type=click.Choice(["fusemax", "neupims", "duplex", "lamina", "seqpar", "sparse"]),
               help="Report on a paper's configurations at one point, and ours vs the paper's over its sweep.")
 @click.option("--sweep", "sweep_db", type=click.Path(dir_okay=False), metavar="DB", callback=nonempty,
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
@@ -90,6 +90,10 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
         _report_duplex(folder)
     elif reproduction == "lamina":
         _report_lamina(folder)
+    elif reproduction == "seqpar":
+        _report_seqpar(folder)
+    elif reproduction == "sparse":
+        _report_sparse(folder)
     elif mode == "--reproduction":
         _report_reproduction(model or "BERT", seq_len or 65536, folder)
     else:
@@ -175,6 +179,25 @@ def _report_lamina(out: Path) -> None:
     records, bw_rows, cross, summary = lamina_reproduce.run_all()
     index = write_lamina_report(records, bw_rows, cross, summary, out)
     click.echo(f"{len(records)} Lamina points and {len(bw_rows)} BW_min points\nreport written to {index}")
+
+
+def _report_seqpar(out: Path) -> None:
+    from archsim.report.seqpar import write_seqpar_report
+    from archsim.systems import seqpar_reproduce
+
+    data = seqpar_reproduce.run_all()
+    index = write_seqpar_report(data, out)
+    click.echo(f"{len(data['points'])} multi-device attention points, Ring Attention Tables 2 and 3, LASP-2 and "
+               f"DistAttention\nreport written to {index}")
+
+
+def _report_sparse(out: Path) -> None:
+    from archsim.report.sparse import write_sparse_report
+    from archsim.systems import sparse_reproduce
+
+    data = sparse_reproduce.run_all()
+    index = write_sparse_report(data, out)
+    click.echo(f"{len(data['points'])} sparse prefill and KV-selection points\nreport written to {index}")
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
