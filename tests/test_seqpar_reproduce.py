@@ -61,20 +61,9 @@ def test_lasp2_ahead_once_beyond_64k(reproduction: dict) -> None:
     assert reproduction["lasp2"]["ahead_above"] <= 65536 * 2
 
 
-LASP1_GAP = ("LASP-2 over LASP-1: the model gives +56 % at 512K and +62 % at 2048K (paper +7.3 %, +15.2 %). The "
-             "model puts each LASP-1 hop's dependent product (Q times the received state; backward: K, V times dM) "
-             "on the serial chain, the paper's critical path (P-1)(alpha + state/B + compute); with only the state "
-             "add on the chain it gives +3 % / +1 %. The measured gap lies between: LASP-1's code overlaps part of "
-             "each hop's products, which the model does not know how much")
-RING_GAP = ("LASP-2 over Ring: the model gives +2900 % at 512K and +13000 % at 2048K (paper +17.8 %, +36.6 %). Ring on "
-            "linear attention without the right-product trick computes every c x c block's left products (quadratic: "
-            "1.4 s per layer forward per device at 2048K on 64 A100s, where LASP-2's whole layer takes 25 ms) and "
-            "passes 268 MB K/V blocks 63 times over 25 GB/s NICs. A Ring within 37 % of LASP-2 must compute right "
-            "products per block and pass its blocks at NVLink rates; the paper does not say how its Ring ran")
-
-
-@pytest.mark.parametrize("baseline", [pytest.param("lasp1", marks=pytest.mark.xfail(strict=True, reason=LASP1_GAP)),
-                                      pytest.param("ring", marks=pytest.mark.xfail(strict=True, reason=RING_GAP))])
+@pytest.mark.parametrize("baseline", [
+    pytest.param("lasp1", marks=pytest.mark.xfail(strict=True, reason="LASP-2 over LASP-1: " + seqpar.GAPS["lasp1"])),
+    pytest.param("ring", marks=pytest.mark.xfail(strict=True, reason="LASP-2 over Ring: " + seqpar.GAPS["ring"]))])
 def test_lasp2_gain_within_10_points(reproduction: dict, baseline: str) -> None:
     for n in (524288, 2097152):
         g = _gain(reproduction, n, baseline)

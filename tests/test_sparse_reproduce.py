@@ -13,13 +13,6 @@ from archsim.systems import sparse_reproduce as sparse
 
 POINT_KEYS = {"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s", "memory_bytes",
               "dense_memory_bytes"}
-PREFILL_GAP = ("dense FA-2 comes out 16-31 % fast (0.82 / 18.5 / 124 / 1212 s against 0.976 / 24.88 / 169.6 / 1765.6 "
-               "s): the GPU model runs FlashAttention-2 at 225-246 TFLOP/s on a long causal prompt, its A100 fit to "
-               "the kernel benchmarks, while the benchmark's 1M point implies ~157 TFLOP/s (sustained clocks under "
-               "the power cap are not modelled); MInference comes out 38-66 % fast: the same dense share, and "
-               "attention from the sparse end of the placement (slashes in one local band: 96-98 % sparsity where "
-               "App. F says above 90-95 %); at 10K the measured 1.8 s beyond dense is 1.8 ms per head call, far "
-               "above the model's estimate and launches (no Python cost beyond 5 us per op, no Triton compile)")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +46,7 @@ def test_minference_slower_than_dense_at_10k_and_faster_from_100k(reproduction: 
     assert speedups == sorted(speedups)  # the gain grows with the prompt, as the paper's 1.8x, 4.1x, 10x
 
 
-@pytest.mark.xfail(strict=True, reason=PREFILL_GAP)
+@pytest.mark.xfail(strict=True, reason=sparse.PREFILL_GAP)
 def test_minference_and_dense_prefill_within_20_percent(reproduction: dict) -> None:
     for row in reproduction["minference"]:
         assert abs(row["dense_error"]) <= sparse.PREFILL_TOLERANCE, row

@@ -13,8 +13,8 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   head-parallel decode on 4 A100s (log-log).
 - efficiency.png/.csv: the grid's efficiency (ideal over time) per scheme on 8 A100s and 8 H100s, forward and
   forward+backward; points.csv holds every grid point, the Llama-3 405B context-parallel ones too.
-The gap reasons (`GAP_REASONS`) are those of the reproduction's strict xfail tests (tests/test_seqpar_memory.py,
-tests/test_seqpar_reproduce.py) and of the README's "Multi-device attention" section; nothing here computes them.
+The gap reasons are `seqpar_reproduce.GAPS`, which the reproduction's strict xfail tests also read; nothing here
+computes them.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -35,30 +35,6 @@ from archsim.systems import seqpar_reproduce as seqpar
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
 LASP_SCHEMES = ("ring", "lasp1", "lasp2")
 DIST_SCHEMES = (("distattention_s", "DistAttention"), ("ring_s", "ring"), ("tp_s", "head-parallel (TP)"))
-GAP_REASONS = {  # from the xfail reasons of tests/test_seqpar_memory.py and tests/test_seqpar_reproduce.py
-    "table3-13b-40gb": "13B at full precision: FSDP shards of parameters, gradients and Adam and the gathered layer "
-                       "leave 11.5 GB of a 40 GB A100; fp32 layer-input checkpoints alone take 819 KB per token, so "
-                       "under 14K tokens fit: the paper's 16K / 128K need less state or activation per token than "
-                       "this model counts",
-    "table3-8-at-80gb": "the 8-GPU entries fit a 40 GB A100: at 80 GB the model's free memory for activations is "
-                        "about twice as large and so is its context",
-    "table3-32-at-40gb": "the 32-GPU entries are 4x the 8-GPU ones, more than sharding the model's states 4x further "
-                         "frees on a 40 GB A100: they fit an 80 GB A100",
-    "table3-7b-32-at-80gb": "7B on 32x80 GB: the model's maximum is 6-10 % short of the 128K / 4096K the paper ran; "
-                            "the working set of the recomputed layer and the gathered fp32 layer cost the difference",
-    "lasp1": "the model puts each LASP-1 hop's dependent product on the serial chain, the paper's critical path "
-             "(P-1)(alpha + state/B + compute); with only the state add on the chain it gives +3 % / +1 %. LASP-1's "
-             "code overlaps part of each hop's products, which the model does not know how much",
-    "ring": "Ring on linear attention without the right-product trick computes every c x c block's left products "
-            "(quadratic) and passes 268 MB K/V blocks 63 times over 25 GB/s NICs; a Ring within 37 % of LASP-2 must "
-            "compute right products per block and pass its blocks at NVLink rates; the paper does not say how its "
-            "Ring ran",
-}
-TABLE3_GAPS = {("a100-40gb-sxm4", "8xA100", "llama-13b"): "table3-13b-40gb",
-               **{("a100-80gb-sxm4", "8xA100", m): "table3-8-at-80gb" for m in ("llama-3b", "llama-7b", "llama-13b")},
-               **{("a100-40gb-sxm4", "32xA100", m): "table3-32-at-40gb" for m in ("llama-7b", "llama-13b")},
-               ("a100-80gb-sxm4", "32xA100", "llama-7b"): "table3-7b-32-at-80gb"}
-NO_CLAIM = "no tolerance in issue 18: the paper's range (a secondary summary, seqpar-sparse.md §2.7) is printed beside"
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -67,15 +43,15 @@ def summary_rows(data: dict) -> pd.DataFrame:
     rows = [{"metric": f"Table 2 min block c, {r['host']} (tokens)", "ours": r["min_block_tokens"],
              "paper": r["paper_min_block_tokens"], "within": r["within"], "reason": ""} for r in data["table2"]]
     for r in data["table3"]:
-        gap = TABLE3_GAPS.get((r["gpu"], r["hardware"], r["model"]))
+        gap = seqpar.TABLE3_GAPS.get((r["gpu"], r["hardware"], r["model"]))
         rows.append({"metric": f"Table 3 max context, {r['hardware']} {r['gpu']} {r['model']} {r['scheme']} (tokens)",
                      "ours": r["pow2_context_tokens"], "paper": r["paper_context_tokens"], "within": r["within"],
-                     "reason": GAP_REASONS[gap] if gap and not r["within"] else ""})
+                     "reason": seqpar.GAPS[gap] if gap and not r["within"] else ""})
     for g in data["lasp2"]["gains"]:
         if g["paper_gain"] is not None:
             rows.append({"metric": f"LASP-2 gain over {g['baseline']} at {g['seq_len'] // 1024}K", "ours": g["gain"],
                          "paper": g["paper_gain"], "within": g["within"],
-                         "reason": "" if g["within"] else GAP_REASONS[g["baseline"]]})
+                         "reason": "" if g["within"] else seqpar.GAPS[g["baseline"]]})
     ahead, paper_ahead = data["lasp2"]["ahead_above"], data["lasp2"]["paper_ahead_above"]
     rows.append({"metric": "LASP-2 ahead of Ring and LASP-1 from N (tokens)", "ours": ahead, "paper": paper_ahead,
                  "within": ahead is not None and ahead <= 2 * paper_ahead, "reason": ""})
@@ -83,7 +59,7 @@ def summary_rows(data: dict) -> pd.DataFrame:
     for key, paper in (("over_ring", dist["paper_over_ring"]), ("over_tp", dist["paper_over_tp"])):
         for row, bound in ((dist["rows"][0], paper[0]), (dist["rows"][-1], paper[1])):
             rows.append({"metric": f"DistAttention {key.replace('_', ' ')} at {row['context'] // 1024}K",
-                         "ours": row[key], "paper": bound, "within": None, "reason": NO_CLAIM})
+                         "ours": row[key], "paper": bound, "within": None, "reason": seqpar.NO_CLAIM})
     return pd.DataFrame(rows, columns=["metric", "ours", "paper", "within", "reason"])
 
 

@@ -9,8 +9,8 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   (`workload_patterns.mean_vertical_slash_density`) against the context, with App. F's floors.
 - decode.png/.csv: DuoAttention's decode time and memory against the context with dense beside (hollow markers:
   the point does not fit the GPU), and Quest's attention time against the budget per GPU with dense dashed.
-The prefill gap's reason (`PREFILL_GAP`) is that of the strict xfail in tests/test_sparse_reproduce.py and of the
-README's "Sparse prefill and KV-cache selection" section; nothing here computes it.
+The prefill gap's reason is `sparse_reproduce.PREFILL_GAP`, which the reproduction's strict xfail also reads;
+nothing here computes it.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -29,13 +29,6 @@ from archsim.report.point import _save, _section, write_index
 from archsim.systems import sparse_reproduce as sparse
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
 
-PREFILL_GAP = ("dense FA-2 comes out 16-31 % fast: the GPU model runs FlashAttention-2 at 225-246 TFLOP/s on a long "
-               "causal prompt, its A100 fit to the kernel benchmarks, while the benchmark's 1M point implies ~157 "
-               "TFLOP/s (sustained clocks under the power cap are not modelled); MInference comes out 38-66 % fast: "
-               "the same dense share, and attention from the sparse end of the placement (slashes in one local "
-               "band); at 10K the measured 1.8 s beyond dense is 1.8 ms per head call, far above the model's "
-               "estimate and launches")
-
 
 # ------------------------------------------------------------------------------------------------ tables
 def summary_rows(data: dict) -> pd.DataFrame:
@@ -46,7 +39,7 @@ def summary_rows(data: dict) -> pd.DataFrame:
                                   ("MInference", r["minference_s"], r["paper_minference_s"])):
             within = abs(ours / paper - 1) <= sparse.PREFILL_TOLERANCE
             rows.append({"metric": f"{name} prefill at {r['context'] // 1000}K (s)", "ours": ours, "paper": paper,
-                         "within": within, "reason": "" if within else PREFILL_GAP})
+                         "within": within, "reason": "" if within else sparse.PREFILL_GAP})
     slower = next(r for r in data["minference"] if r["context"] == min(sparse.PAPER["minference_prefill_s"]))
     rows.append({"metric": f"MInference over dense prefill at {slower['context'] // 1000}K (x)",
                  "ours": slower["minference_s"] / slower["dense_s"],
