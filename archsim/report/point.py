@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +115,13 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
             "y = x."))
     shown = summary.drop(columns=["reason"] if summary.reason.eq("").all() else [])
     return intro, shown, sections
+
+
+def write_whole(out_dir: Path, write_page: Callable[[Path, dict], None], data: dict) -> Path:
+    """`write_page(folder, data)` into `out_dir`, replacing its old report whole (`atomic_dir`): the index path."""
+    with atomic_dir(out_dir) as stage:
+        write_page(stage, data)
+    return out_dir / "index.html"
 
 
 def write_index(out_dir: Path, title: str, intro_html: str, summary: pd.DataFrame, sections: Sequence[str]) -> Path:

@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.point import _save, _section, write_index, write_whole
 from archsim.systems import seqpar_reproduce as seqpar
 
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
@@ -159,11 +158,8 @@ def efficiency_figure(rows: pd.DataFrame) -> Figure:
 
 # ------------------------------------------------------------------------------------------------ page
 def write_seqpar_report(data: dict, out_dir: Path) -> Path:
-    """Write the report of `seqpar_reproduce.run_all()`'s `data` into `out_dir`, replacing its old report whole;
-    returns the index path."""
-    with atomic_dir(out_dir) as stage:
-        _write_page(stage, data)
-    return out_dir / "index.html"
+    """Write the report of `seqpar_reproduce.run_all()`'s `data` into `out_dir` (whole); returns the index path."""
+    return write_whole(out_dir, _write_page, data)
 
 
 def _write_page(out_dir: Path, data: dict) -> None:

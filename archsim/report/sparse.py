@@ -23,9 +23,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.point import _save, _section, write_index, write_whole
 from archsim.systems import sparse_reproduce as sparse
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
 
@@ -142,11 +141,8 @@ def decode_figure(rows: pd.DataFrame) -> Figure:
 
 # ------------------------------------------------------------------------------------------------ page
 def write_sparse_report(data: dict, out_dir: Path) -> Path:
-    """Write the report of `sparse_reproduce.run_all()`'s `data` into `out_dir`, replacing its old report whole;
-    returns the index path."""
-    with atomic_dir(out_dir) as stage:
-        _write_page(stage, data)
-    return out_dir / "index.html"
+    """Write the report of `sparse_reproduce.run_all()`'s `data` into `out_dir` (whole); returns the index path."""
+    return write_whole(out_dir, _write_page, data)
 
 
 def _write_page(out_dir: Path, data: dict) -> None:
