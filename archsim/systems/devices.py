@@ -34,13 +34,10 @@ def _model(system: System, device: Device) -> DeviceModel:
         host = _one_of(system, "npu", device, "runs its softmax on an NPU's vector units")
         return BankPimDevice(device.name, device.spec, device.channel_policy, host.spec, system.source)
     if device.kind in ("gpu", "memory-pool"):
-        from archsim.gpu.params import load_calibration
-        from archsim.model.gpu_kernels import family_of
-        from archsim.systems.gpu_device import ATTENTION_KERNEL, GEMM_FAMILY, GpuDevice
+        from archsim.systems.gpu_device import ATTENTION_KERNEL, calibrated_gpu_device
 
-        calibration, kernel = load_calibration(), device.attention_kernel or ATTENTION_KERNEL
-        return GpuDevice(device.name, device.spec, calibration.family_params(GEMM_FAMILY), kernel,
-                         calibration.family_params(family_of(kernel)), device.energy, kind=device.kind)
+        return calibrated_gpu_device(device.spec, device.attention_kernel or ATTENTION_KERNEL, name=device.name,
+                                     energy=device.energy, kind=device.kind)
     if device.kind == "logic-pim":
         from archsim.systems.logic_pim_device import LogicPimDevice
 

@@ -146,6 +146,22 @@ class GpuDevice:
                 result.total("dram_bytes"))
 
 
+def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,
+                          energy: ActionEnergy | None = None, kind: str = "gpu") -> GpuDevice:
+    """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
+    attention by `kernel` at its family's (a SpecError at `kernel` for a kernel the GPU model has no family of)."""
+    from archsim.errors import SpecError
+    from archsim.gpu.params import load_calibration
+    from archsim.model.gpu_kernels import family_of
+
+    family = family_of(kernel)
+    if family is None:
+        raise SpecError("<python>", "kernel", f"no model for attention kernel {kernel!r}")
+    calibration = load_calibration()
+    return GpuDevice(name or gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
+                     calibration.family_params(family), energy, kind=kind)
+
+
 def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False) -> str:
     """Why `kernel` cannot be a GPU device's attention kernel ("" when it can): it must be a kernel of
     `archsim.model.gpu_kernels` with a plan for decode and for causal prefill attention (`PROBE_CASES`), or for

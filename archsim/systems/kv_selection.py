@@ -72,15 +72,13 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
-from archsim.model.gpu_kernels import family_of, predict
+from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
-from archsim.systems.gpu_device import GEMM_FAMILY, PRECISIONS, GpuDevice
-from archsim.systems.step import WEIGHTS, Op, Step, layer_ops
-from archsim.systems.system_model import ATTENTION, SystemModel
-from archsim.systems.system_spec import Parallelism
+from archsim.systems.gpu_device import PRECISIONS, GpuDevice, calibrated_gpu_device
+from archsim.systems.step import WEIGHTS, Op, Step, non_attention_ops
+from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
 
 SOURCE = "<kv-selection>"
@@ -121,25 +119,19 @@ class SelectionDecode:
 
 
 def gpu_device(gpu: GPU, kernel: str = DECODE_KERNEL) -> GpuDevice:
-    """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
-    attention by `kernel` at its family's."""
-    family = family_of(kernel)
-    if family is None:
-        raise SpecError(SOURCE, "kernel", f"no model for attention kernel {kernel!r}")
-    calibration = load_calibration()
-    return GpuDevice(gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
-                     calibration.family_params(family))
+    """`gpu` as a device with the packaged calibration, decode attention by `kernel` (`calibrated_gpu_device`)."""
+    return calibrated_gpu_device(gpu, kernel)
 
 
 # ------------------------------------------------------------------------------------------------ sizes and bytes
 def kv_bytes_per_token_head(workload: Workload) -> float:
     """K and V bytes of one token of one KV head over all layers (`SystemModel.kv_bytes_per_token` / kv_heads)."""
-    return _model(workload).kv_bytes_per_token / _size(workload, "kv_heads")
+    return sizes_model(workload).kv_bytes_per_token / _size(workload, "kv_heads")
 
 
 def weight_bytes(workload: Workload) -> float:
     """The model's weights: its layers' cascades' weight tensors plus the embedding table and the LM head."""
-    return _model(workload).weight_bytes_per_device + 2 * _lm_head(workload, 1).bytes_by_role[WEIGHTS]
+    return sizes_model(workload).weight_bytes_per_device + 2 * _lm_head(workload, 1).bytes_by_role[WEIGHTS]
 
 
 def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | None = None,
@@ -382,8 +374,7 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
 
 def _dense_ops_s(device: GpuDevice, workload: Workload) -> float:
     """Every layer's ops but attention, and the LM head, for one token of one request."""
-    _check_block(workload)
-    ops = [op for op in layer_ops(workload, Step("decode", 1, 1), workload.block) if op.name != ATTENTION]
+    ops = non_attention_ops(workload, Step("decode", 1, 1))
     return _size(workload, "layers") * device.cost(ops).time_s + device.cost([_lm_head(workload, 1)]).time_s
 
 
@@ -407,21 +398,10 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
     return {t.name: float(t.bytes) for t in tensor_infos(binding)}
 
 
-def _model(workload: Workload) -> SystemModel:
-    """`SystemModel`'s weight and KV byte counts of the whole workload on one device (no system needed)."""
-    _check_block(workload)
-    return SystemModel(None, workload, Parallelism(tp=1, pp=1), workload, workload.block, {})
-
-
 def _size(workload: Workload, name: str) -> float:
     if name not in workload.params:
         raise SpecError(workload.path, f"params.{name}", f"missing: KV selection needs the model's {name}")
     return workload.params[name]
-
-
-def _check_block(workload: Workload) -> None:
-    if workload.block is None:
-        raise SpecError(workload.path, "block", "missing: the decoder layer's norm and FFN kind (gpt or llama)")
 
 
 def _check_positive(field: str, value: object) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from archsim.errors import SpecError
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.offload import OffloadModel, offload_model
+from archsim.systems.step import block_of
 from archsim.systems.system_model import SystemModel, system_model_of
 from archsim.systems.system_spec import System, check_against_workload
 from archsim.workload import Workload
@@ -24,9 +25,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
         raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
                                                                        "experts with; the system has none")
-    if workload.block is None:
-        raise SpecError(workload.path, "block", "missing: a system runs the model's decoder layers, so the workload "
-                                                "names its block (gpt: LayerNorm + GELU FFN; llama: RMSNorm + SwiGLU)")
+    block_of(workload, "a system runs the model's decoder layers")
     if system.schedule.kind in ("ping-pong", "staggered"):
         return offload_model(system, workload)
     par = system.parallelism_for(workload.name)

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from archsim import library
-from archsim.cascade.analysis import analyze
+from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.record import Record
@@ -67,7 +67,7 @@ from archsim.systems.system_model import (
     _allreduce_s,
     _dense,
     _device_of,
-    _shard,
+    shard,
     system_model_of,
 )
 from archsim.systems.system_spec import System
@@ -307,7 +307,7 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
                         f"{b} memory devices do not divide the {kv_heads} KV heads of {workload.name}: head-level "
                         "partitioning needs a divisor")
     compute = system_model_of(system, workload, par)
-    pool = replace(compute, parallelism=replace(par, tp=b), shard=_shard(workload, replace(par, tp=b)))
+    pool = replace(compute, parallelism=replace(par, tp=b), shard=shard(workload, replace(par, tp=b)))
     one = pool.attention("decode", 1)
     device = system.device_for(ATTENTION, "decode", one.op_per_byte)
     if device.kind != "memory-pool":
@@ -363,11 +363,11 @@ HISTORY_RANK = "M"
 def _merge_bytes_of(params: tuple, requests: int) -> float:
     cascade = library.load_cascade_spec(DIVIDE_AND_CONQUER)
     binding = bind(cascade, dict(params), {"batch": requests, "seq_len": 1}, "<offload>")
-    return float(sum(t.bytes for t in analyze(binding).tensors if HISTORY_RANK not in t.ranks))
+    return float(sum(t.bytes for t in tensor_infos(binding) if HISTORY_RANK not in t.ranks))
 
 
-def _merge_bytes(shard: Workload, requests: int) -> float:
+def _merge_bytes(heads_of: Workload, requests: int) -> float:
     """Bytes of the divide-and-conquer cascade's tensors outside the history rank, for `requests` requests of a
-    memory device's heads."""
+    memory device's heads (`heads_of`: its shard)."""
     names = ("heads", "kv_heads", "head_dim", "word_bytes")
-    return _merge_bytes_of(tuple((k, shard.params[k]) for k in names if k in shard.params), requests)
+    return _merge_bytes_of(tuple((k, heads_of.params[k]) for k in names if k in heads_of.params), requests)

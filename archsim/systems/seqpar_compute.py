@@ -24,18 +24,19 @@ counted here.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, GemmLaunch, gemm_launch_time
-from archsim.model.gpu_kernels import family_of, predict
-from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
-from archsim.systems.step import Op, Step, layer_ops
+from archsim.model.gpu_kernels import predict
+from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
+from archsim.systems.step import Op, Step, non_attention_ops
+from archsim.systems.system_model import shard as tp_shard
+from archsim.systems.system_spec import Parallelism
 from archsim.workload import Workload
 
 PRECISION = "bf16"
@@ -60,15 +61,11 @@ class DeviceCompute:
 
     @functools.cached_property
     def device(self) -> GpuDevice:
-        calibration = load_calibration()
-        family = family_of(self.kernel)
-        if family is None:
-            raise SpecError(SOURCE, "kernel", f"no model for attention kernel {self.kernel!r}")
-        return GpuDevice(self.gpu.name, self.gpu, calibration.family_params(GEMM_FAMILY), self.kernel,
-                         calibration.family_params(family))
+        return calibrated_gpu_device(self.gpu, self.kernel)
 
     @functools.cached_property
-    def _blocks(self) -> dict[tuple[int, int, bool, int, int], float]:
+    def _blocks(self) -> dict[tuple, float]:
+        """Kernel calls already timed, by (kind, sizes)."""
         return {}
 
     @functools.cached_property
@@ -82,7 +79,7 @@ class DeviceCompute:
             return 0.0
         heads = self.heads if heads is None else heads
         kv_heads = self.kv_heads if kv_heads is None else kv_heads
-        key = (q_tokens, k_tokens, causal, heads, kv_heads)
+        key = ("block", q_tokens, k_tokens, causal, heads, kv_heads)
         if key not in self._blocks:
             self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
         return self._blocks[key]
@@ -113,11 +110,11 @@ class DeviceCompute:
         """One decode step's attention (a query per sequence) over `keys` cached tokens: the `DECODE_KERNEL` call."""
         heads = self.heads if heads is None else heads
         kv_heads = self.kv_heads if kv_heads is None else kv_heads
-        key = (keys, 0, False, heads, kv_heads)
+        key = ("decode", keys, heads, kv_heads)
         if key not in self._blocks:
             case = AttentionCase("decode", self.batch, heads, kv_heads, self.head_dim, keys, False, PRECISION)
-            calibration = load_calibration()
-            result = predict(DECODE_KERNEL, case, self.gpu, calibration.family_params(family_of(DECODE_KERNEL)))
+            decoder = calibrated_gpu_device(self.gpu, DECODE_KERNEL)
+            result = predict(DECODE_KERNEL, case, self.gpu, decoder.kernel_params)
             if not result.feasible:
                 raise SpecError(SOURCE, "seq_len", f"{DECODE_KERNEL} cannot read {keys} keys on {self.gpu.name}: "
                                                    f"{result.reason}")
@@ -163,27 +160,18 @@ class DeviceCompute:
     def dense_s(self, shard: Workload, tokens: int) -> float:
         """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
         sequences on the device's shard, fwd or fwd+bwd."""
-        ops = [op for op in _layer(shard, self.batch, tokens) if op.name != "attention"]
+        ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
         return self.device.cost(ops).time_s * self._factor()
 
 
 def shard(workload: Workload, tp: int) -> Workload:
-    """One tensor-parallel rank's sizes: heads, KV heads, FFN width / tp (each must divide)."""
-    params = dict(workload.params)
+    """One tensor-parallel rank's sizes (`system_model.shard`), after checking that tp divides the heads, KV heads
+    and FFN width (a SpecError naming the size that it does not)."""
     for size in ("heads", "kv_heads", "ffn_dim"):
-        if size in params:
-            if int(params[size]) % tp:
-                raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
-                                                                 f"{params[size]:g}")
-            params[size] = params[size] // tp
-    return replace(workload, params=params)
-
-
-def _layer(shard_workload: Workload, batch: int, tokens: int) -> tuple[Op, ...]:
-    block = shard_workload.block
-    if block is None:
-        raise SpecError(shard_workload.path, "block", "missing: the layer's norm and FFN kind (gpt or llama)")
-    return layer_ops(shard_workload, Step("prefill", batch, tokens), block)
+        if size in workload.params and int(workload.params[size]) % tp:
+            raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
+                                                             f"{workload.params[size]:g}")
+    return tp_shard(workload, Parallelism(tp=tp, pp=1))
 
 
 def _linear_chunk_fwd_s(device: GpuDevice, batch: int, heads: int, head_dim: int, tokens: int) -> float:

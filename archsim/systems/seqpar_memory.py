@@ -67,8 +67,8 @@ from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
-from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, layer_ops
-from archsim.systems.system_model import SystemModel, _shard
+from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_ops
+from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism
 from archsim.workload import MAX_SIZE, Workload
 
@@ -126,7 +126,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam."""
     _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree)
     word = workload.params["word_bytes"]
-    model = _model(workload, 1)
+    model = sizes_model(workload, 1)
     params = (model.weight_bytes_per_device / word + _embedding_elements(workload)) / devices
     gathered = 0.0 if scheme == "megatron-sp" else max(
         m.weight_bytes_per_layer for m in model.by_kind.values()) / word
@@ -141,7 +141,7 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
     """One device's memory in a prefill of `seq_len` tokens (module docstring), weights cut `tp` ways."""
     _check(workload, scheme, devices, seq_len, batch, tp, ulysses_degree)
     word = workload.params["word_bytes"]
-    weights = _model(workload, tp).weight_bytes_per_device + _embedding_elements(workload) * word / tp
+    weights = sizes_model(workload, tp).weight_bytes_per_device + _embedding_elements(workload) * word / tp
     layer = _layer(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_bytes / word)
     return DeviceMemory(weights, 0.0, 0.0, layer.working_bytes, workload.params["layers"] * layer.kv_bytes)
 
@@ -211,9 +211,7 @@ def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     for field, value in (("devices", devices), ("seq_len", seq_len), ("batch", batch), ("tp", tp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(SOURCE, field, f"expected a positive integer, got {value!r}")
-    if workload.block is None:
-        raise SpecError(workload.path, "block", "missing: the memory model expands the model's decoder layer, so "
-                                                "the workload names its block (gpt or llama)")
+    block_of(workload, "the memory model expands the model's decoder layer")
     for size in ("word_bytes", "layers", "hidden", "vocab", "heads", "kv_heads"):
         if size not in workload.params:
             raise SpecError(workload.path, f"params.{size}", "missing: the memory model needs it")
@@ -303,13 +301,7 @@ def _embedding_elements(workload: Workload) -> float:
 
 def _cut(workload: Workload, degree: int) -> Workload:
     """The workload with heads, kv_heads and ffn_dim cut `degree` ways (`system_model`'s TP shard)."""
-    return _shard(workload, Parallelism(tp=degree, pp=1))
-
-
-def _model(workload: Workload, tp: int) -> SystemModel:
-    """`SystemModel`'s weight and KV byte counts for the workload cut `tp` ways; they read only the workload, its
-    shard and the parallelism, so no system or device is given."""
-    return SystemModel(None, workload, Parallelism(tp=tp, pp=1), _cut(workload, tp), workload.block, {})
+    return shard(workload, Parallelism(tp=degree, pp=1))
 
 
 def _ops(workload: Workload, degree: int, tokens: int, batch: int) -> tuple[Op, ...]:

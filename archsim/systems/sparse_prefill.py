@@ -22,10 +22,10 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
-from archsim.model.gpu_kernels import family_of, predict
+from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
-from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
-from archsim.systems.step import Step, layer_ops
+from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
+from archsim.systems.step import Step, non_attention_ops
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
@@ -46,12 +46,6 @@ class Prefill:
         return self.dense_ops_s + self.attention_s
 
 
-def _device(gpu: GPU) -> GpuDevice:
-    calibration = load_calibration()
-    return GpuDevice(gpu.name, gpu, calibration.family_params(GEMM_FAMILY), DENSE_KERNEL,
-                     calibration.family_params(family_of(DENSE_KERNEL)))
-
-
 def _sizes(workload: Workload) -> tuple[int, int, int, int]:
     params = workload.params
     for key in ("layers", "heads", "kv_heads", "head_dim"):
@@ -62,17 +56,15 @@ def _sizes(workload: Workload) -> tuple[int, int, int, int]:
 
 def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     """One layer's ops other than attention over `seq_len` tokens of one prompt."""
-    if workload.block is None:
-        raise SpecError(workload.path, "block", "missing: the layer's norm and FFN kind (gpt or llama)")
-    ops = [op for op in layer_ops(workload, Step("prefill", 1, seq_len), workload.block) if op.name != "attention"]
-    return _device(gpu).cost(ops).time_s
+    ops = non_attention_ops(workload, Step("prefill", 1, seq_len))
+    return calibrated_gpu_device(gpu, DENSE_KERNEL).cost(ops).time_s
 
 
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     """Every layer with FlashAttention-2 over all heads."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
-    attention = predict(DENSE_KERNEL, case, gpu, _device(gpu).kernel_params)
+    attention = predict(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params)
     if not attention.feasible:
         raise SpecError("<prefill>", "seq_len", f"{DENSE_KERNEL} cannot run {seq_len} tokens: {attention.reason}")
     return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s)

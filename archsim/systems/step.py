@@ -199,6 +199,21 @@ def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = Non
     return tuple(_op(workload, *entry, step.phase) for entry in _plan(workload, step, block, kind))
 
 
+def block_of(workload: Workload, why: str) -> str:
+    """The workload's decoder block (`BLOCKS`), or a SpecError naming its file's `block` and `why` it is needed."""
+    if workload.block is None:
+        raise SpecError(workload.path, "block", f"missing: {why}, so the workload names its block (gpt: LayerNorm + "
+                                                "GELU FFN; llama: RMSNorm + SwiGLU)")
+    return workload.block
+
+
+def non_attention_ops(workload: Workload, step: Step) -> list[Op]:
+    """The ops of one decoder layer of `workload` (its own block) in `step` but attention: what a model that costs
+    attention its own way (sequence parallelism, sparse prefill, KV selection) runs around it."""
+    block = block_of(workload, "the layer's other ops come from its block's cascades")
+    return [op for op in layer_ops(workload, step, block) if op.name != "attention"]
+
+
 def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None) -> Op:
     """The op called `name` (one of the layer's: attn_norm, qkv, attention, ...) of `layer_ops`, alone."""
     for entry in _plan(workload, step, block, kind):

@@ -68,7 +68,7 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, layer_kinds, layer_op, layer_ops
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_op, layer_ops
 from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
 
@@ -253,7 +253,7 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     weights does not fit the device that holds them."""
     from archsim.systems.devices import device_models
 
-    model = SystemModel(system, workload, par, _shard(workload, par), workload.block, device_models(system),
+    model = SystemModel(system, workload, par, shard(workload, par), workload.block, device_models(system),
                         compose_layer=compose_layer)
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
@@ -264,7 +264,7 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     return model
 
 
-def _shard(workload: Workload, par: Parallelism) -> Workload:
+def shard(workload: Workload, par: Parallelism) -> Workload:
     """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP."""
     params = dict(workload.params)
     for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
@@ -290,6 +290,14 @@ def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, .
 def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
     workload, block, kind = _workload(key)
     return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind)
+
+
+def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
+    """A `SystemModel` of `workload` cut `tp` ways and no system or devices: its weight and KV byte counts read
+    only the workload, its shard and the parallelism (memory models of the systems above use it)."""
+    block_of(workload, "its byte counts come from the decoder layer's cascades")
+    return SystemModel(None, workload, Parallelism(tp=tp, pp=1), shard(workload, Parallelism(tp=tp, pp=1)),
+                       workload.block, {})
 
 
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
