@@ -163,7 +163,7 @@ def _named(option: str, name: str, load):
     try:
         return load(name)
     except SpecError as error:
-        if error.source == name:  # the name itself found nothing (a file that is found but bad says where)
+        if error.source == name and not error.where:  # the name found nothing (a bad file says where it is bad)
             raise SpecError(option, name, error.message) from None
         raise
 
