@@ -435,10 +435,10 @@ def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     if spec.scheme == "ring":
         hop = collectives.send_recv_s(_kv_bytes(n // p, compute), link) if p > 1 else 0.0
         return _Timing(ring_schedule_s([[block] * p for _ in range(p)], hop), p * block, (p - 1) * hop)
-    sizes = compute.decode_bytes(n // p)
-    rows = sizes["AV"] / WORD_BYTES / compute.head_dim  # query rows: sequences x heads
-    partial = rows * (compute.head_dim + 2) * ACCUMULATOR_BYTES  # o, max and sum-exp per row, fp32
-    send = (p - 1) * (collectives.send_recv_s(sizes["Q"], link) + collectives.send_recv_s(partial, link))
+    sizes = compute.distattention_bytes(n, p)  # the cascade's transfers, summed over the p holders
+    query = sizes["QD"] / p
+    partial = (sizes["PM"] + sizes["PD"] + sizes["PNV"]) / p * ACCUMULATOR_BYTES / WORD_BYTES  # fp32 partials
+    send = (p - 1) * (collectives.send_recv_s(query, link) + collectives.send_recv_s(partial, link))
     merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
     return _Timing(send + block + merge, block + merge, send)
 

@@ -121,13 +121,15 @@ class DeviceCompute:
             self._blocks[key] = result.time_s
         return self._blocks[key]
 
-    def decode_bytes(self, keys: int) -> dict[str, int]:
-        """Bytes of the query Q and output AV of one decode step (the `attention-decode-gqa` cascade bound to the
-        device's heads, bf16)."""
-        cascade = library.load_cascade_spec("attention-decode-gqa")
+    def distattention_bytes(self, keys: int, devices: int) -> dict[str, float]:
+        """Bytes of each tensor of the `distattention-decode` cascade bound to `keys` cached tokens over `devices`
+        holders of the device's heads (bf16): its transfers QD (the query to each holder) and PM, PD, PNV (each
+        holder's partial back) cover all `devices` holders."""
+        cascade = library.load_cascade_spec("distattention-decode")
         binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
-                                 "seq_len": keys, "head_dim": self.head_dim, "word_bytes": WORD_BYTES})
-        return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
+                                 "seq_len": keys, "head_dim": self.head_dim, "devices": devices,
+                                 "word_bytes": WORD_BYTES})
+        return {t.name: float(t.bytes) for t in tensor_infos(binding)}
 
     def hidden_bytes(self, tokens: int, hidden: int) -> int:
         """Bytes of a layer's input X of `tokens` tokens (the `qkv-projection` cascade's X, bf16)."""
