@@ -392,7 +392,9 @@ def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 
 
 def _state_bytes(spec: ParallelSpec, compute: DeviceCompute) -> float:
-    return spec.batch * compute.heads * compute.head_dim**2 * ACCUMULATOR_BYTES
+    """One device's chunk state M (K^T V per head) of the `lasp2-linear-attention` cascade, in fp32 as LASP keeps
+    it."""
+    return compute.lasp_state_bytes(spec.seq_len, spec.devices) * ACCUMULATOR_BYTES / WORD_BYTES
 
 
 def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:

@@ -131,6 +131,14 @@ class DeviceCompute:
                                  "word_bytes": WORD_BYTES})
         return {t.name: float(t.bytes) for t in tensor_infos(binding)}
 
+    def lasp_state_bytes(self, tokens: int, devices: int) -> float:
+        """Bytes of one device's chunk state M of the `lasp2-linear-attention` cascade bound to `tokens` over
+        `devices` (bf16; M holds every device's, so one device's is 1/devices of it)."""
+        cascade = library.load_cascade_spec("lasp2-linear-attention")
+        binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "seq_len": tokens,
+                                 "head_dim": self.head_dim, "devices": devices, "word_bytes": WORD_BYTES})
+        return binding.bytes("M") / devices
+
     def hidden_bytes(self, tokens: int, hidden: int) -> int:
         """Bytes of a layer's input X of `tokens` tokens (the `qkv-projection` cascade's X, bf16)."""
         cascade = library.load_cascade_spec("qkv-projection")
