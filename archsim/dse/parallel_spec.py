@@ -139,7 +139,7 @@ def _load(load: Callable[[str], Any], name: str, source: str, where: str) -> Any
     try:
         return load(spec_beside(name, source))
     except SpecError as exc:
-        if exc.source in (name, spec_beside(name, source)):  # the name found nothing
+        if exc.source in (name, spec_beside(name, source)) and not exc.where:  # the name found nothing
             raise SpecError(source, where, f"{name!r}: {exc.message}") from None
         raise
 
