@@ -34,7 +34,7 @@ from matplotlib.patches import Patch
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.point import _save, _section, gaps_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
 
@@ -208,14 +208,9 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                  "then k and v, go out over the link and the attention's output comes back. The whole run (two "
                  "tokens, every layer) as a Perfetto trace: <a href='pipeline_trace.json'>pipeline_trace.json</a>."),
     ]
-    by_reason: dict[str, list[str]] = {}
-    for r in table.to_dict("records"):
-        if not r["within"]:
-            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
-    outside = "".join(f"<li>{html.escape(', '.join(metrics))}: {html.escape(reason)}</li>"
-                      for reason, metrics in by_reason.items())
+    outside = gaps_html(table, ", ")
     intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "
              "simulator and the offloading event model) beside the paper's numbers (../shared/reference/pim.md §3). "
              "Where ours are outside the tolerance, the modelling reason (the metrics that share one together):"
-             f"</p><ul>{outside or '<li>none</li>'}</ul>")
+             f"</p><ul>{outside}</ul>")
     write_index(out_dir, "Lamina reproduction", intro, table, sections)

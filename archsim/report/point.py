@@ -117,6 +117,17 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
     return intro, shown, sections
 
 
+def gaps_html(table: pd.DataFrame, separator: str = "; ") -> str:
+    """The rows of a reproduction's summary outside their tolerance (`within` false; None is a figure without a
+    claim), grouped by `reason`: an HTML list item per reason naming its `metric`s, or "none"."""
+    by_reason: dict[str, list[str]] = {}
+    for r in table.to_dict("records"):
+        if r["within"] is not None and not r["within"]:
+            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
+    return "".join(f"<li>{html.escape(separator.join(metrics))}: {html.escape(reason)}</li>"
+                   for reason, metrics in by_reason.items()) or "<li>none</li>"
+
+
 def write_whole(out_dir: Path, write_page: Callable[[Path, dict], None], data: dict) -> Path:
     """`write_page(folder, data)` into `out_dir`, replacing its old report whole (`atomic_dir`): the index path."""
     with atomic_dir(out_dir) as stage:

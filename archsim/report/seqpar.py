@@ -20,7 +20,6 @@ The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves 
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index, write_whole
+from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
 from archsim.systems import seqpar_reproduce as seqpar
 
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
@@ -203,14 +202,9 @@ def _write_page(out_dir: Path, data: dict) -> None:
                  "(the causal ring's imbalance comes out of the step chain). All grid points, the Llama-3 405B "
                  "context-parallel prefill on 16-128 H100s too: <a href='points.csv'>points.csv</a>."),
     ]
-    by_reason: dict[str, list[str]] = {}
-    for r in table.to_dict("records"):
-        if r["within"] is not None and not r["within"]:
-            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
-    outside = "".join(f"<li>{html.escape('; '.join(metrics))}: {html.escape(reason)}</li>"
-                      for reason, metrics in by_reason.items())
+    outside = gaps_html(table)
     intro = ("<p>Ours (archsim's multi-device attention models, <code>archsim.systems.seqpar</code> and "
              "<code>seqpar_memory</code>) beside the papers' numbers (../shared/reference/seqpar-sparse.md §2). "
              "Where ours are outside the issue's tolerance, the modelling reason (the rows that share one "
-             f"together):</p><ul>{outside or '<li>none</li>'}</ul>")
+             f"together):</p><ul>{outside}</ul>")
     write_index(out_dir, "Multi-device attention reproduction", intro, table, sections)

@@ -16,7 +16,6 @@ The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves 
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index, write_whole
+from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
 from archsim.systems import sparse_reproduce as sparse
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
 
@@ -168,12 +167,7 @@ def _write_page(out_dir: Path, data: dict) -> None:
                  "heads (streaming heads: sink + recent window); Quest loads 1/page of the keys' bounds plus the "
                  "budget's pages. The CSV has Quest's end-to-end decode rows too (phase decode)."),
     ]
-    by_reason: dict[str, list[str]] = {}
-    for r in table.to_dict("records"):
-        if not r["within"]:
-            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
-    outside = "".join(f"<li>{html.escape('; '.join(metrics))}: {html.escape(reason)}</li>"
-                      for reason, metrics in by_reason.items()) or "<li>none</li>"
+    outside = gaps_html(table)
     intro = ("<p>Ours (archsim's sparse prefill and KV-cache selection models) beside the public figures "
              "(../shared/reference/seqpar-sparse.md §3). Where ours are outside the issue's tolerance, the "
              f"modelling reason (the rows that share one together):</p><ul>{outside}</ul>")
