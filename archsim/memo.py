@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 R = TypeVar("R")
 VALUE_TYPES = (str, int, float, bool, type(None))  # keyed by value (a location string built per call), not identity
+_EXACT_VALUE_TYPES = frozenset(VALUE_TYPES)  # the common case, checked first by type alone
 
 
 def _is_value(arg: Any) -> bool:
     """A string, number, bool or None, or a tuple of such (nested): keyed by value."""
-    return isinstance(arg, VALUE_TYPES) or (isinstance(arg, tuple) and all(map(_is_value, arg)))
+    return (type(arg) in _EXACT_VALUE_TYPES or isinstance(arg, VALUE_TYPES)
+            or (isinstance(arg, tuple) and all(map(_is_value, arg))))
 
 
 def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
@@ -30,9 +32,9 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
 
         @functools.wraps(fn)
         def cached(*args: Any) -> R:
-            key = tuple(a if _is_value(a) else id(a) for a in args)
+            key = tuple([a if _is_value(a) else id(a) for a in args])
             hit = entries.get(key)
-            if hit is not None and all(a is b or _is_value(a) for a, b in zip(hit[0], args, strict=True)):
+            if hit is not None and all([a is b or _is_value(a) for a, b in zip(hit[0], args, strict=True)]):
                 entries.move_to_end(key)
                 return hit[1]
             result = fn(*args)

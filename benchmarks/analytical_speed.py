@@ -57,7 +57,7 @@ def clear_caches() -> None:
     library._parsed.cache_clear()
     resolve.resolve_group.cache_clear()
     resolve.check_bindings.cache_clear()
-    analytical._plans.cache_clear()
+    analytical.plans.cache_clear()
 
 
 def figures() -> dict[str, float | int | None]:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass
 
 from archsim.arch.spec import Architecture
@@ -62,7 +63,55 @@ from archsim.mapping.resolve import check_bindings, resolve_group
 from archsim.mapping.spec import Group, Mapping
 from archsim.memo import identity_cache
 from archsim.model.plan import GroupPlan, plan_group, transfer_actions, used_in
-from archsim.model.result import EinsumResult, Result
+from archsim.model.result import EinsumResult, Result, built
+
+Key = tuple[str, str]  # (component, action) of an energy
+
+
+@dataclass(frozen=True)
+class LevelNumbers:
+    """What the model reads of one memory level."""
+
+    name: str
+    capacity_bytes: int | None  # None = unbounded
+    room_bytes: float  # the capacity, inf when unbounded
+    bandwidth_bytes_per_s: float | None
+    access_bits: int
+    actions_pj: MappingOf[str, float]
+    leak_pj_per_cycle: float  # leak per instance x instances (0: no leak)
+
+
+@dataclass(frozen=True)
+class UnitNumbers:
+    """What the model reads of one compute unit."""
+
+    name: str
+    shape: tuple[int, ...]
+    lanes: int
+    op_cycles: MappingOf[str, int]
+    op_pj: MappingOf[str, float]
+
+
+@dataclass(frozen=True)
+class ArchNumbers:
+    """The numbers of an architecture that the pricing of a plan reads (its names fix the plan; these do not)."""
+
+    name: str
+    clock_hz: float
+    area_um2: float
+    levels: tuple[LevelNumbers, ...]  # outermost first
+    units: dict[str, UnitNumbers]  # in the architecture's order
+
+
+@identity_cache(maxsize=1024)
+def numbers_of(arch: Architecture) -> ArchNumbers:
+    """`arch`'s numbers, read once per Architecture object."""
+    levels = tuple(LevelNumbers(m.name, m.capacity_bytes, math.inf if m.capacity_bytes is None else m.capacity_bytes,
+                                m.bandwidth_bytes_per_s, m.access_bits, m.energy.actions_pj,
+                                m.energy.actions_pj.get("leak", 0.0) * m.instances)
+                   for m in arch.memories)
+    units = {u.name: UnitNumbers(u.name, u.shape, u.lanes, u.op_cycles, u.energy.actions_pj) for u in arch.units}
+    return ArchNumbers(arch.name, arch.clock_hz, arch.area_um2(), levels, units)
 
 
 def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
@@ -71,11 +120,15 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     a mapping that runs but does not fit is returned as an infeasible Result. With `only_group`, only that group
     is evaluated (the mapper scores one group at a time; the others may still hold `search` factors), but which
     tensors cross groups, and so live in DRAM, still follows the whole mapping."""
-    parts = [_group(binding, arch, plan) for plan in _plans(binding, analysis, arch, mapping, only_group)]
+    return price(binding, mapping.name, numbers_of(arch), plans(binding, analysis, arch, mapping, only_group))
 
-    seconds = sum(p.seconds for p in parts)
-    cycles = seconds * arch.clock_hz
-    traffic: dict[str, dict[str, float]] = {m.name: {} for m in arch.memories}
+
+def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans: tuple[GroupPlan, ...]) -> Result:
+    """The Result of planned groups priced with an architecture's numbers (the work `evaluate` does per call)."""
+    parts = [_group(binding, numbers, plan) for plan in group_plans]
+    seconds = sum([p.seconds for p in parts])
+    cycles = seconds * numbers.clock_hz
+    traffic: dict[str, dict[str, float]] = {m.name: {} for m in numbers.levels}
     energy: dict[tuple[str, str], float] = {}
     busy: dict[str, float] = {}
     memory_s: dict[str, float] = {}
@@ -92,28 +145,29 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
         for level, b in p.footprint.items():
             footprint[level] = max(footprint.get(level, 0.0), b)
         reasons += p.reasons
-    for m in arch.memories:
-        leak = m.energy.actions_pj.get("leak", 0.0)
-        if leak:
+    for m in numbers.levels:
+        if m.leak_pj_per_cycle:
             key = (m.name, "leak")
-            energy[key] = energy.get(key, 0) + leak * m.instances * cycles
-    return Result(
-        cascade=binding.cascade.name, architecture=arch.name, mapping=mapping.name,
-        params=dict(binding.params), feasible=not reasons, reason="; ".join(reasons),
-        latency_s=seconds, compute_cycles=sum(p.compute_cycles for p in parts),
-        memory_s=memory_s, traffic_bytes=traffic,
-        energy_pj=sum(energy.values()), energy_by=energy,
-        utilization={u.name: busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0 for u in arch.units},
-        footprint_bytes=footprint, area_um2=arch.area_um2(),
-        einsums=tuple(e for p in parts for e in p.einsums),
-    )
+            energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
+    return built(Result, {
+        "cascade": binding.cascade.name, "architecture": numbers.name, "mapping": mapping_name,
+        "params": dict(binding.params), "feasible": not reasons, "reason": "; ".join(reasons),
+        "latency_s": seconds, "compute_cycles": sum([p.compute_cycles for p in parts]),
+        "memory_s": memory_s, "traffic_bytes": traffic,
+        "energy_pj": sum(energy.values()), "energy_by": energy,
+        "utilization": {u.name: busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0
+                        for u in numbers.units.values()},
+        "footprint_bytes": footprint, "area_um2": numbers.area_um2,
+        "einsums": tuple([e for p in parts for e in p.einsums]), "stalls": {},
+    })
 
 
 @identity_cache(maxsize=1024)
-def _plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
-           only_group: int | None) -> tuple[GroupPlan, ...]:
+def plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
+          only_group: int | None) -> tuple[GroupPlan, ...]:
     """The mapping checked, its groups resolved and planned (`archsim.model.plan`): what depends only on the
-    binding, the analysis, the mapping and the architecture's names, remembered for the same objects."""
+    binding, the analysis, the mapping and the architecture's names (and the capacities a factor expression
+    reads), remembered for the same objects."""
     check_bindings(binding, mapping)
     used = used_in(binding, mapping)
     levels = tuple(m.name for m in arch.memories)
@@ -136,110 +190,125 @@ class _GroupResult:
     einsums: list[EinsumResult]
 
 
-def _group(binding: Binding, arch: Architecture, plan: GroupPlan) -> _GroupResult:
+def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupResult:
     """The group's time, energy and feasibility: its plan priced with the architecture's numbers."""
     group = plan.group
-    memories = arch.memories
-    units = {u.name: u for u in arch.units}
+    levels = numbers.levels
+    units = numbers.units
     energy: dict[tuple[str, str], float] = {}
     busy: dict[str, float] = {}
+    cycles: dict[str, float] = {}
     einsums = []
     for ep in plan.einsums:
         unit = units[ep.unit]
-        op_cycles, pj, ops = unit.op_cycles, unit.energy.actions_pj, ep.ops
+        op_cycles, pj = unit.op_cycles, unit.op_pj
         if ep.pipelined:
-            lane_cycles = ep.most_ops * max([op_cycles[op] for op in ops])
+            lane_cycles = ep.most_ops * max([op_cycles[op] for op, _ in ep.op_counts])
         else:
-            lane_cycles = sum([n * op_cycles[op] for op, n in ops.items()])
-        op_pj = [n * pj[op] for op, n in ops.items()]
-        for key, pj_spent in zip(ep.energy_keys, op_pj, strict=True):
+            lane_cycles = sum([n * op_cycles[op] for op, n in ep.op_counts])
+        einsum_pj = 0
+        for key, op, n in ep.priced:
+            pj_spent = n * pj[op]
             energy[key] = energy.get(key, 0) + pj_spent
-        busy[unit.name] = busy.get(unit.name, 0) + lane_cycles
-        einsums.append(EinsumResult(ep.name, group.name, unit.name, dict(ops), ep.lanes, lane_cycles / ep.lanes,
-                                    sum(op_pj)))
-    cycles = {r.name: r.compute_cycles for r in einsums}
-    compute_cycles = _overlap(plan, cycles, {r.name: r.unit for r in einsums}, binding.rank_sizes)
-    reasons = _fanout_reasons(arch, group, plan) or _overlap_reasons(arch, group, einsums, compute_cycles)
+            einsum_pj += pj_spent
+        busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
+        compute = cycles[ep.name] = lane_cycles / ep.lanes
+        einsums.append(built(EinsumResult, {"name": ep.name, "group": group.name, "unit": ep.unit,
+                                            "ops": dict(ep.ops), "lanes_used": ep.lanes, "compute_cycles": compute,
+                                            "energy_pj": einsum_pj}))
+    compute_cycles = _overlap(plan, cycles)
+    reasons = _fanout_reasons(numbers, group, plan) or _overlap_reasons(numbers, group, plan, cycles, compute_cycles)
 
-    access_bits = [m.access_bits for m in memories]
-    action_pj = [m.energy.actions_pj for m in memories]
     for key, index, action, bits in plan.actions:
-        energy[key] = energy.get(key, 0) + bits / access_bits[index] * action_pj[index][action]
+        level = levels[index]
+        energy[key] = energy.get(key, 0) + bits / level.access_bits * level.actions_pj[action]
     traffic = plan.traffic
     moved = plan.moved
-    word = binding.word_bytes
-    levels = tuple(m.name for m in memories)
-    compute_level = len(levels)
-    for m in memories:
-        overflow = plan.footprint.get(m.name, 0.0) - (m.capacity_bytes if m.capacity_bytes is not None else math.inf)
+    for index in plan.held:
+        m = levels[index]
+        footprint = plan.footprint[m.name]
+        overflow = footprint - m.room_bytes
         if overflow <= 0:
             continue
         spillable = plan.spillable.get(m.name, 0)
         if overflow > spillable:
-            reasons.append(f"group {group.name}: {m.name} holds {plan.footprint[m.name]:.0f} B of tiles "
+            reasons.append(f"group {group.name}: {m.name} holds {footprint:.0f} B of tiles "
                            f"({', '.join(plan.kept_at.get(m.name, ())) or 'hand-offs between units'}), "
                            f"over its capacity of {m.capacity_bytes} B")
             continue
-        # The part of the spillable tiles that does not fit lives one level out; each access to it goes there.
-        fraction = overflow / spillable
-        parent = plan.parent_of[m.name]
-        if traffic is plan.traffic:
-            traffic = {level: dict(per) for level, per in plan.traffic.items()}
-        into = traffic.setdefault(memories[parent].name, {})
-        for s in plan.spills[m.name]:
-            elems = s.elems * fraction
-            into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
-            for key, index, action, bits in (
-                    transfer_actions(levels, parent, compute_level, elems * s.reads * word * 8, True)
-                    + transfer_actions(levels, parent, compute_level, elems * s.writes * word * 8, False)):
-                energy[key] = energy.get(key, 0) + bits / access_bits[index] * action_pj[index][action]
+        traffic, spill_energy = _spill(binding, numbers, plan, index, overflow / spillable, traffic)
+        for key, pj_spent in spill_energy:
+            energy[key] = energy.get(key, 0) + pj_spent
         moved = {level: sum(per.values()) for level, per in traffic.items()}
 
     memory_s = {}
-    for m in memories:
+    for m in levels:
         level_moved = moved.get(m.name, 0)
         if m.bandwidth_bytes_per_s and level_moved:
             memory_s[m.name] = level_moved / m.bandwidth_bytes_per_s
-    seconds = max([compute_cycles / arch.clock_hz, *memory_s.values()])
+    seconds = max([compute_cycles / numbers.clock_hz, *memory_s.values()])
     return _GroupResult(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint, reasons, einsums)
 
 
-def _fanout_reasons(arch: Architecture, group: Group, plan: GroupPlan) -> list[str]:
+def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, fraction: float,
+           traffic: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, float]], list[tuple[Key, float]]]:
+    """The part `fraction` of level `index`'s spillable tiles that does not fit lives one level out; each access
+    to it goes there. Returns the traffic with those accesses added (a copy of the plan's) and their energies."""
+    levels = numbers.levels
+    names = tuple(m.name for m in levels)
+    word = binding.word_bytes
+    parent = plan.parent_of[names[index]]
+    if traffic is plan.traffic:
+        traffic = {level: dict(per) for level, per in plan.traffic.items()}
+    into = traffic.setdefault(names[parent], {})
+    spent = []
+    for s in plan.spills[names[index]]:
+        elems = s.elems * fraction
+        into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
+        for key, at, action, bits in (transfer_actions(names, parent, len(names), elems * s.reads * word * 8, True)
+                                      + transfer_actions(names, parent, len(names), elems * s.writes * word * 8,
+                                                         False)):
+            spent.append((key, bits / levels[at].access_bits * levels[at].actions_pj[action]))
+    return traffic, spent
+
+
+def _fanout_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan) -> list[str]:
     """Why the group's spatial loops need more PEs than a unit has, along one of its dimensions (see the module
     docstring for which loops go along which dimension)."""
     reasons = []
-    for unit in arch.units:
-        for d, (fanout, along) in enumerate(plan.fanouts[unit.name]):
-            pes = unit.shape[d]
-            if fanout > pes:
-                named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
-                reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "
-                               f"{pes} PEs along dimension {d} (shape {' x '.join(map(str, unit.shape))})")
+    for unit_name, d, fanout, along in plan.fanouts:
+        unit = numbers.units[unit_name]
+        pes = unit.shape[d]
+        if fanout > pes:
+            named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+            reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "
+                           f"{pes} PEs along dimension {d} (shape {' x '.join(map(str, unit.shape))})")
     return reasons
 
 
-def _overlap_reasons(arch: Architecture, group: Group, einsums: list[EinsumResult], compute_cycles: float) -> list[str]:
+def _overlap_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan, cycles: dict[str, float],
+                     compute_cycles: float) -> list[str]:
     """Why the group's overlap expression runs a unit's Einsums side by side beyond its PEs."""
     reasons = []
-    for unit in arch.units:
-        mine = [r for r in einsums if r.unit == unit.name]
-        busy = sum(r.compute_cycles * r.lanes_used for r in mine)
+    for unit_name, mine in plan.by_unit:
+        unit = numbers.units[unit_name]
+        busy = sum([cycles[e] * lanes for e, lanes in mine])
         if busy > unit.lanes * compute_cycles * (1 + 1e-9):
-            reasons.append(f"group {group.name}: its overlap runs {', '.join(r.name for r in mine)} side by side on "
+            reasons.append(f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on "
                            f"unit {unit.name} in {compute_cycles:.0f} cycles, but their {busy:.0f} PE-cycles need "
                            f"{busy / unit.lanes:.0f} cycles of its {unit.lanes} PEs")
     return reasons
 
 
-def _overlap(plan: GroupPlan, cycles: dict[str, float], unit_of: dict[str, str], rank_sizes: dict[str, int]) -> float:
+def _overlap(plan: GroupPlan, cycles: dict[str, float]) -> float:
     if plan.group.overlap == "sequential":
         return sum(cycles.values())
     if plan.group.overlap == "max":
         per_unit: Counter[str] = Counter()
-        for e, c in cycles.items():
-            per_unit[unit_of[e]] += c
+        for ep in plan.einsums:
+            per_unit[ep.unit] += cycles[ep.name]
         return max(per_unit.values())
-    return plan.pipeline({**rank_sizes, **cycles})
+    return plan.pipeline({**plan.delay_sizes, **cycles} if plan.delay_sizes else cycles)
 
 
 def pipeline_cycles(node: Expr, cycles: dict[str, float]) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.passes import refs_of
-from archsim.mapping.overlap import POLICIES, compile_pipeline, parse_pipeline
+from archsim.mapping.overlap import POLICIES, compile_pipeline, delay_names, parse_pipeline
 from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
@@ -35,7 +35,8 @@ class EinsumPlan:
     unit: str
     lanes: int  # PEs the group's spatial loops give it on its unit
     ops: dict[str, int]  # op type -> count (the analysis')
-    energy_keys: tuple[tuple[str, str], ...]  # (unit, op) per op, in the order of `ops`
+    op_counts: tuple[tuple[str, int], ...]  # the items of `ops`
+    priced: tuple[tuple[tuple[str, str], str, int], ...]  # ((unit, op), op, count) per op, in the order of `ops`
     pipelined: bool
     most_ops: int  # the largest op count (a pipelined Einsum issues one point per cycle of its slowest op)
 
@@ -52,9 +53,10 @@ class SpillPlan:
 class GroupPlan:
     group: Group  # resolved: every factor an int
     einsums: tuple[EinsumPlan, ...]
-    fanouts: dict[str, tuple[tuple[int, tuple[tuple[int, Loop], ...]], ...]]  # unit -> per dimension of its
-    # shape: (product of the factors spread along it, those loops (index, loop)); see `analytical` for the order
+    fanouts: tuple[tuple[str, int, int, tuple[tuple[int, Loop], ...]], ...]  # (unit, dimension of its shape,
+    # product of the factors spread along it, those loops (index, loop)), units in order; see `analytical`
     footprint: dict[str, float]  # level -> bytes of the tiles it keeps (and hand-offs)
+    held: tuple[int, ...]  # indices of the levels in `footprint`, outermost first
     kept_at: dict[str, tuple[str, ...]]  # level -> tensors whose tiles it holds
     spillable: dict[str, float]  # level -> bytes of its tiles that may spill
     parent_of: dict[str, int]  # level -> index of the level a spilled tile lives in
@@ -63,6 +65,8 @@ class GroupPlan:
     moved: dict[str, float]  # level -> sum of its traffic (before spills)
     actions: tuple[Action, ...]  # memory actions of every transfer, in the order the model prices them
     pipeline: Callable[[Mapping[str, float]], float] | None  # the overlap expression's cycles (None: a policy)
+    delay_sizes: dict[str, int]  # the rank sizes its delay terms read
+    by_unit: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]  # unit -> its (Einsum, lanes), units in order
 
 
 def used_in(binding: Binding, mapping: MappingSpec) -> dict[str, set[str]]:
@@ -106,13 +110,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             if lp.spatial == unit and lp.rank in space[e]:
                 lanes *= lp.factor
         ops = analysis.ops[e]
-        einsums.append(EinsumPlan(e, unit, lanes, ops, tuple((unit, op) for op in ops), e in group.pipelined,
+        einsums.append(EinsumPlan(e, unit, lanes, ops, tuple(ops.items()),
+                                  tuple(((unit, op), op, n) for op, n in ops.items()), e in group.pipelined,
                                   max(n for n in ops.values()) if ops else 0))
-    fanouts = {}
+    fanouts = []
     for unit, dims in unit_dims:
         loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit]
         along = [loops[d:d + 1] if d < dims - 1 else loops[dims - 1:] for d in range(dims)]
-        fanouts[unit] = tuple((math.prod(lp.factor for _, lp in a), tuple(a)) for a in along)
+        fanouts += [(unit, d, math.prod(lp.factor for _, lp in a), tuple(a)) for d, a in enumerate(along)]
 
     reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
@@ -170,10 +175,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, reads),
                                         math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
-    return GroupPlan(group, tuple(einsums), fanouts, dict(footprint),
+    by_unit = tuple((unit, mine) for unit, _ in unit_dims
+                    if (mine := tuple((ep.name, ep.lanes) for ep in einsums if ep.unit == unit)))
+    return GroupPlan(group, tuple(einsums), tuple(fanouts), dict(footprint),
+                     tuple(i for i, level in enumerate(levels) if level in footprint),
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, tuple(actions),
-                     None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)))
+                     None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
+                     {n: binding.rank_sizes[n] for n in sorted(delay_names(group.overlap, group.einsums))}, by_unit)
 
 
 def _handoff_elems(binding: Binding, group: Group, owner: str) -> int:
