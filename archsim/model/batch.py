@@ -1,0 +1,669 @@
+"""The analytical model over many points at once: N points that share a bound cascade, analysis, mapping and the
+architecture's structure (its level and unit names, the dimensions of each unit's shape, its ops and actions),
+and differ only in the architecture's numbers, priced together with numpy.
+
+Two entries:
+- `evaluate_columns(binding, analysis, arch, mapping, numbers)`: `arch` with fields replaced per point, `numbers`
+  mapping a field path (as a sweep axis spells it after `arch.`: `clock_hz`, `memories.GlobalBuffer.capacity_bytes`,
+  `memories.DRAM.bandwidth_bytes_per_s`, `memories.RF.instances`, `units.array2d.shape` (an N x dims array),
+  `units.array1d.op_cycles.exp`, `memories.DRAM.energy.actions_pj.read`, ...) to an array of N values. One plan.
+- `evaluate_points(points)`: a list of prepared (binding, analysis, arch, mapping) points (array size, sequence
+  length or batch change the binding or the mapping's factors, so the plan). Points are grouped by plan (the same
+  binding, analysis and mapping objects, the same architecture structure and the capacities the mapping's factor
+  expressions read); each group is planned once and priced as columns.
+
+Both return a `BatchResult`: numpy columns of every metric of `archsim.model.result.Result` and `result(i)`, the
+point's `Result`. The model is `archsim.model.analytical`'s (its docstring states the assumptions); this module
+applies the same operations in the same order to columns, so a column agrees with the single-point path to the
+last bit or so (tests/test_batch_eval.py: relative difference <= 1e-12 on random points of the demo sweep's
+space). Reasons (capacity, fan-out, overlap) are the single path's strings. `result(i)` prices the point's plan
+with its numbers through `analytical.price`, the single path itself. A dict metric (traffic per level and tensor,
+energy per action, memory time per level) is a column per key that any point has, 0 where a point has none.
+
+Column values are checked as the architecture loader checks a field (`archsim.arch.load`): a bad one raises
+SpecError naming the field and the point.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from archsim.arch.load import MAX_VALUE
+from archsim.arch.spec import Architecture
+from archsim.cascade.analysis import Analysis
+from archsim.cascade.bind import Binding
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
+from archsim.errors import SpecError
+from archsim.mapping.overlap import parse_pipeline
+from archsim.mapping.spec import Mapping as MappingSpec
+from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, plans, price, read_numbers
+from archsim.model.plan import GroupPlan, transfer_actions
+from archsim.model.result import Result
+from archsim.record import PJ_PER_J, Record
+
+Key = tuple[str, str]
+
+
+@dataclass
+class _LevelColumns:
+    name: str
+    capacity_bytes: np.ndarray  # inf = unbounded
+    bandwidth_bytes_per_s: np.ndarray  # 0 = no limit
+    access_bits: np.ndarray
+    actions_pj: dict[str, np.ndarray]
+    instances: np.ndarray
+    area_um2: np.ndarray
+    area_capacity_bytes: np.ndarray  # nan = area fixed
+
+
+@dataclass
+class _UnitColumns:
+    name: str
+    shape: np.ndarray  # N x dimensions
+    op_cycles: dict[str, np.ndarray]
+    op_pj: dict[str, np.ndarray]  # composites resolved
+    area_um2: np.ndarray
+    composed_of: dict[str, dict[str, float]]  # op -> {plain op: count}, for re-deriving a composite
+
+
+@dataclass
+class Columns:
+    """An architecture's numbers for N points (its structure is one)."""
+
+    names: list[str]  # the architecture's name per point
+    clock_hz: np.ndarray
+    levels: list[_LevelColumns]
+    units: dict[str, _UnitColumns]
+
+    @property
+    def n(self) -> int:
+        return len(self.clock_hz)
+
+    def lanes(self, unit: str) -> np.ndarray:
+        shape = self.units[unit].shape
+        return np.prod(shape, axis=1) if shape.shape[1] > 1 else shape[:, 0]
+
+    @functools.cached_property
+    def area(self) -> np.ndarray:
+        """`Architecture.area_um2`, per point, with its operations in its order."""
+        units = 0
+        for u in self.units.values():
+            units = units + u.area_um2 * self.lanes(u.name)
+        memories = 0
+        for m in self.levels:
+            with np.errstate(invalid="ignore"):
+                scaled = (m.area_um2 * m.capacity_bytes) / m.area_capacity_bytes
+            instance = np.where(np.isnan(m.area_capacity_bytes) | np.isinf(m.capacity_bytes), m.area_um2, scaled)
+            memories = memories + instance * m.instances
+        return units + memories
+
+    def numbers(self, i: int) -> ArchNumbers:
+        """Point i's numbers, as `analytical.read_numbers` reads them from an Architecture."""
+        levels = []
+        for m in self.levels:
+            capacity = None if math.isinf(m.capacity_bytes[i]) else int(m.capacity_bytes[i])
+            bandwidth = float(m.bandwidth_bytes_per_s[i]) or None
+            actions = {a: float(e[i]) for a, e in m.actions_pj.items()}
+            area_capacity = None if math.isnan(m.area_capacity_bytes[i]) else int(m.area_capacity_bytes[i])
+            levels.append(LevelNumbers(m.name, capacity, math.inf if capacity is None else capacity, bandwidth,
+                                       int(m.access_bits[i]), actions, actions.get("leak", 0.0) * int(m.instances[i]),
+                                       int(m.instances[i]), float(m.area_um2[i]), area_capacity))
+        units = {}
+        for u in self.units.values():
+            shape = tuple(int(s) for s in u.shape[i])
+            units[u.name] = UnitNumbers(u.name, shape, math.prod(shape),
+                                        {op: int(c[i]) for op, c in u.op_cycles.items()},
+                                        {op: float(e[i]) for op, e in u.op_pj.items()}, float(u.area_um2[i]))
+        return ArchNumbers(self.names[i], float(self.clock_hz[i]), float(self.area[i]), tuple(levels), units)
+
+    def take(self, index: np.ndarray) -> Columns:
+        """The points at `index`."""
+        return Columns([self.names[i] for i in index], self.clock_hz[index],
+                       [_LevelColumns(m.name, m.capacity_bytes[index], m.bandwidth_bytes_per_s[index],
+                                      m.access_bits[index], {a: e[index] for a, e in m.actions_pj.items()},
+                                      m.instances[index], m.area_um2[index], m.area_capacity_bytes[index])
+                        for m in self.levels],
+                       {name: _UnitColumns(name, u.shape[index], {op: c[index] for op, c in u.op_cycles.items()},
+                                           {op: e[index] for op, e in u.op_pj.items()}, u.area_um2[index],
+                                           u.composed_of)
+                        for name, u in self.units.items()})
+
+
+def columns_of(arch: Architecture, n: int) -> Columns:
+    """`arch`'s numbers repeated for n points."""
+
+    def full(value: float | None, empty: float) -> np.ndarray:
+        return np.full(n, empty if value is None else float(value))
+
+    levels = [_LevelColumns(m.name, full(m.capacity_bytes, math.inf), full(m.bandwidth_bytes_per_s, 0.0),
+                            full(m.access_bits, 0), {a: full(e, 0) for a, e in m.energy.actions_pj.items()},
+                            full(m.instances, 0), full(m.area_um2, 0), full(m.area_capacity_bytes, math.nan))
+              for m in arch.memories]
+    units = {u.name: _UnitColumns(u.name, np.tile(np.array(u.shape, dtype=float), (n, 1)),
+                                  {op: full(c, 0) for op, c in u.op_cycles.items()},
+                                  {op: full(e, 0) for op, e in u.energy.actions_pj.items()}, full(u.area_um2, 0),
+                                  {op: dict(parts) for op, parts in u.energy.composed_of.items()})
+             for u in arch.units}
+    return Columns([arch.name] * n, full(arch.clock_hz, 0), levels, units)
+
+
+def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence[float]]) -> Columns:
+    """`arch`'s numbers for N points with the fields in `numbers` replaced (see the module docstring for the
+    paths). A composite energy (exp priced as MACs) follows its parts, as in `Architecture.with_changes`."""
+    source = f"{arch.source} (batch columns)"
+    arrays = {path: np.asarray(values, dtype=float) for path, values in numbers.items()}
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        raise SpecError(source, ", ".join(arrays), f"expected arrays of one length, got lengths {sorted(lengths)}")
+    cols = columns_of(arch, lengths.pop() if lengths else 1)
+    levels = {m.name: m for m in cols.levels}
+    changed_parts: dict[str, set[str]] = {}
+    for path, values in arrays.items():
+        parts = path.split(".")
+        if parts == ["clock_hz"]:
+            cols.clock_hz = _checked(values, source, path, positive=True, integer=False)
+        elif len(parts) >= 3 and parts[0] == "memories" and parts[1] in levels:
+            _set_level(levels[parts[1]], parts[2:], values, source, path)
+        elif len(parts) >= 3 and parts[0] == "units" and parts[1] in cols.units:
+            _set_unit(cols.units[parts[1]], parts[2:], values, source, path)
+            if parts[2:4] == ["energy", "actions_pj"]:
+                changed_parts.setdefault(parts[1], set()).add(parts[4])
+        else:
+            raise SpecError(source, path, f"not a field the batch path varies in {arch.name} (expected clock_hz, "
+                                          "memories.LEVEL.capacity_bytes | bandwidth_bytes_per_s | access_bits | "
+                                          "instances | area_um2 | area_capacity_bytes | energy.actions_pj.ACTION, "
+                                          "units.UNIT.shape | area_um2 | op_cycles.OP | energy.actions_pj.OP; "
+                                          f"levels: {', '.join(levels)}; units: {', '.join(cols.units)})")
+    for name, changed in changed_parts.items():
+        unit = cols.units[name]
+        for op, recipe in unit.composed_of.items():
+            if op not in changed and changed & set(recipe):
+                total = 0
+                for part, count in recipe.items():
+                    total = total + count * unit.op_pj[part]
+                unit.op_pj[op] = total
+    for m in cols.levels:
+        fixed = ~np.isnan(m.area_capacity_bytes)
+        if np.any(fixed & np.isinf(m.capacity_bytes)):
+            raise SpecError(source, f"memories.{m.name}.area_capacity_bytes",
+                            "area cannot scale with an unbounded capacity (capacity_bytes is null)")
+    return cols
+
+
+def _set_level(level: _LevelColumns, rest: list[str], values: np.ndarray, source: str, where: str) -> None:
+    match rest:
+        case ["capacity_bytes"]:
+            level.capacity_bytes = _checked(values, source, where, positive=True, integer=True)
+        case ["bandwidth_bytes_per_s"]:
+            level.bandwidth_bytes_per_s = _checked(values, source, where, positive=True, integer=False)
+        case ["access_bits"] | ["instances"] | ["area_capacity_bytes"]:
+            setattr(level, rest[0], _checked(values, source, where, positive=True, integer=True))
+        case ["area_um2"]:
+            level.area_um2 = _checked(values, source, where, positive=False, integer=False)
+        case ["energy", "actions_pj", action] if action in level.actions_pj:
+            level.actions_pj[action] = _checked(values, source, where, positive=False, integer=False)
+        case _:
+            raise SpecError(source, where, f"not a field of memory {level.name} the batch path varies (expected "
+                                           "capacity_bytes, bandwidth_bytes_per_s, access_bits, instances, "
+                                           "area_um2, area_capacity_bytes or energy.actions_pj.ACTION; actions: "
+                                           f"{', '.join(level.actions_pj)})")
+
+
+def _set_unit(unit: _UnitColumns, rest: list[str], values: np.ndarray, source: str, where: str) -> None:
+    match rest:
+        case ["shape"]:
+            if values.ndim != 2 or values.shape[1] != unit.shape.shape[1]:
+                raise SpecError(source, where, f"expected an N x {unit.shape.shape[1]} array of fan-outs (the "
+                                               f"plan fixes the unit's dimensions), got shape {values.shape}")
+            unit.shape = _checked(values, source, where, positive=True, integer=True)
+        case ["op_cycles", op] if op in unit.op_cycles:
+            unit.op_cycles[op] = _checked(values, source, where, positive=True, integer=True)
+        case ["energy", "actions_pj", op] if op in unit.op_pj:
+            unit.op_pj[op] = _checked(values, source, where, positive=False, integer=False)
+            unit.composed_of.pop(op, None)
+        case ["area_um2"]:
+            unit.area_um2 = _checked(values, source, where, positive=False, integer=False)
+        case _:
+            raise SpecError(source, where, f"not a field of unit {unit.name} the batch path varies (expected shape, "
+                                           f"area_um2, op_cycles.OP or energy.actions_pj.OP; ops: "
+                                           f"{', '.join(unit.op_cycles)})")
+
+
+def _checked(values: np.ndarray, source: str, where: str, positive: bool, integer: bool) -> np.ndarray:
+    """`values` if each is what the architecture loader accepts for the field, else SpecError naming the first."""
+    ok = np.isfinite(values) & (values <= MAX_VALUE) & ((values > 0) if positive else (values >= 0))
+    if positive:
+        ok &= values >= (1 if integer else 1 / MAX_VALUE)
+    if integer:
+        ok &= values == np.floor(values)
+    if not ok.all():
+        i = np.unravel_index(int(np.argmin(ok)), ok.shape)
+        kind = "positive integer" if integer else ("positive number" if positive else "non-negative number")
+        raise SpecError(source, where, f"expected a {kind} at most {MAX_VALUE:g}, got {values[i]!r} at point "
+                                       f"{i[0]}")
+    return values
+
+
+@dataclass
+class BatchResult:
+    """Every metric of `Result` as a column over N points (dict metrics: a column per key, 0 where a point has
+    none), and each point's `Result` on request."""
+
+    latency_s: np.ndarray
+    energy_pj: np.ndarray
+    compute_cycles: np.ndarray
+    feasible: np.ndarray  # bool
+    reason: list[str]  # '' when feasible
+    area_um2: np.ndarray
+    traffic_bytes: dict[str, dict[str, np.ndarray]]  # level -> tensor -> bytes
+    memory_s: dict[str, np.ndarray]  # level -> seconds its transfers take
+    energy_by: dict[Key, np.ndarray]  # (component, action) -> pJ
+    utilization: dict[str, np.ndarray]  # unit -> busy lane-cycles / (lanes x latency cycles)
+    footprint_bytes: dict[str, np.ndarray]  # level -> bytes of tiles resident
+    architecture: list[str]
+    _result: Callable[[int], Result] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.latency_s)
+
+    def result(self, i: int) -> Result:
+        """Point i's `Result`, the single-point path's (`analytical.price` of its plan with its numbers)."""
+        return self._result(i)
+
+    def dram_traffic_bytes(self) -> np.ndarray:
+        """Bytes moved across the outermost level's boundary, per point."""
+        total = np.zeros(len(self))
+        if self.traffic_bytes:
+            for column in next(iter(self.traffic_bytes.values())).values():
+                total = total + column
+        return total
+
+    def records(self) -> list[Record]:
+        """Each point's `archsim.record.Record` (what `Result.record` gives), from the columns."""
+        dram = self.dram_traffic_bytes()
+        busy = {unit: u * self.latency_s for unit, u in self.utilization.items()}
+        energy_j = self.energy_pj / PJ_PER_J
+        return [Record("architecture", self.architecture[i], bool(self.feasible[i]), self.reason[i],
+                       float(self.latency_s[i]), float(energy_j[i]), float(self.area_um2[i]), float(dram[i]),
+                       {unit: float(b[i]) for unit, b in busy.items()})
+                for i in range(len(self))]
+
+
+def evaluate_columns(binding: Binding, analysis: Analysis, arch: Architecture, mapping: MappingSpec,
+                     numbers: Mapping[str, np.ndarray | Sequence[float]]) -> BatchResult:
+    """`analytical.evaluate(binding, analysis, arch.with_changes(point i's numbers), mapping)` for every i, as
+    columns. Raises SpecError for a mapping that cannot run (as `evaluate` does), for a path the batch path does
+    not vary, for a bad value, and for a capacity column of a level the mapping's factor expressions read (that
+    changes the plan: use `evaluate_points`)."""
+    read = _capacities_read(mapping)
+    for path in numbers:
+        parts = path.split(".")
+        if parts[0] == "memories" and parts[-1] == "capacity_bytes" and parts[1] in read:
+            raise SpecError(mapping.source, path, f"mapping {mapping.name} sizes its tiles from "
+                                                  f"capacity({parts[1]}), so this column changes the plan; evaluate "
+                                                  "these points with evaluate_points")
+    cols = with_numbers(arch, numbers)
+    group_plans = plans(binding, analysis, arch, mapping, None)
+    return _assemble(cols.n, [(np.arange(cols.n), _Priced(binding, mapping.name, group_plans, cols), None)])
+
+
+def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, MappingSpec]]) -> BatchResult:
+    """`analytical.evaluate` of each prepared point, as columns: points grouped by plan, each group priced as
+    columns. A point whose mapping cannot run (SpecError from `evaluate`) is infeasible with the error as its
+    reason, and its `result(i)` raises that error."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (binding, analysis, arch, mapping) in enumerate(points):
+        read = _capacities_read(mapping)
+        structure = (id(binding), id(analysis), id(mapping), _structure(arch),
+                     tuple(m.capacity_bytes for m in arch.memories if m.name in read))
+        groups.setdefault(structure, []).append(i)
+    parts = []
+    for index in groups.values():
+        binding, analysis, arch, mapping = points[index[0]]
+        at = np.array(index)
+        cols = _stacked([read_numbers(points[i][2]) for i in index])
+        try:
+            group_plans = plans(binding, analysis, arch, mapping, None)
+        except SpecError as e:
+            parts.append((at, None, e))
+            continue
+        parts.append((at, _Priced(binding, mapping.name, group_plans, cols), None))
+    return _assemble(len(points), parts)
+
+
+def _structure(arch: Architecture) -> tuple:
+    """What of an architecture a plan depends on, besides capacities a factor expression reads: names."""
+    return (tuple(m.name for m in arch.memories),
+            tuple((u.name, len(u.shape), tuple(u.op_cycles), tuple(u.energy.actions_pj)) for u in arch.units),
+            tuple(tuple(m.energy.actions_pj) for m in arch.memories))
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_capacities(factors: tuple) -> frozenset[str]:
+    levels = set()
+    for factor in factors:
+        if isinstance(factor, str) and "capacity" in factor:
+            levels |= {n.args[0].name for n in walk(parse_expr(factor))
+                       if isinstance(n, Call) and n.fn == "capacity" and n.args and isinstance(n.args[0], Name)}
+    return frozenset(levels)
+
+
+def _capacities_read(mapping: MappingSpec) -> frozenset[str]:
+    """Levels whose capacity the mapping's factor expressions read (`capacity(GlobalBuffer) / 4`)."""
+    return _factor_capacities(tuple(lp.factor for g in mapping.groups for lp in g.loops))
+
+
+def _stacked(numbers: list[ArchNumbers]) -> Columns:
+    """Columns of the numbers of architectures of one structure."""
+    first = numbers[0]
+
+    def col(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=float)
+
+    levels = []
+    for j, m in enumerate(first.levels):
+        each = [n.levels[j] for n in numbers]
+        levels.append(_LevelColumns(
+            m.name, col([x.room_bytes for x in each]), col([x.bandwidth_bytes_per_s or 0.0 for x in each]),
+            col([x.access_bits for x in each]), {a: col([x.actions_pj[a] for x in each]) for a in m.actions_pj},
+            col([x.instances for x in each]), col([x.area_um2 for x in each]),
+            col([math.nan if x.area_capacity_bytes is None else x.area_capacity_bytes for x in each])))
+    units = {}
+    for name, u in first.units.items():
+        each = [n.units[name] for n in numbers]
+        units[name] = _UnitColumns(name, np.array([x.shape for x in each], dtype=float),
+                                   {op: col([x.op_cycles[op] for x in each]) for op in u.op_cycles},
+                                   {op: col([x.op_pj[op] for x in each]) for op in u.op_pj},
+                                   col([x.pe_area_um2 for x in each]), {})
+    return Columns([n.name for n in numbers], col([n.clock_hz for n in numbers]), levels, units)
+
+
+@dataclass
+class _Priced:
+    """One plan's points priced as columns (`_price`), and their single-path Results on request."""
+
+    binding: Binding
+    mapping_name: str
+    plans: tuple[GroupPlan, ...]
+    cols: Columns
+
+    def result(self, j: int) -> Result:
+        return price(self.binding, self.mapping_name, self.cols.numbers(j), self.plans)
+
+
+@dataclass
+class _GroupColumns:
+    seconds: np.ndarray
+    compute_cycles: np.ndarray
+    memory_s: dict[str, np.ndarray]  # 0 where the level has no time
+    traffic: dict[str, dict[str, np.ndarray]]
+    energy: dict[Key, np.ndarray]
+    busy: dict[str, np.ndarray]
+    footprint: dict[str, float]
+    reasons: dict[int, list[str]]  # point -> reasons, only for points with some
+
+
+def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | None]]) -> BatchResult:
+    """One BatchResult from the priced parts (each at its points' indices)."""
+    metrics: dict[str, np.ndarray] = {k: np.zeros(n) for k in ("latency_s", "energy_pj", "compute_cycles",
+                                                               "area_um2")}
+    feasible = np.zeros(n, dtype=bool)
+    reason = [""] * n
+    names = [""] * n
+    dicts: dict[str, dict] = {"traffic_bytes": {}, "memory_s": {}, "energy_by": {}, "utilization": {},
+                              "footprint_bytes": {}}
+    owner: dict[int, tuple[_Priced | None, int, SpecError | None]] = {}
+    for at, priced, error in parts:
+        for j, i in enumerate(at.tolist()):
+            owner[i] = (priced, j, error)
+        if priced is None:
+            for i in at.tolist():
+                reason[i] = str(error)
+            for key in metrics:
+                metrics[key][at] = math.nan
+            continue
+        out = _price(priced.binding, priced.plans, priced.cols)
+        for key in metrics:
+            metrics[key][at] = out[key]
+        feasible[at] = out["feasible"]
+        for j, text in out["reasons"].items():
+            reason[int(at[j])] = text
+        for j, i in enumerate(at.tolist()):
+            names[i] = priced.cols.names[j]
+        for key, per in dicts.items():
+            for name, value in out[key].items():
+                if isinstance(value, dict):
+                    into = per.setdefault(name, {})
+                    for inner, column in value.items():
+                        into.setdefault(inner, np.zeros(n))[at] = column
+                else:
+                    per.setdefault(name, np.zeros(n))[at] = value
+
+    def result(i: int) -> Result:
+        priced, j, error = owner[i]
+        if error is not None:
+            raise error
+        return priced.result(j)
+
+    return BatchResult(metrics["latency_s"], metrics["energy_pj"], metrics["compute_cycles"], feasible, reason,
+                       metrics["area_um2"], dicts["traffic_bytes"], dicts["memory_s"], dicts["energy_by"],
+                       dicts["utilization"], dicts["footprint_bytes"], names, result)
+
+
+def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) -> dict:
+    """`analytical.price` over columns: the same operations in the same order."""
+    n = cols.n
+    parts = [_group(binding, cols, plan) for plan in group_plans]
+    seconds = 0
+    for p in parts:
+        seconds = seconds + p.seconds
+    cycles = seconds * cols.clock_hz
+    traffic: dict[str, dict[str, np.ndarray]] = {m.name: {} for m in cols.levels}
+    energy: dict[Key, np.ndarray] = {}
+    busy: dict[str, np.ndarray] = {}
+    memory_s: dict[str, np.ndarray] = {}
+    footprint: dict[str, np.ndarray] = {}
+    reasons: dict[int, list[str]] = {}
+    compute_cycles = 0
+    for p in parts:
+        for level, per_tensor in p.traffic.items():
+            into = traffic[level]
+            for t, b in per_tensor.items():
+                into[t] = into.get(t, 0.0) + b
+        for total, add in ((energy, p.energy), (busy, p.busy), (memory_s, p.memory_s)):
+            for key, value in add.items():
+                total[key] = value + total.get(key, 0)
+        for level, b in p.footprint.items():
+            footprint[level] = np.maximum(footprint.get(level, 0.0), b)
+        for i, texts in p.reasons.items():
+            reasons.setdefault(i, []).extend(texts)
+        compute_cycles = compute_cycles + p.compute_cycles
+    for m in cols.levels:
+        leak = m.actions_pj.get("leak")
+        if leak is not None and leak.any():
+            key = (m.name, "leak")
+            energy[key] = energy.get(key, 0) + leak * m.instances * cycles
+    energy_pj = 0
+    for value in energy.values():
+        energy_pj = energy_pj + value
+    with np.errstate(divide="ignore", invalid="ignore"):
+        utilization = {u: np.where(cycles != 0, busy.get(u, 0) / (cols.lanes(u) * cycles), 0.0) for u in cols.units}
+    feasible = np.ones(n, dtype=bool)
+    feasible[list(reasons)] = False
+    return {"latency_s": _full(seconds, n), "energy_pj": _full(energy_pj, n), "area_um2": cols.area,
+            "compute_cycles": _full(compute_cycles, n), "feasible": feasible,
+            "reasons": {i: "; ".join(texts) for i, texts in reasons.items()},
+            "traffic_bytes": {lv: {t: _full(c, n) for t, c in per.items()} for lv, per in traffic.items()},
+            "memory_s": {lv: _full(c, n) for lv, c in memory_s.items()},
+            "energy_by": {k: _full(c, n) for k, c in energy.items()},
+            "utilization": utilization, "footprint_bytes": {lv: _full(c, n) for lv, c in footprint.items()}}
+
+
+def _full(value: np.ndarray | float, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, dtype=float), (n,))
+
+
+def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
+    """`analytical._group` over columns."""
+    group = plan.group
+    n = cols.n
+    levels = cols.levels
+    energy: dict[Key, np.ndarray] = {}
+    busy: dict[str, np.ndarray] = {}
+    cycles: dict[str, np.ndarray] = {}
+    for ep in plan.einsums:
+        unit = cols.units[ep.unit]
+        if ep.pipelined:
+            lane_cycles = ep.most_ops * functools.reduce(np.maximum, [unit.op_cycles[op] for op, _ in ep.op_counts])
+        else:
+            lane_cycles = 0
+            for op, count in ep.op_counts:
+                lane_cycles = lane_cycles + count * unit.op_cycles[op]
+        for key, op, count in ep.priced:
+            energy[key] = energy.get(key, 0) + count * unit.op_pj[op]
+        busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
+        cycles[ep.name] = lane_cycles / ep.lanes
+    compute_cycles = _overlap(plan, cycles)
+    reasons = _fanout_reasons(cols, group, plan)
+    _overlap_reasons(cols, group, plan, cycles, compute_cycles, reasons)
+
+    for key, index, action, bits in plan.actions:
+        level = levels[index]
+        energy[key] = energy.get(key, 0) + bits / level.access_bits * level.actions_pj[action]
+    traffic: dict[str, dict[str, np.ndarray | float]] = {lv: dict(per) for lv, per in plan.traffic.items()}
+    spilled = False
+    for index in plan.held:
+        m = levels[index]
+        footprint = plan.footprint[m.name]
+        overflow = footprint - m.capacity_bytes
+        over = overflow > 0
+        if not over.any():
+            continue
+        spillable = plan.spillable.get(m.name, 0)
+        full = over & (overflow > spillable)
+        kept = ", ".join(plan.kept_at.get(m.name, ())) or "hand-offs between units"
+        for i in np.flatnonzero(full).tolist():
+            reasons.setdefault(i, []).append(f"group {group.name}: {m.name} holds {footprint:.0f} B of tiles "
+                                             f"({kept}), over its capacity of {int(m.capacity_bytes[i])} B")
+        spill = over & ~full
+        if not spill.any():
+            continue
+        spilled = True
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = np.where(spill, overflow / spillable, 0.0)
+        _spill(binding, cols, plan, index, fraction, spill, traffic, energy)
+    moved = plan.moved
+    if spilled:
+        moved = {}
+        for level, per in traffic.items():
+            total = 0
+            for value in per.values():
+                total = total + value
+            moved[level] = total
+    memory_s = {}
+    seconds = compute_cycles / cols.clock_hz
+    for m in levels:
+        level_moved = moved.get(m.name, 0)
+        limited = m.bandwidth_bytes_per_s != 0
+        if not np.any(limited & (np.asarray(level_moved) != 0)):
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level_s = np.where(limited, level_moved / m.bandwidth_bytes_per_s, 0.0)
+        memory_s[m.name] = level_s
+        seconds = np.maximum(seconds, level_s)
+    return _GroupColumns(_full(seconds, n), _full(compute_cycles, n), memory_s, traffic, energy, busy,
+                         plan.footprint, reasons)
+
+
+def _spill(binding: Binding, cols: Columns, plan: GroupPlan, index: int, fraction: np.ndarray, spill: np.ndarray,
+           traffic: dict, energy: dict[Key, np.ndarray]) -> None:
+    """`analytical._spill` over columns: the spilled part's accesses added where `spill` (0 elsewhere)."""
+    levels = cols.levels
+    names = tuple(m.name for m in levels)
+    word = binding.word_bytes
+    parent = plan.parent_of[names[index]]
+    into = traffic.setdefault(names[parent], {})
+    for s in plan.spills[names[index]]:
+        elems = s.elems * fraction
+        into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
+        for accesses, inward in ((s.reads, True), (s.writes, False)):
+            bits = elems * accesses * word * 8
+            for key, at, action, _ in transfer_actions(names, parent, len(names), accesses, inward):
+                spent = bits / levels[at].access_bits * levels[at].actions_pj[action]
+                energy[key] = energy.get(key, 0) + np.where(spill, spent, 0.0)
+
+
+def _fanout_reasons(cols: Columns, group, plan: GroupPlan) -> dict[int, list[str]]:
+    """`analytical._fanout_reasons` per point: point -> its reasons, for the points with some."""
+    reasons: dict[int, list[str]] = {}
+    for unit_name, d, fanout, along in plan.fanouts:
+        shape = cols.units[unit_name].shape
+        bad = np.flatnonzero(fanout > shape[:, d])
+        if not len(bad):
+            continue
+        named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+        for i in bad.tolist():
+            pes = shape[i].astype(int).tolist()
+            reasons.setdefault(i, []).append(
+                f"group {group.name}: {named} spreads {fanout} over unit {unit_name}, which has {pes[d]} PEs "
+                f"along dimension {d} (shape {' x '.join(map(str, pes))})")
+    return reasons
+
+
+def _overlap_reasons(cols: Columns, group, plan: GroupPlan, cycles: dict[str, np.ndarray],
+                     compute_cycles: np.ndarray, reasons: dict[int, list[str]]) -> None:
+    """`analytical._overlap_reasons`, added for the points without fan-out reasons."""
+    fanned = set(reasons)
+    for unit_name, mine in plan.by_unit:
+        busy = 0
+        for e, lanes in mine:
+            busy = busy + cycles[e] * lanes
+        lanes_of = cols.lanes(unit_name)
+        bad = np.flatnonzero(busy > lanes_of * compute_cycles * (1 + 1e-9))
+        for i in bad.tolist():
+            if i in fanned:
+                continue
+            b, c, lanes = float(_at(busy, i)), float(_at(compute_cycles, i)), int(lanes_of[i])
+            reasons.setdefault(i, []).append(
+                f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on unit "
+                f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of its "
+                f"{lanes} PEs")
+
+
+def _at(value: np.ndarray | float, i: int) -> float:
+    return value[i] if np.ndim(value) else value
+
+
+def _overlap(plan: GroupPlan, cycles: dict[str, np.ndarray]) -> np.ndarray:
+    if plan.group.overlap == "sequential":
+        total = 0
+        for value in cycles.values():
+            total = total + value
+        return total
+    if plan.group.overlap == "max":
+        per_unit: dict[str, np.ndarray] = {}
+        for ep in plan.einsums:
+            per_unit[ep.unit] = per_unit.get(ep.unit, 0) + cycles[ep.name]
+        return functools.reduce(np.maximum, per_unit.values())
+    return _pipeline(parse_pipeline(plan.group.overlap), {**plan.delay_sizes, **cycles})
+
+
+def _pipeline(node: Expr, values: dict[str, np.ndarray | int]) -> np.ndarray:
+    """`archsim.mapping.overlap.compile_pipeline`'s value over columns (max elementwise)."""
+    match node:
+        case Name(name=name):
+            return values[name]
+        case Num(value=value):
+            return value
+        case BinOp(op="+", lhs=lhs, rhs=rhs):
+            return _pipeline(lhs, values) + _pipeline(rhs, values)
+        case BinOp(op="*", lhs=lhs, rhs=rhs):
+            return _pipeline(lhs, values) * _pipeline(rhs, values)
+        case Call(fn="max", args=args):
+            return functools.reduce(np.maximum, [_pipeline(a, values) for a in args])
+    raise ValueError(f"not a pipeline expression: {node!r}")
