@@ -244,7 +244,7 @@ def _checked(values: np.ndarray, source: str, where: str, positive: bool, intege
     if not ok.all():
         i = np.unravel_index(int(np.argmin(ok)), ok.shape)
         kind = "positive integer" if integer else ("positive number" if positive else "non-negative number")
-        raise SpecError(source, where, f"expected a {kind} at most {MAX_VALUE:g}, got {values[i]!r} at point "
+        raise SpecError(source, where, f"expected a {kind} at most {MAX_VALUE:g}, got {float(values[i])!r} at point "
                                        f"{i[0]}")
     return values
 
