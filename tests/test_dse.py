@@ -9,7 +9,7 @@ import pytest
 
 from archsim.dse import fusemax_pareto
 from archsim.dse import sweep as sweep_module
-from archsim.dse.points import evaluate_point, expand, load_base, point_key
+from archsim.dse.points import evaluate_point, evaluate_points, expand, load_base, point_key
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import done_keys, open_store
 from archsim.dse.sweep import run_sweep
@@ -110,11 +110,11 @@ def test_evaluate_point_record():
 def _counting(monkeypatch):
     calls = []
 
-    def counted(spec, base, point):
-        calls.append(point)
-        return evaluate_point(spec, base, point)
+    def counted(spec, base, points):
+        calls.extend(points)
+        return evaluate_points(spec, base, points)
 
-    monkeypatch.setattr(sweep_module, "evaluate_point", counted)
+    monkeypatch.setattr(sweep_module, "evaluate_points", counted)
     return calls
 
 
@@ -135,13 +135,13 @@ def test_killed_sweep_keeps_committed_batches_and_resumes_only_the_rest(tmp_path
                        "workload.seq_len": [1024, 4096]})
     calls = []
 
-    def dies_on_fifth(spec, base, point):
-        calls.append(point)
-        if len(calls) == 5:
+    def dies_on_fifth(spec, base, points):
+        calls.extend(points)
+        if len(calls) >= 5:
             raise KeyboardInterrupt
-        return evaluate_point(spec, base, point)
+        return evaluate_points(spec, base, points)
 
-    monkeypatch.setattr(sweep_module, "evaluate_point", dies_on_fifth)
+    monkeypatch.setattr(sweep_module, "evaluate_points", dies_on_fifth)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec, db, batch_size=2)
     conn = open_store(db)

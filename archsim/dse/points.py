@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -29,6 +30,8 @@ import numpy as np
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
+from archsim.cascade.analysis import Analysis
+from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import load_system_target
@@ -38,10 +41,11 @@ from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.mapping.spec import Mapping
+from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase, gpu_record
 from archsim.model.gpu_kernels import family_of, predict
-from archsim.point import prepare
+from archsim.point import bound, choose_mappings, evaluate_many, prepare
 from archsim.record import Record
 from archsim.systems.requests import Request, poisson_requests
 from archsim.systems.system_spec import System
@@ -123,6 +127,7 @@ def target_kind(base: Base, point: Point) -> str:
 
 def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
     kind = target_kind(base, point)
+    encoded: dict[str, str] = {}
     if kind == "system":
         config = system_config(base.system, base.workload, spec.serving, spec.fields(point))
     elif kind == "parallel":
@@ -132,10 +137,26 @@ def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
                   "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
     else:
         arch, sets = _resolve(spec, base, point)
-        config = {"mapping": spec.mapping, "cascade": spec.cascade, "workload": spec.workload,
-                  "arch": arch.to_dict(), "sets": sets}
-    text = json.dumps(_canonical({"version": MODEL_VERSION, **config}), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+        config = {"mapping": spec.mapping, "cascade": spec.cascade, "workload": spec.workload, "sets": sets}
+        encoded["arch"] = _arch_json(arch)
+    return hashlib.sha256(_json_text({"version": MODEL_VERSION, **config}, encoded).encode()).hexdigest()
+
+
+def _json_text(config: dict[str, Any], encoded: dict[str, str]) -> str:
+    """The canonical JSON of `config` with the members `encoded` (already canonical JSON) added: the text of
+    `json.dumps(_canonical(...), sort_keys=True, separators=(",", ":"))` of the whole."""
+    members = {**{k: _dumps(v) for k, v in config.items()}, **encoded}
+    return "{" + ",".join(f"{json.dumps(k)}:{members[k]}" for k in sorted(members)) + "}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
+
+
+@identity_cache(maxsize=4096)
+def _arch_json(arch: Architecture) -> str:
+    """An architecture's part of its points' keys, written once per Architecture object (points share them)."""
+    return _dumps(arch.to_dict())
 
 
 def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
@@ -146,10 +167,58 @@ def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
 
     A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it."""
     kind = target_kind(base, point)
+    return _record(spec, base, point, kind, lambda: _EVALUATORS[kind](spec, base, point))
+
+
+def evaluate_points(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
+    """`evaluate_point` of each point (the same records, in order), with what points share done once: the points of
+    the architecture that bind the same sizes go through the mapper together (`archsim.point.choose_mappings`:
+    each candidate is shared by the points whose choices so far agree). A point whose changes or sizes are
+    rejected, or a group the mapper rejects, is evaluated alone, so its record carries its own reason."""
+    out: list[dict[str, Any] | None] = [None] * len(points)
+    by_binding: dict[int, tuple[Binding, Analysis, list[tuple[int, Architecture]]]] = {}
+    for i, point in enumerate(points):
+        if target_kind(base, point) != "architecture":
+            out[i] = evaluate_point(spec, base, point)
+            continue
+        try:
+            arch, sets = _resolve(spec, base, point)
+            binding, analysis = bound(base.cascade, base.workload, sets, base.mapping)
+        except SpecError:
+            out[i] = evaluate_point(spec, base, point)
+            continue
+        by_binding.setdefault(id(binding), (binding, analysis, []))[2].append((i, arch))
+    for binding, analysis, members in by_binding.values():
+        archs = [arch for _, arch in members]
+        try:
+            mappings = choose_mappings(binding, analysis, archs, base.mapping)
+            results = [None] * len(members)
+            for mapping, indices in _by_identity(mappings):
+                for j, result in zip(indices, evaluate_many(binding, analysis, [archs[j] for j in indices], mapping),
+                                     strict=True):
+                    results[j] = result
+        except SpecError:  # each point alone, for its own reason
+            results = [None] * len(members)
+        for (i, _), result in zip(members, results, strict=True):
+            out[i] = evaluate_point(spec, base, points[i]) if result is None else _record(
+                spec, base, points[i], "architecture", result.record)
+    return out
+
+
+def _by_identity(objects: list[Any]) -> list[tuple[Any, list[int]]]:
+    """Each distinct object of `objects` (by identity) with its indices."""
+    out: dict[int, tuple[Any, list[int]]] = {}
+    for j, obj in enumerate(objects):
+        out.setdefault(id(obj), (obj, []))[1].append(j)
+    return list(out.values())
+
+
+def _record(spec: SweepSpec, base: Base, point: Point, kind: str, result_of: Callable[[], Record]) -> dict[str, Any]:
+    """The point's record from its model's Record (`result_of()`, a SpecError making it infeasible)."""
     record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": kind, **point}
     nan_metrics = dict.fromkeys(spec.metrics, float("nan"))
     try:
-        result = _EVALUATORS[kind](spec, base, point)
+        result = result_of()
         feasible, reason, metrics = result.feasible, result.reason, result.flat()
     except SpecError as e:
         feasible, reason, metrics = False, str(e), {}
@@ -186,8 +255,20 @@ def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, d
     """The architecture with the point's `arch.` changes and the sizes with its `workload.` overrides (its own
     and its linked axes')."""
     fields = spec.fields(point)
-    changes = {p.removeprefix("arch."): v for p, v in fields.items() if p.startswith("arch.")}
-    return (base.arch.with_changes(**changes) if changes else base.arch), _sizes(spec, fields)
+    changes = tuple((p.removeprefix("arch."), _frozen(v)) for p, v in fields.items() if p.startswith("arch."))
+    return (_changed(base.arch, changes) if changes else base.arch), _sizes(spec, fields)
+
+
+@identity_cache(maxsize=4096)
+def _changed(arch: Architecture, changes: tuple[tuple[str, Any], ...]) -> Architecture:
+    """`arch` with `changes` ((field path, value) pairs, lists as tuples), one object per equal changes: points
+    differing only in sizes share it (and what is remembered of it)."""
+    return arch.with_changes(**dict(changes))
+
+
+def _frozen(value: Any) -> Any:
+    """A list as a tuple (nested), so that a change is remembered by value."""
+    return tuple(map(_frozen, value)) if isinstance(value, list) else value
 
 
 def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:

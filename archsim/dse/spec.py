@@ -76,6 +76,7 @@ from archsim.dse.serving_spec import (
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
+from archsim.memo import identity_cache
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
@@ -176,7 +177,7 @@ class SweepSpec:
         out = {p: v for p, v in point.items() if p.partition(".")[0] in FIELD_ROOTS}
         for path, value in point.items():
             if path in self.links:
-                out.update(linked_fields(path, self.links[path], value, self.source))
+                out.update(_linked_fields(path, self.links[path], value, self.source))
         return out
 
 
@@ -204,6 +205,11 @@ def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str)
             raise SpecError(source, where, f"cannot evaluate {template!r} with {name}={value!r}: {e}") from None
 
     return {target: render(t, f"axes.{path}.set.{target}") for target, t in templates.items()}
+
+
+# linked_fields remembered per axis (its templates object) and value: a sweep renders each value once, not per point.
+_linked_fields = identity_cache(maxsize=4096)(linked_fields)
+
 
 def load_sweep(path: str | Path, max_points: int | None = None) -> SweepSpec:
     return sweep_from_dict(read_yaml(Path(path)), str(path), max_points)

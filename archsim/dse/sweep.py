@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, evaluate_point, expand, load_base, point_key
+from archsim.dse.points import Base, Point, evaluate_points, expand, load_base, point_key
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
 
@@ -23,7 +23,9 @@ Progress = Callable[[int, int, float, float], None]  # (points done, points tota
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
-    return [evaluate_point(spec, base, p) for p in points]
+    """The records of `points`, in order (`archsim.dse.points.evaluate_points`: the points of a batch that bind
+    the same sizes share the mapper's work)."""
+    return evaluate_points(spec, base, points)
 
 
 def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[str, Point]]:

@@ -10,13 +10,19 @@ imports none). The best feasible point minimises (latency, energy), ties going t
 i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256 whose tiles fit the global
 buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the least bad is
 returned, so the evaluation reports why it does not fit.
+
+`search_many` runs the same search for many architectures that differ in numbers (a sweep's points binding the
+same sizes): the points whose choices so far agree share each candidate, scored on all their architectures by
+one call of the caller's `GroupsEvaluator` (which may plan it once and price it per architecture), and each
+candidate is one Mapping object per spec and factors, so what a model remembers per mapping serves later searches.
+Each point gets what `search` alone gives it (tests/test_mapper_same_choice.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
 from dataclasses import replace
 from typing import Protocol
@@ -27,6 +33,7 @@ from archsim.errors import SpecError
 from archsim.mapping.factors import divisors, spread
 from archsim.mapping.resolve import check_bindings, check_group, concrete_factors
 from archsim.mapping.spec import SEARCH, Group, Mapping
+from archsim.memo import identity_cache
 
 MAX_CANDIDATES = 256  # points evaluated per group (about 0.5 ms each with the analytical model)
 
@@ -46,6 +53,8 @@ class Evaluation(Protocol):
 
 # (mapping, group index) -> that group evaluated on its own; later groups may still hold `search` loops.
 GroupEvaluator = Callable[[Mapping, int], Evaluation]
+# (mapping, group index, architectures) -> that group evaluated on its own on each architecture, in their order.
+GroupsEvaluator = Callable[[Mapping, int, Sequence[Architecture]], Sequence[Evaluation]]
 
 
 def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_group: GroupEvaluator,
@@ -53,31 +62,95 @@ def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_grou
     """`mapping` with every `search` factor filled, group by group. Assumes the names in the mapping were checked
     against the cascade and architecture (done here first) and that `evaluate_group(mapping, i)` scores group `i`
     alone, once per candidate; at most `max_candidates` (>= 1) candidates are scored per group."""
+    return search_many(binding, (arch,), mapping, lambda trial, group, _: (evaluate_group(trial, group),),
+                       max_candidates)[0]
+
+
+def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mapping, evaluate_groups: GroupsEvaluator,
+                max_candidates: int = MAX_CANDIDATES) -> list[Mapping]:
+    """`search` on each of `archs` (one binding and mapping, architectures differing in numbers), choosing for each
+    what `search` alone would: the points whose groups are equal so far share every candidate, which
+    `evaluate_groups` scores on all their architectures in one call (a batch path can price them together). Points
+    with equal choices share one Mapping object."""
     if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1:
         raise SpecError("<python>", "search.max_candidates", f"expected a whole number >= 1, got {max_candidates!r}")
     check_bindings(binding, mapping)
-    groups = []
-    for i, g in enumerate(mapping.groups):
-        check_group(binding, arch, g, mapping.source, f"groups[{i}]")
-        groups.append(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]"))
-    for gi, group in enumerate(groups):
-        slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
-        if not slots:
-            continue
-        options = _options([_free(binding, group, i) for i in slots], max_candidates)
-        best_key, best = None, group
-        # The all-ones combination is always among them and consistent, so `best` is always set.
-        for combo in itertools.product(*options):
-            if not _consistent(binding, group, dict(zip(slots, combo, strict=True))):
+    checked: set[tuple] = set()
+    states = []  # per architecture: its groups, `search` loops filled as far as chosen
+    for arch in archs:
+        names = _names(arch)
+        if names not in checked:
+            for i, g in enumerate(mapping.groups):
+                check_group(binding, arch, g, mapping.source, f"groups[{i}]")
+            checked.add(names)
+        states.append(tuple(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]")
+                            for i, g in enumerate(mapping.groups)))
+    for gi in range(len(mapping.groups)):
+        for members in _alike(states).values():
+            groups = states[members[0]]
+            group = groups[gi]
+            slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
+            if not slots:
                 continue
-            trial = replace(mapping, groups=(*groups[:gi], group.with_factors(dict(zip(slots, combo, strict=True))),
-                                             *groups[gi + 1:]))
-            result = evaluate_group(trial, gi)
-            key = (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
-            if best_key is None or key < best_key:
-                best_key, best = key, trial.groups[gi]
-        groups[gi] = best
-    return replace(mapping, groups=tuple(groups))
+            on = [archs[p] for p in members]
+            options = _options([_free(binding, group, i) for i in slots], max_candidates)
+            best_keys: list[tuple | None] = [None] * len(members)
+            best = [group] * len(members)
+            # The all-ones combination is always among them and consistent, so `best` is always set.
+            for combo in itertools.product(*options):
+                chosen = dict(zip(slots, combo, strict=True))
+                if not _consistent(binding, group, chosen):
+                    continue
+                trial = _trial(mapping, (*groups[:gi], group.with_factors(chosen), *groups[gi + 1:]))
+                for j, result in enumerate(evaluate_groups(trial, gi, on)):
+                    key = (not result.feasible, result.latency_s, result.energy_pj,
+                           -sum(result.footprint_bytes.values()))
+                    if best_keys[j] is None or key < best_keys[j]:
+                        best_keys[j], best[j] = key, trial.groups[gi]
+            for j, p in enumerate(members):
+                states[p] = (*states[p][:gi], best[j], *states[p][gi + 1:])
+    return _shared(mapping, states)
+
+
+def _names(arch: Architecture) -> tuple:
+    """What `check_group` reads of an architecture: its level and unit names and each unit's ops."""
+    return (tuple(m.name for m in arch.memories), tuple((u.name, tuple(u.op_cycles)) for u in arch.units))
+
+
+def _factors(groups: tuple[Group, ...]) -> tuple:
+    """What tells apart groups of one mapping once their expressions are evaluated: their loops' factors."""
+    return tuple(tuple(lp.factor for lp in g.loops) for g in groups)
+
+
+def _alike(states: list[tuple[Group, ...]]) -> dict[tuple, list[int]]:
+    """The indices of `states` by their groups' factors."""
+    out: dict[tuple, list[int]] = {}
+    for p, groups in enumerate(states):
+        out.setdefault(_factors(groups), []).append(p)
+    return out
+
+
+def _shared(mapping: Mapping, states: list[tuple[Group, ...]]) -> list[Mapping]:
+    """The mapping with each state's groups, one object per distinct choice."""
+    out: list[Mapping] = [mapping] * len(states)
+    for members in _alike(states).values():
+        chosen = _trial(mapping, states[members[0]])
+        for p in members:
+            out[p] = chosen
+    return out
+
+
+def _trial(mapping: Mapping, groups: tuple[Group, ...]) -> Mapping:
+    """`mapping` with `groups` (its own groups, factors filled in), one object per spec and factors, so that what a
+    model remembers per mapping object (its plans) serves every search that tries the same candidate."""
+    return _interned(mapping, _factors(groups))
+
+
+@identity_cache(maxsize=4096)
+def _interned(mapping: Mapping, factors: tuple) -> Mapping:
+    """`mapping` with its loops' factors set to `factors` (per group, per loop)."""
+    return replace(mapping, groups=tuple(g.with_factors(dict(enumerate(f)))
+                                         for g, f in zip(mapping.groups, factors, strict=True)))
 
 
 def _options(free: list[int], max_candidates: int) -> list[list[int]]:

@@ -1,0 +1,52 @@
+"""A sweep's batch evaluates its points together (`archsim.dse.points.evaluate_points`: the points binding the same
+sizes share the mapper's candidates and plans) and its records are those of each point evaluated alone
+(`evaluate_point`, i.e. `archsim.point.prepare` then `evaluate`), on the shipped demo sweep and on points that
+do not fit or that the model rejects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from archsim.dse.points import evaluate_point, evaluate_points, expand, load_base, point_key
+from archsim.dse.spec import load_sweep, sweep_from_dict
+
+DEMO = Path(__file__).resolve().parent.parent / "archsim" / "dse" / "sweeps" / "demo.yaml"
+
+
+def _text(records: list[dict]) -> list[str]:
+    """Records as their JSON text (NaN metrics compare equal this way)."""
+    return [json.dumps(r) for r in records]
+
+
+def test_demo_batch_records_equal_the_single_path() -> None:
+    spec = load_sweep(DEMO)
+    base = load_base(spec)
+    points = expand(spec)
+    together = evaluate_points(spec, base, points)
+    alone = [evaluate_point(spec, base, p) for p in points]
+    assert _text(together) == _text(alone)
+    assert [r["key"] for r in together] == [point_key(spec, base, p) for p in points]
+    assert {r["target_kind"] for r in together} == {"architecture", "gpu"}
+
+
+def test_infeasible_and_rejected_points_keep_their_own_reasons() -> None:
+    """A buffer too small for any tile is an infeasible record naming the buffer; a sequence length that FuseMax's
+    256-key tiles do not divide is rejected when the sizes are bound, a record whose reason says so; the records
+    are those of each point alone."""
+    spec = sweep_from_dict({
+        "name": "mixed", "mapping": "fusemax", "workload": "bert-base",
+        "axes": {"arch.memories.GlobalBuffer.capacity_bytes": [1024, 2**22, 2**24],
+                 "arch.memories.DRAM.bandwidth_bytes_per_s": [1e11, 4e11],
+                 "workload.seq_len": [1000, 4096, 16384]},
+    })
+    base = load_base(spec)
+    points = expand(spec)
+    together = evaluate_points(spec, base, points)
+    assert _text(together) == _text([evaluate_point(spec, base, p) for p in points])
+    small = [r for r in together if r["arch.memories.GlobalBuffer.capacity_bytes"] == 1024
+             and r["workload.seq_len"] != 1000]
+    assert len(small) == 4 and all(not r["feasible"] and "GlobalBuffer" in r["reason"] for r in small)
+    rejected = [r for r in together if r["workload.seq_len"] == 1000]
+    assert len(rejected) == 6 and all(not r["feasible"] and "not divisible by M0=256" in r["reason"] for r in rejected)
+    assert sum(r["feasible"] for r in together) == 8  # the two larger buffers x 2 bandwidths x 2 lengths
