@@ -10,7 +10,13 @@ checked, resolved and planned on every evaluation), measured in the same run:
    point's binding and mapper choice forgotten before each call (the mapper runs every time).
 4. `run_point_per_s`: `run_point` by name, the same point again (its binding and mapper choice remembered), the way
    a script repeating a call runs.
-5. `batch_evals_per_s`: the vectorised batch path; not built yet (null).
+5. `batch_evals_per_s`: the batch path (`archsim.model.batch.evaluate_columns`) on 100,000 points of the FuseMax
+   point's plan, global-buffer capacity and DRAM bandwidth drawn at random per point (many do not fit: their
+   reasons are written too), per CPU second of the call; `batch_speedup_over_single` = it / `single_evals_per_s`.
+6. `batch_demo_space_evals_per_s`: `evaluate_points` on 2,000 prepared points of the demo sweep's space (pe_dim
+   64/128/256, sequence length 4K-256K, the mapper's choice at one of the axis' buffers, buffer and bandwidth
+   random), the plans made in the call (the plan and resolution caches cleared before it); preparing the points
+   (architecture changes, binding, mapper) is not counted (a sweep does it, with its caches).
 Then the wall time of each part of `archsim reproduce fusemax` (skipped with --json).
 
 Target (issue 17): >= 10,000 single evaluations/s/core; a batch path >= 200,000/s/core.
@@ -25,11 +31,14 @@ import os
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from archsim import library
 from archsim import point as point_module
 from archsim.mapping import resolve
 from archsim.model import analytical
 from archsim.model.analytical import evaluate
+from archsim.model.batch import BatchResult, evaluate_columns, evaluate_points
 from archsim.point import prepare, run_point
 
 GIB, MIB = 2**30, 2**20
@@ -94,8 +103,57 @@ def figures() -> dict[str, float | int | None]:
                                ("run_point_per_s", by_name, lambda: None)):
         out[name] = rate(call, before)
         out[f"{name.removesuffix('_per_s')}_uncached_per_s"] = rate(call, clear_caches)
-    out["batch_evals_per_s"] = None
+    out["batch_evals_per_s"] = rate_of_batches(lambda: evaluate_columns(point.binding, point.analysis, arch,
+                                                                         point.mapping, random_numbers(100_000)))
+    out["batch_speedup_over_single"] = out["batch_evals_per_s"] / out["single_evals_per_s"]
+    demo = demo_space_points(2000)
+    out["batch_demo_space_evals_per_s"] = rate_of_batches(lambda: evaluate_points(demo), before=clear_plans)
     return out
+
+
+def random_numbers(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(17)
+    return {"memories.GlobalBuffer.capacity_bytes": rng.integers(256 * 2**10, 32 * MIB, n).astype(float),
+            "memories.DRAM.bandwidth_bytes_per_s": rng.uniform(10 * GIB, 1000 * GIB, n)}
+
+
+def demo_space_points(n: int) -> list[tuple]:
+    """n random points of archsim/dse/sweeps/demo.yaml's space, prepared (binding, analysis, arch, mapping)."""
+    rng = np.random.default_rng(17)
+    base = prepare("fusemax", workload="bert-base", sets={"seq_len": 4096}).arch
+    mapped = {}
+    points = []
+    for _ in range(n):
+        pe, seq, mapped_at = (int(rng.choice(v)) for v in ((64, 128, 256), (4096, 16384, 65536, 262144),
+                                                            (262144, 1048576, 4194304, 16777216)))
+        if (pe, seq, mapped_at) not in mapped:
+            changed = base.with_changes(**{"units.array2d.shape": [pe, pe], "units.array1d.shape": [pe],
+                                           "memories.RF.instances": pe * pe, "memories.RF1D.instances": pe,
+                                           "memories.GlobalBuffer.capacity_bytes": mapped_at})
+            mapped[pe, seq, mapped_at] = prepare("fusemax", arch=changed, workload="bert-base",
+                                                 sets={"seq_len": seq, "M0": pe})
+        p = mapped[pe, seq, mapped_at]
+        arch = p.arch.with_changes(**{"memories.GlobalBuffer.capacity_bytes": int(rng.integers(32 * 2**10, 32 * MIB)),
+                                      "memories.DRAM.bandwidth_bytes_per_s": float(rng.uniform(10 * GIB, 1000 * GIB))})
+        points.append((p.binding, p.analysis, arch, p.mapping))
+    return points
+
+
+def clear_plans() -> None:
+    resolve.resolve_group.cache_clear()
+    resolve.check_bindings.cache_clear()
+    analytical.plans.cache_clear()
+
+
+def rate_of_batches(call: Callable[[], BatchResult], before: Callable[[], object] = lambda: None) -> float:
+    """Points per CPU second of `call` (one batch) over about `SECONDS`; `before` runs untimed ahead of each."""
+    points, spent = 0, 0.0
+    while spent < SECONDS:
+        before()
+        start = time.process_time()
+        points += len(call())
+        spent += time.process_time() - start
+    return points / spent
 
 
 def main() -> None:

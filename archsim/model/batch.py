@@ -41,7 +41,8 @@ from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, wal
 from archsim.errors import SpecError
 from archsim.mapping.overlap import parse_pipeline
 from archsim.mapping.spec import Mapping as MappingSpec
-from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, plans, price, read_numbers
+from archsim.memo import identity_cache
+from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, plans, price
 from archsim.model.plan import GroupPlan, transfer_actions
 from archsim.model.result import Result
 from archsim.record import PJ_PER_J, Record
@@ -326,7 +327,7 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
     for index in groups.values():
         binding, analysis, arch, mapping = points[index[0]]
         at = np.array(index)
-        cols = _stacked([read_numbers(points[i][2]) for i in index])
+        cols = _stacked([points[i][2] for i in index])
         try:
             group_plans = plans(binding, analysis, arch, mapping, None)
         except SpecError as e:
@@ -343,44 +344,37 @@ def _structure(arch: Architecture) -> tuple:
             tuple(tuple(m.energy.actions_pj) for m in arch.memories))
 
 
-@functools.lru_cache(maxsize=256)
-def _factor_capacities(factors: tuple) -> frozenset[str]:
-    levels = set()
-    for factor in factors:
-        if isinstance(factor, str) and "capacity" in factor:
-            levels |= {n.args[0].name for n in walk(parse_expr(factor))
-                       if isinstance(n, Call) and n.fn == "capacity" and n.args and isinstance(n.args[0], Name)}
-    return frozenset(levels)
-
-
+@identity_cache(maxsize=1024)
 def _capacities_read(mapping: MappingSpec) -> frozenset[str]:
     """Levels whose capacity the mapping's factor expressions read (`capacity(GlobalBuffer) / 4`)."""
-    return _factor_capacities(tuple(lp.factor for g in mapping.groups for lp in g.loops))
+    return frozenset(n.args[0].name for g in mapping.groups for lp in g.loops
+                     if isinstance(lp.factor, str) and "capacity" in lp.factor for n in walk(parse_expr(lp.factor))
+                     if isinstance(n, Call) and n.fn == "capacity" and n.args and isinstance(n.args[0], Name))
 
 
-def _stacked(numbers: list[ArchNumbers]) -> Columns:
-    """Columns of the numbers of architectures of one structure."""
-    first = numbers[0]
+def _stacked(archs: list[Architecture]) -> Columns:
+    """Columns of the numbers of architectures of one structure (as `analytical.read_numbers` reads them)."""
 
-    def col(values: list[float]) -> np.ndarray:
-        return np.array(values, dtype=float)
+    def col(values: list[float | None], empty: float = 0.0) -> np.ndarray:
+        return np.array([empty if v is None else v for v in values], dtype=float)
 
     levels = []
-    for j, m in enumerate(first.levels):
-        each = [n.levels[j] for n in numbers]
+    for j, m in enumerate(archs[0].memories):
+        each = [a.memories[j] for a in archs]
         levels.append(_LevelColumns(
-            m.name, col([x.room_bytes for x in each]), col([x.bandwidth_bytes_per_s or 0.0 for x in each]),
-            col([x.access_bits for x in each]), {a: col([x.actions_pj[a] for x in each]) for a in m.actions_pj},
+            m.name, col([x.capacity_bytes for x in each], math.inf), col([x.bandwidth_bytes_per_s for x in each]),
+            col([x.access_bits for x in each]),
+            {action: col([x.energy.actions_pj[action] for x in each]) for action in m.energy.actions_pj},
             col([x.instances for x in each]), col([x.area_um2 for x in each]),
-            col([math.nan if x.area_capacity_bytes is None else x.area_capacity_bytes for x in each])))
+            col([x.area_capacity_bytes for x in each], math.nan)))
     units = {}
-    for name, u in first.units.items():
-        each = [n.units[name] for n in numbers]
-        units[name] = _UnitColumns(name, np.array([x.shape for x in each], dtype=float),
-                                   {op: col([x.op_cycles[op] for x in each]) for op in u.op_cycles},
-                                   {op: col([x.op_pj[op] for x in each]) for op in u.op_pj},
-                                   col([x.pe_area_um2 for x in each]), {})
-    return Columns([n.name for n in numbers], col([n.clock_hz for n in numbers]), levels, units)
+    for j, u in enumerate(archs[0].units):
+        each = [a.units[j] for a in archs]
+        units[u.name] = _UnitColumns(u.name, np.array([x.shape for x in each], dtype=float),
+                                     {op: col([x.op_cycles[op] for x in each]) for op in u.op_cycles},
+                                     {op: col([x.energy.actions_pj[op] for x in each]) for op in u.energy.actions_pj},
+                                     col([x.area_um2 for x in each]), {})
+    return Columns([a.name for a in archs], col([a.clock_hz for a in archs]), levels, units)
 
 
 @dataclass
@@ -413,17 +407,17 @@ def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | 
     metrics: dict[str, np.ndarray] = {k: np.zeros(n) for k in ("latency_s", "energy_pj", "compute_cycles",
                                                                "area_um2")}
     feasible = np.zeros(n, dtype=bool)
-    reason = [""] * n
-    names = [""] * n
+    reason = np.full(n, "", dtype=object)
+    names = np.full(n, "", dtype=object)
     dicts: dict[str, dict] = {"traffic_bytes": {}, "memory_s": {}, "energy_by": {}, "utilization": {},
                               "footprint_bytes": {}}
-    owner: dict[int, tuple[_Priced | None, int, SpecError | None]] = {}
-    for at, priced, error in parts:
-        for j, i in enumerate(at.tolist()):
-            owner[i] = (priced, j, error)
+    part_of = np.zeros(n, dtype=int)  # point -> its part
+    position = np.zeros(n, dtype=int)  # point -> its index in its part
+    for k, (at, priced, error) in enumerate(parts):
+        part_of[at] = k
+        position[at] = np.arange(len(at))
         if priced is None:
-            for i in at.tolist():
-                reason[i] = str(error)
+            reason[at] = str(error)
             for key in metrics:
                 metrics[key][at] = math.nan
             continue
@@ -431,10 +425,10 @@ def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | 
         for key in metrics:
             metrics[key][at] = out[key]
         feasible[at] = out["feasible"]
-        for j, text in out["reasons"].items():
-            reason[int(at[j])] = text
-        for j, i in enumerate(at.tolist()):
-            names[i] = priced.cols.names[j]
+        if out["reasons"]:
+            failed = list(out["reasons"])
+            reason[at[failed]] = list(out["reasons"].values())
+        names[at] = priced.cols.names
         for key, per in dicts.items():
             for name, value in out[key].items():
                 if isinstance(value, dict):
@@ -445,14 +439,14 @@ def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | 
                     per.setdefault(name, np.zeros(n))[at] = value
 
     def result(i: int) -> Result:
-        priced, j, error = owner[i]
+        _, priced, error = parts[part_of[i]]
         if error is not None:
             raise error
-        return priced.result(j)
+        return priced.result(int(position[i]))
 
-    return BatchResult(metrics["latency_s"], metrics["energy_pj"], metrics["compute_cycles"], feasible, reason,
+    return BatchResult(metrics["latency_s"], metrics["energy_pj"], metrics["compute_cycles"], feasible, reason.tolist(),
                        metrics["area_um2"], dicts["traffic_bytes"], dicts["memory_s"], dicts["energy_by"],
-                       dicts["utilization"], dicts["footprint_bytes"], names, result)
+                       dicts["utilization"], dicts["footprint_bytes"], names.tolist(), result)
 
 
 def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) -> dict:
