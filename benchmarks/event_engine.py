@@ -6,9 +6,12 @@ and of its parts (building the tile tasks, running them, collecting the Result),
 of the whole call and of the run alone, tile tasks (spans) per second, and the latency against the analytical
 model's.
 
-Target (issue 17): the event model at >= 300,000 SimPy events/s. The previous engine (a SimPy process per task,
-replaced by callbacks on the same events, tests/test_event_speedup.py) is not kept; measured on this 2-core
-machine beside the new one, same point: 300 ms per point, 29,190 events (97,000/s), 3,840 spans.
+Target (issue 17): the event model at >= 300,000 SimPy events/s. Earlier engines are not kept; measured on this
+2-core machine (shared, best of 7), same point, same events in the same order (tests/test_event_speedup.py):
+a SimPy process per task, 300 ms per point, 29,190 events (97,000/s); callbacks on SimPy events, 167 ms per point
+(build 46, run 92), 19,970 events (119,000/s of simulate, 218,000/s of the run); callbacks on one heap ordered as
+SimPy's queue (now), about 105-112 ms per point (build 45, run 24-26), 178,000-190,000/s of simulate, 760,000-
+820,000/s of the run.
 Run: .venv/bin/python benchmarks/event_engine.py
 """
 

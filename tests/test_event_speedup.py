@@ -1,5 +1,6 @@
-"""The event model's engine (`archsim.model.event.run_tasks`: tasks as callbacks on SimPy events, resources
-without a process per request) against the straightforward engine it replaced: one SimPy process per task over
+"""The event model's engine (`archsim.model.event.run_tasks`: tasks as callbacks on a heap ordered as SimPy's
+event queue, resources without a process per request) against the straightforward engine: one SimPy process per
+task over
 `simpy.PriorityResource` units and `simpy.Resource` channels (`with request: yield timeout(duration)`, the
 resource released one zero-time step after the task ends). Both run the same tile tasks; the fast engine
 schedules the same events in the same order, less each process's start and end, so every task's ready, start and
@@ -44,11 +45,11 @@ def _reference_run(arch, tasks: list[Task]) -> int:
     env = simpy.Environment(initial_time=0.0)
     resources = {u.name: simpy.PriorityResource(env, capacity=1) for u in arch.units}
     resources.update({m.name: simpy.Resource(env, capacity=1) for m in arch.memories if m.bandwidth_bytes_per_s})
-    for task in tasks:
-        task.done = env.event()
+    done = {id(task): env.event() for task in tasks}  # each task's end
     holders: dict[str, Task] = {}
     for age, task in enumerate(tasks):
-        env.process(_reference_task(env, task, resources.get(task.resource) if task.resource else None, age, holders))
+        env.process(_reference_task(env, task, resources.get(task.resource) if task.resource else None, age, holders,
+                                    done))
     events = 0
     while env.peek() < math.inf:
         env.step()
@@ -56,9 +57,10 @@ def _reference_run(arch, tasks: list[Task]) -> int:
     return events
 
 
-def _reference_task(env, task: Task, resource, age: int, holders: dict[str, Task]) -> Iterator[simpy.Event]:
+def _reference_task(env, task: Task, resource, age: int, holders: dict[str, Task],
+                    done: dict[int, simpy.Event]) -> Iterator[simpy.Event]:
     for dep in task.deps:
-        yield dep.done
+        yield done[id(dep)]
     task.ready_s = env.now
     task.last = max(task.deps, key=lambda d: d.end_s, default=None)
     if resource is not None and task.duration_s > 0:
@@ -70,7 +72,7 @@ def _reference_task(env, task: Task, resource, age: int, holders: dict[str, Task
                 task.blocker = holders[task.resource]
             yield env.timeout(task.duration_s)
             task.end_s = env.now
-            task.done.succeed()
+            done[id(task)].succeed()
             yield env.timeout(0)
             holders[task.resource] = task
     else:
@@ -78,7 +80,7 @@ def _reference_task(env, task: Task, resource, age: int, holders: dict[str, Task
         if task.duration_s > 0:
             yield env.timeout(task.duration_s)
         task.end_s = env.now
-        task.done.succeed()
+        done[id(task)].succeed()
 
 
 def _inputs(mapping_name: str, seq_len: int, variant: str | None):

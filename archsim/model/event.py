@@ -1,8 +1,8 @@
-"""The event model: a mapping's tiles as SimPy tasks competing for compute units and memory channels. Specs in,
+"""The event model: a mapping's tiles as tasks competing for compute units and memory channels. Specs in,
 `EventRun` (a `Result`, its timeline and the sources of its stalls) out.
 
 Follows DESIGN.md §5 (event model): the same tiles as the analytical model (`archsim.model.analytical`), run as
-tasks with dependencies on SimPy resources. Assumptions:
+tasks with dependencies on resources served as SimPy serves them. Assumptions:
 
 Work
 - Tile tasks: each group's loop nest is unrolled at its outermost temporal level (DRAM); when that level's loops
@@ -61,10 +61,12 @@ Hardware
   bytes / bandwidth, first come, first served; the reads and writes of every Einsum and unit of a group share it.
   A level without a bandwidth never stalls. A transfer through several levels with a bandwidth moves level by
   level (reads outermost first, writes innermost first).
-- Engine: SimPy's event queue; a task is a chain of callbacks on SimPy events (its dependencies' ends, the grant
-  of its resource, timeouts), not a process, and the resources are the few lines of `_Resource`; the events and
-  their order are those of a process per task over `simpy.PriorityResource` / `simpy.Resource`, less each
-  process's start and end (tests/test_event_speedup.py runs both and finds every task's times equal).
+- Engine: the events and resources of SimPy (a process per task, `with resource.request(): yield
+  timeout(duration)`, over `simpy.PriorityResource` units and `simpy.Resource` channels) without SimPy's objects:
+  a task is a chain of callbacks on one heap of (time, schedule order) entries, popped in the order
+  `simpy.Environment` pops its events of one priority, and the resources are the few lines of `_Engine`; the
+  events and their order are those of the process per task, less each process's start and end
+  (tests/test_event_speedup.py runs both and finds every task's times equal).
 
 Outputs
 - Latency is when the last task ends; utilization = busy lane-cycles on each unit / (lanes x latency cycles);
@@ -90,11 +92,11 @@ plus about one tile of fill and drain.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from heapq import heappop, heappush
-
-import simpy
+from itertools import count
+from typing import Any
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
@@ -111,7 +113,7 @@ class EventRun:
     result: Result
     timeline: tuple[Span, ...]
     unit_stalls: dict[str, dict[str, float]]  # unit -> stall source -> seconds idle
-    events: int  # SimPy events processed
+    events: int  # events processed (a SimPy run's, less each task process's start and end)
 
     @property
     def stalls(self) -> dict[str, float]:
@@ -134,29 +136,96 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
 
 # --- running -------------------------------------------------------------------------------------------------------
 
-class _Resource:
-    """A capacity-1 resource with SimPy's `Resource` semantics, without a process per request: a request queues
-    (a unit by age, a channel first come, first served) and, if no task holds the resource, the head of the queue
-    is granted; a release frees it at once and grants the head one zero-time event later, as `Release` does."""
+class _Engine:
+    """SimPy's event queue and capacity-1 resources, cut to what the tasks use: a heap of (time, schedule order,
+    callback, argument), popped in that order as `simpy.Environment.step` pops events of one priority (every
+    event here is a NORMAL one: a task's done event, a timeout, a zero-time step). A task's done event keeps its
+    waiters until it is processed; a resource is a queue (a unit by age, a channel first come, first served) and
+    a busy flag, and a task holds it through the same steps as `simpy.Resource`: granted one zero-time event
+    after the request reaches the head, released one zero-time event after the task ends, the head granted one
+    zero-time event after that. No Event object, process or partial per step: one tuple per event."""
 
-    def __init__(self, env: simpy.Environment, by_age: bool, holders: dict[str, Task], name: str) -> None:
-        self.env, self.by_age, self.holders, self.name = env, by_age, holders, name
-        self.queue: list[tuple[int, Task]] | deque[Task] = [] if by_age else deque()
-        self.busy = False
+    __slots__ = ("busy", "heap", "holders", "now", "order", "queues")
+
+    def __init__(self, resources: dict[str, bool]) -> None:
+        self.now = 0.0
+        self.heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self.order = count()
+        self.holders: dict[str, Task] = {}  # resource -> the last task that released it
+        self.queues: dict[str, list[tuple[int, Task]] | deque[Task]] = {
+            name: [] if by_age else deque() for name, by_age in resources.items()}
+        self.busy = dict.fromkeys(resources, False)
+
+    def advance(self, task: Task) -> None:
+        """Wait for the dependencies one after another (from the first not yet passed); once all are done, ask
+        for the resource, or pass the time of a stall without one."""
+        deps = task.deps
+        i = task.waited
+        n = len(deps)
+        while i < n:
+            dep = deps[i]
+            i += 1
+            if dep.waiters is not None:  # its done event is not processed yet: resume here once it is
+                task.waited = i
+                dep.waiters.append(task)
+                return
+        now = self.now
+        task.ready_s = now
+        task.last = max(deps, key=_end_s, default=None)
+        if task.held is not None:
+            self.request(task)
+            return
+        task.start_s = now
+        if task.duration_s > 0:  # a stall of a pipeline expression: time passes, no resource is held
+            heappush(self.heap, (now + task.duration_s, next(self.order), self.stalled, task))
+        else:
+            task.end_s = now
+            heappush(self.heap, (now, next(self.order), self.done, task))
 
     def request(self, task: Task) -> None:
-        if self.by_age:
-            heappush(self.queue, (task.age, task))
+        name = task.held
+        queue = self.queues[name]
+        if isinstance(queue, list):
+            heappush(queue, (task.age, task))
         else:
-            self.queue.append(task)
-        self.grant()
+            queue.append(task)
+        self.grant(name)
 
-    def grant(self, _event: simpy.Event | None = None) -> None:
-        if self.busy or not self.queue:
+    def grant(self, name: str) -> None:
+        queue = self.queues[name]
+        if self.busy[name] or not queue:
             return
-        self.busy = True
-        task = heappop(self.queue)[1] if self.by_age else self.queue.popleft()
-        simpy.Timeout(self.env, 0).callbacks.append(partial(_start, self, task))
+        self.busy[name] = True
+        task = heappop(queue)[1] if isinstance(queue, list) else queue.popleft()
+        heappush(self.heap, (self.now, next(self.order), self.start, task))
+
+    def start(self, task: Task) -> None:
+        task.start_s = now = self.now
+        if now > task.ready_s:
+            task.blocker = self.holders[task.held]
+        heappush(self.heap, (now + task.duration_s, next(self.order), self.end, task))
+
+    def end(self, task: Task) -> None:
+        task.end_s = now = self.now
+        heap, order = self.heap, self.order
+        heappush(heap, (now, next(order), self.done, task))
+        heappush(heap, (now, next(order), self.release, task))
+
+    def release(self, task: Task) -> None:
+        name = task.held
+        self.holders[name] = task
+        self.busy[name] = False
+        heappush(self.heap, (self.now, next(self.order), self.grant, name))
+
+    def stalled(self, task: Task) -> None:
+        task.end_s = self.now
+        heappush(self.heap, (self.now, next(self.order), self.done, task))
+
+    def done(self, task: Task) -> None:
+        waiters, task.waiters = task.waiters, None
+        advance = self.advance
+        for waiter in waiters:
+            advance(waiter)
 
 
 def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
@@ -165,85 +234,30 @@ def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
     Each task walks its dependencies in order, then holds its resource for its duration: a unit serves the oldest
     waiting task first (tasks are numbered chunk by chunk), a channel the first to ask. The resource is released
     one zero-time step after the task ends, so that tasks made ready by this one's end compete for it too. The
-    tasks are callbacks on SimPy events rather than processes: the same events in the same order as a process per
-    task (`with resource.request(): yield timeout`), less each process's start and end."""
-    env = simpy.Environment(initial_time=0.0)
-    holders: dict[str, Task] = {}  # resource -> the last task that released it
-    resources = {u.name: _Resource(env, True, holders, u.name) for u in arch.units}
-    resources.update({m.name: _Resource(env, False, holders, m.name)
-                      for m in arch.memories if m.bandwidth_bytes_per_s})
-    for task in tasks:
-        task.done = simpy.Event(env)
+    tasks are callbacks on events rather than processes: the same events in the same order as a SimPy process
+    per task (`with resource.request(): yield timeout`), less each process's start and end
+    (tests/test_event_speedup.py runs both)."""
+    resources = {u.name: True for u in arch.units}
+    resources.update({m.name: False for m in arch.memories if m.bandwidth_bytes_per_s})
+    engine = _Engine(resources)
     for age, task in enumerate(tasks):
-        task.age = age
-        held = resources.get(task.resource) if task.resource and task.duration_s > 0 else None
-        _advance(task, held)
-    events = 0
-    step = env.step
-    try:
-        while True:
-            step()
-            events += 1
-    except simpy.core.EmptySchedule:
-        pass
-    stuck = [t for t in tasks if not t.done.triggered]
+        task.age, task.waited, task.waiters = age, 0, []
+        task.held = task.resource if task.resource in resources and task.duration_s > 0 else None
+    for task in tasks:
+        engine.advance(task)
+    heap, events = engine.heap, 0
+    while heap:
+        engine.now, _, callback, argument = heappop(heap)
+        callback(argument)
+        events += 1
+    stuck = [t for t in tasks if t.waiters is not None]
     if stuck:  # an engine fault, not a property of the design point: the dependencies formed a cycle
         raise RuntimeError(f"event model: {len(stuck)} tasks never became ready, first {stuck[0].name}")
     return events
 
 
-def _advance(task: Task, resource: _Resource | None, _event: simpy.Event | None = None) -> None:
-    """Wait for the dependencies one after another (from the first not yet passed); once all are done, ask for
-    the resource, or pass the time of a stall without one."""
-    deps = task.deps
-    i = task.waited
-    while i < len(deps):
-        done = deps[i].done
-        i += 1
-        if done.callbacks is not None:  # not processed yet: resume here once it is
-            task.waited = i
-            done.callbacks.append(partial(_advance, task, resource))
-            return
-    env = task.done.env
-    task.ready_s = env.now
-    task.last = max(deps, key=_end_s, default=None)
-    if resource is not None:
-        resource.request(task)
-        return
-    task.start_s = env.now
-    if task.duration_s > 0:  # a stall of a pipeline expression: time passes, no resource is held
-        simpy.Timeout(env, task.duration_s).callbacks.append(partial(_stalled, task))
-    else:
-        task.end_s = env.now
-        task.done.succeed()
-
-
 def _end_s(task: Task) -> float:
     return task.end_s
-
-
-def _start(resource: _Resource, task: Task, _event: simpy.Event) -> None:
-    task.start_s = now = resource.env.now
-    if now > task.ready_s:
-        task.blocker = resource.holders[resource.name]
-    simpy.Timeout(resource.env, task.duration_s).callbacks.append(partial(_end, resource, task))
-
-
-def _end(resource: _Resource, task: Task, _event: simpy.Event) -> None:
-    task.end_s = resource.env.now
-    task.done.succeed()
-    simpy.Timeout(resource.env, 0).callbacks.append(partial(_release, resource, task))
-
-
-def _release(resource: _Resource, task: Task, _event: simpy.Event) -> None:
-    resource.holders[resource.name] = task
-    resource.busy = False
-    simpy.Timeout(resource.env, 0).callbacks.append(resource.grant)
-
-
-def _stalled(task: Task, _event: simpy.Event) -> None:
-    task.end_s = task.done.env.now
-    task.done.succeed()
 
 
 # --- results -------------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import simpy
 
 from archsim.arch.spec import Architecture, Memory
 from archsim.cascade import syntax as S
@@ -29,7 +28,7 @@ from archsim.model.result import Result
 READ, WRITE = "read", "write"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Task:
     """A tile task while the simulation builds and runs it (mutable timing, internal to the engine)."""
 
@@ -44,9 +43,10 @@ class Task:
     end_s: float = 0.0
     last: Task | None = None  # the dependency that finished last
     blocker: Task | None = None  # the task that held the resource while this one waited for it
-    done: simpy.Event | None = None
     age: int = 0  # position in the run's task list: a unit serves the oldest waiting task first
     waited: int = 0  # dependencies passed so far
+    waiters: list[Task] | None = None  # tasks waiting on this one's end; None once its done event is processed
+    held: str | None = None  # the resource the engine gives it (None: a marker, a stall or a channel-less level)
 
 
 @dataclass(frozen=True)
