@@ -2,7 +2,8 @@
 dicts), keyed by the identity of the spec arguments.
 
 `identity_cache(maxsize)` wraps f(*args): a call whose arguments are the very same objects (`is`) as a remembered
-call's (strings, numbers, None and tuples of them: equal) returns its result. The remembered arguments are kept
+call's (strings, numbers, None and tuples of them: equal; an instance of a subclass of str or int: the same object)
+returns its result. The remembered arguments are kept
 alive with the result, so an identity is never reused by another object while its entry lives; the oldest entry
 goes when more than `maxsize` are kept. Only for pure functions of frozen arguments: a result depends on nothing
 but them. Exceptions are not remembered.
@@ -32,7 +33,9 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
 
         @functools.wraps(fn)
         def cached(*args: Any) -> R:
-            key = tuple([a if _is_value(a) else id(a) for a in args])
+            # inline checks, no call per argument; an instance of a subclass of str or int is keyed by identity
+            key = tuple([a if type(a) in _EXACT_VALUE_TYPES or (type(a) is tuple and _is_value(a)) else id(a)
+                         for a in args])
             hit = entries.get(key)
             if hit is not None and all([a is b or _is_value(a) for a, b in zip(hit[0], args, strict=True)]):
                 entries.move_to_end(key)

@@ -133,16 +133,18 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
 
 def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans: tuple[GroupPlan, ...]) -> Result:
     """The Result of planned groups priced with an architecture's numbers (the work `evaluate` does per call)."""
-    parts = [_group(binding, numbers, plan) for plan in group_plans]
-    seconds = sum([p.seconds for p in parts])
-    cycles = seconds * numbers.clock_hz
+    seconds = compute_cycles = 0
     traffic: dict[str, dict[str, float]] = {m.name: {} for m in numbers.levels}
     energy: dict[tuple[str, str], float] = {}
     busy: dict[str, float] = {}
     memory_s: dict[str, float] = {}
     footprint: dict[str, float] = {}
-    reasons = []
-    for p in parts:
+    reasons: list[str] = []
+    einsums: list[EinsumResult] = []
+    for plan in group_plans:
+        p = _group(binding, numbers, plan)
+        seconds += p.seconds
+        compute_cycles += p.compute_cycles
         for level, per_tensor in p.traffic.items():
             into = traffic[level]
             for t, b in per_tensor.items():
@@ -153,20 +155,21 @@ def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans
         for level, b in p.footprint.items():
             footprint[level] = max(footprint.get(level, 0.0), b)
         reasons += p.reasons
+        einsums += p.einsums
+    cycles = seconds * numbers.clock_hz
     for m in numbers.levels:
         if m.leak_pj_per_cycle:
             key = (m.name, "leak")
             energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
+    utilization = {}
+    for u in numbers.units.values():
+        utilization[u.name] = busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0
     return built(Result, {
         "cascade": binding.cascade.name, "architecture": numbers.name, "mapping": mapping_name,
         "params": dict(binding.params), "feasible": not reasons, "reason": "; ".join(reasons),
-        "latency_s": seconds, "compute_cycles": sum([p.compute_cycles for p in parts]),
-        "memory_s": memory_s, "traffic_bytes": traffic,
-        "energy_pj": sum(energy.values()), "energy_by": energy,
-        "utilization": {u.name: busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0
-                        for u in numbers.units.values()},
-        "footprint_bytes": footprint, "area_um2": numbers.area_um2,
-        "einsums": tuple([e for p in parts for e in p.einsums]), "stalls": {},
+        "latency_s": seconds, "compute_cycles": compute_cycles, "memory_s": memory_s, "traffic_bytes": traffic,
+        "energy_pj": sum(energy.values()), "energy_by": energy, "utilization": utilization,
+        "footprint_bytes": footprint, "area_um2": numbers.area_um2, "einsums": tuple(einsums), "stalls": {},
     })
 
 
@@ -203,22 +206,24 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
     group = plan.group
     levels = numbers.levels
     units = numbers.units
-    energy: dict[tuple[str, str], float] = {}
+    spent = [0] * len(plan.energy_keys)  # pJ per (component, action) the plan prices, in its order
     busy: dict[str, float] = {}
     cycles: dict[str, float] = {}
     einsums = []
     for ep in plan.einsums:
         unit = units[ep.unit]
         op_cycles, pj = unit.op_cycles, unit.op_pj
-        if ep.pipelined:
-            lane_cycles = ep.most_ops * max([op_cycles[op] for op, _ in ep.op_counts])
-        else:
-            lane_cycles = sum([n * op_cycles[op] for op, n in ep.op_counts])
-        einsum_pj = 0
-        for key, op, n in ep.priced:
+        lane_cycles = slowest = einsum_pj = 0
+        for slot, op, n in ep.priced:
+            op_cycle = op_cycles[op]
+            lane_cycles += n * op_cycle
+            if op_cycle > slowest:
+                slowest = op_cycle
             pj_spent = n * pj[op]
-            energy[key] = energy.get(key, 0) + pj_spent
+            spent[slot] += pj_spent
             einsum_pj += pj_spent
+        if ep.pipelined:  # one point per cycle of its slowest op
+            lane_cycles = ep.most_ops * slowest
         busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
         compute = cycles[ep.name] = lane_cycles / ep.lanes
         einsums.append(built(EinsumResult, {"name": ep.name, "group": group.name, "unit": ep.unit,
@@ -227,9 +232,10 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
     compute_cycles = _overlap(plan, cycles)
     reasons = _fanout_reasons(numbers, group, plan) or _overlap_reasons(numbers, group, plan, cycles, compute_cycles)
 
-    for key, index, action, bits in plan.actions:
+    for slot, index, action, bits in plan.actions:
         level = levels[index]
-        energy[key] = energy.get(key, 0) + bits / level.access_bits * level.actions_pj[action]
+        spent[slot] += bits / level.access_bits * level.actions_pj[action]
+    energy = dict(zip(plan.energy_keys, spent, strict=True))
     traffic = plan.traffic
     moved = plan.moved
     for index in plan.held:
@@ -300,7 +306,9 @@ def _overlap_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan, cycles
     reasons = []
     for unit_name, mine in plan.by_unit:
         unit = numbers.units[unit_name]
-        busy = sum([cycles[e] * lanes for e, lanes in mine])
+        busy = 0
+        for e, lanes in mine:
+            busy += cycles[e] * lanes
         if busy > unit.lanes * compute_cycles * (1 + 1e-9):
             reasons.append(f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on "
                            f"unit {unit.name} in {compute_cycles:.0f} cycles, but their {busy:.0f} PE-cycles need "

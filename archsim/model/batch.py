@@ -518,7 +518,8 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
             lane_cycles = 0
             for op, count in ep.op_counts:
                 lane_cycles = lane_cycles + count * unit.op_cycles[op]
-        for key, op, count in ep.priced:
+        for slot, op, count in ep.priced:
+            key = plan.energy_keys[slot]
             energy[key] = energy.get(key, 0) + count * unit.op_pj[op]
         busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
         cycles[ep.name] = lane_cycles / ep.lanes
@@ -526,7 +527,8 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
     reasons = _fanout_reasons(cols, group, plan)
     _overlap_reasons(cols, group, plan, cycles, compute_cycles, reasons)
 
-    for key, index, action, bits in plan.actions:
+    for slot, index, action, bits in plan.actions:
+        key = plan.energy_keys[slot]
         level = levels[index]
         energy[key] = energy.get(key, 0) + bits / level.access_bits * level.actions_pj[action]
     traffic: dict[str, dict[str, np.ndarray | float]] = {lv: dict(per) for lv, per in plan.traffic.items()}

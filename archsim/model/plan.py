@@ -36,7 +36,7 @@ class EinsumPlan:
     lanes: int  # PEs the group's spatial loops give it on its unit
     ops: dict[str, int]  # op type -> count (the analysis')
     op_counts: tuple[tuple[str, int], ...]  # the items of `ops`
-    priced: tuple[tuple[tuple[str, str], str, int], ...]  # ((unit, op), op, count) per op, in the order of `ops`
+    priced: tuple[tuple[int, str, int], ...]  # (slot of (unit, op) in the group's `energy_keys`, op, count) per op
     pipelined: bool
     most_ops: int  # the largest op count (a pipelined Einsum issues one point per cycle of its slowest op)
 
@@ -63,7 +63,9 @@ class GroupPlan:
     spills: dict[str, tuple[SpillPlan, ...]]  # level -> its spill tensors (kept there)
     traffic: dict[str, dict[str, float]]  # level -> tensor -> bytes through its inner boundary (before spills)
     moved: dict[str, float]  # level -> sum of its traffic (before spills)
-    actions: tuple[Action, ...]  # memory actions of every transfer, in the order the model prices them
+    actions: tuple[tuple[int, int, str, float], ...]  # memory actions of every transfer, in the order the model
+    # prices them: (slot of (level, action) in `energy_keys`, level index, action, bits)
+    energy_keys: tuple[tuple[str, str], ...]  # (component, action) priced by the group, in the order first priced
     pipeline: Callable[[Mapping[str, float]], float] | None  # the overlap expression's cycles (None: a policy)
     delay_sizes: dict[str, int]  # the rank sizes its delay terms read
     by_unit: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]  # unit -> its (Einsum, lanes), units in order
@@ -103,6 +105,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     compute_level = len(levels)
     space = group_ranks(binding, group)
     einsums = []
+    slots: dict[tuple[str, str], int] = {}  # energy key -> its slot, in the order first priced
     for e in group.einsums:
         unit = group.binding[e]
         lanes = 1
@@ -111,8 +114,8 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                 lanes *= lp.factor
         ops = analysis.ops[e]
         einsums.append(EinsumPlan(e, unit, lanes, ops, tuple(ops.items()),
-                                  tuple(((unit, op), op, n) for op, n in ops.items()), e in group.pipelined,
-                                  max(n for n in ops.values()) if ops else 0))
+                                  tuple((slots.setdefault((unit, op), len(slots)), op, n) for op, n in ops.items()),
+                                  e in group.pipelined, max(n for n in ops.values()) if ops else 0))
     fanouts = []
     for unit, dims in unit_dims:
         loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit]
@@ -175,12 +178,13 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, reads),
                                         math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
+    slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
     by_unit = tuple((unit, mine) for unit, _ in unit_dims
                     if (mine := tuple((ep.name, ep.lanes) for ep in einsums if ep.unit == unit)))
     return GroupPlan(group, tuple(einsums), tuple(fanouts), dict(footprint),
                      tuple(i for i, level in enumerate(levels) if level in footprint),
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
-                     dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, tuple(actions),
+                     dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
                      {n: binding.rank_sizes[n] for n in sorted(delay_names(group.overlap, group.einsums))}, by_unit)
 
