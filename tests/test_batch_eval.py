@@ -191,3 +191,15 @@ def test_a_bad_column_is_a_spec_error_naming_the_field() -> None:
         evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"word_bytes": [2, 4]})
     with pytest.raises(SpecError, match=r"units.array2d.shape.*N x 2 array"):
         evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"units.array2d.shape": [256, 256]})
+
+
+def test_a_mapping_of_several_groups_and_one_group_alone_agree_with_the_single_path() -> None:
+    """Unfused (one group per Einsum) as a whole, and each group alone as the mapper scores it (`only_group`)."""
+    p = prepare("unfused", workload="bert-base", sets={"seq_len": 4096})
+    buffers, bandwidths = [64 * KIB, 1 * MIB, 16 * MIB], [10 * GIB, 100 * GIB, 1000 * GIB]
+    numbers = {BUFFER: buffers, DRAM_BW: bandwidths}
+    archs = [p.arch.with_changes(**{BUFFER: b, DRAM_BW: w}) for b, w in zip(buffers, bandwidths, strict=True)]
+    for only_group in (None, *range(len(p.mapping.groups))):
+        batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, numbers, only_group)
+        for i, arch in enumerate(archs):
+            assert_agrees(batch, i, evaluate(p.binding, p.analysis, arch, p.mapping, only_group))

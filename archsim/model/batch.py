@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -50,47 +51,47 @@ from archsim.record import PJ_PER_J, Record
 Key = tuple[str, str]
 
 
+Column = np.ndarray | float  # a field's values over the points, or its one value for all of them
+
+
 @dataclass
 class _LevelColumns:
     name: str
-    capacity_bytes: np.ndarray  # inf = unbounded
-    bandwidth_bytes_per_s: np.ndarray  # 0 = no limit
-    access_bits: np.ndarray
-    actions_pj: dict[str, np.ndarray]
-    instances: np.ndarray
-    area_um2: np.ndarray
-    area_capacity_bytes: np.ndarray  # nan = area fixed
+    capacity_bytes: Column  # inf = unbounded
+    bandwidth_bytes_per_s: Column  # 0 = no limit
+    access_bits: Column
+    actions_pj: dict[str, Column]
+    instances: Column
+    area_um2: Column
+    area_capacity_bytes: Column  # nan = area fixed
 
 
 @dataclass
 class _UnitColumns:
     name: str
-    shape: np.ndarray  # N x dimensions
-    op_cycles: dict[str, np.ndarray]
-    op_pj: dict[str, np.ndarray]  # composites resolved
-    area_um2: np.ndarray
+    shape: list[Column]  # per dimension
+    op_cycles: dict[str, Column]
+    op_pj: dict[str, Column]  # composites resolved
+    area_um2: Column
     composed_of: dict[str, dict[str, float]]  # op -> {plain op: count}, for re-deriving a composite
 
 
 @dataclass
 class Columns:
-    """An architecture's numbers for N points (its structure is one)."""
+    """An architecture's numbers over n points (its structure is one): each field an array of n values, or one
+    float where every point has the same (numpy broadcasts it; the operations are the same)."""
 
+    n: int
     names: list[str]  # the architecture's name per point
-    clock_hz: np.ndarray
+    clock_hz: Column
     levels: list[_LevelColumns]
     units: dict[str, _UnitColumns]
 
-    @property
-    def n(self) -> int:
-        return len(self.clock_hz)
-
-    def lanes(self, unit: str) -> np.ndarray:
-        shape = self.units[unit].shape
-        return np.prod(shape, axis=1) if shape.shape[1] > 1 else shape[:, 0]
+    def lanes(self, unit: str) -> Column:
+        return functools.reduce(operator.mul, self.units[unit].shape)
 
     @functools.cached_property
-    def area(self) -> np.ndarray:
+    def area(self) -> Column:
         """`Architecture.area_um2`, per point, with its operations in its order."""
         units = 0
         for u in self.units.values():
@@ -107,50 +108,40 @@ class Columns:
         """Point i's numbers, as `analytical.read_numbers` reads them from an Architecture."""
         levels = []
         for m in self.levels:
-            capacity = None if math.isinf(m.capacity_bytes[i]) else int(m.capacity_bytes[i])
-            bandwidth = float(m.bandwidth_bytes_per_s[i]) or None
-            actions = {a: float(e[i]) for a, e in m.actions_pj.items()}
-            area_capacity = None if math.isnan(m.area_capacity_bytes[i]) else int(m.area_capacity_bytes[i])
-            levels.append(LevelNumbers(m.name, capacity, math.inf if capacity is None else capacity, bandwidth,
-                                       int(m.access_bits[i]), actions, actions.get("leak", 0.0) * int(m.instances[i]),
-                                       int(m.instances[i]), float(m.area_um2[i]), area_capacity))
+            room, bandwidth = float(_at(m.capacity_bytes, i)), float(_at(m.bandwidth_bytes_per_s, i))
+            area_capacity = float(_at(m.area_capacity_bytes, i))
+            actions = {a: float(_at(e, i)) for a, e in m.actions_pj.items()}
+            instances = int(_at(m.instances, i))
+            levels.append(LevelNumbers(
+                m.name, None if math.isinf(room) else int(room), room if math.isinf(room) else int(room),
+                bandwidth or None, int(_at(m.access_bits, i)), actions, actions.get("leak", 0.0) * instances,
+                instances, float(_at(m.area_um2, i)), None if math.isnan(area_capacity) else int(area_capacity)))
         units = {}
         for u in self.units.values():
-            shape = tuple(int(s) for s in u.shape[i])
+            shape = tuple(int(_at(s, i)) for s in u.shape)
             units[u.name] = UnitNumbers(u.name, shape, math.prod(shape),
-                                        {op: int(c[i]) for op, c in u.op_cycles.items()},
-                                        {op: float(e[i]) for op, e in u.op_pj.items()}, float(u.area_um2[i]))
-        return ArchNumbers(self.names[i], float(self.clock_hz[i]), float(self.area[i]), tuple(levels), units)
-
-    def take(self, index: np.ndarray) -> Columns:
-        """The points at `index`."""
-        return Columns([self.names[i] for i in index], self.clock_hz[index],
-                       [_LevelColumns(m.name, m.capacity_bytes[index], m.bandwidth_bytes_per_s[index],
-                                      m.access_bits[index], {a: e[index] for a, e in m.actions_pj.items()},
-                                      m.instances[index], m.area_um2[index], m.area_capacity_bytes[index])
-                        for m in self.levels],
-                       {name: _UnitColumns(name, u.shape[index], {op: c[index] for op, c in u.op_cycles.items()},
-                                           {op: e[index] for op, e in u.op_pj.items()}, u.area_um2[index],
-                                           u.composed_of)
-                        for name, u in self.units.items()})
+                                        {op: int(_at(c, i)) for op, c in u.op_cycles.items()},
+                                        {op: float(_at(e, i)) for op, e in u.op_pj.items()}, float(_at(u.area_um2, i)))
+        return ArchNumbers(self.names[i], float(_at(self.clock_hz, i)), float(_at(self.area, i)), tuple(levels),
+                           units)
 
 
 def columns_of(arch: Architecture, n: int) -> Columns:
-    """`arch`'s numbers repeated for n points."""
+    """`arch`'s numbers for n points, one float per field."""
 
-    def full(value: float | None, empty: float) -> np.ndarray:
-        return np.full(n, empty if value is None else float(value))
+    def one(value: float | None, empty: float = 0.0) -> float:
+        return empty if value is None else float(value)
 
-    levels = [_LevelColumns(m.name, full(m.capacity_bytes, math.inf), full(m.bandwidth_bytes_per_s, 0.0),
-                            full(m.access_bits, 0), {a: full(e, 0) for a, e in m.energy.actions_pj.items()},
-                            full(m.instances, 0), full(m.area_um2, 0), full(m.area_capacity_bytes, math.nan))
+    levels = [_LevelColumns(m.name, one(m.capacity_bytes, math.inf), one(m.bandwidth_bytes_per_s),
+                            one(m.access_bits), {a: one(e) for a, e in m.energy.actions_pj.items()},
+                            one(m.instances), one(m.area_um2), one(m.area_capacity_bytes, math.nan))
               for m in arch.memories]
-    units = {u.name: _UnitColumns(u.name, np.tile(np.array(u.shape, dtype=float), (n, 1)),
-                                  {op: full(c, 0) for op, c in u.op_cycles.items()},
-                                  {op: full(e, 0) for op, e in u.energy.actions_pj.items()}, full(u.area_um2, 0),
+    units = {u.name: _UnitColumns(u.name, [float(s) for s in u.shape],
+                                  {op: one(c) for op, c in u.op_cycles.items()},
+                                  {op: one(e) for op, e in u.energy.actions_pj.items()}, one(u.area_um2),
                                   {op: dict(parts) for op, parts in u.energy.composed_of.items()})
              for u in arch.units}
-    return Columns([arch.name] * n, full(arch.clock_hz, 0), levels, units)
+    return Columns(n, [arch.name] * n, one(arch.clock_hz), levels, units)
 
 
 def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence[float]]) -> Columns:
@@ -218,10 +209,11 @@ def _set_level(level: _LevelColumns, rest: list[str], values: np.ndarray, source
 def _set_unit(unit: _UnitColumns, rest: list[str], values: np.ndarray, source: str, where: str) -> None:
     match rest:
         case ["shape"]:
-            if values.ndim != 2 or values.shape[1] != unit.shape.shape[1]:
-                raise SpecError(source, where, f"expected an N x {unit.shape.shape[1]} array of fan-outs (the "
+            if values.ndim != 2 or values.shape[1] != len(unit.shape):
+                raise SpecError(source, where, f"expected an N x {len(unit.shape)} array of fan-outs (the "
                                                f"plan fixes the unit's dimensions), got shape {values.shape}")
-            unit.shape = _checked(values, source, where, positive=True, integer=True)
+            checked = _checked(values, source, where, positive=True, integer=True)
+            unit.shape = [checked[:, d] for d in range(len(unit.shape))]
         case ["op_cycles", op] if op in unit.op_cycles:
             unit.op_cycles[op] = _checked(values, source, where, positive=True, integer=True)
         case ["energy", "actions_pj", op] if op in unit.op_pj:
@@ -296,11 +288,11 @@ class BatchResult:
 
 
 def evaluate_columns(binding: Binding, analysis: Analysis, arch: Architecture, mapping: MappingSpec,
-                     numbers: Mapping[str, np.ndarray | Sequence[float]]) -> BatchResult:
-    """`analytical.evaluate(binding, analysis, arch.with_changes(point i's numbers), mapping)` for every i, as
-    columns. Raises SpecError for a mapping that cannot run (as `evaluate` does), for a path the batch path does
-    not vary, for a bad value, and for a capacity column of a level the mapping's factor expressions read (that
-    changes the plan: use `evaluate_points`)."""
+                     numbers: Mapping[str, np.ndarray | Sequence[float]], only_group: int | None = None) -> BatchResult:
+    """`analytical.evaluate(binding, analysis, arch.with_changes(point i's numbers), mapping, only_group)` for
+    every i, as columns. Raises SpecError for a mapping that cannot run (as `evaluate` does), for a path the batch
+    path does not vary, for a bad value, and for a capacity column of a level the mapping's factor expressions
+    read (that changes the plan: use `evaluate_points`)."""
     read = _capacities_read(mapping)
     for path in numbers:
         parts = path.split(".")
@@ -309,7 +301,7 @@ def evaluate_columns(binding: Binding, analysis: Analysis, arch: Architecture, m
                                                   f"capacity({parts[1]}), so this column changes the plan; evaluate "
                                                   "these points with evaluate_points")
     cols = with_numbers(arch, numbers)
-    group_plans = plans(binding, analysis, arch, mapping, None)
+    group_plans = plans(binding, analysis, arch, mapping, only_group)
     return _assemble(cols.n, [(np.arange(cols.n), _Priced(binding, mapping.name, group_plans, cols), None)])
 
 
@@ -370,11 +362,11 @@ def _stacked(archs: list[Architecture]) -> Columns:
     units = {}
     for j, u in enumerate(archs[0].units):
         each = [a.units[j] for a in archs]
-        units[u.name] = _UnitColumns(u.name, np.array([x.shape for x in each], dtype=float),
+        units[u.name] = _UnitColumns(u.name, [col([x.shape[d] for x in each]) for d in range(len(u.shape))],
                                      {op: col([x.op_cycles[op] for x in each]) for op in u.op_cycles},
                                      {op: col([x.energy.actions_pj[op] for x in each]) for op in u.energy.actions_pj},
                                      col([x.area_um2 for x in each]), {})
-    return Columns([a.name for a in archs], col([a.clock_hz for a in archs]), levels, units)
+    return Columns(len(archs), [a.name for a in archs], col([a.clock_hz for a in archs]), levels, units)
 
 
 @dataclass
@@ -403,7 +395,16 @@ class _GroupColumns:
 
 
 def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | None]]) -> BatchResult:
-    """One BatchResult from the priced parts (each at its points' indices)."""
+    """One BatchResult from the priced parts (each at its points' indices, in order)."""
+    if len(parts) == 1 and parts[0][1] is not None:  # one plan for every point: its columns as they are
+        priced = parts[0][1]
+        out = _price(priced.binding, priced.plans, priced.cols)
+        reason = [""] * n
+        for i, text in out["reasons"].items():
+            reason[i] = text
+        return BatchResult(out["latency_s"], out["energy_pj"], out["compute_cycles"], out["feasible"], reason,
+                           out["area_um2"], out["traffic_bytes"], out["memory_s"], out["energy_by"],
+                           out["utilization"], out["footprint_bytes"], priced.cols.names, priced.result)
     metrics: dict[str, np.ndarray] = {k: np.zeros(n) for k in ("latency_s", "energy_pj", "compute_cycles",
                                                                "area_um2")}
     feasible = np.zeros(n, dtype=bool)
@@ -479,7 +480,7 @@ def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) 
         compute_cycles = compute_cycles + p.compute_cycles
     for m in cols.levels:
         leak = m.actions_pj.get("leak")
-        if leak is not None and leak.any():
+        if leak is not None and np.any(leak):
             key = (m.name, "leak")
             energy[key] = energy.get(key, 0) + leak * m.instances * cycles
     energy_pj = 0
@@ -489,17 +490,32 @@ def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) 
         utilization = {u: np.where(cycles != 0, busy.get(u, 0) / (cols.lanes(u) * cycles), 0.0) for u in cols.units}
     feasible = np.ones(n, dtype=bool)
     feasible[list(reasons)] = False
-    return {"latency_s": _full(seconds, n), "energy_pj": _full(energy_pj, n), "area_um2": cols.area,
+    return {"latency_s": _full(seconds, n), "energy_pj": _full(energy_pj, n), "area_um2": _full(cols.area, n),
             "compute_cycles": _full(compute_cycles, n), "feasible": feasible,
             "reasons": {i: "; ".join(texts) for i, texts in reasons.items()},
             "traffic_bytes": {lv: {t: _full(c, n) for t, c in per.items()} for lv, per in traffic.items()},
             "memory_s": {lv: _full(c, n) for lv, c in memory_s.items()},
             "energy_by": {k: _full(c, n) for k, c in energy.items()},
-            "utilization": utilization, "footprint_bytes": {lv: _full(c, n) for lv, c in footprint.items()}}
+            "utilization": {u: _full(c, n) for u, c in utilization.items()},
+            "footprint_bytes": {lv: _full(c, n) for lv, c in footprint.items()}}
 
 
-def _full(value: np.ndarray | float, n: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(value, dtype=float), (n,))
+def _full(value: Column, n: int) -> np.ndarray:
+    """`value` as an array of n values."""
+    if isinstance(value, np.ndarray) and value.shape == (n,):
+        return value
+    return np.full(n, value, dtype=float)
+
+
+def _points(holds: np.ndarray | bool, n: int) -> list[int]:
+    """The points where `holds` (one bool: all or none)."""
+    if np.ndim(holds):
+        return np.flatnonzero(holds).tolist()
+    return list(range(n)) if holds else []
+
+
+def _at(value: Column, i: int) -> float:
+    return value[i] if np.ndim(value) else value
 
 
 def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
@@ -538,16 +554,16 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
         footprint = plan.footprint[m.name]
         overflow = footprint - m.capacity_bytes
         over = overflow > 0
-        if not over.any():
+        if not np.any(over):
             continue
         spillable = plan.spillable.get(m.name, 0)
         full = over & (overflow > spillable)
         kept = ", ".join(plan.kept_at.get(m.name, ())) or "hand-offs between units"
-        for i in np.flatnonzero(full).tolist():
+        for i in _points(full, n):
             reasons.setdefault(i, []).append(f"group {group.name}: {m.name} holds {footprint:.0f} B of tiles "
-                                             f"({kept}), over its capacity of {int(m.capacity_bytes[i])} B")
+                                             f"({kept}), over its capacity of {int(_at(m.capacity_bytes, i))} B")
         spill = over & ~full
-        if not spill.any():
+        if not np.any(spill):
             continue
         spilled = True
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -599,12 +615,12 @@ def _fanout_reasons(cols: Columns, group, plan: GroupPlan) -> dict[int, list[str
     reasons: dict[int, list[str]] = {}
     for unit_name, d, fanout, along in plan.fanouts:
         shape = cols.units[unit_name].shape
-        bad = np.flatnonzero(fanout > shape[:, d])
-        if not len(bad):
+        bad = _points(fanout > shape[d], cols.n)
+        if not bad:
             continue
         named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
-        for i in bad.tolist():
-            pes = shape[i].astype(int).tolist()
+        for i in bad:
+            pes = [int(_at(s, i)) for s in shape]
             reasons.setdefault(i, []).append(
                 f"group {group.name}: {named} spreads {fanout} over unit {unit_name}, which has {pes[d]} PEs "
                 f"along dimension {d} (shape {' x '.join(map(str, pes))})")
@@ -620,19 +636,14 @@ def _overlap_reasons(cols: Columns, group, plan: GroupPlan, cycles: dict[str, np
         for e, lanes in mine:
             busy = busy + cycles[e] * lanes
         lanes_of = cols.lanes(unit_name)
-        bad = np.flatnonzero(busy > lanes_of * compute_cycles * (1 + 1e-9))
-        for i in bad.tolist():
+        for i in _points(busy > lanes_of * compute_cycles * (1 + 1e-9), cols.n):
             if i in fanned:
                 continue
-            b, c, lanes = float(_at(busy, i)), float(_at(compute_cycles, i)), int(lanes_of[i])
+            b, c, lanes = float(_at(busy, i)), float(_at(compute_cycles, i)), int(_at(lanes_of, i))
             reasons.setdefault(i, []).append(
                 f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on unit "
                 f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of its "
                 f"{lanes} PEs")
-
-
-def _at(value: np.ndarray | float, i: int) -> float:
-    return value[i] if np.ndim(value) else value
 
 
 def _overlap(plan: GroupPlan, cycles: dict[str, np.ndarray]) -> np.ndarray:
