@@ -6,12 +6,13 @@ and of its parts (building the tile tasks, running them, collecting the Result),
 of the whole call and of the run alone, tile tasks (spans) per second, and the latency against the analytical
 model's.
 
-Target (issue 17): the event model at >= 300,000 SimPy events/s. Earlier engines are not kept; measured on this
-2-core machine (shared, best of 7), same point, same events in the same order (tests/test_event_speedup.py):
-a SimPy process per task, 300 ms per point, 29,190 events (97,000/s); callbacks on SimPy events, 167 ms per point
-(build 46, run 92), 19,970 events (119,000/s of simulate, 218,000/s of the run); callbacks on one heap ordered as
-SimPy's queue (now), about 105-112 ms per point (build 45, run 24-26), 178,000-190,000/s of simulate, 760,000-
-820,000/s of the run.
+Target (issue 17): the event model at >= 300,000 SimPy events/s. Earlier engines are not kept (each ran the same
+events in the same order, tests/test_event_speedup.py). Measured on this 2-core machine, which is shared: CPU
+times swing 2x with the neighbours' load, so compare figures taken in one sitting. A SimPy process per task: 300
+ms per point, 29,190 events (97,000/s). Callbacks on SimPy events, back to back with the present engine: 77 ms
+per point (built in 21, run in 42), 19,970 events, 258,000 events/s of simulate (475,000/s of the run); the
+present engine (one heap ordered as SimPy's queue, task building compiled): 40 ms (13, 17), 502,000/s
+(1,171,000/s of the run).
 Run: .venv/bin/python benchmarks/event_engine.py
 """
 
@@ -48,7 +49,7 @@ def main() -> None:
     total_s = _best_s(lambda: simulate(binding, analysis, arch, mapping))
     print(f"event model, FuseMax BERT-base 16K: {total_s * 1e3:.0f} ms per point (CPU, best of {REPEATS}): "
           f"tasks built in {build_s * 1e3:.0f} ms, run in {run_s * 1e3:.0f} ms")
-    print(f"  {run.events:,} SimPy events: {run.events / total_s:,.0f} events/s of simulate, "
+    print(f"  {run.events:,} events (as SimPy counts them): {run.events / total_s:,.0f} events/s of simulate, "
           f"{run.events / run_s:,.0f} events/s of the run alone")
     print(f"  {len(run.timeline):,} tile tasks (spans): {len(run.timeline) / total_s:,.0f} tiles/s")
     error = run.result.latency_s / analytical.latency_s - 1

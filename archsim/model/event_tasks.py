@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,39 +114,42 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
                       for c in range(chunks)]
     lanes = {(e, d): [(m, moved[(e, m.name, d)].tolist()) for m in (channels if d == READ else channels[::-1])
                       if (e, m.name, d) in moved] for e in order for d in (READ, WRITE)}
-    frees = {e: read_free[e].tolist() for e in order}
-    handed_at = {e: {c: i for i, c in enumerate(handoffs[e].tolist())} for e in order}
     tasks: list[Task] = []
-    written: dict[str, dict[int, Task]] = {e: {} for e in order}  # the last task of an Einsum's chunk
     barrier = [previous] if previous is not None else []
     steps = chunks + max(skew.values())
+    # Per Einsum, what its chunks look up (lists, not arrays: the loop below runs once per task).
+    plans = [(e, skew[e], compute[e], read_free[e].tolist(), lanes[(e, READ)], lanes[(e, WRITE)],
+              [compute[p] for p in preds[e]], [compute[w] for w in (e, *carried[e])],
+              {c: i for i, c in enumerate(handoffs[e].tolist())}, handoffs[e].tolist(),
+              {}, [compute[x] for x in consumers[e]]) for e in order]
     for step in range(steps):
-        for e in order:
-            c = step - skew[e]
+        for e, lag, own, frees, reads_at, writes_at, fed_by, carried_from, handed_at, handed, written, fed in plans:
+            c = step - lag
             if not 0 <= c < chunks:
                 continue
-            own = compute[e]
-            task, args = own[c], {"group": group.name, "einsum": e, "chunk": c}
-            # Double buffering: e's input buffer takes a tile once e has used the tile `buffers` tiles back.
-            free = frees[e][c]
-            reads = _transfers(lanes[(e, READ)], e, c, READ, [own[free]] if free >= 0 else barrier, args)
+            task = own[c]
             deps = task.deps
-            deps += reads[-1:]
-            deps += [compute[p][c] for p in preds[e]]
+            # Double buffering: e's input buffer takes a tile once e has used the tile `buffers` tiles back.
+            if reads_at:
+                free = frees[c]
+                reads = _transfers(reads_at, group.name, e, c, READ, [own[free]] if free >= 0 else barrier)
+                tasks += reads
+                deps += reads[-1:]
+            deps += [p[c] for p in fed_by]
             if c:
-                deps += [compute[w][c - 1] for w in (e, *carried[e])]
+                deps += [w[c - 1] for w in carried_from]
             # ... and its output buffer takes a tile once the hand-off `buffers` hand-offs back has been written
             # out and read by its consumers.
-            i = handed_at[e].get(c, -1)
+            i = handed_at.get(c, -1)
             if i >= buffers:
-                old = int(handoffs[e][i - buffers])
-                deps += [written[e][old], *(compute[x][old] for x in consumers[e])]
+                old = handed[i - buffers]
+                deps.append(written[old])
+                deps += [x[old] for x in fed]
             if not deps:
                 task.deps = list(barrier)
-            writes = _transfers(lanes[(e, WRITE)], e, c, WRITE, [task], args)
-            written[e][c] = writes[-1] if writes else task
-            tasks += reads
             tasks.append(task)
+            writes = _transfers(writes_at, group.name, e, c, WRITE, [task]) if writes_at else []
+            written[c] = writes[-1] if writes else task
             tasks += writes
     if plan:
         tasks += _order_steps(plan, group, compute, compute_s, nest.chunks, steps, arch.clock_hz, previous,
@@ -182,8 +185,8 @@ def _handoffs(chunks: int, einsum: str, moved: dict[tuple[str, str, str], np.nda
     return np.flatnonzero(out)
 
 
-def _transfers(lanes: list[tuple[Memory, list[float]]], einsum: str, chunk: int, direction: str, deps: list[Task],
-               args: dict[str, Any]) -> list[Task]:
+def _transfers(lanes: list[tuple[Memory, list[float]]], group: str, einsum: str, chunk: int, direction: str,
+               deps: list[Task]) -> list[Task]:
     """An Einsum's reads (or writes) of one chunk, level by level in the order of `lanes` (each channel with the
     bytes it moves per chunk), each after the last."""
     chain: list[Task] = []
@@ -192,7 +195,7 @@ def _transfers(lanes: list[tuple[Memory, list[float]]], einsum: str, chunk: int,
         if moved_bytes > 0:
             chain.append(Task(f"{direction} {einsum}[{chunk}]", m.name, f"{m.name} bandwidth",
                                moved_bytes / m.bandwidth_bytes_per_s, chain[-1:] or deps,
-                               {**args, "bytes": moved_bytes}))
+                               {"group": group, "einsum": einsum, "chunk": chunk, "bytes": moved_bytes}))
     return chain
 
 
@@ -389,49 +392,57 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[str, list[Task]], comp
     for the Einsums' tiles of the step (a term without Einsums: once per group, spread over the chunks). Returns
     the markers and stalls it adds."""
     added: list[Task] = []
-    terms: dict[int, tuple[list[str], str]] = {}  # id of a stall term -> the Einsums in it, its text
+    Build = Callable[[int, "Task | None"], "Task | None"]  # (step, task the node starts after) -> its end
 
-    def tile(e: str, step: int) -> int | None:
-        c = step - plan.skew[e]
-        return c if 0 <= c < chunks else None
-
-    def build(node: S.Expr, step: int, start: Task | None) -> Task | None:
+    def compile_node(node: S.Expr) -> Build:
+        """The node as a function of the step, built once (the steps call it thousands of times)."""
         match node:
             case S.Name(name=name) if id(node) in plan.scheduled:
-                c = tile(name, step)
-                if c is None:
-                    return start
-                task = compute[name][c]
-                if start is not None:
-                    task.deps.append(start)
-                return task
-            case S.BinOp(op="+", lhs=lhs, rhs=rhs):
-                return build(rhs, step, build(lhs, step, start))
-            case S.Call(fn="max", args=args):
-                ends = list(dict.fromkeys(build(a, step, start) for a in args))
-                if len(ends) == 1:
-                    return ends[0]
-                added.append(Task(f"{group.name} step {step}", None, "", 0.0, [e for e in ends if e]))
-                return added[-1]
-        if id(node) not in terms:
-            names = {n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding}
-            terms[id(node)] = (sorted(names), _text(node))
-        einsums, text = terms[id(node)]
-        if einsums:
-            at = {e: tile(e, step) for e in einsums}
-            cycles = pipeline_cycles(node, {**rank_sizes, **{e: 0.0 if c is None else float(compute_s[e][c]) * clock_hz
-                                                      for e, c in at.items()}})
-        else:
-            cycles = pipeline_cycles(node, dict(rank_sizes)) / chunks if step < chunks else 0.0
-        if cycles <= 0:
-            return start
-        added.append(Task(f"stall {text}[{step}]", None, f"pipeline stall {text}", cycles / clock_hz,
-                           [start] if start is not None else [], {"group": group.name, "cycles": cycles}))
-        return added[-1]
+                tiles, lag = compute[name], plan.skew[name]
 
+                def einsum(step: int, start: Task | None) -> Task | None:
+                    c = step - lag
+                    if not 0 <= c < chunks:
+                        return start
+                    task = tiles[c]
+                    if start is not None:
+                        task.deps.append(start)
+                    return task
+                return einsum
+            case S.BinOp(op="+", lhs=lhs, rhs=rhs):
+                first, then = compile_node(lhs), compile_node(rhs)
+                return lambda step, start: then(step, first(step, start))
+            case S.Call(fn="max", args=args):
+                parts = [compile_node(a) for a in args]
+
+                def side_by_side(step: int, start: Task | None) -> Task | None:
+                    ends = list(dict.fromkeys(part(step, start) for part in parts))
+                    if len(ends) == 1:
+                        return ends[0]
+                    added.append(Task(f"{group.name} step {step}", None, "", 0.0, [e for e in ends if e]))
+                    return added[-1]
+                return side_by_side
+        einsums = sorted({n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding})
+        text = _text(node)
+
+        def stall(step: int, start: Task | None) -> Task | None:
+            if einsums:
+                at = {e: step - plan.skew[e] for e in einsums}
+                cycles = pipeline_cycles(node, {**rank_sizes, **{e: float(compute_s[e][c]) * clock_hz
+                                                                 if 0 <= c < chunks else 0.0 for e, c in at.items()}})
+            else:
+                cycles = pipeline_cycles(node, dict(rank_sizes)) / chunks if step < chunks else 0.0
+            if cycles <= 0:
+                return start
+            added.append(Task(f"stall {text}[{step}]", None, f"pipeline stall {text}", cycles / clock_hz,
+                               [start] if start is not None else [], {"group": group.name, "cycles": cycles}))
+            return added[-1]
+        return stall
+
+    build = compile_node(plan.expr)
     end = previous
     for step in range(steps):
-        end = build(plan.expr, step, end)
+        end = build(step, end)
     return added
 
 
