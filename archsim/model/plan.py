@@ -12,6 +12,7 @@ when it was computed per call. The modelling assumptions are in `archsim.model.a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
@@ -19,13 +20,16 @@ from dataclasses import dataclass
 
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
+from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import refs_of
 from archsim.mapping.overlap import POLICIES, compile_pipeline, delay_names, parse_pipeline
 from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
+from archsim.memo import identity_cache
 from archsim.model.reuse import refetches, tile_elems
 
+EinsumIO = tuple[frozenset[str], str]  # (the tensors an Einsum reads, the tensor it writes)
 Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"), level index, the same action, bits)
 
 
@@ -74,16 +78,24 @@ class GroupPlan:
 def used_in(binding: Binding, mapping: MappingSpec) -> dict[str, set[str]]:
     """Tensor -> the groups whose Einsums touch it (a tensor in more than one crosses groups, so lives in DRAM)."""
     out: dict[str, set[str]] = defaultdict(set)
+    io = einsum_io(binding.cascade)
     for g in mapping.groups:
         for e in g.einsums:
-            for t in tensors_of(binding, e):
+            for t in (*io[e][0], io[e][1]):
                 out[t].add(g.name)
     return out
 
 
-def tensors_of(binding: Binding, einsum_name: str) -> set[str]:
-    einsum = binding.cascade.einsum(einsum_name)
-    return {r.tensor for r in refs_of(einsum)} | {einsum.output.tensor}
+@identity_cache(maxsize=64)
+def einsum_io(cascade: Cascade) -> dict[str, EinsumIO]:
+    """Einsum -> (the tensors it reads, the tensor it writes), read once per cascade object."""
+    return {e.name: (frozenset(r.tensor for r in refs_of(e)), e.output.tensor) for e in cascade.einsums}
+
+
+@functools.lru_cache(maxsize=256)
+def _delays(overlap: str, einsums: tuple[str, ...]) -> tuple[str, ...]:
+    """The rank sizes an overlap expression's delay terms read, sorted."""
+    return tuple(sorted(delay_names(overlap, einsums)))
 
 
 def transfer_actions(levels: tuple[str, ...], parent: int, child: int, bits: float, inward: bool) -> list[Action]:
@@ -122,7 +134,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         along = [loops[d:d + 1] if d < dims - 1 else loops[dims - 1:] for d in range(dims)]
         fanouts += [(unit, d, math.prod(lp.factor for _, lp in a), tuple(a)) for d, a in enumerate(along)]
 
-    reads = {e: {r.tensor for r in refs_of(cascade.einsum(e))} for e in group.einsums}
+    io = einsum_io(cascade)
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
     # Residency chain of every tensor the group touches: its home level, then the inner levels keeping it.
     traffic: dict[str, dict[str, float]] = defaultdict(dict)
@@ -140,7 +152,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             tiles[key] = tile_elems(group.loops, level_of, child, ranks, iterative)
         return tiles[key]
 
-    for t in sorted(set().union(*(tensors_of(binding, e) for e in group.einsums)) - set(over)):
+    for t in sorted({t for e in group.einsums for t in (*io[e][0], io[e][1])} - set(over)):
         decl = cascade.tensors[t]
         kept = sorted(level_of[lv] for lv, ts in group.keep.items() if t in ts)
         if decl.kind != "intermediate" or used[t] - {group.name}:
@@ -160,14 +172,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                 spillable[levels[c]] += tile_bytes
                 parent_of[levels[c]] = chain[i - 1] if i else c - 1
         if chain[-1] > 0:
-            footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t) * word
+            footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
-            read, written = _moved_elems(binding, group, space, level_of, t, child, reads,
+            read, written = _moved_elems(binding, group, space, level_of, t, child, io,
                                          tile(child, decl.leaf_ranks, decl.iterative))
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
-                n_reads, n_writes = storage_accesses(binding, analysis, group, t, reads)
+                n_reads, n_writes = storage_accesses(binding, analysis, group, t, io)
                 per_access = max(read, written)
                 read, written = per_access * n_reads, per_access * n_writes
             traffic[levels[parent]][t] = (read + written) * word
@@ -175,7 +187,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             actions += transfer_actions(levels, parent, child, written * word * 8, False)
     spills = {}
     for level in levels:
-        spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, reads),
+        spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, io),
                                         math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
     slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
@@ -186,23 +198,22 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
-                     {n: binding.rank_sizes[n] for n in sorted(delay_names(group.overlap, group.einsums))}, by_unit)
+                     {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit)
 
 
-def _handoff_elems(binding: Binding, group: Group, owner: str) -> int:
+def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> int:
     """Room for tiles handed between units through the level that keeps `owner` (or a tensor written over it):
     one tile of the larger of the two units' spatial extents per hand-off, which the consumer works on while the
     producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back)."""
     total = 0
     for t in (owner, *group.in_place.get(owner, ())):
-        producers = [e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t]
+        producers = [e for e in group.einsums if io[e][1] == t]
         if not producers:
             continue
         unit = group.binding[producers[0]]
         ranks = binding.cascade.tensors[t].leaf_ranks
         for e in group.einsums:
-            reads = {r.tensor for r in refs_of(binding.cascade.einsum(e))}
-            if t in reads and group.binding[e] != unit:
+            if t in io[e][0] and group.binding[e] != unit:
                 total += max(_spatial_tile(group, unit, ranks), _spatial_tile(group, group.binding[e], ranks))
                 break
     return total
@@ -213,16 +224,16 @@ def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
 
 
 def storage_accesses(binding: Binding, analysis: Analysis, group: Group, owner: str,
-                     reads: dict[str, set[str]]) -> tuple[int, int]:
+                     io: Mapping[str, EinsumIO]) -> tuple[int, int]:
     """(reads, writes) of each element of `owner`'s storage over the group: one write per Einsum producing it
     or a tensor written over it, one read per Einsum consuming one of them, except a read streamed from a
     producer on the same unit in the same pass (FLAT's sum taking the numerator as the exp unit makes it)."""
     n_reads = n_writes = 0
     for t in (owner, *group.in_place.get(owner, ())):
-        producer = next((e for e in group.einsums if binding.cascade.einsum(e).output.tensor == t), None)
+        producer = next((e for e in group.einsums if io[e][1] == t), None)
         n_writes += producer is not None
         for e in group.einsums:
-            if t in reads[e] and not (producer and group.binding[e] == group.binding[producer]
+            if t in io[e][0] and not (producer and group.binding[e] == group.binding[producer]
                                       and _same_pass(analysis, producer, e)):
                 n_reads += 1
     return n_reads, n_writes
@@ -235,19 +246,19 @@ def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
 
 
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, reads: dict[str, set[str]], tile: int) -> tuple[int, int]:
+                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int) -> tuple[int, int]:
     """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
     elements. Readers share the resident tile, so the largest reader count is taken; the writer is the Einsum
     whose output it is."""
     decl = binding.cascade.tensors[tensor]
     read = written = 0
     for e in group.einsums:
-        writes = binding.cascade.einsum(e).output.tensor == tensor
-        if not writes and tensor not in reads[e]:
+        writes = io[e][1] == tensor
+        if not writes and tensor not in io[e][0]:
             continue
         moved = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
         if writes:
             written = max(written, moved)
-        if tensor in reads[e]:
+        if tensor in io[e][0]:
             read = max(read, moved)
     return read, written
