@@ -13,15 +13,20 @@ Two entries:
   expressions read); each group is planned once and priced as columns.
 
 Both return a `BatchResult`: numpy columns of every metric of `archsim.model.result.Result` and `result(i)`, the
-point's `Result`. The model is `archsim.model.analytical`'s (its docstring states the assumptions); this module
-applies the same operations in the same order to columns, so a column agrees with the single-point path to the
-last bit or so (tests/test_batch_eval.py: relative difference <= 1e-12 on random points of the demo sweep's
-space). Reasons (capacity, fan-out, overlap) are the single path's strings. `result(i)` prices the point's plan
-with its numbers through `analytical.price`, the single path itself. A dict metric (traffic per level and tensor,
-energy per action, memory time per level) is a column per key that any point has, 0 where a point has none.
+point's `Result`, and `records()`, each point's `archsim.record.Record`. The model is
+`archsim.model.analytical`'s (its docstring states the assumptions); this module applies the same float operations
+in the same order to columns, so a column equals the single path's value (on the 500 random demo-space points of
+tests/test_batch_eval.py every metric is bit-identical; the test allows a relative 1e-12: where a key of energy or
+traffic exists for only some points of a plan, as spills add, a sum may meet its terms in another order). Reasons
+(capacity, fan-out, overlap) are the single path's strings; a point of `evaluate_points` whose mapping cannot run
+has the SpecError's text as its reason and NaN metrics. `result(i)` prices the point's plan with its numbers through
+`analytical.price`, the single path itself. A dict metric (traffic per level and tensor, energy per action, memory
+time per level) is a column per key that any point has, 0 where a point has none. A field every point shares stays
+one float (numpy broadcasts it), so a call on a few points costs little more than its fixed ~0.3 ms.
 
 Column values are checked as the architecture loader checks a field (`archsim.arch.load`): a bad one raises
-SpecError naming the field and the point.
+SpecError naming the field and the point. A composite energy of a unit (exp priced as MACs) follows its parts as in
+`Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError).
 """
 
 from __future__ import annotations
@@ -48,9 +53,7 @@ from archsim.model.plan import GroupPlan, transfer_actions
 from archsim.model.result import Result
 from archsim.record import PJ_PER_J, Record
 
-Key = tuple[str, str]
-
-
+Key = tuple[str, str]  # (component, action) of an energy
 Column = np.ndarray | float  # a field's values over the points, or its one value for all of them
 
 
@@ -160,6 +163,9 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
         if parts == ["clock_hz"]:
             cols.clock_hz = _checked(values, source, path, positive=True, integer=False)
         elif len(parts) >= 3 and parts[0] == "memories" and parts[1] in levels:
+            if parts[2] == "energy" and arch.memory(parts[1]).energy.composed_of:
+                raise SpecError(source, path, "a memory energy table with composite actions is not varied by the "
+                                              "batch path (use Architecture.with_changes and evaluate_points)")
             _set_level(levels[parts[1]], parts[2:], values, source, path)
         elif len(parts) >= 3 and parts[0] == "units" and parts[1] in cols.units:
             _set_unit(cols.units[parts[1]], parts[2:], values, source, path)
@@ -331,7 +337,7 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
 
 def _structure(arch: Architecture) -> tuple:
     """What of an architecture a plan depends on, besides capacities a factor expression reads: names."""
-    return (tuple(m.name for m in arch.memories),
+    return (arch.name, tuple(m.name for m in arch.memories),
             tuple((u.name, len(u.shape), tuple(u.op_cycles), tuple(u.energy.actions_pj)) for u in arch.units),
             tuple(tuple(m.energy.actions_pj) for m in arch.memories))
 
