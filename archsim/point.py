@@ -14,7 +14,6 @@ come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are sm
 from __future__ import annotations
 
 from collections.abc import Mapping as MappingType
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,10 +23,10 @@ from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
-from archsim.mapping.mapper import search, search_many
-from archsim.mapping.spec import SEARCH, Mapping
+from archsim.mapping.mapper import search
+from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
-from archsim.model.analytical import evaluate, numbers_of, plans, price
+from archsim.model.analytical import evaluate
 from archsim.model.result import Result
 from archsim.workload import Workload
 
@@ -80,45 +79,6 @@ def _searched(binding: Binding, analysis: Analysis, architecture: Architecture, 
         return evaluate(binding, analysis, architecture, trial, only_group=group)
 
     return search(binding, architecture, spec, evaluate_group)
-
-
-def choose_mappings(binding: Binding, analysis: Analysis, archs: Sequence[Architecture],
-                    spec: Mapping) -> list[Mapping]:
-    """The mapper's choice on each of `archs` (architectures differing in numbers), the same as `prepare`'s on each:
-    a candidate is shared by the architectures whose choices so far agree (`archsim.mapping.mapper.search_many`)."""
-
-    def evaluate_groups(trial: Mapping, group: int, on: Sequence[Architecture]) -> list[Result]:
-        return evaluate_many(binding, analysis, on, trial, only_group=group)
-
-    return search_many(binding, archs, spec, evaluate_groups)
-
-
-def evaluate_many(binding: Binding, analysis: Analysis, archs: Sequence[Architecture], mapping: Mapping,
-                  only_group: int | None = None) -> list[Result]:
-    """`evaluate` of `mapping` on each of `archs`, the Results the same: a plan depends on an architecture's names
-    (levels, units, their dimensions and ops) and on the capacities a factor expression reads, not on its other
-    numbers (`archsim.model.plan`), so architectures alike in those share one plan and each prices it."""
-    planned = [g for i, g in enumerate(mapping.groups) if only_group is None or i == only_group]
-    reads_numbers = any(isinstance(lp.factor, str) and lp.factor != SEARCH for g in planned for lp in g.loops)
-    shared: dict[object, tuple] = {}
-    out = []
-    for arch in archs:
-        planned_on = arch if reads_numbers else _REPRESENTATIVES.setdefault(_names(arch), arch)
-        if id(planned_on) not in shared:
-            shared[id(planned_on)] = plans(binding, analysis, planned_on, mapping, only_group)
-        out.append(price(binding, mapping.name, numbers_of(arch), shared[id(planned_on)]))
-    return out
-
-
-# The first architecture seen with each set of names: `evaluate_many` plans on it for all architectures alike, so
-# the model's plans (remembered per architecture object) serve them all, across calls.
-_REPRESENTATIVES: dict[tuple, Architecture] = {}
-
-
-def _names(arch: Architecture) -> tuple:
-    """What a plan reads of an architecture besides the capacities of factor expressions."""
-    return (tuple(m.name for m in arch.memories),
-            tuple((u.name, len(u.shape), tuple(u.op_cycles)) for u in arch.units))
 
 
 def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:

@@ -1,6 +1,6 @@
-"""Throughput of `archsim sweep` on Dask (prints figures; not a timed test - these machines are shared and noisy).
+"""Throughput of `archsim sweep` (prints figures; not a timed test - these machines are shared and noisy).
 
-A FuseMax attention sweep (BERT-Base) over DRAM bandwidth x global buffer capacity x seq_len, 25 x 20 x 20 =
+Default: a FuseMax attention sweep (BERT-Base) over DRAM bandwidth x global buffer capacity x seq_len, 25 x 20 x 20 =
 10,000 points, on an embedded LocalCluster of 1 and then 2 single-threaded worker processes, each into a fresh
 temporary store (commit per batch, as `archsim sweep` does). Printed per run: points/s, and the scheduling overhead
 per point = (Dask wall time - serial evaluation time / workers) / points, i.e. the wall time beyond a perfect
@@ -8,25 +8,36 @@ split of the serial work. The serial evaluation time per point is measured on a 
 this process. Cluster start-up and planning (loading the base specs once, then a key per point) are timed
 separately, not in the runs.
 
-Run: .venv/bin/python benchmarks/sweep_throughput.py [--quick]
+`--points N` (1,000, 10,000 or 100,000): a FuseMax sweep over array size (a linked axis, as the demo's) x global
+buffer x DRAM bandwidth x seq_len x batch, run as `archsim sweep` runs it (`run_sweep_dask`: planning, the
+executor it chooses, or `--workers W` / `--local`, and a batch committed per transaction) into a fresh temporary
+store, then resumed from that store (nothing left to evaluate). Printed: the executor line, wall time, points/s
+and the resume's wall time. Issue 17 asks for 100,000 points in under 60 s on 2 cores.
+
+Run: .venv/bin/python benchmarks/sweep_throughput.py [--quick | --points 100000 [--workers W | --local]]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from distributed import Client, LocalCluster
-
-from archsim.dse.dask_run import batch_size_for, evaluate_on
+from archsim.dse.dask_run import batch_size_for, evaluate_on, run_sweep_dask
 from archsim.dse.points import load_base
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import open_store
 from archsim.dse.sweep import evaluate_batch, plan
 
 GIB, MIB = 2**30, 2**20
+# --points N -> (array sizes, buffers, bandwidths, seq_lens, batches): N = their product.
+GRIDS = {1_000: (2, 5, 5, 4, 5), 10_000: (4, 10, 10, 5, 5), 100_000: (4, 25, 25, 8, 5)}
+PE_DIMS = [32, 64, 128, 256]
+SEQ_LENS = [1024 * 2**k for k in range(8)]
+BATCHES = [1, 8, 16, 32, 64]
 
 
 def spec(quick: bool):
@@ -39,26 +50,60 @@ def spec(quick: bool):
     }, "benchmarks/sweep_throughput.py")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="a 100-point grid, for a smoke run")
-    parser.add_argument("--sample", type=int, default=300, help="points timed serially")
-    args = parser.parse_args()
-    sweep = spec(args.quick)
+def five_axis_spec(points: int):
+    """Array size x buffer x DRAM bandwidth x seq_len x batch, `points` in all (a key of GRIDS)."""
+    n_pe, n_buf, n_bw, n_seq, n_batch = GRIDS[points]
+    return sweep_from_dict({
+        "name": f"fusemax-{points}", "mapping": "fusemax", "workload": "bert-base",
+        "axes": {"linked.pe_dim": {"values": PE_DIMS[-n_pe:],
+                                   "set": {"arch.units.array2d.shape": ["pe_dim", "pe_dim"],
+                                           "arch.units.array1d.shape": ["pe_dim"],
+                                           "arch.memories.RF.instances": "pe_dim * pe_dim",
+                                           "arch.memories.RF1D.instances": "pe_dim", "workload.M0": "pe_dim"}},
+                 "arch.memories.GlobalBuffer.capacity_bytes": [MIB * k for k in range(1, n_buf + 1)],
+                 "arch.memories.DRAM.bandwidth_bytes_per_s": [25 * GIB * k for k in range(1, n_bw + 1)],
+                 "workload.seq_len": SEQ_LENS[:n_seq],
+                 "workload.batch": BATCHES[-n_batch:]},
+    }, "benchmarks/sweep_throughput.py")
+
+
+def run_points(points: int, workers: int | None, local: bool) -> None:
+    sweep = five_axis_spec(points)
+    print(f"{points} points (FuseMax: array size x buffer x DRAM bandwidth x seq_len x batch = "
+          f"{' x '.join(map(str, GRIDS[points]))}); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "sweep.sqlite"
+        lines: list[str] = []
+        start = time.perf_counter()
+        run = run_sweep_dask(sweep, db, workers=workers, executor="in-process" if local else None,
+                             status=lines.append)
+        wall_s = time.perf_counter() - start
+        print(f"{lines[0] if lines else 'executor: none'}")
+        print(f"into the store: {run.new} points in {wall_s:.1f} s wall, {run.new / wall_s:,.0f} points/s "
+              f"({len(run.records)} records read back)")
+        start = time.perf_counter()
+        again = run_sweep_dask(sweep, db)
+        print(f"resumed from the store: {again.new} new, {again.reused} reused in {time.perf_counter() - start:.1f} s")
+
+
+def run_dask(quick: bool, sample: int) -> None:
+    from distributed import Client, LocalCluster
+
+    sweep = spec(quick)
     start = time.perf_counter()
     base = load_base(sweep)
     _, todo_by_key = plan(sweep, base, set())
     todo = list(todo_by_key.values())
     print(f"{len(todo)} points; planning (a key per point) {time.perf_counter() - start:.1f} s")
 
-    sample = todo[:: max(1, len(todo) // args.sample)][: args.sample]
-    evaluate_batch(sweep, base, sample[:1])  # warm caches and imports
+    sample_points = todo[:: max(1, len(todo) // sample)][:sample]
+    evaluate_batch(sweep, base, sample_points[:1])  # warm caches and imports
     start = time.perf_counter()
-    evaluate_batch(sweep, base, sample)
-    point_s = (time.perf_counter() - start) / len(sample)
+    evaluate_batch(sweep, base, sample_points)
+    point_s = (time.perf_counter() - start) / len(sample_points)
     serial_s = point_s * len(todo)
-    print(f"serial evaluation: {point_s * 1e3:.2f} ms/point ({1 / point_s:.1f} points/s) over {len(sample)} points; "
-          f"all points ~ {serial_s:.0f} s")
+    print(f"serial evaluation: {point_s * 1e3:.2f} ms/point ({1 / point_s:.1f} points/s) over {len(sample_points)} "
+          f"points; all points ~ {serial_s:.0f} s")
 
     for workers in (1, 2):
         start = time.perf_counter()
@@ -75,6 +120,23 @@ def main() -> None:
         print(f"{workers} worker(s): {written / wall_s:.1f} points/s ({written} points in {wall_s:.1f} s, batch "
               f"{size}, cluster start {up_s:.1f} s); overhead {overhead * 1e3:+.2f} ms/point "
               f"({overhead / point_s:+.1%} of a point's evaluation)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a 100-point grid, for a smoke run")
+    parser.add_argument("--sample", type=int, default=300, help="points timed serially")
+    parser.add_argument("--points", type=int, choices=sorted(GRIDS),
+                        help="the five-axis FuseMax sweep of this many points, run as archsim sweep runs it")
+    parser.add_argument("--workers", type=int, help="with --points: Dask on an embedded cluster of this many workers")
+    parser.add_argument("--local", action="store_true", help="with --points: in this process, whatever the estimate")
+    args = parser.parse_args()
+    if (args.workers or args.local) and not args.points:
+        sys.exit("--workers and --local go with --points")
+    if args.points:
+        run_points(args.points, args.workers, args.local)
+    else:
+        run_dask(args.quick, args.sample)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The mapper run on many architectures at once (`archsim.point.choose_mappings`: candidates shared by the points
-whose choices so far agree, each candidate planned once and priced per architecture) chooses what the plain
-search chooses on each architecture alone, and `evaluate_many` gives the Results `evaluate` gives.
+"""The mapper run on many architectures at once (`archsim.dse.grouped.choose_mappings`: candidates shared by the
+points whose choices so far agree, each candidate planned once and priced for all of them, as numpy columns or one
+by one) chooses what the plain search chooses on each architecture alone, and `grouped.records` gives the records
+of `evaluate`.
 
 The plain reference runs on a copy of each architecture (a new object, so nothing remembered per architecture
 object is shared with the grouped run). Points: random global-buffer capacities (64 KiB to 64 MiB, log-uniform,
@@ -18,26 +19,27 @@ import numpy as np
 import pytest
 
 from archsim import library
+from archsim.dse import grouped
+from archsim.dse.grouped import COLUMNS_FROM, Variants, choose_mappings, records
 from archsim.mapping.mapper import search
 from archsim.model.analytical import evaluate
-from archsim.point import bound, choose_mappings, evaluate_many
+from archsim.model.batch import evaluate_columns
+from archsim.point import bound
 
 CASES = [  # mapping, workload, the sizes of each binding
     ("fusemax", "bert-base", [{"seq_len": 4096}, {"seq_len": 65536}]),
     ("unfused", "bert-base", [{"seq_len": 16384}]),
     ("linear-ffn-fusemax", "bert-base", [{"seq_len": 4096}]),
 ]
-POINTS_PER_BINDING = 12
+POINTS_PER_BINDING = 2 * COLUMNS_FROM  # enough that candidates shared by many points are priced as columns
 
 
-def _random_archs(base, rng: np.random.Generator, n: int) -> list:
-    archs = []
-    for _ in range(n):
-        changes = {"memories.GlobalBuffer.capacity_bytes": int(2 ** rng.uniform(16, 26)),
-                   "memories.DRAM.bandwidth_bytes_per_s": float(rng.uniform(2e10, 2e12)),
-                   "clock_hz": float(rng.choice([5e8, 9.4e8, 1.5e9]))}
-        archs.append(base.with_changes(**changes))
-    return archs
+def _random_variants(base, rng: np.random.Generator, n: int, columns: bool) -> Variants:
+    numbers = {"memories.GlobalBuffer.capacity_bytes": np.floor(2 ** rng.uniform(16, 26, n)),
+               "memories.DRAM.bandwidth_bytes_per_s": rng.uniform(2e10, 2e12, n),
+               "clock_hz": rng.choice([5e8, 9.4e8, 1.5e9], n)}
+    archs = [base.with_changes(**{path: float(column[i]) for path, column in numbers.items()}) for i in range(n)]
+    return Variants(base, archs, numbers if columns else None)
 
 
 def _plain_search(binding, analysis, arch, spec):
@@ -45,8 +47,11 @@ def _plain_search(binding, analysis, arch, spec):
     return search(binding, arch, spec, lambda trial, group: evaluate(binding, analysis, arch, trial, only_group=group))
 
 
+@pytest.mark.parametrize("columns", [True, False], ids=["columns", "one-by-one"])
 @pytest.mark.parametrize("mapping_name, workload_name, sizes", CASES)
-def test_grouped_mapper_chooses_as_the_plain_search(mapping_name, workload_name, sizes) -> None:
+def test_grouped_mapper_chooses_as_the_plain_search(mapping_name, workload_name, sizes, columns, monkeypatch) -> None:
+    batch_calls = []
+    monkeypatch.setattr(grouped, "evaluate_columns", lambda *args: batch_calls.append(args) or evaluate_columns(*args))
     rng = np.random.default_rng(17)
     spec = library.load_mapping_spec(mapping_name)
     cascade = library.load_cascade_spec(spec.cascade)
@@ -55,33 +60,18 @@ def test_grouped_mapper_chooses_as_the_plain_search(mapping_name, workload_name,
     feasible = infeasible = 0
     for sets in sizes:
         binding, analysis = bound(cascade, workload, sets, spec)
-        archs = _random_archs(base, rng, POINTS_PER_BINDING)
-        chosen = choose_mappings(binding, analysis, archs, spec)
-        for arch, mapping in zip(archs, chosen, strict=True):
-            result = evaluate_many(binding, analysis, [arch], mapping)[0]
+        variants = _random_variants(base, rng, POINTS_PER_BINDING, columns)
+        chosen = choose_mappings(binding, analysis, variants, spec)
+        for arch, mapping, record in zip(variants.archs, chosen, records(binding, analysis, variants, chosen),
+                                         strict=True):
             alone = copy.deepcopy(arch)
             plain = _plain_search(binding, analysis, alone, spec)
             assert mapping.groups == plain.groups, (mapping_name, sets)
             reference = evaluate(binding, analysis, alone, plain)
-            assert json.dumps(result.record().flat()) == json.dumps(reference.record().flat())
-            assert result.energy_by == reference.energy_by and result.traffic_bytes == reference.traffic_bytes
+            assert json.dumps(record.flat()) == json.dumps(reference.record().flat())
             feasible += reference.feasible
             infeasible += not reference.feasible
+    # Columns price the candidates of a single-group mapping (and chosen mappings shared by enough points).
+    assert bool(batch_calls) == columns if mapping_name == "fusemax" else columns or not batch_calls
     assert feasible  # the draw reaches points that fit ...
     assert infeasible or mapping_name != "fusemax"  # ... and, for FuseMax's long sequences, points that do not
-
-
-def test_evaluate_many_prices_one_plan_per_architecture_like_evaluate() -> None:
-    """Architectures alike in names share a plan; each is priced with its own numbers, so a slower DRAM is slower."""
-    spec = library.load_mapping_spec("fusemax")
-    binding, analysis = bound(library.load_cascade_spec(spec.cascade), library.load_workload_spec("bert-base"),
-                              {"seq_len": 16384}, spec)
-    base = library.load_architecture_spec(spec.architecture)
-    archs = [base.with_changes(**{"memories.DRAM.bandwidth_bytes_per_s": bw}) for bw in (1e10, 1e11, 1e12)]
-    mapping = choose_mappings(binding, analysis, archs[-1:], spec)[0]
-    many = evaluate_many(binding, analysis, archs, mapping)
-    for arch, result in zip(archs, many, strict=True):
-        assert result.record() == evaluate(binding, analysis, copy.deepcopy(arch), mapping).record()
-    # At 10 GB/s the attention is memory bound: its DRAM traffic over the bandwidth is its time.
-    assert many[0].latency_s == pytest.approx(many[0].dram_traffic_bytes() / 1e10)
-    assert many[0].latency_s > many[1].latency_s >= many[2].latency_s

@@ -79,7 +79,7 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.option("--workers", type=click.IntRange(min=1),
               help="Run on an embedded Dask cluster of this many workers (default when Dask is chosen: one per core).")
 @click.option("--batch-size", type=click.IntRange(min=1),
-              help="Points per task (default: about 1 s of work, timed on the first point).")
+              help="Points per task (default: about 1 s of work, timed on the first points).")
 @click.option("--local", is_flag=True, help="Evaluate in this process, without Dask, whatever the estimate.")
 @click.option("--max-points", type=click.IntRange(min=1),
               help=f"Refuse a sweep of more points than this (default: ${MAX_POINTS_ENV} or 100000).")

@@ -2,15 +2,17 @@
 pending points in batches on an embedded `LocalCluster` (one single-threaded worker process per core) or on a
 running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by this process as it arrives.
 
-The executor is chosen on an estimate of the work, one point timed here x the pending points (`choose_executor`):
-under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs seconds before its first result (its
-import, its worker processes each importing archsim, shipping the specs) and on few cores cannot win that back; a
-scheduler or a worker count given means Dask. On the in-process path Dask is never imported (about 1 s).
+The executor is chosen on an estimate of the work, the first points (PROBE_POINTS, at most a quarter) timed here x
+the pending points (`choose_executor`): under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs
+seconds before its first result (its import, its worker processes each importing archsim, shipping the specs) and
+on few cores cannot win that back; a scheduler or a worker count given means Dask. On the in-process path Dask is
+never imported (about 1 s).
 
 Workers only evaluate (`evaluate_batch` is pure); the store is written by this process alone, so SQLite sees one
-writer. A batch is sized for about `target_batch_s` of work (timed on one point evaluated here first), so the
+writer. A batch is sized for about `target_batch_s` of work (timed on the first points, evaluated here), so the
 per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped so every worker gets several
-batches to balance.
+batches to balance; the points binding the same sizes are next to each other (`archsim.dse.sweep.plan`), so a
+batch shares the mapper's work among many.
 
 A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
 CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`.
@@ -48,6 +50,9 @@ Status = Callable[[str], None]  # told one line: the executor chosen and why
 # cores it loses at most ~2.5 s, a small price next to the work.
 IN_PROCESS_BELOW_S = 5.0
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
+# Points timed here first (at most a quarter of the sweep): points binding the same sizes share the mapper's work
+# (`archsim.dse.points.evaluate_points`), so one point alone would overstate a point's cost several times.
+PROBE_POINTS = 32
 CONNECT_TIMEOUT_S = 3.0
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
@@ -149,7 +154,7 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     """Evaluate every point of `spec` missing from the store at `db_path` and return the sweep's records.
 
     `executor` None chooses: Dask if `scheduler` (that scheduler) or `workers` (an embedded LocalCluster of that
-    many processes) is given, else by `choose_executor` on one point timed here (a cluster of one process per
+    many processes) is given, else by `choose_executor` on the first points timed here (a cluster of one process per
     core when Dask). `status` is told the choice and why, in one line, before the rest of the work."""
     if executor is None and (scheduler or workers):
         executor, why = "dask", f"as {'--scheduler' if scheduler else '--workers'} asks"
@@ -180,7 +185,7 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: s
         client = _client(stack, scheduler, workers) if executor == "dask" else None  # fails before any work
         point_s = None
         if executor is None or batch_size is None:  # time the first batch here (keeping its records)
-            first = todo[:batch_size or 1]
+            first = todo[:batch_size or max(1, min(PROBE_POINTS, len(todo) // 4))]
             start = time.perf_counter()
             put(conn, evaluate_batch(spec, base, first))
             point_s = (time.perf_counter() - start) / len(first)

@@ -33,6 +33,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
+from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import load_system_target
 from archsim.dse.spec import SweepSpec, target_name
@@ -45,7 +46,7 @@ from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase, gpu_record
 from archsim.model.gpu_kernels import family_of, predict
-from archsim.point import bound, choose_mappings, evaluate_many, prepare
+from archsim.point import bound, prepare
 from archsim.record import Record
 from archsim.systems.requests import Request, poisson_requests
 from archsim.systems.system_spec import System
@@ -170,47 +171,63 @@ def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
     return _record(spec, base, point, kind, lambda: _EVALUATORS[kind](spec, base, point))
 
 
+def share_key(spec: SweepSpec, base: Base, point: Point) -> Any:
+    """What a point of the architecture shares with the points `evaluate_points` evaluates together: its sizes and
+    the fields it changes (None for the other targets' points)."""
+    if target_kind(base, point) != "architecture":
+        return None
+    changes, sizes = _changes(spec, point)
+    return tuple((k, _frozen(v)) for k, v in sorted(sizes.items())), tuple(path for path, _ in changes)
+
+
 def evaluate_points(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
     """`evaluate_point` of each point (the same records, in order), with what points share done once: the points of
-    the architecture that bind the same sizes go through the mapper together (`archsim.point.choose_mappings`:
-    each candidate is shared by the points whose choices so far agree). A point whose changes or sizes are
-    rejected, or a group the mapper rejects, is evaluated alone, so its record carries its own reason."""
+    the architecture that bind the same sizes and change the same fields go through the mapper together and are
+    priced together (`archsim.dse.grouped`). A point whose changes or sizes are rejected, or a group of points
+    the mapper or the model rejects, is evaluated alone, so its record carries its own reason."""
     out: list[dict[str, Any] | None] = [None] * len(points)
-    by_binding: dict[int, tuple[Binding, Analysis, list[tuple[int, Architecture]]]] = {}
+    together: dict[tuple, tuple[Binding, Analysis, list[tuple[int, Architecture, tuple]]]] = {}
     for i, point in enumerate(points):
         if target_kind(base, point) != "architecture":
             out[i] = evaluate_point(spec, base, point)
             continue
         try:
-            arch, sets = _resolve(spec, base, point)
+            changes, sets = _changes(spec, point)
+            arch = _changed(base.arch, changes) if changes else base.arch
             binding, analysis = bound(base.cascade, base.workload, sets, base.mapping)
         except SpecError:
             out[i] = evaluate_point(spec, base, point)
             continue
-        by_binding.setdefault(id(binding), (binding, analysis, []))[2].append((i, arch))
-    for binding, analysis, members in by_binding.values():
-        archs = [arch for _, arch in members]
+        key = (id(binding), tuple(path for path, _ in changes), structure(arch))
+        together.setdefault(key, (binding, analysis, []))[2].append((i, arch, changes))
+    for binding, analysis, members in together.values():
+        variants = _variants(base.arch, members)
         try:
-            mappings = choose_mappings(binding, analysis, archs, base.mapping)
-            results = [None] * len(members)
-            for mapping, indices in _by_identity(mappings):
-                for j, result in zip(indices, evaluate_many(binding, analysis, [archs[j] for j in indices], mapping),
-                                     strict=True):
-                    results[j] = result
-        except SpecError:  # each point alone, for its own reason
-            results = [None] * len(members)
-        for (i, _), result in zip(members, results, strict=True):
-            out[i] = evaluate_point(spec, base, points[i]) if result is None else _record(
-                spec, base, points[i], "architecture", result.record)
+            each = records(binding, analysis, variants, choose_mappings(binding, analysis, variants, base.mapping))
+        except SpecError:
+            each = [None] * len(members)
+        for (i, *_), record in zip(members, each, strict=True):
+            out[i] = evaluate_point(spec, base, points[i]) if record is None else _record(
+                spec, base, points[i], "architecture", lambda record=record: record)
     return out
 
 
-def _by_identity(objects: list[Any]) -> list[tuple[Any, list[int]]]:
-    """Each distinct object of `objects` (by identity) with its indices."""
-    out: dict[int, tuple[Any, list[int]]] = {}
-    for j, obj in enumerate(objects):
-        out.setdefault(id(obj), (obj, []))[1].append(j)
-    return list(out.values())
+def _variants(base_arch: Architecture, members: list[tuple[int, Architecture, tuple]]) -> Variants:
+    """The architectures of points changing the same fields, planned on the sweep's architecture where they have
+    its names (else on the first of them), with their changes as columns where every value is a number (a list of
+    numbers for a shape)."""
+    archs = [arch for _, arch, _ in members]
+    paths = [path for path, _ in members[0][2]]
+    values = [[value for _, value in changes] for _, _, changes in members]
+    plain = all(_number(v) or (isinstance(v, tuple) and v and all(map(_number, v))) for row in values for v in row)
+    numbers = {path: np.array([row[k] for row in values], dtype=float) for k, path in enumerate(paths)} if (
+        plain and paths) else None
+    planned_on = base_arch if structure(base_arch) == structure(archs[0]) else archs[0]
+    return Variants(planned_on, archs, numbers)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _record(spec: SweepSpec, base: Base, point: Point, kind: str, result_of: Callable[[], Record]) -> dict[str, Any]:
@@ -254,9 +271,15 @@ _EVALUATORS = {"architecture": _arch_record, "gpu": _gpu_record, "system": _syst
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:
     """The architecture with the point's `arch.` changes and the sizes with its `workload.` overrides (its own
     and its linked axes')."""
+    changes, sizes = _changes(spec, point)
+    return (_changed(base.arch, changes) if changes else base.arch), sizes
+
+
+def _changes(spec: SweepSpec, point: Point) -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
+    """The point's `arch.` changes ((field path after `arch.`, value) pairs, lists as tuples) and its sizes."""
     fields = spec.fields(point)
-    changes = tuple((p.removeprefix("arch."), _frozen(v)) for p, v in fields.items() if p.startswith("arch."))
-    return (_changed(base.arch, changes) if changes else base.arch), _sizes(spec, fields)
+    return (tuple((p.removeprefix("arch."), _frozen(v)) for p, v in fields.items() if p.startswith("arch.")),
+            _sizes(spec, fields))
 
 
 @identity_cache(maxsize=4096)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, evaluate_points, expand, load_base, point_key
+from archsim.dse.points import Base, Point, evaluate_points, expand, load_base, point_key, share_key
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
 
@@ -29,15 +29,21 @@ def evaluate_batch(spec: SweepSpec, base: Base, points: list[Point]) -> list[dic
 
 
 def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[str, Point]]:
-    """The sweep's distinct keys in point order, and the points (by key) missing from `done`."""
+    """The sweep's distinct keys in point order, and the points (by key) missing from `done`, those that bind the
+    same sizes next to each other (in point order otherwise), so that a batch holds many that share the mapper's
+    work (`archsim.dse.points.evaluate_points`)."""
     keys: dict[str, None] = {}
-    todo: dict[str, Point] = {}
+    todo: dict[Any, dict[str, Point]] = {}
     for point in expand(spec):
         key = point_key(spec, base, point)
         keys[key] = None
-        if key not in done and key not in todo:
-            todo[key] = point
-    return list(keys), todo
+        if key not in done:
+            todo.setdefault(share_key(spec, base, point), {}).setdefault(key, point)
+    pending: dict[str, Point] = {}
+    for points in todo.values():
+        for key, point in points.items():
+            pending.setdefault(key, point)
+    return list(keys), pending
 
 
 def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,

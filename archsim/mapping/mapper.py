@@ -13,7 +13,7 @@ returned, so the evaluation reports why it does not fit.
 
 `search_many` runs the same search for many architectures that differ in numbers (a sweep's points binding the
 same sizes): the points whose choices so far agree share each candidate, scored on all their architectures by
-one call of the caller's `GroupsEvaluator` (which may plan it once and price it per architecture), and each
+one call of the caller's `GroupsScorer` (which may plan it once and price it for all of them), and each
 candidate is one Mapping object per spec and factors, so what a model remembers per mapping serves later searches.
 Each point gets what `search` alone gives it (tests/test_mapper_same_choice.py).
 """
@@ -53,8 +53,15 @@ class Evaluation(Protocol):
 
 # (mapping, group index) -> that group evaluated on its own; later groups may still hold `search` loops.
 GroupEvaluator = Callable[[Mapping, int], Evaluation]
-# (mapping, group index, architectures) -> that group evaluated on its own on each architecture, in their order.
-GroupsEvaluator = Callable[[Mapping, int, Sequence[Architecture]], Sequence[Evaluation]]
+Score = tuple[bool, float, float, float]  # what the mapper minimises, see `score`
+# (mapping, group index, indices into the architectures) -> the `score` of that group on its own on each of those
+# architectures, in their order.
+GroupsScorer = Callable[[Mapping, int, Sequence[int]], Sequence[Score]]
+
+
+def score(result: Evaluation) -> Score:
+    """Feasible first, then the lower latency, the lower energy, the larger footprint (the fewest refetches)."""
+    return (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
 
 
 def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_group: GroupEvaluator,
@@ -62,15 +69,15 @@ def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_grou
     """`mapping` with every `search` factor filled, group by group. Assumes the names in the mapping were checked
     against the cascade and architecture (done here first) and that `evaluate_group(mapping, i)` scores group `i`
     alone, once per candidate; at most `max_candidates` (>= 1) candidates are scored per group."""
-    return search_many(binding, (arch,), mapping, lambda trial, group, _: (evaluate_group(trial, group),),
+    return search_many(binding, (arch,), mapping, lambda trial, group, _: (score(evaluate_group(trial, group)),),
                        max_candidates)[0]
 
 
-def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mapping, evaluate_groups: GroupsEvaluator,
+def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mapping, score_groups: GroupsScorer,
                 max_candidates: int = MAX_CANDIDATES) -> list[Mapping]:
     """`search` on each of `archs` (one binding and mapping, architectures differing in numbers), choosing for each
     what `search` alone would: the points whose groups are equal so far share every candidate, which
-    `evaluate_groups` scores on all their architectures in one call (a batch path can price them together). Points
+    `score_groups` scores on all their architectures in one call (a batch path can price them together). Points
     with equal choices share one Mapping object."""
     if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1:
         raise SpecError("<python>", "search.max_candidates", f"expected a whole number >= 1, got {max_candidates!r}")
@@ -92,7 +99,6 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
             slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
             if not slots:
                 continue
-            on = [archs[p] for p in members]
             options = _options([_free(binding, group, i) for i in slots], max_candidates)
             best_keys: list[tuple | None] = [None] * len(members)
             best = [group] * len(members)
@@ -102,9 +108,7 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
                 if not _consistent(binding, group, chosen):
                     continue
                 trial = _trial(mapping, (*groups[:gi], group.with_factors(chosen), *groups[gi + 1:]))
-                for j, result in enumerate(evaluate_groups(trial, gi, on)):
-                    key = (not result.feasible, result.latency_s, result.energy_pj,
-                           -sum(result.footprint_bytes.values()))
+                for j, key in enumerate(score_groups(trial, gi, members)):
                     if best_keys[j] is None or key < best_keys[j]:
                         best_keys[j], best[j] = key, trial.groups[gi]
             for j, p in enumerate(members):
