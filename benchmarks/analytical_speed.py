@@ -1,8 +1,9 @@
 """Speed of the analytical model (prints figures; not a timed test - these machines are shared and noisy).
 
-Figures, in CPU seconds of this process (`time.process_time`), each beside the same call with the caches of
-issue 17 cleared before every call (the previous path: specs parsed and validated on every load, a chosen mapping
-checked, resolved and planned on every evaluation), measured in the same run:
+Figures, in CPU seconds of this process (`time.process_time`), measured in the same run; 1-4 each beside the same
+call with the caches of issue 17 cleared before every call (`..._uncached_per_s`, the previous path: specs parsed
+and validated on every load, a chosen mapping checked, resolved and planned on every evaluation), 5-6 beside the
+single path (1):
 1. `single_evals_per_s`: `evaluate` of one mapped FuseMax attention point (BERT, 64K tokens), mapping chosen.
 2. `distinct_evals_per_s`: `evaluate` over 12 prepared points in turn (DRAM bandwidth x buffer capacity varied,
    one mapping search each beforehand); each point's resolved groups are remembered after its first call.
