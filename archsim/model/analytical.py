@@ -79,9 +79,6 @@ class LevelNumbers:
     access_bits: int
     actions_pj: MappingOf[str, float]
     leak_pj_per_cycle: float  # leak per instance x instances (0: no leak)
-    instances: int
-    area_um2: float  # per instance, at `area_capacity_bytes` when that is set
-    area_capacity_bytes: int | None
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,6 @@ class UnitNumbers:
     lanes: int
     op_cycles: MappingOf[str, int]
     op_pj: MappingOf[str, float]
-    pe_area_um2: float
 
 
 @dataclass(frozen=True)
@@ -111,11 +107,9 @@ def read_numbers(arch: Architecture) -> ArchNumbers:
     """`arch`'s numbers."""
     levels = tuple(LevelNumbers(m.name, m.capacity_bytes, math.inf if m.capacity_bytes is None else m.capacity_bytes,
                                 m.bandwidth_bytes_per_s, m.access_bits, m.energy.actions_pj,
-                                m.energy.actions_pj.get("leak", 0.0) * m.instances, m.instances, m.area_um2,
-                                m.area_capacity_bytes)
+                                m.energy.actions_pj.get("leak", 0.0) * m.instances)
                    for m in arch.memories)
-    units = {u.name: UnitNumbers(u.name, u.shape, u.lanes, u.op_cycles, u.energy.actions_pj, u.area_um2)
-             for u in arch.units}
+    units = {u.name: UnitNumbers(u.name, u.shape, u.lanes, u.op_cycles, u.energy.actions_pj) for u in arch.units}
     return ArchNumbers(arch.name, arch.clock_hz, arch.area_um2(), levels, units)
 
 

@@ -112,19 +112,17 @@ class Columns:
         levels = []
         for m in self.levels:
             room, bandwidth = float(_at(m.capacity_bytes, i)), float(_at(m.bandwidth_bytes_per_s, i))
-            area_capacity = float(_at(m.area_capacity_bytes, i))
             actions = {a: float(_at(e, i)) for a, e in m.actions_pj.items()}
-            instances = int(_at(m.instances, i))
             levels.append(LevelNumbers(
                 m.name, None if math.isinf(room) else int(room), room if math.isinf(room) else int(room),
-                bandwidth or None, int(_at(m.access_bits, i)), actions, actions.get("leak", 0.0) * instances,
-                instances, float(_at(m.area_um2, i)), None if math.isnan(area_capacity) else int(area_capacity)))
+                bandwidth or None, int(_at(m.access_bits, i)), actions,
+                actions.get("leak", 0.0) * int(_at(m.instances, i))))
         units = {}
         for u in self.units.values():
             shape = tuple(int(_at(s, i)) for s in u.shape)
             units[u.name] = UnitNumbers(u.name, shape, math.prod(shape),
                                         {op: int(_at(c, i)) for op, c in u.op_cycles.items()},
-                                        {op: float(_at(e, i)) for op, e in u.op_pj.items()}, float(_at(u.area_um2, i)))
+                                        {op: float(_at(e, i)) for op, e in u.op_pj.items()})
         return ArchNumbers(self.names[i], float(_at(self.clock_hz, i)), float(_at(self.area, i)), tuple(levels),
                            units)
 
