@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -203,3 +204,24 @@ def test_a_mapping_of_several_groups_and_one_group_alone_agree_with_the_single_p
         batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, numbers, only_group)
         for i, arch in enumerate(archs):
             assert_agrees(batch, i, evaluate(p.binding, p.analysis, arch, p.mapping, only_group))
+
+
+def test_an_overlap_beyond_a_units_pes_gives_the_single_paths_reason() -> None:
+    """tests/test_mapping_validation.py's crammed overlap (QK and SLNV side by side on the whole 2-D array, and
+    the 1-D array's Einsums too): overlap reasons where the 2-D array holds the tiles (a 512 x 256 one runs its
+    Einsums side by side within its PEs), the fan-out reason alone (as the single path gives) where it is
+    narrower."""
+    spec = library.load_mapping_spec("fusemax")
+    crammed = replace(spec, groups=(replace(spec.groups[0],
+                                            overlap="max(QK, SLNV, RNV, SPNV) + LM+SLN+SLD+RD+AV+RM+PRM+SPD"),))
+    p = prepare(crammed, workload="bert-base", sets={"seq_len": 4096})
+    shapes = [[256, 256], [512, 256], [128, 256]]
+    batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"units.array2d.shape": shapes})
+    reasons = []
+    for i, shape in enumerate(shapes):
+        single = evaluate(p.binding, p.analysis, p.arch.with_changes(**{"units.array2d.shape": shape}), p.mapping)
+        assert_agrees(batch, i, single)
+        reasons.append(single.reason)
+    assert "side by side on unit array2d" in reasons[0] and "side by side on unit array1d" in reasons[0]
+    assert "array2d" not in reasons[1] and "side by side on unit array1d" in reasons[1]  # 131,072 PEs suffice
+    assert "spreads 256 over unit array2d" in reasons[2] and "side by side" not in reasons[2]
