@@ -133,20 +133,19 @@ def test_columns_of_one_plan_agree_with_the_single_path() -> None:
 
 
 def test_shape_clock_and_energy_columns_agree_including_fan_out_and_composite_energies() -> None:
-    """A narrower array than the mapping's tiles (fan-out reason), a clock, an RF count, and the 1-D array's MAC
-    energy, which its exp, mul and gelu are priced from (re-derived as `with_changes` does)."""
+    """A narrower array than the mapping's tiles (fan-out reason), a clock, an RF count, the 1-D array's MAC
+    energy, which its exp, mul and gelu are priced from (re-derived as `with_changes` does), its exp cycles, DRAM's
+    read energy and the buffer's area."""
     p = prepare("fusemax", workload="bert-base", sets={"seq_len": 16384})
-    shapes = [[256, 256], [32, 256], [256, 128], [512, 512]]
-    clocks = [940e6, 1.5e9, 500e6, 2e9]
-    macs = [17.1645, 5.0, 30.0, 0.5]
-    rf = [65536, 1024, 4096, 262144]
-    batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {
-        "units.array2d.shape": shapes, "clock_hz": clocks, "units.array1d.energy.actions_pj.mac": macs,
-        "memories.RF.instances": rf})
+    numbers = {"units.array2d.shape": [[256, 256], [32, 256], [256, 128], [512, 512]],
+               "clock_hz": [940e6, 1.5e9, 500e6, 2e9], "units.array1d.energy.actions_pj.mac": [17.1645, 5.0, 30.0, 0.5],
+               "memories.RF.instances": [65536, 1024, 4096, 262144], "units.array1d.op_cycles.exp": [6, 1, 12, 3],
+               "memories.DRAM.energy.actions_pj.read": [249.6, 100.0, 0.0, 512.0],
+               "memories.GlobalBuffer.area_um2": [1e7, 2e7, 0.0, 5e8]}
+    batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, numbers)
     reasons = []
-    for i in range(len(shapes)):
-        arch = p.arch.with_changes(**{"units.array2d.shape": shapes[i], "clock_hz": clocks[i],
-                                      "units.array1d.energy.actions_pj.mac": macs[i], "memories.RF.instances": rf[i]})
+    for i in range(4):
+        arch = p.arch.with_changes(**{path: values[i] for path, values in numbers.items()})
         single = evaluate(p.binding, p.analysis, arch, p.mapping)
         assert_agrees(batch, i, single)
         reasons.append(single.reason)
