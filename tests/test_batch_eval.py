@@ -189,6 +189,10 @@ def test_a_bad_column_is_a_spec_error_naming_the_field() -> None:
         evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {BUFFER: [1000.5, 2048]})
     with pytest.raises(SpecError, match=r"word_bytes.*not a field the batch path varies"):
         evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"word_bytes": [2, 4]})
+    with pytest.raises(SpecError, match=r"clock_hz: expected an array of values, one per point, got 1000000000.0"):
+        evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"clock_hz": 1e9})
+    with pytest.raises(SpecError, match=r"expected arrays of one length, got lengths \[2, 3\]"):
+        evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"clock_hz": [1e9, 2e9], DRAM_BW: [1e9] * 3})
     with pytest.raises(SpecError, match=r"units.array2d.shape.*N x 2 array"):
         evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"units.array2d.shape": [256, 256]})
 

@@ -150,6 +150,9 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
     paths). A composite energy (exp priced as MACs) follows its parts, as in `Architecture.with_changes`."""
     source = f"{arch.source} (batch columns)"
     arrays = {path: np.asarray(values, dtype=float) for path, values in numbers.items()}
+    for path, values in arrays.items():
+        if values.ndim == 0:
+            raise SpecError(source, path, f"expected an array of values, one per point, got {float(values)!r}")
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
         raise SpecError(source, ", ".join(arrays), f"expected arrays of one length, got lengths {sorted(lengths)}")
