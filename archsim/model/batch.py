@@ -285,13 +285,12 @@ class BatchResult:
 
     def records(self) -> list[Record]:
         """Each point's `archsim.record.Record` (what `Result.record` gives), from the columns."""
-        dram = self.dram_traffic_bytes()
-        busy = {unit: u * self.latency_s for unit, u in self.utilization.items()}
-        energy_j = self.energy_pj / PJ_PER_J
-        return [Record("architecture", self.architecture[i], bool(self.feasible[i]), self.reason[i],
-                       float(self.latency_s[i]), float(energy_j[i]), float(self.area_um2[i]), float(dram[i]),
-                       {unit: float(b[i]) for unit, b in busy.items()})
-                for i in range(len(self))]
+        busy = [(u * self.latency_s).tolist() for u in self.utilization.values()]
+        busy_by_point = [dict(zip(self.utilization, each, strict=True)) for each in zip(*busy, strict=True)]
+        return [Record("architecture", *fields) for fields in zip(
+            self.architecture, self.feasible.tolist(), self.reason, self.latency_s.tolist(),
+            (self.energy_pj / PJ_PER_J).tolist(), self.area_um2.tolist(), self.dram_traffic_bytes().tolist(),
+            busy_by_point, strict=True)]
 
 
 def evaluate_columns(binding: Binding, analysis: Analysis, arch: Architecture, mapping: MappingSpec,
