@@ -1,6 +1,9 @@
 """Wall time of `archsim reproduce duplex`'s work on one core (issue 15: under 60 s): the closed-loop grid, the
 Bank-PIM comparison and the QPS sweep (`archsim.systems.duplex_reproduce.run_all`), timed each and together.
 
+Pinned to one core of this shared 2-core machine, back to back: 70.2 s before the caches of issue 17 (co-processing's
+chain around the attention stage per batch shape, Op FLOPs and bytes computed once), 41.8 s after (grid 22.3 ->
+14.6 s, Bank-PIM 5.0 -> 2.3 s, QPS sweep 42.9 -> 25.0 s), the same records to the bit.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 

@@ -34,8 +34,8 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
     prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
     included); `coprocessed_s` the layer's time."""
-    pre_ops, post_ops = _dense_ops(model, len(contexts), prompts)
-    pre = _cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
+    pre_ops, _ = _dense_ops(model, len(contexts), prompts)
+    pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
     for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
@@ -49,18 +49,36 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
         pre, attention = pre + prompt_cost, attention + decode_cost
         stage_s = max(stage_s, prompt_cost.time_s + decode_cost.time_s)
     chain_s += stage_s
-    post = OpCost()
+    for time_s in post_s:
+        chain_s += time_s
     tokens = len(contexts) + sum(prompts)
+    return LayerPhases((pre,), (post,), attention, (attention.time_s,), (0.0,), (attention.time_s,), (), None,
+                       _allreduce_s(model, tokens), True, coprocessed_s=chain_s)
+
+
+def _chain_ends(model: SystemModel, decodes: int,
+                prompts: tuple[int, ...]) -> tuple[OpCost, OpCost, tuple[float, ...]]:
+    """The layer's chain around its attention stage, which depends on the batch only through the decode count and
+    the prompts: the cost of the ops before the attention (the prompts' attention left out), the cost of the ops
+    after it and each one's time in the chain, in order. Remembered per model."""
+    key = (decodes, prompts)
+    found = model._chain_ends.get(key)
+    if found is not None:
+        return found
+    pre_ops, post_ops = _dense_ops(model, decodes, prompts)
+    pre = _cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
+    post, post_s = OpCost(), []
+    tokens = decodes + sum(prompts)
     for op in post_ops:
         if op.name == "moe" and model.system.schedule.expert_coprocessing:
             cost, time_s = _experts_split(model, tokens)
-            chain_s += time_s + link_allreduce_s(model, tokens, "ep", model.parallelism.ep)
+            post_s.append(time_s + link_allreduce_s(model, tokens, "ep", model.parallelism.ep))
         else:
             cost = _device_of(model, op).cost([op])
-            chain_s += cost.time_s
+            post_s.append(cost.time_s)
         post = post + cost
-    return LayerPhases((pre,), (post,), attention, (attention.time_s,), (0.0,), (attention.time_s,), (), None,
-                       _allreduce_s(model, tokens), True, coprocessed_s=chain_s)
+    found = model._chain_ends[key] = (pre, post, tuple(post_s))
+    return found
 
 
 def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:

@@ -65,6 +65,21 @@ class PagedKVCache:
         self.used_pages += extra
         self.peak_pages = max(self.peak_pages, self.used_pages)
 
+    def grow_all(self, wanted: list[tuple[int, int]]) -> bool:
+        """Grow every (request_id, tokens) of `wanted` if all of them fit together; else change nothing and return
+        False. The same pages as `grow` one after another when none would overflow."""
+        pages, page_tokens = self._pages, self.page_tokens
+        extra = [-(-tokens // page_tokens) - pages.get(request_id, 0) for request_id, tokens in wanted]
+        needed = sum(e for e in extra if e > 0)
+        if needed > self.capacity_pages - self.used_pages:
+            return False
+        for (request_id, _), e in zip(wanted, extra, strict=True):
+            if e > 0:
+                pages[request_id] = pages.get(request_id, 0) + e
+        self.used_pages += needed
+        self.peak_pages = max(self.peak_pages, self.used_pages)
+        return True
+
     def free(self, request_id: int) -> int:
         """Release all pages of request `request_id`; returns how many."""
         pages = self._pages.pop(request_id, 0)

@@ -226,6 +226,8 @@ class _Engine:
 
     def _reserve_decodes(self) -> tuple[list[_Live], bool]:
         """Reserve the next token's page for each running request, preempting the latest admitted when short."""
+        if self.cache.grow_all([(live.request.id, live.kv_tokens + 1) for live in self.running]):
+            return list(self.running), False  # every page fits: no one is preempted
         queue, decodes, preempted = deque(self.running), [], False
         while queue:
             live = queue.popleft()
@@ -313,8 +315,9 @@ class _Engine:
                 live.kv_tokens = tokens
             for live in decodes:
                 live.kv_tokens += 1
-            finished = {live.request.id for live in (*prefills, *decodes) if self._emit(live, now_s)}
-            self.running = [live for live in (*self.running, *prefills) if live.request.id not in finished]
+            finished = {live for live in (*prefills, *decodes) if self._emit(live, now_s)}
+            self.running = ([live for live in (*self.running, *prefills) if live not in finished] if finished
+                            else self.running + prefills)
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,

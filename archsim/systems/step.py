@@ -147,7 +147,7 @@ class Op:
         """Operation counts by op type (mac, add, exp, ...) over the whole op."""
         return self.analysis.total_ops()
 
-    @property
+    @functools.cached_property
     def flops(self) -> int:
         """Floating-point operations: a MAC is two, every other op type one."""
         return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
@@ -159,7 +159,7 @@ class Op:
                                                                                                     INTERMEDIATE))
                 for t in self.tensors}
 
-    @property
+    @functools.cached_property
     def tensor_bytes(self) -> dict[str, int]:
         return {t.name: t.bytes for t in self.tensors}
 
@@ -173,7 +173,7 @@ class Op:
             totals[roles[name]] += size
         return totals
 
-    @property
+    @functools.cached_property
     def bytes(self) -> int:
         """Bytes the op must move at least: every tensor but its intermediates, each once."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)

@@ -200,6 +200,28 @@ class SystemModel:
         return {}
 
     @functools.cached_property
+    def _placed(self) -> dict[Op, DeviceModel]:
+        """Op -> the device the placement rules put it on (`_device_of`), remembered: an iteration asks per op."""
+        return {}
+
+    @functools.cached_property
+    def _dense_costs(self) -> dict[tuple, tuple[OpCost, OpCost]]:
+        """(decodes, prompts, streamed fraction) -> `_dense`'s costs: decode-only iterations of one batch size
+        repeat them."""
+        return {}
+
+    @functools.cached_property
+    def _chain_ends(self) -> dict[tuple, tuple[OpCost, OpCost, tuple[float, ...]]]:
+        """(decodes, prompts) -> co-processing's costs before and after the attention stage
+        (`archsim.systems.coprocessing`)."""
+        return {}
+
+    @functools.cached_property
+    def _host_ops(self) -> dict[Op, float]:
+        """Decode attention op -> the ops its host's vector units run (`host_ops` of the op alone)."""
+        return {}
+
+    @functools.cached_property
     def _one_token(self) -> tuple[Op, ...]:
         return self.ops("decode", 1, 1)
 
@@ -303,7 +325,7 @@ def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
     """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
     schedule = model.system.schedule
-    decode_ops = [model.attention("decode", int(c)) for c in contexts]
+    decode_ops = [model.attention("decode", int(c)) for c in np.asarray(contexts).tolist()]
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
@@ -373,9 +395,14 @@ def _dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tupl
 
 
 def _dense(model: SystemModel, decodes: int, prompts: Sequence[int], streamed: float) -> tuple[OpCost, OpCost]:
-    """(pre, post) costs of `_dense_ops`."""
-    pre, post = _dense_ops(model, decodes, prompts)
-    return _cost_in_order(model, pre, streamed), _cost_in_order(model, post, streamed)
+    """(pre, post) costs of `_dense_ops`, remembered per model by what they depend on."""
+    key = (decodes, tuple(prompts), streamed)
+    found = model._dense_costs.get(key)
+    if found is None:
+        pre, post = _dense_ops(model, decodes, prompts)
+        found = model._dense_costs[key] = (_cost_in_order(model, pre, streamed),
+                                           _cost_in_order(model, post, streamed))
+    return found
 
 
 def _cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:
@@ -391,11 +418,22 @@ def _cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> Op
 
 
 def _device_of(model: SystemModel, op: Op) -> DeviceModel:
-    return model.devices[model.system.device_for(op.name, op.phase, op.op_per_byte).name]
+    device = model._placed.get(op)
+    if device is None:
+        device = model._placed[op] = model.devices[model.system.device_for(op.name, op.phase, op.op_per_byte).name]
+    return device
 
 
 def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) -> float:
-    return npu_model.vector_time_s(device.host, device.host_ops(ops)) if ops else 0.0
+    """The host's softmax of `ops`: their host ops summed per op (whole numbers, so the float sum is exact and
+    equals `host_ops` of them all)."""
+    if not ops:
+        return 0.0
+    known = model._host_ops
+    for op in ops:
+        if op not in known:
+            known[op] = device.host_ops([op])
+    return npu_model.vector_time_s(device.host, sum(known[op] for op in ops))
 
 
 def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
