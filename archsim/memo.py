@@ -37,7 +37,9 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
             key = tuple([a if type(a) in _EXACT_VALUE_TYPES or (type(a) is tuple and _is_value(a)) else id(a)
                          for a in args])
             hit = entries.get(key)
-            if hit is not None and all([a is b or _is_value(a) for a, b in zip(hit[0], args, strict=True)]):
+            # a value key may equal an object's id: both arguments must be values for equal keys to mean equal
+            if hit is not None and all([a is b or (_is_value(a) and _is_value(b))
+                                        for a, b in zip(hit[0], args, strict=True)]):
                 entries.move_to_end(key)
                 return hit[1]
             result = fn(*args)
