@@ -7,10 +7,10 @@ and the simulated serving metrics. Targets: 1,000 requests of GPT3-7B on NeuPIMs
 6); under 3 s per mode (issue 17). Each mode alone in a fresh process, CPU seconds, the code before and after the
 caches of issue 17 (op placement, dense costs and the host softmax per op, KV pages reserved in one pass) back to
 back on this shared 2-core machine (load about 3), the same results to the bit: neupims 5.71 -> 4.12 s at 20/s,
-4.83 -> 3.37 at 1000/s; npu+pim 7.31 -> 5.42, 5.04 -> 4.02; npu-only 8.49 -> 4.57, 7.07 -> 5.74. A fresh process pays for binding and analysing every op (each context length and token
-count) once, about a quarter of a run; this script's later modes share those ops. NeuPIMs at 20/s spends about a
-third of the rest in the bank-PIM's per-iteration placement (`pim_device.placement`: Algorithm 2's heap and
-Algorithm 3's split).
+4.83 -> 3.37 at 1000/s; npu+pim 7.31 -> 5.42, 5.04 -> 4.02; npu-only 8.49 -> 4.57, 7.07 -> 5.74. A fresh process
+pays for binding and analysing every op (each context length and token count) once, about a quarter of a run;
+this script's later modes share those ops. NeuPIMs at 20/s spends about a third of the rest in the bank-PIM's
+per-iteration placement (`pim_device.placement`: Algorithm 2's heap and Algorithm 3's split).
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
