@@ -41,7 +41,7 @@ Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and 
 one (widths per level). Transfers into the PEs count one read of the innermost holder per tile fetched (the
 multicast tile), shared by the Einsums that read it, except for a storage on chip written over in place
 (`in_place`, FLAT's score block): each pass over it is its own access, so each Einsum producing or consuming it
-reads or writes every element, except a read streamed from its producer (see `_storage_accesses`; fusemax-energy.md
+reads or writes every element, except a read streamed from its producer (see `plan.storage_accesses`; fusemax-energy.md
 s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact
 prices them per PE instance: under 0.25 pJ per score). Leakage: every level's leak energy per cycle x instances x
 cycles. Area: the architecture's.
