@@ -38,6 +38,16 @@ def test_identity_cache_returns_a_result_only_for_the_same_objects() -> None:
     assert size(a, "x") == 2 and len(calls) == 5  # a's entry was evicted beyond maxsize: computed again
 
 
+def test_identity_cache_never_mistakes_an_int_for_an_object_whose_id_it_equals() -> None:
+    @identity_cache(maxsize=4)
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    thing = object()
+    assert kind(id(thing)) == "int"  # remembered under the int's value, which is thing's id
+    assert kind(thing) == "object"  # thing's key is the same number, but it is no value: computed, not the int's
+
+
 def test_cached_evaluation_equals_the_uncached_one() -> None:
     point = prepare("fusemax", workload="bert-base", sets={"seq_len": 4096})
     cached = [evaluate(point.binding, point.analysis, point.arch, point.mapping) for _ in range(2)]
