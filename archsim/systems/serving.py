@@ -296,7 +296,7 @@ class _Engine:
                 continue
             prefills, decodes = self._schedule()
             prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
-            batch = Batch(tuple(prefill_lengths), tuple(live.kv_tokens + 1 for live in decodes))
+            batch = Batch(tuple(prefill_lengths), tuple([live.kv_tokens + 1 for live in decodes]))
             pages_used = self.cache.used_pages
             cost = self.model.iteration(batch)
             if not (math.isfinite(cost.time_s) and cost.time_s >= 0):

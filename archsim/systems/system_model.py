@@ -333,7 +333,7 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], [], [], [], OpCost()
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
-            mine = [op for op, s in zip(decode_ops, placement.sub_batch, strict=True) if s == sb]
+            mine = [op for op, s in zip(decode_ops, placement.sub_batch.tolist(), strict=True) if s == sb]
             sb_prompts = prompts[sb::2]
             p, q = _dense(model, len(mine), sb_prompts, streamed)
             pre.append(p)
