@@ -93,7 +93,7 @@ def run_dask(quick: bool, sample: int) -> None:
     start = time.perf_counter()
     base = load_base(sweep)
     _, todo_by_key = plan(sweep, base, set())
-    todo = list(todo_by_key.values())
+    todo = list(todo_by_key.items())
     print(f"{len(todo)} points; planning (a key per point) {time.perf_counter() - start:.1f} s")
 
     sample_points = todo[:: max(1, len(todo) // sample)][:sample]

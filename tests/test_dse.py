@@ -110,9 +110,9 @@ def test_evaluate_point_record():
 def _counting(monkeypatch):
     calls = []
 
-    def counted(spec, base, points):
+    def counted(spec, base, points, keys):
         calls.extend(points)
-        return evaluate_points(spec, base, points)
+        return evaluate_points(spec, base, points, keys)
 
     monkeypatch.setattr(sweep_module, "evaluate_points", counted)
     return calls
@@ -135,11 +135,11 @@ def test_killed_sweep_keeps_committed_batches_and_resumes_only_the_rest(tmp_path
                        "workload.seq_len": [1024, 4096]})
     calls = []
 
-    def dies_on_fifth(spec, base, points):
+    def dies_on_fifth(spec, base, points, keys):
         calls.extend(points)
         if len(calls) >= 5:
             raise KeyboardInterrupt
-        return evaluate_points(spec, base, points)
+        return evaluate_points(spec, base, points, keys)
 
     monkeypatch.setattr(sweep_module, "evaluate_points", dies_on_fifth)
     with pytest.raises(KeyboardInterrupt):

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from archsim.dse import grouped
 from archsim.dse.points import evaluate_point, evaluate_points, expand, load_base, point_key
 from archsim.dse.spec import load_sweep, sweep_from_dict
 
@@ -19,7 +22,11 @@ def _text(records: list[dict]) -> list[str]:
     return [json.dumps(r) for r in records]
 
 
-def test_demo_batch_records_equal_the_single_path() -> None:
+@pytest.mark.parametrize("columns_from", [1, grouped.COLUMNS_FROM], ids=["all-columns", "default"])
+def test_demo_batch_records_equal_the_single_path(columns_from, monkeypatch) -> None:
+    """With every shared candidate and choice priced as numpy columns, and with the default threshold (the demo's
+    12 points per binding are then priced one by one)."""
+    monkeypatch.setattr(grouped, "COLUMNS_FROM", columns_from)
     spec = load_sweep(DEMO)
     base = load_base(spec)
     points = expand(spec)

@@ -2,8 +2,8 @@
 pending points in batches on an embedded `LocalCluster` (one single-threaded worker process per core) or on a
 running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by this process as it arrives.
 
-The executor is chosen on an estimate of the work, the first points (PROBE_POINTS, at most a quarter) timed here x
-the pending points (`choose_executor`): under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs
+The executor is chosen on an estimate of the work, the first points timed here (`_probe`) x the pending points
+(`choose_executor`): under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs
 seconds before its first result (its import, its worker processes each importing archsim, shipping the specs) and
 on few cores cannot win that back; a scheduler or a worker count given means Dask. On the in-process path Dask is
 never imported (about 1 s).
@@ -36,10 +36,10 @@ from typing import Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, load_base
+from archsim.dse.points import Base, load_base
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
-from archsim.dse.sweep import Progress, evaluate_batch, evaluate_serial, plan
+from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, plan
 from archsim.errors import SpecError
 
 Executor = Literal["in-process", "dask"]
@@ -50,9 +50,11 @@ Status = Callable[[str], None]  # told one line: the executor chosen and why
 # cores it loses at most ~2.5 s, a small price next to the work.
 IN_PROCESS_BELOW_S = 5.0
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
-# Points timed here first (at most a quarter of the sweep): points binding the same sizes share the mapper's work
-# (`archsim.dse.points.evaluate_points`), so one point alone would overstate a point's cost several times.
+# The first points are timed here (`_probe`): PROBE_POINTS, then twice as many each time, until PROBE_S of work or a
+# quarter of the sweep. Points binding the same sizes share the mapper's work (`archsim.dse.points.evaluate_points`),
+# so the first points, which pay for it, overstate a point's cost: the estimate is the last chunk's.
 PROBE_POINTS = 32
+PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
@@ -109,7 +111,7 @@ def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: fl
     return min(by_time, by_balance)
 
 
-def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
+def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
                 progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` on `client` in batches of `batch_size`, committing each batch as it completes; returns the
     number of records written."""
@@ -165,7 +167,7 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     chosen: Executor | None = None
     try:
         keys, todo_by_key = plan(spec, base, done_keys(conn))
-        todo = list(todo_by_key.values())
+        todo = list(todo_by_key.items())
         reused = len(keys) - len(todo)
         if todo:
             chosen = _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s,
@@ -177,19 +179,16 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     return SweepRun(mine, len(todo), reused, chosen)
 
 
-def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: str | None, workers: int | None,
+def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: str | None, workers: int | None,
               batch_size: int | None, target_batch_s: float, asked: tuple[Executor | None, str],
               progress: Progress | None, status: Status, done_before: int, total: int) -> Executor:
     executor, why = asked
     with contextlib.ExitStack() as stack:
         client = _client(stack, scheduler, workers) if executor == "dask" else None  # fails before any work
         point_s = None
-        if executor is None or batch_size is None:  # time the first batch here (keeping its records)
-            first = todo[:batch_size or max(1, min(PROBE_POINTS, len(todo) // 4))]
-            start = time.perf_counter()
-            put(conn, evaluate_batch(spec, base, first))
-            point_s = (time.perf_counter() - start) / len(first)
-            todo, done_before = todo[len(first):], done_before + len(first)
+        if executor is None or batch_size is None:  # time the first points here (keeping their records)
+            point_s, probed = _probe(spec, base, todo, conn, batch_size)
+            todo, done_before = todo[probed:], done_before + probed
         if executor is None:
             executor, why = choose_executor(point_s, len(todo), os.cpu_count() or 1,
                                             importlib.util.find_spec("distributed") is not None)
@@ -206,6 +205,23 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Point], conn, scheduler: s
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
         evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
         return executor
+
+
+def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None) -> tuple[float, int]:
+    """Evaluate and store the first points here, timed: one batch of `batch_size` if given, else chunks of
+    PROBE_POINTS, then twice as many each time, until PROBE_S of work or a quarter of the sweep is done. Returns the
+    seconds per point of the last chunk (the first ones pay for plans the rest reuse) and the points done."""
+    limit = batch_size or max(1, len(todo) // 4)
+    done, size, start = 0, batch_size or PROBE_POINTS, time.perf_counter()
+    while True:
+        chunk = todo[done:done + min(size, limit - done)]
+        chunk_start = time.perf_counter()
+        put(conn, evaluate_batch(spec, base, chunk))
+        point_s = (time.perf_counter() - chunk_start) / len(chunk)
+        done += len(chunk)
+        if done >= limit or time.perf_counter() - start >= PROBE_S:
+            return point_s, done
+        size *= 2
 
 
 def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):

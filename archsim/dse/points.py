@@ -127,20 +127,48 @@ def target_kind(base: Base, point: Point) -> str:
 
 
 def point_key(spec: SweepSpec, base: Base, point: Point) -> str:
-    kind = target_kind(base, point)
-    encoded: dict[str, str] = {}
+    """The sha256 of the point's resolved configuration (the module docstring says what it holds)."""
+    return keyed(spec, base, [point])[0][0]
+
+
+def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, Any]]:
+    """Each point's key (`point_key`) and what it shares with the points `evaluate_points` evaluates together (its
+    sizes and the fields it changes; None for the other targets' points). The parts of the architecture's points'
+    configurations that points share (the architecture after its changes, the sizes, the rest) are written once."""
+    fixed = {"version": _dumps(MODEL_VERSION), "mapping": _dumps(spec.mapping), "cascade": _dumps(spec.cascade),
+             "workload": _dumps(spec.workload)}
+    arch_texts: dict[tuple, str] = {}
+    size_texts: dict[tuple, str] = {}
+    out = []
+    for point in points:
+        kind = target_kind(base, point)
+        if kind != "architecture":
+            out.append((_digest(_json_text({"version": MODEL_VERSION, **_config(spec, base, point, kind)}, {})),
+                        None))
+            continue
+        changes, sizes = _changes(spec, point)
+        sized = tuple((k, _frozen(v)) for k, v in sorted(sizes.items()))
+        if changes not in arch_texts:
+            arch_texts[changes] = _arch_json(_changed(base.arch, changes) if changes else base.arch)
+        if sized not in size_texts:
+            size_texts[sized] = _dumps(sizes)
+        text = _json_text({}, {**fixed, "arch": arch_texts[changes], "sets": size_texts[sized]})
+        out.append((_digest(text), (sized, tuple(path for path, _ in changes))))
+    return out
+
+
+def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, Any]:
+    """The resolved configuration of a point of a GPU, a system or multi-device attention."""
     if kind == "system":
-        config = system_config(base.system, base.workload, spec.serving, spec.fields(point))
-    elif kind == "parallel":
-        config = parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
-    elif kind == "gpu":
-        config = {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
-                  "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
-    else:
-        arch, sets = _resolve(spec, base, point)
-        config = {"mapping": spec.mapping, "cascade": spec.cascade, "workload": spec.workload, "sets": sets}
-        encoded["arch"] = _arch_json(arch)
-    return hashlib.sha256(_json_text({"version": MODEL_VERSION, **config}, encoded).encode()).hexdigest()
+        return system_config(base.system, base.workload, spec.serving, spec.fields(point))
+    if kind == "parallel":
+        return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
+    return {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
+            "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _json_text(config: dict[str, Any], encoded: dict[str, str]) -> str:
@@ -160,43 +188,44 @@ def _arch_json(arch: Architecture) -> str:
     return _dumps(arch.to_dict())
 
 
-def evaluate_point(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
+def evaluate_point(spec: SweepSpec, base: Base, point: Point, key: str | None = None) -> dict[str, Any]:
     """One flat record: key, target_kind (architecture | gpu | system | parallel), target, the axis values,
     feasibility and metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does
     not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason,
     never a raise.
 
-    A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it."""
+    A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it.
+    `key`: the point's `point_key` where the caller has it."""
     kind = target_kind(base, point)
-    return _record(spec, base, point, kind, lambda: _EVALUATORS[kind](spec, base, point))
+    return _record(spec, base, point, key, kind, lambda: _EVALUATORS[kind](spec, base, point))
 
 
-def share_key(spec: SweepSpec, base: Base, point: Point) -> Any:
-    """What a point of the architecture shares with the points `evaluate_points` evaluates together: its sizes and
-    the fields it changes (None for the other targets' points)."""
-    if target_kind(base, point) != "architecture":
-        return None
-    changes, sizes = _changes(spec, point)
-    return tuple((k, _frozen(v)) for k, v in sorted(sizes.items())), tuple(path for path, _ in changes)
-
-
-def evaluate_points(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
+def evaluate_points(spec: SweepSpec, base: Base, points: list[Point],
+                    keys: list[str] | None = None) -> list[dict[str, Any]]:
     """`evaluate_point` of each point (the same records, in order), with what points share done once: the points of
     the architecture that bind the same sizes and change the same fields go through the mapper together and are
     priced together (`archsim.dse.grouped`). A point whose changes or sizes are rejected, or a group of points
-    the mapper or the model rejects, is evaluated alone, so its record carries its own reason."""
+    the mapper or the model rejects, is evaluated alone, so its record carries its own reason. `keys`: the points'
+    keys where the caller has them."""
+    keys = keys or [None] * len(points)
     out: list[dict[str, Any] | None] = [None] * len(points)
+    archs: dict[tuple, Architecture] = {}
+    bindings: dict[tuple, tuple[Binding, Analysis]] = {}
     together: dict[tuple, tuple[Binding, Analysis, list[tuple[int, Architecture, tuple]]]] = {}
     for i, point in enumerate(points):
         if target_kind(base, point) != "architecture":
-            out[i] = evaluate_point(spec, base, point)
+            out[i] = evaluate_point(spec, base, point, keys[i])
             continue
         try:
             changes, sets = _changes(spec, point)
-            arch = _changed(base.arch, changes) if changes else base.arch
-            binding, analysis = bound(base.cascade, base.workload, sets, base.mapping)
+            if changes not in archs:  # points of a batch share architectures and bindings: looked up once each
+                archs[changes] = _changed(base.arch, changes) if changes else base.arch
+            sized = tuple((k, _frozen(v)) for k, v in sorted(sets.items()))
+            if sized not in bindings:
+                bindings[sized] = bound(base.cascade, base.workload, sets, base.mapping)
+            arch, (binding, analysis) = archs[changes], bindings[sized]
         except SpecError:
-            out[i] = evaluate_point(spec, base, point)
+            out[i] = evaluate_point(spec, base, point, keys[i])
             continue
         key = (id(binding), tuple(path for path, _ in changes), structure(arch))
         together.setdefault(key, (binding, analysis, []))[2].append((i, arch, changes))
@@ -207,8 +236,8 @@ def evaluate_points(spec: SweepSpec, base: Base, points: list[Point]) -> list[di
         except SpecError:
             each = [None] * len(members)
         for (i, *_), record in zip(members, each, strict=True):
-            out[i] = evaluate_point(spec, base, points[i]) if record is None else _record(
-                spec, base, points[i], "architecture", lambda record=record: record)
+            out[i] = evaluate_point(spec, base, points[i], keys[i]) if record is None else _record(
+                spec, base, points[i], keys[i], "architecture", lambda record=record: record)
     return out
 
 
@@ -230,9 +259,10 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _record(spec: SweepSpec, base: Base, point: Point, kind: str, result_of: Callable[[], Record]) -> dict[str, Any]:
+def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: str,
+            result_of: Callable[[], Record]) -> dict[str, Any]:
     """The point's record from its model's Record (`result_of()`, a SpecError making it infeasible)."""
-    record: dict[str, Any] = {"key": point_key(spec, base, point), "target_kind": kind, **point}
+    record: dict[str, Any] = {"key": key or point_key(spec, base, point), "target_kind": kind, **point}
     nan_metrics = dict.fromkeys(spec.metrics, float("nan"))
     try:
         result = result_of()

@@ -1,6 +1,6 @@
 """Running a sweep in this process: expand the points, skip those already stored, evaluate the rest batch by batch.
 
-`evaluate_batch` is pure (spec, its loaded base and points in, records out) so a distributed runner can ship it
+`evaluate_batch` is pure (spec, its loaded base and keyed points in, records out) so a distributed runner can ship it
 to workers; `evaluate_serial` and `run_sweep` own the only side effect, writing each finished batch to the store
 (one transaction per batch, so a sweep killed at any moment loses at most the batch in flight). Nothing here
 imports Dask: `archsim sweep` takes this path for small sweeps, and Dask's import alone costs about a second.
@@ -15,17 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, evaluate_points, expand, load_base, point_key, share_key
+from archsim.dse.points import Base, Point, evaluate_points, expand, keyed, load_base
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 
 
-def evaluate_batch(spec: SweepSpec, base: Base, points: list[Point]) -> list[dict[str, Any]]:
-    """The records of `points`, in order (`archsim.dse.points.evaluate_points`: the points of a batch that bind
-    the same sizes share the mapper's work)."""
-    return evaluate_points(spec, base, points)
+Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
+
+
+def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict[str, Any]]:
+    """The records of the points of `batch`, in order (`archsim.dse.points.evaluate_points`: the points of a batch
+    that bind the same sizes share the mapper's work)."""
+    return evaluate_points(spec, base, [point for _, point in batch], [key for key, _ in batch])
 
 
 def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[str, Point]]:
@@ -34,11 +37,11 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
     work (`archsim.dse.points.evaluate_points`)."""
     keys: dict[str, None] = {}
     todo: dict[Any, dict[str, Point]] = {}
-    for point in expand(spec):
-        key = point_key(spec, base, point)
+    points = expand(spec)
+    for point, (key, shared) in zip(points, keyed(spec, base, points), strict=True):
         keys[key] = None
         if key not in done:
-            todo.setdefault(share_key(spec, base, point), {}).setdefault(key, point)
+            todo.setdefault(shared, {}).setdefault(key, point)
     pending: dict[str, Point] = {}
     for points in todo.values():
         for key, point in points.items():
@@ -46,7 +49,7 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
     return list(keys), pending
 
 
-def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Point], conn, batch_size: int,
+def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
                     progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` in this process in batches of `batch_size`, committing each batch as it finishes; returns
     the number of records written. `progress` is told after each batch (`done_before` points of `total` were
@@ -69,7 +72,7 @@ def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.
     conn = open_store(db_path)
     base = load_base(spec)
     try:
-        todo = list(plan(spec, base, done_keys(conn))[1].values())
+        todo = list(plan(spec, base, done_keys(conn))[1].items())
         evaluate_serial(spec, base, todo, conn, batch_size)
         return records(conn)
     finally:

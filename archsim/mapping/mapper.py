@@ -83,6 +83,7 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
         raise SpecError("<python>", "search.max_candidates", f"expected a whole number >= 1, got {max_candidates!r}")
     check_bindings(binding, mapping)
     checked: set[tuple] = set()
+    concrete: dict[tuple, tuple[Group, ...]] = {}
     states = []  # per architecture: its groups, `search` loops filled as far as chosen
     for arch in archs:
         names = _names(arch)
@@ -90,8 +91,11 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
             for i, g in enumerate(mapping.groups):
                 check_group(binding, arch, g, mapping.source, f"groups[{i}]")
             checked.add(names)
-        states.append(tuple(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]")
-                            for i, g in enumerate(mapping.groups)))
+        capacities = tuple(m.capacity_bytes for m in arch.memories)  # all that factor expressions read of it
+        if capacities not in concrete:
+            concrete[capacities] = tuple(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]")
+                                         for i, g in enumerate(mapping.groups))
+        states.append(concrete[capacities])
     for gi in range(len(mapping.groups)):
         for members in _alike(states).values():
             groups = states[members[0]]

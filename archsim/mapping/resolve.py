@@ -8,6 +8,7 @@ shrinks the hardware keeps the point as a row.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -123,12 +124,18 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     for i, loop in enumerate(group.loops):
         if isinstance(loop.factor, str) and loop.factor != SEARCH:
             at = f"{where}.{loop.origin or f'loops[{i}]'}"
-            value = _factor_value(parse_expr(loop.factor), names, arch, source, at)
+            value = _factor_value(_parsed(loop.factor), names, arch, source, at)
             if not math.isfinite(value) or value < 1 or value != int(value):
                 raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer")
             loop = replace(loop, factor=int(value))
         loops.append(loop)
     return replace(group, loops=tuple(loops))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> Expr:
+    """A factor expression's syntax tree, parsed once per text (a mapper evaluates the same few per point)."""
+    return parse_expr(text)
 
 
 def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, source: str, at: str) -> float:
