@@ -5,13 +5,24 @@ do not fit or that the model rejects."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from archsim.dse import grouped
-from archsim.dse.points import evaluate_point, evaluate_points, expand, load_base, point_key
+from archsim.dse.points import (
+    MODEL_VERSION,
+    _canonical,
+    _resolve,
+    evaluate_point,
+    evaluate_points,
+    expand,
+    keyed,
+    load_base,
+    point_key,
+)
 from archsim.dse.spec import load_sweep, sweep_from_dict
 
 DEMO = Path(__file__).resolve().parent.parent / "archsim" / "dse" / "sweeps" / "demo.yaml"
@@ -57,3 +68,19 @@ def test_infeasible_and_rejected_points_keep_their_own_reasons() -> None:
     rejected = [r for r in together if r["workload.seq_len"] == 1000]
     assert len(rejected) == 6 and all(not r["feasible"] and "not divisible by M0=256" in r["reason"] for r in rejected)
     assert sum(r["feasible"] for r in together) == 8  # the two larger buffers x 2 bandwidths x 2 lengths
+
+
+def test_keys_are_the_hash_of_the_resolved_configuration() -> None:
+    """A key is the sha256 of the canonical JSON (sorted keys, no spaces, integral floats as ints) of the archsim
+    version, mapping, cascade, workload, the architecture after the point's changes and its sizes (the module
+    docstring of archsim.dse.points): what stores written before keys were assembled from parts hold, so they
+    resume."""
+    spec = load_sweep(DEMO)
+    base = load_base(spec)
+    points = [p for p in expand(spec) if p["target"] == "fusemax"][::7]
+    for point, (key, _) in zip(points, keyed(spec, base, points), strict=True):
+        arch, sets = _resolve(spec, base, point)
+        config = {"version": MODEL_VERSION, "mapping": spec.mapping, "cascade": spec.cascade,
+                  "workload": spec.workload, "arch": arch.to_dict(), "sets": sets}
+        text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+        assert key == hashlib.sha256(text.encode()).hexdigest() == point_key(spec, base, point)
