@@ -7,6 +7,11 @@ the demo, in this process, since its estimated work is under `IN_PROCESS_BELOW_S
 command's imports, the floor under any run), the executor line each run printed, and the ratio of the best Dask
 run to the in-process one. Each figure is the best of `--repeat` runs (these machines are shared and noisy).
 
+Also printed, for the previous path in the same run: the CPU seconds of evaluating the demo's pending points in
+a fresh process, grouped as a sweep's batch now evaluates them (`evaluate_batch`: points binding the same sizes
+share the mapper's candidates and plans, `archsim.dse.grouped`) and each alone as it did before
+(`evaluate_point`: `prepare`, the mapper and `evaluate` per point).
+
 Run: .venv/bin/python benchmarks/sweep_demo.py [--repeat N]
 """
 
@@ -38,6 +43,31 @@ def timed(args: list[str], repeat: int) -> tuple[float, str]:
     return best_s, executor
 
 
+# A fresh process that evaluates the demo's points by `path` (grouped | alone) and prints the CPU seconds it took.
+WORK = """
+import sys, time
+from archsim.dse.points import evaluate_point, load_base
+from archsim.dse.spec import load_sweep_spec
+from archsim.dse.sweep import evaluate_batch, plan
+spec = load_sweep_spec("demo")
+base = load_base(spec)
+todo = list(plan(spec, base, set())[1].items())
+start = time.process_time()
+if sys.argv[1] == "grouped":
+    evaluate_batch(spec, base, todo)
+else:
+    [evaluate_point(spec, base, point, key) for key, point in todo]
+print(time.process_time() - start)
+"""
+
+
+def work_s(path: str, repeat: int) -> float:
+    """Best CPU seconds of evaluating the demo's points by `path` in a fresh process."""
+    runs = [subprocess.run([sys.executable, "-c", WORK, path], capture_output=True, text=True, check=True)
+            for _ in range(repeat)]
+    return min(float(run.stdout.strip()) for run in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure (the best is printed)")
@@ -49,6 +79,9 @@ def main() -> None:
     print(f"archsim sweep --help (interpreter and imports): {floor_s:.2f} s")
     auto_s, line = timed(["sweep", "demo", "--db", "STORE"], args.repeat)
     print(f"chosen by the command: {auto_s:.2f} s wall  [{line}]")
+    grouped_s, alone_s = work_s("grouped", args.repeat), work_s("alone", args.repeat)
+    print(f"evaluating the 160 points in a fresh process: {grouped_s:.2f} s CPU grouped as a batch now, "
+          f"{alone_s:.2f} s each alone as before ({alone_s / grouped_s:.1f}x)")
     dask_s = {}
     for workers in range(1, cores + 1):
         dask_s[workers], line = timed(["sweep", "demo", "--db", "STORE", "--workers", str(workers)], args.repeat)
