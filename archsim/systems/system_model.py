@@ -205,6 +205,10 @@ class SystemModel:
         return {}
 
     @functools.cached_property
+    def _placement_reads_op_per_byte(self) -> bool:
+        return any(rule.op_per_byte_below is not None for rule in self.system.placement)
+
+    @functools.cached_property
     def _dense_costs(self) -> dict[tuple, tuple[OpCost, OpCost]]:
         """(decodes, prompts, streamed fraction) -> `_dense`'s costs: decode-only iterations of one batch size
         repeat them."""
@@ -420,7 +424,9 @@ def _cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> Op
 def _device_of(model: SystemModel, op: Op) -> DeviceModel:
     device = model._placed.get(op)
     if device is None:
-        device = model._placed[op] = model.devices[model.system.device_for(op.name, op.phase, op.op_per_byte).name]
+        # The op's Op/B (its analysis and tensor bytes) only when a placement rule reads it.
+        op_per_byte = op.op_per_byte if model._placement_reads_op_per_byte else math.nan
+        device = model._placed[op] = model.devices[model.system.device_for(op.name, op.phase, op_per_byte).name]
     return device
 
 
