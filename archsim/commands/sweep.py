@@ -13,12 +13,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from archsim.dse.dask_run import SweepRun, check_scheduler, run_sweep_dask
-from archsim.dse.pareto import best_label, pareto_mask
 from archsim.dse.spec import (
     MAX_POINTS_ENV,
     METRICS,
@@ -28,9 +26,11 @@ from archsim.dse.spec import (
     axis_missing,
     load_sweep,
 )
-from archsim.dse.store import read_records
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable
+
+if TYPE_CHECKING:
+    from archsim.dse.dask_run import SweepRun
 
 SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
 
@@ -101,6 +101,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     sweep = load_sweep(resolve_spec(spec), max_points)
     if objectives:
         check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
+    from archsim.dse.dask_run import check_scheduler, run_sweep_dask  # pandas and the models: not for --help
+
     if (scheduler or workers) and importlib.util.find_spec("distributed") is None:
         raise click.ClickException("dask.distributed is not installed (pip install distributed); without "
                                    "--scheduler and --workers the sweep runs in this process")
@@ -120,6 +122,10 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
 
 
 def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[str, ...]) -> None:
+    import numpy as np
+
+    from archsim.dse.pareto import best_label, pareto_mask
+
     df = run.records
     feasible = df[df["feasible"].astype(bool)] if len(df) else df
     ok = feasible[feasible["constraint_ok"].astype(bool)] if len(feasible) else feasible
@@ -164,6 +170,9 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
+    from archsim.dse.pareto import pareto_mask
+    from archsim.dse.store import read_records
+
     out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
     df = read_records(db)
     if objectives and len(df):
