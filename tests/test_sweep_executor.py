@@ -148,3 +148,26 @@ def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
     with sqlite3.connect(db) as conn:
         keys = [k for (k,) in conn.execute("SELECT key FROM points")]
     assert len(keys) == 48 and len(set(keys)) == 48
+
+
+@pytest.mark.parametrize("pending, probe_s, chunks", [
+    (4, 10.0, [1]),  # at most a quarter of the sweep: one point of four
+    (400, 10.0, [32, 64, 4]),  # 32, then twice as many, up to a quarter (100)
+    (400, 0.0, [32]),  # PROBE_S reached after the first chunk
+])
+def test_probe_doubles_its_chunks_up_to_a_quarter_or_its_time(tmp_path, monkeypatch, pending, probe_s, chunks):
+    """The executor's estimate comes from the last of the chunks timed here (the first pay for plans the rest
+    reuse); every chunk is stored as it finishes, like any batch."""
+    seen = []
+
+    def counted(spec, base, batch):
+        seen.append(len(batch))
+        return [{"key": key} for key, _ in batch]
+
+    monkeypatch.setattr(dask_run, "evaluate_batch", counted)
+    monkeypatch.setattr(dask_run, "put", lambda conn, batch: None)
+    monkeypatch.setattr(dask_run, "PROBE_S", probe_s)
+    todo = [(str(i), {"target": "t"}) for i in range(pending)]
+    point_s, done = dask_run._probe(None, None, todo, None, None)
+    assert seen == chunks and done == sum(chunks) and point_s >= 0
+    assert dask_run._probe(None, None, todo, None, 7)[1] == min(7, pending)  # --batch-size: one batch of it

@@ -211,7 +211,7 @@ def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int
     """Evaluate and store the first points here, timed: one batch of `batch_size` if given, else chunks of
     PROBE_POINTS, then twice as many each time, until PROBE_S of work or a quarter of the sweep is done. Returns the
     seconds per point of the last chunk (the first ones pay for plans the rest reuse) and the points done."""
-    limit = batch_size or max(1, len(todo) // 4)
+    limit = min(batch_size, len(todo)) if batch_size else max(1, len(todo) // 4)
     done, size, start = 0, batch_size or PROBE_POINTS, time.perf_counter()
     while True:
         chunk = todo[done:done + min(size, limit - done)]
