@@ -256,7 +256,8 @@ def _variants(base_arch: Architecture, members: list[tuple[int, Architecture, tu
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A number a float column holds exactly (not a bool, not an integer beyond 2**53)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and float(value) == value
 
 
 def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: str,
