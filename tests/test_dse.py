@@ -240,3 +240,25 @@ def test_bad_linked_axes_name_the_field(linked, field):
     with pytest.raises(SpecError) as err:
         _spec(axes={"linked.pe_dim": linked})
     assert err.value.where == field
+
+
+def test_pareto_mask_is_the_set_no_candidate_dominates():
+    """On random frames with ties, NaNs, infeasible rows and a maximised objective: a row is on the front iff it is
+    a candidate (finite, feasible, within constraints) and no candidate is no worse in every objective and better
+    in one (the definition, checked pair by pair here)."""
+    import numpy as np
+    import pandas as pd
+
+    from archsim.dse.pareto import pareto_mask, sense
+
+    rng = np.random.default_rng(5)
+    for trial in range(100):
+        n, objectives = int(rng.integers(0, 40)), ["throughput_tok_s", "latency_s", "energy_pj"][:2 + trial % 2]
+        df = pd.DataFrame({o: rng.integers(0, 4, n).astype(float) for o in objectives}, index=rng.permutation(n) + 3)
+        df.loc[df.index[rng.random(n) < 0.1], objectives[1]] = np.nan
+        df["feasible"], df["constraint_ok"] = rng.random(n) < 0.9, rng.random(n) < 0.9
+        cost = df[objectives].to_numpy() * np.array([sense(o) for o in objectives])
+        ok = np.isfinite(cost).all(axis=1) & df["feasible"].to_numpy() & df["constraint_ok"].to_numpy()
+        expected = [bool(ok[i]) and not any(ok[j] and (cost[j] <= cost[i]).all() and (cost[j] < cost[i]).any()
+                                            for j in range(n)) for i in range(n)]
+        assert pareto_mask(df, objectives).tolist() == expected

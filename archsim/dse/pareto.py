@@ -30,15 +30,21 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     """True for the candidate rows no other candidate dominates (no worse in every objective and better in one).
     A candidate has every objective finite and, where `df` has the columns (a sweep's records), is feasible and
     meets the constraints: an infeasible point's numbers are those of a design that does not fit, so it never
-    dominates nor is on the front. O(n^2) over rows, fine up to ~1e4 points."""
+    dominates nor is on the front.
+
+    The candidates are scanned in lexicographic order of their costs, each checked against the front found so far:
+    a point that dominates another comes before it in that order, and a dominated point is dominated by a point of
+    the front (or by one the front dominates, so by that front point too). O(n x front size)."""
     values = df[list(objectives)].to_numpy(dtype=float) * np.array([sense(o) for o in objectives])
     valid = np.isfinite(values).all(axis=1)
     for column in ("feasible", "constraint_ok"):
         if column in df:
             valid &= df[column].to_numpy(dtype=bool)
-    on_front = valid.copy()
-    for i in np.flatnonzero(valid):
-        others = values[valid]
-        dominated = (others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)
-        on_front[i] = not dominated.any()
+    on_front = np.zeros(len(df), dtype=bool)
+    candidates = np.flatnonzero(valid)
+    front = np.empty((0, values.shape[1]))
+    for i in candidates[np.lexsort(values[candidates].T[::-1])]:
+        if not ((front <= values[i]).all(axis=1) & (front < values[i]).any(axis=1)).any():
+            on_front[i] = True
+            front = np.vstack([front, values[i]])
     return pd.Series(on_front, index=df.index)
