@@ -11,8 +11,7 @@ sweep's `arch.` axes and what its linked axes set), as columns. Assumptions, eac
 - With COLUMNS_FROM or more points sharing a plan, they are priced as numpy columns
   (`archsim.model.batch.evaluate_columns`), which applies the single path's float operations in the same order;
   fewer, or columns the batch path refuses (a SpecError), are priced one by one with the single path
-  (`archsim.model.analytical.price`). A candidate scores on its own group; the batch path evaluates whole
-  mappings, so a candidate of a mapping of several groups is priced one by one.
+  (`archsim.model.analytical.price`). A candidate is scored on its own group (`only_group`).
 Choices and records equal the single path's (`archsim.point.prepare` then `evaluate`):
 tests/test_mapper_same_choice.py, tests/test_sweep_grouped.py.
 """
@@ -35,9 +34,9 @@ from archsim.model.analytical import numbers_of, plans, price
 from archsim.model.batch import BatchResult, evaluate_columns
 from archsim.record import Record
 
-# Points sharing a plan from which they are priced as columns: a batch call costs ~1.7 ms plus ~2 us a point, the
-# single path ~130 us a point (FuseMax, 2 cores, benchmarks/sweep_throughput.py's machine).
-COLUMNS_FROM = 16
+# Points sharing a plan from which they are priced as columns: a batch call costs ~0.75 ms whatever the points up
+# to a few hundred, the single path ~95 us a point (a FuseMax group on this shared 2-core machine).
+COLUMNS_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,7 @@ def choose_mappings(binding: Binding, analysis: Analysis, variants: Variants, sp
     """The mapper's choice of `spec` on each variant, what `archsim.point.prepare` chooses on it alone."""
 
     def score_groups(trial: Mapping, group: int, indices: Sequence[int]) -> list[Score]:
-        whole = len(trial.groups) == 1  # a candidate's group alone is then the whole mapping
-        batch = _columns(binding, analysis, variants, indices, trial) if whole else None
+        batch = _columns(binding, analysis, variants, indices, trial, group)
         if batch is None:
             return [score(price(binding, trial.name, numbers_of(variants.archs[i]), planned))
                     for i, planned in zip(indices, _plans(binding, analysis, variants, indices, trial, group),
@@ -83,7 +81,7 @@ def records(binding: Binding, analysis: Analysis, variants: Variants, mappings: 
     for i, mapping in enumerate(mappings):
         by_mapping.setdefault(id(mapping), (mapping, []))[1].append(i)
     for mapping, indices in by_mapping.values():
-        batch = _columns(binding, analysis, variants, indices, mapping)
+        batch = _columns(binding, analysis, variants, indices, mapping, None)
         if batch is None:
             each = [price(binding, mapping.name, numbers_of(variants.archs[i]), planned).record()
                     for i, planned in zip(indices, _plans(binding, analysis, variants, indices, mapping, None),
@@ -95,15 +93,16 @@ def records(binding: Binding, analysis: Analysis, variants: Variants, mappings: 
     return out
 
 
-def _columns(binding: Binding, analysis: Analysis, variants: Variants, indices: Sequence[int],
-             mapping: Mapping) -> BatchResult | None:
-    """The variants at `indices` evaluated as columns, or None where they are priced one by one."""
-    if variants.numbers is None or len(indices) < COLUMNS_FROM or _reads_numbers(mapping, None):
+def _columns(binding: Binding, analysis: Analysis, variants: Variants, indices: Sequence[int], mapping: Mapping,
+             only_group: int | None) -> BatchResult | None:
+    """The variants at `indices` evaluated as columns (`mapping`'s group `only_group` alone, or all), or None where
+    they are priced one by one."""
+    if variants.numbers is None or len(indices) < COLUMNS_FROM or _reads_numbers(mapping, only_group):
         return None
     at = np.asarray(indices)
     try:
         return evaluate_columns(binding, analysis, variants.base, mapping,
-                                {path: column[at] for path, column in variants.numbers.items()})
+                                {path: column[at] for path, column in variants.numbers.items()}, only_group)
     except SpecError:
         return None
 
