@@ -1,7 +1,7 @@
-"""`archsim sweep` chooses its executor: a sweep whose estimated work (one point timed x the pending points) is
-under IN_PROCESS_BELOW_S runs in this process, without importing Dask, and stores the records a Dask run stores;
-`--scheduler` or `--workers` means Dask whatever the estimate; a killed in-process sweep resumes without
-recomputing what it had committed.
+"""`archsim sweep` chooses its executor: a sweep whose estimated work (the first points timed x the pending points)
+is under IN_PROCESS_BELOW_S, or that runs on fewer than DASK_FROM_CORES cores, runs in this process, without
+importing Dask, and stores the records a Dask run stores; `--scheduler` or `--workers` means Dask whatever the
+estimate; a killed in-process sweep resumes without recomputing what it had committed.
 
 The sweeps are FuseMax attention points (BERT-Base) at ~10-50 ms each on these machines, so 4 points are ~0.1 s
 of work and 48 points ~1 s: both far under the 5 s threshold even on a loaded machine.
@@ -22,7 +22,7 @@ import yaml
 from test_kill_sweep import stored_rows
 
 from archsim.dse import dask_run
-from archsim.dse.dask_run import IN_PROCESS_BELOW_S, choose_executor, run_sweep_dask
+from archsim.dse.dask_run import DASK_FROM_CORES, IN_PROCESS_BELOW_S, choose_executor, run_sweep_dask
 from archsim.dse.spec import METRICS, sweep_from_dict
 from archsim.dse.store import open_store, records
 
@@ -51,12 +51,14 @@ def _stored(db: Path):
 
 def test_choose_executor_by_estimated_work_cores_and_dask():
     # 100 points x 10 ms = 1 s: under the threshold; 1,000 x 10 ms = 10 s: over it
-    assert choose_executor(0.01, 100, cores=2, have_dask=True)[0] == "in-process"
-    executor, why = choose_executor(0.01, 1000, cores=2, have_dask=True)
+    assert choose_executor(0.01, 100, cores=4, have_dask=True)[0] == "in-process"
+    executor, why = choose_executor(0.01, 1000, cores=4, have_dask=True)
     assert executor == "dask" and "~10.0 s of work (1000 points x 10.0 ms" in why
-    assert choose_executor(0.01, 1000, cores=1, have_dask=True)[0] == "in-process"  # a cluster adds no core
-    assert "not installed" in choose_executor(0.01, 1000, cores=2, have_dask=False)[1]
-    assert IN_PROCESS_BELOW_S == 5.0  # the documented threshold (README, dask_run)
+    for cores in (1, 2):  # a cluster's workers would share the cores with this process
+        executor, why = choose_executor(0.01, 1000, cores=cores, have_dask=True)
+        assert executor == "in-process" and f"but {cores} core" in why
+    assert "not installed" in choose_executor(0.01, 1000, cores=4, have_dask=False)[1]
+    assert IN_PROCESS_BELOW_S == 5.0 and DASK_FROM_CORES == 3  # the documented thresholds (README, dask_run)
 
 
 def test_small_sweep_runs_in_process_and_stores_what_dask_stores(tmp_path, cli):
@@ -102,7 +104,7 @@ def test_estimated_work_over_the_threshold_goes_to_dask_after_one_point(tmp_path
         raise RuntimeError("a Dask client was asked for")
 
     monkeypatch.setattr(dask_run, "IN_PROCESS_BELOW_S", 0.0)  # every sweep is "large"
-    monkeypatch.setattr(dask_run.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dask_run.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(dask_run, "_client", no_cluster)
     with pytest.raises(RuntimeError, match="Dask client"):
         run_sweep_dask(sweep_from_dict(SMALL), tmp_path / "s.sqlite")

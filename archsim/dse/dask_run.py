@@ -3,10 +3,10 @@ pending points in batches on an embedded `LocalCluster` (one single-threaded wor
 running scheduler (`tcp://HOST:PORT`), each finished batch committed to the store by this process as it arrives.
 
 The executor is chosen on an estimate of the work, the first points timed here (`_probe`) x the pending points
-(`choose_executor`): under IN_PROCESS_BELOW_S, in this process, since an embedded cluster costs
-seconds before its first result (its import, its worker processes each importing archsim, shipping the specs) and
-on few cores cannot win that back; a scheduler or a worker count given means Dask. On the in-process path Dask is
-never imported (about 1 s).
+(`choose_executor`): under IN_PROCESS_BELOW_S, or on fewer than DASK_FROM_CORES cores, in this process, since an
+embedded cluster costs seconds before its first result (its import, its worker processes each importing archsim,
+shipping the specs) and on few cores cannot win that back; a scheduler or a worker count given means Dask. On the
+in-process path Dask is never imported (about 1 s).
 
 Workers only evaluate (`evaluate_batch` is pure); the store is written by this process alone, so SQLite sees one
 writer. A batch is sized for about `target_batch_s` of work (timed on the first points, evaluated here), so the
@@ -49,6 +49,11 @@ Status = Callable[[str], None]  # told one line: the executor chosen and why
 # that x w/(w-1) of work: 7-10 s on 2 cores, nearer 5 s on many. Below 5 s it never wins; between 5 and 10 s on 2
 # cores it loses at most ~2.5 s, a small price next to the work.
 IN_PROCESS_BELOW_S = 5.0
+# Cores an embedded cluster needs to pay: this process plans every key and writes every record while the workers
+# evaluate, so on two cores the two workers share them with it. There an embedded cluster was slower than this
+# process at every size measured (benchmarks/sweep_throughput.py, the five-axis FuseMax sweep on 2 cores: 10,000
+# points 8.4 s vs 5.5 s; 100,000 points 38.9-83.7 s vs 21-40 s, the spread being other users' load).
+DASK_FROM_CORES = 3
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 # The first points are timed here (`_probe`): PROBE_POINTS, then twice as many each time, until PROBE_S of work or a
 # quarter of the sweep. Points binding the same sizes share the mapper's work (`archsim.dse.points.evaluate_points`),
@@ -137,14 +142,15 @@ def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, ba
 def choose_executor(point_s: float, points: int, cores: int, have_dask: bool) -> tuple[Executor, str]:
     """In-process or Dask for `points` more points at `point_s` each (timed here), and why, as one phrase.
 
-    Dask only where it can pay for its start: the estimated work reaches IN_PROCESS_BELOW_S, there is more than
-    one core for an embedded cluster to use, and dask.distributed is installed."""
+    Dask only where it can pay for its start: the estimated work reaches IN_PROCESS_BELOW_S, there are
+    DASK_FROM_CORES cores or more, and dask.distributed is installed."""
     work_s = point_s * points
     estimate = f"~{work_s:.1f} s of work ({points} points x {point_s * 1e3:.1f} ms, timed here)"
     if work_s < IN_PROCESS_BELOW_S:
         return "in-process", f"{estimate} is under {IN_PROCESS_BELOW_S:g} s"
-    if cores < 2:
-        return "in-process", f"{estimate}, but one core: an embedded cluster would only add its start"
+    if cores < DASK_FROM_CORES:
+        return "in-process", (f"{estimate}, but {cores} core{'s' if cores > 1 else ''}: an embedded cluster's "
+                              "workers would share them with this process, which writes the store")
     if not have_dask:
         return "in-process", f"{estimate}, but dask.distributed is not installed"
     return "dask", f"{estimate} reaches {IN_PROCESS_BELOW_S:g} s"
