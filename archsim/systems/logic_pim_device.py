@@ -48,16 +48,27 @@ class LogicPimDevice:
         return self.count * self.spec.capacity_bytes
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
-        total = OpCost()
-        for op in ops:
+        if not ops:
+            return OpCost()
+        peak, bandwidth = self.peak_flops_per_s, self.internal_bytes_per_s
+        pj_per_flop, pj_per_bit = self.spec.pj_per_flop, self.spec.internal_pj_per_bit
+        time_s = memory_total_s = energy_j = busy_s = 0.0
+        for op in ops:  # the ops one after another: each term added in op order
             flops, moved = op.flops, stack_bytes(op, streamed_fraction)
-            compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.internal_bytes_per_s
-            energy_pj = flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit
-            total = total + OpCost(max(compute_s, memory_s), memory_s, energy_pj * 1e-12, {self.name: compute_s})
-        return total
+            compute_s, memory_s = flops / peak, moved / bandwidth
+            time_s += max(compute_s, memory_s)
+            memory_total_s += memory_s
+            energy_j += (flops * pj_per_flop + moved * 8 * pj_per_bit) * 1e-12
+            busy_s += compute_s
+        return OpCost(time_s, memory_total_s, energy_j, {self.name: busy_s})
 
 
 def stack_bytes(op: Op, streamed_fraction: float = 1.0) -> float:
     """Bytes `op` reads or writes in the stacks: `streamed_fraction` of its weights, its KV cache and activations."""
-    return float(sum(size * (streamed_fraction if role == WEIGHTS else 1.0)
-                     for role, size in op.bytes_by_role.items() if role != INTERMEDIATE))
+    if streamed_fraction == 1.0:
+        return op.bytes_off_chip
+    moved = 0.0
+    for role, size in op.bytes_by_role.items():
+        if role != INTERMEDIATE:
+            moved += size * (streamed_fraction if role == WEIGHTS else 1.0)
+    return moved

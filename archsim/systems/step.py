@@ -174,6 +174,16 @@ class Op:
         return totals
 
     @functools.cached_property
+    def bytes_off_chip(self) -> float:
+        """Bytes of every tensor but the intermediates (what a device keeping intermediates on chip moves), added
+        in `bytes_by_role`'s order."""
+        moved = 0.0
+        for role, size in self.bytes_by_role.items():
+            if role != INTERMEDIATE:
+                moved += size
+        return moved
+
+    @functools.cached_property
     def bytes(self) -> int:
         """Bytes the op must move at least: every tensor but its intermediates, each once."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
