@@ -1,9 +1,11 @@
 """Wall time of `archsim reproduce duplex`'s work on one core (issue 15: under 60 s): the closed-loop grid, the
 Bank-PIM comparison and the QPS sweep (`archsim.systems.duplex_reproduce.run_all`), timed each and together.
 
-Pinned to one core of this shared 2-core machine, back to back: 70.2 s before the caches of issue 17 (co-processing's
-chain around the attention stage per batch shape, Op FLOPs and bytes computed once), 41.8 s after (grid 22.3 ->
-14.6 s, Bank-PIM 5.0 -> 2.3 s, QPS sweep 42.9 -> 25.0 s), the same records to the bit.
+The grids are the paper grid's 30 points for the GPU and Duplex+PE+ET (five models) and four Mixtral points for
+Duplex and Duplex+PE (`duplex_reproduce.grid_records`); until this change one grid of four Mixtral points.
+Pinned to one core of this shared 2-core machine, back to back, with the four-point grid: 70.2 s before the caches
+of issue 17 (co-processing's chain around the attention stage per batch shape, Op FLOPs and bytes computed once),
+41.8 s after (grid 22.3 -> 14.6 s, Bank-PIM 5.0 -> 2.3 s, QPS sweep 42.9 -> 25.0 s), the same records to the bit.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 
@@ -17,7 +19,7 @@ LIMIT_S = 60.0  # issue 15
 
 
 def main() -> None:
-    parts = (("closed-loop grid", duplex_reproduce.reproduce), ("Bank-PIM comparison",
+    parts = (("closed-loop grids", duplex_reproduce.grid_records), ("Bank-PIM comparison",
              duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep))
     total_s = 0.0
     for name, run in parts:

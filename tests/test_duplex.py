@@ -12,7 +12,6 @@ import pytest
 
 from archsim import library
 from archsim.errors import SpecError
-from archsim.systems import duplex_reproduce
 from archsim.systems.coprocessing import expert_split, experts_op, tokens_per_expert
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.models import system_model
@@ -151,45 +150,3 @@ def test_gaussian_lengths_keep_their_means() -> None:
     assert max(r.prompt_tokens for r in requests) <= 2048
     with pytest.raises(SpecError, match="std_fraction"):
         gaussian_requests(4, 1024, 256, -0.1, seed=1)
-
-
-@pytest.fixture(scope="module")
-def reproduction():
-    records = duplex_reproduce.reproduce()
-    return records, duplex_reproduce.headline(records)
-
-
-def test_the_reproduction_writes_the_issues_keys(reproduction) -> None:
-    records, headline = reproduction
-    assert len(records) == 4 * 2 * 2  # systems x (L_in, L_out) x batches of the small grid
-    keys = {"model", "system", "lin", "lout", "batch", "throughput_tok_s", "tbt_p50_s", "tbt_p99_s", "e2e_s",
-            "energy_j_per_token"}
-    assert all(set(r) == keys for r in records)
-    assert headline["points"] == 4
-
-
-def test_expert_co_processing_never_loses_to_duplex(reproduction) -> None:
-    """+PE starts from the experts on the xPU and keeps a move only while the layer gets faster, and co-processing
-    overlaps the attention; Duplex runs the MoE whole on one unit. The paper: +PE is 1.04x Duplex on average
-    (pim.md §2.4); here at least 1x at every point."""
-    records, _ = reproduction
-    pe = duplex_reproduce.over_baseline(records, "duplex-pe", "throughput_tok_s", baseline="duplex")
-    assert min(pe) >= 1.0
-
-
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.ATTRIBUTION["throughput_mean"])
-def test_mean_throughput_over_gpu_is_the_papers(reproduction) -> None:
-    """Duplex+PE+ET over the GPU, mean over the grid: within 15 % of the paper's 2.07x (pim.md §2.1)."""
-    assert reproduction[1]["throughput_mean"]["ours"] == pytest.approx(2.07, rel=0.15)
-
-
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.ATTRIBUTION["throughput_max"])
-def test_max_throughput_over_gpu_is_the_papers(reproduction) -> None:
-    """Its maximum: within 15 % of the paper's 2.67x (pim.md §2.1)."""
-    assert reproduction[1]["throughput_max"]["ours"] == pytest.approx(2.67, rel=0.15)
-
-
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.ATTRIBUTION["energy_reduction"])
-def test_energy_reduction_is_the_papers(reproduction) -> None:
-    """Energy per token, 1 - mean(Duplex+PE+ET / GPU): within 10 points of the paper's 28.19 % (pim.md §2.1)."""
-    assert reproduction[1]["energy_reduction"]["ours"] == pytest.approx(0.2819, abs=0.10)

@@ -1,4 +1,4 @@
-"""`archsim reproduce duplex`: the Duplex paper's closed-loop serving set-up on a small grid
+"""`archsim reproduce duplex`: the Duplex paper's closed-loop serving set-up over the paper's five models
 (`archsim.systems.duplex_reproduce`), throughput over the GPU, TBT and energy per token per system, the Bank-PIM
 comparison on OPT-66B and Llama3-70B, the QPS sweep, and the headline beside the paper's
 (../shared/reference/pim.md §2.1, §2.4) with the modelling reason where they differ."""
@@ -31,7 +31,8 @@ def reproduce_duplex(as_json: bool, out: str | None) -> None:
     df = df.join(base["throughput_tok_s"].rename("gpu_tok_s"), on=["model", "lin", "lout", "batch"])
     df["over_gpu"] = df.throughput_tok_s / df.gpu_tok_s
     click.echo(f"Closed-loop serving, Gaussian (L_in, L_out) (std {duplex_reproduce.STD_FRACTION:.0%} of the mean, "
-               f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; a small grid of the paper's, "
+               f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; the paper's five models (GPU and "
+               "Duplex+PE+ET), Duplex and +PE on four Mixtral points, "
                "then the Bank-PIM comparison")
     click.echo(f"{'model':<14} {'L_in':>5} {'L_out':>5} {'batch':>5}  {'system':<15} {'tok/s':>8} {'x GPU':>6} "
                f"{'TBT p50 ms':>10} {'TBT p99 ms':>10} {'E2E s':>7} {'J/token':>8}")
