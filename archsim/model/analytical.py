@@ -51,8 +51,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass
+from typing import Any
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
@@ -139,15 +141,7 @@ def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans
         p = _group(binding, numbers, plan)
         seconds += p.seconds
         compute_cycles += p.compute_cycles
-        for level, per_tensor in p.traffic.items():
-            into = traffic[level]
-            for t, b in per_tensor.items():
-                into[t] = into.get(t, 0.0) + b
-        for total, add in ((energy, p.energy), (busy, p.busy), (memory_s, p.memory_s)):
-            for key, value in add.items():
-                total[key] = value + total.get(key, 0)
-        for level, b in p.footprint.items():
-            footprint[level] = max(footprint.get(level, 0.0), b)
+        add_group_totals(p, traffic, energy, busy, memory_s, footprint, max)
         reasons += p.reasons
         einsums += p.einsums
     cycles = seconds * numbers.clock_hz
@@ -180,6 +174,22 @@ def plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Map
     return tuple(plan_group(binding, analysis, resolve_group(binding, arch, g, mapping.source, f"groups[{i}]"),
                             levels, unit_dims, used)
                  for i, g in enumerate(mapping.groups) if only_group is None or i == only_group)
+
+
+def add_group_totals(part: Any, traffic: dict, energy: dict, busy: dict, memory_s: dict, footprint: dict,
+                     maximum: Callable[[Any, Any], Any]) -> None:
+    """Add a priced group's traffic, energy, busy lane-cycles and memory time to the totals, and keep the larger
+    footprint per level (`maximum`: `max` for one point's floats, `np.maximum` for the batch path's columns), in
+    the order `price` has always added them."""
+    for level, per_tensor in part.traffic.items():
+        into = traffic[level]
+        for t, b in per_tensor.items():
+            into[t] = into.get(t, 0.0) + b
+    for total, add in ((energy, part.energy), (busy, part.busy), (memory_s, part.memory_s)):
+        for key, value in add.items():
+            total[key] = value + total.get(key, 0)
+    for level, b in part.footprint.items():
+        footprint[level] = maximum(footprint.get(level, 0.0), b)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from archsim.errors import SpecError
 from archsim.mapping.overlap import parse_pipeline
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
-from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, plans, price
+from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, add_group_totals, plans, price
 from archsim.model.plan import GroupPlan, transfer_actions
 from archsim.model.result import Result
 from archsim.record import PJ_PER_J, Record
@@ -472,15 +472,7 @@ def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) 
     reasons: dict[int, list[str]] = {}
     compute_cycles = 0
     for p in parts:
-        for level, per_tensor in p.traffic.items():
-            into = traffic[level]
-            for t, b in per_tensor.items():
-                into[t] = into.get(t, 0.0) + b
-        for total, add in ((energy, p.energy), (busy, p.busy), (memory_s, p.memory_s)):
-            for key, value in add.items():
-                total[key] = value + total.get(key, 0)
-        for level, b in p.footprint.items():
-            footprint[level] = np.maximum(footprint.get(level, 0.0), b)
+        add_group_totals(p, traffic, energy, busy, memory_s, footprint, np.maximum)
         for i, texts in p.reasons.items():
             reasons.setdefault(i, []).extend(texts)
         compute_cycles = compute_cycles + p.compute_cycles
