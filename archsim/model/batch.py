@@ -24,22 +24,19 @@ has the SpecError's text as its reason and NaN metrics. `result(i)` prices the p
 time per level) is a column per key that any point has, 0 where a point has none. A field every point shares stays
 one float (numpy broadcasts it), so a call on a few points costs little more than its fixed ~0.3 ms.
 
-Column values are checked as the architecture loader checks a field (`archsim.arch.load`): a bad one raises
-SpecError naming the field and the point. A composite energy of a unit (exp priced as MACs) follows its parts as in
-`Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError).
+The columns of an architecture's numbers, and how a column's values are checked, are
+`archsim.model.arch_columns`'s.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from archsim.arch.load import MAX_VALUE
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
@@ -48,207 +45,13 @@ from archsim.errors import SpecError
 from archsim.mapping.overlap import parse_pipeline
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
-from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, add_group_totals, plans, price
+from archsim.model.analytical import add_group_totals, plans, price
+from archsim.model.arch_columns import Column, Columns, stacked, value_at, with_numbers
 from archsim.model.plan import GroupPlan, transfer_actions
 from archsim.model.result import Result
 from archsim.record import PJ_PER_J, Record
 
 Key = tuple[str, str]  # (component, action) of an energy
-Column = np.ndarray | float  # a field's values over the points, or its one value for all of them
-
-
-@dataclass
-class _LevelColumns:
-    name: str
-    capacity_bytes: Column  # inf = unbounded
-    bandwidth_bytes_per_s: Column  # 0 = no limit
-    access_bits: Column
-    actions_pj: dict[str, Column]
-    instances: Column
-    area_um2: Column
-    area_capacity_bytes: Column  # nan = area fixed
-
-
-@dataclass
-class _UnitColumns:
-    name: str
-    shape: list[Column]  # per dimension
-    op_cycles: dict[str, Column]
-    op_pj: dict[str, Column]  # composites resolved
-    area_um2: Column
-    composed_of: dict[str, dict[str, float]]  # op -> {plain op: count}, for re-deriving a composite
-
-
-@dataclass
-class Columns:
-    """An architecture's numbers over n points (its structure is one): each field an array of n values, or one
-    float where every point has the same (numpy broadcasts it; the operations are the same)."""
-
-    n: int
-    names: list[str]  # the architecture's name per point
-    clock_hz: Column
-    levels: list[_LevelColumns]
-    units: dict[str, _UnitColumns]
-
-    def lanes(self, unit: str) -> Column:
-        return functools.reduce(operator.mul, self.units[unit].shape)
-
-    @functools.cached_property
-    def area(self) -> Column:
-        """`Architecture.area_um2`, per point, with its operations in its order."""
-        units = 0
-        for u in self.units.values():
-            units = units + u.area_um2 * self.lanes(u.name)
-        memories = 0
-        for m in self.levels:
-            with np.errstate(invalid="ignore"):
-                scaled = (m.area_um2 * m.capacity_bytes) / m.area_capacity_bytes
-            instance = np.where(np.isnan(m.area_capacity_bytes) | np.isinf(m.capacity_bytes), m.area_um2, scaled)
-            memories = memories + instance * m.instances
-        return units + memories
-
-    def numbers(self, i: int) -> ArchNumbers:
-        """Point i's numbers, as `analytical.read_numbers` reads them from an Architecture."""
-        levels = []
-        for m in self.levels:
-            room, bandwidth = float(_at(m.capacity_bytes, i)), float(_at(m.bandwidth_bytes_per_s, i))
-            actions = {a: float(_at(e, i)) for a, e in m.actions_pj.items()}
-            levels.append(LevelNumbers(
-                m.name, None if math.isinf(room) else int(room), room if math.isinf(room) else int(room),
-                bandwidth or None, int(_at(m.access_bits, i)), actions,
-                actions.get("leak", 0.0) * int(_at(m.instances, i))))
-        units = {}
-        for u in self.units.values():
-            shape = tuple(int(_at(s, i)) for s in u.shape)
-            units[u.name] = UnitNumbers(u.name, shape, math.prod(shape),
-                                        {op: int(_at(c, i)) for op, c in u.op_cycles.items()},
-                                        {op: float(_at(e, i)) for op, e in u.op_pj.items()})
-        return ArchNumbers(self.names[i], float(_at(self.clock_hz, i)), float(_at(self.area, i)), tuple(levels),
-                           units)
-
-
-def columns_of(arch: Architecture, n: int) -> Columns:
-    """`arch`'s numbers for n points, one float per field."""
-
-    def one(value: float | None, empty: float = 0.0) -> float:
-        return empty if value is None else float(value)
-
-    levels = [_LevelColumns(m.name, one(m.capacity_bytes, math.inf), one(m.bandwidth_bytes_per_s),
-                            one(m.access_bits), {a: one(e) for a, e in m.energy.actions_pj.items()},
-                            one(m.instances), one(m.area_um2), one(m.area_capacity_bytes, math.nan))
-              for m in arch.memories]
-    units = {u.name: _UnitColumns(u.name, [float(s) for s in u.shape],
-                                  {op: one(c) for op, c in u.op_cycles.items()},
-                                  {op: one(e) for op, e in u.energy.actions_pj.items()}, one(u.area_um2),
-                                  {op: dict(parts) for op, parts in u.energy.composed_of.items()})
-             for u in arch.units}
-    return Columns(n, [arch.name] * n, one(arch.clock_hz), levels, units)
-
-
-def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence[float]]) -> Columns:
-    """`arch`'s numbers for N points with the fields in `numbers` replaced (see the module docstring for the
-    paths). A composite energy (exp priced as MACs) follows its parts, as in `Architecture.with_changes`."""
-    source = f"{arch.source} (batch columns)"
-    arrays = {path: np.asarray(values, dtype=float) for path, values in numbers.items()}
-    for path, values in arrays.items():
-        if values.ndim == 0:
-            raise SpecError(source, path, f"expected an array of values, one per point, got {float(values)!r}")
-    lengths = {len(a) for a in arrays.values()}
-    if len(lengths) > 1:
-        raise SpecError(source, ", ".join(arrays), f"expected arrays of one length, got lengths {sorted(lengths)}")
-    cols = columns_of(arch, lengths.pop() if lengths else 1)
-    levels = {m.name: m for m in cols.levels}
-    changed_parts: dict[str, set[str]] = {}
-    for path, values in arrays.items():
-        parts = path.split(".")
-        if parts == ["clock_hz"]:
-            cols.clock_hz = _checked(values, source, path, positive=True, integer=False)
-        elif len(parts) >= 3 and parts[0] == "memories" and parts[1] in levels:
-            if parts[2] == "energy" and arch.memory(parts[1]).energy.composed_of:
-                raise SpecError(source, path, "a memory energy table with composite actions is not varied by the "
-                                              "batch path (use Architecture.with_changes and evaluate_points)")
-            _set_level(levels[parts[1]], parts[2:], values, source, path)
-        elif len(parts) >= 3 and parts[0] == "units" and parts[1] in cols.units:
-            _set_unit(cols.units[parts[1]], parts[2:], values, source, path)
-            if parts[2:4] == ["energy", "actions_pj"]:
-                changed_parts.setdefault(parts[1], set()).add(parts[4])
-        else:
-            raise SpecError(source, path, f"not a field the batch path varies in {arch.name} (expected clock_hz, "
-                                          "memories.LEVEL.capacity_bytes | bandwidth_bytes_per_s | access_bits | "
-                                          "instances | area_um2 | area_capacity_bytes | energy.actions_pj.ACTION, "
-                                          "units.UNIT.shape | area_um2 | op_cycles.OP | energy.actions_pj.OP; "
-                                          f"levels: {', '.join(levels)}; units: {', '.join(cols.units)})")
-    for name, changed in changed_parts.items():
-        unit = cols.units[name]
-        for op, recipe in unit.composed_of.items():
-            if op not in changed and changed & set(recipe):
-                total = 0
-                for part, count in recipe.items():
-                    total = total + count * unit.op_pj[part]
-                unit.op_pj[op] = total
-    for m in cols.levels:
-        fixed = ~np.isnan(m.area_capacity_bytes)
-        if np.any(fixed & np.isinf(m.capacity_bytes)):
-            raise SpecError(source, f"memories.{m.name}.area_capacity_bytes",
-                            "area cannot scale with an unbounded capacity (capacity_bytes is null)")
-    return cols
-
-
-def _set_level(level: _LevelColumns, rest: list[str], values: np.ndarray, source: str, where: str) -> None:
-    match rest:
-        case ["capacity_bytes"]:
-            level.capacity_bytes = _checked(values, source, where, positive=True, integer=True)
-        case ["bandwidth_bytes_per_s"]:
-            level.bandwidth_bytes_per_s = _checked(values, source, where, positive=True, integer=False)
-        case ["access_bits"] | ["instances"] | ["area_capacity_bytes"]:
-            setattr(level, rest[0], _checked(values, source, where, positive=True, integer=True))
-        case ["area_um2"]:
-            level.area_um2 = _checked(values, source, where, positive=False, integer=False)
-        case ["energy", "actions_pj", action] if action in level.actions_pj:
-            level.actions_pj[action] = _checked(values, source, where, positive=False, integer=False)
-        case _:
-            raise SpecError(source, where, f"not a field of memory {level.name} the batch path varies (expected "
-                                           "capacity_bytes, bandwidth_bytes_per_s, access_bits, instances, "
-                                           "area_um2, area_capacity_bytes or energy.actions_pj.ACTION; actions: "
-                                           f"{', '.join(level.actions_pj)})")
-
-
-def _set_unit(unit: _UnitColumns, rest: list[str], values: np.ndarray, source: str, where: str) -> None:
-    match rest:
-        case ["shape"]:
-            if values.ndim != 2 or values.shape[1] != len(unit.shape):
-                raise SpecError(source, where, f"expected an N x {len(unit.shape)} array of fan-outs (the "
-                                               f"plan fixes the unit's dimensions), got shape {values.shape}")
-            checked = _checked(values, source, where, positive=True, integer=True)
-            unit.shape = [checked[:, d] for d in range(len(unit.shape))]
-        case ["op_cycles", op] if op in unit.op_cycles:
-            unit.op_cycles[op] = _checked(values, source, where, positive=True, integer=True)
-        case ["energy", "actions_pj", op] if op in unit.op_pj:
-            unit.op_pj[op] = _checked(values, source, where, positive=False, integer=False)
-            unit.composed_of.pop(op, None)
-        case ["area_um2"]:
-            unit.area_um2 = _checked(values, source, where, positive=False, integer=False)
-        case _:
-            raise SpecError(source, where, f"not a field of unit {unit.name} the batch path varies (expected shape, "
-                                           f"area_um2, op_cycles.OP or energy.actions_pj.OP; ops: "
-                                           f"{', '.join(unit.op_cycles)})")
-
-
-def _checked(values: np.ndarray, source: str, where: str, positive: bool, integer: bool) -> np.ndarray:
-    """`values` if each is what the architecture loader accepts for the field, else SpecError naming the first."""
-    ok = np.isfinite(values) & (values <= MAX_VALUE) & ((values > 0) if positive else (values >= 0))
-    if positive:
-        ok &= values >= (1 if integer else 1 / MAX_VALUE)
-    if integer:
-        ok &= values == np.floor(values)
-    if not ok.all():
-        i = np.unravel_index(int(np.argmin(ok)), ok.shape)
-        kind = "positive integer" if integer else ("positive number" if positive else "non-negative number")
-        raise SpecError(source, where, f"expected a {kind} at most {MAX_VALUE:g}, got {float(values[i])!r} at point "
-                                       f"{i[0]}")
-    return values
-
-
 @dataclass
 class BatchResult:
     """Every metric of `Result` as a column over N points (dict metrics: a column per key, 0 where a point has
@@ -325,7 +128,7 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
     for index in groups.values():
         binding, analysis, arch, mapping = points[index[0]]
         at = np.array(index)
-        cols = _stacked([points[i][2] for i in index])
+        cols = stacked([points[i][2] for i in index])
         try:
             group_plans = plans(binding, analysis, arch, mapping, None)
         except SpecError as e:
@@ -348,31 +151,6 @@ def _capacities_read(mapping: MappingSpec) -> frozenset[str]:
     return frozenset(n.args[0].name for g in mapping.groups for lp in g.loops
                      if isinstance(lp.factor, str) and "capacity" in lp.factor for n in walk(parse_expr(lp.factor))
                      if isinstance(n, Call) and n.fn == "capacity" and n.args and isinstance(n.args[0], Name))
-
-
-def _stacked(archs: list[Architecture]) -> Columns:
-    """Columns of the numbers of architectures of one structure (as `analytical.read_numbers` reads them)."""
-
-    def col(values: list[float | None], empty: float = 0.0) -> np.ndarray:
-        return np.array([empty if v is None else v for v in values], dtype=float)
-
-    levels = []
-    for j, m in enumerate(archs[0].memories):
-        each = [a.memories[j] for a in archs]
-        levels.append(_LevelColumns(
-            m.name, col([x.capacity_bytes for x in each], math.inf), col([x.bandwidth_bytes_per_s for x in each]),
-            col([x.access_bits for x in each]),
-            {action: col([x.energy.actions_pj[action] for x in each]) for action in m.energy.actions_pj},
-            col([x.instances for x in each]), col([x.area_um2 for x in each]),
-            col([x.area_capacity_bytes for x in each], math.nan)))
-    units = {}
-    for j, u in enumerate(archs[0].units):
-        each = [a.units[j] for a in archs]
-        units[u.name] = _UnitColumns(u.name, [col([x.shape[d] for x in each]) for d in range(len(u.shape))],
-                                     {op: col([x.op_cycles[op] for x in each]) for op in u.op_cycles},
-                                     {op: col([x.energy.actions_pj[op] for x in each]) for op in u.energy.actions_pj},
-                                     col([x.area_um2 for x in each]), {})
-    return Columns(len(archs), [a.name for a in archs], col([a.clock_hz for a in archs]), levels, units)
 
 
 @dataclass
@@ -512,10 +290,6 @@ def _points(holds: np.ndarray | bool, n: int) -> list[int]:
     return list(range(n)) if holds else []
 
 
-def _at(value: Column, i: int) -> float:
-    return value[i] if np.ndim(value) else value
-
-
 def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
     """`analytical._group` over columns."""
     group = plan.group
@@ -559,7 +333,7 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
         kept = ", ".join(plan.kept_at.get(m.name, ())) or "hand-offs between units"
         for i in _points(full, n):
             reasons.setdefault(i, []).append(f"group {group.name}: {m.name} holds {footprint:.0f} B of tiles "
-                                             f"({kept}), over its capacity of {int(_at(m.capacity_bytes, i))} B")
+                                             f"({kept}), over its capacity of {int(value_at(m.capacity_bytes, i))} B")
         spill = over & ~full
         if not np.any(spill):
             continue
@@ -618,7 +392,7 @@ def _fanout_reasons(cols: Columns, group, plan: GroupPlan) -> dict[int, list[str
             continue
         named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
         for i in bad:
-            pes = [int(_at(s, i)) for s in shape]
+            pes = [int(value_at(s, i)) for s in shape]
             reasons.setdefault(i, []).append(
                 f"group {group.name}: {named} spreads {fanout} over unit {unit_name}, which has {pes[d]} PEs "
                 f"along dimension {d} (shape {' x '.join(map(str, pes))})")
@@ -637,7 +411,7 @@ def _overlap_reasons(cols: Columns, group, plan: GroupPlan, cycles: dict[str, np
         for i in _points(busy > lanes_of * compute_cycles * (1 + 1e-9), cols.n):
             if i in fanned:
                 continue
-            b, c, lanes = float(_at(busy, i)), float(_at(compute_cycles, i)), int(_at(lanes_of, i))
+            b, c, lanes = float(value_at(busy, i)), float(value_at(compute_cycles, i)), int(value_at(lanes_of, i))
             reasons.setdefault(i, []).append(
                 f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on unit "
                 f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of its "
