@@ -5,6 +5,7 @@ do not fit or that the model rejects."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +23,7 @@ from archsim.dse.points import (
     keyed,
     load_base,
     point_key,
+    target_kind,
 )
 from archsim.dse.spec import load_sweep, sweep_from_dict
 
@@ -84,3 +86,13 @@ def test_keys_are_the_hash_of_the_resolved_configuration() -> None:
                   "workload": spec.workload, "arch": arch.to_dict(), "sets": sets}
         text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
         assert key == hashlib.sha256(text.encode()).hexdigest() == point_key(spec, base, point)
+
+
+def test_a_gpu_points_key_does_not_hold_where_its_preset_file_lies(tmp_path) -> None:
+    """A store resumes after the checkout or install moves: the key holds what the GPU computes, not its path."""
+    spec = load_sweep(DEMO)
+    base = load_base(spec)
+    gpu_point = next(p for p in expand(spec) if target_kind(base, p) == "gpu")
+    moved = dataclasses.replace(base, gpus={name: dataclasses.replace(g, source=str(tmp_path / "elsewhere.yaml"))
+                                            for name, g in base.gpus.items()})
+    assert point_key(spec, moved, gpu_point) == point_key(spec, base, gpu_point)

@@ -163,7 +163,9 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
         return system_config(base.system, base.workload, spec.serving, spec.fields(point))
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
-    return {"gpu": dataclasses.asdict(base.gpus[point["target"]]), "kernel": spec.gpus.kernel,
+    gpu = {k: v for k, v in dataclasses.asdict(base.gpus[point["target"]]).items() if k != "source"}  # its file's
+    # path: where the checkout or install lies, not what the point computes, so a moved store still resumes
+    return {"gpu": gpu, "kernel": spec.gpus.kernel,
             "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
 
 
