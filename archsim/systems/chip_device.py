@@ -53,6 +53,10 @@ class ChipDevice:
                         f"chip {self.spec.name} has no matrix peak for {word_bytes}-byte words (it has "
                         f"{', '.join(peaks)}; bf16 runs 2-byte words, fp8 or int8 1-byte words)")
 
+    def elementwise_s(self, dram_bytes: float) -> float:
+        """One elementwise pass moving `dram_bytes` at the derated bandwidth (no launch cost, as every op here)."""
+        return dram_bytes / (self.spec.memory_bytes_per_s * self.memory_efficiency)
+
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         total = OpCost()
         for op in ops:

@@ -5,9 +5,11 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
 - compute: the device the decode QKV projection is placed on, `parallelism.tp` devices per model replica (its
   weights cut by TP, two ring all-reduces per layer over the link `tp`, as `system_model`), `micro_batches` - 1
   replicas: the device's `count` must be tp x replicas;
-- memory pool: the `memory-pool` device decode attention is placed on, `parallelism.attention_pool` (b) of them,
-  its `count`. Head-level partitioning (§3.4): each holds kv_heads / b KV heads and their query heads, so b must
-  divide kv_heads. The KV cache is the pool's memory (b x a device's capacity); the compute devices hold weights;
+- memory pool: the device decode attention is placed on, `parallelism.attention_pool` (b) of them, its `count`: a
+  `memory-pool` device (a GPU used for its memory, the GPU model's decode kernel) or a `chip` (a TPU v6e pool, the
+  roofline of `archsim.systems.chip_device`). Head-level partitioning (§3.4): each holds kv_heads / b KV heads and
+  their query heads, so b must divide kv_heads. The KV cache is the pool's memory (b x a device's capacity); the
+  compute devices hold weights;
 - link `attention`: per token and layer q (d) and the new k, v (2d/G) go to the pool and the attention output (d)
   comes back (§3.3); the bytes are the cascades' tensors (Q and AV of the attention op, the K and V outputs of the
   QKV projection). Each compute and memory device has its own NIC (§3.5): a message spread over the senders and
@@ -75,6 +77,7 @@ from archsim.workload import Workload
 
 ATTENTION_LINK = "attention"
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")
+POOL_KINDS = ("memory-pool", "chip")  # device kinds a memory pool may be
 PRE_OPS = ("attn_norm", "qkv")
 
 
@@ -144,7 +147,7 @@ class OffloadModel:
     pool_devices: int
     replicas: int
     link: Link
-    pool_device_name: str  # the memory-pool device decode attention is placed on
+    pool_device_name: str  # the memory-pool or chip device decode attention is placed on
 
     @property
     def name(self) -> str:
@@ -310,10 +313,10 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     pool = replace(compute, parallelism=replace(par, tp=b), shard=shard(workload, replace(par, tp=b)))
     one = pool.attention("decode", 1)
     device = system.device_for(ATTENTION, "decode", one.op_per_byte)
-    if device.kind != "memory-pool":
+    if device.kind not in POOL_KINDS:
         raise SpecError(system.source, "placement", f"a {schedule.kind} schedule offloads decode attention to a "
-                                                    f"memory-pool device; it is placed on {device.name} "
-                                                    f"({device.kind})")
+                                                    f"{' or '.join(POOL_KINDS)} device; it is placed on "
+                                                    f"{device.name} ({device.kind})")
     if device.count != b:
         raise SpecError(system.source, f"devices.{device.name}.count",
                         f"expected parallelism.attention_pool = {b} memory devices, got {device.count}")
