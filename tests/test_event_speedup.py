@@ -62,7 +62,6 @@ def _reference_task(env, task: Task, resource, age: int, holders: dict[str, Task
     for dep in task.deps:
         yield done[id(dep)]
     task.ready_s = env.now
-    task.last = max(task.deps, key=lambda d: d.end_s, default=None)
     if resource is not None and task.duration_s > 0:
         priority = {"priority": age} if isinstance(resource, simpy.PriorityResource) else {}
         with resource.request(**priority) as request:

@@ -91,11 +91,14 @@ plus about one tile of fill and drain.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from heapq import heappop, heappush
 from itertools import count
+from operator import attrgetter
 from typing import Any
 
 from archsim.arch.spec import Architecture
@@ -106,6 +109,8 @@ from archsim.model.analytical import evaluate
 from archsim.model.event_tasks import Task, tile_tasks
 from archsim.model.result import Result
 from archsim.model.trace import Span
+
+_END_S, _START_S = attrgetter("end_s"), attrgetter("start_s")
 
 
 @dataclass(frozen=True)
@@ -129,32 +134,67 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     their data (no step schedule honours it)."""
     total = evaluate(binding, analysis, arch, mapping)
     parts = [evaluate(binding, analysis, arch, mapping, only_group=i) for i in range(len(mapping.groups))]
-    tasks = tile_tasks(binding, arch, mapping, parts, max_tasks, buffers)
-    events = run_tasks(arch, tasks)
-    return _collect(arch, total, parts, tasks, events)
+    with without_cyclic_gc():
+        tasks = tile_tasks(binding, arch, mapping, parts, max_tasks, buffers)
+        events = run_tasks(arch, tasks)
+        return _collect(arch, total, parts, tasks, events)
+
+
+@contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector off (if it was on) for the block. The tile tasks are tens of thousands
+    of objects that all live until the run is collected, so the collector's passes, triggered by their number,
+    would walk them again and again and free nothing (~20-30 % of `simulate` on the benchmark point); reference
+    counting still frees everything else, and cycles made meanwhile wait for the next pass after the block."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- running -------------------------------------------------------------------------------------------------------
 
+class _Resource:
+    """A capacity-1 resource: a unit serves its queue by age (`simpy.PriorityResource`), a channel first come, first
+    served (`simpy.Resource`); `holder` is the last task that released it."""
+
+    __slots__ = ("busy", "by_age", "holder", "queue")
+
+    def __init__(self, by_age: bool) -> None:
+        self.busy = False
+        self.by_age = by_age
+        self.holder: Task | None = None
+        self.queue: list[tuple[int, Task]] | deque[Task] = [] if by_age else deque()
+
+
 class _Engine:
-    """SimPy's event queue and capacity-1 resources, cut to what the tasks use: a heap of (time, schedule order,
-    callback, argument), popped in that order as `simpy.Environment.step` pops events of one priority (every
-    event here is a NORMAL one: a task's done event, a timeout, a zero-time step). A task's done event keeps its
-    waiters until it is processed; a resource is a queue (a unit by age, a channel first come, first served) and
-    a busy flag, and a task holds it through the same steps as `simpy.Resource`: granted one zero-time event
-    after the request reaches the head, released one zero-time event after the task ends, the head granted one
-    zero-time event after that. No Event object, process or partial per step: one tuple per event."""
+    """SimPy's event queue and capacity-1 resources, cut to what the tasks use. Events are popped in the order of
+    (time, schedule order), as `simpy.Environment.step` pops events of one priority (every event here is a NORMAL
+    one: a task's done event, a timeout, a zero-time step). An event at a later time goes on a heap; one at the
+    present time (a zero-time step, or a timeout that rounds to none) goes on a FIFO `soon`, popped after the
+    heap's events at the present time (those were scheduled earlier, so come first in SimPy's order) and before
+    time advances: the same order without a heap entry or a sequence number for the zero-time steps. A task's
+    done event keeps its waiters until it is processed; a task holds its resource through the same steps as
+    `simpy.Resource`: granted one zero-time event after the request reaches the head, released one zero-time
+    event after the task ends, the head granted one zero-time event after that. No Event object, process or
+    partial per step: one tuple per event."""
 
-    __slots__ = ("busy", "heap", "holders", "now", "order", "queues")
+    __slots__ = ("heap", "now", "order", "soon")
 
-    def __init__(self, resources: dict[str, bool]) -> None:
+    def __init__(self) -> None:
         self.now = 0.0
         self.heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self.soon: deque[tuple[Callable[[Any], None], Any]] = deque()
         self.order = count()
-        self.holders: dict[str, Task] = {}  # resource -> the last task that released it
-        self.queues: dict[str, list[tuple[int, Task]] | deque[Task]] = {
-            name: [] if by_age else deque() for name, by_age in resources.items()}
-        self.busy = dict.fromkeys(resources, False)
+
+    def at(self, time_s: float, callback: Callable[[Any], None], argument: Any) -> None:
+        if time_s == self.now:
+            self.soon.append((callback, argument))
+        else:
+            heappush(self.heap, (time_s, next(self.order), callback, argument))
 
     def advance(self, task: Task) -> None:
         """Wait for the dependencies one after another (from the first not yet passed); once all are done, ask
@@ -169,63 +209,71 @@ class _Engine:
                 task.waited = i
                 dep.waiters.append(task)
                 return
-        now = self.now
-        task.ready_s = now
-        task.last = max(deps, key=_end_s, default=None)
-        if task.held is not None:
-            self.request(task)
+        now = task.ready_s = self.now
+        resource = task.held
+        if resource is not None:
+            if resource.by_age:
+                heappush(resource.queue, (task.age, task))
+            else:
+                resource.queue.append(task)
+            if not resource.busy:
+                self.grant(resource)
             return
         task.start_s = now
         if task.duration_s > 0:  # a stall of a pipeline expression: time passes, no resource is held
-            heappush(self.heap, (now + task.duration_s, next(self.order), self.stalled, task))
+            self.at(now + task.duration_s, self.stalled, task)
         else:
             task.end_s = now
-            heappush(self.heap, (now, next(self.order), self.done, task))
+            self.soon.append((self.done, task))
 
-    def request(self, task: Task) -> None:
-        name = task.held
-        queue = self.queues[name]
-        if isinstance(queue, list):
-            heappush(queue, (task.age, task))
-        else:
-            queue.append(task)
-        self.grant(name)
-
-    def grant(self, name: str) -> None:
-        queue = self.queues[name]
-        if self.busy[name] or not queue:
+    def grant(self, resource: _Resource) -> None:
+        queue = resource.queue
+        if resource.busy or not queue:
             return
-        self.busy[name] = True
-        task = heappop(queue)[1] if isinstance(queue, list) else queue.popleft()
-        heappush(self.heap, (self.now, next(self.order), self.start, task))
+        resource.busy = True
+        task = heappop(queue)[1] if resource.by_age else queue.popleft()
+        self.soon.append((self.start, task))
 
     def start(self, task: Task) -> None:
         task.start_s = now = self.now
         if now > task.ready_s:
-            task.blocker = self.holders[task.held]
-        heappush(self.heap, (now + task.duration_s, next(self.order), self.end, task))
+            task.blocker = task.held.holder
+        self.at(now + task.duration_s, self.end, task)
 
     def end(self, task: Task) -> None:
-        task.end_s = now = self.now
-        heap, order = self.heap, self.order
-        heappush(heap, (now, next(order), self.done, task))
-        heappush(heap, (now, next(order), self.release, task))
+        task.end_s = self.now
+        soon = self.soon
+        soon.append((self.done, task))
+        soon.append((self.release, task))
 
     def release(self, task: Task) -> None:
-        name = task.held
-        self.holders[name] = task
-        self.busy[name] = False
-        heappush(self.heap, (self.now, next(self.order), self.grant, name))
+        resource = task.held
+        resource.holder = task
+        resource.busy = False
+        self.soon.append((self.grant, resource))
 
     def stalled(self, task: Task) -> None:
         task.end_s = self.now
-        heappush(self.heap, (self.now, next(self.order), self.done, task))
+        self.soon.append((self.done, task))
 
     def done(self, task: Task) -> None:
         waiters, task.waiters = task.waiters, None
         advance = self.advance
         for waiter in waiters:
             advance(waiter)
+
+    def run(self) -> int:
+        """Pop events until none is left; returns how many."""
+        heap, soon = self.heap, self.soon
+        events = 0
+        while heap or soon:
+            if heap and (not soon or heap[0][0] == self.now):
+                self.now, _, callback, argument = heappop(heap)
+            else:
+                callback, argument = soon.popleft()
+            callback(argument)
+            events += 1
+        return events
 
 
 def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
@@ -237,50 +285,48 @@ def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
     tasks are callbacks on events rather than processes: the same events in the same order as a SimPy process
     per task (`with resource.request(): yield timeout`), less each process's start and end
     (tests/test_event_speedup.py runs both)."""
-    resources = {u.name: True for u in arch.units}
-    resources.update({m.name: False for m in arch.memories if m.bandwidth_bytes_per_s})
-    engine = _Engine(resources)
+    resources = {u.name: _Resource(by_age=True) for u in arch.units}
+    resources.update({m.name: _Resource(by_age=False) for m in arch.memories if m.bandwidth_bytes_per_s})
+    engine = _Engine()
     for age, task in enumerate(tasks):
         task.age, task.waited, task.waiters = age, 0, []
-        task.held = task.resource if task.resource in resources and task.duration_s > 0 else None
+        task.held = resources.get(task.resource) if task.duration_s > 0 else None
     for task in tasks:
         engine.advance(task)
-    heap, events = engine.heap, 0
-    while heap:
-        engine.now, _, callback, argument = heappop(heap)
-        callback(argument)
-        events += 1
+    events = engine.run()
+    for resource in resources.values():  # no cycle left between tasks and resources: reference counting frees them
+        resource.holder = None
     stuck = [t for t in tasks if t.waiters is not None]
     if stuck:  # an engine fault, not a property of the design point: the dependencies formed a cycle
         raise RuntimeError(f"event model: {len(stuck)} tasks never became ready, first {stuck[0].name}")
     return events
 
 
-def _end_s(task: Task) -> float:
-    return task.end_s
-
-
 # --- results -------------------------------------------------------------------------------------------------------
 
 def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list[Task], events: int) -> EventRun:
-    latency_s = max(t.end_s for t in tasks)
-    held = [t for t in tasks if t.resource is not None and t.end_s > t.start_s]
-    timeline = tuple(Span(t.resource, t.name, t.start_s, t.end_s, t.args) for t in held)
+    final = max(tasks, key=_END_S)
+    latency_s = final.end_s
+    held = [t for t in tasks if t.end_s > t.start_s and t.resource is not None]
+    timeline = tuple([Span(t.resource, t.name, t.start_s, t.end_s, t.args) for t in held])
     lanes_used = {(e.group, e.name): e.lanes_used for p in parts for e in p.einsums}
+    on_unit: dict[str, list[Task]] = {u.name: [] for u in arch.units}  # each unit's tiles in task order
     busy_lane_cycles: Counter[str] = Counter()
     memory_s: Counter[str] = Counter()
-    units = {u.name for u in arch.units}
+    clock_hz = arch.clock_hz
     for t in held:
-        if t.resource in units:
+        tiles = on_unit.get(t.resource)
+        if tiles is not None:
+            tiles.append(t)
             key = (t.args["group"], t.args["einsum"])
-            busy_lane_cycles[t.resource] += (t.end_s - t.start_s) * arch.clock_hz * lanes_used[key]
+            busy_lane_cycles[t.resource] += (t.end_s - t.start_s) * clock_hz * lanes_used[key]
         else:
             memory_s[t.resource] += t.end_s - t.start_s
-    unit_stalls = _unit_stalls(arch, tasks, held, latency_s)
+    unit_stalls = {unit: _unit_stalls(tiles, final, latency_s) for unit, tiles in on_unit.items()}
     stalls: Counter[str] = Counter()
     for per_unit in unit_stalls.values():
         stalls.update(per_unit)
-    cycles = latency_s * arch.clock_hz
+    cycles = latency_s * clock_hz
     scale = latency_s / total.latency_s if total.latency_s else 0.0
     leaks = {(m.name, "leak") for m in arch.memories}
     energy_by = {k: v * scale if k in leaks else v for k, v in total.energy_by.items()}
@@ -293,22 +339,18 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
     return EventRun(result, timeline, unit_stalls, events)
 
 
-def _unit_stalls(arch: Architecture, tasks: list[Task], held: list[Task],
-                 latency_s: float) -> dict[str, dict[str, float]]:
-    """Each compute unit's idle gaps, blamed on the critical path into the tile that ends the gap (or the end)."""
-    final = max(tasks, key=lambda t: t.end_s)
-    out = {}
-    for unit in arch.units:
-        blame: Counter[str] = Counter()
-        free_s = 0.0
-        for t in sorted((t for t in held if t.resource == unit.name), key=lambda t: t.start_s):
-            if t.start_s > free_s:
-                _blame_path(blame, t, t.start_s, free_s)
-            free_s = t.end_s
-        if latency_s > free_s:
-            _blame_path(blame, final, latency_s, free_s)
-        out[unit.name] = dict(blame)
-    return out
+def _unit_stalls(tiles: list[Task], final: Task, latency_s: float) -> dict[str, float]:
+    """A compute unit's idle gaps (`tiles`: its tasks), blamed on the critical path into the tile that ends the gap
+    (or into `final`, the task that ends the run at `latency_s`)."""
+    blame: Counter[str] = Counter()
+    free_s = 0.0
+    for t in sorted(tiles, key=_START_S):
+        if t.start_s > free_s:
+            _blame_path(blame, t, t.start_s, free_s)
+        free_s = t.end_s
+    if latency_s > free_s:
+        _blame_path(blame, final, latency_s, free_s)
+    return dict(blame)
 
 
 def _blame_path(blame: Counter[str], task: Task | None, until_s: float, since_s: float) -> None:

@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from archsim.model.analytical import pipeline_cycles
 from archsim.model.result import Result
 
 READ, WRITE = "read", "write"
+_END_S = attrgetter("end_s")
 
 
 @dataclass(eq=False, slots=True)
@@ -41,12 +43,17 @@ class Task:
     ready_s: float = 0.0
     start_s: float = 0.0
     end_s: float = 0.0
-    last: Task | None = None  # the dependency that finished last
     blocker: Task | None = None  # the task that held the resource while this one waited for it
     age: int = 0  # position in the run's task list: a unit serves the oldest waiting task first
     waited: int = 0  # dependencies passed so far
     waiters: list[Task] | None = None  # tasks waiting on this one's end; None once its done event is processed
-    held: str | None = None  # the resource the engine gives it (None: a marker, a stall or a channel-less level)
+    held: Any = None  # the engine's resource it holds (None: a marker, a stall or a channel-less level)
+
+    @property
+    def last(self) -> Task | None:
+        """The dependency that finished last (the first of them on a tie): once the task has run, the one it
+        waited for."""
+        return max(self.deps, key=_END_S, default=None)
 
 
 @dataclass(frozen=True)
@@ -135,16 +142,19 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
                 reads = _transfers(reads_at, group.name, e, c, READ, [own[free]] if free >= 0 else barrier)
                 tasks += reads
                 deps += reads[-1:]
-            deps += [p[c] for p in fed_by]
+            for p in fed_by:
+                deps.append(p[c])
             if c:
-                deps += [w[c - 1] for w in carried_from]
+                for w in carried_from:
+                    deps.append(w[c - 1])
             # ... and its output buffer takes a tile once the hand-off `buffers` hand-offs back has been written
             # out and read by its consumers.
             i = handed_at.get(c, -1)
             if i >= buffers:
                 old = handed[i - buffers]
                 deps.append(written[old])
-                deps += [x[old] for x in fed]
+                for x in fed:
+                    deps.append(x[old])
             if not deps:
                 task.deps = list(barrier)
             tasks.append(task)
@@ -391,59 +401,83 @@ def _order_steps(plan: _Plan, group: Group, compute: dict[str, list[Task]], comp
     done, `max(a, b)` runs them side by side; any other term (`M0*LM`, a number) is a stall of that many cycles,
     for the Einsums' tiles of the step (a term without Einsums: once per group, spread over the chunks). Returns
     the markers and stalls it adds."""
-    added: list[Task] = []
-    Build = Callable[[int, "Task | None"], "Task | None"]  # (step, task the node starts after) -> its end
-
-    def compile_node(node: S.Expr) -> Build:
-        """The node as a function of the step, built once (the steps call it thousands of times)."""
-        match node:
-            case S.Name(name=name) if id(node) in plan.scheduled:
-                tiles, lag = compute[name], plan.skew[name]
-
-                def einsum(step: int, start: Task | None) -> Task | None:
-                    c = step - lag
-                    if not 0 <= c < chunks:
-                        return start
-                    task = tiles[c]
-                    if start is not None:
-                        task.deps.append(start)
-                    return task
-                return einsum
-            case S.BinOp(op="+", lhs=lhs, rhs=rhs):
-                first, then = compile_node(lhs), compile_node(rhs)
-                return lambda step, start: then(step, first(step, start))
-            case S.Call(fn="max", args=args):
-                parts = [compile_node(a) for a in args]
-
-                def side_by_side(step: int, start: Task | None) -> Task | None:
-                    ends = list(dict.fromkeys(part(step, start) for part in parts))
-                    if len(ends) == 1:
-                        return ends[0]
-                    added.append(Task(f"{group.name} step {step}", None, "", 0.0, [e for e in ends if e]))
-                    return added[-1]
-                return side_by_side
-        einsums = sorted({n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding})
-        text = _text(node)
-
-        def stall(step: int, start: Task | None) -> Task | None:
-            if einsums:
-                at = {e: step - plan.skew[e] for e in einsums}
-                cycles = pipeline_cycles(node, {**rank_sizes, **{e: float(compute_s[e][c]) * clock_hz
-                                                                 if 0 <= c < chunks else 0.0 for e, c in at.items()}})
-            else:
-                cycles = pipeline_cycles(node, dict(rank_sizes)) / chunks if step < chunks else 0.0
-            if cycles <= 0:
-                return start
-            added.append(Task(f"stall {text}[{step}]", None, f"pipeline stall {text}", cycles / clock_hz,
-                               [start] if start is not None else [], {"group": group.name, "cycles": cycles}))
-            return added[-1]
-        return stall
-
-    build = compile_node(plan.expr)
+    schedule = _Schedule(plan, group, compute, compute_s, chunks, clock_hz, rank_sizes, [])
+    build = _compile_node(plan.expr, schedule)
     end = previous
     for step in range(steps):
         end = build(step, end)
-    return added
+    return schedule.added
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """What `_compile_node`'s functions read, and `added`: the markers and stalls they make."""
+
+    plan: _Plan
+    group: Group
+    compute: dict[str, list[Task]]
+    compute_s: dict[str, np.ndarray]
+    chunks: int
+    clock_hz: float
+    rank_sizes: dict[str, int]
+    added: list[Task]
+
+
+_Build = Callable[[int, "Task | None"], "Task | None"]  # (step, task the node starts after) -> its end
+
+
+def _compile_node(node: S.Expr, schedule: _Schedule) -> _Build:
+    """The node of the overlap expression as a function of the step, built once (the steps call it thousands of
+    times)."""
+    chunks, added, group = schedule.chunks, schedule.added, schedule.group
+    match node:
+        case S.Name(name=name) if id(node) in schedule.plan.scheduled:
+            tiles, lag = schedule.compute[name], schedule.plan.skew[name]
+
+            def einsum(step: int, start: Task | None) -> Task | None:
+                c = step - lag
+                if not 0 <= c < chunks:
+                    return start
+                task = tiles[c]
+                if start is not None:
+                    task.deps.append(start)
+                return task
+            return einsum
+        case S.BinOp(op="+", lhs=lhs, rhs=rhs):
+            first, then = _compile_node(lhs, schedule), _compile_node(rhs, schedule)
+            return lambda step, start: then(step, first(step, start))
+        case S.Call(fn="max", args=args):
+            parts = [_compile_node(a, schedule) for a in args]
+
+            def side_by_side(step: int, start: Task | None) -> Task | None:
+                ends: list[Task | None] = []
+                for part in parts:
+                    end = part(step, start)
+                    if end not in ends:
+                        ends.append(end)
+                if len(ends) == 1:
+                    return ends[0]
+                added.append(Task(f"{group.name} step {step}", None, "", 0.0, [e for e in ends if e]))
+                return added[-1]
+            return side_by_side
+    einsums = sorted({n.name for n in S.walk(node) if isinstance(n, S.Name) and n.name in group.binding})
+    text = _text(node)
+    skew, compute_s = schedule.plan.skew, schedule.compute_s
+    clock_hz, rank_sizes = schedule.clock_hz, schedule.rank_sizes
+
+    def stall(step: int, start: Task | None) -> Task | None:
+        if einsums:
+            at = {e: step - skew[e] for e in einsums}
+            cycles = pipeline_cycles(node, {**rank_sizes, **{e: float(compute_s[e][c]) * clock_hz
+                                                             if 0 <= c < chunks else 0.0 for e, c in at.items()}})
+        else:
+            cycles = pipeline_cycles(node, dict(rank_sizes)) / chunks if step < chunks else 0.0
+        if cycles <= 0:
+            return start
+        added.append(Task(f"stall {text}[{step}]", None, f"pipeline stall {text}", cycles / clock_hz,
+                           [start] if start is not None else [], {"group": group.name, "cycles": cycles}))
+        return added[-1]
+    return stall
 
 
 def _text(node: S.Expr) -> str:
