@@ -4,15 +4,20 @@ One FuseMax attention point (BERT-base, 16K tokens), mapping already searched, i
 (`time.process_time`, best of REPEATS): the time of `simulate` (the two analytical evaluations it calls included)
 and of its parts (building the tile tasks, running them, collecting the Result), SimPy events processed per second
 of the whole call and of the run alone, tile tasks (spans) per second, and the latency against the analytical
-model's.
+model's. The parts are timed with the cyclic garbage collector off, as `simulate` runs them.
 
 Target (issue 17): the event model at >= 300,000 SimPy events/s. Earlier engines are not kept (each ran the same
 events in the same order, tests/test_event_speedup.py). Measured on this 2-core machine, which is shared: CPU
 times swing 2x with the neighbours' load, so compare figures taken in one sitting. A SimPy process per task: 300
-ms per point, 29,190 events (97,000/s). Callbacks on SimPy events, back to back with the present engine: 77 ms
-per point (built in 21, run in 42), 19,970 events, 258,000 events/s of simulate (475,000/s of the run); the
-present engine (one heap ordered as SimPy's queue, task building compiled): 40 ms (13, 17), 502,000/s
-(1,171,000/s of the run).
+ms per point, 29,190 events (97,000/s). Callbacks on SimPy events: 77 ms per point, 258,000 events/s of simulate.
+One heap ordered as SimPy's queue, task building compiled: 40 ms on a quiet machine (502,000/s), 60-105 ms per
+point (190,000-330,000/s; built in 19-34 ms, run in 28-54 ms) in the sitting below. The present engine
+(zero-time events on a FIFO beside the heap, the cyclic GC off during `simulate` and no reference cycle left to
+keep the tasks alive, a task's last dependency found only on the stall walk, slotted resources and Spans),
+alternating with the previous one, four runs each (2026-12-03): 41-69 ms per point, median ~55 ms (previous
+engine: median ~97 ms); 288,000-482,000 events/s of simulate (previous 201,000-333,000), built in 14-28 ms, run in
+15-23 ms (860,000-1,320,000 events/s of the run alone). Same 19,970 events, same latency to the bit (466.060 ms,
+analytical 465.166 ms).
 Run: .venv/bin/python benchmarks/event_engine.py
 """
 
@@ -22,8 +27,8 @@ import time
 from collections.abc import Callable
 
 from archsim.model.analytical import evaluate
-from archsim.model.event import run_tasks, simulate
-from archsim.model.event_tasks import tile_tasks
+from archsim.model.event import run_tasks, simulate, without_cyclic_gc
+from archsim.model.event_tasks import Task, tile_tasks
 from archsim.point import prepare
 
 REPEATS = 7
@@ -43,8 +48,17 @@ def main() -> None:
     binding, analysis, arch, mapping = point.binding, point.analysis, point.arch, point.mapping
     analytical = evaluate(binding, analysis, arch, mapping)
     parts = [evaluate(binding, analysis, arch, mapping, only_group=i) for i in range(len(mapping.groups))]
-    build_s = _best_s(lambda: tile_tasks(binding, arch, mapping, parts, 4000, 2))
-    run_s = _best_s(lambda: run_tasks(arch, tile_tasks(binding, arch, mapping, parts, 4000, 2))) - build_s
+
+    def build() -> list[Task]:
+        with without_cyclic_gc():  # as simulate builds and runs them
+            return tile_tasks(binding, arch, mapping, parts, 4000, 2)
+
+    def build_and_run() -> int:
+        with without_cyclic_gc():
+            return run_tasks(arch, tile_tasks(binding, arch, mapping, parts, 4000, 2))
+
+    build_s = _best_s(build)
+    run_s = _best_s(build_and_run) - build_s
     run = simulate(binding, analysis, arch, mapping)
     total_s = _best_s(lambda: simulate(binding, analysis, arch, mapping))
     print(f"event model, FuseMax BERT-base 16K: {total_s * 1e3:.0f} ms per point (CPU, best of {REPEATS}): "

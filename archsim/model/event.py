@@ -63,8 +63,9 @@ Hardware
   level (reads outermost first, writes innermost first).
 - Engine: the events and resources of SimPy (a process per task, `with resource.request(): yield
   timeout(duration)`, over `simpy.PriorityResource` units and `simpy.Resource` channels) without SimPy's objects:
-  a task is a chain of callbacks on one heap of (time, schedule order) entries, popped in the order
-  `simpy.Environment` pops its events of one priority, and the resources are the few lines of `_Engine`; the
+  a task is a chain of callbacks on events popped in the order `simpy.Environment` pops its events of one
+  priority, (time, schedule order): later times from a heap, the present time's from a FIFO after the heap's
+  (`_Engine`), and the resources are the few lines of `_Resource`; the
   events and their order are those of the process per task, less each process's start and end
   (tests/test_event_speedup.py runs both and finds every task's times equal).
 
@@ -238,7 +239,11 @@ class _Engine:
         task.start_s = now = self.now
         if now > task.ready_s:
             task.blocker = task.held.holder
-        self.at(now + task.duration_s, self.end, task)
+        end_s = now + task.duration_s
+        if end_s == now:  # a duration below the clock's resolution at this time
+            self.soon.append((self.end, task))
+        else:
+            heappush(self.heap, (end_s, next(self.order), self.end, task))
 
     def end(self, task: Task) -> None:
         task.end_s = self.now
@@ -265,15 +270,17 @@ class _Engine:
     def run(self) -> int:
         """Pop events until none is left; returns how many."""
         heap, soon = self.heap, self.soon
-        events = 0
-        while heap or soon:
-            if heap and (not soon or heap[0][0] == self.now):
-                self.now, _, callback, argument = heappop(heap)
-            else:
+        now, events = self.now, 0
+        while True:
+            if soon and not (heap and heap[0][0] == now):
                 callback, argument = soon.popleft()
+            elif heap:
+                now, _, callback, argument = heappop(heap)
+                self.now = now
+            else:
+                return events
             callback(argument)
             events += 1
-        return events
 
 
 def run_tasks(arch: Architecture, tasks: list[Task]) -> int:
