@@ -116,9 +116,10 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     for e in order:
         seconds = compute_s[e].tolist()
         cycles_per_chunk = (compute_s[e] * clock_hz).tolist()
-        compute[e] = [Task(f"{e}[{c}]", group.binding[e], f"waiting on {e}", seconds[c], [],
-                           {"group": group.name, "einsum": e, "chunk": c, "cycles": cycles_per_chunk[c]})
-                      for c in range(chunks)]
+        unit, source = group.binding[e], f"waiting on {e}"
+        compute[e] = [Task(f"{e}[{c}]", unit, source, s, [], {"group": group.name, "einsum": e, "chunk": c,
+                                                               "cycles": cycles_c})
+                      for c, (s, cycles_c) in enumerate(zip(seconds, cycles_per_chunk, strict=True))]
     lanes = {(e, d): [(m, moved[(e, m.name, d)].tolist()) for m in (channels if d == READ else channels[::-1])
                       if (e, m.name, d) in moved] for e in order for d in (READ, WRITE)}
     tasks: list[Task] = []
