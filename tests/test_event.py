@@ -8,6 +8,7 @@ test says so and checks the stall the event model names: the fill and drain of a
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from dataclasses import replace
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from archsim.library import names
 from archsim.model.analytical import evaluate
 from archsim.model.event import EventRun, simulate
-from archsim.model.event_tasks import count_below
+from archsim.model.event_tasks import Task, count_below
 from archsim.model.trace import chrome_trace, write_chrome_trace
 from archsim.point import Point, prepare
 
@@ -177,3 +178,23 @@ def test_chunk_shares_count_iterations(case) -> None:
     hits = [all(it[j] == v for j, v in fixed.items()) for it in iterations]
     expected = [sum(hits[:x]) for x in range(len(iterations) + 1)]
     assert list(count_below(np.arange(len(iterations) + 1), radices, fixed)) == expected
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_simulate_leaves_no_task_alive_and_the_collector_as_it_was(enabled: bool) -> None:
+    """simulate runs with Python's cyclic garbage collector off (its passes over the tasks freed nothing); it must
+    put it back as it found it, and leave no reference cycle that keeps the tasks alive until a collection: with
+    the collector off throughout, no Task survives the call (reference counting frees them all)."""
+    p = _point("fusemax-arch", 1024)  # a pipeline expression with a stall term: markers, stalls and all
+    was = gc.isenabled()
+    try:
+        gc.disable()
+        simulate(p.binding, p.analysis, p.arch, p.mapping)
+        assert not any(isinstance(o, Task) for o in gc.get_objects())
+        if enabled:
+            gc.enable()
+        simulate(p.binding, p.analysis, p.arch, p.mapping)
+        assert gc.isenabled() == enabled
+    finally:
+        if was:
+            gc.enable()
