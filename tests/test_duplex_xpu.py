@@ -157,3 +157,26 @@ def test_flashattention_2_decode_reads_the_kv_cache_once(mixtral_gpu) -> None:
                                                                                 + SRAM_PJ_PER_BYTE)
     assert eager_bytes > 2 * kv_bytes
     assert gpu.cost(decodes).time_s < eager.cost(decodes).time_s
+
+
+# ------------------------------------------------------------------------------------------------ roofline timing
+def test_roofline_timing_is_max_of_peak_flops_and_peak_bandwidth_per_op() -> None:
+    """`timing: roofline` (Duplex's simulator's GPU, pim.md §2.5): Llama3-70B at TP4; a 4096-token prompt's
+    attention is compute-bound (FLOPs / 989.4 TFLOP/s), a decode step's FFN at batch 32 memory-bound (its weights
+    and activations / 3.35 TB/s); no launches."""
+    system = with_fields(load_system("duplex-gpu"), {"devices.gpu.timing": "roofline"})
+    device = device_models(system)["gpu"]
+    shard = system_model(system, library.load_workload_spec("llama3-70b")).shard
+    attention = layer_op(shard, Step("prefill", 1, 4096), shard.block, "attention")
+    ffn = layer_op(shard, Step("decode", 32, 512), shard.block, "ffn")
+    peak, bandwidth = 989.4e12, 3.35e12
+    assert attention.flops / peak > attention.bytes_off_chip / bandwidth
+    assert device.cost([attention]).time_s == pytest.approx(attention.flops / peak, rel=1e-9)
+    assert ffn.flops / peak < ffn.bytes_off_chip / bandwidth
+    assert device.cost([ffn]).time_s == pytest.approx(ffn.bytes_off_chip / bandwidth, rel=0.01)
+    assert device.elementwise_s(1e9) == pytest.approx(1e9 / bandwidth)
+
+
+def test_a_timing_other_than_calibrated_or_roofline_is_refused() -> None:
+    error = _error(_gpu_fields("duplex-gpu", "gpu", timing="peak"))
+    assert error.where == "devices.gpu.timing" and "calibrated, roofline" in error.message

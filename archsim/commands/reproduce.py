@@ -11,8 +11,7 @@ from archsim.commands.options import nonempty, write_tables
 from archsim.outputs import check_writable
 
 # paper -> (module, function(as_json, out)) of the reproductions without an --as-artifact variant, imported when run
-REPRODUCERS = {"duplex": ("archsim.commands.duplex_cmd", "reproduce_duplex"),
-               "lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
+REPRODUCERS = {"lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
                "seqpar": ("archsim.commands.seqpar_cmd", "reproduce_seqpar"),
                "sparse": ("archsim.commands.sparse_cmd", "reproduce_sparse")}
 
@@ -39,19 +38,25 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce fusemax --as-artifact
       archsim reproduce neupims --json
       archsim reproduce duplex
+      archsim reproduce duplex --as-artifact
       archsim reproduce lamina --out reports/lamina
       archsim reproduce seqpar --json
       archsim reproduce sparse
     """
-    if as_artifact and paper not in ("fusemax", "neupims"):
-        raise click.UsageError(f"--as-artifact applies to fusemax and neupims (their artifacts); {paper} has none "
-                               "modelled")
+    if as_artifact and paper not in ("fusemax", "neupims", "duplex"):
+        raise click.UsageError(f"--as-artifact applies to fusemax, neupims and duplex (their artifacts); {paper} has "
+                               "none modelled")
     if out:
         check_writable(out, "--out", directory=True)
     if paper == "neupims":
         from archsim.commands.neupims_cmd import reproduce_neupims
 
         reproduce_neupims(as_json, out, as_artifact=as_artifact)
+        return
+    if paper == "duplex":
+        from archsim.commands.duplex_cmd import reproduce_duplex
+
+        reproduce_duplex(as_json, out, as_artifact)
         return
     if paper in REPRODUCERS:
         module, function = REPRODUCERS[paper]

@@ -171,9 +171,10 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
     sections = [
         _section("throughput", "Throughput over the GPU",
                  "Closed-loop continuous batching (Gaussian lengths, the batch kept full): each system's output "
-                 "tokens per second over the GPU baseline's at the same point. The Mixtral points are a small part "
-                 "of the paper's grid; OPT-66B and Llama3-70B at (256, 256), batch 64, are the Bank-PIM "
-                 "comparison (the paper: Bank-PIM beats Duplex on OPT's MHA, loses on Llama3's GQA)."),
+                 "tokens per second over the GPU baseline's at the same point: Duplex+PE+ET on the paper's five "
+                 "models at (256, 256) and (1024, 1024), batch 32-128; Duplex and Duplex+PE on four Mixtral points; "
+                 "the Bank-PIM baseline on OPT-66B and Llama3-70B at (256, 256), batch 64 (the paper: Bank-PIM "
+                 "beats Duplex on OPT's MHA, loses on Llama3's GQA)."),
         _section("opb", "Op/B of a Mixtral decode step",
                  f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
                  f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the tokens "
@@ -186,13 +187,15 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
                  f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's prefill: arrivals then wait for "
                  "a slot in the full batch. The saturation rate (dashed) is interpolated in log TTFT between the "
                  "last unsaturated and the first saturated rate; with few requests per rate it reads high "
-                 "(<code>archsim.systems.duplex_reproduce</code>'s docstring)."),
+                 "(<code>archsim.systems.duplex_reproduce</code>'s docstring). The issue's checks read each "
+                 "system's capacity instead: the requests per second it completes with its batch always full."),
     ]
-    rates = ", ".join(f"{html.escape(name)} {s['bound'] + ' ' if s['bound'] else ''}{s['qps']:.1f} req/s"
-                      for name, s in saturation.items())
+    capacity = summary["qps"]["capacity_qps"]
+    rates = ", ".join(f"{html.escape(name)} {capacity[name]:.2f} req/s (read off the TTFT: "
+                      f"{s['bound'] + ' ' if s['bound'] else ''}{s['qps']:.1f})" for name, s in saturation.items())
     outside = "".join(f"<li>{html.escape(str(r['metric']))}: {html.escape(str(r['reason']))}</li>"
                       for r in table.to_dict("records") if not r["within"])
     intro = (f"<p>Ours (archsim's Duplex system specs in the serving simulator) beside the paper's numbers "
-             f"(../shared/reference/pim.md §2). Saturation rates in the QPS sweep: {rates}. Where ours differ "
+             f"(../shared/reference/pim.md §2). Capacities in the QPS sweep's setting: {rates}. Where ours differ "
              f"beyond the tolerance, the modelling reason:</p><ul>{outside or '<li>none</li>'}</ul>")
     write_index(out_dir, "Duplex reproduction", intro, table, sections)

@@ -34,10 +34,10 @@ def _model(system: System, device: Device) -> DeviceModel:
         host = _one_of(system, "npu", device, "runs its softmax on an NPU's vector units")
         return BankPimDevice(device.name, device.spec, device.channel_policy, host.spec, system.source)
     if device.kind in ("gpu", "memory-pool"):
-        from archsim.systems.gpu_device import ATTENTION_KERNEL, calibrated_gpu_device
+        from archsim.systems.gpu_device import ATTENTION_KERNEL, CALIBRATED, calibrated_gpu_device
 
         return calibrated_gpu_device(device.spec, device.attention_kernel or ATTENTION_KERNEL, name=device.name,
-                                     energy=device.energy, kind=device.kind)
+                                     energy=device.energy, kind=device.kind, timing=device.timing or CALIBRATED)
     if device.kind == "logic-pim":
         from archsim.systems.logic_pim_device import LogicPimDevice
 

@@ -21,6 +21,12 @@ step's weight GEMMs read each weight matrix once, front to back, as a copy does;
 (0.54) was fitted to eager attention's short softmax and score passes, and slowed weight streaming to half the
 HBM's bandwidth (issue 15's and 16's attributions). GPUs without a measured copy keep the fitted value.
 Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention).
+Timing `roofline` (a compatibility option, not the default): every op as Duplex's simulator times its GPU (pim.md
+§2.5, [DX-sim] `GPU`: the device's peak FLOPS and bandwidth, op latency = max(compute, memory), no launches): each
+GEMM max(FLOPs / tensor peak, its DRAM bytes above / DRAM bandwidth), each elementwise kernel its bytes / DRAM
+bandwidth, an attention call max(its ops' FLOPs / tensor peak, their tensors but the intermediates / DRAM
+bandwidth) (Q, K, V read once and O written once, as a fused kernel does). `archsim reproduce duplex --as-artifact`
+gives the GPU and the xPU this timing to show what the paper's simulator computes.
 Energy, by `energy`:
 - None (a spec's `energy_model: tdp`, the default): board power (TDP, an upper bound) for the op's time;
 - an `ActionEnergy` (`energy_model: per-action`): a price per action, as Duplex prices its xPU (pim.md §2.4: HBM
@@ -51,6 +57,8 @@ ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa")
 ENERGY_MODELS = ("tdp", "per-action")
+CALIBRATED, ROOFLINE = "calibrated", "roofline"
+TIMINGS = (CALIBRATED, ROOFLINE)  # module docstring
 # The attention calls whose plans an attention kernel must have: one decode, one causal prefill (GQA, head_dim 128)
 PROBE_CASES = (("decode", False), ("fwd", True))
 
@@ -77,6 +85,7 @@ class GpuDevice:
     kernel_params: Mapping[str, float] | None = None  # the attention kernel's family's; None: `params`
     energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
+    timing: str = CALIBRATED  # one of TIMINGS (module docstring)
 
     @property
     def capacity_bytes(self) -> float:
@@ -115,9 +124,13 @@ class GpuDevice:
         for gemm in op_gemms(op):
             in_gemms.update(gemm.einsums)
             dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * wb
-            launch = GemmLaunch(op.name, float(gemm.flops), float(dram), precision)
-            time_s += gemm_launch_time(launch, self.spec, params).time_s
-            peak_s += gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
+            peak = gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
+            if self.timing == ROOFLINE:
+                time_s += max(peak, dram / self.spec.dram_bytes_per_s)
+            else:
+                launch = GemmLaunch(op.name, float(gemm.flops), float(dram), precision)
+                time_s += gemm_launch_time(launch, self.spec, params).time_s
+            peak_s += peak
             dram_bytes += dram
         elementwise = _elementwise_bytes(op, in_gemms)
         if elementwise:
@@ -126,7 +139,10 @@ class GpuDevice:
         return time_s, peak_s, dram_bytes
 
     def elementwise_s(self, dram_bytes: float) -> float:
-        """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch."""
+        """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch (at
+        the DRAM bandwidth alone with `roofline` timing)."""
+        if self.timing == ROOFLINE:
+            return dram_bytes / self.spec.dram_bytes_per_s
         return dram_bytes / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"]) + self.params["launch_s"]
 
     def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float, float]:
@@ -140,14 +156,19 @@ class GpuDevice:
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
                              self._precision(op))
+        peak_s = case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+        if self.timing == ROOFLINE:
+            flops = float(sum(o.flops for o in group))
+            moved = float(sum(o.bytes_off_chip for o in group))
+            return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
+                    peak_s, moved)
         params = self.params if self.kernel_params is None else self.kernel_params
         result = predict(self.kernel, case, self.spec, params)
-        return (result.time_s, case.flops() / self.spec.tensor_peak_flops_per_s(case.precision),
-                result.total("dram_bytes"))
+        return result.time_s, peak_s, result.total("dram_bytes")
 
 
 def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,
-                          energy: ActionEnergy | None = None, kind: str = "gpu") -> GpuDevice:
+                          energy: ActionEnergy | None = None, kind: str = "gpu", timing: str = CALIBRATED) -> GpuDevice:
     """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
     attention by `kernel` at its family's (a SpecError at `kernel` for a kernel the GPU model has no family of)."""
     from archsim.errors import SpecError
@@ -159,7 +180,7 @@ def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str
         raise SpecError("<python>", "kernel", f"no model for attention kernel {kernel!r}")
     calibration = load_calibration()
     return GpuDevice(name or gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
-                     calibration.family_params(family), energy, kind=kind)
+                     calibration.family_params(family), energy, kind=kind, timing=timing)
 
 
 def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False) -> str:

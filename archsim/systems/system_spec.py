@@ -30,7 +30,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   file (`archsim.gpu.load`). Either may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
   with decode and prefill paths; default PyTorch eager attention) and `energy_model` (`tdp`, the default: board
   power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop` and
-  `sram_pj_per_byte`, see `archsim.systems.gpu_device`);
+  `sram_pj_per_byte`, see `archsim.systems.gpu_device`), and `timing` (`calibrated`, the default: the calibrated
+  GPU model; `roofline`: every op at the device's peaks, as Duplex's simulator times its GPU, pim.md §2.5, a
+  compatibility option for `archsim reproduce duplex --as-artifact`);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required);
@@ -119,7 +121,7 @@ PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "chip": "a
                 "architecture": "a library architecture"}
 CHIP_EFFICIENCIES = ("matmul_efficiency", "memory_efficiency")  # a chip device's required fractions of its peaks
 GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # required by energy_model: per-action
-GPU_OPTIONAL = ("attention_kernel", "energy_model", *GPU_ENERGY_PRICES)  # a gpu device's optional fields
+GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", *GPU_ENERGY_PRICES)  # a gpu device's optional fields
 
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
@@ -152,6 +154,7 @@ class Device:
     price_per_hour: float | None = None  # USD per device-hour; None = not given
     attention_kernel: str | None = None  # gpu: a kernel of archsim.model.gpu_kernels; None = the GPU device's default
     energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
+    timing: str | None = None  # gpu: one of archsim.systems.gpu_device.TIMINGS; None = the calibrated model
     matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
     memory_efficiency: float | None = None  # chip: fraction of the HBM bandwidth reached, in (0, 1]
 
@@ -377,10 +380,14 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
 
 
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
-    """A gpu device's optional `attention_kernel` and energy model, as `Device` fields."""
-    from archsim.systems.gpu_device import ENERGY_MODELS, ActionEnergy, attention_kernel_problem
+    """A gpu device's optional `attention_kernel`, timing and energy model, as `Device` fields."""
+    from archsim.systems.gpu_device import ENERGY_MODELS, TIMINGS, ActionEnergy, attention_kernel_problem
 
     values: dict[str, Any] = {}
+    if "timing" in data:
+        if data["timing"] not in TIMINGS:
+            raise SpecError(source, f"{where}.timing", f"expected one of {', '.join(TIMINGS)}, got {data['timing']!r}")
+        values["timing"] = data["timing"]
     if "attention_kernel" in data:
         problem = attention_kernel_problem(data["attention_kernel"], gpu, decode_only=data["kind"] == "memory-pool")
         if problem:
