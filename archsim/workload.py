@@ -115,14 +115,21 @@ def _check_moe(params: dict[str, float], source: str) -> None:
                                                     f"layer is MoE, got {params['moe_every']:g}")
 
 
-def check_size(name: str, value: Any, source: str, where: str) -> float:
+def max_size() -> int:
+    """The limit on sizes: MAX_SIZE, or ARCHSIM_MAX_SIZE when set."""
+    return env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+
+
+def check_size(name: str, value: Any, source: str, where: str, limit: int | None = None) -> float:
     """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
-    ARCHSIM_MAX_SIZE); a `PARAMS` size is moreover an integer of at least its minimum."""
+    ARCHSIM_MAX_SIZE; `limit`: that limit already read, `max_size()`, by a caller checking many values); a `PARAMS`
+    size is moreover an integer of at least its minimum."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(source, where, f"expected a number, got {value!r}")
     if isinstance(value, float) and math.isnan(value):
         raise SpecError(source, where, "expected a finite number, got NaN")
-    limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+    if limit is None:
+        limit = max_size()
     if not -limit <= value <= limit:  # also refuses inf; an int beyond a float is compared exactly
         shown = f"{value:g}" if isinstance(value, float) or abs(value) < 1e300 else f"a {len(str(value))}-digit number"
         raise SpecError(source, where, f"{shown} is beyond the limit of {limit} on sizes (raise it with the "

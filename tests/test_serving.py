@@ -213,3 +213,32 @@ def test_kv_cache_counts_pages_and_refuses_to_overflow():
     with pytest.raises(RuntimeError, match="overflow"):
         cache.grow(0, 33)
     assert cache.free(0) == 2 and cache.used_pages == 2 and cache.peak_pages == 4
+
+
+# ----- caches of the serving loop (issue 17): what they remember equals what they would compute -----
+
+def test_npu_per_op_terms_equal_a_fresh_device():
+    """The NPU remembers each op's terms (`npu_device._terms`); a batch's cost from remembered terms equals the cost
+    on an equal device that remembers nothing (the uncached `_cost`), to the bit."""
+    from dataclasses import replace
+
+    from archsim.systems import neupims, npu_device
+
+    model = neupims.system("npu-only", "gpt3-7b")
+    device = model.devices["npu"]
+    first = model.decode_attention([5, 300, 17])
+    npu_device._cost.__wrapped__(device, tuple(first), 1.0)  # remembers these ops' terms
+    batch = (*model.decode_attention([17, 900, 300]), *model.ops("decode", 3, 1))
+    primed = npu_device._cost.__wrapped__(device, batch, 1.0)
+    fresh = npu_device._cost.__wrapped__(replace(device), batch, 1.0)
+    assert primed == fresh
+
+
+def test_greedy_min_load_zero_loads_stay_on_the_least_loaded_channel():
+    """Algorithm 2 by hand, 2 channels, loads (0, 0, 5): 5 goes to channel 0; both zeros then find channel 1 at load
+    0 (channel 0 holds 5), so (1, 1, 0): a zero load does not take the next empty channel."""
+    from archsim.systems.pim import greedy_min_load
+
+    assert greedy_min_load([0.0, 0.0, 5.0], 2).tolist() == [1, 1, 0]
+    # positive loads, 3 channels: 9, 7, 4 fill channels 0, 1, 2; 3 joins channel 2 (4), 1 then channel 1 (7)
+    assert greedy_min_load([3.0, 9.0, 1.0, 7.0, 4.0], 3).tolist() == [2, 0, 1, 1, 2]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
-from archsim.workload import PARAMS, Workload, check_size
+from archsim.workload import PARAMS, Workload, check_size, max_size
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def bind(
     parameter or a rank of the cascade. `fixed` is (source, values) set between `params` and `overrides`, e.g. a
     mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came from, and a partition
     that does not divide says where its sizes came from."""
+    limit = max_size()  # the environment read once per binding, not per value
     values: dict[str, float] = {}
     origin: dict[str, str] = {}  # param -> the source of its value
     layers = [(cascade.source, cascade.params)]
@@ -95,7 +96,7 @@ def bind(
         layers.append(("<params>", params))
     for layer_source, layer in layers:
         for key, value in layer.items():
-            values[key] = check_size(key, value, layer_source, f"params.{key}")
+            values[key] = check_size(key, value, layer_source, f"params.{key}", limit)
             origin[key] = layer_source
     rank_overrides: dict[str, int] = {}
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
@@ -104,10 +105,11 @@ def bind(
         for key, value in layer.items():
             where = f"{prefix}{key}"
             if key in cascade.rank_sizes:
-                rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where), layer_source, where)
+                rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where, limit), layer_source,
+                                                   where)
                 origin[key] = layer_source
             elif key in values:
-                values[key] = check_size(key, value, layer_source, where)
+                values[key] = check_size(key, value, layer_source, where, limit)
                 origin[key] = layer_source
             else:
                 known = ", ".join([*values, *cascade.rank_sizes])
@@ -123,7 +125,7 @@ def bind(
         elif expr is not None:
             try:
                 where = f"ranks.{rank}"
-                sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where),
+                sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where, limit),
                                             cascade.source, where)
             except SpecError as exc:
                 raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"

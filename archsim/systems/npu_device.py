@@ -59,38 +59,32 @@ class NpuDevice:
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         return _cost(self, tuple(ops), streamed_fraction)
 
+    @functools.cached_property
+    def _op_terms(self) -> dict[tuple[Op, float], tuple[tuple[tuple[float, float, float, float], ...], int, float]]:
+        """(op, streamed fraction) -> `_terms` of the op: a decode batch's attention ops repeat across iterations."""
+        return {}
+
 
 @functools.lru_cache(maxsize=65536)
 def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> OpCost:
-    """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops."""
+    """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops. Each op's terms are
+    remembered too (`_terms`) and summed in the ops' order, as they were found."""
     npu, bw = device.spec, device.bandwidth_bytes_per_s
     gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
+    known = device._op_terms
     for op in ops:
-        if npu.attention_timing == "artifact-fused-mha" and _is_decode_gemv_attention(op):
-            fused_s, kv_s = _fused_mha_s(npu, op), _other_hbm_bytes(op, set(), streamed_fraction) / bw
-            gemm_s += max(fused_s, kv_s)
-            gemm_memory_s += kv_s
-            array_s += fused_s
-            mac_s += 2.0 * op.ops.get("mac", 0) / npu.peak_flops_per_s
-            continue
-        on_arrays: set[str] = set()
-        streamed: set[str] = set()
-        for gemm in op_gemms(op):
-            if gemm.role == KV_CACHE and gemm.rows <= 1:
-                continue
-            on_arrays.update(gemm.einsums)
-            from_hbm = gemm.role == WEIGHTS or op.phase == "decode"
-            if from_hbm:
-                streamed.update(gemm.tensors)
-            one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
-                                      streamed_fraction if gemm.role == WEIGHTS else 1.0)
-            gemm_s += gemm.count * one.time_s
-            gemm_memory_s += gemm.count * one.memory_s
-            array_s += gemm.count * one.array_s
-            mac_s += gemm.flops / npu.peak_flops_per_s
-        vector_ops += sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
-                          for n in counts.values())
-        other_bytes += _other_hbm_bytes(op, streamed, streamed_fraction)
+        terms = known.get((op, streamed_fraction))
+        if terms is None:
+            terms = known[(op, streamed_fraction)] = _terms(device, op, streamed_fraction)
+        gemms, op_vector_ops, op_other_bytes = terms
+        for time_s, memory_s, op_array_s, op_mac_s in gemms:
+            gemm_s += time_s
+            gemm_memory_s += memory_s
+            array_s += op_array_s
+            mac_s += op_mac_s
+        if op_other_bytes is not None:
+            vector_ops += op_vector_ops
+            other_bytes += op_other_bytes
     other_s = other_bytes / bw
     memory_s = gemm_memory_s + other_s
     vector_s = npu_model.vector_time_s(npu, vector_ops)
@@ -99,6 +93,33 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
                  + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
     busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s, "hbm": memory_s}
     return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
+
+
+def _terms(device: NpuDevice, op: Op, streamed_fraction: float
+           ) -> tuple[tuple[tuple[float, float, float, float], ...], int, float | None]:
+    """What `op` adds to `_cost`'s sums: per GEMM (or the fused MHA) its (time, HBM time, array time, MAC time);
+    its vector ops and other HBM bytes (None for a fused MHA, which has none)."""
+    npu, bw = device.spec, device.bandwidth_bytes_per_s
+    if npu.attention_timing == "artifact-fused-mha" and _is_decode_gemv_attention(op):
+        fused_s, kv_s = _fused_mha_s(npu, op), _other_hbm_bytes(op, set(), streamed_fraction) / bw
+        return ((max(fused_s, kv_s), kv_s, fused_s, 2.0 * op.ops.get("mac", 0) / npu.peak_flops_per_s),), 0, None
+    on_arrays: set[str] = set()
+    streamed: set[str] = set()
+    gemms = []
+    for gemm in op_gemms(op):
+        if gemm.role == KV_CACHE and gemm.rows <= 1:
+            continue
+        on_arrays.update(gemm.einsums)
+        from_hbm = gemm.role == WEIGHTS or op.phase == "decode"
+        if from_hbm:
+            streamed.update(gemm.tensors)
+        one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
+                                  streamed_fraction if gemm.role == WEIGHTS else 1.0)
+        gemms.append((gemm.count * one.time_s, gemm.count * one.memory_s, gemm.count * one.array_s,
+                      gemm.flops / npu.peak_flops_per_s))
+    vector_ops = sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
+                     for n in counts.values())
+    return tuple(gemms), vector_ops, _other_hbm_bytes(op, streamed, streamed_fraction)
 
 
 def _is_decode_gemv_attention(op: Op) -> bool:

@@ -157,12 +157,24 @@ def round_robin(n_requests: int, channels: int) -> np.ndarray:
 def greedy_min_load(loads: Sequence[float], channels: int) -> np.ndarray:
     """Algorithm 2 (`clb`): longest request first, each onto the channel with the least load so far."""
     loads = np.asarray(loads, dtype=float)
-    heap = [(0.0, ch) for ch in range(channels)]
+    order = np.argsort(-loads, kind="stable")
     assignment = np.zeros(len(loads), dtype=int)
-    for i in np.argsort(-loads, kind="stable"):
-        load, ch = heapq.heappop(heap)
-        assignment[i] = ch
-        heapq.heappush(heap, (load + loads[i], ch))
+    # With positive loads the first `channels` requests find every channel empty and, ties going to the lower
+    # channel, take channels 0, 1, ... in turn; only the rest need the heap, which starts from those loads (0.0 +
+    # load is load exactly). A zero or NaN load takes the heap from the start.
+    head = channels if bool((loads > 0).all()) else 0
+    first = order[:head]
+    assignment[first] = np.arange(len(first))
+    rest = order[head:].tolist()
+    if rest:
+        values = loads.tolist()
+        heap = [(values[i], ch) for ch, i in enumerate(first.tolist())]
+        heap += [(0.0, ch) for ch in range(len(heap), channels)]
+        heapq.heapify(heap)
+        for i in rest:
+            load, ch = heap[0]
+            assignment[i] = ch
+            heapq.heapreplace(heap, (load + values[i], ch))
     return assignment
 
 
@@ -174,18 +186,21 @@ def channel_loads(loads: Sequence[float], assignment: np.ndarray, channels: int)
 def sub_batch_partition(assignment: np.ndarray, channels: int, order: np.ndarray | None = None) -> np.ndarray:
     """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches;
     a channel's first half (in arrival order, or in `order`, a permutation of the requests) goes to the first.
-    Returns the sub-batch (0 or 1) of each request."""
-    assignment = np.asarray(assignment, dtype=int)
-    order = np.arange(len(assignment)) if order is None else np.asarray(order)
-    by_channel = order[np.argsort(assignment[order], kind="stable")]  # each channel's requests, in `order`
-    channel = assignment[by_channel]
-    counts = np.bincount(assignment, minlength=channels)
-    rank = np.arange(len(by_channel)) - (np.cumsum(counts) - counts)[channel]  # position within its channel
-    n = counts[channel]
-    half = n // 2
-    sub_sorted = ((rank >= half) & (rank < 2 * half)).astype(int)
-    last_odd = (n % 2 == 1) & (rank == n - 1)  # an odd channel's last request: the k-th such goes to k % 2
-    sub_sorted[last_odd] = ((np.cumsum(counts % 2) - 1) % 2)[channel[last_odd]]
-    sub = np.zeros(len(assignment), dtype=int)
-    sub[by_channel] = sub_sorted
-    return sub
+    Returns the sub-batch (0 or 1) of each request. (One pass in Python: a batch holds at most a few hundred
+    requests, where numpy's per-call overhead outweighs the loop.)"""
+    channel_of = np.asarray(assignment, dtype=int).tolist()
+    counts = [0] * max(channels, max(channel_of, default=-1) + 1)
+    for ch in channel_of:
+        counts[ch] += 1
+    odd_sub, odd_seen = [0] * len(counts), 0  # an odd channel's last request: the k-th such goes to k % 2
+    for ch, n in enumerate(counts):
+        if n % 2:
+            odd_sub[ch], odd_seen = odd_seen % 2, odd_seen + 1
+    seen = [0] * len(counts)
+    sub = [0] * len(channel_of)
+    for i in range(len(channel_of)) if order is None else np.asarray(order).tolist():
+        ch = channel_of[i]
+        rank, n = seen[ch], counts[ch]
+        seen[ch] = rank + 1
+        sub[i] = odd_sub[ch] if n % 2 and rank == n - 1 else int(n // 2 <= rank < n - n % 2)
+    return np.array(sub, dtype=int)

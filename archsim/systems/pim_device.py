@@ -50,27 +50,35 @@ class PimPlacement:
     channels: int
     logits_s: np.ndarray
     issue_s: tuple[np.ndarray, np.ndarray]
+    issue_bound: bool = True  # False: every issue time is zero (commands not issued one per cycle), none bounds
 
-    def _mask(self, sub_batch: int | None) -> np.ndarray:
-        return np.ones(len(self.request_s), bool) if sub_batch is None else self.sub_batch == sub_batch
+    def _mask(self, sub_batch: int | None) -> np.ndarray | None:
+        return None if sub_batch is None else self.sub_batch == sub_batch
 
     def loads_s(self, sub_batch: int | None = None) -> np.ndarray:
         mask = self._mask(sub_batch)
+        if mask is None:
+            return pim_model.channel_loads(self.request_s, self.channel, self.channels)
         return pim_model.channel_loads(self.request_s[mask], self.channel[mask], self.channels)
 
     def gemv_s(self, sub_batch: int | None = None, barrier: bool = False) -> float:
         """The GEMVs of the (sub-)batch: the slowest channel, no shorter than issuing every command; with a
         barrier, the logits phase then the attend phase, each so."""
         mask = self._mask(sub_batch)
+        channel = self.channel if mask is None else self.channel[mask]
 
         def phase_s(request_s: np.ndarray, issue_s: np.ndarray) -> float:
-            slowest = pim_model.channel_loads(request_s[mask], self.channel[mask], self.channels).max()
-            return max(float(slowest), float(issue_s[mask].sum()))
+            if mask is not None:
+                request_s = request_s[mask]
+            slowest = float(pim_model.channel_loads(request_s, channel, self.channels).max())
+            if not self.issue_bound:  # max(slowest, 0.0) is slowest: channel loads are sums of times >= 0
+                return slowest
+            return max(slowest, float((issue_s if mask is None else issue_s[mask]).sum()))
 
         if barrier:
             return (phase_s(self.logits_s, self.issue_s[0])
                     + phase_s(self.request_s - self.logits_s, self.issue_s[1]))
-        return phase_s(self.request_s, self.issue_s[0] + self.issue_s[1])
+        return phase_s(self.request_s, self.issue_s[0] + self.issue_s[1] if self.issue_bound else self.issue_s[0])
 
 
 @dataclass(frozen=True)
@@ -86,23 +94,26 @@ class BankPimDevice:
     def capacity_bytes(self) -> float:
         return self.spec.capacity_bytes - self.spec.activation_buffer_bytes
 
-    def placement(self, ops: Sequence[Op], split: str = "arrival") -> PimPlacement:
+    def placement(self, ops: Sequence[Op], split: str = "arrival", contexts: np.ndarray | None = None) -> PimPlacement:
         """Each request's GEMV time, channel (the device's policy) and sub-batch (Algorithm 3, each channel's
         requests halved in arrival order, or with `split = "longest-first"` in decreasing length, as the artifact's
-        near-sorted clb traces list them, neupims-artifact.md §6)."""
+        near-sorted clb traces list them, neupims-artifact.md §6). `contexts`: the ops' `seq_len` as floats, when
+        the caller has them."""
         pim = self.spec
-        contexts, heads, kv_heads, head_dim = self._sizes(ops)
+        found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
+        contexts = found if contexts is None else contexts
         passes = heads // kv_heads
         logits_table, attend_table, estimate_table = _gemv_tables(pim, kv_heads, head_dim,
                                                                   _table_size(int(contexts.max(initial=0)) + 1))
         at = contexts.astype(int)
         logits, attend = logits_table[at], attend_table[at]
         request_s = passes * (logits + attend) / pim.clock_hz
-        if pim.command_issue == "one-per-cycle":
+        issue_bound = pim.command_issue == "one-per-cycle"
+        if issue_bound:
             issue_s = tuple(passes * n / pim.clock_hz for n in pim_model.newton_commands(pim, contexts, kv_heads,
                                                                                         head_dim))
         else:
-            issue_s = (np.zeros(len(contexts)), np.zeros(len(contexts)))
+            issue_s = (np.zeros(len(contexts)),) * 2
         if self.channel_policy == "rr":
             channel = pim_model.round_robin(len(contexts), pim.channels)
         else:
@@ -111,7 +122,7 @@ class BankPimDevice:
         order = np.argsort(-contexts, kind="stable") if split == "longest-first" else None
         return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels, order),
                             pim.channels,
-                            passes * logits / pim.clock_hz, issue_s)
+                            passes * logits / pim.clock_hz, issue_s, issue_bound)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
@@ -121,7 +132,7 @@ class BankPimDevice:
 
     def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
         """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""
-        macs = sum(op.ops.get("mac", 0) for op in ops)
+        macs = sum([op.ops.get("mac", 0) for op in ops])
         word_bits = 8 * ops[0].binding.word_bytes if ops else 0
         energy_pj = macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
         return OpCost(slowest_s, 0.0, energy_pj * 1e-12, {self.name: mean_s})
@@ -130,14 +141,14 @@ class BankPimDevice:
         """Ops of the attention the host's vector units run: everything but the MACs."""
         return float(sum(n for op in ops for kind, n in op.ops.items() if kind != "mac"))
 
-    def _sizes(self, ops: Sequence[Op]) -> tuple[np.ndarray, int, int, int]:
-        for op in ops:
-            if op.cascade != PIM_ATTENTION:
-                raise SpecError(self.source, f"devices.{self.name}", f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the "
-                                                                     f"placement puts {op.name} ({op.cascade}, "
-                                                                     f"{op.phase}) on it")
+    def _sizes(self, ops: Sequence[Op], with_contexts: bool = True) -> tuple[np.ndarray | None, int, int, int]:
+        if any([op.cascade != PIM_ATTENTION for op in ops]):
+            op = next(op for op in ops if op.cascade != PIM_ATTENTION)
+            raise SpecError(self.source, f"devices.{self.name}", f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the "
+                                                                 f"placement puts {op.name} ({op.cascade}, "
+                                                                 f"{op.phase}) on it")
         params = ops[0].binding.params
-        contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float)
+        contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float) if with_contexts else None
         return contexts, int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
 
 

@@ -186,13 +186,24 @@ class SystemModel:
     def attention(self, phase: str, seq_len: int) -> Op:
         """One request's attention op (`layer_op` of the shard), remembered per length: an iteration asks for one
         per request."""
-        op = self._attention_ops.get((phase, seq_len))
+        known = self._attention_ops.setdefault(phase, {})
+        op = known.get(seq_len)
         if op is None:
-            op = self._attention_ops[(phase, seq_len)] = _cached_attention(self.shard_key, phase, seq_len)
+            op = known[seq_len] = _cached_attention(self.shard_key, phase, seq_len)
         return op
 
+    def decode_attention(self, contexts: Sequence[int]) -> list[Op]:
+        """`attention("decode", c)` of each context (whole numbers, ints or floats): one dictionary look-up per
+        request once the lengths are known."""
+        known = self._attention_ops.setdefault("decode", {})
+        try:
+            return [known[c] for c in contexts]
+        except KeyError:
+            return [self.attention("decode", int(c)) for c in contexts]
+
     @functools.cached_property
-    def _attention_ops(self) -> dict[tuple[str, int], Op]:
+    def _attention_ops(self) -> dict[str, dict[int, Op]]:
+        """Phase -> length -> the attention op."""
         return {}
 
     @functools.cached_property
@@ -329,11 +340,11 @@ def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
     """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
     schedule = model.system.schedule
-    decode_ops = [model.attention("decode", int(c)) for c in np.asarray(contexts).tolist()]
+    decode_ops = model.decode_attention(np.asarray(contexts).tolist())
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
-        placement = attention_device.placement(decode_ops, schedule.split)
+        placement = attention_device.placement(decode_ops, schedule.split, np.asarray(contexts, dtype=float))
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], [], [], [], OpCost()
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
@@ -361,7 +372,7 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
-        placement = attention_device.placement(decode_ops)
+        placement = attention_device.placement(decode_ops, contexts=np.asarray(contexts, dtype=float))
         barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
         attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier),
                                              float(placement.loads_s().mean()))
@@ -382,7 +393,7 @@ def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
     are the ops `layer_phases` costs (under SBI it costs the same ops per sub-batch)."""
     contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
     pre, post = _dense_ops(model, len(contexts), prompts)
-    decode = [model.attention("decode", int(c)) for c in contexts]
+    decode = model.decode_attention(contexts)
     return [(op, _device_of(model, op).name) for op in (*pre, *decode, *post)]
 
 
@@ -436,10 +447,14 @@ def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) 
     if not ops:
         return 0.0
     known = model._host_ops
-    for op in ops:
-        if op not in known:
-            known[op] = device.host_ops([op])
-    return npu_model.vector_time_s(device.host, sum(known[op] for op in ops))
+    try:
+        host_ops = [known[op] for op in ops]
+    except KeyError:
+        for op in ops:
+            if op not in known:
+                known[op] = device.host_ops([op])
+        host_ops = [known[op] for op in ops]
+    return npu_model.vector_time_s(device.host, sum(host_ops))
 
 
 def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
