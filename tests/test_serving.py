@@ -242,3 +242,30 @@ def test_greedy_min_load_zero_loads_stay_on_the_least_loaded_channel():
     assert greedy_min_load([0.0, 0.0, 5.0], 2).tolist() == [1, 1, 0]
     # positive loads, 3 channels: 9, 7, 4 fill channels 0, 1, 2; 3 joins channel 2 (4), 1 then channel 1 (7)
     assert greedy_min_load([3.0, 9.0, 1.0, 7.0, 4.0], 3).tolist() == [2, 0, 1, 1, 2]
+
+
+def test_sub_batches_gemv_s_equals_each_sub_batch_alone():
+    """The SBI layer's one-pass GEMV times of the two sub-batches equal `gemv_s(0)` and `gemv_s(1)` to the bit."""
+    import numpy as np
+
+    from archsim.systems import neupims
+
+    model = neupims.system("neupims", "gpt3-7b")
+    pim = next(d for d in model.devices.values() if d.kind == "bank-pim")
+    contexts = np.random.default_rng(0).integers(1, 3000, 300).astype(float)
+    placement = pim.placement(model.decode_attention(contexts.tolist()), "arrival", contexts)
+    assert placement.sub_batches_gemv_s() == (placement.gemv_s(0), placement.gemv_s(1))
+
+
+def test_point_ops_remembered_per_einsum_equal_counting_again():
+    """`analyze` remembers each Einsum's ops per point (`analysis._sorted_point_ops`); they equal a fresh count
+    (another unary-op table with the same entries is never remembered), and two analyses agree."""
+    from archsim.cascade import analysis
+    from archsim.cascade.ops import DEFAULT_UNARY_OPS
+    from archsim.systems import neupims
+
+    model = neupims.system("neupims", "gpt3-7b")
+    op = model.attention("decode", 777)
+    for einsum in op.binding.cascade.einsums:
+        assert analysis._sorted_point_ops(einsum) == analysis._sorted_point_ops(einsum, dict(DEFAULT_UNARY_OPS))
+    assert analysis.analyze(op.binding).ops == analysis.analyze(op.binding).ops == op.analysis.ops

@@ -95,6 +95,24 @@ def point_ops(einsum: Einsum, unary_ops=DEFAULT_UNARY_OPS) -> Counter[str]:
     return counts
 
 
+_POINT_OPS_LIMIT = 65536
+_point_ops_known: dict[int, tuple[Einsum, tuple[tuple[str, int], ...]]] = {}  # id -> (the Einsum, its counts)
+
+
+def _sorted_point_ops(einsum: Einsum, unary_ops=DEFAULT_UNARY_OPS) -> tuple[tuple[str, int], ...]:
+    """`point_ops` by op type in sorted order. With the default unary ops they depend on the Einsum's body alone,
+    so they are remembered per Einsum (by identity, the Einsum kept beside them: a model binds one cascade many
+    times)."""
+    if unary_ops is not DEFAULT_UNARY_OPS:
+        return tuple(sorted(point_ops(einsum, unary_ops).items()))
+    found = _point_ops_known.get(id(einsum))
+    if found is None or found[0] is not einsum:
+        if len(_point_ops_known) >= _POINT_OPS_LIMIT:
+            _point_ops_known.clear()
+        found = _point_ops_known[id(einsum)] = (einsum, tuple(sorted(point_ops(einsum).items())))
+    return found[1]
+
+
 def einsum_points(binding: Binding, einsum: Einsum) -> int:
     """Points of the iteration space that are computed: all of them, less the masked-out ones."""
     sizes = {v: binding.var_size(v) for v in einsum.space}
@@ -143,5 +161,5 @@ def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis 
     points, ops = {}, {}
     for einsum in cascade.einsums:
         points[einsum.name] = einsum_points(binding, einsum)
-        ops[einsum.name] = {op: n * points[einsum.name] for op, n in sorted(point_ops(einsum, unary_ops).items())}
+        ops[einsum.name] = {op: n * points[einsum.name] for op, n in _sorted_point_ops(einsum, unary_ops)}
     return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, passes or pass_analysis(cascade))

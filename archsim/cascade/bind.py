@@ -9,6 +9,7 @@ left out are derived (M1 = M / M0) and must divide exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Mapping
@@ -38,9 +39,17 @@ class Binding:
         return tuple(self.rank_sizes[r] + (r == decl.iterative) for r in decl.leaf_ranks)
 
     def shape(self, tensor: str) -> tuple[int, ...]:
-        """Shape over the ranks as declared (a partitioned rank is one axis)."""
-        decl = self.cascade.tensors[tensor]
-        return tuple(self.rank_sizes[r] + (r == decl.iterative) for r in decl.ranks)
+        """Shape over the ranks as declared (a partitioned rank is one axis), remembered per tensor: analysis asks
+        for it many times."""
+        found = self._shapes.get(tensor)
+        if found is None:
+            decl = self.cascade.tensors[tensor]
+            found = self._shapes[tensor] = tuple(self.rank_sizes[r] + (r == decl.iterative) for r in decl.ranks)
+        return found
+
+    @functools.cached_property
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
 
     def bytes(self, tensor: str) -> int:
         return math.prod(self.shape(tensor)) * self.word_bytes

@@ -55,6 +55,15 @@ class PimPlacement:
     def _mask(self, sub_batch: int | None) -> np.ndarray | None:
         return None if sub_batch is None else self.sub_batch == sub_batch
 
+    def sub_batches_gemv_s(self) -> tuple[float, float]:
+        """`gemv_s(0)` and `gemv_s(1)` (no barrier) in one pass where no issue bound applies: one bincount over
+        (sub-batch, channel) adds each bin's requests in the same order as the masked sums."""
+        if self.issue_bound:
+            return self.gemv_s(0), self.gemv_s(1)
+        loads = np.bincount(self.channel + self.channels * self.sub_batch, weights=self.request_s,
+                            minlength=2 * self.channels)
+        return float(loads[:self.channels].max()), float(loads[self.channels:].max())
+
     def loads_s(self, sub_batch: int | None = None) -> np.ndarray:
         mask = self._mask(sub_batch)
         if mask is None:

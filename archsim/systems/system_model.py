@@ -199,7 +199,10 @@ class SystemModel:
         try:
             return [known[c] for c in contexts]
         except KeyError:
-            return [self.attention("decode", int(c)) for c in contexts]
+            for c in contexts:
+                if c not in known:
+                    self.attention("decode", int(c))
+            return [known[c] for c in contexts]
 
     @functools.cached_property
     def _attention_ops(self) -> dict[str, dict[int, Op]]:
@@ -346,16 +349,16 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
         placement = attention_device.placement(decode_ops, schedule.split, np.asarray(contexts, dtype=float))
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
-        pre, post, pim_s, softmax, mha, attention = [], [], [], [], [], OpCost()
+        pre, post, pim_s, softmax, mha, attention = [], [], list(placement.sub_batches_gemv_s()), [], [], OpCost()
+        sub_batch = placement.sub_batch.tolist()
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
-            mine = [op for op, s in zip(decode_ops, placement.sub_batch.tolist(), strict=True) if s == sb]
+            mine = [op for op, s in zip(decode_ops, sub_batch, strict=True) if s == sb]
             sb_prompts = prompts[sb::2]
             p, q = _dense(model, len(mine), sb_prompts, streamed)
             pre.append(p)
             post.append(q)
-            pim_s.append(placement.gemv_s(sb))
             softmax.append(_host_softmax_s(model, attention_device, mine))
-            mha.append(max(pim_s[-1], softmax[-1]))
+            mha.append(max(pim_s[sb], softmax[-1]))
         attention = attention_device.cost_of(decode_ops, placement.gemv_s(), float(placement.loads_s().mean()))
         stage = functools.partial(_stage, attention_device.spec.row_buffers)
         stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
