@@ -2,15 +2,23 @@
 shared and noisy).
 
 Simulates 1,000 ShareGPT-like requests (pim.md §1.5: 80 / 296 tokens on average) of GPT3-7B on NeuPIMs and its
-baselines at a moderate and a saturating Poisson rate, and prints the wall time, iterations simulated per second
-and the simulated serving metrics. Targets: 1,000 requests of GPT3-7B on NeuPIMs in under 30 s on one core (issue
-6); under 3 s per mode (issue 17). Each mode alone in a fresh process, CPU seconds, the code before and after the
-caches of issue 17 (op placement, dense costs and the host softmax per op, KV pages reserved in one pass) back to
-back on this shared 2-core machine (load about 3), the same results to the bit: neupims 5.71 -> 4.12 s at 20/s,
-4.83 -> 3.37 at 1000/s; npu+pim 7.31 -> 5.42, 5.04 -> 4.02; npu-only 8.49 -> 4.57, 7.07 -> 5.74. A fresh process
-pays for binding and analysing every op (each context length and token count) once, about a quarter of a run;
-this script's later modes share those ops. NeuPIMs at 20/s spends about a third of the rest in the bank-PIM's
-per-iteration placement (`pim_device.placement`: Algorithm 2's heap and Algorithm 3's split).
+baselines at a moderate and a saturating Poisson rate, and prints the wall time, iterations simulated per second and
+the simulated serving metrics. Targets: 1,000 requests of GPT3-7B on NeuPIMs in under 30 s on one core (issue 6);
+under 3 s per mode (issue 17). Each mode alone in a fresh process, CPU seconds, the code before and after the caches
+of issue 17 (op placement, dense costs and the host softmax per op, KV pages reserved in one pass) back to back on
+this shared 2-core machine (load about 3), the same results to the bit: neupims 5.71 -> 4.12 s at 20/s, 4.83 -> 3.37
+at 1000/s; npu+pim 7.31 -> 5.42, 5.04 -> 4.02; npu-only 8.49 -> 4.57, 7.07 -> 5.74. Second round (each op's NPU cost
+terms remembered, Algorithm 2's first round of channels without the heap and Algorithm 3 in one pass, decode
+attention ops looked up per context, tensor shapes and per-point op counts remembered, the size limit read once per
+binding), before -> after back to back on the same machine (load about 1), results equal to the bit. This script
+(wall s; later modes reuse the ops earlier ones bound): neupims 7.84 -> 5.14 at 20/s, 3.70 -> 2.37 at 1000/s;
+npu+pim 4.23 -> 3.22, 1.88 -> 1.69; npu-only 5.95 -> 2.26, 4.76 -> 0.87. Each mode alone in a fresh process (CPU s):
+neupims 6.62 -> 4.19, 4.22 -> 2.99; npu+pim 5.2-6.3 -> 4.2-5.0 (three pairs), 4.58 -> 3.48; npu-only 6.93 -> 3.27,
+6.86 -> 2.80. Under 3 s in this script: every mode at 1000/s and npu-only at 20/s; not NeuPIMs or npu+pim at 20/s
+(12,800 iterations). What remains: a fresh process binds and analyses every new op (each context length and token
+count; `gemms.op_gemms` of the dense ops is the largest part), about a third of a fresh run; per iteration, the
+serving loop's bookkeeping (a token emitted per request, pages reserved) and the bank-PIM placement's numpy calls on
+batches of a few dozen requests.
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
