@@ -41,8 +41,8 @@ NIC = load_link("nic-400g")
 # ------------------------------------------------------------------------------------------------ presets
 def test_every_preset_is_listed_and_loads_under_its_file_name() -> None:
     assert link_names() == ["ib-100g-a100", "ib-hdr-200g", "ib-ndr-400g", "lamina-gpu-initiated-400g",
-                            "lamina-nccl-400g", "nic-200g-host", "nic-400g", "nvlink3-a100", "nvlink4-h100", "pcie4-x16", "pcie5-x16",
-                            "tpu-v3-ici", "tpu-v4-ici", "tpu-v5e-ici"]
+                            "lamina-nccl-400g", "nic-200g-host", "nic-400g", "nvlink3-a100", "nvlink4-h100",
+                            "pcie4-x16", "pcie5-x16", "tpu-v3-ici", "tpu-v4-ici", "tpu-v5e-ici"]
     for name in link_names():
         link = load_link(name)
         assert link.name == name and link.citation and Path(link.source).name == f"{name}.yaml"
