@@ -15,6 +15,7 @@ one-line "internal error" report.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -663,7 +664,24 @@ def _interrupt_until(done: threading.Event, first_s: float = 0.3, every_s: float
 
 
 def test_interrupted(tmp_path: Path) -> None:
-    """Ctrl-C 0.3 s into a long command: one line `error: ...`, exit 1 (or 2, 130), no traceback."""
+    """Ctrl-C 0.3 s into a long command: one line `error: ...`, exit 1 (or 2, 130), no traceback.
+
+    The commands run in this (pytest worker) process, so it is made to look like a fresh `archsim` process while
+    they run: Python's own SIGINT handler, and no gc callbacks (hypothesis installs one once a hypothesis test has
+    run, and a KeyboardInterrupt raised in it is dropped). A clean-clone CI run saw two commands ignore every SIGINT
+    in one worker (exit 0; and a run past 10 s), after the suite had passed locally; which of the two took them is
+    not established (not reproduced alone)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    callbacks = gc.callbacks[:]
+    gc.callbacks.clear()
+    try:
+        _interrupt_each(tmp_path)
+    finally:
+        gc.callbacks[:] = callbacks
+        signal.signal(signal.SIGINT, handler)
+
+
+def _interrupt_each(tmp_path: Path) -> None:
     failures = []
     for args in (["reproduce", "fusemax"], ["report", "--reproduction", "fusemax", "--out", "report"],
                  ["sweep", "demo", "--local", "--db", "store.sqlite"]):
