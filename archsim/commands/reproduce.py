@@ -26,8 +26,9 @@ REPRODUCERS = {"lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
-              help="reproduce the artifact's own computation, its defects included (named compatibility options), "
-                   "instead of the physical default")
+              help="reproduce the artifact's own computation (named compatibility options: fusemax's and neupims' "
+                   "defects and timings, duplex's GPU at its roofline as its simulator) instead of the physical "
+                   "default")
 def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool) -> None:
     """Run a paper's setup and print ours beside the paper's, with the error per metric.
 
