@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 import click
-import pandas as pd
 
 from archsim.commands.options import write_tables
 from archsim.outputs import check_writable
+from archsim.report.duplex import with_over_gpu
 from archsim.systems import duplex_reproduce
 
 
@@ -27,10 +27,7 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
     if as_json:
         click.echo(json.dumps({"points": records, "headline": headline, "qps": qps}, indent=2))
         return
-    df = pd.DataFrame(records)
-    base = df[df.system == duplex_reproduce.BASELINE].set_index(["model", "lin", "lout", "batch"])
-    df = df.join(base["throughput_tok_s"].rename("gpu_tok_s"), on=["model", "lin", "lout", "batch"])
-    df["over_gpu"] = df.throughput_tok_s / df.gpu_tok_s
+    df = with_over_gpu(records)
     click.echo(f"Closed-loop serving, Gaussian (L_in, L_out) (std {duplex_reproduce.STD_FRACTION:.0%} of the mean, "
                f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; the paper's five models (GPU and "
                "Duplex+PE+ET), Duplex and +PE on four Mixtral points, "

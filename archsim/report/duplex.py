@@ -44,12 +44,20 @@ def _system_colour(system: str) -> str:
 # ------------------------------------------------------------------------------------------------ tables
 def throughput_rows(records: list[dict]) -> pd.DataFrame:
     """One row per closed-loop record with `over_gpu`, its throughput over the GPU's at the same point."""
+    return with_over_gpu(records)[[*POINT, "system", "throughput_tok_s", "gpu_tok_s", "over_gpu"]]
+
+
+POINT = ["model", "lin", "lout", "batch"]  # what identifies a closed-loop point
+
+
+def with_over_gpu(records: list[dict]) -> pd.DataFrame:
+    """The records with `gpu_tok_s`, the GPU baseline's throughput at the same point, and `over_gpu`, theirs over
+    it (also `archsim reproduce duplex`'s table)."""
     df = pd.DataFrame(records)
-    point = ["model", "lin", "lout", "batch"]
-    gpu = df[df["system"] == duplex_reproduce.BASELINE].set_index(point)["throughput_tok_s"].rename("gpu_tok_s")
-    df = df.join(gpu, on=point)
+    gpu = df[df["system"] == duplex_reproduce.BASELINE].set_index(POINT)["throughput_tok_s"].rename("gpu_tok_s")
+    df = df.join(gpu, on=POINT)
     df["over_gpu"] = df["throughput_tok_s"] / df["gpu_tok_s"]
-    return df[[*point, "system", "throughput_tok_s", "gpu_tok_s", "over_gpu"]]
+    return df
 
 
 def opb_rows() -> pd.DataFrame:
