@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archsim.arch.gpu import GPU
 from archsim.systems.device import OpCost
@@ -86,6 +86,9 @@ class GpuDevice:
     energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
     timing: str = CALIBRATED  # one of TIMINGS (module docstring)
+    # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a decode call's AttentionCase ->
+    # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
+    _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def capacity_bytes(self) -> float:
@@ -94,14 +97,14 @@ class GpuDevice:
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
         decodes = [op for op in ops if op.cascade in KERNEL_CASCADES and op.phase == "decode"]
+        terms = self._terms
         for op in ops:
-            if op.cascade in KERNEL_CASCADES:
-                if op.phase == "prefill":
-                    t, p, b = self._attention(op, [op])
-                    time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+            if op.cascade in KERNEL_CASCADES and op.phase != "prefill":
                 continue
-            t, p, b = self._dense(op)
-            time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+            found = terms.get(op)
+            if found is None:
+                found = terms[op] = self._attention(op, [op]) if op.cascade in KERNEL_CASCADES else self._dense(op)
+            time_s, peak_s, dram_bytes = time_s + found[0], peak_s + found[1], dram_bytes + found[2]
         if decodes:
             t, p, b = self._attention(decodes[0], decodes)
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
@@ -162,9 +165,12 @@ class GpuDevice:
             moved = float(sum(o.bytes_off_chip for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     peak_s, moved)
-        params = self.params if self.kernel_params is None else self.kernel_params
-        result = predict(self.kernel, case, self.spec, params)
-        return result.time_s, peak_s, result.total("dram_bytes")
+        found = self._terms.get(case)  # the kernel model reads the call's case alone
+        if found is None:
+            params = self.params if self.kernel_params is None else self.kernel_params
+            result = predict(self.kernel, case, self.spec, params)
+            found = self._terms[case] = (result.time_s, peak_s, result.total("dram_bytes"))
+        return found
 
 
 def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,

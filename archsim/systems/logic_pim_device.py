@@ -21,7 +21,7 @@ Energy: FLOPs x `pj_per_flop` + bytes x 8 x `internal_pj_per_bit` (buffer-die ac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.systems.device import OpCost
@@ -34,6 +34,9 @@ class LogicPimDevice:
     spec: LogicPIMSpec  # one stack
     count: int  # stacks working on an op together
     kind: str = "logic-pim"
+    # (op, streamed fraction) -> the op's (time, memory time, energy, busy time): a serving run asks for the same
+    # decode attention ops (one per context length) in many iterations
+    _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def peak_flops_per_s(self) -> float:
@@ -50,17 +53,23 @@ class LogicPimDevice:
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
             return OpCost()
-        peak, bandwidth = self.peak_flops_per_s, self.internal_bytes_per_s
-        pj_per_flop, pj_per_bit = self.spec.pj_per_flop, self.spec.internal_pj_per_bit
-        time_s = memory_total_s = energy_j = busy_s = 0.0
+        terms, time_s, memory_total_s, energy_j, busy_s = self._terms, 0.0, 0.0, 0.0, 0.0
         for op in ops:  # the ops one after another: each term added in op order
-            flops, moved = op.flops, stack_bytes(op, streamed_fraction)
-            compute_s, memory_s = flops / peak, moved / bandwidth
-            time_s += max(compute_s, memory_s)
-            memory_total_s += memory_s
-            energy_j += (flops * pj_per_flop + moved * 8 * pj_per_bit) * 1e-12
-            busy_s += compute_s
+            found = terms.get((op, streamed_fraction))
+            if found is None:
+                found = terms[op, streamed_fraction] = self._op_terms(op, streamed_fraction)
+            time_s += found[0]
+            memory_total_s += found[1]
+            energy_j += found[2]
+            busy_s += found[3]
         return OpCost(time_s, memory_total_s, energy_j, {self.name: busy_s})
+
+    def _op_terms(self, op: Op, streamed_fraction: float) -> tuple[float, float, float, float]:
+        """One op's (time, memory time, energy, busy time): the roofline and prices of the module docstring."""
+        flops, moved = op.flops, stack_bytes(op, streamed_fraction)
+        compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.internal_bytes_per_s
+        energy_j = (flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit) * 1e-12
+        return max(compute_s, memory_s), memory_s, energy_j, compute_s
 
 
 def stack_bytes(op: Op, streamed_fraction: float = 1.0) -> float:
