@@ -68,6 +68,13 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
 
     assert result.peak_pages <= result.capacity_pages
     assert all(it.pages_used <= result.capacity_pages for it in result.timeline)
+    # The engine adds a page only to a request crossing a page boundary: whenever every running request is in the
+    # batch (prefills mixed in, or a decode iteration), the pages in use are ceil(tokens / page) of each one's
+    # prompt or context, counted afresh here, whether or not the iteration preempted.
+    for batch, it in zip(model.batches, result.timeline, strict=True):
+        if config.mix_prefill_decode or not batch.prefill_tokens:
+            assert it.pages_used == sum(cache.pages_for(t) for t in (*batch.prefill_tokens,
+                                                                     *batch.decode_context_tokens))
     assert all(a.end_s <= b.start_s for a, b in zip(result.timeline, result.timeline[1:], strict=False))
     assert sum(r.preemptions for r in result.requests) == result.preemptions
     event(f"preempted: {result.preemptions > 0}")

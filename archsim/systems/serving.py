@@ -164,13 +164,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class _Live:
-    """A request's state while in the system (internal to the engine process)."""
+    """A request's own state in the system (internal to the engine process). While it runs, what changes every
+    iteration (its KV tokens, its last token's time, the step of its last token) lives in the engine's flat lists
+    instead; `emitted` and `last_token_s` are brought up to date when it is preempted."""
 
-    __slots__ = ("emitted", "first_token_s", "kv_tokens", "last_token_s", "preemptions", "request")
+    __slots__ = ("emitted", "first_token_s", "last_token_s", "preemptions", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.kv_tokens = 0
         self.emitted = 0
         self.first_token_s = math.nan
         self.last_token_s = math.nan
@@ -178,7 +179,12 @@ class _Live:
 
 
 class _Engine:
-    """The SimPy processes and their shared state; `simulate_serving` builds one per run."""
+    """The SimPy processes and their shared state; `simulate_serving` builds one per run.
+
+    The running requests are `running` (admission order) and three lists beside it, one entry per request: the KV
+    tokens it holds, the time of its last token, and the decode step whose token is its last (`steps` counts the
+    iterations in which the running requests decoded). Each iteration in which they decode costs a few passes over
+    these lists; a request is looked at alone only when it crosses a page boundary, finishes or is preempted."""
 
     def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
                  trace: bool, pending: Sequence[Request] = ()) -> None:
@@ -187,6 +193,11 @@ class _Engine:
         self.watermark_pages = math.ceil(config.watermark_fraction * cache.capacity_pages)
         self.waiting: deque[_Live] = deque()
         self.running: list[_Live] = []  # admission order
+        self.kv_tokens: list[int] = []  # per running request: tokens of KV it holds
+        self.last_token_s: list[float] = []  # per running request: when it emitted its last token
+        self.finish_step: list[int] = []  # per running request: the decode step that emits its last token
+        self.steps = 0
+        self.next_finish = -1  # min(finish_step); -1 with no running request
         self.wake: simpy.Event | None = None
         self.records: list[RequestRecord] = []
         self.rejected: list[int] = []
@@ -217,30 +228,46 @@ class _Engine:
         if self.pending:
             self._arrive(replace(self.pending.popleft(), arrival_s=self.env.now))
 
-    def _preempt(self, live: _Live) -> None:
+    def _keep(self, indices: Sequence[int]) -> None:
+        """Only the running requests at `indices` (ascending) stay running."""
+        self.running = [self.running[i] for i in indices]
+        self.kv_tokens = [self.kv_tokens[i] for i in indices]
+        self.last_token_s = [self.last_token_s[i] for i in indices]
+        self.finish_step = [self.finish_step[i] for i in indices]
+        self.next_finish = min(self.finish_step, default=-1)
+
+    def _preempt(self, index: int) -> None:
+        """The running request at `index` to the front of the queue, its pages freed (the caller drops it from the
+        running lists)."""
+        live = self.running[index]
+        live.emitted = live.request.output_tokens - (self.finish_step[index] - self.steps)
+        live.last_token_s = self.last_token_s[index]
         self.cache.free(live.request.id)
-        live.kv_tokens = 0
         live.preemptions += 1
         self.preemptions += 1
         self.waiting.appendleft(live)
 
-    def _reserve_decodes(self) -> tuple[list[_Live], bool]:
-        """Reserve the next token's page for each running request, preempting the latest admitted when short."""
-        if self.cache.grow_all([(live.request.id, live.kv_tokens + 1) for live in self.running]):
-            return list(self.running), False  # every page fits: no one is preempted
-        queue, decodes, preempted = deque(self.running), [], False
-        while queue:
-            live = queue.popleft()
-            while not self.cache.fits(live.request.id, live.kv_tokens + 1):
-                preempted = True
-                if not queue:
-                    self._preempt(live)
+    def _reserve_decodes(self) -> bool:
+        """Reserve the next token's page for each running request, preempting the latest admitted when short; True
+        when someone was preempted. A request holding k tokens needs a page only when k is a multiple of the page."""
+        cache, page_tokens = self.cache, self.cache.page_tokens
+        crossing = [(live.request.id, tokens + 1)
+                    for live, tokens in zip(self.running, self.kv_tokens, strict=True) if not tokens % page_tokens]
+        if cache.grow_all(crossing):
+            return False  # every page fits: no one is preempted
+        keep, preempted, i = len(self.running), False, 0
+        while i < keep:
+            request_id, tokens = self.running[i].request.id, self.kv_tokens[i] + 1
+            while not cache.fits(request_id, tokens):
+                preempted, keep = True, keep - 1
+                self._preempt(keep)  # the latest admitted, or this request itself when it is the last
+                if keep == i:
                     break
-                self._preempt(queue.pop())
             else:
-                self.cache.grow(live.request.id, live.kv_tokens + 1)
-                decodes.append(live)
-        return decodes, preempted
+                cache.grow(request_id, tokens)
+            i += 1
+        self._keep(range(keep))
+        return preempted
 
     def _admit(self, n_running: int) -> list[_Live]:
         """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow."""
@@ -260,33 +287,62 @@ class _Engine:
             prefill_tokens += tokens
         return prefills
 
-    def _schedule(self) -> tuple[list[_Live], list[_Live]]:
-        """This iteration's prefills and decodes; preempted requests leave `running` for the queue."""
+    def _schedule(self) -> tuple[list[_Live], bool]:
+        """This iteration's prefills, and whether the running requests decode; preempted requests leave the running
+        lists for the queue."""
         if not self.config.mix_prefill_decode:
             prefills = self._admit(len(self.running))
             if prefills:
-                return prefills, []
-            self.running, _ = self._reserve_decodes()
-            return [], self.running
-        self.running, preempted = self._reserve_decodes()
-        return ([] if preempted else self._admit(len(self.running))), self.running
+                return prefills, False
+            self._reserve_decodes()
+            return [], True
+        preempted = self._reserve_decodes()
+        return ([] if preempted else self._admit(len(self.running))), True
 
-    def _emit(self, live: _Live, now_s: float) -> bool:
-        """One token for `live` at `now_s`; True when that was its last."""
-        live.emitted += 1
-        if live.emitted == 1:
-            live.first_token_s = now_s
-        else:
-            self.tbt_s.append(now_s - live.last_token_s)
-        live.last_token_s = now_s
-        if live.emitted < live.request.output_tokens:
-            return False
+    def _finish(self, live: _Live, now_s: float) -> None:
         self.cache.free(live.request.id)
         r = live.request
         self.records.append(RequestRecord(r.id, r.arrival_s, r.prompt_tokens, r.output_tokens, live.first_token_s,
                                           now_s, live.preemptions))
         self._release()
-        return True
+
+    def _emit_prefills(self, prefills: list[_Live], prefill_tokens: list[int],
+                       now_s: float) -> list[tuple[_Live, int]]:
+        """One token for each prefilled request at `now_s`; those not done, with the tokens they prefilled."""
+        joining = []
+        for live, tokens in zip(prefills, prefill_tokens, strict=True):
+            live.emitted += 1
+            if live.emitted == 1:
+                live.first_token_s = now_s
+            else:
+                self.tbt_s.append(now_s - live.last_token_s)
+            if live.emitted < live.request.output_tokens:
+                joining.append((live, tokens))
+            else:
+                self._finish(live, now_s)
+        return joining
+
+    def _emit_decodes(self, contexts: list[int], now_s: float) -> None:
+        """One token for each running request at `now_s`, which now holds `contexts` tokens; the finished leave."""
+        self.tbt_s += [now_s - last_s for last_s in self.last_token_s]
+        self.last_token_s = [now_s] * len(contexts)
+        self.kv_tokens = contexts
+        self.steps += 1
+        if self.steps == self.next_finish:
+            steps = self.steps
+            for live, step in zip(self.running, self.finish_step, strict=True):
+                if step == steps:
+                    self._finish(live, now_s)
+            self._keep([i for i, step in enumerate(self.finish_step) if step != steps])
+
+    def _join(self, joining: list[tuple[_Live, int]], now_s: float) -> None:
+        """The prefilled requests not done, each with the tokens it holds, join the running ones."""
+        for live, tokens in joining:
+            self.running.append(live)
+            self.kv_tokens.append(tokens)
+            self.last_token_s.append(now_s)
+            self.finish_step.append(self.steps + live.request.output_tokens - live.emitted)
+        self.next_finish = min(self.finish_step, default=-1)
 
     def engine(self) -> Generator[simpy.Event, None, None]:
         while True:
@@ -294,11 +350,11 @@ class _Engine:
                 self.wake = self.env.event()
                 yield self.wake
                 continue
-            prefills, decodes = self._schedule()
+            prefills, decoding = self._schedule()
             prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
-            batch = Batch(tuple(prefill_lengths), tuple([live.kv_tokens + 1 for live in decodes]))
+            contexts = [tokens + 1 for tokens in self.kv_tokens] if decoding else []
             pages_used = self.cache.used_pages
-            cost = self.model.iteration(batch)
+            cost = self.model.iteration(Batch(tuple(prefill_lengths), tuple(contexts)))
             if not (math.isfinite(cost.time_s) and cost.time_s >= 0):
                 raise SpecError(self.model.name, "iteration", f"expected a finite time_s >= 0, got {cost.time_s}")
             start_s = self.env.now
@@ -309,15 +365,13 @@ class _Engine:
             for unit, busy_s in cost.busy_s.items():
                 self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
             if self.trace:
-                self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(decodes),
+                self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(contexts),
                                                      sum(prefill_lengths), pages_used))
-            for live, tokens in zip(prefills, prefill_lengths, strict=True):
-                live.kv_tokens = tokens
-            for live in decodes:
-                live.kv_tokens += 1
-            finished = {live for live in (*prefills, *decodes) if self._emit(live, now_s)}
-            self.running = ([live for live in (*self.running, *prefills) if live not in finished] if finished
-                            else self.running + prefills)
+            joining = self._emit_prefills(prefills, prefill_lengths, now_s) if prefills else []
+            if decoding:
+                self._emit_decodes(contexts, now_s)
+            if joining:
+                self._join(joining, now_s)
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,
