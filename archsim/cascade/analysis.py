@@ -152,12 +152,13 @@ def tensor_infos(binding: Binding) -> tuple[TensorInfo, ...]:
                  for name, decl in binding.cascade.tensors.items())
 
 
-def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None) -> Analysis:
+def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None,
+            tensors: tuple[TensorInfo, ...] | None = None) -> Analysis:
     """Points, ops by type and tensor bytes of a bound cascade, and its passes (`passes`, when given, is the
     cascade's `pass_analysis`, which does not depend on the sizes: a caller binding one cascade many times passes
-    it once)."""
+    it once; `tensors`, when given, is `tensor_infos` of the binding, which a caller may already hold)."""
     cascade = binding.cascade
-    tensors = tensor_infos(binding)
+    tensors = tensor_infos(binding) if tensors is None else tensors
     points, ops = {}, {}
     for einsum in cascade.einsums:
         points[einsum.name] = einsum_points(binding, einsum)

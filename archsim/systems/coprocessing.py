@@ -38,9 +38,14 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
+    placed = model._placed
     for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
-        for op in ops:
-            stage.setdefault(_device_of(model, op).name, [[], []])[at].append(op)
+        devices = [placed.get(op) or _device_of(model, op) for op in ops]
+        if devices and all(d is devices[0] for d in devices):  # the usual case: every op on one device
+            stage.setdefault(devices[0].name, [[], []])[at] = list(ops)
+            continue
+        for op, device in zip(ops, devices, strict=True):
+            stage.setdefault(device.name, [[], []])[at].append(op)
     attention, stage_s = OpCost(), 0.0
     for name, (prefill, decode) in stage.items():
         device = model.devices[name]

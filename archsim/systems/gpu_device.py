@@ -86,7 +86,7 @@ class GpuDevice:
     energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
     timing: str = CALIBRATED  # one of TIMINGS (module docstring)
-    # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a decode call's AttentionCase ->
+    # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
     _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -96,20 +96,22 @@ class GpuDevice:
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
-        decodes = [op for op in ops if op.cascade in KERNEL_CASCADES and op.phase == "decode"]
-        terms = self._terms
+        decodes, terms = [], self._terms
         for op in ops:
-            if op.cascade in KERNEL_CASCADES and op.phase != "prefill":
+            kernel = op.cascade in KERNEL_CASCADES
+            if kernel and op.phase != "prefill":
+                if op.phase == "decode":
+                    decodes.append(op)
                 continue
             found = terms.get(op)
             if found is None:
-                found = terms[op] = self._attention(op, [op]) if op.cascade in KERNEL_CASCADES else self._dense(op)
+                found = terms[op] = self._attention(op, [op]) if kernel else self._dense(op)
             time_s, peak_s, dram_bytes = time_s + found[0], peak_s + found[1], dram_bytes + found[2]
         if decodes:
             t, p, b = self._attention(decodes[0], decodes)
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
         energy_j = (self.spec.power_w * time_s if self.energy is None
-                    else self.energy.energy_j(dram_bytes, float(sum(op.flops for op in ops))))
+                    else self.energy.energy_j(dram_bytes, float(sum([op.flops for op in ops]))))
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
     def _precision(self, op: Op) -> str:
@@ -154,8 +156,13 @@ class GpuDevice:
         from archsim.model.gpu_kernels import predict
 
         p = op.binding.params
+        seqlen = math.ceil(sum([o.binding.params["seq_len"] for o in group]) / len(group))
+        # what the call's AttentionCase holds: the kernel model reads the case alone
+        key = (op.phase, op.binding.word_bytes, len(group), seqlen, p.get("heads"), p.get("kv_heads"), p["head_dim"])
+        found = self._terms.get(key) if self.timing != ROOFLINE else None
+        if found is not None:
+            return found
         heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
-        seqlen = math.ceil(sum(o.binding.params["seq_len"] for o in group) / len(group))
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
                              self._precision(op))
@@ -165,11 +172,9 @@ class GpuDevice:
             moved = float(sum(o.bytes_off_chip for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     peak_s, moved)
-        found = self._terms.get(case)  # the kernel model reads the call's case alone
-        if found is None:
-            params = self.params if self.kernel_params is None else self.kernel_params
-            result = predict(self.kernel, case, self.spec, params)
-            found = self._terms[case] = (result.time_s, peak_s, result.total("dram_bytes"))
+        params = self.params if self.kernel_params is None else self.kernel_params
+        result = predict(self.kernel, case, self.spec, params)
+        found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
 

@@ -135,7 +135,7 @@ class Op:
     def analysis(self) -> Analysis:
         """Points and operation counts (`analyze`), worked out when first asked: an op read for its tensors' bytes
         alone (a memory model) never counts its masks."""
-        return analyze(self.binding, passes=_passes(self.cascade))
+        return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors)
 
     @functools.cached_property
     def tensors(self) -> tuple[TensorInfo, ...]:
