@@ -264,6 +264,47 @@ def test_sub_batches_gemv_s_equals_each_sub_batch_alone():
     assert placement.sub_batches_gemv_s() == (placement.gemv_s(0), placement.gemv_s(1))
 
 
+def test_sub_batch_partition_one_request_per_channel():
+    """Algorithm 3 by hand: channels 3, 0, 2, 1 hold one request each, so all four are odd and the k-th odd channel
+    (in channel order) takes sub-batch k % 2: channel 3 -> 1, 0 -> 0, 2 -> 0, 1 -> 1, in any visiting order. With
+    channels 0 and 2 of 4 holding one each, channel 2 is the second odd one: sub-batch 1, not 2 % 2."""
+    from archsim.systems.pim import sub_batch_partition
+
+    assert sub_batch_partition([3, 0, 2, 1], 4).tolist() == [1, 0, 0, 1]
+    assert sub_batch_partition([3, 0, 2, 1], 4, [2, 0, 3, 1]).tolist() == [1, 0, 0, 1]
+    assert sub_batch_partition([0, 2], 4).tolist() == [0, 1]
+
+
+def test_placement_tables_equal_the_per_request_functions():
+    """A bank-PIM's placement reads each request's GEMV, logits and issue seconds and its greedy estimate from
+    tables it remembers per (heads, kv_heads, head_dim, size); they equal `pim`'s functions of the contexts
+    themselves, to the bit, with commands issued one per cycle and Algorithm 1 timing (Llama3-70B: grouped-query
+    attention, 8 query heads per K/V head on a device)."""
+    import numpy as np
+
+    from archsim.systems import neupims
+    from archsim.systems import pim as pim_model
+
+    for changes in ({"devices.pim.command_issue": "one-per-cycle"}, {"devices.pim.gemv_timing": "algorithm1"}):
+        model = neupims.system("neupims", "llama3-70b", changes)
+        device = next(d for d in model.devices.values() if d.kind == "bank-pim")
+        contexts = np.random.default_rng(1).integers(1, 9000, 77).astype(float)
+        ops = model.decode_attention(contexts.tolist())
+        params = ops[0].binding.params
+        heads, kv_heads, head_dim = int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
+        passes, clock_hz = heads // kv_heads, device.spec.clock_hz
+        assert passes == 8
+        placement = device.placement(ops, "arrival", contexts)
+        logits, attend = pim_model.gemv_parts_cycles(device.spec, contexts, kv_heads, head_dim)
+        assert placement.request_s.tolist() == (passes * (logits + attend) / clock_hz).tolist()
+        assert placement.logits_s.tolist() == (passes * logits / clock_hz).tolist()
+        estimate = passes * pim_model.algorithm1_cycles(device.spec, contexts, kv_heads, head_dim)
+        assert placement.channel.tolist() == pim_model.greedy_min_load(estimate, device.spec.channels).tolist()
+        if placement.issue_bound:
+            commands = pim_model.newton_commands(device.spec, contexts, kv_heads, head_dim)
+            assert [s.tolist() for s in placement.issue_s] == [(passes * n / clock_hz).tolist() for n in commands]
+
+
 def test_point_ops_remembered_per_einsum_equal_counting_again():
     """`analyze` remembers each Einsum's ops per point (`analysis._sorted_point_ops`); they equal a fresh count
     (another unary-op table with the same entries is never remembered), and two analyses agree."""

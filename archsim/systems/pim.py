@@ -187,8 +187,13 @@ def sub_batch_partition(assignment: np.ndarray, channels: int, order: np.ndarray
     """Algorithm 3: each channel's requests split in half, odd remainders alternating between the sub-batches;
     a channel's first half (in arrival order, or in `order`, a permutation of the requests) goes to the first.
     Returns the sub-batch (0 or 1) of each request. (One pass in Python: a batch holds at most a few hundred
-    requests, where numpy's per-call overhead outweighs the loop.)"""
-    channel_of = np.asarray(assignment, dtype=int).tolist()
+    requests, where numpy's per-call overhead outweighs the loop.) When channels 0 .. n - 1 hold one request each
+    (n requests: round-robin or the greedy policy on a batch of at most `channels`), every channel is odd and the
+    k-th goes to k % 2: a request's sub-batch is its channel % 2, whatever the order."""
+    channel = np.asarray(assignment, dtype=int)
+    channel_of = channel.tolist()
+    if channel_of and max(channel_of) == len(channel_of) - 1 and len(set(channel_of)) == len(channel_of):
+        return channel % 2
     counts = [0] * max(channels, max(channel_of, default=-1) + 1)
     for ch in channel_of:
         counts[ch] += 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,16 +41,26 @@ PIM_ATTENTION = "attention-decode-gqa"
 @dataclass(frozen=True)
 class PimPlacement:
     """Requests pinned to channels: each request's GEMV seconds (and of it the logits'), its channel, its sub-batch
-    (Algorithm 3) and the seconds the host takes to issue its (logits, attend) commands (zero unless the PIM's
-    commands are issued one per cycle)."""
+    (Algorithm 3, over each channel's requests in arrival order or in `order`; worked out when first asked, as only
+    sub-batch interleaving asks) and the seconds the host takes to issue its (logits, attend) commands (zero unless
+    the PIM's commands are issued one per cycle)."""
 
     request_s: np.ndarray
     channel: np.ndarray
-    sub_batch: np.ndarray
     channels: int
     logits_s: np.ndarray
     issue_s: tuple[np.ndarray, np.ndarray]
     issue_bound: bool = True  # False: every issue time is zero (commands not issued one per cycle), none bounds
+    order: np.ndarray | None = None
+
+    @functools.cached_property
+    def sub_batch(self) -> np.ndarray:
+        return pim_model.sub_batch_partition(self.channel, self.channels, self.order)
+
+    @functools.cached_property
+    def _loads_s(self) -> np.ndarray:
+        """Every channel's summed request seconds (`loads_s()`, which `gemv_s()` reads too)."""
+        return pim_model.channel_loads(self.request_s, self.channel, self.channels)
 
     def _mask(self, sub_batch: int | None) -> np.ndarray | None:
         return None if sub_batch is None else self.sub_batch == sub_batch
@@ -67,7 +77,7 @@ class PimPlacement:
     def loads_s(self, sub_batch: int | None = None) -> np.ndarray:
         mask = self._mask(sub_batch)
         if mask is None:
-            return pim_model.channel_loads(self.request_s, self.channel, self.channels)
+            return self._loads_s
         return pim_model.channel_loads(self.request_s[mask], self.channel[mask], self.channels)
 
     def gemv_s(self, sub_batch: int | None = None, barrier: bool = False) -> float:
@@ -79,7 +89,11 @@ class PimPlacement:
         def phase_s(request_s: np.ndarray, issue_s: np.ndarray) -> float:
             if mask is not None:
                 request_s = request_s[mask]
-            slowest = float(pim_model.channel_loads(request_s, channel, self.channels).max())
+            if request_s is self.request_s:  # the whole batch: its channel loads are summed once
+                loads_s = self._loads_s
+            else:
+                loads_s = pim_model.channel_loads(request_s, channel, self.channels)
+            slowest = float(loads_s.max())
             if not self.issue_bound:  # max(slowest, 0.0) is slowest: channel loads are sums of times >= 0
                 return slowest
             return max(slowest, float((issue_s if mask is None else issue_s[mask]).sum()))
@@ -98,6 +112,8 @@ class BankPimDevice:
     host: NPUSpec  # the compute device beside it: its vector units run the softmax, its op energy prices a MAC
     source: str = "<python>"  # the system file, which errors blame
     kind: str = "bank-pim"
+    # (heads, kv_heads, head_dim, table size) -> `_placement_tables`: a serving run places at every iteration
+    _tables: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def capacity_bytes(self) -> float:
@@ -111,27 +127,20 @@ class BankPimDevice:
         pim = self.spec
         found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
         contexts = found if contexts is None else contexts
-        passes = heads // kv_heads
-        logits_table, attend_table, estimate_table = _gemv_tables(pim, kv_heads, head_dim,
-                                                                  _table_size(int(contexts.max(initial=0)) + 1))
+        key = (heads, kv_heads, head_dim, _table_size(int(contexts.max(initial=0)) + 1))
+        tables = self._tables.get(key)
+        if tables is None:
+            tables = self._tables[key] = _placement_tables(pim, *key)
+        request_table, logits_table, estimate_table, issue_tables = tables
         at = contexts.astype(int)
-        logits, attend = logits_table[at], attend_table[at]
-        request_s = passes * (logits + attend) / pim.clock_hz
-        issue_bound = pim.command_issue == "one-per-cycle"
-        if issue_bound:
-            issue_s = tuple(passes * n / pim.clock_hz for n in pim_model.newton_commands(pim, contexts, kv_heads,
-                                                                                        head_dim))
-        else:
-            issue_s = (np.zeros(len(contexts)),) * 2
+        issue_bound = issue_tables is not None
+        issue_s = (issue_tables[0][at], issue_tables[1][at]) if issue_bound else (np.zeros(len(contexts)),) * 2
         if self.channel_policy == "rr":
             channel = pim_model.round_robin(len(contexts), pim.channels)
         else:
-            estimate = passes * estimate_table[at]
-            channel = pim_model.greedy_min_load(estimate, pim.channels)
+            channel = pim_model.greedy_min_load(estimate_table[at], pim.channels)
         order = np.argsort(-contexts, kind="stable") if split == "longest-first" else None
-        return PimPlacement(request_s, channel, pim_model.sub_batch_partition(channel, pim.channels, order),
-                            pim.channels,
-                            passes * logits / pim.clock_hz, issue_s, issue_bound)
+        return PimPlacement(request_table[at], channel, pim.channels, logits_table[at], issue_s, issue_bound, order)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
@@ -168,6 +177,22 @@ def _table_size(needed: int) -> int:
     """A table length covering `needed` contexts: the next power of two from MIN_TABLE up, so a growing context
     rebuilds it a few times, not every step."""
     return max(MIN_TABLE, 1 << (needed - 1).bit_length())
+
+
+def _placement_tables(pim: PIMSpec, heads: int, kv_heads: int, head_dim: int,
+                      size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Per context 0 .. size - 1, what a placement reads of one request of `heads` query heads: its GEMV seconds,
+    its logits' seconds, the greedy policy's estimate, and its (logits, attend) command issue seconds when the PIM
+    issues commands one per cycle (else None): per request, passes x (logits + attend) / clock, passes x logits /
+    clock, passes x Algorithm 1 and passes x Newton commands / clock, evaluated once over the table (a context is
+    a whole number of tokens), then indexed per iteration."""
+    passes = heads // kv_heads
+    logits, attend, estimate = _gemv_tables(pim, kv_heads, head_dim, size)
+    issue = None
+    if pim.command_issue == "one-per-cycle":
+        commands = pim_model.newton_commands(pim, np.arange(size, dtype=float), kv_heads, head_dim)
+        issue = (passes * commands[0] / pim.clock_hz, passes * commands[1] / pim.clock_hz)
+    return passes * (logits + attend) / pim.clock_hz, passes * logits / pim.clock_hz, passes * estimate, issue
 
 
 @functools.lru_cache(maxsize=64)
