@@ -220,6 +220,11 @@ def test_kv_cache_counts_pages_and_refuses_to_overflow():
     with pytest.raises(RuntimeError, match="overflow"):
         cache.grow(0, 33)
     assert cache.free(0) == 2 and cache.used_pages == 2 and cache.peak_pages == 4
+    # Requests at a page boundary take one page each, all or none: with request 2's page, 1 page is free: not
+    # enough for requests 1 and 2 (nothing changes); request 1 alone takes it, 3 pages, enough for 48 tokens
+    cache.grow(2, 16)
+    assert not cache.grow_one_page({1, 2}) and cache.used_pages == 3
+    assert cache.grow_one_page({1}) and (cache.pages_of(1), cache.used_pages, cache.fits(1, 48)) == (3, 4, True)
 
 
 # ----- caches of the serving loop (issue 17): what they remember equals what they would compute -----

@@ -10,6 +10,7 @@ capacity; a request that would break it raises, so the scheduler must ask `fits`
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from archsim.errors import SpecError
 
@@ -65,18 +66,16 @@ class PagedKVCache:
         self.used_pages += extra
         self.peak_pages = max(self.peak_pages, self.used_pages)
 
-    def grow_all(self, wanted: list[tuple[int, int]]) -> bool:
-        """Grow every (request_id, tokens) of `wanted` if all of them fit together; else change nothing and return
-        False. The same pages as `grow` one after another when none would overflow."""
-        pages, page_tokens = self._pages, self.page_tokens
-        extra = [-(-tokens // page_tokens) - pages.get(request_id, 0) for request_id, tokens in wanted]
-        needed = sum(e for e in extra if e > 0)
-        if needed > self.capacity_pages - self.used_pages:
+    def grow_one_page(self, request_ids: Collection[int]) -> bool:
+        """One page more for each resident request of `request_ids` (each at a page boundary) if all fit together;
+        else change nothing and return False. The same pages as `grow` one after another when none would
+        overflow."""
+        if len(request_ids) > self.capacity_pages - self.used_pages:
             return False
-        for (request_id, _), e in zip(wanted, extra, strict=True):
-            if e > 0:
-                pages[request_id] = pages.get(request_id, 0) + e
-        self.used_pages += needed
+        pages = self._pages
+        for request_id in request_ids:
+            pages[request_id] += 1
+        self.used_pages += len(request_ids)
         self.peak_pages = max(self.peak_pages, self.used_pages)
         return True
 

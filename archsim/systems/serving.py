@@ -165,8 +165,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 class _Live:
     """A request's own state in the system (internal to the engine process). While it runs, what changes every
-    iteration (its KV tokens, its last token's time, the step of its last token) lives in the engine's flat lists
-    instead; `emitted` and `last_token_s` are brought up to date when it is preempted."""
+    iteration (its KV tokens, its last token's time, the step of its last token) lives in the engine's lists
+    instead (`_Engine`); `emitted` and `last_token_s` are brought up to date when it is preempted."""
 
     __slots__ = ("emitted", "first_token_s", "last_token_s", "preemptions", "request")
 
@@ -181,10 +181,14 @@ class _Live:
 class _Engine:
     """The SimPy processes and their shared state; `simulate_serving` builds one per run.
 
-    The running requests are `running` (admission order) and three lists beside it, one entry per request: the KV
-    tokens it holds, the time of its last token, and the decode step whose token is its last (`steps` counts the
-    iterations in which the running requests decoded). Each iteration in which they decode costs a few passes over
-    these lists; a request is looked at alone only when it crosses a page boundary, finishes or is preempted."""
+    The running requests are `running` (admission order) and two lists beside it, one entry per request: the KV
+    tokens it holds and the decode step whose token is its last (`steps` counts the iterations in which the running
+    requests decoded, each one token for every running request). Their last tokens' times are runs of equal times
+    in admission order (all one after a decode step). A request holding k tokens needs a page for its next token
+    when k is a multiple of the page: as every running request's k grows by one a step, (k - steps) mod page is
+    its own for as long as it runs, and the requests at a page boundary this step are those of one such class. A
+    decode step thus costs one pass over the KV tokens (the batch's contexts); a request is looked at alone only
+    when it crosses a page boundary, finishes or is preempted."""
 
     def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
                  trace: bool, pending: Sequence[Request] = ()) -> None:
@@ -194,8 +198,9 @@ class _Engine:
         self.waiting: deque[_Live] = deque()
         self.running: list[_Live] = []  # admission order
         self.kv_tokens: list[int] = []  # per running request: tokens of KV it holds
-        self.last_token_s: list[float] = []  # per running request: when it emitted its last token
         self.finish_step: list[int] = []  # per running request: the decode step that emits its last token
+        self.last_token_runs: list[tuple[float, int]] = []  # (time, requests): when the running emitted their last
+        self.boundary_ids: list[set[int]] = [set() for _ in range(cache.page_tokens)]  # by (k - steps) mod page
         self.steps = 0
         self.next_finish = -1  # min(finish_step); -1 with no running request
         self.wake: simpy.Event | None = None
@@ -228,20 +233,20 @@ class _Engine:
         if self.pending:
             self._arrive(replace(self.pending.popleft(), arrival_s=self.env.now))
 
-    def _keep(self, indices: Sequence[int]) -> None:
-        """Only the running requests at `indices` (ascending) stay running."""
-        self.running = [self.running[i] for i in indices]
-        self.kv_tokens = [self.kv_tokens[i] for i in indices]
-        self.last_token_s = [self.last_token_s[i] for i in indices]
-        self.finish_step = [self.finish_step[i] for i in indices]
-        self.next_finish = min(self.finish_step, default=-1)
+    def _boundary_class(self, kv_tokens: int) -> set[int]:
+        """The ids of the running requests that cross a page boundary in the same steps as one holding `kv_tokens`
+        now."""
+        return self.boundary_ids[(kv_tokens - self.steps) % self.cache.page_tokens]
 
-    def _preempt(self, index: int) -> None:
-        """The running request at `index` to the front of the queue, its pages freed (the caller drops it from the
-        running lists)."""
-        live = self.running[index]
-        live.emitted = live.request.output_tokens - (self.finish_step[index] - self.steps)
-        live.last_token_s = self.last_token_s[index]
+    def _preempt_last(self) -> None:
+        """The latest admitted running request to the front of the queue, its pages freed."""
+        live, tokens, finish_step = self.running.pop(), self.kv_tokens.pop(), self.finish_step.pop()
+        last_s, count = self.last_token_runs.pop()
+        if count > 1:
+            self.last_token_runs.append((last_s, count - 1))
+        self._boundary_class(tokens).remove(live.request.id)
+        live.emitted = live.request.output_tokens - (finish_step - self.steps)
+        live.last_token_s = last_s
         self.cache.free(live.request.id)
         live.preemptions += 1
         self.preemptions += 1
@@ -249,24 +254,22 @@ class _Engine:
 
     def _reserve_decodes(self) -> bool:
         """Reserve the next token's page for each running request, preempting the latest admitted when short; True
-        when someone was preempted. A request holding k tokens needs a page only when k is a multiple of the page."""
-        cache, page_tokens = self.cache, self.cache.page_tokens
-        crossing = [(live.request.id, tokens + 1)
-                    for live, tokens in zip(self.running, self.kv_tokens, strict=True) if not tokens % page_tokens]
-        if cache.grow_all(crossing):
+        when someone was preempted. Only the requests at a page boundary need one (class docstring)."""
+        cache = self.cache
+        if cache.grow_one_page(self._boundary_class(0)):
             return False  # every page fits: no one is preempted
-        keep, preempted, i = len(self.running), False, 0
-        while i < keep:
+        preempted, i = False, 0
+        while i < len(self.running):
             request_id, tokens = self.running[i].request.id, self.kv_tokens[i] + 1
             while not cache.fits(request_id, tokens):
-                preempted, keep = True, keep - 1
-                self._preempt(keep)  # the latest admitted, or this request itself when it is the last
-                if keep == i:
+                preempted = True
+                self._preempt_last()  # the latest admitted, or this request itself when it is the last
+                if len(self.running) == i:
                     break
             else:
                 cache.grow(request_id, tokens)
             i += 1
-        self._keep(range(keep))
+        self.next_finish = min(self.finish_step, default=-1)
         return preempted
 
     def _admit(self, n_running: int) -> list[_Live]:
@@ -324,24 +327,31 @@ class _Engine:
 
     def _emit_decodes(self, contexts: list[int], now_s: float) -> None:
         """One token for each running request at `now_s`, which now holds `contexts` tokens; the finished leave."""
-        self.tbt_s += [now_s - last_s for last_s in self.last_token_s]
-        self.last_token_s = [now_s] * len(contexts)
+        for last_s, count in self.last_token_runs:
+            self.tbt_s += [now_s - last_s] * count
         self.kv_tokens = contexts
         self.steps += 1
         if self.steps == self.next_finish:
             steps = self.steps
-            for live, step in zip(self.running, self.finish_step, strict=True):
+            for live, tokens, step in zip(self.running, contexts, self.finish_step, strict=True):
                 if step == steps:
+                    self._boundary_class(tokens).remove(live.request.id)
                     self._finish(live, now_s)
-            self._keep([i for i, step in enumerate(self.finish_step) if step != steps])
+            keep = [i for i, step in enumerate(self.finish_step) if step != steps]
+            self.running = [self.running[i] for i in keep]
+            self.kv_tokens = [contexts[i] for i in keep]
+            self.finish_step = [self.finish_step[i] for i in keep]
+            self.next_finish = min(self.finish_step, default=-1)
+        self.last_token_runs = [(now_s, len(self.running))] if self.running else []
 
     def _join(self, joining: list[tuple[_Live, int]], now_s: float) -> None:
         """The prefilled requests not done, each with the tokens it holds, join the running ones."""
         for live, tokens in joining:
             self.running.append(live)
             self.kv_tokens.append(tokens)
-            self.last_token_s.append(now_s)
             self.finish_step.append(self.steps + live.request.output_tokens - live.emitted)
+            self._boundary_class(tokens).add(live.request.id)
+        self.last_token_runs.append((now_s, len(joining)))
         self.next_finish = min(self.finish_step, default=-1)
 
     def engine(self) -> Generator[simpy.Event, None, None]:
