@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from archsim.cascade import syntax as S
-from archsim.cascade.ir import Einsum, Ref
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op
+from archsim.cascade.ir import Cascade, Einsum, Ref
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, library_cascade, tensor_roles_of
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,50 @@ def op_gemms(op: Op) -> tuple[Gemm, ...]:
 
 
 def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
-    cascade, binding, analysis = op.binding.cascade, op.binding, op.analysis
-    roles = op.tensor_roles
-    for einsum in cascade.einsums:
+    binding, analysis = op.binding, op.analysis
+    shapes = (_gemm_shapes(op.cascade) if binding.cascade is library_cascade(op.cascade)
+              else _shapes_of(binding.cascade, op.tensor_roles))
+
+    def size(names):
+        return math.prod(binding.var_size(v) for v in names)
+
+    for shape in shapes:
+        einsum = shape.einsum
         macs = analysis.ops[einsum.name].get("mac", 0)
+        if not macs:
+            continue
+        full_points = size(einsum.space)
+        density = analysis.points[einsum.name] / full_points if full_points else 0.0
+        rows = math.ceil(size(shape.m_vars) * density)
+        gemm = Gemm(rows, size(shape.k_vars), size(shape.n_vars), size(shape.batch_vars), 2 * macs,
+                    binding.bytes(shape.stationary), shape.role, (einsum.name,), (shape.stationary,))
+        key = ((shape.streaming, shape.m_vars, shape.reduced, shape.batch_vars, rows) if shape.role == WEIGHTS
+               else None)
+        yield einsum, key, gemm
+
+
+@dataclass(frozen=True)
+class _GemmShape:
+    """A MAC Einsum's GEMM as the cascade fixes it (module docstring), its sizes left to a binding."""
+
+    einsum: Einsum
+    stationary: str  # tensor
+    streaming: str  # tensor
+    role: str
+    m_vars: tuple[str, ...]
+    n_vars: tuple[str, ...]
+    batch_vars: tuple[str, ...]
+    k_vars: tuple[str, ...]  # the reduced variables, in the Einsum's space order
+    reduced: tuple[str, ...]  # the reduced variables, sorted
+
+
+def _shapes_of(cascade: Cascade, roles: dict[str, str]) -> tuple[_GemmShape, ...]:
+    """The GEMM shapes of `cascade`'s MAC Einsums whose operands are two different tensors, one of them a weight
+    or KV cache (by `roles`)."""
+    shapes = []
+    for einsum in cascade.einsums:
         operands = _operands(einsum)
-        if not macs or operands is None:
+        if operands is None:
             continue
         a, b = operands
         stationary = next((ref for role in (WEIGHTS, KV_CACHE) for ref in (a, b) if roles[ref.tensor] == role), None)
@@ -79,19 +117,17 @@ def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
         m_vars = tuple(v for v in x_vars if v in out and v not in s_vars)
         n_vars = tuple(v for v in s_vars if v in out and v not in x_vars)
         batch_vars = tuple(v for v in out if v in s_vars and v in x_vars)
+        k_vars = tuple(v for v in einsum.space if v in reduced)
+        shapes.append(_GemmShape(einsum, stationary.tensor, streaming.tensor, roles[stationary.tensor], m_vars, n_vars,
+                                 batch_vars, k_vars, tuple(sorted(reduced))))
+    return tuple(shapes)
 
-        def size(names):
-            return math.prod(binding.var_size(v) for v in names)
 
-        full_points = size(einsum.space)
-        density = analysis.points[einsum.name] / full_points if full_points else 0.0
-        rows = math.ceil(size(m_vars) * density)
-        k = size(tuple(v for v in einsum.space if v in reduced))
-        role = roles[stationary.tensor]
-        gemm = Gemm(rows, k, size(n_vars), size(batch_vars), 2 * macs, binding.bytes(stationary.tensor), role,
-                    (einsum.name,), (stationary.tensor,))
-        key = ((streaming.tensor, m_vars, tuple(sorted(reduced)), batch_vars, rows) if role == WEIGHTS else None)
-        yield einsum, key, gemm
+@functools.cache
+def _gemm_shapes(cascade_name: str) -> tuple[_GemmShape, ...]:
+    """`_shapes_of` a library cascade, worked out once: its tensors' roles depend on the cascade alone."""
+    cascade = library_cascade(cascade_name)
+    return _shapes_of(cascade, tensor_roles_of(cascade_name, cascade))
 
 
 def _operands(einsum: Einsum) -> tuple[Ref, Ref] | None:

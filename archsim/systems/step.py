@@ -154,10 +154,7 @@ class Op:
 
     @functools.cached_property
     def tensor_roles(self) -> dict[str, str]:
-        roles = ROLES[self.cascade]
-        return {t.name: roles.get(t.name, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(t.kind,
-                                                                                                    INTERMEDIATE))
-                for t in self.tensors}
+        return tensor_roles_of(self.cascade, self.binding.cascade)
 
     @functools.cached_property
     def tensor_bytes(self) -> dict[str, int]:
@@ -297,16 +294,24 @@ def _decode_keys(workload: Workload, context: int) -> int:
 
 def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...],
         phase: str) -> Op:
-    cascade = _cascade(cascade_name)
+    cascade = library_cascade(cascade_name)
     binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
     return Op(name, cascade_name, binding, deps, phase)
 
 
+def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:
+    """Each tensor's role in library cascade `name` (`cascade`, loaded): `ROLES`, else an input is an activation in,
+    an output an activation out, anything else an intermediate."""
+    roles = ROLES[name]
+    return {tensor: roles.get(tensor, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(decl.kind, INTERMEDIATE))
+            for tensor, decl in cascade.tensors.items()}
+
+
 @functools.cache
-def _cascade(name: str) -> Cascade:
+def library_cascade(name: str) -> Cascade:
     return library.load_cascade_spec(name)
 
 
 @functools.cache
 def _passes(name: str) -> PassAnalysis:
-    return pass_analysis(_cascade(name))
+    return pass_analysis(library_cascade(name))
