@@ -19,6 +19,17 @@ neupims 6.62 -> 4.19, 4.22 -> 2.99; npu+pim 5.2-6.3 -> 4.2-5.0 (three pairs), 4.
 count; `gemms.op_gemms` of the dense ops is the largest part), about a third of a fresh run; per iteration, the
 serving loop's bookkeeping (a token emitted per request, pages reserved) and the bank-PIM placement's numpy calls on
 batches of a few dozen requests.
+Third round (issues 15 and 17: that bookkeeping and that placement): the running requests' KV tokens and last-token
+steps in flat lists, a page reserved only for the requests at a page boundary (found by (k - steps) mod page), the
+TBT gaps one value per run of equal last-token times; a bank-PIM remembers each context's GEMV, logits and issue
+seconds and greedy estimate per device, works out the sub-batches only when asked (sub-batch interleaving), and
+Algorithm 3 with one request per channel is channel % 2. Before -> after back to back on this shared machine (load
+about 1), this script, wall s, three runs each, results equal to the bit: neupims 4.77-5.30 -> 4.18-4.55 at 20/s,
+2.42-2.78 -> 1.73-2.07 at 1000/s; npu+pim 3.47-3.85 -> 2.26-2.43, 1.60-1.74 -> 1.09-1.23; npu-only 1.95-2.27 ->
+1.55-1.86, 1.25-1.43 -> 0.89-1.02. The serving loop alone (a constant-cost model): the 20/s trace's 13,232
+iterations 0.59-0.62 -> 0.44-0.49 s; a closed loop of 128 (1024, 1024)-token requests, 2,474 iterations, 0.35 ->
+0.105 s. Under 3 s here: every mode at 1000/s, npu+pim and npu-only at 20/s; not NeuPIMs at 20/s, where the system
+model's layer (the dense ops' costs, each sub-batch's ops) is most of an iteration and the loop about 35 us.
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
