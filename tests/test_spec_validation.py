@@ -130,6 +130,16 @@ def test_bad_set_values_are_blamed_on_the_set(value: float) -> None:
     assert (error.source, error.where) == ("--set", "seq_len")
 
 
+def test_checked_params_are_remembered_by_value_and_type() -> None:
+    """bind remembers a layer's checked params: a bool after an equal int is still refused, a list (unhashable)
+    too, and an int and a float of one value bind alike."""
+    cascade = library.load_cascade_spec("attention-1pass")
+    assert bind(cascade, {"seq_len": 256, "heads": 1}).rank_sizes["M"] == 256
+    assert _error(bind, cascade, {"seq_len": 256, "heads": True}).where == "params.heads"
+    assert "expected a number" in _error(bind, cascade, {"seq_len": 256, "heads": [1]}).message
+    assert bind(cascade, {"seq_len": 256.0, "heads": 1}).params == bind(cascade, {"seq_len": 256, "heads": 1}).params
+
+
 def test_huge_sizes_name_the_limit_and_how_to_raise_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cascade = library.load_cascade_spec("attention-1pass")
     assert "ARCHSIM_MAX_SIZE" in _error(bind, cascade, None, {"seq_len": 2**25}, source="--set").message

@@ -104,9 +104,8 @@ def bind(
     elif params:
         layers.append(("<params>", params))
     for layer_source, layer in layers:
-        for key, value in layer.items():
-            values[key] = check_size(key, value, layer_source, f"params.{key}", limit)
-            origin[key] = layer_source
+        values.update(_checked_params(layer_source, layer, limit))
+        origin.update(dict.fromkeys(layer, layer_source))
     rank_overrides: dict[str, int] = {}
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
@@ -159,6 +158,23 @@ def bind(
     word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
+
+
+def _checked_params(source: str, layer: Mapping[str, float], limit: int) -> dict[str, float]:
+    """`check_size` of each `params.X` of a layer (blamed on `source`), remembered per layer's items: a system
+    model binds one workload's parameters for every op and size it meets."""
+    items = tuple((key, type(value), value) for key, value in layer.items())
+    try:
+        return dict(_checked_items(source, items, limit))
+    except TypeError:  # an unhashable value, which check_size refuses by name
+        return {key: check_size(key, value, source, f"params.{key}", limit) for key, value in layer.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_items(source: str, items: tuple[tuple[str, type, float], ...],
+                   limit: int) -> tuple[tuple[str, float], ...]:
+    # keyed by each value's type too: True, 1 and 1.0 are equal keys, and check_size refuses a bool
+    return tuple((key, check_size(key, value, source, f"params.{key}", limit)) for key, _, value in items)
 
 
 def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float]) -> None:
