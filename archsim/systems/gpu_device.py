@@ -96,22 +96,25 @@ class GpuDevice:
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
-        decodes, terms = [], self._terms
+        decodes, terms, priced = [], self._terms, self.energy is not None
+        flops = keys = 0  # the ops' FLOPs (per-action energy) and the decode ops' keys, summed in op order
         for op in ops:
+            if priced:
+                flops += op.flops
             kernel = op.cascade in KERNEL_CASCADES
             if kernel and op.phase != "prefill":
                 if op.phase == "decode":
                     decodes.append(op)
+                    keys += op.binding.params["seq_len"]
                 continue
             found = terms.get(op)
             if found is None:
                 found = terms[op] = self._attention(op, [op]) if kernel else self._dense(op)
             time_s, peak_s, dram_bytes = time_s + found[0], peak_s + found[1], dram_bytes + found[2]
         if decodes:
-            t, p, b = self._attention(decodes[0], decodes)
+            t, p, b = self._attention(decodes[0], decodes, keys)
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
-        energy_j = (self.spec.power_w * time_s if self.energy is None
-                    else self.energy.energy_j(dram_bytes, float(sum([op.flops for op in ops]))))
+        energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
     def _precision(self, op: Op) -> str:
@@ -150,18 +153,21 @@ class GpuDevice:
             return dram_bytes / self.spec.dram_bytes_per_s
         return dram_bytes / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"]) + self.params["launch_s"]
 
-    def _attention(self, op: Op, group: Sequence[Op]) -> tuple[float, float, float]:
-        """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group`."""
-        from archsim.model.gpu import AttentionCase
-        from archsim.model.gpu_kernels import predict
-
+    def _attention(self, op: Op, group: Sequence[Op], keys: float | None = None) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group` (`keys`:
+        the sum of its ops' `seq_len`, when the caller has it)."""
         p = op.binding.params
-        seqlen = math.ceil(sum([o.binding.params["seq_len"] for o in group]) / len(group))
+        if keys is None:
+            keys = sum([o.binding.params["seq_len"] for o in group])
+        seqlen = math.ceil(keys / len(group))
         # what the call's AttentionCase holds: the kernel model reads the case alone
         key = (op.phase, op.binding.word_bytes, len(group), seqlen, p.get("heads"), p.get("kv_heads"), p["head_dim"])
         found = self._terms.get(key) if self.timing != ROOFLINE else None
         if found is not None:
             return found
+        from archsim.model.gpu import AttentionCase
+        from archsim.model.gpu_kernels import predict
+
         heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
