@@ -34,7 +34,7 @@ class LogicPimDevice:
     spec: LogicPIMSpec  # one stack
     count: int  # stacks working on an op together
     kind: str = "logic-pim"
-    # (op, streamed fraction) -> the op's (time, memory time, energy, busy time): a serving run asks for the same
+    # streamed fraction -> op -> the op's (time, memory time, energy, busy time): a serving run asks for the same
     # decode attention ops (one per context length) in many iterations
     _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -53,11 +53,14 @@ class LogicPimDevice:
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
             return OpCost()
-        terms, time_s, memory_total_s, energy_j, busy_s = self._terms, 0.0, 0.0, 0.0, 0.0
+        terms = self._terms.get(streamed_fraction)
+        if terms is None:
+            terms = self._terms[streamed_fraction] = {}
+        time_s = memory_total_s = energy_j = busy_s = 0.0
         for op in ops:  # the ops one after another: each term added in op order
-            found = terms.get((op, streamed_fraction))
+            found = terms.get(op)
             if found is None:
-                found = terms[op, streamed_fraction] = self._op_terms(op, streamed_fraction)
+                found = terms[op] = self._op_terms(op, streamed_fraction)
             time_s += found[0]
             memory_total_s += found[1]
             energy_j += found[2]
