@@ -42,6 +42,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,6 +62,8 @@ FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (
 # Llama-3-405B's 128 heads at batch 1 and 128K tokens. ARCHSIM_MAX_GPU_ROWS raises it.
 MAX_QUERY_ROWS = 2**30
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
+# Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
+MAKESPAN_MEMO_CTAS = 4096
 
 
 @dataclass(frozen=True)
@@ -273,14 +276,29 @@ def cta_overhead_s(launch: TiledLaunch, gpu: GPU, overhead_cycles: float) -> flo
 
 def makespan_s(durations: np.ndarray, slots: int) -> float:
     """Finish time of CTAs dispatched in launch order, each to the slot that frees first (greedy list
-    scheduling, what the block scheduler does). Uniform durations reduce to ceil(n / slots) x duration."""
+    scheduling, what the block scheduler does). Uniform durations reduce to ceil(n / slots) x duration. A
+    schedule of at most `MAKESPAN_MEMO_CTAS` float64 durations is remembered by their bytes (a serving run asks
+    for the same decode grid at every context of a key block)."""
     n = len(durations)
     if n == 0:
         return 0.0
     if np.all(durations == durations[0]):
         return math.ceil(n / slots) * float(durations[0])
-    free = [0.0] * min(slots, n)
-    for duration in durations.tolist():
+    if n <= MAKESPAN_MEMO_CTAS and durations.dtype == np.float64:
+        return _list_schedule_s(durations.tobytes(), min(slots, n))
+    return _list_schedule(durations.tolist(), min(slots, n))
+
+
+@lru_cache(maxsize=1024)
+def _list_schedule_s(durations: bytes, slots: int) -> float:
+    """`_list_schedule` of float64 durations given as their bytes (pure; memoised)."""
+    return _list_schedule(np.frombuffer(durations).tolist(), slots)
+
+
+def _list_schedule(durations: list[float], slots: int) -> float:
+    """Greedy list scheduling of `durations` in order on `slots` (<= len(durations)) slots: the last finish."""
+    free = [0.0] * slots
+    for duration in durations:
         heapq.heapreplace(free, free[0] + duration)
     return max(free)
 
