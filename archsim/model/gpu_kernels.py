@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -205,6 +206,7 @@ FA2_SPLIT_BLOCK_M = 64
 SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
 FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
+SPLIT_MEMO_CTAS = 2**14  # split-KV grids remembered up to this many CTAs (128 KB of counts; 512 grids <= 64 MB)
 
 
 def _backward_from(case: AttentionCase) -> int | None:
@@ -246,11 +248,13 @@ def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     return pre, _first_fitting(candidates, gpu), post
 
 
+@lru_cache(maxsize=4096)
 def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
     """FA2's num_splits heuristic (`num_splits_heuristic` in csrc/flash_attn/flash_api.cpp, called with 2 x the
     SM count as `slots` whatever the occupancy; from memory): no split when the grid already fills 80 % of the
     slots; else the fewest splits whose wave efficiency (waves / ceil(waves)) is within 85 % of the best, skipping
-    counts that give the same blocks per split as one fewer."""
+    counts that give the same blocks per split as one fewer. Pure; memoised (a serving run asks for the same
+    grid at every context of a key block)."""
     if tiles_of_grid >= 0.8 * slots:
         return 1
     efficiency = {}
@@ -263,6 +267,25 @@ def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
     return min(s for s, eff in efficiency.items() if eff >= 0.85 * best)
 
 
+def _split_counts(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
+    """Key tiles of each CTA of a split-KV decode grid, a CTA per (head, split) in that launch order: the key
+    blocks cut into `splits` runs of ceil(key_blocks / splits), the last one shorter or empty. Read-only; a grid
+    of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
+    if grid_heads * splits <= SPLIT_MEMO_CTAS:
+        return _split_counts_memo(grid_heads, splits, key_blocks)
+    return _split_counts_of(grid_heads, splits, key_blocks)
+
+
+def _split_counts_of(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
+    per_split = _ceil(key_blocks, splits)
+    counts = _repeat(np.clip(key_blocks - per_split * np.arange(splits), 0, per_split), grid_heads)
+    counts.flags.writeable = False
+    return counts
+
+
+_split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
+
+
 def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
     e, d = case.element_bytes, case.head_dim
     block_n = 256 if d <= 64 else 128 if d <= 128 else 64
@@ -272,12 +295,11 @@ def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BL
     tile = fwd_tile(block_m, block_n, d, warps, False, e, True, False, False, False)
     splits = _split_heuristic(grid_heads * _ceil(case.group if packed else 1, block_m),
                               FA2_SPLIT_CTAS_PER_SM * gpu.sm_count, key_blocks)
-    per_split = _ceil(key_blocks, splits)
-    counts = np.clip(key_blocks - per_split * np.arange(splits), 0, per_split)
+    counts = _split_counts(grid_heads, splits, key_blocks)
     kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
     q_o = 2 * case.batch * case.heads * d * e
     partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if splits > 1 else 0
-    main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, _repeat(counts, grid_heads)),),
+    main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
                        32 * warps, (block_m + 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n, "sync",
                        "mma_efficiency_fwd", case.precision, kv + q_o + partials, kv + q_o + partials, 1,
                        io_bytes=block_m * d * (e + ACC_BYTES))
