@@ -27,9 +27,15 @@ from archsim.gpu.params import calibration_from_dict, load_calibration
 from archsim.gpu.roofline import roofline_time_s, workload_points
 from archsim.gpu.validate import validate
 from archsim.library import load_workload_spec
-from archsim.model.gpu import DRAM_EFFICIENCY, AttentionCase, makespan_s
-from archsim.model.gpu_kernels import KERNELS, family_of, predict
-from archsim.model.gpu_tiles import step_ops
+from archsim.model.gpu import (
+    DRAM_EFFICIENCY,
+    MAKESPAN_MEMO_CTAS,
+    AttentionCase,
+    _remembered_makespan_s,
+    makespan_s,
+)
+from archsim.model.gpu_kernels import KERNELS, _split_counts_memo, _split_heuristic, family_of, plans, predict
+from archsim.model.gpu_tiles import fwd_tile, step_ops
 
 PRESETS = Path(__file__).resolve().parents[1] / "archsim" / "gpu" / "presets"
 HEADER = "gpu,kernel,dtype,causal,batch,heads,head_dim,seqlen,direction,metric,value,unit"
@@ -161,6 +167,24 @@ def test_greedy_schedule_by_hand() -> None:
     assert makespan_s(np.full(10, 2.0), 4) == 6.0  # ceil(10 / 4) waves of 2 s
     assert makespan_s(np.array([3.0, 1.0, 1.0, 1.0]), 2) == 3.0  # one slot takes the 3, the other the three 1s
     assert makespan_s(np.array([1.0, 1.0, 3.0]), 2) == 4.0  # the 3 waits for the first slot to free at 1
+
+
+def test_remembered_schedules_and_decode_grids_equal_fresh_ones(calibration) -> None:
+    """Schedules are remembered by their durations' bytes, split-KV decode grids by their sizes: the same cases
+    asked again, and again after the memos are cleared, give the first answers. Contexts 779, 780 and 876 share
+    7 key blocks of 128, cut into 4 splits of 2, 2, 2 and 1 (uneven CTAs: the greedy schedule, not the uniform
+    shortcut). A schedule beyond the memo by hand: 4,096 CTAs of 1 s fill 4,096 slots, the 4,097th (3 s) starts
+    when the first frees: 4 s."""
+    assert makespan_s(np.append(np.ones(MAKESPAN_MEMO_CTAS), 3.0), MAKESPAN_MEMO_CTAS) == 4.0
+    gpu, params = load_gpu("h100-sxm5"), _params(calibration, "Flash-Decoding")
+    cases = [AttentionCase("decode", 32, 8, 2, 128, seqlen, False, "fp16") for seqlen in (779, 780, 876)]
+    first = [predict("Flash-Decoding", case, gpu, params) for case in cases]
+    counts = plans("Flash-Decoding", cases[0], gpu)[0].launches[0].segments[0].counts
+    assert counts[:4].tolist() == [2, 2, 2, 1] and not counts.flags.writeable  # the shared grid is read-only
+    assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first
+    for memo in (_remembered_makespan_s, _split_heuristic, _split_counts_memo, fwd_tile):
+        memo.cache_clear()
+    assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first
 
 
 def test_roofline_by_hand() -> None:

@@ -279,26 +279,25 @@ def makespan_s(durations: np.ndarray, slots: int) -> float:
     scheduling, what the block scheduler does). Uniform durations reduce to ceil(n / slots) x duration. A
     schedule of at most `MAKESPAN_MEMO_CTAS` float64 durations is remembered by their bytes (a serving run asks
     for the same decode grid at every context of a key block)."""
-    n = len(durations)
-    if n == 0:
-        return 0.0
-    if np.all(durations == durations[0]):
-        return math.ceil(n / slots) * float(durations[0])
-    if n <= MAKESPAN_MEMO_CTAS and durations.dtype == np.float64:
-        return _list_schedule_s(durations.tobytes(), min(slots, n))
-    return _list_schedule(durations.tolist(), min(slots, n))
+    if len(durations) <= MAKESPAN_MEMO_CTAS and durations.dtype == np.float64:
+        return _remembered_makespan_s(durations.tobytes(), slots)
+    return _list_schedule_s(durations, slots)
 
 
 @lru_cache(maxsize=1024)
-def _list_schedule_s(durations: bytes, slots: int) -> float:
-    """`_list_schedule` of float64 durations given as their bytes (pure; memoised)."""
-    return _list_schedule(np.frombuffer(durations).tolist(), slots)
+def _remembered_makespan_s(durations: bytes, slots: int) -> float:
+    """`_list_schedule_s` of float64 durations given as their bytes (pure; memoised)."""
+    return _list_schedule_s(np.frombuffer(durations), slots)
 
 
-def _list_schedule(durations: list[float], slots: int) -> float:
-    """Greedy list scheduling of `durations` in order on `slots` (<= len(durations)) slots: the last finish."""
-    free = [0.0] * slots
-    for duration in durations:
+def _list_schedule_s(durations: np.ndarray, slots: int) -> float:
+    n = len(durations)
+    if n == 0:
+        return 0.0
+    if (durations == durations[0]).all():
+        return math.ceil(n / slots) * float(durations[0])
+    free = [0.0] * min(slots, n)
+    for duration in durations.tolist():
         heapq.heapreplace(free, free[0] + duration)
     return max(free)
 
@@ -306,10 +305,10 @@ def _list_schedule(durations: list[float], slots: int) -> float:
 def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
     k = ctas_per_sm(launch, gpu)
     resident = min(k, math.ceil(launch.ctas / gpu.sm_count))  # a small grid is spread one CTA per SM first
-    cta_s = np.full(launch.ctas, cta_overhead_s(launch, gpu, params["cta_overhead_cycles"]))
+    cta_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])  # + each segment's tiles: a time per CTA
     totals = {"mma_flops": 0.0, "exp_ops": 0.0, "alu_ops": 0.0, "smem_bytes": 0.0}
     for seg in launch.segments:
-        cta_s += seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+        cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
         tiles = float(seg.counts.sum())
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)

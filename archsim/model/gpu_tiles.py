@@ -66,10 +66,12 @@ def mma_smem_elements(m: int, n: int, k: int, warps: int, warpgroup: bool, a_in_
     return a_in_smem * m * k * a_reads + b_in_smem * k * n * b_reads
 
 
+@lru_cache(maxsize=1024, typed=True)
 def fwd_tile(block_m: int, block_n: int, head_dim: int, warps: int, warpgroup: bool, element_bytes: int,
              q_in_smem: bool, masked: bool, convert_fp8: bool, p_to_fp8: bool) -> Tile:
     """One forward step: S = Q·Kᵀ, online softmax, O += P·V. K and V tiles are loaded into SMEM; P stays in
-    registers. `convert_fp8`: fp8 K/V run on the fp16 path (no fp8 tensor cores); `p_to_fp8`: P is cast to fp8."""
+    registers. `convert_fp8`: fp8 K/V run on the fp16 path (no fp8 tensor cores); `p_to_fp8`: P is cast to fp8.
+    Pure; memoised by argument values and types (a decode run asks for the same tile at every call)."""
     mma, exp, alu = step_ops(block_m, block_n, head_dim)
     scores = block_m * block_n
     kv_elements = 2 * block_n * head_dim
