@@ -196,3 +196,23 @@ def test_gpu_device_costs_add_up_to_the_ops(name: str) -> None:
         assert cost.busy_s["gpu"] * precision_peak == pytest.approx(flops, rel=1e-12), op.name
         assert cost.energy_j == pytest.approx(gpu.spec.power_w * cost.time_s, rel=1e-12)
         assert math.isfinite(cost.time_s) and cost.time_s > 0
+
+
+@pytest.mark.parametrize("system", ["duplex-gpu", "neupims"])
+def test_decode_ops_sums_equal_the_ops_one_by_one(system: str) -> None:
+    """`SystemModel.decode_ops` reads its keys and FLOPs off per-context tables (grown as contexts arrive, filled
+    once per context): they equal adding the ops' own, and a GPU device costs the batch as it costs the same ops in
+    a plain list, to the bit."""
+    import numpy as np
+
+    workload = "mixtral-8x7b" if system == "duplex-gpu" else "gpt3-7b"
+    model = system_model(load_system(system), library.load_workload_spec(workload))
+    for contexts in ([5.0, 300.0, 5.0, 17.0], [5000.0, 1.0, 299.0, 300.0, 5000.0], []):
+        batch = model.decode_ops(np.asarray(contexts))
+        ops = model.decode_attention(contexts)
+        assert list(batch) == ops
+        assert batch.keys == sum(op.binding.params["seq_len"] for op in ops)
+        assert batch.flops() == sum(op.flops for op in ops)
+        for device in model.devices.values():
+            if device.kind == "gpu" and ops:
+                assert device.cost(batch) == device.cost(list(ops))

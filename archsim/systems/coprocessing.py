@@ -42,7 +42,7 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
         devices = [placed.get(op) or _device_of(model, op) for op in ops]
         if devices and all(d is devices[0] for d in devices):  # the usual case: every op on one device
-            stage.setdefault(devices[0].name, [[], []])[at] = list(ops)
+            stage.setdefault(devices[0].name, [[], []])[at] = ops
             continue
         for op, device in zip(ops, devices, strict=True):
             stage.setdefault(device.name, [[], []])[at].append(op)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from archsim.arch.gpu import GPU
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
-from archsim.systems.step import INTERMEDIATE, Op
+from archsim.systems.step import INTERMEDIATE, DecodeOps, Op
 
 PRECISIONS = {2: "fp16", 4: "fp32"}
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
@@ -96,6 +96,13 @@ class GpuDevice:
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
+        if isinstance(ops, DecodeOps) and ops and ops[0].cascade in KERNEL_CASCADES:
+            # one decode call, its keys and FLOPs already summed (the loop below, without visiting each op)
+            t, p, b = self._attention(ops[0], ops, ops.keys)
+            time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+            energy_j = (self.energy.energy_j(dram_bytes, float(ops.flops())) if self.energy is not None
+                        else self.spec.power_w * time_s)
+            return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
         decodes, terms, priced = [], self._terms, self.energy is not None
         flops = keys = 0  # the ops' FLOPs (per-action energy) and the decode ops' keys, summed in op order
         for op in ops:

@@ -40,7 +40,7 @@ so for a GQA workload with a window its prefill K and V bytes count heads, not k
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from archsim import library
@@ -297,6 +297,23 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
     cascade = library_cascade(cascade_name)
     binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
     return Op(name, cascade_name, binding, deps, phase)
+
+
+class DecodeOps(tuple):
+    """One iteration's decode attention ops, one per request in order and all of one cascade, with sums a device
+    may read instead of visiting each op: `keys`, their `seq_len` added, and `flops()`, their FLOPs added (both
+    whole numbers, so equal to adding the ops' one by one; `SystemModel.decode_ops` reads them off per-context
+    tables)."""
+
+    keys: float
+
+    def __new__(cls, ops: Sequence[Op], keys: float, flops: Callable[[], int]) -> DecodeOps:
+        made = super().__new__(cls, ops)
+        made.keys, made._flops = keys, flops
+        return made
+
+    def flops(self) -> int:
+        return self._flops()
 
 
 def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:

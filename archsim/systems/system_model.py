@@ -68,7 +68,7 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_op, layer_ops
+from archsim.systems.step import KV_CACHE, WEIGHTS, DecodeOps, Op, Step, block_of, layer_kinds, layer_op, layer_ops
 from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
 
@@ -203,6 +203,36 @@ class SystemModel:
                 if c not in known:
                     self.attention("decode", int(c))
             return [known[c] for c in contexts]
+
+    def decode_ops(self, contexts: np.ndarray) -> DecodeOps:
+        """`decode_attention` of these contexts as `DecodeOps`: their keys and FLOPs summed from per-context tables
+        (`_decode_tables`), the FLOPs only when a device asks (an op's FLOPs need its analysis)."""
+        ops = self.decode_attention(contexts.tolist())
+        at = contexts.astype(np.int64)
+        keys = float(self._decode_table("keys", np.float64, at, ops, lambda op: op.binding.params["seq_len"]))
+        return DecodeOps(ops, keys, lambda: int(self._decode_table("flops", np.int64, at, ops, lambda op: op.flops)))
+
+    def _decode_table(self, name: str, dtype: type, at: np.ndarray, ops: Sequence[Op],
+                      value: Callable[[Op], float]) -> float:
+        """The sum over the requests of `value` of each one's decode op, read off the table `name` (context ->
+        value), filled from the ops for contexts not yet in it. The values are whole numbers (keys below 2**53,
+        FLOPs as int64), so the sum is exact in any order."""
+        tables = self._decode_tables
+        table, known = tables.get(name, (np.zeros(0, dtype=dtype), np.zeros(0, dtype=bool)))
+        if at.size and int(at.max()) >= len(table):
+            size = max(2 * len(table), int(at.max()) + 1)
+            table = np.concatenate([table, np.zeros(size - len(table), dtype=dtype)])
+            known = np.concatenate([known, np.zeros(size - len(known), dtype=bool)])
+        tables[name] = table, known
+        missing = np.flatnonzero(~known[at])
+        for i in missing.tolist():
+            table[at[i]], known[at[i]] = value(ops[i]), True
+        return table[at].sum()
+
+    @functools.cached_property
+    def _decode_tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Table name -> (context -> the value of that context's decode op, which contexts are filled)."""
+        return {}
 
     @functools.cached_property
     def _attention_ops(self) -> dict[str, dict[int, Op]]:
@@ -343,7 +373,7 @@ def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
 def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
     """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
     schedule = model.system.schedule
-    decode_ops = model.decode_attention(np.asarray(contexts).tolist())
+    decode_ops = model.decode_ops(np.asarray(contexts))
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
