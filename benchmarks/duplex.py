@@ -1,11 +1,18 @@
 """Wall time of `archsim reproduce duplex`'s work on one core (issue 15: under 60 s): the closed-loop grid, the
-Bank-PIM comparison and the QPS sweep (`archsim.systems.duplex_reproduce.run_all`), timed each and together.
+Bank-PIM comparison, the QPS sweep and the QPS capacities (`archsim.systems.duplex_reproduce.run_all`), timed each
+and together (the command adds its imports and printing, 1-2 s, and its Bank-PIM part runs one system fewer).
 
 The grids are the paper grid's 30 points for the GPU and Duplex+PE+ET (five models) and four Mixtral points for
 Duplex and Duplex+PE (`duplex_reproduce.grid_records`); until this change one grid of four Mixtral points.
 Pinned to one core of this shared 2-core machine, back to back, with the four-point grid: 70.2 s before the caches
 of issue 17 (co-processing's chain around the attention stage per batch shape, Op FLOPs and bytes computed once),
 41.8 s after (grid 22.3 -> 14.6 s, Bank-PIM 5.0 -> 2.3 s, QPS sweep 42.9 -> 25.0 s), the same records to the bit.
+With the paper grid: 162.7 s at the stop that added it (the capacities not timed then). Issues 15 and 17's third
+round (each op's cost terms and each decode call's kernel prediction remembered per device, the serving loop's
+per-request bookkeeping, a library cascade's GEMM structure once per cascade, split-KV decode grids and CTA
+schedules remembered, a decode batch's keys and FLOPs summed from per-context tables): 55.6 s (grids 38.3, Bank-PIM
+1.0, QPS sweep 11.3, capacities 5.0; `taskset -c 1`, load below 1), the command end to end 61.9-63.0 s wall (99.5 s
+before the round, not pinned); `archsim reproduce duplex --json` byte for byte the same before and after each step.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 
@@ -20,7 +27,8 @@ LIMIT_S = 60.0  # issue 15
 
 def main() -> None:
     parts = (("closed-loop grids", duplex_reproduce.grid_records), ("Bank-PIM comparison",
-             duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep))
+             duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep),
+             ("QPS capacities", duplex_reproduce.capacity_qps))
     total_s = 0.0
     for name, run in parts:
         start = time.perf_counter()
