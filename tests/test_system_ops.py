@@ -198,13 +198,19 @@ def test_gpu_device_costs_add_up_to_the_ops(name: str) -> None:
         assert math.isfinite(cost.time_s) and cost.time_s > 0
 
 
+@pytest.mark.parametrize("limit", [None, 300])
 @pytest.mark.parametrize("system", ["duplex-gpu", "neupims"])
-def test_decode_ops_sums_equal_the_ops_one_by_one(system: str) -> None:
+def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, limit: int | None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`SystemModel.decode_ops` reads its keys and FLOPs off per-context tables (grown as contexts arrive, filled
-    once per context): they equal adding the ops' own, and a GPU device costs the batch as it costs the same ops in
-    a plain list, to the bit."""
+    once per context; beyond `DECODE_TABLE_LIMIT` op by op): they equal adding the ops' own, and a GPU device costs
+    the batch as it costs the same ops in a plain list, to the bit."""
     import numpy as np
 
+    from archsim.systems import system_model as sm
+
+    if limit is not None:  # contexts from 300 on summed op by op, not tabled
+        monkeypatch.setattr(sm, "DECODE_TABLE_LIMIT", limit)
     workload = "mixtral-8x7b" if system == "duplex-gpu" else "gpt3-7b"
     model = system_model(load_system(system), library.load_workload_spec(workload))
     for contexts in ([5.0, 300.0, 5.0, 17.0], [5000.0, 1.0, 299.0, 300.0, 5000.0], []):

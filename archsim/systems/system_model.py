@@ -74,6 +74,7 @@ from archsim.workload import Workload
 
 ATTENTION = "attention"
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
+DECODE_TABLE_LIMIT = 1 << 22  # contexts (tokens) up to which SystemModel.decode_ops tables per-context sums
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,13 @@ class SystemModel:
 
     def decode_ops(self, contexts: np.ndarray) -> DecodeOps:
         """`decode_attention` of these contexts as `DecodeOps`: their keys and FLOPs summed from per-context tables
-        (`_decode_tables`), the FLOPs only when a device asks (an op's FLOPs need its analysis)."""
+        (`_decode_tables`), the FLOPs only when a device asks (an op's FLOPs need its analysis). Contexts beyond
+        `DECODE_TABLE_LIMIT` are summed op by op (the same sums), not tabled."""
         ops = self.decode_attention(contexts.tolist())
         at = contexts.astype(np.int64)
+        if at.size and int(at.max()) >= DECODE_TABLE_LIMIT:
+            keys = sum([op.binding.params["seq_len"] for op in ops])
+            return DecodeOps(ops, float(keys), lambda: sum([op.flops for op in ops]))
         keys = float(self._decode_table("keys", np.float64, at, ops, lambda op: op.binding.params["seq_len"]))
         return DecodeOps(ops, keys, lambda: int(self._decode_table("flops", np.int64, at, ops, lambda op: op.flops)))
 
