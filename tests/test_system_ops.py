@@ -202,9 +202,9 @@ def test_gpu_device_costs_add_up_to_the_ops(name: str) -> None:
 @pytest.mark.parametrize("system", ["duplex-gpu", "neupims"])
 def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, limit: int | None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """`SystemModel.decode_ops` reads its keys and FLOPs off per-context tables (grown as contexts arrive, filled
-    once per context; beyond `DECODE_TABLE_LIMIT` op by op): they equal adding the ops' own, and a GPU device costs
-    the batch as it costs the same ops in a plain list, to the bit."""
+    """`SystemModel.decode_ops` reads its totals (keys, FLOPs, MACs) off per-context tables (grown as contexts
+    arrive, filled once per context; beyond `DECODE_TABLE_LIMIT` op by op): they equal adding the ops' own, and a
+    GPU or bank-PIM device costs the batch as it costs the same ops in a plain list, to the bit."""
     import numpy as np
 
     from archsim.systems import system_model as sm
@@ -217,8 +217,11 @@ def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, limit: int | None
         batch = model.decode_ops(np.asarray(contexts))
         ops = model.decode_attention(contexts)
         assert list(batch) == ops
-        assert batch.keys == sum(op.binding.params["seq_len"] for op in ops)
-        assert batch.flops() == sum(op.flops for op in ops)
+        assert batch.total("keys") == sum(op.binding.params["seq_len"] for op in ops)
+        assert batch.total("flops") == sum(op.flops for op in ops)
+        assert batch.total("macs") == sum(op.ops.get("mac", 0) for op in ops)
         for device in model.devices.values():
             if device.kind == "gpu" and ops:
                 assert device.cost(batch) == device.cost(list(ops))
+            if device.kind == "bank-pim" and ops:
+                assert device.cost_of(batch, 1.0, 0.5) == device.cost_of(list(ops), 1.0, 0.5)

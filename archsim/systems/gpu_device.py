@@ -98,9 +98,9 @@ class GpuDevice:
         time_s = peak_s = dram_bytes = 0.0
         if isinstance(ops, DecodeOps) and ops and ops[0].cascade in KERNEL_CASCADES:
             # one decode call, its keys and FLOPs already summed (the loop below, without visiting each op)
-            t, p, b = self._attention(ops[0], ops, ops.keys)
+            t, p, b = self._attention(ops[0], ops, ops.total("keys"))
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
-            energy_j = (self.energy.energy_j(dram_bytes, float(ops.flops())) if self.energy is not None
+            energy_j = (self.energy.energy_j(dram_bytes, float(ops.total("flops"))) if self.energy is not None
                         else self.spec.power_w * time_s)
             return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
         decodes, terms, priced = [], self._terms, self.energy is not None

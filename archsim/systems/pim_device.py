@@ -33,7 +33,7 @@ from archsim.errors import SpecError
 from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
-from archsim.systems.step import Op
+from archsim.systems.step import DecodeOps, Op
 
 PIM_ATTENTION = "attention-decode-gqa"
 
@@ -150,7 +150,7 @@ class BankPimDevice:
 
     def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
         """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""
-        macs = sum([op.ops.get("mac", 0) for op in ops])
+        macs = ops.total("macs") if isinstance(ops, DecodeOps) else sum([op.ops.get("mac", 0) for op in ops])
         word_bits = 8 * ops[0].binding.word_bytes if ops else 0
         energy_pj = macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
         return OpCost(slowest_s, 0.0, energy_pj * 1e-12, {self.name: mean_s})
@@ -160,7 +160,7 @@ class BankPimDevice:
         return float(sum(n for op in ops for kind, n in op.ops.items() if kind != "mac"))
 
     def _sizes(self, ops: Sequence[Op], with_contexts: bool = True) -> tuple[np.ndarray | None, int, int, int]:
-        if any([op.cascade != PIM_ATTENTION for op in ops]):
+        if any([op.cascade != PIM_ATTENTION for op in (ops[:1] if isinstance(ops, DecodeOps) else ops)]):
             op = next(op for op in ops if op.cascade != PIM_ATTENTION)
             raise SpecError(self.source, f"devices.{self.name}", f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the "
                                                                  f"placement puts {op.name} ({op.cascade}, "

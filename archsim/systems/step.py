@@ -299,21 +299,26 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
     return Op(name, cascade_name, binding, deps, phase)
 
 
+# What `DecodeOps.total` may sum: a whole number per decode attention op
+DECODE_SUMS: dict[str, Callable[[Op], float]] = {
+    "keys": lambda op: op.binding.params["seq_len"],
+    "flops": lambda op: op.flops,
+    "macs": lambda op: op.ops.get("mac", 0),
+}
+
+
 class DecodeOps(tuple):
-    """One iteration's decode attention ops, one per request in order and all of one cascade, with sums a device
-    may read instead of visiting each op: `keys`, their `seq_len` added, and `flops()`, their FLOPs added (both
-    whole numbers, so equal to adding the ops' one by one; `SystemModel.decode_ops` reads them off per-context
-    tables)."""
+    """One iteration's decode attention ops, one per request in order and all of one cascade. `total(name)` adds
+    `DECODE_SUMS[name]` of each, a whole number, which `SystemModel.decode_ops` reads off per-context tables instead
+    of visiting every op: equal to adding them one by one (module `system_model`)."""
 
-    keys: float
-
-    def __new__(cls, ops: Sequence[Op], keys: float, flops: Callable[[], int]) -> DecodeOps:
+    def __new__(cls, ops: Sequence[Op], total: Callable[[str], float]) -> DecodeOps:
         made = super().__new__(cls, ops)
-        made.keys, made._flops = keys, flops
+        made._total = total
         return made
 
-    def flops(self) -> int:
-        return self._flops()
+    def total(self, name: str) -> float:
+        return self._total(name)
 
 
 def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:

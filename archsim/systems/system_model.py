@@ -68,7 +68,18 @@ from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
-from archsim.systems.step import KV_CACHE, WEIGHTS, DecodeOps, Op, Step, block_of, layer_kinds, layer_op, layer_ops
+from archsim.systems.step import (
+    DECODE_SUMS,
+    KV_CACHE,
+    WEIGHTS,
+    DecodeOps,
+    Op,
+    Step,
+    block_of,
+    layer_kinds,
+    layer_op,
+    layer_ops,
+)
 from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
 
@@ -206,33 +217,30 @@ class SystemModel:
             return [known[c] for c in contexts]
 
     def decode_ops(self, contexts: np.ndarray) -> DecodeOps:
-        """`decode_attention` of these contexts as `DecodeOps`: their keys and FLOPs summed from per-context tables
-        (`_decode_tables`), the FLOPs only when a device asks (an op's FLOPs need its analysis). Contexts beyond
-        `DECODE_TABLE_LIMIT` are summed op by op (the same sums), not tabled."""
+        """`decode_attention` of these contexts as `DecodeOps`, whose totals (`_decode_total`) are worked out only
+        when a device asks (an op's FLOPs need its analysis)."""
         ops = self.decode_attention(contexts.tolist())
-        at = contexts.astype(np.int64)
-        if at.size and int(at.max()) >= DECODE_TABLE_LIMIT:
-            keys = sum([op.binding.params["seq_len"] for op in ops])
-            return DecodeOps(ops, float(keys), lambda: sum([op.flops for op in ops]))
-        keys = float(self._decode_table("keys", np.float64, at, ops, lambda op: op.binding.params["seq_len"]))
-        return DecodeOps(ops, keys, lambda: int(self._decode_table("flops", np.int64, at, ops, lambda op: op.flops)))
+        return DecodeOps(ops, functools.partial(self._decode_total, contexts.astype(np.int64), ops))
 
-    def _decode_table(self, name: str, dtype: type, at: np.ndarray, ops: Sequence[Op],
-                      value: Callable[[Op], float]) -> float:
-        """The sum over the requests of `value` of each one's decode op, read off the table `name` (context ->
-        value), filled from the ops for contexts not yet in it. The values are whole numbers (keys below 2**53,
-        FLOPs as int64), so the sum is exact in any order."""
+    def _decode_total(self, at: np.ndarray, ops: Sequence[Op], name: str) -> float:
+        """`DECODE_SUMS[name]` added over `ops` (whose contexts are `at`): read off the table `name` (context -> the
+        value of that context's op, filled from the ops for contexts not yet in it). The values are whole numbers,
+        so below 2**53 the float64 sum is exact in any order; contexts from `DECODE_TABLE_LIMIT` on, and larger
+        sums, are added op by op."""
+        value = DECODE_SUMS[name]
+        if not at.size or int(at.max()) >= DECODE_TABLE_LIMIT:
+            return sum([value(op) for op in ops])
         tables = self._decode_tables
-        table, known = tables.get(name, (np.zeros(0, dtype=dtype), np.zeros(0, dtype=bool)))
-        if at.size and int(at.max()) >= len(table):
+        table, known = tables.get(name, (np.zeros(0), np.zeros(0, dtype=bool)))
+        if int(at.max()) >= len(table):
             size = max(2 * len(table), int(at.max()) + 1)
-            table = np.concatenate([table, np.zeros(size - len(table), dtype=dtype)])
+            table = np.concatenate([table, np.zeros(size - len(table))])
             known = np.concatenate([known, np.zeros(size - len(known), dtype=bool)])
-        tables[name] = table, known
-        missing = np.flatnonzero(~known[at])
-        for i in missing.tolist():
+            tables[name] = table, known
+        for i in np.flatnonzero(~known[at]).tolist():
             table[at[i]], known[at[i]] = value(ops[i]), True
-        return table[at].sum()
+        total = float(table[at].sum())
+        return total if total < 2**53 else sum([value(op) for op in ops])
 
     @functools.cached_property
     def _decode_tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
