@@ -322,3 +322,27 @@ def test_point_ops_remembered_per_einsum_equal_counting_again():
     for einsum in op.binding.cascade.einsums:
         assert analysis._sorted_point_ops(einsum) == analysis._sorted_point_ops(einsum, dict(DEFAULT_UNARY_OPS))
     assert analysis.analyze(op.binding).ops == analysis.analyze(op.binding).ops == op.analysis.ops
+
+
+def test_a_run_freezes_the_older_objects_and_undoes_it():
+    """During a run the objects alive before it are frozen out of the collector's passes; after it nothing is left
+    frozen, and a caller's own freeze is neither undone nor repeated."""
+    import gc
+
+    seen: list[int] = []
+
+    class Spy(LinearToy):
+        def iteration(self, batch: Batch) -> IterationCost:
+            seen.append(gc.get_freeze_count())
+            return super().iteration(batch)
+
+    requests = [Request(0, 0.0, 3, 3)]
+    simulate_serving(Spy(kv_capacity_bytes=100), requests)
+    assert min(seen) > 0 and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen, seen[:] = gc.get_freeze_count(), []
+        simulate_serving(Spy(kv_capacity_bytes=100), requests)
+        assert seen and set(seen) == {frozen} and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
