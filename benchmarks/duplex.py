@@ -13,6 +13,8 @@ per-request bookkeeping, a library cascade's GEMM structure once per cascade, sp
 schedules remembered, a decode batch's keys and FLOPs summed from per-context tables): 55.6 s (grids 38.3, Bank-PIM
 1.0, QPS sweep 11.3, capacities 5.0; `taskset -c 1`, load below 1), the command end to end 61.9-63.0 s wall (99.5 s
 before the round, not pinned); `archsim reproduce duplex --json` byte for byte the same before and after each step.
+Then a decode batch's MACs from the tables and the serving run's older objects frozen out of the garbage collector's
+passes: 54.0 s (grids 37.1, Bank-PIM 0.8, QPS sweep 11.1, capacities 4.9), the command 60.2 s wall, 57.6 s CPU.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 
