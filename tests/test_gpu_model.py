@@ -284,6 +284,22 @@ def test_flash_decoding_splits_by_fa2s_heuristic_on_two_ctas_per_sm() -> None:
     assert result.launches[1].name == "decode combine splits"
 
 
+@pytest.mark.parametrize(("kernel", "heads"), [("Flash-Decoding", 128), ("Flash-Decoding (16-row tiles)", 32)])
+def test_split_kv_decode_times_every_query_row_of_a_tall_group(kernel: str, heads: int) -> None:
+    """MQA (one KV head) with a group taller than the tile (128 rows over 64-row tiles, 32 over 16): the grid holds
+    a CTA per row block of the group, so the tensor work covers every query row, and the group's KV is read from
+    DRAM once (the further row blocks from L2)."""
+    case = AttentionCase("decode", 2, heads, 1, 128, 8192, False, "fp16")
+    gpu = load_gpu("a100-80gb-sxm4")
+    result = predict(kernel, case, gpu, load_calibration().family_params("fa2"))
+    main = result.launches[0]
+    splits = int(main.name.split("(")[1].split()[0])
+    assert main.ctas == case.batch * 2 * splits  # two row blocks per KV head and split
+    assert main.mma_flops >= 4 * case.batch * heads * case.seqlen * case.head_dim
+    kv_bytes = 2 * case.batch * case.seqlen * case.head_dim * 2
+    assert main.dram_bytes > kv_bytes and main.l2_bytes - main.dram_bytes == kv_bytes
+
+
 def test_decode_on_h200_gains_at_most_the_bandwidth_ratio(calibration) -> None:
     case = AttentionCase("decode", 1, 16, 2, 128, 65536, False, "fp16")
     h100, h200 = load_gpu("h100-sxm5"), load_gpu("h200-sxm")

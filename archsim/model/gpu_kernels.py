@@ -291,18 +291,21 @@ def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BL
     block_n = 256 if d <= 64 else 128 if d <= 128 else 64
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
+    row_blocks = _ceil(case.group, block_m) if packed else 1  # a group taller than the tile takes several
     key_blocks = _ceil(case.seqlen, block_n)
     tile = fwd_tile(block_m, block_n, d, warps, False, e, True, False, False, False)
-    splits = _split_heuristic(grid_heads * _ceil(case.group if packed else 1, block_m),
-                              FA2_SPLIT_CTAS_PER_SM * gpu.sm_count, key_blocks)
+    splits = _split_heuristic(grid_heads * row_blocks, FA2_SPLIT_CTAS_PER_SM * gpu.sm_count, key_blocks)
     counts = _split_counts(grid_heads, splits, key_blocks)
+    if row_blocks > 1:  # FA2's grid is (row block, split, head), the row blocks launched first
+        counts = np.repeat(counts, row_blocks)
     kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
     q_o = 2 * case.batch * case.heads * d * e
     partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if splits > 1 else 0
+    # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
     main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
                        32 * warps, (block_m + 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n, "sync",
-                       "mma_efficiency_fwd", case.precision, kv + q_o + partials, kv + q_o + partials, 1,
-                       io_bytes=block_m * d * (e + ACC_BYTES))
+                       "mma_efficiency_fwd", case.precision, kv + q_o + partials,
+                       kv * row_blocks + q_o + partials, 1, io_bytes=block_m * d * (e + ACC_BYTES))
     if splits == 1:
         return (main,)
     return main, StreamLaunch("decode combine splits", partials + q_o / 2)
