@@ -88,14 +88,15 @@ def test_flat_has_an_exp_unit_and_unfused_the_same_hardware() -> None:
 
 def test_area_is_the_sum_of_its_parts() -> None:
     # 1d/2d-fusemax-ART.yaml (um^2): PE = mac + max (add is counted inside mac), lane = mac + divide,
-    # global buffer 94176255.9664, reg files 4255.9342 per 2-D PE and per 1-D lane, DRAM 0.
+    # global buffer 94176255.9664 for the 32 MiB SRAM of that stale row (fusemax-area.md s2), so half of it for
+    # FuseMax's 16 MiB, reg files 4255.9342 per 2-D PE and per 1-D lane, DRAM 0.
     pe, lane, rf = 1545.0 + 49.28944, 1545.0 + 23740.9375, 4255.9342
-    expected = 65536 * pe + 256 * lane + 94176255.9664 + 65536 * rf + 256 * rf
+    expected = 65536 * pe + 256 * lane + 94176255.9664 / 2 + 65536 * rf + 256 * rf
     assert library.load_architecture_spec("fusemax").area_um2() == pytest.approx(expected, rel=1e-12)
     # 1d/2d-flat-ART.yaml: PE = mac, lane = max + mac + exp + divide, reg files 1838.14968 and 2145.41936; the
-    # ART's buffer row is a 16 MiB SRAM and FLAT's buffer holds 32 MiB, so twice that area.
+    # ART's buffer row is a 32 MiB SRAM, as FLAT's buffer.
     lane = 49.28944 + 1545.0 + 8240.0 + 23740.9375
-    expected = 65536 * 1545.0 + 256 * lane + 2 * 94176255.9664 + 65536 * 1838.14968 + 256 * 2145.41936
+    expected = 65536 * 1545.0 + 256 * lane + 94176255.9664 + 65536 * 1838.14968 + 256 * 2145.41936
     assert library.load_architecture_spec("flat").area_um2() == pytest.approx(expected, rel=1e-12)
 
 
@@ -138,7 +139,7 @@ def test_energy_between_nodes_is_a_power_law_of_its_neighbours() -> None:
 def test_buffer_area_scales_with_capacity_only_where_declared() -> None:
     arch = library.load_architecture_spec("fusemax")
     quarter = arch.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 2**22})
-    assert arch.area_um2() - quarter.area_um2() == pytest.approx(0.75 * 94176255.9664, rel=1e-12)
+    assert arch.area_um2() - quarter.area_um2() == pytest.approx(0.75 * 94176255.9664 / 2, rel=1e-12)
     assert quarter.memory("GlobalBuffer").energy == arch.memory("GlobalBuffer").energy  # per-access energy kept
     fixed = arch.with_changes(**{"memories.RF.capacity_bytes": 64})  # the RF's area is not declared scalable
     assert fixed.area_um2() == pytest.approx(arch.area_um2(), rel=1e-12)
@@ -173,8 +174,8 @@ def test_with_changes_replaces_fields_by_dotted_path() -> None:
     assert changed.unit("array2d").energy.actions_pj["exp"] == pytest.approx(6 * 1.5)  # exp = 6 MACs follows
     assert changed.unit("array1d") == arch.unit("array1d")
     assert arch.unit("array2d").shape == (256, 256) and arch.clock_hz == 940e6  # the original is untouched
-    # 49152 fewer PEs; the buffer doubles, and so does its area (area_capacity_bytes is 16 MiB)
-    assert changed.area_um2() == pytest.approx(arch.area_um2() - (65536 - 16384) * 1594.28944 + 94176255.9664,
+    # 49152 fewer PEs; the buffer doubles, and so does its area (94176255.9664 at area_capacity_bytes, 32 MiB)
+    assert changed.area_um2() == pytest.approx(arch.area_um2() - (65536 - 16384) * 1594.28944 + 94176255.9664 / 2,
                                                rel=1e-12)
 
 
