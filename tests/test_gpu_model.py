@@ -488,3 +488,66 @@ def test_validate_exits_1_when_no_row_is_compared(tmp_path: Path) -> None:
         assert "no row of" in result.stderr and "was compared (2 skipped" in result.stderr
     result = CliRunner().invoke(validate_cmd, ["--measurements", str(path)])
     assert "no model for kernel 'xformers (cutlass)'" in result.stdout and "'A100' is ambiguous" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ archsim's kernels
+ARCHSIM_KERNELS = ("archsim FlashAttention-2 (Triton)", "archsim naive 3-pass (Triton)",
+                   "archsim Flash-Decoding split-KV GQA (Triton)")
+
+
+def test_archsim_kernels_take_the_triton_and_eager_families_fits(calibration) -> None:
+    """No measurement of archsim's own kernels is in the packaged calibration, so its family takes the fitted
+    values of the families it shares them from: Triton's native-MMA main loops from the Triton tutorial's fit, the
+    naive kernel's DRAM passes from eager PyTorch's."""
+    own = calibration.family_params("archsim")
+    tutorial, eager = calibration.family_params("triton_tutorial"), calibration.family_params("pytorch")
+    for name in ("mma_efficiency_fwd", "mma_efficiency_bwd", "cta_overhead_cycles"):
+        assert own[name] == tutorial[name] and "mma_efficiency_fwd" in calibration.fitted["triton_tutorial"]
+    assert own["hbm_efficiency"] == eager["hbm_efficiency"] and "hbm_efficiency" in calibration.fitted["pytorch"]
+
+
+def test_archsim_kernels_follow_their_launchers(calibration) -> None:
+    """The launch structure of kernels/*.py: the FA2 backward is a row-dot kernel, torch.zeros of the fp32 dQ,
+    the main kernel (a CTA per 64-key block) and the cast of dQ; the decode on an A100 (108 SMs) with 2 KV heads
+    wants ceil(2 x 108 / 2) = 108 splits of 1,024 key tiles of 64 (65,536 keys): ceil(1024 / 108) = 10 tiles each,
+    so 103 splits, and the merge kernel runs."""
+    a100 = load_gpu("a100-80gb-sxm4")
+    params = calibration.family_params("archsim")
+    bwd = predict("archsim FlashAttention-2 (Triton)", AttentionCase("bwd", 4, 16, 16, 128, 4096, True, "fp16"),
+                  a100, params)
+    assert [r.name for r in bwd.launches] == ["bwd row dot (D = rowsum(dO*O))", "zero dQ (torch.zeros, fp32)",
+                                              "bwd", "dQ to the input dtype"]
+    assert bwd.launches[2].ctas == 4 * 16 * 4096 // 64
+    decode = predict("archsim Flash-Decoding split-KV GQA (Triton)",
+                     AttentionCase("decode", 1, 16, 2, 128, 65536, False, "fp16"), a100, params)
+    assert decode.launches[0].name == "decode split-KV (103 splits)" and decode.launches[0].ctas == 2 * 103
+    assert decode.launches[1].name == "decode combine splits"
+    naive = predict("archsim naive 3-pass (Triton)", AttentionCase("fwd", 1, 16, 16, 64, 8192, False, "fp16"),
+                    a100, params)
+    scores_bytes = 16 * 8192**2 * 2
+    assert naive.time_s > 4 * scores_bytes / a100.dram_bytes_per_s  # S written, read and written, read
+    assert "no backward" in plans("archsim naive 3-pass (Triton)",
+                                  AttentionCase("bwd", 1, 16, 16, 64, 512, False, "fp16"), a100)
+
+
+def test_rows_of_archsim_measure_are_validated(tmp_path: Path, calibration) -> None:
+    """Rows as `archsim measure` writes them on a GPU (its kernel labels, the GQA decode as 16q/2kv) are each
+    compared with the model, none skipped; here the values are the model's own predictions, so the error is 0."""
+    h100 = load_gpu("h100-sxm5")
+    lines = [HEADER + ",how_obtained"]
+    for kernel, direction, heads, d, n in (
+            ("archsim FlashAttention-2 (Triton)", "fwd", 16, 128, 4096),
+            ("archsim FlashAttention-2 (Triton)", "fwd+bwd", 32, 64, 2048),
+            ("archsim naive 3-pass (Triton)", "fwd", 32, 64, 1024),
+            ("archsim Flash-Decoding split-KV GQA (Triton)", "decode", "16q/2kv", 128, 8192)):
+        q = int(str(heads).split("q")[0])
+        kv = 2 if direction == "decode" else q
+        case = AttentionCase(direction, 2, q, kv, d, n, False, "fp16")
+        ms = predict(kernel, case, h100, calibration.family_params("archsim")).time_s * 1e3
+        lines.append(f"NVIDIA H100 80GB HBM3,{kernel},fp16,False,2,{heads},{d},{n},{direction},latency,{ms!r},ms,"
+                     "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)")
+    path = tmp_path / "measured.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = validate(path, calibration)
+    assert not result.skipped and len(result.comparisons) == 4
+    assert result.mape()["overall"] < 1e-9

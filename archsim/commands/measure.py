@@ -6,7 +6,8 @@ repetitions, L2 flushed between runs) and converted to TFLOPs/s by the FlashAtte
 (`benchmarks.attention_flops`); decode is reported as latency in us, Lightning Attention-2 as latency in ms.
 Where each row says how it was obtained:
   gpu           the device name (torch.cuda.get_device_name)
-  how_obtained  the timing method, or "interpret (not a timing)"
+  heads         query heads; `16q/2kv` for a GQA decode (the schema's form)
+  how_obtained  the timing method, or "interpret (not a timing)" (`archsim validate` skips such rows)
   note          "key=value; ..." with sm_clock_mhz (read with nvidia-smi right after the case ran) and
                 max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention.
 `--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
@@ -38,7 +39,7 @@ from archsim.commands.benchmarks import (
     benchmark_cases,
 )
 from archsim.errors import SpecError
-from archsim.gpu.measurements import read_csv_rows
+from archsim.gpu.measurements import INTERPRETED, read_csv_rows
 from archsim.limits import env_limit
 from archsim.outputs import atomic_file, check_writable
 
@@ -47,7 +48,6 @@ COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head
 INTERPRET_MAX_SEQLEN = 64
 MAX_INTERPRET_SEQLEN = 1024  # ~5 s per kernel and shape on this CPU; ARCHSIM_MAX_INTERPRET_SEQLEN raises it
 INTERPRET_SEQLEN_ENV = "ARCHSIM_MAX_INTERPRET_SEQLEN"
-INTERPRETED = "interpret (not a timing)"
 TIMED = "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)"
 FLOP_NOTE = "FLOPs=4*b*h*s^2*d (/2 causal) x2.5 bwd x3.5 fwd+bwd"
 NO_GPU = ("error: no GPU available (torch.cuda.is_available() is False); run this on a CUDA GPU, or pass "
@@ -169,7 +169,8 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
     row = {**base, "kernel": KERNEL_LABELS[case.kernel], "dtype": case.dtype, "causal": case.causal,
            "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "seqlen": case.seqlen,
            "direction": case.direction, "source": f"archsim measure (kernels/{case.kernel}.py)"}
-    if case.kernel == "decode":
+    if case.kernel == "decode":  # GQA heads as the measurements schema writes them: 16q/2kv
+        row["heads"] = f"{case.heads}q/{case.kv_heads}kv"
         note += f"; kv_heads={case.kv_heads}; query length 1"
         return [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms * 1e3:.6g}",
                  "unit": "us", "note": note}]

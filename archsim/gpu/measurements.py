@@ -4,7 +4,8 @@ Required columns: gpu, kernel, dtype, causal, batch, heads, head_dim, seqlen, di
 (others, such as source, how_obtained and note, are kept and passed through). A row is a kernel time when its
 metric is `throughput` (TFLOPs/s by the FlashAttention convention, gpu.md §1.0) or `latency` (s, ms, us) and its
 direction is fwd, bwd, fwd+bwd or decode; other rows (a fraction of peak, a training step) are skipped with the
-reason, and so are rows without a measured value (`OOM`, empty). `heads` is a count, or `16q/2kv` for 16 query
+reason, and so are rows without a measured value (`OOM`, empty) and rows `archsim measure --interpret` wrote
+(`how_obtained` "interpret (not a timing)"). `heads` is a count, or `16q/2kv` for 16 query
 heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`.
 
 A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
@@ -28,6 +29,7 @@ from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.model.gpu import DIRECTIONS, AttentionCase
 
+INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim measure --interpret` wrote
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
 MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
 MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
@@ -146,6 +148,8 @@ def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
         return SpecError(source, f"row {row}, field '{field}'", message)
 
     metric, direction = c["metric"].strip().lower(), c["direction"].strip().lower()
+    if c.get("how_obtained", "").strip() == INTERPRETED:
+        return Skipped(row, c, "not a timing: run under the Triton interpreter on a CPU")
     if metric not in UNITS:
         return Skipped(row, c, f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")
     if direction not in DIRECTIONS:

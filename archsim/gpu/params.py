@@ -13,7 +13,8 @@ A file (`archsim/gpu/calibration/v1.yaml` is the packaged one; `archsim calibrat
         meaning: {mma_efficiency_fwd: "...", ...}
         fit: {rows: 18, mape_pct: 2.9, max_abs_error_pct: 7.1, log_rmse: 0.036}
 
-Parameters a file leaves out take the family's prior (`archsim.model.gpu_kernels.FAMILIES`). Every error is a
+Parameters a file leaves out take the value of the family they are shared from (`Param.shared_from`) when
+the file has it, else the family's prior (`archsim.model.gpu_kernels.FAMILIES`). Every error is a
 `SpecError` naming the file and the field.
 """
 
@@ -46,7 +47,11 @@ class Calibration:
     measurements: Mapping[str, Any] = field(default_factory=dict)
 
     def family_params(self, family: str) -> dict[str, float]:
-        return {**default_params(family), **self.params.get(family, {})}
+        """The family's values in this file, else (a parameter it shares) the value of the family it shares it
+        from, else its prior: a file written before a family existed gives it what `archsim calibrate` would."""
+        shared = {name: self.params[p.shared_from][name] for name, p in FAMILIES[family].params.items()
+                  if p.shared_from and name in self.params.get(p.shared_from, {})}
+        return {**default_params(family), **shared, **self.params.get(family, {})}
 
     def split_of(self, seqlen: int) -> str:
         return "calibration" if seqlen in self.calibration_seqlens else "held-out"

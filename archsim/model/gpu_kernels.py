@@ -41,6 +41,13 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   32-row query steps (16 on the diagonal) and then dQ for 128 queries over 32-key steps (16 on the diagonal).
   Its benchmark casts to fp8 for the forward only: fp8 backward rows run in fp16. Triton emits the GPU's native
   MMA (wgmma on Hopper).
+- `archsim`: archsim's own Triton kernels (`kernels/`, timed by `archsim measure`), from their launchers: the
+  FlashAttention-2 forward (128 x 64 tiles, 3 stages) and backward (row-dot kernel, fp32 dQ zeroed, a CTA per 64
+  keys with atomic dQ, the cast), the naive 3-pass kernels (S written, a row softmax in place, O = A V) and the
+  split-KV GQA decode (the group packed in a tile of max(16, next power of two) rows, about two programs per SM,
+  the merge always run). Every tile is masked (the kernels bound-check each key tile). Until measurements of them
+  exist its parameters are the Triton tutorial's fitted efficiencies (native MMA) and eager PyTorch's DRAM
+  efficiency (`Param.shared_from`).
 - `pytorch`: eager PyTorch. "PyTorch standard attention" is the FA2 benchmark's `attention_pytorch`: baddbmm
   into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
   V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
@@ -226,22 +233,31 @@ def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
                            for bm, bn, w in _by_head_dim(FA2_FWD, case.head_dim)], gpu)
 
 
-def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
+               mask_all: bool) -> TiledLaunch:
+    """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
+    dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
-    candidates = []
-    for bm, bn, warps in _by_head_dim(FA2_BWD, d):
-        unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
-        plain, edge = (bwd_tile(bm, bn, d, warps, False, e, m) for m in (False, True))
-        tiles = bh * float(unmasked.sum() + masked.sum())
-        smem = (4 * bm * d + 2 * bn * d + 2 * bm * bn) * e  # Q, dO double-buffered; K, V; P, dS
-        dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
-            + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
-        l2 = dram + tiles * (plain.load_bytes + 2 * bm * d * ACC_BYTES)  # + dQ atomics (read-modify-write)
-        candidates.append(TiledLaunch(
-            "bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 32 * warps, smem,
-            2 * bn * d + 2 * bm * bn + bm * d, "sync", "mma_efficiency_bwd", case.precision, dram, l2, 2,
-            io_bytes=4 * bn * d * e))
-    rows = bh * case.seqlen
+    bm, bn = block_m, block_n
+    unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
+    if mask_all:
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    plain, edge = (bwd_tile(bm, bn, d, warps, _warpgroup(mma, gpu), e, m) for m in (False, True))
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    smem = (4 * bm * d + 2 * bn * d + 2 * bm * bn) * e  # Q, dO double-buffered; K, V; P, dS
+    dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
+        + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
+    l2 = dram + tiles * (plain.load_bytes + 2 * bm * d * ACC_BYTES)  # + dQ atomics (read-modify-write)
+    return TiledLaunch(
+        "bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 32 * warps, smem,
+        2 * bn * d + 2 * bm * bn + bm * d, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
+        io_bytes=4 * bn * d * e)
+
+
+def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d = case.element_bytes, case.head_dim
+    candidates = [bwd_launch(case, gpu, bm, bn, warps, "sync", False) for bm, bn, warps in _by_head_dim(FA2_BWD, d)]
+    rows = case.batch * case.heads * case.seqlen
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d))
     post = StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e))
@@ -286,29 +302,42 @@ def _split_counts_of(grid_heads: int, splits: int, key_blocks: int) -> np.ndarra
 _split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
 
 
-def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
+def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, stages: int,
+                          mma: str, splits_of: Callable[[int, int], int], mask_all: bool,
+                          always_combine: bool) -> tuple:
+    """A split-KV decode: a CTA per (row block of a GQA group packed as tile rows, split, batch x KV head), each
+    walking its split's key blocks with an online softmax and writing a partial output and log-sum-exp, then a
+    combine kernel. `splits_of(row blocks of the grid, key blocks)` is the kernel's split rule; without
+    `always_combine` one split writes the output directly (no partials, no combine)."""
     e, d = case.element_bytes, case.head_dim
-    block_n = 256 if d <= 64 else 128 if d <= 128 else 64
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
     row_blocks = _ceil(case.group, block_m) if packed else 1  # a group taller than the tile takes several
     key_blocks = _ceil(case.seqlen, block_n)
-    tile = fwd_tile(block_m, block_n, d, warps, False, e, True, False, False, False)
-    splits = _split_heuristic(grid_heads * row_blocks, FA2_SPLIT_CTAS_PER_SM * gpu.sm_count, key_blocks)
+    tile = fwd_tile(block_m, block_n, d, warps, _warpgroup(mma, gpu), e, True, mask_all, False, False)
+    splits = splits_of(grid_heads * row_blocks, key_blocks)
     counts = _split_counts(grid_heads, splits, key_blocks)
-    if row_blocks > 1:  # FA2's grid is (row block, split, head), the row blocks launched first
+    if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
         counts = np.repeat(counts, row_blocks)
+    combine = always_combine or splits > 1
     kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
     q_o = 2 * case.batch * case.heads * d * e
-    partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if splits > 1 else 0
+    partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if combine else 0
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
     main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
-                       32 * warps, (block_m + 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n, "sync",
-                       "mma_efficiency_fwd", case.precision, kv + q_o + partials,
-                       kv * row_blocks + q_o + partials, 1, io_bytes=block_m * d * (e + ACC_BYTES))
-    if splits == 1:
+                       32 * warps, (block_m + stages * 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n,
+                       mma, "mma_efficiency_fwd", case.precision, kv + q_o + partials,
+                       kv * row_blocks + q_o + partials, max(1, stages - 1), io_bytes=block_m * d * (e + ACC_BYTES))
+    if not combine:
         return (main,)
     return main, StreamLaunch("decode combine splits", partials + q_o / 2)
+
+
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
+    block_n = 256 if case.head_dim <= 64 else 128 if case.head_dim <= 128 else 64
+    slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
+    return split_decode_launches(case, gpu, block_m, block_n, warps, 1, "sync",
+                                 lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False, False)
 
 
 def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
@@ -557,6 +586,79 @@ def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
 
 
 # ------------------------------------------------------------------------------------------------ registry
+# ------------------------------------------------------------------------------------------------ archsim's kernels
+# archsim's own Triton kernels (`kernels/`), as `archsim measure` times them: each launcher called directly (no
+# autograd), its launch configuration as written there. Every tile is masked (the kernels bound-check every key
+# tile with tl.where, causal or not).
+ARCHSIM_FWD = (128, 64, 3)  # kernels/flash_fwd.py: BLOCK_M, BLOCK_N, num_stages; num_warps 4 for d <= 64, else 8
+ARCHSIM_BWD = (64, 64, 2)  # kernels/flash_bwd.py: BLOCK_M, BLOCK_N, num_stages; warps as the forward's
+ARCHSIM_DECODE = (64, 4, 3, 2)  # kernels/decode.py: BLOCK_N, num_warps, stages (Triton's default), programs per SM
+
+
+def _archsim_warps(head_dim: int) -> int:
+    return 4 if head_dim <= 64 else 8
+
+
+def _archsim_flash(case: AttentionCase, gpu: GPU) -> tuple:
+    e, d = case.element_bytes, case.head_dim
+    warps, rows = _archsim_warps(d), case.batch * case.heads * case.seqlen
+    bm, bn, stages = ARCHSIM_FWD
+    unmasked, masked = _fwd_counts(case.seqlen, bm, bn, case.causal)
+    fwd = fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
+                     counts=(np.zeros_like(unmasked), unmasked + masked))
+    bm, bn, _ = ARCHSIM_BWD
+    bwd = (StreamLaunch("bwd row dot (D = rowsum(dO*O))", rows * (2 * d * e + LSE_BYTES)),
+           StreamLaunch("zero dQ (torch.zeros, fp32)", rows * d * ACC_BYTES),
+           bwd_launch(case, gpu, bm, bn, warps, "native", True),
+           StreamLaunch("dQ to the input dtype", rows * d * (ACC_BYTES + e)))
+    return {"fwd": (fwd,), "bwd": bwd, "fwd+bwd": (fwd, *bwd)}[case.direction]
+
+
+def _archsim_naive(case: AttentionCase) -> tuple:
+    """kernels/naive.py: S = scale QKᵀ written in 64 x 64 tiles, a row softmax in place (a causal row reads its
+    visible keys and writes the whole row), O = A V walking 64-key tiles; each bound by its pass over S."""
+    e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
+    scores, tokens = bh * n * n * e, bh * n * d * e
+    read = scores * (n + 1) / (2 * n) if case.causal else scores
+    gemm = 2.0 * bh * n * n * d
+    return (GemmLaunch("S = scale QKᵀ", gemm, scores + 2 * tokens, case.precision),
+            StreamLaunch("softmax rows in place", read + scores, "hbm_efficiency"),
+            GemmLaunch("O = A V", gemm, scores + 2 * tokens, case.precision))
+
+
+def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
+    """kernels/decode.py: the group's query heads packed as the rows of one tile (padded to max(16, next power of
+    two)), splits for about `programs per SM` programs per SM (`default_num_splits`), never an empty split, the
+    merge kernel always run."""
+    block_n, warps, stages, per_sm = ARCHSIM_DECODE
+    block_h = max(16, 1 << (case.group - 1).bit_length())
+
+    def splits_of(_row_blocks: int, key_blocks: int) -> int:
+        wanted = max(1, _ceil(per_sm * gpu.sm_count, case.batch * case.kv_heads))
+        return _ceil(key_blocks, _ceil(key_blocks, min(wanted, key_blocks)))
+
+    return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", splits_of, True, True)
+
+
+def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if case.head_dim not in (16, 32, 64, 128):
+        return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
+    if (variant == "decode") != (case.direction == "decode"):
+        return f"{variant} does not run direction {case.direction}"
+    if variant == "decode":
+        return (Plan("archsim decode", _archsim_decode(case, gpu)),)
+    if variant == "naive":
+        if case.direction != "fwd":
+            return "archsim's naive kernel has no backward"
+        return (Plan("archsim naive", _archsim_naive(case)),)
+    return (Plan("archsim flash", _archsim_flash(case, gpu)),)
+
+
+def _shared(family: str, meaning: str, prior: float, low: float = 0.05, high: float = 1.0) -> Param:
+    return Param(prior, low, high, True, f"{meaning}; fitted on this family's rows, else {family}'s fitted value",
+                 shared_from=family)
+
+
 FAMILIES: dict[str, Family] = {
     "fa2": Family("fa2", "FlashAttention-2 (CUDA, mma.sync): prefill fwd/bwd, Flash-Decoding and v2.0.9 decode", {
         "mma_efficiency_fwd": _efficiency("achieved fraction of the tensor peak (mma.sync) in the forward main "
@@ -591,6 +693,19 @@ FAMILIES: dict[str, Family] = {
                                                     "of an op sequence whose kernels are shorter (a prior: order of "
                                                     "magnitude of eager PyTorch's per-op overhead)")},
         _pytorch_plans),
+    # after the families it shares parameters with (calibrate fits them first)
+    "archsim": Family("archsim", "archsim's own Triton kernels (kernels/): FlashAttention-2 fwd/bwd, naive "
+                      "3-pass, split-KV GQA decode", {
+        "mma_efficiency_fwd": _shared("triton_tutorial", "achieved fraction of the tensor peak (Triton's native "
+                                      "MMA) in the forward and decode main loops", 0.8),
+        "mma_efficiency_bwd": _shared("triton_tutorial", "the same in the backward main loop", 0.6),
+        "cta_overhead_cycles": _shared("triton_tutorial", "cycles per CTA outside the main loop, not hidden by "
+                                       "other CTAs", 2000.0, 0.0, 1e5),
+        "gemm_efficiency": _shared("pytorch", "achieved fraction of the tensor peak of the naive kernel's score "
+                                   "and output matmuls", 0.7),
+        "hbm_efficiency": _shared("pytorch", "achieved fraction of DRAM bandwidth of the naive kernel's passes "
+                                  "over the score matrix", 0.8),
+        "launch_s": _launch_param()}, _archsim_plans),
 }
 
 # kernel name (as in attention_measured.csv) -> (family, variant)
@@ -607,6 +722,9 @@ KERNELS: dict[str, tuple[str, str]] = {
     "Triton tutorial fused attention": ("triton_tutorial", "tutorial"),
     "PyTorch standard attention": ("pytorch", "standard"),
     "PyTorch eager attention": ("pytorch", "eager"),
+    "archsim FlashAttention-2 (Triton)": ("archsim", "flash"),
+    "archsim naive 3-pass (Triton)": ("archsim", "naive"),
+    "archsim Flash-Decoding split-KV GQA (Triton)": ("archsim", "decode"),
 }
 PRECISIONS = ("fp16", "bf16", "fp8")
 
