@@ -326,3 +326,46 @@ def test_architecture_device_blames_a_missing_mapping_on_the_system_file(tmp_pat
                                             "mapping": "no-such-mapping"}))
     error = _error(tmp_path, data)
     assert error.where == "devices.arch.mapping" and "not a mapping" in error.message
+
+
+# ------------------------------------------------------------------------------------------------ derived specs
+def test_a_derived_spec_is_its_base_with_its_keys_laid_over(tmp_path):
+    base = _write(tmp_path, VALID, "base.yaml")
+    derived = _write(tmp_path, {"base": "base.yaml", "name": "derived", "devices": {"pim": {"row_buffers": 1}},
+                                "schedule": {"kind": "blocked", "sub_batches": None}}, "derived.yaml")
+    system, of_base = load_system(derived), load_system(base)
+    assert system.name == "derived" and system.citation == "a test" and system.source == str(derived)
+    assert system.devices["pim"].spec.row_buffers == 1 and of_base.devices["pim"].spec.row_buffers == 2
+    assert system.devices["pim"].channel_policy == "greedy"  # the rest of the device comes from the base
+    assert system.schedule.kind == "blocked" and "sub_batches" not in system.data["schedule"]
+    assert system.links == of_base.links and system.placement == of_base.placement and "base" not in system.data
+
+
+def test_the_duplex_variants_derive_from_duplex():
+    """duplex-pe and duplex-pe-et are duplex under the co-processing schedule (they were copies of its 80 lines)."""
+    duplex, pe, et = (load_system(n) for n in ("duplex", "duplex-pe", "duplex-pe-et"))
+    for variant in (pe, et):
+        assert {k: v for k, v in variant.data.items() if k not in ("name", "description", "schedule")} == \
+            {k: v for k, v in duplex.data.items() if k not in ("name", "description", "schedule")}
+    assert (pe.schedule.kind, pe.schedule.expert_tp, et.schedule.expert_tp) == ("co-processing", False, True)
+    assert load_system("duplex-2xgpu").devices == load_system("duplex-gpu").devices
+
+
+@pytest.mark.parametrize(("data", "where", "words"), [
+    ({"base": "base.yaml"}, "name", "a spec with a base names itself"),
+    ({"base": 3, "name": "x"}, "base", "expected a system preset name or a YAML path"),
+    ({"base": "no-such-system", "name": "x"}, "base", "not a system preset"),
+    ({"base": "system.yaml", "name": "x"}, "base", "a cycle of bases"),
+    ({"base": "base.yaml", "name": "x", "schedule": {"sub_batches": 0}}, "schedule.sub_batches", ""),
+])
+def test_bad_bases_name_the_derived_file(tmp_path, data, where, words):
+    _write(tmp_path, VALID, "base.yaml")
+    error = _error(tmp_path, data)
+    assert error.where == where and words in error.message
+
+
+def test_an_error_in_the_base_names_the_base(tmp_path):
+    base = _write(tmp_path, {**VALID, "parallelism": {"tp": 0, "pp": 1}}, "base.yaml")
+    with pytest.raises(SpecError) as info:
+        load_system(_write(tmp_path, {"base": "base.yaml", "name": "x"}))
+    assert info.value.source == str(base) and info.value.where == "parallelism.tp"

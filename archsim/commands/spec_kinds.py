@@ -55,7 +55,7 @@ YAML_KINDS = (
     ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),
     ("gpu", {"sm_count"}, _load_yaml_kind("archsim.gpu.load.gpu_from_dict")),
     ("architecture", {"units", "memories"}, architecture_from_dict),
-    ("system", {"devices", "placement"}, _load_yaml_kind("archsim.systems.system_spec.system_from_dict")),
+    ("system", {"devices", "placement", "base"}, _load_yaml_kind("archsim.systems.system_spec.system_from_dict")),
     ("link", {"bytes_per_s_per_direction"}, _load_yaml_kind("archsim.systems.links.link_from_dict")),
     ("chip", {"matmul_flops_per_s"}, _load_yaml_kind("archsim.systems.chip.chip_from_dict")),
     ("topology", {"levels"}, _load_yaml_kind("archsim.systems.topology.topology_from_dict")),

@@ -77,9 +77,17 @@ device), `expert_tp` (true/false, default true: "+ET", every TP rank holds 1/TP 
 holds experts / TP whole experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the
 tokens each expert receives, default 0: uniform routing).
 
+Derived specs. A spec with `base` (a system preset name, or a YAML path, relative to the spec's own file) is that
+system's spec with this file's keys laid over it: a mapping merges key by key (recursively), a `null` removes the
+base's key, any other value replaces it; `name` must be given (a derived spec never inherits its base's name),
+`description` and `source` are inherited when left out. The base is loaded and validated on its own first, so an
+error in it names its file; a cycle of bases is refused. The merged spec is what `System.data` holds (what sweeps
+hash and `with_fields` changes). A preset is remembered per file content (`archsim.library`): a base edited while a
+process runs reaches the specs derived from it only when they are loaded in a new process.
+
 `check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
 workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
-`devices` and `placement` mark a system spec.
+`devices`, `placement` and `base` mark a system spec.
 """
 
 from __future__ import annotations
@@ -96,7 +104,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.cascade.load import finite_number, text_number_hint
+from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, text_number_hint
 from archsim.errors import SpecError, check_header, check_keys, kind_of
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, link_from_dict, load_link
@@ -106,6 +114,8 @@ from archsim.workload import Workload
 
 PRESETS_PACKAGE = "archsim.systems.system_presets"
 TEXT = ("name", "description", "source")
+BASE = "base"  # a derived spec's base system (see the module docstring)
+MAX_BASES = 8  # bases of bases: a preset derives from one or two; a longer chain is a mistake
 KEYS = (*TEXT, "devices", "links", "parallelism", "placement", "schedule")
 OPTIONAL = ("description", "links")
 MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
@@ -225,8 +235,13 @@ class System:
         return self.parallelism.by_workload.get(workload_name, self.parallelism)
 
 
-def system_from_dict(data: Any, source: str = "<python>") -> System:
-    """Validate a parsed system spec; `source` names the file in errors."""
+def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...] = ()) -> System:
+    """Validate a parsed system spec; `source` names the file in errors. A spec with `base` is laid over its base
+    first (the module docstring); `bases` are the files of the specs that derive from this one, for cycles."""
+    if isinstance(data, Mapping) and BASE in data:
+        if "name" not in data:
+            raise SpecError(source, "name", "missing: a spec with a base names itself")
+        data = _laid_over(_base(data[BASE], source, bases).data, {k: v for k, v in data.items() if k != BASE})
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
@@ -264,6 +279,36 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
             raise SpecError(system.source, str(path), "expected a dotted path to a field of the system spec")
         node[keys[-1]] = value
     return system_from_dict(data, system.source)
+
+
+def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
+    """The validated system a spec at `source` derives from."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(source, BASE, f"expected a system preset name or a YAML path, got {kind_of(value)}")
+    if is_spec_path(value) and not Path(value).is_absolute() and Path(source).is_file():
+        value = str(Path(source).parent / value)
+    try:
+        path = library.find("system presets", value, PRESETS_PACKAGE)
+    except SpecError as exc:
+        raise SpecError(source, BASE, f"{value!r}: {exc.message}") from None
+    chain = (*bases, str(Path(source).resolve()) if Path(source).is_file() else source)
+    if str(path.resolve()) in chain or len(chain) > MAX_BASES:
+        raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
+                                      f"{' -> '.join((*chain, str(path.resolve())))}")
+    return system_from_dict(parse_yaml(read_spec_bytes(path), path), str(path), chain)
+
+
+def _laid_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s keys laid over it: mappings merge key by key, `None` removes a key, the rest replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _laid_over(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def load_system(name_or_path: str | Path) -> System:
