@@ -585,7 +585,6 @@ def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
                  {"fwd": None, "bwd": 0, "fwd+bwd": len(fwd)}[case.direction]),)
 
 
-# ------------------------------------------------------------------------------------------------ registry
 # ------------------------------------------------------------------------------------------------ archsim's kernels
 # archsim's own Triton kernels (`kernels/`), as `archsim measure` times them: each launcher called directly (no
 # autograd), its launch configuration as written there. Every tile is masked (the kernels bound-check every key
@@ -659,6 +658,7 @@ def _shared(family: str, meaning: str, prior: float, low: float = 0.05, high: fl
                  shared_from=family)
 
 
+# ------------------------------------------------------------------------------------------------ registry
 FAMILIES: dict[str, Family] = {
     "fa2": Family("fa2", "FlashAttention-2 (CUDA, mma.sync): prefill fwd/bwd, Flash-Decoding and v2.0.9 decode", {
         "mma_efficiency_fwd": _efficiency("achieved fraction of the tensor peak (mma.sync) in the forward main "
