@@ -256,6 +256,57 @@ def test_greedy_min_load_zero_loads_stay_on_the_least_loaded_channel():
     assert greedy_min_load([3.0, 9.0, 1.0, 7.0, 4.0], 3).tolist() == [2, 0, 1, 1, 2]
 
 
+def _greedy_by_argsort(loads, channels):
+    """Algorithm 2 as numpy's stable argsort of -loads orders the requests, the first `channels` of positive loads
+    onto channels 0, 1, ..., the rest by the heap (the form `greedy_min_load` had before its sort in Python)."""
+    import heapq
+
+    import numpy as np
+
+    loads = np.asarray(loads, dtype=float)
+    order = np.argsort(-loads, kind="stable")
+    assignment = np.zeros(len(loads), dtype=int)
+    head = channels if bool((loads > 0).all()) else 0
+    assignment[order[:head]] = np.arange(len(order[:head]))
+    heap = [(loads[i], ch) for ch, i in enumerate(order[:head].tolist())]
+    heap += [(0.0, ch) for ch in range(len(heap), channels)]
+    heapq.heapify(heap)
+    for i in order[head:].tolist():
+        load, ch = heap[0]
+        assignment[i] = ch
+        heapq.heapreplace(heap, (load + loads[i], ch))
+    return assignment
+
+
+def test_placement_python_paths_equal_numpy():
+    """A bank-PIM placement works per request in Python: Algorithm 2's sort (`greedy_channels`), the channel loads,
+    the slowest channel (`gemv_s()`) and the mean load (`mean_load_s`). They equal numpy's stable argsort with the
+    heap, `pim.channel_loads` (a bincount), its max and its mean, to the bit: positive loads with and without ties,
+    zeros and a NaN (the argsort path), fewer and more requests than channels; and a NeuPIMs placement of serving
+    contexts under both channel policies."""
+    import numpy as np
+
+    from archsim.systems import neupims
+    from archsim.systems import pim as pim_model
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 31, 32, 33, 90, 300):
+        for loads in (rng.random(n) * 1e-4, rng.integers(1, 4, n).astype(float), np.append(rng.random(n), 0.0),
+                      np.append(rng.random(n), np.nan)):
+            assert pim_model.greedy_min_load(loads, 32).tolist() == _greedy_by_argsort(loads, 32).tolist()
+    for mode in ("neupims", "npu+pim"):
+        model = neupims.system(mode, "gpt3-7b")
+        device = next(d for d in model.devices.values() if d.kind == "bank-pim")
+        for n in (1, 23, 32, 40, 300):
+            contexts = tuple(int(c) for c in rng.integers(1, 5000, n))
+            placement = device.placement(model.decode_ops(contexts), "arrival", contexts)
+            loads = pim_model.channel_loads(placement.request_s, placement.channel, placement.channels)
+            assert placement.loads_s().tolist() == loads.tolist()
+            assert placement.mean_load_s() == float(loads.mean())
+            if not placement.issue_bound:
+                assert placement.gemv_s() == float(loads.max())
+
+
 def test_sub_batches_gemv_s_equals_each_sub_batch_alone():
     """The SBI layer's one-pass GEMV times of the two sub-batches equal `gemv_s(0)` and `gemv_s(1)` to the bit."""
     import numpy as np

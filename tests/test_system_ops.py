@@ -198,23 +198,18 @@ def test_gpu_device_costs_add_up_to_the_ops(name: str) -> None:
         assert math.isfinite(cost.time_s) and cost.time_s > 0
 
 
-@pytest.mark.parametrize("limit", [None, 300])
+@pytest.mark.parametrize("as_array", [True, False])
 @pytest.mark.parametrize("system", ["duplex-gpu", "neupims"])
-def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, limit: int | None,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """`SystemModel.decode_ops` reads its totals (keys, FLOPs, MACs) off per-context tables (grown as contexts
-    arrive, filled once per context; beyond `DECODE_TABLE_LIMIT` op by op): they equal adding the ops' own, and a
-    GPU or bank-PIM device costs the batch as it costs the same ops in a plain list, to the bit."""
+def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, as_array: bool) -> None:
+    """`SystemModel.decode_ops` reads its totals (keys, FLOPs, MACs) off per-context tables (filled once per
+    context, contexts as an array of floats or a tuple of ints): they equal adding the ops' own, and a GPU or
+    bank-PIM device costs the batch as it costs the same ops in a plain list, to the bit."""
     import numpy as np
 
-    from archsim.systems import system_model as sm
-
-    if limit is not None:  # contexts from 300 on summed op by op, not tabled
-        monkeypatch.setattr(sm, "DECODE_TABLE_LIMIT", limit)
     workload = "mixtral-8x7b" if system == "duplex-gpu" else "gpt3-7b"
     model = system_model(load_system(system), library.load_workload_spec(workload))
     for contexts in ([5.0, 300.0, 5.0, 17.0], [5000.0, 1.0, 299.0, 300.0, 5000.0], []):
-        batch = model.decode_ops(np.asarray(contexts))
+        batch = model.decode_ops(np.asarray(contexts) if as_array else tuple(int(c) for c in contexts))
         ops = model.decode_attention(contexts)
         assert list(batch) == ops
         assert batch.total("keys") == sum(op.binding.params["seq_len"] for op in ops)
@@ -225,3 +220,19 @@ def test_decode_ops_sums_equal_the_ops_one_by_one(system: str, limit: int | None
                 assert device.cost(batch) == device.cost(list(ops))
             if device.kind == "bank-pim" and ops:
                 assert device.cost_of(batch, 1.0, 0.5) == device.cost_of(list(ops), 1.0, 0.5)
+
+
+def test_layer_total_equals_adding_its_parts() -> None:
+    """`LayerPhases.total` adds the attention and each part in turn without an `OpCost` per step: it equals `+`
+    over them, to the bit (NeuPIMs with SBI at every batch: two sub-batches; and overlapped below its min_batch)."""
+    from archsim.systems import neupims
+    from archsim.systems.system_model import layer_phases
+
+    for changes in ({"schedule.min_batch": 2}, {}):
+        model = neupims.system("neupims", "gpt3-7b", changes)
+        for contexts, prompts in (((300, 17, 5, 900), (40,)), ((5, 6), ()), ((), (64, 9))):
+            phases = layer_phases(model, contexts, prompts)
+            cost = phases.attention
+            for part in (*phases.pre, *phases.post):
+                cost = cost + part
+            assert phases.total == cost

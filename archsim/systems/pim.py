@@ -36,6 +36,7 @@ cycle for the whole device, so a GEMV phase takes at least the batch's command c
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -156,25 +157,33 @@ def round_robin(n_requests: int, channels: int) -> np.ndarray:
 
 def greedy_min_load(loads: Sequence[float], channels: int) -> np.ndarray:
     """Algorithm 2 (`clb`): longest request first, each onto the channel with the least load so far."""
-    loads = np.asarray(loads, dtype=float)
-    order = np.argsort(-loads, kind="stable")
-    assignment = np.zeros(len(loads), dtype=int)
+    return np.array(greedy_channels(np.asarray(loads, dtype=float).tolist(), channels), dtype=int)
+
+
+def greedy_channels(loads: list[float], channels: int) -> list[int]:
+    """`greedy_min_load` of a list of loads, as a list (in Python: a serving step places a few dozen requests,
+    where numpy's per-call overhead outweighs the loop)."""
     # With positive loads the first `channels` requests find every channel empty and, ties going to the lower
     # channel, take channels 0, 1, ... in turn; only the rest need the heap, which starts from those loads (0.0 +
-    # load is load exactly). A zero or NaN load takes the heap from the start.
-    head = channels if bool((loads > 0).all()) else 0
+    # load is load exactly). A zero or NaN load takes the heap from the start. Positive loads sort longest first,
+    # ties in arrival order, as the stable argsort of -loads orders the others.
+    if min(loads, default=1.0) > 0 and math.isfinite(sum(loads)):
+        order, head = sorted(range(len(loads)), key=loads.__getitem__, reverse=True), channels
+    else:
+        order, head = np.argsort(-np.asarray(loads, dtype=float), kind="stable").tolist(), 0
+    assignment = [0] * len(loads)
     first = order[:head]
-    assignment[first] = np.arange(len(first))
-    rest = order[head:].tolist()
+    for ch, i in enumerate(first):
+        assignment[i] = ch
+    rest = order[head:]
     if rest:
-        values = loads.tolist()
-        heap = [(values[i], ch) for ch, i in enumerate(first.tolist())]
+        heap = [(loads[i], ch) for ch, i in enumerate(first)]
         heap += [(0.0, ch) for ch in range(len(heap), channels)]
         heapq.heapify(heap)
         for i in rest:
             load, ch = heap[0]
             assignment[i] = ch
-            heapq.heapreplace(heap, (load + values[i], ch))
+            heapq.heapreplace(heap, (load + loads[i], ch))
     return assignment
 
 

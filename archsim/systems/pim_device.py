@@ -23,6 +23,7 @@ SpecError naming the cascade.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,24 +44,52 @@ class PimPlacement:
     """Requests pinned to channels: each request's GEMV seconds (and of it the logits'), its channel, its sub-batch
     (Algorithm 3, over each channel's requests in arrival order or in `order`; worked out when first asked, as only
     sub-batch interleaving asks) and the seconds the host takes to issue its (logits, attend) commands (zero unless
-    the PIM's commands are issued one per cycle)."""
+    the PIM's commands are issued one per cycle). Per request as Python sequences (a serving step places a few
+    dozen requests, where numpy's per-call overhead outweighs a loop); as arrays (`request_s`, `channel`,
+    `logits_s`) when first asked."""
 
-    request_s: np.ndarray
-    channel: np.ndarray
+    requests_s: Sequence[float]
+    request_channels: Sequence[int]
     channels: int
-    logits_s: np.ndarray
+    requests_logits_s: Sequence[float]
     issue_s: tuple[np.ndarray, np.ndarray]
     issue_bound: bool = True  # False: every issue time is zero (commands not issued one per cycle), none bounds
     order: np.ndarray | None = None
+
+    @functools.cached_property
+    def request_s(self) -> np.ndarray:
+        return np.array(self.requests_s, dtype=float)
+
+    @functools.cached_property
+    def channel(self) -> np.ndarray:
+        return np.array(self.request_channels, dtype=int)
+
+    @functools.cached_property
+    def logits_s(self) -> np.ndarray:
+        return np.array(self.requests_logits_s, dtype=float)
 
     @functools.cached_property
     def sub_batch(self) -> np.ndarray:
         return pim_model.sub_batch_partition(self.channel, self.channels, self.order)
 
     @functools.cached_property
+    def _channel_loads_s(self) -> list[float]:
+        """Every channel's summed request seconds, each request's added in turn (as `pim.channel_loads`' bincount
+        adds them)."""
+        loads_s = [0.0] * max(self.channels, max(self.request_channels, default=-1) + 1)
+        for ch, seconds in zip(self.request_channels, self.requests_s, strict=True):
+            loads_s[ch] += seconds
+        return loads_s
+
+    @functools.cached_property
     def _loads_s(self) -> np.ndarray:
-        """Every channel's summed request seconds (`loads_s()`, which `gemv_s()` reads too)."""
-        return pim_model.channel_loads(self.request_s, self.channel, self.channels)
+        """`_channel_loads_s` as an array (`loads_s()`, which `gemv_s()` reads too)."""
+        return np.array(self._channel_loads_s, dtype=float)
+
+    def mean_load_s(self) -> float:
+        """`loads_s().mean()`: the channels' summed seconds (numpy's sum) over the channels."""
+        loads_s = self._loads_s
+        return float(np.add.reduce(loads_s)) / len(loads_s)
 
     def _mask(self, sub_batch: int | None) -> np.ndarray | None:
         return None if sub_batch is None else self.sub_batch == sub_batch
@@ -83,6 +112,10 @@ class PimPlacement:
     def gemv_s(self, sub_batch: int | None = None, barrier: bool = False) -> float:
         """The GEMVs of the (sub-)batch: the slowest channel, no shorter than issuing every command; with a
         barrier, the logits phase then the attend phase, each so."""
+        if sub_batch is None and not barrier and not self.issue_bound:
+            loads_s = self._channel_loads_s
+            if math.isfinite(sum(loads_s)):  # no NaN: the slowest channel as numpy's max finds it
+                return max(loads_s)
         mask = self._mask(sub_batch)
         channel = self.channel if mask is None else self.channel[mask]
 
@@ -119,34 +152,39 @@ class BankPimDevice:
     def capacity_bytes(self) -> float:
         return self.spec.capacity_bytes - self.spec.activation_buffer_bytes
 
-    def placement(self, ops: Sequence[Op], split: str = "arrival", contexts: np.ndarray | None = None) -> PimPlacement:
+    def placement(self, ops: Sequence[Op], split: str = "arrival",
+                  contexts: Sequence[float] | None = None) -> PimPlacement:
         """Each request's GEMV time, channel (the device's policy) and sub-batch (Algorithm 3, each channel's
         requests halved in arrival order, or with `split = "longest-first"` in decreasing length, as the artifact's
-        near-sorted clb traces list them, neupims-artifact.md §6). `contexts`: the ops' `seq_len` as floats, when
-        the caller has them."""
+        near-sorted clb traces list them, neupims-artifact.md §6). `contexts`: the ops' `seq_len` (whole numbers, a
+        sequence or an array), when the caller has them."""
         pim = self.spec
         found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
         contexts = found if contexts is None else contexts
-        key = (heads, kv_heads, head_dim, _table_size(int(contexts.max(initial=0)) + 1))
+        at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else [int(c) for c in contexts]
+        key = (heads, kv_heads, head_dim, _table_size(max([0, *at]) + 1))
         tables = self._tables.get(key)
         if tables is None:
             tables = self._tables[key] = _placement_tables(pim, *key)
         request_table, logits_table, estimate_table, issue_tables = tables
-        at = contexts.astype(int)
-        issue_bound = issue_tables is not None
-        issue_s = (issue_tables[0][at], issue_tables[1][at]) if issue_bound else (np.zeros(len(contexts)),) * 2
         if self.channel_policy == "rr":
-            channel = pim_model.round_robin(len(contexts), pim.channels)
+            channel = [i % pim.channels for i in range(len(at))]
         else:
-            channel = pim_model.greedy_min_load(estimate_table[at], pim.channels)
-        order = np.argsort(-contexts, kind="stable") if split == "longest-first" else None
-        return PimPlacement(request_table[at], channel, pim.channels, logits_table[at], issue_s, issue_bound, order)
+            channel = pim_model.greedy_channels([estimate_table[c] for c in at], pim.channels)
+        if issue_tables is not None:
+            index = np.array(at, dtype=int)
+            issue_s = (issue_tables[0][index], issue_tables[1][index])
+        else:
+            issue_s = (np.zeros(len(at)),) * 2
+        order = np.argsort(-np.asarray(contexts, dtype=float), kind="stable") if split == "longest-first" else None
+        return PimPlacement(tuple([request_table[c] for c in at]), tuple(channel), pim.channels,
+                            tuple([logits_table[c] for c in at]), issue_s, issue_tables is not None, order)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
             return OpCost()
         placement = self.placement(ops)
-        return self.cost_of(ops, placement.gemv_s(), float(placement.loads_s().mean()))
+        return self.cost_of(ops, placement.gemv_s(), placement.mean_load_s())
 
     def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
         """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""
@@ -179,20 +217,20 @@ def _table_size(needed: int) -> int:
     return max(MIN_TABLE, 1 << (needed - 1).bit_length())
 
 
-def _placement_tables(pim: PIMSpec, heads: int, kv_heads: int, head_dim: int,
-                      size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def _placement_tables(pim: PIMSpec, heads: int, kv_heads: int, head_dim: int, size: int) -> tuple:
     """Per context 0 .. size - 1, what a placement reads of one request of `heads` query heads: its GEMV seconds,
     its logits' seconds, the greedy policy's estimate, and its (logits, attend) command issue seconds when the PIM
     issues commands one per cycle (else None): per request, passes x (logits + attend) / clock, passes x logits /
     clock, passes x Algorithm 1 and passes x Newton commands / clock, evaluated once over the table (a context is
-    a whole number of tokens), then indexed per iteration."""
+    a whole number of tokens), then indexed per iteration. The first three as lists, the issue seconds as arrays."""
     passes = heads // kv_heads
     logits, attend, estimate = _gemv_tables(pim, kv_heads, head_dim, size)
     issue = None
     if pim.command_issue == "one-per-cycle":
         commands = pim_model.newton_commands(pim, np.arange(size, dtype=float), kv_heads, head_dim)
         issue = (passes * commands[0] / pim.clock_hz, passes * commands[1] / pim.clock_hz)
-    return passes * (logits + attend) / pim.clock_hz, passes * logits / pim.clock_hz, passes * estimate, issue
+    tables = (passes * (logits + attend) / pim.clock_hz, passes * logits / pim.clock_hz, passes * estimate)
+    return (*(table.tolist() for table in tables), issue)
 
 
 @functools.lru_cache(maxsize=64)

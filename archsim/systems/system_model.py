@@ -85,7 +85,6 @@ from archsim.workload import Workload
 
 ATTENTION = "attention"
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
-DECODE_TABLE_LIMIT = 1 << 22  # contexts (tokens) up to which SystemModel.decode_ops tables per-context sums
 
 
 @dataclass(frozen=True)
@@ -130,11 +129,15 @@ class LayerPhases:
 
     @property
     def total(self) -> OpCost:
-        """Everything the layer spent, all sub-batches."""
-        cost = self.attention
+        """Everything the layer spent, all sub-batches: the attention, then each part added in turn (as `OpCost`'s
+        `+` adds, without a cost per step)."""
+        first = self.attention
+        time_s, memory_s, energy_j, busy = first.time_s, first.memory_s, first.energy_j, dict(first.busy_s)
         for part in (*self.pre, *self.post):
-            cost = cost + part
-        return cost
+            time_s, memory_s, energy_j = time_s + part.time_s, memory_s + part.memory_s, energy_j + part.energy_j
+            for unit, seconds in part.busy_s.items():
+                busy[unit] = busy.get(unit, 0.0) + seconds
+        return OpCost(time_s, memory_s, energy_j, busy)
 
 
 @dataclass(frozen=True)
@@ -216,35 +219,33 @@ class SystemModel:
                     self.attention("decode", int(c))
             return [known[c] for c in contexts]
 
-    def decode_ops(self, contexts: np.ndarray) -> DecodeOps:
-        """`decode_attention` of these contexts as `DecodeOps`, whose totals (`_decode_total`) are worked out only
-        when a device asks (an op's FLOPs need its analysis)."""
-        ops = self.decode_attention(contexts.tolist())
-        return DecodeOps(ops, functools.partial(self._decode_total, contexts.astype(np.int64), ops))
+    def decode_ops(self, contexts: Sequence[int]) -> DecodeOps:
+        """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose totals
+        (`_decode_total`) are worked out only when a device asks (an op's FLOPs need its analysis)."""
+        at = contexts.tolist() if isinstance(contexts, np.ndarray) else contexts
+        ops = self.decode_attention(at)
+        return DecodeOps(ops, functools.partial(self._decode_total, at, ops))
 
-    def _decode_total(self, at: np.ndarray, ops: Sequence[Op], name: str) -> float:
+    def _decode_total(self, at: Sequence[int], ops: Sequence[Op], name: str) -> float:
         """`DECODE_SUMS[name]` added over `ops` (whose contexts are `at`): read off the table `name` (context -> the
         value of that context's op, filled from the ops for contexts not yet in it). The values are whole numbers,
-        so below 2**53 the float64 sum is exact in any order; contexts from `DECODE_TABLE_LIMIT` on, and larger
-        sums, are added op by op."""
-        value = DECODE_SUMS[name]
-        if not at.size or int(at.max()) >= DECODE_TABLE_LIMIT:
-            return sum([value(op) for op in ops])
-        tables = self._decode_tables
-        table, known = tables.get(name, (np.zeros(0), np.zeros(0, dtype=bool)))
-        if int(at.max()) >= len(table):
-            size = max(2 * len(table), int(at.max()) + 1)
-            table = np.concatenate([table, np.zeros(size - len(table))])
-            known = np.concatenate([known, np.zeros(size - len(known), dtype=bool)])
-            tables[name] = table, known
-        for i in np.flatnonzero(~known[at]).tolist():
-            table[at[i]], known[at[i]] = value(ops[i]), True
-        total = float(table[at].sum())
-        return total if total < 2**53 else sum([value(op) for op in ops])
+        so below 2**53 their sum is exact in any order (and a float); larger sums are added op by op."""
+        table = self._decode_tables.get(name)
+        if table is None:
+            table = self._decode_tables[name] = {}
+        try:
+            total = sum([table[c] for c in at])
+        except KeyError:
+            value = DECODE_SUMS[name]
+            for c, op in zip(at, ops, strict=True):
+                if c not in table:
+                    table[c] = value(op)
+            total = sum([table[c] for c in at])
+        return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in ops])
 
     @functools.cached_property
-    def _decode_tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Table name -> (context -> the value of that context's decode op, which contexts are filled)."""
+    def _decode_tables(self) -> dict[str, dict[int, float]]:
+        """Table name -> context -> the value of that context's decode op."""
         return {}
 
     @functools.cached_property
@@ -314,7 +315,7 @@ class SystemModel:
         return par.tp * par.pp * max(0.0, self.weight_device.capacity_bytes - self.weight_bytes_per_device)
 
     def iteration(self, batch: Batch) -> IterationCost:
-        contexts = np.asarray(batch.decode_context_tokens, dtype=float)
+        contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         par = self.parallelism
         time_s = energy_j = 0.0
@@ -383,14 +384,15 @@ def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
                        workload.block, {})
 
 
-def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, ...] = ()) -> LayerPhases:
-    """The phases of one decoder layer of one device for these decode contexts and prompts (module docstring)."""
+def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int, ...] = ()) -> LayerPhases:
+    """The phases of one decoder layer of one device for these decode contexts (whole numbers: ints, floats or an
+    array) and prompts (module docstring)."""
     schedule = model.system.schedule
-    decode_ops = model.decode_ops(np.asarray(contexts))
+    decode_ops = model.decode_ops(contexts)
     attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
-        placement = attention_device.placement(decode_ops, schedule.split, np.asarray(contexts, dtype=float))
+        placement = attention_device.placement(decode_ops, schedule.split, contexts)
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], list(placement.sub_batches_gemv_s()), [], [], OpCost()
         sub_batch = placement.sub_batch.tolist()
@@ -402,7 +404,7 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
             post.append(q)
             softmax.append(_host_softmax_s(model, attention_device, mine))
             mha.append(max(pim_s[sb], softmax[-1]))
-        attention = attention_device.cost_of(decode_ops, placement.gemv_s(), float(placement.loads_s().mean()))
+        attention = attention_device.cost_of(decode_ops, placement.gemv_s(), placement.mean_load_s())
         stage = functools.partial(_stage, attention_device.spec.row_buffers)
         stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
                   stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
@@ -418,10 +420,9 @@ def layer_phases(model: SystemModel, contexts: np.ndarray, prompts: tuple[int, .
     attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
-        placement = attention_device.placement(decode_ops, contexts=np.asarray(contexts, dtype=float))
+        placement = attention_device.placement(decode_ops, contexts=contexts)
         barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
-        attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier),
-                                             float(placement.loads_s().mean()))
+        attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier), placement.mean_load_s())
         attention_s, softmax_s = attention.time_s, _host_softmax_s(model, attention_device, decode_ops)
         mha_s = max(attention_s, softmax_s) if overlap else attention_s + softmax_s
     elif decode_ops:
