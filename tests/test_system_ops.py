@@ -22,6 +22,7 @@ from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import bind
 from archsim.systems import pim as pim_model
+from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.system_model import charged_ops
@@ -236,3 +237,29 @@ def test_layer_total_equals_adding_its_parts() -> None:
             for part in (*phases.pre, *phases.post):
                 cost = cost + part
             assert phases.total == cost
+
+
+def test_coprocessed_layer_remembered_per_phase_and_tokens_equals_a_fresh_model() -> None:
+    """Co-processing remembers the chain around its attention stage per (any decode, new tokens), the all-reduce
+    per token count, and a Logic-PIM adds its ops' terms in one loop: a layer whose batch splits its 43 new tokens
+    differently from one seen before (3 decodes and a 40-token prompt, then 43 decodes) equals the layer of a fresh
+    model that never saw the first, and the Logic-PIM's cost of the decode ops equals their terms added op by op
+    (Duplex+PE+ET, Mixtral, decode attention on the Logic-PIM below its Op/B)."""
+    from archsim.systems.system_model import layer_phases, link_allreduce_s
+
+    def fresh():
+        return system_model(load_system("duplex-pe-et"), library.load_workload_spec("mixtral-8x7b"))
+
+    model = fresh()
+    contexts = tuple(range(1000, 1043))
+    layer_phases(model, contexts[:3], (40,))
+    assert layer_phases(model, contexts, ()) == layer_phases(fresh(), contexts, ())
+    assert link_allreduce_s(model, 43, "tp", 2) == link_allreduce_s(fresh(), 43, "tp", 2)
+    lp = next(d for d in model.devices.values() if d.kind == "logic-pim")
+    ops = model.decode_ops(contexts)
+    time_s = memory_s = energy_j = busy_s = 0.0
+    for op in ops:
+        terms = lp._op_terms(op, 1.0)
+        time_s, memory_s, energy_j, busy_s = (time_s + terms[0], memory_s + terms[1], energy_j + terms[2],
+                                              busy_s + terms[3])
+    assert lp.cost(ops) == OpCost(time_s, memory_s, energy_j, {lp.name: busy_s})

@@ -34,14 +34,17 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
     prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
     included); `coprocessed_s` the layer's time."""
-    pre_ops, _ = _dense_ops(model, len(contexts), prompts)
+    # the prompts' attention ops (those `_dense_ops` puts before the attention stage)
+    prefill = [model.attention("prefill", p) for p in prompts] if len(contexts) + sum(prompts) else []
     pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
     placed = model._placed
-    for at, ops in enumerate(([op for op in pre_ops if op.name == ATTENTION], decode_ops)):
-        devices = [placed.get(op) or _device_of(model, op) for op in ops]
-        if devices and all(d is devices[0] for d in devices):  # the usual case: every op on one device
+    for at, ops in enumerate((prefill, decode_ops)):
+        devices = list(map(placed.get, ops))
+        if id(None) in set(map(id, devices)):  # some op not placed yet
+            devices = [placed.get(op) or _device_of(model, op) for op in ops]
+        if devices and len(set(map(id, devices))) == 1:  # the usual case: every op on one device
             stage.setdefault(devices[0].name, [[], []])[at] = ops
             continue
         for op, device in zip(ops, devices, strict=True):
@@ -63,10 +66,11 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
 
 def _chain_ends(model: SystemModel, decodes: int,
                 prompts: tuple[int, ...]) -> tuple[OpCost, OpCost, tuple[float, ...]]:
-    """The layer's chain around its attention stage, which depends on the batch only through the decode count and
-    the prompts: the cost of the ops before the attention (the prompts' attention left out), the cost of the ops
-    after it and each one's time in the chain, in order. Remembered per model."""
-    key = (decodes, prompts)
+    """The layer's chain around its attention stage, which depends on the batch only through whether a request
+    decodes and the new tokens (the layer's ops, `SystemModel.ops`, and the MoE split): the cost of the ops before
+    the attention (the prompts' attention left out), the cost of the ops after it and each one's time in the
+    chain, in order. Remembered per model by those two."""
+    key = (decodes > 0, decodes + sum(prompts))
     found = model._chain_ends.get(key)
     if found is not None:
         return found

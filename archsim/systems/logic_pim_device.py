@@ -56,16 +56,20 @@ class LogicPimDevice:
         terms = self._terms.get(streamed_fraction)
         if terms is None:
             terms = self._terms[streamed_fraction] = {}
-        time_s = memory_total_s = energy_j = busy_s = 0.0
-        for op in ops:  # the ops one after another: each term added in op order
-            found = terms.get(op)
-            if found is None:
-                found = terms[op] = self._op_terms(op, streamed_fraction)
-            time_s += found[0]
-            memory_total_s += found[1]
-            energy_j += found[2]
-            busy_s += found[3]
-        return OpCost(time_s, memory_total_s, energy_j, {self.name: busy_s})
+        try:
+            found = list(map(terms.__getitem__, ops))
+        except KeyError:
+            for op in ops:
+                if op not in terms:
+                    terms[op] = self._op_terms(op, streamed_fraction)
+            found = list(map(terms.__getitem__, ops))
+        time_s = memory_s = energy_j = busy_s = 0.0
+        for op_time_s, op_memory_s, op_energy_j, op_busy_s in found:  # the ops one after another, in op order
+            time_s += op_time_s
+            memory_s += op_memory_s
+            energy_j += op_energy_j
+            busy_s += op_busy_s
+        return OpCost(time_s, memory_s, energy_j, {self.name: busy_s})
 
     def _op_terms(self, op: Op, streamed_fraction: float) -> tuple[float, float, float, float]:
         """One op's (time, memory time, energy, busy time): the roofline and prices of the module docstring."""

@@ -212,12 +212,12 @@ class SystemModel:
         request once the lengths are known."""
         known = self._attention_ops.setdefault("decode", {})
         try:
-            return [known[c] for c in contexts]
+            return list(map(known.__getitem__, contexts))
         except KeyError:
             for c in contexts:
                 if c not in known:
                     self.attention("decode", int(c))
-            return [known[c] for c in contexts]
+            return list(map(known.__getitem__, contexts))
 
     def decode_ops(self, contexts: Sequence[int]) -> DecodeOps:
         """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose totals
@@ -234,13 +234,13 @@ class SystemModel:
         if table is None:
             table = self._decode_tables[name] = {}
         try:
-            total = sum([table[c] for c in at])
+            total = sum(map(table.__getitem__, at))
         except KeyError:
             value = DECODE_SUMS[name]
             for c, op in zip(at, ops, strict=True):
                 if c not in table:
                     table[c] = value(op)
-            total = sum([table[c] for c in at])
+            total = sum(map(table.__getitem__, at))
         return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in ops])
 
     @functools.cached_property
@@ -276,6 +276,11 @@ class SystemModel:
     def _chain_ends(self) -> dict[tuple, tuple[OpCost, OpCost, tuple[float, ...]]]:
         """(decodes, prompts) -> co-processing's costs before and after the attention stage
         (`archsim.systems.coprocessing`)."""
+        return {}
+
+    @functools.cached_property
+    def _allreduces_s(self) -> dict[tuple[int, str, int], float]:
+        """(tokens, link name, devices) -> `link_allreduce_s`."""
         return {}
 
     @functools.cached_property
@@ -517,9 +522,16 @@ def _allreduce_s(model: SystemModel, tokens: int) -> float:
 
 def link_allreduce_s(model: SystemModel, tokens: int, link_name: str, degree: int) -> float:
     """One ring all-reduce of the new tokens' hidden activations over `degree` devices and the system's link
-    `link_name`; 0 without such a link, one device or no token."""
-    link = model.system.links.get(link_name)
-    if link is None or degree == 1 or tokens == 0:
-        return 0.0
-    message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
-    return all_reduce_s(message, degree, link, algorithm="ring")
+    `link_name`; 0 without such a link, one device or no token. Remembered per model: an iteration asks for its
+    token count."""
+    key = (tokens, link_name, degree)
+    found = model._allreduces_s.get(key)
+    if found is None:
+        link = model.system.links.get(link_name)
+        if link is None or degree == 1 or tokens == 0:
+            found = 0.0
+        else:
+            message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
+            found = all_reduce_s(message, degree, link, algorithm="ring")
+        model._allreduces_s[key] = found
+    return found
