@@ -528,6 +528,8 @@ def test_archsim_kernels_follow_their_launchers(calibration) -> None:
     assert naive.time_s > 4 * scores_bytes / a100.dram_bytes_per_s  # S written, read and written, read
     assert "no backward" in plans("archsim naive 3-pass (Triton)",
                                   AttentionCase("bwd", 1, 16, 16, 64, 512, False, "fp16"), a100)
+    assert "got fp8" in plans("archsim FlashAttention-2 (Triton)",
+                              AttentionCase("fwd", 1, 16, 16, 64, 512, False, "fp8"), a100)
 
 
 def test_rows_of_archsim_measure_are_validated(tmp_path: Path, calibration) -> None:

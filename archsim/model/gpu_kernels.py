@@ -642,6 +642,8 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.head_dim not in (16, 32, 64, 128):
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
+    if case.precision == "fp8":
+        return "archsim's kernels take fp16, bf16 or fp32 inputs (got fp8)"
     if (variant == "decode") != (case.direction == "decode"):
         return f"{variant} does not run direction {case.direction}"
     if variant == "decode":
