@@ -40,6 +40,7 @@ Energy, by `energy`:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,8 +133,7 @@ class GpuDevice:
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
 
         precision, wb = self._precision(op), op.binding.word_bytes
-        copy = self.spec.dram_copy_fraction
-        params = self.params if copy is None else {**self.params, "hbm_efficiency": copy}
+        params = self._gemm_params
         time_s = peak_s = dram_bytes = 0.0
         in_gemms: set[str] = set()
         for gemm in op_gemms(op):
@@ -152,6 +152,13 @@ class GpuDevice:
             time_s += self.elementwise_s(elementwise)
             dram_bytes += elementwise
         return time_s, peak_s, dram_bytes
+
+    @functools.cached_property
+    def _gemm_params(self) -> Mapping[str, float]:
+        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's measured copy fraction
+        where the preset has one (module docstring)."""
+        copy = self.spec.dram_copy_fraction
+        return self.params if copy is None else {**self.params, "hbm_efficiency": copy}
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch (at
@@ -237,15 +244,34 @@ def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
 
 
 def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
-    """DRAM bytes of the op's Einsums outside its GEMMs: with GEMMs in the op, the intermediates those Einsums read
-    or write; without, every tensor of the op (a norm or a residual add)."""
+    """DRAM bytes of the op's Einsums outside its GEMMs (`_elementwise_tensors`, whole numbers of bytes: their sum
+    is exact in any order)."""
+    cascade, sizes = op.binding.cascade, op.tensor_bytes
+    key = (op.cascade, id(cascade), frozenset(in_gemms))
+    found = _ELEMENTWISE_TENSORS.get(key)
+    if found is None or found[0] is not cascade:
+        if len(_ELEMENTWISE_TENSORS) >= 4096:
+            _ELEMENTWISE_TENSORS.clear()
+        found = _ELEMENTWISE_TENSORS[key] = (cascade, _elementwise_tensors(op, in_gemms))
+    return float(sum(sizes[t] for t in found[1]))
+
+
+# (cascade name, id of the bound cascade, the Einsums in GEMMs) -> (that cascade, `_elementwise_tensors`): a
+# serving run costs the same cascade at many sizes
+_ELEMENTWISE_TENSORS: dict[tuple, tuple[object, tuple[str, ...]]] = {}
+
+
+def _elementwise_tensors(op: Op, in_gemms: set[str]) -> tuple[str, ...]:
+    """The tensors the op's Einsums outside its GEMMs move through DRAM: with GEMMs in the op, the intermediates
+    those Einsums read or write; without, every tensor of the op (a norm or a residual add); none without such
+    Einsums. They depend on the cascade and its GEMMs alone."""
     einsums = [e for e in op.binding.cascade.einsums if e.name not in in_gemms]
     if not einsums:
-        return 0.0
-    roles, sizes = op.tensor_roles, op.tensor_bytes
+        return ()
+    roles = op.tensor_roles
     if not in_gemms:
-        return float(sum(size for name, size in sizes.items() if roles[name] != INTERMEDIATE))
+        return tuple(name for name in op.binding.cascade.tensors if roles[name] != INTERMEDIATE)
     from archsim.cascade.passes import refs_of
 
     touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
-    return float(sum(sizes[t] for t in touched if roles[t] == INTERMEDIATE))
+    return tuple(t for t in touched if roles[t] == INTERMEDIATE)

@@ -161,7 +161,7 @@ class BankPimDevice:
         pim = self.spec
         found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
         contexts = found if contexts is None else contexts
-        at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else [int(c) for c in contexts]
+        at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else list(map(int, contexts))
         key = (heads, kv_heads, head_dim, _table_size(max([0, *at]) + 1))
         tables = self._tables.get(key)
         if tables is None:
@@ -170,15 +170,15 @@ class BankPimDevice:
         if self.channel_policy == "rr":
             channel = [i % pim.channels for i in range(len(at))]
         else:
-            channel = pim_model.greedy_channels([estimate_table[c] for c in at], pim.channels)
+            channel = pim_model.greedy_channels(list(map(estimate_table.__getitem__, at)), pim.channels)
         if issue_tables is not None:
             index = np.array(at, dtype=int)
             issue_s = (issue_tables[0][index], issue_tables[1][index])
         else:
             issue_s = (np.zeros(len(at)),) * 2
         order = np.argsort(-np.asarray(contexts, dtype=float), kind="stable") if split == "longest-first" else None
-        return PimPlacement(tuple([request_table[c] for c in at]), tuple(channel), pim.channels,
-                            tuple([logits_table[c] for c in at]), issue_s, issue_tables is not None, order)
+        return PimPlacement(tuple(map(request_table.__getitem__, at)), tuple(channel), pim.channels,
+                            tuple(map(logits_table.__getitem__, at)), issue_s, issue_tables is not None, order)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:

@@ -429,6 +429,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     output_tokens = sum(r.output_tokens for r in records)
     makespan_s = max((r.finish_s for r in records), default=0.0) - min((r.arrival_s for r in records), default=0.0)
     ttft_s = [r.ttft_s for r in records]
+    tbt_s = np.asarray(engine.tbt_s, dtype=float)  # one array for both percentiles: a run emits many tokens
     return ServingResult(
         system=model.name,
         config=config,
@@ -439,8 +440,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         throughput_tok_s=output_tokens / makespan_s if makespan_s > 0 else 0.0,
         ttft_p50_s=percentile(ttft_s, 50),
         ttft_p99_s=percentile(ttft_s, 99),
-        tbt_p50_s=percentile(engine.tbt_s, 50),
-        tbt_p99_s=percentile(engine.tbt_s, 99),
+        tbt_p50_s=percentile(tbt_s, 50),
+        tbt_p99_s=percentile(tbt_s, 99),
         utilization={unit: busy / makespan_s if makespan_s > 0 else 0.0 for unit, busy in engine.busy_s.items()},
         energy_j=engine.energy_j,
         energy_per_token_j=engine.energy_j / output_tokens if output_tokens else 0.0,

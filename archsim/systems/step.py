@@ -120,6 +120,24 @@ class Step:
         return self.seq_len if self.phase == "prefill" else 1
 
 
+class _kept:
+    """A value worked out when first asked and kept on the instance: `functools.cached_property` without the lock
+    it takes on every first access before Python 3.12 (a serving run builds tens of thousands of ops, each read for
+    its analysis, tensors and counts once; ops are built and read in one thread)."""
+
+    def __init__(self, func: Callable) -> None:
+        self.func, self.name, self.__doc__ = func, func.__name__, func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> object:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
+
+
 @dataclass(frozen=True, eq=False)
 class Op:
     """One op of a layer: a library cascade bound to the step's sizes, and its analysis. Ops compare (and hash) by
@@ -131,36 +149,36 @@ class Op:
     deps: tuple[str, ...]  # the ops whose outputs this one reads, earlier in the layer
     phase: str = "decode"  # the step's phase: in prefill an attention op's K and V are this step's own
 
-    @functools.cached_property
+    @_kept
     def analysis(self) -> Analysis:
         """Points and operation counts (`analyze`), worked out when first asked: an op read for its tensors' bytes
         alone (a memory model) never counts its masks."""
         return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors)
 
-    @functools.cached_property
+    @_kept
     def tensors(self) -> tuple[TensorInfo, ...]:
         """The op's tensors: kind, ranks, shape and bytes (`tensor_infos`)."""
         return tensor_infos(self.binding)
 
-    @functools.cached_property
+    @_kept
     def ops(self) -> dict[str, int]:
         """Operation counts by op type (mac, add, exp, ...) over the whole op."""
         return self.analysis.total_ops()
 
-    @functools.cached_property
+    @_kept
     def flops(self) -> int:
         """Floating-point operations: a MAC is two, every other op type one."""
         return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
 
-    @functools.cached_property
+    @_kept
     def tensor_roles(self) -> dict[str, str]:
         return tensor_roles_of(self.cascade, self.binding.cascade)
 
-    @functools.cached_property
+    @_kept
     def tensor_bytes(self) -> dict[str, int]:
         return {t.name: t.bytes for t in self.tensors}
 
-    @functools.cached_property
+    @_kept
     def bytes_by_role(self) -> dict[str, int]:
         """Bytes of the op's tensors by role: weights, activations in, activations out, KV cache (read or
         written), and intermediates (which a device may keep on chip)."""
@@ -170,7 +188,7 @@ class Op:
             totals[roles[name]] += size
         return totals
 
-    @functools.cached_property
+    @_kept
     def bytes_off_chip(self) -> float:
         """Bytes of every tensor but the intermediates (what a device keeping intermediates on chip moves), added
         in `bytes_by_role`'s order."""
@@ -180,12 +198,12 @@ class Op:
                 moved += size
         return moved
 
-    @functools.cached_property
+    @_kept
     def bytes(self) -> int:
         """Bytes the op must move at least: every tensor but its intermediates, each once."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
 
-    @functools.cached_property
+    @_kept
     def op_per_byte(self) -> float:
         """Arithmetic intensity: FLOPs per byte of `bytes`."""
         return self.flops / self.bytes

@@ -500,13 +500,13 @@ def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) 
         return 0.0
     known = model._host_ops
     try:
-        host_ops = [known[op] for op in ops]
+        host_ops = sum(map(known.__getitem__, ops))
     except KeyError:
         for op in ops:
             if op not in known:
                 known[op] = device.host_ops([op])
-        host_ops = [known[op] for op in ops]
-    return npu_model.vector_time_s(device.host, sum(host_ops))
+        host_ops = sum(map(known.__getitem__, ops))
+    return npu_model.vector_time_s(device.host, host_ops)
 
 
 def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
