@@ -31,10 +31,10 @@ def main() -> None:
     parts = (("closed-loop grids", duplex_reproduce.grid_records), ("Bank-PIM comparison",
              duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep),
              ("QPS capacities", duplex_reproduce.capacity_qps))
-    total_s = 0.0
+    total_s, models = 0.0, {}  # the parts share their models, as run_all has them do
     for name, run in parts:
         start = time.perf_counter()
-        run()
+        run(models=models)
         elapsed_s = time.perf_counter() - start
         total_s += elapsed_s
         print(f"{name:<20} {elapsed_s:6.1f} s")

@@ -263,3 +263,43 @@ def test_coprocessed_layer_remembered_per_phase_and_tokens_equals_a_fresh_model(
         time_s, memory_s, energy_j, busy_s = (time_s + terms[0], memory_s + terms[1], energy_j + terms[2],
                                               busy_s + terms[3])
     assert lp.cost(ops) == OpCost(time_s, memory_s, energy_j, {lp.name: busy_s})
+
+
+def test_gpu_elementwise_tensors_remembered_per_cascade_equal_a_fresh_count() -> None:
+    """A GPU device remembers which tensors an op's elementwise kernel moves per (cascade, its GEMM Einsums): the
+    bytes equal counting them afresh, for Mixtral's layer ops at several token counts (norms and residual adds
+    without GEMMs, projections, the MoE op with its intermediates)."""
+    from archsim.cascade.passes import refs_of
+    from archsim.systems import gpu_device
+    from archsim.systems.gemms import op_gemms
+    from archsim.systems.step import INTERMEDIATE
+
+    def afresh(op, in_gemms):
+        einsums = [e for e in op.binding.cascade.einsums if e.name not in in_gemms]
+        roles, sizes = op.tensor_roles, op.tensor_bytes
+        if not einsums:
+            return 0.0
+        if not in_gemms:
+            return float(sum(size for name, size in sizes.items() if roles[name] != INTERMEDIATE))
+        touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
+        return float(sum(sizes[t] for t in touched if roles[t] == INTERMEDIATE))
+
+    model = system_model(load_system("duplex-gpu"), library.load_workload_spec("mixtral-8x7b"))
+    gpu_device._ELEMENTWISE_TENSORS.clear()
+    for tokens in (1, 7, 300):
+        for op in model.ops("decode", tokens, 1):
+            in_gemms = {e for gemm in op_gemms(op) for e in gemm.einsums}
+            assert gpu_device._elementwise_bytes(op, in_gemms) == afresh(op, in_gemms), op.name
+
+
+def test_duplex_runs_sharing_their_models_equal_fresh_models() -> None:
+    """`duplex_reproduce` runs may share their models (`duplex_model`, as `run_all` does): a run after another on
+    the same models gives the records of fresh models."""
+    from archsim.systems import duplex_reproduce
+
+    grid = {"models": ("mixtral-8x7b",), "lengths": ((64, 16),), "batches": (4, 8)}
+    models: dict = {}
+    duplex_reproduce.reproduce(("duplex-gpu", "duplex-pe-et"), grid, models=models)
+    shared = duplex_reproduce.reproduce(("duplex-gpu", "duplex-pe-et"), grid, seed=3, models=models)
+    assert shared == duplex_reproduce.reproduce(("duplex-gpu", "duplex-pe-et"), grid, seed=3)
+    assert len(models) == 2

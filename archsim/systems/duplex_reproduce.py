@@ -69,6 +69,7 @@ from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
+from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import System, load_system, with_fields
 
 SYSTEMS = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et")
@@ -107,19 +108,32 @@ def duplex_system(name: str, as_artifact: bool = False) -> System:
     return with_fields(system, {f"devices.{name}.timing": ROOFLINE for name in gpus})
 
 
+def duplex_model(name: str, workload: str, as_artifact: bool = False, models: dict | None = None) -> SystemModel:
+    """`system_model` of preset `name` (`duplex_system`) running library model `workload`; with `models` (a dict a
+    caller shares between runs), built once per (name, workload, as_artifact) and then reused, so what a model
+    remembers (op costs, kernel predictions, the chain around its attention) serves every run of it."""
+    key = (name, workload, as_artifact)
+    model = None if models is None else models.get(key)
+    if model is None:
+        model = system_model(duplex_system(name, as_artifact), library.load_workload_spec(workload))
+        if models is not None:
+            models[key] = model
+    return model
+
+
 def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, rounds: int = REQUEST_ROUNDS,
-              seed: int = SEED, as_artifact: bool = False) -> list[dict]:
+              seed: int = SEED, as_artifact: bool = False, models: dict | None = None) -> list[dict]:
     """One record per system x model x (L_in, L_out) x batch: throughput (output tokens / makespan), TBT p50/p99,
-    mean end-to-end latency (finish - arrival) and energy per output token of a closed-loop run."""
+    mean end-to-end latency (finish - arrival) and energy per output token of a closed-loop run (`models`: shared
+    models, `duplex_model`)."""
     grid = grid or GRID
     records = []
     for model_name in grid["models"]:
-        workload = library.load_workload_spec(model_name)
-        models = {name: system_model(duplex_system(name, as_artifact), workload) for name in systems}
+        runs = {name: duplex_model(name, model_name, as_artifact, models) for name in systems}
         for lin, lout in grid["lengths"]:
             for batch in grid["batches"]:
                 requests = gaussian_requests(rounds * batch, lin, lout, STD_FRACTION, seed)
-                for name, model in models.items():
+                for name, model in runs.items():
                     result = simulate_serving(model, requests, ServingConfig(max_batch=batch), closed_loop=batch)
                     records.append({
                         "model": model_name, "system": name, "lin": lin, "lout": lout, "batch": batch,
@@ -131,12 +145,13 @@ def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, roun
     return records
 
 
-def grid_records(rounds: int = REQUEST_ROUNDS, seed: int = SEED, as_artifact: bool = False) -> list[dict]:
+def grid_records(rounds: int = REQUEST_ROUNDS, seed: int = SEED, as_artifact: bool = False,
+                 models: dict | None = None) -> list[dict]:
     """`reproduce` records of the headline's pair on `PAPER_GRID`, then of the other systems on `GRID` (module
     docstring)."""
     pair = (BASELINE, HEADLINE_SYSTEM)
-    return (reproduce(pair, PAPER_GRID, rounds, seed, as_artifact)
-            + reproduce(tuple(s for s in SYSTEMS if s not in pair), GRID, rounds, seed, as_artifact))
+    return (reproduce(pair, PAPER_GRID, rounds, seed, as_artifact, models)
+            + reproduce(tuple(s for s in SYSTEMS if s not in pair), GRID, rounds, seed, as_artifact, models))
 
 
 def over_baseline(records: list[dict], system: str, metric: str, baseline: str = BASELINE) -> list[float]:
@@ -174,9 +189,9 @@ BANK_PIM_ATTRIBUTION = ("the Bank-PIM's edge on MHA and its loss on GQA come fro
 
 
 def bank_pim_comparison(systems: tuple[str, ...] = BANK_PIM_SYSTEMS, rounds: int = REQUEST_ROUNDS,
-                        seed: int = SEED, as_artifact: bool = False) -> list[dict]:
+                        seed: int = SEED, as_artifact: bool = False, models: dict | None = None) -> list[dict]:
     """`reproduce` records of `systems` at `BANK_PIM_GRID` (module docstring)."""
-    return reproduce(systems, BANK_PIM_GRID, rounds, seed, as_artifact)
+    return reproduce(systems, BANK_PIM_GRID, rounds, seed, as_artifact, models)
 
 
 def bank_pim_headline(records: list[dict]) -> dict:
@@ -224,12 +239,13 @@ def qps_requests(rate_per_s: float, n: int, seed: int = SEED) -> tuple[Request, 
 
 
 def qps_sweep(systems: tuple[str, ...] = QPS_SYSTEMS, rates: tuple[float, ...] = QPS_RATES,
-              requests: int = QPS_REQUESTS, seed: int = SEED, as_artifact: bool = False) -> list[dict]:
-    """One record per system x rate (module docstring), `saturated` by the TTFT criterion."""
-    workload = library.load_workload_spec(QPS_MODEL)
+              requests: int = QPS_REQUESTS, seed: int = SEED, as_artifact: bool = False,
+              models: dict | None = None) -> list[dict]:
+    """One record per system x rate (module docstring), `saturated` by the TTFT criterion (`models`: shared models,
+    `duplex_model`)."""
     records = []
     for name in systems:
-        model = system_model(duplex_system(name, as_artifact), workload)
+        model = duplex_model(name, QPS_MODEL, as_artifact, models)
         alone_s = model.iteration(Batch((QPS_LENGTHS[0],), ())).time_s
         for rate in rates:
             result = simulate_serving(model, qps_requests(rate, requests, seed), ServingConfig(max_batch=QPS_MAX_BATCH))
@@ -263,16 +279,15 @@ def saturation_qps(records: list[dict], system: str) -> tuple[float, str]:
 
 
 def capacity_qps(systems: tuple[str, ...] = QPS_SYSTEMS, rounds: int = CAPACITY_ROUNDS, seed: int = SEED,
-                 as_artifact: bool = False) -> dict[str, float]:
+                 as_artifact: bool = False, models: dict | None = None) -> dict[str, float]:
     """Requests per second each system completes with its batch always full (module docstring): a closed loop of
     `QPS_MAX_BATCH` requests in flight over `QPS_LENGTHS`, `rounds` x the batch requests, output tokens per second
-    over the requests' mean output length."""
-    workload = library.load_workload_spec(QPS_MODEL)
+    over the requests' mean output length (`models`: shared models, `duplex_model`)."""
     requests = gaussian_requests(rounds * QPS_MAX_BATCH, *QPS_LENGTHS, STD_FRACTION, seed)
     per_request = mean(r.output_tokens for r in requests)
     out = {}
     for name in systems:
-        model = system_model(duplex_system(name, as_artifact), workload)
+        model = duplex_model(name, QPS_MODEL, as_artifact, models)
         result = simulate_serving(model, requests, ServingConfig(max_batch=QPS_MAX_BATCH), closed_loop=QPS_MAX_BATCH)
         out[name] = result.throughput_tok_s / per_request
     return out
@@ -298,12 +313,16 @@ def qps_headline(records: list[dict], capacity: dict[str, float]) -> dict:
 def run_all(as_artifact: bool = False) -> tuple[list[dict], dict, list[dict]]:
     """The reproduction's records (the grids, then the Bank-PIM comparison's systems the paper grid has not run at
     its point: the GPU has), its headline (the paper grid's, "bank_pim" and "qps") and the QPS sweep's records;
-    with `as_artifact`, the GPU devices timed as Duplex's simulator times them (`duplex_system`)."""
-    grid = grid_records(as_artifact=as_artifact)
-    bank = bank_pim_comparison(tuple(s for s in BANK_PIM_SYSTEMS if s != BASELINE), as_artifact=as_artifact)
-    qps = qps_sweep(as_artifact=as_artifact)
+    with `as_artifact`, the GPU devices timed as Duplex's simulator times them (`duplex_system`). The parts share
+    their models (`duplex_model`)."""
+    models: dict = {}
+    grid = grid_records(as_artifact=as_artifact, models=models)
+    bank = bank_pim_comparison(tuple(s for s in BANK_PIM_SYSTEMS if s != BASELINE), as_artifact=as_artifact,
+                               models=models)
+    qps = qps_sweep(as_artifact=as_artifact, models=models)
     summary = {**headline(grid), "bank_pim": bank_pim_headline(bank),
-               "qps": qps_headline(qps, capacity_qps(as_artifact=as_artifact)), "as_artifact": as_artifact}
+               "qps": qps_headline(qps, capacity_qps(as_artifact=as_artifact, models=models)),
+               "as_artifact": as_artifact}
     return grid + bank, summary, qps
 
 
