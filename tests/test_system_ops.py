@@ -303,3 +303,28 @@ def test_duplex_runs_sharing_their_models_equal_fresh_models() -> None:
     shared = duplex_reproduce.reproduce(("duplex-gpu", "duplex-pe-et"), grid, seed=3, models=models)
     assert shared == duplex_reproduce.reproduce(("duplex-gpu", "duplex-pe-et"), grid, seed=3)
     assert len(models) == 2
+
+
+def test_coprocessed_stage_without_zero_costs_equals_adding_them() -> None:
+    """The co-processing stage leaves out the part a device lacks instead of adding a zero cost: the layer's
+    pre, attention and time equal adding every device's prompt and decode attention costs, zeros included
+    (Duplex+PE+ET: prompts on the xPU, decode attention on the Logic-PIM; and a batch of prompts alone)."""
+    from archsim.systems.coprocessing import _chain_ends
+    from archsim.systems.system_model import layer_phases
+
+    model = system_model(load_system("duplex-pe-et"), library.load_workload_spec("mixtral-8x7b"))
+    for contexts, prompts in (((700, 1200, 35), (90, 17)), ((), (64,)), ((5, 6), ())):
+        phases = layer_phases(model, contexts, prompts)
+        pre, _, post_s = _chain_ends(model, len(contexts), prompts)
+        prompt_ops = [model.attention("prefill", p) for p in prompts]
+        decode_ops = model.decode_ops(contexts)
+        attention, stage_s = OpCost(), 0.0
+        for device, ops, decode in ((model.devices["xpu"], prompt_ops, []), (model.devices["lp"], [], decode_ops)):
+            prompt_cost = device.cost(ops) if ops else OpCost()
+            decode_cost = device.cost(decode) if decode else OpCost()
+            pre, attention = pre + prompt_cost, attention + decode_cost
+            stage_s = max(stage_s, prompt_cost.time_s + decode_cost.time_s)
+        chain_s = _chain_ends(model, len(contexts), prompts)[0].time_s + stage_s
+        for time_s in post_s:
+            chain_s += time_s
+        assert (phases.pre[0], phases.attention, phases.coprocessed_s) == (pre, attention, chain_s)

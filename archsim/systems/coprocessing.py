@@ -41,21 +41,30 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
     placed = model._placed
     for at, ops in enumerate((prefill, decode_ops)):
-        devices = list(map(placed.get, ops))
-        if id(None) in set(map(id, devices)):  # some op not placed yet
-            devices = [placed.get(op) or _device_of(model, op) for op in ops]
-        if devices and len(set(map(id, devices))) == 1:  # the usual case: every op on one device
+        placed_ids = set(map(id, map(placed.get, ops)))
+        if len(placed_ids) == 1 and id(None) not in placed_ids:  # the usual case: every op on one device
+            stage.setdefault(placed[ops[0]].name, [[], []])[at] = ops
+            continue
+        devices = [placed.get(op) or _device_of(model, op) for op in ops]
+        if devices and len(set(map(id, devices))) == 1:
             stage.setdefault(devices[0].name, [[], []])[at] = ops
             continue
         for op, device in zip(ops, devices, strict=True):
             stage.setdefault(device.name, [[], []])[at].append(op)
-    attention, stage_s = OpCost(), 0.0
-    for name, (prefill, decode) in stage.items():
-        device = model.devices[name]
-        prompt_cost = device.cost(prefill) if prefill else OpCost()
-        decode_cost = device.cost(decode) if decode else OpCost()
-        pre, attention = pre + prompt_cost, attention + decode_cost
-        stage_s = max(stage_s, prompt_cost.time_s + decode_cost.time_s)
+    # each device's prompt attention, then its decode attention; a part a device lacks is left out, not added as a
+    # zero cost (costs are sums from +0.0: adding zeros changes none)
+    attention, stage_s = None, 0.0
+    for name, (prompt_ops, decode) in stage.items():
+        device, device_s = model.devices[name], 0.0
+        if prompt_ops:
+            prompt_cost = device.cost(prompt_ops)
+            pre, device_s = pre + prompt_cost, prompt_cost.time_s
+        if decode:
+            decode_cost = device.cost(decode)
+            attention = decode_cost if attention is None else attention + decode_cost
+            device_s += decode_cost.time_s
+        stage_s = max(stage_s, device_s)
+    attention = OpCost() if attention is None else attention
     chain_s += stage_s
     for time_s in post_s:
         chain_s += time_s

@@ -422,7 +422,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
                                                                   "it with archsim.systems.models.system_model")
         return model.compose_layer(model, contexts, prompts, decode_ops)
     pre, post = _dense(model, len(contexts), prompts, 1.0)
-    attention, attention_s, softmax_s, placement = OpCost(), 0.0, 0.0, None
+    attention_s, softmax_s, placement = 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
         placement = attention_device.placement(decode_ops, contexts=contexts)
@@ -434,7 +434,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
         attention = attention_device.cost(decode_ops)
         attention_s = mha_s = attention.time_s
     else:
-        mha_s = 0.0
+        attention, mha_s = OpCost(), 0.0
     return LayerPhases((pre,), (post,), attention, (attention_s,), (softmax_s,), (mha_s,), (), placement,
                        _allreduce_s(model, len(contexts) + sum(prompts)), overlap)
 
