@@ -328,3 +328,23 @@ def test_coprocessed_stage_without_zero_costs_equals_adding_them() -> None:
         for time_s in post_s:
             chain_s += time_s
         assert (phases.pre[0], phases.attention, phases.coprocessed_s) == (pre, attention, chain_s)
+
+
+def test_layer_ops_twins_share_what_equals_their_own() -> None:
+    """A layer's two norms and two residual adds bind one cascade to the same sizes: the later op of each pair
+    shares the earlier's binding, tensors and analysis (`Op.twin`), which equal binding and analysing it afresh."""
+    from archsim.cascade.analysis import tensor_infos
+    from archsim.systems.step import Step, _passes, layer_ops
+
+    workload = library.load_workload_spec("mixtral-8x7b")
+    ops = {op.name: op for op in layer_ops(workload, Step("decode", 37, 1), "llama")}
+    for first, later in (("attn_norm", "ffn_norm"), ("attn_residual", "ffn_residual")):
+        twin = ops[later]
+        assert twin.twin is ops[first] and twin.binding is ops[first].binding
+        cascade = library.load_cascade_spec(twin.cascade)
+        sizes = {k: v for k, v in {"batch": 37, "seq_len": 1, "tokens": 37}.items() if k in cascade.params}
+        fresh = bind(cascade, workload, sizes, "<step>")
+        assert (fresh.params, fresh.rank_sizes, fresh.word_bytes) == (twin.binding.params, twin.binding.rank_sizes,
+                                                                       twin.binding.word_bytes)
+        assert twin.tensors == tensor_infos(fresh)
+        assert twin.analysis == analyze(fresh, passes=_passes(twin.cascade), tensors=tensor_infos(fresh))

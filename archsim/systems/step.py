@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze, tensor_infos
@@ -148,16 +148,23 @@ class Op:
     binding: Binding
     deps: tuple[str, ...]  # the ops whose outputs this one reads, earlier in the layer
     phase: str = "decode"  # the step's phase: in prefill an attention op's K and V are this step's own
+    # an earlier op of the same layer binding the same cascade to the same sizes (a layer's two norms, its two
+    # residual adds): this one shares its binding, tensors and analysis
+    twin: Op | None = field(default=None, repr=False)
 
     @_kept
     def analysis(self) -> Analysis:
         """Points and operation counts (`analyze`), worked out when first asked: an op read for its tensors' bytes
         alone (a memory model) never counts its masks."""
+        if self.twin is not None:
+            return self.twin.analysis
         return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors)
 
     @_kept
     def tensors(self) -> tuple[TensorInfo, ...]:
         """The op's tensors: kind, ranks, shape and bytes (`tensor_infos`)."""
+        if self.twin is not None:
+            return self.twin.tensors
         return tensor_infos(self.binding)
 
     @_kept
@@ -221,7 +228,8 @@ def layer_kinds(workload: Workload) -> tuple[str, ...]:
 def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = None) -> tuple[Op, ...]:
     """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring); `kind` is
     "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts."""
-    return tuple(_op(workload, *entry, step.phase) for entry in _plan(workload, step, block, kind))
+    alike: dict[tuple, Op] = {}
+    return tuple(_op(workload, *entry, step.phase, alike) for entry in _plan(workload, step, block, kind))
 
 
 def block_of(workload: Workload, why: str) -> str:
@@ -311,10 +319,20 @@ def _decode_keys(workload: Workload, context: int) -> int:
 
 
 def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...],
-        phase: str) -> Op:
+        phase: str, alike: dict[tuple, Op] | None = None) -> Op:
+    """The op `name` of `cascade_name` bound to `sizes`; `alike`: (cascade, sizes) -> the layer's op already bound
+    so, whose binding (the same values: binding is a function of the workload and the sizes) this one shares with
+    what is derived from it (`Op.twin`), else where this op is recorded."""
     cascade = library_cascade(cascade_name)
-    binding = bind(cascade, workload, {k: v for k, v in sizes.items() if k in cascade.params}, STEP_SOURCE)
-    return Op(name, cascade_name, binding, deps, phase)
+    given = {k: v for k, v in sizes.items() if k in cascade.params}
+    key = (cascade_name, tuple(given.items()))
+    twin = None if alike is None else alike.get(key)
+    if twin is not None:
+        return Op(name, cascade_name, twin.binding, deps, phase, twin)
+    op = Op(name, cascade_name, bind(cascade, workload, given, STEP_SOURCE), deps, phase)
+    if alike is not None:
+        alike[key] = op
+    return op
 
 
 # What `DecodeOps.total` may sum: a whole number per decode attention op
