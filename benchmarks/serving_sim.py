@@ -30,6 +30,16 @@ about 1), this script, wall s, three runs each, results equal to the bit: neupim
 iterations 0.59-0.62 -> 0.44-0.49 s; a closed loop of 128 (1024, 1024)-token requests, 2,474 iterations, 0.35 ->
 0.105 s. Under 3 s here: every mode at 1000/s, npu+pim and npu-only at 20/s; not NeuPIMs at 20/s, where the system
 model's layer (the dense ops' costs, each sub-batch's ops) is most of an iteration and the loop about 35 us.
+Fourth round (issue 17: the bank-PIM placement per request in Python - Algorithm 2's sort, the channel loads, the
+slowest and mean channel, its arrays made only when asked - decode sums from per-context dicts, a layer's total
+without an OpCost per step, ops' derived values without cached_property's lock, a layer's twin norms and residual
+adds sharing one binding and analysis). Before -> after back to back on this shared machine (`taskset -c 1`, its
+load changing from run to run), this script, wall s, three runs each, results equal to the bit: neupims
+2.68-4.06 -> 2.40-2.89 at 20/s, 0.99-1.52 -> 1.10-1.56 at 1000/s; npu+pim 1.58-2.32 -> 1.18-1.92, 0.56-1.08 ->
+0.52-0.87; npu-only 1.21-1.86 -> 0.81-1.40, 0.57-0.70 -> 0.35-0.65. NeuPIMs at 20/s in a fresh process, after:
+2.3-2.5 s, of which 1.0 s is each new op's first binding, analysis and device cost (1,571 decode contexts, 276
+dense layers, 247 prompts), 1.0-1.1 s the 12,809 iterations (about 80 us each, the placement a fifth of it) and
+0.3 s the serving loop. Under 3 s in this script every run here, not yet with the margin issue 17 asks for.
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
