@@ -15,13 +15,13 @@ schedules remembered, a decode batch's keys and FLOPs summed from per-context ta
 before the round, not pinned); `archsim reproduce duplex --json` byte for byte the same before and after each step.
 Then a decode batch's MACs from the tables and the serving run's older objects frozen out of the garbage collector's
 passes: 54.0 s (grids 37.1, Bank-PIM 0.8, QPS sweep 11.1, capacities 4.9), the command 60.2 s wall, 57.6 s CPU.
-Fourth round (issue 15: the per-context decode sums in dicts, co-processing's chain around the attention per
-(any decode, new tokens), its stage without zero costs and one pass for the decode ops' devices, the Logic-PIM's
-terms added in one loop, all-reduces remembered, run_all's parts sharing their models, ops' derived values without
+Fourth round (issue 15: the per-context decode sums in dicts, co-processing's chain around the attention per (any
+decode, new tokens), its stage without zero costs and one pass for the decode ops' devices, the Logic-PIM's terms
+added in one loop, all-reduces remembered, run_all's parts sharing their models, ops' derived values without
 cached_property's lock, a layer's twin norms and residual adds sharing one binding and analysis), before -> after
-back to back on this shared machine (`taskset -c 1`, results equal to the bit): this script 54.9 -> 51.6 s and
-59.7 -> 48.6 s (grids 41.8 -> 35.9, Bank-PIM 1.2 -> 0.6, QPS sweep 12.0 -> 8.1, capacities 4.7 -> 4.0); the
-command 59.9 -> 51.1 s wall (58.9 -> 50.1 s CPU), 64.7 -> 51.6 and 64.9 -> 48.4 s wall. What remains is mostly a fresh model's
+back to back on this shared machine (`taskset -c 1`, results equal to the bit): this script 54.9 -> 51.6 s and 59.7
+-> 48.6 s (grids 41.8 -> 35.9, Bank-PIM 1.2 -> 0.6, QPS sweep 12.0 -> 8.1, capacities 4.7 -> 4.0); the command 59.9
+-> 51.1 s wall (58.9 -> 50.1 s CPU), 64.7 -> 51.6 and 64.9 -> 48.4 s wall. What remains is mostly a fresh model's
 first work per op: a second pass over the grids with the same models takes 8.5 s of their 31-36 s. The first pass
 binds and analyses about 40,000 ops (a dense layer per token count, a decode op per context, MoE expert groups per
 (experts, tokens)), costs each on its devices and asks the GPU kernel model once per (decode batch, mean context).
