@@ -20,12 +20,12 @@ from archsim.systems.system_model import (
     ATTENTION,
     LayerPhases,
     SystemModel,
-    _allreduce_s,
-    _cost_in_order,
-    _dense_ops,
-    _device_of,
-    _workload,
+    allreduce_s,
+    cost_in_order,
+    dense_ops,
+    device_of,
     link_allreduce_s,
+    shard_workload,
 )
 
 
@@ -34,7 +34,7 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
     prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
     included); `coprocessed_s` the layer's time."""
-    # the prompts' attention ops (those `_dense_ops` puts before the attention stage)
+    # the prompts' attention ops (those `dense_ops` puts before the attention stage)
     prefill = [model.attention("prefill", p) for p in prompts] if len(contexts) + sum(prompts) else []
     pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
@@ -45,7 +45,7 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
         if len(placed_ids) == 1 and id(None) not in placed_ids:  # the usual case: every op on one device
             stage.setdefault(placed[ops[0]].name, [[], []])[at] = ops
             continue
-        devices = [placed.get(op) or _device_of(model, op) for op in ops]
+        devices = [placed.get(op) or device_of(model, op) for op in ops]
         if devices and len(set(map(id, devices))) == 1:
             stage.setdefault(devices[0].name, [[], []])[at] = ops
             continue
@@ -70,7 +70,7 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
         chain_s += time_s
     tokens = len(contexts) + sum(prompts)
     return LayerPhases((pre,), (post,), attention, (attention.time_s,), (0.0,), (attention.time_s,), (), None,
-                       _allreduce_s(model, tokens), True, coprocessed_s=chain_s)
+                       allreduce_s(model, tokens), True, coprocessed_s=chain_s)
 
 
 def _chain_ends(model: SystemModel, decodes: int,
@@ -83,8 +83,8 @@ def _chain_ends(model: SystemModel, decodes: int,
     found = model._chain_ends.get(key)
     if found is not None:
         return found
-    pre_ops, post_ops = _dense_ops(model, decodes, prompts)
-    pre = _cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
+    pre_ops, post_ops = dense_ops(model, decodes, prompts)
+    pre = cost_in_order(model, [op for op in pre_ops if op.name != ATTENTION], 1.0)
     post, post_s = OpCost(), []
     tokens = decodes + sum(prompts)
     for op in post_ops:
@@ -92,7 +92,7 @@ def _chain_ends(model: SystemModel, decodes: int,
             cost, time_s = _experts_split(model, tokens)
             post_s.append(time_s + link_allreduce_s(model, tokens, "ep", model.parallelism.ep))
         else:
-            cost = _device_of(model, op).cost([op])
+            cost = device_of(model, op).cost([op])
             post_s.append(cost.time_s)
         post = post + cost
     found = model._chain_ends[key] = (pre, post, tuple(post_s))
@@ -164,6 +164,6 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
 @functools.lru_cache(maxsize=65536)
 def experts_op(key: tuple, experts: int, tokens: int, ffn_dim: int) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `tokens` tokens each routed to one of them."""
-    workload, block, _ = _workload(key)
+    workload, block, _ = shard_workload(key)
     params = {**workload.params, "experts": experts, "top_k": 1, "ffn_dim": ffn_dim}
     return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe", "moe")

@@ -66,9 +66,9 @@ from archsim.systems.step import KV_CACHE, Op
 from archsim.systems.system_model import (
     ATTENTION,
     SystemModel,
-    _allreduce_s,
-    _dense,
-    _device_of,
+    allreduce_s,
+    dense_phase_costs,
+    device_of,
     shard,
     system_model_of,
 )
@@ -210,7 +210,7 @@ class OffloadModel:
         found = self._dense.get(requests)
         if found is None:
             ops = self.compute.ops("decode", requests, 1)
-            found = self._dense[requests] = (ops, {op.name: _device_of(self.compute, op).cost([op]) for op in ops
+            found = self._dense[requests] = (ops, {op.name: device_of(self.compute, op).cost([op]) for op in ops
                                                    if op.name != ATTENTION})
         return found
 
@@ -246,9 +246,9 @@ class OffloadModel:
         tp = self.compute.parallelism.tp
         prefill = OpCost()
         if prompts:
-            pre, post = _dense(self.compute, 0, prompts, 1.0)
+            pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
-        prefill_s = prefill.time_s + (_allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
+        prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
         n = self.layers
         busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s),
                 "memory_pool": n * sum(layer.pool_s(dc) for layer in layers),
@@ -337,7 +337,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     ops, costs = model.dense_costs(m)
     at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
     post = [costs[op.name] for op in ops[at + 1:]]
-    post_s = sum(c.time_s for c in post) + _allreduce_s(compute, m)
+    post_s = sum(c.time_s for c in post) + allreduce_s(compute, m)
     qkv = next(op for op in ops if op.name == "qkv")
     outputs = {t.name: t.bytes for t in qkv.tensors if t.kind == "output"}  # Q, and the cache's K, V
     q_share = outputs["Q"] / sum(outputs.values())

@@ -259,7 +259,7 @@ class SystemModel:
 
     @functools.cached_property
     def _placed(self) -> dict[Op, DeviceModel]:
-        """Op -> the device the placement rules put it on (`_device_of`), remembered: an iteration asks per op."""
+        """Op -> the device the placement rules put it on (`device_of`), remembered: an iteration asks per op."""
         return {}
 
     @functools.cached_property
@@ -268,8 +268,8 @@ class SystemModel:
 
     @functools.cached_property
     def _dense_costs(self) -> dict[tuple, tuple[OpCost, OpCost]]:
-        """(decodes, prompts, streamed fraction) -> `_dense`'s costs: decode-only iterations of one batch size
-        repeat them."""
+        """(decodes, prompts, streamed fraction) -> `dense_phase_costs`'s costs: decode-only iterations of one batch
+        size repeat them."""
         return {}
 
     @functools.cached_property
@@ -363,7 +363,7 @@ def shard(workload: Workload, par: Parallelism) -> Workload:
     return replace(workload, params=params)
 
 
-def _workload(key: tuple) -> tuple[Workload, str, str | None]:
+def shard_workload(key: tuple) -> tuple[Workload, str, str | None]:
     """The shard, block and layer kind of a `SystemModel.shard_key`."""
     name, path, params, block, kind = key
     return Workload(name, "", "", dict(params), path), block, kind
@@ -371,13 +371,13 @@ def _workload(key: tuple) -> tuple[Workload, str, str | None]:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
-    workload, block, kind = _workload(key)
+    workload, block, kind = shard_workload(key)
     return layer_ops(workload, Step(phase, batch, seq_len), block, kind)
 
 
 @functools.lru_cache(maxsize=65536)
 def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
-    workload, block, kind = _workload(key)
+    workload, block, kind = shard_workload(key)
     return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind)
 
 
@@ -394,7 +394,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     array) and prompts (module docstring)."""
     schedule = model.system.schedule
     decode_ops = model.decode_ops(contexts)
-    attention_device = _device_of(model, decode_ops[0]) if decode_ops else None
+    attention_device = device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
         placement = attention_device.placement(decode_ops, schedule.split, contexts)
@@ -404,7 +404,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
             mine = [op for op, s in zip(decode_ops, sub_batch, strict=True) if s == sb]
             sb_prompts = prompts[sb::2]
-            p, q = _dense(model, len(mine), sb_prompts, streamed)
+            p, q = dense_phase_costs(model, len(mine), sb_prompts, streamed)
             pre.append(p)
             post.append(q)
             softmax.append(_host_softmax_s(model, attention_device, mine))
@@ -414,14 +414,14 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
         stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
                   stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
-                           placement, _allreduce_s(model, len(contexts) + sum(prompts)), True,
+                           placement, allreduce_s(model, len(contexts) + sum(prompts)), True,
                            schedule.layer_time == "steady-state")
     if schedule.kind == "co-processing":
         if model.compose_layer is None:
             raise SpecError(model.system.source, "schedule.kind", "co-processing's layer comes with the model: build "
                                                                   "it with archsim.systems.models.system_model")
         return model.compose_layer(model, contexts, prompts, decode_ops)
-    pre, post = _dense(model, len(contexts), prompts, 1.0)
+    pre, post = dense_phase_costs(model, len(contexts), prompts, 1.0)
     attention_s, softmax_s, placement = 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
@@ -436,7 +436,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     else:
         attention, mha_s = OpCost(), 0.0
     return LayerPhases((pre,), (post,), attention, (attention_s,), (softmax_s,), (mha_s,), (), placement,
-                       _allreduce_s(model, len(contexts) + sum(prompts)), overlap)
+                       allreduce_s(model, len(contexts) + sum(prompts)), overlap)
 
 
 def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
@@ -444,12 +444,12 @@ def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
     decode attention (prompt attention included), one decode attention op per request, the ops after it. These
     are the ops `layer_phases` costs (under SBI it costs the same ops per sub-batch)."""
     contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
-    pre, post = _dense_ops(model, len(contexts), prompts)
+    pre, post = dense_ops(model, len(contexts), prompts)
     decode = model.decode_attention(contexts)
-    return [(op, _device_of(model, op).name) for op in (*pre, *decode, *post)]
+    return [(op, device_of(model, op).name) for op in (*pre, *decode, *post)]
 
 
-def _dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tuple[list[Op], list[Op]]:
+def dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tuple[list[Op], list[Op]]:
     """The layer's ops other than the decode attention, for `decodes` decoding requests and these prompts: the ops
     before the attention and the prompts' attention, then the ops after it."""
     tokens = decodes + int(sum(prompts))
@@ -461,30 +461,31 @@ def _dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tupl
     return [*ops[:at], *prefill], list(ops[at + 1:])
 
 
-def _dense(model: SystemModel, decodes: int, prompts: Sequence[int], streamed: float) -> tuple[OpCost, OpCost]:
-    """(pre, post) costs of `_dense_ops`, remembered per model by what they depend on."""
+def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
+                      streamed: float) -> tuple[OpCost, OpCost]:
+    """(pre, post) costs of `dense_ops`, remembered per model by what they depend on."""
     key = (decodes, tuple(prompts), streamed)
     found = model._dense_costs.get(key)
     if found is None:
-        pre, post = _dense_ops(model, decodes, prompts)
-        found = model._dense_costs[key] = (_cost_in_order(model, pre, streamed),
-                                           _cost_in_order(model, post, streamed))
+        pre, post = dense_ops(model, decodes, prompts)
+        found = model._dense_costs[key] = (cost_in_order(model, pre, streamed),
+                                           cost_in_order(model, post, streamed))
     return found
 
 
-def _cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:
+def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:
     """Ops one after another, each on its device; prompt attention ops of one device as one call."""
     total, i = OpCost(), 0
     while i < len(ops):
         group = [ops[i]]
         while (ops[i].name == ATTENTION and i + len(group) < len(ops) and ops[i + len(group)].name == ATTENTION):
             group.append(ops[i + len(group)])
-        total = total + _device_of(model, ops[i]).cost(group, streamed)
+        total = total + device_of(model, ops[i]).cost(group, streamed)
         i += len(group)
     return total
 
 
-def _device_of(model: SystemModel, op: Op) -> DeviceModel:
+def device_of(model: SystemModel, op: Op) -> DeviceModel:
     device = model._placed.get(op)
     if device is None:
         # The op's Op/B (its analysis and tensor bytes) only when a placement rule reads it.
@@ -515,7 +516,7 @@ def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
     return max(work.time_s, work.memory_s + pim_s)
 
 
-def _allreduce_s(model: SystemModel, tokens: int) -> float:
+def allreduce_s(model: SystemModel, tokens: int) -> float:
     """Two ring all-reduces of the new tokens' hidden activations per layer over the `tp` link, if there is one."""
     return 2 * link_allreduce_s(model, tokens, "tp", model.parallelism.tp)
 
