@@ -7,13 +7,17 @@ returns its result. The remembered arguments are kept
 alive with the result, so an identity is never reused by another object while its entry lives; the oldest entry
 goes when more than `maxsize` are kept. Only for pure functions of frozen arguments: a result depends on nothing
 but them. Exceptions are not remembered.
+
+`remembered(table, keys, compute)` reads many keys from a dict a caller keeps, computing (and storing) only the
+missing ones: the hot loops of serving runs (an op's cost terms, a context's decode op or sums) where every key is
+usually known and one look-up per key is all the work.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -52,3 +56,15 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
         return cached
 
     return wrap
+
+
+def remembered(table: dict, keys: Sequence, compute: Callable[[int], Any]) -> list:
+    """The value of each key in `table`, in order; a key not in it gets `compute(i)` (i: its index in `keys`),
+    stored first. One dictionary look-up per key when all are known."""
+    try:
+        return list(map(table.__getitem__, keys))
+    except KeyError:
+        for i, key in enumerate(keys):
+            if key not in table:
+                table[key] = compute(i)
+        return list(map(table.__getitem__, keys))

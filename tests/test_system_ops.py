@@ -285,7 +285,7 @@ def test_gpu_elementwise_tensors_remembered_per_cascade_equal_a_fresh_count() ->
         return float(sum(sizes[t] for t in touched if roles[t] == INTERMEDIATE))
 
     model = system_model(load_system("duplex-gpu"), library.load_workload_spec("mixtral-8x7b"))
-    gpu_device._ELEMENTWISE_TENSORS.clear()
+    gpu_device._elementwise_tensors.cache_clear()
     for tokens in (1, 7, 300):
         for op in model.ops("decode", tokens, 1):
             in_gemms = {e for gemm in op_gemms(op) for e in gemm.einsums}

@@ -25,6 +25,7 @@ from archsim.systems.system_model import (
     dense_ops,
     device_of,
     link_allreduce_s,
+    prompt_attention_ops,
     shard_workload,
 )
 
@@ -34,19 +35,14 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     """The `co-processing` schedule's layer (module docstring): pre holds the ops before the attention and the
     prompts' attention, `attention` the decode attention, post the ops after it (the MoE op's split halves
     included); `coprocessed_s` the layer's time."""
-    # the prompts' attention ops (those `dense_ops` puts before the attention stage)
-    prefill = [model.attention("prefill", p) for p in prompts] if len(contexts) + sum(prompts) else []
+    prefill = prompt_attention_ops(model, len(contexts), prompts)
     pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
     placed = model._placed
     for at, ops in enumerate((prefill, decode_ops)):
-        placed_ids = set(map(id, map(placed.get, ops)))
-        if len(placed_ids) == 1 and id(None) not in placed_ids:  # the usual case: every op on one device
-            stage.setdefault(placed[ops[0]].name, [[], []])[at] = ops
-            continue
         devices = [placed.get(op) or device_of(model, op) for op in ops]
-        if devices and len(set(map(id, devices))) == 1:
+        if devices and len(set(map(id, devices))) == 1:  # the usual case: every op on one device
             stage.setdefault(devices[0].name, [[], []])[at] = ops
             continue
         for op, device in zip(ops, devices, strict=True):

@@ -46,9 +46,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from archsim.arch.gpu import GPU
+from archsim.cascade.ir import Cascade
+from archsim.memo import identity_cache
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
-from archsim.systems.step import INTERMEDIATE, DecodeOps, Op
+from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 
 PRECISIONS = {2: "fp16", 4: "fp32"}
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
@@ -246,31 +248,21 @@ def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
 def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
     """DRAM bytes of the op's Einsums outside its GEMMs (`_elementwise_tensors`, whole numbers of bytes: their sum
     is exact in any order)."""
-    cascade, sizes = op.binding.cascade, op.tensor_bytes
-    key = (op.cascade, id(cascade), frozenset(in_gemms))
-    found = _ELEMENTWISE_TENSORS.get(key)
-    if found is None or found[0] is not cascade:
-        if len(_ELEMENTWISE_TENSORS) >= 4096:
-            _ELEMENTWISE_TENSORS.clear()
-        found = _ELEMENTWISE_TENSORS[key] = (cascade, _elementwise_tensors(op, in_gemms))
-    return float(sum(sizes[t] for t in found[1]))
+    sizes = op.tensor_bytes
+    return float(sum(sizes[t] for t in _elementwise_tensors(op.cascade, op.binding.cascade, tuple(sorted(in_gemms)))))
 
 
-# (cascade name, id of the bound cascade, the Einsums in GEMMs) -> (that cascade, `_elementwise_tensors`): a
-# serving run costs the same cascade at many sizes
-_ELEMENTWISE_TENSORS: dict[tuple, tuple[object, tuple[str, ...]]] = {}
-
-
-def _elementwise_tensors(op: Op, in_gemms: set[str]) -> tuple[str, ...]:
-    """The tensors the op's Einsums outside its GEMMs move through DRAM: with GEMMs in the op, the intermediates
-    those Einsums read or write; without, every tensor of the op (a norm or a residual add); none without such
-    Einsums. They depend on the cascade and its GEMMs alone."""
-    einsums = [e for e in op.binding.cascade.einsums if e.name not in in_gemms]
+@identity_cache(4096)  # a serving run costs the same cascade at many sizes
+def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...]) -> tuple[str, ...]:
+    """The tensors library cascade `name`'s Einsums outside its GEMMs (`in_gemms`) move through DRAM: with GEMMs in
+    the op, the intermediates those Einsums read or write; without, every tensor of the op (a norm or a residual
+    add); none without such Einsums. They depend on the cascade and its GEMMs alone."""
+    einsums = [e for e in cascade.einsums if e.name not in in_gemms]
     if not einsums:
         return ()
-    roles = op.tensor_roles
+    roles = tensor_roles_of(name, cascade)
     if not in_gemms:
-        return tuple(name for name in op.binding.cascade.tensors if roles[name] != INTERMEDIATE)
+        return tuple(t for t in cascade.tensors if roles[t] != INTERMEDIATE)
     from archsim.cascade.passes import refs_of
 
     touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}

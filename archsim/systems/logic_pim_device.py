@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from archsim.arch.logic_pim import LogicPIMSpec
+from archsim.memo import remembered
 from archsim.systems.device import OpCost
 from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
 
@@ -56,13 +57,7 @@ class LogicPimDevice:
         terms = self._terms.get(streamed_fraction)
         if terms is None:
             terms = self._terms[streamed_fraction] = {}
-        try:
-            found = list(map(terms.__getitem__, ops))
-        except KeyError:
-            for op in ops:
-                if op not in terms:
-                    terms[op] = self._op_terms(op, streamed_fraction)
-            found = list(map(terms.__getitem__, ops))
+        found = remembered(terms, ops, lambda i: self._op_terms(ops[i], streamed_fraction))
         time_s = memory_s = energy_j = busy_s = 0.0
         for op_time_s, op_memory_s, op_energy_j, op_busy_s in found:  # the ops one after another, in op order
             time_s += op_time_s

@@ -63,6 +63,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from archsim.errors import SpecError
+from archsim.memo import remembered
 from archsim.systems import npu as npu_model
 from archsim.systems.collectives import all_reduce_s
 from archsim.systems.device import DeviceModel, OpCost
@@ -211,13 +212,7 @@ class SystemModel:
         """`attention("decode", c)` of each context (whole numbers, ints or floats): one dictionary look-up per
         request once the lengths are known."""
         known = self._attention_ops.setdefault("decode", {})
-        try:
-            return list(map(known.__getitem__, contexts))
-        except KeyError:
-            for c in contexts:
-                if c not in known:
-                    self.attention("decode", int(c))
-            return list(map(known.__getitem__, contexts))
+        return remembered(known, contexts, lambda i: self.attention("decode", int(contexts[i])))
 
     def decode_ops(self, contexts: Sequence[int]) -> DecodeOps:
         """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose totals
@@ -233,14 +228,7 @@ class SystemModel:
         table = self._decode_tables.get(name)
         if table is None:
             table = self._decode_tables[name] = {}
-        try:
-            total = sum(map(table.__getitem__, at))
-        except KeyError:
-            value = DECODE_SUMS[name]
-            for c, op in zip(at, ops, strict=True):
-                if c not in table:
-                    table[c] = value(op)
-            total = sum(map(table.__getitem__, at))
+        total = sum(remembered(table, at, lambda i: DECODE_SUMS[name](ops[i])))
         return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in ops])
 
     @functools.cached_property
@@ -457,8 +445,13 @@ def dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tuple
         return [], []
     ops = model.ops("decode" if decodes else "prefill", tokens, 1)
     at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
-    prefill = [model.attention("prefill", p) for p in prompts]
-    return [*ops[:at], *prefill], list(ops[at + 1:])
+    return [*ops[:at], *prompt_attention_ops(model, decodes, prompts)], list(ops[at + 1:])
+
+
+def prompt_attention_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> list[Op]:
+    """The prompts' attention ops, one per prompt (`dense_ops` puts them before the decode attention); none in an
+    iteration without tokens."""
+    return [model.attention("prefill", p) for p in prompts] if decodes + sum(prompts) else []
 
 
 def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
@@ -499,14 +492,7 @@ def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) 
     equals `host_ops` of them all)."""
     if not ops:
         return 0.0
-    known = model._host_ops
-    try:
-        host_ops = sum(map(known.__getitem__, ops))
-    except KeyError:
-        for op in ops:
-            if op not in known:
-                known[op] = device.host_ops([op])
-        host_ops = sum(map(known.__getitem__, ops))
+    host_ops = sum(remembered(model._host_ops, ops, lambda i: device.host_ops([ops[i]])))
     return npu_model.vector_time_s(device.host, host_ops)
 
 
