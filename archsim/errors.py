@@ -16,8 +16,12 @@ class SpecError(ValueError):
         self.source = _one_line(source) or "''"
         self.where = _one_line(where)
         self.message = _one_line(message)
-        super().__init__(f"{self.source}: {self.where}: {self.message}" if self.where
-                         else f"{self.source}: {self.message}")
+        # args are the constructor's, so code that rebuilds an exception as type(e)(*e.args) (SimPy does, when a
+        # process fails) gets the same SpecError back, not a TypeError
+        super().__init__(self.source, self.where, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.where}: {self.message}" if self.where else f"{self.source}: {self.message}"
 
 
 def _one_line(text: str) -> str:

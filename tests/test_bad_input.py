@@ -87,3 +87,27 @@ def test_bad_set_and_unknown_names(cli) -> None:
     assert "not a cascade in the library" in result.output
     result = cli("analyze", "attention-1pass", "--set", "seq_len=10", expect=2)
     assert "partition.M" in result.output and "not divisible" in result.output
+
+
+def test_a_spec_error_survives_being_rebuilt_from_its_args() -> None:
+    """SimPy re-raises a failed process's exception as type(e)(*e.args): a SpecError raised inside a serving run
+    must come out as itself (exit 2), not as a TypeError from its constructor."""
+    import pickle
+
+    from archsim.errors import SpecError
+
+    error = SpecError("w.yaml", "params.heads", "expected a number,\ngot True")
+    for rebuilt in (type(error)(*error.args), pickle.loads(pickle.dumps(error))):
+        assert isinstance(rebuilt, SpecError) and str(rebuilt) == str(error)
+        assert str(rebuilt) == "w.yaml: params.heads: expected a number, / got True"
+
+
+def test_an_error_inside_a_serving_run_exits_2_with_its_message(cli, tmp_path: Path) -> None:
+    """An fp32 model on an H100 xPU: the GPU preset has no fp32 tensor-core rate, found while serving."""
+    workload = tmp_path / "fp32.yaml"
+    workload.write_text(
+        "name: fp32-model\ndescription: d\nsource: s\nblock: llama\nparams: {batch: 1, seq_len: 128, hidden: 1024, "
+        "heads: 8, kv_heads: 8, head_dim: 128, ffn_dim: 2816, layers: 2, vocab: 32000, word_bytes: 4}\n")
+    result = cli("simulate", "--system", "duplex", "--workload", str(workload), "--rate", "4", "--requests", "3",
+                 expect=2)
+    assert "h100-sxm5.yaml: tensor_flops_per_s: no tensor-core rate for fp32" in result.output
