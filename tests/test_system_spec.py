@@ -215,8 +215,10 @@ def test_not_a_mapping_and_no_such_preset(tmp_path):
     ("llama3-70b", {"tp": 8, "pp": 4}, None, None),
     ("mixtral-8x7b", {"tp": 8, "pp": 4, "ep": 8}, None, None),
     ("gpt3-7b", {"tp": 16, "pp": 1}, None, None),  # 32 heads and kv_heads, 16384 ffn_dim
-    ("llama3-70b", {"tp": 16, "pp": 1}, "parallelism.tp", "kv_heads (8 in"),  # 64 heads divide, 8 kv_heads do not
-    ("mixtral-8x7b", {"tp": 16, "pp": 1}, "parallelism.tp", "kv_heads (8 in"),
+    ("llama3-70b", {"tp": 16, "pp": 1}, None, None),  # 64 heads divide; each of the 8 KV heads on 2 devices
+    ("mixtral-8x7b", {"tp": 16, "pp": 1}, None, None),
+    # 48 heads divide; 12 neither divides 8 KV heads nor is a multiple of them
+    ("grok-1-314b", {"tp": 12, "pp": 1}, "parallelism.tp", "kv_heads or a multiple of it (8 in"),
     ("gpt3-7b", {"tp": 3, "pp": 1}, "parallelism.tp", "heads (32 in"),
     ("llama3-70b", {"tp": 1, "pp": 5}, None, None),  # 80 layers
     ("gpt3-7b", {"tp": 1, "pp": 5}, "parallelism.pp", "layers (32 in"),
@@ -257,7 +259,8 @@ def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_pa
 @pytest.mark.parametrize(("workload", "by_workload", "where", "size"), [
     # the top-level tp 3 divides neither 32 heads nor 64, but the workload's own entry is what is checked
     ("gpt3-7b", {"gpt3-7b": {"tp": 4, "pp": 2}}, None, None),
-    ("llama3-70b", {"llama3-70b": {"tp": 16, "pp": 1}}, "parallelism.by_workload.llama3-70b.tp", "kv_heads (8 in"),
+    ("grok-1-314b", {"grok-1-314b": {"tp": 12, "pp": 1}}, "parallelism.by_workload.grok-1-314b.tp",
+     "kv_heads or a multiple of it (8 in"),
     ("llama3-70b", {"llama3-70b": {"tp": 8, "pp": 3}}, "parallelism.by_workload.llama3-70b.pp", "layers (80 in"),
     ("mixtral-8x7b", {"mixtral-8x7b": {"tp": 1, "pp": 1, "ep": 3}}, "parallelism.by_workload.mixtral-8x7b.ep",
      "experts (8 in"),

@@ -334,7 +334,8 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                         compose_layer=compose_layer)
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
-        raise SpecError(system.source, f"parallelism.by_workload.{workload.name}",
+        entry = workload.name in system.parallelism.by_workload
+        raise SpecError(system.source, f"parallelism.by_workload.{workload.name}" if entry else "parallelism",
                         f"{workload.name} at tp {par.tp} pp {par.pp} puts {model.weight_bytes_per_device / 1e9:.1f} "
                         f"GB of weights on each {holder.name} device, which holds {holder.capacity_bytes / 1e9:.1f} "
                         "GB: raise tp or pp for it")
@@ -342,12 +343,15 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
 
 
 def shard(workload: Workload, par: Parallelism) -> Workload:
-    """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP."""
+    """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. When TP is a multiple
+    of kv_heads (MQA, or GQA over more devices than KV heads), each device holds one KV head, replicated over
+    TP / kv_heads devices, as Megatron-LM and vLLM cut the QKV projection (vLLM's `QKVParallelLinear`: "the KV
+    heads are replicated"): its K and V weights, its KV cache and their projection are on every one of them."""
     params = dict(workload.params)
     for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
                          ("experts", par.ep)):
         if size in params:
-            params[size] = params[size] // degree
+            params[size] = max(1, params[size] // degree) if size == "kv_heads" else params[size] // degree
     return replace(workload, params=params)
 
 

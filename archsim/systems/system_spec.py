@@ -323,10 +323,10 @@ def system_names() -> list[str]:
 
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
-    cut by it: TP must divide heads, kv_heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each), PP the
-    layers and EP the experts. The error names the system file's field (`parallelism.tp` or
-    `parallelism.by_workload.<name>.tp`) and the workload's value; a size TP or PP needs that the workload lacks
-    is blamed on the workload file."""
+    cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
+    be a multiple of it (each KV head then replicated, `system_model.shard`), PP the layers and EP the experts.
+    The error names the system file's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`) and the
+    workload's value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params
     by_workload = workload.name in system.parallelism.by_workload
     at = f"parallelism.by_workload.{workload.name}" if by_workload else "parallelism"
@@ -340,9 +340,13 @@ def check_against_workload(system: System, workload: Workload) -> None:
                     raise SpecError(workload.path, f"params.{size}",
                                     f"missing: {system.source} sets {at}.{field} = {degree}")
                 continue
+            if size == "kv_heads" and params[size] % degree and not degree % params[size]:
+                continue  # TP a multiple of the KV heads: each is replicated over TP / kv_heads devices
             if params[size] % degree:
+                also = " or a multiple of it" if size == "kv_heads" else ""
                 raise SpecError(system.source, f"{at}.{field}",
-                                f"expected a divisor of {size} ({params[size]:g} in {workload.path}), got {degree}")
+                                f"expected a divisor of {size}{also} ({params[size]:g} in {workload.path}), "
+                                f"got {degree}")
 
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
