@@ -149,6 +149,17 @@ def test_quest_loaded_fraction_is_the_closed_form(llama2, context, budget) -> No
         assert ks.quest_loaded_fraction(llama2, context, budget) == pytest.approx(1 / 8)
 
 
+@pytest.mark.parametrize(("context", "budget"), [(32770, 1024), (100003, 4096), (17, 16)])
+def test_quest_over_a_partly_filled_last_page(llama2, context, budget) -> None:
+    """A context that is not a whole number of 16-token pages: ceil(context / 16) pages of metadata (a min and a
+    max row each, the bytes of one token's K and V), the budget's tokens, over the context's K and V."""
+    pages = -(-context // 16)
+    assert ks.quest_loaded_fraction(llama2, context, budget) == pytest.approx((pages + budget) / context, rel=1e-12)
+    result = ks.quest_decode(llama2, load_gpu("rtx-6000-ada"), context, budget)
+    assert result.memory_bytes == pytest.approx(LLAMA2_7B_WEIGHTS + (context + pages) * 32 * KV_PER_TOKEN_HEAD,
+                                                rel=1e-12)
+
+
 def test_quest_attention_is_the_kernel_at_the_budget_plus_scoring(llama2) -> None:
     gpu = load_gpu("rtx-4090")
     device = ks.gpu_device(gpu)

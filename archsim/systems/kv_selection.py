@@ -390,12 +390,17 @@ def _lm_head(workload: Workload, tokens: int) -> Op:
 def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int) -> dict[str, float]:
     """Bytes of each tensor of `quest-decode` bound to one request at `context` tokens and `budget` tokens of
     pages, one layer. The cascade is multi-head: it is bound with the workload's KV heads as its heads (Quest's
-    pages and their metadata are per KV head; under GQA the scores UB are then per KV head, not per query head)."""
+    pages and their metadata are per KV head; under GQA the scores UB are then per KV head, not per query head).
+    A context that is not a whole number of pages ends in a partly filled page, which has its KMIN and KMAX as
+    any other: the cascade is bound to ceil(context / page) whole pages, and K and V (linear in the length) are
+    taken back to `context` tokens."""
     _check_budget(context, budget, page_tokens)
     cascade = library.load_cascade_spec(QUEST_CASCADE)
-    binding = bind(cascade, workload, {"batch": 1, "heads": _size(workload, "kv_heads"), "seq_len": context,
+    padded = -(-context // page_tokens) * page_tokens
+    binding = bind(cascade, workload, {"batch": 1, "heads": _size(workload, "kv_heads"), "seq_len": padded,
                                        "page": page_tokens, "budget_pages": budget // page_tokens}, SOURCE)
-    return {t.name: float(t.bytes) for t in tensor_infos(binding)}
+    sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
+    return sizes | {name: sizes[name] * context / padded for name in ("K", "V")}
 
 
 def _size(workload: Workload, name: str) -> float:
