@@ -11,6 +11,9 @@ but them. Exceptions are not remembered.
 `remembered(table, keys, compute)` reads many keys from a dict a caller keeps, computing (and storing) only the
 missing ones: the hot loops of serving runs (an op's cost terms, a context's decode op or sums) where every key is
 usually known and one look-up per key is all the work.
+
+`kept` is `functools.cached_property` without the lock it takes on every first access before Python 3.12: for
+objects built by the thousand in one thread (ops, bindings, a serving step's placement), each read once or twice.
 """
 
 from __future__ import annotations
@@ -56,6 +59,23 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
         return cached
 
     return wrap
+
+
+class kept:
+    """A value worked out when first asked and kept in the instance's `__dict__` (which then shadows this
+    descriptor), as `functools.cached_property` does, without its lock."""
+
+    def __init__(self, func: Callable) -> None:
+        self.func, self.name, self.__doc__ = func, func.__name__, func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 def remembered(table: dict, keys: Sequence, compute: Callable[[int], Any]) -> list:

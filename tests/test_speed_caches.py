@@ -3,6 +3,7 @@ resolution is returned only for the very same arguments, and a cached evaluation
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from archsim import library
@@ -75,3 +76,75 @@ def test_prepare_remembers_what_a_point_depends_on_and_nothing_else() -> None:
     fresh = prepare("fusemax", arch=slower, workload="bert-base", sets={"seq_len": 4096})
     assert fresh.mapping == other.mapping
     assert evaluate(fresh.binding, fresh.analysis, fresh.arch, fresh.mapping) == cached
+
+
+def test_analysis_read_off_a_cascades_plan_equals_counting_each_einsum() -> None:
+    """`tensor_infos` and `analyze` read each cascade's ranks once (`_tensor_plan`, `_einsum_plan`); every library
+    cascade, at its defaults and at other sizes, gives the shapes, bytes, points and ops that `Binding.shape`,
+    `einsum_points` and `point_ops` give one by one (masked, data-dependent and recurrent Einsums included)."""
+    from collections import Counter
+
+    from archsim.cascade.analysis import analyze, einsum_points, point_ops
+    from archsim.cascade.bind import bind
+
+    def shape(binding, name):  # Binding.shape's rule, without its remembered shapes
+        decl = binding.cascade.tensors[name]
+        return tuple(binding.rank_sizes[r] + (r == decl.iterative) for r in decl.ranks)
+
+    checked = 0
+    for name in library.names("cascades"):
+        cascade = library.load_cascade_spec(name)
+        for scale in (1, 2, 3):
+            sets = {k: v * scale for k, v in cascade.params.items() if k in ("seq_len", "batch") and scale > 1}
+            try:
+                binding = bind(cascade, None, sets)
+            except Exception:  # a size that no longer divides a partition: not a binding
+                continue
+            analysis = analyze(binding)
+            for info in analysis.tensors:
+                assert info.shape == shape(binding, info.name)
+                assert info.bytes == math.prod(shape(binding, info.name)) * binding.word_bytes
+            assert [t.name for t in analysis.tensors] == list(cascade.tensors)
+            for einsum in cascade.einsums:
+                points = einsum_points(binding, einsum)
+                assert analysis.points[einsum.name] == points
+                assert analysis.ops[einsum.name] == {op: n * points for op, n in sorted(point_ops(einsum).items())}
+            total: Counter[str] = Counter()
+            for counts in analysis.ops.values():
+                total.update(counts)
+            assert list(analysis.total_ops().items()) == list(dict(total).items())
+            checked += 1
+    assert checked > 60
+
+
+def test_a_workloads_checked_params_serve_every_binding_under_it() -> None:
+    """`bind` remembers a (cascade, workload) pair's layered params: binding under the same workload object again,
+    or under an equal copy (computed afresh), gives equal bindings, and a size given beside it still wins."""
+    from dataclasses import replace
+
+    from archsim.cascade.bind import bind
+
+    cascade = library.load_cascade_spec("attention-decode-gqa")
+    workload = library.load_workload_spec("gpt3-7b")
+    first = bind(cascade, workload, {"batch": 1, "seq_len": 300}, "<step>")
+    again = bind(cascade, workload, {"batch": 1, "seq_len": 301}, "<step>")
+    fresh = bind(cascade, replace(workload, params=dict(workload.params)), {"batch": 1, "seq_len": 301}, "<step>")
+    assert first.rank_sizes["M"] == 300 and again.rank_sizes["M"] == 301
+    assert (again.params, again.rank_sizes, again.word_bytes) == (fresh.params, fresh.rank_sizes, fresh.word_bytes)
+    assert again.params["seq_len"] == 301.0 and workload.params["seq_len"] != 301
+
+
+def test_a_kept_value_is_worked_out_once_per_instance() -> None:
+    from archsim.memo import kept
+
+    class Thing:
+        calls = 0
+
+        @kept
+        def value(self) -> int:
+            Thing.calls += 1
+            return 7
+
+    a, b = Thing(), Thing()
+    assert (a.value, a.value, b.value) == (7, 7, 7) and Thing.calls == 2
+    assert Thing.value.__doc__ is None and "value" in vars(a)

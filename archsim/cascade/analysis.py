@@ -24,6 +24,7 @@ from archsim.cascade.ir import Cascade, Einsum, Var
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
 from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of
+from archsim.memo import identity_cache
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ class Analysis:
     passes: PassAnalysis
 
     def total_ops(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
+        """Ops by type over every Einsum, in the order the types first appear."""
+        total: dict[str, int] = {}
         for counts in self.ops.values():
-            total.update(counts)
-        return dict(total)
+            for kind, n in counts.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
 
     def bytes_by_kind(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -147,9 +150,33 @@ def dependency_dag(cascade: Cascade) -> nx.DiGraph:
 
 def tensor_infos(binding: Binding) -> tuple[TensorInfo, ...]:
     """Kind, ranks, shape and bytes of each tensor of a bound cascade: `analyze`'s tensors, without counting any
-    Einsum's points (a mask's count can cost far more than the shapes)."""
-    return tuple(TensorInfo(name, decl.kind, decl.ranks, binding.shape(name), binding.bytes(name))
-                 for name, decl in binding.cascade.tensors.items())
+    Einsum's points (a mask's count can cost far more than the shapes). Each shape is `Binding.shape` (and kept
+    there), the bytes `Binding.bytes`, read off `_tensor_plan`."""
+    sizes, word_bytes, shapes = binding.rank_sizes, binding.word_bytes, binding._shapes
+    infos = []
+    for name, kind, ranks, slots in _tensor_plan(binding.cascade):
+        shape = shapes.get(name)
+        if shape is None:
+            shape = shapes[name] = tuple([sizes[rank] + extra for rank, extra in slots])
+        infos.append(TensorInfo(name, kind, ranks, shape, math.prod(shape) * word_bytes))
+    return tuple(infos)
+
+
+@identity_cache(maxsize=1024)
+def _tensor_plan(cascade: Cascade) -> tuple[tuple[str, str, tuple[str, ...], tuple[tuple[str, bool], ...]], ...]:
+    """What `tensor_infos` reads of a cascade, which no binding changes: each tensor's name, kind, ranks, and per
+    rank whether it is the recurrence's one slot longer (`Binding.shape`); remembered per cascade."""
+    return tuple((name, decl.kind, decl.ranks, tuple((rank, rank == decl.iterative) for rank in decl.ranks))
+                 for name, decl in cascade.tensors.items())
+
+
+@identity_cache(maxsize=1024)
+def _einsum_plan(cascade: Cascade) -> tuple[tuple[Einsum, tuple[str, ...] | None], ...]:
+    """Each Einsum of a cascade with the ranks of its iteration space's variables (each variable once, as
+    `einsum_points` counts them), or None for a masked one (`einsum_points` counts it); remembered per cascade."""
+    return tuple((einsum, None if einsum.mask is not None
+                  else tuple(cascade.var_ranks[v] for v in dict.fromkeys(einsum.space)))
+                 for einsum in cascade.einsums)
 
 
 def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None,
@@ -160,7 +187,9 @@ def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis 
     cascade = binding.cascade
     tensors = tensor_infos(binding) if tensors is None else tensors
     points, ops = {}, {}
-    for einsum in cascade.einsums:
-        points[einsum.name] = einsum_points(binding, einsum)
-        ops[einsum.name] = {op: n * points[einsum.name] for op, n in _sorted_point_ops(einsum, unary_ops)}
+    sizes = binding.rank_sizes
+    for einsum, ranks in _einsum_plan(cascade):  # unmasked: every point, the product of the space's sizes
+        count = einsum_points(binding, einsum) if ranks is None else math.prod([sizes[rank] for rank in ranks])
+        points[einsum.name] = count
+        ops[einsum.name] = {op: n * count for op, n in _sorted_point_ops(einsum, unary_ops)}
     return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, passes or pass_analysis(cascade))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
+from archsim.memo import identity_cache, kept
 from archsim.workload import PARAMS, Workload, check_size, max_size
 
 
@@ -47,7 +48,7 @@ class Binding:
             found = self._shapes[tensor] = tuple(self.rank_sizes[r] + (r == decl.iterative) for r in decl.ranks)
         return found
 
-    @functools.cached_property
+    @kept
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
 
@@ -96,16 +97,10 @@ def bind(
     mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came from, and a partition
     that does not divide says where its sizes came from."""
     limit = max_size()  # the environment read once per binding, not per value
-    values: dict[str, float] = {}
-    origin: dict[str, str] = {}  # param -> the source of its value
-    layers = [(cascade.source, cascade.params)]
     if isinstance(params, Workload):
-        layers.append((params.path, params.params))
-    elif params:
-        layers.append(("<params>", params))
-    for layer_source, layer in layers:
-        values.update(_checked_params(layer_source, layer, limit))
-        origin.update(dict.fromkeys(layer, layer_source))
+        values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
+    else:
+        values, origin = _layers(cascade, [("<params>", params)] if params else [], limit)
     rank_overrides: dict[str, int] = {}
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
@@ -125,7 +120,6 @@ def bind(
                                                      f"known: {known})")
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
-    defaults = {k for k, where in origin.items() if where == cascade.source}
     sizes: dict[str, int] = {}
     for rank, expr in cascade.rank_sizes.items():
         if rank in rank_overrides:
@@ -137,7 +131,7 @@ def bind(
                                             cascade.source, where)
             except SpecError as exc:
                 raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
-                                + _defaults_hint(cascade, [rank], values, defaults)) from None
+                                + _defaults_hint(cascade, [rank], values, origin)) from None
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
         product = math.prod(sizes[p] for p in known)
@@ -146,18 +140,38 @@ def bind(
             if product != sizes[root]:
                 raise SpecError(cascade.source, f"partition.{root}",
                                 f"parts {parts} multiply to {product}, not {root}={sizes[root]}"
-                                + _defaults_hint(cascade, bound_by_params, values, defaults))
+                                + _defaults_hint(cascade, bound_by_params, values, origin))
             continue
         missing = next(p for p in parts if p not in sizes)
         if sizes[root] % product:
             raise SpecError(cascade.source, f"partition.{root}",
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
-                            + _defaults_hint(cascade, bound_by_params, values, defaults)
+                            + _defaults_hint(cascade, bound_by_params, values, origin)
                             + _origins(cascade, [root, *known], {**values, **sizes}, origin))
         sizes[missing] = sizes[root] // product
     word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
+
+
+def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],
+            limit: int) -> tuple[dict[str, float], dict[str, str]]:
+    """The cascade's params, then each (source, params) layer over them, checked: the values and each one's
+    source."""
+    values: dict[str, float] = {}
+    origin: dict[str, str] = {}  # param -> the source of its value
+    for layer_source, layer in [(cascade.source, cascade.params), *given]:
+        values.update(_checked_params(layer_source, layer, limit))
+        origin.update(dict.fromkeys(layer, layer_source))
+    return values, origin
+
+
+@identity_cache(maxsize=4096)
+def _workload_layers(cascade: Cascade, workload: Workload, limit: int) -> tuple[dict[str, float], dict[str, str]]:
+    """`_layers` of a cascade under a workload's params, remembered per (cascade, workload) object (both frozen
+    specs): a system model binds every op of a layer, and every size it meets, under one workload. Callers copy
+    the dicts before changing them."""
+    return _layers(cascade, [(workload.path, workload.params)], limit)
 
 
 def _checked_params(source: str, layer: Mapping[str, float], limit: int) -> dict[str, float]:
@@ -186,11 +200,12 @@ def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[
                                                              f"--set {name}=N")
 
 
-def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], defaults: set[str]) -> str:
-    """A note when the failing ranks' sizes come from the cascade's defaults, saying how to give them."""
+def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str]) -> str:
+    """A note when the failing ranks' sizes come from the cascade's defaults (params whose `origin` is the cascade
+    file), saying how to give them."""
     used = list(dict.fromkeys(n.name for rank in ranks if cascade.rank_sizes.get(rank) is not None
                               for n in S.walk(cascade.rank_sizes[rank]) if isinstance(n, S.Name)
-                              and n.name in defaults))
+                              and origin.get(n.name) == cascade.source))
     if not used:
         return ""
     shown = ", ".join(f"{name}={values[name]:g}" for name in used)

@@ -31,6 +31,7 @@ import numpy as np
 
 from archsim.arch.pim import PIMSpec
 from archsim.errors import SpecError
+from archsim.memo import kept
 from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
@@ -56,23 +57,23 @@ class PimPlacement:
     issue_bound: bool = True  # False: every issue time is zero (commands not issued one per cycle), none bounds
     order: np.ndarray | None = None
 
-    @functools.cached_property
+    @kept
     def request_s(self) -> np.ndarray:
         return np.array(self.requests_s, dtype=float)
 
-    @functools.cached_property
+    @kept
     def channel(self) -> np.ndarray:
         return np.array(self.request_channels, dtype=int)
 
-    @functools.cached_property
+    @kept
     def logits_s(self) -> np.ndarray:
         return np.array(self.requests_logits_s, dtype=float)
 
-    @functools.cached_property
+    @kept
     def sub_batch(self) -> np.ndarray:
         return pim_model.sub_batch_partition(self.channel, self.channels, self.order)
 
-    @functools.cached_property
+    @kept
     def _channel_loads_s(self) -> list[float]:
         """Every channel's summed request seconds, each request's added in turn (as `pim.channel_loads`' bincount
         adds them)."""
@@ -81,7 +82,7 @@ class PimPlacement:
             loads_s[ch] += seconds
         return loads_s
 
-    @functools.cached_property
+    @kept
     def _loads_s(self) -> np.ndarray:
         """`_channel_loads_s` as an array (`loads_s()`, which `gemv_s()` reads too)."""
         return np.array(self._channel_loads_s, dtype=float)

@@ -49,6 +49,7 @@ from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
+from archsim.memo import kept
 from archsim.workload import Workload, check_size
 
 PHASES = ("prefill", "decode")
@@ -120,24 +121,6 @@ class Step:
         return self.seq_len if self.phase == "prefill" else 1
 
 
-class _kept:
-    """A value worked out when first asked and kept on the instance: `functools.cached_property` without the lock
-    it takes on every first access before Python 3.12 (a serving run builds tens of thousands of ops, each read for
-    its analysis, tensors and counts once; ops are built and read in one thread)."""
-
-    def __init__(self, func: Callable) -> None:
-        self.func, self.name, self.__doc__ = func, func.__name__, func.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: object, owner: type | None = None) -> object:
-        if instance is None:
-            return self
-        value = instance.__dict__[self.name] = self.func(instance)
-        return value
-
-
 @dataclass(frozen=True, eq=False)
 class Op:
     """One op of a layer: a library cascade bound to the step's sizes, and its analysis. Ops compare (and hash) by
@@ -152,7 +135,7 @@ class Op:
     # residual adds): this one shares its binding, tensors and analysis
     twin: Op | None = field(default=None, repr=False)
 
-    @_kept
+    @kept
     def analysis(self) -> Analysis:
         """Points and operation counts (`analyze`), worked out when first asked: an op read for its tensors' bytes
         alone (a memory model) never counts its masks."""
@@ -160,32 +143,32 @@ class Op:
             return self.twin.analysis
         return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors)
 
-    @_kept
+    @kept
     def tensors(self) -> tuple[TensorInfo, ...]:
         """The op's tensors: kind, ranks, shape and bytes (`tensor_infos`)."""
         if self.twin is not None:
             return self.twin.tensors
         return tensor_infos(self.binding)
 
-    @_kept
+    @kept
     def ops(self) -> dict[str, int]:
         """Operation counts by op type (mac, add, exp, ...) over the whole op."""
         return self.analysis.total_ops()
 
-    @_kept
+    @kept
     def flops(self) -> int:
         """Floating-point operations: a MAC is two, every other op type one."""
         return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
 
-    @_kept
+    @kept
     def tensor_roles(self) -> dict[str, str]:
         return tensor_roles_of(self.cascade, self.binding.cascade)
 
-    @_kept
+    @kept
     def tensor_bytes(self) -> dict[str, int]:
         return {t.name: t.bytes for t in self.tensors}
 
-    @_kept
+    @kept
     def bytes_by_role(self) -> dict[str, int]:
         """Bytes of the op's tensors by role: weights, activations in, activations out, KV cache (read or
         written), and intermediates (which a device may keep on chip)."""
@@ -195,7 +178,7 @@ class Op:
             totals[roles[name]] += size
         return totals
 
-    @_kept
+    @kept
     def bytes_off_chip(self) -> float:
         """Bytes of every tensor but the intermediates (what a device keeping intermediates on chip moves), added
         in `bytes_by_role`'s order."""
@@ -205,12 +188,12 @@ class Op:
                 moved += size
         return moved
 
-    @_kept
+    @kept
     def bytes(self) -> int:
         """Bytes the op must move at least: every tensor but its intermediates, each once."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
 
-    @_kept
+    @kept
     def op_per_byte(self) -> float:
         """Arithmetic intensity: FLOPs per byte of `bytes`."""
         return self.flops / self.bytes

@@ -355,8 +355,10 @@ def shard(workload: Workload, par: Parallelism) -> Workload:
     return replace(workload, params=params)
 
 
+@functools.lru_cache(maxsize=256)
 def shard_workload(key: tuple) -> tuple[Workload, str, str | None]:
-    """The shard, block and layer kind of a `SystemModel.shard_key`."""
+    """The shard, block and layer kind of a `SystemModel.shard_key`, one Workload per key (so what is remembered
+    per workload object, such as `bind`'s checked params, serves every op of the shard)."""
     name, path, params, block, kind = key
     return Workload(name, "", "", dict(params), path), block, kind
 
