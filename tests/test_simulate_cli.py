@@ -131,3 +131,15 @@ def test_simulate_bad_system_spec_names_file_and_field(cli, tmp_path, old, new, 
     message = cli("simulate", "-s", str(path), "-w", "gpt3-7b", "--rate", "5", "--requests", "2", expect=2).output
     assert message.startswith(f"error: {path}: ") and message.count("\n") == 1, message
     assert all(fragment in message for fragment in fragments), message
+
+
+def test_an_attention_kernel_that_cannot_run_on_the_gpu_names_the_device_field(cli, tmp_path):
+    """FlashAttention-2's split-KV decode CTA needs 80 KiB of shared memory; an MI300X CU has 64 KiB of LDS. The
+    serving run stops at the first such call with the system file and devices.gpu.attention_kernel (it was a
+    NaN iteration time before)."""
+    spec = tmp_path / "vllm-mi300x.yaml"
+    spec.write_text("name: vllm-mi300x\nbase: vllm-h100\ndevices:\n  gpu: {preset: mi300x}\n")
+    result = cli("simulate", "--system", str(spec), "--workload", "gpt3-13b", "--rate", "4", "--requests", "3",
+                 expect=2)
+    assert f"{spec}: devices.gpu.attention_kernel: FlashAttention-2 cannot run decode attention" in result.output
+    assert "mi300x has 65536 B per SM" in result.output

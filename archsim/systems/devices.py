@@ -37,7 +37,8 @@ def _model(system: System, device: Device) -> DeviceModel:
         from archsim.systems.gpu_device import ATTENTION_KERNEL, CALIBRATED, calibrated_gpu_device
 
         return calibrated_gpu_device(device.spec, device.attention_kernel or ATTENTION_KERNEL, name=device.name,
-                                     energy=device.energy, kind=device.kind, timing=device.timing or CALIBRATED)
+                                     energy=device.energy, kind=device.kind, timing=device.timing or CALIBRATED,
+                                     source=system.source)
     if device.kind == "logic-pim":
         from archsim.systems.logic_pim_device import LogicPimDevice
 

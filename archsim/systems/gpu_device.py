@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
+from archsim.errors import SpecError
 from archsim.memo import identity_cache
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
@@ -89,6 +90,7 @@ class GpuDevice:
     energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
     timing: str = CALIBRATED  # one of TIMINGS (module docstring)
+    source: str = field(default="<python>", compare=False)  # the system spec's file (errors name its device's field)
     # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
     _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -196,15 +198,19 @@ class GpuDevice:
                     peak_s, moved)
         params = self.params if self.kernel_params is None else self.kernel_params
         result = predict(self.kernel, case, self.spec, params)
+        if not result.feasible:
+            raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
+                            f"{self.kernel} cannot run {direction} attention of {heads} heads ({kv_heads} KV), "
+                            f"head_dim {head_dim}, {seqlen} keys on {self.spec.name}: {result.reason}")
         found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
 
 def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,
-                          energy: ActionEnergy | None = None, kind: str = "gpu", timing: str = CALIBRATED) -> GpuDevice:
+                          energy: ActionEnergy | None = None, kind: str = "gpu", timing: str = CALIBRATED,
+                          source: str = "<python>") -> GpuDevice:
     """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
     attention by `kernel` at its family's (a SpecError at `kernel` for a kernel the GPU model has no family of)."""
-    from archsim.errors import SpecError
     from archsim.gpu.params import load_calibration
     from archsim.model.gpu_kernels import family_of
 
@@ -213,7 +219,7 @@ def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str
         raise SpecError("<python>", "kernel", f"no model for attention kernel {kernel!r}")
     calibration = load_calibration()
     return GpuDevice(name or gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
-                     calibration.family_params(family), energy, kind=kind, timing=timing)
+                     calibration.family_params(family), energy, kind=kind, timing=timing, source=source)
 
 
 def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False) -> str:
