@@ -148,3 +148,18 @@ def test_a_kept_value_is_worked_out_once_per_instance() -> None:
     a, b = Thing(), Thing()
     assert (a.value, a.value, b.value) == (7, 7, 7) and Thing.calls == 2
     assert Thing.value.__doc__ is None and "value" in vars(a)
+
+
+def test_an_ops_counts_without_its_analysis_equal_the_analysiss() -> None:
+    """`Op.ops` counted from the binding alone (no analysis kept yet: a decode attention op read for its MACs)
+    equals `analysis.total_ops()`, for decode and prefill attention (masked) and every dense op, twins included."""
+    from archsim.systems.step import Step, layer_ops
+
+    workload = library.load_workload_spec("gpt3-7b")
+    for step in (Step("decode", 1, 777), Step("decode", 40, 1), Step("prefill", 1, 301)):
+        for fresh, analysed in zip(layer_ops(workload, step, "gpt"), layer_ops(workload, step, "gpt"), strict=True):
+            assert "analysis" not in vars(fresh)
+            counts = fresh.ops
+            assert "analysis" not in vars(fresh)  # counted without the tensors
+            assert list(counts.items()) == list(analysed.analysis.total_ops().items())
+            assert list(analysed.ops.items()) == list(counts.items())

@@ -47,11 +47,7 @@ class Analysis:
 
     def total_ops(self) -> dict[str, int]:
         """Ops by type over every Einsum, in the order the types first appear."""
-        total: dict[str, int] = {}
-        for counts in self.ops.values():
-            for kind, n in counts.items():
-                total[kind] = total.get(kind, 0) + n
-        return total
+        return total_ops(self.ops)
 
     def bytes_by_kind(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -179,6 +175,26 @@ def _einsum_plan(cascade: Cascade) -> tuple[tuple[Einsum, tuple[str, ...] | None
                  for einsum in cascade.einsums)
 
 
+def einsum_counts(binding: Binding, unary_ops=DEFAULT_UNARY_OPS) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """`analyze`'s points and ops per Einsum, without the tensors: what an op's operation counts need alone."""
+    points, ops = {}, {}
+    sizes = binding.rank_sizes
+    for einsum, ranks in _einsum_plan(binding.cascade):  # unmasked: every point, the product of the space's sizes
+        count = einsum_points(binding, einsum) if ranks is None else math.prod([sizes[rank] for rank in ranks])
+        points[einsum.name] = count
+        ops[einsum.name] = {op: n * count for op, n in _sorted_point_ops(einsum, unary_ops)}
+    return points, ops
+
+
+def total_ops(ops: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Ops by type over every Einsum of `ops` (Einsum -> op type -> count), in the order the types first appear."""
+    total: dict[str, int] = {}
+    for counts in ops.values():
+        for kind, n in counts.items():
+            total[kind] = total.get(kind, 0) + n
+    return total
+
+
 def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None,
             tensors: tuple[TensorInfo, ...] | None = None) -> Analysis:
     """Points, ops by type and tensor bytes of a bound cascade, and its passes (`passes`, when given, is the
@@ -186,10 +202,5 @@ def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis 
     it once; `tensors`, when given, is `tensor_infos` of the binding, which a caller may already hold)."""
     cascade = binding.cascade
     tensors = tensor_infos(binding) if tensors is None else tensors
-    points, ops = {}, {}
-    sizes = binding.rank_sizes
-    for einsum, ranks in _einsum_plan(cascade):  # unmasked: every point, the product of the space's sizes
-        count = einsum_points(binding, einsum) if ranks is None else math.prod([sizes[rank] for rank in ranks])
-        points[einsum.name] = count
-        ops[einsum.name] = {op: n * count for op, n in _sorted_point_ops(einsum, unary_ops)}
+    points, ops = einsum_counts(binding, unary_ops)
     return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, passes or pass_analysis(cascade))

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from archsim import library
-from archsim.cascade.analysis import Analysis, TensorInfo, analyze, tensor_infos
+from archsim.cascade.analysis import Analysis, TensorInfo, analyze, einsum_counts, tensor_infos, total_ops
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
@@ -152,8 +152,10 @@ class Op:
 
     @kept
     def ops(self) -> dict[str, int]:
-        """Operation counts by op type (mac, add, exp, ...) over the whole op."""
-        return self.analysis.total_ops()
+        """Operation counts by op type (mac, add, exp, ...) over the whole op: the analysis's, counted without its
+        tensors when no analysis is kept yet (a decode attention op is read for its MACs and softmax ops alone)."""
+        analysis = vars(self).get("analysis")
+        return analysis.total_ops() if analysis is not None else total_ops(einsum_counts(self.binding)[1])
 
     @kept
     def flops(self) -> int:
