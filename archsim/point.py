@@ -8,7 +8,10 @@ This is the Python API users call, and what `archsim run`, `archsim reproduce` a
 
 Sizes are bound in this order, later winning: the cascade's defaults, the workload's params, the mapping's
 `set:` (tile sizes such as M0), the caller's `sets`. With a workload, every model size the cascade binds must
-come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes.
+come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. A grouped-query
+workload (kv_heads below heads) is refused by a cascade with one K/V head per query head (no `kv_heads` param),
+which would count its K and V heads/kv_heads times over: its cascade is a grouped-query one (e.g. mapping
+`fusemax-gqa`).
 """
 
 from __future__ import annotations
@@ -67,8 +70,21 @@ def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, fl
 def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
+    _check_kv_heads(cascade, workload, spec)
     binding = bind(cascade, workload, dict(sets), source="--set", fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
+
+
+def _check_kv_heads(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
+    """Refuse a grouped-query workload on a multi-head cascade (module docstring)."""
+    params = workload.params if workload is not None else {}
+    if "heads" not in cascade.params or "kv_heads" in cascade.params or "kv_heads" not in params:
+        return
+    if params["kv_heads"] != params.get("heads"):
+        raise SpecError(workload.path, "params.kv_heads",
+                        f"{params['kv_heads']:g} K/V heads for {params.get('heads', 0):g} query heads (grouped-query), "
+                        f"but cascade {cascade.name} (mapping {spec.name}) has one K/V head per query head: use a "
+                        f"grouped-query cascade and its mapping (e.g. --mapping fusemax-gqa)")
 
 
 @identity_cache(maxsize=256)

@@ -1,0 +1,45 @@
+"""Grouped-query attention on FuseMax (mapping `fusemax-gqa`) and the refusal of a GQA workload by a multi-head
+cascade (`archsim.point`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim.errors import SpecError
+from archsim.point import prepare, run_point
+
+
+def test_a_group_shares_each_key_value_tile():
+    """Llama-3-8B (batch 16) at 4K tokens: the R = 4 query heads of a group read each K/V tile from the global
+    buffer, so DRAM carries every tensor once (Q, K and V in, AV out: K and V of 8 KV heads, a quarter of Q's
+    bytes each)."""
+    point = prepare("fusemax-gqa", workload="llama3-8b")
+    result = run_point("fusemax-gqa", workload="llama3-8b")
+    dram, sizes = result.traffic_bytes["DRAM"], {t.name: t for t in point.analysis.tensors}
+    for name in ("Q", "K", "V", "AV"):
+        assert dram[name] == sizes[name].bytes
+    assert dram["K"] == dram["Q"] / 4 == 16 * 32 * 4096 * 128 * 2 / 4
+
+
+@pytest.mark.parametrize("seq_len", [1024, 8192, 65536])
+def test_gqa_takes_the_causal_mha_time_with_at_most_its_traffic(seq_len):
+    """The same MACs and exponentials as the causal multi-head cascade at the workload's query heads: the array
+    time is the same; DRAM traffic is never more (K and V are shared by a group; at 64K the buffer holds a quarter
+    of the query rows per head, so K and V stream as often as MHA's)."""
+    gqa = run_point("fusemax-gqa", workload="llama3-8b", sets={"seq_len": seq_len})
+    mha = run_point("fusemax", cascade="attention-1pass-causal", workload="bert-base",
+                    sets={"seq_len": seq_len, "batch": 16, "heads": 32, "head_dim": 128})
+    assert gqa.compute_cycles == mha.compute_cycles
+    assert sum(gqa.traffic_bytes["DRAM"].values()) <= sum(mha.traffic_bytes["DRAM"].values())
+    if seq_len <= 8192:  # the group's queries and state fit the buffer whole
+        assert sum(gqa.traffic_bytes["DRAM"].values()) < sum(mha.traffic_bytes["DRAM"].values())
+
+
+def test_a_multi_head_cascade_refuses_a_grouped_query_workload(cli):
+    with pytest.raises(SpecError) as info:
+        run_point("fusemax", workload="llama3-8b")
+    assert info.value.where == "params.kv_heads" and info.value.source.endswith("llama3-8b.yaml")
+    assert "8 K/V heads for 32 query heads" in info.value.message and "fusemax-gqa" in info.value.message
+    assert run_point("fusemax", workload="bert-base").feasible  # MHA: kv_heads = heads
+    result = cli("run", "--mapping", "fusemax", "--workload", "mixtral-8x7b", expect=2)
+    assert "mixtral-8x7b.yaml: params.kv_heads" in result.output
