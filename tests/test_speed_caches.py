@@ -163,3 +163,28 @@ def test_an_ops_counts_without_its_analysis_equal_the_analysiss() -> None:
             assert "analysis" not in vars(fresh)  # counted without the tensors
             assert list(counts.items()) == list(analysed.analysis.total_ops().items())
             assert list(analysed.ops.items()) == list(counts.items())
+
+
+def test_a_causal_masks_closed_form_equals_counting_its_points() -> None:
+    """`causal_points` (m <= p in closed form) equals every point checked for small boxes, and `count_true` (the
+    general interval count) for square boxes of every prompt length to 1,024 (a prefill attention op binds both to
+    the prompt; ShareGPT's longest), every seventh to 4,096 and 16K, and long uneven boxes; any other predicate is
+    left to `count_true`."""
+    import random
+
+    from archsim.cascade.analysis import causal_points
+    from archsim.cascade.mask_count import count_true
+
+    causal = library.load_cascade_spec("attention-1pass-causal").einsums[0].mask.predicate
+    for rows in range(12):
+        for cols in range(12):
+            assert causal_points(causal, {"m": rows, "p": cols}) == sum(
+                1 for m in range(rows) for p in range(cols) if m <= p)
+    for n in [*range(1, 1025), *range(1025, 4097, 7), 16384]:
+        assert causal_points(causal, {"m": n, "p": n}) == count_true(causal, {"m": n, "p": n}, {})
+    rng = random.Random(17)
+    for _ in range(8):
+        rows, cols = rng.randint(1, 2**20), rng.randint(1, 2**20)
+        assert causal_points(causal, {"m": rows, "p": cols}) == count_true(causal, {"m": rows, "p": cols}, {})
+    window = library.load_cascade_spec("attention-sliding-window").einsums[0].mask.predicate
+    assert causal_points(window, {"m": 8, "p": 8}) is None

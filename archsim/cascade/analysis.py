@@ -20,7 +20,7 @@ import networkx as nx
 
 from archsim.cascade import syntax as S
 from archsim.cascade.bind import Binding, eval_size
-from archsim.cascade.ir import Cascade, Einsum, Var
+from archsim.cascade.ir import Cascade, Einsum, Value, Var
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
 from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of
@@ -124,7 +124,23 @@ def einsum_points(binding: Binding, einsum: Einsum) -> int:
         return round(total * min(1.0, eval_size(mask.density, binding.params)))
     used = sorted({n.name for n in S.walk(mask.predicate) if isinstance(n, Var)})
     dims = {v: binding.var_size(v) for v in used}
-    return count_true(mask.predicate, dims, binding.params) * (total // math.prod(dims.values()))
+    pairs = causal_points(mask.predicate, dims)
+    count = count_true(mask.predicate, dims, binding.params) if pairs is None else pairs
+    return count * (total // math.prod(dims.values()))
+
+
+def causal_points(predicate: Value, dims: dict[str, int]) -> int | None:
+    """Points of a causal mask `a <= b` (two different index variables, a in [0, A), b in [0, B)) in closed form:
+    the sum over b of min(b + 1, A), B (B + 1) / 2 when B <= A, else A (A + 1) / 2 + (B - A) A, exact in integers
+    (every causal prefill attention op would otherwise be counted box by box, `count_true`). None for any other
+    predicate."""
+    match predicate:
+        case S.BinOp(op="<=", lhs=Var(name=a), rhs=Var(name=b)) if a != b:
+            rows, cols = dims[a], dims[b]
+            if cols <= rows:
+                return cols * (cols + 1) // 2
+            return rows * (rows + 1) // 2 + (cols - rows) * rows
+    return None
 
 
 def dependency_dag(cascade: Cascade) -> nx.DiGraph:

@@ -162,12 +162,17 @@ class BankPimDevice:
         pim = self.spec
         found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
         contexts = found if contexts is None else contexts
-        at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else list(map(int, contexts))
-        key = (heads, kv_heads, head_dim, _table_size(max([0, *at]) + 1))
+        at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else contexts
+        key = (heads, kv_heads, head_dim, _table_size(int(max(0, max(at, default=0))) + 1))
         tables = self._tables.get(key)
         if tables is None:
             tables = self._tables[key] = _placement_tables(pim, *key)
         request_table, logits_table, estimate_table, issue_tables = tables
+        try:  # whole numbers as ints index the tables as given
+            requests_s = tuple(map(request_table.__getitem__, at))
+        except TypeError:  # as floats: made ints first
+            at = list(map(int, at))
+            requests_s = tuple(map(request_table.__getitem__, at))
         if self.channel_policy == "rr":
             channel = [i % pim.channels for i in range(len(at))]
         else:
@@ -178,8 +183,8 @@ class BankPimDevice:
         else:
             issue_s = (np.zeros(len(at)),) * 2
         order = np.argsort(-np.asarray(contexts, dtype=float), kind="stable") if split == "longest-first" else None
-        return PimPlacement(tuple(map(request_table.__getitem__, at)), tuple(channel), pim.channels,
-                            tuple(map(logits_table.__getitem__, at)), issue_s, issue_tables is not None, order)
+        return PimPlacement(requests_s, channel, pim.channels, tuple(map(logits_table.__getitem__, at)), issue_s,
+                            issue_tables is not None, order)
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         if not ops:
