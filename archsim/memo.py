@@ -12,6 +12,10 @@ but them. Exceptions are not remembered.
 missing ones: the hot loops of serving runs (an op's cost terms, a context's decode op or sums) where every key is
 usually known and one look-up per key is all the work.
 
+`per_object(maxsize)` is `identity_cache` for a function of one object (a loaded cascade, say), with none of its
+per-argument checks: one dictionary look-up by `id`, the object kept alive beside its result; the oldest entry
+goes when more than `maxsize` are kept.
+
 `kept` is `functools.cached_property` without the lock it takes on every first access before Python 3.12: for
 objects built by the thousand in one thread (ops, bindings, a serving step's placement), each read once or twice.
 """
@@ -53,6 +57,28 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
             entries[key] = (args, result)
             if len(entries) > maxsize:
                 entries.popitem(last=False)
+            return result
+
+        cached.cache_clear = entries.clear  # type: ignore[attr-defined]
+        return cached
+
+    return wrap
+
+
+def per_object(maxsize: int) -> Callable[[Callable[[Any], R]], Callable[[Any], R]]:
+    def wrap(fn: Callable[[Any], R]) -> Callable[[Any], R]:
+        entries: dict[int, tuple[Any, R]] = {}
+
+        @functools.wraps(fn)
+        def cached(arg: Any) -> R:
+            hit = entries.get(id(arg))
+            if hit is not None and hit[0] is arg:
+                return hit[1]
+            result = fn(arg)
+            entries.pop(id(arg), None)  # an object of a dead one's id: its entry goes
+            if len(entries) >= maxsize:
+                del entries[next(iter(entries))]
+            entries[id(arg)] = (arg, result)
             return result
 
         cached.cache_clear = entries.clear  # type: ignore[attr-defined]

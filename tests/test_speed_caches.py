@@ -151,8 +151,10 @@ def test_a_kept_value_is_worked_out_once_per_instance() -> None:
 
 
 def test_an_ops_counts_without_its_analysis_equal_the_analysiss() -> None:
-    """`Op.ops` counted from the binding alone (no analysis kept yet: a decode attention op read for its MACs)
-    equals `analysis.total_ops()`, for decode and prefill attention (masked) and every dense op, twins included."""
+    """`Op.ops`, counted from the binding alone (`Op.counts`: no analysis is built for a decode attention op read
+    for its MACs), equals `analysis.total_ops()`, and the analysis an op builds on its counts equals `analyze`'s,
+    for decode and prefill attention (masked) and every dense op, twins included."""
+    from archsim.cascade.analysis import analyze
     from archsim.systems.step import Step, layer_ops
 
     workload = library.load_workload_spec("gpt3-7b")
@@ -163,6 +165,9 @@ def test_an_ops_counts_without_its_analysis_equal_the_analysiss() -> None:
             assert "analysis" not in vars(fresh)  # counted without the tensors
             assert list(counts.items()) == list(analysed.analysis.total_ops().items())
             assert list(analysed.ops.items()) == list(counts.items())
+            again = analyze(fresh.binding)  # the analysis an op builds on its counts equals a fresh one
+            assert (analysed.analysis.points, analysed.analysis.ops) == (again.points, again.ops)
+            assert analysed.analysis.tensors == again.tensors
 
 
 def test_a_causal_masks_closed_form_equals_counting_its_points() -> None:
@@ -188,3 +193,20 @@ def test_a_causal_masks_closed_form_equals_counting_its_points() -> None:
         assert causal_points(causal, {"m": rows, "p": cols}) == count_true(causal, {"m": rows, "p": cols}, {})
     window = library.load_cascade_spec("attention-sliding-window").einsums[0].mask.predicate
     assert causal_points(window, {"m": 8, "p": 8}) is None
+
+
+def test_per_object_returns_a_result_only_for_the_same_object() -> None:
+    from archsim.memo import per_object
+
+    calls = []
+
+    @per_object(maxsize=2)
+    def size(items: list) -> int:
+        calls.append(1)
+        return len(items)
+
+    a, b = [1, 2], [1, 2]
+    assert size(a) == size(a) == 2 and len(calls) == 1  # the same list: a hit
+    assert size(b) == 2 and len(calls) == 2  # an equal but different list: computed again
+    size([]), size([3])
+    assert size(a) == 2 and len(calls) == 5  # a's entry was evicted beyond maxsize: computed again

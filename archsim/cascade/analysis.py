@@ -24,7 +24,7 @@ from archsim.cascade.ir import Cascade, Einsum, Value, Var
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
 from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of
-from archsim.memo import identity_cache
+from archsim.memo import per_object
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def tensor_infos(binding: Binding) -> tuple[TensorInfo, ...]:
     return tuple(infos)
 
 
-@identity_cache(maxsize=1024)
+@per_object(maxsize=1024)
 def _tensor_plan(cascade: Cascade) -> tuple[tuple[str, str, tuple[str, ...], tuple[tuple[str, bool], ...]], ...]:
     """What `tensor_infos` reads of a cascade, which no binding changes: each tensor's name, kind, ranks, and per
     rank whether it is the recurrence's one slot longer (`Binding.shape`); remembered per cascade."""
@@ -182,7 +182,7 @@ def _tensor_plan(cascade: Cascade) -> tuple[tuple[str, str, tuple[str, ...], tup
                  for name, decl in cascade.tensors.items())
 
 
-@identity_cache(maxsize=1024)
+@per_object(maxsize=1024)
 def _einsum_plan(cascade: Cascade) -> tuple[tuple[Einsum, tuple[str, ...] | None], ...]:
     """Each Einsum of a cascade with the ranks of its iteration space's variables (each variable once, as
     `einsum_points` counts them), or None for a masked one (`einsum_points` counts it); remembered per cascade."""
@@ -212,11 +212,13 @@ def total_ops(ops: dict[str, dict[str, int]]) -> dict[str, int]:
 
 
 def analyze(binding: Binding, unary_ops=DEFAULT_UNARY_OPS, passes: PassAnalysis | None = None,
-            tensors: tuple[TensorInfo, ...] | None = None) -> Analysis:
+            tensors: tuple[TensorInfo, ...] | None = None,
+            counts: tuple[dict[str, int], dict[str, dict[str, int]]] | None = None) -> Analysis:
     """Points, ops by type and tensor bytes of a bound cascade, and its passes (`passes`, when given, is the
     cascade's `pass_analysis`, which does not depend on the sizes: a caller binding one cascade many times passes
-    it once; `tensors`, when given, is `tensor_infos` of the binding, which a caller may already hold)."""
+    it once; `tensors`, when given, is `tensor_infos` of the binding, and `counts` its `einsum_counts` with these
+    unary ops, which a caller may already hold)."""
     cascade = binding.cascade
     tensors = tensor_infos(binding) if tensors is None else tensors
-    points, ops = einsum_counts(binding, unary_ops)
+    points, ops = einsum_counts(binding, unary_ops) if counts is None else counts
     return Analysis(cascade.name, dict(binding.rank_sizes), tensors, points, ops, passes or pass_analysis(cascade))

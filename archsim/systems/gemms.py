@@ -66,8 +66,10 @@ def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
     shapes = (_gemm_shapes(op.cascade) if binding.cascade is library_cascade(op.cascade)
               else _shapes_of(binding.cascade, op.tensor_roles))
 
-    def size(names):
-        return math.prod(binding.var_size(v) for v in names)
+    sizes, var_ranks = binding.rank_sizes, binding.cascade.var_ranks
+
+    def size(names):  # Binding.var_size of each
+        return math.prod([sizes[var_ranks[v]] for v in names])
 
     for shape in shapes:
         einsum = shape.einsum

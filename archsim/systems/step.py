@@ -141,7 +141,15 @@ class Op:
         alone (a memory model) never counts its masks."""
         if self.twin is not None:
             return self.twin.analysis
-        return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors)
+        return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors, counts=self.counts)
+
+    @kept
+    def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Points and ops per Einsum (`einsum_counts`, the analysis's), without the tensors: what the op's operation
+        counts need alone (a decode attention op is read for its MACs and softmax ops)."""
+        if self.twin is not None:
+            return self.twin.counts
+        return einsum_counts(self.binding)
 
     @kept
     def tensors(self) -> tuple[TensorInfo, ...]:
@@ -152,10 +160,8 @@ class Op:
 
     @kept
     def ops(self) -> dict[str, int]:
-        """Operation counts by op type (mac, add, exp, ...) over the whole op: the analysis's, counted without its
-        tensors when no analysis is kept yet (a decode attention op is read for its MACs and softmax ops alone)."""
-        analysis = vars(self).get("analysis")
-        return analysis.total_ops() if analysis is not None else total_ops(einsum_counts(self.binding)[1])
+        """Operation counts by op type (mac, add, exp, ...) over the whole op (`Analysis.total_ops` of `counts`)."""
+        return total_ops(self.counts[1])
 
     @kept
     def flops(self) -> int:
