@@ -40,6 +40,11 @@ load changing from run to run), this script, wall s, three runs each, results eq
 2.3-2.5 s, of which 1.0 s is each new op's first binding, analysis and device cost (1,571 decode contexts, 276
 dense layers, 247 prompts), 1.0-1.1 s the 12,809 iterations (about 80 us each, the placement a fifth of it) and
 0.3 s the serving loop. Under 3 s in this script every run here, not yet with the margin issue 17 asks for.
+Fifth round (issue 17: a cascade's tensor and Einsum layout read once, unmasked Einsums counted as products of rank
+sizes and causal masks in closed form, no analysis built for an op read only for its operation counts), alternating
+with the code before, `taskset -c 1`, results equal to the bit: neupims at 20/s 1.90-3.41 -> 1.60-2.72 s in nine
+pairs, then 1.89, 1.78 and 1.62 s in three runs at the stop; 17 % fewer instructions in its simulation (callgrind).
+Every mode is under 3 s.
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
