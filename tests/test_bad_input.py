@@ -103,11 +103,12 @@ def test_a_spec_error_survives_being_rebuilt_from_its_args() -> None:
 
 
 def test_an_error_inside_a_serving_run_exits_2_with_its_message(cli, tmp_path: Path) -> None:
-    """An fp32 model on an H100 xPU: the GPU preset has no fp32 tensor-core rate, found while serving."""
+    """An fp32 model on an H100 xPU: the GPU has no fp32 tensor-core rate, found while serving (the device's first
+    GEMM)."""
     workload = tmp_path / "fp32.yaml"
     workload.write_text(
         "name: fp32-model\ndescription: d\nsource: s\nblock: llama\nparams: {batch: 1, seq_len: 128, hidden: 1024, "
         "heads: 8, kv_heads: 8, head_dim: 128, ffn_dim: 2816, layers: 2, vocab: 32000, word_bytes: 4}\n")
     result = cli("simulate", "--system", "duplex", "--workload", str(workload), "--rate", "4", "--requests", "3",
                  expect=2)
-    assert "h100-sxm5.yaml: tensor_flops_per_s: no tensor-core rate for fp32" in result.output
+    assert "duplex.yaml: devices.xpu.preset: GPU h100-sxm5 has no tensor-core rate for 4-byte words" in result.output

@@ -233,3 +233,23 @@ def test_tp_all_reduce_is_charged_only_with_a_tp_link() -> None:
     assert layer_phases(linked, contexts).allreduce_s == pytest.approx(2 * one, rel=1e-12)
     batch = Batch(decode_context_tokens=contexts)
     assert linked.iteration(batch).time_s - plain.iteration(batch).time_s == pytest.approx(32 * 2 * one, rel=1e-9)
+
+
+def test_a_gpu_device_runs_one_byte_words_at_fp8():
+    """A workload of 1-byte words: its GEMMs at the fp8 tensor rate where the GPU has one (H100: twice fp16, so a
+    compute-bound 4K-token FFN takes about half the time) and at the fp16 rate where it has none (A100: only the
+    halved bytes help). Before, every word size but 4 ran at fp16."""
+    from dataclasses import replace
+
+    from archsim.gpu.load import load_gpu
+    from archsim.library import load_workload_spec
+    from archsim.systems.gpu_device import calibrated_gpu_device
+    from archsim.systems.step import Step, layer_ops
+
+    llama = load_workload_spec("llama3-8b")
+    fp8 = replace(llama, params={**llama.params, "word_bytes": 1})
+    for gpu, low, high in (("h100-sxm5", 0.49, 0.52), ("a100-80gb-sxm4", 0.9, 1.0)):
+        device = calibrated_gpu_device(load_gpu(gpu))
+        ffn16, ffn8 = (next(op for op in layer_ops(w, Step("prefill", 1, 4096), "llama") if op.name == "ffn")
+                       for w in (llama, fp8))
+        assert low < device.cost([ffn8]).time_s / device.cost([ffn16]).time_s < high

@@ -53,7 +53,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 
-PRECISIONS = {2: "fp16", 4: "fp32"}
+PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}  # a workload's word bytes -> the precision its GEMMs run at
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
@@ -130,7 +130,17 @@ class GpuDevice:
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
     def _precision(self, op: Op) -> str:
-        return PRECISIONS.get(op.binding.word_bytes, "fp16")
+        """The precision of the op's words: fp8 runs at the fp16 rate on a GPU without fp8 tensor cores
+        (`GPU.tensor_peak_flops_per_s`); a word size with no tensor-core rate on this GPU is refused, naming the
+        device's preset, as `ChipDevice` does."""
+        word_bytes = op.binding.word_bytes
+        precision = PRECISIONS.get(word_bytes)
+        if precision is None or not (precision == "fp8" or self.spec.has_native(precision)):
+            raise SpecError(self.source, f"devices.{self.name}.preset",
+                            f"GPU {self.spec.name} has no tensor-core rate for {word_bytes}-byte words (it has "
+                            f"{', '.join(self.spec.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16, "
+                            "4-byte at fp32)")
+        return precision
 
     def _dense(self, op: Op) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""

@@ -363,7 +363,11 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
     if kv_heads == 0:
         return 0.0
     heads = int(kv_heads * _size(workload, "heads") // _size(workload, "kv_heads"))
-    precision = PRECISIONS.get(int(_size(workload, "word_bytes")), "fp16")
+    word_bytes = int(_size(workload, "word_bytes"))
+    if word_bytes not in PRECISIONS:
+        raise SpecError(workload.path, "params.word_bytes", f"expected {', '.join(map(str, PRECISIONS))} bytes "
+                                                           f"(fp8, fp16, fp32) for the GPU's kernels, got {word_bytes}")
+    precision = PRECISIONS[word_bytes]
     case = AttentionCase("decode", 1, heads, kv_heads, int(_size(workload, "head_dim")), keys, False, precision)
     result = predict(device.kernel, case, device.spec, device.kernel_params)
     if not result.feasible:
