@@ -1,5 +1,5 @@
 """Tensor parallelism over more devices than KV heads: each KV head replicated over TP / kv_heads devices
-(`archsim.systems.system_model.shard`), as Megatron-LM and vLLM cut the QKV projection."""
+(`archsim.systems.system_model.shard`), as vLLM cuts the QKV projection."""
 
 from __future__ import annotations
 

@@ -345,8 +345,9 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
 def shard(workload: Workload, par: Parallelism) -> Workload:
     """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. When TP is a multiple
     of kv_heads (MQA, or GQA over more devices than KV heads), each device holds one KV head, replicated over
-    TP / kv_heads devices, as Megatron-LM and vLLM cut the QKV projection (vLLM's `QKVParallelLinear`: "the KV
-    heads are replicated"): its K and V weights, its KV cache and their projection are on every one of them."""
+    TP / kv_heads devices, as vLLM cuts the QKV projection (`QKVParallelLinear`: with TP at least the KV heads,
+    one KV head per rank and TP / kv_heads replicas of each; Megatron-LM instead requires TP to divide the query
+    groups): its K and V weights, its KV cache and their projection are on every one of them."""
     params = dict(workload.params)
     for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
                          ("experts", par.ep)):
