@@ -532,6 +532,21 @@ def test_archsim_kernels_follow_their_launchers(calibration) -> None:
                               AttentionCase("fwd", 1, 16, 16, 64, 512, False, "fp8"), a100)
 
 
+@pytest.mark.parametrize("kernel", ["FlashAttention-2", "Flash-Decoding (16-row tiles)", "FlashAttention (v1)",
+                                    "FlashAttention Triton", "PyTorch standard attention",
+                                    "archsim FlashAttention-2 (Triton)"])
+def test_only_the_triton_tutorial_takes_fp8(kernel) -> None:
+    """FlashAttention v1/v2 (CUDA), the FA2 benchmark's Triton kernel, eager PyTorch and archsim's kernels have no
+    fp8 inputs: an fp8 case has no plan, with the reason; the tutorial's benchmark casts to fp8 and has one."""
+    h100 = load_gpu("h100-sxm5")
+    direction = "decode" if "Decoding" in kernel else "fwd"
+    found = plans(kernel, AttentionCase(direction, 1, 16, 16, 64, 512, False, "fp8"), h100)
+    assert isinstance(found, str) and "has no fp8 path (got fp8" in found
+    assert not isinstance(plans(kernel, AttentionCase(direction, 1, 16, 16, 64, 512, False, "fp16"), h100), str)
+    assert not isinstance(plans("Triton tutorial fused attention",
+                                AttentionCase("fwd", 1, 16, 16, 64, 512, False, "fp8"), h100), str)
+
+
 def test_rows_of_archsim_measure_are_validated(tmp_path: Path, calibration) -> None:
     """Rows as `archsim measure` writes them on a GPU (its kernel labels, the GQA decode as 16q/2kv) are each
     compared with the model, none skipped; here the values are the model's own predictions, so the error is 0."""

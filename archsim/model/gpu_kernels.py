@@ -48,6 +48,8 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   the merge always run). Every tile is masked (the kernels bound-check each key tile). Until measurements of them
   exist its parameters are the Triton tutorial's fitted efficiencies (native MMA) and eager PyTorch's DRAM
   efficiency (`Param.shared_from`).
+Only the Triton tutorial takes fp8 inputs (`FP8_FAMILIES`): FlashAttention v1/v2, its Triton kernel, eager PyTorch
+and archsim's kernels have no fp8 path, so an fp8 case of theirs has no plan (the reason says so).
 - `pytorch`: eager PyTorch. "PyTorch standard attention" is the FA2 benchmark's `attention_pytorch`: baddbmm
   into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
   V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
@@ -642,8 +644,6 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.head_dim not in (16, 32, 64, 128):
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
-    if case.precision == "fp8":
-        return "archsim's kernels take fp16, bf16 or fp32 inputs (got fp8)"
     if (variant == "decode") != (case.direction == "decode"):
         return f"{variant} does not run direction {case.direction}"
     if variant == "decode":
@@ -729,6 +729,7 @@ KERNELS: dict[str, tuple[str, str]] = {
     "archsim Flash-Decoding split-KV GQA (Triton)": ("archsim", "decode"),
 }
 PRECISIONS = ("fp16", "bf16", "fp8")
+FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 inputs (the tutorial casts Q, K, V to fp8)
 
 
 def family_of(kernel: str) -> str | None:
@@ -753,6 +754,8 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.heads % case.kv_heads:
         return f"{case.heads} query heads do not split evenly over {case.kv_heads} KV heads"
     family, variant = KERNELS[kernel]
+    if case.precision == "fp8" and family not in FP8_FAMILIES:
+        return f"{kernel} has no fp8 path (got fp8; of the modelled kernels only the Triton tutorial's take fp8)"
     return FAMILIES[family].plans(variant, case, gpu)
 
 
