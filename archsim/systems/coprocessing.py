@@ -47,20 +47,16 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
             continue
         for op, device in zip(ops, devices, strict=True):
             stage.setdefault(device.name, [[], []])[at].append(op)
-    # each device's prompt attention, then its decode attention; a part a device lacks is left out, not added as a
-    # zero cost (costs are sums from +0.0: adding zeros changes none)
-    attention, stage_s = None, 0.0
-    for name, (prompt_ops, decode) in stage.items():
+    attention, stage_s = OpCost(), 0.0
+    for name, (prompt_ops, decode) in stage.items():  # each device's prompt attention, then its decode attention
         device, device_s = model.devices[name], 0.0
         if prompt_ops:
             prompt_cost = device.cost(prompt_ops)
             pre, device_s = pre + prompt_cost, prompt_cost.time_s
         if decode:
             decode_cost = device.cost(decode)
-            attention = decode_cost if attention is None else attention + decode_cost
-            device_s += decode_cost.time_s
+            attention, device_s = attention + decode_cost, device_s + decode_cost.time_s
         stage_s = max(stage_s, device_s)
-    attention = OpCost() if attention is None else attention
     chain_s += stage_s
     for time_s in post_s:
         chain_s += time_s

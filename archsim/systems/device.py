@@ -20,7 +20,7 @@ analytical model's mapping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,11 +38,18 @@ class OpCost:
     busy_s: Mapping[str, float] = field(default_factory=dict)
 
     def __add__(self, other: OpCost) -> OpCost:
-        busy = dict(self.busy_s)
-        for unit, seconds in other.busy_s.items():
+        return summed(self, (other,))
+
+
+def summed(first: OpCost, rest: Iterable[OpCost]) -> OpCost:
+    """`first` with each of `rest` added in turn (what `first + a + b ...` gives), building one OpCost, not one per
+    addition: a serving run sums a layer's parts every iteration."""
+    time_s, memory_s, energy_j, busy = first.time_s, first.memory_s, first.energy_j, dict(first.busy_s)
+    for part in rest:
+        time_s, memory_s, energy_j = time_s + part.time_s, memory_s + part.memory_s, energy_j + part.energy_j
+        for unit, seconds in part.busy_s.items():
             busy[unit] = busy.get(unit, 0.0) + seconds
-        return OpCost(self.time_s + other.time_s, self.memory_s + other.memory_s, self.energy_j + other.energy_j,
-                      busy)
+    return OpCost(time_s, memory_s, energy_j, busy)
 
 
 class DeviceModel(Protocol):

@@ -66,7 +66,7 @@ from archsim.errors import SpecError
 from archsim.memo import remembered
 from archsim.systems import npu as npu_model
 from archsim.systems.collectives import all_reduce_s
-from archsim.systems.device import DeviceModel, OpCost
+from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import (
@@ -130,15 +130,8 @@ class LayerPhases:
 
     @property
     def total(self) -> OpCost:
-        """Everything the layer spent, all sub-batches: the attention, then each part added in turn (as `OpCost`'s
-        `+` adds, without a cost per step)."""
-        first = self.attention
-        time_s, memory_s, energy_j, busy = first.time_s, first.memory_s, first.energy_j, dict(first.busy_s)
-        for part in (*self.pre, *self.post):
-            time_s, memory_s, energy_j = time_s + part.time_s, memory_s + part.memory_s, energy_j + part.energy_j
-            for unit, seconds in part.busy_s.items():
-                busy[unit] = busy.get(unit, 0.0) + seconds
-        return OpCost(time_s, memory_s, energy_j, busy)
+        """Everything the layer spent, all sub-batches: the attention, then each part added in turn."""
+        return summed(self.attention, (*self.pre, *self.post))
 
 
 @dataclass(frozen=True)
