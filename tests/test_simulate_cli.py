@@ -46,6 +46,16 @@ def test_simulate_bad_input_exits_2(cli, args, message):
     assert message in result.output
 
 
+def test_tp_on_a_system_whose_spec_has_no_by_workload(cli):
+    """--tp adds the workload's entry to parallelism.by_workload, and the mapping itself when the spec has none
+    (lamina's): it ran nowhere but on specs with one before. The degree is then checked as the spec's would be."""
+    args = ("simulate", "-s", "lamina", "-w", "llama3-70b", "--rate", "5", "--requests", "3", "--json")
+    same = json.loads(cli(*args, "--tp", "2").output)
+    assert same == json.loads(cli(*args).output)
+    result = cli(*args, "--tp", "4", expect=2)
+    assert "lamina.yaml: devices.compute.count: expected tp x replicas = 4 x 1 = 4 compute devices" in result.output
+
+
 def test_simulate_takes_gqa_models_and_refuses_a_workload_without_a_block(cli):
     """GQA and MoE layers come from the library's cascades (issue 13); a workload that does not name its decoder
     block (an encoder such as BERT) is refused, naming the file and the key."""

@@ -60,10 +60,11 @@ def system(mode: str | System, model: str, changes: Mapping[str, object] | None 
     spec's parallelism for it unless `tp`/`pp` say otherwise."""
     system = configure(mode, changes)
     workload = library.load_workload_spec(model)
-    if tp or pp:
+    if tp or pp:  # the workload's entry of parallelism.by_workload, added (with the mapping) if the spec has none
         par = system.parallelism_for(workload.name)
-        system = with_fields(system, {f"parallelism.by_workload.{workload.name}": {"tp": tp or par.tp,
-                                                                                  "pp": pp or par.pp}})
+        entries = dict(system.data.get("parallelism", {}).get("by_workload") or {})
+        entries[workload.name] = {"tp": tp or par.tp, "pp": pp or par.pp, "ep": par.ep}
+        system = with_fields(system, {"parallelism.by_workload": entries})
     return system_model(system, workload)
 
 
