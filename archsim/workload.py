@@ -61,6 +61,8 @@ PARAMS = {
     "window": Param("sliding-window attention: keys each query sees"),
     "sinks": Param("attention-sink keys every query sees (StreamingLLM)", minimum=0),
     "word_bytes": Param("bytes per element"),
+    "ffn_word_bytes": Param("bytes per element of the FFN's (or the experts') weights and GEMM operands, where "
+                            "they are quantised apart from the rest (FP8 FFN: 1; default word_bytes)"),
 }
 # Largest size accepted: beyond any model or context in use (the longest, 10M tokens, is below it), and it bounds
 # the analyses whose cost grows with a size (the mask counter walks a causal diagonal).

@@ -126,3 +126,20 @@ def test_out_writes_the_rows_figures_and_page(cli, tmp_path):
                 assert len(list(csv.DictReader(f))) == 8  # every feasible point on each figure
     page = (out / "index.html").read_text()
     assert all(f"{kind}_vs_{axis}.png" in page for kind in ("time", "efficiency") for axis in ("devices", "seq_len"))
+
+
+def test_a_point_over_the_gpus_memory_is_infeasible_with_its_numbers(cli):
+    """Llama-3 405B in bf16 cut TP8 puts 810 GB / 8 of weights on each 80 GB H100: the point is timed, but it is an
+    infeasible row naming its memory, the weights and the GPU's capacity (a record, not an exit 2: the inputs are
+    well formed). With the FFN in FP8 (Meta's serving, llama3-405b-fp8) the weights fit and so does the point."""
+    args = ("--scheme", "zigzag", "--devices", "2", "--seq-len", "8K", "--tp", "8")
+    bf16, = json.loads(cli("parallel", "--workload", "llama3-405b", *args, "--json").output)["points"]
+    assert not bf16["feasible"] and bf16["latency_s"] > 0 and bf16["memory_bytes"] > 80e9
+    assert bf16["max_context_tokens"] == 0
+    assert "exceeds h100-sxm5's 80.0 GB" in bf16["reason"] and "GB of weights" in bf16["reason"]
+    assert "no context fits" in bf16["reason"]
+    text = cli("parallel", "--workload", "llama3-405b", *args).output.splitlines()
+    assert text[-1].split()[:3] == ["zigzag", "2", "8192"] and "infeasible: memory per device" in text[-1]
+    fp8, = json.loads(cli("parallel", "--workload", "llama3-405b-fp8", *args, "--json").output)["points"]
+    assert fp8["feasible"] and fp8["reason"] == "" and fp8["memory_bytes"] <= 80e9
+    assert fp8["max_context_tokens"] >= 8192

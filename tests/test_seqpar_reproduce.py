@@ -81,12 +81,18 @@ def test_grid_points_have_the_issue_keys_and_efficiency_is_ideal_over_time(repro
     assert {p["gpu"] for p in grid} == {"a100-80gb-sxm4", "h100-sxm5"}
     for p in grid:
         assert p["devices"] == 8 and p["seq_len"] == 8 * 8192 and p["causal"]
-    big = [p for p in points if p["model"] == "llama3-405b"]
+    big = [p for p in points if p["model"] == "llama3-405b-fp8"]
     assert sorted({p["devices"] for p in big}) == [16, 32, 64, 128]
     assert {p["link"] for p in big} == {"ib-ndr-400g"}  # one rank per node: the ring runs over the NICs
     for n in (131072, 1048576):  # strong scaling: more nodes, less time per layer
         times = [p["time_s"] for p in sorted(big, key=lambda p: p["devices"]) if p["seq_len"] == n]
         assert all(a > b for a, b in itertools.pairwise(times))
+    # what fits an 80 GB H100 follows from the memory model: 128K on every node count, 1M only on 16 nodes
+    for p in big:
+        assert p["feasible"] == (p["memory_bytes"] <= 80e9), p
+        assert p["feasible"] == (p["max_context_tokens"] >= p["seq_len"]), p
+        assert ("exceeds h100-sxm5's 80.0 GB" in p["reason"]) != p["feasible"], p
+    assert {p["devices"] for p in big if p["feasible"] and p["seq_len"] == 1048576} == {128}
 
 
 def test_causal_balance_headline(reproduction: dict) -> None:

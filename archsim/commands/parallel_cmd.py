@@ -186,7 +186,9 @@ def point_row(spec, single: bool) -> dict:
         blank = ParallelResult(spec, *[math.nan] * 6).record().flat()
         return {"feasible": False, "reason": str(error),
                 **{k: math.nan if isinstance(v, float) else v for k, v in blank.items()}, "hidden_comm_s": math.nan}
-    return {"feasible": True, "reason": "", **result.record().flat(), "hidden_comm_s": result.hidden_comm_s}
+    record = result.record()
+    return {"feasible": record.feasible, "reason": record.reason, **record.flat(),
+            "hidden_comm_s": result.hidden_comm_s}
 
 
 def _show(title: str, rows: list[dict]) -> None:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
@@ -74,6 +75,9 @@ from archsim.systems import collectives
 from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.topology import Topology
 from archsim.workload import Workload
+
+if TYPE_CHECKING:
+    from archsim.systems.seqpar_memory import DeviceMemory
 
 SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2",
            "distattention")
@@ -119,7 +123,9 @@ class ParallelResult:
     """One layer. `compute_s` is the busiest device's compute; `comm_s` the scheme's transfers as if alone on the
     link; `exposed_comm_s` what the time has beyond that compute: transfers not hidden and the waits they cause (a
     LASP-1 device waiting on the chain's earlier hops' products too, so it can exceed `comm_s`); memory per device
-    and the largest context from `seqpar_memory` (NaN / 0 when that model does not cover the case)."""
+    and the largest context from `seqpar_memory` (NaN / 0 when that model does not cover the case), and of that memory
+    the weights. A point whose memory per device exceeds the GPU's is infeasible, with the reason; its times are
+    still those the model computes (as an analytical point whose tiles overflow a level)."""
 
     spec: ParallelSpec
     time_s: float
@@ -128,6 +134,21 @@ class ParallelResult:
     ideal_s: float
     memory_bytes: float
     max_context_tokens: int
+    weights_bytes: float = math.nan
+
+    @property
+    def feasible(self) -> bool:
+        return not self.memory_bytes > self.spec.gpu.dram_bytes  # NaN (memory not modelled) is not a refusal
+
+    @property
+    def reason(self) -> str:
+        """Why the point is infeasible ('' when it is not): its memory per device against the GPU's."""
+        if self.feasible:
+            return ""
+        fits = (f"the largest context that fits is {self.max_context_tokens} tokens" if self.max_context_tokens
+                else "no context fits")
+        return (f"memory per device {self.memory_bytes / 1e9:.1f} GB ({self.weights_bytes / 1e9:.1f} GB of "
+                f"weights) exceeds {self.spec.gpu.name}'s {self.spec.gpu.dram_bytes / 1e9:.1f} GB; {fits}")
 
     @property
     def exposed_comm_s(self) -> float:
@@ -152,8 +173,8 @@ class ParallelResult:
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens}
         busy = {s.gpu.name: self.compute_s}
-        return Record("parallel", s.label, True, "", self.time_s, s.gpu.power_w * self.time_s * s.devices * s.tp,
-                      busy_s=busy, extras=extras)
+        return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
+                      s.gpu.power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
 
 
 def _above_rounding(seconds: float, scale_s: float) -> float:
@@ -175,7 +196,8 @@ def parallel_time(spec: ParallelSpec) -> ParallelResult:
     one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
     ideal = timing.time_s if spec.devices == 1 else _timing(one).time_s / spec.devices
     memory, max_context = _memory(spec)
-    return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory, max_context)
+    return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory.total_bytes,
+                          max_context, memory.weights_bytes)
 
 
 def check_spec(spec: ParallelSpec) -> None:
@@ -474,8 +496,8 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 # --- memory ------------------------------------------------------------------------------------------------------
 
 
-def _memory(spec: ParallelSpec) -> tuple[float, int]:
-    """Bytes per device and the largest context (`seqpar_memory`): fwd as inference prefill, fwd+bwd as training
+def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
+    """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, fwd+bwd as training
     (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
     plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
     context."""
@@ -484,7 +506,7 @@ def _memory(spec: ParallelSpec) -> tuple[float, int]:
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if spec.direction == "fwd+bwd" and spec.tp > 1:
-        return math.nan, 0
+        return mem.DeviceMemory(*[math.nan] * 5), 0
     if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):
             return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
@@ -500,4 +522,4 @@ def _memory(spec: ParallelSpec) -> tuple[float, int]:
         def memory_of(n: int):
             held = ring_memory(n)
             return replace(held, activations_bytes=held.activations_bytes + _kv_bytes(n, compute))
-    return memory_of(spec.seq_len).total_bytes, mem.max_context_tokens(memory_of, capacity, multiple)
+    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, capacity, multiple)

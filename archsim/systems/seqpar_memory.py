@@ -59,7 +59,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
@@ -125,6 +125,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
                     state_bytes: float = 4, ulysses_degree: int | None = None) -> DeviceMemory:
     """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam."""
     _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree)
+    workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
     params = (model.weight_bytes_per_device / word + _embedding_elements(workload)) / devices
@@ -292,6 +293,15 @@ def _kv(op: Op) -> float:
 
 def _inputs(op: Op) -> set[str]:
     return {t.name for t in op.tensors if t.kind == "input"}
+
+
+def _one_word_size(workload: Workload) -> Workload:
+    """The workload with its FFN at `word_bytes` too: training counts every element at `param_bytes` and
+    `activation_bytes`, by its cascade bytes over `word_bytes`, so a serving quantisation (`ffn_word_bytes`) has
+    no part in it."""
+    if "ffn_word_bytes" not in workload.params:
+        return workload
+    return replace(workload, params={k: v for k, v in workload.params.items() if k != "ffn_word_bytes"})
 
 
 def _embedding_elements(workload: Workload) -> float:

@@ -21,6 +21,9 @@ Which cascade, by the workload's sizes:
   bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
 - FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer, otherwise the
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
+  bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's
+  FP8 serving: every tensor of the op at that width, its output too, so a device runs its GEMMs at that
+  precision), else to `word_bytes` as every other op;
 - norms and residual adds: the block's norm cascade and `residual-add`.
 The workload's sizes do not say whether a model normalises with LayerNorm or RMSNorm, nor whether its dense FFN
 is GELU or SwiGLU, so the caller names the block (`BLOCKS`): "gpt" (GPT-3, OPT, BERT) or "llama" (Llama,
@@ -282,11 +285,12 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
     else:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
+    ffn_words = {"word_bytes": params["ffn_word_bytes"]} if "ffn_word_bytes" in params else {}
     if moe and layer_kind != DENSE:
-        ffn = ("moe", "moe-experts", tokens)
+        ffn = ("moe", "moe-experts", {**tokens, **ffn_words})
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
-        ffn = ("ffn", kind.ffn, {**tokens, **width})
+        ffn = ("ffn", kind.ffn, {**tokens, **width, **ffn_words})
     return (
         ("attn_norm", kind.norm, tokens, ()),
         ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),

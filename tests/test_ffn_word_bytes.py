@@ -1,0 +1,78 @@
+"""`ffn_word_bytes`: a workload whose FFN is quantised apart from the rest (Llama 3 405B served with FP8 FFN
+weights, `llama3-405b-fp8`). The FFN op is its cascade bound to that word size, so its bytes come from the cascade
+at that width and a GPU runs its GEMMs at that precision; every other op keeps `word_bytes`. Checked against the
+same model in bf16 (`llama3-405b`), whose sizes are the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim import library
+from archsim.gpu.load import load_gpu
+from archsim.systems import seqpar_memory
+from archsim.systems.gpu_device import calibrated_gpu_device
+from archsim.systems.step import WEIGHTS, Step, layer_ops
+from archsim.workload import workload_from_dict
+
+STEP = Step("prefill", 1, 4096)
+
+
+@pytest.fixture(scope="module")
+def layers() -> dict[str, dict]:
+    out = {}
+    for name in ("llama3-405b", "llama3-405b-fp8"):
+        workload = library.load_workload_spec(name)
+        out[name] = {op.name: op for op in layer_ops(workload, STEP, workload.block)}
+    return out
+
+
+def test_the_two_workloads_differ_only_in_the_ffn_word_size() -> None:
+    bf16, fp8 = (library.load_workload_spec(n).params for n in ("llama3-405b", "llama3-405b-fp8"))
+    assert {k: v for k, v in fp8.items() if k != "ffn_word_bytes"} == bf16
+    assert fp8["ffn_word_bytes"] == 1 and bf16["word_bytes"] == 2
+
+
+def test_only_the_ffn_is_bound_to_one_byte_words(layers) -> None:
+    bf16, fp8 = layers["llama3-405b"], layers["llama3-405b-fp8"]
+    assert list(bf16) == list(fp8)
+    for name in bf16:
+        assert fp8[name].binding.word_bytes == (1 if name == "ffn" else 2), name
+        assert fp8[name].flops == bf16[name].flops, name  # the same work
+        if name != "ffn":
+            assert fp8[name].tensor_bytes == bf16[name].tensor_bytes, name
+    # every FFN tensor at half the bytes: its weights are half of bf16's
+    assert fp8["ffn"].tensor_bytes == {t: b / 2 for t, b in bf16["ffn"].tensor_bytes.items()}
+    assert fp8["ffn"].bytes_by_role[WEIGHTS] == bf16["ffn"].bytes_by_role[WEIGHTS] / 2
+
+
+def test_an_h100_runs_the_fp8_ffn_at_its_fp8_rate(layers) -> None:
+    """The FFN of 4K tokens is compute bound on an H100: at one-byte words the GPU model takes it at the fp8
+    tensor peak, twice fp16's, so in about half the time; the attention is unchanged."""
+    device = calibrated_gpu_device(load_gpu("h100-sxm5"), "FlashAttention-2")
+    bf16, fp8 = layers["llama3-405b"], layers["llama3-405b-fp8"]
+    ratio = device.cost([fp8["ffn"]]).time_s / device.cost([bf16["ffn"]]).time_s
+    assert 0.45 < ratio < 0.6, ratio
+    assert device.cost([fp8["attention"]]).time_s == device.cost([bf16["attention"]]).time_s
+
+
+def test_inference_memory_holds_the_ffn_weights_at_one_byte() -> None:
+    bf16, fp8 = (library.load_workload_spec(n) for n in ("llama3-405b", "llama3-405b-fp8"))
+    a = seqpar_memory.inference_memory(bf16, "zigzag", 2, 16384, tp=8)
+    b = seqpar_memory.inference_memory(fp8, "zigzag", 2, 16384, tp=8)
+    ffn_weights = 3 * 16384 * 53248 * 126 * 2 / 8  # W1, W3, W2 per layer, bf16, cut 8 ways: the saving is half
+    assert a.weights_bytes - b.weights_bytes == pytest.approx(ffn_weights / 2)
+    assert b.kv_cache_bytes == a.kv_cache_bytes
+
+
+def test_training_memory_ignores_the_serving_quantisation() -> None:
+    """Training counts every element at full precision: the FFN's serving word size plays no part."""
+    bf16, fp8 = (library.load_workload_spec(n) for n in ("llama3-405b", "llama3-405b-fp8"))
+    assert (seqpar_memory.training_memory(fp8, "ring", 64, 65536)
+            == seqpar_memory.training_memory(bf16, "ring", 64, 65536))
+
+
+def test_a_bad_ffn_word_size_is_refused_naming_the_field() -> None:
+    from archsim.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"params\.ffn_word_bytes.*expected an integer of at least 1"):
+        workload_from_dict({"name": "w", "params": {"hidden": 8, "ffn_word_bytes": 0}}, "w.yaml")
