@@ -63,6 +63,22 @@ def test_selection_saves_time_and_memory_where_the_cache_is_large(reproduction: 
         assert p["time_s"] < p["dense_time_s"]
 
 
+def test_the_printout_marks_what_does_not_fit_the_gpu(reproduction: dict) -> None:
+    """A decode point whose memory exceeds the GPU's is printed with OOM beside its GB (its time is the model's
+    all the same): the rows marked are exactly those whose `fits` / `dense_fits` is false, by the GPU's memory."""
+    from archsim.gpu.load import load_gpu
+
+    text = CliRunner().invoke(main, ["reproduce", "sparse"]).output
+    rows = [line.split() for line in text.splitlines() if line.startswith(("DuoAttention ", "Quest "))]
+    points = [p for p in reproduction["points"] if p["method"] != "MInference"]
+    assert len(rows) == len(points)
+    for row, p in zip(rows, points, strict=True):
+        capacity = load_gpu(p["gpu"]).dram_bytes
+        assert p["fits"] == (p["memory_bytes"] <= capacity) and p["dense_fits"] == (p["dense_memory_bytes"] <= capacity)
+        assert row.count("OOM") == (not p["fits"]) + (not p["dense_fits"]), (row, p)
+    assert any("OOM" in r for r in rows) and any("OOM" not in r for r in rows)
+
+
 def test_a_pattern_map_of_the_wrong_size_exits_2_naming_the_field(tmp_path) -> None:
     bad = tmp_path / "map.yaml"
     bad.write_text("name: bad\ndescription: x\nsource: x\nlayers: 32\nheads: 32\nhead_kind: query\npatterns:\n"

@@ -37,17 +37,22 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     for r in result["density"]:
         click.echo(f"vertical-slash sparsity at {r['context'] // 1000}K: {r['sparsity']:.1%} (App. F: above "
                    f"{r['above']:.0%})")
-    click.echo("\nDecode per generated token (ms) and memory (GB); dense beside")
+    click.echo("\nDecode per generated token (ms) and memory (GB); dense beside; OOM: more memory than the GPU has "
+               "(timed all the same)")
     click.echo(f"{'method':<13} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} {'ms':>8} "
-               f"{'dense ms':>9} {'GB':>7} {'dense GB':>8}")
+               f"{'dense ms':>9} {'GB':>11} {'dense GB':>11}")
     for p in result["points"]:
         if p["method"] == "MInference":
             continue
         budget = p["budget"] if p["budget"] is not None else "-"
         click.echo(f"{p['method']:<13} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
                    f"{budget:>6} {p['time_s'] * 1e3:>8.2f} {p['dense_time_s'] * 1e3:>9.2f} "
-                   f"{p['memory_bytes'] / 1e9:>7.1f} {p['dense_memory_bytes'] / 1e9:>8.1f}")
+                   f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
     h = result["headline"]
     click.echo(f"\nHeadline: MInference and FA-2 within {sparse.PREFILL_TOLERANCE:.0%} of the paper at every length: "
                f"{h['minference_within']}; MInference slower than FA-2 at 10K: {h['minference_slower_at_10k']}; "
                f"masks above App. F's sparsity: {h['density_above']}")
+
+
+def _gb(memory_bytes: float, fits: bool) -> str:
+    return f"{memory_bytes / 1e9:.1f}" + ("" if fits else " OOM")
