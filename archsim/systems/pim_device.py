@@ -174,7 +174,7 @@ class BankPimDevice:
             at = list(map(int, at))
             requests_s = tuple(map(request_table.__getitem__, at))
         if self.channel_policy == "rr":
-            channel = [i % pim.channels for i in range(len(at))]
+            channel = pim_model.round_robin(len(at), pim.channels).tolist()
         else:
             channel = pim_model.greedy_channels(list(map(estimate_table.__getitem__, at)), pim.channels)
         if issue_tables is not None:
