@@ -43,3 +43,28 @@ def test_a_multi_head_cascade_refuses_a_grouped_query_workload(cli):
     assert run_point("fusemax", workload="bert-base").feasible  # MHA: kv_heads = heads
     result = cli("run", "--mapping", "fusemax", "--workload", "mixtral-8x7b", expect=2)
     assert "mixtral-8x7b.yaml: params.kv_heads" in result.output
+
+
+@pytest.mark.parametrize("seq_len", [1024, 4096, 16384])
+def test_fully_masked_key_tiles_are_skipped(seq_len):
+    """The causal cascades' running-state Einsums are masked by tile (`m1 * M0 <= p`): query p works on the
+    floor(p / M0) + 1 key tiles that hold a key it sees. Their points are that sum, in closed form; the 1-D array's
+    cycles (the bound at E = 128) shrink with it against the non-causal cascade on the same mapping, and changing
+    the tile size through the rank (M0) moves the count with it."""
+    sets = {"seq_len": seq_len, "batch": 16, "heads": 32, "head_dim": 128}
+    causal = prepare("fusemax", cascade="attention-1pass-causal", workload="bert-base", sets=sets)
+    full = prepare("fusemax", cascade="attention-1pass", workload="bert-base", sets=sets)
+    m0 = causal.binding.rank_sizes["M0"]
+    tiles_seen = sum(p // m0 + 1 for p in range(seq_len))  # (m1, p) pairs with m1 * M0 <= p
+    heads = 16 * 32
+    assert causal.analysis.points["RM"] == heads * tiles_seen
+    assert causal.analysis.points["RNV"] == heads * tiles_seen * 128
+    assert full.analysis.points["RM"] == heads * (seq_len // m0) * seq_len
+    fraction = tiles_seen / ((seq_len // m0) * seq_len)  # 0.53 at 4K: 8.5 of 16 tiles per query
+    state = ("RM", "PRM", "SPD", "RD", "SPNV", "RNV")
+    one_d = {name: sum(e.compute_cycles for e in run_point("fusemax", cascade=name, workload="bert-base",
+                                                           sets=sets).einsums if e.name in state)
+             for name in ("attention-1pass-causal", "attention-1pass")}
+    assert one_d["attention-1pass-causal"] == pytest.approx(one_d["attention-1pass"] * fraction, rel=1e-9)
+    smaller = prepare("fusemax", cascade="attention-1pass-causal", workload="bert-base", sets={**sets, "M0": 128})
+    assert smaller.analysis.points["RM"] == heads * sum(p // 128 + 1 for p in range(seq_len))

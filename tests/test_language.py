@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.ops import DEFAULT_UNARY_OPS, UnaryOp
 from archsim.cascade.syntax import parse_expr
+from archsim.errors import SpecError
 
 
 def _cascade(text: str, **kwargs):
@@ -120,6 +122,47 @@ outputs: [L, R, E]
     np.testing.assert_array_equal(out["E"], np.full(5, 7.0))  # every point masked: the fill
     a = analyze(b)
     assert a.points == {"L": 15, "R": 15, "E": 0}
+
+
+def test_a_masked_recurrence_step_carries_its_state() -> None:
+    """`S[t+1] = S[t] + X[t] where t < 3`: steps 3.. are skipped and carry S; a map recurrence and one with a
+    reduction alike (the reduction's step is skipped when all its points are masked). Skipped steps cost nothing,
+    and a predicate reads a rank's size as bound (`t * C < T`)."""
+    c = _cascade("""
+name: t
+params: {n: 6}
+ranks: {T: n, C: 2}
+inputs: {X: [T], Z: [T, C]}
+init: {S: 10, U: -inf}
+einsums: |
+  S[t+1] = S[t] + X[t] where t < 3
+  U[t+1] = max(c: max(U[t], Z[t,c])) where t * C < T
+  Y[t] = S[t+1]
+outputs: [Y, U]
+""")
+    b = bind(c)
+    x = random_inputs(b, 0)
+    out = execute(b, x)
+    head = 10 + np.cumsum(x["X"][:3])
+    np.testing.assert_allclose(out["Y"], np.concatenate([head, np.full(3, head[-1])]))
+    running = np.maximum.accumulate(x["Z"].max(axis=1)[:3])  # a running max over the rows of Z, then carried
+    np.testing.assert_allclose(out["U"], np.concatenate([[-np.inf], running, np.full(3, running[-1])]))
+    assert analyze(b).points["S"] == 3 and analyze(b).points["U"] == 3 * 2  # t * 2 < 6: t < 3, two c each
+    wider = bind(c, overrides={"C": 1})
+    assert analyze(wider).points["U"] == 6  # the predicate reads C as bound: t * 1 < 6 everywhere
+
+
+def test_an_else_on_a_masked_recurrence_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"einsums\[0\] \(S\): a masked step of the recurrence S carries its state"):
+        _cascade("""
+name: t
+ranks: {T: 4}
+inputs: {X: [T]}
+init: {S: 0}
+einsums: |
+  S[t+1] = S[t] + X[t] where t < 2 else 0
+outputs: [S]
+""")
 
 
 def test_data_dependent_mask_counts_its_density() -> None:

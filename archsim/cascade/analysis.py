@@ -125,7 +125,7 @@ def einsum_points(binding: Binding, einsum: Einsum) -> int:
     used = sorted({n.name for n in S.walk(mask.predicate) if isinstance(n, Var)})
     dims = {v: binding.var_size(v) for v in used}
     pairs = causal_points(mask.predicate, dims)
-    count = count_true(mask.predicate, dims, binding.params) if pairs is None else pairs
+    count = count_true(mask.predicate, dims, binding.predicate_values) if pairs is None else pairs
     return count * (total // math.prod(dims.values()))
 
 

@@ -55,6 +55,12 @@ class Binding:
     def bytes(self, tensor: str) -> int:
         return math.prod(self.shape(tensor)) * self.word_bytes
 
+    @kept
+    def predicate_values(self) -> dict[str, float]:
+        """The names a mask predicate may read besides index variables: the params and the rank sizes (a tile
+        mask `m1 * M0 <= p` reads the tile's size as bound, however it was set)."""
+        return {**self.params, **self.rank_sizes}
+
 
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
              "//": operator.floordiv}

@@ -4,7 +4,9 @@ Semantics (extended Einsums, EDGE / FuseMax):
 - An Einsum is evaluated at every point of its iteration space (output indices, then reduced indices);
   an operand lacking an index is broadcast along it.
 - A masked point is skipped: a map Einsum writes `fill` (default 0) there; a reduction ignores it, and an
-  output whose points are all masked gets `fill` (default: the reduction's identity).
+  output whose points are all masked gets `fill` (default: the reduction's identity). A masked step of a
+  recurrence (`X[i+1] = f(X[i], ...) where mask`) carries its state: X[i+1] = X[i] there (a step skipped, as a
+  kernel skips a fully masked tile; no `else`).
 - A recurrence (`X[i+1] = f(X[i], ...)`) runs as a loop over its iterative rank: the Einsums that iterate
   that rank execute step by step, in the cascade's order; the others execute once, vectorised.
 Values are float64. Exceptions from numpy (overflow, inf - inf) are silenced: they are legitimate on masked
@@ -120,10 +122,16 @@ class _Run:
             mask = None
             if einsum.mask is not None:
                 mask = np.broadcast_to(
-                    np.asarray(evaluate(einsum.mask.predicate, self, params, self.unary_ops), bool), shape
+                    np.asarray(evaluate(einsum.mask.predicate, self, self.binding.predicate_values,
+                                        self.unary_ops), bool), shape
                 )
+            carried = None
+            if mask is not None and any(t.offset for t in einsum.output.terms):  # a recurrence's step
+                carried = self.tensors[einsum.name][self.index(einsum.output, step_back=1)]
             if einsum.reduce_op is None:
                 result = value if mask is None else np.where(mask, value, einsum.fill or 0.0)
+                if carried is not None:
+                    result = np.where(mask, value, carried)
             else:
                 axes = tuple(range(len(self.space) - sum(v not in fixed for v in einsum.reduce_vars),
                                    len(self.space)))
@@ -132,10 +140,13 @@ class _Run:
                 result = _REDUCE[einsum.reduce_op](value, axis=axes)
                 if mask is not None and einsum.fill is not None:
                     result = np.where(mask.any(axis=axes), result, einsum.fill)
+                if carried is not None:
+                    result = np.where(mask.any(axis=axes), result, carried)
         self.tensors[einsum.name][self.index(einsum.output)] = result
 
-    def index(self, ref: Ref) -> tuple:
-        """Integer positions for constants, final slots and fixed (loop) variables; slices for the rest."""
+    def index(self, ref: Ref, step_back: int = 0) -> tuple:
+        """Integer positions for constants, final slots and fixed (loop) variables; slices for the rest.
+        `step_back`: that many steps before an offset term's position (X[i+1] read as X[i])."""
         shape = self.tensors[ref.tensor].shape
         index: list[int | slice] = []
         for term, dim in zip(ref.terms, shape, strict=True):
@@ -144,7 +155,7 @@ class _Run:
             elif term.final:
                 index.append(dim - 1)
             elif term.var in self.fixed:
-                index.append(self.fixed[term.var] + term.offset)
+                index.append(self.fixed[term.var] + term.offset - (step_back if term.offset else 0))
             else:
                 index.append(slice(None))
         return tuple(index)

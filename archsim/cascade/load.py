@@ -15,6 +15,7 @@ File format (one cascade per file; `einsum/attention-1pass.yaml` is a full examp
     einsums: |                        # one Einsum per line; `where` masks, `else` fills masked points
       QK[b,h,m1,m0,p] = sum(e: Q[b,h,p,e] * K[b,h,m1,m0,e]) where causal else -inf
       LM[b,h,m1,p]    = max(m0: QK[b,h,m1,m0,p]) where causal else -inf
+      RM[b,h,m1+1,p]  = max(RM[b,h,m1,p], LM[b,h,m1,p]) where tile   # a masked step carries: RM[m1+1] = RM[m1]
     outputs: [AV]
     reference: attention              # name in archsim.cascade.references
 
@@ -496,6 +497,9 @@ class _Loader:
         mask = None
         if syntax.where is not None:
             mask = self.mask(syntax.where, syntax.where_text or "", where, space)
+            if syntax.fill is not None and any(t.offset for t in out_terms):
+                raise self.error(where, f"a masked step of the recurrence {out.tensor} carries its state "
+                                        f"({out.tensor}[i+1] = {out.tensor}[i]); drop the else value")
         return Einsum(
             name=out.tensor, text=text, output=Ref(out.tensor, out_terms, str(out)), space=space,
             body=body, reduce_op=reduce_op, reduce_vars=reduce_vars, mask=mask, fill=syntax.fill,
@@ -510,9 +514,10 @@ class _Loader:
                     if not set(self.var_leaves[name]) <= set(space):
                         raise self.error(where, f"mask uses index {name}, which this Einsum does not iterate")
                     return Var(name)
-                if name in self.params:
+                if name in self.params or (predicate and name in self.rank_sizes):  # a param, or a rank's size
                     return Param(name)
-                kind = "an index variable or parameter" if predicate else "a parameter (or write X[...])"
+                kind = ("an index variable, parameter or rank size" if predicate
+                        else "a parameter (or write X[...])")
                 raise self.error(where, f"unknown name '{name}' (expected {kind})")
             case S.Access():
                 return self.ref(node, where)
