@@ -52,11 +52,11 @@ Hardware effect elsewhere:
   the mask is fixed, nothing is scored) against `attention-1pass`, the same Einsums, on a library mapping of
   either (FuseMax's `fusemax`, or `fusemax-cascade` on FLAT's hardware) through the analytical model, which
   counts masked points free. The 2-D array's Einsums (QK, SLN, SLNV) shrink with the kept fraction; the 1-D
-  array's running-state Einsums (RM, PRM, SPD, RD, SPNV, RNV) are per key tile and query and carry no mask, so
-  they run for every key tile as in the dense cascade. A kernel that skips a whole masked tile skips its state
-  update too; the cascade would need those Einsums masked at tile granularity (the state carried unchanged
-  through a masked tile) for the model to skip them, and until then the latency of a 1-D-bound mapping (FuseMax
-  at these sizes) does not fall with density while the energy does.
+  array's running-state Einsums (RM, PRM, SPD, RD, SPNV, RNV) are per key tile and query, masked at tile
+  granularity (a tile the query does not see carries the state unchanged, as a kernel skips it), so they shrink
+  with the fraction of (tile, query) pairs kept, which is the block density when blocks are whole tiles. Both
+  the latency of a 1-D-bound mapping (FuseMax at these sizes) and the energy fall with density. Not modelled:
+  the loop nest still streams every K/V tile from DRAM.
 """
 
 from __future__ import annotations
