@@ -143,3 +143,20 @@ def test_a_point_over_the_gpus_memory_is_infeasible_with_its_numbers(cli):
     fp8, = json.loads(cli("parallel", "--workload", "llama3-405b-fp8", *args, "--json").output)["points"]
     assert fp8["feasible"] and fp8["reason"] == "" and fp8["memory_bytes"] <= 80e9
     assert fp8["max_context_tokens"] >= 8192
+
+
+def test_decode_holds_the_weights_and_the_kv_cache(cli):
+    """A decode step's memory is the weights and the KV cache, not the prefill's working set: Llama-3 405B (FP8
+    FFN) at 1M cached tokens on 8 TP8 nodes holds 1M / 8 tokens of one KV head per GPU for 126 layers beside its
+    weights, and fits; on 2 nodes the cache alone is over the rest of the 80 GB."""
+    base = ("parallel", "--workload", "llama3-405b-fp8", "--seq-len", "1M", "--tp", "8", "--direction", "decode",
+            "--scheme", "distattention", "--json")
+    eight, = json.loads(cli(*base, "--devices", "8").output)["points"]
+    two, = json.loads(cli(*base, "--devices", "2").output)["points"]
+    kv = 1048576 // 8 * 126 * 1 * 128 * 2 * 2  # tokens x layers x KV heads per GPU x head_dim x (K, V) x bf16
+    prefill, = json.loads(cli("parallel", "--workload", "llama3-405b-fp8", "--seq-len", "1M", "--tp", "8",
+                              "--scheme", "zigzag", "--devices", "8", "--json").output)["points"]
+    assert eight["feasible"] and eight["memory_bytes"] < prefill["memory_bytes"]
+    weights = two["memory_bytes"] - 4 * kv  # 2 nodes: four times the tokens per GPU
+    assert eight["memory_bytes"] == pytest.approx(weights + kv, rel=1e-9)
+    assert not two["feasible"] and "exceeds h100-sxm5's 80.0 GB" in two["reason"]

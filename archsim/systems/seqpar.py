@@ -48,8 +48,9 @@ inference: the transfers dominate); `megatron-sp` is head-parallel decode (each 
 heads); `distattention` (Infinite-LLM's DistAttention) sends the query to each of the P holders of N/P tokens, each
 returns its partial (o, max, sum-exp) in fp32, and the owner merges them: (P-1) queries out and partials in over
 its port, one decode call over N/P tokens and a merge pass. The decode kernel is Flash-Decoding. Memory per device
-is the prefill's that built the cache (`seqpar_memory.inference_memory`: its activations on top of the KV cache,
-an upper bound for a decode step).
+is what a decode step holds: the weights and the KV cache of `seqpar_memory.inference_memory`, without the
+prefill's working set (a step's own activations, one token per sequence, and a ring's K/V block in flight are not
+counted: megabytes beside the cache).
 
 Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
 decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
@@ -497,7 +498,8 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 
 
 def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
-    """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, fwd+bwd as training
+    """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, decode as the
+    weights and KV cache the prefill left (module docstring), fwd+bwd as training
     (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
     plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
     context."""
@@ -509,8 +511,9 @@ def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
         return mem.DeviceMemory(*[math.nan] * 5), 0
     if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):
-            return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
+            held = mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
                                         ulysses_degree=ulysses)
+            return replace(held, activations_bytes=0.0) if spec.direction == "decode" else held
     else:
         def memory_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses)
