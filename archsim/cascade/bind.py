@@ -58,8 +58,9 @@ class Binding:
     @kept
     def predicate_values(self) -> dict[str, float]:
         """The names a mask predicate may read besides index variables: the params and the rank sizes (a tile
-        mask `m1 * M0 <= p` reads the tile's size as bound, however it was set)."""
-        return {**self.params, **self.rank_sizes}
+        mask `m1 * M0 <= p` reads the tile's size as bound, however it was set); a param wins over a rank of the
+        same name, as the loader resolves the name."""
+        return {**self.rank_sizes, **self.params}
 
 
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
