@@ -3,9 +3,12 @@ cascade (`archsim.point`)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from archsim.errors import SpecError
+from archsim.model.analytical import plans
 from archsim.point import prepare, run_point
 
 
@@ -68,3 +71,26 @@ def test_fully_masked_key_tiles_are_skipped(seq_len):
     assert one_d["attention-1pass-causal"] == pytest.approx(one_d["attention-1pass"] * fraction, rel=1e-9)
     smaller = prepare("fusemax", cascade="attention-1pass-causal", workload="bert-base", sets={**sets, "M0": 128})
     assert smaller.analysis.points["RM"] == heads * sum(p // 128 + 1 for p in range(seq_len))
+
+
+@pytest.mark.parametrize("seq_len", [32768, 65536])
+def test_a_causal_pass_fetches_no_key_tile_after_the_query_tile(seq_len):
+    """Where the global buffer holds only part of the queries (n_p query tiles of T = N / n_p), FuseMax streams K
+    and V once per query tile; a causal pass fetches, for query tile i, only the key tiles m1 with
+    m1 * M0 <= (i + 1) T - 1 (the others hold no key its queries see). DRAM's K and V are that count of tiles,
+    in closed form; Q and AV move once."""
+    sets = {"seq_len": seq_len, "batch": 16, "heads": 32, "head_dim": 128}
+    point = prepare("fusemax", cascade="attention-1pass-causal", workload="bert-base", sets=sets)
+    result = run_point("fusemax", cascade="attention-1pass-causal", workload="bert-base", sets=sets)
+    full = run_point("fusemax", cascade="attention-1pass", workload="bert-base", sets=sets)
+    (plan,) = plans(point.binding, point.analysis, point.arch, point.mapping, None)  # factors resolved
+    n_p = math.prod(lp.factor for lp in plan.group.loops if lp.level == "DRAM" and lp.rank == "P")
+    m0 = point.binding.rank_sizes["M0"]
+    tile = seq_len // n_p
+    assert n_p > 1  # the point of the test: the queries do not fit the buffer whole
+    tiles = sum(min(seq_len // m0, ((i + 1) * tile - 1) // m0 + 1) for i in range(n_p))
+    tile_bytes = 16 * 32 * m0 * 128 * 2
+    dram = result.traffic_bytes["DRAM"]
+    assert dram["K"] == dram["V"] == tiles * tile_bytes
+    assert full.traffic_bytes["DRAM"]["K"] == n_p * (seq_len // m0) * tile_bytes
+    assert dram["Q"] == full.traffic_bytes["DRAM"]["Q"] and dram["AV"] == full.traffic_bytes["DRAM"]["AV"]

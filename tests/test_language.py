@@ -245,13 +245,8 @@ PREDICATES = [
 ]
 
 
-@settings(max_examples=60, deadline=None)
-@given(n_m=st.integers(1, 300), n_p=st.integers(1, 300), w=st.integers(1, 40), s=st.integers(0, 20),
-       which=st.sampled_from(PREDICATES))
-def test_mask_count_equals_brute_force(n_m: int, n_p: int, w: int, s: int, which: str) -> None:
-    """The interval quadtree count is exact: it equals enumerating every point."""
-    m, p = np.arange(n_m)[:, None], np.arange(n_p)[None, :]
-    brute = {
+def _brute(which: str, m: np.ndarray, p: np.ndarray, w: int, s: int) -> np.ndarray:
+    return {
         PREDICATES[0]: m <= p,
         PREDICATES[1]: (m <= p) & ((p - m < w) | (m < s)),
         PREDICATES[2]: (np.abs(m // w - p // w) <= 1) | (m // w == 0),
@@ -259,5 +254,29 @@ def test_mask_count_equals_brute_force(n_m: int, n_p: int, w: int, s: int, which
         PREDICATES[4]: (np.minimum(m, p) >= s) & (np.maximum(m, p) < 3 * w),
         PREDICATES[5]: m * 2 > p + s,
     }[which]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_m=st.integers(1, 300), n_p=st.integers(1, 300), w=st.integers(1, 40), s=st.integers(0, 20),
+       which=st.sampled_from(PREDICATES))
+def test_mask_count_equals_brute_force(n_m: int, n_p: int, w: int, s: int, which: str) -> None:
+    """The interval quadtree count is exact: it equals enumerating every point."""
+    brute = _brute(which, np.arange(n_m)[:, None], np.arange(n_p)[None, :], w, s)
     assert count_true(_pred(which), {"m": n_m, "p": n_p}, {"W": w, "S": s}) == int(np.broadcast_to(
         brute, (n_m, n_p)).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(moves_m=st.integers(1, 40), tile_m=st.integers(1, 40), moves_p=st.integers(1, 40), tile_p=st.integers(1, 40),
+       w=st.integers(1, 40), s=st.integers(0, 20), which=st.sampled_from(PREDICATES))
+def test_moves_holding_a_point_equal_brute_force(moves_m, tile_m, moves_p, tile_p, w, s, which) -> None:
+    """A grid of moves, each a box of tile_m keys x tile_p queries (a tile fetch of a masked Einsum): the moves
+    whose box holds a kept point, counted by the block quadtree, equal checking every point of every box."""
+    from archsim.cascade.mask_count import moves_holding_a_point
+
+    m, p = np.arange(moves_m * tile_m), np.arange(moves_p * tile_p)
+    kept = np.broadcast_to(_brute(which, m[:, None], p[None, :], w, s), (len(m), len(p)))
+    brute = int(kept.reshape(moves_m, tile_m, moves_p, tile_p).any(axis=(1, 3)).sum())
+    weights, spans = np.array([[tile_m, 0.0], [0.0, tile_p]]), np.array([tile_m - 1.0, tile_p - 1.0])
+    got = moves_holding_a_point(_pred(which), ["m", "p"], weights, spans, (moves_m, moves_p), {"W": w, "S": s})
+    assert got == brute

@@ -76,6 +76,70 @@ def _count(predicate: Value, dims: tuple[tuple[str, int], ...], params: tuple[tu
     return total
 
 
+def boxes_holding_a_point(predicate: Value, names: list[str], lows: np.ndarray, highs: np.ndarray,
+                          params: Mapping[str, float]) -> int:
+    """How many of the boxes hold a point where `predicate` holds: box i spans, along variable names[k], the
+    whole numbers lows[k, i]..highs[k, i]. Exact, as `count_true`: a box is decided by interval arithmetic, a
+    mixed one halved until its pieces are decided or small enough to evaluate point by point."""
+    total = 0
+    for start in range(0, lows.shape[1], BATCH_BOXES):
+        boxes = np.array([lows[:, start:start + BATCH_BOXES], highs[:, start:start + BATCH_BOXES]], dtype=float)
+        found = np.zeros(boxes.shape[2], dtype=bool)
+        owner = np.arange(boxes.shape[2])  # the box of the batch each piece is cut from
+        while boxes.shape[2]:
+            verdict = _decide(predicate, names, boxes, params)
+            found[owner[verdict == TRUE]] = True
+            open_ = (verdict == MIXED) & ~found[owner]
+            boxes, owner = boxes[:, :, open_], owner[open_]
+            small = np.prod(boxes[1] - boxes[0] + 1, axis=0) <= DENSE_POINTS
+            _any_point(predicate, names, boxes[:, :, small], owner[small], found, params)
+            boxes, owner = _halve(boxes[:, :, ~small]), np.tile(owner[~small], 2)
+        total += int(found.sum())
+    return total
+
+
+def moves_holding_a_point(predicate: Value, names: list[str], weights: np.ndarray, spans: np.ndarray,
+                          moves: tuple[int, ...], params: Mapping[str, float]) -> int:
+    """How many points of the grid prod(range(moves[a])) hold, in their box, a point where `predicate` holds. The
+    box of grid point d spans, along variable names[k], weights[k] . d .. weights[k] . d + spans[k] (weights >= 0,
+    so a block of the grid spans the hull of its points' boxes). Blocks of the grid are decided by interval
+    arithmetic on that hull and halved while mixed; a single grid point left mixed goes to
+    `boxes_holding_a_point`. A causal grid of n x n moves costs O(n) decisions, not n^2."""
+    total = 0
+    single: list[np.ndarray] = []
+    stack = [np.array([[[0.0] for _ in moves], [[m - 1.0] for m in moves]])]
+    while stack:
+        blocks = _pop_batch(stack)
+        lows, highs = weights @ blocks[0], weights @ blocks[1] + spans[:, None]
+        verdict = _decide(predicate, names, np.array([lows, highs]), params)
+        size = np.prod(blocks[1] - blocks[0] + 1, axis=0)
+        total += int(size[verdict == TRUE].sum())
+        mixed = verdict == MIXED
+        one = mixed & (size == 1)
+        if one.any():
+            single.append(np.array([lows[:, one], highs[:, one]]))
+        if (mixed & ~one).any():
+            stack.append(_halve(blocks[:, :, mixed & ~one]))
+    if single:
+        boxes = np.concatenate(single, axis=2)
+        total += boxes_holding_a_point(predicate, names, boxes[0], boxes[1], params)
+    return total
+
+
+def _any_point(predicate: Value, names: list[str], boxes: np.ndarray, owner: np.ndarray, found: np.ndarray,
+               params) -> None:
+    """Mark found[owner[i]] where small box i holds a point where the predicate holds: one broadcast evaluation
+    per box shape."""
+    first, widths = boxes[0].astype(np.int64), (boxes[1] - boxes[0] + 1).astype(np.int64)
+    while first.shape[1]:
+        shape = tuple(widths[:, 0].tolist())
+        same = (widths == widths[:, :1]).all(axis=0)
+        points = _Points(names, first[:, same], shape)
+        values = np.broadcast_to(evaluate(predicate, points, params, DEFAULT_UNARY_OPS), points.shape)
+        np.logical_or.at(found, owner[same], values.reshape(values.shape[0], -1).any(axis=1))
+        first, widths, owner = first[:, ~same], widths[:, ~same], owner[~same]
+
+
 def _pop_batch(stack: list[np.ndarray]) -> np.ndarray:
     """At most BATCH_BOXES boxes from the top of the stack (the rest stays there)."""
     boxes = stack.pop()

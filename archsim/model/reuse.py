@@ -9,6 +9,9 @@ inside L; spatial loops sit inside every level.
   belong to the accessing Einsum's iteration space, *up to the innermost one that indexes T*: loops inside it
   that do not index T reuse the resident tile (stationarity). Loops over ranks the Einsum does not iterate
   (AV after the M1 recurrence) do not re-execute it.
+- A masked Einsum (a static mask, e.g. causal) skips a move whose box of its iteration space, the points those
+  outer iterations leave to the inner loops, holds no unmasked point (`masked_refetches`): a causal pass fetches
+  no key tile that lies wholly after the query tile, as it computes nothing there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+import numpy as np
+
+from archsim.cascade.bind import Binding
+from archsim.cascade.ir import Einsum, Var
+from archsim.cascade.mask_count import moves_holding_a_point
+from archsim.cascade.syntax import walk
 from archsim.mapping.spec import Loop
 
 
@@ -39,9 +48,53 @@ def tile_elems(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, r
 def refetches(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
               space_ranks: set[str]) -> int:
     """How many times the tile at level `child` is brought in over the run of one Einsum."""
+    return math.prod(lp.factor for lp in _fetching(loops, level_of, child, tensor_ranks, space_ranks))
+
+
+def _fetching(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
+              space_ranks: set[str]) -> list[Loop]:
+    """The loops whose iterations each bring the tile at level `child` in again (module docstring)."""
     tensor_ranks = set(tensor_ranks)
     above = [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child and lp.rank in space_ranks]
     indexing = [i for i, lp in enumerate(above) if lp.rank in tensor_ranks]
-    if not indexing:
-        return 1
-    return math.prod(lp.factor for lp in above[: indexing[-1] + 1])
+    return above[: indexing[-1] + 1] if indexing else []
+
+
+def masked_refetches(binding: Binding, einsum: Einsum, loops: Iterable[Loop], level_of: Mapping[str, int],
+                     child: int, tensor_ranks: Iterable[str], space_ranks: set[str]) -> int:
+    """`refetches`, less the moves whose box of the Einsum's space holds no point its static mask keeps.
+
+    A move is one combination of the fetching loops' iterations; along a rank those loops are its outer digits
+    (the loops inside, and the levels below, cover the rest), so the move's box spans one contiguous range of
+    each leaf rank, and an index variable over several leaves (m = m1 * M0 + m0) spans their hull. Moves are
+    counted over the ranks the mask reads (`moves_holding_a_point`, exact); the other fetching loops multiply.
+    The plain count where the mask reads tensors (a density, no positions), or where two of the Einsum's index
+    variables share a rank (loops name ranks, so which variable a loop walks is not said)."""
+    fetching = _fetching(loops, level_of, child, tensor_ranks, space_ranks)
+    full = math.prod(lp.factor for lp in fetching)
+    mask = einsum.mask
+    if mask is None or mask.data_dependent or full == 1:
+        return full
+    cascade = binding.cascade
+    variables = sorted({n.name for n in walk(mask.predicate) if isinstance(n, Var)})
+    leaves = {v: cascade.var_leaves[v] for v in variables}
+    ranks = {cascade.var_ranks[leaf] for v in variables for leaf in leaves[v]}
+    if len({cascade.var_ranks[v] for v in einsum.space}) < len(set(einsum.space)):
+        return full
+    axes = sorted(ranks)
+    moves = tuple(math.prod(lp.factor for lp in fetching if lp.rank == rank) for rank in axes)
+    if math.prod(moves) == 1:
+        return full
+    # a move's box along variable v: weights[v] . digits .. + spans[v] (m = m1 * M0 + m0: strides by leaf)
+    weights, spans = np.zeros((len(variables), len(axes))), np.zeros(len(variables))
+    for k, v in enumerate(variables):
+        stride = 1
+        for leaf in reversed(leaves[v]):  # mixed radix, the innermost leaf first
+            rank = cascade.var_ranks[leaf]
+            axis = axes.index(rank)
+            extent = binding.rank_sizes[rank] // moves[axis]
+            weights[k, axis] += extent * stride
+            spans[k] += (extent - 1) * stride
+            stride *= binding.rank_sizes[rank]
+    kept = moves_holding_a_point(mask.predicate, variables, weights, spans, moves, binding.predicate_values)
+    return full // math.prod(moves) * kept

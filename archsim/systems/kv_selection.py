@@ -55,8 +55,8 @@ Hardware effect elsewhere:
   array's running-state Einsums (RM, PRM, SPD, RD, SPNV, RNV) are per key tile and query, masked at tile
   granularity (a tile the query does not see carries the state unchanged, as a kernel skips it), so they shrink
   with the fraction of (tile, query) pairs kept, which is the block density when blocks are whole tiles. Both
-  the latency of a 1-D-bound mapping (FuseMax at these sizes) and the energy fall with density. Not modelled:
-  the loop nest still streams every K/V tile from DRAM.
+  the latency of a 1-D-bound mapping (FuseMax at these sizes) and the energy fall with density; a K/V tile no
+  query of the resident query tile sees is not fetched (`archsim.model.reuse.masked_refetches`).
 """
 
 from __future__ import annotations
