@@ -19,8 +19,9 @@ Compute
 
 Memory
 - Traffic per tensor per level boundary from `archsim.model.reuse` (loop-order reuse, no halos, perfect
-  multicast of one tile to all PEs that share it; a masked Einsum moves no tile it keeps no point of). Reads flow from the tensor's home level inward to every
-  level that keeps it; writes of an Einsum's output flow outward to its home.
+  multicast of one tile to all PEs that share it; a masked Einsum moves no tile it keeps no point of). Reads
+  flow from the tensor's home level inward to every level that keeps it; writes of an Einsum's output flow
+  outward to its home.
 - A tensor's home: DRAM (the outermost level) for inputs, outputs and intermediates that cross groups; for
   any other intermediate the outermost level that keeps it in this group, or the PEs (no memory traffic) if
   none does.
