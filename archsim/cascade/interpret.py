@@ -129,9 +129,8 @@ class _Run:
             if mask is not None and any(t.offset for t in einsum.output.terms):  # a recurrence's step
                 carried = self.tensors[einsum.name][self.index(einsum.output, step_back=1)]
             if einsum.reduce_op is None:
-                result = value if mask is None else np.where(mask, value, einsum.fill or 0.0)
-                if carried is not None:
-                    result = np.where(mask, value, carried)
+                result = value if mask is None else np.where(mask, value,
+                                                             (einsum.fill or 0.0) if carried is None else carried)
             else:
                 axes = tuple(range(len(self.space) - sum(v not in fixed for v in einsum.reduce_vars),
                                    len(self.space)))
