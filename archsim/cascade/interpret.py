@@ -126,7 +126,7 @@ class _Run:
                                         self.unary_ops), bool), shape
                 )
             carried = None
-            if mask is not None and any(t.offset for t in einsum.output.terms):  # a recurrence's step
+            if mask is not None and einsum.is_step:
                 carried = self.tensors[einsum.name][self.index(einsum.output, step_back=1)]
             if einsum.reduce_op is None:
                 result = value if mask is None else np.where(mask, value,

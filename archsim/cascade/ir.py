@@ -89,6 +89,11 @@ class Einsum:
     mask: Mask | None = None
     fill: float | None = None
 
+    @property
+    def is_step(self) -> bool:
+        """Whether it writes a recurrence's next state (X[i+1] = ...): a masked step carries the state."""
+        return any(t.offset for t in self.output.terms)
+
     @cached_property
     def refs(self) -> tuple[Ref, ...]:
         """Every tensor reference of the body and the mask's predicate, in walk order (computed once: models ask

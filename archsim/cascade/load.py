@@ -497,13 +497,14 @@ class _Loader:
         mask = None
         if syntax.where is not None:
             mask = self.mask(syntax.where, syntax.where_text or "", where, space)
-            if syntax.fill is not None and any(t.offset for t in out_terms):
-                raise self.error(where, f"a masked step of the recurrence {out.tensor} carries its state "
-                                        f"({out.tensor}[i+1] = {out.tensor}[i]); drop the else value")
-        return Einsum(
+        einsum = Einsum(
             name=out.tensor, text=text, output=Ref(out.tensor, out_terms, str(out)), space=space,
             body=body, reduce_op=reduce_op, reduce_vars=reduce_vars, mask=mask, fill=syntax.fill,
         )
+        if mask is not None and syntax.fill is not None and einsum.is_step:
+            raise self.error(where, f"a masked step of the recurrence {out.tensor} carries its state "
+                                    f"({out.tensor}[i+1] = {out.tensor}[i]); drop the else value")
+        return einsum
 
     def value(self, node: S.Expr, where: str, space: tuple[str, ...], predicate: bool) -> Value:
         match node:

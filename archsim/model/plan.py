@@ -27,7 +27,7 @@ from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
-from archsim.model.reuse import masked_refetches, tile_elems
+from archsim.model.reuse import masked_refetches, refetches, tile_elems
 
 EinsumIO = tuple[frozenset[str], str]  # (the tensors an Einsum reads, the tensor it writes)
 Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"), level index, the same action, bits)
@@ -249,17 +249,20 @@ def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], lev
                  tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int) -> tuple[int, int]:
     """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
     elements. Readers share the resident tile, so the largest reader count is taken; the writer is the Einsum
-    whose output it is. A masked Einsum moves no tile it has no unmasked point for (`masked_refetches`)."""
+    whose output it is. A masked Einsum reads no tile it keeps no point of (`masked_refetches`), and a masked
+    recurrence writes none (its skipped steps leave the state in place); a masked map Einsum writes every tile,
+    its masked points' fill included, which an unmasked reader may read."""
     decl = binding.cascade.tensors[tensor]
     read = written = 0
     for e in group.einsums:
         writes = io[e][1] == tensor
         if not writes and tensor not in io[e][0]:
             continue
-        moved = tile * masked_refetches(binding, binding.cascade.einsum(e), group.loops, level_of, child,
-                                        decl.leaf_ranks, space[e])
+        einsum = binding.cascade.einsum(e)
+        masked = tile * masked_refetches(binding, einsum, group.loops, level_of, child, decl.leaf_ranks, space[e])
         if writes:
-            written = max(written, moved)
+            written = max(written, masked if einsum.is_step else
+                          tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]))
         if tensor in io[e][0]:
-            read = max(read, moved)
+            read = max(read, masked)
     return read, written
