@@ -11,7 +11,10 @@ Sizes are bound in this order, later winning: the cascade's defaults, the worklo
 come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. A grouped-query
 workload (kv_heads below heads) is refused by a cascade with one K/V head per query head (no `kv_heads` param),
 which would count its K and V heads/kv_heads times over: its cascade is a grouped-query one (e.g. mapping
-`fusemax-gqa`).
+`fusemax-gqa`). A multi-head latent attention workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
+attention (K an input) or of the K/V projection (a `kv_heads` param) without a latent (no `kv_lora_rank` param),
+which would drop its decoupled RoPE dimensions and latent projections: its cascades are `attention-mla-prefill`,
+`attention-mla-decode` and `mla-projection`.
 """
 
 from __future__ import annotations
@@ -76,8 +79,18 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
 
 
 def _check_kv_heads(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
-    """Refuse a grouped-query workload on a multi-head cascade (module docstring)."""
+    """Refuse a grouped-query workload on a multi-head cascade, and a latent-attention workload on an attention
+    cascade without a latent (module docstring)."""
     params = workload.params if workload is not None else {}
+    keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
+    if keys and "kv_lora_rank" in params and "kv_lora_rank" not in cascade.params:
+        rope = f", rope_dim {params['rope_dim']:g}" if "rope_dim" in params else ""
+        raise SpecError(workload.path, "params.kv_lora_rank",
+                        f"{workload.name} uses multi-head latent attention (kv_lora_rank {params['kv_lora_rank']:g}"
+                        f"{rope}), but cascade "
+                        f"{cascade.name} (mapping {spec.name}) has no latent K/V: it would drop the RoPE dimensions "
+                        f"and the latent projections; use the MLA cascades (attention-mla-prefill, "
+                        f"attention-mla-decode, mla-projection) with a mapping of yours (--cascade, --mapping FILE)")
     if "heads" not in cascade.params or "kv_heads" in cascade.params or "kv_heads" not in params:
         return
     if params["kv_heads"] != params.get("heads"):

@@ -94,3 +94,18 @@ def test_a_causal_pass_fetches_no_key_tile_after_the_query_tile(seq_len):
     assert dram["K"] == dram["V"] == tiles * tile_bytes
     assert full.traffic_bytes["DRAM"]["K"] == n_p * (seq_len // m0) * tile_bytes
     assert dram["Q"] == full.traffic_bytes["DRAM"]["Q"] and dram["AV"] == full.traffic_bytes["DRAM"]["AV"]
+
+
+@pytest.mark.parametrize("mapping", ["fusemax", "fusemax-gqa", "linear-qkv-fusemax"])
+def test_a_cascade_without_a_latent_refuses_a_latent_attention_workload(cli, mapping):
+    """DeepSeek's multi-head latent attention on a cascade without kv_lora_rank would drop its RoPE dimensions
+    and latent projections: exit 2 naming the workload's params.kv_lora_rank and the MLA cascades."""
+    result = cli("run", "--mapping", mapping, "--workload", "deepseek-v3-mla", expect=2)
+    assert ("deepseek-v3-mla.yaml: params.kv_lora_rank: deepseek-v3-mla uses multi-head latent attention"
+            in result.output)
+    assert "attention-mla-prefill" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_latent_attention_workload_keeps_its_output_projection(cli):
+    """The output projection (heads x head_dim -> hidden) is the same cascade for MLA: not refused."""
+    assert "latency" in cli("run", "--mapping", "linear-out-fusemax", "--workload", "deepseek-v3-mla").output
