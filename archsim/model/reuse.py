@@ -66,8 +66,10 @@ def masked_refetches(binding: Binding, einsum: Einsum, loops: Iterable[Loop], le
 
     A move is one combination of the fetching loops' iterations; along a rank those loops are its outer digits
     (the loops inside, and the levels below, cover the rest), so the move's box spans one contiguous range of
-    each leaf rank, and an index variable over several leaves (m = m1 * M0 + m0) spans their hull. Moves are
-    counted over the ranks the mask reads (`moves_holding_a_point`, exact); the other fetching loops multiply.
+    each leaf rank, and an index variable over several leaves (m = m1 * M0 + m0) spans their hull (exactly the
+    move's values when the fetching loops walk its outer leaves, as every library mapping does; else a superset,
+    so the count is an upper bound). Moves are counted over the ranks the mask reads (`moves_holding_a_point`,
+    exact); the other fetching loops multiply.
     The plain count where the mask reads tensors (a density, no positions), or where two of the Einsum's index
     variables share a rank (loops name ranks, so which variable a loop walks is not said)."""
     fetching = _fetching(loops, level_of, child, tensor_ranks, space_ranks)
