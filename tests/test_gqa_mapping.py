@@ -109,3 +109,17 @@ def test_a_cascade_without_a_latent_refuses_a_latent_attention_workload(cli, map
 def test_a_latent_attention_workload_keeps_its_output_projection(cli):
     """The output projection (heads x head_dim -> hidden) is the same cascade for MLA: not refused."""
     assert "latency" in cli("run", "--mapping", "linear-out-fusemax", "--workload", "deepseek-v3-mla").output
+
+
+@pytest.mark.parametrize("mapping", ["unfused", "flat", "flat-offchip"])
+def test_unfused_and_flat_run_the_causal_three_pass_cascade(mapping):
+    """attention-3pass-causal has attention-3pass's Einsums, so the Unfused and FLAT mappings run it. Every
+    Einsum's points are causal, N (N + 1) / 2 of N^2 per head, and so is the compute of these all-masked
+    cascades; DRAM traffic falls too (a masked reader skips the tiles it keeps no point of)."""
+    n = 4096
+    causal = run_point(mapping, cascade="attention-3pass-causal", workload="gpt3-13b", sets={"seq_len": n})
+    full = run_point(mapping, workload="gpt3-13b", sets={"seq_len": n})
+    assert causal.feasible and full.feasible
+    assert causal.compute_cycles == pytest.approx(full.compute_cycles * (n + 1) / (2 * n), rel=1e-9)
+    assert sum(causal.traffic_bytes["DRAM"].values()) < sum(full.traffic_bytes["DRAM"].values())
+    assert causal.latency_s < full.latency_s
