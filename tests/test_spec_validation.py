@@ -254,4 +254,21 @@ def test_a_partition_that_does_not_divide_says_where_its_sizes_came_from(tmp_pat
     workload = library.find("workloads", "bert-base")
     error = _error(run_point, str(mapping), workload=str(workload))
     assert error.where == "partition.M"
-    assert error.message.endswith(f"(seq_len=1024 from {workload}, M0=255 from {mapping})")
+    assert error.message.endswith(f"(seq_len=1024 from {workload}, M0=255 from {mapping}); the nearest multiples "
+                                  f"are 1020 and 1275 (to model a padded sequence, give one of them)")
+
+
+@pytest.mark.parametrize(("mapping", "where", "multiples"), [
+    ("fusemax", "partition.M: M=1000 is not divisible by M0=256", "nearest multiples are 768 and 1024"),
+    ("flat", "rank M: size 1000 is not a multiple of the other factors (256)", "nearest multiples are 768 and 1024"),
+    ("unfused", "rank M: size 1000 is not a multiple of the other factors (768)",
+     "nearest multiples are 768 and 1536"),
+])
+def test_a_length_the_tiles_do_not_divide_names_the_multiples_around_it(cli, mapping, where, multiples) -> None:
+    """A length the tiling does not divide is refused (the models need whole tiles), naming the nearest lengths
+    that tile, for a user who means to model a padded sequence; nothing is padded for them."""
+    result = cli("run", "--mapping", mapping, "--workload", "bert-base", "--set", "seq_len=1000", expect=2)
+    assert where in result.output and multiples in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    small = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "seq_len=100", expect=2)
+    assert "the smallest multiple is 256" in small.output

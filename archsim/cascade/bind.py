@@ -63,6 +63,14 @@ class Binding:
         return {**self.rank_sizes, **self.params}
 
 
+def nearest_multiples(size: int, factor: int) -> str:
+    """What a size that a tiling does not divide could be instead: the multiples of `factor` around it (the
+    models need whole tiles; a padded length is the user's choice, never made for them)."""
+    below, above = size // factor * factor, -(-size // factor) * factor
+    return (f"the nearest multiples are {below} and {above} (to model a padded sequence, give one of them)"
+            if below else f"the smallest multiple is {above} (to model a padded sequence, give it)")
+
+
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
              "//": operator.floordiv}
 
@@ -154,7 +162,8 @@ def bind(
             raise SpecError(cascade.source, f"partition.{root}",
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
                             + _defaults_hint(cascade, bound_by_params, values, origin)
-                            + _origins(cascade, [root, *known], {**values, **sizes}, origin))
+                            + _origins(cascade, [root, *known], {**values, **sizes}, origin)
+                            + f"; {nearest_multiples(sizes[root], product)}")
         sizes[missing] = sizes[root] // product
     word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
                                "params.word_bytes")

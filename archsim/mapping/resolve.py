@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
-from archsim.cascade.bind import Binding
+from archsim.cascade.bind import Binding, nearest_multiples
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr
 from archsim.errors import SpecError
 from archsim.mapping.overlap import check_overlap, delay_names
@@ -187,7 +187,8 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
             if open_:
                 if size % fixed:
                     raise SpecError(source, f"{where}.loops[{open_[0]}]",
-                                    f"rank {rank}: size {size} is not a multiple of the other factors ({fixed})")
+                                    f"rank {rank}: size {size} is not a multiple of the other factors ({fixed}); "
+                                    f"{nearest_multiples(size, fixed)}")
                 loops[open_[0]] = replace(loops[open_[0]], factor=size // fixed)
                 open_ = []
                 fixed = size
