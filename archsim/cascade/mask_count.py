@@ -104,7 +104,17 @@ def moves_holding_a_point(predicate: Value, names: list[str], weights: np.ndarra
     box of grid point d spans, along variable names[k], weights[k] . d .. weights[k] . d + spans[k] (weights >= 0,
     so a block of the grid spans the hull of its points' boxes). Blocks of the grid are decided by interval
     arithmetic on that hull and halved while mixed; a single grid point left mixed goes to
-    `boxes_holding_a_point`. A causal grid of n x n moves costs O(n) decisions, not n^2."""
+    `boxes_holding_a_point`. A causal grid of n x n moves costs O(n) decisions, not n^2. Memoised: a group's
+    readers of one mask (K and V), and the mapper's candidates, ask the same grid again."""
+    used = sorted({node.name for node in S.walk(predicate) if isinstance(node, Param)})
+    return _moves(predicate, tuple(names), tuple(map(tuple, np.asarray(weights, float).tolist())),
+                  tuple(np.asarray(spans, float).tolist()), tuple(moves), tuple((n, params[n]) for n in used))
+
+
+@lru_cache(maxsize=1024)
+def _moves(predicate: Value, names: tuple[str, ...], weight_rows: tuple[tuple[float, ...], ...],
+           span_values: tuple[float, ...], moves: tuple[int, ...], params: tuple[tuple[str, float], ...]) -> int:
+    names, weights, spans, params = list(names), np.array(weight_rows), np.array(span_values), dict(params)
     total = 0
     single: list[np.ndarray] = []
     stack = [np.array([[[0.0] for _ in moves], [[m - 1.0] for m in moves]])]
