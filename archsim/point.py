@@ -73,12 +73,12 @@ def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, fl
 def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
-    _check_kv_heads(cascade, workload, spec)
+    _check_attention_form(cascade, workload, spec)
     binding = bind(cascade, workload, dict(sets), source="--set", fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
 
 
-def _check_kv_heads(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
+def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
     """Refuse a grouped-query workload on a multi-head cascade, and a latent-attention workload on an attention
     cascade without a latent (module docstring)."""
     params = workload.params if workload is not None else {}

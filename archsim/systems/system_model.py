@@ -327,8 +327,7 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                         compose_layer=compose_layer)
     holder = model.weight_device
     if model.weight_bytes_per_device > holder.capacity_bytes:
-        entry = workload.name in system.parallelism.by_workload
-        raise SpecError(system.source, f"parallelism.by_workload.{workload.name}" if entry else "parallelism",
+        raise SpecError(system.source, system.parallelism_path(workload.name),
                         f"{workload.name} at tp {par.tp} pp {par.pp} puts {model.weight_bytes_per_device / 1e9:.1f} "
                         f"GB of weights on each {holder.name} device, which holds {holder.capacity_bytes / 1e9:.1f} "
                         "GB: raise tp or pp for it")

@@ -234,6 +234,12 @@ class System:
         """The workload's entry of `parallelism.by_workload`, or the top-level degrees when it has none."""
         return self.parallelism.by_workload.get(workload_name, self.parallelism)
 
+    def parallelism_path(self, workload_name: str) -> str:
+        """Where in the spec `parallelism_for` reads the workload's degrees: what an error about them names."""
+        if workload_name in self.parallelism.by_workload:
+            return f"parallelism.by_workload.{workload_name}"
+        return "parallelism"
+
 
 def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...] = ()) -> System:
     """Validate a parsed system spec; `source` names the file in errors. A spec with `base` is laid over its base
@@ -328,8 +334,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
     The error names the system file's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`) and the
     workload's value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params
-    by_workload = workload.name in system.parallelism.by_workload
-    at = f"parallelism.by_workload.{workload.name}" if by_workload else "parallelism"
+    at = system.parallelism_path(workload.name)
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
