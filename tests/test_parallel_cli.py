@@ -112,6 +112,21 @@ def test_unknown_workload_exits_2_naming_it(cli):
     assert result.output.startswith("error: --workload: no-such-model: ")
 
 
+@pytest.mark.parametrize(("extra", "field"), [("kv_lora_rank: 512\n  rope_dim: 64", "params.kv_lora_rank"),
+                                             ("window: 4096", "params.window")])
+def test_an_attention_the_kernels_do_not_model_exits_2_naming_it(cli, tmp_path, extra, field):
+    """An MLA or sliding-window workload was timed as dense GQA attention (the latent, the RoPE dimensions and the
+    window dropped); it is refused, in one line naming the file and the field."""
+    path = tmp_path / "model.yaml"
+    path.write_text("name: m\ndescription: d\nsource: s\nblock: llama\nparams:\n  hidden: 4096\n  heads: 32\n"
+                    f"  kv_heads: 8\n  head_dim: 128\n  ffn_dim: 14336\n  layers: 32\n  vocab: 128256\n"
+                    f"  word_bytes: 2\n  {extra}\n")
+    result = cli("parallel", "--scheme", "ring", "--devices", "2", "--workload", str(path), "--seq-len", "8K",
+                 expect=2)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {field}: ")
+
+
 def test_out_writes_the_rows_figures_and_page(cli, tmp_path):
     out = tmp_path / "report"
     text = cli(*BASE, "--scheme", "ring,zigzag", "--devices", "2,4", "--seq-len", "8K,16K", "--out", str(out)).output

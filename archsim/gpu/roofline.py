@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GpuResult
+from archsim.model.gpu import UNMODELLED_ATTENTION, AttentionCase, GpuResult
 from archsim.model.gpu_kernels import family_of, predict
 
 
@@ -65,8 +65,6 @@ WORKLOAD_KERNELS = (
 
 # The workload sizes a roofline needs; kv_heads, when absent, is heads (multi-head attention, no GQA).
 WORKLOAD_SIZES = ("batch", "heads", "head_dim", "seq_len")
-# Workload sizes that mean an attention the GPU kernels do not model (refused rather than modelled as dense MHA).
-UNMODELLED = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
 
 
 def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: str = "<python>",
@@ -81,7 +79,7 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
     for key in WORKLOAD_SIZES:
         if key not in workload:
             raise SpecError(source, blame(key), f"missing: the attention roofline needs {', '.join(WORKLOAD_SIZES)}")
-    for key, what in UNMODELLED.items():
+    for key, what in UNMODELLED_ATTENTION.items():
         if key in workload:
             raise SpecError(source, blame(key), f"{what}: the GPU attention kernels modelled here are dense "
                                                 "multi-head and grouped-query attention, so this workload's "

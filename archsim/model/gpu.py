@@ -64,6 +64,9 @@ MAX_QUERY_ROWS = 2**30
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
 MAKESPAN_MEMO_CTAS = 4096
+# Workload sizes that mean an attention the kernels here do not model: they time dense multi-head and grouped-query
+# attention, so a caller holding such a workload refuses it rather than time it as dense MHA.
+UNMODELLED_ATTENTION = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
 
 
 @dataclass(frozen=True)

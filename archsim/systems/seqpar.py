@@ -59,7 +59,9 @@ each sequence-parallel rank's heads on tp devices of a node (Meta's context para
 inside): the group's members are tp apart, so a ring of nodes runs over the NICs.
 
 `ideal_s` is the same work on one device divided by P (the issue's definition; a one-device run of a length that
-does not fit is still timed). Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...).
+does not fit is still timed). Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a
+workload whose attention the GPU kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`)
+is refused rather than timed as dense attention.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from typing import TYPE_CHECKING
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
+from archsim.model.gpu import UNMODELLED_ATTENTION
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
@@ -229,6 +232,11 @@ def check_spec(spec: ParallelSpec) -> None:
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
             raise SpecError(spec.workload.path, f"params.{size}", "missing: multi-device attention needs it")
+    for size, what in UNMODELLED_ATTENTION.items():
+        if size in params:
+            raise SpecError(spec.workload.path, f"params.{size}",
+                            f"{what}: the schemes here cut dense multi-head or grouped-query attention over the "
+                            "devices and time it with those GPU kernels, so this workload's times would be wrong")
     heads, kv_heads = int(params["heads"]) // spec.tp, int(params["kv_heads"]) // spec.tp
     if int(params["heads"]) % spec.tp or int(params["kv_heads"]) % spec.tp:
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} and kv_heads "
