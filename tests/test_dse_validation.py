@@ -86,6 +86,10 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     ({"name": "../outside"}, "name", "store file"),
     ({"sampling": {"kind": "random", "samples": 4, "seed": -1}}, "sampling.seed", "non-negative"),
     ({"gpus": {"presets": ["h100-sxm5"], "kernel": ["FlashAttention-2"]}}, "gpus.kernel", "no GPU model"),
+    # GPU points time attention: not an output projection's sweep, nor MLA timed as dense attention
+    ({"mapping": "linear-out-fusemax", "gpus": {"presets": ["h100-sxm5"]}}, "gpus", "not an attention"),
+    ({"mapping": "fusemax-gqa", "workload": "deepseek-v3-mla", "gpus": {"presets": ["h100-sxm5"]}}, "gpus",
+     "an MLA workload (latent KV) (kv_lora_rank)"),
 ])
 def test_bad_sweep_spec_is_one_line_naming_file_and_path(tmp_path, cli, changes, where, says):
     spec = _write(tmp_path / "bad.yaml", **changes)

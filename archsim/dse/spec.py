@@ -29,7 +29,8 @@ max_context_tokens maximised). Such a sweep has no mapping, cascade, arch, sets,
 
 `gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
 listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
-default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points.
+default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points. Its cascade
+must be an attention (K an input), and not one the GPU kernels do not model (MLA, sliding windows).
 
 Everything is checked at load, each problem a `SpecError` naming the YAML path: the names the spec refers to
 exist (mapping, cascade, workload, architecture, GPU presets, each `arch.` path in the base architecture, each
@@ -77,6 +78,7 @@ from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
+from archsim.model.gpu import UNMODELLED_ATTENTION
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
@@ -523,8 +525,26 @@ def _check_named_specs(spec: SweepSpec) -> None:
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
     workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None
     _check_size_names(spec, cascade, workload)
+    if spec.gpus is not None:
+        _check_gpu_attention(spec, cascade, workload)
     _check_arch_fields(spec, library.load_architecture_spec(
         named("architectures", "arch") if spec.arch else mapping.architecture))
+
+
+def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) -> None:
+    """GPU points time the sweep's attention with a dense multi-head or grouped-query kernel: the cascade is an
+    attention (K an input), and neither the workload nor the sweep's sizes ask for an attention those kernels do not
+    model (MLA's latent, a sliding window)."""
+    if "K" not in cascade.inputs:
+        raise SpecError(spec.source, "gpus", f"GPU points time the sweep's attention, but cascade {cascade.name} is "
+                                             "not an attention (it has no K input): sweep an attention mapping, or "
+                                             "drop gpus")
+    sizes = {**workload.params, **spec.sets, **{p.removeprefix("workload."): p for p in spec.axes}}
+    for size, what in UNMODELLED_ATTENTION.items():
+        if size in sizes:
+            raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
+                                                 "dense multi-head and grouped-query attention, so its GPU points "
+                                                 "would be wrong; drop gpus")
 
 
 def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:
