@@ -88,8 +88,11 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     ({"gpus": {"presets": ["h100-sxm5"], "kernel": ["FlashAttention-2"]}}, "gpus.kernel", "no GPU model"),
     # GPU points time attention: not an output projection's sweep, nor MLA timed as dense attention
     ({"mapping": "linear-out-fusemax", "gpus": {"presets": ["h100-sxm5"]}}, "gpus", "not an attention"),
-    ({"mapping": "fusemax-gqa", "workload": "deepseek-v3-mla", "gpus": {"presets": ["h100-sxm5"]}}, "gpus",
-     "an MLA workload (latent KV) (kv_lora_rank)"),
+    ({"mapping": "fusemax-gqa", "workload": "deepseek-v3-mla", "gpus": {"presets": ["h100-sxm5"], "causal": True}},
+     "gpus", "an MLA workload (latent KV) (kv_lora_rank)"),
+    # a causal cascade's GPU points were non-causal unless the sweep said otherwise: now it must say
+    ({"mapping": "fusemax-gqa", "workload": "llama3-8b", "gpus": {"presets": ["h100-sxm5"]}}, "gpus.causal",
+     "cascade attention-1pass-causal-gqa is masked"),
 ])
 def test_bad_sweep_spec_is_one_line_naming_file_and_path(tmp_path, cli, changes, where, says):
     spec = _write(tmp_path / "bad.yaml", **changes)

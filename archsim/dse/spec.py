@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +136,12 @@ class Sampling:
 @dataclass(frozen=True)
 class GpuTargets:
     """GPU presets that run the sweep's attention: `kernel` (a name of `archsim.model.gpu_kernels.KERNELS`), a
-    forward pass, causal or not, at `precision`."""
+    forward pass, causal or not, at `precision`. `causal` None (not given) is refused for a masked cascade and
+    resolved to False for an unmasked one (`sweep_from_dict`)."""
 
     presets: tuple[str, ...]
     kernel: str = "FlashAttention-2"
-    causal: bool = False
+    causal: bool | None = None
     precision: str = "fp16"
 
 
@@ -267,6 +268,8 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     )
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
     _check_against_base(spec)
+    if spec.gpus is not None and spec.gpus.causal is None:  # an unmasked cascade (checked above): not causal
+        spec = replace(spec, gpus=replace(spec.gpus, causal=False))
     return spec
 
 
@@ -406,10 +409,10 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
         except SpecError as e:
             raise SpecError(source, f"gpus.presets[{i}]", e.message) from None
     targets = GpuTargets(tuple(str(p) for p in presets), data.get("kernel", GpuTargets.kernel),
-                         data.get("causal", False), data.get("precision", GpuTargets.precision))
+                         data.get("causal", GpuTargets.causal), data.get("precision", GpuTargets.precision))
     if not isinstance(targets.kernel, str) or targets.kernel not in KERNELS:
         raise SpecError(source, "gpus.kernel", f"no GPU model for {targets.kernel!r} (known: {', '.join(KERNELS)})")
-    if not isinstance(targets.causal, bool):
+    if targets.causal is not None and not isinstance(targets.causal, bool):
         raise SpecError(source, "gpus.causal", "expected true or false")
     if not isinstance(targets.precision, str) or targets.precision not in PRECISIONS:
         raise SpecError(source, "gpus.precision", f"expected one of {', '.join(PRECISIONS)}")
@@ -539,6 +542,9 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus", f"GPU points time the sweep's attention, but cascade {cascade.name} is "
                                              "not an attention (it has no K input): sweep an attention mapping, or "
                                              "drop gpus")
+    if spec.gpus.causal is None and any(e.mask is not None for e in cascade.einsums):
+        raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
+                                                    "are causal (true) or not (false)")
     sizes = {**workload.params, **spec.sets, **{p.removeprefix("workload."): p for p in spec.axes}}
     for size, what in UNMODELLED_ATTENTION.items():
         if size in sizes:
