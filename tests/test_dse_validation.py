@@ -90,6 +90,8 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     ({"mapping": "linear-out-fusemax", "gpus": {"presets": ["h100-sxm5"]}}, "gpus", "not an attention"),
     ({"mapping": "fusemax-gqa", "workload": "deepseek-v3-mla", "gpus": {"presets": ["h100-sxm5"], "causal": True}},
      "gpus", "an MLA workload (latent KV) (kv_lora_rank)"),
+    ({"cascade": "attention-sliding-window", "gpus": {"presets": ["h100-sxm5"], "causal": True}}, "gpus",
+     "a sliding-window workload (window)"),
     # a causal cascade's GPU points were non-causal unless the sweep said otherwise: now it must say
     ({"mapping": "fusemax-gqa", "workload": "llama3-8b", "gpus": {"presets": ["h100-sxm5"]}}, "gpus.causal",
      "cascade attention-1pass-causal-gqa is masked"),
