@@ -16,7 +16,7 @@ from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, launch_time
 from archsim.model.gpu_kernels import fwd_launch
 from archsim.model.gpu_sparse import BLOCK, SparseParams, SparsePattern, head_time_s, kept_fraction, key_tiles
-from archsim.systems.sparse_prefill import dense_prefill, sparse_prefill
+from archsim.systems.sparse_prefill import KV_HOST_FROM_TOKENS, dense_prefill, kv_host_s, sparse_prefill
 
 A100 = load_gpu("a100-80gb-sxm4")
 LLAMA = library.load_workload_spec("llama3-8b")
@@ -77,6 +77,19 @@ def test_minference_loses_at_10k_and_wins_from_100k() -> None:
     for n in (10_000, 100_000, 300_000):
         ratios[n] = dense_prefill(LLAMA, A100, n).time_s / sparse_prefill(LLAMA, A100, n, mix).time_s
     assert ratios[10_000] < 1 < ratios[100_000] < ratios[300_000]
+
+
+def test_from_700k_tokens_the_kv_cache_crosses_pcie_once_per_layer() -> None:
+    """The benchmark's kv_cache_cpu (>= 700K tokens): Llama-3-8B's K and V, 2 x 8 KV heads x 128 x 2 B per token and
+    layer, cross PCIe 4.0 x16 (31.5 GB/s, 1 us) once per layer, for dense and MInference alike; nothing below."""
+    assert kv_host_s(LLAMA, KV_HOST_FROM_TOKENS - 1) == 0.0
+    n = 1_000_000
+    per_layer = 2 * 8 * 128 * 2 * n
+    assert kv_host_s(LLAMA, n) == pytest.approx(32 * (1e-6 + per_layer / 31.5e9), rel=1e-9)
+    dense = dense_prefill(LLAMA, A100, n)
+    assert dense.time_s == pytest.approx(dense.dense_ops_s + dense.attention_s + kv_host_s(LLAMA, n), rel=1e-12)
+    mix = [(SparsePattern("vertical_slash", k_v=30, k_s=800), 1024)]
+    assert sparse_prefill(LLAMA, A100, n, mix).kv_host_s == dense.kv_host_s
 
 
 def test_pattern_map_must_cover_every_head() -> None:

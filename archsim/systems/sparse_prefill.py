@@ -8,9 +8,13 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting).
+- from `KV_HOST_FROM_TOKENS` tokens on, the benchmark keeps the KV cache in host memory (`kv_cache_cpu=True` at
+  >= 700K, repo experiments/README.md; seqpar-sparse.md §3.1): each layer's K and V (the cascades' KV-cache bytes,
+  `SystemModel.kv_bytes_per_token`) cross the GPU's host link (`HOST_LINK`) once, as a blocking copy (torch's
+  `.cpu()`), the same for dense and MInference.
 Assumptions: bf16; the LM head runs on the last token only (the benchmark times the prompt's forward, whose logits
-at every position would not fit at 1M tokens); the KV cache stays on the GPU (the benchmark moves it to the CPU from
-700K tokens on: not modelled, a few seconds over PCIe against minutes of compute); no Triton compilation time.
+at every position would not fit at 1M tokens); below the threshold the KV cache stays on the GPU; no Triton
+compilation time.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
+from archsim.systems.links import load_link
 from archsim.systems.step import Step, non_attention_ops
+from archsim.systems.system_model import sizes_model
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
 DENSE_KERNEL = "FlashAttention-2"
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
 PRECISION = "bf16"
+KV_HOST_FROM_TOKENS = 700_000  # the benchmark's kv_cache_cpu threshold (seqpar-sparse.md §3.1)
+HOST_LINK = "pcie4-x16"  # the A100 SXM4's link to its host (the GPU presets have no host link of their own)
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,11 @@ class Prefill:
 
     dense_ops_s: float
     attention_s: float
+    kv_host_s: float
 
     @property
     def time_s(self) -> float:
-        return self.dense_ops_s + self.attention_s
+        return self.dense_ops_s + self.attention_s + self.kv_host_s
 
 
 def _sizes(workload: Workload) -> tuple[int, int, int, int]:
@@ -60,6 +69,15 @@ def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     return calibrated_gpu_device(gpu, DENSE_KERNEL).cost(ops).time_s
 
 
+def kv_host_s(workload: Workload, seq_len: int) -> float:
+    """Seconds of the prompt's KV cache crossing to the host, one copy per layer, 0 below `KV_HOST_FROM_TOKENS`."""
+    if seq_len < KV_HOST_FROM_TOKENS:
+        return 0.0
+    layers = int(workload.params["layers"])
+    per_layer = sizes_model(workload).kv_bytes_per_token * seq_len / layers
+    return layers * load_link(HOST_LINK).transfer_s(per_layer)
+
+
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     """Every layer with FlashAttention-2 over all heads."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
@@ -67,7 +85,8 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     attention = predict(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params)
     if not attention.feasible:
         raise SpecError("<prefill>", "seq_len", f"{DENSE_KERNEL} cannot run {seq_len} tokens: {attention.reason}")
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s)
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s,
+                   kv_host_s(workload, seq_len))
 
 
 def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
@@ -98,4 +117,4 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     calibration = load_calibration()
     params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
     attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention)
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, seq_len))

@@ -78,7 +78,7 @@ def minference_comparison() -> list[dict]:
                      "dense_error": dense.time_s / paper_dense - 1, "minference_s": sparse.time_s,
                      "paper_minference_s": paper_sparse, "minference_error": sparse.time_s / paper_sparse - 1,
                      "dense_attention_s": dense.attention_s, "minference_attention_s": sparse.attention_s,
-                     "other_ops_s": dense.dense_ops_s})
+                     "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s})
     return rows
 
 
