@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,10 @@ from archsim.model.gpu import (
     MAKESPAN_MEMO_CTAS,
     AttentionCase,
     _remembered_makespan_s,
+    ctas_per_sm,
     makespan_s,
+    step_time_s,
+    tile_times_s,
 )
 from archsim.model.gpu_kernels import KERNELS, _split_counts_memo, _split_heuristic, family_of, plans, predict
 from archsim.model.gpu_tiles import fwd_tile, step_ops
@@ -405,10 +409,63 @@ def test_every_modelled_kernel_name_has_a_family() -> None:
     assert all(family_of(k) for k in KERNELS)
 
 
+# ------------------------------------------------------------------------------------------------ FlashAttention-3
+def test_flashattention_3_overlaps_the_softmax_with_the_mmas(calibration) -> None:
+    """FA3's tile step is the longer of the MMA and softmax phases, where FA2's is their sum (one CTA per SM:
+    160 KB of SMEM for Q and two stages of K and V at head_dim 128)."""
+    gpu = load_gpu("h100-sxm5")
+    case = AttentionCase("fwd", 1, 16, 16, 128, 16384, True, "bf16")
+    (plan,) = plans("FlashAttention-3", case, gpu)
+    (launch,) = plan.launches
+    assert launch.softmax_overlap and launch.threads == 3 * 128 and ctas_per_sm(launch, gpu) == 1
+    efficiency = calibration.family_params("fa3")["mma_efficiency_fwd"]
+    tile = launch.segments[0].tile
+    mma_s, softmax_s = tile_times_s(tile, launch, gpu, efficiency)
+    assert step_time_s(tile, launch, gpu, efficiency, 1) == max(mma_s, softmax_s, gpu.dram_latency_s)
+    serial = step_time_s(tile, replace(launch, softmax_overlap=False), gpu, efficiency, 1)
+    assert serial == pytest.approx(mma_s + softmax_s)
+
+
+def test_flashattention_3_takes_the_triton_tutorials_wgmma_fit_and_beats_fa2_on_hopper(calibration) -> None:
+    """No FA3 measurement is in the reference: its efficiency is the Triton tutorial's (the other wgmma kernel).
+    On an H100 it outruns FA2, whose mma.sync reaches half the tensor peak, and stays under the peak."""
+    fa3, tutorial = calibration.family_params("fa3"), calibration.family_params("triton_tutorial")
+    assert fa3["mma_efficiency_fwd"] == tutorial["mma_efficiency_fwd"]
+    gpu = load_gpu("h100-sxm5")
+    for causal in (False, True):
+        case = AttentionCase("fwd", 1, 16, 16, 128, 16384, causal, "bf16")
+        fa2 = predict("FlashAttention-2", case, gpu, calibration.family_params("fa2"))
+        three = predict("FlashAttention-3", case, gpu, fa3)
+        assert three.feasible and fa2.time_s / three.time_s > 1.4
+        assert case.flops() / three.time_s < gpu.tensor_flops_per_s["bf16"]
+
+
+@pytest.mark.parametrize(("gpu", "says"), [("a100-80gb-sxm4", "has compute capability 8.0"),
+                                           ("b200", "has compute capability 10.0"),
+                                           ("mi300x", "states no NVIDIA compute capability")])
+def test_flashattention_3_runs_on_hopper_only(gpu, says) -> None:
+    reason = plans("FlashAttention-3", AttentionCase("fwd", 1, 16, 16, 128, 4096, True, "bf16"), load_gpu(gpu))
+    assert isinstance(reason, str) and "runs on Hopper (compute capability 9.0) only" in reason and says in reason
+
+
+@pytest.mark.parametrize(("direction", "says"), [("fwd+bwd", "only FlashAttention-3's forward"),
+                                                 ("decode", "only FlashAttention-3's forward")])
+def test_flashattention_3_forward_only(direction, says) -> None:
+    reason = plans("FlashAttention-3", AttentionCase(direction, 1, 16, 16, 128, 4096, direction != "decode",
+                                                     "bf16"), load_gpu("h100-sxm5"))
+    assert isinstance(reason, str) and says in reason
+
+
+@pytest.mark.parametrize("value", [9.0, "sm90", "9"])
+def test_a_compute_capability_is_quoted_major_minor(value) -> None:
+    with pytest.raises(SpecError, match=r"<python>: compute_capability: expected NVIDIA's major.minor"):
+        gpu_from_dict({**_preset("h100-sxm5"), "compute_capability": value})
+
+
 def test_workload_roofline_figure(tmp_path: Path, calibration) -> None:
     gpu = load_gpu("h100-sxm5")
     points, infeasible = workload_points(load_workload_spec("llama3-8b").params, gpu, calibration.family_params)
-    assert len(points) == 6 and infeasible == []
+    assert len(points) == 7 and infeasible == []  # FlashAttention-3 among them: the H100 is a Hopper
     for p in points:  # the model never attains more than the roofline allows
         assert p.flops_per_s <= min(gpu.tensor_flops_per_s["fp16"], p.flops_per_byte * gpu.dram_bytes_per_s) * 1.0001
     path = write_roofline(gpu, points, tmp_path / "roofline.png")
@@ -541,7 +598,7 @@ def test_only_the_triton_tutorial_takes_fp8(kernel) -> None:
     h100 = load_gpu("h100-sxm5")
     direction = "decode" if "Decoding" in kernel else "fwd"
     found = plans(kernel, AttentionCase(direction, 1, 16, 16, 64, 512, False, "fp8"), h100)
-    assert isinstance(found, str) and "has no fp8 path (got fp8" in found
+    assert isinstance(found, str) and "has no fp8 path modelled (got fp8" in found
     assert not isinstance(plans(kernel, AttentionCase(direction, 1, 16, 16, 64, 512, False, "fp16"), h100), str)
     assert not isinstance(plans("Triton tutorial fused attention",
                                 AttentionCase("fwd", 1, 16, 16, 64, 512, False, "fp8"), h100), str)

@@ -81,7 +81,9 @@ def test_grid_points_have_the_issue_keys_and_efficiency_is_ideal_over_time(repro
     assert {p["gpu"] for p in grid} == {"a100-80gb-sxm4", "h100-sxm5"}
     for p in grid:
         assert p["devices"] == 8 and p["seq_len"] == 8 * 8192 and p["causal"]
+    assert {p["kernel"] for p in grid} == {"FlashAttention-2"}  # what ring-flash-attention and USP call
     big = [p for p in points if p["model"] == "llama3-405b-fp8"]
+    assert {p["kernel"] for p in big} == {"FlashAttention-3"}  # the Hopper kernel
     assert sorted({p["devices"] for p in big}) == [16, 32, 64, 128]
     assert {p["link"] for p in big} == {"ib-ndr-400g"}  # one rank per node: the ring runs over the NICs
     for n in (131072, 1048576):  # strong scaling: more nodes, less time per layer

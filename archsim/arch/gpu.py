@@ -53,6 +53,7 @@ class GPU:
     dram_latency_s: float
     power_w: float
     dram_copy_fraction: float | None = None  # a measured copy's bandwidth / dram_bytes_per_s; None: not measured
+    compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper), which kernels require; None: not one
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
         """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate)."""

@@ -23,6 +23,7 @@ File format (units in the key names; every number carries its source in a commen
     dram_latency_s: 5.0e-7
     power_w: 400
     dram_copy_fraction: 0.90            # optional: a measured copy's bandwidth over dram_bytes_per_s
+    compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
 
 YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
 the file, the field and what was expected.
@@ -60,8 +61,9 @@ NUMBERS = {
     "power_w": ("the board power (TDP) in W", False),
 }
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction")
-OPTIONAL = ("description", "aliases", "dram_copy_fraction")
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction", "compute_capability")
+OPTIONAL = ("description", "aliases", "dram_copy_fraction", "compute_capability")
+COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
 MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
@@ -76,6 +78,10 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     for key in ("sync_mma_fraction", "dram_copy_fraction"):
         if numbers.get(key, 0.0) > 1:
             raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
+    capability = data.get("compute_capability")
+    if capability is not None and not (isinstance(capability, str) and COMPUTE_CAPABILITY.fullmatch(capability)):
+        raise SpecError(source, "compute_capability", f"expected NVIDIA's major.minor as text (quoted), e.g. "
+                                                      f"\"9.0\", got {capability!r}")
     return GPU(
         name=data["name"],
         description=data.get("description", ""),
@@ -83,6 +89,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         citation=data["source"],
         aliases=_aliases(data.get("aliases", []), source),
         tensor_flops_per_s=_tensor(data["tensor_flops_per_s"], source),
+        compute_capability=capability,
         **numbers,
     )
 

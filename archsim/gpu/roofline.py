@@ -52,9 +52,11 @@ def ceilings(gpu: GPU, precision: str = "fp16") -> dict[str, float]:
 
 
 # (label, kernel, direction) of the kernels a workload runs: prefill forward and training step with
-# FlashAttention-2 and the materialising PyTorch baseline, decode with the three decode kernels.
+# FlashAttention-2 and the materialising PyTorch baseline, the prefill forward with FlashAttention-3 (Hopper only:
+# elsewhere a kernel that cannot run), decode with the three decode kernels.
 WORKLOAD_KERNELS = (
     ("prefill fwd FA2", "FlashAttention-2", "fwd"),
+    ("prefill fwd FA3", "FlashAttention-3", "fwd"),
     ("prefill fwd+bwd FA2", "FlashAttention-2", "fwd+bwd"),
     ("prefill fwd PyTorch", "PyTorch standard attention", "fwd"),
     ("decode Flash-Decoding", "Flash-Decoding", "decode"),

@@ -18,7 +18,9 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
 - CTAs resident on one SM share its pipes (a grid smaller than the slots is spread one CTA per SM first): with
   k per SM a CTA's tile step takes k x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its
   softmax), at least k x softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps
-  in flight (Little's law: a lone CTA cannot stream faster).
+  in flight (Little's law: a lone CTA cannot stream faster). A kernel that overlaps the softmax with the MMAs
+  inside the CTA (`softmax_overlap`: FlashAttention-3's ping-pong of two consumer warpgroups and its intra-
+  warpgroup pipelining, FA3 §3.1-3.2) takes the longer of k x MMA phase and k x softmax phase instead.
 - A CTA's time = its tiles' time + its overhead: one DRAM latency (pipeline fill), its prologue and epilogue
   tiles (Q in and O out for a forward; K, V in and dK, dV out for a backward) at the SM's share of L2 bandwidth,
   and `cta_overhead_cycles` (the rest: setup, epilogue normalisation, synchronisation; a calibrated constant per
@@ -149,6 +151,7 @@ class TiledLaunch:
     l2_bytes: float
     in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages)
     io_bytes: float = 0.0  # bytes a CTA loads before its main loop and stores after it (prologue, epilogue)
+    softmax_overlap: bool = False  # the CTA runs one tile's softmax while the tensor cores run another's MMAs
 
     @property
     def ctas(self) -> int:
@@ -265,9 +268,11 @@ def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -
 def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, resident: int) -> float:
     """One tile step of a CTA sharing its SM with `resident` - 1 others: the tensor cores (and SMEM) and the
     softmax pipes are each shared, and a CTA's softmax follows its own MMAs; never faster than the DRAM latency
-    over the tiles it keeps in flight."""
+    over the tiles it keeps in flight. A launch with `softmax_overlap` hides the softmax under the MMAs (or the
+    reverse): the busier of the two pipes sets the step."""
     mma_s, softmax_s = tile_times_s(tile, launch, gpu, efficiency)
-    return max(resident * mma_s + softmax_s, resident * softmax_s, gpu.dram_latency_s / launch.in_flight_tiles)
+    serial_s = 0.0 if launch.softmax_overlap else softmax_s
+    return max(resident * mma_s + serial_s, resident * softmax_s, gpu.dram_latency_s / launch.in_flight_tiles)
 
 
 def cta_overhead_s(launch: TiledLaunch, gpu: GPU, overhead_cycles: float) -> float:

@@ -9,9 +9,8 @@ Per-architecture capabilities: a family names the MMA instruction its kernels is
 instruction reaches on each architecture (`GPU.sync_mma_fraction`). FlashAttention v1 and v2 issue warp-level
 `mma.sync` everywhere (no wgmma, no TMA: cp.async loads and ldmatrix fragments per warp), which runs at sm80's
 per-SM issue rate on sm90 and sm100 (half and about a quarter of their peaks); Triton's kernels and cuBLAS issue
-the GPU's native instruction (wgmma on sm90, read from SMEM per warpgroup). FlashAttention-3, which uses wgmma and
-TMA with warp-specialised softmax overlap, is not modelled: no measurement of it is in the reference data. The
-calibrated parameters are per family, not per GPU: the same efficiencies apply on every GPU.
+the GPU's native instruction (wgmma on sm90, read from SMEM per warpgroup). The calibrated parameters are per family,
+not per GPU: the same efficiencies apply on every GPU.
 
 Families and the kernels (names as in `attention_measured.csv`) they cover:
 - `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
@@ -28,6 +27,14 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped (H20:
   148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps it
   bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
+- `fa3`: FlashAttention-3 (Shah et al. 2024; `hopper/`, tile sizes from `tile_size.h` as we recall them, not
+  re-read), the prefill forward only, on Hopper only (compute capability 9.0: wgmma and TMA). A CTA per (query block,
+  batch, head): a consumer warpgroup per 64 query rows (128 x 128 tiles causal, 128 x 176 otherwise, at head_dim
+  128) and a producer warpgroup issuing the TMA loads of K and V (2 stages); one warpgroup's softmax runs while the
+  other's MMAs do (ping-pong), so a tile step takes the longer of the two (`TiledLaunch.softmax_overlap`) rather
+  than their sum. No measurement of FA3 is in the reference data: its main-loop efficiency and CTA overhead are the
+  Triton tutorial's fitted values (the other wgmma kernel of the library; `Param.shared_from`). Its backward, its
+  split-KV decode and its fp8 path are not modelled.
 - `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`). Forward: a CTA per (batch, head,
   query split) walks key blocks of 256 (d <= 64) or 128 keys in the outer loop and 16-row query steps inside,
   its 4 warps splitting the keys (split-K: partial outputs reduced through SMEM) and the fp32 output
@@ -185,10 +192,12 @@ def _qkvo_bytes(case: AttentionCase) -> float:
 
 def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
                 efficiency: str, q_in_smem: bool, mask_all: bool, stages: int,
-                p_to_fp8: bool = False, counts: tuple[np.ndarray, np.ndarray] | None = None) -> TiledLaunch:
+                p_to_fp8: bool = False, counts: tuple[np.ndarray, np.ndarray] | None = None,
+                producer_warps: int = 0, softmax_overlap: bool = False) -> TiledLaunch:
     """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order. `counts`
     (unmasked, masked key tiles per query block of one head) replaces the dense or causal ones: a sparse kernel
-    visiting a ragged set of key tiles (`archsim.model.gpu_sparse`)."""
+    visiting a ragged set of key tiles (`archsim.model.gpu_sparse`). `warps` compute the tile; `producer_warps`
+    only issue its loads (a warp-specialised kernel); `softmax_overlap`: see `TiledLaunch`."""
     e, d = case.element_bytes, case.head_dim
     group = _warpgroup(mma, gpu)
     convert = case.precision == "fp8" and not gpu.has_native("fp8")
@@ -203,9 +212,11 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     tiles = heads * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
     q_o = 2 * heads * case.seqlen * d * e
-    return TiledLaunch(name, segments, 32 * warps, (q_in_smem * block_m + stages * 2 * block_n) * d * e,
+    return TiledLaunch(name, segments, 32 * (warps + producer_warps),
+                       (q_in_smem * block_m + stages * 2 * block_n) * d * e,
                        block_m * d + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
-                       q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e)
+                       q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e,
+                       softmax_overlap=softmax_overlap)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-2
@@ -370,6 +381,31 @@ def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu), *_fa2_bwd(case, gpu))}[case.direction]()
     return (Plan("fa2", launches, backward_from=_backward_from(case)),)
 
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention-3
+# head_dim limit -> (BLOCK_M, BLOCK_N causal, BLOCK_N otherwise); a consumer warpgroup per 64 query rows
+FA3_FWD = {64: (192, 128, 128), 128: (128, 128, 176), 256: (128, 80, 80)}
+FA3_STAGES = 2
+FA3_PRODUCER_WARPS = 4  # one warpgroup issuing the TMA loads
+FA3_COMPUTE_CAPABILITY = "9.0"  # wgmma and TMA: Hopper only
+
+
+def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    if gpu.compute_capability != FA3_COMPUTE_CAPABILITY:
+        has = (f"has compute capability {gpu.compute_capability}" if gpu.compute_capability
+               else "states no NVIDIA compute capability")
+        return f"FlashAttention-3 runs on Hopper (compute capability {FA3_COMPUTE_CAPABILITY}) only; {gpu.name} {has}"
+    if case.direction != "fwd":
+        return f"only FlashAttention-3's forward is modelled (got {case.direction})"
+    tiles = _by_head_dim({limit: [tile] for limit, tile in FA3_FWD.items()}, case.head_dim)
+    if tiles is None:
+        return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
+    block_m, causal_n, full_n = tiles[0]
+    launch = fwd_launch("fwd", case, gpu, block_m, causal_n if case.causal else full_n, 4 * (block_m // 64),
+                        "native", "mma_efficiency_fwd", True, False, FA3_STAGES,
+                        producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True)
+    return (Plan(variant, (launch,)),)
 
 # ------------------------------------------------------------------------------------------------ FlashAttention v1
 FA1_STEP_ROWS = 16
@@ -696,6 +732,13 @@ FAMILIES: dict[str, Family] = {
                                                     "magnitude of eager PyTorch's per-op overhead)")},
         _pytorch_plans),
     # after the families it shares parameters with (calibrate fits them first)
+    "fa3": Family("fa3", "FlashAttention-3 (CUDA, Hopper: wgmma, TMA, warp-specialised softmax overlap): prefill "
+                  "forward", {
+        "mma_efficiency_fwd": _shared("triton_tutorial", "achieved fraction of the tensor peak (wgmma) in the "
+                                      "forward main loop", 0.8),
+        "cta_overhead_cycles": _shared("triton_tutorial", "cycles per CTA outside the main loop, not hidden by "
+                                       "other CTAs", 2000.0, 0.0, 1e5),
+        "launch_s": _launch_param()}, _fa3_plans),
     "archsim": Family("archsim", "archsim's own Triton kernels (kernels/): FlashAttention-2 fwd/bwd, naive "
                       "3-pass, split-KV GQA decode", {
         "mma_efficiency_fwd": _shared("triton_tutorial", "achieved fraction of the tensor peak (Triton's native "
@@ -717,6 +760,7 @@ KERNELS: dict[str, tuple[str, str]] = {
     "Flash-Decoding": ("fa2", "flash-decoding"),
     "Flash-Decoding (16-row tiles)": ("fa2", "flash-decoding-16"),
     "FlashAttention v2.0.9": ("fa2", "v2.0.9"),
+    "FlashAttention-3": ("fa3", "fa3"),
     "FlashAttention (v1)": ("fa1", "fa1"),
     "FlashAttention Triton (Tillet/Dao Triton impl)": ("fa_triton", "fa-triton"),
     "FlashAttention Triton": ("fa_triton", "fa-triton"),
@@ -755,7 +799,8 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
         return f"{case.heads} query heads do not split evenly over {case.kv_heads} KV heads"
     family, variant = KERNELS[kernel]
     if case.precision == "fp8" and family not in FP8_FAMILIES:
-        return f"{kernel} has no fp8 path (got fp8; of the modelled kernels only the Triton tutorial's take fp8)"
+        return (f"{kernel} has no fp8 path modelled (got fp8; of the modelled kernels only the Triton tutorial's "
+                "take fp8)")
     return FAMILIES[family].plans(variant, case, gpu)
 
 
