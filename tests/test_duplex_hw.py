@@ -25,6 +25,7 @@ import yaml
 from archsim import library
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
+from archsim.systems.duplex_reproduce import duplex_system
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_kinds, layer_op, layer_ops, op_table
@@ -198,6 +199,30 @@ def test_duplex_logic_pim_is_the_papers_stack() -> None:
     assert spec.area_mm2 / 121 == pytest.approx(0.1471, abs=1e-4)  # 14.71 % of the logic die
     assert spec.internal_pj_per_bit == pytest.approx(0.11 + 0.44 + 1.01 + 1.23 + 0.5)
     assert load_system("duplex").devices["lp"].count == STACKS
+
+
+def test_the_logic_pim_streams_at_its_peak_less_refresh() -> None:
+    """An op's bytes stream at the stacks' internal peak less the time the HBM refreshes, tRFC 260 of tREFI 3900
+    cycles (pim.md §1.2's HBM timing); `--as-artifact` sets no refresh, as Duplex's simulator's LOGIC unit. The ridge
+    point stays the peak's."""
+    workload = library.load_workload_spec("mixtral-8x7b")
+    lp = system_model(load_system("duplex"), workload).devices["lp"]
+    assert lp.spec.refresh_fraction == pytest.approx(260 / 3900)
+    op = layer_op(workload, Step("decode", 32, 1024), "llama", "attention")
+    assert lp.cost([op]).memory_s == pytest.approx(
+        op.bytes_off_chip / (STACKS * 4 * HBM3_STACK_BYTES_PER_S * (1 - 260 / 3900)), rel=1e-12)
+    assert lp.internal_bytes_per_s == pytest.approx(STACKS * 4 * HBM3_STACK_BYTES_PER_S)
+    assert duplex_system("duplex", as_artifact=True).devices["lp"].spec.refresh_fraction == 0.0
+
+
+@pytest.mark.parametrize("value", [1, -0.1, "0.05"])
+def test_a_refresh_fraction_is_a_fraction_below_one(value, tmp_path) -> None:
+    data = yaml.safe_load((Path(library.__file__).parents[1] / "systems/system_presets/duplex.yaml").read_text())
+    data["devices"]["lp"]["refresh_fraction"] = value
+    path = tmp_path / "duplex.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"devices\.lp\.refresh_fraction"):
+        load_system(str(path))
 
 
 def test_bank_and_bankgroup_pim_are_the_papers_alternatives() -> None:

@@ -12,6 +12,10 @@ Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
 - Internal access energy is a buffer-die PIM's: a bit is activated, read from the cell, goes through the column and
   bank-group muxes and the TSVs, but not over the interposer to the xPU. Duplex's own per-bit figure is not in the
   reference; AttAcc's buffer-die figure is built from the same FGDRAM energies Duplex cites.
+- The DRAM refreshes: for tRFC of every tREFI no bank is read (`refresh_fraction`), the reference's HBM timing
+  (pim.md §1.2, NeuPIMs' HBM2: tRFC 260 of tREFI 3900 cycles, as `archsim.arch.pim.PIMSpec` holds it; Duplex's
+  HBM3 timing is not in the reference). The xPU's measured DRAM efficiency already holds its share
+  (`archsim.model.gpu.DRAM_EFFICIENCY`); bank-bundle conflicts and activation limits are not modelled.
 - `area_mm2` is the silicon the PIM adds per stack: Duplex's 17.80 mm2 of its 121 mm2 HBM3 logic die (§2.2); no
   cost model reads it yet.
 The paper's alternatives are the same spec with other values (the duplex-bank-pim and duplex-bankgroup-pim system
@@ -22,12 +26,14 @@ It is hardware description, like `archsim.arch.pim.PIMSpec`; the cost model that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from archsim.arch.pim import PIMSpec
 from archsim.errors import SpecError
 
 HBM3_STACK_BYTES_PER_S = 670.4e9  # §5: H100's 3.352 TB/s over its 5 stacks [AA-repo; DX-sim]
 TSV_BANDWIDTH_FACTOR = 4  # §2.2 target "4x HBM bandwidth"; [DX-sim] logic_x = 4
+HBM_REFRESH_FRACTION = PIMSpec.tRFC_cycles / PIMSpec.tREFI_cycles  # §1.2 HBM timing: tRFC 260 of tREFI 3900
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,13 @@ class LogicPIMSpec:
     # §2.2: 17.80 mm2 = 14.71 % of a 121 mm2 HBM3 logic die: TSVs 10.89, GEMM modules 3.02, 1 MB buffers 2.26,
     # softmax 1.64 mm2
     area_mm2: float = 17.80
+    # of the time the stack refreshes and reads nothing (docstring); 0: no refresh, as Duplex's simulator
+    refresh_fraction: float = field(default=HBM_REFRESH_FRACTION, metadata={"zero": True})
 
     def __post_init__(self) -> None:
+        if not 0 <= self.refresh_fraction < 1:
+            raise SpecError("<python>", "LogicPIMSpec.refresh_fraction",
+                            f"expected a fraction in [0, 1), got {self.refresh_fraction:g}")
         if self.internal_bytes_per_s < self.external_bytes_per_s:
             raise SpecError("<python>", "LogicPIMSpec.internal_bytes_per_s",
                             f"expected at least external_bytes_per_s ({self.external_bytes_per_s:g}): the logic die "

@@ -14,7 +14,8 @@ its Logic-PIM (pim.md §2.5, [DX-sim] `LOGIC`: op latency = max(compute, memory)
   units, not in `peak_flops_per_s` (pim.md §2.2), but the reference gives no rate for them; assumption: they are
   counted at the GEMM units' rate, one op per FLOP of peak.
 Ops of one call run one after another: times add. Busy unit `<name>`: FLOPs / peak. `memory_s`: bytes / internal
-bandwidth (the stacks' own interface; the xPU reads other bank bundles at the same time, pim.md §2.2).
+bandwidth less the time the stacks refresh (`streaming_bytes_per_s`; the stacks' own interface: the xPU reads other
+bank bundles at the same time, pim.md §2.2).
 Energy: FLOPs x `pj_per_flop` + bytes x 8 x `internal_pj_per_bit` (buffer-die access energy, pim.md §5).
 """
 
@@ -45,7 +46,13 @@ class LogicPimDevice:
 
     @property
     def internal_bytes_per_s(self) -> float:
+        """The stacks' internal peak bandwidth (what the ridge point, FLOPs per byte, is read against)."""
         return self.count * self.spec.internal_bytes_per_s
+
+    @property
+    def streaming_bytes_per_s(self) -> float:
+        """What an op's bytes stream at: the peak less refresh (`LogicPIMSpec.refresh_fraction`)."""
+        return self.internal_bytes_per_s * (1 - self.spec.refresh_fraction)
 
     @property
     def capacity_bytes(self) -> float:
@@ -69,7 +76,7 @@ class LogicPimDevice:
     def _op_terms(self, op: Op, streamed_fraction: float) -> tuple[float, float, float, float]:
         """One op's (time, memory time, energy, busy time): the roofline and prices of the module docstring."""
         flops, moved = op.flops, stack_bytes(op, streamed_fraction)
-        compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.internal_bytes_per_s
+        compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.streaming_bytes_per_s
         energy_j = (flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit) * 1e-12
         return max(compute_s, memory_s), memory_s, energy_j, compute_s
 

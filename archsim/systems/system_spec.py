@@ -409,8 +409,8 @@ def _fields(kind: str) -> tuple[str, ...]:
 
 def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
     """A spec of `SPEC_CLASSES` from the device's fields: whole numbers >= 1 for int fields, positive finite numbers
-    for float fields, text for str fields (whose choices the spec class checks); a field with no default is
-    required."""
+    for float fields (>= 0 where the field's metadata says `zero`), text for str fields (whose choices the spec
+    class checks); a field with no default is required."""
     values = {}
     for field in dataclasses.fields(SPEC_CLASSES[kind]):
         if field.name not in data:
@@ -421,7 +421,9 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
         if field.type == "int":
             values[field.name] = _whole(value, source, at, f"a whole number for {field.name}")
         elif field.type == "float":
-            values[field.name] = _positive(value, source, at, f"a positive number for {field.name}")
+            zero = field.metadata.get("zero", False)  # a float a spec may set to 0 (e.g. no refresh)
+            values[field.name] = _number(value, source, at, f"a {'' if zero else 'positive '}number for {field.name}",
+                                         zero)
         elif not isinstance(value, str):
             raise SpecError(source, at, f"expected a string, got {kind_of(value)}")
         else:
