@@ -545,7 +545,8 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
     if spec.gpus.causal is None and any(e.mask is not None for e in cascade.einsums):
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
                                                     "are causal (true) or not (false)")
-    sizes = {**cascade.params, **workload.params, **spec.sets, **{p.removeprefix("workload."): p for p in spec.axes}}
+    axes = {p.removeprefix("workload."): p for p in spec.axes if p.startswith("workload.")}
+    sizes = {**cascade.params, **workload.params, **spec.sets, **axes}
     for size, what in UNMODELLED_ATTENTION.items():
         if size in sizes:
             raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "

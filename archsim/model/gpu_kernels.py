@@ -382,10 +382,9 @@ def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     return (Plan("fa2", launches, backward_from=_backward_from(case)),)
 
 
-
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
-# head_dim limit -> (BLOCK_M, BLOCK_N causal, BLOCK_N otherwise); a consumer warpgroup per 64 query rows
-FA3_FWD = {64: (192, 128, 128), 128: (128, 128, 176), 256: (128, 80, 80)}
+# head_dim limit -> [(BLOCK_M, BLOCK_N causal, BLOCK_N otherwise)]; a consumer warpgroup per 64 query rows
+FA3_FWD = {64: [(192, 128, 128)], 128: [(128, 128, 176)], 256: [(128, 80, 80)]}
 FA3_STAGES = 2
 FA3_PRODUCER_WARPS = 4  # one warpgroup issuing the TMA loads
 FA3_COMPUTE_CAPABILITY = "9.0"  # wgmma and TMA: Hopper only
@@ -398,7 +397,7 @@ def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
         return f"FlashAttention-3 runs on Hopper (compute capability {FA3_COMPUTE_CAPABILITY}) only; {gpu.name} {has}"
     if case.direction != "fwd":
         return f"only FlashAttention-3's forward is modelled (got {case.direction})"
-    tiles = _by_head_dim({limit: [tile] for limit, tile in FA3_FWD.items()}, case.head_dim)
+    tiles = _by_head_dim(FA3_FWD, case.head_dim)
     if tiles is None:
         return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
     block_m, causal_n, full_n = tiles[0]
@@ -406,6 +405,7 @@ def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
                         "native", "mma_efficiency_fwd", True, False, FA3_STAGES,
                         producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True)
     return (Plan(variant, (launch,)),)
+
 
 # ------------------------------------------------------------------------------------------------ FlashAttention v1
 FA1_STEP_ROWS = 16
