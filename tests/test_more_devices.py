@@ -29,7 +29,8 @@ from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import OP_KINDS, load_system
 
 STACK_FLOPS_PER_S = 2 * 32 * 512 * 650e6  # pim.md §2.2
-STACK_BYTES_PER_S = 4 * 670.4e9  # pim.md §5
+# pim.md §5, less the time the HBM refreshes: tRFC 260 of tREFI 3900 cycles (pim.md §1.2)
+STACK_BYTES_PER_S = 4 * 670.4e9 * (1 - 260 / 3900)
 STACKS = 5  # pim.md §2.4: a Duplex device's five HBM3 stacks
 PJ_PER_FLOP = 0.4  # the test's own value: the reference gives none
 NPU_AND_HBM = {"npu": {"kind": "npu", "count": 4}, "hbm": {"kind": "bank-pim", "count": 4, "row_buffers": 2}}
@@ -61,8 +62,8 @@ def duplex(tmp_path_factory):
 
 
 def test_logic_pim_cost_is_the_roofline_of_each_op(duplex) -> None:
-    """Each op on the Logic-PIM: max(FLOPs / 5 stacks' peak, (weights + KV + activations) / 5 stacks' bandwidth),
-    energy FLOPs x pJ/FLOP + bytes x 8 x 3.29 pJ/bit, busy = FLOPs / peak."""
+    """Each op on the Logic-PIM: max(FLOPs / 5 stacks' peak, (weights + KV + activations) / 5 stacks' bandwidth
+    less refresh), energy FLOPs x pJ/FLOP + bytes x 8 x 3.29 pJ/bit, busy = FLOPs / peak."""
     lp = duplex.devices["lp"]
     assert lp.capacity_bytes == STACKS * 16 * 2**30
     batch = Batch(decode_context_tokens=(300, 700))
