@@ -68,13 +68,12 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
                    f"{r['tp_s'] * 1e6:>9.1f} {r['over_ring']:>10.1f} {r['over_tp']:>8.2f}")
     click.echo("\nGrid (time per layer; ideal = one device's time / devices)")
     click.echo(f"{'scheme':<8} {'GPUs':>4} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} {'N':>7} {'dir':<7} "
-               f"{'scope':<9} "
-               f"{'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
+               f"{'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
     for p in result["points"]:
         model_s = f"{p['model_time_s']:>8.1f}" if p["model_time_s"] is not None else f"{'':>8}"
         click.echo(f"{p['scheme']:<8} {p['devices']:>4} {p['gpu']:<15} {p['kernel']:<17} {p['link']:<13} "
-                   f"{p['model']:<15} "
-                   f"{p['seq_len'] // 1024:>6}K {p['direction']:<7} {p['scope']:<9} {p['time_s'] * 1e3:>9.2f} "
+                   f"{p['model']:<15} {p['seq_len'] // 1024:>6}K {p['direction']:<7} {p['scope']:<9} "
+                   f"{p['time_s'] * 1e3:>9.2f} "
                    f"{p['efficiency']:>6.3f} {p['memory_bytes'] / 1e9:>7.1f} {_k(p['max_context_tokens']):>9} "
                    f"{model_s}")
         if not p["feasible"]:

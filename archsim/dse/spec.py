@@ -78,7 +78,7 @@ from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
-from archsim.model.gpu import UNMODELLED_ATTENTION
+from archsim.model.gpu import unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
@@ -547,9 +547,10 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                     "are causal (true) or not (false)")
     axes = {p.removeprefix("workload."): p for p in spec.axes if p.startswith("workload.")}
     sizes = {**cascade.params, **workload.params, **spec.sets, **axes}
-    for size, what in UNMODELLED_ATTENTION.items():
-        if size in sizes:
-            raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
+    unmodelled = unmodelled_attention(sizes)
+    if unmodelled:
+        size, what = unmodelled
+        raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
                                                  "dense multi-head and grouped-query attention, so its GPU points "
                                                  "would be wrong; drop gpus")
 

@@ -71,6 +71,12 @@ MAKESPAN_MEMO_CTAS = 4096
 UNMODELLED_ATTENTION = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
 
 
+def unmodelled_attention(sizes: Mapping[str, object]) -> tuple[str, str] | None:
+    """(the size, what it means) of the first of `sizes` that asks for an attention these kernels do not model
+    (`UNMODELLED_ATTENTION`), or None: what a caller refusing such a workload names."""
+    return next(((size, what) for size, what in UNMODELLED_ATTENTION.items() if size in sizes), None)
+
+
 @dataclass(frozen=True)
 class AttentionCase:
     """One attention call. Prefill: `seqlen` queries attend to `seqlen` keys; decode: one query per sequence

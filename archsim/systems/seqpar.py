@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
-from archsim.model.gpu import UNMODELLED_ATTENTION
+from archsim.model.gpu import unmodelled_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
@@ -232,9 +232,10 @@ def check_spec(spec: ParallelSpec) -> None:
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
             raise SpecError(spec.workload.path, f"params.{size}", "missing: multi-device attention needs it")
-    for size, what in UNMODELLED_ATTENTION.items():
-        if size in params:
-            raise SpecError(spec.workload.path, f"params.{size}",
+    unmodelled = unmodelled_attention(params)
+    if unmodelled:
+        size, what = unmodelled
+        raise SpecError(spec.workload.path, f"params.{size}",
                             f"{what}: the schemes here cut dense multi-head or grouped-query attention over the "
                             "devices and time it with those GPU kernels, so this workload's times would be wrong")
     heads, kv_heads = int(params["heads"]) // spec.tp, int(params["kv_heads"]) // spec.tp

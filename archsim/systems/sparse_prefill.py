@@ -44,7 +44,8 @@ HOST_LINK = "pcie4-x16"  # the A100 SXM4's link to its host (the GPU presets hav
 
 @dataclass(frozen=True)
 class Prefill:
-    """Seconds of one prompt's prefill: the layers' other ops, attention, and their sum."""
+    """Seconds of one prompt's prefill: the layers' other ops, attention, the KV cache's copy to the host (0 below
+    `KV_HOST_FROM_TOKENS`), and their sum."""
 
     dense_ops_s: float
     attention_s: float
