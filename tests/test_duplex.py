@@ -33,6 +33,9 @@ def test_uniform_routing_gives_each_expert_tokens_times_top_k_over_experts() -> 
     assert tokens_per_expert(33, 2, 8, 0.0) == [9] * 8  # 8.25 rounded up: a partial token is a GEMM row
     # Zipf s = 1 over 4 experts: shares 1, 1/2, 1/3, 1/4 of 25/12; 12 tokens x 2 = 24 routed -> 11.52, 5.76, ...
     assert tokens_per_expert(12, 2, 4, 1.0) == [12, 6, 4, 3]  # the first capped at 12: a token picks it once
+    # fewer routed pairs than experts: one token reaches top_k of them, three tokens six
+    assert tokens_per_expert(1, 2, 8, 0.0) == [1, 1] + [0] * 6
+    assert tokens_per_expert(3, 2, 64, 0.0) == [1] * 6 + [0] * 58
 
 
 def test_expert_split_moves_the_smallest_experts_while_the_time_drops() -> None:

@@ -28,7 +28,7 @@ from archsim.gpu.load import load_gpu
 from archsim.systems.duplex_reproduce import duplex_system
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
-from archsim.systems.step import Step, layer_kinds, layer_op, layer_ops, op_table
+from archsim.systems.step import Step, layer_kinds, layer_op, layer_ops, op_table, resident_tokens
 from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.workload import workload_from_dict
@@ -60,7 +60,8 @@ def mixtral():
 def closed_forms(T: int, N: int) -> dict[str, tuple[float, float]]:
     """(FLOPs, bytes) of each op of one Mixtral layer in a decode step of T requests at context N, by hand from the
     cascade files: d hidden, h heads, g kv_heads, e head_dim, S ffn_dim, X experts, k top_k, w bytes."""
-    d, h, g, e, S, X, k, w = 4096, 32, 8, 128, 14336, 8, 2, 2
+    d, h, g, e, S, k, w = 4096, 32, 8, 128, 14336, 2, 2
+    X = min(8, T * k)  # experts the step's tokens reach (of 8): the router's logits and weights are over those
     # rmsnorm: SS = sum X*X (T d MACs), RS = rsqrt(SS / hidden + eps) (a div, an add, a sqrt per token),
     # Y = X * RS * W (2 T d muls); reads W (d) and X, writes Y
     norm = (2 * T * d + 2 * T * d + 3 * T, w * (d + 2 * T * d))
@@ -138,11 +139,12 @@ def test_workload_is_table_i(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(TABLE_I))
 def test_workload_parameters_are_the_models_size(name: str) -> None:
-    """Every layer's weights (by its kind) plus one vocab x hidden embedding: within 2 % of the model's name."""
+    """Every layer's weights (by its kind, in a step whose tokens reach every expert) plus one vocab x hidden
+    embedding: within 2 % of the model's name."""
     workload = library.load_workload_spec(name)
     kinds = layer_kinds(workload)
-    per_kind = {kind: sum(op.bytes_by_role["weights"] for op in layer_ops(workload, Step("decode", 1, 1),
-                                                                          workload.block, kind))
+    step = Step("decode", resident_tokens(workload), 1)
+    per_kind = {kind: sum(op.bytes_by_role["weights"] for op in layer_ops(workload, step, workload.block, kind))
                 for kind in set(kinds)}
     total = sum(per_kind[kind] for kind in kinds) / 2 + workload.params["vocab"] * workload.params["hidden"]
     assert total == pytest.approx(PARAMETERS[name], rel=0.02)
@@ -157,8 +159,24 @@ def test_glam_is_moe_every_other_layer() -> None:
     dense = layer_op(glam, Step("decode", 4, 64), "llama", "ffn", kind="dense")
     assert (dense.cascade, dense.binding.params["ffn_dim"]) == ("ffn-swiglu", 16384)
     assert dense.bytes_by_role["weights"] == 3 * 4096 * 16384 * 2
-    moe = layer_op(glam, Step("decode", 4, 64), "llama", "moe")
+    moe = layer_op(glam, Step("decode", 32, 64), "llama", "moe")
     assert (moe.cascade, moe.binding.params["experts"]) == ("moe-experts", 64)
+
+
+@pytest.mark.parametrize(("name", "tokens", "reached"), [("mixtral-8x7b", 1, 2), ("mixtral-8x7b", 3, 6),
+                                                         ("mixtral-8x7b", 4, 8), ("glam-143b", 4, 8),
+                                                         ("glam-143b", 32, 64), ("grok-1-314b", 1, 2)])
+def test_a_step_reads_the_weights_of_the_experts_its_tokens_reach(name: str, tokens: int, reached: int) -> None:
+    """T tokens routed to top_k = 2 experts each reach at most 2 T experts: a step reads those experts' weights
+    (one decode token of Mixtral: 2 of its 8), with the routed pairs' FLOPs unchanged; the model's memory still
+    holds every expert (`resident_tokens` = experts / top_k tokens reach them all)."""
+    workload = library.load_workload_spec(name)
+    d, S, X = (int(workload.params[k]) for k in ("hidden", "ffn_dim", "experts"))
+    moe = layer_op(workload, Step("decode", tokens, 64), workload.block, "moe", "moe")
+    assert moe.binding.params["experts"] == reached
+    assert moe.bytes_by_role["weights"] == 2 * (d * reached + 3 * reached * d * S)
+    full = layer_op(workload, Step("decode", resident_tokens(workload), 64), workload.block, "moe", "moe")
+    assert resident_tokens(workload) == X // 2 and full.bytes_by_role["weights"] == 2 * (d * X + 3 * X * d * S)
 
 
 @pytest.mark.parametrize(("name", "moe_layers"), [("mixtral-8x7b", 32), ("grok-1-314b", 64), ("llama3-70b", 0),

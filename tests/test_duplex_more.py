@@ -61,7 +61,6 @@ def test_the_mean_follows_the_models_mix(reproduction) -> None:
     assert min(by_model["glam-143b"]) > max(by_model["opt-66b"]) > max(by_model["llama3-70b"]) > 1.0
 
 
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.ATTRIBUTION["throughput_max"])
 def test_max_throughput_over_gpu_is_the_papers(reproduction) -> None:
     """Its maximum: within 15 % of the paper's 2.67x (pim.md §2.1)."""
     assert reproduction[1]["throughput_max"]["ours"] == pytest.approx(2.67, rel=0.15)

@@ -93,10 +93,12 @@ def _chain_ends(model: SystemModel, decodes: int,
 
 def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
     """Tokens each of the model's experts receives from `tokens` tokens routed to `top_k` experts each: shares
-    1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once)."""
+    1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once); only the
+    first tokens x top_k experts receive any when that is fewer than all (one token reaches top_k experts)."""
     shares = [1.0 / (i + 1) ** zipf_skew for i in range(experts)]
     total = sum(shares)
-    return [min(tokens, math.ceil(tokens * top_k * share / total)) for share in shares]
+    return [min(tokens, math.ceil(tokens * top_k * share / total)) if i < tokens * top_k else 0
+            for i, share in enumerate(shares)]
 
 
 def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],

@@ -19,7 +19,10 @@ Which cascade, by the workload's sizes:
 - attention, decode: `attention-mla-decode` for MLA, otherwise `attention-decode-gqa`; with a `window` the query
   reads min(context, window + sinks) keys (the last `window` and the first `sinks`), so `attention-decode-gqa` is
   bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
-- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer, otherwise the
+- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer (bound to
+  tokens x top_k experts when a step's tokens reach fewer than all: one decode token reads two of Mixtral's eight
+  experts' weights, not eight; the router's logits are then over those experts too, leaving out its
+  hidden x (experts - reached) MACs per token and weights, under 0.1 % of the op), otherwise the
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
   bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's
   FP8 serving: every tensor of the op at that width, its output too, so a device runs its GEMMs at that
@@ -43,6 +46,7 @@ so for a GQA workload with a window its prefill K and V bytes count heads, not k
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -287,7 +291,7 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
     ffn_words = {"word_bytes": params["ffn_word_bytes"]} if "ffn_word_bytes" in params else {}
     if moe and layer_kind != DENSE:
-        ffn = ("moe", "moe-experts", {**tokens, **ffn_words})
+        ffn = ("moe", "moe-experts", {**tokens, **ffn_words, **_experts_reached(workload, tokens["tokens"])})
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
         ffn = ("ffn", kind.ffn, {**tokens, **width, **ffn_words})
@@ -301,6 +305,29 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         (*ffn, ("ffn_norm",)),
         ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
     )
+
+
+def resident_tokens(workload: Workload) -> int:
+    """Tokens of the smallest step that reads every weight of a layer: one, or for a MoE workload enough to reach
+    every expert (ceil(experts / top_k)); a layer's resident weights are that step's weight bytes."""
+    params = workload.params
+    if "experts" not in params:
+        return 1
+    return math.ceil(int(params["experts"]) / int(_experts_param(workload, "top_k")))
+
+
+def _experts_param(workload: Workload, name: str) -> float:
+    if name not in workload.params:
+        raise SpecError(workload.path, f"params.{name}", "missing: a MoE layer routes each token to top_k experts")
+    return workload.params[name]
+
+
+def _experts_reached(workload: Workload, tokens: int) -> dict[str, int]:
+    """A step of `tokens` tokens routed to top_k experts each reaches at most tokens x top_k of the experts: bound
+    to that many (the same routed pairs, so the same FLOPs; the weights of only those experts read) when it is
+    fewer than the workload's; otherwise nothing to bind."""
+    routed = tokens * int(_experts_param(workload, "top_k"))
+    return {"experts": routed} if routed < int(workload.params["experts"]) else {}
 
 
 def _decode_keys(workload: Workload, context: int) -> int:

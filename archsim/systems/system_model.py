@@ -80,6 +80,7 @@ from archsim.systems.step import (
     layer_kinds,
     layer_op,
     layer_ops,
+    resident_tokens,
 )
 from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
@@ -275,8 +276,9 @@ class SystemModel:
 
     @property
     def weight_bytes_per_layer(self) -> float:
-        """One device's weights of one layer."""
-        return float(sum(op.bytes_by_role[WEIGHTS] for op in self._one_token))
+        """One device's weights of one layer: those a step of `resident_tokens` tokens reads (every expert's)."""
+        ops = self.ops("decode", resident_tokens(self.shard), 1)
+        return float(sum(op.bytes_by_role[WEIGHTS] for op in ops))
 
     @property
     def weight_bytes_per_device(self) -> float:
