@@ -462,6 +462,12 @@ def test_a_compute_capability_is_quoted_major_minor(value) -> None:
         gpu_from_dict({**_preset("h100-sxm5"), "compute_capability": value})
 
 
+@pytest.mark.parametrize("value", [5, "", True])
+def test_a_host_link_names_a_link_preset(value) -> None:
+    with pytest.raises(SpecError, match=r"<python>: host_link: expected the name of a link preset"):
+        gpu_from_dict({**_preset("h100-sxm5"), "host_link": value})
+
+
 def test_workload_roofline_figure(tmp_path: Path, calibration) -> None:
     gpu = load_gpu("h100-sxm5")
     points, infeasible = workload_points(load_workload_spec("llama3-8b").params, gpu, calibration.family_params)

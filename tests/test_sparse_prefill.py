@@ -82,14 +82,26 @@ def test_minference_loses_at_10k_and_wins_from_100k() -> None:
 def test_from_700k_tokens_the_kv_cache_crosses_pcie_once_per_layer() -> None:
     """The benchmark's kv_cache_cpu (>= 700K tokens): Llama-3-8B's K and V, 2 x 8 KV heads x 128 x 2 B per token and
     layer, cross PCIe 4.0 x16 (31.5 GB/s, 1 us) once per layer, for dense and MInference alike; nothing below."""
-    assert kv_host_s(LLAMA, KV_HOST_FROM_TOKENS - 1) == 0.0
+    assert kv_host_s(LLAMA, A100, KV_HOST_FROM_TOKENS - 1) == 0.0
     n = 1_000_000
     per_layer = 2 * 8 * 128 * 2 * n
-    assert kv_host_s(LLAMA, n) == pytest.approx(32 * (1e-6 + per_layer / 31.5e9), rel=1e-9)
+    assert kv_host_s(LLAMA, A100, n) == pytest.approx(32 * (1e-6 + per_layer / 31.5e9), rel=1e-9)
     dense = dense_prefill(LLAMA, A100, n)
-    assert dense.time_s == pytest.approx(dense.dense_ops_s + dense.attention_s + kv_host_s(LLAMA, n), rel=1e-12)
+    assert dense.time_s == pytest.approx(dense.dense_ops_s + dense.attention_s + kv_host_s(LLAMA, A100, n), rel=1e-12)
     mix = [(SparsePattern("vertical_slash", k_v=30, k_s=800), 1024)]
     assert sparse_prefill(LLAMA, A100, n, mix).kv_host_s == dense.kv_host_s
+
+
+def test_the_kv_copy_takes_the_gpus_own_host_link() -> None:
+    """An H100 SXM5 copies over its PCIe 5.0 x16 (63 GB/s): the same bytes in about half the A100's time; a GPU
+    whose preset states no host link is refused at the lengths that need one, naming the field."""
+    n = 1_000_000
+    per_layer = 2 * 8 * 128 * 2 * n
+    assert kv_host_s(LLAMA, load_gpu("h100-sxm5"), n) == pytest.approx(32 * (1e-6 + per_layer / 63.0e9), rel=1e-9)
+    b200 = load_gpu("b200")
+    assert b200.host_link is None and kv_host_s(LLAMA, b200, KV_HOST_FROM_TOKENS - 1) == 0.0
+    with pytest.raises(SpecError, match="host_link: missing"):
+        kv_host_s(LLAMA, b200, n)
 
 
 def test_pattern_map_must_cover_every_head() -> None:
@@ -99,3 +111,15 @@ def test_pattern_map_must_cover_every_head() -> None:
     with pytest.raises(SpecError) as error:
         SparsePattern("diagonal")
     assert error.value.where == "pattern"
+
+
+def test_an_attention_the_kernels_do_not_model_is_refused() -> None:
+    """MLA's latent KV is not the dense attention FlashAttention-2 and MInference's kernels time: refused, naming the
+    workload's size, by the prefill and by KV selection alike."""
+    from archsim.systems.kv_selection import quest_decode
+
+    mla = library.load_workload_spec("deepseek-v3-mla")
+    with pytest.raises(SpecError, match=r"params\.kv_lora_rank: an MLA workload"):
+        dense_prefill(mla, A100, 8192)
+    with pytest.raises(SpecError, match=r"params\.kv_lora_rank: an MLA workload"):
+        quest_decode(mla, A100, 8192, 512)

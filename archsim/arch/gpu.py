@@ -54,6 +54,7 @@ class GPU:
     power_w: float
     dram_copy_fraction: float | None = None  # a measured copy's bandwidth / dram_bytes_per_s; None: not measured
     compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper), which kernels require; None: not one
+    host_link: str | None = None  # the link preset of its host interface (PCIe generation x lanes); None: not stated
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
         """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate)."""

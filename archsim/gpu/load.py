@@ -24,6 +24,7 @@ File format (units in the key names; every number carries its source in a commen
     power_w: 400
     dram_copy_fraction: 0.90            # optional: a measured copy's bandwidth over dram_bytes_per_s
     compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
+    host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
 
 YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
 the file, the field and what was expected.
@@ -61,8 +62,9 @@ NUMBERS = {
     "power_w": ("the board power (TDP) in W", False),
 }
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction", "compute_capability")
-OPTIONAL = ("description", "aliases", "dram_copy_fraction", "compute_capability")
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction", "compute_capability",
+        "host_link")
+OPTIONAL = ("description", "aliases", "dram_copy_fraction", "compute_capability", "host_link")
 COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
 MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
@@ -82,6 +84,9 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     if capability is not None and not (isinstance(capability, str) and COMPUTE_CAPABILITY.fullmatch(capability)):
         raise SpecError(source, "compute_capability", f"expected NVIDIA's major.minor as text (quoted), e.g. "
                                                       f"\"9.0\", got {capability!r}")
+    host_link = data.get("host_link")
+    if host_link is not None and not (isinstance(host_link, str) and host_link.strip()):
+        raise SpecError(source, "host_link", f"expected the name of a link preset (e.g. pcie5-x16), got {host_link!r}")
     return GPU(
         name=data["name"],
         description=data.get("description", ""),
@@ -90,6 +95,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         aliases=_aliases(data.get("aliases", []), source),
         tensor_flops_per_s=_tensor(data["tensor_flops_per_s"], source),
         compute_capability=capability,
+        host_link=host_link,
         **numbers,
     )
 

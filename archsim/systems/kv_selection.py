@@ -38,6 +38,9 @@ cache plus KMIN and KMAX of every page. KV bytes per token and KV head are the Q
 reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS) over those of its K and V, = 1/16 + K/pages for a
 context of whole pages.
 
+The methods cut dense multi-head or grouped-query attention: a workload with MLA's latent KV or a sliding window
+is refused (`check_dense_attention`), as its times would be a dense attention's.
+
 Hardware effect elsewhere:
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
   streams, so selection enters as the context the device's `attention-decode-gqa` op is bound to: the
@@ -72,7 +75,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase
+from archsim.model.gpu import AttentionCase, unmodelled_attention
 from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
@@ -187,6 +190,7 @@ def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: f
                head_map: Sequence[Sequence[int]] | np.ndarray | None = None, sinks: int = DUO_SINKS,
                recent: int = DUO_RECENT, kernel: str = DECODE_KERNEL) -> SelectionDecode:
     """DuoAttention decode of one request at `context` tokens on `gpu` (module docstring)."""
+    check_dense_attention(workload)
     _check_positive("context", context)
     _check_window(sinks, recent)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
@@ -209,6 +213,7 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
                  kernel: str = DECODE_KERNEL) -> SelectionDecode:
     """Quest decode of one request at `context` tokens with a token budget `budget` (K pages) on `gpu` (module
     docstring)."""
+    check_dense_attention(workload)
     _check_budget(context, budget, page_tokens)
     layers = int(_size(workload, "layers"))
     if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
@@ -265,6 +270,7 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     read, the per-head scores written; the softmax and the heads' vote: the scores read and the vote written; the
     top-k over the vote), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
     (TokenSelect evicts nothing): memory as dense."""
+    check_dense_attention(workload)
     _check_positive("context", context)
     for field, value in (("top_k", top_k), ("sinks", sinks), ("local", local)):
         _check_positive(field, value)
@@ -405,6 +411,17 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
                                        "page": page_tokens, "budget_pages": budget // page_tokens}, SOURCE)
     sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
     return sizes | {name: sizes[name] * context / padded for name in ("K", "V")}
+
+
+def check_dense_attention(workload: Workload) -> None:
+    """Refuse a workload whose attention is not the dense multi-head or grouped-query attention the GPU kernels
+    time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size."""
+    unmodelled = unmodelled_attention(workload.params)
+    if unmodelled:
+        size, what = unmodelled
+        raise SpecError(workload.path, f"params.{size}", f"{what}: sparse prefill and KV selection here cut dense "
+                                                         "multi-head or grouped-query attention and time it with "
+                                                         "those GPU kernels, so this workload's times would be wrong")
 
 
 def _size(workload: Workload, name: str) -> float:

@@ -10,8 +10,8 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting).
 - from `KV_HOST_FROM_TOKENS` tokens on, the benchmark keeps the KV cache in host memory (`kv_cache_cpu=True` at
   >= 700K, repo experiments/README.md; seqpar-sparse.md §3.1): each layer's K and V (the cascades' KV-cache bytes,
-  `SystemModel.kv_bytes_per_token`) cross the GPU's host link (`HOST_LINK`) once, as a blocking copy (torch's
-  `.cpu()`), the same for dense and MInference.
+  `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the preset's `host_link`) once, as a blocking copy
+  (torch's `.cpu()`), the same for dense and MInference.
 Assumptions: bf16; the LM head runs on the last token only (the benchmark times the prompt's forward, whose logits
 at every position would not fit at 1M tokens); below the threshold the KV cache stays on the GPU; no Triton
 compilation time.
@@ -29,6 +29,7 @@ from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
+from archsim.systems.kv_selection import check_dense_attention
 from archsim.systems.links import load_link
 from archsim.systems.step import Step, non_attention_ops
 from archsim.systems.system_model import sizes_model
@@ -39,7 +40,6 @@ DENSE_KERNEL = "FlashAttention-2"
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
 PRECISION = "bf16"
 KV_HOST_FROM_TOKENS = 700_000  # the benchmark's kv_cache_cpu threshold (seqpar-sparse.md §3.1)
-HOST_LINK = "pcie4-x16"  # the A100 SXM4's link to its host (the GPU presets have no host link of their own)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def _sizes(workload: Workload) -> tuple[int, int, int, int]:
     for key in ("layers", "heads", "kv_heads", "head_dim"):
         if key not in params:
             raise SpecError(workload.path, f"params.{key}", "missing: a prefill needs it")
+    check_dense_attention(workload)
     return int(params["layers"]), int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
 
 
@@ -70,13 +71,17 @@ def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     return calibrated_gpu_device(gpu, DENSE_KERNEL).cost(ops).time_s
 
 
-def kv_host_s(workload: Workload, seq_len: int) -> float:
-    """Seconds of the prompt's KV cache crossing to the host, one copy per layer, 0 below `KV_HOST_FROM_TOKENS`."""
+def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """Seconds of the prompt's KV cache crossing `gpu`'s host link, one copy per layer, 0 below
+    `KV_HOST_FROM_TOKENS`; a GPU whose preset states no host link cannot run it."""
     if seq_len < KV_HOST_FROM_TOKENS:
         return 0.0
+    if gpu.host_link is None:
+        raise SpecError(gpu.source, "host_link", f"missing: from {KV_HOST_FROM_TOKENS} tokens the prefill keeps the "
+                                                 f"KV cache on the host, over the GPU's host link (e.g. pcie5-x16)")
     layers = int(workload.params["layers"])
     per_layer = sizes_model(workload).kv_bytes_per_token * seq_len / layers
-    return layers * load_link(HOST_LINK).transfer_s(per_layer)
+    return layers * load_link(gpu.host_link).transfer_s(per_layer)
 
 
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
@@ -87,7 +92,7 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     if not attention.feasible:
         raise SpecError("<prefill>", "seq_len", f"{DENSE_KERNEL} cannot run {seq_len} tokens: {attention.reason}")
     return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s,
-                   kv_host_s(workload, seq_len))
+                   kv_host_s(workload, gpu, seq_len))
 
 
 def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
@@ -118,4 +123,4 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     calibration = load_calibration()
     params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
     attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, seq_len))
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
