@@ -46,6 +46,8 @@ COMMANDS = {
                      "Roofline of a workload's attention kernels on a GPU."),
     "parallel": ("archsim.commands.parallel_cmd", "parallel_cmd",
                  "Time one layer's attention cut over P devices by a sequence-parallel scheme ..."),
+    "sparse": ("archsim.commands.sparse_cmd", "sparse_cmd",
+               "Time a sparse-attention method on a GPU against dense attention ..."),
 }
 
 

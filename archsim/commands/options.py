@@ -1,4 +1,5 @@
-"""Options and helpers shared by several commands: `--set`, `--workload`, binding a cascade, showing a Result."""
+"""Options and helpers shared by several commands: `--set`, `--workload`, comma lists of token counts, presets named
+by their option, showing a Result."""
 
 from __future__ import annotations
 
@@ -6,12 +7,43 @@ import click
 
 from archsim.errors import SpecError
 
+SUFFIXES = {"K": 1024, "M": 1024**2}  # 8K tokens = 8192, as the papers count them
+
 
 def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A click callback refusing an empty name or path (which would name no file in the error)."""
     if value is not None and not value.strip():
         raise click.BadParameter("expected a name or a path, got an empty value")
     return value
+
+
+def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
+    """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), in order, once each; an
+    option not given is an empty list."""
+    option = param.opts[0]
+    out: list[int] = []
+    if value is None:
+        return out
+    for item in value.split(","):
+        text = item.strip().upper()
+        scale = SUFFIXES.get(text[-1:], 1)
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit() or int(digits) * scale < 1:
+            raise SpecError(option, value, f"expected whole numbers >= 1 separated by commas (8K = 8192), got "
+                                           f"{item.strip()!r}")
+        if int(digits) * scale not in out:
+            out.append(int(digits) * scale)
+    return out
+
+
+def named(option: str, name: str, load):
+    """`load(name)`; a name that finds no preset or file is named by its `option` (a bad file says where it is bad)."""
+    try:
+        return load(name)
+    except SpecError as error:
+        if error.source == name and not error.where:  # the name found nothing (a bad file says where it is bad)
+            raise SpecError(option, name, error.message) from None
+        raise
 
 
 SET = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import click
 
-from archsim.commands.options import nonempty
+from archsim.commands.options import named, nonempty, whole_numbers
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 
 DEFAULT_TOPOLOGY = "hgx-h100"
-SUFFIXES = {"K": 1024, "M": 1024**2}  # 8K tokens = 8192, as the papers count them
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
                  "scope": "--scope"}
@@ -39,22 +38,6 @@ TEXT_COLUMNS = (
 )
 
 
-def _counts(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), in order, once each."""
-    option = param.opts[0]
-    out: list[int] = []
-    for item in value.split(","):
-        text = item.strip().upper()
-        scale = SUFFIXES.get(text[-1:], 1)
-        digits = text[:-1] if scale > 1 else text
-        if not digits.isdigit() or int(digits) * scale < 1:
-            raise SpecError(option, value, f"expected whole numbers >= 1 separated by commas (8K = 8192), got "
-                                           f"{item.strip()!r}")
-        if int(digits) * scale not in out:
-            out.append(int(digits) * scale)
-    return out
-
-
 def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     from archsim.systems.seqpar import SCHEMES
 
@@ -68,11 +51,11 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.command("parallel")
 @click.option("--scheme", "schemes", required=True, metavar="S[,S...]", callback=_schemes,
               help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2 (a comma list sweeps).")
-@click.option("--devices", required=True, metavar="P[,P...]", callback=_counts,
+@click.option("--devices", required=True, metavar="P[,P...]", callback=whole_numbers,
               help="Devices of the sequence-parallel group (a comma list sweeps).")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b) or a YAML file.")
-@click.option("--seq-len", "seq_lens", required=True, metavar="N[,N...]", callback=_counts,
+@click.option("--seq-len", "seq_lens", required=True, metavar="N[,N...]", callback=whole_numbers,
               help="Tokens of each sequence, e.g. 32768 or 32K (a comma list sweeps).")
 @click.option("--topology", metavar="NAME|FILE", callback=nonempty,
               help=f"Network of the devices: a preset (dgx-a100, hgx-h100, ...) or a YAML file. Default: "
@@ -152,20 +135,11 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     from archsim.systems.seqpar import ParallelSpec
     from archsim.systems.topology import load_topology
 
-    model = _named("--workload", workload, load_workload_spec)
-    network = _named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
-    device = _named("--gpu", gpu, load_gpu) if gpu else network.gpu
+    model = named("--workload", workload, load_workload_spec)
+    network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
+    device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
-
-
-def _named(option: str, name: str, load):
-    try:
-        return load(name)
-    except SpecError as error:
-        if error.source == name and not error.where:  # the name found nothing (a bad file says where it is bad)
-            raise SpecError(option, name, error.message) from None
-        raise
 
 
 def point_row(spec, single: bool) -> dict:

@@ -1,6 +1,8 @@
-"""`archsim reproduce sparse`: sparse prefill and KV-cache selection (`archsim.systems.sparse_reproduce`):
-MInference's end-to-end prefill against dense FlashAttention-2 with its masks' density, DuoAttention's and Quest's
-decode, ours beside the public figures."""
+"""Sparse prefill and KV-cache selection on a GPU:
+- `archsim sparse`: one method (`archsim.systems.sparse_points`) on the GPU, workload and contexts the user names;
+- `archsim reproduce sparse` (`archsim.systems.sparse_reproduce`): MInference's end-to-end prefill against dense
+  FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode, ours beside the public figures.
+The model's fields are named by the options that set them (`budget` -> `--budget`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,126 @@ import json
 
 import click
 
-from archsim.commands.options import write_tables
+from archsim.commands.options import named, nonempty, whole_numbers, write_tables
+from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems import sparse_reproduce as sparse
+from archsim.systems.sparse_points import METHODS, SparseMethod
+
+# the models' sources whose fields the options set, and the options
+MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>")
+FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
+                 "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k"}
+# the options each method takes besides --gpu, --workload and --context
+METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", "--retrieval-fraction"),
+                  "quest": ("--budget",), "razorattention": ("--retrieval-fraction",), "tokenselect": ("--top-k",)}
+
+
+@click.command("sparse")
+@click.option("--method", required=True, type=click.Choice(METHODS),
+              help="minference (prefill), duoattention, quest, razorattention, tokenselect (decode).")
+@click.option("--gpu", required=True, metavar="PRESET", callback=nonempty, help="A GPU preset or a YAML file.")
+@click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
+              help="Model: a library workload (e.g. llama3-8b) or a YAML file.")
+@click.option("--context", "contexts", required=True, metavar="N[,N...]", callback=whole_numbers,
+              help="Tokens of the prompt (prefill) or of the KV cache (decode), e.g. 100000 or 32K = 32768 (a "
+                   "comma list sweeps).")
+@click.option("--patterns", metavar="MAP", callback=nonempty,
+              help="[minference, duoattention] A per-head pattern map: a shipped one (archsim list) or a YAML file; "
+                   "its layers x heads must be the workload's (query heads for MInference, KV heads for "
+                   "DuoAttention).")
+@click.option("--retrieval-fraction", type=float, metavar="R",
+              help="[duoattention, razorattention] Share of KV heads kept whole (0..1).")
+@click.option("--budget", "budgets", metavar="B[,B...]", callback=whole_numbers,
+              help="[quest] Token budgets: whole 16-token pages, at most the context (a comma list sweeps).")
+@click.option("--top-k", type=int, metavar="K",
+              help="[tokenselect] Tokens selected per step, besides 128 sinks and 512 local (default: TokenSelect's "
+                   "2048).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
+@click.option("--out", type=click.Path(file_okay=False), callback=nonempty, help="Also write sparse.csv here.")
+def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
+               retrieval_fraction: float | None, budgets: list[int], top_k: int | None, as_json: bool,
+               out: str | None) -> None:
+    """Time a sparse-attention method on a GPU against dense attention: MInference's end-to-end prefill of one
+    prompt, or one generated token of one request under KV-cache selection (end to end, and one layer's
+    attention), with the memory the weights and the kept KV cache take.
+
+    Nothing a method needs is filled in: MInference needs --patterns; DuoAttention --retrieval-fraction or
+    --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method does not take is
+    refused.
+
+    Examples:
+
+    \b
+      archsim sparse --method minference --gpu a100-80gb-sxm4 -w llama3-8b --context 100000,300000 \\
+          --patterns llama3-8b-262k-minference
+      archsim sparse --method quest --gpu rtx-4090 -w llama2-7b --context 32K --budget 512,2048
+      archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-8b --context 1M --retrieval-fraction 0.5
+    """
+    given = {"--patterns": patterns is not None, "--retrieval-fraction": retrieval_fraction is not None,
+             "--budget": bool(budgets), "--top-k": top_k is not None}
+    for option, is_given in given.items():
+        if is_given and option not in METHOD_OPTIONS[method]:
+            raise click.UsageError(f"{option} does not apply to --method {method} (it takes "
+                                   f"{', '.join(METHOD_OPTIONS[method])})")
+    if out:
+        check_writable(out, "--out", directory=True)
+    points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, top_k)
+    if out:
+        write_tables(out, {"sparse": points})
+    if as_json:
+        click.echo(json.dumps({"points": points}, indent=2))
+        return
+    if method == "minference":
+        _prefill_table(points)
+    else:
+        _decode_table(points)
+    if out:
+        click.echo(f"rows written to {out}/sparse.csv")
+
+
+def _method_points(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
+                   retrieval_fraction: float | None, budgets: list[int], top_k: int | None) -> list[dict]:
+    """The points of `method_points`; a model's error on a field an option sets names the option."""
+    from archsim.gpu.load import load_gpu
+    from archsim.library import load_workload_spec
+    from archsim.systems.sparse_points import method_points
+    from archsim.workload_patterns import load_pattern_map
+
+    model = named("--workload", workload, load_workload_spec)
+    device = named("--gpu", gpu, load_gpu)
+    pattern_map = named("--patterns", patterns, load_pattern_map) if patterns else None
+    settings = {"top_k": top_k} if top_k is not None else {}
+    try:
+        spec = SparseMethod(method, pattern_map, retrieval_fraction, tuple(budgets), **settings)
+        return method_points(spec, model, device, contexts)
+    except SpecError as error:
+        if error.source in MODEL_SOURCES and error.where in FIELD_OPTIONS:
+            raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
+        raise
+
+
+def _prefill_table(points: list[dict]) -> None:
+    p0 = points[0]
+    click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
+               "FlashAttention-2; memory: weights + the prompt's KV cache")
+    click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} {'dense attn':>10} "
+               f"{'other ops':>10} {'KV to host':>10} {'GB':>8}")
+    for p in points:
+        click.echo(f"{p['context']:>8} {p['time_s']:>9.3f} {p['dense_time_s']:>9.3f} "
+                   f"{p['dense_time_s'] / p['time_s']:>7.2f}x {p['attention_s']:>9.3f} {p['dense_attention_s']:>10.3f} "
+                   f"{p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} {p['memory_bytes'] / 1e9:>8.1f}")
+
+
+def _decode_table(points: list[dict]) -> None:
+    """Decode points as rows: ms and GB, dense beside, OOM where the memory exceeds the GPU's."""
+    click.echo(f"{'method':<15} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} {'ms':>8} "
+               f"{'dense ms':>9} {'GB':>11} {'dense GB':>11}")
+    for p in points:
+        budget = p["budget"] if p["budget"] is not None else "-"
+        click.echo(f"{p['method']:<15} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
+                   f"{budget:>6} {p['time_s'] * 1e3:>8.2f} {p['dense_time_s'] * 1e3:>9.2f} "
+                   f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
 
 
 def reproduce_sparse(as_json: bool, out: str | None) -> None:
@@ -41,15 +160,7 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
                    f"{r['above']:.0%})")
     click.echo("\nDecode per generated token (ms) and memory (GB); dense beside; OOM: more memory than the GPU has "
                "(timed all the same)")
-    click.echo(f"{'method':<13} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} {'ms':>8} "
-               f"{'dense ms':>9} {'GB':>11} {'dense GB':>11}")
-    for p in result["points"]:
-        if p["method"] == "MInference":
-            continue
-        budget = p["budget"] if p["budget"] is not None else "-"
-        click.echo(f"{p['method']:<13} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
-                   f"{budget:>6} {p['time_s'] * 1e3:>8.2f} {p['dense_time_s'] * 1e3:>9.2f} "
-                   f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
+    _decode_table([p for p in result["points"] if p["method"] != "MInference"])
     h = result["headline"]
     click.echo(f"\nHeadline: MInference and FA-2 within {sparse.PREFILL_TOLERANCE:.0%} of the paper at every length: "
                f"{h['minference_within']}; MInference slower than FA-2 at 10K: {h['minference_slower_at_10k']}; "

@@ -20,8 +20,7 @@ import functools
 
 from archsim import library
 from archsim.gpu.load import load_gpu
-from archsim.systems import kv_selection
-from archsim.systems.sparse_prefill import dense_prefill, head_patterns, sparse_prefill
+from archsim.systems.sparse_points import SparseMethod, method_points, prefill_point
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
 
 PREFILL_TOLERANCE = 0.20  # issue 19: each within 20 %
@@ -47,38 +46,26 @@ PAPER = {
 
 
 @functools.cache
-def _minference() -> dict[int, tuple]:
+def _minference() -> dict[int, dict]:
     workload, gpu = library.load_workload_spec(MINFERENCE_MODEL), load_gpu(MINFERENCE_GPU)
-    patterns = head_patterns(load_pattern_map(MINFERENCE_MAP))
-    return {n: (dense_prefill(workload, gpu, n), sparse_prefill(workload, gpu, n, patterns))
-            for n in MINFERENCE_LENGTHS}
-
-
-def _memory(workload_name: str, context: int) -> float:
-    workload = library.load_workload_spec(workload_name)
-    kv_heads = int(workload.params["kv_heads"])
-    return kv_selection.weight_bytes(workload) + kv_selection.kv_bytes_per_token_head(workload) * kv_heads * context
+    pattern_map = load_pattern_map(MINFERENCE_MAP)
+    return {n: prefill_point(workload, gpu, n, pattern_map) for n in MINFERENCE_LENGTHS}
 
 
 def minference_points() -> list[dict]:
-    points = []
-    for n, (dense, sparse) in _minference().items():
-        memory = _memory(MINFERENCE_MODEL, n)
-        points.append(_point("MInference", MINFERENCE_MODEL, MINFERENCE_GPU, "prefill", n, None, sparse.time_s,
-                             dense.time_s, memory, memory))
-    return points
+    return list(_minference().values())
 
 
 def minference_comparison() -> list[dict]:
     """Ours beside the paper's at its four lengths, with the error of each."""
     rows = []
     for n, (paper_dense, paper_sparse) in PAPER["minference_prefill_s"].items():
-        dense, sparse = _minference()[n]
-        rows.append({"context": n, "dense_s": dense.time_s, "paper_dense_s": paper_dense,
-                     "dense_error": dense.time_s / paper_dense - 1, "minference_s": sparse.time_s,
-                     "paper_minference_s": paper_sparse, "minference_error": sparse.time_s / paper_sparse - 1,
-                     "dense_attention_s": dense.attention_s, "minference_attention_s": sparse.attention_s,
-                     "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s})
+        p = _minference()[n]
+        rows.append({"context": n, "dense_s": p["dense_time_s"], "paper_dense_s": paper_dense,
+                     "dense_error": p["dense_time_s"] / paper_dense - 1, "minference_s": p["time_s"],
+                     "paper_minference_s": paper_sparse, "minference_error": p["time_s"] / paper_sparse - 1,
+                     "dense_attention_s": p["dense_attention_s"], "minference_attention_s": p["attention_s"],
+                     "other_ops_s": p["other_ops_s"], "kv_host_s": p["kv_host_s"]})
     return rows
 
 
@@ -89,42 +76,15 @@ def density_rows() -> list[dict]:
 
 
 def duo_points() -> list[dict]:
-    points = []
     gpu = load_gpu(DUO_GPU)
-    for model, map_name in DUO_RUNS:
-        workload, pattern_map = library.load_workload_spec(model), load_pattern_map(map_name)
-        retrieval = sum(p.heads for p in pattern_map.patterns if p.pattern == "retrieval") / \
-            sum(p.heads for p in pattern_map.patterns)
-        for n in DUO_LENGTHS:
-            result = kv_selection.duo_decode(workload, gpu, n, retrieval)
-            points.append({**_point("DuoAttention", model, DUO_GPU, "decode", n, None, result.time_s,
-                                    result.dense_time_s, result.memory_bytes, result.dense_memory_bytes),
-                           "retrieval_fraction": retrieval, "fits": result.fits, "dense_fits": result.dense_fits})
-    return points
+    return [p for model, map_name in DUO_RUNS
+            for p in method_points(SparseMethod("duoattention", pattern_map=load_pattern_map(map_name)),
+                                   library.load_workload_spec(model), gpu, DUO_LENGTHS) if p["phase"] == "decode"]
 
 
 def quest_points() -> list[dict]:
-    points = []
-    workload = library.load_workload_spec(QUEST_MODEL)
-    for gpu_name in QUEST_GPUS:
-        gpu = load_gpu(gpu_name)
-        for n in QUEST_LENGTHS:
-            for budget in QUEST_BUDGETS:
-                r = kv_selection.quest_decode(workload, gpu, n, budget)
-                fraction = kv_selection.quest_loaded_fraction(workload, n, budget)
-                for phase, ours, dense in (("attention", r.attention_s, r.dense_attention_s),
-                                           ("decode", r.time_s, r.dense_time_s)):
-                    points.append({**_point("Quest", QUEST_MODEL, gpu_name, phase, n, budget, ours, dense,
-                                            r.memory_bytes, r.dense_memory_bytes),
-                                   "loaded_fraction": fraction, "fits": r.fits, "dense_fits": r.dense_fits})
-    return points
-
-
-def _point(method: str, model: str, gpu: str, phase: str, context: int, budget: int | None, time_s: float,
-           dense_time_s: float, memory_bytes: float, dense_memory_bytes: float) -> dict:
-    return {"method": method, "model": model, "gpu": gpu, "phase": phase, "context": context, "budget": budget,
-            "time_s": time_s, "dense_time_s": dense_time_s, "memory_bytes": memory_bytes,
-            "dense_memory_bytes": dense_memory_bytes}
+    workload, method = library.load_workload_spec(QUEST_MODEL), SparseMethod("quest", budgets=QUEST_BUDGETS)
+    return [p for gpu_name in QUEST_GPUS for p in method_points(method, workload, load_gpu(gpu_name), QUEST_LENGTHS)]
 
 
 def run_all() -> dict:

@@ -1,0 +1,155 @@
+"""One sparse-attention method on one GPU and workload at the contexts a user asks for, as the flat points
+`archsim sparse` and `archsim reproduce sparse` print (issue 19; ../shared/reference/seqpar-sparse.md §3).
+
+A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s", "memory_bytes",
+"dense_memory_bytes"} plus the method's own fields, with `phase` one of
+- `prefill`: one prompt's end-to-end prefill (MInference, `archsim.systems.sparse_prefill`, against dense
+  FlashAttention-2), with its attention, other ops and KV copy to the host apart;
+- `decode`: one generated token of one request, end to end (`archsim.systems.kv_selection`: DuoAttention, Quest,
+  RazorAttention, TokenSelect, against dense decode);
+- `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
+  attention at the budget; DuoAttention and RazorAttention: the mean over layers of their two calls).
+Memory is the weights plus the KV cache the method keeps; `fits` says whether that is within the GPU's DRAM. A
+prefill's memory is the weights and the prompt's KV cache (activations are not counted, and from
+`sparse_prefill.KV_HOST_FROM_TOKENS` tokens on the benchmark keeps the KV cache on the host), so a prefill point
+carries no `fits`.
+
+What each method needs, and nothing is filled in for it:
+- MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
+- DuoAttention: the share of KV heads that are retrieval heads, or a map (`head_kind: kv`) of the workload's
+  layers x KV heads whose streaming heads share one (sinks, recent) window;
+- RazorAttention: the share of heads kept whole;
+- Quest: token budgets (whole 16-token pages, at most the context);
+- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
+from archsim.systems import kv_selection
+from archsim.systems.kv_selection import SelectionDecode
+from archsim.systems.sparse_prefill import dense_prefill, head_patterns, sparse_prefill
+from archsim.workload import Workload
+from archsim.workload_patterns import PatternMap
+
+SOURCE = "<sparse>"
+METHODS = ("minference", "duoattention", "quest", "razorattention", "tokenselect")
+NAMES = {"minference": "MInference", "duoattention": "DuoAttention", "quest": "Quest",
+         "razorattention": "RazorAttention", "tokenselect": "TokenSelect"}
+DECODE_PHASES = ("attention", "decode")
+
+
+@dataclass(frozen=True)
+class SparseMethod:
+    """A method and the settings it needs (module docstring); the others stay None."""
+
+    name: str
+    pattern_map: PatternMap | None = None
+    retrieval_fraction: float | None = None
+    budgets: tuple[int, ...] = ()
+    top_k: int = kv_selection.TOKENSELECT_TOP_K
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise SpecError(SOURCE, "method", f"expected one of {', '.join(METHODS)}, got {self.name!r}")
+        needs = {"minference": self.pattern_map is not None, "quest": bool(self.budgets),
+                 "razorattention": self.retrieval_fraction is not None,
+                 "duoattention": (self.pattern_map is None) != (self.retrieval_fraction is None)}
+        what = {"minference": ("patterns", "a per-head pattern map (head_kind: query)"),
+                "quest": ("budget", "one or more token budgets"),
+                "razorattention": ("retrieval_fraction", "the share of heads RazorAttention keeps whole"),
+                "duoattention": ("retrieval_fraction", "exactly one of retrieval_fraction and a pattern map "
+                                                       "(head_kind: kv)")}
+        if not needs.get(self.name, True):
+            field, expected = what[self.name]
+            raise SpecError(SOURCE, field, f"{NAMES[self.name]} needs {expected}")
+
+
+def point(method: str, model: str, gpu: str, phase: str, context: int, budget: int | None, time_s: float,
+          dense_time_s: float, memory_bytes: float, dense_memory_bytes: float) -> dict:
+    """The fields every point has (module docstring)."""
+    return {"method": method, "model": model, "gpu": gpu, "phase": phase, "context": context, "budget": budget,
+            "time_s": time_s, "dense_time_s": dense_time_s, "memory_bytes": memory_bytes,
+            "dense_memory_bytes": dense_memory_bytes}
+
+
+def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int | None,
+                     phases: Sequence[str] = DECODE_PHASES) -> list[dict]:
+    """A decode method's points, one per phase, with `fits` and `dense_fits`."""
+    times = {"attention": (result.attention_s, result.dense_attention_s),
+             "decode": (result.time_s, result.dense_time_s)}
+    return [{**point(result.method, model, gpu, phase, result.context, budget, *times[phase], result.memory_bytes,
+                     result.dense_memory_bytes), "fits": result.fits, "dense_fits": result.dense_fits}
+            for phase in phases]
+
+
+def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
+    """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2."""
+    layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get("heads", 0))
+    if pattern_map.head_kind != "query" or (pattern_map.layers, pattern_map.heads) != (layers, heads):
+        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s query heads ({layers} "
+                                                    f"layers x {heads} heads, head_kind: query), got "
+                                                    f"{pattern_map.layers} x {pattern_map.heads} "
+                                                    f"{pattern_map.head_kind} heads")
+    dense = dense_prefill(workload, gpu, context)
+    sparse = sparse_prefill(workload, gpu, context, head_patterns(pattern_map))
+    memory = kv_selection.weight_bytes(workload) + kv_selection.kv_bytes_per_token_head(workload) \
+        * int(workload.params["kv_heads"]) * context
+    return {**point("MInference", workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
+                    memory, memory),
+            "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s}
+
+
+def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
+    """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads."""
+    layers, kv_heads = int(workload.params.get("layers", 0)), int(workload.params.get("kv_heads", 0))
+    if pattern_map.head_kind != "kv" or (pattern_map.layers, pattern_map.heads) != (layers, kv_heads):
+        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s KV heads ({layers} layers "
+                                                    f"x {kv_heads} KV heads, head_kind: kv), got "
+                                                    f"{pattern_map.layers} x {pattern_map.heads} "
+                                                    f"{pattern_map.head_kind} heads")
+    others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "streaming"})
+    if others:
+        raise SpecError(pattern_map.name, "patterns", f"expected retrieval and streaming heads only (DuoAttention), "
+                                                      f"got {', '.join(others)}")
+    windows = {(p.settings["sinks"], p.settings["recent"]) for p in pattern_map.patterns if p.pattern == "streaming"}
+    if len(windows) > 1:
+        raise SpecError(pattern_map.name, "patterns", f"expected one (sinks, recent) window for every streaming "
+                                                      f"head, got {sorted(windows)}")
+    sinks, recent = windows.pop() if windows else (kv_selection.DUO_SINKS, kv_selection.DUO_RECENT)
+    return pattern_map.fraction("retrieval"), sinks, recent
+
+
+def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: Sequence[int]) -> list[dict]:
+    """Every point of `method` on `gpu` for `workload` at `contexts` (x budgets for Quest), in that order."""
+    points: list[dict] = []
+    for context in contexts:
+        if method.name == "minference":
+            points.append(prefill_point(workload, gpu, context, method.pattern_map))
+        elif method.name == "duoattention":
+            if method.pattern_map is not None:
+                fraction, sinks, recent = duo_window(workload, method.pattern_map)
+            else:
+                fraction, sinks, recent = method.retrieval_fraction, kv_selection.DUO_SINKS, kv_selection.DUO_RECENT
+            result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
+            points += [{**p, "retrieval_fraction": fraction} for p in selection_points(result, workload.name,
+                                                                                         gpu.name, None)]
+        elif method.name == "razorattention":
+            result = kv_selection.razor_decode(workload, gpu, context, method.retrieval_fraction)
+            points += [{**p, "retrieval_fraction": method.retrieval_fraction}
+                       for p in selection_points(result, workload.name, gpu.name, None)]
+        elif method.name == "quest":
+            for budget in method.budgets:
+                result = kv_selection.quest_decode(workload, gpu, context, budget)
+                fraction = kv_selection.quest_loaded_fraction(workload, context, budget)
+                points += [{**p, "loaded_fraction": fraction}
+                           for p in selection_points(result, workload.name, gpu.name, budget)]
+        else:
+            result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k)
+            points += selection_points(result, workload.name, gpu.name, method.top_k)
+    return points
