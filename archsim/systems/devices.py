@@ -38,7 +38,7 @@ def _model(system: System, device: Device) -> DeviceModel:
 
         return calibrated_gpu_device(device.spec, device.attention_kernel or ATTENTION_KERNEL, name=device.name,
                                      energy=device.energy, kind=device.kind, timing=device.timing or CALIBRATED,
-                                     source=system.source)
+                                     memory_utilization=device.memory_utilization or 1.0, source=system.source)
     if device.kind == "logic-pim":
         from archsim.systems.logic_pim_device import LogicPimDevice
 

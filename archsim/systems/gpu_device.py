@@ -90,6 +90,7 @@ class GpuDevice:
     energy: ActionEnergy | None = None  # None: board power (TDP) for the time
     kind: str = "gpu"
     timing: str = CALIBRATED  # one of TIMINGS (module docstring)
+    memory_utilization: float = 1.0  # share of the DRAM the serving engine allocates (vLLM's gpu_memory_utilization)
     source: str = field(default="<python>", compare=False)  # the system spec's file (errors name its device's field)
     # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
@@ -97,7 +98,8 @@ class GpuDevice:
 
     @property
     def capacity_bytes(self) -> float:
-        return float(self.spec.dram_bytes) - ACTIVATION_RESERVE_BYTES
+        """Memory for weights and the KV cache: the engine's share of the DRAM less the activation reserve."""
+        return self.memory_utilization * float(self.spec.dram_bytes) - ACTIVATION_RESERVE_BYTES
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
@@ -218,7 +220,7 @@ class GpuDevice:
 
 def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,
                           energy: ActionEnergy | None = None, kind: str = "gpu", timing: str = CALIBRATED,
-                          source: str = "<python>") -> GpuDevice:
+                          memory_utilization: float = 1.0, source: str = "<python>") -> GpuDevice:
     """`gpu` as a device with the packaged calibration: GEMMs and elementwise passes at `GEMM_FAMILY`'s parameters,
     attention by `kernel` at its family's (a SpecError at `kernel` for a kernel the GPU model has no family of)."""
     from archsim.gpu.params import load_calibration
@@ -229,7 +231,8 @@ def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str
         raise SpecError("<python>", "kernel", f"no model for attention kernel {kernel!r}")
     calibration = load_calibration()
     return GpuDevice(name or gpu.name, gpu, calibration.family_params(GEMM_FAMILY), kernel,
-                     calibration.family_params(family), energy, kind=kind, timing=timing, source=source)
+                     calibration.family_params(family), energy, kind=kind, timing=timing,
+                     memory_utilization=memory_utilization, source=source)
 
 
 def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False) -> str:

@@ -32,7 +32,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop` and
   `sram_pj_per_byte`, see `archsim.systems.gpu_device`), and `timing` (`calibrated`, the default: the calibrated
   GPU model; `roofline`: every op at the device's peaks, as Duplex's simulator times its GPU, pim.md §2.5, a
-  compatibility option for `archsim reproduce duplex --as-artifact`);
+  compatibility option for `archsim reproduce duplex --as-artifact`), and `memory_utilization` (the share of the
+  device's memory the serving engine allocates to weights, KV cache and activations, in (0, 1]; default all of it;
+  vLLM's `gpu_memory_utilization`, 0.9 unless set);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required);
@@ -131,7 +133,8 @@ PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "chip": "a
                 "architecture": "a library architecture"}
 CHIP_EFFICIENCIES = ("matmul_efficiency", "memory_efficiency")  # a chip device's required fractions of its peaks
 GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # required by energy_model: per-action
-GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", *GPU_ENERGY_PRICES)  # a gpu device's optional fields
+# a gpu device's optional fields
+GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
 
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
@@ -165,6 +168,7 @@ class Device:
     attention_kernel: str | None = None  # gpu: a kernel of archsim.model.gpu_kernels; None = the GPU device's default
     energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
     timing: str | None = None  # gpu: one of archsim.systems.gpu_device.TIMINGS; None = the calibrated model
+    memory_utilization: float | None = None  # gpu: share of the DRAM the serving engine allocates; None = all of it
     matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
     memory_efficiency: float | None = None  # chip: fraction of the HBM bandwidth reached, in (0, 1]
 
@@ -436,7 +440,8 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
 
 
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
-    """A gpu device's optional `attention_kernel`, timing and energy model, as `Device` fields."""
+    """A gpu device's optional `attention_kernel`, timing, memory utilization and energy model, as `Device`
+    fields."""
     from archsim.systems.gpu_device import ENERGY_MODELS, TIMINGS, ActionEnergy, attention_kernel_problem
 
     values: dict[str, Any] = {}
@@ -444,6 +449,12 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
         if data["timing"] not in TIMINGS:
             raise SpecError(source, f"{where}.timing", f"expected one of {', '.join(TIMINGS)}, got {data['timing']!r}")
         values["timing"] = data["timing"]
+    if "memory_utilization" in data:
+        share = _positive(data["memory_utilization"], source, f"{where}.memory_utilization",
+                          "the share of the device's memory the serving engine allocates, in (0, 1]")
+        if share > 1:
+            raise SpecError(source, f"{where}.memory_utilization", f"expected a share in (0, 1], got {share}")
+        values["memory_utilization"] = share
     if "attention_kernel" in data:
         problem = attention_kernel_problem(data["attention_kernel"], gpu, decode_only=data["kind"] == "memory-pool")
         if problem:
