@@ -108,6 +108,8 @@ def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts(
      "llama2-7b-duo-25: layers: expected a map of llama2-7b's query heads (32 layers x 32 heads, head_kind: "
      "query), got 32 x 32 kv heads"),
     (["--method", "quest", "--context", "8K", "--budget", "512", "--gpu", "nope"], "--gpu: nope: not a GPU preset"),
+    (["--method", "quest", "--context", "32K", "--budget", "512", "--gpu", "mi300x"],
+     "--gpu: Flash-Decoding (16-row tiles) cannot decode 32768 keys on mi300x"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_option(args: list[str], says: str) -> None:
     full = [*args, "-w", "llama2-7b"] + ([] if "--gpu" in args else ["--gpu", "a100-80gb-sxm4"])

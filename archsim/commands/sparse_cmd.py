@@ -19,7 +19,8 @@ from archsim.systems.sparse_points import METHODS, SparseMethod
 # the models' sources whose fields the options set, and the options
 MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>")
 FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
-                 "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k"}
+                 "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
+                 "kernel": "--gpu"}  # a kernel the GPU cannot run
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", "--retrieval-fraction"),
                   "quest": ("--budget",), "razorattention": ("--retrieval-fraction",), "tokenselect": ("--top-k",)}
