@@ -87,14 +87,21 @@ def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int 
             for phase in phases]
 
 
-def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
-    """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2."""
-    layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get("heads", 0))
-    if pattern_map.head_kind != "query" or (pattern_map.layers, pattern_map.heads) != (layers, heads):
-        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s query heads ({layers} "
-                                                    f"layers x {heads} heads, head_kind: query), got "
+def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str) -> None:
+    """Refuse a map that is not of `workload`'s layers x heads of `head_kind` (query heads, or KV heads)."""
+    size = "heads" if head_kind == "query" else "kv_heads"
+    layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get(size, 0))
+    if pattern_map.head_kind != head_kind or (pattern_map.layers, pattern_map.heads) != (layers, heads):
+        what = "query heads" if head_kind == "query" else "KV heads"
+        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s {what} ({layers} layers x "
+                                                    f"{heads} {what}, head_kind: {head_kind}), got "
                                                     f"{pattern_map.layers} x {pattern_map.heads} "
                                                     f"{pattern_map.head_kind} heads")
+
+
+def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
+    """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2."""
+    check_map_shape(pattern_map, workload, "query")
     dense = dense_prefill(workload, gpu, context)
     sparse = sparse_prefill(workload, gpu, context, head_patterns(pattern_map))
     memory = kv_selection.weight_bytes(workload) + kv_selection.kv_bytes_per_token_head(workload) \
@@ -107,12 +114,7 @@ def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: Patte
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
     """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads."""
-    layers, kv_heads = int(workload.params.get("layers", 0)), int(workload.params.get("kv_heads", 0))
-    if pattern_map.head_kind != "kv" or (pattern_map.layers, pattern_map.heads) != (layers, kv_heads):
-        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s KV heads ({layers} layers "
-                                                    f"x {kv_heads} KV heads, head_kind: kv), got "
-                                                    f"{pattern_map.layers} x {pattern_map.heads} "
-                                                    f"{pattern_map.head_kind} heads")
+    check_map_shape(pattern_map, workload, "kv")
     others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "streaming"})
     if others:
         raise SpecError(pattern_map.name, "patterns", f"expected retrieval and streaming heads only (DuoAttention), "
