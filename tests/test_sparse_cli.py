@@ -75,6 +75,17 @@ def test_a_duoattention_map_gives_its_fraction_and_window() -> None:
     assert base["memory_bytes"] - narrow["memory_bytes"] == 128 * 64 * 2 * 128 * 2
 
 
+def test_tokenselects_selection_cache_skips_the_scoring_of_the_steps_it_hits() -> None:
+    """With a share f of hits, a layer's attention is (1 - f) x the scoring plus the attention over the kept
+    tokens: the difference between f = 0 and f = 0.9 is 0.9 x the scoring, whatever the GPU."""
+    base = ["--method", "tokenselect", "--gpu", "h200-sxm", "-w", "llama3-8b", "--context", "512K"]
+    cold, warm, half = (points(*base, *extra)[0] for extra in ([], ["--reuse-fraction", "0.9"],
+                                                                ["--reuse-fraction", "0.45"]))
+    assert (cold["reuse_fraction"], warm["reuse_fraction"]) == (0.0, 0.9)
+    assert cold["dense_time_s"] == warm["dense_time_s"] and warm["time_s"] < cold["time_s"]
+    assert cold["time_s"] - half["time_s"] == pytest.approx((cold["time_s"] - warm["time_s"]) / 2, rel=1e-9)
+
+
 def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts() -> None:
     code, text = run("--method", "duoattention", "--gpu", "rtx-4090", "-w", "llama2-7b", "--context", "16K,64K",
                      "--retrieval-fraction", "0.25")
@@ -103,6 +114,10 @@ def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts(
     (["--method", "tokenselect", "--context", "2K"], "--top-k: expected top_k + sinks + local (2688) at most the "
                                                      "context (2048)"),
     (["--method", "tokenselect", "--context", "8K", "--top-k", "0"], "--top-k: expected a positive whole number"),
+    (["--method", "tokenselect", "--context", "8K", "--reuse-fraction", "1"], "--reuse-fraction: expected a "
+                                                                              "fraction in [0, 1)"),
+    (["--method", "quest", "--context", "8K", "--budget", "512", "--reuse-fraction", "0.5"],
+     "--reuse-fraction does not apply to --method quest"),
     (["--method", "quest", "--context", "0", "--budget", "512"], "--context: 0: expected whole numbers >= 1"),
     (["--method", "minference", "--context", "8K", "--patterns", "llama2-7b-duo-25"],
      "llama2-7b-duo-25: layers: expected a map of llama2-7b's query heads (32 layers x 32 query heads, head_kind: "

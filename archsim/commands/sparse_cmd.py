@@ -20,10 +20,12 @@ from archsim.systems.sparse_points import METHODS, SparseMethod
 MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>")
 FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
                  "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
+                 "reuse_fraction": "--reuse-fraction",
                  "kernel": "--gpu"}  # a kernel the GPU cannot run
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", "--retrieval-fraction"),
-                  "quest": ("--budget",), "razorattention": ("--retrieval-fraction",), "tokenselect": ("--top-k",)}
+                  "quest": ("--budget",), "razorattention": ("--retrieval-fraction",),
+                  "tokenselect": ("--top-k", "--reuse-fraction")}
 
 
 @click.command("sparse")
@@ -46,11 +48,14 @@ METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", 
 @click.option("--top-k", type=int, metavar="K",
               help="[tokenselect] Tokens selected per step, besides 128 sinks and 512 local (default: TokenSelect's "
                    "2048).")
+@click.option("--reuse-fraction", type=float, metavar="F",
+              help="[tokenselect] Share of steps whose Selection Cache hits and skip scoring, in [0, 1) (default 0: "
+                   "every step scores anew).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty, help="Also write sparse.csv here.")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
-               retrieval_fraction: float | None, budgets: list[int], top_k: int | None, as_json: bool,
-               out: str | None) -> None:
+               retrieval_fraction: float | None, budgets: list[int], top_k: int | None, reuse_fraction: float | None,
+               as_json: bool, out: str | None) -> None:
     """Time a sparse-attention method on a GPU against dense attention: MInference's end-to-end prefill of one
     prompt, or one generated token of one request under KV-cache selection (end to end, and one layer's
     attention), with the memory the weights and the kept KV cache take.
@@ -68,14 +73,16 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
       archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-8b --context 1M --retrieval-fraction 0.5
     """
     given = {"--patterns": patterns is not None, "--retrieval-fraction": retrieval_fraction is not None,
-             "--budget": bool(budgets), "--top-k": top_k is not None}
+             "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None}
     for option, is_given in given.items():
         if is_given and option not in METHOD_OPTIONS[method]:
             raise click.UsageError(f"{option} does not apply to --method {method} (it takes "
                                    f"{', '.join(METHOD_OPTIONS[method])})")
     if out:
         check_writable(out, "--out", directory=True)
-    points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, top_k)
+    settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction))
+                if value is not None}
+    points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, settings)
     if out:
         write_tables(out, {"sparse": points})
     if as_json:
@@ -90,8 +97,9 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
 
 
 def _method_points(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
-                   retrieval_fraction: float | None, budgets: list[int], top_k: int | None) -> list[dict]:
-    """The points of `method_points`; a model's error on a field an option sets names the option."""
+                   retrieval_fraction: float | None, budgets: list[int], settings: dict) -> list[dict]:
+    """The points of `method_points` (`settings`: the TokenSelect fields given); a model's error on a field an
+    option sets names the option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
     from archsim.systems.sparse_points import method_points
@@ -100,7 +108,6 @@ def _method_points(method: str, gpu: str, workload: str, contexts: list[int], pa
     model = named("--workload", workload, load_workload_spec)
     device = named("--gpu", gpu, load_gpu)
     pattern_map = named("--patterns", patterns, load_pattern_map) if patterns else None
-    settings = {"top_k": top_k} if top_k is not None else {}
     try:
         spec = SparseMethod(method, pattern_map, retrieval_fraction, tuple(budgets), **settings)
         return method_points(spec, model, device, contexts)

@@ -20,7 +20,9 @@ What each method needs, and nothing is filled in for it:
   layers x KV heads whose streaming heads share one (sinks, recent) window;
 - RazorAttention: the share of heads kept whole;
 - Quest: token budgets (whole 16-token pages, at most the context);
-- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens).
+- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens) and the share of steps
+  whose Selection Cache hits (`reuse_fraction`, default 0: every step scores anew; how often it hits is the data's).
+`budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class SparseMethod:
     retrieval_fraction: float | None = None
     budgets: tuple[int, ...] = ()
     top_k: int = kv_selection.TOKENSELECT_TOP_K
+    reuse_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
@@ -152,6 +155,8 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
                 points += [{**p, "loaded_fraction": fraction}
                            for p in selection_points(result, workload.name, gpu.name, budget)]
         else:
-            result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k)
-            points += selection_points(result, workload.name, gpu.name, method.top_k)
+            result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k,
+                                                     reuse_fraction=method.reuse_fraction)
+            points += [{**p, "reuse_fraction": method.reuse_fraction}
+                       for p in selection_points(result, workload.name, gpu.name, method.top_k)]
     return points
