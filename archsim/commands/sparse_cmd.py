@@ -158,11 +158,15 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
                "host ours)")
     click.echo(f"{'context':>8} {'FA-2':>9} {'(paper)':>9} {'error':>7} {'MInference':>11} {'(paper)':>9} "
                f"{'error':>7} {'FA-2 attn':>10} {'MInf attn':>10} {'other ops':>10} {'KV to host':>10}")
-    for r in result["minference"]:
-        click.echo(f"{r['context']:>8} {r['dense_s']:>9.2f} {r['paper_dense_s']:>9.2f} {r['dense_error']:>+7.0%} "
-                   f"{r['minference_s']:>11.2f} {r['paper_minference_s']:>9.2f} {r['minference_error']:>+7.0%} "
-                   f"{r['dense_attention_s']:>10.2f} {r['minference_attention_s']:>10.2f} {r['other_ops_s']:>10.2f} "
-                   f"{r['kv_host_s']:>10.2f}")
+    paper = {r["context"]: r for r in result["minference"]}
+    for p in (p for p in result["points"] if p["method"] == "MInference"):  # every length; the paper's at four
+        r = paper.get(p["context"])
+        dense_paper, dense_error, sparse_paper, sparse_error = (
+            (f"{r['paper_dense_s']:>9.2f}", f"{r['dense_error']:>+7.0%}", f"{r['paper_minference_s']:>9.2f}",
+             f"{r['minference_error']:>+7.0%}") if r else (f"{'-':>9}", f"{'':>7}", f"{'-':>9}", f"{'':>7}"))
+        click.echo(f"{p['context']:>8} {p['dense_time_s']:>9.2f} {dense_paper} {dense_error} {p['time_s']:>11.2f} "
+                   f"{sparse_paper} {sparse_error} {p['dense_attention_s']:>10.2f} {p['attention_s']:>10.2f} "
+                   f"{p['other_ops_s']:>10.2f} {p['kv_host_s']:>10.2f}")
     for r in result["density"]:
         click.echo(f"vertical-slash sparsity at {r['context'] // 1000}K: {r['sparsity']:.1%} (App. F: above "
                    f"{r['above']:.0%})")
