@@ -47,7 +47,8 @@ DECODE_PHASES = ("attention", "decode")
 
 @dataclass(frozen=True)
 class SparseMethod:
-    """A method and the settings it needs (module docstring); the others stay None."""
+    """A method and its settings (module docstring): those a method needs have no default, and the others are not
+    read."""
 
     name: str
     pattern_map: PatternMap | None = None
@@ -80,14 +81,13 @@ def point(method: str, model: str, gpu: str, phase: str, context: int, budget: i
             "dense_memory_bytes": dense_memory_bytes}
 
 
-def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int | None,
-                     phases: Sequence[str] = DECODE_PHASES) -> list[dict]:
-    """A decode method's points, one per phase, with `fits` and `dense_fits`."""
+def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int | None) -> list[dict]:
+    """A decode method's points, one per phase (`DECODE_PHASES`), with `fits` and `dense_fits`."""
     times = {"attention": (result.attention_s, result.dense_attention_s),
              "decode": (result.time_s, result.dense_time_s)}
     return [{**point(result.method, model, gpu, phase, result.context, budget, *times[phase], result.memory_bytes,
                      result.dense_memory_bytes), "fits": result.fits, "dense_fits": result.dense_fits}
-            for phase in phases]
+            for phase in DECODE_PHASES]
 
 
 def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str) -> None:
