@@ -21,7 +21,8 @@ Which cascade, by the workload's sizes:
   bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
 - FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer (bound to
   tokens x top_k experts when a step's tokens reach fewer than all: one decode token reads two of Mixtral's eight
-  experts' weights, not eight; the router's logits are then over those experts too, leaving out its
+  experts' weights, not eight; balanced routing, as `coprocessing.tokens_per_expert`'s uniform shares: random
+  routing would reach fewer; the router's logits are then over those experts too, leaving out its
   hidden x (experts - reached) MACs per token and weights, under 0.1 % of the op), otherwise the
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
   bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's

@@ -34,7 +34,7 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   GPU model; `roofline`: every op at the device's peaks, as Duplex's simulator times its GPU, pim.md §2.5, a
   compatibility option for `archsim reproduce duplex --as-artifact`), and `memory_utilization` (the share of the
   device's memory the serving engine allocates to weights, KV cache and activations, in (0, 1]; default all of it;
-  vLLM's `gpu_memory_utilization`, 0.9 unless set);
+  vLLM's `gpu_memory_utilization`, whose own default is 0.9);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required);
