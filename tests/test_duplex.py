@@ -108,8 +108,19 @@ def test_schedule_fields_are_checked(pe) -> None:
     gpu_only = with_fields(pe, {"placement": [{"op": list(OP_KINDS), "device": "xpu"}]})
     with pytest.raises(SpecError, match=r"schedule.expert_coprocessing.*logic-pim"):
         system_model(with_fields(gpu_only, {"devices": {"xpu": pe.data["devices"]["xpu"]}}), MIXTRAL)
-    with pytest.raises(SpecError, match=r"schedule.expert_tp.*divisor"):
-        system_model(with_fields(pe, {"parallelism": {"tp": 2, "pp": 1, "ep": 8}, "devices.xpu.count": 2}), MIXTRAL)
+    with pytest.raises(SpecError, match=r"schedule.expert_tp.*divisor"):  # 8 experts over 16 TP ranks
+        system_model(with_fields(pe, {"schedule.expert_tp": False, "parallelism": {"tp": 16, "pp": 1},
+                                      "devices.xpu.count": 16}), MIXTRAL)
+
+
+@pytest.mark.parametrize("system", ["duplex-gpu", "duplex-pe-et"])
+def test_expert_parallelism_is_refused_not_miscounted(system) -> None:
+    """A model counts TP x PP devices: experts cut EP ways would sit on devices nothing counts (half of Mixtral's
+    weights, twice its KV room, at tp 4 ep 2), so ep > 1 is refused, naming the field."""
+    spec = with_fields(load_system(system), {"parallelism": {"tp": 4, "pp": 1, "ep": 2}})
+    with pytest.raises(SpecError, match=r"parallelism\.ep: expert parallelism \(2\) is not modelled") as info:
+        system_model(spec, MIXTRAL)
+    assert info.value.source == spec.source
 
 
 def test_the_neupims_schedules_are_unchanged_by_the_new_kind() -> None:

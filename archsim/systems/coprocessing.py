@@ -24,7 +24,6 @@ from archsim.systems.system_model import (
     cost_in_order,
     dense_ops,
     device_of,
-    link_allreduce_s,
     prompt_attention_ops,
     shard_workload,
 )
@@ -82,7 +81,7 @@ def _chain_ends(model: SystemModel, decodes: int,
     for op in post_ops:
         if op.name == "moe" and model.system.schedule.expert_coprocessing:
             cost, time_s = _experts_split(model, tokens)
-            post_s.append(time_s + link_allreduce_s(model, tokens, "ep", model.parallelism.ep))
+            post_s.append(time_s)
         else:
             cost = device_of(model, op).cost([op])
             post_s.append(cost.time_s)
@@ -121,7 +120,7 @@ def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
     (energy and busy seconds averaged over the ranks, the slowest rank's time)."""
     params, schedule, par = model.workload.params, model.system.schedule, model.parallelism
     counts = tokens_per_expert(tokens, int(params["top_k"]), int(params["experts"]), schedule.zipf_skew)
-    ranks = par.ep * (1 if schedule.expert_tp else par.tp)
+    ranks = 1 if schedule.expert_tp else par.tp
     ffn_dim = int(params["ffn_dim"]) // (par.tp if schedule.expert_tp else 1)
     xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]
     pim = next(d for d in model.devices.values() if d.kind == "logic-pim")

@@ -19,16 +19,21 @@ from archsim.workload import Workload
 
 def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
     """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
-    SpecError when the workload cannot be cut by the parallelism, names no decoder block, or its weights do not fit
-    a device."""
+    SpecError when the workload cannot be cut by the parallelism (or asks for expert parallelism, not modelled),
+    names no decoder block, or its weights do not fit a device."""
     check_against_workload(system, workload)
+    par = system.parallelism_for(workload.name)
+    if par.ep > 1:
+        raise SpecError(system.source, f"{system.parallelism_path(workload.name)}.ep",
+                        f"expert parallelism ({par.ep}) is not modelled: a model counts tp x pp devices, so its "
+                        "experts would be cut ep ways over devices it does not count; cut every expert by tp "
+                        "(expert tensor parallelism) and the layers by pp")
     if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
         raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
                                                                        "experts with; the system has none")
     block_of(workload, "a system runs the model's decoder layers")
     if system.schedule.kind in ("ping-pong", "staggered"):
         return offload_model(system, workload)
-    par = system.parallelism_for(workload.name)
     compose = coprocessed_layer if system.schedule.kind == "co-processing" else None
     model = system_model_of(system, workload, par, compose)
     if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":

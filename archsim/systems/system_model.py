@@ -35,16 +35,17 @@ contexts to decode) is one pass over the device's decoder layers:
     table of expert time vs tokens, here the devices' cost of the experts as one grouped op whose experts each
     get the group's mean tokens). `expert_tp` ("+ET", default) cuts every expert across the TP ranks, so each
     rank splits all of its node's experts (1/TP of each); without it a rank holds experts / TP whole experts
-    (round-robin) and, with skew, the layer waits for the slowest rank. EP ranks across nodes hold experts / EP
-    each. The xPU and the Logic-PIM read different bank bundles of the shared HBM (pim.md §2.2): both run at their
-    full bandwidth at once, no contention is modelled. The MoE all-reduce after the experts is the TP all-reduce
-    below; with EP > 1 and a link named `ep`, one more all-reduce of the new tokens' activations over it.
+    (round-robin) and, with skew, the layer waits for the slowest rank. The xPU and the Logic-PIM read different
+    bank bundles of the shared HBM (pim.md §2.2): both run at their full bandwidth at once, no contention is
+    modelled. The MoE all-reduce after the experts is the TP all-reduce below.
   - `ping-pong` and `staggered` (attention offloading, Lamina): the factory returns the
     `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
 - TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
   artifact simulates one device's decoder blocks).
 - One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
+- Expert parallelism (`ep` > 1) is refused (`archsim.systems.models.system_model`): the devices counted are
+  TP x PP, so experts cut EP ways would sit on devices no cost, price or capacity counts.
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
   how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
