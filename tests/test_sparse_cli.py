@@ -75,6 +75,16 @@ def test_a_duoattention_map_gives_its_fraction_and_window() -> None:
     assert base["memory_bytes"] - narrow["memory_bytes"] == 128 * 64 * 2 * 128 * 2
 
 
+def test_out_writes_the_points_as_csv(tmp_path) -> None:
+    import pandas as pd
+
+    code, text = run("--method", "quest", "--gpu", "rtx-6000-ada", "-w", "llama2-7b", "--context", "16K",
+                     "--budget", "1024,4096", "--out", str(tmp_path / "q"))
+    table = pd.read_csv(tmp_path / "q" / "sparse.csv")
+    assert code == 0 and "sparse.csv" in text
+    assert len(table) == 4 and set(table["phase"]) == {"attention", "decode"} and set(table["budget"]) == {1024, 4096}
+
+
 def test_tokenselects_selection_cache_skips_the_scoring_of_the_steps_it_hits() -> None:
     """With a share f of hits, a layer's attention is (1 - f) x the scoring plus the attention over the kept
     tokens: the difference between f = 0 and f = 0.9 is 0.9 x the scoring, whatever the GPU."""
