@@ -17,16 +17,20 @@ def _contents() -> dict[str, list[str]]:
     from archsim.gpu.load import gpu_names
     from archsim.systems.links import link_names
     from archsim.systems.system_spec import system_names
+    from archsim.systems.topology import topology_names
+    from archsim.workload_patterns import pattern_map_names
 
     return {**{kind: library.names(kind) for kind in library.PACKAGES},
             "sweeps": library.names("sweeps", SWEEPS_PACKAGE),
-            "gpus": gpu_names(), "links": link_names(), "systems": system_names()}
+            "gpus": gpu_names(), "links": link_names(), "systems": system_names(), "topologies": topology_names(),
+            "patterns": pattern_map_names()}
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print {kind: [names]} as JSON.")
 def list_cmd(as_json: bool) -> None:
-    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, links, systems.
+    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, links, systems,
+    topologies, per-head pattern maps.
 
     Example: archsim list --json
     """
