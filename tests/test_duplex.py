@@ -113,14 +113,41 @@ def test_schedule_fields_are_checked(pe) -> None:
                                       "devices.xpu.count": 16}), MIXTRAL)
 
 
+def _ep(system: str, tp: int, ep: int, link: bool = True):
+    fields = {"parallelism": {"tp": tp, "pp": 1, "ep": ep}}
+    return with_fields(load_system(system), {**fields, **({"links.ep": "nvlink4-h100"} if link else {})})
+
+
 @pytest.mark.parametrize("system", ["duplex-gpu", "duplex-pe-et"])
-def test_expert_parallelism_is_refused_not_miscounted(system) -> None:
-    """A model counts TP x PP devices: experts cut EP ways would sit on devices nothing counts (half of Mixtral's
-    weights, twice its KV room, at tp 4 ep 2), so ep > 1 is refused, naming the field."""
-    spec = with_fields(load_system(system), {"parallelism": {"tp": 4, "pp": 1, "ep": 2}})
-    with pytest.raises(SpecError, match=r"parallelism\.ep: expert parallelism \(2\) is not modelled") as info:
-        system_model(spec, MIXTRAL)
-    assert info.value.source == spec.source
+def test_expert_parallel_groups_split_the_experts_and_the_requests(system) -> None:
+    """EP 2 over groups of TP 2: a device holds half the experts (each cut TP ways) and every non-expert weight;
+    the KV room counts all four devices; an iteration of 32 decodes is the slower of two groups of 16, each with
+    its MoE layers' dispatch and combine all-to-alls of 16 tokens x top_k 2 x hidden 4096 x 2 B / TP 2."""
+    from archsim.systems.collectives import all_to_all_s
+    from archsim.systems.links import load_link
+    from archsim.systems.system_model import expert_exchange_s, layer_phases
+
+    one, two = system_model(_ep(system, 2, 1), MIXTRAL), system_model(_ep(system, 2, 2), MIXTRAL)
+    # Mixtral's experts on one TP-2 device, 32 layers, and their router columns (bound to the group's experts)
+    experts_per_device = 8 * (3 * 4096 * (14336 // 2) + 4096) * 2 * 32
+    assert one.weight_bytes_per_device - two.weight_bytes_per_device == experts_per_device / 2
+    capacity = two.weight_device.capacity_bytes
+    assert two.kv_capacity_bytes == pytest.approx(4 * (capacity - two.weight_bytes_per_device), rel=1e-12)
+    contexts = tuple(range(1000, 1032))
+    cost = two.iteration(Batch((), contexts))
+    exchange = expert_exchange_s(two, 16)
+    assert exchange == pytest.approx(2 * all_to_all_s(16 * 2 * 4096 * 2 / 2, 2, load_link("nvlink4-h100")))
+    groups = [layer_phases(two, contexts[g::2]) for g in (0, 1)]
+    assert cost.time_s == pytest.approx(max(32 * (p.device_s(1) + exchange) for p in groups), rel=1e-9)
+    assert cost.energy_j == pytest.approx(sum(2 * 32 * p.total.energy_j for p in groups), rel=1e-9)
+
+
+def test_expert_parallelism_needs_its_link_and_no_offloading() -> None:
+    with pytest.raises(SpecError, match=r"links\.ep: missing: parallelism\.ep = 2 exchanges"):
+        system_model(_ep("duplex-gpu", 2, 2, link=False), MIXTRAL)
+    lamina = with_fields(load_system("lamina"), {"parallelism.ep": 2, "links.ep": "nvlink4-h100"})
+    with pytest.raises(SpecError, match=r"parallelism\.ep: expert parallelism with attention offloading"):
+        system_model(lamina, MIXTRAL)
 
 
 def test_the_neupims_schedules_are_unchanged_by_the_new_kind() -> None:

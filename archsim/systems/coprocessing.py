@@ -119,7 +119,8 @@ def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
     """+PE: the MoE op of one rank as its experts split between the xPU and the Logic-PIM (module docstring):
     (energy and busy seconds averaged over the ranks, the slowest rank's time)."""
     params, schedule, par = model.workload.params, model.system.schedule, model.parallelism
-    counts = tokens_per_expert(tokens, int(params["top_k"]), int(params["experts"]), schedule.zipf_skew)
+    # the EP group's experts (all of them without EP) and its own tokens: balanced routing brings it as many
+    counts = tokens_per_expert(tokens, int(params["top_k"]), int(model.shard.params["experts"]), schedule.zipf_skew)
     ranks = 1 if schedule.expert_tp else par.tp
     ffn_dim = int(params["ffn_dim"]) // (par.tp if schedule.expert_tp else 1)
     xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]

@@ -12,22 +12,25 @@ from archsim.errors import SpecError
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
-from archsim.systems.system_model import SystemModel, system_model_of
+from archsim.systems.system_model import EP_LINK, SystemModel, system_model_of
 from archsim.systems.system_spec import System, check_against_workload
 from archsim.workload import Workload
 
 
 def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
     """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
-    SpecError when the workload cannot be cut by the parallelism (or asks for expert parallelism, not modelled),
-    names no decoder block, or its weights do not fit a device."""
+    SpecError when the workload cannot be cut by the parallelism (expert parallelism needs a link named ep, and no
+    attention offloading), names no decoder block, or its weights do not fit a device."""
     check_against_workload(system, workload)
     par = system.parallelism_for(workload.name)
-    if par.ep > 1:
+    if par.ep > 1 and system.schedule.kind in ("ping-pong", "staggered"):
         raise SpecError(system.source, f"{system.parallelism_path(workload.name)}.ep",
-                        f"expert parallelism ({par.ep}) is not modelled: a model counts tp x pp devices, so its "
-                        "experts would be cut ep ways over devices it does not count; cut every expert by tp "
-                        "(expert tensor parallelism) and the layers by pp")
+                        f"expert parallelism with attention offloading ({system.schedule.kind}) is not modelled: "
+                        "expected ep 1")
+    if par.ep > 1 and EP_LINK not in system.links:
+        raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {system.parallelism_path(workload.name)}.ep "
+                                                           f"= {par.ep} exchanges each MoE layer's tokens between "
+                                                           "the expert-parallel groups over a link named ep")
     if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
         raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
                                                                        "experts with; the system has none")

@@ -44,8 +44,16 @@ contexts to decode) is one pass over the device's decoder layers:
   (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
   artifact simulates one device's decoder blocks).
 - One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
-- Expert parallelism (`ep` > 1) is refused (`archsim.systems.models.system_model`): the devices counted are
-  TP x PP, so experts cut EP ways would sit on devices no cost, price or capacity counts.
+- Expert parallelism (`ep` > 1; the Duplex paper's EP across nodes, DeepSpeed-MoE's and vLLM's data-parallel
+  attention with expert parallelism): EP groups of TP x PP devices each. A group holds every non-expert weight
+  (cut TP ways) and 1/EP of the experts (each cut TP ways: `shard`), and serves 1/EP of the iteration's requests,
+  dealt round-robin (`ep_groups`), as a data-parallel replica of the attention and dense layers; its experts take
+  the tokens routed to them from every group, under balanced routing as many as its own requests route (so a
+  group's MoE op is its own tokens over its E/EP experts; its router's logits are then over those experts too,
+  under 0.1 % of the op). Each MoE layer adds the tokens' exchange
+  (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's link named `ep` (required), each
+  device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
+  slowest group; energy sums every group's devices; price and KV capacity count TP x PP x EP devices.
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
   how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
@@ -66,7 +74,7 @@ import numpy as np
 from archsim.errors import SpecError
 from archsim.memo import remembered
 from archsim.systems import npu as npu_model
-from archsim.systems.collectives import all_reduce_s
+from archsim.systems.collectives import all_reduce_s, all_to_all_s
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
@@ -87,6 +95,7 @@ from archsim.systems.system_spec import Parallelism, System
 from archsim.workload import Workload
 
 ATTENTION = "attention"
+EP_LINK = "ep"  # the link the EP groups exchange tokens over
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
 
@@ -154,14 +163,20 @@ class SystemModel:
     @property
     def name(self) -> str:
         par = self.parallelism
-        return f"{self.system.name}:{self.workload.name} tp{par.tp} pp{par.pp}"
+        return f"{self.system.name}:{self.workload.name} tp{par.tp} pp{par.pp}" + (f" ep{par.ep}" if par.ep > 1 else "")
+
+    @property
+    def devices_counted(self) -> int:
+        """Ranks of each device kind the model runs on: TP x PP x EP."""
+        par = self.parallelism
+        return par.tp * par.pp * par.ep
 
     @property
     def price_per_hour(self) -> float:
-        """USD per hour of the devices the model runs on: TP x PP ranks, each with one device of every kind of the
-        spec (as energy is counted); NaN when a device has no `price_per_hour`."""
+        """USD per hour of the devices the model runs on: TP x PP x EP ranks, each with one device of every kind of
+        the spec (as energy is counted); NaN when a device has no `price_per_hour`."""
         prices = [d.price_per_hour for d in self.system.devices.values()]
-        return math.nan if None in prices else self.parallelism.tp * self.parallelism.pp * float(sum(prices))
+        return math.nan if None in prices else self.devices_counted * float(sum(prices))
 
     @property
     def layers_per_device(self) -> int:
@@ -300,8 +315,7 @@ class SystemModel:
 
     @property
     def kv_capacity_bytes(self) -> float:
-        par = self.parallelism
-        return par.tp * par.pp * max(0.0, self.weight_device.capacity_bytes - self.weight_bytes_per_device)
+        return self.devices_counted * max(0.0, self.weight_device.capacity_bytes - self.weight_bytes_per_device)
 
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
@@ -309,13 +323,21 @@ class SystemModel:
         par = self.parallelism
         time_s = energy_j = 0.0
         busy: dict[str, float] = {}
+        groups = ep_groups(contexts, prompts, par.ep)
         for kind, layers in self.kinds.items():
-            phases = layer_phases(self.by_kind[kind], contexts, prompts)
-            total = phases.total
-            for unit, s in total.busy_s.items():
+            model = self.by_kind[kind]
+            slowest_s, slowest_busy = -1.0, {}
+            for group_contexts, group_prompts in groups:
+                phases = layer_phases(model, group_contexts, group_prompts)
+                total = phases.total
+                tokens = len(group_contexts) + sum(group_prompts)
+                group_s = par.pp * (phases.device_s(layers) + layers * expert_exchange_s(model, tokens))
+                energy_j += par.tp * par.pp * layers * total.energy_j
+                if group_s > slowest_s:
+                    slowest_s, slowest_busy = group_s, total.busy_s
+            for unit, s in slowest_busy.items():
                 busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
-            energy_j += par.tp * par.pp * layers * total.energy_j
-            time_s += par.pp * phases.device_s(layers)
+            time_s += slowest_s
         return IterationCost(time_s, energy_j, busy)
 
 
@@ -502,6 +524,26 @@ def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
     if row_buffers == 2:
         return max(work.time_s, pim_s)
     return max(work.time_s, work.memory_s + pim_s)
+
+
+def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> list[tuple[Sequence[int], tuple]]:
+    """The iteration's requests dealt round-robin to the `ep` expert-parallel groups (module docstring), those with
+    work: one group, all of them, without EP."""
+    if ep == 1:
+        return [(contexts, prompts)]
+    groups = [(contexts[g::ep], prompts[g::ep]) for g in range(ep)]
+    return [(c, p) for c, p in groups if len(c) + len(p)] or [groups[0]]
+
+
+def expert_exchange_s(model: SystemModel, tokens: int) -> float:
+    """A MoE layer's token exchange between the EP groups: the dispatch of each of a group's `tokens` tokens to its
+    top_k experts and the combine back, two all-to-alls over the `ep` link, each device sending its 1/TP share of
+    the group's tokens x top_k hidden activations (module docstring); 0 without EP or in a dense layer."""
+    par, params = model.parallelism, model.shard.params
+    if par.ep == 1 or tokens == 0 or "experts" not in params or model.layer_kind == "dense":
+        return 0.0
+    message = tokens * int(params["top_k"]) * params["hidden"] * model._one_token[0].binding.word_bytes / par.tp
+    return 2 * all_to_all_s(message, par.ep, model.system.links[EP_LINK])
 
 
 def allreduce_s(model: SystemModel, tokens: int) -> float:
