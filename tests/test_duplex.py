@@ -114,8 +114,9 @@ def test_schedule_fields_are_checked(pe) -> None:
 
 
 def _ep(system: str, tp: int, ep: int, link: bool = True):
-    fields = {"parallelism": {"tp": tp, "pp": 1, "ep": ep}}
-    return with_fields(load_system(system), {**fields, **({"links.ep": "nvlink4-h100"} if link else {})})
+    """`system` at tp x ep, its EP groups over NVLink (one node), or with its tp link alone."""
+    links = {"tp": "nvlink4-h100", **({"ep": "nvlink4-h100"} if link else {})}
+    return with_fields(load_system(system), {"parallelism": {"tp": tp, "pp": 1, "ep": ep}, "links": links})
 
 
 @pytest.mark.parametrize("system", ["duplex-gpu", "duplex-pe-et"])

@@ -10,13 +10,14 @@ prefill-heavy start included, as in a closed-loop run of the paper's length).
 Grids (`grid_records`). The headline's (`PAPER_GRID`, the GPU and Duplex+PE+ET only): the paper's five models
 (Table I: Mixtral-8x7B, GLaM-143B, Grok-1-314B, OPT-66B, Llama3-70B) x (L_in, L_out) in {(256, 256), (1024, 1024)}
 x batch 32, 64 and 128. The paper's grid spans (256, 256) to (4096, 4096) and does not list its steps; ours stops
-at 1024 so the run stays near a minute: with (4096, 4096) added, the mean over the 45 points was 2.06x against
-1.98x without it, the maximum 3.20x against 3.03x, the energy reduction 9.8 % against 9.0 % (measured once, 113 s).
+at 1024 so the run stays near a minute: with (4096, 4096) added, the mean over the 45 points was 1.99x against
+1.92x without it, the maximum 3.20x against 2.98x, the energy reduction 9.8 % against 9.0 % (measured once, 99 s).
 The +PE progression (`GRID`: every system of `SYSTEMS` on Mixtral-8x7B, (256, 256) and (1024, 1024), batch 32 and
 64) shows what each step of Duplex adds. The mean moves with the grid's mix of models: per model 2.8-3.0x on GLaM
-(64 experts, about one token per expert), 1.6-3.0x on Mixtral and Grok-1 (falling with the batch), 1.1-1.5x on OPT
-and 1.06-1.15x on Llama3 (dense: only decode attention moves to the Logic-PIM); the four Mixtral points of `GRID`
-alone average 2.58x.
+(64 experts, about one token per expert), 1.6-2.9x on Mixtral (falling with the batch), 1.5-2.4x on Grok-1 (two
+nodes, each an expert-parallel group exchanging its MoE tokens over InfiniBand on both systems: the paper's "Grok1
+gains least because of inter-node communication"), 1.1-1.5x on OPT and 1.06-1.15x on Llama3 (dense: only decode
+attention moves to the Logic-PIM); the four Mixtral points of `GRID` alone average 2.58x.
 
 Systems (`SYSTEMS`): the GPU baseline (`duplex-gpu`), Duplex (`duplex`, as its preset schedules it), Duplex+PE and
 Duplex+PE+ET (`duplex-pe`, `duplex-pe-et`: the co-processing schedule, pim.md §2.3).
@@ -85,11 +86,11 @@ TOLERANCE = {"throughput_mean": 0.15, "throughput_max": 0.15, "energy_reduction"
 ATTRIBUTION = {
     "throughput_mean": "the mean follows the grid's mix of models (module docstring): MoE models with few tokens per "
                        "expert gain about 3x, dense ones 1.1-1.5x; the paper does not list its grid's steps",
-    "throughput_max": "the largest gains (3.0x: Grok-1 and Mixtral at batch 32, GLaM) are decode steps made of "
-                      "weight and KV streaming, which the Logic-PIM runs at its roofline with 4x the xPU's "
-                      "bandwidth, less HBM refresh (6.7 %); bank-bundle conflicts and the softmax unit's rate are "
-                      "not modelled. With the GPU and the xPU at their roofline too (as the paper's simulator, "
-                      "--as-artifact, no refresh) the mean is 2.05x and the maximum 3.25x",
+    "throughput_max": "the largest gains (3.0x: GLaM, and Mixtral at batch 32) are decode steps made of weight and "
+                      "KV streaming, which the Logic-PIM runs at its roofline with 4x the xPU's bandwidth, less HBM "
+                      "refresh (6.7 %); bank-bundle conflicts and the softmax unit's rate are not modelled. With the "
+                      "GPU and the xPU at their roofline too (as the paper's simulator, --as-artifact, no refresh) "
+                      "the mean is 1.97x and the maximum 3.25x",
     "energy_reduction": "both sides are priced per action (HBM bits, FLOPs, SRAM bytes; dynamic only): the saving is "
                         "roughly the per-byte price ratio, Logic-PIM 26.3 pJ/B against the xPU's 32.4 (about 19 %), "
                         "times the Logic-PIM's share of the bytes: 7-18 % on the MoE models, 1-7 % on the dense ones "
