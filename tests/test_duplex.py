@@ -143,6 +143,15 @@ def test_expert_parallel_groups_split_the_experts_and_the_requests(system) -> No
     assert cost.energy_j == pytest.approx(sum(2 * 32 * p.total.energy_j for p in groups), rel=1e-9)
 
 
+def test_grok_is_expert_parallel_across_nodes_where_experts_can_be_cut() -> None:
+    """Grok-1 on 2 x 8: +ET cuts every expert over a node's 8 ranks, so the two nodes are EP groups of 4 experts;
+    Duplex+PE without +ET holds whole experts per rank (8 experts for 8 ranks), so its nodes are pipeline stages."""
+    grok = library.load_workload_spec("grok-1-314b")
+    for name, cut in (("duplex-pe-et", (8, 1, 2)), ("duplex-pe", (8, 2, 1))):
+        par = system_model(load_system(name), grok).parallelism
+        assert (par.tp, par.pp, par.ep) == cut, name
+
+
 def test_expert_parallelism_needs_its_link_and_no_offloading() -> None:
     with pytest.raises(SpecError, match=r"links\.ep: missing: parallelism\.ep = 2 exchanges"):
         system_model(_ep("duplex-gpu", 2, 2, link=False), MIXTRAL)
