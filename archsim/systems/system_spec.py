@@ -46,7 +46,8 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 one such device costs in USD per device-hour (a positive number; optional, read by sweeps' cost per token).
 
 Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (by the
-workload's `name`); an entry there replaces all three (its ep defaults to 1, not to the top-level one), and
+workload's `name`); an entry there replaces all three (its ep defaults to 1, not to the top-level one; ep > 1 makes
+expert-parallel groups, `archsim.systems.system_model`, which exchange tokens over a link named `ep`), and
 `attention_pool`, a property of the devices, is the system's for every workload. `System.parallelism_for` picks.
 
 Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KINDS`) or a list of them;
