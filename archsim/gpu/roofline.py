@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GpuResult, unmodelled_attention
+from archsim.model.gpu import AttentionCase, GpuResult, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import family_of, predict
 
 
@@ -81,12 +81,9 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
     for key in WORKLOAD_SIZES:
         if key not in workload:
             raise SpecError(source, blame(key), f"missing: the attention roofline needs {', '.join(WORKLOAD_SIZES)}")
-    unmodelled = unmodelled_attention(workload)
-    if unmodelled:
-        key, what = unmodelled
-        raise SpecError(source, blame(key), f"{what}: the GPU attention kernels modelled here are dense "
-                                                "multi-head and grouped-query attention, so this workload's "
-                                                "roofline would be wrong")
+    refuse_unmodelled_attention(workload, source, blame, "the GPU attention kernels modelled here are dense "
+                                                         "multi-head and grouped-query attention, so this workload's "
+                                                         "roofline would be wrong")
     heads = int(workload["heads"])
     kv_heads = int(workload.get("kv_heads", heads))
     if heads % kv_heads:

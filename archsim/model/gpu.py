@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.record import NAN, Record
 
@@ -75,6 +76,16 @@ def unmodelled_attention(sizes: Mapping[str, object]) -> tuple[str, str] | None:
     """(the size, what it means) of the first of `sizes` that asks for an attention these kernels do not model
     (`UNMODELLED_ATTENTION`), or None: what a caller refusing such a workload names."""
     return next(((size, what) for size, what in UNMODELLED_ATTENTION.items() if size in sizes), None)
+
+
+def refuse_unmodelled_attention(sizes: Mapping[str, object], source: str, where: Callable[[str], str],
+                                consequence: str) -> None:
+    """A SpecError at `source`, `where(size)`, when `sizes` ask for an attention these kernels do not model: what the
+    size means, then `consequence` (why the caller cannot time it)."""
+    found = unmodelled_attention(sizes)
+    if found:
+        size, what = found
+        raise SpecError(source, where(size), f"{what}: {consequence}")
 
 
 @dataclass(frozen=True)

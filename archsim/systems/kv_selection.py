@@ -75,7 +75,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, unmodelled_attention
+from archsim.model.gpu import AttentionCase, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
@@ -130,6 +130,11 @@ def gpu_device(gpu: GPU, kernel: str = DECODE_KERNEL) -> GpuDevice:
 def kv_bytes_per_token_head(workload: Workload) -> float:
     """K and V bytes of one token of one KV head over all layers (`SystemModel.kv_bytes_per_token` / kv_heads)."""
     return sizes_model(workload).kv_bytes_per_token / _size(workload, "kv_heads")
+
+
+def dense_kv_bytes(workload: Workload, context: int) -> float:
+    """The whole KV cache of one request at `context` tokens: every layer's K and V of every KV head."""
+    return kv_bytes_per_token_head(workload) * int(_size(workload, "kv_heads")) * context
 
 
 def weight_bytes(workload: Workload) -> float:
@@ -205,7 +210,7 @@ def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: f
     return SelectionDecode("DuoAttention", context, rest + sum(layer_s[n] for n in retrieval),
                            rest + len(retrieval) * dense_layer_s, mean_layer_s, dense_layer_s,
                            weights + duo_kv_bytes(workload, context, retrieval, sinks, recent),
-                           weights + kv_bytes_per_token_head(workload) * kv_heads * context, float(gpu.dram_bytes))
+                           weights + dense_kv_bytes(workload, context), float(gpu.dram_bytes))
 
 
 def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
@@ -226,7 +231,7 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
         + _attention_s(device, workload, kv_heads, budget)
     rest = _dense_ops_s(device, workload)
     weights = weight_bytes(workload)
-    kv = kv_bytes_per_token_head(workload) * kv_heads * context
+    kv = dense_kv_bytes(workload, context)
     sizes = _quest_bytes(workload, context, budget, page_tokens)
     metadata = layers * (sizes["KMIN"] + sizes["KMAX"])
     return SelectionDecode("Quest", context,
@@ -290,7 +295,7 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     layer_s = (1 - reuse_fraction) * estimate + _attention_s(device, workload, kv_heads, kept)
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
     rest = _dense_ops_s(device, workload)
-    memory = weight_bytes(workload) + kv_bytes_per_token_head(workload) * kv_heads * context
+    memory = weight_bytes(workload) + dense_kv_bytes(workload, context)
     return SelectionDecode("TokenSelect", context, rest + layers * layer_s, rest + layers * dense_layer_s, layer_s,
                            dense_layer_s, memory, memory, float(gpu.dram_bytes))
 
@@ -332,7 +337,7 @@ def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, ret
     _check_positive("context", context)
     _check_window(sinks, recent)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
-    dense = kv_bytes_per_token_head(workload) * _size(workload, "kv_heads") * context
+    dense = dense_kv_bytes(workload, context)
     return (math.floor(pool_capacity_bytes / duo_kv_bytes(workload, context, retrieval, sinks, recent)),
             math.floor(pool_capacity_bytes / dense))
 
@@ -416,12 +421,10 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
 def check_dense_attention(workload: Workload) -> None:
     """Refuse a workload whose attention is not the dense multi-head or grouped-query attention the GPU kernels
     time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size."""
-    unmodelled = unmodelled_attention(workload.params)
-    if unmodelled:
-        size, what = unmodelled
-        raise SpecError(workload.path, f"params.{size}", f"{what}: sparse prefill and KV selection here cut dense "
-                                                         "multi-head or grouped-query attention and time it with "
-                                                         "those GPU kernels, so this workload's times would be wrong")
+    refuse_unmodelled_attention(workload.params, workload.path, "params.{}".format,
+                                "sparse prefill and KV selection here cut dense multi-head or grouped-query "
+                                "attention and time it with those GPU kernels, so this workload's times would be "
+                                "wrong")
 
 
 def _size(workload: Workload, name: str) -> float:

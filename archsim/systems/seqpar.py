@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
-from archsim.model.gpu import unmodelled_attention
+from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
@@ -232,12 +232,9 @@ def check_spec(spec: ParallelSpec) -> None:
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
             raise SpecError(spec.workload.path, f"params.{size}", "missing: multi-device attention needs it")
-    unmodelled = unmodelled_attention(params)
-    if unmodelled:
-        size, what = unmodelled
-        raise SpecError(spec.workload.path, f"params.{size}",
-                            f"{what}: the schemes here cut dense multi-head or grouped-query attention over the "
-                            "devices and time it with those GPU kernels, so this workload's times would be wrong")
+    refuse_unmodelled_attention(params, spec.workload.path, "params.{}".format,
+                                "the schemes here cut dense multi-head or grouped-query attention over the devices "
+                                "and time it with those GPU kernels, so this workload's times would be wrong")
     heads, kv_heads = int(params["heads"]) // spec.tp, int(params["kv_heads"]) // spec.tp
     if int(params["heads"]) % spec.tp or int(params["kv_heads"]) % spec.tp:
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} and kv_heads "

@@ -107,8 +107,7 @@ def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: Patte
     check_map_shape(pattern_map, workload, "query")
     dense = dense_prefill(workload, gpu, context)
     sparse = sparse_prefill(workload, gpu, context, head_patterns(pattern_map))
-    memory = kv_selection.weight_bytes(workload) + kv_selection.kv_bytes_per_token_head(workload) \
-        * int(workload.params["kv_heads"]) * context
+    memory = kv_selection.weight_bytes(workload) + kv_selection.dense_kv_bytes(workload, context)
     return {**point("MInference", workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     memory, memory),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
