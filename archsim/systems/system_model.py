@@ -79,6 +79,7 @@ from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import (
+    ACTIVATIONS_IN,
     DECODE_SUMS,
     KV_CACHE,
     WEIGHTS,
@@ -538,11 +539,13 @@ def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> lis
 def expert_exchange_s(model: SystemModel, tokens: int) -> float:
     """A MoE layer's token exchange between the EP groups: the dispatch of each of a group's `tokens` tokens to its
     top_k experts and the combine back, two all-to-alls over the `ep` link, each device sending its 1/TP share of
-    the group's tokens x top_k hidden activations (module docstring); 0 without EP or in a dense layer."""
+    the group's tokens x top_k hidden activations (the MoE op's input, from its cascade; module docstring); 0
+    without EP or in a dense layer."""
     par, params = model.parallelism, model.shard.params
     if par.ep == 1 or tokens == 0 or "experts" not in params or model.layer_kind == "dense":
         return 0.0
-    message = tokens * int(params["top_k"]) * params["hidden"] * model._one_token[0].binding.word_bytes / par.tp
+    moe = next(op for op in model.ops("decode", tokens, 1) if op.name == "moe")
+    message = moe.bytes_by_role[ACTIVATIONS_IN] * int(params["top_k"]) / par.tp
     return 2 * all_to_all_s(message, par.ep, model.system.links[EP_LINK])
 
 
