@@ -39,11 +39,11 @@ def test_simulate_offers_the_trace_presets() -> None:
 
 
 def test_h20_preset_carries_laminas_table_1() -> None:
-    """Table 1: 148 TFLOPS BF16, 96 GB, 4.0 TB/s, 400 W; fp8 twice the fp16 rate."""
+    """Table 1: 148 TFLOPS BF16, 96 GB (GiB, as every DRAM size), 4.0 TB/s, 400 W; fp8 twice the fp16 rate."""
     h20 = load_gpu("h20")
     assert (h20.tensor_flops_per_s["bf16"], h20.tensor_flops_per_s["fp16"], h20.tensor_flops_per_s["fp8"]) == (
         148e12, 148e12, 296e12)
-    assert (h20.dram_bytes, h20.dram_bytes_per_s, h20.power_w) == (96e9, 4.0e12, 400)
+    assert (h20.dram_bytes, h20.dram_bytes_per_s, h20.power_w) == (96 * 2**30, 4.0e12, 400)
     assert gpu_for("NVIDIA H20").name == "h20" and gpu_for("H200").name == "h200-sxm"
     # pim.md §3.3: the H20 has 15 % of the H100's FLOPS (148 / 989.4)
     h100 = load_gpu("h100-sxm5")

@@ -144,26 +144,26 @@ def test_out_writes_the_rows_figures_and_page(cli, tmp_path):
 
 
 def test_a_point_over_the_gpus_memory_is_infeasible_with_its_numbers(cli):
-    """Llama-3 405B in bf16 cut TP8 puts 810 GB / 8 of weights on each 80 GB H100: the point is timed, but it is an
+    """Llama-3 405B in bf16 cut TP8 puts 810 GB / 8 of weights on each 80 GiB H100: the point is timed, but it is an
     infeasible row naming its memory, the weights and the GPU's capacity (a record, not an exit 2: the inputs are
     well formed). With the FFN in FP8 (Meta's serving, llama3-405b-fp8) the weights fit and so does the point."""
     args = ("--scheme", "zigzag", "--devices", "2", "--seq-len", "8K", "--tp", "8")
     bf16, = json.loads(cli("parallel", "--workload", "llama3-405b", *args, "--json").output)["points"]
-    assert not bf16["feasible"] and bf16["latency_s"] > 0 and bf16["memory_bytes"] > 80e9
+    assert not bf16["feasible"] and bf16["latency_s"] > 0 and bf16["memory_bytes"] > 80 * 2**30
     assert bf16["max_context_tokens"] == 0
-    assert "exceeds h100-sxm5's 80.0 GB" in bf16["reason"] and "GB of weights" in bf16["reason"]
+    assert "exceeds h100-sxm5's 85.9 GB (80 GiB)" in bf16["reason"] and "GB of weights" in bf16["reason"]
     assert "no context fits" in bf16["reason"]
     text = cli("parallel", "--workload", "llama3-405b", *args).output.splitlines()
     assert text[-1].split()[:3] == ["zigzag", "2", "8192"] and "infeasible: memory per device" in text[-1]
     fp8, = json.loads(cli("parallel", "--workload", "llama3-405b-fp8", *args, "--json").output)["points"]
-    assert fp8["feasible"] and fp8["reason"] == "" and fp8["memory_bytes"] <= 80e9
+    assert fp8["feasible"] and fp8["reason"] == "" and fp8["memory_bytes"] <= 80 * 2**30
     assert fp8["max_context_tokens"] >= 8192
 
 
 def test_decode_holds_the_weights_and_the_kv_cache(cli):
     """A decode step's memory is the weights and the KV cache, not the prefill's working set: Llama-3 405B (FP8
     FFN) at 1M cached tokens on 8 TP8 nodes holds 1M / 8 tokens of one KV head per GPU for 126 layers beside its
-    weights, and fits; on 2 nodes the cache alone is over the rest of the 80 GB."""
+    weights, and fits; on 2 nodes the cache alone is over the rest of the 80 GiB."""
     base = ("parallel", "--workload", "llama3-405b-fp8", "--seq-len", "1M", "--tp", "8", "--direction", "decode",
             "--scheme", "distattention", "--json")
     eight, = json.loads(cli(*base, "--devices", "8").output)["points"]
@@ -174,4 +174,4 @@ def test_decode_holds_the_weights_and_the_kv_cache(cli):
     assert eight["feasible"] and eight["memory_bytes"] < prefill["memory_bytes"]
     weights = two["memory_bytes"] - 4 * kv  # 2 nodes: four times the tokens per GPU
     assert eight["memory_bytes"] == pytest.approx(weights + kv, rel=1e-9)
-    assert not two["feasible"] and "exceeds h100-sxm5's 80.0 GB" in two["reason"]
+    assert not two["feasible"] and "exceeds h100-sxm5's 85.9 GB (80 GiB)" in two["reason"]

@@ -5,7 +5,8 @@ Table 3's contexts are 2^k x 1K tokens: the paper doubled the context until it r
 the true maximum M is in [E, 2E). The test compares the largest 2^k x 1K context that fits the model's memory with
 E, within a factor of 1.25 (for powers of two, equality, i.e. E <= M < 2E); the continuous maximum is printed
 in the assertion's message. The reference does not say whether the A100s had 40 or 80 GB, so every case runs on both
-presets (a100-40gb-sxm4, a100-80gb-sxm4); the misses are xfail(strict) with the reason.
+presets (a100-40gb-sxm4, a100-80gb-sxm4); the misses are xfail(strict) with the reason the reproduction prints
+(`seqpar_reproduce.TABLE3_GAPS`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from archsim import library
 from archsim.errors import SpecError
+from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.seqpar_memory import (
     SCHEMES,
     DeviceMemory,
@@ -35,24 +37,6 @@ COLUMNS = {"memeff-attn-ffn": 0, "ring": 1}
 GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
 TOLERANCE = 1.25
 
-# Why a case misses (the model's continuous maxima are in the comments, x1K tokens, from a run of table3_rows()).
-STATE_13B = ("13B at full precision: FSDP shards of parameters, gradients and Adam (16 B x 13.0e9 / 8 = 26 GB) and "
-             "the gathered layer with its gradients (2.5 GB) leave 11.5 GB of a 40 GB A100; fp32 layer-input "
-             "checkpoints alone take 40 x 5120 x 4 B = 819 KB per token, so under 14K tokens fit (BPT 12.1K, "
-             "ring 92.8K): the paper's 16K / 128K need less state or activation per token than this model counts")
-EIGHT_AT_80 = ("the 8-GPU entries fit a 40 GB A100: at 80 GB the model's free memory for activations is about twice "
-               "as large and so is its context (3B 178K/1335K, 7B 105K/794K, 13B 54K/417K)")
-THIRTY_TWO_AT_40 = ("the 32-GPU entries are 4x the 8-GPU ones (7B BPT 32K -> 128K), more than sharding the "
-                    "model's states 4x further frees on a 40 GB A100 (7B 56K/1712K, 13B 33K/1005K): they fit an "
-                    "80 GB A100")
-SEVEN_32_AT_80 = ("7B on 32x80 GB: the model's maximum is 121K (BPT) / 3669K (ring), 6-10% short of the 128K / "
-                  "4096K the paper ran; the working set of the recomputed layer and the gathered fp32 layer cost "
-                  "the difference")
-MISSES = {("a100-40gb-sxm4", "8xA100", "llama-13b"): STATE_13B,
-          **{("a100-80gb-sxm4", "8xA100", m): EIGHT_AT_80 for m in ("llama-3b", "llama-7b", "llama-13b")},
-          **{("a100-40gb-sxm4", "32xA100", m): THIRTY_TWO_AT_40 for m in ("llama-7b", "llama-13b")},
-          ("a100-80gb-sxm4", "32xA100", "llama-7b"): SEVEN_32_AT_80}
-
 
 @functools.cache
 def _rows() -> dict[tuple[str, str, str, str], dict]:
@@ -68,8 +52,8 @@ def _cases():
     for gpu in GPUS:
         for (hardware, model), entries in TABLE3.items():
             for scheme, column in COLUMNS.items():
-                reason = MISSES.get((gpu, hardware, model))
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+                gap = seqpar.TABLE3_GAPS.get((gpu, hardware, model, scheme))
+                marks = [pytest.mark.xfail(strict=True, reason=seqpar.GAPS[gap])] if gap else []
                 yield pytest.param(gpu, hardware, model, scheme, entries[column] * K, marks=marks,
                                    id=f"{gpu}-{hardware}-{model}-{scheme}")
 

@@ -161,10 +161,11 @@ def _label_tokens(label: str) -> dict[str, set[str]]:
 
 
 def _preset_tokens(gpu: GPU) -> dict[str, set[str]]:
-    """A preset's tokens: its name's, and its DRAM size in GB when the name has none."""
+    """A preset's tokens: its name's, and its DRAM size as a spec sheet writes it (n "GB" = n GiB) when the name has
+    none."""
     kinds = _label_tokens(gpu.name)
     if not kinds["memory"]:
-        kinds["memory"] = {f"{round(gpu.dram_bytes / 1e9)}gb"}
+        kinds["memory"] = {f"{round(gpu.dram_bytes / 2**30)}gb"}
     return kinds
 
 

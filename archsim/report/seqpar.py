@@ -41,7 +41,7 @@ def summary_rows(data: dict) -> pd.DataFrame:
     rows = [{"metric": f"Table 2 min block c, {r['host']} (tokens)", "ours": r["min_block_tokens"],
              "paper": r["paper_min_block_tokens"], "within": r["within"], "reason": ""} for r in data["table2"]]
     for r in data["table3"]:
-        gap = seqpar.TABLE3_GAPS.get((r["gpu"], r["hardware"], r["model"]))
+        gap = seqpar.TABLE3_GAPS.get((r["gpu"], r["hardware"], r["model"], r["scheme"]))
         rows.append({"metric": f"Table 3 max context, {r['hardware']} {r['gpu']} {r['model']} {r['scheme']} (tokens)",
                      "ours": r["pow2_context_tokens"], "paper": r["paper_context_tokens"], "within": r["within"],
                      "reason": seqpar.GAPS[gap] if gap and not r["within"] else ""})

@@ -152,7 +152,8 @@ class ParallelResult:
         fits = (f"the largest context that fits is {self.max_context_tokens} tokens" if self.max_context_tokens
                 else "no context fits")
         return (f"memory per device {self.memory_bytes / 1e9:.1f} GB ({self.weights_bytes / 1e9:.1f} GB of "
-                f"weights) exceeds {self.spec.gpu.name}'s {self.spec.gpu.dram_bytes / 1e9:.1f} GB; {fits}")
+                f"weights) exceeds {self.spec.gpu.name}'s {self.spec.gpu.dram_bytes / 1e9:.1f} GB "
+                f"({self.spec.gpu.dram_bytes / 2**30:.0f} GiB); {fits}")
 
     @property
     def exposed_comm_s(self) -> float:
