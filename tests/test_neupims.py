@@ -167,6 +167,15 @@ def test_neupims_over_naive_npu_pim(ours) -> None:
     assert abs(ours["neupims/npu+pim"] / 1.6 - 1) < RATIO_TOL
 
 
+def test_gpu_only_is_about_npu_only() -> None:
+    """§1.6: GPU-only (a real A100 40GB running PyTorch) against NPU-only shows "marginal differences"; the paper's
+    own headline ratios put it at 2.4 / 3.0 = 0.8 of NPU-only. Ours, the geometric mean over models x datasets x
+    batches, within the paper's 20 % of parity (RATIO_TOL). The A100's weight GEMMs stream at the transferred copy
+    fraction (archsim.systems.gpu_device): 0.84; at the eager family's fitted 0.54 it was 0.75."""
+    records = neupims_reproduce.reproduce(modes=("npu-only", "gpu"))
+    assert abs(neupims_reproduce.throughput_ratio(records, "gpu", "npu-only") - 1) < RATIO_TOL
+
+
 def test_naive_npu_pim_over_npu_only(ours) -> None:
     """§1.6: NPU+PIM about 1.5x NPU-only on average."""
     assert abs(ours["npu+pim/npu-only"] / 1.5 - 1) < RATIO_TOL

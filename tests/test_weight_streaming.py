@@ -1,5 +1,6 @@
-"""A GPU device's weight GEMMs stream at the GPU's measured copy bandwidth where its preset has one
-(`dram_copy_fraction`, ../shared/reference/gpu/gpu_measured_fractions.csv), else at the fitted DRAM efficiency."""
+"""A GPU device's weight GEMMs stream at the GPU's copy bandwidth: its preset's `dram_copy_fraction` where it has one
+(../shared/reference/gpu/gpu_measured_fractions.csv), else the Hopper measurement transferred
+(`TRANSFERRED_COPY_FRACTION`), never the eager family's fitted DRAM efficiency."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from archsim import library
 from archsim.errors import SpecError
 from archsim.gpu.load import gpu_from_dict, load_gpu
 from archsim.gpu.params import load_calibration
-from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
+from archsim.systems.gpu_device import GEMM_FAMILY, TRANSFERRED_COPY_FRACTION, GpuDevice
 from archsim.systems.step import WEIGHTS, Step, layer_op
 
 MEASURED = {"h100-sxm5": 3.0e12 / 3.35e12, "h200-sxm": 4.3e12 / 4.8e12}  # the CSV's copies over the peaks
@@ -27,6 +28,10 @@ def test_unmeasured_presets_have_none() -> None:
     assert load_gpu("a100-80gb-sxm4").dram_copy_fraction is None
 
 
+def test_the_transferred_fraction_is_the_hopper_measurement() -> None:
+    assert TRANSFERRED_COPY_FRACTION == pytest.approx(MEASURED["h100-sxm5"], abs=5e-4)
+
+
 @pytest.mark.parametrize("value", [0, 1.5, "fast"])
 def test_a_bad_fraction_is_refused_naming_the_field(value: object) -> None:
     data = yaml.safe_load((importlib.resources.files("archsim.gpu.presets") / "h100-sxm5.yaml").read_text())
@@ -36,15 +41,16 @@ def test_a_bad_fraction_is_refused_naming_the_field(value: object) -> None:
     assert (error.value.source, error.value.where) == ("mine.yaml", "dram_copy_fraction")
 
 
-@pytest.mark.parametrize("name", ["h100-sxm5", "a100-80gb-sxm4"])
-def test_a_decode_ffn_streams_its_weights_at_the_copy_or_fitted_fraction(name: str) -> None:
+@pytest.mark.parametrize("name", ["h100-sxm5", "a100-80gb-sxm4", "mi300x"])
+def test_a_decode_ffn_streams_its_weights_at_the_copy_fraction(name: str) -> None:
     """A one-token Llama3-70B FFN (3 weight matrices, 1.4 GB) is DRAM-bound: its time is the weights over the
-    bandwidth at the fraction, plus the launches and the elementwise pass."""
+    bandwidth at the copy fraction (measured, or transferred for the A100), plus the launches and the elementwise
+    pass."""
     gpu = load_gpu(name)
     params = load_calibration().family_params(GEMM_FAMILY)
     device = GpuDevice("gpu", gpu, params)
     op = layer_op(library.load_workload_spec("llama3-70b"), Step("decode", 1, 1), "llama", "ffn")
-    fraction = gpu.dram_copy_fraction or params["hbm_efficiency"]
+    fraction = gpu.dram_copy_fraction or TRANSFERRED_COPY_FRACTION
     weights_s = op.bytes_by_role[WEIGHTS] / (gpu.dram_bytes_per_s * fraction)
     time_s = device.cost([op]).time_s
     assert weights_s < time_s < weights_s * 1.01 + 3 * params["launch_s"] + 1e-5

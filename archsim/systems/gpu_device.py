@@ -15,11 +15,14 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
 GEMM launches and elementwise kernels run at the calibrated efficiencies of the eager PyTorch family
 (`GEMM_FAMILY`: cuBLAS and DRAM passes); the attention kernel at its own family's (`kernel_params`). One
-exception: a GEMM's DRAM term streams at the GPU's measured copy bandwidth where its preset has one
-(`dram_copy_fraction`: H100 SXM5 and H200, 0.90, ../shared/reference/gpu/gpu_measured_fractions.csv). A decode
-step's weight GEMMs read each weight matrix once, front to back, as a copy does; the family's `hbm_efficiency`
-(0.54) was fitted to eager attention's short softmax and score passes, and slowed weight streaming to half the
-HBM's bandwidth (issue 15's and 16's attributions). GPUs without a measured copy keep the fitted value.
+exception: a GEMM's DRAM term streams at the GPU's copy bandwidth. A decode step's weight GEMMs read each weight
+matrix once, front to back, as a copy does; the family's `hbm_efficiency` (0.54) was fitted to eager attention's
+short softmax and score passes on an A100, and slowed weight streaming to half the HBM's bandwidth (issue 15's and
+16's attributions). The copy fraction is the preset's `dram_copy_fraction` where it has one (H100 SXM5 and H200,
+0.90, measured; MI300X 0.81, a low-confidence summary; ../shared/reference/gpu/gpu_measured_fractions.csv), else
+`TRANSFERRED_COPY_FRACTION`, the Hopper measurement assumed for a GPU without its own: a streaming read is
+bound by the DRAM interface on every modern GPU, so the Hopper fraction transfers better than a value fitted to
+another mechanism (an assumption; the reference has no A100, Ada or Blackwell copy measurement).
 Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention).
 Timing `roofline` (a compatibility option, not the default): every op as Duplex's simulator times its GPU (pim.md
 §2.5, [DX-sim] `GPU`: the device's peak FLOPS and bandwidth, op latency = max(compute, memory), no launches): each
@@ -57,6 +60,9 @@ PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}  # a workload's word bytes -> the 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
+# A GEMM's streaming DRAM efficiency on a GPU whose preset has no measured copy (module docstring): the H100 SXM5's
+# and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv; h100-sxm5.yaml)
+TRANSFERRED_COPY_FRACTION = 0.896
 ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa")
@@ -171,10 +177,10 @@ class GpuDevice:
 
     @functools.cached_property
     def _gemm_params(self) -> Mapping[str, float]:
-        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's measured copy fraction
-        where the preset has one (module docstring)."""
+        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction, its
+        preset's or `TRANSFERRED_COPY_FRACTION` (module docstring)."""
         copy = self.spec.dram_copy_fraction
-        return self.params if copy is None else {**self.params, "hbm_efficiency": copy}
+        return {**self.params, "hbm_efficiency": TRANSFERRED_COPY_FRACTION if copy is None else copy}
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch (at
