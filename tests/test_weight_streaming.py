@@ -29,7 +29,7 @@ def test_unmeasured_presets_have_none() -> None:
 
 
 def test_the_transferred_fraction_is_the_hopper_measurement() -> None:
-    assert TRANSFERRED_COPY_FRACTION == pytest.approx(MEASURED["h100-sxm5"], abs=5e-4)
+    assert pytest.approx(MEASURED["h100-sxm5"], abs=5e-4) == TRANSFERRED_COPY_FRACTION
 
 
 @pytest.mark.parametrize("value", [0, 1.5, "fast"])
