@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from archsim.cli import main
 from archsim.report.duplex import throughput_rows, write_duplex_report
-from archsim.systems import duplex_reproduce
+from archsim.systems import duplex_figures, duplex_reproduce
 from archsim.systems.requests import gaussian_requests, poisson_requests
 
 
@@ -29,8 +29,9 @@ GRID_POINTS = 5 * 2 * 3  # models x (L_in, L_out) x batches of duplex_reproduce.
 
 def test_the_reproduction_writes_the_issues_keys(reproduction) -> None:
     records, headline, _ = reproduction
-    pair, others, bank = 2 * GRID_POINTS, 2 * 2 * 2, 2 * 2  # PAPER_GRID x 2 systems; GRID x 2; Bank-PIM x 2
-    assert len(records) == pair + others + bank
+    # PAPER_GRID x 2 systems; GRID x 3 (Duplex, +PE, Bank-PIM); 2xGPU on LATENCY_GRID; the Bank-PIM comparison x 2
+    pair, others, latency, bank = 2 * GRID_POINTS, 3 * 2 * 2, 2, 2 * 2
+    assert len(records) == pair + others + latency + bank
     keys = {"model", "system", "lin", "lout", "batch", "throughput_tok_s", "tbt_p50_s", "tbt_p99_s", "e2e_s",
             "energy_j_per_token"}
     assert all(set(r) == keys for r in records)
@@ -197,3 +198,29 @@ def test_report_command_routes_duplex(reproduction, tmp_path, monkeypatch) -> No
     assert result.output.rstrip().endswith(str(tmp_path / "r" / "index.html"))
     bad = CliRunner().invoke(main, ["report", "--reproduction", "duplex", "--model", "BERT"])
     assert bad.exit_code == 2 and "--model and --seq-len" in bad.output
+
+
+def test_every_figure_of_section_2_4_is_read_off_the_run(reproduction) -> None:
+    """Each figure of `duplex_figures.FIGURES` matches points of the run, and one outside its tolerance says why."""
+    figures = {f["figure"]: f for f in reproduction[1]["figures"]}
+    assert set(figures) == {f.name for f in duplex_figures.FIGURES}
+    assert all(f["points"] >= 1 for f in figures.values())
+    assert all(f["within"] or f["reason"] for f in figures.values())
+
+
+def test_duplex_runs_below_2xgpu_and_close_to_the_papers_latency_cuts(reproduction) -> None:
+    """pim.md §2.4, GLaM at batch 64: Duplex's median TBT below 2xGPU's; E2E -60.20 % vs GPU and -35.38 % vs 2xGPU,
+    each within 10 points (the headline's energy tolerance, duplex_figures' TOLERANCE)."""
+    figures = {f["figure"]: f for f in reproduction[1]["figures"]}
+    assert figures["glam_b64_tbt_p50_vs_2xgpu"]["ours"] > 0
+    assert figures["glam_b64_e2e_vs_gpu"]["ours"] == pytest.approx(0.602, abs=0.10)
+    assert figures["glam_b64_e2e_vs_2xgpu"]["ours"] == pytest.approx(0.3538, abs=0.10)
+
+
+def test_co_processing_steps_and_the_bank_pim_on_mixtral(reproduction) -> None:
+    """pim.md §2.4: +PE 1.04x Duplex on average, Duplex on average 1.49x the Bank-PIM on Mixtral, and at (256, 256)
+    batch 64 the Bank-PIM 1.18x the GPU where Duplex gets 2.05x: each within 15 %."""
+    figures = {f["figure"]: f for f in reproduction[1]["figures"]}
+    for name, paper in (("pe_over_duplex_mean", 1.04), ("duplex_over_bank_pim_mean_mixtral", 1.49),
+                        ("bank_pim_over_gpu_mixtral_256_b64", 1.18), ("duplex_over_gpu_mixtral_256_b64", 2.05)):
+        assert figures[name]["ours"] == pytest.approx(paper, rel=0.15), name

@@ -12,7 +12,7 @@ import click
 from archsim.commands.options import write_tables
 from archsim.outputs import check_writable
 from archsim.report.duplex import with_over_gpu
-from archsim.systems import duplex_reproduce
+from archsim.systems import duplex_figures, duplex_reproduce
 
 
 def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) -> None:
@@ -51,6 +51,14 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
     for model, h in headline["bank_pim"].items():
         click.echo(f"  {model:<11} Bank-PIM / Duplex throughput {h['bank_pim_over_duplex']:.3f}: {h['faster']} "
                    f"faster, paper {h['paper_faster']}   " + ("agrees" if h["within"] else f"differs: {h['reason']}"))
+    click.echo("Other figures of the paper (pim.md §2.4; tolerance: the headline's, 15 % of a ratio, 10 points of a "
+               "reduction; duplex_figures' docstring says how each is read)")
+    for f in headline["figures"]:
+        fmt = (lambda v: f"{v:.1%}") if f["kind"] == duplex_figures.REDUCTION else (lambda v: f"{v:.2f}x")
+        paper = "a bound" if f["paper"] is None else fmt(f["paper"])
+        points = f"{f['points']} point" + ("" if f["points"] == 1 else "s")
+        click.echo(f"  {f['figure']:<34} ours {fmt(f['ours']):>7}   paper {paper:>7}   ({f['source']}; {points})   "
+                   + ("within" if f["within"] else f"outside: {f['reason']}"))
     q = headline["qps"]
     click.echo("QPS sweep (paper: the GPU saturates above 9 req/s, Duplex at about 14)")
     for name, s in q["saturation_qps"].items():
@@ -62,7 +70,8 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
         click.echo(f"  {metric:<18} ours {h['ours']:.2f}   paper {h['paper']}   "
                    + ("within" if h["within"] else f"outside: {h['reason']}"))
     click.echo("Not run: lengths beyond (1024, 1024) of the paper's grid (it reaches (4096, 4096)); with (4096, 4096) "
-               "added the mean was 1.99x and the maximum 3.20x (duplex_reproduce's docstring).")
+               "added the mean was 1.99x and the maximum 3.20x (duplex_reproduce's docstring); "
+               + "; ".join(duplex_figures.NOT_RUN) + ".")
     if out:
         click.echo(f"records written to {out}/points.csv, {out}/qps.csv, {out}/headline.csv")
 

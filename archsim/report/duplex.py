@@ -32,7 +32,7 @@ from archsim.systems.devices import device_models
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_spec import load_system
 
-SYSTEM_ORDER = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et", "duplex-bank-pim")
+SYSTEM_ORDER = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et", "duplex-bank-pim", "duplex-2xgpu")
 OPB_MODEL, OPB_CONTEXT, OPB_BATCHES = "mixtral-8x7b", 1024, (32, 64, 128)
 RIDGE_UNITS = (("duplex", "xpu", "xPU (H100)"), ("duplex", "lp", "Logic-PIM"), ("duplex-bank-pim", "pim", "Bank-PIM"))
 
@@ -87,20 +87,20 @@ def ridge_rows() -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ figures
 def throughput_figure(rows: pd.DataFrame) -> Figure:
     """A group per closed-loop point, a bar per system: throughput over the GPU's (1 = the GPU)."""
-    rows = rows.assign(group=rows["model"] + "\n(" + rows["lin"].astype(str) + ", " + rows["lout"].astype(str)
+    rows = rows.assign(group=rows["model"] + " (" + rows["lin"].astype(str) + ", " + rows["lout"].astype(str)
                        + ") b" + rows["batch"].astype(str))
     groups = list(dict.fromkeys(rows["group"]))
     systems = [s for s in SYSTEM_ORDER if s in set(rows["system"]) and s != duplex_reproduce.BASELINE]
-    fig = _figure(13.0, 5.0)
+    fig = _figure(13.0, 6.5)
     _title(fig, "Throughput over the GPU baseline (duplex-gpu) per system, closed-loop serving at each point")
-    ax = fig.add_axes((0.06, 0.18, 0.76, 0.66))
+    ax = fig.add_axes((0.06, 0.34, 0.76, 0.56))
     width = 0.8 / max(len(systems), 1)
     for i, system in enumerate(systems):
         mine = rows[rows["system"] == system].set_index("group")["over_gpu"].reindex(groups)
         ax.bar(np.arange(len(groups)) - 0.4 + width * (i + 0.5), mine.fillna(0.0), width=width * 0.92,
                color=_system_colour(system), label=system)
     ax.axhline(1.0, color="0.3", lw=0.9)
-    ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    ax.set_xticks(np.arange(len(groups)), groups, fontsize=7, rotation=90)
     ax.set(ylabel="throughput / GPU's")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_axisbelow(True)

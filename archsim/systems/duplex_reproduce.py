@@ -13,7 +13,10 @@ x batch 32, 64 and 128. The paper's grid spans (256, 256) to (4096, 4096) and do
 at 1024 so the run stays near a minute: with (4096, 4096) added, the mean over the 45 points was 1.99x against
 1.92x without it, the maximum 3.20x against 2.98x, the energy reduction 9.8 % against 9.0 % (measured once, 99 s).
 The +PE progression (`GRID`: every system of `SYSTEMS` on Mixtral-8x7B, (256, 256) and (1024, 1024), batch 32 and
-64) shows what each step of Duplex adds. The mean moves with the grid's mix of models: per model 2.8-3.0x on GLaM
+64) shows what each step of Duplex adds, with Duplex's Bank-PIM baseline beside them; 2xGPU runs GLaM-143B at
+batch 64 (`LATENCY_GRID`), the point of the paper's TBT and E2E figures. `archsim.systems.duplex_figures` reads
+those figures of §2.4 off the records (`run_all`'s headline "figures").
+The mean moves with the grid's mix of models: per model 2.8-3.0x on GLaM
 (64 experts, about one token per expert), 1.6-2.9x on Mixtral (falling with the batch), 1.5-2.4x on Grok-1 (two
 nodes, each an expert-parallel group exchanging its MoE tokens over InfiniBand on both systems: the paper's "Grok1
 gains least because of inter-node communication"), 1.1-1.5x on OPT and 1.06-1.15x on Llama3 (dense: only decode
@@ -65,6 +68,7 @@ from statistics import mean
 import numpy as np
 
 from archsim import library
+from archsim.systems.duplex_figures import figures
 from archsim.systems.gpu_device import ROOFLINE
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
@@ -78,6 +82,8 @@ BASELINE, HEADLINE_SYSTEM = "duplex-gpu", "duplex-pe-et"
 GRID = {"models": ("mixtral-8x7b",), "lengths": ((256, 256), (1024, 1024)), "batches": (32, 64)}
 PAPER_GRID = {"models": ("mixtral-8x7b", "glam-143b", "grok-1-314b", "opt-66b", "llama3-70b"),  # pim.md §2.4 Table I
               "lengths": ((256, 256), (1024, 1024)), "batches": (32, 64, 128)}
+BANK_PIM, TWO_GPUS = "duplex-bank-pim", "duplex-2xgpu"
+LATENCY_GRID = {"models": ("glam-143b",), "lengths": PAPER_GRID["lengths"], "batches": (64,)}  # §2.4's TBT, E2E
 STD_FRACTION = 0.1  # ours: the standard deviation of each Gaussian length, as a fraction of its mean
 REQUEST_ROUNDS = 2  # requests per point = rounds x batch
 SEED = 0
@@ -150,11 +156,12 @@ def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, roun
 
 def grid_records(rounds: int = REQUEST_ROUNDS, seed: int = SEED, as_artifact: bool = False,
                  models: dict | None = None) -> list[dict]:
-    """`reproduce` records of the headline's pair on `PAPER_GRID`, then of the other systems on `GRID` (module
-    docstring)."""
+    """`reproduce` records of the headline's pair on `PAPER_GRID`, of the other systems and the Bank-PIM on `GRID`,
+    and of 2xGPU on `LATENCY_GRID` (module docstring)."""
     pair = (BASELINE, HEADLINE_SYSTEM)
     return (reproduce(pair, PAPER_GRID, rounds, seed, as_artifact, models)
-            + reproduce(tuple(s for s in SYSTEMS if s not in pair), GRID, rounds, seed, as_artifact, models))
+            + reproduce((*(s for s in SYSTEMS if s not in pair), BANK_PIM), GRID, rounds, seed, as_artifact, models)
+            + reproduce((TWO_GPUS,), LATENCY_GRID, rounds, seed, as_artifact, models))
 
 
 def over_baseline(records: list[dict], system: str, metric: str, baseline: str = BASELINE) -> list[float]:
@@ -183,7 +190,7 @@ def headline(records: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ Bank-PIM
-BANK_PIM_SYSTEMS = ("duplex-gpu", "duplex", "duplex-bank-pim")
+BANK_PIM_SYSTEMS = ("duplex-gpu", "duplex", BANK_PIM)
 BANK_PIM_GRID = {"models": ("opt-66b", "llama3-70b"), "lengths": ((256, 256),), "batches": (64,)}
 BANK_PIM_PAPER = {"opt-66b": "duplex-bank-pim", "llama3-70b": "duplex"}  # the faster of the two, pim.md §2.4
 BANK_PIM_ATTRIBUTION = ("the Bank-PIM's edge on MHA and its loss on GQA come from the attention's Op/B against the "
@@ -325,7 +332,7 @@ def run_all(as_artifact: bool = False) -> tuple[list[dict], dict, list[dict]]:
     qps = qps_sweep(as_artifact=as_artifact, models=models)
     summary = {**headline(grid), "bank_pim": bank_pim_headline(bank),
                "qps": qps_headline(qps, capacity_qps(as_artifact=as_artifact, models=models)),
-               "as_artifact": as_artifact}
+               "figures": figures(grid + bank), "as_artifact": as_artifact}
     return grid + bank, summary, qps
 
 
@@ -338,4 +345,5 @@ def headline_rows(summary: dict) -> list[dict]:
               "paper": f"{v['paper_faster']} faster", "within": v["within"], "reason": v["reason"]}
              for model, v in summary["bank_pim"].items()]
     rows += [{"metric": k, **{f: v[f] for f in fields}} for k, v in summary["qps"].items() if "ours" in v]
+    rows += [{"metric": f["figure"], **{k: f[k] for k in fields}} for f in summary["figures"]]
     return rows
