@@ -17,20 +17,22 @@ from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.sparse_points import METHODS, SparseMethod
 
 # the models' sources whose fields the options set, and the options
-MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>")
+MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>")
 FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
                  "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
-                 "reuse_fraction": "--reuse-fraction",
+                 "reuse_fraction": "--reuse-fraction", "density": "--density",
                  "kernel": "--gpu"}  # a kernel the GPU cannot run
 # the options each method takes besides --gpu, --workload and --context
-METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", "--retrieval-fraction"),
+METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
+                  "duoattention": ("--patterns", "--retrieval-fraction"),
                   "quest": ("--budget",), "razorattention": ("--retrieval-fraction",),
                   "tokenselect": ("--top-k", "--reuse-fraction")}
+PREFILL_METHODS = ("minference", "flexprefill")
 
 
 @click.command("sparse")
 @click.option("--method", required=True, type=click.Choice(METHODS),
-              help="minference (prefill), duoattention, quest, razorattention, tokenselect (decode).")
+              help="minference, flexprefill (prefill); duoattention, quest, razorattention, tokenselect (decode).")
 @click.option("--gpu", required=True, metavar="PRESET", callback=nonempty, help="A GPU preset or a YAML file.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help="Model: a library workload (e.g. llama3-8b) or a YAML file.")
@@ -41,6 +43,9 @@ METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", 
               help="[minference, duoattention] A per-head pattern map: a shipped one (archsim list) or a YAML file; "
                    "its layers x heads must be the workload's (query heads for MInference, KV heads for "
                    "DuoAttention).")
+@click.option("--density", type=float, metavar="D",
+              help="[flexprefill] Share of the causal attention its coverage (gamma 0.9) keeps, in (0, 1]: the "
+                   "data's, so no default.")
 @click.option("--retrieval-fraction", type=float, metavar="R",
               help="[duoattention, razorattention] Share of KV heads kept whole (0..1).")
 @click.option("--budget", "budgets", metavar="B[,B...]", callback=whole_numbers,
@@ -54,25 +59,27 @@ METHOD_OPTIONS = {"minference": ("--patterns",), "duoattention": ("--patterns", 
 @click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty, help="Also write sparse.csv here.")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
-               retrieval_fraction: float | None, budgets: list[int], top_k: int | None, reuse_fraction: float | None,
-               as_json: bool, out: str | None) -> None:
-    """Time a sparse-attention method on a GPU against dense attention: MInference's end-to-end prefill of one
-    prompt, or one generated token of one request under KV-cache selection (end to end, and one layer's
-    attention), with the memory the weights and the kept KV cache take.
+               density: float | None, retrieval_fraction: float | None, budgets: list[int], top_k: int | None,
+               reuse_fraction: float | None, as_json: bool, out: str | None) -> None:
+    """Time a sparse-attention method on a GPU against dense attention: MInference's or FlexPrefill's end-to-end
+    prefill of one prompt, or one generated token of one request under KV-cache selection (end to end, and one
+    layer's attention), with the memory the weights and the kept KV cache take.
 
-    Nothing a method needs is filled in: MInference needs --patterns; DuoAttention --retrieval-fraction or
-    --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method does not take is
-    refused.
+    Nothing a method needs is filled in: MInference needs --patterns; FlexPrefill --density; DuoAttention
+    --retrieval-fraction or --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method
+    does not take is refused.
 
     Examples:
 
     \b
       archsim sparse --method minference --gpu a100-80gb-sxm4 -w llama3-8b --context 100000,300000 \\
           --patterns llama3-8b-262k-minference
+      archsim sparse --method flexprefill --gpu h100-sxm5 -w llama3-8b --context 128K --density 0.1
       archsim sparse --method quest --gpu rtx-4090 -w llama2-7b --context 32K --budget 512,2048
       archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-8b --context 1M --retrieval-fraction 0.5
     """
-    given = {"--patterns": patterns is not None, "--retrieval-fraction": retrieval_fraction is not None,
+    given = {"--patterns": patterns is not None, "--density": density is not None,
+             "--retrieval-fraction": retrieval_fraction is not None,
              "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None}
     for option, is_given in given.items():
         if is_given and option not in METHOD_OPTIONS[method]:
@@ -80,15 +87,15 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
                                    f"{', '.join(METHOD_OPTIONS[method])})")
     if out:
         check_writable(out, "--out", directory=True)
-    settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction))
-                if value is not None}
+    settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
+                                              ("density", density)) if value is not None}
     points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, settings)
     if out:
         write_tables(out, {"sparse": points})
     if as_json:
         click.echo(json.dumps({"points": points}, indent=2))
         return
-    if method == "minference":
+    if method in PREFILL_METHODS:
         _prefill_table(points)
     else:
         _decode_table(points)
@@ -119,14 +126,19 @@ def _method_points(method: str, gpu: str, workload: str, contexts: list[int], pa
 
 def _prefill_table(points: list[dict]) -> None:
     p0 = points[0]
+    estimate = "estimate_s" in p0  # FlexPrefill's estimation, within its attention
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
-               "FlashAttention-2; memory: weights + the prompt's KV cache")
-    click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} {'dense attn':>10} "
-               f"{'other ops':>10} {'KV to host':>10} {'GB':>8}")
+               "FlashAttention-2; memory: weights + the prompt's KV cache"
+               + (f"; density {p0['density']:g} of the causal attention" if estimate else ""))
+    click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
+               + (f"{'estimate':>9} " if estimate else "")
+               + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")
     for p in points:
         click.echo(f"{p['context']:>8} {p['time_s']:>9.3f} {p['dense_time_s']:>9.3f} "
-                   f"{p['dense_time_s'] / p['time_s']:>7.2f}x {p['attention_s']:>9.3f} {p['dense_attention_s']:>10.3f} "
-                   f"{p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} {p['memory_bytes'] / 1e9:>8.1f}")
+                   f"{p['dense_time_s'] / p['time_s']:>7.2f}x {p['attention_s']:>9.3f} "
+                   + (f"{p['estimate_s']:>9.3f} " if estimate else "")
+                   + f"{p['dense_attention_s']:>10.3f} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
+                   f"{p['memory_bytes'] / 1e9:>8.1f}")
 
 
 def _decode_table(points: list[dict]) -> None:

@@ -3,8 +3,9 @@
 
 A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s", "memory_bytes",
 "dense_memory_bytes"} plus the method's own fields, with `phase` one of
-- `prefill`: one prompt's end-to-end prefill (MInference, `archsim.systems.sparse_prefill`, against dense
-  FlashAttention-2), with its attention, other ops and KV copy to the host apart;
+- `prefill`: one prompt's end-to-end prefill (MInference or FlexPrefill, `archsim.systems.sparse_prefill`, against
+  dense FlashAttention-2), with its attention, other ops and KV copy to the host apart (FlexPrefill's estimation
+  too, `estimate_s`);
 - `decode`: one generated token of one request, end to end (`archsim.systems.kv_selection`: DuoAttention, Quest,
   RazorAttention, TokenSelect, against dense decode);
 - `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
@@ -16,6 +17,7 @@ carries no `fits`.
 
 What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
+- FlexPrefill: the density its coverage gamma keeps (kept / causal points, in (0, 1]): the data's, not a default;
 - DuoAttention: the share of KV heads that are retrieval heads, or a map (`head_kind: kv`) of the workload's
   layers x KV heads whose streaming heads share one (sinks, recent) window;
 - RazorAttention: the share of heads kept whole;
@@ -34,13 +36,13 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.systems import kv_selection
 from archsim.systems.kv_selection import SelectionDecode
-from archsim.systems.sparse_prefill import dense_prefill, head_patterns, sparse_prefill
+from archsim.systems.sparse_prefill import dense_prefill, flex_prefill, head_patterns, sparse_prefill
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
 SOURCE = "<sparse>"
-METHODS = ("minference", "duoattention", "quest", "razorattention", "tokenselect")
-NAMES = {"minference": "MInference", "duoattention": "DuoAttention", "quest": "Quest",
+METHODS = ("minference", "flexprefill", "duoattention", "quest", "razorattention", "tokenselect")
+NAMES = {"minference": "MInference", "flexprefill": "FlexPrefill", "duoattention": "DuoAttention", "quest": "Quest",
          "razorattention": "RazorAttention", "tokenselect": "TokenSelect"}
 DECODE_PHASES = ("attention", "decode")
 
@@ -56,14 +58,17 @@ class SparseMethod:
     budgets: tuple[int, ...] = ()
     top_k: int = kv_selection.TOKENSELECT_TOP_K
     reuse_fraction: float = 0.0
+    density: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise SpecError(SOURCE, "method", f"expected one of {', '.join(METHODS)}, got {self.name!r}")
         needs = {"minference": self.pattern_map is not None, "quest": bool(self.budgets),
+                 "flexprefill": self.density is not None,
                  "razorattention": self.retrieval_fraction is not None,
                  "duoattention": (self.pattern_map is None) != (self.retrieval_fraction is None)}
         what = {"minference": ("patterns", "a per-head pattern map (head_kind: query)"),
+                "flexprefill": ("density", "the density its coverage keeps (kept / causal points, in (0, 1])"),
                 "quest": ("budget", "one or more token budgets"),
                 "razorattention": ("retrieval_fraction", "the share of heads RazorAttention keeps whole"),
                 "duoattention": ("retrieval_fraction", "exactly one of retrieval_fraction and a pattern map "
@@ -114,6 +119,19 @@ def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: Patte
             "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s}
 
 
+def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> dict:
+    """FlexPrefill's end-to-end prefill of one `context`-token prompt at `density` against dense
+    FlashAttention-2."""
+    dense = dense_prefill(workload, gpu, context)
+    sparse, estimate_s = flex_prefill(workload, gpu, context, density)
+    memory = kv_selection.weight_bytes(workload) + kv_selection.dense_kv_bytes(workload, context)
+    return {**point("FlexPrefill", workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
+                    memory, memory),
+            "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "estimate_s": estimate_s,
+            "density": density}
+
+
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
     """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads."""
     check_map_shape(pattern_map, workload, "kv")
@@ -135,6 +153,8 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
     for context in contexts:
         if method.name == "minference":
             points.append(prefill_point(workload, gpu, context, method.pattern_map))
+        elif method.name == "flexprefill":
+            points.append(flex_point(workload, gpu, context, method.density))
         elif method.name == "duoattention":
             if method.pattern_map is not None:
                 fraction, sinks, recent = duo_window(workload, method.pattern_map)

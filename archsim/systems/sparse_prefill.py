@@ -1,13 +1,14 @@
-"""End-to-end prefill of one long prompt on one GPU, dense FlashAttention-2 or MInference's per-head sparse
-attention (Jiang et al., NeurIPS'24; ../shared/reference/seqpar-sparse.md §3.1), as its benchmark runs it
-(HF transformers, batch 1, no KV reuse).
+"""End-to-end prefill of one long prompt on one GPU, dense FlashAttention-2, MInference's per-head sparse attention
+(Jiang et al., NeurIPS'24; ../shared/reference/seqpar-sparse.md §3.1), as its benchmark runs it (HF transformers,
+batch 1, no KV reuse), or FlexPrefill's (Lai et al., ICLR'25; §3.2) the same way.
 
 Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packaged calibration):
 - the layer's other ops (norms, QKV and output projections, the SwiGLU FFN, residual adds: `step.layer_ops` at the
   prompt's length), as eager PyTorch runs them;
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
-  after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting).
+  after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting);
+- FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
 - from `KV_HOST_FROM_TOKENS` tokens on, the benchmark keeps the KV cache in host memory (`kv_cache_cpu=True` at
   >= 700K, repo experiments/README.md; seqpar-sparse.md §3.1): each layer's K and V (the cascades' KV-cache bytes,
   `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the preset's `host_link`) once, as a blocking copy
@@ -26,6 +27,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_flexprefill import layer_time_s
 from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
@@ -124,3 +126,13 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
     attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
     return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
+
+
+def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
+    """Every layer with FlexPrefill at `density` (kept / causal points), and the layers' estimation alone (s)."""
+    layers, heads, kv_heads, head_dim = _sizes(workload)
+    calibration = load_calibration()
+    params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
+    call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, params, PRECISION)
+    prefill = Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len))
+    return prefill, layers * estimate_s

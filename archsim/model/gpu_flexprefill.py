@@ -1,0 +1,93 @@
+"""FlexPrefill's prefill attention on a GPU: one layer's heads in one call (Lai et al., ICLR'25;
+../shared/reference/seqpar-sparse.md §3.2; the library cascade `flexprefill`).
+
+A layer's call (`layer_launches`) is a list of launches timed by the GPU model (`archsim.model.gpu`), each launch
+over every head, as FlexPrefill's code batches its heads (unlike MInference's loop over heads,
+`archsim.model.gpu_sparse`):
+- Estimation, the cascade's estimation group: Â = softmax(Q[-128:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes;
+  its column sums (verticals) and diagonal sums (slashes, after a pad as MInference's); Â pooled into key blocks;
+  Q and K mean-pooled over 128-token blocks and their block scores Q̂·K̂ᵀ (cuBLAS computes the whole square) with
+  a row softmax, which the query-aware estimate and the block selection read; the cumulative selections sort and
+  sum the verticals and the slashes (n each) and each query block's block scores (a radix sort reading its input
+  `TOPK_PASSES` times, as gpu_sparse's top-k); the block mask (one byte per block pair). The head test (JSD < tau)
+  picks one selection per head from the data; both are counted for every head, an upper bound on the estimation.
+- The kernel: a Triton block-sparse FlashAttention forward (`gpu_kernels.fwd_launch`, the Triton family's
+  calibrated efficiency and CTA overhead) on `FLEX_BLOCK` x `FLEX_BLOCK` tiles with `FLEX_WARPS` warps and
+  `FLEX_STAGES` K/V stages (the block is the paper's; the warps and stages are our assumption), whose CTA for query
+  block i visits the key blocks `key_tiles` keeps: the first and the diagonal block, and `density` of the i + 1
+  causal blocks in all. `density` is the cascade's mask density (kept / causal points): which blocks pass the
+  coverage gamma = 0.9 is the data's, so the user gives it; spread evenly over the query blocks, the work scales
+  with it and the ragged rows' wave quantisation comes from the launch model.
+The launches are issued from Python once per layer: a call takes max(its launches' GPU time, its eager ops x the
+PyTorch family's per-op host time).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
+from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, ctas_per_sm, launch_time
+from archsim.model.gpu_kernels import fwd_launch
+from archsim.model.gpu_sparse import SCORE_BYTES, TOPK_PASSES, VIEW_OPS, SparseParams
+
+FLEX_BLOCK = 128  # FlexPrefill's block (seqpar-sparse.md §3.2)
+FLEX_WARPS = 8  # ours: Triton's usual warps for a 128 x 128 tile
+FLEX_STAGES = (2, 1)  # K/V pipeline stages, as many as shared memory holds (Triton's num_stages; ours)
+MASK_BYTES = 1  # a bool per block pair
+
+
+def key_tiles(density: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) key blocks each query block visits at `density` (module docstring): query block i keeps
+    density x (i + 1) of its i + 1 causal blocks, rounded half up,, at least the first and the diagonal one (masked)."""
+    if not 0 < density <= 1:
+        raise SpecError("<flexprefill>", "density", f"expected a fraction of the causal points in (0, 1], got "
+                                                    f"{density!r}")
+    causal = np.arange(math.ceil(n / FLEX_BLOCK)) + 1
+    kept = np.clip(np.floor(density * causal + 0.5), np.minimum(causal, 2), causal)
+    return kept - 1, np.ones_like(kept)
+
+
+def layer_launches(density: float, n: int, heads: int, kv_heads: int, head_dim: int, gpu: GPU, precision: str,
+                   element_bytes: int) -> tuple[list[Launch], list[Launch]]:
+    """(eager estimation launches, the sparse kernel) of one layer's call over n tokens (module docstring)."""
+    e, d, s = element_bytes, head_dim, SCORE_BYTES
+    blocks = math.ceil(n / FLEX_BLOCK)
+    scores, pairs = FLEX_BLOCK * n * heads, blocks * blocks * heads
+    pooled = blocks * d * (heads + kv_heads) * e
+    eager: list[Launch] = [
+        GemmLaunch("estimate q[-128:]·Kᵀ", 2.0 * scores * d, (FLEX_BLOCK * d * heads + n * d * kv_heads) * e
+                   + scores * e, precision),
+        StreamLaunch("causal mask of the estimate", 2 * scores * e, "hbm_efficiency"),
+        StreamLaunch("softmax (fp32)", scores * (e + s), "hbm_efficiency"),
+        StreamLaunch("column sums (verticals)", scores * s, "hbm_efficiency"),
+        StreamLaunch("pad for the diagonal sums", 2 * scores * s, "hbm_efficiency"),
+        StreamLaunch("diagonal sums (slashes)", scores * s, "hbm_efficiency"),
+        StreamLaunch("mean-pool Q and K", n * d * (heads + kv_heads) * e + pooled, "hbm_efficiency"),
+        GemmLaunch("pooled Q̂·K̂ᵀ", 2.0 * pairs * d, pooled + pairs * s, precision),
+        StreamLaunch("block softmax (fp32)", 2 * pairs * s, "hbm_efficiency"),
+        StreamLaunch("sort and sum verticals and slashes", TOPK_PASSES * 2 * n * heads * s, "hbm_efficiency"),
+        StreamLaunch("sort and sum block scores", TOPK_PASSES * pairs * s, "hbm_efficiency"),
+        StreamLaunch("block mask", pairs * (s + MASK_BYTES), "hbm_efficiency")]
+    case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision)
+    for stages in FLEX_STAGES:
+        kernel = fwd_launch("flex block-sparse fwd", case, gpu, FLEX_BLOCK, FLEX_BLOCK, FLEX_WARPS, "native",
+                            "mma_efficiency_fwd", False, False, stages, counts=key_tiles(density, n))
+        if ctas_per_sm(kernel, gpu):
+            return eager, [kernel]
+    raise SpecError(gpu.source, "smem_bytes_per_sm", f"{gpu.name} cannot hold a {FLEX_BLOCK} x {FLEX_BLOCK} tile of "
+                                                     f"head_dim {head_dim} with one stage: {kernel.smem_bytes} B")
+
+
+def layer_time_s(density: float, n: int, heads: int, kv_heads: int, head_dim: int, gpu: GPU, params: SparseParams,
+                 precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float]:
+    """(the layer's call, its estimation alone) in seconds: the launches' GPU time, or the eager ops' host time when
+    that is longer."""
+    eager, kernel = layer_launches(density, n, heads, kv_heads, head_dim, gpu, precision, element_bytes)
+    estimate_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in eager)
+    device_s = estimate_s + sum(launch_time(launch, gpu, params.kernel).time_s for launch in kernel)
+    host_s = (len(eager) + len(kernel) + VIEW_OPS) * params.eager["host_op_s"]
+    return max(device_s, host_s), estimate_s
