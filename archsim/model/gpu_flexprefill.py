@@ -4,8 +4,9 @@
 A layer's call (`layer_launches`) is a list of launches timed by the GPU model (`archsim.model.gpu`), each launch
 over every head, as FlexPrefill's code batches its heads (unlike MInference's loop over heads,
 `archsim.model.gpu_sparse`):
-- Estimation, the cascade's estimation group: Â = softmax(Q[-128:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes;
-  its column sums (verticals) and diagonal sums (slashes, after a pad as MInference's); Â pooled into key blocks;
+- Estimation, the cascade's estimation group: Â = softmax(Q[-128:]·Kᵀ + causal), its column sums (verticals) and
+  diagonal sums (slashes), launched as MInference's (`gpu_sparse.last_queries_estimate`; Â's pooling into key
+  blocks, n values a head, is left out);
   Q and K mean-pooled over 128-token blocks and their block scores Q̂·K̂ᵀ (cuBLAS computes the whole square) with
   a row softmax, which the query-aware estimate and the block selection read; the cumulative selections sort and
   sum the verticals and the slashes (n each) and each query block's block scores (a radix sort reading its input
@@ -30,9 +31,15 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, ctas_per_sm, launch_time
+from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, ctas_per_sm
 from archsim.model.gpu_kernels import fwd_launch
-from archsim.model.gpu_sparse import SCORE_BYTES, TOPK_PASSES, VIEW_OPS, SparseParams
+from archsim.model.gpu_sparse import (
+    SCORE_BYTES,
+    TOPK_PASSES,
+    SparseParams,
+    call_time_s,
+    last_queries_estimate,
+)
 
 FLEX_BLOCK = 128  # FlexPrefill's block (seqpar-sparse.md §3.2)
 FLEX_WARPS = 8  # ours: Triton's usual warps for a 128 x 128 tile
@@ -56,16 +63,10 @@ def layer_launches(density: float, n: int, heads: int, kv_heads: int, head_dim: 
     """(eager estimation launches, the sparse kernel) of one layer's call over n tokens (module docstring)."""
     e, d, s = element_bytes, head_dim, SCORE_BYTES
     blocks = math.ceil(n / FLEX_BLOCK)
-    scores, pairs = FLEX_BLOCK * n * heads, blocks * blocks * heads
+    pairs = blocks * blocks * heads
     pooled = blocks * d * (heads + kv_heads) * e
     eager: list[Launch] = [
-        GemmLaunch("estimate q[-128:]·Kᵀ", 2.0 * scores * d, (FLEX_BLOCK * d * heads + n * d * kv_heads) * e
-                   + scores * e, precision),
-        StreamLaunch("causal mask of the estimate", 2 * scores * e, "hbm_efficiency"),
-        StreamLaunch("softmax (fp32)", scores * (e + s), "hbm_efficiency"),
-        StreamLaunch("column sums (verticals)", scores * s, "hbm_efficiency"),
-        StreamLaunch("pad for the diagonal sums", 2 * scores * s, "hbm_efficiency"),
-        StreamLaunch("diagonal sums (slashes)", scores * s, "hbm_efficiency"),
+        *last_queries_estimate(FLEX_BLOCK, n, d, heads, kv_heads, precision, e),
         StreamLaunch("mean-pool Q and K", n * d * (heads + kv_heads) * e + pooled, "hbm_efficiency"),
         GemmLaunch("pooled Q̂·K̂ᵀ", 2.0 * pairs * d, pooled + pairs * s, precision),
         StreamLaunch("block softmax (fp32)", 2 * pairs * s, "hbm_efficiency"),
@@ -86,8 +87,5 @@ def layer_time_s(density: float, n: int, heads: int, kv_heads: int, head_dim: in
                  precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float]:
     """(the layer's call, its estimation alone) in seconds: the launches' GPU time, or the eager ops' host time when
     that is longer."""
-    eager, kernel = layer_launches(density, n, heads, kv_heads, head_dim, gpu, precision, element_bytes)
-    estimate_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in eager)
-    device_s = estimate_s + sum(launch_time(launch, gpu, params.kernel).time_s for launch in kernel)
-    host_s = (len(eager) + len(kernel) + VIEW_OPS) * params.eager["host_op_s"]
-    return max(device_s, host_s), estimate_s
+    return call_time_s(*layer_launches(density, n, heads, kv_heads, head_dim, gpu, precision, element_bytes), gpu,
+                       params)

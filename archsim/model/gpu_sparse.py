@@ -113,14 +113,10 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     eager: list[Launch] = [StreamLaunch(f"pad {t} to a multiple of 64", 2 * tokens, "hbm_efficiency")
                            for t in ("q", "k", "v")]
     if pattern.kind == "vertical_slash":
-        scores = LAST_Q * n
-        eager += [GemmLaunch("estimate q[-64:]·Kᵀ", 2.0 * scores * d, (LAST_Q * d + n * d + scores) * e, precision),
-                  StreamLaunch("causal mask of the estimate", 2 * scores * e, "hbm_efficiency"),
-                  StreamLaunch("softmax (fp32)", scores * (e + SCORE_BYTES), "hbm_efficiency"),
-                  StreamLaunch("column sums (verticals)", scores * SCORE_BYTES, "hbm_efficiency"),
+        estimate = last_queries_estimate(LAST_Q, n, d, 1, 1, precision, e)
+        eager += [*estimate[:4],
                   StreamLaunch("top-k verticals", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
-                  StreamLaunch("pad for the diagonal sums", 2 * scores * SCORE_BYTES, "hbm_efficiency"),
-                  StreamLaunch("diagonal sums (slashes)", scores * SCORE_BYTES, "hbm_efficiency"),
+                  *estimate[4:],
                   StreamLaunch("top-k slashes", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
                   StreamLaunch("sort the indices", 2 * (pattern.k_v + pattern.k_s) * INDEX_BYTES, "hbm_efficiency"),
                   StreamLaunch("build the block and column indices",
@@ -138,11 +134,31 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     return eager, [kernel]
 
 
+def last_queries_estimate(queries: int, n: int, head_dim: int, heads: int, kv_heads: int, precision: str,
+                          element_bytes: int) -> list[Launch]:
+    """Â = softmax(Q[-queries:]·Kᵀ + causal) over `heads` query heads (K of `kv_heads`) as a cuBLAS GEMM and fp32
+    passes, its column sums and, after a pad, its diagonal sums: MInference's vertical-slash estimate (one head, 64
+    queries) and FlexPrefill's (every head, 128)."""
+    e, d, scores = element_bytes, head_dim, queries * n * heads
+    return [GemmLaunch(f"estimate q[-{queries}:]·Kᵀ", 2.0 * scores * d,
+                       (queries * d * heads + n * d * kv_heads + scores) * e, precision),
+            StreamLaunch("causal mask of the estimate", 2 * scores * e, "hbm_efficiency"),
+            StreamLaunch("softmax (fp32)", scores * (e + SCORE_BYTES), "hbm_efficiency"),
+            StreamLaunch("column sums (verticals)", scores * SCORE_BYTES, "hbm_efficiency"),
+            StreamLaunch("pad for the diagonal sums", 2 * scores * SCORE_BYTES, "hbm_efficiency"),
+            StreamLaunch("diagonal sums (slashes)", scores * SCORE_BYTES, "hbm_efficiency")]
+
+
+def call_time_s(eager: list[Launch], kernel: list[Launch], gpu: GPU, params: SparseParams) -> tuple[float, float]:
+    """(one call, its eager launches alone): the launches' GPU time, or the eager ops' host time when that is
+    longer (the ops issued from Python: the launches and `VIEW_OPS`)."""
+    eager_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in eager)
+    device_s = eager_s + sum(launch_time(launch, gpu, params.kernel).time_s for launch in kernel)
+    host_s = (len(eager) + len(kernel) + VIEW_OPS) * params.eager["host_op_s"]
+    return max(device_s, host_s), eager_s
+
+
 def head_time_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
                 precision: str = "bf16", element_bytes: int = 2) -> float:
     """One head's call: its launches' GPU time, or its eager ops' host time when that is longer."""
-    eager, kernel = head_launches(pattern, n, head_dim, gpu, precision, element_bytes)
-    device_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in eager)
-    device_s += sum(launch_time(launch, gpu, params.kernel).time_s for launch in kernel)
-    host_s = (len(eager) + len(kernel) + VIEW_OPS) * params.eager["host_op_s"]
-    return max(device_s, host_s)
+    return call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)[0]

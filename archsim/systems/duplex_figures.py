@@ -91,19 +91,25 @@ REASONS = {
 }
 
 
-def figure_value(figure: Figure, records: list[dict]) -> tuple[float, int]:
-    """(ours, the number of points) of `figure` over `records`; NaN and 0 when no point matches."""
+def ratios(records: list[dict], system: str, baseline: str, metric: str) -> list[float]:
+    """metric(system) / metric(baseline) at every point (model, L_in, L_out, batch) both ran, in the records'
+    order."""
     def key(r: dict) -> tuple:
         return (r["model"], r["lin"], r["lout"], r["batch"])
 
+    base = {key(r): r[metric] for r in records if r["system"] == baseline}
+    return [r[metric] / base[key(r)] for r in records if r["system"] == system and key(r) in base]
+
+
+def figure_value(figure: Figure, records: list[dict]) -> tuple[float, int]:
+    """(ours, the number of points) of `figure` over `records`; NaN and 0 when no point matches."""
     chosen = [r for r in records if all(r[k] == v for k, v in figure.where.items())]
-    base = {key(r): r[figure.metric] for r in chosen if r["system"] == figure.baseline}
-    ratios = [r[figure.metric] / base[key(r)] for r in chosen if r["system"] == figure.system and key(r) in base]
-    if not ratios:
+    values = ratios(chosen, figure.system, figure.baseline, figure.metric)
+    if not values:
         return float("nan"), 0
     if figure.kind == REDUCTION:
-        return 1 - mean(ratios), len(ratios)
-    return (max(ratios) if figure.reduce == "max" else mean(ratios)), len(ratios)
+        return 1 - mean(values), len(values)
+    return (max(values) if figure.reduce == "max" else mean(values)), len(values)
 
 
 def figures(records: list[dict]) -> list[dict]:

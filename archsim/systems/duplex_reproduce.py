@@ -68,7 +68,7 @@ from statistics import mean
 import numpy as np
 
 from archsim import library
-from archsim.systems.duplex_figures import figures
+from archsim.systems.duplex_figures import figures, ratios
 from archsim.systems.gpu_device import ROOFLINE
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
@@ -165,12 +165,8 @@ def grid_records(rounds: int = REQUEST_ROUNDS, seed: int = SEED, as_artifact: bo
 
 
 def over_baseline(records: list[dict], system: str, metric: str, baseline: str = BASELINE) -> list[float]:
-    """metric(system) / metric(baseline) at every point both ran, in the records' order."""
-    def key(r: dict) -> tuple:
-        return (r["model"], r["lin"], r["lout"], r["batch"])
-
-    base = {key(r): r[metric] for r in records if r["system"] == baseline}
-    return [r[metric] / base[key(r)] for r in records if r["system"] == system and key(r) in base]
+    """metric(system) / metric(baseline) at every point both ran, in the records' order (`duplex_figures.ratios`)."""
+    return ratios(records, system, baseline, metric)
 
 
 def headline(records: list[dict]) -> dict:

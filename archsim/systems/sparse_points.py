@@ -36,7 +36,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.systems import kv_selection
 from archsim.systems.kv_selection import SelectionDecode
-from archsim.systems.sparse_prefill import dense_prefill, flex_prefill, head_patterns, sparse_prefill
+from archsim.systems.sparse_prefill import Prefill, dense_prefill, flex_prefill, head_patterns, sparse_prefill
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
@@ -110,26 +110,27 @@ def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str)
 def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
     """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2."""
     check_map_shape(pattern_map, workload, "query")
-    dense = dense_prefill(workload, gpu, context)
-    sparse = sparse_prefill(workload, gpu, context, head_patterns(pattern_map))
-    memory = kv_selection.weight_bytes(workload) + kv_selection.dense_kv_bytes(workload, context)
-    return {**point("MInference", workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
-                    memory, memory),
-            "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s}
+    return _prefill_record("MInference", workload, gpu, context,
+                           sparse_prefill(workload, gpu, context, head_patterns(pattern_map)))
 
 
 def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> dict:
     """FlexPrefill's end-to-end prefill of one `context`-token prompt at `density` against dense
     FlashAttention-2."""
-    dense = dense_prefill(workload, gpu, context)
     sparse, estimate_s = flex_prefill(workload, gpu, context, density)
+    return {**_prefill_record("FlexPrefill", workload, gpu, context, sparse), "estimate_s": estimate_s,
+            "density": density}
+
+
+def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
+    """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
+    weights and the prompt's KV cache, the same for both."""
+    dense = dense_prefill(workload, gpu, context)
     memory = kv_selection.weight_bytes(workload) + kv_selection.dense_kv_bytes(workload, context)
-    return {**point("FlexPrefill", workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
+    return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     memory, memory),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "estimate_s": estimate_s,
-            "density": density}
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s}
 
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:

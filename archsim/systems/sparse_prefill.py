@@ -122,8 +122,7 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     if counted != layers * heads:
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
-    calibration = load_calibration()
-    params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
+    params = _sparse_params()
     attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
     return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
 
@@ -131,8 +130,12 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
 def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
     """Every layer with FlexPrefill at `density` (kept / causal points), and the layers' estimation alone (s)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
-    calibration = load_calibration()
-    params = SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
-    call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, params, PRECISION)
+    call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION)
     prefill = Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len))
     return prefill, layers * estimate_s
+
+
+def _sparse_params() -> SparseParams:
+    """The packaged calibration's Triton family (the sparse kernels) and PyTorch family (the eager estimation)."""
+    calibration = load_calibration()
+    return SparseParams(calibration.family_params(SPARSE_FAMILY), calibration.family_params(GEMM_FAMILY))
