@@ -68,8 +68,9 @@ ATTRIBUTION = {
              "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
              "LLaMA3-70B's GQA cache is small: on Azure-Conv and Azure-Code vLLM (at gpu_memory_utilization 0.9) "
              "already runs hundreds of requests and Lamina's replica, at about 2.5x that batch (the table's batch "
-             "column), runs near its peak FLOPs, its TBT about 2.5x vLLM's. The paper's +16.1 % floor implies a "
-             "slower baseline than archsim's (vLLM's host overheads are not modelled) or a faster compute pool",
+             "column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's +16.1 % "
+             "floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a faster "
+             "compute pool",
     "batch_growth": "the batch ratio is the KV capacity ratio: 4 x 96 GiB of H20 against 0.9 (vLLM's "
                     "gpu_memory_utilization) of 4 x 80 GiB of H100, less the weights",
     "bw_min": "at batch 300 and 128-token contexts archsim's unpipelined iteration is 40 ms (MTIME on the 2-H100 "
