@@ -288,6 +288,22 @@ def test_flash_decoding_splits_by_fa2s_heuristic_on_two_ctas_per_sm() -> None:
     assert result.launches[1].name == "decode combine splits"
 
 
+@pytest.mark.parametrize(("gpu_name", "head_dim", "tile", "smem_kb"), [
+    ("a100-80gb-sxm4", 128, (64, 128), 144), ("a100-80gb-sxm4", 64, (128, 128), 144),
+    ("h100-sxm5", 256, (64, 64), 176), ("l40s", 128, (64, 64), 96), ("rtx-4090", 64, (64, 128), 88)])
+def test_flashattention_2_backward_takes_the_tile_its_shared_memory_holds(gpu_name, head_dim, tile, smem_kb) -> None:
+    """FA2's backward keeps Q double-buffered and dO once, K, V, P and dS in shared memory: 144 KB at (64, 128) for
+    head_dim 128 and (128, 128) for 64, 176 KB at (64, 64) for 256, the sizes FA2's launcher tests the device's
+    shared memory against; Ada's 99 KB take the smaller tile, so FA2 trains there as it does on real Ada cards."""
+    case, gpu = AttentionCase("bwd", 1, 16, 16, head_dim, 4096, True, "fp16"), load_gpu(gpu_name)
+    kernel = next(launch for plan in plans("FlashAttention-2", case, gpu) for launch in plan.launches
+                  if launch.name == "bwd")
+    rows, keys = tile
+    assert kernel.smem_bytes == smem_kb * 1024 == (3 * rows * head_dim + 2 * keys * head_dim + 2 * rows * keys) * 2
+    assert ctas_per_sm(kernel, gpu) >= 1
+    assert predict("FlashAttention-2", case, gpu, load_calibration().family_params("fa2")).time_s > 0
+
+
 @pytest.mark.parametrize(("kernel", "heads"), [("Flash-Decoding", 128), ("Flash-Decoding (16-row tiles)", 32)])
 def test_split_kv_decode_times_every_query_row_of_a_tall_group(kernel: str, heads: int) -> None:
     """MQA (one KV head) with a group taller than the tile (128 rows over 64-row tiles, 32 over 16): the grid holds

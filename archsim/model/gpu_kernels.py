@@ -222,6 +222,11 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
 # ------------------------------------------------------------------------------------------------ FlashAttention-2
 FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64, 8), (64, 64, 4)]}
 FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
+# Q double-buffered and dO once (FA2's kSmemQdOSize, "No_double_buffer ? 2 : 3" blocks): with K, V, P and dS that is
+# 144 KB at (64, 128) for head_dim 128 and (128, 128) for 64, and 176 KB at (64, 64) for 256, the shared-memory
+# thresholds at which flash_bwd_launch_template.h picks those tiles (from memory, not re-read); below them (Ada's
+# 99 KB) the smaller tile of the list
+FA2_BWD_QDO_BLOCKS = 3
 FA2_SPLIT_BLOCK_M = 64
 SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
@@ -247,9 +252,10 @@ def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
-               mask_all: bool) -> TiledLaunch:
+               mask_all: bool, qdo_blocks: int) -> TiledLaunch:
     """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
-    dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile."""
+    dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
+    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     bm, bn = block_m, block_n
     unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
@@ -257,7 +263,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
     plain, edge = (bwd_tile(bm, bn, d, warps, _warpgroup(mma, gpu), e, m) for m in (False, True))
     tiles = bh * float(unmasked.sum() + masked.sum())
-    smem = (4 * bm * d + 2 * bn * d + 2 * bm * bn) * e  # Q, dO double-buffered; K, V; P, dS
+    smem = (qdo_blocks * bm * d + 2 * bn * d + 2 * bm * bn) * e
     dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
         + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
     l2 = dram + tiles * (plain.load_bytes + 2 * bm * d * ACC_BYTES)  # + dQ atomics (read-modify-write)
@@ -269,7 +275,8 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
 
 def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     e, d = case.element_bytes, case.head_dim
-    candidates = [bwd_launch(case, gpu, bm, bn, warps, "sync", False) for bm, bn, warps in _by_head_dim(FA2_BWD, d)]
+    candidates = [bwd_launch(case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS)
+                  for bm, bn, warps in _by_head_dim(FA2_BWD, d)]
     rows = case.batch * case.heads * case.seqlen
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d))
@@ -643,10 +650,10 @@ def _archsim_flash(case: AttentionCase, gpu: GPU) -> tuple:
     unmasked, masked = _fwd_counts(case.seqlen, bm, bn, case.causal)
     fwd = fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
                      counts=(np.zeros_like(unmasked), unmasked + masked))
-    bm, bn, _ = ARCHSIM_BWD
+    bm, bn, stages = ARCHSIM_BWD
     bwd = (StreamLaunch("bwd row dot (D = rowsum(dO*O))", rows * (2 * d * e + LSE_BYTES)),
            StreamLaunch("zero dQ (torch.zeros, fp32)", rows * d * ACC_BYTES),
-           bwd_launch(case, gpu, bm, bn, warps, "native", True),
+           bwd_launch(case, gpu, bm, bn, warps, "native", True, 2 * stages),  # Q and dO in each pipeline stage
            StreamLaunch("dQ to the input dtype", rows * d * (ACC_BYTES + e)))
     return {"fwd": (fwd,), "bwd": bwd, "fwd+bwd": (fwd, *bwd)}[case.direction]
 
