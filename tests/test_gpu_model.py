@@ -304,6 +304,25 @@ def test_flashattention_2_backward_takes_the_tile_its_shared_memory_holds(gpu_na
     assert predict("FlashAttention-2", case, gpu, load_calibration().family_params("fa2")).time_s > 0
 
 
+@pytest.mark.parametrize(("kernel", "direction", "smem_bytes"), [
+    ("FlashAttention-2", "bwd", (3 * 32 * 128 + 2 * 64 * 128 + 2 * 32 * 64) * 2),
+    ("FlashAttention-2", "fwd", (128 + 2 * 64) * 128 * 2),
+    ("Flash-Decoding", "decode", (64 + 2 * 64) * 128 * 2),
+    ("Flash-Decoding (16-row tiles)", "decode", (16 + 2 * 64) * 128 * 2)])
+def test_flashattention_2_on_64_kb_of_lds_takes_the_largest_tile_that_fits(kernel, direction, smem_bytes) -> None:
+    """MI300X's 64 KB LDS holds none of FA2's backward or split-decode tiles at head_dim 128: the largest halved
+    tile that fits is taken (backward (32, 64): Q twice, dO, K, V, P, dS = 64 KB; decode: the key block halved from
+    128 to 64 beside the 64 or 16 query rows), while the forward's (128, 64) fits as it is. A GPU holding no tile at
+    all is still refused, for want of shared memory."""
+    case = AttentionCase(direction, 1, 32, 8, 128, 8192, direction != "decode", "fp16")
+    mi300x = load_gpu("mi300x")
+    main = next(launch for plan in plans(kernel, case, mi300x) for launch in plan.launches
+                if launch.name == direction or launch.name.startswith("decode split-KV"))
+    assert main.smem_bytes == smem_bytes and ctas_per_sm(main, mi300x) >= 1
+    refused = predict(kernel, case, replace(mi300x, smem_bytes_per_sm=8192), load_calibration().family_params("fa2"))
+    assert not refused.feasible and "shared memory" in refused.reason
+
+
 @pytest.mark.parametrize(("kernel", "heads"), [("Flash-Decoding", 128), ("Flash-Decoding (16-row tiles)", 32)])
 def test_split_kv_decode_times_every_query_row_of_a_tall_group(kernel: str, heads: int) -> None:
     """MQA (one KV head) with a group taller than the tile (128 rows over 64-row tiles, 32 over 16): the grid holds

@@ -3,7 +3,8 @@
 Each family turns an `AttentionCase` on a `GPU` into the `Plan`s (launch lists) the kernel runs; `predict` times
 them with the family's parameters (`archsim.model.gpu`). Tile shapes, warps and loop orders are the kernels'
 launch configurations for sm80 as we recall them from their sources (not re-read; named per family below); where
-the GPU's shared memory is too small for the first choice the next configuration that fits is used.
+the GPU's shared memory is too small for the first choice the next configuration that fits is used, and for
+FlashAttention-2 on a GPU that holds none of them (MI300X) a smaller tile of ours (`_fa2_fitting`).
 
 Per-architecture capabilities: a family names the MMA instruction its kernels issue and the preset says what that
 instruction reaches on each architecture (`GPU.sync_mma_fraction`). FlashAttention v1 and v2 issue warp-level
@@ -70,6 +71,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 
@@ -173,11 +175,35 @@ def _repeat(counts: np.ndarray, times: int) -> np.ndarray:
     return np.tile(counts, times)
 
 
-def _first_fitting(candidates: list[TiledLaunch], gpu: GPU) -> TiledLaunch:
-    for launch in candidates:
-        if ctas_per_sm(launch, gpu) > 0:
+SMALLEST_BLOCK = 16  # rows or keys: one m16n8k16 MMA
+Launches = TypeVar("Launches", TiledLaunch, tuple)
+
+
+def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, int], Launches], gpu: GPU
+                 ) -> Launches:
+    """FA2's launch (`build(block_m, block_n, warps)`, a launch or a tuple whose first is the tiled one) at the first
+    of its `tiles` whose CTA fits `gpu`; on a GPU whose shared memory holds none of them (MI300X's 64 KB LDS against
+    FA2's sm80 sizes) at the largest tile, rows x keys, that fits among those halving the last tile's sides down to
+    `SMALLEST_BLOCK`, the warps cut with the area. That fallback is ours: FA2 ships no such configuration (it is
+    built for sm80 and later), and which tiles the ports to other GPUs (ROCm's) pick is not in the reference. With
+    no tile fitting, the first one, whose refusal names what it needs."""
+    def fits(launch: Launches) -> bool:
+        return ctas_per_sm(launch[0] if isinstance(launch, tuple) else launch, gpu) > 0
+
+    for tile in tiles:
+        if fits(launch := build(*tile)):
             return launch
-    return candidates[0]
+    last_m, last_n, last_warps = tiles[-1]
+    smaller = sorted(((m, n) for m in _halvings(last_m) for n in _halvings(last_n) if (m, n) != (last_m, last_n)),
+                     key=lambda t: (t[0] * t[1], t[1]), reverse=True)
+    for m, n in smaller:
+        if fits(launch := build(m, n, max(1, last_warps * m * n // (last_m * last_n)))):
+            return launch
+    return build(*tiles[0])
+
+
+def _halvings(block: int) -> list[int]:
+    return [block >> k for k in range(block.bit_length()) if block >> k >= SMALLEST_BLOCK]
 
 
 def _warpgroup(mma: str, gpu: GPU) -> bool:
@@ -247,8 +273,9 @@ def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
 
 
 def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
-    return _first_fitting([fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True, False, 1)
-                           for bm, bn, w in _by_head_dim(FA2_FWD, case.head_dim)], gpu)
+    return _fa2_fitting(_by_head_dim(FA2_FWD, case.head_dim),
+                        lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
+                                                     False, 1), gpu)
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
@@ -275,13 +302,13 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
 
 def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     e, d = case.element_bytes, case.head_dim
-    candidates = [bwd_launch(case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS)
-                  for bm, bn, warps in _by_head_dim(FA2_BWD, d)]
     rows = case.batch * case.heads * case.seqlen
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d))
     post = StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e))
-    return pre, _first_fitting(candidates, gpu), post
+    main = _fa2_fitting(_by_head_dim(FA2_BWD, d), lambda bm, bn, warps: bwd_launch(
+        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS), gpu)
+    return pre, main, post
 
 
 @lru_cache(maxsize=4096)
@@ -356,8 +383,9 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
 def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
     block_n = 256 if case.head_dim <= 64 else 128 if case.head_dim <= 128 else 64
     slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
-    return split_decode_launches(case, gpu, block_m, block_n, warps, 1, "sync",
-                                 lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False, False)
+    return _fa2_fitting([(block_m, block_n, warps)], lambda bm, bn, w: split_decode_launches(
+        case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
+        False), gpu)
 
 
 def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
