@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from archsim.systems import neupims, neupims_reproduce
+
+GPU_PRESETS = Path(__file__).resolve().parents[1] / "archsim" / "gpu" / "presets"
 
 
 def test_simulate_a_trace_as_json_and_its_iteration_trace(tmp_path, cli):
@@ -144,12 +148,25 @@ def test_simulate_bad_system_spec_names_file_and_field(cli, tmp_path, old, new, 
 
 
 def test_an_attention_kernel_that_cannot_run_on_the_gpu_names_the_device_field(cli, tmp_path):
-    """FlashAttention-2's split-KV decode CTA needs 80 KiB of shared memory; an MI300X CU has 64 KiB of LDS. The
-    serving run stops at the first such call with the system file and devices.gpu.attention_kernel (it was a
-    NaN iteration time before)."""
+    """A GPU file with 8 KiB of shared memory per SM holds no FlashAttention-2 tile (MI300X's 64 KiB of LDS takes a
+    smaller one). The serving run stops at the first attention call with the system file and
+    devices.gpu.attention_kernel (it was a NaN iteration time before)."""
+    gpu = tmp_path / "small-lds.yaml"
+    gpu.write_text(yaml.safe_dump(yaml.safe_load((GPU_PRESETS / "mi300x.yaml").read_text())
+                                  | {"name": "small-lds", "smem_bytes_per_sm": 8192}))
+    spec = tmp_path / "vllm-small-lds.yaml"
+    spec.write_text(f"name: vllm-small-lds\nbase: vllm-h100\ndevices:\n  gpu: {{preset: {gpu}}}\n")
+    result = cli("simulate", "--system", str(spec), "--workload", "gpt3-13b", "--rate", "4", "--requests", "3",
+                 expect=2)
+    assert f"{spec}: devices.gpu.attention_kernel: FlashAttention-2 cannot run" in result.output
+    assert "small-lds has 8192 B per SM" in result.output
+
+
+def test_mi300x_serves_on_a_smaller_flashattention_2_decode_tile(cli, tmp_path):
+    """The same system on MI300X runs: FA2's decode takes a halved key block that fits 64 KiB of LDS."""
     spec = tmp_path / "vllm-mi300x.yaml"
     spec.write_text("name: vllm-mi300x\nbase: vllm-h100\ndevices:\n  gpu: {preset: mi300x}\n")
     result = cli("simulate", "--system", str(spec), "--workload", "gpt3-13b", "--rate", "4", "--requests", "3",
-                 expect=2)
-    assert f"{spec}: devices.gpu.attention_kernel: FlashAttention-2 cannot run decode attention" in result.output
-    assert "mi300x has 65536 B per SM" in result.output
+                 "--json")
+    metrics = json.loads(result.output)
+    assert metrics["requests"] == 3 and metrics["rejected"] == 0 and metrics["throughput_tok_s"] > 0, metrics

@@ -5,8 +5,10 @@ or the file and field."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from archsim import library
@@ -18,6 +20,8 @@ from archsim.workload_patterns import load_pattern_map
 
 POINT_KEYS = {"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s", "memory_bytes",
               "dense_memory_bytes"}
+
+PRESETS = Path(__file__).resolve().parents[1] / "archsim" / "gpu" / "presets"
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -133,13 +137,23 @@ def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts(
      "llama2-7b-duo-25: layers: expected a map of llama2-7b's query heads (32 layers x 32 query heads, head_kind: "
      "query), got 32 x 32 kv heads"),
     (["--method", "quest", "--context", "8K", "--budget", "512", "--gpu", "nope"], "--gpu: nope: not a GPU preset"),
-    (["--method", "quest", "--context", "32K", "--budget", "512", "--gpu", "mi300x"],
-     "--gpu: Flash-Decoding (16-row tiles) cannot decode 32768 keys on mi300x"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_option(args: list[str], says: str) -> None:
     full = [*args, "-w", "llama2-7b"] + ([] if "--gpu" in args else ["--gpu", "a100-80gb-sxm4"])
     code, output = run(*full)
     assert code == 2 and len(output.strip().splitlines()) == 1 and says in output, output
+
+
+def test_a_gpu_whose_shared_memory_holds_no_decode_tile_exits_2(tmp_path) -> None:
+    """A preset file with 8 KB of shared memory per SM: no split-KV tile fits, one line naming --gpu and why."""
+    preset = yaml.safe_load((PRESETS / "mi300x.yaml").read_text()) | {"name": "small-lds", "smem_bytes_per_sm": 8192}
+    path = tmp_path / "small-lds.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    code, output = run("--method", "quest", "--context", "32K", "--budget", "512", "--gpu", str(path),
+                       "-w", "llama2-7b")
+    assert code == 2 and len(output.strip().splitlines()) == 1, output
+    assert "--gpu: Flash-Decoding (16-row tiles) cannot decode 32768 keys on small-lds" in output, output
+    assert "8192 B per SM" in output, output
 
 
 @pytest.mark.parametrize(("workload", "size"), [("deepseek-v3-mla", "kv_lora_rank")])
