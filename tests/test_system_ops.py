@@ -245,7 +245,7 @@ def test_coprocessed_layer_remembered_per_phase_and_tokens_equals_a_fresh_model(
     differently from one seen before (3 decodes and a 40-token prompt, then 43 decodes) equals the layer of a fresh
     model that never saw the first, and the Logic-PIM's cost of the decode ops equals their terms added op by op
     (Duplex+PE+ET, Mixtral, decode attention on the Logic-PIM below its Op/B)."""
-    from archsim.systems.system_model import layer_phases, link_allreduce_s
+    from archsim.systems.system_model import allreduce_s, layer_phases
 
     def fresh():
         return system_model(load_system("duplex-pe-et"), library.load_workload_spec("mixtral-8x7b"))
@@ -254,7 +254,7 @@ def test_coprocessed_layer_remembered_per_phase_and_tokens_equals_a_fresh_model(
     contexts = tuple(range(1000, 1043))
     layer_phases(model, contexts[:3], (40,))
     assert layer_phases(model, contexts, ()) == layer_phases(fresh(), contexts, ())
-    assert link_allreduce_s(model, 43, "tp", 2) == link_allreduce_s(fresh(), 43, "tp", 2)
+    assert allreduce_s(model, 43) == allreduce_s(fresh(), 43) > 0
     lp = next(d for d in model.devices.values() if d.kind == "logic-pim")
     ops = model.decode_ops(contexts)
     time_s = memory_s = energy_j = busy_s = 0.0

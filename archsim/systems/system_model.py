@@ -40,9 +40,10 @@ contexts to decode) is one pass over the device's decoder layers:
     modelled. The MoE all-reduce after the experts is the TP all-reduce below.
   - `ping-pong` and `staggered` (attention offloading, Lamina): the factory returns the
     `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
-- TP all-reduce: with a link named `tp`, two ring all-reduces of the new tokens' hidden activations per layer
-  (after the output projection and after the FFN), blocked; without one they are not modelled (the NeuPIMs
-  artifact simulates one device's decoder blocks).
+- TP all-reduce: with a link named `tp`, a ring all-reduce of each row-parallel op's output per layer
+  (`TP_REDUCED_OPS`: the output projection and the FFN or MoE, Megatron's two; the new tokens' hidden activations,
+  their bytes from the ops' cascades), blocked; without one they are not modelled (the NeuPIMs artifact simulates
+  one device's decoder blocks).
 - One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
 - Expert parallelism (`ep` > 1; the Duplex paper's EP across nodes, DeepSpeed-MoE's and vLLM's data-parallel
   attention with expert parallelism): EP groups of TP x PP devices each. A group holds every non-expert weight
@@ -80,6 +81,7 @@ from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import (
     ACTIVATIONS_IN,
+    ACTIVATIONS_OUT,
     DECODE_SUMS,
     KV_CACHE,
     WEIGHTS,
@@ -97,6 +99,7 @@ from archsim.workload import Workload
 
 ATTENTION = "attention"
 EP_LINK = "ep"  # the link the EP groups exchange tokens over
+TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
 
@@ -278,8 +281,8 @@ class SystemModel:
         return {}
 
     @functools.cached_property
-    def _allreduces_s(self) -> dict[tuple[int, str, int], float]:
-        """(tokens, link name, devices) -> `link_allreduce_s`."""
+    def _allreduces_s(self) -> dict[int, float]:
+        """New tokens -> `allreduce_s`."""
         return {}
 
     @functools.cached_property
@@ -550,22 +553,15 @@ def expert_exchange_s(model: SystemModel, tokens: int) -> float:
 
 
 def allreduce_s(model: SystemModel, tokens: int) -> float:
-    """Two ring all-reduces of the new tokens' hidden activations per layer over the `tp` link, if there is one."""
-    return 2 * link_allreduce_s(model, tokens, "tp", model.parallelism.tp)
-
-
-def link_allreduce_s(model: SystemModel, tokens: int, link_name: str, degree: int) -> float:
-    """One ring all-reduce of the new tokens' hidden activations over `degree` devices and the system's link
-    `link_name`; 0 without such a link, one device or no token. Remembered per model: an iteration asks for its
-    token count."""
-    key = (tokens, link_name, degree)
-    found = model._allreduces_s.get(key)
+    """The tensor-parallel all-reduces of a layer over the `tp` link for `tokens` new tokens: one ring all-reduce
+    of each row-parallel op's output (`TP_REDUCED_OPS`, Megatron's two per layer), its bytes the op's output in its
+    cascade; 0 without a tp link, one device or no token. Remembered per model and token count."""
+    found = model._allreduces_s.get(tokens)
     if found is None:
-        link = model.system.links.get(link_name)
-        if link is None or degree == 1 or tokens == 0:
-            found = 0.0
-        else:
-            message = tokens * model.workload.params["hidden"] * model._one_token[0].binding.word_bytes
-            found = all_reduce_s(message, degree, link, algorithm="ring")
-        model._allreduces_s[key] = found
+        link, degree = model.system.links.get("tp"), model.parallelism.tp
+        found = 0.0
+        if link is not None and degree > 1 and tokens:
+            found = sum(all_reduce_s(op.bytes_by_role[ACTIVATIONS_OUT], degree, link, algorithm="ring")
+                        for op in model.ops("decode", tokens, 1) if op.name in TP_REDUCED_OPS)
+        model._allreduces_s[tokens] = found
     return found
