@@ -183,7 +183,7 @@ def test_bw_min_is_the_formula_and_the_event_model_slows_by_alpha_at_it() -> Non
     assert lamina.bw_min_cross_check()["slowdown_without_latency"] == pytest.approx(0.2, abs=0.01)
 
 
-@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["bw_min_slowdown"])
+@pytest.mark.xfail(strict=True, reason=str(lamina.ATTRIBUTION["bw_min_slowdown"]))
 def test_the_event_model_slows_by_alpha_at_bw_min_with_the_links_latency() -> None:
     """The issue: the event model's slowdown at BW_min within alpha +- 0.05 (archsim: 0.257 over the FHBN link's
     16.5 us; 0.200 without it)."""
@@ -227,7 +227,7 @@ def test_throughput_gain_at_equal_cost_is_in_the_papers_range_where_attention_we
     assert lamina.PAPER["gain_min"] <= gain["ratio"] - 1 <= lamina.PAPER["gain_max"]
 
 
-@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["gains"])
+@pytest.mark.xfail(strict=True, reason=str(lamina.ATTRIBUTION["gains"]))
 def test_throughput_gain_at_equal_cost_where_the_compute_gpus_saturate(azure_70b: list[dict]) -> None:
     """pim.md §3.5: the range's floor, +16.1 %, holds for every point of the paper (archsim: -4.9 % here, LLaMA3-70B
     on Azure-Conv; +18.6 % on Azure-Code)."""
@@ -235,7 +235,7 @@ def test_throughput_gain_at_equal_cost_where_the_compute_gpus_saturate(azure_70b
     assert lamina.PAPER["gain_min"] <= gain["ratio"] - 1 <= lamina.PAPER["gain_max"]
 
 
-@pytest.mark.xfail(strict=True, reason=lamina.ATTRIBUTION["bw_min"])
+@pytest.mark.xfail(strict=True, reason=str(lamina.ATTRIBUTION["bw_min"]))
 def test_bw_min_at_batch_300_is_at_most_30_gb_per_s() -> None:
     """pim.md §3.3: <= 30 GB/s for batch <= 300 at alpha 0.2 (archsim: 55 GB/s at 128-token contexts, 29 GB/s at
     batch 256 and 4096)."""

@@ -40,6 +40,7 @@ from statistics import mean
 import numpy as np
 
 from archsim import library
+from archsim.systems.attribution import Reason
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
@@ -63,29 +64,35 @@ PAPER = {"gain_min": 0.161, "gain_max": 0.901, "batch_growth": 2.39, "batch_70b"
          "dc_llama-65b": 0.132, "dc_llama3-70b": 0.035}
 TOLERANCE = {"batch_growth": 0.20, "batch_70b": (640, 960), "bw_slowdown": 0.05, "dc_llama-65b": 0.04,
              "dc_llama3-70b": 0.02}
-ATTRIBUTION = {
-    "gains": "where the compute GPUs saturate, Lamina loses: its replica has 2 H100s against vLLM's 4, so at the same "
-             "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
-             "LLaMA3-70B's GQA cache is small: on Azure-Conv and Azure-Code vLLM (at gpu_memory_utilization 0.9) "
-             "already runs hundreds of requests and Lamina's replica, at about 2.5x that batch (the table's batch "
-             "column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's +16.1 % "
-             "floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a faster "
-             "compute pool",
-    "batch_growth": "the batch ratio is the KV capacity ratio: 4 x 96 GiB of H20 against 0.9 (vLLM's "
-                    "gpu_memory_utilization) of 4 x 80 GiB of H100, less the weights",
-    "bw_min": "at batch 300 and 128-token contexts archsim's unpipelined iteration is 40 ms (MTIME on the 2-H100 "
-              "replica, ATIME on the H20s), so BW_min per NIC is 55 GB/s; the paper's <= 30 GB/s needs >= 74 ms, "
-              "a compute pool about half as fast as archsim's model of two H100s",
-    "bw_min_slowdown": "the formula counts bytes, not the link's latency: 16.5 us each way per layer, 2.6 ms on an "
-                       "iteration of about 47 ms at batch 300, adds 0.057 to the slowdown; without the latency the "
-                       "event model slows by alpha (slowdown_without_latency)",
-    "divide_and_conquer": "the saving is the overlap of the K/V share of the QKV projection and its transfer with "
-                          "the history's attention, over a layer's critical path; its size follows the K/V share "
-                          "(MHA: 2/3 of the projection, G = 8: 1/5) and how long the attention is beside them",
-    "divide_and_conquer_pipelined": "in ping-pong the saving shows only where a micro-batch's critical path is "
-                                    "longer than the replica's two slices; at every point of the reproduction the "
-                                    "compute GPUs are the bottleneck (the pool's H20s are busy a fraction of the "
-                                    "time), so the period is the replica's work and the served TBT does not move",
+ATTRIBUTION = {  # fields filled from the run (`headline`)
+    "gains": Reason(
+        "where the compute GPUs saturate, Lamina loses: its replica has 2 H100s against vLLM's 4, so at the same "
+        "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
+        "LLaMA3-70B's GQA cache is small: on Azure-Conv and Azure-Code vLLM (at gpu_memory_utilization 0.9) "
+        "already runs hundreds of requests and Lamina's replica, at {batch_growth:.1f}x that batch on average (the "
+        "table's batch column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's "
+        "+16.1 % floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a "
+        "faster compute pool"),
+    "batch_growth": Reason("the batch ratio is the KV capacity ratio: 4 x 96 GiB of H20 against 0.9 (vLLM's "
+                           "gpu_memory_utilization) of 4 x 80 GiB of H100, less the weights"),
+    "bw_min": Reason(
+        "at batch {batch} and {context}-token contexts archsim's unpipelined iteration is {iteration_ms:.0f} ms "
+        "(MTIME on the 2-H100 replica, ATIME on the H20s), so BW_min per NIC is {bw_min_gb_s:.1f} GB/s; the "
+        "paper's <= 30 GB/s needs >= {needed_ms:.0f} ms, a compute pool {speed_share:.0%} as fast as archsim's "
+        "model of two H100s"),
+    "bw_min_slowdown": Reason(
+        "the formula counts bytes, not the link's latency: {latency_us:.1f} us each way per layer, "
+        "{latency_ms:.1f} ms on an iteration of {iteration_ms:.0f} ms at batch {batch}, adds {latency_share:.3f} "
+        "to the slowdown; without the latency the event model slows by {slowdown_without_latency:.3f} "
+        "(slowdown_without_latency)"),
+    "divide_and_conquer": Reason(
+        "the saving is the overlap of the K/V share of the QKV projection and its transfer with the history's "
+        "attention, over a layer's critical path; its size follows the K/V share (MHA: 2/3 of the projection, "
+        "G = 8: 1/5) and how long the attention is beside them"),
+    "divide_and_conquer_pipelined": Reason(
+        "in ping-pong the saving shows only where a micro-batch's critical path is longer than the replica's two "
+        "slices; at every point of the reproduction the compute GPUs are the bottleneck (the pool's H20s are busy "
+        "a fraction of the time), so the period is the replica's work and the served TBT does not move"),
 }
 
 
@@ -187,7 +194,8 @@ def gains(records: list[dict], metric: str = "throughput_tok_s") -> list[dict]:
 def bw_min(model_name: str = BW_MODEL, alpha: float = ALPHA, batches: tuple[int, ...] = BW_BATCHES,
            contexts: tuple[int, ...] = BW_CONTEXTS) -> list[dict]:
     """BW_min per NIC (`archsim.systems.offload.bw_min_bytes_per_s`) over batch x context on Lamina at the
-    model's DOP, for the points whose KV cache fits the pool."""
+    model's DOP, for the points whose KV cache fits the pool; beside it the formula's MTIME + ATIME
+    (`unpipelined_s`)."""
     model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
     rows = []
     for context in contexts:
@@ -195,7 +203,8 @@ def bw_min(model_name: str = BW_MODEL, alpha: float = ALPHA, batches: tuple[int,
             if batch * context * model.kv_bytes_per_token > model.kv_capacity_bytes:
                 continue
             rows.append({"model": model_name, "batch": batch, "context": context, "alpha": alpha,
-                         "bw_min_bytes_per_s": bw_min_bytes_per_s(model, [context] * batch, alpha)})
+                         "bw_min_bytes_per_s": bw_min_bytes_per_s(model, [context] * batch, alpha),
+                         "unpipelined_s": sum(model.unpipelined_times_s([context] * batch))})
     return rows
 
 
@@ -212,7 +221,8 @@ def bw_min_cross_check(model_name: str = BW_MODEL, batch: int = 300, context: in
     slow, wire, ideal = (simulate_pipeline([m.layer(contexts)], 1, m.layers, 2, False).token_s
                          for m in (model.with_link(link) for link in links))
     return {"model": model_name, "batch": batch, "context": context, "alpha": alpha, "bw_min_bytes_per_s": need,
-            "latency_s": model.link.latency_s, "iteration_s": ideal, "slowdown": slow / ideal - 1,
+            "latency_s": model.link.latency_s, "layers": model.layers, "iteration_s": ideal,
+            "slowdown": slow / ideal - 1,
             "slowdown_without_latency": wire / ideal - 1}
 
 
@@ -223,7 +233,8 @@ def headline(records: list[dict], bw_rows: list[dict], cross: dict) -> dict:
     growth = mean(r["ratio"] for r in batch)
     seventy = [r["batch"] for r in records if r["system"] == SYSTEM and r["model"] == "llama3-70b"
                and r["trace"] == "azure-conv"]
-    bw300 = max((r["bw_min_bytes_per_s"] for r in bw_rows if r["batch"] <= 300), default=math.nan)
+    worst = max((r for r in bw_rows if r["batch"] <= 300), key=lambda r: r["bw_min_bytes_per_s"], default=None)
+    bw300 = worst["bw_min_bytes_per_s"] if worst else math.nan
     out = {
         "throughput_gain": {"ours": [{**r, "gain": r["ratio"] - 1} for r in ratios],
                             "paper": [PAPER["gain_min"], PAPER["gain_max"]],
@@ -249,10 +260,28 @@ def headline(records: list[dict], bw_rows: list[dict], cross: dict) -> dict:
                "divide_and_conquer_pipelined_llama-65b": "divide_and_conquer_pipelined",
                "divide_and_conquer_pipelined_llama3-70b": "divide_and_conquer_pipelined",
                "bw_min_slowdown": "bw_min_slowdown"}
+    numbers = {"gains": {"batch_growth": growth}, "bw_min_slowdown": _slowdown_numbers(cross),
+               "bw_min": _bw_min_numbers(worst) if worst else {}}
     for key, entry in out.items():
         if not entry["within"] and key in reasons:
-            entry["why"] = ATTRIBUTION[reasons[key]]
+            entry["why"] = ATTRIBUTION[reasons[key]].filled(**numbers.get(reasons[key], {}))
     return out
+
+
+def _bw_min_numbers(row: dict) -> dict:
+    """The bw_min reason's numbers: the row of the largest BW_min, its MTIME + ATIME and what 30 GB/s needs."""
+    needed_s = row["unpipelined_s"] * row["bw_min_bytes_per_s"] / PAPER["bw_min"]
+    return {"batch": row["batch"], "context": row["context"], "iteration_ms": row["unpipelined_s"] * 1e3,
+            "bw_min_gb_s": row["bw_min_bytes_per_s"] / 1e9, "needed_ms": needed_s * 1e3,
+            "speed_share": row["unpipelined_s"] / needed_s}
+
+
+def _slowdown_numbers(cross: dict) -> dict:
+    """The bw_min_slowdown reason's numbers: the link latency, what it adds to an iteration and to the slowdown."""
+    return {"latency_us": cross["latency_s"] * 1e6, "latency_ms": 2 * cross["layers"] * cross["latency_s"] * 1e3,
+            "iteration_ms": cross["iteration_s"] * 1e3, "batch": cross["batch"],
+            "latency_share": cross["slowdown"] - cross["slowdown_without_latency"],
+            "slowdown_without_latency": cross["slowdown_without_latency"]}
 
 
 def critical_path_dc_saving(records: list[dict], model_name: str) -> float:
