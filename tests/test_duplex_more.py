@@ -80,7 +80,7 @@ def test_max_throughput_over_gpu_is_the_papers(reproduction) -> None:
     assert reproduction[1]["throughput_max"]["ours"] == pytest.approx(2.67, rel=0.15)
 
 
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.ATTRIBUTION["energy_reduction"])
+@pytest.mark.xfail(strict=True, reason=str(duplex_reproduce.ATTRIBUTION["energy_reduction"]))
 def test_energy_reduction_is_the_papers(reproduction) -> None:
     """Energy per token, 1 - mean(Duplex+PE+ET / GPU): within 10 points of the paper's 28.19 % (pim.md §2.1)."""
     assert reproduction[1]["energy_reduction"]["ours"] == pytest.approx(0.2819, abs=0.10)
@@ -108,20 +108,36 @@ def test_the_qps_sweep_records_every_system_and_rate(reproduction) -> None:
         assert flags == sorted(flags)
 
 
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.QPS_ATTRIBUTION["gpu_saturation_qps"])
+@pytest.mark.xfail(strict=True, reason=str(duplex_reproduce.QPS_ATTRIBUTION["gpu_saturation_qps"]))
 def test_the_gpu_saturates_between_8_and_10_requests_per_second(reproduction) -> None:
     """The issue, from the paper's Fig. 13 (pim.md §2.4: the GPU saturates above 9 req/s), read as its capacity:
-    archsim's calibrated GPU serves 7.0 req/s with its batch full."""
+    the requests per second archsim's calibrated GPU serves with its batch full (the reason quotes it)."""
     summary = reproduction[1]["qps"]
     assert 8.0 <= summary["capacity_qps"][duplex_reproduce.BASELINE] <= 10.0 and summary["gpu_saturation_qps"]["within"]
 
 
-@pytest.mark.xfail(strict=True, reason=duplex_reproduce.QPS_ATTRIBUTION["duplex_over_gpu"])
+@pytest.mark.xfail(strict=True, reason=str(duplex_reproduce.QPS_ATTRIBUTION["duplex_over_gpu"]))
 def test_duplex_sustains_at_least_1_4x_the_gpus_rate(reproduction) -> None:
-    """The issue (the paper: Duplex about 14 req/s against the GPU's 9, 1.56x). archsim: 9.4 against 7.0, 1.33x."""
+    """The issue (the paper: Duplex about 14 req/s against the GPU's 9, 1.56x); the reason quotes archsim's ratio."""
     summary = reproduction[1]["qps"]
     gpu, duplex = (summary["capacity_qps"][s] for s in duplex_reproduce.QPS_SYSTEMS)
     assert duplex / gpu >= 1.4 and summary["duplex_over_gpu"]["within"]
+
+
+def test_the_reasons_quote_the_runs_numbers(reproduction) -> None:
+    """A reason's numbers are the run's (`archsim.systems.attribution.Reason`), formatted into it: the QPS reasons
+    quote the capacities, calibrated and at the roofline, and the energy reason each model's range."""
+    records, headline, _ = reproduction
+    qps = headline["qps"]
+    gpu, roofline = qps["capacity_qps"][duplex_reproduce.BASELINE], qps["capacity_qps_as_artifact"]
+    assert f"serves {gpu:.2f} requests/s" in qps["gpu_saturation_qps"]["reason"]
+    assert f"it serves {roofline[duplex_reproduce.BASELINE]:.2f}/s" in qps["gpu_saturation_qps"]["reason"]
+    ratio = roofline[duplex_reproduce.HEADLINE_SYSTEM] / roofline[duplex_reproduce.BASELINE]
+    assert f"{qps['duplex_over_gpu']['ours']:.2f}x with the calibrated xPU, {ratio:.2f}x" in \
+        qps["duplex_over_gpu"]["reason"]
+    energy = duplex_reproduce.over_baseline([r for r in records if r["model"] == "llama3-70b"],
+                                            duplex_reproduce.HEADLINE_SYSTEM, "energy_j_per_token")
+    assert f"llama3-70b {1 - max(energy):.0%}-{1 - min(energy):.0%}" in headline["energy_reduction"]["reason"]
 
 
 def test_the_ttft_estimate_reads_above_the_capacity(reproduction) -> None:

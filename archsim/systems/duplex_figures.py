@@ -91,14 +91,19 @@ REASONS = {
 }
 
 
-def ratios(records: list[dict], system: str, baseline: str, metric: str) -> list[float]:
-    """metric(system) / metric(baseline) at every point (model, L_in, L_out, batch) both ran, in the records'
+def matched(records: list[dict], system: str, baseline: str) -> list[tuple[dict, dict]]:
+    """(system's record, baseline's record) at every point (model, L_in, L_out, batch) both ran, in the records'
     order."""
     def key(r: dict) -> tuple:
         return (r["model"], r["lin"], r["lout"], r["batch"])
 
-    base = {key(r): r[metric] for r in records if r["system"] == baseline}
-    return [r[metric] / base[key(r)] for r in records if r["system"] == system and key(r) in base]
+    base = {key(r): r for r in records if r["system"] == baseline}
+    return [(r, base[key(r)]) for r in records if r["system"] == system and key(r) in base]
+
+
+def ratios(records: list[dict], system: str, baseline: str, metric: str) -> list[float]:
+    """metric(system) / metric(baseline) at every point both ran (`matched`), in the records' order."""
+    return [r[metric] / b[metric] for r, b in matched(records, system, baseline)]
 
 
 def figure_value(figure: Figure, records: list[dict]) -> tuple[float, int]:

@@ -68,7 +68,8 @@ from statistics import mean
 import numpy as np
 
 from archsim import library
-from archsim.systems.duplex_figures import figures, ratios
+from archsim.systems.attribution import Reason
+from archsim.systems.duplex_figures import figures, matched, ratios
 from archsim.systems.gpu_device import ROOFLINE
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
@@ -89,19 +90,21 @@ REQUEST_ROUNDS = 2  # requests per point = rounds x batch
 SEED = 0
 PAPER = {"throughput_mean": 2.07, "throughput_max": 2.67, "energy_reduction": 0.2819}  # pim.md §2.1
 TOLERANCE = {"throughput_mean": 0.15, "throughput_max": 0.15, "energy_reduction": 0.10}  # relative, relative, points
-ATTRIBUTION = {
-    "throughput_mean": "the mean follows the grid's mix of models (module docstring): MoE models with few tokens per "
-                       "expert gain about 3x, dense ones 1.1-1.5x; the paper does not list its grid's steps",
-    "throughput_max": "the largest gains (3.0x: GLaM, and Mixtral at batch 32) are decode steps made of weight and "
-                      "KV streaming, which the Logic-PIM runs at its roofline with 4x the xPU's bandwidth, less HBM "
-                      "refresh (6.7 %); bank-bundle conflicts and the softmax unit's rate are not modelled. With the "
-                      "GPU and the xPU at their roofline too (as the paper's simulator, --as-artifact, no refresh) "
-                      "the mean is 1.97x and the maximum 3.25x",
-    "energy_reduction": "both sides are priced per action (HBM bits, FLOPs, SRAM bytes; dynamic only): the saving is "
-                        "roughly the per-byte price ratio, Logic-PIM 26.3 pJ/B against the xPU's 32.4 (about 19 %), "
-                        "times the Logic-PIM's share of the bytes: 7-18 % on the MoE models, 1-7 % on the dense ones "
-                        "whose weights stay on the xPU; the paper's 28 % implies larger on-chip GPU costs or static "
-                        "power, which the reference does not give",
+ATTRIBUTION = {  # fields filled from the run (`headline`)
+    "throughput_mean": Reason(
+        "the mean follows the grid's mix of models (module docstring): per model {per_model}; MoE models with few "
+        "tokens per expert gain most, dense ones least; the paper does not list its grid's steps"),
+    "throughput_max": Reason(
+        "the largest gain ({max:.2f}x: {max_at}) is a decode step made of weight and KV streaming, which the "
+        "Logic-PIM runs at its roofline with 4x the xPU's bandwidth, less HBM refresh ({refresh:.1%}); bank-bundle "
+        "conflicts and the softmax unit's rate are not modelled. --as-artifact prints the grid with the GPU and the "
+        "xPU at their roofline too, as the paper's simulator times them"),
+    "energy_reduction": Reason(
+        "both sides are priced per action (HBM bits, FLOPs, SRAM bytes; dynamic only): the saving is roughly the "
+        "per-byte price ratio, Logic-PIM {lp_pj_per_byte:.1f} pJ/B against the xPU's {xpu_pj_per_byte:.1f} "
+        "({byte_saving:.0%} less), times the Logic-PIM's share of the bytes: per model {per_model}, least on the "
+        "dense ones whose weights stay on the xPU; the paper's 28 % implies larger on-chip GPU costs or static "
+        "power, which the reference does not give"),
 }
 
 
@@ -181,8 +184,35 @@ def headline(records: list[dict]) -> dict:
         off = abs(value - paper) if metric == "energy_reduction" else abs(value / paper - 1)
         within = off <= TOLERANCE[metric]
         out[metric] = {"ours": value, "paper": paper, "tolerance": TOLERANCE[metric], "within": within,
-                       "reason": "" if within else ATTRIBUTION[metric]}
+                       "reason": "" if within else ATTRIBUTION[metric].filled(**_numbers(records, metric))}
     return out
+
+
+def _numbers(records: list[dict], metric: str) -> dict:
+    """The numbers `ATTRIBUTION[metric]` quotes, from the records and the presets."""
+    pairs = matched(records, HEADLINE_SYSTEM, BASELINE)
+    by_model: dict[str, list[float]] = {}
+    if metric == "energy_reduction":
+        for r, b in pairs:
+            by_model.setdefault(r["model"], []).append(1 - r["energy_j_per_token"] / b["energy_j_per_token"])
+        devices = load_system(HEADLINE_SYSTEM).devices
+        xpu, lp = next(d for d in devices.values() if d.kind == "gpu"), next(
+            d for d in devices.values() if d.kind == "logic-pim")
+        xpu_pj = 8 * xpu.energy.hbm_pj_per_bit + xpu.energy.sram_pj_per_byte
+        lp_pj = 8 * lp.spec.internal_pj_per_bit
+        return {"lp_pj_per_byte": lp_pj, "xpu_pj_per_byte": xpu_pj, "byte_saving": 1 - lp_pj / xpu_pj,
+                "per_model": _ranges(by_model, "{:.0%}")}
+    for r, b in pairs:
+        by_model.setdefault(r["model"], []).append(r["throughput_tok_s"] / b["throughput_tok_s"])
+    top, base = max(pairs, key=lambda p: p[0]["throughput_tok_s"] / p[1]["throughput_tok_s"])
+    refresh = next(d for d in load_system(HEADLINE_SYSTEM).devices.values() if d.kind == "logic-pim")
+    return {"per_model": _ranges(by_model, "{:.2f}x"), "max": top["throughput_tok_s"] / base["throughput_tok_s"],
+            "max_at": f"{top['model']}, ({top['lin']}, {top['lout']}), batch {top['batch']}",
+            "refresh": refresh.spec.refresh_fraction}
+
+
+def _ranges(by_model: dict[str, list[float]], form: str) -> str:
+    return ", ".join(f"{model} {form.format(min(v))}-{form.format(max(v))}" for model, v in by_model.items())
 
 
 # ------------------------------------------------------------------------------------------------ Bank-PIM
@@ -225,14 +255,15 @@ SATURATION_TTFT_MULTIPLE = 10.0  # ours (module docstring)
 SATURATION_PERCENTILE = 90
 CAPACITY_ROUNDS = 4  # closed-loop rounds of QPS_MAX_BATCH requests for `capacity_qps` (2 read 4 % lower: the start)
 QPS_PAPER = {"gpu_saturation_qps": (8.0, 10.0), "duplex_over_gpu": 1.4}  # the issue's bounds; paper ~9 and ~14
-QPS_ATTRIBUTION = {
-    "gpu_saturation_qps": "the calibrated GPU model serves 7.0 requests/s of (4096, 512) at batch 128: its 4096-token "
-                          "prefills and decode steps run at measured kernel efficiencies, where the paper's simulator "
-                          "gives the GPU its roofline (pim.md §2.5); with that timing (--as-artifact) it serves "
-                          "9.9/s, inside the band",
-    "duplex_over_gpu": "both systems prefill on the same xPU (pim.md §2.3), one prompt per iteration without "
-                       "chunking, so at 4096-token prompts the prefills cap Duplex's rate as well as the GPU's: 1.33x "
-                       "with the calibrated xPU, 1.41x when both are timed at their roofline (--as-artifact)",
+QPS_ATTRIBUTION = {  # fields filled from the run (`qps_headline`)
+    "gpu_saturation_qps": Reason(
+        "the calibrated GPU model serves {gpu:.2f} requests/s of (4096, 512) at batch 128: its 4096-token prefills "
+        "and decode steps run at measured kernel efficiencies, where the paper's simulator gives the GPU its "
+        "roofline (pim.md §2.5); with that timing (capacity_qps_as_artifact) it serves {gpu_roofline:.2f}/s"),
+    "duplex_over_gpu": Reason(
+        "both systems prefill on the same xPU (pim.md §2.3), one prompt per iteration without chunking, so at "
+        "4096-token prompts the prefills cap Duplex's rate as well as the GPU's: {ratio:.2f}x with the calibrated "
+        "xPU, {ratio_roofline:.2f}x when both are timed at their roofline (capacity_qps_as_artifact)"),
 }
 
 
@@ -299,20 +330,23 @@ def capacity_qps(systems: tuple[str, ...] = QPS_SYSTEMS, rounds: int = CAPACITY_
     return out
 
 
-def qps_headline(records: list[dict], capacity: dict[str, float]) -> dict:
-    """Each system's saturation rate by the TTFT criterion (`saturation_qps`) and its capacity (`capacity_qps`),
-    and the issue's two checks on the capacities beside the paper's (module docstring)."""
+def qps_headline(records: list[dict], capacity: dict[str, float], roofline: dict[str, float]) -> dict:
+    """Each system's saturation rate by the TTFT criterion (`saturation_qps`) and its capacity (`capacity_qps`,
+    and `roofline`: the same with the GPU devices timed as the paper's simulator, --as-artifact), and the issue's
+    two checks on the capacities beside the paper's (module docstring)."""
     rates = {name: saturation_qps(records, name) for name in QPS_SYSTEMS}
     gpu, duplex = capacity[BASELINE], capacity[HEADLINE_SYSTEM]
+    numbers = {"gpu": gpu, "gpu_roofline": roofline[BASELINE], "ratio": duplex / gpu,
+               "ratio_roofline": roofline[HEADLINE_SYSTEM] / roofline[BASELINE]}
     low, high = QPS_PAPER["gpu_saturation_qps"]
     checks = {"gpu_saturation_qps": (gpu, low <= gpu <= high, f"between {low:g} and {high:g}"),
               "duplex_over_gpu": (duplex / gpu, duplex / gpu >= QPS_PAPER["duplex_over_gpu"],
                                   f"at least {QPS_PAPER['duplex_over_gpu']:g}")}
     out: dict = {"saturation_qps": {name: {"qps": q, "bound": bound} for name, (q, bound) in rates.items()},
-                 "capacity_qps": dict(capacity)}
+                 "capacity_qps": dict(capacity), "capacity_qps_as_artifact": dict(roofline)}
     for metric, (ours, within, paper) in checks.items():
         out[metric] = {"ours": ours, "paper": paper, "within": within,
-                       "reason": "" if within else QPS_ATTRIBUTION[metric]}
+                       "reason": "" if within else QPS_ATTRIBUTION[metric].filled(**numbers)}
     return out
 
 
@@ -327,7 +361,8 @@ def run_all(as_artifact: bool = False) -> tuple[list[dict], dict, list[dict]]:
                                models=models)
     qps = qps_sweep(as_artifact=as_artifact, models=models)
     summary = {**headline(grid), "bank_pim": bank_pim_headline(bank),
-               "qps": qps_headline(qps, capacity_qps(as_artifact=as_artifact, models=models)),
+               "qps": qps_headline(qps, capacity_qps(as_artifact=as_artifact, models=models),
+                                   capacity_qps(as_artifact=True, models=models)),
                "figures": figures(grid + bank), "as_artifact": as_artifact}
     return grid + bank, summary, qps
 
