@@ -73,7 +73,7 @@ def _print_artifact(records: list[dict], attribution: list[dict]) -> None:
     for line in neupims_reproduce.explain_artifact(attribution):
         click.echo(f"  - {line}")
     click.echo("\nGaps the artifact mode leaves, and why:")
-    for metric, why in neupims_reproduce.ARTIFACT_GAPS.items():
+    for metric, why in neupims_reproduce.artifact_gaps(attribution).items():
         click.echo(f"  - {metric}: {why}")
 
 
