@@ -189,6 +189,8 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     click.echo(f"\nHeadline: MInference and FA-2 within {sparse.PREFILL_TOLERANCE:.0%} of the paper at every length: "
                f"{h['minference_within']}; MInference slower than FA-2 at 10K: {h['minference_slower_at_10k']}; "
                f"masks above App. F's sparsity: {h['density_above']}")
+    if "minference_reason" in h:
+        click.echo(f"Why the prefill times miss: {h['minference_reason']}")
 
 
 def _gb(memory_bytes: float, fits: bool) -> str:
