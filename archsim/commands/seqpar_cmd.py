@@ -47,6 +47,7 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
         click.echo(f"  {r['gpu']:<15} {r['hardware']:<8} {r['model']:<10} {r['scheme']:<16} "
                    f"{r['pow2_context_tokens'] // 1024:>6}K ({r['max_context_tokens'] / 1024:>7.0f}K)  paper "
                    f"{r['paper_context_tokens'] // 1024:>5}K  x{r['ratio']:.2f} {verdict}")
+    _reasons([(f"{r['gpu']} {r['hardware']} {r['model']} {r['scheme']}", r["reason"]) for r in result["table3"]])
     lasp = result["lasp2"]
     click.echo(f"\nLASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
                "batch 1, forward + backward, tokens/s")
@@ -58,6 +59,7 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
         click.echo(f"{n // 1024:>5}K {cells}   {_gain(gains[(n, 'ring')]):>22}   {_gain(gains[(n, 'lasp1')]):>18}")
     click.echo(f"LASP-2 fastest from {_k(lasp['ahead_above'])} on (paper: ahead once N > "
                f"{_k(lasp['paper_ahead_above'])})")
+    _reasons([(f"over {g['baseline']} at {g['seq_len'] // 1024}K", g["reason"]) for g in lasp["gains"]])
     dist = result["distattention"]
     click.echo(f"\nDistAttention decode, {seqpar.DIST_MODEL} attention on {seqpar.DIST_DEVICES} A100s "
                f"({seqpar.DIST_TOPOLOGY}); paper: {dist['paper_over_ring'][0]}-{dist['paper_over_ring'][1]}x over "
@@ -90,3 +92,13 @@ def _gain(g: dict) -> str:
 
 def _k(tokens: int | None) -> str:
     return "-" if not tokens else f"{tokens // 1024}K"
+
+
+def _reasons(entries: list[tuple[str, str]]) -> None:
+    """Each reason once, after the entries outside their tolerance that it explains."""
+    by_reason: dict[str, list[str]] = {}
+    for label, reason in entries:
+        if reason:
+            by_reason.setdefault(reason, []).append(label)
+    for reason, labels in by_reason.items():
+        click.echo(f"  outside ({'; '.join(labels)}): {reason}")
