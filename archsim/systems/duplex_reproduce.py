@@ -191,13 +191,12 @@ def headline(records: list[dict]) -> dict:
 def _numbers(records: list[dict], metric: str) -> dict:
     """The numbers `ATTRIBUTION[metric]` quotes, from the records and the presets."""
     pairs = matched(records, HEADLINE_SYSTEM, BASELINE)
+    devices = load_system(HEADLINE_SYSTEM).devices.values()  # the preset: the default mode's prices and refresh
+    xpu, lp = (next(d for d in devices if d.kind == kind) for kind in ("gpu", "logic-pim"))
     by_model: dict[str, list[float]] = {}
     if metric == "energy_reduction":
         for r, b in pairs:
             by_model.setdefault(r["model"], []).append(1 - r["energy_j_per_token"] / b["energy_j_per_token"])
-        devices = load_system(HEADLINE_SYSTEM).devices
-        xpu, lp = next(d for d in devices.values() if d.kind == "gpu"), next(
-            d for d in devices.values() if d.kind == "logic-pim")
         xpu_pj = 8 * xpu.energy.hbm_pj_per_bit + xpu.energy.sram_pj_per_byte
         lp_pj = 8 * lp.spec.internal_pj_per_bit
         return {"lp_pj_per_byte": lp_pj, "xpu_pj_per_byte": xpu_pj, "byte_saving": 1 - lp_pj / xpu_pj,
@@ -205,10 +204,9 @@ def _numbers(records: list[dict], metric: str) -> dict:
     for r, b in pairs:
         by_model.setdefault(r["model"], []).append(r["throughput_tok_s"] / b["throughput_tok_s"])
     top, base = max(pairs, key=lambda p: p[0]["throughput_tok_s"] / p[1]["throughput_tok_s"])
-    refresh = next(d for d in load_system(HEADLINE_SYSTEM).devices.values() if d.kind == "logic-pim")
     return {"per_model": _ranges(by_model, "{:.2f}x"), "max": top["throughput_tok_s"] / base["throughput_tok_s"],
             "max_at": f"{top['model']}, ({top['lin']}, {top['lout']}), batch {top['batch']}",
-            "refresh": refresh.spec.refresh_fraction}
+            "refresh": lp.spec.refresh_fraction}
 
 
 def _ranges(by_model: dict[str, list[float]], form: str) -> str:
