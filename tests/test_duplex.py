@@ -201,3 +201,21 @@ def test_gaussian_lengths_keep_their_means() -> None:
     assert max(r.prompt_tokens for r in requests) <= 2048
     with pytest.raises(SpecError, match="std_fraction"):
         gaussian_requests(4, 1024, 256, -0.1, seed=1)
+
+
+def test_a_headline_outside_its_tolerance_quotes_the_records() -> None:
+    """Synthetic records 5x and 4x the GPU: mean and maximum are outside, so their reasons are filled from the
+    records (each model's range, the largest gain and where), none left as a field."""
+    from archsim.systems import duplex_reproduce
+
+    def record(system: str, model: str, tok_s: float) -> dict:
+        return {"model": model, "system": system, "lin": 256, "lout": 256, "batch": 32, "throughput_tok_s": tok_s,
+                "tbt_p50_s": 0.01, "tbt_p99_s": 0.02, "e2e_s": 1.0, "energy_j_per_token": 1.0}
+
+    records = [record("duplex-gpu", "mixtral-8x7b", 100.0), record("duplex-pe-et", "mixtral-8x7b", 500.0),
+               record("duplex-gpu", "opt-66b", 100.0), record("duplex-pe-et", "opt-66b", 400.0)]
+    summary = duplex_reproduce.headline(records)
+    assert not summary["throughput_mean"]["within"] and not summary["throughput_max"]["within"]
+    assert "per model mixtral-8x7b 5.00x-5.00x, opt-66b 4.00x-4.00x" in summary["throughput_mean"]["reason"]
+    assert "the largest gain (5.00x: mixtral-8x7b, (256, 256), batch 32)" in summary["throughput_max"]["reason"]
+    assert "per model mixtral-8x7b 0%-0%" in summary["energy_reduction"]["reason"]
