@@ -25,11 +25,14 @@ back to back on this shared machine (`taskset -c 1`, results equal to the bit): 
 first work per op: a second pass over the grids with the same models takes 8.5 s of their 31-36 s. The first pass
 binds and analyses about 40,000 ops (a dense layer per token count, a decode op per context, MoE expert groups per
 (experts, tokens)), costs each on its devices and asks the GPU kernel model once per (decode batch, mean context).
+The QPS capacities with the GPU devices at their roofline (`capacity_qps(as_artifact=True)`, which the reasons
+quote) are timed since they joined run_all.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 from archsim.systems import duplex_reproduce
@@ -40,7 +43,8 @@ LIMIT_S = 60.0  # issue 15
 def main() -> None:
     parts = (("closed-loop grids", duplex_reproduce.grid_records), ("Bank-PIM comparison",
              duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep),
-             ("QPS capacities", duplex_reproduce.capacity_qps))
+             ("QPS capacities", duplex_reproduce.capacity_qps),
+             ("... at the roofline", functools.partial(duplex_reproduce.capacity_qps, as_artifact=True)))
     total_s, models = 0.0, {}  # the parts share their models, as run_all has them do
     for name, run in parts:
         start = time.perf_counter()
