@@ -32,7 +32,7 @@ from archsim.systems.devices import device_models
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_spec import load_system
 
-SYSTEM_ORDER = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et", "duplex-bank-pim", "duplex-2xgpu")
+SYSTEM_ORDER = (*duplex_reproduce.SYSTEMS, duplex_reproduce.BANK_PIM, duplex_reproduce.TWO_GPUS)  # the reproduction's
 OPB_MODEL, OPB_CONTEXT, OPB_BATCHES = "mixtral-8x7b", 1024, (32, 64, 128)
 RIDGE_UNITS = (("duplex", "xpu", "xPU (H100)"), ("duplex", "lp", "Logic-PIM"), ("duplex-bank-pim", "pim", "Bank-PIM"))
 
