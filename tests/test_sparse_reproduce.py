@@ -94,3 +94,17 @@ def test_a_pattern_map_of_the_wrong_size_exits_2_naming_the_field(tmp_path) -> N
     result = CliRunner().invoke(main, ["check", str(bad)])
     assert result.exit_code == 2
     assert "patterns" in result.output and "1024" in result.output
+
+
+def test_duoattention_up_to_is_read_at_the_longest_context_whose_dense_run_fits(reproduction: dict) -> None:
+    """The README's "up to" needs the dense baseline, so ours is read at the longest grid context whose dense run
+    fits the A100 (the memory model's): a longer grid context does not fit, and the ratios are that point's."""
+    duo = [p for p in reproduction["points"] if p["method"] == "DuoAttention"]
+    rows = {r["model"]: r for r in reproduction["duo_up_to"]}
+    assert set(rows) == set(sparse.PAPER["duo_up_to"])
+    for model, row in rows.items():
+        mine = {p["context"]: p for p in duo if p["model"] == model}
+        point = mine[row["context"]]
+        assert point["dense_fits"] and not any(p["dense_fits"] for n, p in mine.items() if n > row["context"])
+        assert row["memory"] == point["dense_memory_bytes"] / point["memory_bytes"] > 1
+        assert row["decode"] == point["dense_time_s"] / point["time_s"] > 1

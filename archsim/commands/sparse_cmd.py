@@ -155,7 +155,7 @@ def _decode_table(points: list[dict]) -> None:
 def reproduce_sparse(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, minference.csv and density.csv there.
     `--json`: {"points": [{"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s",
-    "memory_bytes", "dense_memory_bytes", ...}], "minference", "density", "headline"}."""
+    "memory_bytes", "dense_memory_bytes", ...}], "minference", "density", "duo_up_to", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = sparse.run_all()
@@ -185,6 +185,11 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     click.echo("\nDecode per generated token (ms) and memory (GB); dense beside; OOM: more memory than the GPU has "
                "(timed all the same)")
     _decode_table([p for p in result["points"] if p["method"] != "MInference"])
+    click.echo("Ours at the longest context whose dense run fits, beside DuoAttention's README \"up to\" (its "
+               "contexts not listed, so printed, not checked):")
+    for r in result["duo_up_to"]:
+        click.echo(f"  {r['model']:<10} at {r['context'] // 1000}K: memory {r['memory']:.2f}x (README "
+                   f"{r['paper_memory']:.2f}x), decode {r['decode']:.2f}x (README {r['paper_decode']:.2f}x)")
     h = result["headline"]
     click.echo(f"\nHeadline: MInference and FA-2 within {sparse.PREFILL_TOLERANCE:.0%} of the paper at every length: "
                f"{h['minference_within']}; MInference slower than FA-2 at 10K: {h['minference_slower_at_10k']}; "

@@ -46,6 +46,10 @@ def summary_rows(data: dict) -> pd.DataFrame:
     for r in data["density"]:
         rows.append({"metric": f"vertical-slash sparsity at {r['context'] // 1000}K (above)", "ours": r["sparsity"],
                      "paper": r["above"], "within": r["sparsity"] > r["above"], "reason": ""})
+    for r in data["duo_up_to"]:
+        for name, key in (("memory saving", "memory"), ("decode speed-up", "decode")):
+            rows.append({"metric": f"DuoAttention {name}, {r['model']} at {r['context'] // 1000}K (x)",
+                         "ours": r[key], "paper": r[f"paper_{key}"], "within": None, "reason": sparse.DUO_NO_CLAIM})
     return pd.DataFrame(rows, columns=["metric", "ours", "paper", "within", "reason"])
 
 
