@@ -260,11 +260,13 @@ def headline(records: list[dict], bw_rows: list[dict], cross: dict) -> dict:
                "divide_and_conquer_pipelined_llama-65b": "divide_and_conquer_pipelined",
                "divide_and_conquer_pipelined_llama3-70b": "divide_and_conquer_pipelined",
                "bw_min_slowdown": "bw_min_slowdown"}
-    numbers = {"gains": {"batch_growth": growth}, "bw_min_slowdown": _slowdown_numbers(cross),
-               "bw_min": _bw_min_numbers(worst) if worst else {}}
+    numbers = {"gains": {"batch_growth": growth}, "bw_min_slowdown": _slowdown_numbers(cross)}
+    if worst:  # no BW_min row at batch <= 300 (none fits the pool): the bw_min reason keeps its fields' names
+        numbers["bw_min"] = _bw_min_numbers(worst)
     for key, entry in out.items():
         if not entry["within"] and key in reasons:
-            entry["why"] = ATTRIBUTION[reasons[key]].filled(**numbers.get(reasons[key], {}))
+            reason = ATTRIBUTION[reasons[key]]
+            entry["why"] = reason.filled(**numbers[reasons[key]]) if reasons[key] in numbers else str(reason)
     return out
 
 
