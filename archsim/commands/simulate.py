@@ -78,7 +78,13 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
-    model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
+    try:
+        model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
+    except SpecError as e:  # a --tp/--pp the spec cannot take: name the option, not the entry it was written to
+        option = next((f"--{k}" for k, v in (("tp", tp), ("pp", pp)) if v and e.where.endswith(f".{k}")), None)
+        if option is None:
+            raise
+        raise SpecError(option, "", f"{e.message} (system {system_name})") from None
     if model.kv_capacity_bytes <= 0:
         raise SpecError(model.system.source, "parallelism", f"{model.workload.name}'s weights leave no memory for "
                                                             f"the KV cache on {model.system.name}")
