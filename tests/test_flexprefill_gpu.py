@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from archsim import library
+from archsim.cascade.analysis import analyze
+from archsim.cascade.bind import bind
 from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
@@ -64,6 +66,24 @@ def test_the_estimation_share_falls_with_the_context(llama3) -> None:
         prefill, estimate_s = flex_prefill(llama3, gpu, n, 0.1)
         shares.append(estimate_s / prefill.attention_s)
     assert shares[0] > shares[1] > shares[2]
+
+
+def test_the_estimation_gemms_are_the_cascades_estimation_einsums_and_the_masked_half_cublas_computes() -> None:
+    """The estimation's two GEMMs are written as launches (cuBLAS computes whole rectangles) and checked here
+    against the library cascade `flexprefill` at the same sizes: q[-128:]·Kᵀ is the cascade's EQK (the causal
+    estimate) plus the upper triangle of the last query block that the mask then discards; the pooled Q̂·K̂ᵀ is
+    BQK (the block-causal pairs) plus the pairs above the diagonal."""
+    n, heads, kv_heads, d = 1024, 4, 2, 16
+    binding = bind(library.load_cascade_spec("flexprefill"),
+                   {"seq_len": n, "heads": heads, "kv_heads": kv_heads, "head_dim": d, "block": FLEX_BLOCK})
+    points = analyze(binding).points
+    eager, _ = layer_launches(0.5, n, heads, kv_heads, d, load_gpu("h100-sxm5"), "bf16", 2)
+    gemm_macs = {launch.name: launch.mma_flops / 2 for launch in eager if hasattr(launch, "mma_flops")}
+    triangle = FLEX_BLOCK * (FLEX_BLOCK - 1) // 2 * heads * d  # keys after each of the last 128 queries
+    assert gemm_macs[f"estimate q[-{FLEX_BLOCK}:]·Kᵀ"] == points["EQK"] + triangle
+    blocks = n // FLEX_BLOCK
+    above = blocks * (blocks - 1) // 2 * heads * d
+    assert gemm_macs["pooled Q̂·K̂ᵀ"] == points["BQK"] + above
 
 
 def test_a_small_shared_memory_runs_one_stage() -> None:

@@ -10,12 +10,23 @@ import numpy as np
 import pytest
 
 from archsim import library
+from archsim.cascade.analysis import analyze
+from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, launch_time
 from archsim.model.gpu_kernels import fwd_launch
-from archsim.model.gpu_sparse import BLOCK, SparseParams, SparsePattern, head_time_s, kept_fraction, key_tiles
+from archsim.model.gpu_sparse import (
+    BLOCK,
+    LAST_Q,
+    SparseParams,
+    SparsePattern,
+    head_launches,
+    head_time_s,
+    kept_fraction,
+    key_tiles,
+)
 from archsim.systems.sparse_prefill import KV_HOST_FROM_TOKENS, dense_prefill, kv_host_s, sparse_prefill
 
 A100 = load_gpu("a100-80gb-sxm4")
@@ -57,6 +68,23 @@ def test_block_sparse_keeps_k_b_blocks_per_query_block() -> None:
     unmasked, masked = key_tiles(SparsePattern("block_sparse", k_b=100), 64 * 300)
     assert list((unmasked + masked)[:3]) == [1, 2, 3]
     assert set((unmasked + masked)[100:]) == {100}
+
+
+@pytest.mark.parametrize(("pattern", "cascade", "einsum", "extra"), [
+    (SparsePattern("vertical_slash", k_v=100, k_s=200), "minference-vertical-slash", "EQK",
+     lambda n: LAST_Q * (LAST_Q - 1) // 2),  # keys after each of the last 64 queries: the mask discards them
+    (SparsePattern("block_sparse", k_b=4), "minference-block-sparse", "BQK",
+     lambda n: (n // BLOCK) * (n // BLOCK - 1) // 2)])  # block pairs above the diagonal
+def test_a_heads_estimation_gemm_is_its_cascades_einsum_and_the_masked_part_cublas_computes(
+        pattern, cascade, einsum, extra) -> None:
+    """One head's estimation GEMM, written as a launch (cuBLAS computes whole rectangles), against the library
+    cascade at the same sizes: the cascade's masked Einsum plus the part the mask discards, per head_dim."""
+    n, d = 1024, 16
+    binding = bind(library.load_cascade_spec(cascade), {"seq_len": n, "heads": 1, "kv_heads": 1, "head_dim": d,
+                                                        "last_q": LAST_Q, "block": BLOCK})
+    eager, _ = head_launches(pattern, n, d, load_gpu("a100-80gb-sxm4"), "bf16", 2)
+    (gemm,) = [launch for launch in eager if hasattr(launch, "mma_flops")]
+    assert gemm.mma_flops / 2 == analyze(binding).points[einsum] + extra(n) * d
 
 
 def test_head_time_grows_with_the_kept_set_and_the_estimate_costs() -> None:
