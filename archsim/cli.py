@@ -10,9 +10,12 @@ none of these is a bug in archsim: one line saying so, exit 1 (ARCHSIM_DEBUG=1 s
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -80,8 +83,19 @@ class _LazyGroup(click.Group):
         for arg in args:
             if "\0" in arg:  # no file or name can hold one; the OS would refuse it deep inside
                 _fail(f"archsim: argument {arg!r} contains a NUL byte", 2)
+        interrupts: list[int] = []
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _noting_interrupts(interrupts):
+                code = self._main(args, prog_name, complete_var, **extra)
+        except KeyboardInterrupt:  # Ctrl-C after the command returned, before the handler was put back
+            interrupts.append(signal.SIGINT)
+        if interrupts:  # Ctrl-C whose KeyboardInterrupt Python dropped (`_noting_interrupts`): the command ran on
+            _fail("interrupted (Ctrl-C); what the command wrote before it is complete", 130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _main(self, args, prog_name, complete_var, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "archsim"
             _fail(f"{where}: {exc.format_message()} (see '{where} --help')", 2)
@@ -103,7 +117,29 @@ class _LazyGroup(click.Group):
                 raise
             _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in archsim, please report it "
                   "(ARCHSIM_DEBUG=1 shows the traceback)", 1)
-        sys.exit(code if isinstance(code, int) else 0)
+
+
+@contextlib.contextmanager
+def _noting_interrupts(noted: list[int]) -> Iterator[None]:
+    """Within: Ctrl-C raises KeyboardInterrupt, as Python's own handler does, and is appended to `noted`. Python
+    drops an exception raised inside a weakref or gc callback ("Exception ignored in ..."), so a command could run
+    on and end as if never interrupted; the note lets the CLI exit as interrupted all the same. Where SIGINT is
+    ignored (nohup) it stays ignored; outside the main thread, where no handler can be set, nothing is noted."""
+    def handler(signum: int, frame: object) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        if previous not in (signal.SIG_IGN, None):  # None: a handler set outside Python, left alone
+            signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous not in (signal.SIG_IGN, None):
+            signal.signal(signal.SIGINT, previous)
 
 
 @click.group(cls=_LazyGroup, name="archsim")
