@@ -323,6 +323,18 @@ def test_flashattention_2_on_64_kb_of_lds_takes_the_largest_tile_that_fits(kerne
     assert not refused.feasible and "shared memory" in refused.reason
 
 
+@pytest.mark.parametrize(("field", "value", "says", "not_said"), [
+    ("smem_bytes_per_sm", 100, "a CTA needs 69632 B of shared memory; small has 100 B per SM", "threads"),
+    ("max_threads_per_sm", 16, "a CTA needs 32 threads; small has 16 per SM", "shared memory")])
+def test_a_refusal_names_the_resource_a_cta_does_not_fit(field, value, says, not_said) -> None:
+    """A CTA that fits no SM is refused naming what it lacks: shared memory, registers or threads, only those (with
+    no tile fitting, FA2's own: 16 rows and 128 keys of head_dim 128, (16 + 2 x 128) x 128 x 2 B)."""
+    gpu = replace(load_gpu("h100-sxm5"), name="small", **{field: value})
+    case = AttentionCase("decode", 1, 32, 8, 128, 8192, False, "fp16")
+    result = predict("Flash-Decoding (16-row tiles)", case, gpu, load_calibration().family_params("fa2"))
+    assert not result.feasible and says in result.reason and not_said not in result.reason, result.reason
+
+
 @pytest.mark.parametrize(("kernel", "heads"), [("Flash-Decoding", 128), ("Flash-Decoding (16-row tiles)", 32)])
 def test_split_kv_decode_times_every_query_row_of_a_tall_group(kernel: str, heads: int) -> None:
     """MQA (one KV head) with a group taller than the tile (128 rows over 64-row tiles, 32 over 16): the grid holds

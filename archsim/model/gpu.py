@@ -263,11 +263,18 @@ def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuRe
 
 def ctas_per_sm(launch: TiledLaunch, gpu: GPU) -> int:
     """Occupancy: resident CTAs per SM by shared memory, registers and threads (0 = does not fit)."""
+    return min(MAX_CTAS_PER_SM, *_ctas_by_resource(launch, gpu))
+
+
+def _ctas_by_resource(launch: TiledLaunch, gpu: GPU) -> tuple[int, int, int]:
+    """The CTAs an SM's shared memory, registers and threads each hold."""
+    return (gpu.smem_bytes_per_sm // launch.smem_bytes, gpu.regfile_bytes_per_sm // _register_bytes(launch),
+            gpu.max_threads_per_sm // launch.threads)
+
+
+def _register_bytes(launch: TiledLaunch) -> int:
     regs = min(MAX_REGS_PER_THREAD, REG_BASE_PER_THREAD + math.ceil(launch.register_words / launch.threads))
-    return min(gpu.smem_bytes_per_sm // launch.smem_bytes,
-               gpu.regfile_bytes_per_sm // (4 * regs * launch.threads),
-               gpu.max_threads_per_sm // launch.threads,
-               MAX_CTAS_PER_SM)
+    return 4 * regs * launch.threads
 
 
 def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -> tuple[float, float]:
@@ -372,8 +379,11 @@ def plan_feasibility(plan: Plan, gpu: GPU) -> str:
     """Why a plan cannot run on `gpu` ("" when it can)."""
     for launch in plan.launches:
         if isinstance(launch, TiledLaunch) and ctas_per_sm(launch, gpu) == 0:
-            return (f"{launch.name}: a CTA needs {launch.smem_bytes} B of shared memory and {launch.threads} "
-                    f"threads; {gpu.name} has {gpu.smem_bytes_per_sm} B per SM")
+            needs = (f"{launch.smem_bytes} B of shared memory; {gpu.name} has {gpu.smem_bytes_per_sm} B per SM",
+                     f"{_register_bytes(launch)} B of registers; {gpu.name} has {gpu.regfile_bytes_per_sm} B per SM",
+                     f"{launch.threads} threads; {gpu.name} has {gpu.max_threads_per_sm} per SM")
+            short = [need for fits, need in zip(_ctas_by_resource(launch, gpu), needs, strict=True) if not fits]
+            return f"{launch.name}: a CTA needs {', and '.join(short)}"
     return ""
 
 
