@@ -34,7 +34,7 @@ from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.workload import Workload
+from archsim.workload import BLOCK_CASCADES, Workload
 
 if TYPE_CHECKING:
     from archsim.model.event import EventRun
@@ -74,6 +74,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
     _check_attention_form(cascade, workload, spec)
+    _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, dict(sets), source="--set", fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
 
@@ -98,6 +99,22 @@ def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Map
                         f"{params['kv_heads']:g} K/V heads for {params.get('heads', 0):g} query heads (grouped-query), "
                         f"but cascade {cascade.name} (mapping {spec.name}) has one K/V head per query head: use a "
                         f"grouped-query cascade and its mapping (e.g. --mapping fusemax-gqa)")
+
+
+def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
+    """Refuse a norm or dense FFN cascade of another decoder block than the workload's (`BLOCK_CASCADES`): a
+    Llama-block model's FFN is SwiGLU (three GEMMs), not the GPT block's GELU FFN (two), and its norm is RMSNorm."""
+    block = workload.block if workload is not None else None
+    if block is None:
+        return
+    for part, names in (("norm", {c[0] for c in BLOCK_CASCADES.values()}),
+                        ("dense FFN", {c[1] for c in BLOCK_CASCADES.values()})):
+        own = BLOCK_CASCADES[block][0 if part == "norm" else 1]
+        if cascade.name in names and cascade.name != own:
+            raise SpecError(workload.path, "block",
+                            f"{workload.name} is a {block} block, whose {part} is cascade {own}, but mapping "
+                            f"{spec.name} runs cascade {cascade.name}, another block's: run {own} with a mapping of "
+                            "it (--cascade, --mapping FILE)")
 
 
 @identity_cache(maxsize=256)

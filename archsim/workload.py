@@ -31,7 +31,13 @@ from archsim.errors import SpecError, check_keys
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block"}
-BLOCK_KINDS = ("gpt", "llama")  # the decoder blocks of archsim.systems.step.BLOCKS
+BLOCK_CASCADES = {  # a decoder block's kind -> (its norm cascade, its dense FFN cascade); archsim.systems.step.BLOCKS
+    # GPT-2/3 (Radford et al. 2019 Sec. 2.3; Brown et al. 2020 Sec. 2.1), OPT, BERT: LayerNorm, GELU FFN
+    "gpt": ("layernorm", "ffn"),
+    # LLaMA (Touvron et al. 2023 Sec. 2.2), Mixtral, DeepSeek-V2/V3: RMSNorm, SwiGLU FFN
+    "llama": ("rmsnorm", "ffn-swiglu"),
+}
+BLOCK_KINDS = tuple(BLOCK_CASCADES)
 
 
 @dataclass(frozen=True)

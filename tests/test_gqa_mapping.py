@@ -1,5 +1,5 @@
-"""Grouped-query attention on FuseMax (mapping `fusemax-gqa`) and the refusal of a GQA workload by a multi-head
-cascade (`archsim.point`)."""
+"""Grouped-query attention on FuseMax (mapping `fusemax-gqa`), the refusal of a GQA workload by a multi-head
+cascade, and of a Llama-block workload by the GPT block's FFN (`archsim.point`)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def test_a_multi_head_cascade_refuses_a_grouped_query_workload(cli):
     assert run_point("fusemax", workload="bert-base").feasible  # MHA: kv_heads = heads
     result = cli("run", "--mapping", "fusemax", "--workload", "mixtral-8x7b", expect=2)
     assert "mixtral-8x7b.yaml: params.kv_heads" in result.output
+
+
+def test_a_gpt_block_ffn_refuses_a_llama_block_workload(cli):
+    """Llama-3-8B's FFN is SwiGLU (three GEMMs, cascade ffn-swiglu); the shipped linear-ffn mappings run GPT's GELU
+    FFN (two). It was modelled silently as the GELU FFN; now the workload's `block` is named with the cascade to
+    run. A GPT-block model (GPT-3 7B) and a workload without a block (BERT) run as before."""
+    with pytest.raises(SpecError) as info:
+        run_point("linear-ffn-fusemax", workload="llama3-8b")
+    assert info.value.where == "block" and info.value.source.endswith("llama3-8b.yaml")
+    assert "dense FFN is cascade ffn-swiglu" in info.value.message and "runs cascade ffn," in info.value.message
+    assert run_point("linear-ffn-fusemax", workload="gpt3-7b").feasible
+    assert run_point("linear-ffn-flat", workload="bert-base").feasible
+    result = cli("run", "--mapping", "linear-ffn-flat", "--workload", "mixtral-8x7b", expect=2)
+    assert "mixtral-8x7b.yaml: block: " in result.output and result.output.count("\n") == 1
 
 
 @pytest.mark.parametrize("seq_len", [1024, 4096, 16384])

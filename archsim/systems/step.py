@@ -58,7 +58,7 @@ from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
 from archsim.memo import kept
-from archsim.workload import Workload, check_size
+from archsim.workload import BLOCK_CASCADES, Workload, check_size
 
 PHASES = ("prefill", "decode")
 MOE, DENSE = "moe", "dense"
@@ -100,12 +100,7 @@ class Block:
     ffn: str
 
 
-BLOCKS = {
-    # GPT-2/3 (Radford et al. 2019 Sec. 2.3; Brown et al. 2020 Sec. 2.1), OPT, BERT: LayerNorm, GELU FFN
-    "gpt": Block("layernorm", "ffn"),
-    # LLaMA (Touvron et al. 2023 Sec. 2.2), Mixtral, DeepSeek-V2/V3: RMSNorm, SwiGLU FFN
-    "llama": Block("rmsnorm", "ffn-swiglu"),
-}
+BLOCKS = {kind: Block(*cascades) for kind, cascades in BLOCK_CASCADES.items()}  # sources in archsim.workload
 
 
 @dataclass(frozen=True)
