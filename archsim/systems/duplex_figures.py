@@ -4,10 +4,11 @@
 A `Figure` compares one system with another over the points both ran that match its `where` (record fields): a
 throughput ratio (`kind` "ratio": the mean or the maximum of system / baseline) or a reduction of a latency or of
 the energy per token (`kind` "reduction": 1 - the mean of system / baseline). The issue gives tolerances for the
-headline only; a figure takes the headline's for its kind (`TOLERANCE`): 15 % of the paper's value for a ratio, 10
-points for a reduction. A figure whose paper value is a bound ("below 2xGPU") has `paper` None and is within when
-the reduction is positive. Outside its tolerance a figure carries the modelling reason (`REASONS`; a figure
-that leaves its tolerance only in another mode, `--as-artifact`, says that none is recorded).
+headline only, by kind (`TOLERANCE`, which the headline of `duplex_reproduce` reads too, as `within_tolerance`
+applies them): 15 % of the paper's value for a ratio, 10 points for a reduction; a figure takes its kind's. A figure
+whose paper value is a bound ("below 2xGPU") has `paper` None and is within when the reduction is positive. Outside
+its tolerance a figure carries the modelling reason (`REASONS`; a figure that leaves its tolerance only in another
+mode, `--as-artifact`, says that none is recorded).
 
 Where the paper's wording leaves the point open, the reading is ours: the E2E figures (-60.20 % vs GPU, -35.38 %
 vs 2xGPU) follow the GLaM batch-64 TBT figure in §2.4 and are read at the same points; "up to" and "on average" are
@@ -106,6 +107,15 @@ def ratios(records: list[dict], system: str, baseline: str, metric: str) -> list
     return [r[metric] / b[metric] for r, b in matched(records, system, baseline)]
 
 
+def within_tolerance(kind: str, ours: float, paper: float | None) -> bool:
+    """Whether `ours` is within `TOLERANCE[kind]` of `paper`: relative for a ratio, in points for a reduction; a
+    bound (`paper` None) is met by any positive reduction."""
+    if paper is None:
+        return ours > 0
+    off = abs(ours - paper) if kind == REDUCTION else abs(ours / paper - 1)
+    return off <= TOLERANCE[kind]
+
+
 def figure_value(figure: Figure, records: list[dict]) -> tuple[float, int]:
     """(ours, the number of points) of `figure` over `records`; NaN and 0 when no point matches."""
     chosen = [r for r in records if all(r[k] == v for k, v in figure.where.items())]
@@ -125,12 +135,7 @@ def figures(records: list[dict]) -> list[dict]:
         ours, points = figure_value(f, records)
         if not points:
             continue
-        if f.paper is None:
-            within = ours > 0
-        elif f.kind == REDUCTION:
-            within = abs(ours - f.paper) <= TOLERANCE[REDUCTION]
-        else:
-            within = abs(ours / f.paper - 1) <= TOLERANCE[RATIO]
+        within = within_tolerance(f.kind, ours, f.paper)
         rows.append({"figure": f.name, "source": f.source, "ours": ours, "paper": f.paper, "kind": f.kind,
                      "points": points, "tolerance": TOLERANCE[f.kind], "within": within,
                      "reason": "" if within else REASONS.get(f.name, UNATTRIBUTED)})
