@@ -12,6 +12,7 @@ import click
 from archsim.commands.options import write_tables
 from archsim.outputs import check_writable
 from archsim.systems import seqpar_reproduce as seqpar
+from archsim.systems.attribution import by_reason
 
 POINT_KEYS = ("scheme", "devices", "gpu", "link", "model", "seq_len", "causal", "direction", "time_s", "ideal_s",
               "efficiency", "max_context_tokens")
@@ -96,9 +97,5 @@ def _k(tokens: int | None) -> str:
 
 def _reasons(entries: list[tuple[str, str]]) -> None:
     """Each reason once, after the entries outside their tolerance that it explains."""
-    by_reason: dict[str, list[str]] = {}
-    for label, reason in entries:
-        if reason:
-            by_reason.setdefault(reason, []).append(label)
-    for reason, labels in by_reason.items():
+    for reason, labels in by_reason((label, reason) for label, reason in entries if reason).items():
         click.echo(f"  outside ({'; '.join(labels)}): {reason}")

@@ -26,6 +26,7 @@ from archsim.model.trace import Span, write_chrome_trace
 from archsim.outputs import atomic_dir
 from archsim.report import figures, tables
 from archsim.report.labelled import Labelled
+from archsim.systems.attribution import by_reason
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;font-size:13px}"
           "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
@@ -120,12 +121,10 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
 def gaps_html(table: pd.DataFrame, separator: str = "; ") -> str:
     """The rows of a reproduction's summary outside their tolerance (`within` false; None is a figure without a
     claim), grouped by `reason`: an HTML list item per reason naming its `metric`s, or "none"."""
-    by_reason: dict[str, list[str]] = {}
-    for r in table.to_dict("records"):
-        if r["within"] is not None and not r["within"]:
-            by_reason.setdefault(str(r["reason"]), []).append(str(r["metric"]))
+    missed = [(str(r["metric"]), str(r["reason"])) for r in table.to_dict("records")
+              if r["within"] is not None and not r["within"]]
     return "".join(f"<li>{html.escape(separator.join(metrics))}: {html.escape(reason)}</li>"
-                   for reason, metrics in by_reason.items()) or "<li>none</li>"
+                   for reason, metrics in by_reason(missed).items()) or "<li>none</li>"
 
 
 def write_whole(out_dir: Path, write_page: Callable[[Path, dict], None], data: dict) -> Path:
