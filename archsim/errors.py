@@ -37,6 +37,13 @@ def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = 
         raise SpecError(source, at, f"unknown key (expected one of {', '.join(allowed)})")
 
 
+def given(data: Mapping, key: str, empty: object) -> object:
+    """An optional field's value: `empty` when it is absent or null (`keep:` with nothing after it); any other value,
+    0, false and '' included, goes to the field's check as written (never read as empty)."""
+    value = data.get(key)
+    return empty if value is None else value
+
+
 def check_choice(where: str, value: object, allowed: Sequence[object]) -> None:
     """Reject a spec built in code whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`."""
     if value not in allowed:

@@ -11,7 +11,7 @@ import pytest
 
 GOOD = """\
 name: tiny-attention
-params: {seq_len: 8, head_dim: 4}
+params: {seq_len: 8, head_dim: 4, word_bytes: 2}
 ranks: {P: seq_len, M: seq_len, E: head_dim, F: head_dim}
 inputs: {Q: [P, E], K: [M, E], V: [M, F]}
 einsums: |

@@ -20,7 +20,11 @@ from archsim.errors import SpecError
 
 
 def _cascade(text: str, **kwargs):
-    return cascade_from_dict(yaml.safe_load(text), "<test>", **kwargs)
+    """The cascade of `text`, its elements 2 bytes wide (`params.word_bytes`, which every cascade states) unless
+    the text says otherwise: the cascades here are about the language, not the bytes."""
+    data = yaml.safe_load(text)
+    data["params"] = {"word_bytes": 2, **(data.get("params") or {})}
+    return cascade_from_dict(data, "<test>", **kwargs)
 
 
 def test_partitioned_rank_reads_the_same_through_root_or_parts() -> None:

@@ -103,7 +103,8 @@ def test_nan_and_inf_in_spec_files(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- Einsum expressions
 
-TINY = {"name": "tiny", "params": {"n": 4}, "ranks": {"P": "n"}, "inputs": {"X": ["P"]}, "outputs": ["Z"]}
+TINY = {"name": "tiny", "params": {"n": 4, "word_bytes": 2}, "ranks": {"P": "n"}, "inputs": {"X": ["P"]},
+        "outputs": ["Z"]}
 
 
 @pytest.mark.parametrize("rhs", ["(" * 5000 + "X[p]" + ")" * 5000, "-" * 5000 + "X[p]",
@@ -148,7 +149,8 @@ def test_huge_sizes_name_the_limit_and_how_to_raise_it(monkeypatch: pytest.Monke
 
 
 def test_rank_sizes_in_a_cascade_file_are_within_the_limit() -> None:
-    cascade = cascade_from_dict({**TINY, "ranks": {"P": 10**11}, "einsums": ["Z[p] = X[p]"]}, "tiny.yaml")
+    cascade = cascade_from_dict({**TINY, "params": {"word_bytes": 2}, "ranks": {"P": 10**11},
+                                 "einsums": ["Z[p] = X[p]"]}, "tiny.yaml")
     error = _error(bind, cascade)
     assert (error.source, error.where) == ("tiny.yaml", "ranks.P") and "ARCHSIM_MAX_SIZE" in error.message
 

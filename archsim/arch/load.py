@@ -11,7 +11,7 @@ File format (units in the key names; memories outermost first; the YAML path of 
     node_nm: 45                       # node of the areas below
     memories:
       DRAM:
-        capacity_bytes: null          # null = unbounded
+        capacity_bytes: null          # null = unbounded (the outermost level's must be null)
         bandwidth_bytes_per_s: 429496729600   # null = never a bottleneck
         access_bits: 64
         instances: 1                  # optional, default 1 (e.g. one RF per PE)
@@ -156,6 +156,12 @@ class _Loader:
             raise self.error("name", "expected the architecture's name, got an empty string")
         memories = self.named(d["memories"], "memories", "memory")
         units = self.named(d["units"], "units", "unit")
+        outermost, outer = next(iter(memories.items()))
+        if isinstance(outer, dict) and outer.get("capacity_bytes") is not None:
+            raise self.error(f"memories.{outermost}.capacity_bytes",
+                             f"expected null: the outermost level ({outermost}) is the home of every tensor and the "
+                             f"model does not bound it (got {outer['capacity_bytes']!r}; whether a workload fits "
+                             "off-chip memory is not checked here)")
         return Architecture(
             name=name,
             description=self.text(d.get("description", ""), "description"),

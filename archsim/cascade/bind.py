@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
-from archsim.memo import identity_cache, kept
+from archsim.memo import identity_cache, kept, per_object
 from archsim.workload import PARAMS, Workload, check_size, max_size
 
 
@@ -165,9 +165,29 @@ def bind(
                             + _origins(cascade, [root, *known], {**values, **sizes}, origin)
                             + f"; {nearest_multiples(sizes[root], product)}")
         sizes[missing] = sizes[root] // product
-    word_bytes = _positive_int(values.get("word_bytes", 2), origin.get("word_bytes", cascade.source),
+    for where, text, rank, const, slots_over_size in _constant_slots(cascade):
+        if const >= sizes[rank] + slots_over_size:
+            raise SpecError(cascade.source, where, f"{text}: slot {const} is out of range: rank {rank} has "
+                                                   f"{sizes[rank] + slots_over_size} slots (0 to "
+                                                   f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
+                                                   + _origins(cascade, [rank], {**values, **sizes}, origin))
+    word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
+
+
+@per_object(maxsize=1024)
+def _constant_slots(cascade: Cascade) -> tuple[tuple[str, str, str, int, int], ...]:
+    """(where, access, leaf rank, constant, 1 for a recurrence's extra slot else 0) of every constant index an Einsum
+    of the cascade reads or writes (`X[b,h,0,p]`): its range is known once the ranks are bound."""
+    found = []
+    for i, einsum in enumerate(cascade.einsums):
+        for ref in (einsum.output, *einsum.refs):
+            decl = cascade.tensors[ref.tensor]
+            found.extend((f"einsums[{i}] ({einsum.output.tensor})", ref.text, rank, term.const,
+                          int(rank == decl.iterative))
+                         for term, rank in zip(ref.terms, decl.leaf_ranks, strict=True) if term.const is not None)
+    return tuple(found)
 
 
 def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],

@@ -43,7 +43,7 @@ from archsim.cascade.ops import (
     PREDICATE_CALLS,
     UnaryOp,
 )
-from archsim.errors import SpecError
+from archsim.errors import SpecError, kind_of
 from archsim.limits import env_limit
 
 TOP_KEYS = {
@@ -132,7 +132,7 @@ def parse_yaml(data: bytes, path: Path) -> Any:
                         f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
     try:
         return yaml.load(text, Loader=_BoundedLoader)
-    except _TooDeep as exc:
+    except _Refused as exc:
         raise SpecError(str(path), f"line {exc.line}", exc.message) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -141,7 +141,9 @@ def parse_yaml(data: bytes, path: Path) -> Any:
         raise SpecError(str(path), where, f"malformed YAML: {problem}") from None
 
 
-class _TooDeep(Exception):
+class _Refused(Exception):
+    """A document `_BoundedLoader` refuses: the line and why."""
+
     def __init__(self, line: int, message: str) -> None:
         self.line = line
         self.message = message
@@ -152,7 +154,8 @@ class _BoundedLoader(yaml.SafeLoader):
     and the code walking the data run out of stack. An alias counts at the height of what it names (so anchors
     cannot build deep data out of shallow text) and may not name a node that contains it (recursive data).
     An integer beyond the largest float reads as +-inf, which every number check refuses with its field named
-    (kept as an int it raised OverflowError wherever a check took its float)."""
+    (kept as an int it raised OverflowError wherever a check took its float). A key written twice in one mapping
+    is refused (PyYAML keeps the last silently); keys a merge (`<<`) brings in may be overridden, as YAML allows."""
 
     def construct_yaml_int(self, node):
         value = super().construct_yaml_int(node)
@@ -163,18 +166,34 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._heights: dict[int, int] = {}  # id(node) -> its levels, itself included, for every finished node
 
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, mark = self.construct_object(key_node, deep=deep), key_node.start_mark
+                try:
+                    earlier = first.setdefault(key, mark)
+                except TypeError:  # an unhashable key: construct_mapping says so
+                    continue
+                if earlier is not mark:
+                    raise _Refused(mark.line + 1, f"duplicate key {key!r} (first at line {earlier.line + 1}, column "
+                                                  f"{earlier.column + 1}); a key is written once per mapping")
+        return super().construct_mapping(node, deep=deep)
+
     def compose_node(self, parent, index):
         line = self.peek_event().start_mark.line + 1
         if self.check_event(yaml.AliasEvent):
             node = super().compose_node(parent, index)
             if id(node) not in self._heights:
-                raise _TooDeep(line, "an alias names a node that contains it (recursive data)")
+                raise _Refused(line, "an alias names a node that contains it (recursive data)")
             if self._depth + self._heights[id(node)] > MAX_YAML_DEPTH:
-                raise _TooDeep(line, f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
+                raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
             return node
         self._depth += 1
         if self._depth > MAX_YAML_DEPTH:
-            raise _TooDeep(line, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels")
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -263,8 +282,10 @@ class _Loader:
         if unknown:
             raise self.error(unknown[0], f"unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
         name = self.data.get("name")
-        if not isinstance(name, str) or not name:
+        if name is None or name == "":
             raise self.error("name", "missing (expected the cascade's name)")
+        if not isinstance(name, str):
+            raise self.error("name", f"expected the cascade's name as a string, got {kind_of(name)} {name!r}")
         self.params = {
             str(k): finite_number(v, self.source, f"params.{k}") for k, v in self.mapping("params").items()
         }
@@ -285,6 +306,7 @@ class _Loader:
         for decl in self.tensors.values():
             if decl.iterative and decl.name not in self.init:
                 raise self.error("init", f"{decl.name} is a recurrence over {decl.iterative} but has no init value")
+        self.check_params(einsums)
         reference = self.data.get("reference")
         if reference is not None:
             from archsim.cascade.references import REFERENCES
@@ -432,6 +454,24 @@ class _Loader:
         self.check_loop_contiguous(einsums)
         return einsums
 
+    def check_params(self, einsums: list[Einsum]) -> None:
+        """`word_bytes` is given (the bytes of every tensor follow from it: no default is assumed), and every other
+        parameter is read by a rank size, an Einsum or a mask (one read by none is a misspelling or left over)."""
+        nodes = [n for e in self.rank_sizes.values() if e is not None for n in S.walk(e)]
+        for einsum in einsums:
+            nodes += list(S.walk(einsum.body))
+            if einsum.mask is not None:
+                nodes += list(S.walk(einsum.mask.predicate))
+                nodes += list(S.walk(einsum.mask.density)) if einsum.mask.density is not None else []
+        read = {n.name for n in nodes if isinstance(n, S.Name | Param)}
+        unread = sorted(set(self.params) - read - {"word_bytes"})
+        if unread:
+            raise self.error(f"params.{unread[0]}", "read by no rank size, Einsum or mask of the cascade (misspelled? "
+                                                    f"read: {', '.join(sorted(read & set(self.params)))})")
+        if "word_bytes" not in self.params:
+            raise self.error("params.word_bytes", "missing: the bytes per element of the cascade's tensors (2 for "
+                                                  "fp16 or bf16)")
+
     def declare_output(self, out: S.Access, where: str) -> None:
         if out.tensor in self.tensors:
             kind = "an input" if self.tensors[out.tensor].kind == "input" else "already defined"
@@ -570,6 +610,9 @@ class _Loader:
                 pos, i = pos + 1, i + 1
                 continue
             if idx.name in self.rank_sizes:  # the final slot of a recurrence: RNV[M1,f,p]
+                if idx.offset:
+                    raise self.error(where, f"{access}: '{idx}': the final slot of a recurrence is read as "
+                                            f"{idx.name}, without an offset (an index variable takes +1)")
                 if idx.name != rank or decl.iterative != rank:
                     raise self.error(where, f"{access}: '{idx.name}' names the final slot of a recurrence, but "
                                             f"position {pos + 1} of {decl.name} is rank {rank}"

@@ -25,6 +25,7 @@ tensors, parameters, ops) is decided by the loader.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -271,6 +272,8 @@ class _Parser:
     def atom(self) -> Expr:
         kind, tok, _ = self.peek()
         if kind == "num":
+            if not math.isfinite(float(tok)):  # 1e400: beyond the largest float (write inf for infinity)
+                raise self.fail(f"the number {tok} is beyond the largest float (write inf for an infinity)")
             self.pos += 1
             return Num(float(tok))
         if self.accept("("):

@@ -77,11 +77,17 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
 
     binding = bind_cascade(cascade, workload, sets)
     inputs = random_inputs(binding, seed)
-    results = execute(binding, inputs)
+    with np.errstate(all="ignore"):  # a division by zero or an overflow is counted below, not warned line by line
+        results = execute(binding, inputs)
     spec = binding.cascade
     for name in spec.outputs:
         value = results[name]
-        click.echo(f"{name} shape {value.shape}: mean {value.mean():.6g}, std {value.std():.6g}")
+        finite = value[np.isfinite(value)]
+        bad = value.size - finite.size
+        stats = f"mean {finite.mean():.6g}, std {finite.std():.6g}" if finite.size else "no finite value"
+        click.echo(f"{name} shape {value.shape}: {stats}" + (
+            f" ({bad} of {value.size} values not finite: a division by zero or an overflow in the cascade)"
+            if bad else ""))
     if not check_ref:
         return
     if spec.reference is None:

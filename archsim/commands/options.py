@@ -53,7 +53,7 @@ WORKLOAD = click.option("--workload", "-w", metavar="W", callback=nonempty,
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
-    """`NAME=NUMBER` pairs; a number must be finite (the binding checks its range)."""
+    """`NAME=NUMBER` pairs, each name once; a number must be finite (the binding checks its range)."""
     out = {}
     for item in values:
         name, sep, value = item.partition("=")
@@ -65,6 +65,9 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
             raise SpecError("--set", item, "expected NAME=NUMBER, e.g. --set seq_len=4096 or --set M0=256")
         if number != number or number in (float("inf"), float("-inf")):
             raise SpecError("--set", item, "expected a finite number")
+        if name.strip() in out:
+            raise SpecError("--set", item, f"{name.strip()} is set twice (also {name.strip()}={out[name.strip()]:g}); "
+                                           "give each name once")
         out[name.strip()] = number
     return out
 

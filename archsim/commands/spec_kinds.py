@@ -49,7 +49,7 @@ def _load_yaml_kind(loader: str):
 
 # Spec kinds that `archsim check` tells apart by shape: (kind, the keys that mark it, its from_dict loader).
 YAML_KINDS = (
-    ("cascade", {"einsums"}, cascade_from_dict),
+    ("cascade", {"einsums", "ranks", "inputs", "outputs"}, cascade_from_dict),
     ("mapping", {"groups"}, mapping_from_dict),
     ("sweep", {"axes"}, _load_yaml_kind("archsim.dse.spec.sweep_from_dict")),
     ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),

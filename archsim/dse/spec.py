@@ -74,7 +74,7 @@ from archsim.dse.serving_spec import (
     load_system_target,
     serving_settings,
 )
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_keys, given
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
@@ -256,9 +256,9 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         description=data.get("description") or "", cascade=_beside(data.get("cascade"), source),
         arch=_beside(data.get("arch"), source), workload=_beside(data.get("workload"), source),
         sets=_sets(data.get("sets"), source),
-        sampling=_sampling(data.get("sampling") or {}, source),
+        sampling=_sampling(given(data, "sampling", {}), source),
         constraints=tuple(_constraint(c, f"constraints[{i}]", source, metrics)
-                          for i, c in enumerate(_list(data.get("constraints") or [], "constraints", source))),
+                          for i, c in enumerate(_list(given(data, "constraints", []), "constraints", source))),
         objectives=_objectives(data.get("objectives"), source, metrics),
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         system=_beside(data.get("system"), source),

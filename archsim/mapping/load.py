@@ -34,7 +34,7 @@ from typing import Any
 
 from archsim.cascade.load import number, read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_keys, given, kind_of
 from archsim.mapping.overlap import check_overlap
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
@@ -52,11 +52,13 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
         raise SpecError(source, "", "expected a mapping with name, cascade, architecture, groups")
     check_keys(data, sorted(TOP_KEYS), source)
     for key in ("name", "cascade", "architecture"):
-        if not isinstance(data.get(key), str) or not data[key]:
+        if data.get(key) is None or data[key] == "":
             raise SpecError(source, key, "missing (expected a string)")
-    sets = data.get("set") or {}
+        if not isinstance(data[key], str):
+            raise SpecError(source, key, f"expected a string, got {kind_of(data[key])} {data[key]!r}")
+    sets = given(data, "set", {})
     if not isinstance(sets, dict):
-        raise SpecError(source, "set", "expected a mapping of parameter or rank -> value")
+        raise SpecError(source, "set", f"expected a mapping of parameter or rank -> value, got {sets!r}")
     groups_raw = data.get("groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")
@@ -107,9 +109,8 @@ def _group(data: Any, source: str, where: str) -> Group:
     if not isinstance(loops_raw, list) or not loops_raw:
         raise SpecError(source, f"{where}.loops", "missing (expected a list of {level|spatial, ranks})")
     loops = [loop for i, raw in enumerate(loops_raw) for loop in _loops(raw, source, f"{where}.loops[{i}]")]
-    keep_raw = data.get("keep") or {}
-    keep = _lists(keep_raw, source, f"{where}.keep")
-    in_place = _lists(data.get("in_place") or {}, source, f"{where}.in_place")
+    keep = _lists(given(data, "keep", {}), source, f"{where}.keep")
+    in_place = _lists(given(data, "in_place", {}), source, f"{where}.in_place")
     overlap = data.get("overlap", "max")
     if not isinstance(overlap, str):
         raise SpecError(source, f"{where}.overlap", f"expected sequential, max or a pipeline expression, got "
@@ -124,7 +125,7 @@ def _group(data: Any, source: str, where: str) -> Group:
 def _lists(raw: Any, source: str, where: str) -> dict[str, tuple[str, ...]]:
     """`{key: [name, ...]}` (keep: level -> tensors; in_place: owner -> tensors over it)."""
     if not isinstance(raw, dict):
-        raise SpecError(source, where, "expected a mapping of name -> [name, ...]")
+        raise SpecError(source, where, f"expected a mapping of name -> [name, ...], got {raw!r}")
     out = {}
     for key, names in raw.items():
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -134,9 +135,9 @@ def _lists(raw: Any, source: str, where: str) -> dict[str, tuple[str, ...]]:
 
 
 def _names(data: dict, key: str, source: str, where: str) -> tuple[str, ...]:
-    value = data.get(key) or []
+    value = given(data, key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(source, f"{where}.{key}", "expected a list of names")
+        raise SpecError(source, f"{where}.{key}", f"expected a list of names, got {value!r}")
     return tuple(value)
 
 

@@ -50,9 +50,15 @@ def _check_einsums(binding: Binding, group: Group, source: str, where: str) -> N
 
 
 def check_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> None:
-    """Every name the group uses exists: units (with the ops of the Einsums bound to them), levels, tensors,
-    ranks, and the rank sizes of its overlap's delay terms. Raises SpecError naming the YAML path."""
+    """The architecture's word is the tensors' (`word_bytes`), and every name the group uses exists: units (with the
+    ops of the Einsums bound to them), levels, tensors, ranks, and the rank sizes of its overlap's delay terms.
+    Raises SpecError naming the YAML path."""
     cascade = binding.cascade
+    if arch.word_bytes != binding.word_bytes:
+        raise SpecError(arch.source, "word_bytes",
+                        f"{arch.name} holds and computes {arch.word_bytes}-byte words, but the tensors of "
+                        f"{cascade.name} are bound with {binding.word_bytes}-byte elements (params.word_bytes of the "
+                        "workload, the cascade or --set): give both the same width")
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
     _check_einsums(binding, group, source, where)
@@ -118,7 +124,8 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
 
 def concrete_factors(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
     """The group with every factor expression evaluated (names: the cascade's parameters and rank sizes;
-    `capacity(LEVEL)` in bytes; `min`, `max`; `/` rounds down). `search` and residuals stay as they are."""
+    `capacity(LEVEL)` in bytes; `min`, `max`; `//` rounds down, `/` does not: a factor that is not a whole number is
+    refused, never rounded). `search` and residuals stay as they are."""
     names = {**binding.params, **binding.rank_sizes}
     loops = []
     for i, loop in enumerate(group.loops):
@@ -126,7 +133,8 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
             at = f"{where}.{loop.origin or f'loops[{i}]'}"
             value = _factor_value(_parsed(loop.factor), names, arch, source, at)
             if not math.isfinite(value) or value < 1 or value != int(value):
-                raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer")
+                hint = " ('//' rounds a division down)" if "/" in loop.factor and value >= 1 else ""
+                raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}")
             loop = replace(loop, factor=int(value))
         loops.append(loop)
     return replace(group, loops=tuple(loops))
@@ -161,7 +169,7 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
             a, b = _factor_value(lhs, names, arch, source, at), _factor_value(rhs, names, arch, source, at)
             if op in ("/", "//") and not b:
                 raise SpecError(source, at, "division by zero")
-            return {"+": a + b, "-": a - b, "*": a * b, "/": a // b, "//": a // b}[op]
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "//": a // b}[op]
     raise SpecError(source, at, "expected numbers, names, + - * / //, min(...), max(...) or capacity(LEVEL)")
 
 
