@@ -20,7 +20,7 @@ of time or memory needs the mix, not the head order). Every bad value is a SpecE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class PatternMap:
     heads: int  # per layer
     head_kind: str
     patterns: tuple[HeadPattern, ...]
+    path: str = field(default="<python>", compare=False)  # the file it was read from, for messages
 
     @property
     def total_heads(self) -> int:
@@ -111,7 +112,7 @@ def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
         raise SpecError(source, "patterns", f"the head counts sum to {total}, expected layers x heads = "
                                             f"{layers} x {heads} = {layers * heads}")
     return PatternMap(name, _text(data, "description", source), _text(data, "source", source), layers, heads,
-                      head_kind, patterns)
+                      head_kind, patterns, source)
 
 
 def _head_pattern(entry: Any, source: str, where: str) -> HeadPattern:

@@ -23,7 +23,7 @@ from archsim.outputs import check_writable
 DEFAULT_TOPOLOGY = "hgx-h100"
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
-                 "scope": "--scope"}
+                 "scope": "--scope", "AttentionCase.seqlen": "--seq-len"}  # the GPU kernel's rows: batch x heads x N
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
 TEXT_COLUMNS = (
     ("time ms", "latency_s", lambda v: f"{v * 1e3:.4g}"),
@@ -146,13 +146,13 @@ def point_row(spec, single: bool) -> dict:
     """One point as a flat row: feasible, reason, the record's fields (`Record.flat`) and the hidden
     communication. A spec the model rejects is a row with feasible False and NaN metrics, or, for a `single`
     point, the SpecError (the model's field named as its option)."""
+    from archsim.systems import seqpar_compute, seqpar_memory
     from archsim.systems.seqpar import ParallelResult, parallel_time
-    from archsim.systems.seqpar_compute import SOURCE
 
     try:
         result = parallel_time(spec)
     except SpecError as error:
-        if error.source == SOURCE and error.where in FIELD_OPTIONS:
+        if error.source in (seqpar_compute.SOURCE, seqpar_memory.SOURCE, "<python>") and error.where in FIELD_OPTIONS:
             error = SpecError(FIELD_OPTIONS[error.where], "", error.message)
         if single:
             raise error from None
@@ -177,6 +177,13 @@ def _show(title: str, rows: list[dict]) -> None:
             continue
         click.echo(lead + " ".join(f"{show(row[key]):>{w}}" for (_, key, show), w in zip(TEXT_COLUMNS, widths,
                                                                                           strict=True)))
+    from archsim.limits import env_limit
+    from archsim.workload import MAX_SIZE
+
+    limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+    if any(row["feasible"] and 2 * row["max_context_tokens"] > limit for row in rows):
+        click.echo(f"max context is searched up to the size limit, {limit} tokens (ARCHSIM_MAX_SIZE): a value "
+                   "within a step of it means at least that")
 
 
 def _decode_kernel() -> str:

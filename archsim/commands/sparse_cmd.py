@@ -128,7 +128,8 @@ def _prefill_table(points: list[dict]) -> None:
     p0 = points[0]
     estimate = "estimate_s" in p0  # FlexPrefill's estimation, within its attention
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
-               "FlashAttention-2; memory: weights + the prompt's KV cache"
+               "FlashAttention-2; memory: weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps "
+               "exceed its memory, activations not counted)"
                + (f"; density {p0['density']:g} of the causal attention" if estimate else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
                + (f"{'estimate':>9} " if estimate else "")
@@ -138,7 +139,7 @@ def _prefill_table(points: list[dict]) -> None:
                    f"{p['dense_time_s'] / p['time_s']:>7.2f}x {p['attention_s']:>9.3f} "
                    + (f"{p['estimate_s']:>9.3f} " if estimate else "")
                    + f"{p['dense_attention_s']:>10.3f} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
-                   f"{p['memory_bytes'] / 1e9:>8.1f}")
+                   f"{_gb(p['memory_bytes'], p['fits']):>8}")
 
 
 def _decode_table(points: list[dict]) -> None:

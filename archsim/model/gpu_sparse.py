@@ -6,7 +6,8 @@ A head's call (`head_plan`) is a list of launches timed by the GPU model (`archs
 - Vertical-slash (Alg. 2): Â = softmax(Q[-64:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes, column sums and
   diagonal sums (the diagonal sum pads and re-reads the 64 x N scores), two top-k selections over N scores (a radix
   select reads its input about `TOPK_PASSES` times), index sorts, the pads of Q, K, V to a multiple of 64, the index
-  build (one pass over (N/64)(k_v + k_s) int32 indices), then the sparse kernel.
+  build (one pass over (N/64)(k_v + k_s) int32 indices, k_v and k_s each at most N as MInference clamps them), then
+  the sparse kernel.
 - Block-sparse (Alg. 3): mean pooling of Q and K over 64 tokens, Q̂·K̂ᵀ over (N/64)^2 blocks, softmax and top-k_b per
   query block, then the kernel.
 - A-shape: no estimation; the kernel over `sinks` initial and `window` recent tokens.
@@ -113,14 +114,15 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     eager: list[Launch] = [StreamLaunch(f"pad {t} to a multiple of 64", 2 * tokens, "hbm_efficiency")
                            for t in ("q", "k", "v")]
     if pattern.kind == "vertical_slash":
+        indices = min(pattern.k_v, n) + min(pattern.k_s, n)  # MInference clamps both sizes to the query length
         estimate = last_queries_estimate(LAST_Q, n, d, 1, 1, precision, e)
         eager += [*estimate[:4],
                   StreamLaunch("top-k verticals", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
                   *estimate[4:],
                   StreamLaunch("top-k slashes", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
-                  StreamLaunch("sort the indices", 2 * (pattern.k_v + pattern.k_s) * INDEX_BYTES, "hbm_efficiency"),
-                  StreamLaunch("build the block and column indices",
-                               math.ceil(n / BLOCK) * (pattern.k_v + pattern.k_s) * INDEX_BYTES, "hbm_efficiency")]
+                  StreamLaunch("sort the indices", 2 * indices * INDEX_BYTES, "hbm_efficiency"),
+                  StreamLaunch("build the block and column indices", math.ceil(n / BLOCK) * indices * INDEX_BYTES,
+                               "hbm_efficiency")]
     elif pattern.kind == "block_sparse":
         blocks = math.ceil(n / BLOCK)
         pooled = blocks * blocks

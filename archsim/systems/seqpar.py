@@ -37,8 +37,8 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
   earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
   path (P-1)(alpha + state / beta + compute)): receive the state, multiply Q by it (backward: K and V by dM), add
   the chunk's own K^T V, send; the intra-chunk work and the chunk's own K^T V run beside the chain. LASP-2
-  all-gathers every device's state at once, overlapped with the intra-chunk work, then sums the earlier states (a
-  prefix sum), then multiplies Q by the sum. The backward passes dM the other way
+  computes its chunk's state first, then all-gathers every device's state at once, overlapped with the intra-chunk
+  work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
   (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
   without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
 
@@ -215,6 +215,10 @@ def check_spec(spec: ParallelSpec) -> None:
             raise SpecError(SOURCE, name, f"expected a whole number >= 1, got {value!r}")
     if spec.devices > MAX_DEVICES:
         raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
+    if spec.tp > 1 and spec.topology.capacity() is not None and spec.devices * spec.tp > spec.topology.capacity():
+        raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} GPUs, "
+                                           f"beyond the {spec.topology.capacity()} of topology "
+                                           f"{spec.topology.name!r} ({spec.topology.source})")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
     if spec.direction == "decode":
         if spec.scheme not in DECODE_SCHEMES:
@@ -446,9 +450,12 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
         chain = (p - 1) * (collectives.send_recv_s(state, link) * passes + hop_compute)
         time_s = max(local, chain) + hop_compute
         return _Timing(time_s, local + hop_compute, (p - 1) * passes * collectives.send_recv_s(state, link))
+    # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
+    # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
+    # sum and Q times it
     gather = collectives.all_gather_s(p * state, p, link) * passes
     prefix = compute.elementwise_s((p + 1) * state) * passes
-    time_s = max(local, kv_state + gather) + prefix + inter
+    time_s = kv_state + max(local, gather) + prefix + inter
     return _Timing(time_s, local + kv_state + prefix + inter, gather)
 
 

@@ -11,9 +11,9 @@ A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "d
 - `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
   attention at the budget; DuoAttention and RazorAttention: the mean over layers of their two calls).
 Memory is the weights plus the KV cache the method keeps; `fits` says whether that is within the GPU's DRAM. A
-prefill's memory is the weights and the prompt's KV cache (activations are not counted, and from
-`sparse_prefill.KV_HOST_FROM_TOKENS` tokens on the benchmark keeps the KV cache on the host), so a prefill point
-carries no `fits`.
+prefill's memory is the weights and the prompt's KV cache; from `sparse_prefill.KV_HOST_FROM_TOKENS` tokens on the
+benchmark keeps the KV cache on the host, so its `fits` counts the weights and one layer's KV (activations are not
+counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
 
 What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
@@ -36,7 +36,14 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.systems import kv_selection
 from archsim.systems.kv_selection import SelectionDecode
-from archsim.systems.sparse_prefill import Prefill, dense_prefill, flex_prefill, head_patterns, sparse_prefill
+from archsim.systems.sparse_prefill import (
+    KV_HOST_FROM_TOKENS,
+    Prefill,
+    dense_prefill,
+    flex_prefill,
+    head_patterns,
+    sparse_prefill,
+)
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
@@ -101,7 +108,7 @@ def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str)
     layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get(size, 0))
     if pattern_map.head_kind != head_kind or (pattern_map.layers, pattern_map.heads) != (layers, heads):
         what = "query heads" if head_kind == "query" else "KV heads"
-        raise SpecError(pattern_map.name, "layers", f"expected a map of {workload.name}'s {what} ({layers} layers x "
+        raise SpecError(pattern_map.path, "layers", f"expected a map of {workload.name}'s {what} ({layers} layers x "
                                                     f"{heads} {what}, head_kind: {head_kind}), got "
                                                     f"{pattern_map.layers} x {pattern_map.heads} "
                                                     f"{pattern_map.head_kind} heads")
@@ -126,11 +133,12 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
     weights and the prompt's KV cache, the same for both."""
     dense = dense_prefill(workload, gpu, context)
-    memory = kv_selection.weight_bytes(workload) + kv_selection.dense_kv_bytes(workload, context)
+    weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
+    fits = weights + (kv / workload.params["layers"] if context >= KV_HOST_FROM_TOKENS else kv) <= gpu.dram_bytes
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
-                    memory, memory),
+                    weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s}
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "fits": fits, "dense_fits": fits}
 
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
@@ -138,11 +146,11 @@ def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int,
     check_map_shape(pattern_map, workload, "kv")
     others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "streaming"})
     if others:
-        raise SpecError(pattern_map.name, "patterns", f"expected retrieval and streaming heads only (DuoAttention), "
+        raise SpecError(pattern_map.path, "patterns", f"expected retrieval and streaming heads only (DuoAttention), "
                                                       f"got {', '.join(others)}")
     windows = {(p.settings["sinks"], p.settings["recent"]) for p in pattern_map.patterns if p.pattern == "streaming"}
     if len(windows) > 1:
-        raise SpecError(pattern_map.name, "patterns", f"expected one (sinks, recent) window for every streaming "
+        raise SpecError(pattern_map.path, "patterns", f"expected one (sinks, recent) window for every streaming "
                                                       f"head, got {sorted(windows)}")
     sinks, recent = windows.pop() if windows else (kv_selection.DUO_SINKS, kv_selection.DUO_RECENT)
     return pattern_map.fraction("retrieval"), sinks, recent

@@ -101,15 +101,15 @@ def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
     """(pattern, number of heads) of a per-head pattern map whose heads are MInference's (query heads, 64-token
     blocks)."""
     if pattern_map.head_kind != "query":
-        raise SpecError(pattern_map.name, "head_kind", "expected query: MInference sets a pattern per query head")
+        raise SpecError(pattern_map.path, "head_kind", "expected query: MInference sets a pattern per query head")
     patterns = []
     for index, entry in enumerate(pattern_map.patterns):
         settings = dict(entry.settings)
         if entry.pattern not in PATTERNS:
-            raise SpecError(pattern_map.name, f"patterns[{index}].pattern",
+            raise SpecError(pattern_map.path, f"patterns[{index}].pattern",
                             f"expected one of MInference's {', '.join(PATTERNS)} for a prefill, got {entry.pattern!r}")
         if settings.pop("block", BLOCK) != BLOCK:
-            raise SpecError(pattern_map.name, f"patterns[{index}].block", f"expected {BLOCK}, the kernel's block")
+            raise SpecError(pattern_map.path, f"patterns[{index}].block", f"expected {BLOCK}, the kernel's block")
         patterns.append((SparsePattern(entry.pattern, **settings), entry.heads))
     return patterns
 

@@ -1,0 +1,89 @@
+"""What fuzzing `archsim parallel` and `archsim sparse` found: a LASP-2 layer shorter than its own compute, a
+prefill that cannot fit printed as a result, MInference index costs of a k_v beyond the context, errors naming an
+internal location instead of the option, a pattern map's error naming its `name:` instead of its file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archsim.gpu.load import load_gpu
+from archsim.library import load_workload_spec
+from archsim.systems.seqpar import ParallelSpec, parallel_time
+from archsim.systems.topology import load_topology
+from archsim.workload_patterns import load_pattern_map
+
+PATTERNS = Path(__file__).resolve().parents[1] / "workloads" / "patterns"
+
+
+@pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
+def test_a_lasp2_layer_takes_at_least_its_compute(direction: str) -> None:
+    """At 512K tokens on 8 A100s the all-gather is short beside the intra-chunk work: the layer took 3.19 ms
+    against 3.68 ms of compute (utilization 1.15). The chunk's state is computed before its all-gather starts."""
+    topology = load_topology("dgx-a100")
+    spec = ParallelSpec("lasp2", 8, load_workload_spec("linear-llama3-1b"), 524288, topology.gpu, topology,
+                        direction=direction)
+    result = parallel_time(spec)
+    assert result.time_s >= result.compute_s > 0
+    assert result.record().busy_s[topology.gpu.name] / result.time_s <= 1.0
+
+
+def test_a_prefill_whose_weights_and_kv_exceed_the_gpu_is_marked(cli) -> None:
+    """Llama-3-8B at 128K on a 24 GiB RTX 4090: 16 GB of weights and 17 GB of KV cache; at 32K, 20.4 GB fits."""
+    out = json.loads(cli("sparse", "--method", "flexprefill", "--gpu", "rtx-4090", "-w", "llama3-8b", "--context",
+                         "32K,128K", "--density", "0.1", "--json").output)
+    capacity = load_gpu("rtx-4090").dram_bytes
+    assert [p["fits"] for p in out["points"]] == [True, False]
+    assert all(p["fits"] == (p["memory_bytes"] <= capacity) for p in out["points"])  # below the host-KV threshold
+    text = cli("sparse", "--method", "flexprefill", "--gpu", "rtx-4090", "-w", "llama3-8b", "--context", "32K,128K",
+               "--density", "0.1").output
+    rows = [line for line in text.splitlines() if line.strip().startswith(("32768", "131072"))]
+    assert ["OOM" in row for row in rows] == [False, True]
+
+
+def test_minference_index_sizes_stop_at_the_context(cli, tmp_path: Path) -> None:
+    """k_v = 1e8 at 32K tokens costed 1e8 indices per query block (55 s against dense 1.5 s); MInference clamps
+    the verticals and slashes to the query length, so any k_v at or above the context costs the same."""
+    data = yaml.safe_load((PATTERNS / "llama3-8b-262k-minference.yaml").read_text())
+    times = []
+    for k_v in (32768, 10**8):
+        data["patterns"] = [{**p, "k_v": k_v} if p["pattern"] == "vertical_slash" else p for p in data["patterns"]]
+        path = tmp_path / f"map{k_v}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        out = json.loads(cli("sparse", "--method", "minference", "--gpu", "h100-sxm5", "-w", "llama3-8b",
+                             "--context", "32K", "--patterns", str(path), "--json").output)
+        times.append(out["points"][0]["time_s"])
+    assert times[0] == pytest.approx(times[1], rel=1e-12)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["sparse", "--method", "flexprefill", "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "20000000",
+      "--density", "0.1"], "--context: 20000000: 20000000 is beyond the limit of 16777216 on sizes"),
+    (["parallel", "--scheme", "ring", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32M"],
+     "--seq-len: 32M: 33554432 is beyond the limit"),
+    (["parallel", "--scheme", "ring", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32K", "--batch", "100000"],
+     "--seq-len: batch x heads x seqlen = 100000 x 32 x 4096"),
+    (["parallel", "--scheme", "megatron-sp", "--devices", "16", "-w", "llama3-8b", "--seq-len", "32K"],
+     "--devices: splits llama3-8b's kv_heads (8) 16 ways"),
+    (["parallel", "--scheme", "ring", "--tp", "8", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32K",
+      "--topology", "hgx-h100-8"], "--devices: 8 devices x tp 8 = 64 GPUs, beyond the 8 of topology 'hgx-h100-8'"),
+])
+def test_errors_name_the_option(cli, args: list[str], says: str) -> None:
+    """These named `<step>`, `<python>: AttentionCase.seqlen`, `<params>` or `<seqpar_memory>`, or read `got 64`
+    under --devices for 8 devices of tp 8."""
+    assert f"error: {says}" in cli(*args, expect=2).output
+
+
+def test_a_pattern_map_error_names_its_file(cli, tmp_path: Path) -> None:
+    data = yaml.safe_load((PATTERNS / "llama3-8b-duo-50.yaml").read_text())
+    data["layers"], data["patterns"][0]["heads"] = 16, data["patterns"][0]["heads"] // 2
+    data["patterns"][1]["heads"] //= 2
+    path = tmp_path / "duo16.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_pattern_map(str(path)).path == str(path)
+    result = cli("sparse", "--method", "duoattention", "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "32K",
+                 "--patterns", str(path), expect=2)
+    assert result.output.startswith(f"error: {path}: layers: expected a map of llama3-8b's KV heads")
