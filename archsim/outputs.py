@@ -1,7 +1,8 @@
 """Writing outputs so that a killed run leaves the old output or the new one, never a mix.
 
 - `check_writable(path, option)`: called before the work starts, so a bad `--out` fails at once, not after
-  minutes of work. Raises a `SpecError` naming the option and the path.
+  minutes of work. Raises a `SpecError` naming the option and the path. A folder output is never /, the current
+  folder or one of its parents, however the path is written (`$PWD`, `../here`).
 - `atomic_file(path)`: yields a temporary name beside `path` (same folder and suffix, so matplotlib and pandas
   infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed.
 - `atomic_dir(path)`: yields an empty staging folder beside `path`; on success the staging folder takes the place
@@ -46,9 +47,9 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
 
 
 def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None]) -> Path:
-    if directory and (path.name in ("", ".", "..") or path.resolve().parent == path.resolve()):
+    if directory and (path.name in ("", ".", "..") or _holds_cwd(path)):
         raise SpecError(option, str(path), "a report folder is replaced whole, so it cannot be the current "
-                                           "folder, its parent or /: name a folder of its own")
+                                           "folder, one of its parents or /: name a folder of its own")
     for given in inputs:
         if given is not None and path.exists() and Path(given).exists() and os.path.samefile(path, given):
             raise SpecError(option, str(path), f"is an input of this command ({given}); writing the output there "
@@ -64,6 +65,13 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise SpecError(option, str(path), f"cannot write here: {ancestor} is not writable")
     return path
+
+
+def _holds_cwd(path: Path) -> bool:
+    """`path`, resolved (however written: absolute, with `..`, through a link), is / or the current folder or one
+    of its parents: swapping it away would leave the shell in a deleted folder."""
+    resolved, cwd = path.resolve(), Path.cwd().resolve()
+    return resolved.parent == resolved or resolved == cwd or resolved in cwd.parents
 
 
 def _umask() -> int:

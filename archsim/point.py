@@ -49,9 +49,10 @@ class Point:
 
 
 def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arch: str | Architecture | None = None,
-            workload: str | Workload | None = None, sets: MappingType[str, float] | None = None) -> Point:
+            workload: str | Workload | None = None, sets: MappingType[str, float] | None = None,
+            sets_source: str = "--set") -> Point:
     """Load (names and paths) or take (specs already loaded) everything, bind the sizes, analyse the cascade and
-    run the mapper."""
+    run the mapper. `sets_source` is where `sets` came from, for messages (a sweep's file and its axes)."""
     spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)
     architecture = arch if isinstance(arch, Architecture) else (
         library.load_architecture_spec(arch) if arch else _named_by(spec, "architecture"))
@@ -59,23 +60,24 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
         library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
     if isinstance(workload, str):
         workload = library.load_workload_spec(workload)
-    binding, analysis = bound(cascade_spec, workload, sets, spec)
+    binding, analysis = bound(cascade_spec, workload, sets, spec, sets_source)
     return Point(binding, analysis, architecture, _searched(binding, analysis, architecture, spec))
 
 
 def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float] | None,
-          spec: Mapping) -> tuple[Binding, Analysis]:
+          spec: Mapping, sets_source: str = "--set") -> tuple[Binding, Analysis]:
     """The binding and analysis `prepare` makes of loaded specs (one object pair per equal input, see `_bound`)."""
-    return _bound(cascade, workload, tuple(sorted((sets or {}).items())), spec)
+    return _bound(cascade, workload, tuple(sorted((sets or {}).items())), spec, sets_source)
 
 
 @identity_cache(maxsize=256)
-def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping) -> tuple[Binding, Analysis]:
+def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping,
+           sets_source: str) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
     _check_attention_form(cascade, workload, spec)
     _check_block_form(cascade, workload, spec)
-    binding = bind(cascade, workload, dict(sets), source="--set", fixed=(spec.source, spec.sets))
+    binding = bind(cascade, workload, dict(sets), source=sets_source, fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
 
 

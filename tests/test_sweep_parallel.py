@@ -157,7 +157,8 @@ BLOCK = GRID["parallel"]
       "axes": {"parallel.scheme": ["ring"], "parallel.devices": [2], "parallel.topology": [TOPOLOGY, "hgx-h101"]}},
      (), "axes.parallel.topology[1]", "'hgx-h101'"),
     ({"parallel": {k: v for k, v in BLOCK.items() if k != "seq_len"}}, (), "parallel.seq_len", "missing"),
-    ({"parallel": {**BLOCK, "devices": 2}}, (), "parallel.devices", "the axis parallel.devices sets it"),
+    ({"parallel": {**BLOCK, "devices": 2}}, (), "axes.parallel.devices", "also set by parallel.devices: give it in "
+                                                                        "one place"),
     ({"parallel": {**BLOCK, "direction": "bwd"}}, (), "parallel.direction", "expected one of fwd, fwd+bwd"),
     ({"parallel": {**BLOCK, "workload": "llama9-8b"}}, (), "parallel.workload", "'llama9-8b'"),
     ({"parallel": {**BLOCK, "heads": 32}}, (), "parallel.heads", "unknown key"),

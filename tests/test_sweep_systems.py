@@ -176,7 +176,7 @@ def test_the_cost_objective_without_prices_exits_2_naming_the_missing_price(tmp_
     ({}, ("serving",), "serving"),
     ({"serving": {"rate_per_s": 10.0, "requests": 8, "lengths": "alpaca"}}, (), "serving.seed"),
     ({"serving": {"rate_per_s": 10.0, "requests": 8, "lengths": "alpaca", "seed": 0, "max_batch": 8}}, (),
-     "serving.max_batch"),  # the axis sets it too
+     "axes.serving.max_batch"),  # the axis sets it too
     ({"serving": {"rate_per_s": 0, "requests": 8, "lengths": "alpaca", "seed": 0}}, (), "serving.rate_per_s"),
     ({"serving": {"rate_per_s": 1.0, "requests": 8, "lengths": "imdb", "seed": 0}}, (), "serving.lengths"),
     ({"system": "neupimz"}, (), "system"),

@@ -9,7 +9,7 @@ import click
 
 from archsim import library
 from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
-from archsim.commands.sweep import check_objectives, objectives_option
+from archsim.commands.sweep import check_objectives, check_stored_objectives, objectives_option
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems.fusemax import MODELS
@@ -201,30 +201,41 @@ def _report_sparse(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
+    from archsim.dse.points import with_constraints
     from archsim.dse.spec import METRICS, PARALLEL_METRICS, SERVING_METRICS, load_sweep_spec
-    from archsim.dse.store import read_records
-    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_records
+    from archsim.dse.store import read_store
+    from archsim.dse.sweep import stored_constraints
+    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_keys, spec_records
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
-    df = read_records(db)
+    df, meta = read_store(db)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
+    note = ""
     if spec:
-        mine = spec_records(spec, df, str(db))
+        keys = spec_keys(spec)
+        mine = spec_records(spec, df, str(db), keys)
         if len(mine) < len(df):
             click.echo(f"{len(df) - len(mine)} stored points are not points of {spec.name} and are left out",
                        err=True)
+        if len(mine) < len(keys):
+            note = (f"{len(mine)} of {len(keys)} points stored; run `archsim sweep {spec_name} --db {db}` to "
+                    "finish")
+            click.echo(f"warning: {note}", err=True)
         df = mine
+    elif stored_constraints(meta) is not None:
+        df = with_constraints(df, stored_constraints(meta))
     if objectives:
         check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)],
                          "--objectives",
                          f"the store {db}")
     objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
+    check_stored_objectives(df, objectives, "--objectives")
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
     n = counts(df, objectives)
     click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
                f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "
                + " x ".join(objectives))
-    index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None)
+    index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None, note)
     click.echo(f"report written to {index}")

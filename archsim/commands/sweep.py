@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from archsim.commands.options import nonempty
 from archsim.dse.spec import (
     MAX_POINTS_ENV,
     METRICS,
@@ -25,11 +26,15 @@ from archsim.dse.spec import (
     SweepSpec,
     axis_missing,
     load_sweep,
+    point_count,
+    unmodelled,
 )
 from archsim.errors import SpecError
 from archsim.outputs import atomic_file, check_writable
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from archsim.dse.dask_run import SweepRun
 
 SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
@@ -62,6 +67,27 @@ def check_objectives(objectives: tuple[str, ...], metrics, option: str, what: st
             raise SpecError(option, name, f"not a metric of {what} (its metrics: {', '.join(metrics)})")
 
 
+def check_stored_objectives(df: pd.DataFrame, objectives: tuple[str, ...], option: str) -> None:
+    """Each objective has a value at some feasible stored point (`df`: a store's records); one that none has (a
+    system's area) would make an empty front, not an answer. A store with no feasible point says nothing."""
+    import numpy as np
+
+    feasible = df[df["feasible"].astype(bool)] if len(df) else df
+    for name in objectives if len(feasible) else ():
+        if name not in feasible or not np.isfinite(feasible[name].to_numpy(dtype=float)).any():
+            kinds = ", ".join(sorted(set(feasible.get("target_kind", ["?"]))))
+            raise SpecError(option, "", f"{name} is not modelled for target {kinds} (no feasible stored point has "
+                                        "it)")
+
+
+def check_store_path(db: str) -> str:
+    """`--db` names a file: not an in-memory database (`:memory:`, a `file:` URI), whose results would be lost."""
+    if db == ":memory:" or db.startswith("file:"):
+        raise SpecError("--db", db, "expected a file path for the store (an in-memory database loses the results; "
+                                    "write ./file:... for a file so named)")
+    return db
+
+
 def objectives_option(name: str, help_text: str):
     return click.option(name, "objectives", callback=parse_objectives, metavar="A,B[,C]", help=help_text)
 
@@ -75,7 +101,8 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.option("--scheduler", metavar="ADDR",
               help="Run on this Dask scheduler (tcp://HOST:PORT). Default: in this process when the estimated work is "
                    "under a few seconds or the machine has fewer than 3 cores, else an embedded Dask cluster.")
-@click.option("--db", type=click.Path(dir_okay=False), help="Results store (default sweeps/<name>.sqlite).")
+@click.option("--db", type=click.Path(dir_okay=False), callback=nonempty,
+              help="Results store (default sweeps/<name>.sqlite).")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Run on an embedded Dask cluster of this many workers (default when Dask is chosen: one per core).")
 @click.option("--batch-size", type=click.IntRange(min=1),
@@ -101,6 +128,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     sweep = load_sweep(resolve_spec(spec), max_points)
     if objectives:
         check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
+        for name in objectives:
+            unmodelled(sweep.kind, name, "", "--objectives")
     from archsim.dse.dask_run import check_scheduler, run_sweep_dask  # pandas and the models: not for --help
 
     if (scheduler or workers) and importlib.util.find_spec("distributed") is None:
@@ -108,7 +137,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
                                    "--scheduler and --workers the sweep runs in this process")
     if scheduler:
         scheduler = check_scheduler(scheduler)
-    db_path = check_writable(db or Path("sweeps") / f"{sweep.name}.sqlite", "--db")
+    db_path = check_writable(check_store_path(db) if db else Path("sweeps") / f"{sweep.name}.sqlite", "--db")
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -129,8 +158,10 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
     df = run.records
     feasible = df[df["feasible"].astype(bool)] if len(df) else df
     ok = feasible[feasible["constraint_ok"].astype(bool)] if len(feasible) else feasible
-    click.echo(f"sweep {spec.name}: {len(df)} points ({run.new} new, {run.reused} reused), {len(feasible)} feasible, "
-               f"{len(ok)} within constraints; store {db_path}")
+    drawn, distinct = point_count(spec), run.new + run.reused  # a draw (or an axis value) repeated is one point
+    repeats = f"{drawn} drawn, {distinct} distinct; " if drawn != distinct else ""
+    click.echo(f"sweep {spec.name}: {len(df)} points ({repeats}{run.new} new, {run.reused} reused), {len(feasible)} "
+               f"feasible, {len(ok)} within constraints; store {db_path}")
     axes = list(spec.axes)
     for objective in objectives:
         values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
@@ -171,17 +202,26 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
     from archsim.dse.pareto import pareto_mask
-    from archsim.dse.store import read_records
+    from archsim.dse.points import with_constraints
+    from archsim.dse.store import read_store
+    from archsim.dse.sweep import stored_constraints
 
     out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
-    df = read_records(db)
+    df, meta = read_store(db)
+    constraints = stored_constraints(meta)
+    if constraints is not None:
+        df = with_constraints(df, constraints)
     if objectives and len(df):
         known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")
+        check_stored_objectives(df, objectives, "--front")
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
     with atomic_file(out) as tmp:
         if csv_path:
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-    click.echo(f"{len(df)} records written to {out}")
+    judged = ("constraint_ok by the last sweep's constraints: " + (", ".join(
+        f"{c.metric} {c.op} {c.bound:g}" for c in constraints) or "none")) if constraints is not None else (
+        "constraint_ok as stored")
+    click.echo(f"{len(df)} records written to {out} ({judged})")

@@ -36,10 +36,10 @@ from typing import Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, load_base
+from archsim.dse.points import Base, load_base, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import done_keys, open_store, put, records
-from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, plan
+from archsim.dse.sweep import Keyed, Progress, claim_store, evaluate_batch, evaluate_serial, plan
 from archsim.errors import SpecError
 
 Executor = Literal["in-process", "dask"]
@@ -66,7 +66,8 @@ _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{
 
 @dataclass(frozen=True)
 class SweepRun:
-    records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point
+    records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point,
+    # constraint_ok judged by this sweep's constraints
     new: int  # points evaluated by this run
     reused: int  # points of the sweep already in the store
     executor: Executor | None  # where this run evaluated its points (None: nothing to evaluate)
@@ -172,7 +173,9 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     conn = open_store(db_path)
     chosen: Executor | None = None
     try:
-        keys, todo_by_key = plan(spec, base, done_keys(conn))
+        done = done_keys(conn)
+        keys, todo_by_key = plan(spec, base, done)
+        claim_store(conn, spec, base, keys, done)
         todo = list(todo_by_key.items())
         reused = len(keys) - len(todo)
         if todo:
@@ -182,7 +185,7 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     finally:
         conn.close()
     mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
-    return SweepRun(mine, len(todo), reused, chosen)
+    return SweepRun(with_constraints(mine, spec.constraints), len(todo), reused, chosen)
 
 
 def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: str | None, workers: int | None,

@@ -35,6 +35,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.load import spec_beside
+from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -90,10 +91,9 @@ def parallel_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str,
     if not isinstance(data, dict):
         raise SpecError(source, PARALLEL_ROOT, f"expected a mapping of {', '.join(FIELDS)}, got {data!r}")
     check_keys(data, FIELDS, source, PARALLEL_ROOT)
+    check_set_once([*((f"{PARALLEL_ROOT}.{name}",) * 2 for name in data), *((a, f"axes.{a}") for a in axes)], source)
     for name in FIELDS:
         axis, where = f"{PARALLEL_ROOT}.{name}", f"{PARALLEL_ROOT}.{name}"
-        if name in data and axis in axes:
-            raise SpecError(source, where, f"the axis {axis} sets it: give it in one place")
         if name not in data and axis not in axes and name in REQUIRED:
             raise SpecError(source, where, f"missing (or give the axis {axis})")
         if name in data:

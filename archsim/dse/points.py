@@ -26,6 +26,7 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from archsim import library
 from archsim.arch.gpu import GPU
@@ -36,7 +37,7 @@ from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import load_system_target
-from archsim.dse.spec import SweepSpec, target_name
+from archsim.dse.spec import Constraint, SweepSpec, target_name
 from archsim.dse.system_points import serve_point, system_config
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
@@ -86,6 +87,27 @@ def load_base(spec: SweepSpec) -> Base:
     return Base(mapping, library.load_cascade_spec(spec.cascade or mapping.cascade),
                 library.load_architecture_spec(target_name(spec)),
                 library.load_workload_spec(spec.workload) if spec.workload else None, gpus, params)
+
+
+def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
+    """What every point of the sweep shares, by part (canonical JSON values): the archsim version, the target kind
+    and the resolved base (the mapping's and cascade's file text, the architecture and workload as loaded, `sets`
+    and the GPU kernel; or the system, workload and serving run; or the parallel block and GPU calibration). The
+    axes, sampling, constraints and objectives are not part of it: they may change between sweeps into one store
+    (`archsim.dse.store`), whose points then still belong together."""
+    common = {"version": MODEL_VERSION, "kind": spec.kind}
+    workload = base.workload and {"name": base.workload.name, "params": base.workload.params,
+                                  "block": base.workload.block}
+    if base.parallel is not None:
+        parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
+    elif base.system is not None:
+        parts = {"system": base.system.data, "workload": workload, "serving": dataclasses.asdict(spec.serving)}
+    else:
+        gpus = spec.gpus and {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision}
+        parts = {"mapping": library.find("mappings", spec.mapping).read_text(),
+                 "cascade": library.find("cascades", spec.cascade or base.mapping.cascade).read_text(),
+                 "arch": base.arch.to_dict(), "workload": workload, "sets": spec.sets, "gpus": gpus}
+    return {name: _dumps(value) for name, value in {**common, **parts}.items()}
 
 
 def expand(spec: SweepSpec) -> list[Point]:
@@ -224,7 +246,7 @@ def evaluate_points(spec: SweepSpec, base: Base, points: list[Point],
                 archs[changes] = _changed(base.arch, changes) if changes else base.arch
             sized = tuple((k, _frozen(v)) for k, v in sorted(sets.items()))
             if sized not in bindings:
-                bindings[sized] = bound(base.cascade, base.workload, sets, base.mapping)
+                bindings[sized] = bound(base.cascade, base.workload, sets, base.mapping, _sets_source(spec))
             arch, (binding, analysis) = archs[changes], bindings[sized]
         except SpecError:
             out[i] = evaluate_point(spec, base, point, keys[i])
@@ -272,9 +294,28 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
         feasible, reason, metrics = result.feasible, result.reason, result.flat()
     except SpecError as e:
         feasible, reason, metrics = False, str(e), {}
-    metrics = {**nan_metrics, **metrics}
-    ok = feasible and all(c.holds(metrics[c.metric]) for c in spec.constraints if np.isfinite(metrics[c.metric]))
+    metrics = {**nan_metrics, **(metrics if feasible else {})}  # an infeasible design's numbers are no answer
+    ok = bool(within_constraints(spec.constraints, feasible, metrics))
     return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
+
+
+def within_constraints(constraints: tuple[Constraint, ...], feasible: Any, metrics: Any) -> Any:
+    """Whether a point is feasible and meets `constraints` (`feasible` a bool, `metrics` its metrics by name), or
+    each point of a table (`feasible` a bool column, `metrics` a DataFrame: a bool array). A constraint on a
+    metric a point does not model (NaN: a GPU's area) does not exclude it."""
+    ok = np.asarray(feasible, dtype=bool)
+    for constraint in constraints:
+        value = np.asarray(metrics[constraint.metric], dtype=float)
+        ok = ok & (~np.isfinite(value) | constraint.holds(value))
+    return ok
+
+
+def with_constraints(df: pd.DataFrame, constraints: tuple[Constraint, ...]) -> pd.DataFrame:
+    """Records (`archsim.dse.store.records`) with `constraint_ok` judged by `constraints` (the sweep's now, not
+    those of the sweep that stored them)."""
+    if df.empty:
+        return df
+    return df.assign(constraint_ok=within_constraints(constraints, df["feasible"].to_numpy(dtype=bool), df))
 
 
 def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:
@@ -287,8 +328,14 @@ def _parallel_record(spec: SweepSpec, base: Base, point: Point) -> Record:
 
 def _arch_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     arch, sets = _resolve(spec, base, point)
-    p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets)
+    p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets,
+                sets_source=_sets_source(spec))
     return evaluate(p.binding, p.analysis, p.arch, p.mapping).record()
+
+
+def _sets_source(spec: SweepSpec) -> str:
+    """Where a point's sizes come from, for messages: the sweep file's `sets` and axes."""
+    return f"{spec.source} (sets and axes)"
 
 
 def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:

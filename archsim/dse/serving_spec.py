@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
+from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys, kind_of
 from archsim.systems.requests import LENGTH_PRESETS, check_request_count
 from archsim.systems.serving import COST_METRIC
@@ -57,13 +58,12 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     if not isinstance(data, dict):
         raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
     check_keys(data, SERVING_KEYS, source, "serving")
+    check_set_once([*((f"serving.{key}",) * 2 for key in data), *((a, f"axes.{a}") for a in axes)], source)
     batch_axis = "serving.max_batch" in axes
     for key in SERVING_KEYS:
         if key not in data and not (key == "max_batch" and batch_axis):
             raise SpecError(source, f"serving.{key}", "missing" + (" (or give the axis serving.max_batch)"
                                                                    if key == "max_batch" else ""))
-    if batch_axis and "max_batch" in data:
-        raise SpecError(source, "serving.max_batch", "the axis serving.max_batch sets it: give it in one place")
     rate = data["rate_per_s"]
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not (math.isfinite(rate) and rate > 0):
         raise SpecError(source, "serving.rate_per_s", f"expected a positive number of requests per second, "

@@ -35,10 +35,12 @@ must be an attention (K an input), and not one the GPU kernels do not model (MLA
 Everything is checked at load, each problem a `SpecError` naming the YAML path: the names the spec refers to
 exist (mapping, cascade, workload, architecture, GPU presets, each `arch.` path in the base architecture, each
 `workload.` name and `sets` key a parameter or rank of the cascade or the workload), every axis value (not only
-the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, and the
-objectives are two or three distinct metrics. The number of points is computed as a product before any is drawn
-and capped (`DEFAULT_MAX_POINTS`, raised by `archsim sweep --max-points` or `ARCHSIM_MAX_SWEEP_POINTS`): a grid
-too large to run is refused at once instead of being enumerated.
+the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, each
+field is set in one place (`archsim.dse.once`: not by `sets` and an axis, nor by two axes), a grid takes no
+`samples` or `seed`, the objectives are two or three distinct metrics, and neither they nor the constraints name a
+metric the target does not model (`UNMODELLED`: a system's area). The number of points is computed as a product
+before any is drawn and capped (`DEFAULT_MAX_POINTS`, raised by `archsim sweep --max-points` or
+`ARCHSIM_MAX_SWEEP_POINTS`): a grid too large to run is refused at once instead of being enumerated.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
 from archsim.cascade.syntax import ParseError, parse_expr
+from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
     PARALLEL_MAXIMISED,
     PARALLEL_METRICS,
@@ -184,6 +187,17 @@ class SweepSpec:
         return out
 
 
+# The metrics a target's records carry as NaN because its model has none (`archsim.dse.system_points`,
+# `archsim.dse.parallel_spec`): an objective or a constraint on one would be empty or always met, so it is refused.
+UNMODELLED = {"system": ("area_um2", "dram_traffic_bytes"), PARALLEL_ROOT: ("area_um2", "dram_traffic_bytes")}
+
+
+def unmodelled(kind: str, metric: str, where: str, source: str) -> None:
+    """A SpecError at `where` when a sweep of `kind` does not model `metric` (`UNMODELLED`)."""
+    if metric in UNMODELLED.get(kind, ()):
+        raise SpecError(source, where, f"{metric} is not modelled for target {kind} (its points have none)")
+
+
 def target_metrics(kind: str) -> tuple[str, ...]:
     """What a sweep of `kind` (`SweepSpec.kind`) carries in its records and its objectives and constraints may name:
     METRICS, with SERVING_METRICS in a sweep of a system and PARALLEL_METRICS in one of multi-device attention."""
@@ -257,20 +271,31 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         arch=_beside(data.get("arch"), source), workload=_beside(data.get("workload"), source),
         sets=_sets(data.get("sets"), source),
         sampling=_sampling(given(data, "sampling", {}), source),
-        constraints=tuple(_constraint(c, f"constraints[{i}]", source, metrics)
+        constraints=tuple(_constraint(c, f"constraints[{i}]", source, metrics, kind)
                           for i, c in enumerate(_list(given(data, "constraints", []), "constraints", source))),
-        objectives=_objectives(data.get("objectives"), source, metrics),
+        objectives=_objectives(data.get("objectives"), source, metrics, kind),
         gpus=_gpus(data.get("gpus"), source, bool(data.get("workload"))),
         system=_beside(data.get("system"), source),
         serving=serving_settings(data["serving"], source, axes) if kind == "system" else None,
         parallel=parallel_block(data[PARALLEL_ROOT], source, axes) if kind == PARALLEL_ROOT else None,
         source=source,
     )
+    check_set_once(_settings(spec), source)
     _check_size(spec, env_limit(MAX_POINTS_ENV, DEFAULT_MAX_POINTS) if max_points is None else max_points)
     _check_against_base(spec)
     if spec.gpus is not None and spec.gpus.causal is None:  # an unmasked cascade (checked above): not causal
         spec = replace(spec, gpus=replace(spec.gpus, causal=False))
     return spec
+
+
+def _settings(spec: SweepSpec) -> list[tuple[str, str]]:
+    """The fields the sweep sets and where (`archsim.dse.once.check_set_once`): each `sets` entry, each axis, each
+    field a linked axis sets."""
+    out = [(f"workload.{name}", f"sets.{name}") for name in spec.sets]
+    for path in spec.axes:
+        out += ([(target, f"axes.{path}.set.{target}") for target in spec.links[path]] if path in spec.links
+                else [(path, f"axes.{path}")])
+    return out
 
 
 def load_sweep_spec(name_or_path: str | Path) -> SweepSpec:
@@ -384,6 +409,10 @@ def _sampling(data: Any, source: str) -> Sampling:
     kind = data.get("kind", "grid")
     if kind not in SAMPLING_KINDS:
         raise SpecError(source, "sampling.kind", f"'{kind}' is not one of {', '.join(SAMPLING_KINDS)}")
+    for key in ("samples", "seed") if kind == "grid" else ():
+        if key in data:
+            raise SpecError(source, f"sampling.{key}", "grid sampling draws every combination of the axes, so it "
+                                                       "takes no samples or seed (those are random's and lhs's)")
     samples, seed = data.get("samples", 0), data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise SpecError(source, "sampling.seed", f"expected a non-negative integer, got {seed!r}")
@@ -419,7 +448,7 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
     return targets
 
 
-def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...]) -> Constraint:
+def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...], kind: str) -> Constraint:
     match = _CONSTRAINT.match(text) if isinstance(text, str) else None
     if not match:
         raise SpecError(source, where, f"expected '<metric> <op> <number>' with op in {' '.join(_OPS)}, "
@@ -427,6 +456,7 @@ def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...]) ->
     metric, op, bound = match.groups()
     if metric not in metrics:
         raise SpecError(source, where, f"unknown metric '{metric}' (known: {', '.join(metrics)})")
+    unmodelled(kind, metric, where, source)
     try:
         value = float(bound)
     except ValueError:
@@ -436,8 +466,9 @@ def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...]) ->
     return Constraint(metric, op, value)
 
 
-def _objectives(value: Any, source: str, metrics: tuple[str, ...]) -> tuple[str, ...]:
-    """Two or three distinct `metrics` (a Pareto front over one is a minimum; over more, nearly every point)."""
+def _objectives(value: Any, source: str, metrics: tuple[str, ...], kind: str) -> tuple[str, ...]:
+    """Two or three distinct `metrics` that a sweep of `kind` models (a Pareto front over one is a minimum; over
+    more, nearly every point)."""
     if value is None:
         return DEFAULT_OBJECTIVES
     names = _list(value, "objectives", source)
@@ -446,6 +477,7 @@ def _objectives(value: Any, source: str, metrics: tuple[str, ...]) -> tuple[str,
             raise SpecError(source, f"objectives[{i}]", f"unknown objective {name!r} (known: {', '.join(metrics)})")
         if name in names[:i]:
             raise SpecError(source, f"objectives[{i}]", f"{name} is listed twice")
+        unmodelled(kind, name, f"objectives[{i}]", source)
     if not 2 <= len(names) <= 3:
         raise SpecError(source, "objectives", f"expected two or three metrics, got {len(names)}")
     return tuple(names)

@@ -3,8 +3,16 @@
 Rows are only ever inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep
 loses only the batch it had not committed, and a re-run skips every key already present.
 
+A store holds the points of one base (`archsim.dse.points.base_identity`: the resolved mapping, cascade,
+architecture, workload and sizes, or system and serving run, or parallel block, and the archsim version): its
+`meta` table keeps that base, the sweep that wrote it and the constraints of the last sweep into it, and a sweep
+of another base is refused (`archsim.dse.sweep.claim_store`). Points of the same base under other axis values (an
+axis grown or shrunk) share the store. A store written before stores had `meta` has none until a sweep claims it.
+
 A file that is not an SQLite database, or one whose tables are not a store's, is refused with a `SpecError`
-naming the file (never written to); so is any SQLite error on the way (a locked, read-only or full disk).
+naming the file (never written to); so is any SQLite error on the way (a locked, read-only or full disk). The file
+is opened by its resolved path as a `file:` URI, so no name (`:memory:`, `file:x?mode=memory`) opens a database
+that is not that file.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from archsim.dse.spec import AXIS_ROOTS
 from archsim.errors import SpecError
 
 _SCHEMA = """
@@ -33,6 +42,9 @@ CREATE TABLE IF NOT EXISTS points (
 )
 """
 _COLUMNS = ["key", "feasible", "constraint_ok", "latency_s", "energy_pj", "area_um2", "record"]
+_META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_TABLES = ("points", "meta")
+_NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
 
 
 class StoreConnection(sqlite3.Connection):
@@ -55,16 +67,15 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
     tables are not a store's, is a SpecError naming it."""
     path = str(path)
     with _errors(path):
-        if read_only:
-            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, factory=StoreConnection)
-        else:
-            conn = sqlite3.connect(path, factory=StoreConnection)
+        uri = Path(path).resolve().as_uri() + ("?mode=ro" if read_only else "")
+        conn = sqlite3.connect(uri, uri=True, factory=StoreConnection)
         conn.path = path
         try:
             _check_schema(conn)
             if not read_only:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(_SCHEMA)
+                conn.execute(_META)
                 conn.commit()
         except BaseException:
             conn.close()
@@ -78,9 +89,24 @@ def _check_schema(conn: StoreConnection) -> None:
     if not tables:
         return
     columns = [row[1] for row in conn.execute("PRAGMA table_info(points)")]
-    if columns != _COLUMNS:
+    if columns != _COLUMNS or not set(tables) <= set(_TABLES):
         raise SpecError(conn.path, "", f"an SQLite database but not a sweep store (tables: {', '.join(tables)}; "
-                                       f"a store has one table, points, with columns {', '.join(_COLUMNS)})")
+                                       f"a store has the table points, with columns {', '.join(_COLUMNS)}, and "
+                                       "meta)")
+
+
+def read_meta(conn: StoreConnection) -> dict[str, str]:
+    """What the store says of itself (`name -> value`; module docstring): empty for a store without `meta`."""
+    with _errors(conn.path):
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+            return {}
+        return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+
+
+def write_meta(conn: StoreConnection, values: dict[str, str]) -> None:
+    """Set `values` in the store's `meta`, in one transaction."""
+    with _errors(conn.path), conn:
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
 
 def done_keys(conn: StoreConnection) -> set[str]:
@@ -101,18 +127,36 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     with _errors(conn.path):
         rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
     try:
-        return pd.DataFrame([json.loads(r) for (r,) in rows])
+        df = pd.DataFrame([json.loads(r) for (r,) in rows])
     except (TypeError, ValueError) as exc:
         raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
+    return _blank_infeasible(df)
+
+
+def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with an infeasible point's metrics (every column but its key, target, axis values, feasibility, reason
+    and constraint verdict) NaN: a design that does not fit has no numbers. `archsim.dse.points` records them so;
+    a store written before it did holds the numbers the model computed for them."""
+    if df.empty or "feasible" not in df:
+        return df
+    feasible = df["feasible"].astype(bool)
+    metrics = [c for c in df.columns if c not in _NOT_METRICS and str(c).partition(".")[0] not in AXIS_ROOTS]
+    return df.assign(**{c: df[c].where(feasible, math.nan) for c in metrics})
 
 
 def read_records(path: str | Path) -> pd.DataFrame:
     """Every record of the store at `path`, read without writing to it; a missing file is a SpecError."""
+    return read_store(path)[0]
+
+
+def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every record of the store at `path` and its `meta`, read without writing to it; a missing file is a
+    SpecError."""
     if not Path(path).is_file():
         raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
     conn = open_store(path, read_only=True)
     try:
-        return records(conn)
+        return records(conn), read_meta(conn)
     finally:
         conn.close()
 

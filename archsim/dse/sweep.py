@@ -8,6 +8,7 @@ imports Dask: `archsim sweep` takes this path for small sweeps, and Dask's impor
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, evaluate_points, expand, keyed, load_base
-from archsim.dse.spec import SweepSpec
-from archsim.dse.store import done_keys, open_store, put, records
+from archsim.dse.points import Base, Point, base_identity, evaluate_points, expand, keyed, load_base, with_constraints
+from archsim.dse.spec import Constraint, SweepSpec
+from archsim.dse.store import StoreConnection, done_keys, open_store, put, read_meta, records, write_meta
+from archsim.errors import SpecError
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 
@@ -49,6 +51,31 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
     return list(keys), pending
 
 
+def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str], done: set[str]) -> None:
+    """Make the store `conn` the store of `spec`'s base (`archsim.dse.points.base_identity`), recording the sweep
+    and its constraints; a SpecError naming --db when it holds another base's points: a store that says so, or one
+    that does not (written before stores recorded their base) of whose points none is one of `keys`, the sweep's."""
+    meta, identity = read_meta(conn), base_identity(spec, base)
+    held = json.loads(meta["base"]) if "base" in meta else None
+    if held is not None and held != identity:
+        differ = [part for part in dict.fromkeys([*held, *identity]) if held.get(part) != identity.get(part)]
+        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose "
+                                           f"{', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} "
+                                           f"from sweep {spec.name}'s ({spec.source}): give this sweep a store "
+                                           "of its own")
+    if held is None and done and done.isdisjoint(keys):
+        raise SpecError("--db", conn.path, f"holds {len(done)} points of another sweep (none is a point of sweep "
+                                           f"{spec.name}, {spec.source}): give this sweep a store of its own")
+    write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
+                      "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
+
+
+def stored_constraints(meta: dict[str, str]) -> tuple[Constraint, ...] | None:
+    """The constraints of the last sweep into a store (its `meta`), or None where it does not say."""
+    return tuple(Constraint(m, op, bound) for m, op, bound in json.loads(meta["constraints"])) if (
+        "constraints" in meta) else None
+
+
 def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
                     progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` in this process in batches of `batch_size`, committing each batch as it finishes; returns
@@ -67,13 +94,15 @@ def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_
 
 
 def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.DataFrame:
-    """Evaluate every point of `spec` missing from the store at `db_path`, committing each batch as it
-    finishes, and return all stored records."""
-    conn = open_store(db_path)
+    """Evaluate every point of `spec` missing from the store at `db_path` (`claim_store`: one of its base),
+    committing each batch as it finishes, and return all stored records, `constraint_ok` by `spec`'s constraints."""
     base = load_base(spec)
+    conn = open_store(db_path)
     try:
-        todo = list(plan(spec, base, done_keys(conn))[1].items())
-        evaluate_serial(spec, base, todo, conn, batch_size)
-        return records(conn)
+        done = done_keys(conn)
+        keys, todo_by_key = plan(spec, base, done)
+        claim_store(conn, spec, base, keys, done)
+        evaluate_serial(spec, base, list(todo_by_key.items()), conn, batch_size)
+        return with_constraints(records(conn), spec.constraints)
     finally:
         conn.close()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from archsim.dse.pareto import best_label, best_of, pareto_mask
-from archsim.dse.points import expand, load_base, point_key
+from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT
 from archsim.dse.spec import AXIS_ROOTS, SweepSpec, axis_missing
 from archsim.errors import SpecError
@@ -39,22 +39,28 @@ def axis_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
 
 
-def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str) -> pd.DataFrame:
-    """The records of `df` (the store `store`) that are points of `spec`; a SpecError naming `store` when its
-    axes are not the spec's or none of its points is stored. Records of other points (an earlier version of the
-    spec, say) are left out, so a report never mixes them in."""
+def spec_keys(spec: SweepSpec) -> set[str]:
+    """The keys of the sweep's distinct points."""
+    base = load_base(spec)
+    return {key for key, _ in keyed(spec, base, expand(spec))}
+
+
+def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str, keys: set[str] | None = None) -> pd.DataFrame:
+    """The records of `df` (the store `store`) that are points of `spec` (`keys`: its `spec_keys`, where the
+    caller has them), `constraint_ok` judged by the spec's constraints; a SpecError naming `store` when its axes
+    are not the spec's or none of its points is stored. Records of other points (an earlier version of the spec,
+    say) are left out, so a report never mixes them in."""
     spec_axes, stored_axes = list(spec.axes), axis_columns(df)
     if sorted(spec_axes) != sorted(stored_axes):
         raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the axes "
                                    f"{', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
-    base = load_base(spec)
-    keys = {point_key(spec, base, point) for point in expand(spec)}
+    keys = spec_keys(spec) if keys is None else keys
     mine = df[df["key"].isin(keys)] if "key" in df else df.iloc[:0]
     if mine.empty:
         raise SpecError(store, "", f"no stored point is a point of sweep {spec.name} ({spec.source}): the store "
                                    "was written by another spec or another archsim version; run `archsim sweep "
                                    "SPEC --db DB` to evaluate this one")
-    return mine.reset_index(drop=True)
+    return with_constraints(mine.reset_index(drop=True), spec.constraints)
 
 
 def short_axis(path: str) -> str:
@@ -178,6 +184,19 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
                      **{short_axis(p): "" if axis_missing(best[p]) else value_label(p, best[p])
                         for p in axis_columns(df)}})
     return pd.DataFrame(rows)
+
+
+def infeasible_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The infeasible points: key, target, axis values and the reason the model gave, in store order."""
+    targets = [c for c in ("target_kind", "target") if c in df]
+    return df.loc[~df.feasible.astype(bool), ["key", *targets, *axis_columns(df), "reason"]].reset_index(drop=True)
+
+
+def reason_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """How many infeasible points each reason has, the most common first (ties in first-seen order)."""
+    reasons = df.loc[~df.feasible.astype(bool), "reason"].fillna("no reason given")
+    table = reasons.value_counts(sort=False).rename_axis("reason").reset_index(name="points")
+    return table.sort_values("points", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def counts(df: pd.DataFrame, objectives: Sequence[str]) -> dict[str, int]:

@@ -3,8 +3,9 @@ records of one sweep store. The numbers come from `archsim.report.sweep`, the pi
 `archsim.report.sweep_figures`; this module only names the files and writes them.
 
 Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv, with two axes or more
-heatmap_<axisA>_<axisB>.png/.csv over the first two axes, and with GPU presets targets.png/.csv (each target's best
-per workload size); index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
+heatmap_<axisA>_<axisB>.png/.csv over the first two axes, with GPU presets targets.png/.csv (each target's best
+per workload size), and with infeasible points infeasible.csv (each with its reason; the page counts them by
+reason); index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
 killed run leaves the old report or the new one, and files it did not write (a store kept beside the report)
 stay.
 """
@@ -29,17 +30,26 @@ def heatmap_name(axis_a: str, axis_b: str) -> str:
 
 
 def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
-                       spec_axes: dict[str, list[Any]] | None = None) -> Path:
+                       spec_axes: dict[str, list[Any]] | None = None, note: str = "") -> Path:
     """Write the report of the sweep records `df` (`archsim.dse.store.records`) into `out_dir`, replacing its old
     report whole; returns the index path. `spec_axes` (the sweep's axes) fixes the value order and keeps values
-    with no stored point."""
+    with no stored point; `note` (text: a sweep not finished, say) heads the page."""
     with atomic_dir(out_dir) as stage:
-        _write(df, stage, title, objectives, spec_axes)
+        _write(df, stage, title, objectives, spec_axes, note)
     return out_dir / "index.html"
 
 
+def _infeasible_section(df: pd.DataFrame, out_dir: Path) -> str:
+    """infeasible.csv (every infeasible point with its reason) and the page's table of reasons with counts."""
+    sweep.infeasible_rows(df).to_csv(out_dir / "infeasible.csv", index=False)
+    reasons = sweep.reason_rows(df)
+    return ("<h2>Infeasible points</h2><p>Points the model rejected, counted by reason; their metrics are left "
+            "empty (no number for a design that does not fit) and they are in no figure. Every point with its "
+            "reason: <a href='infeasible.csv'>infeasible.csv</a>.</p>" + reasons.to_html(index=False))
+
+
 def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
-           spec_axes: dict[str, list[Any]] | None) -> None:
+           spec_axes: dict[str, list[Any]] | None, note: str) -> None:
     counts = sweep.counts(df, objectives)
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
@@ -84,6 +94,9 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             name, "Best latency over the first two axes",
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free; blank where no point is feasible."))
+    if counts["infeasible"]:
+        sections.append(_infeasible_section(df, out_dir))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
-    write_index(out_dir, title, f"<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>", summary,
-                sections)
+    note_html = f"<p class='note'><strong>{html.escape(note)}</strong></p>" if note else ""
+    write_index(out_dir, title, f"{note_html}<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>",
+                summary, sections)
