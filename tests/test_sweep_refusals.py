@@ -242,3 +242,20 @@ def test_a_size_from_an_axis_is_blamed_on_the_sweep_file(tmp_path, cli):
     cli("sweep", spec, "--db", str(db), "--local")
     reason = read_records(db).reason.iloc[0]
     assert f"seq_len=1000 from {spec} (sets and axes)" in reason and "--set" not in reason
+
+
+def test_a_store_in_a_folder_this_process_cannot_write_is_read(tmp_path, monkeypatch):
+    """SQLite's WAL mode needs its shared-memory file beside the store even to read: `results` and `report` of a
+    store in a read-only folder failed with "attempt to write a readonly database". The store is read from a copy,
+    with the batches its log holds (the writer below is still open, so nothing is folded into the file yet)."""
+    import archsim.dse.store as store
+
+    db = tmp_path / "s.sqlite"
+    writer = open_store(db)
+    put(writer, [{"key": f"k{i}", "target_kind": "architecture", "target": "fusemax", BUFFER: 1024 * (i + 1),
+                  "feasible": True, "reason": "", "latency_s": 0.1 * (i + 1), "energy_pj": 1.0, "area_um2": 2.0,
+                  "constraint_ok": True} for i in range(3)])
+    assert Path(f"{db}-wal").stat().st_size > 0
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)
+    assert list(read_records(db)[BUFFER]) == [1024, 2048, 3072]
+    writer.close()

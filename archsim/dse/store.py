@@ -20,7 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,11 +157,34 @@ def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     SpecError."""
     if not Path(path).is_file():
         raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
+    if not os.access(Path(path).resolve().parent, os.W_OK | os.X_OK):
+        return _read_copy(Path(path))
     conn = open_store(path, read_only=True)
     try:
         return records(conn), read_meta(conn)
     finally:
         conn.close()
+
+
+def _read_copy(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`read_store` of a store in a folder this process cannot write: SQLite's WAL mode needs its shared-memory
+    file beside the database even to read, so the store and its log (the batches of a killed sweep not yet folded
+    in) are copied to a temporary folder and read there."""
+    with tempfile.TemporaryDirectory(prefix="archsim-store-") as folder:
+        copy = Path(folder) / path.name
+        for suffix in ("", "-wal"):
+            source = Path(f"{path}{suffix}")
+            if source.is_file():
+                try:
+                    shutil.copyfile(source, f"{copy}{suffix}")
+                except OSError as exc:
+                    raise SpecError(str(path), "", f"cannot read the sweep store ({exc.strerror or exc})") from None
+        conn = open_store(copy, read_only=True)
+        conn.path = str(path)
+        try:
+            return records(conn), read_meta(conn)
+        finally:
+            conn.close()
 
 
 def _real(value: float) -> float | None:
