@@ -259,3 +259,17 @@ def test_a_store_in_a_folder_this_process_cannot_write_is_read(tmp_path, monkeyp
     monkeypatch.setattr(store.os, "access", lambda path, mode: False)
     assert list(read_records(db)[BUFFER]) == [1024, 2048, 3072]
     writer.close()
+
+
+def test_dask_workers_start_with_interrupts_ignored():
+    """A terminal's Ctrl-C reaches every process of its group: Dask's worker processes printed their own
+    KeyboardInterrupt tracebacks beside `error: aborted`. They are started with SIGINT ignored (inherited), and the
+    sweep's own handler is back afterwards."""
+    import signal
+
+    from archsim.dse.dask_run import _interrupts_ignored
+
+    before = signal.getsignal(signal.SIGINT)
+    with _interrupts_ignored():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is before

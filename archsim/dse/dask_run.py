@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import math
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -241,9 +244,31 @@ def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | N
     if scheduler:
         target = check_scheduler(scheduler)
     else:
-        target = stack.enter_context(LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                  processes=True, dashboard_address=":0"))
+        # A Ctrl-C reaches the terminal's whole process group: the worker processes (started with SIGINT ignored,
+        # which they keep) leave it to this one, which closes the cluster; the cluster's own logs are silenced (a
+        # worker's failure reaches the sweep through the client), so `error: aborted` is the only line
+        quiet = logging.getLogger("asyncio")  # the cluster's event loop: a task a teardown cut short logs its error
+        stack.callback(quiet.setLevel, quiet.level)
+        quiet.setLevel(logging.CRITICAL)
+        with _interrupts_ignored():
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
+        target = stack.enter_context(cluster)
     return stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT_S * 10))
+
+
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored while processes are started (they inherit it: Python keeps an ignored SIGINT ignored), then
+    this process's handler again; outside the main thread, where signals cannot be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _describe(executor: Executor, scheduler: str | None, client) -> str:
