@@ -64,6 +64,11 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
         raise SpecError(option, str(path), f"cannot write here: {ancestor} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise SpecError(option, str(path), f"cannot write here: {ancestor} is not writable")
+    try:  # what access() allows the file system may still refuse (/proc, a read-only mount): try it
+        tempfile.TemporaryDirectory(dir=ancestor, prefix=".archsim-probe-").cleanup()
+    except OSError as exc:
+        raise SpecError(option, str(path), f"cannot write here: {ancestor} refuses a new entry "
+                                           f"({exc.strerror or exc})") from None
     return path
 
 

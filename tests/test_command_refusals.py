@@ -87,3 +87,43 @@ def test_a_pattern_map_error_names_its_file(cli, tmp_path: Path) -> None:
     result = cli("sparse", "--method", "duoattention", "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "32K",
                  "--patterns", str(path), expect=2)
     assert result.output.startswith(f"error: {path}: layers: expected a map of llama3-8b's KV heads")
+
+
+def test_a_fusemax_report_length_no_configuration_runs_names_the_option(cli, tmp_path: Path) -> None:
+    """`report --reproduction fusemax --seq-len 1000` was an internal error (a ValueError), exit 1."""
+    result = cli("report", "--reproduction", "fusemax", "--seq-len", "1000", "--out", str(tmp_path / "r"), expect=2)
+    assert result.output.startswith("error: --seq-len: 1000: no mapping of unfused runs BERT at 1000 tokens (")
+
+
+def test_an_output_folder_the_file_system_refuses_fails_before_the_work(cli) -> None:
+    """/proc passes access() for root but refuses a new entry: the report ran its five configurations first."""
+    result = cli("report", "--reproduction", "fusemax", "--seq-len", "1024", "--out", "/proc/archsim-out", expect=2)
+    assert result.output == "error: --out: /proc/archsim-out: cannot write here: /proc refuses a new entry (No such " \
+                            "file or directory)\n"
+
+
+def test_an_infeasible_point_s_json_has_no_numbers(cli, tmp_path: Path) -> None:
+    """FuseMax's 256 x 256 mapping on a 128 x 128 array: its JSON carried a latency and a utilization of 3.86."""
+    arch = yaml.safe_load((Path(__file__).resolve().parents[1] / "archsim" / "arch" / "presets" / "fusemax.yaml")
+                          .read_text())
+    arch["units"]["array2d"]["shape"] = [128, 128]
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(arch))
+    out = json.loads(cli("run", "-m", "fusemax", "-a", str(path), "-w", "bert-base", "--json").output)
+    assert out["feasible"] is False and "128 PEs along dimension 0" in out["reason"]
+    assert out["latency_s"] is None and out["utilization"] is None and out["energy_pj"] is None
+    assert out["footprint_bytes"] and out["area_um2"] > 0
+
+
+@pytest.mark.parametrize(("mapping", "length", "says"), [
+    ("unfused", 1000, "unfused.yaml: groups[0].loops[1].ranks.M: rank M: size 1000 is not a multiple"),
+    ("flat", 200, "flat.yaml: groups[0].loops[0].ranks.P: 'min(P // 256, "),
+])
+def test_a_length_the_mapping_cannot_tile_is_said_at_its_yaml_path(cli, mapping: str, length: int, says: str) -> None:
+    """unfused named `loops[5]`, a loop index after expansion that its file does not have; flat's expression gave 0
+    without the sizes it read."""
+    result = cli("run", "-m", mapping, "-w", "bert-base", "--set", f"seq_len={length}", expect=2)
+    assert says in result.output
+    if mapping == "flat":
+        assert result.output.rstrip().endswith(f"gives 0, expected a positive integer (with P={length}, M={length}, "
+                                               "word_bytes=2)")

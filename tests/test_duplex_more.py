@@ -205,6 +205,8 @@ def test_the_report_writes_its_figures_and_tables(reproduction, tmp_path) -> Non
     assert ridges["xPU (H100)"] == pytest.approx(989.4 / 3.35)  # H100 SXM5 FP16 tensor peak over HBM3
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert {"gpu_saturation_qps", "duplex_over_gpu", "bank_pim_over_duplex opt-66b"} <= set(summary.metric)
+    page = index.read_text()  # every table written is linked from the page (ridges.csv was not)
+    assert all(f"href='{path.name}'" in page for path in tmp_path.glob("*.csv") if path.name != "summary.csv")
 
 
 def test_report_command_routes_duplex(reproduction, tmp_path, monkeypatch) -> None:

@@ -144,7 +144,12 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
     from archsim.report.point import write_point_report
     from archsim.systems import fusemax
 
-    points = labelled.fusemax_configs(model, seq_len)
+    try:
+        points = labelled.fusemax_configs(model, seq_len)
+    except SpecError as error:
+        if error.source != fusemax.SOURCE:
+            raise
+        raise SpecError("--seq-len", str(seq_len), error.message) from None
     paper = tables.paper_rows(fusemax.compare(fusemax.attention_records()))
     for p in points:
         click.echo(f"{p.label:<8} {p.result.mapping:<16} latency {p.result.latency_s:.4g} s, energy "

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
 from archsim.cascade.bind import Binding, nearest_multiples
-from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
 from archsim.errors import SpecError
 from archsim.mapping.overlap import check_overlap, delay_names
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
@@ -90,7 +91,7 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
             raise SpecError(source, f"{where}.pipelined", f"'{e}' is not an Einsum of this group")
     leaf_ranks = set(binding.rank_sizes)
     for i, loop in enumerate(group.loops):
-        at = f"{where}.{loop.origin or f'loops[{i}]'}"
+        at = _loop_at(where, group.loops, i)
         if isinstance(loop.factor, bool) or not isinstance(loop.factor, int | str | None) or (
                 isinstance(loop.factor, int) and loop.factor < 1):  # the loader refuses these; groups built in Python
             raise SpecError(source, at, f"expected a positive integer, None (the residual), search or an expression, "
@@ -117,7 +118,7 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
     group = concrete_factors(binding, arch, group, source, where)
     for i, loop in enumerate(group.loops):
         if loop.factor == SEARCH:
-            raise SpecError(source, f"{where}.{loop.origin or f'loops[{i}]'}",
+            raise SpecError(source, _loop_at(where, group.loops, i),
                             "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
     return replace(group, loops=_fill_residuals(binding, group, source, where))
 
@@ -130,11 +131,15 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     loops = []
     for i, loop in enumerate(group.loops):
         if isinstance(loop.factor, str) and loop.factor != SEARCH:
-            at = f"{where}.{loop.origin or f'loops[{i}]'}"
+            at = _loop_at(where, group.loops, i)
             value = _factor_value(_parsed(loop.factor), names, arch, source, at)
             if not math.isfinite(value) or value < 1 or value != int(value):
                 hint = " ('//' rounds a division down)" if "/" in loop.factor and value >= 1 else ""
-                raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}")
+                read = dict.fromkeys(n.name for n in walk(_parsed(loop.factor))
+                                     if isinstance(n, Name) and n.name in names)
+                values = ", ".join(f"{name}={names[name]:g}" for name in read)
+                raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}"
+                                            + (f" (with {values})" if values else ""))
             loop = replace(loop, factor=int(value))
         loops.append(loop)
     return replace(group, loops=tuple(loops))
@@ -185,7 +190,7 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
             raise SpecError(source, f"{where}.loops", f"rank {rank} (size {size}) has no loop; add one")
         open_ = [i for i in temporal if loops[i].factor is None]
         if len(open_) > 1:
-            raise SpecError(source, f"{where}.loops[{open_[1]}]", f"rank {rank}: only one loop may leave its "
+            raise SpecError(source, _loop_at(where, loops, open_[1]), f"rank {rank}: only one loop may leave its "
                                                                      "factor out (the residual)")
         for unit, ranks in ranks_by_unit.items():
             if rank not in ranks:
@@ -194,7 +199,7 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
             fixed = math.prod(loops[i].factor for i in temporal if loops[i].factor is not None) * spatial
             if open_:
                 if size % fixed:
-                    raise SpecError(source, f"{where}.loops[{open_[0]}]",
+                    raise SpecError(source, _loop_at(where, loops, open_[0]),
                                     f"rank {rank}: size {size} is not a multiple of the other factors ({fixed}); "
                                     f"{nearest_multiples(size, fixed)}")
                 loops[open_[0]] = replace(loops[open_[0]], factor=size // fixed)
@@ -204,6 +209,11 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
                 raise SpecError(source, f"{where}.loops", f"rank {rank}: factors on unit {unit} multiply to "
                                                              f"{fixed}, expected the rank size {size}")
     return tuple(loops)
+
+
+def _loop_at(where: str, loops: Sequence[Loop], i: int) -> str:
+    """The YAML path of loop `i` (`groups[0].loops[1].ranks.M`; a loop over several ranks is one per rank here)."""
+    return f"{where}.{loops[i].origin or f'loops[{i}]'}"
 
 
 def _spatial_extent(loops: list[Loop], rank: str, unit: str) -> int:

@@ -187,8 +187,9 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
                  f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
                  f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the tokens "
                  "per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), the "
-                 "projections' about the batch. Ridge points (ridges.csv): an op below a unit's ridge is "
-                 "memory-bound there; the placement sends decode attention and low-Op/B MoE to the Logic-PIM."),
+                 "projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>): an op below a "
+                 "unit's ridge is memory-bound there; the placement sends decode attention and low-Op/B MoE to the "
+                 "Logic-PIM."),
         _section("qps", "Latency against offered load",
                  "Poisson arrivals at each rate, the same requests for both systems. A rate is saturated when the "
                  f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "

@@ -62,6 +62,7 @@ CONFIGS = {
     "arch": ("fusemax-arch",),
     "fusemax": ("fusemax",),
 }
+SOURCE = "<fusemax>"  # what a length no configuration runs blames (`archsim report` names its --seq-len)
 MODELS = {"BERT": "bert-base", "TrXL": "trxl", "T5": "t5-small", "XLM": "xlm"}
 LENGTHS = {"1K": 1 << 10, "4K": 1 << 12, "16K": 1 << 14, "64K": 1 << 16, "256K": 1 << 18, "1M": 1 << 20}
 REFERENCE_FILES = {"unfused": "attn-unfused.csv", "flat": "attn-flat.csv", "cascade": "attn-cascade.csv",
@@ -95,19 +96,21 @@ def _keeping(spec: MappingSpec, kept: tuple[str, ...]) -> MappingSpec:
 def attention_result(config: str, model: str, seq_len: int, as_artifact: bool = False) -> Result:
     """The best feasible of the config's mappings at this model and length, as a mapper would keep; with
     `as_artifact`, the config's artifact defect applied to it (see the module docstring)."""
-    best = None
+    best, refusal = None, None
     for mapping in candidates(config):
         try:
             point = prepare(mapping, workload=MODELS[model], sets={"seq_len": seq_len})
             result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
-        except SpecError:
-            continue  # cannot run at these sizes
+        except SpecError as error:
+            refusal = refusal or error  # cannot run at these sizes
+            continue
         kept = sum(len(ts) for g in mapping.groups for ts in g.keep.values())
         key = (not result.feasible, result.latency_s, kept, result.energy_pj)
         if best is None or key < best[0]:
             best = (key, result, point)
     if best is None:
-        raise ValueError(f"no mapping of {config} runs {model} at {seq_len} tokens")
+        raise SpecError(SOURCE, "seq_len", f"no mapping of {config} runs {model} at {seq_len} tokens"
+                        + (f" ({refusal.where}: {refusal.message})" if refusal else ""))
     _, result, point = best
     if as_artifact:
         for defect in ARTIFACT_DEFECTS.get(config, ()):
