@@ -65,7 +65,7 @@ def test_minference_index_sizes_stop_at_the_context(cli, tmp_path: Path) -> None
     (["parallel", "--scheme", "ring", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32M"],
      "--seq-len: 32M: 33554432 is beyond the limit"),
     (["parallel", "--scheme", "ring", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32K", "--batch", "100000"],
-     "--seq-len: batch x heads x seqlen = 100000 x 32 x 4096"),
+     "--batch: batch x heads x seqlen = 100000 x 32 x 4096"),
     (["parallel", "--scheme", "megatron-sp", "--devices", "16", "-w", "llama3-8b", "--seq-len", "32K"],
      "--devices: splits llama3-8b's kv_heads (8) 16 ways"),
     (["parallel", "--scheme", "ring", "--tp", "8", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32K",

@@ -120,17 +120,22 @@ def test_measurements_that_are_not_a_regular_file(cli) -> None:
     _error_line(cli("validate", "--measurements", "/dev/null", expect=2), "/dev/null", "not a regular file")
 
 
-def test_repeated_rows_are_timed_once_and_fit_alike(tmp_path: Path) -> None:
-    """A file repeating its rows 25 times is 4 distinct cases, and calibrates to the same parameters as the
-    file with each row once (the soft-L1 loss scales by 25; its minimum does not move)."""
-    rows = [TUTORIAL.format(causal=c, seqlen=n, value=v)
-            for c, n, v in ((True, 2048, 136.5), (False, 2048, 159.7), (True, 8192, 160.4), (False, 8192, 163.4))]
+def test_repeated_cases_are_timed_once_and_fit_alike(tmp_path: Path) -> None:
+    """A file giving each of its 4 cases in both metrics (throughput and the same time as a latency in ms, as
+    `archsim measure` writes them) is 4 distinct cases, and calibrates to the same parameters as the file with
+    each case once (the soft-L1 loss doubles; its minimum does not move). A row repeated verbatim is refused
+    (tests/test_gpu_refusals.py)."""
+    measured = ((True, 2048, 136.5), (False, 2048, 159.7), (True, 8192, 160.4), (False, 8192, 163.4))
+    rows = [TUTORIAL.format(causal=c, seqlen=n, value=v) for c, n, v in measured]
+    latencies = [TUTORIAL.format(causal=c, seqlen=n, value=repr(
+        AttentionCase("fwd", 4, 32, 32, 64, n, c, "fp16").flops() / (v * 1e12) * 1e3)).replace(
+        "throughput", "latency").replace("TFLOPs/s", "ms") for c, n, v in measured]
     once, repeated = tmp_path / "once.csv", tmp_path / "repeated.csv"
     once.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
-    repeated.write_text(HEADER + "\n" + "\n".join(rows * 25) + "\n")
+    repeated.write_text(HEADER + "\n" + "\n".join(rows + latencies) + "\n")
     modelled, _ = resolve(read_measurements(repeated)[0])
     cases, index = distinct(modelled)
-    assert len(modelled) == 100 and len(cases) == 4 and np.array_equal(index, np.tile(np.arange(4), 25))
+    assert len(modelled) == 8 and len(cases) == 4 and np.array_equal(index, np.tile(np.arange(4), 2))
     single, many = calibrate(once), calibrate(repeated)
     for name in single.fitted["triton_tutorial"]:
         assert many.params["triton_tutorial"][name] == pytest.approx(single.params["triton_tutorial"][name],

@@ -1,8 +1,9 @@
 """`archsim calibrate` and `archsim validate`: fit the GPU model on measured attention kernels, and compare.
 
 Both read a CSV in the schema of the published `attention_measured.csv` (default: the packaged copy,
-`archsim/gpu/reference/attention_measured.csv`). A bad CSV (missing column, malformed field of a kernel-time row)
-or a bad calibration file exits with code 2 and one line naming the file, the row and the field.
+`archsim/gpu/reference/attention_measured.csv`). A bad CSV (missing column, malformed field of a kernel-time row,
+a configuration measured twice) or a bad calibration file exits with code 2 and one line naming the file, the row
+(or lines) and the field.
 """
 
 from __future__ import annotations
@@ -48,16 +49,23 @@ def _bad_input() -> Iterator[None]:
               help="Write the calibration here (default: print the YAML).")
 def calibrate_cmd(measurements: str | None, out: str | None) -> None:
     """Fit the GPU model's per-family parameters on the calibration split (rows with seqlen 512, 2048 or 8192;
-    every other row is held out for `archsim validate`).
+    every other row is held out for `archsim validate`). Exits 1, writing nothing, when no row is in that split.
 
     Example: archsim calibrate --measurements runs/h100.csv --out calibration-h100.yaml
     """
     from archsim.gpu.calibrate import calibrate, calibration_yaml
+    from archsim.gpu.params import split_rule
 
     with _bad_input():
         if out:
             check_writable(out, "--out", inputs=(measurements or reference_csv(),))
         calibration = calibrate(measurements or reference_csv())
+        if not calibration.measurements["calibration_rows"]:
+            click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: none of its "
+                       f"{calibration.measurements['rows']} rows is a kernel time of a modelled kernel and GPU in the "
+                       f"calibration split ({split_rule(calibration.calibration_seqlens)}); no calibration written",
+                       err=True)
+            sys.exit(1)
         text = calibration_yaml(calibration)
         if not out:
             click.echo(text, nl=False)

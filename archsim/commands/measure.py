@@ -45,6 +45,7 @@ from archsim.outputs import atomic_file, check_writable
 
 COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction",
            "metric", "value", "unit", "how_obtained", "note")
+KEY_COLUMNS = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric")
 INTERPRET_MAX_SEQLEN = 64
 MAX_INTERPRET_SEQLEN = 1024  # ~5 s per kernel and shape on this CPU; ARCHSIM_MAX_INTERPRET_SEQLEN raises it
 INTERPRET_SEQLEN_ENV = "ARCHSIM_MAX_INTERPRET_SEQLEN"
@@ -70,6 +71,20 @@ def _check_out(path: Path) -> None:
         if header != COLUMNS:
             raise SpecError(str(path), "line 1", f"--out exists with the columns {','.join(header)}; expected "
                                                  f"{','.join(COLUMNS)}")
+
+
+def _row_key(row: dict) -> tuple[str, ...]:
+    """What a row measured, as the CSV holds it (`KEY_COLUMNS`)."""
+    return tuple(str(row[c]).strip() for c in KEY_COLUMNS)
+
+
+def _measured(path: Path) -> set[tuple[str, ...]]:
+    """The rows `path` holds already, by `_row_key`: a case whose rows are all there is not measured again (a
+    second row of one configuration makes the file unreadable to `validate`, and a killed run resumes)."""
+    if not path.exists() or not path.stat().st_size:
+        return set()
+    header, *rows = read_csv_rows(path, f"the columns {','.join(COLUMNS)}")
+    return {_row_key(dict(zip(header, row, strict=False))) for row in rows}
 
 
 def _append(path: Path, rows: list[dict]) -> None:
@@ -221,8 +236,12 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     device = "cpu" if interpret else "cuda"
     cases = benchmark_cases(kernel_names, INTERPRET_MAX_SEQLEN if interpret and max_seqlen is None else max_seqlen,
                             tiny=interpret)
-    written = 0
+    written, done = 0, _measured(out)
     for case in cases:
+        if {_row_key(r) for r in _rows(case, None, base, "")} <= done:
+            click.echo(f"{case.kernel:<10} {case.direction:<7} causal={case.causal!s:<5} b={case.batch} "
+                       f"h={case.heads} d={case.head_dim} s={case.seqlen}: already in {out}, kept")
+            continue
         try:
             time_ms = _time_ms(_runner(case, device), interpret)
         except torch.cuda.OutOfMemoryError:

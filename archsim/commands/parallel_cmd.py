@@ -23,7 +23,8 @@ from archsim.outputs import check_writable
 DEFAULT_TOPOLOGY = "hgx-h100"
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
-                 "scope": "--scope", "AttentionCase.seqlen": "--seq-len"}  # the GPU kernel's rows: batch x heads x N
+                 "scope": "--scope",  # and the GPU kernel's rows, batch x heads x N, blamed on the largest factor:
+                 "AttentionCase.seqlen": "--seq-len", "AttentionCase.batch": "--batch"}
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
 TEXT_COLUMNS = (
     ("time ms", "latency_s", lambda v: f"{v * 1e3:.4g}"),

@@ -30,13 +30,13 @@ import yaml
 
 from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, resolve
 from archsim.gpu.measurements import read_measurements
-from archsim.gpu.params import Calibration
+from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu import predict_plans
 from archsim.model.gpu_kernels import FAMILIES, default_params
 
 CALIBRATION_SEQLENS = (512, 2048, 8192)
-SPLIT_RULE = ("calibrate on rows whose seqlen (KV length for decode) is 512, 2048 or 8192; hold out every other "
-              "row (1024, 4096, 16384, 32768, ...); decided before fitting, for every GPU, kernel and direction")
+SPLIT_RULE = (split_rule(CALIBRATION_SEQLENS) + " (1024, 4096, 16384, 32768, ...); decided before fitting, for every "
+              "GPU, kernel and direction")
 VERSION = 1
 MAX_ITERATIONS = 60
 JACOBIAN_STEP = 1e-4  # in log(parameter)

@@ -10,8 +10,11 @@ heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`.
 
 A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
 when no field spans lines) and the field, and so is a case too large to model (`AttentionCase.size_problem`).
-Rows are numbered as in the file, skipped rows included. The file must be UTF-8 text of at most
-`MAX_CSV_BYTES` (`read_csv_rows`, shared with the request traces of `archsim.systems.requests`).
+Rows are numbered as in the file, skipped rows included. Two kernel-time rows of one configuration (GPU label,
+kernel, dtype, causal, batch, heads, head_dim, seqlen, direction and metric) are a `SpecError` naming both lines,
+whether their values differ (which one is right is not ours to choose) or not (a repeated row would count twice
+in the fit and in the error). The file must be UTF-8 text of at most `MAX_CSV_BYTES` (`read_csv_rows`, shared with
+the request traces of `archsim.systems.requests`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Measurement:
     metric: str
     value: float
     unit: str
+    line: int  # the file's line the row starts on
 
     @property
     def group(self) -> str:
@@ -86,10 +90,15 @@ class Skipped:
 
 
 def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
-    """The rows of a CSV file (header first). Every failure is a SpecError naming the file: not a regular file
-    (a FIFO or device could block or never end), larger than `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES; at most that
-    many bytes plus one are read), not UTF-8 (with the line and byte), malformed CSV (with the line), or empty
-    (`expected` says what the header should be)."""
+    """The rows of a CSV file (header first), as `read_csv_records` reads them."""
+    return [cells for _, cells in read_csv_records(path, expected)]
+
+
+def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
+    """(the line it starts on, its cells) of each row of a CSV file (header first). Every failure is a SpecError
+    naming the file: not a regular file (a FIFO or device could block or never end), larger than `MAX_CSV_BYTES`
+    (ARCHSIM_MAX_CSV_BYTES; at most that many bytes plus one are read), not UTF-8 (with the line and byte),
+    malformed CSV (with the line), or empty (`expected` says what the header should be)."""
     source = str(path)
     limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
     try:
@@ -109,41 +118,69 @@ def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
         raise SpecError(source, f"line {line}, byte {exc.start}",
                         f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
     reader = csv.reader(io.StringIO(text, newline=""))
+    records, ended = [], 0
     try:
-        rows = list(reader)
+        for cells in reader:  # a row starts on the line after the one the row before it ended on
+            records.append((ended + 1, cells))
+            ended = reader.line_num
     except csv.Error as exc:
         raise SpecError(source, f"line {reader.line_num}", f"malformed CSV ({exc})") from None
-    if not rows:
+    if not records:
         raise SpecError(source, "line 1", f"empty file (expected {expected})")
-    if not any(cell.strip() for cell in rows[0]):
+    if not any(cell.strip() for cell in records[0][1]):
         raise SpecError(source, "line 1", f"empty header (expected {expected})")
-    return rows
+    return records
 
 
 def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
     """Parse a CSV file; a missing column or a bad field raises a SpecError naming the file, row and field."""
     source = str(path)
-    header, *body = read_csv_rows(path, f"the columns {', '.join(REQUIRED)}")
+    (_, header), *body = read_csv_records(path, f"the columns {', '.join(REQUIRED)}")
     header = [name.strip() for name in header]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise SpecError(source, f"column '{missing[0]}'",
                         f"missing (required: {', '.join(REQUIRED)}; the header has: {', '.join(header)})")
-    rows = [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False))
-            for cells in body if any(cell.strip() for cell in cells)]
-    return parse_rows(rows, source)
+    kept = [(line, cells) for line, cells in body if any(cell.strip() for cell in cells)]
+    rows = [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for _, cells in kept]
+    return parse_rows(rows, source, [line for line, _ in kept])
 
 
-def parse_rows(rows: list[dict[str, str]], source: str) -> tuple[list[Measurement], list[Skipped]]:
+def parse_rows(rows: list[dict[str, str]], source: str, lines: list[int] | None = None
+               ) -> tuple[list[Measurement], list[Skipped]]:
+    """Measurements and skipped rows of data rows (`lines`: the line each starts on; default row + 1); a SpecError
+    for a malformed kernel-time row or two of one configuration (`refuse_repeats`)."""
     measurements, skipped = [], []
     for index, raw in enumerate(rows, start=1):
         columns = {k: "" if v is None else str(v) for k, v in raw.items() if k is not None}
-        parsed = _parse(index, columns, source)
+        parsed = _parse(index, columns, source, lines[index - 1] if lines else index + 1)
         (skipped if isinstance(parsed, Skipped) else measurements).append(parsed)
+    refuse_repeats(measurements, source)
     return measurements, skipped
 
 
-def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
+def refuse_repeats(measurements: list[Measurement], source: str) -> None:
+    """A SpecError naming the lines of the first two measurements of one configuration (`configuration`)."""
+    first: dict[tuple, Measurement] = {}
+    for m in measurements:
+        seen = first.setdefault(configuration(m), m)
+        if seen is m:
+            continue
+        values = (f"the same value ({m.value:g} {m.unit}): a repeated row" if seen.time_s == m.time_s else
+                  f"{seen.value:g} {seen.unit} and {m.value:g} {m.unit}")
+        raise SpecError(source, f"lines {seen.line} and {m.line}",
+                        f"one configuration ({m.gpu}, {m.kernel}, {m.case.direction}, {m.case.precision}, causal "
+                        f"{m.case.causal}, batch {m.case.batch}, heads {m.case.heads}/{m.case.kv_heads} kv, head_dim "
+                        f"{m.case.head_dim}, seqlen {m.case.seqlen}, {m.metric}) measured twice, at {values}; "
+                        "expected one row per configuration")
+
+
+def configuration(m: Measurement) -> tuple:
+    """What a row measured: the GPU label (case and spacing aside), the kernel, the case and the metric."""
+    return " ".join(m.gpu.lower().split()), m.kernel, m.case, m.metric
+
+
+def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement | Skipped:
     def bad(field: str, message: str) -> SpecError:
         return SpecError(source, f"row {row}, field '{field}'", message)
 
@@ -179,7 +216,7 @@ def _parse(row: int, c: dict[str, str], source: str) -> Measurement | Skipped:
     field, problem = case.size_problem()
     if problem:
         raise bad(field, problem)
-    measurement = Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit)
+    measurement = Measurement(row, c, c["gpu"].strip(), c["kernel"].strip(), case, metric, value, unit, line)
     if not MIN_KERNEL_S <= measurement.time_s < math.inf:
         raise bad("value", f"'{text}' {unit} is a kernel time of {measurement.time_s:g} s; expected at least "
                            f"{MIN_KERNEL_S:g} s (no GPU kernel launches faster) and finite")

@@ -13,26 +13,34 @@ A file (`archsim/gpu/calibration/v1.yaml` is the packaged one; `archsim calibrat
         meaning: {mma_efficiency_fwd: "...", ...}
         fit: {rows: 18, mape_pct: 2.9, max_abs_error_pct: 7.1, log_rmse: 0.036}
 
-Parameters a file leaves out take the value of the family they are shared from (`Param.shared_from`) when
-the file has it, else the family's prior (`archsim.model.gpu_kernels.FAMILIES`). Every error is a
-`SpecError` naming the file and the field.
+The loader takes nothing on trust: a key it does not know (at the top, in `split`, in a family) is refused with
+the keys it expects; a family the file lists gives every one of its parameters (`FAMILIES[family].params`);
+and every family is listed, except one whose fitted parameters all come from families the file lists
+(`Param.shared_from`: FlashAttention-3 and archsim's kernels, which `v1.yaml` predates), which takes their values,
+as `archsim calibrate` would give it, and its priors for the rest. `split.calibration_seqlens` is a non-empty list
+of distinct lengths; `split.rule` (optional) is a note that must begin with the rule those lengths make
+(`split_rule`), so that the rule printed is the rule applied. Every error is a `SpecError` naming the file and the
+field.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archsim.cascade.load import is_file, is_spec_path, read_yaml
-from archsim.errors import SpecError
-from archsim.model.gpu_kernels import FAMILIES, default_params
+from archsim.errors import SpecError, check_keys
+from archsim.model.gpu_kernels import FAMILIES, default_params, param_problem
 
 CALIBRATION_DIR = "calibration"
 DEFAULT_VERSION = "v1"
+MODEL = "archsim.model.gpu"
+KEYS = ("version", "model", "measurements", "split", "families")
+SPLIT_KEYS = ("rule", "calibration_seqlens")
+FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,9 @@ class Calibration:
     measurements: Mapping[str, Any] = field(default_factory=dict)
 
     def family_params(self, family: str) -> dict[str, float]:
-        """The family's values in this file, else (a parameter it shares) the value of the family it shares it
-        from, else its prior: a file written before a family existed gives it what `archsim calibrate` would."""
+        """The family's values in this file; for a family the file leaves out (one whose fitted parameters all
+        come from listed families, see the module docstring), the values of the families it shares parameters
+        from, else its priors: what `archsim calibrate` would give it."""
         shared = {name: self.params[p.shared_from][name] for name, p in FAMILIES[family].params.items()
                   if p.shared_from and name in self.params.get(p.shared_from, {})}
         return {**default_params(family), **shared, **self.params.get(family, {})}
@@ -70,20 +79,24 @@ def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibrati
     return calibration_from_dict(read_yaml(path), str(path))
 
 
+def split_rule(seqlens: tuple[int, ...]) -> str:
+    """The split rule that calibrating on `seqlens` makes, in words: what `split.rule` must begin with."""
+    listed = ", ".join(map(str, seqlens[:-1])) + f" or {seqlens[-1]}" if len(seqlens) > 1 else str(seqlens[0])
+    return f"calibrate on rows whose seqlen (KV length for decode) is {listed}; hold out every other row"
+
+
 def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
     if not isinstance(data, Mapping):
         raise SpecError(source, "", "expected a mapping with version, split, families")
+    check_keys(data, KEYS, source)
     for key in ("version", "split", "families"):
         if key not in data:
             raise SpecError(source, key, "missing")
     if isinstance(data["version"], bool) or not isinstance(data["version"], int) or data["version"] < 1:
         raise SpecError(source, "version", f"expected a positive integer, got {data['version']!r}")
-    split = data["split"]
-    if not isinstance(split, Mapping) or not isinstance(split.get("calibration_seqlens"), list):
-        raise SpecError(source, "split.calibration_seqlens", "expected a list of sequence lengths")
-    seqlens = split["calibration_seqlens"]
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqlens):
-        raise SpecError(source, "split.calibration_seqlens", f"expected positive integers, got {seqlens!r}")
+    if "model" in data and data["model"] != MODEL:
+        raise SpecError(source, "model", f"expected {MODEL} (the model these parameters are of), got {data['model']!r}")
+    seqlens, rule = _split(data["split"], source)
     families = data["families"]
     if not isinstance(families, Mapping):
         raise SpecError(source, "families", "expected a mapping family -> {params, ...}")
@@ -92,17 +105,60 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
         where = f"families.{name}"
         if name not in FAMILIES:
             raise SpecError(source, where, f"unknown kernel family (known: {', '.join(FAMILIES)})")
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
-            raise SpecError(source, f"{where}.params", "expected a mapping parameter -> value")
-        params[name] = {p: _param(name, p, v, source, f"{where}.params.{p}") for p, v in entry["params"].items()}
-        names, known = entry.get("fitted") or [], FAMILIES[name].params
-        if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
-            raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
-                                                       f"{', '.join(known)}), got {names!r}")
-        fitted[name] = tuple(names)
-        fit[name] = _mapping(entry.get("fit"), source, f"{where}.fit")
-    return Calibration(data["version"], source, str(split.get("rule", "")), tuple(seqlens), params, fitted, fit,
+        params[name], fitted[name], fit[name] = _family(name, entry, source, where)
+    for name in FAMILIES:
+        if name not in params and _own_fitted(name, params):
+            raise SpecError(source, f"families.{name}", f"missing: {name} fits parameters of its own "
+                                                        f"({', '.join(_own_fitted(name, params))}), so a calibration "
+                                                        "lists it (only a family whose fitted parameters all come "
+                                                        "from listed families may be left out)")
+    return Calibration(data["version"], source, rule, seqlens, params, fitted, fit,
                        _mapping(data.get("measurements"), source, "measurements"))
+
+
+def _split(split: Any, source: str) -> tuple[tuple[int, ...], str]:
+    """(calibration sequence lengths, rule) of the `split` mapping; the rule, when given, begins with the one the
+    lengths make (`split_rule`), which it is when not given."""
+    if not isinstance(split, Mapping):
+        raise SpecError(source, "split", "expected a mapping with calibration_seqlens (and optionally rule)")
+    check_keys(split, SPLIT_KEYS, source, "split")
+    seqlens = split.get("calibration_seqlens")
+    if not isinstance(seqlens, list) or not seqlens:
+        raise SpecError(source, "split.calibration_seqlens", f"expected a non-empty list of sequence lengths, got "
+                                                             f"{seqlens!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqlens) \
+            or len(set(seqlens)) < len(seqlens):
+        raise SpecError(source, "split.calibration_seqlens", f"expected distinct positive integers, got {seqlens!r}")
+    derived = split_rule(tuple(seqlens))
+    rule = split.get("rule", derived)
+    if not isinstance(rule, str) or not rule.startswith(derived):
+        raise SpecError(source, "split.rule", f"expected a rule beginning '{derived}' (the split "
+                                              f"calibration_seqlens {seqlens} makes), or no rule; got {rule!r}")
+    return tuple(seqlens), rule
+
+
+def _family(name: str, entry: Any, source: str, where: str) -> tuple[dict[str, float], tuple[str, ...], dict]:
+    """(parameters, fitted parameter names, fit statistics) of one family's entry: every parameter given."""
+    if isinstance(entry, Mapping):
+        check_keys(entry, FAMILY_KEYS, source, where)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("params"), Mapping):
+        raise SpecError(source, f"{where}.params", "expected a mapping parameter -> value")
+    known = FAMILIES[name].params
+    params = {p: _param(name, p, v, source, f"{where}.params.{p}") for p, v in entry["params"].items()}
+    missing = [p for p in known if p not in params]
+    if missing:
+        raise SpecError(source, f"{where}.params.{missing[0]}", f"missing: a family listed gives every parameter "
+                                                                f"({', '.join(known)})")
+    names = entry.get("fitted") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
+        raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
+                                                   f"{', '.join(known)}), got {names!r}")
+    return params, tuple(names), _mapping(entry.get("fit"), source, f"{where}.fit")
+
+
+def _own_fitted(family: str, listed: Mapping[str, object]) -> list[str]:
+    """The fitted parameters of `family` that no family in `listed` gives it (`Param.shared_from`)."""
+    return [n for n, p in FAMILIES[family].params.items() if p.fitted and p.shared_from not in listed]
 
 
 def _mapping(value: Any, source: str, where: str) -> dict:
@@ -115,11 +171,7 @@ def _mapping(value: Any, source: str, where: str) -> dict:
 
 
 def _param(family: str, name: str, value: Any, source: str, where: str) -> float:
-    spec = FAMILIES[family].params.get(name)
-    if spec is None:
-        raise SpecError(source, where, f"not a parameter of {family} (known: {', '.join(FAMILIES[family].params)})")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SpecError(source, where, f"expected a number, got {value!r}")
-    if not spec.low <= value <= spec.high:
-        raise SpecError(source, where, f"expected a value in [{spec.low:g}, {spec.high:g}], got {value!r}")
+    problem = param_problem(family, name, value)
+    if problem:
+        raise SpecError(source, where, problem)
     return float(value)

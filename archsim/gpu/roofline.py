@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GpuResult, refuse_unmodelled_attention
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import family_of, predict
 
 
@@ -65,14 +65,16 @@ WORKLOAD_KERNELS = (
 )
 
 
-# The workload sizes a roofline needs; kv_heads, when absent, is heads (multi-head attention, no GQA).
-WORKLOAD_SIZES = ("batch", "heads", "head_dim", "seq_len")
+# The workload sizes a roofline needs, each from the workload (as a cascade binding them requires: a workload
+# without kv_heads is refused, not taken as multi-head attention); word_bytes sets the precision (`WORD_PRECISIONS`).
+WORKLOAD_SIZES = ("batch", "heads", "kv_heads", "head_dim", "seq_len", "word_bytes")
 
 
 def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: str = "<python>",
                     where: Mapping[str, str] | None = None) -> tuple[list[RooflinePoint], list[tuple[str, str]]]:
     """Roofline points of a workload's attention kernels (causal prefill at `seq_len`, decode against a KV cache
-    of `seq_len`), and (label, reason) of each kernel that cannot run it; `params_of(family)` gives a family's
+    of `seq_len`, at the precision of its `word_bytes`), and (label, reason) of each kernel that cannot run it (a
+    kernel without an fp8 path at 1-byte words, any at 4-byte words); `params_of(family)` gives a family's
     parameters (e.g. `Calibration.family_params`). A missing or unusable size is a SpecError naming `source` and
     `where[size]` (default `params.<size>`)."""
     def blame(key: str) -> str:
@@ -84,14 +86,17 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
     refuse_unmodelled_attention(workload, source, blame, "the GPU attention kernels modelled here are dense "
                                                          "multi-head and grouped-query attention, so this workload's "
                                                          "roofline would be wrong")
-    heads = int(workload["heads"])
-    kv_heads = int(workload.get("kv_heads", heads))
+    heads, kv_heads = int(workload["heads"]), int(workload["kv_heads"])
     if heads % kv_heads:
         raise SpecError(source, blame("kv_heads"), f"expected a divisor of heads ({heads}), got {kv_heads}")
+    precision = WORD_PRECISIONS.get(workload["word_bytes"])
+    if precision is None:
+        raise SpecError(source, blame("word_bytes"), "expected " + ", ".join(
+            f"{size} ({name})" for size, name in WORD_PRECISIONS.items()) + f" bytes, got {workload['word_bytes']:g}")
     points, infeasible = [], []
     for label, kernel, direction in WORKLOAD_KERNELS:
         case = AttentionCase(direction, int(workload["batch"]), heads, kv_heads, int(workload["head_dim"]),
-                             int(workload["seq_len"]), direction != "decode", "fp16")
+                             int(workload["seq_len"]), direction != "decode", precision)
         field, problem = case.size_problem()
         if problem:
             raise SpecError(source, blame("seq_len" if field == "seqlen" else field), problem)

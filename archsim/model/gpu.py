@@ -58,6 +58,8 @@ MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute c
 REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
 MAX_REGS_PER_THREAD = 255
 PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}
+# A workload's word_bytes -> the precision its attention runs at (2 bytes: fp16, the published benchmarks' dtype).
+WORD_PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (gpu.md §1.0)
 # Most query rows (batch x heads x seqlen) one case may have: the kernels' grids hold a CTA per 16 to 128 rows and
@@ -120,8 +122,14 @@ class AttentionCase:
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
 
     def size_problem(self) -> tuple[str, str]:
-        """(field, why) when the case cannot be modelled because of its sizes, else ("", ""): every size a
-        positive whole number, and batch x heads x seqlen at most `MAX_QUERY_ROWS` (`ARCHSIM_MAX_GPU_ROWS`)."""
+        """(field, why) when the case cannot be modelled, else ("", ""): `direction` one of `DIRECTIONS`, `causal`
+        a boolean, every size a positive whole number, and batch x heads x seqlen at most `MAX_QUERY_ROWS`
+        (`ARCHSIM_MAX_GPU_ROWS`; the field named is the largest of the three, the likeliest to be wrong). A
+        precision no kernel takes is not a problem here: each kernel gives it as the reason it has no plan."""
+        if self.direction not in DIRECTIONS:
+            return "direction", f"expected one of {', '.join(DIRECTIONS)}, got {self.direction!r}"
+        if not isinstance(self.causal, bool | np.bool_):
+            return "causal", f"expected True or False, got {self.causal!r}"
         for name in ("batch", "heads", "kv_heads", "head_dim", "seqlen"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -129,9 +137,10 @@ class AttentionCase:
         limit = env_limit(MAX_QUERY_ROWS_ENV, MAX_QUERY_ROWS)
         rows = self.batch * self.heads * self.seqlen
         if rows > limit:
-            return "seqlen", (f"batch x heads x seqlen = {self.batch} x {self.heads} x {self.seqlen} = {rows:.3g} "
-                              f"query rows, beyond the limit of {limit} on one modelled attention call (raise it "
-                              f"with the environment variable {MAX_QUERY_ROWS_ENV})")
+            largest = max(("seqlen", "batch", "heads"), key=lambda name: getattr(self, name))
+            return largest, (f"batch x heads x seqlen = {self.batch} x {self.heads} x {self.seqlen} = {rows:.3g} "
+                             f"query rows, beyond the limit of {limit} on one modelled attention call (raise it "
+                             f"with the environment variable {MAX_QUERY_ROWS_ENV})")
         return "", ""
 
 

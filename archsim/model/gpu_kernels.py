@@ -820,6 +820,38 @@ def default_params(family: str) -> dict[str, float]:
     return {name: p.prior for name, p in FAMILIES[family].params.items()}
 
 
+def param_problem(family: str, name: str, value: object) -> str:
+    """Why `value` cannot be the parameter `name` of `family` ("" when it can): a parameter the family has, a finite
+    number within its bounds (`Param.low`, `Param.high`; an efficiency in [0.05, 1])."""
+    spec = FAMILIES[family].params.get(name)
+    if spec is None:
+        return f"not a parameter of {family} (known: {', '.join(FAMILIES[family].params)})"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+            or not math.isfinite(value):
+        return f"expected a number, got {value!r}"
+    if not spec.low <= value <= spec.high:
+        return f"expected a value in [{spec.low:g}, {spec.high:g}], got {value!r}"
+    return ""
+
+
+def params_problem(family: str, params: Mapping[str, float]) -> tuple[str, str]:
+    """(parameter, why) when `params` are not the parameters of `family`, each given once within its bounds (what
+    `archsim.gpu.params.Calibration.family_params` returns), else ("", "")."""
+    known = FAMILIES[family].params
+    for name, spec in known.items():  # the common case, every value a float within bounds, in one pass
+        value = params.get(name)
+        if not (type(value) is float and spec.low <= value <= spec.high):
+            break
+    else:
+        if len(params) == len(known):
+            return "", ""
+    missing = [name for name in known if name not in params]
+    if missing:
+        return missing[0], f"missing (the parameters of {family}: {', '.join(known)})"
+    return next(((name, problem) for name, value in params.items()
+                 if (problem := param_problem(family, name, value))), ("", ""))
+
+
 def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled. A case with sizes no kernel
     takes (`AttentionCase.size_problem`) is a SpecError: callers reading a file check it first, naming the field."""
@@ -840,5 +872,11 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
 
 
 def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float]) -> GpuResult:
-    """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`)."""
+    """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`). Parameters
+    that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter."""
+    family = family_of(kernel)
+    if family is not None:
+        name, problem = params_problem(family, params)
+        if problem:
+            raise SpecError("<python>", f"params.{name}", f"{kernel} ({family}): {problem}")
     return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params)
