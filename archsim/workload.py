@@ -13,7 +13,8 @@ its own tiling or algorithm choices (tile_kv, block, splits) and keep their defa
 
 MoE: `experts` and `top_k` make every layer's FFN routed experts, unless `moe_every` (m) says only every m-th layer
 is (GLaM: 2, every other layer); the other layers are dense, of width `dense_ffn_dim` when the model's dense FFN
-differs from its experts' (`ffn_dim`). The loader refuses top_k > experts and the MoE-only sizes without experts.
+differs from its experts' (`ffn_dim`). The loader refuses top_k > experts and the MoE-only sizes without experts,
+and kv_heads that do not divide heads (each KV head serves heads / kv_heads query heads).
 
 `block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
@@ -101,9 +102,19 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     if "block" in data and block not in BLOCK_KINDS:
         raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
     sizes = {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}
+    _check_heads(sizes, source)
     _check_moe(sizes, source)
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
                     block)
+
+
+def _check_heads(params: dict[str, float], source: str) -> None:
+    """Key/value heads group the query heads: kv_heads divides heads (MHA: equal; GQA: groups of heads / kv_heads
+    query heads; MQA: 1)."""
+    if "heads" in params and "kv_heads" in params and params["heads"] % params["kv_heads"]:
+        raise SpecError(source, "params.kv_heads", f"expected a divisor of heads ({params['heads']:g}): each KV "
+                                                   f"head serves heads / kv_heads query heads, got "
+                                                   f"{params['kv_heads']:g}")
 
 
 def _check_moe(params: dict[str, float], source: str) -> None:

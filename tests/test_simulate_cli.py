@@ -51,13 +51,19 @@ def test_simulate_bad_input_exits_2(cli, args, message):
 
 
 def test_tp_on_a_system_whose_spec_has_no_by_workload(cli):
-    """--tp adds the workload's entry to parallelism.by_workload, and the mapping itself when the spec has none
-    (lamina's): it ran nowhere but on specs with one before. The degree is then checked as the spec's would be."""
+    """--tp replaces the spec's degree on a spec without by_workload (lamina's) too, and is checked as the spec's
+    would be; the error names the option, not the count the file holds (lamina: 2 compute GPUs per node, one
+    replica, so tp is 2)."""
     args = ("simulate", "-s", "lamina", "-w", "llama3-70b", "--rate", "5", "--requests", "3", "--json")
     same = json.loads(cli(*args, "--tp", "2").output)
     assert same == json.loads(cli(*args).output)
     result = cli(*args, "--tp", "4", expect=2)
-    assert "lamina.yaml: devices.compute.count: expected tp x replicas = 4 x 1 = 4 compute devices" in result.output
+    assert result.output.startswith("error: --tp: expected at most 2 (a TP group in one node"), result.output
+    result = cli(*args, "--tp", "1", expect=2)  # Llama3-70B's 137 GB of weights on one H100
+    assert result.output.startswith("error: --tp: llama3-70b at tp 1 pp 1 puts 136.9 GB"), result.output
+    result = cli("simulate", "-s", "lamina", "-w", "llama-33b", "--rate", "5", "--requests", "3", "--tp", "1",
+                 expect=2)  # its weights fit one H100, whose replica then leaves one of the 2 compute GPUs idle
+    assert result.output.startswith("error: --tp: expected devices.compute.count / replicas = 2 / 1"), result.output
 
 
 def test_simulate_takes_gqa_models_and_refuses_a_workload_without_a_block(cli):

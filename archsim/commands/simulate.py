@@ -23,10 +23,11 @@ from archsim.systems.requests import (
     MAX_REQUESTS,
     MAX_REQUESTS_ENV,
     check_request_count,
+    check_requests,
     poisson_requests,
     read_trace,
 )
-from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving
+from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
 from archsim.systems.system_spec import load_system
 
 
@@ -78,18 +79,14 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
-    try:
-        model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
-    except SpecError as e:  # a --tp/--pp the spec cannot take: name the option, not the entry it was written to
-        option = next((f"--{k}" for k, v in (("tp", tp), ("pp", pp)) if v and e.where.endswith(f".{k}")), None)
-        if option is None:
-            raise
-        raise SpecError(option, "", f"{e.message} (system {system_name})") from None
-    if model.kv_capacity_bytes <= 0:
-        raise SpecError(model.system.source, "parallelism", f"{model.workload.name}'s weights leave no memory for "
-                                                            f"the KV cache on {model.system.name}")
+    check_requests(requests, trace_path or "--rate")
+    model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
+    config = ServingConfig(max_batch=max_batch)
+    reason = unservable(model, requests, config)
+    if reason:
+        raise SpecError(trace_path or "--requests", "", reason)
     start = time.perf_counter()
-    result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch), trace=trace_out is not None)
+    result = simulate_serving(model, requests, config, trace=trace_out is not None)
     wall_s = time.perf_counter() - start
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
@@ -121,7 +118,10 @@ def _show(m: dict, wall_s: float) -> None:
                f"cache), {m['output_tokens']} output tokens in {m['makespan_s']:.4g} s simulated")
     click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s")
     click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
-    click.echo(f"  TBT         p50 {m['tbt_p50_s'] * 1e3:.4g} ms, p99 {m['tbt_p99_s'] * 1e3:.4g} ms")
+    if math.isnan(m["tbt_p50_s"]):  # every request wanted one token: there is no time between tokens
+        click.echo("  TBT         n/a (no request decoded a second token)")
+    else:
+        click.echo(f"  TBT         p50 {m['tbt_p50_s'] * 1e3:.4g} ms, p99 {m['tbt_p99_s'] * 1e3:.4g} ms")
     click.echo("  utilization " + ", ".join(f"{u} {v:.3f}" for u, v in m["utilization"].items()))
     click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
     click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, KV pages peak "

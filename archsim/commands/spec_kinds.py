@@ -37,6 +37,16 @@ def _load_measurements(path: Path) -> Any:
     return read_measurements(path)[0]
 
 
+def _load_gpu(data: Any, source: str) -> Any:
+    """A GPU preset, its `host_link` checked against the link presets (the systems layer's, above the GPU's)."""
+    from archsim.gpu.load import gpu_from_dict
+    from archsim.systems.links import check_host_link
+
+    gpu = gpu_from_dict(data, source)
+    check_host_link(gpu)
+    return gpu
+
+
 def _load_yaml_kind(loader: str):
     """A from_dict loader by dotted name, imported only when a file of that kind is checked."""
     module, _, function = loader.rpartition(".")
@@ -53,7 +63,7 @@ YAML_KINDS = (
     ("mapping", {"groups"}, mapping_from_dict),
     ("sweep", {"axes"}, _load_yaml_kind("archsim.dse.spec.sweep_from_dict")),
     ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),
-    ("gpu", {"sm_count"}, _load_yaml_kind("archsim.gpu.load.gpu_from_dict")),
+    ("gpu", {"sm_count"}, _load_gpu),
     ("architecture", {"units", "memories"}, architecture_from_dict),
     ("system", {"devices", "placement", "base"}, _load_yaml_kind("archsim.systems.system_spec.system_from_dict")),
     ("link", {"bytes_per_s_per_direction"}, _load_yaml_kind("archsim.systems.links.link_from_dict")),

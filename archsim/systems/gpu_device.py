@@ -52,11 +52,11 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache
+from archsim.model.gpu import WORD_PRECISIONS
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 
-PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}  # a workload's word bytes -> the precision its GEMMs run at
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
@@ -102,6 +102,14 @@ class GpuDevice:
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
     _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.capacity_bytes <= 0:
+            share = f" x memory_utilization {self.memory_utilization:g}" if self.memory_utilization != 1 else ""
+            raise SpecError(self.spec.source, "dram_bytes",
+                            f"{self.spec.dram_bytes} B{share} (devices.{self.name} of {self.source}) is no more than "
+                            f"the {ACTIVATION_RESERVE_BYTES} B the serving engine keeps for activations and "
+                            "workspace: the device's memory is smaller than that reserve")
+
     @property
     def capacity_bytes(self) -> float:
         """Memory for weights and the KV cache: the engine's share of the DRAM less the activation reserve."""
@@ -142,7 +150,7 @@ class GpuDevice:
         (`GPU.tensor_peak_flops_per_s`); a word size with no tensor-core rate on this GPU is refused, naming the
         device's preset, as `ChipDevice` does."""
         word_bytes = op.binding.word_bytes
-        precision = PRECISIONS.get(word_bytes)
+        precision = WORD_PRECISIONS.get(word_bytes)  # the precision its GEMMs run at
         if precision is None or not (precision == "fp8" or self.spec.has_native(precision)):
             raise SpecError(self.source, f"devices.{self.name}.preset",
                             f"GPU {self.spec.name} has no tensor-core rate for {word_bytes}-byte words (it has "

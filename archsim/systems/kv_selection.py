@@ -75,11 +75,11 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, refuse_unmodelled_attention
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
-from archsim.systems.gpu_device import PRECISIONS, GpuDevice, calibrated_gpu_device
+from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import WEIGHTS, Op, Step, non_attention_ops
 from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
@@ -375,10 +375,10 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
         return 0.0
     heads = int(kv_heads * _size(workload, "heads") // _size(workload, "kv_heads"))
     word_bytes = int(_size(workload, "word_bytes"))
-    if word_bytes not in PRECISIONS:
-        raise SpecError(workload.path, "params.word_bytes", f"expected {', '.join(map(str, PRECISIONS))} bytes "
+    if word_bytes not in WORD_PRECISIONS:
+        raise SpecError(workload.path, "params.word_bytes", f"expected {', '.join(map(str, WORD_PRECISIONS))} bytes "
                                                            f"(fp8, fp16, fp32) for the GPU's kernels, got {word_bytes}")
-    precision = PRECISIONS[word_bytes]
+    precision = WORD_PRECISIONS[word_bytes]
     case = AttentionCase("decode", 1, heads, kv_heads, int(_size(workload, "head_dim")), keys, False, precision)
     result = predict(device.kernel, case, device.spec, device.kernel_params)
     if not result.feasible:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
+from archsim.arch.gpu import GPU
 from archsim.cascade.load import finite_number, text_number_hint
 from archsim.errors import SpecError, check_header
 
@@ -76,6 +77,18 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
 def load_link(name_or_path: str | Path) -> Link:
     """A preset by name (`nvlink4-h100`, see `link_names()`) or a YAML file by path."""
     return library.load_preset("link presets", name_or_path, PRESETS_PACKAGE, link_from_dict)
+
+
+def check_host_link(gpu: GPU) -> None:
+    """Refuse a GPU preset whose `host_link` is no link (its error blamed on the preset's field). GPU presets load
+    below the systems layer, which owns the links, so a system that loads a GPU preset checks it here."""
+    if gpu.host_link is None:
+        return
+    try:
+        load_link(gpu.host_link)
+    except SpecError as error:
+        inner = f"{error.where}: " if error.where else ""
+        raise SpecError(gpu.source, "host_link", f"{error.source}: {inner}{error.message}") from None
 
 
 def link_names() -> list[str]:

@@ -4,6 +4,9 @@
 `archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), otherwise an
 `archsim.systems.system_model.SystemModel` (blocked, overlapped, sub-batch interleaving, and co-processing with
 `archsim.systems.coprocessing`'s layer). It sits above the modules it chooses from, so none of them imports back.
+It refuses what the model would not read (a workload's `sinks` without `window` or `top_k` without `experts`; an
+`overlapped` or `sub-batch-interleaving` schedule with decode attention on no bank-PIM) and a KV cache that holds
+less than one token, naming the memory field of the device that holds it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from archsim.errors import SpecError
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
-from archsim.systems.system_model import EP_LINK, SystemModel, system_model_of
-from archsim.systems.system_spec import System, check_against_workload
+from archsim.systems.system_model import SPLIT_KINDS, SystemModel, system_model_of
+from archsim.systems.system_spec import EP_LINK, System, check_against_workload
 from archsim.workload import Workload
 
 
@@ -24,7 +27,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     check_against_workload(system, workload)
     par = system.parallelism_for(workload.name)
     if par.ep > 1 and system.schedule.kind in ("ping-pong", "staggered"):
-        raise SpecError(system.source, f"{system.parallelism_path(workload.name)}.ep",
+        raise SpecError(*system.blame(workload.name, "ep"),
                         f"expert parallelism with attention offloading ({system.schedule.kind}) is not modelled: "
                         "expected ep 1")
     if par.ep > 1 and EP_LINK not in system.links:
@@ -35,8 +38,9 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
         raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
                                                                        "experts with; the system has none")
     block_of(workload, "a system runs the model's decoder layers")
+    _check_read(workload)
     if system.schedule.kind in ("ping-pong", "staggered"):
-        return offload_model(system, workload)
+        return _with_kv_room(system, offload_model(system, workload))
     compose = coprocessed_layer if system.schedule.kind == "co-processing" else None
     model = system_model_of(system, workload, par, compose)
     if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":
@@ -49,4 +53,48 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
-    return model
+    _check_schedule(system)
+    return _with_kv_room(system, model)
+
+
+# a size a decoder layer reads only beside another: sinks with a sliding window, top_k with routed experts
+READ_ONLY_WITH = {"sinks": "window", "top_k": "experts"}
+SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's attention with its host
+
+
+def _check_read(workload: Workload) -> None:
+    """Refuse a workload size a decoder layer would not read: one without the size it goes with (`READ_ONLY_WITH`)."""
+    for size, needed in READ_ONLY_WITH.items():
+        if size in workload.params and needed not in workload.params:
+            raise SpecError(workload.path, f"params.{size}", f"a decoder layer reads it only with {needed}, which "
+                                                             "the workload does not give")
+
+
+def _check_schedule(system: System) -> None:
+    """Refuse a schedule that overlaps a bank-PIM's decode attention (`SPLIT_SCHEDULES`) on a system whose placement
+    puts decode attention on no bank-PIM: it would run blocked."""
+    kind = system.schedule.kind
+    if kind in SPLIT_SCHEDULES and not any(
+            "attention" in rule.ops and rule.phase in (None, "decode")
+            and system.devices[rule.device].kind in SPLIT_KINDS for rule in system.placement):
+        raise SpecError(system.source, "schedule.kind", f"{kind} overlaps decode attention on a bank-pim device "
+                                                        "with its host's work, and no placement rule puts it on one: "
+                                                        "expected blocked")
+
+
+MEMORY_FIELDS = {"gpu": "dram_bytes", "memory-pool": "dram_bytes", "chip": "memory_bytes"}  # kind -> preset field
+
+
+def _with_kv_room(system: System, model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
+    """`model`, refused when its KV cache cannot hold one token: the error names the memory of the device that
+    holds the cache (a preset's `dram_bytes` or `memory_bytes`, or the device entry of other kinds)."""
+    per_token, room = model.kv_bytes_per_token, model.kv_capacity_bytes
+    if room >= per_token:
+        return model
+    pool = isinstance(model, OffloadModel)
+    device = system.devices[model.pool_device.name if pool else model.weight_device.name]
+    field = MEMORY_FIELDS.get(device.kind)
+    source, where = (device.spec.source, field) if field else (system.source, f"devices.{device.name}")
+    held = "its memory" if pool else "its memory less the weights"
+    raise SpecError(source, where, f"the KV cache of {model.name} on devices.{device.name} of {system.source} "
+                                   f"({held}) holds {room:.4g} B, less than one token's {per_token:.4g} B")

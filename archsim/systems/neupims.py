@@ -57,15 +57,10 @@ def configure(mode: str | System, changes: Mapping[str, object] | None = None, n
 def system(mode: str | System, model: str, changes: Mapping[str, object] | None = None, tp: int | None = None,
            pp: int | None = None) -> SystemModel:
     """The IterationModel of a mode (preset name or System, with `changes`) running a library model, with the
-    spec's parallelism for it unless `tp`/`pp` say otherwise."""
-    system = configure(mode, changes)
-    workload = library.load_workload_spec(model)
-    if tp or pp:  # the workload's entry of parallelism.by_workload, added (with the mapping) if the spec has none
-        par = system.parallelism_for(workload.name)
-        entries = dict(system.data.get("parallelism", {}).get("by_workload") or {})
-        entries[workload.name] = {"tp": tp or par.tp, "pp": pp or par.pp, "ep": par.ep}
-        system = with_fields(system, {"parallelism.by_workload": entries})
-    return system_model(system, workload)
+    spec's parallelism for it unless `tp`/`pp` say otherwise (`System.with_options`: errors about them name
+    `--tp`/`--pp`)."""
+    system = configure(mode, changes).with_options(tp=tp, pp=pp)
+    return system_model(system, library.load_workload_spec(model))
 
 
 # ------------------------------------------------------------------------------------------------ timeline

@@ -72,10 +72,9 @@ from archsim.systems.system_model import (
     shard,
     system_model_of,
 )
-from archsim.systems.system_spec import System
+from archsim.systems.system_spec import ATTENTION_LINK, System
 from archsim.workload import Workload
 
-ATTENTION_LINK = "attention"
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")
 POOL_KINDS = ("memory-pool", "chip")  # device kinds a memory pool may be
 PRE_OPS = ("attn_norm", "qkv")
@@ -301,8 +300,8 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
         raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices "
                                                                      "decode attention is spread over")
     if par.pp != 1:
-        raise SpecError(system.source, "parallelism.pp", f"expected 1: pipeline stages are not modelled with "
-                                                         f"attention offloading, got {par.pp}")
+        raise SpecError(*system.blame(workload.name, "pp"), f"expected 1: pipeline stages are not modelled with "
+                                                             f"attention offloading, got {par.pp}")
     b = par.attention_pool
     kv_heads = int(workload.params.get("kv_heads", workload.params.get("heads", 0)))
     if kv_heads % b:
@@ -323,9 +322,13 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     holder = compute.weight_device
     holder_spec = system.devices[holder.name]
     if holder_spec.count != par.tp * replicas:
-        raise SpecError(system.source, f"devices.{holder.name}.count",
-                        f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
-                        f"(micro_batches - 1 replicas), got {holder_spec.count}")
+        source, where = system.blame(workload.name, "tp")
+        if where:  # the spec's own tp
+            raise SpecError(system.source, f"devices.{holder.name}.count",
+                            f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
+                            f"(micro_batches - 1 replicas), got {holder_spec.count}")
+        raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder_spec.count} / "
+                                       f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
     return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK], device.name)
 
 

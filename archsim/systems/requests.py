@@ -38,6 +38,7 @@ from pathlib import Path
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.measurements import read_csv_rows
 from archsim.limits import env_limit
+from archsim.workload import max_size
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_REQUESTS = 100_000
@@ -162,13 +163,16 @@ def _parse_seconds(text: str, source: str, where: str) -> float:
     return value
 
 
-def _parse_tokens(text: str, source: str, where: str) -> int:
+def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
+    """A token count from 1 to `limit` (the size limit, `archsim.workload.max_size`)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise SpecError(source, where, f"expected an integer >= 1, got {text.strip()!r}")
+    if not 1 <= value <= limit:
+        shown = text.strip() if len(text.strip()) <= 40 else f"a {len(text.strip())}-character number"
+        raise SpecError(source, where, f"expected an integer >= 1 and at most {limit} (the limit on sizes; raise "
+                                       f"it with the environment variable ARCHSIM_MAX_SIZE), got {shown!r}")
     return value
 
 
@@ -191,6 +195,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     if sorted(header) != sorted(TRACE_COLUMNS):
         raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header)}")
     column = {name: header.index(name) for name in TRACE_COLUMNS}
+    limit = max_size()
     requests: list[Request] = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -198,23 +203,31 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
         if len(row) != len(header):
             raise SpecError(source, f"line {line}", f"expected {len(header)} fields, got {len(row)}")
         at = {name: (row[column[name]], source, f"line {line}: {name}") for name in TRACE_COLUMNS}
-        requests.append(Request(len(requests), _parse_seconds(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"]),
-                                _parse_tokens(*at["output_tokens"])))
+        requests.append(Request(len(requests), _parse_seconds(*at["arrival_s"]),
+                                _parse_tokens(*at["prompt_tokens"], limit), _parse_tokens(*at["output_tokens"], limit)))
     if not requests:
         raise SpecError(source, "", "the trace holds no requests")
     return tuple(requests)
 
 
+# The latest arrival a run times: float64 seconds there still resolve 2^30 x 2^-52 = 0.24 us (at 1e20 s an
+# iteration's milliseconds vanished and TTFT and TBT read 0)
+MAX_ARRIVAL_S = float(2**30)
+
+
 def check_requests(requests: Sequence[Request], source: str = "<python>") -> None:
-    """Reject requests with duplicate ids, negative or non-finite arrivals, or lengths below one token."""
+    """Reject requests with duplicate ids, arrivals that are negative, not finite or past `MAX_ARRIVAL_S`, or
+    lengths below one token."""
     seen: set[int] = set()
     for r in requests:
         where = f"request {r.id}"
         if r.id in seen:
             raise SpecError(source, where, "duplicate request id")
         seen.add(r.id)
-        if not (math.isfinite(r.arrival_s) and r.arrival_s >= 0):
-            raise SpecError(source, f"{where}: arrival_s", f"expected a finite number >= 0, got {r.arrival_s}")
+        if not (math.isfinite(r.arrival_s) and 0 <= r.arrival_s <= MAX_ARRIVAL_S):
+            raise SpecError(source, f"{where}: arrival_s", f"expected a number of seconds from 0 to {MAX_ARRIVAL_S:g} "
+                                                           f"(beyond it a float cannot time a microsecond), got "
+                                                           f"{r.arrival_s:g}")
         for name in ("prompt_tokens", "output_tokens"):
             value = getattr(r, name)
             if not (isinstance(value, int) and value >= 1):

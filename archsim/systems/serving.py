@@ -222,7 +222,7 @@ class _Engine:
             self._arrive(request)
 
     def _arrive(self, request: Request) -> None:
-        if self.cache.pages_for(request.prompt_tokens + request.output_tokens - 1) > self.cache.capacity_pages:
+        if self.cache.pages_for(kv_tokens(request)) > self.cache.capacity_pages:
             self.rejected.append(request.id)
             self._release()
             return
@@ -401,6 +401,27 @@ def _older_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def kv_tokens(request: Request) -> int:
+    """The most tokens of KV a request holds: its prompt and every output token but the last (module docstring)."""
+    return request.prompt_tokens + request.output_tokens - 1
+
+
+def unservable(model: IterationModel, requests: Sequence[Request], config: ServingConfig | None = None) -> str | None:
+    """Why no request of `requests` could ever run on `model` (each needs more KV than the whole cache holds: all
+    would be rejected), naming the one that needs the least; None when one fits."""
+    config = config or ServingConfig()
+    if not requests:
+        return None
+    capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
+    least = min(requests, key=lambda r: (kv_tokens(r), r.id))
+    need = -(-kv_tokens(least) // config.page_tokens)
+    if need <= capacity:
+        return None
+    return (f"no request can be served on {model.name}: the one needing the least KV cache, request {least.id} "
+            f"({least.prompt_tokens} prompt + {least.output_tokens} output tokens), needs {kv_tokens(least)} tokens "
+            f"of KV ({need} pages of {config.page_tokens}), beyond the cache's {capacity} pages")
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,

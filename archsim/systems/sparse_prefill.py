@@ -32,7 +32,7 @@ from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
 from archsim.systems.kv_selection import check_dense_attention
-from archsim.systems.links import load_link
+from archsim.systems.links import check_host_link, load_link
 from archsim.systems.step import Step, non_attention_ops
 from archsim.systems.system_model import sizes_model
 from archsim.workload import Workload
@@ -81,6 +81,7 @@ def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     if gpu.host_link is None:
         raise SpecError(gpu.source, "host_link", f"missing: from {KV_HOST_FROM_TOKENS} tokens the prefill keeps the "
                                                  f"KV cache on the host, over the GPU's host link (e.g. pcie5-x16)")
+    check_host_link(gpu)
     layers = int(workload.params["layers"])
     per_layer = sizes_model(workload).kv_bytes_per_token * seq_len / layers
     return layers * load_link(gpu.host_link).transfer_s(per_layer)

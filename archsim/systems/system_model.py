@@ -60,7 +60,10 @@ contexts to decode) is one pass over the device's decoder layers:
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices; busy seconds are one device's, over its PP stages.
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
-outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights.
+outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights. A Logic-PIM's
+stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller of the
+two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it, and that a TP group
+fits the weight-holding device's `count` (`system_spec.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -94,11 +97,11 @@ from archsim.systems.step import (
     layer_ops,
     resident_tokens,
 )
-from archsim.systems.system_spec import Parallelism, System
+from archsim.systems.system_spec import EP_LINK, TP_LINK, Parallelism, System, check_tp_group
 from archsim.workload import Workload
 
 ATTENTION = "attention"
-EP_LINK = "ep"  # the link the EP groups exchange tokens over
+LOGIC_PIM = "logic-pim"
 TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
@@ -318,8 +321,17 @@ class SystemModel:
         return self.devices[self.system.device_for("qkv", "decode", qkv.op_per_byte).name]
 
     @property
+    def memory_bytes_per_device(self) -> float:
+        """Memory for one rank's weights and KV cache: the weight-holding device's, and no more than a Logic-PIM's
+        stacks hold when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md
+        §2.4, 5 x 16 GiB = the H100's 80 GiB, so the xPU's own capacity, less its activation reserve, binds)."""
+        stacks = _stacks(self)
+        held = self.weight_device.capacity_bytes
+        return held if stacks is None else min(held, stacks.capacity_bytes)
+
+    @property
     def kv_capacity_bytes(self) -> float:
-        return self.devices_counted * max(0.0, self.weight_device.capacity_bytes - self.weight_bytes_per_device)
+        return self.devices_counted * max(0.0, self.memory_bytes_per_device - self.weight_bytes_per_device)
 
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
@@ -355,12 +367,24 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     model = SystemModel(system, workload, par, shard(workload, par), workload.block, device_models(system),
                         compose_layer=compose_layer)
     holder = model.weight_device
-    if model.weight_bytes_per_device > holder.capacity_bytes:
-        raise SpecError(system.source, system.parallelism_path(workload.name),
-                        f"{workload.name} at tp {par.tp} pp {par.pp} puts {model.weight_bytes_per_device / 1e9:.1f} "
-                        f"GB of weights on each {holder.name} device, which holds {holder.capacity_bytes / 1e9:.1f} "
-                        "GB: raise tp or pp for it")
+    check_tp_group(system, workload.name, holder.name, par.tp)
+    memory, weights = model.memory_bytes_per_device, model.weight_bytes_per_device
+    if weights > memory and memory < holder.capacity_bytes:  # a Logic-PIM's stacks are the smaller memory
+        stacks = _stacks(model)
+        raise SpecError(system.source, f"devices.{stacks.name}.capacity_bytes",
+                        f"{stacks.name}'s stacks are the memory of each {holder.name} device and hold "
+                        f"{memory:.4g} B (count x capacity_bytes), less than the {weights / 1e9:.1f} GB of "
+                        f"{workload.name}'s weights on it at tp {par.tp} pp {par.pp}")
+    if weights > memory:
+        raise SpecError(*system.blame(workload.name, "tp", "pp"),
+                        f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on each "
+                        f"{holder.name} device, which holds {memory / 1e9:.1f} GB: raise tp or pp for it")
     return model
+
+
+def _stacks(model: SystemModel) -> DeviceModel | None:
+    """The system's Logic-PIM device, whose stacks are the memory of the device beside it (Duplex's xPU)."""
+    return next((d for d in model.devices.values() if d.kind == LOGIC_PIM), None)
 
 
 def shard(workload: Workload, par: Parallelism) -> Workload:
@@ -558,7 +582,7 @@ def allreduce_s(model: SystemModel, tokens: int) -> float:
     cascade; 0 without a tp link, one device or no token. Remembered per model and token count."""
     found = model._allreduces_s.get(tokens)
     if found is None:
-        link, degree = model.system.links.get("tp"), model.parallelism.tp
+        link, degree = model.system.links.get(TP_LINK), model.parallelism.tp
         found = 0.0
         if link is not None and degree > 1 and tokens:
             found = sum(all_reduce_s(op.bytes_by_role[ACTIVATIONS_OUT], degree, link, algorithm="ring")

@@ -10,7 +10,7 @@ compose op costs into an iteration read the `System` it returns). File format (t
     devices:                    # name -> kind, count per node, and the kind's fields
       npu: {kind: npu, count: 4}
       pim: {kind: bank-pim, count: 4, row_buffers: 2, channel_policy: greedy}
-    links:                      # name -> a link preset name, or a link's fields inline (archsim.systems.links)
+    links:                      # role (LINK_ROLES) -> a link preset name, or a link's fields inline
       tp: pcie5-x16
     parallelism:                # and ep (default 1), attention_pool (default: none)
       tp: 4
@@ -42,13 +42,24 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
   each in (0, 1] and required (no default: they depend on the software stack).
-`count` is the number of such devices per node (a whole number >= 1). Any kind may carry `price_per_hour`, what
-one such device costs in USD per device-hour (a positive number; optional, read by sweeps' cost per token).
+`count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
+the TP degree (`check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole nodes where it
+has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory pool's and
+an offloading system's compute devices' are checked by `archsim.systems.offload`. Any kind may carry
+`price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional, read by sweeps'
+cost per token).
 
-Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (by the
-workload's `name`); an entry there replaces all three (its ep defaults to 1, not to the top-level one; ep > 1 makes
-expert-parallel groups, `archsim.systems.system_model`, which exchange tokens over a link named `ep`), and
-`attention_pool`, a property of the devices, is the system's for every workload. `System.parallelism_for` picks.
+Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
+groups' token exchange; `attention`, attention offloading's messages.
+
+Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (a key is a
+library workload's name, or a workload file's path, relative to the spec's folder, standing for the name in it; a
+key naming neither is refused, so a misspelt one cannot leave its workload on the top-level degrees); an entry
+there replaces all three (its ep defaults to 1, not to the top-level one; ep > 1 makes expert-parallel groups,
+`archsim.systems.system_model`, which exchange tokens over a link named `ep`), and `attention_pool`, a property
+of the devices, is the system's for every workload. `System.parallelism_for` picks, with any degree given as an
+option (`System.with_options`, `archsim simulate --tp/--pp`) in place of the spec's; an error about such a degree
+names the option (`System.blame`).
 
 Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KINDS`) or a list of them;
 `phase` (optional) is prefill or decode; `op_per_byte_below` (optional) makes the rule match only ops whose
@@ -110,7 +121,7 @@ from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, text_number_hint
 from archsim.errors import SpecError, check_header, check_keys, kind_of
 from archsim.systems.chip import load_chip
-from archsim.systems.links import Link, link_from_dict, load_link
+from archsim.systems.links import Link, check_host_link, link_from_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
 from archsim.workload import Workload
@@ -137,6 +148,10 @@ GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # req
 # a gpu device's optional fields
 GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
 
+# The links a model reads, by role: the TP all-reduce (`archsim.systems.system_model.allreduce_s`), the EP groups'
+# token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
+TP_LINK, EP_LINK, ATTENTION_LINK = "tp", "ep", "attention"
+LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK)
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
@@ -229,6 +244,9 @@ class System:
     placement: tuple[PlacementRule, ...]
     schedule: Schedule
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # as loaded
+    # parallel degrees given as options (`archsim simulate --tp/--pp`: {"tp": 8}), over the spec's for every
+    # workload; errors about them name the option (`blame`), not a field of the file
+    options: Mapping[str, int] = dataclasses.field(default_factory=dict, compare=False)
 
     def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
         """The device the first matching placement rule names (the loader made sure one matches)."""
@@ -236,14 +254,33 @@ class System:
         return self.devices[rule.device]
 
     def parallelism_for(self, workload_name: str) -> Parallelism:
-        """The workload's entry of `parallelism.by_workload`, or the top-level degrees when it has none."""
-        return self.parallelism.by_workload.get(workload_name, self.parallelism)
+        """The workload's entry of `parallelism.by_workload`, or the top-level degrees when it has none, with the
+        degrees of `options` in place of the spec's."""
+        par = self.parallelism.by_workload.get(workload_name, self.parallelism)
+        return dataclasses.replace(par, **self.options) if self.options else par
 
     def parallelism_path(self, workload_name: str) -> str:
-        """Where in the spec `parallelism_for` reads the workload's degrees: what an error about them names."""
+        """Where in the spec `parallelism_for` reads the workload's degrees."""
         if workload_name in self.parallelism.by_workload:
             return f"parallelism.by_workload.{workload_name}"
         return "parallelism"
+
+    def blame(self, workload_name: str, *degrees: str) -> tuple[str, str]:
+        """(source, where) of an error about these degrees of the workload's parallelism: the options that set any
+        of them (`--tp`, or `--tp/--pp`), else the spec's field (`parallelism.tp`; the entry itself for several)."""
+        options = [f"--{d}" for d in degrees if d in self.options]
+        if options:
+            return "/".join(options), ""
+        at = self.parallelism_path(workload_name)
+        return self.source, f"{at}.{degrees[0]}" if len(degrees) == 1 else at
+
+    def with_options(self, **degrees: int | None) -> System:
+        """This system with parallel degrees given as options (`options`); None leaves the spec's."""
+        given = {name: value for name, value in degrees.items() if value is not None}
+        for name, value in given.items():
+            if name not in WORKLOAD_PARALLELISM_KEYS or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+                raise SpecError(f"--{name}", "", f"expected a parallel degree from 1 to {MAX_COUNT}, got {value!r}")
+        return dataclasses.replace(self, options=MappingProxyType({**self.options, **given}))
 
 
 def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...] = ()) -> System:
@@ -259,6 +296,9 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         raise SpecError(source, "devices", "expected at least one device")
     links = {name: _link(value, source, f"links.{name}") for name, value in _named(data.get("links", {}), source,
                                                                                       "links")}
+    for name in links:
+        if name not in LINK_ROLES:
+            raise SpecError(source, f"links.{name}", f"unknown link role (expected one of {', '.join(LINK_ROLES)})")
     return System(
         name=data["name"],
         description=data.get("description", ""),
@@ -336,27 +376,50 @@ def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
     cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
     be a multiple of it (each KV head then replicated, `system_model.shard`), PP the layers and EP the experts.
-    The error names the system file's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`) and the
-    workload's value; a size TP or PP needs that the workload lacks is blamed on the workload file."""
+    The error names the degree's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`, or the option that
+    set it: `System.blame`) and the workload's value; a size TP or PP needs that the workload lacks is blamed on
+    the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params
-    at = system.parallelism_path(workload.name)
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
     for field, degree, sizes, needed in cuts:
+        source, where = system.blame(workload.name, field)
         for size in sizes:
             if size not in params:
                 if size in needed:
                     raise SpecError(workload.path, f"params.{size}",
-                                    f"missing: {system.source} sets {at}.{field} = {degree}")
+                                    f"missing: {source} sets {where or field} = {degree}")
                 continue
             if size == "kv_heads" and params[size] % degree and not degree % params[size]:
                 continue  # TP a multiple of the KV heads: each is replicated over TP / kv_heads devices
             if params[size] % degree:
                 also = " or a multiple of it" if size == "kv_heads" else ""
-                raise SpecError(system.source, f"{at}.{field}",
-                                f"expected a divisor of {size}{also} ({params[size]:g} in {workload.path}), "
-                                f"got {degree}")
+                raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
+                                               f"{workload.path}), got {degree}")
+
+
+def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:
+    """Refuse a TP group the spec's devices cannot hold. `count` is the devices of a node; the device holding the
+    weights (the one the decode QKV projection runs on: a rank of the model is one of them) must hold a TP group
+    of `tp` in one node where the TP all-reduce runs on the spec's `tp` link (a node's link: NVLink in every
+    preset), tp <= count. Without a tp link TP's messages are not modelled and a group may span whole nodes, tp a
+    multiple of count (NeuPIMs' GPT-3 175B, TP8 over nodes of 4 NeuPIMs devices). PP stages and EP groups are
+    further nodes of the same make-up. The error names the device's `count`, or the option that set tp."""
+    count = system.devices[device].count
+    linked = TP_LINK in system.links
+    if tp <= count or (not linked and tp % count == 0):
+        return
+    why = (f"a TP group in one node: its all-reduce runs on the node's link {TP_LINK}" if linked else
+           "a TP group over whole nodes")
+    source, where = system.blame(workload_name, "tp")
+    if not where:  # an option set tp
+        bound = f"at most {count}" if linked else f"at most {count} or a multiple of it"
+        raise SpecError(source, where, f"expected {bound} ({why}; {system.name} has {count} {device} devices per "
+                                       f"node, devices.{device}.count in {system.source}), got {tp}")
+    bound = f"at least {tp}" if linked else f"at least {tp} or a divisor of it"
+    raise SpecError(system.source, f"devices.{device}.count",
+                    f"expected {bound} ({why}; {where} = {tp}), got {count}")
 
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
@@ -521,7 +584,9 @@ def _preset(kind: str, value: Any, source: str, where: str) -> Any:
 def _load_gpu(name_or_path: str) -> Any:
     from archsim.gpu.load import load_gpu  # the GPU presets package, imported only for a system with a GPU
 
-    return load_gpu(name_or_path)
+    gpu = load_gpu(name_or_path)
+    check_host_link(gpu)
+    return gpu
 
 
 def _link(value: Any, source: str, where: str) -> Link:
@@ -539,11 +604,33 @@ def _link(value: Any, source: str, where: str) -> Link:
 def _parallelism(data: Any, source: str) -> Parallelism:
     degrees = _degrees(data, PARALLELISM_KEYS, source, "parallelism")
     entries = _named(data.get("by_workload", {}), source, "parallelism.by_workload")
-    by_workload = {name: Parallelism(**_degrees(value, WORKLOAD_PARALLELISM_KEYS, source,
-                                                f"parallelism.by_workload.{name}"),
-                                     attention_pool=degrees.get("attention_pool"))
-                   for name, value in entries}
+    by_workload: dict[str, Parallelism] = {}
+    for key, value in entries:
+        where = f"parallelism.by_workload.{key}"
+        name = _workload_key(key, source, where)
+        if name in by_workload:
+            raise SpecError(source, where, f"a second entry for the workload {name!r}")
+        by_workload[name] = Parallelism(**_degrees(value, WORKLOAD_PARALLELISM_KEYS, source, where),
+                                        attention_pool=degrees.get("attention_pool"))
     return Parallelism(**degrees, by_workload=MappingProxyType(by_workload))
+
+
+def _workload_key(key: str, source: str, where: str) -> str:
+    """The workload name a `by_workload` key stands for: a library workload's name, or a workload file's path
+    (relative to the spec's folder; anything with a `/` or a `.yaml` suffix) for the name inside it. A name of no
+    library workload is refused: a misspelt entry would otherwise leave its workload on the top-level degrees."""
+    if is_spec_path(key):
+        path = Path(key) if Path(key).is_absolute() or not Path(source).is_file() else Path(source).parent / key
+        try:
+            return library.load_workload_spec(path).name
+        except SpecError as error:
+            inner = f"{error.where}: " if error.where else ""
+            raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+    known = library.names("workloads")
+    if key not in known:
+        raise SpecError(source, where, f"not a library workload (known: {', '.join(known)}); key a workload of your "
+                                       "own by its file's path")
+    return key
 
 
 def _degrees(data: Any, keys: tuple[str, ...], source: str, where: str) -> dict[str, int]:
