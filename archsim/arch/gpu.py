@@ -11,6 +11,8 @@ Assumptions the GPU model built on these specs relies on:
 - `sync_mma_fraction` is the fraction of the tensor peak that warp-level `mma.sync` (Ampere-style code) can reach;
   on Hopper the full peak needs the asynchronous warpgroup `wgmma`, on Blackwell `tcgen05`.
 - SMEM bandwidth, SFU exp rate and FP32 lane count are per SM per clock; L2 and DRAM bandwidths are whole-chip.
+- `dram_copy_fraction` and `gemm_fraction`, where a preset has them, are measurements on that GPU (a device-to-device
+  copy's bandwidth, a large dense GEMM's FLOP/s, over the peaks): what streaming and weight GEMMs reach there.
 
 Specs are built and validated by `archsim.gpu.load` (the presets). The spec is hardware description and sits in the
 arch layer, under the GPU model (`archsim.model.gpu`) that reads it and the `archsim.gpu` package (presets, calibration,
@@ -53,6 +55,7 @@ class GPU:
     dram_latency_s: float
     power_w: float
     dram_copy_fraction: float | None = None  # a measured copy's bandwidth / dram_bytes_per_s; None: not measured
+    gemm_fraction: float | None = None  # a measured large dense GEMM's FLOP/s / the tensor peak; None: not measured
     compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper), which kernels require; None: not one
     host_link: str | None = None  # the link preset of its host interface (PCIe generation x lanes); None: not stated
 

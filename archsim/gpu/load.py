@@ -23,6 +23,7 @@ File format (units in the key names; every number carries its source in a commen
     dram_latency_s: 5.0e-7
     power_w: 400
     dram_copy_fraction: 0.90            # optional: a measured copy's bandwidth over dram_bytes_per_s
+    gemm_fraction: 0.81                 # optional: a measured large dense GEMM's FLOP/s over the fp16 tensor peak
     compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
 
@@ -62,9 +63,10 @@ NUMBERS = {
     "power_w": ("the board power (TDP) in W", False),
 }
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, "dram_copy_fraction", "compute_capability",
-        "host_link")
-OPTIONAL = ("description", "aliases", "dram_copy_fraction", "compute_capability", "host_link")
+MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
+            "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "compute_capability", "host_link")
+OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link")
 COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
 MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
@@ -74,10 +76,10 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
-    if "dram_copy_fraction" in data:
-        numbers["dram_copy_fraction"] = _number(data["dram_copy_fraction"], source, "dram_copy_fraction",
-                                                "a measured fraction of the DRAM bandwidth in (0, 1]", False)
-    for key in ("sync_mma_fraction", "dram_copy_fraction"):
+    for key, what in MEASURED.items():
+        if key in data:
+            numbers[key] = _number(data[key], source, key, what, False)
+    for key in ("sync_mma_fraction", *MEASURED):
         if numbers.get(key, 0.0) > 1:
             raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
     capability = data.get("compute_capability")

@@ -11,7 +11,8 @@ Grids (`grid_records`). The headline's (`PAPER_GRID`, the GPU and Duplex+PE+ET o
 (Table I: Mixtral-8x7B, GLaM-143B, Grok-1-314B, OPT-66B, Llama3-70B) x (L_in, L_out) in {(256, 256), (1024, 1024)}
 x batch 32, 64 and 128. The paper's grid spans (256, 256) to (4096, 4096) and does not list its steps; ours stops
 at 1024 so the run stays near a minute: with (4096, 4096) added, the mean over the 45 points was 1.99x against
-1.92x without it, the maximum 3.20x against 2.98x, the energy reduction 9.8 % against 9.0 % (measured once, 99 s).
+1.92x without it, the maximum 3.20x against 2.98x, the energy reduction 9.8 % against 9.0 % (measured once, 99 s,
+with the GPU's GEMMs at the 0.7 prior before the H100's measured fraction).
 The +PE progression (`GRID`: every system of `SYSTEMS` on Mixtral-8x7B, (256, 256) and (1024, 1024), batch 32 and
 64) shows what each step of Duplex adds, with Duplex's Bank-PIM baseline beside them; 2xGPU runs GLaM-143B at
 batch 64 (`LATENCY_GRID`), the point of the paper's TBT and E2E figures. `archsim.systems.duplex_figures` reads
@@ -50,7 +51,7 @@ prompt alone (`ttft_alone_s`: one iteration prefilling one L_in prompt); once ar
 batch stays full and arrivals wait for a slot. A rate is saturated when its p90 TTFT exceeds
 `SATURATION_TTFT_MULTIPLE` x `ttft_alone_s`, interpolated between the last unsaturated and first saturated rate in
 log(p90 TTFT). This estimate reads high: a run starts empty and is finite, so the first `QPS_MAX_BATCH` requests
-never queue and a queue that grows slowly stays short (10.2 requests/s for the GPU against its capacity of 7.0;
+never queue and a queue that grows slowly stays short (10.6 requests/s for the GPU against its capacity of 7.3;
 with 200 requests per rate it read about 2 lower). The paper (§2.4): the GPU saturates above 9 req/s, Duplex at
 about 14; the issue asks the GPU's to lie between 8 and 10 and Duplex's to be at least 1.4x it.
 

@@ -22,7 +22,12 @@ short softmax and score passes on an A100, and slowed weight streaming to half t
 0.90, measured; MI300X 0.81, a low-confidence summary; ../shared/reference/gpu/gpu_measured_fractions.csv), else
 `TRANSFERRED_COPY_FRACTION`, the Hopper measurement assumed for a GPU without its own: a streaming read is
 bound by the DRAM interface on every modern GPU, so the Hopper fraction transfers better than a value fitted to
-another mechanism (an assumption; the reference has no A100, Ada or Blackwell copy measurement).
+another mechanism (an assumption; the reference has no A100, Ada or Blackwell copy measurement). Likewise a GEMM's
+tensor term runs at the preset's measured `gemm_fraction` where it has one (H100 SXM5 0.807, H200 0.796: an
+8192^3 bf16 matmul; gpu_measured_fractions.csv): weight GEMMs are large dense GEMMs, which the family's
+`gemm_efficiency` (0.7, a prior: eager attention's data cannot identify it) does not describe on a GPU measured.
+Elsewhere the prior stays: the reference has no other GPU's GEMM measured, and its suggested 0.75-0.85 is no
+measurement.
 Busy unit `<name>`: the tensor-core time the FLOPs would take at peak (GEMMs and attention).
 Timing `roofline` (a compatibility option, not the default): every op as Duplex's simulator times its GPU (pim.md
 §2.5, [DX-sim] `GPU`: the device's peak FLOPS and bandwidth, op latency = max(compute, memory), no launches): each
@@ -186,9 +191,11 @@ class GpuDevice:
     @functools.cached_property
     def _gemm_params(self) -> Mapping[str, float]:
         """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction, its
-        preset's or `TRANSFERRED_COPY_FRACTION` (module docstring)."""
-        copy = self.spec.dram_copy_fraction
-        return {**self.params, "hbm_efficiency": TRANSFERRED_COPY_FRACTION if copy is None else copy}
+        preset's or `TRANSFERRED_COPY_FRACTION`, and its tensor efficiency the preset's measured GEMM fraction where
+        it has one (module docstring)."""
+        copy, gemm = self.spec.dram_copy_fraction, self.spec.gemm_fraction
+        return {**self.params, "hbm_efficiency": TRANSFERRED_COPY_FRACTION if copy is None else copy,
+                **({} if gemm is None else {"gemm_efficiency": gemm})}
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch (at

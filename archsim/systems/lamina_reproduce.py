@@ -68,7 +68,7 @@ ATTRIBUTION = {  # fields filled from the run (`headline`)
     "gains": Reason(
         "where the compute GPUs saturate, Lamina loses: its replica has 2 H100s against vLLM's 4, so at the same "
         "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
-        "LLaMA3-70B's GQA cache is small: on Azure-Conv and Azure-Code vLLM (at gpu_memory_utilization 0.9) "
+        "LLaMA3-70B's GQA cache is small: on the short-context traces vLLM (at gpu_memory_utilization 0.9) "
         "already runs hundreds of requests and Lamina's replica, at {batch_growth:.1f}x that batch on average (the "
         "table's batch column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's "
         "+16.1 % floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a "
