@@ -116,12 +116,13 @@ def test_an_infeasible_point_s_json_has_no_numbers(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mapping", "length", "says"), [
-    ("unfused", 1000, "unfused.yaml: groups[0].loops[1].ranks.M: rank M: size 1000 is not a multiple"),
+    ("unfused", 1000, "unfused.yaml: groups[0].loops[1].ranks.M: rank M: size 1000 is not a multiple of the other "
+                      "factors (256); the nearest multiples are 768 and 1024"),
     ("flat", 200, "flat.yaml: groups[0].loops[0].ranks.P: 'min(P // 256, "),
 ])
 def test_a_length_the_mapping_cannot_tile_is_said_at_its_yaml_path(cli, mapping: str, length: int, says: str) -> None:
-    """unfused named `loops[5]`, a loop index after expansion that its file does not have; flat's expression gave 0
-    without the sizes it read."""
+    """unfused named `loops[5]`, a loop index after expansion that its file does not have, and suggested 768 and 1536:
+    the mapper had tried a search factor of 1000 // 256 = 3; flat's expression gave 0 without the sizes it read."""
     result = cli("run", "-m", mapping, "-w", "bert-base", "--set", f"seq_len={length}", expect=2)
     assert says in result.output
     if mapping == "flat":

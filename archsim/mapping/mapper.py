@@ -171,7 +171,8 @@ def _options(free: list[int], max_candidates: int) -> list[list[int]]:
 
 
 def _free(binding: Binding, group: Group, slot: int) -> int:
-    """What rank of loop `slot` leaves after the fixed factors (the largest spatial split)."""
+    """What rank of loop `slot` leaves after the fixed factors (the largest spatial split); 1 when they do not divide
+    it (no search factor can help: the residual's check then names the fixed factors and the lengths that fit)."""
     rank = group.loops[slot].rank
     temporal = math.prod(lp.factor for lp in group.loops
                          if lp.rank == rank and not lp.is_spatial and isinstance(lp.factor, int))
@@ -179,7 +180,8 @@ def _free(binding: Binding, group: Group, slot: int) -> int:
     for lp in group.loops:
         if lp.rank == rank and lp.is_spatial:
             spatial[lp.spatial] = spatial.get(lp.spatial, 1) * lp.factor
-    return binding.rank_sizes[rank] // (temporal * max(spatial.values(), default=1))
+    size, fixed = binding.rank_sizes[rank], temporal * max(spatial.values(), default=1)
+    return size // fixed if size % fixed == 0 else 1
 
 
 def _consistent(binding: Binding, group: Group, chosen: dict[int, int]) -> bool:
