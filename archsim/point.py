@@ -14,7 +14,8 @@ which would count its K and V heads/kv_heads times over: its cascade is a groupe
 `fusemax-gqa`). A multi-head latent attention workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
 attention (K an input) or of the K/V projection (a `kv_heads` param) without a latent (no `kv_lora_rank` param),
 which would drop its decoupled RoPE dimensions and latent projections: its cascades are `attention-mla-prefill`,
-`attention-mla-decode` and `mla-projection`.
+`attention-mla-decode` and `mla-projection`. A linear-attention workload (`attention: linear`) is refused by a
+softmax attention cascade (one whose Einsums take an exp).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from archsim import library
 from archsim.arch.spec import Architecture
-from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.analysis import Analysis, analyze, point_ops
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
@@ -34,7 +35,7 @@ from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.workload import BLOCK_CASCADES, Workload
+from archsim.workload import BLOCK_CASCADES, Workload, refuse_linear_attention
 
 if TYPE_CHECKING:
     from archsim.model.event import EventRun
@@ -86,6 +87,8 @@ def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Map
     cascade without a latent (module docstring)."""
     params = workload.params if workload is not None else {}
     keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
+    if workload is not None and "K" in cascade.inputs and any("exp" in point_ops(e) for e in cascade.einsums):
+        refuse_linear_attention(workload, f"cascade {cascade.name} (mapping {spec.name})")
     if keys and "kv_lora_rank" in params and "kv_lora_rank" not in cascade.params:
         rope = f", rope_dim {params['rope_dim']:g}" if "rope_dim" in params else ""
         raise SpecError(workload.path, "params.kv_lora_rank",

@@ -5,6 +5,7 @@
     source: where the numbers come from
     params: {batch: 64, seq_len: 1024, hidden: 768, heads: 12, kv_heads: 12, head_dim: 64, ...}
     block: gpt                  # optional: the decoder block's kind, one of BLOCK_KINDS
+    attention: softmax          # optional: softmax (the default) or linear (ATTENTION_KINDS)
 
 `PARAMS` is the vocabulary: every name a workload may give, each an integer count. They are the model's sizes:
 when a workload is bound to a cascade (`archsim.cascade.bind.bind`), each of them the cascade binds must come
@@ -20,6 +21,12 @@ and kv_heads that do not divide heads (each KV head serves heads / kv_heads quer
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
 `archsim.systems.step` expands a layer of each. A workload that does not say (an encoder, or a model of neither
 kind) has `block` None.
+
+`attention` says which attention the model's layers compute: "softmax" (every workload unless it says otherwise) or
+"linear" (LASP's Linear-Llama3: basic linear attention, no softmax). A model of linear attention is timed only by
+what models it (`archsim parallel`'s LASP schemes, and Ring as LASP-2's baseline); everything that times softmax
+attention refuses it (`refuse_linear_attention`), as MLA and sliding-window workloads are refused where their
+attention is not modelled.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from typing import Any
 from archsim.errors import SpecError, check_keys
 from archsim.limits import env_limit
 
-WORKLOAD_KEYS = {"name", "description", "source", "params", "block"}
+WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
+ATTENTION_KINDS = ("softmax", "linear")
 BLOCK_CASCADES = {  # a decoder block's kind -> (its norm cascade, its dense FFN cascade); archsim.systems.step.BLOCKS
     # GPT-2/3 (Radford et al. 2019 Sec. 2.3; Brown et al. 2020 Sec. 2.1), OPT, BERT: LayerNorm, GELU FFN
     "gpt": ("layernorm", "ffn"),
@@ -84,6 +92,7 @@ class Workload:
     params: dict[str, float]
     path: str = "<python>"  # the file it was loaded from, which errors blame
     block: str | None = None  # one of BLOCK_KINDS; None when the file does not say
+    attention: str = "softmax"  # one of ATTENTION_KINDS
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
@@ -101,11 +110,22 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     block = data.get("block")
     if "block" in data and block not in BLOCK_KINDS:
         raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
+    attention = data.get("attention", "softmax")
+    if attention not in ATTENTION_KINDS:
+        raise SpecError(source, "attention", f"expected one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
     sizes = {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}
     _check_heads(sizes, source)
     _check_moe(sizes, source)
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
-                    block)
+                    block, attention)
+
+
+def refuse_linear_attention(workload: Workload, what: str) -> None:
+    """Refuse a linear-attention workload where `what` (a command, a model) times softmax attention."""
+    if workload.attention == "linear":
+        raise SpecError(workload.path, "attention", f"{workload.name} computes linear attention, which {what} does not "
+                                                    "model: it times softmax attention (linear attention runs under "
+                                                    "archsim parallel --scheme lasp1 or lasp2)")
 
 
 def _check_heads(params: dict[str, float], source: str) -> None:

@@ -128,3 +128,28 @@ def test_a_length_the_mapping_cannot_tile_is_said_at_its_yaml_path(cli, mapping:
     if mapping == "flat":
         assert result.output.rstrip().endswith(f"gives 0, expected a positive integer (with P={length}, M={length}, "
                                                "word_bytes=2)")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["parallel", "--scheme", "lasp2", "--devices", "8", "-w", "llama3-8b", "--seq-len", "32K"],
+     "llama3-8b.yaml: attention: lasp2 runs linear attention, but llama3-8b computes softmax attention"),
+    (["parallel", "--scheme", "zigzag", "--devices", "8", "-w", "linear-llama3-1b", "--seq-len", "32K"],
+     "linear-llama3-1b.yaml: attention: linear-llama3-1b computes linear attention, which scheme zigzag does not "
+     "model"),
+    (["simulate", "--system", "gpu", "-w", "linear-llama3-1b", "--rate", "5", "--requests", "5"],
+     "which system gpu does not model"),
+    (["sparse", "--method", "quest", "--gpu", "h100-sxm5", "-w", "linear-llama3-1b", "--context", "32K",
+      "--budget", "1024"], "which quest does not model"),
+    (["run", "-m", "fusemax", "-w", "linear-llama3-1b"],
+     "which cascade attention-1pass (mapping fusemax) does not model"),
+])
+def test_linear_and_softmax_attention_are_not_timed_as_each_other(cli, args: list[str], says: str) -> None:
+    """LASP-2 on Llama-3-8B printed 0.28 ms against Ring's 5.9 ms: a softmax model timed as linear attention; and a
+    linear-attention model (`attention: linear`) ran as softmax attention everywhere else."""
+    assert says in cli(*args, expect=2).output
+
+
+def test_ring_stays_lasp2s_baseline_on_a_linear_workload(cli) -> None:
+    out = json.loads(cli("parallel", "--scheme", "ring,lasp2", "--devices", "8", "-w", "linear-llama3-1b",
+                         "--seq-len", "32K", "--json").output)
+    assert [p["scheme"] for p in out["points"]] == ["ring", "lasp2"] and all(p["feasible"] for p in out["points"])

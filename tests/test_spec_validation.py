@@ -263,8 +263,8 @@ def test_a_partition_that_does_not_divide_says_where_its_sizes_came_from(tmp_pat
 @pytest.mark.parametrize(("mapping", "where", "multiples"), [
     ("fusemax", "partition.M: M=1000 is not divisible by M0=256", "nearest multiples are 768 and 1024"),
     ("flat", "rank M: size 1000 is not a multiple of the other factors (256)", "nearest multiples are 768 and 1024"),
-    ("unfused", "rank M: size 1000 is not a multiple of the other factors (768)",
-     "nearest multiples are 768 and 1536"),
+    ("unfused", "rank M: size 1000 is not a multiple of the other factors (256)",
+     "nearest multiples are 768 and 1024"),
 ])
 def test_a_length_the_tiles_do_not_divide_names_the_multiples_around_it(cli, mapping, where, multiples) -> None:
     """A length the tiling does not divide is refused (the models need whole tiles), naming the nearest lengths

@@ -188,12 +188,13 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibr
     from archsim.gpu.params import load_calibration
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
-    from archsim.workload import check_size
+    from archsim.workload import check_size, refuse_linear_attention
 
     with _bad_input():
         folder = check_writable(out, "--out", directory=True)
         gpu = load_gpu(gpu_name)
         spec = load_workload_spec(workload)
+        refuse_linear_attention(spec, "the attention roofline")
         params = dict(spec.params)
         if seq_len is not None:
             params["seq_len"] = check_size("seq_len", seq_len, "--seq-len", "")

@@ -17,13 +17,14 @@ from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
 from archsim.systems.system_model import SPLIT_KINDS, SystemModel, system_model_of
 from archsim.systems.system_spec import EP_LINK, System, check_against_workload
-from archsim.workload import Workload
+from archsim.workload import Workload, refuse_linear_attention
 
 
 def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
     """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
     SpecError when the workload cannot be cut by the parallelism (expert parallelism needs a link named ep, and no
     attention offloading), names no decoder block, or its weights do not fit a device."""
+    refuse_linear_attention(workload, f"system {system.name}")
     check_against_workload(system, workload)
     par = system.parallelism_for(workload.name)
     if par.ep > 1 and system.schedule.kind in ("ping-pong", "staggered"):

@@ -78,7 +78,7 @@ from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.topology import Topology
-from archsim.workload import Workload
+from archsim.workload import Workload, refuse_linear_attention
 
 if TYPE_CHECKING:
     from archsim.systems.seqpar_memory import DeviceMemory
@@ -233,6 +233,7 @@ def check_spec(spec: ParallelSpec) -> None:
     if n % chunks:
         raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {chunks} equal chunks over "
                                            f"{p} devices: expected a multiple of {chunks}, got {n}")
+    _check_attention_kind(spec)
     params = spec.workload.params
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
@@ -420,6 +421,20 @@ def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
                        for chunk in (d, 2 * p - 1 - d))
         busiest = max(busiest, work)
     return _Timing(busiest + comm, busiest, comm)
+
+
+def _check_attention_kind(spec: ParallelSpec) -> None:
+    """The LASP schemes run linear attention, so their workload's is linear (`Workload.attention`); a linear-attention
+    workload runs them or Ring's prefill (LASP-2's baseline, costed as softmax blocks without the right-product
+    trick), and no other scheme: those time softmax attention."""
+    workload = spec.workload
+    if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
+        raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
+                                                    f"computes {workload.attention} attention (a workload of linear "
+                                                    "attention says attention: linear)")
+    if spec.scheme not in LINEAR_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"):
+        refuse_linear_attention(workload, f"scheme {spec.scheme}"
+                                + (" in decode" if spec.direction == "decode" else ""))
 
 
 # --- linear attention --------------------------------------------------------------------------------------------

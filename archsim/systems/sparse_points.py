@@ -44,7 +44,7 @@ from archsim.systems.sparse_prefill import (
     head_patterns,
     sparse_prefill,
 )
-from archsim.workload import Workload
+from archsim.workload import Workload, refuse_linear_attention
 from archsim.workload_patterns import PatternMap
 
 SOURCE = "<sparse>"
@@ -158,6 +158,7 @@ def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int,
 
 def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: Sequence[int]) -> list[dict]:
     """Every point of `method` on `gpu` for `workload` at `contexts` (x budgets for Quest), in that order."""
+    refuse_linear_attention(workload, method.name)
     points: list[dict] = []
     for context in contexts:
         if method.name == "minference":
