@@ -153,3 +153,44 @@ def test_ring_stays_lasp2s_baseline_on_a_linear_workload(cli) -> None:
     out = json.loads(cli("parallel", "--scheme", "ring,lasp2", "--devices", "8", "-w", "linear-llama3-1b",
                          "--seq-len", "32K", "--json").output)
     assert [p["scheme"] for p in out["points"]] == ["ring", "lasp2"] and all(p["feasible"] for p in out["points"])
+
+
+def test_a_set_top_k_above_the_experts_is_refused(cli) -> None:
+    """A workload file with top_k > experts is refused; the same through --set ran as top_k = experts."""
+    assert "error: --set: top_k: expected at most experts (4), got 5" in cli("analyze", "moe-experts", "--set",
+                                                                             "top_k=5", expect=2).output
+
+
+def test_gpu_points_of_full_attention_are_not_causal(cli, tmp_path: Path) -> None:
+    """`gpus.causal: true` on attention-1pass (no mask) timed the GPU at half the work of the architecture's."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"name": "s", "mapping": "fusemax", "workload": "bert-base",
+                                    "axes": {"workload.seq_len": [1024]}, "objectives": ["latency_s", "energy_pj"],
+                                    "gpus": {"presets": ["h100-sxm5"], "causal": True}}))
+    result = cli("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"), "--local", expect=2)
+    assert "gpus.causal: cascade attention-1pass has no mask (full attention)" in result.output
+
+
+def test_a_gpu_call_whose_operands_exceed_its_memory_is_infeasible() -> None:
+    """BERT-base's batch of 64 at 1M tokens: Q, K, V and O alone are 412 GB; the GPU points were feasible."""
+    from archsim.gpu.params import load_calibration
+    from archsim.model.gpu import AttentionCase
+    from archsim.model.gpu_kernels import family_of, predict
+
+    case = AttentionCase("fwd", 64, 12, 12, 64, 2**20, False, "fp16")
+    params = load_calibration().family_params(family_of("FlashAttention-2"))
+    result = predict("FlashAttention-2", case, load_gpu("h100-sxm5"), params)
+    assert case.operand_bytes() == 4 * 64 * 12 * 2**20 * 64 * 2
+    assert not result.feasible and "its Q, K, V and O alone take 412.3 GB, beyond h100-sxm5's 85.9 GB" in result.reason
+    fits = AttentionCase("fwd", 1, 12, 12, 64, 2**20, False, "fp16")
+    assert predict("FlashAttention-2", fits, load_gpu("h100-sxm5"), params).feasible
+
+
+def test_an_infeasible_point_s_report_summary_has_no_numbers(cli, tmp_path: Path) -> None:
+    cli("report", "--run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "M0=65536", "--set",
+        "seq_len=65536", "--out", str(tmp_path / "r"))
+    import pandas as pd
+
+    row = pd.read_csv(tmp_path / "r" / "summary.csv").iloc[0]
+    assert not row.feasible and row[["latency_s", "energy_pj", "dram_traffic_bytes"]].isna().all()
+    assert row.area_mm2 > 0

@@ -235,3 +235,27 @@ def test_an_arrival_past_the_timed_range_is_refused(tmp_path, cli):
                expect=2).output.startswith(f"error: {trace}: {says}")
     assert cli("simulate", "--system", "vllm-h100", "-w", "llama3-8b", "--rate", "1e-300", "--requests", "5",
                expect=2).output.startswith(f"error: --rate: {says}")
+
+
+@pytest.mark.parametrize(("fields", "where"), [
+    ({"page_tokens": 10**8}, "serving.page_tokens"), ({"max_batch": True}, "serving.max_batch"),
+    ({"max_prefill_tokens": 1.5}, "serving.max_prefill_tokens"),
+    ({"max_prefill_tokens": "4"}, "serving.max_prefill_tokens"),
+    ({"mix_prefill_decode": "no"}, "serving.mix_prefill_decode"),
+    ({"watermark_fraction": "0.1"}, "serving.watermark_fraction"),
+])
+def test_serving_knobs_of_another_type_are_refused(fields, where):
+    """A page of 1e8 tokens ran for minutes (the engine keeps a set per token offset of a page); `max_batch=True`
+    ran as a batch of 1, `mix_prefill_decode="no"` as true; strings raised TypeError inside."""
+    from archsim.systems.serving import ServingConfig
+
+    assert _error(ServingConfig, **fields).where == where
+
+
+def test_python_callers_get_spec_errors_naming_the_argument():
+    from archsim.systems.models import system_model
+    from archsim.systems.requests import Request, check_requests
+
+    assert _error(system_model, load_system("neupims"), "gpt3-7b").where == "workload"
+    assert _error(with_fields, load_system("neupims"), None).where == "changes"
+    assert _error(check_requests, [Request("a", 0.0, 8, 8)]).where == "request a: id"

@@ -135,6 +135,10 @@ def bind(
                                                      f"known: {known})")
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
+    if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
+        raise SpecError(origin.get("top_k", cascade.source), "top_k", f"expected at most experts "
+                                                                      f"({values['experts']:g}), got "
+                                                                      f"{values['top_k']:g}")
     sizes: dict[str, int] = {}
     for rank, expr in cascade.rank_sizes.items():
         if rank in rank_overrides:

@@ -84,7 +84,7 @@ def show_result(result) -> None:
     click.echo(f"{result.mapping}: {result.cascade} on {result.architecture}"
                + ("" if result.feasible else f"  INFEASIBLE: {result.reason}"))
     if not result.feasible:  # its numbers are those of a mapping that cannot run: not shown as if they were a result
-        click.echo("  no latency, energy or utilization: the point is infeasible (--json has the record)")
+        click.echo("  no latency, energy or utilization: the point is infeasible (the reason above)")
         return
     click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
                + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")

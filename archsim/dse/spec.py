@@ -574,9 +574,13 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus", f"GPU points time the sweep's attention, but cascade {cascade.name} is "
                                              "not an attention (it has no K input): sweep an attention mapping, or "
                                              "drop gpus")
-    if spec.gpus.causal is None and any(e.mask is not None for e in cascade.einsums):
+    masked = any(e.mask is not None for e in cascade.einsums)
+    if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
                                                     "are causal (true) or not (false)")
+    if spec.gpus.causal and not masked:  # its GPU points would skip half the work the architecture points do
+        raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} has no mask (full attention): its GPU "
+                                                    "points are not causal (false)")
     axes = {p.removeprefix("workload."): p for p in spec.axes if p.startswith("workload.")}
     sizes = {**cascade.params, **workload.params, **spec.sets, **axes}
     unmodelled = unmodelled_attention(sizes)

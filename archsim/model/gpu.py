@@ -121,6 +121,13 @@ class AttentionCase:
         forward = 4.0 * self.batch * self.heads * self.seqlen**2 * self.head_dim
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
 
+    def operand_bytes(self) -> float:
+        """Q, K, V and O of the call (a decode's one query row per sequence), and their gradients for a backward:
+        what it keeps in DRAM at the least, whatever the kernel (eager attention's score matrix comes on top)."""
+        queries = 1 if self.direction == "decode" else self.seqlen
+        words = (2 * self.heads * queries + 2 * self.kv_heads * self.seqlen) * self.batch * self.head_dim
+        return words * self.element_bytes * (1 if self.direction in ("fwd", "decode") else 2)
+
     def size_problem(self) -> tuple[str, str]:
         """(field, why) when the case cannot be modelled, else ("", ""): `direction` one of `DIRECTIONS`, `causal`
         a boolean, every size a positive whole number, and batch x heads x seqlen at most `MAX_QUERY_ROWS`
@@ -409,6 +416,10 @@ def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan,
     """Time the alternatives a family offers (a reason string when it has none) and keep the fastest."""
     if isinstance(plans, str):
         return infeasible(kernel, gpu, case, plans)
+    if case.operand_bytes() > gpu.dram_bytes:
+        grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
+        return infeasible(kernel, gpu, case, f"its Q, K, V and O{grads} alone take {case.operand_bytes() / 1e9:.1f} "
+                                             f"GB, beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM")
     runnable = [p for p in plans if not plan_feasibility(p, gpu)]
     if not runnable:
         return infeasible(kernel, gpu, case, plan_feasibility(plans[0], gpu))

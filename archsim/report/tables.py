@@ -23,6 +23,7 @@ components under `OTHER_SHARE` of the label's total.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -177,12 +178,16 @@ def stall_rows(points: Iterable[Labelled]) -> pd.DataFrame:
 
 
 def summary_rows(points: Iterable[Labelled]) -> pd.DataFrame:
-    """One row per label: what was run and its headline numbers."""
+    """One row per label: what was run and its headline numbers; an infeasible point's are empty (NaN), as a sweep
+    stores them: a design that does not fit has no latency, energy or traffic (its area stays: the architecture's)."""
+    def answered(p: Labelled, value: float) -> float:
+        return value if p.result.feasible else math.nan
+
     return pd.DataFrame([{
         "label": p.label, "mapping": p.result.mapping, "cascade": p.result.cascade,
         "architecture": p.result.architecture, "feasible": p.result.feasible, "reason": p.result.reason,
-        "latency_s": p.result.latency_s, "energy_pj": p.result.energy_pj,
-        "dram_traffic_bytes": p.result.dram_traffic_bytes(), "area_mm2": p.result.area_um2 / 1e6,
+        "latency_s": answered(p, p.result.latency_s), "energy_pj": answered(p, p.result.energy_pj),
+        "dram_traffic_bytes": answered(p, p.result.dram_traffic_bytes()), "area_mm2": p.result.area_um2 / 1e6,
     } for p in points], columns=list(SUMMARY_COLUMNS))
 
 

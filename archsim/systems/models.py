@@ -24,6 +24,11 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
     SpecError when the workload cannot be cut by the parallelism (expert parallelism needs a link named ep, and no
     attention offloading), names no decoder block, or its weights do not fit a device."""
+    for name, value, kind, loader in (("system", system, System, "archsim.systems.system_spec.load_system"),
+                                      ("workload", workload, Workload, "archsim.library.load_workload_spec")):
+        if not isinstance(value, kind):
+            raise SpecError("<python>", name, f"expected a {kind.__name__} ({loader}), got {type(value).__name__} "
+                                              f"{value!r}")
     refuse_linear_attention(workload, f"system {system.name}")
     check_against_workload(system, workload)
     par = system.parallelism_for(workload.name)

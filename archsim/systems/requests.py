@@ -221,6 +221,8 @@ def check_requests(requests: Sequence[Request], source: str = "<python>") -> Non
     seen: set[int] = set()
     for r in requests:
         where = f"request {r.id}"
+        if isinstance(r.id, bool) or not isinstance(r.id, int):
+            raise SpecError(source, f"{where}: id", f"expected an integer, got {r.id!r}")
         if r.id in seen:
             raise SpecError(source, where, "duplicate request id")
         seen.add(r.id)

@@ -66,6 +66,9 @@ SERVING_METRICS = ("throughput_tok_s", "energy_per_token_j", COST_METRIC, "ttft_
 S_PER_HOUR = 3600.0
 
 
+MAX_PAGE_TOKENS = 2**16  # tokens per KV page at most: the engine keeps a set of requests per token offset of a page
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Scheduler knobs. Defaults follow vLLM: 256 sequences, 16-token blocks, a 1% watermark."""
@@ -77,15 +80,25 @@ class ServingConfig:
     watermark_fraction: float = 0.01
 
     def __post_init__(self) -> None:
+        def whole(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
         for name in ("max_batch", "page_tokens"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+            if not whole(getattr(self, name)):
                 raise SpecError("<python>", f"serving.{name}", f"expected an integer >= 1, got {getattr(self, name)!r}")
-        if self.max_prefill_tokens is not None and self.max_prefill_tokens < 1:
+        if self.page_tokens > MAX_PAGE_TOKENS:  # the engine keeps a set of requests per token offset of a page
+            raise SpecError("<python>", "serving.page_tokens", f"expected at most {MAX_PAGE_TOKENS} tokens per KV "
+                                                               f"page (vLLM's are 8 to 32), got {self.page_tokens}")
+        if self.max_prefill_tokens is not None and not whole(self.max_prefill_tokens):
             raise SpecError("<python>", "serving.max_prefill_tokens",
                             f"expected an integer >= 1 or None, got {self.max_prefill_tokens!r}")
-        if not 0.0 <= self.watermark_fraction < 1.0:
-            raise SpecError("<python>", "serving.watermark_fraction",
-                            f"expected a fraction in [0, 1), got {self.watermark_fraction!r}")
+        if not isinstance(self.mix_prefill_decode, bool):
+            raise SpecError("<python>", "serving.mix_prefill_decode",
+                            f"expected true or false, got {self.mix_prefill_decode!r}")
+        fraction = self.watermark_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction < 1.0:
+            raise SpecError("<python>", "serving.watermark_fraction", f"expected a fraction in [0, 1), got "
+                                                                      f"{fraction!r}")
 
 
 @dataclass(frozen=True)

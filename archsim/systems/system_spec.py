@@ -318,6 +318,8 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     `links.tp.bytes_per_s_per_direction`, `parallelism.by_workload.gpt3-7b.tp`) set, validated again as a spec: a
     bad value is a SpecError naming the system file and the path. A path's parent must exist in the spec; its last
     key may be new (a device field the file left at its default)."""
+    if not isinstance(changes, Mapping):
+        raise SpecError("<python>", "changes", f"expected a mapping of dotted path -> value, got {changes!r}")
     data = copy.deepcopy(dict(system.data))
     for path, value in changes.items():
         keys = path.split(".") if isinstance(path, str) else []
