@@ -33,13 +33,14 @@ def test_the_transferred_fraction_is_the_hopper_measurement() -> None:
     assert pytest.approx(MEASURED["h100-sxm5"], abs=5e-4) == TRANSFERRED_COPY_FRACTION
 
 
+@pytest.mark.parametrize("field", ["dram_copy_fraction", "gemm_fraction"])
 @pytest.mark.parametrize("value", [0, 1.5, "fast"])
-def test_a_bad_fraction_is_refused_naming_the_field(value: object) -> None:
+def test_a_bad_fraction_is_refused_naming_the_field(field: str, value: object) -> None:
     data = yaml.safe_load((importlib.resources.files("archsim.gpu.presets") / "h100-sxm5.yaml").read_text())
-    data["dram_copy_fraction"] = value
+    data[field] = value
     with pytest.raises(SpecError) as error:
         gpu_from_dict(data, "mine.yaml")
-    assert (error.value.source, error.value.where) == ("mine.yaml", "dram_copy_fraction")
+    assert (error.value.source, error.value.where) == ("mine.yaml", field)
 
 
 @pytest.mark.parametrize("name", ["h100-sxm5", "a100-80gb-sxm4", "mi300x"])
@@ -64,15 +65,6 @@ GEMM_MEASURED = {"h100-sxm5": 798 / 989.4, "h200-sxm": 788 / 989.4}  # the CSV's
 def test_measured_presets_carry_their_gemm_fraction(name: str) -> None:
     assert load_gpu(name).gemm_fraction == pytest.approx(GEMM_MEASURED[name], abs=5e-4)
     assert load_gpu("a100-80gb-sxm4").gemm_fraction is None
-
-
-@pytest.mark.parametrize("value", [0, 1.5, "fast"])
-def test_a_bad_gemm_fraction_is_refused_naming_the_field(value: object) -> None:
-    data = yaml.safe_load((importlib.resources.files("archsim.gpu.presets") / "h100-sxm5.yaml").read_text())
-    data["gemm_fraction"] = value
-    with pytest.raises(SpecError) as error:
-        gpu_from_dict(data, "mine.yaml")
-    assert (error.value.source, error.value.where) == ("mine.yaml", "gemm_fraction")
 
 
 @pytest.mark.parametrize("name", ["h100-sxm5", "a100-80gb-sxm4"])
