@@ -86,7 +86,7 @@ class ServingConfig:
         for name in ("max_batch", "page_tokens"):
             if not whole(getattr(self, name)):
                 raise SpecError("<python>", f"serving.{name}", f"expected an integer >= 1, got {getattr(self, name)!r}")
-        if self.page_tokens > MAX_PAGE_TOKENS:  # the engine keeps a set of requests per token offset of a page
+        if self.page_tokens > MAX_PAGE_TOKENS:
             raise SpecError("<python>", "serving.page_tokens", f"expected at most {MAX_PAGE_TOKENS} tokens per KV "
                                                                f"page (vLLM's are 8 to 32), got {self.page_tokens}")
         if self.max_prefill_tokens is not None and not whole(self.max_prefill_tokens):
