@@ -273,3 +273,14 @@ def test_dask_workers_start_with_interrupts_ignored():
     with _interrupts_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_parallel_sweep_of_a_workload_no_scheme_times_is_refused_at_load(tmp_path):
+    """An MLA workload in a `parallel:` block ran every point to an infeasible row; a `gpus:` block refused it."""
+    spec = {"name": "p", "parallel": {"workload": "deepseek-v3-mla", "seq_len": 32768, "topology": "hgx-h100-8",
+                                      "scheme": "ring"},
+            "axes": {"parallel.devices": [2, 4]}, "objectives": ["latency_s", "efficiency"]}
+    with pytest.raises(SpecError) as error:
+        sweep_from_dict(spec, "p.yaml")
+    assert (error.value.source, error.value.where) == ("p.yaml", "parallel.workload")
+    assert "an MLA workload (latent KV): workload 'deepseek-v3-mla'" in error.value.message

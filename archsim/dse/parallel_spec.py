@@ -15,7 +15,8 @@ of the block and of each axis (a scheme of `SCHEMES`, a direction, scope or kern
 or false, whole numbers >= 1 within ARCHSIM_MAX_SIZE for devices, seq_len, batch, tp and ulysses); and that every
 workload, topology and GPU named exists. A point whose values together the scheme rejects (`check_spec`: P not
 dividing the sequence or the heads, more devices than the topology has) is an infeasible record with the reason,
-its field named as the sweep's (`parallel.seq_len`), not a load error.
+its field named as the sweep's (`parallel.seq_len`), not a load error; a workload whose attention no scheme times
+(MLA's latent, a sliding window) is refused at load, as a `gpus:` block refuses it.
 
 A record is `ParallelResult.record().flat()`: the generic columns (`latency_s` = time per layer, `energy_pj` =
 the devices' board power x that time, area and DRAM traffic NaN) and the scheme's metrics (`PARALLEL_METRICS`),
@@ -39,6 +40,7 @@ from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
+from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
 from archsim.systems.seqpar import DIRECTIONS, SCHEMES, SCOPES, ParallelSpec, parallel_time
@@ -131,6 +133,10 @@ def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: s
         for value, where in named:
             if value not in specs[name]:
                 specs[name][value] = _load(load, value, source, where)
+                if name == "workload":  # an attention no scheme times: every point would be refused
+                    refuse_unmodelled_attention(specs[name][value].params, source, lambda size, at=where: at,
+                                                f"workload {value!r}: the schemes here time dense multi-head or "
+                                                "grouped-query attention; drop it")
     calibration = load_calibration()
     return ParallelTargets(dict(block), specs, {family: dict(p) for family, p in calibration.params.items()})
 
