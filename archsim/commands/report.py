@@ -206,15 +206,13 @@ def _report_sparse(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
-    from archsim.dse.points import with_constraints
     from archsim.dse.spec import METRICS, PARALLEL_METRICS, SERVING_METRICS, load_sweep_spec
-    from archsim.dse.store import read_store
-    from archsim.dse.sweep import stored_constraints
+    from archsim.dse.sweep import read_judged
     from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_keys, spec_records
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
-    df, meta = read_store(db)
+    df, _ = read_judged(db)  # by the last sweep's constraints, or by the spec's (`spec_records`) when given
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
     note = ""
@@ -229,8 +227,6 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                     "finish")
             click.echo(f"warning: {note}", err=True)
         df = mine
-    elif stored_constraints(meta) is not None:
-        df = with_constraints(df, stored_constraints(meta))
     if objectives:
         check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)],
                          "--objectives",

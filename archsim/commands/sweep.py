@@ -202,15 +202,10 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
     from archsim.dse.pareto import pareto_mask
-    from archsim.dse.points import with_constraints
-    from archsim.dse.store import read_store
-    from archsim.dse.sweep import stored_constraints
+    from archsim.dse.sweep import read_judged
 
     out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
-    df, meta = read_store(db)
-    constraints = stored_constraints(meta)
-    if constraints is not None:
-        df = with_constraints(df, constraints)
+    df, constraints = read_judged(db)
     if objectives and len(df):
         known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")

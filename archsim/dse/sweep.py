@@ -18,7 +18,7 @@ import pandas as pd
 
 from archsim.dse.points import Base, Point, base_identity, evaluate_points, expand, keyed, load_base, with_constraints
 from archsim.dse.spec import Constraint, SweepSpec
-from archsim.dse.store import StoreConnection, done_keys, open_store, put, read_meta, records, write_meta
+from archsim.dse.store import StoreConnection, done_keys, open_store, put, read_meta, read_store, records, write_meta
 from archsim.errors import SpecError
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
@@ -74,6 +74,14 @@ def stored_constraints(meta: dict[str, str]) -> tuple[Constraint, ...] | None:
     """The constraints of the last sweep into a store (its `meta`), or None where it does not say."""
     return tuple(Constraint(m, op, bound) for m, op, bound in json.loads(meta["constraints"])) if (
         "constraints" in meta) else None
+
+
+def read_judged(path: str | Path) -> tuple[pd.DataFrame, tuple[Constraint, ...] | None]:
+    """The store's records, `constraint_ok` judged by the constraints of the last sweep into it (returned; None
+    for a store that does not record them, whose verdicts are then the stored ones)."""
+    df, meta = read_store(path)
+    constraints = stored_constraints(meta)
+    return (df if constraints is None else with_constraints(df, constraints)), constraints
 
 
 def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,

@@ -416,10 +416,11 @@ def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan,
     """Time the alternatives a family offers (a reason string when it has none) and keep the fastest."""
     if isinstance(plans, str):
         return infeasible(kernel, gpu, case, plans)
-    if case.operand_bytes() > gpu.dram_bytes:
+    operands = case.operand_bytes()
+    if operands > gpu.dram_bytes:
         grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
-        return infeasible(kernel, gpu, case, f"its Q, K, V and O{grads} alone take {case.operand_bytes() / 1e9:.1f} "
-                                             f"GB, beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM")
+        return infeasible(kernel, gpu, case, f"its Q, K, V and O{grads} alone take {operands / 1e9:.1f} GB, beyond "
+                                             f"{gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM")
     runnable = [p for p in plans if not plan_feasibility(p, gpu)]
     if not runnable:
         return infeasible(kernel, gpu, case, plan_feasibility(plans[0], gpu))

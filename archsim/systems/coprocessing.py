@@ -24,6 +24,7 @@ from archsim.systems.system_model import (
     cost_in_order,
     dense_ops,
     device_of,
+    logic_pim_of,
     prompt_attention_ops,
     shard_workload,
 )
@@ -124,7 +125,7 @@ def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
     ranks = 1 if schedule.expert_tp else par.tp
     ffn_dim = int(params["ffn_dim"]) // (par.tp if schedule.expert_tp else 1)
     xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]
-    pim = next(d for d in model.devices.values() if d.kind == "logic-pim")
+    pim = logic_pim_of(model)
     total, slowest_s = OpCost(), 0.0
     for rank in range(ranks):
         mine = [n for i, n in enumerate(counts) if i % ranks == rank and n > 0]

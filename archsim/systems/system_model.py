@@ -325,7 +325,7 @@ class SystemModel:
         """Memory for one rank's weights and KV cache: the weight-holding device's, and no more than a Logic-PIM's
         stacks hold when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md
         §2.4, 5 x 16 GiB = the H100's 80 GiB, so the xPU's own capacity, less its activation reserve, binds)."""
-        stacks = _stacks(self)
+        stacks = logic_pim_of(self)
         held = self.weight_device.capacity_bytes
         return held if stacks is None else min(held, stacks.capacity_bytes)
 
@@ -370,7 +370,7 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     check_tp_group(system, workload.name, holder.name, par.tp)
     memory, weights = model.memory_bytes_per_device, model.weight_bytes_per_device
     if weights > memory and memory < holder.capacity_bytes:  # a Logic-PIM's stacks are the smaller memory
-        stacks = _stacks(model)
+        stacks = logic_pim_of(model)
         raise SpecError(system.source, f"devices.{stacks.name}.capacity_bytes",
                         f"{stacks.name}'s stacks are the memory of each {holder.name} device and hold "
                         f"{memory:.4g} B (count x capacity_bytes), less than the {weights / 1e9:.1f} GB of "
@@ -382,8 +382,9 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     return model
 
 
-def _stacks(model: SystemModel) -> DeviceModel | None:
-    """The system's Logic-PIM device, whose stacks are the memory of the device beside it (Duplex's xPU)."""
+def logic_pim_of(model: SystemModel) -> DeviceModel | None:
+    """The system's Logic-PIM device (None without one), whose stacks are the memory of the device beside it
+    (Duplex's xPU) and with which that device shares the experts (`archsim.systems.coprocessing`)."""
     return next((d for d in model.devices.values() if d.kind == LOGIC_PIM), None)
 
 
