@@ -102,6 +102,26 @@ def test_a_tile_beyond_a_level_names_the_level_its_tensors_and_both_sizes(tmp_pa
     assert "(K, Q, RD, RM, RNV, V), over its capacity of 16777216 B" in result.reason
 
 
+def test_a_running_state_lives_across_the_key_loop_outside_the_query_loops(tmp_path: Path) -> None:
+    """With the key-tile loop M1 outermost at DRAM, the running max, denominator and numerator of every query
+    stay in the global buffer from the first key tile to the last (they have no home in DRAM): before, the
+    footprint was one query tile's state and the point ran at the library mapping's latency."""
+    data = copy.deepcopy(BASE)
+    _group(data)["loops"][0]["ranks"] = {"M1": None, "B": None, "H": None, "P": None}
+    path = tmp_path / "key-loop-outermost.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))  # loops nest in the order their ranks are written
+    result = run_point(path, **BERT_4K)
+    assert not result.feasible and "GlobalBuffer holds" in result.reason
+    params = library.load_workload_spec("bert-base").params
+    b, h, f, word = params["batch"], params["heads"], params["head_dim"], params["word_bytes"]
+    state_bytes = b * h * 4096 * (f + 2) * word  # RNV over F, RM and RD: one value per query each
+    big = FUSEMAX.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 2 * state_bytes})
+    roomy, library_order = run_point(path, arch=big, **BERT_4K), run_point("fusemax", arch=big, **BERT_4K)
+    assert roomy.feasible
+    held, library_held = roomy.footprint_bytes["GlobalBuffer"], library_order.footprint_bytes["GlobalBuffer"]
+    assert state_bytes <= held <= state_bytes + library_held
+
+
 # ------------------------------------------------------------------------------------------- the mapper
 def test_the_mapper_does_not_grow_with_rank_sizes(monkeypatch) -> None:
     """seq_len 1e20 took 161 s (divisors enumerated up to sqrt(n)); now a few hundred candidates at most. The size

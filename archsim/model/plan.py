@@ -27,7 +27,7 @@ from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
-from archsim.model.reuse import masked_refetches, refetches, tile_elems
+from archsim.model.reuse import live_tiles, masked_refetches, refetches, tile_elems
 
 EinsumIO = tuple[frozenset[str], str]  # (the tensors an Einsum reads, the tensor it writes)
 Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"), level index, the same action, bits)
@@ -161,11 +161,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             chain = kept
         else:
             continue  # produced and consumed inside the PEs
+        live = 1 if chain[0] == 0 else live_tiles(group.loops, level_of, chain[0], decl.leaf_ranks,
+                                                   _lifetime_ranks(space, io, group, t, decl.leaf_ranks,
+                                                                   decl.iterative))
         for i, c in enumerate(chain):
             if c == 0:
                 continue
             copies = 2 if t in group.double_buffered else 1
-            tile_bytes = copies * tile(c, decl.leaf_ranks, decl.iterative) * word
+            tile_bytes = copies * tile(c, decl.leaf_ranks, decl.iterative) * (live if c == chain[0] else 1) * word
             footprint[levels[c]] += tile_bytes
             kept_at[levels[c]].append(t)
             if t in group.spill:
@@ -199,6 +202,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
                      {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit)
+
+
+def _lifetime_ranks(space: Mapping[str, set[str]], io: Mapping[str, EinsumIO], group: Group, tensor: str,
+                    ranks: tuple[str, ...], iterative: str | None) -> set[str]:
+    """The ranks a tile of `tensor` (over `ranks`) lives across (`archsim.model.reuse`): those the group's
+    Einsums that touch it iterate but it does not index, and its recurrence rank."""
+    touching = set().union(*(space[e] for e in group.einsums if tensor in io[e][0] or io[e][1] == tensor))
+    return touching - set(ranks) | ({iterative} if iterative else set())
 
 
 def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> int:

@@ -9,6 +9,13 @@ inside L; spatial loops sit inside every level.
   belong to the accessing Einsum's iteration space, *up to the innermost one that indexes T*: loops inside it
   that do not index T reuse the resident tile (stationarity). Loops over ranks the Einsum does not iterate
   (AV after the M1 recurrence) do not re-execute it.
+- A tensor with no home above level c (an intermediate the group keeps there, `plan`) cannot be written out and
+  read back: each of its tiles stays at c for its whole lifetime. A tile lives across the loops over the ranks
+  its Einsums iterate but it does not index (a reduction's partial result, a value read across another rank)
+  and across its recurrence rank (a running state lives from the first step to the last). So when such a loop
+  sits above c, every tile the loops nested inside it (above c, over the tensor's other ranks) walk through is
+  live at once (`live_tiles`): FuseMax's running max, denominator and numerator with the key-tile loop outside
+  the query loops hold the state of every query, not one tile's.
 - A masked Einsum (a static mask, e.g. causal) skips a move whose box of its iteration space, the points those
   outer iterations leave to the inner loops, holds no unmasked point (`masked_refetches`): a causal pass fetches
   no key tile that lies wholly after the query tile, as it computes nothing there.
@@ -43,6 +50,19 @@ def tile_elems(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, r
         extent = temporal * max(spatial_by_unit.values(), default=1)
         total *= 1 if rank == iterative and extent == 1 else extent
     return total
+
+
+def live_tiles(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
+               lifetime_ranks: set[str]) -> int:
+    """How many tiles at level `child` of a tensor with no home above it are live at once (module docstring):
+    the product of the loops above `child` over its ranks (`tensor_ranks`, less `lifetime_ranks`) nested inside
+    the outermost loop above `child` over a rank in `lifetime_ranks`; 1 when no such loop is there."""
+    above = [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child]
+    spanning = [i for i, lp in enumerate(above) if lp.rank in lifetime_ranks]
+    if not spanning:
+        return 1
+    indexed = set(tensor_ranks) - lifetime_ranks
+    return math.prod(lp.factor for lp in above[spanning[0] + 1:] if lp.rank in indexed)
 
 
 def refetches(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
