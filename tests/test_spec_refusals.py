@@ -2,7 +2,7 @@
 offset on a recurrence's final slot, a constant slot beyond its rank, a key written twice, a cascade parameter no
 rank, Einsum or mask reads (or no `word_bytes`), an overflowing number, `/` in a mapping factor rounding down,
 falsy wrong-typed optional fields of a mapping, an architecture word other than the tensors', a capacity on the
-outermost level, a `--set` name given twice. Found by fuzzing the CLI with mutated library files."""
+outermost level, a `--set` name given twice, a `--set` parameter that sizes only a rank the mapping fixes. Found by fuzzing the CLI with mutated library files."""
 
 from __future__ import annotations
 
@@ -148,6 +148,18 @@ def test_the_outermost_level_has_no_capacity(cli, tmp_path: Path) -> None:
 def test_a_set_name_given_twice_is_refused(cli) -> None:
     result = cli("analyze", "attention-1pass", "--set", "seq_len=32", "--set", "seq_len=64", expect=2)
     assert "--set: seq_len=64: seq_len is set twice (also seq_len=32)" in result.output
+
+
+def test_a_set_parameter_a_mapping_overrides_is_refused(cli) -> None:
+    """fusemax's `set: {M0: 256}` fixes the key tile, so `--set tile_kv=128` printed the 256-key result unchanged;
+    `--set M0=128` changes it."""
+    result = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "tile_kv=128", expect=2)
+    assert ("--set: tile_kv: changes nothing: " in result.output
+            and "fusemax.yaml sets rank M0 = 256 (its set:), the only size tile_kv gives; set M0 instead"
+            in result.output), result.output
+    default, smaller = (cli("run", "--mapping", "fusemax", "--workload", "bert-base", *sets, "--json").output
+                        for sets in ((), ("--set", "M0=128")))
+    assert default != smaller
 
 
 def test_execute_counts_values_that_are_not_finite(cli, tmp_path: Path) -> None:

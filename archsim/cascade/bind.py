@@ -133,6 +133,8 @@ def bind(
                 known = ", ".join([*values, *cascade.rank_sizes])
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
+    if fixed:
+        _refuse_masked_overrides(cascade, overrides or {}, source, fixed[1], fixed[0])
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
     if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
@@ -178,6 +180,21 @@ def bind(
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
+
+
+def _refuse_masked_overrides(cascade: Cascade, overrides: Mapping[str, float], source: str,
+                             fixed: Mapping[str, float], fixed_source: str) -> None:
+    """A parameter the user sets that sizes only ranks a mapping fixes (`set: {M0: 256}` against `--set
+    tile_kv=128`) would change nothing: refused, naming the rank to set instead, rather than ignored."""
+    read_by_einsums = set().union(*(e.names_read for e in cascade.einsums))
+    for key in overrides:
+        if key in cascade.rank_sizes or key in read_by_einsums:
+            continue
+        sized = [r for r, expr in cascade.rank_sizes.items() if expr is not None and key in S.names_in(expr)]
+        if sized and set(sized) <= fixed.keys():
+            ranks = ", ".join(f"{r} = {fixed[r]:g}" for r in sized)
+            raise SpecError(source, key, f"changes nothing: {fixed_source} sets rank {ranks} (its set:), the only "
+                                         f"size {key} gives; set {', '.join(sized)} instead")
 
 
 @per_object(maxsize=1024)

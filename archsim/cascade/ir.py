@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from archsim.cascade.syntax import BinOp, Call, Expr, Neg, Not, Num, walk
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Neg, Not, Num, walk
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,14 @@ class Einsum:
         for it per evaluation)."""
         nodes = [*walk(self.body), *(walk(self.mask.predicate) if self.mask is not None else ())]
         return tuple(n for n in nodes if isinstance(n, Ref))
+
+    @cached_property
+    def names_read(self) -> frozenset[str]:
+        """The parameter (and predicate index) names its body, mask and mask density read."""
+        mask = self.mask
+        nodes = [*walk(self.body), *(walk(mask.predicate) if mask is not None else ()),
+                 *(walk(mask.density) if mask is not None and mask.density is not None else ())]
+        return frozenset(n.name for n in nodes if isinstance(n, Name | Param))
 
 
 @dataclass(frozen=True)

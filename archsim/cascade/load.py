@@ -457,13 +457,8 @@ class _Loader:
     def check_params(self, einsums: list[Einsum]) -> None:
         """`word_bytes` is given (the bytes of every tensor follow from it: no default is assumed), and every other
         parameter is read by a rank size, an Einsum or a mask (one read by none is a misspelling or left over)."""
-        nodes = [n for e in self.rank_sizes.values() if e is not None for n in S.walk(e)]
-        for einsum in einsums:
-            nodes += list(S.walk(einsum.body))
-            if einsum.mask is not None:
-                nodes += list(S.walk(einsum.mask.predicate))
-                nodes += list(S.walk(einsum.mask.density)) if einsum.mask.density is not None else []
-        read = {n.name for n in nodes if isinstance(n, S.Name | Param)}
+        read = set().union(*(S.names_in(e) for e in self.rank_sizes.values() if e is not None),
+                           *(einsum.names_read for einsum in einsums))
         unread = sorted(set(self.params) - read - {"word_bytes"})
         if unread:
             raise self.error(f"params.{unread[0]}", "read by no rank size, Einsum or mask of the cascade (misspelled? "

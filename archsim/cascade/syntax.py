@@ -369,6 +369,11 @@ def _children(node: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def names_in(node: Expr) -> frozenset[str]:
+    """The bare names an expression reads (a rank size's parameters)."""
+    return frozenset(n.name for n in walk(node) if isinstance(n, Name))
+
+
 def walk(node: Expr):
     """Yield every node of an expression tree, parents before children (left to right)."""
     stack = [node]

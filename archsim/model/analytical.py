@@ -30,8 +30,9 @@ Memory
   Total time = sum over groups.
 - Footprint at a level: the tiles it keeps (twice if double-buffered; tensors written in place over another
   take no room; an intermediate with no home above it keeps every tile live across the loops its lifetime
-  spans: `archsim.model.reuse.live_tiles`), plus one tile per hand-off of a kept intermediate between two units (the larger of the two
-  units' spatial tiles), which the consumer works on while the producer fills the next.
+  spans: `archsim.model.reuse.live_tiles`), plus one tile per hand-off of a kept intermediate between two
+  units (the larger of the two units' spatial tiles), which the consumer works on while the producer fills the
+  next.
 - A group is infeasible when its footprint exceeds a level's capacity; the Result says which level, which
   tensors it keeps and both sizes. Unless the
   overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and each
