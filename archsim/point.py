@@ -76,16 +76,29 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
            sets_source: str) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
-    _check_attention_form(cascade, workload, spec)
+    _check_sets_read(cascade, workload, dict(sets), sets_source)
+    _check_attention_form(cascade, workload, spec, dict(sets), sets_source)
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, dict(sets), source=sets_source, fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
 
 
-def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
+def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
+    """Refuse a set workload size the cascade neither reads nor checks: `ffn_dim` on an attention cascade would
+    change nothing (`bind` refuses a name neither has). `kv_heads` is read by `_check_attention_form`."""
+    given = workload.params if workload is not None else {}
+    for name in sets:
+        if name in given and name not in cascade.params and name not in cascade.rank_sizes and name != "kv_heads":
+            raise SpecError(sets_source, name, f"changes nothing: cascade {cascade.name} reads no '{name}' "
+                                               f"(its parameters: {', '.join(cascade.params)}; ranks: "
+                                               f"{', '.join(cascade.rank_sizes)})")
+
+
+def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping,
+                          sets: dict[str, float] | None = None, sets_source: str = "--set") -> None:
     """Refuse a grouped-query workload on a multi-head cascade, and a latent-attention workload on an attention
-    cascade without a latent (module docstring)."""
-    params = workload.params if workload is not None else {}
+    cascade without a latent (module docstring); `sets` (from `sets_source`) over the workload's sizes."""
+    params = {**(workload.params if workload is not None else {}), **(sets or {})}
     keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
     if workload is not None and "K" in cascade.inputs and any("exp" in point_ops(e) for e in cascade.einsums):
         refuse_linear_attention(workload, f"cascade {cascade.name} (mapping {spec.name})")
@@ -97,13 +110,22 @@ def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Map
                         f"{cascade.name} (mapping {spec.name}) has no latent K/V: it would drop the RoPE dimensions "
                         f"and the latent projections; use the MLA cascades (attention-mla-prefill, "
                         f"attention-mla-decode, mla-projection) with a mapping of yours (--cascade, --mapping FILE)")
-    if "heads" not in cascade.params or "kv_heads" in cascade.params or "kv_heads" not in params:
+    if "heads" not in cascade.params or "kv_heads" in cascade.params:
         return
-    if params["kv_heads"] != params.get("heads"):
-        raise SpecError(workload.path, "params.kv_heads",
-                        f"{params['kv_heads']:g} K/V heads for {params.get('heads', 0):g} query heads (grouped-query), "
-                        f"but cascade {cascade.name} (mapping {spec.name}) has one K/V head per query head: use a "
-                        f"grouped-query cascade and its mapping (e.g. --mapping fusemax-gqa)")
+    # grouped-query: `--set kv_heads` against the heads bound, else the workload's own K/V heads against its heads
+    # (a `--set heads` alone resizes a multi-head model)
+    own, sets = (workload.params if workload is not None else {}), sets or {}
+    if "kv_heads" in sets:
+        kv_heads, heads, source, where = sets["kv_heads"], params.get("heads", 0), sets_source, "kv_heads"
+    elif "kv_heads" in own:
+        kv_heads, heads, source, where = own["kv_heads"], own.get("heads", 0), workload.path, "params.kv_heads"
+    else:
+        return
+    if kv_heads != heads:
+        raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads (grouped-query), but "
+                                       f"cascade {cascade.name} (mapping {spec.name}) has one K/V head per query "
+                                       f"head: use a grouped-query cascade and its mapping (e.g. --mapping "
+                                       f"fusemax-gqa)")
 
 
 def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:

@@ -162,6 +162,38 @@ def test_a_set_parameter_a_mapping_overrides_is_refused(cli) -> None:
     assert default != smaller
 
 
+def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
+    """`--set kv_heads=5` on BERT (12 heads) with the multi-head fusemax ran as 12 K/V heads (the check read only
+    the workload file); `--set ffn_dim` on an attention cascade changed nothing."""
+    grouped = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "kv_heads=5", expect=2)
+    assert "--set: kv_heads: 5 K/V heads for 12 query heads (grouped-query), but cascade attention-1pass" in (
+        grouped.output)
+    unread = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "ffn_dim=5", expect=2)
+    assert "--set: ffn_dim: changes nothing: cascade attention-1pass reads no 'ffn_dim'" in unread.output
+    cli("run", "--mapping", "fusemax", "--workload", "llama3-8b", "--set", "kv_heads=32")  # multi-head: it runs
+
+
+def test_a_cascade_requirement_is_checked_when_bound(cli) -> None:
+    """Quest's budget of 100 pages over a 16-page cache counted 400 tokens of attention and failed its own check
+    when executed (empty slots scoring 0 entered the softmax)."""
+    result = cli("analyze", "quest-decode", "--set", "budget_pages=100", expect=2)
+    assert ("--set: budget_pages: expected budget_pages <= seq_len // page (cascade quest-decode, requires[0]), "
+            "got 100 against 16 with budget_pages=100, seq_len=64, page=4") in result.output
+    cli("execute", "quest-decode", "--set", "budget_pages=16", "--check")  # every page: within the cache
+
+
+@pytest.mark.parametrize(("requires", "fragment"), [
+    ("budget_pages", "'budget_pages' is not a comparison (<, <=, >, >=, ==) of size expressions"),
+    ("budget_pages <= pages", "unknown parameter 'pages'"),
+    ("budget_pages <= exp(page)", "is not a size expression"),
+])
+def test_a_bad_cascade_requirement_names_it(requires: str, fragment: str) -> None:
+    data = read_yaml(LIBRARY / "einsum" / "quest-decode.yaml")
+    data["requires"] = [requires]
+    error = _error(cascade_from_dict, data, source="q.yaml")
+    assert error.where == "requires[0]" and fragment in error.message, error
+
+
 def test_execute_counts_values_that_are_not_finite(cli, tmp_path: Path) -> None:
     """A division by zero printed `mean nan, std nan` under numpy's warnings, line by line."""
     path = tmp_path / "c.yaml"

@@ -73,6 +73,7 @@ def nearest_multiples(size: int, factor: int) -> str:
 
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
              "//": operator.floordiv}
+_COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
 def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
@@ -133,6 +134,7 @@ def bind(
                 known = ", ".join([*values, *cascade.rank_sizes])
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
+    _check_requires(cascade, values, origin)
     if fixed:
         _refuse_masked_overrides(cascade, overrides or {}, source, fixed[1], fixed[0])
     if isinstance(params, Workload):
@@ -182,19 +184,44 @@ def bind(
     return Binding(cascade, values, sizes, word_bytes)
 
 
-def _refuse_masked_overrides(cascade: Cascade, overrides: Mapping[str, float], source: str,
-                             fixed: Mapping[str, float], fixed_source: str) -> None:
-    """A parameter the user sets that sizes only ranks a mapping fixes (`set: {M0: 256}` against `--set
-    tile_kv=128`) would change nothing: refused, naming the rank to set instead, rather than ignored."""
-    read_by_einsums = set().union(*(e.names_read for e in cascade.einsums))
-    for key in overrides:
-        if key in cascade.rank_sizes or key in read_by_einsums:
+def _check_requires(cascade: Cascade, values: Mapping[str, float], origin: Mapping[str, str]) -> None:
+    """Each of the cascade's `requires:` comparisons holds for the bound params; else a SpecError blaming the
+    first param in it that was given (a workload, --set), or the cascade file when all are its defaults."""
+    for i, (text, expr) in enumerate(cascade.requires):
+        lhs, rhs = eval_size(expr.lhs, values), eval_size(expr.rhs, values)
+        if _COMPARISONS[expr.op](lhs, rhs):
             continue
+        names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
+        given = next((n for n in names if origin.get(n, cascade.source) != cascade.source), None)
+        shown = ", ".join(f"{n}={values[n]:g}" + (f" from {origin[n]}" if n != given and origin.get(
+            n, cascade.source) != cascade.source else "") for n in names)
+        raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
+                        f"expected {text} (cascade {cascade.name}, requires[{i}]), got {lhs:g} against {rhs:g} "
+                        f"with {shown}")
+
+
+def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, list[str]]:
+    """Parameter -> the ranks it sizes, for each parameter that sizes only ranks in `fixed` (a mapping's `set:`)
+    and is read by no Einsum or mask: setting it changes nothing (`tile_kv` under `set: {M0: 256}`)."""
+    read_by_einsums = set().union(*(e.names_read for e in cascade.einsums))
+    masked = {}
+    for key in cascade.params.keys() - read_by_einsums:
         sized = [r for r, expr in cascade.rank_sizes.items() if expr is not None and key in S.names_in(expr)]
         if sized and set(sized) <= fixed.keys():
-            ranks = ", ".join(f"{r} = {fixed[r]:g}" for r in sized)
+            masked[key] = sized
+    return masked
+
+
+def _refuse_masked_overrides(cascade: Cascade, overrides: Mapping[str, float], source: str,
+                             fixed: Mapping[str, float], fixed_source: str) -> None:
+    """A parameter the user sets that a mapping's `set:` masks (`params_masked_by`) is refused, naming the rank to
+    set instead, rather than ignored."""
+    masked = params_masked_by(cascade, fixed)
+    for key in overrides:
+        if key in masked:
+            ranks = ", ".join(f"{r} = {fixed[r]:g}" for r in masked[key])
             raise SpecError(source, key, f"changes nothing: {fixed_source} sets rank {ranks} (its set:), the only "
-                                         f"size {key} gives; set {', '.join(sized)} instead")
+                                         f"size {key} gives; set {', '.join(masked[key])} instead")
 
 
 @per_object(maxsize=1024)

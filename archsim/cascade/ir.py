@@ -127,6 +127,7 @@ class Cascade:
     init: dict[str, float] = field(default_factory=dict)
     iterative_rank: str | None = None
     reference: str | None = None
+    requires: tuple[tuple[str, Expr], ...] = ()  # (text, comparison of size expressions) the params must meet
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ from archsim.limits import env_limit
 
 TOP_KEYS = {
     "name", "description", "source", "params", "ranks", "partition", "aliases",
-    "inputs", "init", "masks", "einsums", "outputs", "reference",
+    "inputs", "init", "masks", "einsums", "outputs", "reference", "requires",
 }
 _RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -307,6 +307,7 @@ class _Loader:
             if decl.iterative and decl.name not in self.init:
                 raise self.error("init", f"{decl.name} is a recurrence over {decl.iterative} but has no init value")
         self.check_params(einsums)
+        requires = self.load_requires()
         reference = self.data.get("reference")
         if reference is not None:
             from archsim.cascade.references import REFERENCES
@@ -329,6 +330,7 @@ class _Loader:
             init=self.init,
             iterative_rank=self.iterative_rank,
             reference=reference,
+            requires=requires,
         )
 
     # ---------------------------------------------------------------- ranks and variables
@@ -343,6 +345,10 @@ class _Loader:
             expr = S.parse_expr(value)
         except S.ParseError as exc:
             raise self.error(where, str(exc)) from None
+        return self.check_size_expr(expr, value, where)
+
+    def check_size_expr(self, expr: S.Expr, value: str, where: str) -> S.Expr:
+        """`expr` (written `value`) reads declared params with + - * // / only."""
         for node in S.walk(expr):
             if isinstance(node, S.Name) and node.name not in self.params:
                 known = ", ".join(self.params) or "none"
@@ -352,6 +358,28 @@ class _Loader:
             ):
                 raise self.error(where, f"'{value}' is not a size expression (params, integers, + - * // /)")
         return expr
+
+    def load_requires(self) -> tuple[tuple[str, S.Expr], ...]:
+        """`requires:`, comparisons of size expressions the bound params must meet (`budget_pages <= seq_len //
+        page`: Quest selects among the cache's pages), checked by `bind`."""
+        raw = self.data.get("requires", [])
+        if not isinstance(raw, list):
+            raise self.error("requires", f"expected a list of comparisons of params, got {kind_of(raw)}")
+        found = []
+        for i, text in enumerate(raw):
+            where = f"requires[{i}]"
+            if not isinstance(text, str):
+                raise self.error(where, f"expected a comparison of params as a string, got {kind_of(text)} {text!r}")
+            try:
+                expr = S.parse_expr(text)
+            except S.ParseError as exc:
+                raise self.error(where, str(exc)) from None
+            if not isinstance(expr, S.BinOp) or expr.op not in ("<", "<=", ">", ">=", "=="):
+                raise self.error(where, f"'{text}' is not a comparison (<, <=, >, >=, ==) of size expressions")
+            for side in (expr.lhs, expr.rhs):
+                self.check_size_expr(side, text, where)
+            found.append((text, expr))
+        return tuple(found)
 
     def load_ranks(self) -> None:
         raw = self.mapping("ranks", required=True)
