@@ -29,6 +29,7 @@ from archsim import library
 from archsim.errors import SpecError
 from archsim.model.analytical import evaluate
 from archsim.model.batch import BatchResult, evaluate_columns, evaluate_points
+from archsim.model.event import simulate
 from archsim.model.result import Result
 from archsim.point import prepare
 
@@ -228,3 +229,24 @@ def test_an_overlap_beyond_a_units_pes_gives_the_single_paths_reason() -> None:
     assert "side by side on unit array2d" in reasons[0] and "side by side on unit array1d" in reasons[0]
     assert "array2d" not in reasons[1] and "side by side on unit array1d" in reasons[1]  # 131,072 PEs suffice
     assert "spreads 256 over unit array2d" in reasons[2] and "side by side" not in reasons[2]
+
+
+def test_two_full_array_einsums_in_one_max_are_infeasible_in_both_paths() -> None:
+    """`max(QK, SLNV) + LM + ...` runs QK and SLNV side by side, each on all 256 x 256 PEs: the whole group's
+    PE-cycles fit (the 1-D array's terms lengthen the sum), so it ran at 0.045 s; the max's own window does not.
+    On a 512 x 256 array the two fit beside each other."""
+    spec = library.load_mapping_spec("fusemax")
+    side_by_side = replace(spec, groups=(replace(spec.groups[0], overlap="max(QK, SLNV) + LM + SLN + SLD + RM + "
+                                                                       "PRM + SPD + RD + SPNV + RNV + AV"),))
+    p = prepare(side_by_side, workload="bert-base", sets={"seq_len": 4096})
+    shapes = [[256, 256], [512, 256]]
+    batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"units.array2d.shape": shapes})
+    singles = [evaluate(p.binding, p.analysis, p.arch.with_changes(**{"units.array2d.shape": shape}), p.mapping)
+               for shape in shapes]
+    for i, single in enumerate(singles):
+        assert_agrees(batch, i, single)
+    assert not singles[0].feasible and ("its overlap's max(QK, SLNV) runs QK, SLNV side by side on unit array2d"
+                                        in singles[0].reason)
+    assert singles[1].feasible
+    run = simulate(p.binding, p.analysis, p.arch, p.mapping)  # the event model: no timeline, the same reason
+    assert run.result == singles[0] and run.timeline == ()

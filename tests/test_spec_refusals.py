@@ -2,7 +2,8 @@
 offset on a recurrence's final slot, a constant slot beyond its rank, a key written twice, a cascade parameter no
 rank, Einsum or mask reads (or no `word_bytes`), an overflowing number, `/` in a mapping factor rounding down,
 falsy wrong-typed optional fields of a mapping, an architecture word other than the tensors', a capacity on the
-outermost level, a `--set` name given twice, a `--set` parameter that sizes only a rank the mapping fixes. Found by fuzzing the CLI with mutated library files."""
+outermost level, a `--set` name given twice, a `--set` parameter that sizes only a rank the mapping fixes or that
+the cascade does not read, a cascade's `requires:` not met. Found by fuzzing the CLI with mutated library files."""
 
 from __future__ import annotations
 

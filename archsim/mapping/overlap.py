@@ -75,6 +75,48 @@ def compile_pipeline(node: Expr) -> Callable[[Mapping[str, float]], float]:
     raise ValueError(f"not a pipeline expression: {node!r}")
 
 
+@lru_cache(maxsize=256)
+def side_by_side(text: str) -> tuple[tuple[Expr, str, tuple[str, ...]], ...]:
+    """Each `max(...)` of a checked pipeline expression: (its node, its text, the Einsums its arguments run, not
+    counting delay terms, which stall rather than compute). The models check that a unit's Einsums in one
+    `max` fit its PEs for that max's cycles (`archsim.model.analytical`)."""
+    if text in POLICIES:
+        return ()
+    found = []
+    for node in walk(parse_pipeline(text)):
+        if isinstance(node, Call) and node.fn == "max":
+            names: list[str] = []
+            _plain(node, names)
+            found.append((node, f"max({', '.join(_text(a) for a in node.args)})", tuple(names)))
+    return tuple(found)
+
+
+def _plain(node: Expr, names: list[str]) -> None:
+    match node:
+        case Name(name=name):
+            names.append(name)
+        case BinOp(op="+", lhs=lhs, rhs=rhs):
+            _plain(lhs, names)
+            _plain(rhs, names)
+        case Call(args=args):
+            for arg in args:
+                _plain(arg, names)
+
+
+def _text(node: Expr) -> str:
+    """A pipeline term as written (names, numbers, +, * and max)."""
+    match node:
+        case Name(name=name):
+            return name
+        case Num(value=value):
+            return f"{value:g}"
+        case BinOp(op=op, lhs=lhs, rhs=rhs):
+            return f"{_text(lhs)}{op}{_text(rhs)}" if op == "*" else f"{_text(lhs)} {op} {_text(rhs)}"
+        case Call(fn=fn, args=args):
+            return f"{fn}({', '.join(map(_text, args))})"
+    return repr(node)
+
+
 def delay_names(text: str, einsums: Collection[str]) -> set[str]:
     """Names in a checked overlap expression that are not Einsums: the rank sizes its delay terms use."""
     if text in POLICIES:

@@ -63,7 +63,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.syntax import Expr
-from archsim.mapping.overlap import compile_pipeline
+from archsim.mapping.overlap import compile_pipeline, side_by_side
 from archsim.mapping.resolve import check_bindings, resolve_group
 from archsim.mapping.spec import Group, Mapping
 from archsim.memo import identity_cache
@@ -309,17 +309,26 @@ def _fanout_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan) -> list
 
 def _overlap_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan, cycles: dict[str, float],
                      compute_cycles: float) -> list[str]:
-    """Why the group's overlap expression runs a unit's Einsums side by side beyond its PEs."""
+    """Why the group's overlap runs a unit's Einsums side by side beyond its PEs: over the whole group, or within
+    one `max(...)` of its expression (two full-array Einsums in one max need twice that max's cycles)."""
+    values = {**plan.delay_sizes, **cycles}
+    windows = [("its overlap", compute_cycles, None),
+               *((f"its overlap's {text}", compile_pipeline(node)(values), set(names))
+                 for node, text, names in side_by_side(group.overlap))]
     reasons = []
-    for unit_name, mine in plan.by_unit:
-        unit = numbers.units[unit_name]
-        busy = 0
-        for e, lanes in mine:
-            busy += cycles[e] * lanes
-        if busy > unit.lanes * compute_cycles * (1 + 1e-9):
-            reasons.append(f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on "
-                           f"unit {unit.name} in {compute_cycles:.0f} cycles, but their {busy:.0f} PE-cycles need "
-                           f"{busy / unit.lanes:.0f} cycles of its {unit.lanes} PEs")
+    for what, window_cycles, names in windows:
+        for unit_name, mine in plan.by_unit:
+            inside = [(e, lanes) for e, lanes in mine if names is None or e in names]
+            unit = numbers.units[unit_name]
+            busy = 0
+            for e, lanes in inside:
+                busy += cycles[e] * lanes
+            if busy > unit.lanes * window_cycles * (1 + 1e-9):
+                reasons.append(f"group {group.name}: {what} runs {', '.join(e for e, _ in inside)} side by side on "
+                               f"unit {unit.name} in {window_cycles:.0f} cycles, but their {busy:.0f} PE-cycles "
+                               f"need {busy / unit.lanes:.0f} cycles of its {unit.lanes} PEs")
+        if reasons:
+            return reasons
     return reasons
 
 

@@ -42,7 +42,7 @@ from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
 from archsim.errors import SpecError
-from archsim.mapping.overlap import parse_pipeline
+from archsim.mapping.overlap import parse_pipeline, side_by_side
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
 from archsim.model.analytical import add_group_totals, plans, price
@@ -403,19 +403,27 @@ def _overlap_reasons(cols: Columns, group, plan: GroupPlan, cycles: dict[str, np
                      compute_cycles: np.ndarray, reasons: dict[int, list[str]]) -> None:
     """`analytical._overlap_reasons`, added for the points without fan-out reasons."""
     fanned = set(reasons)
-    for unit_name, mine in plan.by_unit:
-        busy = 0
-        for e, lanes in mine:
-            busy = busy + cycles[e] * lanes
-        lanes_of = cols.lanes(unit_name)
-        for i in _points(busy > lanes_of * compute_cycles * (1 + 1e-9), cols.n):
-            if i in fanned:
-                continue
-            b, c, lanes = float(value_at(busy, i)), float(value_at(compute_cycles, i)), int(value_at(lanes_of, i))
-            reasons.setdefault(i, []).append(
-                f"group {group.name}: its overlap runs {', '.join(e for e, _ in mine)} side by side on unit "
-                f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of its "
-                f"{lanes} PEs")
+    values = {**plan.delay_sizes, **cycles}
+    windows = [("its overlap", compute_cycles, None), *((f"its overlap's {text}", _pipeline(node, values), set(names))
+                                                        for node, text, names in side_by_side(group.overlap))]
+    for what, window_cycles, names in windows:
+        found = set()
+        for unit_name, mine in plan.by_unit:
+            inside = [(e, lanes) for e, lanes in mine if names is None or e in names]
+            busy = 0
+            for e, lanes in inside:
+                busy = busy + cycles[e] * lanes
+            lanes_of = cols.lanes(unit_name)
+            for i in _points(busy > lanes_of * window_cycles * (1 + 1e-9), cols.n):
+                if i in fanned:
+                    continue
+                b, c, lanes = float(value_at(busy, i)), float(value_at(window_cycles, i)), int(value_at(lanes_of, i))
+                found.add(i)
+                reasons.setdefault(i, []).append(
+                    f"group {group.name}: {what} runs {', '.join(e for e, _ in inside)} side by side on unit "
+                    f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of "
+                    f"its {lanes} PEs")
+        fanned |= found
 
 
 def _overlap(plan: GroupPlan, cycles: dict[str, np.ndarray]) -> np.ndarray:

@@ -134,8 +134,11 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     """Simulate `mapping` of the bound cascade on `arch` (every `search` factor filled, as `point.prepare` does).
     `max_tasks` bounds the tile tasks (chunk size follows); `buffers` tiles of each tensor read and of each
     Einsum's output may be in flight. Raises SpecError for an overlap expression that orders Einsums against
-    their data (no step schedule honours it)."""
+    their data (no step schedule honours it). An infeasible point is not simulated: its run is the analytical
+    Result, with its reason, and no timeline."""
     total = evaluate(binding, analysis, arch, mapping)
+    if not total.feasible:  # nothing to time: the analytical record and its reason
+        return EventRun(total, (), {}, 0)
     parts = [evaluate(binding, analysis, arch, mapping, only_group=i) for i in range(len(mapping.groups))]
     with without_cyclic_gc():
         tasks = tile_tasks(binding, arch, mapping, parts, max_tasks, buffers)
