@@ -237,3 +237,13 @@ def test_a_nan_in_an_architecture_file_names_its_path(tmp_path: Path) -> None:
     path.write_text(text.replace("shape: [256, 256]", "shape: [256, 1.0e+30]"))
     with pytest.raises(SpecError, match=r"units\.array2d\.shape\[1\]: 1e\+30 is above 1e\+18"):
         library.load_architecture_spec(str(path))
+
+
+def test_a_factor_an_expression_gave_is_named_when_the_rank_does_not_divide() -> None:
+    """FLAT's row blocks follow the global buffer: at 3 MiB its expression gives 10 blocks of 256 rows, which 4096
+    tokens do not fill. The message blamed the length alone ("not a multiple of the other factors (2560)")."""
+    arch = library.load_architecture_spec("flat").with_changes(**{"memories.GlobalBuffer.capacity_bytes": 3 * 2**20})
+    with pytest.raises(SpecError) as error:
+        run_point("flat", arch=arch, workload="bert-base", sets={"seq_len": 4096})
+    assert ("rank P: size 4096 is not a multiple of the other factors (2560: groups[0].loops[0].ranks.P = 10 x 256 "
+            "spatial)") in error.value.message

@@ -199,9 +199,12 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
             fixed = math.prod(loops[i].factor for i in temporal if loops[i].factor is not None) * spatial
             if open_:
                 if size % fixed:
+                    looped = [f"{_loop_at(where, loops, i)} = {loops[i].factor}" for i in temporal
+                              if loops[i].factor not in (None, 1)]  # a factor an expression gave shows its value
+                    parts = f": {' x '.join([*looped, f'{spatial} spatial'])}" if looped else ""
                     raise SpecError(source, _loop_at(where, loops, open_[0]),
-                                    f"rank {rank}: size {size} is not a multiple of the other factors ({fixed}); "
-                                    f"{nearest_multiples(size, fixed)}")
+                                    f"rank {rank}: size {size} is not a multiple of the other factors ({fixed}"
+                                    f"{parts}); {nearest_multiples(size, fixed)}")
                 loops[open_[0]] = replace(loops[open_[0]], factor=size // fixed)
                 open_ = []
                 fixed = size
