@@ -82,7 +82,7 @@ from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
 from archsim.model.gpu import unmodelled_attention
-from archsim.model.gpu_kernels import KERNELS, PRECISIONS
+from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_directions
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size
@@ -441,6 +441,11 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
                          data.get("causal", GpuTargets.causal), data.get("precision", GpuTargets.precision))
     if not isinstance(targets.kernel, str) or targets.kernel not in KERNELS:
         raise SpecError(source, "gpus.kernel", f"no GPU model for {targets.kernel!r} (known: {', '.join(KERNELS)})")
+    if "fwd" not in kernel_directions(targets.kernel):
+        forward = ", ".join(k for k in KERNELS if "fwd" in kernel_directions(k))
+        raise SpecError(source, "gpus.kernel", f"GPU points run the sweep's attention forward, but {targets.kernel} "
+                                               f"runs {', '.join(kernel_directions(targets.kernel))} only (expected "
+                                               f"a kernel with a forward: {forward})")
     if targets.causal is not None and not isinstance(targets.causal, bool):
         raise SpecError(source, "gpus.causal", "expected true or false")
     if not isinstance(targets.precision, str) or targets.precision not in PRECISIONS:

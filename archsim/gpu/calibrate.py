@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, resolve
+from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, predict_row, resolve
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import Calibration, split_rule
-from archsim.model.gpu import predict_plans
 from archsim.model.gpu_kernels import FAMILIES, default_params
 
 CALIBRATION_SEQLENS = (512, 2048, 8192)
@@ -50,9 +49,8 @@ def in_calibration_split(seqlen: int) -> bool:
 
 
 def log_times_s(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
-    """log(predicted time in s) per row."""
-    return np.log([predict_plans(r.measurement.kernel, r.measurement.case, r.gpu, r.plans, params).time_s
-                   for r in rows])
+    """log(predicted time in s) per row (`predict_row`: a finite positive time, or a RuntimeError)."""
+    return np.log([predict_row(r, params).time_s for r in rows])
 
 
 def robust_cost(r: np.ndarray) -> float:

@@ -2,13 +2,18 @@
 
 Rows the model cannot take are returned as `Skipped` with the reason: a kernel without a family (the modelled
 names are `archsim.model.gpu_kernels.KERNELS`), an unknown or ambiguous GPU label (matched by preset name, alias
-or normalised tokens, see `archsim.gpu.load.gpu_for`; the reason names the label and the candidates), a shape or
-dtype the kernel does not support, a kernel whose CTAs do not fit the GPU's SMs. Plans and their feasibility
-depend only on the row (not on the parameters), so calibration builds them once and re-times them.
+or normalised tokens, see `archsim.gpu.load.gpu_for`; the reason names the label and the candidates), a shape,
+dtype or direction the kernel does not support, a case whose operands and what the kernel's plan holds besides
+(eager attention's score matrices) exceed the GPU's DRAM, a kernel whose CTAs do not fit the GPU's SMs
+(`archsim.model.gpu.runnable_plans`). Plans and their feasibility depend only on the row (not on the parameters),
+so calibration builds them once and re-times them; `predict_row` refuses, as a bug, a prediction of a kept row that
+is not a finite positive time, so nothing infeasible or NaN is ever compared or fitted.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +23,7 @@ from archsim.errors import SpecError
 from archsim.gpu.load import gpu_for
 from archsim.gpu.measurements import Measurement, Skipped
 from archsim.limits import env_limit
-from archsim.model.gpu import Plan, TiledLaunch, plan_feasibility
+from archsim.model.gpu import GpuResult, Plan, TiledLaunch, predict_plans, runnable_plans
 from archsim.model.gpu_kernels import family_of, plans
 
 
@@ -86,12 +91,21 @@ def _preset(label: str) -> GPU | str:
 
 
 def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:
-    """The plans of a row that fit on `gpu`, or why none can run."""
+    """The plans of a row that can run on `gpu` (in its DRAM and on its SMs), or why none can."""
     found = plans(m.kernel, m.case, gpu)
-    if isinstance(found, str):
-        return found
-    runnable = tuple(p for p in found if not plan_feasibility(p, gpu))
-    return runnable or plan_feasibility(found[0], gpu)
+    return found if isinstance(found, str) else runnable_plans(m.case, gpu, found)
+
+
+def predict_row(row: ModelledRow, params: Mapping[str, float]) -> GpuResult:
+    """The prediction of a row `resolve` kept, with its family's `params`. Its plans run (`_runnable`), so a result
+    that is infeasible or not a finite positive time is a bug in the model: a RuntimeError, never a NaN compared
+    with a measurement or fitted."""
+    m = row.measurement
+    result = predict_plans(m.kernel, m.case, row.gpu, row.plans, params)
+    if not (result.feasible and math.isfinite(result.time_s) and result.time_s > 0):
+        raise RuntimeError(f"row {m.row} ({m.kernel} on {row.gpu.name}): the model predicted "
+                           f"{result.time_s!r} s ({result.reason or 'feasible'}) for a case whose plans run")
+    return result
 
 
 def _ctas(found: tuple[Plan, ...] | str) -> int:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from archsim.gpu.calibrate import calibration_limit, fit_families
-from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, resolve
+from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, predict_row, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
-from archsim.model.gpu import GpuResult, predict_plans
+from archsim.model.gpu import GpuResult
 
 OVERALL = "overall"
 SPLITS = ("held-out", "calibration")
@@ -106,8 +106,7 @@ def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool
 def _compare(rows: list[ModelledRow], params_of, split_of) -> list[Comparison]:
     """Each row's prediction with `params_of(family)`, in its own metric, labelled `split_of(measurement)`."""
     cases, case_of_row = distinct(rows)
-    results = [predict_plans(c.measurement.kernel, c.measurement.case, c.gpu, c.plans, params_of(c.family))
-               for c in cases]
+    results = [predict_row(c, params_of(c.family)) for c in cases]
     comparisons = []
     for row, i in zip(rows, case_of_row, strict=True):
         m, result = row.measurement, results[i]

@@ -35,7 +35,10 @@ bandwidth. A plan issued op by op from Python (PyTorch eager) takes at least `ho
 backward run through PyTorch autograd (`loss.backward()`, how every published backward was timed) starts its
 first kernel `autograd_s` after the call (engine, Python wrapper, allocations); the GPU idles meanwhile unless a
 forward of the same timed call is still running.
-A family may offer alternative plans (an autotuner's configurations): the fastest is taken.
+A family may offer alternative plans (an autotuner's configurations): the fastest of those that can run is taken
+(`runnable_plans`). A plan cannot run when the call's operands and what the plan materialises besides them
+(`Plan.held`: eager attention's score matrices, repeat_kv's expanded K and V) exceed the GPU's DRAM, or when a CTA
+does not fit an SM; the case is then infeasible with that reason.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ class AttentionCase:
 
     def operand_bytes(self) -> float:
         """Q, K, V and O of the call (a decode's one query row per sequence), and their gradients for a backward:
-        what it keeps in DRAM at the least, whatever the kernel (eager attention's score matrix comes on top)."""
+        what it keeps in DRAM at the least, whatever the kernel. What a plan holds besides (eager attention's score
+        matrices, repeat_kv's expanded K and V) is its `Plan.held`; `plan_memory_problem` counts both."""
         queries = 1 if self.direction == "decode" else self.seqlen
         words = (2 * self.heads * queries + 2 * self.kv_heads * self.seqlen) * self.batch * self.head_dim
         return words * self.element_bytes * (1 if self.direction in ("fwd", "decode") else 2)
@@ -216,12 +220,19 @@ Launch = TiledLaunch | StreamLaunch | GemmLaunch
 @dataclass(frozen=True)
 class Plan:
     """The launches of one kernel call. `host_ops` > 0 for code issued op by op from Python (eager);
-    `backward_from` is the index of the first launch of a backward run through PyTorch autograd."""
+    `backward_from` is the index of the first launch of a backward run through PyTorch autograd; `held` names the
+    (what, bytes) the plan keeps in DRAM at once besides the call's operands (`AttentionCase.operand_bytes`): the
+    tensors a materialising plan allocates, none for a fused kernel."""
 
     name: str
     launches: tuple[Launch, ...]
     host_ops: int = 0
     backward_from: int | None = None
+    held: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def held_bytes(self) -> float:
+        return sum(size for _, size in self.held)
 
 
 @dataclass(frozen=True)
@@ -403,6 +414,34 @@ def plan_feasibility(plan: Plan, gpu: GPU) -> str:
     return ""
 
 
+def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU) -> str:
+    """Why `plan` cannot hold what it needs at once in `gpu`'s DRAM ("" when it can): the call's operands
+    (`AttentionCase.operand_bytes`) plus what the plan holds besides (`Plan.held`). A lower bound: allocator
+    slack, workspaces and the framework's own buffers come on top."""
+    operands, held = case.operand_bytes(), plan.held_bytes
+    if operands + held <= gpu.dram_bytes:
+        return ""
+    grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
+    beyond = f"beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM"
+    if not plan.held:
+        return f"its Q, K, V and O{grads} alone take {operands / 1e9:.1f} GB, {beyond}"
+    parts = [f"{what} ({size / 1e9:.1f} GB)" for what, size in (("its Q, K, V and O" + grads, operands), *plan.held)]
+    return (f"{plan.name} holds at once {', '.join(parts[:-1])} and {parts[-1]}: {(operands + held) / 1e9:.1f} GB, "
+            f"{beyond}")
+
+
+def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU) -> str:
+    """Why `plan` cannot run `case` on `gpu` ("" when it can): what it holds at once does not fit the DRAM
+    (`plan_memory_problem`), or a CTA does not fit an SM (`plan_feasibility`)."""
+    return plan_memory_problem(plan, case, gpu) or plan_feasibility(plan, gpu)
+
+
+def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...]) -> tuple[Plan, ...] | str:
+    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`), or why the first cannot."""
+    runnable = tuple(p for p in plans if not plan_problem(p, case, gpu))
+    return runnable or plan_problem(plans[0], case, gpu)
+
+
 def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float, tuple[LaunchResult, ...]]:
     results = tuple(launch_time(launch, gpu, params) for launch in plan.launches)
     device_s = sum(r.time_s for r in results)
@@ -413,17 +452,11 @@ def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float,
 
 def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...] | str,
                   params: Mapping[str, float]) -> GpuResult:
-    """Time the alternatives a family offers (a reason string when it has none) and keep the fastest."""
-    if isinstance(plans, str):
-        return infeasible(kernel, gpu, case, plans)
-    operands = case.operand_bytes()
-    if operands > gpu.dram_bytes:
-        grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
-        return infeasible(kernel, gpu, case, f"its Q, K, V and O{grads} alone take {operands / 1e9:.1f} GB, beyond "
-                                             f"{gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM")
-    runnable = [p for p in plans if not plan_feasibility(p, gpu)]
-    if not runnable:
-        return infeasible(kernel, gpu, case, plan_feasibility(plans[0], gpu))
+    """Time the alternatives a family offers that can run (`runnable_plans`; a reason string when there are none,
+    or when the family has none) and keep the fastest."""
+    runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans)
+    if isinstance(runnable, str):
+        return infeasible(kernel, gpu, case, runnable)
     timed = [(plan_time(p, gpu, params), p) for p in runnable]
     (time_s, results), best = min(timed, key=lambda item: item[0][0])
     return GpuResult(kernel, gpu.name, case, True, "", time_s, best.name, results)

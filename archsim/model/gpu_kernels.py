@@ -62,7 +62,23 @@ and archsim's kernels have no fp8 path, so an fp8 case of theirs has no plan (th
   into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
   V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
   decode is the Hugging Face eager path: repeat_kv copies of K and V under GQA, matmul, scale, softmax in fp32,
-  cast, matmul.
+  cast, matmul; its prompt forward (what the serving GPU device times for a prefill) runs the standard attention's
+  passes. Both hold what they materialise (`Plan.held`): at least two score matrices in a forward and three in a
+  backward (`PYTORCH_SCORE_MATRICES`), the causal mask, and at decode the expanded K and V; with the call's
+  operands they must fit the GPU's DRAM (`archsim.model.gpu.plan_memory_problem`), as must archsim's naive kernel's
+  score matrix.
+Directions: each kernel is modelled for the directions of `VARIANT_DIRECTIONS` and refused in the others, with a
+reason (`direction_problem`): the decode kernels (Flash-Decoding, its 16-row tiles, v2.0.9, archsim's decode) decode
+only, "PyTorch standard attention" prefill only, "PyTorch eager attention" decode and a prompt's forward (no
+backward), FlashAttention-3 and archsim's naive kernel the forward only; "FlashAttention-2" runs all four, its decode
+being the split-KV path.
+Head dims, per family as the kernel does it (from memory of the sources, not re-read): FlashAttention-2 and its
+decode variants pad any head_dim up to 256 to the next head dim they compile (`FA2_HEAD_DIMS`, multiples of 32),
+FlashAttention-3 to 64, 128 or 256 (`FA3_FWD`), the FlashAttention Triton kernel up to 128 to
+max(next power of two, 16) (`FAT_HEAD_DIMS`); each is timed at that width (`_at_head_dim`: MMAs, and as an upper
+bound its loads). FlashAttention v1 refuses a head_dim that is not a multiple of 8 (its C++ check; no padding) and
+runs the others at 32, 64 or 128 (`FA1_HEAD_DIMS`); the Triton tutorial and archsim's kernels refuse any head_dim
+but their powers of two. The FLOPs a result reports stay the case's (the benchmark convention at the true head_dim).
 """
 
 from __future__ import annotations
@@ -78,6 +94,7 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu import (
+    DIRECTIONS,
     PRECISION_BYTES,
     AttentionCase,
     GemmLaunch,
@@ -253,6 +270,9 @@ FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 
 # thresholds at which flash_bwd_launch_template.h picks those tiles (from memory, not re-read); below them (Ada's
 # 99 KB) the smaller tile of the list
 FA2_BWD_QDO_BLOCKS = 3
+# The head dims FA2 compiles its kernels for (flash_api.cpp rounds head_size up to a multiple of 32 after its Python
+# wrapper pads it to a multiple of 8; from memory, not re-read): any head_dim up to 256 runs as the next of them.
+FA2_HEAD_DIMS = tuple(range(32, 257, 32))
 FA2_SPLIT_BLOCK_M = 64
 SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
@@ -270,6 +290,19 @@ def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
         if head_dim <= limit:
             return table[limit]
     return None
+
+
+def _compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
+    """The smallest of a kernel's `compiled` head dims that holds `head_dim` (the one it pads to and runs), None
+    beyond the largest."""
+    return next((size for size in sorted(compiled) if head_dim <= size), None)
+
+
+def _at_head_dim(case: AttentionCase, head_dim: int) -> AttentionCase:
+    """`case` as the kernel runs it, at the head dim it pads to: its MMAs and, an upper bound, its loads of Q, K, V
+    and O at that width (a kernel masks the padded columns of its loads, and its Python wrapper pads in memory only
+    to a multiple of 8)."""
+    return replace(case, head_dim=head_dim)
 
 
 def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
@@ -403,22 +436,24 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
 
 
 def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    if _by_head_dim(FA2_FWD, case.head_dim) is None:
-        return f"head_dim {case.head_dim} > 256 is not supported by FlashAttention-2"
+    """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`)."""
+    head_dim = _compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
+    if head_dim is None:
+        return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
+    case = _at_head_dim(case, head_dim)
     if case.direction == "decode":
         launches = (_fa2_v209_decode(case, gpu) if variant == "v2.0.9"
                     else _fa2_split_decode(case, gpu, SMALL_TILE_BLOCK_M, 1) if variant == "flash-decoding-16"
                     else _fa2_split_decode(case, gpu))
         return (Plan(variant, launches),)
-    if variant != "fa2":
-        return f"{variant} rows are decode rows; got direction {case.direction}"
     launches = {"fwd": lambda: (_fa2_fwd(case, gpu),), "bwd": lambda: _fa2_bwd(case, gpu),
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu), *_fa2_bwd(case, gpu))}[case.direction]()
     return (Plan("fa2", launches, backward_from=_backward_from(case)),)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
-# head_dim limit -> [(BLOCK_M, BLOCK_N causal, BLOCK_N otherwise)]; a consumer warpgroup per 64 query rows
+# head_dim -> [(BLOCK_M, BLOCK_N causal, BLOCK_N otherwise)]; a consumer warpgroup per 64 query rows. The head dims
+# are the ones FA3 compiles (its first release's, from memory): a smaller head_dim is padded to the next of them.
 FA3_FWD = {64: [(192, 128, 128)], 128: [(128, 128, 176)], 256: [(128, 80, 80)]}
 FA3_STAGES = 2
 FA3_PRODUCER_WARPS = 4  # one warpgroup issuing the TMA loads
@@ -426,16 +461,16 @@ FA3_COMPUTE_CAPABILITY = "9.0"  # wgmma and TMA: Hopper only
 
 
 def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """FA3 pads head_dim (to a multiple of 8 in its wrapper) and runs the next head dim of `FA3_FWD`."""
     if gpu.compute_capability != FA3_COMPUTE_CAPABILITY:
         has = (f"has compute capability {gpu.compute_capability}" if gpu.compute_capability
                else "states no NVIDIA compute capability")
         return f"FlashAttention-3 runs on Hopper (compute capability {FA3_COMPUTE_CAPABILITY}) only; {gpu.name} {has}"
-    if case.direction != "fwd":
-        return f"only FlashAttention-3's forward is modelled (got {case.direction})"
-    tiles = _by_head_dim(FA3_FWD, case.head_dim)
-    if tiles is None:
+    head_dim = _compiled_head_dim(case.head_dim, tuple(FA3_FWD))
+    if head_dim is None:
         return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
-    block_m, causal_n, full_n = tiles[0]
+    case = _at_head_dim(case, head_dim)
+    block_m, causal_n, full_n = FA3_FWD[head_dim][0]
     launch = fwd_launch("fwd", case, gpu, block_m, causal_n if case.causal else full_n, 4 * (block_m // 64),
                         "native", "mma_efficiency_fwd", True, False, FA3_STAGES,
                         producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True)
@@ -445,6 +480,8 @@ def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
 # ------------------------------------------------------------------------------------------------ FlashAttention v1
 FA1_STEP_ROWS = 16
 FA1_WARPS = 4
+FA1_HEAD_DIMS = (32, 64, 128)  # the fmha kernels' compiled head dims (fmha_fwd_hdim{32,64,128}; from memory)
+FA1_HEAD_DIM_MULTIPLE = 8  # fmha_api.cpp: head_size % 8 == 0
 
 
 def _fa1_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
@@ -500,10 +537,13 @@ def _fa1_bwd(case: AttentionCase, gpu: GPU) -> tuple:
 
 
 def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    if case.direction == "decode":
-        return "FlashAttention v1 has no decode path modelled"
-    if case.head_dim > 128:
-        return f"head_dim {case.head_dim} > 128 is not supported by FlashAttention v1"
+    """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and runs the
+    others at the next head dim it compiles (`FA1_HEAD_DIMS`)."""
+    head_dim = _compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
+    if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
+        return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
+                f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
+    case = _at_head_dim(case, head_dim)
     launches = {"fwd": lambda: (_fa1_fwd(case, gpu),), "bwd": lambda: _fa1_bwd(case, gpu),
                 "fwd+bwd": lambda: (_fa1_fwd(case, gpu), *_fa1_bwd(case, gpu))}[case.direction]()
     return (Plan("fa1", launches, backward_from=_backward_from(case)),)
@@ -511,6 +551,7 @@ def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention Triton
 FAT_BLOCK = 128
+FAT_HEAD_DIMS = (16, 32, 64, 128)  # BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16), d <= 128
 
 
 def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
@@ -538,10 +579,12 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
 
 
 def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    if case.direction == "decode":
-        return "the FlashAttention Triton kernel has no decode path"
-    if case.head_dim > 128:
-        return f"head_dim {case.head_dim} > 128 is not supported by the FlashAttention Triton kernel"
+    """The kernel takes head_dim <= 128 and runs BLOCK_HEADDIM = max(next power of two, 16) columns (`FAT_HEAD_DIMS`),
+    masking the rest."""
+    head_dim = _compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
+    if head_dim is None:
+        return f"head_dim {case.head_dim} > {max(FAT_HEAD_DIMS)} is not supported by the FlashAttention Triton kernel"
+    case = _at_head_dim(case, head_dim)
     warps = 4 if case.head_dim <= 64 else 8
     fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1)
     if case.direction == "fwd":
@@ -589,8 +632,6 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
 
 
 def _tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    if case.direction == "decode":
-        return "the Triton tutorial kernel has no decode path"
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
     bm, bn, warps, stages = TUT_FWD
@@ -646,16 +687,38 @@ def _pytorch_decode(case: AttentionCase) -> tuple:
 
 
 PYTORCH_VIEW_OPS = 3  # transpose, reshape, contiguous: issued from Python, no kernel
+# Score matrices (one N x N per batch and head) eager prefill holds at once, at the least: the forward's S and the
+# softmax's output P (softmax reads one and writes the other); a backward's P (saved by autograd), dP and the
+# softmax backward's dS.
+PYTORCH_SCORE_MATRICES = {"fwd": 2, "bwd": 3, "fwd+bwd": 3}
+
+
+def _pytorch_prefill_held(case: AttentionCase) -> tuple[tuple[str, float], ...]:
+    """What eager prefill holds at once besides its operands: `PYTORCH_SCORE_MATRICES` score matrices, and a causal
+    call's N x N mask."""
+    n, count = case.seqlen, PYTORCH_SCORE_MATRICES[case.direction]
+    held = ((f"{count} score matrices of {case.batch} x {case.heads} x {n} x {n}",
+             count * case.batch * case.heads * n * n * case.element_bytes),)
+    return held + ((("the causal mask", n * n * case.element_bytes),) if case.causal else ())
+
+
+def _pytorch_decode_held(case: AttentionCase) -> tuple[tuple[str, float], ...]:
+    """What eager decode holds at once besides its operands: under GQA repeat_kv's copies of K and V expanded to
+    every query head (alive until P·V), and the scores with their fp32 softmax."""
+    expanded = 2 * case.batch * case.heads * case.seqlen * case.head_dim * case.element_bytes
+    scores = case.batch * case.heads * case.seqlen * (case.element_bytes + 4)
+    held = (("the scores and their fp32 softmax", scores),)
+    return ((("repeat_kv's expanded K and V", expanded),) if case.group > 1 else ()) + held
 
 
 def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.direction == "decode":
         launches = _pytorch_decode(case)
-        return (Plan("pytorch eager", launches, len(launches) + PYTORCH_VIEW_OPS),)
+        return (Plan("pytorch eager", launches, len(launches) + PYTORCH_VIEW_OPS, held=_pytorch_decode_held(case)),)
     fwd, bwd = _pytorch_prefill(case, gpu)
     launches = {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[case.direction]
     return (Plan("pytorch eager", tuple(launches), len(launches) + PYTORCH_VIEW_OPS,
-                 {"fwd": None, "bwd": 0, "fwd+bwd": len(fwd)}[case.direction]),)
+                 {"fwd": None, "bwd": 0, "fwd+bwd": len(fwd)}[case.direction], _pytorch_prefill_held(case)),)
 
 
 # ------------------------------------------------------------------------------------------------ archsim's kernels
@@ -698,6 +761,12 @@ def _archsim_naive(case: AttentionCase) -> tuple:
             GemmLaunch("O = A V", gemm, scores + 2 * tokens, case.precision))
 
 
+def _naive_held(case: AttentionCase) -> tuple[tuple[str, float], ...]:
+    """The naive kernel's score matrix S (one per batch and head; its softmax runs in place)."""
+    return ((f"the score matrix S ({case.batch} x {case.heads} x {case.seqlen} x {case.seqlen})",
+             case.batch * case.heads * case.seqlen**2 * case.element_bytes),)
+
+
 def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
     """kernels/decode.py: the group's query heads packed as the rows of one tile (padded to max(16, next power of
     two)), splits for about `programs per SM` programs per SM (`default_num_splits`), never an empty split, the
@@ -715,14 +784,10 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.head_dim not in (16, 32, 64, 128):
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
-    if (variant == "decode") != (case.direction == "decode"):
-        return f"{variant} does not run direction {case.direction}"
     if variant == "decode":
         return (Plan("archsim decode", _archsim_decode(case, gpu)),)
     if variant == "naive":
-        if case.direction != "fwd":
-            return "archsim's naive kernel has no backward"
-        return (Plan("archsim naive", _archsim_naive(case)),)
+        return (Plan("archsim naive", _archsim_naive(case), held=_naive_held(case)),)
     return (Plan("archsim flash", _archsim_flash(case, gpu)),)
 
 
@@ -808,12 +873,40 @@ KERNELS: dict[str, tuple[str, str]] = {
     "archsim Flash-Decoding split-KV GQA (Triton)": ("archsim", "decode"),
 }
 PRECISIONS = ("fp16", "bf16", "fp8")
+PREFILL = ("fwd", "bwd", "fwd+bwd")
+# variant (KERNELS' second field) -> the directions its kernel is modelled for; `plans` refuses the others
+VARIANT_DIRECTIONS: dict[str, tuple[str, ...]] = {
+    "fa2": DIRECTIONS,  # FlashAttention-2's decode is its split-KV path (Flash-Decoding)
+    "flash-decoding": ("decode",), "flash-decoding-16": ("decode",), "v2.0.9": ("decode",),
+    "fa3": ("fwd",),  # its backward is not modelled
+    "fa1": PREFILL, "fa-triton": PREFILL, "tutorial": PREFILL,
+    "standard": PREFILL,  # the FA2 benchmark's attention_pytorch: N x N prefill only
+    "eager": ("fwd", "decode"),  # the Hugging Face eager path: decode and a prompt's forward (no backward)
+    "flash": PREFILL, "naive": ("fwd",), "decode": ("decode",),
+}
+PATH_OF_DIRECTION = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "backward", "decode": "decode"}
 FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 inputs (the tutorial casts Q, K, V to fp8)
 
 
 def family_of(kernel: str) -> str | None:
     entry = KERNELS.get(kernel)
     return entry[0] if entry else None
+
+
+def kernel_directions(kernel: str) -> tuple[str, ...]:
+    """The directions a kernel of `KERNELS` is modelled for (`VARIANT_DIRECTIONS`)."""
+    return VARIANT_DIRECTIONS[KERNELS[kernel][1]]
+
+
+def direction_problem(kernel: str, direction: str) -> str:
+    """Why a kernel of `KERNELS` has no plan for `direction` ("" when it may have one)."""
+    runs = kernel_directions(kernel)
+    if direction in runs:
+        return ""
+    paths = list(dict.fromkeys(PATH_OF_DIRECTION[d] for d in runs))
+    verb = "is" if len(paths) == 1 else "are"
+    return (f"only {kernel}'s {' and '.join(paths)} {verb} modelled, no {PATH_OF_DIRECTION[direction]} path (got "
+            f"direction {direction})")
 
 
 def default_params(family: str) -> dict[str, float]:
@@ -865,6 +958,9 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.heads % case.kv_heads:
         return f"{case.heads} query heads do not split evenly over {case.kv_heads} KV heads"
     family, variant = KERNELS[kernel]
+    wrong_direction = direction_problem(kernel, case.direction)
+    if wrong_direction:
+        return wrong_direction
     if case.precision == "fp8" and family not in FP8_FAMILIES:
         return (f"{kernel} has no fp8 path modelled (got fp8; of the modelled kernels only the Triton tutorial's "
                 "take fp8)")
