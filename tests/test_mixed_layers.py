@@ -35,7 +35,7 @@ def test_glam_iteration_is_its_dense_and_moe_layers(preset):
     assert cost.time_s == pytest.approx(expected, rel=1e-12)
     # a dense layer's weights are far below a MoE layer's; the device holds each kind times its count
     assert dense.weight_bytes_per_layer < moe.weight_bytes_per_layer / 10
-    assert model.weight_bytes_per_device == pytest.approx(
+    assert model.layer_weight_bytes_per_device == pytest.approx(
         model.kinds["dense"] * dense.weight_bytes_per_layer + model.kinds["moe"] * moe.weight_bytes_per_layer)
 
 

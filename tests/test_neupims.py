@@ -135,8 +135,9 @@ def test_tensor_parallelism_beats_pipeline_parallelism_on_the_same_devices() -> 
         shards.append(system)
         times.append(system.iteration(Batch(decode_context_tokens=contexts)).time_s)
     assert all(a < b for a, b in pairwise(times))
-    # 8 devices hold the same share each, but for the norms' gains, which every TP rank keeps whole
-    weights = [s.weight_bytes_per_device for s in shards]
+    # 8 devices hold the same share of the layers each, but for the norms' gains, which every TP rank keeps whole
+    # (the embedding table and LM head: both on a TP rank, one on an end stage)
+    weights = [s.layer_weight_bytes_per_device for s in shards]
     assert max(weights) == pytest.approx(min(weights), rel=1e-3)
     assert [s.shard.params["heads"] for s in shards] == [7, 14, 28, 56]
     with pytest.raises(SpecError, match="tp"):

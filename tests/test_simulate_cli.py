@@ -60,7 +60,7 @@ def test_tp_on_a_system_whose_spec_has_no_by_workload(cli):
     result = cli(*args, "--tp", "4", expect=2)
     assert result.output.startswith("error: --tp: expected at most 2 (a TP group in one node"), result.output
     result = cli(*args, "--tp", "1", expect=2)  # Llama3-70B's 137 GB of weights on one H100
-    assert result.output.startswith("error: --tp: llama3-70b at tp 1 pp 1 puts 136.9 GB"), result.output
+    assert result.output.startswith("error: --tp: llama3-70b at tp 1 pp 1 puts 141.1 GB"), result.output
     result = cli("simulate", "-s", "lamina", "-w", "llama-33b", "--rate", "5", "--requests", "3", "--tp", "1",
                  expect=2)  # its weights fit one H100, whose replica then leaves one of the 2 compute GPUs idle
     assert result.output.startswith("error: --tp: expected devices.compute.count / replicas = 2 / 1"), result.output

@@ -23,6 +23,7 @@ from archsim.outputs import check_writable
 DEFAULT_TOPOLOGY = "hgx-h100"
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
+                 "causal": "--no-causal",
                  "scope": "--scope",  # and the GPU kernel's rows, batch x heads x N, blamed on the largest factor:
                  "AttentionCase.seqlen": "--seq-len", "AttentionCase.batch": "--batch"}
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
@@ -69,9 +70,10 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
                    "tokens (ring, megatron-sp, distattention).")
 @click.option("--scope", type=click.Choice(["attention", "layer"]), default="attention", show_default=True,
               help="Time the attention and its communication, or the whole decoder layer.")
-@click.option("--causal/--no-causal", default=True, show_default=True, help="Causal mask.")
+@click.option("--causal/--no-causal", default=True, show_default=True,
+              help="Causal mask (lasp1 and lasp2 are modelled causal only).")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tensor-parallel devices per sequence-parallel rank, inside a node.")
+              help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices.")
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times (default: FlashAttention-2).")

@@ -123,6 +123,9 @@ def _show(m: dict, wall_s: float) -> None:
     else:
         click.echo(f"  TBT         p50 {m['tbt_p50_s'] * 1e3:.4g} ms, p99 {m['tbt_p99_s'] * 1e3:.4g} ms")
     click.echo("  utilization " + ", ".join(f"{u} {v:.3f}" for u, v in m["utilization"].items()))
-    click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
+    if math.isnan(m["energy_per_token_j"]):
+        click.echo("  energy      n/a (a device's energy is not modelled)")
+    else:
+        click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
     click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, KV pages peak "
                f"{m['kv_pages_peak']} of {m['kv_pages_capacity']}; simulated in {wall_s:.2f} s")

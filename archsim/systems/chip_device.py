@@ -12,13 +12,15 @@ roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficienci
   (0, 1]); there are no defaults, since the reachable fraction of a chip's peaks depends on the software stack.
 - No launch or dispatch cost, no overlap between ops: the ops of one call run one after another, times add.
 - Energy: `power_w` x time when the chip has a power figure (a constant power, as the GPU device's TDP model);
-  0 when it has none, a known gap rather than a guessed number.
+  unknown (NaN) when it has none, a known gap rather than a guessed number: NaN carries through every sum, so a
+  system with such a device has unknown energy per token (`archsim simulate` prints n/a, null in JSON).
 `memory_s` is bytes / (bandwidth x memory_efficiency); busy unit `<name>` is FLOPs / the matrix peak (not derated),
 the compute time at peak. Capacity is the chip's whole HBM (`memory_bytes`, no reserve for activations).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.step import WEIGHTS, Op
 
 PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first precision the chip has is used
+UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure: not modelled, so not 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,6 @@ class ChipDevice:
             compute_s = op.flops / (peak * self.matmul_efficiency)
             memory_s = moved / (self.spec.memory_bytes_per_s * self.memory_efficiency)
             time_s = max(compute_s, memory_s)
-            energy_j = 0.0 if self.spec.power_w is None else self.spec.power_w * time_s
+            energy_j = UNKNOWN_ENERGY_J if self.spec.power_w is None else self.spec.power_w * time_s
             total = total + OpCost(time_s, memory_s, energy_j, {self.name: op.flops / peak})
         return total

@@ -80,7 +80,7 @@ from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
-from archsim.systems.step import WEIGHTS, Op, Step, non_attention_ops
+from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
 
@@ -138,8 +138,9 @@ def dense_kv_bytes(workload: Workload, context: int) -> float:
 
 
 def weight_bytes(workload: Workload) -> float:
-    """The model's weights: its layers' cascades' weight tensors plus the embedding table and the LM head."""
-    return sizes_model(workload).weight_bytes_per_device + 2 * _lm_head(workload, 1).bytes_by_role[WEIGHTS]
+    """The model's weights on one GPU: its layers' cascades' weight tensors plus the embedding table and the LM
+    head (`SystemModel.weight_bytes_per_device` at tp 1, pp 1)."""
+    return sizes_model(workload).weight_bytes_per_device
 
 
 def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | None = None,
@@ -390,16 +391,7 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
 def _dense_ops_s(device: GpuDevice, workload: Workload) -> float:
     """Every layer's ops but attention, and the LM head, for one token of one request."""
     ops = non_attention_ops(workload, Step("decode", 1, 1))
-    return _size(workload, "layers") * device.cost(ops).time_s + device.cost([_lm_head(workload, 1)]).time_s
-
-
-def _lm_head(workload: Workload, tokens: int) -> Op:
-    """The LM head as the `output-projection` cascade from `hidden` (one head of head_dim = hidden) to `vocab`."""
-    cascade = library.load_cascade_spec("output-projection")
-    binding = bind(cascade, {"batch": tokens, "seq_len": 1, "heads": 1, "head_dim": _size(workload, "hidden"),
-                             "hidden": _size(workload, "vocab"), "word_bytes": _size(workload, "word_bytes")},
-                   source=SOURCE)
-    return Op("lm_head", "output-projection", binding, ())
+    return _size(workload, "layers") * device.cost(ops).time_s + device.cost([lm_head_op(workload, 1)]).time_s
 
 
 def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int) -> dict[str, float]:

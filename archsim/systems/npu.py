@@ -23,6 +23,10 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
 - Weights come from HBM once per GEMM at the external bandwidth, double-buffered in SRAM against the arrays, so a
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
   SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
+- Word size: the weights streamed are k x n words of the op's own size (`word_bytes`: the workload's, bound into
+  the op; FP32 streams twice FP16's bytes, FP8 half). `NPUSpec.element_bytes` is the datapath word the preset
+  describes (FP16) and only the default. Assumed for compute at another precision: a PE does one MAC per cycle
+  whatever the word size (no FP8 double rate, no multi-pass FP32), so only the bytes moved follow the word size.
 Decode attention (`NPUSpec.attention_timing`): `bandwidth` (default) runs the GEMVs on the vector units beside
 the K/V stream (`archsim.systems.npu_device`); `artifact-fused-mha` is the npu-only branch's FusedMHA
 (`FusedMHA.cc:111-227`, neupims-artifact.md §4.1), `fused_mha_cycles`: per (request, query head) one q.K^T
@@ -105,12 +109,14 @@ def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
 
 
 def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
-              streamed_fraction: float = 1.0) -> GemmTime:
+              streamed_fraction: float = 1.0, word_bytes: int | None = None) -> GemmTime:
     """x[m, k] · w[k, n] on the arrays with w streamed from HBM; `streamed_fraction` < 1 when part of w is still
-    in SRAM from an earlier GEMM on the same weights."""
+    in SRAM from an earlier GEMM on the same weights; `word_bytes` the bytes of one weight word (the op's; None:
+    the NPU's `element_bytes`), which sets the bytes streamed, not the array time (module docstring)."""
     if m <= 0:
         return GemmTime(0.0, 0.0, 0.0, 0.0)
-    weight_bytes = float(k * n * npu.element_bytes) * streamed_fraction
+    word_bytes = npu.element_bytes if word_bytes is None else word_bytes
+    weight_bytes = float(k * n * word_bytes) * streamed_fraction
     if npu.fold_timing in ("artifact", "artifact-serial-preload"):
         tile_cycles = _ceil(k, npu.array_rows) * artifact_k_tile_cycles(npu, _ceil(n, npu.array_cols))
         batch_tiles = _ceil(m, npu.array_cols)

@@ -4,7 +4,8 @@ Timing of the units is `archsim.systems.npu` (the NeuPIMs NPU, ../shared/referen
 which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the HBM interface:
 - GEMMs (`archsim.systems.gemms`) run on the arrays, `npu.gemm_time`, each taking max(array time, its stationary
   operand's HBM stream): weights always come from HBM (less what `streamed_fraction` says is still in SRAM); a K/V
-  operand comes from HBM in decode and is on chip in prefill (this step's own K and V, just projected).
+  operand comes from HBM in decode and is on chip in prefill (this step's own K and V, just projected). The stream
+  is of the op's words (`op.binding.word_bytes`, as every other byte here), not the preset's FP16.
 - A product with a K/V operand and one row per fold (a decode GEMV of multi-head attention, ~1 FLOP per byte, far
   below the arrays' ridge) runs on the vector units, one MAC an op, as does every other Einsum of the cascade
   (exp, max, add, division, GELU, a norm's sum of squares): `npu.vector_time_s` of their op count.
@@ -114,7 +115,7 @@ def _terms(device: NpuDevice, op: Op, streamed_fraction: float
         if from_hbm:
             streamed.update(gemm.tensors)
         one = npu_model.gemm_time(npu, gemm.rows, gemm.k, gemm.n, bw if from_hbm else math.inf,
-                                  streamed_fraction if gemm.role == WEIGHTS else 1.0)
+                                  streamed_fraction if gemm.role == WEIGHTS else 1.0, op.binding.word_bytes)
         gemms.append((gemm.count * one.time_s, gemm.count * one.memory_s, gemm.count * one.array_s,
                       gemm.flops / npu.peak_flops_per_s))
     vector_ops = sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays

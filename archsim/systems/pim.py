@@ -19,6 +19,10 @@ Command model (`gemv_cycles`), per channel and per request, derived from the HBM
   in the row, so a request costs ceil(L/32)·ceil(E/512) tiles and ceil(E/512) GWRITEs; logits·V puts one output
   dimension (a column of V) per bank and 512 tokens in the row, so ceil(dh/32)·ceil(L/512) tiles and
   ceil(L/512) GWRITEs per head. A partial tile opens only the banks it needs and issues only the columns it needs.
+Word size (`at_word_bytes`): the layout and commands above are in FP16 words, `PIMSpec.element_bytes`; an op of
+another word size is timed at its own words by bytes: a 1 KB row holds 1024 / w words and a COMP reads the same
+32-byte column per bank (16 FP16 MACs), so it covers 32 / w words (FP32: 8 MACs, FP8: 32), and READRES returns
+w-byte results. Assumed: the bank's MAC units keep pace with the column at any word size (one COMP per tCCD_L).
 External bandwidth (`external_bytes_per_s`): 32 channels x 128 bit x DDR x 1 GHz = 1.024 TB/s, less refresh
 (x 3640/3900) like the PIM commands, as the NPU streams weights and KV.
 Algorithm 1 (`algorithm1_cycles`, the artifact's estimate: 184 cycles a tile, 100 a GWRITE) is kept as the load
@@ -35,13 +39,30 @@ cycle for the whole device, so a GEMV phase takes at least the batch's command c
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from archsim.arch.pim import PIMSpec
+from archsim.errors import SpecError
+
+
+@functools.lru_cache(maxsize=16)
+def at_word_bytes(pim: PIMSpec, word_bytes: int, source: str = "<python>", where: str = "word_bytes") -> PIMSpec:
+    """`pim` timing words of `word_bytes` bytes (module docstring): the same row and COMP column bytes, so
+    row_bytes / word_bytes words a row and macs_per_bank x element_bytes / word_bytes MACs a COMP; a SpecError
+    blaming `source` and `where` when the words do not divide the column."""
+    if word_bytes == pim.element_bytes:
+        return pim
+    column_bytes = pim.macs_per_bank * pim.element_bytes
+    if not (isinstance(word_bytes, int) and word_bytes > 0 and column_bytes % word_bytes == 0):
+        raise SpecError(source, where, f"a bank-PIM COMP reads {column_bytes}-byte columns: expected ops of a word "
+                                       f"size dividing it, got {word_bytes!r}-byte words")
+    return replace(pim, element_bytes=word_bytes, macs_per_bank=column_bytes // word_bytes)
 
 
 def external_peak_bytes_per_s(pim: PIMSpec) -> float:

@@ -5,6 +5,8 @@ this module places a batch's decode attention on the channels:
 - Each request's attention (one `attention-decode-gqa` op bound to its context) runs on one channel, chosen by
   the device's policy: `rr` round-robin in arrival order, or `greedy` (Algorithm 2, on Algorithm 1's estimate).
   A channel runs its requests one after another; the attention takes the slowest channel.
+- Word size: each request's GEMVs are timed at its op's words (`pim.at_word_bytes`: the row and COMP column hold
+  as many of them as fit), not the spec's FP16.
 - Grouped-query attention: each of the heads / kv_heads query heads that share a K/V head is one more GEMV pass
   over the same rows (the global buffer holds one query vector), so a request costs that many times the
   kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_cycles`.
@@ -146,7 +148,7 @@ class BankPimDevice:
     host: NPUSpec  # the compute device beside it: its vector units run the softmax, its op energy prices a MAC
     source: str = "<python>"  # the system file, which errors blame
     kind: str = "bank-pim"
-    # (heads, kv_heads, head_dim, table size) -> `_placement_tables`: a serving run places at every iteration
+    # (word bytes, heads, kv_heads, head_dim, table size) -> `_placement_tables`: a serving run places every iteration
     _tables: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -163,10 +165,12 @@ class BankPimDevice:
         found, heads, kv_heads, head_dim = self._sizes(ops, contexts is None)
         contexts = found if contexts is None else contexts
         at = contexts.astype(int).tolist() if isinstance(contexts, np.ndarray) else contexts
-        key = (heads, kv_heads, head_dim, _table_size(int(max(0, max(at, default=0))) + 1))
+        word_bytes = ops[0].binding.word_bytes
+        key = (word_bytes, heads, kv_heads, head_dim, _table_size(int(max(0, max(at, default=0))) + 1))
         tables = self._tables.get(key)
         if tables is None:
-            tables = self._tables[key] = _placement_tables(pim, *key)
+            words_pim = pim_model.at_word_bytes(pim, word_bytes, self.source, f"devices.{self.name}")
+            tables = self._tables[key] = _placement_tables(words_pim, *key[1:])
         request_table, logits_table, estimate_table, issue_tables = tables
         try:  # whole numbers as ints index the tables as given
             requests_s = tuple(map(request_table.__getitem__, at))

@@ -27,16 +27,21 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
   on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
   overlaps. P must divide H and H_kv.
 - `usp` (Ulysses x Ring, `ulysses` = u devices of a node, P/u ring groups): the all-to-alls inside the u group,
-  then zigzag ring attention over the P/u groups with H/u heads and N/(P/u) tokens per block.
+  then zigzag ring attention over the P/u groups with H/u heads and N/(P/u) tokens per block; causal, N a
+  multiple of lcm(P, 2P/u) (`token_multiple`).
 - `megatron-sp` (Megatron-LM sequence parallelism): an all-gather of the sequence-sharded N x h input, attention on
-  H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair.
+  H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair. With P
+  beyond the KV heads each device keeps one KV head, repeated over P / H_kv devices (P must then be a multiple of
+  H_kv), in the timing and the memory alike.
 - `allgather` (Llama 3's context parallelism; LASP-2H's softmax layers): an all-gather of K and V, then each device's
   queries (zigzag chunks) against every earlier key; exposed.
 - `lasp1` / `lasp2` (linear attention; Sun et al. 2024, 2025): each device's chunk runs causal linear attention on
   its own tokens; the state before the chunk (B H d x d fp32 per device, as the LASP code keeps it) comes from the
   earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
-  path (P-1)(alpha + state / beta + compute)): receive the state, multiply Q by it (backward: K and V by dM), add
-  the chunk's own K^T V, send; the intra-chunk work and the chunk's own K^T V run beside the chain. LASP-2
+  path (P-1)(alpha + state / beta + compute)), which the first device's K^T V GEMM starts (a state is computed
+  before it is sent): receive the state, multiply Q by it (backward: K and V by dM), add the chunk's own K^T V,
+  send; each device's intra-chunk work and own K^T V run beside the chain and count in its compute. Only causal
+  linear attention is modelled (`--no-causal`, whose chunks would all take the total state, is refused). LASP-2
   computes its chunk's state first, then all-gathers every device's state at once, overlapped with the intra-chunk
   work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
   (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
@@ -56,7 +61,8 @@ Scope `attention` times the attention and the scheme's communication; `layer` ad
 decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
 of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
 each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
-inside): the group's members are tp apart, so a ring of nodes runs over the NICs.
+inside): the group's members are tp apart, so a ring of nodes runs over the NICs. A TP group lies inside a node
+(its all-reduces are timed over the innermost link): tp must divide the topology's devices per node.
 
 `ideal_s` is the same work on one device divided by P (the issue's definition; a one-device run of a length that
 does not fit is still timed). Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a
@@ -169,7 +175,7 @@ class ParallelResult:
 
     def record(self) -> Record:
         s = self.spec
-        link = s.topology.group_link(_members(s.devices, s.tp)).name
+        link = _link_name(s)
         extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
@@ -180,6 +186,14 @@ class ParallelResult:
         busy = {s.gpu.name: self.compute_s}
         return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
                       s.gpu.power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
+
+
+def _link_name(spec: ParallelSpec) -> str:
+    """The link the sequence-parallel group talks over; '' for a group the topology cannot hold (the row of a
+    refused point, whose reason names --devices)."""
+    members = _members(spec.devices, spec.tp)
+    capacity = spec.topology.capacity()
+    return "" if capacity is not None and members[-1] >= capacity else spec.topology.group_link(members).name
 
 
 def _above_rounding(seconds: float, scale_s: float) -> float:
@@ -220,6 +234,7 @@ def check_spec(spec: ParallelSpec) -> None:
                                            f"beyond the {spec.topology.capacity()} of topology "
                                            f"{spec.topology.name!r} ({spec.topology.source})")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
+    _check_tp_in_node(spec)
     if spec.direction == "decode":
         if spec.scheme not in DECODE_SCHEMES:
             raise SpecError(SOURCE, "scheme", f"decode runs {', '.join(DECODE_SCHEMES)} (head-parallel decode is "
@@ -229,10 +244,19 @@ def check_spec(spec: ParallelSpec) -> None:
     elif spec.scheme == "distattention":
         raise SpecError(SOURCE, "direction", "distattention is a decode scheme: expected decode")
     p, n = spec.devices, spec.seq_len
-    chunks = 2 * p if spec.scheme in ("zigzag", "allgather", "usp") and spec.causal else p
-    if n % chunks:
-        raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {chunks} equal chunks over "
-                                           f"{p} devices: expected a multiple of {chunks}, got {n}")
+    if spec.scheme == "usp" and (spec.ulysses is None or isinstance(spec.ulysses, bool)
+                                 or not isinstance(spec.ulysses, int) or spec.ulysses < 1 or p % spec.ulysses):
+        raise SpecError(SOURCE, "ulysses", f"usp needs the Ulysses degree: a divisor of devices {p}, got "
+                                           f"{spec.ulysses!r}")
+    multiple = token_multiple(spec)
+    if n % multiple:
+        cut = (f"2 x {p // spec.ulysses} zigzag chunks over its ring groups, each pair split over their "
+               f"{spec.ulysses} devices" if spec.scheme == "usp" else f"{multiple} equal chunks over {p} devices")
+        raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {cut}: expected a multiple of "
+                                           f"{multiple}, got {n}")
+    if spec.scheme in LINEAR_SCHEMES and not spec.causal:
+        raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
+                                          "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
     params = spec.workload.params
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
@@ -246,19 +270,32 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} and kv_heads "
                                       f"{params['kv_heads']:g}, got {spec.tp}")
     degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
-    if spec.scheme == "usp":
-        if spec.ulysses is None or isinstance(spec.ulysses, bool) or not isinstance(spec.ulysses, int) \
-                or spec.ulysses < 1 or p % spec.ulysses:
-            raise SpecError(SOURCE, "ulysses", f"usp needs the Ulysses degree: a divisor of devices {p}, got "
-                                               f"{spec.ulysses!r}")
-        if n % (2 * (p // spec.ulysses)):
-            raise SpecError(SOURCE, "seq_len", f"usp's zigzag ring over {p // spec.ulysses} groups: expected a "
-                                               f"multiple of {2 * (p // spec.ulysses)}, got {n}")
-    if degree is not None and (heads % degree or (spec.scheme != "megatron-sp" and kv_heads % degree)):
+    replicated = spec.scheme == "megatron-sp" and degree % kv_heads == 0  # each KV head on degree / kv_heads devices
+    if degree is not None and (heads % degree or (kv_heads % degree and not replicated)):
         field = "heads" if heads % degree else "kv_heads"
+        also = " or dividing it (megatron-sp repeats a KV head)" if spec.scheme == "megatron-sp" else ""
         raise SpecError(spec.workload.path, f"params.{field}",
                         f"{spec.scheme} splits the heads over {degree} devices: expected {field} "
-                        f"({heads if field == 'heads' else kv_heads} per tp rank) divisible by {degree}")
+                        f"({heads if field == 'heads' else kv_heads} per tp rank) divisible by {degree}{also}")
+
+
+def token_multiple(spec: ParallelSpec) -> int:
+    """What `seq_len` must be a multiple of: P equal shards; causal zigzag and allgather cut it into 2P chunks
+    (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its r = P/u ring groups, each group's
+    pair split over the group's u devices (USP's zigzag extract_local, yunchang): lcm(P, 2r)."""
+    p = spec.devices
+    if not spec.causal or spec.scheme not in ("zigzag", "allgather", "usp"):
+        return p
+    return math.lcm(p, 2 * (p // spec.ulysses)) if spec.scheme == "usp" else 2 * p
+
+
+def _check_tp_in_node(spec: ParallelSpec) -> None:
+    """A tensor-parallel group lies inside a node (the TP all-reduces are timed over the innermost level's link):
+    tp divides the devices of the topology's innermost level (any tp when that level is unbounded)."""
+    node = spec.topology.span(0)
+    if node is not None and node % spec.tp:
+        raise SpecError(SOURCE, "tp", f"expected a divisor of the {node} devices per node of topology "
+                                      f"{spec.topology.name!r} (a TP group inside a node), got {spec.tp}")
 
 
 def _single_device_scheme(scheme: str) -> str:
@@ -458,13 +495,16 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     if p == 1:
         return _Timing(local + kv_state, local + kv_state, 0.0)
     if spec.scheme == "lasp1":
-        # each hop: receive the state, the products that need it (forward: Q times it; backward: K and V times the
-        # received dM, twice the forward's), add the chunk's own K^T V (computed beforehand, beside the chain), send:
-        # (P-1) (alpha + state / beta + compute); the intra-chunk work runs beside the chain
+        # the first device's K^T V GEMM (backward: the last one's dM), then each hop: send, receive the state, the
+        # products that need it (forward: Q times it; backward: K and V times the received dM, twice the forward's),
+        # add the chunk's own K^T V, send on: the state's GEMM + (P-1) (alpha + state / beta) + (P-1) hops' compute
+        # (seqpar-sparse.md §1's critical path, the last hop's compute the last device's own); each device's
+        # intra-chunk work and own K^T V (computed before its state arrives) run beside the chain
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
-        chain = (p - 1) * (collectives.send_recv_s(state, link) * passes + hop_compute)
-        time_s = max(local, chain) + hop_compute
-        return _Timing(time_s, local + hop_compute, (p - 1) * passes * collectives.send_recv_s(state, link))
+        arrival = kv_state + (p - 1) * collectives.send_recv_s(state, link) * passes + (p - 2) * hop_compute
+        own = local + kv_state
+        return _Timing(max(own, arrival) + hop_compute, own + hop_compute,
+                       (p - 1) * passes * collectives.send_recv_s(state, link))
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it
@@ -546,7 +586,7 @@ def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
     else:
         def memory_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses)
-    multiple = 2 * spec.devices if spec.scheme in ("zigzag", "allgather", "usp") and spec.causal else spec.devices
+    multiple = token_multiple(spec)
     capacity = float(spec.gpu.dram_bytes)
     if spec.scheme == "allgather":
         compute, ring_memory = _compute(spec), memory_of

@@ -176,9 +176,11 @@ class DeviceCompute:
 
 def shard(workload: Workload, tp: int) -> Workload:
     """One tensor-parallel rank's sizes (`system_model.shard`), after checking that tp divides the heads, KV heads
-    and FFN width (a SpecError naming the size that it does not)."""
+    and FFN width (a SpecError naming the size that it does not); a tp that is a multiple of the KV heads keeps one
+    KV head per rank, repeated (`system_model.shard`, as Megatron-SP over more devices than KV heads)."""
     for size in ("heads", "kv_heads", "ffn_dim"):
-        if size in workload.params and int(workload.params[size]) % tp:
+        repeated = size == "kv_heads" and tp % int(workload.params.get(size, tp)) == 0
+        if size in workload.params and int(workload.params[size]) % tp and not repeated:
             raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
                                                              f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))

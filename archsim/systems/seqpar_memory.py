@@ -13,8 +13,9 @@ per device passed on, LASP-1, or all-gathered, LASP-2, fp32 in the code).
 Every byte of a tensor comes from a library cascade (`archsim.systems.step.layer_ops`, the `linear-attention`
 cascade for LASP), bound to the tokens and heads one device holds and rescaled from the workload's `word_bytes` to
 the word size each term uses; weights and KV bytes per token are `SystemModel`'s (the cascades' weight and KV-cache
-tensors). Only the embedding and LM-head tables, which no cascade has, are counted from the workload's `vocab` x
-`hidden` (two tables, untied as in LLaMA).
+tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as elements of the
+workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `system_model.vocab_weight_bytes` prices the same
+tables for serving), since Table 3's training state multiplies elements, not bytes.
 
 Training (the Ring Attention paper's Table 3 setting):
 - parameters, gradients and Adam's two moments sharded over all `devices` (FSDP / ZeRO-3), `param_bytes`,
@@ -44,7 +45,8 @@ Training (the Ring Attention paper's Table 3 setting):
 
 Inference (prefill, one forward pass; everything in the workload's `word_bytes` except LASP states):
 - weights cut `tp` ways (heads, kv_heads, ffn_dim / tp, as `system_model`) plus the embedding tables / tp; each
-  sequence-parallel rank is a TP group of `tp` devices;
+  sequence-parallel rank is a TP group of `tp` devices; Megatron-SP, tensor parallel over its P devices too, cuts
+  them tp x P ways (one KV head per device, repeated, when tp x P is a multiple of kv_heads);
 - KV cache for all layers of the tokens and heads the device's attention holds: ring/zigzag/stripe N/P tokens,
   ulysses N tokens of kv_heads/P heads, usp N/r tokens of kv_heads/u heads, megatron-sp N tokens of kv_heads/P,
   the whole-sequence schemes N tokens; lasp: one state per layer;
@@ -128,7 +130,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
-    params = (model.weight_bytes_per_device / word + _embedding_elements(workload)) / devices
+    params = (model.layer_weight_bytes_per_device / word + _embedding_elements(workload)) / devices
     gathered = 0.0 if scheme == "megatron-sp" else max(
         m.weight_bytes_per_layer for m in model.by_kind.values()) / word
     layer = _layer(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, state_bytes / word)
@@ -139,10 +141,13 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
 
 def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *, tp: int = 1,
                      state_bytes: float = 4, ulysses_degree: int | None = None) -> DeviceMemory:
-    """One device's memory in a prefill of `seq_len` tokens (module docstring), weights cut `tp` ways."""
+    """One device's memory in a prefill of `seq_len` tokens (module docstring), weights cut `tp` ways (Megatron-SP:
+    tp x `devices` ways, its sequence parallelism being tensor parallelism)."""
     _check(workload, scheme, devices, seq_len, batch, tp, ulysses_degree)
     word = workload.params["word_bytes"]
-    weights = sizes_model(workload, tp).weight_bytes_per_device + _embedding_elements(workload) * word / tp
+    degree = tp * devices if scheme == "megatron-sp" else tp
+    weights = (sizes_model(workload, degree).layer_weight_bytes_per_device
+               + _embedding_elements(workload) * word / degree)
     layer = _layer(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_bytes / word)
     return DeviceMemory(weights, 0.0, 0.0, layer.working_bytes, workload.params["layers"] * layer.kv_bytes)
 
@@ -231,14 +236,17 @@ def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     head_cut = {"ulysses": devices, "megatron-sp": devices, "usp": ulysses_degree}.get(scheme)
     if head_cut:
         _check_cut(workload, "devices" if scheme != "usp" else "ulysses_degree", tp * head_cut,
-                   ("ffn_dim",) if scheme == "megatron-sp" else ())
+                   ("ffn_dim",) if scheme == "megatron-sp" else (), repeat_kv=scheme == "megatron-sp")
 
 
-def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...] = ()) -> None:
-    """The heads (and `more` sizes) split `degree` ways: Ulysses is capped by the heads (P <= kv_heads)."""
+def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...] = (), *,
+               repeat_kv: bool = False) -> None:
+    """The heads (and `more` sizes) split `degree` ways: Ulysses is capped by the heads (P <= kv_heads). With
+    `repeat_kv` (Megatron-SP, tensor parallel) a degree that is a multiple of the KV heads keeps one KV head per
+    device, repeated (`system_model.shard`; the timing's max(1, kv_heads / P))."""
     for size in ("heads", "kv_heads", *more):
         value = int(workload.params.get(size, degree))
-        if value % degree:
+        if value % degree and not (repeat_kv and size == "kv_heads" and degree % value == 0):
             raise SpecError(SOURCE, field, f"splits {workload.name}'s {size} ({value}) {degree} ways: expected "
                                            f"a divisor of it")
 
@@ -305,7 +313,7 @@ def _one_word_size(workload: Workload) -> Workload:
 
 
 def _embedding_elements(workload: Workload) -> float:
-    """Input embedding and LM head, vocab x hidden each (untied, as LLaMA): no cascade has them."""
+    """Input embedding and LM head, vocab x hidden elements each (untied, as LLaMA)."""
     return 2 * workload.params["vocab"] * workload.params["hidden"]
 
 

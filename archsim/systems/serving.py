@@ -35,7 +35,8 @@ paged KV cache and preemption. The assumptions, all in one place:
 - Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
   preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
   admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy per token = summed iteration
-  energy / output tokens (prompt tokens are not counted as produced). Percentiles interpolate linearly between
+  energy / output tokens (prompt tokens are not counted as produced), NaN (unknown) when an iteration's energy is
+  (a device without an energy model: `energy_per_token_j`). Percentiles interpolate linearly between
   ranks; a percentile of no samples (e.g. TBT when every request wants one token) is NaN.
 """
 
@@ -171,6 +172,14 @@ class ServingResult:
         busy = {unit: u * self.makespan_s for unit, u in self.utilization.items()}
         return Record("serving", self.system, True, "", self.tbt_p99_s, self.energy_per_token_j, busy_s=busy,
                       busy_window_s=self.makespan_s, extras=extras)
+
+
+def energy_per_token_j(energy_j: float, output_tokens: int) -> float:
+    """Energy per output token: 0 with no token, NaN (unknown) when the energy is unknown (NaN, a device whose
+    energy is not modelled), never a number standing for it."""
+    if math.isnan(energy_j):
+        return math.nan
+    return energy_j / output_tokens if output_tokens else 0.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -478,7 +487,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         tbt_p99_s=percentile(tbt_s, 99),
         utilization={unit: busy / makespan_s if makespan_s > 0 else 0.0 for unit, busy in engine.busy_s.items()},
         energy_j=engine.energy_j,
-        energy_per_token_j=engine.energy_j / output_tokens if output_tokens else 0.0,
+        energy_per_token_j=energy_per_token_j(engine.energy_j, output_tokens),
         iterations=engine.iterations,
         preemptions=engine.preemptions,
         capacity_pages=capacity,

@@ -11,9 +11,9 @@ A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "d
 - `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
   attention at the budget; DuoAttention and RazorAttention: the mean over layers of their two calls).
 Memory is the weights plus the KV cache the method keeps; `fits` says whether that is within the GPU's DRAM. A
-prefill's memory is the weights and the prompt's KV cache; from `sparse_prefill.KV_HOST_FROM_TOKENS` tokens on the
-benchmark keeps the KV cache on the host, so its `fits` counts the weights and one layer's KV (activations are not
-counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
+prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
+KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV (activations
+are not counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
 
 What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
@@ -37,11 +37,11 @@ from archsim.errors import SpecError
 from archsim.systems import kv_selection
 from archsim.systems.kv_selection import SelectionDecode
 from archsim.systems.sparse_prefill import (
-    KV_HOST_FROM_TOKENS,
     Prefill,
     dense_prefill,
     flex_prefill,
     head_patterns,
+    kv_on_host,
     sparse_prefill,
 )
 from archsim.workload import Workload, refuse_linear_attention
@@ -134,7 +134,8 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     weights and the prompt's KV cache, the same for both."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
-    fits = weights + (kv / workload.params["layers"] if context >= KV_HOST_FROM_TOKENS else kv) <= gpu.dram_bytes
+    kept = kv / workload.params["layers"] if kv_on_host(workload, gpu, context) else kv
+    fits = weights + kept <= gpu.dram_bytes
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,

@@ -303,6 +303,22 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
     )
 
 
+def lm_head_op(workload: Workload, tokens: int, tp: int = 1) -> Op:
+    """The LM head of `tokens` tokens on one of `tp` ranks: the `output-projection` cascade (one head of head_dim
+    = hidden) projecting `hidden` onto ceil(vocab / tp) logits, vLLM's vocab-parallel `ParallelLMHead` (vLLM pads
+    the vocab to a multiple of 64 first, left out here). Outside the decoder layers: `layer_ops` has no vocab op.
+    The input embedding table is the same vocab x hidden words (`VocabParallelEmbedding`, cut the same way), so
+    its bytes are this op's weights; the two are counted apart (untied, as Llama 2 and 3; GPT-3 and OPT tie them,
+    and no workload size says so). A workload without `vocab` is a SpecError naming it."""
+    if "vocab" not in workload.params:
+        raise SpecError(workload.path, "params.vocab", "missing: the embedding table and the LM head are vocab x "
+                                                       "hidden words")
+    vocab_per_rank = math.ceil(int(workload.params["vocab"]) / tp)
+    sizes = {"batch": tokens, "seq_len": 1, "heads": 1, "head_dim": int(workload.params["hidden"]),
+             "hidden": vocab_per_rank}
+    return _op(workload, "lm_head", "output-projection", sizes, ("ffn_residual",), "decode")
+
+
 def resident_tokens(workload: Workload) -> int:
     """Tokens of the smallest step that reads every weight of a layer: one, or for a MoE workload enough to reach
     every expert (ceil(experts / top_k)); a layer's resident weights are that step's weight bytes."""

@@ -16,13 +16,13 @@ contexts to decode) is one pass over the device's decoder layers:
     `attention_sync: barrier`, the naive artifact's: every channel's logits, the softmax, every channel's attend);
   - `overlapped`: as blocked, but the host's softmax overlaps the PIM GEMVs at head granularity (NeuPIMs without
     SBI, §6.1): max of the two;
-  - `sub-batch-interleaving` (NeuPIMs, pim.md §1.4): the decodes split in two sub-batches by the PIM's
-    Algorithm 3 (prompts alternate); stages A..F run one sub-batch's NPU work beside the other's PIM attention. A
-    stage takes max(NPU time, PIM time) with two row buffers, max(NPU time, NPU HBM time + PIM time) with one (the
-    NPU's reads and PIM commands then serialise). The N layers of a device take A + B + (N-1)(C + D) + E + F, or
-    N (C + D) with `layer_time: steady-state` (the artifact's one layer of a frozen batch). The
-    second sub-batch streams the weights less `resident_weight_bytes` kept on chip. Below `min_batch` decodes the
-    schedule is `overlapped` (the artifact's 256).
+  - `sub-batch-interleaving` (NeuPIMs, pim.md §1.4; `schedule.sub_batches` is 2, the only count the spec accepts):
+    the decodes split in two sub-batches by the PIM's Algorithm 3 (prompts alternate); stages A..F run one
+    sub-batch's NPU work beside the other's PIM attention. A stage takes max(NPU time, PIM time) with two row
+    buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise). The
+    N layers of a device take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
+    artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
+    kept on chip. Below `min_batch` decodes the schedule is `overlapped` (the artifact's 256).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where the work is split between devices that do not wait on each other: the attention stage is the
     prompts' attention and the decode attention grouped by device, each device's share in order, the stage the
@@ -59,8 +59,13 @@ contexts to decode) is one pass over the device's decoder layers:
   how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices; busy seconds are one device's, over its PP stages.
+Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
+head (`vocab_weight_bytes`: vocab-parallel over TP, as vLLM; both on a device with pp 1, one with more stages), the
+heaviest device's, against which the fit is checked. The LM head's GEMM is not in an iteration's ops (its time and
+energy are left out; the ops are the decoder layers').
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
-outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights. A Logic-PIM's
+outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights (the heaviest
+device's on every one, as vLLM sizes every worker's cache by the smallest room). A Logic-PIM's
 stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller of the
 two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it, and that a TP group
 fits the weight-holding device's `count` (`system_spec.check_tp_group`).
@@ -95,6 +100,7 @@ from archsim.systems.step import (
     layer_kinds,
     layer_op,
     layer_ops,
+    lm_head_op,
     resident_tokens,
 )
 from archsim.systems.system_spec import EP_LINK, TP_LINK, Parallelism, System, check_tp_group
@@ -304,8 +310,19 @@ class SystemModel:
         return float(sum(op.bytes_by_role[WEIGHTS] for op in ops))
 
     @property
-    def weight_bytes_per_device(self) -> float:
+    def layer_weight_bytes_per_device(self) -> float:
+        """One device's decoder-layer weights: each kind's layer weights times its layers on the device."""
         return sum(count * self.by_kind[kind].weight_bytes_per_layer for kind, count in self.kinds.items())
+
+    @property
+    def vocab_weight_bytes_per_device(self) -> float:
+        """The embedding table and LM head on the device holding most of them (`vocab_weight_bytes`)."""
+        return vocab_weight_bytes(self.workload, self.parallelism)
+
+    @property
+    def weight_bytes_per_device(self) -> float:
+        """The weights of the device holding the most: its decoder layers, its embedding table and LM head."""
+        return self.layer_weight_bytes_per_device + self.vocab_weight_bytes_per_device
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -380,6 +397,15 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                         f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on each "
                         f"{holder.name} device, which holds {memory / 1e9:.1f} GB: raise tp or pp for it")
     return model
+
+
+def vocab_weight_bytes(workload: Workload, par: Parallelism) -> float:
+    """Bytes of the input embedding table and the LM head on the rank holding most of them: each vocab x hidden
+    words cut TP ways by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); the
+    first PP stage holds the embedding, the last the LM head, so with pp 1 a rank holds both, else one. Every EP
+    group holds them (they are not experts)."""
+    tables = 2 if par.pp == 1 else 1
+    return float(tables * lm_head_op(workload, 1, par.tp).bytes_by_role[WEIGHTS])
 
 
 def logic_pim_of(model: SystemModel) -> DeviceModel | None:

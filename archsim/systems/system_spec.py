@@ -69,14 +69,14 @@ phase) must be matched by a rule with no Op/B threshold, so no op is ever left w
 
 Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never overlap), `overlapped` (an op on one
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
-PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the
-devices; optional `min_batch`, below which the batch runs blocked (the artifact's 256), and
-`resident_weight_bytes`, weight bytes kept on chip between sub-batches, default 0), `staggered` (attention
-offloading, Lamina's rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1
-replicas of the compute devices, decode attention on a `memory-pool` device of `parallelism.attention_pool`
-devices over the link named `attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two).
-Both take `divide_and_conquer` (true/false, default false): attention over the history starts as soon as q
-arrives, the new token's k and v join by the online-softmax merge.
+PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the devices,
+2, the count modelled (NeuPIMs' two, Algorithm 3's halves; any other is refused); optional `min_batch`, below which
+the batch runs blocked (the artifact's 256), and `resident_weight_bytes`, weight bytes kept on chip between
+sub-batches, default 0), `staggered` (attention offloading, Lamina's rotational staggered pipelining, pim.md §3.4:
+`micro_batches` n micro-batches over n - 1 replicas of the compute devices, decode attention on a `memory-pool`
+device of `parallelism.attention_pool` devices over the link named `attention`; see `archsim.systems.offload`) and
+`ping-pong` (the same with two). Both take `divide_and_conquer` (true/false, default false): attention over the
+history starts as soon as q arrives, the new token's k and v join by the online-softmax merge.
 Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/neupims-artifact.md): `blocked`
 takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
 `barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
@@ -158,6 +158,7 @@ RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
                     "split": ("arrival", "longest-first")}
+MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.layer_phases); others are refused
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "blocked": ((), ("attention_sync",)),
     "overlapped": ((), ()),
@@ -713,6 +714,10 @@ def _schedule(data: Any, source: str) -> Schedule:
             if values[key] < 2:
                 raise SpecError(source, f"schedule.{key}", f"expected at least 2 (1 is a blocked schedule), "
                                                            f"got {data[key]!r}")
+    if values.get("sub_batches", MODELLED_SUB_BATCHES) != MODELLED_SUB_BATCHES:
+        raise SpecError(source, "schedule.sub_batches", f"expected {MODELLED_SUB_BATCHES}: sub-batch interleaving is "
+                                                        "modelled as NeuPIMs' two sub-batches (Algorithm 3 halves "
+                                                        f"each channel, stages A..F), got {data['sub_batches']!r}")
     if "min_batch" in data:
         values["min_batch"] = _whole(data["min_batch"], source, "schedule.min_batch", "a batch size")
     if "resident_weight_bytes" in data:

@@ -1,0 +1,157 @@
+"""Defects a fuzzing round of `archsim parallel` and `archsim sparse` found (scratch /tmp/gfuzz4), each pinned:
+
+- Megatron-SP inference memory kept every weight on each device (llama3-70b on 8 H100s: 144.3 GB, infeasible),
+  though the timing and the training memory cut the weights P ways;
+- Megatron-SP with P beyond the KV heads was refused by the memory model while the timing repeats a KV head;
+- sparse prefill put the KV cache on the host from a fixed 700K tokens on any GPU (a 24 GiB card at 680K "OOM" but
+  fitting at 700K; an MI300X or B200 refused at 1M for a host link it does not need; an H200 charged a copy);
+- LASP-1's time left out the chunk's K^T V GEMM that must precede the first send;
+- `--no-causal` was silently ignored by lasp1 and lasp2;
+- a device count beyond the topology killed a grid (a `<python>` error from the refused row's blank record);
+- a tensor-parallel group spanning nodes was timed over NVLink;
+- usp asked for seq_len a multiple of 2P rather than lcm(P, 2r), and blamed --seq-len before a bad --ulysses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from archsim.errors import SpecError
+from archsim.gpu.load import load_gpu
+from archsim.library import load_workload_spec
+from archsim.systems.seqpar import ParallelSpec, _compute, parallel_time, token_multiple
+from archsim.systems.seqpar_memory import inference_memory
+from archsim.systems.sparse_points import flex_point
+from archsim.systems.sparse_prefill import KV_HOST_FROM_TOKENS, kv_host_s, kv_on_host
+from archsim.systems.topology import load_topology, topology_from_dict
+
+LLAMA8, LLAMA70 = load_workload_spec("llama3-8b"), load_workload_spec("llama3-70b")
+LINEAR = load_workload_spec("linear-llama3-1b")
+HGX8, DGX = load_topology("hgx-h100-8"), load_topology("dgx-a100")
+A100 = load_gpu("a100-80gb-sxm4")
+
+
+def _spec(scheme: str, devices: int, workload, seq_len: int, topology=HGX8, **changes) -> ParallelSpec:
+    return ParallelSpec(scheme, devices, workload, seq_len, topology.gpu, topology, **changes)
+
+
+# --- Megatron-SP memory ------------------------------------------------------------------------------------------
+
+
+def test_megatron_sp_inference_weights_are_cut_over_its_devices() -> None:
+    """Megatron-SP is tensor parallel over its P devices: its weights per device are those of TP P (one device of
+    8), so Llama-3-70B at 32K fits 8 H100s in prefill and decode."""
+    sharded = inference_memory(LLAMA70, "megatron-sp", 8, 32768)
+    assert sharded.weights_bytes == pytest.approx(inference_memory(LLAMA70, "ring", 1, 32768, tp=8).weights_bytes)
+    assert sharded.weights_bytes < 20e9
+    for direction in ("fwd", "decode"):
+        result = parallel_time(_spec("megatron-sp", 8, LLAMA70, 32768, direction=direction))
+        assert result.feasible and result.memory_bytes < 25e9 and result.max_context_tokens > 32768
+
+
+def test_megatron_sp_memory_repeats_a_kv_head_beyond_the_kv_heads() -> None:
+    """16 devices over Llama-3-8B's 8 KV heads: each keeps one KV head (the timing's max(1, kv_heads / P)), so
+    the cache holds 1 head x 128 x (K, V) x bf16 per token and layer; the point is timed, not refused."""
+    memory = inference_memory(LLAMA8, "megatron-sp", 16, 32768)
+    assert memory.kv_cache_bytes == 32 * 1 * 128 * 2 * 2 * 32768
+    layer = parallel_time(_spec("megatron-sp", 16, LLAMA8, 32768, topology=load_topology("hgx-h100"),
+                                scope="layer"))
+    assert layer.feasible and layer.time_s > 0
+
+
+def test_megatron_sp_kv_heads_neither_dividing_nor_divided_are_refused() -> None:
+    odd = replace(LLAMA8, params={**LLAMA8.params, "heads": 48, "kv_heads": 8})
+    with pytest.raises(SpecError) as error:
+        parallel_time(_spec("megatron-sp", 12, odd, 12 * 1024, topology=load_topology("hgx-h100")))
+    assert error.value.where == "params.kv_heads"
+
+
+# --- sparse prefill's KV cache on the host ------------------------------------------------------------------------
+
+
+def test_the_kv_cache_goes_to_the_host_when_it_does_not_fit_the_gpu() -> None:
+    """The rule follows the GPU's memory: on MInference's 80 GB A100 it agrees with the benchmark's own switch
+    (500K on the GPU, 700K on the host); a 24 GiB card offloads at 680K as at 700K; an H200 keeps 700K."""
+    assert not kv_on_host(LLAMA8, A100, 500_000) and kv_on_host(LLAMA8, A100, KV_HOST_FROM_TOKENS)
+    rtx = load_gpu("rtx-4090")
+    assert kv_host_s(LLAMA8, rtx, 680 * 1024) > 0 and kv_host_s(LLAMA8, rtx, 700 * 1024) > 0
+    assert kv_host_s(LLAMA8, load_gpu("h200-sxm"), 700 * 1024) == 0.0
+
+
+def test_an_offloaded_prefill_fits_by_one_layers_kv() -> None:
+    """At 680K on the 24 GiB card the cache is on the host, so the weights and one layer's KV fit."""
+    point = flex_point(LLAMA8, load_gpu("rtx-4090"), 680 * 1024, 0.1)
+    assert point["fits"] and point["kv_host_s"] > 0
+
+
+@pytest.mark.parametrize("gpu", ["mi300x", "b200"])
+def test_a_gpu_without_host_link_runs_what_fits_and_names_it_only_when_needed(gpu: str) -> None:
+    device = load_gpu(gpu)
+    assert device.host_link is None and kv_host_s(LLAMA8, device, 1 << 20) == 0.0  # 1M of Llama-3-8B fits
+    with pytest.raises(SpecError, match=f"host_link: missing: {gpu}'s weights and the KV cache"):
+        kv_host_s(LLAMA70, device, 1 << 20)
+
+
+# --- LASP ------------------------------------------------------------------------------------------------------
+
+
+def test_lasp1_counts_the_state_gemm_before_its_send() -> None:
+    """Two devices, compute-bound: the last device runs its chunk, its own K^T V and Q times the received state
+    (with the add); the first device's K^T V precedes the send, so LASP-1 is no faster than LASP-2 here."""
+    spec = _spec("lasp1", 2, LINEAR, 512 * 1024, topology=DGX)
+    compute, c = _compute(spec), 256 * 1024
+    lasp1, lasp2 = parallel_time(spec), parallel_time(replace(spec, scheme="lasp2"))
+    assert lasp1.compute_s > compute.linear_chunk_s(c) + 2 * compute.state_gemm_s(c)
+    assert lasp1.time_s >= lasp1.compute_s and lasp1.efficiency < 0.9
+    assert lasp1.time_s == pytest.approx(lasp2.time_s, rel=0.01)
+
+
+def test_no_causal_is_refused_for_lasp(cli) -> None:
+    """Alone: exit 2 naming the option; in a grid: the LASP row is infeasible, the ring row timed."""
+    base = ("parallel", "-w", "linear-llama3-1b", "--seq-len", "64K", "--devices", "2", "--topology", "dgx-a100",
+            "--no-causal")
+    assert cli(*base, "--scheme", "lasp2", expect=2).output.startswith("error: --no-causal: lasp2 is modelled for "
+                                                                       "causal linear attention")
+    lasp1, ring = json.loads(cli(*base, "--scheme", "lasp1,ring", "--json").output)["points"]
+    assert not lasp1["feasible"] and lasp1["reason"].startswith("--no-causal") and ring["feasible"]
+
+
+# --- grid, tp, usp -------------------------------------------------------------------------------------------------
+
+
+def test_devices_beyond_the_topology_are_an_infeasible_row(cli) -> None:
+    rows = json.loads(cli("parallel", "--scheme", "ring,zigzag", "--devices", "8,16", "-w", "llama3-8b",
+                          "--seq-len", "64K", "--topology", "a100-nvlink", "--json").output)["points"]
+    assert [(r["devices"], r["feasible"]) for r in rows] == [(8, True), (16, False)] * 2
+    assert all(r["reason"].startswith("--devices: expected at most 8 devices") and r["link"] == ""
+               for r in rows if not r["feasible"])
+
+
+def _six_gpu_nodes():
+    return topology_from_dict({"name": "six", "source": "test", "gpu": "h100-sxm5",
+                               "levels": [{"link": "nvlink4-h100", "devices": 6}, {"link": "ib-ndr-400g"}]})
+
+
+def test_tp_must_divide_the_devices_of_a_node(cli) -> None:
+    with pytest.raises(SpecError) as error:
+        parallel_time(_spec("ring", 2, LLAMA8, 8192, topology=_six_gpu_nodes(), tp=4))
+    assert error.value.where == "tp" and "6 devices per node" in error.value.message
+    assert parallel_time(_spec("ring", 2, LLAMA8, 8192, topology=_six_gpu_nodes(), tp=2)).time_s > 0
+    output = cli("parallel", "--scheme", "ring", "--devices", "1", "--tp", "16", "-w", "llama3-8b", "--seq-len",
+                 "8K", expect=2).output
+    assert output.startswith("error: --tp: expected a divisor of the 8 devices per node")
+
+
+@pytest.mark.parametrize(("devices", "ulysses", "multiple"), [(8, 8, 8), (8, 2, 8), (6, 3, 12), (6, 2, 6)])
+def test_usp_length_is_a_multiple_of_p_and_of_its_zigzag_chunks(devices: int, ulysses: int, multiple: int) -> None:
+    spec = _spec("usp", devices, LLAMA8, 8192, topology=load_topology("hgx-h100"), ulysses=ulysses)
+    assert token_multiple(spec) == multiple
+
+
+def test_usp_takes_what_it_needs_and_blames_ulysses_first(cli) -> None:
+    base = ("parallel", "--scheme", "usp", "-w", "llama3-8b", "--seq-len", "8200")
+    assert cli(*base, "--ulysses", "8", "--devices", "8").output.count("usp") >= 1
+    assert cli(*base, "--ulysses", "4", "--devices", "6", expect=2).output.startswith("error: --ulysses: ")
