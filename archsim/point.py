@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 from archsim import library
 from archsim.arch.spec import Architecture
+from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, point_ops
-from archsim.cascade.bind import Binding, bind
+from archsim.cascade.bind import Binding, bind, params_masked_by
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
-from archsim.mapping.spec import Mapping
+from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
@@ -77,10 +78,33 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
     _check_sets_read(cascade, workload, dict(sets), sets_source)
+    _refuse_tiling_sets(cascade, spec, dict(sets), sets_source)
     _check_attention_form(cascade, workload, spec, dict(sets), sets_source)
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, dict(sets), source=sets_source, fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
+
+
+def mapping_tiling(cascade: Cascade, spec: Mapping) -> dict[str, list[str]]:
+    """Parameter -> ranks, for each cascade parameter whose only effect the mapping overrides: it sizes only ranks
+    the mapping's `set:` fixes (`tile_kv` under fusemax's `set: {M0: 256}`: `params_masked_by`), and no loop
+    factor expression of the mapping reads it."""
+    read = set()
+    for group in spec.groups:
+        for loop in group.loops:
+            if isinstance(loop.factor, str) and loop.factor != SEARCH:
+                read |= S.names_in(S.parse_expr(loop.factor))
+    return {k: ranks for k, ranks in params_masked_by(cascade, spec.sets).items() if k not in read}
+
+
+def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float], sets_source: str) -> None:
+    """A set parameter whose only effect the mapping overrides (`mapping_tiling`) changes nothing: refused,
+    naming the rank to set instead, rather than ignored."""
+    tiling = mapping_tiling(cascade, spec)
+    for key in sets.keys() & tiling.keys():
+        ranks = ", ".join(f"{r} = {spec.sets[r]:g}" for r in tiling[key])
+        raise SpecError(sets_source, key, f"changes nothing: {spec.source} sets rank {ranks} (its set:), the only "
+                                          f"size {key} gives; set {', '.join(tiling[key])} instead")
 
 
 def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:

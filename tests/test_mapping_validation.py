@@ -21,7 +21,9 @@ from archsim import library
 from archsim.arch import architecture_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.factors import divisors, prime_factors
-from archsim.point import run_point
+from archsim.mapping.load import mapping_from_dict
+from archsim.model.batch import evaluate_columns
+from archsim.point import prepare, run_point
 
 BASE = yaml.safe_load(library.find("mappings", "fusemax").read_text())
 FUSEMAX = library.load_architecture_spec("fusemax")
@@ -247,3 +249,32 @@ def test_a_factor_an_expression_gave_is_named_when_the_rank_does_not_divide() ->
         run_point("flat", arch=arch, workload="bert-base", sets={"seq_len": 4096})
     assert ("rank P: size 4096 is not a multiple of the other factors (2560: groups[0].loops[0].ranks.P = 10 x 256 "
             "spatial)") in error.value.message
+
+
+def test_a_running_state_kept_at_no_level_cannot_live_across_query_tiles(tmp_path: Path) -> None:
+    """fusemax keeping only Q, K and V in the buffer: the 16 query tiles it holds each carry a running max,
+    denominator and numerator from the first key tile to the last, which the PEs' registers cannot hold; it ran
+    feasible and cheaper than the library mapping. Both evaluation paths say so."""
+    path = _write(tmp_path, lambda d: _group(d).update(keep={"GlobalBuffer": ["Q", "K", "V"]}))
+    result = run_point(path, **BERT_4K)
+    assert not result.feasible
+    for state, tiles in (("RD", 16), ("RM", 16), ("RNV", 16 * 64)):  # RNV's head_dim walks 64 steps per tile
+        assert (f"{state} is kept at no level (keep:), but {tiles} of its tiles live at once across loop M1 at "
+                "DRAM" in result.reason), result.reason
+    p = prepare(path, **BERT_4K)
+    batch = evaluate_columns(p.binding, p.analysis, p.arch, p.mapping, {"memories.DRAM.bandwidth_bytes_per_s": [1e11]})
+    assert batch.result(0).reason == result.reason
+
+
+def test_scores_a_later_pass_reads_live_across_their_key_blocks() -> None:
+    """FLAT's 3-pass scores wait for their row maximum, so with the key loop split at DRAM (M: 4 before the query
+    blocks) every key block's scores of a row stay in the buffer: the footprint is the library mapping's, not a
+    quarter of it, and DRAM traffic is no lower (it was 2.0938e10 against 2.11393e10 B)."""
+    flat = yaml.safe_load(library.find("mappings", "flat").read_text())
+    split = copy.deepcopy(flat)
+    split["groups"][0]["loops"][0]["ranks"] = {"B": None, "H": None, "M": 4, "P": 4}
+    spec = mapping_from_dict(split, "flat-m.yaml")
+    library_flat, split_flat = (run_point(m, workload="bert-base", sets={"seq_len": 4096}) for m in ("flat", spec))
+    assert split_flat.feasible
+    assert split_flat.footprint_bytes["GlobalBuffer"] == library_flat.footprint_bytes["GlobalBuffer"]
+    assert sum(split_flat.traffic_bytes["DRAM"].values()) >= sum(library_flat.traffic_bytes["DRAM"].values())

@@ -163,6 +163,20 @@ def test_a_set_parameter_a_mapping_overrides_is_refused(cli) -> None:
     assert default != smaller
 
 
+def test_a_set_parameter_a_mapping_factor_reads_is_not_refused(cli, tmp_path: Path) -> None:
+    """A mapping whose loop factor reads tile_kv (`P // (tile_kv * 256)`) is changed by `--set tile_kv`, though its
+    `set:` fixes M0, the only rank tile_kv sizes: it was refused as changing nothing."""
+    text = (LIBRARY / "mappings" / "fusemax.yaml").read_text()
+    path = tmp_path / "m.yaml"
+    path.write_text(text.replace("{P: search, E: ~, F: ~}", '{P: "P // (tile_kv * 256)", E: ~, F: ~}')
+                    .replace("cascade: attention-1pass", f"cascade: {LIBRARY / 'einsum' / 'attention-1pass.yaml'}")
+                    .replace("architecture: fusemax", "architecture: "
+                             f"{LIBRARY / 'archsim' / 'arch' / 'presets' / 'fusemax.yaml'}"))
+    one, four = (cli("run", "--mapping", str(path), "--workload", "bert-base", "--set", "seq_len=4096", "--set",
+                     f"tile_kv={k}", "--json").output for k in (1, 4))
+    assert one != four
+
+
 def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
     """`--set kv_heads=5` on BERT (12 heads) with the multi-head fusemax ran as 12 K/V heads (the check read only
     the workload file); `--set ffn_dim` on an attention cascade changed nothing."""
@@ -178,14 +192,16 @@ def test_a_cascade_requirement_is_checked_when_bound(cli) -> None:
     """Quest's budget of 100 pages over a 16-page cache counted 400 tokens of attention and failed its own check
     when executed (empty slots scoring 0 entered the softmax)."""
     result = cli("analyze", "quest-decode", "--set", "budget_pages=100", expect=2)
-    assert ("--set: budget_pages: expected budget_pages <= seq_len // page (cascade quest-decode, requires[0]), "
-            "got 100 against 16 with budget_pages=100, seq_len=64, page=4") in result.output
+    assert ("--set: budget_pages: expected S <= J (cascade quest-decode, requires[0]), got 100 against 16 with "
+            "S=100, J=16 (budget_pages=100 from --set)") in result.output
+    rank = cli("analyze", "quest-decode", "--set", "S=100", expect=2)  # the rank set directly: checked too
+    assert "--set: S: expected S <= J (cascade quest-decode, requires[0]), got 100 against 16" in rank.output
     cli("execute", "quest-decode", "--set", "budget_pages=16", "--check")  # every page: within the cache
 
 
 @pytest.mark.parametrize(("requires", "fragment"), [
     ("budget_pages", "'budget_pages' is not a comparison (<, <=, >, >=, ==) of size expressions"),
-    ("budget_pages <= pages", "unknown parameter 'pages'"),
+    ("budget_pages <= pages", "unknown name 'pages' (params and ranks: "),
     ("budget_pages <= exp(page)", "is not a size expression"),
 ])
 def test_a_bad_cascade_requirement_names_it(requires: str, fragment: str) -> None:

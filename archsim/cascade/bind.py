@@ -134,9 +134,6 @@ def bind(
                 known = ", ".join([*values, *cascade.rank_sizes])
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
-    _check_requires(cascade, values, origin)
-    if fixed:
-        _refuse_masked_overrides(cascade, overrides or {}, source, fixed[1], fixed[0])
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {})
     if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
@@ -179,25 +176,32 @@ def bind(
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
+    _check_requires(cascade, values, sizes, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, values, sizes, word_bytes)
 
 
-def _check_requires(cascade: Cascade, values: Mapping[str, float], origin: Mapping[str, str]) -> None:
-    """Each of the cascade's `requires:` comparisons holds for the bound params; else a SpecError blaming the
-    first param in it that was given (a workload, --set), or the cascade file when all are its defaults."""
+def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],
+                    origin: Mapping[str, str]) -> None:
+    """Each of the cascade's `requires:` comparisons holds for the bound params and rank sizes; else a SpecError
+    blaming the first size in it that was given (a workload, --set: a rank set directly, or a param a rank's size
+    reads), or the cascade file when all are its defaults."""
+    bound = {**values, **sizes}
     for i, (text, expr) in enumerate(cascade.requires):
-        lhs, rhs = eval_size(expr.lhs, values), eval_size(expr.rhs, values)
+        lhs, rhs = eval_size(expr.lhs, bound), eval_size(expr.rhs, bound)
         if _COMPARISONS[expr.op](lhs, rhs):
             continue
         names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
-        given = next((n for n in names if origin.get(n, cascade.source) != cascade.source), None)
-        shown = ", ".join(f"{n}={values[n]:g}" + (f" from {origin[n]}" if n != given and origin.get(
-            n, cascade.source) != cascade.source else "") for n in names)
+        behind = list(dict.fromkeys(p for n in names for p in (
+            [n] if n in origin or cascade.rank_sizes.get(n) is None else sorted(S.names_in(cascade.rank_sizes[n])))))
+        given = next((n for n in behind if origin.get(n, cascade.source) != cascade.source), None)
+        shown = ", ".join(f"{n}={bound[n]:g}" for n in names)
+        sources = ", ".join(f"{n}={bound[n]:g} from {origin[n]}" for n in behind
+                            if n not in names and origin.get(n, cascade.source) != cascade.source)
         raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
-                        f"expected {text} (cascade {cascade.name}, requires[{i}]), got {lhs:g} against {rhs:g} "
-                        f"with {shown}")
+                        f"expected {text} (cascade {cascade.name}, requires[{i}]), got {lhs:g} against {rhs:g}"
+                        + (f" with {shown}" if shown else "") + (f" ({sources})" if sources else ""))
 
 
 def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, list[str]]:
@@ -210,18 +214,6 @@ def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, 
         if sized and set(sized) <= fixed.keys():
             masked[key] = sized
     return masked
-
-
-def _refuse_masked_overrides(cascade: Cascade, overrides: Mapping[str, float], source: str,
-                             fixed: Mapping[str, float], fixed_source: str) -> None:
-    """A parameter the user sets that a mapping's `set:` masks (`params_masked_by`) is refused, naming the rank to
-    set instead, rather than ignored."""
-    masked = params_masked_by(cascade, fixed)
-    for key in overrides:
-        if key in masked:
-            ranks = ", ".join(f"{r} = {fixed[r]:g}" for r in masked[key])
-            raise SpecError(source, key, f"changes nothing: {fixed_source} sets rank {ranks} (its set:), the only "
-                                         f"size {key} gives; set {', '.join(masked[key])} instead")
 
 
 @per_object(maxsize=1024)

@@ -347,12 +347,14 @@ class _Loader:
             raise self.error(where, str(exc)) from None
         return self.check_size_expr(expr, value, where)
 
-    def check_size_expr(self, expr: S.Expr, value: str, where: str) -> S.Expr:
-        """`expr` (written `value`) reads declared params with + - * // / only."""
+    def check_size_expr(self, expr: S.Expr, value: str, where: str, ranks: bool = False) -> S.Expr:
+        """`expr` (written `value`) reads declared params (and, with `ranks`, rank sizes) with + - * // / only."""
+        names = {**self.params, **(self.rank_sizes if ranks else {})}
         for node in S.walk(expr):
-            if isinstance(node, S.Name) and node.name not in self.params:
-                known = ", ".join(self.params) or "none"
-                raise self.error(where, f"unknown parameter '{node.name}' (params declared: {known})")
+            if isinstance(node, S.Name) and node.name not in names:
+                known = ", ".join(names) or "none"
+                raise self.error(where, f"unknown {'name' if ranks else 'parameter'} '{node.name}' "
+                                        f"({'params and ranks' if ranks else 'params declared'}: {known})")
             if not isinstance(node, S.Name | S.Num | S.BinOp) or (
                 isinstance(node, S.BinOp) and node.op not in ("+", "-", "*", "//", "/")
             ):
@@ -360,8 +362,8 @@ class _Loader:
         return expr
 
     def load_requires(self) -> tuple[tuple[str, S.Expr], ...]:
-        """`requires:`, comparisons of size expressions the bound params must meet (`budget_pages <= seq_len //
-        page`: Quest selects among the cache's pages), checked by `bind`."""
+        """`requires:`, comparisons of size expressions of params and rank sizes that the bound sizes must meet
+        (`S <= J`: Quest's budget slots are among the cache's pages), checked by `bind`."""
         raw = self.data.get("requires", [])
         if not isinstance(raw, list):
             raise self.error("requires", f"expected a list of comparisons of params, got {kind_of(raw)}")
@@ -377,7 +379,7 @@ class _Loader:
             if not isinstance(expr, S.BinOp) or expr.op not in ("<", "<=", ">", ">=", "=="):
                 raise self.error(where, f"'{text}' is not a comparison (<, <=, >, >=, ==) of size expressions")
             for side in (expr.lhs, expr.rhs):
-                self.check_size_expr(side, text, where)
+                self.check_size_expr(side, text, where, ranks=True)
             found.append((text, expr))
         return tuple(found)
 

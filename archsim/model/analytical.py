@@ -237,7 +237,8 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
                                             "ops": dict(ep.ops), "lanes_used": ep.lanes, "compute_cycles": compute,
                                             "energy_pj": einsum_pj}))
     compute_cycles = _overlap(plan, cycles)
-    reasons = _fanout_reasons(numbers, group, plan) or _overlap_reasons(numbers, group, plan, cycles, compute_cycles)
+    reasons = [*plan.reasons, *(_fanout_reasons(numbers, group, plan)
+                                or _overlap_reasons(numbers, group, plan, cycles, compute_cycles))]
 
     for slot, index, action, bits in plan.actions:
         level = levels[index]

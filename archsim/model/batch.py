@@ -314,6 +314,8 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
     compute_cycles = _overlap(plan, cycles)
     reasons = _fanout_reasons(cols, group, plan)
     _overlap_reasons(cols, group, plan, cycles, compute_cycles, reasons)
+    for i in range(cols.n) if plan.reasons else ():  # the loop nest's own, first (as `analytical`)
+        reasons[i] = [*plan.reasons, *reasons.get(i, [])]
 
     for slot, index, action, bits in plan.actions:
         key = plan.energy_keys[slot]

@@ -73,6 +73,7 @@ class GroupPlan:
     pipeline: Callable[[Mapping[str, float]], float] | None  # the overlap expression's cycles (None: a policy)
     delay_sizes: dict[str, int]  # the rank sizes its delay terms read
     by_unit: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]  # unit -> its (Einsum, lanes), units in order
+    reasons: tuple[str, ...]  # why its loop nest cannot run, whatever the numbers (an unkept tensor's live tiles)
 
 
 def used_in(binding: Binding, mapping: MappingSpec) -> dict[str, set[str]]:
@@ -145,6 +146,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
     actions: list[Action] = []
     tiles: dict[tuple, int] = {}  # (level index, ranks, iterative rank) -> tile elements (tensors share shapes)
+    reasons: list[str] = []  # why the loop nest cannot run, whatever the architecture's numbers
 
     def tile(child: int, ranks: tuple[str, ...], iterative: str | None) -> int:
         key = (child, ranks, iterative)
@@ -159,11 +161,17 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             chain = [0, *[k for k in kept if k > 0]]  # lives in DRAM
         elif kept:
             chain = kept
-        else:
-            continue  # produced and consumed inside the PEs
+        else:  # produced and consumed inside the PEs (their registers, whose capacity is not checked)
+            live, spanning = (1, None) if decl.iterative is None else live_tiles(
+                group.loops, level_of, compute_level, decl.leaf_ranks, *_lifetime(binding, analysis, space, io,
+                                                                                    group, t))
+            if live > 1:  # a running state of many tiles: FuseMax's per-query state across the key loop
+                reasons.append(f"group {group.name}: {t} is kept at no level (keep:), but {live} of its tiles live "
+                               f"at once across loop {spanning.rank} at {spanning.level} (a running state lives "
+                               f"from the first step to the last): keep {t} at a level that holds them")
+            continue
         live = 1 if chain[0] == 0 else live_tiles(group.loops, level_of, chain[0], decl.leaf_ranks,
-                                                   _lifetime_ranks(space, io, group, t, decl.leaf_ranks,
-                                                                   decl.iterative))
+                                                   *_lifetime(binding, analysis, space, io, group, t))[0]
         for i, c in enumerate(chain):
             if c == 0:
                 continue
@@ -201,15 +209,26 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
-                     {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit)
+                     {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit,
+                     tuple(reasons))
 
 
-def _lifetime_ranks(space: Mapping[str, set[str]], io: Mapping[str, EinsumIO], group: Group, tensor: str,
-                    ranks: tuple[str, ...], iterative: str | None) -> set[str]:
-    """The ranks a tile of `tensor` (over `ranks`) lives across (`archsim.model.reuse`): those the group's
-    Einsums that touch it iterate but it does not index, and its recurrence rank."""
-    touching = set().union(*(space[e] for e in group.einsums if tensor in io[e][0] or io[e][1] == tensor))
-    return touching - set(ranks) | ({iterative} if iterative else set())
+def _lifetime(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]], io: Mapping[str, EinsumIO],
+              group: Group, tensor: str) -> tuple[set[str], set[str]]:
+    """(lifetime ranks, pass ranks) of `tensor`'s tiles (`archsim.model.reuse.live_tiles`): the ranks the group's
+    Einsums that touch it iterate but it does not index, and its recurrence rank; and the leaves of each rank over
+    which a reader of it runs in a later pass than its writer (it waits for a reduction over that rank)."""
+    cascade = binding.cascade
+    decl = cascade.tensors[tensor]
+    touching = [e for e in group.einsums if tensor in io[e][0] or io[e][1] == tensor]
+    lifetime = set().union(*(space[e] for e in touching)) - set(decl.leaf_ranks)
+    lifetime |= {decl.iterative} if decl.iterative else set()
+    writer = next((e for e in touching if io[e][1] == tensor), None)
+    passes = set()
+    for rank, by_einsum in analysis.passes.einsum_pass.items():
+        if writer in by_einsum and any(by_einsum.get(e, by_einsum[writer]) != by_einsum[writer] for e in touching):
+            passes |= set(cascade.leaves(rank))
+    return lifetime, passes
 
 
 def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> int:

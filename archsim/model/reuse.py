@@ -12,7 +12,9 @@ inside L; spatial loops sit inside every level.
 - A tensor with no home above level c (an intermediate the group keeps there, `plan`) cannot be written out and
   read back: each of its tiles stays at c for its whole lifetime. A tile lives across the loops over the ranks
   its Einsums iterate but it does not index (a reduction's partial result, a value read across another rank)
-  and across its recurrence rank (a running state lives from the first step to the last). So when such a loop
+  and across its recurrence rank (a running state lives from the first step to the last), and across a rank it is
+  indexed by when a later pass reads it again after a reduction over that rank (FLAT's scores wait for their row
+  maximum: every key block's scores of a row live until the next pass). So when such a loop
   sits above c, every tile the loops nested inside it (above c, over the tensor's other ranks) walk through is
   live at once (`live_tiles`): FuseMax's running max, denominator and numerator with the key-tile loop outside
   the query loops hold the state of every query, not one tile's.
@@ -53,16 +55,18 @@ def tile_elems(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, r
 
 
 def live_tiles(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
-               lifetime_ranks: set[str]) -> int:
-    """How many tiles at level `child` of a tensor with no home above it are live at once (module docstring):
-    the product of the loops above `child` over its ranks (`tensor_ranks`, less `lifetime_ranks`) nested inside
-    the outermost loop above `child` over a rank in `lifetime_ranks`; 1 when no such loop is there."""
+               lifetime_ranks: set[str], pass_ranks: set[str] = frozenset()) -> tuple[int, Loop | None]:
+    """(How many tiles at level `child` of a tensor with no home above it are live at once, the loop their
+    lifetime spans) (module docstring): the product of the loops above `child` over its ranks (`tensor_ranks`,
+    less `lifetime_ranks`) from the outermost loop above `child` over a rank in `lifetime_ranks` (ranks it does
+    not index, its recurrence rank) or `pass_ranks` (ranks it does index that a later pass walks again: all of
+    them live, that loop's too); (1, None) when no such loop is there."""
     above = [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child]
-    spanning = [i for i, lp in enumerate(above) if lp.rank in lifetime_ranks]
+    spanning = [i for i, lp in enumerate(above) if lp.rank in lifetime_ranks | pass_ranks]
     if not spanning:
-        return 1
+        return 1, None
     indexed = set(tensor_ranks) - lifetime_ranks
-    return math.prod(lp.factor for lp in above[spanning[0] + 1:] if lp.rank in indexed)
+    return math.prod(lp.factor for lp in above[spanning[0]:] if lp.rank in indexed), above[spanning[0]]
 
 
 def refetches(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],

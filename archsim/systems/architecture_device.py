@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from archsim.arch.spec import Architecture
-from archsim.cascade.bind import params_masked_by
 from archsim.errors import SpecError
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.point import prepare
+from archsim.point import mapping_tiling, prepare
 from archsim.systems.device import OpCost
 from archsim.systems.step import Op
 
@@ -63,7 +62,7 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
     if op.cascade != device.mapping.cascade:
         raise SpecError(device.source, f"{where}.mapping",
                         f"maps {device.mapping.cascade}; the placement puts {op.name} ({op.cascade}) on it")
-    tiling = params_masked_by(op.binding.cascade, device.mapping.sets)  # the mapping's tiles, not the op's
+    tiling = mapping_tiling(op.binding.cascade, device.mapping)  # the mapping's tiles, not the op's
     sets = {k: v for k, v in op.binding.params.items() if k in op.binding.cascade.params and k not in tiling}
     try:
         point = prepare(device.mapping, arch=device.arch, cascade=op.cascade, sets=sets)
