@@ -278,3 +278,13 @@ def test_scores_a_later_pass_reads_live_across_their_key_blocks() -> None:
     assert split_flat.feasible
     assert split_flat.footprint_bytes["GlobalBuffer"] == library_flat.footprint_bytes["GlobalBuffer"]
     assert sum(split_flat.traffic_bytes["DRAM"].values()) >= sum(library_flat.traffic_bytes["DRAM"].values())
+
+
+def test_a_mapping_that_fits_nowhere_states_the_least_room_it_needs() -> None:
+    """At a 128 KiB buffer no query tile count fits; the reason named the largest candidate's 1,131,008 B (the
+    library's 16 query tiles), though 192 KiB runs. It names the smallest candidate's room now."""
+    small = FUSEMAX.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 131072})
+    result = run_point("fusemax", arch=small, **BERT_4K)
+    assert not result.feasible and "GlobalBuffer holds 132608 B of tiles" in result.reason, result.reason
+    assert run_point("fusemax", arch=FUSEMAX.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 196608}),
+                     **BERT_4K).feasible

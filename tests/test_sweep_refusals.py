@@ -284,3 +284,21 @@ def test_a_parallel_sweep_of_a_workload_no_scheme_times_is_refused_at_load(tmp_p
         sweep_from_dict(spec, "p.yaml")
     assert (error.value.source, error.value.where) == ("p.yaml", "parallel.workload")
     assert "an MLA workload (latent KV): workload 'deepseek-v3-mla'" in error.value.message
+
+
+def test_a_sweep_name_is_the_librarys_whatever_the_current_folder(cli, tmp_path: Path, monkeypatch) -> None:
+    """`archsim sweep demo` from a folder holding a folder named demo read that folder ("not a regular file"); a
+    file named demo there would have run instead of the library's sweep."""
+    (tmp_path / "demo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = cli("sweep", "demo", "--db", str(tmp_path / "d.sqlite"), "--max-points", "3", expect=2)
+    assert "archsim/dse/sweeps/demo.yaml: axes: 160 points exceed the limit of 3" in result.output, result.output
+
+
+def test_the_demo_constraint_leaves_out_the_largest_design(cli, tmp_path: Path) -> None:
+    """The demo's area bound excluded nothing (its comment put the 256 x 256, 16 MiB design at 4.85e8 um^2; the
+    model gives 4.38e8): it now leaves that design's 12 points out."""
+    db = tmp_path / "d.sqlite"
+    cli("sweep", "demo", "--db", str(db))
+    report = cli("report", "--sweep", str(db), "--spec", "demo", "--out", str(tmp_path / "r"))
+    assert "160 points: 158 feasible, 2 infeasible, 12 break a constraint" in report.stdout, report.stdout

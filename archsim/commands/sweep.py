@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from archsim import library
 from archsim.commands.options import nonempty
 from archsim.dse.spec import (
     MAX_POINTS_ENV,
     METRICS,
     PARALLEL_METRICS,
     SERVING_METRICS,
+    SWEEPS_PACKAGE,
     SweepSpec,
     axis_missing,
     load_sweep,
@@ -37,14 +39,6 @@ if TYPE_CHECKING:
 
     from archsim.dse.dask_run import SweepRun
 
-SWEEP_LIBRARY = Path(__file__).resolve().parent.parent / "dse" / "sweeps"
-
-
-def resolve_spec(spec: str) -> Path:
-    """A path as given if it exists, else the library sweep `archsim/dse/sweeps/<spec>.yaml` if that exists."""
-    path = Path(spec)
-    library_path = SWEEP_LIBRARY / f"{spec}.yaml"
-    return library_path if not path.exists() and library_path.exists() else path
 
 
 def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -125,7 +119,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     if workers and workers > cores and not scheduler:
         raise SpecError("--workers", str(workers), f"an embedded cluster runs at most one worker per core ({cores} "
                                                    "here); for more, start a Dask cluster and pass --scheduler")
-    sweep = load_sweep(resolve_spec(spec), max_points)
+    sweep = load_sweep(library.find("sweeps", spec, SWEEPS_PACKAGE), max_points)
     if objectives:
         check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
         for name in objectives:

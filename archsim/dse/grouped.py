@@ -28,7 +28,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.errors import SpecError
-from archsim.mapping.mapper import Score, score, search_many
+from archsim.mapping.mapper import Score, score, score_of, search_many
 from archsim.mapping.spec import SEARCH, Mapping
 from archsim.model.analytical import numbers_of, plans, price
 from archsim.model.batch import BatchResult, evaluate_columns
@@ -67,8 +67,8 @@ def choose_mappings(binding: Binding, analysis: Analysis, variants: Variants, sp
                     for i, planned in zip(indices, _plans(binding, analysis, variants, indices, trial, group),
                                           strict=True)]
         footprint = sum(batch.footprint_bytes.values(), np.zeros(len(indices)))
-        return list(zip((~batch.feasible).tolist(), batch.latency_s.tolist(), batch.energy_pj.tolist(),
-                        (-footprint).tolist(), strict=True))
+        return [score_of(*point) for point in zip(batch.feasible.tolist(), batch.latency_s.tolist(),
+                                                  batch.energy_pj.tolist(), footprint.tolist(), strict=True)]
 
     return search_many(binding, variants.archs, spec, score_groups)
 

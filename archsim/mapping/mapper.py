@@ -60,8 +60,17 @@ GroupsScorer = Callable[[Mapping, int, Sequence[int]], Sequence[Score]]
 
 
 def score(result: Evaluation) -> Score:
-    """Feasible first, then the lower latency, the lower energy, the larger footprint (the fewest refetches)."""
-    return (not result.feasible, result.latency_s, result.energy_pj, -sum(result.footprint_bytes.values()))
+    """`score_of` an evaluated candidate."""
+    return score_of(result.feasible, result.latency_s, result.energy_pj, sum(result.footprint_bytes.values()))
+
+
+def score_of(feasible: bool, latency_s: float, energy_pj: float, footprint_bytes: float) -> Score:
+    """Feasible first, then the lower latency, the lower energy, the larger footprint (the fewest refetches). Of
+    candidates none of which is feasible, the smallest footprint: the one closest to fitting, whose reason states
+    the least room the mapping needs (not the largest tile's)."""
+    if not feasible:
+        return (True, footprint_bytes, latency_s, energy_pj)
+    return (False, latency_s, energy_pj, -footprint_bytes)
 
 
 def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_group: GroupEvaluator,
