@@ -68,8 +68,10 @@ def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arc
 
 def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float] | None,
           spec: Mapping, sets_source: str = "--set") -> tuple[Binding, Analysis]:
-    """The binding and analysis `prepare` makes of loaded specs (one object pair per equal input, see `_bound`)."""
-    return _bound(cascade, workload, tuple(sorted((sets or {}).items())), spec, sets_source)
+    """The binding and analysis `prepare` makes of loaded specs (one object pair per equal input, see `_bound`;
+    whether a value is a bool is part of the key: `True == 1`, but only 1 is a size, and 4096.0 is 4096)."""
+    items = tuple(sorted(((str(k), isinstance(v, bool), v) for k, v in (sets or {}).items()), key=lambda i: i[0]))
+    return _bound(cascade, workload, items, spec, sets_source)
 
 
 @identity_cache(maxsize=256)
@@ -77,11 +79,12 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
            sets_source: str) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
-    _check_sets_read(cascade, workload, dict(sets), sets_source)
-    _refuse_tiling_sets(cascade, spec, dict(sets), sets_source)
-    _check_attention_form(cascade, workload, spec, dict(sets), sets_source)
+    values = {k: v for k, _, v in sets}
+    _check_sets_read(cascade, workload, values, sets_source)
+    _refuse_tiling_sets(cascade, spec, values, sets_source)
+    _check_attention_form(cascade, workload, spec, values, sets_source)
     _check_block_form(cascade, workload, spec)
-    binding = bind(cascade, workload, dict(sets), source=sets_source, fixed=(spec.source, spec.sets))
+    binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
 
 

@@ -16,12 +16,13 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from archsim.arch.load import MAX_VALUE
 from archsim.arch.spec import Architecture
-from archsim.errors import SpecError
+from archsim.errors import SpecError, kind_of
 from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers
 
 Column = np.ndarray | float  # a field's values over the points, or its one value for all of them
@@ -119,10 +120,9 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
     """`arch`'s numbers for N points with the fields in `numbers` replaced (see the module docstring for the
     paths). A composite energy (exp priced as MACs) follows its parts, as in `Architecture.with_changes`."""
     source = f"{arch.source} (batch columns)"
-    arrays = {path: np.asarray(values, dtype=float) for path, values in numbers.items()}
-    for path, values in arrays.items():
-        if values.ndim == 0:
-            raise SpecError(source, path, f"expected an array of values, one per point, got {float(values)!r}")
+    if not isinstance(numbers, Mapping):
+        raise SpecError(source, "", f"expected a mapping of field path -> values, got {kind_of(numbers)}")
+    arrays = {path: _column(values, source, path) for path, values in numbers.items()}
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
         raise SpecError(source, ", ".join(arrays), f"expected arrays of one length, got lengths {sorted(lengths)}")
@@ -202,6 +202,19 @@ def _set_unit(unit: UnitColumns, rest: list[str], values: np.ndarray, source: st
             raise SpecError(source, where, f"not a field of unit {unit.name} the batch path varies (expected shape, "
                                            f"area_um2, op_cycles.OP or energy.actions_pj.OP; ops: "
                                            f"{', '.join(unit.op_cycles)})")
+
+
+def _column(values: Any, source: str, path: str) -> np.ndarray:
+    """`values` as floats, one entry per point (a shape's row per point for `units.U.shape`): numbers only (a bool,
+    a string or a ragged list is refused, as `Architecture.with_changes` refuses them)."""
+    raw = np.asarray(values, dtype=object)
+    if raw.ndim == 0:
+        raise SpecError(source, path, f"expected an array of values, one per point, got {values!r}")
+    bad = next((v for v in raw.ravel().tolist() if isinstance(v, bool) or not isinstance(v, int | float | np.number)),
+               None)
+    if bad is not None:
+        raise SpecError(source, path, f"expected numbers, got {kind_of(bad)} {bad!r}")
+    return raw.astype(float)
 
 
 def _checked(values: np.ndarray, source: str, where: str, positive: bool, integer: bool) -> np.ndarray:

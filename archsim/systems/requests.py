@@ -67,6 +67,17 @@ class LengthDistribution:
     max_output_tokens: int
     sigma: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("max_prompt_tokens", "max_output_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise SpecError("<python>", name, f"expected a whole number of tokens >= 2, got {value!r}")
+        for name in ("mean_prompt_tokens", "mean_output_tokens", "sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value)
+                                                                                     and value > 0):
+                raise SpecError("<python>", name, f"expected a positive finite number, got {value!r}")
+
 
 LENGTH_PRESETS = {
     "sharegpt": LengthDistribution("sharegpt", 80.0, 296.0, max_prompt_tokens=1024, max_output_tokens=1024),
@@ -120,10 +131,9 @@ def sample_lengths(lengths: LengthDistribution, n: int, rng: random.Random) -> l
 def poisson_requests(rate_per_s: float, n: int, lengths: LengthDistribution | str, seed: int) -> tuple[Request, ...]:
     """`n` requests arriving as a Poisson process of `rate_per_s` (exponential gaps, the first one after t = 0),
     lengths from `lengths` (a preset name or a distribution). The same seed gives the same requests."""
-    if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
-        raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s}")
-    if n < 0:
-        raise SpecError("<python>", "n", f"expected a request count >= 0, got {n}")
+    if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, int | float) or not (
+            rate_per_s > 0 and math.isfinite(rate_per_s)):
+        raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s!r}")
     check_request_count(n, "<python>", "n")
     dist = length_distribution(lengths) if isinstance(lengths, str) else lengths
     rng = random.Random(seed)
@@ -141,7 +151,7 @@ def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, 
     gives the same requests."""
     check_request_count(n, "<python>", "n")
     for name, value in (("mean_prompt_tokens", mean_prompt_tokens), ("mean_output_tokens", mean_output_tokens)):
-        if not (isinstance(value, int) and value >= 1):
+        if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
             raise SpecError("<python>", name, f"expected an integer >= 1, got {value!r}")
     if not (math.isfinite(std_fraction) and 0 <= std_fraction <= 1):
         raise SpecError("<python>", "std_fraction", f"expected a fraction of the mean in [0, 1], got {std_fraction}")
@@ -177,7 +187,10 @@ def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
 
 
 def check_request_count(n: int, source: str, where: str = "") -> None:
-    """Refuse more than `MAX_REQUESTS` requests (ARCHSIM_MAX_REQUESTS) before any is made or simulated."""
+    """Refuse a count that is not a whole number >= 0, or more than `MAX_REQUESTS` requests (ARCHSIM_MAX_REQUESTS),
+    before any is made or simulated."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise SpecError(source, where, f"expected a request count, a whole number >= 0, got {n!r}")
     limit = env_limit(MAX_REQUESTS_ENV, MAX_REQUESTS)
     if n > limit:
         raise SpecError(source, where, f"{n} requests, beyond the limit of {limit} per run (about 5 ms of CPU "

@@ -227,6 +227,11 @@ def check_spec(spec: ParallelSpec) -> None:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(SOURCE, name, f"expected a whole number >= 1, got {value!r}")
+    if not isinstance(spec.causal, bool):
+        raise SpecError(SOURCE, "causal", f"expected true or false, got {spec.causal!r}")
+    if spec.ulysses is not None and (isinstance(spec.ulysses, bool) or not isinstance(spec.ulysses, int)
+                                     or spec.ulysses < 1):
+        raise SpecError(SOURCE, "ulysses", f"expected a whole number >= 1 or None, got {spec.ulysses!r}")
     if spec.devices > MAX_DEVICES:
         raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
     if spec.tp > 1 and spec.topology.capacity() is not None and spec.devices * spec.tp > spec.topology.capacity():

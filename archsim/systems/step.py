@@ -221,7 +221,10 @@ def layer_kinds(workload: Workload) -> tuple[str, ...]:
 
 def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = None) -> tuple[Op, ...]:
     """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring); `kind` is
-    "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts."""
+    "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts. A `block` other than the
+    workload's own (when its file names one) is refused."""
+    if workload.block is not None and block != workload.block:
+        raise SpecError(workload.path, "block", f"{workload.name} is a {workload.block} block; got {block!r}")
     alike: dict[tuple, Op] = {}
     return tuple(_op(workload, *entry, step.phase, alike) for entry in _plan(workload, step, block, kind))
 

@@ -317,8 +317,9 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
 def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     """`system` with the fields at these dotted paths (`devices.pim.channels`, `schedule.min_batch`,
     `links.tp.bytes_per_s_per_direction`, `parallelism.by_workload.gpt3-7b.tp`) set, validated again as a spec: a
-    bad value is a SpecError naming the system file and the path. A path's parent must exist in the spec; its last
-    key may be new (a device field the file left at its default)."""
+    bad value is a SpecError naming the system file and the path. Options given by `with_options` (--tp, --pp)
+    stay; the fields are the spec's (`system.data`), so a System changed with `dataclasses.replace` is not. A
+    path's parent must exist in the spec; its last key may be new (a device field the file left at its default)."""
     if not isinstance(changes, Mapping):
         raise SpecError("<python>", "changes", f"expected a mapping of dotted path -> value, got {changes!r}")
     data = copy.deepcopy(dict(system.data))
@@ -332,7 +333,7 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
         if not keys or not all(keys) or not isinstance(node, dict):
             raise SpecError(system.source, str(path), "expected a dotted path to a field of the system spec")
         node[keys[-1]] = value
-    return system_from_dict(data, system.source)
+    return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
 
 
 def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
