@@ -38,17 +38,23 @@ def test_uniform_routing_gives_each_expert_tokens_times_top_k_over_experts() -> 
     assert tokens_per_expert(3, 2, 64, 0.0) == [1] * 6 + [0] * 58
 
 
-def test_expert_split_moves_the_smallest_experts_while_the_time_drops() -> None:
+def test_expert_split_moves_the_smallest_experts_until_the_time_is_least() -> None:
     """xPU: 10 + tokens; Logic-PIM: 4 x tokens. Experts of 1, 2, 3, 10 tokens: all on the xPU 26; move 1 -> max(25,
-    4) = 25; move 1, 2 -> max(23, 12) = 23; move 1, 2, 3 -> max(20, 24) = 24 stops: two moved, 23."""
+    4) = 25; move 1, 2 -> max(23, 12) = 23; move 1, 2, 3 -> max(20, 24) = 24; all -> 64: two moved, 23. Every
+    split along the order is a candidate, the whole MoE on the Logic-PIM too (a Logic-PIM of 30 + 0.5 x tokens:
+    all four moved, 38)."""
     def xpu_s(counts: tuple[int, ...]) -> float:
         return 10.0 + sum(counts) if counts else 0.0
 
     def pim_s(counts: tuple[int, ...]) -> float:
         return 4.0 * sum(counts)
 
+    def cheap_pim_s(counts: tuple[int, ...]) -> float:
+        return 30.0 + 0.5 * sum(counts) if counts else 0.0
+
     assert expert_split([10, 3, 1, 2], xpu_s, pim_s) == (2, 23.0)
     assert expert_split([], xpu_s, pim_s) == (0, 0.0)
+    assert expert_split([10, 3, 1, 2], lambda c: 100.0 + sum(c) if c else 0.0, cheap_pim_s) == (4, 38.0)
 
 
 def test_attention_co_processing_runs_decode_and_prefill_attention_at_once(pe) -> None:
@@ -85,6 +91,18 @@ def test_expert_co_processing_takes_the_best_split_of_each_rank(pe) -> None:
     best = min(unit_s("xpu", 2), max(unit_s("xpu", 1), unit_s("lp", 1)), unit_s("lp", 2))
     placed = plain.devices[plain.system.device_for("moe", "decode", moe.op_per_byte).name].cost([moe]).time_s
     assert p.layer_s - q.layer_s == pytest.approx(best - placed, rel=1e-9, abs=1e-12)
+
+
+def test_all_experts_and_pairs_are_the_layers_own_moe_op(pe) -> None:
+    """+PE's op of every expert and every routed pair is the layer's MoE op: its tokens, router and activations once,
+    not top_k times (bound as tokens x top_k tokens routed to one expert each, it cost 1014.6 us against the
+    layer's 741.2 us on the GPU, and Duplex+PE+ET's prefills ran slower than Duplex's)."""
+    model = system_model(pe, MIXTRAL)
+    layer = next(op for op in model.ops("decode", 2048, 1) if op.name == "moe")
+    grouped = experts_op(model.shard_key, 8, 2048 * 2, int(model.shard.params["ffn_dim"]))
+    xpu = model.devices["xpu"]
+    assert grouped.flops == layer.flops and grouped.tensor_bytes == layer.tensor_bytes
+    assert xpu.cost([grouped]).time_s == pytest.approx(xpu.cost([layer]).time_s, rel=1e-12)
 
 
 def test_expert_tensor_parallelism_splits_every_expert_on_every_rank(pe) -> None:

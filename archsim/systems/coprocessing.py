@@ -103,16 +103,18 @@ def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -
 
 def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],
                  pim_s: Callable[[tuple[int, ...]], float]) -> tuple[int, float]:
-    """Expert co-processing's placement (pim.md §2.3): experts sorted by tokens, all on the xPU at first, the one
-    with the fewest tokens left on the xPU moved to the Logic-PIM while the time drops. `xpu_s` and `pim_s` give a
-    unit's time for a sorted tuple of token counts. Returns (experts moved, max(xPU time, Logic-PIM time))."""
+    """Expert co-processing's placement (pim.md §2.3): experts sorted by tokens, all on the xPU at first, the ones
+    with the fewest tokens moved to the Logic-PIM "until the time is minimised": of the n + 1 splits along that
+    order (the m fewest-token experts moved, m = 0..n), the fastest, so a time that rises before it falls (a
+    unit's fixed costs) does not stop the moves early, and all n moved (the whole MoE on the Logic-PIM) is a
+    candidate. `xpu_s` and `pim_s` give a unit's time for a sorted tuple of token counts. Returns (experts moved,
+    max(xPU time, Logic-PIM time))."""
     ordered = tuple(sorted(counts))
     moved, best_s = 0, xpu_s(ordered)
     for m in range(1, len(ordered) + 1):
         time_s = max(xpu_s(ordered[m:]), pim_s(ordered[:m]))
-        if time_s >= best_s:
-            break
-        moved, best_s = m, time_s
+        if time_s < best_s:
+            moved, best_s = m, time_s
     return moved, best_s
 
 
@@ -157,8 +159,13 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
 
 
 @functools.lru_cache(maxsize=65536)
-def experts_op(key: tuple, experts: int, tokens: int, ffn_dim: int) -> Op:
-    """The MoE op of `experts` experts of width `ffn_dim` over `tokens` tokens each routed to one of them."""
+def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
+    """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs: ceil(pairs /
+    k) tokens each routed to k = min(top_k, experts) of them, so all of a layer's experts and pairs are the
+    layer's own MoE op (its tokens, router and activations, not top_k times them); a subset's router and
+    activations are its tokens' share (the router runs once a layer: split, not repeated, between the units)."""
     workload, block, _ = shard_workload(key)
-    params = {**workload.params, "experts": experts, "top_k": 1, "ffn_dim": ffn_dim}
-    return layer_op(replace(workload, params=params), Step("decode", tokens, 1), block, "moe", "moe")
+    top_k = min(int(workload.params["top_k"]), experts)
+    params = {**workload.params, "experts": experts, "top_k": top_k, "ffn_dim": ffn_dim}
+    return layer_op(replace(workload, params=params), Step("decode", math.ceil(pairs / top_k), 1), block, "moe",
+                    "moe")

@@ -257,13 +257,13 @@ CAPACITY_ROUNDS = 4  # closed-loop rounds of QPS_MAX_BATCH requests for `capacit
 QPS_PAPER = {"gpu_saturation_qps": (8.0, 10.0), "duplex_over_gpu": 1.4}  # the bounds; paper ~9 and ~14
 QPS_ATTRIBUTION = {  # fields filled from the run (`qps_headline`)
     "gpu_saturation_qps": Reason(
-        "the calibrated GPU model serves {gpu:.2f} requests/s of (4096, 512) at batch 128: its 4096-token prefills "
-        "and decode steps run at measured kernel efficiencies, where the paper's simulator gives the GPU its "
-        "roofline (pim.md §2.5); with that timing (capacity_qps_as_artifact) it serves {gpu_roofline:.2f}/s"),
+        "the GPU serves {gpu:.2f} requests/s of (4096, 512) at batch 128 in this run; timed at its roofline, as the "
+        "paper's simulator times it (pim.md §2.5; capacity_qps_as_artifact), {gpu_roofline:.2f}/s, where the "
+        "calibrated model runs its 4096-token prefills and decode steps at measured kernel efficiencies"),
     "duplex_over_gpu": Reason(
         "both systems prefill on the same xPU (pim.md §2.3), one prompt per iteration without chunking, so at "
-        "4096-token prompts the prefills cap Duplex's rate as well as the GPU's: {ratio:.2f}x with the calibrated "
-        "xPU, {ratio_roofline:.2f}x when both are timed at their roofline (capacity_qps_as_artifact)"),
+        "4096-token prompts the prefills cap Duplex's rate as well as the GPU's: {ratio:.2f}x in this run, "
+        "{ratio_roofline:.2f}x when both are timed at their roofline (capacity_qps_as_artifact)"),
 }
 
 

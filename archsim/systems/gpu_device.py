@@ -286,10 +286,23 @@ def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
 
 
 def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
-    """DRAM bytes of the op's Einsums outside its GEMMs (`_elementwise_tensors`, whole numbers of bytes: their sum
-    is exact in any order)."""
+    """DRAM bytes of the op's Einsums outside its GEMMs (`_elementwise_tensors`): each tensor's bytes times the
+    share of its elements its producer computes (a masked Einsum's kept points: the MoE experts' intermediates of
+    the routed (token, expert) pairs only, top_k / experts of them, as the GEMMs count them)."""
     sizes = op.tensor_bytes
-    return float(sum(sizes[t] for t in _elementwise_tensors(op.cascade, op.binding.cascade, tuple(sorted(in_gemms)))))
+    return float(sum(sizes[t] * _written_share(op, t)
+                     for t in _elementwise_tensors(op.cascade, op.binding.cascade, tuple(sorted(in_gemms)))))
+
+
+def _written_share(op: Op, tensor: str) -> float:
+    """The share of `tensor`'s elements that the Einsum writing it computes (its counted points over its whole
+    iteration space); 1 for a tensor no Einsum of the op writes."""
+    cascade, sizes = op.binding.cascade, op.binding.rank_sizes
+    writer = next((e for e in cascade.einsums if e.output.tensor == tensor), None)
+    if writer is None:
+        return 1.0
+    space = math.prod(sizes[cascade.var_ranks[v]] for v in writer.space)
+    return min(1.0, op.counts[0][writer.name] / space) if space else 1.0
 
 
 @identity_cache(4096)  # a serving run costs the same cascade at many sizes
