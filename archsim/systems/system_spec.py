@@ -668,6 +668,11 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
                                                      "for it without op_per_byte_below")
     for i, rule in enumerate(rules):
         device = devices[rule.device]
+        if device.kind == "memory-pool" and (rule.ops != ("attention",) or rule.phase != "decode"):
+            raise SpecError(source, f"placement[{i}]", f"puts {', '.join(rule.ops)} "
+                                                      f"{'in ' + rule.phase if rule.phase else 'in every phase'} on "
+                                                      f"memory-pool {device.name}, which runs decode attention only "
+                                                      "(op: attention, phase: decode)")
         if "attention" in rule.ops and device.kind == "bank-pim" and device.channel_policy is None:
             raise SpecError(source, f"devices.{device.name}.channel_policy",
                             f"missing: placement[{i}] puts attention on it, and requests are pinned to its "
