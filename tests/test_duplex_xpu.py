@@ -55,10 +55,10 @@ def test_the_attention_kernel_is_a_gpu_and_memory_pool_field_only() -> None:
     """A memory pool runs decode attention only (Lamina), so a decode-only kernel is enough there; other kinds take
     no attention kernel."""
     data = copy.deepcopy(dict(load_system("gpu").data))
-    data["devices"]["gpu"]["kind"] = "memory-pool"
-    data["devices"]["gpu"]["attention_kernel"] = "Flash-Decoding"
-    assert system_from_dict(data, "mine.yaml").devices["gpu"].attention_kernel == "Flash-Decoding"
-    data["devices"]["gpu"]["kind"] = "gpu"
+    data["devices"]["pool"] = {**data["devices"]["gpu"], "kind": "memory-pool", "attention_kernel": "Flash-Decoding"}
+    data["placement"] = [{"op": "attention", "phase": "decode", "device": "pool"}, *data["placement"]]
+    assert system_from_dict(data, "mine.yaml").devices["pool"].attention_kernel == "Flash-Decoding"
+    data["devices"]["pool"]["kind"] = "gpu"
     assert "decode and prefill" in _error(data).message
     data = copy.deepcopy(dict(load_system("neupims").data))
     data["devices"]["npu"]["attention_kernel"] = "FlashAttention-2"
