@@ -121,11 +121,12 @@ def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str
                                                f"{', '.join(cascade.rank_sizes)})")
 
 
-def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping,
-                          sets: dict[str, float] | None = None, sets_source: str = "--set") -> None:
+def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping, sets: dict[str, float],
+                          sets_source: str) -> None:
     """Refuse a grouped-query workload on a multi-head cascade, and a latent-attention workload on an attention
     cascade without a latent (module docstring); `sets` (from `sets_source`) over the workload's sizes."""
-    params = {**(workload.params if workload is not None else {}), **(sets or {})}
+    own = workload.params if workload is not None else {}
+    params = {**own, **sets}
     keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
     if workload is not None and "K" in cascade.inputs and any("exp" in point_ops(e) for e in cascade.einsums):
         refuse_linear_attention(workload, f"cascade {cascade.name} (mapping {spec.name})")
@@ -141,7 +142,6 @@ def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Map
         return
     # grouped-query: `--set kv_heads` against the heads bound, else the workload's own K/V heads against its heads
     # (a `--set heads` alone resizes a multi-head model)
-    own, sets = (workload.params if workload is not None else {}), sets or {}
     if "kv_heads" in sets:
         kv_heads, heads, source, where = sets["kv_heads"], params.get("heads", 0), sets_source, "kv_heads"
     elif "kv_heads" in own:

@@ -25,7 +25,7 @@ from archsim.library import load_workload_spec
 from archsim.systems.seqpar import ParallelSpec, _compute, parallel_time, token_multiple
 from archsim.systems.seqpar_memory import inference_memory
 from archsim.systems.sparse_points import flex_point
-from archsim.systems.sparse_prefill import KV_HOST_FROM_TOKENS, kv_host_s, kv_on_host
+from archsim.systems.sparse_prefill import kv_host_s, kv_on_host
 from archsim.systems.topology import load_topology, topology_from_dict
 
 LLAMA8, LLAMA70 = load_workload_spec("llama3-8b"), load_workload_spec("llama3-70b")
@@ -75,7 +75,7 @@ def test_megatron_sp_kv_heads_neither_dividing_nor_divided_are_refused() -> None
 def test_the_kv_cache_goes_to_the_host_when_it_does_not_fit_the_gpu() -> None:
     """The rule follows the GPU's memory: on MInference's 80 GB A100 it agrees with the benchmark's own switch
     (500K on the GPU, 700K on the host); a 24 GiB card offloads at 680K as at 700K; an H200 keeps 700K."""
-    assert not kv_on_host(LLAMA8, A100, 500_000) and kv_on_host(LLAMA8, A100, KV_HOST_FROM_TOKENS)
+    assert not kv_on_host(LLAMA8, A100, 500_000) and kv_on_host(LLAMA8, A100, 700_000)
     rtx = load_gpu("rtx-4090")
     assert kv_host_s(LLAMA8, rtx, 680 * 1024) > 0 and kv_host_s(LLAMA8, rtx, 700 * 1024) > 0
     assert kv_host_s(LLAMA8, load_gpu("h200-sxm"), 700 * 1024) == 0.0

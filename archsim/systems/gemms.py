@@ -61,6 +61,14 @@ def op_gemms(op: Op) -> tuple[Gemm, ...]:
     return tuple(fused.values())
 
 
+def einsum_density(op: Op, einsum: Einsum) -> float:
+    """The share of `einsum`'s iteration space the op computes: its counted points (a mask's kept ones) over all
+    of them (module docstring)."""
+    sizes, var_ranks = op.binding.rank_sizes, op.binding.cascade.var_ranks
+    full_points = math.prod([sizes[var_ranks[v]] for v in einsum.space])
+    return op.analysis.points[einsum.name] / full_points if full_points else 0.0
+
+
 def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
     binding, analysis = op.binding, op.analysis
     shapes = (_gemm_shapes(op.cascade) if binding.cascade is library_cascade(op.cascade)
@@ -76,9 +84,7 @@ def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
         macs = analysis.ops[einsum.name].get("mac", 0)
         if not macs:
             continue
-        full_points = size(einsum.space)
-        density = analysis.points[einsum.name] / full_points if full_points else 0.0
-        rows = math.ceil(size(shape.m_vars) * density)
+        rows = math.ceil(size(shape.m_vars) * einsum_density(op, einsum))
         gemm = Gemm(rows, size(shape.k_vars), size(shape.n_vars), size(shape.batch_vars), 2 * macs,
                     binding.bytes(shape.stationary), shape.role, (einsum.name,), (shape.stationary,))
         key = ((shape.streaming, shape.m_vars, shape.reduced, shape.batch_vars, rows) if shape.role == WEIGHTS

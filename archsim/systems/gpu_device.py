@@ -59,7 +59,7 @@ from archsim.errors import SpecError
 from archsim.memo import identity_cache
 from archsim.model.gpu import WORD_PRECISIONS
 from archsim.systems.device import OpCost
-from archsim.systems.gemms import op_gemms
+from archsim.systems.gemms import einsum_density, op_gemms
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
@@ -295,14 +295,10 @@ def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
 
 
 def _written_share(op: Op, tensor: str) -> float:
-    """The share of `tensor`'s elements that the Einsum writing it computes (its counted points over its whole
-    iteration space); 1 for a tensor no Einsum of the op writes."""
-    cascade, sizes = op.binding.cascade, op.binding.rank_sizes
-    writer = next((e for e in cascade.einsums if e.output.tensor == tensor), None)
-    if writer is None:
-        return 1.0
-    space = math.prod(sizes[cascade.var_ranks[v]] for v in writer.space)
-    return min(1.0, op.counts[0][writer.name] / space) if space else 1.0
+    """The share of `tensor`'s elements that the Einsum writing it computes (`gemms.einsum_density`); 1 for a
+    tensor no Einsum of the op writes."""
+    writer = next((e for e in op.binding.cascade.einsums if e.output.tensor == tensor), None)
+    return 1.0 if writer is None else einsum_density(op, writer)
 
 
 @identity_cache(4096)  # a serving run costs the same cascade at many sizes

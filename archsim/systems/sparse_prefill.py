@@ -13,7 +13,7 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   memory, as the benchmark's `kv_cache_cpu=True` does (repo experiments/README.md; seqpar-sparse.md §3.1): each
   layer's K and V (the cascades' KV-cache bytes, `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the
   preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense and MInference.
-The benchmark switches at a fixed `KV_HOST_FROM_TOKENS` (700K), set for its GPU, an 80 GB A100: there Llama-3-8B's
+The benchmark switches at a fixed 700K tokens, set for its GPU, an 80 GB A100: there Llama-3-8B's
 weights and KV cache (0.13 MB a token) exceed the memory between 500K, which it ran on the GPU, and 700K; the rule
 by memory gives the same choice at its lengths and follows any other GPU's memory. Activations are not counted
 (as the points' `fits`): the benchmark's 500K run kept its 65.5 GB of KV cache and 16 GB of weights on an 80 GiB
@@ -47,8 +47,6 @@ from archsim.workload_patterns import PatternMap
 DENSE_KERNEL = "FlashAttention-2"
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
 PRECISION = "bf16"
-KV_HOST_FROM_TOKENS = 700_000  # the benchmark's own kv_cache_cpu switch on its 80 GB A100 (seqpar-sparse.md §3.1):
-# not read by the model, which follows the GPU's memory (`kv_on_host`); the tests check that the two agree there
 
 
 @dataclass(frozen=True)
