@@ -17,7 +17,7 @@ from triton_cpu import DEVICE, DTYPES, SOFTMAX_ATOL, torch
 
 # isort: split
 # the kernel modules after triton_cpu has switched the Triton interpreter on
-from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive
+from archsim.kernels import decode, flash_bwd, flash_fwd, lightning, naive, torch_attention
 
 from archsim import library
 
@@ -48,8 +48,9 @@ def _max_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 def test_each_module_names_its_cascade() -> None:
     cascades = set(library.names("cascades"))
-    for module in (naive, flash_fwd, flash_bwd, decode, lightning):
-        names = [module.CASCADE, *([module.CASCADE_CAUSAL] if hasattr(module, "CASCADE_CAUSAL") else [])]
+    for module in (naive, flash_fwd, flash_bwd, decode, lightning, torch_attention):
+        names = [module.CASCADE, *(getattr(module, extra) for extra in ("CASCADE_CAUSAL", "CASCADE_FLASH")
+                                   if hasattr(module, extra))]
         for name in names:
             assert name in cascades, (module.__name__, name)
             assert f"`{name}`" in module.__doc__, (module.__name__, name)
@@ -118,6 +119,28 @@ def test_lightning_matches_causal_linear_attention(dtype, seqlen, head_dim, bloc
     want = (q.double() @ k.double().transpose(-1, -2) * scale).tril() @ v.double()
     assert out.dtype == dtype
     assert _max_error(out, want) <= LINEAR_RTOL[dtype] * want.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_pytorch_paths_match_reference(dtype, causal) -> None:
+    """PyTorch's paths that `archsim measure --kernels pytorch,sdpa_flash` times beside the Triton kernels: the
+    FlashAttention benchmark's standard attention (S and A stored in the input dtype, as the naive kernel), eager
+    GQA decode and the SDPA flash backend (fp16 only: the CUDA backend takes no fp32)."""
+    seqlen, heads, head_dim = 48, 2, 16
+    (qkv,) = _inputs(1, (1, seqlen, 3, heads, head_dim), dtype, seed=8)
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    want, _ = _reference(q, k, v, causal)
+    out = torch_attention.standard_attention(qkv, causal)
+    assert out.shape == q.shape and out.dtype == dtype
+    # the -10000 mask is what the benchmark adds; exp(-10000 + a few) is 0 in fp32 and fp16 alike
+    assert _max_error(out, want) <= NAIVE_ATOL[dtype]
+    if dtype == torch.float16:
+        flash = torch_attention.sdpa_flash(*(t.contiguous() for t in qkv.unbind(2)), causal)
+        assert flash.shape == q.shape and _max_error(flash, want) <= SOFTMAX_ATOL[dtype]
+    (q1,) = _inputs(1, (1, 4, 1, head_dim), dtype, seed=9)
+    want, _ = _reference(q1, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), causal=False)
+    assert _max_error(torch_attention.eager_decode(q1, k, v), want) <= SOFTMAX_ATOL[dtype]
 
 
 def test_launchers_reject_bad_shapes() -> None:

@@ -110,3 +110,23 @@ def test_interpret_refuses_a_sequence_the_interpreter_would_take_minutes_on(tmp_
     assert result.output == ("error: --max-seqlen: 99999999999: at most 1024 with --interpret (the interpreter takes "
                              "seconds per kernel at 1K tokens); raise it with ARCHSIM_MAX_INTERPRET_SEQLEN\n")
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_pytorch_paths_are_timed_under_the_published_labels() -> None:
+    """`--kernels sdpa_flash,pytorch` times PyTorch's paths at the FlashAttention benchmark's shapes (forward,
+    backward and both) and eager decode at the Flash-Decoding shapes, under the labels of the published rows, so
+    validate checks the FlashAttention-2 and eager PyTorch families (fitted on A100 rows) on the GPU measured."""
+    from archsim.model.gpu_kernels import family_of, kernel_directions
+
+    cases = benchmark_cases(("sdpa_flash", "pytorch"), max_seqlen=None, tiny=False)
+    prefill = [c for c in cases if c.direction != "decode"]
+    assert len(prefill) == 2 * 6 * 2 * 2 * 3  # two paths x seqlens x head dims x causal x directions
+    assert all(c.batch * c.seqlen == 16384 and c.heads * c.head_dim == 2048 for c in prefill)
+    decode = [c for c in cases if c.direction == "decode"]
+    assert {(c.kernel, c.heads, c.kv_heads, c.head_dim) for c in decode} == {("pytorch", 16, 2, 128)}
+    labels = {(c.kernel, c.direction): c.label for c in cases}
+    assert labels[("sdpa_flash", "fwd")] == "FlashAttention-2"
+    assert labels[("pytorch", "bwd")] == "PyTorch standard attention"
+    assert labels[("pytorch", "decode")] == "PyTorch eager attention"
+    for (_, direction), label in labels.items():  # every row has a family modelled in its direction
+        assert family_of(label) in {"fa2", "pytorch"} and direction in kernel_directions(label)

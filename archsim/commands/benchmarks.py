@@ -16,6 +16,10 @@ into the TFLOPs/s the published charts print. Sources, per family:
   blocks are kept is drawn at random (seeded), as no model's scores are at hand; the kernels' time depends on how
   many, and for slashes on how they merge, so a real head's time differs. The kernel alone is timed: the block
   list and the vertical-slash index are built before, like the pattern estimation (costs of their own).
+- PyTorch's own paths (`kernels/torch_attention.py`), timed only when asked for: at the FlashAttention benchmark's
+  shapes the standard attention ("PyTorch standard attention") and the SDPA flash backend ("FlashAttention-2"),
+  forward, backward and both; at the Flash-Decoding shapes eager decode ("PyTorch eager attention"). Their rows
+  carry the labels of the published rows, so `archsim validate` checks the families fitted on those.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 
 DEFAULT_KERNELS = ("naive", "flash_fwd", "flash_bwd", "decode", "lightning")  # module names in kernels/
 SPARSE_KERNELS = ("block_sparse", "vertical_slash")  # timed at the MInference shapes, latency only
-KERNELS = DEFAULT_KERNELS + SPARSE_KERNELS
+TORCH_KERNELS = ("sdpa_flash", "pytorch")  # PyTorch's paths, in kernels/torch_attention.py
+KERNELS = DEFAULT_KERNELS + SPARSE_KERNELS + TORCH_KERNELS
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
 FA_TOKENS = 16384  # batch · seqlen of every FlashAttention benchmark run
 FA_HIDDEN = 2048  # heads · head_dim
@@ -48,7 +53,10 @@ KERNEL_LABELS = {
     "lightning": "archsim Lightning Attention-2 (Triton)",
     "block_sparse": "archsim MInference block-sparse (Triton)",
     "vertical_slash": "archsim MInference vertical-slash (Triton)",
+    "sdpa_flash": "FlashAttention-2",
+    "pytorch": "PyTorch standard attention",
 }
+DECODE_LABELS = {"pytorch": "PyTorch eager attention"}  # a kernel's label at decode, where it differs
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,12 @@ class Case:
     vertical_size: int | None = None  # vertical_slash only: k_v kept columns
     slash_size: int | None = None  # vertical_slash only: k_s kept diagonals
     block_topk: int | None = None  # block_sparse only: k_b kept key blocks per query block (of SPARSE_BLOCK tokens)
+
+    @property
+    def label(self) -> str:
+        """The `kernel` column of the case's rows: the published rows' label for PyTorch's paths."""
+        return DECODE_LABELS.get(self.kernel, KERNEL_LABELS[self.kernel]) if self.direction == "decode" \
+            else KERNEL_LABELS[self.kernel]
 
     @property
     def pattern_note(self) -> str:
@@ -94,7 +108,9 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
     settings and GQA grouping but uses batch TINY_BATCH, at most TINY_HEADS heads for prefill, and fp16. Sparse
     pattern sizes are capped at what the length holds (k_v, k_s <= seqlen; k_b <= its blocks)."""
     cases = []
-    prefill = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd")}
+    both = ("fwd", "bwd", "fwd+bwd")
+    prefill = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"), "sdpa_flash": both,
+               "pytorch": both}
     for kernel in (k for k in KERNELS if k in kernels):
         if kernel in prefill:
             for head_dim in FA_HEAD_DIMS:
@@ -104,10 +120,10 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
                         if tiny:
                             batch, heads = TINY_BATCH, min(heads, TINY_HEADS)
                         cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen) for d in prefill[kernel]]
-        elif kernel == "decode":
+        if kernel in ("decode", "pytorch"):
             cases += [Case(kernel, "decode", False, DECODE_BATCH, DECODE_HEADS, DECODE_HEAD_DIM, seqlen,
                            kv_heads=DECODE_KV_HEADS) for seqlen in capped(DECODE_SEQLENS, max_seqlen)]
-        elif kernel in SPARSE_KERNELS:
+        if kernel in SPARSE_KERNELS:
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (SPARSE_BATCH, SPARSE_HEADS)
             for seqlen in capped(SPARSE_SEQLENS, max_seqlen):
                 sizes = ({"block_topk": min(SPARSE_BLOCK_TOPK, -(-seqlen // SPARSE_BLOCK))} if kernel == "block_sparse"
@@ -115,7 +131,7 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
                                "slash_size": min(SPARSE_SLASH_SIZE, seqlen)})
                 cases.append(Case(kernel, "fwd", True, batch, heads, SPARSE_HEAD_DIM, seqlen,
                                   "fp16" if tiny else "bf16", **sizes))
-        else:
+        if kernel == "lightning":
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (LIGHTNING_BATCH, LIGHTNING_HEADS)
             cases += [Case(kernel, "fwd", True, batch, heads, LIGHTNING_HEAD_DIM, seqlen, "fp16" if tiny else "bf16")
                       for seqlen in capped(LIGHTNING_SEQLENS, max_seqlen)]

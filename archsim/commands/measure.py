@@ -30,10 +30,10 @@ import click
 
 from archsim.commands.benchmarks import (
     DEFAULT_KERNELS,
-    KERNEL_LABELS,
     KERNELS,
     SPARSE_BLOCK,
     SPARSE_KERNELS,
+    TORCH_KERNELS,
     Case,
     attention_flops,
     benchmark_cases,
@@ -133,7 +133,16 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
     """A no-argument call of the case's kernel on random inputs (allocated here, before timing)."""
     import torch
 
-    from archsim.kernels import block_sparse, decode, flash_bwd, flash_fwd, lightning, naive, vertical_slash
+    from archsim.kernels import (
+        block_sparse,
+        decode,
+        flash_bwd,
+        flash_fwd,
+        lightning,
+        naive,
+        torch_attention,
+        vertical_slash,
+    )
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.dtype]
     shape = (case.batch, case.heads, case.seqlen, case.head_dim)
@@ -141,10 +150,12 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
     def rand(*size: int) -> torch.Tensor:
         return torch.randn(size, dtype=dtype, device=device)
 
-    if case.kernel == "decode":
+    if case.direction == "decode":
         q, k, v = rand(case.batch, case.heads, 1, case.head_dim), *(
             rand(case.batch, case.kv_heads, case.seqlen, case.head_dim) for _ in range(2))
-        return lambda: decode.decode_attention(q, k, v)
+        return lambda: (torch_attention.eager_decode if case.kernel == "pytorch" else decode.decode_attention)(q, k, v)
+    if case.kernel in TORCH_KERNELS:
+        return _torch_runner(case, rand)
     q, k, v = rand(*shape), rand(*shape), rand(*shape)
     if case.kernel == "naive":
         return lambda: naive.naive_attention(q, k, v, causal=case.causal)
@@ -169,6 +180,38 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
                                        causal=case.causal)
 
 
+def _torch_runner(case: Case, rand: Callable[..., object]) -> Callable[[], object]:
+    """A call of PyTorch's path (`kernels/torch_attention.py`) as the FlashAttention benchmark times it: the forward;
+    the backward of one saved forward (`retain_graph`); or both. Input gradients are reset before each backward,
+    so every one writes them afresh (the benchmark's `x.grad = None`)."""
+    from archsim.kernels import torch_attention
+
+    b, s, h, d = case.batch, case.seqlen, case.heads, case.head_dim
+    if case.kernel == "pytorch":
+        inputs = (rand(b, s, 3, h, d).requires_grad_(),)
+        dout = rand(b, h, s, d)
+    else:
+        inputs = tuple(rand(b, s, h, d).requires_grad_() for _ in range(3))
+        dout = rand(b, s, h, d).transpose(1, 2)  # the output's own layout, so autograd copies nothing
+
+    def forward() -> object:
+        if case.kernel == "pytorch":
+            return torch_attention.standard_attention(*inputs, causal=case.causal)
+        return torch_attention.sdpa_flash(*inputs, causal=case.causal)
+
+    def backward(out: object) -> None:
+        for x in inputs:
+            x.grad = None
+        out.backward(dout, retain_graph=True)
+
+    if case.direction == "fwd":
+        return forward
+    if case.direction == "bwd":
+        saved = forward()
+        return lambda: backward(saved)
+    return lambda: backward(forward())
+
+
 def _time_ms(fn: Callable[[], object], interpret: bool) -> float:
     if interpret:
         start = time.perf_counter()
@@ -181,10 +224,10 @@ def _time_ms(fn: Callable[[], object], interpret: bool) -> float:
 
 def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict]:
     """The CSV rows of one case: latency, plus throughput where the FLOP convention applies (None = OOM)."""
-    row = {**base, "kernel": KERNEL_LABELS[case.kernel], "dtype": case.dtype, "causal": case.causal,
+    row = {**base, "kernel": case.label, "dtype": case.dtype, "causal": case.causal,
            "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "seqlen": case.seqlen,
            "direction": case.direction, "source": f"archsim measure (kernels/{case.kernel}.py)"}
-    if case.kernel == "decode":  # GQA heads as the measurements schema writes them: 16q/2kv
+    if case.direction == "decode":  # GQA heads as the measurements schema writes them: 16q/2kv
         row["heads"] = f"{case.heads}q/{case.kv_heads}kv"
         note += f"; kv_heads={case.kv_heads}; query length 1"
         return [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms * 1e3:.6g}",
