@@ -26,15 +26,17 @@ MEASURE_LIMIT_S=${MEASURE_LIMIT_S:-270}
 KERNELS=${KERNELS:-flash_fwd,flash_bwd,decode,sdpa_flash,pytorch,naive,lightning,block_sparse,vertical_slash}
 repo=$(pwd)
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 site=$(mktemp -d)
 "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" .
 export PYTHONPATH="$site" PYTHONUNBUFFERED=1
+cd "$site"  # `python -m` puts the working directory first on sys.path: the installed archsim, not the checkout's
 name=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
 csv="$OUT/measured-$(echo "$name" | tr -c 'A-Za-z0-9.\n' '-').csv"
 
 if [ -z "$MEASURE_FLAGS" ]; then  # on the GPU only: the interpreter is what the CPU test suite runs already
     { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv || true
-      (cd "$site" && TRITON_INTERPRET=0 timeout "$CHECK_LIMIT_S" "$PYTHON" -m pytest -q -p no:cacheprovider -n 8 \
+      (TRITON_INTERPRET=0 timeout "$CHECK_LIMIT_S" "$PYTHON" -m pytest -q -p no:cacheprovider -n 8 \
           "$repo/tests/test_kernels.py" "$repo/tests/test_sparse_kernels.py") || echo "kernel tests exit $?"
     } > "$OUT/kernel-tests.txt" 2>&1
 fi
