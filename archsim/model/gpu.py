@@ -189,6 +189,8 @@ class TiledLaunch:
     in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages)
     io_bytes: float = 0.0  # bytes a CTA loads before its main loop and stores after it (prologue, epilogue)
     softmax_overlap: bool = False  # the CTA runs one tile's softmax while the tensor cores run another's MMAs
+    atomics: float = 0.0  # 32-bit atomic adds to global memory (resolved in L2), counted when `atomic_rate` is set
+    atomic_rate: str | None = None  # family parameter: atomic adds the whole chip completes per clock
 
     @property
     def ctas(self) -> int:
@@ -375,6 +377,8 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
     bounds = {"schedule": makespan_s(cta_s, slots),
               "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * DRAM_EFFICIENCY),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
+    if launch.atomic_rate:
+        bounds["atomics"] = launch.atomics / (params[launch.atomic_rate] * gpu.clock_hz)
     bound = max(bounds, key=bounds.get)
     return LaunchResult(launch.name, bounds[bound] + params["launch_s"], bound, launch.ctas, k,
                         launch.ctas / slots, l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)

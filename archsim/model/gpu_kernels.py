@@ -312,10 +312,12 @@ def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
-               mask_all: bool, qdo_blocks: int) -> TiledLaunch:
+               mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None) -> TiledLaunch:
     """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
     dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
-    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS."""
+    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS.
+    With `atomic_rate` (a family parameter) the launch is also bound by its block_m x head_dim dQ atomic adds per
+    tile at that many per clock for the whole chip."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     bm, bn = block_m, block_n
     unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
@@ -330,7 +332,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     return TiledLaunch(
         "bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 32 * warps, smem,
         2 * bn * d + 2 * bm * bn + bm * d, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
-        io_bytes=4 * bn * d * e)
+        io_bytes=4 * bn * d * e, atomics=tiles * bm * d, atomic_rate=atomic_rate)
 
 
 def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
@@ -744,7 +746,8 @@ def _archsim_flash(case: AttentionCase, gpu: GPU) -> tuple:
     bm, bn, stages = ARCHSIM_BWD
     bwd = (StreamLaunch("bwd row dot (D = rowsum(dO*O))", rows * (2 * d * e + LSE_BYTES)),
            StreamLaunch("zero dQ (torch.zeros, fp32)", rows * d * ACC_BYTES),
-           bwd_launch(case, gpu, bm, bn, warps, "native", True, 2 * stages),  # Q and dO in each pipeline stage
+           bwd_launch(case, gpu, bm, bn, warps, "native", True, 2 * stages,  # Q and dO in each pipeline stage
+                      "atomic_adds_per_cycle"),
            StreamLaunch("dQ to the input dtype", rows * d * (ACC_BYTES + e)))
     return {"fwd": (fwd,), "bwd": bwd, "fwd+bwd": (fwd, *bwd)}[case.direction]
 
@@ -850,7 +853,13 @@ FAMILIES: dict[str, Family] = {
                                    "and output matmuls", 0.7),
         "hbm_efficiency": _shared("pytorch", "achieved fraction of DRAM bandwidth of the naive kernel's passes "
                                   "over the score matrix", 0.8),
-        "launch_s": _launch_param()}, _archsim_plans),
+        "atomic_adds_per_cycle": Param(
+            128.0, 8.0, 4096.0, True, "fp32 atomic adds (tl.atomic_add: one per element, acq_rel by default) the "
+            "whole chip completes per clock, bounding the backward's dQ accumulation; the prior is an order of "
+            "magnitude (about one per L2 slice per clock), not a measured figure"),
+        "launch_s": Param(4e-6, 1e-6, 1e-4, True, "seconds from one kernel's end to the next one's first CTA, "
+                          "Triton's Python launch path included (it binds every argument per call); identifiable "
+                          "from the decode rows (two launches of microseconds)")}, _archsim_plans),
 }
 
 # kernel name (as in attention_measured.csv) -> (family, variant)
