@@ -130,3 +130,22 @@ def test_pytorch_paths_are_timed_under_the_published_labels() -> None:
     assert labels[("pytorch", "decode")] == "PyTorch eager attention"
     for (_, direction), label in labels.items():  # every row has a family modelled in its direction
         assert family_of(label) in {"fa2", "pytorch"} and direction in kernel_directions(label)
+
+
+def test_a_pytorch_path_that_cannot_run_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    """SDPA held to its flash backend raises where the GPU, dtype or head_dim has no flash kernel: exit 2 naming
+    the kernel and PyTorch's reason, not a traceback."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the command sets it; this restores it afterwards
+    pytest.importorskip("torch")
+    from archsim.kernels import torch_attention
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("No available kernel. Aborting execution.\nmore detail")
+
+    monkeypatch.setattr(torch_attention, "sdpa_flash", refuse)
+    out = tmp_path / "m.csv"
+    result = CliRunner().invoke(measure, ["--interpret", "--kernels", "sdpa_flash", "--max-seqlen", "32",
+                                          "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "--kernels sdpa_flash: PyTorch cannot run it here (fwd, fp16, head_dim 64): No available kernel." \
+        in result.output and "Traceback" not in result.output

@@ -289,6 +289,13 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
             time_ms = _time_ms(_runner(case, device), interpret)
         except torch.cuda.OutOfMemoryError:
             time_ms = None
+        except RuntimeError as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no kernel for
+            if case.kernel not in TORCH_KERNELS:
+                raise
+            click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
+                       f"head_dim {case.head_dim}): {str(exc).splitlines()[0]}; the rows measured so far are in "
+                       f"{out}", err=True)
+            sys.exit(2)
         rows = _rows(case, time_ms, base, f"{prefix}; {clock()}")
         _append(out, rows)
         written += len(rows)
