@@ -249,3 +249,23 @@ def test_parameters_of_another_family_are_refused() -> None:
                 {**calibration.family_params("fa2"), "hbm_efficiency": 0.5})
     with pytest.raises(SpecError, match=r"params.mma_efficiency_fwd: .* missing"):
         predict("FlashAttention-2", CASE, load_gpu("h100-sxm5"), calibration.family_params("pytorch"))
+
+
+def test_a_partial_calibration_names_its_families_and_base(tmp_path: Path) -> None:
+    from archsim.commands.gpu import DEFAULT_CALIBRATION
+    from archsim.gpu.params import DEFAULT_VERSION
+
+    assert DEFAULT_CALIBRATION == DEFAULT_VERSION  # the CLI's default (no model import at --help) is the loader's
+    result = CliRunner().invoke(calibrate_cmd, ["--families", "archsim,nope"])
+    assert result.exit_code == 2 and "unknown kernel family nope" in result.output, result.output
+    result = CliRunner().invoke(calibrate_cmd, ["--base", "v1"])
+    assert result.exit_code == 2 and "--base" in result.output and "only with --families" in result.output
+    out = tmp_path / "c.yaml"  # the published rows hold none of archsim's kernels: nothing to fit, nothing written
+    result = CliRunner().invoke(calibrate_cmd, ["--families", "archsim", "--out", str(out)])
+    assert result.exit_code == 1 and "nothing to fit" in result.output and not out.exists(), result.output
+    result = CliRunner().invoke(calibrate_cmd, ["--families", "fa2", "--base", "v1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(out.read_text())
+    assert written["version"] == 2 and written["measurements"]["families"] == ["fa2"]
+    assert written["measurements"]["kept_from"]["calibration"] == "v1" and "fa2" not in \
+        written["measurements"]["kept_from"]["families"]

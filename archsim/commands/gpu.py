@@ -24,6 +24,7 @@ from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
 REFERENCE_CSV = "attention_measured.csv"
+DEFAULT_CALIBRATION = "v2"  # archsim.gpu.params.DEFAULT_VERSION, named here so --help needs no import of the model
 SPLIT_CHOICES = ("seqlen", "leave-one-gpu-out")
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,
                              help="Measurements in the attention_measured.csv schema (default: the packaged "
@@ -43,23 +44,44 @@ def _bad_input() -> Iterator[None]:
         sys.exit(2)
 
 
+def _families(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    from archsim.model.gpu_kernels import FAMILIES
+
+    names = tuple(dict.fromkeys(n.strip() for n in (value or "").split(",") if n.strip()))
+    unknown = [n for n in names if n not in FAMILIES]
+    if value is not None and (unknown or not names):
+        raise click.BadParameter(f"unknown kernel family {unknown[0] if unknown else repr(value)}; choose among "
+                                 f"{', '.join(FAMILIES)}")
+    return names
+
+
 @click.command("calibrate")
 @_MEASUREMENTS
 @click.option("--out", metavar="YAML", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the calibration here (default: print the YAML).")
-def calibrate_cmd(measurements: str | None, out: str | None) -> None:
+@click.option("--families", metavar="F,..", callback=_families,
+              help="Fit only these kernel families; every other family is kept as --base has it.")
+@click.option("--base", metavar="V", callback=nonempty,
+              help=f"With --families: the calibration (packaged version or YAML path) whose other families are "
+                   f"kept [default: {DEFAULT_CALIBRATION}].")
+def calibrate_cmd(measurements: str | None, out: str | None, families: tuple[str, ...], base: str | None) -> None:
     """Fit the GPU model's per-family parameters on the calibration split (rows with seqlen 512, 2048 or 8192;
     every other row is held out for `archsim validate`). Exits 1, writing nothing, when no row is in that split.
+    With --families, only those families are fitted (on the base's split) and the rest kept from --base, as the
+    base's next version: how the packaged v2 adds archsim's kernels, fitted on H200 rows, to v1's A100 fit.
 
     Example: archsim calibrate --measurements runs/h100.csv --out calibration-h100.yaml
     """
     from archsim.gpu.calibrate import calibrate, calibration_yaml
-    from archsim.gpu.params import split_rule
+    from archsim.gpu.params import load_calibration, split_rule
 
     with _bad_input():
+        if base is not None and not families:
+            raise SpecError("--base", base, "only with --families (a full fit keeps nothing from a base)")
         if out:
             check_writable(out, "--out", inputs=(measurements or reference_csv(),))
-        calibration = calibrate(measurements or reference_csv())
+        calibration = calibrate(measurements or reference_csv(), families,
+                                load_calibration(base or DEFAULT_CALIBRATION) if families else None)
         if not calibration.measurements["calibration_rows"]:
             click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: none of its "
                        f"{calibration.measurements['rows']} rows is a kernel time of a modelled kernel and GPU in the "
@@ -82,7 +104,7 @@ def calibrate_cmd(measurements: str | None, out: str | None) -> None:
 
 @click.command("validate")
 @_MEASUREMENTS
-@click.option("--calibration", default="v1", show_default=True, metavar="V", callback=nonempty,
+@click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty,
               help="A packaged calibration version or a calibration YAML path.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"rows": [...], "skipped": [...], "mape": {...}, "mape_held_out": {...}, ...} as JSON.')
@@ -171,7 +193,7 @@ def _show(result, measurements: str, calibration: str) -> None:
               help="A workload.")
 @click.option("--seq-len", type=float, metavar="N",
               help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1.")
-@click.option("--calibration", default="v1", show_default=True, metavar="V", callback=nonempty)
+@click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty)
 @click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True,
               callback=nonempty)
 def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibration: str, out: str) -> None:

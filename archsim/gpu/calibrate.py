@@ -31,7 +31,7 @@ import yaml
 from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, predict_row, resolve
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import Calibration, split_rule
-from archsim.model.gpu_kernels import FAMILIES, default_params
+from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
 
 CALIBRATION_SEQLENS = (512, 2048, 8192)
 SPLIT_RULE = (split_rule(CALIBRATION_SEQLENS) + " (1024, 4096, 16384, 32768, ...); decided before fitting, for every "
@@ -114,12 +114,16 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     return fitted, stats
 
 
-def fit_families(rows: list[ModelledRow]) -> tuple[dict, dict, dict]:
-    """(parameters, fitted parameter names, fit statistics) per family, each family fitted on its own rows."""
+def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tuple[dict, dict, dict]:
+    """(parameters, fitted parameter names, fit statistics) per family, each family fitted on its own rows. A
+    parameter a family shares (`Param.shared_from`) starts from its source family's fit here, else, given a `base`
+    calibration, from the source's value there."""
     params, fitted, fit = {}, {}, {}
     for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
-        shared = {n: params[p.shared_from][n] for n, p in spec.params.items()
-                  if p.shared_from and fit.get(p.shared_from, {}).get("rows")}
+        shared = {n: params[p.shared_from][n] if fit.get(p.shared_from, {}).get("rows")
+                  else base.family_params(p.shared_from)[n]
+                  for n, p in spec.params.items()
+                  if p.shared_from and (fit.get(p.shared_from, {}).get("rows") or base is not None)}
         params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared)
         fitted[family] = tuple(n for n, p in spec.params.items() if p.fitted and fit[family]["rows"]
                                and n not in fit[family].get("not_identifiable", ()))
@@ -131,16 +135,31 @@ def calibration_limit(source: str, what: str) -> WorkLimit:
     return WorkLimit(source, what, "ARCHSIM_MAX_CALIBRATION_CTAS", MAX_CALIBRATION_CTAS)
 
 
-def calibrate(path: str | Path) -> Calibration:
-    """Fit every family on the calibration split of a measurements CSV."""
+def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibration | None = None) -> Calibration:
+    """Fit every family on the calibration split of a measurements CSV; with `families`, fit those alone and keep
+    every other family as `base` has it (its parameters, fitted names and fit statistics), writing the base's next
+    version. The record names the file fitted on, and for a partial fit the families and the base's record."""
+    if families and base is None:
+        raise ValueError("a fit of some families keeps the others from a base calibration")
     measurements, skipped = read_measurements(path)
-    rows, _ = resolve([m for m in measurements if in_calibration_split(m.case.seqlen)],
+    rows, _ = resolve([m for m in measurements if family_of(m.kernel) in families and
+                       base.split_of(m.case.seqlen) == "calibration"] if families else
+                      [m for m in measurements if in_calibration_split(m.case.seqlen)],
                       calibration_limit(str(path), "the calibration split"))
-    params, fitted, fit = fit_families(rows)
+    params, fitted, fit = fit_families(rows, base)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit,
-                       {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
-                        "calibration_rows": len(rows)})
+    record = {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
+              "calibration_rows": len(rows)}
+    if not families:
+        return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit, record)
+    kept = [f for f in FAMILIES if f not in families]
+    return Calibration(
+        base.version + 1, str(path), base.split_rule, base.calibration_seqlens,
+        {f: params[f] if f in families else base.family_params(f) for f in FAMILIES},
+        {f: fitted[f] if f in families else tuple(base.fitted.get(f, ())) for f in FAMILIES},
+        {f: fit[f] if f in families else dict(base.fit.get(f, {"rows": 0})) for f in FAMILIES},
+        {**record, "families": list(families), "kept_from": {"calibration": f"v{base.version}",
+                                                             "families": kept, **base.measurements}})
 
 
 def calibration_to_dict(calibration: Calibration) -> dict:

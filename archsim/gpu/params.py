@@ -1,6 +1,8 @@
 """Calibration files: the GPU model's fitted parameters per kernel family, versioned, with how they were fitted.
 
-A file (`archsim/gpu/calibration/v1.yaml` is the packaged one; `archsim calibrate` writes new ones)::
+A file (`archsim calibrate` writes them; packaged in `archsim/gpu/calibration/`: `v1.yaml`, every family fitted on the
+published A100 rows, and the default `v2.yaml`, v1 with archsim's own kernels fitted on the measured H200 rows by
+`archsim calibrate --families archsim --base v1`, its `measurements` naming both files)::
 
     version: 1
     model: archsim.model.gpu
@@ -16,8 +18,8 @@ A file (`archsim/gpu/calibration/v1.yaml` is the packaged one; `archsim calibrat
 The loader takes nothing on trust: a key it does not know (at the top, in `split`, in a family) is refused with
 the keys it expects; a family the file lists gives every one of its parameters (`FAMILIES[family].params`);
 and every family is listed, except one whose fitted parameters all come from families the file lists
-(`Param.shared_from`: FlashAttention-3 and archsim's kernels, which `v1.yaml` predates), which takes their values,
-as `archsim calibrate` would give it, and its priors for the rest. `split.calibration_seqlens` is a non-empty list
+(`Param.shared_from`: FlashAttention-3), which takes their values, as `archsim calibrate` would give it, and its
+priors for the rest. `split.calibration_seqlens` is a non-empty list
 of distinct lengths; `split.rule` (optional) is a note that must begin with the rule those lengths make
 (`split_rule`), so that the rule printed is the rule applied. Every error is a `SpecError` naming the file and the
 field.
@@ -36,7 +38,7 @@ from archsim.errors import SpecError, check_keys
 from archsim.model.gpu_kernels import FAMILIES, default_params, param_problem
 
 CALIBRATION_DIR = "calibration"
-DEFAULT_VERSION = "v1"
+DEFAULT_VERSION = "v2"
 MODEL = "archsim.model.gpu"
 KEYS = ("version", "model", "measurements", "split", "families")
 SPLIT_KEYS = ("rule", "calibration_seqlens")
@@ -71,7 +73,7 @@ def packaged_path(version: str = DEFAULT_VERSION) -> Path:
 
 
 def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibration:
-    """A packaged calibration by version name (`v1`) or a calibration YAML by path."""
+    """A packaged calibration by version name (`v1`, `v2`) or a calibration YAML by path."""
     text = str(path_or_version)
     path = Path(text) if is_spec_path(text) else packaged_path(text)
     if not is_file(path, text):
