@@ -161,7 +161,7 @@ def test_sliding_window_decode_reads_at_most_the_window() -> None:
         attention = layer_ops(workload, step, "llama")[2]
         assert attention.cascade == "attention-decode-gqa"
         assert attention.bytes_by_role["kv_cache"] == 2 * 2 * 8 * min(context, 4096) * 128 * 2
-    assert layer_ops(workload, Step("prefill", 1, 64), "llama")[2].cascade == "attention-sliding-window"
+    assert layer_ops(workload, Step("prefill", 1, 64), "llama")[2].cascade == "attention-sliding-window-gqa"
 
 
 @pytest.mark.parametrize(("drop", "step"), [("head_dim", DECODE), ("top_k", PREFILL), ("sinks", DECODE),

@@ -4,12 +4,15 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - GEMMs (`archsim.systems.gemms`, fused where they share an input) are cuBLAS launches, `gemm_launch_time`: the
   tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
   stationary operands, the streamed input and the output.
-- Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill)
-  are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager attention): the decode requests of
-  a batch as one call at their mean context (a ragged or length-bucketed batch; padding every request to the
-  longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each prompt as one causal call.
-  Other attention cascades (MLA's latent attention, sliding windows) run as their Einsums: GEMM launches and one
-  elementwise kernel, like any other op.
+- Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
+  sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager
+  attention): the decode requests of a batch as one call at their mean context (a ragged or length-bucketed batch;
+  padding every request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each
+  prompt as one causal call. A sliding-window prompt is that causal call too: eager attention computes and masks
+  every score whatever the mask; FlashAttention-2's `window_size`, which skips the key tiles outside the window,
+  is not modelled, so for it the time is an upper bound (the roofline timing counts the window's work). Other
+  attention cascades (MLA's latent attention) run as their Einsums: GEMM launches and one elementwise kernel, like
+  any other op.
 - Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
@@ -70,7 +73,8 @@ ACTIVATION_RESERVE_BYTES = 512 * 2**20
 TRANSFERRED_COPY_FRACTION = 0.896
 ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
-KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa")
+KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
+                   "attention-sliding-window", "attention-sliding-window-gqa")
 ENERGY_MODELS = ("tdp", "per-action")
 CALIBRATED, ROOFLINE = "calibrated", "roofline"
 TIMINGS = (CALIBRATED, ROOFLINE)  # module docstring

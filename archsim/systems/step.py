@@ -12,13 +12,18 @@ size the workload lacks is a SpecError naming the workload file and `params.X`, 
 Which cascade, by the workload's sizes:
 - projections: `mla-projection` when the workload has `kv_lora_rank` (multi-head latent attention), otherwise
   `qkv-projection` with `kv_heads` key/value heads (MHA, GQA, MQA);
-- attention, prefill: `attention-mla-prefill` for MLA, `attention-sliding-window` when the workload has a
-  `window` (and then `sinks`), otherwise `attention-1pass-causal` (MHA: kv_heads = heads) or its grouped-query
-  form `attention-1pass-causal-gqa` (K and V of kv_heads heads; the same counts when kv_heads = heads); one key
-  tile (`tile_kv` = the prompt length: the tiling is a mapping choice, and the MACs and exps do not depend on it);
+- attention, prefill: `attention-mla-prefill` for MLA; with a `window` (and then `sinks`)
+  `attention-sliding-window` (MHA) or its grouped-query form `attention-sliding-window-gqa`; otherwise
+  `attention-1pass-causal` (MHA: kv_heads = heads) or its grouped-query form `attention-1pass-causal-gqa`. A
+  grouped-query form reads K and V of kv_heads heads (the same counts when kv_heads = heads), so a windowed GQA
+  prompt moves the same K/V bytes as a causal one of its length and computes at most its (query, key) pairs. One
+  key tile (`tile_kv` = the prompt length: the tiling is a mapping choice, and the MACs and exps do not depend on
+  it);
 - attention, decode: `attention-mla-decode` for MLA, otherwise `attention-decode-gqa`; with a `window` the query
-  reads min(context, window + sinks) keys (the last `window` and the first `sinks`), so `attention-decode-gqa` is
-  bound to that many keys (the sliding-window cascade has one query per key and is a prefill cascade);
+  reads min(context, window + sinks) keys (the last `window` and the first `sinks`: `decode_keys`), so
+  `attention-decode-gqa` is bound to that many keys (the sliding-window cascade has one query per key and is a
+  prefill cascade). A device that costs decode attention by context (a bank-PIM's per-context tables) is given
+  these keys, not the context;
 - FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer (bound to
   tokens x top_k experts when a step's tokens reach fewer than all: one decode token reads two of Mixtral's eight
   experts' weights, not eight; balanced routing, as `coprocessing.tokens_per_expert`'s uniform shares: random
@@ -40,8 +45,9 @@ layer", Lepikhin et al. 2020 §2, Du et al. 2022 §4) and the others dense; `moe
 
 Assumptions: the layers of a kind are all the same (a model whose first layers are dense and the rest MoE, as
 DeepSeek-V3, is not expressible: moe_every is periodic); prefill has no earlier context (a prompt attends to
-itself, causally); a decode step adds one token per request; `attention-sliding-window` is a multi-head cascade,
-so for a GQA workload with a window its prefill K and V bytes count heads, not kv_heads, key/value heads.
+itself, causally); a decode step adds one token per request; a sliding-window model's KV cache still holds every
+context token (what `archsim.systems.system_model` counts for capacity): the window sets the keys read, not the
+keys kept.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ ROLES: dict[str, dict[str, str]] = {
     "attention-1pass-causal": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-1pass-causal-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-sliding-window": {"K": KV_CACHE, "V": KV_CACHE},
+    "attention-sliding-window-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-decode-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-mla-prefill": {"C": KV_CACHE, "KR": KV_CACHE, "WUK": WEIGHTS, "WUV": WEIGHTS},
     "attention-mla-decode": {"C": KV_CACHE, "KR": KV_CACHE, "WUK": WEIGHTS, "WUV": WEIGHTS},
@@ -281,13 +288,13 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
                                                         "give kv_lora_rank or window, not both")
     tokens = {"batch": step.batch, "seq_len": step.new_tokens, "tokens": step.batch * step.new_tokens}
     if step.phase == "prefill":
-        attention = ("attention-mla-prefill" if mla else "attention-sliding-window" if window
-                     else "attention-1pass-causal" if params.get("kv_heads") == params.get("heads")
-                     else "attention-1pass-causal-gqa")
+        multi_head = params.get("kv_heads") == params.get("heads")
+        causal = "attention-sliding-window" if window else "attention-1pass-causal"
+        attention = "attention-mla-prefill" if mla else causal if multi_head else f"{causal}-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": step.seq_len, "tile_kv": step.seq_len}
     else:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
-        attention_sizes = {"batch": step.batch, "seq_len": _decode_keys(workload, step.seq_len)}
+        attention_sizes = {"batch": step.batch, "seq_len": decode_keys(workload, step.seq_len)}
     ffn_words = {"word_bytes": params["ffn_word_bytes"]} if "ffn_word_bytes" in params else {}
     if moe and layer_kind != DENSE:
         ffn = ("moe", "moe-experts", {**tokens, **ffn_words, **_experts_reached(workload, tokens["tokens"])})
@@ -345,14 +352,23 @@ def _experts_reached(workload: Workload, tokens: int) -> dict[str, int]:
     return {"experts": routed} if routed < int(workload.params["experts"]) else {}
 
 
-def _decode_keys(workload: Workload, context: int) -> int:
-    """Keys one decode query reads: the whole context, or with a sliding window min(context, window + sinks)."""
+def decode_keys(workload: Workload, context: int) -> int:
+    """Keys one decode query over a KV cache of `context` tokens reads: the whole context, or with a sliding
+    window min(context, window + sinks) (the last `window` keys and the first `sinks`; they overlap only when the
+    context is shorter than window + sinks, and then the query reads every key)."""
+    limit = decode_keys_limit(workload)
+    return context if limit is None else min(context, limit)
+
+
+def decode_keys_limit(workload: Workload) -> int | None:
+    """The most keys one decode query of `workload` reads: window + sinks for a sliding-window model (a SpecError
+    naming `params.sinks` when it has a window and no sinks), None (every key of the context) otherwise."""
     if "window" not in workload.params:
-        return context
+        return None
     if "sinks" not in workload.params:
         raise SpecError(workload.path, "params.sinks", "missing: a sliding-window decode reads the last window "
                                                        "keys and the first sinks keys; add sinks (0 for none)")
-    return min(context, int(workload.params["window"] + workload.params["sinks"]))
+    return int(workload.params["window"] + workload.params["sinks"])
 
 
 def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...],

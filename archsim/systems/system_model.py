@@ -8,7 +8,10 @@ and checks that one device's share of the weights fits its memory. An iteration 
 contexts to decode) is one pass over the device's decoder layers:
 - ops: one decoder layer of `archsim.systems.step.layer_ops` with every new token of the iteration in its
   projections, FFN, norms and residuals (Orca's selective batching), and one attention op per request (a decode
-  op bound to its context, a prefill op to its prompt); FLOPs and bytes are `analyze()` of each bound cascade.
+  op bound to the keys its context has it read, `step.decode_keys`: the context, or with a sliding window at most
+  window + sinks; a prefill op to its prompt); FLOPs and bytes are `analyze()` of each bound cascade. A bank-PIM,
+  whose placement reads per-request times off per-length tables, is given those keys (`SystemModel.decode_keys`),
+  as every other device reads them off the ops.
 - placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes);
 - layer time (`layer_phases`): the ops before the decode attention (`pre`: norm, QKV projection, prompt attention),
   the decode attention, the ops after it (`post`), each costed by its device. The schedule composes them:
@@ -64,11 +67,13 @@ head (`vocab_weight_bytes`: vocab-parallel over TP, as vLLM; both on a device wi
 heaviest device's, against which the fit is checked. The LM head's GEMM is not in an iteration's ops (its time and
 energy are left out; the ops are the decoder layers').
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
-outputs); `kv_capacity_bytes` the memory of the TP x PP weight-holding devices less their weights (the heaviest
-device's on every one, as vLLM sizes every worker's cache by the smallest room). A Logic-PIM's
-stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller of the
-two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it, and that a TP group
-fits the weight-holding device's `count` (`system_spec.check_tp_group`).
+outputs), and a request holds its whole context's (a sliding window sets the keys read, not the keys kept, on
+every system alike: the serving simulator's pages grow with the context); `kv_capacity_bytes` the memory of the
+TP x PP weight-holding devices less their weights (the heaviest device's on every one, as vLLM sizes every
+worker's cache by the smallest room). A Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU),
+so with one a rank's memory is the smaller of the two (`SystemModel.memory_bytes_per_device`); the factory
+checks that the weights fit it, and that a TP group fits the weight-holding device's `count`
+(`system_spec.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ from archsim.systems.step import (
     Op,
     Step,
     block_of,
+    decode_keys_limit,
     layer_kinds,
     layer_op,
     layer_ops,
@@ -236,6 +242,18 @@ class SystemModel:
         request once the lengths are known."""
         known = self._attention_ops.setdefault("decode", {})
         return remembered(known, contexts, lambda i: self.attention("decode", int(contexts[i])))
+
+    def decode_keys(self, contexts: Sequence[int]) -> Sequence[int]:
+        """Keys each decode request reads (`step.decode_keys` of the shard): `contexts` themselves (the same object)
+        without a sliding window, else each context capped at window + sinks (an array for an array). A bank-PIM's
+        placement reads these: its GEMV tables, Algorithm 2's estimate and Algorithm 3's longest-first order (where
+        requests past the window tie and keep their arrival order)."""
+        limit = decode_keys_limit(self.shard)
+        if limit is None:
+            return contexts
+        if isinstance(contexts, np.ndarray):
+            return np.minimum(contexts, limit)
+        return [min(c, limit) for c in contexts]
 
     def decode_ops(self, contexts: Sequence[int]) -> DecodeOps:
         """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose totals
@@ -464,7 +482,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     attention_device = device_of(model, decode_ops[0]) if decode_ops else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
-        placement = attention_device.placement(decode_ops, schedule.split, contexts)
+        placement = attention_device.placement(decode_ops, schedule.split, model.decode_keys(contexts))
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], list(placement.sub_batches_gemv_s()), [], [], OpCost()
         sub_batch = placement.sub_batch.tolist()
@@ -492,7 +510,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     attention_s, softmax_s, placement = 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
     if decode_ops and split:
-        placement = attention_device.placement(decode_ops, contexts=contexts)
+        placement = attention_device.placement(decode_ops, contexts=model.decode_keys(contexts))
         barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
         attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier), placement.mean_load_s())
         attention_s, softmax_s = attention.time_s, _host_softmax_s(model, attention_device, decode_ops)
