@@ -40,6 +40,9 @@ Training (the Ring Attention paper's Table 3 setting):
   - lasp1, lasp2: the layer's attention is linear attention (the `linear-attention` cascade) over c tokens; its
     d x d state per head is kept at `state_bytes` (fp32, as LASP's code): LASP-1 holds its own and the received
     one, LASP-2 all-gathers the P states.
+  A MoE FFN's materialised hidden activations (H1, H3, A, the experts' outputs O) and gates exist for the routed
+  (token, expert) pairs only, top_k / experts of their [tokens, experts, ...] shapes as the MACs count them
+  (`_held_share`); a model mixing MoE and dense layers (`moe_every`) takes the larger layer's working set.
 - no KV cache. Not modelled: logits and loss (as if computed blockwise), framework buffers and fragmentation, the
   backward pass's gradients of activations beyond the working set above.
 
@@ -66,10 +69,13 @@ from dataclasses import dataclass, replace
 from archsim import library
 from archsim.cascade.analysis import Analysis, analyze
 from archsim.cascade.bind import bind
+from archsim.cascade.ir import Cascade, Einsum, Ref, Var
+from archsim.cascade.syntax import walk
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
-from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_ops
+from archsim.systems.gemms import einsum_density
+from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_ops
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism
 from archsim.workload import MAX_SIZE, Workload
@@ -288,10 +294,38 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
 
 
 def _live(op: Op, materialised: bool) -> float:
-    """Bytes of an op's activations (inputs, outputs, K and V) and, when the scheme keeps them, intermediates."""
+    """Bytes of an op's activations (inputs, outputs, K and V) and, when the scheme keeps them, intermediates,
+    each at the share of its elements that exist (`_held_share`)."""
     roles = op.tensor_roles
-    return float(sum(size for name, size in op.tensor_bytes.items()
+    return float(sum(size * _held_share(op, name) for name, size in op.tensor_bytes.items()
                      if roles[name] != WEIGHTS and (materialised or roles[name] != INTERMEDIATE)))
+
+
+def _held_share(op: Op, tensor: str) -> float:
+    """The share of `tensor`'s elements a device holds. A tensor written under a data-dependent mask over its own
+    indices (MoE top-k routing: the experts' H1, H3, A and O, the gates) exists for the routed (token, expert)
+    pairs only, the writing Einsum's kept points (`gemms.einsum_density`: top_k / experts, as the MACs count
+    them), its tokens gathered per expert as grouped-GEMM MoE kernels hold them. Every other tensor is whole: one
+    no Einsum writes, one unmasked, one under a positional mask (causal scores are held s x s, their masked
+    points written as the fill: Ring Attention Table 1's vanilla 2·b·H·s²), and a reduction whose mask ranges
+    over a reduced index (the gates' denominator GD[t]: every token has one)."""
+    writer = next((e for e in op.binding.cascade.einsums if e.output.tensor == tensor), None)
+    if writer is None or writer.mask is None or not writer.mask.data_dependent:
+        return 1.0
+    if not _mask_indices(op.binding.cascade, writer) <= _term_vars(writer.output):
+        return 1.0
+    return einsum_density(op, writer)
+
+
+def _mask_indices(cascade: Cascade, einsum: Einsum) -> set[str]:
+    """The leaf index variables `einsum`'s mask predicate reads, directly or through the tensors it reads."""
+    nodes = list(walk(einsum.mask.predicate))
+    return ({var for node in nodes if isinstance(node, Ref) for var in _term_vars(node)}
+            | {leaf for node in nodes if isinstance(node, Var) for leaf in cascade.var_leaves[node.name]})
+
+
+def _term_vars(ref: Ref) -> set[str]:
+    return {t.var for t in ref.terms if t.var is not None}
 
 
 def _kv(op: Op) -> float:
@@ -343,8 +377,14 @@ def _unkey(key: tuple) -> Workload:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_ops(key: tuple, tokens: int, batch: int) -> tuple[Op, ...]:
-    workload = _unkey(key)
-    return layer_ops(workload, Step("prefill", batch, tokens), workload.block)
+    """The layer's ops; a model mixing MoE and dense layers (`moe_every` > 1) adds its other kind's FFN op (`ffn`
+    beside `moe`), so the working set's peak is that of its largest kind of layer."""
+    workload, step = _unkey(key), Step("prefill", batch, tokens)
+    ops: dict[str, Op] = {}
+    for kind in dict.fromkeys(layer_kinds(workload)):
+        for op in layer_ops(workload, step, workload.block, kind):
+            ops.setdefault(op.name, op)
+    return tuple(ops.values())
 
 
 @functools.lru_cache(maxsize=1024)
