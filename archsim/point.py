@@ -14,8 +14,10 @@ which would count its K and V heads/kv_heads times over: its cascade is a groupe
 `fusemax-gqa`). A multi-head latent attention workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
 attention (K an input) or of the K/V projection (a `kv_heads` param) without a latent (no `kv_lora_rank` param),
 which would drop its decoupled RoPE dimensions and latent projections: its cascades are `attention-mla-prefill`,
-`attention-mla-decode` and `mla-projection`. A linear-attention workload (`attention: linear`) is refused by a
-softmax attention cascade (one whose Einsums take an exp).
+`attention-mla-decode` and `mla-projection`. A sliding-window workload (`window`) is refused by an attention
+cascade without a window, which would count every key the window drops: its cascade is `attention-sliding-window`.
+A linear-attention workload (`attention: linear`) is refused by a softmax attention cascade (one whose Einsums take
+an exp). `archsim analyze` and `execute` apply the same checks (`check_attention_form`).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     values = {k: v for k, _, v in sets}
     _check_sets_read(cascade, workload, values, sets_source)
     _refuse_tiling_sets(cascade, spec, values, sets_source)
-    _check_attention_form(cascade, workload, spec, values, sets_source)
+    check_attention_form(cascade, workload, values, sets_source, spec.name)
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
     return binding, analyze(binding)
@@ -112,7 +114,7 @@ def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float],
 
 def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
     """Refuse a set workload size the cascade neither reads nor checks: `ffn_dim` on an attention cascade would
-    change nothing (`bind` refuses a name neither has). `kv_heads` is read by `_check_attention_form`."""
+    change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`."""
     given = workload.params if workload is not None else {}
     for name in sets:
         if name in given and name not in cascade.params and name not in cascade.rank_sizes and name != "kv_heads":
@@ -121,23 +123,34 @@ def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str
                                                f"{', '.join(cascade.rank_sizes)})")
 
 
-def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Mapping, sets: dict[str, float],
-                          sets_source: str) -> None:
-    """Refuse a grouped-query workload on a multi-head cascade, and a latent-attention workload on an attention
-    cascade without a latent (module docstring); `sets` (from `sets_source`) over the workload's sizes."""
+def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str,
+                         mapping_name: str | None = None) -> None:
+    """Refuse a workload whose attention the cascade does not compute (module docstring): a grouped-query workload
+    on a multi-head cascade, a latent-attention (MLA) one on an attention cascade without a latent, a sliding-window
+    one on a cascade without a window, a linear-attention one on softmax attention; `sets` (from `sets_source`)
+    over the workload's sizes. `prepare` checks it against the mapping's cascade, `archsim analyze` and `execute`
+    against theirs."""
     own = workload.params if workload is not None else {}
     params = {**own, **sets}
+    what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
+    instead = " with a mapping of yours (--cascade, --mapping FILE)" if mapping_name else ""
     keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
     if workload is not None and "K" in cascade.inputs and any("exp" in point_ops(e) for e in cascade.einsums):
-        refuse_linear_attention(workload, f"cascade {cascade.name} (mapping {spec.name})")
+        refuse_linear_attention(workload, what)
     if keys and "kv_lora_rank" in params and "kv_lora_rank" not in cascade.params:
         rope = f", rope_dim {params['rope_dim']:g}" if "rope_dim" in params else ""
         raise SpecError(workload.path, "params.kv_lora_rank",
                         f"{workload.name} uses multi-head latent attention (kv_lora_rank {params['kv_lora_rank']:g}"
-                        f"{rope}), but cascade "
-                        f"{cascade.name} (mapping {spec.name}) has no latent K/V: it would drop the RoPE dimensions "
-                        f"and the latent projections; use the MLA cascades (attention-mla-prefill, "
-                        f"attention-mla-decode, mla-projection) with a mapping of yours (--cascade, --mapping FILE)")
+                        f"{rope}), but {what} has no latent K/V: it would drop the RoPE dimensions and the latent "
+                        f"projections; use the MLA cascades (attention-mla-prefill, attention-mla-decode, "
+                        f"mla-projection){instead}")
+    if "K" in cascade.inputs and "window" in params and "window" not in cascade.params:
+        source, where = (sets_source, "window") if "window" in sets else (workload.path, "params.window")
+        sinks = f" and {params['sinks']:g} sink tokens" if "sinks" in params else ""
+        grouped = params.get("kv_heads", params.get("heads")) != params.get("heads")
+        raise SpecError(source, where, f"sliding-window attention ({params['window']:g} keys per query{sinks}), but "
+                                       f"{what} attends to every key: it would count the keys the window drops; use "
+                                       f"the cascade attention-sliding-window{'-gqa' if grouped else ''}{instead}")
     if "heads" not in cascade.params or "kv_heads" in cascade.params:
         return
     # grouped-query: `--set kv_heads` against the heads bound, else the workload's own K/V heads against its heads
@@ -149,10 +162,11 @@ def _check_attention_form(cascade: Cascade, workload: Workload | None, spec: Map
     else:
         return
     if kv_heads != heads:
+        example = ("attention-sliding-window-gqa" if "window" in cascade.params else
+                   "--mapping fusemax-gqa" if mapping_name else "attention-1pass-causal-gqa")
         raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads (grouped-query), but "
-                                       f"cascade {cascade.name} (mapping {spec.name}) has one K/V head per query "
-                                       f"head: use a grouped-query cascade and its mapping (e.g. --mapping "
-                                       f"fusemax-gqa)")
+                                       f"{what} has one K/V head per query head: use a grouped-query cascade"
+                                       f"{' and its mapping' if mapping_name else ''} (e.g. {example})")
 
 
 def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:

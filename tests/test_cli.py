@@ -57,13 +57,23 @@ def test_library_report(cli, tmp_path: Path) -> None:
     assert moe["description"].startswith("not analysed: missing") and not moe["ops_mac"]
 
 
-def test_workloads_bind_attention(cli_json) -> None:
-    """Every workload binds the 3-pass cascade: heads, head_dim, batch and seq_len come from it."""
+def test_workloads_bind_attention(cli, cli_json) -> None:
+    """Every multi-head softmax workload binds the 3-pass cascade: heads, head_dim, batch and seq_len come from it.
+    A grouped-query, latent (MLA) or linear-attention one is refused, naming the field, as `archsim run` refuses
+    it: the multi-head cascade would count its K and V once per query head (or drop its latent)."""
+    refused = 0
     for name in library.names("workloads"):
         spec = library.load_workload_spec(name)
+        assert spec.params["heads"] % spec.params["kv_heads"] == 0
+        form = ("params.kv_lora_rank" if "kv_lora_rank" in spec.params else "attention" if spec.attention == "linear"
+                else "params.kv_heads" if spec.params["kv_heads"] != spec.params["heads"] else None)
+        if form:
+            assert f"{spec.path}: {form}:" in cli("analyze", "attention-3pass", "--workload", name, expect=2).output
+            refused += 1
+            continue
         ranks = cli_json("analyze", "attention-3pass", "--workload", name)["ranks"]
         assert ranks["H"] == spec.params["heads"] and ranks["E"] == spec.params["head_dim"]
-        assert spec.params["heads"] % spec.params["kv_heads"] == 0
+    assert 0 < refused < len(library.names("workloads"))
 
 
 def test_reproduce_fusemax_json_schema(cli_json) -> None:

@@ -17,10 +17,15 @@ CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
 def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
     """The cascade bound to a workload (every model size it declares must come from the workload or `--set`)
-    or, without one, to its own small defaults."""
+    or, without one, to its own small defaults; a workload whose attention the cascade does not compute (grouped
+    K/V heads on a multi-head cascade, MLA, a sliding window, linear attention) is refused, as `archsim run` does."""
+    from archsim.point import check_attention_form
+
     cascade = library.load_cascade_spec(cascade_name)
     spec = library.load_workload_spec(workload) if workload else None
-    return bind(cascade, spec, parse_sets(sets), source="--set")
+    values = parse_sets(sets)
+    check_attention_form(cascade, spec, values, "--set")
+    return bind(cascade, spec, values, source="--set")
 
 
 def _show_analysis(analysis: Analysis) -> None:
