@@ -165,6 +165,7 @@ def test_with_changes_replaces_fields_by_dotted_path() -> None:
     arch = library.load_architecture_spec("fusemax")
     changed = arch.with_changes(clock_hz=1e9, **{
         "units.array2d.shape": (128, 128),
+        "memories.RF.instances": 128 * 128,  # one register file per PE
         "memories.GlobalBuffer.capacity_bytes": 2**24 * 2,
         "units.array2d.energy.actions_pj.mac": 1.5,
     })
@@ -174,9 +175,10 @@ def test_with_changes_replaces_fields_by_dotted_path() -> None:
     assert changed.unit("array2d").energy.actions_pj["exp"] == pytest.approx(6 * 1.5)  # exp = 6 MACs follows
     assert changed.unit("array1d") == arch.unit("array1d")
     assert arch.unit("array2d").shape == (256, 256) and arch.clock_hz == 940e6  # the original is untouched
-    # 49152 fewer PEs; the buffer doubles, and so does its area (94176255.9664 at area_capacity_bytes, 32 MiB)
-    assert changed.area_um2() == pytest.approx(arch.area_um2() - (65536 - 16384) * 1594.28944 + 94176255.9664 / 2,
-                                               rel=1e-12)
+    # 49152 fewer PEs and register files; the buffer doubles, and so does its area (94176255.9664 at
+    # area_capacity_bytes, 32 MiB)
+    assert changed.area_um2() == pytest.approx(
+        arch.area_um2() - (65536 - 16384) * (1594.28944 + 4255.9342) + 94176255.9664 / 2, rel=1e-12)
 
 
 def test_with_changes_is_validated() -> None:
@@ -279,3 +281,12 @@ def test_load_from_mapping_and_custom_ops() -> None:
     arch = load_architecture(data, source="custom", op_types=OP_TYPES | {"softplus"})
     assert isinstance(arch, Architecture) and arch.source == "custom"
     assert arch.unit("array1d").energy.actions_pj["softplus"] == pytest.approx(94.6475 + 8.3395)
+
+
+def test_an_energy_table_at_another_node_is_refused() -> None:
+    """An energy table at another node than the architecture's would be summed unscaled: refused naming the field;
+    a whole design scaled (`scaled_to`) stays consistent."""
+    arch = library.load_architecture_spec("fusemax")
+    with pytest.raises(SpecError, match=r"units\.array2d\.energy\.node_nm: 7 nm, but the architecture is at 45 nm"):
+        arch.with_changes(**{"units.array2d.energy.node_nm": 7})
+    assert arch.scaled_to(7).with_changes(clock_hz=1e9).node_nm == 7

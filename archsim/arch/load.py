@@ -162,7 +162,7 @@ class _Loader:
                              f"expected null: the outermost level ({outermost}) is the home of every tensor and the "
                              f"model does not bound it (got {outer['capacity_bytes']!r}; whether a workload fits "
                              "off-chip memory is not checked here)")
-        return Architecture(
+        built = Architecture(
             name=name,
             description=self.text(d.get("description", ""), "description"),
             source=self.source,
@@ -173,6 +173,20 @@ class _Loader:
             units=tuple(self.unit(n, f, f"units.{n}") for n, f in units.items()),
             citation=self.text(d.get("source", ""), "source"),
         )
+        self.check_consistent(built)
+        return built
+
+    def check_consistent(self, arch: Architecture) -> None:
+        """Every energy table at the architecture's node: tables are summed as given, so one at another node would
+        be priced unscaled (a design at another node is `Architecture.scaled_to`'s)."""
+        parts = [(f"memories.{m.name}", m.energy) for m in arch.memories] + \
+            [(f"units.{u.name}", u.energy) for u in arch.units]
+        for where, table in parts:
+            if table.node_nm != arch.node_nm:
+                raise self.error(f"{where}.energy.node_nm",
+                                 f"{table.node_nm:g} nm, but the architecture is at {arch.node_nm:g} nm (node_nm): "
+                                 "archsim sums energy tables as given; give them at the architecture's node "
+                                 "(archsim.arch.spec.Architecture.scaled_to scales a whole design)")
 
     def memory(self, name: str, data: Any, where: str) -> Memory:
         d = self.fields(data, where, MEMORY_KEYS, ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits",
