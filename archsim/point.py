@@ -38,7 +38,7 @@ from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.workload import BLOCK_CASCADES, Workload, refuse_linear_attention
+from archsim.workload import BLOCK_CASCADES, PARAMS, Workload, refuse_linear_attention
 
 if TYPE_CHECKING:
     from archsim.model.event import EventRun
@@ -87,6 +87,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     check_attention_form(cascade, workload, values, sets_source, spec.name)
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
+    _refuse_test_defaults(cascade, workload, spec, values)
     return binding, analyze(binding)
 
 
@@ -110,6 +111,25 @@ def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float],
         ranks = ", ".join(f"{r} = {spec.sets[r]:g}" for r in tiling[key])
         raise SpecError(sets_source, key, f"changes nothing: {spec.source} sets rank {ranks} (its set:), the only "
                                           f"size {key} gives; set {', '.join(tiling[key])} instead")
+
+
+def _refuse_test_defaults(cascade: Cascade, workload: Workload | None, spec: Mapping, sets: dict[str, float]) -> None:
+    """With a workload, a cascade parameter that is no model size (a tiling or algorithm choice: `tile_kv`,
+    block-sparse's `block`) and that neither the sets nor the mapping's `set:` give would run at the cascade's
+    default, a test size (4-key blocks under a model of 16K tokens): refused, naming the mapping's `set` when the
+    parameter sizes a rank it could set, else the cascade's parameter. Model sizes come from the workload (`bind`)."""
+    if workload is None:
+        return
+    given = mapping_tiling(cascade, spec)
+    for name, value in cascade.params.items():
+        if name in PARAMS or name in sets or name in given:
+            continue
+        ranks = [r for r, size in cascade.rank_sizes.items() if size is not None and name in S.names_in(size)]
+        default = f"{cascade.name}'s {name} would be its test default ({value:g}) under {workload.name}'s sizes"
+        if ranks:
+            raise SpecError(spec.source, "set", f"missing: {default}; set {' or '.join(ranks)} here or pass "
+                                                f"--set {name}=N")
+        raise SpecError(cascade.source, f"params.{name}", f"missing: {default}; give it (--set {name}=N)")
 
 
 def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
