@@ -312,8 +312,9 @@ class _Loader:
         if reference is not None:
             from archsim.cascade.references import REFERENCES
 
-            if reference not in REFERENCES:
-                raise self.error("reference", f"unknown reference '{reference}' (known: {', '.join(REFERENCES)})")
+            if not isinstance(reference, str) or reference not in REFERENCES:
+                raise self.error("reference", f"unknown reference {reference!r}: expected the name of one of "
+                                              f"{', '.join(REFERENCES)}")
         return Cascade(
             name=name,
             source=self.source,

@@ -70,7 +70,7 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
                                                       f"got {rate!r}")
     requests = _whole(data["requests"], source, "serving.requests", 1)
     check_request_count(requests, source, "serving.requests")
-    if data["lengths"] not in LENGTH_PRESETS:
+    if not isinstance(data["lengths"], str) or data["lengths"] not in LENGTH_PRESETS:
         raise SpecError(source, "serving.lengths", f"expected one of {', '.join(LENGTH_PRESETS)}, "
                                                    f"got {data['lengths']!r}")
     return ServingSettings(float(rate), requests, data["lengths"], _whole(data["seed"], source, "serving.seed", 0),

@@ -1,0 +1,41 @@
+"""Bad input that reached an internal error or was silently ignored (found by fuzzing the CLI with mutated specs):
+each is now exit 2 with one line naming the file or option and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from archsim import library
+
+
+def test_a_cascade_reference_that_is_no_name_is_refused(cli, tmp_path: Path) -> None:
+    text = Path(library.load_cascade_spec("attention-1pass").source).read_text()
+    for bad in ("[1]", "{a: 1}"):
+        path = tmp_path / "c.yaml"
+        path.write_text(text.replace("reference: attention", f"reference: {bad}  # was attention", 1))
+        assert f"reference: {bad}" in path.read_text()
+        out = cli("check", str(path), expect=2).output
+        assert "c.yaml: reference: unknown reference" in out and "internal error" not in out, out
+
+
+def test_serving_lengths_that_is_no_name_is_refused(cli, tmp_path: Path) -> None:
+    sweep = Path(__file__).resolve().parent.parent / "archsim" / "dse" / "sweeps" / "neupims-channels.yaml"
+    data = yaml.safe_load(sweep.read_text())
+    data["serving"]["lengths"] = [1]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = cli("check", str(path), expect=2).output
+    assert "s.yaml: serving.lengths: expected one of" in out and "internal error" not in out, out
+
+
+def test_simulate_refuses_poisson_options_beside_a_trace(cli, tmp_path: Path) -> None:
+    """--lengths and --seed shape Poisson requests; with --trace they changed nothing and were ignored."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0.0,128,32\n")
+    base = ("simulate", "--system", "neupims", "--workload", "gpt3-7b", "--trace", str(trace))
+    for extra in (("--lengths", "kimi-ta"), ("--seed", "99")):
+        out = cli(*base, *extra, expect=2).output
+        assert "--lengths and --seed draw Poisson requests (--rate); a --trace gives them" in out
+    cli(*base, "--json")
