@@ -133,16 +133,7 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
     """A no-argument call of the case's kernel on random inputs (allocated here, before timing)."""
     import torch
 
-    from archsim.kernels import (
-        block_sparse,
-        decode,
-        flash_bwd,
-        flash_fwd,
-        lightning,
-        naive,
-        torch_attention,
-        vertical_slash,
-    )
+    from archsim.kernels import block_sparse, decode, flash_bwd, flash_fwd, lightning, naive, vertical_slash
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.dtype]
     shape = (case.batch, case.heads, case.seqlen, case.head_dim)
@@ -150,12 +141,11 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
     def rand(*size: int) -> torch.Tensor:
         return torch.randn(size, dtype=dtype, device=device)
 
-    if case.direction == "decode":
-        q, k, v = rand(case.batch, case.heads, 1, case.head_dim), *(
-            rand(case.batch, case.kv_heads, case.seqlen, case.head_dim) for _ in range(2))
-        return lambda: (torch_attention.eager_decode if case.kernel == "pytorch" else decode.decode_attention)(q, k, v)
     if case.kernel in TORCH_KERNELS:
         return _torch_runner(case, rand)
+    if case.direction == "decode":
+        q, k, v = _decode_inputs(case, rand)
+        return lambda: decode.decode_attention(q, k, v)
     q, k, v = rand(*shape), rand(*shape), rand(*shape)
     if case.kernel == "naive":
         return lambda: naive.naive_attention(q, k, v, causal=case.causal)
@@ -180,12 +170,21 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
                                        causal=case.causal)
 
 
+def _decode_inputs(case: Case, rand: Callable[..., object]) -> tuple:
+    """q [batch, heads, 1, head_dim] and K, V [batch, kv_heads, seqlen, head_dim] of a decode case."""
+    return rand(case.batch, case.heads, 1, case.head_dim), *(
+        rand(case.batch, case.kv_heads, case.seqlen, case.head_dim) for _ in range(2))
+
+
 def _torch_runner(case: Case, rand: Callable[..., object]) -> Callable[[], object]:
-    """A call of PyTorch's path (`kernels/torch_attention.py`) as the FlashAttention benchmark times it: the forward;
-    the backward of one saved forward (`retain_graph`); or both. Input gradients are reset before each backward,
-    so every one writes them afresh (the benchmark's `x.grad = None`)."""
+    """A call of PyTorch's path (`kernels/torch_attention.py`): eager decode at decode; else as the FlashAttention
+    benchmark times it, the forward, the backward of one saved forward (`retain_graph`), or both. Input gradients
+    are reset before each backward, so every one writes them afresh (the benchmark's `x.grad = None`)."""
     from archsim.kernels import torch_attention
 
+    if case.direction == "decode":  # eager GQA decode
+        q, k, v = _decode_inputs(case, rand)
+        return lambda: torch_attention.eager_decode(q, k, v)
     b, s, h, d = case.batch, case.seqlen, case.heads, case.head_dim
     if case.kernel == "pytorch":
         inputs = (rand(b, s, 3, h, d).requires_grad_(),)

@@ -61,6 +61,11 @@ def op_gemms(op: Op) -> tuple[Gemm, ...]:
     return tuple(fused.values())
 
 
+def writer_of(op: Op, tensor: str) -> Einsum | None:
+    """The Einsum of the op's cascade that writes `tensor` (None for a tensor none writes: an input)."""
+    return next((e for e in op.binding.cascade.einsums if e.output.tensor == tensor), None)
+
+
 def einsum_density(op: Op, einsum: Einsum) -> float:
     """The share of `einsum`'s iteration space the op computes: its counted points (a mask's kept ones) over all
     of them (module docstring)."""

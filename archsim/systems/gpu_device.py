@@ -62,7 +62,7 @@ from archsim.errors import SpecError
 from archsim.memo import identity_cache
 from archsim.model.gpu import WORD_PRECISIONS
 from archsim.systems.device import OpCost
-from archsim.systems.gemms import einsum_density, op_gemms
+from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
@@ -301,7 +301,7 @@ def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
 def _written_share(op: Op, tensor: str) -> float:
     """The share of `tensor`'s elements that the Einsum writing it computes (`gemms.einsum_density`); 1 for a
     tensor no Einsum of the op writes."""
-    writer = next((e for e in op.binding.cascade.einsums if e.output.tensor == tensor), None)
+    writer = writer_of(op, tensor)
     return 1.0 if writer is None else einsum_density(op, writer)
 
 

@@ -74,7 +74,7 @@ from archsim.cascade.syntax import walk
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
-from archsim.systems.gemms import einsum_density
+from archsim.systems.gemms import einsum_density, writer_of
 from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_ops
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism
@@ -309,7 +309,7 @@ def _held_share(op: Op, tensor: str) -> float:
     no Einsum writes, one unmasked, one under a positional mask (causal scores are held s x s, their masked
     points written as the fill: Ring Attention Table 1's vanilla 2·b·H·s²), and a reduction whose mask ranges
     over a reduced index (the gates' denominator GD[t]: every token has one)."""
-    writer = next((e for e in op.binding.cascade.einsums if e.output.tensor == tensor), None)
+    writer = writer_of(op, tensor)
     if writer is None or writer.mask is None or not writer.mask.data_dependent:
         return 1.0
     if not _mask_indices(op.binding.cascade, writer) <= _term_vars(writer.output):
