@@ -125,6 +125,8 @@ def _refuse_test_defaults(cascade: Cascade, workload: Workload | None, spec: Map
         if name in PARAMS or name in sets or name in given:
             continue
         ranks = [r for r, size in cascade.rank_sizes.items() if size is not None and name in S.names_in(size)]
+        if ranks and all(r in sets for r in ranks):  # every rank it sizes is set directly (--set M0=256)
+            continue
         default = f"{cascade.name}'s {name} would be its test default ({value:g}) under {workload.name}'s sizes"
         if ranks:
             raise SpecError(spec.source, "set", f"missing: {default}; set {' or '.join(ranks)} here or pass "

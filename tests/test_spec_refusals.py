@@ -236,3 +236,4 @@ def test_a_test_default_under_a_workload_is_refused(cli, tmp_path) -> None:
     (tmp_path / "m.yaml").write_text(text)
     out = cli("run", "--mapping", str(tmp_path / "m.yaml"), "--workload", "bert-base", expect=2).output
     assert "m.yaml: set: missing: attention-1pass's tile_kv would be its test default (4)" in out and "set M0" in out
+    cli("run", "--mapping", str(tmp_path / "m.yaml"), "--workload", "bert-base", "--set", "M0=256")  # the rank
