@@ -290,3 +290,31 @@ def test_an_energy_table_at_another_node_is_refused() -> None:
     with pytest.raises(SpecError, match=r"units\.array2d\.energy\.node_nm: 7 nm, but the architecture is at 45 nm"):
         arch.with_changes(**{"units.array2d.energy.node_nm": 7})
     assert arch.scaled_to(7).with_changes(clock_hz=1e9).node_nm == 7
+
+
+def test_register_files_follow_a_resized_array() -> None:
+    """A PE's register file is `per_pe_of` its array: resizing the array alone resizes them (area, leakage), and
+    the batch columns agree with `with_changes`; a number given for `instances` replaces the link."""
+    from archsim.model.arch_columns import with_numbers
+
+    arch = library.load_architecture_spec("fusemax")
+    assert arch.memory("RF").per_pe_of == "array2d" and arch.memory("RF1D").per_pe_of == "array1d"
+    resized = arch.with_changes(**{"units.array2d.shape": (128, 128), "units.array1d.shape": (128,)})
+    assert resized.memory("RF").instances == 128 * 128 and resized.memory("RF1D").instances == 128
+    explicit = arch.with_changes(**{"units.array2d.shape": (128, 128), "units.array1d.shape": (128,),
+                                    "memories.RF.instances": 128 * 128, "memories.RF1D.instances": 128})
+    assert resized.area_um2() == explicit.area_um2() < arch.area_um2()
+    assert explicit.memory("RF").per_pe_of is None  # a number replaces the link
+    cols = with_numbers(arch, {"units.array2d.shape": [[128, 128], [512, 512]], "units.array1d.shape": [[128], [512]]})
+    big = arch.with_changes(**{"units.array2d.shape": (512, 512), "units.array1d.shape": (512,)})
+    assert list(cols.area) == pytest.approx([resized.area_um2(), big.area_um2()], rel=1e-12)
+    assert [cols.numbers(i).levels[2].leak_pj_per_cycle for i in (0, 1)] == pytest.approx(
+        [0.000431 * 128 * 128, 0.000431 * 512 * 512], rel=1e-12)
+    data = arch.to_dict()
+    data["memories"]["RF"]["instances"] = 65536
+    with pytest.raises(SpecError, match=r"memories\.RF\.instances: give instances or per_pe_of, not both"):
+        architecture_from_dict(data)
+    data["memories"]["RF"].pop("instances")
+    data["memories"]["RF"]["per_pe_of"] = "array3d"
+    with pytest.raises(SpecError, match=r"memories\.RF\.per_pe_of: expected the name of a unit .*array2d, array1d"):
+        architecture_from_dict(data)

@@ -186,6 +186,7 @@ def test_every_library_mapping_binds_each_einsum_once() -> None:
 def test_a_unit_the_architecture_lacks_is_a_spec_error() -> None:
     data = FUSEMAX.to_dict()
     data["units"]["vector"] = data["units"].pop("array1d")
+    data["memories"]["RF1D"]["per_pe_of"] = "vector"
     with pytest.raises(SpecError) as info:
         run_point("fusemax", arch=architecture_from_dict(data), **BERT_4K)
     assert info.value.where == "groups[0].binding.RM"

@@ -14,7 +14,8 @@ File format (units in the key names; memories outermost first; the YAML path of 
         capacity_bytes: null          # null = unbounded (the outermost level's must be null)
         bandwidth_bytes_per_s: 429496729600   # null = never a bottleneck
         access_bits: 64
-        instances: 1                  # optional, default 1 (e.g. one RF per PE)
+        instances: 1                  # optional, default 1
+        # per_pe_of: array2d          # instead of instances: one per PE of a unit (a PE's RF), following its shape
         area_um2: 0                   # per instance
         area_capacity_bytes: null     # optional: the capacity area_um2 is quoted at (area scales with capacity)
         energy: {node_nm: 45, source: 2d-fusemax-ERT.yaml, actions_pj: {read: 249.6, write: 249.6, leak: 0}}
@@ -64,7 +65,7 @@ OP_TYPES: frozenset[str] = frozenset(
      *(op.op_type for op in DEFAULT_UNARY_OPS.values())}
 )
 TOP_KEYS = ("name", "description", "source", "clock_hz", "word_bytes", "node_nm", "memories", "units")
-MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "area_um2",
+MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "per_pe_of", "area_um2",
                "area_capacity_bytes", "energy")
 UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
 ENERGY_KEYS = ("node_nm", "source", "actions_pj")
@@ -162,6 +163,8 @@ class _Loader:
                              f"expected null: the outermost level ({outermost}) is the home of every tensor and the "
                              f"model does not bound it (got {outer['capacity_bytes']!r}; whether a workload fits "
                              "off-chip memory is not checked here)")
+        built_units = tuple(self.unit(n, f, f"units.{n}") for n, f in units.items())
+        lanes = {u.name: u.lanes for u in built_units}
         built = Architecture(
             name=name,
             description=self.text(d.get("description", ""), "description"),
@@ -169,8 +172,8 @@ class _Loader:
             clock_hz=self.number(d["clock_hz"], "clock_hz", True, "a clock frequency in Hz"),
             word_bytes=self.integer(d["word_bytes"], "word_bytes", "bytes per word"),
             node_nm=self.number(d["node_nm"], "node_nm", True, "a technology node in nm"),
-            memories=tuple(self.memory(n, f, f"memories.{n}") for n, f in memories.items()),
-            units=tuple(self.unit(n, f, f"units.{n}") for n, f in units.items()),
+            memories=tuple(self.memory(n, f, f"memories.{n}", lanes) for n, f in memories.items()),
+            units=built_units,
             citation=self.text(d.get("source", ""), "source"),
         )
         self.check_consistent(built)
@@ -188,7 +191,7 @@ class _Loader:
                                  "archsim sums energy tables as given; give them at the architecture's node "
                                  "(archsim.arch.spec.Architecture.scaled_to scales a whole design)")
 
-    def memory(self, name: str, data: Any, where: str) -> Memory:
+    def memory(self, name: str, data: Any, where: str, lanes: Mapping[str, int]) -> Memory:
         d = self.fields(data, where, MEMORY_KEYS, ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits",
                                                    "area_um2", "energy"))
         capacity = d["capacity_bytes"]
@@ -210,9 +213,23 @@ class _Loader:
             access_bits=self.integer(d["access_bits"], f"{where}.access_bits", "bits per access"),
             energy=energy,
             area_um2=self.number(d["area_um2"], f"{where}.area_um2", False, "an area in um^2 per instance"),
-            instances=self.integer(d.get("instances", 1), f"{where}.instances", "a number of instances"),
+            instances=self.instances(d, where, lanes),
             area_capacity_bytes=self.area_capacity(d.get("area_capacity_bytes"), capacity, where),
+            per_pe_of=d.get("per_pe_of"),
         )
+
+    def instances(self, d: Mapping[str, Any], where: str, lanes: Mapping[str, int]) -> int:
+        """`instances` as given (default 1), or the lanes of the unit `per_pe_of` names (one instance per PE)."""
+        if "per_pe_of" not in d:
+            return self.integer(d.get("instances", 1), f"{where}.instances", "a number of instances")
+        if "instances" in d:
+            raise self.error(f"{where}.instances", "give instances or per_pe_of, not both (per_pe_of: one "
+                                                   "instance per PE of that unit)")
+        unit = d["per_pe_of"]
+        if not isinstance(unit, str) or unit not in lanes:
+            raise self.error(f"{where}.per_pe_of", f"expected the name of a unit with one instance of this memory "
+                                                   f"per PE (units: {', '.join(lanes)}), got {unit!r}")
+        return lanes[unit]
 
     def area_capacity(self, value: Any, capacity: Any, where: str) -> int | None:
         if value is None:

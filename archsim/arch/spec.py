@@ -3,10 +3,12 @@
 An `Architecture` is a chain of memories, outermost (DRAM) first, above a set of compute units (spatial arrays of
 identical PEs). Units of measure are in the field names. Assumptions the models built on these specs rely on:
 - A memory's `energy` has actions read and write (pJ per access of `access_bits`) and optionally leak (pJ per
-  cycle per instance). Its `area_um2` is per instance; DRAM is off chip and has area 0. With `area_capacity_bytes`
-  set, `area_um2` is the area at that capacity and an instance's area scales linearly with `capacity_bytes` (an
-  SRAM is mostly bit cells; its periphery, which grows more slowly, is not modelled). Without it the area is fixed
-  whatever the capacity. Per-access energy never scales with capacity.
+  cycle per instance). A memory with `per_pe_of` (a unit's name) has one instance per PE of that unit, e.g. a
+  register file in every PE: its `instances` is the unit's lane count and follows the unit's shape when it changes.
+  Its `area_um2` is per instance; DRAM is off chip and has area 0. With `area_capacity_bytes` set, `area_um2` is
+  the area at that capacity and an instance's area scales linearly with `capacity_bytes` (an SRAM is mostly bit
+  cells; its periphery, which grows more slowly, is not modelled). Without it the area is fixed whatever the
+  capacity. Per-access energy never scales with capacity.
 - A compute unit's PEs are identical. `op_cycles[op]` is the cycles one PE spends on one op; an op absent from
   it is unsupported. `energy.actions_pj` has exactly the keys of `op_cycles` (pJ per op); compute leakage is not
   modelled. `area_um2` is per PE.
@@ -39,6 +41,7 @@ class Memory:
     area_um2: float
     instances: int = 1
     area_capacity_bytes: int | None = None  # the capacity `area_um2` is quoted at; None = area fixed
+    per_pe_of: str | None = None  # a unit with one instance of this memory per PE (`instances` = its lanes)
 
     def instance_area_um2(self) -> float:
         """One instance's area at this capacity (see the module docstring)."""
@@ -120,6 +123,7 @@ class Architecture:
         data = self.to_dict()
         where = f"with_changes on {self.name}"
         for path, value in overrides.items():
+            _unlink_instances(data, path)
             _set_path(data, path, value, where)
         op_types = OP_TYPES | {op for u in self.units for op in u.op_cycles}
         return architecture_from_dict(data, where, op_types)
@@ -137,7 +141,7 @@ class Architecture:
                 "capacity_bytes": m.capacity_bytes,
                 "bandwidth_bytes_per_s": m.bandwidth_bytes_per_s,
                 "access_bits": m.access_bits,
-                "instances": m.instances,
+                **({"per_pe_of": m.per_pe_of} if m.per_pe_of is not None else {"instances": m.instances}),
                 "area_um2": m.area_um2,
                 **({"area_capacity_bytes": m.area_capacity_bytes} if m.area_capacity_bytes is not None else {}),
                 "energy": _table_dict(m.energy),
@@ -165,6 +169,17 @@ def _table_dict(table: EnergyTable) -> dict[str, Any]:
 
 # Mappings whose keys are free names (ops, actions): a change may add a key there.
 _OPEN_KEYS = {"op_cycles", "actions_pj"}
+
+
+def _unlink_instances(data: dict[str, Any], path: str) -> None:
+    """Before `path` sets a memory's `instances` or `per_pe_of`, drop the other of the two (they are exclusive)."""
+    parts = path.split(".")
+    pair = ("instances", "per_pe_of")
+    if len(parts) == 3 and parts[0] == "memories" and parts[2] in pair and parts[1] in data["memories"]:
+        level = data["memories"][parts[1]]
+        if isinstance(level, dict):
+            level.pop(pair[1 - pair.index(parts[2])], None)
+            level.setdefault(parts[2], None)
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any, source: str) -> None:

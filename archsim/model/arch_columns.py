@@ -4,7 +4,8 @@ area, per unit shape, op cycles, op energies and area), each a numpy array over 
 point shares (numpy broadcasts it).
 
 `with_numbers(arch, {path: values})` replaces fields by the path a sweep axis spells after `arch.`, checking each
-value as `archsim.arch.load` checks the field (a SpecError naming the field and the point); `stacked(archs)` reads
+value as `archsim.arch.load` checks the field (a SpecError naming the field and the point); a memory with
+`per_pe_of` takes its unit's lanes as its instances unless its instances are among the fields; `stacked(archs)` reads
 architectures of one structure into columns. A unit's composite energy (exp priced as MACs) follows its parts as in
 `Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError).
 """
@@ -38,6 +39,7 @@ class LevelColumns:
     instances: Column
     area_um2: Column
     area_capacity_bytes: Column  # nan = area fixed
+    per_pe_of: str | None = None  # instances follow this unit's lanes (`Memory.per_pe_of`)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def columns_of(arch: Architecture, n: int) -> Columns:
 
     levels = [LevelColumns(m.name, one(m.capacity_bytes, math.inf), one(m.bandwidth_bytes_per_s),
                             one(m.access_bits), {a: one(e) for a, e in m.energy.actions_pj.items()},
-                            one(m.instances), one(m.area_um2), one(m.area_capacity_bytes, math.nan))
+                            one(m.instances), one(m.area_um2), one(m.area_capacity_bytes, math.nan), m.per_pe_of)
               for m in arch.memories]
     units = {u.name: UnitColumns(u.name, [float(s) for s in u.shape],
                                   {op: one(c) for op, c in u.op_cycles.items()},
@@ -157,6 +159,8 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
                     total = total + count * unit.op_pj[part]
                 unit.op_pj[op] = total
     for m in cols.levels:
+        if m.per_pe_of is not None and f"memories.{m.name}.instances" not in arrays:
+            m.instances = cols.lanes(m.per_pe_of)  # one per PE, following a changed shape
         fixed = ~np.isnan(m.area_capacity_bytes)
         if np.any(fixed & np.isinf(m.capacity_bytes)):
             raise SpecError(source, f"memories.{m.name}.area_capacity_bytes",
@@ -246,7 +250,7 @@ def stacked(archs: list[Architecture]) -> Columns:
             col([x.access_bits for x in each]),
             {action: col([x.energy.actions_pj[action] for x in each]) for action in m.energy.actions_pj},
             col([x.instances for x in each]), col([x.area_um2 for x in each]),
-            col([x.area_capacity_bytes for x in each], math.nan)))
+            col([x.area_capacity_bytes for x in each], math.nan), m.per_pe_of))
     units = {}
     for j, u in enumerate(archs[0].units):
         each = [a.units[j] for a in archs]
