@@ -39,3 +39,15 @@ def test_simulate_refuses_poisson_options_beside_a_trace(cli, tmp_path: Path) ->
         out = cli(*base, *extra, expect=2).output
         assert "--lengths and --seed draw Poisson requests (--rate); a --trace gives them" in out
     cli(*base, "--json")
+
+
+def test_check_reads_a_trace_as_simulate_does(cli, tmp_path: Path) -> None:
+    """check could not tell a trace with a byte-order mark (simulate reads it), and passed an arrival at 1e308 s
+    that simulate refuses."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfarrival_s,prompt_tokens,output_tokens\n0,10,10\n")
+    assert cli("check", str(bom)).output == f"ok  {bom}: trace, 1 rows\n"
+    late = tmp_path / "late.csv"
+    late.write_text("arrival_s,prompt_tokens,output_tokens\n1e308,10,10\n")
+    out = cli("check", str(late), expect=2).output
+    assert out.startswith(f"error: {late}: request 0: arrival_s: expected a number of seconds from 0 to"), out

@@ -21,14 +21,17 @@ from archsim.workload import workload_from_dict
 
 def _csv_header(path: Path) -> list[str]:
     with path.open("rb") as f:
-        first = f.readline(4096).decode("utf-8", errors="replace")
+        first = f.readline(4096).decode("utf-8-sig", errors="replace")  # a byte-order mark, as the readers skip it
     return [cell.strip().strip('"') for cell in first.split(",")]
 
 
 def _load_trace(path: Path) -> Any:
-    from archsim.systems.requests import read_trace
+    """The requests as `archsim simulate --trace` reads and checks them."""
+    from archsim.systems.requests import check_requests, read_trace
 
-    return read_trace(path)
+    requests = read_trace(path)
+    check_requests(requests, str(path))
+    return requests
 
 
 def _load_measurements(path: Path) -> Any:
