@@ -51,3 +51,9 @@ def test_check_reads_a_trace_as_simulate_does(cli, tmp_path: Path) -> None:
     late.write_text("arrival_s,prompt_tokens,output_tokens\n1e308,10,10\n")
     out = cli("check", str(late), expect=2).output
     assert out.startswith(f"error: {late}: request 0: arrival_s: expected a number of seconds from 0 to"), out
+
+
+def test_a_folder_given_as_a_spec_is_named_as_a_folder(cli, tmp_path: Path) -> None:
+    """A folder given for --workload said "no such file", though it exists."""
+    out = cli("run", "-m", "fusemax", "-w", f"{tmp_path}/", expect=2).output
+    assert out == f"error: {tmp_path}/: a folder or other non-file, expected a workload YAML file\n", out

@@ -79,7 +79,8 @@ def find(kind: str, name_or_path: str | Path, package: str | None = None) -> Pat
     if is_spec_path(text):
         path = Path(text)
         if not is_file(path, text):
-            raise SpecError(text, "", "no such file")
+            raise SpecError(text, "", "no such file" if not path.exists() else
+                            f"a folder or other non-file, expected a {kind[:-1]} YAML file")
         return path
     files = _files(package or PACKAGES[kind])
     if text not in files:
