@@ -17,7 +17,8 @@ which would drop its decoupled RoPE dimensions and latent projections: its casca
 `attention-mla-decode` and `mla-projection`. A sliding-window workload (`window`) is refused by an attention
 cascade without a window, which would count every key the window drops: its cascade is `attention-sliding-window`.
 A linear-attention workload (`attention: linear`) is refused by a softmax attention cascade (one whose Einsums take
-an exp). `archsim analyze` and `execute` apply the same checks (`check_attention_form`).
+an exp). `archsim analyze` and `execute` apply the same checks (`check_attention_form`) and, with a
+workload, refuse a tiling or algorithm parameter left at its test default (`refuse_test_defaults`).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     check_attention_form(cascade, workload, values, sets_source, spec.name)
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
-    _refuse_test_defaults(cascade, workload, spec, values)
+    refuse_test_defaults(cascade, workload, values, spec)
     return binding, analyze(binding)
 
 
@@ -113,14 +114,17 @@ def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float],
                                           f"size {key} gives; set {', '.join(tiling[key])} instead")
 
 
-def _refuse_test_defaults(cascade: Cascade, workload: Workload | None, spec: Mapping, sets: dict[str, float]) -> None:
+def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
+                         spec: Mapping | None = None) -> None:
     """With a workload, a cascade parameter that is no model size (a tiling or algorithm choice: `tile_kv`,
     block-sparse's `block`) and that neither the sets nor the mapping's `set:` give would run at the cascade's
     default, a test size (4-key blocks under a model of 16K tokens): refused, naming the mapping's `set` when the
-    parameter sizes a rank it could set, else the cascade's parameter. Model sizes come from the workload (`bind`)."""
+    parameter sizes a rank it could set, else the cascade's parameter and the `--set` that gives it (or the rank it
+    sizes). Model sizes come from the workload (`bind`). `spec`: the point's mapping; None for a cascade bound
+    without one (`archsim analyze` and `execute`), where only the sets give such a parameter."""
     if workload is None:
         return
-    given = mapping_tiling(cascade, spec)
+    given = mapping_tiling(cascade, spec) if spec is not None else {}
     for name, value in cascade.params.items():
         if name in PARAMS or name in sets or name in given:
             continue
@@ -128,10 +132,11 @@ def _refuse_test_defaults(cascade: Cascade, workload: Workload | None, spec: Map
         if ranks and all(r in sets for r in ranks):  # every rank it sizes is set directly (--set M0=256)
             continue
         default = f"{cascade.name}'s {name} would be its test default ({value:g}) under {workload.name}'s sizes"
-        if ranks:
+        if ranks and spec is not None:
             raise SpecError(spec.source, "set", f"missing: {default}; set {' or '.join(ranks)} here or pass "
                                                 f"--set {name}=N")
-        raise SpecError(cascade.source, f"params.{name}", f"missing: {default}; give it (--set {name}=N)")
+        options = " or ".join(f"--set {n}=N" for n in (name, *ranks))
+        raise SpecError(cascade.source, f"params.{name}", f"missing: {default}; give it ({options})")
 
 
 def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:

@@ -85,7 +85,7 @@ def test_sliding_window_count(cli_json) -> None:
     """Keys m <= p with p - m < W (the window) or m < S (sinks), counted row by row."""
     window, sinks = 128, 4
     r = cli_json("analyze", "attention-sliding-window", *BERT, "--set", f"window={window}",
-                 "--set", f"sinks={sinks}")
+                 "--set", f"sinks={sinks}", "--set", "M0=256")
     per_head = sum(min(p + 1, window) + max(0, min(sinks, p + 1 - window)) for p in range(N))
     assert r["ops"]["QK"] == {"mac": B * H * E * per_head}
 

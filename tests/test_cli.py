@@ -100,7 +100,8 @@ def test_a_workload_missing_a_model_size_is_refused_not_defaulted(cli, tmp_path:
         assert result.output.strip() == (f"error: {workload}: params.head_dim: missing: cascade attention-1pass "
                                          f"binds head_dim ({cascade}); add it to the workload or pass --set "
                                          "head_dim=N")
-    assert "E=64" in cli("analyze", "attention-1pass", "--workload", str(workload), "--set", "head_dim=64").output
+    assert "E=64" in cli("analyze", "attention-1pass", "--workload", str(workload), "--set", "head_dim=64",
+                         "--set", "M0=256").output
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped KeyboardInterrupt

@@ -190,8 +190,8 @@ def test_workloads(tmp_path: Path) -> None:
         mutant, command = case
         path = _write(tmp_path / "workload.yaml", mutant)
         args = {
-            "analyze": ["analyze", "attention-1pass", "--workload", path],
-            "execute": ["execute", "attention-1pass", "--workload", path, *SMALL_EXECUTE],
+            "analyze": ["analyze", "attention-1pass", "--workload", path, "--set", "M0=256"],
+            "execute": ["execute", "attention-1pass", "--workload", path, *SMALL_EXECUTE, "--set", "M0=4"],
             "run": ["run", "--mapping", "flat", "--workload", path, "--set", "seq_len=512", "--json"],
             "simulate": ["simulate", "--system", "neupims", "--workload", path, "--rate", "100", "--requests", "2",
                          "--lengths", "alpaca"],

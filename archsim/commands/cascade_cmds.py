@@ -17,15 +17,19 @@ CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
 def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
     """The cascade bound to a workload (every model size it declares must come from the workload or `--set`)
-    or, without one, to its own small defaults; a workload whose attention the cascade does not compute (grouped
-    K/V heads on a multi-head cascade, MLA, a sliding window, linear attention) is refused, as `archsim run` does."""
-    from archsim.point import check_attention_form
+    or, without one, to its own small defaults. As `archsim run` does, a workload whose attention the cascade does
+    not compute (grouped K/V heads on a multi-head cascade, MLA, a sliding window, linear attention) is refused, and
+    so is, with a workload, a tiling or algorithm parameter (`tile_kv`, `block`) that `--set` does not give: its
+    default is a test size (`point.refuse_test_defaults`)."""
+    from archsim.point import check_attention_form, refuse_test_defaults
 
     cascade = library.load_cascade_spec(cascade_name)
     spec = library.load_workload_spec(workload) if workload else None
     values = parse_sets(sets)
     check_attention_form(cascade, spec, values, "--set")
-    return bind(cascade, spec, values, source="--set")
+    binding = bind(cascade, spec, values, source="--set")
+    refuse_test_defaults(cascade, spec, values)
+    return binding
 
 
 def _show_analysis(analysis: Analysis) -> None:
@@ -53,7 +57,7 @@ def _show_analysis(analysis: Analysis) -> None:
 def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_json: bool) -> None:
     """Shapes, bytes, operation counts and passes of a cascade.
 
-    Example: archsim analyze attention-1pass --workload llama3-8b --set M0=256 --json
+    Example: archsim analyze attention-1pass-causal-gqa --workload llama3-8b --set M0=256 --json
     """
     analysis = analyze(bind_cascade(cascade, workload, sets))
     if as_json:

@@ -84,7 +84,8 @@ def block_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]
       C runs projection/FFN #1 of this layer and QKV #1 of the next beside MHA #2, D the same for #2 beside MHA
       #1. With one row buffer the NPU's HBM transfers and the PIM serialise: the stage's transfers come first,
       back to back, then the PIM.
-    Spans of zero length are left out."""
+    Spans of zero length are left out. `contexts` are the decode requests' KV-cache lengths; each reads
+    `model.decode_keys(contexts)` keys (a sliding-window model at most window + sinks), as `layer_phases` costs it."""
     phases = layer_phases(model, contexts)
     spans: list[Span] = []
     pim = next((d for d in model.devices.values() if d.kind == "bank-pim"), None)
@@ -127,8 +128,8 @@ def block_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]
         placement, spec = phases.placement, pim.spec
         slowest = int(np.argmax(placement.loads_s()))
         heads, kv_heads, head_dim = (int(model.shard.params[k]) for k in ("heads", "kv_heads", "head_dim"))
-        logits_s = (heads // kv_heads) * pim_model.gemv_parts_cycles(spec, contexts, kv_heads, head_dim)[0] / \
-            spec.clock_hz
+        keys = model.decode_keys(contexts)  # what the placement costs: a sliding window caps each context
+        logits_s = (heads // kv_heads) * pim_model.gemv_parts_cycles(spec, keys, kv_heads, head_dim)[0] / spec.clock_hz
         slowest_logits_s = float(pim_model.channel_loads(logits_s, placement.channel, spec.channels)[slowest])
         end = add("PIM", "MHA logits", t, slowest_logits_s, "mha")
         end = add("NPU vector", "softmax", end, softmax_s, "softmax")

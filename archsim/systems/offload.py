@@ -20,15 +20,16 @@ One layer of one micro-batch (`OffloadLayer`, `offload_layer`): on its replica t
 projection, the ops after the attention (out_proj .. ffn_residual and the all-reduces); on the pool the decode
 attention of its requests (one kernel call over a memory device's heads, `GpuDevice`); the transfers. The
 critical path of the layer (`OffloadLayer.cycle_s`):
-- without divide-and-conquer: norm, QKV, send q, k, v, attention over the whole context, send the output back,
-  the ops after it;
-- with divide-and-conquer (§3.4, `einsum/attention-decode-divide-conquer.yaml`): q's share of the QKV projection
-  is computed and sent first; attention over the previous tokens starts when q arrives, while the k, v share is
-  computed and sent after q on the same link; the new token's part and the merge run when both are done, as one
-  elementwise kernel on the memory device over the cascade's tensors that do not span the history rank M (q, the
-  new k and v, the history's max, denominator and numerator, the merge's intermediates, the output). The Q share
-  of the fused QKV GEMM is Q's share of the projection's output bytes (the cascade's Q against K and V: heads /
-  (heads + 2 kv_heads)); assumption: the GEMM's time is proportional to its output columns, true of a
+- without divide-and-conquer: norm, QKV, send q, k, v, attention over the keys each request reads (its context,
+  or with a sliding window min(context, window + sinks): `SystemModel.decode_keys`), send the output back, the ops
+  after it;
+- with divide-and-conquer (§3.4, `einsum/attention-decode-divide-conquer.yaml`): q's share of the QKV projection is
+  computed and sent first; attention over the keys read before the new token starts when q arrives, while the k, v
+  share is computed and sent after q on the same link; the new token's part and the merge run when both are done, as
+  one elementwise kernel on the memory device over the cascade's tensors that do not span the history rank M (q, the
+  new k and v, the history's max, denominator and numerator, the merge's intermediates, the output). The Q share of
+  the fused QKV GEMM is Q's share of the projection's output bytes (the cascade's Q against K and V:
+  heads / (heads + 2 kv_heads)); assumption: the GEMM's time is proportional to its output columns, true of a
   weight-streaming decode GEMM and of a compute-bound one.
 
 Rotational staggered pipelining (§3.4): n micro-batches (the decodes split round-robin in arrival order) on n - 1
@@ -90,8 +91,8 @@ class OffloadLayer:
     q_s: float
     kv_s: float
     post_s: float
-    attention_s: float  # over the whole context, on one memory device
-    history_s: float  # over the previous tokens (divide-and-conquer)
+    attention_s: float  # over the keys each request reads, on one memory device
+    history_s: float  # over the keys read before the new token (divide-and-conquer)
     merge_s: float  # the new token's part and the merge
     latency_s: float
     q_wire_s: float
@@ -214,10 +215,12 @@ class OffloadModel:
         return found
 
     def attention_cost(self, contexts: Sequence[int]) -> OpCost:
-        """The memory device's cost of one decode attention op per context (its heads) as one kernel call. A GPU
-        device's call depends on the request count and the mean context rounded up (`GpuDevice.cost`), so the
-        ops are bound at that mean, once per pair (a per-action energy then counts the mean's FLOPs per request)."""
-        key = (len(contexts), math.ceil(sum(contexts) / len(contexts)))
+        """The memory device's cost of one decode attention op per context (its heads) as one kernel call, over
+        the keys each reads (`SystemModel.decode_keys`: with a sliding window min(context, window + sinks)). A GPU
+        device's call depends on the request count and the mean keys rounded up (`GpuDevice.cost`), so the ops
+        are bound at that mean, once per pair (a per-action energy then counts the mean's FLOPs per request)."""
+        keys = self.pool.decode_keys(contexts)
+        key = (len(keys), math.ceil(sum(keys) / len(keys)))
         found = self._attention.get(key)
         if found is None:
             found = self._attention[key] = self.pool_device.cost([self.pool.attention("decode", key[1])] * key[0])
@@ -347,7 +350,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     qkv_s = costs["qkv"].time_s
     device = model.pool_device
     attention = model.attention_cost(contexts)
-    history = [c - 1 for c in contexts if c > 1]
+    history = [k - 1 for k in pool.decode_keys(contexts) if k > 1]  # the keys read before the new token
     history_s = model.attention_cost(history).time_s if history else 0.0
     merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
     roles = qkv.tensor_roles
