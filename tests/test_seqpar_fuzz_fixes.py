@@ -155,3 +155,18 @@ def test_usp_takes_what_it_needs_and_blames_ulysses_first(cli) -> None:
     base = ("parallel", "--scheme", "usp", "-w", "llama3-8b", "--seq-len", "8200")
     assert cli(*base, "--ulysses", "8", "--devices", "8").output.count("usp") >= 1
     assert cli(*base, "--ulysses", "4", "--devices", "6", expect=2).output.startswith("error: --ulysses: ")
+
+
+def test_a_ring_over_nodes_steps_at_its_slowest_hop_at_any_level() -> None:
+    """PCIe GPU servers (31.5 GB/s within a node) joined by a faster network: a ring of 12 over two nodes of 6 still
+    takes ten PCIe hops, but was timed at the outer link only (1 TB/s: 26x faster than the 6-GPU ring)."""
+    fast = {"name": "fast", "source": "test", "latency_s": 2.0e-6, "bytes_per_s_per_direction": 1.0e+12}
+    topo = topology_from_dict({"name": "pcie6", "source": "test", "gpu": "l40s",
+                               "levels": [{"link": "pcie4-x16", "devices": 6}, {"link": fast}]}, "pcie6.yaml")
+    pcie = topo.levels[0].link
+    within, across = (parallel_time(_spec("ring", p, LLAMA8, p * 4096, topo, causal=False)) for p in (6, 12))
+    assert within.comm_s / 5 == pytest.approx(across.comm_s / 11, rel=1e-12)  # the same per-hop time
+    assert topo.group_link(list(range(12))).name == "pcie4-x16 + fast"  # slower latency outside, bandwidth inside
+    message = 1e6
+    assert topo.group_link(list(range(12))).transfer_s(message) == pcie.transfer_s(message)
+    assert topo.group_link([0, 6]).name == "fast"  # one device per node: no PCIe hop

@@ -25,6 +25,7 @@ file and the field. The key `bytes_per_s_per_direction` marks a link spec.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,30 @@ class Link:
     def transfer_s(self, message_bytes: float) -> float:
         """One message of `message_bytes` from one end to the other: alpha + n / beta."""
         return self.latency_s + message_bytes / self.bytes_per_s_per_direction
+
+
+@dataclass(frozen=True)
+class SlowestHop(Link):
+    """Several links a lock-step ring crosses (hops within a node and between nodes): each step waits for the slowest
+    hop, `max(alpha + n / beta)` over `hops`. Its own latency and bandwidth are the worst of each, what a step costs
+    for a message of no size and in the limit of a huge one."""
+
+    hops: tuple[Link, ...] = ()
+
+    def transfer_s(self, message_bytes: float) -> float:
+        return max(hop.transfer_s(message_bytes) for hop in self.hops)
+
+
+def slowest_hop(links: Sequence[Link]) -> Link:
+    """The link a lock-step step over `links` runs at: the one link where it is the slowest in both latency and
+    bandwidth (so at every message size), else a `SlowestHop` named after them all."""
+    latency = max(link.latency_s for link in links)
+    bandwidth = min(link.bytes_per_s_per_direction for link in links)
+    worst = [lk for lk in links if lk.latency_s == latency and lk.bytes_per_s_per_direction == bandwidth]
+    if worst:
+        return worst[-1]
+    return SlowestHop(" + ".join(lk.name for lk in links), "a ring step over several links: the slowest hop",
+                      links[-1].source, links[-1].citation, latency, bandwidth, tuple(links))
 
 
 def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link:

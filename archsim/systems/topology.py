@@ -19,8 +19,9 @@ Assumptions (seqpar-sparse.md §4 "implication for us"; ASTRA-sim's analytical b
 - every device has its own port on each level's link (one NIC per GPU; an NVSwitch port), full duplex;
 - a message between two devices goes over the link of the outermost level at which their groups differ, at that
   link's alpha-beta cost; no congestion beyond a device's own port (a non-blocking switch per level);
-- a ring over a group advances in lock step, so its slowest hop sets every step (`group_link`); an all-to-all sends
-  to every peer, each level's peers over that level's link, the levels' links working at once (`all_to_all_s`).
+- a ring over a group advances in lock step, so its slowest hop, over any level it crosses, sets every step
+  (`group_link`); an all-to-all sends to every peer, each level's peers over that level's link, the levels' links
+  working at once (`all_to_all_s`).
 Errors are SpecErrors naming the file and the field. The key `levels` marks a topology spec.
 """
 
@@ -35,7 +36,7 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_header
 from archsim.systems import collectives
-from archsim.systems.links import Link, link_from_dict, load_link
+from archsim.systems.links import Link, link_from_dict, load_link, slowest_hop
 
 PRESETS_PACKAGE = "archsim.systems.topology_presets"
 TEXT = ("name", "description", "source")
@@ -88,12 +89,12 @@ class Topology:
         return self.levels[max(0, self.level_between(a, b))].link
 
     def group_link(self, members: Sequence[int]) -> Link:
-        """The slowest link any two members of a group talk over (a lock-step ring's every step): the link of the
-        outermost level the group spans."""
+        """The link a lock-step ring over `members` (in their order, the last back to the first) steps at: its
+        slowest hop (`links.slowest_hop`). The hops between consecutive members go over the links of the levels
+        that join them: a ring of 12 devices with 6 to a node takes ten hops within the nodes and two between."""
         self.check_devices(max(members) + 1, "devices")
-        first = members[0]
-        level = max((self.level_between(first, m) for m in members), default=-1)
-        return self.levels[max(0, level)].link
+        levels = {self.level_between(a, b) for a, b in zip(members, [*members[1:], members[0]], strict=True)}
+        return slowest_hop([self.levels[level].link for level in sorted(levels - {-1})] or [self.levels[0].link])
 
     def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
         capacity = self.capacity()
