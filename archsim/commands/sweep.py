@@ -4,8 +4,9 @@ when the estimated work is small and on Dask otherwise (`archsim.dse.dask_run.ch
 
 The executor chosen and why go to stderr as one line, then progress as one `\\r`-updated line; the summary goes to
 stdout. Every input is checked before any point is evaluated: the spec (`archsim.dse.spec`, its point count
-against `--max-points`), the scheduler, the store path and the store itself; `results` checks its output path
-before reading the store and writes the file atomically.
+against `--max-points`), the scheduler, the store path, the sweep's base (an error every point would meet, such as a
+workload without a size the cascade binds, is exit 2 with nothing stored: `archsim.dse.sweep.started`) and the store
+itself; `results` checks its output path before reading the store and writes the file atomically.
 """
 
 from __future__ import annotations

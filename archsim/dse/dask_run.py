@@ -39,10 +39,10 @@ from typing import Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, load_base, with_constraints
+from archsim.dse.points import Base, with_constraints
 from archsim.dse.spec import SweepSpec
-from archsim.dse.store import done_keys, open_store, put, records
-from archsim.dse.sweep import Keyed, Progress, claim_store, evaluate_batch, evaluate_serial, plan
+from archsim.dse.store import put, records
+from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, started
 from archsim.errors import SpecError
 
 Executor = Literal["in-process", "dask"]
@@ -172,21 +172,14 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
         executor, why = "dask", f"as {'--scheduler' if scheduler else '--workers'} asks"
     else:
         why = "as --local asks" if executor == "in-process" else "as asked"
-    base = load_base(spec)  # before the store opens: a bad base leaves no connection or empty store behind
-    conn = open_store(db_path)
     chosen: Executor | None = None
-    try:
-        done = done_keys(conn)
-        keys, todo_by_key = plan(spec, base, done)
-        claim_store(conn, spec, base, keys, done)
+    with started(spec, db_path) as (base, conn, keys, todo_by_key):
         todo = list(todo_by_key.items())
         reused = len(keys) - len(todo)
         if todo:
             chosen = _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s,
                                (executor, why), progress, status or (lambda line: None), reused, len(keys))
         df = records(conn)
-    finally:
-        conn.close()
     mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
     return SweepRun(with_constraints(mine, spec.constraints), len(todo), reused, chosen)
 

@@ -11,7 +11,9 @@ calibration), so the same configuration reached twice, by any spelling, has one 
 computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
-YAML costs ten times more than evaluating a point.
+YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
+(`base_error`) is bad input, for the runner to refuse before any point; one that a point's values cause is that
+point's infeasible record.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
-from archsim.dse.serving_spec import load_system_target
+from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
 from archsim.dse.spec import Constraint, SweepSpec, target_name
 from archsim.dse.system_points import serve_point, system_config
 from archsim.errors import SpecError
@@ -282,6 +284,57 @@ def _variants(base_arch: Architecture, members: list[tuple[int, Architecture, tu
 def _number(value: Any) -> bool:
     """A number a float column holds exactly (not a bool, not an integer beyond 2**53)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and float(value) == value
+
+
+# The roots of the axes over fields the base gives values of its own (its architecture, sizes and system), which
+# its base point (`base_error`) leaves out; a serving.max_batch or parallel. axis sets a field the base lacks (a field
+# is set in one place, `archsim.dse.once`).
+_BASE_HELD = ("arch", "workload", "linked", SYSTEM_ROOT)
+
+
+def base_error(spec: SweepSpec, base: Base) -> SpecError | None:
+    """The SpecError the sweep's base meets whatever its axes' values (bad input, not a point's reason); None when
+    its base point is evaluated (feasible or not) or its error may come from an axis.
+
+    The base point is the sweep's own target as given: no value of an axis over a field the base holds
+    (`_BASE_HELD`), the first value of each other axis (a field only the axis gives). Its error is the base's when
+    no axis changes it: the base point with one axis at each of its values other than the point's meets an error of
+    the same field and message (its file may differ: a changed architecture is no longer its file's). An axis with
+    no other value (one value of a field the base lacks, such as `parallel.devices: [3]`, which may be what fails)
+    leaves the error the points'. Assumes an error that survives each axis's changes alone survives their
+    combinations. GPU points are not checked apart: their sizes are the architecture's. One evaluation when the
+    base point evaluates; otherwise its variants, up to the first that does not fail alike."""
+    point = {"target": target_name(spec), **{path: values[0] for path, values in spec.axes.items()
+                                             if path.partition(".")[0] not in _BASE_HELD}}
+    error = _error_at(spec, base, point)
+    if error is None:
+        return None
+    variants = [_one_axis_changed(spec, point, path) for path in spec.axes]
+    if not all(variants):
+        return None
+    return error if all(_alike(error, _error_at(spec, base, variant))
+                        for variant in itertools.chain.from_iterable(variants)) else None
+
+
+def _one_axis_changed(spec: SweepSpec, point: Point, path: str) -> list[Point]:
+    """`point` with axis `path` at each of its values other than the point's, each once (values compared as JSON)."""
+    current = json.dumps(point[path]) if path in point else None
+    values = {json.dumps(value): value for value in spec.axes[path]}
+    return [{**point, path: value} for text, value in values.items() if text != current]
+
+
+def _error_at(spec: SweepSpec, base: Base, point: Point) -> SpecError | None:
+    """The SpecError the point's model raises; None when it answers with a Record (feasible or not)."""
+    try:
+        _EVALUATORS[target_kind(base, point)](spec, base, point)
+    except SpecError as exc:
+        return exc
+    return None
+
+
+def _alike(error: SpecError, other: SpecError | None) -> bool:
+    """`other` is `error`, perhaps raised from another file: the same field and message."""
+    return other is not None and (other.where, other.message) == (error.where, error.message)
 
 
 def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: str,

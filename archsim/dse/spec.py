@@ -545,9 +545,14 @@ def _check_against_base(spec: SweepSpec) -> None:
     try:
         _check_named_specs(spec)
     except SpecError as exc:
-        if exc.source == spec.source:
-            raise
-        raise SpecError(exc.source, exc.where, f"{exc.message} (named by {spec.source})") from None
+        raise named_by(spec, exc) from None
+
+
+def named_by(spec: SweepSpec, error: SpecError) -> SpecError:
+    """`error` saying which sweep named the file it is in (`error` itself when it is in the sweep's own file)."""
+    if error.source == spec.source:
+        return error
+    return SpecError(error.source, error.where, f"{error.message} (named by {spec.source})")
 
 
 def _check_named_specs(spec: SweepSpec) -> None:

@@ -117,6 +117,13 @@ def done_keys(conn: StoreConnection) -> set[str]:
         return {k for (k,) in conn.execute("SELECT key FROM points")}
 
 
+def stored_feasible(conn: StoreConnection, keys: Iterable[str]) -> bool:
+    """Whether a point of `keys` is stored feasible."""
+    wanted = set(keys)
+    with _errors(conn.path):
+        return any(key in wanted for (key,) in conn.execute("SELECT key FROM points WHERE feasible = 1"))
+
+
 def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
     """Insert a batch of records in one transaction; a key already stored is left as it is."""
     rows = [(r["key"], int(r["feasible"]), int(r["constraint_ok"]), _real(r["latency_s"]), _real(r["energy_pj"]),

@@ -1,4 +1,5 @@
-"""Running a sweep in this process: expand the points, skip those already stored, evaluate the rest batch by batch.
+"""Running a sweep in this process: refuse a base that every point fails on, expand the points, skip those already
+stored, evaluate the rest batch by batch.
 
 `evaluate_batch` is pure (spec, its loaded base and keyed points in, records out) so a distributed runner can ship it
 to workers; `evaluate_serial` and `run_sweep` own the only side effect, writing each finished batch to the store
@@ -8,23 +9,45 @@ imports Dask: `archsim sweep` takes this path for small sweeps, and Dask's impor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from archsim.dse.points import Base, Point, base_identity, evaluate_points, expand, keyed, load_base, with_constraints
-from archsim.dse.spec import Constraint, SweepSpec
-from archsim.dse.store import StoreConnection, done_keys, open_store, put, read_meta, read_store, records, write_meta
+from archsim.dse.points import (
+    Base,
+    Point,
+    base_error,
+    base_identity,
+    evaluate_points,
+    expand,
+    keyed,
+    load_base,
+    with_constraints,
+)
+from archsim.dse.spec import Constraint, SweepSpec, named_by
+from archsim.dse.store import (
+    StoreConnection,
+    done_keys,
+    open_store,
+    put,
+    read_meta,
+    read_store,
+    records,
+    stored_feasible,
+    write_meta,
+)
 from archsim.errors import SpecError
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 
 
 Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
+Started = tuple[Base, StoreConnection, list[str], dict[str, Point]]  # what `started` gives a runner
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict[str, Any]]:
@@ -101,16 +124,41 @@ def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_
     return written
 
 
-def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.DataFrame:
-    """Evaluate every point of `spec` missing from the store at `db_path` (`claim_store`: one of its base),
-    committing each batch as it finishes, and return all stored records, `constraint_ok` by `spec`'s constraints."""
+@contextlib.contextmanager
+def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
+    """The sweep's base, the store at `db_path` open and claimed for it (`claim_store`; closed on leaving), the
+    sweep's keys and its points not yet stored (`plan`).
+
+    A base that every point fails on (`base_error`) is refused with its error, saying which sweep named its file:
+    before a new store is created, or before an existing one is claimed or a point written. A store holding a feasible
+    point of the sweep is not checked again: that point met no error."""
     base = load_base(spec)
+    new = not Path(db_path).exists()
+    if new:
+        _refuse_base_error(spec, base)
     conn = open_store(db_path)
     try:
         done = done_keys(conn)
         keys, todo_by_key = plan(spec, base, done)
+        if not new and not stored_feasible(conn, keys):
+            _refuse_base_error(spec, base)
         claim_store(conn, spec, base, keys, done)
-        evaluate_serial(spec, base, list(todo_by_key.items()), conn, batch_size)
-        return with_constraints(records(conn), spec.constraints)
+        yield base, conn, keys, todo_by_key
     finally:
         conn.close()
+
+
+def _refuse_base_error(spec: SweepSpec, base: Base) -> None:
+    """Raise the base's error (`base_error`), if any, saying which sweep named its file."""
+    error = base_error(spec, base)
+    if error is not None:
+        raise named_by(spec, error)
+
+
+def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.DataFrame:
+    """Evaluate every point of `spec` missing from the store at `db_path` (`started`: a store of its base, a base
+    some point can be evaluated on), committing each batch as it finishes, and return all stored records,
+    `constraint_ok` by `spec`'s constraints."""
+    with started(spec, db_path) as (base, conn, _, todo_by_key):
+        evaluate_serial(spec, base, list(todo_by_key.items()), conn, batch_size)
+        return with_constraints(records(conn), spec.constraints)
