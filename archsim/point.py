@@ -83,7 +83,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
     values = {k: v for k, _, v in sets}
-    _check_sets_read(cascade, workload, values, sets_source)
+    check_sets_read(cascade, workload, values, sets_source)
     _refuse_tiling_sets(cascade, spec, values, sets_source)
     check_attention_form(cascade, workload, values, sets_source, spec.name)
     _check_block_form(cascade, workload, spec)
@@ -139,7 +139,7 @@ def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: Mapp
         raise SpecError(cascade.source, f"params.{name}", f"missing: {default}; give it ({options})")
 
 
-def _check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
+def check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
     """Refuse a set workload size the cascade neither reads nor checks: `ffn_dim` on an attention cascade would
     change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`."""
     given = workload.params if workload is not None else {}

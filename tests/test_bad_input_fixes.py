@@ -57,3 +57,14 @@ def test_a_folder_given_as_a_spec_is_named_as_a_folder(cli, tmp_path: Path) -> N
     """A folder given for --workload said "no such file", though it exists."""
     out = cli("run", "-m", "fusemax", "-w", f"{tmp_path}/", expect=2).output
     assert out == f"error: {tmp_path}/: a folder or other non-file, expected a workload YAML file\n", out
+
+
+def test_analyze_and_execute_refuse_a_size_the_cascade_does_not_read(cli) -> None:
+    """run refused --set ffn_dim on an attention cascade (it changes nothing); analyze and execute with a workload
+    accepted it."""
+    said = "error: --set: ffn_dim: changes nothing: cascade attention-1pass reads no 'ffn_dim'"
+    for command in (("analyze", "attention-1pass", "--workload", "bert-base", "--set", "M0=256"),
+                    ("execute", "attention-1pass", "--workload", "bert-base", "--set", "seq_len=64", "--set",
+                     "batch=1", "--set", "tile_kv=16")):
+        assert cli(*command, "--set", "ffn_dim=4096", expect=2).output.startswith(said)
+        cli(*command)  # without it the same command runs
