@@ -219,7 +219,8 @@ def test_toy_defaults_that_do_not_fit_the_mapping_say_so(cli) -> None:
 
 
 def test_execute_refuses_sizes_it_cannot_hold(cli) -> None:
-    for args in (("--set", "seq_len=100000"), ("--set", "seq_len=1e30"), ("--workload", "llama-65b")):
+    for args in (("--set", "seq_len=100000"), ("--set", "seq_len=1e30"),
+                 ("--workload", "llama-65b", "--set", "M0=256")):
         start = time.monotonic()
         result = cli("execute", "attention-1pass", *args, expect=2)
         assert time.monotonic() - start < 10
