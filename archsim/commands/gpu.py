@@ -3,7 +3,10 @@
 Both read a CSV in the schema of the published `attention_measured.csv` (default: the packaged copy,
 `archsim/gpu/reference/attention_measured.csv`). A bad CSV (missing column, malformed field of a kernel-time row,
 a configuration measured twice) or a bad calibration file exits with code 2 and one line naming the file, the row
-(or lines) and the field.
+(or lines) and the field. A row's `gpu` label names a preset (`archsim.gpu.load.gpu_for`), or the GPU `--gpu
+LABEL=GPU` maps it to (a preset name or a GPU YAML path, loaded as any preset); a label is never read as a path.
+A bad mapping (no `=`, a label given twice or on no row, a GPU that finds no preset or file, a bad GPU file, a
+GPU file named as another GPU the rows use) exits with code 2 too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from archsim.commands.options import nonempty
+from archsim.commands.options import named, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
@@ -29,10 +32,41 @@ SPLIT_CHOICES = ("seqlen", "leave-one-gpu-out")
 _MEASUREMENTS = click.option("--measurements", metavar="CSV", type=click.Path(dir_okay=False), callback=nonempty,
                              help="Measurements in the attention_measured.csv schema (default: the packaged "
                                   "published measurements).")
+_GPUS = click.option("--gpu", "gpu_maps", multiple=True, metavar="LABEL=GPU",
+                     help="Take the rows whose gpu column is LABEL (case, spaces and punctuation ignored) as run on "
+                          "GPU: a preset name or a GPU YAML path (see archsim/gpu/presets; checked as a preset is). "
+                          "Repeatable; each LABEL must be on a row. Any other label names a preset by its name, "
+                          "alias or model/memory/form tokens; a label is never read as a file path.")
 
 
 def reference_csv() -> Path:
     return Path(str(importlib.resources.files("archsim.gpu") / "reference" / REFERENCE_CSV))
+
+
+def _gpu_maps(items: tuple[str, ...]) -> dict:
+    """{label: GPU} of `--gpu LABEL=GPU` items: each label once (as `label_key` compares them), each GPU a preset
+    name or a YAML path that loads (`archsim.gpu.load.load_gpu`); a SpecError naming the option or the file."""
+    from archsim.gpu.load import label_key, load_gpu
+
+    gpus, given = {}, {}
+    for item in items:
+        label, sep, gpu = (part.strip() for part in item.partition("="))
+        if not sep or not label_key(label) or not gpu:
+            raise SpecError("--gpu", item, "expected LABEL=GPU: a gpu label of the CSV, then a GPU preset name or "
+                                           "YAML path, e.g. --gpu 'NVIDIA L4=l4.yaml'")
+        if label_key(label) in given:
+            raise SpecError("--gpu", item, f"the label {label!r} is mapped twice (also by "
+                                           f"{given[label_key(label)]!r}); map each label once")
+        given[label_key(label)] = item
+        gpus[label] = named("--gpu", gpu, load_gpu)
+    return gpus
+
+
+def _mapped_line(gpus: dict) -> str:
+    """The GPUs `--gpu` mapped, as the commands print them."""
+    from archsim.gpu.load import gpu_reference
+
+    return "GPU labels mapped: " + "; ".join(f"{label!r} -> {gpu_reference(gpu)}" for label, gpu in gpus.items())
 
 
 @contextmanager
@@ -57,6 +91,7 @@ def _families(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.command("calibrate")
 @_MEASUREMENTS
+@_GPUS
 @click.option("--out", metavar="YAML", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the calibration here (default: print the YAML).")
 @click.option("--families", metavar="F,..", callback=_families,
@@ -64,13 +99,18 @@ def _families(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--base", metavar="V", callback=nonempty,
               help=f"With --families: the calibration (packaged version or YAML path) whose other families are "
                    f"kept [default: {DEFAULT_CALIBRATION}].")
-def calibrate_cmd(measurements: str | None, out: str | None, families: tuple[str, ...], base: str | None) -> None:
+def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str | None, families: tuple[str, ...],
+                  base: str | None) -> None:
     """Fit the GPU model's per-family parameters on the calibration split (rows with seqlen 512, 2048 or 8192;
     every other row is held out for `archsim validate`). Exits 1, writing nothing, when no row is in that split.
     With --families, only those families are fitted (on the base's split) and the rest kept from --base, as the
-    base's next version: how the packaged v2 adds archsim's kernels, fitted on H200 rows, to v1's A100 fit.
+    base's next version: how the packaged v2 adds archsim's kernels, fitted on H200 rows, to v1's A100 fit. A
+    parameter of a fitted family that its rows cannot identify (a backward efficiency from forward rows alone)
+    keeps the base's value, and a family of --families with no rows is kept whole; the printout and the file's fit
+    notes (kept_from_base) say which. A value fitted to the end of its range is printed as at its bound. A GPU of
+    your own: write its preset YAML and map the CSV's label to it with --gpu.
 
-    Example: archsim calibrate --measurements runs/h100.csv --out calibration-h100.yaml
+    Example: archsim calibrate --measurements runs/l4.csv --gpu 'NVIDIA L4=l4.yaml' --out calibration-l4.yaml
     """
     from archsim.gpu.calibrate import calibrate, calibration_yaml
     from archsim.gpu.params import load_calibration, split_rule
@@ -78,10 +118,11 @@ def calibrate_cmd(measurements: str | None, out: str | None, families: tuple[str
     with _bad_input():
         if base is not None and not families:
             raise SpecError("--base", base, "only with --families (a full fit keeps nothing from a base)")
+        gpus = _gpu_maps(gpu_maps)
         if out:
-            check_writable(out, "--out", inputs=(measurements or reference_csv(),))
+            check_writable(out, "--out", inputs=(measurements or reference_csv(), *(g.source for g in gpus.values())))
         calibration = calibrate(measurements or reference_csv(), families,
-                                load_calibration(base or DEFAULT_CALIBRATION) if families else None)
+                                load_calibration(base or DEFAULT_CALIBRATION) if families else None, gpus)
         if not calibration.measurements["calibration_rows"]:
             click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: none of its "
                        f"{calibration.measurements['rows']} rows is a kernel time of a modelled kernel and GPU in the "
@@ -93,17 +134,43 @@ def calibrate_cmd(measurements: str | None, out: str | None, families: tuple[str
             click.echo(text, nl=False)
             return
         write_text(out, text)
-    for family, stats in calibration.fit.items():
-        if stats.get("rows"):
-            shown = ", ".join(f"{n}={calibration.params[family][n]:.4g}" for n in calibration.fitted[family])
-            click.echo(f"{family:<16} {stats['rows']:>3} rows, time MAPE {stats['time_mape_pct']:5.2f} %: {shown}")
-        else:
-            click.echo(f"{family:<16}   0 rows: priors kept")
+    if gpus:
+        click.echo(_mapped_line(gpus))
+    for family in calibration.params:
+        click.echo(f"{family:<16} " + _fit_line(calibration, family, families, base or DEFAULT_CALIBRATION))
     click.echo(f"calibration written to {out}")
+
+
+def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) -> str:
+    """What the fit did with one family: kept from `base` (a fit of `families` alone, which keeps one without
+    calibration rows too), no rows (priors kept), or fitted: its values (at a bound, said), what its rows could not
+    identify and where those values come from."""
+    from archsim.gpu.calibrate import at_bound
+
+    stats, params = calibration.fit.get(family, {}), calibration.family_params(family)
+    if families and family not in calibration.measurements["families"]:
+        return f"kept from {base}" + (" (no calibration rows in the file)" if family in families else "")
+    if not stats.get("rows"):
+        return "  0 rows: priors kept"
+
+    def value(name: str) -> str:
+        bound = at_bound(family, name, params[name])
+        return f"{name}={params[name]:.4g}" + (f" (at its {bound} bound)" if bound else "")
+
+    kept = stats.get("kept_from_base", [])
+    unfitted = [n for n in stats.get("not_identifiable", []) if n not in kept]
+    line = f"{stats['rows']:>3} rows, time MAPE {stats['time_mape_pct']:5.2f} %: " + ", ".join(
+        value(n) for n in calibration.fitted.get(family, ()) if n not in kept)
+    if kept:
+        line += f"; not identifiable from these rows, kept from {base}: " + ", ".join(map(value, kept))
+    if unfitted:
+        line += "; not identifiable from these rows, unfitted: " + ", ".join(map(value, unfitted))
+    return line
 
 
 @click.command("validate")
 @_MEASUREMENTS
+@_GPUS
 @click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty,
               help="A packaged calibration version or a calibration YAML path.")
 @click.option("--json", "as_json", is_flag=True,
@@ -113,12 +180,15 @@ def calibrate_cmd(measurements: str | None, out: str | None, families: tuple[str
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="seqlen", show_default=True,
               help="seqlen: the calibration file's split (held-out sequence lengths); leave-one-gpu-out: also fit "
                    "on all GPUs but one and test on it, for each GPU, reported beside the seqlen split.")
-def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out: str | None, split: str) -> None:
+def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibration: str, as_json: bool,
+                 out: str | None, split: str) -> None:
     """Predict every supported row of a measurements CSV, beside the pure roofline; print the MAPE per
     (gpu, kernel, direction) group on the held-out and calibration splits (and leave-one-GPU-out with
-    --split leave-one-gpu-out). Exits 1 when no row could be compared, listing why each row was skipped.
+    --split leave-one-gpu-out). Exits 1 when no row could be compared, listing why each row was skipped. A GPU
+    of your own: write its preset YAML and map the CSV's label to it with --gpu.
 
-    Example: archsim validate --split leave-one-gpu-out --out reports/gpu
+    Examples: archsim validate --split leave-one-gpu-out --out reports/gpu;
+    archsim validate --measurements runs/l4.csv --gpu 'NVIDIA L4=l4.yaml' --calibration calibration-l4.yaml
     """
     from archsim.gpu.params import load_calibration
     from archsim.gpu.validate import comparison_record, validate, validation_to_dict
@@ -126,8 +196,9 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
     with _bad_input():
         if out:
             check_writable(out, "--out", directory=True)
+        gpus = _gpu_maps(gpu_maps)
         result = validate(measurements or reference_csv(), load_calibration(calibration),
-                          leave_one_gpu_out=split == "leave-one-gpu-out")
+                          leave_one_gpu_out=split == "leave-one-gpu-out", gpus=gpus)
         if out:
             from archsim.gpu.figures import write_scatter
 
@@ -138,7 +209,7 @@ def validate_cmd(measurements: str | None, calibration: str, as_json: bool, out:
     if as_json:
         click.echo(json.dumps(validation_to_dict(result), indent=2))
     else:
-        _show(result, measurements or f"the packaged {REFERENCE_CSV} (published measurements)", calibration)
+        _show(result, measurements or f"the packaged {REFERENCE_CSV} (published measurements)", calibration, gpus)
         if out:
             click.echo(f"written: {out}/validation.csv, {out}/skipped.csv, {out}/validation.png")
     if not result.comparisons:
@@ -155,10 +226,12 @@ def _write_csv(path: Path, records: list[dict]) -> None:
         writer.writerows(records)
 
 
-def _show(result, measurements: str, calibration: str) -> None:
+def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
     cal = result.calibration
     click.echo(f"GPU model vs {measurements}, calibration {calibration} (version {cal.version})")
     click.echo(f"split: {cal.split_rule}")
+    if gpus:
+        click.echo(_mapped_line(gpus))
     columns = {"held-out": result.mape("held-out"), "calibration": result.mape("calibration"),
                "all": result.mape(), "roofline": result.mape(roofline=True)}
     if result.folds:

@@ -12,11 +12,17 @@ about 10 %, linear beyond, so that one row carrying a harness effect the model d
 autograd overhead, a clock dip — does not set a parameter), by Levenberg-Marquardt with iteratively reweighted
 least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds).
 Parameters not marked fitted, parameters no calibration row depends on (reported as not identifiable) and every
-parameter of a family with no calibration rows keep their priors. Each fit step times every distinct calibration
-case once (rows repeating a case share its prediction); a fit takes up to a few hundred steps, so the cases' CTAs
-are capped at `MAX_CALIBRATION_CTAS` (ARCHSIM_MAX_CALIBRATION_CTAS; the packaged file's split holds 0.3 M).
-The result records the split, the measurements file (and its SHA-256) and the fit error per family
-(`archsim.gpu.params`).
+parameter of a family with no calibration rows keep their priors (or the values they share from another family).
+A fit of some families on a base calibration (`calibrate(path, families, base)`) keeps what its rows cannot tell
+from the base instead: a parameter not identifiable from them that the base fitted keeps the base's value (listed
+under `kept_from_base` in the fit statistics, and still among the family's `fitted`: it was fitted, on the base's
+rows), and a family asked for with no calibration rows is kept whole, as the families not asked for are; the fit
+of the identifiable parameters is the same as without a base. A fitted value at one of its bounds (`at_bound`; the
+floor of a parameter bounded by 0 is `FLOOR`) is the data pushing past what the parameter may be: the command says
+so. Each fit step times every distinct calibration case once (rows repeating a case share its prediction); a fit
+takes up to a few hundred steps, so the cases' CTAs are capped at `MAX_CALIBRATION_CTAS`
+(ARCHSIM_MAX_CALIBRATION_CTAS; the packaged file's split holds 0.3 M). The result records the split, the
+measurements file (and its SHA-256) and the fit error per family (`archsim.gpu.params`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, predict_row, resolve
+from archsim.arch.gpu import GPU
+from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
+from archsim.gpu.load import gpu_reference
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
@@ -42,6 +50,7 @@ JACOBIAN_STEP = 1e-4  # in log(parameter)
 ROBUST_SCALE = 0.1  # log error where the loss turns from quadratic to linear (about 10 %)
 IDENTIFIABLE = 1e-3  # a parameter whose 1 % change moves no row's log error by 1e-5 is not identifiable
 MAX_CALIBRATION_CTAS = 2_000_000  # about 15 s of fitting on one core
+FLOOR = 1e-12  # the fit moves log(parameter): a parameter whose lower bound is 0 stops here
 
 
 def in_calibration_split(seqlen: int) -> bool:
@@ -67,9 +76,9 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     if not rows:
         return params, {"rows": 0}
     specs = [FAMILIES[family].params[n] for n in names]
-    low = np.log([max(s.low, 1e-12) for s in specs])
+    low = np.log([max(s.low, FLOOR) for s in specs])
     high = np.log([s.high for s in specs])
-    x = np.log([max(params[n], 1e-12) for n in names])
+    x = np.log([max(params[n], FLOOR) for n in names])
 
     cases, case_of_row = distinct(rows)
     measured = np.log([r.measurement.time_s for r in rows])
@@ -117,7 +126,8 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
 def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tuple[dict, dict, dict]:
     """(parameters, fitted parameter names, fit statistics) per family, each family fitted on its own rows. A
     parameter a family shares (`Param.shared_from`) starts from its source family's fit here, else, given a `base`
-    calibration, from the source's value there."""
+    calibration, from the source's value there; given a `base`, what the rows cannot identify is kept from it
+    (`keep_from_base`)."""
     params, fitted, fit = {}, {}, {}
     for family, spec in FAMILIES.items():  # a family sharing a parameter comes after the one it takes it from
         shared = {n: params[p.shared_from][n] if fit.get(p.shared_from, {}).get("rows")
@@ -125,9 +135,34 @@ def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tu
                   for n, p in spec.params.items()
                   if p.shared_from and (fit.get(p.shared_from, {}).get("rows") or base is not None)}
         params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared)
+        if base is not None:
+            params[family], fit[family] = keep_from_base(family, params[family], fit[family], base)
+        kept = fit[family].get("kept_from_base", ())
         fitted[family] = tuple(n for n, p in spec.params.items() if p.fitted and fit[family]["rows"]
-                               and n not in fit[family].get("not_identifiable", ()))
+                               and (n not in fit[family].get("not_identifiable", ()) or n in kept))
     return params, fitted, fit
+
+
+def keep_from_base(family: str, params: dict[str, float], stats: dict, base: Calibration) -> tuple[dict, dict]:
+    """(parameters, fit statistics) of a family fitted on rows that could not identify some parameters: those the
+    `base` calibration fitted (its `fitted`) take the base's values and are listed as `kept_from_base`. Assumes
+    what `fit_family` checked: a not-identifiable parameter barely moves any row's prediction (`IDENTIFIABLE`),
+    so the other values and the statistics hold at the base's value too. The others (the base had them at their
+    priors too) are unchanged."""
+    kept = [n for n in stats.get("not_identifiable", ()) if n in base.fitted.get(family, ())]
+    if not kept:
+        return params, stats
+    values = base.family_params(family)
+    return {**params, **{n: values[n] for n in kept}}, {**stats, "kept_from_base": kept}
+
+
+def at_bound(family: str, name: str, value: float) -> str:
+    """Which bound of its range a parameter's value is at: "lower" (no lower than `FLOOR`, where a fit stops),
+    "upper", or "" for neither."""
+    spec = FAMILIES[family].params[name]
+    if value <= max(spec.low, FLOOR) * (1 + 1e-9):
+        return "lower"
+    return "upper" if value >= spec.high * (1 - 1e-9) else ""
 
 
 def calibration_limit(source: str, what: str) -> WorkLimit:
@@ -135,31 +170,38 @@ def calibration_limit(source: str, what: str) -> WorkLimit:
     return WorkLimit(source, what, "ARCHSIM_MAX_CALIBRATION_CTAS", MAX_CALIBRATION_CTAS)
 
 
-def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibration | None = None) -> Calibration:
+def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibration | None = None,
+              gpus: Mapping[str, GPU] | None = None) -> Calibration:
     """Fit every family on the calibration split of a measurements CSV; with `families`, fit those alone and keep
-    every other family as `base` has it (its parameters, fitted names and fit statistics), writing the base's next
-    version. The record names the file fitted on, and for a partial fit the families and the base's record."""
+    every other family (and one of them with no calibration rows) as `base` has it (its parameters, fitted names
+    and fit statistics), writing the base's next version; what the rows of a fitted family cannot identify is kept
+    from the base too (`keep_from_base`). `gpus` maps the file's GPU labels to GPUs ahead of the presets
+    (`archsim.gpu.cases.resolve`; a label no row has is a SpecError). The record names the file fitted on, the GPUs
+    mapped (a preset's name, else the file), and for a partial fit the families fitted and the base's record."""
     if families and base is None:
         raise ValueError("a fit of some families keeps the others from a base calibration")
     measurements, skipped = read_measurements(path)
+    check_labels(gpus or {}, measurements, skipped, str(path))
     rows, _ = resolve([m for m in measurements if family_of(m.kernel) in families and
                        base.split_of(m.case.seqlen) == "calibration"] if families else
                       [m for m in measurements if in_calibration_split(m.case.seqlen)],
-                      calibration_limit(str(path), "the calibration split"))
+                      calibration_limit(str(path), "the calibration split"), gpus)
     params, fitted, fit = fit_families(rows, base)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     record = {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
-              "calibration_rows": len(rows)}
+              "calibration_rows": len(rows),
+              **({"gpus": {label: gpu_reference(gpu) for label, gpu in gpus.items()}} if gpus else {})}
     if not families:
         return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit, record)
-    kept = [f for f in FAMILIES if f not in families]
+    refitted = [f for f in families if fit[f]["rows"]]
+    kept = [f for f in FAMILIES if f not in refitted]
     return Calibration(
         base.version + 1, str(path), base.split_rule, base.calibration_seqlens,
-        {f: params[f] if f in families else base.family_params(f) for f in FAMILIES},
-        {f: fitted[f] if f in families else tuple(base.fitted.get(f, ())) for f in FAMILIES},
-        {f: fit[f] if f in families else dict(base.fit.get(f, {"rows": 0})) for f in FAMILIES},
-        {**record, "families": list(families), "kept_from": {"calibration": f"v{base.version}",
-                                                             "families": kept, **base.measurements}})
+        {f: params[f] if f in refitted else base.family_params(f) for f in FAMILIES},
+        {f: fitted[f] if f in refitted else tuple(base.fitted.get(f, ())) for f in FAMILIES},
+        {f: fit[f] if f in refitted else dict(base.fit.get(f, {"rows": 0})) for f in FAMILIES},
+        {**record, "families": refitted, "kept_from": {"calibration": f"v{base.version}",
+                                                       "families": kept, **base.measurements}})
 
 
 def calibration_to_dict(calibration: Calibration) -> dict:

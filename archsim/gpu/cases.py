@@ -1,26 +1,32 @@
 """Resolve measured rows to what the GPU model needs: the GPU preset, the kernel family and its launch plans.
 
+A row's GPU is the one its label is mapped to (`gpus`: label -> GPU, e.g. a user's own preset file; labels
+compared as `archsim.gpu.load.label_key` does), else the preset its label names (by preset name, alias or
+normalised tokens, see `archsim.gpu.load.gpu_for`). A label is never read as a file path: a GPU of one's own is
+named by mapping its label. Two different GPUs of one name are refused (predictions and leave-one-GPU-out folds
+are keyed by the name), and so is a mapped label no row carries (a typo would leave its rows on the presets).
+
 Rows the model cannot take are returned as `Skipped` with the reason: a kernel without a family (the modelled
-names are `archsim.model.gpu_kernels.KERNELS`), an unknown or ambiguous GPU label (matched by preset name, alias
-or normalised tokens, see `archsim.gpu.load.gpu_for`; the reason names the label and the candidates), a shape,
-dtype or direction the kernel does not support, a case whose operands and what the kernel's plan holds besides
-(eager attention's score matrices) exceed the GPU's DRAM, a kernel whose CTAs do not fit the GPU's SMs
-(`archsim.model.gpu.runnable_plans`). Plans and their feasibility depend only on the row (not on the parameters),
-so calibration builds them once and re-times them; `predict_row` refuses, as a bug, a prediction of a kept row that
-is not a finite positive time, so nothing infeasible or NaN is ever compared or fitted.
+names are `archsim.model.gpu_kernels.KERNELS`), an unknown or ambiguous GPU label (the reason names the label and
+the candidates, and how to map it), a shape, dtype or direction the kernel does not support, a case whose operands
+and what the kernel's plan holds besides (eager attention's score matrices) exceed the GPU's DRAM, a kernel whose
+CTAs do not fit the GPU's SMs (`archsim.model.gpu.runnable_plans`). Plans and their feasibility depend only on the
+row (not on the parameters), so calibration builds them once and re-times them; `predict_row` refuses, as a bug, a
+prediction of a kept row that is not a finite positive time, so nothing infeasible or NaN is ever compared or
+fitted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.gpu.load import gpu_for
+from archsim.gpu.load import gpu_for, label_key
 from archsim.gpu.measurements import Measurement, Skipped
 from archsim.limits import env_limit
 from archsim.model.gpu import GpuResult, Plan, TiledLaunch, predict_plans, runnable_plans
@@ -47,12 +53,17 @@ class WorkLimit:
     default: int
 
 
-def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
+def resolve(measurements: list[Measurement], limit: WorkLimit | None = None, gpus: Mapping[str, GPU] | None = None
             ) -> tuple[list[ModelledRow], list[Skipped]]:
     """The rows the model takes, with their plans (built once per distinct kernel, case and GPU), and the others
-    with the reason; a SpecError as soon as the distinct cases exceed `limit`."""
+    with the reason; a SpecError as soon as the distinct cases exceed `limit`, or when two different GPUs of one
+    name are found. `gpus` maps labels to GPUs ahead of the presets (`check_labels` first)."""
     most = env_limit(limit.env, limit.default) if limit else 0
-    gpus: dict[str, GPU | str] = {}
+    mapped = {label_key(label): gpu for label, gpu in (gpus or {}).items()}
+    found_gpus: dict[str, GPU | str] = {}
+    named: dict[str, GPU] = {}
+    for gpu in mapped.values():
+        _refuse_namesakes(gpu, named)
     built: dict[tuple, tuple[Plan, ...] | str] = {}
     rows, skipped, ctas = [], [], 0
     for m in measurements:
@@ -60,9 +71,10 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
         if family is None:
             skipped.append(Skipped(m.row, m.columns, f"no model for kernel '{m.kernel}'"))
             continue
-        if m.gpu not in gpus:
-            gpus[m.gpu] = _preset(m.gpu)
-        gpu = gpus[m.gpu]
+        if m.gpu not in found_gpus:
+            found_gpus[m.gpu] = mapped.get(label_key(m.gpu)) or _preset(m.gpu)
+            _refuse_namesakes(found_gpus[m.gpu], named)
+        gpu = found_gpus[m.gpu]
         if isinstance(gpu, str):
             skipped.append(Skipped(m.row, m.columns, gpu))
             continue
@@ -82,12 +94,35 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None
     return rows, skipped
 
 
+def check_labels(gpus: Mapping[str, GPU], measurements: Iterable[Measurement], skipped: Iterable[Skipped],
+                 source: str) -> None:
+    """A SpecError naming the file's `gpu` column when a label of `gpus` is on none of its rows, measured or
+    skipped (compared by `label_key`): a mapping that maps nothing is a typo, not a choice."""
+    labels = {m.gpu for m in measurements} | {s.columns.get("gpu", "").strip() for s in skipped}
+    present = {label_key(label) for label in labels}
+    for label, gpu in gpus.items():
+        if label_key(label) not in present:
+            raise SpecError(source, "column 'gpu'", f"no row has the label {label!r} mapped to the GPU {gpu.name} "
+                                                    f"(the file's labels: {', '.join(sorted(labels)) or 'none'})")
+
+
+def _refuse_namesakes(gpu: GPU | str, named: dict[str, GPU]) -> None:
+    """Record `gpu` under its name in `named`; when a different GPU was recorded under that name first (a mapped
+    one: `resolve` records them before any row), a SpecError naming that GPU's file."""
+    if isinstance(gpu, str):
+        return
+    first = named.setdefault(gpu.name, gpu)
+    if first != gpu:
+        raise SpecError(first.source, "name", f"{gpu.name!r} is also the name of a different GPU the rows use "
+                                              f"({gpu.source}); expected a name of its own")
+
+
 def _preset(label: str) -> GPU | str:
     """The preset a row's GPU label names, or why none does (unknown or ambiguous, with the candidates)."""
     try:
         return gpu_for(label)
     except SpecError as exc:
-        return exc.message
+        return f"{exc.message}; a GPU of your own: map the label to its YAML file (--gpu 'LABEL=FILE')"
 
 
 def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:

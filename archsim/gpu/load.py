@@ -111,6 +111,11 @@ def gpu_names() -> list[str]:
     return library.names("GPU presets", PRESETS_PACKAGE)
 
 
+def gpu_reference(gpu: GPU) -> str:
+    """How to name `gpu` again: its preset name when it is the packaged preset of that name, else its file."""
+    return gpu.name if gpu.name in gpu_names() and load_gpu(gpu.name) == gpu else gpu.source
+
+
 def gpu_for(label: str, source: str = "<label>", where: str = "gpu") -> GPU:
     """The preset a GPU label names (a measurements CSV's `gpu` column, `nvidia-smi`'s name). A label equal to a
     preset's name or alias (case, spaces and punctuation ignored) names it; otherwise the label's normalised tokens
@@ -120,9 +125,9 @@ def gpu_for(label: str, source: str = "<label>", where: str = "gpu") -> GPU:
     "NVIDIA H100-SXM5-80GB" and "H100 SXM5 80GB" all name h100-sxm5. A label fitting no preset, or several
     ("A100", "H100 80GB"), is a SpecError(`source`, `where`) naming the label and the candidates."""
     presets = [load_gpu(name) for name in gpu_names()]
-    key = _normal(label)
+    key = label_key(label)
     for gpu in presets:
-        if key in {_normal(gpu.name), *(_normal(a) for a in gpu.aliases)}:
+        if key in {label_key(gpu.name), *(label_key(a) for a in gpu.aliases)}:
             return gpu
     wanted = _label_tokens(label)
     found = [gpu for gpu in presets if wanted["model"] and _fits(wanted, _preset_tokens(gpu))]
@@ -184,7 +189,8 @@ def _fits(label: dict[str, set[str]], preset: dict[str, set[str]]) -> bool:
         for f in label["form"] for p in preset["form"])
 
 
-def _normal(label: str) -> str:
+def label_key(label: str) -> str:
+    """A GPU label as labels are compared: lower case, spaces and punctuation dropped ("NVIDIA L4" = "nvidia-l4")."""
     return re.sub(r"[^a-z0-9]", "", label.lower())
 
 

@@ -15,14 +15,15 @@ GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), and the fold says s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from archsim.arch.gpu import GPU
 from archsim.gpu.calibrate import calibration_limit, fit_families
-from archsim.gpu.cases import ModelledRow, WorkLimit, distinct, predict_row, resolve
+from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
@@ -89,15 +90,18 @@ def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> 
     return {g: 100 * float(np.mean(e)) for g, e in sorted(groups.items(), key=lambda item: item[0] == OVERALL)}
 
 
-def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool = False) -> Validation:
+def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool = False,
+             gpus: Mapping[str, GPU] | None = None) -> Validation:
     """Predict every modelled row of the file (each distinct case once; their CTAs in all capped at
     `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS), and with `leave_one_gpu_out` each GPU's rows again by
-    families fitted on the other GPUs' rows."""
+    families fitted on the other GPUs' rows. `gpus` maps the file's GPU labels to GPUs ahead of the presets
+    (`archsim.gpu.cases.resolve`); a label no row has is a SpecError."""
     measurements, skipped = read_measurements(path)
+    check_labels(gpus or {}, measurements, skipped, str(path))
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
-                                                       MAX_VALIDATION_CTAS))
+                                                       MAX_VALIDATION_CTAS), gpus)
     comparisons = _compare(rows, calibration.family_params, lambda m: calibration.split_of(m.case.seqlen))
-    folds = tuple(_fold(str(path), rows, gpu) for gpu in sorted({r.gpu.name for r in rows})) \
+    folds = tuple(_fold(str(path), rows, gpu, gpus) for gpu in sorted({r.gpu.name for r in rows})) \
         if leave_one_gpu_out else ()
     skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
@@ -115,10 +119,10 @@ def _compare(rows: list[ModelledRow], params_of, split_of) -> list[Comparison]:
     return comparisons
 
 
-def _fold(source: str, rows: list[ModelledRow], gpu: str) -> GpuFold:
+def _fold(source: str, rows: list[ModelledRow], gpu: str, gpus: Mapping[str, GPU] | None) -> GpuFold:
     """Fit on the rows of every GPU but `gpu` (their CTAs capped as a calibration's), predict the rows of `gpu`."""
     train, _ = resolve([r.measurement for r in rows if r.gpu.name != gpu],
-                       calibration_limit(source, f"the rows of the GPUs other than {gpu}"))
+                       calibration_limit(source, f"the rows of the GPUs other than {gpu}"), gpus)
     params, _, fit = fit_families(train)
     tested = [r for r in rows if r.gpu.name == gpu]
     priors = tuple(sorted({r.family for r in tested if not fit[r.family].get("rows")}))
