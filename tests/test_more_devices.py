@@ -166,3 +166,19 @@ def test_the_systems_token_binding_is_refused_by_the_library_linear_mapping(fuse
         model.iteration(Batch(prefill_tokens=(512,)))
     assert (error.value.source, error.value.where) == (fusemax_qkv.source, "devices.fx.mapping")
     assert "rank P" in error.value.message
+
+
+def test_a_prompt_the_tiles_do_not_divide_runs_padded_on_an_architecture(tmp_path) -> None:
+    """Serving draws any prompt length; FuseMax's GQA mapping tiles 256 keys by 256 queries, so a 15-token prompt's
+    attention was refused mid-run (M=15 is not divisible by M0=256). It now runs as the array pads it: at 256."""
+    path = write_system(tmp_path, {"fx": {"kind": "architecture", "count": 1, "preset": "fusemax",
+                                          "mapping": "fusemax-gqa"}},
+                        [{"op": "attention", "phase": "prefill", "device": "fx"}])
+    fx = device_models(load_system(path))["fx"]
+    llama = library.load_workload_spec("llama3-8b")
+    ops = {n: layer_op(llama, Step("prefill", 1, n), "llama", "attention") for n in (15, 256, 300, 512)}
+    assert fx.cost([ops[15]]) == fx.cost([ops[256]])
+    assert fx.cost([ops[300]]) == fx.cost([ops[512]]) != fx.cost([ops[256]])
+    qkv = layer_op(llama, Step("prefill", 1, 15), "llama", "qkv")  # a dense op is never padded
+    with pytest.raises(SpecError, match="maps attention-1pass-causal-gqa"):
+        fx.cost([qkv])

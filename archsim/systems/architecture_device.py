@@ -8,6 +8,10 @@ binding's params that the cascade declares), the mapper fills the mapping's `sea
 - The mapping names the Einsums of one cascade: an op of another cascade placed on the device is a SpecError
   naming the system file and `devices.<name>.mapping`. A mapping that cannot run at the op's sizes, or a Result
   that does not fit the architecture, is a SpecError naming the device and the reason.
+- A prompt's attention whose length the mapping's tiles do not divide (any length a serving run draws) runs padded,
+  as an array pads a ragged tile: its `seq_len` rounded up to a multiple of the mapping's `set:` tiles (their least
+  common multiple; FuseMax's 256), the padded queries and keys costing as real ones. Only where the unpadded length
+  is refused and the padded one binds; other ops (bound as tokens x 1) are never padded.
 - The mapping decides what crosses the architecture's outermost level; `streamed_fraction` is not applied.
 OpCost per op: time = `latency_s`; energy = `energy_pj`; busy `<name>_<unit>` = utilization x latency per compute
 unit; `memory_s` = the outermost level's memory time. Ops of one call run one after another: costs add.
@@ -18,6 +22,7 @@ no size holds no weights nor KV cache for the system).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +31,7 @@ from archsim.errors import SpecError
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.point import mapping_tiling, prepare
+from archsim.point import Point, mapping_tiling, prepare
 from archsim.systems.device import OpCost
 from archsim.systems.step import Op
 
@@ -67,11 +72,31 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
     try:
         point = prepare(device.mapping, arch=device.arch, cascade=op.cascade, sets=sets)
     except SpecError as error:
-        inner = f"{error.where}: " if error.where else ""
-        raise SpecError(device.source, f"{where}.mapping", f"cannot run {op.name} ({op.cascade}, {op.phase}) at its "
-                                                           f"sizes: {error.source}: {inner}{error.message}") from None
+        point = _padded_point(device, op, sets)
+        if point is None:
+            inner = f"{error.where}: " if error.where else ""
+            raise SpecError(device.source, f"{where}.mapping",
+                            f"cannot run {op.name} ({op.cascade}, {op.phase}) at its sizes: {error.source}: "
+                            f"{inner}{error.message}") from None
     result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     if not result.feasible:
         raise SpecError(device.source, where, f"{op.name} ({op.cascade}, {op.phase}) does not fit "
                                               f"{device.arch.name} under {device.mapping.name}: {result.reason}")
     return result
+
+
+def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) -> Point | None:
+    """The prompt attention `op` prepared at its `seq_len` rounded up to the mapping's tiles (module docstring), or
+    None: another op, a mapping without integer tiles, a length they divide, or a padded length still refused."""
+    tiles = [int(v) for v in device.mapping.sets.values() if float(v).is_integer() and v > 0]
+    length = sets.get("seq_len")
+    if op.name != "attention" or op.phase != "prefill" or not tiles or length is None:
+        return None
+    tile = math.lcm(*tiles)
+    if length % tile == 0:
+        return None
+    try:
+        return prepare(device.mapping, arch=device.arch, cascade=op.cascade,
+                       sets={**sets, "seq_len": -(-int(length) // tile) * tile})
+    except SpecError:
+        return None
