@@ -19,7 +19,7 @@ from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
-from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility, period_s
+from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility, period_s, token_s
 from archsim.systems.offload_events import simulate_pipeline
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
@@ -135,18 +135,20 @@ def test_the_transfers_are_the_papers_2_plus_2_over_g_e_d_per_token(model_name: 
 @pytest.mark.parametrize("batch", [16, 300])
 def test_the_closed_form_period_matches_the_event_model(model_name: str, micro_batches: int,
                                                         divide_and_conquer: bool, batch: int) -> None:
-    """`OffloadModel.iteration` (layers x the period of the slowest cycle or busiest resource) against the SimPy
-    pipeline's steady-state time per token, within 1 %."""
+    """`OffloadModel.iteration` (the layers and LM heads of the slowest cycle or busiest resource, `token_s`) against
+    the SimPy pipeline's steady-state time per token, within 1 %."""
     system = with_fields(lamina.lamina_system(model_name, divide_and_conquer),
                          {"schedule": {"kind": "staggered", "micro_batches": micro_batches,
                                        "divide_and_conquer": divide_and_conquer},
                           "devices.compute.count": lamina.DOP[model_name][0] * (micro_batches - 1)})
     model = system_model(system, library.load_workload_spec(model_name))
     contexts = [800 + 7 * i for i in range(batch)]
-    layers = model.micro_batch_layers(contexts)
-    run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer)
+    layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
+    run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer, heads_s=heads_s)
     closed = model.iteration(Batch((), tuple(contexts))).time_s
-    assert closed == pytest.approx(model.layers * period_s(layers, model.replicas, divide_and_conquer))
+    assert closed == pytest.approx(token_s(layers, heads_s, model.replicas, divide_and_conquer, model.layers))
+    assert all(head > 0 for head in heads_s)
+    assert closed >= model.layers * period_s(layers, model.replicas, divide_and_conquer)  # the LM heads
     assert run.token_s == pytest.approx(closed, rel=0.01)
 
 

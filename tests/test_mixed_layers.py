@@ -31,7 +31,7 @@ def test_glam_iteration_is_its_dense_and_moe_layers(preset):
     cost = model.iteration(BATCH)
     contexts, prompts = BATCH.decode_context_tokens, BATCH.prefill_tokens
     expected = sum(pp * count * layer_phases(model.by_kind[kind], list(contexts), prompts).layer_s
-                   for kind, count in model.kinds.items())
+                   for kind, count in model.kinds.items()) + model.lm_head_cost(len(contexts) + len(prompts)).time_s
     assert cost.time_s == pytest.approx(expected, rel=1e-12)
     # a dense layer's weights are far below a MoE layer's; the device holds each kind times its count
     assert dense.weight_bytes_per_layer < moe.weight_bytes_per_layer / 10
@@ -45,7 +45,9 @@ def test_a_model_of_one_kind_is_one_layer_kind():
 
 
 def test_sub_batch_interleaving_over_mixed_layers_is_refused():
-    system = with_fields(load_system("duplex-gpu"), {"schedule": {"kind": "sub-batch-interleaving", "sub_batches": 2}})
+    # NeuPIMs' SBI (a bank-PIM for decode attention) on 16 NPUs per node, which hold GLaM's weights at TP 16
+    system = with_fields(load_system("neupims"), {"devices.npu.count": 16, "devices.pim.count": 16,
+                                                  "parallelism": {"tp": 16, "pp": 1}})
     with pytest.raises(SpecError) as error:
         system_model(system, library.load_workload_spec("glam-143b"))
     assert error.value.where == "schedule.kind" and "moe_every" in error.value.message

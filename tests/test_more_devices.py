@@ -24,7 +24,7 @@ from archsim.systems.devices import device_models
 from archsim.systems.iteration import Batch
 from archsim.systems.logic_pim_device import LogicPimDevice
 from archsim.systems.models import system_model
-from archsim.systems.step import KV_CACHE, Step, layer_op
+from archsim.systems.step import KV_CACHE, Step, layer_op, lm_head_op
 from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import OP_KINDS, load_system
 
@@ -84,7 +84,8 @@ def test_logic_pim_cost_is_the_roofline_of_each_op(duplex) -> None:
 
 
 def test_a_blocked_iteration_adds_the_logic_pim_rooflines_to_the_npu_ops(duplex) -> None:
-    """Blocked schedule, no tp link: an iteration is 32 layers x the sum of each op's cost on its device."""
+    """Blocked schedule, no tp link: an iteration is 32 layers x the sum of each op's cost on its device, then the
+    LM head of its two sequences on the NPU (the device holding the weights)."""
     batch = Batch(decode_context_tokens=(300, 700))
     lp, npu = duplex.devices["lp"], duplex.devices["npu"]
     layer_s = 0.0
@@ -93,7 +94,8 @@ def test_a_blocked_iteration_adds_the_logic_pim_rooflines_to_the_npu_ops(duplex)
             layer_s += roofline_s(op.flops, op.bytes)  # Op.bytes: every tensor but the intermediates
         else:
             layer_s += npu.cost([op]).time_s
-    assert duplex.iteration(batch).time_s == pytest.approx(32 * layer_s, rel=1e-12)
+    head = npu.cost([lm_head_op(duplex.workload, 2, duplex.parallelism.tp)])
+    assert duplex.iteration(batch).time_s == pytest.approx(32 * layer_s + head.time_s, rel=1e-12)
     assert duplex.iteration(batch).busy_s["lp"] == pytest.approx(
         32 * sum(lp.cost([op]).busy_s["lp"] for op, d in charged_ops(duplex, batch) if d == "lp"), rel=1e-12)
 

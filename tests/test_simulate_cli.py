@@ -120,11 +120,11 @@ def test_report_run_with_the_event_model_adds_stalls_and_a_trace(tmp_path, cli):
 
 
 SYSTEM = """name: two-npus
-description: one NPU and its HBM
+description: a node of four NPUs and their HBM
 source: a test
 devices:
-  npu: {kind: npu, count: 1}
-  hbm: {kind: bank-pim, count: 1}
+  npu: {kind: npu, count: 4}
+  hbm: {kind: bank-pim, count: 4}
 links:
   tp: {name: test-link, source: a test, latency_s: 1.0e-6, bytes_per_s_per_direction: 1.0e+11}
 parallelism: {tp: 1, pp: 1}

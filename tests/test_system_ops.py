@@ -25,6 +25,7 @@ from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
+from archsim.systems.step import lm_head_op
 from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.workload import Workload
@@ -178,9 +179,13 @@ def test_neupims_device_costs_add_up_to_the_ops(name: str) -> None:
     assert cost.time_s == pytest.approx(max(request_s), rel=1e-12)
     assert cost.busy_s["pim"] == pytest.approx(sum(request_s) / pim.spec.channels, rel=1e-12)
     energy_j += cost.energy_j
-    # the iteration: every device of the TP x PP group runs its layers (3 decodes: below min_batch, no SBI)
+    # the iteration: every device of the TP x PP group runs its layers (3 decodes: below min_batch, no SBI), and
+    # the last stage's TP ranks the LM head over the 5 sequences' new tokens, on the NPU
     par, layers = model.parallelism, model.layers_per_device
-    assert model.iteration(MIXED).energy_j == pytest.approx(par.tp * par.pp * layers * energy_j, rel=1e-9)
+    head = model.devices["npu"].cost([lm_head_op(model.workload, 5, par.tp)])
+    assert model.lm_head_cost(5) == head
+    assert model.iteration(MIXED).energy_j == pytest.approx(
+        par.tp * par.pp * layers * energy_j + par.tp * head.energy_j, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
@@ -361,3 +366,20 @@ def test_layer_ops_twins_share_what_equals_their_own() -> None:
                                                                        twin.binding.word_bytes)
         assert twin.tensors == tensor_infos(fresh)
         assert twin.analysis == analyze(fresh, passes=_passes(twin.cascade), tensors=tensor_infos(fresh))
+
+
+def test_the_lm_head_is_timed_once_an_iteration_unless_left_out() -> None:
+    """An iteration's LM head: one token per sequence (5: 3 decodes, 2 prompts' last positions) over the vocab share
+    of a TP rank, on the device holding the weights; `schedule.lm_head: left-out` (the NeuPIMs artifact's decoder
+    layers only) drops it and nothing else. A small model's big vocabulary makes it a large share."""
+    from archsim.systems.system_spec import with_fields
+
+    system = load_system("vllm-h100")
+    workload = library.load_workload_spec("llama3-8b")
+    timed = system_model(system, workload)
+    left_out = system_model(with_fields(system, {"schedule.lm_head": "left-out"}), workload)
+    head = timed.weight_device.cost([lm_head_op(workload, 5, timed.parallelism.tp)])
+    assert head.time_s > 0 and left_out.lm_head_cost(5) == OpCost()
+    with_head, without = timed.iteration(MIXED), left_out.iteration(MIXED)
+    assert with_head.time_s == pytest.approx(without.time_s + head.time_s, rel=1e-12)
+    assert with_head.energy_j == pytest.approx(without.energy_j + timed.parallelism.tp * head.energy_j, rel=1e-12)

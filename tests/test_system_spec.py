@@ -23,14 +23,15 @@ from archsim.systems.system_spec import (
     load_system,
     system_from_dict,
     system_names,
+    with_fields,
 )
 
 VALID = {
     "name": "test",
     "source": "a test",
-    "devices": {"npu": {"kind": "npu", "count": 2},
-                "pim": {"kind": "bank-pim", "count": 2, "row_buffers": 2, "channel_policy": "greedy"}},
-    "links": {"tp": "pcie5-x16"},
+    "devices": {"npu": {"kind": "npu", "count": 16},  # a node of 16 holds every TP group the cut tests use
+                "pim": {"kind": "bank-pim", "count": 16, "row_buffers": 2, "channel_policy": "greedy"}},
+    "links": {"tp": "pcie5-x16", "ep": "ib-ndr-400g"},
     "parallelism": {"tp": 2, "pp": 1},
     "placement": [{"op": "attention", "phase": "decode", "device": "pim"},
                   {"op": list(OP_KINDS), "device": "npu"}],
@@ -241,14 +242,15 @@ def _check_cut(path, workload, where, size):
 
 
 def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_path):
-    parallelism = {"tp": 2, "pp": 1, "attention_pool": 4,
+    parallelism = {"tp": 2, "pp": 1,
                    "by_workload": {"llama3-70b": {"tp": 8, "pp": 2}, "mixtral-8x7b": {"tp": 4, "pp": 1, "ep": 8}}}
     system = load_system(_write(tmp_path, {**VALID, "parallelism": parallelism}))
     llama, mixtral, other = (system.parallelism_for(name) for name in ("llama3-70b", "mixtral-8x7b", "gpt3-7b"))
     assert (llama.tp, llama.pp, llama.ep) == (8, 2, 1)  # ep defaults to 1 in an entry
     assert (mixtral.tp, mixtral.pp, mixtral.ep) == (4, 1, 8)
     assert other is system.parallelism and (other.tp, other.pp) == (2, 1)
-    assert llama.attention_pool == mixtral.attention_pool == 4  # the system's, not a workload's
+    lamina = with_fields(load_system("lamina"), {"parallelism.by_workload": {"llama3-70b": {"tp": 2, "pp": 1}}})
+    assert lamina.parallelism_for("llama3-70b").attention_pool == 4  # the system's, not a workload's
     assert not llama.by_workload
     assert hash(system.parallelism) == hash(load_system(_write(tmp_path, {**VALID, "parallelism": parallelism},
                                                                "again.yaml")).parallelism)
@@ -294,7 +296,8 @@ def test_every_device_kind_loads(tmp_path):
                "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4"},
                "lpim": {"kind": "logic-pim", "count": 8, "pj_per_flop": 0.5},
                "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax", "mapping": "fusemax"}}
-    data = {**VALID, "devices": devices, "parallelism": {"tp": 8, "pp": 1, "ep": 8, "attention_pool": 4},
+    data = {**VALID, "devices": devices, "parallelism": {"tp": 4, "pp": 1, "attention_pool": 4},
+            "links": {"tp": "nvlink4-h100", "attention": "lamina-gpu-initiated-400g"},
             "placement": [{"op": "attention", "phase": "decode", "device": "pool"},
                           {"op": "moe", "op_per_byte_below": 32, "device": "lpim"},
                           {"op": "attention", "phase": "prefill", "device": "fusemax"},
@@ -318,7 +321,9 @@ def test_every_device_kind_loads(tmp_path):
 def test_logic_pim_fields_override_duplex_defaults(tmp_path):
     lpim = {"kind": "logic-pim", "count": 5, "pj_per_flop": 0.4, "peak_flops_per_s": 42.6e12,
             "internal_bytes_per_s": 5.36e12, "capacity_bytes": 24 * 2**30, "internal_pj_per_bit": 2.0}
-    system = load_system(_write(tmp_path, _with(_set(("devices", "lpim"), lpim))))
+    data = _with(_set(("devices", "lpim"), lpim))
+    data["placement"].insert(0, {"op": "moe", "op_per_byte_below": 8, "device": "lpim"})
+    system = load_system(_write(tmp_path, data))
     spec = system.devices["lpim"].spec
     assert (spec.peak_flops_per_s, spec.internal_bytes_per_s, spec.capacity_bytes) == (42.6e12, 5.36e12, 24 * 2**30)
     assert (spec.pj_per_flop, spec.internal_pj_per_bit, spec.external_bytes_per_s) == (0.4, 2.0, 670.4e9)

@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-from archsim.errors import SpecError
 from archsim.systems.device import DeviceModel
-from archsim.systems.system_spec import Device, System
+from archsim.systems.system_spec import Device, System, companion
 
 
 def device_models(system: System) -> dict[str, DeviceModel]:
@@ -27,12 +26,12 @@ def _model(system: System, device: Device) -> DeviceModel:
     if device.kind == "npu":
         from archsim.systems.npu_device import NpuDevice
 
-        return NpuDevice(device.name, device.spec, _one_of(system, "bank-pim", device, "streams from an HBM").spec)
+        return NpuDevice(device.name, device.spec, companion(system, device).spec)
     if device.kind == "bank-pim":
         from archsim.systems.pim_device import BankPimDevice
 
-        host = _one_of(system, "npu", device, "runs its softmax on an NPU's vector units")
-        return BankPimDevice(device.name, device.spec, device.channel_policy, host.spec, system.source)
+        return BankPimDevice(device.name, device.spec, device.channel_policy, companion(system, device).spec,
+                             system.source)
     if device.kind in ("gpu", "memory-pool"):
         from archsim.systems.gpu_device import ATTENTION_KERNEL, CALIBRATED, calibrated_gpu_device
 
@@ -50,11 +49,3 @@ def _model(system: System, device: Device) -> DeviceModel:
     from archsim.systems.architecture_device import ArchitectureDevice  # the last of DEVICE_KINDS
 
     return ArchitectureDevice(device.name, device.spec, device.mapping, system.source)
-
-
-def _one_of(system: System, kind: str, device: Device, why: str) -> Device:
-    found = [d for d in system.devices.values() if d.kind == kind]
-    if len(found) != 1:
-        raise SpecError(system.source, f"devices.{device.name}",
-                        f"a {device.kind} device {why}: the system needs exactly one {kind} device, has {len(found)}")
-    return found[0]

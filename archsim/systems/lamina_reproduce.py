@@ -350,8 +350,9 @@ def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: 
     """The event model (`archsim.systems.offload_events`) of Lamina at the model's DOP with its micro-batches,
     `batch` requests at `context` tokens, for `tokens` tokens, with spans: the model and the run."""
     model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
-    run = simulate_pipeline(model.micro_batch_layers([context] * batch), model.replicas, model.layers, tokens,
-                            model.divide_and_conquer, trace=True)
+    contexts = [context] * batch
+    run = simulate_pipeline(model.micro_batch_layers(contexts), model.replicas, model.layers, tokens,
+                            model.divide_and_conquer, trace=True, heads_s=model.heads_s(contexts))
     return model, run
 
 

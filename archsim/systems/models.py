@@ -4,19 +4,22 @@
 `archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), otherwise an
 `archsim.systems.system_model.SystemModel` (blocked, overlapped, sub-batch interleaving, and co-processing with
 `archsim.systems.coprocessing`'s layer). It sits above the modules it chooses from, so none of them imports back.
-It refuses what the model would not read (a workload's `sinks` without `window` or `top_k` without `experts`; an
-`overlapped` or `sub-batch-interleaving` schedule with decode attention on no bank-PIM) and a KV cache that holds
-less than one token, naming the memory field of the device that holds it.
+It refuses what the model would not read (a workload's `sinks` without `window` or `top_k` without `experts`), the
+degrees the workload, or options, set that the system cannot run (`system_spec.check_degrees`; what the spec alone
+makes impossible was refused when it loaded, `system_spec.check_system`) and a KV cache that holds less than one
+token, naming the memory field of the device that holds it.
 """
 
 from __future__ import annotations
+
+import functools
 
 from archsim.errors import SpecError
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
-from archsim.systems.system_model import SPLIT_KINDS, SystemModel, system_model_of
-from archsim.systems.system_spec import EP_LINK, System, check_against_workload
+from archsim.systems.system_model import SystemModel, system_model_of
+from archsim.systems.system_spec import System, check_against_workload, check_degrees
 from archsim.workload import Workload, refuse_linear_attention
 
 
@@ -32,17 +35,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     refuse_linear_attention(workload, f"system {system.name}")
     check_against_workload(system, workload)
     par = system.parallelism_for(workload.name)
-    if par.ep > 1 and system.schedule.kind in ("ping-pong", "staggered"):
-        raise SpecError(*system.blame(workload.name, "ep"),
-                        f"expert parallelism with attention offloading ({system.schedule.kind}) is not modelled: "
-                        "expected ep 1")
-    if par.ep > 1 and EP_LINK not in system.links:
-        raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {system.parallelism_path(workload.name)}.ep "
-                                                           f"= {par.ep} exchanges each MoE layer's tokens between "
-                                                           "the expert-parallel groups over a link named ep")
-    if system.schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
-        raise SpecError(system.source, "schedule.expert_coprocessing", "expected a logic-pim device to share the "
-                                                                       "experts with; the system has none")
+    check_degrees(system, par, None, functools.partial(system.blame, workload.name))
     block_of(workload, "a system runs the model's decoder layers")
     _check_read(workload)
     if system.schedule.kind in ("ping-pong", "staggered"):
@@ -59,13 +52,11 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
-    _check_schedule(system)
     return _with_kv_room(system, model)
 
 
 # a size a decoder layer reads only beside another: sinks with a sliding window, top_k with routed experts
 READ_ONLY_WITH = {"sinks": "window", "top_k": "experts"}
-SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's attention with its host
 
 
 def _check_read(workload: Workload) -> None:
@@ -74,18 +65,6 @@ def _check_read(workload: Workload) -> None:
         if size in workload.params and needed not in workload.params:
             raise SpecError(workload.path, f"params.{size}", f"a decoder layer reads it only with {needed}, which "
                                                              "the workload does not give")
-
-
-def _check_schedule(system: System) -> None:
-    """Refuse a schedule that overlaps a bank-PIM's decode attention (`SPLIT_SCHEDULES`) on a system whose placement
-    puts decode attention on no bank-PIM: it would run blocked."""
-    kind = system.schedule.kind
-    if kind in SPLIT_SCHEDULES and not any(
-            "attention" in rule.ops and rule.phase in (None, "decode")
-            and system.devices[rule.device].kind in SPLIT_KINDS for rule in system.placement):
-        raise SpecError(system.source, "schedule.kind", f"{kind} overlaps decode attention on a bank-pim device "
-                                                        "with its host's work, and no placement rule puts it on one: "
-                                                        "expected blocked")
 
 
 MEMORY_FIELDS = {"gpu": "dram_bytes", "memory-pool": "dram_bytes", "chip": "memory_bytes"}  # kind -> preset field

@@ -183,6 +183,10 @@ ARTIFACT_OPTIONS = (
     ArtifactOption("longest-first split", "SBI halves each channel's requests by count in the trace's order, "
                    "longest first in the clb traces (src/scheduler/Scheduler.cc:287-366, §4.3, §6)",
                    {"neupims": {"schedule.split": "longest-first"}}),
+    ArtifactOption("decoder layers only", "throughput is the batch over the decoder layers' time: the artifact "
+                   "simulates one decoder layer and scales it by the layers (model_n_layer 1, §0, §2: tokens/s = "
+                   "batch / (per-layer cycles x layers)), no LM head",
+                   {m: {"schedule.lm_head": "left-out"} for m in REPRODUCED_MODES}),
     ArtifactOption("busy-time utilization", "NPU utilization as the arrays' busy time (pipeline non-empty, "
                    "src/NeuPIMSystolicWS.cc:299-317, §2.1), not useful MACs", busy_utilization=True),
 )

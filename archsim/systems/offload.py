@@ -36,8 +36,11 @@ Rotational staggered pipelining (§3.4): n micro-batches (the decodes split roun
 replicas, all sharing the pool. In steady state a layer of every micro-batch takes the period
   P = max(the slowest micro-batch's cycle, sum of replica work / (n - 1), sum of pool work, sum of each link
       direction's wire time)
-(a cyclic pipeline is bound by its longest cycle and its busiest resource); an iteration (one token for every
-request) takes layers x P, plus the prompts' layers on the compute devices (blocked, before the micro-batches).
+(a cyclic pipeline is bound by its longest cycle and its busiest resource). A token of every micro-batch also
+runs its LM head (`SystemModel.lm_head_cost`, one token per request) on a replica after its last layer, so the
+time for all layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the
+busiest resource's work with the heads on the replicas; an iteration (one token for every request) takes that, plus
+the prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 `archsim.systems.offload_events` simulates the same pipeline event by event and checks P.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice, b for attention); no idle
@@ -73,11 +76,9 @@ from archsim.systems.system_model import (
     shard,
     system_model_of,
 )
-from archsim.systems.system_spec import ATTENTION_LINK, System
+from archsim.systems.system_spec import ATTENTION_LINK, POOL_KINDS, System, check_degrees
 from archsim.workload import Workload
 
-OFFLOAD_SCHEDULES = ("ping-pong", "staggered")
-POOL_KINDS = ("memory-pool", "chip")  # device kinds a memory pool may be
 PRE_OPS = ("attn_norm", "qkv")
 
 
@@ -126,13 +127,22 @@ class OffloadLayer:
 
 def period_s(layers: Sequence[OffloadLayer], replicas: int, divide_and_conquer: bool) -> float:
     """Steady-state time for every micro-batch to pass one layer (module docstring)."""
+    return token_s(layers, [0.0] * len(layers), replicas, divide_and_conquer, 1)
+
+
+def token_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: int, divide_and_conquer: bool,
+            n_layers: int) -> float:
+    """Steady-state time for every micro-batch to pass `n_layers` layers and its LM head (`heads_s`, one per
+    micro-batch, on a replica after its last layer): the slowest micro-batch's layers x cycle plus its head, or the
+    busiest resource's work (module docstring)."""
     if not layers:
         return 0.0
-    return max(max(layer.cycle_s(divide_and_conquer) for layer in layers),
-               sum(layer.compute_s for layer in layers) / replicas,
-               sum(layer.pool_s(divide_and_conquer) for layer in layers),
-               sum(layer.q_wire_s + layer.kv_wire_s for layer in layers),
-               sum(layer.out_wire_s for layer in layers))
+    return max(max(n_layers * layer.cycle_s(divide_and_conquer) + head for layer, head in zip(layers, heads_s,
+                                                                                             strict=True)),
+               (n_layers * sum(layer.compute_s for layer in layers) + sum(heads_s)) / replicas,
+               n_layers * sum(layer.pool_s(divide_and_conquer) for layer in layers),
+               n_layers * sum(layer.q_wire_s + layer.kv_wire_s for layer in layers),
+               n_layers * sum(layer.out_wire_s for layer in layers))
 
 
 @dataclass(frozen=True)
@@ -237,26 +247,38 @@ class OffloadModel:
     def micro_batch_layers(self, contexts: Sequence[int], micro_batches: int | None = None) -> list[OffloadLayer]:
         """The decodes split round-robin into `micro_batches` (default the schedule's), one layer each; empty
         micro-batches are left out."""
+        return [self.layer(part) for part in self.micro_batch_contexts(contexts, micro_batches)]
+
+    def micro_batch_contexts(self, contexts: Sequence[int], micro_batches: int | None = None) -> list[Sequence[int]]:
+        """The decodes split round-robin into `micro_batches` (default the schedule's), empty ones left out."""
         n = micro_batches or self.micro_batches
-        return [self.layer(contexts[j::n]) for j in range(n) if len(contexts[j::n])]
+        return [contexts[j::n] for j in range(n) if len(contexts[j::n])]
+
+    def heads_s(self, contexts: Sequence[int]) -> list[float]:
+        """Each micro-batch's LM head time on a replica (one token per request), in `micro_batch_layers`' order."""
+        return [self.compute.lm_head_cost(len(part)).time_s for part in self.micro_batch_contexts(contexts)]
 
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = [int(c) for c in batch.decode_context_tokens]
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         dc, layers = self.divide_and_conquer, self.micro_batch_layers(contexts)
-        period = period_s(layers, self.replicas, dc)
+        heads = [self.compute.lm_head_cost(len(part)) for part in self.micro_batch_contexts(contexts)]
+        heads_s = [head.time_s for head in heads]
+        n = self.layers
+        decode_s = token_s(layers, heads_s, self.replicas, dc, n)
         tp = self.compute.parallelism.tp
-        prefill = OpCost()
+        prefill, prompt_head = OpCost(), self.compute.lm_head_cost(len(prompts))
         if prompts:
             pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
-        n = self.layers
-        busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s),
+        busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
+                + sum(heads_s) / self.replicas + prompt_head.time_s,
                 "memory_pool": n * sum(layer.pool_s(dc) for layer in layers),
                 "link": n * sum(layer.q_wire_s + layer.kv_wire_s + layer.out_wire_s for layer in layers)}
-        energy_j = n * (sum(layer.energy_j for layer in layers) + tp * prefill.energy_j)
-        return IterationCost(n * (period + prefill_s), energy_j, busy)
+        energy_j = n * (sum(layer.energy_j for layer in layers) + tp * prefill.energy_j) + tp * (
+            sum(head.energy_j for head in heads) + prompt_head.energy_j)
+        return IterationCost(decode_s + n * prefill_s + prompt_head.time_s, energy_j, busy)
 
     def unpipelined_times_s(self, contexts: Sequence[int]) -> tuple[float, float]:
         """(MTIME, ATIME) of §3.3: all layers' compute work and attention for one batch of these contexts, one
@@ -292,19 +314,11 @@ def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float)
 
 def offload_model(system: System, workload: Workload) -> OffloadModel:
     """`system` (a staggered or ping-pong schedule) running `workload`; a SpecError naming the system file and
-    field when the pools, the link or the head partitioning do not fit (module docstring)."""
+    field when the pools or the head partitioning do not fit (module docstring; the loader made sure the spec has
+    the link and a pool, `system_spec.check_system`)."""
     par = system.parallelism_for(workload.name)
     schedule = system.schedule
     replicas = (schedule.micro_batches or 2) - 1
-    if ATTENTION_LINK not in system.links:
-        raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v "
-                                                                  "and the output between the pools over it")
-    if par.attention_pool is None:
-        raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices "
-                                                                     "decode attention is spread over")
-    if par.pp != 1:
-        raise SpecError(*system.blame(workload.name, "pp"), f"expected 1: pipeline stages are not modelled with "
-                                                             f"attention offloading, got {par.pp}")
     b = par.attention_pool
     kv_heads = int(workload.params.get("kv_heads", workload.params.get("heads", 0)))
     if kv_heads % b:
@@ -323,15 +337,7 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
         raise SpecError(system.source, f"devices.{device.name}.count",
                         f"expected parallelism.attention_pool = {b} memory devices, got {device.count}")
     holder = compute.weight_device
-    holder_spec = system.devices[holder.name]
-    if holder_spec.count != par.tp * replicas:
-        source, where = system.blame(workload.name, "tp")
-        if where:  # the spec's own tp
-            raise SpecError(system.source, f"devices.{holder.name}.count",
-                            f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
-                            f"(micro_batches - 1 replicas), got {holder_spec.count}")
-        raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder_spec.count} / "
-                                       f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
+    check_degrees(system, par, system.devices[holder.name], functools.partial(system.blame, workload.name))
     return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK], device.name)
 
 

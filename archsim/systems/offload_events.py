@@ -14,8 +14,9 @@ then, with divide-and-conquer, q is sent while the K/V share is computed on the 
 pool runs attention over the history when q arrives and the new token's part with the merge when k, v arrive
 (holding the pool in between, so another micro-batch's attention does not slip between a history and its
 merge); without it, q, k and v go together after the whole projection and the pool runs
-the whole attention. The output goes back over `link back` and the next slice starts. Tasks queue FIFO on their
-resource. Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger).
+the whole attention. The output goes back over `link back` and the next slice starts; after a token's last layer
+the next slice also runs the micro-batch's LM head (`heads_s[j]`). Tasks queue FIFO on their resource.
+Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger).
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
 last attention are not run (they start the next token's first slice).
@@ -48,9 +49,11 @@ class PipelineRun:
 
 
 def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: int, tokens: int,
-                      divide_and_conquer: bool, trace: bool = False) -> PipelineRun:
+                      divide_and_conquer: bool, trace: bool = False,
+                      heads_s: Sequence[float] | None = None) -> PipelineRun:
     """Run `tokens` tokens of `n_layers` layers for each micro-batch (one `OffloadLayer` each) on `replicas`
-    replicas (module docstring)."""
+    replicas (module docstring); `heads_s`: each micro-batch's LM head (none by default)."""
+    heads = list(heads_s) if heads_s is not None else [0.0] * len(layers)
     env = simpy.Environment()
     replica = [simpy.Resource(env, 1) for _ in range(replicas)]
     pool, out, back = simpy.Resource(env, 1), simpy.Resource(env, 1), simpy.Resource(env, 1)
@@ -71,7 +74,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
         yield env.timeout(latency_s)
         arrived.succeed()
 
-    def micro_batch(j: int, layer: OffloadLayer) -> Generator:
+    def micro_batch(j: int, layer: OffloadLayer, head_s: float) -> Generator:
         yield env.timeout(j * layer.compute_s / replicas)
         slice_k = 0
         for t in range(tokens):
@@ -84,7 +87,8 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 with replica[r].request() as request:
                     yield request
                     start = env.now
-                    yield env.timeout((0.0 if first else layer.post_s) + layer.norm_s + layer.q_s)
+                    after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
+                    yield env.timeout(after + layer.norm_s + layer.q_s)
                     if divide_and_conquer:
                         env.process(send("link out", out, f"{tag} q", layer.q_wire_s, layer.latency_s, q_sent))
                         yield env.timeout(layer.kv_s)
@@ -113,7 +117,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 yield returned
             done[j].append(env.now)
 
-    for j, layer in enumerate(layers):
-        env.process(micro_batch(j, layer))
+    for j, (layer, head_s) in enumerate(zip(layers, heads, strict=True)):
+        env.process(micro_batch(j, layer, head_s))
     env.run()
     return PipelineRun(tuple(tuple(d) for d in done), tuple(spans))

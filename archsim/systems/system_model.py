@@ -47,7 +47,14 @@ contexts to decode) is one pass over the device's decoder layers:
   (`TP_REDUCED_OPS`: the output projection and the FFN or MoE, Megatron's two; the new tokens' hidden activations,
   their bytes from the ops' cascades), blocked; without one they are not modelled (the NeuPIMs artifact simulates
   one device's decoder blocks).
-- One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers.
+- One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers, and
+  pp - 1 hops of the new tokens' activations between them (`stage_hops_s`: over the link named ep, else tp;
+  none without either). PP never shortens an iteration: it cuts the weights per device and adds KV room.
+- The LM head (`step.lm_head_op`: hidden onto the vocabulary, vLLM's vocab-parallel head cut TP ways) follows the
+  last layer once per iteration, on the device holding the weights, over one token per sequence: a decode's new
+  token and a prompt's last position (vLLM computes logits only there); every TP rank of the last stage runs its
+  share, so its energy counts TP times (`lm_head_cost`). `schedule.lm_head: left-out` times the decoder layers
+  only (the NeuPIMs artifact's throughput: batch over the layers' time).
 - Expert parallelism (`ep` > 1; the Duplex paper's EP across nodes, DeepSpeed-MoE's and vLLM's data-parallel
   attention with expert parallelism): EP groups of TP x PP devices each. A group holds every non-expert weight
   (cut TP ways) and 1/EP of the experts (each cut TP ways: `shard`), and serves 1/EP of the iteration's requests,
@@ -88,7 +95,7 @@ import numpy as np
 from archsim.errors import SpecError
 from archsim.memo import remembered
 from archsim.systems import npu as npu_model
-from archsim.systems.collectives import all_reduce_s, all_to_all_s
+from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.pim_device import PimPlacement
@@ -287,6 +294,20 @@ class SystemModel:
         return {}
 
     @functools.cached_property
+    def _lm_head_costs(self) -> dict[int, OpCost]:
+        return {}
+
+    def lm_head_cost(self, sequences: int) -> OpCost:
+        """One TP rank's LM head over one token of each of `sequences` sequences (module docstring), on the device
+        holding the weights; nothing for none or with `schedule.lm_head: left-out`. Remembered per count."""
+        found = self._lm_head_costs.get(sequences)
+        if found is None:
+            timed = sequences and self.system.schedule.lm_head == "timed"
+            op = lm_head_op(self.workload, sequences, self.parallelism.tp) if timed else None
+            found = self._lm_head_costs[sequences] = self.weight_device.cost([op]) if op else OpCost()
+        return found
+
+    @functools.cached_property
     def _placed(self) -> dict[Op, DeviceModel]:
         """Op -> the device the placement rules put it on (`device_of`), remembered: an iteration asks per op."""
         return {}
@@ -389,7 +410,13 @@ class SystemModel:
             for unit, s in slowest_busy.items():
                 busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
             time_s += slowest_s
-        return IterationCost(time_s, energy_j, busy)
+        time_s += max(stage_hops_s(self, len(c) + sum(p)) for c, p in groups)
+        heads = [self.lm_head_cost(len(group) + len(group_prompts)) for group, group_prompts in groups]
+        slowest_head = max(heads, key=lambda head: head.time_s)
+        for unit, s in slowest_head.busy_s.items():
+            busy[unit] = busy.get(unit, 0.0) + s
+        energy_j += par.tp * sum(head.energy_j for head in heads)
+        return IterationCost(time_s + slowest_head.time_s, energy_j, busy)
 
 
 def system_model_of(system: System, workload: Workload, par: Parallelism,
@@ -619,6 +646,25 @@ def expert_exchange_s(model: SystemModel, tokens: int) -> float:
     moe = next(op for op in model.ops("decode", tokens, 1) if op.name == "moe")
     message = moe.bytes_by_role[ACTIVATIONS_IN] * int(params["top_k"]) / par.tp
     return 2 * all_to_all_s(message, par.ep, model.system.links[EP_LINK])
+
+
+STAGE_LINKS = (EP_LINK, TP_LINK)  # the link a PP stage's hop crosses: the first of these the spec names
+
+
+def stage_hops_s(model: SystemModel, tokens: int) -> float:
+    """An iteration's hops between its PP stages: pp - 1 sends of the `tokens` new tokens' hidden activations (the
+    layer's output, its last op's from its cascade), one stage after another as the batch is (one batch in
+    flight); every TP rank sends its copy to its peer in the next stage at once (vLLM's PP), so a hop is one
+    message. The link is the spec's first of `STAGE_LINKS`: stages are further nodes, so the nodes' network named
+    ep (InfiniBand in the Duplex presets); else the TP link, assuming the nodes are joined at its rate (optimistic
+    where they are joined by a slower network). 0 with one stage, no token or neither link: a spec that names no
+    link (the NeuPIMs presets) models no messages, as it leaves out the TP all-reduce."""
+    par, links = model.parallelism, model.system.links
+    link = next((links[role] for role in STAGE_LINKS if role in links), None)
+    if par.pp == 1 or link is None or tokens == 0:
+        return 0.0
+    layer_output = model.ops("decode", tokens, 1)[-1].bytes_by_role[ACTIVATIONS_OUT]
+    return (par.pp - 1) * send_recv_s(layer_output, link)
 
 
 def allreduce_s(model: SystemModel, tokens: int) -> float:

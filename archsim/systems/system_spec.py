@@ -44,8 +44,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   each in (0, 1] and required (no default: they depend on the software stack).
 `count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
 the TP degree (`check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole nodes where it
-has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory pool's and
-an offloading system's compute devices' are checked by `archsim.systems.offload`. Any kind may carry
+has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory pool's is
+`parallelism.attention_pool` and an offloading system's compute devices' tp x (micro_batches - 1) (below). Any
+kind may carry
 `price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional, read by sweeps'
 cost per token).
 
@@ -83,7 +84,9 @@ takes `attention_sync` (`per-channel`, default: each PIM channel runs a request'
 dependency, §4.2); `sub-batch-interleaving` takes `layer_time` (`pipeline`, default: a device's N layers take
 A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3) and
 `split` (`arrival`, default: Algorithm 3 halves each channel's requests in arrival order; `longest-first`: in
-decreasing length, as the artifact halves its near-sorted clb traces by count, §6).
+decreasing length, as the artifact halves its near-sorted clb traces by count, §6). Every kind takes `lm_head`
+(`timed`, default: the LM head after the last layer, `archsim.systems.system_model`; `left-out`: the decoder
+layers only, the artifact's throughput, §0).
 `co-processing` (Duplex, pim.md §2.3): ops of one layer that do not depend on each other run at once on their
 devices (decode attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing`
 (true/false, default false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM
@@ -99,9 +102,29 @@ error in it names its file; a cycle of bases is refused. The merged spec is what
 hash and `with_fields` changes). A preset is remembered per file content (`archsim.library`): a base edited while a
 process runs reaches the specs derived from it only when they are loaded in a new process.
 
-`check_against_workload(system, workload)` refuses parallelism (`System.parallelism_for` the workload) that the
-workload's sizes cannot be cut by. Every error is a `SpecError` naming the file and the YAML path. The keys
-`devices`, `placement` and `base` mark a system spec.
+Checks of the whole spec (`check_system`, run by `system_from_dict`: `archsim check`, `load_system`, `with_fields`
+and sweeps refuse alike). What the spec alone makes impossible for every workload, or leaves unread, is refused,
+naming the field:
+- devices: each is read, named by a placement rule or the HBM a placed npu streams from; a placed npu needs
+  exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
+  a bank-pim's `channel_policy` is given only where a rule puts attention on it;
+- degrees (`check_degrees`, of the top level and each by_workload entry): a TP group the node of the device
+  holding the weights cannot hold (`check_tp_group`, where the placement alone decides that device: the decode QKV
+  projection at every Op/B); ep > 1 without the link named ep; with attention offloading, pp or ep other than 1
+  or compute devices other than tp x (micro_batches - 1);
+- attention offloading (ping-pong, staggered) needs `attention_pool`, which no other schedule reads, the link named
+  attention, and a memory-pool or chip device of attention_pool devices for decode attention (where the placement
+  alone decides it);
+- overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
+  blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
+- co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
+  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`.
+What depends on the workload (TP against its heads, PP its layers, EP its experts, weights against memory, the
+Op/B a threshold reads) or on `--tp`/`--pp` is refused when the model is built: `check_against_workload(system,
+workload)` refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
+
+Every error is a `SpecError` naming the file and the YAML path. The keys `devices`, `placement` and `base` mark a
+system spec.
 """
 
 from __future__ import annotations
@@ -109,7 +132,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -157,16 +180,25 @@ WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_wor
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
-                    "split": ("arrival", "longest-first")}
+                    "split": ("arrival", "longest-first"), "lm_head": ("timed", "left-out")}
 MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.layer_phases); others are refused
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
-    "blocked": ((), ("attention_sync",)),
-    "overlapped": ((), ()),
-    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split")),
-    "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew")),
-    "ping-pong": ((), ("divide_and_conquer",)),
-    "staggered": (("micro_batches",), ("divide_and_conquer",)),
+    "blocked": ((), ("attention_sync", "lm_head")),
+    "overlapped": ((), ("lm_head",)),
+    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split",
+                                                    "lm_head")),
+    "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew", "lm_head")),
+    "ping-pong": ((), ("divide_and_conquer", "lm_head")),
+    "staggered": (("micro_batches",), ("divide_and_conquer", "lm_head")),
 }
+OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
+SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
+POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
+EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
+# kind -> (the kind it works with, why): an NPU streams from the system's HBM, a bank-pim device (plain memory where
+# no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
+COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
+              "bank-pim": ("npu", "runs its softmax on an NPU's vector units")}
 
 
 @dataclass(frozen=True)
@@ -229,6 +261,7 @@ class Schedule:
     expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
     zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
     divide_and_conquer: bool = False  # ping-pong, staggered: history attention starts when q arrives (Lamina)
+    lm_head: str = "timed"  # every kind: the LM head after the last layer, timed | left-out (decoder layers only)
 
 
 @dataclass(frozen=True)
@@ -300,7 +333,7 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
     for name in links:
         if name not in LINK_ROLES:
             raise SpecError(source, f"links.{name}", f"unknown link role (expected one of {', '.join(LINK_ROLES)})")
-    return System(
+    system = System(
         name=data["name"],
         description=data.get("description", ""),
         source=source,
@@ -312,6 +345,8 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         schedule=_schedule(data["schedule"], source),
         data=copy.deepcopy(data),
     )
+    check_system(system)
+    return system
 
 
 def with_fields(system: System, changes: Mapping[str, Any]) -> System:
@@ -410,13 +445,17 @@ def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> 
     preset), tp <= count. Without a tp link TP's messages are not modelled and a group may span whole nodes, tp a
     multiple of count (NeuPIMs' GPT-3 175B, TP8 over nodes of 4 NeuPIMs devices). PP stages and EP groups are
     further nodes of the same make-up. The error names the device's `count`, or the option that set tp."""
+    _check_tp_group(system, device, tp, *system.blame(workload_name, "tp"))
+
+
+def _check_tp_group(system: System, device: str, tp: int, source: str, where: str) -> None:
+    """`check_tp_group` of a tp set at `where` in `source` (a field of the spec; empty where an option set it)."""
     count = system.devices[device].count
     linked = TP_LINK in system.links
     if tp <= count or (not linked and tp % count == 0):
         return
     why = (f"a TP group in one node: its all-reduce runs on the node's link {TP_LINK}" if linked else
            "a TP group over whole nodes")
-    source, where = system.blame(workload_name, "tp")
     if not where:  # an option set tp
         bound = f"at most {count}" if linked else f"at most {count} or a multiple of it"
         raise SpecError(source, where, f"expected {bound} ({why}; {system.name} has {count} {device} devices per "
@@ -424,6 +463,169 @@ def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> 
     bound = f"at least {tp}" if linked else f"at least {tp} or a divisor of it"
     raise SpecError(system.source, f"devices.{device}.count",
                     f"expected {bound} ({why}; {where} = {tp}), got {count}")
+
+
+def companion(system: System, device: Device) -> Device:
+    """The one device an npu or bank-pim `device` works with (`COMPANIONS`: an NPU's HBM, a bank-PIM's host NPU); a
+    SpecError naming the device when the system has none of that kind, or several."""
+    kind, why = COMPANIONS[device.kind]
+    found = [d for d in system.devices.values() if d.kind == kind]
+    if len(found) != 1:
+        raise SpecError(system.source, f"devices.{device.name}",
+                        f"a {device.kind} device {why}: the system needs exactly one {kind} device, has {len(found)}")
+    return found[0]
+
+
+def check_system(system: System) -> None:
+    """Refuse what the spec alone makes impossible for every workload, or leaves unread, naming the field (the
+    module docstring's "Checks of the whole spec"). `system_from_dict` runs it, so `archsim check` and every
+    loader (`load_system`, `with_fields`, sweeps) refuse the same specs; what depends on the workload (TP against
+    its heads, weights against memory) or on `--tp`/`--pp` is left to the model's factory
+    (`archsim.systems.models.system_model`)."""
+    _check_offloading(system)
+    holder = _decided(system, "qkv", "decode")
+    for where, par in _degrees_given(system):
+        check_degrees(system, par, holder, lambda degree, at=where: (system.source, f"{at}.{degree}"))
+    _check_split_schedule(system)
+    _check_coprocessing(system)
+    _check_devices_read(system)
+
+
+def check_degrees(system: System, par: Parallelism, holder: Device | None,
+                  blame: Callable[[str], tuple[str, str]]) -> None:
+    """Refuse parallel degrees the system cannot run whatever the workload: a TP group larger than the node of
+    `holder`, the device that holds the weights (`check_tp_group`; None where it is not known); ep > 1 without the
+    link named ep; and with attention offloading (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x
+    (micro_batches - 1) holder devices (a replica per micro-batch but one). `blame(degree)` is the (source, where)
+    of a degree: the spec's field, or the option that set it (`System.blame`)."""
+    if holder is not None:
+        _check_tp_group(system, holder.name, par.tp, *blame("tp"))
+    if par.ep > 1 and EP_LINK not in system.links:
+        source, where = blame("ep")
+        raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {where or source} = {par.ep} exchanges each "
+                                                           "MoE layer's tokens between the expert-parallel groups "
+                                                           "over a link named ep")
+    kind = system.schedule.kind
+    if kind not in OFFLOAD_SCHEDULES:
+        return
+    if par.pp != 1:
+        raise SpecError(*blame("pp"), f"expected 1: pipeline stages are not modelled with attention offloading, "
+                                      f"got {par.pp}")
+    if par.ep != 1:
+        raise SpecError(*blame("ep"), f"expert parallelism with attention offloading ({kind}) is not modelled: "
+                                      "expected ep 1")
+    replicas = (system.schedule.micro_batches or 2) - 1
+    if holder is None or holder.count == par.tp * replicas:
+        return
+    source, where = blame("tp")
+    if where:  # the spec's own tp
+        raise SpecError(system.source, f"devices.{holder.name}.count",
+                        f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
+                        f"(micro_batches - 1 replicas), got {holder.count}")
+    raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder.count} / "
+                                   f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
+
+
+def _check_devices_read(system: System) -> None:
+    """Every device must be read: one a placement rule names, or the HBM a placed NPU streams from; a placed npu or
+    bank-pim needs its companion (`companion`)."""
+    placed = [system.devices[name] for name in dict.fromkeys(rule.device for rule in system.placement)]
+    read = {d.name for d in placed} | {companion(system, d).name for d in placed if d.kind in COMPANIONS}
+    for name, device in system.devices.items():
+        if name not in read:
+            raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
+                                                              "device and no other device reads it: expected a "
+                                                              "rule naming it, or remove it")
+
+
+def _check_offloading(system: System) -> None:
+    """`parallelism.attention_pool` is read by attention offloading alone (`OFFLOAD_SCHEDULES`), which needs it,
+    the link named attention and, where the placement alone decides decode attention's device, a memory pool
+    (`POOL_KINDS`) of that many devices (`archsim.systems.offload`)."""
+    kind, pool = system.schedule.kind, system.parallelism.attention_pool
+    if kind not in OFFLOAD_SCHEDULES:
+        if pool is not None:
+            raise SpecError(system.source, "parallelism.attention_pool",
+                            f"read only by attention offloading ({', '.join(OFFLOAD_SCHEDULES)}), which a {kind} "
+                            "schedule is not: it would be ignored; remove it or offload attention")
+        return
+    if ATTENTION_LINK not in system.links:
+        raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v and "
+                                                                  "the output between the pools over it")
+    if pool is None:
+        raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices decode "
+                                                                     "attention is spread over")
+    memory = _decided(system, "attention", "decode")
+    if memory is not None and memory.kind not in POOL_KINDS:
+        raise SpecError(system.source, "placement", f"a {kind} schedule offloads decode attention to a "
+                                                    f"{' or '.join(POOL_KINDS)} device; it is placed on {memory.name} "
+                                                    f"({memory.kind})")
+    if memory is not None and memory.count != pool:
+        raise SpecError(system.source, f"devices.{memory.name}.count",
+                        f"expected parallelism.attention_pool = {pool} memory devices, got {memory.count}")
+
+
+def _check_split_schedule(system: System) -> None:
+    """A schedule that overlaps a bank-PIM's decode attention with its host (`SPLIT_SCHEDULES`), and the blocked
+    schedule's `attention_sync` (how a bank-PIM's channels meet), need a rule that can put decode attention on a
+    bank-pim device; without one the first would run blocked and the second is not read."""
+    if any(device.kind == "bank-pim" for device in _reachable(system, "attention", "decode")):
+        return
+    kind = system.schedule.kind
+    if kind in SPLIT_SCHEDULES:
+        raise SpecError(system.source, "schedule.kind", f"{kind} overlaps decode attention on a bank-pim device "
+                                                        "with its host's work, and no placement rule puts it on one: "
+                                                        "expected blocked")
+    if "attention_sync" in system.data["schedule"]:
+        raise SpecError(system.source, "schedule.attention_sync", "read only where decode attention runs on a "
+                                                                  "bank-pim device's channels, and no placement "
+                                                                  "rule puts it on one: remove it")
+
+
+def _check_coprocessing(system: System) -> None:
+    """Co-processing runs a layer's attention on several devices at once, or (`expert_coprocessing`, +PE) a MoE
+    op's experts on the xPU and a logic-pim device; with attention on one device and no +PE it is the blocked
+    schedule. `expert_tp` and `zipf_skew` are read by +PE alone."""
+    schedule, source = system.schedule, system.source
+    given = [key for key in EXPERT_KEYS if key in system.data["schedule"]]
+    if given and not schedule.expert_coprocessing:
+        raise SpecError(source, f"schedule.{given[0]}", "read only with expert_coprocessing: true (+PE), which this "
+                                                        "schedule does not set: remove it or set that")
+    if schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
+        raise SpecError(source, "schedule.expert_coprocessing", "expected a logic-pim device to share the experts "
+                                                                "with; the system has none")
+    attention = {d.name for phase in PHASES for d in _reachable(system, "attention", phase)}
+    if schedule.kind == "co-processing" and not schedule.expert_coprocessing and len(attention) == 1:
+        raise SpecError(source, "schedule.kind", "co-processing runs decode and prefill attention on different "
+                                                 f"devices at once, and the placement puts all attention on "
+                                                 f"{attention.pop()}: it would run as blocked; expected blocked, or "
+                                                 "a rule placing decode attention on a second device")
+
+
+def _reachable(system: System, op: str, phase: str) -> tuple[Device, ...]:
+    """The devices the placement may put `op` in `phase` on, at some Op/B: those the matching rules name, up to the
+    first without a threshold (the loader made sure one matches), each once."""
+    names = []
+    for rule in system.placement:
+        if op in rule.ops and rule.phase in (None, phase):
+            names.append(rule.device)
+            if rule.op_per_byte_below is None:
+                break
+    return tuple(system.devices[name] for name in dict.fromkeys(names))
+
+
+def _decided(system: System, op: str, phase: str) -> Device | None:
+    """The device `op` in `phase` runs on when the placement alone decides it (at every Op/B), else None."""
+    devices = _reachable(system, op, phase)
+    return devices[0] if len(devices) == 1 else None
+
+
+def _degrees_given(system: System) -> list[tuple[str, Parallelism]]:
+    """Each set of parallel degrees the spec gives, with the YAML path it is at: the top level, then each
+    by_workload entry."""
+    par = system.parallelism
+    return [("parallelism", par), *((f"parallelism.by_workload.{name}", entry)
+                                    for name, entry in par.by_workload.items())]
 
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
@@ -677,6 +879,12 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
             raise SpecError(source, f"devices.{device.name}.channel_policy",
                             f"missing: placement[{i}] puts attention on it, and requests are pinned to its "
                             f"channels by a policy ({', '.join(CHANNEL_POLICIES)})")
+    pinned = {rule.device for rule in rules if "attention" in rule.ops}
+    for device in devices.values():
+        if device.channel_policy is not None and device.name not in pinned:
+            raise SpecError(source, f"devices.{device.name}.channel_policy", "read only where a placement rule puts "
+                                                                             "attention on the device, and none "
+                                                                             "does: remove it")
     return rules
 
 
