@@ -284,3 +284,37 @@ def test_moves_holding_a_point_equal_brute_force(moves_m, tile_m, moves_p, tile_
     weights, spans = np.array([[tile_m, 0.0], [0.0, tile_p]]), np.array([tile_m - 1.0, tile_p - 1.0])
     got = moves_holding_a_point(_pred(which), ["m", "p"], weights, spans, (moves_m, moves_p), {"W": w, "S": s})
     assert got == brute
+
+
+def test_arithmetic_reads_a_comparison_as_one_or_zero() -> None:
+    """numpy adds booleans as a logical or: (A > 0) + (B > 0) summed to 15 where the count is 24, a difference or
+    negation of comparisons crashed, and the mask (m <= p) + (m >= 50) >= 2 was counted as 0 points of 1275."""
+    counted = bind(cascade_from_dict(yaml.safe_load("""
+name: cmpv
+params: {n: 4, word_bytes: 2}
+ranks: {M: n, P: n}
+inputs: {A: [M], B: [P]}
+einsums: |
+  X[m,p] = (A[m] > 0) + (B[p] > 0)
+  Y[m,p] = (A[m] > 0) - (B[p] > 0)
+  Z[m] = -(A[m] > 0)
+  C[] = sum(m, p: X[m,p])
+outputs: [X, Y, Z, C]
+""")))
+    inputs = random_inputs(counted, seed=0)
+    out = execute(counted, inputs)
+    a, b = inputs["A"] > 0, inputs["B"] > 0
+    assert out["C"] == 4 * a.sum() + 4 * b.sum()
+    np.testing.assert_array_equal(out["Y"], a[:, None] * 1.0 - b[None, :])
+    np.testing.assert_array_equal(out["Z"], -1.0 * a)
+    masked = bind(cascade_from_dict(yaml.safe_load("""
+name: both
+params: {n: 100, word_bytes: 2}
+ranks: {M: n, P: n}
+inputs: {A: [M]}
+masks: {both: "(m <= p) + (m >= 50) >= 2"}
+einsums: |
+  X[m,p] = A[m] where both
+outputs: [X]
+""")))
+    assert analyze(masked).points["X"] == sum(1 for m in range(100) for p in range(100) if 50 <= m <= p) == 1275

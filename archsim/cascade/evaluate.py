@@ -21,6 +21,7 @@ _BINARY = {
     "!=": np.not_equal, "and": np.logical_and, "or": np.logical_or,
 }
 _CALLS = {"max": np.maximum, "min": np.minimum, "abs": np.abs}
+_ARITHMETIC = frozenset({"+", "-", "*", "/", "//", "%"})
 
 
 class Env(Protocol):
@@ -29,7 +30,8 @@ class Env(Protocol):
 
 
 def evaluate(node: Value, env: Env, params: Mapping[str, float], unary_ops: Mapping[str, UnaryOp]):
-    """Comparisons yield 1.0/0.0 in Einsum bodies and booleans in predicates (the caller casts)."""
+    """Comparisons yield booleans; arithmetic reads a boolean as 1.0/0.0 (`(m <= p) + (m >= 50)` counts, it is no
+    logical or), and a predicate's caller casts its result."""
     match node:
         case S.Num(value=value):
             return value
@@ -40,14 +42,24 @@ def evaluate(node: Value, env: Env, params: Mapping[str, float], unary_ops: Mapp
         case Ref():
             return env.ref(node)
         case S.Neg(arg=arg):
-            return np.negative(evaluate(arg, env, params, unary_ops))
+            return np.negative(_number(evaluate(arg, env, params, unary_ops)))
         case S.Not(arg=arg):
             return np.logical_not(evaluate(arg, env, params, unary_ops))
         case S.BinOp(op=op, lhs=lhs, rhs=rhs):
-            return _BINARY[op](evaluate(lhs, env, params, unary_ops), evaluate(rhs, env, params, unary_ops))
+            left, right = evaluate(lhs, env, params, unary_ops), evaluate(rhs, env, params, unary_ops)
+            if op in _ARITHMETIC:
+                left, right = _number(left), _number(right)
+            return _BINARY[op](left, right)
         case S.Call(fn=fn, args=args):
             values = [evaluate(a, env, params, unary_ops) for a in args]
             if fn in _CALLS and (len(args) == 2 or fn == "abs"):
                 return _CALLS[fn](*values)
             return unary_ops[fn].fn(np.asarray(values[0], dtype=float))
     raise TypeError(f"cannot evaluate {node!r}")
+
+
+def _number(value):
+    """A comparison's truth as 1.0/0.0 where arithmetic reads it (numpy adds booleans as a logical or)."""
+    if isinstance(value, bool | np.bool_) or (isinstance(value, np.ndarray) and value.dtype == np.bool_):
+        return np.asarray(value, dtype=float)
+    return value
