@@ -11,7 +11,9 @@ Sizes are bound in this order, later winning: the cascade's defaults, the worklo
 come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. A grouped-query
 workload (kv_heads below heads) is refused by a cascade with one K/V head per query head (no `kv_heads` param),
 which would count its K and V heads/kv_heads times over: its cascade is a grouped-query one (e.g. mapping
-`fusemax-gqa`). A multi-head latent attention workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
+`fusemax-gqa`). A cascade whose K and V have no head rank (one K/V head every query head reads) computes
+multi-query attention: it takes a workload of kv_heads 1 and refuses any other. A multi-head latent attention
+workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
 attention (K an input) or of the K/V projection (a `kv_heads` param) without a latent (no `kv_lora_rank` param),
 which would drop its decoupled RoPE dimensions and latent projections: its cascades are `attention-mla-prefill`,
 `attention-mla-decode` and `mla-projection`. A sliding-window workload (`window`) is refused by an attention
@@ -153,8 +155,9 @@ def check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str,
 def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str,
                          mapping_name: str | None = None) -> None:
     """Refuse a workload whose attention the cascade does not compute (module docstring): a grouped-query workload
-    on a multi-head cascade, a latent-attention (MLA) one on an attention cascade without a latent, a sliding-window
-    one on a cascade without a window, a linear-attention one on softmax attention; `sets` (from `sets_source`)
+    on a multi-head cascade, one of more than one K/V head on a multi-query cascade, a latent-attention (MLA) one on
+    an attention cascade without a latent, a sliding-window one on a cascade without a window, a linear-attention one
+    on softmax attention; `sets` (from `sets_source`)
     over the workload's sizes. `prepare` checks it against the mapping's cascade, `archsim analyze` and `execute`
     against theirs."""
     own = workload.params if workload is not None else {}
@@ -178,8 +181,8 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         raise SpecError(source, where, f"sliding-window attention ({params['window']:g} keys per query{sinks}), but "
                                        f"{what} attends to every key: it would count the keys the window drops; use "
                                        f"the cascade attention-sliding-window{'-gqa' if grouped else ''}{instead}")
-    if "heads" not in cascade.params or "kv_heads" in cascade.params:
-        return
+    if "heads" not in cascade.params or "kv_heads" in cascade.params or "K" not in cascade.inputs:
+        return  # no K/V heads to match (the output projection reads heads x head_dim, and no key)
     # grouped-query: `--set kv_heads` against the heads bound, else the workload's own K/V heads against its heads
     # (a `--set heads` alone resizes a multi-head model)
     if "kv_heads" in sets:
@@ -188,12 +191,26 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         kv_heads, heads, source, where = own["kv_heads"], own.get("heads", 0), workload.path, "params.kv_heads"
     else:
         return
-    if kv_heads != heads:
-        example = ("attention-sliding-window-gqa" if "window" in cascade.params else
-                   "--mapping fusemax-gqa" if mapping_name else "attention-1pass-causal-gqa")
-        raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads (grouped-query), but "
-                                       f"{what} has one K/V head per query head: use a grouped-query cascade"
-                                       f"{' and its mapping' if mapping_name else ''} (e.g. {example})")
+    shared = _shares_one_kv_head(cascade)
+    if kv_heads == (1 if shared else heads):
+        return
+    example = ("attention-sliding-window-gqa" if "window" in cascade.params else
+               "--mapping fusemax-gqa" if mapping_name else "attention-1pass-causal-gqa")
+    form = ("multi-query" if kv_heads == 1 else "multi-head" if kv_heads == heads else "grouped-query")
+    has = ("one K/V head that every query head reads (its K and V have no head rank: multi-query, kv_heads 1)"
+           if shared else "one K/V head per query head")
+    raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads ({form}), but {what} has "
+                                   f"{has}; use a grouped-query cascade{' and its mapping' if mapping_name else ''} "
+                                   f"(e.g. {example})")
+
+
+def _shares_one_kv_head(cascade: Cascade) -> bool:
+    """Whether the cascade's K and V have no head rank (none sized by `heads` or `kv_heads`, nor a part of such a
+    rank): every query head reads their one head (multi-query attention, K declared [B, M, E]). A cascade without K
+    (a projection) shares none."""
+    kv = [cascade.tensors[name] for name in ("K", "V") if name in cascade.inputs]
+    sizes = [cascade.rank_sizes[r] for decl in kv for rank in decl.ranks for r in (rank, cascade.root_of(rank))]
+    return bool(kv) and not any({"heads", "kv_heads"} & S.names_in(size) for size in sizes if size is not None)
 
 
 def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:

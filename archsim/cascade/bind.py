@@ -151,7 +151,7 @@ def bind(
                                             cascade.source, where)
             except SpecError as exc:
                 raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
-                                + _defaults_hint(cascade, [rank], values, origin)) from None
+                                + _defaults_hint(cascade, [rank], values, origin, source)) from None
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
         product = math.prod(sizes[p] for p in known)
@@ -160,13 +160,13 @@ def bind(
             if product != sizes[root]:
                 raise SpecError(cascade.source, f"partition.{root}",
                                 f"parts {parts} multiply to {product}, not {root}={sizes[root]}"
-                                + _defaults_hint(cascade, bound_by_params, values, origin))
+                                + _defaults_hint(cascade, bound_by_params, values, origin, source))
             continue
         missing = next(p for p in parts if p not in sizes)
         if sizes[root] % product:
             raise SpecError(cascade.source, f"partition.{root}",
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
-                            + _defaults_hint(cascade, bound_by_params, values, origin)
+                            + _defaults_hint(cascade, bound_by_params, values, origin, source)
                             + _origins(cascade, [root, *known], {**values, **sizes}, origin)
                             + f"; {nearest_multiples(sizes[root], product)}")
         sizes[missing] = sizes[root] // product
@@ -276,9 +276,11 @@ def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[
                                                              f"--set {name}=N")
 
 
-def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str]) -> str:
+def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str],
+                   source: str) -> str:
     """A note when the failing ranks' sizes come from the cascade's defaults (params whose `origin` is the cascade
-    file), saying how to give them."""
+    file), saying how to give them: on the command line (`source` "--set": run, analyze, execute), else (`archsim
+    check`, a Python caller binding the defaults) by editing the cascade's `params`."""
     used = list(dict.fromkeys(n.name for rank in ranks if cascade.rank_sizes.get(rank) is not None
                               for n in S.walk(cascade.rank_sizes[rank]) if isinstance(n, S.Name)
                               and origin.get(n.name) == cascade.source))
@@ -286,6 +288,8 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
         return ""
     shown = ", ".join(f"{name}={values[name]:g}" for name in used)
     model = [name for name in used if name in PARAMS]
+    if source != "--set":
+        return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
     if model:  # the sizes of a model, which a workload gives
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
                 f"used when no workload gives it): pass --workload W or --set {model[0]}=N")

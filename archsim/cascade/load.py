@@ -17,13 +17,14 @@ File format (one cascade per file; `einsum/attention-1pass.yaml` is a full examp
       LM[b,h,m1,p]    = max(m0: QK[b,h,m1,m0,p]) where causal else -inf
       RM[b,h,m1+1,p]  = max(RM[b,h,m1,p], LM[b,h,m1,p]) where tile   # a masked step carries: RM[m1+1] = RM[m1]
     outputs: [AV]
-    reference: attention              # name in archsim.cascade.references
+    reference: attention              # name in archsim.cascade.references; its tensors must fit the reference's
 
 Every error is a `SpecError` naming the file, the Einsum or YAML path, and what was expected.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import stat
@@ -310,12 +311,12 @@ class _Loader:
         requires = self.load_requires()
         reference = self.data.get("reference")
         if reference is not None:
-            from archsim.cascade.references import REFERENCES
+            from archsim.cascade.references import REFERENCES, check_fits
 
             if not isinstance(reference, str) or reference not in REFERENCES:
                 raise self.error("reference", f"unknown reference {reference!r}: expected the name of one of "
                                               f"{', '.join(REFERENCES)}")
-        return Cascade(
+        cascade = Cascade(
             name=name,
             source=self.source,
             description=str(self.data.get("description", "")),
@@ -333,6 +334,9 @@ class _Loader:
             reference=reference,
             requires=requires,
         )
+        if reference is not None:  # a reference the tensors cannot be is a spec error, whatever command loads it
+            check_fits(cascade)
+        return cascade
 
     # ---------------------------------------------------------------- ranks and variables
     def size_expr(self, value: Any, where: str) -> S.Expr:
@@ -697,6 +701,8 @@ class _Loader:
                 node, text = S.parse_expr(raw), raw
             except S.ParseError as exc:
                 raise self.error(where, str(exc)) from None
+        elif isinstance(node, S.Name) and not {node.name} & {*self.var_ranks, *self.params, *self.rank_sizes}:
+            raise self.error(where, self.unknown_mask(node.name))
         predicate = self.value(node, where, space, predicate=True)
         used = {node.name for node in S.walk(predicate) if isinstance(node, Var)}
         for var in used:
@@ -710,6 +716,13 @@ class _Loader:
             raise self.error(where, "a predicate that reads tensors needs a density (expected fraction of "
                                     "true points, e.g. top_k / experts) for operation counts")
         return Mask(text, predicate, density, data_dependent)
+
+    def unknown_mask(self, name: str) -> str:
+        """Why `where NAME` names nothing: what it could name (the masks declared first) and the closest mask."""
+        masks = [str(m) for m in self.masks]
+        close = difflib.get_close_matches(name, masks, n=1)
+        return (f"unknown name '{name}' (expected a mask (masks: {', '.join(masks) or 'none declared'}) or an index "
+                f"variable, parameter or rank size)" + (f"; did you mean '{close[0]}'?" if close else ""))
 
     def check_loop_contiguous(self, einsums: list[Einsum]) -> None:
         if self.iterative_rank is None:

@@ -1,21 +1,175 @@
 """Direct numpy references for the library's cascades, written the textbook way (no cascade tricks), so a
 cascade that matches its reference computes what its name claims.
 
-Each reference takes the cascade's inputs (declared shapes) and bound params and returns the expected
-outputs by name. Layouts: attention Q [B,H,P,E], K [B,H(or G),M,E], V [B,H(or G),M,F], output [B,H,P,F];
-Q is taken as already scaled by 1/sqrt(E), as in the FuseMax cascades.
+Each reference takes the cascade's inputs and bound params and returns the expected outputs by name. Its
+`Signature`, declared beside it (`@reference`), gives the layout of each tensor it reads and returns as letters,
+one letter one size: attention Q [B,H,P,E], K [B,H(or G),M,E], V [B,H(or G),M,F], output AV [B,H,P,F], the H query
+heads grouped onto G K/V heads (H a multiple of G); Q is taken as already scaled by 1/sqrt(E), as in the FuseMax
+cascades. The letters name roles, not the cascade's ranks: a ring cascade's Q [B, H, N, E] and K [B, G, N, E] fit P
+and M. `check_fits` holds a cascade naming a reference to it when the cascade loads, and `check_sizes` the bound
+sizes before `archsim execute --check` runs it, so the reference never meets arrays it cannot read.
 """
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from archsim.cascade.ops import DEFAULT_UNARY_OPS
+from archsim.errors import SpecError
+
+if TYPE_CHECKING:
+    from archsim.cascade.bind import Binding
+    from archsim.cascade.ir import Cascade
 
 Arrays = Mapping[str, np.ndarray]
 Params = Mapping[str, float]
+Reference = Callable[[Arrays, Params], dict[str, np.ndarray]]
+Layouts = dict[str, tuple[str, ...]]  # tensor -> one letter per axis
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a reference reads and returns: each tensor's layout (a letter is one size throughout) and the params
+    it reads."""
+
+    inputs: Layouts
+    outputs: Layouts
+    params: tuple[str, ...]
+
+    @property
+    def tensors(self) -> Layouts:
+        return {**self.inputs, **self.outputs}
+
+    def __str__(self) -> str:
+        shown = f"{_show(self.inputs)} -> {_show(self.outputs)}"
+        return shown + (f" with params {', '.join(self.params)}" if self.params else "")
+
+
+def _layouts(text: str) -> Layouts:
+    """`Q[B,H,P,E] K[B,H,M,E]` as {Q: (B, H, P, E), K: (B, H, M, E)}."""
+    return {name: tuple(letters.split(",")) for name, letters in re.findall(r"(\w+)\[([A-Z,]+)\]", text)}
+
+
+def _show(layouts: Mapping[str, tuple[str, ...]]) -> str:
+    return " ".join(f"{name}[{','.join(ranks)}]" for name, ranks in layouts.items())
+
+
+REFERENCES: dict[str, Reference] = {}
+SIGNATURES: dict[str, Signature] = {}
+
+
+def reference(layout: str, *params: str) -> Callable[[Reference], Reference]:
+    """Register the decorated function by its name in REFERENCES, and in SIGNATURES what it reads and returns:
+    `layout` is `inputs -> outputs`, each tensor written NAME[letters]; `params` are the params it reads."""
+    inputs, outputs = layout.split(" -> ")
+    signature = Signature(_layouts(inputs), _layouts(outputs), params)
+
+    def register(fn: Reference) -> Reference:
+        REFERENCES[fn.__name__], SIGNATURES[fn.__name__] = fn, signature
+        return fn
+
+    return register
+
+
+MHA = "Q[B,H,P,E] K[B,H,M,E] V[B,H,M,F] -> AV[B,H,P,F]"  # one K/V head per query head
+GQA = "Q[B,H,P,E] K[B,G,M,E] V[B,G,M,F] -> AV[B,H,P,F]"  # query head h reads K/V head h // (H/G)
+DECODE = "Q[B,H,E] K[B,G,M,E] V[B,G,M,F] -> AV[B,H,F]"  # one query token per sequence, grouped K/V heads
+SQUARE = "Q[B,H,P,E] K[B,G,P,E] V[B,G,P,F] -> AV[B,H,P,F]"  # grouped, one key per query (a prompt's own keys)
+
+
+def reference_ranks(cascade: Cascade, tensor: str) -> tuple[str, ...]:
+    """The ranks of a cascade's tensor as its reference reads them: a run of a partitioned rank's parts, in order
+    (K declared [B, H, M1, M0, E]), is that rank, whose index m = m1*M0 + m0 the row-major layout already is."""
+    ranks = cascade.tensors[tensor].ranks
+    for root, parts in cascade.partitions.items():
+        at = next((i for i in range(len(ranks)) if ranks[i : i + len(parts)] == parts), None)
+        if at is not None:
+            ranks = (*ranks[:at], root, *ranks[at + len(parts) :])
+    return ranks
+
+
+def reference_shape(binding: Binding, tensor: str) -> tuple[int, ...]:
+    """The bound shape of a cascade's tensor in its reference's layout (`reference_ranks`)."""
+    return tuple(binding.rank_sizes[r] for r in reference_ranks(binding.cascade, tensor))
+
+
+def check_fits(cascade: Cascade) -> None:
+    """Refuse (SpecError on `reference`, saying what the reference expects and what the cascade has) a cascade whose
+    tensors cannot be its reference's (`_misfit`): comparing them could only fail, or not run."""
+    signature = SIGNATURES[cascade.reference]
+    problem = _misfit(cascade, signature)
+    if problem:
+        has = {name: cascade.tensors[name].ranks for name in cascade.inputs}
+        outputs = {name: cascade.tensors[name].ranks for name in cascade.outputs}
+        raise SpecError(cascade.source, "reference", f"reference {cascade.reference} expects {signature}; the cascade "
+                                                     f"has {_show(has)} -> {_show(outputs)}: {problem}")
+
+
+def _misfit(cascade: Cascade, signature: Signature) -> str | None:
+    """Why the cascade's tensors cannot be the reference's, or None: an input of the reference missing or one it does
+    not read, an output of it missing or a recurrence (one slot longer), another count of ranks, a letter standing
+    for two ranks that may differ in size (`_same_size`), a param it reads missing. Other outputs are not compared."""
+    names = [f"no input {n}" for n in signature.inputs if n not in cascade.inputs]
+    names += [f"an input {n} the reference does not read" for n in cascade.inputs if n not in signature.inputs]
+    names += [f"no output {n}" for n in signature.outputs if n not in cascade.outputs]
+    if names:
+        return names[0]
+    for name, letters in signature.tensors.items():
+        decl, ranks = cascade.tensors[name], reference_ranks(cascade, name)
+        if decl.iterative:
+            return f"{name} is a recurrence (one slot longer along {decl.iterative}); output its final value"
+        if len(ranks) != len(letters):
+            return f"{name} has {len(ranks)} ranks, the reference's {len(letters)}"
+    clash = _clash(signature, lambda name: reference_ranks(cascade, name),
+                   lambda a, b: _same_size(cascade, a, b))
+    if clash:
+        letter, first, first_rank, name, rank = clash
+        return f"the reference's {letter} is rank {first_rank} in {first} but rank {rank} in {name}"
+    return next((f"no param {p}" for p in signature.params if p not in cascade.params), None)
+
+
+def _same_size(cascade: Cascade, a: str, b: str) -> bool:
+    """Two ranks are one size at any params: the same rank, or ranks of one size expression (P and M both
+    seq_len). Setting a rank directly can still part them (`check_sizes`)."""
+    return a == b or (cascade.rank_sizes[a] is not None and cascade.rank_sizes[a] == cascade.rank_sizes[b])
+
+
+def _clash(signature: Signature, axes: Callable[[str], tuple], same: Callable) -> tuple | None:
+    """The first letter of the signature whose axes differ (by `same`) between two tensors: (letter, first tensor,
+    its axis, tensor, its axis), or None. `axes(tensor)` gives one axis (a rank, a size) per letter."""
+    seen: dict[str, tuple] = {}
+    for name, letters in signature.tensors.items():
+        for letter, axis in zip(letters, axes(name), strict=True):
+            first, first_axis = seen.setdefault(letter, (name, axis))
+            if not same(first_axis, axis):
+                return letter, first, first_axis, name, axis
+    return None
+
+
+def check_sizes(binding: Binding) -> None:
+    """Refuse (SpecError on `reference`) bound sizes the reference cannot read: a letter of its layouts two sizes
+    (ranks of one size expression that a rank set directly parted: `--set M=32` beside P=16), or H query heads not a
+    multiple of the G K/V heads they are grouped onto (query head h reads K/V head h // (H/G))."""
+    cascade, signature = binding.cascade, SIGNATURES[binding.cascade.reference]
+    clash = _clash(signature, lambda name: reference_shape(binding, name), operator.eq)
+    sizes = {letter: size for name, letters in signature.tensors.items()
+             for letter, size in zip(letters, reference_shape(binding, name), strict=True)}
+    if clash:
+        letter, first, first_size, name, size = clash
+        problem = f"its {letter} is {first_size} in {first} but {size} in {name}"
+    elif "G" in sizes and sizes["H"] % sizes["G"]:
+        problem = f"its H query heads ({sizes['H']}) are no multiple of its G K/V heads ({sizes['G']})"
+    else:
+        return
+    ranks = " ".join(f"{r}={n}" for r, n in binding.rank_sizes.items())
+    raise SpecError(cascade.source, "reference", f"reference {cascade.reference} expects {signature}: {problem} at "
+                                                 f"{ranks}")
 
 
 def _softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
@@ -28,15 +182,18 @@ def _softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.
     return (weights / weights.sum(axis=-1, keepdims=True)) @ v
 
 
+@reference(MHA)
 def attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], None)}
 
 
+@reference(MHA)
 def attention_causal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], np.tri(n_q, n_kv, dtype=bool))}
 
 
+@reference(GQA)
 def attention_causal_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal attention, Q [B,H,P,E], K/V [B,G,M,E|F]: query head h uses KV head h // (H/G)."""
     group = x["Q"].shape[1] // x["K"].shape[1]
@@ -44,6 +201,7 @@ def attention_causal_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return attention_causal({"Q": x["Q"], "K": k, "V": v}, p)
 
 
+@reference(MHA, "window", "sinks")
 def attention_sliding_window(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal attention to the last `window` keys plus the first `sinks` keys (StreamingLLM)."""
     n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
@@ -52,6 +210,7 @@ def attention_sliding_window(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], allowed)}
 
 
+@reference(MHA, "block")
 def attention_block_sparse(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Block-local attention (each query block sees its own and the neighbouring key blocks) plus global
     first block (BigBird / Longformer style layout)."""
@@ -62,6 +221,7 @@ def attention_block_sparse(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], allowed)}
 
 
+@reference(DECODE)
 def attention_decode_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """One query token per sequence: Q [B,H,E], K/V [B,G,M,E|F], query head h uses KV head h // (H/G)."""
     q, k, v = x["Q"], x["K"], x["V"]
@@ -70,6 +230,7 @@ def attention_decode_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": _softmax_attention(q[:, :, None, :], k, v, None)[:, :, 0, :]}
 
 
+@reference("Q[B,H,E] K[B,G,M,E] V[B,G,M,F] KN[B,G,E] VN[B,G,F] -> AV[B,H,F]")
 def attention_decode_divide_conquer(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Decode attention over the KV cache K/V [B,G,M,E|F] and the new token's KN [B,G,E], VN [B,G,F]: the
     textbook softmax over the concatenated keys [K; KN] and values [V; VN] (M + 1 tokens), Q [B,H,E]."""
@@ -78,6 +239,7 @@ def attention_decode_divide_conquer(x: Arrays, p: Params) -> dict[str, np.ndarra
     return attention_decode_gqa({"Q": x["Q"], "K": k, "V": v}, p)
 
 
+@reference("Q[B,H,E] QR[B,H,R] C[B,M,L] KR[B,M,R] WUK[H,E,L] WUV[H,L,F] -> AV[B,H,F]")
 def attention_mla_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2/V3 multi-head latent attention, decode, written un-absorbed: keys and values are
     up-projected from the latent cache C [B,M,L]; keys also carry a shared RoPE part KR [B,M,R].
@@ -90,6 +252,7 @@ def attention_mla_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": np.einsum("bhm,bhmf->bhf", weights, v)}
 
 
+@reference("Q[B,H,P,E] QR[B,H,P,R] C[B,M,L] KR[B,M,R] WUK[H,E,L] WUV[H,L,F] -> AV[B,H,P,F]")
 def attention_mla_prefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2/V3 MLA, causal prefill: keys [k_C; k_R] and values up-projected from the latent C [B,M,L].
     Q [B,H,P,E], QR [B,H,P,R], KR [B,M,R], WUK [H,E,L], WUV [H,L,F] -> AV [B,H,P,F]."""
@@ -105,6 +268,7 @@ def _elu1(a: np.ndarray) -> np.ndarray:
     return np.where(a > 0, a + 1.0, np.exp(a))
 
 
+@reference(MHA)
 def linear_attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Non-causal linear attention (Katharopoulos et al. 2020): phi(Q) (phi(K)^T V) / phi(Q) sum phi(K)."""
     fq, fk = _elu1(x["Q"]), _elu1(x["K"])
@@ -113,6 +277,7 @@ def linear_attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": numerator / denominator}
 
 
+@reference("Q[B,H,P,E] K[B,H,M,E] V[B,H,M,F] -> O[B,H,P,F]")
 def linear_attention_causal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal, unnormalised linear attention without decay: O[p] = sum_{m<=p} (q_p . k_m) v_m
     (the quantity Lightning Attention-2 computes block-wise)."""
@@ -121,6 +286,7 @@ def linear_attention_causal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"O": scores @ v}
 
 
+@reference("X[B,P,D] WQ[H,E,D] WK[G,E,D] WV[G,F,D] -> Q[B,H,P,E] K[B,G,P,E] V[B,G,P,F]")
 def qkv_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """X [B,P,D]; WQ [H,E,D], WK [G,E,D], WV [G,F,D] -> Q [B,H,P,E], K [B,G,P,E], V [B,G,P,F]."""
     return {
@@ -130,23 +296,27 @@ def qkv_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     }
 
 
+@reference("AV[B,H,P,F] WO[H,F,D] -> Z[B,P,D]")
 def output_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """AV [B,H,P,F], WO [H,F,D] -> Z [B,P,D]."""
     return {"Z": np.einsum("bhpf,hfd->bpd", x["AV"], x["WO"])}
 
 
+@reference("X[B,P,D] W1[D,S] W2[S,D] -> Y[B,P,D]")
 def ffn(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """GELU(X W1) W2 with the tanh GELU approximation. X [B,P,D], W1 [D,S], W2 [S,D]."""
     gelu = DEFAULT_UNARY_OPS["gelu"].fn
     return {"Y": gelu(x["X"] @ x["W1"]) @ x["W2"]}
 
 
+@reference("X[B,P,D] W1[D,S] W3[D,S] W2[S,D] -> Y[B,P,D]")
 def ffn_swiglu(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """(silu(X W1) * (X W3)) W2, the Llama/Mixtral FFN."""
     h1, h3 = x["X"] @ x["W1"], x["X"] @ x["W3"]
     return {"Y": (h1 / (1.0 + np.exp(-h1)) * h3) @ x["W2"]}
 
 
+@reference("X[T,D] WR[D,X] W1[X,D,S] W3[X,D,S] W2[X,S,D] -> Y[T,D]", "top_k")
 def moe_experts(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Top-k routed SwiGLU experts (Mixtral): gates = softmax over each token's top_k router logits.
     X [T,D], WR [D,X], W1/W3 [X,D,S], W2 [X,S,D] -> Y [T,D]."""
@@ -164,22 +334,27 @@ def moe_experts(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"Y": y}
 
 
+@reference("X[B,P,D] W[D] -> Y[B,P,D]", "eps")
 def rmsnorm(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """X / sqrt(mean(X^2) + eps) * W over the feature axis. X [B,P,D], W [D]."""
     rms = np.sqrt(np.mean(x["X"] ** 2, axis=-1, keepdims=True) + p["eps"])
     return {"Y": x["X"] / rms * x["W"]}
 
 
+@reference("X[B,P,D] G[D] BETA[D] -> Y[B,P,D]", "eps")
 def layernorm(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """(X - mean) / sqrt(var + eps) * G + BETA over the feature axis (biased variance). X [B,P,D], G/BETA [D]."""
     mean, var = x["X"].mean(axis=-1, keepdims=True), x["X"].var(axis=-1, keepdims=True)
     return {"Y": (x["X"] - mean) / np.sqrt(var + p["eps"]) * x["G"] + x["BETA"]}
 
 
+@reference("X[B,P,D] R[B,P,D] -> Y[B,P,D]")
 def residual_add(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"Y": x["X"] + x["R"]}
 
 
+@reference("X[B,P,D] WDQ[D,A] WUQ[H,E,A] WQR[H,R,A] WDKV[D,L] WKR[D,R] "
+           "-> Q[B,H,P,E] QR[B,H,P,R] C[B,P,L] KR[B,P,R]")
 def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2 MLA projections. X [B,P,D]; WDQ [D,A], WUQ [H,E,A], WQR [H,R,A], WDKV [D,L], WKR [D,R]
     -> Q [B,H,P,E], QR [B,H,P,R], C [B,P,L], KR [B,P,R]."""
@@ -192,6 +367,7 @@ def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     }
 
 
+@reference(GQA)
 def attention_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Non-causal attention, Q [B,H,P,E], K/V [B,G,M,E|F]: query head h uses KV head h // (H/G)."""
     group = x["Q"].shape[1] // x["K"].shape[1]
@@ -199,23 +375,12 @@ def attention_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return attention({"Q": x["Q"], "K": k, "V": v}, p)
 
 
+@reference("X[B,P,D] WQ[H,E,D] WK[G,E,D] WV[G,F,D] WO[H,F,D] -> Z[B,P,D]")
 def megatron_sp_attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """The attention block of a decoder layer: QKV projection of X [B,P,D], causal GQA attention, output
     projection with WO [H,F,D] -> Z [B,P,D] (what Megatron-SP's sequence- and head-sharded block computes)."""
     qkv = qkv_projection(x, p)
     return output_projection({"AV": attention_causal_gqa(qkv, p)["AV"], "WO": x["WO"]}, p)
-
-
-REFERENCES: dict[str, Callable[[Arrays, Params], dict[str, np.ndarray]]] = {
-    fn.__name__: fn
-    for fn in (
-        attention, attention_causal, attention_causal_gqa, attention_sliding_window, attention_block_sparse,
-        attention_decode_gqa, attention_decode_divide_conquer,
-        attention_mla_decode, attention_mla_prefill, linear_attention, linear_attention_causal,
-        qkv_projection, output_projection, ffn, ffn_swiglu, moe_experts, rmsnorm, layernorm, residual_add,
-        mla_projection, attention_gqa, megatron_sp_attention,
-    )
-}
 
 
 # ---------------------------------------------------------------- sparse prefill and KV selection (issue 19)
@@ -253,6 +418,7 @@ def _causal(n: int) -> np.ndarray:
     return np.tri(n, n, dtype=bool)
 
 
+@reference(SQUARE, "sinks", "window")
 def minference_a_shape(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """MInference's A-shape head: causal attention to the first `sinks` keys and the last `window` keys."""
     n = x["Q"].shape[-2]
@@ -271,10 +437,12 @@ def _estimate_last_queries(x: Arrays, last_q: int) -> np.ndarray:
 
 def vertical_slash_selection(x: Arrays, p: Params) -> tuple[np.ndarray, np.ndarray]:
     """MInference Alg. 2's selection: verticals [B,H,M] and slashes [B,H,D] (D = p - m) kept. Column sums and
-    diagonal sums of the last `last_q` queries' A-hat; the first `sink_columns` columns and the `local_diagonals`
-    diagonals nearest the main one are forced (+inf, as the code does), then the top k_v and k_s are kept."""
-    a_hat = _estimate_last_queries(x, int(p["last_q"]))
-    n, last_q = x["Q"].shape[-2], int(p["last_q"])
+    diagonal sums of the last `last_q` queries' A-hat (all of them, as the cascade's mask takes, when there are
+    fewer); the first `sink_columns` columns and the `local_diagonals` diagonals nearest the main one are forced
+    (+inf, as the code does), then the top k_v and k_s are kept."""
+    n = x["Q"].shape[-2]
+    last_q = min(int(p["last_q"]), n)
+    a_hat = _estimate_last_queries(x, last_q)
     vertical = a_hat.sum(axis=-2)
     rows = np.arange(n - last_q, n)[:, None] - np.arange(n)[None, :]  # p - m of each estimated point
     slash = np.zeros(vertical.shape)
@@ -285,6 +453,7 @@ def vertical_slash_selection(x: Arrays, p: Params) -> tuple[np.ndarray, np.ndarr
     return _top_k(vertical, int(p["k_v"])), _top_k(slash, int(p["k_s"]))
 
 
+@reference(SQUARE, "last_q", "sink_columns", "local_diagonals", "k_v", "k_s")
 def minference_vertical_slash(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """MInference's vertical-slash head (Alg. 2): causal attention to the kept columns and diagonals."""
     vertical, slash = vertical_slash_selection(x, p)
@@ -311,6 +480,7 @@ def block_sparse_selection(x: Arrays, p: Params) -> np.ndarray:
     return _top_k(np.where(_causal(blocks), weights, -np.inf), int(p["k_b"])) & _causal(blocks)
 
 
+@reference(SQUARE, "block", "k_b")
 def minference_block_sparse(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """MInference's block-sparse head (Alg. 3): causal attention within the selected (query, key) blocks."""
     block, n = int(p["block"]), x["Q"].shape[-2]
@@ -324,6 +494,7 @@ def _streaming(q_pos: np.ndarray, k_pos: np.ndarray, p: Params) -> np.ndarray:
     return (k_pos < p["sinks"]) | (q_pos - k_pos < p["recent"])
 
 
+@reference("Q[B,H,P,E] K[B,G,P,E] V[B,G,P,F] RETRIEVAL[G] -> AV[B,H,P,F]", "sinks", "recent")
 def duoattention_prefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DuoAttention prefill: retrieval KV heads (RETRIEVAL[g] > 0) causal over all keys, streaming heads over
     sinks + recent keys."""
@@ -334,6 +505,7 @@ def duoattention_prefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return _masked_prefill(x, allowed[None])
 
 
+@reference("Q[B,H,E] K[B,G,M,E] V[B,G,M,F] RETRIEVAL[G] -> AV[B,H,F]", "sinks", "recent")
 def duoattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DuoAttention decode: the query (position seq_len - 1) over the full cache on retrieval heads, over
     sinks + recent cached tokens on streaming heads."""
@@ -343,6 +515,7 @@ def duoattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return _masked_decode(x, allowed[None])
 
 
+@reference("Q[B,H,E] K[B,G,M,E] V[B,G,M,F] RETRIEVAL[G] -> AV[B,H,F]", "min_window", "window_fraction")
 def razorattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """RazorAttention decode: retrieval heads over the full cache; the others over the max(min_window,
     window_fraction * N) most recent tokens plus one compensation token, the mean of the dropped keys and
@@ -364,6 +537,7 @@ def razorattention_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return {"AV": out}
 
 
+@reference("Q[B,H,E] K[B,G,M,E] V[B,G,M,F] KMIN[B,H,J,E] KMAX[B,H,J,E] -> AV[B,H,F]", "page", "budget_pages")
 def quest_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Quest (ICML'24): per page the upper bound sum_i max(q_i min_i, q_i max_i) from the page's channel-wise key
     minima KMIN and maxima KMAX [B,H,J,E]; attention over the tokens of the top `budget_pages` pages."""
@@ -373,6 +547,7 @@ def quest_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return _masked_decode(x, np.repeat(pages, page, axis=-1))
 
 
+@reference(DECODE, "sinks", "local", "k")
 def tokenselect_decode(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """TokenSelect: per-head softmax of q.k over the cache, summed over all query heads (soft vote); the top `k`
     tokens other than the `sinks` first and `local` last, plus those, are attended by every head."""
@@ -397,6 +572,7 @@ def _cumulative(scores: np.ndarray, gamma: float) -> np.ndarray:
     return keep
 
 
+@reference(SQUARE, "block", "tau", "gamma")
 def flexprefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """FlexPrefill at `block` granularity: the last block of queries' A-hat gives vertical and slash scores and
     the block-pooled distribution; sqrt(JSD) against the pooled-Q/K estimate below tau picks block-sparse (pooled
@@ -429,12 +605,3 @@ def flexprefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     chosen |= (np.arange(blocks)[None, :] == 0) | np.eye(blocks, dtype=bool)
     pos = np.arange(n) // block
     return _masked_prefill(x, _causal(n) & chosen[:, :, pos[:, None], pos[None, :]])
-
-
-REFERENCES.update({
-    fn.__name__: fn
-    for fn in (
-        minference_a_shape, minference_vertical_slash, minference_block_sparse, duoattention_prefill,
-        duoattention_decode, razorattention_decode, quest_decode, tokenselect_decode, flexprefill,
-    )
-})
