@@ -289,3 +289,18 @@ def test_a_mapping_that_fits_nowhere_states_the_least_room_it_needs() -> None:
     assert not result.feasible and "GlobalBuffer holds 132608 B of tiles" in result.reason, result.reason
     assert run_point("fusemax", arch=FUSEMAX.with_changes(**{"memories.GlobalBuffer.capacity_bytes": 196608}),
                      **BERT_4K).feasible
+
+
+def test_groups_that_read_a_later_groups_tensor_are_refused() -> None:
+    """FuseMax's one group split in two, the 2-D array's Einsums and the 1-D array's: SLN reads RM (same step) and
+    RM reads LM, so neither order can run one group after the other, yet both gave a feasible latency."""
+    spec = library.load_mapping_spec("fusemax")
+    group = spec.groups[0]
+    two_d = [e for e in group.einsums if group.binding[e] == "array2d"]
+    halves = [replace(group, name=name, binding={e: u for e, u in group.binding.items() if (e in two_d) == on_2d},
+                      overlap="max")
+              for name, on_2d in (("arr2d", True), ("arr1d", False))]
+    for groups in (halves, halves[::-1]):
+        with pytest.raises(SpecError, match=r"groups\[0\]\.binding\.\w+: \w+ reads \w+, which group arr[12]d writes "
+                                            r"after group arr[12]d has run"):
+            run_point(replace(spec, groups=tuple(groups)), **BERT_4K)

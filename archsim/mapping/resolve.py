@@ -32,7 +32,8 @@ def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
 @identity_cache(maxsize=1024)
 def check_bindings(binding: Binding, mapping: Mapping) -> None:
     """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by a group
-    (the loader already refused one bound by two): one left out would run in no group and cost nothing."""
+    (the loader already refused one bound by two): one left out would run in no group and cost nothing. Groups
+    run one after another, so no Einsum may read a tensor a later group writes (`_check_group_order`)."""
     for i, group in enumerate(mapping.groups):
         _check_einsums(binding, group, mapping.source, f"groups[{i}]")
     bound = {e for group in mapping.groups for e in group.einsums}
@@ -40,6 +41,24 @@ def check_bindings(binding: Binding, mapping: Mapping) -> None:
     if unbound:
         raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {binding.cascade.name} bound by no "
                                                   "group (each Einsum of the cascade runs in exactly one group)")
+    _check_group_order(binding, mapping)
+
+
+def _check_group_order(binding: Binding, mapping: Mapping) -> None:
+    """An Einsum reading (in its body or mask, at any step of a recurrence) a tensor that a later group writes
+    could not run: that group has not started. Refused naming both, whichever the order of two groups that read
+    each other (a cycle no order runs)."""
+    group_of = {e: i for i, group in enumerate(mapping.groups) for e in group.einsums}
+    for i, group in enumerate(mapping.groups):
+        for name in group.einsums:
+            later = next((ref.tensor for ref in binding.cascade.einsum(name).refs
+                          if group_of.get(ref.tensor, i) > i), None)
+            if later is not None:
+                writer = mapping.groups[group_of[later]].name
+                raise SpecError(mapping.source, f"groups[{i}].binding.{name}",
+                                f"{name} reads {later}, which group {writer} writes after group {group.name} has run "
+                                "(groups run one after another): put the two in one group, or order the groups so "
+                                "that every tensor is written before it is read")
 
 
 def _check_einsums(binding: Binding, group: Group, source: str, where: str) -> None:
