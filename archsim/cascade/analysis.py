@@ -7,7 +7,11 @@ operations):
 - a reduction costs one op of its type per point; `sum` over a product is one `mac` per point;
 - masked-out points cost nothing (a causal QK costs P(P+1)/2 * ... MACs, not P*M*...); a data-dependent
   mask (top-k routing) costs its declared density times the points;
-- negation, index arithmetic and mask predicates are free (address generation and control).
+- negation, index arithmetic in accesses (`m1+1`) and mask predicates are free (address generation and control);
+- an index variable read as a value in a body (ALiBi's `SLOPE[h] * (m - p)`) is free, like a constant, and the
+  arithmetic on it is counted like any map op (`m - p` is one `add` per point: the kernel computes the difference);
+- a composite op (`ops:` in the cascade file) was expanded when the file loaded, so its ops are counted one by one
+  under their own types.
 """
 
 from __future__ import annotations

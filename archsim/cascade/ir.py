@@ -37,7 +37,8 @@ class Ref:
 
 @dataclass(frozen=True)
 class Var:
-    """An index variable used as a value (in a mask predicate); may be a root (`m`) or a leaf (`m0`)."""
+    """An index variable used as a value (in a mask predicate or an Einsum body); may be a root (`m`, the mixed
+    radix of its leaves) or a leaf (`m0`)."""
 
     name: str
 

@@ -12,12 +12,28 @@ File format (one cascade per file; `einsum/attention-1pass.yaml` is a full examp
     inputs: {Q: [B, H, P, E], K: [B, H, M, E], V: [B, H, M, F]}
     init: {RM: -inf, RD: 0, RNV: 0}   # recurrence state at step 0
     masks: {causal: "m <= p"}         # named predicates over index variables and params
+    ops: {tanh: "1 - 2 / (exp(2 * x) + 1)"}   # composite unary ops, expanded where a body calls them
     einsums: |                        # one Einsum per line; `where` masks, `else` fills masked points
       QK[b,h,m1,m0,p] = sum(e: Q[b,h,p,e] * K[b,h,m1,m0,e]) where causal else -inf
+      S[b,h,m1,m0,p]  = 50 * tanh(QK[b,h,m1,m0,p] / 50) + SLOPE[h] * (m - p)   # soft cap; ALiBi reads m, p
       LM[b,h,m1,p]    = max(m0: QK[b,h,m1,m0,p]) where causal else -inf
       RM[b,h,m1+1,p]  = max(RM[b,h,m1,p], LM[b,h,m1,p]) where tile   # a masked step carries: RM[m1+1] = RM[m1]
     outputs: [AV]
     reference: attention              # name in archsim.cascade.references; its tensors must fit the reference's
+
+Composite ops (`ops:`): each is an expression of the one variable `x` over numbers, + - * /, comparisons, max(a, b),
+min(a, b), the unary ops and the composite ops declared above it (so none recurses); never Python. A call `tanh(e)`
+in an Einsum body is replaced when the file loads by that expression with e for x, so every later stage sees only
+known ops: analysis counts the expanded ops under their own op types (which every architecture prices) and the
+interpreter evaluates them. An op that reads x more than once takes only an argument that costs no op (a tensor read,
+a number, a parameter, an index variable, or the negation of one): anything else would be computed and counted once
+per read, so it is written into a tensor of its own first. Mask predicates call no composite op: they read abs, min
+and max only, the functions the interval arithmetic counting masked points knows.
+
+Index values: an Einsum body may read an index variable of its iteration space as a number (ALiBi's
+`SLOPE[h] * (m - p)`; m = m1*M0 + m0 for a partitioned rank), as a mask predicate does, and an index variable takes
+precedence over a parameter of the same name. Reading one is free, like a constant; arithmetic on it is counted like
+any map op (m - p: one add per point).
 
 Every error is a `SpecError` naming the file, the Einsum or YAML path, and what was expected.
 """
@@ -49,8 +65,9 @@ from archsim.limits import env_limit
 
 TOP_KEYS = {
     "name", "description", "source", "params", "ranks", "partition", "aliases",
-    "inputs", "init", "masks", "einsums", "outputs", "reference", "requires",
+    "inputs", "init", "masks", "ops", "einsums", "outputs", "reference", "requires",
 }
+RESERVED = ("x", "inf", "and", "or", "not", "where", "else")  # an op's variable and the words of the syntax
 _RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -298,7 +315,10 @@ class _Loader:
         self.masks = self.mapping("masks")
         self.init = {str(k): number(v, self.source, f"init.{k}") for k, v in self.mapping("init").items()}
         self.iterative_rank: str | None = None
-        einsums = self.load_einsums()
+        parsed = self.parse_einsums()
+        self.composite: dict[str, Value] = {}
+        self.load_ops()
+        einsums = self.resolve_einsums(parsed)
         outputs = self.load_outputs()
         for tname in self.init:
             decl = self.tensors.get(tname)
@@ -459,15 +479,70 @@ class _Loader:
         ranks = tuple(ranks)
         self.tensors[name] = TensorDecl(name, ranks, self.leaf_ranks(ranks), "input")
 
+    # ---------------------------------------------------------------- composite ops
+    def load_ops(self) -> None:
+        """`ops:` into `self.composite`, in the order declared: each op's expression over x (an `S.Name`), with the
+        composite ops it calls already expanded. Called once every tensor is declared, so a clash with any is
+        found."""
+        raw = self.mapping("ops")
+        self.op_names = {str(name) for name in raw}
+        for name, text in raw.items():
+            where = f"ops.{name}"
+            clash = self.op_clash(name)
+            if clash is not None:
+                raise self.error(where, clash)
+            if not isinstance(text, str):
+                raise self.error(where, f"expected an expression of x as a string (e.g. \"1 - 2 / (exp(2 * x) + 1)\"), "
+                                        f"got {kind_of(text)} {text!r}")
+            try:
+                node = S.parse_expr(text)
+            except S.ParseError as exc:
+                raise self.error(where, str(exc)) from None
+            self.composite[name] = self.within_limits(self.value(node, where, (), "op"), where)
+
+    def op_clash(self, name: Any) -> str | None:
+        """Why `name` cannot name a composite op: no identifier, a word of the language, an op already, or a name
+        the cascade gives to a parameter, rank, index variable or tensor; None when it is free."""
+        if not isinstance(name, str) or not _IDENT.match(name):
+            return "an op's name is an identifier (letters, digits and _, not starting with a digit)"
+        if name in RESERVED:
+            return f"'{name}' is a word of the language ({', '.join(RESERVED)}); give the op another name"
+        if name in {*self.unary_ops, *BINARY_CALLS, *PREDICATE_CALLS, *S.REDUCE_OPS}:
+            return f"'{name}' is an op already; give the composite op a name of its own"
+        for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
+                            ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
+            if name in names:
+                return f"'{name}' is {what} of this cascade; give the op a name of its own"
+        return None
+
+    def expand(self, fn: str, arg: Value, where: str) -> Value:
+        """The composite op `fn` called on `arg`: its expression with `arg` for x. An op reading x more than once
+        takes only an argument that costs no op, so that each op counted is one a kernel performs."""
+        tree = self.composite[fn]
+        reads = sum(isinstance(node, S.Name) for node in S.walk(tree))
+        if reads > 1 and any(isinstance(node, S.BinOp | S.Call) for node in S.walk(arg)):
+            raise self.error(where, f"{fn} reads x {reads} times, so its argument's ops would be computed and counted "
+                                    f"{reads} times; pass a tensor read, number, parameter or index variable (in an "
+                                    f"Einsum, write the argument into a tensor of its own first)")
+        return _substitute(tree, arg)
+
+    def within_limits(self, tree: Value, where: str) -> Value:
+        """`tree`, refused when its composite ops expand it beyond what the passes over a tree accept."""
+        reason = S.oversize(tree)
+        if reason is not None:
+            raise self.error(where, f"with its composite ops (ops:) expanded, the expression is {reason}")
+        return tree
+
     # ---------------------------------------------------------------- einsums
-    def load_einsums(self) -> list[Einsum]:
+    def parse_einsums(self) -> list[tuple[str, str, S.EinsumSyntax]]:
+        """`einsums:` parsed, each output declared (so carried reads may name later recurrences): (where, text,
+        syntax) per Einsum."""
         raw = self.data.get("einsums")
         if isinstance(raw, str):
             raw = [line.split("#")[0].strip() for line in raw.splitlines()]
             raw = [line for line in raw if line]
         if not isinstance(raw, list) or not raw:
             raise self.error("einsums", "expected Einsums, one per line in a block (einsums: |) or a list")
-        # Pass 1: parse every Einsum and declare its output, so carried reads may name later recurrences.
         parsed = []
         for i, text in enumerate(raw):
             where = f"einsums[{i}]"
@@ -481,6 +556,10 @@ class _Loader:
             where = f"einsums[{i}] ({syntax.output.tensor})"
             self.declare_output(syntax.output, where)
             parsed.append((where, text, syntax))
+        return parsed
+
+    def resolve_einsums(self, parsed: list[tuple[str, str, S.EinsumSyntax]]) -> list[Einsum]:
+        """The parsed Einsums resolved in order (a tensor is read after the Einsum writing it, or carried)."""
         self.defined: set[str] = set()
         einsums = []
         for where, text, syntax in parsed:
@@ -550,8 +629,9 @@ class _Loader:
                 leaves.extend(self.var_leaves[var])
             reduce_vars = tuple(leaves)
         space = out_vars + reduce_vars
-        body = self.value(body_syntax, where, space, predicate=False)
-        body_vars = {t.var for ref in _refs(body) for t in ref.terms if t.var is not None}
+        body = self.within_limits(self.value(body_syntax, where, space, "body"), where)
+        body_vars = {t.var for ref in _refs(body) for t in ref.terms if t.var is not None} | {
+            leaf for node in S.walk(body) if isinstance(node, Var) for leaf in self.var_leaves[node.name]}
         for var in reduce_vars:
             if var not in body_vars:
                 raise self.error(
@@ -576,49 +656,86 @@ class _Loader:
                                     f"({out.tensor}[i+1] = {out.tensor}[i]); drop the else value")
         return einsum
 
-    def value(self, node: S.Expr, where: str, space: tuple[str, ...], predicate: bool) -> Value:
+    def value(self, node: S.Expr, where: str, space: tuple[str, ...], scope: str) -> Value:
+        """Resolve the names of an expression in `scope`: "body" (an Einsum's right-hand side: tensors, parameters,
+        the index variables of `space`, map ops, composite ops expanded), "predicate" (a mask: also rank sizes,
+        abs/min/max only, and/or/not, // and %) or "op" (a composite op's expression: x, numbers, map ops and the
+        composite ops declared above it)."""
+        predicate = scope == "predicate"
         match node:
             case S.Num():
                 return node
             case S.Name(name=name):
-                if predicate and name in self.var_ranks:
-                    if not set(self.var_leaves[name]) <= set(space):
-                        raise self.error(where, f"mask uses index {name}, which this Einsum does not iterate")
-                    return Var(name)
-                if name in self.params or (predicate and name in self.rank_sizes):  # a param, or a rank's size
-                    return Param(name)
-                kind = ("an index variable, parameter or rank size" if predicate
-                        else "a parameter (or write X[...])")
-                raise self.error(where, f"unknown name '{name}' (expected {kind})")
+                return self.name_value(name, where, space, scope)
             case S.Access():
+                if scope == "op":
+                    raise self.error(where, f"an op reads x alone, not the tensor {node}")
                 return self.ref(node, where)
             case S.Reduce(op=op):
+                if scope == "op":
+                    raise self.error(where, f"an op maps x; it reduces nothing ({op}(...: ...))")
                 raise self.error(where, f"a reduction ({op}(...: ...)) must be the whole right-hand side")
             case S.Neg(arg=arg):
-                return S.Neg(self.value(arg, where, space, predicate))
+                return S.Neg(self.value(arg, where, space, scope))
             case S.Not(arg=arg):
                 if not predicate:
                     raise self.error(where, "'not' belongs in mask predicates")
-                return S.Not(self.value(arg, where, space, predicate))
+                return S.Not(self.value(arg, where, space, scope))
             case S.BinOp(op=op, lhs=lhs, rhs=rhs):
                 if op in ("and", "or", "//", "%") and not predicate:
                     raise self.error(where, f"'{op}' belongs in mask predicates")
-                return S.BinOp(op, self.value(lhs, where, space, predicate), self.value(rhs, where, space, predicate))
-            case S.Call(fn=fn, args=args):
-                if predicate:
-                    known = PREDICATE_CALLS
-                    arity = 1 if fn == "abs" else 2
-                elif fn in BINARY_CALLS:
-                    known, arity = tuple(BINARY_CALLS), 2
-                else:
-                    known, arity = tuple(self.unary_ops), 1
-                if fn not in known:
-                    names = ", ".join(sorted(set(known) | (set() if predicate else set(BINARY_CALLS))))
-                    raise self.error(where, f"unknown op '{fn}' (known: {names})")
-                if len(args) != arity:
-                    raise self.error(where, f"{fn} takes {arity} argument(s), got {len(args)}")
-                return S.Call(fn, tuple(self.value(a, where, space, predicate) for a in args))
+                return S.BinOp(op, self.value(lhs, where, space, scope), self.value(rhs, where, space, scope))
+            case S.Call():
+                return self.call(node, where, space, scope)
         raise self.error(where, f"unsupported expression {node!r}")
+
+    def name_value(self, name: str, where: str, space: tuple[str, ...], scope: str) -> Value:
+        """A bare name in `scope` (`value`): x in an op; an index variable of `space` (before a parameter of the same
+        name), a parameter, or in a predicate a rank's size."""
+        if scope == "op":
+            if name == "x":
+                return S.Name(name)
+            raise self.error(where, f"unknown name '{name}' (an op is an expression of x alone, with numbers and ops)")
+        if name in self.var_ranks:
+            if not set(self.var_leaves[name]) <= set(space):
+                what = "mask uses" if scope == "predicate" else "body reads"
+                raise self.error(where, f"{what} index {name}, which this Einsum does not iterate")
+            return Var(name)
+        if name in self.params or (scope == "predicate" and name in self.rank_sizes):
+            return Param(name)
+        kind = ("an index variable, parameter or rank size" if scope == "predicate"
+                else "a parameter or an index variable of this Einsum (or write X[...])")
+        raise self.error(where, f"unknown name '{name}' (expected {kind})")
+
+    def call(self, node: S.Call, where: str, space: tuple[str, ...], scope: str) -> Value:
+        """A call in `scope` (`value`): a composite op expanded; a map op (abs/min/max in a predicate) resolved."""
+        fn, args = node.fn, node.args
+        composite = scope != "predicate" and fn in self.composite
+        if scope == "predicate":
+            known, arity = PREDICATE_CALLS, 1 if fn == "abs" else 2
+        elif fn in BINARY_CALLS:
+            known, arity = tuple(BINARY_CALLS), 2
+        else:
+            known, arity = (*self.unary_ops, *self.composite), 1
+        if fn not in known:
+            raise self.error(where, self.unknown_op(fn, scope))
+        if len(args) != arity:
+            raise self.error(where, f"{fn} takes {arity} argument(s), got {len(args)}")
+        resolved = tuple(self.value(a, where, space, scope) for a in args)
+        return self.expand(fn, resolved[0], where) if composite else S.Call(fn, resolved)
+
+    def unknown_op(self, fn: str, scope: str) -> str:
+        """Why a call names no op of `scope`: a composite op in a predicate, an op declared below (or as) the op
+        calling it, or no op at all (listing those known)."""
+        if scope == "predicate":
+            if fn in self.composite:
+                return (f"'{fn}' is a composite op (ops.{fn}); a mask predicate calls only abs, min and max, the "
+                        f"functions the interval arithmetic counting masked points knows")
+            return f"unknown op '{fn}' (known: {', '.join(sorted(PREDICATE_CALLS))})"
+        if scope == "op" and fn in self.op_names:
+            return (f"op '{fn}' is not declared above this one: an op calls only the ops declared above it, so "
+                    f"none recurses")
+        return f"unknown op '{fn}' (known: {', '.join(sorted({*self.unary_ops, *BINARY_CALLS, *self.composite}))})"
 
     def ref(self, access: S.Access, where: str) -> Ref:
         """Match the indices of an access to the tensor's declared ranks, producing one term per leaf.
@@ -703,7 +820,7 @@ class _Loader:
                 raise self.error(where, str(exc)) from None
         elif isinstance(node, S.Name) and not {node.name} & {*self.var_ranks, *self.params, *self.rank_sizes}:
             raise self.error(where, self.unknown_mask(node.name))
-        predicate = self.value(node, where, space, predicate=True)
+        predicate = self.value(node, where, space, "predicate")
         used = {node.name for node in S.walk(predicate) if isinstance(node, Var)}
         for var in used:
             if len(self.var_leaves[var]) > 1 and set(self.var_leaves[var]) & used:
@@ -748,3 +865,18 @@ class _Loader:
 
 def _refs(node: Value) -> list[Ref]:
     return [n for n in S.walk(node) if isinstance(n, Ref)]
+
+
+def _substitute(node: Value, arg: Value) -> Value:
+    """A composite op's expression with `arg` for x. Such an expression holds x (an `S.Name`), numbers, `S.Neg`,
+    `S.BinOp` and `S.Call` only (`_Loader.value` in scope "op"); `arg` is shared, not copied."""
+    match node:
+        case S.Name():
+            return arg
+        case S.Neg(arg=inner):
+            return S.Neg(_substitute(inner, arg))
+        case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+            return S.BinOp(op, _substitute(lhs, arg), _substitute(rhs, arg))
+        case S.Call(fn=fn, args=args):
+            return S.Call(fn, tuple(_substitute(a, arg) for a in args))
+    return node

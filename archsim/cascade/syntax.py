@@ -34,6 +34,9 @@ REDUCE_OPS = ("sum", "max", "min")
 # count a level). Real Einsums nest under 10; the parser and the passes over the tree recurse once or a few
 # times per level, so this keeps them far from Python's recursion limit.
 MAX_DEPTH = 64
+# Most nodes in one expression tree: a body written out stays far below (the library's largest has 17); the limit
+# bounds a body whose composite ops (`ops:`) expand into one another, and so the work of every walk over it.
+MAX_NODES = 4096
 COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 
@@ -332,7 +335,7 @@ def parse_einsum(text: str) -> EinsumSyntax:
             fill = sign * value.value
     parser.end()
     for node in (rhs, where):
-        _check_depth(node, text)
+        _check_tree(node, text)
     return EinsumSyntax(output, rhs, where, where_text, fill)
 
 
@@ -341,19 +344,31 @@ def parse_expr(text: str) -> Expr:
     parser = _Parser(text)
     node = parser.expr()
     parser.end()
-    _check_depth(node, text)
+    _check_tree(node, text)
     return node
 
 
-def _check_depth(node: Expr | None, text: str) -> None:
-    """The parser bounds nesting; a long chain (a + b + c ...) builds a tree one level deeper per operator."""
-    stack = [(node, 1)] if node is not None else []
+def _check_tree(node: Expr | None, text: str) -> None:
+    """Refuse a parsed tree beyond `oversize`'s bounds: the parser bounds nesting, but a long chain (a + b + c ...)
+    builds a tree one level deeper per operator."""
+    reason = oversize(node) if node is not None else None
+    if reason is not None:
+        raise ParseError(reason, text, 0)
+
+
+def oversize(node: Expr) -> str | None:
+    """Why the passes over a tree (which recurse once or a few times per level) must refuse it: nested deeper than
+    MAX_DEPTH, or more than MAX_NODES nodes; None when it is within both. Walks at most MAX_NODES + 1 nodes."""
+    stack, count = [(node, 1)], 0
     while stack:
         node, depth = stack.pop()
+        count += 1
         if depth > MAX_DEPTH:
-            raise ParseError(f"nested deeper than {MAX_DEPTH} levels (each operator of a chain is a level)",
-                             text, 0)
+            return f"nested deeper than {MAX_DEPTH} levels (each operator of a chain is a level)"
+        if count > MAX_NODES:
+            return f"more than {MAX_NODES} operators and operands"
         stack.extend((child, depth + 1) for child in _children(node))
+    return None
 
 
 def _children(node: Expr) -> tuple[Expr, ...]:
