@@ -139,3 +139,12 @@ def test_a_spec_without_links_models_no_stage_hop():
     from archsim.systems.system_model import stage_hops_s
 
     assert stage_hops_s(neupims.system("neupims", "gpt3-30b"), 256) == 0.0
+
+
+def test_a_logic_pim_no_rule_places_is_still_read():
+    """Its stacks are the xPU's HBM (they bound its memory) and +PE splits experts onto it whatever the placement:
+    a Duplex+PE spec placing every op on the xPU was refused as 'a device nothing reads'."""
+    system = with_fields(load_system("duplex-pe"), {"placement": [
+        {"op": ["attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe",
+                "ffn_residual"], "device": "xpu"}]})
+    assert system.devices["lp"].kind == "logic-pim"

@@ -19,7 +19,7 @@ from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
-from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility, period_s, token_s
+from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s, link_feasibility
 from archsim.systems.offload_events import simulate_pipeline
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
@@ -146,9 +146,7 @@ def test_the_closed_form_period_matches_the_event_model(model_name: str, micro_b
     layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
     run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer, heads_s=heads_s)
     closed = model.iteration(Batch((), tuple(contexts))).time_s
-    assert closed == pytest.approx(token_s(layers, heads_s, model.replicas, divide_and_conquer, model.layers))
-    assert all(head > 0 for head in heads_s)
-    assert closed >= model.layers * period_s(layers, model.replicas, divide_and_conquer)  # the LM heads
+    assert all(head > 0 for head in heads_s)  # the event model runs each micro-batch's LM head too
     assert run.token_s == pytest.approx(closed, rel=0.01)
 
 

@@ -41,10 +41,11 @@ runs its LM head (`SystemModel.lm_head_cost`, one token per request) on a replic
 time for all layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the
 busiest resource's work with the heads on the replicas; an iteration (one token for every request) takes that, plus
 the prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
-`archsim.systems.offload_events` simulates the same pipeline event by event and checks P.
+`archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 
-Energy: each op's device energy times the devices that run it (tp per replica slice, b for attention); no idle
-power. Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both directions' wire time).
+Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
+attention); no idle power. Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both
+directions' wire time).
 
 `bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
 unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
@@ -76,7 +77,7 @@ from archsim.systems.system_model import (
     shard,
     system_model_of,
 )
-from archsim.systems.system_spec import ATTENTION_LINK, POOL_KINDS, System, check_degrees
+from archsim.systems.system_spec import ATTENTION_LINK, System, check_degrees, check_pool
 from archsim.workload import Workload
 
 PRE_OPS = ("attn_norm", "qkv")
@@ -123,11 +124,6 @@ class OffloadLayer:
     def cycle_s(self, divide_and_conquer: bool) -> float:
         """The layer's critical path: to the attention's end, the output back, the ops after it."""
         return self.attention_done_s(divide_and_conquer) + self.latency_s + self.out_wire_s + self.post_s
-
-
-def period_s(layers: Sequence[OffloadLayer], replicas: int, divide_and_conquer: bool) -> float:
-    """Steady-state time for every micro-batch to pass one layer (module docstring)."""
-    return token_s(layers, [0.0] * len(layers), replicas, divide_and_conquer, 1)
 
 
 def token_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: int, divide_and_conquer: bool,
@@ -254,15 +250,18 @@ class OffloadModel:
         n = micro_batches or self.micro_batches
         return [contexts[j::n] for j in range(n) if len(contexts[j::n])]
 
+    def heads(self, contexts: Sequence[int]) -> list[OpCost]:
+        """Each micro-batch's LM head on a replica (one token per request), in `micro_batch_layers`' order."""
+        return [self.compute.lm_head_cost(len(part)) for part in self.micro_batch_contexts(contexts)]
+
     def heads_s(self, contexts: Sequence[int]) -> list[float]:
-        """Each micro-batch's LM head time on a replica (one token per request), in `micro_batch_layers`' order."""
-        return [self.compute.lm_head_cost(len(part)).time_s for part in self.micro_batch_contexts(contexts)]
+        return [head.time_s for head in self.heads(contexts)]
 
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = [int(c) for c in batch.decode_context_tokens]
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         dc, layers = self.divide_and_conquer, self.micro_batch_layers(contexts)
-        heads = [self.compute.lm_head_cost(len(part)) for part in self.micro_batch_contexts(contexts)]
+        heads = self.heads(contexts)
         heads_s = [head.time_s for head in heads]
         n = self.layers
         decode_s = token_s(layers, heads_s, self.replicas, dc, n)
@@ -329,13 +328,7 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     pool = replace(compute, parallelism=replace(par, tp=b), shard=shard(workload, replace(par, tp=b)))
     one = pool.attention("decode", 1)
     device = system.device_for(ATTENTION, "decode", one.op_per_byte)
-    if device.kind not in POOL_KINDS:
-        raise SpecError(system.source, "placement", f"a {schedule.kind} schedule offloads decode attention to a "
-                                                    f"{' or '.join(POOL_KINDS)} device; it is placed on "
-                                                    f"{device.name} ({device.kind})")
-    if device.count != b:
-        raise SpecError(system.source, f"devices.{device.name}.count",
-                        f"expected parallelism.attention_pool = {b} memory devices, got {device.count}")
+    check_pool(system, device)
     holder = compute.weight_device
     check_degrees(system, par, system.devices[holder.name], functools.partial(system.blame, workload.name))
     return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK], device.name)

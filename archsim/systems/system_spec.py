@@ -527,10 +527,12 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
 
 
 def _check_devices_read(system: System) -> None:
-    """Every device must be read: one a placement rule names, or the HBM a placed NPU streams from; a placed npu or
-    bank-pim needs its companion (`companion`)."""
+    """Every device must be read: one a placement rule names, the HBM a placed NPU streams from, or a logic-pim
+    (its stacks are the HBM of the device beside it, whose memory they bound, and +PE splits experts onto it
+    whatever the placement); a placed npu or bank-pim needs its companion (`companion`)."""
     placed = [system.devices[name] for name in dict.fromkeys(rule.device for rule in system.placement)]
-    read = {d.name for d in placed} | {companion(system, d).name for d in placed if d.kind in COMPANIONS}
+    read = ({d.name for d in placed} | {companion(system, d).name for d in placed if d.kind in COMPANIONS}
+            | {name for name, d in system.devices.items() if d.kind == "logic-pim"})
     for name, device in system.devices.items():
         if name not in read:
             raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
@@ -556,13 +558,22 @@ def _check_offloading(system: System) -> None:
         raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices decode "
                                                                      "attention is spread over")
     memory = _decided(system, "attention", "decode")
-    if memory is not None and memory.kind not in POOL_KINDS:
-        raise SpecError(system.source, "placement", f"a {kind} schedule offloads decode attention to a "
-                                                    f"{' or '.join(POOL_KINDS)} device; it is placed on {memory.name} "
-                                                    f"({memory.kind})")
-    if memory is not None and memory.count != pool:
+    if memory is not None:
+        check_pool(system, memory)
+
+
+def check_pool(system: System, memory: Device) -> None:
+    """The device an offloading schedule puts decode attention on is a memory pool (`POOL_KINDS`) of
+    `parallelism.attention_pool` devices: checked at load where the placement alone decides it, and by
+    `archsim.systems.offload` at the decode op's Op/B otherwise."""
+    if memory.kind not in POOL_KINDS:
+        raise SpecError(system.source, "placement", f"a {system.schedule.kind} schedule offloads decode attention to "
+                                                    f"a {' or '.join(POOL_KINDS)} device; it is placed on "
+                                                    f"{memory.name} ({memory.kind})")
+    if memory.count != system.parallelism.attention_pool:
         raise SpecError(system.source, f"devices.{memory.name}.count",
-                        f"expected parallelism.attention_pool = {pool} memory devices, got {memory.count}")
+                        f"expected parallelism.attention_pool = {system.parallelism.attention_pool} memory devices, "
+                        f"got {memory.count}")
 
 
 def _check_split_schedule(system: System) -> None:
