@@ -156,13 +156,16 @@ def keep_from_base(family: str, params: dict[str, float], stats: dict, base: Cal
     return {**params, **{n: values[n] for n in kept}}, {**stats, "kept_from_base": kept}
 
 
+AT_BOUND_REL = 1e-9  # a value this close (relative) to a bound is at it: the fit clips in log space, exp(log(b)) != b
+
+
 def at_bound(family: str, name: str, value: float) -> str:
     """Which bound of its range a parameter's value is at: "lower" (no lower than `FLOOR`, where a fit stops),
     "upper", or "" for neither."""
     spec = FAMILIES[family].params[name]
-    if value <= max(spec.low, FLOOR) * (1 + 1e-9):
+    if value <= max(spec.low, FLOOR) * (1 + AT_BOUND_REL):
         return "lower"
-    return "upper" if value >= spec.high * (1 - 1e-9) else ""
+    return "upper" if value >= spec.high * (1 - AT_BOUND_REL) else ""
 
 
 def calibration_limit(source: str, what: str) -> WorkLimit:

@@ -9,9 +9,10 @@ binding's params that the cascade declares), the mapper fills the mapping's `sea
   naming the system file and `devices.<name>.mapping`. A mapping that cannot run at the op's sizes, or a Result
   that does not fit the architecture, is a SpecError naming the device and the reason.
 - A prompt's attention whose length the mapping's tiles do not divide (any length a serving run draws) runs padded,
-  as an array pads a ragged tile: its `seq_len` rounded up to a multiple of the mapping's `set:` tiles (their least
-  common multiple; FuseMax's 256), the padded queries and keys costing as real ones. Only where the unpadded length
-  is refused and the padded one binds; other ops (bound as tokens x 1) are never padded.
+  as an array pads a ragged tile: its `seq_len` rounded up to a multiple of the mapping's `set:` tiles of the
+  sequence's ranks (their least common multiple; FuseMax's M0 = 256), the padded queries and keys costing as real
+  ones. Only where the unpadded length is refused and the padded one binds; other ops (bound as tokens x 1) are
+  never padded.
 - The mapping decides what crosses the architecture's outermost level; `streamed_fraction` is not applied.
 OpCost per op: time = `latency_s`; energy = `energy_pj`; busy `<name>_<unit>` = utilization x latency per compute
 unit; `memory_s` = the outermost level's memory time. Ops of one call run one after another: costs add.
@@ -23,10 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from archsim.arch.spec import Architecture
+from archsim.cascade import syntax as S
+from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
@@ -87,8 +91,9 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
 
 def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) -> Point | None:
     """The prompt attention `op` prepared at its `seq_len` rounded up to the mapping's tiles (module docstring), or
-    None: another op, a mapping without integer tiles, a length they divide, or a padded length still refused."""
-    tiles = [int(v) for v in device.mapping.sets.values() if float(v).is_integer() and v > 0]
+    None: another op, a mapping without integer tiles of the sequence, a length they divide, or a padded length still
+    refused."""
+    tiles = _sequence_tiles(op.binding.cascade, device.mapping.sets)
     length = sets.get("seq_len")
     if op.name != "attention" or op.phase != "prefill" or not tiles or length is None:
         return None
@@ -100,3 +105,15 @@ def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) ->
                        sets={**sets, "seq_len": -(-int(length) // tile) * tile})
     except SpecError:
         return None
+
+
+def _sequence_tiles(cascade: Cascade, sets: MappingType[str, float]) -> list[int]:
+    """The mapping's `set:` tiles of ranks that partition a rank sized by `seq_len` (FuseMax's M0 of the keys M), not
+    its other tiles (a head-dimension tile does not pad the sequence)."""
+    tiles = []
+    for rank, value in sets.items():
+        root = next((r for r, parts in cascade.partitions.items() if rank in parts), None)
+        size = cascade.rank_sizes.get(root)
+        if size is not None and "seq_len" in S.names_in(size) and float(value).is_integer() and value > 0:
+            tiles.append(int(value))
+    return tiles

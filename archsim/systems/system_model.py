@@ -299,7 +299,9 @@ class SystemModel:
 
     def lm_head_cost(self, sequences: int) -> OpCost:
         """One TP rank's LM head over one token of each of `sequences` sequences (module docstring), on the device
-        holding the weights; nothing for none or with `schedule.lm_head: left-out`. Remembered per count."""
+        holding the weights; nothing for none or with `schedule.lm_head: left-out`. Remembered per count. The head is
+        an `output-projection` op: an `architecture` device holding the weights must map that cascade (it maps
+        one; another is refused naming its mapping)."""
         found = self._lm_head_costs.get(sequences)
         if found is None:
             timed = sequences and self.system.schedule.lm_head == "timed"
@@ -658,7 +660,8 @@ def stage_hops_s(model: SystemModel, tokens: int) -> float:
     message. The link is the spec's first of `STAGE_LINKS`: stages are further nodes, so the nodes' network named
     ep (InfiniBand in the Duplex presets); else the TP link, assuming the nodes are joined at its rate (optimistic
     where they are joined by a slower network). 0 with one stage, no token or neither link: a spec that names no
-    link (the NeuPIMs presets) models no messages, as it leaves out the TP all-reduce."""
+    link (the NeuPIMs presets) models no messages, as it leaves out the TP all-reduce. Time only: links carry no
+    energy in this model."""
     par, links = model.parallelism, model.system.links
     link = next((links[role] for role in STAGE_LINKS if role in links), None)
     if par.pp == 1 or link is None or tokens == 0:

@@ -85,9 +85,6 @@ class Topology:
                 return index
         raise SpecError(self.source, "levels", f"devices {a} and {b} are beyond its {self.capacity()} devices")
 
-    def link_between(self, a: int, b: int) -> Link:
-        return self.levels[max(0, self.level_between(a, b))].link
-
     def group_link(self, members: Sequence[int]) -> Link:
         """The link a lock-step ring over `members` (in their order, the last back to the first) steps at: its
         slowest hop (`links.slowest_hop`). The hops between consecutive members go over the links of the levels
