@@ -25,9 +25,13 @@ workload, refuse a tiling or algorithm parameter left at its test default (`refu
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Callable
 from collections.abc import Mapping as MappingType
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from os import PathLike
+from types import MappingProxyType
+from typing import TYPE_CHECKING, TypeVar
 
 from archsim import library
 from archsim.arch.spec import Architecture
@@ -41,10 +45,13 @@ from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.workload import BLOCK_CASCADES, PARAMS, Workload, refuse_linear_attention
+from archsim.workload import BLOCK_CASCADES, PARAMS, Workload, plain_number, refuse_linear_attention
 
 if TYPE_CHECKING:
     from archsim.model.event import EventRun
+
+T = TypeVar("T")
+SIMULATE_OPTIONS = ("max_tasks", "buffers")  # what simulate_point passes on to the event model
 
 
 @dataclass(frozen=True)
@@ -55,28 +62,54 @@ class Point:
     mapping: Mapping  # every `search` factor filled by the mapper
 
 
-def prepare(mapping: str | Mapping, *, cascade: str | Cascade | None = None, arch: str | Architecture | None = None,
-            workload: str | Workload | None = None, sets: MappingType[str, float] | None = None,
-            sets_source: str = "--set") -> Point:
+def prepare(mapping: str | PathLike | Mapping, *, cascade: str | PathLike | Cascade | None = None,
+            arch: str | PathLike | Architecture | None = None, workload: str | PathLike | Workload | None = None,
+            sets: MappingType[str, float] | None = None, sets_source: str = "--set") -> Point:
     """Load (names and paths) or take (specs already loaded) everything, bind the sizes, analyse the cascade and
-    run the mapper. `sets_source` is where `sets` came from, for messages (a sweep's file and its axes)."""
-    spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)
-    architecture = arch if isinstance(arch, Architecture) else (
-        library.load_architecture_spec(arch) if arch else _named_by(spec, "architecture"))
-    cascade_spec = cascade if isinstance(cascade, Cascade) else (
-        library.load_cascade_spec(cascade) if cascade else _named_by(spec, "cascade"))
-    if isinstance(workload, str):
-        workload = library.load_workload_spec(workload)
+    run the mapper. `cascade` and `arch` default (None) to the ones the mapping names, `workload` to none;
+    `sets` is a mapping of name -> number. `sets_source` is where `sets` came from, for messages (a sweep's file
+    and its axes). An argument of another type is a SpecError naming it."""
+    spec = _spec("mapping", mapping, Mapping, library.load_mapping_spec)
+    architecture = (_named_by(spec, "architecture") if arch is None
+                    else _spec("arch", arch, Architecture, library.load_architecture_spec))
+    cascade_spec = (_named_by(spec, "cascade") if cascade is None
+                    else _spec("cascade", cascade, Cascade, library.load_cascade_spec))
+    if workload is not None:
+        workload = _spec("workload", workload, Workload, library.load_workload_spec)
+    if sets is not None and not isinstance(sets, MappingType):
+        raise SpecError("<python>", "sets", f"expected a mapping of name -> number, got {_shown(sets)}")
     binding, analysis = bound(cascade_spec, workload, sets, spec, sets_source)
     return Point(binding, analysis, architecture, _searched(binding, analysis, architecture, spec))
+
+
+def _spec(argument: str, value: object, kind: type[T], load: Callable[[str | PathLike], T]) -> T:
+    """`value` of prepare's `argument`: a spec of `kind` as it is, a library name or a path loaded by `load`; any
+    other value a SpecError naming the argument (not an AttributeError from deep inside)."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str | PathLike):
+        return load(value)
+    raise SpecError("<python>", argument, f"expected a library name, a path or {kind.__name__}, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """A value of the wrong type as an error shows it: its type and a short repr."""
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float] | None,
           spec: Mapping, sets_source: str = "--set") -> tuple[Binding, Analysis]:
     """The binding and analysis `prepare` makes of loaded specs (one object pair per equal input, see `_bound`;
-    whether a value is a bool is part of the key: `True == 1`, but only 1 is a size, and 4096.0 is 4096)."""
-    items = tuple(sorted(((str(k), isinstance(v, bool), v) for k, v in (sets or {}).items()), key=lambda i: i[0]))
+    numbers are keyed as Python numbers (`plain_number`: numpy's int64 4096 is 4096, and so is 4096.0), and
+    whether a value is no plain number is part of the key: `True == 1`, but only 1 is a size)."""
+    items = tuple(sorted((_keyed(str(k), plain_number(v)) for k, v in (sets or {}).items()), key=lambda i: i[0]))
     return _bound(cascade, workload, items, spec, sets_source)
+
+
+def _keyed(name: str, value: object) -> tuple[str, bool, object]:
+    """A set value's part of `_bound`'s key: whether it is no plain number (a bool, numpy's too, a string: equal
+    to a number it must not share a binding with) and the value."""
+    return name, type(value) not in (int, float), value
 
 
 @identity_cache(maxsize=256)
@@ -91,7 +124,15 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
     refuse_test_defaults(cascade, workload, values, spec)
-    return binding, analyze(binding)
+    return binding, _read_only(analyze(binding))
+
+
+def _read_only(analysis: Analysis) -> Analysis:
+    """`analysis` with read-only views of its dicts: `prepare` hands one Analysis to every call with equal inputs,
+    so a caller writing into `point.analysis.ops["QK"]` would change what later calls (and their models) read."""
+    return replace(analysis, rank_sizes=MappingProxyType(analysis.rank_sizes),
+                   points=MappingProxyType(analysis.points),
+                   ops=MappingProxyType({e: MappingProxyType(counts) for e, counts in analysis.ops.items()}))
 
 
 def mapping_tiling(cascade: Cascade, spec: Mapping) -> dict[str, list[str]]:
@@ -189,6 +230,10 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         kv_heads, heads, source, where = sets["kv_heads"], params.get("heads", 0), sets_source, "kv_heads"
     elif "kv_heads" in own:
         kv_heads, heads, source, where = own["kv_heads"], own.get("heads", 0), workload.path, "params.kv_heads"
+    elif workload is not None and "heads" in params and _shares_one_kv_head(cascade):
+        # a workload without kv_heads has one K/V head per query head (workload.PARAMS): no multi-query cascade's
+        kv_heads = heads = params["heads"]
+        source, where = (sets_source, "heads") if "heads" in sets else (workload.path, "params.heads")
     else:
         return
     shared = _shares_one_kv_head(cascade)
@@ -256,8 +301,11 @@ def run_point(mapping: str | Mapping, **kwargs) -> Result:
 
 
 def simulate_point(mapping: str | Mapping, **kwargs) -> tuple[Point, EventRun]:
-    """`prepare` the point, then run the event-driven model on it (simpy loads only here)."""
+    """`prepare` the point, then run the event-driven model on it (`archsim.model.event.simulate`, which loads
+    only here). Takes `prepare`'s arguments and `simulate`'s options `max_tasks` and `buffers` (whole numbers
+    >= 1; by default simulate's)."""
     from archsim.model.event import simulate
 
+    options = {name: kwargs.pop(name) for name in SIMULATE_OPTIONS if name in kwargs}
     point = prepare(mapping, **kwargs)
-    return point, simulate(point.binding, point.analysis, point.arch, point.mapping)
+    return point, simulate(point.binding, point.analysis, point.arch, point.mapping, **options)

@@ -32,6 +32,7 @@ attention is not modelled.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,10 +160,20 @@ def max_size() -> int:
     return env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
 
 
+def plain_number(value: Any) -> Any:
+    """`value` as a Python int or float when it is a real number of another type (numpy's int64, float32; any
+    `numbers.Real`), else as it is: a bool (Python's, or numpy's, which is no `numbers.Real`) stays one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value) in (int, float):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def check_size(name: str, value: Any, source: str, where: str, limit: int | None = None) -> float:
     """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
     ARCHSIM_MAX_SIZE; `limit`: that limit already read, `max_size()`, by a caller checking many values); a `PARAMS`
-    size is moreover an integer of at least its minimum."""
+    size is moreover an integer of at least its minimum. A number of another type than int and float (numpy's
+    int64 or float32, from a Python caller) is taken as one (`plain_number`); a bool, numpy's too, is refused."""
+    value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(source, where, f"expected a number, got {value!r}")
     if isinstance(value, float) and math.isnan(value):

@@ -177,3 +177,17 @@ outputs: [X]
 """)
     out = cli("check", str(path), expect=2).output
     assert "edit params.n" in out and "--set" not in out, out
+
+
+def test_a_multi_query_cascade_refuses_a_workload_that_leaves_kv_heads_out(cli, tmp_path: Path) -> None:
+    """kv_heads left out means one K/V head per query head: BERT-base without the line ran the multi-query cascade,
+    counting one K/V head where the model has 12."""
+    text = (Path(__file__).resolve().parents[1] / "workloads" / "bert-base.yaml").read_text()
+    workload = tmp_path / "bert-no-kv.yaml"
+    workload.write_text("\n".join(line for line in text.splitlines() if "kv_heads" not in line) + "\n")
+    assert "kv_heads" not in workload.read_text()
+    line = _one_error(cli("analyze", _write(tmp_path, **MQA_CASCADE), "--workload", str(workload), expect=2).output)
+    assert line.endswith(
+        "bert-no-kv.yaml: params.heads: 12 K/V heads for 12 query heads (multi-head), but cascade lazy-2pass has one "
+        "K/V head that every query head reads (its K and V have no head rank: multi-query, kv_heads 1); use a "
+        "grouped-query cascade (e.g. attention-1pass-causal-gqa)"), line

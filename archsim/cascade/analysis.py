@@ -63,10 +63,10 @@ class Analysis:
         """The stable JSON form printed by `archsim analyze --json`."""
         return {
             "cascade": self.cascade,
-            "ranks": self.rank_sizes,
+            "ranks": dict(self.rank_sizes),
             "tensors": {t.name: {k: v for k, v in asdict(t).items() if k != "name"} for t in self.tensors},
-            "points": self.points,
-            "ops": self.ops,
+            "points": dict(self.points),
+            "ops": {name: dict(ops) for name, ops in self.ops.items()},
             "total_ops": self.total_ops(),
             "bytes": self.bytes_by_kind(),
             "passes": self.passes.passes,

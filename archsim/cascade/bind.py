@@ -14,6 +14,7 @@ import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
@@ -24,11 +25,12 @@ from archsim.workload import PARAMS, Workload, check_size, max_size
 
 @dataclass(frozen=True)
 class Binding:
-    """Concrete sizes of one cascade instance."""
+    """Concrete sizes of one cascade instance. `bind` makes its dicts read-only views: a binding is shared by every
+    `archsim.point.prepare` call of equal inputs, so a caller writing into one would change later results."""
 
     cascade: Cascade
-    params: dict[str, float]
-    rank_sizes: dict[str, int]
+    params: Mapping[str, float]
+    rank_sizes: Mapping[str, int]
     word_bytes: int
 
     def var_size(self, var: str) -> int:
@@ -179,7 +181,7 @@ def bind(
     _check_requires(cascade, values, sizes, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
-    return Binding(cascade, values, sizes, word_bytes)
+    return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
 
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],

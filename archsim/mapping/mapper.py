@@ -2,7 +2,9 @@
 
 Bounded exhaustive search. For each group, every `search` loop takes a divisor of what its rank leaves after
 the group's fixed factors (the largest spatial view counts), from that number's prime factorisation
-(`archsim.mapping.factors`), so the cost does not grow with rank sizes. While the combinations of a group's
+(`archsim.mapping.factors`), so the cost does not grow with rank sizes. On a rank with no residual loop (none
+leaves its factor out), the last `search` loop over it takes what the others leave, so every candidate's factors
+multiply to the rank size, as the models require. While the combinations of a group's
 search loops exceed `max_candidates`, the loop with the most candidates keeps half of them, spread evenly in
 log scale (1 always among them): at most `max_candidates` points are evaluated per group, each by the
 `GroupEvaluator` the caller passes (the analytical model, from `archsim.point`: the mapper sits below the models and
@@ -15,7 +17,8 @@ returned, so the evaluation reports why it does not fit.
 same sizes): the points whose choices so far agree share each candidate, scored on all their architectures by
 one call of the caller's `GroupsScorer` (which may plan it once and price it for all of them), and each
 candidate is one Mapping object per spec and factors, so what a model remembers per mapping serves later searches.
-Each point gets what `search` alone gives it (tests/test_mapper_same_choice.py).
+Each point gets what `search` alone gives it (tests/test_mapper_same_choice.py). A returned mapping holds read-only
+copies of the spec's dicts (`_detached`), never the caller's own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Protocol
 
 from archsim.arch.spec import Architecture
@@ -112,13 +116,15 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
             slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
             if not slots:
                 continue
-            options = _options([_free(binding, group, i) for i in slots], max_candidates)
+            derived = _derived(group, slots)
+            searched = [i for i in slots if i not in derived.values()]
+            options = _options([_free(binding, group, group.loops[i].rank) for i in searched], max_candidates)
             best_keys: list[tuple | None] = [None] * len(members)
             best = [group] * len(members)
-            # The all-ones combination is always among them and consistent, so `best` is always set.
+            # The all-ones combination is always among them and completes, so `best` is always set.
             for combo in itertools.product(*options):
-                chosen = dict(zip(slots, combo, strict=True))
-                if not _consistent(binding, group, chosen):
+                chosen = _completed(binding, group, dict(zip(searched, combo, strict=True)), derived)
+                if chosen is None:
                     continue
                 trial = _trial(mapping, (*groups[:gi], group.with_factors(chosen), *groups[gi + 1:]))
                 for j, key in enumerate(score_groups(trial, gi, members)):
@@ -165,9 +171,25 @@ def _trial(mapping: Mapping, groups: tuple[Group, ...]) -> Mapping:
 
 @identity_cache(maxsize=4096)
 def _interned(mapping: Mapping, factors: tuple) -> Mapping:
-    """`mapping` with its loops' factors set to `factors` (per group, per loop)."""
-    return replace(mapping, groups=tuple(g.with_factors(dict(enumerate(f)))
-                                         for g, f in zip(mapping.groups, factors, strict=True)))
+    """`mapping` (`_detached`) with its loops' factors set to `factors` (per group, per loop)."""
+    detached = _detached(mapping)
+    return replace(detached, groups=tuple(g.with_factors(dict(enumerate(f)))
+                                          for g, f in zip(detached.groups, factors, strict=True)))
+
+
+@identity_cache(maxsize=1024)
+def _detached(mapping: Mapping) -> Mapping:
+    """`mapping` with read-only copies of its dicts (`sets`; each group's binding, keep and in_place), made once per
+    spec: what the mapper returns shares no container with the caller's spec, and a caller cannot change through
+    it what later searches of the spec return."""
+    groups = tuple(replace(g, binding=_frozen(g.binding), keep=_frozen(g.keep), in_place=_frozen(g.in_place))
+                   for g in mapping.groups)
+    return replace(mapping, sets=_frozen(mapping.sets), groups=groups)
+
+
+def _frozen(table: MappingType) -> MappingType:
+    """A read-only copy of `table`."""
+    return MappingProxyType(dict(table))
 
 
 def _options(free: list[int], max_candidates: int) -> list[list[int]]:
@@ -179,10 +201,9 @@ def _options(free: list[int], max_candidates: int) -> list[list[int]]:
     return options
 
 
-def _free(binding: Binding, group: Group, slot: int) -> int:
-    """What rank of loop `slot` leaves after the fixed factors (the largest spatial split); 1 when they do not divide
-    it (no search factor can help: the residual's check then names the fixed factors and the lengths that fit)."""
-    rank = group.loops[slot].rank
+def _free(binding: Binding, group: Group, rank: str) -> int:
+    """What `rank` leaves after the group's fixed factors (the largest spatial split); 1 when they do not divide it
+    (no search factor can help: the residual's check then names the fixed factors and the lengths that fit)."""
     temporal = math.prod(lp.factor for lp in group.loops
                          if lp.rank == rank and not lp.is_spatial and isinstance(lp.factor, int))
     spatial: dict[str, int] = {}
@@ -193,11 +214,27 @@ def _free(binding: Binding, group: Group, slot: int) -> int:
     return size // fixed if size % fixed == 0 else 1
 
 
-def _consistent(binding: Binding, group: Group, chosen: dict[int, int]) -> bool:
-    """Two search loops over one rank must not together exceed it."""
-    by_rank: dict[str, int] = {}
+def _derived(group: Group, slots: list[int]) -> dict[str, int]:
+    """Rank -> its last `search` loop (of `slots`), for each rank searched with no residual loop (no temporal loop
+    leaving its factor out): that loop takes what the rank's other factors leave, so that they multiply to its
+    size; the mapper searches the others."""
+    residual = {lp.rank for lp in group.loops if lp.factor is None and not lp.is_spatial}
+    return {group.loops[i].rank: i for i in slots if group.loops[i].rank not in residual}
+
+
+def _completed(binding: Binding, group: Group, chosen: dict[int, int],
+               derived: dict[str, int]) -> dict[int, int] | None:
+    """`chosen` (search loop -> factor) with each `derived` loop's factor filled in: a complete choice, or None
+    where the chosen factors over a rank do not divide what it leaves (`_free`), together exceeding it."""
+    by_rank = dict.fromkeys(derived, 1)
     for i, factor in chosen.items():
         rank = group.loops[i].rank
         by_rank[rank] = by_rank.get(rank, 1) * factor
-    return all(_free(binding, group, next(i for i in chosen if group.loops[i].rank == r)) % f == 0
-               for r, f in by_rank.items())
+    complete = dict(chosen)
+    for rank, product in by_rank.items():
+        free = _free(binding, group, rank)
+        if free % product:
+            return None
+        if rank in derived:
+            complete[derived[rank]] = free // product
+    return complete

@@ -234,7 +234,7 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
         busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
         compute = cycles[ep.name] = lane_cycles / ep.lanes
         einsums.append(built(EinsumResult, {"name": ep.name, "group": group.name, "unit": ep.unit,
-                                            "ops": dict(ep.ops), "lanes_used": ep.lanes, "compute_cycles": compute,
+                                            "ops": ep.ops.copy(), "lanes_used": ep.lanes, "compute_cycles": compute,
                                             "energy_pj": einsum_pj}))
     compute_cycles = _overlap(plan, cycles)
     reasons = [*plan.reasons, *(_fanout_reasons(numbers, group, plan)

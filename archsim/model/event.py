@@ -95,6 +95,7 @@ plus about one tile of fill and drain.
 from __future__ import annotations
 
 import gc
+import numbers
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,6 +108,7 @@ from typing import Any
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
+from archsim.errors import SpecError
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.event_tasks import Task, tile_tasks
@@ -134,8 +136,10 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
     """Simulate `mapping` of the bound cascade on `arch` (every `search` factor filled, as `point.prepare` does).
     `max_tasks` bounds the tile tasks (chunk size follows); `buffers` tiles of each tensor read and of each
     Einsum's output may be in flight. Raises SpecError for an overlap expression that orders Einsums against
-    their data (no step schedule honours it). An infeasible point is not simulated: its run is the analytical
-    Result, with its reason, and no timeline."""
+    their data (no step schedule honours it), and for a `max_tasks` or `buffers` that is not a whole number >= 1
+    (`_check_count`). An infeasible point is not simulated: its run is the analytical Result, with its reason, and
+    no timeline."""
+    max_tasks, buffers = _check_count("max_tasks", max_tasks), _check_count("buffers", buffers)
     total = evaluate(binding, analysis, arch, mapping)
     if not total.feasible:  # nothing to time: the analytical record and its reason
         return EventRun(total, (), {}, 0)
@@ -144,6 +148,15 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
         tasks = tile_tasks(binding, arch, mapping, parts, max_tasks, buffers)
         events = run_tasks(arch, tasks)
         return _collect(arch, total, parts, tasks, events)
+
+
+def _check_count(argument: str, value: object) -> int:
+    """`value` of simulate's `argument` (max_tasks, buffers) as an int: a whole number >= 1 (a numpy integer
+    too), else a SpecError naming it, not a count nobody gave (0 buffers indexed past the tiles; max_tasks 0, -1,
+    True or 1.5 ran as 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SpecError("<python>", f"simulate.{argument}", f"expected a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 @contextmanager
