@@ -31,15 +31,6 @@ REFUSED = [
     ("neupims", {"devices": {"npu2": {"kind": "npu", "count": 4}},
                  "placement": [{"op": "ffn", "device": "npu2"}, *NEUPIMS_RULES]},
      "devices.pim", "the system needs exactly one npu device, has 2"),
-    # 2. a TP group larger than the devices it spans: one node over the tp link, whole nodes without one
-    ("vllm-h100", {"devices": {"gpu": {"count": 2}}}, "devices.gpu.count",
-     "expected at least 4 (a TP group in one node: its all-reduce runs on the node's link tp; parallelism.tp = 4), "
-     "got 2"),
-    ("vllm-h100", {"parallelism": {"by_workload": {"llama3-70b": {"tp": 8, "pp": 1}}}}, "devices.gpu.count",
-     "expected at least 8 (a TP group in one node: its all-reduce runs on the node's link tp; "
-     "parallelism.by_workload.llama3-70b.tp = 8), got 4"),
-    ("npu-only", {"parallelism": {"tp": 3}, "devices": {"npu": {"count": 2}, "hbm": {"count": 2}}},
-     "devices.npu.count", "expected at least 3 or a divisor of it (a TP group over whole nodes; parallelism.tp = 3)"),
     # 3. an attention pool read by attention offloading alone, which needs one, its link and a pool of its size
     ("vllm-h100", {"parallelism": {"attention_pool": 2}}, "parallelism.attention_pool",
      "read only by attention offloading (ping-pong, staggered), which a blocked schedule is not"),
@@ -48,10 +39,6 @@ REFUSED = [
     ("lamina", {"links": {"attention": None}}, "links.attention", "missing: attention offloading sends q, k, v"),
     ("lamina", {"devices": {"memory": {"count": 2}}}, "devices.memory.count",
      "expected parallelism.attention_pool = 4 memory devices, got 2"),
-    ("lamina", {"devices": {"compute": {"count": 4}}}, "devices.compute.count",
-     "expected tp x replicas = 2 x 1 = 2 compute devices (micro_batches - 1 replicas), got 4"),
-    ("lamina", {"parallelism": {"pp": 2}}, "parallelism.pp", "expected 1: pipeline stages are not modelled with "
-                                                             "attention offloading, got 2"),
     # 4. schedules that would run as blocked, and schedule fields no device reads
     ("vllm-h100", {"schedule": {"kind": "co-processing"}}, "schedule.kind",
      "the placement puts all attention on gpu: it would run as blocked"),
@@ -63,12 +50,32 @@ REFUSED = [
      "read only with expert_coprocessing: true (+PE)"),
     ("duplex-gpu", {"schedule": {"kind": "co-processing", "expert_coprocessing": True}},
      "schedule.expert_coprocessing", "expected a logic-pim device to share the experts with"),
-    # expert parallelism over no link; a device nothing reads; a channel policy on a PIM no attention runs on
-    ("vllm-h100", {"parallelism": {"ep": 2}}, "links.ep", "missing: parallelism.ep = 2 exchanges each MoE layer's"),
+    # a device nothing reads; a channel policy on a PIM no attention runs on
     ("vllm-h100", {"devices": {"spare": SPARE_GPU}}, "devices.spare", "no placement rule puts an op on this gpu "
                                                                       "device and no other device reads it"),
     ("npu-only", {"devices": {"hbm": {"channel_policy": "rr"}}}, "devices.hbm.channel_policy",
      "read only where a placement rule puts attention on the device"),
+]
+
+
+# Degrees the run sets (--tp/--pp, a sweep's axes, the workload's by_workload entry) are checked when its model is
+# built: check passes the file, simulate refuses it. (preset, the keys laid over it, the workload, field, message)
+RUN_REFUSED = [
+    # a TP group larger than the devices it spans: one node over the tp link, whole nodes without one
+    ("vllm-h100", {"devices": {"gpu": {"count": 2}}}, "llama3-8b", "devices.gpu.count",
+     "expected at least 4 (a TP group in one node: its all-reduce runs on the node's link tp; parallelism.tp = 4), "
+     "got 2"),
+    ("vllm-h100", {"parallelism": {"by_workload": {"llama3-70b": {"tp": 8, "pp": 1}}}}, "llama3-70b",
+     "devices.gpu.count", "expected at least 8"),
+    ("npu-only", {"parallelism": {"tp": 4}, "devices": {"npu": {"count": 3}, "hbm": {"count": 3}}}, "llama3-8b",
+     "devices.npu.count", "expected at least 4 or a divisor of it"),
+    # attention offloading's degrees; expert parallelism over no link
+    ("lamina", {"devices": {"compute": {"count": 4}}}, "llama3-70b", "devices.compute.count",
+     "expected tp x replicas = 2 x 1 = 2 compute devices (micro_batches - 1 replicas), got 4"),
+    ("lamina", {"parallelism": {"pp": 2}}, "llama3-70b", "parallelism.pp", "expected 1: pipeline stages are not "
+                                                                           "modelled with attention offloading, got 2"),
+    ("vllm-h100", {"parallelism": {"ep": 2}}, "mixtral-8x7b", "links.ep",
+     "missing: parallelism.ep = 2 exchanges each MoE layer's"),
 ]
 
 
@@ -90,6 +97,33 @@ def test_check_loader_and_simulate_refuse_what_the_spec_makes_impossible(cli, tm
     assert f"error: {info.value}\n" == line  # the loader simulate and sweeps use: the same error
     assert cli("simulate", "-s", str(path), "-w", "llama3-8b", "--rate", "1", "--requests", "2",
                expect=2).output == line
+
+
+@pytest.mark.parametrize(("preset", "over", "workload", "where", "says"), RUN_REFUSED)
+def test_degrees_are_refused_when_the_run_sets_them(cli, tmp_path, preset, over, workload, where, says):
+    """A sweep's axes or --tp may fix them (a count axis over a tp-8 spec of 4 GPUs), and a by_workload entry is
+    read only for its model: check passes the file, the run refuses it naming the field."""
+    path = _derived(tmp_path, preset, over)
+    assert cli("check", str(path)).output.startswith("ok")
+    line = cli("simulate", "-s", str(path), "-w", workload, "--rate", "1", "--requests", "2", expect=2).output
+    assert line.startswith(f"error: {path}: {where}: ") and says in line and line.count("\n") == 1, line
+
+
+def test_a_sweeps_axis_may_fix_its_systems_degrees(cli, tmp_path):
+    """A tp-8 spec of 4 GPUs swept over the GPU count, and ep 2 swept beside the ep link it needs: refused at load
+    when the file's degrees were checked there; each point runs."""
+    (tmp_path / "tp8.yaml").write_text(yaml.safe_dump(
+        {"name": "tp8", "base": "vllm-h100", "parallelism": {"tp": 8, "pp": 1, "by_workload": None}}))
+    serving = {"rate_per_s": 2.0, "requests": 4, "lengths": "sharegpt", "seed": 0, "max_batch": 64}
+    for name, system, axes in (("count", "tp8.yaml", {"system.devices.gpu.count": [8, 16]}),
+                               ("ep", "vllm-h100", {"system.parallelism.ep": [1, 2],
+                                                    "system.links.ep": ["ib-ndr-400g", "nvlink4-h100"]})):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(yaml.safe_dump({"name": name, "system": system, "workload": "mixtral-8x7b",
+                                        "serving": serving, "axes": axes, "sampling": {"kind": "grid"},
+                                        "objectives": ["throughput_tok_s", "tbt_p99_s"]}))
+        out = cli("sweep", str(spec), "--local", "--db", str(tmp_path / f"{name}.sqlite")).output
+        assert "feasible" in out and " 0 feasible" not in out, out
 
 
 def test_a_changed_field_is_refused_as_the_file_is():

@@ -177,7 +177,7 @@ def test_expert_parallelism_needs_its_link_and_no_offloading() -> None:
     with pytest.raises(SpecError, match=r"links\.ep: missing: parallelism\.ep = 2 exchanges"):
         system_model(_ep("duplex-gpu", 2, 2, link=False), MIXTRAL)
     with pytest.raises(SpecError, match=r"parallelism\.ep: expert parallelism with attention offloading"):
-        with_fields(load_system("lamina"), {"parallelism.ep": 2, "links.ep": "nvlink4-h100"})
+        system_model(with_fields(load_system("lamina"), {"parallelism.ep": 2, "links.ep": "nvlink4-h100"}), MIXTRAL)
 
 
 def test_the_neupims_schedules_are_unchanged_by_the_new_kind() -> None:

@@ -35,7 +35,8 @@ def test_a_tp_group_larger_than_a_node_is_refused_naming_the_count():
     """vllm-h100 runs TP 4 over NVLink (its `tp` link, a node's): one GPU per node cannot hold the group, where the
     model used to print tp4 and four GPUs' KV cache."""
     system = load_system("vllm-h100")
-    error = _error(with_fields, system, {"devices.gpu.count": 1})  # refused as the spec loads, as by `check`
+    error = _error(system_model, with_fields(system, {"devices.gpu.count": 1}),  # refused when the model is built
+                   library.load_workload_spec("llama3-8b"))
     assert (error.source, error.where) == (system.source, "devices.gpu.count")
     assert error.message.startswith("expected at least 4 (a TP group in one node") and "parallelism.tp = 4" in \
         error.message and error.message.endswith("got 1")
@@ -44,7 +45,8 @@ def test_a_tp_group_larger_than_a_node_is_refused_naming_the_count():
 def test_duplex_xpus_fewer_than_its_by_workload_tp_are_refused():
     """duplex runs Mixtral at tp 4 (its by_workload entry); 2 xPUs per node do not hold it, whatever the top level
     says."""
-    error = _error(with_fields, load_system("duplex"), {"devices.xpu.count": 2, "parallelism.tp": 2})
+    error = _error(system_model, with_fields(load_system("duplex"), {"devices.xpu.count": 2, "parallelism.tp": 2}),
+                   library.load_workload_spec("mixtral-8x7b"))
     assert error.where == "devices.xpu.count"
     assert "parallelism.by_workload.mixtral-8x7b.tp = 4" in error.message
 

@@ -302,12 +302,13 @@ def base_error(spec: SweepSpec, base: Base) -> SpecError | None:
     the same field and message (its file may differ: a changed architecture is no longer its file's). An axis with
     no other value (one value of a field the base lacks, such as `parallel.devices: [3]`, which may be what fails)
     leaves the error the points'. Assumes an error that survives each axis's changes alone survives their
-    combinations. GPU points are not checked apart: their sizes are the architecture's. One evaluation when the
-    base point evaluates; otherwise its variants, up to the first that does not fail alike."""
+    combinations. A sweep with GPU presets is refused only when its first GPU point fails too (a workload the
+    architecture's mapping refuses, a grouped-query one on a multi-head mapping, may still run on the GPUs). One
+    evaluation when the base point evaluates; otherwise its variants, up to the first that does not fail alike."""
     point = {"target": target_name(spec), **{path: values[0] for path, values in spec.axes.items()
                                              if path.partition(".")[0] not in _BASE_HELD}}
     error = _error_at(spec, base, point)
-    if error is None:
+    if error is None or (spec.gpus and _error_at(spec, base, {**point, "target": spec.gpus.presets[0]}) is None):
         return None
     variants = [_one_axis_changed(spec, point, path) for path in spec.axes]
     if not all(variants):

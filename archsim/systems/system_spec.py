@@ -108,10 +108,6 @@ naming the field:
 - devices: each is read, named by a placement rule or the HBM a placed npu streams from; a placed npu needs
   exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
   a bank-pim's `channel_policy` is given only where a rule puts attention on it;
-- degrees (`check_degrees`, of the top level and each by_workload entry): a TP group the node of the device
-  holding the weights cannot hold (`check_tp_group`, where the placement alone decides that device: the decode QKV
-  projection at every Op/B); ep > 1 without the link named ep; with attention offloading, pp or ep other than 1
-  or compute devices other than tp x (micro_batches - 1);
 - attention offloading (ping-pong, staggered) needs `attention_pool`, which no other schedule reads, the link named
   attention, and a memory-pool or chip device of attention_pool devices for decode attention (where the placement
   alone decides it);
@@ -119,9 +115,12 @@ naming the field:
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
   otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`.
-What depends on the workload (TP against its heads, PP its layers, EP its experts, weights against memory, the
-Op/B a threshold reads) or on `--tp`/`--pp` is refused when the model is built: `check_against_workload(system,
-workload)` refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
+What depends on the degrees a run uses (`check_degrees`, at the workload's parallelism after `--tp`/`--pp`, a
+sweep's axes and its `by_workload` entry: a TP group the node of the device holding the weights cannot hold; ep > 1
+without the link named ep; with attention offloading, pp or ep other than 1 or compute devices other than
+tp x (micro_batches - 1)) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
+memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
+refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
 
 Every error is a `SpecError` naming the file and the YAML path. The keys `devices`, `placement` and `base` mark a
 system spec.
@@ -479,13 +478,12 @@ def companion(system: System, device: Device) -> Device:
 def check_system(system: System) -> None:
     """Refuse what the spec alone makes impossible for every workload, or leaves unread, naming the field (the
     module docstring's "Checks of the whole spec"). `system_from_dict` runs it, so `archsim check` and every
-    loader (`load_system`, `with_fields`, sweeps) refuse the same specs; what depends on the workload (TP against
-    its heads, weights against memory) or on `--tp`/`--pp` is left to the model's factory
-    (`archsim.systems.models.system_model`)."""
+    loader (`load_system`, `with_fields`, sweeps) refuse the same specs. The parallel degrees (`check_degrees`: a
+    TP group against its node, ep against its link, offloading's counts) are checked when a model is built, at the
+    degrees it runs: `--tp`/`--pp`, a sweep's axes or the workload's `by_workload` entry may set them, and a
+    `by_workload` entry for a model never run is not read; so is what depends on the workload (TP against its
+    heads, weights against memory) (`archsim.systems.models.system_model`)."""
     _check_offloading(system)
-    holder = _decided(system, "qkv", "decode")
-    for where, par in _degrees_given(system):
-        check_degrees(system, par, holder, lambda degree, at=where: (system.source, f"{at}.{degree}"))
     _check_split_schedule(system)
     _check_coprocessing(system)
     _check_devices_read(system)
@@ -629,14 +627,6 @@ def _decided(system: System, op: str, phase: str) -> Device | None:
     """The device `op` in `phase` runs on when the placement alone decides it (at every Op/B), else None."""
     devices = _reachable(system, op, phase)
     return devices[0] if len(devices) == 1 else None
-
-
-def _degrees_given(system: System) -> list[tuple[str, Parallelism]]:
-    """Each set of parallel degrees the spec gives, with the YAML path it is at: the top level, then each
-    by_workload entry."""
-    par = system.parallelism
-    return [("parallelism", par), *((f"parallelism.by_workload.{name}", entry)
-                                    for name, entry in par.by_workload.items())]
 
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
