@@ -45,7 +45,7 @@ import math
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -479,6 +479,15 @@ class _Loader:
         ranks = tuple(ranks)
         self.tensors[name] = TensorDecl(name, ranks, self.leaf_ranks(ranks), "input")
 
+    def parsed(self, text: Any, where: str, parse: Callable[[str], Any], expected: str) -> Any:
+        """`parse(text)` of the string at `where`; a SpecError saying `expected` and what was given otherwise."""
+        if not isinstance(text, str):
+            raise self.error(where, f"{expected}, got {kind_of(text)} {text!r}")
+        try:
+            return parse(text)
+        except S.ParseError as exc:
+            raise self.error(where, str(exc)) from None
+
     # ---------------------------------------------------------------- composite ops
     def load_ops(self) -> None:
         """`ops:` into `self.composite`, in the order declared: each op's expression over x (an `S.Name`), with the
@@ -491,13 +500,8 @@ class _Loader:
             clash = self.op_clash(name)
             if clash is not None:
                 raise self.error(where, clash)
-            if not isinstance(text, str):
-                raise self.error(where, f"expected an expression of x as a string (e.g. \"1 - 2 / (exp(2 * x) + 1)\"), "
-                                        f"got {kind_of(text)} {text!r}")
-            try:
-                node = S.parse_expr(text)
-            except S.ParseError as exc:
-                raise self.error(where, str(exc)) from None
+            node = self.parsed(text, where, S.parse_expr,
+                               "expected an expression of x as a string (e.g. \"1 - 2 / (exp(2 * x) + 1)\")")
             self.composite[name] = self.within_limits(self.value(node, where, (), "op"), where)
 
     def op_clash(self, name: Any) -> str | None:
@@ -546,13 +550,9 @@ class _Loader:
         parsed = []
         for i, text in enumerate(raw):
             where = f"einsums[{i}]"
-            if not isinstance(text, str):
-                raise self.error(where, f"expected an Einsum string such as 'Z[m,n] = sum(k: A[k,m] * B[k,n])', "
-                                        f"got {text!r} (quote it, or write the Einsums in a block: einsums: |)")
-            try:
-                syntax = S.parse_einsum(text)
-            except S.ParseError as exc:
-                raise self.error(where, str(exc)) from None
+            syntax = self.parsed(text, where, S.parse_einsum,
+                                 "expected an Einsum string such as 'Z[m,n] = sum(k: A[k,m] * B[k,n])' (quote it, "
+                                 "or write the Einsums in a block: einsums: |)")
             where = f"einsums[{i}] ({syntax.output.tensor})"
             self.declare_output(syntax.output, where)
             parsed.append((where, text, syntax))
