@@ -318,3 +318,9 @@ def test_register_files_follow_a_resized_array() -> None:
     data["memories"]["RF"]["per_pe_of"] = "array3d"
     with pytest.raises(SpecError, match=r"memories\.RF\.per_pe_of: expected the name of a unit .*array2d, array1d"):
         architecture_from_dict(data)
+
+
+def test_the_outermost_level_is_no_memory_per_pe() -> None:
+    """DRAM with per_pe_of: array1d was taken as 256 off-chip memories, one per lane."""
+    with pytest.raises(SpecError, match=r"memories\.DRAM\.per_pe_of: the outermost level is off chip"):
+        library.load_architecture_spec("fusemax").with_changes(**{"memories.DRAM.per_pe_of": "array1d"})

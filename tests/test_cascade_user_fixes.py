@@ -191,3 +191,12 @@ def test_a_multi_query_cascade_refuses_a_workload_that_leaves_kv_heads_out(cli, 
         "bert-no-kv.yaml: params.heads: 12 K/V heads for 12 query heads (multi-head), but cascade lazy-2pass has one "
         "K/V head that every query head reads (its K and V have no head rank: multi-query, kv_heads 1); use a "
         "grouped-query cascade (e.g. attention-1pass-causal-gqa)"), line
+
+
+def test_a_multi_query_cascade_checks_against_the_multi_query_reference(cli, tmp_path: Path) -> None:
+    """No reference took K/V without a head rank, so a multi-query cascade could not be checked at all."""
+    assert cli("execute", _write(tmp_path, **{**MQA, "ref": "reference: attention_mqa\n"}), "--check").output \
+        .strip().endswith("ok")
+    causal = cli("execute", _write(tmp_path, **{**MQA, "ref": "reference: attention_causal_mqa\n"}), "--check",
+                 expect=1).output  # the cascade is not causal: the reference tells them apart
+    assert "vs reference attention_causal_mqa: max abs error" in causal and not causal.strip().endswith("ok")

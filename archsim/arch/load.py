@@ -172,7 +172,8 @@ class _Loader:
             clock_hz=self.number(d["clock_hz"], "clock_hz", True, "a clock frequency in Hz"),
             word_bytes=self.integer(d["word_bytes"], "word_bytes", "bytes per word"),
             node_nm=self.number(d["node_nm"], "node_nm", True, "a technology node in nm"),
-            memories=tuple(self.memory(n, f, f"memories.{n}", lanes) for n, f in memories.items()),
+            memories=tuple(self.memory(n, f, f"memories.{n}", lanes if n != outermost else None)
+                           for n, f in memories.items()),
             units=built_units,
             citation=self.text(d.get("source", ""), "source"),
         )
@@ -191,7 +192,7 @@ class _Loader:
                                  "archsim sums energy tables as given; give them at the architecture's node "
                                  "(archsim.arch.spec.Architecture.scaled_to scales a whole design)")
 
-    def memory(self, name: str, data: Any, where: str, lanes: Mapping[str, int]) -> Memory:
+    def memory(self, name: str, data: Any, where: str, lanes: Mapping[str, int] | None) -> Memory:
         d = self.fields(data, where, MEMORY_KEYS, ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits",
                                                    "area_um2", "energy"))
         capacity = d["capacity_bytes"]
@@ -218,13 +219,17 @@ class _Loader:
             per_pe_of=d.get("per_pe_of"),
         )
 
-    def instances(self, d: Mapping[str, Any], where: str, lanes: Mapping[str, int]) -> int:
-        """`instances` as given (default 1), or the lanes of the unit `per_pe_of` names (one instance per PE)."""
+    def instances(self, d: Mapping[str, Any], where: str, lanes: Mapping[str, int] | None) -> int:
+        """`instances` as given (default 1), or the lanes of the unit `per_pe_of` names (one instance per PE; the
+        outermost level, off chip, is given None: none of its instances sits in a PE)."""
         if "per_pe_of" not in d:
             return self.integer(d.get("instances", 1), f"{where}.instances", "a number of instances")
         if "instances" in d:
             raise self.error(f"{where}.instances", "give instances or per_pe_of, not both (per_pe_of: one "
                                                    "instance per PE of that unit)")
+        if lanes is None:
+            raise self.error(f"{where}.per_pe_of", "the outermost level is off chip: no instance of it sits in a PE "
+                                                   "(expected instances, or none)")
         unit = d["per_pe_of"]
         if not isinstance(unit, str) or unit not in lanes:
             raise self.error(f"{where}.per_pe_of", f"expected the name of a unit with one instance of this memory "

@@ -80,6 +80,7 @@ def reference(layout: str, *params: str) -> Callable[[Reference], Reference]:
 MHA = "Q[B,H,P,E] K[B,H,M,E] V[B,H,M,F] -> AV[B,H,P,F]"  # one K/V head per query head
 GQA = "Q[B,H,P,E] K[B,G,M,E] V[B,G,M,F] -> AV[B,H,P,F]"  # query head h reads K/V head h // (H/G)
 DECODE = "Q[B,H,E] K[B,G,M,E] V[B,G,M,F] -> AV[B,H,F]"  # one query token per sequence, grouped K/V heads
+MQA = "Q[B,H,P,E] K[B,M,E] V[B,M,F] -> AV[B,H,P,F]"  # one K/V head (no head rank) that every query head reads
 SQUARE = "Q[B,H,P,E] K[B,G,P,E] V[B,G,P,F] -> AV[B,H,P,F]"  # grouped, one key per query (a prompt's own keys)
 
 
@@ -605,3 +606,16 @@ def flexprefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     chosen |= (np.arange(blocks)[None, :] == 0) | np.eye(blocks, dtype=bool)
     pos = np.arange(n) // block
     return _masked_prefill(x, _causal(n) & chosen[:, :, pos[:, None], pos[None, :]])
+
+
+@reference(MQA)
+def attention_mqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Non-causal multi-query attention: K/V [B,M,E|F] without a head rank, read by every query head."""
+    return {"AV": _softmax_attention(x["Q"], x["K"][:, None], x["V"][:, None], None)}
+
+
+@reference(MQA)
+def attention_causal_mqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Causal multi-query attention (`attention_mqa` with the causal mask of `attention_causal`)."""
+    n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
+    return {"AV": _softmax_attention(x["Q"], x["K"][:, None], x["V"][:, None], np.tri(n_q, n_kv, dtype=bool))}
