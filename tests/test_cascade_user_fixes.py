@@ -200,3 +200,18 @@ def test_a_multi_query_cascade_checks_against_the_multi_query_reference(cli, tmp
     causal = cli("execute", _write(tmp_path, **{**MQA, "ref": "reference: attention_causal_mqa\n"}), "--check",
                  expect=1).output  # the cascade is not causal: the reference tells them apart
     assert "vs reference attention_causal_mqa: max abs error" in causal and not causal.strip().endswith("ok")
+
+
+def test_chunked_prefill_checks_against_the_bottom_right_causal_reference(cli, tmp_path: Path) -> None:
+    """The last 6 of 16 positions as queries over all 16 keys (a prefill chunk): query p sees keys m <= p + 10.
+    attention_causal aligns the mask top-left, so such a cascade could not be checked."""
+    text = LAZY.format(**{**MHA, "ref": "reference: attention_causal_bottom_right\n"})
+    text = (text.replace("params: {batch: 2,", "params: {q_len: 6, batch: 2,")
+            .replace("P: seq_len", "P: q_len")
+            .replace("QK[b,h,m,p] = sum(e: Q[b,h,p,e] * K[b,h,m,e])",
+                     "QK[b,h,m,p] = sum(e: Q[b,h,p,e] * K[b,h,m,e]) where m <= p + seq_len - q_len else -inf"))
+    path = tmp_path / "chunk.yaml"
+    path.write_text(text)
+    assert cli("execute", str(path), "--check").output.strip().endswith("ok")
+    path.write_text(text.replace("attention_causal_bottom_right", "attention_causal"))
+    cli("execute", str(path), "--check", expect=1)  # top-left alignment is another mask

@@ -619,3 +619,12 @@ def attention_causal_mqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal multi-query attention (`attention_mqa` with the causal mask of `attention_causal`)."""
     n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
     return {"AV": _softmax_attention(x["Q"], x["K"][:, None], x["V"][:, None], np.tri(n_q, n_kv, dtype=bool))}
+
+
+@reference(MHA)
+def attention_causal_bottom_right(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Causal attention of P queries that are the last P of the M keys' positions (chunked prefill, a decode
+    step's queries): query p sees keys m <= p + M - P, FlashAttention's bottom-right alignment since 2.1;
+    `attention_causal` aligns top-left (m <= p), the same when P = M."""
+    n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
+    return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], np.tri(n_q, n_kv, n_kv - n_q, dtype=bool))}
