@@ -37,7 +37,7 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, point_ops
-from archsim.cascade.bind import Binding, bind, params_masked_by
+from archsim.cascade.bind import Binding, bind, params_masked_by, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
@@ -171,7 +171,7 @@ def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: Mapp
     for name, value in cascade.params.items():
         if name in PARAMS or name in sets or name in given:
             continue
-        ranks = [r for r, size in cascade.rank_sizes.items() if size is not None and name in S.names_in(size)]
+        ranks = ranks_sized_by(cascade, name)
         if ranks and all(r in sets for r in ranks):  # every rank it sizes is set directly (--set M0=256)
             continue
         default = f"{cascade.name}'s {name} would be its test default ({value:g}) under {workload.name}'s sizes"

@@ -212,10 +212,15 @@ def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, 
     read_by_einsums = set().union(*(e.names_read for e in cascade.einsums))
     masked = {}
     for key in cascade.params.keys() - read_by_einsums:
-        sized = [r for r, expr in cascade.rank_sizes.items() if expr is not None and key in S.names_in(expr)]
+        sized = ranks_sized_by(cascade, key)
         if sized and set(sized) <= fixed.keys():
             masked[key] = sized
     return masked
+
+
+def ranks_sized_by(cascade: Cascade, param: str) -> list[str]:
+    """The ranks whose size expression reads `param` (`tile_kv` sizes M0)."""
+    return [r for r, expr in cascade.rank_sizes.items() if expr is not None and param in S.names_in(expr)]
 
 
 @per_object(maxsize=1024)

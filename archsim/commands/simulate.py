@@ -42,9 +42,9 @@ from archsim.systems.system_spec import load_system
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
 @click.option("--requests", "n_requests", type=click.IntRange(min=1),
               help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")
-@click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)),
-              help="[--rate] Prompt/output length distribution  [default: sharegpt]")
-@click.option("--seed", type=int, help="[--rate] Seed of arrivals and lengths  [default: 0]")
+@click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
+              help="[--rate] Prompt/output length distribution")
+@click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most requests in one iteration.")
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
@@ -53,8 +53,9 @@ from archsim.systems.system_spec import load_system
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
-def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: float | None,
-                 n_requests: int | None, lengths: str | None, seed: int | None, max_batch: int, tp: int | None,
+@click.pass_context
+def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
+                 n_requests: int | None, lengths: str, seed: int, max_batch: int, tp: int | None,
                  pp: int | None,
                  as_json: bool, trace_out: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
@@ -70,7 +71,9 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
     """
     if trace_path and (rate is not None or n_requests is not None):
         raise click.UsageError("--trace and --rate/--requests exclude each other")
-    if trace_path and (lengths is not None or seed is not None):  # the trace gives every arrival and length
+    given = {name for name in ("lengths", "seed")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    if trace_path and given:  # the trace gives every arrival and length
         raise click.UsageError("--lengths and --seed draw Poisson requests (--rate); a --trace gives them")
     if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
@@ -81,7 +84,7 @@ def simulate_cmd(system_name: str, workload: str, trace_path: str | None, rate: 
     if rate is not None and not math.isfinite(rate):
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
-                else poisson_requests(rate, n_requests, lengths or "sharegpt", seed or 0))
+                else poisson_requests(rate, n_requests, lengths, seed))
     check_requests(requests, trace_path or "--rate")
     model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
     config = ServingConfig(max_batch=max_batch)

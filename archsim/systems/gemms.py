@@ -125,7 +125,7 @@ def _shapes_of(cascade: Cascade, roles: dict[str, str]) -> tuple[_GemmShape, ...
         if stationary is None or a.tensor == b.tensor:
             continue
         streaming = b if stationary is a else a
-        out, s_vars, x_vars = _vars(einsum.output), _vars(stationary), _vars(streaming)
+        out, s_vars, x_vars = ref_vars(einsum.output), ref_vars(stationary), ref_vars(streaming)
         reduced = set(einsum.reduce_vars)
         m_vars = tuple(v for v in x_vars if v in out and v not in s_vars)
         n_vars = tuple(v for v in s_vars if v in out and v not in x_vars)
@@ -150,5 +150,6 @@ def _operands(einsum: Einsum) -> tuple[Ref, Ref] | None:
     return None
 
 
-def _vars(ref: Ref) -> tuple[str, ...]:
+def ref_vars(ref: Ref) -> tuple[str, ...]:
+    """The index variables an access reads, in order (constant slots left out)."""
     return tuple(t.var for t in ref.terms if t.var is not None)

@@ -127,10 +127,8 @@ def block_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]
     else:
         placement, spec = phases.placement, pim.spec
         slowest = int(np.argmax(placement.loads_s()))
-        heads, kv_heads, head_dim = (int(model.shard.params[k]) for k in ("heads", "kv_heads", "head_dim"))
-        keys = model.decode_keys(contexts)  # what the placement costs: a sliding window caps each context
-        logits_s = (heads // kv_heads) * pim_model.gemv_parts_cycles(spec, keys, kv_heads, head_dim)[0] / spec.clock_hz
-        slowest_logits_s = float(pim_model.channel_loads(logits_s, placement.channel, spec.channels)[slowest])
+        # the placement's own per-request logits times (the keys it costs: a sliding window caps each context)
+        slowest_logits_s = float(pim_model.channel_loads(placement.logits_s, placement.channel, spec.channels)[slowest])
         end = add("PIM", "MHA logits", t, slowest_logits_s, "mha")
         end = add("NPU vector", "softmax", end, softmax_s, "softmax")
         add("PIM", "MHA attend", end, attention_s - slowest_logits_s, "mha")

@@ -74,7 +74,7 @@ from archsim.cascade.syntax import walk
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
-from archsim.systems.gemms import einsum_density, writer_of
+from archsim.systems.gemms import einsum_density, ref_vars, writer_of
 from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_ops
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism
@@ -312,7 +312,7 @@ def _held_share(op: Op, tensor: str) -> float:
     writer = writer_of(op, tensor)
     if writer is None or writer.mask is None or not writer.mask.data_dependent:
         return 1.0
-    if not _mask_indices(op.binding.cascade, writer) <= _term_vars(writer.output):
+    if not _mask_indices(op.binding.cascade, writer) <= set(ref_vars(writer.output)):
         return 1.0
     return einsum_density(op, writer)
 
@@ -320,12 +320,8 @@ def _held_share(op: Op, tensor: str) -> float:
 def _mask_indices(cascade: Cascade, einsum: Einsum) -> set[str]:
     """The leaf index variables `einsum`'s mask predicate reads, directly or through the tensors it reads."""
     nodes = list(walk(einsum.mask.predicate))
-    return ({var for node in nodes if isinstance(node, Ref) for var in _term_vars(node)}
+    return ({var for node in nodes if isinstance(node, Ref) for var in ref_vars(node)}
             | {leaf for node in nodes if isinstance(node, Var) for leaf in cascade.var_leaves[node.name]})
-
-
-def _term_vars(ref: Ref) -> set[str]:
-    return {t.var for t in ref.terms if t.var is not None}
 
 
 def _kv(op: Op) -> float:
