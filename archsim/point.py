@@ -167,7 +167,7 @@ def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: Mapp
     without one (`archsim analyze` and `execute`), where only the sets give such a parameter."""
     if workload is None:
         return
-    given = mapping_tiling(cascade, spec) if spec is not None else {}
+    given = {**mapping_tiling(cascade, spec), **spec.sets} if spec is not None else {}
     for name, value in cascade.params.items():
         if name in PARAMS or name in sets or name in given:
             continue

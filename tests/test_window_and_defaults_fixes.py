@@ -15,6 +15,8 @@ Sizes are Mistral 7B's (Jiang et al. 2023, Table 1: window 4096, 32 query heads 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,13 @@ def test_lamina_pool_without_a_window_reads_every_key() -> None:
     assert model.attention_cost(long) == model.attention_cost((16884,) * 8)
     assert model.attention_cost(long).time_s > model.attention_cost((1000, WINDOW) * 4).time_s
     assert model.layer(long).history_s == model.attention_cost((999, 32767) * 4).time_s
+
+
+def test_a_mapping_that_sets_the_parameter_itself_gives_it(cli, tmp_path) -> None:
+    """A mapping's `set: {tile_kv: 256}` gives tile_kv as `set: {M0: 256}` does: it was refused as a test
+    default, naming that very `set`."""
+    text = (Path(__file__).resolve().parents[1] / "mappings" / "fusemax.yaml").read_text()
+    assert "set: {M0: 256}" in text
+    path = tmp_path / "m.yaml"
+    path.write_text(text.replace("set: {M0: 256}", "set: {tile_kv: 256}"))
+    assert "latency   0.00201314 s" in cli("run", "--mapping", str(path), "--workload", "bert-base").output
