@@ -226,17 +226,17 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         return  # no K/V heads to match (the output projection reads heads x head_dim, and no key)
     # grouped-query: `--set kv_heads` against the heads bound, else the workload's own K/V heads against its heads
     # (a `--set heads` alone resizes a multi-head model)
+    shared = _shares_one_kv_head(cascade)
     if "kv_heads" in sets:
         kv_heads, heads, source, where = sets["kv_heads"], params.get("heads", 0), sets_source, "kv_heads"
     elif "kv_heads" in own:
         kv_heads, heads, source, where = own["kv_heads"], own.get("heads", 0), workload.path, "params.kv_heads"
-    elif workload is not None and "heads" in params and _shares_one_kv_head(cascade):
+    elif workload is not None and "heads" in params and shared:
         # a workload without kv_heads has one K/V head per query head (workload.PARAMS): no multi-query cascade's
         kv_heads = heads = params["heads"]
         source, where = (sets_source, "heads") if "heads" in sets else (workload.path, "params.heads")
     else:
         return
-    shared = _shares_one_kv_head(cascade)
     if kv_heads == (1 if shared else heads):
         return
     example = ("attention-sliding-window-gqa" if "window" in cascade.params else

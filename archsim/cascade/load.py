@@ -395,12 +395,7 @@ class _Loader:
         found = []
         for i, text in enumerate(raw):
             where = f"requires[{i}]"
-            if not isinstance(text, str):
-                raise self.error(where, f"expected a comparison of params as a string, got {kind_of(text)} {text!r}")
-            try:
-                expr = S.parse_expr(text)
-            except S.ParseError as exc:
-                raise self.error(where, str(exc)) from None
+            expr = self.parsed(text, where, S.parse_expr, "expected a comparison of params as a string")
             if not isinstance(expr, S.BinOp) or expr.op not in ("<", "<=", ">", ">=", "=="):
                 raise self.error(where, f"'{text}' is not a comparison (<, <=, >, >=, ==) of size expressions")
             for side in (expr.lhs, expr.rhs):

@@ -611,14 +611,13 @@ def flexprefill(x: Arrays, p: Params) -> dict[str, np.ndarray]:
 @reference(MQA)
 def attention_mqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Non-causal multi-query attention: K/V [B,M,E|F] without a head rank, read by every query head."""
-    return {"AV": _softmax_attention(x["Q"], x["K"][:, None], x["V"][:, None], None)}
+    return attention({"Q": x["Q"], "K": x["K"][:, None], "V": x["V"][:, None]}, p)
 
 
 @reference(MQA)
 def attention_causal_mqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """Causal multi-query attention (`attention_mqa` with the causal mask of `attention_causal`)."""
-    n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
-    return {"AV": _softmax_attention(x["Q"], x["K"][:, None], x["V"][:, None], np.tri(n_q, n_kv, dtype=bool))}
+    return attention_causal({"Q": x["Q"], "K": x["K"][:, None], "V": x["V"][:, None]}, p)
 
 
 @reference(MHA)

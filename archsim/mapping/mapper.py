@@ -118,12 +118,13 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
                 continue
             derived = _derived(group, slots)
             searched = [i for i in slots if i not in derived.values()]
-            options = _options([_free(binding, group, group.loops[i].rank) for i in searched], max_candidates)
+            free = {lp.rank: _free(binding, group, lp.rank) for lp in (group.loops[i] for i in slots)}
+            options = _options([free[group.loops[i].rank] for i in searched], max_candidates)
             best_keys: list[tuple | None] = [None] * len(members)
             best = [group] * len(members)
             # The all-ones combination is always among them and completes, so `best` is always set.
             for combo in itertools.product(*options):
-                chosen = _completed(binding, group, dict(zip(searched, combo, strict=True)), derived)
+                chosen = _completed(group, dict(zip(searched, combo, strict=True)), derived, free)
                 if chosen is None:
                     continue
                 trial = _trial(mapping, (*groups[:gi], group.with_factors(chosen), *groups[gi + 1:]))
@@ -222,19 +223,19 @@ def _derived(group: Group, slots: list[int]) -> dict[str, int]:
     return {group.loops[i].rank: i for i in slots if group.loops[i].rank not in residual}
 
 
-def _completed(binding: Binding, group: Group, chosen: dict[int, int],
-               derived: dict[str, int]) -> dict[int, int] | None:
+def _completed(group: Group, chosen: dict[int, int], derived: dict[str, int],
+               free: dict[str, int]) -> dict[int, int] | None:
     """`chosen` (search loop -> factor) with each `derived` loop's factor filled in: a complete choice, or None
-    where the chosen factors over a rank do not divide what it leaves (`_free`), together exceeding it."""
+    where the chosen factors over a rank do not divide what it leaves (`free`, the group's `_free` per searched
+    rank), together exceeding it."""
     by_rank = dict.fromkeys(derived, 1)
     for i, factor in chosen.items():
         rank = group.loops[i].rank
         by_rank[rank] = by_rank.get(rank, 1) * factor
     complete = dict(chosen)
     for rank, product in by_rank.items():
-        free = _free(binding, group, rank)
-        if free % product:
+        if free[rank] % product:
             return None
         if rank in derived:
-            complete[derived[rank]] = free // product
+            complete[derived[rank]] = free[rank] // product
     return complete

@@ -112,8 +112,8 @@ def _sequence_tiles(cascade: Cascade, sets: MappingType[str, float]) -> list[int
     its other tiles (a head-dimension tile does not pad the sequence)."""
     tiles = []
     for rank, value in sets.items():
-        root = next((r for r, parts in cascade.partitions.items() if rank in parts), None)
-        size = cascade.rank_sizes.get(root)
+        root = cascade.root_of(rank)  # the rank itself where it is no part
+        size = cascade.rank_sizes.get(root) if root != rank else None
         if size is not None and "seq_len" in S.names_in(size) and float(value).is_integer() and value > 0:
             tiles.append(int(value))
     return tiles

@@ -444,11 +444,7 @@ def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> 
     preset), tp <= count. Without a tp link TP's messages are not modelled and a group may span whole nodes, tp a
     multiple of count (NeuPIMs' GPT-3 175B, TP8 over nodes of 4 NeuPIMs devices). PP stages and EP groups are
     further nodes of the same make-up. The error names the device's `count`, or the option that set tp."""
-    _check_tp_group(system, device, tp, *system.blame(workload_name, "tp"))
-
-
-def _check_tp_group(system: System, device: str, tp: int, source: str, where: str) -> None:
-    """`check_tp_group` of a tp set at `where` in `source` (a field of the spec; empty where an option set it)."""
+    source, where = system.blame(workload_name, "tp")
     count = system.devices[device].count
     linked = TP_LINK in system.links
     if tp <= count or (not linked and tp % count == 0):
@@ -491,13 +487,11 @@ def check_system(system: System) -> None:
 
 def check_degrees(system: System, par: Parallelism, holder: Device | None,
                   blame: Callable[[str], tuple[str, str]]) -> None:
-    """Refuse parallel degrees the system cannot run whatever the workload: a TP group larger than the node of
-    `holder`, the device that holds the weights (`check_tp_group`; None where it is not known); ep > 1 without the
-    link named ep; and with attention offloading (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x
-    (micro_batches - 1) holder devices (a replica per micro-batch but one). `blame(degree)` is the (source, where)
-    of a degree: the spec's field, or the option that set it (`System.blame`)."""
-    if holder is not None:
-        _check_tp_group(system, holder.name, par.tp, *blame("tp"))
+    """Refuse parallel degrees the system cannot run whatever the workload (the TP group against its node is
+    `check_tp_group`'s, run as the model is built): ep > 1 without the link named ep; and with attention offloading
+    (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x (micro_batches - 1) devices of `holder`, the
+    device that holds the weights (a replica per micro-batch but one; None where it is not known). `blame(degree)`
+    is the (source, where) of a degree: the spec's field, or the option that set it (`System.blame`)."""
     if par.ep > 1 and EP_LINK not in system.links:
         source, where = blame("ep")
         raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {where or source} = {par.ep} exchanges each "
