@@ -15,6 +15,7 @@ import pytest
 from archsim import library
 from archsim.errors import SpecError
 from archsim.systems.devices import device_models
+from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_op
 from archsim.systems.system_spec import load_system, system_from_dict, system_names, with_fields
@@ -22,7 +23,7 @@ from archsim.systems.system_spec import load_system, system_from_dict, system_na
 HBM_PJ_PER_BIT = 0.11 + 0.44 + 1.01 + 1.23 + 0.5 + 0.3  # 3.59
 SRAM_PJ_PER_BYTE = 2.4 + 1.28  # 3.68
 PJ_PER_FLOP = 0.32
-PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")
+PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")
 
 
 def _gpu_fields(system_name: str, device: str, **fields) -> dict:
@@ -67,7 +68,7 @@ def test_the_attention_kernel_is_a_gpu_and_memory_pool_field_only() -> None:
 
 @pytest.mark.parametrize("missing", PRICES)
 def test_per_action_energy_without_a_price_is_refused_naming_it(missing: str) -> None:
-    prices = {"hbm_pj_per_bit": 3.59, "pj_per_flop": 0.32, "sram_pj_per_byte": 3.68}
+    prices = {"hbm_pj_per_bit": 3.59, "pj_per_flop": 0.32, "sram_pj_per_byte": 3.68, "static_w": 140}
     prices[missing] = None
     error = _error(_gpu_fields("gpu", "gpu", energy_model="per-action", **prices))
     assert (error.source, error.where) == ("mine.yaml", f"devices.gpu.{missing}")
@@ -82,6 +83,9 @@ def test_energy_model_values_are_checked() -> None:
     assert _error(bad).where == "devices.gpu.hbm_pj_per_bit"
     bad = _gpu_fields("duplex-gpu", "gpu", sram_pj_per_byte="3.68 pJ")
     assert _error(bad).where == "devices.gpu.sram_pj_per_byte"
+    bad = _gpu_fields("duplex-gpu", "gpu", static_w=-1)
+    assert _error(bad).where == "devices.gpu.static_w"
+    assert _error(_gpu_fields("gpu", "gpu", static_w=100)).where == "devices.gpu.static_w"  # tdp holds it already
 
 
 def test_the_neupims_gpu_preset_is_unchanged() -> None:
@@ -109,6 +113,24 @@ def test_every_duplex_gpu_is_flashattention_2_priced_per_action() -> None:
             assert energy.hbm_pj_per_bit == pytest.approx(HBM_PJ_PER_BIT, rel=1e-12), name
             assert energy.sram_pj_per_byte == pytest.approx(SRAM_PJ_PER_BYTE, rel=1e-12), name
             assert energy.pj_per_flop == PJ_PER_FLOP, name
+            assert energy.static_w == pytest.approx(0.2 * device.spec.power_w, rel=1e-12), name  # gpu.md §5
+
+
+def test_static_power_is_drawn_over_every_iteration_on_every_rank() -> None:
+    """A per-action device's `static_w` adds static_w x ranks x the iteration's wall time to its energy, whatever
+    its ops do within it (Duplex's xPU idles while its Logic-PIM runs attention); at 0 W the energy is the ops'
+    alone."""
+    workload = library.load_workload_spec("mixtral-8x7b")
+    batch = Batch((300,), (500,) * 31)
+    for name in ("duplex-gpu", "duplex-pe-et"):
+        system = load_system(name)
+        quiet = system_from_dict(_gpu_fields(name, next(d for d in system.devices if system.devices[d].kind == "gpu"),
+                                             static_w=0), "mine.yaml")
+        model, dynamic = system_model(system, workload), system_model(quiet, workload)
+        assert model.static_w == 140 * model.devices_counted and dynamic.static_w == 0
+        cost, ops = model.iteration(batch), dynamic.iteration(batch)
+        assert cost.time_s == ops.time_s
+        assert cost.energy_j == pytest.approx(ops.energy_j + 140 * model.devices_counted * cost.time_s, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +202,23 @@ def test_roofline_timing_is_max_of_peak_flops_and_peak_bandwidth_per_op() -> Non
 def test_a_timing_other_than_calibrated_or_roofline_is_refused() -> None:
     error = _error(_gpu_fields("duplex-gpu", "gpu", timing="peak"))
     assert error.where == "devices.gpu.timing" and "calibrated, roofline" in error.message
+
+
+def test_attention_offloading_draws_both_pools_static_power() -> None:
+    """Lamina's compute and memory pools priced per action with a static power: each pool's devices (count x
+    static_w, as the price counts them) over the iteration's wall time, beside the same ops' energy at 0 W."""
+    workload = library.load_workload_spec("llama3-70b")
+    batch = Batch((), (900,) * 64)
+
+    def lamina(compute_w: float, memory_w: float):
+        data = copy.deepcopy(dict(load_system("lamina").data))
+        prices = {"energy_model": "per-action", "hbm_pj_per_bit": 3.59, "pj_per_flop": 0.32, "sram_pj_per_byte": 3.68}
+        data["devices"]["compute"].update(prices, static_w=compute_w)
+        data["devices"]["memory"].update(prices, static_w=memory_w)
+        return system_model(system_from_dict(data, "mine.yaml"), workload)
+
+    quiet, loud = lamina(0, 0), lamina(140, 80)
+    assert (quiet.static_w, loud.static_w) == (0, 2 * 140 + 4 * 80)
+    cost, ops = loud.iteration(batch), quiet.iteration(batch)
+    assert cost.time_s == ops.time_s
+    assert cost.energy_j == pytest.approx(ops.energy_j + (2 * 140 + 4 * 80) * cost.time_s, rel=1e-12)

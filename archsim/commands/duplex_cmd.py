@@ -47,6 +47,10 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
         fmt = (lambda v: f"{v:.1%}") if metric == "energy_reduction" else (lambda v: f"{v:.2f}x")
         click.echo(f"  {metric:<17} ours {fmt(h['ours'])}   paper {fmt(h['paper'])}   "
                    + ("within tolerance" if h["within"] else f"outside tolerance: {h['reason']}"))
+    by_static = " / ".join(f"{v:.1%}" for v in headline["energy_reduction_by_static"].values())
+    fractions = " / ".join(f"{float(f):.0%}" for f in headline["energy_reduction_by_static"])
+    click.echo(f"  energy_reduction with the xPUs' static power at {fractions} of TDP (the presets' static_w: "
+               f"{headline['static_fraction_of_tdp']:.0%}; gpu.md §5 suggests 15-25 %): {by_static}")
     click.echo("Bank-PIM against Duplex (paper: Bank-PIM faster on OPT-66B, slower on Llama3-70B)")
     for model, h in headline["bank_pim"].items():
         click.echo(f"  {model:<11} Bank-PIM / Duplex throughput {h['bank_pim_over_duplex']:.3f}: {h['faster']} "

@@ -79,8 +79,9 @@ STREAMING = ("a decode step with few tokens per expert (Mixtral at batch 32, GLa
              "and KV streaming, which the Logic-PIM runs at its roofline with 4x the xPU's bandwidth, less refresh; "
              "bank-bundle conflicts and the softmax unit's rate are not modelled (as the headline's maximum)")
 UNATTRIBUTED = "no reason recorded for this figure in this mode"
-PER_ACTION = ("both sides are priced per action, dynamic only (the headline's energy reduction): the saving is about "
-              "the per-byte price ratio times the Logic-PIM's share of the bytes")
+PER_ACTION = ("both sides are priced per action plus the xPUs' static power over the run (the headline's energy "
+              "reduction): the dynamic saving is about the per-byte price ratio times the Logic-PIM's share of the "
+              "bytes, the static one the time saved")
 REASONS = {
     "duplex_over_gpu_max": STREAMING,
     "glam_b64_tbt_p50_vs_gpu": STREAMING,

@@ -45,8 +45,11 @@ Energy, by `energy`:
   above (GEMM operands and outputs, elementwise passes, the attention kernel's own traffic) x 8 x
   `hbm_pj_per_bit` + x `sram_pj_per_byte` (assumption: each byte to or from DRAM passes once through the on-chip
   caches, L2 and L1; reuse within shared memory and registers is not priced) + the ops' FLOPs (`Op.flops`: a MAC
-  is two, as the Logic-PIM counts them) x `pj_per_flop`. No static or idle power: a dynamic energy, as the
-  Logic-PIM's (`logic_pim_device`).
+  is two, as the Logic-PIM counts them) x `pj_per_flop`; and `static_w`, the power the device draws busy or idle
+  (leakage, clocks, idle HBM), which an op's cost leaves out: the systems layer charges it over every iteration's
+  wall time on every rank (`archsim.systems.system_model`, `archsim.systems.offload`), since a device idle within
+  an iteration (Duplex's xPU while its Logic-PIM runs attention) still draws it. The Logic-PIM's energy is dynamic
+  only (`logic_pim_device`).
 """
 
 from __future__ import annotations
@@ -85,11 +88,12 @@ PROBE_CASES = (("decode", False), ("fwd", True))
 @dataclass(frozen=True)
 class ActionEnergy:
     """Prices of a GPU's actions (module docstring): DRAM access per bit, on-chip SRAM per DRAM byte, and per
-    FLOP."""
+    FLOP; and its static power, which `energy_j` leaves out (charged per iteration by the systems layer)."""
 
     hbm_pj_per_bit: float
     pj_per_flop: float
     sram_pj_per_byte: float
+    static_w: float
 
     def energy_j(self, dram_bytes: float, flops: float) -> float:
         return (dram_bytes * (8 * self.hbm_pj_per_bit + self.sram_pj_per_byte) + flops * self.pj_per_flop) * 1e-12

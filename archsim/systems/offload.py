@@ -44,8 +44,8 @@ the prompts' layers and LM head on the compute devices (blocked, before the micr
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
-attention); no idle power. Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both
-directions' wire time).
+attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time.
+Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both directions' wire time).
 
 `bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
 unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
@@ -173,6 +173,13 @@ class OffloadModel:
         return math.nan if None in prices else float(sum(d.count * d.price_per_hour for d in devices))
 
     @property
+    def static_w(self) -> float:
+        """Static power of both pools' devices (count x each one's `Device.static_w`, as `price_per_hour` counts
+        them), charged over every iteration's wall time."""
+        devices = [self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]]
+        return float(sum(d.count * d.static_w for d in devices))
+
+    @property
     def micro_batches(self) -> int:
         return self.replicas + 1
 
@@ -277,7 +284,8 @@ class OffloadModel:
                 "link": n * sum(layer.q_wire_s + layer.kv_wire_s + layer.out_wire_s for layer in layers)}
         energy_j = n * (sum(layer.energy_j for layer in layers) + tp * prefill.energy_j) + tp * (
             sum(head.energy_j for head in heads) + prompt_head.energy_j)
-        return IterationCost(decode_s + n * prefill_s + prompt_head.time_s, energy_j, busy)
+        time_s = decode_s + n * prefill_s + prompt_head.time_s
+        return IterationCost(time_s, energy_j + self.static_w * time_s, busy)
 
     def unpipelined_times_s(self, contexts: Sequence[int]) -> tuple[float, float]:
         """(MTIME, ATIME) of §3.3: all layers' compute work and attention for one batch of these contexts, one

@@ -68,7 +68,9 @@ contexts to decode) is one pass over the device's decoder layers:
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
   how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
-Energy is every device's op energy over the TP x PP devices; busy seconds are one device's, over its PP stages.
+Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
+energy's, `archsim.systems.gpu_device`) over the iteration's wall time; busy seconds are one device's, over its PP
+stages. An engine waiting for requests between iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
 head (`vocab_weight_bytes`: vocab-parallel over TP, as vLLM; both on a device with pp 1, one with more stages), the
 heaviest device's, against which the fit is checked. The LM head's GEMM is not in an iteration's ops (its time and
@@ -203,6 +205,12 @@ class SystemModel:
         the spec (as energy is counted); NaN when a device has no `price_per_hour`."""
         prices = [d.price_per_hour for d in self.system.devices.values()]
         return math.nan if None in prices else self.devices_counted * float(sum(prices))
+
+    @property
+    def static_w(self) -> float:
+        """Static power of the devices the model runs on (counted as `price_per_hour` counts them), charged over
+        every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it)."""
+        return self.devices_counted * sum(d.static_w for d in self.system.devices.values())
 
     @property
     def layers_per_device(self) -> int:
@@ -418,7 +426,8 @@ class SystemModel:
         for unit, s in slowest_head.busy_s.items():
             busy[unit] = busy.get(unit, 0.0) + s
         energy_j += par.tp * sum(head.energy_j for head in heads)
-        return IterationCost(time_s + slowest_head.time_s, energy_j, busy)
+        time_s += slowest_head.time_s
+        return IterationCost(time_s, energy_j + self.static_w * time_s, busy)
 
 
 def system_model_of(system: System, workload: Workload, par: Parallelism,

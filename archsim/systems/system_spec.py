@@ -29,8 +29,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
   file (`archsim.gpu.load`). Either may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
   with decode and prefill paths; default PyTorch eager attention) and `energy_model` (`tdp`, the default: board
-  power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop` and
-  `sram_pj_per_byte`, see `archsim.systems.gpu_device`), and `timing` (`calibrated`, the default: the calibrated
+  power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop`,
+  `sram_pj_per_byte` and `static_w`, the static power drawn busy or idle, see `archsim.systems.gpu_device`), and
+  `timing` (`calibrated`, the default: the calibrated
   GPU model; `roofline`: every op at the device's peaks, as Duplex's simulator times its GPU, pim.md §2.5, a
   compatibility option for `archsim reproduce duplex --as-artifact`), and `memory_utilization` (the share of the
   device's memory the serving engine allocates to weights, KV cache and activations, in (0, 1]; default all of it;
@@ -166,7 +167,7 @@ SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec, "logic-pim": LogicPIMSpec} 
 PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "chip": "a chip preset",
                 "architecture": "a library architecture"}
 CHIP_EFFICIENCIES = ("matmul_efficiency", "memory_efficiency")  # a chip device's required fractions of its peaks
-GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # required by energy_model: per-action
+GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
 # a gpu device's optional fields
 GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
 
@@ -219,6 +220,12 @@ class Device:
     memory_utilization: float | None = None  # gpu: share of the DRAM the serving engine allocates; None = all of it
     matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
     memory_efficiency: float | None = None  # chip: fraction of the HBM bandwidth reached, in (0, 1]
+
+    @property
+    def static_w(self) -> float:
+        """Static power of one such device beside its ops' energy: a per-action energy's `static_w`; 0 otherwise
+        (board power for the time already holds it; the other kinds' energies are dynamic only)."""
+        return 0.0 if self.energy is None else self.energy.static_w
 
 
 @dataclass(frozen=True)
@@ -742,7 +749,9 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
         _positive(data["hbm_pj_per_bit"], source, f"{where}.hbm_pj_per_bit", "DRAM access energy in pJ per bit"),
         _positive(data["pj_per_flop"], source, f"{where}.pj_per_flop", "arithmetic energy in pJ per FLOP"),
         _number(data["sram_pj_per_byte"], source, f"{where}.sram_pj_per_byte",
-                "on-chip SRAM energy in pJ per DRAM byte", zero=True))
+                "on-chip SRAM energy in pJ per DRAM byte", zero=True),
+        _number(data["static_w"], source, f"{where}.static_w",
+                "the device's static power in W, drawn busy or idle (0 leaves it out)", zero=True))
     return values
 
 
