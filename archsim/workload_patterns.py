@@ -10,9 +10,11 @@
       - {pattern: vertical_slash, k_v: 1000, k_s: 6096, heads: 473}
       - {pattern: streaming, sinks: 128, recent: 256, heads: 128}
 
-Patterns and their settings (all positive integers, in tokens): `vertical_slash` (k_v, k_s: MInference Alg. 2),
-`block_sparse` (k_b blocks of `block` tokens: Alg. 3), `a_shape` (sinks, window), `streaming` (sinks, recent:
-DuoAttention's streaming heads), `retrieval` and `dense` (full KV, no settings). A map says how many heads run each
+Patterns and their settings (whole numbers, in tokens; positive but where zero means something, `ZERO_OK`):
+`vertical_slash` (k_v >= 0, k_s: MInference Alg. 2; no vertical is a slash-only head), `block_sparse` (k_b blocks
+of `block` tokens: Alg. 3), `a_shape` (sinks >= 0, window: no sink is a sliding window), `streaming` (sinks >= 0,
+recent >= 0, not both 0: DuoAttention's streaming heads, as `kv_selection` takes them), `retrieval` and `dense` (full
+KV, no settings; DuoAttention takes a dense head as a retrieval head). A map says how many heads run each
 setting, not which ones: the shipped MInference and DuoAttention configs are used here for their counts (a model
 of time or memory needs the mix, not the head order). Every bad value is a SpecError naming the file and field.
 """
@@ -37,6 +39,7 @@ SETTINGS = {
     "retrieval": (),
     "dense": (),
 }
+ZERO_OK = {("vertical_slash", "k_v"), ("a_shape", "sinks"), ("streaming", "sinks"), ("streaming", "recent")}
 HEAD_KINDS = ("query", "kv")
 TOP_KEYS = ("name", "description", "source", "layers", "heads", "head_kind", "patterns")
 
@@ -78,9 +81,10 @@ def pattern_map_names() -> list[str]:
     return library.names("pattern maps", PACKAGE)
 
 
-def _count(value: Any, source: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(source, where, f"expected a positive integer, got {value!r}")
+def _count(value: Any, source: str, where: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise SpecError(source, where, f"expected {expected}, got {value!r}")
     return value
 
 
@@ -127,7 +131,11 @@ def _head_pattern(entry: Any, source: str, where: str) -> HeadPattern:
     for key in names:
         if key not in entry:
             raise SpecError(source, f"{where}.{key}", f"missing ({pattern} needs {', '.join(names)})")
-    settings = {key: _count(entry[key], source, f"{where}.{key}") for key in names}
+    settings = {key: _count(entry[key], source, f"{where}.{key}", 0 if (pattern, key) in ZERO_OK else 1)
+                for key in names}
+    if pattern == "streaming" and not settings["sinks"] + settings["recent"]:
+        raise SpecError(source, f"{where}.recent", "expected sinks + recent >= 1: a streaming head attends to some "
+                                                   "tokens")
     return HeadPattern(pattern, _count(entry.get("heads"), source, f"{where}.heads"), settings)
 
 

@@ -39,13 +39,14 @@ PARAMS = SparseParams(CALIBRATION.family_params("triton_tutorial"), CALIBRATION.
 
 def test_vertical_slash_tiles_band_plus_gathered_columns() -> None:
     """Query block i: min(i + 1, ceil(k_s / 64) + 1) band blocks, two of them at a mask edge, plus the first k_v
-    columns left of the band gathered 64 per tile."""
+    columns left of the band's first block gathered 64 per tile (block 16: the band's 17 blocks are all its causal
+    ones, so no column is left to gather)."""
     n, k_v, k_s = 64 * 1000, 640, 1000
     unmasked, masked = key_tiles(SparsePattern("vertical_slash", k_v=k_v, k_s=k_s), n)
-    for i in (0, 5, 16, 500, 999):
+    for i in (0, 5, 16, 17, 500, 999):
         band = min(i + 1, math.ceil(k_s / BLOCK) + 1)
-        columns = math.ceil(min(k_v, max(0, BLOCK * i - k_s + 1)) / BLOCK)
-        assert unmasked[i] + masked[i] == band + columns
+        columns = math.ceil(min(k_v, BLOCK * (i + 1 - band)) / BLOCK)
+        assert unmasked[i] + masked[i] == band + columns <= i + 1
         assert masked[i] == min(band, 2)
 
 

@@ -20,7 +20,10 @@ Where the data decides (which slashes and verticals win the top-k), the placemen
 `archsim.cascade.sparse_density`'s, whose point count the mask's density is: the k_s kept diagonals are the k_s
 nearest the main one, so query block i covers ceil(k_s / 64) + 1 key blocks, two of them partly masked (the
 diagonal block and the band's lower edge); the k_v kept columns are the first ones (the forced sinks), so query
-block i gathers the min(k_v, keys left of its band) of them, 64 per tile. That is the sparse end of the reference's
+block i gathers the min(k_v, keys left of its band's first block) of them, 64 per tile: a column inside a block the
+band already visits is not gathered again (MInference's index build skips a column inside a slash range), so no
+query block visits more tiles than the causal kernel's i + 1, and a k_v beyond the context costs what the context
+does. That is the sparse end of the reference's
 range (k_v + k_s + 64 keys per row with contiguous slashes, up to k_v + 64 k_s scattered).
 Heads run one after another (MInference loops over heads in Python); a head's time is
 max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time).
@@ -93,7 +96,7 @@ def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
         total = np.minimum(causal, math.ceil(pattern.sinks / BLOCK) + band)
         return total - np.minimum(total, 2), np.minimum(total, 2)
     band = np.minimum(causal, math.ceil(pattern.k_s / BLOCK) + 1)
-    left = np.maximum(0, BLOCK * i - pattern.k_s + 1)  # keys left of the band
+    left = BLOCK * (causal - band)  # keys left of the band's first block
     columns = -(-np.minimum(pattern.k_v, left) // BLOCK)
     masked = np.minimum(band, 2)
     return band - masked + columns, masked
@@ -162,5 +165,7 @@ def call_time_s(eager: list[Launch], kernel: list[Launch], gpu: GPU, params: Spa
 
 def head_time_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
                 precision: str = "bf16", element_bytes: int = 2) -> float:
-    """One head's call: its launches' GPU time, or its eager ops' host time when that is longer."""
+    """One head's call: its launches' GPU time, or its eager ops' host time when that is longer. MInference's
+    kernels are 16-bit (bf16 by default); a workload of another word size is refused before this
+    (`kv_selection.check_dense_attention`)."""
     return call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)[0]

@@ -15,7 +15,8 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads spread as evenly as
   possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
   a map says how). Dense baseline: every head at the context, one call per layer.
-- **Quest** (§3.5): the first `dense_layers` (2) layers dense; every other layer scores its pages (16 tokens each;
+- **Quest** (§3.5): the first `dense_layers` (2, or every layer of a model with fewer) layers dense; every other
+  layer scores its pages (16 tokens each;
   the page's channel-wise key minima and maxima KMIN, KMAX read and the bounds UB written, in one memory-bound
   pass at the device's elementwise rate), selects the top K (one elementwise launch over UB: RAFT's top-k, 5-10 us
   below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens (the paper:
@@ -23,23 +24,26 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   taken as free, paged kernels read by page index). Bytes are the `quest-decode` cascade's tensors (bound with the
   workload's KV heads as its heads; pages of a context that is not whole pages: the last, partial one has no
   metadata, J = context // 16). The metadata's update for the new token is not counted (one page's min and max).
-  `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B), `dense_attention_s` one
-  layer's decode kernel at the context.
+  `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B; a model with no sparse
+  layer reports its dense layer's), `dense_attention_s` one layer's decode kernel at the context.
 - **RazorAttention** (§3.4, `razor_decode`): DuoAttention's layer with the other heads keeping max(4000, N/5)
   recent tokens and one compensation token.
 - **TokenSelect** (§3.5, `tokenselect_decode`): per-head scores over the whole cache and the heads' soft vote as
   memory-bound passes (bytes from `tokenselect-decode`), then attention over top-k + sinks + local tokens; the
-  cache is kept whole.
+  cache is kept whole. A cache the default selection covers entirely is attended whole, with no scoring.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
 head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
 cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows; Quest keeps the whole
-cache plus KMIN and KMAX of every page. KV bytes per token and KV head are the QKV projection's K and V outputs
-(`SystemModel.kv_bytes_per_token`). Quest's loaded fraction (`quest_loaded_fraction`): the bytes a sparse layer
-reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS) over those of its K and V, = 1/16 + K/pages for a
-context of whole pages.
+cache plus KMIN and KMAX of every page of its sparse layers (a dense layer scores no page). KV bytes per token
+and KV head are the QKV projection's K and V outputs (`SystemModel.kv_bytes_per_token`). Quest's loaded fraction
+(`quest_loaded_fraction`): the bytes a sparse layer reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS)
+over those of its K and V, = 1/16 + K/pages for a context of whole pages.
 
-The methods cut dense multi-head or grouped-query attention: a workload with MLA's latent KV or a sliding window
-is refused (`check_dense_attention`), as its times would be a dense attention's.
+The methods cut dense multi-head or grouped-query attention in 16-bit words: a workload with MLA's latent KV or a
+sliding window is refused (`check_dense_attention`), as its times would be a dense attention's, and so is one whose
+`word_bytes` is not 2: the kernels timed here (the decode kernels, FlashAttention-2, MInference's and FlexPrefill's
+Triton kernels) have fp16/bf16 paths only, and timing their attention at 16 bits beside the workload's fp8 or fp32
+GEMMs and memory would mix precisions.
 
 Hardware effect elsewhere:
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
@@ -92,6 +96,7 @@ RAZOR_MIN_WINDOW, RAZOR_WINDOW_FRACTION = 4000, 0.2  # RazorAttention's window m
 TOKENSELECT_TOP_K, TOKENSELECT_SINKS, TOKENSELECT_LOCAL = 2048, 128, 512  # TokenSelect's configs (§3.5)
 TOKENSELECT_CASCADE = "tokenselect-decode"
 QUEST_DENSE_LAYERS = 2  # Quest keeps its first two layers dense (§3.5)
+KERNEL_WORD_BYTES = 2  # the sparse methods' kernels and their dense baselines run fp16/bf16 (module docstring)
 PIM_ATTENTION = "attention-decode-gqa"
 QUEST_CASCADE = "quest-decode"
 DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-sparse"
@@ -215,13 +220,16 @@ def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: f
 
 
 def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
-                 page_tokens: int = QUEST_PAGE_TOKENS, dense_layers: int = QUEST_DENSE_LAYERS,
+                 page_tokens: int = QUEST_PAGE_TOKENS, dense_layers: int | None = None,
                  kernel: str = DECODE_KERNEL) -> SelectionDecode:
     """Quest decode of one request at `context` tokens with a token budget `budget` (K pages) on `gpu` (module
-    docstring)."""
+    docstring). `dense_layers` defaults to Quest's 2, or every layer of a model with fewer; with no sparse layer
+    the attention and the memory are dense."""
     check_dense_attention(workload)
     _check_budget(context, budget, page_tokens)
     layers = int(_size(workload, "layers"))
+    if dense_layers is None:
+        dense_layers = min(QUEST_DENSE_LAYERS, layers)
     if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
         raise SpecError(SOURCE, "dense_layers", f"expected a whole number of layers in [0, {layers}], got "
                                                 f"{dense_layers!r}")
@@ -234,11 +242,12 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
     weights = weight_bytes(workload)
     kv = dense_kv_bytes(workload, context)
     sizes = _quest_bytes(workload, context, budget, page_tokens)
-    metadata = layers * (sizes["KMIN"] + sizes["KMAX"])
+    sparse_layers = layers - dense_layers
+    metadata = sparse_layers * (sizes["KMIN"] + sizes["KMAX"])
     return SelectionDecode("Quest", context,
-                           rest + dense_layers * dense_layer_s + (layers - dense_layers) * sparse_layer_s,
-                           rest + layers * dense_layer_s, sparse_layer_s, dense_layer_s, weights + kv + metadata,
-                           weights + kv, float(gpu.dram_bytes))
+                           rest + dense_layers * dense_layer_s + sparse_layers * sparse_layer_s,
+                           rest + layers * dense_layer_s, sparse_layer_s if sparse_layers else dense_layer_s,
+                           dense_layer_s, weights + kv + metadata, weights + kv, float(gpu.dram_bytes))
 
 
 def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget: int,
@@ -266,7 +275,7 @@ def razor_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction:
     return replace(result, method="RazorAttention")
 
 
-def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int = TOKENSELECT_TOP_K,
+def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int | None = None,
                        sinks: int = TOKENSELECT_SINKS, local: int = TOKENSELECT_LOCAL, reuse_fraction: float = 0.0,
                        kernel: str = DECODE_KERNEL) -> SelectionDecode:
     """TokenSelect decode (§3.5), every layer; `reuse_fraction` of the steps reuse the previous selection (the
@@ -275,28 +284,38 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     `tokenselect-decode` cascade as memory-bound passes on the device (q.K scores over every cached key: all of K
     read, the per-head scores written; the softmax and the heads' vote: the scores read and the vote written; the
     top-k over the vote), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
-    (TokenSelect evicts nothing): memory as dense."""
+    (TokenSelect evicts nothing): memory as dense.
+    `top_k` None is TokenSelect's 2048; where that selection with the sinks and local tokens covers the whole
+    cache, every token is attended and nothing is scored: the layer is exactly dense (a top-k over a cache it keeps
+    whole decides nothing, so the scoring is skipped, as DuoAttention's and RazorAttention's windows clamp to the
+    context), so a sweep from short contexts runs. A `top_k` given beyond the context less sinks and local is
+    refused: it asks for tokens the cache does not hold."""
     check_dense_attention(workload)
     _check_positive("context", context)
+    given = top_k is not None
+    top_k = top_k if given else TOKENSELECT_TOP_K
     for field, value in (("top_k", top_k), ("sinks", sinks), ("local", local)):
         _check_positive(field, value)
     if isinstance(reuse_fraction, bool) or not isinstance(reuse_fraction, int | float) or not 0 <= reuse_fraction < 1:
         raise SpecError(SOURCE, "reuse_fraction", f"expected a fraction in [0, 1), got {reuse_fraction!r}")
     kept = top_k + sinks + local
-    if kept > context:
+    if given and kept > context:
         raise SpecError(SOURCE, "top_k", f"expected top_k + sinks + local ({kept}) at most the context ({context})")
     device = gpu_device(gpu, kernel)
+    kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
+    dense_layer_s = _attention_s(device, workload, kv_heads, context)
+    rest = _dense_ops_s(device, workload)
+    memory = weight_bytes(workload) + dense_kv_bytes(workload, context)
+    if kept >= context:  # every token selected: dense, nothing scored (docstring)
+        return SelectionDecode("TokenSelect", context, rest + layers * dense_layer_s, rest + layers * dense_layer_s,
+                               dense_layer_s, dense_layer_s, memory, memory, float(gpu.dram_bytes))
     cascade = library.load_cascade_spec(TOKENSELECT_CASCADE)
     binding = bind(cascade, workload, {"batch": 1, "seq_len": context, "k": top_k, "sinks": sinks, "local": local},
                    SOURCE)
     sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
     estimate = (device.elementwise_s(sizes["Q"] + sizes["K"] + sizes["QK"])
                 + device.elementwise_s(sizes["QK"] + sizes["VOTE"]) + device.elementwise_s(sizes["VOTE"]))
-    kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
     layer_s = (1 - reuse_fraction) * estimate + _attention_s(device, workload, kv_heads, kept)
-    dense_layer_s = _attention_s(device, workload, kv_heads, context)
-    rest = _dense_ops_s(device, workload)
-    memory = weight_bytes(workload) + dense_kv_bytes(workload, context)
     return SelectionDecode("TokenSelect", context, rest + layers * layer_s, rest + layers * dense_layer_s, layer_s,
                            dense_layer_s, memory, memory, float(gpu.dram_bytes))
 
@@ -375,11 +394,7 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
     if kv_heads == 0:
         return 0.0
     heads = int(kv_heads * _size(workload, "heads") // _size(workload, "kv_heads"))
-    word_bytes = int(_size(workload, "word_bytes"))
-    if word_bytes not in WORD_PRECISIONS:
-        raise SpecError(workload.path, "params.word_bytes", f"expected {', '.join(map(str, WORD_PRECISIONS))} bytes "
-                                                           f"(fp8, fp16, fp32) for the GPU's kernels, got {word_bytes}")
-    precision = WORD_PRECISIONS[word_bytes]
+    precision = WORD_PRECISIONS[KERNEL_WORD_BYTES]  # the only width `check_dense_attention` lets through
     case = AttentionCase("decode", 1, heads, kv_heads, int(_size(workload, "head_dim")), keys, False, precision)
     result = predict(device.kernel, case, device.spec, device.kernel_params)
     if not result.feasible:
@@ -412,11 +427,18 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
 
 def check_dense_attention(workload: Workload) -> None:
     """Refuse a workload whose attention is not the dense multi-head or grouped-query attention the GPU kernels
-    time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size."""
+    time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size, or whose
+    `word_bytes` is not the kernels' 16 bits (`KERNEL_WORD_BYTES`, module docstring)."""
     refuse_unmodelled_attention(workload.params, workload.path, "params.{}".format,
                                 "sparse prefill and KV selection here cut dense multi-head or grouped-query "
                                 "attention and time it with those GPU kernels, so this workload's times would be "
                                 "wrong")
+    word_bytes = _size(workload, "word_bytes")
+    if word_bytes != KERNEL_WORD_BYTES:
+        raise SpecError(workload.path, "params.word_bytes",
+                        f"expected {KERNEL_WORD_BYTES} (16-bit words): the sparse methods' kernels and their dense "
+                        f"baselines (MInference's and FlexPrefill's Triton kernels, FlashAttention-2, the decode "
+                        f"kernels) have no {word_bytes:g}-byte path, got {word_bytes:g}")
 
 
 def _size(workload: Workload, name: str) -> float:

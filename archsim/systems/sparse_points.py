@@ -19,10 +19,12 @@ What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
 - FlexPrefill: the density its coverage gamma keeps (kept / causal points, in (0, 1]): the data's, not a default;
 - DuoAttention: the share of KV heads that are retrieval heads, or a map (`head_kind: kv`) of the workload's
-  layers x KV heads whose streaming heads share one (sinks, recent) window;
+  layers x KV heads whose streaming heads share one (sinks, recent) window (its `dense` heads, full KV, are
+  retrieval heads);
 - RazorAttention: the share of heads kept whole;
 - Quest: token budgets (whole 16-token pages, at most the context);
-- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens) and the share of steps
+- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens; at a context that the
+  default's tokens cover, every token is attended, dense, `kv_selection.tokenselect_decode`) and the share of steps
   whose Selection Cache hits (`reuse_fraction`, default 0: every step scores anew; how often it hits is the data's).
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 """
@@ -63,7 +65,7 @@ class SparseMethod:
     pattern_map: PatternMap | None = None
     retrieval_fraction: float | None = None
     budgets: tuple[int, ...] = ()
-    top_k: int = kv_selection.TOKENSELECT_TOP_K
+    top_k: int | None = None  # TokenSelect's 2048, not given (`kv_selection.tokenselect_decode`)
     reuse_fraction: float = 0.0
     density: float | None = None
 
@@ -143,18 +145,19 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
 
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
-    """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads."""
+    """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads; a `dense` head (full
+    KV) is a retrieval head."""
     check_map_shape(pattern_map, workload, "kv")
-    others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "streaming"})
+    others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "dense", "streaming"})
     if others:
-        raise SpecError(pattern_map.path, "patterns", f"expected retrieval and streaming heads only (DuoAttention), "
-                                                      f"got {', '.join(others)}")
+        raise SpecError(pattern_map.path, "patterns", f"expected retrieval (or dense) and streaming heads only "
+                                                      f"(DuoAttention), got {', '.join(others)}")
     windows = {(p.settings["sinks"], p.settings["recent"]) for p in pattern_map.patterns if p.pattern == "streaming"}
     if len(windows) > 1:
         raise SpecError(pattern_map.path, "patterns", f"expected one (sinks, recent) window for every streaming "
                                                       f"head, got {sorted(windows)}")
     sinks, recent = windows.pop() if windows else (kv_selection.DUO_SINKS, kv_selection.DUO_RECENT)
-    return pattern_map.fraction("retrieval"), sinks, recent
+    return pattern_map.fraction("retrieval") + pattern_map.fraction("dense"), sinks, recent
 
 
 def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: Sequence[int]) -> list[dict]:
@@ -188,5 +191,6 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k,
                                                      reuse_fraction=method.reuse_fraction)
             points += [{**p, "reuse_fraction": method.reuse_fraction}
-                       for p in selection_points(result, workload.name, gpu.name, method.top_k)]
+                       for p in selection_points(result, workload.name, gpu.name,
+                                                 method.top_k or kv_selection.TOKENSELECT_TOP_K)]
     return points

@@ -9,7 +9,8 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting);
 - FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
-- when the prompt's KV cache does not fit the GPU beside the weights (`kv_on_host`), the KV cache is kept in host
+- when the prompt's KV cache does not fit the GPU beside the weights, which fit alone (`kv_on_host`), the KV cache
+  is kept in host
   memory, as the benchmark's `kv_cache_cpu=True` does (repo experiments/README.md; seqpar-sparse.md §3.1): each
   layer's K and V (the cascades' KV-cache bytes, `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the
   preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense and MInference.
@@ -19,9 +20,12 @@ by memory gives the same choice at its lengths and follows any other GPU's memor
 (as the points' `fits`): the benchmark's 500K run kept its 65.5 GB of KV cache and 16 GB of weights on an 80 GiB
 A100, so its working set took under the 4.3 GB left, less than one 500K x hidden bf16 tensor of HF's layer; how it
 got there is not modelled.
-Assumptions: bf16; the LM head runs on the last token only (the benchmark times the prompt's forward, whose logits
-at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no Triton compilation
-time.
+Weights that alone exceed the GPU's memory leave nothing to offload: the KV cache stays put and the point does not
+fit (`sparse_points`' `fits`), as a decode method's OOM row.
+Assumptions: bf16, the only word size the kernels have (a workload whose `word_bytes` is not 2 is refused,
+`kv_selection.check_dense_attention`); the LM head runs on the last token only (the benchmark times the prompt's
+forward, whose logits at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no
+Triton compilation time.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from archsim.workload_patterns import PatternMap
 
 DENSE_KERNEL = "FlashAttention-2"
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
-PRECISION = "bf16"
+PRECISION = "bf16"  # the kernels' only word size (`kv_selection.KERNEL_WORD_BYTES`)
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,11 @@ def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
 
 
 def kv_on_host(workload: Workload, gpu: GPU, seq_len: int) -> bool:
-    """Whether the prefill keeps the prompt's KV cache on the host: when the weights and the whole KV cache
-    (`kv_selection`'s bytes, those of the points' memory) exceed the GPU's memory (module docstring)."""
-    return weight_bytes(workload) + dense_kv_bytes(workload, seq_len) > gpu.dram_bytes
+    """Whether the prefill keeps the prompt's KV cache on the host: when the weights fit the GPU's memory and the
+    weights and the whole KV cache (`kv_selection`'s bytes, those of the points' memory) do not (module docstring);
+    weights that alone do not fit keep nothing on the host (the point is an OOM row)."""
+    weights = weight_bytes(workload)
+    return weights <= gpu.dram_bytes < weights + dense_kv_bytes(workload, seq_len)
 
 
 def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
