@@ -44,8 +44,14 @@ the prompts' layers and LM head on the compute devices (blocked, before the micr
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
-attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time.
-Busy units: `compute` (replica work over the replicas), `memory_pool`, `link` (both directions' wire time).
+attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A
+pool priced by board power (`system_model.board_power_w`: TDP for an op's time) draws it over its whole time in the
+iteration instead of over its ops': in the decode pipeline every device of both pools for `token_s` (all
+micro-batches are in flight; a gap on a replica or on the pool is a wait on the link or on the other pool, at
+board power), and the prompts' replica (tp devices) for their layers, all-reduces and LM head (the memory pool
+then idles and draws nothing, as an idle rank of `system_model`). So a slower link costs energy as it costs time.
+Busy units: `compute` (replica work over the replicas), `memory_pool`, `link_out` (q, k and v to the pool) and
+`link_back` (the output back): the link is rated per direction, so each direction is a unit (at most 1).
 
 `bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
 unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
@@ -72,6 +78,7 @@ from archsim.systems.system_model import (
     ATTENTION,
     SystemModel,
     allreduce_s,
+    board_power_w,
     dense_phase_costs,
     device_of,
     shard,
@@ -100,7 +107,8 @@ class OffloadLayer:
     q_wire_s: float
     kv_wire_s: float
     out_wire_s: float
-    energy_j: float = 0.0
+    compute_energy_j: float = 0.0  # the replica's ops, its tp devices
+    pool_energy_j: float = 0.0  # the attention, the b memory devices
     wire_bytes: float = 0.0  # q, k, v and the output, all devices
 
     @property
@@ -178,6 +186,13 @@ class OffloadModel:
         them), charged over every iteration's wall time."""
         devices = [self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]]
         return float(sum(d.count * d.static_w for d in devices))
+
+    @property
+    def board_w(self) -> tuple[float | None, float | None]:
+        """Board power of one compute and one memory device where they are priced by it (`board_power_w`), else
+        None (module docstring)."""
+        return (board_power_w(self.system.devices[self.compute.weight_device.name]),
+                board_power_w(self.system.devices[self.pool_device.name]))
 
     @property
     def micro_batches(self) -> int:
@@ -281,11 +296,17 @@ class OffloadModel:
         busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
                 + sum(heads_s) / self.replicas + prompt_head.time_s,
                 "memory_pool": n * sum(layer.pool_s(dc) for layer in layers),
-                "link": n * sum(layer.q_wire_s + layer.kv_wire_s + layer.out_wire_s for layer in layers)}
-        energy_j = n * (sum(layer.energy_j for layer in layers) + tp * prefill.energy_j) + tp * (
-            sum(head.energy_j for head in heads) + prompt_head.energy_j)
-        time_s = decode_s + n * prefill_s + prompt_head.time_s
-        return IterationCost(time_s, energy_j + self.static_w * time_s, busy)
+                "link_out": n * sum(layer.q_wire_s + layer.kv_wire_s for layer in layers),
+                "link_back": n * sum(layer.out_wire_s for layer in layers)}
+        prompts_s = n * prefill_s + prompt_head.time_s
+        compute_w, pool_w = self.board_w
+        compute_j = (n * (sum(layer.compute_energy_j for layer in layers) + tp * prefill.energy_j)
+                     + tp * (sum(head.energy_j for head in heads) + prompt_head.energy_j)) if compute_w is None else (
+            compute_w * (self.system.devices[self.compute.weight_device.name].count * decode_s + tp * prompts_s))
+        pool_j = (n * sum(layer.pool_energy_j for layer in layers) if pool_w is None
+                  else pool_w * self.pool_devices * decode_s)
+        time_s = decode_s + prompts_s
+        return IterationCost(time_s, compute_j + pool_j + self.static_w * time_s, busy)
 
     def unpipelined_times_s(self, contexts: Sequence[int]) -> tuple[float, float]:
         """(MTIME, ATIME) of §3.3: all layers' compute work and attention for one batch of these contexts, one
@@ -365,10 +386,10 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
     q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
     nic = model.nic_bytes_per_s
-    energy_j = tp * sum(c.energy_j for c in costs.values()) + b * attention.energy_j
     return OffloadLayer(m, costs["attn_norm"].time_s, q_share * qkv_s, (1 - q_share) * qkv_s, post_s,
                         attention.time_s, history_s, merge_s, model.link.latency_s, q_bytes / nic, kv_bytes / nic,
-                        out_bytes / nic, energy_j, q_bytes + kv_bytes + out_bytes)
+                        out_bytes / nic, tp * sum(c.energy_j for c in costs.values()), b * attention.energy_j,
+                        q_bytes + kv_bytes + out_bytes)
 
 
 DIVIDE_AND_CONQUER = "attention-decode-divide-conquer"

@@ -69,8 +69,16 @@ contexts to decode) is one pass over the device's decoder layers:
   how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
   same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
-energy's, `archsim.systems.gpu_device`) over the iteration's wall time; busy seconds are one device's, over its PP
-stages. An engine waiting for requests between iterations draws nothing.
+energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
+(`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
+is that power for the op's time), that power over the time its rank spends in the iteration's communication
+(`SystemModel.board_w` x `communication_s`): the GPU runs the collective's kernels or waits in it at board power
+(TDP stays an upper bound), so a slower link costs energy as it costs time. A rank's communication: its layers'
+all-reduces and expert exchanges, with EP the wait in the exchange for the slowest group (each kind of layer's
+slowest: the all-to-all is where the groups meet), and the stage hops it sends or receives (2 x TP ranks a hop).
+A rank idle while another PP stage runs, or while a device beside it in the rank works (co-processing), draws
+nothing, as before. Busy seconds are one device's, over its PP stages. An engine waiting for requests between
+iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
 head (`vocab_weight_bytes`: vocab-parallel over TP, as vLLM; both on a device with pp 1, one with more stages), the
 heaviest device's, against which the fit is checked. The LM head's GEMM is not in an iteration's ops (its time and
@@ -81,8 +89,9 @@ every system alike: the serving simulator's pages grow with the context); `kv_ca
 TP x PP weight-holding devices less their weights (the heaviest device's on every one, as vLLM sizes every
 worker's cache by the smallest room). A Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU),
 so with one a rank's memory is the smaller of the two (`SystemModel.memory_bytes_per_device`); the factory
-checks that the weights fit it, and that a TP group fits the weight-holding device's `count`
-(`system_spec.check_tp_group`).
+checks that the weights fit it (else it advises raising tp or pp, or, with attention offloading, whose tp is the
+compute devices over the replicas and whose pp is 1, the compute pool's `count` with tp), and that a TP group
+fits the weight-holding device's `count` (`system_spec.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -118,7 +127,15 @@ from archsim.systems.step import (
     lm_head_op,
     resident_tokens,
 )
-from archsim.systems.system_spec import EP_LINK, TP_LINK, Parallelism, System, check_tp_group
+from archsim.systems.system_spec import (
+    EP_LINK,
+    OFFLOAD_SCHEDULES,
+    TP_LINK,
+    Device,
+    Parallelism,
+    System,
+    check_tp_group,
+)
 from archsim.workload import Workload
 
 ATTENTION = "attention"
@@ -211,6 +228,12 @@ class SystemModel:
         """Static power of the devices the model runs on (counted as `price_per_hour` counts them), charged over
         every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it)."""
         return self.devices_counted * sum(d.static_w for d in self.system.devices.values())
+
+    @property
+    def board_w(self) -> float:
+        """Board power of one rank's devices priced by it (`board_power_w`), drawn over the rank's communication
+        (module docstring); 0 without such a device."""
+        return sum(w for d in self.system.devices.values() if (w := board_power_w(d)) is not None)
 
     @property
     def layers_per_device(self) -> int:
@@ -403,31 +426,39 @@ class SystemModel:
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         par = self.parallelism
-        time_s = energy_j = 0.0
+        time_s = energy_j = communication_s = 0.0  # communication_s: rank-seconds (module docstring)
         busy: dict[str, float] = {}
         groups = ep_groups(contexts, prompts, par.ep)
         for kind, layers in self.kinds.items():
             model = self.by_kind[kind]
-            slowest_s, slowest_busy = -1.0, {}
+            slowest_s, slowest_busy, groups_s = -1.0, {}, []
             for group_contexts, group_prompts in groups:
                 phases = layer_phases(model, group_contexts, group_prompts)
                 total = phases.total
                 tokens = len(group_contexts) + sum(group_prompts)
-                group_s = par.pp * (phases.device_s(layers) + layers * expert_exchange_s(model, tokens))
+                exchange_s = layers * expert_exchange_s(model, tokens)
+                group_s = par.pp * (phases.device_s(layers) + exchange_s)
                 energy_j += par.tp * par.pp * layers * total.energy_j
+                communication_s += par.tp * par.pp * (layers * phases.allreduce_s + exchange_s)
+                groups_s.append(group_s)
                 if group_s > slowest_s:
                     slowest_s, slowest_busy = group_s, total.busy_s
+            if par.ep > 1:  # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each
+                communication_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
             for unit, s in slowest_busy.items():
                 busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
             time_s += slowest_s
-        time_s += max(stage_hops_s(self, len(c) + sum(p)) for c, p in groups)
+        hops_s = [stage_hops_s(self, len(c) + sum(p)) for c, p in groups]
+        time_s += max(hops_s)
+        communication_s += 2 * par.tp * sum(hops_s)  # each hop: the sending and the receiving stage's TP ranks
         heads = [self.lm_head_cost(len(group) + len(group_prompts)) for group, group_prompts in groups]
         slowest_head = max(heads, key=lambda head: head.time_s)
         for unit, s in slowest_head.busy_s.items():
             busy[unit] = busy.get(unit, 0.0) + s
         energy_j += par.tp * sum(head.energy_j for head in heads)
         time_s += slowest_head.time_s
-        return IterationCost(time_s, energy_j + self.static_w * time_s, busy)
+        board_j = self.board_w * communication_s if communication_s else 0.0
+        return IterationCost(time_s, energy_j + board_j + self.static_w * time_s, busy)
 
 
 def system_model_of(system: System, workload: Workload, par: Parallelism,
@@ -449,10 +480,28 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                         f"{memory:.4g} B (count x capacity_bytes), less than the {weights / 1e9:.1f} GB of "
                         f"{workload.name}'s weights on it at tp {par.tp} pp {par.pp}")
     if weights > memory:
-        raise SpecError(*system.blame(workload.name, "tp", "pp"),
-                        f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on each "
-                        f"{holder.name} device, which holds {memory / 1e9:.1f} GB: raise tp or pp for it")
+        where, advice = system.blame(workload.name, "tp", "pp"), "raise tp or pp for it"
+        if system.schedule.kind in OFFLOAD_SCHEDULES:  # tp is the compute devices over the replicas, pp is 1
+            if "tp" not in system.options:  # else --tp is blamed
+                where = (system.source, f"devices.{holder.name}.count")
+            advice = (f"give the compute pool more devices (devices.{holder.name}.count) and raise parallelism.tp "
+                      f"with it: attention offloading runs pp 1 and tp = count / (micro_batches - 1)")
+        raise SpecError(*where, f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on "
+                                f"each {holder.name} device, which holds {memory / 1e9:.1f} GB: {advice}")
     return model
+
+
+BOARD_POWERED = ("gpu", "memory-pool", "chip")  # kinds whose op energy can be a board power for the op's time
+
+
+def board_power_w(device: Device) -> float | None:
+    """The board power a device's op energy is priced at (its power for the op's time): a `gpu` or `memory-pool`
+    with `energy_model: tdp` (the preset's TDP) or a `chip` (its `power_w`, NaN where the chip has none: its energy
+    is unknown); None for a device priced otherwise (per action, dynamic only)."""
+    if device.kind not in BOARD_POWERED or device.energy is not None:
+        return None
+    power = device.spec.power_w
+    return math.nan if power is None else float(power)
 
 
 def vocab_weight_bytes(workload: Workload, par: Parallelism) -> float:
