@@ -52,7 +52,8 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 
 @click.command("parallel")
 @click.option("--scheme", "schemes", required=True, metavar="S[,S...]", callback=_schemes,
-              help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2 (a comma list sweeps).")
+              help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2; decode: ring, "
+                   "megatron-sp, distattention (a comma list sweeps).")
 @click.option("--devices", required=True, metavar="P[,P...]", callback=whole_numbers,
               help="Devices of the sequence-parallel group (a comma list sweeps).")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
@@ -84,7 +85,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
                  gpu: str | None, batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None,
                  kernel: str | None, as_json: bool, out: str | None) -> None:
     """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
-    hidden or exposed, efficiency against one device, memory per device and the largest context that fits.
+    hidden or exposed, efficiency against one device, memory per device and the largest context that fits. A point
+    whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
 
     Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU, batch 1, fwd, attention
     only, causal. Efficiency is the one-device time / P over the time.
@@ -180,6 +182,9 @@ def _show(title: str, rows: list[dict]) -> None:
             continue
         click.echo(lead + " ".join(f"{show(row[key]):>{w}}" for (_, key, show), w in zip(TEXT_COLUMNS, widths,
                                                                                           strict=True)))
+    for row in rows:
+        if row["feasible"] and row["note"]:
+            click.echo(f"note: {row['scheme']} P={row['devices']} N={row['seq_len']}: {row['note']}")
     from archsim.limits import env_limit
     from archsim.workload import MAX_SIZE
 

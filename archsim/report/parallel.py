@@ -3,7 +3,8 @@ index.html for the rows of `archsim.commands.parallel_cmd.point_row` (one per po
 with their reason; the metrics are `archsim.systems.seqpar.ParallelResult`'s).
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
-- parallel.csv: every point's row as `archsim parallel --json` prints it; summary.csv: the page's table.
+- parallel.csv: every point's row as `archsim parallel --json` prints it (max_context_tokens a whole number, empty
+  for a point the model refused); summary.csv: the page's table.
 - time_vs_devices.png/.csv and efficiency_vs_devices.png/.csv when the feasible points have more than one device
   count; time_vs_seq_len.png/.csv and efficiency_vs_seq_len.png/.csv when they have more than one sequence length.
   A line per scheme (per scheme and value of the other axis when that varies too); time per layer on log-log axes,
@@ -106,6 +107,7 @@ def write_parallel_report(rows: Sequence[dict], out_dir: Path, setting: str) -> 
 
 
 def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
+    points = points.astype({"max_context_tokens": "Int64"})  # whole tokens; an infeasible row's NaN stays empty
     _save(out_dir, "parallel", points)
     summary = points[list(SUMMARY_COLUMNS)]
     if points.feasible.all():

@@ -34,7 +34,8 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
   beyond the KV heads each device keeps one KV head, repeated over P / H_kv devices (P must then be a multiple of
   H_kv), in the timing and the memory alike.
 - `allgather` (Llama 3's context parallelism; LASP-2H's softmax layers): an all-gather of K and V, then each device's
-  queries (zigzag chunks) against every earlier key; exposed.
+  queries (zigzag chunks) against every earlier key; exposed. One device gathers nothing and runs the one call of
+  the one-device run.
 - `lasp1` / `lasp2` (linear attention; Sun et al. 2024, 2025): each device's chunk runs causal linear attention on
   its own tokens; the state before the chunk (B H d x d fp32 per device, as the LASP code keeps it) comes from the
   earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
@@ -50,24 +51,36 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
 Decode (`direction: decode`, one new token per sequence over `seq_len` cached tokens; the attention only):
 `ring` passes the K/V blocks around the ring while each device reads its block for the query (Ring Attention's
 inference: the transfers dominate); `megatron-sp` is head-parallel decode (each device reads all tokens of H/P
-heads); `distattention` (Infinite-LLM's DistAttention) sends the query to each of the P holders of N/P tokens, each
-returns its partial (o, max, sum-exp) in fp32, and the owner merges them: (P-1) queries out and partials in over
-its port, one decode call over N/P tokens and a merge pass. The decode kernel is Flash-Decoding. Memory per device
-is what a decode step holds: the weights and the KV cache of `seqpar_memory.inference_memory`, without the
-prefill's working set (a step's own activations, one token per sequence, and a ring's K/V block in flight are not
-counted: megabytes beside the cache).
+heads; any `seq_len`, since it cuts no sequence); `distattention` (Infinite-LLM's DistAttention) sends the query to
+each of the P holders of N/P tokens, each returns its partial (o, max, sum-exp) in fp32, and the owner merges them:
+(P-1) queries out and partials in over its port, one decode call over N/P tokens and a merge pass. The decode
+kernel is Flash-Decoding. Memory per device is what a decode step holds: the weights and the KV cache of
+`seqpar_memory.inference_memory(..., decode=True)`, without the prefill's working set (a step's own activations,
+one token per sequence, and a ring's K/V block in flight are not counted: megabytes beside the cache).
 
 Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
 decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
 of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
 each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
 inside): the group's members are tp apart, so a ring of nodes runs over the NICs. A TP group lies inside a node
-(its all-reduces are timed over the innermost link): tp must divide the topology's devices per node.
+(its all-reduces are timed over the innermost link): tp must divide the topology's devices per node, and the
+query heads; it divides the KV heads or is a multiple of them (each rank then keeps one KV head, repeated over
+tp / kv_heads ranks, as Megatron's tensor parallelism does).
 
-`ideal_s` is the same work on one device divided by P (the issue's definition; a one-device run of a length that
-does not fit is still timed). Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a
-workload whose attention the GPU kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`)
-is refused rather than timed as dense attention.
+`ideal_s` is the same work on one device divided by P (the issue's definition): the one-device run (ring's P = 1
+form, lasp2's for the LASP schemes) with the same kernel and scope, at every P including 1 (allgather on one device
+is that run). A one-device run of a length whose kernel call exceeds the
+GPU's DRAM is still timed (`seqpar_compute.DeviceCompute`, `check_memory` False: only the DRAM check is left out);
+the devices' own calls must fit. The reference is the kernel's real one-device call: with a kernel that computes
+the masked scores of a causal call (eager "PyTorch standard attention" pays the upper triangle and builds the mask)
+it costs a full call or more, while ring, zigzag, allgather and usp skip the blocks above the diagonal (stripe pays
+them on P smaller calls), so their efficiency can exceed 1. The reference is kept the kernel's real one-device time,
+not made "consistent", and such a point carries a `note` (text output: a line under the table) saying so, with the
+share of a full call's time its one-device causal call takes.
+
+Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a workload whose attention the GPU
+kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`) is refused rather than timed as
+dense attention.
 """
 
 from __future__ import annotations
@@ -82,7 +95,7 @@ from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.record import Record
 from archsim.systems import collectives
-from archsim.systems.seqpar_compute import SOURCE, WORD_BYTES, DeviceCompute, shard
+from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 
@@ -145,6 +158,7 @@ class ParallelResult:
     memory_bytes: float
     max_context_tokens: int
     weights_bytes: float = math.nan
+    note: str = ""  # why the efficiency is above 1 ('' when it is not; module docstring)
 
     @property
     def feasible(self) -> bool:
@@ -182,7 +196,7 @@ class ParallelResult:
                   "causal": s.causal, "direction": s.direction, "scope": s.scope, "compute_s": self.compute_s,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
-                  "max_context_tokens": self.max_context_tokens}
+                  "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {s.gpu.name: self.compute_s}
         return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
                       s.gpu.power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
@@ -213,10 +227,26 @@ def parallel_time(spec: ParallelSpec) -> ParallelResult:
     check_spec(spec)
     timing = _timing(spec)
     one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
-    ideal = timing.time_s if spec.devices == 1 else _timing(one).time_s / spec.devices
+    ideal = _timing(one, check_memory=False).time_s / spec.devices
     memory, max_context = _memory(spec)
+    note = _above_one_note(spec, one) if ideal > timing.time_s * (1 + 1e-9) else ""
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory.total_bytes,
-                          max_context, memory.weights_bytes)
+                          max_context, memory.weights_bytes, note)
+
+
+def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
+    """Why the one-device reference takes more than P times the scheme's time. A kernel that computes the masked
+    scores of a causal call (eager PyTorch) pays for them on one device, while the block schemes skip the blocks
+    above the diagonal: the share of a full call's time the causal one takes says how much the kernel skips."""
+    if not spec.causal or spec.direction == "decode":
+        return (f"efficiency above 1: the one-device call of {spec.kernel} takes more than {spec.devices} times "
+                f"{spec.scheme}'s time")
+    single = replace(one, scope="attention")
+    share = (_timing(single, check_memory=False).time_s
+             / _timing(replace(single, causal=False), check_memory=False).time_s)
+    return (f"efficiency above 1: the one-device reference's causal {spec.seq_len} x {spec.seq_len} call of "
+            f"{spec.kernel} takes {share:.2f} of a full call's time (a kernel that computes the masked scores), "
+            f"more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
 def check_spec(spec: ParallelSpec) -> None:
@@ -270,15 +300,17 @@ def check_spec(spec: ParallelSpec) -> None:
     refuse_unmodelled_attention(params, spec.workload.path, "params.{}".format,
                                 "the schemes here cut dense multi-head or grouped-query attention over the devices "
                                 "and time it with those GPU kernels, so this workload's times would be wrong")
-    heads, kv_heads = int(params["heads"]) // spec.tp, int(params["kv_heads"]) // spec.tp
-    if int(params["heads"]) % spec.tp or int(params["kv_heads"]) % spec.tp:
-        raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} and kv_heads "
-                                      f"{params['kv_heads']:g}, got {spec.tp}")
+    heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
+    if int(params["heads"]) % spec.tp or (int(params["kv_heads"]) % spec.tp and spec.tp % int(params["kv_heads"])):
+        raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
+                                      f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
+                                      f"tp / kv_heads devices), got {spec.tp}")
     degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
     replicated = spec.scheme == "megatron-sp" and degree % kv_heads == 0  # each KV head on degree / kv_heads devices
     if degree is not None and (heads % degree or (kv_heads % degree and not replicated)):
         field = "heads" if heads % degree else "kv_heads"
-        also = " or dividing it (megatron-sp repeats a KV head)" if spec.scheme == "megatron-sp" else ""
+        also = (" or dividing it (megatron-sp repeats a KV head)" if spec.scheme == "megatron-sp"
+                and field == "kv_heads" else "")
         raise SpecError(spec.workload.path, f"params.{field}",
                         f"{spec.scheme} splits the heads over {degree} devices: expected {field} "
                         f"({heads if field == 'heads' else kv_heads} per tp rank) divisible by {degree}{also}")
@@ -287,8 +319,11 @@ def check_spec(spec: ParallelSpec) -> None:
 def token_multiple(spec: ParallelSpec) -> int:
     """What `seq_len` must be a multiple of: P equal shards; causal zigzag and allgather cut it into 2P chunks
     (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its r = P/u ring groups, each group's
-    pair split over the group's u devices (USP's zigzag extract_local, yunchang): lcm(P, 2r)."""
+    pair split over the group's u devices (USP's zigzag extract_local, yunchang): lcm(P, 2r). Head-parallel decode
+    (megatron-sp) does not cut the sequence: any length. Non-causal zigzag is ring's layout: P."""
     p = spec.devices
+    if spec.scheme == "megatron-sp" and spec.direction == "decode":
+        return 1
     if not spec.causal or spec.scheme not in ("zigzag", "allgather", "usp"):
         return p
     return math.lcm(p, 2 * (p // spec.ulysses)) if spec.scheme == "usp" else 2 * p
@@ -307,8 +342,10 @@ def _single_device_scheme(scheme: str) -> str:
     return "lasp2" if scheme in LINEAR_SCHEMES else "ring"
 
 
-def _timing(spec: ParallelSpec) -> _Timing:
-    compute = _compute(spec)
+def _timing(spec: ParallelSpec, check_memory: bool = True) -> _Timing:
+    """`spec`'s timing; `check_memory` False times kernel calls beyond the GPU's DRAM too (the one-device
+    reference, `DeviceCompute`)."""
+    compute = _compute(spec, check_memory)
     attention = (_decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
     if spec.scope == "attention":
         return attention
@@ -317,10 +354,12 @@ def _timing(spec: ParallelSpec) -> _Timing:
                    attention.comm_s + dense.comm_s)
 
 
-def _compute(spec: ParallelSpec, heads_degree: int = 1) -> DeviceCompute:
+def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute:
+    """One tp rank's compute: heads / tp query heads and kv_heads / tp KV heads (one, repeated, when tp is a
+    multiple of the KV heads)."""
     p = spec.workload.params
-    return DeviceCompute(spec.gpu, spec.kernel, spec.batch, int(p["heads"]) // spec.tp // heads_degree,
-                         int(p["kv_heads"]) // spec.tp // heads_degree, int(p["head_dim"]), spec.direction)
+    return DeviceCompute(spec.gpu, spec.kernel, spec.batch, int(p["heads"]) // spec.tp,
+                         max(1, int(p["kv_heads"]) // spec.tp), int(p["head_dim"]), spec.direction, check_memory)
 
 
 def _members(count: int, stride: int) -> list[int]:
@@ -453,6 +492,9 @@ def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     if spec.direction == "fwd+bwd":
         comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
                                              spec.topology.group_link(members))
+    if p == 1:  # nothing to gather: the one call of the one-device run
+        work = compute.attention_s(n, n, spec.causal)
+        return _Timing(work, work, 0.0)
     half = n // (2 * p) if spec.causal else n // p
     busiest = 0.0
     for d in range(p):
@@ -576,7 +618,8 @@ def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
     weights and KV cache the prefill left (module docstring), fwd+bwd as training
     (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
     plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
-    context."""
+    context. The largest context is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of
+    whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
     from archsim.systems import seqpar_memory as mem
 
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
@@ -585,13 +628,16 @@ def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
         return mem.DeviceMemory(*[math.nan] * 5), 0
     if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):
-            held = mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
-                                        ulysses_degree=ulysses)
-            return replace(held, activations_bytes=0.0) if spec.direction == "decode" else held
+            return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
+                                        ulysses_degree=ulysses, causal=spec.causal,
+                                        decode=spec.direction == "decode")
     else:
         def memory_of(n: int):
-            return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses)
+            return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
+                                       causal=spec.causal)
     multiple = token_multiple(spec)
+    if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
+        multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)
     capacity = float(spec.gpu.dram_bytes)
     if spec.scheme == "allgather":
         compute, ring_memory = _compute(spec), memory_of

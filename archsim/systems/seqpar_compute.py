@@ -7,7 +7,12 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   ring). The kernel model takes square problems, so a rectangular full block of q x k (a zigzag half chunk, a
   query chunk against every earlier key) is modelled as m = max/min calls' worth of square min x min blocks in one
   launch (batch x m): the same tiles and bytes, spread over m times the CTAs (assumption: the wave quantisation of
-  a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward.
+  a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward. A call
+  whose operands (and what the kernel materialises) exceed the GPU's DRAM is refused (a SpecError naming the
+  kernel), unless the device is the one-device reference (`check_memory` False: `seqpar`'s ideal of a length one
+  GPU cannot hold): that call is timed by the same plans with only the DRAM check left out
+  (`archsim.model.gpu.plan_memory_problem`; a CTA that does not fit an SM still refuses it). The same holds for the
+  decode kernel's calls.
 - Linear-attention chunks (`linear_chunk_s`): the library cascade `lightning-attention-2` (Qin et al. 2024, no
   decay) bound to the chunk's tokens and `LINEAR_BLOCK` tokens per block, costed by the GPU device
   (`archsim.systems.gpu_device.GpuDevice`): each of its MAC Einsums a cuBLAS-like GEMM launch, its adds an
@@ -24,6 +29,7 @@ counted here.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from archsim import library
@@ -31,8 +37,8 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, gemm_launch_time
-from archsim.model.gpu_kernels import predict
+from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time, plan_feasibility, plan_time
+from archsim.model.gpu_kernels import plans, predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Op, Step, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
@@ -49,7 +55,8 @@ SOURCE = "<parallel>"
 
 @dataclass(frozen=True)
 class DeviceCompute:
-    """One device's compute: a GPU, its attention kernel, and the sizes it holds (heads / tp)."""
+    """One device's compute: a GPU, its attention kernel, and the sizes it holds (heads / tp). `check_memory` False
+    times kernel calls whose operands exceed the GPU's DRAM (the one-device reference; module docstring)."""
 
     gpu: GPU
     kernel: str
@@ -58,6 +65,7 @@ class DeviceCompute:
     kv_heads: int
     head_dim: int
     direction: str  # fwd | fwd+bwd
+    check_memory: bool = True
 
     @functools.cached_property
     def device(self) -> GpuDevice:
@@ -91,11 +99,25 @@ class DeviceCompute:
         calls = -(-large // small)  # a ragged last block counts whole (its CTAs run)
         case = AttentionCase(self.direction, self.batch * calls, heads, kv_heads, self.head_dim, small, causal,
                              PRECISION)
-        result = predict(self.kernel, case, self.gpu, self.device.kernel_params)
+        result = self._predict(self.kernel, case, self.device.kernel_params)
         if not result.feasible:
             raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {q_tokens} x {k_tokens} tokens on "
                                               f"{self.gpu.name}: {result.reason}")
         return result.time_s
+
+    def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float]) -> GpuResult:
+        """The GPU model's call of `kernel` on `case`; without `check_memory`, a call it refuses for DRAM alone is
+        timed by the fastest of its plans whose CTAs fit an SM (`plan_feasibility`), as `predict` times them."""
+        result = predict(kernel, case, self.gpu, params)
+        if result.feasible or self.check_memory:
+            return result
+        offered = plans(kernel, case, self.gpu)
+        runnable = [] if isinstance(offered, str) else [p for p in offered if not plan_feasibility(p, self.gpu)]
+        if not runnable:
+            return result
+        (time_s, launches), best = min(((plan_time(p, self.gpu, params), p) for p in runnable),
+                                       key=lambda item: item[0][0])
+        return GpuResult(kernel, self.gpu.name, case, True, "", time_s, best.name, launches)
 
     def attention_bytes(self, tokens: int) -> dict[str, int]:
         """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
@@ -114,7 +136,7 @@ class DeviceCompute:
         if key not in self._blocks:
             case = AttentionCase("decode", self.batch, heads, kv_heads, self.head_dim, keys, False, PRECISION)
             decoder = calibrated_gpu_device(self.gpu, DECODE_KERNEL)
-            result = predict(DECODE_KERNEL, case, self.gpu, decoder.kernel_params)
+            result = self._predict(DECODE_KERNEL, case, decoder.kernel_params)
             if not result.feasible:
                 raise SpecError(SOURCE, "seq_len", f"{DECODE_KERNEL} cannot read {keys} keys on {self.gpu.name}: "
                                                    f"{result.reason}")

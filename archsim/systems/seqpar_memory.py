@@ -35,6 +35,8 @@ Training (the Ring Attention paper's Table 3 setting):
     the sequence-sharded Q, K, V the all-to-all sends;
   - usp (Ulysses degree u x ring degree r = P): attention over N/r tokens for heads/u heads, ring's K, V in flight
     and the all-to-all's source;
+  only what the scheme moves is held in flight: no K, V block for a ring of one device (usp with r = 1 is
+  ulysses), no all-to-all source for a Ulysses group of one (usp with u = 1 is zigzag);
   - megatron-sp: norms and residuals on c tokens; the projections, attention (blockwise) and FFN over all N tokens
     (the all-gathered N x h input) with heads, kv_heads and ffn_dim cut P ways, the FFN's hidden kept;
   - lasp1, lasp2: the layer's attention is linear attention (the `linear-attention` cascade) over c tokens; its
@@ -53,7 +55,9 @@ Inference (prefill, one forward pass; everything in the workload's `word_bytes` 
 - KV cache for all layers of the tokens and heads the device's attention holds: ring/zigzag/stripe N/P tokens,
   ulysses N tokens of kv_heads/P heads, usp N/r tokens of kv_heads/u heads, megatron-sp N tokens of kv_heads/P,
   the whole-sequence schemes N tokens; lasp: one state per layer;
-- one layer's working set as in training (no checkpoints, nothing for the backward pass).
+- one layer's working set as in training (no checkpoints, nothing for the backward pass); a decode step
+  (`decode`) holds none (its one token's activations and a ring's block in flight are megabytes beside the
+  cache), and a megatron-sp decode step takes any length (it cuts heads, not the sequence).
 
 Batch: `batch` sequences per device group; the whole-sequence schemes on P devices are data parallel (each device
 runs its own `batch` sequences of N tokens while FSDP shards the model over all P).
@@ -121,18 +125,22 @@ class _Layer:
     kv_bytes: float
 
 
-def token_multiple(scheme: str, devices: int) -> int:
-    """What seq_len must be a multiple of: P for the sequence-parallel schemes (2P for zigzag's chunk pairs)."""
-    if scheme in WHOLE_SEQUENCE:
+def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bool = False) -> int:
+    """What seq_len must be a multiple of: P for the sequence-parallel schemes (2P for causal zigzag's chunk pairs;
+    non-causal zigzag is ring's layout), 1 for the whole-sequence schemes and for a megatron-sp decode step
+    (head-parallel: every device holds all the tokens of its heads)."""
+    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp"):
         return 1
-    return 2 * devices if scheme == "zigzag" else devices
+    return 2 * devices if scheme == "zigzag" and causal else devices
 
 
 def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *,
                     param_bytes: float = 4, activation_bytes: float = 4, optimizer_bytes_per_param: float = 8,
-                    state_bytes: float = 4, ulysses_degree: int | None = None) -> DeviceMemory:
-    """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam."""
-    _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree)
+                    state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True) -> DeviceMemory:
+    """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam.
+    `causal` only sets the token multiple (`token_multiple`): the bytes do not depend on the mask."""
+    _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, token_multiple(scheme, devices,
+                                                                                        causal=causal))
     workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
@@ -146,16 +154,20 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
 
 
 def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *, tp: int = 1,
-                     state_bytes: float = 4, ulysses_degree: int | None = None) -> DeviceMemory:
+                     state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True,
+                     decode: bool = False) -> DeviceMemory:
     """One device's memory in a prefill of `seq_len` tokens (module docstring), weights cut `tp` ways (Megatron-SP:
-    tp x `devices` ways, its sequence parallelism being tensor parallelism)."""
-    _check(workload, scheme, devices, seq_len, batch, tp, ulysses_degree)
+    tp x `devices` ways, its sequence parallelism being tensor parallelism). `decode`: a decode step over `seq_len`
+    cached tokens, the weights and the KV cache only (no working set); `causal` only sets the token multiple."""
+    _check(workload, scheme, devices, seq_len, batch, tp, ulysses_degree,
+           token_multiple(scheme, devices, causal=causal, decode=decode))
     word = workload.params["word_bytes"]
     degree = tp * devices if scheme == "megatron-sp" else tp
     weights = (sizes_model(workload, degree).layer_weight_bytes_per_device
                + _embedding_elements(workload) * word / degree)
     layer = _layer(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_bytes / word)
-    return DeviceMemory(weights, 0.0, 0.0, layer.working_bytes, workload.params["layers"] * layer.kv_bytes)
+    return DeviceMemory(weights, 0.0, 0.0, 0.0 if decode else layer.working_bytes,
+                        workload.params["layers"] * layer.kv_bytes)
 
 
 def max_context_tokens(memory_of: Callable[[int], DeviceMemory], capacity_bytes: float, multiple: int) -> int:
@@ -217,7 +229,7 @@ def _training_at(workload: Workload, scheme: str, devices: int, seq_len: int) ->
 
 
 def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
-           ulysses_degree: int | None) -> None:
+           ulysses_degree: int | None, multiple: int) -> None:
     if scheme not in SCHEMES:
         raise SpecError(SOURCE, "scheme", f"expected one of {', '.join(SCHEMES)}, got {scheme!r}")
     for field, value in (("devices", devices), ("seq_len", seq_len), ("batch", batch), ("tp", tp)):
@@ -227,7 +239,6 @@ def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     for size in ("word_bytes", "layers", "hidden", "vocab", "heads", "kv_heads"):
         if size not in workload.params:
             raise SpecError(workload.path, f"params.{size}", "missing: the memory model needs it")
-    multiple = token_multiple(scheme, devices)
     if seq_len % multiple:
         raise SpecError(SOURCE, "seq_len", f"expected a multiple of {multiple} for {scheme} on {devices} devices "
                                            f"(each holds an equal share of the tokens), got {seq_len}")
@@ -238,18 +249,18 @@ def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
                                                       f"degree x ring degree = devices), got {ulysses_degree!r}")
     elif ulysses_degree is not None:
         raise SpecError(SOURCE, "ulysses_degree", f"only for usp, not {scheme}")
-    _check_cut(workload, "tp", tp)
+    _check_cut(workload, "tp", tp, repeat_kv=True)
     head_cut = {"ulysses": devices, "megatron-sp": devices, "usp": ulysses_degree}.get(scheme)
     if head_cut:
         _check_cut(workload, "devices" if scheme != "usp" else "ulysses_degree", tp * head_cut,
-                   ("ffn_dim",) if scheme == "megatron-sp" else (), repeat_kv=scheme == "megatron-sp")
+                   ("ffn_dim",) if scheme == "megatron-sp" else (), repeat_kv=scheme == "megatron-sp" or head_cut == 1)
 
 
 def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...] = (), *,
                repeat_kv: bool = False) -> None:
     """The heads (and `more` sizes) split `degree` ways: Ulysses is capped by the heads (P <= kv_heads). With
-    `repeat_kv` (Megatron-SP, tensor parallel) a degree that is a multiple of the KV heads keeps one KV head per
-    device, repeated (`system_model.shard`; the timing's max(1, kv_heads / P))."""
+    `repeat_kv` (tensor parallelism: `tp`, and Megatron-SP over its devices) a degree that is a multiple of the KV
+    heads keeps one KV head per device, repeated (`system_model.shard`; the timing's max(1, kv_heads / P))."""
     for size in ("heads", "kv_heads", *more):
         value = int(workload.params.get(size, degree))
         if value % degree and not (repeat_kv and size == "kv_heads" and degree % value == 0):
@@ -261,7 +272,7 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
            ulysses_degree: int | None, state_words: float) -> _Layer:
     """One layer of one device under `scheme` (module docstring), bytes in the workload's word size; a LASP state
     element counts `state_words` words."""
-    local = seq_len if scheme in WHOLE_SEQUENCE else seq_len // devices
+    local = seq_len if scheme in WHOLE_SEQUENCE else -(-seq_len // devices)  # ragged only in a megatron-sp decode
     ops = _ops(workload, tp, local, batch)
     attention_extra = 0.0
     if scheme == "megatron-sp":
@@ -273,11 +284,13 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
         attention = next(op for op in _ops(workload, tp * heads, tokens, batch) if op.name == ATTENTION)
         ops = tuple(attention if op.name == ATTENTION else op for op in ops)
         qkv = next(op for op in ops if op.name == "qkv")
-        attention_extra = sum(size for name, size in qkv.tensor_bytes.items() if qkv.tensor_roles[name] != WEIGHTS
-                              and name not in _inputs(qkv))  # the all-to-all's source: sequence-sharded Q, K, V
+        if heads > 1:  # the all-to-all's source: sequence-sharded Q, K, V (none moves within one device)
+            attention_extra = sum(size for name, size in qkv.tensor_bytes.items()
+                                  if qkv.tensor_roles[name] != WEIGHTS and name not in _inputs(qkv))
     materialised = MATERIALISED.get(scheme, ())
     attention = next(op for op in ops if op.name == ATTENTION)
-    if scheme in (*RING, "usp"):
+    ring_devices = devices if scheme in RING else devices // ulysses_degree if scheme == "usp" else 1
+    if ring_devices > 1:
         attention_extra += _kv(attention)  # the next K, V block in flight
     kv = _kv(attention)
     if scheme in LASP:
