@@ -73,6 +73,25 @@ def nearest_multiples(size: int, factor: int) -> str:
             if below else f"the smallest multiple is {above} (to model a padded sequence, give it)")
 
 
+def _partition_advice(cascade: Cascade, root: str, parts: list[str], rank_overrides: Mapping[str, int], size: int,
+                      product: int) -> str:
+    """What to change where a partition's parts do not divide its root. Where the root and the parts are each a
+    model size (`archsim.workload.PARAMS`) other than a length, such as GQA's `H: [G, R]` over heads and kv_heads,
+    the split is the model's own: the workload's sizes must divide (each KV head serves heads / kv_heads query
+    heads), and the nearest divisors of the root are the advice, not a padded sequence. Otherwise (a length over a
+    tile, `M: [M1, M0]`) the nearest multiples of the parts (`nearest_multiples`)."""
+    behind = {r: e.name for r in (root, *parts) if r not in rank_overrides
+              and isinstance(e := cascade.rank_sizes.get(r), S.Name) and e.name in PARAMS}
+    if len(behind) < len(parts) + 1 or behind[root] in ("seq_len", "tokens"):
+        return nearest_multiples(size, product)
+    divisors = {d for i in range(1, math.isqrt(size) + 1) if size % i == 0 for d in (i, size // i)}
+    nearest = [str(d) for d in (max((d for d in divisors if d < product), default=None),
+                                min((d for d in divisors if d > product), default=None)) if d is not None]
+    return (f"a workload's {'*'.join(behind[p] for p in parts)} must divide its {behind[root]} (the model's own "
+            f"split, nothing to pad): the {'divisors' if len(nearest) > 1 else 'divisor'} of {size} nearest "
+            f"{product} {'are' if len(nearest) > 1 else 'is'} {' and '.join(nearest)}")
+
+
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
              "//": operator.floordiv}
 _COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
@@ -170,7 +189,7 @@ def bind(
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
                             + _defaults_hint(cascade, bound_by_params, values, origin, source)
                             + _origins(cascade, [root, *known], {**values, **sizes}, origin)
-                            + f"; {nearest_multiples(sizes[root], product)}")
+                            + f"; {_partition_advice(cascade, root, known, rank_overrides, sizes[root], product)}")
         sizes[missing] = sizes[root] // product
     for where, text, rank, const, slots_over_size in _constant_slots(cascade):
         if const >= sizes[rank] + slots_over_size:

@@ -91,7 +91,8 @@ def show_result(result) -> None:
     click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")
     click.echo(f"  energy    {result.energy_pj:.6g} pJ")
     click.echo("  util      " + ", ".join(f"{u} {v:.4f}" for u, v in result.utilization.items()))
-    click.echo("  footprint " + ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items()))
+    kept = ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items())
+    click.echo(f"  footprint {kept} (what the mapping keeps, before any spill)")
     if result.stalls:
         click.echo("  stalls    " + ", ".join(f"{src} {s:.4g} s" for src, s in
                                              sorted(result.stalls.items(), key=lambda kv: -kv[1])))

@@ -3,7 +3,8 @@
 It needs every kind's loader (cascades to sweeps, GPU presets, calibrations, links, request traces, measurements),
 so it sits in the top layer; the library below finds and loads only the cascade, architecture, mapping and workload
 kinds. The loaders of the higher layers are imported when a file of their kind is checked, so `archsim --help`
-stays fast.
+stays fast. A mapping is also resolved against the cascade and architecture it names (`_load_mapping`), so a unit,
+level, tensor or rank that `archsim run` would refuse is refused here with run's message.
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def _load_gpu(data: Any, source: str) -> Any:
     return gpu
 
 
+def _load_mapping(data: Any, source: str) -> Any:
+    """A mapping, its names resolved against the cascade and architecture its `cascade:` and `architecture:` name
+    (`archsim.mapping.resolve.check_names`: what `archsim run` checks before it binds a size); an error in one of
+    those files says which mapping named it, as run's does."""
+    from archsim import library
+    from archsim.mapping.resolve import check_names
+
+    mapping = mapping_from_dict(data, source)
+    named = []
+    for field, kind, load in (("cascade", "cascades", library.load_cascade_spec),
+                              ("architecture", "architectures", library.load_architecture_spec)):
+        path = library.find_named(kind, getattr(mapping, field), source, field)
+        try:
+            named.append(load(path))
+        except SpecError as exc:
+            raise SpecError(exc.source, exc.where, f"{exc.message} (the {field} of {source})") from None
+    check_names(*named, mapping)
+    return mapping
+
+
 def _load_yaml_kind(loader: str):
     """A from_dict loader by dotted name, imported only when a file of that kind is checked."""
     module, _, function = loader.rpartition(".")
@@ -63,7 +84,7 @@ def _load_yaml_kind(loader: str):
 # Spec kinds that `archsim check` tells apart by shape: (kind, the keys that mark it, its from_dict loader).
 YAML_KINDS = (
     ("cascade", {"einsums", "ranks", "inputs", "outputs"}, cascade_from_dict),
-    ("mapping", {"groups"}, mapping_from_dict),
+    ("mapping", {"groups"}, _load_mapping),
     ("sweep", {"axes"}, _load_yaml_kind("archsim.dse.spec.sweep_from_dict")),
     ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),
     ("gpu", {"sm_count"}, _load_gpu),

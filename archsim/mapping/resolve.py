@@ -1,6 +1,10 @@
 """Check a mapping group against a bound cascade and an architecture, and fill in residual factors.
 
-Errors name the mapping file, the YAML path (`groups[0].loops[3]`) and what was expected. Capacity and
+Errors name the mapping file, the YAML path (`groups[0].loops[3]`) and what was expected. A size the factors do
+not tile is refused with the nearest sizes that do: the multiples of the other factors where they are constant,
+else (a factor expression that reads the rank's own size, as FLAT's row blocks read P) the nearest sizes at which
+the expression, evaluated there, tiles the rank, and, where the expression is what fails, its value and what it
+had to divide. Capacity and
 fan-out are not checked here: a tile that overflows its level, or spatial factors beyond a unit's PEs, make an
 infeasible point (a `Result` with a reason, see `archsim.model.analytical`), not an error, so a sweep that
 shrinks the hardware keeps the point as a row.
@@ -16,11 +20,17 @@ from dataclasses import replace
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
 from archsim.cascade.bind import Binding, nearest_multiples
+from archsim.cascade.ir import Cascade
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
 from archsim.errors import SpecError
+from archsim.mapping.factors import divisors
 from archsim.mapping.overlap import check_overlap, delay_names
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.memo import identity_cache
+from archsim.workload import PARAMS, max_size
+
+VOCABULARY = "numbers, names, + - * / //, min(...), max(...), divisor_at_least(n, k) or capacity(LEVEL)"
+ADVICE_STEPS = 1024  # sizes tried each way for the nearest that a rule of the rank's own size tiles
 
 
 def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
@@ -34,24 +44,72 @@ def check_bindings(binding: Binding, mapping: Mapping) -> None:
     """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by a group
     (the loader already refused one bound by two): one left out would run in no group and cost nothing. Groups
     run one after another, so no Einsum may read a tensor a later group writes (`_check_group_order`)."""
+    _check_bound(binding.cascade, mapping)
+
+
+def check_names(cascade: Cascade, arch: Architecture, mapping: Mapping) -> None:
+    """Every name the mapping uses, resolved against a cascade and architecture without binding any size (what
+    `archsim check` runs on a mapping file, with the cascade and architecture it names): the Einsums it binds and
+    their order (`check_bindings`), each group's units, levels, tensors and ranks (`check_group`, whose errors these
+    are, word for word), the names its factor expressions read and call, and its `set:` keys. What needs sizes (the
+    element width against the architecture's word, factors that tile, capacities) is left to a run."""
+    for key in mapping.sets:
+        if key not in cascade.params and key not in cascade.rank_sizes and key not in PARAMS:
+            known = ", ".join([*cascade.params, *cascade.rank_sizes])
+            raise SpecError(mapping.source, f"set.{key}", f"not a parameter or rank of {cascade.name} "
+                                                          f"({cascade.source}; known: {known})")
+    _check_bound(cascade, mapping)
+    names = {*cascade.params, *cascade.rank_sizes, *PARAMS}  # a workload's sizes are names too (bind reads them)
     for i, group in enumerate(mapping.groups):
-        _check_einsums(binding, group, mapping.source, f"groups[{i}]")
+        where = f"groups[{i}]"
+        check_group_names(cascade, arch, group, mapping.source, where)
+        for j, loop in enumerate(group.loops):
+            if loop.expression:
+                at = _loop_at(where, group.loops, j)
+                _check_expression(_parsed(loop.expression), names, arch, mapping.source, at)
+
+
+def _check_expression(node: Expr, names: set[str], arch: Architecture, source: str, at: str) -> None:
+    """The names a factor expression reads and the functions it calls exist, as `_factor_value` would find."""
+    match node:
+        case Num():
+            return
+        case Name(name=name) if name in names:
+            return
+        case Name(name=name):
+            raise SpecError(source, at, f"unknown name '{name}' (parameters and ranks: {', '.join(sorted(names))})")
+        case Call(fn="capacity", args=(Name(name=level),)):
+            levels = [m.name for m in arch.memories]
+            if level not in levels:
+                raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
+            return
+        case Call(fn="divisor_at_least", args=(_, _)) | Call(fn="min" | "max", args=(_, *_)) | BinOp(
+                op="+" | "-" | "*" | "/" | "//"):
+            for child in (node.args if isinstance(node, Call) else (node.lhs, node.rhs)):
+                _check_expression(child, names, arch, source, at)
+            return
+    raise SpecError(source, at, f"expected {VOCABULARY}")
+
+
+def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
+    for i, group in enumerate(mapping.groups):
+        _check_einsums(cascade, group, mapping.source, f"groups[{i}]")
     bound = {e for group in mapping.groups for e in group.einsums}
-    unbound = [e.name for e in binding.cascade.einsums if e.name not in bound]
+    unbound = [e.name for e in cascade.einsums if e.name not in bound]
     if unbound:
-        raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {binding.cascade.name} bound by no "
+        raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {cascade.name} bound by no "
                                                   "group (each Einsum of the cascade runs in exactly one group)")
-    _check_group_order(binding, mapping)
+    _check_group_order(cascade, mapping)
 
 
-def _check_group_order(binding: Binding, mapping: Mapping) -> None:
+def _check_group_order(cascade: Cascade, mapping: Mapping) -> None:
     """An Einsum reading (in its body or mask, at any step of a recurrence) a tensor that a later group writes
     could not run: that group has not started. Refused naming both, whichever the order of two groups that read
     each other (a cycle no order runs)."""
     group_of = {e: i for i, group in enumerate(mapping.groups) for e in group.einsums}
     for i, group in enumerate(mapping.groups):
         for name in group.einsums:
-            later = next((ref.tensor for ref in binding.cascade.einsum(name).refs
+            later = next((ref.tensor for ref in cascade.einsum(name).refs
                           if group_of.get(ref.tensor, i) > i), None)
             if later is not None:
                 writer = mapping.groups[group_of[later]].name
@@ -61,12 +119,12 @@ def _check_group_order(binding: Binding, mapping: Mapping) -> None:
                                 "that every tensor is written before it is read")
 
 
-def _check_einsums(binding: Binding, group: Group, source: str, where: str) -> None:
-    known = [e.name for e in binding.cascade.einsums]
+def _check_einsums(cascade: Cascade, group: Group, source: str, where: str) -> None:
+    known = [e.name for e in cascade.einsums]
     for e in group.einsums:
         if e not in known:
             raise SpecError(source, f"{where}.binding.{group.binding[e]}",
-                            f"'{e}' is not an Einsum of {binding.cascade.name} (known: {', '.join(known)})")
+                            f"'{e}' is not an Einsum of {cascade.name} (known: {', '.join(known)})")
 
 
 def check_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> None:
@@ -79,9 +137,15 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
                         f"{arch.name} holds and computes {arch.word_bytes}-byte words, but the tensors of "
                         f"{cascade.name} are bound with {binding.word_bytes}-byte elements (params.word_bytes of the "
                         "workload, the cascade or --set): give both the same width")
+    check_group_names(cascade, arch, group, source, where)
+
+
+def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:
+    """`check_group` without sizes: the names of units (with the ops of the Einsums bound to them), levels,
+    tensors and ranks, and the rank sizes of the overlap's delay terms."""
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
-    _check_einsums(binding, group, source, where)
+    _check_einsums(cascade, group, source, where)
     for e in group.einsums:
         unit_name = group.binding[e]
         if unit_name not in units:
@@ -108,7 +172,7 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
     for e in group.pipelined:
         if e not in group.einsums:
             raise SpecError(source, f"{where}.pipelined", f"'{e}' is not an Einsum of this group")
-    leaf_ranks = set(binding.rank_sizes)
+    leaf_ranks = set(cascade.rank_sizes)  # a binding's rank sizes have these keys
     for i, loop in enumerate(group.loops):
         at = _loop_at(where, group.loops, i)
         if isinstance(loop.factor, bool) or not isinstance(loop.factor, int | str | None) or (
@@ -139,13 +203,15 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
         if loop.factor == SEARCH:
             raise SpecError(source, _loop_at(where, group.loops, i),
                             "factor is 'search': run the mapper (archsim.mapping.mapper.search) first")
-    return replace(group, loops=_fill_residuals(binding, group, source, where))
+    return replace(group, loops=_fill_residuals(binding, arch, group, source, where))
 
 
 def concrete_factors(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
     """The group with every factor expression evaluated (names: the cascade's parameters and rank sizes;
-    `capacity(LEVEL)` in bytes; `min`, `max`; `//` rounds down, `/` does not: a factor that is not a whole number is
-    refused, never rounded). `search` and residuals stay as they are."""
+    `capacity(LEVEL)` in bytes; `min`, `max`; `divisor_at_least(n, k)`, the smallest divisor of the whole number n
+    that is at least k (n when k > n; FLAT's row blocks: a block count that divides the query tiles); `//` rounds
+    down, `/` does not: a factor that is not a whole number is refused, never rounded). Each evaluated loop keeps its
+    expression as `rule`, for messages. `search` and residuals stay as they are."""
     names = {**binding.params, **binding.rank_sizes}
     loops = []
     for i, loop in enumerate(group.loops):
@@ -159,7 +225,7 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
                 values = ", ".join(f"{name}={names[name]:g}" for name in read)
                 raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}"
                                             + (f" (with {values})" if values else ""))
-            loop = replace(loop, factor=int(value))
+            loop = replace(loop, factor=int(value), rule=loop.factor)
         loops.append(loop)
     return replace(group, loops=tuple(loops))
 
@@ -186,6 +252,9 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
             if capacity is None:
                 raise SpecError(source, at, f"level {level} has no capacity")
             return capacity
+        case Call(fn="divisor_at_least", args=(n_arg, k_arg)):
+            n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
+            return _divisor_at_least(n, k, source, at)
         case Call(fn="min" | "max" as fn, args=args) if args:
             values = [_factor_value(a, names, arch, source, at) for a in args]
             return min(values) if fn == "min" else max(values)
@@ -194,14 +263,25 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
             if op in ("/", "//") and not b:
                 raise SpecError(source, at, "division by zero")
             return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "//": a // b}[op]
-    raise SpecError(source, at, "expected numbers, names, + - * / //, min(...), max(...) or capacity(LEVEL)")
+    raise SpecError(source, at, f"expected {VOCABULARY}")
 
 
-def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> tuple[Loop, ...]:
+def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
+    """The smallest divisor of `n` that is at least `k`; `n` itself when `k` > `n`, and when `n` < 1 (the factor
+    check then refuses the value with the sizes it read). Divisors come from `archsim.mapping.factors` (exact for a
+    number with up to 4096 of them, every `n` below 2^24 included)."""
+    if not math.isfinite(n) or n != int(n):
+        raise SpecError(source, at, f"divisor_at_least(n, k): n gives {n:g}, expected a whole number ('//' rounds a "
+                                    "division down)")
+    if n < 1 or k > n:
+        return n
+    return min(d for d in divisors(int(n), 4096) if d >= k)
+
+
+def _fill_residuals(binding: Binding, arch: Architecture, group: Group, source: str,
+                    where: str) -> tuple[Loop, ...]:
     loops = list(group.loops)
-    ranks_by_unit: dict[str, set[str]] = {}
-    for e, ranks in group_ranks(binding, group).items():
-        ranks_by_unit.setdefault(group.binding[e], set()).update(ranks)
+    ranks_by_unit = _ranks_by_unit(binding, group)
     for rank in sorted(set().union(*ranks_by_unit.values())):
         size = binding.rank_sizes[rank]
         temporal = [i for i, lp in enumerate(loops) if lp.rank == rank and not lp.is_spatial]
@@ -223,14 +303,115 @@ def _fill_residuals(binding: Binding, group: Group, source: str, where: str) -> 
                     parts = f": {' x '.join([*looped, f'{spatial} spatial'])}" if looped else ""
                     raise SpecError(source, _loop_at(where, loops, open_[0]),
                                     f"rank {rank}: size {size} is not a multiple of the other factors ({fixed}"
-                                    f"{parts}); {nearest_multiples(size, fixed)}")
+                                    f"{parts})" + _advice(binding, arch, group, rank, fixed, source, where, True))
                 loops[open_[0]] = replace(loops[open_[0]], factor=size // fixed)
                 open_ = []
                 fixed = size
             if fixed != size:
                 raise SpecError(source, f"{where}.loops", f"rank {rank}: factors on unit {unit} multiply to "
-                                                             f"{fixed}, expected the rank size {size}")
+                                                             f"{fixed}, expected the rank size {size}"
+                                + (_advice(binding, arch, group, rank, fixed, source, where, False)
+                                   if _own_rules(binding, group, rank) else ""))
     return tuple(loops)
+
+
+def _ranks_by_unit(binding: Binding, group: Group) -> dict[str, set[str]]:
+    """Unit -> the leaf ranks of the Einsums bound to it."""
+    out: dict[str, set[str]] = {}
+    for e, ranks in group_ranks(binding, group).items():
+        out.setdefault(group.binding[e], set()).update(ranks)
+    return out
+
+
+def _moves_with(binding: Binding, rank: str) -> set[str]:
+    """The names whose values change with `rank`'s size: the rank, the parameter its size is (P: seq_len) and
+    the other ranks that parameter sizes (M)."""
+    sizes = binding.cascade.rank_sizes
+    expr = sizes.get(rank)
+    if not isinstance(expr, Name):
+        return {rank}
+    return {rank, expr.name, *(r for r, e in sizes.items() if e == expr)}
+
+
+def _own_rules(binding: Binding, group: Group, rank: str) -> list[int]:
+    """The loops whose factor a rule (an expression, kept as `Loop.rule`) reading `rank`'s own size gave, over any
+    rank that size moves (FLAT's row blocks over P read P and M, both seq_len): their value is another at
+    another size."""
+    moving = _moves_with(binding, rank)
+    return [i for i, lp in enumerate(group.loops) if lp.rule
+            and any(isinstance(n, Name) and n.name in moving for n in walk(_parsed(lp.rule)))]
+
+
+def _tiles_at(binding: Binding, arch: Architecture, group: Group, moving: set[str], size: int, source: str,
+              where: str) -> bool:
+    """Whether the group's loops tile every rank in `moving` when those names are all `size`: each rule
+    evaluated there, then, as `_fill_residuals` checks, per unit the fixed factors divide the size (with a
+    residual loop) or equal it (without)."""
+    names = {**binding.params, **binding.rank_sizes, **dict.fromkeys(moving, size)}
+    factors = []
+    for i, lp in enumerate(group.loops):
+        if lp.rule:
+            try:
+                value = _factor_value(_parsed(lp.rule), names, arch, source, _loop_at(where, group.loops, i))
+            except SpecError:
+                return False
+            if not math.isfinite(value) or value < 1 or value != int(value):
+                return False
+            lp = replace(lp, factor=int(value))
+        factors.append(lp)
+    for unit, ranks in _ranks_by_unit(binding, group).items():
+        for rank in ranks & moving:
+            temporal = [lp.factor for lp in factors if lp.rank == rank and not lp.is_spatial]
+            fixed = math.prod(f for f in temporal if f is not None) * _spatial_extent(factors, rank, unit)
+            if size % fixed if None in temporal else fixed != size:
+                return False
+    return True
+
+
+def _advice(binding: Binding, arch: Architecture, group: Group, rank: str, fixed: int, source: str, where: str,
+            residual: bool) -> str:
+    """What to give instead of a size of `rank` that its factors (multiplying to `fixed`; with a `residual` loop
+    taking the rest, else alone) do not tile. Constant factors: the nearest multiples of `fixed`. Where a loop's
+    factor comes from a rule of the rank's own size (`_own_rules`), its value is another at another size, so those
+    multiples are the advice only where the group, its rules evaluated there, tiles them (FLAT's row blocks at a
+    length not of whole 256-token tiles); else the nearest sizes at which it does (`_tiles_at`; within
+    `ADVICE_STEPS` multiples of the constant factors either way, and the size limit), and, where a rule over this
+    rank is what fails (with a residual, the constant factors dividing the size), which rule, its value and what
+    it had to divide."""
+    size = binding.rank_sizes[rank]
+    rules = _own_rules(binding, group, rank)
+    if not rules:
+        return f"; {nearest_multiples(size, fixed)}"
+    moving = _moves_with(binding, rank)
+    multiples = [n for n in (size // fixed * fixed, -(-size // fixed) * fixed) if n]
+    if residual and all(_tiles_at(binding, arch, group, moving, n, source, where) for n in multiples):
+        return f"; {nearest_multiples(size, fixed)}"  # the rules tile there too (FLAT's at a length not of 256s)
+    loops = group.loops
+    here = [i for i in rules if loops[i].rank == rank and not loops[i].is_spatial]
+    const = fixed // math.prod(loops[i].factor for i in here)
+    first_below, first_above = (size - 1) // const * const, size // const * const + const
+    below = next((n for n in range(first_below, max(0, first_below - ADVICE_STEPS * const), -const)
+                  if n > 0 and _tiles_at(binding, arch, group, moving, n, source, where)), None)
+    above = next((n for n in range(first_above, min(max_size(), first_above + ADVICE_STEPS * const) + 1, const)
+                  if _tiles_at(binding, arch, group, moving, n, source, where)), None)
+    found = [str(n) for n in (below, above) if n is not None]
+    several = len(rules) > 1
+    named = (f"the rule{'s' * several} of "
+             + ", ".join(f"{_loop_at(where, loops, i)} ('{loops[i].rule}')" for i in rules)
+             + f" read{'' if several else 's'} the size of {rank}")
+    if found:
+        nearest = (f"with {'them' if several else 'it'} evaluated at each, the nearest sizes of {rank} that tile are "
+                   f"{' and '.join(found)} (to model a padded sequence, give one of them)")
+    else:
+        nearest = (f"no size of {rank} within {ADVICE_STEPS} multiples of {const} either way tiles with "
+                   f"{'them' if several else 'it'} evaluated there")
+    if not (residual and here) or size % const:
+        return f"; {named}: {nearest}"
+    values = " x ".join(str(loops[i].factor) for i in here)
+    return (f": {named}, and {'their' if len(here) > 1 else 'its'} {values} does not divide the {size // const} "
+            f"the other factors leave ({size} / {const}), so multiples of {fixed} are no advice; a rule of the "
+            "rank's own size must give a divisor of what the others leave, at every size (divisor_at_least(n, k): "
+            f"the smallest divisor of n at least k); {nearest}")
 
 
 def _loop_at(where: str, loops: Sequence[Loop], i: int) -> str:

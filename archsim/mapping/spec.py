@@ -7,9 +7,13 @@ A mapping is a list of fusion groups run one after another. Each group has
   walks over tiles held by the level below it; a spatial loop spreads a rank over a unit's fan-out. Several
   loops over one rank split it (P -> P2, P1, P0, outermost first); their factors multiply to the rank size.
   A factor may be left out (the residual: rank size / the other factors), be `search` (the mapper picks it), or
-  be an expression of the cascade's parameters and rank sizes, `capacity(LEVEL)` (bytes) and `min`/`max`, for
+  be an expression of the cascade's parameters and rank sizes, `capacity(LEVEL)` (bytes), `min`/`max` and
+  `divisor_at_least(n, k)` (the smallest divisor of the whole number n that is at least k; n when k > n), for
   a dataflow's own tiling rule: FLAT's row block fills the buffer with scores,
-  `P: "min(P // 256, max(1, P * M * word_bytes // capacity(GlobalBuffer)))"` row blocks.
+  `P: "divisor_at_least(P // 256, max(1, P * M * word_bytes // capacity(GlobalBuffer)))"` row blocks, a count
+  that divides the P / 256 query tiles, so every whole number of tiles runs. A rule that reads its own rank's
+  size (P here) must give a divisor of what the rank's other factors leave, at every size: its value moves with
+  the size, so the multiples of today's value are no advice (see `archsim.mapping.resolve`).
   Spatial loops are per unit: the 2-D array's `P: 256` and the 1-D array's `P: 256` are two views of one
   split, so for each unit, temporal factors x that unit's spatial factors = rank size. A split spread only over
   another unit's fan-out is walked temporally (innermost) by a unit without one.
@@ -51,10 +55,16 @@ class Loop:
     level: str | None = None  # temporal: the memory level it sits at
     spatial: str | None = None  # spatial: the unit whose fan-out it spreads over
     origin: str = ""  # where it was written (`loops[0].ranks.P`), for messages
+    rule: str = ""  # the expression an int factor was computed from (FLAT's row blocks), for messages
 
     @property
     def is_spatial(self) -> bool:
         return self.spatial is not None
+
+    @property
+    def expression(self) -> str:
+        """The factor expression written for this loop, or "" (an int, the residual or `search`)."""
+        return self.factor if isinstance(self.factor, str) and self.factor != SEARCH else ""
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,10 @@ class Group:
     spill: tuple[str, ...] = ()  # kept tensors whose overflow lives in the level above
 
     def with_factors(self, factors: MappingType[int, int]) -> Group:
-        """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way)."""
-        loops = tuple(replace(loop, factor=factors.get(i, loop.factor)) for i, loop in enumerate(self.loops))
+        """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way); a loop
+        whose expression this replaces keeps it as its `rule`."""
+        loops = tuple(loop if i not in factors else replace(loop, factor=factors[i], rule=loop.expression or loop.rule)
+                      for i, loop in enumerate(self.loops))
         return replace(self, loops=loops)
 
 

@@ -38,6 +38,11 @@ Memory
   overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and each
   access to a spilled element goes there: one write per Einsum producing the storage's tensors, one read per
   Einsum consuming them, except reads streamed from a producer on the same unit in the same pass.
+- `Result.footprint_bytes` is the footprint before any spill: what the mapping keeps at each level, the part that
+  spills included. So a feasible point whose kept tensors spill reports more than the level's capacity (FLAT on
+  BERT at 4K tokens: 33,816,576 B of its 33,554,432 B global buffer; the 262,144 B over it live in DRAM, their
+  accesses counted in DRAM's traffic and energy); the bytes that stay on chip are min(footprint, capacity). The
+  mapper's tie-break (the larger footprint, the fewer refetches) and an infeasible point's reason read it so.
 
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving

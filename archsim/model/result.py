@@ -36,7 +36,7 @@ class Result:
     energy_pj: float
     energy_by: dict[tuple[str, str], float]  # (component, action) -> pJ
     utilization: dict[str, float]  # unit -> busy lane-cycles / (lanes x latency cycles); at most 1 when feasible
-    footprint_bytes: dict[str, float]  # level -> bytes of the tiles resident there
+    footprint_bytes: dict[str, float]  # level -> bytes of the tiles resident there, before any spill
     area_um2: float
     einsums: tuple[EinsumResult, ...] = field(default_factory=tuple)
     # stall source -> unit-seconds the compute units sat idle for it ("DRAM bandwidth", "waiting on QK"); only the
