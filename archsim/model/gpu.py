@@ -384,22 +384,29 @@ def _shared_schedule_s(work: np.ndarray, steps_s: np.ndarray, overhead_s: float,
     left = np.ones(len(occupant))  # the share of each slot's CTA still to run at the last dispatch
     dispatched_s = 0.0
     if n > slots:  # until then every SM holds per_sm CTAs: list scheduling of the CTAs' T(per_sm)
-        full_s = (overhead_s + steps_s[-1] @ work).tolist()
-        end_s = full_s[:slots]
+        full_s = overhead_s + steps_s[-1] @ work
         # Slots freeing at one time (up to rounding: sums of equal CTAs in other orders) free in slot order, so
-        # which SM takes a CTA does not hinge on the last bit of a sum: ordered by time in ticks of 2^-32 of the
-        # longest CTA, then by slot.
-        tick_s = max(full_s) * 2.0**-32
-        free = [(round(t / tick_s), s) for s, t in enumerate(end_s)]
+        # which SM takes a CTA does not hinge on the last bit of a sum: the order is by time in whole ticks of 2^-32
+        # of the longest CTA, then by slot. A slot's key is one int, its end in ticks x slots + the slot (cheaper
+        # to compare than a tuple); the times themselves are the exact sums, from the slots the CTAs went to.
+        per_tick = 2.0**32 / float(full_s.max())
+        # each CTA's ticks from the overhead's and each tile kind's step's ticks, so CTAs whose times are equal as
+        # sums of the same terms (a causal grid's: T(1) + T(3) = 2 T(2)) stay equal in ticks
+        ticks = np.rint(overhead_s * per_tick) + np.rint(steps_s[-1] * per_tick) @ work
+        key_step = (np.rint(ticks).astype(np.int64) * slots).tolist()
+        free = [k + s for s, k in enumerate(key_step[:slots])]
         heapq.heapify(free)
-        replace = heapq.heapreplace
-        for i, cta_s in enumerate(full_s[slots:], slots):
-            s = free[0][1]
-            dispatched_s = end_s[s]
-            end_s[s] += cta_s
-            replace(free, (round(end_s[s] / tick_s), s))
-            occupant[s] = i
-        left = np.maximum(np.array(end_s) - dispatched_s, 0.0) / np.take(full_s, occupant)
+        replace, went = heapq.heapreplace, []
+        for step in key_step[slots:]:
+            key = free[0]
+            replace(free, key + step)
+            went.append(key % slots)
+        to_slot, later = np.array(went), np.arange(slots, n)
+        end_s = full_s[:slots] + np.bincount(to_slot, weights=full_s[slots:], minlength=slots)
+        dispatched_s = float(end_s[to_slot[-1]] - full_s[-1])
+        occupant = np.arange(slots)
+        np.maximum.at(occupant, to_slot, later)  # each slot's last CTA
+        left = np.maximum(end_s - dispatched_s, 0.0) / full_s[occupant]
     return dispatched_s + _drain_s(left, overhead_s + steps_s @ work[:, occupant], sm_count)
 
 
