@@ -9,10 +9,12 @@ import json
 
 import click
 
+from archsim import library
 from archsim.commands.options import write_tables
 from archsim.outputs import check_writable
 from archsim.report.duplex import with_over_gpu
 from archsim.systems import duplex_figures, duplex_reproduce
+from archsim.systems.step import Step, op_table
 
 
 def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) -> None:
@@ -39,6 +41,9 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
                    f"{r.over_gpu:>6.2f} {r.tbt_p50_s * 1e3:>10.2f} {r.tbt_p99_s * 1e3:>10.2f} {r.e2e_s:>7.2f} "
                    f"{r.energy_j_per_token:>8.3f}")
     _echo_qps(qps)
+    click.echo(f"\nOp/B of every op of a {duplex_reproduce.QPS_MODEL} decode step from its cascades (`analyze`; the "
+               "report page plots them against the units' ridges): GQA attention ~ deg_grp, MoE ~ tokens per expert")
+    click.echo(op_table(library.load_workload_spec(duplex_reproduce.QPS_MODEL), Step("decode", 32, 1024), "llama"))
     timing = ("GPU and xPU timed at their roofline, as Duplex's simulator (--as-artifact)" if headline["as_artifact"]
               else "the calibrated GPU model (--as-artifact: at their roofline, as Duplex's simulator)")
     click.echo(f"\nHeadline: {headline['system']} over {headline['baseline']}, {headline['points']} points; {timing}")
