@@ -233,7 +233,7 @@ def test_a_headline_outside_its_tolerance_quotes_the_records() -> None:
     def record(system: str, model: str, tok_s: float) -> dict:
         return {"model": model, "system": system, "lin": 256, "lout": 256, "batch": 32, "throughput_tok_s": tok_s,
                 "tbt_p50_s": 0.01, "tbt_p99_s": 0.02, "e2e_s": 1.0, "energy_j_per_token": 1.0,
-                "static_j_per_token": 0.5}
+                "rank_s_per_token": 0.5}
 
     records = [record("duplex-gpu", "mixtral-8x7b", 100.0), record("duplex-pe-et", "mixtral-8x7b", 500.0),
                record("duplex-gpu", "opt-66b", 100.0), record("duplex-pe-et", "opt-66b", 400.0)]

@@ -138,6 +138,8 @@ def test_allgather_on_one_device_is_the_one_device_run() -> None:
     h200 = load_gpu("h200-sxm")
     ring, alone = (parallel_time(_spec(scheme, 1, LLAMA8, 30000, gpu=h200)) for scheme in ("ring", "allgather"))
     assert alone.time_s == ring.time_s and alone.efficiency == 1.0
+    # and holds what the one-device run holds, so its largest context is ring's (it counted a gathered K, V copy)
+    assert alone.memory_bytes == ring.memory_bytes and alone.max_context_tokens == ring.max_context_tokens
     same_n = [parallel_time(_spec("allgather", p, LLAMA8, 32 * 1024)) for p in (1, 2, 4)]
     assert [r.ideal_s * r.spec.devices for r in same_n] == pytest.approx([same_n[0].time_s] * 3, rel=1e-12)
 

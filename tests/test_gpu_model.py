@@ -30,7 +30,7 @@ from archsim.gpu.validate import validate
 from archsim.library import load_workload_spec
 from archsim.model.gpu import (
     DRAM_EFFICIENCY,
-    MAKESPAN_MEMO_CTAS,
+    MAKESPAN_MEMO_TILE_COUNTS,
     AttentionCase,
     _remembered_makespan_s,
     ctas_per_sm,
@@ -208,8 +208,8 @@ def test_remembered_schedules_and_decode_grids_equal_fresh_ones(calibration) -> 
     7 key blocks of 128, cut into 4 splits of 2, 2, 2 and 1 (uneven CTAs: the greedy schedule, not the uniform
     shortcut). A schedule beyond the memo by hand: 4,096 CTAs of 1 s fill 4,096 SMs, the 4,097th (3 s) starts
     when the first frees: 4 s."""
-    assert makespan_s(np.append(np.ones(MAKESPAN_MEMO_CTAS), 3.0)[None], np.array([[1.0]]), 0.0,
-                      MAKESPAN_MEMO_CTAS) == 4.0
+    assert makespan_s(np.append(np.ones(MAKESPAN_MEMO_TILE_COUNTS), 3.0)[None], np.array([[1.0]]), 0.0,
+                      MAKESPAN_MEMO_TILE_COUNTS) == 4.0
     gpu, params = load_gpu("h100-sxm5"), _params(calibration, "Flash-Decoding")
     cases = [AttentionCase("decode", 32, 8, 2, 128, seqlen, False, "fp16") for seqlen in (779, 780, 876)]
     first = [predict("Flash-Decoding", case, gpu, params) for case in cases]

@@ -77,7 +77,7 @@ FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (
 MAX_QUERY_ROWS = 2**30
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered, in tile counts (CTAs x tile kinds, 8 bytes each): 1024 hold at most 32 MB.
-MAKESPAN_MEMO_CTAS = 4096
+MAKESPAN_MEMO_TILE_COUNTS = 4096
 # Workload sizes that mean an attention the kernels here do not model: they time dense multi-head and grouped-query
 # attention, so a caller holding such a workload refuses it rather than time it as dense MHA.
 UNMODELLED_ATTENTION = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
@@ -354,11 +354,11 @@ def makespan_s(work: np.ndarray, steps_s: np.ndarray, overhead_s: float, sm_coun
     `len(steps_s)`, so up to the last dispatch this is greedy list scheduling of the T_i(full) over the slots; from
     then each SM drains on its own, the CTAs left on it speeding up as the others finish (a partial last wave runs
     less shared). Uniform CTAs in full waves reduce to waves x T(full); uniform CTAs in general to
-    (waves - 1) x T(full) + T(ceil(last wave / sm_count)). A schedule of at most `MAKESPAN_MEMO_CTAS` tile
+    (waves - 1) x T(full) + T(ceil(last wave / sm_count)). A schedule of at most `MAKESPAN_MEMO_TILE_COUNTS` tile
     counts is remembered by the bytes of its inputs (a serving run asks for the same decode grid at every context
     of a key block)."""
     work, steps_s = np.asarray(work, dtype=np.float64), np.asarray(steps_s, dtype=np.float64)
-    if work.size <= MAKESPAN_MEMO_CTAS:
+    if work.size <= MAKESPAN_MEMO_TILE_COUNTS:
         return _remembered_makespan_s(work.tobytes(), len(work), steps_s.tobytes(), float(overhead_s), sm_count)
     return _shared_schedule_s(work, steps_s, float(overhead_s), sm_count)
 

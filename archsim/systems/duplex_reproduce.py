@@ -29,8 +29,9 @@ Duplex+PE+ET (`duplex-pe`, `duplex-pe-et`: the co-processing schedule, pim.md §
 Headline (`headline`): throughput of Duplex+PE+ET over the GPU, its mean and maximum over the paper grid's points
 (paper: 2.07x, 2.67x), and the energy reduction per output token, 1 - mean(energy ratio) (paper 28.19 %), each with
 the issue's tolerance and, outside it, the modelling reason (`ATTRIBUTION`). Energy is per action plus the xPUs'
-static power (the presets' `static_w`, 20 % of TDP); each record's `static_j_per_token` is that static part, so
-`energy_reduction_by_static` recomputes the reduction exactly at other fractions of TDP (`STATIC_FRACTIONS`: none,
+static power (the presets' `static_w`, 20 % of TDP); each record's `rank_s_per_token` (its ranks' seconds per output
+token: the static part is that x each rank's static power), so `energy_reduction_by_static` recomputes the reduction
+exactly at other fractions of TDP (`STATIC_FRACTIONS`: none,
 and gpu.md §5's suggested 15 % and 25 %).
 
 Bank-PIM comparison (`bank_pim_comparison`, `bank_pim_headline`): the GPU, Duplex (`duplex`) and its Bank-PIM
@@ -161,15 +162,15 @@ def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, roun
                         "tbt_p99_s": result.tbt_p99_s,
                         "e2e_s": mean(r.finish_s - r.arrival_s for r in result.requests),
                         "energy_j_per_token": result.energy_per_token_j,
-                        "static_j_per_token": _static_j_per_token(model, result),
+                        "rank_s_per_token": _rank_s_per_token(model, result),
                     })
     return records
 
 
-def _static_j_per_token(model: SystemModel, result) -> float:
-    """The static part of a closed-loop run's energy per output token: its devices' static power over the run (an
-    engine always busy: the iterations span the makespan) per token."""
-    return model.static_w * result.makespan_s / result.output_tokens if result.output_tokens else 0.0
+def _rank_s_per_token(model: SystemModel, result) -> float:
+    """A closed-loop run's rank-seconds per output token: its ranks (`devices_counted`) over the run (an engine always
+    busy: the iterations span the makespan) per token; x a rank's static power, the static part of its energy."""
+    return model.devices_counted * result.makespan_s / result.output_tokens if result.output_tokens else 0.0
 
 
 def grid_records(rounds: int = REQUEST_ROUNDS, seed: int = SEED, as_artifact: bool = False,
@@ -206,15 +207,21 @@ def headline(records: list[dict]) -> dict:
 
 def energy_reduction(records: list[dict], static_fraction: float | None = None) -> float:
     """1 - the mean of the headline system's energy per token over the baseline's; with `static_fraction`, each
-    record's static part rescaled as if every xPU drew that fraction of its TDP (the presets': `_xpu().static_w`)."""
+    record's static part (its rank-seconds x its system's static power per rank) replaced by every xPU drawing that
+    fraction of its TDP."""
     if static_fraction is None:
         metric, rows = "energy_j_per_token", records
     else:
-        xpu = _xpu()
-        scale = static_fraction * xpu.spec.power_w / xpu.static_w
+        watts = static_fraction * _xpu().spec.power_w
         metric = "rescaled"
-        rows = [{**r, metric: r["energy_j_per_token"] + (scale - 1) * r["static_j_per_token"]} for r in records]
+        rows = [{**r, metric: r["energy_j_per_token"]
+                 + r["rank_s_per_token"] * (watts - _static_w_per_rank(r["system"]))} for r in records]
     return 1 - mean(over_baseline(rows, HEADLINE_SYSTEM, metric))
+
+
+def _static_w_per_rank(system: str) -> float:
+    """Static power of one rank of the preset `system`: one device of each kind, as `SystemModel.static_w` counts."""
+    return sum(d.static_w for d in load_system(system).devices.values())
 
 
 def _xpu():

@@ -487,14 +487,14 @@ def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     members = _members(p, spec.tp)
+    if p == 1:  # nothing to gather: the one call of the one-device run
+        work = compute.attention_s(n, n, spec.causal)
+        return _Timing(work, work, 0.0)
     gathered = _kv_bytes(n, compute)
     comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
     if spec.direction == "fwd+bwd":
         comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
                                              spec.topology.group_link(members))
-    if p == 1:  # nothing to gather: the one call of the one-device run
-        work = compute.attention_s(n, n, spec.causal)
-        return _Timing(work, work, 0.0)
     half = n // (2 * p) if spec.causal else n // p
     busiest = 0.0
     for d in range(p):
@@ -639,7 +639,7 @@ def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
     if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
         multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)
     capacity = float(spec.gpu.dram_bytes)
-    if spec.scheme == "allgather":
+    if spec.scheme == "allgather" and spec.devices > 1:  # one device gathers nothing: the one-device run's memory
         compute, ring_memory = _compute(spec), memory_of
 
         def memory_of(n: int):

@@ -72,7 +72,7 @@ Energy is every device's op energy over the TP x PP devices, plus their static p
 energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
 (`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
 is that power for the op's time), that power over the time its rank spends in the iteration's communication
-(`SystemModel.board_w` x `communication_s`): the GPU runs the collective's kernels or waits in it at board power
+(`SystemModel.board_w` x `communication_rank_s`): the GPU runs the collective's kernels or waits in it at board power
 (TDP stays an upper bound), so a slower link costs energy as it costs time. A rank's communication: its layers'
 all-reduces and expert exchanges, with EP the wait in the exchange for the slowest group (each kind of layer's
 slowest: the all-to-all is where the groups meet), and the stage hops it sends or receives (2 x TP ranks a hop).
@@ -426,7 +426,7 @@ class SystemModel:
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         par = self.parallelism
-        time_s = energy_j = communication_s = 0.0  # communication_s: rank-seconds (module docstring)
+        time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
         groups = ep_groups(contexts, prompts, par.ep)
         for kind, layers in self.kinds.items():
@@ -439,25 +439,25 @@ class SystemModel:
                 exchange_s = layers * expert_exchange_s(model, tokens)
                 group_s = par.pp * (phases.device_s(layers) + exchange_s)
                 energy_j += par.tp * par.pp * layers * total.energy_j
-                communication_s += par.tp * par.pp * (layers * phases.allreduce_s + exchange_s)
+                communication_rank_s += par.tp * par.pp * (layers * phases.allreduce_s + exchange_s)
                 groups_s.append(group_s)
                 if group_s > slowest_s:
                     slowest_s, slowest_busy = group_s, total.busy_s
             if par.ep > 1:  # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each
-                communication_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
+                communication_rank_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
             for unit, s in slowest_busy.items():
                 busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
             time_s += slowest_s
         hops_s = [stage_hops_s(self, len(c) + sum(p)) for c, p in groups]
         time_s += max(hops_s)
-        communication_s += 2 * par.tp * sum(hops_s)  # each hop: the sending and the receiving stage's TP ranks
+        communication_rank_s += 2 * par.tp * sum(hops_s)  # each hop: the sending and the receiving stage's TP ranks
         heads = [self.lm_head_cost(len(group) + len(group_prompts)) for group, group_prompts in groups]
         slowest_head = max(heads, key=lambda head: head.time_s)
         for unit, s in slowest_head.busy_s.items():
             busy[unit] = busy.get(unit, 0.0) + s
         energy_j += par.tp * sum(head.energy_j for head in heads)
         time_s += slowest_head.time_s
-        board_j = self.board_w * communication_s if communication_s else 0.0
+        board_j = self.board_w * communication_rank_s if communication_rank_s else 0.0
         return IterationCost(time_s, energy_j + board_j + self.static_w * time_s, busy)
 
 
