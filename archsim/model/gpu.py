@@ -15,24 +15,18 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   tile's shared-memory traffic (bounded by the SMEM bandwidth); then a softmax phase, in which the SFU (exp) and
   the FP32 pipe (max, add, mul, masks, conversions) overlap, so it takes the longer of the two. Within a CTA the
   softmax follows the MMAs that produce its scores: FA2 does not overlap them (FA3 §3.1).
-- CTAs resident on one SM share its pipes: while r CTAs are on it (r at most the occupancy), a CTA's tile step
-  takes r x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its softmax), at least r x
-  softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps in flight (Little's law:
-  a lone CTA cannot stream faster; this floor is per CTA, not shared). A kernel that overlaps the softmax with the
-  MMAs inside the CTA (`softmax_overlap`: FlashAttention-3's ping-pong of two consumer warpgroups and its intra-
-  warpgroup pipelining, FA3 §3.1-3.2) takes the longer of r x MMA phase and r x softmax phase instead.
-- A CTA's time with r CTAs on its SM, T(r) = its tiles' steps at r + its overhead: one DRAM latency (pipeline
-  fill), its prologue and epilogue tiles (Q in and O out for a forward; K, V in and dK, dV out for a backward) at
-  one busy SM's share of L2 bandwidth (L2 bandwidth / min(CTAs, SMs)), and `cta_overhead_cycles` (the rest:
-  setup, epilogue normalisation, synchronisation; a calibrated constant per family). The overhead does not
-  shrink or grow with r.
-- Schedule (`makespan_s`): processor sharing per SM. A CTA completes 1 / T(r) of itself per second while r CTAs
-  share its SM, r changing as CTAs come and go. CTAs are dispatched in launch order, the first one per SM first
-  (a grid smaller than the slots is spread over the SMs), then each to the SM slot (SMs x occupancy) that frees
-  first. Tail effects and causal imbalance come out of this schedule, and a partial last wave runs less shared
-  than a full one: more occupancy never slows a grid of equal CTAs (T(r) grows with r and no faster than in
-  proportion), though with uneven CTAs (causal) it can, as greedy dispatch can on real SMs (a long CTA
-  dispatched late shares its SM with more CTAs while others still wait).
+- CTAs resident on one SM share its pipes (a grid smaller than the slots is spread one CTA per SM first): with
+  k per SM a CTA's tile step takes k x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its
+  softmax), at least k x softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps
+  in flight (Little's law: a lone CTA cannot stream faster). A kernel that overlaps the softmax with the MMAs
+  inside the CTA (`softmax_overlap`: FlashAttention-3's ping-pong of two consumer warpgroups and its intra-
+  warpgroup pipelining, FA3 §3.1-3.2) takes the longer of k x MMA phase and k x softmax phase instead.
+- A CTA's time = its tiles' time + its overhead: one DRAM latency (pipeline fill), its prologue and epilogue
+  tiles (Q in and O out for a forward; K, V in and dK, dV out for a backward) at the SM's share of L2 bandwidth,
+  and `cta_overhead_cycles` (the rest: setup, epilogue normalisation, synchronisation; a calibrated constant per
+  family). It is not overlapped with the other resident CTAs.
+- Waves: CTAs are dispatched in launch order, each to the SM slot that frees first (the slots are SMs x
+  occupancy). Tail effects and causal imbalance come out of this schedule.
 - The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `DRAM_EFFICIENCY`), L2 bytes / L2 bandwidth)
   plus `launch_s` (launch latency and the gap between back-to-back kernels).
 A **stream launch** (an elementwise pass, a reduction, a copy) is bound by DRAM bandwidth, and a **GEMM launch**
@@ -76,8 +70,8 @@ FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (
 # Llama-3-405B's 128 heads at batch 1 and 128K tokens. ARCHSIM_MAX_GPU_ROWS raises it.
 MAX_QUERY_ROWS = 2**30
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
-# Largest CTA schedule remembered, in tile counts (CTAs x tile kinds, 8 bytes each): 1024 hold at most 32 MB.
-MAKESPAN_MEMO_TILE_COUNTS = 4096
+# Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
+MAKESPAN_MEMO_CTAS = 4096
 # Workload sizes that mean an attention the kernels here do not model: they time dense multi-head and grouped-query
 # attention, so a caller holding such a workload refuses it rather than time it as dense MHA.
 UNMODELLED_ATTENTION = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
@@ -336,117 +330,51 @@ def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, re
 
 def cta_overhead_s(launch: TiledLaunch, gpu: GPU, overhead_cycles: float) -> float:
     """Time of a CTA outside its main loop: the calibrated cycles, one DRAM latency to fill the pipeline, and the
-    prologue/epilogue tiles moved at the share of L2 bandwidth of one busy SM (a grid of fewer CTAs than SMs
-    splits the L2 among the SMs it occupies)."""
-    busy_sms = min(launch.ctas, gpu.sm_count)
+    prologue/epilogue tiles moved at the SM's share of L2 bandwidth."""
     return (overhead_cycles / gpu.clock_hz + gpu.dram_latency_s
-            + launch.io_bytes / (gpu.l2_bytes_per_s / busy_sms))
+            + launch.io_bytes / (gpu.l2_bytes_per_s / gpu.sm_count))
 
 
-def makespan_s(work: np.ndarray, steps_s: np.ndarray, overhead_s: float, sm_count: int) -> float:
-    """Finish time of CTAs run on `sm_count` SMs holding up to `len(steps_s)` CTAs each, the CTAs of one SM
-    sharing its pipes (processor sharing). `work[j, i]` tiles of kind j are CTA i's main loop (CTAs in launch
-    order), `steps_s[r - 1, j]` the step of a tile of kind j while r CTAs share its SM (`step_time_s`), and
-    `overhead_s` each CTA's time outside it (`cta_overhead_s`), so CTA i takes T_i(r) = overhead_s +
-    sum_j work[j, i] x steps_s[r - 1, j] with r CTAs on its SM, and completes 1 / T_i(r) of itself per second.
-    Dispatch is what the block scheduler does: the first CTAs fill the slots one per SM first (CTA s to SM
-    s mod sm_count), each further CTA goes to the slot that frees first. While CTAs wait, every SM holds the full
-    `len(steps_s)`, so up to the last dispatch this is greedy list scheduling of the T_i(full) over the slots; from
-    then each SM drains on its own, the CTAs left on it speeding up as the others finish (a partial last wave runs
-    less shared). Uniform CTAs in full waves reduce to waves x T(full); uniform CTAs in general to
-    (waves - 1) x T(full) + T(ceil(last wave / sm_count)). A schedule of at most `MAKESPAN_MEMO_TILE_COUNTS` tile
-    counts is remembered by the bytes of its inputs (a serving run asks for the same decode grid at every context
-    of a key block)."""
-    work, steps_s = np.asarray(work, dtype=np.float64), np.asarray(steps_s, dtype=np.float64)
-    if work.size <= MAKESPAN_MEMO_TILE_COUNTS:
-        return _remembered_makespan_s(work.tobytes(), len(work), steps_s.tobytes(), float(overhead_s), sm_count)
-    return _shared_schedule_s(work, steps_s, float(overhead_s), sm_count)
+def makespan_s(durations: np.ndarray, slots: int) -> float:
+    """Finish time of CTAs dispatched in launch order, each to the slot that frees first (greedy list
+    scheduling, what the block scheduler does). Uniform durations reduce to ceil(n / slots) x duration. A
+    schedule of at most `MAKESPAN_MEMO_CTAS` float64 durations is remembered by their bytes (a serving run asks
+    for the same decode grid at every context of a key block)."""
+    if len(durations) <= MAKESPAN_MEMO_CTAS and durations.dtype == np.float64:
+        return _remembered_makespan_s(durations.tobytes(), slots)
+    return _list_schedule_s(durations, slots)
 
 
 @lru_cache(maxsize=1024)
-def _remembered_makespan_s(work: bytes, kinds: int, steps_s: bytes, overhead_s: float, sm_count: int) -> float:
-    """`_shared_schedule_s` of float64 arrays given as their bytes (pure; memoised)."""
-    return _shared_schedule_s(np.frombuffer(work).reshape(kinds, -1), np.frombuffer(steps_s).reshape(-1, kinds),
-                              overhead_s, sm_count)
+def _remembered_makespan_s(durations: bytes, slots: int) -> float:
+    """`_list_schedule_s` of float64 durations given as their bytes (pure; memoised)."""
+    return _list_schedule_s(np.frombuffer(durations), slots)
 
 
-def _shared_schedule_s(work: np.ndarray, steps_s: np.ndarray, overhead_s: float, sm_count: int) -> float:
-    n, per_sm = work.shape[1], len(steps_s)
+def _list_schedule_s(durations: np.ndarray, slots: int) -> float:
+    n = len(durations)
     if n == 0:
         return 0.0
-    slots = sm_count * per_sm
-    if (work == work[:, :1]).all():  # uniform CTAs: full waves, then the last wave spread one CTA per SM first
-        waves = (n - 1) // slots
-        last = math.ceil((n - waves * slots) / sm_count)
-        cta_s = overhead_s + steps_s @ work[:, 0]
-        return waves * float(cta_s[-1]) + float(cta_s[last - 1])
-    occupant = list(range(min(n, slots)))  # slot s is on SM s mod sm_count
-    left = np.ones(len(occupant))  # the share of each slot's CTA still to run at the last dispatch
-    dispatched_s = 0.0
-    if n > slots:  # until then every SM holds per_sm CTAs: list scheduling of the CTAs' T(per_sm)
-        full_s = overhead_s + steps_s[-1] @ work
-        # Slots freeing at one time (up to rounding: sums of equal CTAs in other orders) free in slot order, so
-        # which SM takes a CTA does not hinge on the last bit of a sum: the order is by time in whole ticks of 2^-32
-        # of the longest CTA, then by slot. A slot's key is one int, its end in ticks x slots + the slot (cheaper
-        # to compare than a tuple); the times themselves are the exact sums, from the slots the CTAs went to.
-        per_tick = 2.0**32 / float(full_s.max())
-        # each CTA's ticks from the overhead's and each tile kind's step's ticks, so CTAs whose times are equal as
-        # sums of the same terms (a causal grid's: T(1) + T(3) = 2 T(2)) stay equal in ticks
-        ticks = np.rint(overhead_s * per_tick) + np.rint(steps_s[-1] * per_tick) @ work
-        key_step = (np.rint(ticks).astype(np.int64) * slots).tolist()
-        free = [k + s for s, k in enumerate(key_step[:slots])]
-        heapq.heapify(free)
-        replace, went = heapq.heapreplace, []
-        for step in key_step[slots:]:
-            key = free[0]
-            replace(free, key + step)
-            went.append(key % slots)
-        to_slot, later = np.array(went), np.arange(slots, n)
-        end_s = full_s[:slots] + np.bincount(to_slot, weights=full_s[slots:], minlength=slots)
-        dispatched_s = float(end_s[to_slot[-1]] - full_s[-1])
-        occupant = np.arange(slots)
-        np.maximum.at(occupant, to_slot, later)  # each slot's last CTA
-        left = np.maximum(end_s - dispatched_s, 0.0) / full_s[occupant]
-    return dispatched_s + _drain_s(left, overhead_s + steps_s @ work[:, occupant], sm_count)
-
-
-def _drain_s(left: np.ndarray, cta_s: np.ndarray, sm_count: int) -> float:
-    """Time for every SM to finish the CTAs on it, no more waiting: slot s (on SM s mod sm_count) holds a CTA with
-    `left[s]` of it still to run that takes `cta_s[r - 1, s]` whole with r CTAs on its SM. Each round every SM
-    runs until its next CTA finishes (at most `len(cta_s)` rounds)."""
-    per_sm = len(cta_s)
-    pad = per_sm * sm_count - len(left)
-    left = np.pad(left, (0, pad)).reshape(per_sm, sm_count)
-    cta_s = np.pad(cta_s, ((0, 0), (0, pad)), constant_values=1.0).reshape(per_sm, per_sm, sm_count)
-    sms = np.arange(sm_count)
-    clock_s = np.zeros(sm_count)
-    running = left > 0
-    while running.any():
-        sharing = running.sum(axis=0)
-        now_s = cta_s[np.maximum(sharing, 1) - 1, :, sms].T  # (slot on the SM, SM): each CTA's time at this sharing
-        finish_s = np.where(running, left * now_s, np.inf)
-        step_s = np.where(sharing > 0, finish_s.min(axis=0), 0.0)
-        clock_s += step_s
-        left = np.where(running, np.maximum(left - step_s / now_s, 0.0), 0.0)
-        running &= (finish_s > step_s) & (left > 0)
-    return float(clock_s.max())
+    if (durations == durations[0]).all():
+        return math.ceil(n / slots) * float(durations[0])
+    free = [0.0] * min(slots, n)
+    for duration in durations.tolist():
+        heapq.heapreplace(free, free[0] + duration)
+    return max(free)
 
 
 def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
     k = ctas_per_sm(launch, gpu)
-    sharing = min(k, math.ceil(launch.ctas / gpu.sm_count))  # the most CTAs one SM ever holds
-    efficiency = params[launch.efficiency]
-    steps_s = np.array([[step_time_s(seg.tile, launch, gpu, efficiency, r) for seg in launch.segments]
-                        for r in range(1, sharing + 1)])
+    resident = min(k, math.ceil(launch.ctas / gpu.sm_count))  # a small grid is spread one CTA per SM first
+    cta_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])  # + each segment's tiles: a time per CTA
     totals = {"mma_flops": 0.0, "exp_ops": 0.0, "alu_ops": 0.0, "smem_bytes": 0.0}
     for seg in launch.segments:
+        cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
         tiles = float(seg.counts.sum())
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)
-    work = np.stack([seg.counts for seg in launch.segments])
-    overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
     slots = gpu.sm_count * k
-    bounds = {"schedule": makespan_s(work, steps_s, overhead_s, gpu.sm_count),
+    bounds = {"schedule": makespan_s(cta_s, slots),
               "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * DRAM_EFFICIENCY),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
     if launch.atomic_rate:
