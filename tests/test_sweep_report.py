@@ -118,3 +118,15 @@ def test_demo_sweep_loads_by_name_and_validates():
     assert spec.objectives == ("latency_s", "energy_pj", "area_um2")
     assert [len(v) for v in spec.axes.values()] == [3, 4, 3, 4] and set(spec.links) == {"linked.pe_dim"}
     assert spec.axes["workload.seq_len"] == [4096, 16384, 65536, 262144]
+
+
+def test_byte_axes_read_as_written_binary_or_decimal() -> None:
+    """A binary prefix only where it gives a whole count below 1024: 1e10 B/s is a multiple of 1024 but reads
+    10 GB/s, not 9.76562e+06 KiB; a link's `bytes_per_s_per_direction` is a rate too (it printed `45.7 GB`)."""
+    from archsim.report.sweep import value_label
+
+    rate = "arch.memories.DRAM.bandwidth_bytes_per_s"
+    assert [value_label(rate, v) for v in (1e10, 1e12, 25 * 2**30)] == ["10 GB/s", "1 TB/s", "25 GiB/s"]
+    assert value_label("system.links.attention.bytes_per_s_per_direction", 4.57e10) == "45.7 GB/s"
+    size = "arch.memories.GlobalBuffer.capacity_bytes"
+    assert [value_label(size, v) for v in (4 * 2**20, 2048 * 2**40, 1536)] == ["4 MiB", "2048 TiB", "1.54 kB"]

@@ -72,8 +72,10 @@ def short_axis(path: str) -> str:
 
 
 def value_label(path: str, value: Any) -> str:
-    """An axis value as text: sizes in bytes with binary prefixes (`100 GiB/s`, `4 MiB`), lists as `64x64`,
-    other numbers as they are."""
+    """An axis value as text: sizes in bytes with a binary prefix where one gives a whole number below 1024
+    (`100 GiB/s`, `4 MiB`), else a decimal one (`10 GB/s`: 1e10 is a multiple of 1024, not a KiB count to print),
+    per second for a path with `_per_s` (`bytes_per_s_per_direction`); lists as `64x64`; other numbers as they
+    are."""
     if isinstance(value, (list, tuple)):
         return "x".join(value_label("", v) for v in value)
     if isinstance(value, np.generic):
@@ -81,9 +83,9 @@ def value_label(path: str, value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if "bytes" in path and isinstance(value, (int, float)):
-        unit = "B/s" if path.endswith("_per_s") else "B"
+        unit = "B/s" if "_per_s" in path else "B"
         for scale, prefix in _BINARY:
-            if value >= scale and value % scale == 0:
+            if value >= scale and value % scale == 0 and (value // scale < 1024 or scale == _BINARY[0][0]):
                 return f"{value // scale:g} {prefix}{unit}"
         for scale, prefix in _DECIMAL:
             if value >= scale:
