@@ -67,6 +67,9 @@ and archsim's kernels have no fp8 path, so an fp8 case of theirs has no plan (th
   backward (`PYTORCH_SCORE_MATRICES`), the causal mask, and at decode the expanded K and V; with the call's
   operands they must fit the GPU's DRAM (`archsim.model.gpu.plan_memory_problem`), as must archsim's naive kernel's
   score matrix.
+Varlen prefill (`predict_varlen`): FlashAttention-2's forward also runs prompts of different lengths as one call
+(flash_attn_varlen_func, cu_seqlens: one launch, every prompt's CTAs in one grid, each prompt's causal tiles its
+own; `_fa2_varlen_fwd`); the other kernels run one call per prompt (`VARLEN_VARIANTS`).
 Directions: each kernel is modelled for the directions of `VARIANT_DIRECTIONS` and refused in the others, with a
 reason (`direction_problem`): the decode kernels (Flash-Decoding, its 16-row tiles, v2.0.9, archsim's decode) decode
 only, "PyTorch standard attention" prefill only, "PyTorch eager attention" decode and a prompt's forward (no
@@ -84,7 +87,7 @@ but their powers of two. The FLOPs a result reports stay the case's (the benchma
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TypeVar
@@ -451,6 +454,24 @@ def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     launches = {"fwd": lambda: (_fa2_fwd(case, gpu),), "bwd": lambda: _fa2_bwd(case, gpu),
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu), *_fa2_bwd(case, gpu))}[case.direction]()
     return (Plan("fa2", launches, backward_from=_backward_from(case)),)
+
+
+def _fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> TiledLaunch:
+    """`_fa2_fwd` over the prompts of `seqlens` packed as `case`'s one sequence (flash_attn_varlen_func, batch 1):
+    one launch whose grid is every prompt's CTAs, a CTA per (query block, prompt, head), each prompt's causal tiles
+    up to its own diagonal; its bytes and tiles are the prompts' summed. FA2's grid is (m_block, batch, head), the
+    blocks beyond a prompt's end exiting at once, so the CTAs are these, in launch order query blocks fastest, then
+    the prompts (cu_seqlens order), then the heads (x, then y, then z: the usual dispatch order, which CUDA does not
+    specify). One tile configuration for the call, picked as `_fa2_fwd` picks it, by head_dim and the GPU's shared
+    memory and not by length, so each prompt runs the tile its own call would (were it by length, FA2 would run
+    the longest prompt's: one configuration per call)."""
+    def build(block_m: int, block_n: int, warps: int) -> TiledLaunch:
+        prompts = [_fwd_counts(n, block_m, block_n, case.causal) for n in seqlens]
+        return fwd_launch(f"fwd varlen ({len(seqlens)} prompts)", case, gpu, block_m, block_n, warps, "sync",
+                          "mma_efficiency_fwd", True, False, 1,
+                          counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])))
+
+    return _fa2_fitting(_by_head_dim(FA2_FWD, case.head_dim), build, gpu)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
@@ -985,3 +1006,54 @@ def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, flo
         if problem:
             raise SpecError("<python>", f"params.{name}", f"{kernel} ({family}): {problem}")
     return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params)
+
+
+# ------------------------------------------------------------------------------------------------ varlen prefill
+# The kernels (by KERNELS' variant) whose prompt forward runs the prompts of a batch, of any lengths, as one call:
+# FlashAttention-2's flash_attn_varlen_func (cu_seqlens), which vLLM calls once per layer for a batch's prompts.
+# The others run one call per prompt: eager PyTorch (a call per sequence's N x N scores), archsim's kernels and
+# the Triton kernels (no varlen entry point); FA1's unpadded and FA3's varlen entry points are not modelled.
+VARLEN_VARIANTS = ("fa2",)
+
+
+def has_varlen(kernel: str) -> bool:
+    """Whether `kernel` runs a batch's prompts as one varlen forward call (`VARLEN_VARIANTS`)."""
+    entry = KERNELS.get(kernel)
+    return entry is not None and entry[1] in VARLEN_VARIANTS
+
+
+def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> tuple[Plan, ...] | str:
+    """The plans of one varlen forward call of `kernel` over prompts of `seqlens` tokens, packed as `case` (batch
+    1, seqlen their sum; `predict_varlen`), or why it has none: a kernel without a varlen path (`has_varlen`),
+    the packed case's own reason (`plans`: sizes, precision, head_dim, direction), or a direction other than the
+    forward (FA2's varlen backward is not modelled)."""
+    if kernel in KERNELS and not has_varlen(kernel):
+        return f"{kernel} has no varlen path modelled (one call per prompt)"
+    found = plans(kernel, case, gpu)
+    if isinstance(found, str):
+        return found
+    if case.direction != "fwd":
+        return f"only {kernel}'s varlen forward is modelled (got direction {case.direction})"
+    padded = _at_head_dim(case, _compiled_head_dim(case.head_dim, FA2_HEAD_DIMS))
+    return (Plan("fa2 varlen", (_fa2_varlen_fwd(padded, seqlens, gpu),)),)
+
+
+def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU,
+                   params: Mapping[str, float]) -> GpuResult:
+    """Predict one varlen forward call of `kernel` (`varlen_plans`) over prompts of `seqlens` tokens, in that order.
+    `case` holds what the prompts share (heads, KV heads, head_dim, causality, precision) as one packed sequence:
+    batch 1, seqlen the sum of `seqlens`. Its operands are the prompts' together, so the DRAM check is theirs; its
+    `flops()` (the result's `flops`) count a causal attention across prompts too: the call's FLOPs are the
+    prompts' own cases', summed. Prompts of one length L, k of them, time as the batch-k call of `predict`: the same
+    grid and bytes. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a batch other than 1,
+    are a SpecError."""
+    if case.batch != 1 or not seqlens or sum(seqlens) != case.seqlen or any(
+            isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
+        raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
+                        f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
+    family = family_of(kernel)
+    if family is not None:
+        name, problem = params_problem(family, params)
+        if problem:
+            raise SpecError("<python>", f"params.{name}", f"{kernel} ({family}): {problem}")
+    return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params)

@@ -7,12 +7,16 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager
   attention): the decode requests of a batch as one call at their mean context (a ragged or length-bucketed batch;
-  padding every request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT), each
-  prompt as one causal call. A sliding-window prompt is that causal call too: eager attention computes and masks
-  every score whatever the mask; FlashAttention-2's `window_size`, which skips the key tiles outside the window,
-  is not modelled, so for it the time is an upper bound (the roofline timing counts the window's work). Other
-  attention cascades (MLA's latent attention) run as their Einsums: GEMM launches and one elementwise kernel, like
-  any other op.
+  padding every request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT); the
+  prompts of a call (`cost`'s ops) as one varlen causal call where the kernel has a varlen path
+  (`gpu_kernels.has_varlen`: FlashAttention-2, whose flash_attn_varlen_func vLLM calls once per layer): one launch,
+  every prompt's CTAs in one grid, each prompt's causal tiles its own (`gpu_kernels.predict_varlen`), so k prompts
+  of one length cost the batch-k call and a lone prompt its own call; otherwise (PyTorch eager attention) each
+  prompt as one causal call, a launch each. The roofline timing prices each prompt's call on its own either way.
+  A sliding-window prompt is that causal call too: eager attention computes and masks every score whatever the
+  mask; FlashAttention-2's `window_size`, which skips the key tiles outside the window, is not modelled, so for it
+  the time is an upper bound (the roofline timing counts the window's work). Other attention cascades (MLA's
+  latent attention) run as their Einsums: GEMM launches and one elementwise kernel, like any other op.
 - Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
@@ -139,8 +143,9 @@ class GpuDevice:
                         else self.spec.power_w * time_s)
             return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
         decodes, terms, priced = [], self._terms, self.energy is not None
+        calls = self._prompt_calls(ops) if self._varlen else None
         flops = keys = 0  # the ops' FLOPs (per-action energy) and the decode ops' keys, summed in op order
-        for op in ops:
+        for i, op in enumerate(ops):
             if priced:
                 flops += op.flops
             kernel = op.cascade in KERNEL_CASCADES
@@ -149,6 +154,14 @@ class GpuDevice:
                     decodes.append(op)
                     keys += op.binding.params["seq_len"]
                 continue
+            if kernel and calls is not None:  # a varlen call, priced where its first prompt is
+                prompts = calls.get(i)
+                if prompts is None:
+                    continue
+                if len(prompts) > 1:
+                    t, p, b = self._varlen_attention(prompts)
+                    time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+                    continue
             found = terms.get(op)
             if found is None:
                 found = terms[op] = self._attention(op, [op]) if kernel else self._dense(op)
@@ -158,6 +171,54 @@ class GpuDevice:
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
         energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
+
+    @functools.cached_property
+    def _varlen(self) -> bool:
+        """Whether a layer's prompts run as varlen calls (module docstring): a kernel with a varlen path, timed by
+        the GPU model (the roofline timing prices each prompt's call on its own, as Duplex's simulator does)."""
+        from archsim.model.gpu_kernels import has_varlen
+
+        return self.timing != ROOFLINE and has_varlen(self.kernel)
+
+    @staticmethod
+    def _prompt_calls(ops: Sequence[Op]) -> dict[int, list[Op]]:
+        """The varlen calls of `ops`' prompt attention ops: the index of each call's first prompt -> its prompts,
+        in op order; the prompts of a call share what an `AttentionCase` holds but their length."""
+        calls: dict[tuple, list[int]] = {}
+        for i, op in enumerate(ops):
+            if op.phase == "prefill" and op.cascade in KERNEL_CASCADES:
+                p = op.binding.params
+                calls.setdefault((op.binding.word_bytes, p.get("heads"), p.get("kv_heads"), p["head_dim"]),
+                                 []).append(i)
+        return {at[0]: [ops[i] for i in at] for at in calls.values()}
+
+    def _varlen_attention(self, prompts: Sequence[Op]) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of one varlen call of the attention kernel over the prompt
+        ops `prompts` (`archsim.model.gpu_kernels.predict_varlen`), remembered by their lengths in order."""
+        op, p = prompts[0], prompts[0].binding.params
+        seqlens = tuple(math.ceil(o.binding.params["seq_len"]) for o in prompts)
+        key = ("varlen", op.binding.word_bytes, p.get("heads"), p.get("kv_heads"), p["head_dim"], seqlens)
+        found = self._terms.get(key)
+        if found is not None:
+            return found
+        from archsim.model.gpu import AttentionCase
+        from archsim.model.gpu_kernels import predict_varlen
+
+        heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
+        precision = self._precision(op)
+        peak = self.spec.tensor_peak_flops_per_s(precision)
+        peak_s = sum(AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision).flops()
+                     for n in seqlens) / peak
+        case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, sum(seqlens), True, precision)
+        params = self.params if self.kernel_params is None else self.kernel_params
+        result = predict_varlen(self.kernel, case, seqlens, self.spec, params)
+        if not result.feasible:
+            raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
+                            f"{self.kernel} cannot run the varlen prefill attention of {len(seqlens)} prompts "
+                            f"({sum(seqlens)} tokens, {heads} heads, {kv_heads} KV, head_dim {head_dim}) on "
+                            f"{self.spec.name}: {result.reason}")
+        found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
+        return found
 
     def _precision(self, op: Op) -> str:
         """The precision of the op's words: fp8 runs at the fp16 rate on a GPU without fp8 tensor cores
