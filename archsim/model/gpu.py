@@ -440,10 +440,14 @@ def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU) -> str:
     return plan_memory_problem(plan, case, gpu) or plan_feasibility(plan, gpu)
 
 
-def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...]) -> tuple[Plan, ...] | str:
-    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`), or why the first cannot."""
-    runnable = tuple(p for p in plans if not plan_problem(p, case, gpu))
-    return runnable or plan_problem(plans[0], case, gpu)
+def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...],
+                   check_memory: bool = True) -> tuple[Plan, ...] | str:
+    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`), or why the first cannot;
+    without `check_memory`, those whose CTAs fit an SM (`plan_feasibility`), however much DRAM the call holds (a
+    reference time of a call no one GPU holds)."""
+    problem = plan_problem if check_memory else (lambda plan, _case, gpu: plan_feasibility(plan, gpu))
+    runnable = tuple(p for p in plans if not problem(p, case, gpu))
+    return runnable or problem(plans[0], case, gpu)
 
 
 def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float, tuple[LaunchResult, ...]]:
@@ -455,10 +459,10 @@ def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float,
 
 
 def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...] | str,
-                  params: Mapping[str, float]) -> GpuResult:
+                  params: Mapping[str, float], check_memory: bool = True) -> GpuResult:
     """Time the alternatives a family offers that can run (`runnable_plans`; a reason string when there are none,
     or when the family has none) and keep the fastest."""
-    runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans)
+    runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans, check_memory)
     if isinstance(runnable, str):
         return infeasible(kernel, gpu, case, runnable)
     timed = [(plan_time(p, gpu, params), p) for p in runnable]

@@ -997,15 +997,17 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     return FAMILIES[family].plans(variant, case, gpu)
 
 
-def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float]) -> GpuResult:
+def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float],
+            check_memory: bool = True) -> GpuResult:
     """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`). Parameters
-    that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter."""
+    that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter.
+    Without `check_memory` a call whose operands exceed the GPU's DRAM is timed all the same (`runnable_plans`)."""
     family = family_of(kernel)
     if family is not None:
         name, problem = params_problem(family, params)
         if problem:
             raise SpecError("<python>", f"params.{name}", f"{kernel} ({family}): {problem}")
-    return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params)
+    return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params, check_memory)
 
 
 # ------------------------------------------------------------------------------------------------ varlen prefill

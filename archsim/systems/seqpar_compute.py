@@ -37,8 +37,8 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time, plan_feasibility, plan_time
-from archsim.model.gpu_kernels import plans, predict
+from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
+from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Op, Step, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
@@ -106,18 +106,9 @@ class DeviceCompute:
         return result.time_s
 
     def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float]) -> GpuResult:
-        """The GPU model's call of `kernel` on `case`; without `check_memory`, a call it refuses for DRAM alone is
-        timed by the fastest of its plans whose CTAs fit an SM (`plan_feasibility`), as `predict` times them."""
-        result = predict(kernel, case, self.gpu, params)
-        if result.feasible or self.check_memory:
-            return result
-        offered = plans(kernel, case, self.gpu)
-        runnable = [] if isinstance(offered, str) else [p for p in offered if not plan_feasibility(p, self.gpu)]
-        if not runnable:
-            return result
-        (time_s, launches), best = min(((plan_time(p, self.gpu, params), p) for p in runnable),
-                                       key=lambda item: item[0][0])
-        return GpuResult(kernel, self.gpu.name, case, True, "", time_s, best.name, launches)
+        """The GPU model's call of `kernel` on `case`; without `check_memory`, a call it would refuse for DRAM alone
+        is timed by the fastest of its plans whose CTAs fit an SM (`runnable_plans`)."""
+        return predict(kernel, case, self.gpu, params, check_memory=self.check_memory)
 
     def attention_bytes(self, tokens: int) -> dict[str, int]:
         """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
