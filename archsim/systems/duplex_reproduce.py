@@ -17,11 +17,11 @@ The +PE progression (`GRID`: every system of `SYSTEMS` on Mixtral-8x7B, (256, 25
 64) shows what each step of Duplex adds, with Duplex's Bank-PIM baseline beside them; 2xGPU runs GLaM-143B at
 batch 64 (`LATENCY_GRID`), the point of the paper's TBT and E2E figures. `archsim.systems.duplex_figures` reads
 those figures of §2.4 off the records (`run_all`'s headline "figures").
-The mean moves with the grid's mix of models: per model 2.8-3.0x on GLaM
-(64 experts, about one token per expert), 1.6-2.9x on Mixtral (falling with the batch), 1.5-2.4x on Grok-1 (two
+The mean moves with the grid's mix of models: per model 2.6-2.9x on GLaM
+(64 experts, about one token per expert), 1.7-3.0x on Mixtral (falling with the batch), 1.5-2.4x on Grok-1 (two
 nodes, each an expert-parallel group exchanging its MoE tokens over InfiniBand on both systems: the paper's "Grok1
-gains least because of inter-node communication"), 1.1-1.5x on OPT and 1.06-1.15x on Llama3 (dense: only decode
-attention moves to the Logic-PIM); the four Mixtral points of `GRID` alone average 2.58x.
+gains least because of inter-node communication"), 1.1-1.5x on OPT and 1.06-1.16x on Llama3 (dense: only decode
+attention moves to the Logic-PIM); the four Mixtral points of `GRID` alone average 2.64x.
 
 Systems (`SYSTEMS`): the GPU baseline (`duplex-gpu`), Duplex (`duplex`, as its preset schedules it), Duplex+PE and
 Duplex+PE+ET (`duplex-pe`, `duplex-pe-et`: the co-processing schedule, pim.md §2.3).
