@@ -68,7 +68,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache
-from archsim.model.gpu import WORD_PRECISIONS
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
@@ -201,7 +201,6 @@ class GpuDevice:
         found = self._terms.get(key)
         if found is not None:
             return found
-        from archsim.model.gpu import AttentionCase
         from archsim.model.gpu_kernels import predict_varlen
 
         heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
@@ -286,7 +285,6 @@ class GpuDevice:
         found = self._terms.get(key) if self.timing != ROOFLINE else None
         if found is not None:
             return found
-        from archsim.model.gpu import AttentionCase
         from archsim.model.gpu_kernels import predict
 
         heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
@@ -343,7 +341,6 @@ def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False
 
 def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
     """The first probe case `kernel` has no plan for, with the reason ("" when it has all)."""
-    from archsim.model.gpu import AttentionCase
     from archsim.model.gpu_kernels import plans
 
     for direction, causal in PROBE_CASES:
