@@ -51,7 +51,10 @@ def _summary(kind: str, spec) -> str:
         analysis = analyze(bind(spec))
         passes = ", ".join(f"{r}={n}" for r, n in analysis.passes.passes.items() if n > 1) or "1 everywhere"
         return f"cascade {spec.name}, {len(spec.einsums)} Einsums, passes {passes}"
-    if kind in ("trace", "measurements"):
+    if kind == "measurements":
+        timed, skipped = spec
+        return f"{kind}, {len(timed)} rows the model times, {len(skipped)} skipped (not modelled or not timings)"
+    if kind == "trace":
         return f"{kind}, {len(spec)} rows"
     if kind == "workload":
         return f"workload {spec.name}, {len(spec.params)} params"

@@ -185,15 +185,19 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
         return SpecError(source, f"row {row}, field '{field}'", message)
 
     metric, direction = c["metric"].strip().lower(), c["direction"].strip().lower()
-    if c.get("how_obtained", "").strip() == INTERPRETED:
-        return Skipped(row, c, "not a timing: run under the Triton interpreter on a CPU")
+    # a row `archsim measure --interpret` wrote is no timing, but its fields are checked as a timing's are
+    interpreted = c.get("how_obtained", "").strip() == INTERPRETED
+
+    def skipped(reason: str) -> Skipped:
+        return Skipped(row, c, "not a timing: run under the Triton interpreter on a CPU" if interpreted else reason)
+
     if metric not in UNITS:
-        return Skipped(row, c, f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")
+        return skipped(f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")
     if direction not in DIRECTIONS:
-        return Skipped(row, c, f"direction '{c['direction']}' is not modelled ({', '.join(DIRECTIONS)})")
+        return skipped(f"direction '{c['direction']}' is not modelled ({', '.join(DIRECTIONS)})")
     text = c["value"].strip()
     if text.lower() in NO_VALUE:
-        return Skipped(row, c, f"no measured value ('{text}')")
+        return skipped(f"no measured value ('{text}')")
     value = _float(text)
     if value is None or value <= 0:
         raise bad("value", f"expected a positive number, got '{text}'")
@@ -220,7 +224,7 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
     if not MIN_KERNEL_S <= measurement.time_s < math.inf:
         raise bad("value", f"'{text}' {unit} is a kernel time of {measurement.time_s:g} s; expected at least "
                            f"{MIN_KERNEL_S:g} s (no GPU kernel launches faster) and finite")
-    return measurement
+    return skipped("") if interpreted else measurement
 
 
 def _float(text: str) -> float | None:
