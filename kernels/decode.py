@@ -84,7 +84,8 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     k, v [batch, kv_heads, seqlen, head_dim], heads a multiple of kv_heads (GQA; kv head g serves query heads
     g·R .. g·R + R - 1). Returns [batch, heads, 1, head_dim] in q's dtype.
 
-    `scale` defaults to 1/sqrt(head_dim); `num_splits` to `default_num_splits`, capped at the KV tile count.
+    `scale` defaults to 1/sqrt(head_dim); `num_splits` (a whole number >= 1) to `default_num_splits`, capped at the
+    KV tile count.
     """
     check_dtype_and_head_dim(q, k, v)
     batch, heads, q_len, head_dim = q.shape
@@ -92,6 +93,8 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     if q_len != 1 or k.shape != v.shape or k.shape[0] != batch or heads % kv_heads:
         raise ValueError(f"expected q [b, h, 1, d] and k = v [b, h_kv, seqlen, d] with h % h_kv == 0, got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):
+        raise ValueError(f"expected num_splits a whole number >= 1 (or None for the default), got {num_splits!r}")
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     n_tiles = triton.cdiv(seqlen, block_n)

@@ -150,3 +150,13 @@ def test_launchers_reject_bad_shapes() -> None:
     q, k, v = _inputs(3, (1, 3, 1, 16), torch.float32, seed=7)
     with pytest.raises(ValueError, match="h % h_kv"):
         decode.decode_attention(q, k[:, :2], v[:, :2])
+
+
+@pytest.mark.parametrize("num_splits", [0, -1, 1.5, True])
+def test_decode_refuses_a_split_count_below_one(num_splits) -> None:
+    """num_splits -1 raised deep inside torch (a negative dimension) at 130 tokens and ran at 17; 0 fell back to the
+    default silently (`or`)."""
+    (q,) = _inputs(1, (1, 2, 1, 16), torch.float32, seed=4)
+    k, v = _inputs(2, (1, 1, 17, 16), torch.float32, seed=5)
+    with pytest.raises(ValueError, match="num_splits"):
+        decode.decode_attention(q, k, v, num_splits=num_splits, block_n=16)
