@@ -348,3 +348,26 @@ def test_relative_paths_in_a_sweep_are_taken_from_its_folder(tmp_path, monkeypat
     monkeypatch.chdir("/")  # not the sweep's folder
     spec = load_sweep(spec_file)
     assert spec.mapping == str(mapping) and spec.workload == "bert-base"  # a library name stays a name
+
+
+def test_two_sweeps_of_one_base_share_a_store_and_each_reports(tmp_path, cli):
+    """A store written by two sweeps of the same base (the README: "a sweep of the same base with other axis values
+    shares it"): each spec's report reads its own points with its own axis values (both were refused: the store's
+    axis columns were the union of the two). A point both sweeps reach (the base's buffer at 1K tokens) is one row."""
+    db = tmp_path / "shared.sqlite"
+    bw = _write(tmp_path / "bw.yaml", name="bw", axes={BW: [1e11, 4e11], "workload.seq_len": [1024, 2048]},
+                objectives=["latency_s", "energy_pj"])
+    buf = _write(tmp_path / "buf.yaml", name="buf", axes={BUFFER: [2**20, 2**25], "workload.seq_len": [1024]},
+                 objectives=["latency_s", "energy_pj"])
+    for spec in (bw, buf):
+        cli("sweep", str(spec), "--db", str(db), "--local")
+    df = read_records(db)
+    for spec, axes, points in ((bw, {BW, "workload.seq_len"}, 4), (buf, {BUFFER, "workload.seq_len"}, 2)):
+        sweep = load_sweep(spec)
+        mine = sweep_tables.spec_records(sweep, df, str(db))
+        assert len(mine) == points and set(sweep_tables.axis_columns(mine)) == axes
+        stored = {tuple(mine[a].iloc[i] for a in sorted(axes)) for i in range(len(mine))}
+        assert stored == {tuple(p[a] for a in sorted(axes)) for p in expand(sweep)}
+        out = tmp_path / f"report-{sweep.name}"
+        cli("report", "--sweep", str(db), "--spec", str(spec), "--out", str(out))
+        assert (out / "index.html").exists()

@@ -11,8 +11,8 @@ never on the front. Objectives are minimised except those of `MAXIMISED` (throug
 Sensitivity and heat maps are over the points every axis applies to (`swept_points`: a GPU preset added to an
 architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all.
 
-`spec_records` keeps the records of a report's sweep spec (a store may hold other points too) and refuses a spec
-that is not the store's: its axes are not the records' axis columns, or no stored point is one of its points.
+`spec_records` keeps the records of a report's sweep spec (a store may hold other points too, and other sweeps'),
+with the spec's own axis values, and refuses a spec none of whose points is stored.
 """
 
 from __future__ import annotations
@@ -39,28 +39,35 @@ def axis_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
 
 
-def spec_keys(spec: SweepSpec) -> set[str]:
-    """The keys of the sweep's distinct points."""
+def spec_keys(spec: SweepSpec) -> dict[str, dict[str, Any]]:
+    """The keys of the sweep's distinct points, each with its point (axis path -> value)."""
     base = load_base(spec)
-    return {key for key, _ in keyed(spec, base, expand(spec))}
+    points = expand(spec)
+    return {key: point for (key, _), point in zip(keyed(spec, base, points), points, strict=True)}
 
 
-def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str, keys: set[str] | None = None) -> pd.DataFrame:
+def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str,
+                 keys: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """The records of `df` (the store `store`) that are points of `spec` (`keys`: its `spec_keys`, where the
-    caller has them), `constraint_ok` judged by the spec's constraints; a SpecError naming `store` when its axes
-    are not the spec's or none of its points is stored. Records of other points (an earlier version of the spec,
-    say) are left out, so a report never mixes them in."""
-    spec_axes, stored_axes = list(spec.axes), axis_columns(df)
-    if sorted(spec_axes) != sorted(stored_axes):
-        raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the axes "
-                                   f"{', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
+    caller has them), with the spec's axis values (a point another sweep of the same base stored carries that
+    sweep's axes: a store two sweeps share reports each) and `constraint_ok` judged by the spec's constraints; a
+    SpecError naming `store` when none of its points is stored (its axes named when they are not the records').
+    Records of other points (an earlier version of the spec, another sweep) are left out, so a report never mixes
+    them in."""
     keys = spec_keys(spec) if keys is None else keys
-    mine = df[df["key"].isin(keys)] if "key" in df else df.iloc[:0]
+    mine = df[df["key"].isin(list(keys))] if "key" in df else df.iloc[:0]
     if mine.empty:
+        spec_axes, stored_axes = list(spec.axes), axis_columns(df)
+        if sorted(spec_axes) != sorted(stored_axes):
+            raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the "
+                                       f"axes {', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
         raise SpecError(store, "", f"no stored point is a point of sweep {spec.name} ({spec.source}): the store "
                                    "was written by another spec or another archsim version; run `archsim sweep "
                                    "SPEC --db DB` to evaluate this one")
-    return with_constraints(mine.reset_index(drop=True), spec.constraints)
+    mine = mine.drop(columns=[c for c in axis_columns(mine) if c not in spec.axes]).reset_index(drop=True)
+    for path in spec.axes:
+        mine[path] = pd.Series([keys[key].get(path, np.nan) for key in mine["key"]])
+    return with_constraints(mine, spec.constraints)
 
 
 def short_axis(path: str) -> str:
