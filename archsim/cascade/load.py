@@ -259,7 +259,10 @@ def text_number_hint(value: Any) -> str:
         number = float(value)
     except ValueError:
         return ""
-    return " (YAML reads this as text: write 1.0e+9 or 1000000000)" if math.isfinite(number) else ""
+    if not math.isfinite(number):
+        return ""
+    mantissa, _, exponent = f"{number:.16e}".partition("e")  # the value as YAML reads a float: a dot, a signed exponent
+    return f" (YAML reads this as text: write {float(mantissa)!r}e{int(exponent):+d})"
 
 
 def finite_number(value: Any, source: str, where: str) -> float:
