@@ -134,7 +134,7 @@ def _preset(name: str) -> dict:
 @pytest.mark.parametrize(("edit", "field", "fragment"), [
     (lambda d: d.pop("sm_count"), "sm_count", "missing"),
     (lambda d: d.update(sm_count=-4), "sm_count", "positive number"),
-    (lambda d: d.update(clock_hz="1.41e9"), "clock_hz", "write 1.0e+9"),
+    (lambda d: d.update(clock_hz="1.41e9"), "clock_hz", "write 1.41e+9"),
     (lambda d: d.update(sync_mma_fraction=1.5), "sync_mma_fraction", "fraction in (0, 1]"),
     (lambda d: d["tensor_flops_per_s"].update(fp4=1.0), "tensor_flops_per_s.fp4", "unknown precision"),
     (lambda d: d.update(l3_bytes=1), "l3_bytes", "unknown key"),

@@ -41,6 +41,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS
+from archsim.cascade.load import text_number_hint
 from archsim.errors import SpecError, check_header, kind_of
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
@@ -196,8 +197,7 @@ def label_key(label: str) -> str:
 
 def _number(value: Any, source: str, key: str, what: str, integer: bool) -> Any:
     if isinstance(value, str):
-        raise SpecError(source, key, f"expected {what}, got the text {value!r} (YAML reads 1e9 as text: "
-                                     f"write 1.0e+9)")
+        raise SpecError(source, key, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise SpecError(source, key, f"expected {what} (a positive number), got {value!r}")
     if not MIN_NUMBER <= value <= MAX_NUMBER:
