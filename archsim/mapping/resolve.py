@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from archsim.arch.spec import Architecture
@@ -74,14 +74,11 @@ def _check_expression(node: Expr, names: set[str], arch: Architecture, source: s
     match node:
         case Num():
             return
-        case Name(name=name) if name in names:
-            return
         case Name(name=name):
-            raise SpecError(source, at, f"unknown name '{name}' (parameters and ranks: {', '.join(sorted(names))})")
+            _known_name(name, names, source, at)
+            return
         case Call(fn="capacity", args=(Name(name=level),)):
-            levels = [m.name for m in arch.memories]
-            if level not in levels:
-                raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
+            _known_level(level, arch, source, at)
             return
         case Call(fn="divisor_at_least", args=(_, _)) | Call(fn="min" | "max", args=(_, *_)) | BinOp(
                 op="+" | "-" | "*" | "/" | "//"):
@@ -240,14 +237,11 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
     match node:
         case Num(value=value):
             return value
-        case Name(name=name) if name in names:
-            return names[name]
         case Name(name=name):
-            raise SpecError(source, at, f"unknown name '{name}' (parameters and ranks: {', '.join(names)})")
+            _known_name(name, names, source, at)
+            return names[name]
         case Call(fn="capacity", args=(Name(name=level),)):
-            levels = [m.name for m in arch.memories]
-            if level not in levels:
-                raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
+            _known_level(level, arch, source, at)
             capacity = arch.memory(level).capacity_bytes
             if capacity is None:
                 raise SpecError(source, at, f"level {level} has no capacity")
@@ -264,6 +258,19 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
                 raise SpecError(source, at, "division by zero")
             return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "//": a // b}[op]
     raise SpecError(source, at, f"expected {VOCABULARY}")
+
+
+def _known_name(name: str, names: Collection[str], source: str, at: str) -> None:
+    """A name a factor expression reads is a parameter or rank (`names`), else a SpecError listing them."""
+    if name not in names:
+        raise SpecError(source, at, f"unknown name '{name}' (parameters and ranks: {', '.join(sorted(names))})")
+
+
+def _known_level(level: str, arch: Architecture, source: str, at: str) -> None:
+    """A level `capacity(...)` names is one of the architecture's memories, else a SpecError listing them."""
+    levels = [m.name for m in arch.memories]
+    if level not in levels:
+        raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
 
 
 def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
