@@ -443,8 +443,8 @@ class SystemModel:
                 groups_s.append(group_s)
                 if group_s > slowest_s:
                     slowest_s, slowest_busy = group_s, total.busy_s
-            if par.ep > 1:  # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each
-                communication_rank_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
+            # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each (none with one)
+            communication_rank_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
             for unit, s in slowest_busy.items():
                 busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
             time_s += slowest_s
