@@ -84,7 +84,7 @@ from archsim.systems.system_model import (
     shard,
     system_model_of,
 )
-from archsim.systems.system_spec import ATTENTION_LINK, System, check_degrees, check_pool
+from archsim.systems.system_spec import ATTENTION_LINK, Device, System, check_degrees, check_pool
 from archsim.workload import Workload
 
 PRE_OPS = ("attn_norm", "qkv")
@@ -174,25 +174,28 @@ class OffloadModel:
         return self.compute.parallelism
 
     @property
+    def pools(self) -> tuple[Device, Device]:
+        """The system spec's compute device and memory-pool device (each with its `count`)."""
+        return self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]
+
+    @property
     def price_per_hour(self) -> float:
         """USD per hour of both pools' devices (count x price each); NaN when one has no `price_per_hour`."""
-        devices = [self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]]
-        prices = [d.price_per_hour for d in devices]
-        return math.nan if None in prices else float(sum(d.count * d.price_per_hour for d in devices))
+        prices = [d.price_per_hour for d in self.pools]
+        return math.nan if None in prices else float(sum(d.count * d.price_per_hour for d in self.pools))
 
     @property
     def static_w(self) -> float:
         """Static power of both pools' devices (count x each one's `Device.static_w`, as `price_per_hour` counts
         them), charged over every iteration's wall time."""
-        devices = [self.system.devices[self.compute.weight_device.name], self.system.devices[self.pool_device.name]]
-        return float(sum(d.count * d.static_w for d in devices))
+        return float(sum(d.count * d.static_w for d in self.pools))
 
     @property
     def board_w(self) -> tuple[float | None, float | None]:
         """Board power of one compute and one memory device where they are priced by it (`board_power_w`), else
         None (module docstring)."""
-        return (board_power_w(self.system.devices[self.compute.weight_device.name]),
-                board_power_w(self.system.devices[self.pool_device.name]))
+        compute, pool = self.pools
+        return board_power_w(compute), board_power_w(pool)
 
     @property
     def micro_batches(self) -> int:
@@ -302,7 +305,7 @@ class OffloadModel:
         compute_w, pool_w = self.board_w
         compute_j = (n * (sum(layer.compute_energy_j for layer in layers) + tp * prefill.energy_j)
                      + tp * (sum(head.energy_j for head in heads) + prompt_head.energy_j)) if compute_w is None else (
-            compute_w * (self.system.devices[self.compute.weight_device.name].count * decode_s + tp * prompts_s))
+            compute_w * (self.pools[0].count * decode_s + tp * prompts_s))
         pool_j = (n * sum(layer.pool_energy_j for layer in layers) if pool_w is None
                   else pool_w * self.pool_devices * decode_s)
         time_s = decode_s + prompts_s
