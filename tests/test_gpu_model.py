@@ -452,6 +452,19 @@ def test_calibrate_writes_a_loadable_file(tmp_path: Path) -> None:
     assert calibration.fit["triton_tutorial"]["time_mape_pct"] < 5
 
 
+def test_calibrate_out_dash_prints_the_yaml(tmp_path: Path, monkeypatch) -> None:
+    """`--out -` prints the calibration, as no --out does, rather than writing a file named '-'."""
+    rows = [f"A100 80GB SXM4,Triton tutorial fused attention,fp16,{c},4,32,64,{n},fwd,throughput,{v},TFLOPs/s"
+            for c, n, v in ((True, 2048, 136.5), (False, 2048, 159.7))]
+    csv_path = tmp_path / "tutorial.csv"
+    csv_path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    printed = CliRunner().invoke(calibrate_cmd, ["--measurements", str(csv_path)])
+    dashed = CliRunner().invoke(calibrate_cmd, ["--measurements", str(csv_path), "--out", "-"])
+    assert dashed.exit_code == 0 and dashed.output == printed.output and "triton_tutorial" in dashed.output
+    assert not (tmp_path / "-").exists()
+
+
 def test_every_modelled_kernel_name_has_a_family() -> None:
     assert all(family_of(k) for k in KERNELS)
 

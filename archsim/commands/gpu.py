@@ -93,7 +93,7 @@ def _families(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @_MEASUREMENTS
 @_GPUS
 @click.option("--out", metavar="YAML", type=click.Path(dir_okay=False), callback=nonempty,
-              help="Write the calibration here (default: print the YAML).")
+              help="Write the calibration here (default, or -: print the YAML).")
 @click.option("--families", metavar="F,..", callback=_families,
               help="Fit only these kernel families; every other family is kept as --base has it.")
 @click.option("--base", metavar="V", callback=nonempty,
@@ -119,6 +119,8 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
         if base is not None and not families:
             raise SpecError("--base", base, "only with --families (a full fit keeps nothing from a base)")
         gpus = _gpu_maps(gpu_maps)
+        if out == "-":
+            out = None
         if out:
             check_writable(out, "--out", inputs=(measurements or reference_csv(), *(g.source for g in gpus.values())))
         calibration = calibrate(measurements or reference_csv(), families,
