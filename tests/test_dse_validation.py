@@ -371,3 +371,7 @@ def test_two_sweeps_of_one_base_share_a_store_and_each_reports(tmp_path, cli):
         out = tmp_path / f"report-{sweep.name}"
         cli("report", "--sweep", str(db), "--spec", str(spec), "--out", str(out))
         assert (out / "index.html").exists()
+    # the buffer axis only the buf sweep's points carry is written as given, not as 1048576.0
+    cli("results", str(db), "--csv", str(tmp_path / "shared.csv"))
+    buffers = pd.read_csv(tmp_path / "shared.csv", dtype=str)[BUFFER].dropna()
+    assert set(buffers) == {str(2**20), str(2**25)}

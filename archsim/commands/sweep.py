@@ -21,6 +21,7 @@ import click
 from archsim import library
 from archsim.commands.options import nonempty
 from archsim.dse.spec import (
+    AXIS_ROOTS,
     MAX_POINTS_ENV,
     METRICS,
     PARALLEL_METRICS,
@@ -176,6 +177,14 @@ def _plain(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _whole_axes(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every axis column whose values are whole numbers as nullable integers: a column that only some
+    points of a shared store carry holds NaN elsewhere, which made pandas write its 64 as 64.0."""
+    whole = [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS and df[c].dtype.kind == "f"
+             and df[c].notna().any() and (df[c].dropna() % 1 == 0).all()]
+    return df.astype({c: "Int64" for c in whole})
+
+
 @click.command("results")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the records as CSV here.")
@@ -208,7 +217,7 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
     with atomic_file(out) as tmp:
         if csv_path:
-            df.to_csv(tmp, index=False)
+            _whole_axes(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
     judged = ("constraint_ok by the last sweep's constraints: " + (", ".join(
