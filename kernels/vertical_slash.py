@@ -76,6 +76,7 @@ def _vertical_slash_fwd_kernel(Q, K, V, Out, RangeCount, RangeStart, RangeEnd, C
     for start in range(0, column_count, BLOCK):
         listed = start + tile < column_count
         cols = tl.load(ColumnIndex + block_id * max_columns + start + tile, mask=listed, other=0)
+        listed = listed & (cols < seqlen)  # an index built for a longer sequence lists columns past K and V
         kv_offsets = head_offset + cols[:, None].to(tl.int64) * HEAD_DIM + dims[None, :]
         k = tl.load(K + kv_offsets, mask=listed[:, None], other=0.0)
         v = tl.load(V + kv_offsets, mask=listed[:, None], other=0.0)

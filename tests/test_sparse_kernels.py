@@ -166,6 +166,20 @@ def test_vertical_slash_pattern_and_bad_input() -> None:
         vertical_slash.vertical_slash_attention(q, k, v, vertical[..., :5] % 128, slash[..., :5] + 128)
 
 
+def test_an_index_for_a_longer_sequence_reads_no_column_past_k_and_v() -> None:
+    """An index built for 128 tokens has the block count of 100; its gathered column 110 lies past K and V of 100
+    tokens. The kernel masks it (the causal mask would drop it anyway) rather than loading it: the inputs are the
+    first 100 tokens of 128-token buffers whose last 28 are NaN, which a load past the end would carry into P·V."""
+    q, k, v = (x.index_fill(2, torch.arange(100, 128, device=x.device), float("nan"))[:, :, :100]
+               for x in _inputs((1, 1, 128, 16), torch.float32, seed=17))
+    slash = torch.tensor([[[64]]])  # block 1's window is [0, 64): 110 is gathered
+    longer = vertical_slash.vertical_slash_index(torch.tensor([[[5, 110]]]), slash, 128)
+    assert 110 in longer.column_index[0, 0, 1].tolist()
+    out = vertical_slash.indexed_attention(q, k, v, longer)
+    want = vertical_slash.vertical_slash_attention(q, k, v, torch.tensor([[[5]]]), slash)
+    assert _max_error(out, want.double().cpu()) == 0.0
+
+
 def test_measure_times_them_at_the_minference_shapes(tmp_path) -> None:
     from click.testing import CliRunner
 
