@@ -269,3 +269,23 @@ def test_a_partial_calibration_names_its_families_and_base(tmp_path: Path) -> No
     assert written["version"] == 2 and written["measurements"]["families"] == ["fa2"]
     assert written["measurements"]["kept_from"]["calibration"] == "v1" and "fa2" not in \
         written["measurements"]["kept_from"]["families"]
+
+
+def test_rows_in_a_precision_the_gpu_lacks_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A GPU of the user's own without a bf16 rate (as a V100): its bf16 rows are skipped rows naming the precision
+    and the rates it has, and its fp16 rows validate (validate stopped at the first bf16 row with exit 2)."""
+    preset = yaml.safe_load((Path(__file__).resolve().parents[1] / "archsim/gpu/presets/a100-80gb-sxm4.yaml")
+                            .read_text())
+    del preset["tensor_flops_per_s"]["bf16"]
+    preset["name"] = "no-bf16"
+    gpu_yaml, csv_path = tmp_path / "no-bf16.yaml", tmp_path / "m.csv"
+    gpu_yaml.write_text(yaml.safe_dump(preset))
+    csv_path.write_text(HEADER + "\n" + "\n".join(
+        f"MYGPU,FlashAttention-2,{dtype},False,4,32,64,1024,fwd,throughput,150,TFLOPs/s" for dtype in ("fp16", "bf16"))
+        + "\n")
+    result = CliRunner().invoke(validate_cmd, ["--measurements", str(csv_path), "--gpu", f"MYGPU={gpu_yaml}",
+                                               "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 rows" in result.output
+    assert "no-bf16 has no tensor-core rate for bf16 (its tensor_flops_per_s: fp16, tf32)" in result.output
+    assert "MYGPU | FlashAttention-2 | fwd     1" in result.output
