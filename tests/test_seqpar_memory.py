@@ -104,6 +104,16 @@ def test_inference_memory_by_hand():
     assert inference_memory(workload, "ring", 8, 64 * K, tp=2).weights_bytes == (6_738_411_520 * 2 - norms) / 2 + norms
 
 
+def test_the_memory_takes_the_lengths_the_timing_takes():
+    """One set of length rules for `archsim parallel`'s timing and memory: a causal usp of 6 devices at Ulysses
+    degree 3 cuts 2 x 2 zigzag chunks over each 3-device group, lcm(6, 4) = 12 (the memory took any multiple of 6,
+    so its largest context could be a length the timing refuses)."""
+    assert token_multiple("usp", 6, ulysses_degree=3) == 12
+    assert token_multiple("usp", 6, causal=False, ulysses_degree=3) == 6
+    assert token_multiple("usp", 8, ulysses_degree=2) == 8 and token_multiple("zigzag", 8) == 16
+    assert token_multiple("megatron-sp", 8, decode=True) == 1 and token_multiple("vanilla", 8) == 1
+
+
 @pytest.mark.parametrize("scheme", ("ring", "zigzag", "stripe", "ulysses", "lasp2"))
 def test_ring_context_grows_with_devices(scheme):
     """The sanity target (Table 3, max context ∝ P): doubling P at least doubles the context of the schemes that

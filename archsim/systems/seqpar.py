@@ -88,19 +88,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.record import Record
 from archsim.systems import collectives
+from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
-
-if TYPE_CHECKING:
-    from archsim.systems.seqpar_memory import DeviceMemory
 
 SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2",
            "distattention")
@@ -317,16 +314,10 @@ def check_spec(spec: ParallelSpec) -> None:
 
 
 def token_multiple(spec: ParallelSpec) -> int:
-    """What `seq_len` must be a multiple of: P equal shards; causal zigzag and allgather cut it into 2P chunks
-    (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its r = P/u ring groups, each group's
-    pair split over the group's u devices (USP's zigzag extract_local, yunchang): lcm(P, 2r). Head-parallel decode
-    (megatron-sp) does not cut the sequence: any length. Non-causal zigzag is ring's layout: P."""
-    p = spec.devices
-    if spec.scheme == "megatron-sp" and spec.direction == "decode":
-        return 1
-    if not spec.causal or spec.scheme not in ("zigzag", "allgather", "usp"):
-        return p
-    return math.lcm(p, 2 * (p // spec.ulysses)) if spec.scheme == "usp" else 2 * p
+    """What `seq_len` must be a multiple of (`seqpar_memory.token_multiple`, one set of rules for the timing and
+    the memory)."""
+    return mem.token_multiple(spec.scheme, spec.devices, causal=spec.causal, decode=spec.direction == "decode",
+                              ulysses_degree=spec.ulysses)
 
 
 def _check_tp_in_node(spec: ParallelSpec) -> None:
@@ -613,15 +604,13 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 # --- memory ------------------------------------------------------------------------------------------------------
 
 
-def _memory(spec: ParallelSpec) -> tuple[DeviceMemory, int]:
+def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
     """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, decode as the
     weights and KV cache the prefill left (module docstring), fwd+bwd as training
     (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
     plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
     context. The largest context is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of
     whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
-    from archsim.systems import seqpar_memory as mem
-
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if spec.direction == "fwd+bwd" and spec.tp > 1:

@@ -125,13 +125,23 @@ class _Layer:
     kv_bytes: float
 
 
-def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bool = False) -> int:
-    """What seq_len must be a multiple of: P for the sequence-parallel schemes (2P for causal zigzag's chunk pairs;
-    non-causal zigzag is ring's layout), 1 for the whole-sequence schemes and for a megatron-sp decode step
-    (head-parallel: every device holds all the tokens of its heads)."""
+def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bool = False,
+                   ulysses_degree: int | None = None) -> int:
+    """What seq_len must be a multiple of: P equal shards for the sequence-parallel schemes; causal zigzag and
+    allgather cut it into 2P chunks (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its
+    r = P/u ring groups, each group's pair split over the group's u devices (USP's zigzag extract_local, yunchang):
+    lcm(P, 2r). 1 for the whole-sequence schemes and for a megatron-sp decode step (head-parallel: every device
+    holds all the tokens of its heads). Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree
+    dividing P gets P (`_check` refuses the degree)."""
     if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp"):
         return 1
-    return 2 * devices if scheme == "zigzag" and causal else devices
+    if not causal or scheme not in ("zigzag", "allgather", "usp"):
+        return devices
+    if scheme != "usp":
+        return 2 * devices
+    valid = isinstance(ulysses_degree, int) and not isinstance(ulysses_degree, bool) and ulysses_degree >= 1 \
+        and devices % ulysses_degree == 0
+    return math.lcm(devices, 2 * (devices // ulysses_degree)) if valid else devices
 
 
 def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *,
@@ -139,8 +149,8 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
                     state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True) -> DeviceMemory:
     """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam.
     `causal` only sets the token multiple (`token_multiple`): the bytes do not depend on the mask."""
-    _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, token_multiple(scheme, devices,
-                                                                                        causal=causal))
+    _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree,
+           token_multiple(scheme, devices, causal=causal, ulysses_degree=ulysses_degree))
     workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
@@ -160,7 +170,7 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
     tp x `devices` ways, its sequence parallelism being tensor parallelism). `decode`: a decode step over `seq_len`
     cached tokens, the weights and the KV cache only (no working set); `causal` only sets the token multiple."""
     _check(workload, scheme, devices, seq_len, batch, tp, ulysses_degree,
-           token_multiple(scheme, devices, causal=causal, decode=decode))
+           token_multiple(scheme, devices, causal=causal, decode=decode, ulysses_degree=ulysses_degree))
     word = workload.params["word_bytes"]
     degree = tp * devices if scheme == "megatron-sp" else tp
     weights = (sizes_model(workload, degree).layer_weight_bytes_per_device
