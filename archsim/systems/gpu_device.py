@@ -203,19 +203,28 @@ class GpuDevice:
             return found
         from archsim.model.gpu_kernels import predict_varlen
 
-        heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
+        heads, kv_heads, head_dim = _head_sizes(p)
         precision = self._precision(op)
         peak = self.spec.tensor_peak_flops_per_s(precision)
         peak_s = sum(AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision).flops()
                      for n in seqlens) / peak
         case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, sum(seqlens), True, precision)
-        params = self.params if self.kernel_params is None else self.kernel_params
-        result = predict_varlen(self.kernel, case, seqlens, self.spec, params)
+        result = predict_varlen(self.kernel, case, seqlens, self.spec, self._kernel_params)
+        return self._kept(key, result, peak_s, f"the varlen prefill attention of {len(seqlens)} prompts "
+                                               f"({sum(seqlens)} tokens, {heads} heads, {kv_heads} KV, head_dim "
+                                               f"{head_dim})")
+
+    @property
+    def _kernel_params(self) -> Mapping[str, float]:
+        """The attention kernel's parameters: its family's, else the device's."""
+        return self.params if self.kernel_params is None else self.kernel_params
+
+    def _kept(self, key: tuple, result, peak_s: float, what: str) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of a kernel call the GPU model predicted, remembered under
+        `key`; a SpecError at the device's attention kernel when the call cannot run (`what` it was)."""
         if not result.feasible:
             raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
-                            f"{self.kernel} cannot run the varlen prefill attention of {len(seqlens)} prompts "
-                            f"({sum(seqlens)} tokens, {heads} heads, {kv_heads} KV, head_dim {head_dim}) on "
-                            f"{self.spec.name}: {result.reason}")
+                            f"{self.kernel} cannot run {what} on {self.spec.name}: {result.reason}")
         found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
@@ -287,7 +296,7 @@ class GpuDevice:
             return found
         from archsim.model.gpu_kernels import predict
 
-        heads, kv_heads, head_dim = int(p["heads"]), int(p.get("kv_heads", p["heads"])), int(p["head_dim"])
+        heads, kv_heads, head_dim = _head_sizes(p)
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
                              self._precision(op))
@@ -297,14 +306,14 @@ class GpuDevice:
             moved = float(sum(o.bytes_off_chip for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     peak_s, moved)
-        params = self.params if self.kernel_params is None else self.kernel_params
-        result = predict(self.kernel, case, self.spec, params)
-        if not result.feasible:
-            raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
-                            f"{self.kernel} cannot run {direction} attention of {heads} heads ({kv_heads} KV), "
-                            f"head_dim {head_dim}, {seqlen} keys on {self.spec.name}: {result.reason}")
-        found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
-        return found
+        result = predict(self.kernel, case, self.spec, self._kernel_params)
+        return self._kept(key, result, peak_s, f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim "
+                                               f"{head_dim}, {seqlen} keys")
+
+
+def _head_sizes(params: Mapping[str, float]) -> tuple[int, int, int]:
+    """(query heads, KV heads, head_dim) of an attention op's binding (KV heads = heads without GQA)."""
+    return int(params["heads"]), int(params.get("kv_heads", params["heads"])), int(params["head_dim"])
 
 
 def calibrated_gpu_device(gpu: GPU, kernel: str = ATTENTION_KERNEL, *, name: str | None = None,
