@@ -82,7 +82,7 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     ({"constraints": "area_um2 <= 4e8"}, "constraints", "list"),
     ({"mapping": "fusemax2"}, "mapping", "not a mapping in the library"),
     ({"workload": "missing/bert.yaml"}, "workload", "no such file"),
-    ({"arch": "tpu"}, "arch", "not a architecture in the library"),
+    ({"arch": "tpu"}, "arch", "not an architecture in the library"),
     ({"name": "../outside"}, "name", "store file"),
     ({"sampling": {"kind": "random", "samples": 4, "seed": -1}}, "sampling.seed", "non-negative"),
     ({"gpus": {"presets": ["h100-sxm5"], "kernel": ["FlashAttention-2"]}}, "gpus.kernel", "no GPU model"),

@@ -90,7 +90,8 @@ def test_a_store_of_another_base_is_refused_and_the_same_base_grows(stored, tmp_
     db.write_bytes(original.read_bytes())
     other = _spec(tmp_path / "trxl.yaml", workload="trxl")
     message = _error(cli("sweep", other, "--db", str(db), expect=2))
-    assert message.startswith(f"--db: {db}: holds the points of sweep small (") and "whose workload differs" in message
+    assert message.startswith(f"--db: {db}: holds the points of sweep small (")
+    assert "whose base differs from sweep" in message and "in workload:" in message
     assert _rows(db) == 4
     message = _error(cli("sweep", "seqpar-scaling", "--db", str(db), expect=2))
     assert "version" not in message and "kind" in message

@@ -23,6 +23,7 @@ from archsim.commands.options import nonempty
 from archsim.dse.spec import (
     AXIS_ROOTS,
     MAX_POINTS_ENV,
+    MAXIMISED,
     METRICS,
     PARALLEL_METRICS,
     SERVING_METRICS,
@@ -191,7 +192,8 @@ def _whole_axes(df: pd.DataFrame) -> pd.DataFrame:
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
               help="Write the records as Parquet here (needs pyarrow).")
 @objectives_option("--front", "Export only the Pareto front over these objectives (feasible points within the "
-                              "constraints that no other such point dominates; all minimised).")
+                              f"constraints that no other such point dominates; {', '.join(MAXIMISED)} "
+                              "maximised, every other metric minimised).")
 def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objectives: tuple[str, ...] | None) -> None:
     """Export a sweep store: one row per design point.
 

@@ -82,10 +82,9 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
     held = json.loads(meta["base"]) if "base" in meta else None
     if held is not None and held != identity:
         differ = [part for part in dict.fromkeys([*held, *identity]) if held.get(part) != identity.get(part)]
-        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose "
-                                           f"{', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} "
-                                           f"from sweep {spec.name}'s ({spec.source}): give this sweep a store "
-                                           "of its own")
+        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose base "
+                                           f"differs from sweep {spec.name}'s ({spec.source}) in "
+                                           f"{', '.join(differ)}: give this sweep a store of its own")
     if held is None and done and done.isdisjoint(keys):
         raise SpecError("--db", conn.path, f"holds {len(done)} points of another sweep (none is a point of sweep "
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")

@@ -80,13 +80,18 @@ def find(kind: str, name_or_path: str | Path, package: str | None = None) -> Pat
         path = Path(text)
         if not is_file(path, text):
             raise SpecError(text, "", "no such file" if not path.exists() else
-                            f"a folder or other non-file, expected a {kind[:-1]} YAML file")
+                            f"a folder or other non-file, expected {_article(kind[:-1])} YAML file")
         return path
     files = _files(package or PACKAGES[kind])
     if text not in files:
         where = "" if package else " in the library"
-        raise SpecError(text, "", f"not a {kind[:-1]}{where} (known: {', '.join(sorted(files))})")
+        raise SpecError(text, "", f"not {_article(kind[:-1])}{where} (known: {', '.join(sorted(files))})")
     return files[text]
+
+
+def _article(noun: str) -> str:
+    """`noun` after "a" or "an" (by its first letter: the library's kinds are plain English nouns)."""
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def find_named(kind: str, name: str, source: str, key: str) -> Path:
