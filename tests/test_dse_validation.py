@@ -375,3 +375,16 @@ def test_two_sweeps_of_one_base_share_a_store_and_each_reports(tmp_path, cli):
     cli("results", str(db), "--csv", str(tmp_path / "shared.csv"))
     buffers = pd.read_csv(tmp_path / "shared.csv", dtype=str)[BUFFER].dropna()
     assert set(buffers) == {str(2**20), str(2**25)}
+
+
+def test_an_export_has_the_same_columns_in_the_same_order_whichever_point_comes_first(tmp_path, cli):
+    """A sweep whose first point is infeasible (1000 tokens: no whole 256-key tile) exports its columns in the order
+    of one whose first point is feasible (constraint_ok came before the utilization columns)."""
+    orders = []
+    for lengths in ([1000, 4096], [4096, 1000]):
+        spec = _write(tmp_path / "s.yaml", name="order", axes={"workload.seq_len": lengths})
+        db, out = tmp_path / f"{lengths[0]}.sqlite", tmp_path / f"{lengths[0]}.csv"
+        cli("sweep", str(spec), "--db", str(db), "--local")
+        cli("results", str(db), "--csv", str(out))
+        orders.append(list(pd.read_csv(out).columns))
+    assert orders[0] == orders[1] and orders[0][-1] == "constraint_ok"

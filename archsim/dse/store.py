@@ -137,10 +137,14 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     with _errors(conn.path):
         rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
     try:
-        df = pd.DataFrame([json.loads(r) for (r,) in rows])
+        stored = [json.loads(r) for (r,) in rows]
+        df = pd.DataFrame(stored)
     except (TypeError, ValueError) as exc:
         raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
-    return _blank_infeasible(df)
+    # columns in a feasible record's order, whichever record came first: an infeasible one lacks the metrics
+    # (utilization.*), which pandas would otherwise put after the fields it does have
+    feasible = next((r for r in stored if isinstance(r, dict) and r.get("feasible")), {})
+    return _blank_infeasible(df[list(dict.fromkeys([*(c for c in feasible if c in df), *df.columns]))])
 
 
 def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:
