@@ -112,17 +112,21 @@ def test_unknown_workload_exits_2_naming_it(cli):
     assert result.output.startswith("error: --workload: no-such-model: ")
 
 
-@pytest.mark.parametrize(("extra", "field"), [("kv_lora_rank: 512\n  rope_dim: 64", "params.kv_lora_rank"),
-                                             ("window: 4096", "params.window")])
-def test_an_attention_the_kernels_do_not_model_exits_2_naming_it(cli, tmp_path, extra, field):
+@pytest.mark.parametrize(("extra", "field"), [("word_bytes: 2\n  kv_lora_rank: 512\n  rope_dim: 64",
+                                              "params.kv_lora_rank"),
+                                             ("word_bytes: 2\n  window: 4096", "params.window"),
+                                             ("word_bytes: 1", "params.word_bytes"),
+                                             ("word_bytes: 4", "params.word_bytes")])
+@pytest.mark.parametrize("grid", [("--devices", "2"), ("--devices", "1,2", "--scheme", "ring,zigzag")])
+def test_an_attention_the_kernels_do_not_model_exits_2_naming_it(cli, tmp_path, extra, field, grid):
     """An MLA or sliding-window workload was timed as dense GQA attention (the latent, the RoPE dimensions and the
-    window dropped); it is refused, in one line naming the file and the field."""
+    window dropped), an fp8 or fp32 one at bf16 beside its own word size's memory; it is refused, in one line naming
+    the file and the field, for a grid too (every row was infeasible, exit 0)."""
     path = tmp_path / "model.yaml"
     path.write_text("name: m\ndescription: d\nsource: s\nblock: llama\nparams:\n  hidden: 4096\n  heads: 32\n"
                     f"  kv_heads: 8\n  head_dim: 128\n  ffn_dim: 14336\n  layers: 32\n  vocab: 128256\n"
-                    f"  word_bytes: 2\n  {extra}\n")
-    result = cli("parallel", "--scheme", "ring", "--devices", "2", "--workload", str(path), "--seq-len", "8K",
-                 expect=2)
+                    f"  {extra}\n")
+    result = cli("parallel", "--scheme", "ring", *grid, "--workload", str(path), "--seq-len", "8K", expect=2)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {field}: ")
 

@@ -246,6 +246,26 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
             f"more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
+def check_workload(workload: Workload) -> None:
+    """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
+    size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), or a word size other than
+    the bf16 every kernel and message here is costed in (`seqpar_compute.WORD_BYTES`)."""
+    params = workload.params
+    for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
+        if size not in params:
+            raise SpecError(workload.path, f"params.{size}", "missing: multi-device attention needs it")
+    refuse_unmodelled_attention(params, workload.path, "params.{}".format,
+                                "the schemes here cut dense multi-head or grouped-query attention over the devices "
+                                "and time it with those GPU kernels, so this workload's times would be wrong")
+    word_bytes = params.get("word_bytes", WORD_BYTES)
+    if word_bytes != WORD_BYTES:
+        raise SpecError(workload.path, "params.word_bytes",
+                        f"expected {WORD_BYTES} (bf16, the papers' runs): the attention kernels, the blocks and "
+                        f"states the schemes send and the GEMMs are costed in 16-bit words here, so "
+                        f"{word_bytes:g}-byte times would be bf16's beside {word_bytes:g}-byte memory, got "
+                        f"{word_bytes:g}")
+
+
 def check_spec(spec: ParallelSpec) -> None:
     check_choice("scheme", spec.scheme, SCHEMES)
     check_choice("direction", spec.direction, DIRECTIONS)
@@ -290,13 +310,8 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
+    check_workload(spec.workload)
     params = spec.workload.params
-    for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
-        if size not in params:
-            raise SpecError(spec.workload.path, f"params.{size}", "missing: multi-device attention needs it")
-    refuse_unmodelled_attention(params, spec.workload.path, "params.{}".format,
-                                "the schemes here cut dense multi-head or grouped-query attention over the devices "
-                                "and time it with those GPU kernels, so this workload's times would be wrong")
     heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
     if int(params["heads"]) % spec.tp or (int(params["kv_heads"]) % spec.tp and spec.tp % int(params["kv_heads"])):
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
