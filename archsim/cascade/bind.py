@@ -149,7 +149,7 @@ def bind(
                                                    where)
                 origin[key] = layer_source
             elif key in values:
-                values[key] = check_size(key, value, layer_source, where, limit)
+                values[key] = check_param(key, value, layer_source, where, limit)
                 origin[key] = layer_source
             else:
                 known = ", ".join([*values, *cascade.rank_sizes])
@@ -197,10 +197,23 @@ def bind(
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
+    if fixed:
+        _show_fixed_tiles(cascade, fixed, values, sizes, origin)
     _check_requires(cascade, values, sizes, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
+
+
+def _show_fixed_tiles(cascade: Cascade, fixed: tuple[str, Mapping[str, float]], values: dict[str, float],
+                      sizes: Mapping[str, int], origin: dict[str, str]) -> None:
+    """A parameter whose one rank the mapping's `set:` fixes (`tile_kv` under fusemax's `set: {M0: 256}`:
+    `params_masked_by`) takes that rank's size, so the binding's params say the tile the point runs at, not the
+    cascade's test default (4)."""
+    for name, ranks in params_masked_by(cascade, fixed[1]).items():
+        expr = cascade.rank_sizes[ranks[0]]
+        if len(ranks) == 1 and isinstance(expr, S.Name) and expr.name == name:
+            values[name], origin[name] = float(sizes[ranks[0]]), fixed[0]
 
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],
@@ -283,14 +296,31 @@ def _checked_params(source: str, layer: Mapping[str, float], limit: int) -> dict
     try:
         return dict(_checked_items(source, items, limit))
     except TypeError:  # an unhashable value, which check_size refuses by name
-        return {key: check_size(key, value, source, f"params.{key}", limit) for key, value in layer.items()}
+        return {key: check_param(key, value, source, f"params.{key}", limit) for key, value in layer.items()}
 
 
 @functools.lru_cache(maxsize=1024)
 def _checked_items(source: str, items: tuple[tuple[str, type, float], ...],
                    limit: int) -> tuple[tuple[str, float], ...]:
     # keyed by each value's type too: True, 1 and 1.0 are equal keys, and check_size refuses a bool
-    return tuple((key, check_size(key, value, source, f"params.{key}", limit)) for key, _, value in items)
+    return tuple((key, check_param(key, value, source, f"params.{key}", limit)) for key, _, value in items)
+
+
+def is_fraction(name: str) -> bool:
+    """Whether parameter `name` is a share of something (`density`, the kept share of a data-dependent mask's
+    points; `retrieval_fraction`, `window_fraction`): a value in [0, 1]. A mask's density counts points as that share
+    of a space (flexprefill's `density * (seq_len + 1) / (2 * seq_len)` of its square is `density` of the causal
+    points), so a share above 1 would count more points than the space holds."""
+    return name == "density" or name.endswith("_fraction")
+
+
+def check_param(name: str, value: object, source: str, where: str, limit: int) -> float:
+    """`check_size` of a parameter's value; a share (`is_fraction`) must moreover lie in [0, 1]."""
+    checked = check_size(name, value, source, where, limit)
+    if is_fraction(name) and checked > 1:
+        raise SpecError(source, where, f"expected a fraction in [0, 1], got {checked:g} ({name} is a share; a "
+                                       f"mask's density above 1 would count more points than its space holds)")
+    return checked
 
 
 def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float]) -> None:

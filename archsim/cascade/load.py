@@ -319,6 +319,7 @@ class _Loader:
         self.init = {str(k): number(v, self.source, f"init.{k}") for k, v in self.mapping("init").items()}
         self.iterative_rank: str | None = None
         parsed = self.parse_einsums()
+        self.check_mask_names()
         self.composite: dict[str, Value] = {}
         self.load_ops()
         einsums = self.resolve_einsums(parsed)
@@ -832,6 +833,17 @@ class _Loader:
                                     "true points, e.g. top_k / experts) for operation counts")
         return Mask(text, predicate, density, data_dependent)
 
+    def check_mask_names(self) -> None:
+        """No mask takes a name a parameter, rank, index variable or tensor has: `where NAME` would read the mask
+        and the name's other meaning would be shadowed (`masks: {heads: ...}` then `where heads`). Called once every
+        tensor is declared."""
+        for name in self.masks:
+            for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
+                                ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
+                if name in names:
+                    raise self.error(f"masks.{name}", f"'{name}' is {what} of this cascade; give the mask a name "
+                                                      f"of its own")
+
     def unknown_mask(self, name: str) -> str:
         """Why `where NAME` names nothing: what it could name (the masks declared first) and the closest mask."""
         masks = [str(m) for m in self.masks]
@@ -857,6 +869,8 @@ class _Loader:
             decl = self.tensors.get(name) if isinstance(name, str) else None
             if decl is None or decl.kind == "input":
                 raise self.error("outputs", f"'{name}' is not written by any Einsum")
+            if decl.kind == "output":
+                raise self.error("outputs", f"'{name}' is listed twice (expected each output once)")
             self.tensors[name] = replace(decl, kind="output")
         return tuple(raw)
 

@@ -10,6 +10,9 @@ The rule, per rank R (a root rank, or a part of a partitioned one):
 - A read *streams* R when it is indexed by R's outermost leaf (m, or m1 for M -> [M1, M0]): element
   i of the operand depends only on elements <= i of R, so it can be consumed in the same traversal. A
   tile-local reduction over m0 keeps m1 and streams over M; it is a second pass over the tile M0 only.
+- A read at a constant slot of R's outermost leaf (`QK[0,p]`) depends on the first slots of R only, a prefix of
+  fixed size (buffered like a tile), never on all of R: it streams too, and so does a read of a tensor that an
+  Einsum not iterating R computed from such prefixes (`X[p] = QK[0,p]`, then `exp(QK[m,p] - X[p])`: one pass).
 - Reads of recurrence state from the previous step (`RM[m1]` in `RM[m1+1] = ...`) carry over the
   traversal and never force a pass; the final value (`RNV[M1]`) needs the whole traversal.
 - level(input) = 0; an Einsum iterating R has level max(1, levels of its streamed reads, level+1 of its
@@ -62,23 +65,29 @@ def pass_analysis(cascade: Cascade) -> PassAnalysis:
         leaves = set(cascade.leaves(rank))
         outer = cascade.leaves(rank)[0]
         level: dict[str, int] = dict.fromkeys(cascade.inputs, 0)
+        prefix: set[str] = set()  # tensors not indexed by R that need only a fixed prefix of R at their level
         iterating: dict[str, int] = {}
         producer_iterates: dict[str, bool] = {}
         for einsum in cascade.einsums:
             iterates = leaves <= {cascade.var_ranks[v] for v in einsum.space}
             producer_iterates[einsum.name] = iterates
             current, reason = (1 if iterates else 0), None
+            whole: dict[int, bool] = {}  # need -> whether a read at that level needs all of R
             for ref in refs_of(einsum):
                 if ref.carried:
                     continue
                 need = level[ref.tensor]
-                streams = any(t.var is not None and cascade.var_ranks[t.var] == outer for t in ref.terms)
+                bounded = _at_constant_slot(cascade, ref, outer) or ref.tensor in prefix
+                streams = bounded or any(t.var is not None and cascade.var_ranks[t.var] == outer for t in ref.terms)
                 if iterates and need >= 1 and not streams:
                     need += 1
                     if need > current:
                         reason = ref
+                whole[need] = whole.get(need, False) or not bounded
                 current = max(current, need)
             level[einsum.name] = current
+            if not iterates and current >= 1 and not whole[current]:
+                prefix.add(einsum.name)
             if iterates:
                 iterating[einsum.name] = current
                 if reason is not None:
@@ -88,6 +97,12 @@ def pass_analysis(cascade: Cascade) -> PassAnalysis:
             passes[rank] = max(iterating.values())
             einsum_pass[rank] = iterating
     return PassAnalysis(passes, tuple(boundaries), einsum_pass)
+
+
+def _at_constant_slot(cascade: Cascade, ref: Ref, outer: str) -> bool:
+    """Whether `ref` reads the leaf rank `outer` at a constant slot (`QK[0,p]`): a prefix of fixed size of it."""
+    ranks = cascade.tensors[ref.tensor].leaf_ranks
+    return any(t.const is not None and rank == outer for t, rank in zip(ref.terms, ranks, strict=True))
 
 
 def _reducer(cascade: Cascade, tensor: str, iterates: dict[str, bool]) -> str:
