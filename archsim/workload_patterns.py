@@ -77,10 +77,6 @@ def load_pattern_map(name_or_path: str | Path) -> PatternMap:
     return pattern_map_from_dict(read_yaml(path), str(path))
 
 
-def pattern_map_names() -> list[str]:
-    return library.names("pattern maps", PACKAGE)
-
-
 def _count(value: Any, source: str, where: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"

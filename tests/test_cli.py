@@ -30,6 +30,24 @@ def test_analyze_json_schema(cli_json) -> None:
     assert result["pass_reasons"][0].startswith("pass 2 over M starts at SN")
 
 
+def test_run_json_params_say_the_tile_the_mapping_sets(cli_json) -> None:
+    """fusemax's `set: {M0: 256}` fixes the key tile: the record's params say tile_kv 256, not the cascade's test
+    default 4 (the numbers were always the 256 tile's)."""
+    record = cli_json("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "seq_len=4096", "--json")
+    assert record["params"]["tile_kv"] == 256
+
+
+def test_check_takes_library_names_of_every_kind(cli, tmp_path, monkeypatch) -> None:
+    """A bare name that is no file checks the library's specs of that name, of every kind (`fusemax`: the
+    architecture and the mapping), so an installed wheel's specs can be checked without their paths; a name the
+    library lacks is still 'no such file', exit 2."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", "fusemax", "h100-sxm5", "neupims", "demo")
+    kinds = [line.split(": ", 1)[1].split()[0] for line in result.output.splitlines()]
+    assert kinds == ["architecture", "mapping", "gpu", "system", "sweep"]
+    assert cli("check", "no-such-spec", expect=2).output.strip() == "error: no-such-spec: no such file"
+
+
 def test_check_the_whole_library(cli) -> None:
     files = [str(library.find("cascades", n)) for n in library.names("cascades")]
     files += [str(library.find("workloads", n)) for n in library.names("workloads")]

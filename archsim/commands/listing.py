@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from archsim import library
+from archsim.cascade.load import is_spec_path
 from archsim.commands.spec_kinds import load_any
 from archsim.errors import SpecError
 
 
-def _contents() -> dict[str, list[str]]:
+def _packages() -> dict[str, tuple[str, str]]:
+    """Each kind `archsim list` shows -> (the kind's name in messages, the package of its YAML files)."""
+    from archsim import workload_patterns
     from archsim.dse.spec import SWEEPS_PACKAGE
-    from archsim.gpu.load import gpu_names
-    from archsim.systems.links import link_names
-    from archsim.systems.system_spec import system_names
-    from archsim.systems.topology import topology_names
-    from archsim.workload_patterns import pattern_map_names
+    from archsim.gpu import load as gpus
+    from archsim.systems import links, system_spec, topology
 
-    return {**{kind: library.names(kind) for kind in library.PACKAGES},
-            "sweeps": library.names("sweeps", SWEEPS_PACKAGE),
-            "gpus": gpu_names(), "links": link_names(), "systems": system_names(), "topologies": topology_names(),
-            "patterns": pattern_map_names()}
+    return {**{kind: (kind, package) for kind, package in library.PACKAGES.items()},
+            "sweeps": ("sweeps", SWEEPS_PACKAGE), "gpus": ("GPU presets", gpus.PRESETS_PACKAGE),
+            "links": ("link presets", links.PRESETS_PACKAGE),
+            "systems": ("system presets", system_spec.PRESETS_PACKAGE),
+            "topologies": ("topology presets", topology.PRESETS_PACKAGE),
+            "patterns": ("pattern maps", workload_patterns.PACKAGE)}
+
+
+def _contents() -> dict[str, list[str]]:
+    return {key: library.names(kind, package) for key, (kind, package) in _packages().items()}
+
+
+def _library_files(name: str) -> list[str]:
+    """The files of every kind that ships a spec named `name` (`fusemax` is an architecture and a mapping)."""
+    return [str(library.find(kind, name, package)) for kind, package in _packages().values()
+            if name in library.names(kind, package)]
 
 
 @click.command("list")
@@ -67,10 +80,12 @@ def check_cmd(files: tuple[str, ...]) -> None:
     """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, calibrations,
     sweeps, links (YAML), request traces and GPU measurements (CSV). Exit 2 if any is bad.
 
-    Example: archsim check einsum/*.yaml workloads/*.yaml mappings/*.yaml
+    A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind.
+
+    Examples: archsim check my-gpu.yaml trace.csv; archsim check fusemax bert-base
     """
     bad = 0
-    for path in files:
+    for path in [found for given in files for found in _named(given)]:
         try:
             if not path.strip():
                 raise SpecError("''", "", "an empty path names no file")
@@ -83,3 +98,10 @@ def check_cmd(files: tuple[str, ...]) -> None:
         click.echo(f"ok  {path}: {line}")
     if bad:
         sys.exit(2)
+
+
+def _named(given: str) -> list[str]:
+    """The files `archsim check` reads for an argument: the path itself, or a bare name's library files."""
+    if is_spec_path(given) or Path(given).exists():
+        return [given]
+    return _library_files(given) or [given]

@@ -169,9 +169,5 @@ def _preset_link(name: Any, source: str, where: str) -> Link:
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
-    """A preset by name (`dgx-a100`, see `topology_names()`) or a YAML file by path."""
+    """A preset by name (`dgx-a100`, see `archsim list`) or a YAML file by path."""
     return library.load_preset("topology presets", name_or_path, PRESETS_PACKAGE, topology_from_dict)
-
-
-def topology_names() -> list[str]:
-    return library.names("topology presets", PRESETS_PACKAGE)
