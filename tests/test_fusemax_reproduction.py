@@ -243,3 +243,12 @@ def test_reproduce_has_the_shared_as_artifact_flag() -> None:
     out = CliRunner().invoke(reproduce_cmd, ["--help"]).output
     words = " ".join(out.split())
     assert "--as-artifact" in out and "reproduce the artifact's own computation (named compatibility options" in words
+
+
+def test_an_error_that_rounds_to_zero_prints_plus_zero() -> None:
+    """A relative error of -1e-17 (the same sum in another order: Python 3.12+'s compensated sum) printed -0.00%
+    on one Python and +0.00% on another; it is rounded before it is signed."""
+    from archsim.commands.reproduce import _vs
+
+    assert _vs(0.003486, 0.003486, -1e-17, False) == "0.003486 (0.003486 +0.00%)"
+    assert _vs(1.0, 1.0, -0.0123, False).endswith("-1.23%)")

@@ -112,7 +112,8 @@ def _reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> Non
 def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:
     if absolute:
         return f"{ours:.3f}" + ("" if paper != paper else f" ({paper:.3f})")
-    return f"{ours:.4g}" + ("" if paper != paper else f" ({paper:.4g} {err:+.2%})")
+    # rounded first, so an error of -1e-17 (a sum in another order: Python 3.12's compensated sum) prints +0.00%
+    return f"{ours:.4g}" + ("" if paper != paper else f" ({paper:.4g} {round(err, 4) + 0.0:+.2%})")
 
 
 def _show_comparison(table, metrics: tuple[str, ...]) -> None:
