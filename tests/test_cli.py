@@ -46,6 +46,8 @@ def test_check_takes_library_names_of_every_kind(cli, tmp_path, monkeypatch) -> 
     kinds = [line.split(": ", 1)[1].split()[0] for line in result.output.splitlines()]
     assert kinds == ["architecture", "mapping", "gpu", "system", "sweep"]
     assert cli("check", "no-such-spec", expect=2).output.strip() == "error: no-such-spec: no such file"
+    (tmp_path / "fusemax").mkdir()  # a folder is no file: the name is still the library's
+    assert cli("check", "fusemax").output.count("ok  ") == 2
 
 
 def test_check_the_whole_library(cli) -> None:

@@ -179,3 +179,12 @@ def test_decode_holds_the_weights_and_the_kv_cache(cli):
     weights = two["memory_bytes"] - 4 * kv  # 2 nodes: four times the tokens per GPU
     assert eight["memory_bytes"] == pytest.approx(weights + kv, rel=1e-9)
     assert not two["feasible"] and "exceeds h100-sxm5's 85.9 GB (80 GiB)" in two["reason"]
+
+
+def test_a_workload_the_memory_model_cannot_expand_exits_2_unless_no_point_reads_its_memory(cli):
+    """BERT names no decoder block: a grid of its points was every row infeasible with exit 0. Training at tp > 1
+    models no memory, so there it runs."""
+    args = ("parallel", "--scheme", "ring,zigzag", "--devices", "2", "--workload", "bert-base", "--seq-len", "8K")
+    result = cli(*args, expect=2)
+    assert result.output.startswith("error: ") and "bert-base.yaml: block: missing" in result.output
+    assert "zigzag" in cli(*args, "--direction", "fwd+bwd", "--tp", "2").output

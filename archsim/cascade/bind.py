@@ -213,7 +213,7 @@ def _show_fixed_tiles(cascade: Cascade, fixed: tuple[str, Mapping[str, float]], 
     for name, ranks in params_masked_by(cascade, fixed[1]).items():
         expr = cascade.rank_sizes[ranks[0]]
         if len(ranks) == 1 and isinstance(expr, S.Name) and expr.name == name:
-            values[name], origin[name] = float(sizes[ranks[0]]), fixed[0]
+            values[name], origin[name] = float(sizes[ranks[0]]), origin.get(ranks[0], fixed[0])
 
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],

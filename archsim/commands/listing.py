@@ -102,6 +102,6 @@ def check_cmd(files: tuple[str, ...]) -> None:
 
 def _named(given: str) -> list[str]:
     """The files `archsim check` reads for an argument: the path itself, or a bare name's library files."""
-    if is_spec_path(given) or Path(given).exists():
+    if is_spec_path(given) or Path(given).is_file():
         return [given]
     return _library_files(given) or [given]

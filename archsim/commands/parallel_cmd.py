@@ -137,11 +137,12 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     """The grid's first point, which the others vary; a name that finds no preset or file is named by its option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
-    from archsim.systems.seqpar import ParallelSpec, check_workload
+    from archsim.systems.seqpar import ParallelSpec, check_workload, memory_modelled
     from archsim.systems.topology import load_topology
 
     model = named("--workload", workload, load_workload_spec)
-    check_workload(model)  # what no point of the grid could run: exit 2, not a grid of infeasible rows
+    # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
+    check_workload(model, memory_modelled(direction, tp))
     network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,

@@ -246,10 +246,12 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
             f"more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
-def check_workload(workload: Workload) -> None:
+def check_workload(workload: Workload, memory: bool = True) -> None:
     """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
-    size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), or a word size other than
-    the bf16 every kernel and message here is costed in (`seqpar_compute.WORD_BYTES`)."""
+    size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size other than the
+    bf16 the attention kernels and the blocks and states the schemes send are costed in
+    (`seqpar_compute.WORD_BYTES`), and with `memory` (every direction but fwd+bwd at tp > 1, `_memory`) what the
+    memory model cannot expand (`seqpar_memory.check_workload_sizes`)."""
     params = workload.params
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
@@ -257,13 +259,19 @@ def check_workload(workload: Workload) -> None:
     refuse_unmodelled_attention(params, workload.path, "params.{}".format,
                                 "the schemes here cut dense multi-head or grouped-query attention over the devices "
                                 "and time it with those GPU kernels, so this workload's times would be wrong")
+    if memory:
+        mem.check_workload_sizes(workload)
     word_bytes = params.get("word_bytes", WORD_BYTES)
     if word_bytes != WORD_BYTES:
         raise SpecError(workload.path, "params.word_bytes",
-                        f"expected {WORD_BYTES} (bf16, the papers' runs): the attention kernels, the blocks and "
-                        f"states the schemes send and the GEMMs are costed in 16-bit words here, so "
-                        f"{word_bytes:g}-byte times would be bf16's beside {word_bytes:g}-byte memory, got "
-                        f"{word_bytes:g}")
+                        f"expected {WORD_BYTES} (bf16, the papers' runs): the attention kernels and the blocks and "
+                        f"states the schemes send are costed in 16-bit words here, so {word_bytes:g}-byte times "
+                        f"would be bf16's beside {word_bytes:g}-byte memory, got {word_bytes:g}")
+
+
+def memory_modelled(direction: str, tp: int) -> bool:
+    """Whether `_memory` models a point's memory: every direction but fwd+bwd at tp > 1."""
+    return not (direction == "fwd+bwd" and tp > 1)
 
 
 def check_spec(spec: ParallelSpec) -> None:
@@ -310,7 +318,7 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
-    check_workload(spec.workload)
+    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp))
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
     if int(params["heads"]) % spec.tp or (int(params["kv_heads"]) % spec.tp and spec.tp % int(params["kv_heads"])):
@@ -628,7 +636,7 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
     whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
     ulysses = spec.ulysses if spec.scheme == "usp" else None
-    if spec.direction == "fwd+bwd" and spec.tp > 1:
+    if not memory_modelled(spec.direction, spec.tp):
         return mem.DeviceMemory(*[math.nan] * 5), 0
     if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):

@@ -238,6 +238,14 @@ def _training_at(workload: Workload, scheme: str, devices: int, seq_len: int) ->
     return training_memory(workload, scheme, devices, seq_len)
 
 
+def check_workload_sizes(workload: Workload) -> None:
+    """Refuse a workload the memory model cannot expand: no decoder block, or a size it reads missing."""
+    block_of(workload, "the memory model expands the model's decoder layer")
+    for size in ("word_bytes", "layers", "hidden", "vocab", "heads", "kv_heads"):
+        if size not in workload.params:
+            raise SpecError(workload.path, f"params.{size}", "missing: the memory model needs it")
+
+
 def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
            ulysses_degree: int | None, multiple: int) -> None:
     if scheme not in SCHEMES:
@@ -245,10 +253,7 @@ def _check(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     for field, value in (("devices", devices), ("seq_len", seq_len), ("batch", batch), ("tp", tp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(SOURCE, field, f"expected a positive integer, got {value!r}")
-    block_of(workload, "the memory model expands the model's decoder layer")
-    for size in ("word_bytes", "layers", "hidden", "vocab", "heads", "kv_heads"):
-        if size not in workload.params:
-            raise SpecError(workload.path, f"params.{size}", "missing: the memory model needs it")
+    check_workload_sizes(workload)
     if seq_len % multiple:
         raise SpecError(SOURCE, "seq_len", f"expected a multiple of {multiple} for {scheme} on {devices} devices "
                                            f"(each holds an equal share of the tokens), got {seq_len}")
