@@ -266,7 +266,7 @@ def test_bad_file_is_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}: memories\.GlobalBuffer\.capacity_bytes: expected"):
         load_architecture(path)
-    with pytest.raises(SpecError, match=r"not a architecture in the library \(known: flat, fusemax, unfused\)"):
+    with pytest.raises(SpecError, match=r"not an architecture in the library \(known: flat, fusemax, unfused\)"):
         library.load_architecture_spec("tpu")
 
 
