@@ -124,7 +124,19 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     _check_block_form(cascade, workload, spec)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
     refuse_test_defaults(cascade, workload, values, spec)
-    return binding, _read_only(analyze(binding))
+    return _shown_tiles(binding, spec), _read_only(analyze(binding))
+
+
+def _shown_tiles(binding: Binding, spec: Mapping) -> Binding:
+    """`binding` with each parameter whose only effect the mapping overrides (`mapping_tiling`) and that is its one
+    rank's size (`M0: tile_kv`) at that rank's size, so the point's params say the tile it runs at (fusemax's
+    `set: {M0: 256}`: tile_kv 256, not the cascade's test default 4). Nothing reads those parameters but the rank
+    sizes the mapping fixed, so no number moves."""
+    cascade = binding.cascade
+    shown = {name: float(binding.rank_sizes[ranks[0]]) for name, ranks in mapping_tiling(cascade, spec).items()
+             if len(ranks) == 1 and isinstance(cascade.rank_sizes[ranks[0]], S.Name)
+             and cascade.rank_sizes[ranks[0]].name == name}
+    return replace(binding, params=MappingProxyType({**binding.params, **shown})) if shown else binding
 
 
 def _read_only(analysis: Analysis) -> Analysis:

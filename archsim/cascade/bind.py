@@ -197,23 +197,10 @@ def bind(
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
-    if fixed:
-        _show_fixed_tiles(cascade, fixed, values, sizes, origin)
     _check_requires(cascade, values, sizes, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
-
-
-def _show_fixed_tiles(cascade: Cascade, fixed: tuple[str, Mapping[str, float]], values: dict[str, float],
-                      sizes: Mapping[str, int], origin: dict[str, str]) -> None:
-    """A parameter whose one rank the mapping's `set:` fixes (`tile_kv` under fusemax's `set: {M0: 256}`:
-    `params_masked_by`) takes that rank's size, so the binding's params say the tile the point runs at, not the
-    cascade's test default (4)."""
-    for name, ranks in params_masked_by(cascade, fixed[1]).items():
-        expr = cascade.rank_sizes[ranks[0]]
-        if len(ranks) == 1 and isinstance(expr, S.Name) and expr.name == name:
-            values[name], origin[name] = float(sizes[ranks[0]]), origin.get(ranks[0], fixed[0])
 
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],
