@@ -42,8 +42,8 @@ def test_simulate_poisson_is_seeded(cli):
     (("--trace", "missing.csv"), "missing.csv"),
     (("--rate", "5", "--requests", "3", "--tp", "3"),
      "error: --tp: expected a divisor of heads (32 in"),  # the option named, not the spec entry it was written to
-    (("--rate", "5", "--requests", "3", "--pp", "5"),
-     "error: --pp: expected a divisor of layers (32 in"),
+    (("--rate", "5", "--requests", "3", "--pp", "33"),
+     "error: --pp: expected at most layers (32 in"),
 ])
 def test_simulate_bad_input_exits_2(cli, args, message):
     result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", *args, expect=2)

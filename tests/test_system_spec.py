@@ -222,7 +222,7 @@ def test_not_a_mapping_and_no_such_preset(tmp_path):
     ("grok-1-314b", {"tp": 12, "pp": 1}, "parallelism.tp", "kv_heads or a multiple of it (8 in"),
     ("gpt3-7b", {"tp": 3, "pp": 1}, "parallelism.tp", "heads (32 in"),
     ("llama3-70b", {"tp": 1, "pp": 5}, None, None),  # 80 layers
-    ("gpt3-7b", {"tp": 1, "pp": 5}, "parallelism.pp", "layers (32 in"),
+    ("gpt3-7b", {"tp": 1, "pp": 33}, "parallelism.pp", "layers (32 in"),  # pp 5 runs: 6, 6, 7, 7, 6 layers
     ("mixtral-8x7b", {"tp": 1, "pp": 1, "ep": 3}, "parallelism.ep", "experts (8 in"),
 ])
 def test_check_against_workload(tmp_path, workload, parallelism, where, size):
@@ -263,7 +263,7 @@ def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_pa
     ("gpt3-7b", {"gpt3-7b": {"tp": 4, "pp": 2}}, None, None),
     ("grok-1-314b", {"grok-1-314b": {"tp": 12, "pp": 1}}, "parallelism.by_workload.grok-1-314b.tp",
      "kv_heads or a multiple of it (8 in"),
-    ("llama3-70b", {"llama3-70b": {"tp": 8, "pp": 3}}, "parallelism.by_workload.llama3-70b.pp", "layers (80 in"),
+    ("llama3-70b", {"llama3-70b": {"tp": 8, "pp": 81}}, "parallelism.by_workload.llama3-70b.pp", "layers (80 in"),
     ("mixtral-8x7b", {"mixtral-8x7b": {"tp": 1, "pp": 1, "ep": 3}}, "parallelism.by_workload.mixtral-8x7b.ep",
      "experts (8 in"),
     ("gpt3-7b", {"llama3-70b": {"tp": 8, "pp": 1}}, "parallelism.tp", "heads (32 in"),  # no entry: the top level

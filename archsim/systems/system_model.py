@@ -3,9 +3,9 @@ schedule over the ops of the library's cascades.
 
 `archsim.systems.models.system_model(system, workload)`, the factory above this module and the ones built on it
 (offloading, co-processing), cuts the workload for one device (heads, kv_heads and ffn_dim / TP, experts / EP,
-layers / PP; the parallelism of `System.parallelism_for`), builds a cost model per device (`archsim.systems.device`)
-and checks that one device's share of the weights fits its memory. An iteration (`Batch`: prompts to prefill,
-contexts to decode) is one pass over the device's decoder layers:
+the layers over PP stages by `pp_partition`; the parallelism of `System.parallelism_for`), builds a cost model
+per device (`archsim.systems.device`) and checks that one device's share of the weights fits its memory. An
+iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the model's decoder layers:
 - ops: one decoder layer of `archsim.systems.step.layer_ops` with every new token of the iteration in its
   projections, FFN, norms and residuals (Orca's selective batching), and one attention op per request (a decode
   op bound to the keys its context has it read, `step.decode_keys`: the context, or with a sliding window at most
@@ -23,7 +23,7 @@ contexts to decode) is one pass over the device's decoder layers:
     the decodes split in two sub-batches by the PIM's Algorithm 3 (prompts alternate); stages A..F run one
     sub-batch's NPU work beside the other's PIM attention. A stage takes max(NPU time, PIM time) with two row
     buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise). The
-    N layers of a device take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
+    N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
     artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
     kept on chip. Below `min_batch` decodes the schedule is `overlapped` (the artifact's 256).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
@@ -47,9 +47,12 @@ contexts to decode) is one pass over the device's decoder layers:
   (`TP_REDUCED_OPS`: the output projection and the FFN or MoE, Megatron's two; the new tokens' hidden activations,
   their bytes from the ops' cascades), blocked; without one they are not modelled (the NeuPIMs artifact simulates
   one device's decoder blocks).
-- One batch is in flight, so PP stages run one after another: an iteration takes PP x a device's layers, and
-  pp - 1 hops of the new tokens' activations between them (`stage_hops_s`: over the link named ep, else tp;
-  none without either). PP never shortens an iteration: it cuts the weights per device and adds KV room.
+- PP stages (`pp_partition`, vLLM's default partition: layers % pp stages hold ceil(layers / pp) layers, the
+  others floor, so pp need only be at most the layers): one batch is in flight, so the stages run one after
+  another and an iteration runs every layer of the model once (`SystemModel.stage_runs`: each stage its own
+  layers, its own SBI fill and drain), with pp - 1 hops of the new tokens' activations between them
+  (`stage_hops_s`: over the link named ep, else tp; none without either). PP never shortens an iteration: it
+  cuts the weights per device and adds KV room.
 - The LM head (`step.lm_head_op`: hidden onto the vocabulary, vLLM's vocab-parallel head cut TP ways) follows the
   last layer once per iteration, on the device holding the weights, over one token per sequence: a decode's new
   token and a prompt's last position (vLLM computes logits only there); every TP rank of the last stage runs its
@@ -66,8 +69,10 @@ contexts to decode) is one pass over the device's decoder layers:
   device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
   slowest group; energy sums every group's devices; price and KV capacity count TP x PP x EP devices.
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
-  how many of them a device holds (`SystemModel.kinds`: the model's counts / PP, each stage assumed to hold the
-  same mix); its weights are each kind's times its count. Sub-batch interleaving over mixed layers is refused.
+  how many of them a stage holds, each stage assumed to hold the model's mix (`SystemModel.stage_kinds`: a stage
+  of n of the model's L layers holds count x n / L of each kind; `stage_runs`: an iteration runs count / PP of
+  each kind on each of the PP stages, so every layer once); a stage's weights are each kind's times its count.
+  Sub-batch interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
 energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
 (`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
@@ -80,18 +85,25 @@ A rank idle while another PP stage runs, or while a device beside it in the rank
 nothing, as before. Busy seconds are one device's, over its PP stages. An engine waiting for requests between
 iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
-head (`vocab_weight_bytes`: vocab-parallel over TP, as vLLM; both on a device with pp 1, one with more stages), the
-heaviest device's, against which the fit is checked. The LM head's GEMM is not in an iteration's ops (its time and
-energy are left out; the ops are the decoder layers').
+head (`vocab_tables`, vocab-parallel over TP, as vLLM; both on a device with pp 1, the embedding on the first stage
+and the LM head on the last otherwise), the heaviest stage's (`stage_weight_bytes`; with uneven stages vLLM's
+extra layers sit before the last stage, so the heaviest is ceil(layers / pp) layers plus a table when the first
+stage holds one of them, else the larger of ceil layers alone and floor layers plus a table), against which the
+fit is checked. The LM head's GEMM is not in an iteration's ops (its time and energy are left out; the ops are the
+decoder layers').
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
 outputs), and a request holds its whole context's (a sliding window sets the keys read, not the keys kept, on
 every system alike: the serving simulator's pages grow with the context); `kv_capacity_bytes` the memory of the
 TP x PP weight-holding devices less their weights (the heaviest device's on every one, as vLLM sizes every
-worker's cache by the smallest room). A Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU),
-so with one a rank's memory is the smaller of the two (`SystemModel.memory_bytes_per_device`); the factory
-checks that the weights fit it (else it advises raising tp or pp, or, with attention offloading, whose tp is the
-compute devices over the replicas and whose pp is 1, the compute pool's `count` with tp), and that a TP group
-fits the weight-holding device's `count` (`system_spec.check_tp_group`).
+worker's cache by the smallest room) with even stages; with uneven ones each stage's room holds tokens at its own
+layers' share of the KV, and the cache holds the fewest any stage can (vLLM takes the minimum of the workers'
+blocks, a worker's block its own layers'): the stage with the most layers, or the heaviest weights, whichever
+holds fewer, as bytes of `kv_bytes_per_token`: its room x layers / its layers on each TP x EP rank. A
+Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller
+of the two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it (else it advises
+raising tp or pp, or, with attention offloading, whose tp is the compute devices over the replicas and whose pp
+is 1, the compute pool's `count` with tp), and that a TP group fits the weight-holding device's `count`
+(`system_spec.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -235,9 +247,15 @@ class SystemModel:
         (module docstring); 0 without such a device."""
         return sum(w for d in self.system.devices.values() if (w := board_power_w(d)) is not None)
 
+    @functools.cached_property
+    def stage_layers(self) -> tuple[int, ...]:
+        """Decoder layers of each PP stage, first to last (`pp_partition`: vLLM's default)."""
+        return pp_partition(int(self.workload.params["layers"]), self.parallelism.pp)
+
     @property
     def layers_per_device(self) -> int:
-        return int(self.workload.params["layers"]) // self.parallelism.pp
+        """The most decoder layers a device holds: ceil(layers / pp)."""
+        return max(self.stage_layers)
 
     @functools.cached_property
     def shard_key(self) -> tuple:
@@ -247,13 +265,32 @@ class SystemModel:
 
     @functools.cached_property
     def kinds(self) -> dict[str | None, float]:
-        """Layers of each kind one device runs: {None: all of them} for a model of one kind of layer; for one that
-        mixes dense and MoE layers (`moe_every` > 1, `step.layer_kinds`) {"moe": n, "dense": m} over the PP stages
-        on average (each stage assumed to hold the same mix)."""
+        """Layers of each kind on the device holding the most (`stage_kinds` of `layers_per_device`)."""
+        return self.stage_kinds(self.layers_per_device)
+
+    def stage_kinds(self, layers: int) -> dict[str | None, float]:
+        """Layers of each kind on a stage of `layers` decoder layers: {None: layers} for a model of one kind of
+        layer; for one that mixes dense and MoE layers (`moe_every` > 1, `step.layer_kinds`) {"moe": n, "dense": m},
+        the model's count of each kind over the model's layers / `layers` stages' worth (each stage assumed to hold
+        the model's mix; count / pp with even stages)."""
         kinds = layer_kinds(self.workload)
         if self.layer_kind is not None or len(set(kinds)) == 1:
-            return {None: self.layers_per_device}
-        return {kind: kinds.count(kind) / self.parallelism.pp for kind in dict.fromkeys(kinds)}
+            return {None: layers}
+        stages = len(kinds) / layers
+        return {kind: kinds.count(kind) / stages for kind in dict.fromkeys(kinds)}
+
+    @functools.cached_property
+    def stage_runs(self) -> dict[str | None, tuple[tuple[float, int], ...]]:
+        """Per kind of layer (the keys of `kinds`), the stages an iteration runs one after another as (layers of the
+        kind on a stage, stages holding that many), so that every layer of the model runs once: the distinct sizes
+        of `stage_layers`, largest first, for a model of one kind; for a mix, the kind's count / pp on each of the
+        pp stages (the mix averaged over the stages, as `stage_kinds`)."""
+        kinds = layer_kinds(self.workload)
+        if self.layer_kind is not None or len(set(kinds)) == 1:
+            sizes = self.stage_layers
+            return {None: tuple((n, sizes.count(n)) for n in sorted(set(sizes), reverse=True))}
+        pp = self.parallelism.pp
+        return {kind: ((kinds.count(kind) / pp, pp),) for kind in dict.fromkeys(kinds)}
 
     @functools.cached_property
     def by_kind(self) -> dict[str | None, SystemModel]:
@@ -381,20 +418,35 @@ class SystemModel:
         ops = self.ops("decode", resident_tokens(self.shard), 1)
         return float(sum(op.bytes_by_role[WEIGHTS] for op in ops))
 
+    def layer_weight_bytes(self, layers: int) -> float:
+        """One device's weights of a stage of `layers` decoder layers: each kind's layer weights times its layers
+        on the stage (`stage_kinds`)."""
+        return sum(count * self.by_kind[kind].weight_bytes_per_layer
+                   for kind, count in self.stage_kinds(layers).items())
+
     @property
     def layer_weight_bytes_per_device(self) -> float:
-        """One device's decoder-layer weights: each kind's layer weights times its layers on the device."""
-        return sum(count * self.by_kind[kind].weight_bytes_per_layer for kind, count in self.kinds.items())
+        """The decoder-layer weights of the device holding the most layers (`layers_per_device`)."""
+        return self.layer_weight_bytes(self.layers_per_device)
 
     @property
     def vocab_weight_bytes_per_device(self) -> float:
         """The embedding table and LM head on the device holding most of them (`vocab_weight_bytes`)."""
         return vocab_weight_bytes(self.workload, self.parallelism)
 
+    @functools.cached_property
+    def stage_weight_bytes(self) -> tuple[float, ...]:
+        """One device's weights in each PP stage, first to last: its decoder layers (`stage_layers`) and its vocab
+        tables (`vocab_tables`: the embedding on the first stage, the LM head on the last, both with one stage)."""
+        table = lm_head_op(self.workload, 1, self.parallelism.tp).bytes_by_role[WEIGHTS]
+        return tuple(self.layer_weight_bytes(layers) + float(tables * table)
+                     for layers, tables in zip(self.stage_layers, vocab_tables(self.parallelism.pp), strict=True))
+
     @property
     def weight_bytes_per_device(self) -> float:
-        """The weights of the device holding the most: its decoder layers, its embedding table and LM head."""
-        return self.layer_weight_bytes_per_device + self.vocab_weight_bytes_per_device
+        """The weights of the device holding the most (`stage_weight_bytes`): its decoder layers, its embedding
+        table and LM head."""
+        return max(self.stage_weight_bytes)
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -420,7 +472,13 @@ class SystemModel:
 
     @property
     def kv_capacity_bytes(self) -> float:
-        return self.devices_counted * max(0.0, self.memory_bytes_per_device - self.weight_bytes_per_device)
+        """The KV cache's room as bytes of `kv_bytes_per_token` (the whole model's per token): each stage's room
+        (memory less its weights) holds tokens at its own layers' KV, and every stage holds the same tokens (vLLM
+        sizes every worker's cache by the fewest blocks), so the room of the stage holding the fewest tokens, times
+        the model's layers over its layers (pp with even stages), on each of the TP x EP ranks of a stage."""
+        par, memory, layers = self.parallelism, self.memory_bytes_per_device, int(self.workload.params["layers"])
+        return min(par.tp * (layers / n) * par.ep * max(0.0, memory - weights)
+                   for n, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True))
 
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
@@ -429,24 +487,25 @@ class SystemModel:
         time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
         groups = ep_groups(contexts, prompts, par.ep)
-        for kind, layers in self.kinds.items():
+        for kind, runs in self.stage_runs.items():
             model = self.by_kind[kind]
             slowest_s, slowest_busy, groups_s = -1.0, {}, []
             for group_contexts, group_prompts in groups:
                 phases = layer_phases(model, group_contexts, group_prompts)
                 total = phases.total
                 tokens = len(group_contexts) + sum(group_prompts)
-                exchange_s = layers * expert_exchange_s(model, tokens)
-                group_s = par.pp * (phases.device_s(layers) + exchange_s)
-                energy_j += par.tp * par.pp * layers * total.energy_j
-                communication_rank_s += par.tp * par.pp * (layers * phases.allreduce_s + exchange_s)
+                exchange_s = expert_exchange_s(model, tokens)  # one layer's
+                group_s = sum(stages * (phases.device_s(layers) + layers * exchange_s) for layers, stages in runs)
+                energy_j += sum(par.tp * stages * layers * total.energy_j for layers, stages in runs)
+                communication_rank_s += sum(par.tp * stages * (layers * phases.allreduce_s + layers * exchange_s)
+                                            for layers, stages in runs)
                 groups_s.append(group_s)
                 if group_s > slowest_s:
                     slowest_s, slowest_busy = group_s, total.busy_s
             # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each (none with one)
             communication_rank_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
             for unit, s in slowest_busy.items():
-                busy[unit] = busy.get(unit, 0.0) + par.pp * layers * s
+                busy[unit] = busy.get(unit, 0.0) + sum(stages * layers * s for layers, stages in runs)
             time_s += slowest_s
         hops_s = [stage_hops_s(self, len(c) + sum(p)) for c, p in groups]
         time_s += max(hops_s)
@@ -502,6 +561,23 @@ def board_power_w(device: Device) -> float | None:
         return None
     power = device.spec.power_w
     return math.nan if power is None else float(power)
+
+
+def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
+    """Decoder layers of each of `pp` stages, first to last, as vLLM's default partition (`get_pp_indices` in
+    vllm/distributed/utils.py, read in v0.8.5 without VLLM_PP_LAYER_PARTITION): floor(layers / pp) on every stage
+    and the layers % pp left over one each on the stages before the last, from the second-to-last back (the last
+    stage holds the final norm and the LM head), so layers % pp stages hold ceil(layers / pp). Megatron-LM splits
+    evenly unless told the first and last stages' counts. pp must be at most `layers`
+    (`system_spec.check_against_workload`)."""
+    floor, extra = divmod(layers, pp)
+    return tuple(floor + (pp - 1 - extra <= stage < pp - 1) for stage in range(pp))
+
+
+def vocab_tables(pp: int) -> tuple[int, ...]:
+    """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds: both with one stage,
+    the embedding on the first stage and the LM head on the last otherwise."""
+    return (2,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
 
 
 def vocab_weight_bytes(workload: Workload, par: Parallelism) -> float:

@@ -420,10 +420,11 @@ def system_names() -> list[str]:
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
     cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
-    be a multiple of it (each KV head then replicated, `system_model.shard`), PP the layers and EP the experts.
-    The error names the degree's field (`parallelism.tp` or `parallelism.by_workload.<name>.tp`, or the option that
-    set it: `System.blame`) and the workload's value; a size TP or PP needs that the workload lacks is blamed on
-    the workload file."""
+    be a multiple of it (each KV head then replicated, `system_model.shard`), EP must divide the experts, and PP
+    be at most the layers (stages of ceil or floor of layers / pp layers each, vLLM's default partition:
+    `system_model.pp_partition`). The error names the degree's field (`parallelism.tp` or
+    `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
+    TP or PP needs that the workload lacks is blamed on the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
@@ -438,6 +439,11 @@ def check_against_workload(system: System, workload: Workload) -> None:
                 continue
             if size == "kv_heads" and params[size] % degree and not degree % params[size]:
                 continue  # TP a multiple of the KV heads: each is replicated over TP / kv_heads devices
+            if field == "pp":
+                if degree > params[size]:
+                    raise SpecError(source, where, f"expected at most {size} ({params[size]:g} in {workload.path}: "
+                                                   f"a stage holds at least one), got {degree}")
+                continue
             if params[size] % degree:
                 also = " or a multiple of it" if size == "kv_heads" else ""
                 raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
