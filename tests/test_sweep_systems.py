@@ -165,6 +165,17 @@ def test_a_bad_system_axis_exits_2_naming_the_sweep_file_and_field(tmp_path, axe
     assert not (tmp_path / "bad.sqlite").exists()
 
 
+def test_a_parallelism_axis_the_workloads_entry_shadows_exits_2_naming_the_entry(tmp_path):
+    """duplex-gpu has a parallelism.by_workload entry for Mixtral, whose degrees it runs at: a sweep over
+    system.parallelism.pp gave every point the entry's pp (identical rows, a pp above the layers 'feasible')."""
+    change = {"system": "duplex-gpu", "workload": "mixtral-8x7b",
+              "axes": {"serving.max_batch": [64], "system.parallelism.pp": [1, 2]}}
+    code, output, path = _bad(tmp_path, change)
+    assert code == 2 and "\n" not in output, output
+    assert output.startswith(f"{path}: axes.system.parallelism.pp: never read: ")
+    assert "sweep system.parallelism.by_workload.mixtral-8x7b.pp instead" in output
+
+
 def test_the_cost_objective_without_prices_exits_2_naming_the_missing_price(tmp_path):
     code, output, path = _bad(tmp_path, {"objectives": ["cost_per_token_usd", "tbt_p99_s"]})
     assert code == 2 and "\n" not in output, output

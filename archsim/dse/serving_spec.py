@@ -105,12 +105,19 @@ def load_system_target(system: str, workload: str, source: str) -> tuple[System,
 
 
 def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tuple[str, ...],
-                      constrained: tuple[str, ...], source: str) -> None:
-    """Each `system.` axis value, set alone, is one `system` accepts; and the cost metric, if an objective
-    or a constraint names it, has every device's price."""
+                      constrained: tuple[str, ...], source: str, workload_name: str) -> None:
+    """Each `system.` axis value, set alone, is one `system` accepts; an axis of the top-level parallelism is read
+    (not shadowed by the workload's `parallelism.by_workload` entry, whose degrees the workload runs at); and the
+    cost metric, if an objective or a constraint names it, has every device's price."""
+    entry = system.parallelism_path(workload_name)
     for path, values in axes.items():
         if not path.startswith(f"{SYSTEM_ROOT}."):
             continue
+        field = path.removeprefix(f"{SYSTEM_ROOT}.")
+        if entry != "parallelism" and field.startswith("parallelism.") and not field.startswith(entry):
+            raise SpecError(source, f"axes.{path}", f"never read: {system.source} has {entry}, whose degrees "
+                                                    f"{workload_name} runs at; sweep {SYSTEM_ROOT}.{entry}."
+                                                    f"{field.removeprefix('parallelism.')} instead")
         seen: set[str] = set()
         for i, value in enumerate(values):
             if json.dumps(value) in seen:

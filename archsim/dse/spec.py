@@ -563,8 +563,9 @@ def _check_named_specs(spec: SweepSpec) -> None:
         load_targets(spec.parallel, spec.axes, spec.source)
         return
     if spec.system:
-        system, _ = load_system_target(spec.system, spec.workload, spec.source)
-        check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source)
+        system, workload = load_system_target(spec.system, spec.workload, spec.source)
+        check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source,
+                          workload.name)
         return
     mapping = library.load_mapping_spec(named("mappings", "mapping"))
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
