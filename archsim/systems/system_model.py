@@ -68,11 +68,12 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
   (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's link named `ep` (required), each
   device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
   slowest group; energy sums every group's devices; price and KV capacity count TP x PP x EP devices.
-- A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer, weighted by
-  how many of them a stage holds, each stage assumed to hold the model's mix (`SystemModel.stage_kinds`: a stage
-  of n of the model's L layers holds count x n / L of each kind; `stage_runs`: an iteration runs count / PP of
-  each kind on each of the PP stages, so every layer once); a stage's weights are each kind's times its count.
-  Sub-batch interleaving over mixed layers is refused.
+- A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: an
+  iteration runs count / PP of each kind on each of the PP stages (`stage_runs`), so every layer once (the
+  blocked and co-processing stage times are linear in the layers of each kind, so the stages' sum is exact); a
+  stage's weights are each kind's times the layers of that kind it holds (`SystemModel.stage_kind_counts`: the
+  model's layers in order cut by the stages, GLaM's every other layer MoE). Sub-batch interleaving over mixed
+  layers is refused.
 Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
 energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
 (`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
@@ -109,6 +110,7 @@ is 1, the compute pool's `count` with tp), and that a TP group fits the weight-h
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -264,27 +266,29 @@ class SystemModel:
                 self.layer_kind)
 
     @functools.cached_property
-    def kinds(self) -> dict[str | None, float]:
-        """Layers of each kind on the device holding the most (`stage_kinds` of `layers_per_device`)."""
-        return self.stage_kinds(self.layers_per_device)
+    def kinds(self) -> dict[str | None, int]:
+        """Layers of each kind on the stage holding the most layers (`stage_kind_counts`): {None: its layers} for a
+        model of one kind of layer, {"moe": n, "dense": m} for one that mixes them (`moe_every` > 1)."""
+        return self.stage_kind_counts[self.stage_layers.index(self.layers_per_device)]
 
-    def stage_kinds(self, layers: int) -> dict[str | None, float]:
-        """Layers of each kind on a stage of `layers` decoder layers: {None: layers} for a model of one kind of
-        layer; for one that mixes dense and MoE layers (`moe_every` > 1, `step.layer_kinds`) {"moe": n, "dense": m},
-        the model's count of each kind over the model's layers / `layers` stages' worth (each stage assumed to hold
-        the model's mix; count / pp with even stages)."""
+    @functools.cached_property
+    def stage_kind_counts(self) -> tuple[dict[str | None, int], ...]:
+        """Layers of each kind on each PP stage, first to last: the model's layers in order (`step.layer_kinds`)
+        cut by `stage_layers`, so a stage holds the kinds of the layers it holds ({None: n} for one kind)."""
         kinds = layer_kinds(self.workload)
         if self.layer_kind is not None or len(set(kinds)) == 1:
-            return {None: layers}
-        stages = len(kinds) / layers
-        return {kind: kinds.count(kind) / stages for kind in dict.fromkeys(kinds)}
+            return tuple({None: n} for n in self.stage_layers)
+        bounds = itertools.accumulate(self.stage_layers, initial=0)
+        return tuple({kind: kinds[start:end].count(kind) for kind in dict.fromkeys(kinds)}
+                     for start, end in itertools.pairwise(bounds))
 
     @functools.cached_property
     def stage_runs(self) -> dict[str | None, tuple[tuple[float, int], ...]]:
         """Per kind of layer (the keys of `kinds`), the stages an iteration runs one after another as (layers of the
         kind on a stage, stages holding that many), so that every layer of the model runs once: the distinct sizes
         of `stage_layers`, largest first, for a model of one kind; for a mix, the kind's count / pp on each of the
-        pp stages (the mix averaged over the stages, as `stage_kinds`)."""
+        pp stages (the mix averaged over the stages: exact for the blocked and co-processing schedules, whose
+        stage time is linear in its layers of each kind; sub-batch interleaving refuses mixed models)."""
         kinds = layer_kinds(self.workload)
         if self.layer_kind is not None or len(set(kinds)) == 1:
             sizes = self.stage_layers
@@ -418,16 +422,14 @@ class SystemModel:
         ops = self.ops("decode", resident_tokens(self.shard), 1)
         return float(sum(op.bytes_by_role[WEIGHTS] for op in ops))
 
-    def layer_weight_bytes(self, layers: int) -> float:
-        """One device's weights of a stage of `layers` decoder layers: each kind's layer weights times its layers
-        on the stage (`stage_kinds`)."""
-        return sum(count * self.by_kind[kind].weight_bytes_per_layer
-                   for kind, count in self.stage_kinds(layers).items())
+    def _layer_weight_bytes(self, counts: Mapping[str | None, int]) -> float:
+        """One device's weights of a stage holding `counts` layers of each kind."""
+        return sum(count * self.by_kind[kind].weight_bytes_per_layer for kind, count in counts.items())
 
     @property
     def layer_weight_bytes_per_device(self) -> float:
-        """The decoder-layer weights of the device holding the most layers (`layers_per_device`)."""
-        return self.layer_weight_bytes(self.layers_per_device)
+        """The decoder-layer weights of the stage holding the most of them (`stage_kind_counts`)."""
+        return max(self._layer_weight_bytes(counts) for counts in self.stage_kind_counts)
 
     @property
     def vocab_weight_bytes_per_device(self) -> float:
@@ -439,8 +441,9 @@ class SystemModel:
         """One device's weights in each PP stage, first to last: its decoder layers (`stage_layers`) and its vocab
         tables (`vocab_tables`: the embedding on the first stage, the LM head on the last, both with one stage)."""
         table = lm_head_op(self.workload, 1, self.parallelism.tp).bytes_by_role[WEIGHTS]
-        return tuple(self.layer_weight_bytes(layers) + float(tables * table)
-                     for layers, tables in zip(self.stage_layers, vocab_tables(self.parallelism.pp), strict=True))
+        return tuple(self._layer_weight_bytes(counts) + float(tables * table)
+                     for counts, tables in zip(self.stage_kind_counts, vocab_tables(self.parallelism.pp),
+                                               strict=True))
 
     @property
     def weight_bytes_per_device(self) -> float:
