@@ -71,16 +71,17 @@ TOLERANCE = {"batch_growth": 0.20, "batch_70b": (640, 960), "bw_slowdown": 0.05,
              "dc_llama3-70b": 0.02}
 ATTRIBUTION = {  # fields filled from the run (`headline`)
     "gains": Reason(
-        "where the compute GPUs saturate, Lamina loses: its replica has 2 H100s against vLLM's 4, so at the same "
+        "where the compute GPUs saturate, Lamina gains little: its replica has 2 H100s against vLLM's 4, so at the same "
         "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
         "LLaMA3-70B's GQA cache is small: on the short-context traces vLLM (at gpu_memory_utilization 0.9) "
-        "already runs hundreds of requests (its default limit of 256 on Azure-Conv, where 366 fit; the uncapped "
-        "column) and Lamina's replica, at {batch_growth:.1f}x the baseline's batch on average (the table's batch "
-        "column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's +16.1 % "
-        "floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a faster "
-        "compute pool"),
+        "already runs hundreds of requests (its default limit of 256 on Azure-Conv, where 366 fit: the points of "
+        "vllm-h100-uncapped) and Lamina's replica, at {batch_growth:.1f}x the baseline's batch on average (the "
+        "table's batch column), runs near its peak FLOPs, its TBT well above vLLM's (the TBT columns). The paper's "
+        "+16.1 % floor implies a slower baseline than archsim's (vLLM's host overheads are not modelled) or a "
+        "faster compute pool"),
     "batch_growth": Reason("the batch ratio is the KV capacity ratio: 4 x 96 GiB of H20 against 0.9 (vLLM's "
-                           "gpu_memory_utilization) of 4 x 80 GiB of H100, less the weights"),
+                           "gpu_memory_utilization) of 4 x 80 GiB of H100, less the weights, except where vLLM's "
+                           "default limit of 256 sequences binds first (LLaMA3-70B on Azure-Conv)"),
     "bw_min": Reason(
         "at batch {batch} and {context}-token contexts archsim's unpipelined iteration is {iteration_ms:.0f} ms "
         "(MTIME on the 2-H100 replica, ATIME on the H20s), so BW_min per NIC is {bw_min_gb_s:.1f} GB/s; the "
