@@ -71,8 +71,8 @@ TOLERANCE = {"batch_growth": 0.20, "batch_70b": (640, 960), "bw_slowdown": 0.05,
              "dc_llama3-70b": 0.02}
 ATTRIBUTION = {  # fields filled from the run (`headline`)
     "gains": Reason(
-        "where the compute GPUs saturate, Lamina gains little: its replica has 2 H100s against vLLM's 4, so at the same "
-        "dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
+        "where the compute GPUs saturate, Lamina gains little: its replica has 2 H100s against vLLM's 4, so at "
+        "the same dense FLOPs per token it wins only while vLLM spends more than half its time outside dense compute. "
         "LLaMA3-70B's GQA cache is small: on the short-context traces vLLM (at gpu_memory_utilization 0.9) "
         "already runs hundreds of requests (its default limit of 256 on Azure-Conv, where 366 fit: the points of "
         "vllm-h100-uncapped) and Lamina's replica, at {batch_growth:.1f}x the baseline's batch on average (the "
