@@ -47,6 +47,8 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
 
 
 def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None]) -> Path:
+    if directory and str(path) == "-":
+        raise SpecError(option, "-", "expected a folder path: a report folder cannot go to stdout ('-')")
     if directory and (path.name in ("", ".", "..") or _holds_cwd(path)):
         raise SpecError(option, str(path), "a report folder is replaced whole, so it cannot be the current "
                                            "folder, one of its parents or /: name a folder of its own")

@@ -141,6 +141,16 @@ def test_a_mask_named_like_another_name_is_refused(cli, tmp_path, command: str, 
     assert line == f"error: {path}: masks.{name}: '{name}' is {what} of this cascade; give the mask a name of its own"
 
 
+@pytest.mark.parametrize("word", ["inf", "and", "where"])
+def test_a_mask_named_like_a_word_of_the_language_is_refused(cli, tmp_path, word: str) -> None:
+    """`masks: {inf: ...}` then `where inf` read the number infinity, always true: the mask was lost and the
+    causal attention counted dense."""
+    path = tmp_path / "c.yaml"
+    path.write_text(CAUSAL.replace("MASK", word))
+    line = _one_error(cli("check", str(path), expect=2).output)
+    assert line.startswith(f"error: {path}: masks.{word}: '{word}' is a word of the language (")
+
+
 def test_a_mask_of_its_own_name_loads(cli, tmp_path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(CAUSAL.replace("MASK", "causal"))

@@ -465,6 +465,14 @@ def test_calibrate_out_dash_prints_the_yaml(tmp_path: Path, monkeypatch) -> None
     assert not (tmp_path / "-").exists()
 
 
+def test_validate_out_dash_is_refused_not_a_folder_named_dash(tmp_path: Path, monkeypatch) -> None:
+    """--out takes a report folder: '-' (stdout) is refused, exit 2 naming it, rather than made a folder."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(validate_cmd, ["--out", "-"])
+    assert result.exit_code == 2 and "--out: -: expected a folder path" in result.output
+    assert not (tmp_path / "-").exists()
+
+
 def test_every_modelled_kernel_name_has_a_family() -> None:
     assert all(family_of(k) for k in KERNELS)
 

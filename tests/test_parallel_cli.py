@@ -188,3 +188,23 @@ def test_a_workload_the_memory_model_cannot_expand_exits_2_unless_no_point_reads
     result = cli(*args, expect=2)
     assert result.output.startswith("error: ") and "bert-base.yaml: block: missing" in result.output
     assert "zigzag" in cli(*args, "--direction", "fwd+bwd", "--tp", "2").output
+
+
+def test_a_layer_grid_of_a_workload_without_a_block_exits_2_where_no_memory_is_modelled(cli):
+    """Training at tp > 1 models no memory, but the layer scope builds the layer's other ops from the block:
+    BERT's grid there was every row infeasible with exit 0."""
+    result = cli("parallel", "--scheme", "ring,zigzag", "--devices", "2,4", "--workload", "bert-base",
+                 "--seq-len", "8K", "--direction", "fwd+bwd", "--tp", "2", "--scope", "layer", expect=2)
+    assert result.output.startswith("error: ") and "bert-base.yaml: block: missing" in result.output
+
+
+def test_allgather_runs_at_the_largest_context_it_prints(cli):
+    """The GPU model's operand check counted the gathered call's Q and O once per square it is timed as (P times),
+    so allgather refused the largest context its memory model printed (3557312 tokens: '143.4 GB' of operands)."""
+    args = ("parallel", "--scheme", "allgather", "--devices", "32", "--workload", "llama3-8b", "--direction",
+            "fwd+bwd", "--json")
+    (row,) = json.loads(cli(*args, "--seq-len", "2M").output)["points"]
+    largest = row["max_context_tokens"]
+    assert largest > 2 * 1024 * 1024
+    (at,) = json.loads(cli(*args, "--seq-len", str(largest)).output)["points"]
+    assert at["feasible"] and at["max_context_tokens"] == largest

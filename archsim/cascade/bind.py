@@ -305,7 +305,7 @@ def check_param(name: str, value: object, source: str, where: str, limit: int) -
     """`check_size` of a parameter's value; a share (`is_fraction`) must moreover lie in [0, 1]."""
     checked = check_size(name, value, source, where, limit)
     if is_fraction(name) and checked > 1:
-        raise SpecError(source, where, f"expected a fraction in [0, 1], got {checked:g} ({name} is a share; a "
+        raise SpecError(source, where, f"expected a fraction in [0, 1], got {checked:.10g} ({name} is a share; a "
                                        f"mask's density above 1 would count more points than its space holds)")
     return checked
 

@@ -834,10 +834,13 @@ class _Loader:
         return Mask(text, predicate, density, data_dependent)
 
     def check_mask_names(self) -> None:
-        """No mask takes a name a parameter, rank, index variable or tensor has: `where NAME` would read the mask
-        and the name's other meaning would be shadowed (`masks: {heads: ...}` then `where heads`). Called once every
-        tensor is declared."""
+        """No mask takes a name a parameter, rank, index variable or tensor has, or a word of the language:
+        `where NAME` would read the mask and the name's other meaning would be shadowed (`masks: {heads: ...}` then
+        `where heads`; `where inf` reads infinity). Called once every tensor is declared."""
         for name in self.masks:
+            if name in RESERVED and name != "x":  # `where inf` reads the number, always true: the mask is lost
+                raise self.error(f"masks.{name}", f"'{name}' is a word of the language ({', '.join(RESERVED[1:])}); "
+                                                  "give the mask a name of its own")
             for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
                                 ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
                 if name in names:

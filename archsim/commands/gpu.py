@@ -132,15 +132,18 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
                        err=True)
             sys.exit(1)
         text = calibration_yaml(calibration)
-        if not out:
+        if out:
+            write_text(out, text)
+        else:
             click.echo(text, nl=False)
-            return
-        write_text(out, text)
+    to_stderr = not out  # the YAML went to stdout: the summary goes beside it, not into it
     if gpus:
-        click.echo(_mapped_line(gpus))
+        click.echo(_mapped_line(gpus), err=to_stderr)
     for family in calibration.params:
-        click.echo(f"{family:<16} " + _fit_line(calibration, family, families, base or DEFAULT_CALIBRATION))
-    click.echo(f"calibration written to {out}")
+        click.echo(f"{family:<16} " + _fit_line(calibration, family, families, base or DEFAULT_CALIBRATION),
+                   err=to_stderr)
+    if out:
+        click.echo(f"calibration written to {out}")
 
 
 def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) -> str:

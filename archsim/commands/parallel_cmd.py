@@ -142,7 +142,7 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
 
     model = named("--workload", workload, load_workload_spec)
     # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
-    check_workload(model, memory_modelled(direction, tp))
+    check_workload(model, memory_modelled(direction, tp), scope == "layer")
     network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,

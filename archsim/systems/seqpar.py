@@ -96,6 +96,7 @@ from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, WORD_BYTES, DeviceCompute, shard
+from archsim.systems.step import block_of
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 
@@ -246,12 +247,13 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
             f"more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
-def check_workload(workload: Workload, memory: bool = True) -> None:
+def check_workload(workload: Workload, memory: bool = True, layer: bool = False) -> None:
     """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
     size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size other than the
     bf16 the attention kernels and the blocks and states the schemes send are costed in
-    (`seqpar_compute.WORD_BYTES`), and with `memory` (every direction but fwd+bwd at tp > 1, `_memory`) what the
-    memory model cannot expand (`seqpar_memory.check_workload_sizes`)."""
+    (`seqpar_compute.WORD_BYTES`), with `memory` (every direction but fwd+bwd at tp > 1, `_memory`) what the
+    memory model cannot expand (`seqpar_memory.check_workload_sizes`), and with `layer` (scope layer) a workload
+    whose layer's other ops cannot be built (its block and word size)."""
     params = workload.params
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
@@ -261,6 +263,10 @@ def check_workload(workload: Workload, memory: bool = True) -> None:
                                 "and time it with those GPU kernels, so this workload's times would be wrong")
     if memory:
         mem.check_workload_sizes(workload)
+    if layer:
+        block_of(workload, "the layer's other ops come from its block's cascades")
+        if "word_bytes" not in params:
+            raise SpecError(workload.path, "params.word_bytes", "missing: the layer's other ops are costed in it")
     word_bytes = params.get("word_bytes", WORD_BYTES)
     if word_bytes != WORD_BYTES:
         raise SpecError(workload.path, "params.word_bytes",
@@ -318,7 +324,7 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
-    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp))
+    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp), spec.scope == "layer")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
     if int(params["heads"]) % spec.tp or (int(params["kv_heads"]) % spec.tp and spec.tp % int(params["kv_heads"])):

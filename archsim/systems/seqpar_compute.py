@@ -99,16 +99,20 @@ class DeviceCompute:
         calls = -(-large // small)  # a ragged last block counts whole (its CTAs run)
         case = AttentionCase(self.direction, self.batch * calls, heads, kv_heads, self.head_dim, small, causal,
                              PRECISION)
-        result = self._predict(self.kernel, case, self.device.kernel_params)
+        # a rectangle timed as `calls` squares holds its short side's Q and O once, not `calls` times: the GPU
+        # model's operand check would overcount them, so only a square call is checked here (the memory model,
+        # `seqpar_memory`, holds the rectangle's real bytes)
+        result = self._predict(self.kernel, case, self.device.kernel_params, check_memory=calls == 1)
         if not result.feasible:
             raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {q_tokens} x {k_tokens} tokens on "
                                               f"{self.gpu.name}: {result.reason}")
         return result.time_s
 
-    def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float]) -> GpuResult:
-        """The GPU model's call of `kernel` on `case`; without `check_memory`, a call it would refuse for DRAM alone
-        is timed by the fastest of its plans whose CTAs fit an SM (`runnable_plans`)."""
-        return predict(kernel, case, self.gpu, params, check_memory=self.check_memory)
+    def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float],
+                 check_memory: bool = True) -> GpuResult:
+        """The GPU model's call of `kernel` on `case`; without `check_memory` (the device's or the call's), a call it
+        would refuse for DRAM alone is timed by the fastest of its plans whose CTAs fit an SM (`runnable_plans`)."""
+        return predict(kernel, case, self.gpu, params, check_memory=self.check_memory and check_memory)
 
     def attention_bytes(self, tokens: int) -> dict[str, int]:
         """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
