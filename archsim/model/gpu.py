@@ -29,7 +29,7 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   occupancy). Tail effects and causal imbalance come out of this schedule. Every CTA of a schedule shares its SM
   at one level, which overcharges co-residency that ends early (a long causal CTA beside short ones runs alone
   once they finish; a partial last wave runs less shared): the schedule bound is the best of those static
-  schedules at occupancies 1..k (`tiled_launch_time`), since the dynamic one at k is taken to be no slower than
+  schedules at occupancies 1..k (`schedule_s`), since the dynamic one at k is taken to be no slower than
   packing fewer CTAs per SM. So a GPU with more registers or shared memory is never slower on the same plan
   (at one level only, a doubled register file made 138 of 310 preset x kernel x shape pairs slower, by up to 30 %;
   now 3, by a change of plan).
@@ -369,14 +369,24 @@ def _list_schedule_s(durations: np.ndarray, slots: int) -> float:
     return max(free)
 
 
-def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], occupancy: int) -> float:
-    """The launch's CTAs list-scheduled over SMs x `occupancy` slots, each sharing its SM with the others resident
-    (`step_time_s`; a grid smaller than the slots is spread one CTA per SM first)."""
-    resident = min(occupancy, math.ceil(launch.ctas / gpu.sm_count))
-    cta_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])  # + each segment's tiles: a time per CTA
-    for seg in launch.segments:
-        cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
-    return makespan_s(cta_s, gpu.sm_count * occupancy)
+def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: int) -> float:
+    """The best of the launch's static schedules at occupancies k, k - 1, ..., 1 (module docstring): its CTAs
+    list-scheduled over SMs x occupancy slots, each sharing its SM with the others resident (`step_time_s`; a grid
+    smaller than the slots is spread one CTA per SM first). An occupancy whose lower bound (its longest CTA, or its
+    work spread evenly over the slots) is no better than the best so far is not scheduled."""
+    overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
+    best = math.inf
+    for occupancy in range(k, 0, -1):
+        resident = min(occupancy, math.ceil(launch.ctas / gpu.sm_count))
+        cta_s = overhead_s  # + each segment's tiles: a time per CTA
+        for seg in launch.segments:
+            cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+        slots = gpu.sm_count * occupancy
+        durations = np.broadcast_to(cta_s, (launch.ctas,))
+        if max(float(durations.max()), float(durations.sum()) / slots) >= best:
+            continue
+        best = min(best, makespan_s(cta_s, slots))
+    return best
 
 
 def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
@@ -387,7 +397,7 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)
     slots = gpu.sm_count * k
-    bounds = {"schedule": min(schedule_s(launch, gpu, params, occupancy) for occupancy in range(1, k + 1)),
+    bounds = {"schedule": schedule_s(launch, gpu, params, k),
               "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * DRAM_EFFICIENCY),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
     if launch.atomic_rate:
