@@ -99,6 +99,15 @@ def refuse_unmodelled_attention(sizes: Mapping[str, object], source: str, where:
         raise SpecError(source, where(size), f"{what}: {consequence}")
 
 
+def refuse_other_word_bytes(sizes: Mapping[str, object], source: str, expected: int, reason: str) -> None:
+    """A SpecError at `source`, `params.word_bytes`, when `sizes` give a word size other than `expected` (none given
+    is `expected`): "expected {expected} {reason}, got ...", `reason` formatted with the size as `word_bytes`."""
+    word_bytes = sizes.get("word_bytes", expected)
+    if word_bytes != expected:
+        raise SpecError(source, "params.word_bytes", f"expected {expected} {reason.format(word_bytes=word_bytes)}, "
+                                                     f"got {word_bytes:g}")
+
+
 @dataclass(frozen=True)
 class AttentionCase:
     """One attention call. Prefill: `seqlen` queries attend to `seqlen` keys; decode: one query per sequence

@@ -79,7 +79,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, refuse_unmodelled_attention
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, refuse_other_word_bytes, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
@@ -433,12 +433,11 @@ def check_dense_attention(workload: Workload) -> None:
                                 "sparse prefill and KV selection here cut dense multi-head or grouped-query "
                                 "attention and time it with those GPU kernels, so this workload's times would be "
                                 "wrong")
-    word_bytes = _size(workload, "word_bytes")
-    if word_bytes != KERNEL_WORD_BYTES:
-        raise SpecError(workload.path, "params.word_bytes",
-                        f"expected {KERNEL_WORD_BYTES} (16-bit words): the sparse methods' kernels and their dense "
-                        f"baselines (MInference's and FlexPrefill's Triton kernels, FlashAttention-2, the decode "
-                        f"kernels) have no {word_bytes:g}-byte path, got {word_bytes:g}")
+    _size(workload, "word_bytes")  # given: a missing one is refused, not taken as 2
+    refuse_other_word_bytes(workload.params, workload.path, KERNEL_WORD_BYTES,
+                            "(16-bit words): the sparse methods' kernels and their dense baselines (MInference's and "
+                            "FlexPrefill's Triton kernels, FlashAttention-2, the decode kernels) have no "
+                            "{word_bytes:g}-byte path")
 
 
 def _size(workload: Workload, name: str) -> float:

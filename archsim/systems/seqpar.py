@@ -91,7 +91,7 @@ from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
-from archsim.model.gpu import refuse_unmodelled_attention
+from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
@@ -267,12 +267,10 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False)
         block_of(workload, "the layer's other ops come from its block's cascades")
         if "word_bytes" not in params:
             raise SpecError(workload.path, "params.word_bytes", "missing: the layer's other ops are costed in it")
-    word_bytes = params.get("word_bytes", WORD_BYTES)
-    if word_bytes != WORD_BYTES:
-        raise SpecError(workload.path, "params.word_bytes",
-                        f"expected {WORD_BYTES} (bf16, the papers' runs): the attention kernels and the blocks and "
-                        f"states the schemes send are costed in 16-bit words here, so {word_bytes:g}-byte times "
-                        f"would be bf16's beside {word_bytes:g}-byte memory, got {word_bytes:g}")
+    refuse_other_word_bytes(params, workload.path, WORD_BYTES,
+                            "(bf16, the papers' runs): the attention kernels and the blocks and states the schemes "
+                            "send are costed in 16-bit words here, so {word_bytes:g}-byte times would be bf16's beside "
+                            "{word_bytes:g}-byte memory")
 
 
 def memory_modelled(direction: str, tp: int) -> bool:
