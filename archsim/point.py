@@ -37,7 +37,7 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, point_ops
-from archsim.cascade.bind import Binding, bind, params_masked_by, ranks_sized_by
+from archsim.cascade.bind import Binding, bind, fixed_tiles, params_masked_by, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
@@ -132,10 +132,7 @@ def _shown_tiles(binding: Binding, spec: Mapping) -> Binding:
     rank's size (`M0: tile_kv`) at that rank's size, so the point's params say the tile it runs at (fusemax's
     `set: {M0: 256}`: tile_kv 256, not the cascade's test default 4). Nothing reads those parameters but the rank
     sizes the mapping fixed, so no number moves."""
-    cascade = binding.cascade
-    shown = {name: float(binding.rank_sizes[ranks[0]]) for name, ranks in mapping_tiling(cascade, spec).items()
-             if len(ranks) == 1 and isinstance(cascade.rank_sizes[ranks[0]], S.Name)
-             and cascade.rank_sizes[ranks[0]].name == name}
+    shown = fixed_tiles(binding.cascade, mapping_tiling(binding.cascade, spec), binding.rank_sizes)
     return replace(binding, params=MappingProxyType({**binding.params, **shown})) if shown else binding
 
 

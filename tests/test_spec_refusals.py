@@ -177,6 +177,22 @@ def test_a_set_parameter_a_mapping_factor_reads_is_not_refused(cli, tmp_path: Pa
     assert one != four
 
 
+def test_a_requirement_on_a_tile_the_mapping_fixes_reads_the_fixed_tile(cli, tmp_path: Path) -> None:
+    """fusemax's `set: {M0: 256}` fixes the tile tile_kv sizes: a cascade's `requires: [tile_kv <= 64]` is checked
+    at 256, the tile the point runs at (and reports), not at the cascade's test default 4."""
+    cascade = tmp_path / "c.yaml"
+    cascade.write_text((LIBRARY / "einsum" / "attention-1pass.yaml").read_text()
+                       .replace("name: attention-1pass", "name: attention-1pass-req")
+                       + 'requires: ["tile_kv <= 64"]\n')
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text((LIBRARY / "mappings" / "fusemax.yaml").read_text()
+                       .replace("cascade: attention-1pass", f"cascade: {cascade}")
+                       .replace("architecture: fusemax", "architecture: "
+                                f"{LIBRARY / 'archsim' / 'arch' / 'presets' / 'fusemax.yaml'}"))
+    result = cli("run", "--mapping", str(mapping), "--workload", "bert-base", "--set", "seq_len=4096", expect=2)
+    assert f"{mapping}: tile_kv: expected tile_kv <= 64" in result.output and "got 256 against 64" in result.output
+
+
 def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
     """`--set kv_heads=5` on BERT (12 heads) with the multi-head fusemax ran as 12 K/V heads (the check read only
     the workload file); `--set ffn_dim` on an attention cascade changed nothing."""

@@ -197,7 +197,9 @@ def bind(
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
-    _check_requires(cascade, values, sizes, origin)
+    # a requirement on a parameter whose one rank the mapping fixes reads the tile the point runs at
+    tiles = fixed_tiles(cascade, params_masked_by(cascade, fixed[1]), sizes) if fixed else {}
+    _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **{name: fixed[0] for name in tiles}})
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
@@ -235,6 +237,14 @@ def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, 
         if sized and set(sized) <= fixed.keys():
             masked[key] = sized
     return masked
+
+
+def fixed_tiles(cascade: Cascade, masked: Mapping[str, list[str]], sizes: Mapping[str, int]) -> dict[str, float]:
+    """The size each parameter of `masked` (parameter -> the ranks a mapping fixes, `params_masked_by`) stands for:
+    its one rank's size, where that rank is sized by the parameter alone (`M0: tile_kv`: fusemax's 256)."""
+    return {name: float(sizes[ranks[0]]) for name, ranks in masked.items()
+            if len(ranks) == 1 and isinstance(cascade.rank_sizes[ranks[0]], S.Name)
+            and cascade.rank_sizes[ranks[0]].name == name}
 
 
 def ranks_sized_by(cascade: Cascade, param: str) -> list[str]:
