@@ -32,8 +32,8 @@ from archsim.systems.models import system_model
 from archsim.systems.npu import NPUSpec
 from archsim.systems.serving import energy_per_token_j
 from archsim.systems.step import WEIGHTS, Step, layer_op, lm_head_op
-from archsim.systems.system_model import vocab_weight_bytes
-from archsim.systems.system_spec import Parallelism, load_system, system_from_dict, with_fields
+from archsim.systems.system_model import vocab_tables
+from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
 LLAMA3_8B = library.load_workload_spec("llama3-8b")
 LLAMA3_70B = library.load_workload_spec("llama3-70b")
@@ -148,15 +148,15 @@ def test_simulate_prints_na_and_null_for_unknown_energy(cli, tmp_path: Path):
 def test_vocab_tables_are_cut_by_tp_and_split_over_pp_stages():
     table = LLAMA3_8B.params["vocab"] * LLAMA3_8B.params["hidden"] * LLAMA3_8B.params["word_bytes"]
     assert lm_head_op(LLAMA3_8B, 1).bytes_by_role[WEIGHTS] == table
-    assert vocab_weight_bytes(LLAMA3_8B, Parallelism(tp=4, pp=1)) == 2 * table / 4
-    assert vocab_weight_bytes(LLAMA3_8B, Parallelism(tp=4, pp=2)) == table / 4  # first stage embeds, last heads
+    assert lm_head_op(LLAMA3_8B, 1, 4).bytes_by_role[WEIGHTS] == table / 4
+    assert vocab_tables(1) == (2,) and vocab_tables(2) == (1, 1)  # first stage embeds, last heads
+    assert vocab_tables(3) == (1, 0, 1)
 
 
 def test_weights_per_device_count_the_vocab_tables_and_the_kv_room_loses_them():
     model = system_model(load_system("vllm-h100"), LLAMA3_8B)
-    vocab = model.vocab_weight_bytes_per_device
-    assert vocab == 2 * 128256 * 4096 * 2 / 4
-    assert model.weight_bytes_per_device == model.layer_weight_bytes_per_device + vocab
+    vocab = model.weight_bytes_per_device - model.layer_weight_bytes_per_device
+    assert vocab == pytest.approx(2 * 128256 * 4096 * 2 / 4, rel=1e-12)
     assert model.kv_capacity_bytes == pytest.approx(
         model.devices_counted * (model.memory_bytes_per_device - model.weight_bytes_per_device), rel=1e-12)
 

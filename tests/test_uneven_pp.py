@@ -12,6 +12,7 @@ from archsim.systems.collectives import send_recv_s
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
+from archsim.systems.step import WEIGHTS, lm_head_op
 from archsim.systems.system_model import pp_partition
 from archsim.systems.system_spec import check_against_workload, load_system, with_fields
 
@@ -134,7 +135,7 @@ def test_mixed_dense_and_moe_layers_run_unevenly_each_stage_weighing_its_own_lay
     one = system_model(system.with_options(tp=8, pp=1), glam)
     staged = system_model(system.with_options(tp=8, pp=3), glam)
     moe, dense = (staged.by_kind[kind].weight_bytes_per_layer for kind in ("moe", "dense"))
-    table = one.vocab_weight_bytes_per_device / 2
+    table = lm_head_op(glam, 1, 8).bytes_by_role[WEIGHTS]
     assert staged.stage_layers == (11, 11, 10)
     assert staged.stage_kind_counts == ({"dense": 6, "moe": 5}, {"dense": 5, "moe": 6}, {"dense": 5, "moe": 5})
     assert staged.stage_weight_bytes == pytest.approx(

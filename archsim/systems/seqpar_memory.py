@@ -14,8 +14,8 @@ Every byte of a tensor comes from a library cascade (`archsim.systems.step.layer
 cascade for LASP), bound to the tokens and heads one device holds and rescaled from the workload's `word_bytes` to
 the word size each term uses; weights and KV bytes per token are `SystemModel`'s (the cascades' weight and KV-cache
 tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as elements of the
-workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `system_model.vocab_weight_bytes` prices the same
-tables for serving), since Table 3's training state multiplies elements, not bytes.
+workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `system_model.vocab_tables` with `step.lm_head_op`
+prices the same tables for serving), since Table 3's training state multiplies elements, not bytes.
 
 Training (the Ring Attention paper's Table 3 setting):
 - parameters, gradients and Adam's two moments sharded over all `devices` (FSDP / ZeRO-3), `param_bytes`,

@@ -67,7 +67,8 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
   under 0.1 % of the op). Each MoE layer adds the tokens' exchange
   (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's link named `ep` (required), each
   device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
-  slowest group; energy sums every group's devices; price and KV capacity count TP x PP x EP devices.
+  slowest group; energy sums every group's devices; price counts TP x PP x EP devices, and so does the KV
+  capacity with even stages (below).
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: an
   iteration runs count / PP of each kind on each of the PP stages (`stage_runs`), so every layer once (the
   blocked and co-processing stage times are linear in the layers of each kind, so the stages' sum is exact); a
@@ -87,19 +88,18 @@ nothing, as before. Busy seconds are one device's, over its PP stages. An engine
 iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
 head (`vocab_tables`, vocab-parallel over TP, as vLLM; both on a device with pp 1, the embedding on the first stage
-and the LM head on the last otherwise), the heaviest stage's (`stage_weight_bytes`; with uneven stages vLLM's
-extra layers sit before the last stage, so the heaviest is ceil(layers / pp) layers plus a table when the first
-stage holds one of them, else the larger of ceil layers alone and floor layers plus a table), against which the
-fit is checked. The LM head's GEMM is not in an iteration's ops (its time and energy are left out; the ops are the
-decoder layers').
+and the LM head on the last otherwise), the heaviest stage's (`stage_weight_bytes`: each stage its own layers of
+each kind, `stage_kind_counts`, and its tables; with uneven stages vLLM's extra layers sit before the last
+stage, so a table and an extra layer need not share one), against which the fit is checked. The LM head's GEMM
+is not in an iteration's ops (its time and energy are left out; the ops are the decoder layers').
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
 outputs), and a request holds its whole context's (a sliding window sets the keys read, not the keys kept, on
 every system alike: the serving simulator's pages grow with the context); `kv_capacity_bytes` the memory of the
 TP x PP weight-holding devices less their weights (the heaviest device's on every one, as vLLM sizes every
 worker's cache by the smallest room) with even stages; with uneven ones each stage's room holds tokens at its own
 layers' share of the KV, and the cache holds the fewest any stage can (vLLM takes the minimum of the workers'
-blocks, a worker's block its own layers'): the stage with the most layers, or the heaviest weights, whichever
-holds fewer, as bytes of `kv_bytes_per_token`: its room x layers / its layers on each TP x EP rank. A
+blocks, a worker's block its own layers'): the minimum over the stages, as bytes of `kv_bytes_per_token`, of a
+stage's room x layers / its layers on each TP x EP rank. A
 Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller
 of the two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it (else it advises
 raising tp or pp, or, with attention offloading, whose tp is the compute devices over the replicas and whose pp
@@ -431,11 +431,6 @@ class SystemModel:
         """The decoder-layer weights of the stage holding the most of them (`stage_kind_counts`)."""
         return max(self._layer_weight_bytes(counts) for counts in self.stage_kind_counts)
 
-    @property
-    def vocab_weight_bytes_per_device(self) -> float:
-        """The embedding table and LM head on the device holding most of them (`vocab_weight_bytes`)."""
-        return vocab_weight_bytes(self.workload, self.parallelism)
-
     @functools.cached_property
     def stage_weight_bytes(self) -> tuple[float, ...]:
         """One device's weights in each PP stage, first to last: its decoder layers (`stage_layers`) and its vocab
@@ -579,17 +574,10 @@ def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
 
 def vocab_tables(pp: int) -> tuple[int, ...]:
     """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds: both with one stage,
-    the embedding on the first stage and the LM head on the last otherwise."""
+    the embedding on the first stage and the LM head on the last otherwise. Each is vocab x hidden words cut TP ways
+    by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); every EP group holds them
+    (they are not experts)."""
     return (2,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
-
-
-def vocab_weight_bytes(workload: Workload, par: Parallelism) -> float:
-    """Bytes of the input embedding table and the LM head on the rank holding most of them: each vocab x hidden
-    words cut TP ways by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); the
-    first PP stage holds the embedding, the last the LM head, so with pp 1 a rank holds both, else one. Every EP
-    group holds them (they are not experts)."""
-    tables = 2 if par.pp == 1 else 1
-    return float(tables * lm_head_op(workload, 1, par.tp).bytes_by_role[WEIGHTS])
 
 
 def logic_pim_of(model: SystemModel) -> DeviceModel | None:
