@@ -174,6 +174,9 @@ def test_a_parallelism_axis_the_workloads_entry_shadows_exits_2_naming_the_entry
     assert code == 2 and "\n" not in output, output
     assert output.startswith(f"{path}: axes.system.parallelism.pp: never read: ")
     assert "sweep system.parallelism.by_workload.mixtral-8x7b.pp instead" in output
+    other = {**change, "axes": {"serving.max_batch": [64], "system.parallelism.by_workload.opt-66b.pp": [1, 2]}}
+    code, output, path = _bad(tmp_path, other)  # another workload's entry: never read either
+    assert code == 2 and output.startswith(f"{path}: axes.system.parallelism.by_workload.opt-66b.pp: never read: ")
 
 
 def test_the_cost_objective_without_prices_exits_2_naming_the_missing_price(tmp_path):

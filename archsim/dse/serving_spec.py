@@ -104,6 +104,17 @@ def load_system_target(system: str, workload: str, source: str) -> tuple[System,
             library.load_workload_spec(library.find_named("workloads", workload, source, "workload")))
 
 
+def _read_parallelism(field: str, entry: str) -> bool:
+    """Whether the parallelism field `field` (`parallelism.pp`, `parallelism.by_workload.W.pp`) is read by a
+    workload whose degrees are at `entry` (`System.parallelism_path`): a top-level degree without an entry, the
+    entry's own fields with one, and the entries as a whole (an axis of whole `by_workload` maps replaces them)."""
+    if field == "parallelism.by_workload":
+        return True
+    if entry == "parallelism":
+        return not field.startswith("parallelism.by_workload.")
+    return field == entry or field.startswith(f"{entry}.")
+
+
 def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tuple[str, ...],
                       constrained: tuple[str, ...], source: str, workload_name: str) -> None:
     """Each `system.` axis value, set alone, is one `system` accepts; an axis of the top-level parallelism is read
@@ -114,10 +125,11 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
         if not path.startswith(f"{SYSTEM_ROOT}."):
             continue
         field = path.removeprefix(f"{SYSTEM_ROOT}.")
-        if entry != "parallelism" and field.startswith("parallelism.") and not field.startswith(entry):
-            raise SpecError(source, f"axes.{path}", f"never read: {system.source} has {entry}, whose degrees "
-                                                    f"{workload_name} runs at; sweep {SYSTEM_ROOT}.{entry}."
-                                                    f"{field.removeprefix('parallelism.')} instead")
+        if field.startswith("parallelism.") and not _read_parallelism(field, entry):
+            top = not field.startswith("parallelism.by_workload.")
+            instead = f"; sweep {SYSTEM_ROOT}.{entry}.{field.removeprefix('parallelism.')} instead" if top else ""
+            raise SpecError(source, f"axes.{path}", f"never read: {workload_name} runs at the degrees of "
+                                                    f"{system.source}'s {entry}{instead}")
         seen: set[str] = set()
         for i, value in enumerate(values):
             if json.dumps(value) in seen:
