@@ -45,8 +45,8 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
                f"{lamina.VLLM_MAX_NUM_SEQS} sequences")
     uncapped = {(g["model"], g["trace"]): g["ratio"] - 1 for g in lamina.gains(records, baseline=lamina.UNCAPPED)}
     for g in summary["throughput_gain"]["ours"]:
-        click.echo(f"  {g['model']:<11} {g['trace']:<11} {g['gain']:+.1%}   uncapped "
-                   f"{uncapped[(g['model'], g['trace'])]:+.1%}")
+        click.echo(f"  {g['model']:<11} {g['trace']:<11} {g['gain']:>+7.1%}   uncapped "
+                   f"{uncapped[(g['model'], g['trace'])]:>+7.1%}")
     click.echo(f"\nBW_min per NIC, {lamina.BW_MODEL}, alpha {lamina.ALPHA} (points whose KV cache fits the pool)")
     contexts = sorted({r["context"] for r in bw_rows})
     click.echo(f"{'batch':>6} " + " ".join(f"{'l=' + str(c):>9}" for c in contexts) + "   (GB/s)")
