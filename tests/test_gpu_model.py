@@ -452,6 +452,11 @@ def test_calibrate_writes_a_loadable_file(tmp_path: Path) -> None:
     assert calibration.fit["triton_tutorial"]["time_mape_pct"] < 5
 
 
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def test_calibrate_out_dash_prints_the_yaml(tmp_path: Path, monkeypatch) -> None:
     """`--out -` prints the calibration, as no --out does, rather than writing a file named '-'."""
     rows = [f"A100 80GB SXM4,Triton tutorial fused attention,fp16,{c},4,32,64,{n},fwd,throughput,{v},TFLOPs/s"
@@ -463,6 +468,9 @@ def test_calibrate_out_dash_prints_the_yaml(tmp_path: Path, monkeypatch) -> None
     dashed = CliRunner().invoke(calibrate_cmd, ["--measurements", str(csv_path), "--out", "-"])
     assert dashed.exit_code == 0 and dashed.output == printed.output and "triton_tutorial" in dashed.output
     assert not (tmp_path / "-").exists()
+    # stdout is the YAML alone (a calibration file); the fit's summary goes to stderr
+    assert load_calibration(_written(tmp_path / "cal.yaml", dashed.stdout)).fit["triton_tutorial"]["rows"] == 2
+    assert dashed.stderr.startswith("triton_tutorial") or "\ntriton_tutorial" in dashed.stderr
 
 
 def test_validate_out_dash_is_refused_not_a_folder_named_dash(tmp_path: Path, monkeypatch) -> None:

@@ -383,6 +383,8 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
     list-scheduled over SMs x occupancy slots, each sharing its SM with the others resident (`step_time_s`; a grid
     smaller than the slots is spread one CTA per SM first). An occupancy whose lower bound (its longest CTA, or its
     work spread evenly over the slots) is no better than the best so far is not scheduled."""
+    if launch.ctas == 0:
+        return 0.0
     overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
     best = math.inf
     for occupancy in range(k, 0, -1):
