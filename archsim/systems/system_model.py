@@ -69,12 +69,10 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
   device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
   slowest group; energy sums every group's devices; price counts TP x PP x EP devices, and so does the KV
   capacity with even stages (below).
-- A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: an
-  iteration runs count / PP of each kind on each of the PP stages (`stage_runs`), so every layer once (the
-  blocked and co-processing stage times are linear in the layers of each kind, so the stages' sum is exact); a
-  stage's weights are each kind's times the layers of that kind it holds (`SystemModel.stage_kind_counts`: the
-  model's layers in order cut by the stages, GLaM's every other layer MoE). Sub-batch interleaving over mixed
-  layers is refused.
+- A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: each stage
+  holds the layers of each kind it holds (`SystemModel.stage_kind_counts`: the model's layers in order cut by the
+  stages, GLaM's every other layer MoE), which an iteration runs (`stage_runs`) and its weights count. Sub-batch
+  interleaving over mixed layers is refused.
 Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
 energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
 (`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
@@ -109,6 +107,7 @@ is 1, the compute pool's `count` with tp), and that a TP group fits the weight-h
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
@@ -283,18 +282,16 @@ class SystemModel:
                      for start, end in itertools.pairwise(bounds))
 
     @functools.cached_property
-    def stage_runs(self) -> dict[str | None, tuple[tuple[float, int], ...]]:
+    def stage_runs(self) -> dict[str | None, tuple[tuple[int, int], ...]]:
         """Per kind of layer (the keys of `kinds`), the stages an iteration runs one after another as (layers of the
-        kind on a stage, stages holding that many), so that every layer of the model runs once: the distinct sizes
-        of `stage_layers`, largest first, for a model of one kind; for a mix, the kind's count / pp on each of the
-        pp stages (the mix averaged over the stages: exact for the blocked and co-processing schedules, whose
-        stage time is linear in its layers of each kind; sub-batch interleaving refuses mixed models)."""
-        kinds = layer_kinds(self.workload)
-        if self.layer_kind is not None or len(set(kinds)) == 1:
-            sizes = self.stage_layers
-            return {None: tuple((n, sizes.count(n)) for n in sorted(set(sizes), reverse=True))}
-        pp = self.parallelism.pp
-        return {kind: ((kinds.count(kind) / pp, pp),) for kind in dict.fromkeys(kinds)}
+        kind on a stage, stages holding that many), largest first: `stage_kind_counts` grouped, so every layer of
+        the model runs once, each stage with its own layers (its own SBI fill and drain)."""
+        runs: dict[str | None, collections.Counter] = {}
+        for counts in self.stage_kind_counts:
+            for kind, layers in counts.items():
+                if layers:
+                    runs.setdefault(kind, collections.Counter())[layers] += 1
+        return {kind: tuple(sorted(by_size.items(), reverse=True)) for kind, by_size in runs.items()}
 
     @functools.cached_property
     def by_kind(self) -> dict[str | None, SystemModel]:
