@@ -97,6 +97,7 @@ from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, WORD_BYTES, DeviceCompute, shard
 from archsim.systems.step import block_of
+from archsim.systems.system_spec import tp_cuts_kv_heads
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 
@@ -325,7 +326,7 @@ def check_spec(spec: ParallelSpec) -> None:
     check_workload(spec.workload, memory_modelled(spec.direction, spec.tp), spec.scope == "layer")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
-    if int(params["heads"]) % spec.tp or (int(params["kv_heads"]) % spec.tp and spec.tp % int(params["kv_heads"])):
+    if int(params["heads"]) % spec.tp or not tp_cuts_kv_heads(int(params["kv_heads"]), spec.tp):
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
                                       f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
                                       f"tp / kv_heads devices), got {spec.tp}")

@@ -42,7 +42,7 @@ from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Op, Step, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
-from archsim.systems.system_spec import Parallelism
+from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
 from archsim.workload import Workload
 
 PRECISION = "bf16"
@@ -196,8 +196,11 @@ def shard(workload: Workload, tp: int) -> Workload:
     and FFN width (a SpecError naming the size that it does not); a tp that is a multiple of the KV heads keeps one
     KV head per rank, repeated (`system_model.shard`, as Megatron-SP over more devices than KV heads)."""
     for size in ("heads", "kv_heads", "ffn_dim"):
-        repeated = size == "kv_heads" and tp % int(workload.params.get(size, tp)) == 0
-        if size in workload.params and int(workload.params[size]) % tp and not repeated:
+        if size not in workload.params:
+            continue
+        cut = tp_cuts_kv_heads(int(workload.params[size]), tp) if size == "kv_heads" else \
+            int(workload.params[size]) % tp == 0
+        if not cut:
             raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
                                                              f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))

@@ -417,6 +417,12 @@ def system_names() -> list[str]:
     return library.names("system presets", PRESETS_PACKAGE)
 
 
+def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
+    """Whether TP degree `tp` can cut `kv_heads` KV heads: it divides them, or is a multiple of them and each KV head
+    is replicated over tp / kv_heads ranks (Megatron's tensor parallelism; `system_model.shard`)."""
+    return kv_heads % tp == 0 or tp % kv_heads == 0
+
+
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
     cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
@@ -437,8 +443,8 @@ def check_against_workload(system: System, workload: Workload) -> None:
                     raise SpecError(workload.path, f"params.{size}",
                                     f"missing: {source} sets {where or field} = {degree}")
                 continue
-            if size == "kv_heads" and params[size] % degree and not degree % params[size]:
-                continue  # TP a multiple of the KV heads: each is replicated over TP / kv_heads devices
+            if size == "kv_heads" and tp_cuts_kv_heads(int(params[size]), degree):
+                continue
             if field == "pp":
                 if degree > params[size]:
                     raise SpecError(source, where, f"expected at most {size} ({params[size]:g} in {workload.path}: "
