@@ -67,7 +67,8 @@ TOP_KEYS = {
     "name", "description", "source", "params", "ranks", "partition", "aliases",
     "inputs", "init", "masks", "ops", "einsums", "outputs", "reference", "requires",
 }
-RESERVED = ("x", "inf", "and", "or", "not", "where", "else")  # an op's variable and the words of the syntax
+WORDS = ("inf", "and", "or", "not", "where", "else")  # the words of the syntax
+RESERVED = ("x", *WORDS)  # an op's variable and the words of the syntax
 _RANK_NAME = re.compile(r"^[A-Z][A-Z0-9]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -838,8 +839,8 @@ class _Loader:
         `where NAME` would read the mask and the name's other meaning would be shadowed (`masks: {heads: ...}` then
         `where heads`; `where inf` reads infinity). Called once every tensor is declared."""
         for name in self.masks:
-            if name in RESERVED and name != "x":  # `where inf` reads the number, always true: the mask is lost
-                raise self.error(f"masks.{name}", f"'{name}' is a word of the language ({', '.join(RESERVED[1:])}); "
+            if name in WORDS:  # `where inf` reads the number, always true: the mask is lost
+                raise self.error(f"masks.{name}", f"'{name}' is a word of the language ({', '.join(WORDS)}); "
                                                   "give the mask a name of its own")
             for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
                                 ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
