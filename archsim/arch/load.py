@@ -181,9 +181,10 @@ class _Loader:
         return built
 
     def check_consistent(self, arch: Architecture) -> None:
-        """Every energy table at the architecture's node: tables are summed as given, so one at another node would
-        be priced unscaled (a design at another node is `Architecture.scaled_to`'s)."""
-        parts = [(f"memories.{m.name}", m.energy) for m in arch.memories] + \
+        """Every on-chip energy table at the architecture's node: tables are summed as given, so one at another node
+        would be priced unscaled (a design at another node is `Architecture.scaled_to`'s). The outermost memory
+        (DRAM) is another chip, priced at its own node whatever the design's."""
+        parts = [(f"memories.{m.name}", m.energy) for m in arch.memories[1:]] + \
             [(f"units.{u.name}", u.energy) for u in arch.units]
         for where, table in parts:
             if table.node_nm != arch.node_nm:

@@ -99,16 +99,20 @@ class Architecture:
                 + sum(m.instance_area_um2() * m.instances for m in self.memories))
 
     def scaled_to(self, node_nm: float) -> Architecture:
-        """This design at `node_nm`: every energy table scaled from its own node, every area from `self.node_nm`
-        (Stillmaker & Baas factors, see `archsim.arch.energy`). Clock, capacities and bandwidths are unchanged."""
-        if node_nm == self.node_nm and all(t.node_nm == node_nm for t in self._tables()):
+        """This design at `node_nm`: every on-chip energy table scaled from its own node, every area from
+        `self.node_nm` (Stillmaker & Baas factors, see `archsim.arch.energy`). The outermost memory (DRAM) is
+        another chip: its energy per access, set by its own process and its I/O, does not follow this design's logic
+        node (HBM is 3.9 pJ/bit in the 45 nm FuseMax tables and 7.03 pJ/bit beside TPUv4i's 7 nm logic, fusemax.md
+        §3.3), so it is kept. Clock, capacities and bandwidths are unchanged."""
+        if node_nm == self.node_nm and all(t.node_nm == node_nm for t in self._tables()[1:]):
             return self
         area = area_scale(self.node_nm, node_nm)
+        dram, *on_chip = self.memories
         return replace(
             self,
             node_nm=float(node_nm),
-            memories=tuple(replace(m, energy=m.energy.scaled_to(node_nm), area_um2=m.area_um2 * area)
-                           for m in self.memories),
+            memories=(dram, *(replace(m, energy=m.energy.scaled_to(node_nm), area_um2=m.area_um2 * area)
+                              for m in on_chip)),
             units=tuple(replace(u, energy=u.energy.scaled_to(node_nm), area_um2=u.area_um2 * area)
                         for u in self.units),
         )
