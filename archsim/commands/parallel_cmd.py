@@ -4,7 +4,10 @@ by `archsim.systems.seqpar` at every point of a grid of schemes x device counts 
 Comma lists in --scheme, --devices and --seq-len make the grid. A point whose spec the scheme rejects (Ulysses
 with P not dividing the heads, N not a multiple of the chunks) is an infeasible row with the reason when the grid
 has more than one point, so one bad corner does not kill a sweep; a single point exits 2 with the reason. The
-model's field names are given as the options that set them (`seq_len` -> `--seq-len`).
+model's field names are given as the options that set them (`seq_len` -> `--seq-len`). `--checkpointing` and
+`--training-precision` set the training memory (`seqpar_memory`'s "Training"), so they apply to `--direction
+fwd+bwd` only: given with another direction, exit 2 naming the option. Like `--direction` and `--scope`, each
+takes one value for the whole grid.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ DEFAULT_TOPOLOGY = "hgx-h100"
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
                  "causal": "--no-causal",
-                 "scope": "--scope",  # and the GPU kernel's rows, batch x heads x N, blamed on the largest factor:
+                 "scope": "--scope", "checkpointing": "--checkpointing",
+                 "training_precision": "--training-precision",
+                 # and the GPU kernel's rows, batch x heads x N, blamed on the largest factor:
                  "AttentionCase.seqlen": "--seq-len", "AttentionCase.batch": "--batch"}
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
 TEXT_COLUMNS = (
@@ -78,24 +83,36 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times (default: FlashAttention-2).")
+@click.option("--checkpointing", type=click.Choice(["layer", "none"]),
+              help="[fwd+bwd] Activation checkpointing of the training memory: layer (each layer's input kept, one "
+                   "layer recomputed: the Ring Attention paper's) or none (every layer's activations kept). "
+                   "Default: layer.")
+@click.option("--training-precision", type=click.Choice(["fp32", "mixed"]),
+              help="[fwd+bwd] Training precision: fp32 (4 + 4 + 8 bytes per parameter, activations 4: the Ring "
+                   "Attention paper's) or mixed (bf16 parameters and gradients, fp32 Adam: 2 + 2 + 12, "
+                   "activations 2). Default: fp32.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write parallel.csv and a report page (scaling figures, their CSVs, index.html) here.")
 def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens: list[int], topology: str | None,
                  gpu: str | None, batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None,
-                 kernel: str | None, as_json: bool, out: str | None) -> None:
+                 kernel: str | None, checkpointing: str | None, training_precision: str | None, as_json: bool,
+                 out: str | None) -> None:
     """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
     hidden or exposed, efficiency against one device, memory per device and the largest context that fits. A point
     whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
 
     Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU, batch 1, fwd, attention
-    only, causal. Efficiency is the one-device time / P over the time.
+    only, causal; fwd+bwd memory with layer checkpointing in fp32. Efficiency is the one-device time / P over the
+    time.
 
     Examples:
 
     \b
       archsim parallel --scheme ring,zigzag,stripe --devices 2,4,8 --workload llama3-8b --seq-len 64K
       archsim parallel --scheme usp --ulysses 8 --devices 16 --workload llama3-8b --seq-len 128K --direction fwd+bwd
+      archsim parallel --scheme lasp1 --devices 64 --workload linear-llama3-1b --seq-len 2M --topology dgx-a100 \\
+          --direction fwd+bwd --checkpointing none --training-precision mixed
       archsim parallel --scheme ring,lasp1,lasp2 --devices 64 --workload linear-llama3-1b --seq-len 512K,2M \\
           --topology dgx-a100 --out reports/parallel
     """
@@ -106,19 +123,20 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         raise click.UsageError("--ulysses applies to --scheme usp only")
     if ulysses is None and "usp" in schemes:
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
+    training = _training_settings(direction, checkpointing, training_precision)
     kernel = kernel or DEFAULT_KERNEL
     if kernel not in KERNELS:
         raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
     if out:
         check_writable(out, "--out", directory=True)
-    base = _first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction, scope,
-                        causal, tp, ulysses, kernel)
+    base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction,
+                                scope, causal, tp, ulysses, kernel), **training)
     grid = [replace(base, scheme=s, devices=p, seq_len=n) for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
     title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
              f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
-             f"{_decode_kernel() if direction == 'decode' else kernel}")
+             f"{_decode_kernel() if direction == 'decode' else kernel}{_training_title(training)}")
     if out:
         from archsim.report.parallel import write_parallel_report
 
@@ -130,6 +148,27 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     _show(title, rows)
     if out:
         click.echo(f"rows written to {out}/parallel.csv, report to {out}/index.html")
+
+
+def _training_settings(direction: str, checkpointing: str | None, precision: str | None) -> dict[str, str]:
+    """The training settings given (`ParallelSpec` fields), refused with another direction than fwd+bwd (a usage
+    error naming the option, as --ulysses without usp); those not given keep the spec's defaults."""
+    given = {"checkpointing": checkpointing, "training_precision": precision}
+    for field, value in given.items():
+        if value is not None and direction != "fwd+bwd":
+            raise click.UsageError(f"{FIELD_OPTIONS[field]} applies to --direction fwd+bwd only (the training "
+                                   f"memory), got --direction {direction}")
+    return {field: value for field, value in given.items() if value is not None}
+
+
+def _training_title(training: dict[str, str]) -> str:
+    """The training settings given, for the title: ', checkpointing none, mixed precision'."""
+    from archsim.systems.seqpar import TRAINING_FIELDS
+
+    if not training:
+        return ""
+    settings = {**TRAINING_FIELDS, **training}
+    return f", checkpointing {settings['checkpointing']}, {settings['training_precision']} precision"
 
 
 def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, batch: int,

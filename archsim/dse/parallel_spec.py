@@ -3,15 +3,18 @@ point as one `archsim.systems.seqpar.parallel_time` run. Pure: specs in, records
 
 The block names the base point by the fields of `ParallelSpec`: `scheme`, `devices`, `workload`, `seq_len` and
 `topology` are required (a library name or a file beside the sweep for the workload and the topology); `gpu`,
-`batch`, `causal`, `direction`, `scope`, `tp`, `ulysses` and `kernel` are optional and default as `ParallelSpec`
-does (the GPU: the topology's, as `archsim parallel` takes it). A field an axis sets (`parallel.devices: [1, 2]`)
+`batch`, `causal`, `direction`, `scope`, `tp`, `ulysses`, `kernel`, `checkpointing` and `training_precision` are
+optional and default as `ParallelSpec` does (the GPU: the topology's, as `archsim parallel` takes it; the training
+settings, layer and fp32, set the fwd+bwd memory only, and another value at another direction is a point's
+refusal). A field an axis sets (`parallel.devices: [1, 2]`)
 is left out of the block, and a required one must then be an axis; giving a field in both places is refused:
 
     parallel: {workload: llama3-8b, seq_len: 65536, topology: hgx-h100-8}
     axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys; every value
-of the block and of each axis (a scheme of `SCHEMES`, a direction, scope or kernel the model knows, `causal` true
+of the block and of each axis (a scheme of `SCHEMES`, a direction, scope, kernel, checkpointing (layer, none) or
+training precision (fp32, mixed) the model knows, `causal` true
 or false, whole numbers >= 1 within ARCHSIM_MAX_SIZE for devices, seq_len, batch, tp and ulysses); and that every
 workload, topology and GPU named exists. A point whose values together the scheme rejects (`check_spec`: P not
 dividing the sequence or the heads, more devices than the topology has) is an infeasible record with the reason,
@@ -23,7 +26,8 @@ the devices' board power x that time, area and DRAM traffic NaN) and the scheme'
 which objectives and constraints may name; `efficiency` and `max_context_tokens` are maximised. A point's key
 hashes the resolved spec (the workload's sizes, the GPU's and links' numbers, the scheme's fields) and the GPU
 calibration's parameters, without file paths and citations, so the same configuration by any spelling is one
-point.
+point; a training setting at its default (`TRAINING_FIELDS`) is left out of the key, so a point of a sweep stored
+before these settings existed keeps its key.
 """
 
 from __future__ import annotations
@@ -43,7 +47,16 @@ from archsim.gpu.params import load_calibration
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
-from archsim.systems.seqpar import DIRECTIONS, SCHEMES, SCOPES, ParallelSpec, parallel_time
+from archsim.systems.seqpar import (
+    CHECKPOINTING,
+    DIRECTIONS,
+    SCHEMES,
+    SCOPES,
+    TRAINING_FIELDS,
+    TRAINING_PRECISIONS,
+    ParallelSpec,
+    parallel_time,
+)
 from archsim.systems.seqpar_compute import SOURCE
 from archsim.systems.topology import Topology, load_topology
 from archsim.workload import check_size
@@ -55,7 +68,8 @@ FIELDS = tuple(f.name for f in dataclasses.fields(ParallelSpec))
 # no default in ParallelSpec; the GPU defaults to the topology's
 REQUIRED = tuple(f.name for f in dataclasses.fields(ParallelSpec)
                  if f.default is dataclasses.MISSING and f.name != "gpu")
-CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel": tuple(KERNELS)}
+CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel": tuple(KERNELS),
+           "checkpointing": CHECKPOINTING, "training_precision": TRAINING_PRECISIONS}
 COUNTS = ("devices", "seq_len", "batch", "tp", "ulysses")
 # the fields that name a spec: the loader of each
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
@@ -151,8 +165,11 @@ def _load(load: Callable[[str], Any], name: str, source: str, where: str) -> Any
 
 
 def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:
-    """What a point's key hashes: the resolved spec without files and prose, and the calibration."""
-    return {"parallel": _numbers(dataclasses.asdict(spec)), "calibration": targets.calibration}
+    """What a point's key hashes: the resolved spec without files and prose, and the calibration; a training
+    setting at its default is left out (module docstring)."""
+    fields = {name: value for name, value in dataclasses.asdict(spec).items()
+              if not (name in TRAINING_FIELDS and value == TRAINING_FIELDS[name])}
+    return {"parallel": _numbers(fields), "calibration": targets.calibration}
 
 
 def _numbers(value: Any) -> Any:

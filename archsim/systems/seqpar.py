@@ -110,6 +110,10 @@ DIRECTIONS = ("fwd", "fwd+bwd", "decode")
 SCOPES = ("attention", "layer")
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 DEFAULT_KERNEL = "FlashAttention-2"
+CHECKPOINTING = mem.CHECKPOINTING
+TRAINING_PRECISIONS = tuple(mem.TRAINING_PRECISIONS)
+# the fields that set the training memory only, and their defaults: another value needs direction fwd+bwd
+TRAINING_FIELDS = {"checkpointing": "layer", "training_precision": "fp32"}
 MAX_DEVICES = 4096
 
 
@@ -128,6 +132,9 @@ class ParallelSpec:
     tp: int = 1  # tensor-parallel devices per sequence-parallel rank, inside a node
     ulysses: int | None = None  # usp: the Ulysses degree u (devices / u ring groups)
     kernel: str = DEFAULT_KERNEL
+    # fwd+bwd only (`TRAINING_FIELDS`): activation checkpointing and precision of the training memory (`_memory`)
+    checkpointing: str = "layer"
+    training_precision: str = "fp32"
 
     @property
     def block_tokens(self) -> int:
@@ -192,7 +199,9 @@ class ParallelResult:
         extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
-                  "causal": s.causal, "direction": s.direction, "scope": s.scope, "compute_s": self.compute_s,
+                  "causal": s.causal, "direction": s.direction, "scope": s.scope,
+                  "checkpointing": s.checkpointing, "training_precision": s.training_precision,
+                  "compute_s": self.compute_s,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
@@ -283,6 +292,7 @@ def check_spec(spec: ParallelSpec) -> None:
     check_choice("scheme", spec.scheme, SCHEMES)
     check_choice("direction", spec.direction, DIRECTIONS)
     check_choice("scope", spec.scope, SCOPES)
+    _check_training_fields(spec)
     for name in ("devices", "seq_len", "batch", "tp"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -339,6 +349,18 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(spec.workload.path, f"params.{field}",
                         f"{spec.scheme} splits the heads over {degree} devices: expected {field} "
                         f"({heads if field == 'heads' else kv_heads} per tp rank) divisible by {degree}{also}")
+
+
+def _check_training_fields(spec: ParallelSpec) -> None:
+    """`checkpointing` and `training_precision` take their choices, and set only the training memory: a value other
+    than the default needs direction fwd+bwd (a SpecError naming the field)."""
+    for name, choices in (("checkpointing", CHECKPOINTING), ("training_precision", TRAINING_PRECISIONS)):
+        value = getattr(spec, name)
+        if not isinstance(value, str) or value not in choices:
+            raise SpecError(SOURCE, name, f"expected one of {', '.join(choices)}, got {value!r}")
+        if value != TRAINING_FIELDS[name] and spec.direction != "fwd+bwd":
+            raise SpecError(SOURCE, name, f"sets the training memory: expected direction fwd+bwd, got "
+                                          f"{spec.direction} (leave it {TRAINING_FIELDS[name]!r})")
 
 
 def token_multiple(spec: ParallelSpec) -> int:
@@ -634,8 +656,13 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 
 def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
     """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, decode as the
-    weights and KV cache the prefill left (module docstring), fwd+bwd as training
-    (FSDP over the group, full precision, as the Ring Attention paper trains). `allgather` holds what a ring holds
+    weights and KV cache the prefill left (module docstring), fwd+bwd as training (FSDP over the group) with
+    `checkpointing` ("layer": each layer's input kept and one layer recomputed, as the Ring Attention paper trains;
+    "none": every layer's activations kept, no recomputation) and `training_precision` ("fp32": the Ring Attention
+    paper's full precision, 4 + 4 + 8 bytes per parameter, activations 4; "mixed": bf16 parameters and gradients,
+    Adam's fp32 master copy and moments, ZeRO's 2 + 2 + 12 bytes per parameter, activations 2;
+    `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). `allgather` holds
+    what a ring holds
     plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
     context. The largest context is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of
     whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
@@ -651,7 +678,8 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
     else:
         def memory_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
-                                       causal=spec.causal)
+                                       causal=spec.causal, checkpointing=spec.checkpointing,
+                                       **mem.training_precision(spec.training_precision))
     multiple = token_multiple(spec)
     if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
         multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)

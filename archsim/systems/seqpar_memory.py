@@ -17,14 +17,37 @@ tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are 
 workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `system_model.vocab_tables` with `step.lm_head_op`
 prices the same tables for serving), since Table 3's training state multiplies elements, not bytes.
 
-Training (the Ring Attention paper's Table 3 setting):
+Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` "layer", full precision):
+- precision (`TRAINING_PRECISIONS`, a name for the keyword arguments `param_bytes`, `activation_bytes` and
+  `optimizer_bytes_per_param`): "fp32", Table 3's full precision, parameters 4, gradients 4, Adam's two moments 8
+  bytes per parameter, activations 4; "mixed", bf16 parameters 2 and gradients 2 with Adam's fp32 master copy and
+  two moments 12 bytes per parameter (the 16 bytes per parameter of mixed-precision Adam in the ZeRO paper,
+  Rajbhandari et al. 2020 §3.1), activations 2: the mixed-precision training of LASP, DeepSpeed-Ulysses and
+  Megatron runs. LASP states are `state_bytes` (fp32, as LASP's code keeps them) an element at either
+  precision.
 - parameters, gradients and Adam's two moments sharded over all `devices` (FSDP / ZeRO-3), `param_bytes`,
-  `param_bytes` and `optimizer_bytes_per_param` per parameter (full precision: 4, 4 and 8); FSDP gathers one
-  layer's parameters at a time and that layer's gradients exist whole until reduce-scattered, so one layer (the
-  largest kind) is added to each. Megatron-SP shards by tensor parallelism instead: nothing is gathered.
-- activations, all at `activation_bytes` (full precision: 4): each layer's input is checkpointed (all layers, the
-  tokens the device holds), plus the working set of one layer being recomputed: the residual stream and the peak
-  op's live tensors (inputs, outputs and the intermediates the scheme materialises in memory):
+  `param_bytes` and `optimizer_bytes_per_param` per parameter; FSDP gathers one layer's parameters at a time and
+  that layer's gradients exist whole until reduce-scattered, so one layer (the largest kind) is added to each.
+  Megatron-SP shards by tensor parallelism instead: nothing is gathered.
+- activations, all at `activation_bytes`, by `checkpointing` (`CHECKPOINTING`):
+  - "none" (no recomputation, as Megatron without activation recomputation or DeepSpeed-Ulysses without
+    checkpointing run): every layer keeps, for its backward pass, every tensor the backward reads: each op's
+    non-weight inputs, outputs and intermediates at `_held_share` (the FFN's hidden activations whatever the
+    scheme: a blockwise FFN saves their memory only by recomputing them), but the attention's intermediates only
+    where the scheme materialises them (vanilla: a blockwise or flash kernel recomputes its scores in its
+    backward); LASP's attention: the `linear-attention` cascade's inputs and outputs and its state; each tensor once,
+    times the layers of each kind (`_kept_bytes`), plus the scheme's in-flight buffers once (the K, V block in
+    flight, the all-to-all's source, LASP's received or gathered states), as the working set below holds them.
+    The cascades' tensor names repeat within a layer (each norm's and residual add's X and Y), so tensors are
+    keyed by (op, name): an op's input is the output of one of its `deps` it matches (same name and size, else
+    same size: an all-to-all's relayout replaces its source) or the layer's input (the first op's, which the
+    attention residual reads again), and an input matching neither is a collective's output, its own tensor
+    (Megatron-SP's all-gathered input to the projections and the FFN, the reduce-scattered outputs the residual
+    adds read). The layer's last output is the next layer's input, counted there (the last layer's feeds the
+    final norm and LM head, not modelled);
+  - "layer" (Table 3's): each layer's input is checkpointed (all layers, the tokens the device holds), plus the
+    working set of one layer being recomputed: the residual stream and the peak op's live tensors (inputs,
+    outputs and the intermediates the scheme materialises in memory):
   - vanilla: every intermediate of the attention cascade (the s x s scores per head and their exponentials) and of
     the FFN (its hidden activations);
   - memeff-attn: blockwise attention (no intermediate kept), the full-width FFN's hidden activations;
@@ -67,11 +90,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from archsim import library
-from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
 from archsim.cascade.ir import Cascade, Einsum, Ref, Var
 from archsim.cascade.syntax import walk
@@ -79,7 +103,18 @@ from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.systems.gemms import einsum_density, ref_vars, writer_of
-from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op, Step, block_of, layer_kinds, layer_ops
+from archsim.systems.step import (
+    DENSE,
+    INTERMEDIATE,
+    KV_CACHE,
+    MOE,
+    WEIGHTS,
+    Op,
+    Step,
+    block_of,
+    layer_kinds,
+    layer_ops,
+)
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism
 from archsim.workload import MAX_SIZE, Workload
@@ -97,6 +132,14 @@ TABLE3_HARDWARE = (("8xA100", 8, ("llama-3b", "llama-7b", "llama-13b")), ("32xA1
 TABLE3_SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring")
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
 POW2_UNIT_TOKENS = 1024  # Table 3's contexts are 2^k x 1K tokens
+CHECKPOINTING = ("layer", "none")  # training's activation checkpointing (module docstring)
+# training precisions: bytes per parameter (parameters and gradients), per parameter of Adam's state, and per
+# activation element (module docstring): Table 3's full precision, and mixed precision (ZeRO's 2 + 2 + 12)
+TRAINING_PRECISIONS: dict[str, dict[str, float]] = {
+    "fp32": {"param_bytes": 4, "activation_bytes": 4, "optimizer_bytes_per_param": 8},
+    "mixed": {"param_bytes": 2, "activation_bytes": 2, "optimizer_bytes_per_param": 12},
+}
+FFN_OF_KIND = {MOE: "moe", DENSE: "ffn"}  # the FFN op `layer_ops` names in a layer of each kind
 
 
 @dataclass(frozen=True)
@@ -118,11 +161,31 @@ class DeviceMemory:
 @dataclass(frozen=True)
 class _Layer:
     """One device's layer under a scheme, in the workload's word size: the checkpointed layer input, the working
-    set's peak and the KV cache (or LASP state) of one layer."""
+    set's peak and the KV cache (or LASP state) of one layer; `kept_bytes`, what all the layers keep without
+    recomputation (`_kept_bytes`), and `in_flight_bytes`, the scheme's buffers beside them, are worked out only
+    when asked for (`kept`)."""
 
     input_bytes: float
     working_bytes: float
     kv_bytes: float
+    kept_bytes: float = 0.0
+    in_flight_bytes: float = 0.0
+
+
+@dataclass(frozen=True)
+class _SchemeOps:
+    """A layer's ops as one device runs them under a scheme (`_scheme_ops`), in the workload's word size: the ops
+    (attention and, for Megatron-SP, the projections and FFN replaced by their head-cut, all-token forms), the
+    buffers in flight beside the attention (K, V block, all-to-all source, LASP states), the KV cache or LASP state
+    of one layer, LASP's linear-attention tensors (empty otherwise), the ops whose intermediates the scheme
+    materialises and the LASP state's words per element."""
+
+    ops: tuple[Op, ...]
+    in_flight_bytes: float
+    kv_bytes: float
+    linear: dict[str, TensorInfo]
+    materialised: tuple[str, ...]
+    state_words: float
 
 
 def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bool = False,
@@ -146,19 +209,30 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
 
 def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *,
                     param_bytes: float = 4, activation_bytes: float = 4, optimizer_bytes_per_param: float = 8,
-                    state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True) -> DeviceMemory:
-    """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam.
-    `causal` only sets the token multiple (`token_multiple`): the bytes do not depend on the mask."""
+                    state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True,
+                    checkpointing: str = "layer") -> DeviceMemory:
+    """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam and
+    its layer checkpointing (`TRAINING_PRECISIONS["mixed"]` gives mixed precision's bytes; `checkpointing`
+    "none" keeps every layer's activations). `causal` only sets the token multiple (`token_multiple`): the bytes do
+    not depend on the mask."""
     _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree,
            token_multiple(scheme, devices, causal=causal, ulysses_degree=ulysses_degree))
+    check_training_setting("checkpointing", checkpointing, CHECKPOINTING)
     workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
     params = (model.layer_weight_bytes_per_device / word + _embedding_elements(workload)) / devices
     gathered = 0.0 if scheme == "megatron-sp" else max(
         m.weight_bytes_per_layer for m in model.by_kind.values()) / word
-    layer = _layer(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, state_bytes / word)
-    activations = (workload.params["layers"] * layer.input_bytes + layer.working_bytes) * activation_bytes / word
+    # activations are counted in the workload's words and scaled to `activation_bytes`: a state element counts
+    # the words that make `state_bytes` after that scaling
+    layer = _layer(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, state_bytes / activation_bytes,
+                   kept=checkpointing == "none")
+    if checkpointing == "none":
+        held = layer.kept_bytes + layer.in_flight_bytes
+    else:
+        held = workload.params["layers"] * layer.input_bytes + layer.working_bytes
+    activations = held * activation_bytes / word
     return DeviceMemory((params + gathered) * param_bytes, (params + gathered) * param_bytes,
                         params * optimizer_bytes_per_param, activations, 0.0)
 
@@ -178,6 +252,19 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
     layer = _layer(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_bytes / word)
     return DeviceMemory(weights, 0.0, 0.0, 0.0 if decode else layer.working_bytes,
                         workload.params["layers"] * layer.kv_bytes)
+
+
+def check_training_setting(field: str, value: object, choices: tuple[str, ...] | dict[str, object]) -> None:
+    """Refuse a training setting (`checkpointing`, a precision name) that is not one of `choices`, naming `field`."""
+    if not isinstance(value, str) or value not in choices:
+        raise SpecError(SOURCE, field, f"expected one of {', '.join(choices)}, got {value!r}")
+
+
+def training_precision(name: str, field: str = "training_precision") -> dict[str, float]:
+    """The keyword arguments of `training_memory` for the precision `name` (`TRAINING_PRECISIONS`); another name
+    is a SpecError naming `field` and the choices."""
+    check_training_setting(field, name, TRAINING_PRECISIONS)
+    return dict(TRAINING_PRECISIONS[name])
 
 
 def max_context_tokens(memory_of: Callable[[int], DeviceMemory], capacity_bytes: float, multiple: int) -> int:
@@ -284,41 +371,131 @@ def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...
 
 
 def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
-           ulysses_degree: int | None, state_words: float) -> _Layer:
+           ulysses_degree: int | None, state_words: float, *, kept: bool = False) -> _Layer:
     """One layer of one device under `scheme` (module docstring), bytes in the workload's word size; a LASP state
-    element counts `state_words` words."""
+    element counts `state_words` words. `kept`: also what all the layers keep without recomputation."""
+    run = _scheme_ops(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_words)
+    ops = run.ops
+    if scheme in LASP:
+        live_attention = float(sum(t.bytes for t in run.linear.values() if t.kind in ("input", "output")))
+    else:
+        live_attention = _live(_attention(ops), ATTENTION in run.materialised)
+    peak = max(max(_live(op, op.name in run.materialised) for op in ops if op.name != ATTENTION),
+               live_attention + run.in_flight_bytes)
+    layer_input = ops[0].tensor_bytes["X"]  # attn_norm's input: the checkpoint, and the residual stream held
+    if not kept:
+        return _Layer(layer_input, layer_input + peak, run.kv_bytes)
+    return _Layer(layer_input, layer_input + peak, run.kv_bytes, _kept_bytes(workload, run), run.in_flight_bytes)
+
+
+def _scheme_ops(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
+                ulysses_degree: int | None, state_words: float) -> _SchemeOps:
+    """The layer's ops as one device runs them under `scheme` and what the scheme holds beside them (module
+    docstring's working set)."""
     local = seq_len if scheme in WHOLE_SEQUENCE else -(-seq_len // devices)  # ragged only in a megatron-sp decode
     ops = _ops(workload, tp, local, batch)
-    attention_extra = 0.0
+    in_flight = 0.0
     if scheme == "megatron-sp":
         full = {op.name: op for op in _ops(workload, tp * devices, seq_len, batch)}
         ops = tuple(op if op.name in LINEAR_ONLY else full[op.name] for op in ops)
     elif scheme in ("ulysses", "usp"):
         heads, tokens = (devices, seq_len) if scheme == "ulysses" else (ulysses_degree,
                                                                       seq_len // (devices // ulysses_degree))
-        attention = next(op for op in _ops(workload, tp * heads, tokens, batch) if op.name == ATTENTION)
+        attention = _attention(_ops(workload, tp * heads, tokens, batch))
         ops = tuple(attention if op.name == ATTENTION else op for op in ops)
         qkv = next(op for op in ops if op.name == "qkv")
         if heads > 1:  # the all-to-all's source: sequence-sharded Q, K, V (none moves within one device)
-            attention_extra = sum(size for name, size in qkv.tensor_bytes.items()
-                                  if qkv.tensor_roles[name] != WEIGHTS and name not in _inputs(qkv))
-    materialised = MATERIALISED.get(scheme, ())
-    attention = next(op for op in ops if op.name == ATTENTION)
+            in_flight = sum(size for name, size in qkv.tensor_bytes.items()
+                            if qkv.tensor_roles[name] != WEIGHTS and name not in _inputs(qkv))
+    attention = _attention(ops)
     ring_devices = devices if scheme in RING else devices // ulysses_degree if scheme == "usp" else 1
     if ring_devices > 1:
-        attention_extra += _kv(attention)  # the next K, V block in flight
-    kv = _kv(attention)
+        in_flight += _kv(attention)  # the next K, V block in flight
+    kv, linear = _kv(attention), {}
     if scheme in LASP:
         linear = {t.name: t for t in _linear_attention(workload, tp, local, batch).tensors}
         kv = linear["KV"].bytes * state_words  # the state: K^T V per head
-        attention_extra = (2 if scheme == "lasp1" else devices) * kv
-        live_attention = float(sum(t.bytes for t in linear.values() if t.kind in ("input", "output")))
-    else:
-        live_attention = _live(attention, ATTENTION in materialised)
-    peak = max(max(_live(op, op.name in materialised) for op in ops if op.name != ATTENTION),
-               live_attention + attention_extra)
-    layer_input = ops[0].tensor_bytes["X"]  # attn_norm's input: the checkpoint, and the residual stream held
-    return _Layer(layer_input, layer_input + peak, kv)
+        in_flight = (2 if scheme == "lasp1" else devices) * kv
+    return _SchemeOps(ops, float(in_flight), float(kv), linear, MATERIALISED.get(scheme, ()), state_words)
+
+
+def _attention(ops: tuple[Op, ...]) -> Op:
+    return next(op for op in ops if op.name == ATTENTION)
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """One op's tensors a layer keeps without recomputation, as (name, bytes held) pairs: its non-weight inputs,
+    its non-weight outputs and its intermediates (an attention's only where the scheme materialises them)."""
+
+    inputs: tuple[tuple[str, float], ...]
+    outputs: tuple[tuple[str, float], ...]
+    intermediates: tuple[tuple[str, float], ...]
+
+
+def _kept_bytes(workload: Workload, run: _SchemeOps) -> float:
+    """What all the layers keep for the backward pass without recomputation (module docstring, "none"): each
+    layer's tensors once (`_layer_kept_bytes`), times the layers of its kind. The ops of a model mixing MoE and
+    dense layers hold both FFN ops (`_cached_ops`); a layer of a kind runs its own."""
+    total = 0.0
+    for kind, layers in Counter(layer_kinds(workload)).items():
+        other = set(FFN_OPS) - {FFN_OF_KIND[kind]}
+        ops = tuple(op for op in run.ops if op.name not in other)
+        total += layers * _layer_kept_bytes(ops, {op.name: _op_tensors(op, run) for op in ops},
+                                            FFN_OF_KIND[kind])
+    return total
+
+
+def _op_tensors(op: Op, run: _SchemeOps) -> _Tensors:
+    """The tensors `op` holds under the scheme (`_live`'s rules): LASP's attention is the `linear-attention`
+    cascade, its inputs and outputs and its state (`kv_bytes`: K^T V at the state's word size)."""
+    if op.name == ATTENTION and run.linear:
+        def of(kind: str) -> tuple[tuple[str, float], ...]:
+            return tuple((t.name, float(t.bytes)) for t in run.linear.values() if t.kind == kind)
+
+        return _Tensors(of("input"), of("output"), (("KV", run.kv_bytes),))
+    # the backward reads every intermediate of an op but a blockwise attention's, which its backward recomputes
+    roles, materialised = op.tensor_roles, op.name in run.materialised or op.name != ATTENTION
+
+    def held(kind: str) -> tuple[tuple[str, float], ...]:
+        return tuple((t.name, t.bytes * _held_share(op, t.name)) for t in op.tensors
+                     if t.kind == kind and roles[t.name] != WEIGHTS)
+
+    return _Tensors(held("input"), held("output"), held("intermediate") if materialised else ())
+
+
+def _layer_kept_bytes(ops: tuple[Op, ...], tensors: dict[str, _Tensors], ffn: str) -> float:
+    """One layer's tensors, each once (module docstring, "none"): the layer's input, each op's outputs but the
+    last op's (the next layer's input) and its intermediates, and each input that is neither a dep's output nor
+    the layer's input (a collective's output). A dep on the FFN (`FFN_OPS`) is the layer's own FFN, `ffn`."""
+    layer_input = tensors[ops[0].name].inputs[0]
+    total = layer_input[1]
+    for index, op in enumerate(ops):
+        own = tensors[op.name]
+        sources = [out for dep in op.deps for out in tensors[ffn if dep in FFN_OPS else dep].outputs]
+        if index == 0 or len(own.inputs) > len(sources):  # the layer's input, read by the first op and a residual
+            sources.append(layer_input)
+        total += sum(size for _, size in _unmatched(own.inputs, sources))
+        total += sum(size for _, size in own.intermediates)
+        if index < len(ops) - 1:
+            total += sum(size for _, size in own.outputs)
+    return total
+
+
+def _unmatched(inputs: tuple[tuple[str, float], ...], sources: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The `inputs` no source tensor is, each source one input at most: first a source of the same name and size,
+    then one of the same size."""
+    left, unmatched = list(sources), []
+    for matches in (lambda a, b: a == b, lambda a, b: a[1] == b[1]):
+        unmatched = []
+        for tensor in inputs:
+            found = next((source for source in left if matches(tensor, source)), None)
+            if found is None:
+                unmatched.append(tensor)
+            else:
+                left.remove(found)
+        inputs = tuple(unmatched)
+    return unmatched
 
 
 def _live(op: Op, materialised: bool) -> float:
