@@ -72,24 +72,44 @@ def test_no_checkpointing_grows_linearly_with_the_layers(case):
     assert one - per_four >= -1e-6 * one  # the in-flight buffers
 
 
-def test_a_scheme_moving_nothing_keeps_exactly_layers_times_one_layer():
-    """BPT on one device holds nothing in flight: twice the layers, twice the activations."""
-    one = _train("llama3-8b", "memeff-attn-ffn", 1, None, layers=3, checkpointing="none").activations_bytes
-    two = _train("llama3-8b", "memeff-attn-ffn", 1, None, layers=6, checkpointing="none").activations_bytes
-    assert two == 2 * one
+def test_a_scheme_moving_nothing_keeps_layers_times_one_layer_and_one_transient_output():
+    """BPT on one device holds nothing in flight: each layer adds the same kept tensors, and beside them one op's
+    output no backward reads (the projection's or the FFN's, N x h, live until its residual add) is held once."""
+    acts = [_train("llama3-8b", "memeff-attn-ffn", 1, None, layers=n, checkpointing="none").activations_bytes
+            for n in (3, 6, 9)]
+    assert acts[2] - acts[1] == acts[1] - acts[0]
+    hidden_output = int(library.load_workload_spec("llama3-8b").params["hidden"]) * N * 4
+    assert 2 * acts[0] - acts[1] == hidden_output  # the intercept
 
 
 def test_no_checkpointing_counts_each_tensor_of_a_ring_layer_once():
     """Ring on 8 devices of Llama-2-7B (MHA, h = 4096, no GQA): per token of the device's c = N/8 and per layer, the
-    layer input and nine outputs of h elements (norm, Q, K, V, attention, projection, residual, norm, FFN; the
-    last residual is the next layer's input), the SwiGLU FFN's three hidden activations of ffn_dim (its backward
-    reads them: kept though BPT computes the FFN blockwise) and each RMS norm's two per-token scalars (the flash
-    attention's scores are not kept: its backward recomputes them), plus the K, V block in flight."""
+    layer input and the seven tensors of h elements a backward reads (the norm's output, Q, K, V, the attention's
+    output, the residual stream the second norm reads, that norm's output; not the projection's and the FFN's
+    outputs, which only a residual add reads, nor the last residual, the next layer's input), the SwiGLU FFN's
+    three hidden activations of ffn_dim (its backward reads them: kept though BPT computes the FFN blockwise) and
+    each RMS norm's two per-token scalars (the flash attention's scores are not kept: its backward recomputes
+    them), plus the K, V block in flight."""
     workload = library.load_workload_spec("llama-7b")
     params = workload.params
     hidden, ffn, layers, c = int(params["hidden"]), int(params["ffn_dim"]), int(params["layers"]), N // 8
     none = mem.training_memory(workload, "ring", 8, N, checkpointing="none")
-    assert none.activations_bytes == (layers * (10 * hidden + 3 * ffn + 2 * 2) + 2 * hidden) * c * 4
+    assert none.activations_bytes == (layers * (8 * hidden + 3 * ffn + 2 * 2) + 2 * hidden) * c * 4
+
+
+def test_megatron_sp_without_checkpointing_keeps_sequence_shards():
+    """Megatron-SP keeps the sequence shard of each all-gathered input and gathers it again in the backward
+    (Korthikanti et al. 2022 §4.2): with every term cut P ways its activations match a ring's on the same tokens per
+    device (the attention region holds N tokens of heads / P, as many bytes as c tokens of all heads), within the
+    norms' per-token scalars, which it holds for the c tokens of its sequence-parallel region; beside them the
+    FFN's transient all-gathered input and partial sums (N x h each) where the ring holds its K, V block."""
+    workload = library.load_workload_spec("llama-7b")
+    ring = mem.training_memory(workload, "ring", 8, N, checkpointing="none")
+    megatron = mem.training_memory(workload, "megatron-sp", 8, N, checkpointing="none")
+    hidden = int(workload.params["hidden"])
+    in_flight = 2 * hidden * (N // 8) * 4  # the ring's K, V block; Megatron-SP has none
+    transient = 2 * hidden * N * 4  # Megatron-SP's FFN: its gathered input and its partial sums, N x h each
+    assert megatron.activations_bytes == pytest.approx(ring.activations_bytes - in_flight + transient, rel=1e-3)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -31,20 +31,22 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
   Megatron-SP shards by tensor parallelism instead: nothing is gathered.
 - activations, all at `activation_bytes`, by `checkpointing` (`CHECKPOINTING`):
   - "none" (no recomputation, as Megatron without activation recomputation or DeepSpeed-Ulysses without
-    checkpointing run): every layer keeps, for its backward pass, every tensor the backward reads: each op's
-    non-weight inputs, outputs and intermediates at `_held_share` (the FFN's hidden activations whatever the
-    scheme: a blockwise FFN saves their memory only by recomputing them), but the attention's intermediates only
-    where the scheme materialises them (vanilla: a blockwise or flash kernel recomputes its scores in its
-    backward); LASP's attention: the `linear-attention` cascade's inputs and outputs and its state; each tensor once,
-    times the layers of each kind (`_kept_bytes`), plus the scheme's in-flight buffers once (the K, V block in
-    flight, the all-to-all's source, LASP's received or gathered states), as the working set below holds them.
-    The cascades' tensor names repeat within a layer (each norm's and residual add's X and Y), so tensors are
-    keyed by (op, name): an op's input is the output of one of its `deps` it matches (same name and size, else
-    same size: an all-to-all's relayout replaces its source) or the layer's input (the first op's, which the
-    attention residual reads again), and an input matching neither is a collective's output, its own tensor
-    (Megatron-SP's all-gathered input to the projections and the FFN, the reduce-scattered outputs the residual
-    adds read). The layer's last output is the next layer's input, counted there (the last layer's feeds the
-    final norm and LM head, not modelled);
+    checkpointing run): every layer keeps what its backward reads, each tensor once, times the layers of each kind
+    (`_kept_bytes`): each op's intermediates at `_held_share` (the FFN's hidden activations whatever the scheme: a
+    blockwise FFN saves their memory only by recomputing them; the attention's only where the scheme materialises
+    them, vanilla: a blockwise or flash kernel recomputes its scores in its backward; LASP's attention: the
+    `linear-attention` cascade's state) and the tensors each op reads (its non-weight inputs), but an op that only
+    adds (a residual add: its backward passes the gradient through) reads none, so the projection's and the FFN's
+    outputs, which only a residual add reads, are not kept. The cascades' tensor names repeat within a layer (each
+    norm's and residual add's X and Y), so tensors are keyed by (op, name): an op's input is the output of one of
+    its `deps` it matches (same name and size, else same size: an all-to-all's relayout replaces its source) or
+    the layer's input; an input matching neither is a collective's output (Megatron-SP's all-gathered input to the
+    projections and the FFN), which the backward gathers again from the dep's output it came from, kept instead
+    (Korthikanti et al. 2022 §4.2). The layer's last output is the next layer's input, counted there (the last
+    layer's feeds the final norm and LM head, not modelled). Beside them, once, the larger of the scheme's
+    in-flight buffers (the K, V block in flight, the all-to-all's source, LASP's received or gathered states, as
+    the working set below holds them) and an op's transient tensors (its gathered inputs and its outputs no
+    backward keeps, live while it runs: Megatron-SP's N x h partial sums before their reduce-scatter);
   - "layer" (Table 3's): each layer's input is checkpointed (all layers, the tokens the device holds), plus the
     working set of one layer being recomputed: the residual stream and the peak op's live tensors (inputs,
     outputs and the intermediates the scheme materialises in memory):
@@ -162,7 +164,8 @@ class DeviceMemory:
 class _Layer:
     """One device's layer under a scheme, in the workload's word size: the checkpointed layer input, the working
     set's peak and the KV cache (or LASP state) of one layer; `kept_bytes`, what all the layers keep without
-    recomputation (`_kept_bytes`), and `in_flight_bytes`, the scheme's buffers beside them, are worked out only
+    recomputation (`_kept_bytes`), and `in_flight_bytes`, the scheme's buffers beside them or an op's transient
+    tensors, whichever is larger, are worked out only
     when asked for (`kept`)."""
 
     input_bytes: float
@@ -385,7 +388,8 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     layer_input = ops[0].tensor_bytes["X"]  # attn_norm's input: the checkpoint, and the residual stream held
     if not kept:
         return _Layer(layer_input, layer_input + peak, run.kv_bytes)
-    return _Layer(layer_input, layer_input + peak, run.kv_bytes, _kept_bytes(workload, run), run.in_flight_bytes)
+    kept, transient = _kept_bytes(workload, run)
+    return _Layer(layer_input, layer_input + peak, run.kv_bytes, kept, max(run.in_flight_bytes, transient))
 
 
 def _scheme_ops(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
@@ -433,17 +437,17 @@ class _Tensors:
     intermediates: tuple[tuple[str, float], ...]
 
 
-def _kept_bytes(workload: Workload, run: _SchemeOps) -> float:
-    """What all the layers keep for the backward pass without recomputation (module docstring, "none"): each
-    layer's tensors once (`_layer_kept_bytes`), times the layers of its kind. The ops of a model mixing MoE and
-    dense layers hold both FFN ops (`_cached_ops`); a layer of a kind runs its own."""
-    total = 0.0
+def _kept_bytes(workload: Workload, run: _SchemeOps) -> tuple[float, float]:
+    """(what all the layers keep for the backward pass without recomputation, the largest transient of an op)
+    (module docstring, "none"): each layer's tensors once (`_layer_kept_bytes`), times the layers of its kind. The
+    ops of a model mixing MoE and dense layers hold both FFN ops (`_cached_ops`); a layer of a kind runs its own."""
+    total, transient = 0.0, 0.0
     for kind, layers in Counter(layer_kinds(workload)).items():
         other = set(FFN_OPS) - {FFN_OF_KIND[kind]}
         ops = tuple(op for op in run.ops if op.name not in other)
-        total += layers * _layer_kept_bytes(ops, {op.name: _op_tensors(op, run) for op in ops},
-                                            FFN_OF_KIND[kind])
-    return total
+        kept, largest = _layer_kept_bytes(ops, {op.name: _op_tensors(op, run) for op in ops}, FFN_OF_KIND[kind])
+        total, transient = total + layers * kept, max(transient, largest)
+    return total, transient
 
 
 def _op_tensors(op: Op, run: _SchemeOps) -> _Tensors:
@@ -464,38 +468,60 @@ def _op_tensors(op: Op, run: _SchemeOps) -> _Tensors:
     return _Tensors(held("input"), held("output"), held("intermediate") if materialised else ())
 
 
-def _layer_kept_bytes(ops: tuple[Op, ...], tensors: dict[str, _Tensors], ffn: str) -> float:
-    """One layer's tensors, each once (module docstring, "none"): the layer's input, each op's outputs but the
-    last op's (the next layer's input) and its intermediates, and each input that is neither a dep's output nor
-    the layer's input (a collective's output). A dep on the FFN (`FFN_OPS`) is the layer's own FFN, `ffn`."""
-    layer_input = tensors[ops[0].name].inputs[0]
-    total = layer_input[1]
+def _layer_kept_bytes(ops: tuple[Op, ...], tensors: dict[str, _Tensors], ffn: str) -> tuple[float, float]:
+    """(one layer's tensors its backward reads, each once; the largest transient of one of its ops) (module
+    docstring, "none"). Kept: every op's intermediates, and the tensors its inputs are (a dep's output or the
+    layer's input), but an op that only adds (a residual add, whose backward passes the gradient through) reads
+    none. An input no such source matches is a collective's output (Megatron-SP's all-gathered layer input, a
+    reduce-scattered sum): the backward gathers it again from the dep's output it came from (Korthikanti et al.
+    2022 §4.2), which is kept instead. An op's transient: its inputs that are a collective's output and its outputs
+    no backward keeps (Megatron-SP's N x h partial sums before the reduce-scatter), live while it runs. A dep on the
+    FFN (`FFN_OPS`) is the layer's own FFN, `ffn`."""
+    layer_input = ("", *tensors[ops[0].name].inputs[0])  # (producing op, name, bytes); "" for the layer's input
+    kept: set[tuple[str, str, float]] = set()
+    gathered: dict[str, float] = {}
+    total = 0.0
     for index, op in enumerate(ops):
         own = tensors[op.name]
-        sources = [out for dep in op.deps for out in tensors[ffn if dep in FFN_OPS else dep].outputs]
+        total += sum(size for _, size in own.intermediates)
+        if _adds_only(op):
+            continue
+        deps = [ffn if dep in FFN_OPS else dep for dep in op.deps]
+        sources = [(dep, *out) for dep in deps for out in tensors[dep].outputs]
         if index == 0 or len(own.inputs) > len(sources):  # the layer's input, read by the first op and a residual
             sources.append(layer_input)
-        total += sum(size for _, size in _unmatched(own.inputs, sources))
-        total += sum(size for _, size in own.intermediates)
-        if index < len(ops) - 1:
-            total += sum(size for _, size in own.outputs)
-    return total
+        matched, unmatched = _match(own.inputs, sources)
+        kept.update(matched)
+        gathered[op.name] = sum(size for _, size in unmatched)
+        if unmatched:  # gathered again from what the collective read: the deps' outputs no input is
+            kept.update(source for source in sources if source not in matched and source is not layer_input)
+    transient = max((gathered[op.name] + sum(size for name, size in tensors[op.name].outputs
+                                             if (op.name, name, size) not in kept)
+                     for op in ops[:-1] if op.name in gathered), default=0.0)
+    return total + sum(size for _, _, size in kept), transient
 
 
-def _unmatched(inputs: tuple[tuple[str, float], ...], sources: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """The `inputs` no source tensor is, each source one input at most: first a source of the same name and size,
-    then one of the same size."""
-    left, unmatched = list(sources), []
-    for matches in (lambda a, b: a == b, lambda a, b: a[1] == b[1]):
+def _adds_only(op: Op) -> bool:
+    """Whether every Einsum of `op` only adds (a residual add): its backward reads none of its inputs."""
+    return all(set(counts) <= {"add"} for counts in op.counts[1].values())
+
+
+def _match(inputs: tuple[tuple[str, float], ...], sources: list[tuple[str, str, float]]
+           ) -> tuple[list[tuple[str, str, float]], list[tuple[str, float]]]:
+    """(the sources the `inputs` are, the inputs no source is), each source one input at most: first a source of
+    the same name and size, then one of the same size."""
+    left, matched = list(sources), []
+    for same in (lambda a, b: a == b[1:], lambda a, b: a[1] == b[2]):
         unmatched = []
         for tensor in inputs:
-            found = next((source for source in left if matches(tensor, source)), None)
+            found = next((source for source in left if same(tensor, source)), None)
             if found is None:
                 unmatched.append(tensor)
             else:
                 left.remove(found)
+                matched.append(found)
         inputs = tuple(unmatched)
-    return unmatched
+    return matched, list(inputs)
 
 
 def _live(op: Op, materialised: bool) -> float:
