@@ -99,11 +99,12 @@ class Architecture:
                 + sum(m.instance_area_um2() * m.instances for m in self.memories))
 
     def scaled_to(self, node_nm: float) -> Architecture:
-        """This design at `node_nm`: every on-chip energy table scaled from its own node, every area from
+        """This design at `node_nm`: every on-chip energy table scaled from its own node, every on-chip area from
         `self.node_nm` (Stillmaker & Baas factors, see `archsim.arch.energy`). The outermost memory (DRAM) is
         another chip: its energy per access, set by its own process and its I/O, does not follow this design's logic
         node (HBM is 3.9 pJ/bit in the 45 nm FuseMax tables and 7.03 pJ/bit beside TPUv4i's 7 nm logic, fusemax.md
-        §3.3), so it is kept. Clock, capacities and bandwidths are unchanged."""
+        §3.3), so it is kept, and so is its area (0 by convention: off chip). Clock, capacities and bandwidths are
+        unchanged. A node outside the scaling tables is a ValueError naming the tabulated range."""
         if node_nm == self.node_nm and all(t.node_nm == node_nm for t in self._tables()[1:]):
             return self
         area = area_scale(self.node_nm, node_nm)
