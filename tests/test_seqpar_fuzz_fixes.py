@@ -105,7 +105,7 @@ def test_lasp1_counts_the_state_gemm_before_its_send() -> None:
     compute, c = _compute(spec), 256 * 1024
     lasp1, lasp2 = parallel_time(spec), parallel_time(replace(spec, scheme="lasp2"))
     assert lasp1.compute_s > compute.linear_chunk_s(c) + 2 * compute.state_gemm_s(c)
-    assert lasp1.time_s >= lasp1.compute_s and lasp1.efficiency < 0.9
+    assert lasp1.time_s >= lasp1.compute_s and lasp1.efficiency < 1
     assert lasp1.time_s == pytest.approx(lasp2.time_s, rel=0.01)
 
 

@@ -204,6 +204,7 @@ class TiledLaunch:
     in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages)
     io_bytes: float = 0.0  # bytes a CTA loads before its main loop and stores after it (prologue, epilogue)
     softmax_overlap: bool = False  # the CTA runs one tile's softmax while the tensor cores run another's MMAs
+    chained_mma: bool = False  # a tile's products each read the one before: its SMEM staging does not overlap them
     atomics: float = 0.0  # 32-bit atomic adds to global memory (resolved in L2), counted when `atomic_rate` is set
     atomic_rate: str | None = None  # family parameter: atomic adds the whole chip completes per clock
 
@@ -322,15 +323,17 @@ def _register_bytes(launch: TiledLaunch) -> int:
 
 
 def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -> tuple[float, float]:
-    """(MMA phase, softmax phase) of one tile with the SM to itself. The MMA phase is max(tensor, SMEM); the
-    softmax phase the longer of the SFU (exp) and FP32 pipes, which overlap."""
+    """(MMA phase, softmax phase) of one tile with the SM to itself. The MMA phase is max(tensor, SMEM), or their
+    sum for a launch whose products form a chain (`chained_mma`: each product's operands are staged through SMEM
+    from the one before, so neither hides the other); the softmax phase the longer of the SFU (exp) and FP32 pipes,
+    which overlap."""
     rate = gpu.tensor_peak_flops_per_s(launch.precision) / gpu.sm_count * efficiency
     if launch.mma == "sync":
         rate *= gpu.sync_mma_fraction
     tensor_s = tile.mma_flops / rate
     smem_s = tile.smem_bytes / (gpu.smem_bytes_per_clock_per_sm * gpu.clock_hz)
     softmax_s = max(tile.exp_ops / gpu.exp_per_clock_per_sm, tile.alu_ops / gpu.fp32_lanes_per_sm) / gpu.clock_hz
-    return max(tensor_s, smem_s), softmax_s
+    return (tensor_s + smem_s if launch.chained_mma else max(tensor_s, smem_s)), softmax_s
 
 
 def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, resident: int) -> float:

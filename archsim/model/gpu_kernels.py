@@ -109,7 +109,7 @@ from archsim.model.gpu import (
     ctas_per_sm,
     predict_plans,
 )
-from archsim.model.gpu_tiles import bwd_tile, fwd_tile, split_bwd_tile
+from archsim.model.gpu_tiles import bwd_tile, fwd_tile, lightning_tile, split_bwd_tile
 
 LSE_BYTES = 4  # fp32 log-sum-exp per query row
 ACC_BYTES = 4  # fp32 accumulators (dQ, split partial outputs)
@@ -751,6 +751,7 @@ def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
 ARCHSIM_FWD = (128, 64, 3)  # kernels/flash_fwd.py: BLOCK_M, BLOCK_N, num_stages; num_warps 4 for d <= 64, else 8
 ARCHSIM_BWD = (64, 64, 2)  # kernels/flash_bwd.py: BLOCK_M, BLOCK_N, num_stages; warps as the forward's
 ARCHSIM_DECODE = (64, 4, 3, 2)  # kernels/decode.py: BLOCK_N, num_warps, stages (Triton's default), programs per SM
+ARCHSIM_LIGHTNING = (64, 64, 3)  # kernels/lightning.py: BLOCK, BLOCK_F (capped at head_dim), stages (Triton's default)
 
 
 def _archsim_warps(head_dim: int) -> int:
@@ -805,9 +806,39 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
     return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", splits_of, True, True)
 
 
+def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunch:
+    """kernels/lightning.py: a program per (batch x head, BLOCK_F value columns), each walking the sequence's
+    blocks in order (`gpu_tiles.lightning_tile`), its state (head_dim x BLOCK_F, fp32) and the block's S and two
+    partial outputs in registers, Q, K and V loaded through Triton's pipelined SMEM buffers. Every program loads
+    the whole Q and K of its head (L2 serves the repeats); DRAM moves Q, K, V and O once. A block's products form
+    a chain (S feeds OI through SMEM, the state feeds OX and takes KVB: `TiledLaunch.chained_mma`). `stages`: the
+    loads' pipeline depth."""
+    block, block_f, _ = ARCHSIM_LIGHTNING
+    e, d, n = case.element_bytes, case.head_dim, case.seqlen
+    block_f, warps = min(block_f, d), _archsim_warps(d)
+    tile = lightning_tile(block, d, block_f, warps, _warpgroup("native", gpu), e)
+    heads, columns = case.batch * case.heads, d // block_f
+    blocks = _ceil(n, block)
+    counts = np.full(heads * columns, blocks)
+    return TiledLaunch("lightning fwd", (Segment(tile, counts),), 32 * warps,
+                       stages * (2 * block * d + block * block_f) * e,
+                       d * block_f + 2 * block * block_f + block * block, "native", "mma_efficiency_linear",
+                       case.precision, 4.0 * heads * n * d * e, heads * columns * blocks * tile.load_bytes,
+                       max(1, stages - 1), chained_mma=True)
+
+
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.head_dim not in (16, 32, 64, 128):
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
+    if variant == "lightning":
+        if not case.causal or case.kv_heads != case.heads:
+            return "archsim's Lightning Attention-2 kernel is causal, with a K and V per query head"
+        # the kernel leaves num_stages at Triton's default (3); a GPU whose SM cannot hold three stages of
+        # buffers runs the deepest pipeline it holds (an assumption: Triton's pipeliner is taken to fall back
+        # rather than fail)
+        launches = [_archsim_lightning(case, gpu, stages) for stages in range(ARCHSIM_LIGHTNING[2], 0, -1)]
+        launch = next((launch for launch in launches if launch.smem_bytes <= gpu.smem_bytes_per_sm), launches[-1])
+        return (Plan("archsim lightning", (launch,)),)
     if variant == "decode":
         return (Plan("archsim decode", _archsim_decode(case, gpu)),)
     if variant == "naive":
@@ -864,10 +895,13 @@ FAMILIES: dict[str, Family] = {
                                        "other CTAs", 2000.0, 0.0, 1e5),
         "launch_s": _launch_param()}, _fa3_plans),
     "archsim": Family("archsim", "archsim's own Triton kernels (kernels/): FlashAttention-2 fwd/bwd, naive "
-                      "3-pass, split-KV GQA decode", {
+                      "3-pass, split-KV GQA decode, Lightning Attention-2 fwd", {
         "mma_efficiency_fwd": _shared("triton_tutorial", "achieved fraction of the tensor peak (Triton's native "
                                       "MMA) in the forward and decode main loops", 0.8),
         "mma_efficiency_bwd": _shared("triton_tutorial", "the same in the backward main loop", 0.6),
+        "mma_efficiency_linear": _efficiency("the same in the Lightning Attention-2 forward's block loop (four "
+                                             "small products a block, two of them on the previous one's result)",
+                                             0.8),
         "cta_overhead_cycles": _shared("triton_tutorial", "cycles per CTA outside the main loop, not hidden by "
                                        "other CTAs", 2000.0, 0.0, 1e5),
         "gemm_efficiency": _shared("pytorch", "achieved fraction of the tensor peak of the naive kernel's score "
@@ -901,6 +935,7 @@ KERNELS: dict[str, tuple[str, str]] = {
     "archsim FlashAttention-2 (Triton)": ("archsim", "flash"),
     "archsim naive 3-pass (Triton)": ("archsim", "naive"),
     "archsim Flash-Decoding split-KV GQA (Triton)": ("archsim", "decode"),
+    "archsim Lightning Attention-2 (Triton)": ("archsim", "lightning"),
 }
 PRECISIONS = ("fp16", "bf16", "fp8")
 PREFILL = ("fwd", "bwd", "fwd+bwd")
@@ -912,7 +947,7 @@ VARIANT_DIRECTIONS: dict[str, tuple[str, ...]] = {
     "fa1": PREFILL, "fa-triton": PREFILL, "tutorial": PREFILL,
     "standard": PREFILL,  # the FA2 benchmark's attention_pytorch: N x N prefill only
     "eager": ("fwd", "decode"),  # the Hugging Face eager path: decode and a prompt's forward (no backward)
-    "flash": PREFILL, "naive": ("fwd",), "decode": ("decode",),
+    "flash": PREFILL, "naive": ("fwd",), "decode": ("decode",), "lightning": ("fwd",),
 }
 PATH_OF_DIRECTION = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "backward", "decode": "decode"}
 FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 inputs (the tutorial casts Q, K, V to fp8)

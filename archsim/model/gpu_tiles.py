@@ -31,6 +31,9 @@ from archsim.library import load_cascade_spec
 from archsim.model.gpu import Tile
 
 CASCADE = "attention-1pass"
+LINEAR_CASCADE = "lightning-attention-2"
+LINEAR_TENSOR_EINSUMS = ("S", "OI", "OX", "KVB")  # KV's add is the KVB matmul accumulating into the state
+LINEAR_MASKED_EINSUMS = ("S", "OI")  # computed as whole tiles, the causal mask applied after the product
 TENSOR_EINSUMS = ("QK", "SLNV")
 ACCUMULATED_BY_MMA = ("RNV",)
 MASK_OPS_PER_SCORE = 2
@@ -118,3 +121,38 @@ def split_bwd_tile(rows: int, keys: int, head_dim: int, warps: int, warpgroup: b
         smem = loaded + 3 * mma_smem_elements(rows, keys, head_dim, warps, warpgroup, a_in_smem=False)
     return Tile(matmuls * 2.0 * scores * head_dim, float(scores), alu, smem * element_bytes,
                 loaded * element_bytes + rows * 4 * 2)
+
+
+@lru_cache(maxsize=64)
+def lightning_tile(block: int, head_dim: int, block_f: int, warps: int, warpgroup: bool,
+                   element_bytes: int) -> Tile:
+    """One block step of a Lightning Attention-2 forward program (`kernels/lightning.py`): a block of `block` rows
+    against its own keys (S = Q·Kᵀ, masked; OI = S·V), against the state (OX = Q·KV) and into it (KVB = Kᵀ·V), for
+    `block_f` of the value columns. The counts are one block's of the cascade `lightning-attention-2` (two blocks'
+    minus one's), over the program's value columns; the masked products (S, OI) cost whole tiles, as the kernel
+    computes the product and then masks it (`tl.where`), and every block is masked (`MASK_OPS_PER_SCORE`). The FP32
+    pipe also adds the two outputs (O), scales them and converts S and the state to the input dtype for their
+    products; Q, K and V tiles are loaded through SMEM, S and the state staged through it for their products, and
+    the output block written back."""
+    cascade = load_cascade_spec(LINEAR_CASCADE)
+    counts, sizes = [], {}
+    for blocks in (1, 2):
+        binding = bind(cascade, {"batch": 1, "heads": 1, "head_dim": head_dim, "seq_len": blocks * block,
+                                 "block": block, "word_bytes": element_bytes})
+        counts.append(analyze(binding).ops)
+        sizes = binding.rank_sizes
+    share = block_f / sizes["F"]  # the program's value columns of every product but S
+    step = {name: {op: n - counts[0][name].get(op, 0) for op, n in ops.items()} for name, ops in counts[1].items()}
+    whole = {"S": sizes["C"] * sizes["C"] * sizes["E"], "OI": sizes["C"] * sizes["C"] * sizes["F"]}
+    mma = sum(2.0 * whole.get(name, step[name]["mac"]) * (1.0 if name == "S" else share)
+              for name in LINEAR_TENSOR_EINSUMS)
+    scores, out = block * block, block * block_f
+    alu = MASK_OPS_PER_SCORE * scores + step["O"]["add"] * share + out + scores + head_dim * block_f
+    loaded = 2 * block * head_dim + block * block_f
+    smem = (loaded + 2 * (scores + head_dim * block_f)
+            + mma_smem_elements(block, block, head_dim, warps, warpgroup)  # S = Q·Kᵀ
+            + mma_smem_elements(block, block_f, block, warps, warpgroup)  # OI = S·V
+            + mma_smem_elements(block, block_f, head_dim, warps, warpgroup)  # OX = Q·KV
+            + mma_smem_elements(head_dim, block_f, block, warps, warpgroup))  # KVB = Kᵀ·V
+    return Tile(mma, 0.0, alu, smem * element_bytes, (loaded + out) * element_bytes)
+

@@ -13,10 +13,14 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   GPU cannot hold): that call is timed by the same plans with only the DRAM check left out
   (`archsim.model.gpu.plan_memory_problem`; a CTA that does not fit an SM still refuses it). The same holds for the
   decode kernel's calls.
-- Linear-attention chunks (`linear_chunk_s`): the library cascade `lightning-attention-2` (Qin et al. 2024, no
-  decay) bound to the chunk's tokens and `LINEAR_BLOCK` tokens per block, costed by the GPU device
-  (`archsim.systems.gpu_device.GpuDevice`): each of its MAC Einsums a cuBLAS-like GEMM launch, its adds an
-  elementwise pass. The backward is taken as twice the forward (dQ, dK, dV need two products for each forward one).
+- Linear-attention chunks (`linear_chunk_s`): one call of archsim's Lightning Attention-2 Triton kernel
+  (`LINEAR_KERNEL`, kernels/lightning.py: the library cascade `lightning-attention-2`, Qin et al. 2024, no decay,
+  `LINEAR_BLOCK` tokens per block) on the chunk's tokens and the device's heads, timed by the GPU kernel model
+  (`archsim.model.gpu_kernels`, validated on H200 runs of that kernel): a program per head and 64 value columns
+  walking the chunk's blocks in order. A grouped-query model's K and V are read per query head (repeated). The
+  backward, which the kernel lacks, is taken as twice the forward (dQ, dK, dV need two products for each forward
+  one), an assumption: Lightning Attention-2's published backward takes 3.1-4.1x its forward
+  (../shared/reference/gpu.md §1.7), a kernel this model does not describe.
 - State products (`state_gemm_s`): one device's d x d state per head (a chunk's K^T V, or Q times a received
   state) is a GEMM launch of 2 B H c d^2 FLOPs over Q or K, the state and the output.
 - Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
@@ -40,7 +44,7 @@ from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
 from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
-from archsim.systems.step import Op, Step, non_attention_ops
+from archsim.systems.step import Step, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
 from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
 from archsim.workload import Workload
@@ -48,6 +52,7 @@ from archsim.workload import Workload
 PRECISION = "bf16"
 WORD_BYTES = 2  # bf16
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
+LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
@@ -169,7 +174,15 @@ class DeviceCompute:
     def linear_chunk_s(self, tokens: int) -> float:
         """Causal linear attention inside one chunk of `tokens` (the chunk's own keys only), fwd or fwd+bwd."""
         if tokens not in self._chunks:
-            self._chunks[tokens] = _linear_chunk_fwd_s(self.device, self.batch, self.heads, self.head_dim, tokens)
+            if tokens % min(LINEAR_BLOCK, tokens):
+                raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole "
+                                                   f"number of {LINEAR_BLOCK}-token blocks")
+            case = AttentionCase("fwd", self.batch, self.heads, self.heads, self.head_dim, tokens, True, PRECISION)
+            result = self._predict(LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params)
+            if not result.feasible:
+                raise SpecError(SOURCE, "kernel", f"{LINEAR_KERNEL} cannot run a chunk of {tokens} tokens on "
+                                                  f"{self.gpu.name}: {result.reason}")
+            self._chunks[tokens] = result.time_s
         return self._chunks[tokens] * self._factor()
 
     def state_gemm_s(self, tokens: int) -> float:
@@ -204,15 +217,3 @@ def shard(workload: Workload, tp: int) -> Workload:
             raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
                                                              f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))
-
-
-def _linear_chunk_fwd_s(device: GpuDevice, batch: int, heads: int, head_dim: int, tokens: int) -> float:
-    cascade = library.load_cascade_spec("lightning-attention-2")
-    block = min(LINEAR_BLOCK, tokens)
-    if tokens % block:
-        raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole number of "
-                                           f"{block}-token blocks")
-    binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim,
-                             "block": block, "word_bytes": WORD_BYTES})
-    op = Op("linear-attention", "lightning-attention-2", binding, (), "prefill")
-    return device.cost([op]).time_s
