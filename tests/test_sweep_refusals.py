@@ -309,3 +309,24 @@ def test_the_demo_constraint_leaves_out_the_largest_design(tmp_path: Path) -> No
     report = subprocess.run([*archsim, "report", "--sweep", str(db), "--spec", "demo", "--out", str(tmp_path / "r")],
                             check=True, capture_output=True, text=True, cwd=tmp_path)
     assert "160 points: 158 feasible, 2 infeasible, 12 break a constraint" in report.stdout, report.stdout
+
+
+def test_a_point_reused_under_a_new_axis_shows_its_value_there(stored, tmp_path, cli):
+    """A sweep adding an axis whose values include the base's reuses the stored points at the base's value: their
+    rows get that axis's value (they had none: the sweep that stored them had no such axis), their results as they
+    were, and `archsim results` shows every point's value."""
+    _, original, _ = stored
+    db = tmp_path / "s.sqlite"
+    db.write_bytes(original.read_bytes())
+    before = read_records(db).set_index("key")
+    clock = "arch.clock_hz"
+    grown = _spec(tmp_path / "clock.yaml", axes={**SMALL["axes"], clock: [940e6, 470e6]})
+    assert "8 points (4 new, 4 reused)" in cli("sweep", grown, "--db", str(db)).stdout
+    after = read_records(db).set_index("key")
+    assert after[clock].notna().all() and set(after[clock]) == {940e6, 470e6}
+    reused = after.loc[before.index]
+    assert (reused[clock] == 940e6).all()
+    pd.testing.assert_frame_equal(reused[before.columns], before)
+    table = tmp_path / "r.csv"
+    cli("results", str(db), "--csv", str(table))
+    assert pd.read_csv(table)[clock].notna().all()

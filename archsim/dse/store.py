@@ -1,7 +1,8 @@
 """The sweep results store: one embedded SQLite file, one row per design point keyed by its hash.
 
-Rows are only ever inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep
-loses only the batch it had not committed, and a re-run skips every key already present.
+Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only
+the batch it had not committed, and a re-run skips every key already present. A stored row changes in one way
+only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched.
 
 A store holds the points of one base (`archsim.dse.points.base_identity`: the resolved mapping, cascade,
 architecture, workload and sizes, or system and serving run, or parallel block, and the archsim version): its
@@ -24,7 +25,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ _COLUMNS = ["key", "feasible", "constraint_ok", "latency_s", "energy_pj", "area_
 _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _TABLES = ("points", "meta")
 _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
+_KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
 
 
 class StoreConnection(sqlite3.Connection):
@@ -130,6 +132,29 @@ def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
              _real(r["area_um2"]), json.dumps(r, allow_nan=True)) for r in records]
     with _errors(conn.path), conn:
         conn.executemany("INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> int:
+    """Give each stored record of a key of `points` the axis values of its point that it lacks (a point stored by a
+    sweep without those axes, reused by one with them: its row would show no value there), after its key and
+    target kind in the point's axis order, keeping every value it has; returns the number of records changed."""
+    updates = []
+    keys = list(points)
+    with _errors(conn.path):
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start:start + _KEYS_PER_QUERY]
+            rows = conn.execute(f"SELECT key, record FROM points WHERE key IN ({', '.join('?' * len(chunk))})",
+                                chunk).fetchall()
+            for key, text in rows:
+                record = json.loads(text)
+                if isinstance(record, dict) and not set(points[key]) <= set(record):
+                    head = {name: record[name] for name in ("key", "target_kind") if name in record}
+                    merged = {**head, **{axis: record.get(axis, value) for axis, value in points[key].items()},
+                              **record}
+                    updates.append((json.dumps(merged, allow_nan=True), key))
+    with _errors(conn.path), conn:
+        conn.executemany("UPDATE points SET record = ? WHERE key = ?", updates)
+    return len(updates)
 
 
 def records(conn: StoreConnection) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from archsim.dse.points import (
 from archsim.dse.spec import Constraint, SweepSpec, named_by
 from archsim.dse.store import (
     StoreConnection,
+    add_axis_values,
     done_keys,
     open_store,
     put,
@@ -56,22 +57,25 @@ def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict
     return evaluate_points(spec, base, [point for _, point in batch], [key for key, _ in batch])
 
 
-def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[str, Point]]:
-    """The sweep's distinct keys in point order, and the points (by key) missing from `done`, those that bind the
+def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[str, Point], dict[str, Point]]:
+    """The sweep's distinct keys in point order; the points (by key) missing from `done`, those that bind the
     same sizes next to each other (in point order otherwise), so that a batch holds many that share the mapper's
-    work (`archsim.dse.points.evaluate_points`)."""
+    work (`archsim.dse.points.evaluate_points`); and the points (by key) `done` holds, which the sweep reuses."""
     keys: dict[str, None] = {}
     todo: dict[Any, dict[str, Point]] = {}
+    reused: dict[str, Point] = {}
     points = expand(spec)
     for point, (key, shared) in zip(points, keyed(spec, base, points), strict=True):
         keys[key] = None
         if key not in done:
             todo.setdefault(shared, {}).setdefault(key, point)
+        else:
+            reused.setdefault(key, point)
     pending: dict[str, Point] = {}
     for points in todo.values():
         for key, point in points.items():
             pending.setdefault(key, point)
-    return list(keys), pending
+    return list(keys), pending, reused
 
 
 def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str], done: set[str]) -> None:
@@ -126,7 +130,8 @@ def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_
 @contextlib.contextmanager
 def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
     """The sweep's base, the store at `db_path` open and claimed for it (`claim_store`; closed on leaving), the
-    sweep's keys and its points not yet stored (`plan`).
+    sweep's keys and its points not yet stored (`plan`). A point the store holds from a sweep without some of this
+    one's axes gets their values (`add_axis_values`), so its row shows where it lies on them.
 
     A base that every point fails on (`base_error`) is refused with its error, saying which sweep named its file:
     before a new store is created, or before an existing one is claimed or a point written. A store holding a feasible
@@ -138,10 +143,11 @@ def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
     conn = open_store(db_path)
     try:
         done = done_keys(conn)
-        keys, todo_by_key = plan(spec, base, done)
+        keys, todo_by_key, reused = plan(spec, base, done)
         if not new and not stored_feasible(conn, keys):
             _refuse_base_error(spec, base)
         claim_store(conn, spec, base, keys, done)
+        add_axis_values(conn, reused)
         yield base, conn, keys, todo_by_key
     finally:
         conn.close()
