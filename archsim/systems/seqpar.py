@@ -242,6 +242,13 @@ def parallel_time(spec: ParallelSpec) -> ParallelResult:
                           max_context, memory.weights_bytes, note)
 
 
+def lm_head_s(spec: ParallelSpec) -> float:
+    """One device's LM head over the N / P tokens it holds of each sequence, its vocab cut `tp` ways (Megatron-SP's
+    vocab-parallel head over all N tokens, the vocab cut P ways, does the same work), fwd or fwd+bwd: what a
+    model's step adds to its layers (`DeviceCompute.lm_head_s`)."""
+    return _compute(spec).lm_head_s(spec.workload, spec.block_tokens, spec.tp)
+
+
 def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
     """Why the one-device reference takes more than P times the scheme's time. A kernel that computes the masked
     scores of a causal call (eager PyTorch) pays for them on one device, while the block schemes skip the blocks

@@ -23,6 +23,8 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   (../shared/reference/gpu.md §1.7), a kernel this model does not describe.
 - State products (`state_gemm_s`): one device's d x d state per head (a chunk's K^T V, or Q times a received
   state) is a GEMM launch of 2 B H c d^2 FLOPs over Q or K, the state and the output.
+- The LM head (`lm_head_s`): the `output-projection` cascade from hidden onto the vocab over the device's tokens
+  (`archsim.systems.step.lm_head_op`), costed by the GPU device; its backward as twice the forward.
 - Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
   heads, KV heads and FFN width / tp) for the device's tokens, costed by the GPU device; the backward as twice
   the forward (dX and dW).
@@ -44,7 +46,7 @@ from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
 from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
-from archsim.systems.step import Step, non_attention_ops
+from archsim.systems.step import Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
 from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
 from archsim.workload import Workload
@@ -192,6 +194,12 @@ class DeviceCompute:
         dram = rows * (tokens * d * 2 + d * d * 4 + tokens * d * 2)  # bf16 Q/K and output, fp32 state
         launch = GemmLaunch("state", flops, dram, PRECISION)
         return gemm_launch_time(launch, self.gpu, self.device.params).time_s * self._factor()
+
+    def lm_head_s(self, workload: Workload, tokens: int, tp: int = 1) -> float:
+        """The LM head over `tokens` tokens of each of `batch` sequences on one of `tp` ranks (`step.lm_head_op`:
+        hidden onto the vocab, cut tp ways; every token's logits, as a training loss needs), fwd or fwd+bwd."""
+        op = lm_head_op(workload, self.batch * tokens, tp)
+        return self.device.cost([op]).time_s * self._factor()
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """An elementwise pass (a state add, a prefix sum) over `dram_bytes`."""
