@@ -3,9 +3,12 @@ chained block step, the plan's refusals and pipeline depth, and its use for LASP
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import yaml
 
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -15,10 +18,12 @@ from archsim.model.gpu_tiles import lightning_tile
 from archsim.systems.seqpar_compute import LINEAR_KERNEL, DeviceCompute
 
 KERNEL = "archsim Lightning Attention-2 (Triton)"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _case(seqlen: int = 4096, causal: bool = True, kv_heads: int = 32, head_dim: int = 128) -> AttentionCase:
-    return AttentionCase("fwd", 4, 32, kv_heads, head_dim, seqlen, causal, "bf16")
+def _case(seqlen: int = 4096, causal: bool = True, kv_heads: int = 32, head_dim: int = 128,
+          attention: str = "linear") -> AttentionCase:
+    return AttentionCase("fwd", 4, 32, kv_heads, head_dim, seqlen, causal, "bf16", attention)
 
 
 def test_a_block_step_computes_four_whole_products_for_its_value_columns():
@@ -49,7 +54,7 @@ def test_the_plan_is_causal_multi_head_and_one_program_per_head_and_64_value_col
     assert plan.launches[0].ctas == 4 * 32 * 2
     for case in (_case(causal=False), _case(kv_heads=8)):
         assert "causal, with a K and V per query head" in plans(KERNEL, case, gpu)
-    assert "head_dim 16, 32, 64 or 128" in plans(KERNEL, _case(head_dim=96), gpu)
+    assert "head_dim 16, 32, 64, 128 or 256" in plans(KERNEL, _case(head_dim=96), gpu)
 
 
 def test_a_gpu_with_less_shared_memory_runs_a_shallower_pipeline():
@@ -73,6 +78,61 @@ def test_lasp_chunks_are_this_kernels_calls():
     gpu = load_gpu("a100-80gb-sxm4")
     fwd = DeviceCompute(gpu, "FlashAttention-2", 1, 16, 16, 128, "fwd")
     both = DeviceCompute(gpu, "FlashAttention-2", 1, 16, 16, 128, "fwd+bwd")
-    case = AttentionCase("fwd", 1, 16, 16, 128, 8192, True, "bf16")
+    case = AttentionCase("fwd", 1, 16, 16, 128, 8192, True, "bf16", "linear")
     direct = predict(LINEAR_KERNEL, case, gpu, load_calibration().family_params("archsim")).time_s
     assert fwd.linear_chunk_s(8192) == direct and both.linear_chunk_s(8192) == 3 * direct
+
+
+def test_a_kernel_runs_only_the_attention_it_computes():
+    """Lightning Attention-2 computes linear attention, FlashAttention-2 softmax: each refuses the other's case."""
+    gpu = load_gpu("h200-sxm")
+    softmax, linear = _case(attention="softmax"), _case()
+    assert plans(KERNEL, softmax, gpu) == f"{KERNEL} computes linear attention, not softmax attention"
+    assert plans("FlashAttention-2", linear, gpu) == ("FlashAttention-2 computes softmax attention, not linear "
+                                                      "attention")
+    assert isinstance(plans(KERNEL, linear, gpu), tuple)
+
+
+def test_linear_attention_flops_are_the_right_products():
+    """4·B·H·N·d² forward (Q·KV and Kᵀ·V per token), linear in N: the roofline is then a lower bound of the
+    measured 2.135 ms at 32K on the H200 (it was 35.6 ms with the softmax convention's 4·B·H·N²·d / 2)."""
+    case = _case(32768)
+    assert case.flops() == 4.0 * 4 * 32 * 32768 * 128**2
+    gpu = load_gpu("h200-sxm")
+    roofline_s = max(case.flops() / gpu.tensor_peak_flops_per_s("bf16"), case.operand_bytes() /
+                     gpu.dram_bytes_per_s)
+    assert roofline_s < 2.135e-3
+
+
+def test_parallel_refuses_the_linear_kernel_for_softmax_schemes_and_labels_lasp_rows(cli):
+    result = cli("parallel", "--scheme", "ring", "--devices", "1", "--workload", "llama2-7b", "--seq-len", "32K",
+                 "--kernel", KERNEL, expect=2)
+    assert result.output.startswith(f"error: --kernel: {KERNEL} computes linear attention")
+    rows = json.loads(cli("parallel", "--scheme", "lasp2", "--devices", "8", "--workload", "linear-llama3-1b",
+                          "--seq-len", "64K", "--topology", "dgx-a100", "--json").stdout)["points"]
+    assert [row["kernel"] for row in rows] == [LINEAR_KERNEL]
+
+
+def test_lasp_pads_a_head_to_a_power_of_two_and_refuses_one_wider_than_a_program_holds(tmp_path, cli):
+    """head_dim 96 runs as 128 (tl.arange takes powers of two); 512 is refused naming the workload's field."""
+    base = yaml.safe_load((ROOT / "workloads" / "linear-llama3-1b.yaml").read_text())
+    gpu = load_gpu("a100-80gb-sxm4")
+    narrow = DeviceCompute(gpu, "FlashAttention-2", 1, 16, 16, 96, "fwd")
+    padded = DeviceCompute(gpu, "FlashAttention-2", 1, 16, 16, 128, "fwd")
+    assert narrow.linear_chunk_s(8192) == padded.linear_chunk_s(8192)
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(yaml.safe_dump({**base, "params": {**base["params"], "head_dim": 512, "hidden": 8192}}))
+    result = cli("parallel", "--scheme", "lasp2", "--devices", "8", "--workload", str(wide), "--seq-len", "64K",
+                 "--topology", "dgx-a100", expect=2)
+    assert result.output.startswith(f"error: {wide}: params.head_dim: expected at most 256 for lasp2")
+
+
+def test_a_sweeps_gpu_kernel_computes_the_cascades_attention(tmp_path, cli):
+    spec = {"name": "lsw", "mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": "llama2-7b",
+            "axes": {"workload.seq_len": [4096]}, "objectives": ["latency_s", "energy_pj"],
+            "gpus": {"presets": ["h200-sxm"], "kernel": KERNEL, "causal": True, "precision": "bf16"}}
+    path = tmp_path / "sw.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = cli("sweep", str(path), "--db", str(tmp_path / "s.sqlite"), "--local", expect=2)
+    assert result.output.startswith(f"error: {path}: gpus.kernel: {KERNEL} computes linear attention, but cascade "
+                                    "attention-1pass-causal computes softmax attention")

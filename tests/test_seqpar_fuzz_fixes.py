@@ -105,7 +105,9 @@ def test_lasp1_counts_the_state_gemm_before_its_send() -> None:
     compute, c = _compute(spec), 256 * 1024
     lasp1, lasp2 = parallel_time(spec), parallel_time(replace(spec, scheme="lasp2"))
     assert lasp1.compute_s > compute.linear_chunk_s(c) + 2 * compute.state_gemm_s(c)
-    assert lasp1.time_s >= lasp1.compute_s and lasp1.efficiency < 1
+    # below ideal by the chain's two state products beside the chunk (0.92 since the chunk is the Lightning kernel's
+    # call, twice as long as the Einsum-by-Einsum costing that gave 0.86)
+    assert lasp1.time_s >= lasp1.compute_s and lasp1.efficiency < 0.95
     assert lasp1.time_s == pytest.approx(lasp2.time_s, rel=0.01)
 
 

@@ -289,3 +289,16 @@ def test_lasp1_plot_runs_2048k_and_is_out_of_memory_at_4096k_in_mixed_precision_
     assert total(2048 * 1024, checkpointing="none", **mixed) <= capacity < total(4096 * 1024, checkpointing="none",
                                                                                  **mixed)
     assert total(4096 * 1024) <= capacity
+
+
+def test_the_defaults_are_one_setting_everywhere():
+    """training_memory's keyword defaults are TRAINING_PRECISIONS' fp32 and layer checkpointing, as ParallelSpec's."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(mem.training_memory).parameters.items()}
+    assert {k: defaults[k] for k in mem.TRAINING_PRECISIONS[mem.DEFAULT_PRECISION]} == \
+        mem.TRAINING_PRECISIONS[mem.DEFAULT_PRECISION]
+    assert defaults["checkpointing"] == mem.DEFAULT_CHECKPOINTING
+    fields = {f.name: f.default for f in dataclasses.fields(ParallelSpec)}
+    assert (fields["checkpointing"], fields["training_precision"]) == (mem.DEFAULT_CHECKPOINTING,
+                                                                       mem.DEFAULT_PRECISION)

@@ -136,7 +136,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
              f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
-             f"{_decode_kernel() if direction == 'decode' else kernel}{_training_title(training)}")
+             f"{_decode_kernel() if direction == 'decode' else _prefill_kernels(kernel, schemes)}"
+             f"{_training_title(training)}")
     if out:
         from archsim.report.parallel import write_parallel_report
 
@@ -159,6 +160,17 @@ def _training_settings(direction: str, checkpointing: str | None, precision: str
             raise click.UsageError(f"{FIELD_OPTIONS[field]} applies to --direction fwd+bwd only (the training "
                                    f"memory), got --direction {direction}")
     return {field: value for field, value in given.items() if value is not None}
+
+
+def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
+    """The kernels the grid's prefill runs, for the title: `kernel`, and LASP's chunks' (`LINEAR_KERNEL`)."""
+    from archsim.systems.seqpar import LINEAR_SCHEMES
+    from archsim.systems.seqpar_compute import LINEAR_KERNEL
+
+    lasp = [s for s in schemes if s in LINEAR_SCHEMES]
+    if not lasp:
+        return kernel
+    return LINEAR_KERNEL if len(lasp) == len(schemes) else f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
 
 
 def _training_title(training: dict[str, str]) -> str:

@@ -26,8 +26,9 @@ the devices' board power x that time, area and DRAM traffic NaN) and the scheme'
 which objectives and constraints may name; `efficiency` and `max_context_tokens` are maximised. A point's key
 hashes the resolved spec (the workload's sizes, the GPU's and links' numbers, the scheme's fields) and the GPU
 calibration's parameters, without file paths and citations, so the same configuration by any spelling is one
-point; a training setting at its default (`TRAINING_FIELDS`) is left out of the key, so a point of a sweep stored
-before these settings existed keeps its key.
+point; a training setting at its default (`TRAINING_FIELDS`) is left out of the key, so the settings alone do not
+change a point's key (a changed calibration, like any input of the model, does: this release's refit of the archsim
+family gave every parallel point a new key).
 """
 
 from __future__ import annotations

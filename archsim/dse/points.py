@@ -48,7 +48,7 @@ from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase, gpu_record
-from archsim.model.gpu_kernels import family_of, predict
+from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare
 from archsim.record import Record
 from archsim.systems.requests import Request, poisson_requests
@@ -438,7 +438,8 @@ def _case(spec: SweepSpec, base: Base, point: Point) -> AttentionCase:
     try:
         heads = int(sizes["heads"])
         return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),
-                             int(sizes["head_dim"]), int(sizes["seq_len"]), spec.gpus.causal, spec.gpus.precision)
+                             int(sizes["head_dim"]), int(sizes["seq_len"]), spec.gpus.causal, spec.gpus.precision,
+                             kernel_attention(spec.gpus.kernel))
     except KeyError as e:
         raise SpecError(str(spec.workload), f"params.{e.args[0]}", "a GPU point needs this size") from None
 

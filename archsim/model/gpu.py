@@ -70,6 +70,7 @@ PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}
 # A workload's word_bytes -> the precision its attention runs at (2 bytes: fp16, the published benchmarks' dtype).
 WORD_PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
+ATTENTIONS = ("softmax", "linear")
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (gpu.md §1.0)
 # Most query rows (batch x heads x seqlen) one case may have: the kernels' grids hold a CTA per 16 to 128 rows and
 # are timed CTA by CTA, so this bounds the memory (~1 GB) and time (seconds) of one prediction. 2**30 is 64 times
@@ -111,7 +112,9 @@ def refuse_other_word_bytes(sizes: Mapping[str, object], source: str, expected: 
 @dataclass(frozen=True)
 class AttentionCase:
     """One attention call. Prefill: `seqlen` queries attend to `seqlen` keys; decode: one query per sequence
-    attends to a KV cache of `seqlen` keys. `heads` are query heads; `kv_heads` < `heads` is GQA/MQA."""
+    attends to a KV cache of `seqlen` keys. `heads` are query heads; `kv_heads` < `heads` is GQA/MQA. `attention`
+    is "softmax" or "linear" (`ATTENTIONS`: linear attention, no softmax, as Lightning Attention-2 computes it);
+    a kernel computes one of them (`archsim.model.gpu_kernels.kernel_attention`)."""
 
     direction: str
     batch: int
@@ -121,6 +124,7 @@ class AttentionCase:
     seqlen: int
     causal: bool
     precision: str
+    attention: str = "softmax"
 
     @property
     def element_bytes(self) -> int:
@@ -133,9 +137,13 @@ class AttentionCase:
 
     def flops(self) -> float:
         """FLOPs by the FlashAttention benchmark convention (gpu.md §1.0): 4·B·H·N²·d forward, halved when causal,
-        x2.5 backward, x3.5 forward+backward; decode 4·B·H·N·d (one query row)."""
+        x2.5 backward, x3.5 forward+backward; decode 4·B·H·N·d (one query row). Linear attention: 4·B·H·N·d²
+        forward (Q times the running state and Kᵀ·V into it, per token: the right product; a chunked kernel's
+        block-local products are its own work beyond it), not halved."""
         if self.direction == "decode":
             return 4.0 * self.batch * self.heads * self.seqlen * self.head_dim
+        if self.attention == "linear":
+            return 4.0 * self.batch * self.heads * self.seqlen * self.head_dim**2 * FLOP_FACTOR[self.direction]
         forward = 4.0 * self.batch * self.heads * self.seqlen**2 * self.head_dim
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
 
@@ -154,6 +162,8 @@ class AttentionCase:
         precision no kernel takes is not a problem here: each kernel gives it as the reason it has no plan."""
         if self.direction not in DIRECTIONS:
             return "direction", f"expected one of {', '.join(DIRECTIONS)}, got {self.direction!r}"
+        if self.attention not in ATTENTIONS:
+            return "attention", f"expected one of {', '.join(ATTENTIONS)}, got {self.attention!r}"
         if not isinstance(self.causal, bool | np.bool_):
             return "causal", f"expected True or False, got {self.causal!r}"
         for name in ("batch", "heads", "kv_heads", "head_dim", "seqlen"):

@@ -751,6 +751,7 @@ def _pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
 ARCHSIM_FWD = (128, 64, 3)  # kernels/flash_fwd.py: BLOCK_M, BLOCK_N, num_stages; num_warps 4 for d <= 64, else 8
 ARCHSIM_BWD = (64, 64, 2)  # kernels/flash_bwd.py: BLOCK_M, BLOCK_N, num_stages; warps as the forward's
 ARCHSIM_DECODE = (64, 4, 3, 2)  # kernels/decode.py: BLOCK_N, num_warps, stages (Triton's default), programs per SM
+ARCHSIM_HEAD_DIMS = (16, 32, 64, 128)  # the head dims archsim's flash, naive and decode kernels are tested at
 ARCHSIM_LIGHTNING = (64, 64, 3)  # kernels/lightning.py: BLOCK, BLOCK_F (capped at head_dim), stages (Triton's default)
 
 
@@ -828,9 +829,9 @@ def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunc
 
 
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    if case.head_dim not in (16, 32, 64, 128):
-        return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
     if variant == "lightning":
+        if case.head_dim not in (*ARCHSIM_HEAD_DIMS, 256):  # a head a program holds: HEAD_DIM a power of two
+            return f"archsim's Lightning Attention-2 takes head_dim 16, 32, 64, 128 or 256 (got {case.head_dim})"
         if not case.causal or case.kv_heads != case.heads:
             return "archsim's Lightning Attention-2 kernel is causal, with a K and V per query head"
         # the kernel leaves num_stages at Triton's default (3); a GPU whose SM cannot hold three stages of
@@ -839,6 +840,8 @@ def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
         launches = [_archsim_lightning(case, gpu, stages) for stages in range(ARCHSIM_LIGHTNING[2], 0, -1)]
         launch = next((launch for launch in launches if launch.smem_bytes <= gpu.smem_bytes_per_sm), launches[-1])
         return (Plan("archsim lightning", (launch,)),)
+    if case.head_dim not in ARCHSIM_HEAD_DIMS:
+        return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
     if variant == "decode":
         return (Plan("archsim decode", _archsim_decode(case, gpu)),)
     if variant == "naive":
@@ -950,7 +953,13 @@ VARIANT_DIRECTIONS: dict[str, tuple[str, ...]] = {
     "flash": PREFILL, "naive": ("fwd",), "decode": ("decode",), "lightning": ("fwd",),
 }
 PATH_OF_DIRECTION = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "backward", "decode": "decode"}
+LINEAR_VARIANTS = ("lightning",)  # the variants computing linear attention (`AttentionCase.attention`)
 FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 inputs (the tutorial casts Q, K, V to fp8)
+
+
+def kernel_attention(kernel: str) -> str:
+    """What a kernel of `KERNELS` computes: "linear" attention (`LINEAR_VARIANTS`) or "softmax"."""
+    return "linear" if KERNELS[kernel][1] in LINEAR_VARIANTS else "softmax"
 
 
 def family_of(kernel: str) -> str | None:
@@ -1026,6 +1035,8 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     wrong_direction = direction_problem(kernel, case.direction)
     if wrong_direction:
         return wrong_direction
+    if case.attention != kernel_attention(kernel):
+        return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
     if case.precision == "fp8" and family not in FP8_FAMILIES:
         return (f"{kernel} has no fp8 path modelled (got fp8; of the modelled kernels only the Triton tutorial's "
                 "take fp8)")

@@ -92,10 +92,20 @@ from dataclasses import dataclass, replace
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
+from archsim.model.gpu_kernels import KERNELS, kernel_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, WORD_BYTES, DeviceCompute, shard
+from archsim.systems.seqpar_compute import (
+    LINEAR_BLOCK,
+    LINEAR_KERNEL,
+    LINEAR_MAX_HEAD_DIM,
+    SOURCE,
+    WORD_BYTES,
+    DeviceCompute,
+    linear_head_dim,
+    shard,
+)
 from archsim.systems.step import block_of
 from archsim.systems.system_spec import tp_cuts_kv_heads
 from archsim.systems.topology import Topology
@@ -113,7 +123,7 @@ DEFAULT_KERNEL = "FlashAttention-2"
 CHECKPOINTING = mem.CHECKPOINTING
 TRAINING_PRECISIONS = tuple(mem.TRAINING_PRECISIONS)
 # the fields that set the training memory only, and their defaults: another value needs direction fwd+bwd
-TRAINING_FIELDS = {"checkpointing": "layer", "training_precision": "fp32"}
+TRAINING_FIELDS = {"checkpointing": mem.DEFAULT_CHECKPOINTING, "training_precision": mem.DEFAULT_PRECISION}
 MAX_DEVICES = 4096
 
 
@@ -133,13 +143,19 @@ class ParallelSpec:
     ulysses: int | None = None  # usp: the Ulysses degree u (devices / u ring groups)
     kernel: str = DEFAULT_KERNEL
     # fwd+bwd only (`TRAINING_FIELDS`): activation checkpointing and precision of the training memory (`_memory`)
-    checkpointing: str = "layer"
-    training_precision: str = "fp32"
+    checkpointing: str = mem.DEFAULT_CHECKPOINTING
+    training_precision: str = mem.DEFAULT_PRECISION
 
     @property
     def block_tokens(self) -> int:
         """c: tokens per device."""
         return self.seq_len // self.devices
+
+    @property
+    def attention_kernel(self) -> str:
+        """The kernel the scheme's attention runs: LASP's chunks archsim's Lightning Attention-2 (`LINEAR_KERNEL`),
+        every other scheme `kernel`."""
+        return LINEAR_KERNEL if self.scheme in LINEAR_SCHEMES else self.kernel
 
     @property
     def label(self) -> str:
@@ -197,7 +213,7 @@ class ParallelResult:
         s = self.spec
         link = _link_name(s)
         extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
-                  "kernel": s.kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
+                  "kernel": s.attention_kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
                   "causal": s.causal, "direction": s.direction, "scope": s.scope,
                   "checkpointing": s.checkpointing, "training_precision": s.training_precision,
@@ -245,7 +261,11 @@ def parallel_time(spec: ParallelSpec) -> ParallelResult:
 def lm_head_s(spec: ParallelSpec) -> float:
     """One device's LM head over the N / P tokens it holds of each sequence, its vocab cut `tp` ways (Megatron-SP's
     vocab-parallel head over all N tokens, the vocab cut P ways, does the same work), fwd or fwd+bwd: what a
-    model's step adds to its layers (`DeviceCompute.lm_head_s`)."""
+    model's step adds to its layers (`DeviceCompute.lm_head_s`). A decode step's head (one token per sequence) is
+    not this: a SpecError naming the direction."""
+    if spec.direction == "decode":
+        raise SpecError(SOURCE, "direction", "the LM head is modelled for a prefill or training step: expected fwd "
+                                             "or fwd+bwd")
     return _compute(spec).lm_head_s(spec.workload, spec.block_tokens, spec.tp)
 
 
@@ -363,8 +383,7 @@ def _check_training_fields(spec: ParallelSpec) -> None:
     than the default needs direction fwd+bwd (a SpecError naming the field)."""
     for name, choices in (("checkpointing", CHECKPOINTING), ("training_precision", TRAINING_PRECISIONS)):
         value = getattr(spec, name)
-        if not isinstance(value, str) or value not in choices:
-            raise SpecError(SOURCE, name, f"expected one of {', '.join(choices)}, got {value!r}")
+        mem.check_training_setting(name, value, choices, SOURCE)
         if value != TRAINING_FIELDS[name] and spec.direction != "fwd+bwd":
             raise SpecError(SOURCE, name, f"sets the training memory: expected direction fwd+bwd, got "
                                           f"{spec.direction} (leave it {TRAINING_FIELDS[name]!r})")
@@ -558,8 +577,19 @@ def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 def _check_attention_kind(spec: ParallelSpec) -> None:
     """The LASP schemes run linear attention, so their workload's is linear (`Workload.attention`); a linear-attention
     workload runs them or Ring's prefill (LASP-2's baseline, costed as softmax blocks without the right-product
-    trick), and no other scheme: those time softmax attention."""
+    trick), and no other scheme: those time softmax attention, so `kernel` (the softmax schemes' kernel) is not a
+    linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
+    `LINEAR_MAX_HEAD_DIM` (the head_dim padded to a power of two)."""
     workload = spec.workload
+    if spec.kernel in KERNELS and kernel_attention(spec.kernel) == "linear":
+        raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it "
+                                          "whatever the kernel); expected a softmax attention kernel for the other "
+                                          "schemes")
+    if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) > \
+            LINEAR_MAX_HEAD_DIM:
+        raise SpecError(workload.path, "params.head_dim", f"expected at most {LINEAR_MAX_HEAD_DIM} for "
+                                                          f"{spec.scheme}: its chunks run {LINEAR_KERNEL}, one "
+                                                          f"program per head, got {workload.params['head_dim']:g}")
     if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
         raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
                                                     f"computes {workload.attention} attention (a workload of linear "

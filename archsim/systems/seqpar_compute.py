@@ -17,7 +17,8 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   (`LINEAR_KERNEL`, kernels/lightning.py: the library cascade `lightning-attention-2`, Qin et al. 2024, no decay,
   `LINEAR_BLOCK` tokens per block) on the chunk's tokens and the device's heads, timed by the GPU kernel model
   (`archsim.model.gpu_kernels`, validated on H200 runs of that kernel): a program per head and 64 value columns
-  walking the chunk's blocks in order. A grouped-query model's K and V are read per query head (repeated). The
+  walking the chunk's blocks in order, at the head_dim its `tl.arange` takes (`linear_head_dim`: the next power of
+  two, at least 16). A grouped-query model's K and V are read per query head (repeated). The
   backward, which the kernel lacks, is taken as twice the forward (dQ, dK, dV need two products for each forward
   one), an assumption: Lightning Attention-2's published backward takes 3.1-4.1x its forward
   (../shared/reference/gpu.md §1.7), a kernel this model does not describe.
@@ -55,6 +56,7 @@ PRECISION = "bf16"
 WORD_BYTES = 2  # bf16
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk
+LINEAR_MAX_HEAD_DIM = 256  # the widest head one of its programs holds (`linear_head_dim`)
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
@@ -179,7 +181,8 @@ class DeviceCompute:
             if tokens % min(LINEAR_BLOCK, tokens):
                 raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole "
                                                    f"number of {LINEAR_BLOCK}-token blocks")
-            case = AttentionCase("fwd", self.batch, self.heads, self.heads, self.head_dim, tokens, True, PRECISION)
+            case = AttentionCase("fwd", self.batch, self.heads, self.heads, linear_head_dim(self.head_dim), tokens,
+                                 True, PRECISION, "linear")
             result = self._predict(LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params)
             if not result.feasible:
                 raise SpecError(SOURCE, "kernel", f"{LINEAR_KERNEL} cannot run a chunk of {tokens} tokens on "
@@ -225,3 +228,9 @@ def shard(workload: Workload, tp: int) -> Workload:
             raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
                                                              f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))
+
+
+def linear_head_dim(head_dim: int) -> int:
+    """The head_dim a Lightning Attention-2 program is compiled for: the next power of two, at least 16 (Triton's
+    `tl.arange` takes powers of two; a smaller head is padded, as the FlashAttention Triton kernel pads its)."""
+    return max(16, 1 << (head_dim - 1).bit_length())

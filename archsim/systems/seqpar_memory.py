@@ -135,6 +135,7 @@ TABLE3_SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring")
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
 POW2_UNIT_TOKENS = 1024  # Table 3's contexts are 2^k x 1K tokens
 CHECKPOINTING = ("layer", "none")  # training's activation checkpointing (module docstring)
+DEFAULT_CHECKPOINTING, DEFAULT_PRECISION = "layer", "fp32"  # the Ring Attention paper's Table 3 setting
 # training precisions: bytes per parameter (parameters and gradients), per parameter of Adam's state, and per
 # activation element (module docstring): Table 3's full precision, and mixed precision (ZeRO's 2 + 2 + 12)
 TRAINING_PRECISIONS: dict[str, dict[str, float]] = {
@@ -213,7 +214,7 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
 def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *,
                     param_bytes: float = 4, activation_bytes: float = 4, optimizer_bytes_per_param: float = 8,
                     state_bytes: float = 4, ulysses_degree: int | None = None, causal: bool = True,
-                    checkpointing: str = "layer") -> DeviceMemory:
+                    checkpointing: str = DEFAULT_CHECKPOINTING) -> DeviceMemory:
     """One device's training memory (module docstring); the defaults are Table 3's full precision with Adam and
     its layer checkpointing (`TRAINING_PRECISIONS["mixed"]` gives mixed precision's bytes; `checkpointing`
     "none" keeps every layer's activations). `causal` only sets the token multiple (`token_multiple`): the bytes do
@@ -257,10 +258,12 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
                         workload.params["layers"] * layer.kv_bytes)
 
 
-def check_training_setting(field: str, value: object, choices: tuple[str, ...] | dict[str, object]) -> None:
-    """Refuse a training setting (`checkpointing`, a precision name) that is not one of `choices`, naming `field`."""
+def check_training_setting(field: str, value: object, choices: tuple[str, ...] | dict[str, object],
+                           source: str = SOURCE) -> None:
+    """Refuse a training setting (`checkpointing`, a precision name) that is not one of `choices`, naming `field`
+    (of `source`)."""
     if not isinstance(value, str) or value not in choices:
-        raise SpecError(SOURCE, field, f"expected one of {', '.join(choices)}, got {value!r}")
+        raise SpecError(source, field, f"expected one of {', '.join(choices)}, got {value!r}")
 
 
 def training_precision(name: str, field: str = "training_precision") -> dict[str, float]:
