@@ -209,3 +209,13 @@ def test_the_packaged_calibrations_come_out_of_their_commands_byte_for_byte() ->
     assert v1 == packaged_path("v1").read_text()
     h200 = ROOT / "reports" / "measured" / "measured-NVIDIA-H200.csv"
     assert calibration_yaml(calibrate(h200, ("archsim",), load_calibration("v1"))) == packaged_path("v2").read_text()
+
+
+def test_calibrate_says_how_many_rows_it_fitted_on(tmp_path: Path) -> None:
+    """The packaged v1's record: 64 of the reference file's 202 rows are in the calibration split and modelled."""
+    v1 = load_calibration("v1").measurements
+    result = CliRunner().invoke(calibrate_cmd, ["--out", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (f"fitted on {v1['calibration_rows']} of the file's {v1['rows']} rows; the others are held out by the "
+            "split or not modelled") in result.output
+    assert (v1["calibration_rows"], v1["rows"]) == (64, 202)
