@@ -136,3 +136,20 @@ def test_a_sweeps_gpu_kernel_computes_the_cascades_attention(tmp_path, cli):
     result = cli("sweep", str(path), "--db", str(tmp_path / "s.sqlite"), "--local", expect=2)
     assert result.output.startswith(f"error: {path}: gpus.kernel: {KERNEL} computes linear attention, but cascade "
                                     "attention-1pass-causal computes softmax attention")
+
+
+def test_a_one_stage_pipeline_waits_a_dram_latency_every_block():
+    """Where two stages do not fit an SM, the one left loads nothing ahead: each block step is its work plus one
+    DRAM latency, longer than the two-stage step on the same GPU (a user GPU with 50 KB of shared memory)."""
+    from archsim.model.gpu import step_time_s
+    from archsim.model.gpu_kernels import _archsim_lightning
+
+    gpu = replace(load_gpu("h200-sxm"), smem_bytes_per_sm=50_000)
+    one = _archsim_lightning(_case(), gpu, 1)
+    two = _archsim_lightning(_case(), load_gpu("h200-sxm"), 2)
+    assert one.in_flight_tiles == 0 and two.in_flight_tiles == 1
+    (plan,) = plans(KERNEL, _case(), gpu)
+    assert plan.launches[0].smem_bytes == one.smem_bytes <= 50_000
+    tile = one.segments[0].tile
+    mma_s, softmax_s = tile_times_s(tile, one, gpu, 0.7)
+    assert step_time_s(tile, one, gpu, 0.7, 1) == pytest.approx(mma_s + softmax_s + gpu.dram_latency_s, rel=1e-12)

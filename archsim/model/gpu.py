@@ -211,7 +211,7 @@ class TiledLaunch:
     precision: str
     dram_bytes: float
     l2_bytes: float
-    in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages)
+    in_flight_tiles: int = 1  # tiles a CTA keeps loading ahead (pipeline stages); 0: none, a step waits its loads
     io_bytes: float = 0.0  # bytes a CTA loads before its main loop and stores after it (prologue, epilogue)
     softmax_overlap: bool = False  # the CTA runs one tile's softmax while the tensor cores run another's MMAs
     chained_mma: bool = False  # a tile's products each read the one before: its SMEM staging does not overlap them
@@ -349,10 +349,13 @@ def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -
 def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, resident: int) -> float:
     """One tile step of a CTA sharing its SM with `resident` - 1 others: the tensor cores (and SMEM) and the
     softmax pipes are each shared, and a CTA's softmax follows its own MMAs; never faster than the DRAM latency
-    over the tiles it keeps in flight. A launch with `softmax_overlap` hides the softmax under the MMAs (or the
+    over the tiles it keeps in flight, and a CTA that keeps none (`in_flight_tiles` 0: a one-stage pipeline) waits
+    one latency every step. A launch with `softmax_overlap` hides the softmax under the MMAs (or the
     reverse): the busier of the two pipes sets the step."""
     mma_s, softmax_s = tile_times_s(tile, launch, gpu, efficiency)
     serial_s = 0.0 if launch.softmax_overlap else softmax_s
+    if launch.in_flight_tiles == 0:  # nothing loaded ahead: each step waits one DRAM latency for its own tiles
+        return max(resident * mma_s + serial_s, resident * softmax_s) + gpu.dram_latency_s
     return max(resident * mma_s + serial_s, resident * softmax_s, gpu.dram_latency_s / launch.in_flight_tiles)
 
 

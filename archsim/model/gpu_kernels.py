@@ -825,7 +825,7 @@ def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunc
                        stages * (2 * block * d + block * block_f) * e,
                        d * block_f + 2 * block * block_f + block * block, "native", "mma_efficiency_linear",
                        case.precision, 4.0 * heads * n * d * e, heads * columns * blocks * tile.load_bytes,
-                       max(1, stages - 1), chained_mma=True)
+                       stages - 1, chained_mma=True)
 
 
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
