@@ -107,7 +107,11 @@ def test_linear_attention_flops_are_the_right_products():
 def test_parallel_refuses_the_linear_kernel_for_softmax_schemes_and_labels_lasp_rows(cli):
     result = cli("parallel", "--scheme", "ring", "--devices", "1", "--workload", "llama2-7b", "--seq-len", "32K",
                  "--kernel", KERNEL, expect=2)
-    assert result.output.startswith(f"error: --kernel: {KERNEL} computes linear attention")
+    assert result.output.startswith(f"error: --kernel: {KERNEL}: computes linear attention (LASP's chunks run it); "
+                                    "ring need a softmax attention kernel")
+    lasp_only = cli("parallel", "--scheme", "lasp1,lasp2", "--devices", "8", "--workload", "linear-llama3-1b",
+                    "--seq-len", "64K", "--topology", "dgx-a100", "--kernel", KERNEL, "--json").stdout
+    assert all(row["feasible"] for row in json.loads(lasp_only)["points"])
     rows = json.loads(cli("parallel", "--scheme", "lasp2", "--devices", "8", "--workload", "linear-llama3-1b",
                           "--seq-len", "64K", "--topology", "dgx-a100", "--json").stdout)["points"]
     assert [row["kernel"] for row in rows] == [LINEAR_KERNEL]
@@ -127,29 +131,16 @@ def test_lasp_pads_a_head_to_a_power_of_two_and_refuses_one_wider_than_a_program
     assert result.output.startswith(f"error: {wide}: params.head_dim: expected at most 256 for lasp2")
 
 
-def test_a_sweeps_gpu_kernel_computes_the_cascades_attention(tmp_path, cli):
-    spec = {"name": "lsw", "mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": "llama2-7b",
-            "axes": {"workload.seq_len": [4096]}, "objectives": ["latency_s", "energy_pj"],
-            "gpus": {"presets": ["h200-sxm"], "kernel": KERNEL, "causal": True, "precision": "bf16"}}
-    path = tmp_path / "sw.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    result = cli("sweep", str(path), "--db", str(tmp_path / "s.sqlite"), "--local", expect=2)
-    assert result.output.startswith(f"error: {path}: gpus.kernel: {KERNEL} computes linear attention, but cascade "
-                                    "attention-1pass-causal computes softmax attention")
-
-
-def test_a_one_stage_pipeline_waits_a_dram_latency_every_block():
-    """Where two stages do not fit an SM, the one left loads nothing ahead: each block step is its work plus one
-    DRAM latency, longer than the two-stage step on the same GPU (a user GPU with 50 KB of shared memory)."""
-    from archsim.model.gpu import step_time_s
-    from archsim.model.gpu_kernels import _archsim_lightning
-
-    gpu = replace(load_gpu("h200-sxm"), smem_bytes_per_sm=50_000)
-    one = _archsim_lightning(_case(), gpu, 1)
-    two = _archsim_lightning(_case(), load_gpu("h200-sxm"), 2)
-    assert one.in_flight_tiles == 0 and two.in_flight_tiles == 1
-    (plan,) = plans(KERNEL, _case(), gpu)
-    assert plan.launches[0].smem_bytes == one.smem_bytes <= 50_000
-    tile = one.segments[0].tile
-    mma_s, softmax_s = tile_times_s(tile, one, gpu, 0.7)
-    assert step_time_s(tile, one, gpu, 0.7, 1) == pytest.approx(mma_s + softmax_s + gpu.dram_latency_s, rel=1e-12)
+def test_a_sweeps_gpu_kernel_computes_the_workloads_attention(tmp_path, cli):
+    """GPU points time the workload's attention (its `attention` field), so their kernel must compute it: the
+    Lightning kernel for a softmax model and FlashAttention-2 for a linear one are both refused, naming gpus.kernel."""
+    for workload, kernel, computes, wanted in (("llama2-7b", KERNEL, "linear", "softmax"),
+                                               ("linear-llama3-1b", "FlashAttention-2", "softmax", "linear")):
+        spec = {"name": "lsw", "mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": workload,
+                "axes": {"workload.seq_len": [4096]}, "objectives": ["latency_s", "energy_pj"],
+                "gpus": {"presets": ["h200-sxm"], "kernel": kernel, "causal": True, "precision": "bf16"}}
+        path = tmp_path / f"{workload}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        result = cli("sweep", str(path), "--db", str(tmp_path / f"{workload}.sqlite"), "--local", expect=2)
+        assert result.output.startswith(f"error: {path}: gpus.kernel: {kernel} computes {computes} attention, but "
+                                        f"workload {workload} computes {wanted} attention")

@@ -302,3 +302,20 @@ def test_the_defaults_are_one_setting_everywhere():
     fields = {f.name: f.default for f in dataclasses.fields(ParallelSpec)}
     assert (fields["checkpointing"], fields["training_precision"]) == (mem.DEFAULT_CHECKPOINTING,
                                                                        mem.DEFAULT_PRECISION)
+
+
+def test_lasp1_on_one_device_holds_one_state_as_lasp2_does():
+    """A LASP-1 device holds its own state and the one it receives; alone it receives none (the memory model holds
+    only what a scheme moves), so at P = 1 both LASP schemes hold the same bytes."""
+    workload = library.load_workload_spec("linear-llama3-1b")
+    lasp1, lasp2 = (mem.training_memory(workload, scheme, 1, 64 * 1024) for scheme in ("lasp1", "lasp2"))
+    assert lasp1 == lasp2
+
+
+def test_a_training_setting_at_tp_above_one_is_refused(cli):
+    """Training memory is not modelled at tp > 1 (NaN bytes), so a setting there would change nothing."""
+    result = cli(*CLI_BASE, "--direction", "fwd+bwd", "--tp", "2", "--training-precision", "mixed", expect=2)
+    assert "--training-precision sets the training memory, which is not modelled at --tp above 1" in result.output
+    spec = _spec(tp=2, checkpointing="none")
+    with pytest.raises(SpecError, match="not modelled at tp > 1"):
+        check_spec(spec)

@@ -116,17 +116,21 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
       archsim parallel --scheme ring,lasp1,lasp2 --devices 64 --workload linear-llama3-1b --seq-len 512K,2M \\
           --topology dgx-a100 --out reports/parallel
     """
-    from archsim.model.gpu_kernels import KERNELS
-    from archsim.systems.seqpar import DEFAULT_KERNEL
+    from archsim.model.gpu_kernels import KERNELS, kernel_attention
+    from archsim.systems.seqpar import DEFAULT_KERNEL, LINEAR_SCHEMES
 
     if ulysses is not None and "usp" not in schemes:
         raise click.UsageError("--ulysses applies to --scheme usp only")
     if ulysses is None and "usp" in schemes:
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
-    training = _training_settings(direction, checkpointing, training_precision)
+    training = _training_settings(direction, tp, checkpointing, training_precision)
     kernel = kernel or DEFAULT_KERNEL
     if kernel not in KERNELS:
         raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
+    softmax_schemes = [s for s in schemes if s not in LINEAR_SCHEMES]
+    if softmax_schemes and kernel_attention(kernel) == "linear":  # no point of those schemes could run
+        raise SpecError("--kernel", kernel, f"computes linear attention (LASP's chunks run it); "
+                                            f"{', '.join(softmax_schemes)} need a softmax attention kernel")
     if out:
         check_writable(out, "--out", directory=True)
     base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction,
@@ -151,14 +155,18 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         click.echo(f"rows written to {out}/parallel.csv, report to {out}/index.html")
 
 
-def _training_settings(direction: str, checkpointing: str | None, precision: str | None) -> dict[str, str]:
-    """The training settings given (`ParallelSpec` fields), refused with another direction than fwd+bwd (a usage
-    error naming the option, as --ulysses without usp); those not given keep the spec's defaults."""
+def _training_settings(direction: str, tp: int, checkpointing: str | None, precision: str | None) -> dict[str, str]:
+    """The training settings given (`ParallelSpec` fields), refused with another direction than fwd+bwd or with
+    --tp above 1, where the training memory is not modelled (a usage error naming the option, as --ulysses without
+    usp); those not given keep the spec's defaults."""
     given = {"checkpointing": checkpointing, "training_precision": precision}
     for field, value in given.items():
         if value is not None and direction != "fwd+bwd":
             raise click.UsageError(f"{FIELD_OPTIONS[field]} applies to --direction fwd+bwd only (the training "
                                    f"memory), got --direction {direction}")
+        if value is not None and tp > 1:
+            raise click.UsageError(f"{FIELD_OPTIONS[field]} sets the training memory, which is not modelled at "
+                                   f"--tp above 1, got --tp {tp}")
     return {field: value for field, value in given.items() if value is not None}
 
 

@@ -57,7 +57,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
-from archsim.cascade.syntax import Call, ParseError, parse_expr, walk
+from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
     PARALLEL_MAXIMISED,
@@ -577,29 +577,22 @@ def _check_named_specs(spec: SweepSpec) -> None:
         named("architectures", "arch") if spec.arch else mapping.architecture))
 
 
-def cascade_attention(cascade: Cascade) -> str:
-    """What an attention cascade computes: "softmax" when an Einsum takes an exp, else "linear" (the library's
-    linear-attention and Lightning Attention-2 cascades: no softmax)."""
-    softmax = any(isinstance(node, Call) and node.fn == "exp" for einsum in cascade.einsums
-                  for node in walk(einsum.body))
-    return "softmax" if softmax else "linear"
-
-
 def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) -> None:
     """GPU points time the sweep's attention with a dense multi-head or grouped-query kernel: the cascade is an
-    attention (K an input) of the kind the kernel computes (softmax or linear, `cascade_attention`), and neither the
-    workload nor the sweep's sizes ask for an attention those kernels do not model (MLA's latent, a sliding
+    attention (K an input), the kernel computes the workload's attention (softmax or linear: its `attention`
+    field; the architecture points check the cascade against it, `archsim.point.check_attention_form`), and neither
+    the workload nor the sweep's sizes ask for an attention those kernels do not model (MLA's latent, a sliding
     window)."""
     if "K" not in cascade.inputs:
         raise SpecError(spec.source, "gpus", f"GPU points time the sweep's attention, but cascade {cascade.name} is "
                                              "not an attention (it has no K input): sweep an attention mapping, or "
                                              "drop gpus")
-    computes = cascade_attention(cascade)
-    if kernel_attention(spec.gpus.kernel) != computes:
-        raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes "
-                                                    f"{kernel_attention(spec.gpus.kernel)} attention, but cascade "
-                                                    f"{cascade.name} computes {computes} attention: expected a "
-                                                    f"kernel of {computes} attention")
+    computes = kernel_attention(spec.gpus.kernel)
+    if computes != workload.attention:
+        raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes {computes} attention, but "
+                                                    f"workload {workload.name} computes {workload.attention} "
+                                                    f"attention (its attention field): expected a kernel of "
+                                                    f"{workload.attention} attention")
     masked = any(e.mask is not None for e in cascade.einsums)
     if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "

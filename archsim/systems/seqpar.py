@@ -387,6 +387,9 @@ def _check_training_fields(spec: ParallelSpec) -> None:
         if value != TRAINING_FIELDS[name] and spec.direction != "fwd+bwd":
             raise SpecError(SOURCE, name, f"sets the training memory: expected direction fwd+bwd, got "
                                           f"{spec.direction} (leave it {TRAINING_FIELDS[name]!r})")
+        if value != TRAINING_FIELDS[name] and not memory_modelled(spec.direction, spec.tp):
+            raise SpecError(SOURCE, name, f"sets the training memory, which is not modelled at tp > 1: expected "
+                                          f"tp 1, got {spec.tp} (leave it {TRAINING_FIELDS[name]!r})")
 
 
 def token_multiple(spec: ParallelSpec) -> int:
@@ -581,10 +584,9 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
     `LINEAR_MAX_HEAD_DIM` (the head_dim padded to a power of two)."""
     workload = spec.workload
-    if spec.kernel in KERNELS and kernel_attention(spec.kernel) == "linear":
-        raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it "
-                                          "whatever the kernel); expected a softmax attention kernel for the other "
-                                          "schemes")
+    if spec.scheme not in LINEAR_SCHEMES and spec.kernel in KERNELS and kernel_attention(spec.kernel) == "linear":
+        raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it); "
+                                          f"expected a softmax attention kernel for {spec.scheme}")
     if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) > \
             LINEAR_MAX_HEAD_DIM:
         raise SpecError(workload.path, "params.head_dim", f"expected at most {LINEAR_MAX_HEAD_DIM} for "

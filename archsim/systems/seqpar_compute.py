@@ -184,9 +184,10 @@ class DeviceCompute:
             case = AttentionCase("fwd", self.batch, self.heads, self.heads, linear_head_dim(self.head_dim), tokens,
                                  True, PRECISION, "linear")
             result = self._predict(LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params)
-            if not result.feasible:
-                raise SpecError(SOURCE, "kernel", f"{LINEAR_KERNEL} cannot run a chunk of {tokens} tokens on "
-                                                  f"{self.gpu.name}: {result.reason}")
+            if not result.feasible:  # the chunk's kernel is LASP's, not --kernel: blame what the user can change
+                raise SpecError(SOURCE, "head_dim", f"LASP's chunks run {LINEAR_KERNEL}, which cannot run a chunk "
+                                                    f"of {tokens} tokens of head_dim {self.head_dim} on "
+                                                    f"{self.gpu.name}: {result.reason}")
             self._chunks[tokens] = result.time_s
         return self._chunks[tokens] * self._factor()
 

@@ -422,7 +422,7 @@ def _scheme_ops(workload: Workload, scheme: str, devices: int, seq_len: int, bat
     if scheme in LASP:
         linear = {t.name: t for t in _linear_attention(workload, tp, local, batch).tensors}
         kv = linear["KV"].bytes * state_words  # the state: K^T V per head
-        in_flight = (2 if scheme == "lasp1" else devices) * kv
+        in_flight = (min(2, devices) if scheme == "lasp1" else devices) * kv  # one device receives nothing
     return _SchemeOps(ops, float(in_flight), float(kv), linear, MATERIALISED.get(scheme, ()), state_words)
 
 
