@@ -208,3 +208,17 @@ def test_a_killed_sweep_resumes_without_recomputing_a_stored_point(tmp_path, cli
     unkilled = cli(*_sweep(spec, clean)).stdout
     assert _summary(resumed) == _summary(unkilled)
     assert _sorted(killed).equals(_sorted(clean))
+
+
+def test_a_lasp_point_under_two_kernels_is_one_point(tmp_path, cli):
+    """LASP's chunks run archsim's Lightning Attention-2 whatever `kernel` says, so sweeping the kernel stores one
+    LASP point per length, and a ring point per kernel."""
+    spec = {"name": "k", "parallel": {"workload": "linear-llama3-1b", "seq_len": 65536, "topology": "dgx-a100",
+                                      "devices": 8},
+            "axes": {"parallel.scheme": ["ring", "lasp2"],
+                     "parallel.kernel": ["FlashAttention-2", "PyTorch eager attention"]},
+            "objectives": ["latency_s", "memory_bytes"]}
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert "3 points (4 drawn, 3 distinct; 3 new, 0 reused)" in cli("sweep", str(path), "--db",
+                                                                      str(tmp_path / "k.sqlite"), "--local").stdout

@@ -167,10 +167,12 @@ def _load(load: Callable[[str], Any], name: str, source: str, where: str) -> Any
 
 def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:
     """What a point's key hashes: the resolved spec without files and prose, and the calibration; a training
-    setting at its default is left out (module docstring)."""
+    setting at its default is left out (module docstring), and the kernel is the one the scheme's attention runs
+    (`ParallelSpec.attention_kernel`: LASP's chunks run theirs whatever `kernel` says, so a LASP point under two
+    kernels is one point)."""
     fields = {name: value for name, value in dataclasses.asdict(spec).items()
               if not (name in TRAINING_FIELDS and value == TRAINING_FIELDS[name])}
-    return {"parallel": _numbers(fields), "calibration": targets.calibration}
+    return {"parallel": _numbers({**fields, "kernel": spec.attention_kernel}), "calibration": targets.calibration}
 
 
 def _numbers(value: Any) -> Any:
