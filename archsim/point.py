@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
-from archsim.cascade.analysis import Analysis, analyze, point_ops
+from archsim.cascade.analysis import Analysis, analyze, takes_exp
 from archsim.cascade.bind import Binding, bind, fixed_tiles, params_masked_by, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
@@ -215,7 +215,7 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
     instead = " with a mapping of yours (--cascade, --mapping FILE)" if mapping_name else ""
     keys = "K" in cascade.inputs or "kv_heads" in cascade.params  # attention over keys, or their projection
-    if workload is not None and "K" in cascade.inputs and any("exp" in point_ops(e) for e in cascade.einsums):
+    if workload is not None and "K" in cascade.inputs and takes_exp(cascade):
         refuse_linear_attention(workload, what)
     if keys and "kv_lora_rank" in params and "kv_lora_rank" not in cascade.params:
         rope = f", rope_dim {params['rope_dim']:g}" if "rope_dim" in params else ""

@@ -54,7 +54,8 @@ def test_the_plan_is_causal_multi_head_and_one_program_per_head_and_64_value_col
     assert plan.launches[0].ctas == 4 * 32 * 2
     for case in (_case(causal=False), _case(kv_heads=8)):
         assert "causal, with a K and V per query head" in plans(KERNEL, case, gpu)
-    assert "head_dim 16, 32, 64, 128 or 256" in plans(KERNEL, _case(head_dim=96), gpu)
+    assert "head_dim 16, 32, 64, 128 (what its launcher runs) and 256 (extrapolated), got 96" in plans(
+        KERNEL, _case(head_dim=96), gpu)
 
 
 def test_a_gpu_with_less_shared_memory_runs_a_shallower_pipeline():
@@ -108,7 +109,7 @@ def test_parallel_refuses_the_linear_kernel_for_softmax_schemes_and_labels_lasp_
     result = cli("parallel", "--scheme", "ring", "--devices", "1", "--workload", "llama2-7b", "--seq-len", "32K",
                  "--kernel", KERNEL, expect=2)
     assert result.output.startswith(f"error: --kernel: {KERNEL}: computes linear attention (LASP's chunks run it); "
-                                    "ring need a softmax attention kernel")
+                                    "expected a softmax attention kernel for ring")
     lasp_only = cli("parallel", "--scheme", "lasp1,lasp2", "--devices", "8", "--workload", "linear-llama3-1b",
                     "--seq-len", "64K", "--topology", "dgx-a100", "--kernel", KERNEL, "--json").stdout
     assert all(row["feasible"] for row in json.loads(lasp_only)["points"])
@@ -134,9 +135,10 @@ def test_lasp_pads_a_head_to_a_power_of_two_and_refuses_one_wider_than_a_program
 def test_a_sweeps_gpu_kernel_computes_the_workloads_attention(tmp_path, cli):
     """GPU points time the workload's attention (its `attention` field), so their kernel must compute it: the
     Lightning kernel for a softmax model and FlashAttention-2 for a linear one are both refused, naming gpus.kernel."""
-    for workload, kernel, computes, wanted in (("llama2-7b", KERNEL, "linear", "softmax"),
-                                               ("linear-llama3-1b", "FlashAttention-2", "softmax", "linear")):
-        spec = {"name": "lsw", "mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": workload,
+    for workload, cascade, kernel, computes, wanted in (
+            ("llama2-7b", "lightning-attention-2", KERNEL, "linear", "softmax"),
+            ("linear-llama3-1b", "attention-1pass-causal", "FlashAttention-2", "softmax", "linear")):
+        spec = {"name": "lsw", "mapping": "fusemax", "cascade": cascade, "workload": workload,
                 "axes": {"workload.seq_len": [4096]}, "objectives": ["latency_s", "energy_pj"],
                 "gpus": {"presets": ["h200-sxm"], "kernel": kernel, "causal": True, "precision": "bf16"}}
         path = tmp_path / f"{workload}.yaml"
@@ -144,3 +146,42 @@ def test_a_sweeps_gpu_kernel_computes_the_workloads_attention(tmp_path, cli):
         result = cli("sweep", str(path), "--db", str(tmp_path / f"{workload}.sqlite"), "--local", expect=2)
         assert result.output.startswith(f"error: {path}: gpus.kernel: {kernel} computes {computes} attention, but "
                                         f"workload {workload} computes {wanted} attention")
+
+
+def test_a_one_stage_pipeline_waits_a_dram_latency_every_block():
+    """Where two stages do not fit an SM, the one left loads nothing ahead: each block step is its work plus one
+    DRAM latency, longer than the two-stage step on the same GPU (a user GPU with 50 KB of shared memory)."""
+    from archsim.model.gpu import step_time_s
+    from archsim.model.gpu_kernels import _archsim_lightning
+
+    gpu = replace(load_gpu("h200-sxm"), smem_bytes_per_sm=50_000)
+    one = _archsim_lightning(_case(), gpu, 1)
+    two = _archsim_lightning(_case(), load_gpu("h200-sxm"), 2)
+    assert one.in_flight_tiles == 0 and two.in_flight_tiles == 1
+    (plan,) = plans(KERNEL, _case(), gpu)
+    assert plan.launches[0].smem_bytes == one.smem_bytes <= 50_000
+    tile = one.segments[0].tile
+    mma_s, softmax_s = tile_times_s(tile, one, gpu, 0.7)
+    assert step_time_s(tile, one, gpu, 0.7, 1) == pytest.approx(mma_s + softmax_s + gpu.dram_latency_s, rel=1e-12)
+    assert step_time_s(tile, one, gpu, 0.7, 1) > step_time_s(tile, two, gpu, 0.7, 1)
+
+
+def test_a_decode_point_names_and_keys_the_kernel_it_runs(cli):
+    """A decode step runs Flash-Decoding whatever --kernel says: its row names it, and a linear --kernel is not
+    refused there (it is unused)."""
+    rows = json.loads(cli("parallel", "--scheme", "ring", "--devices", "2", "--workload", "llama3-8b", "--seq-len",
+                          "32K", "--direction", "decode", "--kernel", KERNEL, "--json").stdout)["points"]
+    assert [row["kernel"] for row in rows] == ["Flash-Decoding"]
+
+
+def test_a_sweeps_gpu_kernel_computes_the_cascades_attention_too(tmp_path, cli):
+    """A softmax kernel for a cascade that takes no exp (Lightning Attention-2's) is refused, naming gpus.kernel,
+    though the workload is a softmax model: the architecture points would compute linear attention."""
+    spec = {"name": "lin", "mapping": "fusemax", "cascade": "lightning-attention-2", "workload": "llama2-7b",
+            "axes": {"workload.seq_len": [4096]}, "objectives": ["latency_s", "energy_pj"],
+            "gpus": {"presets": ["h200-sxm"], "kernel": "FlashAttention-2", "causal": True, "precision": "bf16"}}
+    path = tmp_path / "lin.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = cli("check", str(path), expect=2)
+    assert ("gpus.kernel: FlashAttention-2 computes softmax attention, but cascade lightning-attention-2 takes no "
+            "exp") in result.output

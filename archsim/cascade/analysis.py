@@ -74,6 +74,13 @@ class Analysis:
         }
 
 
+def takes_exp(cascade: Cascade) -> bool:
+    """Whether an Einsum of `cascade` takes an exp: the test the models use for softmax attention (a cascade of
+    linear attention, with no softmax, takes none; a decayed linear attention's exp and a sigmoid attention's
+    missing one make it only a test, which the callers' messages say)."""
+    return any("exp" in point_ops(einsum) for einsum in cascade.einsums)
+
+
 def point_ops(einsum: Einsum, unary_ops=DEFAULT_UNARY_OPS) -> Counter[str]:
     """Operations per point of the iteration space, by op type."""
     counts: Counter[str] = Counter()

@@ -143,9 +143,10 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
         click.echo(f"{family:<16} " + _fit_line(calibration, family, families, base or DEFAULT_CALIBRATION),
                    err=to_stderr)
     record = calibration.measurements
-    click.echo(f"fitted on {record['calibration_rows']} of the file's {record['rows']} rows; the others are held "
-               f"out by the split or not modelled (`archsim validate` on the same file lists every row it skips, "
-               f"and why)", err=to_stderr)
+    others = "of the families kept from the base, " if families else ""
+    click.echo(f"fitted on {record['calibration_rows']} of the file's {record['rows']} rows; the others are "
+               f"{others}held out by the split or not modelled (`archsim validate` on the same file lists every row "
+               f"it skips, and why)", err=to_stderr)
     if out:
         click.echo(f"calibration written to {out}")
 

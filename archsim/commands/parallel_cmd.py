@@ -82,7 +82,9 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
               help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices.")
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
-@click.option("--kernel", metavar="K", help="Attention kernel the GPU model times (default: FlashAttention-2).")
+@click.option("--kernel", metavar="K", help="Attention kernel the GPU model times for the softmax schemes' prefill "
+                                            "(default: FlashAttention-2); LASP's chunks run archsim's Lightning "
+                                            "Attention-2 and a decode step Flash-Decoding, whatever it says.")
 @click.option("--checkpointing", type=click.Choice(["layer", "none"]),
               help="[fwd+bwd] Activation checkpointing of the training memory: layer (each layer's input kept, one "
                    "layer recomputed: the Ring Attention paper's) or none (every layer's activations kept). "
@@ -128,9 +130,9 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     if kernel not in KERNELS:
         raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
     softmax_schemes = [s for s in schemes if s not in LINEAR_SCHEMES]
-    if softmax_schemes and kernel_attention(kernel) == "linear":  # no point of those schemes could run
-        raise SpecError("--kernel", kernel, f"computes linear attention (LASP's chunks run it); "
-                                            f"{', '.join(softmax_schemes)} need a softmax attention kernel")
+    if softmax_schemes and direction != "decode" and kernel_attention(kernel) == "linear":  # no such point runs
+        raise SpecError("--kernel", kernel, f"computes linear attention (LASP's chunks run it); expected a softmax "
+                                            f"attention kernel for {', '.join(softmax_schemes)}")
     if out:
         check_writable(out, "--out", directory=True)
     base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction,

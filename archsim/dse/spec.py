@@ -54,6 +54,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.spec import Architecture
+from archsim.cascade.analysis import takes_exp
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
@@ -579,8 +580,8 @@ def _check_named_specs(spec: SweepSpec) -> None:
 
 def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) -> None:
     """GPU points time the sweep's attention with a dense multi-head or grouped-query kernel: the cascade is an
-    attention (K an input), the kernel computes the workload's attention (softmax or linear: its `attention`
-    field; the architecture points check the cascade against it, `archsim.point.check_attention_form`), and neither
+    attention (K an input), the kernel computes the cascade's attention (softmax where it takes an exp,
+    `takes_exp`) and the workload's (its `attention` field), and neither
     the workload nor the sweep's sizes ask for an attention those kernels do not model (MLA's latent, a sliding
     window)."""
     if "K" not in cascade.inputs:
@@ -588,6 +589,11 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                              "not an attention (it has no K input): sweep an attention mapping, or "
                                              "drop gpus")
     computes = kernel_attention(spec.gpus.kernel)
+    if (computes == "softmax") != takes_exp(cascade):  # the architecture points compute the cascade
+        raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes {computes} attention, but cascade "
+                                                    f"{cascade.name} {'takes' if takes_exp(cascade) else 'takes no'} "
+                                                    f"exp (so {'softmax' if takes_exp(cascade) else 'no softmax'}): "
+                                                    "expected a kernel of the attention the sweep's cascade computes")
     if computes != workload.attention:
         raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes {computes} attention, but "
                                                     f"workload {workload.name} computes {workload.attention} "

@@ -97,6 +97,7 @@ from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import (
+    DECODE_KERNEL,
     LINEAR_BLOCK,
     LINEAR_KERNEL,
     LINEAR_MAX_HEAD_DIM,
@@ -154,8 +155,10 @@ class ParallelSpec:
     @property
     def attention_kernel(self) -> str:
         """The kernel the scheme's attention runs: LASP's chunks archsim's Lightning Attention-2 (`LINEAR_KERNEL`),
-        every other scheme `kernel`."""
-        return LINEAR_KERNEL if self.scheme in LINEAR_SCHEMES else self.kernel
+        a decode step Flash-Decoding (`DECODE_KERNEL`), every other scheme's prefill `kernel`."""
+        if self.scheme in LINEAR_SCHEMES:
+            return LINEAR_KERNEL
+        return DECODE_KERNEL if self.direction == "decode" else self.kernel
 
     @property
     def label(self) -> str:
@@ -274,14 +277,14 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
     scores of a causal call (eager PyTorch) pays for them on one device, while the block schemes skip the blocks
     above the diagonal: the share of a full call's time the causal one takes says how much the kernel skips."""
     if not spec.causal or spec.direction == "decode":
-        return (f"efficiency above 1: the one-device call of {spec.kernel} takes more than {spec.devices} times "
-                f"{spec.scheme}'s time")
+        return (f"efficiency above 1: the one-device call of {spec.attention_kernel} takes more than "
+                f"{spec.devices} times {spec.scheme}'s time")
     single = replace(one, scope="attention")
     share = (_timing(single, check_memory=False).time_s
              / _timing(replace(single, causal=False), check_memory=False).time_s)
     return (f"efficiency above 1: the one-device reference's causal {spec.seq_len} x {spec.seq_len} call of "
-            f"{spec.kernel} takes {share:.2f} of a full call's time (a kernel that computes the masked scores), "
-            f"more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
+            f"{spec.attention_kernel} takes {share:.2f} of a full call's time (a kernel that computes the masked "
+            f"scores), more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
 def check_workload(workload: Workload, memory: bool = True, layer: bool = False) -> None:
@@ -584,18 +587,19 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
     `LINEAR_MAX_HEAD_DIM` (the head_dim padded to a power of two)."""
     workload = spec.workload
-    if spec.scheme not in LINEAR_SCHEMES and spec.kernel in KERNELS and kernel_attention(spec.kernel) == "linear":
+    if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and spec.kernel in KERNELS \
+            and kernel_attention(spec.kernel) == "linear":
         raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it); "
                                           f"expected a softmax attention kernel for {spec.scheme}")
+    if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
+        raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
+                                                    f"computes {workload.attention} attention (a workload of linear "
+                                                    "attention says attention: linear)")
     if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) > \
             LINEAR_MAX_HEAD_DIM:
         raise SpecError(workload.path, "params.head_dim", f"expected at most {LINEAR_MAX_HEAD_DIM} for "
                                                           f"{spec.scheme}: its chunks run {LINEAR_KERNEL}, one "
                                                           f"program per head, got {workload.params['head_dim']:g}")
-    if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
-        raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
-                                                    f"computes {workload.attention} attention (a workload of linear "
-                                                    "attention says attention: linear)")
     if spec.scheme not in LINEAR_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"):
         refuse_linear_attention(workload, f"scheme {spec.scheme}"
                                 + (" in decode" if spec.direction == "decode" else ""))

@@ -17,10 +17,10 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   (`LINEAR_KERNEL`, kernels/lightning.py: the library cascade `lightning-attention-2`, Qin et al. 2024, no decay,
   `LINEAR_BLOCK` tokens per block) on the chunk's tokens and the device's heads, timed by the GPU kernel model
   (`archsim.model.gpu_kernels`, validated on H200 runs of that kernel): a program per head and 64 value columns
-  walking the chunk's blocks in order, at the head_dim its `tl.arange` takes (`linear_head_dim`: the next power of
-  two, at least 16). A grouped-query model's K and V are read per query head (repeated). The
-  backward, which the kernel lacks, is taken as twice the forward (dQ, dK, dV need two products for each forward
-  one), an assumption: Lightning Attention-2's published backward takes 3.1-4.1x its forward
+  walking the chunk's blocks in order, at the next power of two of the head_dim, at least 16 (`linear_head_dim`: an
+  extrapolation beyond the 16-128 the kernel itself runs). A grouped-query model's K and V are read per query head
+  (repeated). The backward, which the kernel lacks, is taken as twice the forward (dQ, dK, dV need two products
+  for each forward one), an assumption: Lightning Attention-2's published backward takes 3.1-4.1x its forward
   (../shared/reference/gpu.md §1.7), a kernel this model does not describe.
 - State products (`state_gemm_s`): one device's d x d state per head (a chunk's K^T V, or Q times a received
   state) is a GEMM launch of 2 B H c d^2 FLOPs over Q or K, the state and the output.
@@ -232,6 +232,8 @@ def shard(workload: Workload, tp: int) -> Workload:
 
 
 def linear_head_dim(head_dim: int) -> int:
-    """The head_dim a Lightning Attention-2 program is compiled for: the next power of two, at least 16 (Triton's
-    `tl.arange` takes powers of two; a smaller head is padded, as the FlashAttention Triton kernel pads its)."""
+    """The head_dim a LASP chunk is timed at: the next power of two, at least 16. An extrapolation: kernels/lightning.py
+    itself refuses a head_dim other than 16, 32, 64 or 128 (`tl.arange` takes powers of two, and its launcher does
+    not pad, as the FlashAttention Triton kernel does); the model times a head as that kernel would run it padded,
+    and 256 beyond what it runs (`gpu_kernels._archsim_plans`)."""
     return max(16, 1 << (head_dim - 1).bit_length())
