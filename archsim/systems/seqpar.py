@@ -85,6 +85,7 @@ dense attention.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -631,11 +632,14 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
         # add the chunk's own K^T V, send on: the state's GEMM + (P-1) (alpha + state / beta) + (P-1) hops' compute
         # (seqpar-sparse.md §1's critical path, the last hop's compute the last device's own); each device's
         # intra-chunk work and own K^T V (computed before its state arrives) run beside the chain
+        # the chain's hops run one after another, each over the link joining its two devices (NVLink inside a node,
+        # the NIC between nodes), unlike a lock-step ring's, which all step at the slowest
+        hops_s = sum(collectives.send_recv_s(state, spec.topology.levels[spec.topology.level_between(a, b)].link)
+                     for a, b in itertools.pairwise(members)) * passes
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
-        arrival = kv_state + (p - 1) * collectives.send_recv_s(state, link) * passes + (p - 2) * hop_compute
+        arrival = kv_state + hops_s + (p - 2) * hop_compute
         own = local + kv_state
-        return _Timing(max(own, arrival) + hop_compute, own + hop_compute,
-                       (p - 1) * passes * collectives.send_recv_s(state, link))
+        return _Timing(max(own, arrival) + hop_compute, own + hop_compute, hops_s)
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it
