@@ -185,3 +185,17 @@ def test_a_sweeps_gpu_kernel_computes_the_cascades_attention_too(tmp_path, cli):
     result = cli("check", str(path), expect=2)
     assert ("gpus.kernel: FlashAttention-2 computes softmax attention, but cascade lightning-attention-2 takes no "
             "exp") in result.output
+
+
+def test_a_calibration_written_before_the_linear_efficiency_says_how_to_mend_it(tmp_path):
+    """The packaged v2 less `mma_efficiency_linear` (a file written before it existed) is refused naming the
+    parameter, with the two ways out: refit, or write in the prior."""
+    from archsim.errors import SpecError
+
+    data = yaml.safe_load((ROOT / "archsim" / "gpu" / "calibration" / "v2.yaml").read_text())
+    del data["families"]["archsim"]["params"]["mma_efficiency_linear"]
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"families\.archsim\.params\.mma_efficiency_linear: missing: .* refitted by "
+                                        r"`archsim calibrate`, or takes the prior 0\.8 written in"):
+        load_calibration(str(old))

@@ -150,7 +150,10 @@ def _family(name: str, entry: Any, source: str, where: str) -> tuple[dict[str, f
     missing = [p for p in known if p not in params]
     if missing:
         raise SpecError(source, f"{where}.params.{missing[0]}", f"missing: a family listed gives every parameter "
-                                                                f"({', '.join(known)})")
+                                                                f"({', '.join(known)}); a file written before "
+                                                                f"archsim modelled it is refitted by `archsim "
+                                                                f"calibrate`, or takes the prior "
+                                                                f"{known[missing[0]].prior:g} written in")
     names = entry.get("fitted") or []
     if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
         raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
