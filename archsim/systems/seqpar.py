@@ -384,7 +384,8 @@ def check_spec(spec: ParallelSpec) -> None:
 
 def _check_training_fields(spec: ParallelSpec) -> None:
     """`checkpointing` and `training_precision` take their choices, and set only the training memory: a value other
-    than the default needs direction fwd+bwd (a SpecError naming the field)."""
+    than the default needs direction fwd+bwd and tp 1, where that memory is modelled (a SpecError naming the
+    field)."""
     for name, choices in (("checkpointing", CHECKPOINTING), ("training_precision", TRAINING_PRECISIONS)):
         value = getattr(spec, name)
         mem.check_training_setting(name, value, choices, SOURCE)
