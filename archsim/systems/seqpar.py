@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -231,11 +232,18 @@ class ParallelResult:
 
 
 def _link_name(spec: ParallelSpec) -> str:
-    """The link the sequence-parallel group talks over; '' for a group the topology cannot hold (the row of a
-    refused point, whose reason names --devices)."""
+    """The link the sequence-parallel group talks over; for LASP-1's chain, whose hops each take their own link,
+    the links and how many hops each ("nvlink3-a100 x 56, ib-hdr-200g x 7"); '' for a group the topology cannot
+    hold (the row of a refused point, whose reason names --devices)."""
     members = _members(spec.devices, spec.tp)
     capacity = spec.topology.capacity()
-    return "" if capacity is not None and members[-1] >= capacity else spec.topology.group_link(members).name
+    if capacity is not None and members[-1] >= capacity:
+        return ""
+    if spec.scheme == "lasp1" and spec.devices > 1:
+        hops = Counter(spec.topology.levels[spec.topology.level_between(a, b)].link.name
+                       for a, b in itertools.pairwise(members))
+        return ", ".join(f"{name} x {count}" for name, count in hops.items())
+    return spec.topology.group_link(members).name
 
 
 def _above_rounding(seconds: float, scale_s: float) -> float:
@@ -630,11 +638,11 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     if spec.scheme == "lasp1":
         # the first device's K^T V GEMM (backward: the last one's dM), then each hop: send, receive the state, the
         # products that need it (forward: Q times it; backward: K and V times the received dM, twice the forward's),
-        # add the chunk's own K^T V, send on: the state's GEMM + (P-1) (alpha + state / beta) + (P-1) hops' compute
-        # (seqpar-sparse.md §1's critical path, the last hop's compute the last device's own); each device's
-        # intra-chunk work and own K^T V (computed before its state arrives) run beside the chain
-        # the chain's hops run one after another, each over the link joining its two devices (NVLink inside a node,
-        # the NIC between nodes), unlike a lock-step ring's, which all step at the slowest
+        # add the chunk's own K^T V, send on: seqpar-sparse.md §1's critical path (P-1) (alpha + state / beta +
+        # compute), here the state's GEMM, then the P-1 hops one after another, each over the link joining its two
+        # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
+        # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
+        # (computed before its state arrives) run beside the chain
         hops_s = sum(collectives.send_recv_s(state, spec.topology.levels[spec.topology.level_between(a, b)].link)
                      for a, b in itertools.pairwise(members)) * passes
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
