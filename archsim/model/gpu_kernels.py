@@ -295,7 +295,7 @@ def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
     return None
 
 
-def _compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
+def compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
     """The smallest of a kernel's `compiled` head dims that holds `head_dim` (the one it pads to and runs), None
     beyond the largest."""
     return next((size for size in sorted(compiled) if head_dim <= size), None)
@@ -442,7 +442,7 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
 
 def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`)."""
-    head_dim = _compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
+    head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
     case = _at_head_dim(case, head_dim)
@@ -489,7 +489,7 @@ def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
         has = (f"has compute capability {gpu.compute_capability}" if gpu.compute_capability
                else "states no NVIDIA compute capability")
         return f"FlashAttention-3 runs on Hopper (compute capability {FA3_COMPUTE_CAPABILITY}) only; {gpu.name} {has}"
-    head_dim = _compiled_head_dim(case.head_dim, tuple(FA3_FWD))
+    head_dim = compiled_head_dim(case.head_dim, tuple(FA3_FWD))
     if head_dim is None:
         return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
     case = _at_head_dim(case, head_dim)
@@ -562,7 +562,7 @@ def _fa1_bwd(case: AttentionCase, gpu: GPU) -> tuple:
 def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and runs the
     others at the next head dim it compiles (`FA1_HEAD_DIMS`)."""
-    head_dim = _compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
+    head_dim = compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
     if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
         return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
                 f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
@@ -604,7 +604,7 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
 def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The kernel takes head_dim <= 128 and runs BLOCK_HEADDIM = max(next power of two, 16) columns (`FAT_HEAD_DIMS`),
     masking the rest."""
-    head_dim = _compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
+    head_dim = compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FAT_HEAD_DIMS)} is not supported by the FlashAttention Triton kernel"
     case = _at_head_dim(case, head_dim)
@@ -752,6 +752,9 @@ ARCHSIM_FWD = (128, 64, 3)  # kernels/flash_fwd.py: BLOCK_M, BLOCK_N, num_stages
 ARCHSIM_BWD = (64, 64, 2)  # kernels/flash_bwd.py: BLOCK_M, BLOCK_N, num_stages; warps as the forward's
 ARCHSIM_DECODE = (64, 4, 3, 2)  # kernels/decode.py: BLOCK_N, num_warps, stages (Triton's default), programs per SM
 ARCHSIM_HEAD_DIMS = (16, 32, 64, 128)  # the head dims archsim's kernels run (kernels/launch.py HEAD_DIMS)
+# the head dims the Lightning model takes: its launcher's (kernels/launch.py) and 256, extrapolated for LASP's chunks
+# of wider heads (a program holds a head, HEAD_DIM a power of two)
+LIGHTNING_HEAD_DIMS = (*ARCHSIM_HEAD_DIMS, 256)
 ARCHSIM_LIGHTNING = (64, 64, 3)  # kernels/lightning.py: BLOCK, BLOCK_F (capped at head_dim), stages (Triton's default)
 
 
@@ -830,9 +833,8 @@ def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunc
 
 def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if variant == "lightning":
-        # a program holds a head (HEAD_DIM a power of two); its launcher runs 16-128 (kernels/launch.py) and was
-        # timed at 128: 256 is the model's extrapolation, for LASP's chunks of wider heads (seqpar_compute)
-        if case.head_dim not in (*ARCHSIM_HEAD_DIMS, 256):
+        # its launcher runs 16-128 and was timed at 128: 256 is the model's extrapolation (`LIGHTNING_HEAD_DIMS`)
+        if case.head_dim not in LIGHTNING_HEAD_DIMS:
             return (f"archsim's Lightning Attention-2 is modelled for head_dim 16, 32, 64, 128 (what its launcher "
                     f"runs) and 256 (extrapolated), got {case.head_dim}")
         if not case.causal or case.kv_heads != case.heads:
@@ -1090,7 +1092,7 @@ def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: 
         return found
     if case.direction != "fwd":
         return f"only {kernel}'s varlen forward is modelled (got direction {case.direction})"
-    padded = _at_head_dim(case, _compiled_head_dim(case.head_dim, FA2_HEAD_DIMS))
+    padded = _at_head_dim(case, compiled_head_dim(case.head_dim, FA2_HEAD_DIMS))
     return (Plan("fa2 varlen", (_fa2_varlen_fwd(padded, seqlens, gpu),)),)
 
 

@@ -94,7 +94,7 @@ from dataclasses import dataclass, replace
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
-from archsim.model.gpu_kernels import KERNELS, kernel_attention
+from archsim.model.gpu_kernels import KERNELS, LIGHTNING_HEAD_DIMS, kernel_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
@@ -102,7 +102,6 @@ from archsim.systems.seqpar_compute import (
     DECODE_KERNEL,
     LINEAR_BLOCK,
     LINEAR_KERNEL,
-    LINEAR_MAX_HEAD_DIM,
     SOURCE,
     WORD_BYTES,
     DeviceCompute,
@@ -240,8 +239,7 @@ def _link_name(spec: ParallelSpec) -> str:
     if capacity is not None and members[-1] >= capacity:
         return ""
     if spec.scheme == "lasp1" and spec.devices > 1:
-        hops = Counter(spec.topology.levels[spec.topology.level_between(a, b)].link.name
-                       for a, b in itertools.pairwise(members))
+        hops = Counter(spec.topology.link_between(a, b).name for a, b in itertools.pairwise(members))
         return ", ".join(f"{name} x {count}" for name, count in hops.items())
     return spec.topology.group_link(members).name
 
@@ -595,7 +593,7 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     workload runs them or Ring's prefill (LASP-2's baseline, costed as softmax blocks without the right-product
     trick), and no other scheme: those time softmax attention, so `kernel` (the softmax schemes' kernel) is not a
     linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
-    `LINEAR_MAX_HEAD_DIM` (the head_dim padded to a power of two)."""
+    `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`)."""
     workload = spec.workload
     if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and spec.kernel in KERNELS \
             and kernel_attention(spec.kernel) == "linear":
@@ -605,9 +603,8 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
         raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
                                                     f"computes {workload.attention} attention (a workload of linear "
                                                     "attention says attention: linear)")
-    if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) > \
-            LINEAR_MAX_HEAD_DIM:
-        raise SpecError(workload.path, "params.head_dim", f"expected at most {LINEAR_MAX_HEAD_DIM} for "
+    if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) is None:
+        raise SpecError(workload.path, "params.head_dim", f"expected at most {max(LIGHTNING_HEAD_DIMS)} for "
                                                           f"{spec.scheme}: its chunks run {LINEAR_KERNEL}, one "
                                                           f"program per head, got {workload.params['head_dim']:g}")
     if spec.scheme not in LINEAR_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"):
@@ -643,7 +640,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
         # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
         # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
         # (computed before its state arrives) run beside the chain
-        hops_s = sum(collectives.send_recv_s(state, spec.topology.levels[spec.topology.level_between(a, b)].link)
+        hops_s = sum(collectives.send_recv_s(state, spec.topology.link_between(a, b))
                      for a, b in itertools.pairwise(members)) * passes
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
         arrival = kv_state + hops_s + (p - 2) * hop_compute

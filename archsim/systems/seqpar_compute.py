@@ -45,7 +45,7 @@ from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
-from archsim.model.gpu_kernels import predict
+from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, compiled_head_dim, predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
@@ -56,7 +56,6 @@ PRECISION = "bf16"
 WORD_BYTES = 2  # bf16
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk
-LINEAR_MAX_HEAD_DIM = 256  # the widest head one of its programs holds (`linear_head_dim`)
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
@@ -181,8 +180,9 @@ class DeviceCompute:
             if tokens % min(LINEAR_BLOCK, tokens):
                 raise SpecError(SOURCE, "seq_len", f"a linear-attention chunk of {tokens} tokens is not a whole "
                                                    f"number of {LINEAR_BLOCK}-token blocks")
-            case = AttentionCase("fwd", self.batch, self.heads, self.heads, linear_head_dim(self.head_dim), tokens,
-                                 True, PRECISION, "linear")
+            head_dim = linear_head_dim(self.head_dim) or self.head_dim  # beyond them: the kernel model's refusal
+            case = AttentionCase("fwd", self.batch, self.heads, self.heads, head_dim, tokens, True, PRECISION,
+                                 "linear")
             result = self._predict(LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params)
             if not result.feasible:  # the chunk's kernel is LASP's, not --kernel: blame what the user can change
                 raise SpecError(SOURCE, "head_dim", f"LASP's chunks run {LINEAR_KERNEL}, which cannot run a chunk "
@@ -231,9 +231,9 @@ def shard(workload: Workload, tp: int) -> Workload:
     return tp_shard(workload, Parallelism(tp=tp, pp=1))
 
 
-def linear_head_dim(head_dim: int) -> int:
-    """The head_dim a LASP chunk is timed at: the next power of two, at least 16. An extrapolation: kernels/lightning.py
+def linear_head_dim(head_dim: int) -> int | None:
+    """The head_dim a LASP chunk is timed at: the smallest the Lightning model takes that holds it (the next power
+    of two, at least 16; `gpu_kernels.LIGHTNING_HEAD_DIMS`), None beyond them. An extrapolation: kernels/lightning.py
     itself refuses a head_dim other than 16, 32, 64 or 128 (`tl.arange` takes powers of two, and its launcher does
-    not pad, as the FlashAttention Triton kernel does); the model times a head as that kernel would run it padded,
-    and 256 beyond what it runs (`gpu_kernels._archsim_plans`)."""
-    return max(16, 1 << (head_dim - 1).bit_length())
+    not pad, as the FlashAttention Triton kernel does); the model times a head as that kernel would run it padded."""
+    return compiled_head_dim(head_dim, LIGHTNING_HEAD_DIMS)

@@ -85,6 +85,10 @@ class Topology:
                 return index
         raise SpecError(self.source, "levels", f"devices {a} and {b} are beyond its {self.capacity()} devices")
 
+    def link_between(self, a: int, b: int) -> Link:
+        """The link of the level joining devices `a` and `b` (two distinct devices)."""
+        return self.levels[self.level_between(a, b)].link
+
     def group_link(self, members: Sequence[int]) -> Link:
         """The link a lock-step ring over `members` (in their order, the last back to the first) steps at: its
         slowest hop (`links.slowest_hop`). The hops between consecutive members go over the links of the levels
