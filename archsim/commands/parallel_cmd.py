@@ -143,7 +143,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
              f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
              f"{_decode_kernel() if direction == 'decode' else _prefill_kernels(kernel, schemes)}"
-             f"{_training_title(training)}")
+             + (f", checkpointing {base.checkpointing}, {base.training_precision} precision" if training else ""))
     if out:
         from archsim.report.parallel import write_parallel_report
 
@@ -181,16 +181,6 @@ def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
     if not lasp:
         return kernel
     return LINEAR_KERNEL if len(lasp) == len(schemes) else f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
-
-
-def _training_title(training: dict[str, str]) -> str:
-    """The training settings given, for the title: ', checkpointing none, mixed precision'."""
-    from archsim.systems.seqpar import TRAINING_FIELDS
-
-    if not training:
-        return ""
-    settings = {**TRAINING_FIELDS, **training}
-    return f", checkpointing {settings['checkpointing']}, {settings['training_precision']} precision"
 
 
 def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, batch: int,

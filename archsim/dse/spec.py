@@ -588,11 +588,11 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus", f"GPU points time the sweep's attention, but cascade {cascade.name} is "
                                              "not an attention (it has no K input): sweep an attention mapping, or "
                                              "drop gpus")
-    computes = kernel_attention(spec.gpus.kernel)
-    if (computes == "softmax") != takes_exp(cascade):  # the architecture points compute the cascade
+    computes, exp = kernel_attention(spec.gpus.kernel), takes_exp(cascade)
+    if (computes == "softmax") != exp:  # the architecture points compute the cascade
         raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes {computes} attention, but cascade "
-                                                    f"{cascade.name} {'takes' if takes_exp(cascade) else 'takes no'} "
-                                                    f"exp (so {'softmax' if takes_exp(cascade) else 'no softmax'}): "
+                                                    f"{cascade.name} {'takes' if exp else 'takes no'} "
+                                                    f"exp (so {'softmax' if exp else 'no softmax'}): "
                                                     "expected a kernel of the attention the sweep's cascade computes")
     if computes != workload.attention:
         raise SpecError(spec.source, "gpus.kernel", f"{spec.gpus.kernel} computes {computes} attention, but "

@@ -31,7 +31,7 @@ from archsim.cascade.load import read_capped
 from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.model.gpu import DIRECTIONS, AttentionCase
-from archsim.model.gpu_kernels import KERNELS, kernel_attention
+from archsim.model.gpu_kernels import kernel_attention
 
 INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim measure --interpret` wrote
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
@@ -215,7 +215,7 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
         seqlen=_count(c["seqlen"], "seqlen", bad),
         causal=_bool(c["causal"], bad),
         precision=DTYPES.get(c["dtype"].strip().lower(), c["dtype"].strip().lower()),
-        attention=kernel_attention(c["kernel"].strip()) if c["kernel"].strip() in KERNELS else "softmax",
+        attention=kernel_attention(c["kernel"].strip()),
     )
     if not case.precision:
         raise bad("dtype", "expected a dtype such as fp16, bf16 or fp8, got an empty field")

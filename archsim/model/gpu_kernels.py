@@ -963,8 +963,9 @@ FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 input
 
 
 def kernel_attention(kernel: str) -> str:
-    """What a kernel of `KERNELS` computes: "linear" attention (`LINEAR_VARIANTS`) or "softmax"."""
-    return "linear" if KERNELS[kernel][1] in LINEAR_VARIANTS else "softmax"
+    """What a kernel computes: "linear" attention (a variant of `LINEAR_VARIANTS`) or "softmax" (any other, a
+    kernel the model does not know included)."""
+    return "linear" if KERNELS.get(kernel, ("", ""))[1] in LINEAR_VARIANTS else "softmax"
 
 
 def family_of(kernel: str) -> str | None:

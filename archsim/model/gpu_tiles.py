@@ -33,7 +33,6 @@ from archsim.model.gpu import Tile
 CASCADE = "attention-1pass"
 LINEAR_CASCADE = "lightning-attention-2"
 LINEAR_TENSOR_EINSUMS = ("S", "OI", "OX", "KVB")  # KV's add is the KVB matmul accumulating into the state
-LINEAR_MASKED_EINSUMS = ("S", "OI")  # computed as whole tiles, the causal mask applied after the product
 TENSOR_EINSUMS = ("QK", "SLNV")
 ACCUMULATED_BY_MMA = ("RNV",)
 MASK_OPS_PER_SCORE = 2

@@ -94,7 +94,7 @@ from dataclasses import dataclass, replace
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
-from archsim.model.gpu_kernels import KERNELS, LIGHTNING_HEAD_DIMS, kernel_attention
+from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, kernel_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
@@ -378,8 +378,10 @@ def check_spec(spec: ParallelSpec) -> None:
                                       f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
                                       f"tp / kv_heads devices), got {spec.tp}")
     degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
-    replicated = spec.scheme == "megatron-sp" and degree % kv_heads == 0  # each KV head on degree / kv_heads devices
-    if degree is not None and (heads % degree or (kv_heads % degree and not replicated)):
+    # megatron-sp may repeat each KV head on degree / kv_heads devices (tensor parallelism's rule)
+    cuts_kv = degree is not None and (tp_cuts_kv_heads(kv_heads, degree) if spec.scheme == "megatron-sp"
+                                      else kv_heads % degree == 0)
+    if degree is not None and (heads % degree or not cuts_kv):
         field = "heads" if heads % degree else "kv_heads"
         also = (" or dividing it (megatron-sp repeats a KV head)" if spec.scheme == "megatron-sp"
                 and field == "kv_heads" else "")
@@ -595,8 +597,7 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
     `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`)."""
     workload = spec.workload
-    if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and spec.kernel in KERNELS \
-            and kernel_attention(spec.kernel) == "linear":
+    if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and kernel_attention(spec.kernel) == "linear":
         raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it); "
                                           f"expected a softmax attention kernel for {spec.scheme}")
     if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
@@ -729,10 +730,11 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
                                         ulysses_degree=ulysses, causal=spec.causal,
                                         decode=spec.direction == "decode")
     else:
+        precision = mem.training_precision(spec.training_precision)  # once, not at every step of the search
+
         def memory_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
-                                       causal=spec.causal, checkpointing=spec.checkpointing,
-                                       **mem.training_precision(spec.training_precision))
+                                       causal=spec.causal, checkpointing=spec.checkpointing, **precision)
     multiple = token_multiple(spec)
     if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
         multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)

@@ -118,7 +118,7 @@ from archsim.systems.step import (
     layer_ops,
 )
 from archsim.systems.system_model import shard, sizes_model
-from archsim.systems.system_spec import Parallelism
+from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
 from archsim.workload import MAX_SIZE, Workload
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
@@ -371,7 +371,7 @@ def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...
     heads keeps one KV head per device, repeated (`system_model.shard`; the timing's max(1, kv_heads / P))."""
     for size in ("heads", "kv_heads", *more):
         value = int(workload.params.get(size, degree))
-        if value % degree and not (repeat_kv and size == "kv_heads" and degree % value == 0):
+        if not (tp_cuts_kv_heads(value, degree) if repeat_kv and size == "kv_heads" else value % degree == 0):
             raise SpecError(SOURCE, field, f"splits {workload.name}'s {size} ({value}) {degree} ways: expected "
                                            f"a divisor of it")
 
