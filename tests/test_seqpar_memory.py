@@ -2,9 +2,10 @@
 Table 3 (../shared/reference/seqpar-sparse.md §2.1: max training context, FSDP, full precision, 8 and 32 A100s).
 
 Table 3's contexts are 2^k x 1K tokens: the paper doubled the context until it ran out of memory, so an entry E says
-the true maximum M is in [E, 2E). The test compares the largest 2^k x 1K context that fits the model's memory with
-E, within a factor of 1.25 (for powers of two, equality, i.e. E <= M < 2E); the continuous maximum is printed
-in the assertion's message. The reference does not say whether the A100s had 40 or 80 GB, so every case runs on both
+the true maximum is in [E, 2E). The test takes how far the model's continuous maximum M falls outside that interval
+(`seqpar_reproduce.table3_factor`: M / E below it, M / 2E above it, 1 inside) and holds it within the issue's factor
+of 1.25. (Comparing the largest 2^k x 1K under M with E would make any shortfall a factor of 2.) The reference
+does not say whether the A100s had 40 or 80 GB, so every case runs on both
 presets (a100-40gb-sxm4, a100-80gb-sxm4); the misses are xfail(strict) with the reason the reproduction prints
 (`seqpar_reproduce.TABLE3_GAPS`).
 """
@@ -61,9 +62,16 @@ def _cases():
 @pytest.mark.parametrize(("gpu", "hardware", "model", "scheme", "paper_tokens"), list(_cases()))
 def test_table3_max_context(gpu, hardware, model, scheme, paper_tokens):
     row = _rows()[(gpu, hardware, model, scheme)]
-    assert 1 / TOLERANCE <= row["pow2_context_tokens"] / paper_tokens <= TOLERANCE, (
-        f"ours {row['pow2_context_tokens'] // K}K on the 2^k x 1K grid ({row['max_context_tokens'] / K:.1f}K "
-        f"continuous), paper {paper_tokens // K}K")
+    factor = seqpar.table3_factor(row["max_context_tokens"], paper_tokens)
+    assert 1 / TOLERANCE <= factor <= TOLERANCE, (
+        f"ours {row['max_context_tokens'] / K:.1f}K, x{factor:.2f} outside the paper's [{paper_tokens // K}K, "
+        f"{2 * paper_tokens // K}K)")
+
+
+@pytest.mark.parametrize(("tokens", "factor"), [(15.2, 0.95), (16, 1.0), (31.9, 1.0), (40, 1.25), (8, 0.5)])
+def test_table3_factor_reads_an_entry_as_an_interval(tokens, factor):
+    """An entry of 16K says 16K ran and 32K did not: 15.2K is 5 % short, 40K is 1.25x past the 32K that failed."""
+    assert seqpar.table3_factor(tokens * K, 16 * K) == pytest.approx(factor)
 
 
 @pytest.mark.parametrize("gpu", GPUS)

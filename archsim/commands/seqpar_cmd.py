@@ -42,7 +42,9 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
                    f"{r['min_block_tokens'] / 1e3:>7.2f}K {r['paper_min_block_tokens'] / 1e3:>6.1f}K "
                    f"{r['error']:>+7.1%} {r['min_seq_tokens'] / 1e3:>7.1f}K {kernel}")
     click.echo("\nRing Attention Table 3: max training context (FSDP, full precision), largest 2^k x 1K that fits "
-               "(continuous max in brackets); the paper does not say 40 or 80 GB A100s: both presets")
+               "(continuous max in brackets); the paper's entry E is a doubling search's (its max in [E, 2E)), and "
+               "x is how far our continuous max falls outside that; the paper does not say 40 or 80 GB A100s: both "
+               "presets")
     for r in result["table3"]:
         verdict = "within 1.25x" if r["within"] else "outside"
         click.echo(f"  {r['gpu']:<15} {r['hardware']:<8} {r['model']:<10} {r['scheme']:<16} "
