@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from archsim.dse.points import MODEL_VERSION, source_digest
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import open_store, put, read_records
 from archsim.errors import SpecError
@@ -98,6 +99,32 @@ def test_a_store_of_another_base_is_refused_and_the_same_base_grows(stored, tmp_
     # the same base with an axis grown by one value: 2 more points (1 value x 2 lengths), the 4 reused
     grown = _spec(tmp_path / "grown.yaml", axes={BUFFER: [262144, 1048576, 4194304], "workload.seq_len": [1024, 4096]})
     assert "6 points (2 new, 4 reused)" in cli("sweep", grown, "--db", str(db)).stdout
+
+
+def test_a_store_of_another_model_version_is_refused(stored, tmp_path, cli):
+    """A store written by another archsim (its source changed, the package version the same) is refused, not served:
+    the model version in its base carries a digest of the source (`points.MODEL_VERSION`)."""
+    _, original, _ = stored
+    db = tmp_path / "s.sqlite"
+    db.write_bytes(original.read_bytes())
+    with sqlite3.connect(db) as conn:
+        base = json.loads(conn.execute("SELECT value FROM meta WHERE name = 'base'").fetchone()[0])
+        assert json.loads(base["version"]) == MODEL_VERSION  # each part is canonical JSON
+        base["version"] = json.dumps(MODEL_VERSION.split("+")[0] + "+0000000000000000")
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'base'", (json.dumps(base, sort_keys=True),))
+    message = _error(cli("sweep", _spec(tmp_path / "a.yaml"), "--db", str(db), expect=2))
+    assert "whose base differs from sweep" in message and "in version:" in message
+
+
+def test_the_model_version_follows_the_source(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "model.py").write_text("RATE = 1.0\n")
+    (tmp_path / "notes.txt").write_text("not source")
+    before = source_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not source")
+    assert source_digest(tmp_path) == before
+    (tmp_path / "pkg" / "model.py").write_text("RATE = 2.0\n")
+    assert source_digest(tmp_path) != before
 
 
 def test_a_store_written_before_stores_named_their_base(stored, tmp_path, cli):

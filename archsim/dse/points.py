@@ -8,7 +8,7 @@ configuration (the archsim version, then mapping, cascade, workload, the archite
 the sizes after its overrides; or the GPU spec, kernel, calibrated parameters and attention case; or the system
 spec, the point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU
 calibration), so the same configuration reached twice, by any spelling, has one key, and a new model version
-computes every point afresh.
+(`MODEL_VERSION`: the package version and a digest of archsim's source) computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,21 @@ from archsim.systems.system_spec import System
 from archsim.workload import Workload
 
 Point = dict[str, Any]
-MODEL_VERSION = metadata.version("archsim")
+
+
+def source_digest(root: Path) -> str:
+    """A digest of the Python source under `root` (paths and bytes, in path order)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# The package version and its source's digest: a model changed in place (an editable install, a checkout between
+# releases, whose version string stays) keys its points afresh, and a store written by another model is refused
+# (`archsim.dse.sweep.claim_store`: its base differs in "version") instead of serving the old model's records.
+MODEL_VERSION = f"{metadata.version('archsim')}+{source_digest(Path(__file__).resolve().parents[1])}"
 
 
 @dataclass(frozen=True)
