@@ -71,6 +71,10 @@ class GPU:
     def has_native(self, precision: str) -> bool:
         return precision in self.tensor_flops_per_s
 
+    def has_rate(self, precision: str) -> bool:
+        """Whether `tensor_peak_flops_per_s` has a rate for `precision` (its own, or fp16's for fp8)."""
+        return self.has_native(precision) or (precision == "fp8" and self.has_native("fp16"))
+
     @property
     def exp_per_s(self) -> float:
         """Whole-chip SFU exp2 rate."""

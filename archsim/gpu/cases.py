@@ -129,7 +129,7 @@ def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:
     """The plans of a row that can run on `gpu` (in its DRAM and on its SMs), or why none can (a precision the
     GPU's `tensor_flops_per_s` lacks, as a V100's bf16: fp8 alone falls back to the fp16 rate)."""
     precision = m.case.precision
-    if precision != "fp8" and not gpu.has_native(precision):
+    if not gpu.has_rate(precision):
         return (f"{gpu.name} has no tensor-core rate for {precision} (its tensor_flops_per_s: "
                 f"{', '.join(gpu.tensor_flops_per_s)})")
     found = plans(m.kernel, m.case, gpu)

@@ -306,7 +306,7 @@ def gpu_record(result: GpuResult, gpu: GPU) -> Record:
     (NaN): the presets carry no die area, and a die in a 5-7 nm node is not comparable with a 45 nm accelerator's
     without node scaling the model does not do. Busy: the tensor cores for the call's FLOPs at peak."""
     precision = result.case.precision
-    rated = result.feasible and (gpu.has_native(precision) or precision == "fp8")
+    rated = result.feasible and gpu.has_rate(precision)
     tensor_s = result.flops / gpu.tensor_peak_flops_per_s(precision) if rated else NAN
     return Record("gpu", gpu.name, result.feasible, result.reason, result.time_s, gpu.power_w * result.time_s,
                   NAN, result.total("dram_bytes"), {"tensor_cores": tensor_s})

@@ -234,7 +234,7 @@ class GpuDevice:
         device's preset, as `ChipDevice` does."""
         word_bytes = op.binding.word_bytes
         precision = WORD_PRECISIONS.get(word_bytes)  # the precision its GEMMs run at
-        if precision is None or not (precision == "fp8" or self.spec.has_native(precision)):
+        if precision is None or not self.spec.has_rate(precision):
             raise SpecError(self.source, f"devices.{self.name}.preset",
                             f"GPU {self.spec.name} has no tensor-core rate for {word_bytes}-byte words (it has "
                             f"{', '.join(self.spec.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16, "
