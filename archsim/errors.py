@@ -44,10 +44,11 @@ def given(data: Mapping, key: str, empty: object) -> object:
     return empty if value is None else value
 
 
-def check_choice(where: str, value: object, allowed: Sequence[object]) -> None:
-    """Reject a spec built in code whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`."""
+def check_choice(where: str, value: object, allowed: Sequence[object], source: str = "<python>") -> None:
+    """Reject a spec whose `where` field (e.g. "NPUSpec.fold_timing") is not one of `allowed`, naming `source` (a
+    spec built in code by default)."""
     if value not in allowed:
-        raise SpecError("<python>", where, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+        raise SpecError(source, where, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
 def kind_of(value: object) -> str:

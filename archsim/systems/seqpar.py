@@ -396,7 +396,7 @@ def _check_training_fields(spec: ParallelSpec) -> None:
     field)."""
     for name, choices in (("checkpointing", CHECKPOINTING), ("training_precision", TRAINING_PRECISIONS)):
         value = getattr(spec, name)
-        mem.check_training_setting(name, value, choices, SOURCE)
+        check_choice(name, value, tuple(choices), SOURCE)
         if value != TRAINING_FIELDS[name] and spec.direction != "fwd+bwd":
             raise SpecError(SOURCE, name, f"sets the training memory: expected direction fwd+bwd, got "
                                           f"{spec.direction} (leave it {TRAINING_FIELDS[name]!r})")

@@ -101,7 +101,7 @@ from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
 from archsim.cascade.ir import Cascade, Einsum, Ref, Var
 from archsim.cascade.syntax import walk
-from archsim.errors import SpecError
+from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.systems.gemms import einsum_density, ref_vars, writer_of
@@ -221,7 +221,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     not depend on the mask."""
     _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree,
            token_multiple(scheme, devices, causal=causal, ulysses_degree=ulysses_degree))
-    check_training_setting("checkpointing", checkpointing, CHECKPOINTING)
+    check_choice("checkpointing", checkpointing, CHECKPOINTING, SOURCE)
     workload = _one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
@@ -258,18 +258,10 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
                         workload.params["layers"] * layer.kv_bytes)
 
 
-def check_training_setting(field: str, value: object, choices: tuple[str, ...] | dict[str, object],
-                           source: str = SOURCE) -> None:
-    """Refuse a training setting (`checkpointing`, a precision name) that is not one of `choices`, naming `field`
-    (of `source`)."""
-    if not isinstance(value, str) or value not in choices:
-        raise SpecError(source, field, f"expected one of {', '.join(choices)}, got {value!r}")
-
-
 def training_precision(name: str, field: str = "training_precision") -> dict[str, float]:
     """The keyword arguments of `training_memory` for the precision `name` (`TRAINING_PRECISIONS`); another name
     is a SpecError naming `field` and the choices."""
-    check_training_setting(field, name, TRAINING_PRECISIONS)
+    check_choice(field, name, tuple(TRAINING_PRECISIONS), SOURCE)
     return dict(TRAINING_PRECISIONS[name])
 
 
