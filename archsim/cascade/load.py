@@ -262,12 +262,16 @@ def text_number_hint(value: Any) -> str:
         return ""
     if not math.isfinite(number):
         return ""
+    if value.strip().lstrip("+-").isdigit():  # a quoted whole number
+        return f" (YAML reads this as text: write {int(value)} without quotes)"
     mantissa, _, exponent = f"{number:.16e}".partition("e")  # the value as YAML reads a float: a dot, a signed exponent
     return f" (YAML reads this as text: write {float(mantissa)!r}e{int(exponent):+d})"
 
 
 def finite_number(value: Any, source: str, where: str) -> float:
     """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
+    if isinstance(value, float) and math.isnan(value):
+        raise SpecError(source, where, "expected a finite number, got nan")
     result = number(value, source, where)
     if not math.isfinite(result):
         raise SpecError(source, where, f"expected a finite number, got {value!r}")

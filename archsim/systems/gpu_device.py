@@ -237,8 +237,9 @@ class GpuDevice:
         if precision is None or not self.spec.has_rate(precision):
             raise SpecError(self.source, f"devices.{self.name}.preset",
                             f"GPU {self.spec.name} has no tensor-core rate for {word_bytes}-byte words (it has "
-                            f"{', '.join(self.spec.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16, "
-                            "4-byte at fp32)")
+                            f"{', '.join(self.spec.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16; "
+                            "4-byte fp32 words have no tensor-core path, tf32 being another format): expected a "
+                            "workload of 1- or 2-byte words")
         return precision
 
     def _dense(self, op: Op) -> tuple[float, float, float]:
