@@ -517,10 +517,16 @@ class _Loader:
             return f"'{name}' is a word of the language ({', '.join(RESERVED)}); give the op another name"
         if name in {*self.unary_ops, *BINARY_CALLS, *PREDICATE_CALLS, *S.REDUCE_OPS}:
             return f"'{name}' is an op already; give the composite op a name of its own"
+        taken = self.name_taken(name)
+        return taken and f"'{name}' is {taken} of this cascade; give the op a name of its own"
+
+    def name_taken(self, name: str) -> str | None:
+        """What the cascade already calls `name` ("a parameter", "a rank", "an index variable", "a tensor"), or
+        None."""
         for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
                             ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
             if name in names:
-                return f"'{name}' is {what} of this cascade; give the op a name of its own"
+                return what
         return None
 
     def expand(self, fn: str, arg: Value, where: str) -> Value:
@@ -846,11 +852,10 @@ class _Loader:
             if name in WORDS:  # `where inf` reads the number, always true: the mask is lost
                 raise self.error(f"masks.{name}", f"'{name}' is a word of the language ({', '.join(WORDS)}); "
                                                   "give the mask a name of its own")
-            for what, names in (("a parameter", self.params), ("a rank", self.rank_sizes),
-                                ("an index variable", self.var_ranks), ("a tensor", self.tensors)):
-                if name in names:
-                    raise self.error(f"masks.{name}", f"'{name}' is {what} of this cascade; give the mask a name "
-                                                      f"of its own")
+            taken = self.name_taken(name)
+            if taken:
+                raise self.error(f"masks.{name}", f"'{name}' is {taken} of this cascade; give the mask a name of its "
+                                                  "own")
 
     def unknown_mask(self, name: str) -> str:
         """Why `where NAME` names nothing: what it could name (the masks declared first) and the closest mask."""
