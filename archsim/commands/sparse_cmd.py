@@ -2,11 +2,13 @@
 - `archsim sparse`: one method (`archsim.systems.sparse_points`) on the GPU, workload and contexts the user names;
 - `archsim reproduce sparse` (`archsim.systems.sparse_reproduce`): MInference's end-to-end prefill against dense
   FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode, ours beside the public figures.
-The model's fields are named by the options that set them (`budget` -> `--budget`)."""
+The model's fields are named by the options that set them (`budget` -> `--budget`). A time the model has not (a call
+the GPU's memory cannot hold at that context, NaN) prints as n/a, and as null in JSON."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -94,7 +96,7 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if out:
         write_tables(out, {"sparse": points})
     if as_json:
-        click.echo(json.dumps({"points": points}, indent=2))
+        click.echo(json.dumps({"points": [_nan_as_null(p) for p in points]}, indent=2))
         return
     if method in PREFILL_METHODS:
         _prefill_table(points)
@@ -136,21 +138,21 @@ def _prefill_table(points: list[dict]) -> None:
                + (f"{'estimate':>9} " if estimate else "")
                + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")
     for p in points:
-        click.echo(f"{p['context']:>8} {p['time_s']:>9.3f} {p['dense_time_s']:>9.3f} "
-                   f"{p['dense_time_s'] / p['time_s']:>7.2f}x {p['attention_s']:>9.3f} "
+        click.echo(f"{p['context']:>8} {_number(p['time_s'], '.3f'):>9} {_number(p['dense_time_s'], '.3f'):>9} "
+                   f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {p['attention_s']:>9.3f} "
                    + (f"{p['estimate_s']:>9.3f} " if estimate else "")
-                   + f"{p['dense_attention_s']:>10.3f} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
+                   + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
                    f"{_gb(p['memory_bytes'], p['fits']):>8}")
 
 
 def _decode_table(points: list[dict]) -> None:
-    """Decode points as rows: ms and GB, dense beside, OOM where the memory exceeds the GPU's."""
+    """Decode points as rows: ms and GB, dense beside, OOM where the memory exceeds the GPU's, n/a for no time."""
     click.echo(f"{'method':<15} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} {'ms':>8} "
                f"{'dense ms':>9} {'GB':>11} {'dense GB':>11}")
     for p in points:
         budget = p["budget"] if p["budget"] is not None else "-"
         click.echo(f"{p['method']:<15} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
-                   f"{budget:>6} {p['time_s'] * 1e3:>8.2f} {p['dense_time_s'] * 1e3:>9.2f} "
+                   f"{budget:>6} {_number(p['time_s'] * 1e3, '.2f'):>8} {_number(p['dense_time_s'] * 1e3, '.2f'):>9} "
                    f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
 
 
@@ -202,3 +204,13 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
 
 def _gb(memory_bytes: float, fits: bool) -> str:
     return f"{memory_bytes / 1e9:.1f}" + ("" if fits else " OOM")
+
+
+def _number(value: float, spec: str, unit: str = "") -> str:
+    """`value` formatted by `spec` and followed by `unit`, or n/a for a time the model has not (NaN)."""
+    return "n/a" if math.isnan(value) else format(value, spec) + unit
+
+
+def _nan_as_null(point: dict) -> dict:
+    """A point with its NaN times as None (JSON has no NaN: `json.dumps` would write a bare NaN)."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in point.items()}

@@ -14,7 +14,8 @@ over every head, as FlexPrefill's code batches its heads (unlike MInference's lo
   picks one selection per head from the data; both are counted for every head, an upper bound on the estimation.
 - The kernel: a Triton block-sparse FlashAttention forward (`gpu_kernels.fwd_launch`, the Triton family's
   calibrated efficiency and CTA overhead) on `FLEX_BLOCK` x `FLEX_BLOCK` tiles with `FLEX_WARPS` warps and
-  `FLEX_STAGES` K/V stages (the block is the paper's; the warps and stages are our assumption), whose CTA for query
+  `FLEX_STAGES` K/V stages, as many as shared memory holds (`gpu_sparse.fitting_fwd_launch`; the block is the
+  paper's; the warps and stages are our assumption), whose CTA for query
   block i visits the key blocks `key_tiles` keeps: the first and the diagonal block, and `density` of the i + 1
   causal blocks in all. `density` is the cascade's mask density (kept / causal points): which blocks pass the
   coverage gamma = 0.9 is the data's, so the user gives it; spread evenly over the query blocks, the work scales
@@ -31,13 +32,13 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, ctas_per_sm
-from archsim.model.gpu_kernels import fwd_launch
+from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch
 from archsim.model.gpu_sparse import (
     SCORE_BYTES,
     TOPK_PASSES,
     SparseParams,
     call_time_s,
+    fitting_fwd_launch,
     last_queries_estimate,
 )
 
@@ -74,13 +75,8 @@ def layer_launches(density: float, n: int, heads: int, kv_heads: int, head_dim: 
         StreamLaunch("sort and sum block scores", TOPK_PASSES * pairs * s, "hbm_efficiency"),
         StreamLaunch("block mask", pairs * (s + MASK_BYTES), "hbm_efficiency")]
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision)
-    for stages in FLEX_STAGES:
-        kernel = fwd_launch("flex block-sparse fwd", case, gpu, FLEX_BLOCK, FLEX_BLOCK, FLEX_WARPS, "native",
-                            "mma_efficiency_fwd", False, False, stages, counts=key_tiles(density, n))
-        if ctas_per_sm(kernel, gpu):
-            return eager, [kernel]
-    raise SpecError(gpu.source, "smem_bytes_per_sm", f"{gpu.name} cannot hold a {FLEX_BLOCK} x {FLEX_BLOCK} tile of "
-                                                     f"head_dim {head_dim} with one stage: {kernel.smem_bytes} B")
+    return eager, [fitting_fwd_launch("flex block-sparse fwd", case, gpu, FLEX_BLOCK, FLEX_WARPS, FLEX_STAGES,
+                                      key_tiles(density, n))]
 
 
 def layer_time_s(density: float, n: int, heads: int, kv_heads: int, head_dim: int, gpu: GPU, params: SparseParams,

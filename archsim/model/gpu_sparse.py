@@ -12,7 +12,8 @@ A head's call (`head_plan`) is a list of launches timed by the GPU model (`archs
   query block, then the kernel.
 - A-shape: no estimation; the kernel over `sinks` initial and `window` recent tokens.
 The kernel (MInference's `_triton_mixed_sparse_attention` and block-sparse kernel) is a FlashAttention-style forward
-(`gpu_kernels.fwd_launch`, 64 x 64 tiles, 4 warps, the Triton family's calibrated efficiency and CTA overhead) whose
+(`gpu_kernels.fwd_launch`, 64 x 64 tiles, 4 warps, the Triton family's calibrated efficiency and CTA overhead, two
+K/V stages or one where two do not fit the SM's shared memory: `fitting_fwd_launch`, FlexPrefill's too) whose
 CTA for query block i runs the key tiles `key_tiles` counts for it, so the ragged set's wave quantisation and the
 longest CTA come out of the launch model. Kernel granularity (§3.1 "Kernel granularity"): a slash is covered by
 64 x 64 blocks, verticals are gathered 64 columns per tile.
@@ -39,11 +40,22 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch, launch_time
+from archsim.model.gpu import (
+    AttentionCase,
+    GemmLaunch,
+    Launch,
+    Plan,
+    StreamLaunch,
+    TiledLaunch,
+    ctas_per_sm,
+    launch_time,
+    plan_feasibility,
+)
 from archsim.model.gpu_kernels import fwd_launch
 
 BLOCK = 64  # MInference's BLOCK_M = BLOCK_N
 KERNEL_WARPS = 4
+KERNEL_STAGES = (2, 1)  # K/V pipeline stages, as many as shared memory holds (Triton's num_stages; ours)
 LAST_Q = 64  # queries of the vertical-slash estimate (Alg. 2)
 TOPK_PASSES = 3  # reads of its input a top-k (radix select) makes
 SCORE_BYTES = 4  # fp32 scores of the estimate
@@ -134,9 +146,25 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
                   StreamLaunch("softmax (fp32)", pooled * (e + SCORE_BYTES), "hbm_efficiency"),
                   StreamLaunch("top-k blocks", TOPK_PASSES * pooled * SCORE_BYTES, "hbm_efficiency")]
     case = AttentionCase("fwd", 1, 1, 1, head_dim, n, True, precision)
-    kernel = fwd_launch("sparse fwd", case, gpu, BLOCK, BLOCK, KERNEL_WARPS, "native", "mma_efficiency_fwd", False,
-                        False, 2, counts=key_tiles(pattern, n))
+    kernel = fitting_fwd_launch("sparse fwd", case, gpu, BLOCK, KERNEL_WARPS, KERNEL_STAGES, key_tiles(pattern, n))
     return eager, [kernel]
+
+
+def fitting_fwd_launch(name: str, case: AttentionCase, gpu: GPU, block: int, warps: int, stages: tuple[int, ...],
+                       counts: tuple[np.ndarray, np.ndarray]) -> TiledLaunch:
+    """A Triton sparse forward (`gpu_kernels.fwd_launch`: `block` x `block` tiles, native MMAs, Q in registers)
+    visiting the key tiles of `counts`, with the first of `stages` (K/V pipeline stages, most first) whose CTA fits
+    an SM of `gpu` (ours: where the kernels' usual stages exceed the shared memory, the kernel is taken as compiled
+    with fewer, Triton's `num_stages`). A GPU on which none fits is refused naming its `smem_bytes_per_sm`, the tile,
+    the head_dim and what the CTA needs: no length could run it."""
+    for stage_count in stages:
+        kernel = fwd_launch(name, case, gpu, block, block, warps, "native", "mma_efficiency_fwd", False, False,
+                            stage_count, counts=counts)
+        if ctas_per_sm(kernel, gpu):
+            return kernel
+    raise SpecError(gpu.source, "smem_bytes_per_sm",
+                    f"{gpu.name} cannot hold a {block} x {block} tile of head_dim {case.head_dim} with "
+                    f"{stages[-1]} K/V stage; {plan_feasibility(Plan(name, (kernel,)), gpu)}")
 
 
 def last_queries_estimate(queries: int, n: int, head_dim: int, heads: int, kv_heads: int, precision: str,

@@ -37,13 +37,19 @@ cache kept: DuoAttention's retrieval heads at the context and streaming heads' w
 cache plus KMIN and KMAX of every page of its sparse layers (a dense layer scores no page). KV bytes per token
 and KV head are the QKV projection's K and V outputs (`SystemModel.kv_bytes_per_token`). Quest's loaded fraction
 (`quest_loaded_fraction`): the bytes a sparse layer reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS)
-over those of its K and V, = 1/16 + K/pages for a context of whole pages.
+over those of its K and V, = 1/16 + K/pages for a context of whole pages; 1 for a model with no sparse layer (every
+layer dense loads all its K and V).
+A decode call the GPU's DRAM cannot hold at a context (one layer's K and V beyond it) has no time: NaN
+(`attention_time_s`), and `fits` / `dense_fits` are false, so a sweep keeps the point as a row; a call no context
+could run (a CTA that does not fit an SM) is refused, naming the GPU and the head_dim.
 
 The methods cut dense multi-head or grouped-query attention in 16-bit words: a workload with MLA's latent KV or a
 sliding window is refused (`check_dense_attention`), as its times would be a dense attention's, and so is one whose
 `word_bytes` is not 2: the kernels timed here (the decode kernels, FlashAttention-2, MInference's and FlexPrefill's
 Triton kernels) have fp16/bf16 paths only, and timing their attention at 16 bits beside the workload's fp8 or fp32
-GEMMs and memory would mix precisions.
+GEMMs and memory would mix precisions. A head_dim beyond FlashAttention-2's (`gpu_kernels.FA2_HEAD_DIMS`: up to
+256, a smaller one padded), the kernel of every method's dense baseline (FlashAttention-2 for a prefill, its
+Flash-Decoding for decode), is refused as the workload's: no GPU runs it.
 
 Hardware effect elsewhere:
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
@@ -69,7 +75,7 @@ Hardware effect elsewhere:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -79,8 +85,14 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, refuse_other_word_bytes, refuse_unmodelled_attention
-from archsim.model.gpu_kernels import predict
+from archsim.model.gpu import (
+    WORD_PRECISIONS,
+    AttentionCase,
+    refuse_other_word_bytes,
+    refuse_unmodelled_attention,
+    runnable_plans,
+)
+from archsim.model.gpu_kernels import FA2_HEAD_DIMS, plans, predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
@@ -105,7 +117,9 @@ DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-
 @dataclass(frozen=True)
 class SelectionDecode:
     """One generated token of one request: end-to-end time under selection and dense, one layer's self-attention
-    under selection and dense, and the memory the model and its KV cache take (module docstring)."""
+    under selection and dense (NaN where a call does not fit the GPU's DRAM, `attention_time_s`), and the memory
+    the model and its KV cache take (module docstring). `fits` / `dense_fits`: the memory within the GPU's and the
+    time known."""
 
     method: str
     context: int
@@ -119,11 +133,11 @@ class SelectionDecode:
 
     @property
     def fits(self) -> bool:
-        return self.memory_bytes <= self.capacity_bytes
+        return self.memory_bytes <= self.capacity_bytes and not math.isnan(self.time_s)
 
     @property
     def dense_fits(self) -> bool:
-        return self.dense_memory_bytes <= self.capacity_bytes
+        return self.dense_memory_bytes <= self.capacity_bytes and not math.isnan(self.dense_time_s)
 
 
 def gpu_device(gpu: GPU, kernel: str = DECODE_KERNEL) -> GpuDevice:
@@ -189,11 +203,26 @@ def quest_read_bytes(workload: Workload, context: int, budget: int, page_tokens:
     return sizes["KMIN"] + sizes["KMAX"] + sizes["KS"] + sizes["VS"], sizes["K"] + sizes["V"]
 
 
-def quest_loaded_fraction(workload: Workload, context: int, budget: int,
-                          page_tokens: int = QUEST_PAGE_TOKENS) -> float:
-    """Fraction of the dense KV bytes a Quest layer loads (§3.5: 1/PageSize + K/PageNum for whole pages)."""
+def quest_loaded_fraction(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS,
+                          dense_layers: int | None = None) -> float:
+    """Fraction of the dense KV bytes a selecting Quest layer loads per decode step (§3.5: 1/PageSize + K/PageNum
+    for whole pages); 1 for a model none of whose layers selects (`quest_dense_layers`: every layer dense, so every
+    KV byte is loaded)."""
     read, dense = quest_read_bytes(workload, context, budget, page_tokens)
-    return read / dense
+    selecting = quest_dense_layers(workload, dense_layers) < int(_size(workload, "layers"))
+    return read / dense if selecting else 1.0
+
+
+def quest_dense_layers(workload: Workload, dense_layers: int | None = None) -> int:
+    """Quest's dense layers: `dense_layers`, by default its 2 (`QUEST_DENSE_LAYERS`) or every layer of a model with
+    fewer."""
+    layers = int(_size(workload, "layers"))
+    if dense_layers is None:
+        return min(QUEST_DENSE_LAYERS, layers)
+    if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
+        raise SpecError(SOURCE, "dense_layers", f"expected a whole number of layers in [0, {layers}], got "
+                                                f"{dense_layers!r}")
+    return dense_layers
 
 
 # ------------------------------------------------------------------------------------------------ GPU decode
@@ -228,11 +257,7 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
     check_dense_attention(workload)
     _check_budget(context, budget, page_tokens)
     layers = int(_size(workload, "layers"))
-    if dense_layers is None:
-        dense_layers = min(QUEST_DENSE_LAYERS, layers)
-    if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
-        raise SpecError(SOURCE, "dense_layers", f"expected a whole number of layers in [0, {layers}], got "
-                                                f"{dense_layers!r}")
+    dense_layers = quest_dense_layers(workload, dense_layers)
     device = gpu_device(gpu, kernel)
     kv_heads = int(_size(workload, "kv_heads"))
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
@@ -388,19 +413,31 @@ def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def attention_time_s(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float], source: str,
+                     call: str) -> float:
+    """One call of `kernel` on `gpu` (`gpu_kernels.predict`); NaN when only the GPU's DRAM is short of what the call
+    holds (its Q, K, V and O at this length: the point is a row with no time, not a refusal). A call that no length
+    could run on `gpu` (a CTA that does not fit an SM) is a SpecError on `source`'s `kernel` (the GPU, to the CLI)
+    saying it cannot `call` (e.g. "decode 4096 keys") at the case's head_dim, and why."""
+    result = predict(kernel, case, gpu, params)
+    if result.feasible:
+        return result.time_s
+    options = plans(kernel, case, gpu)
+    if not isinstance(options, str) and isinstance(runnable_plans(case, gpu, options, check_memory=False), tuple):
+        return math.nan
+    raise SpecError(source, "kernel", f"{kernel} cannot {call} on {gpu.name} at head_dim {case.head_dim}: "
+                                      f"{result.reason}")
+
+
 def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int) -> float:
     """One call of the device's decode kernel over `kv_heads` KV heads (and their query heads) at `keys` keys;
-    0 for no heads."""
+    0 for no heads, NaN where the GPU's DRAM cannot hold the call (`attention_time_s`)."""
     if kv_heads == 0:
         return 0.0
     heads = int(kv_heads * _size(workload, "heads") // _size(workload, "kv_heads"))
     precision = WORD_PRECISIONS[KERNEL_WORD_BYTES]  # the only width `check_dense_attention` lets through
     case = AttentionCase("decode", 1, heads, kv_heads, int(_size(workload, "head_dim")), keys, False, precision)
-    result = predict(device.kernel, case, device.spec, device.kernel_params)
-    if not result.feasible:
-        raise SpecError(SOURCE, "kernel", f"{device.kernel} cannot decode {keys} keys on {device.spec.name}: "
-                                          f"{result.reason}")
-    return result.time_s
+    return attention_time_s(device.kernel, case, device.spec, device.kernel_params, SOURCE, f"decode {keys} keys")
 
 
 def _dense_ops_s(device: GpuDevice, workload: Workload) -> float:
@@ -427,8 +464,9 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
 
 def check_dense_attention(workload: Workload) -> None:
     """Refuse a workload whose attention is not the dense multi-head or grouped-query attention the GPU kernels
-    time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size, or whose
-    `word_bytes` is not the kernels' 16 bits (`KERNEL_WORD_BYTES`, module docstring)."""
+    time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size, whose
+    `word_bytes` is not the kernels' 16 bits (`KERNEL_WORD_BYTES`), or whose `head_dim` is beyond the dense
+    baselines' (`FA2_HEAD_DIMS`) on every GPU (module docstring)."""
     refuse_unmodelled_attention(workload.params, workload.path, "params.{}".format,
                                 "sparse prefill and KV selection here cut dense multi-head or grouped-query "
                                 "attention and time it with those GPU kernels, so this workload's times would be "
@@ -438,6 +476,13 @@ def check_dense_attention(workload: Workload) -> None:
                             "(16-bit words): the sparse methods' kernels and their dense baselines (MInference's and "
                             "FlexPrefill's Triton kernels, FlashAttention-2, the decode kernels) have no "
                             "{word_bytes:g}-byte path")
+    head_dim = _size(workload, "head_dim")
+    if head_dim > max(FA2_HEAD_DIMS):
+        raise SpecError(workload.path, "params.head_dim",
+                        f"expected at most {max(FA2_HEAD_DIMS)}: the sparse methods' dense baselines "
+                        f"(FlashAttention-2 and its Flash-Decoding kernels) compile head dims up to "
+                        f"{max(FA2_HEAD_DIMS)} (multiples of 32, another padded up to the next) "
+                        f"on every GPU, got {head_dim:g}")
 
 
 def _size(workload: Workload, name: str) -> float:

@@ -14,6 +14,11 @@ Memory is the weights plus the KV cache the method keeps; `fits` says whether th
 prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
 KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV (activations
 are not counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
+A side whose attention call the GPU's memory cannot hold at this context (one layer's Q, K, V and O beyond it:
+`kv_selection.attention_time_s`) has no time: its times are NaN (null in JSON, n/a in a table) and its `fits` /
+`dense_fits` false; the point is still a row, the other side timed. Quest's `loaded_fraction` is the share of a
+selecting layer's K and V bytes it loads per step (1/16 + K/pages for whole pages); 1.0 for a model whose every
+layer is dense (Quest's first min(2, layers)), where every KV byte is loaded.
 
 What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
@@ -31,6 +36,7 @@ What each method needs, and nothing is filled in for it:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -133,7 +139,8 @@ def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> di
 
 def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
     """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
-    weights and the prompt's KV cache, the same for both."""
+    weights and the prompt's KV cache, the same for both; dense does not fit where its attention has no time
+    (module docstring)."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
     kept = kv / workload.params["layers"] if kv_on_host(workload, gpu, context) else kv
@@ -141,7 +148,8 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "fits": fits, "dense_fits": fits}
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "fits": fits,
+            "dense_fits": fits and not math.isnan(dense.attention_s)}
 
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:

@@ -21,7 +21,9 @@ by memory gives the same choice at its lengths and follows any other GPU's memor
 A100, so its working set took under the 4.3 GB left, less than one 500K x hidden bf16 tensor of HF's layer; how it
 got there is not modelled.
 Weights that alone exceed the GPU's memory leave nothing to offload: the KV cache stays put and the point does not
-fit (`sparse_points`' `fits`), as a decode method's OOM row.
+fit (`sparse_points`' `fits`), as a decode method's OOM row. A dense FlashAttention-2 call whose Q, K, V and O exceed
+the GPU's memory at a length has no time there (NaN, `kv_selection.attention_time_s`): the point is still a row, its
+dense side infeasible; one no length could run (a CTA that does not fit an SM) is refused, naming the GPU.
 Assumptions: bf16, the only word size the kernels have (a workload whose `word_bytes` is not 2 is refused,
 `kv_selection.check_dense_attention`); the LM head runs on the last token only (the benchmark times the prompt's
 forward, whose logits at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no
@@ -38,10 +40,9 @@ from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_flexprefill import layer_time_s
-from archsim.model.gpu_kernels import predict
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
 from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
-from archsim.systems.kv_selection import check_dense_attention, dense_kv_bytes, weight_bytes
+from archsim.systems.kv_selection import attention_time_s, check_dense_attention, dense_kv_bytes, weight_bytes
 from archsim.systems.links import check_host_link, load_link
 from archsim.systems.step import Step, non_attention_ops
 from archsim.systems.system_model import sizes_model
@@ -107,13 +108,13 @@ def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
 
 
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
-    """Every layer with FlashAttention-2 over all heads."""
+    """Every layer with FlashAttention-2 over all heads; its attention NaN where one call's Q, K, V and O exceed the
+    GPU's memory (module docstring)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
-    attention = predict(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params)
-    if not attention.feasible:
-        raise SpecError("<prefill>", "seq_len", f"{DENSE_KERNEL} cannot run {seq_len} tokens: {attention.reason}")
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention.time_s,
+    attention_s = attention_time_s(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params,
+                                   "<prefill>", f"run {seq_len} tokens")
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention_s,
                    kv_host_s(workload, gpu, seq_len))
 
 
