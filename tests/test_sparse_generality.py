@@ -171,3 +171,12 @@ def test_quest_loads_every_kv_byte_of_a_model_with_no_sparse_layer(tmp_path: Pat
                        "--context", "1M", "--budget", "1024", "--json")
     assert code == 0, output
     assert [p["loaded_fraction"] for p in json.loads(output)["points"]] == [1.0, 1.0]
+
+
+def test_an_attention_call_beyond_the_row_limit_names_context() -> None:
+    """Llama-3-405B's 128 heads at 16M tokens are 2.15e9 query rows, over the model's limit on one call: the
+    message named `<python>: AttentionCase.seqlen`, a field no user wrote; --context sets it."""
+    code, output = run("--method", "quest", "--gpu", "h100-sxm5", "-w", "llama3-405b", "--context", "16M",
+                       "--budget", "1024")
+    assert code == 2
+    assert "error: --context: batch x heads x seqlen = 1 x 128 x 16777216" in output

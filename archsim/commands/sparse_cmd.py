@@ -19,11 +19,12 @@ from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.sparse_points import METHODS, SparseMethod
 
 # the models' sources whose fields the options set, and the options
-MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>")
+MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>", "<python>")
 FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
                  "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
                  "reuse_fraction": "--reuse-fraction", "density": "--density",
-                 "kernel": "--gpu"}  # a kernel the GPU cannot run
+                 "kernel": "--gpu",  # a kernel the GPU cannot run
+                 "AttentionCase.seqlen": "--context"}  # an attention call's rows (batch 1 x heads x context)
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
                   "duoattention": ("--patterns", "--retrieval-fraction"),
