@@ -3,8 +3,8 @@ rule that reads its own rank's size, `archsim check` resolving a mapping's names
 meaning under a spill, and the wording of the sweep executor line and of a GQA head split that does not divide.
 
 Expected numbers are derived in each test from the shipped specs: `mappings/flat.yaml` (256 x 256 tiles, row blocks
-from `P * M * word_bytes // capacity(GlobalBuffer)`, at most 1,024 rows a block), the FLAT preset's 32 MiB global
-buffer (archsim/arch/presets/flat.yaml), BERT-base's 2-byte words and Llama-3-8B's 32 heads."""
+from P * M * word_bytes / capacity(GlobalBuffer) rounded up, at most 1,024 rows a block), the FLAT preset's 32 MiB
+global buffer (archsim/arch/presets/flat.yaml), BERT-base's 2-byte words and Llama-3-8B's 32 heads."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def flat_arch(capacity_mib: int):
 
 def capacity_blocks(n: int, capacity_bytes: int) -> int:
     """FLAT's block count from the buffer (docs/fusemax-artifact-model.md section 4): 1 while a head's n x n scores
-    fit, else at least n / capacity-rows and at least n / 1024 (a block of at most 1,024 rows)."""
-    count = n * n * WORD_BYTES // capacity_bytes
+    fit, else at least n / capacity-rows (rounded up: a block that fills the buffer at most) and at least n / 1024 (a
+    block of at most 1,024 rows)."""
+    count = -(-n * n * WORD_BYTES // capacity_bytes)
     return max(1, count, min(count - 1, 1) * n // 1024)
 
 
@@ -101,7 +102,7 @@ def test_a_rule_of_the_ranks_own_size_is_named_and_its_advice_tiles(tmp_path: Pa
     there, tiles: found here by the rule's closed form over every multiple of 256."""
     below = next(n for n in range(20480 - 256, 0, -256) if _old_rule_tiles(n))
     above = next(n for n in range(20480 + 256, 2**24, 256) if _old_rule_tiles(n))
-    assert (below, above) == (16384, 22272)  # 64 tiles in 16 blocks; 87 tiles in 29 blocks
+    assert (below, above) == (16384, 21504)  # 64 tiles in 16 blocks; 84 tiles in 28 blocks
     with pytest.raises(SpecError) as error:
         run_point(_old_flat(tmp_path), workload="bert-base", sets={"seq_len": 20480})
     message = error.value.message
@@ -120,7 +121,7 @@ def test_a_length_off_the_tiles_is_advised_by_the_tiles_where_the_rule_divides_t
                                         r"nearest multiples are 19968 and 20224"):
         run_point("flat", workload="bert-base", sets={"seq_len": 20000})
     assert not _old_rule_tiles(19968) and not _old_rule_tiles(20224)
-    with pytest.raises(SpecError, match=r"nearest sizes of M that tile are 16384 and 22272"):
+    with pytest.raises(SpecError, match=r"nearest sizes of M that tile are 16384 and 21504"):
         run_point(_old_flat(tmp_path), workload="bert-base", sets={"seq_len": 20000})
 
 
@@ -207,8 +208,9 @@ def test_kv_heads_that_do_not_divide_heads_are_the_workloads_not_a_padded_sequen
 
 def test_a_rule_without_a_residual_is_advised_by_the_sizes_it_tiles(tmp_path: Path) -> None:
     """FLAT's row blocks with no residual P loop: blocks x 256 must be P itself, so only lengths whose block count is
-    all their tiles run. At 4096 tokens (1 block) the nearest are 256 (1 tile) and 5888 (23 tiles, a prime: 5888^2 x
-    2 // 32 MiB = 2 and 5888 // 1024 = 5 blocks wanted, the smallest divisor of 23 at least 5 is 23). No "does not
+    all their tiles run. At 4096 tokens (1 block) the nearest are 256 (1 tile) and 4352 (17 tiles, a prime: 4352^2 x
+    2 / 32 MiB = 1.13, over the buffer, so 4352 // 1024 = 4 blocks wanted, the smallest divisor of 17 at least 4 is
+    17). No "does not
     divide" is said: 1 divides the 16 tiles; the missing residual is what fails."""
     data = yaml.safe_load(library.find("mappings", "flat").read_text())
     data["groups"][0]["loops"][1]["ranks"].pop("P")
@@ -219,6 +221,20 @@ def test_a_rule_without_a_residual_is_advised_by_the_sizes_it_tiles(tmp_path: Pa
         run_point(str(path), workload="bert-base", sets={"seq_len": 4096})
     assert error.value.message.startswith("rank P: factors on unit array2d multiply to 256, expected the rank size "
                                           "4096; the rule of groups[0].loops[0].ranks.P")
-    assert error.value.message.endswith("the nearest sizes of P that tile are 256 and 5888 (to model a padded "
+    assert error.value.message.endswith("the nearest sizes of P that tile are 256 and 4352 (to model a padded "
                                         "sequence, give one of them)")
-    assert run_point(str(path), workload="bert-base", sets={"seq_len": 5888}).feasible
+    assert run_point(str(path), workload="bert-base", sets={"seq_len": 4352}).feasible
+
+
+@pytest.mark.parametrize(("seq_len", "smaller_mib", "larger_mib"), [(5120, 24, 28), (4096, 16, 20), (6144, 32, 48)])
+def test_flat_with_a_larger_buffer_moves_no_more(seq_len: int, smaller_mib: int, larger_mib: int) -> None:
+    """A head 1-2x the buffer (5120^2 x 2 B = 50 MiB against 28 MiB) took the floor of the ratio, one block: the
+    whole head kept in place, 24 MB of it spilling, 5x the DRAM traffic of the 24 MiB buffer's 1,024-row blocks
+    (helper-135's audit). Rounded up, the block fills the buffer at most, and a larger buffer moves no more."""
+    def traffic(capacity_mib: int) -> float:
+        return run_point("flat", workload="bert-base", sets={"seq_len": seq_len},
+                         arch=flat_arch(capacity_mib)).dram_traffic_bytes()
+
+    assert traffic(larger_mib) <= traffic(smaller_mib)
+    larger = prepare("flat", workload="bert-base", sets={"seq_len": seq_len}, arch=flat_arch(larger_mib))
+    assert row_blocks(larger) >= capacity_blocks(seq_len, larger_mib * MIB) > 1

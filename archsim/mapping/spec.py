@@ -10,7 +10,8 @@ A mapping is a list of fusion groups run one after another. Each group has
   be an expression of the cascade's parameters and rank sizes, `capacity(LEVEL)` (bytes), `min`/`max` and
   `divisor_at_least(n, k)` (the smallest divisor of the whole number n that is at least k; n when k > n), for
   a dataflow's own tiling rule: FLAT's row block fills the buffer with scores,
-  `P: "divisor_at_least(P // 256, max(1, P * M * word_bytes // capacity(GlobalBuffer)))"` row blocks, a count
+  `P: "divisor_at_least(P // 256, max(1, (P * M * word_bytes + capacity(GlobalBuffer) - 1) //
+  capacity(GlobalBuffer)))"` row blocks (the scores over the buffer, rounded up), a count
   that divides the P / 256 query tiles, so every whole number of tiles runs. A rule that reads its own rank's
   size (P here) must give a divisor of what the rank's other factors leave, at every size: its value moves with
   the size, so the multiples of today's value are no advice (see `archsim.mapping.resolve`).
