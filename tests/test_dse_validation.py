@@ -22,6 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from archsim import library
 from archsim.cli import main
 from archsim.dse.pareto import pareto_mask
 from archsim.dse.points import expand
@@ -95,6 +96,11 @@ def _one_line_error(result, source: str, where: str = "") -> str:
     # a causal cascade's GPU points were non-causal unless the sweep said otherwise: now it must say
     ({"mapping": "fusemax-gqa", "workload": "llama3-8b", "gpus": {"presets": ["h100-sxm5"]}}, "gpus.causal",
      "cascade attention-1pass-causal-gqa is masked"),
+    # GPU blocks none of whose points could run were a sweep of infeasible GPU rows, exit 0 (helper-134's audit)
+    ({"gpus": {"presets": ["h100-sxm5"], "precision": "fp8"}}, "gpus.precision",
+     "FlashAttention-2 has no fp8 path modelled"),
+    ({"gpus": {"presets": ["h100-sxm5"], "kernel": "Triton tutorial fused attention", "precision": "fp8"}},
+     "gpus.precision", "fp8 times 1-byte words, but workload bert-base's are 2 bytes"),
 ])
 def test_bad_sweep_spec_is_one_line_naming_file_and_path(tmp_path, cli, changes, where, says):
     spec = _write(tmp_path / "bad.yaml", **changes)
@@ -388,3 +394,29 @@ def test_an_export_has_the_same_columns_in_the_same_order_whichever_point_comes_
         cli("results", str(db), "--csv", str(out))
         orders.append(list(pd.read_csv(out).columns))
     assert orders[0] == orders[1] and orders[0][-1] == "constraint_ok"
+
+
+def test_a_gpu_block_no_preset_has_the_rate_for_is_refused(tmp_path, cli):
+    """A user GPU with an fp16 tensor rate only, asked for bf16: every GPU point infeasible, the sweep exit 0; now
+    refused at load naming gpus.precision. A bad field of a user GPU file names that file and field."""
+    gpu = yaml.safe_load((Path(library.__file__).parents[1] / "gpu" / "presets" / "l40s.yaml").read_text())
+    gpu["tensor_flops_per_s"] = {"fp16": gpu["tensor_flops_per_s"]["fp16"]}
+    (tmp_path / "fp16-only.yaml").write_text(yaml.safe_dump(gpu))
+    spec = _write(tmp_path / "bf16.yaml", gpus={"presets": [str(tmp_path / "fp16-only.yaml")], "precision": "bf16"})
+    message = _one_line_error(cli("sweep", str(spec), "--local", expect=2), str(spec), "gpus.precision")
+    assert message.startswith("no GPU of gpus.presets has a tensor-core rate for bf16")
+    gpu["dram_bytes_per_s"] = -1
+    (tmp_path / "negative.yaml").write_text(yaml.safe_dump(gpu))
+    spec = _write(tmp_path / "bad-gpu.yaml", gpus={"presets": [str(tmp_path / "negative.yaml")]})
+    _one_line_error(cli("sweep", str(spec), "--local", expect=2), str(tmp_path / "negative.yaml"), "dram_bytes_per_s")
+
+
+def test_gpu_points_of_another_word_width_are_infeasible_and_keyed_apart(tmp_path, cli):
+    """An axis of word_bytes 1 and 2: the GPU points at 1 byte were keyed as the 2-byte ones (12 drawn, 8 distinct)
+    and timed at fp16; now each is its own point, the 1-byte one infeasible saying why."""
+    spec = _write(tmp_path / "widths.yaml", axes={"workload.word_bytes": [1, 2]}, gpus={"presets": ["h100-sxm5"]})
+    db = tmp_path / "w.sqlite"
+    cli("sweep", str(spec), "--db", str(db), "--local")
+    gpu = read_records(db).query("target == 'h100-sxm5'").set_index("workload.word_bytes")
+    assert len(gpu) == 2 and gpu.loc[2, "feasible"] and not gpu.loc[1, "feasible"]
+    assert gpu.loc[1, "reason"] == "the workload's 1-byte words, but gpus.precision fp16 times 2-byte words"

@@ -48,7 +48,7 @@ from archsim.gpu.params import load_calibration
 from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
-from archsim.model.gpu import AttentionCase, gpu_record
+from archsim.model.gpu import AttentionCase, gpu_record, infeasible
 from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare
 from archsim.record import Record
@@ -204,8 +204,8 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
     gpu = {k: v for k, v in dataclasses.asdict(base.gpus[point["target"]]).items() if k != "source"}  # its file's
     # path: where the checkout or install lies, not what the point computes, so a moved store still resumes
-    return {"gpu": gpu, "kernel": spec.gpus.kernel,
-            "params": base.gpu_params, "case": dataclasses.asdict(_case(spec, base, point))}
+    return {"gpu": gpu, "kernel": spec.gpus.kernel, "params": base.gpu_params,
+            "case": dataclasses.asdict(_case(spec, base, point)), "word_bytes": _word_bytes(spec, base, point)}
 
 
 def _digest(text: str) -> str:
@@ -408,8 +408,19 @@ def _sets_source(spec: SweepSpec) -> str:
 
 
 def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
-    gpu = base.gpus[point["target"]]
-    return gpu_record(predict(spec.gpus.kernel, _case(spec, base, point), gpu, base.gpu_params), gpu)
+    """The GPU's call at `gpus.precision`; a point whose workload words are of another width (a `word_bytes` axis)
+    is infeasible, saying so: the GPU would time other words than the architecture points compute."""
+    gpu, case = base.gpus[point["target"]], _case(spec, base, point)
+    word_bytes = _word_bytes(spec, base, point)
+    if word_bytes is not None and word_bytes != case.element_bytes:
+        return gpu_record(infeasible(spec.gpus.kernel, gpu, case, f"the workload's {word_bytes:g}-byte words, but "
+                                     f"gpus.precision {case.precision} times {case.element_bytes}-byte words"), gpu)
+    return gpu_record(predict(spec.gpus.kernel, case, gpu, base.gpu_params), gpu)
+
+
+def _word_bytes(spec: SweepSpec, base: Base, point: Point) -> float | None:
+    """The point's workload word size (its `sets` and axes over the workload's), None where none is given."""
+    return {**base.workload.params, **_sizes(spec, spec.fields(point))}.get("word_bytes")
 
 
 # Which model evaluates a point; every one answers with the same `archsim.record.Record`.

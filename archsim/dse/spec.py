@@ -82,8 +82,8 @@ from archsim.errors import SpecError, check_keys, given
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
-from archsim.model.gpu import unmodelled_attention
-from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_attention, kernel_directions
+from archsim.model.gpu import PRECISION_BYTES, unmodelled_attention
+from archsim.model.gpu_kernels import FP8_FAMILIES, KERNELS, PRECISIONS, family_of, kernel_attention, kernel_directions
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size
@@ -437,6 +437,8 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
         try:
             load_gpu(str(name))
         except SpecError as e:
+            if e.where:  # a GPU file of the user's with a bad field: that file and field
+                raise
             raise SpecError(source, f"gpus.presets[{i}]", e.message) from None
     targets = GpuTargets(tuple(str(p) for p in presets), data.get("kernel", GpuTargets.kernel),
                          data.get("causal", GpuTargets.causal), data.get("precision", GpuTargets.precision))
@@ -599,6 +601,7 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                     f"workload {workload.name} computes {workload.attention} "
                                                     f"attention (its attention field): expected a kernel of "
                                                     f"{workload.attention} attention")
+    _check_gpu_precision(spec, {**cascade.params, **workload.params, **spec.sets}, workload)
     masked = any(e.mask is not None for e in cascade.einsums)
     if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
@@ -614,6 +617,26 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
                                                  "dense multi-head and grouped-query attention, so its GPU points "
                                                  "would be wrong; drop gpus")
+
+
+def _check_gpu_precision(spec: SweepSpec, sizes: dict[str, Any], workload: Workload) -> None:
+    """`gpus.precision` runs somewhere: the kernel has a path for it (fp8: `FP8_FAMILIES`), one of the presets a
+    tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them (an axis
+    of `word_bytes` makes each point of another width infeasible, `points._gpu_record`). A spec none of whose GPU
+    points could run is refused at load."""
+    precision, kernel = spec.gpus.precision, spec.gpus.kernel
+    if precision == "fp8" and family_of(kernel) not in FP8_FAMILIES:
+        fp8 = ", ".join(k for k in KERNELS if family_of(k) in FP8_FAMILIES)
+        raise SpecError(spec.source, "gpus.precision", f"{kernel} has no fp8 path modelled: expected fp16 or bf16, "
+                                                       f"or a kernel that takes fp8 ({fp8})")
+    if not any(load_gpu(name).has_rate(precision) for name in spec.gpus.presets):
+        raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
+                                                       f"{precision}: expected a precision they have")
+    word_bytes = sizes.get("word_bytes")
+    if "workload.word_bytes" not in spec.axes and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
+        raise SpecError(spec.source, "gpus.precision", f"{precision} times {PRECISION_BYTES[precision]}-byte words, "
+                                                       f"but workload {workload.name}'s are {word_bytes:g} bytes "
+                                                       "(word_bytes): expected a precision of its width")
 
 
 def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:
