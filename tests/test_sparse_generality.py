@@ -173,10 +173,11 @@ def test_quest_loads_every_kv_byte_of_a_model_with_no_sparse_layer(tmp_path: Pat
     assert [p["loaded_fraction"] for p in json.loads(output)["points"]] == [1.0, 1.0]
 
 
-def test_an_attention_call_beyond_the_row_limit_names_context() -> None:
-    """Llama-3-405B's 128 heads at 16M tokens are 2.15e9 query rows, over the model's limit on one call: the
-    message named `<python>: AttentionCase.seqlen`, a field no user wrote; --context sets it."""
+def test_an_attention_call_beyond_the_row_limit_names_context(monkeypatch) -> None:
+    """Llama-3-405B's 8 KV heads at 16M tokens are 1.3e8 keys, over a limit of 2^26 on one call: the message named
+    `<python>: AttentionCase.seqlen`, a field no user wrote; --context sets it."""
+    monkeypatch.setenv("ARCHSIM_MAX_GPU_ROWS", str(2**26))
     code, output = run("--method", "quest", "--gpu", "h100-sxm5", "-w", "llama3-405b", "--context", "16M",
                        "--budget", "1024")
     assert code == 2
-    assert "error: --context: batch x heads x seqlen = 1 x 128 x 16777216" in output
+    assert "error: --context: batch x kv_heads x seqlen = 1 x 8 x 16777216" in output

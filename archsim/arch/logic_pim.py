@@ -15,7 +15,7 @@ Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
 - The DRAM refreshes: for tRFC of every tREFI no bank is read (`refresh_fraction`), the reference's HBM timing
   (pim.md §1.2, NeuPIMs' HBM2: tRFC 260 of tREFI 3900 cycles, as `archsim.arch.pim.PIMSpec` holds it; Duplex's
   HBM3 timing is not in the reference). The xPU's measured DRAM efficiency already holds its share
-  (`archsim.model.gpu.DRAM_EFFICIENCY`); bank-bundle conflicts and activation limits are not modelled.
+  (`archsim.model.gpu.dram_efficiency`); bank-bundle conflicts and activation limits are not modelled.
 - `area_mm2` is the silicon the PIM adds per stack: Duplex's 17.80 mm2 of its 121 mm2 HBM3 logic die (§2.2); no
   cost model reads it yet.
 The paper's alternatives are the same spec with other values (the duplex-bank-pim and duplex-bankgroup-pim system

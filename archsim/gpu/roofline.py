@@ -74,9 +74,11 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
                     where: Mapping[str, str] | None = None) -> tuple[list[RooflinePoint], list[tuple[str, str]]]:
     """Roofline points of a workload's attention kernels (causal prefill at `seq_len`, decode against a KV cache
     of `seq_len`, at the precision of its `word_bytes`), and (label, reason) of each kernel that cannot run it (a
-    kernel without an fp8 path at 1-byte words, any at 4-byte words); `params_of(family)` gives a family's
-    parameters (e.g. `Calibration.family_params`). A missing or unusable size is a SpecError naming `source` and
-    `where[size]` (default `params.<size>`)."""
+    kernel without an fp8 path at 1-byte words, any at 4-byte words; a call beyond the model's limit on query rows
+    or keys, `AttentionCase.limit_problem`: a prefill's rows grow with `seq_len`, a decode's do not);
+    `params_of(family)` gives a family's parameters (e.g. `Calibration.family_params`). A missing or unusable size
+    is a SpecError naming `source` and `where[size]` (default `params.<size>`), and so is the limit when no kernel
+    runs within it."""
     def blame(key: str) -> str:
         return (where or {}).get(key, f"params.{key}")
 
@@ -93,16 +95,29 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
     if precision is None:
         raise SpecError(source, blame("word_bytes"), "expected " + ", ".join(
             f"{size} ({name})" for size, name in WORD_PRECISIONS.items()) + f" bytes, got {workload['word_bytes']:g}")
-    points, infeasible = [], []
+    points, infeasible, beyond_limit = [], [], []
     for label, kernel, direction in WORKLOAD_KERNELS:
         case = AttentionCase(direction, int(workload["batch"]), heads, kv_heads, int(workload["head_dim"]),
                              int(workload["seq_len"]), direction != "decode", precision)
-        field, problem = case.size_problem()
+        field, problem = case.shape_problem()
         if problem:
-            raise SpecError(source, blame("seq_len" if field == "seqlen" else field), problem)
+            raise SpecError(source, blame(_workload_size(field)), problem)
+        field, too_large = case.limit_problem()
+        if too_large:
+            beyond_limit.append((field, too_large))
+            infeasible.append((label, too_large))
+            continue
         result = predict(kernel, case, gpu, params_of(family_of(kernel)))
         if result.feasible:
             points.append(roofline_point(label, result, gpu))
         else:
             infeasible.append((label, result.reason))
+    if beyond_limit and not points:
+        field, too_large = beyond_limit[0]
+        raise SpecError(source, blame(_workload_size(field)), too_large)
     return points, infeasible
+
+
+def _workload_size(field: str) -> str:
+    """The workload size an `AttentionCase` field comes from."""
+    return "seq_len" if field == "seqlen" else field

@@ -33,7 +33,7 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   packing fewer CTAs per SM. So a GPU with more registers or shared memory is never slower on the same plan
   (at one level only, a doubled register file made 138 of 310 preset x kernel x shape pairs slower, by up to 30 %;
   now 3, by a change of plan).
-- The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `DRAM_EFFICIENCY`), L2 bytes / L2 bandwidth)
+- The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `dram_efficiency`), L2 bytes / L2 bandwidth)
   plus `launch_s` (launch latency and the gap between back-to-back kernels).
 A **stream launch** (an elementwise pass, a reduction, a copy) is bound by DRAM bandwidth, and a **GEMM launch**
 (a vendor-library GEMM) by the larger of FLOPs at `gemm_efficiency` x peak and bytes at `hbm_efficiency` x
@@ -63,6 +63,7 @@ from archsim.limits import env_limit
 from archsim.record import NAN, Record
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
+DRAM_EFFICIENCY_COPY_FRACTION = 0.896  # the H100/H200 presets' measured copy fraction DRAM_EFFICIENCY rounds
 MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)
 REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
 MAX_REGS_PER_THREAD = 255
@@ -72,10 +73,14 @@ WORD_PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")
 ATTENTIONS = ("softmax", "linear")
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # of the forward count (gpu.md §1.0)
-# Most query rows (batch x heads x seqlen) one case may have: the kernels' grids hold a CTA per 16 to 128 rows and
-# are timed CTA by CTA, so this bounds the memory (~1 GB) and time (seconds) of one prediction. 2**30 is 64 times
-# Llama-3-405B's 128 heads at batch 1 and 128K tokens. ARCHSIM_MAX_GPU_ROWS raises it.
+# Most query rows one case may have, and most keys (`AttentionCase.limit_problem`): the kernels' grids hold a CTA per
+# 16 to 128 query rows and are timed CTA by CTA, so this bounds the memory (~1 GB) and time (seconds) of one
+# prediction. 2**30 is 64 times Llama-3-405B's 128 heads at batch 1 and 128K tokens. ARCHSIM_MAX_GPU_ROWS raises it.
 MAX_QUERY_ROWS = 2**30
+# The fewest rows a decode's query row (one per batch and head) is computed in: one m16n8k16 MMA tile. Every decode
+# kernel pads the row to a tile (FlashAttention v2.0.9 gives each its own CTA), so it counts as that many rows.
+DECODE_TILE_ROWS = 16
+LIMIT_NAMING_ORDER = ("seqlen", "batch", "heads", "kv_heads")  # the field a product beyond the limit names on a tie
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
 MAKESPAN_MEMO_CTAS = 4096
@@ -156,10 +161,15 @@ class AttentionCase:
         return words * self.element_bytes * (1 if self.direction in ("fwd", "decode") else 2)
 
     def size_problem(self) -> tuple[str, str]:
-        """(field, why) when the case cannot be modelled, else ("", ""): `direction` one of `DIRECTIONS`, `causal`
-        a boolean, every size a positive whole number, and batch x heads x seqlen at most `MAX_QUERY_ROWS`
-        (`ARCHSIM_MAX_GPU_ROWS`; the field named is the largest of the three, the likeliest to be wrong). A
-        precision no kernel takes is not a problem here: each kernel gives it as the reason it has no plan."""
+        """(field, why) when the case cannot be modelled, else ("", ""): its fields readable (`shape_problem`) and
+        its size within what one prediction models (`limit_problem`). A precision no kernel takes is not a problem
+        here: each kernel gives it as the reason it has no plan."""
+        field, problem = self.shape_problem()
+        return (field, problem) if problem else self.limit_problem()
+
+    def shape_problem(self) -> tuple[str, str]:
+        """(field, why) when a field cannot be read, else ("", ""): `direction` one of `DIRECTIONS`, `attention` one
+        of `ATTENTIONS`, `causal` a boolean, every size a positive whole number."""
         if self.direction not in DIRECTIONS:
             return "direction", f"expected one of {', '.join(DIRECTIONS)}, got {self.direction!r}"
         if self.attention not in ATTENTIONS:
@@ -170,13 +180,29 @@ class AttentionCase:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 return name, f"expected a positive whole number, got {value!r}"
+        return "", ""
+
+    def limit_problem(self) -> tuple[str, str]:
+        """(field, why) when a readable case (`shape_problem`) is larger than one prediction models, else ("", ""):
+        its query rows and its keys each at most `MAX_QUERY_ROWS` (`ARCHSIM_MAX_GPU_ROWS`). A prefill has batch x
+        heads x seqlen query rows; a decode batch x heads, each counted as the `DECODE_TILE_ROWS` it is computed in
+        (a decode grid holds up to a CTA per query row, a prefill grid one per 16 or more), whatever its KV length.
+        Its keys (batch x kv_heads x seqlen) bound what a plan sizes by the KV length. The field named is the
+        largest factor of the product beyond the limit (`LIMIT_NAMING_ORDER` on a tie), the likeliest to be
+        wrong."""
+        queries = ((("batch", "heads"), DECODE_TILE_ROWS, f"query rows (a decode's row per batch and head, counted as "
+                                                          f"the {DECODE_TILE_ROWS}-row tile it is computed in)")
+                   if self.direction == "decode" else (("batch", "heads", "seqlen"), 1, "query rows"))
         limit = env_limit(MAX_QUERY_ROWS_ENV, MAX_QUERY_ROWS)
-        rows = self.batch * self.heads * self.seqlen
-        if rows > limit:
-            largest = max(("seqlen", "batch", "heads"), key=lambda name: getattr(self, name))
-            return largest, (f"batch x heads x seqlen = {self.batch} x {self.heads} x {self.seqlen} = {rows:.3g} "
-                             f"query rows, beyond the limit of {limit} on one modelled attention call (raise it "
-                             f"with the environment variable {MAX_QUERY_ROWS_ENV})")
+        for names, tile_rows, what in (queries, (("batch", "kv_heads", "seqlen"), 1, "keys")):
+            sizes = [getattr(self, name) for name in names]
+            count = math.prod(sizes) * tile_rows
+            if count > limit:
+                tile = f" x {tile_rows}" if tile_rows > 1 else ""
+                largest = max((name for name in LIMIT_NAMING_ORDER if name in names), key=lambda n: getattr(self, n))
+                return largest, (f"{' x '.join(names)}{tile} = {' x '.join(map(str, sizes))}{tile} = {count:.3g} "
+                                 f"{what}, beyond the limit of {limit} on one modelled attention call (raise it with "
+                                 f"the environment variable {MAX_QUERY_ROWS_ENV})")
         return "", ""
 
 
@@ -425,7 +451,7 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
             totals[name] += tiles * getattr(seg.tile, name)
     slots = gpu.sm_count * k
     bounds = {"schedule": schedule_s(launch, gpu, params, k),
-              "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * DRAM_EFFICIENCY),
+              "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * dram_efficiency(gpu)),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
     if launch.atomic_rate:
         bounds["atomics"] = launch.atomics / (params[launch.atomic_rate] * gpu.clock_hz)
@@ -434,8 +460,16 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
                         launch.ctas / slots, l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
 
 
+def dram_efficiency(gpu: GPU) -> float:
+    """The share of DRAM peak a kernel's streams reach on `gpu`: `DRAM_EFFICIENCY`, measured on H100 and H200, scaled
+    by the GPU's own measured copy fraction over theirs (MI300X's 0.81: 0.81 x 0.90 / 0.896); a GPU without a
+    measured fraction takes the H100/H200 value."""
+    fraction = gpu.dram_copy_fraction
+    return DRAM_EFFICIENCY * (1.0 if fraction is None else fraction / DRAM_EFFICIENCY_COPY_FRACTION)
+
+
 def stream_launch_time(launch: StreamLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
-    efficiency = DRAM_EFFICIENCY if launch.efficiency is None else params[launch.efficiency]
+    efficiency = dram_efficiency(gpu) if launch.efficiency is None else params[launch.efficiency]
     dram_s = launch.dram_bytes / (gpu.dram_bytes_per_s * efficiency)
     return LaunchResult(launch.name, dram_s + params["launch_s"], "dram", dram_bytes=launch.dram_bytes)
 

@@ -78,10 +78,16 @@ being the split-KV path.
 Head dims, per family as the kernel does it (from memory of the sources, not re-read): FlashAttention-2 and its
 decode variants pad any head_dim up to 256 to the next head dim they compile (`FA2_HEAD_DIMS`, multiples of 32),
 FlashAttention-3 to 64, 128 or 256 (`FA3_FWD`), the FlashAttention Triton kernel up to 128 to
-max(next power of two, 16) (`FAT_HEAD_DIMS`); each is timed at that width (`_at_head_dim`: MMAs, and as an upper
-bound its loads). FlashAttention v1 refuses a head_dim that is not a multiple of 8 (its C++ check; no padding) and
-runs the others at 32, 64 or 128 (`FA1_HEAD_DIMS`); the Triton tutorial and archsim's kernels refuse any head_dim
-but their powers of two. The FLOPs a result reports stay the case's (the benchmark convention at the true head_dim).
+max(next power of two, 16) (`FAT_HEAD_DIMS`). FlashAttention v1 refuses a head_dim that is not a multiple of 8 (its
+C++ check; no padding) and runs the others at 32, 64 or 128 (`FA1_HEAD_DIMS`); the Triton tutorial and archsim's
+kernels refuse any head_dim but their powers of two. A kernel computes at the width it runs (the launches'
+`padded_head_dim`): MMAs, softmax, shared memory, registers. It reads and writes the case's head_dim: the tensors
+in DRAM are that wide, and the kernel masks the padded columns of its loads and stores (predicated loads: FA2's
+`Is_even_K` false, the Triton kernel's `offs_d < headdim`), so DRAM and L2 traffic, and the roofline's bytes, are
+the case's (`_masked_tile`). One exception: FA2's backward allocates its fp32 dQ accumulator at the compiled width
+(flash_api.cpp's head_size_rounded) and adds whole tiles into it. A wrapper's pad to a multiple of 8 (FA2's, FA3's;
+at most 7 columns, a copy before the call) is not counted. The FLOPs a result reports stay the case's (the
+benchmark convention at the true head_dim).
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ from archsim.model.gpu import (
     Plan,
     Segment,
     StreamLaunch,
+    Tile,
     TiledLaunch,
     ctas_per_sm,
     predict_plans,
@@ -239,12 +246,16 @@ def _qkvo_bytes(case: AttentionCase) -> float:
 def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
                 efficiency: str, q_in_smem: bool, mask_all: bool, stages: int,
                 p_to_fp8: bool = False, counts: tuple[np.ndarray, np.ndarray] | None = None,
-                producer_warps: int = 0, softmax_overlap: bool = False) -> TiledLaunch:
+                producer_warps: int = 0, softmax_overlap: bool = False,
+                padded_head_dim: int | None = None) -> TiledLaunch:
     """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order. `counts`
     (unmasked, masked key tiles per query block of one head) replaces the dense or causal ones: a sparse kernel
     visiting a ragged set of key tiles (`archsim.model.gpu_sparse`). `warps` compute the tile; `producer_warps`
-    only issue its loads (a warp-specialised kernel); `softmax_overlap`: see `TiledLaunch`."""
+    only issue its loads (a warp-specialised kernel); `softmax_overlap`: see `TiledLaunch`. `padded_head_dim`: the
+    compiled head dim the kernel runs the case's head_dim at (module docstring, "Head dims"): the tiles' MMAs,
+    softmax, shared memory and registers at that width, what it reads and writes at the case's."""
     e, d = case.element_bytes, case.head_dim
+    width = padded_head_dim or d
     group = _warpgroup(mma, gpu)
     convert = case.precision == "fp8" and not gpu.has_native("fp8")
     precision = "fp16" if convert else case.precision
@@ -252,15 +263,17 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     if mask_all and case.causal:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
     heads = case.batch * case.heads
-    plain = fwd_tile(block_m, block_n, d, warps, group, e, q_in_smem, False, convert, p_to_fp8)
-    edge = fwd_tile(block_m, block_n, d, warps, group, e, q_in_smem, True, convert, p_to_fp8)
+    plain = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem, False, convert,
+                                              p_to_fp8), d, width)
+    edge = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem, True, convert,
+                                             p_to_fp8), d, width)
     segments = (Segment(plain, _repeat(unmasked, heads)), Segment(edge, _repeat(masked, heads)))
     tiles = heads * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
     q_o = 2 * heads * case.seqlen * d * e
     return TiledLaunch(name, segments, 32 * (warps + producer_warps),
-                       (q_in_smem * block_m + stages * 2 * block_n) * d * e,
-                       block_m * d + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
+                       (q_in_smem * block_m + stages * 2 * block_n) * width * e,
+                       block_m * width + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
                        q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e,
                        softmax_overlap=softmax_overlap)
 
@@ -301,51 +314,59 @@ def compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
     return next((size for size in sorted(compiled) if head_dim <= size), None)
 
 
-def _at_head_dim(case: AttentionCase, head_dim: int) -> AttentionCase:
-    """`case` as the kernel runs it, at the head dim it pads to: its MMAs and, an upper bound, its loads of Q, K, V
-    and O at that width (a kernel masks the padded columns of its loads, and its Python wrapper pads in memory only
-    to a multiple of 8)."""
-    return replace(case, head_dim=head_dim)
+def _masked_tile(tile_at: Callable[[int], Tile], head_dim: int, padded_head_dim: int) -> Tile:
+    """The step a kernel runs at `padded_head_dim` (`tile_at(width)`: its MMAs, softmax and shared memory), loading
+    only the case's `head_dim` columns (`tile_at(head_dim)`'s loads): the padded columns are masked, never read."""
+    tile = tile_at(padded_head_dim)
+    return tile if padded_head_dim == head_dim else replace(tile, load_bytes=tile_at(head_dim).load_bytes)
 
 
-def _fa2_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
-    return _fa2_fitting(_by_head_dim(FA2_FWD, case.head_dim),
+def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
+    """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
+    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim),
                         lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
-                                                     False, 1), gpu)
+                                                     False, 1, padded_head_dim=head_dim), gpu)
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
-               mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None) -> TiledLaunch:
+               mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None,
+               padded_head_dim: int | None = None) -> TiledLaunch:
     """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
     dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
     memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS.
     With `atomic_rate` (a family parameter) the launch is also bound by its block_m x head_dim dQ atomic adds per
-    tile at that many per clock for the whole chip."""
+    tile at that many per clock for the whole chip. `padded_head_dim`: as for `fwd_launch`, the fp32 dQ accumulator
+    (allocated at that width, FA2's head_size_rounded, and added to whole) included in what it computes."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
+    width = padded_head_dim or d
     bm, bn = block_m, block_n
     unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
     if mask_all:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
-    plain, edge = (bwd_tile(bm, bn, d, warps, _warpgroup(mma, gpu), e, m) for m in (False, True))
+    group = _warpgroup(mma, gpu)
+    plain = _masked_tile(lambda dim: bwd_tile(bm, bn, dim, warps, group, e, False), d, width)
+    edge = _masked_tile(lambda dim: bwd_tile(bm, bn, dim, warps, group, e, True), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
-    smem = (qdo_blocks * bm * d + 2 * bn * d + 2 * bm * bn) * e
+    smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
     dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
-        + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
-    l2 = dram + tiles * (plain.load_bytes + 2 * bm * d * ACC_BYTES)  # + dQ atomics (read-modify-write)
+        + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
+    l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
     return TiledLaunch(
         "bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 32 * warps, smem,
-        2 * bn * d + 2 * bm * bn + bm * d, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
-        io_bytes=4 * bn * d * e, atomics=tiles * bm * d, atomic_rate=atomic_rate)
+        2 * bn * width + 2 * bm * bn + bm * width, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
+        io_bytes=4 * bn * d * e, atomics=tiles * bm * width, atomic_rate=atomic_rate)
 
 
-def _fa2_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+def _fa2_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+    """FA2's backward of `case` run at its compiled `head_dim`: the preprocessing kernel reads dO and O and zeroes
+    the fp32 dQ accumulator (at `head_dim`, `bwd_launch`), the last kernel converts that accumulator to dQ."""
     e, d = case.element_bytes, case.head_dim
     rows = case.batch * case.heads * case.seqlen
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
-                       rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d))
-    post = StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e))
-    main = _fa2_fitting(_by_head_dim(FA2_BWD, d), lambda bm, bn, warps: bwd_launch(
-        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS), gpu)
+                       rows * (2 * d * e + LSE_BYTES + ACC_BYTES * head_dim))
+    post = StreamLaunch("bwd convert dQ", rows * (head_dim * ACC_BYTES + d * e))
+    main = _fa2_fitting(_by_head_dim(FA2_BWD, head_dim), lambda bm, bn, warps: bwd_launch(
+        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim), gpu)
     return pre, main, post
 
 
@@ -389,17 +410,20 @@ _split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
 
 def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, stages: int,
                           mma: str, splits_of: Callable[[int, int], int], mask_all: bool,
-                          always_combine: bool) -> tuple:
+                          always_combine: bool, padded_head_dim: int | None = None) -> tuple:
     """A split-KV decode: a CTA per (row block of a GQA group packed as tile rows, split, batch x KV head), each
     walking its split's key blocks with an online softmax and writing a partial output and log-sum-exp, then a
     combine kernel. `splits_of(row blocks of the grid, key blocks)` is the kernel's split rule; without
-    `always_combine` one split writes the output directly (no partials, no combine)."""
+    `always_combine` one split writes the output directly (no partials, no combine). `padded_head_dim`: as for
+    `fwd_launch` (the partial outputs, written and read as O is, at the case's head_dim)."""
     e, d = case.element_bytes, case.head_dim
+    width = padded_head_dim or d
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
     row_blocks = _ceil(case.group, block_m) if packed else 1  # a group taller than the tile takes several
     key_blocks = _ceil(case.seqlen, block_n)
-    tile = fwd_tile(block_m, block_n, d, warps, _warpgroup(mma, gpu), e, True, mask_all, False, False)
+    tile = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, _warpgroup(mma, gpu), e, True, mask_all,
+                                             False, False), d, width)
     splits = splits_of(grid_heads * row_blocks, key_blocks)
     counts = _split_counts(grid_heads, splits, key_blocks)
     if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
@@ -410,7 +434,8 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if combine else 0
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
     main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
-                       32 * warps, (block_m + stages * 2 * block_n) * d * e, block_m * d + 1.5 * block_m * block_n,
+                       32 * warps, (block_m + stages * 2 * block_n) * width * e,
+                       block_m * width + 1.5 * block_m * block_n,
                        mma, "mma_efficiency_fwd", case.precision, kv + q_o + partials,
                        kv * row_blocks + q_o + partials, max(1, stages - 1), io_bytes=block_m * d * (e + ACC_BYTES))
     if not combine:
@@ -418,17 +443,20 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     return main, StreamLaunch("decode combine splits", partials + q_o / 2)
 
 
-def _fa2_split_decode(case: AttentionCase, gpu: GPU, block_m: int = FA2_SPLIT_BLOCK_M, warps: int = 4) -> tuple:
-    block_n = 256 if case.head_dim <= 64 else 128 if case.head_dim <= 128 else 64
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, block_m: int = FA2_SPLIT_BLOCK_M,
+                      warps: int = 4) -> tuple:
+    """FA2's split-KV decode of `case` run at its compiled `head_dim`."""
+    block_n = 256 if head_dim <= 64 else 128 if head_dim <= 128 else 64
     slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
     return _fa2_fitting([(block_m, block_n, warps)], lambda bm, bn, w: split_decode_launches(
         case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
-        False), gpu)
+        False, padded_head_dim=head_dim), gpu)
 
 
-def _fa2_v209_decode(case: AttentionCase, gpu: GPU) -> tuple:
-    launch = _fa2_fwd(AttentionCase("fwd", case.batch, case.heads, case.kv_heads, case.head_dim, case.seqlen,
-                                    False, case.precision), gpu)
+def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+    """FA2 v2.0.9's decode of `case` run at its compiled `head_dim`: its forward kernel's CTA (tile, shared memory,
+    registers, taken from one head's forward over the cache) per batch and query head, walking every key tile."""
+    launch = _fa2_fwd(AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision), gpu, head_dim)
     key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
     ctas = case.batch * case.heads
     slots = gpu.sm_count * ctas_per_sm(launch, gpu)
@@ -445,18 +473,17 @@ def _fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
-    case = _at_head_dim(case, head_dim)
     if case.direction == "decode":
-        launches = (_fa2_v209_decode(case, gpu) if variant == "v2.0.9"
-                    else _fa2_split_decode(case, gpu, SMALL_TILE_BLOCK_M, 1) if variant == "flash-decoding-16"
-                    else _fa2_split_decode(case, gpu))
+        launches = (_fa2_v209_decode(case, gpu, head_dim) if variant == "v2.0.9"
+                    else _fa2_split_decode(case, gpu, head_dim, SMALL_TILE_BLOCK_M, 1)
+                    if variant == "flash-decoding-16" else _fa2_split_decode(case, gpu, head_dim))
         return (Plan(variant, launches),)
-    launches = {"fwd": lambda: (_fa2_fwd(case, gpu),), "bwd": lambda: _fa2_bwd(case, gpu),
-                "fwd+bwd": lambda: (_fa2_fwd(case, gpu), *_fa2_bwd(case, gpu))}[case.direction]()
+    launches = {"fwd": lambda: (_fa2_fwd(case, gpu, head_dim),), "bwd": lambda: _fa2_bwd(case, gpu, head_dim),
+                "fwd+bwd": lambda: (_fa2_fwd(case, gpu, head_dim), *_fa2_bwd(case, gpu, head_dim))}[case.direction]()
     return (Plan("fa2", launches, backward_from=_backward_from(case)),)
 
 
-def _fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> TiledLaunch:
+def _fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_dim: int) -> TiledLaunch:
     """`_fa2_fwd` over the prompts of `seqlens` packed as `case`'s one sequence (flash_attn_varlen_func, batch 1):
     one launch whose grid is every prompt's CTAs, a CTA per (query block, prompt, head), each prompt's causal tiles
     up to its own diagonal; its bytes and tiles are the prompts' summed. FA2's grid is (m_block, batch, head), the
@@ -464,14 +491,15 @@ def _fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> Ti
     the prompts (cu_seqlens order), then the heads (x, then y, then z: the usual dispatch order, which CUDA does not
     specify). One tile configuration for the call, picked as `_fa2_fwd` picks it, by head_dim and the GPU's shared
     memory and not by length, so each prompt runs the tile its own call would (were it by length, FA2 would run
-    the longest prompt's: one configuration per call)."""
+    the longest prompt's: one configuration per call). Run at the compiled `head_dim`, as `_fa2_fwd`."""
     def build(block_m: int, block_n: int, warps: int) -> TiledLaunch:
         prompts = [_fwd_counts(n, block_m, block_n, case.causal) for n in seqlens]
         return fwd_launch(f"fwd varlen ({len(seqlens)} prompts)", case, gpu, block_m, block_n, warps, "sync",
                           "mma_efficiency_fwd", True, False, 1,
-                          counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])))
+                          counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])),
+                          padded_head_dim=head_dim)
 
-    return _fa2_fitting(_by_head_dim(FA2_FWD, case.head_dim), build, gpu)
+    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim), build, gpu)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
@@ -492,11 +520,10 @@ def _fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     head_dim = compiled_head_dim(case.head_dim, tuple(FA3_FWD))
     if head_dim is None:
         return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
-    case = _at_head_dim(case, head_dim)
     block_m, causal_n, full_n = FA3_FWD[head_dim][0]
     launch = fwd_launch("fwd", case, gpu, block_m, causal_n if case.causal else full_n, 4 * (block_m // 64),
                         "native", "mma_efficiency_fwd", True, False, FA3_STAGES,
-                        producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True)
+                        producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True, padded_head_dim=head_dim)
     return (Plan(variant, (launch,)),)
 
 
@@ -507,11 +534,13 @@ FA1_HEAD_DIMS = (32, 64, 128)  # the fmha kernels' compiled head dims (fmha_fwd_
 FA1_HEAD_DIM_MULTIPLE = 8  # fmha_api.cpp: head_size % 8 == 0
 
 
-def _fa1_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
+def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
+    """FA1's forward of `case` run at its compiled `head_dim` (what it computes and stages on chip; what it reads and
+    writes, the fp32 output accumulator included, at the case's head_dim)."""
     e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
-    key_block = 256 if d <= 64 else 128
+    key_block = 256 if head_dim <= 64 else 128
     key_blocks = _ceil(n, key_block)
-    probe_smem = (FA1_STEP_ROWS + 2 * key_block) * d * e + FA1_WARPS * FA1_STEP_ROWS * d * ACC_BYTES
+    probe_smem = (FA1_STEP_ROWS + 2 * key_block) * head_dim * e + FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES
     slots = gpu.sm_count * max(1, min(gpu.smem_bytes_per_sm // probe_smem, gpu.max_threads_per_sm // 128))
     splits = 1 if bh >= slots else min(_ceil(slots, bh), _ceil(n, 128))
     rows_per_cta = _ceil(_ceil(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
@@ -528,31 +557,35 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
         else:
             unmasked.append(len(rows) * key_blocks)
             masked.append(0)
-    reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * d * ACC_BYTES / e  # split-K partial outputs through SMEM
-    plain, edge = (fwd_tile(FA1_STEP_ROWS, key_block, d, FA1_WARPS, False, e, True, m, False, False)
-                   for m in (False, True))
-    plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * d * FA1_WARPS,
+    reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES / e  # split-K partial outputs via SMEM
+    plain = _masked_tile(lambda dim: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True, False, False,
+                                              False), d, head_dim)
+    edge = _masked_tile(lambda dim: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True, True, False,
+                                             False), d, head_dim)
+    plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * head_dim * FA1_WARPS,
                            smem_bytes=t.smem_bytes + reduce_elements * e, load_bytes=t.load_bytes / steps)
                    for t in (plain, edge))
     o_round_trips = bh * (key_blocks - 1) * n * d * 2 * ACC_BYTES  # fp32 O read and written per key block
     dram = _qkvo_bytes(case) + o_round_trips + bh * key_blocks * n * d * e  # Q re-read per key block
     return TiledLaunch("fwd", (Segment(plain, np.tile(unmasked, bh)), Segment(edge, np.tile(masked, bh))),
-                       32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * d + 1.5 * FA1_STEP_ROWS * key_block, "sync",
+                       32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * head_dim + 1.5 * FA1_STEP_ROWS * key_block, "sync",
                        "mma_efficiency", case.precision, dram, dram + bh * splits * key_blocks * 2 * key_block * d * e,
                        io_bytes=2 * rows_per_cta * d * e)
 
 
-def _fa1_bwd(case: AttentionCase, gpu: GPU) -> tuple:
+def _fa1_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+    """FA1's backward of `case` run at its compiled `head_dim`, as `_fa1_fwd` (its fp32 dQ at the case's head_dim)."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     key_block = 128
     unmasked, masked = _bwd_counts(case.seqlen, FA1_STEP_ROWS, key_block, case.causal)
-    plain, edge = (bwd_tile(FA1_STEP_ROWS, key_block, d, 8, False, e, m) for m in (False, True))
+    plain = _masked_tile(lambda dim: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, False), d, head_dim)
+    edge = _masked_tile(lambda dim: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, True), d, head_dim)
     tiles = bh * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + 2 * bh * case.seqlen * d * e + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
     l2 = dram + tiles * (plain.load_bytes + 2 * FA1_STEP_ROWS * d * ACC_BYTES)
     main = TiledLaunch("bwd", (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh))), 256,
-                       (4 * FA1_STEP_ROWS * d + 2 * key_block * d + 2 * FA1_STEP_ROWS * key_block) * e,
-                       2 * key_block * d + 2 * FA1_STEP_ROWS * key_block, "sync", "mma_efficiency",
+                       (4 * FA1_STEP_ROWS * head_dim + 2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block) * e,
+                       2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block, "sync", "mma_efficiency",
                        case.precision, dram, l2, 2, io_bytes=4 * key_block * d * e)
     rows = bh * case.seqlen
     return (StreamLaunch("bwd preprocess", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
@@ -566,9 +599,8 @@ def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
         return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
                 f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
-    case = _at_head_dim(case, head_dim)
-    launches = {"fwd": lambda: (_fa1_fwd(case, gpu),), "bwd": lambda: _fa1_bwd(case, gpu),
-                "fwd+bwd": lambda: (_fa1_fwd(case, gpu), *_fa1_bwd(case, gpu))}[case.direction]()
+    launches = {"fwd": lambda: (_fa1_fwd(case, gpu, head_dim),), "bwd": lambda: _fa1_bwd(case, gpu, head_dim),
+                "fwd+bwd": lambda: (_fa1_fwd(case, gpu, head_dim), *_fa1_bwd(case, gpu, head_dim))}[case.direction]()
     return (Plan("fa1", launches, backward_from=_backward_from(case)),)
 
 
@@ -577,14 +609,17 @@ FAT_BLOCK = 128
 FAT_HEAD_DIMS = (16, 32, 64, 128)  # BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16), d <= 128
 
 
-def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
+def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool, head_dim: int) -> tuple:
+    """The kernel's backward of `case` run at its BLOCK_HEADDIM `head_dim` (what it computes and stages on chip;
+    what it reads and writes, its fp32 dQ included, at the case's head_dim)."""
     e, d, bh, n = case.element_bytes, case.head_dim, case.batch * case.heads, case.seqlen
     warps = 8
     group = _warpgroup("native", gpu)
     unmasked, masked = _bwd_counts(n, FAT_BLOCK, FAT_BLOCK, case.causal)
     if case.causal:  # the causal mask is applied on every tile
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
-    plain, edge = (bwd_tile(FAT_BLOCK, FAT_BLOCK, d, warps, group, e, m) for m in (False, True))
+    plain = _masked_tile(lambda dim: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, False), d, head_dim)
+    edge = _masked_tile(lambda dim: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, True), d, head_dim)
     if sequence_parallel:
         segments = (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh)))
     else:  # one CTA per (batch, head) walks every key block
@@ -594,8 +629,8 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool) -> tuple:
     dram = _qkvo_bytes(case) + 2 * rows * d * e + rows * (2 * LSE_BYTES + ACC_BYTES * d)
     l2 = dram + tiles * (plain.load_bytes + 2 * FAT_BLOCK * d * ACC_BYTES)
     main = TiledLaunch("bwd (sequence-parallel)" if sequence_parallel else "bwd (one CTA per head)", segments,
-                       32 * warps, (4 * FAT_BLOCK * d + FAT_BLOCK * FAT_BLOCK) * e,
-                       2 * FAT_BLOCK * d + 2 * FAT_BLOCK * FAT_BLOCK, "native", "mma_efficiency",
+                       32 * warps, (4 * FAT_BLOCK * head_dim + FAT_BLOCK * FAT_BLOCK) * e,
+                       2 * FAT_BLOCK * head_dim + 2 * FAT_BLOCK * FAT_BLOCK, "native", "mma_efficiency",
                        case.precision, dram, l2, 1, io_bytes=4 * FAT_BLOCK * d * e)
     return (StreamLaunch("bwd preprocess (do*o, zero dq)", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
             StreamLaunch("bwd copy dq", rows * d * (ACC_BYTES + e)))
@@ -607,13 +642,13 @@ def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     head_dim = compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FAT_HEAD_DIMS)} is not supported by the FlashAttention Triton kernel"
-    case = _at_head_dim(case, head_dim)
-    warps = 4 if case.head_dim <= 64 else 8
-    fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1)
+    warps = 4 if head_dim <= 64 else 8
+    fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1,
+                     padded_head_dim=head_dim)
     if case.direction == "fwd":
         return (Plan("fa-triton", (fwd,)),)
     prefix = (fwd,) if case.direction == "fwd+bwd" else ()
-    return tuple(Plan(f"fa-triton, sequence-parallel bwd {sp}", (*prefix, *_fat_bwd(case, gpu, sp)),
+    return tuple(Plan(f"fa-triton, sequence-parallel bwd {sp}", (*prefix, *_fat_bwd(case, gpu, sp, head_dim)),
                       backward_from=_backward_from(case)) for sp in (False, True))
 
 
@@ -1093,8 +1128,8 @@ def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: 
         return found
     if case.direction != "fwd":
         return f"only {kernel}'s varlen forward is modelled (got direction {case.direction})"
-    padded = _at_head_dim(case, compiled_head_dim(case.head_dim, FA2_HEAD_DIMS))
-    return (Plan("fa2 varlen", (_fa2_varlen_fwd(padded, seqlens, gpu),)),)
+    return (Plan("fa2 varlen", (_fa2_varlen_fwd(case, seqlens, gpu, compiled_head_dim(case.head_dim,
+                                                                                     FA2_HEAD_DIMS)),)),)
 
 
 def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU,
