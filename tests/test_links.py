@@ -211,7 +211,7 @@ def _preset_data(name: str) -> dict:
     (lambda d: d.update(bytes_per_s_per_direction=math.inf), "bytes_per_s_per_direction", "finite"),
     (lambda d: d.update(bytes_per_s_per_direction="450e9"), "bytes_per_s_per_direction", "write 4.5e+11"),
     (lambda d: d.update(bytes_per_s_per_direction=1e-30), "bytes_per_s_per_direction", "between"),
-    (lambda d: d.update(latency_s=math.nan), "latency_s", "expected a number"),
+    (lambda d: d.update(latency_s=math.nan), "latency_s", "expected a finite number, got nan"),
     (lambda d: d.update(latency_s=-1e-6), "latency_s", "a number >= 0"),
     (lambda d: d.update(latency_s=True), "latency_s", "expected a number"),
     (lambda d: d.pop("latency_s"), "latency_s", "missing"),

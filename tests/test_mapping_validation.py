@@ -243,9 +243,10 @@ def test_a_nan_in_an_architecture_file_names_its_path(tmp_path: Path) -> None:
 
 
 def test_a_factor_an_expression_gave_is_named_when_the_rank_does_not_divide(tmp_path: Path) -> None:
-    """FLAT's former row-block rule, min(P // 256, ...), at 3 MiB gives 4096 * 4096 * 2 // 3 MiB = 10 blocks, which
-    the 16 tiles of 256 rows do not fill. The message blamed the length alone ("not a multiple of the other factors
-    (2560)"). The library's rule now takes the smallest divisor of the 16 tiles at least 10 (16), and runs."""
+    """FLAT's former row-block rule, min(P // 256, ...), at 3 MiB gives 4096 * 4096 * 2 / 3 MiB = 10.7, rounded up
+    11 blocks, which the 16 tiles of 256 rows do not fill. The message blamed the length alone ("not a multiple of
+    the other factors (2816)"). The library's rule takes the smallest divisor of the 16 tiles at least 11 (16), and
+    runs."""
     arch = library.load_architecture_spec("flat").with_changes(**{"memories.GlobalBuffer.capacity_bytes": 3 * 2**20})
     assert run_point("flat", arch=arch, workload="bert-base", sets={"seq_len": 4096}).feasible
     data = yaml.safe_load(library.find("mappings", "flat").read_text())
@@ -256,7 +257,7 @@ def test_a_factor_an_expression_gave_is_named_when_the_rank_does_not_divide(tmp_
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(SpecError) as error:
         run_point(str(path), arch=arch, workload="bert-base", sets={"seq_len": 4096})
-    assert ("rank P: size 4096 is not a multiple of the other factors (2560: groups[0].loops[0].ranks.P = 10 x 256 "
+    assert ("rank P: size 4096 is not a multiple of the other factors (2816: groups[0].loops[0].ranks.P = 11 x 256 "
             "spatial)") in error.value.message
 
 
