@@ -214,13 +214,20 @@ def point_row(spec, single: bool) -> dict:
             error = SpecError(FIELD_OPTIONS[error.where], "", error.message)
         if single:
             raise error from None
-        # the spec's fields as a record has them; every float metric (and the max context) NaN
-        blank = ParallelResult(spec, *[math.nan] * 6).record().flat()
-        return {"feasible": False, "reason": str(error),
-                **{k: math.nan if isinstance(v, float) else v for k, v in blank.items()}, "hidden_comm_s": math.nan}
+        return _blank_row(ParallelResult(spec, *[math.nan] * 6), str(error))
     record = result.record()
-    return {"feasible": record.feasible, "reason": record.reason, **record.flat(),
-            "hidden_comm_s": result.hidden_comm_s}
+    if not record.feasible:  # a point that does not fit has no numbers, as a sweep stores it; the reason says why
+        return _blank_row(result, record.reason)
+    return {"feasible": True, "reason": "", **record.flat(), "hidden_comm_s": result.hidden_comm_s}
+
+
+def _blank_row(result, reason: str) -> dict:
+    """An infeasible point's row: the spec's fields as its record has them, every metric NaN (the float ones and
+    the largest context, a whole number)."""
+    flat = result.record().flat()
+    return {"feasible": False, "reason": reason,
+            **{k: math.nan if isinstance(v, float) or k == "max_context_tokens" else v for k, v in flat.items()},
+            "hidden_comm_s": math.nan}
 
 
 def _show(title: str, rows: list[dict]) -> None:

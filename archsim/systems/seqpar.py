@@ -182,7 +182,7 @@ class ParallelResult:
     comm_s: float
     ideal_s: float
     memory_bytes: float
-    max_context_tokens: int
+    max_context_tokens: float  # whole tokens; NaN where the memory is not modelled
     weights_bytes: float = math.nan
     note: str = ""  # why the efficiency is above 1 ('' when it is not; module docstring)
 
@@ -708,7 +708,7 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
 # --- memory ------------------------------------------------------------------------------------------------------
 
 
-def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
+def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, decode as the
     weights and KV cache the prefill left (module docstring), fwd+bwd as training (FSDP over the group) with
     `checkpointing` ("layer": each layer's input kept and one layer recomputed, as the Ring Attention paper trains;
@@ -716,14 +716,14 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, int]:
     paper's full precision, 4 + 4 + 8 bytes per parameter, activations 4; "mixed": bf16 parameters and gradients,
     Adam's fp32 master copy and moments, ZeRO's 2 + 2 + 12 bytes per parameter, activations 2;
     `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). `allgather` holds
-    what a ring holds
-    plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there: NaN bytes and no
-    context. The largest context is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of
-    whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
+    what a ring holds plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there:
+    NaN bytes and a NaN context (not 0, which a sweep maximising it would take for an answer). The largest context
+    is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token
+    blocks, P x 64 tokens)."""
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp):
-        return mem.DeviceMemory(*[math.nan] * 5), 0
+        return mem.DeviceMemory(*[math.nan] * 5), math.nan
     if spec.direction in ("fwd", "decode"):
         def memory_of(n: int):
             return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
