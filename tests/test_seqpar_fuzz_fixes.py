@@ -172,3 +172,15 @@ def test_a_ring_over_nodes_steps_at_its_slowest_hop_at_any_level() -> None:
     message = 1e6
     assert topo.group_link(list(range(12))).transfer_s(message) == pcie.transfer_s(message)
     assert topo.group_link([0, 6]).name == "fast"  # one device per node: no PCIe hop
+
+
+def test_head_parallel_decode_combines_its_heads_outputs():
+    """megatron-sp decode on 16 H100s (two nodes) was charged no communication, though the heads' outputs of the
+    new token are combined as the prefill's are: an all-gather and a reduce-scatter of its hidden vector (8 KB of
+    Llama-3-8B), over the NIC the group spans: 2 x 15 x (1 us + 512 B / 50 GB/s) = 30.3 us by hand (helper-131)."""
+    topology = load_topology("hgx-h100")
+    one, sixteen = (parallel_time(ParallelSpec("megatron-sp", p, LLAMA8, 65536, topology.gpu, topology,
+                                               direction="decode")) for p in (1, 16))
+    assert one.comm_s == 0.0
+    assert sixteen.comm_s == pytest.approx(2 * 15 * (1e-6 + 512 / 50e9), rel=0.02)
+    assert sixteen.time_s == pytest.approx(sixteen.compute_s + sixteen.comm_s)

@@ -51,7 +51,9 @@ model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link
 Decode (`direction: decode`, one new token per sequence over `seq_len` cached tokens; the attention only):
 `ring` passes the K/V blocks around the ring while each device reads its block for the query (Ring Attention's
 inference: the transfers dominate); `megatron-sp` is head-parallel decode (each device reads all tokens of H/P
-heads; any `seq_len`, since it cuts no sequence); `distattention` (Infinite-LLM's DistAttention) sends the query to
+heads; any `seq_len`, since it cuts no sequence), whose heads' outputs are combined as its prefill's are, an
+all-gather and a reduce-scatter of the new tokens' hidden vectors (the row-parallel output projection's
+all-reduce; latency-bound at one token); `distattention` (Infinite-LLM's DistAttention) sends the query to
 each of the P holders of N/P tokens, each returns its partial (o, max, sum-exp) in fp32, and the owner merges them:
 (P-1) queries out and partials in over its port, one decode call over N/P tokens and a merge pass. The decode
 kernel is Flash-Decoding. Memory per device is what a decode step holds: the weights and the KV cache of
@@ -666,7 +668,10 @@ def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     link = spec.topology.group_link(members)
     if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
         attn = compute.decode_s(n, compute.heads // p, max(1, compute.kv_heads // p))
-        return _Timing(attn, attn, 0.0)
+        hidden = compute.hidden_bytes(1, int(spec.workload.params["hidden"]))  # the new token of each sequence
+        comm = (collectives.all_gather_s(hidden, p, link) + collectives.reduce_scatter_s(hidden, p, link)
+                if p > 1 else 0.0)
+        return _Timing(attn + comm, attn, comm)
     block = compute.decode_s(n // p)
     if spec.scheme == "ring":
         hop = collectives.send_recv_s(_kv_bytes(n // p, compute), link) if p > 1 else 0.0
