@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +186,40 @@ def test_head_parallel_decode_combines_its_heads_outputs():
     assert one.comm_s == 0.0
     assert sixteen.comm_s == pytest.approx(2 * 15 * (1e-6 + 512 / 50e9), rel=0.02)
     assert sixteen.time_s == pytest.approx(sixteen.compute_s + sixteen.comm_s)
+
+
+def test_a_point_whose_one_device_reference_is_beyond_the_row_limit_still_runs(monkeypatch):
+    """The ideal is the one-device call over all N tokens: past the GPU model's row limit (batch x heads x N) it
+    refused the point, though each device's chunk is P times smaller (helper-131: stripe on 16 GPUs at the max
+    context the same command printed). The point runs; its ideal and efficiency are NaN, and its note says why."""
+    monkeypatch.setenv("ARCHSIM_MAX_GPU_ROWS", str(32 * 65536))  # Llama-3-8B's 32 heads x 64K tokens
+    topology = load_topology("hgx-h100")
+    result = parallel_time(ParallelSpec("ring", 8, LLAMA8, 131072, topology.gpu, topology))
+    assert result.time_s > 0 and math.isnan(result.ideal_s) and math.isnan(result.efficiency)
+    assert result.note.startswith("no one-device reference, so no efficiency: batch x heads x seqlen = 1 x 32 x 131072")
+
+
+def test_allgather_on_one_device_takes_any_length():
+    """One device gathers nothing and runs the one-device call, as ring at P = 1 does: 12345 tokens were refused
+    as not a multiple of its 2P zigzag chunks (helper-131)."""
+    topology = load_topology("hgx-h100")
+    gather, ring = (parallel_time(ParallelSpec(s, 1, LLAMA8, 12345, topology.gpu, topology))
+                    for s in ("allgather", "ring"))
+    assert token_multiple(ParallelSpec("allgather", 1, LLAMA8, 12345, topology.gpu, topology)) == 1
+    assert gather.time_s == ring.time_s
+
+
+def test_megatron_sp_layer_names_its_degree_when_the_ffn_does_not_split(tmp_path):
+    """The FFN of a layer cut by Megatron-SP over 4 devices at tp 1 was 'expected a multiple of tp = 4'."""
+    import yaml
+
+    data = yaml.safe_load(Path(LLAMA8.path).read_text())
+    data["params"]["ffn_dim"] = 14335
+    path = tmp_path / "odd-ffn.yaml"
+    path.write_text(yaml.safe_dump(data))
+    topology = load_topology("hgx-h100")
+    with pytest.raises(SpecError) as error:
+        parallel_time(ParallelSpec("megatron-sp", 4, load_workload_spec(str(path)), 16384, topology.gpu, topology,
+                                   scope="layer"))
+    assert error.value.where == "params.ffn_dim"
+    assert error.value.message == "expected a multiple of tp x P (megatron-sp's devices) = 4, got 14335"

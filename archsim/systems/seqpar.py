@@ -186,7 +186,7 @@ class ParallelResult:
     memory_bytes: float
     max_context_tokens: float  # whole tokens; NaN where the memory is not modelled
     weights_bytes: float = math.nan
-    note: str = ""  # why the efficiency is above 1 ('' when it is not; module docstring)
+    note: str = ""  # why the efficiency is above 1, or missing ('' when neither; module docstring)
 
     @property
     def feasible(self) -> bool:
@@ -263,9 +263,13 @@ def parallel_time(spec: ParallelSpec) -> ParallelResult:
     check_spec(spec)
     timing = _timing(spec)
     one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
-    ideal = _timing(one, check_memory=False).time_s / spec.devices
+    try:
+        ideal, note = _timing(one, check_memory=False).time_s / spec.devices, ""
+    except SpecError as error:  # the P-fold call is beyond what one prediction models: no ideal, the point stands
+        ideal, note = math.nan, f"no one-device reference, so no efficiency: {error.message}"
     memory, max_context = _memory(spec)
-    note = _above_one_note(spec, one) if ideal > timing.time_s * (1 + 1e-9) else ""
+    if ideal > timing.time_s * (1 + 1e-9):
+        note = _above_one_note(spec, one)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory.total_bytes,
                           max_context, memory.weights_bytes, note)
 
@@ -699,7 +703,8 @@ def _dense(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     tokens = n if spec.scheme == "megatron-sp" else n // p
     degree = spec.tp * (p if spec.scheme == "megatron-sp" else 1)
-    ops_s = compute.dense_s(shard(spec.workload, degree), tokens)
+    cut_by = "tp x P (megatron-sp's devices)" if spec.scheme == "megatron-sp" else "tp"
+    ops_s = compute.dense_s(shard(spec.workload, degree, cut_by), tokens)
     comm = 0.0
     if spec.tp > 1:
         node = spec.topology.group_link(list(range(spec.tp)))

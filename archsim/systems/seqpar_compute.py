@@ -216,17 +216,18 @@ class DeviceCompute:
         return self.device.cost(ops).time_s * self._factor()
 
 
-def shard(workload: Workload, tp: int) -> Workload:
+def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
     """One tensor-parallel rank's sizes (`system_model.shard`), after checking that tp divides the heads, KV heads
-    and FFN width (a SpecError naming the size that it does not); a tp that is a multiple of the KV heads keeps one
-    KV head per rank, repeated (`system_model.shard`, as Megatron-SP over more devices than KV heads)."""
+    and FFN width (a SpecError naming the size that it does not, and `cut_by`, what the degree is: "tp", or
+    Megatron-SP's "tp x P"); a tp that is a multiple of the KV heads keeps one KV head per rank, repeated
+    (`system_model.shard`, as Megatron-SP over more devices than KV heads)."""
     for size in ("heads", "kv_heads", "ffn_dim"):
         if size not in workload.params:
             continue
         cut = tp_cuts_kv_heads(int(workload.params[size]), tp) if size == "kv_heads" else \
             int(workload.params[size]) % tp == 0
         if not cut:
-            raise SpecError(workload.path, f"params.{size}", f"expected a multiple of tp = {tp}, got "
+            raise SpecError(workload.path, f"params.{size}", f"expected a multiple of {cut_by} = {tp}, got "
                                                              f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))
 

@@ -197,10 +197,11 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
     """What seq_len must be a multiple of: P equal shards for the sequence-parallel schemes; causal zigzag and
     allgather cut it into 2P chunks (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its
     r = P/u ring groups, each group's pair split over the group's u devices (USP's zigzag extract_local, yunchang):
-    lcm(P, 2r). 1 for the whole-sequence schemes and for a megatron-sp decode step (head-parallel: every device
-    holds all the tokens of its heads). Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree
-    dividing P gets P (`_check` refuses the degree)."""
-    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp"):
+    lcm(P, 2r). 1 for the whole-sequence schemes, for a megatron-sp decode step (head-parallel: every device
+    holds all the tokens of its heads) and for allgather on one device (it gathers nothing: the one-device call).
+    Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree dividing P gets P (`_check` refuses the
+    degree)."""
+    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or (scheme == "allgather" and devices == 1):
         return 1
     if not causal or scheme not in ("zigzag", "allgather", "usp"):
         return devices
