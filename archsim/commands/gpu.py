@@ -14,17 +14,23 @@ from __future__ import annotations
 import csv
 import importlib.resources
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from archsim.commands.options import named, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
+
+if TYPE_CHECKING:
+    from archsim.gpu.roofline import RooflinePoint
 
 REFERENCE_CSV = "attention_measured.csv"
 DEFAULT_CALIBRATION = "v2"  # archsim.gpu.params.DEFAULT_VERSION, named here so --help needs no import of the model
@@ -282,17 +288,18 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
 def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibration: str, out: str) -> None:
     """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
     decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
-    ceilings; writes roofline.png and roofline.csv.
+    ceilings; writes roofline.png and roofline.csv (a row per kernel; one that cannot run the workload has empty
+    numbers and its reason; exp_ceiling_flops_per_s is empty for a kernel the model runs no SFU exp in: no exp
+    ceiling).
 
     Example: archsim gpu-roofline --gpu a100-80gb-sxm4 --workload llama3-8b --seq-len 8192
     """
-    from dataclasses import asdict
-
     from archsim.gpu.figures import write_roofline
     from archsim.gpu.load import load_gpu
     from archsim.gpu.params import load_calibration
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
+    from archsim.report.figures import _si
     from archsim.workload import check_size, refuse_linear_attention
 
     with _bad_input():
@@ -309,11 +316,19 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibr
             raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "
                                                  f"{gpu.name}: {infeasible[0][0]}: {infeasible[0][1]}")
         with atomic_dir(folder) as stage:
-            _write_csv(stage / "roofline.csv", [asdict(p) for p in points])
-            write_roofline(gpu, points, stage / "roofline.png", f"{workload} attention kernels on {gpu.name}")
+            _write_csv(stage / "roofline.csv", _roofline_rows(points, infeasible))
+            write_roofline(gpu, points, stage / "roofline.png", f"{spec.name} attention kernels on {gpu.name}")
     for p in points:
-        click.echo(f"{p.label:<24} {p.flops_per_byte:>10.1f} FLOP/B {p.flops_per_s / 1e12:>8.1f} TFLOP/s "
-                   f"(roofline {p.roofline_flops_per_s / 1e12:.1f})")
+        click.echo(f"{p.label:<24} {p.flops_per_byte:>9.4g} FLOP/B {_si(p.flops_per_s, 'FLOP/s'):>13} "
+                   f"(roofline {_si(p.roofline_flops_per_s, 'FLOP/s')})")
     for label, reason in infeasible:
         click.echo(f"{label:<24} not modelled: {reason}")
     click.echo(f"written: {folder}/roofline.png, {folder}/roofline.csv")
+
+
+def _roofline_rows(points: list[RooflinePoint], infeasible: list[tuple[str, str]]) -> list[dict]:
+    """The rows of roofline.csv: each point (its exp ceiling empty where it is infinite: the model runs no SFU exp
+    in that kernel), then each kernel that cannot run the workload, with empty numbers and its reason."""
+    rows = [{**asdict(p), "exp_ceiling_flops_per_s": p.exp_ceiling_flops_per_s if math.isfinite(
+        p.exp_ceiling_flops_per_s) else "", "reason": ""} for p in points]
+    return rows + [{"label": label, "reason": reason} for label, reason in infeasible]

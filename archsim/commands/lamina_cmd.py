@@ -6,12 +6,11 @@ the headline beside the paper's (../shared/reference/pim.md §3) with the modell
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from archsim.commands.options import write_tables
-from archsim.outputs import atomic_file, check_writable
+from archsim.outputs import check_writable
 from archsim.systems import lamina_reproduce as lamina
 
 
@@ -23,9 +22,8 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
         check_writable(out, "--out", directory=True)
     records, bw_rows, cross, summary = lamina.run_all()
     if out:
-        write_tables(out, {"points": records, "bw_min": bw_rows, "headline": lamina.headline_rows(summary)})
-        with atomic_file(Path(out) / "pipeline_trace.json") as tmp:
-            tmp.write_text(json.dumps(lamina.pipeline_trace()))
+        write_tables(out, {"points": records, "bw_min": bw_rows, "headline": lamina.headline_rows(summary)},
+                     {"pipeline_trace.json": json.dumps(lamina.pipeline_trace())})
     if as_json:
         click.echo(json.dumps({"points": records, "bw_min": bw_rows, "cross_check": cross, "headline": summary},
                               indent=2))

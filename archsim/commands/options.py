@@ -101,14 +101,17 @@ def show_result(result) -> None:
         click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
 
 
-def write_tables(out: str, tables: dict) -> None:
-    """Each table (a DataFrame or a list of records) as `<out>/<name>.csv`, written atomically."""
-    from pathlib import Path
-
+def write_tables(out: str, tables: dict, texts: dict[str, str] | None = None) -> None:
+    """Each table (a DataFrame or a list of records) as `<out>/<name>.csv`, and each of `texts` as `<out>/<file>`,
+    written as one folder (`archsim.outputs.atomic_dir`): what an earlier run of any archsim command wrote there (a
+    report's figures and index, tables of another schema) is replaced, not left beside them; other files stay."""
     import pandas as pd
 
-    from archsim.outputs import atomic_file
+    from archsim.outputs import atomic_dir
 
-    for name, table in tables.items():
-        with atomic_file(Path(out) / f"{name}.csv") as tmp:
-            (table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)).to_csv(tmp, index=False)
+    with atomic_dir(out) as stage:
+        for name, table in tables.items():
+            (table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)).to_csv(stage / f"{name}.csv",
+                                                                                      index=False)
+        for name, text in (texts or {}).items():
+            (stage / name).write_text(text)

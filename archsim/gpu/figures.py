@@ -1,8 +1,9 @@
 """Figures of the GPU model, written as PNG (matplotlib Agg canvas, no pyplot state).
 
-- `write_scatter`: model vs measured time of every compared row (log-log, y = x and a +-10 % band), one colour per
-  (kernel, direction) group, filled markers for held-out rows, hollow for calibration rows, the roofline's
-  prediction of the same row as a grey cross.
+- `write_scatter` (`scatter_figure`): model vs measured time of every compared row (log-log, y = x and a +-10 %
+  band, the axes spanning every time drawn), one colour per (kernel, direction) group, filled markers for held-out
+  rows, hollow for calibration rows, the roofline's prediction of the same row as a grey cross; the title's MAPE of
+  a split with no row is `-`, as in the terminal table.
 - `write_roofline`: kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's tensor peak, its DRAM
   bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`).
 Each PNG is written atomically (`archsim.outputs.atomic_file`; missing folders are created); a path that cannot
@@ -13,6 +14,7 @@ off the axis limits.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,16 @@ def _loggable(values: list[float]) -> list[float]:
     return [v for v in values if math.isfinite(v) and v > 0]
 
 
-def write_scatter(validation: Validation, path: Path) -> Path:
+def _mape_text(mape: dict[str, float]) -> str:
+    """The overall MAPE of a split as the title prints it: `12.3 %`, or `-` (as the terminal table) where the
+    split has no row."""
+    value = mape.get("overall")
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1f} %"
+
+
+def scatter_figure(validation: Validation) -> Figure:
+    """The model-vs-measured scatter of `validation` (the module docstring says what it draws); its axis limits
+    hold every value drawn, the roofline's crosses included."""
     fig = _figure(8.5, 6.5)
     ax = fig.add_subplot()
     groups = sorted({f"{c.measurement.kernel} | {c.measurement.case.direction}" for c in validation.comparisons})
@@ -66,6 +77,7 @@ def write_scatter(validation: Validation, path: Path) -> Path:
                 times += _loggable(measured + predicted)
         roof = [(c.measurement.time_s, c.measurement.to_time_s(c.roofline)) for c in chosen]
         ax.scatter(*zip(*roof, strict=True), marker="x", s=14, color="#999999", linewidths=0.8)
+        times += _loggable([t for pair in roof for t in pair])
     if times:
         low, high = min(times) / 2, max(times) * 2
         line = np.array([low, high])
@@ -77,13 +89,17 @@ def write_scatter(validation: Validation, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("measured time (s)")
     ax.set_ylabel("predicted time (s)")
-    held, cal = validation.mape("held-out"), validation.mape("calibration")
-    ax.set_title(f"GPU model vs measured: held-out MAPE {held.get('overall', float('nan')):.1f} %, calibration "
-                 f"{cal.get('overall', float('nan')):.1f} %\n(filled: held-out, hollow: calibration, grey x: "
+    ax.set_title(f"GPU model vs measured: held-out MAPE {_mape_text(validation.mape('held-out'))}, calibration "
+                 f"{_mape_text(validation.mape('calibration'))}\n(filled: held-out, hollow: calibration, grey x: "
                  f"roofline, band: +-10 %)", fontsize=9)
     if groups:
         ax.legend(fontsize=6.5, loc="upper left")
-    return _save(fig, path)
+    return fig
+
+
+def write_scatter(validation: Validation, path: Path) -> Path:
+    """`scatter_figure` of `validation` written to `path`."""
+    return _save(scatter_figure(validation), path)
 
 
 def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
@@ -106,7 +122,8 @@ def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str
     ax.set_yscale("log")
     ax.set_xlabel("FLOPs per DRAM byte")
     ax.set_ylabel("FLOP/s (benchmark convention)")
-    ax.set_title(f"{title or gpu.name + ': attention kernels'}\n(dot: model, x: pure roofline, dashed: exp ceiling "
-                 f"{limits['exp_per_s'] / 1e12:.1f} Texp/s x FLOPs per exp)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    heading = textwrap.fill(title or f"{gpu.name}: attention kernels", width=100)  # a long name wraps, not clipped
+    ax.set_title(f"{heading}\n(dot: model, x: pure roofline, dashed: exp ceiling {limits['exp_per_s'] / 1e12:.1f} "
+                 "Texp/s x FLOPs per exp)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

@@ -127,7 +127,9 @@ def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
     infeasible = points[~points.feasible]
     intro = "".join(f"<p><b>{html.escape(str(r.scheme))} P={r.devices} N={r.seq_len} is not drawn</b>: "
                     f"{html.escape(str(r.reason))}.</p>" for r in infeasible.itertuples())
-    if not sections:
+    if not points.feasible.any():
+        intro += "<p>No scaling figures: no point is feasible (each one's reason is above).</p>"
+    elif not sections:
         intro += ("<p>No scaling figures: the feasible points have one device count and one sequence length "
                   "(give comma lists to --devices or --seq-len).</p>")
     intro += ("<p>Times per layer (<code>archsim.systems.seqpar</code>): every point's row is in "

@@ -1,13 +1,17 @@
 """Figures of a sweep report, drawn from the tables of `archsim.report.sweep`: DataFrames in, a matplotlib
 `Figure` out (Agg canvas, no pyplot state, nothing written; the caller saves it).
 
-Objectives are positive quantities spanning decades, so the Pareto and sensitivity axes are logarithmic; an
-axis whose values are numbers spanning more than 3x is drawn on a log x axis too.
+Objectives are mostly positive quantities spanning decades, so the Pareto, targets and sensitivity axes are
+logarithmic; one with a zero or negative value (no exposed communication) is symlog or linear (`_axis_scale`) in
+the Pareto and targets figures and linear in the sensitivity figure, so no point is silently dropped. An axis whose
+values are numbers spanning more than 3x is drawn on a log x axis too. A point with no value of an objective its
+target does not model (a GPU's area) cannot be placed: the figure names it.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,40 +28,85 @@ LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "a
           "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
           "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
           "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)"}
+OWN_KINDS = ("architecture", "system", "parallel")  # a record's target_kind when the point is the sweep's own
 
 
 def _label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
+def _axis_scale(values: pd.Series) -> dict:
+    """The `Axes.set_xscale`/`set_yscale` arguments for `values`: log when every finite value is positive. An axis
+    with a zero or negative value (a point with no exposed communication, say), which a log axis would drop, is
+    symlog, linear within the smallest nonzero |value|, when the nonzero |values| span more than a decade, else
+    linear."""
+    finite = values[np.isfinite(values.astype(float))]
+    if (finite > 0).all():
+        return {"value": "log"}
+    nonzero = finite[finite != 0].abs()
+    if len(nonzero) and nonzero.max() > 10 * nonzero.min():
+        return {"value": "symlog", "linthresh": float(nonzero.min())}
+    return {"value": "linear"}
+
+
+def _own(rows: pd.DataFrame) -> pd.Series:
+    """Which rows are the sweep's own points (`OWN_KINDS`); the others (GPU presets) are reference targets. Rows
+    without a target_kind are all the sweep's own."""
+    if "target_kind" not in rows:
+        return pd.Series(True, index=rows.index)
+    return rows.target_kind.isin(OWN_KINDS)
+
+
+def _not_drawn(rows: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.Series, str]:
+    """Which rows have no finite value of one of `metrics` (NaN: their target does not model it, such as a GPU's
+    area), so no axis can place them, and a note naming them: how many, of which target, missing what."""
+    missing = ~np.isfinite(rows[list(metrics)].astype(float))
+    left = missing.any(axis=1)
+    if not left.any():
+        return left, ""
+    names = rows.target.astype(str) if "target" in rows else pd.Series("point", index=rows.index)
+    lacking = missing[left].apply(lambda row: ", ".join(row.index[row]), axis=1)
+    groups = pd.DataFrame({"target": names[left], "lacking": lacking}).value_counts(sort=False)
+    parts = [f"{target} x{n} ({what})" for (target, what), n in groups.items()]
+    return left, f"{int(left.sum())} not drawn, lacking a metric their target does not model: {', '.join(parts)}"
+
+
 def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int, title: str) -> Figure:
-    """The feasible points on the first two objectives (log-log), the front ringed and joined as a staircase
-    (the edge of the region it dominates, so its steps turn with a maximised objective) when there are two; with
-    a third that varies, the sweep's own points are coloured by it. The points of other targets (GPU presets beside
-    an architecture) are stars, one colour per target: the sweep's own target is the one with the most points."""
+    """The feasible points on the first two objectives (log-log; symlog on an axis with a zero, `_axis_scale`), the
+    front ringed and joined as a staircase (the edge of the region it dominates, so its steps turn with a maximised
+    objective) when there are two; with a third that varies, the sweep's own points are coloured by it. The points
+    of reference targets (GPU presets beside an architecture: `target_kind` gpu) are stars, one colour per target.
+    The caption counts the points drawn and names those a figure cannot place (no value of an objective)."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
-    own = rows.target.value_counts().index[0] if "target" in rows and len(rows) else None
-    other_target = rows.target != own if own is not None else pd.Series(False, index=rows.index)
-    others = rows[other_target]
-    by_colour = len(objectives) > 2 and rows[~other_target][objectives[2]].nunique() > 1
+    left, left_note = _not_drawn(rows, (x, y))
+    own = _own(rows)
+    others = rows[~own & ~left]
+    ok = rows[rows.constraint_ok & own & ~left]
+    broken = rows[~rows.constraint_ok & own & ~left]
+    front = rows[rows.on_front & ~left].sort_values([x, y])
+    by_colour = len(objectives) > 2 and ok[objectives[2]].nunique() > 1
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
-    ax.set(xscale="log", yscale="log", xlabel=_label(x), ylabel=_label(y))
+    ax.set_xscale(**_axis_scale(rows[x]))
+    ax.set_yscale(**_axis_scale(rows[y]))
+    ax.set(xlabel=_label(x), ylabel=_label(y))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
-    ok = rows[rows.constraint_ok & ~other_target]
-    broken = rows[~rows.constraint_ok & ~other_target]
-    front = rows[rows.on_front].sort_values([x, y])
-    colour: dict = {"color": _colour(0)}
-    note = f"{len(rows)} feasible points drawn" + (f"; {infeasible} infeasible, not drawn" if infeasible else "")
+    notes = [f"{len(rows) - int(left.sum())}{f' of {len(rows)}' if left.any() else ''} feasible points drawn"]
+    if len(rows) and not own.any():
+        notes.append("none of the sweep's own points is feasible")
+    notes += [left_note] if left_note else []
+    notes += [f"{infeasible} infeasible, not drawn"] if infeasible else []
     if len(objectives) > 2 and not by_colour and len(ok):
-        note += f"; {objectives[2]} is {ok[objectives[2]].iloc[0]:.4g} at every point"
+        notes.append(f"{objectives[2]} is {ok[objectives[2]].iloc[0]:.4g} at every point")
+    colour: dict = {"color": _colour(0)}
     if by_colour:
         lo, hi = ok[objectives[2]].min(), ok[objectives[2]].max()
         colour = {"c": ok[objectives[2]], "cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
-    drawn = ax.scatter(ok[x], ok[y], s=28, alpha=0.8, edgecolors="none", label="meets the constraints", zorder=2,
-                       **colour)
+    if len(ok):
+        drawn = ax.scatter(ok[x], ok[y], s=28, alpha=0.8, edgecolors="none", label="meets the constraints",
+                           zorder=2, **colour)
     if len(broken):
         ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2)
     for i, (name, mine) in enumerate(others.groupby("target", sort=False)):
@@ -70,7 +119,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     if by_colour:
         bar = fig.colorbar(drawn, cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
         bar.set_label(_label(objectives[2]))
-    ax.set_title(note, fontsize=9, color="0.3")
+    ax.set_title(textwrap.fill("; ".join(notes), width=110), fontsize=9, color="0.3")
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
     return fig
 
@@ -125,7 +174,8 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
 
 def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
     """One panel per objective: its best value per target (a line each: the architecture's best design, each GPU
-    preset) against the workload axis `axis`, log-log."""
+    preset) against the workload axis `axis`, log-log (symlog on a y axis with a zero, `_axis_scale`); a panel
+    names the values it cannot place (a target that does not model its objective)."""
     fig = _figure(4.2 * len(objectives) + 1.0, 4.6)
     _title(fig, title)
     grid = fig.subplots(1, len(objectives), squeeze=False,
@@ -133,11 +183,14 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
     for ax, objective in zip(grid, objectives, strict=True):
         for i, (target, mine) in enumerate(rows.groupby("target", sort=False)):
             ax.plot(mine[axis], mine[objective], marker="o", ms=4, lw=1.5, color=_colour(i), label=target)
-        ax.set(xscale="log", yscale="log", xlabel=short_axis(axis), ylabel=_label(objective))
+        ax.set_xscale("log")
+        ax.set_yscale(**_axis_scale(rows[objective]))
+        ax.set(xlabel=short_axis(axis), ylabel=_label(objective))
         ax.minorticks_off()
         ticks = sorted(rows[axis].unique())
         ax.set_xticks(ticks, [value_label(axis, t) for t in ticks], fontsize=7)
         ax.grid(True, alpha=0.3)
+        ax.set_title(textwrap.fill(_not_drawn(rows, (objective,))[1], width=60), fontsize=7, color="0.3")
     grid[0].legend(fontsize=7, loc="best")
     return fig
 
