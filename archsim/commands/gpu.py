@@ -1,4 +1,5 @@
-"""`archsim calibrate` and `archsim validate`: fit the GPU model on measured attention kernels, and compare.
+"""`archsim calibrate` and `archsim validate`: fit the GPU model on measured attention kernels, and compare; and
+`archsim gpu-roofline`: a workload's attention kernels on a GPU against its roofline.
 
 Both read a CSV in the schema of the published `attention_measured.csv` (default: the packaged copy,
 `archsim/gpu/reference/attention_measured.csv`). A bad CSV (missing column, malformed field of a kernel-time row,

@@ -233,10 +233,10 @@ def _blank_row(result, reason: str) -> dict:
 def _show(title: str, rows: list[dict]) -> None:
     click.echo(f"{title}; per layer")
     widths = [max(len(header), 8) for header, _, _ in TEXT_COLUMNS]
-    click.echo(f"{'scheme':<12} {'P':>5} {'N':>9}  "
+    click.echo(f"{'scheme':<13} {'P':>5} {'N':>9}  "
                + " ".join(f"{header:>{w}}" for (header, _, _), w in zip(TEXT_COLUMNS, widths, strict=True)))
     for row in rows:
-        lead = f"{row['scheme']:<12} {row['devices']:>5} {row['seq_len']:>9}  "
+        lead = f"{row['scheme']:<13} {row['devices']:>5} {row['seq_len']:>9}  "
         if not row["feasible"]:
             click.echo(f"{lead}infeasible: {row['reason']}")
             continue
