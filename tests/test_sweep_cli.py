@@ -165,3 +165,26 @@ def test_results_front_exports_the_pareto_front_and_bad_objectives_exit_2(tmp_pa
     bad = cli("results", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s",
               expect=2)
     assert "--front" in bad.output and "two or three" in bad.output
+
+
+def test_a_scheduler_lost_mid_sweep_is_one_error_naming_it(tmp_path, monkeypatch):
+    """A scheduler killed mid-sweep ended the sweep with exit 1, a Dask traceback and "this is a bug in archsim"
+    (helper-140); the batches finished before stay stored either way. Now it is a SpecError naming --scheduler."""
+    from distributed import LocalCluster
+    from distributed.client import FutureCancelledError
+
+    from archsim.dse import dask_run
+    from archsim.errors import SpecError
+
+    def lost(*args, **kwargs):
+        raise FutureCancelledError("evaluate_batch-0", reason="scheduler-connection-lost")
+
+    monkeypatch.setattr(dask_run, "evaluate_on", lost)
+    spec = sweep_from_dict(_write_spec(tmp_path / "sweep.yaml", [2e11, 4e11], [256]))
+    with (LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                       dashboard_address=":0") as cluster,
+          pytest.raises(SpecError) as error):
+        dask_run.run_sweep_dask(spec, tmp_path / "s.sqlite", scheduler=cluster.scheduler_address, batch_size=1)
+    assert error.value.source == "--scheduler" and error.value.where == cluster.scheduler_address
+    assert error.value.message.startswith("lost the cluster mid-sweep (FutureCancelledError)")
+    assert "run the sweep again to resume" in error.value.message

@@ -15,7 +15,9 @@ batches to balance; the points binding the same sizes are next to each other (`a
 batch shares the mapper's work among many.
 
 A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
-CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`.
+CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`. A
+cluster lost mid-sweep (its scheduler killed) is one too, its client's logs silenced: the batches finished are
+stored, and the sweep run again resumes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -221,7 +223,12 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
             return executor
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
-        evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
+        try:
+            evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
+        except (CancelledError, OSError) as exc:  # the cluster went away (a killed scheduler): not archsim's fault
+            raise SpecError("--scheduler" if scheduler else "Dask", scheduler or "embedded cluster",
+                            f"lost the cluster mid-sweep ({type(exc).__name__}); the batches it finished are "
+                            "stored: run the sweep again to resume") from None
         return executor
 
 
@@ -249,6 +256,9 @@ def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | N
 
     if scheduler:
         target = check_scheduler(scheduler)
+        quiet = logging.getLogger("distributed")  # a lost scheduler is reported once, by `_evaluate`, not traced
+        stack.callback(quiet.setLevel, quiet.level)
+        quiet.setLevel(logging.CRITICAL)
     else:
         # A Ctrl-C reaches the terminal's whole process group: the worker processes (started with SIGINT ignored,
         # which they keep) leave it to this one, which closes the cluster; the cluster's own logs are silenced (a
