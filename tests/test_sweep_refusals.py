@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from archsim import library
 from archsim.dse.points import MODEL_VERSION, source_digest
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import open_store, put, read_records
@@ -357,3 +358,22 @@ def test_a_point_reused_under_a_new_axis_shows_its_value_there(stored, tmp_path,
     table = tmp_path / "r.csv"
     cli("results", str(db), "--csv", str(table))
     assert pd.read_csv(table)[clock].notna().all()
+
+
+def test_a_user_gpu_file_edited_between_sweeps_is_refused_and_a_preset_added_is_not(tmp_path, cli):
+    """A user GPU file edited between two sweeps into one store: its points got new keys and the store took them,
+    so `results` exported the old GPU's rows beside the new and `--front` could pick an old one (helper-140). A
+    preset added to the list still shares the store, as a grown axis does."""
+    gpu = yaml.safe_load((Path(library.__file__).parents[1] / "gpu" / "presets" / "h100-sxm5.yaml").read_text())
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({**gpu, "name": "mine", "aliases": [], "power_w": 350}))
+    db = tmp_path / "g.sqlite"
+    one = _spec(tmp_path / "one.yaml", gpus={"presets": [str(mine)]})
+    assert "6 points (6 new, 0 reused)" in cli("sweep", one, "--db", str(db), "--local").stdout  # 4 + 2 on mine
+    both = _spec(tmp_path / "both.yaml", gpus={"presets": [str(mine), "h100-sxm5"]})
+    assert "8 points (2 new, 6 reused)" in cli("sweep", both, "--db", str(db), "--local").stdout
+    rows = _rows(db)
+    mine.write_text(yaml.safe_dump({**gpu, "name": "mine", "aliases": [], "power_w": 500}))
+    message = _error(cli("sweep", both, "--db", str(db), "--local", expect=2))
+    assert message.startswith(f"--db: {db}: holds the points of sweep ") and "on GPU " + str(mine) in message
+    assert _rows(db) == rows

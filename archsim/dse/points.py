@@ -123,8 +123,19 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
         gpus = spec.gpus and {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision}
         parts = {"mapping": library.find("mappings", spec.mapping).read_text(),
                  "cascade": library.find("cascades", spec.cascade or base.mapping.cascade).read_text(),
-                 "arch": base.arch.to_dict(), "workload": workload, "sets": spec.sets, "gpus": gpus}
+                 "arch": base.arch.to_dict(), "workload": workload, "sets": spec.sets, "gpus": gpus,
+                 GPU_PRESETS_PART: {name: _gpu_content(gpu) for name, gpu in base.gpus.items()}}
     return {name: _dumps(value) for name, value in {**common, **parts}.items()}
+
+
+# The part of a base naming each GPU preset's content: a store may gain presets (as an axis grows), but a name whose
+# file now says something else would leave its old points beside the new (`archsim.dse.sweep.claim_store`).
+GPU_PRESETS_PART = "gpu_presets"
+
+
+def _gpu_content(gpu: GPU) -> dict[str, Any]:
+    """A GPU as its points compute it: its fields without its file's path (where the file lies, not what it says)."""
+    return {k: v for k, v in dataclasses.asdict(gpu).items() if k != "source"}
 
 
 def expand(spec: SweepSpec) -> list[Point]:
@@ -202,8 +213,7 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
         return system_config(base.system, base.workload, spec.serving, spec.fields(point))
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
-    gpu = {k: v for k, v in dataclasses.asdict(base.gpus[point["target"]]).items() if k != "source"}  # its file's
-    # path: where the checkout or install lies, not what the point computes, so a moved store still resumes
+    gpu = _gpu_content(base.gpus[point["target"]])  # a moved store still resumes
     return {"gpu": gpu, "kernel": spec.gpus.kernel, "params": base.gpu_params,
             "case": dataclasses.asdict(_case(spec, base, point)), "word_bytes": _word_bytes(spec, base, point)}
 

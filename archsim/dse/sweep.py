@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from archsim.dse.points import (
+    GPU_PRESETS_PART,
     Base,
     Point,
     base_error,
@@ -81,9 +82,15 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
 def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str], done: set[str]) -> None:
     """Make the store `conn` the store of `spec`'s base (`archsim.dse.points.base_identity`), recording the sweep
     and its constraints; a SpecError naming --db when it holds another base's points: a store that says so, or one
-    that does not (written before stores recorded their base) of whose points none is one of `keys`, the sweep's."""
+    that does not (written before stores recorded their base) of whose points none is one of `keys`, the sweep's.
+    GPU presets may be added to a store's base, as an axis grows, but one whose file now describes another GPU
+    than the one its stored points were computed on is refused (`points.GPU_PRESETS_PART`)."""
     meta, identity = read_meta(conn), base_identity(spec, base)
     held = json.loads(meta["base"]) if "base" in meta else None
+    if held is not None and GPU_PRESETS_PART in identity:  # an architecture's sweep
+        identity[GPU_PRESETS_PART] = _merged_presets(conn, meta, spec, held.pop(GPU_PRESETS_PART, "{}"),
+                                                     identity[GPU_PRESETS_PART])
+        held[GPU_PRESETS_PART] = identity[GPU_PRESETS_PART]
     if held is not None and held != identity:
         differ = [part for part in dict.fromkeys([*held, *identity]) if held.get(part) != identity.get(part)]
         raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose base "
@@ -94,6 +101,19 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
+
+
+def _merged_presets(conn: StoreConnection, meta: dict[str, str], spec: SweepSpec, held: str, new: str) -> str:
+    """The GPU presets of a store's base and of the sweep claiming it, together (canonical JSON); a SpecError naming
+    --db where a preset the store holds points of is now another GPU (its user file edited)."""
+    stored, given = json.loads(held), json.loads(new)
+    changed = sorted(name for name in stored.keys() & given.keys() if stored[name] != given[name])
+    if changed:
+        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')} on GPU "
+                                           f"{', '.join(changed)} as its file then read, and sweep {spec.name}'s "
+                                           f"({spec.source}) reads another GPU there: give this sweep a store of "
+                                           "its own")
+    return json.dumps({**stored, **given}, sort_keys=True, separators=(",", ":"))
 
 
 def stored_constraints(meta: dict[str, str]) -> tuple[Constraint, ...] | None:
