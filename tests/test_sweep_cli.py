@@ -188,3 +188,9 @@ def test_a_scheduler_lost_mid_sweep_is_one_error_naming_it(tmp_path, monkeypatch
     assert error.value.source == "--scheduler" and error.value.where == cluster.scheduler_address
     assert error.value.message.startswith("lost the cluster mid-sweep (FutureCancelledError)")
     assert "run the sweep again to resume" in error.value.message
+
+
+def test_scheduler_and_workers_exclude_each_other(cli):
+    """--workers sizes an embedded cluster; beside --scheduler it was dropped without a word (helper-140)."""
+    result = cli("sweep", "demo", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", expect=2)
+    assert "--scheduler and --workers exclude each other" in result.output

@@ -118,6 +118,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     """
     if local and (scheduler or workers):
         raise click.UsageError(f"--local and {'--scheduler' if scheduler else '--workers'} exclude each other")
+    if scheduler is not None and workers:  # a running cluster has the workers it has: --workers would be ignored
+        raise click.UsageError("--scheduler and --workers exclude each other (--workers sizes an embedded cluster)")
     cores = os.cpu_count() or 1
     if workers and workers > cores and not scheduler:
         raise SpecError("--workers", str(workers), f"an embedded cluster runs at most one worker per core ({cores} "
