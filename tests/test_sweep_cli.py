@@ -194,3 +194,21 @@ def test_scheduler_and_workers_exclude_each_other(cli):
     """--workers sizes an embedded cluster; beside --scheduler it was dropped without a word (helper-140)."""
     result = cli("sweep", "demo", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", expect=2)
     assert "--scheduler and --workers exclude each other" in result.output
+
+
+def test_a_scheduler_without_workers_is_named(tmp_path, monkeypatch):
+    """A running scheduler with no worker: the batches waited ~32 s for Dask's own timeout, whose message named
+    nothing ("archsim: No valid workers found"; helper-140). Now a SpecError naming --scheduler after a short
+    wait."""
+    from distributed import LocalCluster
+
+    from archsim.dse import dask_run
+    from archsim.errors import SpecError
+
+    monkeypatch.setattr(dask_run, "WORKER_WAIT_S", 0.5)
+    spec = sweep_from_dict(_write_spec(tmp_path / "sweep.yaml", [2e11, 4e11], [256]))
+    with (LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1",
+                       dashboard_address=":0") as cluster,
+          pytest.raises(SpecError) as error):
+        dask_run.run_sweep_dask(spec, tmp_path / "s.sqlite", scheduler=cluster.scheduler_address, batch_size=1)
+    assert error.value.source == "--scheduler" and error.value.message.startswith("has no worker after 0.5 s")

@@ -66,6 +66,7 @@ BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 PROBE_POINTS = 32
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
+WORKER_WAIT_S = 10.0  # how long a running scheduler may take to have its first worker (one starting up)
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 
@@ -221,6 +222,8 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
             evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
                             progress, done_before, total)
             return executor
+        if scheduler:
+            _wait_for_a_worker(client, scheduler)
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
         try:
@@ -230,6 +233,16 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
                             f"lost the cluster mid-sweep ({type(exc).__name__}); the batches it finished are "
                             "stored: run the sweep again to resume") from None
         return executor
+
+
+def _wait_for_a_worker(client, scheduler: str) -> None:
+    """Return once the scheduler at `scheduler` has a worker, waiting up to WORKER_WAIT_S; else a SpecError naming
+    `--scheduler` (the batches would wait for one forever, or until Dask's own timeout, a message naming nothing)."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise SpecError("--scheduler", scheduler, f"has no worker after {WORKER_WAIT_S:g} s: start one (dask worker "
+                                                  f"{scheduler}), or drop --scheduler") from None
 
 
 def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None) -> tuple[float, int]:
