@@ -212,3 +212,21 @@ def test_a_scheduler_without_workers_is_named(tmp_path, monkeypatch):
           pytest.raises(SpecError) as error):
         dask_run.run_sweep_dask(spec, tmp_path / "s.sqlite", scheduler=cluster.scheduler_address, batch_size=1)
     assert error.value.source == "--scheduler" and error.value.message.startswith("has no worker after 0.5 s")
+
+
+def test_a_worker_running_another_archsim_is_refused(tmp_path, monkeypatch):
+    """A worker of a running cluster with another archsim would store its results under this process's keys (the
+    keys carry this model's version): refused, naming --scheduler and the worker."""
+    from distributed import LocalCluster
+
+    from archsim.dse import dask_run
+    from archsim.errors import SpecError
+
+    monkeypatch.setattr(dask_run, "worker_version", lambda: "0.0.1+other")  # the in-process worker runs it
+    spec = sweep_from_dict(_write_spec(tmp_path / "sweep.yaml", [2e11, 4e11], [256]))
+    with (LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                       dashboard_address=":0") as cluster,
+          pytest.raises(SpecError) as error):
+        dask_run.run_sweep_dask(spec, tmp_path / "s.sqlite", scheduler=cluster.scheduler_address, batch_size=1)
+    assert error.value.source == "--scheduler"
+    assert "runs archsim 0.0.1+other, this process 0.1.0+" in error.value.message

@@ -17,7 +17,8 @@ batch shares the mapper's work among many.
 A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
 CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`. A
 cluster lost mid-sweep (its scheduler killed) is one too, its client's logs silenced: the batches finished are
-stored, and the sweep run again resumes.
+stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker running another archsim
+than this process (`points.MODEL_VERSION` differs), whose records would be stored under this model's keys.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
             return executor
         if scheduler:
             _wait_for_a_worker(client, scheduler)
+            _check_worker_versions(client, scheduler)
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
         try:
@@ -243,6 +245,27 @@ def _wait_for_a_worker(client, scheduler: str) -> None:
     except TimeoutError:
         raise SpecError("--scheduler", scheduler, f"has no worker after {WORKER_WAIT_S:g} s: start one (dask worker "
                                                   f"{scheduler}), or drop --scheduler") from None
+
+
+def worker_version() -> str:
+    """The archsim model version of the process this runs in (`points.MODEL_VERSION`): run on each worker."""
+    from archsim.dse import points
+
+    return points.MODEL_VERSION
+
+
+def _check_worker_versions(client, scheduler: str) -> None:
+    """The scheduler's workers run the model this process keys the points by (`points.MODEL_VERSION`: the package
+    version and its source's digest); a worker with another archsim would store its results under this model's
+    keys, so it is a SpecError naming `--scheduler` and the worker."""
+    from archsim.dse.points import MODEL_VERSION
+
+    other = {worker: version for worker, version in client.run(worker_version).items() if version != MODEL_VERSION}
+    if other:
+        worker, version = next(iter(other.items()))
+        raise SpecError("--scheduler", scheduler, f"worker {worker} runs archsim {version}, this process "
+                                                  f"{MODEL_VERSION} ({len(other)} worker(s) differ): install the "
+                                                  "same archsim on the workers")
 
 
 def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None) -> tuple[float, int]:
