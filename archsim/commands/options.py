@@ -3,6 +3,8 @@ by their option, showing a Result."""
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from archsim.errors import SpecError
@@ -99,6 +101,11 @@ def show_result(result) -> None:
     click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
     for e in result.einsums:
         click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
+
+
+def nan_as_null(row: dict) -> dict:
+    """A row with its NaN values as None, for `--json` (JSON has no NaN: `json.dumps` would write a bare NaN)."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
 
 
 def write_tables(out: str, tables: dict, texts: dict[str, str] | None = None) -> None:

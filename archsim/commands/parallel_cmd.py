@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from archsim.commands.options import named, nonempty, whole_numbers
+from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 
@@ -149,8 +149,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
 
         write_parallel_report(rows, Path(out), title)
     if as_json:
-        click.echo(json.dumps({"points": [{k: None if isinstance(v, float) and math.isnan(v) else v
-                                           for k, v in row.items()} for row in rows]}, indent=2))
+        click.echo(json.dumps({"points": [nan_as_null(row) for row in rows]}, indent=2))
         return
     _show(title, rows)
     if out:

@@ -14,7 +14,7 @@ import time
 
 import click
 
-from archsim.commands.options import nonempty
+from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
@@ -98,8 +98,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         write_text(trace_out, json.dumps(chrome_trace(result)))
     metrics = serving_metrics(result)
     if as_json:
-        click.echo(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
-                               for k, v in metrics.items()}, indent=2))
+        click.echo(json.dumps(nan_as_null(metrics), indent=2))
         return
     _show(metrics, wall_s)
     if trace_out:

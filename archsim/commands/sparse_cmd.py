@@ -12,7 +12,7 @@ import math
 
 import click
 
-from archsim.commands.options import named, nonempty, whole_numbers, write_tables
+from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers, write_tables
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems import sparse_reproduce as sparse
@@ -97,7 +97,7 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if out:
         write_tables(out, {"sparse": points})
     if as_json:
-        click.echo(json.dumps({"points": [_nan_as_null(p) for p in points]}, indent=2))
+        click.echo(json.dumps({"points": [nan_as_null(p) for p in points]}, indent=2))
         return
     if method in PREFILL_METHODS:
         _prefill_table(points)
@@ -211,7 +211,3 @@ def _number(value: float, spec: str, unit: str = "") -> str:
     """`value` formatted by `spec` and followed by `unit`, or n/a for a time the model has not (NaN)."""
     return "n/a" if math.isnan(value) else format(value, spec) + unit
 
-
-def _nan_as_null(point: dict) -> dict:
-    """A point with its NaN times as None (JSON has no NaN: `json.dumps` would write a bare NaN)."""
-    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in point.items()}
