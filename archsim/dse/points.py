@@ -429,8 +429,13 @@ def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
 
 
 def _word_bytes(spec: SweepSpec, base: Base, point: Point) -> float | None:
-    """The point's workload word size (its `sets` and axes over the workload's), None where none is given."""
-    return {**base.workload.params, **_sizes(spec, spec.fields(point))}.get("word_bytes")
+    """The point's workload word size, None where none is given."""
+    return _gpu_sizes(spec, base, point).get("word_bytes")
+
+
+def _gpu_sizes(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
+    """A GPU point's workload sizes: its `sets` and axes over the workload's."""
+    return {**base.workload.params, **_sizes(spec, spec.fields(point))}
 
 
 # Which model evaluates a point; every one answers with the same `archsim.record.Record`.
@@ -470,7 +475,7 @@ def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:
 
 def _case(spec: SweepSpec, base: Base, point: Point) -> AttentionCase:
     """The GPU's attention call: a forward over the workload's shapes with the point's sizes."""
-    sizes = {**base.workload.params, **_sizes(spec, spec.fields(point))}
+    sizes = _gpu_sizes(spec, base, point)
     try:
         heads = int(sizes["heads"])
         return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),
