@@ -83,7 +83,7 @@ from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
 from archsim.model.gpu import PRECISION_BYTES, unmodelled_attention
-from archsim.model.gpu_kernels import FP8_FAMILIES, KERNELS, PRECISIONS, family_of, kernel_attention, kernel_directions
+from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_attention, kernel_directions, precision_problem
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size
@@ -620,15 +620,14 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
 
 
 def _check_gpu_precision(spec: SweepSpec, sizes: dict[str, Any], workload: Workload) -> None:
-    """`gpus.precision` runs somewhere: the kernel has a path for it (fp8: `FP8_FAMILIES`), one of the presets a
-    tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them (an axis
-    of `word_bytes` makes each point of another width infeasible, `points._gpu_record`). A spec none of whose GPU
-    points could run is refused at load."""
-    precision, kernel = spec.gpus.precision, spec.gpus.kernel
-    if precision == "fp8" and family_of(kernel) not in FP8_FAMILIES:
-        fp8 = ", ".join(k for k in KERNELS if family_of(k) in FP8_FAMILIES)
-        raise SpecError(spec.source, "gpus.precision", f"{kernel} has no fp8 path modelled: expected fp16 or bf16, "
-                                                       f"or a kernel that takes fp8 ({fp8})")
+    """`gpus.precision` runs somewhere: the kernel has a path for it (`gpu_kernels.precision_problem`), one of the
+    presets a tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them
+    (an axis of `word_bytes` makes each point of another width infeasible, `points._gpu_record`). A spec none of
+    whose GPU points could run is refused at load."""
+    precision = spec.gpus.precision
+    problem = precision_problem(spec.gpus.kernel, precision)
+    if problem:
+        raise SpecError(spec.source, "gpus.precision", f"{problem}: expected fp16 or bf16")
     if not any(load_gpu(name).has_rate(precision) for name in spec.gpus.presets):
         raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
                                                        f"{precision}: expected a precision they have")

@@ -1013,6 +1013,15 @@ def kernel_directions(kernel: str) -> tuple[str, ...]:
     return VARIANT_DIRECTIONS[KERNELS[kernel][1]]
 
 
+def precision_problem(kernel: str, precision: str) -> str:
+    """Why a kernel of `KERNELS` has no path for `precision` ("" when it may have one): fp8 is the Triton
+    tutorial's alone (`FP8_FAMILIES`)."""
+    if precision == "fp8" and KERNELS[kernel][0] not in FP8_FAMILIES:
+        return (f"{kernel} has no fp8 path modelled (got fp8; of the modelled kernels only the Triton tutorial's "
+                "take fp8)")
+    return ""
+
+
 def direction_problem(kernel: str, direction: str) -> str:
     """Why a kernel of `KERNELS` has no plan for `direction` ("" when it may have one)."""
     runs = kernel_directions(kernel)
@@ -1078,10 +1087,7 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
         return wrong_direction
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
-    if case.precision == "fp8" and family not in FP8_FAMILIES:
-        return (f"{kernel} has no fp8 path modelled (got fp8; of the modelled kernels only the Triton tutorial's "
-                "take fp8)")
-    return FAMILIES[family].plans(variant, case, gpu)
+    return precision_problem(kernel, case.precision) or FAMILIES[family].plans(variant, case, gpu)
 
 
 def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float],
