@@ -1,6 +1,6 @@
 """A GPU device's weight GEMMs stream at the GPU's copy bandwidth: its preset's `dram_copy_fraction` where it has one
 (../shared/reference/gpu/gpu_measured_fractions.csv), else the Hopper measurement transferred
-(`TRANSFERRED_COPY_FRACTION`), never the eager family's fitted DRAM efficiency."""
+(`model.gpu.TRANSFERRED_COPY_FRACTION`), never the eager family's fitted DRAM efficiency."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from archsim import library
 from archsim.errors import SpecError
 from archsim.gpu.load import gpu_from_dict, load_gpu
 from archsim.gpu.params import load_calibration
-from archsim.systems.gpu_device import GEMM_FAMILY, TRANSFERRED_COPY_FRACTION, GpuDevice
+from archsim.model.gpu import TRANSFERRED_COPY_FRACTION
+from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice
 from archsim.systems.step import WEIGHTS, Step, layer_op
 
 MEASURED = {"h100-sxm5": 3.0e12 / 3.35e12, "h200-sxm": 4.3e12 / 4.8e12}  # the CSV's copies over the peaks

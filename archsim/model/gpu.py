@@ -63,7 +63,9 @@ from archsim.limits import env_limit
 from archsim.record import NAN, Record
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
-DRAM_EFFICIENCY_COPY_FRACTION = 0.896  # the H100/H200 presets' measured copy fraction DRAM_EFFICIENCY rounds
+# The H100 SXM5's and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv;
+# h100-sxm5.yaml): what DRAM_EFFICIENCY rounds, and the copy fraction assumed for a GPU without its own
+TRANSFERRED_COPY_FRACTION = 0.896
 MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)
 REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
 MAX_REGS_PER_THREAD = 255
@@ -460,12 +462,17 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
                         launch.ctas / slots, l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
 
 
+def copy_fraction(gpu: GPU) -> float:
+    """The share of DRAM peak a copy reaches on `gpu`: its preset's measured `dram_copy_fraction`, else the H100/H200
+    measurement (`TRANSFERRED_COPY_FRACTION`)."""
+    return TRANSFERRED_COPY_FRACTION if gpu.dram_copy_fraction is None else gpu.dram_copy_fraction
+
+
 def dram_efficiency(gpu: GPU) -> float:
     """The share of DRAM peak a kernel's streams reach on `gpu`: `DRAM_EFFICIENCY`, measured on H100 and H200, scaled
-    by the GPU's own measured copy fraction over theirs (MI300X's 0.81: 0.81 x 0.90 / 0.896); a GPU without a
-    measured fraction takes the H100/H200 value."""
-    fraction = gpu.dram_copy_fraction
-    return DRAM_EFFICIENCY * (1.0 if fraction is None else fraction / DRAM_EFFICIENCY_COPY_FRACTION)
+    by the GPU's copy fraction over theirs (MI300X's 0.81: 0.81 x 0.90 / 0.896; a GPU without a measured fraction
+    takes the H100/H200 value, so 0.90)."""
+    return DRAM_EFFICIENCY * (copy_fraction(gpu) / TRANSFERRED_COPY_FRACTION)
 
 
 def stream_launch_time(launch: StreamLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:

@@ -27,7 +27,7 @@ matrix once, front to back, as a copy does; the family's `hbm_efficiency` (0.54)
 short softmax and score passes on an A100, and slowed weight streaming to half the HBM's bandwidth (issue 15's and
 16's attributions). The copy fraction is the preset's `dram_copy_fraction` where it has one (H100 SXM5 and H200,
 0.90, measured; MI300X 0.81, a low-confidence summary; ../shared/reference/gpu/gpu_measured_fractions.csv), else
-`TRANSFERRED_COPY_FRACTION`, the Hopper measurement assumed for a GPU without its own: a streaming read is
+the Hopper measurement (`archsim.model.gpu.copy_fraction`), assumed for a GPU without its own: a streaming read is
 bound by the DRAM interface on every modern GPU, so the Hopper fraction transfers better than a value fitted to
 another mechanism (an assumption; the reference has no A100, Ada or Blackwell copy measurement). Likewise a GEMM's
 tensor term runs at the preset's measured `gemm_fraction` where it has one (H100 SXM5 0.807, H200 0.796: an
@@ -68,7 +68,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, copy_fraction
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
@@ -76,9 +76,6 @@ from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
 ACTIVATION_RESERVE_BYTES = 512 * 2**20
-# A GEMM's streaming DRAM efficiency on a GPU whose preset has no measured copy (module docstring): the H100 SXM5's
-# and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv; h100-sxm5.yaml)
-TRANSFERRED_COPY_FRACTION = 0.896
 ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
@@ -269,11 +266,11 @@ class GpuDevice:
 
     @functools.cached_property
     def _gemm_params(self) -> Mapping[str, float]:
-        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction, its
-        preset's or `TRANSFERRED_COPY_FRACTION`, and its tensor efficiency the preset's measured GEMM fraction where
-        it has one (module docstring)."""
-        copy, gemm = self.spec.dram_copy_fraction, self.spec.gemm_fraction
-        return {**self.params, "hbm_efficiency": TRANSFERRED_COPY_FRACTION if copy is None else copy,
+        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction (its
+        preset's or the Hopper one, `model.gpu.copy_fraction`), and its tensor efficiency the preset's measured GEMM
+        fraction where it has one (module docstring)."""
+        gemm = self.spec.gemm_fraction
+        return {**self.params, "hbm_efficiency": copy_fraction(self.spec),
                 **({} if gemm is None else {"gemm_efficiency": gemm})}
 
     def elementwise_s(self, dram_bytes: float) -> float:
