@@ -263,10 +263,8 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     if mask_all and case.causal:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
     heads = case.batch * case.heads
-    plain = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem, False, convert,
-                                              p_to_fp8), d, width)
-    edge = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem, True, convert,
-                                             p_to_fp8), d, width)
+    plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem,
+                                                             masked, convert, p_to_fp8), d, width)
     segments = (Segment(plain, _repeat(unmasked, heads)), Segment(edge, _repeat(masked, heads)))
     tiles = heads * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
@@ -321,6 +319,15 @@ def _masked_tile(tile_at: Callable[[int], Tile], head_dim: int, padded_head_dim:
     return tile if padded_head_dim == head_dim else replace(tile, load_bytes=tile_at(head_dim).load_bytes)
 
 
+def _masked_tiles(tile_at: Callable[[int, bool], Tile], head_dim: int,
+                  padded_head_dim: int) -> tuple[Tile, Tile]:
+    """A kernel's (plain, edge) steps, `tile_at(width, masked)` without and with the causal mask, each as
+    `_masked_tile` runs it."""
+    plain, edge = (_masked_tile(lambda dim, masked=masked: tile_at(dim, masked), head_dim, padded_head_dim)
+                   for masked in (False, True))
+    return plain, edge
+
+
 def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
     return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim),
@@ -344,8 +351,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     if mask_all:
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
     group = _warpgroup(mma, gpu)
-    plain = _masked_tile(lambda dim: bwd_tile(bm, bn, dim, warps, group, e, False), d, width)
-    edge = _masked_tile(lambda dim: bwd_tile(bm, bn, dim, warps, group, e, True), d, width)
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
     smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
     dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
@@ -558,10 +564,8 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
             unmasked.append(len(rows) * key_blocks)
             masked.append(0)
     reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES / e  # split-K partial outputs via SMEM
-    plain = _masked_tile(lambda dim: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True, False, False,
-                                              False), d, head_dim)
-    edge = _masked_tile(lambda dim: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True, True, False,
-                                             False), d, head_dim)
+    plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True,
+                                                             masked, False, False), d, head_dim)
     plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * head_dim * FA1_WARPS,
                            smem_bytes=t.smem_bytes + reduce_elements * e, load_bytes=t.load_bytes / steps)
                    for t in (plain, edge))
@@ -578,8 +582,8 @@ def _fa1_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     key_block = 128
     unmasked, masked = _bwd_counts(case.seqlen, FA1_STEP_ROWS, key_block, case.causal)
-    plain = _masked_tile(lambda dim: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, False), d, head_dim)
-    edge = _masked_tile(lambda dim: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, True), d, head_dim)
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, masked), d,
+                                head_dim)
     tiles = bh * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + 2 * bh * case.seqlen * d * e + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
     l2 = dram + tiles * (plain.load_bytes + 2 * FA1_STEP_ROWS * d * ACC_BYTES)
@@ -618,8 +622,8 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool, head_dim: i
     unmasked, masked = _bwd_counts(n, FAT_BLOCK, FAT_BLOCK, case.causal)
     if case.causal:  # the causal mask is applied on every tile
         unmasked, masked = np.zeros_like(unmasked), unmasked + masked
-    plain = _masked_tile(lambda dim: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, False), d, head_dim)
-    edge = _masked_tile(lambda dim: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, True), d, head_dim)
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, masked), d,
+                                head_dim)
     if sequence_parallel:
         segments = (Segment(plain, _repeat(unmasked, bh)), Segment(edge, _repeat(masked, bh)))
     else:  # one CTA per (batch, head) walks every key block
