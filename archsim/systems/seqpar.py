@@ -87,7 +87,6 @@ dense attention.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -241,7 +240,7 @@ def _link_name(spec: ParallelSpec) -> str:
     if capacity is not None and members[-1] >= capacity:
         return ""
     if spec.scheme == "lasp1" and spec.devices > 1:
-        hops = Counter(spec.topology.link_between(a, b).name for a, b in itertools.pairwise(members))
+        hops = Counter(link.name for link in spec.topology.chain_links(members))
         return ", ".join(f"{name} x {count}" for name, count in hops.items())
     return spec.topology.group_link(members).name
 
@@ -631,7 +630,6 @@ def _state_bytes(spec: ParallelSpec, compute: DeviceCompute) -> float:
 def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, c = spec.devices, spec.seq_len // spec.devices
     members = _members(p, spec.tp)
-    link = spec.topology.group_link(members)
     state = _state_bytes(spec, compute)
     local = compute.linear_chunk_s(c)
     kv_state = compute.state_gemm_s(c)  # the chunk's K^T V, what the others need
@@ -647,8 +645,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
         # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
         # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
         # (computed before its state arrives) run beside the chain
-        hops_s = sum(collectives.send_recv_s(state, spec.topology.link_between(a, b))
-                     for a, b in itertools.pairwise(members)) * passes
+        hops_s = sum(collectives.send_recv_s(state, link) for link in spec.topology.chain_links(members)) * passes
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
         arrival = kv_state + hops_s + (p - 2) * hop_compute
         own = local + kv_state
@@ -656,7 +653,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it
-    gather = collectives.all_gather_s(p * state, p, link) * passes
+    gather = collectives.all_gather_s(p * state, p, spec.topology.group_link(members)) * passes
     prefix = compute.elementwise_s((p + 1) * state) * passes
     time_s = kv_state + max(local, gather) + prefix + inter
     return _Timing(time_s, local + kv_state + prefix + inter, gather)

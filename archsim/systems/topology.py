@@ -27,6 +27,7 @@ Errors are SpecErrors naming the file and the field. The key `levels` marks a to
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,11 @@ class Topology:
     def link_between(self, a: int, b: int) -> Link:
         """The link of the level joining devices `a` and `b` (two distinct devices)."""
         return self.levels[self.level_between(a, b)].link
+
+    def chain_links(self, members: Sequence[int]) -> list[Link]:
+        """The link of each hop of a chain over `members` in their order (the first to the second, ...), each the
+        link joining its two devices."""
+        return [self.link_between(a, b) for a, b in itertools.pairwise(members)]
 
     def group_link(self, members: Sequence[int]) -> Link:
         """The link a lock-step ring over `members` (in their order, the last back to the first) steps at: its
