@@ -214,8 +214,9 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
     gpu = _gpu_content(base.gpus[point["target"]])  # a moved store still resumes
-    return {"gpu": gpu, "kernel": spec.gpus.kernel, "params": base.gpu_params,
-            "case": dataclasses.asdict(_case(spec, base, point)), "word_bytes": _word_bytes(spec, base, point)}
+    case, word_bytes = _gpu_call(spec, base, point)
+    return {"gpu": gpu, "kernel": spec.gpus.kernel, "params": base.gpu_params, "case": dataclasses.asdict(case),
+            "word_bytes": word_bytes}
 
 
 def _digest(text: str) -> str:
@@ -420,22 +421,11 @@ def _sets_source(spec: SweepSpec) -> str:
 def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     """The GPU's call at `gpus.precision`; a point whose workload words are of another width (a `word_bytes` axis)
     is infeasible, saying so: the GPU would time other words than the architecture points compute."""
-    gpu, case = base.gpus[point["target"]], _case(spec, base, point)
-    word_bytes = _word_bytes(spec, base, point)
+    gpu, (case, word_bytes) = base.gpus[point["target"]], _gpu_call(spec, base, point)
     if word_bytes is not None and word_bytes != case.element_bytes:
         return gpu_record(infeasible(spec.gpus.kernel, gpu, case, f"the workload's {word_bytes:g}-byte words, but "
                                      f"gpus.precision {case.precision} times {case.element_bytes}-byte words"), gpu)
     return gpu_record(predict(spec.gpus.kernel, case, gpu, base.gpu_params), gpu)
-
-
-def _word_bytes(spec: SweepSpec, base: Base, point: Point) -> float | None:
-    """The point's workload word size, None where none is given."""
-    return _gpu_sizes(spec, base, point).get("word_bytes")
-
-
-def _gpu_sizes(spec: SweepSpec, base: Base, point: Point) -> dict[str, Any]:
-    """A GPU point's workload sizes: its `sets` and axes over the workload's."""
-    return {**base.workload.params, **_sizes(spec, spec.fields(point))}
 
 
 # Which model evaluates a point; every one answers with the same `archsim.record.Record`.
@@ -473,14 +463,15 @@ def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:
     return {**spec.sets, **{p.removeprefix("workload."): v for p, v in fields.items() if p.startswith("workload.")}}
 
 
-def _case(spec: SweepSpec, base: Base, point: Point) -> AttentionCase:
-    """The GPU's attention call: a forward over the workload's shapes with the point's sizes."""
-    sizes = _gpu_sizes(spec, base, point)
+def _gpu_call(spec: SweepSpec, base: Base, point: Point) -> tuple[AttentionCase, float | None]:
+    """The GPU's attention call, a forward over the workload's shapes with the point's sizes (its `sets` and axes
+    over the workload's), and the width of the point's workload words (None where none is given)."""
+    sizes = {**base.workload.params, **_sizes(spec, spec.fields(point))}
     try:
         heads = int(sizes["heads"])
         return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),
                              int(sizes["head_dim"]), int(sizes["seq_len"]), spec.gpus.causal, spec.gpus.precision,
-                             kernel_attention(spec.gpus.kernel))
+                             kernel_attention(spec.gpus.kernel)), sizes.get("word_bytes")
     except KeyError as e:
         raise SpecError(str(spec.workload), f"params.{e.args[0]}", "a GPU point needs this size") from None
 

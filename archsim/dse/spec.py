@@ -601,7 +601,8 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                     f"workload {workload.name} computes {workload.attention} "
                                                     f"attention (its attention field): expected a kernel of "
                                                     f"{workload.attention} attention")
-    _check_gpu_precision(spec, {**cascade.params, **workload.params, **spec.sets}, workload)
+    fixed = {**cascade.params, **workload.params, **spec.sets}  # the sizes no axis sets
+    _check_gpu_precision(spec, fixed.get("word_bytes"), workload)
     masked = any(e.mask is not None for e in cascade.einsums)
     if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
@@ -610,7 +611,7 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} has no mask (full attention): its GPU "
                                                     "points are not causal (false)")
     axes = {p.removeprefix("workload."): p for p in spec.axes if p.startswith("workload.")}
-    sizes = {**cascade.params, **workload.params, **spec.sets, **axes}
+    sizes = {**fixed, **axes}
     unmodelled = unmodelled_attention(sizes)
     if unmodelled:
         size, what = unmodelled
@@ -619,11 +620,11 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                  "would be wrong; drop gpus")
 
 
-def _check_gpu_precision(spec: SweepSpec, sizes: dict[str, Any], workload: Workload) -> None:
+def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, workload: Workload) -> None:
     """`gpus.precision` runs somewhere: the kernel has a path for it (`gpu_kernels.precision_problem`), one of the
     presets a tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them
-    (an axis of `word_bytes` makes each point of another width infeasible, `points._gpu_record`). A spec none of
-    whose GPU points could run is refused at load."""
+    (`word_bytes`, the width the sweep's sets give, None when none; an axis of `word_bytes` makes each point of
+    another width infeasible, `points._gpu_record`). A spec none of whose GPU points could run is refused at load."""
     precision = spec.gpus.precision
     problem = precision_problem(spec.gpus.kernel, precision)
     if problem:
@@ -631,7 +632,6 @@ def _check_gpu_precision(spec: SweepSpec, sizes: dict[str, Any], workload: Workl
     if not any(load_gpu(name).has_rate(precision) for name in spec.gpus.presets):
         raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
                                                        f"{precision}: expected a precision they have")
-    word_bytes = sizes.get("word_bytes")
     if "workload.word_bytes" not in spec.axes and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
         raise SpecError(spec.source, "gpus.precision", f"{precision} times {PRECISION_BYTES[precision]}-byte words, "
                                                        f"but workload {workload.name}'s are {word_bytes:g} bytes "
