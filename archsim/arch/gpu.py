@@ -60,11 +60,9 @@ class GPU:
     host_link: str | None = None  # the link preset of its host interface (PCIe generation x lanes); None: not stated
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
-        """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate)."""
-        if precision in self.tensor_flops_per_s:
-            return self.tensor_flops_per_s[precision]
-        if precision == "fp8":
-            return self.tensor_flops_per_s["fp16"]
+        """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate, `has_rate`)."""
+        if self.has_rate(precision):
+            return self.tensor_flops_per_s[precision if self.has_native(precision) else "fp16"]
         raise SpecError(self.source, "tensor_flops_per_s",
                         f"no tensor-core rate for {precision} (known: {', '.join(self.tensor_flops_per_s)})")
 
