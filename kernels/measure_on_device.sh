@@ -6,6 +6,8 @@
 #   run(command="sh kernels/measure_on_device.sh", timeout_s=540)
 #
 # then copy the returned measured-*.csv to reports/measured/ and commit it with validate.txt's figures in the note.
+# GRID=heldout times the shapes no calibration has seen (`archsim measure --grid heldout`) into
+# measured-heldout-<device>.csv; CHECK_LIMIT_S=0 leaves the kernel tests out.
 # Steps, each bounded so that the ones after it still run:
 # 1. kernel-tests.txt: tests/test_kernels.py and tests/test_sparse_kernels.py with TRITON_INTERPRET=0, i.e. the
 #    kernels compiled for this GPU against the float64 reference (CHECK_LIMIT_S).
@@ -23,6 +25,7 @@ PYTHON=${PYTHON:-python3}
 MEASURE_FLAGS=${MEASURE_FLAGS:-}
 CHECK_LIMIT_S=${CHECK_LIMIT_S:-150}
 MEASURE_LIMIT_S=${MEASURE_LIMIT_S:-270}
+GRID=${GRID:-published}
 KERNELS=${KERNELS:-flash_fwd,flash_bwd,decode,sdpa_flash,pytorch,naive,lightning,block_sparse,vertical_slash}
 repo=$(pwd)
 mkdir -p "$OUT"
@@ -32,9 +35,10 @@ site=$(mktemp -d)
 export PYTHONPATH="$site" PYTHONUNBUFFERED=1
 cd "$site"  # `python -m` puts the working directory first on sys.path: the installed archsim, not the checkout's
 name=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
-csv="$OUT/measured-$(echo "$name" | tr -c 'A-Za-z0-9.\n' '-').csv"
+prefix=measured; [ "$GRID" = published ] || prefix="measured-$GRID"
+csv="$OUT/$prefix-$(echo "$name" | tr -c 'A-Za-z0-9.\n' '-').csv"
 
-if [ -z "$MEASURE_FLAGS" ]; then  # on the GPU only: the interpreter is what the CPU test suite runs already
+if [ -z "$MEASURE_FLAGS" ] && [ "$CHECK_LIMIT_S" -gt 0 ]; then  # on the GPU only: the interpreter is what the CPU test suite runs already
     { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv || true
       (TRITON_INTERPRET=0 timeout "$CHECK_LIMIT_S" "$PYTHON" -m pytest -q -p no:cacheprovider -n 8 \
           "$repo/tests/test_kernels.py" "$repo/tests/test_sparse_kernels.py") || echo "kernel tests exit $?"
@@ -50,7 +54,7 @@ for kernel in $(echo "$KERNELS" | tr ',' ' '); do
         continue
     fi
     # shellcheck disable=SC2086  # MEASURE_FLAGS holds several words on purpose
-    timeout "$left" "$PYTHON" -m archsim measure $MEASURE_FLAGS --kernels "$kernel" --out "$csv" \
+    timeout "$left" "$PYTHON" -m archsim measure $MEASURE_FLAGS --kernels "$kernel" --grid "$GRID" --out "$csv" \
         >> "$OUT/measure.txt" 2>&1 \
         || echo "$kernel stopped (exit $?): the rows appended so far are kept" >> "$OUT/measure.txt"
 done

@@ -149,3 +149,28 @@ def test_a_pytorch_path_that_cannot_run_is_one_clear_error(tmp_path: Path, monke
     assert result.exit_code == 2, result.output
     assert "--kernels sdpa_flash: PyTorch cannot run it here (fwd, fp16, head_dim 64): No available kernel." \
         in result.output and "Traceback" not in result.output
+
+
+def test_the_heldout_grid_shares_no_case_with_the_published_one() -> None:
+    """`--grid heldout` is there to check the model on shapes no calibration fitted: none of its cases is a
+    published one, and it covers what the published grid lacks (GQA decode beyond batch 1, MHA and MQA decode,
+    head dims 32, 96 and 256, 64K prefill, a length off every tile)."""
+    from archsim.commands.benchmarks import KERNELS, heldout_cases
+
+    heldout = heldout_cases(KERNELS, None, tiny=False)
+    assert not set(heldout) & set(benchmark_cases(KERNELS, None, tiny=False))
+    decode = {(c.batch, c.heads, c.kv_heads) for c in heldout if c.direction == "decode"}
+    assert {(8, 32, 8), (64, 32, 8), (16, 32, 32), (32, 8, 1)} <= decode
+    assert {32, 96, 256} <= {c.head_dim for c in heldout} and {3000, 65536} <= {c.seqlen for c in heldout}
+    assert {c.seqlen for c in heldout_cases(("flash_fwd",), 4096, tiny=False)} == {3000, 4096}
+
+
+def test_an_interpreted_heldout_run_writes_its_own_shapes(tmp_path: Path) -> None:
+    pytest.importorskip("triton")
+    out = tmp_path / "h.csv"
+    result = CliRunner().invoke(measure, ["--interpret", "--grid", "heldout", "--kernels", "decode", "--max-seqlen",
+                                          "32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert {r["heads"] for r in rows} == {"4q/1kv", "1q/1kv"} and {r["seqlen"] for r in rows} == {"32"}
+    assert {r["head_dim"] for r in rows} == {"128", "64"}

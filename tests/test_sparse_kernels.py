@@ -172,11 +172,11 @@ def test_an_index_for_a_longer_sequence_reads_no_column_past_k_and_v() -> None:
     first 100 tokens of 128-token buffers whose last 28 are NaN, which a load past the end would carry into P·V."""
     q, k, v = (x.index_fill(2, torch.arange(100, 128, device=x.device), float("nan"))[:, :, :100]
                for x in _inputs((1, 1, 128, 16), torch.float32, seed=17))
-    slash = torch.tensor([[[64]]])  # block 1's window is [0, 64): 110 is gathered
-    longer = vertical_slash.vertical_slash_index(torch.tensor([[[5, 110]]]), slash, 128)
+    slash = torch.tensor([[[64]]], device=q.device)  # block 1's window is [0, 64): 110 is gathered
+    longer = vertical_slash.vertical_slash_index(torch.tensor([[[5, 110]]], device=q.device), slash, 128)
     assert 110 in longer.column_index[0, 0, 1].tolist()
     out = vertical_slash.indexed_attention(q, k, v, longer)
-    want = vertical_slash.vertical_slash_attention(q, k, v, torch.tensor([[[5]]]), slash)
+    want = vertical_slash.vertical_slash_attention(q, k, v, torch.tensor([[[5]]], device=q.device), slash)
     assert _max_error(out, want.double().cpu()) == 0.0
 
 

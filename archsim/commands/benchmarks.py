@@ -20,6 +20,12 @@ into the TFLOPs/s the published charts print. Sources, per family:
   shapes the standard attention ("PyTorch standard attention") and the SDPA flash backend ("FlashAttention-2"),
   forward, backward and both; at the Flash-Decoding shapes eager decode ("PyTorch eager attention"). Their rows
   carry the labels of the published rows, so `archsim validate` checks the families fitted on those.
+
+`heldout_cases` is a second grid, of shapes no calibration has seen (`archsim measure --grid heldout`), to check
+the model on shapes as well as GPUs it was not fitted on: long causal prefill (32K, 64K tokens, batch 1), a length
+off every tile (3000), LLaMA-2-13B's 40 heads, head dims 32 (our kernels) and 96 and 256 (PyTorch's flash
+backend), large-batch GQA decode (LLaMA-3-8B's 32q/8kv), MHA and MQA decode, head_dim 64 decode, and sparse
+patterns of other sizes at head_dim 64.
 """
 
 from __future__ import annotations
@@ -89,6 +95,26 @@ class Case:
         return "".join(f"; {name}={value}" for name, value in sizes.items() if value is not None)
 
 
+# (kernels, direction, causal settings, batch, heads, head_dim, seqlens[, kv_heads]): shapes no calibration fitted
+HELDOUT_PREFILL = (
+    (("naive", "flash_fwd", "flash_bwd", "sdpa_flash", "pytorch"), (False, True), 2, 40, 128, (3000,)),
+    (("flash_fwd", "flash_bwd", "sdpa_flash"), (True,), 1, 32, 128, (32768, 65536)),
+    (("flash_fwd", "flash_bwd", "sdpa_flash"), (False, True), 4, 16, 32, (4096,)),
+    (("sdpa_flash",), (False, True), 2, 16, 96, (8192,)),
+    (("sdpa_flash",), (False, True), 2, 8, 256, (8192,)),
+)
+HELDOUT_DECODE = (  # (batch, query heads, kv heads, head_dim, seqlens), for decode and PyTorch's eager decode
+    (8, 32, 8, 128, (4096, 16384, 65536, 131072)),
+    (64, 32, 8, 128, (2048, 8192)),
+    (16, 32, 32, 128, (4096, 16384)),
+    (32, 8, 1, 64, (32768,)),
+)
+HELDOUT_SPARSE_HEAD_DIM, HELDOUT_SPARSE_SEQLEN = 64, 32768
+HELDOUT_SPARSE_SIZES = {"block_sparse": {"block_topk": 50},
+                        "vertical_slash": {"vertical_size": 500, "slash_size": 2000}}
+HELDOUT_LIGHTNING = (2, 16, 64, (8192, 16384))  # batch, heads, head_dim, seqlens
+
+
 def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: bool, direction: str) -> float:
     """FLOPs of softmax attention by the FlashAttention benchmark convention: 4·b·h·s²·d forward (two matmuls of
     2·s²·d), halved when causal, times 2.5 for the backward and 3.5 for forward plus backward."""
@@ -136,3 +162,44 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
             cases += [Case(kernel, "fwd", True, batch, heads, LIGHTNING_HEAD_DIM, seqlen, "fp16" if tiny else "bf16")
                       for seqlen in capped(LIGHTNING_SEQLENS, max_seqlen)]
     return cases
+
+
+def heldout_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) -> list[Case]:
+    """The held-out grid's cases of the selected kernels (module docstring), in KERNELS order, lengths above
+    `max_seqlen` left out. `tiny` (interpreter runs) shrinks each shape as `benchmark_cases` does, a decode's to one
+    KV head and its query group capped at 4, and runs every length at `max_seqlen` (`archsim measure` gives one);
+    repeated cases are dropped."""
+    directions = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"),
+                  "sdpa_flash": ("fwd", "bwd", "fwd+bwd"), "pytorch": ("fwd", "bwd", "fwd+bwd")}
+    cases: list[Case] = []
+
+    def lengths(seqlens: tuple[int, ...]) -> tuple[int, ...]:
+        if tiny:
+            return (max_seqlen or min(seqlens),)
+        return tuple(s for s in seqlens if max_seqlen is None or s <= max_seqlen)
+
+    for kernel in (k for k in KERNELS if k in kernels):
+        for names, causals, batch, heads, head_dim, seqlens in HELDOUT_PREFILL:
+            if kernel in names:
+                batch, heads = (TINY_BATCH, min(heads, TINY_HEADS)) if tiny else (batch, heads)
+                cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen) for causal in causals
+                          for seqlen in lengths(seqlens) for d in directions[kernel]]
+        if kernel in ("decode", "pytorch"):
+            for batch, heads, kv_heads, head_dim, seqlens in HELDOUT_DECODE:
+                if tiny:
+                    batch, heads, kv_heads = TINY_BATCH, min(heads // kv_heads, 4), 1
+                cases += [Case(kernel, "decode", False, batch, heads, head_dim, seqlen, kv_heads=kv_heads)
+                          for seqlen in lengths(seqlens)]
+        if kernel in SPARSE_KERNELS:
+            batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (SPARSE_BATCH, SPARSE_HEADS)
+            for seqlen in lengths((HELDOUT_SPARSE_SEQLEN,)):
+                sizes = {name: min(size, seqlen if name != "block_topk" else -(-seqlen // SPARSE_BLOCK))
+                         for name, size in HELDOUT_SPARSE_SIZES[kernel].items()}
+                cases.append(Case(kernel, "fwd", True, batch, heads, HELDOUT_SPARSE_HEAD_DIM, seqlen,
+                                  "fp16" if tiny else "bf16", **sizes))
+        if kernel == "lightning":
+            batch, heads, head_dim, seqlens = HELDOUT_LIGHTNING
+            batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (batch, heads)
+            cases += [Case(kernel, "fwd", True, batch, heads, head_dim, seqlen, "fp16" if tiny else "bf16")
+                      for seqlen in lengths(seqlens)]
+    return list(dict.fromkeys(cases))

@@ -1,4 +1,5 @@
-"""`archsim measure`: time the Triton kernels of `kernels/` at the published benchmark shapes and append the rows
+"""`archsim measure`: time the Triton kernels of `kernels/` at the published benchmark shapes (or, with
+`--grid heldout`, at shapes no calibration has seen: `archsim.commands.benchmarks.heldout_cases`) and append the rows
 to a CSV in the schema of the reference `attention_measured.csv`.
 
 On a GPU every case is timed with `triton.testing.do_bench` (median; its defaults: 25 ms warm-up, 100 ms of
@@ -37,6 +38,7 @@ from archsim.commands.benchmarks import (
     Case,
     attention_flops,
     benchmark_cases,
+    heldout_cases,
 )
 from archsim.errors import SpecError
 from archsim.gpu.measurements import INTERPRETED, read_csv_rows
@@ -47,6 +49,7 @@ COLUMNS = ("source", "gpu", "kernel", "dtype", "causal", "batch", "heads", "head
            "metric", "value", "unit", "how_obtained", "note")
 KEY_COLUMNS = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric")
 INTERPRET_MAX_SEQLEN = 64
+GRIDS = {"published": benchmark_cases, "heldout": heldout_cases}
 MAX_INTERPRET_SEQLEN = 1024  # ~5 s per kernel and shape on this CPU; ARCHSIM_MAX_INTERPRET_SEQLEN raises it
 INTERPRET_SEQLEN_ENV = "ARCHSIM_MAX_INTERPRET_SEQLEN"
 TIMED = "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)"
@@ -250,7 +253,10 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
 @click.option("--max-seqlen", type=click.IntRange(min=16), default=None,
               help=f"Longest sequence length to run [default: the published ones; {INTERPRET_MAX_SEQLEN} with "
                    "--interpret].")
-def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqlen: int | None) -> None:
+@click.option("--grid", type=click.Choice(tuple(GRIDS)), default="published", show_default=True,
+              help="The published benchmark shapes, or held-out shapes no calibration has seen (GQA/MHA/MQA decode "
+                   "at large batch, 32K-64K causal prefill, head dims 32, 96 and 256, a length off every tile).")
+def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqlen: int | None, grid: str) -> None:
     """Time the Triton attention kernels at the published benchmark shapes and append rows to a CSV.
 
     Example: archsim measure --kernels flash_fwd,flash_bwd --max-seqlen 4096 --out measurements.csv
@@ -276,7 +282,7 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     gpu, prefix, clock = _environment(interpret)
     base = {"gpu": gpu, "how_obtained": INTERPRETED if interpret else TIMED}
     device = "cpu" if interpret else "cuda"
-    cases = benchmark_cases(kernel_names, INTERPRET_MAX_SEQLEN if interpret and max_seqlen is None else max_seqlen,
+    cases = GRIDS[grid](kernel_names, INTERPRET_MAX_SEQLEN if interpret and max_seqlen is None else max_seqlen,
                             tiny=interpret)
     written, done = 0, _measured(out)
     for case in cases:
