@@ -6,7 +6,7 @@ fitted families can be checked on a GPU they were not fitted on (the published r
   into an N x N score matrix, a -10000 upper-triangular mask added when causal, softmax, dropout at p = 0 and an
   einsum with V, all in the input dtype; autograd gives the backward.
 - `eager_decode`: the Hugging Face eager attention path at decode ("PyTorch eager attention"): repeat_kv copies of
-  K and V for every query head, matmul, scale, softmax in fp32, cast back, matmul.
+  K and V for every query head under GQA (none for MHA), matmul, scale, softmax in fp32, cast back, matmul.
 - `sdpa_flash`: `torch.nn.functional.scaled_dot_product_attention` held to its flash backend, which is the
   FlashAttention-2 CUDA code PyTorch vendors ("FlashAttention-2" rows), on [batch, seqlen, heads, head_dim]
   tensors seen as [batch, heads, seqlen, head_dim] (the layout the backend reads without a copy).
@@ -43,11 +43,20 @@ def standard_attention(qkv: torch.Tensor, causal: bool) -> torch.Tensor:
     return torch.einsum("bhts,bhsd->bhtd", attention, v.permute(0, 2, 1, 3)).to(dtype=qkv.dtype)
 
 
+def repeat_kv(kv: torch.Tensor, group: int) -> torch.Tensor:
+    """Hugging Face's `repeat_kv`: each KV head expanded to its `group` query heads and copied contiguous
+    ([batch, kv_heads·group, seqlen, head_dim]); the tensor itself, no copy, when group is 1 (MHA)."""
+    if group == 1:
+        return kv
+    batch, kv_heads, seqlen, head_dim = kv.shape
+    return kv[:, :, None].expand(batch, kv_heads, group, seqlen, head_dim).reshape(batch, kv_heads * group, seqlen,
+                                                                                   head_dim)
+
+
 def eager_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """One decode step: q [batch, heads, 1, head_dim] against K, V [batch, kv_heads, seqlen, head_dim], kv_heads
     dividing heads; out [batch, heads, 1, head_dim]."""
-    group = q.shape[1] // k.shape[1]
-    k, v = (t.repeat_interleave(group, dim=1) for t in (k, v))  # repeat_kv
+    k, v = repeat_kv(k, q.shape[1] // k.shape[1]), repeat_kv(v, q.shape[1] // v.shape[1])
     scores = torch.matmul(q, k.transpose(2, 3)) * q.shape[-1] ** -0.5
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     return torch.matmul(probs, v)
