@@ -23,7 +23,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LOG2_E, attention_dims, dot_precision
+from archsim.kernels.launch import LOG2_E, MINFERENCE_STAGES, MINFERENCE_WARPS, attention_dims, dot_precision
 
 CASCADE = "minference-block-sparse"
 
@@ -121,7 +121,7 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bl
     _block_sparse_fwd_kernel[grid](q, k, v, out, block_index.contiguous(), block_count.contiguous(), seqlen,
                                    num_query_blocks, block_index.shape[3], scale * LOG2_E, HEAD_DIM=head_dim,
                                    BLOCK=block, PRECISION=dot_precision(q.dtype),
-                                   num_warps=4 if head_dim <= 64 else 8, num_stages=3)
+                                   num_warps=MINFERENCE_WARPS, num_stages=MINFERENCE_STAGES)
     return out
 
 

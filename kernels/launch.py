@@ -11,6 +11,10 @@ LOG2_E = 1.0 / math.log(2.0)  # scores are scaled by this so kernels can use exp
 LN_2 = tl.constexpr(math.log(2.0))  # converts a base-2 log-sum-exp back to natural log inside kernels
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 HEAD_DIMS = (16, 32, 64, 128)  # tl.arange needs a power of two; tl.dot on a GPU needs at least 16
+# MInference's sparse kernels' launch configuration (num_warps, num_stages; from memory of its Triton launchers, not
+# re-read), kept by archsim's: on an H200 at head_dim 128, 8 warps on a 64 x 64 tile ran at half the rate of these
+# 4 (reports/measured/sparse-configs-NVIDIA-H200.txt), where 4 warps match the dense forward's TFLOP/s
+MINFERENCE_WARPS, MINFERENCE_STAGES = 4, 2
 
 
 def attention_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int]:

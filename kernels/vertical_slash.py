@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 from archsim.kernels.block_sparse import online_softmax_step, query_block_start
-from archsim.kernels.launch import LOG2_E, attention_dims, dot_precision
+from archsim.kernels.launch import LOG2_E, MINFERENCE_STAGES, MINFERENCE_WARPS, attention_dims, dot_precision
 
 CASCADE = "minference-vertical-slash"
 
@@ -163,7 +163,7 @@ def indexed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: 
                                      index.column_count, index.column_index, seqlen, num_query_blocks,
                                      index.range_start.shape[-1], index.column_index.shape[-1], scale * LOG2_E,
                                      HEAD_DIM=head_dim, BLOCK=block, PRECISION=dot_precision(q.dtype),
-                                     num_warps=4 if head_dim <= 64 else 8, num_stages=3)
+                                     num_warps=MINFERENCE_WARPS, num_stages=MINFERENCE_STAGES)
     return out
 
 
