@@ -1,6 +1,6 @@
 """Rows `archsim measure --interpret` writes are no timings, so the model skips them, but their fields are checked as
 a timing's are: a malformed one is refused naming its row and field, as `archsim check` promises (it printed
-"ok ... 0 rows" for a file with a head count 'abc'). `check` counts the rows the model times and those skipped."""
+"ok ... 0 rows" for a file with a head count 'abc'). `check` counts the timed rows and those skipped."""
 
 from __future__ import annotations
 
@@ -42,4 +42,5 @@ def test_check_counts_timed_and_skipped_rows(tmp_path: Path) -> None:
     from archsim.cli import main
 
     result = CliRunner().invoke(main, ["check", str(_csv(tmp_path, _row(), _row()))])
-    assert result.exit_code == 0 and "0 rows the model times, 2 skipped" in result.output
+    assert result.exit_code == 0 and "0 timed rows, 0 of a modelled kernel on a known GPU" in result.output
+    assert "2 skipped (not timings)" in result.output

@@ -120,7 +120,7 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
     Example: archsim calibrate --measurements runs/l4.csv --gpu 'NVIDIA L4=l4.yaml' --out calibration-l4.yaml
     """
     from archsim.gpu.calibrate import calibrate, calibration_yaml
-    from archsim.gpu.params import load_calibration, split_rule
+    from archsim.gpu.params import load_calibration
 
     with _bad_input():
         if base is not None and not families:
@@ -133,10 +133,9 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
         calibration = calibrate(measurements or reference_csv(), families,
                                 load_calibration(base or DEFAULT_CALIBRATION) if families else None, gpus)
         if not calibration.measurements["calibration_rows"]:
-            click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: none of its "
-                       f"{calibration.measurements['rows']} rows is a kernel time of a modelled kernel and GPU in the "
-                       f"calibration split ({split_rule(calibration.calibration_seqlens)}); no calibration written",
-                       err=True)
+            click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: "
+                       + _nothing_to_fit(measurements or reference_csv(), calibration, families)
+                       + "; no calibration written", err=True)
             sys.exit(1)
         text = calibration_yaml(calibration)
         if out:
@@ -156,6 +155,26 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
                f"it skips, and why)", err=to_stderr)
     if out:
         click.echo(f"calibration written to {out}")
+
+
+def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...]) -> str:
+    """Why a fit found no row: none of the `families` asked for has a row in the split (saying which families
+    do), or none of the file's rows is a kernel time of a modelled kernel and GPU in it."""
+    from archsim.gpu.measurements import read_measurements
+    from archsim.gpu.params import split_rule
+    from archsim.model.gpu_kernels import family_of
+
+    split = f"the calibration split ({split_rule(calibration.calibration_seqlens)})"
+    in_split = Counter(family_of(m.kernel) for m in read_measurements(path)[0]
+                       if calibration.split_of(m.case.seqlen) == "calibration")
+    in_split.pop(None, None)
+    if families and not any(in_split[f] for f in families):
+        found = ", ".join(f"{f} ({n})" for f, n in sorted(in_split.items())) or "none"
+        return f"no row of the families asked for ({', '.join(families)}) is in {split}; the families with rows " \
+               f"there: {found}"
+    asked = f" of {', '.join(families)}" if families else ""
+    return f"none of its {calibration.measurements['rows']} rows is a kernel time{asked} of a modelled kernel and " \
+           f"GPU in {split}"
 
 
 def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) -> str:
@@ -195,8 +214,9 @@ def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) ->
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write validation.csv, skipped.csv and a model-vs-measured scatter validation.png here.")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="seqlen", show_default=True,
-              help="seqlen: the calibration file's split (held-out sequence lengths); leave-one-gpu-out: also fit "
-                   "on all GPUs but one and test on it, for each GPU, reported beside the seqlen split.")
+              help="seqlen: the calibration file's split (held-out sequence lengths; every length of a family it "
+                   "did not fit on this file); leave-one-gpu-out: also fit on all GPUs but one and test on it, for "
+                   "each GPU, reported beside the seqlen split.")
 def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibration: str, as_json: bool,
                  out: str | None, split: str) -> None:
     """Predict every supported row of a measurements CSV, beside the pure roofline; print the MAPE per
@@ -244,9 +264,16 @@ def _write_csv(path: Path, records: list[dict]) -> None:
 
 
 def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
+    from archsim.model.gpu_kernels import family_of
+
     cal = result.calibration
     click.echo(f"GPU model vs {measurements}, calibration {calibration} (version {cal.version})")
     click.echo(f"split: {cal.split_rule}")
+    moved = sorted({family_of(c.measurement.kernel) for c in result.comparisons
+                    if c.split == "held-out" and c.measurement.case.seqlen in cal.calibration_seqlens})
+    if moved:
+        click.echo(f"held out at every seqlen, their family not fitted on this file by {calibration}: the rows of "
+                   f"{', '.join(moved)}")
     if gpus:
         click.echo(_mapped_line(gpus))
     columns = {"held-out": result.mape("held-out"), "calibration": result.mape("calibration"),

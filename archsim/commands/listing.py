@@ -56,7 +56,7 @@ def list_cmd(as_json: bool) -> None:
 
 
 def _summary(kind: str, spec) -> str:
-    """One line on a spec that loaded; a cascade is analysed too (its passes)."""
+    """One line on a spec that loaded; a cascade is analysed too (its passes), measurements counted (`_known_rows`)."""
     if kind == "cascade":
         from archsim.cascade.analysis import analyze
         from archsim.cascade.bind import bind
@@ -66,12 +66,23 @@ def _summary(kind: str, spec) -> str:
         return f"cascade {spec.name}, {len(spec.einsums)} Einsums, passes {passes}"
     if kind == "measurements":
         timed, skipped = spec
-        return f"{kind}, {len(timed)} rows the model times, {len(skipped)} skipped (not modelled or not timings)"
+        return (f"{kind}, {len(timed)} timed rows, {_known_rows(timed)} of a modelled kernel on a known GPU "
+                f"(archsim validate says which it can time), {len(skipped)} skipped (not timings)")
     if kind == "trace":
         return f"{kind}, {len(spec)} rows"
     if kind == "workload":
         return f"workload {spec.name}, {len(spec.params)} params"
     return f"{kind} {getattr(spec, 'name', '')}".rstrip()
+
+
+def _known_rows(timed: list) -> int:
+    """How many timed rows are of a modelled kernel (`family_of`) on a GPU label that names a preset (as
+    `archsim.gpu.cases.resolve` finds them): no plan is built, so a shape the kernel cannot run still counts."""
+    from archsim.gpu.cases import preset_for
+    from archsim.model.gpu_kernels import family_of
+
+    known = {label: not isinstance(preset_for(label), str) for label in {m.gpu for m in timed}}
+    return sum(1 for m in timed if family_of(m.kernel) is not None and known[m.gpu])
 
 
 @click.command("check")

@@ -38,7 +38,7 @@ def _load_trace(path: Path) -> Any:
 def _load_measurements(path: Path) -> Any:
     from archsim.gpu.measurements import read_measurements
 
-    return read_measurements(path)  # (the rows the model times, the rows skipped, each with its reason)
+    return read_measurements(path)  # (the timed rows, the rows skipped as no timings, each with its reason)
 
 
 def _load_gpu(data: Any, source: str) -> Any:

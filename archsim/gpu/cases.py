@@ -72,7 +72,7 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None, gpu
             skipped.append(Skipped(m.row, m.columns, f"no model for kernel '{m.kernel}'"))
             continue
         if m.gpu not in found_gpus:
-            found_gpus[m.gpu] = mapped.get(label_key(m.gpu)) or _preset(m.gpu)
+            found_gpus[m.gpu] = mapped.get(label_key(m.gpu)) or preset_for(m.gpu)
             _refuse_namesakes(found_gpus[m.gpu], named)
         gpu = found_gpus[m.gpu]
         if isinstance(gpu, str):
@@ -117,7 +117,7 @@ def _refuse_namesakes(gpu: GPU | str, named: dict[str, GPU]) -> None:
                                               f"({gpu.source}); expected a name of its own")
 
 
-def _preset(label: str) -> GPU | str:
+def preset_for(label: str) -> GPU | str:
     """The preset a row's GPU label names, or why none does (unknown or ambiguous, with the candidates)."""
     try:
         return gpu_for(label)

@@ -249,7 +249,8 @@ def _heads(text: str, bad) -> tuple[int, int]:
     if match:
         heads, kv_heads = int(match[1]), int(match[2])
         if heads <= 0 or kv_heads <= 0 or heads % kv_heads:
-            raise bad("heads", f"expected query heads a multiple of KV heads, got '{text}'")
+            raise bad("heads", f"expected positive query and KV head counts, query heads a multiple of KV heads, "
+                                f"got '{text}'")
         return heads, kv_heads
     value = _float(text.strip())
     if value is None or value <= 0 or value != int(value):

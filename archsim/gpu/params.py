@@ -21,8 +21,10 @@ and every family is listed, except one whose fitted parameters all come from fam
 (`Param.shared_from`: FlashAttention-3), which takes their values, as `archsim calibrate` would give it, and its
 priors for the rest. `split.calibration_seqlens` is a non-empty list
 of distinct lengths; `split.rule` (optional) is a note that must begin with the rule those lengths make
-(`split_rule`), so that the rule printed is the rule applied. Every error is a `SpecError` naming the file and the
-field.
+(`split_rule`), so that the rule printed is the rule applied. `measurements` is a record of notes, but for what
+`Calibration.fitted_on` reads to tell the file each family was fitted on: its `sha256`, its `families` (the families
+a fit of some families refitted; absent: all) and `kept_from` (the base's record, for the others). Every error is
+a `SpecError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -65,11 +67,29 @@ class Calibration:
         return {**default_params(family), **shared, **self.params.get(family, {})}
 
     def split_of(self, seqlen: int) -> str:
+        """The split of a row by its sequence length alone (`calibration_seqlens`): the rows a fit on a file takes."""
         return "calibration" if seqlen in self.calibration_seqlens else "held-out"
+
+    def fitted_on(self, family: str) -> str | None:
+        """The SHA-256 of the measurements file the family's values were fitted on, as `measurements` records it:
+        a family in its `families` (all of them when it lists none: a full fit) was fitted on its file, any other
+        on the file of `kept_from` (the base's record), looked up the same way; None when nothing records it (a
+        hand-written file with no `measurements`)."""
+        record = self.measurements
+        while record:
+            if family in record.get("families", (family,)):
+                return record.get("sha256")
+            record = record.get("kept_from", {})
+        return None
 
 
 def packaged_path(version: str = DEFAULT_VERSION) -> Path:
     return Path(str(importlib.resources.files("archsim.gpu") / CALIBRATION_DIR / f"{version}.yaml"))
+
+
+def packaged_versions() -> list[str]:
+    """The version names of the packaged calibrations (`v1`, `v2`)."""
+    return sorted(p.stem for p in packaged_path().parent.glob("*.yaml"))
 
 
 def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibration:
@@ -77,7 +97,8 @@ def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibrati
     text = str(path_or_version)
     path = Path(text) if is_spec_path(text) else packaged_path(text)
     if not is_file(path, text):
-        raise SpecError(text, "", "no such calibration file" + ("" if "/" in text else " in the package"))
+        raise SpecError(text, "", "no such calibration file" if is_spec_path(text) else
+                        f"no such calibration file in the package (packaged: {', '.join(packaged_versions())})")
     return calibration_from_dict(read_yaml(path), str(path))
 
 
@@ -115,7 +136,7 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
                                                         "lists it (only a family whose fitted parameters all come "
                                                         "from listed families may be left out)")
     return Calibration(data["version"], source, rule, seqlens, params, fitted, fit,
-                       _mapping(data.get("measurements"), source, "measurements"))
+                       _record(data.get("measurements"), source, "measurements"))
 
 
 def _split(split: Any, source: str) -> tuple[tuple[int, ...], str]:
@@ -173,6 +194,22 @@ def _mapping(value: Any, source: str, where: str) -> dict:
     if not isinstance(value, Mapping):
         raise SpecError(source, where, f"expected a mapping, got {value!r}")
     return dict(value)
+
+
+def _record(value: Any, source: str, where: str) -> dict:
+    """The `measurements` record (a mapping of notes), with what `Calibration.fitted_on` reads checked: `sha256` a
+    string, `families` a list of family names, `kept_from` a record of its own."""
+    record = _mapping(value, source, where)
+    if "sha256" in record and not isinstance(record["sha256"], str):
+        raise SpecError(source, f"{where}.sha256", f"expected the file's SHA-256 as a string, got "
+                                                   f"{record['sha256']!r}")
+    families = record.get("families", [])
+    if not isinstance(families, list) or not all(isinstance(f, str) and f in FAMILIES for f in families):
+        raise SpecError(source, f"{where}.families", f"expected a list of kernel families (known: "
+                                                     f"{', '.join(FAMILIES)}), got {families!r}")
+    if "kept_from" in record:
+        record["kept_from"] = _record(record["kept_from"], source, f"{where}.kept_from")
+    return record
 
 
 def _param(family: str, name: str, value: Any, source: str, where: str) -> float:

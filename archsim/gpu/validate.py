@@ -5,7 +5,11 @@ Every row of a CSV in the `attention_measured.csv` schema that the model support
 `archsim.gpu.cases`). Each prediction is expressed in the row's own metric and unit (TFLOPs/s by the FlashAttention
 convention, or a latency), beside the pure roofline max(FLOPs / tensor peak, DRAM bytes / DRAM bandwidth)
 (`archsim.gpu.roofline`). Error = predicted / measured - 1 in that metric; MAPE = mean |error| in percent, over
-all rows, over the held-out split and over the calibration split (the split is the calibration file's).
+all rows, over the held-out split and over the calibration split. A row is in the calibration split when its
+sequence length is in the calibration file's split and its family was fitted on this very file (its SHA-256 is the
+one the calibration records for the family, `Calibration.fitted_on`): every other row is held out, so a file the
+calibration was not fitted on is held out whole. A family whose file the calibration does not record (a
+hand-written file with no `measurements`) is split by sequence length alone.
 
 Leave-one-GPU-out (`leave_one_gpu_out`): for each GPU preset the file's rows resolve to, every family is fitted
 (`archsim.gpu.calibrate.fit_families`, all sequence lengths) on the rows of the other GPUs only and the rows of that
@@ -15,6 +19,7 @@ GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), and the fold says s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,21 +105,31 @@ def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool
     check_labels(gpus or {}, measurements, skipped, str(path))
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
                                                        MAX_VALIDATION_CTAS), gpus)
-    comparisons = _compare(rows, calibration.family_params, lambda m: calibration.split_of(m.case.seqlen))
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    comparisons = _compare(rows, calibration.family_params, lambda r: row_split(calibration, r, digest))
     folds = tuple(_fold(str(path), rows, gpu, gpus) for gpu in sorted({r.gpu.name for r in rows})) \
         if leave_one_gpu_out else ()
     skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
 
 
+def row_split(calibration: Calibration, row: ModelledRow, sha256: str) -> str:
+    """"calibration" when the row's sequence length is in the calibration's split and its family was fitted on the
+    file of this `sha256` (or the calibration records no file for it), else "held-out"."""
+    fitted_on = calibration.fitted_on(row.family)
+    if fitted_on is not None and fitted_on != sha256:
+        return "held-out"
+    return calibration.split_of(row.measurement.case.seqlen)
+
+
 def _compare(rows: list[ModelledRow], params_of, split_of) -> list[Comparison]:
-    """Each row's prediction with `params_of(family)`, in its own metric, labelled `split_of(measurement)`."""
+    """Each row's prediction with `params_of(family)`, in its own metric, labelled `split_of(row)`."""
     cases, case_of_row = distinct(rows)
     results = [predict_row(c, params_of(c.family)) for c in cases]
     comparisons = []
     for row, i in zip(rows, case_of_row, strict=True):
         m, result = row.measurement, results[i]
-        comparisons.append(Comparison(m, split_of(m), result, m.in_metric(result.time_s),
+        comparisons.append(Comparison(m, split_of(row), result, m.in_metric(result.time_s),
                                       m.in_metric(roofline_time_s(result, row.gpu))))
     return comparisons
 
@@ -126,7 +141,7 @@ def _fold(source: str, rows: list[ModelledRow], gpu: str, gpus: Mapping[str, GPU
     params, _, fit = fit_families(train)
     tested = [r for r in rows if r.gpu.name == gpu]
     priors = tuple(sorted({r.family for r in tested if not fit[r.family].get("rows")}))
-    return GpuFold(gpu, len(train), priors, tuple(_compare(tested, params.__getitem__, lambda m: LEFT_OUT)))
+    return GpuFold(gpu, len(train), priors, tuple(_compare(tested, params.__getitem__, lambda r: LEFT_OUT)))
 
 
 def comparison_record(c: Comparison) -> dict:
