@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class SpecError(ValueError):
@@ -75,3 +77,19 @@ def check_header(data: object, keys: Sequence[str], optional: Sequence[str], tex
     for key in ("name", "source"):
         if key in keys and not data[key]:
             raise SpecError(source, at(key), "expected a non-empty string")
+
+
+def text_number_hint(value: Any) -> str:
+    """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if value.strip().lstrip("+-").isdigit():  # a quoted whole number
+        return f" (YAML reads this as text: write {int(value)} without quotes)"
+    mantissa, _, exponent = f"{number:.16e}".partition("e")  # the value as YAML reads a float: a dot, a signed exponent
+    return f" (YAML reads this as text: write {float(mantissa)!r}e{int(exponent):+d})"

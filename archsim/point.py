@@ -19,7 +19,10 @@ which would drop its decoupled RoPE dimensions and latent projections: its casca
 `attention-mla-decode` and `mla-projection`. A sliding-window workload (`window`) is refused by an attention
 cascade without a window, which would count every key the window drops: its cascade is `attention-sliding-window`.
 A linear-attention workload (`attention: linear`) is refused by a softmax attention cascade (one whose Einsums take
-an exp). `archsim analyze` and `execute` apply the same checks (`check_attention_form`) and, with a
+an exp). A mixture-of-experts workload (`experts` above 1) is refused by a dense FFN cascade (one of `ffn_dim` without
+`experts`), which would count one expert per token instead of `top_k`, unless it is the width of the model's dense
+layers (`moe_every` above 1): its cascade is `moe-experts`. A norm or dense FFN cascade of another decoder block than
+the workload's is refused (`check_block_form`). `archsim analyze` and `execute` apply the same checks and, with a
 workload, refuse a tiling or algorithm parameter left at its test default (`refuse_test_defaults`).
 """
 
@@ -37,7 +40,7 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, takes_exp
-from archsim.cascade.bind import Binding, bind, fixed_tiles, params_masked_by, ranks_sized_by
+from archsim.cascade.bind import Binding, bind, fixed_tiles, nearest_divisors, params_masked_by, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
@@ -121,7 +124,8 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     check_sets_read(cascade, workload, values, sets_source)
     _refuse_tiling_sets(cascade, spec, values, sets_source)
     check_attention_form(cascade, workload, values, sets_source, spec.name)
-    _check_block_form(cascade, workload, spec)
+    check_block_form(cascade, workload, spec.name)
+    check_ffn_form(cascade, workload, values, spec.name)
     binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
     refuse_test_defaults(cascade, workload, values, spec)
     return _shown_tiles(binding, spec), _read_only(analyze(binding))
@@ -207,7 +211,8 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
     """Refuse a workload whose attention the cascade does not compute (module docstring): a grouped-query workload
     on a multi-head cascade, one of more than one K/V head on a multi-query cascade, a latent-attention (MLA) one on
     an attention cascade without a latent, a sliding-window one on a cascade without a window, a linear-attention one
-    on softmax attention; `sets` (from `sets_source`)
+    on softmax attention, and K/V heads that do not divide the query heads (before any advice to group them); `sets`
+    (from `sets_source`)
     over the workload's sizes. `prepare` checks it against the mapping's cascade, `archsim analyze` and `execute`
     against theirs."""
     own = workload.params if workload is not None else {}
@@ -248,6 +253,10 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         return
     if kv_heads == (1 if shared else heads):
         return
+    if kv_heads == int(kv_heads) >= 1 and heads == int(heads) >= 1 and heads % kv_heads:
+        raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads: kv_heads must divide heads "
+                                       f"(each K/V head serves heads / kv_heads query heads; the model's own split, "
+                                       f"nothing to pad): {nearest_divisors(int(heads), int(kv_heads))}")
     example = ("attention-sliding-window-gqa" if "window" in cascade.params else
                "--mapping fusemax-gqa" if mapping_name else "attention-1pass-causal-gqa")
     form = ("multi-query" if kv_heads == 1 else "multi-head" if kv_heads == heads else "grouped-query")
@@ -267,9 +276,11 @@ def _shares_one_kv_head(cascade: Cascade) -> bool:
     return bool(kv) and not any({"heads", "kv_heads"} & S.names_in(size) for size in sizes if size is not None)
 
 
-def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping) -> None:
+def check_block_form(cascade: Cascade, workload: Workload | None, mapping_name: str | None = None) -> None:
     """Refuse a norm or dense FFN cascade of another decoder block than the workload's (`BLOCK_CASCADES`): a
-    Llama-block model's FFN is SwiGLU (three GEMMs), not the GPT block's GELU FFN (two), and its norm is RMSNorm."""
+    Llama-block model's FFN is SwiGLU (three GEMMs), not the GPT block's GELU FFN (two), and its norm is RMSNorm.
+    `mapping_name`: the mapping running the cascade (`prepare`); None for a cascade bound without one (`archsim
+    analyze` and `execute`)."""
     block = workload.block if workload is not None else None
     if block is None:
         return
@@ -277,10 +288,36 @@ def _check_block_form(cascade: Cascade, workload: Workload | None, spec: Mapping
                         ("dense FFN", {c[1] for c in BLOCK_CASCADES.values()})):
         own = BLOCK_CASCADES[block][0 if part == "norm" else 1]
         if cascade.name in names and cascade.name != own:
-            raise SpecError(workload.path, "block",
-                            f"{workload.name} is a {block} block, whose {part} is cascade {own}, but mapping "
-                            f"{spec.name} runs cascade {cascade.name}, another block's: run {own} with a mapping of "
-                            "it (--cascade, --mapping FILE)")
+            runs = (f"mapping {mapping_name} runs cascade {cascade.name}, another block's: run {own} with a mapping "
+                    "of it (--cascade, --mapping FILE)" if mapping_name else
+                    f"cascade {cascade.name} is another block's: run {own}")
+            raise SpecError(workload.path, "block", f"{workload.name} is a {block} block, whose {part} is cascade "
+                                                    f"{own}, but {runs}")
+
+
+def check_ffn_form(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
+                   mapping_name: str | None = None) -> None:
+    """Refuse a dense FFN cascade (one of `ffn_dim` without `experts`) on a mixture-of-experts workload (`experts`
+    above 1): it would count one expert's FFN per token where the model routes each token to top_k of them. A model
+    whose dense layers (`moe_every` above 1) are as wide as the FFN bound (`dense_ffn_dim`, default `ffn_dim`, or
+    `sets`' ffn_dim) may run them on it. `mapping_name` as for `check_block_form`."""
+    if workload is None or "ffn_dim" not in cascade.params or "experts" in cascade.params:
+        return
+    params = {**workload.params, **sets}
+    if params.get("experts", 1) <= 1:
+        return
+    every, dense_dim = params.get("moe_every", 1), params.get("dense_ffn_dim", params.get("ffn_dim"))
+    if every > 1 and params.get("ffn_dim") == dense_dim:
+        return  # the dense layers' FFN
+    what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
+    top_k = f"top_k {params['top_k']:g}" if "top_k" in params else "top_k"
+    dense = (f"; its dense layers (those between its MoE layers, moe_every {every:g}) are {dense_dim:g} wide: --set "
+             f"ffn_dim={dense_dim:g} runs one on {cascade.name}" if every > 1 else "")
+    tokens = (f" with --set tokens={int(params['batch'] * params['seq_len'])} (batch x seq_len)"
+              if "batch" in params and "seq_len" in params else "")
+    raise SpecError(workload.path, "params.experts",
+                    f"{workload.name} routes each token to {top_k} of {params['experts']:g} experts, but {what} is "
+                    f"one dense FFN: it would count one expert per token; use the moe-experts cascade{tokens}{dense}")
 
 
 @identity_cache(maxsize=256)

@@ -36,7 +36,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_keys, text_number_hint
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
@@ -175,7 +175,7 @@ def check_size(name: str, value: Any, source: str, where: str, limit: int | None
     int64 or float32, from a Python caller) is taken as one (`plain_number`); a bool, numpy's too, is refused."""
     value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpecError(source, where, f"expected a number, got {value!r}")
+        raise SpecError(source, where, f"expected a number, got {value!r}{text_number_hint(value)}")
     if isinstance(value, float) and math.isnan(value):
         raise SpecError(source, where, "expected a finite number, got NaN")
     if limit is None:

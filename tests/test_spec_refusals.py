@@ -194,10 +194,10 @@ def test_a_requirement_on_a_tile_the_mapping_fixes_reads_the_fixed_tile(cli, tmp
 
 
 def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
-    """`--set kv_heads=5` on BERT (12 heads) with the multi-head fusemax ran as 12 K/V heads (the check read only
+    """`--set kv_heads=4` on BERT (12 heads) with the multi-head fusemax ran as 12 K/V heads (the check read only
     the workload file); `--set ffn_dim` on an attention cascade changed nothing."""
-    grouped = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "kv_heads=5", expect=2)
-    assert "--set: kv_heads: 5 K/V heads for 12 query heads (grouped-query), but cascade attention-1pass" in (
+    grouped = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "kv_heads=4", expect=2)
+    assert "--set: kv_heads: 4 K/V heads for 12 query heads (grouped-query), but cascade attention-1pass" in (
         grouped.output)
     unread = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "ffn_dim=5", expect=2)
     assert "--set: ffn_dim: changes nothing: cascade attention-1pass reads no 'ffn_dim'" in unread.output

@@ -57,7 +57,7 @@ from archsim.cascade.ops import (
     DEFAULT_UNARY_OPS,
     REDUCE_OP_TYPES,
 )
-from archsim.errors import SpecError
+from archsim.errors import SpecError, text_number_hint
 
 # The op types a cascade's analysis counts (a product under a sum is one `mac`).
 OP_TYPES: frozenset[str] = frozenset(
@@ -114,7 +114,7 @@ class _Loader:
         bad = not _finite_real(value)
         if bad or value < 0 or (positive and value == 0):
             raise self.error(where, f"expected {what} (a {'positive' if positive else 'non-negative'} number), "
-                                    f"got {value!r}")
+                                    f"got {value!r}{text_number_hint(value)}")
         if positive and value < 1 / MAX_VALUE:
             raise self.error(where, f"{value!r} is below {1 / MAX_VALUE:g}, the smallest positive number an "
                                     f"architecture takes (times divided by it leave the float range); expected {what}")
@@ -122,7 +122,7 @@ class _Loader:
 
     def integer(self, value: Any, where: str, what: str) -> int:
         if not _finite_real(value) or value != int(value) or value <= 0:
-            raise self.error(where, f"expected {what} (a positive integer), got {value!r}")
+            raise self.error(where, f"expected {what} (a positive integer), got {value!r}{text_number_hint(value)}")
         return int(self.bounded(value, where, what))
 
     def bounded(self, value: float, where: str, what: str) -> float:

@@ -73,6 +73,16 @@ def nearest_multiples(size: int, factor: int) -> str:
             if below else f"the smallest multiple is {above} (to model a padded sequence, give it)")
 
 
+def nearest_divisors(size: int, near: int) -> str:
+    """The divisors of `size` nearest `near` (one below and one above, where there are), as advice where a model size
+    must divide another (each K/V head serves heads / kv_heads query heads)."""
+    divisors = {d for i in range(1, math.isqrt(size) + 1) if size % i == 0 for d in (i, size // i)}
+    nearest = [str(d) for d in (max((d for d in divisors if d < near), default=None),
+                                min((d for d in divisors if d > near), default=None)) if d is not None]
+    return (f"the {'divisors' if len(nearest) > 1 else 'divisor'} of {size} nearest {near} "
+            f"{'are' if len(nearest) > 1 else 'is'} {' and '.join(nearest)}")
+
+
 def _partition_advice(cascade: Cascade, root: str, parts: list[str], rank_overrides: Mapping[str, int], size: int,
                       product: int) -> str:
     """What to change where a partition's parts do not divide its root. Where the root and the parts are each a
@@ -84,12 +94,8 @@ def _partition_advice(cascade: Cascade, root: str, parts: list[str], rank_overri
               and isinstance(e := cascade.rank_sizes.get(r), S.Name) and e.name in PARAMS}
     if len(behind) < len(parts) + 1 or behind[root] in ("seq_len", "tokens"):
         return nearest_multiples(size, product)
-    divisors = {d for i in range(1, math.isqrt(size) + 1) if size % i == 0 for d in (i, size // i)}
-    nearest = [str(d) for d in (max((d for d in divisors if d < product), default=None),
-                                min((d for d in divisors if d > product), default=None)) if d is not None]
     return (f"a workload's {'*'.join(behind[p] for p in parts)} must divide its {behind[root]} (the model's own "
-            f"split, nothing to pad): the {'divisors' if len(nearest) > 1 else 'divisor'} of {size} nearest "
-            f"{product} {'are' if len(nearest) > 1 else 'is'} {' and '.join(nearest)}")
+            f"split, nothing to pad): {nearest_divisors(size, product)}")
 
 
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,

@@ -252,22 +252,6 @@ def number(value: Any, source: str, where: str) -> float:
     raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
 
 
-def text_number_hint(value: Any) -> str:
-    """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        number = float(value)
-    except ValueError:
-        return ""
-    if not math.isfinite(number):
-        return ""
-    if value.strip().lstrip("+-").isdigit():  # a quoted whole number
-        return f" (YAML reads this as text: write {int(value)} without quotes)"
-    mantissa, _, exponent = f"{number:.16e}".partition("e")  # the value as YAML reads a float: a dot, a signed exponent
-    return f" (YAML reads this as text: write {float(mantissa)!r}e{int(exponent):+d})"
-
-
 def finite_number(value: Any, source: str, where: str) -> float:
     """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
     if isinstance(value, float) and math.isnan(value):

@@ -18,17 +18,26 @@ CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
     """The cascade bound to a workload (every model size it declares must come from the workload or `--set`)
     or, without one, to its own small defaults. As `archsim run` does, a workload whose attention the cascade does
-    not compute (grouped K/V heads on a multi-head cascade, MLA, a sliding window, linear attention) is refused, and
+    not compute (grouped K/V heads on a multi-head cascade, MLA, a sliding window, linear attention), a norm or dense
+    FFN of another decoder block and a dense FFN on a mixture-of-experts model are refused, and
     so are, with a workload, a `--set` of a workload size the cascade does not read (`point.check_sets_read`) and a
     tiling or algorithm parameter (`tile_kv`, `block`) that `--set` does not give: its default is a test size
     (`point.refuse_test_defaults`)."""
-    from archsim.point import check_attention_form, check_sets_read, refuse_test_defaults
+    from archsim.point import (
+        check_attention_form,
+        check_block_form,
+        check_ffn_form,
+        check_sets_read,
+        refuse_test_defaults,
+    )
 
     cascade = library.load_cascade_spec(cascade_name)
     spec = library.load_workload_spec(workload) if workload else None
     values = parse_sets(sets)
     check_sets_read(cascade, spec, values, "--set")
     check_attention_form(cascade, spec, values, "--set")
+    check_block_form(cascade, spec)
+    check_ffn_form(cascade, spec, values)
     binding = bind(cascade, spec, values, source="--set")
     refuse_test_defaults(cascade, spec, values)
     return binding

@@ -91,16 +91,33 @@ def show_result(result) -> None:
     click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
                + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")
     click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")
-    click.echo(f"  energy    {result.energy_pj:.6g} pJ")
+    click.echo(f"  energy    {result.energy_pj:.6g} pJ, by component and action:")
+    for line in energy_lines(result.energy_by):
+        click.echo(f"    {line}")
     click.echo("  util      " + ", ".join(f"{u} {v:.4f}" for u, v in result.utilization.items()))
     kept = ", ".join(f"{lv} {b:.6g} B" for lv, b in result.footprint_bytes.items())
     click.echo(f"  footprint {kept} (what the mapping keeps, before any spill)")
     if result.stalls:
         click.echo("  stalls    " + ", ".join(f"{src} {s:.4g} s" for src, s in
                                              sorted(result.stalls.items(), key=lambda kv: -kv[1])))
-    click.echo("\n  Einsum     unit       lanes   cycles        energy_pj")
+    click.echo("\n  Einsum     unit       lanes   cycles        compute_pj")
     for e in result.einsums:
         click.echo(f"  {e.name:<10} {e.unit:<10} {e.lanes_used:<7} {e.compute_cycles:<13.6g} {e.energy_pj:.4g}")
+
+
+def energy_lines(energy_by: dict[tuple[str, str], float]) -> list[str]:
+    """A Result's `energy_by` as one line per component (its total, then its actions), components and actions largest
+    first: the components' totals sum to the Result's energy, memory and leakage included."""
+    by_component: dict[str, dict[str, float]] = {}
+    for (component, action), pj in energy_by.items():
+        by_component.setdefault(component, {})[action] = pj
+    width = max((len(c) for c in by_component), default=0)
+    lines = []
+    for component, actions in sorted(by_component.items(), key=lambda kv: -sum(kv[1].values())):
+        parts = ", ".join(f"{a} {pj:.4g}" for a, pj in sorted(actions.items(), key=lambda kv: -kv[1]))
+        total = f"{sum(actions.values()):.4g} pJ"
+        lines.append(f"{component:<{width}}  {total:<12} ({parts})")
+    return lines
 
 
 def nan_as_null(row: dict) -> dict:

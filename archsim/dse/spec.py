@@ -57,7 +57,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import takes_exp
 from archsim.cascade.bind import eval_size
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import read_yaml, spec_beside, text_number_hint
+from archsim.cascade.load import read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
@@ -78,7 +78,7 @@ from archsim.dse.serving_spec import (
     load_system_target,
     serving_settings,
 )
-from archsim.errors import SpecError, check_keys, given
+from archsim.errors import SpecError, check_keys, given, text_number_hint
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache

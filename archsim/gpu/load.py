@@ -41,8 +41,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS
-from archsim.cascade.load import text_number_hint
-from archsim.errors import SpecError, check_header, kind_of
+from archsim.errors import SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 # field -> (what it is, integer?) for every plain number of the file

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.cascade.load import finite_number, text_number_hint
-from archsim.errors import SpecError, check_header, kind_of
+from archsim.cascade.load import finite_number
+from archsim.errors import SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.systems.chip_presets"
 TEXT = ("name", "description", "source")

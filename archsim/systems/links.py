@@ -32,8 +32,8 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import finite_number, text_number_hint
-from archsim.errors import SpecError, check_header
+from archsim.cascade.load import finite_number
+from archsim.errors import SpecError, check_header, text_number_hint
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")

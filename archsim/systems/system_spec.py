@@ -141,8 +141,8 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, text_number_hint
-from archsim.errors import SpecError, check_header, check_keys, kind_of
+from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes
+from archsim.errors import SpecError, check_header, check_keys, kind_of, text_number_hint
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, load_link
 from archsim.systems.npu import NPUSpec
