@@ -1,0 +1,82 @@
+"""archsim's end-to-end prefill model (`archsim.systems.sparse_prefill.dense_prefill`, per layer) against one
+LLaMA-3-8B decoder layer timed part by part on a lent H200 (`python benchmarks/llama_layer_prefill.py`, output in
+`reports/measured/llama-layer-prefill-NVIDIA-H200.txt`; SM clocks and power sampled beside it in
+`clocks-during-layer-prefill.csv`). Tolerances are the README's ("One LLaMA-3-8B layer on the H200").
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from archsim import library
+from archsim.gpu.load import load_gpu
+from archsim.systems.gpu_device import calibrated_gpu_device
+from archsim.systems.sparse_prefill import DENSE_KERNEL, dense_prefill
+from archsim.systems.step import Step, non_attention_ops
+
+MEASURED = Path(__file__).resolve().parent.parent / "reports" / "measured"
+LINE = re.compile(r"N=(\d+)\s+(.+?)\s+([\d.]+) ms")
+
+
+def _measured() -> dict[int, dict[str, float]]:
+    """N -> part -> seconds."""
+    found: dict[int, dict[str, float]] = {}
+    for line in (MEASURED / "llama-layer-prefill-NVIDIA-H200.txt").read_text(encoding="utf-8").splitlines():
+        if match := LINE.match(line):
+            found.setdefault(int(match[1]), {})[match[2].strip()] = float(match[3]) * 1e-3
+    return found
+
+
+@pytest.fixture(scope="module")
+def model() -> dict[int, dict[str, float]]:
+    """N -> part -> seconds of one layer, as the prefill model times it."""
+    workload, gpu = library.load_workload_spec("llama3-8b"), load_gpu("h200-sxm")
+    layers, device = int(workload.params["layers"]), calibrated_gpu_device(gpu, DENSE_KERNEL)
+    found = {}
+    for n in _measured():
+        prefill = dense_prefill(workload, gpu, n)
+        ops = {op.name: device.cost([op]).time_s for op in non_attention_ops(workload, Step("prefill", 1, n))}
+        found[n] = {"whole layer": (prefill.dense_ops_s + prefill.attention_s) / layers,
+                    "flash attention (causal, GQA)": prefill.attention_s / layers, "swiglu mlp": ops["ffn"],
+                    "rmsnorm": ops["attn_norm"]}
+    return found
+
+
+def test_the_layer_was_timed_at_three_lengths() -> None:
+    measured = _measured()
+    assert sorted(measured) == [8192, 32768, 131072]
+    assert all(len(parts) == 8 for parts in measured.values())
+
+
+def test_a_layer_within_25_percent_and_its_gemms_and_attention_within_15(model) -> None:
+    """The whole layer is 16-20 % fast in the model (8K-128K), its FlashAttention-2 call within 11 % and its SwiGLU
+    GEMMs within 13 %: the measured layer runs HF's RMSNorm as seven fp32 passes where the model's op is one
+    (0.83 against 6.6 ms at 128K, each of two), RoPE the model does not count (9.0 ms at 128K), and its sustained
+    tensor work at the 700 W power cap, at 1455-1935 MHz (0.88 of the preset's 1980 on average)."""
+    measured = _measured()
+    for n, parts in model.items():
+        assert -0.25 <= parts["whole layer"] / measured[n]["whole layer"] - 1 <= 0.0, n
+        for part in ("flash attention (causal, GQA)", "swiglu mlp"):
+            assert abs(parts[part] / measured[n][part] - 1) <= 0.15, (n, part)
+
+
+def test_the_gpu_ran_below_its_boost_clock_at_its_power_cap() -> None:
+    """The clocks sampled during the run: at 650 W and above (the 700 W cap) the SM clock sat below the 1980 MHz
+    boost, 0.88 of it on average (0.73-0.98)."""
+    rows = list(csv.reader((MEASURED / "clocks-during-layer-prefill.csv").open(encoding="utf-8")))[1:]
+    loaded = [float(r[1].split()[0]) for r in rows if float(r[2].split()[0]) >= 650]
+    assert len(loaded) >= 10 and max(loaded) < 1980
+    assert 0.85 <= sum(loaded) / len(loaded) / 1980 <= 0.95
+
+
+@pytest.mark.xfail(strict=True, reason="the layer is 16-20 % fast in the model: HF's fp32 RMSNorm passes and RoPE "
+                   "are not counted and the tensor work runs at the preset's boost clock, where the H200 held "
+                   "0.88 of it on average at its power cap")
+def test_a_layer_within_10_percent(model) -> None:
+    measured = _measured()
+    for n, parts in model.items():
+        assert abs(parts["whole layer"] / measured[n]["whole layer"] - 1) <= 0.10, n
