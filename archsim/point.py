@@ -306,7 +306,8 @@ def check_ffn_form(cascade: Cascade, workload: Workload | None, sets: MappingTyp
     params = {**workload.params, **sets}
     if params.get("experts", 1) <= 1:
         return
-    every, dense_dim = params.get("moe_every", 1), params.get("dense_ffn_dim", params.get("ffn_dim"))
+    every = params.get("moe_every", 1)
+    dense_dim = workload.params.get("dense_ffn_dim", workload.params.get("ffn_dim"))  # the model's, not a --set
     if every > 1 and params.get("ffn_dim") == dense_dim:
         return  # the dense layers' FFN
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import triton.testing
+from gpu_timing import median_ms
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 4096, 32, 8, 128, 14336
 LENGTHS = (8192, 32768, 131072)
 
-
-def _ms(fn) -> float:
-    return triton.testing.do_bench(fn, return_mode="median")
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -77,7 +74,7 @@ def time_layer(n: int, w: dict[str, torch.Tensor]) -> None:
         "whole layer": layer,
     }
     for name, fn in parts.items():
-        print(f"N={n:<7} {name:<32} {_ms(fn):10.3f} ms", flush=True)
+        print(f"N={n:<7} {name:<32} {median_ms(fn):10.3f} ms", flush=True)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ between their measured time and the GPU model's (which times MInference's config
 
 At one shape (batch 1, 32 heads, head_dim 128, bf16, causal) it times, each kernel launched directly:
 - the block-sparse kernel on a random block list (as `archsim measure` does), on the k_b blocks nearest the
-  diagonal, and on every causal block, at (warps, stages) (8, 3) (the launcher's at d 128), (4, 3) and (4, 2);
+  diagonal, and on every causal block, at (warps, stages) (8, 3) (the launcher's at d 128 before it took
+  MInference's), (4, 3) and (4, 2) (MInference's, the launcher's now);
 - the dense causal forward (`kernels/flash_fwd.py`) at its own 128 x 64 tile and 8 warps, and at 64 x 64 with
   4 and 8 warps: the same tiles as the sparse kernels without the block list;
 - the vertical-slash kernel on a random pattern and on MInference's contiguous placement (the k_s nearest
@@ -17,17 +18,14 @@ from __future__ import annotations
 
 import torch
 import triton
-import triton.testing
 from archsim.kernels import block_sparse, flash_fwd, vertical_slash
 from archsim.kernels.launch import LOG2_E, dot_precision
+from gpu_timing import median_ms
 
 BATCH, HEADS, SEQLEN, HEAD_DIM, BLOCK = 1, 32, 32768, 128, 64
 K_B, K_V, K_S = 100, 1000, 6096
 CONFIGS = ((8, 3), (4, 3), (4, 2))
 
-
-def _ms(fn) -> float:
-    return triton.testing.do_bench(fn, return_mode="median")
 
 
 def _line(what: str, ms: float, causal_fraction: float | None = None) -> None:
@@ -50,12 +48,10 @@ def _nearest_blocks(topk: int, device: str) -> tuple[torch.Tensor, torch.Tensor]
             count.to(torch.int32).expand(*shape).contiguous().to(device))
 
 
-def main(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> None:
-    """Every timing above; `device` "cpu" with a float16 `dtype` runs it under the Triton interpreter (a check of
-    the script, not a timing)."""
-    print(torch.cuda.get_device_name() if device == "cuda" else device, torch.__version__, triton.__version__,
-          flush=True)
-    q, k, v = (torch.randn(BATCH, HEADS, SEQLEN, HEAD_DIM, dtype=dtype, device=device) for _ in range(3))
+def main() -> None:
+    device = "cuda"
+    print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
+    q, k, v = (torch.randn(BATCH, HEADS, SEQLEN, HEAD_DIM, dtype=torch.bfloat16, device=device) for _ in range(3))
     scale = HEAD_DIM**-0.5 * LOG2_E
     blocks = triton.cdiv(SEQLEN, BLOCK)
     out = torch.empty_like(q)
@@ -72,13 +68,13 @@ def main(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> None:
         fraction = float(count.sum()) / (BATCH * HEADS * blocks * (blocks + 1) / 2)
         for warps, stages in CONFIGS:
             _line(f"block-sparse {name} k_b={int(count.max())} warps={warps} stages={stages}",
-                  _ms(sparse(index, count, warps, stages)), fraction)
+                  median_ms(sparse(index, count, warps, stages)), fraction)
     lse = torch.empty((BATCH, HEADS, SEQLEN), dtype=torch.float32, device=device)
     for block_m, block_n, warps in ((128, 64, 8), (64, 64, 4), (64, 64, 8)):
         fn = lambda bm=block_m, bn=block_n, w=warps: flash_fwd._flash_fwd_kernel[(triton.cdiv(SEQLEN, bm), BATCH * HEADS)](  # noqa: E731,E501
             q, k, v, out, lse, SEQLEN, scale, HEAD_DIM=HEAD_DIM, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=True,
             PRECISION=precision, num_warps=w, num_stages=3)
-        _line(f"dense causal flash_fwd {block_m}x{block_n} warps={warps} stages=3", _ms(fn), 1.0)
+        _line(f"dense causal flash_fwd {block_m}x{block_n} warps={warps} stages=3", median_ms(fn), 1.0)
     nearest = (torch.arange(min(K_V, SEQLEN)).expand(BATCH, HEADS, -1).to(torch.int32).to(device),
                torch.arange(min(K_S, SEQLEN)).expand(BATCH, HEADS, -1).to(torch.int32).to(device))
     patterns = {"random": vertical_slash.random_pattern(BATCH, HEADS, SEQLEN, K_V, K_S, device=device),
@@ -90,7 +86,7 @@ def main(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> None:
                 q, k, v, out, i.range_count, i.range_start, i.range_end, i.column_count, i.column_index, SEQLEN,
                 blocks, i.range_start.shape[-1], i.column_index.shape[-1], scale, HEAD_DIM=HEAD_DIM, BLOCK=BLOCK,
                 PRECISION=precision, num_warps=w, num_stages=s)
-            _line(f"vertical-slash {name} k_v={K_V} k_s={K_S} warps={warps} stages={stages}", _ms(fn))
+            _line(f"vertical-slash {name} k_v={K_V} k_s={K_S} warps={warps} stages={stages}", median_ms(fn))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Tolerances are the README's ("Held-out shapes on the H200").
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +45,16 @@ def _mape(errors: list[float]) -> float:
 
 
 def test_the_file_holds_a_timing_of_every_heldout_case() -> None:
-    """Every case of the grid (`heldout_cases`) has its latency row, timed on the GPU, none interpreted."""
-    text = HELDOUT_CSV.read_text(encoding="utf-8")
-    assert "interpret" not in text
-    cases = heldout_cases(KERNELS, None, tiny=False)
-    rows = [line for line in text.splitlines()[1:] if ",latency," in line]
-    assert len(rows) == len(cases) == 78
+    """The file's rows are exactly the grid's (`heldout_cases`, keyed as `archsim measure` keys its rows), each timed
+    on the GPU, none interpreted."""
+    from archsim.commands.measure import TIMED, _row_key, _rows
+
+    with HELDOUT_CSV.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["how_obtained"] for r in rows} == {TIMED}
+    base = {"gpu": "NVIDIA H200", "how_obtained": TIMED}
+    wanted = {_row_key(r) for case in heldout_cases(KERNELS, None, tiny=False) for r in _rows(case, 1.0, base, "")}
+    assert {_row_key(r) for r in rows} == wanted and len(rows) == len(wanted) == 134
 
 
 def test_flashattention2_fitted_on_a100_shapes_predicts_new_shapes_on_the_h200(by_v1) -> None:
@@ -89,3 +94,10 @@ def test_eager_mha_decode_streams_its_gemvs_at_the_copy_rate(by_v2) -> None:
 def test_eager_paths_within_20_percent_on_new_shapes(by_v2) -> None:
     for kernel, direction in (("PyTorch eager attention", "decode"), ("PyTorch standard attention", "fwd")):
         assert _mape(_errors(by_v2, kernel, direction)) <= 20.0, kernel
+
+
+@pytest.mark.xfail(strict=True, reason="archsim's naive kernel at 3000 tokens runs 32 % (not causal) and 44 % "
+                   "(causal) slower than the model; not attributed (its softmax rows run padded to 4096 lanes, "
+                   "which accounts for part of it at most)")
+def test_naive_kernel_within_20_percent_at_3000_tokens(by_v2) -> None:
+    assert _mape(_errors(by_v2, "archsim naive 3-pass (Triton)", "fwd")) <= 20.0

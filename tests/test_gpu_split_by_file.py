@@ -86,7 +86,7 @@ def test_a_partial_fit_on_a_partial_base_is_looked_up_through_its_bases() -> Non
 @pytest.mark.parametrize(("measurements", "where"), [
     ({"families": "fa2"}, "measurements.families"), ({"families": ["nope"]}, "measurements.families"),
     ({"sha256": 12}, "measurements.sha256"), ({"kept_from": {"families": [1]}}, "measurements.kept_from.families"),
-    ({"kept_from": "v1"}, "measurements.kept_from"),
+    ({"kept_from": "v1"}, "measurements.kept_from"), ({"sha256": "x", "families": []}, "measurements.families"),
 ])
 def test_a_malformed_record_of_the_fitted_file_is_refused(measurements: dict, where: str) -> None:
     data = {**_v1(), "measurements": measurements}

@@ -111,3 +111,13 @@ def test_kv_heads_that_do_not_divide_heads_are_refused_before_the_grouped_query_
     assert "fusemax-gqa" not in out, out
     out = cli(*base, "kv_heads=4", expect=2).output
     assert "(grouped-query)" in out and "--mapping fusemax-gqa" in out, out
+
+
+def test_a_set_width_is_not_taken_for_the_dense_layers_of_a_model(tmp_path, cli):
+    """A MoE model with dense layers (moe_every 2) but no dense_ffn_dim has dense layers of its ffn_dim: a --set of
+    another width is no dense layer of it, and is refused (it was taken as the dense layers' width)."""
+    text = (Path(__file__).resolve().parents[1] / "workloads" / "glam-143b.yaml").read_text()
+    path = tmp_path / "glam-nodense.yaml"
+    path.write_text("\n".join(line for line in text.splitlines() if "dense_ffn_dim" not in line) + "\n")
+    out = cli("analyze", "ffn-swiglu", "--workload", str(path), "--set", "ffn_dim=999", expect=2).output
+    assert "params.experts" in out, out

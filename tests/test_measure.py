@@ -163,6 +163,8 @@ def test_the_heldout_grid_shares_no_case_with_the_published_one() -> None:
     assert {(8, 32, 8), (64, 32, 8), (16, 32, 32), (32, 8, 1)} <= decode
     assert {32, 96, 256} <= {c.head_dim for c in heldout} and {3000, 65536} <= {c.seqlen for c in heldout}
     assert {c.seqlen for c in heldout_cases(("flash_fwd",), 4096, tiny=False)} == {3000, 4096}
+    # a shape whose lengths are all above --max-seqlen runs at it, as the published grid does (`capped`)
+    assert [c.seqlen for c in heldout_cases(("lightning",), 4096, tiny=False)] == [4096]
 
 
 def test_an_interpreted_heldout_run_writes_its_own_shapes(tmp_path: Path) -> None:

@@ -74,6 +74,14 @@ def ratios() -> dict[tuple[str, int, int], float]:
     return found
 
 
+def test_the_model_times_the_launch_the_kernels_make() -> None:
+    """The model's sparse forward (`gpu_sparse`: warps, the stages it tries first) is the kernels' launch
+    (`kernels/launch.py`), both MInference's."""
+    from archsim.kernels.launch import MINFERENCE_STAGES, MINFERENCE_WARPS
+
+    assert (KERNEL_WARPS, KERNEL_STAGES[0]) == (MINFERENCE_WARPS, MINFERENCE_STAGES)
+
+
 def test_every_sparse_row_is_rebuilt(ratios) -> None:
     assert len(ratios) == 10
     assert {(k, d) for k, d, _ in ratios} == {("block_sparse", 128), ("vertical_slash", 128), ("block_sparse", 64),

@@ -166,17 +166,15 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
 
 def heldout_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) -> list[Case]:
     """The held-out grid's cases of the selected kernels (module docstring), in KERNELS order, lengths above
-    `max_seqlen` left out. `tiny` (interpreter runs) shrinks each shape as `benchmark_cases` does, a decode's to one
-    KV head and its query group capped at 4, and runs every length at `max_seqlen` (`archsim measure` gives one);
-    repeated cases are dropped."""
+    `max_seqlen` left out (`capped`: a shape with none left runs at `max_seqlen`). `tiny` (interpreter runs) shrinks
+    each shape as `benchmark_cases` does, a decode's to one KV head and its query group capped at 4, and runs every
+    length at `max_seqlen` (`archsim measure` gives one); repeated cases are dropped."""
     directions = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"),
                   "sdpa_flash": ("fwd", "bwd", "fwd+bwd"), "pytorch": ("fwd", "bwd", "fwd+bwd")}
     cases: list[Case] = []
 
     def lengths(seqlens: tuple[int, ...]) -> tuple[int, ...]:
-        if tiny:
-            return (max_seqlen or min(seqlens),)
-        return tuple(s for s in seqlens if max_seqlen is None or s <= max_seqlen)
+        return (max_seqlen or min(seqlens),) if tiny else capped(seqlens, max_seqlen)
 
     for kernel in (k for k in KERNELS if k in kernels):
         for names, causals, batch, heads, head_dim, seqlens in HELDOUT_PREFILL:

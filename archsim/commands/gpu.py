@@ -327,7 +327,7 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibr
     from archsim.gpu.params import load_calibration
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
-    from archsim.report.figures import _si
+    from archsim.report.figures import si
     from archsim.workload import check_size, refuse_linear_attention
 
     with _bad_input():
@@ -347,8 +347,8 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibr
             _write_csv(stage / "roofline.csv", _roofline_rows(points, infeasible))
             write_roofline(gpu, points, stage / "roofline.png", f"{spec.name} attention kernels on {gpu.name}")
     for p in points:
-        click.echo(f"{p.label:<24} {p.flops_per_byte:>9.4g} FLOP/B {_si(p.flops_per_s, 'FLOP/s'):>13} "
-                   f"(roofline {_si(p.roofline_flops_per_s, 'FLOP/s')})")
+        click.echo(f"{p.label:<24} {p.flops_per_byte:>9.4g} FLOP/B {si(p.flops_per_s, 'FLOP/s'):>13} "
+                   f"(roofline {si(p.roofline_flops_per_s, 'FLOP/s')})")
     for label, reason in infeasible:
         click.echo(f"{label:<24} not modelled: {reason}")
     click.echo(f"written: {folder}/roofline.png, {folder}/roofline.csv")

@@ -203,9 +203,10 @@ def _record(value: Any, source: str, where: str) -> dict:
     if "sha256" in record and not isinstance(record["sha256"], str):
         raise SpecError(source, f"{where}.sha256", f"expected the file's SHA-256 as a string, got "
                                                    f"{record['sha256']!r}")
-    families = record.get("families", [])
-    if not isinstance(families, list) or not all(isinstance(f, str) and f in FAMILIES for f in families):
-        raise SpecError(source, f"{where}.families", f"expected a list of kernel families (known: "
+    families = record.get("families")  # absent: a full fit
+    if families is not None and (not isinstance(families, list) or not families
+                                 or not all(isinstance(f, str) and f in FAMILIES for f in families)):
+        raise SpecError(source, f"{where}.families", f"expected a non-empty list of kernel families (known: "
                                                      f"{', '.join(FAMILIES)}), got {families!r}")
     if "kept_from" in record:
         record["kept_from"] = _record(record["kept_from"], source, f"{where}.kept_from")

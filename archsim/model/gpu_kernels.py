@@ -62,11 +62,12 @@ and archsim's kernels have no fp8 path, so an fp8 case of theirs has no plan (th
   into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
   V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
   decode is the Hugging Face eager path: repeat_kv copies of K and V under GQA, matmul, scale, softmax in fp32,
-  cast, matmul; its two matmuls have one query row, batched GEMVs that stream K and V at the GPU's copy-derived
-  rate (`dram_efficiency`; 4.1-4.5 TB/s on an H200 from batch 8, reports/measured/eager-ops-NVIDIA-H200.txt), not
-  at the elementwise passes' `hbm_efficiency` (their FLOPs, on CUDA cores, not counted); its prompt forward (what
-  the serving GPU device times for a prefill) runs the standard attention's passes. Both hold what they
-  materialise (`Plan.held`): at least two score matrices in a forward and three in a
+  cast, matmul (at one KV head repeat_kv is a stride-0 view that the matmuls copy themselves, priced as the same
+  copies: on an H200 they ran slower still, reports/measured/eager-ops-NVIDIA-H200.txt); its two matmuls have one
+  query row, batched GEMVs that stream K and V at the GPU's copy-derived rate (`dram_efficiency`; 4.1-4.5 TB/s on an
+  H200 from batch 8), not at the elementwise passes' `hbm_efficiency` (their FLOPs, on CUDA cores, not counted); its
+  prompt forward (what the serving GPU device times for a prefill) runs the standard attention's passes. Both hold
+  what they materialise (`Plan.held`): at least two score matrices in a forward and three in a
   backward (`PYTORCH_SCORE_MATRICES`), the causal mask, and at decode the expanded K and V; with the call's
   operands they must fit the GPU's DRAM (`archsim.model.gpu.plan_memory_problem`), as must archsim's naive kernel's
   score matrix.

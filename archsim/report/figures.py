@@ -54,7 +54,8 @@ def _decade_range(values: list[float], pad_decades: float) -> tuple[float, float
     return 10 ** math.floor(lo - pad_decades), 10 ** math.ceil(hi + pad_decades)
 
 
-def _si(value: float, unit: str) -> str:
+def si(value: float, unit: str) -> str:
+    """`value` with an SI prefix (k, M, G, T, P) and `unit`, three significant digits: "989 TFLOP/s"."""
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= scale:
             return f"{value / scale:.3g} {prefix}{unit}"
@@ -92,13 +93,13 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> F
     for row in compute.itertuples():
         ax.plot([x_lo, x_hi], [row.value, row.value], color="0.3", lw=1.2, zorder=1,
                 ls=":" if row.kind == "pipelined" else "-")
-        obstacles.append(ax.text(x_lo * 1.3, row.value * 1.1, f"{row.name}  {_si(row.value, 'ops/s')}", fontsize=8,
+        obstacles.append(ax.text(x_lo * 1.3, row.value * 1.1, f"{row.name}  {si(row.value, 'ops/s')}", fontsize=8,
                                  color="0.3", va="bottom", zorder=2,
                                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}))
     for value, name in zip(bandwidth.value, bandwidth.name, strict=True):
         xs = np.geomspace(x_lo, x_hi, 50)
         ax.plot(xs, xs * value, color="0.3", lw=1.2, ls="--", zorder=1)
-        obstacles += _slope_label(ax, value, f"{name}  {_si(value, 'B/s')}", (x_lo, x_hi), (y_lo, y_hi))
+        obstacles += _slope_label(ax, value, f"{name}  {si(value, 'B/s')}", (x_lo, x_hi), (y_lo, y_hi))
 
     for i, label in enumerate(labels):
         mine = points[points.label == label]
