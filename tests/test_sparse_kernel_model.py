@@ -7,7 +7,9 @@ min(i + 1, k_b) whatever blocks it draws; a vertical-slash pattern's tiles (its 
 gathered columns, 64 at a time) come from the kernels' own index build on a pattern drawn as the harness draws it
 (one head's draw: every head of the timed call draws from the same law). The model takes the tiles of archsim's
 family (v2, fitted on the H200's dense archsim kernels), every tile masked as the kernels mask every tile.
-Tolerances are the README's ("Sparse kernels on the H200").
+Tolerances are the README's ("Sparse kernels on the H200"). The kernel modules are imported after `triton_cpu`
+has switched the Triton interpreter on, as the kernels' own tests import them: a kernel module first imported with
+it off makes a later `archsim measure --interpret` in the same process fail.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from triton_cpu import torch  # noqa: F401  (the interpreter on first: see the module docstring)
 
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, launch_time
 from archsim.model.gpu_sparse import BLOCK, KERNEL_STAGES, KERNEL_WARPS, fitting_fwd_launch
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
 
 MEASURED = Path(__file__).resolve().parent.parent / "reports" / "measured"
 FILES = ("measured-NVIDIA-H200.csv", "measured-heldout-NVIDIA-H200.csv")
