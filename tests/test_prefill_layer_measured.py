@@ -15,7 +15,13 @@ import pytest
 from archsim import library
 from archsim.gpu.load import load_gpu
 from archsim.systems.gpu_device import calibrated_gpu_device
-from archsim.systems.sparse_prefill import DENSE_KERNEL, dense_prefill
+from archsim.systems.sparse_prefill import (
+    DENSE_KERNEL,
+    HF_RMSNORM_PASSES,
+    HF_ROPE_PASSES,
+    dense_prefill,
+    hf_kernels_s,
+)
 from archsim.systems.step import Step, non_attention_ops
 
 MEASURED = Path(__file__).resolve().parent.parent / "reports" / "measured"
@@ -33,16 +39,20 @@ def _measured() -> dict[int, dict[str, float]]:
 
 @pytest.fixture(scope="module")
 def model() -> dict[int, dict[str, float]]:
-    """N -> part -> seconds of one layer, as the prefill model times it."""
+    """N -> part -> seconds of one layer, as the prefill model times it (HF's RMSNorm and RoPE kernels as
+    `sparse_prefill` prices them)."""
     workload, gpu = library.load_workload_spec("llama3-8b"), load_gpu("h200-sxm")
     layers, device = int(workload.params["layers"]), calibrated_gpu_device(gpu, DENSE_KERNEL)
+    params = workload.params
     found = {}
     for n in _measured():
         prefill = dense_prefill(workload, gpu, n)
         ops = {op.name: device.cost([op]).time_s for op in non_attention_ops(workload, Step("prefill", 1, n))}
+        rotated = n * (params["heads"] + params["kv_heads"]) * params["head_dim"]
         found[n] = {"whole layer": (prefill.dense_ops_s + prefill.attention_s) / layers,
                     "flash attention (causal, GQA)": prefill.attention_s / layers, "swiglu mlp": ops["ffn"],
-                    "rmsnorm": ops["attn_norm"]}
+                    "rmsnorm": hf_kernels_s(device, HF_RMSNORM_PASSES, n * params["hidden"]),
+                    "rope (q and k)": hf_kernels_s(device, HF_ROPE_PASSES, rotated)}
     return found
 
 
@@ -52,16 +62,16 @@ def test_the_layer_was_timed_at_three_lengths() -> None:
     assert all(len(parts) == 8 for parts in measured.values())
 
 
-def test_a_layer_within_25_percent_and_its_gemms_and_attention_within_15(model) -> None:
-    """The whole layer is 16-20 % fast in the model (8K-128K), its FlashAttention-2 call within 11 % and its SwiGLU
-    GEMMs within 13 %: the measured layer runs HF's RMSNorm as seven fp32 passes where the model's op is one
-    (0.83 against 6.6 ms at 128K, each of two), RoPE the model does not count (9.0 ms at 128K), and its sustained
-    tensor work at the 700 W power cap, at 1455-1935 MHz (0.88 of the preset's 1980 on average)."""
+def test_a_layer_within_15_percent_and_its_parts(model) -> None:
+    """The whole layer is 6-12 % fast in the model (8K-128K); its FlashAttention-2 call within 11 %, its SwiGLU GEMMs
+    within 13 % and an RMSNorm (HF's eight fp32 kernels) within 13 %, each tested at 15 %. RoPE's five kernels are
+    42 % fast: they run at the eager family's A100 DRAM fraction, as the H200's other eager passes do not."""
     measured = _measured()
     for n, parts in model.items():
-        assert -0.25 <= parts["whole layer"] / measured[n]["whole layer"] - 1 <= 0.0, n
-        for part in ("flash attention (causal, GQA)", "swiglu mlp"):
+        assert -0.15 <= parts["whole layer"] / measured[n]["whole layer"] - 1 <= 0.0, n
+        for part in ("flash attention (causal, GQA)", "swiglu mlp", "rmsnorm"):
             assert abs(parts[part] / measured[n][part] - 1) <= 0.15, (n, part)
+        assert -0.45 <= parts["rope (q and k)"] / measured[n]["rope (q and k)"] - 1 <= -0.35, n
 
 
 def test_the_gpu_ran_below_its_boost_clock_at_its_power_cap() -> None:
@@ -73,9 +83,9 @@ def test_the_gpu_ran_below_its_boost_clock_at_its_power_cap() -> None:
     assert 0.85 <= sum(loaded) / len(loaded) / 1980 <= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="the layer is 16-20 % fast in the model: HF's fp32 RMSNorm passes and RoPE "
-                   "are not counted and the tensor work runs at the preset's boost clock, where the H200 held "
-                   "0.88 of it on average at its power cap")
+@pytest.mark.xfail(strict=True, reason="at 128K the layer is 12 % fast in the model: its tensor work runs at the "
+                   "preset's boost clock, where the H200 held 0.88 of it on average at its power cap (attention 10 %, "
+                   "MLP 12 % fast), and RoPE's kernels at the eager family's A100 DRAM fraction (42 % fast)")
 def test_a_layer_within_10_percent(model) -> None:
     measured = _measured()
     for n, parts in model.items():

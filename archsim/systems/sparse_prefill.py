@@ -4,7 +4,10 @@ batch 1, no KV reuse), or FlexPrefill's (Lai et al., ICLR'25; §3.2) the same wa
 
 Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packaged calibration):
 - the layer's other ops (norms, QKV and output projections, the SwiGLU FFN, residual adds: `step.layer_ops` at the
-  prompt's length), as eager PyTorch runs them;
+  prompt's length), as eager PyTorch runs them, with a llama block's RMSNorm as HF's eight kernels (fp32 inside,
+  36 bytes per element where the library's op is one pass) and HF's RoPE on q and k (five kernels, 20 bytes per
+  element; not a library op), each an elementwise kernel of the GPU device: on an H200 one LLaMA-3-8B layer timed
+  part by part (`benchmarks/llama_layer_prefill.py`) ran its norms 8x the one pass and RoPE at 9 ms at 128K;
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting);
@@ -41,7 +44,7 @@ from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_flexprefill import layer_time_s
 from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
-from archsim.systems.gpu_device import GEMM_FAMILY, calibrated_gpu_device
+from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice, calibrated_gpu_device
 from archsim.systems.kv_selection import attention_time_s, check_dense_attention, dense_kv_bytes, weight_bytes
 from archsim.systems.links import check_host_link, load_link
 from archsim.systems.step import Step, non_attention_ops
@@ -50,6 +53,12 @@ from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
 DENSE_KERNEL = "FlashAttention-2"
+# Hugging Face's eager kernels (transformers' LlamaRMSNorm and apply_rotary_pos_emb): DRAM bytes each moves per element
+# of the tensor it runs over, bf16 in and out. RMSNorm: to fp32 (2 + 4), pow (4 + 4), mean (4), + eps and rsqrt (per
+# token: 0), x * rsqrt (4 + 4), to bf16 (4 + 2), weight * x (2 + 2); RoPE over q and k: -x2 (half: 1 + 1),
+# cat (2 + 2), x * cos (2 + 2), rotate_half(x) * sin (2 + 2), the sum (4 + 2).
+HF_RMSNORM_PASSES = (6, 8, 4, 0, 0, 8, 6, 4)
+HF_ROPE_PASSES = (2, 4, 4, 4, 6)
 SPARSE_FAMILY = "triton_tutorial"  # MInference's kernels are Triton FlashAttention forwards
 PRECISION = "bf16"  # the kernels' only word size (`kv_selection.KERNEL_WORD_BYTES`)
 
@@ -78,9 +87,26 @@ def _sizes(workload: Workload) -> tuple[int, int, int, int]:
 
 
 def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
-    """One layer's ops other than attention over `seq_len` tokens of one prompt."""
+    """One layer's ops other than attention over `seq_len` tokens of one prompt, as Hugging Face's eager layer runs
+    them (module docstring): a llama block's RMSNorms as HF's kernels (`HF_RMSNORM_PASSES`) and its RoPE on q and k
+    (`HF_ROPE_PASSES`), the other ops as the GPU device prices them."""
+    device = calibrated_gpu_device(gpu, DENSE_KERNEL)
     ops = non_attention_ops(workload, Step("prefill", 1, seq_len))
-    return calibrated_gpu_device(gpu, DENSE_KERNEL).cost(ops).time_s
+    if workload.block != "llama":
+        return device.cost(ops).time_s
+    params = workload.params
+    hidden = seq_len * params["hidden"]  # elements of the hidden state, what each RMSNorm runs over
+    rotated = seq_len * (params["heads"] + params["kv_heads"]) * params["head_dim"]  # of q and k
+    norms = [op for op in ops if op.cascade == "rmsnorm"]
+    rest = device.cost([op for op in ops if op.cascade != "rmsnorm"]).time_s
+    norm_s = hf_kernels_s(device, HF_RMSNORM_PASSES, hidden)
+    return rest + len(norms) * norm_s + hf_kernels_s(device, HF_ROPE_PASSES, rotated)
+
+
+def hf_kernels_s(device: GpuDevice, passes: tuple[int, ...], elements: float) -> float:
+    """Seconds of Hugging Face eager kernels over a tensor of `elements`: one elementwise kernel of `device` per entry
+    of `passes` (the bytes it moves per element; `HF_RMSNORM_PASSES`, `HF_ROPE_PASSES`)."""
+    return sum(device.elementwise_s(per_element * elements) for per_element in passes)
 
 
 def kv_on_host(workload: Workload, gpu: GPU, seq_len: int) -> bool:
