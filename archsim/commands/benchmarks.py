@@ -49,6 +49,10 @@ SPARSE_SEQLENS = (16384, 32768, 65536, 131072)
 SPARSE_BATCH, SPARSE_HEADS, SPARSE_HEAD_DIM = 1, 32, 128
 SPARSE_VERTICAL_SIZE, SPARSE_SLASH_SIZE = 1000, 6096  # (k_v, k_s)
 SPARSE_BLOCK_TOPK, SPARSE_BLOCK = 100, 64  # k_b key blocks of 64 tokens per query block
+SPARSE_SIZES = {"block_sparse": {"block_topk": SPARSE_BLOCK_TOPK},
+                "vertical_slash": {"vertical_size": SPARSE_VERTICAL_SIZE, "slash_size": SPARSE_SLASH_SIZE}}
+PREFILL_DIRECTIONS = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"),
+                      "sdpa_flash": ("fwd", "bwd", "fwd+bwd"), "pytorch": ("fwd", "bwd", "fwd+bwd")}
 TINY_BATCH, TINY_HEADS = 1, 2  # interpreter runs: shapes shrunk so one run takes well under a second
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}  # x the forward count (bwd = 2 matmuls + 0.5 recompute)
 KERNEL_LABELS = {
@@ -122,6 +126,12 @@ def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, causal: 
     return forward * (0.5 if causal else 1.0) * FLOP_FACTOR[direction]
 
 
+def _held_sizes(sizes: dict[str, int], seqlen: int) -> dict[str, int]:
+    """Sparse pattern sizes capped at what the length holds: k_v, k_s <= seqlen; k_b <= its key blocks."""
+    held = {"block_topk": -(-seqlen // SPARSE_BLOCK)}
+    return {name: min(size, held.get(name, seqlen)) for name, size in sizes.items()}
+
+
 def capped(seqlens: tuple[int, ...], max_seqlen: int | None) -> tuple[int, ...]:
     """The published lengths up to max_seqlen; max_seqlen alone when it is below all of them."""
     if max_seqlen is None:
@@ -134,29 +144,24 @@ def benchmark_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool
     settings and GQA grouping but uses batch TINY_BATCH, at most TINY_HEADS heads for prefill, and fp16. Sparse
     pattern sizes are capped at what the length holds (k_v, k_s <= seqlen; k_b <= its blocks)."""
     cases = []
-    both = ("fwd", "bwd", "fwd+bwd")
-    prefill = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"), "sdpa_flash": both,
-               "pytorch": both}
     for kernel in (k for k in KERNELS if k in kernels):
-        if kernel in prefill:
+        if kernel in PREFILL_DIRECTIONS:
             for head_dim in FA_HEAD_DIMS:
                 for causal in (False, True):
                     for seqlen in capped(FA_SEQLENS, max_seqlen):
                         batch, heads = max(1, FA_TOKENS // seqlen), FA_HIDDEN // head_dim
                         if tiny:
                             batch, heads = TINY_BATCH, min(heads, TINY_HEADS)
-                        cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen) for d in prefill[kernel]]
+                        cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen)
+                                  for d in PREFILL_DIRECTIONS[kernel]]
         if kernel in ("decode", "pytorch"):
             cases += [Case(kernel, "decode", False, DECODE_BATCH, DECODE_HEADS, DECODE_HEAD_DIM, seqlen,
                            kv_heads=DECODE_KV_HEADS) for seqlen in capped(DECODE_SEQLENS, max_seqlen)]
         if kernel in SPARSE_KERNELS:
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (SPARSE_BATCH, SPARSE_HEADS)
             for seqlen in capped(SPARSE_SEQLENS, max_seqlen):
-                sizes = ({"block_topk": min(SPARSE_BLOCK_TOPK, -(-seqlen // SPARSE_BLOCK))} if kernel == "block_sparse"
-                         else {"vertical_size": min(SPARSE_VERTICAL_SIZE, seqlen),
-                               "slash_size": min(SPARSE_SLASH_SIZE, seqlen)})
                 cases.append(Case(kernel, "fwd", True, batch, heads, SPARSE_HEAD_DIM, seqlen,
-                                  "fp16" if tiny else "bf16", **sizes))
+                                  "fp16" if tiny else "bf16", **_held_sizes(SPARSE_SIZES[kernel], seqlen)))
         if kernel == "lightning":
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (LIGHTNING_BATCH, LIGHTNING_HEADS)
             cases += [Case(kernel, "fwd", True, batch, heads, LIGHTNING_HEAD_DIM, seqlen, "fp16" if tiny else "bf16")
@@ -169,8 +174,6 @@ def heldout_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) 
     `max_seqlen` left out (`capped`: a shape with none left runs at `max_seqlen`). `tiny` (interpreter runs) shrinks
     each shape as `benchmark_cases` does, a decode's to one KV head and its query group capped at 4, and runs every
     length at `max_seqlen` (`archsim measure` gives one); repeated cases are dropped."""
-    directions = {"naive": ("fwd",), "flash_fwd": ("fwd",), "flash_bwd": ("bwd", "fwd+bwd"),
-                  "sdpa_flash": ("fwd", "bwd", "fwd+bwd"), "pytorch": ("fwd", "bwd", "fwd+bwd")}
     cases: list[Case] = []
 
     def lengths(seqlens: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,7 +184,7 @@ def heldout_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) 
             if kernel in names:
                 batch, heads = (TINY_BATCH, min(heads, TINY_HEADS)) if tiny else (batch, heads)
                 cases += [Case(kernel, d, causal, batch, heads, head_dim, seqlen) for causal in causals
-                          for seqlen in lengths(seqlens) for d in directions[kernel]]
+                          for seqlen in lengths(seqlens) for d in PREFILL_DIRECTIONS[kernel]]
         if kernel in ("decode", "pytorch"):
             for batch, heads, kv_heads, head_dim, seqlens in HELDOUT_DECODE:
                 if tiny:
@@ -191,10 +194,8 @@ def heldout_cases(kernels: tuple[str, ...], max_seqlen: int | None, tiny: bool) 
         if kernel in SPARSE_KERNELS:
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (SPARSE_BATCH, SPARSE_HEADS)
             for seqlen in lengths((HELDOUT_SPARSE_SEQLEN,)):
-                sizes = {name: min(size, seqlen if name != "block_topk" else -(-seqlen // SPARSE_BLOCK))
-                         for name, size in HELDOUT_SPARSE_SIZES[kernel].items()}
                 cases.append(Case(kernel, "fwd", True, batch, heads, HELDOUT_SPARSE_HEAD_DIM, seqlen,
-                                  "fp16" if tiny else "bf16", **sizes))
+                                  "fp16" if tiny else "bf16", **_held_sizes(HELDOUT_SPARSE_SIZES[kernel], seqlen)))
         if kernel == "lightning":
             batch, heads, head_dim, seqlens = HELDOUT_LIGHTNING
             batch, heads = (TINY_BATCH, TINY_HEADS) if tiny else (batch, heads)
