@@ -90,9 +90,8 @@ from archsim.model.gpu import (
     AttentionCase,
     refuse_other_word_bytes,
     refuse_unmodelled_attention,
-    runnable_plans,
 )
-from archsim.model.gpu_kernels import FA2_HEAD_DIMS, plans, predict
+from archsim.model.gpu_kernels import FA2_HEAD_DIMS, predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
@@ -422,8 +421,7 @@ def attention_time_s(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping
     result = predict(kernel, case, gpu, params)
     if result.feasible:
         return result.time_s
-    options = plans(kernel, case, gpu)
-    if not isinstance(options, str) and isinstance(runnable_plans(case, gpu, options, check_memory=False), tuple):
+    if predict(kernel, case, gpu, params, check_memory=False).feasible:
         return math.nan
     raise SpecError(source, "kernel", f"{kernel} cannot {call} on {gpu.name} at head_dim {case.head_dim}: "
                                       f"{result.reason}")

@@ -99,6 +99,7 @@ from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, kernel_attention
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
+from archsim.systems.links import Link
 from archsim.systems.seqpar_compute import (
     DECODE_KERNEL,
     LINEAR_BLOCK,
@@ -558,12 +559,19 @@ def _usp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     return _Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
 
 
+def _head_parallel_comm_s(spec: ParallelSpec, compute: DeviceCompute, tokens: int, link: Link) -> float:
+    """Megatron-SP's combine of `tokens` tokens' hidden vectors over the devices: an all-gather before the heads and
+    a reduce-scatter after the output projection (0 on one device, as the collectives are)."""
+    hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
+    return (collectives.all_gather_s(hidden, spec.devices, link)
+            + collectives.reduce_scatter_s(hidden, spec.devices, link))
+
+
 def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     p, n = spec.devices, spec.seq_len
     members = _members(p, spec.tp)
     link = spec.topology.group_link(members)
-    hidden = compute.hidden_bytes(n, int(spec.workload.params["hidden"]))
-    comm = collectives.all_gather_s(hidden, p, link) + collectives.reduce_scatter_s(hidden, p, link)
+    comm = _head_parallel_comm_s(spec, compute, n, link)
     if spec.direction == "fwd+bwd":
         comm *= 2
     if spec.scope == "layer":
@@ -669,9 +677,7 @@ def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     link = spec.topology.group_link(members)
     if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
         attn = compute.decode_s(n, compute.heads // p, max(1, compute.kv_heads // p))
-        hidden = compute.hidden_bytes(1, int(spec.workload.params["hidden"]))  # the new token of each sequence
-        comm = (collectives.all_gather_s(hidden, p, link) + collectives.reduce_scatter_s(hidden, p, link)
-                if p > 1 else 0.0)
+        comm = _head_parallel_comm_s(spec, compute, 1, link)  # the new token of each sequence
         return _Timing(attn + comm, attn, comm)
     block = compute.decode_s(n // p)
     if spec.scheme == "ring":
