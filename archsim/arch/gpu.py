@@ -22,7 +22,7 @@ validation) that runs that model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archsim.errors import SpecError
 
@@ -82,3 +82,20 @@ class GPU:
     def fp32_lanes_per_sm(self) -> float:
         """FP32 operations per clock per SM (an FMA counts once): the non-tensor ALU rate."""
         return self.fp32_flops_per_s / (2 * self.sm_count * self.clock_hz)
+
+
+def at_sm_clock(gpu: GPU, clock_hz: float) -> GPU:
+    """`gpu` with its SMs held at `clock_hz`, at most the preset's `clock_hz` (its boost): a clock locked for
+    benchmarking, or the one a long run settles at under the power cap. What the SM clock sets scales by clock_hz /
+    gpu.clock_hz: the tensor and FP32 peaks, the per-clock rates (exp, shared memory) and cycle counts through
+    `clock_hz`, and the L2 bandwidth (the presets derive it per clock); DRAM bandwidth and latency do not (the
+    memory has its own clock). Assumption: the kernels' efficiencies at a lower clock are those at boost, as an
+    H200 measured FlashAttention-2 from 8K to 1M tokens (`benchmarks/long_prefill_clocks.py`: the model at the
+    sampled clock within 1 %)."""
+    if not isinstance(clock_hz, int | float) or isinstance(clock_hz, bool) or not 0 < clock_hz <= gpu.clock_hz:
+        raise SpecError(gpu.source, "clock_hz", f"a held SM clock of {gpu.name} must lie in (0, its "
+                                                f"{gpu.clock_hz / 1e6:.0f} MHz], got {clock_hz!r} Hz")
+    scale = clock_hz / gpu.clock_hz
+    return replace(gpu, clock_hz=clock_hz,
+                   tensor_flops_per_s={precision: rate * scale for precision, rate in gpu.tensor_flops_per_s.items()},
+                   fp32_flops_per_s=gpu.fp32_flops_per_s * scale, l2_bytes_per_s=gpu.l2_bytes_per_s * scale)

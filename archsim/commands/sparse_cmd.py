@@ -160,7 +160,7 @@ def _decode_table(points: list[dict]) -> None:
 def reproduce_sparse(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, minference.csv and density.csv there.
     `--json`: {"points": [{"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s",
-    "memory_bytes", "dense_memory_bytes", ...}], "minference", "density", "duo_up_to", "headline"}."""
+    "memory_bytes", "dense_memory_bytes", ...}], "minference", "held_clock", "density", "duo_up_to", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = sparse.run_all()
@@ -184,6 +184,12 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
         click.echo(f"{p['context']:>8} {p['dense_time_s']:>9.2f} {dense_paper} {dense_error} {p['time_s']:>11.2f} "
                    f"{sparse_paper} {sparse_error} {p['dense_attention_s']:>10.2f} {p['attention_s']:>10.2f} "
                    f"{p['other_ops_s']:>10.2f} {p['kv_host_s']:>10.2f}")
+    click.echo("A reading, not the model's result: the same with the A100's SMs at the fraction of boost an H200 "
+               "held under its power cap at each length (measured on the H200, not on an A100)")
+    for r in result["held_clock"]:
+        errors = (f" ({r['dense_error']:+.0%})", f" ({r['minference_error']:+.0%})") if "dense_error" in r else ("", "")
+        click.echo(f"{r['context']:>8} at {r['clock_mhz']:.0f} MHz ({r['clock_fraction']:.2f}): FA-2 "
+                   f"{r['dense_s']:.2f} s{errors[0]}, MInference {r['minference_s']:.2f} s{errors[1]}")
     for r in result["density"]:
         click.echo(f"vertical-slash sparsity at {r['context'] // 1000}K: {r['sparsity']:.1%} (App. F: above "
                    f"{r['above']:.0%})")
