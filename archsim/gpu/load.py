@@ -26,6 +26,13 @@ File format (units in the key names; every number carries its source in a commen
     gemm_fraction: 0.81                 # optional: a measured large dense GEMM's FLOP/s over the fp16 tensor peak
     compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
+    held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, at most clock_hz (below)
+
+`held_clock_hz` models a GPU whose SMs run below the clock its peaks assume: a clock locked for benchmarking, or the
+one a long run settles at under the power cap (an H200 held 0.96 of its boost running FlashAttention-2 over 16K
+tokens and 0.82 over 1M; README, "Sparse prefill and KV-cache selection"). The spec is loaded at that clock
+(`archsim.arch.gpu.at_sm_clock`: the tensor, FP32 and L2 rates scale with it, DRAM does not); `clock_hz` and the
+peaks stay the datasheet's in the file.
 
 YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
 the file, the field and what was expected.
@@ -40,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.arch.gpu import GPU, PRECISIONS
+from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
 from archsim.errors import SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
@@ -65,8 +72,9 @@ NUMBERS = {
 TEXT = ("name", "description", "source")
 MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
             "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "compute_capability", "host_link")
-OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link")
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "compute_capability", "host_link",
+        "held_clock_hz")
+OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link", "held_clock_hz")
 COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
 MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
@@ -89,7 +97,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     host_link = data.get("host_link")
     if host_link is not None and not (isinstance(host_link, str) and host_link.strip()):
         raise SpecError(source, "host_link", f"expected the name of a link preset (e.g. pcie5-x16), got {host_link!r}")
-    return GPU(
+    gpu = GPU(
         name=data["name"],
         description=data.get("description", ""),
         source=source,
@@ -100,6 +108,13 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         host_link=host_link,
         **numbers,
     )
+    if "held_clock_hz" not in data:
+        return gpu
+    held = _number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", False)
+    if held > gpu.clock_hz:
+        raise SpecError(source, "held_clock_hz", f"expected at most clock_hz ({gpu.clock_hz:g} Hz, the clock the "
+                                                 f"peaks assume), got {held:g}")
+    return at_sm_clock(gpu, held)
 
 
 def load_gpu(name_or_path: str | Path) -> GPU:
