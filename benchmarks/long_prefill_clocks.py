@@ -3,13 +3,14 @@ sampled beside it, to see how its rate behaves at the lengths MInference's dense
 changes is the clock (the power cap) or the kernel's work per clock.
 
 LLaMA-3-8B's attention shapes (32 query heads, 8 KV heads of 128, bf16), batch 1, PyTorch's flash backend (GQA by
-`enable_gqa`), as `benchmarks/llama_layer_prefill.py` times it. Each length runs back to back for at least
-`WINDOW_S` seconds (one call where a call is longer), timed by CUDA events; `nvidia-smi` samples the clock and the
-power every 100 ms, and each length's samples are those inside its window. Prints per length: calls, ms per call,
-TFLOP/s (FlashAttention's count, 4 N^2 d heads / 2), the mean SM clock and power in the window, and TFLOP/s per
-GHz; writes the raw samples to `clocks.csv` in the directory given (default: the current one). A second argument
-lists the lengths in the order to run them (default `LENGTHS`, ascending), a 0 among them idles `IDLE_S` seconds, to
-tell a clock that follows the length from one that follows the time spent at the cap.
+`enable_gqa`), as `benchmarks/llama_layer_prefill.py` times it. Each length runs back to back for at least `WINDOW_S`
+seconds (one call where a call is longer), timed by CUDA events around the window, each call synchronised before the
+next (so the host's gap between calls is in the time: about 1-2 % of an 8K call); `nvidia-smi` samples the clock and
+the power every 100 ms, and each length's samples are those inside its window. Prints per length: calls, ms per call,
+TFLOP/s (FlashAttention's count, 4 N^2 d heads / 2), the mean SM clock and power in the window, and TFLOP/s per GHz;
+writes the raw samples to `clocks.csv` in the directory given (default: the current one). A second argument lists the
+lengths in the order to run them (default `LENGTHS`, ascending), a 0 among them idles `IDLE_S` seconds, to tell a
+clock that follows the length from one that follows the time spent at the cap.
 
     python benchmarks/long_prefill_clocks.py [OUT_DIR [N,N,...]]   # on a CUDA GPU
 """

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 
 import pytest
+from measured_lines import MEASURED, matches
 
 from archsim import library
 from archsim.gpu.load import load_gpu
@@ -24,16 +24,14 @@ from archsim.systems.sparse_prefill import (
 )
 from archsim.systems.step import Step, non_attention_ops
 
-MEASURED = Path(__file__).resolve().parent.parent / "reports" / "measured"
 LINE = re.compile(r"N=(\d+)\s+(.+?)\s+([\d.]+) ms")
 
 
 def _measured() -> dict[int, dict[str, float]]:
     """N -> part -> seconds."""
     found: dict[int, dict[str, float]] = {}
-    for line in (MEASURED / "llama-layer-prefill-NVIDIA-H200.txt").read_text(encoding="utf-8").splitlines():
-        if match := LINE.match(line):
-            found.setdefault(int(match[1]), {})[match[2].strip()] = float(match[3]) * 1e-3
+    for match in matches("llama-layer-prefill-NVIDIA-H200.txt", LINE):
+        found.setdefault(int(match[1]), {})[match[2].strip()] = float(match[3]) * 1e-3
     return found
 
 

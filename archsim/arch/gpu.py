@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from archsim.errors import SpecError
 
 PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
+MIN_HELD_FRACTION = 0.1  # of clock_hz: a held clock below it is taken for a unit slip (MHz for Hz), not a clock
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,23 @@ class GPU:
 
 
 def at_sm_clock(gpu: GPU, clock_hz: float) -> GPU:
-    """`gpu` with its SMs held at `clock_hz`, at most the preset's `clock_hz` (its boost): a clock locked for
-    benchmarking, or the one a long run settles at under the power cap. What the SM clock sets scales by clock_hz /
-    gpu.clock_hz: the tensor and FP32 peaks, the per-clock rates (exp, shared memory) and cycle counts through
-    `clock_hz`, and the L2 bandwidth (the presets derive it per clock); DRAM bandwidth and latency do not (the
-    memory has its own clock). Assumption: the kernels' efficiencies at a lower clock are those at boost, as an
-    H200 measured FlashAttention-2 from 8K to 1M tokens (`benchmarks/long_prefill_clocks.py`: the model at the
-    sampled clock within 1 %)."""
-    if not isinstance(clock_hz, int | float) or isinstance(clock_hz, bool) or not 0 < clock_hz <= gpu.clock_hz:
-        raise SpecError(gpu.source, "clock_hz", f"a held SM clock of {gpu.name} must lie in (0, its "
-                                                f"{gpu.clock_hz / 1e6:.0f} MHz], got {clock_hz!r} Hz")
+    """`gpu` with its SMs held at `clock_hz`, between `MIN_HELD_FRACTION` of the preset's `clock_hz` (its boost) and
+    that clock: a clock locked for benchmarking, or the one a long run settles at under the power cap. What the SM
+    clock sets scales by clock_hz / gpu.clock_hz: the tensor and FP32 peaks, the per-clock rates (exp, shared memory)
+    and cycle counts through `clock_hz`, and the L2 bandwidth (the presets derive it per clock); DRAM bandwidth and
+    latency do not (the memory has its own clock).
+    Assumptions: the kernels' efficiencies at a lower clock are those at boost, as an H200 measured
+    FlashAttention-2 from 8K to 1M tokens (`benchmarks/long_prefill_clocks.py`: the model at the sampled clock within
+    1.2 %). The scale is relative to the preset's `clock_hz` also where its tensor peak is quoted at a lower clock
+    (Hopper's at 1830 MHz, the H20's an export cap): the model runs that peak at `clock_hz`, which is what the H200
+    measurement checks. A preset's `gemm_fraction` is taken as measured at boost (the H200's was measured at a clock
+    not recorded), so a held GPU's weight GEMMs scale with the clock as its tensor peak does."""
+    if (not isinstance(clock_hz, int | float) or isinstance(clock_hz, bool)
+            or not MIN_HELD_FRACTION * gpu.clock_hz <= clock_hz <= gpu.clock_hz):
+        raise SpecError(gpu.source, "held_clock_hz",
+                        f"a held SM clock of {gpu.name} must lie in [{MIN_HELD_FRACTION * gpu.clock_hz / 1e6:.0f}, "
+                        f"{gpu.clock_hz / 1e6:.0f}] MHz ({MIN_HELD_FRACTION:g} to 1 x its clock_hz), given in Hz "
+                        f"(1.6e+9 for 1600 MHz), got {clock_hz!r}")
     scale = clock_hz / gpu.clock_hz
     return replace(gpu, clock_hz=clock_hz,
                    tensor_flops_per_s={precision: rate * scale for precision, rate in gpu.tensor_flops_per_s.items()},

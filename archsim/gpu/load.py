@@ -26,7 +26,7 @@ File format (units in the key names; every number carries its source in a commen
     gemm_fraction: 0.81                 # optional: a measured large dense GEMM's FLOP/s over the fp16 tensor peak
     compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
-    held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, at most clock_hz (below)
+    held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, 0.1 to 1 x clock_hz (below)
 
 `held_clock_hz` models a GPU whose SMs run below the clock its peaks assume: a clock locked for benchmarking, or the
 one a long run settles at under the power cap (an H200 held 0.96 of its boost running FlashAttention-2 over 16K
@@ -111,10 +111,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     if "held_clock_hz" not in data:
         return gpu
     held = _number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", False)
-    if held > gpu.clock_hz:
-        raise SpecError(source, "held_clock_hz", f"expected at most clock_hz ({gpu.clock_hz:g} Hz, the clock the "
-                                                 f"peaks assume), got {held:g}")
-    return at_sm_clock(gpu, held)
+    return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
 
 
 def load_gpu(name_or_path: str | Path) -> GPU:

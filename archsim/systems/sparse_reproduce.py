@@ -17,7 +17,7 @@ A reading of the prefill gap (`held_clock_reading`), not the model's result: the
 A100's SMs at the fraction of boost an H200 held running FlashAttention-2 at each prompt length under its 700 W
 power cap (`H200_HELD_CLOCK_MHZ`, measured; `archsim.arch.gpu.at_sm_clock`). The GPU model runs every GPU at its
 boost clock; on the H200 the whole gap of its FlashAttention-2 time at 8K-1M tokens was the clock the cap held
-(the model at the sampled clock within 1 %), and whether the A100 under its 400 W cap falls as far is not measured:
+(the model at the sampled clock within 1.2 %), and whether the A100 under its 400 W cap falls as far is not measured:
 the reading transfers the H200's fractions as they are.
 """
 
@@ -47,12 +47,12 @@ QUEST_LENGTHS, QUEST_BUDGETS = (8192, 16384, 32768), (512, 1024, 2048, 4096)
 # H200.txt, `benchmarks/long_prefill_clocks.py`: the clock follows the length, not the time at the cap), of its boost
 H200_HELD_CLOCK_MHZ = {8192: 1939, 16384: 1901, 32768: 1862, 65536: 1842, 131072: 1744, 262144: 1648, 524288: 1620,
                        1048576: 1614}
-H200_BOOST_MHZ = 1980
+H200_PRESET = "h200-sxm"  # the GPU the clocks were sampled on; its boost is the preset's clock_hz
 # why the prefill target is missed: the reproduction's strict xfail and its report read this (`prefill_gap` fills it)
 PREFILL_GAP = Reason(
     "dense FA-2 is off by {dense_errors}: the GPU model runs FlashAttention-2 at {tflops_low:.0f}-{tflops_high:.0f} "
     "TFLOP/s on prompts of 100K and more, its A100 fit to the kernel benchmarks, at the boost clock, while the "
-    "benchmark's 1M point implies ~157 TFLOP/s (seqpar-sparse.md §3.1); on an H200 the same model is within 1 % of "
+    "benchmark's 1M point implies ~157 TFLOP/s (seqpar-sparse.md §3.1); on an H200 the same model is within 1.2 % of "
     "FlashAttention-2 from 8K to 1M tokens at the SM clock the GPU held, which its 700 W power cap took from 0.96 of "
     "boost at 16K to 0.82 at 1M: the power-capped clock, which the model does not follow; with the A100 held at the "
     "H200's fractions (a reading, not measured on an A100) dense is off by {held_dense_errors} and MInference by "
@@ -138,7 +138,7 @@ def held_clock_fraction(context: int) -> float:
     below = max((n for n in lengths if math.log2(n) <= x), default=above)
     low, high = H200_HELD_CLOCK_MHZ[below], H200_HELD_CLOCK_MHZ[above]
     weight = 0.0 if above == below else (x - math.log2(below)) / (math.log2(above) - math.log2(below))
-    return (low + weight * (high - low)) / H200_BOOST_MHZ
+    return (low + weight * (high - low)) / (load_gpu(H200_PRESET).clock_hz / 1e6)
 
 
 @functools.cache
