@@ -3,9 +3,19 @@
 A sweep that names `system:` (a system preset, e.g. `neupims`, or a system YAML; `archsim.systems.system_spec`) and
 `workload:` (a library workload that names its decoder block) is a sweep of serving runs. A point is the system
 with the point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.pim.channels`,
-`system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`), running the workload as the serving
-simulator's iteration model over one seeded Poisson request stream (`archsim.dse.system_points`). The stream and
-the scheduler's batch are the `serving:` block, every key required (no defaults to guess):
+`system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`: a link the system names by preset is
+written inline with the preset's fields, one of them changed), running the workload as the serving simulator's
+iteration model over one seeded Poisson request stream (`archsim.dse.system_points`). An axis value is a number,
+a word or true/false, as the field takes. Fields that must move together (a device count and the parallel degree
+it must equal: a memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count`
+and `parallelism.tp` x replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields
+from each of its values:
+
+    linked.memory_gpus:
+      values: [2, 4, 8]
+      set: {system.devices.memory.count: memory_gpus, system.parallelism.attention_pool: memory_gpus}
+
+The stream and the scheduler's batch are the `serving:` block, every key required (no defaults to guess):
 
     serving: {rate_per_s: 2000.0, requests: 300, lengths: alpaca, seed: 0, max_batch: 256}
 
@@ -14,10 +24,11 @@ iteration) may be an axis instead, `serving.max_batch`, and is then left out of 
 path is an axis.
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload
-exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone, is
-one the system spec accepts (`with_fields` validates the spec again); `serving.max_batch` values are whole numbers
->= 1; and a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on every
-device of the system, in the file or set by an axis. Points whose values together cannot be built, or whose
+exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the
+fields of a linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again;
+the message names the field the spec refuses where the YAML path does not); `serving.max_batch` values are whole
+numbers >= 1; and a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on
+every device of the system, in the file or set by an axis. Points whose values together cannot be built, or whose
 weights do not fit, are infeasible records with their reason, not load errors.
 """
 
@@ -25,8 +36,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from archsim import library
@@ -116,34 +129,58 @@ def _read_parallelism(field: str, entry: str) -> bool:
 
 
 def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tuple[str, ...],
-                      constrained: tuple[str, ...], source: str, workload_name: str) -> None:
-    """Each `system.` axis value, set alone, is one `system` accepts; an axis of the top-level parallelism is read
-    (not shadowed by the workload's `parallelism.by_workload` entry, whose degrees the workload runs at); and the
-    cost metric, if an objective or a constraint names it, has every device's price."""
-    entry = system.parallelism_path(workload_name)
-    for path, values in axes.items():
-        if not path.startswith(f"{SYSTEM_ROOT}."):
-            continue
-        field = path.removeprefix(f"{SYSTEM_ROOT}.")
+                      constrained: tuple[str, ...], source: str, workload_name: str,
+                      linked: Mapping[str, list[Mapping[str, Any]]] = MappingProxyType({})) -> None:
+    """Each `system.` axis value, set alone, and the `system.` fields of each value of a linked axis (`linked`: a
+    linked axis's path -> the fields each of its values sets, `SweepSpec.fields`), set together, are ones `system`
+    accepts; an axis of the top-level parallelism is read (not shadowed by the workload's `parallelism.by_workload`
+    entry, whose degrees the workload runs at); and the cost metric, if an objective or a constraint names it, has
+    every device's price."""
+    settings = [(f"axes.{path}[{i}]", {path: value}) for path, values in axes.items()
+                if path.startswith(f"{SYSTEM_ROOT}.") for i, value in enumerate(values)]
+    settings += [(f"axes.{path}.values[{i}]", fields) for path, each in linked.items() for i, fields in enumerate(each)]
+    entry, fields_set = system.parallelism_path(workload_name), _system_fields(axes, linked)
+    for field, where in fields_set.items():
         if field.startswith("parallelism.") and not _read_parallelism(field, entry):
             top = not field.startswith("parallelism.by_workload.")
             instead = f"; sweep {SYSTEM_ROOT}.{entry}.{field.removeprefix('parallelism.')} instead" if top else ""
-            raise SpecError(source, f"axes.{path}", f"never read: {workload_name} runs at the degrees of "
-                                                    f"{system.source}'s {entry}{instead}")
-        seen: set[str] = set()
-        for i, value in enumerate(values):
-            if json.dumps(value) in seen:
-                continue
-            seen.add(json.dumps(value))
-            try:
-                with_fields(system, {path.removeprefix(f"{SYSTEM_ROOT}."): value})
-            except SpecError as exc:
-                raise SpecError(source, f"axes.{path}[{i}]", exc.message) from None
+            raise SpecError(source, where, f"never read: {workload_name} runs at the degrees of "
+                                           f"{system.source}'s {entry}{instead}")
+    seen: set[str] = set()
+    for where, fields in settings:
+        changes = {p.removeprefix(f"{SYSTEM_ROOT}."): v for p, v in fields.items() if p.startswith(f"{SYSTEM_ROOT}.")}
+        if json.dumps(changes) in seen:
+            continue
+        seen.add(json.dumps(changes))
+        try:
+            with_fields(system, changes)
+        except SpecError as exc:
+            raise SpecError(source, where, _naming_field(exc, where)) from None
     named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name == COST_METRIC]
     named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name == COST_METRIC]
     if named:
         for device in system.devices.values():
-            if device.price_per_hour is None and f"{SYSTEM_ROOT}.devices.{device.name}.price_per_hour" not in axes:
+            if device.price_per_hour is None and f"devices.{device.name}.price_per_hour" not in fields_set:
                 raise SpecError(source, named[0], f"{COST_METRIC} needs a price for every device: "
                                                   f"{system.source} has no devices.{device.name}.price_per_hour "
                                                   "(USD per device-hour)")
+
+
+def _naming_field(error: SpecError, where: str) -> str:
+    """The message of `error`, the system spec's refusal of the axis value at `where` (the sweep's YAML path), with
+    the field it blames unless `where` is that field's axis (a count that no longer matches the degree an axis
+    sets; a linked axis's value, which sets several)."""
+    if not error.where or where.startswith(f"axes.{SYSTEM_ROOT}.{error.where}["):
+        return error.message
+    return f"{error.where}: {error.message}"
+
+
+def _system_fields(axes: dict[str, list[Any]], linked: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, str]:
+    """The system fields the axes set (`devices.pim.channels`, the `system.` prefix dropped), each -> the YAML path
+    that sets it: its axis, or a linked axis's template (`axes.linked.dop.set.system.devices.memory.count`)."""
+    prefix = f"{SYSTEM_ROOT}."
+    out = {path.removeprefix(prefix): f"axes.{path}" for path in axes if path.startswith(prefix)}
+    for path, each in linked.items():  # every value of a linked axis sets the same fields, its templates'
+        out.update({field.removeprefix(prefix): f"axes.{path}.set.{field}" for field in each[0]
+                    if field.startswith(prefix)})
+    return out

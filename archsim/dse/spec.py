@@ -12,8 +12,9 @@ one axis can resize a whole array (2-D shape, 1-D lanes, register files, tile si
 
 A sweep may instead target a system (`archsim.dse.serving_spec`): `system:` and `workload:` name it, `serving:`
 gives the requests each point serves, its axes are `system.<dotted path>` (a field of the system spec) and
-`serving.max_batch`, and its objectives and constraints may also name `SERVING_METRICS`. Such a sweep has no
-mapping, cascade, arch, sets or gpus.
+`serving.max_batch`, its linked axes' templates set `system.` fields (fields that must move together, e.g. a
+device count and the parallel degree it must equal), and its objectives and constraints may also name
+`SERVING_METRICS`. Such a sweep has no mapping, cascade, arch, sets or gpus.
 
 A sweep may instead target multi-device attention (`archsim.dse.parallel_spec`): a `parallel:` block names the
 base point by the fields of `archsim.systems.seqpar.ParallelSpec` (scheme, devices, workload, seq_len and topology
@@ -98,7 +99,7 @@ AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_
 SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
 # what an axis value or a linked template sets
 FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
-LINKED_ROOTS = ("arch", "workload")  # what a linked template may set
+LINKED_ROOTS = {"architecture": ("arch", "workload"), "system": (SYSTEM_ROOT,)}  # what a linked template may set
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
@@ -262,7 +263,7 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
                                         f"got {data['name']!r}")
     _check_target_keys(data, source, kind)
     axes = _axes(data["axes"], source, kind)
-    links = _links(axes, source)
+    links = _links(axes, source, kind)
     metrics = target_metrics(kind)
     spec = SweepSpec(
         name=data["name"], mapping=_beside(data.get("mapping"), source),
@@ -351,9 +352,9 @@ def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
     for path, values in axes.items():
         where = f"axes.{path}"
         root, _, rest = str(path).partition(".")
-        if kind == "system" and (root not in SYSTEM_AXIS_ROOTS or not rest):
+        if kind == "system" and (root not in (*SYSTEM_AXIS_ROOTS, "linked") or not rest):
             raise SpecError(source, where, "an axis of a sweep of a system starts with 'system.' (a field of the "
-                                           "system spec) or 'serving.'")
+                                           "system spec), 'serving.' or 'linked.'")
         if kind == PARALLEL_ROOT:
             if root != PARALLEL_ROOT or not rest:
                 raise SpecError(source, where, "an axis of a sweep of multi-device attention is 'parallel.<field>' "
@@ -377,7 +378,7 @@ def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
     return {str(p): v if str(p).startswith("linked.") else list(v) for p, v in axes.items()}
 
 
-def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+def _links(axes: dict[str, Any], source: str, kind: str) -> dict[str, dict[str, Any]]:
     links = {}
     for path, data in axes.items():
         if not str(path).startswith("linked."):
@@ -394,8 +395,11 @@ def _links(axes: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
         if not isinstance(templates, dict) or not templates:
             raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
         for target in templates:
-            if str(target).partition(".")[0] not in LINKED_ROOTS or "." not in str(target):
-                raise SpecError(source, f"{where}.set.{target}", "a linked field starts with 'arch.' or 'workload.'")
+            roots = LINKED_ROOTS[kind]  # a sweep of multi-device attention has no linked axis (`_axes`)
+            if str(target).partition(".")[0] not in roots or "." not in str(target):
+                raise SpecError(source, f"{where}.set.{target}", "a linked field of a sweep of "
+                                                                 f"{_OF_KIND[kind]} starts with "
+                                                                 f"{' or '.join(repr(f'{r}.') for r in roots)}")
         for i, value in enumerate(values):  # every value renders to values its fields take
             for target, rendered in linked_fields(str(path), templates, value, source).items():
                 _check_value(rendered, target, source, f"{where}.values[{i}] ({target})")
@@ -509,8 +513,9 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     """A value for field `path` (an axis value, a linked field's rendered value or a `sets` entry): a size
     (`workload.<name>`) is a positive number that `archsim.workload.check_size` accepts (within ARCHSIM_MAX_SIZE,
     an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
-    or a list of them (a shape), a system field's a finite number or a word (the system spec checks it further),
-    a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value` does."""
+    or a list of them (a shape), a system field's a finite number, a word or true/false (the system spec checks
+    it further), a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value`
+    does."""
     root, _, name = path.partition(".")
     if root == SERVING_ROOT:
         check_serving_axis(path, value, source, where)
@@ -519,7 +524,8 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
         check_parallel_value(name, value, source, where)
         return
     if root == SYSTEM_ROOT:
-        expected, ok = "a finite number or a word", _finite(value) or (isinstance(value, str) and bool(value))
+        expected = "a finite number, a word or true/false"
+        ok = _finite(value) or isinstance(value, bool) or (isinstance(value, str) and bool(value))
     elif root == "workload":
         expected, ok = "a positive number (a size)", _finite(value) and value > 0
     elif root == "linked" or not isinstance(value, list):
@@ -567,8 +573,9 @@ def _check_named_specs(spec: SweepSpec) -> None:
         return
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
+        linked = {path: [spec.fields({path: value}) for value in spec.axes[path]] for path in spec.links}
         check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source,
-                          workload.name)
+                          workload.name, linked)
         return
     mapping = library.load_mapping_spec(named("mappings", "mapping"))
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)

@@ -360,12 +360,16 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     `links.tp.bytes_per_s_per_direction`, `parallelism.by_workload.gpt3-7b.tp`) set, validated again as a spec: a
     bad value is a SpecError naming the system file and the path. Options given by `with_options` (--tp, --pp)
     stay; the fields are the spec's (`system.data`), so a System changed with `dataclasses.replace` is not. A
-    path's parent must exist in the spec; its last key may be new (a device field the file left at its default)."""
+    path's parent must exist in the spec; its last key may be new (a device field the file left at its default). A
+    link the spec names by preset (`links.tp: nvlink4-h100`) is written inline, the preset's fields, before one of
+    its fields is set (`_inline_link`); it keeps the preset's name."""
     if not isinstance(changes, Mapping):
         raise SpecError("<python>", "changes", f"expected a mapping of dotted path -> value, got {changes!r}")
     data = copy.deepcopy(dict(system.data))
     for path, value in changes.items():
         keys = path.split(".") if isinstance(path, str) else []
+        if len(keys) == 3 and keys[0] == "links" and isinstance(data.get("links"), dict):
+            _inline_link(data["links"], keys[1], system.source)
         node: Any = data
         for i, key in enumerate(keys[:-1]):
             if not isinstance(node, Mapping) or key not in node:
@@ -375,6 +379,16 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
             raise SpecError(system.source, str(path), "expected a dotted path to a field of the system spec")
         node[keys[-1]] = value
     return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
+
+
+def _inline_link(links: dict[str, Any], role: str, source: str) -> None:
+    """Replace the link preset named at `links[role]` (if that is a name) by its fields written inline, as
+    `link_from_dict` reads them, so that `with_fields` can set one of them."""
+    if not isinstance(links.get(role), str):
+        return
+    link = _link(links[role], source, f"links.{role}")
+    links[role] = {"name": link.name, "description": link.description, "source": link.citation,
+                   "latency_s": link.latency_s, "bytes_per_s_per_direction": link.bytes_per_s_per_direction}
 
 
 def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
