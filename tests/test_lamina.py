@@ -144,7 +144,8 @@ def test_the_closed_form_period_matches_the_event_model(model_name: str, micro_b
     model = system_model(system, library.load_workload_spec(model_name))
     contexts = [800 + 7 * i for i in range(batch)]
     layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
-    run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer, heads_s=heads_s)
+    run = simulate_pipeline(layers, model.replicas, model.layers, 4, divide_and_conquer, heads_s=heads_s,
+                            lanes=model.link_lanes)
     closed = model.iteration(Batch((), tuple(contexts))).time_s
     assert all(head > 0 for head in heads_s)  # the event model runs each micro-batch's LM head too
     assert run.token_s == pytest.approx(closed, rel=0.01)

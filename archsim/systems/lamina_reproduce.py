@@ -361,7 +361,8 @@ def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: 
     model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
     contexts = [context] * batch
     run = simulate_pipeline(model.micro_batch_layers(contexts), model.replicas, model.layers, tokens,
-                            model.divide_and_conquer, trace=True, heads_s=model.heads_s(contexts))
+                            model.divide_and_conquer, trace=True, heads_s=model.heads_s(contexts),
+                            lanes=model.link_lanes)
     return model, run
 
 

@@ -6,7 +6,10 @@ task as a `Span` for a Perfetto trace, where the overlap and the idle gaps show.
 
 Resources: the n - 1 compute replicas, the memory pool (all its devices work on one micro-batch's attention at a
 time: heads are partitioned, so each device holds a share of every request), and the link in each direction
-(`link out`, `link back`; a message holds it for its wire time, then travels its latency without holding it).
+(`link out`, `link back`): `lanes` messages on it at once (`OffloadModel.link_lanes`), each also holding its
+replica's NICs for that direction (one message at a time: the sender's going out, the next slice's replica coming
+back), for its wire time, then travelling its latency without holding them. With more than one lane the spans of
+a direction overlap on its track.
 Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the ops after attention k - 1 and
 before attention k (the paper's min-cut slices), runs on replica (j + k) mod (n - 1) (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
@@ -16,7 +19,9 @@ pool runs attention over the history when q arrives and the new token's part wit
 merge); without it, q, k and v go together after the whole projection and the pool runs
 the whole attention. The output goes back over `link back` and the next slice starts; after a token's last layer
 the next slice also runs the micro-batch's LM head (`heads_s[j]`). Tasks queue FIFO on their resource.
-Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger).
+Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger). A micro-batch that has its tokens
+runs on until all have theirs (those tokens are not recorded, their spans are), so no measured token has the
+drain in it; `PipelineRun.token_s` is the mean time between tokens over the second half of the run.
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
 last attention are not run (they start the next token's first slice).
@@ -42,21 +47,33 @@ class PipelineRun:
 
     @property
     def token_s(self) -> float:
-        """Steady-state time per token: the mean over micro-batches of the time between their last two
+        """Steady-state time per token: the mean over micro-batches of `steady_gap_s`; NaN with fewer than 2
         tokens."""
-        gaps = [done[-1] - done[-2] for done in self.token_done_s if len(done) >= 2]
+        gaps = [steady_gap_s(done) for done in self.token_done_s if len(done) >= 2]
         return sum(gaps) / len(gaps) if gaps else float("nan")
+
+
+def steady_gap_s(done_s: Sequence[float]) -> float:
+    """One micro-batch's mean time between tokens over the second half of its run (at least the last gap): the
+    start-up (the stagger, the first slice without the ops after an attention, the queues filling) fades over the
+    first tokens, and `simulate_pipeline` keeps every micro-batch running until all have their tokens, so no
+    measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady (in
+    Lamina's configurations the gaps settle by the third token)."""
+    first = (len(done_s) - 1) // 2
+    return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
 
 
 def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: int, tokens: int,
                       divide_and_conquer: bool, trace: bool = False,
-                      heads_s: Sequence[float] | None = None) -> PipelineRun:
+                      heads_s: Sequence[float] | None = None, lanes: int = 1) -> PipelineRun:
     """Run `tokens` tokens of `n_layers` layers for each micro-batch (one `OffloadLayer` each) on `replicas`
-    replicas (module docstring); `heads_s`: each micro-batch's LM head (none by default)."""
+    replicas (module docstring); `heads_s`: each micro-batch's LM head (none by default); `lanes`: messages each
+    link direction carries at once (`OffloadModel.link_lanes`; 1 by default, as in ping-pong)."""
     heads = list(heads_s) if heads_s is not None else [0.0] * len(layers)
     env = simpy.Environment()
     replica = [simpy.Resource(env, 1) for _ in range(replicas)]
-    pool, out, back = simpy.Resource(env, 1), simpy.Resource(env, 1), simpy.Resource(env, 1)
+    pool, out, back = simpy.Resource(env, 1), simpy.Resource(env, lanes), simpy.Resource(env, lanes)
+    nics_out, nics_back = ([simpy.Resource(env, 1) for _ in range(replicas)] for _ in range(2))
     spans: list[Span] = []
     done: list[list[float]] = [[] for _ in layers]
 
@@ -68,16 +85,18 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
             if trace and seconds > 0:
                 spans.append(Span(name, task, start, env.now))
 
-    def send(name: str, resource: simpy.Resource, task: str, wire_s: float, latency_s: float,
+    def send(name: str, nics: simpy.Resource, link: simpy.Resource, task: str, wire_s: float, latency_s: float,
              arrived: simpy.Event) -> Generator:
-        yield from hold(resource, name, task, wire_s)
+        with nics.request() as request:  # the replica's NICs, then a lane of the link
+            yield request
+            yield from hold(link, name, task, wire_s)
         yield env.timeout(latency_s)
         arrived.succeed()
 
     def micro_batch(j: int, layer: OffloadLayer, head_s: float) -> Generator:
         yield env.timeout(j * layer.compute_s / replicas)
-        slice_k = 0
-        for t in range(tokens):
+        slice_k = t = 0
+        while min(len(d) for d in done) < tokens:  # until every micro-batch has its tokens: no drain measured
             for k in range(n_layers):
                 r = (j + slice_k) % replicas
                 slice_k += 1
@@ -90,13 +109,15 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                     after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
                     yield env.timeout(after + layer.norm_s + layer.q_s)
                     if divide_and_conquer:
-                        env.process(send("link out", out, f"{tag} q", layer.q_wire_s, layer.latency_s, q_sent))
+                        env.process(send("link out", nics_out[r], out, f"{tag} q", layer.q_wire_s, layer.latency_s,
+                                         q_sent))
                         yield env.timeout(layer.kv_s)
-                        env.process(send("link out", out, f"{tag} k,v", layer.kv_wire_s, layer.latency_s, kv_sent))
+                        env.process(send("link out", nics_out[r], out, f"{tag} k,v", layer.kv_wire_s,
+                                         layer.latency_s, kv_sent))
                     else:
                         yield env.timeout(layer.kv_s)
-                        env.process(send("link out", out, f"{tag} q,k,v", layer.q_wire_s + layer.kv_wire_s,
-                                         layer.latency_s, q_sent))
+                        env.process(send("link out", nics_out[r], out, f"{tag} q,k,v",
+                                         layer.q_wire_s + layer.kv_wire_s, layer.latency_s, q_sent))
                     if trace:
                         spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
                 yield q_sent
@@ -113,11 +134,14 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 else:
                     yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s)
                 returned = env.event()
-                env.process(send("link back", back, f"{tag} output", layer.out_wire_s, layer.latency_s, returned))
+                to = (j + slice_k) % replicas  # the next slice's replica
+                env.process(send("link back", nics_back[to], back, f"{tag} output", layer.out_wire_s,
+                                 layer.latency_s, returned))
                 yield returned
             done[j].append(env.now)
+            t += 1
 
     for j, (layer, head_s) in enumerate(zip(layers, heads, strict=True)):
         env.process(micro_batch(j, layer, head_s))
     env.run()
-    return PipelineRun(tuple(tuple(d) for d in done), tuple(spans))
+    return PipelineRun(tuple(tuple(d[:tokens]) for d in done), tuple(spans))
