@@ -75,6 +75,7 @@ PARAMS = {
     "q_lora_rank": Param("MLA latent query width"),
     "rope_dim": Param("MLA decoupled RoPE width"),
     "window": Param("sliding-window attention: keys each query sees"),
+    "block": Param("tokens per block (a block-sparse mask, a linear-attention or pooling chunk)"),
     "sinks": Param("attention-sink keys every query sees (StreamingLLM)", minimum=0),
     "word_bytes": Param("bytes per element"),
     "ffn_word_bytes": Param("bytes per element of the FFN's (or the experts') weights and GEMM operands, where "

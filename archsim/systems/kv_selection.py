@@ -11,7 +11,8 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   `recent` tokens: 128 + 256 in the shipped configs and the efficiency benchmark). Per layer two calls of the
   GPU model's decode kernel (`kernel`, default "Flash-Decoding (16-row tiles)", the model's stand-in for
   FlashInfer's small-tile decode): the layer's retrieval KV heads (and their query heads) at the context, its
-  streaming heads at min(context, sinks + recent). Heads come from a `head_map` (layers x kv_heads, 1 =
+  streaming heads at min(context, sinks + recent); where that window holds the whole context every head attends the
+  same tokens, and the layer is one call over all heads, as dense. Heads come from a `head_map` (layers x kv_heads, 1 =
   retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads spread as evenly as
   possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
   a map says how). Dense baseline: every head at the context, one call per layer.
@@ -235,9 +236,11 @@ def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: f
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
     device = gpu_device(gpu, kernel)
     kv_heads, window = int(_size(workload, "kv_heads")), min(context, sinks + recent)
-    layer_s = {n: (_attention_s(device, workload, n, context) + _attention_s(device, workload, kv_heads - n, window))
-               for n in set(retrieval)}
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
+    # a window that holds the whole context: every head attends it all, one call as dense (module docstring)
+    layer_s = {n: dense_layer_s if window == context else
+               _attention_s(device, workload, n, context) + _attention_s(device, workload, kv_heads - n, window)
+               for n in set(retrieval)}
     rest = _dense_ops_s(device, workload)
     weights = weight_bytes(workload)
     mean_layer_s = sum(layer_s[n] for n in retrieval) / len(retrieval)
@@ -367,7 +370,12 @@ def duo_effective_context(workload: Workload, context: int, retrieval_fraction: 
 
 def pim_attention_s(device: DeviceModel, workload: Workload, contexts: Sequence[int]) -> float:
     """Decode attention of a batch whose requests read `contexts` tokens' worth of KV each (one
-    `attention-decode-gqa` op per request, bound to it) on a bank-PIM or Logic-PIM `device`, one layer."""
+    `attention-decode-gqa` op per request, bound to it) on a bank-PIM or Logic-PIM `device`, one layer; a batch
+    of at least one request, each context a positive whole number (`effective_context` rounds up)."""
+    if not contexts:
+        raise SpecError(SOURCE, "contexts", "expected at least one request's context, got none")
+    for context in contexts:
+        _check_positive("contexts", context)
     cascade = library.load_cascade_spec(PIM_ATTENTION)
     ops = [Op(ATTENTION, PIM_ATTENTION, bind(cascade, workload, {"batch": 1, "seq_len": int(c)}, SOURCE), ())
            for c in contexts]
@@ -378,6 +386,10 @@ def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, ret
                sinks: int = DUO_SINKS, recent: int = DUO_RECENT) -> tuple[int, int]:
     """(requests at `context` tokens a memory pool of `pool_capacity_bytes` holds with DuoAttention's streaming
     heads, the same dense): the capacity over one request's KV bytes, floored."""
+    if (isinstance(pool_capacity_bytes, bool) or not isinstance(pool_capacity_bytes, int | float)
+            or not 0 <= pool_capacity_bytes < math.inf):
+        raise SpecError(SOURCE, "pool_capacity_bytes", f"expected a finite number of bytes >= 0, got "
+                                                       f"{pool_capacity_bytes!r}")
     _check_positive("context", context)
     _check_window(sinks, recent)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
@@ -397,10 +409,18 @@ class ArrayBlockSparse:
 
 def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int) -> ArrayBlockSparse:
     """`attention-1pass` and `attention-block-sparse` (blocks of `block` tokens) at `seq_len` tokens of `workload`
-    on `mapping`, through the analytical model (module docstring)."""
+    on `mapping`, through the analytical model (module docstring). Both cascades have a K/V head per query head, so
+    a grouped- or multi-query workload is refused (no block-sparse cascade with grouped K/V is in the library)."""
     from archsim.model.analytical import evaluate
     from archsim.point import prepare
 
+    spec = library.load_workload_spec(workload)
+    if spec.params.get("kv_heads", spec.params.get("heads")) != spec.params.get("heads"):
+        raise SpecError(spec.path, "params.kv_heads",
+                        f"{spec.params['kv_heads']:g} K/V heads for {spec.params.get('heads', 0):g} query heads: the "
+                        f"spatial array's block-sparse comparison runs {DENSE_ARRAY_CASCADE} and "
+                        f"{SPARSE_ARRAY_CASCADE}, one K/V head per query head; the library has no grouped-query "
+                        "block-sparse cascade")
     results = []
     for cascade, sets in ((DENSE_ARRAY_CASCADE, {"seq_len": seq_len}),
                           (SPARSE_ARRAY_CASCADE, {"seq_len": seq_len, "block": block})):
