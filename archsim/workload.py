@@ -75,12 +75,13 @@ PARAMS = {
     "q_lora_rank": Param("MLA latent query width"),
     "rope_dim": Param("MLA decoupled RoPE width"),
     "window": Param("sliding-window attention: keys each query sees"),
-    "block": Param("tokens per block (a block-sparse mask, a linear-attention or pooling chunk)"),
     "sinks": Param("attention-sink keys every query sees (StreamingLLM)", minimum=0),
     "word_bytes": Param("bytes per element"),
     "ffn_word_bytes": Param("bytes per element of the FFN's (or the experts') weights and GEMM operands, where "
                             "they are quantised apart from the rest (FP8 FFN: 1; default word_bytes)"),
 }
+# Cascade parameters that are counts, not model sizes (a workload need not give them): each an integer of at least 1
+COUNT_PARAMS = {"block": Param("tokens per block (a block-sparse mask, a linear-attention or pooling chunk)")}
 # Largest size accepted: beyond any model or context in use (the longest, 10M tokens, is below it), and it bounds
 # the analyses whose cost grows with a size (the mask counter walks a causal diagonal).
 MAX_SIZE = 2**24
@@ -172,8 +173,9 @@ def plain_number(value: Any) -> Any:
 def check_size(name: str, value: Any, source: str, where: str, limit: int | None = None) -> float:
     """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
     ARCHSIM_MAX_SIZE; `limit`: that limit already read, `max_size()`, by a caller checking many values); a `PARAMS`
-    size is moreover an integer of at least its minimum. A number of another type than int and float (numpy's
-    int64 or float32, from a Python caller) is taken as one (`plain_number`); a bool, numpy's too, is refused."""
+    size, and a cascade's `COUNT_PARAMS` count, is moreover an integer of at least its minimum. A number of another
+    type than int and float (numpy's int64 or float32, from a Python caller) is taken as one (`plain_number`); a
+    bool, numpy's too, is refused."""
     value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(source, where, f"expected a number, got {value!r}{text_number_hint(value)}")
@@ -185,7 +187,7 @@ def check_size(name: str, value: Any, source: str, where: str, limit: int | None
         shown = f"{value:g}" if isinstance(value, float) or abs(value) < 1e300 else f"a {len(str(value))}-digit number"
         raise SpecError(source, where, f"{shown} is beyond the limit of {limit} on sizes (raise it with the "
                                        f"environment variable ARCHSIM_MAX_SIZE)")
-    size = PARAMS.get(name)
+    size = PARAMS.get(name, COUNT_PARAMS.get(name))
     if size is not None and (value != int(value) or value < size.minimum):
         raise SpecError(source, where, f"expected an integer of at least {size.minimum}, got {value:g} "
                                        f"({name}: {size.meaning})")
