@@ -118,6 +118,9 @@ def test_a_bad_link_field_axis_exits_2_naming_the_sweep_file_and_field(tmp_path,
 def test_a_boolean_field_takes_true_and_false(tmp_path):
     code, output, _ = _sweep(tmp_path, {DIVIDE: [True, False]})
     assert code == 0 and "2 points (2 new, 0 reused), 2 feasible" in output, output
+    for value in (True, False):  # the value reaches the system each point builds
+        system = with_fields(load_system("lamina"), {DIVIDE.removeprefix("system."): value})
+        assert system.schedule.divide_and_conquer is value
 
 
 @pytest.mark.parametrize("axes, field, message", [

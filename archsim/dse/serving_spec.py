@@ -9,7 +9,8 @@ iteration model over one seeded Poisson request stream (`archsim.dse.system_poin
 a word or true/false, as the field takes. Fields that must move together (a device count and the parallel degree
 it must equal: a memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count`
 and `parallelism.tp` x replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields
-from each of its values:
+from each of its values (what the system spec checks is checked at load; what needs the workload, tp x replicas
+and the pool dividing the KV heads, when each point is built: an infeasible record with the reason):
 
     linked.memory_gpus:
       values: [2, 4, 8]

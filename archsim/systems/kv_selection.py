@@ -288,10 +288,10 @@ def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget
 def razor_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float, *,
                  min_window: int = RAZOR_MIN_WINDOW, window_fraction: float = RAZOR_WINDOW_FRACTION,
                  kernel: str = DECODE_KERNEL) -> SelectionDecode:
-    """RazorAttention decode (§3.4): DuoAttention's two-call layer with the non-retrieval heads keeping
-    max(`min_window`, `window_fraction` x context) recent tokens plus one compensation token (the dropped tokens'
-    mean K and V), in place of sinks + recent. The retrieval fraction is the model's (about 16 % of heads: 15 %
-    induction + 1 % echo heads in the paper), required."""
+    """RazorAttention decode (§3.4): DuoAttention's layer (two calls, one where the window holds the context) with the
+    non-retrieval heads keeping max(`min_window`, `window_fraction` x context) recent tokens plus one
+    compensation token (the dropped tokens' mean K and V), in place of sinks + recent. The retrieval fraction is
+    the model's (about 16 % of heads: 15 % induction + 1 % echo heads in the paper), required."""
     if retrieval_fraction is None:
         raise SpecError(SOURCE, "retrieval_fraction", "missing: the share of heads RazorAttention keeps whole")
     if not isinstance(window_fraction, int | float) or not 0 < window_fraction <= 1:

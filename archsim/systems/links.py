@@ -99,6 +99,12 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
     )
 
 
+def link_to_dict(link: Link) -> dict[str, Any]:
+    """The spec `link_from_dict` reads back as `link` (its `KEYS`), to write a link inline."""
+    return {"name": link.name, "description": link.description, "source": link.citation,
+            "latency_s": link.latency_s, "bytes_per_s_per_direction": link.bytes_per_s_per_direction}
+
+
 def load_link(name_or_path: str | Path) -> Link:
     """A preset by name (`nvlink4-h100`, see `link_names()`) or a YAML file by path."""
     return library.load_preset("link presets", name_or_path, PRESETS_PACKAGE, link_from_dict)

@@ -48,11 +48,12 @@ busiest resource's work with the heads on the replicas; an iteration (one token 
 the prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 `token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work. Without
-LM heads the event model agrees with it (within 0.01 % on LLaMA3-8B and -70B, n = 3 and 4, contexts of 1K-4K,
+LM heads the event model agrees with it (within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts of 1K-4K,
 batches of 16-1024); with them it is never faster and is within 1 % in ping-pong, but a head holds its replica
 once a token, the others' slices queue behind it, and where the cycle and the pool or replica bounds are close
-the pipeline does not recover within the token: the event model is up to 14.6 % (n = 3) and 12.0 % (n = 4) slower
-on LLaMA3-8B, 0.7 % and 6.5 % on LLaMA3-70B, over that grid.
+the pipeline does not recover within the token: the closed form is below the event model's time by up to 13.7 %
+(n = 3) and 10.5 % (n = 4) on LLaMA3-8B, 0.7 % and 6.5 % on LLaMA3-70B, over that grid (24-token runs; the gaps
+repeat over several tokens, so a shorter run's mean moves by a few per cent).
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A

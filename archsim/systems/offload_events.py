@@ -20,7 +20,7 @@ merge); without it, q, k and v go together after the whole projection and the po
 the whole attention. The output goes back over `link back` and the next slice starts; after a token's last layer
 the next slice also runs the micro-batch's LM head (`heads_s[j]`). Tasks queue FIFO on their resource.
 Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger). A micro-batch that has its tokens
-runs on until all have theirs (those tokens are not recorded, their spans are), so no measured token has the
+runs on until all have theirs (those tokens are not recorded, nor their spans), so no measured token has the
 drain in it; `PipelineRun.token_s` is the mean time between tokens over the second half of the run.
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
@@ -57,8 +57,10 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     """One micro-batch's mean time between tokens over the second half of its run (at least the last gap): the
     start-up (the stagger, the first slice without the ops after an attention, the queues filling) fades over the
     first tokens, and `simulate_pipeline` keeps every micro-batch running until all have their tokens, so no
-    measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady (in
-    Lamina's configurations the gaps settle by the third token)."""
+    measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady. In a
+    ping-pong pipeline the gaps settle by the third token; in a staggered one (n >= 3) whose LM heads queue the
+    other micro-batches they can repeat over several tokens (six in LLaMA3-8B at n = 3), and the mean of a second
+    half that is not whole periods is off their mean by a few per cent: run a few periods."""
     first = (len(done_s) - 1) // 2
     return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
 
@@ -77,19 +79,19 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
     spans: list[Span] = []
     done: list[list[float]] = [[] for _ in layers]
 
-    def hold(resource: simpy.Resource, name: str, task: str, seconds: float) -> Generator:
+    def hold(resource: simpy.Resource, name: str, task: str, seconds: float, keep: bool) -> Generator:
         with resource.request() as request:
             yield request
             start = env.now
             yield env.timeout(seconds)
-            if trace and seconds > 0:
+            if keep and seconds > 0:
                 spans.append(Span(name, task, start, env.now))
 
     def send(name: str, nics: simpy.Resource, link: simpy.Resource, task: str, wire_s: float, latency_s: float,
-             arrived: simpy.Event) -> Generator:
+             arrived: simpy.Event, keep: bool) -> Generator:
         with nics.request() as request:  # the replica's NICs, then a lane of the link
             yield request
-            yield from hold(link, name, task, wire_s)
+            yield from hold(link, name, task, wire_s, keep)
         yield env.timeout(latency_s)
         arrived.succeed()
 
@@ -100,7 +102,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
             for k in range(n_layers):
                 r = (j + slice_k) % replicas
                 slice_k += 1
-                tag = f"mb{j} t{t} L{k}"
+                tag, keep = f"mb{j} t{t} L{k}", trace and t < tokens  # a token past `tokens`: no spans
                 first = t == 0 and k == 0
                 q_sent, kv_sent = env.event(), env.event()
                 with replica[r].request() as request:
@@ -110,15 +112,15 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                     yield env.timeout(after + layer.norm_s + layer.q_s)
                     if divide_and_conquer:
                         env.process(send("link out", nics_out[r], out, f"{tag} q", layer.q_wire_s, layer.latency_s,
-                                         q_sent))
+                                         q_sent, keep))
                         yield env.timeout(layer.kv_s)
                         env.process(send("link out", nics_out[r], out, f"{tag} k,v", layer.kv_wire_s,
-                                         layer.latency_s, kv_sent))
+                                         layer.latency_s, kv_sent, keep))
                     else:
                         yield env.timeout(layer.kv_s)
                         env.process(send("link out", nics_out[r], out, f"{tag} q,k,v",
-                                         layer.q_wire_s + layer.kv_wire_s, layer.latency_s, q_sent))
-                    if trace:
+                                         layer.q_wire_s + layer.kv_wire_s, layer.latency_s, q_sent, keep))
+                    if keep:
                         spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
                 yield q_sent
                 if divide_and_conquer:
@@ -128,15 +130,15 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                         yield env.timeout(layer.history_s)
                         yield kv_sent
                         yield env.timeout(layer.merge_s)
-                        if trace:
+                        if keep:
                             spans.append(Span("memory pool", f"{tag} attention (history, then new token + merge)",
                                               start, env.now))
                 else:
-                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s)
+                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, keep)
                 returned = env.event()
                 to = (j + slice_k) % replicas  # the next slice's replica
                 env.process(send("link back", nics_back[to], back, f"{tag} output", layer.out_wire_s,
-                                 layer.latency_s, returned))
+                                 layer.latency_s, returned, keep))
                 yield returned
             done[j].append(env.now)
             t += 1

@@ -144,7 +144,7 @@ from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes
 from archsim.errors import SpecError, check_header, check_keys, kind_of, text_number_hint
 from archsim.systems.chip import load_chip
-from archsim.systems.links import Link, check_host_link, link_from_dict, load_link
+from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
 from archsim.workload import Workload
@@ -369,7 +369,7 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     for path, value in changes.items():
         keys = path.split(".") if isinstance(path, str) else []
         if len(keys) == 3 and keys[0] == "links" and isinstance(data.get("links"), dict):
-            _inline_link(data["links"], keys[1], system.source)
+            _inline_link(data["links"], keys[1], system)
         node: Any = data
         for i, key in enumerate(keys[:-1]):
             if not isinstance(node, Mapping) or key not in node:
@@ -381,14 +381,11 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
 
 
-def _inline_link(links: dict[str, Any], role: str, source: str) -> None:
-    """Replace the link preset named at `links[role]` (if that is a name) by its fields written inline, as
-    `link_from_dict` reads them, so that `with_fields` can set one of them."""
-    if not isinstance(links.get(role), str):
-        return
-    link = _link(links[role], source, f"links.{role}")
-    links[role] = {"name": link.name, "description": link.description, "source": link.citation,
-                   "latency_s": link.latency_s, "bytes_per_s_per_direction": link.bytes_per_s_per_direction}
+def _inline_link(links: dict[str, Any], role: str, system: System) -> None:
+    """Replace the link preset named at `links[role]` (if that is a name) by the fields of `system`'s validated link
+    of that role written inline (`link_to_dict`), so that `with_fields` can set one of them."""
+    if isinstance(links.get(role), str) and role in system.links:
+        links[role] = link_to_dict(system.links[role])
 
 
 def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
