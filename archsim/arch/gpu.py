@@ -95,8 +95,10 @@ def at_sm_clock(gpu: GPU, clock_hz: float) -> GPU:
     FlashAttention-2 from 8K to 1M tokens (`benchmarks/long_prefill_clocks.py`: the model at the sampled clock within
     1.2 %). The scale is relative to the preset's `clock_hz` also where its tensor peak is quoted at a lower clock
     (Hopper's at 1830 MHz, the H20's an export cap): the model runs that peak at `clock_hz`, which is what the H200
-    measurement checks. A preset's `gemm_fraction` is taken as measured at boost (the H200's was measured at a clock
-    not recorded), so a held GPU's weight GEMMs scale with the clock as its tensor peak does."""
+    measurement checks. A preset's `gemm_fraction` scales with the clock as its tensor peak does, as if measured at
+    boost; the H200's (measured at a clock not recorded) is not: its SwiGLU GEMMs held 0.73-0.76 of boost at every
+    length, where the model is 14-15 % fast at boost and 11-16 % slow at that clock, so the fraction carries part of
+    the cap and a held clock overstates such a GEMM's time."""
     if (not isinstance(clock_hz, int | float) or isinstance(clock_hz, bool)
             or not MIN_HELD_FRACTION * gpu.clock_hz <= clock_hz <= gpu.clock_hz):
         raise SpecError(gpu.source, "held_clock_hz",
