@@ -3,7 +3,8 @@
 A `ParallelSpec` names a scheme, P devices of a GPU preset placed on a topology (`archsim.systems.topology`), a
 workload, the sequence length and the direction; `parallel_time(spec)` returns a `ParallelResult`: time per layer,
 the busiest device's compute, the scheme's communication and how much of it is exposed, memory per device and
-the largest context that fits (`archsim.systems.seqpar_memory`). What each device computes is costed by the GPU
+the largest context that fits (`archsim.systems.seqpar_memory`, plus the attention kernel's own buffers: eager
+attention's score matrices and mask; `_memory`). What each device computes is costed by the GPU
 model (`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link the group spans
 (`archsim.systems.collectives`, `Topology`). The schemes, as their papers and reference code run them
 (../shared/reference/seqpar-sparse.md §1, §4; the executable form of each is a library cascade, `einsum/*ring*`,
@@ -94,8 +95,8 @@ from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
-from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
-from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, kernel_attention
+from archsim.model.gpu import AttentionCase, refuse_other_word_bytes, refuse_unmodelled_attention
+from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, kernel_attention, plans
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem
@@ -174,9 +175,10 @@ class ParallelResult:
     """One layer. `compute_s` is the busiest device's compute; `comm_s` the scheme's transfers as if alone on the
     link; `exposed_comm_s` what the time has beyond that compute: transfers not hidden and the waits they cause (a
     LASP-1 device waiting on the chain's earlier hops' products too, so it can exceed `comm_s`); memory per device
-    and the largest context from `seqpar_memory` (NaN / 0 when that model does not cover the case), and of that memory
-    the weights. A point whose memory per device exceeds the GPU's is infeasible, with the reason; its times are
-    still those the model computes (as an analytical point whose tiles overflow a level)."""
+    and the largest context from `seqpar_memory` and the kernel's buffers (`_memory`; NaN / 0 when that model does
+    not cover the case), and of that memory the weights. A point whose memory per device exceeds the GPU's is
+    infeasible, with the reason; its times are still those the model computes (as an analytical point whose tiles
+    overflow a level)."""
 
     spec: ParallelSpec
     time_s: float
@@ -608,7 +610,8 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     workload runs them or Ring's prefill (LASP-2's baseline, costed as softmax blocks without the right-product
     trick), and no other scheme: those time softmax attention, so `kernel` (the softmax schemes' kernel) is not a
     linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
-    `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`)."""
+    `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`), and the LASP cascades have
+    a K/V head per query head, so a grouped-query linear workload is refused for them."""
     workload = spec.workload
     if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and kernel_attention(spec.kernel) == "linear":
         raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it); "
@@ -621,6 +624,12 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
         raise SpecError(workload.path, "params.head_dim", f"expected at most {max(LIGHTNING_HEAD_DIMS)} for "
                                                           f"{spec.scheme}: its chunks run {LINEAR_KERNEL}, one "
                                                           f"program per head, got {workload.params['head_dim']:g}")
+    heads = workload.params.get("heads", 0)
+    if spec.scheme in LINEAR_SCHEMES and workload.params.get("kv_heads", heads) != heads:
+        raise SpecError(workload.path, "params.kv_heads",
+                        f"{workload.params['kv_heads']:g} K/V heads for {heads:g} query heads: {spec.scheme}'s "
+                        "cascades (lasp1- and lasp2-linear-attention) keep one d x d state per query head; states "
+                        "of grouped K/V heads are not modelled")
     if spec.scheme not in LINEAR_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"):
         refuse_linear_attention(workload, f"scheme {spec.scheme}"
                                 + (" in decode" if spec.direction == "decode" else ""))
@@ -728,34 +737,101 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     "none": every layer's activations kept, no recomputation) and `training_precision` ("fp32": the Ring Attention
     paper's full precision, 4 + 4 + 8 bytes per parameter, activations 4; "mixed": bf16 parameters and gradients,
     Adam's fp32 master copy and moments, ZeRO's 2 + 2 + 12 bytes per parameter, activations 2;
-    `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). `allgather` holds
-    what a ring holds plus one layer's gathered K and V (all N tokens). Training with tp > 1 is not modelled there:
-    NaN bytes and a NaN context (not 0, which a sweep maximising it would take for an answer). The largest context
-    is searched over the lengths the scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token
-    blocks, P x 64 tokens)."""
+    `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). The activations
+    add the transients `seqpar_memory` does not hold (`_transient_bytes`): `allgather`'s gathered K and V and the
+    attention kernel's own buffers. Training with tp > 1 is not modelled there: NaN bytes and a NaN context (not 0,
+    which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
+    scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp):
         return mem.DeviceMemory(*[math.nan] * 5), math.nan
     if spec.direction in ("fwd", "decode"):
-        def memory_of(n: int):
+        def modelled_of(n: int):
             return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
                                         ulysses_degree=ulysses, causal=spec.causal,
                                         decode=spec.direction == "decode")
     else:
         precision = mem.training_precision(spec.training_precision)  # once, not at every step of the search
 
-        def memory_of(n: int):
+        def modelled_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
                                        causal=spec.causal, checkpointing=spec.checkpointing, **precision)
     multiple = token_multiple(spec)
     if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
         multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)
-    capacity = float(spec.gpu.dram_bytes)
-    if spec.scheme == "allgather" and spec.devices > 1:  # one device gathers nothing: the one-device run's memory
-        compute, ring_memory = _compute(spec), memory_of
+    compute = _compute(spec)
 
-        def memory_of(n: int):
-            held = ring_memory(n)
-            return replace(held, activations_bytes=held.activations_bytes + _kv_bytes(n, compute))
-    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, capacity, multiple)
+    def memory_of(n: int) -> mem.DeviceMemory:
+        held = modelled_of(n)
+        return replace(held, activations_bytes=held.activations_bytes + _transient_bytes(spec, compute, n))
+    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, float(spec.gpu.dram_bytes), multiple)
+
+
+def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
+    """What a device holds at `seq_len` tokens beside `seqpar_memory`'s working set: `allgather`'s one layer's
+    gathered K and V of all N tokens (what a ring holds plus them; one device gathers nothing: the one-device run's
+    memory), and the most any of its attention calls holds besides its operands (`_kernel_buffer_bytes`). Assumption:
+    both are added to the layer's peak working set, as if live with its largest op (an upper bound when that op is
+    not the attention)."""
+    gathered = _kv_bytes(seq_len, compute) if spec.scheme == "allgather" and spec.devices > 1 else 0.0
+    return gathered + _kernel_buffer_bytes(spec, compute, seq_len)
+
+
+def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
+    """The most one of the device's attention calls at `seq_len` tokens (`_attention_calls`) holds besides its Q, K,
+    V and O: the GPU model's `Plan.held` of the call's case (eager attention's score matrices and causal mask, the
+    naive kernel's scores; nothing for a fused kernel, whose O(N) statistics are not counted), 0 without calls."""
+    return max((_held_bytes(spec.kernel, compute.attention_case(*call)[0], spec.gpu)
+                for call in _attention_calls(spec, compute, seq_len)), default=0.0)
+
+
+def _attention_calls(spec: ParallelSpec, compute: DeviceCompute,
+                     seq_len: int) -> tuple[tuple[int, int, bool, int, int], ...]:
+    """The (query tokens, key tokens, causal, heads, KV heads) of the softmax-kernel calls one device of `spec`'s
+    scheme runs at `seq_len` tokens (the schemes' `DeviceCompute.attention_s` calls), for allgather the largest of
+    them (its last chunk against every earlier key, and its causal diagonal). None for LASP's chunks or a decode
+    step: their kernels (`LINEAR_KERNEL`, `DECODE_KERNEL`) are fused, holding nothing beyond their operands, and a
+    decode step's memory counts no working set (module docstring)."""
+    p, n, causal = spec.devices, seq_len, spec.causal
+    heads, kv_heads = compute.heads, compute.kv_heads
+    if spec.scheme in LINEAR_SCHEMES or spec.direction == "decode":
+        return ()
+    if spec.scheme in RING_SCHEMES:
+        return tuple((q, k, c, heads, kv_heads) for q, k, c in _ring_calls(spec.scheme, p, n // p, causal))
+    if spec.scheme == "usp":
+        u = spec.ulysses
+        r = p // u
+        return tuple((q, k, c, heads // u, kv_heads // u)
+                     for q, k, c in _ring_calls("zigzag" if causal else "ring", r, n // r, causal))
+    if spec.scheme in ("ulysses", "megatron-sp"):
+        return ((n, n, causal, heads // p, max(1, kv_heads // p)),)
+    if p == 1:  # allgather on one device: the one-device run's call
+        return ((n, n, causal, heads, kv_heads),)
+    if not causal:
+        return ((n // p, n, False, heads, kv_heads),)
+    half = n // (2 * p)
+    return ((half, (2 * p - 1) * half, False, heads, kv_heads), (half, half, True, heads, kv_heads))
+
+
+def _ring_calls(layout: str, p: int, c: int, causal: bool) -> set[tuple[int, int, bool]]:
+    """The distinct (query tokens, key tokens, causal) blocks of `_ring_work` over a ring of `p` devices with `c`
+    tokens each: a diagonal block, then an earlier device's (and, zigzag, a later one's) block."""
+    if not causal:
+        return {(c, c, False)}
+    if layout == "stripe" or p == 1:
+        return {(c, c, True)}
+    if layout == "ring":
+        return {(c, c, True), (c, c, False)}
+    return {(c, c, True), (c, c // 2, False), (c // 2, c, False)}
+
+
+def _held_bytes(kernel: str, case: AttentionCase, gpu: GPU) -> float:
+    """Bytes the plans of `kernel` for `case` hold besides its operands (`Plan.held`), the most of its alternatives
+    (assumption: an autotuner's alternatives hold the same, as the modelled ones do); infinite for a case beyond
+    what one prediction models (`AttentionCase.size_problem`: the timing refuses that length, so it fits no GPU),
+    0 when the kernel has no plan for it (the timing refuses the point, naming why)."""
+    if case.size_problem()[1]:
+        return math.inf
+    alternatives = plans(kernel, case, gpu)
+    return 0.0 if isinstance(alternatives, str) else max(plan.held_bytes for plan in alternatives)

@@ -100,13 +100,20 @@ class DeviceCompute:
             self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
         return self._blocks[key]
 
-    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> float:
+    def attention_case(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int
+                       ) -> tuple[AttentionCase, int]:
+        """(the GPU model's case of one call over a q x k block of `heads` heads, the square calls it is timed as):
+        a rectangle is max/min square calls of its short side in one launch, a ragged last block counted whole
+        (its CTAs run)."""
         small, large = min(q_tokens, k_tokens), max(q_tokens, k_tokens)
+        calls = -(-large // small)
+        return AttentionCase(self.direction, self.batch * calls, heads, kv_heads, self.head_dim, small, causal,
+                             PRECISION), calls
+
+    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> float:
         if causal and q_tokens != k_tokens:
             raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
-        calls = -(-large // small)  # a ragged last block counts whole (its CTAs run)
-        case = AttentionCase(self.direction, self.batch * calls, heads, kv_heads, self.head_dim, small, causal,
-                             PRECISION)
+        case, calls = self.attention_case(q_tokens, k_tokens, causal, heads, kv_heads)
         # a rectangle timed as `calls` squares holds its short side's Q and O once, not `calls` times: the GPU
         # model's operand check would overcount them, so only a square call is checked here (the memory model,
         # `seqpar_memory`, holds the rectangle's real bytes)
