@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_errors import one_line_error
 from click.testing import CliRunner
 
 from archsim.commands.gpu import calibrate_cmd, validate_cmd
@@ -34,13 +35,6 @@ CASE = AttentionCase("fwd", 1, 32, 8, 128, 4096, True, "fp16")
 @pytest.fixture(scope="module")
 def v1() -> dict:
     return yaml.safe_load(packaged_path().read_text())
-
-
-def _one_line_error(result, *fragments: str) -> None:
-    message = result.stderr.strip()
-    assert message.startswith("error: ") and "\n" not in message, result.output
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 # ------------------------------------------------------------------------------------------------ 1, 2: gpu-roofline
@@ -170,7 +164,7 @@ def test_calibrate_writes_nothing_without_a_row_to_fit(tmp_path: Path, body: str
     for args in (["--out", str(out)], []):
         result = CliRunner().invoke(calibrate_cmd, ["--measurements", str(csv_path), *args])
         assert result.exit_code == 1 and not result.stdout and not out.exists(), result.output
-        _one_line_error(result, f"nothing to fit in {csv_path}", "no calibration written")
+        one_line_error(result, f"nothing to fit in {csv_path}", "no calibration written")
     # validate exits 1 too when it compares no row (a held-out row it compares: exit 0)
     assert CliRunner().invoke(validate_cmd, ["--measurements", str(csv_path)]).exit_code == (0 if compared else 1)
 
@@ -191,7 +185,7 @@ def test_a_configuration_measured_twice_is_refused_naming_both_lines(tmp_path: P
     for command in (validate_cmd, calibrate_cmd):
         result = CliRunner().invoke(command, ["--measurements", str(path)])
         assert result.exit_code == 2
-        _one_line_error(result, f"{path}: lines 2 and 4: one configuration", says)
+        one_line_error(result, f"{path}: lines 2 and 4: one configuration", says)
 
 
 def test_a_case_in_two_metrics_or_two_configurations_is_not_a_repeat(tmp_path: Path) -> None:

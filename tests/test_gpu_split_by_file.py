@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_errors import one_line_error
 from click.testing import CliRunner
 
 from archsim.cli import main
@@ -48,13 +49,6 @@ def _csv(tmp_path: Path, *rows: str) -> Path:
     path = tmp_path / "m.csv"
     path.write_text("\n".join((HEADER, *rows)) + "\n")
     return path
-
-
-def _one_line_error(result, *fragments: str) -> None:
-    message = result.stderr.strip()
-    assert message.startswith("error: ") and "\n" not in message, result.output
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 # ------------------------------------------------------------------------------------------------ 1: the split
@@ -162,7 +156,7 @@ def test_calibrate_families_without_rows_says_which_families_have_rows(tmp_path:
     result = CliRunner().invoke(main, ["calibrate", "--measurements", str(path), "--families", "fa1,fa3",
                                        "--out", str(out)])
     assert result.exit_code == 1 and not out.exists(), result.output
-    _one_line_error(result, f"nothing to fit in {path}", "no row of the families asked for (fa1, fa3)",
+    one_line_error(result, f"nothing to fit in {path}", "no row of the families asked for (fa1, fa3)",
                     "the families with rows there: fa2 (1)", "no calibration written")
     assert "none of its" not in result.stderr
 
@@ -178,7 +172,7 @@ def test_a_missing_calibration_is_named_as_a_path_or_a_version(name: str, says: 
     assert error.value.source == name and error.value.message == says
     result = CliRunner().invoke(main, ["validate", "--calibration", name])
     assert result.exit_code == 2
-    _one_line_error(result, f"{name}: {says}")
+    one_line_error(result, f"{name}: {says}")
 
 
 # ------------------------------------------------------------------------------------------------ 5: heads
@@ -192,4 +186,4 @@ def test_a_zero_head_count_reads_as_the_cause(tmp_path: Path, heads: str) -> Non
                                    f"heads, got '{heads}'")
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 2
-    _one_line_error(result, str(path), "field 'heads'", "expected positive query and KV head counts")
+    one_line_error(result, str(path), "field 'heads'", "expected positive query and KV head counts")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_errors import one_line_error
 from click.testing import CliRunner
 
 from archsim.commands.gpu import calibrate_cmd, validate_cmd
@@ -64,10 +65,7 @@ def l4(tmp_path: Path) -> tuple[Path, Path]:
 
 def _one_line_error(result, *fragments: str) -> None:
     assert result.exit_code == 2, result.output
-    message = result.stderr.strip()
-    assert message.startswith("error: ") and "\n" not in message, result.output
-    for fragment in fragments:
-        assert fragment in message, message
+    one_line_error(result, *fragments)
 
 
 # ------------------------------------------------------------------------------------------------ a GPU of one's own
