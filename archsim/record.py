@@ -30,7 +30,7 @@ METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  #
 
 @dataclass(frozen=True)
 class Record:
-    target_kind: str  # architecture | gpu | system-iteration | serving
+    target_kind: str  # architecture | gpu | system-iteration | serving | parallel (a store row keys the sweep's kind)
     target: str
     feasible: bool
     reason: str

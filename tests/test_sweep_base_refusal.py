@@ -151,3 +151,15 @@ def test_a_base_the_gpu_points_can_run_is_no_error(tmp_path, cli):
         "objectives": ["latency_s", "energy_pj"]})
     out = cli("sweep", str(spec), "--local", "--db", str(tmp_path / "g.sqlite")).output
     assert "4 points (4 new, 0 reused), 2 feasible" in out, out
+
+
+def test_gpu_points_of_a_workload_without_batch_are_refused_not_run_at_batch_1(tmp_path, cli):
+    """A workload with no `batch` had its GPU points timed at batch 1 while its architecture points refused it, so
+    the sweep exited 0 with only batch-1 GPU answers; every point now needs the batch the workload leaves out."""
+    workload = _changed("workloads", "bert-base", tmp_path, lambda data: data["params"].pop("batch"))
+    spec = _write(tmp_path / "g.yaml", {**FUSEMAX, "workload": str(workload), "axes": {"workload.seq_len": [4096]},
+                                         "gpus": {"presets": ["h100-sxm5"], "kernel": "FlashAttention-2"}})
+    db = tmp_path / "g.sqlite"
+    out = cli("sweep", str(spec), "--local", "--db", str(db), expect=2).output
+    assert f"{workload}: params.batch:" in out and len(out.strip().splitlines()) == 1, out
+    assert not db.exists()

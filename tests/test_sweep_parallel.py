@@ -222,3 +222,18 @@ def test_a_lasp_point_under_two_kernels_is_one_point(tmp_path, cli):
     path.write_text(yaml.safe_dump(spec))
     assert "3 points (4 drawn, 3 distinct; 3 new, 0 reused)" in cli("sweep", str(path), "--db",
                                                                       str(tmp_path / "k.sqlite"), "--local").stdout
+
+
+def test_a_sweep_over_gpus_keeps_one_utilization_column(tmp_path):
+    """The record's one unit is named by its role, so a sweep over `parallel.gpu` fills one column: named after
+    each GPU preset, it had split into a column per GPU, each empty on the other's rows."""
+    grid = {"name": "two-gpus", "parallel": {"workload": MODEL, "seq_len": 12288, "topology": TOPOLOGY,
+                                             "scheme": "ring"},
+            "axes": {"parallel.devices": [1, 2], "parallel.gpu": ["h100-sxm5", "h200-sxm"]},
+            "objectives": ["latency_s", "efficiency"]}
+    db = tmp_path / "g.sqlite"
+    code, output = _invoke("sweep", str(_write(tmp_path / "g.yaml", grid)), "--db", str(db), "--local")
+    assert code == 0, output
+    records = read_records(db)
+    assert [c for c in records.columns if c.startswith("utilization.")] == ["utilization.compute"]
+    assert records["utilization.compute"].notna().all() and len(records) == 4

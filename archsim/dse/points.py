@@ -469,7 +469,7 @@ def _gpu_call(spec: SweepSpec, base: Base, point: Point) -> tuple[AttentionCase,
     sizes = {**base.workload.params, **_sizes(spec, spec.fields(point))}
     try:
         heads = int(sizes["heads"])
-        return AttentionCase("fwd", int(sizes.get("batch", 1)), heads, int(sizes.get("kv_heads", heads)),
+        return AttentionCase("fwd", int(sizes["batch"]), heads, int(sizes.get("kv_heads", heads)),
                              int(sizes["head_dim"]), int(sizes["seq_len"]), spec.gpus.causal, spec.gpus.precision,
                              kernel_attention(spec.gpus.kernel)), sizes.get("word_bytes")
     except KeyError as e:

@@ -229,7 +229,7 @@ class ParallelResult:
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
-        busy = {s.gpu.name: self.compute_s}
+        busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
         return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
                       s.gpu.power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
 
