@@ -87,12 +87,19 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     `scale` defaults to 1/sqrt(head_dim); `num_splits` (a whole number >= 1) to `default_num_splits`, capped at the
     KV tile count.
     """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D (q [b, h, 1, d], k and v [b, h_kv, seqlen, d]), got shape "
+                             f"{tuple(t.shape)}")
     check_dtype_and_head_dim(q, k, v)
     batch, heads, q_len, head_dim = q.shape
     _, kv_heads, seqlen, _ = k.shape
-    if q_len != 1 or k.shape != v.shape or k.shape[0] != batch or heads % kv_heads:
+    if q_len != 1 or k.shape != v.shape or k.shape[0] != batch or not kv_heads or heads % kv_heads:
         raise ValueError(f"expected q [b, h, 1, d] and k = v [b, h_kv, seqlen, d] with h % h_kv == 0, got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if seqlen < 1:  # no key to attend to: softmax over nothing, and no KV tile to split
+        raise ValueError(f"decode needs a KV cache: KV length must be at least 1, got k and v of shape "
+                         f"{tuple(k.shape)}")
     if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"expected num_splits a whole number >= 1 (or None for the default), got {num_splits!r}")
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale

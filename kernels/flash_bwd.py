@@ -93,6 +93,11 @@ def flash_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     if do.shape != q.shape or out.shape != q.shape or lse.shape != q.shape[:3]:
         raise ValueError(f"dout and out must be {tuple(q.shape)} and lse {tuple(q.shape[:3])}, got "
                          f"{tuple(do.shape)}, {tuple(out.shape)}, {tuple(lse.shape)}")
+    # tl.dot takes one dtype on both sides (dO meets P and V), and lse is flash_fwd's fp32 log-sum-exp
+    for name, t, dtype, like in (("dout", do, q.dtype, "q"), ("out", out, q.dtype, "q"),
+                                 ("lse", lse, torch.float32, "flash_fwd returns it")):
+        if t.dtype != dtype or t.device != q.device:
+            raise ValueError(f"{name} must be {dtype} on {q.device} (as {like}), got {t.dtype} on {t.device}")
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v, do, out = (t.contiguous() for t in (q, k, v, do, out))
     lse = lse.contiguous()

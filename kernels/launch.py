@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import triton
 import triton.language as tl
 
 LOG2_E = 1.0 / math.log(2.0)  # scores are scaled by this so kernels can use exp2
@@ -28,10 +29,14 @@ def attention_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[i
 
 
 def check_dtype_and_head_dim(*tensors: torch.Tensor) -> None:
-    """All tensors share one dtype among DTYPES, one device, and a last dimension among HEAD_DIMS."""
+    """All tensors share one dtype among DTYPES, one device, and a last dimension among HEAD_DIMS; bf16 only compiled
+    on a GPU (Triton's interpreter, which CPU tensors need, returns values off by 1e8 and more for it)."""
     first = tensors[0]
     if first.dtype not in DTYPES or any(t.dtype != first.dtype for t in tensors):
         raise ValueError(f"inputs must share one dtype among {DTYPES}, got {[t.dtype for t in tensors]}")
+    if first.dtype == torch.bfloat16 and (triton.knobs.runtime.interpret or first.device.type == "cpu"):
+        raise ValueError("bf16 is broken in Triton's interpreter (TRITON_INTERPRET=1 or CPU tensors): its results "
+                         "are garbage; use fp16 or fp32 there, bf16 on a GPU with the interpreter off")
     if any(t.device != first.device for t in tensors):
         raise ValueError(f"inputs must be on one device, got {[str(t.device) for t in tensors]}")
     if first.shape[-1] not in HEAD_DIMS or any(t.shape[-1] != first.shape[-1] for t in tensors):

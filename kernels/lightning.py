@@ -9,6 +9,9 @@ one program per (batch·head, BLOCK_F columns of the value dim F) walks the bloc
   KV     += K_tᵀ V_t                    (KVB, KV[t+1])
 so the cost is linear in N. As in the paper's kernel, the block products feed tl.dot in the input dtype and the
 state KV is accumulated in float32. O = scale · causal(Q Kᵀ) V, with no softmax and no normalisation.
+Q_t KV takes the state in the input dtype, as the paper's kernel does (and as the GPU model prices it): the state is
+a sum over every earlier key, so in fp16 it can pass 65504 and turn the output to inf where the output itself would
+fit; bf16 (on a GPU) or fp32 holds its range.
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ CASCADE = "attention-3pass"
 
 
 @triton.jit
+def _score_offsets(head, rows, cols, seqlen):
+    """Offsets of S[head, rows, cols] (head an int64 scalar, rows and cols int32 vectors), in int64: rows x seqlen
+    wraps int32 from seqlen 46341 on, where S still fits a GPU (46341² fp16 scores are 4.3 GB a head)."""
+    return head * seqlen * seqlen + rows[:, None].to(tl.int64) * seqlen + cols[None, :]
+
+
+@triton.jit
 def _scores_kernel(Q, K, S, seqlen, scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    PRECISION: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -34,7 +41,7 @@ def _scores_kernel(Q, K, S, seqlen, scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.c
     k = tl.load(K + head * seqlen * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :],
                 mask=cols[:, None] < seqlen, other=0.0)
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-    tl.store(S + head * seqlen * seqlen + rows[:, None] * seqlen + cols[None, :], s.to(S.dtype.element_ty),
+    tl.store(S + _score_offsets(head, rows, cols, seqlen), s.to(S.dtype.element_ty),
              mask=(rows[:, None] < seqlen) & (cols[None, :] < seqlen))
 
 
@@ -59,7 +66,7 @@ def _pv_kernel(A, V, Out, seqlen, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     for start_n in range(0, seqlen, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        a = tl.load(A + head * seqlen * seqlen + rows[:, None] * seqlen + cols[None, :],
+        a = tl.load(A + _score_offsets(head, rows, cols, seqlen),
                     mask=(rows[:, None] < seqlen) & (cols[None, :] < seqlen), other=0.0)
         v = tl.load(V + head * seqlen * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :],
                     mask=cols[:, None] < seqlen, other=0.0)

@@ -13,7 +13,8 @@ Where each row says how it was obtained:
                 max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention.
 `--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
 wall-clock time of one interpreted run and say nothing about any GPU. The kernel modules must not have been
-imported in this process before with the interpreter off.
+imported in this process before with the interpreter off; without `--interpret`, a TRITON_INTERPRET that turns the
+interpreter on is refused (exit 2), as its runs would be written as GPU timings.
 """
 
 from __future__ import annotations
@@ -271,13 +272,17 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
         os.environ["TRITON_INTERPRET"] = "1"  # read by triton.jit when the kernel modules are imported
     try:
         import torch
-        import triton  # noqa: F401
+        import triton
     except ImportError as exc:
         click.echo(f"error: {exc.name} is not installed; install the kernels extra: pip install 'archsim[kernels]'",
                    err=True)
         sys.exit(2)
     if not interpret and not torch.cuda.is_available():
         click.echo(NO_GPU, err=True)
+        sys.exit(2)
+    if not interpret and triton.knobs.runtime.interpret:  # the kernels would run interpreted, written as timings
+        click.echo(f"error: TRITON_INTERPRET={os.environ['TRITON_INTERPRET']} is set: the kernels would run in "
+                   "Triton's interpreter and be written as GPU timings; unset it, or pass --interpret", err=True)
         sys.exit(2)
     gpu, prefix, clock = _environment(interpret)
     base = {"gpu": gpu, "how_obtained": INTERPRETED if interpret else TIMED}

@@ -6,7 +6,8 @@ metric is `throughput` (TFLOPs/s by the FlashAttention convention, gpu.md §1.0)
 direction is fwd, bwd, fwd+bwd or decode; other rows (a fraction of peak, a training step) are skipped with the
 reason, and so are rows without a measured value (`OOM`, empty) and rows `archsim measure --interpret` wrote
 (`how_obtained` "interpret (not a timing)"). `heads` is a count, or `16q/2kv` for 16 query
-heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`.
+heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`, and are read as non-causal whatever
+their `causal` (one query row has no causal mask).
 
 A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
 when no field spans lines) and the field, and so is a case too large to model (`AttentionCase.size_problem`).
@@ -213,7 +214,8 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
         kv_heads=kv_heads,
         head_dim=_count(c["head_dim"], "head_dim", bad),
         seqlen=_count(c["seqlen"], "seqlen", bad),
-        causal=_bool(c["causal"], bad),
+        # a decode step's one query row sees every cached key: no causal mask, so True and False are one case
+        causal=_bool(c["causal"], bad) and direction != "decode",
         precision=DTYPES.get(c["dtype"].strip().lower(), c["dtype"].strip().lower()),
         attention=kernel_attention(c["kernel"].strip()),
     )

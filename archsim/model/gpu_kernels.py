@@ -892,6 +892,10 @@ def _archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, .
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
     if variant == "decode":
         return (Plan("archsim decode", _archsim_decode(case, gpu)),)
+    if case.kv_heads != case.heads:  # their launchers take q, k, v of one shape (`attention_dims`)
+        kernel = "naive 3-pass" if variant == "naive" else "FlashAttention-2"
+        return (f"archsim's {kernel} kernel takes a K and V per query head (got {case.heads} query heads over "
+                f"{case.kv_heads} KV heads)")
     if variant == "naive":
         return (Plan("archsim naive", _archsim_naive(case), held=_naive_held(case)),)
     return (Plan("archsim flash", _archsim_flash(case, gpu)),)
