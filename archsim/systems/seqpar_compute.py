@@ -23,7 +23,8 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   for each forward one), an assumption: Lightning Attention-2's published backward takes 3.1-4.1x its forward
   (../shared/reference/gpu.md §1.7), a kernel this model does not describe.
 - State products (`state_gemm_s`): one device's d x d state per head (a chunk's K^T V, or Q times a received
-  state) is a GEMM launch of 2 B H c d^2 FLOPs over Q or K, the state and the output.
+  state) is a GEMM launch of the `lasp2-linear-attention` cascade's M over the chunk (2 B H c d^2 FLOPs), its K, V
+  and the fp32 state.
 - The LM head (`lm_head_s`): the `output-projection` cascade from hidden onto the vocab over the device's tokens
   (`archsim.systems.step.lm_head_op`), costed by the GPU device; its backward as twice the forward.
 - Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.analysis import tensor_infos
+from archsim.cascade.analysis import einsum_counts, tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
@@ -54,6 +55,7 @@ from archsim.workload import Workload
 
 PRECISION = "bf16"
 WORD_BYTES = 2  # bf16
+STATE_BYTES = 4  # fp32: a linear-attention state, as LASP's code keeps it
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
@@ -199,11 +201,10 @@ class DeviceCompute:
         return self._chunks[tokens] * self._factor()
 
     def state_gemm_s(self, tokens: int) -> float:
-        """One d x d state product per head over `tokens` tokens (K^T V, or Q times a state), fwd or fwd+bwd."""
-        d, rows = self.head_dim, self.batch * self.heads
-        flops = 2.0 * rows * tokens * d * d
-        dram = rows * (tokens * d * 2 + d * d * 4 + tokens * d * 2)  # bf16 Q/K and output, fp32 state
-        launch = GemmLaunch("state", flops, dram, PRECISION)
+        """One d x d state product per head over `tokens` tokens (K^T V, or Q times a state: the same shapes), fwd
+        or fwd+bwd: a GEMM launch of the `lasp2-linear-attention` cascade's chunk state M = sum(c: K V) on one
+        device's chunk, its FLOPs and the bytes of K, V (bf16) and M (fp32, `STATE_BYTES`)."""
+        launch = _state_launch(self.batch, self.heads, self.head_dim, tokens)
         return gemm_launch_time(launch, self.gpu, self.device.params).time_s * self._factor()
 
     def lm_head_s(self, workload: Workload, tokens: int, tp: int = 1) -> float:
@@ -221,6 +222,17 @@ class DeviceCompute:
         sequences on the device's shard, fwd or fwd+bwd."""
         ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
         return self.device.cost(ops).time_s * self._factor()
+
+
+@functools.cache
+def _state_launch(batch: int, heads: int, head_dim: int, tokens: int) -> GemmLaunch:
+    """`DeviceCompute.state_gemm_s`'s launch: the cascade bound to one device holding all `tokens`."""
+    cascade = library.load_cascade_spec("lasp2-linear-attention")
+    binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim, "devices": 1,
+                             "word_bytes": WORD_BYTES})
+    _, ops = einsum_counts(binding)
+    dram = binding.bytes("K") + binding.bytes("V") + binding.bytes("M") * STATE_BYTES // WORD_BYTES
+    return GemmLaunch("state", float(sum(ops["M"].values())), dram, PRECISION)
 
 
 def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
