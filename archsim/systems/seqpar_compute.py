@@ -232,7 +232,7 @@ def _state_launch(batch: int, heads: int, head_dim: int, tokens: int) -> GemmLau
                              "word_bytes": WORD_BYTES})
     _, ops = einsum_counts(binding)
     dram = binding.bytes("K") + binding.bytes("V") + binding.bytes("M") * STATE_BYTES // WORD_BYTES
-    return GemmLaunch("state", float(sum(ops["M"].values())), dram, PRECISION)
+    return GemmLaunch("state", 2.0 * ops["M"]["mac"], dram, PRECISION)  # a MAC is two FLOPs
 
 
 def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
