@@ -4,11 +4,18 @@ Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a wr
 the batch it had not committed, and a re-run skips every key already present. A stored row changes in one way
 only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched.
 
+Rows are read back in the order of the sweeps that planned them, never in the order their batches finished: a
+sweep writes its pending keys into `positions` when it claims the store (`add_positions`; the table's rowid is the
+position), so a Dask sweep, whose batches arrive as they complete, or one killed and resumed reads back as one run
+in this process straight through. Rows a store holds from before `positions` (none listed there) come first, in
+the order they were inserted.
+
 A store holds the points of one base (`archsim.dse.points.base_identity`: the resolved mapping, cascade,
 architecture, workload and sizes, or system and serving run, or parallel block, and the archsim version): its
 `meta` table keeps that base, the sweep that wrote it and the constraints of the last sweep into it, and a sweep
-of another base is refused (`archsim.dse.sweep.claim_store`). Points of the same base under other axis values (an
-axis grown or shrunk) share the store. A store written before stores had `meta` has none until a sweep claims it.
+of another base is refused (`archsim.dse.sweep.claim_store`, one write transaction: `claiming`). Points of the
+same base under other axis values (an axis grown or shrunk) share the store. A store written before stores had
+`meta` has none until a sweep claims it.
 
 A file that is not an SQLite database, or one whose tables are not a store's, is refused with a `SpecError`
 naming the file (never written to); so is any SQLite error on the way (a locked, read-only or full disk). The file
@@ -47,7 +54,8 @@ CREATE TABLE IF NOT EXISTS points (
 """
 _COLUMNS = ["key", "feasible", "constraint_ok", "latency_s", "energy_pj", "area_um2", "record"]
 _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-_TABLES = ("points", "meta")
+_POSITIONS = "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY)"
+_TABLES = ("points", "meta", "positions")
 _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
 _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
 
@@ -81,6 +89,7 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(_SCHEMA)
                 conn.execute(_META)
+                conn.execute(_POSITIONS)
                 conn.commit()
         except BaseException:
             conn.close()
@@ -96,22 +105,50 @@ def _check_schema(conn: StoreConnection) -> None:
     columns = [row[1] for row in conn.execute("PRAGMA table_info(points)")]
     if columns != _COLUMNS or not set(tables) <= set(_TABLES):
         raise SpecError(conn.path, "", f"an SQLite database but not a sweep store (tables: {', '.join(tables)}; "
-                                       f"a store has the table points, with columns {', '.join(_COLUMNS)}, and "
-                                       "meta)")
+                                       f"a store has the table points, with columns {', '.join(_COLUMNS)}, "
+                                       "meta and positions)")
+
+
+def _has_table(conn: StoreConnection, name: str) -> bool:
+    """Whether the store has the table `name` (one opened read-only may predate `meta` or `positions`)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def read_meta(conn: StoreConnection) -> dict[str, str]:
     """What the store says of itself (`name -> value`; module docstring): empty for a store without `meta`."""
     with _errors(conn.path):
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        if not _has_table(conn, "meta"):
             return {}
         return dict(conn.execute("SELECT name, value FROM meta").fetchall())
 
 
+@contextlib.contextmanager
+def claiming(conn: StoreConnection) -> Iterator[None]:
+    """One write transaction, taken before anything in it is read (BEGIN IMMEDIATE) and committed on leaving, or
+    rolled back on an error: no other writer changes what a claim reads until the claim is written, so of two
+    sweeps started together the second reads the first's claim (SQLite makes it wait up to the connection's
+    timeout, 5 s)."""
+    with _errors(conn.path):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
 def write_meta(conn: StoreConnection, values: dict[str, str]) -> None:
-    """Set `values` in the store's `meta`, in one transaction."""
-    with _errors(conn.path), conn:
+    """Set `values` in the store's `meta`, in the caller's transaction (`claiming`)."""
+    with _errors(conn.path):
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+
+def add_positions(conn: StoreConnection, keys: Iterable[str]) -> None:
+    """List `keys` in `positions` after those it has, in order, a key listed already keeping its place (module
+    docstring), in the caller's transaction (`claiming`)."""
+    with _errors(conn.path):
+        conn.executemany("INSERT OR IGNORE INTO positions (key) VALUES (?)", [(key,) for key in keys])
 
 
 def done_keys(conn: StoreConnection) -> set[str]:
@@ -137,7 +174,9 @@ def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
 def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> int:
     """Give each stored record of a key of `points` the axis values of its point that it lacks (a point stored by a
     sweep without those axes, reused by one with them: its row would show no value there), after its key and
-    target kind in the point's axis order, keeping every value it has; returns the number of records changed."""
+    target kind in the point's axis order, keeping every value it has, in the caller's transaction (`claiming`:
+    a record that is not JSON, a SpecError as in `records`, leaves the store as it was); returns the number of
+    records changed."""
     updates = []
     keys = list(points)
     with _errors(conn.path):
@@ -146,23 +185,27 @@ def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any
             rows = conn.execute(f"SELECT key, record FROM points WHERE key IN ({', '.join('?' * len(chunk))})",
                                 chunk).fetchall()
             for key, text in rows:
-                record = json.loads(text)
+                record = _loads(conn, text)
                 if isinstance(record, dict) and not set(points[key]) <= set(record):
                     head = {name: record[name] for name in ("key", "target_kind") if name in record}
                     merged = {**head, **{axis: record.get(axis, value) for axis, value in points[key].items()},
                               **record}
                     updates.append((json.dumps(merged, allow_nan=True), key))
-    with _errors(conn.path), conn:
         conn.executemany("UPDATE points SET record = ? WHERE key = ?", updates)
     return len(updates)
 
 
 def records(conn: StoreConnection) -> pd.DataFrame:
-    """Every stored record, one row each, in insertion order."""
+    """Every stored record, one row each, in the order the sweeps planned them (`positions`, module docstring),
+    those not listed there first, in insertion order."""
     with _errors(conn.path):
-        rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
+        if _has_table(conn, "positions"):
+            rows = conn.execute("SELECT points.record FROM points LEFT JOIN positions USING (key) "
+                                "ORDER BY positions.rowid IS NOT NULL, positions.rowid, points.rowid").fetchall()
+        else:
+            rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
+    stored = [_loads(conn, r) for (r,) in rows]
     try:
-        stored = [json.loads(r) for (r,) in rows]
         df = pd.DataFrame(stored)
     except (TypeError, ValueError) as exc:
         raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
@@ -170,6 +213,14 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     # (utilization.*), which pandas would otherwise put after the fields it does have
     feasible = next((r for r in stored if isinstance(r, dict) and r.get("feasible")), {})
     return _blank_infeasible(df[list(dict.fromkeys([*(c for c in feasible if c in df), *df.columns]))])
+
+
+def _loads(conn: StoreConnection, text: str) -> Any:
+    """A stored record's JSON; a SpecError naming the store where it is not JSON (a file edited or damaged)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
 
 
 def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,8 @@ from archsim.dse.spec import Constraint, SweepSpec, named_by
 from archsim.dse.store import (
     StoreConnection,
     add_axis_values,
+    add_positions,
+    claiming,
     done_keys,
     open_store,
     put,
@@ -79,13 +81,29 @@ def plan(spec: SweepSpec, base: Base, done: set[str]) -> tuple[list[str], dict[s
     return list(keys), pending, reused
 
 
-def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str], done: set[str]) -> None:
+def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str], done: set[str],
+                pending: list[str], reused: dict[str, Point]) -> None:
     """Make the store `conn` the store of `spec`'s base (`archsim.dse.points.base_identity`), recording the sweep
     and its constraints; a SpecError naming --db when it holds another base's points: a store that says so, or one
     that does not (written before stores recorded their base) of whose points none is one of `keys`, the sweep's.
     GPU presets may be added to a store's base, as an axis grows, but one whose file now describes another GPU
-    than the one its stored points were computed on is refused (`points.GPU_PRESETS_PART`)."""
-    meta, identity = read_meta(conn), base_identity(spec, base)
+    than the one its stored points were computed on is refused (`points.GPU_PRESETS_PART`). The `pending` keys
+    take their places in the store's row order (`store.add_positions`), and the `reused` points' records gain the
+    axis values they lack (`store.add_axis_values`).
+
+    All in one write transaction taken before the meta is read (`store.claiming`): a sweep of another base started
+    at the same time reads this claim and is refused (or this one reads its claim), never both taking the store;
+    and a refusal, or a stored record that is not JSON, leaves the store as it was."""
+    identity = base_identity(spec, base)
+    with claiming(conn):
+        _claim(conn, spec, identity, keys, done)
+        add_positions(conn, pending)
+        add_axis_values(conn, reused)
+
+
+def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], keys: list[str], done: set[str]) -> None:
+    """`claim_store`'s meta: refuse a store of another base, else record this sweep's (in its transaction)."""
+    meta = read_meta(conn)
     held = json.loads(meta["base"]) if "base" in meta else None
     if held is not None and GPU_PRESETS_PART in identity:  # an architecture's sweep
         identity[GPU_PRESETS_PART] = _merged_presets(conn, meta, spec, held.pop(GPU_PRESETS_PART, "{}"),
@@ -166,8 +184,7 @@ def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
         keys, todo_by_key, reused = plan(spec, base, done)
         if not new and not stored_feasible(conn, keys):
             _refuse_base_error(spec, base)
-        claim_store(conn, spec, base, keys, done)
-        add_axis_values(conn, reused)
+        claim_store(conn, spec, base, keys, done, list(todo_by_key), reused)
         yield base, conn, keys, todo_by_key
     finally:
         conn.close()
