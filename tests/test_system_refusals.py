@@ -63,7 +63,7 @@ def test_without_a_tp_link_a_tp_group_spans_whole_nodes():
     (pim.md §1.5), two whole nodes per TP group; nodes of 6 devices hold TP 4 but cannot be cut into TP 8's group."""
     model = neupims.system("neupims", "gpt3-175b")
     assert (model.parallelism.tp, model.parallelism.pp) == (8, 4)
-    error = _error(neupims.system, "neupims", "gpt3-175b", {"devices.npu.count": 6})
+    error = _error(neupims.system, "neupims", "gpt3-175b", {"devices.npu.count": 6, "devices.pim.count": 6})
     assert error.where == "devices.npu.count" and error.message.startswith("expected at least 8 or a divisor of it")
 
 

@@ -115,10 +115,13 @@ def test_a_valid_spec_loads_with_typed_parts(tmp_path):
 
 
 def test_op_per_byte_threshold_places_by_intensity(tmp_path):
-    data = _with(lambda d: d["placement"].insert(0, {"op": "ffn", "op_per_byte_below": 4, "device": "pim"}))
+    """Decode attention goes to the PIM below 4 Op/B, to the NPU at or above (ffn on a bank-PIM is refused)."""
+    data = _with(lambda d: d["placement"].insert(0, {"op": "attention", "phase": "decode", "op_per_byte_below": 4,
+                                                      "device": "pim"}))
+    data["placement"][1] = {"op": "attention", "phase": "decode", "device": "npu"}
     system = load_system(_write(tmp_path, data))
-    assert system.device_for("ffn", "decode", 1.0).name == "pim"
-    assert system.device_for("ffn", "decode", 4.0).name == "npu"
+    assert system.device_for("attention", "decode", 1.0).name == "pim"
+    assert system.device_for("attention", "decode", 4.0).name == "npu"
 
 
 def _set(path, value):

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archsim.errors import check_choice
+from archsim.errors import SpecError, check_choice
 
 GEMV_TIMINGS = ("command", "algorithm1")
 COMMAND_ISSUES = ("per-channel", "one-per-cycle")
+# §1.2: "each memory channel ... provides 1 GB"; the artifact's channel_size 1024 MB (16 banks x 32768 rows x 1 KB x
+# 2 ranks). Per channel, not from banks_per_channel and row_bytes: the spec has no rows per bank, and a page size
+# or bank count changed alone says nothing about the die's bits.
+CHANNEL_BYTES = 2**30
 
 
 @dataclass(frozen=True)
 class PIMSpec:
-    """PIM HBM: organisation, HBM2 timing (cycles of tCK) and the artifact's Algorithm 1 constants."""
+    """PIM HBM: organisation, HBM2 timing (cycles of tCK) and the artifact's Algorithm 1 constants. Refused, as no
+    command model or memory can be built from them: a refresh (tRFC) as long as its interval (tREFI), a row that is
+    not whole COMP columns, an HBM no larger than its activation buffer."""
 
     channels: int = 32  # §1.2
     banks_per_channel: int = 32  # §1.2: 2 ranks x 4 BG x 4 banks
@@ -48,7 +54,8 @@ class PIMSpec:
     command_issue: str = "per-channel"
     gwrite_cycles: int = 100  # §1.4 artifact gwrite_latency
     algorithm1_tile_cycles: int = 184  # §1.4 artifact gemv_latency per tile
-    capacity_bytes: float = 32 * 2**30  # §1.2 HBM_size 32 GB
+    # None: channels x CHANNEL_BYTES (§1.2: 32 x 1 GB = HBM_size 32 GB), set by __post_init__
+    capacity_bytes: float | None = None
     activation_buffer_bytes: float = 512 * 2**20  # §1.2 HBM_act_buf_size
     offchip_pj_per_bit: float = 3.59  # §5 derived access energy, off chip (cell, muxes, TSV, interposer) [AA-repo]
     bank_pim_pj_per_bit: float = 0.55  # §5 derived access energy of a bank-level PIM (cell and bank mux only)
@@ -57,6 +64,27 @@ class PIMSpec:
         check_choice("PIMSpec.gemv_timing", self.gemv_timing, GEMV_TIMINGS)
         check_choice("PIMSpec.row_buffers", self.row_buffers, (1, 2))
         check_choice("PIMSpec.command_issue", self.command_issue, COMMAND_ISSUES)
+        if self.tRFC_cycles >= self.tREFI_cycles:  # else refresh_factor is negative or divides by zero
+            raise SpecError("<python>", "PIMSpec.tRFC_cycles",
+                            f"expected below tREFI_cycles ({self.tREFI_cycles}): a refresh takes tRFC of every "
+                            f"tREFI, got {self.tRFC_cycles}")
+        column_bytes = self.macs_per_bank * self.element_bytes
+        if self.row_bytes < column_bytes or self.row_bytes % column_bytes:
+            raise SpecError("<python>", "PIMSpec.row_bytes",
+                            f"expected a positive multiple of the {column_bytes}-byte COMP column (macs_per_bank x "
+                            f"element_bytes): a tile's COMPs read whole columns of a row, got {self.row_bytes}")
+        given = self.capacity_bytes is not None
+        capacity_bytes = self.channels * CHANNEL_BYTES if self.capacity_bytes is None else self.capacity_bytes
+        # frozen: set once here, so readers see a number (a `replace` of channels alone keeps the old one)
+        object.__setattr__(self, "capacity_bytes", capacity_bytes)
+        if capacity_bytes <= self.activation_buffer_bytes:  # the HBM holds it beside the weights and KV cache
+            if given:
+                raise SpecError("<python>", "PIMSpec.capacity_bytes",
+                                f"expected above activation_buffer_bytes ({self.activation_buffer_bytes:g}), which "
+                                f"the HBM holds beside the weights and KV cache, got {capacity_bytes:g}")
+            raise SpecError("<python>", "PIMSpec.activation_buffer_bytes",
+                            f"expected below the HBM's capacity (channels x {CHANNEL_BYTES} = {capacity_bytes:g} "
+                            f"without capacity_bytes), got {self.activation_buffer_bytes:g}")
 
     @property
     def row_elements(self) -> int:

@@ -208,14 +208,24 @@ class BankPimDevice:
         return float(sum(n for op in ops for kind, n in op.ops.items() if kind != "mac"))
 
     def _sizes(self, ops: Sequence[Op], with_contexts: bool = True) -> tuple[np.ndarray | None, int, int, int]:
-        if any([op.cascade != PIM_ATTENTION for op in (ops[:1] if isinstance(ops, DecodeOps) else ops)]):
-            op = next(op for op in ops if op.cascade != PIM_ATTENTION)
-            raise SpecError(self.source, f"devices.{self.name}", f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the "
-                                                                 f"placement puts {op.name} ({op.cascade}, "
-                                                                 f"{op.phase}) on it")
+        for op in ops[:1] if isinstance(ops, DecodeOps) else ops:  # a DecodeOps' ops share one cascade
+            problem = placement_problem(op.name, op.phase, op.cascade)
+            if problem:
+                raise SpecError(self.source, f"devices.{self.name}", problem)
         params = ops[0].binding.params
         contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float) if with_contexts else None
         return contexts, int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
+
+
+def placement_problem(op: str, phase: str, cascade: str | None = None) -> str | None:
+    """Why a bank-PIM cannot run the op `op` of `phase` bound to `cascade`, or None: it runs `PIM_ATTENTION`'s GEMVs
+    alone. The cost model asks it of every op placed on the device; `system_spec.check_system` asks it of an op kind
+    before a workload binds a cascade (`cascade` None), refusing what no workload makes `PIM_ATTENTION` (any op but
+    attention, or attention in prefill), so `check` refuses what every run would."""
+    if cascade == PIM_ATTENTION or (cascade is None and (op, phase) == ("attention", "decode")):
+        return None
+    bound = f"{cascade}, " if cascade is not None else ""
+    return f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the placement puts {op} ({bound}{phase}) on it"
 
 
 MIN_TABLE = 4096

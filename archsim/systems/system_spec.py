@@ -109,6 +109,10 @@ naming the field:
 - devices: each is read, named by a placement rule or the HBM a placed npu streams from; a placed npu needs
   exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
   a bank-pim's `channel_policy` is given only where a rule puts attention on it;
+- a bank-pim runs decode attention alone (a rule that can put another op, or prefill attention, on one is refused
+  as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU);
+- a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
+  is not given without a gpu;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, which no other schedule reads, the link named
   attention, and a memory-pool or chip device of attention_pool devices for decode attention (where the placement
   alone decides it);
@@ -146,6 +150,7 @@ from archsim.errors import SpecError, check_header, check_keys, kind_of, text_nu
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
+from archsim.systems.pim_device import placement_problem
 from archsim.systems.step import PHASES
 from archsim.workload import Workload
 
@@ -513,6 +518,8 @@ def check_system(system: System) -> None:
     _check_split_schedule(system)
     _check_coprocessing(system)
     _check_devices_read(system)
+    _check_bank_pims(system)
+    _check_logic_pim_interface(system)
 
 
 def check_degrees(system: System, par: Parallelism, holder: Device | None,
@@ -560,6 +567,54 @@ def _check_devices_read(system: System) -> None:
             raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
                                                               "device and no other device reads it: expected a "
                                                               "rule naming it, or remove it")
+
+
+def _check_bank_pims(system: System) -> None:
+    """A bank-PIM runs decode attention's GEMVs alone: a rule that can put another op on one is refused by the
+    check its cost model runs on every op (`pim_device.placement_problem`). Its `count` is its NPU's: one PIM HBM
+    per NPU (the presets' "one PIM HBM per NeuPIMs device"), each NPU streaming from and softmaxing for its own;
+    the model reads the NPU's count alone, so another value would be ignored."""
+    decided: set[tuple[str, str]] = set()  # (op, phase) a rule without an Op/B threshold placed before
+    for i, rule in enumerate(system.placement):
+        for op in rule.ops:
+            for phase in (rule.phase,) if rule.phase else PHASES:
+                if (op, phase) in decided:
+                    continue
+                if rule.op_per_byte_below is None:
+                    decided.add((op, phase))
+                problem = placement_problem(op, phase) if system.devices[rule.device].kind == "bank-pim" else None
+                if problem:
+                    raise SpecError(system.source, f"placement[{i}]", problem)
+    for device in system.devices.values():
+        if device.kind == "bank-pim":
+            npu = companion(system, device)  # one npu: `_check_devices_read` refused a bank-pim without it
+            if device.count != npu.count:
+                raise SpecError(system.source, f"devices.{device.name}.count",
+                                f"expected {npu.count}, devices.{npu.name}.count: one PIM HBM per NPU, got "
+                                f"{device.count}")
+
+
+def _check_logic_pim_interface(system: System) -> None:
+    """A logic-pim's stacks are the HBM of the gpu beside it (Duplex's xPU, pim.md §2.4), which streams at its own
+    preset's `dram_bytes_per_s`: `external_bytes_per_s` times count, what the stacks give the xPU over the
+    interposer, must cover it. That is all that reads the field (the xPU's timing is its preset's), so it is refused
+    where no gpu streams from the stacks."""
+    gpus = [d for d in system.devices.values() if d.kind == "gpu"]
+    for device in system.devices.values():
+        if device.kind != "logic-pim":
+            continue
+        where = f"devices.{device.name}.external_bytes_per_s"
+        if not gpus and "external_bytes_per_s" in system.data["devices"][device.name]:
+            raise SpecError(system.source, where, "read only as the interface of a gpu device's HBM, and the "
+                                                  "system has no gpu: remove it")
+        supplied = device.count * device.spec.external_bytes_per_s
+        for gpu in gpus:
+            if supplied < gpu.spec.dram_bytes_per_s:
+                raise SpecError(system.source, where,
+                                f"expected count x external_bytes_per_s at least {gpu.name}'s dram_bytes_per_s "
+                                f"({gpu.spec.dram_bytes_per_s:g}): the stacks are its HBM, and it streams at its "
+                                f"preset's bandwidth (change the preset to model a slower xPU), got {device.count} x "
+                                f"{device.spec.external_bytes_per_s:g}")
 
 
 def _check_offloading(system: System) -> None:
@@ -719,7 +774,7 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
         at, value = f"{where}.{field.name}", data[field.name]
         if field.type == "int":
             values[field.name] = _whole(value, source, at, f"a whole number for {field.name}")
-        elif field.type == "float":
+        elif field.type in ("float", "float | None"):  # None: a default the spec class derives (PIMSpec's capacity)
             zero = field.metadata.get("zero", False)  # a float a spec may set to 0 (e.g. no refresh)
             values[field.name] = _number(value, source, at, f"a {'' if zero else 'positive '}number for {field.name}",
                                          zero)
