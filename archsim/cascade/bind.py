@@ -128,6 +128,7 @@ def bind(
     source: str = "<params>",
     *,
     fixed: tuple[str, Mapping[str, float]] | None = None,
+    set_option: bool = True,
 ) -> Binding:
     """Resolve every rank size from values layered, later winning: the cascade's defaults, `params`, `overrides`.
 
@@ -138,7 +139,8 @@ def bind(
     tile model) may leave sizes to the defaults. `overrides` (from `source`, e.g. "--set") must each name a
     parameter or a rank of the cascade. `fixed` is (source, values) set between `params` and `overrides`, e.g. a
     mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came from, and a partition
-    that does not divide says where its sizes came from."""
+    that does not divide says where its sizes came from. `set_option` False: the caller's command has no `--set`
+    (simulate, a system's decoder layer), so a missing model size's error does not suggest one."""
     limit = max_size()  # the environment read once per binding, not per value
     if isinstance(params, Workload):
         values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
@@ -162,7 +164,7 @@ def bind(
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
     if isinstance(params, Workload):
-        _check_model_sizes(cascade, params, overrides or {})
+        _check_model_sizes(cascade, params, overrides or {}, set_option)
     if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
         raise SpecError(origin.get("top_k", cascade.source), "top_k", f"expected at most experts "
                                                                       f"({values['experts']:g}), got "
@@ -326,13 +328,15 @@ def check_param(name: str, value: object, source: str, where: str, limit: int) -
     return checked
 
 
-def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float]) -> None:
-    """Every model size the cascade binds (its params in the vocabulary, and the element width) is given."""
+def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float],
+                       set_option: bool) -> None:
+    """Every model size the cascade binds (its params in the vocabulary, and the element width) is given; the error
+    suggests `--set` only to a caller whose command has it (`set_option`)."""
     for name in dict.fromkeys([*cascade.params, "word_bytes"]):
         if name in PARAMS and name not in workload.params and name not in overrides:
+            flag = f" or pass --set {name}=N" if set_option else ""
             raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name} "
-                                                             f"({cascade.source}); add it to the workload or pass "
-                                                             f"--set {name}=N")
+                                                             f"({cascade.source}); add it to the workload{flag}")
 
 
 def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str],

@@ -18,6 +18,7 @@ from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
+from archsim.systems.offload import OffloadModel
 from archsim.systems.requests import (
     LENGTH_PRESETS,
     MAX_REQUESTS,
@@ -28,7 +29,8 @@ from archsim.systems.requests import (
     read_trace,
 )
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
-from archsim.systems.system_spec import load_system
+from archsim.systems.system_model import STAGE_LINKS, SystemModel
+from archsim.systems.system_spec import TP_LINK, load_system
 
 
 @click.command("simulate")
@@ -100,7 +102,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if as_json:
         click.echo(json.dumps(nan_as_null(metrics), indent=2))
         return
-    _show(metrics, wall_s)
+    _show(metrics, wall_s, result, untimed_messages(model))
     if trace_out:
         click.echo(f"trace written to {trace_out}")
 
@@ -118,9 +120,32 @@ def serving_metrics(result: ServingResult) -> dict:
     }
 
 
-def _show(m: dict, wall_s: float) -> None:
-    click.echo(f"{m['system']}: {m['requests']} requests served ({m['rejected']} rejected as too long for the KV "
-               f"cache), {m['output_tokens']} output tokens in {m['makespan_s']:.4g} s simulated")
+def untimed_messages(model: SystemModel | OffloadModel) -> list[str]:
+    """The messages of `model`'s parallelism that its system spec names no link for, which the model therefore
+    leaves out (no time, no energy): the TP all-reduces without a link named tp (`system_model.allreduce_s`), the
+    hops between PP stages without one named ep or tp (`system_model.stage_hops_s`)."""
+    par, links = model.parallelism, model.system.links
+    untimed = []
+    if par.tp > 1 and TP_LINK not in links:
+        untimed.append(f"TP all-reduces at tp {par.tp} (the system names no link {TP_LINK})")
+    if par.pp > 1 and not any(role in links for role in STAGE_LINKS):
+        untimed.append(f"hops between {par.pp} PP stages (the system names no link {' or '.join(STAGE_LINKS)})")
+    return untimed
+
+
+def _show(m: dict, wall_s: float, result: ServingResult, untimed: list[str]) -> None:
+    unrunnable = len(result.unrunnable_ids)
+    too_long = m["rejected"] - unrunnable
+    rejected = (f"{m['rejected']} rejected as too long for the KV cache" if not unrunnable else
+                f"{m['rejected']} rejected: " + ", ".join(
+                    ([f"{too_long} too long for the KV cache"] if too_long else [])
+                    + [f"{unrunnable} whose prefill the system cannot run"]))
+    click.echo(f"{m['system']}: {m['requests']} requests served ({rejected}), {m['output_tokens']} output tokens in "
+               f"{m['makespan_s']:.4g} s simulated")
+    if unrunnable:
+        click.echo(f"  refused     the shortest such prefill: {result.unrunnable_reason}")
+    if untimed:
+        click.echo(f"  not timed   {'; '.join(untimed)}")
     click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s")
     click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
     if math.isnan(m["tbt_p50_s"]):  # every request wanted one token: there is no time between tokens

@@ -71,6 +71,12 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
     if model.kv_capacity_bytes <= 0:
         return _infeasible(model.name, f"the weights leave no memory for the KV cache on {model.name}")
     result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch(settings, fields)))
+    unrunnable = len(result.unrunnable_ids)
+    if unrunnable:  # some, or all, of the rejected ask for a prefill the system cannot run
+        never_fit = len(result.rejected_ids) - unrunnable
+        return _infeasible(model.name, f"{unrunnable} of {len(requests)} requests ask for a prefill {model.name} "
+                                       f"cannot run ({result.unrunnable_reason})"
+                                       + (f"; {never_fit} can never fit its KV cache" if never_fit else ""))
     if result.rejected_ids:
         return _infeasible(model.name, f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the "
                                        f"KV cache of {model.name}")

@@ -509,15 +509,16 @@ def plan_feasibility(plan: Plan, gpu: GPU) -> str:
     return ""
 
 
-def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU) -> str:
-    """Why `plan` cannot hold what it needs at once in `gpu`'s DRAM ("" when it can): the call's operands
-    (`AttentionCase.operand_bytes`) plus what the plan holds besides (`Plan.held`). A lower bound: allocator
-    slack, workspaces and the framework's own buffers come on top."""
+def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None) -> str:
+    """Why `plan` cannot hold what it needs at once in `gpu`'s DRAM, or in `room` when given ((bytes, what they
+    are): a serving engine's memory its weights leave, `archsim.systems.gpu_device`) ("" when it can): the call's
+    operands (`AttentionCase.operand_bytes`) plus what the plan holds besides (`Plan.held`). A lower bound:
+    allocator slack, workspaces and the framework's own buffers come on top."""
     operands, held = case.operand_bytes(), plan.held_bytes
-    if operands + held <= gpu.dram_bytes:
+    if operands + held <= (gpu.dram_bytes if room is None else room[0]):
         return ""
     grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
-    beyond = f"beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM"
+    beyond = f"beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM" if room is None else f"beyond {room[1]}"
     if not plan.held:
         return f"its Q, K, V and O{grads} alone take {operands / 1e9:.1f} GB, {beyond}"
     parts = [f"{what} ({size / 1e9:.1f} GB)" for what, size in (("its Q, K, V and O" + grads, operands), *plan.held)]

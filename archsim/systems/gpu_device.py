@@ -68,10 +68,10 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, copy_fraction
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, copy_fraction
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
-from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, tensor_roles_of
+from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, UnrunnableOp, tensor_roles_of
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
@@ -112,6 +112,10 @@ class GpuDevice:
     kind: str = "gpu"
     timing: str = CALIBRATED  # one of TIMINGS (module docstring)
     memory_utilization: float = 1.0  # share of the DRAM the serving engine allocates (vLLM's gpu_memory_utilization)
+    # The memory one attention call may hold at once (its operands and what its plan materialises, eager
+    # attention's N x N scores): None, the whole DRAM (the GPU model's own check); the serving factory
+    # (`archsim.systems.models`) gives the weight-holding device its share of the DRAM less the weights
+    call_memory_bytes: float | None = None
     source: str = field(default="<python>", compare=False)  # the system spec's file (errors name its device's field)
     # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
@@ -198,25 +202,61 @@ class GpuDevice:
         found = self._terms.get(key)
         if found is not None:
             return found
-        from archsim.model.gpu_kernels import predict_varlen
-
         heads, kv_heads, head_dim = _head_sizes(p)
         precision = self._precision(op)
         peak = self.spec.tensor_peak_flops_per_s(precision)
         peak_s = sum(AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision).flops()
                      for n in seqlens) / peak
         case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, sum(seqlens), True, precision)
-        result = predict_varlen(self.kernel, case, seqlens, self.spec, self._kernel_params)
-        return self._kept(key, result, peak_s, f"the varlen prefill attention of {len(seqlens)} prompts "
-                                               f"({sum(seqlens)} tokens, {heads} heads, {kv_heads} KV, head_dim "
-                                               f"{head_dim})")
+        what = (f"the varlen prefill attention of {len(seqlens)} prompts ({sum(seqlens)} tokens, {heads} heads, "
+                f"{kv_heads} KV, head_dim {head_dim})")
+        return self._kept(key, self._predict(case, what, seqlens), peak_s, what)
 
-    @property
+    @functools.cached_property
     def _kernel_params(self) -> Mapping[str, float]:
-        """The attention kernel's parameters: its family's, else the device's."""
-        return self.params if self.kernel_params is None else self.kernel_params
+        """The attention kernel's parameters: its family's, else the device's; a SpecError naming the parameter when
+        they are not its family's or out of their bounds (`gpu_kernels.params_problem`, as `predict` checks them)."""
+        from archsim.model.gpu_kernels import family_of, params_problem
 
-    def _kept(self, key: tuple, result, peak_s: float, what: str) -> tuple[float, float, float]:
+        params = self.params if self.kernel_params is None else self.kernel_params
+        family = family_of(self.kernel)
+        if family is not None:
+            name, problem = params_problem(family, params)
+            if problem:
+                raise SpecError("<python>", f"params.{name}", f"{self.kernel} ({family}): {problem}")
+        return params
+
+    @functools.cached_property
+    def _call_room(self) -> tuple[float, str] | None:
+        """`call_memory_bytes` as the GPU model's memory check takes it (`plan_memory_problem`): (bytes, what they
+        are), None for the whole DRAM."""
+        room = self.call_memory_bytes
+        if room is None:
+            return None
+        return room, f"the {room / 1e9:.1f} GB of {self.spec.name}'s DRAM its weights leave"
+
+    def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] | None = None) -> GpuResult:
+        """The GPU model's prediction of one call of the attention kernel (`seqlens`: a varlen call over prompts of
+        these lengths, `case` their packed sequence, `gpu_kernels.predict_varlen`), among the kernel's plans those
+        whose operands and held tensors fit `call_memory_bytes` (`plan_memory_problem`). When none fits, the call's
+        sizes are beyond the device, not the spec wrong: an UnrunnableOp at the device's attention kernel (`what`
+        the call is), which a serving run turns into the refusal of the request (`archsim.systems.serving`)."""
+        from archsim.model.gpu import plan_memory_problem, predict_plans
+        from archsim.model.gpu_kernels import plans, varlen_plans
+
+        found = (plans(self.kernel, case, self.spec) if seqlens is None
+                 else varlen_plans(self.kernel, case, seqlens, self.spec))
+        if not isinstance(found, str):
+            room = self._call_room
+            fitting = tuple(plan for plan in found if not plan_memory_problem(plan, case, self.spec, room))
+            if not fitting:
+                raise UnrunnableOp(self.source, f"devices.{self.name}.attention_kernel",
+                                   f"{self.kernel} cannot run {what} on {self.spec.name}: "
+                                   f"{plan_memory_problem(found[0], case, self.spec, room)}")
+            found = fitting
+        return predict_plans(self.kernel, case, self.spec, found, self._kernel_params)
+
+    def _kept(self, key: tuple, result: GpuResult, peak_s: float, what: str) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a kernel call the GPU model predicted, remembered under
         `key`; a SpecError at the device's attention kernel when the call cannot run (`what` it was)."""
         if not result.feasible:
@@ -292,8 +332,6 @@ class GpuDevice:
         found = self._terms.get(key) if self.timing != ROOFLINE else None
         if found is not None:
             return found
-        from archsim.model.gpu_kernels import predict
-
         heads, kv_heads, head_dim = _head_sizes(p)
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
@@ -304,9 +342,8 @@ class GpuDevice:
             moved = float(sum(o.bytes_off_chip for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     peak_s, moved)
-        result = predict(self.kernel, case, self.spec, self._kernel_params)
-        return self._kept(key, result, peak_s, f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim "
-                                               f"{head_dim}, {seqlen} keys")
+        what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
+        return self._kept(key, self._predict(case, what), peak_s, what)
 
 
 def _head_sizes(params: Mapping[str, float]) -> tuple[int, int, int]:

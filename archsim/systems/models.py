@@ -4,18 +4,22 @@
 `archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), otherwise an
 `archsim.systems.system_model.SystemModel` (blocked, overlapped, sub-batch interleaving, and co-processing with
 `archsim.systems.coprocessing`'s layer). It sits above the modules it chooses from, so none of them imports back.
-It refuses what the model would not read (a workload's `sinks` without `window` or `top_k` without `experts`), the
-degrees the workload, or options, set that the system cannot run (`system_spec.check_degrees`; what the spec alone
-makes impossible was refused when it loaded, `system_spec.check_system`) and a KV cache that holds less than one
-token, naming the memory field of the device that holds it.
+It refuses what the model would not read (a workload's `sinks` without `window`, `top_k` without `experts`, MLA's
+`rope_dim` or `q_lora_rank` without `kv_lora_rank`), the degrees the workload, or options, set that the system
+cannot run (`system_spec.check_degrees`; what the spec alone makes impossible was refused when it loaded,
+`system_spec.check_system`) and a KV cache that holds less than one token, naming the memory field of the device
+that holds it. A weight-holding GPU's attention calls are held to the memory its weights leave
+(`_with_call_memory`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 from archsim.errors import SpecError
 from archsim.systems.coprocessing import coprocessed_layer
+from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
 from archsim.systems.system_model import SystemModel, system_model_of
@@ -39,7 +43,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     block_of(workload, "a system runs the model's decoder layers")
     _check_read(workload)
     if system.schedule.kind in ("ping-pong", "staggered"):
-        return _with_kv_room(system, offload_model(system, workload))
+        return _with_call_memory(_with_kv_room(system, offload_model(system, workload)))
     compose = coprocessed_layer if system.schedule.kind == "co-processing" else None
     model = system_model_of(system, workload, par, compose)
     if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":
@@ -52,11 +56,12 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
-    return _with_kv_room(system, model)
+    return _with_call_memory(_with_kv_room(system, model))
 
 
-# a size a decoder layer reads only beside another: sinks with a sliding window, top_k with routed experts
-READ_ONLY_WITH = {"sinks": "window", "top_k": "experts"}
+# a size a decoder layer reads only beside another: sinks with a sliding window, top_k with routed experts, MLA's
+# decoupled RoPE width and query compression with its latent KV (mla-projection, the cascade kv_lora_rank selects)
+READ_ONLY_WITH = {"sinks": "window", "top_k": "experts", "rope_dim": "kv_lora_rank", "q_lora_rank": "kv_lora_rank"}
 
 
 def _check_read(workload: Workload) -> None:
@@ -65,6 +70,25 @@ def _check_read(workload: Workload) -> None:
         if size in workload.params and needed not in workload.params:
             raise SpecError(workload.path, f"params.{size}", f"a decoder layer reads it only with {needed}, which "
                                                              "the workload does not give")
+
+
+def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
+    """`model` with its weight-holding GPU's attention calls held to the memory its weights leave
+    (`GpuDevice.call_memory_bytes`): its share of the DRAM (the memory for weights and the KV cache, plus the
+    activation reserve) less the weights of the device holding the most. A prompt whose eager N x N scores exceed
+    it cannot run (the serving simulator refuses its request), where the GPU model alone would have compared them
+    with the whole DRAM. Assumption: the KV cache is sized to fill that same room (`kv_capacity_bytes`: only the
+    fixed `ACTIVATION_RESERVE_BYTES` is kept beside it), so the check lets a call's workspace borrow the cache's
+    room: optimistic, as vLLM sizes its cache after a profiling pass whose peak at its longest prompt would have
+    shrunk the cache by that workspace. A GPU holding no weights keeps the whole-DRAM check."""
+    if isinstance(model, OffloadModel):
+        compute = _with_call_memory(model.compute)
+        return replace(model, compute=compute, pool=replace(model.pool, devices=compute.devices))
+    holder = model.weight_device
+    if not isinstance(holder, GpuDevice):
+        return model
+    room = model.memory_bytes_per_device + ACTIVATION_RESERVE_BYTES - model.weight_bytes_per_device
+    return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room, _terms={})})
 
 
 MEMORY_FIELDS = {"gpu": "dram_bytes", "memory-pool": "dram_bytes", "chip": "memory_bytes"}  # kind -> preset field

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_REQUESTS = 100_000
 MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
 _STANDARD_NORMAL = statistics.NormalDist()
+# A trace's token count: ASCII digits alone (int() also takes "1_0", "+10" and other scripts' digits, "١٠")
+TOKENS_TEXT = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -174,15 +177,18 @@ def _parse_seconds(text: str, source: str, where: str) -> float:
 
 
 def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
-    """A token count from 1 to `limit` (the size limit, `archsim.workload.max_size`)."""
+    """A token count from 1 to `limit` (the size limit, `archsim.workload.max_size`), written in the digits 0-9
+    (`TOKENS_TEXT`; spaces around it allowed)."""
+    digits = text.strip()
     try:
-        value = int(text)
-    except ValueError:
+        value = int(digits) if TOKENS_TEXT.fullmatch(digits) else 0
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
         value = 0
     if not 1 <= value <= limit:
-        shown = text.strip() if len(text.strip()) <= 40 else f"a {len(text.strip())}-character number"
+        shown = digits if len(digits) <= 40 else f"a {len(digits)}-character number"
         raise SpecError(source, where, f"expected an integer >= 1 and at most {limit} (the limit on sizes; raise "
-                                       f"it with the environment variable ARCHSIM_MAX_SIZE), got {shown!r}")
+                                       f"it with the environment variable ARCHSIM_MAX_SIZE), in the digits 0-9, "
+                                       f"got {shown!r}")
     return value
 
 

@@ -19,6 +19,16 @@ paged KV cache and preemption. The assumptions, all in one place:
   allocated as contexts grow and freed when a request finishes or is preempted. A request whose P + O - 1 tokens
   would not fit in the whole cache can never run: it is rejected on arrival (listed in `rejected_ids`), never
   admitted.
+- A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
+  its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
+  attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`). The engine then
+  costs each of the iteration's prefills alone, refuses those that cannot run alone (freeing their pages) and
+  costs the iteration again without them; a failure with no such prefill stops the run (a SpecError). Whether a
+  prefill runs is taken to be monotone in its length (what it holds grows with it), so a run costs a lone prefill
+  only for lengths between the longest known to run and the shortest known not to (`_Prefills`), and a system
+  that never raises is asked for nothing but its iterations. A request preempted after its first token whose
+  recompute (prompt and emitted tokens) cannot run is refused then: its emitted tokens leave the counts (its gaps
+  between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
   When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the
   default for single-sequence requests): its pages are freed and it returns to the front of the queue; when
@@ -56,9 +66,10 @@ from archsim.errors import SpecError
 from archsim.model.trace import DEVICE_PID, US_PER_S, Span
 from archsim.model.trace import chrome_trace as trace_events
 from archsim.record import Record
-from archsim.systems.iteration import Batch, IterationModel
+from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.requests import Request, check_requests
+from archsim.systems.step import UnrunnableOp
 
 COST_METRIC = "cost_per_token_usd"
 # A serving run's own metrics (`ServingResult.record` extras), beside every record's `archsim.record.METRICS`
@@ -134,9 +145,11 @@ class IterationRecord:
 
 @dataclass(frozen=True)
 class ServingResult:
-    """A run: per admitted request what happened (`requests`, by id), the ids rejected as never fitting the cache,
-    the serving metrics (module docstring), the totals, and the iteration `timeline` when run with `trace=True`.
-    Percentiles of no samples are NaN (write them as null in JSON)."""
+    """A run: per admitted request what happened (`requests`, by id), the ids rejected as never fitting the cache
+    or as asking for a prefill the system cannot run (those also in `unrunnable_ids`, and why the shortest such
+    prefill cannot run in `unrunnable_reason`), the serving metrics (module docstring), the totals, and the
+    iteration `timeline` when run with `trace=True`. Percentiles of no samples are NaN (write them as null in
+    JSON)."""
 
     system: str
     config: ServingConfig
@@ -157,6 +170,8 @@ class ServingResult:
     capacity_pages: int
     peak_pages: int
     timeline: tuple[IterationRecord, ...] = field(default=())
+    unrunnable_ids: tuple[int, ...] = ()
+    unrunnable_reason: str = ""
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
@@ -202,6 +217,33 @@ class _Live:
         self.preemptions = 0
 
 
+class _Prefills:
+    """Whether `model` can run a lone prefill of n tokens (module docstring; in a run, asked only once the model
+    refused an iteration; `unservable` asks it once): that prefill's iteration costed alone, where a system that
+    cannot run it raises `UnrunnableOp`; only for lengths between the longest known to run and the shortest known
+    not to, as whether a prefill runs is taken to be monotone in its length. `reason` says why the shortest known
+    not to cannot ("" while none is)."""
+
+    def __init__(self, model: IterationModel) -> None:
+        self.model = model
+        self.runs_up_to = 0
+        self.fails_from = math.inf
+        self.reason = ""
+
+    def runs(self, tokens: int) -> bool:
+        if tokens <= self.runs_up_to:
+            return True
+        if tokens >= self.fails_from:
+            return False
+        try:
+            self.model.iteration(Batch((tokens,), ()))
+        except UnrunnableOp as refused:
+            self.fails_from, self.reason = tokens, refused.message
+            return False
+        self.runs_up_to = tokens
+        return True
+
+
 class _Engine:
     """The SimPy processes and their shared state; `simulate_serving` builds one per run.
 
@@ -230,6 +272,8 @@ class _Engine:
         self.wake: simpy.Event | None = None
         self.records: list[RequestRecord] = []
         self.rejected: list[int] = []
+        self.unrunnable: list[int] = []  # rejected as asking for a prefill the system cannot run
+        self.prefills = _Prefills(model)
         self.tbt_s: list[float] = []
         self.timeline: list[IterationRecord] = []
         self.busy_s: dict[str, float] = {}
@@ -378,17 +422,41 @@ class _Engine:
         self.last_token_runs.append((now_s, len(joining)))
         self.next_finish = min(self.finish_step, default=-1)
 
+    def _cost(self, prefills: list[_Live], contexts: list[int]) -> tuple[list[_Live], IterationCost | None]:
+        """The prefills the iteration runs and its cost (None when it runs nothing): when the system cannot run it
+        (`UnrunnableOp`), the prefills it cannot run alone are refused and it is costed again without them; with
+        none such, the error stands (module docstring)."""
+        while True:
+            lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
+            try:
+                return prefills, self.model.iteration(Batch(tuple(lengths), tuple(contexts)))
+            except UnrunnableOp:
+                runs = [self.prefills.runs(n) for n in lengths]
+                if all(runs):
+                    raise
+                for live, ok in zip(prefills, runs, strict=True):
+                    if not ok:
+                        self.cache.free(live.request.id)
+                        self.rejected.append(live.request.id)
+                        self.unrunnable.append(live.request.id)
+                        self._release()
+                prefills = [live for live, ok in zip(prefills, runs, strict=True) if ok]
+                if not prefills and not contexts:
+                    return [], None
+
     def engine(self) -> Generator[simpy.Event, None, None]:
         while True:
             if not self.running and not self.waiting:
                 self.wake = self.env.event()
                 yield self.wake
                 continue
-            prefills, decoding = self._schedule()
-            prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
+            scheduled, decoding = self._schedule()
             contexts = [tokens + 1 for tokens in self.kv_tokens] if decoding else []
+            prefills, cost = self._cost(scheduled, contexts)
+            if cost is None:  # every prefill refused, nothing to decode
+                continue
+            prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
             pages_used = self.cache.used_pages
-            cost = self.model.iteration(Batch(tuple(prefill_lengths), tuple(contexts)))
             if not (math.isfinite(cost.time_s) and cost.time_s >= 0):
                 raise SpecError(self.model.name, "iteration", f"expected a finite time_s >= 0, got {cost.time_s}")
             start_s = self.env.now
@@ -431,19 +499,27 @@ def kv_tokens(request: Request) -> int:
 
 
 def unservable(model: IterationModel, requests: Sequence[Request], config: ServingConfig | None = None) -> str | None:
-    """Why no request of `requests` could ever run on `model` (each needs more KV than the whole cache holds: all
-    would be rejected), naming the one that needs the least; None when one fits."""
+    """Why no request of `requests` could ever run on `model` (all would be rejected, module docstring: each needs
+    more KV than the whole cache holds, naming the one that needs the least, or asks for a prefill the system
+    cannot run, naming the shortest prompt among those the cache holds); None when one can run."""
     config = config or ServingConfig()
     if not requests:
         return None
     capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
-    least = min(requests, key=lambda r: (kv_tokens(r), r.id))
-    need = -(-kv_tokens(least) // config.page_tokens)
-    if need <= capacity:
+    fitting = [r for r in requests if -(-kv_tokens(r) // config.page_tokens) <= capacity]
+    if not fitting:
+        least = min(requests, key=lambda r: (kv_tokens(r), r.id))
+        need = -(-kv_tokens(least) // config.page_tokens)
+        return (f"no request can be served on {model.name}: the one needing the least KV cache, request {least.id} "
+                f"({least.prompt_tokens} prompt + {least.output_tokens} output tokens), needs {kv_tokens(least)} "
+                f"tokens of KV ({need} pages of {config.page_tokens}), beyond the cache's {capacity} pages")
+    shortest = min(fitting, key=lambda r: (r.prompt_tokens, r.id))
+    prefills = _Prefills(model)
+    if prefills.runs(shortest.prompt_tokens):
         return None
-    return (f"no request can be served on {model.name}: the one needing the least KV cache, request {least.id} "
-            f"({least.prompt_tokens} prompt + {least.output_tokens} output tokens), needs {kv_tokens(least)} tokens "
-            f"of KV ({need} pages of {config.page_tokens}), beyond the cache's {capacity} pages")
+    return (f"no request can be served on {model.name}: the shortest prompt the KV cache holds, request "
+            f"{shortest.id} ({shortest.prompt_tokens} prompt + {shortest.output_tokens} output tokens), is a prefill "
+            f"the system cannot run: {prefills.reason}")
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,
@@ -451,7 +527,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     """Serve `requests` (any order) on `model` with continuous batching under `config` (default `ServingConfig()`);
     `trace=True` also records every iteration; `closed_loop=N` keeps N requests in the system, in id order,
     ignoring their arrival times (module docstring). Requests that could never fit the KV cache are rejected, not
-    admitted. Malformed requests or configs, and a model returning a negative or non-finite time, raise SpecError."""
+    admitted, and so are those whose prefill the model cannot run (`UnrunnableOp`). Malformed requests or configs,
+    and a model returning a negative or non-finite time, raise SpecError."""
     config = config or ServingConfig()
     ordered = sorted(requests, key=lambda r: (r.arrival_s, r.id) if closed_loop is None else r.id)
     check_requests(ordered)
@@ -493,6 +570,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         capacity_pages=capacity,
         peak_pages=engine.cache.peak_pages,
         timeline=tuple(engine.timeline),
+        unrunnable_ids=tuple(sorted(engine.unrunnable)),
+        unrunnable_reason=engine.prefills.reason,
     )
 
 

@@ -99,6 +99,13 @@ ROLES: dict[str, dict[str, str]] = {
 }
 
 
+class UnrunnableOp(SpecError):
+    """An op a device cannot run at the sizes it is bound to, though the spec is sound: an infeasible point (eager
+    attention's N x N scores of a long prompt beyond the memory its weights leave, `archsim.systems.gpu_device`),
+    not a malformed input. The serving simulator refuses the request asking for it and serves the others
+    (`archsim.systems.serving`); any other caller stops on it as on every SpecError."""
+
+
 @dataclass(frozen=True)
 class Block:
     """What a decoder layer's sizes leave open: its norm cascade and its dense FFN cascade."""
@@ -382,7 +389,7 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
     twin = None if alike is None else alike.get(key)
     if twin is not None:
         return Op(name, cascade_name, twin.binding, deps, phase, twin)
-    op = Op(name, cascade_name, bind(cascade, workload, given, STEP_SOURCE), deps, phase)
+    op = Op(name, cascade_name, bind(cascade, workload, given, STEP_SOURCE, set_option=False), deps, phase)
     if alike is not None:
         alike[key] = op
     return op
