@@ -59,9 +59,10 @@ def kind_of(value: object) -> str:
 
 
 def check_header(data: object, keys: Sequence[str], optional: Sequence[str], text: Sequence[str], source: str,
-                 where: str = "") -> None:
+                 where: str = "", meanings: Mapping[str, str] | None = None) -> None:
     """The common head of a preset spec (GPU, link, system): a mapping with only `keys`, each present unless
-    `optional`, the `text` keys strings, and `name` and `source` not empty."""
+    `optional`, the `text` keys strings, and `name` and `source` not empty; a missing key's error says what it
+    is where `meanings` does (a datasheet names the quantity, not the field)."""
     def at(key: str) -> str:
         return f"{where}.{key}" if where else key
 
@@ -70,7 +71,8 @@ def check_header(data: object, keys: Sequence[str], optional: Sequence[str], tex
     check_keys(data, keys, source, where)
     for key in keys:
         if key not in data and key not in optional:
-            raise SpecError(source, at(key), "missing")
+            meaning = (meanings or {}).get(key)
+            raise SpecError(source, at(key), f"missing: expected {meaning}" if meaning else "missing")
     for key in text:
         if key in data and not isinstance(data[key], str):
             raise SpecError(source, at(key), f"expected a string, got {kind_of(data[key])}")

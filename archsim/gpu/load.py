@@ -55,7 +55,8 @@ PRESETS_PACKAGE = "archsim.gpu.presets"
 NUMBERS = {
     "sm_count": ("the number of SMs (compute units)", True),
     "clock_hz": ("a clock frequency in Hz", False),
-    "sync_mma_fraction": ("a fraction of the tensor peak in (0, 1]", False),
+    "sync_mma_fraction": ("the fraction of the tensor peak warp-level mma.sync reaches, in (0, 1] (1 on Ampere "
+                          "and Ada, 0.5 on Hopper)", False),
     "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False),
     "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False),
     "smem_bytes_per_sm": ("shared memory per SM in bytes", True),
@@ -69,6 +70,9 @@ NUMBERS = {
     "dram_latency_s": ("the DRAM load latency in seconds", False),
     "power_w": ("the board power (TDP) in W", False),
 }
+MEANINGS = {"tensor_flops_per_s": "the dense tensor-core peak in FLOP/s per precision (fp16, bf16, tf32, fp8)",
+            "source": "where the numbers come from (a datasheet, a paper)",
+            **{key: what for key, (what, _) in NUMBERS.items()}}  # what a missing field is, for its error
 TEXT = ("name", "description", "source")
 MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
             "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
@@ -82,7 +86,7 @@ MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
-    check_header(data, KEYS, OPTIONAL, TEXT, source)
+    check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
     for key, what in MEASURED.items():
         if key in data:
