@@ -46,7 +46,8 @@ from archsim.systems.system_spec import TP_LINK, load_system
               help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")
 @click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
               help="[--rate] Prompt/output length distribution")
-@click.option("--seed", type=int, default=0, show_default=True, help="[--rate] Seed of arrivals and lengths")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most requests in one iteration.")
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "

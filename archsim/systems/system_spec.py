@@ -145,7 +145,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes
+from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.errors import SpecError, check_header, check_keys, kind_of, text_number_hint
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
@@ -397,8 +397,7 @@ def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
     """The validated system a spec at `source` derives from."""
     if not isinstance(value, str) or not value:
         raise SpecError(source, BASE, f"expected a system preset name or a YAML path, got {kind_of(value)}")
-    if is_spec_path(value) and not Path(value).is_absolute() and Path(source).is_file():
-        value = str(Path(source).parent / value)
+    value = spec_beside(value, source)
     try:
         path = library.find("system presets", value, PRESETS_PACKAGE)
     except SpecError as exc:
@@ -856,14 +855,14 @@ def _channel_policy(data: Mapping, source: str, where: str) -> str | None:
 
 
 def _preset(kind: str, value: Any, source: str, where: str) -> Any:
-    """A GPU preset, chip preset, library architecture or library mapping by name or path, its errors blamed on
-    this file."""
+    """A GPU preset, chip preset, library architecture or library mapping by name or path (relative to this file),
+    its errors blamed on this file."""
     if not isinstance(value, str) or not value:
         raise SpecError(source, where, f"expected a {kind} name or path, got {value!r}")
     loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "chip": load_chip,
                "architecture": library.load_architecture_spec, "mapping": library.load_mapping_spec}
     try:
-        return loaders[kind](value)
+        return loaders[kind](spec_beside(value, source))
     except SpecError as error:
         inner = f"{error.where}: " if error.where else ""
         raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
@@ -883,7 +882,7 @@ def _link(value: Any, source: str, where: str) -> Link:
     if not isinstance(value, str) or not value:
         raise SpecError(source, where, f"expected a link preset name or a link's fields, got {kind_of(value)}")
     try:
-        return load_link(value)
+        return load_link(spec_beside(value, source))
     except SpecError as error:
         inner = f"{error.where}: " if error.where else ""
         raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None

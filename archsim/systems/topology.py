@@ -35,6 +35,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
+from archsim.cascade.load import spec_beside
 from archsim.errors import SpecError, check_header
 from archsim.systems import collectives
 from archsim.systems.links import Link, link_from_dict, load_link, slowest_hop
@@ -164,7 +165,7 @@ def _gpu(name: Any, source: str) -> GPU:
     if not isinstance(name, str):
         raise SpecError(source, "gpu", f"expected a GPU preset name or file, got {name!r}")
     try:
-        return load_gpu(name)
+        return load_gpu(spec_beside(name, source))
     except SpecError as error:
         raise SpecError(source, "gpu", f"no GPU {name!r}: {error.message}") from None
 
@@ -173,7 +174,7 @@ def _preset_link(name: Any, source: str, where: str) -> Link:
     if not isinstance(name, str):
         raise SpecError(source, where, f"expected a link preset name or a link's fields, got {name!r}")
     try:
-        return load_link(name)
+        return load_link(spec_beside(name, source))
     except SpecError as error:
         raise SpecError(source, where, f"no link {name!r}: {error.message}") from None
 
