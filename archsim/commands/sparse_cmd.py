@@ -1,7 +1,8 @@
 """Sparse prefill and KV-cache selection on a GPU:
 - `archsim sparse`: one method (`archsim.systems.sparse_points`) on the GPU, workload and contexts the user names;
 - `archsim reproduce sparse` (`archsim.systems.sparse_reproduce`): MInference's end-to-end prefill against dense
-  FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode, ours beside the public figures.
+  FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode (and DuoAttention's prefill "up to"),
+  ours beside the public figures.
 The model's fields are named by the options that set them (`budget` -> `--budget`). A time the model has not (a call
 the GPU's memory cannot hold at that context, NaN) prints as n/a, and as null in JSON."""
 
@@ -27,7 +28,7 @@ FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--bu
                  "AttentionCase.seqlen": "--context"}  # an attention call's rows (batch 1 x heads x context)
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
-                  "duoattention": ("--patterns", "--retrieval-fraction"),
+                  "duoattention": ("--patterns", "--retrieval-fraction", "--prefill"),
                   "quest": ("--budget",), "razorattention": ("--retrieval-fraction",),
                   "tokenselect": ("--top-k", "--reuse-fraction")}
 PREFILL_METHODS = ("minference", "flexprefill")
@@ -35,7 +36,8 @@ PREFILL_METHODS = ("minference", "flexprefill")
 
 @click.command("sparse")
 @click.option("--method", required=True, type=click.Choice(METHODS),
-              help="minference, flexprefill (prefill); duoattention, quest, razorattention, tokenselect (decode).")
+              help="minference, flexprefill (prefill); duoattention (decode; with --prefill its prefill too); "
+                   "quest, razorattention, tokenselect (decode).")
 @click.option("--gpu", required=True, metavar="PRESET", callback=nonempty, help="A GPU preset or a YAML file.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help="Model: a library workload (e.g. llama3-8b) or a YAML file.")
@@ -60,14 +62,18 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--reuse-fraction", type=float, metavar="F",
               help="[tokenselect] Share of steps whose Selection Cache hits and skip scoring, in [0, 1) (default 0: "
                    "every step scores anew).")
+@click.option("--prefill", is_flag=True,
+              help="[duoattention] Also its end-to-end prefill of one prompt at each context against dense "
+                   "FlashAttention-2 (phase prefill; a prefill table after the decode rows).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty, help="Also write sparse.csv here.")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
                density: float | None, retrieval_fraction: float | None, budgets: list[int], top_k: int | None,
-               reuse_fraction: float | None, as_json: bool, out: str | None) -> None:
+               reuse_fraction: float | None, prefill: bool, as_json: bool, out: str | None) -> None:
     """Time a sparse-attention method on a GPU against dense attention: MInference's or FlexPrefill's end-to-end
     prefill of one prompt, or one generated token of one request under KV-cache selection (end to end, and one
-    layer's attention), with the memory the weights and the kept KV cache take.
+    layer's attention), with the memory the weights and the kept KV cache take; DuoAttention's end-to-end prefill too
+    with --prefill.
 
     Nothing a method needs is filled in: MInference needs --patterns; FlexPrefill --density; DuoAttention
     --retrieval-fraction or --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method
@@ -81,10 +87,13 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
       archsim sparse --method flexprefill --gpu h100-sxm5 -w llama3-8b --context 128K --density 0.1
       archsim sparse --method quest --gpu rtx-4090 -w llama2-7b --context 32K --budget 512,2048
       archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-8b --context 1M --retrieval-fraction 0.5
+      archsim sparse --method duoattention --gpu a100-80gb-sxm4 -w llama3-8b --context 500K \\
+          --retrieval-fraction 0.5 --prefill
     """
     given = {"--patterns": patterns is not None, "--density": density is not None,
              "--retrieval-fraction": retrieval_fraction is not None,
-             "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None}
+             "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None,
+             "--prefill": prefill}
     for option, is_given in given.items():
         if is_given and option not in METHOD_OPTIONS[method]:
             raise click.UsageError(f"{option} does not apply to --method {method} (it takes "
@@ -92,7 +101,7 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if out:
         check_writable(out, "--out", directory=True)
     settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
-                                              ("density", density)) if value is not None}
+                                              ("density", density)) if value is not None} | {"prefill": prefill}
     points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, settings)
     if out:
         write_tables(out, {"sparse": points})
@@ -102,14 +111,18 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if method in PREFILL_METHODS:
         _prefill_table(points)
     else:
-        _decode_table(points)
+        _decode_table([p for p in points if p["phase"] != "prefill"])
+        prefill = [p for p in points if p["phase"] == "prefill"]  # DuoAttention's
+        if prefill:
+            click.echo()
+            _prefill_table(prefill)
     if out:
         click.echo(f"rows written to {out}/sparse.csv")
 
 
 def _method_points(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
                    retrieval_fraction: float | None, budgets: list[int], settings: dict) -> list[dict]:
-    """The points of `method_points` (`settings`: the TokenSelect fields given); a model's error on a field an
+    """The points of `method_points` (`settings`: the method's fields given); a model's error on a field an
     option sets names the option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
@@ -131,16 +144,20 @@ def _method_points(method: str, gpu: str, workload: str, contexts: list[int], pa
 def _prefill_table(points: list[dict]) -> None:
     p0 = points[0]
     estimate = "estimate_s" in p0  # FlexPrefill's estimation, within its attention
+    kept = "retrieval_fraction" in p0  # DuoAttention: memory as its decode rows (`sparse_points`)
+    memory = ("weights + the KV cache it keeps (OOM: more than the GPU's memory, timed all the same); "
+              f"{p0['retrieval_fraction']:g} of the KV heads retrieval heads" if kept else
+              "weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps exceed its memory, "
+              "activations not counted)")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
-               "FlashAttention-2; memory: weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps "
-               "exceed its memory, activations not counted)"
+               f"FlashAttention-2; memory: {memory}"
                + (f"; density {p0['density']:g} of the causal attention" if estimate else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
                + (f"{'estimate':>9} " if estimate else "")
                + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")
     for p in points:
         click.echo(f"{p['context']:>8} {_number(p['time_s'], '.3f'):>9} {_number(p['dense_time_s'], '.3f'):>9} "
-                   f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {p['attention_s']:>9.3f} "
+                   f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
                    + (f"{p['estimate_s']:>9.3f} " if estimate else "")
                    + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
                    f"{_gb(p['memory_bytes'], p['fits']):>8}")
@@ -199,8 +216,13 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     click.echo("Ours at the longest context whose dense run fits, beside DuoAttention's README \"up to\" (its "
                "contexts not listed, so printed, not checked):")
     for r in result["duo_up_to"]:
+        prefill = "" if "prefill" not in r else (
+            f", prefill {r['prefill']:.2f}x" + (f" at {r['prefill_context'] // 1000}K"
+                                                 if r["prefill_context"] != r["context"] else "")
+            + f" (README {r['paper_prefill']:.2f}x)")
         click.echo(f"  {r['model']:<10} at {r['context'] // 1000}K: memory {r['memory']:.2f}x (README "
-                   f"{r['paper_memory']:.2f}x), decode {r['decode']:.2f}x (README {r['paper_decode']:.2f}x)")
+                   f"{r['paper_memory']:.2f}x), decode {r['decode']:.2f}x (README {r['paper_decode']:.2f}x)"
+                   + prefill)
     h = result["headline"]
     click.echo(f"\nHeadline: MInference and FA-2 within {sparse.PREFILL_TOLERANCE:.0%} of the paper at every length: "
                f"{h['minference_within']}; MInference slower than FA-2 at 10K: {h['minference_slower_at_10k']}; "

@@ -3,9 +3,10 @@
 
 A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s", "memory_bytes",
 "dense_memory_bytes"} plus the method's own fields, with `phase` one of
-- `prefill`: one prompt's end-to-end prefill (MInference or FlexPrefill, `archsim.systems.sparse_prefill`, against
-  dense FlashAttention-2), with its attention, other ops and KV copy to the host apart (FlexPrefill's estimation
-  too, `estimate_s`);
+- `prefill`: one prompt's end-to-end prefill (MInference, FlexPrefill or DuoAttention,
+  `archsim.systems.sparse_prefill`, against dense FlashAttention-2), with its attention, other ops and KV copy to the
+  host apart (FlexPrefill's estimation too, `estimate_s`); DuoAttention's, when asked (`SparseMethod.prefill`), after
+  its decode points at each context;
 - `decode`: one generated token of one request, end to end (`archsim.systems.kv_selection`: DuoAttention, Quest,
   RazorAttention, TokenSelect, against dense decode);
 - `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
@@ -14,6 +15,9 @@ Memory is the weights plus the KV cache the method keeps; `fits` says whether th
 prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
 KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV (activations
 are not counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
+DuoAttention's prefill point takes its decode points' memory and `fits` instead (the weights and the KV cache the
+method keeps once the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so
+its rows at a context agree on memory, and `fits` / `dense_fits` are also false where that side has no time.
 A side whose attention call the GPU's memory cannot hold at this context (one layer's Q, K, V and O beyond it:
 `kv_selection.attention_time_s`) has no time: its times are NaN (null in JSON, n/a in a table) and its `fits` /
 `dense_fits` false; the point is still a row, the other side timed. Quest's `loaded_fraction` is the share of a
@@ -47,6 +51,7 @@ from archsim.systems.kv_selection import SelectionDecode
 from archsim.systems.sparse_prefill import (
     Prefill,
     dense_prefill,
+    duo_prefill,
     flex_prefill,
     head_patterns,
     kv_on_host,
@@ -74,6 +79,7 @@ class SparseMethod:
     top_k: int | None = None  # TokenSelect's 2048, not given (`kv_selection.tokenselect_decode`)
     reuse_fraction: float = 0.0
     density: float | None = None
+    prefill: bool = False  # DuoAttention: also its end-to-end prefill at each context (`duo_prefill_point`)
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
@@ -152,6 +158,18 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
             "dense_fits": fits and not math.isnan(dense.attention_s)}
 
 
+def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fraction: float, sinks: int,
+                      recent: int) -> dict:
+    """DuoAttention's end-to-end prefill of one prompt of `decode`'s context against dense FlashAttention-2, with
+    the memory and `fits` of its decode point `decode` (module docstring)."""
+    sparse = duo_prefill(workload, gpu, decode.context, fraction, sinks=sinks, recent=recent)
+    record = _prefill_record("DuoAttention", workload, gpu, decode.context, sparse)
+    return {**record, "memory_bytes": decode.memory_bytes, "dense_memory_bytes": decode.dense_memory_bytes,
+            "fits": decode.fits and not math.isnan(sparse.time_s),
+            "dense_fits": decode.dense_fits and not math.isnan(record["dense_time_s"]),
+            "retrieval_fraction": fraction}
+
+
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
     """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads; a `dense` head (full
     KV) is a retrieval head."""
@@ -185,6 +203,8 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
             points += [{**p, "retrieval_fraction": fraction} for p in selection_points(result, workload.name,
                                                                                          gpu.name, None)]
+            if method.prefill:
+                points.append(duo_prefill_point(workload, gpu, result, fraction, sinks, recent))
         elif method.name == "razorattention":
             result = kv_selection.razor_decode(workload, gpu, context, method.retrieval_fraction)
             points += [{**p, "retrieval_fraction": method.retrieval_fraction}

@@ -12,6 +12,20 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting);
 - FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
+- DuoAttention (Xiao et al., ICLR'25; §3.3, `duo_prefill`): per layer, its retrieval KV heads (with their query
+  heads) as one FlashAttention-2 causal call over the prompt, then its streaming heads as one call of the block-sparse
+  Triton kernel (`gpu_sparse.fitting_fwd_launch`, the Triton family) over a static A-shape mask of `sinks` + `recent`
+  tokens (`gpu_sparse.key_tiles`: both rounded up to whole 64-token blocks, plus the partly masked diagonal block;
+  the shipped 128 + 256 visit 2 + 4 + 1 key tiles per query block). The mask is fixed, so none of MInference's
+  per-head estimation, pads or index build (`gpu_sparse.head_time_s` prices those; only its kernel is taken);
+  a call's GPU time, or the host time of issuing it when that is longer (`gpu_sparse.call_time_s`). Heads per layer as
+  the decode model's (`kv_selection.retrieval_heads_per_layer`); a layer with no heads of a kind skips that call; where
+  sinks + recent hold the whole prompt every head attends it all and the layer is dense's one call (as
+  `kv_selection.duo_decode`). Assumptions: no chunked prefill (the prompt in one pass, as the other prefills; its
+  efficiency benchmark prefills in chunks, from memory of its code, not in the reference); the two calls run one
+  after the other; the streaming kernel is the block-sparse kernel with a static mask (its own is a CUDA
+  block-streaming kernel, from memory, priced here with the Triton family); the KV copy to the host by the dense
+  rule (`kv_host_s`: every head's K and V are computed over the prompt before a streaming head keeps its window).
 - when the prompt's KV cache does not fit the GPU beside the weights, which fit alone (`kv_on_host`), the KV cache
   is kept in host
   memory, as the benchmark's `kv_cache_cpu=True` does (repo experiments/README.md; seqpar-sparse.md §3.1): each
@@ -35,17 +49,38 @@ Triton compilation time.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
-from archsim.model.gpu import AttentionCase
+from archsim.model.gpu import AttentionCase, Plan, plan_memory_problem
 from archsim.model.gpu_flexprefill import layer_time_s
-from archsim.model.gpu_sparse import BLOCK, PATTERNS, SparseParams, SparsePattern, head_time_s
+from archsim.model.gpu_sparse import (
+    BLOCK,
+    KERNEL_STAGES,
+    KERNEL_WARPS,
+    PATTERNS,
+    SparseParams,
+    SparsePattern,
+    call_time_s,
+    fitting_fwd_launch,
+    head_time_s,
+    key_tiles,
+)
 from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice, calibrated_gpu_device
-from archsim.systems.kv_selection import attention_time_s, check_dense_attention, dense_kv_bytes, weight_bytes
+from archsim.systems.kv_selection import (
+    DUO_RECENT,
+    DUO_SINKS,
+    attention_time_s,
+    check_dense_attention,
+    dense_kv_bytes,
+    retrieval_heads_per_layer,
+    weight_bytes,
+)
 from archsim.systems.links import check_host_link, load_link
 from archsim.systems.step import Step, non_attention_ops
 from archsim.systems.system_model import sizes_model
@@ -137,11 +172,50 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     """Every layer with FlashAttention-2 over all heads; its attention NaN where one call's Q, K, V and O exceed the
     GPU's memory (module docstring)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len),
+                   layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len), kv_host_s(workload, gpu, seq_len))
+
+
+def _dense_call_s(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> float:
+    """One FlashAttention-2 causal call over `heads` query heads and `kv_heads` KV heads; NaN where its Q, K, V and
+    O exceed the GPU's memory (`kv_selection.attention_time_s`)."""
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
-    attention_s = attention_time_s(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params,
-                                   "<prefill>", f"run {seq_len} tokens")
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * attention_s,
-                   kv_host_s(workload, gpu, seq_len))
+    return attention_time_s(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params,
+                            "<prefill>", f"run {seq_len} tokens")
+
+
+def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: float | None = None, *,
+                head_map: Sequence[Sequence[int]] | None = None, sinks: int = DUO_SINKS,
+                recent: int = DUO_RECENT) -> Prefill:
+    """Every layer with DuoAttention (module docstring): its retrieval heads' FlashAttention-2 call and its
+    streaming heads' A-shape call; heads from `retrieval_fraction` or `head_map` (layers x KV heads, 1 = retrieval),
+    as the decode model's."""
+    layers, heads, kv_heads, head_dim = _sizes(workload)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
+    streaming = SparsePattern("a_shape", sinks=sinks, window=recent)  # checks both are whole numbers >= 0
+    group, params = heads // kv_heads, _sparse_params()
+
+    def layer_s(n: int) -> float:  # a layer with n retrieval KV heads
+        if sinks + recent >= seq_len:  # the window holds the prompt: every head attends it all, dense's call
+            return _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len)
+        return ((_dense_call_s(gpu, n * group, n, head_dim, seq_len) if n else 0.0)
+                + (_streaming_call_s(streaming, gpu, (kv_heads - n) * group, kv_heads - n, head_dim, seq_len, params)
+                   if n < kv_heads else 0.0))
+
+    attention_s = sum(count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
+    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention_s, kv_host_s(workload, gpu, seq_len))
+
+
+def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int,
+                      params: SparseParams) -> float:
+    """One block-sparse Triton call over `heads` query heads (`kv_heads` KV heads) visiting `pattern`'s key tiles,
+    no estimation (module docstring); NaN where its Q, K, V and O exceed the GPU's memory."""
+    case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
+    kernel = fitting_fwd_launch("streaming fwd", case, gpu, BLOCK, KERNEL_WARPS, KERNEL_STAGES,
+                                key_tiles(pattern, seq_len))
+    if plan_memory_problem(Plan("streaming fwd", (kernel,)), case, gpu):
+        return math.nan
+    return call_time_s([], [kernel], gpu, params)[0]
 
 
 def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:

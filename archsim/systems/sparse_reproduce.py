@@ -7,7 +7,9 @@ through archsim's models, ours beside the public figures.
   that map's vertical-slash masks (`archsim.workload_patterns.mean_vertical_slash_density`).
 - DuoAttention (`duo_points`): decode per generated token, end to end, and memory, Llama-2-7B with 25 % and
   Llama-3-8B with 50 % retrieval heads (the shipped maps' fractions) on an A100, 20K to 1M tokens
-  (`archsim.systems.kv_selection.duo_decode`; a point whose memory exceeds the GPU is still timed, `fits` says so).
+  (`archsim.systems.kv_selection.duo_decode`; a point whose memory exceeds the GPU is still timed, `fits` says so);
+  its end-to-end prefill at the same contexts (`sparse_prefill.duo_prefill`) enters only its "up to" (`duo_up_to`),
+  not the points.
 - Quest (`quest_points`): self-attention of one layer (`attention`) and end-to-end decode (`decode`) of
   Llama-2-7B shapes (LongChat-7B, Quest's model) on an RTX 4090 and an RTX 6000 Ada at 8K-32K tokens with budgets
   512-4096 (`kv_selection.quest_decode`), and the loaded fraction 1/page + K/pages from the cascade's bytes.
@@ -66,7 +68,8 @@ PREFILL_GAP = Reason(
 PAPER = {
     # DuoAttention README headline (seqpar-sparse.md §3.3), A100-80G: "up to" over the contexts it ran, which it
     # does not list; MHA Llama-2-7B (25 % retrieval heads) and GQA Llama-3-8B (50 %)
-    "duo_up_to": {"llama2-7b": {"memory": 2.55, "decode": 2.18}, "llama3-8b": {"memory": 1.67, "decode": 1.50}},
+    "duo_up_to": {"llama2-7b": {"memory": 2.55, "decode": 2.18, "prefill": 1.73},
+                  "llama3-8b": {"memory": 1.67, "decode": 1.50, "prefill": 1.63}},
     # repo experiments/README.md, single A100-80G, LLaMA-3-8B-Instruct-1048k (seqpar-sparse.md §3.1): (FA-2, MInference)
     "minference_prefill_s": {10_000: (0.976, 2.776), 100_000: (24.88, 13.99), 300_000: (169.6, 41.09),
                              1_000_000: (1765.6, 179.1)},
@@ -171,11 +174,14 @@ def density_rows() -> list[dict]:
             for n, floor in DENSITY_CHECKS]
 
 
-def duo_points() -> list[dict]:
+def duo_points(phases: tuple[str, ...] = ("decode",)) -> list[dict]:
+    """DuoAttention's points of `phases` (`sparse_points.method_points`: attention, decode, prefill) at
+    `DUO_LENGTHS`, per run of `DUO_RUNS`."""
     gpu = load_gpu(DUO_GPU)
     return [p for model, map_name in DUO_RUNS
-            for p in method_points(SparseMethod("duoattention", pattern_map=load_pattern_map(map_name)),
-                                   library.load_workload_spec(model), gpu, DUO_LENGTHS) if p["phase"] == "decode"]
+            for p in method_points(SparseMethod("duoattention", pattern_map=load_pattern_map(map_name),
+                                                prefill="prefill" in phases),
+                                   library.load_workload_spec(model), gpu, DUO_LENGTHS) if p["phase"] in phases]
 
 
 DUO_NO_CLAIM = "no tolerance: the README's \"up to\" does not say at which contexts it was measured"
@@ -183,18 +189,31 @@ DUO_NO_CLAIM = "no tolerance: the README's \"up to\" does not say at which conte
 
 def duo_up_to(points: list[dict]) -> list[dict]:
     """DuoAttention's memory saving and decode speed-up per model at the longest context of `DUO_LENGTHS` whose
-    dense run fits the GPU (a measured "up to" needs the dense baseline), beside the README's "up to". The README
-    does not list its contexts, so no tolerance is claimed: printed, not checked."""
+    dense run fits the GPU (a measured "up to" needs the dense baseline), beside the README's "up to"; with prefill
+    points among `points`, the prefill speed-up read the same way (`prefill_context`: its context; the prefill
+    points' `dense_fits` are the decode points' memory, so it is the same one). The README does not list its
+    contexts, so no tolerance is claimed: printed, not checked."""
     rows = []
     for model, paper in PAPER["duo_up_to"].items():
-        fitting = [p for p in points if p["method"] == "DuoAttention" and p["model"] == model and p["dense_fits"]]
-        if not fitting:
+        p = _longest_fitting(points, model, "decode")
+        if p is None:
             continue
-        p = max(fitting, key=lambda q: q["context"])
-        rows.append({"model": model, "context": p["context"], "memory": p["dense_memory_bytes"] / p["memory_bytes"],
-                     "paper_memory": paper["memory"], "decode": p["dense_time_s"] / p["time_s"],
-                     "paper_decode": paper["decode"]})
+        row = {"model": model, "context": p["context"], "memory": p["dense_memory_bytes"] / p["memory_bytes"],
+               "paper_memory": paper["memory"], "decode": p["dense_time_s"] / p["time_s"],
+               "paper_decode": paper["decode"]}
+        prefill = _longest_fitting(points, model, "prefill")
+        if prefill is not None:
+            row |= {"prefill_context": prefill["context"], "prefill": prefill["dense_time_s"] / prefill["time_s"],
+                    "paper_prefill": paper["prefill"]}
+        rows.append(row)
     return rows
+
+
+def _longest_fitting(points: list[dict], model: str, phase: str) -> dict | None:
+    """`model`'s DuoAttention point of `phase` at the longest context whose dense run fits, None if none does."""
+    fitting = [p for p in points if p["method"] == "DuoAttention" and p["model"] == model and p["phase"] == phase
+               and p["dense_fits"]]
+    return max(fitting, key=lambda q: q["context"], default=None)
 
 
 def quest_points() -> list[dict]:
@@ -215,7 +234,8 @@ def run_all() -> dict:
     }
     if not headline["minference_within"]:
         headline["minference_reason"] = prefill_gap(comparison)
-    duo = duo_points()
-    return {"points": minference_points() + duo + quest_points(), "minference": comparison,
+    duo = duo_points(("decode", "prefill"))
+    decode = [p for p in duo if p["phase"] == "decode"]
+    return {"points": minference_points() + decode + quest_points(), "minference": comparison,
             "held_clock": held_clock_reading(), "density": density_rows(), "duo_up_to": duo_up_to(duo),
             "headline": headline}
