@@ -4,6 +4,9 @@
   store's meta and its write, so both took the store, which then mixed two sweeps' records under the second's name.
   The race is made deterministic by running the second sweep inside the first's read of the meta.
 - a stored record that is not JSON made `archsim sweep` crash (exit 1, "bug in archsim") after claiming the store.
+- one that is JSON but no sweep record (`[1]`, `5`, `{}`: not an object holding `key` and `feasible`) made `archsim
+  sweep` crash (KeyError: 'key') after claiming the store, and `archsim results` crash (KeyError: 'feasible') or
+  call it "not JSON".
 - a Dask sweep commits batches as they finish, so its rows, killed and resumed, came back in another order than a
   run straight through in this process, whose order (its planned order, `archsim.dse.sweep.plan`) is the one kept.
 
@@ -90,6 +93,30 @@ def test_a_record_that_is_not_json_is_refused_before_the_store_is_claimed(tmp_pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT value FROM meta WHERE name = 'sweep'").fetchone() == ("earlier (e.yaml)",)
         assert conn.execute("SELECT COUNT(*) FROM points").fetchone() == (4,)
+
+
+def _dump(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.iterdump())
+
+
+@pytest.mark.parametrize("command", ["sweep", "results"])
+@pytest.mark.parametrize("record", ["[1]", "5", "{}"])
+def test_a_record_that_is_json_but_no_sweep_record_is_refused_in_one_line(tmp_path, cli, command, record):
+    spec, db, csv = tmp_path / "small.yaml", tmp_path / "s.sqlite", tmp_path / "out.csv"
+    spec.write_text(yaml.safe_dump(SMALL))
+    cli("sweep", str(spec), "--db", str(db), "--local")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE points SET record = ? WHERE rowid = 1", (record,))
+    grown = tmp_path / "grown.yaml"  # one more length: a new point would be written, were the store claimed
+    grown.write_text(yaml.safe_dump({**SMALL, "axes": {**SMALL["axes"], "workload.seq_len": [1024, 4096, 2048]}}))
+    before = _dump(db)
+    args = ("sweep", str(grown), "--db", str(db), "--local") if command == "sweep" else (
+        "results", str(db), "--csv", str(csv))
+    text = cli(*args, expect=2).output.strip()
+    assert text.count("\n") == 0 and text.startswith(f"error: {db}: "), text
+    assert "a record is not a sweep record (expected a JSON object with key and feasible" in text, text
+    assert _dump(db) == before and not csv.exists()
 
 
 def test_a_sweep_whose_batches_finished_out_of_order_reads_back_as_one_run_straight_through(tmp_path):

@@ -175,8 +175,8 @@ def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any
     """Give each stored record of a key of `points` the axis values of its point that it lacks (a point stored by a
     sweep without those axes, reused by one with them: its row would show no value there), after its key and
     target kind in the point's axis order, keeping every value it has, in the caller's transaction (`claiming`:
-    a record that is not JSON, a SpecError as in `records`, leaves the store as it was); returns the number of
-    records changed."""
+    a record that is not JSON or no sweep record, a SpecError as in `records` (`_loads`), leaves the store as it
+    was); returns the number of records changed."""
     updates = []
     keys = list(points)
     with _errors(conn.path):
@@ -186,7 +186,7 @@ def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any
                                 chunk).fetchall()
             for key, text in rows:
                 record = _loads(conn, text)
-                if isinstance(record, dict) and not set(points[key]) <= set(record):
+                if not set(points[key]) <= set(record):
                     head = {name: record[name] for name in ("key", "target_kind") if name in record}
                     merged = {**head, **{axis: record.get(axis, value) for axis, value in points[key].items()},
                               **record}
@@ -205,22 +205,26 @@ def records(conn: StoreConnection) -> pd.DataFrame:
         else:
             rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
     stored = [_loads(conn, r) for (r,) in rows]
-    try:
-        df = pd.DataFrame(stored)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
+    df = pd.DataFrame(stored)
     # columns in a feasible record's order, whichever record came first: an infeasible one lacks the metrics
     # (utilization.*), which pandas would otherwise put after the fields it does have
-    feasible = next((r for r in stored if isinstance(r, dict) and r.get("feasible")), {})
+    feasible = next((r for r in stored if r["feasible"]), {})
     return _blank_infeasible(df[list(dict.fromkeys([*(c for c in feasible if c in df), *df.columns]))])
 
 
-def _loads(conn: StoreConnection, text: str) -> Any:
-    """A stored record's JSON; a SpecError naming the store where it is not JSON (a file edited or damaged)."""
+def _loads(conn: StoreConnection, text: str) -> dict[str, Any]:
+    """A stored record; a SpecError naming the store where it is not JSON, or is JSON but no sweep record (not an
+    object holding `key` and `feasible`): a file edited or damaged."""
     try:
-        return json.loads(text)
+        record = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
+    if not isinstance(record, dict) or not {"key", "feasible"} <= record.keys():
+        found = (f"an object without {' or '.join(f for f in ('key', 'feasible') if f not in record)}"
+                 if isinstance(record, dict) else text if len(text) <= 40 else f"{text[:40]}...")
+        raise SpecError(conn.path, "", "sweep store: a record is not a sweep record (expected a JSON object with "
+                                       f"key and feasible, found {found})")
+    return record
 
 
 def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:
