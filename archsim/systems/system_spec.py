@@ -99,7 +99,9 @@ Derived specs. A spec with `base` (a system preset name, or a YAML path, relativ
 system's spec with this file's keys laid over it: a mapping merges key by key (recursively), a `null` removes the
 base's key, any other value replaces it; `name` must be given (a derived spec never inherits its base's name),
 `description` and `source` are inherited when left out. The base is loaded and validated on its own first, so an
-error in it names its file; a cycle of bases is refused. The merged spec is what `System.data` holds (what sweeps
+error in it names its file; a cycle of bases is refused. A relative path in the base (a device's `preset` or
+`mapping`, a link, a `by_workload` key) is read from the base's folder, one in the derived spec from its own. The
+merged spec, the base's paths put as the derived file would write them, is what `System.data` holds (what sweeps
 hash and `with_fields` changes). A preset is remembered per file content (`archsim.library`): a base edited while a
 process runs reaches the specs derived from it only when they are loaded in a new process.
 
@@ -334,7 +336,8 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
     if isinstance(data, Mapping) and BASE in data:
         if "name" not in data:
             raise SpecError(source, "name", "missing: a spec with a base names itself")
-        data = _laid_over(_base(data[BASE], source, bases).data, {k: v for k, v in data.items() if k != BASE})
+        over = {k: v for k, v in data.items() if k != BASE}
+        data = _laid_over(_base(data[BASE], source, bases, over), over)
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
@@ -393,11 +396,12 @@ def _inline_link(links: dict[str, Any], role: str, system: System) -> None:
         links[role] = link_to_dict(system.links[role])
 
 
-def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
-    """The validated system a spec at `source` derives from."""
+def _base(value: Any, source: str, bases: tuple[str, ...], over: Mapping[str, Any]) -> dict[str, Any]:
+    """The data of the validated system a spec at `source` derives from, its paths moved to `source` (`_moved`);
+    `over` is the derived spec's own keys."""
     if not isinstance(value, str) or not value:
         raise SpecError(source, BASE, f"expected a system preset name or a YAML path, got {kind_of(value)}")
-    value = spec_beside(value, source)
+    written, value = value, spec_beside(value, source)
     try:
         path = library.find("system presets", value, PRESETS_PACKAGE)
     except SpecError as exc:
@@ -406,7 +410,43 @@ def _base(value: Any, source: str, bases: tuple[str, ...]) -> System:
     if str(path.resolve()) in chain or len(chain) > MAX_BASES:
         raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
                                       f"{' -> '.join((*chain, str(path.resolve())))}")
-    return system_from_dict(parse_yaml(read_spec_bytes(path), path), str(path), chain)
+    base = system_from_dict(parse_yaml(read_spec_bytes(path), path), str(path), chain)
+    return _moved(base.data, written if is_spec_path(written) else str(path.absolute()), source, over)
+
+
+def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str, Any]) -> dict[str, Any]:
+    """A base's validated `data` as the derived spec at `source`, which names the base's file `written`, reads it:
+    each relative path in it (a device's `preset` or `mapping`, a link, a `by_workload` key), relative to the
+    base's folder, is put as the derived spec would write it (`written`'s folder, then the path), so it still
+    names the file beside the base; a path the derived spec's own keys (`over`) write stays relative to its file.
+    A `by_workload` key naming the same file as one of `over`'s takes `over`'s text, so that entry is laid over
+    the base's."""
+    def moved(text: Any) -> Any:
+        if not isinstance(text, str) or not is_spec_path(text) or Path(text).is_absolute():
+            return text
+        return str(Path(written).parent / text)
+
+    data = copy.deepcopy(dict(data))
+    for device in data["devices"].values():
+        for key in ("preset", "mapping"):
+            if key in device:
+                device[key] = moved(device[key])
+    for role, link in data.get("links", {}).items():
+        data["links"][role] = moved(link)
+    parallelism = over.get("parallelism")
+    keys = parallelism.get("by_workload") if isinstance(parallelism, Mapping) else None
+    theirs = {_file_of(key, source): key for key in (keys if isinstance(keys, Mapping) else ())
+              if isinstance(key, str) and is_spec_path(key)}
+    if "by_workload" in data["parallelism"]:
+        data["parallelism"]["by_workload"] = {
+            theirs.get(_file_of(moved(key), source), moved(key)) if is_spec_path(key) else key: entry
+            for key, entry in data["parallelism"]["by_workload"].items()}
+    return data
+
+
+def _file_of(path: str, source: str) -> Path:
+    """The file a spec path written in the spec at `source` names."""
+    return Path(spec_beside(path, source)).resolve()
 
 
 def _laid_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
