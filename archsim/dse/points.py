@@ -1,7 +1,8 @@
 """Design points of a sweep: drawing them from the axes, keying them, and evaluating them (pure).
 
 A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
-`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes), the sweep's
+`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes and the linked axes
+setting a `workload.` field), the sweep's
 system (its `system.` and `serving.` axes; `archsim.dse.system_points`), or multi-device attention (its
 `parallel.` axes; `archsim.dse.parallel_spec`). Its key is the sha256 of the canonical JSON of the fully resolved
 configuration (the archsim version, then mapping, cascade, workload, the architecture after the point's changes and
@@ -40,7 +41,7 @@ from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
-from archsim.dse.spec import Constraint, SweepSpec, target_name
+from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
 from archsim.dse.system_points import serve_point, system_config
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
@@ -144,7 +145,8 @@ def expand(spec: SweepSpec) -> list[Point]:
     The architecture's come from all axes: grid = cartesian product in axis order; random = `samples`
     independent draws of a value per axis; lhs = `samples` Latin-hypercube points (each axis's [0, 1) split into
     `samples` strata, one draw per stratum, strata shuffled per axis, mapped onto the axis's value list). Seeded,
-    so deterministic. A GPU preset gets every combination of the `workload.` axes' values (a grid)."""
+    so deterministic. A GPU preset gets every combination of the values of the axes it takes (a grid of
+    `gpu_axes`: the `workload.` axes and the linked axes setting a `workload.` field)."""
     target = target_name(spec)
     paths = list(spec.axes)
     if spec.sampling.kind == "grid":
@@ -160,7 +162,7 @@ def expand(spec: SweepSpec) -> list[Point]:
         points = [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
     points = [{"target": target, **p} for p in points]
     if spec.gpus:
-        workload_paths = [p for p in paths if p.startswith("workload.")]
+        workload_paths = gpu_axes(spec)
         combos = list(itertools.product(*(spec.axes[p] for p in workload_paths)))
         points += [{"target": gpu, **dict(zip(workload_paths, combo, strict=True))}
                    for gpu in spec.gpus.presets for combo in combos]
@@ -246,7 +248,7 @@ def evaluate_point(spec: SweepSpec, base: Base, point: Point, key: str | None = 
     not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason,
     never a raise.
 
-    A constraint on a metric the target does not model (a GPU's area, see `_gpu_metrics`) does not exclude it.
+    A constraint on a metric the target does not model (`NOT_MODELLED`: a GPU's area) does not exclude it.
     `key`: the point's `point_key` where the caller has it."""
     kind = target_kind(base, point)
     return _record(spec, base, point, key, kind, lambda: _EVALUATORS[kind](spec, base, point))
@@ -375,18 +377,26 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
     except SpecError as e:
         feasible, reason, metrics = False, str(e), {}
     metrics = {**nan_metrics, **(metrics if feasible else {})}  # an infeasible design's numbers are no answer
-    ok = bool(within_constraints(spec.constraints, feasible, metrics))
+    ok = bool(within_constraints(spec.constraints, feasible, metrics, kind))
     return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
 
 
-def within_constraints(constraints: tuple[Constraint, ...], feasible: Any, metrics: Any) -> Any:
-    """Whether a point is feasible and meets `constraints` (`feasible` a bool, `metrics` its metrics by name), or
-    each point of a table (`feasible` a bool column, `metrics` a DataFrame: a bool array). A constraint on a
-    metric a point does not model (NaN: a GPU's area) does not exclude it."""
+# The metrics a point of each target kind (`target_kind`) has no model of, NaN in its records: a GPU preset's area
+# (`archsim.model.gpu.gpu_record`: the presets carry no die area), and a system's or multi-device attention's
+# (`archsim.dse.spec.UNMODELLED`, whose sweeps refuse a constraint on them).
+NOT_MODELLED = {"gpu": ("area_um2",), **UNMODELLED}
+
+
+def within_constraints(constraints: tuple[Constraint, ...], feasible: Any, metrics: Any, kinds: Any) -> Any:
+    """Whether a point is feasible and meets `constraints` (`feasible` a bool, `metrics` its metrics by name, `kinds`
+    its `target_kind`), or each point of a table (`feasible` a bool column, `metrics` a DataFrame, `kinds` a column:
+    a bool array). A NaN metric meets a constraint only where the point's kind does not model it (`NOT_MODELLED`);
+    any other NaN (a metric the model left undefined) fails it."""
     ok = np.asarray(feasible, dtype=bool)
     for constraint in constraints:
         value = np.asarray(metrics[constraint.metric], dtype=float)
-        ok = ok & (~np.isfinite(value) | constraint.holds(value))
+        unmodelled = np.isin(kinds, [kind for kind, names in NOT_MODELLED.items() if constraint.metric in names])
+        ok = ok & ((unmodelled & np.isnan(value)) | constraint.holds(value))
     return ok
 
 
@@ -395,7 +405,8 @@ def with_constraints(df: pd.DataFrame, constraints: tuple[Constraint, ...]) -> p
     those of the sweep that stored them)."""
     if df.empty:
         return df
-    return df.assign(constraint_ok=within_constraints(constraints, df["feasible"].to_numpy(dtype=bool), df))
+    return df.assign(constraint_ok=within_constraints(constraints, df["feasible"].to_numpy(dtype=bool), df,
+                                                      df["target_kind"].to_numpy()))
 
 
 def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:

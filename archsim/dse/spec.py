@@ -28,9 +28,11 @@ max_context_tokens maximised). Such a sweep has no mapping, cascade, arch, sets,
     axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
     objectives: [latency_s, efficiency]
 
-`gpus` adds the same attention on GPU presets: every combination of the sweep's `workload.` axis values on each
-listed GPU, timed by the GPU model (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by
-default) and the packaged calibration. The accelerator's `arch.` axes do not apply to those points. Its cascade
+`gpus` adds the same attention on GPU presets: every combination of the values of the sweep's `workload.` axes
+and of its linked axes that set a size the GPU call reads (`gpu_axes`) on each listed GPU, timed by the GPU model
+(`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by default) and the packaged calibration. The
+accelerator's `arch.` axes do not apply to those points. A rank sized by one of those sizes (`workload.B`, batch's)
+is then given by its parameter (`_check_rank_sizes`). Its cascade
 must be an attention (K an input), and not one the GPU kernels do not model (MLA, sliding windows).
 
 Everything is checked at load, each problem a `SpecError` naming the YAML path: the names the spec refers to
@@ -48,15 +50,19 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archsim import library
 from archsim.arch.spec import Architecture
+from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
-from archsim.cascade.bind import eval_size
+from archsim.cascade.bind import eval_size, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
@@ -236,11 +242,23 @@ def load_sweep(path: str | Path, max_points: int | None = None) -> SweepSpec:
 
 def point_count(spec: SweepSpec) -> int:
     """How many points `archsim.dse.points.expand` draws, computed without drawing them: the architecture's (the
-    grid's product of axis lengths, or `samples`) and each GPU preset's (the product of the workload axes')."""
+    grid's product of axis lengths, or `samples`) and each GPU preset's (the product of `gpu_axes`' lengths)."""
     arch_points = (math.prod(len(v) for v in spec.axes.values()) if spec.sampling.kind == "grid"
                    else spec.sampling.samples)
-    workload_grid = math.prod(len(v) for p, v in spec.axes.items() if p.startswith("workload."))
+    workload_grid = math.prod(len(spec.axes[p]) for p in gpu_axes(spec))
     return arch_points + (len(spec.gpus.presets) * workload_grid if spec.gpus else 0)
+
+
+# The workload sizes a GPU point's attention call reads (`archsim.dse.points._gpu_call`): its shape and word width.
+GPU_SIZES = ("batch", "heads", "kv_heads", "head_dim", "seq_len", "word_bytes")
+
+
+def gpu_axes(spec: SweepSpec) -> list[str]:
+    """The axes a GPU point takes, in axis order: each `workload.` axis, and each linked axis that sets a size the
+    GPU call reads (`GPU_SIZES`; one setting only the architecture and its tiles, such as the demo's array size and
+    M0, gives the GPU no other call)."""
+    read = {f"workload.{name}" for name in GPU_SIZES}
+    return [p for p in spec.axes if p.startswith("workload.") or read.intersection(spec.links.get(p, ()))]
 
 
 def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None = None) -> SweepSpec:
@@ -349,6 +367,7 @@ def _list(value: Any, where: str, source: str) -> list:
 def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
     if not isinstance(axes, dict) or not axes:
         raise SpecError(source, "axes", f"expected a non-empty mapping of path -> list of values, got {axes!r}")
+    axes = {path: _plain(values) for path, values in axes.items()}
     for path, values in axes.items():
         where = f"axes.{path}"
         root, _, rest = str(path).partition(".")
@@ -500,9 +519,25 @@ def _sets(value: Any, source: str) -> dict[str, float]:
         return {}
     if not isinstance(value, dict):
         raise SpecError(source, "sets", "expected a mapping of size name -> number")
+    value = _plain(value)
     for name, size in value.items():
         _check_value(size, f"workload.{name}", source, f"sets.{name}")
     return {str(k): v for k, v in value.items()}
+
+
+def _plain(value: Any) -> Any:
+    """`value` (an axis's values, a linked axis, `sets`) with a Python caller's numpy numbers and arrays as Python
+    ones: an integer (`numbers.Integral`, not a bool) as an int, another real number as a float, an array as a list,
+    within lists and mappings too. What YAML reads is left as it is."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def _finite(value: Any) -> bool:
@@ -581,6 +616,7 @@ def _check_named_specs(spec: SweepSpec) -> None:
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
     workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None
     _check_size_names(spec, cascade, workload)
+    _check_rank_sizes(spec, cascade, workload)
     if spec.gpus is not None:
         _check_gpu_attention(spec, cascade, workload)
     _check_arch_fields(spec, library.load_architecture_spec(
@@ -609,7 +645,8 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                     f"attention (its attention field): expected a kernel of "
                                                     f"{workload.attention} attention")
     fixed = {**cascade.params, **workload.params, **spec.sets}  # the sizes no axis sets
-    _check_gpu_precision(spec, fixed.get("word_bytes"), workload)
+    varied = [name.removeprefix("workload.") for name, _ in _size_settings(spec) if name.startswith("workload.")]
+    _check_gpu_precision(spec, fixed.get("word_bytes"), "word_bytes" in varied, workload)
     masked = any(e.mask is not None for e in cascade.einsums)
     if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
@@ -617,9 +654,7 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
     if spec.gpus.causal and not masked:  # its GPU points would skip half the work the architecture points do
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} has no mask (full attention): its GPU "
                                                     "points are not causal (false)")
-    axes = {p.removeprefix("workload."): p for p in spec.axes if p.startswith("workload.")}
-    sizes = {**fixed, **axes}
-    unmodelled = unmodelled_attention(sizes)
+    unmodelled = unmodelled_attention({**fixed, **dict.fromkeys(varied)})
     if unmodelled:
         size, what = unmodelled
         raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
@@ -627,11 +662,12 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                  "would be wrong; drop gpus")
 
 
-def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, workload: Workload) -> None:
+def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, varied: bool, workload: Workload) -> None:
     """`gpus.precision` runs somewhere: the kernel has a path for it (`gpu_kernels.precision_problem`), one of the
     presets a tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them
-    (`word_bytes`, the width the sweep's sets give, None when none; an axis of `word_bytes` makes each point of
-    another width infeasible, `points._gpu_record`). A spec none of whose GPU points could run is refused at load."""
+    (`word_bytes`, the width the sweep's sets give, None when none; an axis of `word_bytes`, its own or a linked
+    one's field, `varied`, makes each point of another width infeasible, `points._gpu_record`). A spec none of whose
+    GPU points could run is refused at load."""
     precision = spec.gpus.precision
     problem = precision_problem(spec.gpus.kernel, precision)
     if problem:
@@ -639,7 +675,7 @@ def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, workload: Wo
     if not any(load_gpu(name).has_rate(precision) for name in spec.gpus.presets):
         raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
                                                        f"{precision}: expected a precision they have")
-    if "workload.word_bytes" not in spec.axes and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
+    if not varied and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
         raise SpecError(spec.source, "gpus.precision", f"{precision} times {PRECISION_BYTES[precision]}-byte words, "
                                                        f"but workload {workload.name}'s are {word_bytes:g} bytes "
                                                        "(word_bytes): expected a precision of its width")
@@ -649,15 +685,40 @@ def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | No
     """Each `sets` key, `workload.` axis and linked `workload.` field is a parameter or rank of the cascade or a
     parameter of the workload (what `archsim.cascade.bind.bind` accepts as an override)."""
     sizes = list(dict.fromkeys([*cascade.params, *cascade.rank_sizes, *(workload.params if workload else {})]))
-    named = [(name, f"sets.{name}") for name in spec.sets]
-    named += [(path, f"axes.{path}") for path in spec.axes if path.startswith("workload.")]
-    named += [(target, f"axes.{path}.set.{target}") for path, templates in spec.links.items()
-              for target in templates if target.startswith("workload.")]
-    for name, where in named:
+    for name, where in _size_settings(spec):
         if name.removeprefix("workload.") not in sizes:
             of_workload = f" or workload {workload.name}" if workload else ""
             raise SpecError(spec.source, where, f"not a parameter or rank of cascade {cascade.name}{of_workload} "
                                                 f"(known: {', '.join(sizes)})")
+
+
+def _check_rank_sizes(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:
+    """A rank set by name (`workload.B`, `sets: {M: ...}`) beside the parameter that sizes it and nothing else
+    (`ranks: {B: batch}`) sets one field twice (`archsim.dse.once`). With `gpus`, a rank sized by a parameter the GPU
+    call reads (`GPU_SIZES`) is refused when set by name: the GPU call is one square attention over those
+    parameters, which a rank set alone departs from (B=1 beside batch 64 would time batch 64; M=8192 beside P=4096
+    keys longer than the queries), so such sizes are given by parameter. A tile rank (M0) is the architecture's."""
+    params = {*cascade.params, *(workload.params if workload else {})}
+    ranks = {r: expr for r, expr in cascade.rank_sizes.items() if r not in params}
+    sole = {f"workload.{r}": f"workload.{expr.name}" for r, expr in ranks.items()
+            if isinstance(expr, S.Name) and ranks_sized_by(cascade, expr.name) == [r]}
+    check_set_once(_settings(spec), spec.source, sole)
+    if spec.gpus is None:
+        return
+    for name, where in _size_settings(spec):
+        rank = name.removeprefix("workload.")
+        sizing = sorted(S.names_in(ranks[rank]) & set(GPU_SIZES)) if ranks.get(rank) is not None else []
+        if sizing:
+            use = " or ".join(f"workload.{p}" for p in sizing)
+            raise SpecError(spec.source, where, f"{rank} is a rank of cascade {cascade.name}: GPU points time the "
+                                                f"workload's parameters, not a rank set alone; use {use} (the "
+                                                f"parameter name), or drop gpus")
+
+
+def _size_settings(spec: SweepSpec) -> list[tuple[str, str]]:
+    """The sizes the sweep sets as `workload.<name>` field paths, and where: each `sets` entry, each `workload.`
+    axis, each `workload.` field of a linked axis."""
+    return [(name, where) for name, where in _settings(spec) if name.startswith("workload.")]
 
 
 def _check_arch_fields(spec: SweepSpec, base: Architecture) -> None:
