@@ -71,7 +71,7 @@ def test_eager_workspace_is_held_to_the_memory_the_weights_leave(tmp_path, cli):
     """A 35,000-token prompt makes eager attention hold 2 x (20 x 35000 x 128 + 17 x 35000^2) = 41.8 GB: within
     the A100's 42.9 GB of DRAM, so the GPU model alone runs it, but beyond the 42.9 - 16.06 / 4 = 38.9 GB
     Llama-3-8B's weights leave at tp 4, which the serving run used to ignore. Every request of the trace refused:
-    one line, exit 2, naming the trace and the request."""
+    one line, exit 2, naming the trace, the request, and the system file and field of the call it cannot run."""
     held = eager_prefill_bytes(35000)
     room = A100_40GB_DRAM_BYTES - LLAMA3_8B_BYTES / 4
     assert held == pytest.approx(41.83e9, rel=1e-3) and room == pytest.approx(38.93e9, rel=1e-3)
@@ -87,6 +87,7 @@ def test_eager_workspace_is_held_to_the_memory_the_weights_leave(tmp_path, cli):
     result = cli("simulate", "--system", "gpu", "--workload", "llama3-8b", "--trace", path, expect=2)
     one_line_error(result, f"{path}: no request can be served on gpu:llama3-8b tp4 pp1",
                    "the shortest prompt the KV cache holds, request 0 (35000 prompt",
+                   f"cannot run: {load_system('gpu').source}: devices.gpu.attention_kernel: PyTorch eager attention",
                    "41.8 GB, beyond the 38.9 GB of a100-40gb-sxm4's DRAM its weights leave")
 
 
@@ -208,3 +209,129 @@ def test_a_sweep_point_names_the_prefill_it_cannot_run(tmp_path, cli):
     assert reason.startswith("5 of 100 requests ask for a prefill gpu:llama3-8b tp4 pp1 cannot run (PyTorch eager "
                              "attention cannot run fwd attention"), reason
     assert "never fit" not in reason
+
+
+def test_the_device_checks_its_kernel_params_as_predict_does():
+    """The GPU device's attention kernel parameters are checked by the GPU model's own check (`check_params`, which
+    `predict` calls), not a copy of it: a parameter that is not the family's is the same SpecError from both."""
+    from archsim.model.gpu_kernels import check_params
+    from archsim.systems.gpu_device import GpuDevice
+
+    params = {**load_calibration().family_params("pytorch"), "not_a_param": 1.0}
+    with pytest.raises(SpecError) as checked:
+        check_params(EAGER, params)
+    model = neupims.system("gpu", "llama3-8b")
+    device = model.devices["gpu"]
+    bad = GpuDevice(device.name, device.spec, device.params, EAGER, params)
+    with pytest.raises(SpecError) as costed:
+        bad.cost([model.attention("prefill", 100)])
+    assert (costed.value.where, costed.value.message) == (checked.value.where, checked.value.message)
+    assert checked.value.where == "params.not_a_param"
+
+
+def test_a_call_whose_ctas_fit_no_sm_is_unrunnable_not_a_stopped_run():
+    """FlashAttention-2's forward at head_dim 128 holds Q and one stage of K and V in shared memory: at its smallest
+    tile, 16 x 16 (`SMALLEST_BLOCK`), (16 + 2 x 16) x 128 x 2 B = 12 KB a CTA. On an A100 given 8 KB per SM its plan
+    fits the memory the weights leave but no SM. Such a call is beyond the device as much as one that does not fit
+    its memory: an UnrunnableOp (the serving run refuses the request), where it had been a plain SpecError that
+    stopped the run."""
+    from dataclasses import replace
+
+    from archsim.systems.gpu_device import calibrated_gpu_device
+
+    model = neupims.system("gpu", "llama3-8b")
+    device = model.devices["gpu"]
+    small = replace(device.spec, smem_bytes_per_sm=8 * 1024)
+    fa2 = replace(calibrated_gpu_device(small, "FlashAttention-2", name="gpu"),
+                  call_memory_bytes=device.call_memory_bytes)
+    for ops in ([model.attention("prefill", 100)], [model.attention("prefill", 100), model.attention("prefill", 50)]):
+        with pytest.raises(UnrunnableOp) as refused:
+            fa2.cost(ops)
+        assert refused.value.where == "devices.gpu.attention_kernel"
+        assert "a CTA needs" in refused.value.message and "8192 B per SM" in refused.value.message
+    served = simulate_serving(replace(model, devices={**model.devices, "gpu": fa2}), [Request(0, 0.0, 100, 2)])
+    assert (served.rejected_ids, served.unrunnable_ids) == ((0,), (0,))
+
+
+def test_simulate_json_says_what_was_refused_and_not_timed(tmp_path, cli):
+    """--json carries what the human output says: of the rejected, how many ask for a prefill the system cannot
+    run and why the shortest cannot (the 50,000-token prompt of the first test: 85.2 GB of eager attention, beyond
+    the 38.9 GB the weights leave), and the messages no link times (the gpu preset at tp 4 names no link)."""
+    path = trace(tmp_path, "0,100,10\n0,60000,5\n1,50000,3\n")
+    out = json.loads(cli("simulate", "--system", "gpu", "--workload", "llama3-8b", "--trace", path, "--json").output)
+    assert (out["rejected"], out["unrunnable"]) == (2, 2)
+    assert out["unrunnable_reason"].startswith("PyTorch eager attention cannot run fwd attention of 8 heads (2 KV), "
+                                               "head_dim 128, 50000 keys"), out["unrunnable_reason"]
+    assert out["not_timed"] == ["TP all-reduces at tp 4 (the system names no link tp)"]
+    fine = json.loads(cli("simulate", "--system", "vllm-h100", "--workload", "llama3-8b", "--trace",
+                          trace(tmp_path, "0,10,10\n"), "--json").output)
+    assert (fine["unrunnable"], fine["unrunnable_reason"], fine["not_timed"]) == (0, "", [])
+
+
+def test_untimed_messages_are_the_system_models_rule():
+    """Which TP/PP messages no link times is the system model's rule, beside `allreduce_s` and `stage_hops_s`: on
+    the gpu preset (no link) both at tp 4, pp 2; the vllm-h100 preset's tp link times both."""
+    from archsim.systems.system_model import untimed_messages
+
+    gpu = neupims.system("gpu", "llama3-8b", tp=4, pp=2)
+    assert untimed_messages(gpu.system, gpu.parallelism) == [
+        "TP all-reduces at tp 4 (the system names no link tp)",
+        "hops between 2 PP stages (the system names no link ep or tp)"]
+    h100 = neupims.system(load_system("vllm-h100"), "llama3-8b", tp=4, pp=2)
+    assert untimed_messages(h100.system, h100.parallelism) == []
+
+
+@dataclass
+class BatchRefusingToy:
+    """One second an iteration; a batch of more than `most` prefill tokens in all is a call the system cannot run,
+    though every prefill of the trace runs alone."""
+
+    kv_capacity_bytes: float
+    most: int
+    kv_bytes_per_token: float = 1.0
+    name: str = "batch-refusing toy"
+    lone: list[int] = field(default_factory=list)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        if sum(batch.prefill_tokens) > self.most:
+            raise UnrunnableOp("<toy>", "prefill", f"prefills beyond {self.most} tokens in all")
+        if len(batch.prefill_tokens) == 1 and not batch.decode_context_tokens:
+            self.lone.append(batch.prefill_tokens[0])
+        return IterationCost(1.0)
+
+
+def test_a_batch_refused_though_each_prefill_runs_alone_stops_the_run():
+    """serving.py's documented rule: when an iteration is refused, its prefills are costed alone and those that
+    cannot run alone are refused; "a failure with no such prefill stops the run (a SpecError)". Two 6-token prompts
+    arriving together prefill in one iteration of 12 tokens, beyond the toy's 10; each runs alone (6 <= 10), so no
+    request is refused and the toy's error stands."""
+    model = BatchRefusingToy(kv_capacity_bytes=100, most=10)
+    with pytest.raises(SpecError) as stopped:
+        simulate_serving(model, [Request(0, 0.0, 6, 2), Request(1, 0.0, 6, 2)], ServingConfig(page_tokens=2))
+    assert (stopped.value.where, stopped.value.message) == ("prefill", "prefills beyond 10 tokens in all")
+    assert model.lone == [6]  # the lone prefill costed once: both are 6 tokens (`_Prefills` remembers it runs)
+
+
+def test_measure_refuses_an_interpreter_turned_on_in_code(tmp_path, monkeypatch):
+    """Triton's interpreter knob set in code, with knobs.propagate_env off, leaves no TRITON_INTERPRET in the
+    environment: measure still refuses with its one-line error and exit 2 (it had read os.environ[...], a KeyError,
+    exit 1)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # as test_measure: set before triton is first imported
+    torch = pytest.importorskip("torch")
+    triton = pytest.importorskip("triton")
+    from click.testing import CliRunner
+
+    from archsim.commands.measure import measure
+
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(triton.knobs, "propagate_env", False)
+    triton.knobs.runtime.interpret = True
+    try:
+        result = CliRunner().invoke(measure, ["--kernels", "naive", "--out", str(tmp_path / "m.csv")])
+    finally:
+        del triton.knobs.runtime.interpret  # back to reading the environment
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.output.startswith("error: TRITON_INTERPRET=1 is set: the kernels would run in Triton's "
+                                    "interpreter"), result.output
+    assert not (tmp_path / "m.csv").exists()

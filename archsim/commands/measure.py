@@ -281,8 +281,8 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
         click.echo(NO_GPU, err=True)
         sys.exit(2)
     if not interpret and triton.knobs.runtime.interpret:  # the kernels would run interpreted, written as timings
-        click.echo(f"error: TRITON_INTERPRET={os.environ['TRITON_INTERPRET']} is set: the kernels would run in "
-                   "Triton's interpreter and be written as GPU timings; unset it, or pass --interpret", err=True)
+        click.echo(f"error: TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '1')} is set: the kernels would run "
+                   "in Triton's interpreter and be written as GPU timings; unset it, or pass --interpret", err=True)
         sys.exit(2)
     gpu, prefix, clock = _environment(interpret)
     base = {"gpu": gpu, "how_obtained": INTERPRETED if interpret else TIMED}

@@ -18,7 +18,6 @@ from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
-from archsim.systems.offload import OffloadModel
 from archsim.systems.requests import (
     LENGTH_PRESETS,
     MAX_REQUESTS,
@@ -29,8 +28,8 @@ from archsim.systems.requests import (
     read_trace,
 )
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
-from archsim.systems.system_model import STAGE_LINKS, SystemModel
-from archsim.systems.system_spec import TP_LINK, load_system
+from archsim.systems.system_model import untimed_messages
+from archsim.systems.system_spec import load_system
 
 
 @click.command("simulate")
@@ -99,43 +98,33 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     wall_s = time.perf_counter() - start
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
-    metrics = serving_metrics(result)
+    metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
     if as_json:
         click.echo(json.dumps(nan_as_null(metrics), indent=2))
         return
-    _show(metrics, wall_s, result, untimed_messages(model))
+    _show(metrics, wall_s)
     if trace_out:
         click.echo(f"trace written to {trace_out}")
 
 
-def serving_metrics(result: ServingResult) -> dict:
-    """The flat record of one serving run (what `--json` prints)."""
+def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
+    """The flat record of one serving run (what `--json` prints): of the rejected requests, those whose prefill the
+    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); the messages
+    its model leaves out (`not_timed`, `system_model.untimed_messages`)."""
     return {
         "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
+        "unrunnable": len(result.unrunnable_ids), "unrunnable_reason": result.unrunnable_reason,
         "output_tokens": result.output_tokens, "makespan_s": result.makespan_s,
         "throughput_tok_s": result.throughput_tok_s, "ttft_p50_s": result.ttft_p50_s,
         "ttft_p99_s": result.ttft_p99_s, "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
         "utilization": dict(result.utilization), "energy_per_token_j": result.energy_per_token_j,
         "iterations": result.iterations, "preemptions": result.preemptions,
-        "kv_pages_peak": result.peak_pages, "kv_pages_capacity": result.capacity_pages,
+        "kv_pages_peak": result.peak_pages, "kv_pages_capacity": result.capacity_pages, "not_timed": not_timed,
     }
 
 
-def untimed_messages(model: SystemModel | OffloadModel) -> list[str]:
-    """The messages of `model`'s parallelism that its system spec names no link for, which the model therefore
-    leaves out (no time, no energy): the TP all-reduces without a link named tp (`system_model.allreduce_s`), the
-    hops between PP stages without one named ep or tp (`system_model.stage_hops_s`)."""
-    par, links = model.parallelism, model.system.links
-    untimed = []
-    if par.tp > 1 and TP_LINK not in links:
-        untimed.append(f"TP all-reduces at tp {par.tp} (the system names no link {TP_LINK})")
-    if par.pp > 1 and not any(role in links for role in STAGE_LINKS):
-        untimed.append(f"hops between {par.pp} PP stages (the system names no link {' or '.join(STAGE_LINKS)})")
-    return untimed
-
-
-def _show(m: dict, wall_s: float, result: ServingResult, untimed: list[str]) -> None:
-    unrunnable = len(result.unrunnable_ids)
+def _show(m: dict, wall_s: float) -> None:
+    unrunnable = m["unrunnable"]
     too_long = m["rejected"] - unrunnable
     rejected = (f"{m['rejected']} rejected as too long for the KV cache" if not unrunnable else
                 f"{m['rejected']} rejected: " + ", ".join(
@@ -144,9 +133,9 @@ def _show(m: dict, wall_s: float, result: ServingResult, untimed: list[str]) -> 
     click.echo(f"{m['system']}: {m['requests']} requests served ({rejected}), {m['output_tokens']} output tokens in "
                f"{m['makespan_s']:.4g} s simulated")
     if unrunnable:
-        click.echo(f"  refused     the shortest such prefill: {result.unrunnable_reason}")
-    if untimed:
-        click.echo(f"  not timed   {'; '.join(untimed)}")
+        click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")
+    if m["not_timed"]:
+        click.echo(f"  not timed   {'; '.join(m['not_timed'])}")
     click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s")
     click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
     if math.isnan(m["tbt_p50_s"]):  # every request wanted one token: there is no time between tokens

@@ -24,8 +24,10 @@ load then).
 
 A point is infeasible, a record with its reason, when its values together make no valid system, the workload
 cannot run on it (`system_model`: parallelism, weights beyond a device's memory), the weights leave no memory for
-the KV cache, or a request can never fit the KV cache (the simulator rejects it; the throughput would be over
-fewer requests than the other points').
+the KV cache, a request can never fit the KV cache, or a request asks for a prefill the system cannot run (an
+`UnrunnableOp`: eager attention's scores beyond the memory a GPU's weights leave; the reason names the shortest
+such prefill). The simulator rejects such requests; the throughput would be over fewer requests than the other
+points'.
 """
 
 from __future__ import annotations

@@ -526,20 +526,22 @@ def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[f
             f"{beyond}")
 
 
-def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU) -> str:
-    """Why `plan` cannot run `case` on `gpu` ("" when it can): what it holds at once does not fit the DRAM
-    (`plan_memory_problem`), or a CTA does not fit an SM (`plan_feasibility`)."""
-    return plan_memory_problem(plan, case, gpu) or plan_feasibility(plan, gpu)
+def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None) -> str:
+    """Why `plan` cannot run `case` on `gpu` ("" when it can): what it holds at once does not fit the DRAM, or
+    `room` when given (`plan_memory_problem`), or a CTA does not fit an SM (`plan_feasibility`)."""
+    return plan_memory_problem(plan, case, gpu, room) or plan_feasibility(plan, gpu)
 
 
-def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...],
-                   check_memory: bool = True) -> tuple[Plan, ...] | str:
-    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`), or why the first cannot;
-    without `check_memory`, those whose CTAs fit an SM (`plan_feasibility`), however much DRAM the call holds (a
-    reference time of a call no one GPU holds)."""
-    problem = plan_problem if check_memory else (lambda plan, _case, gpu: plan_feasibility(plan, gpu))
-    runnable = tuple(p for p in plans if not problem(p, case, gpu))
-    return runnable or problem(plans[0], case, gpu)
+def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...], check_memory: bool = True,
+                   room: tuple[float, str] | None = None) -> tuple[Plan, ...] | str:
+    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`, within `room` when given), or
+    why the first cannot; without `check_memory`, those whose CTAs fit an SM (`plan_feasibility`), however much
+    DRAM the call holds (a reference time of a call no one GPU holds)."""
+    if check_memory:
+        runnable = tuple(p for p in plans if not plan_problem(p, case, gpu, room))
+        return runnable or plan_problem(plans[0], case, gpu, room)
+    runnable = tuple(p for p in plans if not plan_feasibility(p, gpu))
+    return runnable or plan_feasibility(plans[0], gpu)
 
 
 def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float, tuple[LaunchResult, ...]]:

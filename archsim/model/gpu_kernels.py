@@ -1107,11 +1107,11 @@ def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, flo
     """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`). Parameters
     that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter.
     Without `check_memory` a call whose operands exceed the GPU's DRAM is timed all the same (`runnable_plans`)."""
-    _check_params(kernel, params)
+    check_params(kernel, params)
     return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params, check_memory)
 
 
-def _check_params(kernel: str, params: Mapping[str, float]) -> None:
+def check_params(kernel: str, params: Mapping[str, float]) -> None:
     """A SpecError naming the parameter when `params` are not `kernel`'s family's or out of their bounds."""
     family = family_of(kernel)
     if family is not None:
@@ -1163,5 +1163,5 @@ def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu
             isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
         raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
                         f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
-    _check_params(kernel, params)
+    check_params(kernel, params)
     return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params)

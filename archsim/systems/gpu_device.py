@@ -59,7 +59,6 @@ Energy, by `energy`:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ from dataclasses import dataclass, field
 from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
-from archsim.memo import identity_cache
+from archsim.memo import identity_cache, kept
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, copy_fraction
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
@@ -173,7 +172,7 @@ class GpuDevice:
         energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
-    @functools.cached_property
+    @kept
     def _varlen(self) -> bool:
         """Whether a layer's prompts run as varlen calls (module docstring): a kernel with a varlen path, timed by
         the GPU model (the roofline timing prices each prompt's call on its own, as Duplex's simulator does)."""
@@ -212,21 +211,17 @@ class GpuDevice:
                 f"{kv_heads} KV, head_dim {head_dim})")
         return self._kept(key, self._predict(case, what, seqlens), peak_s, what)
 
-    @functools.cached_property
+    @kept
     def _kernel_params(self) -> Mapping[str, float]:
         """The attention kernel's parameters: its family's, else the device's; a SpecError naming the parameter when
-        they are not its family's or out of their bounds (`gpu_kernels.params_problem`, as `predict` checks them)."""
-        from archsim.model.gpu_kernels import family_of, params_problem
+        they are not its family's or out of their bounds (`gpu_kernels.check_params`, as `predict` checks them)."""
+        from archsim.model.gpu_kernels import check_params
 
         params = self.params if self.kernel_params is None else self.kernel_params
-        family = family_of(self.kernel)
-        if family is not None:
-            name, problem = params_problem(family, params)
-            if problem:
-                raise SpecError("<python>", f"params.{name}", f"{self.kernel} ({family}): {problem}")
+        check_params(self.kernel, params)
         return params
 
-    @functools.cached_property
+    @kept
     def _call_room(self) -> tuple[float, str] | None:
         """`call_memory_bytes` as the GPU model's memory check takes it (`plan_memory_problem`): (bytes, what they
         are), None for the whole DRAM."""
@@ -238,27 +233,26 @@ class GpuDevice:
     def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] | None = None) -> GpuResult:
         """The GPU model's prediction of one call of the attention kernel (`seqlens`: a varlen call over prompts of
         these lengths, `case` their packed sequence, `gpu_kernels.predict_varlen`), among the kernel's plans those
-        whose operands and held tensors fit `call_memory_bytes` (`plan_memory_problem`). When none fits, the call's
-        sizes are beyond the device, not the spec wrong: an UnrunnableOp at the device's attention kernel (`what`
-        the call is), which a serving run turns into the refusal of the request (`archsim.systems.serving`)."""
-        from archsim.model.gpu import plan_memory_problem, predict_plans
+        that can run it (`runnable_plans`): whose operands and held tensors fit `call_memory_bytes` and whose CTAs
+        fit an SM. When none can, the call is beyond the device (its memory, or a CTA no SM holds), not a malformed
+        spec: an UnrunnableOp at the device's attention kernel (`what` the call is), which a serving run turns into
+        the refusal of the request (`archsim.systems.serving`)."""
+        from archsim.model.gpu import predict_plans, runnable_plans
         from archsim.model.gpu_kernels import plans, varlen_plans
 
         found = (plans(self.kernel, case, self.spec) if seqlens is None
                  else varlen_plans(self.kernel, case, seqlens, self.spec))
         if not isinstance(found, str):
-            room = self._call_room
-            fitting = tuple(plan for plan in found if not plan_memory_problem(plan, case, self.spec, room))
-            if not fitting:
+            found = runnable_plans(case, self.spec, found, room=self._call_room)
+            if isinstance(found, str):
                 raise UnrunnableOp(self.source, f"devices.{self.name}.attention_kernel",
-                                   f"{self.kernel} cannot run {what} on {self.spec.name}: "
-                                   f"{plan_memory_problem(found[0], case, self.spec, room)}")
-            found = fitting
+                                   f"{self.kernel} cannot run {what} on {self.spec.name}: {found}")
         return predict_plans(self.kernel, case, self.spec, found, self._kernel_params)
 
     def _kept(self, key: tuple, result: GpuResult, peak_s: float, what: str) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a kernel call the GPU model predicted, remembered under
-        `key`; a SpecError at the device's attention kernel when the call cannot run (`what` it was)."""
+        `key`; a SpecError at the device's attention kernel when the kernel has no plan for the call (`what` it
+        was; `_predict` refuses one whose plans cannot run as an UnrunnableOp)."""
         if not result.feasible:
             raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
                             f"{self.kernel} cannot run {what} on {self.spec.name}: {result.reason}")
@@ -304,7 +298,7 @@ class GpuDevice:
             dram_bytes += elementwise
         return time_s, peak_s, dram_bytes
 
-    @functools.cached_property
+    @kept
     def _gemm_params(self) -> Mapping[str, float]:
         """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction (its
         preset's or the Hopper one, `model.gpu.copy_fraction`), and its tensor efficiency the preset's measured GEMM

@@ -222,25 +222,25 @@ class _Prefills:
     refused an iteration; `unservable` asks it once): that prefill's iteration costed alone, where a system that
     cannot run it raises `UnrunnableOp`; only for lengths between the longest known to run and the shortest known
     not to, as whether a prefill runs is taken to be monotone in its length. `reason` says why the shortest known
-    not to cannot ("" while none is)."""
+    not to cannot ("" while none is); `refusal` is that `UnrunnableOp` in full, the spec's file and field first."""
 
     def __init__(self, model: IterationModel) -> None:
         self.model = model
-        self.runs_up_to = 0
-        self.fails_from = math.inf
-        self.reason = ""
+        self.runs_up_to_tokens = 0
+        self.fails_from_tokens = math.inf
+        self.reason = self.refusal = ""
 
     def runs(self, tokens: int) -> bool:
-        if tokens <= self.runs_up_to:
+        if tokens <= self.runs_up_to_tokens:
             return True
-        if tokens >= self.fails_from:
+        if tokens >= self.fails_from_tokens:
             return False
         try:
             self.model.iteration(Batch((tokens,), ()))
         except UnrunnableOp as refused:
-            self.fails_from, self.reason = tokens, refused.message
+            self.fails_from_tokens, self.reason, self.refusal = tokens, refused.message, str(refused)
             return False
-        self.runs_up_to = tokens
+        self.runs_up_to_tokens = tokens
         return True
 
 
@@ -501,7 +501,8 @@ def kv_tokens(request: Request) -> int:
 def unservable(model: IterationModel, requests: Sequence[Request], config: ServingConfig | None = None) -> str | None:
     """Why no request of `requests` could ever run on `model` (all would be rejected, module docstring: each needs
     more KV than the whole cache holds, naming the one that needs the least, or asks for a prefill the system
-    cannot run, naming the shortest prompt among those the cache holds); None when one can run."""
+    cannot run, naming the shortest prompt among those the cache holds and the spec's file and field its refusal
+    names); None when one can run."""
     config = config or ServingConfig()
     if not requests:
         return None
@@ -519,7 +520,7 @@ def unservable(model: IterationModel, requests: Sequence[Request], config: Servi
         return None
     return (f"no request can be served on {model.name}: the shortest prompt the KV cache holds, request "
             f"{shortest.id} ({shortest.prompt_tokens} prompt + {shortest.output_tokens} output tokens), is a prefill "
-            f"the system cannot run: {prefills.reason}")
+            f"the system cannot run: {prefills.refusal}")
 
 
 def simulate_serving(model: IterationModel, requests: Iterable[Request], config: ServingConfig | None = None,

@@ -122,6 +122,7 @@ from archsim.systems import npu as npu_model
 from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.links import Link
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.step import (
     ACTIVATIONS_IN,
@@ -775,6 +776,11 @@ def expert_exchange_s(model: SystemModel, tokens: int) -> float:
 STAGE_LINKS = (EP_LINK, TP_LINK)  # the link a PP stage's hop crosses: the first of these the spec names
 
 
+def stage_link(links: Mapping[str, Link]) -> Link | None:
+    """The link a PP stage's hop crosses (`stage_hops_s`): the first of `STAGE_LINKS` in `links`, None without."""
+    return next((links[role] for role in STAGE_LINKS if role in links), None)
+
+
 def stage_hops_s(model: SystemModel, tokens: int) -> float:
     """An iteration's hops between its PP stages: pp - 1 sends of the `tokens` new tokens' hidden activations (the
     layer's output, its last op's from its cascade), one stage after another as the batch is (one batch in
@@ -784,8 +790,7 @@ def stage_hops_s(model: SystemModel, tokens: int) -> float:
     where they are joined by a slower network). 0 with one stage, no token or neither link: a spec that names no
     link (the NeuPIMs presets) models no messages, as it leaves out the TP all-reduce. Time only: links carry no
     energy in this model."""
-    par, links = model.parallelism, model.system.links
-    link = next((links[role] for role in STAGE_LINKS if role in links), None)
+    par, link = model.parallelism, stage_link(model.system.links)
     if par.pp == 1 or link is None or tokens == 0:
         return 0.0
     layer_output = model.ops("decode", tokens, 1)[-1].bytes_by_role[ACTIVATIONS_OUT]
@@ -805,3 +810,17 @@ def allreduce_s(model: SystemModel, tokens: int) -> float:
                         for op in model.ops("decode", tokens, 1) if op.name in TP_REDUCED_OPS)
         model._allreduces_s[tokens] = found
     return found
+
+
+def untimed_messages(system: System, parallelism: Parallelism) -> list[str]:
+    """The messages of `parallelism` that `system` names no link for, which its model therefore leaves out (no
+    time, no energy): the TP all-reduces without a link named tp (`allreduce_s`), the hops between PP stages
+    without one named ep or tp (`stage_hops_s`). An offloading model (`archsim.systems.offload`) times its TP
+    all-reduces by `allreduce_s` too."""
+    untimed = []
+    if parallelism.tp > 1 and TP_LINK not in system.links:
+        untimed.append(f"TP all-reduces at tp {parallelism.tp} (the system names no link {TP_LINK})")
+    if parallelism.pp > 1 and stage_link(system.links) is None:
+        untimed.append(f"hops between {parallelism.pp} PP stages (the system names no link "
+                       f"{' or '.join(STAGE_LINKS)})")
+    return untimed
