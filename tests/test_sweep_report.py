@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -130,3 +131,5 @@ def test_byte_axes_read_as_written_binary_or_decimal() -> None:
     assert value_label("system.links.attention.bytes_per_s_per_direction", 4.57e10) == "45.7 GB/s"
     size = "arch.memories.GlobalBuffer.capacity_bytes"
     assert [value_label(size, v) for v in (4 * 2**20, 2048 * 2**40, 1536)] == ["4 MiB", "2048 TiB", "1.54 kB"]
+    # a true/false axis reads as the sweep file writes it (it printed 1/0), numpy's bool too
+    assert [value_label("parallel.causal", v) for v in (True, False, np.bool_(True))] == ["true", "false", "true"]

@@ -81,12 +81,14 @@ def short_axis(path: str) -> str:
 def value_label(path: str, value: Any) -> str:
     """An axis value as text: sizes in bytes with a binary prefix where one gives a whole number below 1024
     (`100 GiB/s`, `4 MiB`), else a decimal one (`10 GB/s`: 1e10 is a multiple of 1024, not a KiB count to print),
-    per second for a path with `_per_s` (`bytes_per_s_per_direction`); lists as `64x64`; other numbers as they
-    are."""
+    per second for a path with `_per_s` (`bytes_per_s_per_direction`); lists as `64x64`; true/false as written;
+    other numbers as they are."""
     if isinstance(value, (list, tuple)):
         return "x".join(value_label("", v) for v in value)
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, bool):  # a true/false axis (`causal`), as the sweep file writes it, not 1/0
+        return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if "bytes" in path and isinstance(value, (int, float)):
