@@ -103,8 +103,8 @@ def test_a_run_whose_every_request_is_refused_reports_none_served():
 
 @dataclass
 class RefusingToy:
-    """One second an iteration; a prefill longer than `longest` tokens is a call the system cannot run. Counts the
-    iterations it costs."""
+    """One second an iteration; a prefill longer than `longest` tokens is a call the system cannot run (`refusal`,
+    which a variant overrides). Counts the iterations it costs."""
 
     kv_capacity_bytes: float
     longest: int
@@ -112,9 +112,12 @@ class RefusingToy:
     name: str = "refusing toy"
     costed: list[Batch] = field(default_factory=list)
 
+    def refusal(self, batch: Batch) -> str:
+        return f"a prefill beyond {self.longest} tokens" if any(n > self.longest for n in batch.prefill_tokens) else ""
+
     def iteration(self, batch: Batch) -> IterationCost:
-        if any(n > self.longest for n in batch.prefill_tokens):
-            raise UnrunnableOp("<toy>", "prefill", f"a prefill beyond {self.longest} tokens")
+        if why := self.refusal(batch):
+            raise UnrunnableOp("<toy>", "prefill", why)
         self.costed.append(batch)
         return IterationCost(1.0)
 
@@ -281,23 +284,12 @@ def test_untimed_messages_are_the_system_models_rule():
     assert untimed_messages(h100.system, h100.parallelism) == []
 
 
-@dataclass
-class BatchRefusingToy:
-    """One second an iteration; a batch of more than `most` prefill tokens in all is a call the system cannot run,
-    though every prefill of the trace runs alone."""
+class BatchRefusingToy(RefusingToy):
+    """`RefusingToy` refusing a batch of more than `longest` prefill tokens in all, though every prefill of the
+    trace runs alone."""
 
-    kv_capacity_bytes: float
-    most: int
-    kv_bytes_per_token: float = 1.0
-    name: str = "batch-refusing toy"
-    lone: list[int] = field(default_factory=list)
-
-    def iteration(self, batch: Batch) -> IterationCost:
-        if sum(batch.prefill_tokens) > self.most:
-            raise UnrunnableOp("<toy>", "prefill", f"prefills beyond {self.most} tokens in all")
-        if len(batch.prefill_tokens) == 1 and not batch.decode_context_tokens:
-            self.lone.append(batch.prefill_tokens[0])
-        return IterationCost(1.0)
+    def refusal(self, batch: Batch) -> str:
+        return f"prefills beyond {self.longest} tokens in all" if sum(batch.prefill_tokens) > self.longest else ""
 
 
 def test_a_batch_refused_though_each_prefill_runs_alone_stops_the_run():
@@ -305,11 +297,12 @@ def test_a_batch_refused_though_each_prefill_runs_alone_stops_the_run():
     cannot run alone are refused; "a failure with no such prefill stops the run (a SpecError)". Two 6-token prompts
     arriving together prefill in one iteration of 12 tokens, beyond the toy's 10; each runs alone (6 <= 10), so no
     request is refused and the toy's error stands."""
-    model = BatchRefusingToy(kv_capacity_bytes=100, most=10)
+    model = BatchRefusingToy(kv_capacity_bytes=100, longest=10)
     with pytest.raises(SpecError) as stopped:
         simulate_serving(model, [Request(0, 0.0, 6, 2), Request(1, 0.0, 6, 2)], ServingConfig(page_tokens=2))
     assert (stopped.value.where, stopped.value.message) == ("prefill", "prefills beyond 10 tokens in all")
-    assert model.lone == [6]  # the lone prefill costed once: both are 6 tokens (`_Prefills` remembers it runs)
+    lone = [b.prefill_tokens[0] for b in model.costed if len(b.prefill_tokens) == 1 and not b.decode_context_tokens]
+    assert lone == [6]  # the lone prefill costed once: both are 6 tokens (`_Prefills` remembers it runs)
 
 
 def test_measure_refuses_an_interpreter_turned_on_in_code(tmp_path, monkeypatch):
