@@ -13,7 +13,9 @@ serving run (`archsim.systems.serving.ServingResult.record`). Each says, in the 
 - `extras`: the target's own metrics (a serving run's throughput, TTFT/TBT percentiles, cost per token).
 
 `flat()` is the row the store and the reports read: `latency_s`, `energy_pj`, `area_um2`, `dram_traffic_bytes`,
-`edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind.
+`edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind. `row()` is that row with
+what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`): the `record` that
+`archsim run --json` and `archsim simulate --json` print, the schema a sweep stores for a point.
 """
 
 from __future__ import annotations
@@ -54,3 +56,12 @@ class Record:
         return {"latency_s": self.time_s, "energy_pj": energy_pj, "area_um2": self.area_um2,
                 "dram_traffic_bytes": self.traffic_bytes, "edp": self.time_s * energy_pj,
                 **{f"utilization.{unit}": value for unit, value in self.utilization.items()}, **self.extras}
+
+    def row(self) -> dict[str, Any]:
+        """`flat()` after `target_kind`, `target`, `feasible` and `reason`; an infeasible target's numbers (its
+        float values) NaN, as a sweep stores them: they are no answer (module docstring)."""
+        flat = self.flat()
+        if not self.feasible:
+            flat = {key: NAN if isinstance(value, float) else value for key, value in flat.items()}
+        return {"target_kind": self.target_kind, "target": self.target, "feasible": self.feasible,
+                "reason": self.reason, **flat}

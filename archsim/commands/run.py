@@ -6,7 +6,7 @@ import json
 
 import click
 
-from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
+from archsim.commands.options import SET, WORKLOAD, nan_as_null, nonempty, parse_sets, show_result
 from archsim.outputs import check_writable
 
 
@@ -16,7 +16,8 @@ from archsim.outputs import check_writable
 @click.option("--arch", "-a", metavar="A", callback=nonempty, help="Architecture (default: the mapping's).")
 @WORKLOAD
 @SET
-@click.option("--json", "as_json", is_flag=True, help="Print the Result as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the Result as JSON, with the record a sweep stores for the point under `record`.")
 @click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
               show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
@@ -47,7 +48,8 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
     else:
         result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
     if as_json:
-        click.echo(json.dumps(_answer(result.to_dict()), indent=2))
+        click.echo(json.dumps({**_answer(result.to_dict()), "record": nan_as_null(result.record().row())},
+                              indent=2))
     else:
         show_result(result)
 

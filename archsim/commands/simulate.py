@@ -52,7 +52,8 @@ from archsim.systems.system_spec import load_system
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
                                                         "workload, e.g. 4 for gpt3-7b on neupims).")
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the metrics as JSON, with the record a sweep stores for the run under `record`.")
 @click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
 @click.pass_context
@@ -100,7 +101,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         write_text(trace_out, json.dumps(chrome_trace(result)))
     metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
     if as_json:
-        click.echo(json.dumps(nan_as_null(metrics), indent=2))
+        record = result.record(model.price_per_hour).row()
+        click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record)}, indent=2))
         return
     _show(metrics, wall_s)
     if trace_out:
