@@ -185,8 +185,9 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         if chain[-1] > 0:
             footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
+            resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
             read, written = _moved_elems(binding, group, space, level_of, t, child, io,
-                                         tile(child, decl.leaf_ranks, decl.iterative))
+                                         tile(child, decl.leaf_ranks, decl.iterative), resident)
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
@@ -229,6 +230,18 @@ def _lifetime(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]
         if writer in by_einsum and any(by_einsum.get(e, by_einsum[writer]) != by_einsum[writer] for e in touching):
             passes |= set(cascade.leaves(rank))
     return lifetime, passes
+
+
+def _stays_at(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]], io: Mapping[str, EinsumIO],
+             group: Group, level_of: Mapping[str, int], tensor: str, child: int) -> bool:
+    """Whether the group writes `tensor` and each of its tiles at memory level `child` stays there from its write
+    to its last read in the group: one tile is live at once across its lifetime (`_lifetime`, `live_tiles`), so
+    its readers here read what the producer left at `child` (SD reading SN's row in the global buffer)."""
+    if not any(io[e][1] == tensor for e in group.einsums):
+        return False
+    decl = binding.cascade.tensors[tensor]
+    return live_tiles(group.loops, level_of, child, decl.leaf_ranks,
+                      *_lifetime(binding, analysis, space, io, group, tensor))[0] == 1
 
 
 def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> int:
@@ -276,12 +289,13 @@ def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
 
 
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int) -> tuple[int, int]:
+                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int, resident: bool) -> tuple[int, int]:
     """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
-    elements. Readers share the resident tile, so the largest reader count is taken; the writer is the Einsum
-    whose output it is. A masked Einsum reads no tile it keeps no point of (`masked_refetches`), and a masked
-    recurrence writes none (its skipped steps leave the state in place); a masked map Einsum writes every tile,
-    its masked points' fill included, which an unmasked reader may read."""
+    elements. Readers share the resident tile, so the largest reader count is taken; none is read in when the
+    group's producer leaves each tile at `child` for its readers (`resident`, `_stays_at`): only its writes move.
+    The writer is the Einsum whose output it is. A masked Einsum reads no tile it keeps no point of
+    (`masked_refetches`), and a masked recurrence writes none (its skipped steps leave the state in place); a
+    masked map Einsum writes every tile, its masked points' fill included, which an unmasked reader may read."""
     decl = binding.cascade.tensors[tensor]
     read = written = 0
     for e in group.einsums:
@@ -293,6 +307,6 @@ def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], lev
         if writes:
             written = max(written, masked if einsum.is_step else
                           tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]))
-        if tensor in io[e][0]:
+        if tensor in io[e][0] and not resident:
             read = max(read, masked)
     return read, written
