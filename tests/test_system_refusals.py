@@ -4,6 +4,7 @@ own (preset counts, degrees, the activation reserve), derived in each test."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -132,23 +133,32 @@ def _preset_file(tmp_path, data: dict, name: str):
 
 def test_a_kv_cache_below_one_token_names_the_pool_memory(tmp_path):
     """lamina-tpu-v6e's 4 TPU pool devices with 1000 B each hold 4000 B of KV, under one Llama3-70B token (80 layers
-    x 8 KV heads x 128 x 2 (K, V) x 2 B = 327,680 B); the run used to print 'KV pages peak 0 of 0'."""
+    x 8 KV heads x 128 x 2 (K, V) x 2 B = 327,680 B); the run used to print 'KV pages peak 0 of 0'. A chip file
+    of 1000 B is refused where it is read (a memory under 64 MiB is a unit slip, tests/test_unit_slips.py), so the
+    pool check is reached with the chip set in Python."""
     chip = load_chip("tpu-v6e")
     data = yaml.safe_load(Path(chip.source).read_text()) | {"memory_bytes": 1000}
     path = _preset_file(tmp_path, data, "tiny.yaml")
-    system = with_fields(load_system("lamina-tpu-v6e"), {"devices.memory.preset": path})
+    error = _error(with_fields, load_system("lamina-tpu-v6e"), {"devices.memory.preset": path})
+    assert error.where == "devices.memory.preset"
+    assert error.message.startswith(f"{path}: memory_bytes: expected the HBM capacity in bytes")
+    system = load_system("lamina-tpu-v6e")
+    memory = system.devices["memory"]
+    tiny = dataclasses.replace(memory, spec=dataclasses.replace(memory.spec, memory_bytes=1000))
+    system = dataclasses.replace(system, devices={**system.devices, "memory": tiny})
     error = _error(system_model, system, library.load_workload_spec("llama3-70b"))
-    assert (error.source, error.where) == (path, "memory_bytes")
+    assert (error.source, error.where) == (chip.source, "memory_bytes")
     assert "holds 4000 B, less than one token's 3.277e+05 B" in error.message
 
 
 def test_a_gpu_smaller_than_the_activation_reserve_names_its_dram_bytes(tmp_path):
-    """0.9 x 1000 B is below the 512 MiB kept for activations; the error said '-0.5 GB: raise tp or pp'."""
-    data = yaml.safe_load(Path(load_gpu("h100-sxm5").source).read_text()) | {"dram_bytes": 1000}
+    """0.9 x 256 MiB is below the 512 MiB kept for activations; the error said '-0.5 GB: raise tp or pp'. (256 MiB,
+    not the 1000 B this test first used: a DRAM under 64 MiB is refused where it is read, as a unit slip.)"""
+    data = yaml.safe_load(Path(load_gpu("h100-sxm5").source).read_text()) | {"dram_bytes": 2**28}
     path = _preset_file(tmp_path, data, "tiny-gpu.yaml")
     error = _error(system_model, with_fields(load_system("vllm-h100"), {"devices.gpu.preset": path}), LLAMA3_8B)
     assert (error.source, error.where) == (path, "dram_bytes")
-    assert error.message.startswith("1000 B x memory_utilization 0.9 (devices.gpu of ")
+    assert error.message.startswith("268435456 B x memory_utilization 0.9 (devices.gpu of ")
     assert "smaller than that reserve" in error.message
 
 

@@ -18,7 +18,7 @@ File format (units in the key names; every number carries its source in a commen
     max_threads_per_sm: 2048
     l2_bytes: 41943040
     l2_bytes_per_s: 7.2e+12
-    dram_bytes: 80.0e+9
+    dram_bytes: 85899345920             # bytes; a spec sheet's "80 GB" of HBM is taken as 80 GiB
     dram_bytes_per_s: 2.039e+12
     dram_latency_s: 5.0e-7
     power_w: 400
@@ -34,8 +34,10 @@ tokens and 0.82 over 1M; README, "Sparse prefill and KV-cache selection"). The s
 (`archsim.arch.gpu.at_sm_clock`: the tensor, FP32 and L2 rates scale with it, DRAM does not); `clock_hz` and the
 peaks stay the datasheet's in the file.
 
-YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. Every error is a `SpecError` naming
-the file, the field and what was expected.
+YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. A number outside the range every real
+GPU's lies in (`NUMBERS`, a `Plausible` each), or a peak no SM could issue per clock (`FLOPS_PER_SM_CLOCK`), is
+refused as written in another unit (`clock_hz: 1980.0` for 1980 MHz). Every error is a `SpecError` naming the
+file, the field and what was expected.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,28 +54,80 @@ from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
 from archsim.errors import SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
-# field -> (what it is, integer?) for every plain number of the file
+UP_PREFIXES = (("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15))  # a value written too small
+DOWN_PREFIXES = (("m", 1e-3), ("u", 1e-6), ("n", 1e-9))  # a value written too large (0.8 for 0.8 us)
+BYTE_PREFIXES = (("K", 2**10), ("M", 2**20), ("G", 2**30), ("T", 2**40))  # a capacity: KiB, MiB, GiB, TiB
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The range a hardware quantity lies in on every real device, from a mobile NPU or an old GPU to a rack-scale
+    part of the next decade, and a typical value (`example`; None: none to give). A number outside is no device's:
+    it was written in another unit (MHz for Hz, TB/s for B/s, GB for bytes, us for s), and `problem` names the
+    unit that puts it in range, the one nearest the example. `unit` "" is a count or a per-clock rate (no unit
+    hint); "B" is a capacity, whose "GB" the presets take as GiB (a spec sheet's 80 GB: 80 x 2**30 bytes)."""
+
+    low: float
+    high: float
+    example: float | None = None
+    unit: str = ""
+
+    def problem(self, value: float, what: str) -> str | None:
+        """Why the positive `value` is no such quantity (`what`, for the message), or None when it lies in range."""
+        if self.low <= value <= self.high:
+            return None
+        show = "{:.0f}" if self.unit == "B" else "{:g}"  # bytes as whole numbers, as the presets write them
+        example = f" (e.g. {show.format(self.example)})" if self.example else ""
+        return (f"expected {what} between {show.format(self.low)} and {show.format(self.high)}{example}, got "
+                f"{value!r}{self._slip(value)}")
+
+    def _slip(self, value: float) -> str:
+        """': a value in MHz?' when a unit prefix puts `value` in range, else ''."""
+        if not self.unit or not self.example:
+            return ""
+        prefixes = BYTE_PREFIXES if self.unit == "B" else UP_PREFIXES if value < self.low else DOWN_PREFIXES
+        fits = [(abs(math.log10(value * factor / self.example)), prefix, factor) for prefix, factor in prefixes
+                if self.low <= value * factor <= self.high]
+        if not fits:
+            return ""
+        _, prefix, factor = min(fits)
+        if self.unit == "B":
+            return (f": a value in {prefix}B? (write bytes; a spec sheet's {value:g} {prefix}B is taken as "
+                    f"{value:g} {prefix}iB = {value * factor:.0f})")
+        return f": a value in {prefix}{self.unit}?"
+
+
+ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
+# field -> (what it is, integer?, the range a real GPU's value lies in) for every plain number of the file
 NUMBERS = {
-    "sm_count": ("the number of SMs (compute units)", True),
-    "clock_hz": ("a clock frequency in Hz", False),
+    "sm_count": ("the number of SMs (compute units)", True, Plausible(1, 1e6, 132)),
+    "clock_hz": ("a clock frequency in Hz", False, Plausible(1e7, 1e11, 1.98e9, "Hz")),
     "sync_mma_fraction": ("the fraction of the tensor peak warp-level mma.sync reaches, in (0, 1] (1 on Ampere "
-                          "and Ada, 0.5 on Hopper)", False),
-    "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False),
-    "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False),
-    "smem_bytes_per_sm": ("shared memory per SM in bytes", True),
-    "smem_bytes_per_clock_per_sm": ("shared-memory bandwidth in bytes per clock per SM", False),
-    "regfile_bytes_per_sm": ("register file per SM in bytes", True),
-    "max_threads_per_sm": ("resident threads per SM", True),
-    "l2_bytes": ("the L2 capacity in bytes", True),
-    "l2_bytes_per_s": ("the L2 bandwidth in bytes/s", False),
-    "dram_bytes": ("the DRAM (HBM/GDDR) capacity in bytes", True),
-    "dram_bytes_per_s": ("the DRAM bandwidth in bytes/s", False),
-    "dram_latency_s": ("the DRAM load latency in seconds", False),
-    "power_w": ("the board power (TDP) in W", False),
+                          "and Ada, 0.5 on Hopper)", False, ANY),
+    "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False, Plausible(1e9, 1e18, 6.69e13, "FLOP/s")),
+    "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False, Plausible(1, 1024, 16)),
+    "smem_bytes_per_sm": ("shared memory per SM in bytes", True, Plausible(2**10, 2**26, 233472, "B")),
+    "smem_bytes_per_clock_per_sm": ("shared-memory bandwidth in bytes per clock per SM", False,
+                                    Plausible(4, 8192, 128)),
+    "regfile_bytes_per_sm": ("register file per SM in bytes", True, Plausible(2**10, 2**26, 262144, "B")),
+    "max_threads_per_sm": ("resident threads per SM", True, Plausible(1, 2**20, 2048)),
+    "l2_bytes": ("the L2 capacity in bytes", True, Plausible(2**16, 2**40, 52428800, "B")),
+    "l2_bytes_per_s": ("the L2 bandwidth in bytes/s", False, Plausible(1e9, 1e18, 1.01e13, "B/s")),
+    "dram_bytes": ("the DRAM (HBM/GDDR) capacity in bytes (a spec sheet's \"80 GB\" is taken as 80 GiB: "
+                   "85899345920)", True, Plausible(2**26, 2**50, 85899345920, "B")),
+    "dram_bytes_per_s": ("the DRAM bandwidth in bytes/s", False, Plausible(1e8, 1e18, 3.35e12, "B/s")),
+    "dram_latency_s": ("the DRAM load latency in seconds", False, Plausible(1e-9, 1e-3, 5.0e-7, "s")),
+    "power_w": ("the board power (TDP) in W", False, Plausible(0.1, 1e6, 700, "W")),
 }
+TENSOR_FLOPS_PER_S = Plausible(1e9, 1e18, 989.4e12, "FLOP/s")  # a dense peak of a tensor_flops_per_s precision
+# A peak per SM per clock (FLOP/s / (sm_count x clock_hz)) of real hardware, FP32 or tensor: at least 2 FMA lanes
+# (4 FLOP; G80's and GT200's SMs had 8 lanes, 16 FLOP, the fewest of any GPU), at most 65536 (the presets lie in
+# 128..285 FP32 and 256..15473 tensor); outside, the peak, `clock_hz` or `sm_count` is in another unit than the
+# file's (CUDA cores for SMs give 2).
+FLOPS_PER_SM_CLOCK = (4, 65536)
 MEANINGS = {"tensor_flops_per_s": "the dense tensor-core peak in FLOP/s per precision (fp16, bf16, tf32, fp8)",
             "source": "where the numbers come from (a datasheet, a paper)",
-            **{key: what for key, (what, _) in NUMBERS.items()}}  # what a missing field is, for its error
+            **{key: what for key, (what, _, _) in NUMBERS.items()}}  # what a missing field is, for its error
 TEXT = ("name", "description", "source")
 MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
             "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
@@ -80,17 +135,17 @@ KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "compute_ca
         "held_clock_hz")
 OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link", "held_clock_hz")
 COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
-MAX_NUMBER = 1e18  # every preset number is below it (B200's 4.5e15 FP8 FLOP/s); beyond, products overflow floats
-MIN_NUMBER = 1e-12  # and above it (latencies are ~1e-7 s)
 
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
-    numbers = {key: _number(data[key], source, key, what, integer) for key, (what, integer) in NUMBERS.items()}
+    numbers = {key: _number(data[key], source, key, what, integer, bounds)
+               for key, (what, integer, bounds) in NUMBERS.items()}
     for key, what in MEASURED.items():
         if key in data:
-            numbers[key] = _number(data[key], source, key, what, False)
+            numbers[key] = _number(data[key], source, key, what, False, ANY)
+    _check_per_sm_clock(numbers["fp32_flops_per_s"], numbers, source, "fp32_flops_per_s")
     for key in ("sync_mma_fraction", *MEASURED):
         if numbers.get(key, 0.0) > 1:
             raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
@@ -107,14 +162,14 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         source=source,
         citation=data["source"],
         aliases=_aliases(data.get("aliases", []), source),
-        tensor_flops_per_s=_tensor(data["tensor_flops_per_s"], source),
+        tensor_flops_per_s=_tensor(data["tensor_flops_per_s"], source, numbers),
         compute_capability=capability,
         host_link=host_link,
         **numbers,
     )
     if "held_clock_hz" not in data:
         return gpu
-    held = _number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", False)
+    held = _number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", False, ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
 
 
@@ -210,13 +265,14 @@ def label_key(label: str) -> str:
     return re.sub(r"[^a-z0-9]", "", label.lower())
 
 
-def _number(value: Any, source: str, key: str, what: str, integer: bool) -> Any:
+def _number(value: Any, source: str, key: str, what: str, integer: bool, bounds: Plausible) -> Any:
     if isinstance(value, str):
         raise SpecError(source, key, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise SpecError(source, key, f"expected {what} (a positive number), got {value!r}")
-    if not MIN_NUMBER <= value <= MAX_NUMBER:
-        raise SpecError(source, key, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}, got {value!r}")
+    problem = bounds.problem(value, what)
+    if problem:
+        raise SpecError(source, key, problem)
     if integer:
         if value != int(value):
             raise SpecError(source, key, f"expected {what} (a whole number), got {value!r}")
@@ -224,7 +280,8 @@ def _number(value: Any, source: str, key: str, what: str, integer: bool) -> Any:
     return float(value)
 
 
-def _tensor(data: Any, source: str) -> dict[str, float]:
+def _tensor(data: Any, source: str, numbers: Mapping[str, Any]) -> dict[str, float]:
+    """The dense peak per precision, each in range alone and per SM per clock (`FLOPS_PER_SM_CLOCK`)."""
     where = "tensor_flops_per_s"
     if not isinstance(data, Mapping) or "fp16" not in data:
         raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
@@ -233,8 +290,22 @@ def _tensor(data: Any, source: str) -> dict[str, float]:
     for precision, value in data.items():
         if precision not in PRECISIONS:
             raise SpecError(source, f"{where}.{precision}", f"unknown precision (known: {', '.join(PRECISIONS)})")
-        out[precision] = _number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s", False)
+        out[precision] = _number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s", False,
+                                 TENSOR_FLOPS_PER_S)
+        _check_per_sm_clock(out[precision], numbers, source, f"{where}.{precision}")
     return out
+
+
+def _check_per_sm_clock(peak: float, numbers: Mapping[str, Any], source: str, where: str) -> None:
+    """Refuse a peak whose FLOP per SM per clock no hardware has: the peak, `clock_hz` or `sm_count` is in another
+    unit than the file's (each may lie in its own range: 16896 CUDA cores for 132 SMs)."""
+    per_sm_clock = peak / (numbers["sm_count"] * numbers["clock_hz"])
+    low, high = FLOPS_PER_SM_CLOCK
+    if not low <= per_sm_clock <= high:
+        raise SpecError(source, where, f"expected {low} to {high} FLOP per SM per clock, got {peak:g} FLOP/s / "
+                                       f"(sm_count {numbers['sm_count']} x clock_hz {numbers['clock_hz']:g}) = "
+                                       f"{per_sm_clock:.3g}: the peak, clock_hz or sm_count (SMs, not cores) is "
+                                       "in another unit")
 
 
 def _aliases(data: Any, source: str) -> tuple[str, ...]:

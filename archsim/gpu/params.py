@@ -58,10 +58,14 @@ class Calibration:
     fit: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # family -> fit statistics
     measurements: Mapping[str, Any] = field(default_factory=dict)
 
-    def family_params(self, family: str) -> dict[str, float]:
+    def family_params(self, family: str | None) -> dict[str, float]:
         """The family's values in this file; for a family the file leaves out (one whose fitted parameters all
         come from listed families, see the module docstring), the values of the families it shares parameters
-        from, else its priors: what `archsim calibrate` would give it."""
+        from, else its priors: what `archsim calibrate` would give it. A family the model does not know (None is
+        what `family_of` gives a kernel it does not know) is a SpecError naming the known ones."""
+        if family not in FAMILIES:
+            raise SpecError(self.source, "families", f"no kernel family {family!r} (known: {', '.join(FAMILIES)}; "
+                                                     "family_of gives None for a kernel name it does not know)")
         shared = {name: self.params[p.shared_from][name] for name, p in FAMILIES[family].params.items()
                   if p.shared_from and name in self.params.get(p.shared_from, {})}
         return {**default_params(family), **shared, **self.params.get(family, {})}

@@ -21,8 +21,9 @@ File format (the presets in `archsim/systems/chip_presets/` carry each number's 
 
 and optionally `vector_flops_per_s` and `power_w`.
 
-YAML reads `275e12` (no dot, no exponent sign) as text: write `275.0e+12`. Every error is a `SpecError` naming the
-file and the field. The key `matmul_flops_per_s` marks a chip spec.
+YAML reads `275e12` (no dot, no exponent sign) as text: write `275.0e+12`. A number outside the range every real
+chip's lies in (`NUMBERS`, `MATMUL_FLOPS_PER_S`) is refused as written in another unit (1640.0 for 1640 GB/s).
+Every error is a `SpecError` naming the file and the field. The key `matmul_flops_per_s` marks a chip spec.
 """
 
 from __future__ import annotations
@@ -35,20 +36,23 @@ from typing import Any
 from archsim import library
 from archsim.cascade.load import finite_number
 from archsim.errors import SpecError, check_header, kind_of, text_number_hint
+from archsim.gpu.load import Plausible
 
 PRESETS_PACKAGE = "archsim.systems.chip_presets"
 TEXT = ("name", "description", "source")
-NUMBERS = {  # field -> what it is
-    "vector_flops_per_s": "the vector units' peak in FLOP/s",
-    "memory_bytes": "the HBM capacity in bytes",
-    "memory_bytes_per_s": "the HBM bandwidth in bytes/s",
-    "power_w": "the chip's power in W",
+# field -> (what it is, the range every real chip's value lies in, from a mobile NPU to a rack-scale part of the
+# next decade: outside, the number is in another unit than the field's, e.g. 1640.0 for 1640 GB/s)
+NUMBERS = {
+    "vector_flops_per_s": ("the vector units' peak in FLOP/s", Plausible(1e8, 1e18)),
+    "memory_bytes": ("the HBM capacity in bytes (a spec sheet's \"32 GB\" is taken as 32 GiB: 34359738368)",
+                     Plausible(2**26, 2**50, 34359738368, "B")),
+    "memory_bytes_per_s": ("the HBM bandwidth in bytes/s", Plausible(1e8, 1e18, 1.64e12, "B/s")),
+    "power_w": ("the chip's power in W", Plausible(0.1, 1e6)),
 }
+MATMUL_FLOPS_PER_S = Plausible(1e9, 1e18, 918.0e12, "FLOP/s")  # a dense peak of a matmul_flops_per_s precision
 KEYS = (*TEXT, "matmul_flops_per_s", *NUMBERS)
 OPTIONAL = ("description", "vector_flops_per_s", "power_w")
 MATMUL_PRECISIONS = ("bf16", "fp8", "int8")
-MAX_NUMBER = 1e18  # FLOP/s, bytes or W beyond this are no chip; products with op sizes stay finite
-MIN_NUMBER = 1e-3  # a positive peak, size or power below it is a unit slip
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class Chip:
 def chip_from_dict(data: Any, source: str = "<python>") -> Chip:
     """Validate a parsed chip spec; `source` names the file in errors."""
     check_header(data, KEYS, OPTIONAL, TEXT, source)
-    numbers = {key: _positive(data[key], source, key, what) for key, what in NUMBERS.items() if key in data}
+    numbers = {key: _positive(data[key], source, key, what, bounds) for key, (what, bounds) in NUMBERS.items()
+               if key in data}
     return Chip(
         name=data["name"],
         description=data.get("description", ""),
@@ -101,14 +106,16 @@ def _matmul(data: Any, source: str) -> dict[str, float]:
         if precision not in MATMUL_PRECISIONS:
             raise SpecError(source, f"{where}.{precision}",
                             f"unknown precision (known: {', '.join(MATMUL_PRECISIONS)})")
-        out[precision] = _positive(value, source, f"{where}.{precision}", "a dense matrix-unit peak in FLOP/s")
+        out[precision] = _positive(value, source, f"{where}.{precision}", "a dense matrix-unit peak in FLOP/s",
+                                   MATMUL_FLOPS_PER_S)
     return out
 
 
-def _positive(value: Any, source: str, where: str, what: str) -> float:
+def _positive(value: Any, source: str, where: str, what: str, bounds: Plausible) -> float:
     if isinstance(value, str):
         raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
     number = finite_number(value, source, where)
-    if not MIN_NUMBER <= number <= MAX_NUMBER:
-        raise SpecError(source, where, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}, got {value!r}")
+    problem = bounds.problem(number, what)
+    if problem:
+        raise SpecError(source, where, problem)
     return number

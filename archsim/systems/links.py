@@ -19,8 +19,9 @@ File format (the presets in `archsim/systems/link_presets/` carry each number's 
     latency_s: 8.0e-7
     bytes_per_s_per_direction: 450.0e+9
 
-YAML reads `450e9` (no dot, no exponent sign) as text: write `450.0e+9`. Every error is a `SpecError` naming the
-file and the field. The key `bytes_per_s_per_direction` marks a link spec.
+YAML reads `450e9` (no dot, no exponent sign) as text: write `450.0e+9`. A latency above 10 ms or a bandwidth
+below 1 MB/s is refused as written in another unit (`LATENCY_S`, `BYTES_PER_S`). Every error is a `SpecError`
+naming the file and the field. The key `bytes_per_s_per_direction` marks a link spec.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.load import finite_number
 from archsim.errors import SpecError, check_header, text_number_hint
+from archsim.gpu.load import Plausible
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")
 KEYS = (*TEXT, "latency_s", "bytes_per_s_per_direction")
 OPTIONAL = ("description",)
-MAX_NUMBER = 1e18  # bytes/s or seconds beyond this are no link; products with message sizes stay finite
-MIN_NUMBER = 1e-12  # a nonzero latency or bandwidth below it is a unit slip
+# The ranges every real link lies in, from a slow serial line to a rack-scale fabric of the next decade: a latency
+# above 10 ms is no link's startup cost (a WAN round trip, or microseconds written as seconds: 0.8 for 0.8 us), a
+# bandwidth below 1 MB/s none of a machine's (GB/s written as B/s: 900.0); beyond 1e18, products overflow floats.
+LATENCY_S = Plausible(1e-12, 1e-2, 8.0e-7, "s")
+BYTES_PER_S = Plausible(1e6, 1e18, 450.0e9, "B/s")
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,11 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
         description=data.get("description", ""),
         source=source,
         citation=data["source"],
-        latency_s=_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds", zero=True),
+        latency_s=_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds", LATENCY_S,
+                          zero=True),
         bytes_per_s_per_direction=_number(data["bytes_per_s_per_direction"], source,
                                           _at(where, "bytes_per_s_per_direction"),
-                                          "a bandwidth in bytes/s per direction", zero=False),
+                                          "a bandwidth in bytes/s per direction", BYTES_PER_S, zero=False),
     )
 
 
@@ -127,16 +133,16 @@ def link_names() -> list[str]:
     return library.names("link presets", PRESETS_PACKAGE)
 
 
-def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float:
+def _number(value: Any, source: str, where: str, what: str, bounds: Plausible, zero: bool) -> float:
     if isinstance(value, str):
         raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
     number = finite_number(value, source, where)
     sign = "a number >= 0" if zero else "a positive number"
     if number < 0 or (number == 0 and not zero):
         raise SpecError(source, where, f"expected {what} ({sign}), got {value!r}")
-    if number != 0 and not MIN_NUMBER <= number <= MAX_NUMBER:
-        raise SpecError(source, where, f"expected {what} between {MIN_NUMBER:g} and {MAX_NUMBER:g}"
-                                       f"{' (or 0)' if zero else ''}, got {value!r}")
+    problem = bounds.problem(number, f"{what}{' (or 0)' if zero else ''}") if number else None
+    if problem:
+        raise SpecError(source, where, problem)
     return number + 0.0  # -0.0 reads as 0.0
 
 
