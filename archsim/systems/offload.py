@@ -47,13 +47,16 @@ time for all layers and the head (`token_s`) is the slowest micro-batch's layers
 busiest resource's work with the heads on the replicas; an iteration (one token for every request) takes that, plus
 the prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
-`token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work. Without
-LM heads the event model agrees with it (within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts of 1K-4K,
-batches of 16-1024); with them it is never faster and is within 1 % in ping-pong, but a head holds its replica
-once a token, the others' slices queue behind it, and where the cycle and the pool or replica bounds are close
-the pipeline does not recover within the token: the closed form is below the event model's time by up to 13.7 %
-(n = 3) and 10.5 % (n = 4) on LLaMA3-8B, 0.7 % and 6.5 % on LLaMA3-70B, over that grid (24-token runs; the gaps
-repeat over several tokens, so a shorter run's mean moves by a few per cent).
+`token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work, and the
+event model is never faster. Without LM heads they agree within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts
+of 1K, 2K and 4K tokens, batches of 16, 64, 256 and 1024, over the preset's link (16.5 us); off that grid,
+micro-batches of a few requests over a link of less latency wait on one another: LLaMA-2-7B, n = 4, 3 requests at 64
+tokens, the event model is 7.6 % above at 0 us, 3.7 % at 4 us, 0.3 % at 8 us and equal at 16.5 us. With LM heads a
+head holds its replica once a token and the others' slices queue behind it: in ping-pong the event model is above by
+up to 1.5 % (DOP (2, 4), batches of 16-513 at 1024 and 3000 tokens, divide-and-conquer on and off: LLaMA3-8B 1.46 %
+at 512 requests of 3000 tokens, 1.31 % at 257 requests of 1000 + 13i tokens, micro-batches of 129 and 128;
+LLaMA3-70B and LLaMA-2-7B up to 0.6 %); staggered, over the grid above (24-token runs), by up to 2.7 % (n = 3) and
+3.9 % (n = 4) on LLaMA3-8B, 0.7 % and 0.9 % on LLaMA3-70B.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A

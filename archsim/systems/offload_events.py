@@ -8,20 +8,29 @@ Resources: the n - 1 compute replicas, the memory pool (all its devices work on 
 time: heads are partitioned, so each device holds a share of every request), and the link in each direction
 (`link out`, `link back`): `lanes` messages on it at once (`OffloadModel.link_lanes`), each also holding its
 replica's NICs for that direction (one message at a time: the sender's going out, the next slice's replica coming
-back), for its wire time, then travelling its latency without holding them. With more than one lane the spans of
-a direction overlap on its track.
+back), for its wire time, then travelling its latency without holding them. With more than one lane each lane is
+its own track (`link out lane 0`, ...), a message on the lowest free one.
 Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the ops after attention k - 1 and
 before attention k (the paper's min-cut slices), runs on replica (j + k) mod (n - 1) (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
-then, with divide-and-conquer, q is sent while the K/V share is computed on the replica and sent after it; the
-pool runs attention over the history when q arrives and the new token's part with the merge when k, v arrive
-(holding the pool in between, so another micro-batch's attention does not slip between a history and its
-merge); without it, q, k and v go together after the whole projection and the pool runs
-the whole attention. The output goes back over `link back` and the next slice starts; after a token's last layer
-the next slice also runs the micro-batch's LM head (`heads_s[j]`). Tasks queue FIFO on their resource.
+then, with divide-and-conquer, q is sent while the K/V share is computed on the replica and sent after it; the pool
+runs attention over the history when q arrives and the new token's part with the merge when k, v have arrived too,
+as two tasks (the pool is free for another micro-batch's task while k, v are on their way); without it, q, k and v
+go together after the whole projection and the pool runs the whole attention. The output goes back over `link back`
+and the next slice starts; after a token's last layer the next slice also runs the micro-batch's LM head
+(`heads_s[j]`). A replica and the pool serve their queues oldest first (`simpy.PriorityResource`: slice k of
+micro-batch j before slice k of j + 1 before slice k + 1 of any, the order of the staggered schedule), as
+`archsim.model.event` serves its units: work-conserving, and a merge whose k, v have arrived goes before a younger
+micro-batch's history. (First come, first served, with the pool held from the history to the merge, a faster link
+could make the pipeline slower: LLaMA3-8B, n = 3, 257 requests, 10.31 ms a token at 8 GB/s and 10.41 ms at 10 GB/s
+over 5 us, the LM heads bunching the micro-batches.) A work-conserving schedule is not monotone in every case: the
+same requests at n = 4 take 8.993 ms over 2 us and 8.988 ms over 5 us at 12 GB/s (0.05 %), and 8.978 ms at 30 GB/s
+and 8.979 ms at 45.7 GB/s over 16.5 us. The links serve first come, first served.
 Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger). A micro-batch that has its tokens
 runs on until all have theirs (those tokens are not recorded, nor their spans), so no measured token has the
 drain in it; `PipelineRun.token_s` is the mean time between tokens over the second half of the run.
+Spans: each replica's slices (`dense`), the pool's tasks (`attention`, or `attention over the history` and `new
+token + merge`: they sum to the pool's busy time), each message's wire time on its link lane.
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
 last attention are not run (they start the next token's first slice).
@@ -59,8 +68,10 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     first tokens, and `simulate_pipeline` keeps every micro-batch running until all have their tokens, so no
     measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady. In a
     ping-pong pipeline the gaps settle by the third token; in a staggered one (n >= 3) whose LM heads queue the
-    other micro-batches they can repeat over several tokens (six in LLaMA3-8B at n = 3), and the mean of a second
-    half that is not whole periods is off their mean by a few per cent: run a few periods."""
+    other micro-batches they could repeat over several tokens while the replicas and the pool served first come,
+    first served (six in LLaMA3-8B at n = 3, 256 requests at 2K tokens), and the mean of a second half that is not
+    whole periods was off their mean by a few per cent. Served oldest first, the gaps of the second half agree within
+    0.02 % over offload.py's grid (8- and 24-token runs too); a longer pattern would need a few periods."""
     first = (len(done_s) - 1) // 2
     return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
 
@@ -73,25 +84,36 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
     link direction carries at once (`OffloadModel.link_lanes`; 1 by default, as in ping-pong)."""
     heads = list(heads_s) if heads_s is not None else [0.0] * len(layers)
     env = simpy.Environment()
-    replica = [simpy.Resource(env, 1) for _ in range(replicas)]
-    pool, out, back = simpy.Resource(env, 1), simpy.Resource(env, lanes), simpy.Resource(env, lanes)
+    replica = [simpy.PriorityResource(env, 1) for _ in range(replicas)]
+    pool = simpy.PriorityResource(env, 1)
+    links = {name: (simpy.Resource(env, lanes), list(range(lanes))) for name in ("link out", "link back")}
     nics_out, nics_back = ([simpy.Resource(env, 1) for _ in range(replicas)] for _ in range(2))
     spans: list[Span] = []
     done: list[list[float]] = [[] for _ in layers]
 
-    def hold(resource: simpy.Resource, name: str, task: str, seconds: float, keep: bool) -> Generator:
-        with resource.request() as request:
+    def hold(resource: simpy.PriorityResource, name: str, task: str, seconds: float, age: int,
+             keep: bool) -> Generator:
+        with resource.request(priority=age) as request:
             yield request
             start = env.now
             yield env.timeout(seconds)
             if keep and seconds > 0:
                 spans.append(Span(name, task, start, env.now))
 
-    def send(name: str, nics: simpy.Resource, link: simpy.Resource, task: str, wire_s: float, latency_s: float,
-             arrived: simpy.Event, keep: bool) -> Generator:
+    def send(name: str, nics: simpy.Resource, task: str, wire_s: float, latency_s: float, arrived: simpy.Event,
+             keep: bool) -> Generator:
+        link, free = links[name]
         with nics.request() as request:  # the replica's NICs, then a lane of the link
             yield request
-            yield from hold(link, name, task, wire_s, keep)
+            with link.request() as lane_request:
+                yield lane_request
+                lane = min(free)
+                free.remove(lane)
+                start = env.now
+                yield env.timeout(wire_s)
+                free.append(lane)
+                if keep and wire_s > 0:
+                    spans.append(Span(f"{name} lane {lane}" if lanes > 1 else name, task, start, env.now))
         yield env.timeout(latency_s)
         arrived.succeed()
 
@@ -101,44 +123,40 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
         while min(len(d) for d in done) < tokens:  # until every micro-batch has its tokens: no drain measured
             for k in range(n_layers):
                 r = (j + slice_k) % replicas
+                age = slice_k * len(layers) + j  # the staggered schedule's order
                 slice_k += 1
                 tag, keep = f"mb{j} t{t} L{k}", trace and t < tokens  # a token past `tokens`: no spans
                 first = t == 0 and k == 0
                 q_sent, kv_sent = env.event(), env.event()
-                with replica[r].request() as request:
+                with replica[r].request(priority=age) as request:
                     yield request
                     start = env.now
                     after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
                     yield env.timeout(after + layer.norm_s + layer.q_s)
                     if divide_and_conquer:
-                        env.process(send("link out", nics_out[r], out, f"{tag} q", layer.q_wire_s, layer.latency_s,
+                        env.process(send("link out", nics_out[r], f"{tag} q", layer.q_wire_s, layer.latency_s,
                                          q_sent, keep))
                         yield env.timeout(layer.kv_s)
-                        env.process(send("link out", nics_out[r], out, f"{tag} k,v", layer.kv_wire_s,
-                                         layer.latency_s, kv_sent, keep))
+                        env.process(send("link out", nics_out[r], f"{tag} k,v", layer.kv_wire_s, layer.latency_s,
+                                         kv_sent, keep))
                     else:
                         yield env.timeout(layer.kv_s)
-                        env.process(send("link out", nics_out[r], out, f"{tag} q,k,v",
-                                         layer.q_wire_s + layer.kv_wire_s, layer.latency_s, q_sent, keep))
+                        env.process(send("link out", nics_out[r], f"{tag} q,k,v", layer.q_wire_s + layer.kv_wire_s,
+                                         layer.latency_s, q_sent, keep))
                     if keep:
                         spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
                 yield q_sent
                 if divide_and_conquer:
-                    with pool.request() as request:
-                        yield request
-                        start = env.now
-                        yield env.timeout(layer.history_s)
-                        yield kv_sent
-                        yield env.timeout(layer.merge_s)
-                        if keep:
-                            spans.append(Span("memory pool", f"{tag} attention (history, then new token + merge)",
-                                              start, env.now))
+                    yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, age,
+                                    keep)
+                    yield kv_sent
+                    yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, age, keep)
                 else:
-                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, keep)
+                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, age, keep)
                 returned = env.event()
                 to = (j + slice_k) % replicas  # the next slice's replica
-                env.process(send("link back", nics_back[to], back, f"{tag} output", layer.out_wire_s,
-                                 layer.latency_s, returned, keep))
+                env.process(send("link back", nics_back[to], f"{tag} output", layer.out_wire_s, layer.latency_s,
+                                 returned, keep))
                 yield returned
             done[j].append(env.now)
             t += 1
