@@ -8,22 +8,27 @@ This is the Python API users call, and what `archsim run`, `archsim reproduce` a
 
 Sizes are bound in this order, later winning: the cascade's defaults, the workload's params, the mapping's
 `set:` (tile sizes such as M0), the caller's `sets`. With a workload, every model size the cascade binds must
-come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. A grouped-query
-workload (kv_heads below heads) is refused by a cascade with one K/V head per query head (no `kv_heads` param),
-which would count its K and V heads/kv_heads times over: its cascade is a grouped-query one (e.g. mapping
-`fusemax-gqa`). A cascade whose K and V have no head rank (one K/V head every query head reads) computes
-multi-query attention: it takes a workload of kv_heads 1 and refuses any other. A multi-head latent attention
-workload (`kv_lora_rank`, DeepSeek) is refused by a cascade of
-attention (K an input) or of the K/V projection (a `kv_heads` param) without a latent (no `kv_lora_rank` param),
-which would drop its decoupled RoPE dimensions and latent projections: its cascades are `attention-mla-prefill`,
-`attention-mla-decode` and `mla-projection`. A sliding-window workload (`window`) is refused by an attention
-cascade without a window, which would count every key the window drops: its cascade is `attention-sliding-window`.
-A linear-attention workload (`attention: linear`) is refused by a softmax attention cascade (one whose Einsums take
-an exp). A mixture-of-experts workload (`experts` above 1) is refused by a dense FFN cascade (one of `ffn_dim` without
-`experts`), which would count one expert per token instead of `top_k`, unless it is the width of the model's dense
-layers (`moe_every` above 1): its cascade is `moe-experts`. A norm or dense FFN cascade of another decoder block than
-the workload's is refused (`check_block_form`). `archsim analyze` and `execute` apply the same checks and, with a
-workload, refuse a tiling or algorithm parameter left at its test default (`refuse_test_defaults`).
+come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. Without one, the
+test sizes bind unless the sets give a model size; then they give every one (`refuse_partial_model`). `bound` binds
+a cascade with these checks and no mapping (what `archsim analyze` does):
+
+    binding, analysis = bound("attention-1pass-causal-gqa", "llama3-8b", {"M0": 128})
+
+A grouped-query workload (kv_heads below heads) is refused by a cascade with one K/V head per query head (no
+`kv_heads` param), which would count its K and V heads/kv_heads times over: its cascade is a grouped-query one (e.g.
+mapping `fusemax-gqa`). A cascade whose K and V have no head rank (one K/V head every query head reads) computes
+multi-query attention: it takes a workload of kv_heads 1 and refuses any other. A multi-head latent attention workload
+(`kv_lora_rank`, DeepSeek) is refused by a cascade of attention (K an input) or of the K/V projection (a `kv_heads`
+param) without a latent (no `kv_lora_rank` param), which would drop its decoupled RoPE dimensions and latent
+projections: its cascades are `attention-mla-prefill`, `attention-mla-decode` and `mla-projection`. A sliding-window
+workload (`window`) is refused by an attention cascade without a window, which would count every key the window drops:
+its cascade is `attention-sliding-window`. A linear-attention workload (`attention: linear`) is refused by a softmax
+attention cascade (one whose Einsums take an exp). A mixture-of-experts workload (`experts` above 1) is refused by a
+dense FFN cascade (one of `ffn_dim` without `experts`), which would count one expert per token instead of `top_k`,
+unless it is the width of the model's dense layers (`moe_every` above 1): its cascade is `moe-experts`. A norm or
+dense FFN cascade of another decoder block than the workload's is refused (`check_block_form`). `bound`, `archsim
+analyze` and `execute` apply the same checks and, with a workload, refuse a tiling or algorithm parameter left at its
+test default (`refuse_test_defaults`).
 """
 
 from __future__ import annotations
@@ -75,19 +80,14 @@ def prepare(mapping: str | PathLike | Mapping, *, cascade: str | PathLike | Casc
     spec = _spec("mapping", mapping, Mapping, library.load_mapping_spec)
     architecture = (_named_by(spec, "architecture") if arch is None
                     else _spec("arch", arch, Architecture, library.load_architecture_spec))
-    cascade_spec = (_named_by(spec, "cascade") if cascade is None
-                    else _spec("cascade", cascade, Cascade, library.load_cascade_spec))
-    if workload is not None:
-        workload = _spec("workload", workload, Workload, library.load_workload_spec)
-    if sets is not None and not isinstance(sets, MappingType):
-        raise SpecError("<python>", "sets", f"expected a mapping of name -> number, got {_shown(sets)}")
+    cascade_spec = _named_by(spec, "cascade") if cascade is None else cascade
     binding, analysis = bound(cascade_spec, workload, sets, spec, sets_source)
     return Point(binding, analysis, architecture, _searched(binding, analysis, architecture, spec))
 
 
 def _spec(argument: str, value: object, kind: type[T], load: Callable[[str | PathLike], T]) -> T:
-    """`value` of prepare's `argument`: a spec of `kind` as it is, a library name or a path loaded by `load`; any
-    other value a SpecError naming the argument (not an AttributeError from deep inside)."""
+    """`value` of prepare's (or bound's) `argument`: a spec of `kind` as it is, a library name or a path loaded by
+    `load`; any other value a SpecError naming the argument (not an AttributeError from deep inside)."""
     if isinstance(value, kind):
         return value
     if isinstance(value, str | PathLike):
@@ -100,11 +100,23 @@ def _shown(value: object) -> str:
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def bound(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float] | None,
-          spec: Mapping, sets_source: str = "--set") -> tuple[Binding, Analysis]:
-    """The binding and analysis `prepare` makes of loaded specs (one object pair per equal input, see `_bound`;
-    numbers are keyed as Python numbers (`plain_number`: numpy's int64 4096 is 4096, and so is 4096.0), and
-    whether a value is no plain number is part of the key: `True == 1`, but only 1 is a size)."""
+def bound(cascade: str | PathLike | Cascade, workload: str | PathLike | Workload | None = None,
+          sets: MappingType[str, float] | None = None, spec: Mapping | None = None,
+          sets_source: str = "--set") -> tuple[Binding, Analysis]:
+    """The cascade bound to the workload (none: the cascade's test sizes) and `sets` (name -> number, later
+    winning), and its analysis, after every check `archsim run` and `archsim analyze` apply (the module
+    docstring): the checked way to bind from Python, where `archsim.cascade.bind.bind` alone checks only values
+    and sizes. `cascade` and `workload` are specs, library names or paths; `spec` is the point's mapping (as
+    `prepare` passes it), whose `set:` binds between the workload and `sets`; None binds without one, as
+    `archsim analyze` does. `sets_source` names where `sets` came from, for messages. An argument of another type
+    is a SpecError naming it. One object pair per equal input, read-only (see `_bound`; numbers are keyed as
+    Python numbers (`plain_number`: numpy's int64 4096 is 4096, and so is 4096.0), and whether a value is no plain
+    number is part of the key: `True == 1`, but only 1 is a size)."""
+    cascade = _spec("cascade", cascade, Cascade, library.load_cascade_spec)
+    if workload is not None:
+        workload = _spec("workload", workload, Workload, library.load_workload_spec)
+    if sets is not None and not isinstance(sets, MappingType):
+        raise SpecError("<python>", "sets", f"expected a mapping of name -> number, got {_shown(sets)}")
     items = tuple(sorted((_keyed(str(k), plain_number(v)) for k, v in (sets or {}).items()), key=lambda i: i[0]))
     return _bound(cascade, workload, items, spec, sets_source)
 
@@ -116,19 +128,41 @@ def _keyed(name: str, value: object) -> tuple[str, bool, object]:
 
 
 @identity_cache(maxsize=256)
-def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping,
+def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping | None,
            sets_source: str) -> tuple[Binding, Analysis]:
     """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
     sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
     values = {k: v for k, _, v in sets}
     check_sets_read(cascade, workload, values, sets_source)
-    _refuse_tiling_sets(cascade, spec, values, sets_source)
-    check_attention_form(cascade, workload, values, sets_source, spec.name)
-    check_block_form(cascade, workload, spec.name)
-    check_ffn_form(cascade, workload, values, spec.name)
-    binding = bind(cascade, workload, values, source=sets_source, fixed=(spec.source, spec.sets))
+    refuse_partial_model(cascade, workload, values, sets_source)
+    mapping_name = spec.name if spec is not None else None
+    if spec is not None:
+        _refuse_tiling_sets(cascade, spec, values, sets_source)
+    check_attention_form(cascade, workload, values, sets_source, mapping_name)
+    check_block_form(cascade, workload, mapping_name)
+    check_ffn_form(cascade, workload, values, mapping_name)
+    binding = bind(cascade, workload, values, source=sets_source,
+                   fixed=(spec.source, spec.sets) if spec is not None else None)
     refuse_test_defaults(cascade, workload, values, spec)
-    return _shown_tiles(binding, spec), _read_only(analyze(binding))
+    return (_shown_tiles(binding, spec) if spec is not None else binding), _read_only(analyze(binding))
+
+
+def refuse_partial_model(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
+                         sets_source: str) -> None:
+    """Without a workload, sets that give one model size (`archsim.workload.PARAMS`) give every one the cascade
+    binds, as a workload must (`bind`): the others would stay the cascade's test defaults under the sizes given
+    (seq_len 4096, batch 64 and heads 12 over head_dim 8, not BERT's 64: 5x too fast). A missing one is refused,
+    naming it. Sets of no model size (none, or tiles such as M0) keep the cascade's test sizes."""
+    if workload is not None:
+        return
+    given = [name for name in sets if name in PARAMS]
+    missing = [name for name in dict.fromkeys([*cascade.params, "word_bytes"]) if name in PARAMS and name not in sets]
+    if given and missing:
+        defaults = ", ".join(f"{name} {cascade.params[name]:g}" for name in missing if name in cascade.params)
+        raise SpecError(sets_source, missing[0], f"missing: {', '.join(given)} set without a workload, so every "
+                                                 f"model size cascade {cascade.name} binds must be set ({defaults} "
+                                                 f"would be its test defaults); set "
+                                                 f"{', '.join(f'{n}=N' for n in missing)}, or give a workload")
 
 
 def _shown_tiles(binding: Binding, spec: Mapping) -> Binding:
@@ -153,10 +187,14 @@ def mapping_tiling(cascade: Cascade, spec: Mapping) -> dict[str, list[str]]:
     the mapping's `set:` fixes (`tile_kv` under fusemax's `set: {M0: 256}`: `params_masked_by`), and no loop
     factor expression of the mapping reads it."""
     read = set()
-    for group in spec.groups:
-        for loop in group.loops:
+    for g, group in enumerate(spec.groups):
+        for i, loop in enumerate(group.loops):
             if isinstance(loop.factor, str) and loop.factor != SEARCH:
-                read |= S.names_in(S.parse_expr(loop.factor))
+                try:
+                    read |= S.names_in(S.parse_expr(loop.factor))
+                except S.ParseError as exc:  # a factor set in Python (dataclasses.replace), which no loader parsed
+                    raise SpecError(spec.source, f"groups[{g}].{loop.origin or f'loops[{i}]'}",
+                                    f"not a factor expression: {exc}") from None
     return {k: ranks for k, ranks in params_masked_by(cascade, spec.sets).items() if k not in read}
 
 
@@ -343,16 +381,19 @@ def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
 
 
 def run_point(mapping: str | Mapping, **kwargs) -> Result:
+    """`prepare` the point (its arguments), then the analytical model's `Result.answered()`: an infeasible point has
+    its reason and footprint, and no latency, energy or utilization (NaN)."""
     point = prepare(mapping, **kwargs)
-    return evaluate(point.binding, point.analysis, point.arch, point.mapping)
+    return evaluate(point.binding, point.analysis, point.arch, point.mapping).answered()
 
 
 def simulate_point(mapping: str | Mapping, **kwargs) -> tuple[Point, EventRun]:
     """`prepare` the point, then run the event-driven model on it (`archsim.model.event.simulate`, which loads
     only here). Takes `prepare`'s arguments and `simulate`'s options `max_tasks` and `buffers` (whole numbers
-    >= 1; by default simulate's)."""
+    >= 1; by default simulate's). An infeasible point's run holds `Result.answered()`, as `run_point` returns."""
     from archsim.model.event import simulate
 
     options = {name: kwargs.pop(name) for name in SIMULATE_OPTIONS if name in kwargs}
     point = prepare(mapping, **kwargs)
-    return point, simulate(point.binding, point.analysis, point.arch, point.mapping, **options)
+    run = simulate(point.binding, point.analysis, point.arch, point.mapping, **options)
+    return point, run if run.result.feasible else replace(run, result=run.result.answered())

@@ -5,11 +5,12 @@ Why a snapshot and not the papers: the speed-up is a refactor (work that depends
 structure is computed once and remembered), so no number may move, not even in its last bit (a float summed in
 another order would); the paper comparisons (tests/test_fusemax_*.py) have tolerances and would not see that.
 
-What is kept (tests/data/eval_speed_snapshot.json, `results`): `Result.to_dict()` of each point, compared as JSON
-text (floats written with `repr`, which round-trips exactly; dict order included). The points cover every mapping
-in `mappings/` at 4K tokens of BERT-base, the benchmark's FuseMax point at 64K, the FLAT mappings at 64K (tiles
-that spill), FuseMax's chosen mapping on a 1 MiB buffer and on a 32-PE-wide array (infeasible: capacity and
-fan-out), a slower DRAM, and single groups as the mapper scores them (`only_group`).
+What is kept (tests/data/eval_speed_snapshot.json, `results`): `Result.model_dict()` of each point (`to_dict()` with
+an infeasible point's numbers, which `to_dict()` leaves null), compared as JSON text (floats written with `repr`,
+which round-trips exactly; dict order included). The points cover every mapping in `mappings/` at 4K tokens of
+BERT-base, the benchmark's FuseMax point at 64K, the FLAT mappings at 64K (tiles that spill), FuseMax's chosen
+mapping on a 1 MiB buffer and on a 32-PE-wide array (infeasible: capacity and fan-out), a slower DRAM, and single
+groups as the mapper scores them (`only_group`).
 
 Where the snapshot comes from: the code at commit 0730ad8, before the speed-up (archsim/model, mapping and cascade
 unmodified).
@@ -41,7 +42,7 @@ MAPPINGS = ("flat-offchip", "flat", "fusemax-arch", "fusemax-cascade", "fusemax"
 
 
 def results() -> dict[str, dict]:
-    """Every point's `Result.to_dict()`, by a readable key."""
+    """Every point's `Result.model_dict()`, by a readable key."""
     out = {}
     for name in MAPPINGS:
         p = prepare(name, workload="bert-base", sets={"seq_len": 4096})
@@ -67,7 +68,7 @@ def results() -> dict[str, dict]:
     narrow = p.arch.with_changes(**{"units.array2d.shape": [32, 256]})
     out["fusemax bert-base 16384 chosen mapping, 32 x 256 array"] = evaluate(p.binding, p.analysis, narrow,
                                                                              p.mapping)
-    return {key: r.to_dict() for key, r in out.items()}
+    return {key: r.model_dict() for key, r in out.items()}
 
 
 def test_evaluate_gives_the_snapshot_bit_for_bit() -> None:

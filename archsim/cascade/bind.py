@@ -132,15 +132,21 @@ def bind(
 ) -> Binding:
     """Resolve every rank size from values layered, later winning: the cascade's defaults, `params`, `overrides`.
 
-    `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is
-    generic). A workload must give every model size (`archsim.workload.PARAMS`) the cascade binds, unless
-    `overrides` does: a missing one is a SpecError naming the workload's file, never a silent use of the
-    cascade's small default. A plain mapping (a Python caller stating the sizes it cares about, such as the GPU
-    tile model) may leave sizes to the defaults. `overrides` (from `source`, e.g. "--set") must each name a
-    parameter or a rank of the cascade. `fixed` is (source, values) set between `params` and `overrides`, e.g. a
-    mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came from, and a partition
-    that does not divide says where its sizes came from. `set_option` False: the caller's command has no `--set`
-    (simulate, a system's decoder layer), so a missing model size's error does not suggest one."""
+    Only values and sizes are checked here. Whether the workload's attention, decoder block and FFN are the
+    cascade's, whether a tiling or algorithm parameter (`tile_kv`) is left at its test default, and whether sets
+    without a workload give every model size, are checked by `archsim.point.bound` (the checks of `archsim run` and
+    `archsim analyze`): a user binding a cascade to a workload calls that, not this.
+
+    `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is generic).
+    A workload must give every model size (`archsim.workload.PARAMS`) the cascade binds, unless `overrides` does: a
+    missing one is a SpecError naming the workload's file, never a silent use of the cascade's small default. A
+    plain mapping (a workload's `.params` too; an internal caller stating the sizes it cares about, such as the GPU
+    tile model) is not checked so: sizes it leaves out take the defaults. `overrides` (from `source`, e.g. "--set")
+    must each name a parameter or a rank of the cascade. `fixed` is (source, values) set between `params` and
+    `overrides`, e.g. a mapping's `set:` (tile sizes). Every value passes `check_size`, blamed on where it came
+    from, and a partition that does not divide says where its sizes came from. `set_option` False: the caller's
+    command has no `--set` (simulate, a system's decoder layer), so a missing model size's error does not suggest
+    one."""
     limit = max_size()  # the environment read once per binding, not per value
     if isinstance(params, Workload):
         values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
@@ -353,9 +359,11 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
     model = [name for name in used if name in PARAMS]
     if source != "--set":
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
-    if model:  # the sizes of a model, which a workload gives
+    if model:  # the sizes of a model, which a workload gives, or --set all of them (`archsim.point.bound`)
+        sizes = " ".join(f"--set {name}=N" for name in dict.fromkeys([*cascade.params, "word_bytes"])
+                         if name in PARAMS)
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
-                f"used when no workload gives it): pass --workload W or --set {model[0]}=N")
+                f"used when no workload gives it): pass --workload W or every model size it binds ({sizes})")
     return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: pass --set {used[0]}=N"
 
 

@@ -48,19 +48,7 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
     else:
         result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
     if as_json:
-        click.echo(json.dumps({**_answer(result.to_dict()), "record": nan_as_null(result.record().row())},
-                              indent=2))
+        click.echo(json.dumps({**result.to_dict(), "record": nan_as_null(result.record().row())}, indent=2))
     else:
         show_result(result)
 
-
-# What an infeasible point's JSON leaves empty: the times, traffic, energy and utilization of a mapping that cannot
-# run are no answer (a utilization above 1 among them); its footprint, which says what overflows, and the
-# architecture's area stay
-NO_ANSWER = ("latency_s", "compute_cycles", "memory_s", "traffic_bytes", "dram_traffic_bytes", "energy_pj",
-             "energy_by", "utilization", "einsums", "stalls")
-
-
-def _answer(record: dict) -> dict:
-    """`record` (`Result.to_dict`) with `NO_ANSWER` null when the point is infeasible, as a sweep stores it."""
-    return record if record["feasible"] else {**record, **dict.fromkeys(NO_ANSWER)}

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from archsim.record import PJ_PER_J, Record
 
 T = TypeVar("T")
+
+# What an infeasible point leaves empty (`Result.answered`, `Result.to_dict`): the times, traffic, energy and
+# utilization of a mapping that cannot run are no answer (a utilization above 1 among them); its footprint, which
+# says what overflows, and the architecture's area stay
+NO_ANSWER = ("latency_s", "compute_cycles", "memory_s", "traffic_bytes", "dram_traffic_bytes", "energy_pj",
+             "energy_by", "utilization", "einsums", "stalls")
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,12 @@ class EinsumResult:
 
 @dataclass(frozen=True)
 class Result:
+    """One point's numbers. As the model (`archsim.model.analytical.evaluate`) returns it, an infeasible point keeps
+    the numbers of its mapping that cannot run, which the mapper ranks (the candidate closest to fitting, then the
+    fastest: `archsim.mapping.mapper.score_of`); what a user is handed (`archsim.point.run_point`,
+    `simulate_point`, `archsim run`) is `answered()`, whose infeasible point has none (NaN), and `to_dict()` leaves
+    them null in any case. `reason`, `footprint_bytes` (what overflows) and `area_um2` stay."""
+
     cascade: str
     architecture: str
     mapping: str
@@ -54,8 +67,30 @@ class Result:
         outer = next(iter(self.traffic_bytes), None)
         return sum(self.traffic_bytes[outer].values()) if outer else 0.0
 
+    def answered(self) -> Result:
+        """This Result, or for an infeasible point a copy without its answers (`NO_ANSWER`): each time, traffic,
+        energy, utilization and stall NaN, under the same keys (`utilization["array2d"]` is NaN, not a KeyError), and
+        each Einsum's cycles and energy NaN (its op counts and lanes stay: the cascade's and the mapping's)."""
+        if self.feasible:
+            return self
+        nan = math.nan
+        return replace(self, latency_s=nan, compute_cycles=nan, memory_s=dict.fromkeys(self.memory_s, nan),
+                       traffic_bytes={level: dict.fromkeys(by_tensor, nan)
+                                      for level, by_tensor in self.traffic_bytes.items()},
+                       energy_pj=nan, energy_by=dict.fromkeys(self.energy_by, nan),
+                       utilization=dict.fromkeys(self.utilization, nan),
+                       einsums=tuple(replace(e, compute_cycles=nan, energy_pj=nan) for e in self.einsums),
+                       stalls=dict.fromkeys(self.stalls, nan))
+
     def to_dict(self) -> dict:
-        """A flat, JSON-ready record (energy keys as 'component.action')."""
+        """A flat, JSON-ready record (energy keys as 'component.action'): `model_dict()` with the `NO_ANSWER` keys
+        null when the point is infeasible, as a sweep stores it."""
+        record = self.model_dict()
+        return record if self.feasible else {**record, **dict.fromkeys(NO_ANSWER)}
+
+    def model_dict(self) -> dict:
+        """`to_dict()` with the model's numbers even for an infeasible point (what the mapper ranks; a guard of the
+        model's arithmetic, tests/test_eval_speed_equal.py, compares them): not an answer to show."""
         return {
             "cascade": self.cascade,
             "architecture": self.architecture,
