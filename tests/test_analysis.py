@@ -76,7 +76,8 @@ def test_causal_mask_halves_the_work(cli_json) -> None:
 
 def test_causal_count_is_exact_at_a_million_tokens(cli_json) -> None:
     n = 1 << 20
-    r = cli_json("analyze", "attention-1pass-causal", "--set", f"seq_len={n}", "--set", "M0=256")
+    sizes = [arg for name in ("batch=2", "heads=2", "head_dim=8", "word_bytes=2") for arg in ("--set", name)]
+    r = cli_json("analyze", "attention-1pass-causal", "--set", f"seq_len={n}", *sizes, "--set", "M0=256")
     b, h, e = r["ranks"]["B"], r["ranks"]["H"], r["ranks"]["E"]
     assert r["ops"]["QK"] == {"mac": b * h * e * n * (n + 1) // 2}
 
@@ -227,3 +228,11 @@ def test_a_predicate_of_parameters_only_counts_one_point_true_or_not() -> None:
     assert count_true(Param("w"), {}, {"w": 3.0}) == 1
     assert count_true(S.BinOp("<", Param("w"), S.Num(1.0)), {}, {"w": 3.0}) == 0
     assert count_true(Param("w"), {"m": 10}, {"w": 0.5}) == 10
+
+
+def test_analyze_without_a_workload_takes_every_model_size_or_none(cli) -> None:
+    """`archsim analyze` binds as `archsim run` does (`point.bound`): a --set of seq_len alone counted attention at
+    4096 tokens over the test batch 2, heads 2 and head_dim 8; now every size or none (the test sizes)."""
+    out = cli("analyze", "attention-1pass", "--set", "seq_len=4096", expect=2).output
+    assert out.startswith("error: --set: batch: missing: seq_len set without a workload")
+    assert "ranks" in cli("analyze", "attention-1pass").output

@@ -158,8 +158,11 @@ def test_ring_stays_lasp2s_baseline_on_a_linear_workload(cli) -> None:
 
 
 def test_a_set_top_k_above_the_experts_is_refused(cli) -> None:
-    """A workload file with top_k > experts is refused; the same through --set ran as top_k = experts."""
-    assert "error: --set: top_k: expected at most experts (4), got 5" in cli("analyze", "moe-experts", "--set",
+    """A workload file with top_k > experts is refused; the same through --set ran as top_k = experts. (With no
+    workload, a --set of one model size sets them all: `point.refuse_partial_model`.)"""
+    sizes = [arg for name, n in (("tokens", 6), ("hidden", 8), ("ffn_dim", 8), ("experts", 4), ("word_bytes", 2))
+             for arg in ("--set", f"{name}={n}")]
+    assert "error: --set: top_k: expected at most experts (4), got 5" in cli("analyze", "moe-experts", *sizes, "--set",
                                                                              "top_k=5", expect=2).output
 
 

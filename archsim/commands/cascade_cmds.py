@@ -8,39 +8,11 @@ import sys
 import click
 
 from archsim import library
-from archsim.cascade.analysis import Analysis, analyze
+from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding, bind
 from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets
 
 CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
-
-
-def bind_cascade(cascade_name: str, workload: str | None, sets: tuple[str, ...]) -> Binding:
-    """The cascade bound to a workload (every model size it declares must come from the workload or `--set`)
-    or, without one, to its own small defaults. As `archsim run` does, a workload whose attention the cascade does
-    not compute (grouped K/V heads on a multi-head cascade, MLA, a sliding window, linear attention), a norm or dense
-    FFN of another decoder block and a dense FFN on a mixture-of-experts model are refused, and
-    so are, with a workload, a `--set` of a workload size the cascade does not read (`point.check_sets_read`) and a
-    tiling or algorithm parameter (`tile_kv`, `block`) that `--set` does not give: its default is a test size
-    (`point.refuse_test_defaults`)."""
-    from archsim.point import (
-        check_attention_form,
-        check_block_form,
-        check_ffn_form,
-        check_sets_read,
-        refuse_test_defaults,
-    )
-
-    cascade = library.load_cascade_spec(cascade_name)
-    spec = library.load_workload_spec(workload) if workload else None
-    values = parse_sets(sets)
-    check_sets_read(cascade, spec, values, "--set")
-    check_attention_form(cascade, spec, values, "--set")
-    check_block_form(cascade, spec)
-    check_ffn_form(cascade, spec, values)
-    binding = bind(cascade, spec, values, source="--set")
-    refuse_test_defaults(cascade, spec, values)
-    return binding
 
 
 def _show_analysis(analysis: Analysis) -> None:
@@ -70,7 +42,9 @@ def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_js
 
     Example: archsim analyze attention-1pass-causal-gqa --workload llama3-8b --set M0=256 --json
     """
-    analysis = analyze(bind_cascade(cascade, workload, sets))
+    from archsim.point import bound
+
+    _, analysis = bound(cascade, workload, parse_sets(sets))  # run's checks of the cascade, workload and sets
     if as_json:
         click.echo(json.dumps(analysis.to_dict(), indent=2))
     else:
@@ -94,8 +68,13 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
 
     from archsim.cascade.interpret import execute, random_inputs
     from archsim.cascade.references import check_sizes
+    from archsim.point import bound
 
-    binding = bind_cascade(cascade, workload, sets)
+    values = parse_sets(sets)
+    # without a workload the cascade runs at test sizes, some set (`--set seq_len=3`): execute answers whether the
+    # cascade computes its reference, which holds at any sizes, so the model sizes need not all be given
+    binding = (bound(cascade, workload, values)[0] if workload is not None
+               else bind(library.load_cascade_spec(cascade), None, values, source="--set"))
     spec = binding.cascade
     if check_ref and spec.reference is not None:  # the layouts were checked when the cascade loaded
         check_sizes(binding)

@@ -35,9 +35,10 @@ class Labelled:
 
 def from_run(mapping: str, *, cascade: str | None = None, arch: str | None = None, workload: str | None = None,
              sets: MappingType[str, float] | None = None) -> Labelled:
-    """Evaluate one design point with the analytical model (mapper included) and label it by its mapping."""
+    """Evaluate one design point with the analytical model (mapper included) and label it by its mapping; an
+    infeasible point carries no numbers (`Result.answered`)."""
     point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=sets)
-    return labelled(point, evaluate(point.binding, point.analysis, point.arch, point.mapping))
+    return labelled(point, evaluate(point.binding, point.analysis, point.arch, point.mapping).answered())
 
 
 def labelled(point: Point, result: Result) -> Labelled:
