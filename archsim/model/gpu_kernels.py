@@ -210,14 +210,20 @@ SMALLEST_BLOCK = 16  # rows or keys: one m16n8k16 MMA
 Launches = TypeVar("Launches", TiledLaunch, tuple)
 
 
-def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, int], Launches], gpu: GPU
-                 ) -> Launches:
+def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, int], Launches], gpu: GPU, *,
+                 owns_rows: bool) -> Launches:
     """FA2's launch (`build(block_m, block_n, warps)`, a launch or a tuple whose first is the tiled one) at the first
     of its `tiles` whose CTA fits `gpu`; on a GPU whose shared memory holds none of them (MI300X's 64 KB LDS against
     FA2's sm80 sizes) at the largest tile, rows x keys, that fits among those halving the last tile's sides down to
-    `SMALLEST_BLOCK`, the warps cut with the area. That fallback is ours: FA2 ships no such configuration (it is
-    built for sm80 and later), and which tiles the ports to other GPUs (ROCm's) pick is not in the reference. With
-    no tile fitting, the first one, whose refusal names what it needs."""
+    `SMALLEST_BLOCK`, the warps cut with the area. Of two such tiles of one area, the one keeping more of the block
+    the CTA owns: its query rows for a forward or decode CTA walking key blocks (`owns_rows`), its keys for a
+    backward CTA walking query blocks, as FA2's split-KV kernel keeps its 64 rows at every head_dim and its backward
+    goes from 64 x 64 to 64 x 32 where shared memory is short (launch templates from memory, not re-read). Rows
+    first would make a one-row decode, which computes the whole tile, cheaper as head_dim grows (MI300X at head_dim
+    192: 32 x 64 rather than 64 x 32, FA2 v2.0.9's decode 0.6 times the MMA work of head_dim 160 on 64 x 64;
+    `tests/test_gpu_decode_tile_monotone.py`). That fallback is ours: FA2 ships no such configuration (it is built
+    for sm80 and later), and which tiles the ports to other GPUs (ROCm's) pick is not in the reference. With no tile
+    fitting, the first one, whose refusal names what it needs."""
     def fits(launch: Launches) -> bool:
         return ctas_per_sm(launch[0] if isinstance(launch, tuple) else launch, gpu) > 0
 
@@ -226,7 +232,7 @@ def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, i
             return launch
     last_m, last_n, last_warps = tiles[-1]
     smaller = sorted(((m, n) for m in _halvings(last_m) for n in _halvings(last_n) if (m, n) != (last_m, last_n)),
-                     key=lambda t: (t[0] * t[1], t[1]), reverse=True)
+                     key=lambda t: (t[0] * t[1], t[0] if owns_rows else t[1]), reverse=True)
     for m, n in smaller:
         if fits(launch := build(m, n, max(1, last_warps * m * n // (last_m * last_n)))):
             return launch
@@ -336,7 +342,7 @@ def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
     return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim),
                         lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
-                                                     False, 1, padded_head_dim=head_dim), gpu)
+                                                     False, 1, padded_head_dim=head_dim), gpu, owns_rows=True)
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
@@ -376,7 +382,7 @@ def _fa2_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * head_dim))
     post = StreamLaunch("bwd convert dQ", rows * (head_dim * ACC_BYTES + d * e))
     main = _fa2_fitting(_by_head_dim(FA2_BWD, head_dim), lambda bm, bn, warps: bwd_launch(
-        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim), gpu)
+        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim), gpu, owns_rows=False)
     return pre, main, post
 
 
@@ -460,7 +466,7 @@ def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, block_m: int
     slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
     return _fa2_fitting([(block_m, block_n, warps)], lambda bm, bn, w: split_decode_launches(
         case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
-        False, padded_head_dim=head_dim), gpu)
+        False, padded_head_dim=head_dim), gpu, owns_rows=True)
 
 
 def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
@@ -509,7 +515,7 @@ def _fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_
                           counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])),
                           padded_head_dim=head_dim)
 
-    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim), build, gpu)
+    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim), build, gpu, owns_rows=True)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
