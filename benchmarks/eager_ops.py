@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
-from gpu_timing import median_ms
+from gpu_timing import median_ms, require_cuda
 
 DECODE_SHAPES = ((1, 16, 2, 128, 512), (1, 16, 2, 128, 65536), (8, 32, 8, 128, 16384), (8, 32, 8, 128, 131072),
                  (16, 32, 32, 128, 16384), (64, 32, 8, 128, 8192), (32, 8, 1, 64, 32768))
@@ -94,6 +94,7 @@ def prefill(batch: int, heads: int, head_dim: int, seqlen: int) -> None:
 
 
 if __name__ == "__main__":
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, flush=True)
     for s in DECODE_SHAPES:
         decode(*s)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from gpu_timing import median_ms
+from gpu_timing import median_ms, require_cuda
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 4096, 32, 8, 128, 14336
@@ -78,6 +78,7 @@ def time_layer(n: int, w: dict[str, torch.Tensor]) -> None:
 
 
 def main() -> None:
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, flush=True)
 
     def weight(*shape: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from gpu_timing import require_cuda
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HEADS, KV_HEADS, HEAD_DIM, HIDDEN, FFN = 32, 8, 128, 4096, 14336
@@ -101,6 +102,7 @@ def main() -> None:
     lengths = [int(n) for n in sys.argv[2].split(",")] if len(sys.argv) > 2 else LENGTHS
     part = sys.argv[3] if len(sys.argv) > 3 else "attention"
     clocks = out / "clocks.csv"
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, flush=True)
     with clocks.open("w") as sink:
         sampler = subprocess.Popen(["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits",

@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from archsim.kernels.vertical_slash import indexed_attention, vertical_slash_index
-from gpu_timing import median_ms
+from gpu_timing import median_ms, require_cuda
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HEAD_DIM, LAST_Q, BLOCK = 128, 64, 64
@@ -120,6 +120,7 @@ def time_length(n: int) -> None:
 
 
 def main() -> None:
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, flush=True)
     for n in LENGTHS:
         time_length(n)

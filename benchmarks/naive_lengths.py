@@ -14,7 +14,7 @@ import torch
 import triton
 from archsim.kernels import naive
 from archsim.kernels.launch import dot_precision
-from gpu_timing import median_ms
+from gpu_timing import median_ms, require_cuda
 
 BATCH, HEADS, HEAD_DIM, BLOCK = 2, 40, 128, 64
 LENGTHS = (2048, 2944, 3000, 3008, 4096)
@@ -45,6 +45,7 @@ def time_length(n: int) -> None:
 
 
 def main() -> None:
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
     for n in LENGTHS:
         time_length(n)

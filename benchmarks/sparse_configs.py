@@ -20,7 +20,7 @@ import torch
 import triton
 from archsim.kernels import block_sparse, flash_fwd, vertical_slash
 from archsim.kernels.launch import LOG2_E, dot_precision
-from gpu_timing import median_ms
+from gpu_timing import median_ms, require_cuda
 
 BATCH, HEADS, SEQLEN, HEAD_DIM, BLOCK = 1, 32, 32768, 128, 64
 K_B, K_V, K_S = 100, 1000, 6096
@@ -50,6 +50,7 @@ def _nearest_blocks(topk: int, device: str) -> tuple[torch.Tensor, torch.Tensor]
 
 def main() -> None:
     device = "cuda"
+    require_cuda(__file__)
     print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
     q, k, v = (torch.randn(BATCH, HEADS, SEQLEN, HEAD_DIM, dtype=torch.bfloat16, device=device) for _ in range(3))
     scale = HEAD_DIM**-0.5 * LOG2_E

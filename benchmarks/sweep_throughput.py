@@ -92,7 +92,7 @@ def run_dask(quick: bool, sample: int) -> None:
     sweep = spec(quick)
     start = time.perf_counter()
     base = load_base(sweep)
-    _, todo_by_key = plan(sweep, base, set())
+    _, todo_by_key, _ = plan(sweep, base, set())
     todo = list(todo_by_key.items())
     print(f"{len(todo)} points; planning (a key per point) {time.perf_counter() - start:.1f} s")
 
