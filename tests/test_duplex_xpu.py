@@ -54,12 +54,11 @@ def test_an_attention_kernel_without_decode_and_prefill_paths_is_refused(kernel)
 
 def test_the_attention_kernel_is_a_gpu_and_memory_pool_field_only() -> None:
     """A memory pool runs decode attention only (Lamina), so a decode-only kernel is enough there; other kinds take
-    no attention kernel."""
-    data = copy.deepcopy(dict(load_system("gpu").data))
-    data["devices"]["pool"] = {**data["devices"]["gpu"], "kind": "memory-pool", "attention_kernel": "Flash-Decoding"}
-    data["placement"] = [{"op": "attention", "phase": "decode", "device": "pool"}, *data["placement"]]
-    assert system_from_dict(data, "mine.yaml").devices["pool"].attention_kernel == "Flash-Decoding"
-    data["devices"]["pool"]["kind"] = "gpu"
+    no attention kernel. (A memory pool is read by attention offloading alone: Lamina's ping-pong.)"""
+    data = copy.deepcopy(dict(load_system("lamina").data))
+    data["devices"]["memory"]["attention_kernel"] = "Flash-Decoding"
+    assert system_from_dict(data, "mine.yaml").devices["memory"].attention_kernel == "Flash-Decoding"
+    data["devices"]["memory"]["kind"] = "gpu"
     assert "decode and prefill" in _error(data).message
     data = copy.deepcopy(dict(load_system("neupims").data))
     data["devices"]["npu"]["attention_kernel"] = "FlashAttention-2"
@@ -89,10 +88,11 @@ def test_energy_model_values_are_checked() -> None:
 
 
 def test_the_neupims_gpu_preset_is_unchanged() -> None:
-    """No new field set: eager PyTorch attention, GEMMs and attention at the eager family's calibrated parameters,
+    """No new field set but the attention kernel, now named (a gpu given attention has no default kernel): eager
+    PyTorch attention, the default it ran before, GEMMs and attention at the eager family's calibrated parameters,
     board power for the time."""
     device = load_system("gpu").devices["gpu"]
-    assert (device.attention_kernel, device.energy) == (None, None)
+    assert (device.attention_kernel, device.energy) == ("PyTorch eager attention", None)
     gpu = device_models(load_system("gpu"))["gpu"]
     assert gpu.kernel == "PyTorch eager attention"
     assert gpu.energy is None and gpu.kernel_params == gpu.params

@@ -46,7 +46,7 @@ def test_it_serves_an_iteration_and_its_link_is_the_200g_nic(model) -> None:
 
 
 def test_a_gpu_pool_device_is_refused_naming_both_pool_kinds() -> None:
-    gpu = {"kind": "gpu", "count": 4, "preset": "h20", "price_per_hour": 4.63}
+    gpu = {"kind": "gpu", "count": 4, "preset": "h20", "attention_kernel": "FlashAttention-2", "price_per_hour": 4.63}
     with pytest.raises(SpecError) as error:
         with_fields(load_system("lamina-tpu-v6e"), {"devices.memory": gpu})
     assert error.value.where == "placement" and "memory-pool or chip device" in error.value.message

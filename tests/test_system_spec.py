@@ -295,8 +295,9 @@ def test_expert_parallelism_needs_a_moe_workload(tmp_path):
 
 
 def test_every_device_kind_loads(tmp_path):
-    devices = {"xpu": {"kind": "gpu", "count": 8, "preset": "h100-sxm5"},
-               "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4"},
+    devices = {"xpu": {"kind": "gpu", "count": 8, "preset": "h100-sxm5", "attention_kernel": "FlashAttention-2"},
+               "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4",
+                        "attention_kernel": "Flash-Decoding"},
                "lpim": {"kind": "logic-pim", "count": 8, "pj_per_flop": 0.5},
                "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax", "mapping": "fusemax"}}
     data = {**VALID, "devices": devices, "parallelism": {"tp": 4, "pp": 1, "attention_pool": 4},

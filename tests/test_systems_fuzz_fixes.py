@@ -171,7 +171,8 @@ def test_eight_tpu_v5e_refuse_llama3_70b():
 def test_an_a100_at_a_third_of_its_memory_refuses_llama3_8b():
     system = system_from_dict({
         "name": "a100-0.35", "description": "t", "source": "t",
-        "devices": {"gpu": {"kind": "gpu", "count": 1, "preset": "a100-40gb-sxm4", "memory_utilization": 0.35}},
+        "devices": {"gpu": {"kind": "gpu", "count": 1, "preset": "a100-40gb-sxm4", "memory_utilization": 0.35,
+                            "attention_kernel": "PyTorch eager attention"}},
         "parallelism": {"tp": 1, "pp": 1}, "placement": [{"op": DENSE_OPS, "device": "gpu"}],
         "schedule": {"kind": "blocked"}})
     with pytest.raises(SpecError) as info:

@@ -101,8 +101,9 @@ stage's room x layers / its layers on each TP x EP rank. A
 Logic-PIM's stacks are the HBM of the device beside it (Duplex's xPU), so with one a rank's memory is the smaller
 of the two (`SystemModel.memory_bytes_per_device`); the factory checks that the weights fit it (else it advises
 raising tp or pp, or, with attention offloading, whose tp is the compute devices over the replicas and whose pp
-is 1, the compute pool's `count` with tp), and that a TP group fits the weight-holding device's `count`
-(`system_spec.check_tp_group`).
+is 1, the compute pool's `count` with tp; where the weights would fit the device's whole memory, the error names
+its `memory_utilization`, the share that leaves them out), and that a TP group fits the weight-holding device's
+`count` (`system_spec.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -541,8 +542,14 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                 where = (system.source, f"devices.{holder.name}.count")
             advice = (f"give the compute pool more devices (devices.{holder.name}.count) and raise parallelism.tp "
                       f"with it: attention offloading runs pp 1 and tp = count / (micro_batches - 1)")
+        share = system.devices[holder.name].memory_utilization
+        needed = None if share is None else share + (weights - memory) / holder.spec.dram_bytes
+        if needed is not None and needed <= 1:  # the share the spec gives the engine is what leaves them out
+            where = (system.source, f"devices.{holder.name}.memory_utilization")
+            advice = f"expected at least {math.ceil(needed * 1000) / 1000:g} for them, or {advice}"
         raise SpecError(*where, f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on "
-                                f"each {holder.name} device, which holds {memory / 1e9:.1f} GB: {advice}")
+                                f"each {holder.name} device, which holds {memory / 1e9:.1f} GB"
+                                f"{'' if share is None else f' at memory_utilization {share:g}'}: {advice}")
     return model
 
 

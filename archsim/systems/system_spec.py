@@ -10,7 +10,7 @@ compose op costs into an iteration read the `System` it returns). File format (t
     devices:                    # name -> kind, count per node, and the kind's fields
       npu: {kind: npu, count: 4}
       pim: {kind: bank-pim, count: 4, row_buffers: 2, channel_policy: greedy}
-    links:                      # role (LINK_ROLES) -> a link preset name, or a link's fields inline
+    links:                      # role (LINK_ROLES) -> a link preset name, or a link's fields inline (below)
       tp: pcie5-x16
     parallelism:                # and ep (default 1), attention_pool (default: none)
       tp: 4
@@ -27,8 +27,10 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
   Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
-  file (`archsim.gpu.load`). Either may also set `attention_kernel` (a kernel of `archsim.model.gpu_kernels`
-  with decode and prefill paths; default PyTorch eager attention) and `energy_model` (`tdp`, the default: board
+  file (`archsim.gpu.load`), and `attention_kernel` (a kernel of `archsim.model.gpu_kernels` with decode and
+  prefill paths, a decode path on a memory pool), required where a placement rule puts attention on the device
+  and read only there: there is no default, as the kernels' times differ several-fold (PyTorch eager attention
+  against Flash-Decoding at decode). Either may also set `energy_model` (`tdp`, the default: board
   power for the time; `per-action`: priced per action, which then requires `hbm_pj_per_bit`, `pj_per_flop`,
   `sram_pj_per_byte` and `static_w`, the static power drawn busy or idle, see `archsim.systems.gpu_device`), and
   `timing` (`calibrated`, the default: the calibrated
@@ -52,7 +54,9 @@ kind may carry
 cost per token).
 
 Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
-groups' token exchange; `attention`, attention offloading's messages.
+groups' token exchange; `attention`, attention offloading's messages (refused under another schedule). A link is a
+preset's name or file (`archsim.systems.links`), or a link spec's fields inline, which include its `name` and
+`source` as a link file's do (`latency_s` and `bytes_per_s_per_direction`; `description` optional).
 
 Parallelism: `tp`, `pp` and `ep` are the degrees a workload is cut by unless `by_workload` names it (a key is a
 library workload's name, or a workload file's path, relative to the spec's folder, standing for the name in it; a
@@ -67,7 +71,10 @@ Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KI
 `phase` (optional) is prefill or decode; `op_per_byte_below` (optional) makes the rule match only ops whose
 arithmetic intensity (FLOPs per byte, `Op.op_per_byte`) is below it (Duplex's Op/B dispatch); `device` names a
 device of the spec. Rules are tried in order and the first that matches places the op. At load every (op kind,
-phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device.
+phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device. Some device must
+run ops of both phases: every schedule is one engine whose iterations hold prompts and decodes, and prefill/decode
+disaggregation (prefill on some devices, decode on others) is refused, as its two serving instances and the KV
+cache's migration between them are not modelled.
 
 Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never overlap), `overlapped` (an op on one
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
@@ -115,9 +122,12 @@ naming the field:
   as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU);
 - a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
   is not given without a gpu;
-- attention offloading (ping-pong, staggered) needs `attention_pool`, which no other schedule reads, the link named
-  attention, and a memory-pool or chip device of attention_pool devices for decode attention (where the placement
-  alone decides it);
+- attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
+  or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
+  (the pool is chosen once per model, not per op); no other schedule reads `attention_pool`, a memory-pool device
+  or the link named attention, so each is refused under one;
+- a gpu or memory-pool device a rule puts attention on names its `attention_kernel`;
+- some device runs ops of both phases (no prefill/decode disaggregation);
 - overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
@@ -200,6 +210,7 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
 }
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
+GPU_KINDS = ("gpu", "memory-pool")  # kinds costed by the calibrated GPU model (`archsim.systems.gpu_device`)
 POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
 EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
 # kind -> (the kind it works with, why): an NPU streams from the system's HBM, a bank-pim device (plain memory where
@@ -221,7 +232,8 @@ class Device:
     mapping: Any = None
     channel_policy: str | None = None  # bank-pim: rr | greedy; None only where no attention is placed on it
     price_per_hour: float | None = None  # USD per device-hour; None = not given
-    attention_kernel: str | None = None  # gpu: a kernel of archsim.model.gpu_kernels; None = the GPU device's default
+    attention_kernel: str | None = None  # gpu, memory-pool: a kernel of archsim.model.gpu_kernels; None only where
+    # no placement rule puts attention on the device (it is read for attention alone)
     energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
     timing: str | None = None  # gpu: one of archsim.systems.gpu_device.TIMINGS; None = the calibrated model
     memory_utilization: float | None = None  # gpu: share of the DRAM the serving engine allocates; None = all of it
@@ -553,6 +565,7 @@ def check_system(system: System) -> None:
     degrees it runs: `--tp`/`--pp`, a sweep's axes or the workload's `by_workload` entry may set them, and a
     `by_workload` entry for a model never run is not read; so is what depends on the workload (TP against its
     heads, weights against memory) (`archsim.systems.models.system_model`)."""
+    _check_one_engine(system)
     _check_offloading(system)
     _check_split_schedule(system)
     _check_coprocessing(system)
@@ -608,6 +621,20 @@ def _check_devices_read(system: System) -> None:
                                                               "rule naming it, or remove it")
 
 
+def _check_one_engine(system: System) -> None:
+    """Every schedule runs prefill and decode in one iteration of one engine, which holds the KV cache of both:
+    a placement in which no device runs ops of both phases (prefill/decode disaggregation, Splitwise's or
+    DistServe's) would need two serving instances and the KV cache's migration between them over a link, which
+    are not modelled; it is refused rather than costed as one engine with free KV transfer."""
+    devices = {phase: {d.name for op in OP_KINDS for d in _reachable(system, op, phase)} for phase in PHASES}
+    prefill, decode = (devices[phase] for phase in PHASES)
+    if not prefill & decode:
+        raise SpecError(system.source, "placement",
+                        f"prefill runs on {', '.join(sorted(prefill))} and decode on {', '.join(sorted(decode))}, no "
+                        "device running both: prefill/decode disaggregation is not modelled (it needs two serving "
+                        "instances and a KV-migration link); expected a device that runs ops of both phases")
+
+
 def _check_bank_pims(system: System) -> None:
     """A bank-PIM runs decode attention's GEMVs alone: a rule that can put another op on one is refused by the
     check its cost model runs on every op (`pim_device.placement_problem`). Its `count` is its NPU's: one PIM HBM
@@ -657,16 +684,28 @@ def _check_logic_pim_interface(system: System) -> None:
 
 
 def _check_offloading(system: System) -> None:
-    """`parallelism.attention_pool` is read by attention offloading alone (`OFFLOAD_SCHEDULES`), which needs it,
-    the link named attention and, where the placement alone decides decode attention's device, a memory pool
-    (`POOL_KINDS`) of that many devices (`archsim.systems.offload`)."""
+    """`parallelism.attention_pool`, a memory-pool device and the link named attention are read by attention
+    offloading alone (`OFFLOAD_SCHEDULES`): under another schedule decode attention placed on a memory pool would
+    run as on a GPU beside the compute devices (the KV cache on them, the pool's count, memory and link unread), so
+    each is refused there. Offloading needs all three: the pool (`POOL_KINDS`) of attention_pool devices that the
+    placement puts decode attention on, whatever its Op/B (`_check_pool_rules`; `archsim.systems.offload`)."""
     kind, pool = system.schedule.kind, system.parallelism.attention_pool
     if kind not in OFFLOAD_SCHEDULES:
+        needs = f"attention offloading, which needs a {' or '.join(OFFLOAD_SCHEDULES)} schedule; this one is {kind}"
         if pool is not None:
             raise SpecError(system.source, "parallelism.attention_pool",
                             f"read only by attention offloading ({', '.join(OFFLOAD_SCHEDULES)}), which a {kind} "
                             "schedule is not: it would be ignored; remove it or offload attention")
+        for device in system.devices.values():
+            if device.kind == "memory-pool":
+                raise SpecError(system.source, f"devices.{device.name}.kind",
+                                f"a memory-pool holds the KV cache and runs decode attention under {needs} (its "
+                                "count, memory and link would be ignored): use kind gpu, or offload attention")
+        if ATTENTION_LINK in system.links:
+            raise SpecError(system.source, f"links.{ATTENTION_LINK}",
+                            f"read only by {needs} (it would be ignored): remove it, or offload attention")
         return
+    _check_pool_rules(system)
     if ATTENTION_LINK not in system.links:
         raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v and "
                                                                   "the output between the pools over it")
@@ -678,10 +717,24 @@ def _check_offloading(system: System) -> None:
         check_pool(system, memory)
 
 
+def _check_pool_rules(system: System) -> None:
+    """An offloading schedule chooses the device of decode attention once per model (`archsim.systems.offload`),
+    not per op, so an Op/B threshold on a rule that can place decode attention could not be read at each op's
+    Op/B: it is refused."""
+    for i, rule in enumerate(system.placement):
+        if "attention" not in rule.ops or rule.phase not in (None, "decode"):
+            continue
+        if rule.op_per_byte_below is None:
+            return
+        raise SpecError(system.source, f"placement[{i}].op_per_byte_below",
+                        f"a {system.schedule.kind} schedule places decode attention on its pool once per model, not "
+                        "per op (the Op/B of each request's attention is not read): remove the threshold")
+
+
 def check_pool(system: System, memory: Device) -> None:
     """The device an offloading schedule puts decode attention on is a memory pool (`POOL_KINDS`) of
-    `parallelism.attention_pool` devices: checked at load where the placement alone decides it, and by
-    `archsim.systems.offload` at the decode op's Op/B otherwise."""
+    `parallelism.attention_pool` devices: checked at load (the placement alone decides it, `_check_pool_rules`)
+    and by `archsim.systems.offload` as it builds the model."""
     if memory.kind not in POOL_KINDS:
         raise SpecError(system.source, "placement", f"a {system.schedule.kind} schedule offloads decode attention to "
                                                     f"a {' or '.join(POOL_KINDS)} device; it is placed on "
@@ -766,7 +819,7 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
-    gpu_like = kind in ("gpu", "memory-pool")
+    gpu_like = kind in GPU_KINDS
     check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ()),
                       *(CHIP_EFFICIENCIES if kind == "chip" else ())), source, where)
     if "count" not in data:
@@ -829,8 +882,8 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
 
 
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
-    """A gpu device's optional `attention_kernel`, timing, memory utilization and energy model, as `Device`
-    fields."""
+    """A gpu device's `attention_kernel` (which `_placement` requires where attention is placed on the device),
+    and its optional timing, memory utilization and energy model, as `Device` fields."""
     from archsim.systems.gpu_device import ENERGY_MODELS, TIMINGS, ActionEnergy, attention_kernel_problem
 
     values: dict[str, Any] = {}
@@ -1000,6 +1053,10 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
             raise SpecError(source, f"devices.{device.name}.channel_policy",
                             f"missing: placement[{i}] puts attention on it, and requests are pinned to its "
                             f"channels by a policy ({', '.join(CHANNEL_POLICIES)})")
+        if "attention" in rule.ops and device.kind in GPU_KINDS and device.attention_kernel is None:
+            raise SpecError(source, f"devices.{device.name}.attention_kernel",
+                            f"missing: placement[{i}] puts attention on it, and its time is the kernel's, which has no "
+                            f"default (kernels' times differ several-fold); {_kernels(device)}")
     pinned = {rule.device for rule in rules if "attention" in rule.ops}
     for device in devices.values():
         if device.channel_policy is not None and device.name not in pinned:
@@ -1007,6 +1064,14 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
                                                                              "attention on the device, and none "
                                                                              "does: remove it")
     return rules
+
+
+def _kernels(device: Device) -> str:
+    """The attention kernels a gpu or memory-pool device can run, as an error's expectation."""
+    from archsim.systems.gpu_device import attention_kernel_problem
+
+    return attention_kernel_problem(None, device.spec, decode_only=device.kind == "memory-pool").removesuffix(
+        ", got None")
 
 
 def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> PlacementRule:
