@@ -10,6 +10,15 @@ this module places a batch's decode attention on the channels:
 - Grouped-query attention: each of the heads / kv_heads query heads that share a K/V head is one more GEMV pass
   over the same rows (the global buffer holds one query vector), so a request costs that many times the
   kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_cycles`.
+  So GQA costs at least MHA of as many query heads, and fewer KV heads can cost more. The artifact runs MHA only
+  (GPT-3); its K layout, kept here (neupims-artifact.md §5, `PIMTensor.cc`), puts one token's key slice
+  (all the device's KV heads, at most a 512-word row) in one bank's row, 32 tokens a tile, ceil(kv_heads x
+  head_dim / 512) rows a token. Below 512 words a row is part-filled, yet a pass still opens ceil(L/32) tiles,
+  each with fewer COMPs: per pass, fewer KV heads read the same rows, and more passes read them again. V has
+  one dimension per bank and 512 tokens a row, so it costs the same per query head. Example: Llama-3-8B on
+  TP4 (8 query heads, head_dim 128 per device) at L = 2048 takes 43,140 cycles as MHA (1 pass), 53,640 at 8 KV
+  heads (2 per device, 4 passes) and 74,640 at 2 or 1 (1 per device, replicated, 8 passes); 4 per device fill
+  the row and equal MHA (tests/test_pim_gqa_cost.py).
 - Only the products run in the banks. The op's other Einsums (max, exp, sum, the division: the softmax) run on the
   host, whose vector units `host_ops` counts for the schedule to place beside or after the GEMVs.
 - A GEMV phase of a batch (`PimPlacement.gemv_s`) takes its slowest channel, or with the spec's `command_issue =
