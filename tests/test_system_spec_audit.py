@@ -149,6 +149,13 @@ def test_a_gpu_given_attention_without_a_kernel_is_refused():
     assert "FlashAttention-2" in error.message and ATTENTION_KERNEL in error.message  # the kernels it lists
 
 
+def test_a_kernel_on_a_gpu_no_rule_gives_attention_is_refused_as_unread():
+    """A second GPU running only the FFN: its attention_kernel was accepted and never read."""
+    rules = [{"op": "ffn", "device": "ffn_gpu"}, {"op": ALL_OPS, "device": "compute"}]
+    error = _refused(_spec({"compute": H100_FA2, "ffn_gpu": H100_FA2}, rules, {"kind": "blocked"}))
+    assert error.where == "devices.ffn_gpu.attention_kernel" and "no placement rule puts" in error.message
+
+
 def test_a_memory_pool_without_a_kernel_is_refused_with_the_decode_kernels(tmp_path):
     with pytest.raises(SpecError) as info:
         load_system(str(_derived(tmp_path, "lamina", devices={"memory": {"attention_kernel": None}})))
@@ -198,3 +205,17 @@ def test_an_inline_link_needs_its_name_and_source():
         bare = {k: v for k, v in link.items() if k != key}
         error = _refused({**lamina, "links": {**lamina["links"], "attention": bare}})
         assert "links.attention" in error.where and key in f"{error.where} {error.message}"
+
+
+# per-action energy prices out of any device's range (audit helper-190: static_w 1e9 W printed 3.2e7 J/token)
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("static_w", 1.0e9, "expected at most the board power of"),
+    ("pj_per_flop", 1.0e6, "expected at most 1000 pJ"),
+    ("hbm_pj_per_bit", 3900.0, "a value in fJ?"),
+])
+def test_a_per_action_price_no_device_pays_is_refused(tmp_path, key, value, says):
+    with pytest.raises(SpecError) as info:
+        load_system(str(_derived(tmp_path, "duplex", devices={"xpu": {key: value}})))
+    assert info.value.where == f"devices.xpu.{key}" and says in info.value.message

@@ -394,8 +394,9 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
                         "partitioning needs a divisor")
     compute = system_model_of(system, workload, par)
     pool = replace(compute, parallelism=replace(par, tp=b), shard=shard(workload, replace(par, tp=b)))
-    one = pool.attention("decode", 1)
-    device = system.device_for(ATTENTION, "decode", one.op_per_byte)
+    # the placement alone decides decode attention's device: no rule that can place it has an Op/B threshold
+    # (`system_spec._check_pool_rules`), so any Op/B finds it
+    device = system.device_for(ATTENTION, "decode", math.inf)
     check_pool(system, device)
     holder = compute.weight_device
     check_degrees(system, par, system.devices[holder.name], functools.partial(system.blame, workload.name))

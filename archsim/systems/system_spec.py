@@ -210,6 +210,8 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
 }
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
+ACTION_PJ = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # per-action energy prices, in pJ
+ACTION_PJ_MAX = 1000.0  # pJ per bit, FLOP or byte: 50x the costliest off-chip bit (DDR, ~20 pJ); beyond, another unit
 GPU_KINDS = ("gpu", "memory-pool")  # kinds costed by the calibrated GPU model (`archsim.systems.gpu_device`)
 POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
 EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
@@ -570,6 +572,7 @@ def check_system(system: System) -> None:
     _check_split_schedule(system)
     _check_coprocessing(system)
     _check_devices_read(system)
+    _check_kernels_read(system)
     _check_bank_pims(system)
     _check_logic_pim_interface(system)
 
@@ -619,6 +622,17 @@ def _check_devices_read(system: System) -> None:
             raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
                                                               "device and no other device reads it: expected a "
                                                               "rule naming it, or remove it")
+
+
+def _check_kernels_read(system: System) -> None:
+    """A device's `attention_kernel` is read for attention alone: one no placement rule gives attention is refused
+    (after the placement's own checks, which say what is wrong with where attention went)."""
+    given = {rule.device for rule in system.placement if "attention" in rule.ops}
+    for name, device in system.devices.items():
+        if device.attention_kernel is not None and name not in given:
+            raise SpecError(system.source, f"devices.{name}.attention_kernel",
+                            "read only for attention, which no placement rule puts on this device: it would be "
+                            "ignored; remove it or place attention on the device")
 
 
 def _check_one_engine(system: System) -> None:
@@ -915,13 +929,22 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
         if key not in data:
             raise SpecError(source, f"{where}.{key}", "missing: energy_model per-action prices every action and has "
                                                       "no default for it")
-    values["energy"] = ActionEnergy(
+    energy = ActionEnergy(
         _positive(data["hbm_pj_per_bit"], source, f"{where}.hbm_pj_per_bit", "DRAM access energy in pJ per bit"),
         _positive(data["pj_per_flop"], source, f"{where}.pj_per_flop", "arithmetic energy in pJ per FLOP"),
         _number(data["sram_pj_per_byte"], source, f"{where}.sram_pj_per_byte",
                 "on-chip SRAM energy in pJ per DRAM byte", zero=True),
         _number(data["static_w"], source, f"{where}.static_w",
                 "the device's static power in W, drawn busy or idle (0 leaves it out)", zero=True))
+    for key in ACTION_PJ:  # a price no device pays: written in another unit (fJ for pJ, J for pJ)
+        if getattr(energy, key) > ACTION_PJ_MAX:
+            raise SpecError(source, f"{where}.{key}", f"expected at most {ACTION_PJ_MAX:g} pJ (a device's are "
+                                                      f"0.1-20), got {getattr(energy, key):g}: a value in fJ?")
+    if energy.static_w > gpu.power_w:
+        raise SpecError(source, f"{where}.static_w", f"expected at most the board power of {gpu.name}, "
+                                                     f"{gpu.power_w:g} W (static power is part of it), got "
+                                                     f"{energy.static_w:g}")
+    values["energy"] = energy
     return values
 
 
