@@ -89,7 +89,8 @@ head (`vocab_tables`, vocab-parallel over TP, as vLLM; both on a device with pp 
 and the LM head on the last otherwise), the heaviest stage's (`stage_weight_bytes`: each stage its own layers of
 each kind, `stage_kind_counts`, and its tables; with uneven stages vLLM's extra layers sit before the last
 stage, so a table and an extra layer need not share one), against which the fit is checked. The LM head's GEMM
-is not in an iteration's ops (its time and energy are left out; the ops are the decoder layers').
+is not in an iteration's ops (the ops are the decoder layers'): its time and energy are added once per iteration
+by `lm_head_cost`, unless `schedule.lm_head: left-out`.
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
 outputs), and a request holds its whole context's (a sliding window sets the keys read, not the keys kept, on
 every system alike: the serving simulator's pages grow with the context); `kv_capacity_bytes` the memory of the
