@@ -167,11 +167,15 @@ def test_a_one_stage_pipeline_waits_a_dram_latency_every_block():
 
 
 def test_a_decode_point_names_and_keys_the_kernel_it_runs(cli):
-    """A decode step runs Flash-Decoding whatever --kernel says: its row names it, and a linear --kernel is not
-    refused there (it is unused)."""
-    rows = json.loads(cli("parallel", "--scheme", "ring", "--devices", "2", "--workload", "llama3-8b", "--seq-len",
-                          "32K", "--direction", "decode", "--kernel", KERNEL, "--json").stdout)["points"]
-    assert [row["kernel"] for row in rows] == ["Flash-Decoding"]
+    """A decode step runs Flash-Decoding: its row names it, with --kernel Flash-Decoding or none; another --kernel,
+    the linear one too, it would not run, so it is refused naming the option (it was accepted and unused)."""
+    decode = ("parallel", "--scheme", "ring", "--devices", "2", "--workload", "llama3-8b", "--seq-len", "32K",
+              "--direction", "decode")
+    for named in ((), ("--kernel", "Flash-Decoding")):
+        rows = json.loads(cli(*decode, *named, "--json").stdout)["points"]
+        assert [row["kernel"] for row in rows] == ["Flash-Decoding"]
+    assert cli(*decode, "--kernel", KERNEL, expect=2).output.startswith(f"error: archsim parallel: --kernel {KERNEL!r} "
+                                                                        "sets the softmax schemes' prefill kernel")
 
 
 def test_a_sweeps_gpu_kernel_computes_the_cascades_attention_too(tmp_path, cli):

@@ -7,7 +7,12 @@ has more than one point, so one bad corner does not kill a sweep; a single point
 model's field names are given as the options that set them (`seq_len` -> `--seq-len`). `--checkpointing` and
 `--training-precision` set the training memory (`seqpar_memory`'s "Training"), so they apply to `--direction
 fwd+bwd` only: given with another direction, exit 2 naming the option. Like `--direction` and `--scope`, each
-takes one value for the whole grid.
+takes one value for the whole grid. So is a value no point of the grid models, naming the option: `--ulysses`
+without usp; a `--kernel` no point runs (it sets the softmax schemes' prefill kernel: a decode step runs
+Flash-Decoding and LASP's chunks Lightning Attention-2, so with decode or LASP alone only the kernel they run is
+taken); `--no-causal` with decode, whose one query attends every cached token (modelled, and recorded, causal). In
+a grid mixing usp or a softmax scheme with others, each row records what it models: another scheme's no Ulysses
+degree, a LASP row its own kernel.
 """
 
 from __future__ import annotations
@@ -77,14 +82,16 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.option("--scope", type=click.Choice(["attention", "layer"]), default="attention", show_default=True,
               help="Time the attention and its communication, or the whole decoder layer.")
 @click.option("--causal/--no-causal", default=True, show_default=True,
-              help="Causal mask (lasp1 and lasp2 are modelled causal only).")
+              help="Causal mask of the prefill (lasp1 and lasp2 are modelled causal only); a decode step's query "
+                   "attends every cached token (causal), so decode refuses --no-causal.")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices.")
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times for the softmax schemes' prefill "
                                             "(default: FlashAttention-2); LASP's chunks run archsim's Lightning "
-                                            "Attention-2 and a decode step Flash-Decoding, whatever it says.")
+                                            "Attention-2 and a decode step Flash-Decoding: a kernel no point of the "
+                                            "grid runs is refused.")
 @click.option("--checkpointing", type=click.Choice(["layer", "none"]),
               help="[fwd+bwd] Activation checkpointing of the training memory: layer (each layer's input kept, one "
                    "layer recomputed: the Ring Attention paper's) or none (every layer's activations kept). "
@@ -126,7 +133,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     if ulysses is None and "usp" in schemes:
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
     training = _training_settings(direction, tp, checkpointing, training_precision)
-    kernel = kernel or DEFAULT_KERNEL
+    _refuse_unmodelled(schemes, direction, kernel, causal)
+    kernel = DEFAULT_KERNEL if kernel is None else kernel
     if kernel not in KERNELS:
         raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
     softmax_schemes = [s for s in schemes if s not in LINEAR_SCHEMES]
@@ -137,7 +145,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         check_writable(out, "--out", directory=True)
     base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction,
                                 scope, causal, tp, ulysses, kernel), **training)
-    grid = [replace(base, scheme=s, devices=p, seq_len=n) for s in schemes for p in devices for n in seq_lens]
+    grid = [replace(base, scheme=s, devices=p, seq_len=n, ulysses=ulysses if s == "usp" else None)
+            for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
     title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
@@ -169,6 +178,21 @@ def _training_settings(direction: str, tp: int, checkpointing: str | None, preci
             raise click.UsageError(f"{FIELD_OPTIONS[field]} sets the training memory, which is not modelled at "
                                    f"--tp above 1, got --tp {tp}")
     return {field: value for field, value in given.items() if value is not None}
+
+
+def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, causal: bool) -> None:
+    """Refuse a `--kernel` no point of the grid runs and `--no-causal` with decode (module docstring): a usage
+    error naming the option, as --ulysses without usp."""
+    from archsim.systems.seqpar import attention_kernel
+
+    runs = [] if kernel is None else list(dict.fromkeys(attention_kernel(s, direction, kernel) for s in schemes))
+    if kernel is not None and kernel not in runs:
+        raise click.UsageError(f"--kernel {kernel!r} sets the softmax schemes' prefill kernel, which no point runs: "
+                               f"--scheme {','.join(schemes)} at --direction {direction} runs {', '.join(runs)}; "
+                               f"drop it")
+    if not causal and direction == "decode":
+        raise click.UsageError("--no-causal sets the prefill's mask: a decode step's one query attends every cached "
+                               "token (causal); drop it")
 
 
 def _prefill_kernels(kernel: str, schemes: list[str]) -> str:

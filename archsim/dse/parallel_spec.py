@@ -7,7 +7,13 @@ The block names the base point by the fields of `ParallelSpec`: `scheme`, `devic
 optional and default as `ParallelSpec` does (the GPU: the topology's, as `archsim parallel` takes it; the training
 settings, layer and fp32, set the fwd+bwd memory only, and another value at another direction is a point's
 refusal). A field an axis sets (`parallel.devices: [1, 2]`)
-is left out of the block, and a required one must then be an axis; giving a field in both places is refused:
+is left out of the block, and a required one must then be an axis; giving a field in both places is refused, and
+so is a value no point of the sweep models (`MODELLED`: `ulysses` without a usp point; a `kernel`, the softmax
+schemes' prefill kernel, that no point runs, as a decode step runs Flash-Decoding and LASP's chunks Lightning
+Attention-2; `causal: false` without a point at another direction than decode, whose one query attends every cached
+token). A point goes without a value it does not model: another scheme than usp has no Ulysses degree and a decode
+step is causal (its record says so, and its key is that of its spelling without them), and a LASP or decode point
+records the kernel it runs (`parallel_config`):
 
     parallel: {workload: llama3-8b, seq_len: 65536, topology: hgx-h100-8}
     axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
@@ -56,9 +62,10 @@ from archsim.systems.seqpar import (
     TRAINING_FIELDS,
     TRAINING_PRECISIONS,
     ParallelSpec,
+    attention_kernel,
     parallel_time,
 )
-from archsim.systems.seqpar_compute import SOURCE
+from archsim.systems.seqpar_compute import DECODE_KERNEL, LINEAR_KERNEL, SOURCE
 from archsim.systems.topology import Topology, load_topology
 from archsim.workload import check_size
 
@@ -75,6 +82,17 @@ COUNTS = ("devices", "seq_len", "batch", "tp", "ulysses")
 # the fields that name a spec: the loader of each
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
                                           "gpu": load_gpu}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(ParallelSpec) if f.default is not dataclasses.MISSING}
+# field -> (whether a point of (scheme, direction) models the field's value, what the field sets): a value no point
+# of a sweep models is refused, a point that does not model it goes without it (module docstring)
+MODELLED: dict[str, tuple[Callable[[str, str, Any], bool], str]] = {
+    "ulysses": (lambda scheme, direction, value: scheme == "usp", "the Ulysses degree of usp"),
+    "kernel": (lambda scheme, direction, value: attention_kernel(scheme, direction, value) == value,
+               f"the softmax schemes' prefill kernel (a decode step runs {DECODE_KERNEL}, LASP's chunks "
+               f"{LINEAR_KERNEL})"),
+    "causal": (lambda scheme, direction, value: value or direction != "decode",
+               "the prefill's mask (a decode step's one query attends every cached token: causal)"),
+}
 _TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
 
 
@@ -115,7 +133,29 @@ def parallel_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str,
             raise SpecError(source, where, f"missing (or give the axis {axis})")
         if name in data:
             check_parallel_value(name, data[name], source, where)
+    _refuse_unmodelled(data, axes, source)
     return dict(data)
+
+
+def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: str) -> None:
+    """A SpecError for a value of a field (`MODELLED`) that no point of the sweep models: no scheme x direction of the
+    block and the axes (`ParallelSpec`'s default when neither sets it). It names the block's path, the axis's when no
+    value of the axis is modelled, else the first such value's."""
+    def values(name: str) -> list[Any]:
+        return [data[name]] if name in data else list(axes.get(f"{PARALLEL_ROOT}.{name}", [DEFAULTS.get(name)]))
+
+    points = [(scheme, direction) for scheme in values("scheme") for direction in values("direction")]
+    for name, (models, what) in MODELLED.items():
+        axis = f"{PARALLEL_ROOT}.{name}"
+        if name not in data and axis not in axes:
+            continue
+        unmodelled = [i for i, value in enumerate(values(name)) if not any(models(*p, value) for p in points)]
+        if unmodelled:
+            where = (axis if name in data else f"axes.{axis}" if len(unmodelled) == len(values(name))
+                     else f"axes.{axis}[{unmodelled[0]}]")
+            raise SpecError(source, where, f"{values(name)[unmodelled[0]]!r} sets {what}, which no point models "
+                                           f"(scheme {', '.join(values('scheme'))} at direction "
+                                           f"{', '.join(values('direction'))}): drop it")
 
 
 @dataclass(frozen=True)
@@ -128,9 +168,15 @@ class ParallelTargets:
     calibration: dict[str, dict[str, float]]  # kernel family -> fitted parameters
 
     def spec(self, fields: Mapping[str, Any]) -> ParallelSpec:
-        """The ParallelSpec of a point with `fields` (its `parallel.` axis values) over the block."""
+        """The ParallelSpec of a point with `fields` (its `parallel.` axis values) over the block, without a value
+        the point does not model (`MODELLED`: another scheme's Ulysses degree, a decode step's non-causal mask, the
+        kernel LASP or a decode step does not run, each its default)."""
         prefix = f"{PARALLEL_ROOT}."
         values = {**self.block, **{p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}}
+        for name, (models, _) in MODELLED.items():
+            if name in values and not models(values["scheme"], values.get("direction", DEFAULTS["direction"]),
+                                             values[name]):
+                values.pop(name)
         named = {name: self.specs[name][values[name]] for name in NAMED if name in values}
         topology: Topology = named["topology"]
         gpu: GPU = named.get("gpu", topology.gpu)

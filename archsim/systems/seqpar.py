@@ -132,6 +132,14 @@ TRAINING_FIELDS = {"checkpointing": mem.DEFAULT_CHECKPOINTING, "training_precisi
 MAX_DEVICES = 4096
 
 
+def attention_kernel(scheme: str, direction: str, kernel: str) -> str:
+    """The kernel `scheme`'s attention runs at `direction`: LASP's chunks archsim's Lightning Attention-2
+    (`LINEAR_KERNEL`), a decode step Flash-Decoding (`DECODE_KERNEL`), every other scheme's prefill `kernel`."""
+    if scheme in LINEAR_SCHEMES:
+        return LINEAR_KERNEL
+    return DECODE_KERNEL if direction == "decode" else kernel
+
+
 @dataclass(frozen=True)
 class ParallelSpec:
     scheme: str
@@ -158,11 +166,8 @@ class ParallelSpec:
 
     @property
     def attention_kernel(self) -> str:
-        """The kernel the scheme's attention runs: LASP's chunks archsim's Lightning Attention-2 (`LINEAR_KERNEL`),
-        a decode step Flash-Decoding (`DECODE_KERNEL`), every other scheme's prefill `kernel`."""
-        if self.scheme in LINEAR_SCHEMES:
-            return LINEAR_KERNEL
-        return DECODE_KERNEL if self.direction == "decode" else self.kernel
+        """The kernel the scheme's attention runs (`attention_kernel`)."""
+        return attention_kernel(self.scheme, self.direction, self.kernel)
 
     @property
     def label(self) -> str:
