@@ -16,8 +16,9 @@ Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
   (pim.md §1.2, NeuPIMs' HBM2: tRFC 260 of tREFI 3900 cycles, as `archsim.arch.pim.PIMSpec` holds it; Duplex's
   HBM3 timing is not in the reference). The xPU's measured DRAM efficiency already holds its share
   (`archsim.model.gpu.dram_efficiency`); bank-bundle conflicts and activation limits are not modelled.
-- `area_mm2` is the silicon the PIM adds per stack: Duplex's 17.80 mm2 of its 121 mm2 HBM3 logic die (§2.2); no
-  cost model reads it yet.
+- Area is not a field: no cost model or record of a system reads one (a system spec's `area_mm2` is refused).
+  Duplex's PIM adds 17.80 mm2 per stack, 14.71 % of its 121 mm2 HBM3 logic die (§2.2: TSVs 10.89, GEMM modules
+  3.02, 1 MB buffers 2.26, softmax 1.64 mm2).
 The paper's alternatives are the same spec with other values (the duplex-bank-pim and duplex-bankgroup-pim system
 presets): Bank-PIM, 16x the stack bandwidth at 1 Op/B with bank-level access energy; BankGroup-PIM, Logic-PIM's
 bandwidth and compute on the DRAM dies with bank-group-level access energy (§2.2, §5).
@@ -49,9 +50,6 @@ class LogicPIMSpec:
     # §5 buffer-die PIM access energy [AA-repo]: ACT, cell read, column-to-BG mux, BG-to-GIO, TSV (0.11 + 0.44 + 1.01
     # + 1.23 + 0.5 pJ/bit), the FGDRAM energies (O'Connor et al., MICRO'17) Duplex also prices HBM with (§2.4)
     internal_pj_per_bit: float = 3.29
-    # §2.2: 17.80 mm2 = 14.71 % of a 121 mm2 HBM3 logic die: TSVs 10.89, GEMM modules 3.02, 1 MB buffers 2.26,
-    # softmax 1.64 mm2
-    area_mm2: float = 17.80
     # of the time the stack refreshes and reads nothing (docstring); 0: no refresh, as Duplex's simulator
     refresh_fraction: float = field(default=HBM_REFRESH_FRACTION, metadata={"zero": True})
 

@@ -1,7 +1,7 @@
 """Accelerator chips that archsim has no microarchitectural model of (TPUs), as datasheet peaks, loaded from YAML.
 
 A `Chip` is what a roofline needs of one chip: its dense matrix-unit peak per precision, its memory capacity and
-bandwidth, and optionally its vector-unit peak and power. Assumptions a model built on it may rely on:
+bandwidth, and optionally its power. Assumptions a model built on it may rely on:
 - peaks are the vendor's **dense** per-chip peaks (a TPU chip with two TensorCores counts both);
 - `matmul_flops_per_s` always has `bf16` (the matrix units' native input type on every TPU); `fp8` and `int8`
   are optional (int8 in OP/s, counted as FLOP/s); a precision absent from a chip is not run on it;
@@ -19,7 +19,8 @@ File format (the presets in `archsim/systems/chip_presets/` carry each number's 
     memory_bytes: 34359738368          # 32 GiB
     memory_bytes_per_s: 1.2e+12
 
-and optionally `vector_flops_per_s` and `power_w`.
+and optionally `power_w`. `vector_flops_per_s` is refused: the roofline (`archsim.systems.chip_device`) runs every
+op at the matrix peak and reads no vector-unit rate; a datasheet's figure belongs in the file's comments.
 
 YAML reads `275e12` (no dot, no exponent sign) as text: write `275.0e+12`. A number outside the range every real
 chip's lies in (`NUMBERS`, `MATMUL_FLOPS_PER_S`) is refused as written in another unit (1640.0 for 1640 GB/s).
@@ -43,7 +44,6 @@ TEXT = ("name", "description", "source")
 # field -> (what it is, the range every real chip's value lies in, from a mobile NPU to a rack-scale part of the
 # next decade: outside, the number is in another unit than the field's, e.g. 1640.0 for 1640 GB/s)
 NUMBERS = {
-    "vector_flops_per_s": ("the vector units' peak in FLOP/s", Plausible(1e8, 1e18)),
     "memory_bytes": ("the HBM capacity in bytes (a spec sheet's \"32 GB\" is taken as 32 GiB: 34359738368)",
                      Plausible(2**26, 2**50, 34359738368, "B")),
     "memory_bytes_per_s": ("the HBM bandwidth in bytes/s", Plausible(1e8, 1e18, 1.64e12, "B/s")),
@@ -51,7 +51,9 @@ NUMBERS = {
 }
 MATMUL_FLOPS_PER_S = Plausible(1e9, 1e18, 918.0e12, "FLOP/s")  # a dense peak of a matmul_flops_per_s precision
 KEYS = (*TEXT, "matmul_flops_per_s", *NUMBERS)
-OPTIONAL = ("description", "vector_flops_per_s", "power_w")
+OPTIONAL = ("description", "power_w")
+UNREAD = {"vector_flops_per_s": "not read: the chip roofline runs every op at the matrix peak "
+                                "(archsim.systems.chip_device); remove it, or keep the number in a comment"}
 MATMUL_PRECISIONS = ("bf16", "fp8", "int8")
 
 
@@ -66,12 +68,14 @@ class Chip:
     matmul_flops_per_s: Mapping[str, float]  # precision (MATMUL_PRECISIONS) -> dense peak; bf16 always present
     memory_bytes: float
     memory_bytes_per_s: float
-    vector_flops_per_s: float | None = None  # None: not given
     power_w: float | None = None  # None: not given (no energy is priced)
 
 
 def chip_from_dict(data: Any, source: str = "<python>") -> Chip:
     """Validate a parsed chip spec; `source` names the file in errors."""
+    for key, why in UNREAD.items():
+        if isinstance(data, Mapping) and key in data:
+            raise SpecError(source, key, why)
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     numbers = {key: _positive(data[key], source, key, what, bounds) for key, (what, bounds) in NUMBERS.items()
                if key in data}

@@ -5,7 +5,7 @@ roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficienci
 - FLOPs are the op's cascade analysis (`Op.flops`: a MAC is two, every other op one) and all of them run at the
   matrix units' peak for the op's word size (2 bytes: bf16; 1 byte: fp8, else int8, whichever the chip has; any
   other word size is refused). Softmax, norms and activations run on a TPU's vector units, whose rate
-  (`Chip.vector_flops_per_s`) this roofline does not read: it is optimistic for ops rich in non-MAC work.
+  this roofline does not model (a chip file may not give it): it is optimistic for ops rich in non-MAC work.
 - Bytes are the op's tensors but its intermediates, each moved once (`Op.bytes`), less the share of its weights
   that `streamed_fraction` says is still on chip: no tiling, so no re-reads, and intermediates stay on chip.
 - The two efficiencies are the system spec's (`matmul_efficiency`, `memory_efficiency`, both required, in

@@ -22,10 +22,13 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
   stream: time = max(first batch tile, weights / bandwidth) + the other batch tiles (§1.2 "Consequence").
 - Weights come from HBM once per GEMM at the external bandwidth, double-buffered in SRAM against the arrays, so a
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
-  SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
+  SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB): an assumption no code checks (a batch's activations
+  depend on the run, and beside them SBI keeps up to `sram_bytes` of weights, `schedule.resident_weight_bytes`,
+  the one use of `sram_bytes`: a system spec refuses more, `archsim.systems.system_spec`).
 - Word size: the weights streamed are k x n words of the op's own size (`word_bytes`: the workload's, bound into
   the op; FP32 streams twice FP16's bytes, FP8 half). `NPUSpec.element_bytes` is the datapath word the preset
-  describes (FP16) and only the default. Assumed for compute at another precision: a PE does one MAC per cycle
+  describes (FP16) and only the default of a direct `gemm_time` call; a system spec may not set it (every op
+  carries the workload's `word_bytes`). Assumed for compute at another precision: a PE does one MAC per cycle
   whatever the word size (no FP8 double rate, no multi-pass FP32), so only the bytes moved follow the word size.
 Decode attention (`NPUSpec.attention_timing`): `bandwidth` (default) runs the GEMVs on the vector units beside
 the K/V stream (`archsim.systems.npu_device`); `artifact-fused-mha` is the npu-only branch's FusedMHA
@@ -56,7 +59,7 @@ class NPUSpec:
     vector_lanes: int = 128
     clock_hz: float = 1.0e9
     element_bytes: int = 2  # FP16
-    sram_bytes: float = 134218 * 1024
+    sram_bytes: float = 134218 * 1024  # bounds schedule.resident_weight_bytes (module docstring)
     op_energy_pj: float = 0.32  # pJ per arithmetic op (a MAC is two), pim.md §5 "ALU 0.32 pJ per op" [AA-repo]
     fold_timing: str = "pipelined"  # pipelined = folds back to back; scale-sim, artifact, artifact-serial-preload
     attention_timing: str = "bandwidth"  # bandwidth = vector-unit GEMVs beside the K/V stream; artifact-fused-mha

@@ -11,7 +11,8 @@ which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the H
   (exp, max, add, division, GELU, a norm's sum of squares): `npu.vector_time_s` of their op count.
 - Other HBM traffic, beside the vector work: the KV cache an op reads outside an array GEMM (decode attention on
   the vector units) or writes (the new tokens' K and V), and weights outside GEMMs (a norm's gain). Activations
-  and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB).
+  and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB; assumed, not checked
+  against `NPUSpec.sram_bytes`).
 - With `NPUSpec.attention_timing = "artifact-fused-mha"` (the NeuPIMs npu-only branch, a named compatibility
   option) a decode attention with such GEMVs runs instead as the artifact's FusedMHA on the arrays,
   `npu.fused_mha_cycles` per query head, its softmax at the vector units' rate inside the chain, each request taking

@@ -25,7 +25,8 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
     buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise). The
     N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
     artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
-    kept on chip. Below `min_batch` decodes the schedule is `overlapped` (the artifact's 256).
+    kept on chip (at most the NPU's `sram_bytes`: `system_spec` refuses more). Below `min_batch` decodes the
+    schedule is `overlapped` (the artifact's 256).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where the work is split between devices that do not wait on each other: the attention stage is the
     prompts' attention and the decode attention grouped by device, each device's share in order, the stage the

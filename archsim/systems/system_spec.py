@@ -23,9 +23,12 @@ compose op costs into an iteration read the `System` it returns). File format (t
     schedule: {kind: sub-batch-interleaving, sub_batches: 2, min_batch: 256}
 
 Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
-- `npu`: any field of `archsim.systems.npu.NPUSpec` (unset fields keep the NeuPIMs NPU's, pim.md §1.2);
+- `npu`: any field of `archsim.systems.npu.NPUSpec` (unset fields keep the NeuPIMs NPU's, pim.md §1.2) but
+  `element_bytes`, which no op reads (a GEMM streams the workload's `word_bytes`): it is refused;
 - `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
   Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
+  `row_buffers` is read only under `sub-batch-interleaving` (with one buffer a stage's NPU HBM reads and PIM
+  commands serialise); the other schedules leave it unread;
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
   file (`archsim.gpu.load`), and `attention_kernel` (a kernel of `archsim.model.gpu_kernels` with decode and
   prefill paths, a decode path on a memory pool), required where a placement rule puts attention on the device
@@ -40,7 +43,8 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   vLLM's `gpu_memory_utilization`, whose own default is 0.9);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
-  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required);
+  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required); `area_mm2`
+  is refused: no model or record of a system reads an area;
 - `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
@@ -80,12 +84,14 @@ Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never ov
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
 PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the devices,
 2, the count modelled (NeuPIMs' two, Algorithm 3's halves; any other is refused); optional `min_batch`, below which
-the batch runs blocked (the artifact's 256), and `resident_weight_bytes`, weight bytes kept on chip between
-sub-batches, default 0), `staggered` (attention offloading, Lamina's rotational staggered pipelining, pim.md §3.4:
-`micro_batches` n micro-batches over n - 1 replicas of the compute devices, decode attention on a `memory-pool`
-device of `parallelism.attention_pool` devices over the link named `attention`; see `archsim.systems.offload`) and
-`ping-pong` (the same with two). Both take `divide_and_conquer` (true/false, default false): attention over the
-history starts as soon as q arrives, the new token's k and v join by the online-softmax merge.
+the batch runs blocked (the artifact's 256), and `resident_weight_bytes`, weight bytes of one device kept on
+chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a weight-holding op on
+(another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading, Lamina's
+rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the compute
+devices, decode attention on a `memory-pool` device of `parallelism.attention_pool` devices over the link named
+`attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two). Both take `divide_and_conquer`
+(true/false, default false): attention over the history starts as soon as q arrives, the new token's k and v join by the
+online-softmax merge.
 Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/neupims-artifact.md): `blocked`
 takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
 `barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
@@ -128,6 +134,7 @@ naming the field:
   or the link named attention, so each is refused under one;
 - a gpu or memory-pool device a rule puts attention on names its `attention_kernel`;
 - some device runs ops of both phases (no prefill/decode disaggregation);
+- `resident_weight_bytes` fits the SRAM of each device that runs weight-holding ops (above);
 - overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
@@ -184,6 +191,14 @@ SPEC_CLASSES = {"npu": NPUSpec, "bank-pim": PIMSpec, "logic-pim": LogicPIMSpec} 
 PRESET_KINDS = {"gpu": "a GPU preset", "memory-pool": "a GPU preset", "chip": "a chip preset",
                 "architecture": "a library architecture"}
 CHIP_EFFICIENCIES = ("matmul_efficiency", "memory_efficiency")  # a chip device's required fractions of its peaks
+# kind -> spec-class fields a system spec may not set, and why: no model of a system reads them
+UNREAD_FIELDS = {
+    "npu": {"element_bytes": "not read: every op streams the workload's word_bytes (archsim.systems.npu); remove "
+                             "it and set word_bytes in the workload"},
+    "logic-pim": {"area_mm2": "not read: no model or record of a system reads an area (a system's area_um2 is "
+                              "NaN); remove it, or keep the number in a comment"},
+}
+WEIGHT_OPS = ("qkv", "out_proj", "ffn", "moe", "attn_norm", "ffn_norm")  # the OP_KINDS that read weights
 GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
 # a gpu device's optional fields
 GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
@@ -575,6 +590,7 @@ def check_system(system: System) -> None:
     _check_kernels_read(system)
     _check_bank_pims(system)
     _check_logic_pim_interface(system)
+    _check_resident_weights(system)
 
 
 def check_degrees(system: System, par: Parallelism, holder: Device | None,
@@ -695,6 +711,29 @@ def _check_logic_pim_interface(system: System) -> None:
                                 f"({gpu.spec.dram_bytes_per_s:g}): the stacks are its HBM, and it streams at its "
                                 f"preset's bandwidth (change the preset to model a slower xPU), got {device.count} x "
                                 f"{device.spec.external_bytes_per_s:g}")
+
+
+def _check_resident_weights(system: System) -> None:
+    """`schedule.resident_weight_bytes` (sub-batch interleaving) are one device's weights that stay on chip for the
+    second sub-batch (`system_model.layer_phases`): every device a rule can put a weight-holding op on
+    (`WEIGHT_OPS`, either phase) keeps them, so they must fit each one's SRAM, an npu's `sram_bytes` (the
+    activations beside them are not counted: `archsim.systems.npu`). Another kind has no SRAM size in its spec."""
+    kept = system.schedule.resident_weight_bytes
+    if kept == 0:
+        return
+    where = "schedule.resident_weight_bytes"
+    for op in WEIGHT_OPS:
+        for phase in PHASES:
+            for device in _reachable(system, op, phase):
+                if device.kind != "npu":
+                    raise SpecError(system.source, where,
+                                    f"expected 0: {device.name}, which a rule can put {op} on, is a {device.kind} "
+                                    f"device with no SRAM size in its spec to keep weights in, got {kept:.15g}")
+                if kept > device.spec.sram_bytes:
+                    raise SpecError(system.source, where,
+                                    f"expected at most devices.{device.name}.sram_bytes = "
+                                    f"{device.spec.sram_bytes:.15g} (the SRAM the weights kept between sub-batches "
+                                    f"stay in; {device.name} runs {op}), got {kept:.15g}")
 
 
 def _check_offloading(system: System) -> None:
@@ -833,6 +872,9 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
+    for key, why in UNREAD_FIELDS.get(kind, {}).items():
+        if key in data:
+            raise SpecError(source, f"{where}.{key}", why)
     gpu_like = kind in GPU_KINDS
     check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ()),
                       *(CHIP_EFFICIENCIES if kind == "chip" else ())), source, where)
