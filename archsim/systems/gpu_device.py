@@ -410,7 +410,8 @@ def _written_share(op: Op, tensor: str) -> float:
 def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...]) -> tuple[str, ...]:
     """The tensors library cascade `name`'s Einsums outside its GEMMs (`in_gemms`) move through DRAM: with GEMMs in
     the op, the intermediates those Einsums read or write; without, every tensor of the op (a norm or a residual
-    add); none without such Einsums. They depend on the cascade and its GEMMs alone."""
+    add); none without such Einsums. They depend on the cascade and its GEMMs alone. In name order: their bytes
+    are summed in this order, which a set's (per process, by string hash) would change in the last digits."""
     einsums = [e for e in cascade.einsums if e.name not in in_gemms]
     if not einsums:
         return ()
@@ -420,4 +421,4 @@ def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...])
     from archsim.cascade.passes import refs_of
 
     touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
-    return tuple(t for t in touched if roles[t] == INTERMEDIATE)
+    return tuple(sorted(t for t in touched if roles[t] == INTERMEDIATE))
