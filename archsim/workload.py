@@ -14,8 +14,12 @@ its own tiling or algorithm choices (tile_kv, block, splits) and keep their defa
 
 MoE: `experts` and `top_k` make every layer's FFN routed experts, unless `moe_every` (m) says only every m-th layer
 is (GLaM: 2, every other layer); the other layers are dense, of width `dense_ffn_dim` when the model's dense FFN
-differs from its experts' (`ffn_dim`). The loader refuses top_k > experts and the MoE-only sizes without experts,
-and kv_heads that do not divide heads (each KV head serves heads / kv_heads query heads).
+differs from its experts' (`ffn_dim`). MLA: `kv_lora_rank` makes the attention DeepSeek's latent attention, with
+`rope_dim` and `q_lora_rank` beside it. The loader refuses top_k > experts, a size read only beside another without
+it (`NEEDS`: the MoE-only sizes without experts, MLA's without kv_lora_rank; every cascade reading one binds the
+other too), and kv_heads that do not divide heads (each KV head serves heads / kv_heads query heads). `sinks` without
+`window` is not refused here: DuoAttention's and TokenSelect's cascades bind sinks alone (their streaming heads'
+first keys); a system, which models only a sliding window's sinks, refuses it (`archsim.systems.models`).
 
 `block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
@@ -80,6 +84,11 @@ PARAMS = {
     "ffn_word_bytes": Param("bytes per element of the FFN's (or the experts') weights and GEMM operands, where "
                             "they are quantised apart from the rest (FP8 FFN: 1; default word_bytes)"),
 }
+# a size read only beside another (model kind): every cascade binding it binds the other too (moe-experts;
+# mla-projection, attention-mla-*), and a workload without the other is not a model of that kind
+NEEDS = {"top_k": "experts", "moe_every": "experts", "dense_ffn_dim": "experts", "q_lora_rank": "kv_lora_rank",
+         "rope_dim": "kv_lora_rank"}
+MODEL_KINDS = {"experts": "a MoE model", "kv_lora_rank": "an MLA model"}
 # Cascade parameters that are counts, not model sizes (a workload need not give them): each an integer of at least 1
 COUNT_PARAMS = {"block": Param("tokens per block (a block-sparse mask, a linear-attention or pooling chunk)")}
 # Largest size accepted: beyond any model or context in use (the longest, 10M tokens, is below it), and it bounds
@@ -118,6 +127,7 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
         raise SpecError(source, "attention", f"expected one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
     sizes = {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}
     _check_heads(sizes, source)
+    _check_needs(sizes, source)
     _check_moe(sizes, source)
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
                     block, attention)
@@ -140,14 +150,19 @@ def _check_heads(params: dict[str, float], source: str) -> None:
                                                    f"{params['kv_heads']:g}")
 
 
+def _check_needs(params: dict[str, float], source: str) -> None:
+    """Each size read only beside another comes with it (`NEEDS`): top_k, moe_every and dense_ffn_dim with
+    experts, q_lora_rank and rope_dim with kv_lora_rank."""
+    for key, needed in NEEDS.items():
+        if key in params and needed not in params:
+            raise SpecError(source, f"params.{key}",
+                            f"only for {MODEL_KINDS[needed]}: give {needed} too ({PARAMS[key].meaning})")
+
+
 def _check_moe(params: dict[str, float], source: str) -> None:
-    """A MoE workload's sizes agree: top_k routes to at most `experts`, and the MoE-only sizes (moe_every,
-    dense_ffn_dim) come with `experts`; moe_every leaves at least one MoE layer."""
+    """A MoE workload's sizes agree: top_k routes to at most `experts`, and moe_every leaves at least one MoE
+    layer."""
     if "experts" not in params:
-        for key in ("moe_every", "dense_ffn_dim"):
-            if key in params:
-                raise SpecError(source, f"params.{key}",
-                                f"only for a MoE model: give experts too ({PARAMS[key].meaning})")
         return
     if params.get("top_k", 0) > params["experts"]:
         raise SpecError(source, "params.top_k", f"expected at most experts ({params['experts']:g}): a token is "

@@ -146,15 +146,17 @@ def test_every_request_is_served_or_rejected_once_under_refusals(rows, longest, 
 @pytest.mark.parametrize("size", ["rope_dim: 64", "q_lora_rank: 1536"])
 def test_mla_sizes_without_kv_lora_rank_are_refused(tmp_path, size):
     """rope_dim and q_lora_rank are read by mla-projection only, which kv_lora_rank selects: on a GQA workload they
-    changed nothing and passed, as sinks without window did before it was refused."""
+    changed nothing and passed, as sinks without window did before it was refused. The workload loader refuses them
+    (`archsim.workload.NEEDS`), so every command does, a system too."""
     path = tmp_path / "gqa.yaml"
     path.write_text("name: gqa\nblock: llama\nparams: {hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, "
                     f"ffn_dim: 14336, layers: 32, vocab: 128256, word_bytes: 2, {size}}}\n")
     with pytest.raises(SpecError) as refused:
         system_model(load_system("vllm-h100"), load_workload_spec(str(path)))
     name = size.split(":")[0]
-    assert (refused.value.where, refused.value.message) == (
-        f"params.{name}", "a decoder layer reads it only with kv_lora_rank, which the workload does not give")
+    meaning = {"rope_dim": "MLA decoupled RoPE width", "q_lora_rank": "MLA latent query width"}[name]
+    assert (refused.value.source, refused.value.where, refused.value.message) == (
+        str(path), f"params.{name}", f"only for an MLA model: give kv_lora_rank too ({meaning})")
 
 
 def test_simulate_does_not_suggest_set_which_it_lacks(tmp_path, cli):

@@ -4,12 +4,13 @@
 `archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), otherwise an
 `archsim.systems.system_model.SystemModel` (blocked, overlapped, sub-batch interleaving, and co-processing with
 `archsim.systems.coprocessing`'s layer). It sits above the modules it chooses from, so none of them imports back.
-It refuses what the model would not read (a workload's `sinks` without `window`, `top_k` without `experts`, MLA's
-`rope_dim` or `q_lora_rank` without `kv_lora_rank`), the degrees the workload, or options, set that the system
-cannot run (`system_spec.check_degrees`; what the spec alone makes impossible was refused when it loaded,
-`system_spec.check_system`) and a KV cache that holds less than one token, naming the memory field of the device
-that holds it. A weight-holding GPU's attention calls are held to the memory its weights leave
-(`_with_call_memory`).
+It refuses what the model would not read (a workload's `sinks` without `window`; its `tokens`, which the serving
+simulator sets per step; a size read only beside another without it, `top_k` without `experts` and MLA's sizes
+without `kv_lora_rank`, was refused when the workload loaded, `archsim.workload.NEEDS`), the degrees the
+workload, or options, set that the system cannot run (`system_spec.check_degrees`; what the spec alone makes
+impossible was refused when it loaded, `system_spec.check_system`) and a KV cache that holds less than one token,
+naming the memory field of the device that holds it. A weight-holding GPU's attention calls are held to the memory
+its weights leave (`_with_call_memory`).
 """
 
 from __future__ import annotations
@@ -59,17 +60,18 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     return _with_call_memory(_with_kv_room(system, model))
 
 
-# a size a decoder layer reads only beside another: sinks with a sliding window, top_k with routed experts, MLA's
-# decoupled RoPE width and query compression with its latent KV (mla-projection, the cascade kv_lora_rank selects)
-READ_ONLY_WITH = {"sinks": "window", "top_k": "experts", "rope_dim": "kv_lora_rank", "q_lora_rank": "kv_lora_rank"}
-
-
 def _check_read(workload: Workload) -> None:
-    """Refuse a workload size a decoder layer would not read: one without the size it goes with (`READ_ONLY_WITH`)."""
-    for size, needed in READ_ONLY_WITH.items():
-        if size in workload.params and needed not in workload.params:
-            raise SpecError(workload.path, f"params.{size}", f"a decoder layer reads it only with {needed}, which "
-                                                             "the workload does not give")
+    """Refuse a workload size a decoder layer would not read: `sinks` without `window` (a workload may give them
+    apart, for DuoAttention's or TokenSelect's cascade, `archsim.workload`; a decoder layer reads sinks only beside
+    a sliding window), and `tokens` (the MoE cascade's tokens at once, which `step.layer_ops` sets to each step's
+    batch x new tokens)."""
+    if "sinks" in workload.params and "window" not in workload.params:
+        raise SpecError(workload.path, "params.sinks", "a decoder layer reads it only with window, which the "
+                                                       "workload does not give")
+    if "tokens" in workload.params:
+        raise SpecError(workload.path, "params.tokens", "a system sets the tokens of each step itself (batch x new "
+                                                        "tokens), so the workload's would not be read: remove it "
+                                                        "(analyze and run read it, on moe-experts)")
 
 
 def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
