@@ -45,7 +45,15 @@ from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, takes_exp
-from archsim.cascade.bind import Binding, bind, fixed_tiles, nearest_divisors, params_masked_by, ranks_sized_by
+from archsim.cascade.bind import (
+    Binding,
+    bind,
+    fixed_tiles,
+    model_sizes,
+    nearest_divisors,
+    params_masked_by,
+    ranks_sized_by,
+)
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
@@ -149,14 +157,15 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
 
 def refuse_partial_model(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
                          sets_source: str) -> None:
-    """Without a workload, sets that give one model size (`archsim.workload.PARAMS`) give every one the cascade
+    """Without a workload, sets that give one model size the cascade binds (`bind.model_sizes`) give every one it
     binds, as a workload must (`bind`): the others would stay the cascade's test defaults under the sizes given
     (seq_len 4096, batch 64 and heads 12 over head_dim 8, not BERT's 64: 5x too fast). A missing one is refused,
     naming it. Sets of no model size (none, or tiles such as M0) keep the cascade's test sizes."""
     if workload is not None:
         return
-    given = [name for name in sets if name in PARAMS]
-    missing = [name for name in dict.fromkeys([*cascade.params, "word_bytes"]) if name in PARAMS and name not in sets]
+    sizes = model_sizes(cascade)  # a size the cascade does not bind is bind's to refuse, as no parameter of it
+    given = [name for name in sets if name in sizes]
+    missing = [name for name in sizes if name not in sets]
     if given and missing:
         defaults = ", ".join(f"{name} {cascade.params[name]:g}" for name in missing if name in cascade.params)
         raise SpecError(sets_source, missing[0], f"missing: {', '.join(given)} set without a workload, so every "

@@ -58,5 +58,6 @@ def main() -> None:
     print(f"{'reproduce duplex':<20} {total_s:6.1f} s wall {total_cpu_s:6.1f} s CPU "
           f"({'within' if total_cpu_s < LIMIT_S else 'over'} the issue's {LIMIT_S:.0f} s on one core)")
 
+
 if __name__ == "__main__":
     main()

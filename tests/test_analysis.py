@@ -236,3 +236,10 @@ def test_analyze_without_a_workload_takes_every_model_size_or_none(cli) -> None:
     out = cli("analyze", "attention-1pass", "--set", "seq_len=4096", expect=2).output
     assert out.startswith("error: --set: batch: missing: seq_len set without a workload")
     assert "ranks" in cli("analyze", "attention-1pass").output
+
+
+def test_a_set_size_the_cascade_does_not_bind_is_named_as_such_without_a_workload(cli) -> None:
+    """`--set window=4` on ffn (which binds no window) had been taken as a model size given, asking for every other
+    one; the cascade has no such parameter (review helper-196)."""
+    out = cli("analyze", "ffn", "--set", "window=4", expect=2).output
+    assert out.startswith("error: --set: window: not a parameter or rank of ffn")

@@ -334,12 +334,18 @@ def check_param(name: str, value: object, source: str, where: str, limit: int) -
     return checked
 
 
+def model_sizes(cascade: Cascade) -> tuple[str, ...]:
+    """The model sizes the cascade binds: its params in the vocabulary (`archsim.workload.PARAMS`), and the element
+    width, which every cascade binds."""
+    return tuple(name for name in dict.fromkeys([*cascade.params, "word_bytes"]) if name in PARAMS)
+
+
 def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float],
                        set_option: bool) -> None:
-    """Every model size the cascade binds (its params in the vocabulary, and the element width) is given; the error
-    suggests `--set` only to a caller whose command has it (`set_option`)."""
-    for name in dict.fromkeys([*cascade.params, "word_bytes"]):
-        if name in PARAMS and name not in workload.params and name not in overrides:
+    """Every model size the cascade binds (`model_sizes`) is given; the error suggests `--set` only to a caller
+    whose command has it (`set_option`)."""
+    for name in model_sizes(cascade):
+        if name not in workload.params and name not in overrides:
             flag = f" or pass --set {name}=N" if set_option else ""
             raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name} "
                                                              f"({cascade.source}); add it to the workload{flag}")
@@ -360,8 +366,7 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
     if source != "--set":
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
     if model:  # the sizes of a model, which a workload gives, or --set all of them (`archsim.point.bound`)
-        sizes = " ".join(f"--set {name}=N" for name in dict.fromkeys([*cascade.params, "word_bytes"])
-                         if name in PARAMS)
+        sizes = " ".join(f"--set {name}=N" for name in model_sizes(cascade))
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
                 f"used when no workload gives it): pass --workload W or every model size it binds ({sizes})")
     return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: pass --set {used[0]}=N"

@@ -45,58 +45,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
-from archsim.errors import SpecError, check_header, kind_of, text_number_hint
+from archsim.errors import Plausible, SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
-UP_PREFIXES = (("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15))  # a value written too small
-DOWN_PREFIXES = (("m", 1e-3), ("u", 1e-6), ("n", 1e-9))  # a value written too large (0.8 for 0.8 us)
-BYTE_PREFIXES = (("K", 2**10), ("M", 2**20), ("G", 2**30), ("T", 2**40))  # a capacity: KiB, MiB, GiB, TiB
-
-
-@dataclass(frozen=True)
-class Plausible:
-    """The range a hardware quantity lies in on every real device, from a mobile NPU or an old GPU to a rack-scale
-    part of the next decade, and a typical value (`example`; None: none to give). A number outside is no device's:
-    it was written in another unit (MHz for Hz, TB/s for B/s, GB for bytes, us for s), and `problem` names the
-    unit that puts it in range, the one nearest the example. `unit` "" is a count or a per-clock rate (no unit
-    hint); "B" is a capacity, whose "GB" the presets take as GiB (a spec sheet's 80 GB: 80 x 2**30 bytes)."""
-
-    low: float
-    high: float
-    example: float | None = None
-    unit: str = ""
-
-    def problem(self, value: float, what: str) -> str | None:
-        """Why the positive `value` is no such quantity (`what`, for the message), or None when it lies in range."""
-        if self.low <= value <= self.high:
-            return None
-        show = "{:.0f}" if self.unit == "B" else "{:g}"  # bytes as whole numbers, as the presets write them
-        example = f" (e.g. {show.format(self.example)})" if self.example else ""
-        return (f"expected {what} between {show.format(self.low)} and {show.format(self.high)}{example}, got "
-                f"{value!r}{self._slip(value)}")
-
-    def _slip(self, value: float) -> str:
-        """': a value in MHz?' when a unit prefix puts `value` in range, else ''."""
-        if not self.unit or not self.example:
-            return ""
-        prefixes = BYTE_PREFIXES if self.unit == "B" else UP_PREFIXES if value < self.low else DOWN_PREFIXES
-        fits = [(abs(math.log10(value * factor / self.example)), prefix, factor) for prefix, factor in prefixes
-                if self.low <= value * factor <= self.high]
-        if not fits:
-            return ""
-        _, prefix, factor = min(fits)
-        if self.unit == "B":
-            return (f": a value in {prefix}B? (write bytes; a spec sheet's {value:g} {prefix}B is taken as "
-                    f"{value:g} {prefix}iB = {value * factor:.0f})")
-        return f": a value in {prefix}{self.unit}?"
-
-
 ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
 # field -> (what it is, integer?, the range a real GPU's value lies in) for every plain number of the file
 NUMBERS = {

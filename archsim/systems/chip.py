@@ -36,8 +36,7 @@ from typing import Any
 
 from archsim import library
 from archsim.cascade.load import finite_number
-from archsim.errors import SpecError, check_header, kind_of, text_number_hint
-from archsim.gpu.load import Plausible
+from archsim.errors import Plausible, SpecError, check_header, kind_of, text_number_hint
 
 PRESETS_PACKAGE = "archsim.systems.chip_presets"
 TEXT = ("name", "description", "source")

@@ -3,8 +3,9 @@
 - `npu`: `NpuDevice` over the system's HBM: the one `bank-pim` device (a PIM HBM, or plain HBM when no op is placed
   on it), with the PIM's row buffers as the spec says;
 - `bank-pim`: `BankPimDevice`, its softmax on the system's NPU;
-- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its GEMMs (`GEMM_FAMILY`) and
-  for its attention kernel's family (a gpu's `attention_kernel`, default `ATTENTION_KERNEL`), and its energy model;
+- `gpu`, `memory-pool`: `GpuDevice` with the packaged calibration's parameters for its GEMMs (`GEMM_FAMILY`) and for
+  its attention kernel's family (a gpu's `attention_kernel`, which the spec names where attention is placed;
+  `ATTENTION_KERNEL` only for a device given no attention, whose kernel is never read), and its energy model;
 - `logic-pim`: `LogicPimDevice`, the entry's `count` stacks working on an op together;
 - `chip`: `ChipDevice`, a roofline over the chip preset's peaks derated by the entry's efficiencies;
 - `architecture`: `ArchitectureDevice`, the architecture and mapping through the analytical model.
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 from archsim.systems.device import DeviceModel
-from archsim.systems.system_spec import Device, System, companion
+from archsim.systems.system_spec import GPU_KINDS, Device, System, companion
 
 
 def device_models(system: System) -> dict[str, DeviceModel]:
@@ -32,7 +33,7 @@ def _model(system: System, device: Device) -> DeviceModel:
 
         return BankPimDevice(device.name, device.spec, device.channel_policy, companion(system, device).spec,
                              system.source)
-    if device.kind in ("gpu", "memory-pool"):
+    if device.kind in GPU_KINDS:
         from archsim.systems.gpu_device import ATTENTION_KERNEL, CALIBRATED, calibrated_gpu_device
 
         return calibrated_gpu_device(device.spec, device.attention_kernel or ATTENTION_KERNEL, name=device.name,

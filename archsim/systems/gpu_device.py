@@ -5,9 +5,10 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
   stationary operands, the streamed input and the output.
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
-  sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (default PyTorch eager
-  attention): the decode requests of a batch as one call at their mean context (a ragged or length-bucketed batch;
-  padding every request to the longest context, as a naive eager batch does, is 3-6x slower on ShareGPT); the
+  sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
+  places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
+  batch as one call at their mean context (a ragged or length-bucketed batch; padding every request to the longest
+  context, as a naive eager batch does, is 3-6x slower on ShareGPT); the
   prompts of a call (`cost`'s ops) as one varlen causal call where the kernel has a varlen path
   (`gpu_kernels.has_varlen`: FlashAttention-2, whose flash_attn_varlen_func vLLM calls once per layer): one launch,
   every prompt's CTAs in one grid, each prompt's causal tiles its own (`gpu_kernels.predict_varlen`), so k prompts

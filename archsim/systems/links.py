@@ -34,8 +34,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.load import finite_number
-from archsim.errors import SpecError, check_header, text_number_hint
-from archsim.gpu.load import Plausible
+from archsim.errors import Plausible, SpecError, check_header, text_number_hint
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")
