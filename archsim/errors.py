@@ -4,7 +4,7 @@ is the range a hardware number lies in on every real device, which tells a unit 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,16 @@ def check_header(data: object, keys: Sequence[str], optional: Sequence[str], tex
             raise SpecError(source, at(key), "expected a non-empty string")
 
 
+def refuse_unread(data: object, unread: Mapping[str, str], source: str, where: str = "") -> None:
+    """Refuse the first field of `data` (a mapping; anything else is left to the caller's checks) that `unread`
+    names: a field no model reads is refused with why (`unread[field]`), never ignored."""
+    if not isinstance(data, Mapping):
+        return
+    for key, why in unread.items():
+        if key in data:
+            raise SpecError(source, f"{where}.{key}" if where else key, why)
+
+
 def text_number_hint(value: Any) -> str:
     """Why a number came out as text: YAML 1.1 reads `1e9` (no dot, no exponent sign) as a string."""
     if not isinstance(value, str):
@@ -140,3 +150,33 @@ class Plausible:
             return (f": a value in {prefix}B? (write bytes; a spec sheet's {value:g} {prefix}B is taken as "
                     f"{value:g} {prefix}iB = {value * factor:.0f})")
         return f": a value in {prefix}{self.unit}?"
+
+
+def ranged_number(value: Any, source: str, where: str, what: str, bounds: Plausible, *,
+                  read: Callable[[Any, str, str], float] | None = None, zero: bool = False, sign_check: bool = True,
+                  integer: bool = False) -> Any:
+    """A hardware number (`what`, for messages) at `where` that is no text (a YAML string gets `text_number_hint`),
+    positive (or 0 when `zero`: 0 skips `bounds`, whose message then says "(or 0)") and inside `bounds`.
+    `read` turns a non-text value into a finite float, refusing anything else in its own words (e.g.
+    `archsim.cascade.load.finite_number`); None: anything but a finite int or float is refused like a sign slip.
+    `sign_check` False leaves 0 and below to `bounds` (whose low end is positive). An `integer` is returned as an
+    int (a fraction refused), anything else as a float."""
+    if isinstance(value, str):
+        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
+    sign = "a number >= 0" if zero else "a positive number"
+    if read is None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise SpecError(source, where, f"expected {what} ({sign}), got {value!r}")
+        number = value
+    else:
+        number = read(value, source, where)
+    if sign_check and (number < 0 or (number == 0 and not zero)):
+        raise SpecError(source, where, f"expected {what} ({sign}), got {value!r}")
+    problem = None if zero and number == 0 else bounds.problem(number, f"{what}{' (or 0)' if zero else ''}")
+    if problem:
+        raise SpecError(source, where, problem)
+    if integer:
+        if number != int(number):
+            raise SpecError(source, where, f"expected {what} (a whole number), got {value!r}")
+        return int(number)
+    return number + 0.0  # a float; -0.0 reads as 0.0

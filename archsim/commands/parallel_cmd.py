@@ -126,9 +126,9 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
           --topology dgx-a100 --out reports/parallel
     """
     from archsim.model.gpu_kernels import KERNELS, kernel_attention
-    from archsim.systems.seqpar import DEFAULT_KERNEL, LINEAR_SCHEMES
+    from archsim.systems.seqpar import DEFAULT_KERNEL, LINEAR_SCHEMES, unmodelled
 
-    if ulysses is not None and "usp" not in schemes:
+    if ulysses is not None and unmodelled("ulysses", [ulysses], [(s, direction) for s in schemes]):
         raise click.UsageError("--ulysses applies to --scheme usp only")
     if ulysses is None and "usp" in schemes:
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
@@ -183,14 +183,15 @@ def _training_settings(direction: str, tp: int, checkpointing: str | None, preci
 def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, causal: bool) -> None:
     """Refuse a `--kernel` no point of the grid runs and `--no-causal` with decode (module docstring): a usage
     error naming the option, as --ulysses without usp."""
-    from archsim.systems.seqpar import attention_kernel
+    from archsim.systems.seqpar import attention_kernel, unmodelled
 
-    runs = [] if kernel is None else list(dict.fromkeys(attention_kernel(s, direction, kernel) for s in schemes))
-    if kernel is not None and kernel not in runs:
+    points = [(s, direction) for s in schemes]
+    if kernel is not None and unmodelled("kernel", [kernel], points):
+        runs = dict.fromkeys(attention_kernel(s, direction, kernel) for s in schemes)
         raise click.UsageError(f"--kernel {kernel!r} sets the softmax schemes' prefill kernel, which no point runs: "
                                f"--scheme {','.join(schemes)} at --direction {direction} runs {', '.join(runs)}; "
                                f"drop it")
-    if not causal and direction == "decode":
+    if unmodelled("causal", [causal], points):
         raise click.UsageError("--no-causal sets the prefill's mask: a decode step's one query attends every cached "
                                "token (causal); drop it")
 

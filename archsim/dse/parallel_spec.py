@@ -57,15 +57,16 @@ from archsim.record import Record
 from archsim.systems.seqpar import (
     CHECKPOINTING,
     DIRECTIONS,
+    MODELLED,
     SCHEMES,
     SCOPES,
     TRAINING_FIELDS,
     TRAINING_PRECISIONS,
     ParallelSpec,
-    attention_kernel,
     parallel_time,
+    unmodelled,
 )
-from archsim.systems.seqpar_compute import DECODE_KERNEL, LINEAR_KERNEL, SOURCE
+from archsim.systems.seqpar_compute import SOURCE
 from archsim.systems.topology import Topology, load_topology
 from archsim.workload import check_size
 
@@ -83,16 +84,6 @@ COUNTS = ("devices", "seq_len", "batch", "tp", "ulysses")
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
                                           "gpu": load_gpu}
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ParallelSpec) if f.default is not dataclasses.MISSING}
-# field -> (whether a point of (scheme, direction) models the field's value, what the field sets): a value no point
-# of a sweep models is refused, a point that does not model it goes without it (module docstring)
-MODELLED: dict[str, tuple[Callable[[str, str, Any], bool], str]] = {
-    "ulysses": (lambda scheme, direction, value: scheme == "usp", "the Ulysses degree of usp"),
-    "kernel": (lambda scheme, direction, value: attention_kernel(scheme, direction, value) == value,
-               f"the softmax schemes' prefill kernel (a decode step runs {DECODE_KERNEL}, LASP's chunks "
-               f"{LINEAR_KERNEL})"),
-    "causal": (lambda scheme, direction, value: value or direction != "decode",
-               "the prefill's mask (a decode step's one query attends every cached token: causal)"),
-}
 _TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
 
 
@@ -145,15 +136,15 @@ def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: st
         return [data[name]] if name in data else list(axes.get(f"{PARALLEL_ROOT}.{name}", [DEFAULTS.get(name)]))
 
     points = [(scheme, direction) for scheme in values("scheme") for direction in values("direction")]
-    for name, (models, what) in MODELLED.items():
+    for name, (_, what) in MODELLED.items():
         axis = f"{PARALLEL_ROOT}.{name}"
         if name not in data and axis not in axes:
             continue
-        unmodelled = [i for i, value in enumerate(values(name)) if not any(models(*p, value) for p in points)]
-        if unmodelled:
-            where = (axis if name in data else f"axes.{axis}" if len(unmodelled) == len(values(name))
-                     else f"axes.{axis}[{unmodelled[0]}]")
-            raise SpecError(source, where, f"{values(name)[unmodelled[0]]!r} sets {what}, which no point models "
+        refused = unmodelled(name, values(name), points)
+        if refused:
+            where = (axis if name in data else f"axes.{axis}" if len(refused) == len(values(name))
+                     else f"axes.{axis}[{refused[0]}]")
+            raise SpecError(source, where, f"{values(name)[refused[0]]!r} sets {what}, which no point models "
                                            f"(scheme {', '.join(values('scheme'))} at direction "
                                            f"{', '.join(values('direction'))}): drop it")
 

@@ -42,7 +42,6 @@ file, the field and what was expected.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
-from archsim.errors import Plausible, SpecError, check_header, kind_of, text_number_hint
+from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
@@ -96,11 +95,11 @@ COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors."""
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
-    numbers = {key: _number(data[key], source, key, what, integer, bounds)
+    numbers = {key: ranged_number(data[key], source, key, what, bounds, integer=integer)
                for key, (what, integer, bounds) in NUMBERS.items()}
     for key, what in MEASURED.items():
         if key in data:
-            numbers[key] = _number(data[key], source, key, what, False, ANY)
+            numbers[key] = ranged_number(data[key], source, key, what, ANY)
     _check_per_sm_clock(numbers["fp32_flops_per_s"], numbers, source, "fp32_flops_per_s")
     for key in ("sync_mma_fraction", *MEASURED):
         if numbers.get(key, 0.0) > 1:
@@ -125,7 +124,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     )
     if "held_clock_hz" not in data:
         return gpu
-    held = _number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", False, ANY)
+    held = ranged_number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
 
 
@@ -221,21 +220,6 @@ def label_key(label: str) -> str:
     return re.sub(r"[^a-z0-9]", "", label.lower())
 
 
-def _number(value: Any, source: str, key: str, what: str, integer: bool, bounds: Plausible) -> Any:
-    if isinstance(value, str):
-        raise SpecError(source, key, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise SpecError(source, key, f"expected {what} (a positive number), got {value!r}")
-    problem = bounds.problem(value, what)
-    if problem:
-        raise SpecError(source, key, problem)
-    if integer:
-        if value != int(value):
-            raise SpecError(source, key, f"expected {what} (a whole number), got {value!r}")
-        return int(value)
-    return float(value)
-
-
 def _tensor(data: Any, source: str, numbers: Mapping[str, Any]) -> dict[str, float]:
     """The dense peak per precision, each in range alone and per SM per clock (`FLOPS_PER_SM_CLOCK`)."""
     where = "tensor_flops_per_s"
@@ -246,8 +230,8 @@ def _tensor(data: Any, source: str, numbers: Mapping[str, Any]) -> dict[str, flo
     for precision, value in data.items():
         if precision not in PRECISIONS:
             raise SpecError(source, f"{where}.{precision}", f"unknown precision (known: {', '.join(PRECISIONS)})")
-        out[precision] = _number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s", False,
-                                 TENSOR_FLOPS_PER_S)
+        out[precision] = ranged_number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s",
+                                       TENSOR_FLOPS_PER_S)
         _check_per_sm_clock(out[precision], numbers, source, f"{where}.{precision}")
     return out
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from archsim import library
 from archsim.cascade.load import finite_number
-from archsim.errors import Plausible, SpecError, check_header, kind_of, text_number_hint
+from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number, refuse_unread
 
 PRESETS_PACKAGE = "archsim.systems.chip_presets"
 TEXT = ("name", "description", "source")
@@ -72,9 +72,7 @@ class Chip:
 
 def chip_from_dict(data: Any, source: str = "<python>") -> Chip:
     """Validate a parsed chip spec; `source` names the file in errors."""
-    for key, why in UNREAD.items():
-        if isinstance(data, Mapping) and key in data:
-            raise SpecError(source, key, why)
+    refuse_unread(data, UNREAD, source)
     check_header(data, KEYS, OPTIONAL, TEXT, source)
     numbers = {key: _positive(data[key], source, key, what, bounds) for key, (what, bounds) in NUMBERS.items()
                if key in data}
@@ -115,10 +113,5 @@ def _matmul(data: Any, source: str) -> dict[str, float]:
 
 
 def _positive(value: Any, source: str, where: str, what: str, bounds: Plausible) -> float:
-    if isinstance(value, str):
-        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
-    number = finite_number(value, source, where)
-    problem = bounds.problem(number, what)
-    if problem:
-        raise SpecError(source, where, problem)
-    return number
+    """A chip number: 0 and below are refused by `bounds` (every low end is positive)."""
+    return ranged_number(value, source, where, what, bounds, read=finite_number, sign_check=False)

@@ -34,7 +34,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.load import finite_number
-from archsim.errors import Plausible, SpecError, check_header, text_number_hint
+from archsim.errors import Plausible, SpecError, check_header, ranged_number
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")
@@ -96,11 +96,12 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
         description=data.get("description", ""),
         source=source,
         citation=data["source"],
-        latency_s=_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds", LATENCY_S,
-                          zero=True),
-        bytes_per_s_per_direction=_number(data["bytes_per_s_per_direction"], source,
-                                          _at(where, "bytes_per_s_per_direction"),
-                                          "a bandwidth in bytes/s per direction", BYTES_PER_S, zero=False),
+        latency_s=ranged_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds",
+                                LATENCY_S, read=finite_number, zero=True),
+        bytes_per_s_per_direction=ranged_number(data["bytes_per_s_per_direction"], source,
+                                                _at(where, "bytes_per_s_per_direction"),
+                                                "a bandwidth in bytes/s per direction", BYTES_PER_S,
+                                                read=finite_number),
     )
 
 
@@ -130,19 +131,6 @@ def check_host_link(gpu: GPU) -> None:
 def link_names() -> list[str]:
     """The link presets, by name."""
     return library.names("link presets", PRESETS_PACKAGE)
-
-
-def _number(value: Any, source: str, where: str, what: str, bounds: Plausible, zero: bool) -> float:
-    if isinstance(value, str):
-        raise SpecError(source, where, f"expected {what}, got the text {value!r}{text_number_hint(value)}")
-    number = finite_number(value, source, where)
-    sign = "a number >= 0" if zero else "a positive number"
-    if number < 0 or (number == 0 and not zero):
-        raise SpecError(source, where, f"expected {what} ({sign}), got {value!r}")
-    problem = bounds.problem(number, f"{what}{' (or 0)' if zero else ''}") if number else None
-    if problem:
-        raise SpecError(source, where, problem)
-    return number + 0.0  # -0.0 reads as 0.0
 
 
 def _at(where: str, key: str) -> str:

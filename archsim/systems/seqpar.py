@@ -83,15 +83,18 @@ share of a full call's time its one-device causal call takes.
 
 Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a workload whose attention the GPU
 kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`) is refused rather than timed as
-dense attention.
+dense attention. A value that only some points model (`MODELLED`: the Ulysses degree, the prefill kernel, a
+non-causal mask) is one that `archsim parallel` and a parallel sweep refuse when no point of theirs models it
+(`unmodelled`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
@@ -138,6 +141,25 @@ def attention_kernel(scheme: str, direction: str, kernel: str) -> str:
     if scheme in LINEAR_SCHEMES:
         return LINEAR_KERNEL
     return DECODE_KERNEL if direction == "decode" else kernel
+
+
+# field -> (whether a point of (scheme, direction) models the field's value, what the field sets): a value no point
+# of a grid or sweep models is refused (`unmodelled`), a point that does not model it goes without it
+MODELLED: dict[str, tuple[Callable[[str, str, Any], bool], str]] = {
+    "ulysses": (lambda scheme, direction, value: scheme == "usp", "the Ulysses degree of usp"),
+    "kernel": (lambda scheme, direction, value: attention_kernel(scheme, direction, value) == value,
+               f"the softmax schemes' prefill kernel (a decode step runs {DECODE_KERNEL}, LASP's chunks "
+               f"{LINEAR_KERNEL})"),
+    "causal": (lambda scheme, direction, value: value or direction != "decode",
+               "the prefill's mask (a decode step's one query attends every cached token: causal)"),
+}
+
+
+def unmodelled(field: str, values: Sequence[Any], points: Iterable[tuple[str, str]]) -> list[int]:
+    """The indices of the `values` of `field` (`MODELLED`) that no (scheme, direction) of `points` models."""
+    models = MODELLED[field][0]
+    points = list(points)
+    return [i for i, value in enumerate(values) if not any(models(*point, value) for point in points)]
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
 from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
-from archsim.errors import SpecError, check_header, check_keys, kind_of, text_number_hint
+from archsim.errors import SpecError, check_header, check_keys, kind_of, refuse_unread, text_number_hint
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
@@ -872,9 +872,7 @@ def _device(name: str, data: Any, source: str) -> Device:
     if kind not in DEVICE_KINDS:
         raise SpecError(source, f"{where}.kind", f"expected one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
     fields = _fields(kind)
-    for key, why in UNREAD_FIELDS.get(kind, {}).items():
-        if key in data:
-            raise SpecError(source, f"{where}.{key}", why)
+    refuse_unread(data, UNREAD_FIELDS.get(kind, {}), source, where)
     gpu_like = kind in GPU_KINDS
     check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ()),
                       *(CHIP_EFFICIENCIES if kind == "chip" else ())), source, where)
