@@ -15,7 +15,9 @@ serving run (`archsim.systems.serving.ServingResult.record`). Each says, in the 
 `flat()` is the row the store and the reports read: `latency_s`, `energy_pj`, `area_um2`, `dram_traffic_bytes`,
 `edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind. `row()` is that row with
 what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`): the `record` that
-`archsim run --json` and `archsim simulate --json` print, the schema a sweep stores for a point.
+`archsim run --json` and `archsim simulate --json` print, the columns a sweep stores for a point (its row adds the
+point's key and fields, `archsim.dse.points`, and leaves every metric of an infeasible point NaN, not only the
+float ones).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Record:
 
     def row(self) -> dict[str, Any]:
         """`flat()` after `target_kind`, `target`, `feasible` and `reason`; an infeasible target's numbers (its
-        float values) NaN, as a sweep stores them: they are no answer (module docstring)."""
+        float values) NaN: they are no answer (module docstring)."""
         flat = self.flat()
         if not self.feasible:
             flat = {key: NAN if isinstance(value, float) else value for key, value in flat.items()}

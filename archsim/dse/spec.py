@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -89,11 +88,11 @@ from archsim.errors import SpecError, check_keys, given, text_number_hint
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
-from archsim.model.gpu import PRECISION_BYTES, unmodelled_attention
+from archsim.model.gpu import CASE_SIZES, PRECISION_BYTES, unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_attention, kernel_directions, precision_problem
 from archsim.record import METRICS
 from archsim.systems.serving import SERVING_METRICS
-from archsim.workload import Workload, check_size
+from archsim.workload import Workload, check_size, plain_number
 
 SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
@@ -250,7 +249,7 @@ def point_count(spec: SweepSpec) -> int:
 
 
 # The workload sizes a GPU point's attention call reads (`archsim.dse.points._gpu_call`): its shape and word width.
-GPU_SIZES = ("batch", "heads", "kv_heads", "head_dim", "seq_len", "word_bytes")
+GPU_SIZES = CASE_SIZES
 
 
 def gpu_axes(spec: SweepSpec) -> list[str]:
@@ -527,17 +526,15 @@ def _sets(value: Any, source: str) -> dict[str, float]:
 
 def _plain(value: Any) -> Any:
     """`value` (an axis's values, a linked axis, `sets`) with a Python caller's numpy numbers and arrays as Python
-    ones: an integer (`numbers.Integral`, not a bool) as an int, another real number as a float, an array as a list,
-    within lists and mappings too. What YAML reads is left as it is."""
+    ones (`archsim.workload.plain_number`: an integer, not a bool, as an int, another real as a float), an array
+    as a list, within lists and mappings too. What YAML reads is left as it is."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        return value
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    return plain_number(value)
 
 
 def _finite(value: Any) -> bool:

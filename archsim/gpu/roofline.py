@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, refuse_unmodelled_attention
+from archsim.model.gpu import CASE_SIZES, WORD_PRECISIONS, AttentionCase, GpuResult, refuse_unmodelled_attention
 from archsim.model.gpu_kernels import family_of, predict
 
 
@@ -67,7 +67,7 @@ WORKLOAD_KERNELS = (
 
 # The workload sizes a roofline needs, each from the workload (as a cascade binding them requires: a workload
 # without kv_heads is refused, not taken as multi-head attention); word_bytes sets the precision (`WORD_PRECISIONS`).
-WORKLOAD_SIZES = ("batch", "heads", "kv_heads", "head_dim", "seq_len", "word_bytes")
+WORKLOAD_SIZES = CASE_SIZES
 
 
 def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: str = "<python>",

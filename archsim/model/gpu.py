@@ -70,6 +70,9 @@ MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute c
 REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
 MAX_REGS_PER_THREAD = 255
 PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}
+# The workload sizes an AttentionCase is built from (its shape, and its precision from the word width): what a
+# roofline (`archsim.gpu.roofline`) and a sweep's GPU point (`archsim.dse.points`) read of a workload
+CASE_SIZES = ("batch", "heads", "kv_heads", "head_dim", "seq_len", "word_bytes")
 # A workload's word_bytes -> the precision its attention runs at (2 bytes: fp16, the published benchmarks' dtype).
 WORD_PRECISIONS = {1: "fp8", 2: "fp16", 4: "fp32"}
 DIRECTIONS = ("fwd", "bwd", "fwd+bwd", "decode")

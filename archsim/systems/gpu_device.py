@@ -369,13 +369,22 @@ def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False
     decode alone with `decode_only` (a memory-pool device runs decode attention only)."""
     from archsim.model.gpu_kernels import KERNELS
 
-    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
     if not isinstance(kernel, str) or kernel not in KERNELS:
-        return f"expected an attention kernel of archsim.model.gpu_kernels ({', '.join(usable)}), got {kernel!r}"
+        return f"{kernels_expected(gpu, decode_only)}, got {kernel!r}"
+    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
     missing = _missing_path(kernel, gpu, decode_only)
     paths = "a decode path, as a memory pool runs decode attention" if decode_only else \
         "decode and prefill paths, as a GPU device runs both"
     return f"expected a kernel with {paths} ({', '.join(usable)}); {kernel!r} has {missing}" if missing else ""
+
+
+def kernels_expected(gpu: GPU, decode_only: bool = False) -> str:
+    """What a GPU device's attention kernel is expected to be: the kernels with the paths it runs on `gpu`
+    (`attention_kernel_problem`)."""
+    from archsim.model.gpu_kernels import KERNELS
+
+    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
+    return f"expected an attention kernel of archsim.model.gpu_kernels ({', '.join(usable)})"
 
 
 def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:

@@ -180,7 +180,7 @@ MAX_BASES = 8  # bases of bases: a preset derives from one or two; a longer chai
 KEYS = (*TEXT, "devices", "links", "parallelism", "placement", "schedule")
 OPTIONAL = ("description", "links")
 MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
-MAX_NUMBER = 1e18  # as the link and GPU loaders: products with sizes stay finite
+MAX_NUMBER = 1e18  # the top of the GPU, link and chip loaders' ranges (`errors.Plausible`): products stay finite
 
 # The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
 OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
@@ -1131,10 +1131,9 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
 
 def _kernels(device: Device) -> str:
     """The attention kernels a gpu or memory-pool device can run, as an error's expectation."""
-    from archsim.systems.gpu_device import attention_kernel_problem
+    from archsim.systems.gpu_device import kernels_expected
 
-    return attention_kernel_problem(None, device.spec, decode_only=device.kind == "memory-pool").removesuffix(
-        ", got None")
+    return kernels_expected(device.spec, decode_only=device.kind == "memory-pool")
 
 
 def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> PlacementRule:
