@@ -203,7 +203,7 @@ class GpuDevice:
         if found is not None:
             return found
         heads, kv_heads, head_dim = _head_sizes(p)
-        precision = self._precision(op)
+        precision = self.precision(op)
         peak = self.spec.tensor_peak_flops_per_s(precision)
         peak_s = sum(AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision).flops()
                      for n in seqlens) / peak
@@ -260,7 +260,7 @@ class GpuDevice:
         found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
-    def _precision(self, op: Op) -> str:
+    def precision(self, op: Op) -> str:
         """The precision of the op's words: fp8 runs at the fp16 rate on a GPU without fp8 tensor cores
         (`GPU.tensor_peak_flops_per_s`); a word size with no tensor-core rate on this GPU is refused, naming the
         device's preset, as `ChipDevice` does."""
@@ -278,7 +278,7 @@ class GpuDevice:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
 
-        precision, wb = self._precision(op), op.binding.word_bytes
+        precision, wb = self.precision(op), op.binding.word_bytes
         params = self._gemm_params
         time_s = peak_s = dram_bytes = 0.0
         in_gemms: set[str] = set()
@@ -330,7 +330,7 @@ class GpuDevice:
         heads, kv_heads, head_dim = _head_sizes(p)
         direction = "decode" if op.phase == "decode" else "fwd"
         case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
-                             self._precision(op))
+                             self.precision(op))
         peak_s = case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
         if self.timing == ROOFLINE:
             flops = float(sum(o.flops for o in group))

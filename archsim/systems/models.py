@@ -1,7 +1,8 @@
 """The factory of system models: a system spec running a workload as the serving simulator's `IterationModel`.
 
 `system_model(system, workload)` checks the pair and returns the model of its schedule: an
-`archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), otherwise an
+`archsim.systems.offload.OffloadModel` for attention offloading (ping-pong, staggered), an
+`archsim.systems.context_parallel.ContextParallelModel` over the one-rank model for context parallelism, otherwise an
 `archsim.systems.system_model.SystemModel` (blocked, overlapped, sub-batch interleaving, and co-processing with
 `archsim.systems.coprocessing`'s layer). It sits above the modules it chooses from, so none of them imports back.
 It refuses what the model would not read (a workload's `sinks` without `window`; its `tokens`, which the serving
@@ -19,16 +20,17 @@ import functools
 from dataclasses import replace
 
 from archsim.errors import SpecError
+from archsim.systems.context_parallel import ContextParallelModel, context_parallel_model
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
 from archsim.systems.system_model import SystemModel, system_model_of
-from archsim.systems.system_spec import System, check_against_workload, check_degrees
+from archsim.systems.system_spec import CONTEXT_PARALLEL, System, check_against_workload, check_degrees
 from archsim.workload import Workload, refuse_linear_attention
 
 
-def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel:
+def system_model(system: System, workload: Workload) -> SystemModel | OffloadModel | ContextParallelModel:
     """`system` running `workload` (module docstring): an `OffloadModel` for a ping-pong or staggered schedule; a
     SpecError when the workload cannot be cut by the parallelism (expert parallelism needs a link named ep, and no
     attention offloading), names no decoder block, or its weights do not fit a device."""
@@ -45,6 +47,9 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     _check_read(workload)
     if system.schedule.kind in ("ping-pong", "staggered"):
         return _with_call_memory(_with_kv_room(system, offload_model(system, workload)))
+    if system.schedule.kind == CONTEXT_PARALLEL:
+        rank = _with_call_memory(system_model_of(system, workload, par))
+        return _with_kv_room(system, context_parallel_model(system, rank))
     compose = coprocessed_layer if system.schedule.kind == "co-processing" else None
     model = system_model_of(system, workload, par, compose)
     if len(model.kinds) > 1 and system.schedule.kind == "sub-batch-interleaving":

@@ -287,13 +287,16 @@ class _Timing:
     comm_s: float
 
 
-def parallel_time(spec: ParallelSpec) -> ParallelResult:
-    """Time, communication and memory of one layer under `spec` (module docstring)."""
+def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
+    """Time, communication and memory of one layer under `spec` (module docstring); `reference` False leaves out
+    the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory."""
     check_spec(spec)
     timing = _timing(spec)
     one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
+    ideal, note = math.nan, ""
     try:
-        ideal, note = _timing(one, check_memory=False).time_s / spec.devices, ""
+        if reference:
+            ideal = _timing(one, check_memory=False).time_s / spec.devices
     except SpecError as error:  # the P-fold call is beyond what one prediction models: no ideal, the point stands
         ideal, note = math.nan, f"no one-device reference, so no efficiency: {error.message}"
     memory, max_context = _memory(spec)
@@ -719,12 +722,19 @@ def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     if spec.scheme == "ring":
         hop = collectives.send_recv_s(_kv_bytes(n // p, compute), link) if p > 1 else 0.0
         return _Timing(ring_schedule_s([[block] * p for _ in range(p)], hop), p * block, (p - 1) * hop)
-    sizes = compute.distattention_bytes(n, p)  # the cascade's transfers, summed over the p holders
-    query = sizes["QD"] / p
-    partial = (sizes["PM"] + sizes["PD"] + sizes["PNV"]) / p * ACCUMULATOR_BYTES / WORD_BYTES  # fp32 partials
+    query, partial = distattention_messages(compute, n, p)
     send = (p - 1) * (collectives.send_recv_s(query, link) + collectives.send_recv_s(partial, link))
     merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
     return _Timing(send + block + merge, block + merge, send)
+
+
+def distattention_messages(compute: DeviceCompute, keys: int, p: int) -> tuple[float, float]:
+    """(query, partial) bytes one of `p` KV holders exchanges per decode step of `compute.batch` sequences over
+    `keys` cached tokens: the `distattention-decode` cascade's query QD to each holder, and each holder's partial
+    (o, max, sum-exp: PNV, PM, PD) back, in fp32 (`ACCUMULATOR_BYTES`) as the merge reads them."""
+    sizes = compute.distattention_bytes(keys, p)  # the cascade's transfers, summed over the p holders
+    partial = (sizes["PM"] + sizes["PD"] + sizes["PNV"]) / p * ACCUMULATOR_BYTES / WORD_BYTES
+    return sizes["QD"] / p, partial
 
 
 SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], _Timing]] = {

@@ -145,6 +145,7 @@ from archsim.systems.step import (
     resident_tokens,
 )
 from archsim.systems.system_spec import (
+    CONTEXT_PARALLEL,
     EP_LINK,
     OFFLOAD_SCHEDULES,
     TP_LINK,
@@ -544,6 +545,9 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                 where = (system.source, f"devices.{holder.name}.count")
             advice = (f"give the compute pool more devices (devices.{holder.name}.count) and raise parallelism.tp "
                       f"with it: attention offloading runs pp 1 and tp = count / (micro_batches - 1)")
+        if system.schedule.kind == CONTEXT_PARALLEL:
+            where = system.blame(workload.name, "tp")
+            advice = "raise tp: a context-parallel rank holds the whole model on its tp GPUs (pp is 1)"
         share = system.devices[holder.name].memory_utilization
         needed = None if share is None else share + (weights - memory) / holder.spec.dram_bytes
         if needed is not None and needed <= 1:  # the share the spec gives the engine is what leaves them out

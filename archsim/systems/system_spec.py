@@ -58,7 +58,8 @@ kind may carry
 cost per token).
 
 Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
-groups' token exchange; `attention`, attention offloading's messages (refused under another schedule). A link is a
+groups' token exchange; `attention`, attention offloading's messages (refused under another schedule); `cp`, the
+link between the nodes a context-parallel group spans (refused under another schedule). A link is a
 preset's name or file (`archsim.systems.links`), or a link spec's fields inline, which include its `name` and
 `source` as a link file's do (`latency_s` and `bytes_per_s_per_direction`; `description` optional).
 
@@ -67,7 +68,9 @@ library workload's name, or a workload file's path, relative to the spec's folde
 key naming neither is refused, so a misspelt one cannot leave its workload on the top-level degrees); an entry
 there replaces all three (its ep defaults to 1, not to the top-level one; ep > 1 makes expert-parallel groups,
 `archsim.systems.system_model`, which exchange tokens over a link named `ep`), and `attention_pool`, a property
-of the devices, is the system's for every workload. `System.parallelism_for` picks, with any degree given as an
+of the devices, is the system's for every workload, as is `cp` (default 1), the context-parallel degree: the
+ranks of tp devices each that one sequence is cut over (read by a context-parallel schedule alone, refused above 1
+under another). `System.parallelism_for` picks, with any degree given as an
 option (`System.with_options`, `archsim simulate --tp/--pp`) in place of the spec's; an error about such a degree
 names the option (`System.blame`).
 
@@ -107,6 +110,14 @@ devices (decode attention on a Logic-PIM beside prefill attention on the xPU). O
 device), `expert_tp` (true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank
 holds experts / TP whole experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the
 tokens each expert receives, default 0: uniform routing).
+`context-parallel` (multi-device attention as a system, `archsim.systems.context_parallel`): `parallelism.cp`
+ranks of `tp` GPUs each, every rank holding the weights (1/tp per GPU) and 1/cp of every sequence's KV cache. A
+prompt is prefilled by `scheme` (required: one of `CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it,
+`archsim.systems.seqpar`; `ulysses`, the Ulysses degree, required with usp and refused otherwise) across the cp
+ranks; decode attends each rank's share of the cache and merges the ranks' partial results. Its one device is a
+gpu (the calibrated model; `energy_model: per-action` and `timing: roofline` are refused, as the prefill's
+schemes are timed by the calibrated model and priced at board power), with a `tp` link inside a node when it
+holds more than one GPU and a `cp` link between nodes when tp x cp exceeds its count; pp and ep are 1.
 
 Derived specs. A spec with `base` (a system preset name, or a YAML path, relative to the spec's own file) is that
 system's spec with this file's keys laid over it: a mapping merges key by key (recursively), a `null` removes the
@@ -138,11 +149,15 @@ naming the field:
 - overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
-  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`.
+  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`;
+- `parallelism.cp` above 1 and the link named cp are read by a context-parallel schedule alone; that schedule
+  needs one gpu device, without a per-action energy model or roofline timing, and a link named tp when a node
+  holds more than one GPU (`_check_context_parallel`).
 What depends on the degrees a run uses (`check_degrees`, at the workload's parallelism after `--tp`/`--pp`, a
 sweep's axes and its `by_workload` entry: a TP group the node of the device holding the weights cannot hold; ep > 1
 without the link named ep; with attention offloading, pp or ep other than 1 or compute devices other than
-tp x (micro_batches - 1)) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
+tp x (micro_batches - 1); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without the link
+named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
 memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
 refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
 
@@ -205,12 +220,13 @@ GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilizatio
 
 # The links a model reads, by role: the TP all-reduce (`archsim.systems.system_model.allreduce_s`), the EP groups'
 # token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
-TP_LINK, EP_LINK, ATTENTION_LINK = "tp", "ep", "attention"
-LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK)
-PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "by_workload")
+TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK = "tp", "ep", "attention", "cp"
+LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK)
+PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "cp", "by_workload")
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
-SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered")
+SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
+                  "context-parallel")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
                     "split": ("arrival", "longest-first"), "lm_head": ("timed", "left-out")}
 MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.layer_phases); others are refused
@@ -222,7 +238,11 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew", "lm_head")),
     "ping-pong": ((), ("divide_and_conquer", "lm_head")),
     "staggered": (("micro_batches",), ("divide_and_conquer", "lm_head")),
+    "context-parallel": (("scheme",), ("ulysses", "lm_head")),
 }
+CONTEXT_PARALLEL = "context-parallel"
+# the prefill schemes a context-parallel system runs: archsim.systems.seqpar's softmax-attention prefills
+CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather")
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 ACTION_PJ = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # per-action energy prices, in pJ
@@ -273,6 +293,7 @@ class Parallelism:
     pp: int
     ep: int = 1
     attention_pool: int | None = None  # devices in a separate attention pool (Lamina); None = no pool
+    cp: int = 1  # context-parallel ranks one sequence is cut over (a context-parallel schedule)
     by_workload: Mapping[str, Parallelism] = dataclasses.field(default_factory=lambda: MappingProxyType({}),
                                                                 hash=False)
 
@@ -303,6 +324,8 @@ class Schedule:
     expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
     zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
     divide_and_conquer: bool = False  # ping-pong, staggered: history attention starts when q arrives (Lamina)
+    scheme: str | None = None  # context-parallel: the prefill's scheme (CONTEXT_PARALLEL_SCHEMES)
+    ulysses: int | None = None  # context-parallel with scheme usp: the Ulysses degree
     lm_head: str = "timed"  # every kind: the LM head after the last layer, timed | left-out (decoder layers only)
 
 
@@ -584,6 +607,7 @@ def check_system(system: System) -> None:
     heads, weights against memory) (`archsim.systems.models.system_model`)."""
     _check_one_engine(system)
     _check_offloading(system)
+    _check_context_parallel(system)
     _check_split_schedule(system)
     _check_coprocessing(system)
     _check_devices_read(system)
@@ -606,6 +630,8 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
                                                            "MoE layer's tokens between the expert-parallel groups "
                                                            "over a link named ep")
     kind = system.schedule.kind
+    if kind == CONTEXT_PARALLEL:
+        _check_context_parallel_degrees(system, par, blame)
     if kind not in OFFLOAD_SCHEDULES:
         return
     if par.pp != 1:
@@ -624,6 +650,20 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
                         f"(micro_batches - 1 replicas), got {holder.count}")
     raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder.count} / "
                                    f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
+
+
+def _check_context_parallel_degrees(system: System, par: Parallelism,
+                                    blame: Callable[[str], tuple[str, str]]) -> None:
+    """A context-parallel system runs pp 1 and ep 1, and its tp x cp GPUs beyond one node talk over the link named
+    cp."""
+    for degree in ("pp", "ep"):
+        if getattr(par, degree) != 1:
+            raise SpecError(*blame(degree), f"expected 1: a {CONTEXT_PARALLEL} system runs tp x cp GPUs, no pipeline "
+                                            f"stages or expert groups, got {getattr(par, degree)}")
+    count = next(iter(system.devices.values())).count
+    if par.tp * par.cp > count and CP_LINK not in system.links:
+        raise SpecError(system.source, f"links.{CP_LINK}", f"missing: tp x cp = {par.tp} x {par.cp} GPUs span nodes "
+                                                           f"of {count}, which talk over it")
 
 
 def _check_devices_read(system: System) -> None:
@@ -768,6 +808,41 @@ def _check_offloading(system: System) -> None:
     memory = _decided(system, "attention", "decode")
     if memory is not None:
         check_pool(system, memory)
+
+
+def _check_context_parallel(system: System) -> None:
+    """`parallelism.cp` and the link named cp are read by a context-parallel schedule alone, so each is refused under
+    another (cp above 1). A context-parallel system is GPUs costed by the calibrated model
+    (`archsim.systems.context_parallel`): one gpu device, a link named tp between its GPUs of a node (the ring's
+    hops inside a node and the TP all-reduces run on it), and neither a per-action energy model nor roofline
+    timing, which the prefill's schemes (`archsim.systems.seqpar`) do not read."""
+    kind, cp = system.schedule.kind, system.parallelism.cp
+    if kind != CONTEXT_PARALLEL:
+        if cp != 1:
+            raise SpecError(system.source, "parallelism.cp", f"read only by a {CONTEXT_PARALLEL} schedule, which a "
+                                                             f"{kind} schedule is not: expected 1, got {cp}")
+        if CP_LINK in system.links:
+            raise SpecError(system.source, f"links.{CP_LINK}", f"read only by a {CONTEXT_PARALLEL} schedule, which "
+                                                               f"a {kind} schedule is not: remove it")
+        return
+    if len(system.devices) != 1 or next(iter(system.devices.values())).kind != "gpu":
+        kinds = ", ".join(f"{d.name} ({d.kind})" for d in system.devices.values())
+        raise SpecError(system.source, "devices", f"a {CONTEXT_PARALLEL} system is one gpu device, the GPUs of every "
+                                                  f"rank; got {kinds}")
+    gpu = next(iter(system.devices.values()))
+    for field, refused, why in (("energy_model", gpu.energy is not None, "per-action"),
+                                ("timing", gpu.timing == "roofline", "roofline")):
+        if refused:
+            raise SpecError(system.source, f"devices.{gpu.name}.{field}",
+                            f"{why} is not read by a {CONTEXT_PARALLEL} system: its prefill schemes are timed by "
+                            "the calibrated GPU model and priced at board power; remove it")
+    if gpu.count > 1 and TP_LINK not in system.links:
+        raise SpecError(system.source, f"links.{TP_LINK}", f"missing: the link between the {gpu.count} GPUs of a "
+                                                           "node, which the ring's hops inside a node and the TP "
+                                                           "all-reduces run on")
+    if gpu.count == 1 and CP_LINK not in system.links:
+        raise SpecError(system.source, f"links.{CP_LINK}", "missing: with one GPU to a node the ranks talk over the "
+                                                           "link between nodes")
 
 
 def _check_pool_rules(system: System) -> None:
@@ -1054,7 +1129,7 @@ def _parallelism(data: Any, source: str) -> Parallelism:
         if name in by_workload:
             raise SpecError(source, where, f"a second entry for the workload {name!r}")
         by_workload[name] = Parallelism(**_degrees(value, WORKLOAD_PARALLELISM_KEYS, source, where),
-                                        attention_pool=degrees.get("attention_pool"))
+                                        attention_pool=degrees.get("attention_pool"), cp=degrees.get("cp", 1))
     return Parallelism(**degrees, by_workload=MappingProxyType(by_workload))
 
 
@@ -1192,6 +1267,19 @@ def _schedule(data: Any, source: str) -> Schedule:
             values[key] = data[key]
     if "zipf_skew" in data:
         values["zipf_skew"] = _number(data["zipf_skew"], source, "schedule.zipf_skew", "a Zipf exponent", zero=True)
+    if "scheme" in data:
+        if data["scheme"] not in CONTEXT_PARALLEL_SCHEMES:
+            raise SpecError(source, "schedule.scheme", f"expected one of {', '.join(CONTEXT_PARALLEL_SCHEMES)}, got "
+                                                       f"{data['scheme']!r}")
+        values["scheme"] = data["scheme"]
+    if "ulysses" in data:
+        values["ulysses"] = _whole(data["ulysses"], source, "schedule.ulysses", "a Ulysses degree")
+        if values.get("scheme") != "usp":
+            raise SpecError(source, "schedule.ulysses", f"read only by scheme usp (the Ulysses x ring hybrid), got "
+                                                        f"scheme {data.get('scheme')!r}: remove it")
+    if values.get("scheme") == "usp" and "ulysses" not in values:
+        raise SpecError(source, "schedule.ulysses", "missing: usp runs Ulysses inside groups of this many devices "
+                                                    "and a ring across the groups")
     for key, choices in SCHEDULE_CHOICES.items():
         if key in data:
             if data[key] not in choices:

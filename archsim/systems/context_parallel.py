@@ -1,0 +1,234 @@
+"""Multi-device attention as a system: context parallelism serving a workload (Llama 3's context parallelism for
+long prompts, Meta's inference CP, ../shared/reference/seqpar-sparse.md; the schemes of `archsim.systems.seqpar`).
+
+A `context-parallel` system spec (`archsim.systems.system_spec`) has one gpu device of `count` GPUs per node, a link
+named tp inside a node and one named cp between nodes, `parallelism.tp` and `parallelism.cp`, and a schedule naming
+the prefill's `scheme`. `cp` ranks of `tp` GPUs each (TP inside a node, the ranks tp apart: a rank per node when
+tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
+
+- Weights and KV cache. Every rank holds the whole model cut tp ways (`rank`, the one-rank `SystemModel` of the
+  same spec at the same tp) and 1/cp of every sequence's KV cache, so the cache's room is cp times a rank's and a
+  token's KV bytes are the model's (`kv_bytes_per_token`).
+- Prefill. Each prompt is cut over the cp ranks by the scheme and timed by `seqpar.parallel_time` at scope
+  `layer` (the attention's ring or all-to-alls, the layer's other ops on each rank's tokens, the TP all-reduces),
+  times the layers, then the LM head over its last token on the rank holding it (`SystemModel.lm_head_cost`). A
+  prompt is padded up to a whole number of the scheme's chunks (`seqpar.token_multiple`: 2 cp for zigzag), as
+  ring implementations pad; the padding is computed. The prompts of one iteration run one after another (each
+  occupies every rank). A prompt whose memory per GPU (`seqpar`'s: weights, its KV and the working set) exceeds
+  the GPU's cannot run: `UnrunnableOp`, which the serving simulator turns into a refused request.
+- Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
+  decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
+  (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
+  all-gather each token's partial (o, max, sum-exp) per head over the cp group (`seqpar.distattention_messages`:
+  the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass);
+  the new token's k and v stay on the rank holding the sequence's tail. Assumption: replicated dense ops cost a
+  rank little at decode, where they read the weights once whatever the batch; their energy counts on every rank.
+- An iteration's prompts, then its decodes; time is their sum.
+- Energy: the GPUs' board power for the time (the gpu device's `tdp` model, the only one the spec accepts: the
+  prefill's schemes are not priced per action): cp x tp GPUs over every prefill, and cp x the rank's own energy
+  plus the merge's exchange at board power over decodes. Busy time is one GPU's, its ops' FLOPs at the tensor peak
+  as a gpu device reports it: at prefill the prompt's cascades' FLOPs over the cp x tp GPUs (`_peak_s`; the
+  padding and the ring's skipped blocks are not useful work), at decode the rank's, plus the merge's pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from archsim.errors import SpecError
+from archsim.systems import collectives
+from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.seqpar import (
+    ParallelResult,
+    ParallelSpec,
+    check_spec,
+    distattention_messages,
+    parallel_time,
+    token_multiple,
+)
+from archsim.systems.seqpar_compute import DeviceCompute
+from archsim.systems.step import UnrunnableOp
+from archsim.systems.system_model import SystemModel, board_power_w
+from archsim.systems.system_spec import CP_LINK, TP_LINK, System
+from archsim.systems.topology import Level, Topology
+
+
+@dataclass(frozen=True)
+class ContextParallelModel:
+    """A context-parallel system running one workload (module docstring); an `IterationModel`."""
+
+    rank: SystemModel  # one rank: tp GPUs holding the weights, the schedule's spec
+    topology: Topology  # the GPUs of every rank: nodes of `count` over tp, nodes over cp
+
+    @property
+    def system(self) -> System:
+        return self.rank.system
+
+    @property
+    def parallelism(self):
+        return self.rank.parallelism
+
+    @property
+    def workload(self):
+        return self.rank.workload
+
+    @property
+    def cp(self) -> int:
+        return self.parallelism.cp
+
+    @property
+    def name(self) -> str:
+        return f"{self.system.name}:{self.workload.name} tp{self.parallelism.tp} cp{self.cp}"
+
+    @property
+    def weight_device(self):
+        return self.rank.weight_device
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.rank.kv_bytes_per_token
+
+    @property
+    def kv_capacity_bytes(self) -> float:
+        """Every rank holds 1/cp of each sequence's cache: cp ranks' room."""
+        return self.cp * self.rank.kv_capacity_bytes
+
+    @property
+    def price_per_hour(self) -> float:
+        return self.cp * self.rank.price_per_hour
+
+    @property
+    def static_w(self) -> float:
+        return self.cp * self.rank.static_w
+
+    @property
+    def devices_counted(self) -> int:
+        return self.cp * self.rank.devices_counted
+
+    @property
+    def layers(self) -> int:
+        return int(self.workload.params["layers"])
+
+    def prefill_spec(self, prompt_tokens: int) -> ParallelSpec:
+        """The `seqpar` point of one prompt, padded to a whole number of the scheme's chunks."""
+        gpu = next(iter(self.system.devices.values()))
+        spec = ParallelSpec(self.system.schedule.scheme, self.cp, self.workload, 1, gpu.spec, self.topology,
+                            scope="layer", tp=self.parallelism.tp, ulysses=self.system.schedule.ulysses,
+                            kernel=gpu.attention_kernel)
+        multiple = token_multiple(spec)
+        return replace(spec, seq_len=multiple * math.ceil(prompt_tokens / multiple))
+
+    def prefill(self, prompt_tokens: int) -> ParallelResult:
+        """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when its
+        memory per GPU exceeds the GPU's."""
+        spec = self.prefill_spec(prompt_tokens)
+        found = self._prefills.get(spec.seq_len)
+        if found is None:
+            found = self._prefills[spec.seq_len] = parallel_time(spec, reference=False)
+        if not found.feasible:
+            raise UnrunnableOp(self.system.source, "prefill", f"a prompt of {prompt_tokens} tokens on {self.name}: "
+                                                              f"{found.reason}")
+        return found
+
+    @functools.cached_property
+    def _prefills(self) -> dict[int, ParallelResult]:
+        return {}
+
+    @functools.cached_property
+    def _board_w(self) -> float:
+        return board_power_w(next(iter(self.system.devices.values())))
+
+    def _prefill_cost(self, prompt_tokens: int) -> IterationCost:
+        layer = self.prefill(prompt_tokens)
+        head = self.rank.lm_head_cost(1)
+        gpus = self.cp * self.parallelism.tp
+        time_s = self.layers * layer.time_s + head.time_s
+        energy_j = gpus * self._board_w * self.layers * layer.time_s + self.parallelism.tp * head.energy_j
+        unit = self.weight_device.name
+        busy = {unit: self.layers * self._peak_s(prompt_tokens) + head.busy_s.get(unit, 0.0)}
+        return IterationCost(time_s, energy_j, busy)
+
+    def _peak_s(self, prompt_tokens: int) -> float:
+        """One GPU's share (1/cp of a rank's) of one layer of the prompt's FLOPs (its cascades', unpadded) at the
+        GPU's tensor peak: the busy time a gpu device reports (`archsim.systems.gpu_device`)."""
+        ops = self.rank.ops("prefill", 1, prompt_tokens)
+        device = self.rank.weight_device
+        peak = device.spec.tensor_peak_flops_per_s(device.precision(ops[0]))
+        return sum(op.flops for op in ops) / peak / self.cp
+
+    def merge_s(self, decodes: int) -> tuple[float, float]:
+        """(exchange, merge) seconds of one layer's decode merge for `decodes` sequences (module docstring)."""
+        if self.cp == 1 or not decodes:
+            return 0.0, 0.0
+        found = self._merges.get(decodes)
+        if found is None:
+            compute = _decode_compute(self.rank, decodes)
+            _, partial = distattention_messages(compute, self.cp, self.cp)
+            members = [i * self.parallelism.tp for i in range(self.cp)]
+            link = self.topology.group_link(members)
+            found = self._merges[decodes] = (collectives.all_gather_s(self.cp * partial, self.cp, link),
+                                             compute.elementwise_s(self.cp * partial))
+        return found
+
+    @functools.cached_property
+    def _merges(self) -> dict[int, tuple[float, float]]:
+        return {}
+
+    def _decode_cost(self, contexts: Sequence[int]) -> IterationCost:
+        shares = [math.ceil(int(c) / self.cp) for c in contexts]
+        own = self.rank.iteration(Batch((), shares))
+        exchange_s, merge_s = self.merge_s(len(contexts))
+        gpus = self.cp * self.parallelism.tp
+        time_s = own.time_s + self.layers * (exchange_s + merge_s)
+        energy_j = self.cp * own.energy_j + gpus * self._board_w * self.layers * (exchange_s + merge_s)
+        busy = dict(own.busy_s)
+        unit = self.weight_device.name
+        busy[unit] = busy.get(unit, 0.0) + self.layers * merge_s
+        return IterationCost(time_s, energy_j, busy)
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        parts = [self._prefill_cost(int(p)) for p in batch.prefill_tokens]
+        if len(batch.decode_context_tokens):
+            parts.append(self._decode_cost(batch.decode_context_tokens))
+        busy: dict[str, float] = {}
+        for part in parts:
+            for unit, s in part.busy_s.items():
+                busy[unit] = busy.get(unit, 0.0) + s
+        return IterationCost(sum(p.time_s for p in parts), sum(p.energy_j for p in parts), busy)
+
+
+def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
+    """What one GPU of a rank holds at decode: the heads and KV heads of its shard, `decodes` sequences."""
+    gpu = next(iter(rank.system.devices.values()))
+    p = rank.shard.params
+    return DeviceCompute(gpu.spec, gpu.attention_kernel, decodes, int(p["heads"]), int(p["kv_heads"]),
+                         int(p["head_dim"]), "decode")
+
+
+def topology_of(system: System) -> Topology:
+    """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
+    the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
+    `system_spec.check_degrees`)."""
+    gpu = next(iter(system.devices.values()))
+    levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
+    if CP_LINK in system.links:
+        levels.append(Level(system.links[CP_LINK], None))
+    return Topology(system.name, system.description, system.source, system.citation, gpu.spec, tuple(levels))
+
+
+def context_parallel_model(system: System, rank: SystemModel) -> ContextParallelModel:
+    """`rank` (the one-rank model of `system` at its workload's tp) as a context-parallel system; a SpecError naming
+    the spec's field when the scheme cannot cut the workload at these degrees (heads against Ulysses' degree, a
+    workload whose attention the schemes do not model)."""
+    model = ContextParallelModel(rank, topology_of(system))
+    spec = model.prefill_spec(1)
+    try:
+        check_spec(spec)
+    except SpecError as error:
+        raise SpecError(system.source, "schedule.scheme",
+                        f"{spec.scheme} at tp {spec.tp} cp {spec.devices} on {rank.workload.name}: "
+                        f"{error.where + ': ' if error.where else ''}{error.message}") from None
+    return model

@@ -1,0 +1,170 @@
+"""Multi-device attention as a system: a `context-parallel` spec (`archsim.systems.context_parallel`) served like any
+other system, its prefill timed by the schemes of `archsim parallel`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from archsim import library
+from archsim.cli import main
+from archsim.errors import SpecError
+from archsim.systems.context_parallel import ContextParallelModel
+from archsim.systems.iteration import Batch
+from archsim.systems.neupims import system
+from archsim.systems.seqpar import parallel_time
+from archsim.systems.step import UnrunnableOp
+from archsim.systems.system_spec import load_system, system_from_dict
+
+PRESET = "context-parallel-h100"
+PLAIN = {"name": "plain", "base": PRESET, "links": {"cp": None}, "parallelism": {"cp": None},
+         "schedule": {"kind": "blocked", "scheme": None}}  # the same GPUs and links, one engine at tp 8, no CP
+
+
+def _plain(tmp_path):
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(PLAIN))
+    return system(load_system(path), "llama3-8b")
+
+
+def _cp(cp: int, workload: str = "llama3-8b") -> ContextParallelModel:
+    return system(PRESET, workload, changes={"parallelism.cp": cp})
+
+
+def test_one_rank_is_the_plain_gpu_system(tmp_path):
+    """At cp 1 the prefill, timed by `seqpar.parallel_time` (its ring of one over a layer), and the decode (the
+    rank's own model) cost what the blocked GPU system of the same spec computes by its own path."""
+    plain, one = _plain(tmp_path), _cp(1)
+    for batch in (Batch((1024,), ()), Batch((32768,), ()), Batch((), [8192] * 64)):
+        a, b = plain.iteration(batch), one.iteration(batch)
+        assert b.time_s == pytest.approx(a.time_s, rel=1e-9)
+        assert b.energy_j == pytest.approx(a.energy_j, rel=1e-9)
+        # busy: the ops' FLOPs at the tensor peak; the plain device counts only tensor-core work, the rank every op
+        assert b.busy_s["gpu"] == pytest.approx(a.busy_s["gpu"], rel=0.01)
+    assert one.kv_capacity_bytes == plain.kv_capacity_bytes
+    # a mixed iteration runs its prompts, then its decodes: the plain engine's one pass over the weights for both
+    # is faster
+    prompt, decodes = Batch((4096,), ()), Batch((), [1000] * 8)
+    mixed = one.iteration(Batch((4096,), [1000] * 8)).time_s
+    assert mixed == pytest.approx(one.iteration(prompt).time_s + one.iteration(decodes).time_s, rel=1e-12)
+    assert mixed > plain.iteration(Batch((4096,), [1000] * 8)).time_s
+
+
+def test_a_long_prompt_scales_with_the_ranks():
+    """Zigzag balances the causal ring, so a 128K prompt's prefill falls nearly as 1/cp (8K of it per GPU hides
+    its K/V hops under the blocks' compute)."""
+    times = {cp: _cp(cp).iteration(Batch((131072,), ())).time_s for cp in (1, 2, 4)}
+    assert times[1] / 2 < times[2] < 0.52 * times[1]
+    assert times[2] / 2 < times[4] < 0.52 * times[2]
+
+
+def test_a_prompt_is_padded_to_the_schemes_chunks():
+    model = _cp(2)
+    assert model.prefill_spec(1001).seq_len == 1004  # zigzag: 2 x cp chunks
+    assert model.iteration(Batch((1001,), ())).time_s == model.iteration(Batch((1004,), ())).time_s
+    assert model.iteration(Batch((1005,), ())).time_s > model.iteration(Batch((1004,), ())).time_s
+
+
+def test_prefill_is_the_parallel_commands_layer_times_the_layers():
+    model = _cp(2)
+    layer = parallel_time(model.prefill_spec(65536))
+    head = model.rank.lm_head_cost(1)
+    assert model.iteration(Batch((65536,), ())).time_s == pytest.approx(32 * layer.time_s + head.time_s, rel=1e-12)
+
+
+def test_decode_reads_a_share_of_each_cache_and_merges_the_partials():
+    """Each rank attends ceil(context / cp) keys of every sequence, then the ranks all-gather each token's partial
+    (o, max, sum-exp) per head in fp32 over the NICs: by hand, 16 tokens x 4 heads (32 / tp 8) x (128 + 2) x 4 B."""
+    model = _cp(2)
+    contexts = [100001] * 16
+    own = model.rank.iteration(Batch((), [50001] * 16))
+    exchange_s, merge_s = model.merge_s(16)
+    partial_bytes = 16 * 4 * (128 + 2) * 4
+    assert exchange_s == pytest.approx(1e-6 + partial_bytes / 50e9, rel=1e-12)  # ib-ndr-400g: (cp - 1) steps
+    assert model.iteration(Batch((), contexts)).time_s == pytest.approx(own.time_s + 32 * (exchange_s + merge_s))
+    assert model.iteration(Batch((), contexts)).time_s < _cp(1).iteration(Batch((), contexts)).time_s
+
+
+def test_the_cache_spreads_over_the_ranks_and_the_price_counts_every_gpu():
+    one, four = _cp(1), _cp(4)
+    assert four.kv_capacity_bytes == 4 * one.kv_capacity_bytes
+    assert four.kv_bytes_per_token == one.kv_bytes_per_token == 2 * 8 * 128 * 2 * 32  # llama3-8b: K, V x layers
+    assert four.price_per_hour == pytest.approx(32 * 11.06)
+
+
+def test_a_prompt_beyond_a_gpus_memory_is_unrunnable_and_served_as_refused():
+    model = _cp(1, "llama3-70b")
+    with pytest.raises(UnrunnableOp, match="exceeds"):
+        model.iteration(Batch((4_000_000,), ()))
+    assert _cp(8, "llama3-70b").iteration(Batch((1_000_000,), ())).time_s > 0
+
+
+def test_simulate_serves_the_preset_and_prints_a_serving_record():
+    result = CliRunner().invoke(main, ["simulate", "--system", PRESET, "--workload", "llama3-8b", "--rate", "2",
+                                       "--requests", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["system"] == "context-parallel-h100:llama3-8b tp8 cp2"
+    assert out["record"]["target_kind"] == "serving" and out["output_tokens"] > 0
+    assert 0 < out["utilization"]["gpu"] < 1 and math.isfinite(out["energy_per_token_j"])
+
+
+def _spec(**changes):
+    data = yaml.safe_load(library.find("system presets", PRESET, "archsim.systems.system_presets").read_text())
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        at = data
+        for key in parents:
+            at = at[key]
+        if value is None:
+            at.pop(last)
+        else:
+            at[last] = value
+    return data
+
+
+@pytest.mark.parametrize(("changes", "where", "says"), [
+    ({"schedule.scheme": None}, "schedule.scheme", "missing"),
+    ({"schedule.scheme": "lasp2"}, "schedule.scheme", "expected one of ring, zigzag"),
+    ({"schedule.scheme": "usp"}, "schedule.ulysses", "missing"),
+    ({"schedule.ulysses": 2}, "schedule.ulysses", "read only by scheme usp"),
+    ({"schedule.kind": "blocked", "schedule.scheme": None}, "parallelism.cp", "read only by a context-parallel"),
+    ({"schedule.kind": "blocked", "schedule.scheme": None, "parallelism.cp": None}, "links.cp",
+     "read only by a context-parallel"),
+    ({"devices.gpu.energy_model": "per-action", "devices.gpu.hbm_pj_per_bit": 3.9, "devices.gpu.pj_per_flop": 0.5,
+      "devices.gpu.sram_pj_per_byte": 1.0, "devices.gpu.static_w": 100}, "devices.gpu.energy_model", "per-action"),
+    ({"devices.gpu.timing": "roofline"}, "devices.gpu.timing", "roofline"),
+    ({"links.tp": None}, "links.tp", "missing"),
+    ({"devices.gpu.count": 1, "links.cp": None, "parallelism.tp": 1, "parallelism.cp": 1}, "links.cp", "missing"),
+])
+def test_a_spec_the_model_would_misread_is_refused(changes, where, says):
+    with pytest.raises(SpecError) as error:
+        system_from_dict(_spec(**changes), "cp.yaml")
+    assert error.value.where == where and says in error.value.message
+
+
+@pytest.mark.parametrize(("changes", "workload", "where", "says"), [
+    ({"links.cp": None}, "llama3-8b", "links.cp", "tp x cp = 8 x 2 GPUs span nodes of 8"),
+    ({"parallelism.pp": 2}, "llama3-8b", "parallelism.pp", "expected 1"),
+    ({"schedule.scheme": "ulysses", "parallelism.cp": 8}, "llama3-8b", "schedule.scheme", "ulysses"),
+    ({}, "swa.yaml", "schedule.scheme", "params.window: a sliding-window workload"),
+    ({"parallelism.tp": 1}, "llama3-70b", "parallelism.tp",
+     "raise tp: a context-parallel rank holds the whole model"),
+])
+def test_degrees_and_workloads_the_schemes_cannot_cut_are_refused(tmp_path, changes, workload, where, says):
+    path = tmp_path / "cp.yaml"
+    path.write_text(yaml.safe_dump(_spec(**changes)))
+    if workload == "swa.yaml":  # llama3-8b with a sliding window, which the schemes' kernels do not model
+        data = yaml.safe_load(library.find("workloads", "llama3-8b").read_text())
+        data["params"].update(window=4096, sinks=0)
+        workload = str(tmp_path / "swa.yaml")
+        (tmp_path / "swa.yaml").write_text(yaml.safe_dump({**data, "name": "swa-8b"}))
+    result = CliRunner().invoke(main, ["simulate", "--system", str(path), "--workload", workload, "--rate", "1",
+                                       "--requests", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}: {where}:" in result.output and says in result.output
+    assert "Traceback" not in result.output
