@@ -66,7 +66,11 @@ DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H
 # The H100 SXM5's and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv;
 # h100-sxm5.yaml): what DRAM_EFFICIENCY rounds, and the copy fraction assumed for a GPU without its own
 TRANSFERRED_COPY_FRACTION = 0.896
-MAX_CTAS_PER_SM = 16  # the smallest hardware limit among the presets' compute capabilities (CUDA guide, CC 8.x)
+# A cap below every preset's hardware limit on resident CTAs per SM (CUDA programming guide, from memory, not in
+# ../shared/reference: 32 for CC 8.0, 9.0 and 10.0, 24 for 8.9; 16 is CC 8.6/8.7's, which no preset has): a
+# conservative cap, the one the calibration was fitted with. A CTA of 128 threads reaches it through the
+# 2048 resident threads at the same 16
+MAX_CTAS_PER_SM = 16
 REG_BASE_PER_THREAD = 32  # registers a thread holds besides accumulators (addresses, indices, loop state)
 MAX_REGS_PER_THREAD = 255
 PRECISION_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp32": 4}

@@ -82,7 +82,7 @@ from archsim.systems.kv_selection import (
     weight_bytes,
 )
 from archsim.systems.links import check_host_link, load_link
-from archsim.systems.step import Step, non_attention_ops
+from archsim.systems.step import Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import sizes_model
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
@@ -100,8 +100,8 @@ PRECISION = "bf16"  # the kernels' only word size (`kv_selection.KERNEL_WORD_BYT
 
 @dataclass(frozen=True)
 class Prefill:
-    """Seconds of one prompt's prefill: the layers' other ops, attention, the KV cache's copy to the host (0 when it
-    fits the GPU, `kv_on_host`), and their sum."""
+    """Seconds of one prompt's prefill: the layers' other ops and the LM head (`model_ops_s`), attention, the KV
+    cache's copy to the host (0 when it fits the GPU, `kv_on_host`), and their sum."""
 
     dense_ops_s: float
     attention_s: float
@@ -119,6 +119,13 @@ def _sizes(workload: Workload) -> tuple[int, int, int, int]:
             raise SpecError(workload.path, f"params.{key}", "missing: a prefill needs it")
     check_dense_attention(workload)
     return int(params["layers"]), int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
+
+
+def model_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """Every layer's ops other than attention over the prompt (`dense_ops_s`), and the LM head over its last token
+    (`step.lm_head_op`; module docstring)."""
+    head = calibrated_gpu_device(gpu, DENSE_KERNEL).cost([lm_head_op(workload, 1)]).time_s
+    return int(workload.params["layers"]) * dense_ops_s(workload, gpu, seq_len) + head
 
 
 def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
@@ -172,7 +179,7 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     """Every layer with FlashAttention-2 over all heads; its attention NaN where one call's Q, K, V and O exceed the
     GPU's memory (module docstring)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len),
+    return Prefill(model_ops_s(workload, gpu, seq_len),
                    layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len), kv_host_s(workload, gpu, seq_len))
 
 
@@ -190,7 +197,7 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
     """Every layer with DuoAttention (module docstring): its retrieval heads' FlashAttention-2 call and its
     streaming heads' A-shape call; heads from `retrieval_fraction` or `head_map` (layers x KV heads, 1 = retrieval),
     as the decode model's."""
-    layers, heads, kv_heads, head_dim = _sizes(workload)
+    _, heads, kv_heads, head_dim = _sizes(workload)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
     streaming = SparsePattern("a_shape", sinks=sinks, window=recent)  # checks both are whole numbers >= 0
     group, params = heads // kv_heads, _sparse_params()
@@ -203,7 +210,7 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
                    if n < kv_heads else 0.0))
 
     attention_s = sum(count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention_s, kv_host_s(workload, gpu, seq_len))
+    return Prefill(model_ops_s(workload, gpu, seq_len), attention_s, kv_host_s(workload, gpu, seq_len))
 
 
 def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int,
@@ -245,14 +252,14 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
     params = _sparse_params()
     attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
-    return Prefill(layers * dense_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
+    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
 
 
 def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
     """Every layer with FlexPrefill at `density` (kept / causal points), and the layers' estimation alone (s)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION)
-    prefill = Prefill(layers * dense_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len))
+    prefill = Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len))
     return prefill, layers * estimate_s
 
 

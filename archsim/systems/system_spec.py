@@ -87,7 +87,7 @@ Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never ov
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
 PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the devices,
 2, the count modelled (NeuPIMs' two, Algorithm 3's halves; any other is refused); optional `min_batch`, below which
-the batch runs blocked (the artifact's 256), and `resident_weight_bytes`, weight bytes of one device kept on
+the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), and `resident_weight_bytes`, weight bytes of one device kept on
 chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a weight-holding op on
 (another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading, Lamina's
 rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the compute
@@ -314,7 +314,7 @@ class PlacementRule:
 class Schedule:
     kind: str
     sub_batches: int | None = None  # sub-batch-interleaving
-    min_batch: int = 1  # sub-batch-interleaving: smaller batches run blocked
+    min_batch: int = 1  # sub-batch-interleaving: smaller batches run overlapped (`system_model.layer_phases`)
     resident_weight_bytes: float = 0.0  # sub-batch-interleaving
     micro_batches: int | None = None  # staggered (ping-pong is two)
     attention_sync: str = "per-channel"  # blocked: per-channel | barrier (SCHEDULE_CHOICES)
