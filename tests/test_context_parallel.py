@@ -168,3 +168,26 @@ def test_degrees_and_workloads_the_schemes_cannot_cut_are_refused(tmp_path, chan
     assert result.exit_code == 2, result.output
     assert f"{path}: {where}:" in result.output and says in result.output
     assert "Traceback" not in result.output
+
+
+def test_parallel_on_the_system_is_its_prefills_layer():
+    """`archsim parallel --system` takes the spec's GPUs, links, scheme, cp, tp and kernel: its layer is the one the
+    system's prefill repeats over the layers."""
+    result = CliRunner().invoke(main, ["parallel", "--system", PRESET, "--workload", "llama3-70b", "--seq-len",
+                                       "128K", "--scope", "layer", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)["points"]
+    assert (row["scheme"], row["devices"], row["tp"], row["kernel"]) == ("zigzag", 2, 8, "FlashAttention-2")
+    model = _cp(2, "llama3-70b")
+    prefill = model.iteration(Batch((131072,), ())).time_s
+    assert prefill == pytest.approx(80 * row["latency_s"] + model.rank.lm_head_cost(1).time_s, rel=1e-12)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--system", PRESET, "--topology", "hgx-h100"], "--system sets the devices and their topology"),
+    (["--system", "vllm-h100"], "schedule.kind: --system takes a context-parallel system"),
+    (["--devices", "2"], "Missing option '--scheme'"),
+])
+def test_parallel_refuses_a_system_it_cannot_read(args, says):
+    result = CliRunner().invoke(main, ["parallel", *args, "--workload", "llama3-8b", "--seq-len", "32K"])
+    assert result.exit_code == 2 and says in result.output, result.output

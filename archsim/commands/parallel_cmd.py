@@ -12,7 +12,10 @@ without usp; a `--kernel` no point runs (it sets the softmax schemes' prefill ke
 Flash-Decoding and LASP's chunks Lightning Attention-2, so with decode or LASP alone only the kernel they run is
 taken); `--no-causal` with decode, whose one query attends every cached token (modelled, and recorded, causal). In
 a grid mixing usp or a softmax scheme with others, each row records what it models: another scheme's no Ulysses
-degree, a LASP row its own kernel.
+degree, a LASP row its own kernel. `--system` names a context-parallel system spec
+(`archsim.systems.context_parallel`): its GPUs and links are the topology (`topology_of`), and its scheme, cp,
+tp, Ulysses degree and attention kernel the defaults of the options that set them, so `--scope layer` times the
+layer its prefill repeats; it excludes `--topology` and `--gpu`, and a spec of another schedule is refused.
 """
 
 from __future__ import annotations
@@ -50,9 +53,11 @@ TEXT_COLUMNS = (
 )
 
 
-def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
     from archsim.systems.seqpar import SCHEMES
 
+    if value is None:
+        return []
     names = list(dict.fromkeys(item.strip() for item in value.split(",")))
     for name in names:
         if name not in SCHEMES:
@@ -61,11 +66,11 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 
 
 @click.command("parallel")
-@click.option("--scheme", "schemes", required=True, metavar="S[,S...]", callback=_schemes,
+@click.option("--scheme", "schemes", metavar="S[,S...]", callback=_schemes,
               help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2; decode: ring, "
-                   "megatron-sp, distattention (a comma list sweeps).")
-@click.option("--devices", required=True, metavar="P[,P...]", callback=whole_numbers,
-              help="Devices of the sequence-parallel group (a comma list sweeps).")
+                   "megatron-sp, distattention (a comma list sweeps). Required, or --system's.")
+@click.option("--devices", metavar="P[,P...]", callback=whole_numbers,
+              help="Devices of the sequence-parallel group (a comma list sweeps). Required, or --system's cp.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b) or a YAML file.")
 @click.option("--seq-len", "seq_lens", required=True, metavar="N[,N...]", callback=whole_numbers,
@@ -75,6 +80,11 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
                    f"{DEFAULT_TOPOLOGY} (8 H100 per node over NVLink 4, 400 Gb/s NICs between nodes).")
 @click.option("--gpu", metavar="PRESET", callback=nonempty, help="GPU preset of the devices (default: the "
                                                                   "topology's).")
+@click.option("--system", "system_name", metavar="NAME|FILE", callback=nonempty,
+              help="A context-parallel system spec (e.g. context-parallel-h100, or a YAML file): its GPUs and links "
+                   "are the devices and topology (so it excludes --topology and --gpu), and its scheme, cp, tp, "
+                   "Ulysses degree and attention kernel the defaults of --scheme, --devices, --tp, --ulysses and "
+                   "--kernel: with --scope layer its prefill's layer.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
 @click.option("--direction", type=click.Choice(["fwd", "fwd+bwd", "decode"]), default="fwd", show_default=True,
               help="Forward (prefill), forward and backward (training), or one decode step over --seq-len cached "
@@ -84,8 +94,9 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.option("--causal/--no-causal", default=True, show_default=True,
               help="Causal mask of the prefill (lasp1 and lasp2 are modelled causal only); a decode step's query "
                    "attends every cached token (causal), so decode refuses --no-causal.")
-@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices.")
+@click.option("--tp", type=click.IntRange(min=1),
+              help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices. "
+                   "Default: 1, or --system's.")
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times for the softmax schemes' prefill "
@@ -104,9 +115,9 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write parallel.csv and a report page (scaling figures, their CSVs, index.html) here.")
 def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens: list[int], topology: str | None,
-                 gpu: str | None, batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None,
-                 kernel: str | None, checkpointing: str | None, training_precision: str | None, as_json: bool,
-                 out: str | None) -> None:
+                 gpu: str | None, system_name: str | None, batch: int, direction: str, scope: str, causal: bool,
+                 tp: int | None, ulysses: int | None, kernel: str | None, checkpointing: str | None,
+                 training_precision: str | None, as_json: bool, out: str | None) -> None:
     """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
     hidden or exposed, efficiency against one device, memory per device and the largest context that fits. A point
     whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
@@ -124,17 +135,31 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
           --direction fwd+bwd --checkpointing none --training-precision mixed
       archsim parallel --scheme ring,lasp1,lasp2 --devices 64 --workload linear-llama3-1b --seq-len 512K,2M \\
           --topology dgx-a100 --out reports/parallel
+      archsim parallel --system context-parallel-h100 --workload llama3-70b --seq-len 128K --scope layer
     """
     from archsim.model.gpu_kernels import KERNELS, kernel_attention
     from archsim.systems.seqpar import DEFAULT_KERNEL, LINEAR_SCHEMES, unmodelled
 
+    system = _system(system_name, topology, gpu)
+    if system is not None:
+        schemes = schemes or [system.schedule.scheme]
+        devices = devices or [system.parallelism.cp]
+        tp = tp or system.parallelism.tp
+        ulysses = ulysses or (system.schedule.ulysses if "usp" in schemes else None)
+    for option, given in (("--scheme", schemes), ("--devices", devices)):
+        if not given:
+            raise click.UsageError(f"Missing option '{option}' (or give --system, whose it would be).")
+    tp = tp or 1
     if ulysses is not None and unmodelled("ulysses", [ulysses], [(s, direction) for s in schemes]):
         raise click.UsageError("--ulysses applies to --scheme usp only")
     if ulysses is None and "usp" in schemes:
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
     training = _training_settings(direction, tp, checkpointing, training_precision)
     _refuse_unmodelled(schemes, direction, kernel, causal)
-    kernel = DEFAULT_KERNEL if kernel is None else kernel
+    if kernel is None:  # the system's attention kernel where a point runs it as its prefill's, else the default
+        system_kernel = None if system is None else next(iter(system.devices.values())).attention_kernel
+        ran = system_kernel is not None and not unmodelled("kernel", [system_kernel], [(s, direction) for s in schemes])
+        kernel = system_kernel if ran else DEFAULT_KERNEL
     if kernel not in KERNELS:
         raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
     softmax_schemes = [s for s in schemes if s not in LINEAR_SCHEMES]
@@ -143,12 +168,13 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
                                             f"attention kernel for {', '.join(softmax_schemes)}")
     if out:
         check_writable(out, "--out", directory=True)
-    base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, batch, direction,
-                                scope, causal, tp, ulysses, kernel), **training)
+    base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, system, batch,
+                                direction, scope, causal, tp, ulysses, kernel), **training)
     grid = [replace(base, scheme=s, devices=p, seq_len=n, ulysses=ulysses if s == "usp" else None)
             for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
-    title = (f"{base.workload.name} on {base.topology.name}{'' if topology else ' (default)'}, {base.gpu.name}"
+    named_by = " (--system)" if system else "" if topology else " (default)"
+    title = (f"{base.workload.name} on {base.topology.name}{named_by}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
              f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
              f"{_decode_kernel() if direction == 'decode' else _prefill_kernels(kernel, schemes)}"
@@ -207,8 +233,24 @@ def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
     return LINEAR_KERNEL if len(lasp) == len(schemes) else f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
 
 
-def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, batch: int,
-                 direction: str, scope: str, causal: bool, tp: int, ulysses: int | None, kernel: str):
+def _system(name: str | None, topology: str | None, gpu: str | None):
+    """The context-parallel system `--system` names (None without it): refused beside --topology or --gpu, which it
+    sets, and when it is a spec of another schedule (its devices are not one GPU kind over a tp and a cp link)."""
+    if name is None:
+        return None
+    if topology or gpu:
+        raise click.UsageError("--system sets the devices and their topology: drop --topology and --gpu")
+    from archsim.systems.system_spec import CONTEXT_PARALLEL, load_system
+
+    system = named("--system", name, load_system)
+    if system.schedule.kind != CONTEXT_PARALLEL:
+        raise SpecError(system.source, "schedule.kind", f"--system takes a {CONTEXT_PARALLEL} system (its GPUs and "
+                                                        f"links are the topology), got {system.schedule.kind}")
+    return system
+
+
+def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, system,
+                 batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None, kernel: str):
     """The grid's first point, which the others vary; a name that finds no preset or file is named by its option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
@@ -218,7 +260,12 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     model = named("--workload", workload, load_workload_spec)
     # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
     check_workload(model, memory_modelled(direction, tp), scope == "layer")
-    network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
+    if system is not None:
+        from archsim.systems.context_parallel import topology_of
+
+        network = topology_of(system)
+    else:
+        network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)

@@ -24,7 +24,8 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   "approximate attention at budget B costs ~ FlashInfer at sequence length B"; the gather of scattered pages is
   taken as free, paged kernels read by page index). Bytes are the `quest-decode` cascade's tensors (bound with the
   workload's KV heads as its heads; a context that is not whole pages ends in a partly filled page with its own
-  metadata, J = ceil(context / 16), `_quest_bytes`). The metadata's update for the new token is not counted (one page's min and max).
+  metadata, J = ceil(context / 16), `_quest_bytes`). The metadata's update for the new token is not counted (one
+  page's min and max).
   `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B; a model with no sparse
   layer reports its dense layer's), `dense_attention_s` one layer's decode kernel at the context.
 - **RazorAttention** (§3.4, `razor_decode`): DuoAttention's layer with the other heads keeping max(4000, N/5)

@@ -87,37 +87,36 @@ Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never ov
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
 PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the devices,
 2, the count modelled (NeuPIMs' two, Algorithm 3's halves; any other is refused); optional `min_batch`, below which
-the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), and `resident_weight_bytes`, weight bytes of one device kept on
-chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a weight-holding op on
-(another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading, Lamina's
-rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the compute
-devices, decode attention on a `memory-pool` device of `parallelism.attention_pool` devices over the link named
-`attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two). Both take `divide_and_conquer`
-(true/false, default false): attention over the history starts as soon as q arrives, the new token's k and v join by the
-online-softmax merge.
-Two named timing variants reproduce the NeuPIMs artifact (../shared/reference/neupims-artifact.md): `blocked`
-takes `attention_sync` (`per-channel`, default: each PIM channel runs a request's logits and attend back to back;
-`barrier`: all channels' logits, the host's softmax, then all channels' attend, the npu+pim branch's op
-dependency, §4.2); `sub-batch-interleaving` takes `layer_time` (`pipeline`, default: a device's N layers take
-A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the artifact's one layer of a frozen batch, §3) and
-`split` (`arrival`, default: Algorithm 3 halves each channel's requests in arrival order; `longest-first`: in
-decreasing length, as the artifact halves its near-sorted clb traces by count, §6). Every kind takes `lm_head`
-(`timed`, default: the LM head after the last layer, `archsim.systems.system_model`; `left-out`: the decoder
-layers only, the artifact's throughput, §0).
-`co-processing` (Duplex, pim.md §2.3): ops of one layer that do not depend on each other run at once on their
-devices (decode attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing`
-(true/false, default false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM
-device), `expert_tp` (true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank
-holds experts / TP whole experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the
-tokens each expert receives, default 0: uniform routing).
-`context-parallel` (multi-device attention as a system, `archsim.systems.context_parallel`): `parallelism.cp`
-ranks of `tp` GPUs each, every rank holding the weights (1/tp per GPU) and 1/cp of every sequence's KV cache. A
-prompt is prefilled by `scheme` (required: one of `CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it,
-`archsim.systems.seqpar`; `ulysses`, the Ulysses degree, required with usp and refused otherwise) across the cp
-ranks; decode attends each rank's share of the cache and merges the ranks' partial results. Its one device is a
-gpu (the calibrated model; `energy_model: per-action` and `timing: roofline` are refused, as the prefill's
-schemes are timed by the calibrated model and priced at board power), with a `tp` link inside a node when it
-holds more than one GPU and a `cp` link between nodes when tp x cp exceeds its count; pp and ep are 1.
+the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), and `resident_weight_bytes`, weight bytes of
+one device kept on chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a
+weight-holding op on (another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading,
+Lamina's rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the
+compute devices, decode attention on a `memory-pool` device of `parallelism.attention_pool` devices over the link
+named `attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two). Both take
+`divide_and_conquer` (true/false, default false): attention over the history starts as soon as q arrives, the new
+token's k and v join by the online-softmax merge. Two named timing variants reproduce the NeuPIMs artifact
+(../shared/reference/neupims-artifact.md): `blocked` takes `attention_sync` (`per-channel`, default: each PIM
+channel runs a request's logits and attend back to back; `barrier`: all channels' logits, the host's softmax, then
+all channels' attend, the npu+pim branch's op dependency, §4.2); `sub-batch-interleaving` takes `layer_time`
+(`pipeline`, default: a device's N layers take A + B + (N-1)(C + D) + E + F; `steady-state`: N (C + D), the
+artifact's one layer of a frozen batch, §3) and `split` (`arrival`, default: Algorithm 3 halves each channel's
+requests in arrival order; `longest-first`: in decreasing length, as the artifact halves its near-sorted clb traces
+by count, §6). Every kind takes `lm_head` (`timed`, default: the LM head after the last layer,
+`archsim.systems.system_model`; `left-out`: the decoder layers only, the artifact's throughput, §0). `co-processing`
+(Duplex, pim.md §2.3): ops of one layer that do not depend on each other run at once on their devices (decode
+attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing` (true/false, default
+false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM device), `expert_tp`
+(true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank holds experts / TP whole
+experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the tokens each expert receives,
+default 0: uniform routing). `context-parallel` (multi-device attention as a system,
+`archsim.systems.context_parallel`): `parallelism.cp` ranks of `tp` GPUs each, every rank holding the weights (1/tp
+per GPU) and 1/cp of every sequence's KV cache. A prompt is prefilled by `scheme` (required: one of
+`CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it, `archsim.systems.seqpar`; `ulysses`, the Ulysses degree,
+required with usp and refused otherwise) across the cp ranks; decode attends each rank's share of the cache and
+merges the ranks' partial results. Its one device is a gpu (the calibrated model; `energy_model: per-action` and
+`timing: roofline` are refused, as the prefill's schemes are timed by the calibrated model and priced at board
+power), with a `tp` link inside a node when it holds more than one GPU and a `cp` link between nodes when tp x cp
+exceeds its count; pp and ep are 1.
 
 Derived specs. A spec with `base` (a system preset name, or a YAML path, relative to the spec's own file) is that
 system's spec with this file's keys laid over it: a mapping merges key by key (recursively), a `null` removes the
