@@ -118,11 +118,15 @@ def load_system_target(system: str, workload: str, source: str) -> tuple[System,
             library.load_workload_spec(library.find_named("workloads", workload, source, "workload")))
 
 
+SYSTEM_DEGREES = ("attention_pool", "cp")  # parallelism keys every by_workload entry takes from the top level
+
+
 def _read_parallelism(field: str, entry: str) -> bool:
-    """Whether the parallelism field `field` (`parallelism.pp`, `parallelism.by_workload.W.pp`) is read by a
-    workload whose degrees are at `entry` (`System.parallelism_path`): a top-level degree without an entry, the
-    entry's own fields with one, and the entries as a whole (an axis of whole `by_workload` maps replaces them)."""
-    if field == "parallelism.by_workload":
+    """Whether the parallelism field `field` (`parallelism.pp`, `parallelism.by_workload.W.pp`) is read by a workload
+    whose degrees are at `entry` (`System.parallelism_path`): a top-level degree without an entry, the entry's own
+    fields with one, and the entries as a whole (an axis of whole `by_workload` maps replaces them). The system's
+    own degrees (`SYSTEM_DEGREES`: the attention pool, the context-parallel degree) are read whatever the entry."""
+    if field == "parallelism.by_workload" or field.removeprefix("parallelism.") in SYSTEM_DEGREES:
         return True
     if entry == "parallelism":
         return not field.startswith("parallelism.by_workload.")

@@ -13,22 +13,24 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   `layer` (the attention's ring or all-to-alls, the layer's other ops on each rank's tokens, the TP all-reduces),
   times the layers, then the LM head over its last token on the rank holding it (`SystemModel.lm_head_cost`). A
   prompt is padded up to a whole number of the scheme's chunks (`seqpar.token_multiple`: 2 cp for zigzag), as
-  ring implementations pad; the padding is computed. The prompts of one iteration run one after another (each
+  ring implementations pad; the padding is computed. At cp 1 the prompt is one causal call
+  (`seqpar.single_device_scheme`), unpadded. The prompts of one iteration run one after another (each
   occupies every rank). A prompt whose memory per GPU (`seqpar`'s: weights, its KV and the working set) exceeds
   the GPU's cannot run: `UnrunnableOp`, which the serving simulator turns into a refused request.
 - Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
   all-gather each token's partial (o, max, sum-exp) per head over the cp group (`seqpar.distattention_messages`:
-  the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass);
-  the new token's k and v stay on the rank holding the sequence's tail. Assumption: replicated dense ops cost a
-  rank little at decode, where they read the weights once whatever the batch; their energy counts on every rank.
+  the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass).
+  Assumptions: the decoded tokens' k and v are appended to the ranks in turn (round robin), so every rank keeps
+  ceil(context / cp) of each sequence however many tokens it decoded; replicated dense ops cost a rank little at
+  decode, where they read the weights once whatever the batch; their energy counts on every rank.
 - An iteration's prompts, then its decodes; time is their sum.
 - Energy: the GPUs' board power for the time (the gpu device's `tdp` model, the only one the spec accepts: the
   prefill's schemes are not priced per action): cp x tp GPUs over every prefill, and cp x the rank's own energy
-  plus the merge's exchange at board power over decodes. Busy time is one GPU's, its ops' FLOPs at the tensor peak
-  as a gpu device reports it: at prefill the prompt's cascades' FLOPs over the cp x tp GPUs (`_peak_s`; the
-  padding and the ring's skipped blocks are not useful work), at decode the rank's, plus the merge's pass.
+  plus the merge's exchange at board power over decodes. Busy time is one GPU's tensor-core time at peak, as a gpu
+  device reports it (`GpuDevice.peak_s`): at prefill the prompt's GEMMs and attention over the cp x tp GPUs (the
+  padding and the ring's skipped blocks are not useful work), at decode the rank's (the merge is elementwise).
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ from archsim.systems.seqpar import (
     check_spec,
     distattention_messages,
     parallel_time,
+    single_device_scheme,
     token_multiple,
 )
-from archsim.systems.seqpar_compute import DeviceCompute
+from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_model import SystemModel, board_power_w
 from archsim.systems.system_spec import CP_LINK, TP_LINK, System
 from archsim.systems.topology import Level, Topology
+
+# a `seqpar.ParallelSpec` field -> the system spec's field that sets it (tp: `System.blame`, the spec's or --tp)
+SPEC_FIELDS = {"devices": "parallelism.cp", "ulysses": "schedule.ulysses", "scheme": "schedule.scheme"}
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,10 @@ class ContextParallelModel:
     def prefill_spec(self, prompt_tokens: int) -> ParallelSpec:
         """The `seqpar` point of one prompt, padded to a whole number of the scheme's chunks."""
         gpu = next(iter(self.system.devices.values()))
-        spec = ParallelSpec(self.system.schedule.scheme, self.cp, self.workload, 1, gpu.spec, self.topology,
-                            scope="layer", tp=self.parallelism.tp, ulysses=self.system.schedule.ulysses,
+        scheme = self.system.schedule.scheme if self.cp > 1 else single_device_scheme(self.system.schedule.scheme)
+        spec = ParallelSpec(scheme, self.cp, self.workload, 1, gpu.spec, self.topology,
+                            scope="layer", tp=self.parallelism.tp,
+                            ulysses=self.system.schedule.ulysses if scheme == "usp" else None,
                             kernel=gpu.attention_kernel)
         multiple = token_multiple(spec)
         return replace(spec, seq_len=multiple * math.ceil(prompt_tokens / multiple))
@@ -148,16 +156,9 @@ class ContextParallelModel:
         time_s = self.layers * layer.time_s + head.time_s
         energy_j = gpus * self._board_w * self.layers * layer.time_s + self.parallelism.tp * head.energy_j
         unit = self.weight_device.name
-        busy = {unit: self.layers * self._peak_s(prompt_tokens) + head.busy_s.get(unit, 0.0)}
+        peak_s = self.rank.weight_device.peak_s(self.rank.ops("prefill", 1, prompt_tokens)) / self.cp
+        busy = {unit: self.layers * peak_s + head.busy_s.get(unit, 0.0)}
         return IterationCost(time_s, energy_j, busy)
-
-    def _peak_s(self, prompt_tokens: int) -> float:
-        """One GPU's share (1/cp of a rank's) of one layer of the prompt's FLOPs (its cascades', unpadded) at the
-        GPU's tensor peak: the busy time a gpu device reports (`archsim.systems.gpu_device`)."""
-        ops = self.rank.ops("prefill", 1, prompt_tokens)
-        device = self.rank.weight_device
-        peak = device.spec.tensor_peak_flops_per_s(device.precision(ops[0]))
-        return sum(op.flops for op in ops) / peak / self.cp
 
     def merge_s(self, decodes: int) -> tuple[float, float]:
         """(exchange, merge) seconds of one layer's decode merge for `decodes` sequences (module docstring)."""
@@ -184,10 +185,7 @@ class ContextParallelModel:
         gpus = self.cp * self.parallelism.tp
         time_s = own.time_s + self.layers * (exchange_s + merge_s)
         energy_j = self.cp * own.energy_j + gpus * self._board_w * self.layers * (exchange_s + merge_s)
-        busy = dict(own.busy_s)
-        unit = self.weight_device.name
-        busy[unit] = busy.get(unit, 0.0) + self.layers * merge_s
-        return IterationCost(time_s, energy_j, busy)
+        return IterationCost(time_s, energy_j, dict(own.busy_s))
 
     def iteration(self, batch: Batch) -> IterationCost:
         parts = [self._prefill_cost(int(p)) for p in batch.prefill_tokens]
@@ -228,7 +226,16 @@ def context_parallel_model(system: System, rank: SystemModel) -> ContextParallel
     try:
         check_spec(spec)
     except SpecError as error:
-        raise SpecError(system.source, "schedule.scheme",
-                        f"{spec.scheme} at tp {spec.tp} cp {spec.devices} on {rank.workload.name}: "
-                        f"{error.where + ': ' if error.where else ''}{error.message}") from None
+        cut = error.where in ("params.heads", "params.kv_heads")  # the heads against the scheme's degree
+        if error.source != SOURCE and not cut:  # the workload's attention (a window), named in its file
+            raise
+        if cut:
+            source, where = system.source, "schedule.ulysses" if spec.scheme == "usp" else "parallelism.cp"
+        elif error.where == "tp":
+            source, where = system.blame(rank.workload.name, "tp")
+        else:
+            source, where = system.source, SPEC_FIELDS.get(error.where, "schedule.scheme")
+        inner = f"{error.source}: {error.where}: " if cut else ""
+        raise SpecError(source, where, f"{spec.scheme} at tp {spec.tp} cp {spec.devices} on {rank.workload.name}: "
+                                       f"{inner}{error.message}") from None
     return model

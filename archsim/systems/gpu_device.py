@@ -274,6 +274,27 @@ class GpuDevice:
                             "workload of 1- or 2-byte words")
         return precision
 
+    def _attention_case(self, op: Op, calls: int, seqlen: int) -> AttentionCase:
+        """The kernel call of `calls` attention ops of `op`'s sizes over `seqlen` keys (a prompt's call causal)."""
+        heads, kv_heads, head_dim = _head_sizes(op.binding.params)
+        direction = "decode" if op.phase == "decode" else "fwd"
+        return AttentionCase(direction, calls, heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
+                             self.precision(op))
+
+    def peak_s(self, ops: Sequence[Op]) -> float:
+        """The tensor-core time at peak of `ops`, what `cost` reports as the device's busy time, without timing
+        them (no call is checked against the memory): each op's GEMMs, each attention op's kernel call, at the
+        op's precision."""
+        total = 0.0
+        for op in ops:
+            if op.cascade in KERNEL_CASCADES:
+                case = self._attention_case(op, 1, math.ceil(op.binding.params["seq_len"]))
+                total += case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+            else:
+                flops = sum(gemm.flops for gemm in op_gemms(op))
+                total += flops / self.spec.tensor_peak_flops_per_s(self.precision(op)) if flops else 0.0
+        return total
+
     def _dense(self, op: Op) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
@@ -327,10 +348,8 @@ class GpuDevice:
         found = self._terms.get(key) if self.timing != ROOFLINE else None
         if found is not None:
             return found
-        heads, kv_heads, head_dim = _head_sizes(p)
-        direction = "decode" if op.phase == "decode" else "fwd"
-        case = AttentionCase(direction, len(group), heads, kv_heads, head_dim, seqlen, op.phase == "prefill",
-                             self.precision(op))
+        case = self._attention_case(op, len(group), seqlen)
+        heads, kv_heads, head_dim, direction = case.heads, case.kv_heads, case.head_dim, case.direction
         peak_s = case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
         if self.timing == ROOFLINE:
             flops = float(sum(o.flops for o in group))

@@ -292,7 +292,7 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory."""
     check_spec(spec)
     timing = _timing(spec)
-    one = replace(spec, devices=1, scheme=_single_device_scheme(spec.scheme), ulysses=None)
+    one = replace(spec, devices=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
     ideal, note = math.nan, ""
     try:
         if reference:
@@ -459,7 +459,9 @@ def _check_tp_in_node(spec: ParallelSpec) -> None:
                                       f"{spec.topology.name!r} (a TP group inside a node), got {spec.tp}")
 
 
-def _single_device_scheme(scheme: str) -> str:
+def single_device_scheme(scheme: str) -> str:
+    """The scheme a one-device run of `scheme` is timed as: the prefill's one causal call (ring's P = 1 form, which
+    pads nothing), LASP-2's for linear attention."""
     return "lasp2" if scheme in LINEAR_SCHEMES else "ring"
 
 

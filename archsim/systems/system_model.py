@@ -547,7 +547,11 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
                       f"with it: attention offloading runs pp 1 and tp = count / (micro_batches - 1)")
         if system.schedule.kind == CONTEXT_PARALLEL:
             where = system.blame(workload.name, "tp")
-            advice = "raise tp: a context-parallel rank holds the whole model on its tp GPUs (pp is 1)"
+            node = system.devices[holder.name].count
+            advice = ("raise tp: a context-parallel rank holds the whole model on its tp GPUs (pp is 1)"
+                      if par.tp < node else
+                      f"a context-parallel rank holds the whole model on its tp GPUs (pp is 1) and tp is already "
+                      f"a node's {node} GPUs: it needs GPUs with more memory or a smaller model")
         share = system.devices[holder.name].memory_utilization
         needed = None if share is None else share + (weights - memory) / holder.spec.dram_bytes
         if needed is not None and needed <= 1:  # the share the spec gives the engine is what leaves them out
@@ -819,10 +823,18 @@ def allreduce_s(model: SystemModel, tokens: int) -> float:
         link, degree = model.system.links.get(TP_LINK), model.parallelism.tp
         found = 0.0
         if link is not None and degree > 1 and tokens:
-            found = sum(all_reduce_s(op.bytes_by_role[ACTIVATIONS_OUT], degree, link, algorithm="ring")
+            found = sum(all_reduce_s(_reduced_bytes(model, op), degree, link, algorithm="ring")
                         for op in model.ops("decode", tokens, 1) if op.name in TP_REDUCED_OPS)
         model._allreduces_s[tokens] = found
     return found
+
+
+def _reduced_bytes(model: SystemModel, op: Op) -> float:
+    """A row-parallel op's output as its all-reduce moves it: the cascade's output elements at the activations'
+    word size, the workload's `word_bytes` (an FFN in fp8, `ffn_word_bytes`, writes bf16 outputs, as Llama 3's FP8
+    serving does; `archsim.systems.seqpar` all-reduces the same bf16 hidden vectors)."""
+    words = op.binding.word_bytes
+    return op.bytes_by_role[ACTIVATIONS_OUT] * int(model.shard.params.get("word_bytes", words)) / words
 
 
 def untimed_messages(system: System, parallelism: Parallelism) -> list[str]:

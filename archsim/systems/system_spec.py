@@ -839,6 +839,10 @@ def _check_context_parallel(system: System) -> None:
         raise SpecError(system.source, f"links.{TP_LINK}", f"missing: the link between the {gpu.count} GPUs of a "
                                                            "node, which the ring's hops inside a node and the TP "
                                                            "all-reduces run on")
+    ulysses = system.schedule.ulysses
+    if ulysses is not None and cp % ulysses:
+        raise SpecError(system.source, "schedule.ulysses", f"expected a divisor of parallelism.cp = {cp} (usp runs "
+                                                           f"Ulysses over groups of this many ranks), got {ulysses}")
     if gpu.count == 1 and CP_LINK not in system.links:
         raise SpecError(system.source, f"links.{CP_LINK}", "missing: with one GPU to a node the ranks talk over the "
                                                            "link between nodes")
