@@ -41,20 +41,23 @@ def test_one_rank_is_the_plain_gpu_system(tmp_path, workload):
     (the rank's own model) cost what the blocked GPU system of the same spec computes by its own path: time, energy
     and busy time (tensor-core time at peak, the fp8 FFN at the fp8 rate; its all-reduce in bf16 on both paths)."""
     plain, one = _plain(tmp_path, workload), _cp(1, workload)
-    for batch in (Batch((1001,), ()), Batch((16384,), ()), Batch((), [8192] * 64)):
-        a, b = plain.iteration(batch), one.iteration(batch)
+    for prompt in (1001, 16384):  # the context-parallel prefill path at cp 1
+        a, b = plain.iteration(Batch((prompt,), ())), one._prefill_cost(prompt)
         assert b.time_s == pytest.approx(a.time_s, rel=1e-9)
         assert b.energy_j == pytest.approx(a.energy_j, rel=1e-9)
         assert b.busy_s["gpu"] == pytest.approx(a.busy_s["gpu"], rel=1e-9)
+    contexts = [8192] * 64  # and its decode path
+    assert one._decode_cost(contexts).time_s == pytest.approx(plain.iteration(Batch((), contexts)).time_s, rel=1e-9)
     assert one.kv_capacity_bytes == plain.kv_capacity_bytes
     if workload != "llama3-8b":
         return
-    # a mixed iteration runs its prompts, then its decodes: the plain engine's one pass over the weights for both
-    # is faster
-    prompt, decodes = Batch((4096,), ()), Batch((), [1000] * 8)
-    mixed = one.iteration(Batch((4096,), [1000] * 8)).time_s
-    assert mixed == pytest.approx(one.iteration(prompt).time_s + one.iteration(decodes).time_s, rel=1e-12)
-    assert mixed > plain.iteration(Batch((4096,), [1000] * 8)).time_s
+    # at cp 1 an iteration is the rank's own, a mixed one included (one pass over the weights); at cp 2 its
+    # prompts, then its decodes
+    mixed = Batch((4096,), [1000] * 8)
+    assert one.iteration(mixed) == plain.iteration(mixed)
+    two = _cp(2)
+    apart = two.iteration(Batch((4096,), ())).time_s + two.iteration(Batch((), [1000] * 8)).time_s
+    assert two.iteration(mixed).time_s == pytest.approx(apart, rel=1e-12)
 
 
 def test_a_long_prompt_scales_with_the_ranks():
@@ -102,7 +105,7 @@ def test_the_cache_spreads_over_the_ranks_and_the_price_counts_every_gpu():
 
 
 def test_a_prompt_beyond_a_gpus_memory_is_unrunnable_and_served_as_refused():
-    model = _cp(1, "llama3-70b")
+    model = _cp(2, "llama3-70b")
     with pytest.raises(UnrunnableOp, match="exceeds"):
         model.iteration(Batch((4_000_000,), ()))
     assert _cp(8, "llama3-70b").iteration(Batch((1_000_000,), ())).time_s > 0
@@ -224,3 +227,13 @@ def test_cp_is_swept_beside_a_workloads_own_degrees(tmp_path):
         "objectives": ["throughput_tok_s", "tbt_p99_s"]}))
     result = CliRunner().invoke(main, ["sweep", str(tmp_path / "sweep.yaml"), "--db", str(tmp_path / "s.sqlite")])
     assert result.exit_code == 0 and "2 feasible" in result.output, result.output
+
+
+def test_a_prompt_beyond_the_engines_share_of_memory_is_unrunnable():
+    """The prefill's memory (weights, the prompt's KV, its working set) is held to memory_utilization of the DRAM."""
+    full = _cp(2, "llama3-70b")
+    share = system(PRESET, "llama3-70b", changes={"devices.gpu.memory_utilization": 0.5})
+    length = 600_000
+    assert full.prefill(length).memory_bytes < 0.9 * full.rank.weight_device.spec.dram_bytes
+    with pytest.raises(UnrunnableOp, match=r"memory_utilization 0\.5"):
+        share.iteration(Batch((length,), ()))

@@ -25,7 +25,9 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   Assumptions: the decoded tokens' k and v are appended to the ranks in turn (round robin), so every rank keeps
   ceil(context / cp) of each sequence however many tokens it decoded; replicated dense ops cost a rank little at
   decode, where they read the weights once whatever the batch; their energy counts on every rank.
-- An iteration's prompts, then its decodes; time is their sum.
+- An iteration's prompts, then its decodes; time is their sum (each pass reads the weights: a mixed iteration
+  costs more than one engine batching them, by about a pass over a rank's weights). At cp 1 there is no context
+  parallelism: an iteration is the rank's own (`SystemModel.iteration`, the blocked GPU system's).
 - Energy: the GPUs' board power for the time (the gpu device's `tdp` model, the only one the spec accepts: the
   prefill's schemes are not priced per action): cp x tp GPUs over every prefill, and cp x the rank's own energy
   plus the merge's exchange at board power over decodes. Busy time is one GPU's tensor-core time at peak, as a gpu
@@ -131,14 +133,21 @@ class ContextParallelModel:
 
     def prefill(self, prompt_tokens: int) -> ParallelResult:
         """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when its
-        memory per GPU exceeds the GPU's."""
+        memory per GPU (`seqpar_memory`: the weights, the prompt's KV cache and its working set) exceeds the
+        engine's share of the GPU's, `memory_utilization` of its DRAM."""
         spec = self.prefill_spec(prompt_tokens)
         found = self._prefills.get(spec.seq_len)
         if found is None:
             found = self._prefills[spec.seq_len] = parallel_time(spec, reference=False)
-        if not found.feasible:
-            raise UnrunnableOp(self.system.source, "prefill", f"a prompt of {prompt_tokens} tokens on {self.name}: "
-                                                              f"{found.reason}")
+        device = self.rank.weight_device
+        limit = device.memory_utilization * device.spec.dram_bytes
+        if found.memory_bytes > limit:
+            share = f" (memory_utilization {device.memory_utilization:g})" if device.memory_utilization != 1 else ""
+            raise UnrunnableOp(self.system.source, "prefill",
+                               f"a prompt of {prompt_tokens} tokens on {self.name}: memory per GPU "
+                               f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
+                               f"the prompt's KV cache and its working set) exceeds the {limit / 1e9:.1f} GB of "
+                               f"{device.spec.name} the engine holds{share}")
         return found
 
     @functools.cached_property
@@ -188,6 +197,8 @@ class ContextParallelModel:
         return IterationCost(time_s, energy_j, dict(own.busy_s))
 
     def iteration(self, batch: Batch) -> IterationCost:
+        if self.cp == 1:  # no context parallelism: the rank's own engine (one pass over the weights a step)
+            return self.rank.iteration(batch)
         parts = [self._prefill_cost(int(p)) for p in batch.prefill_tokens]
         if len(batch.decode_context_tokens):
             parts.append(self._decode_cost(batch.decode_context_tokens))
