@@ -13,8 +13,9 @@ from archsim.errors import SpecError
 MAX_ENV_LIMIT = 10**30  # a limit beyond this is no limit
 
 
-def env_limit(variable: str, default: int) -> int:
-    """A resource limit: the environment variable's value (a positive integer) if set, else `default`."""
+def env_limit(variable: str, default: int, most: int = MAX_ENV_LIMIT) -> int:
+    """A resource limit: the environment variable's value (a positive integer up to `most`) if set, else
+    `default`."""
     text = os.environ.get(variable)
     if text is None:
         return default
@@ -22,6 +23,8 @@ def env_limit(variable: str, default: int) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if not 0 < value <= MAX_ENV_LIMIT:
-        raise SpecError(variable, "", f"expected a positive integer up to 1e30 (environment variable), got {text!r}")
+    if not 0 < value <= most:
+        bound = "1e30" if most == MAX_ENV_LIMIT else str(most)
+        raise SpecError(variable, "", f"expected a positive integer up to {bound} (environment variable), got "
+                                      f"{text!r}")
     return value

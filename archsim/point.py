@@ -211,7 +211,7 @@ def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float],
     """A set parameter whose only effect the mapping overrides (`mapping_tiling`) changes nothing: refused,
     naming the rank to set instead, rather than ignored."""
     tiling = mapping_tiling(cascade, spec)
-    for key in sets.keys() & tiling.keys():
+    for key in sorted(sets.keys() & tiling.keys()):
         ranks = ", ".join(f"{r} = {spec.sets[r]:g}" for r in tiling[key])
         raise SpecError(sets_source, key, f"changes nothing: {spec.source} sets rank {ranks} (its set:), the only "
                                           f"size {key} gives; set {', '.join(tiling[key])} instead")

@@ -94,6 +94,9 @@ COUNT_PARAMS = {"block": Param("tokens per block (a block-sparse mask, a linear-
 # Largest size accepted: beyond any model or context in use (the longest, 10M tokens, is below it), and it bounds
 # the analyses whose cost grows with a size (the mask counter walks a causal diagonal).
 MAX_SIZE = 2**24
+# The most ARCHSIM_MAX_SIZE may raise it to: sizes pass through float64 (a workload's parameters, --set values), which
+# holds every whole number up to 2**53 and rounds beyond (an odd 2**53 + 1 tokens read as 2**53, a multiple of 256)
+MAX_SIZE_LIMIT = 2**53
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,8 @@ def _check_moe(params: dict[str, float], source: str) -> None:
 
 
 def max_size() -> int:
-    """The limit on sizes: MAX_SIZE, or ARCHSIM_MAX_SIZE when set."""
-    return env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+    """The limit on sizes: MAX_SIZE, or ARCHSIM_MAX_SIZE when set (at most `MAX_SIZE_LIMIT`)."""
+    return env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE, MAX_SIZE_LIMIT)
 
 
 def plain_number(value: Any) -> Any:

@@ -125,8 +125,8 @@ def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts(
     (["--method", "duoattention", "--context", "8K", "--retrieval-fraction", "0.5", "--budget", "512"],
      "--budget does not apply to --method duoattention"),
     (["--method", "razorattention", "--context", "8K"], "--retrieval-fraction: RazorAttention needs"),
-    (["--method", "tokenselect", "--context", "2K", "--top-k", "2048"], "--top-k: expected top_k + sinks + local "
-                                                                         "(2688) at most the context (2048)"),
+    (["--method", "tokenselect", "--context", "2K", "--top-k", "4096"], "--top-k: expected a top-k at most the "
+                                                                         "context (2048), got 4096"),
     (["--method", "tokenselect", "--context", "8K", "--top-k", "0"], "--top-k: expected a positive whole number"),
     (["--method", "tokenselect", "--context", "8K", "--reuse-fraction", "1"], "--reuse-fraction: expected a "
                                                                               "fraction in [0, 1)"),

@@ -122,8 +122,8 @@ def test_a_tokenselect_sweep_from_a_short_context_runs_and_a_given_top_k_is_stil
     assert long["time_s"] == ks.tokenselect_decode(LLAMA8, H100, 32768).attention_s != long["dense_time_s"]  # scored
     code, output = run("--method", "tokenselect", "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "1000",
                        "--top-k", "2048")
-    assert code == 2 and output.startswith("error: --top-k: expected top_k + sinks + local (2688) at most the "
-                                           "context (1000)"), output
+    assert code == 2 and output.startswith("error: --top-k: expected a top-k at most the context (1000), got "
+                                           "2048"), output
 
 
 # --- 5. pattern maps take the zeros the models take ----------------------------------------------------------------

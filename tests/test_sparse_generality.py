@@ -111,8 +111,9 @@ def test_a_dense_decode_beyond_the_gpu_is_a_row_with_no_dense_time() -> None:
 
 def test_a_dense_prefill_beyond_the_gpu_is_a_row_and_the_sweep_goes_on() -> None:
     """FlashAttention-2's one call over 1M tokens of Llama-2-7B holds Q, K, V and O: 4 x 32 x 128 x 2 B x 2^20 =
-    34.4 GB, over the RTX 4090's 25.8 GB; at 1M and 2M the dense side is n/a (null in JSON, NaN in Python) and
-    FlexPrefill's own time is printed (was exit 2, and nothing at all for 1M,2M); the keys are a feasible point's."""
+    34.4 GB, over the RTX 4090's 25.8 GB; at 1M and 2M the dense side is n/a (null in JSON, NaN in Python), and so
+    is FlexPrefill's attention, whose one call over the layer's heads holds the same tensors (it had been timed);
+    the rows are printed (was exit 2, and nothing at all for 1M,2M); the keys are a feasible point's."""
     code, output = run("--method", "flexprefill", "--gpu", "rtx-4090", "-w", "llama2-7b", "--context", "4K,1M,2M",
                        "--density", "0.01", "--json")
     assert code == 0, output
@@ -122,11 +123,11 @@ def test_a_dense_prefill_beyond_the_gpu_is_a_row_and_the_sweep_goes_on() -> None
     for p in beyond:
         assert p.keys() == feasible.keys()
         assert p["dense_time_s"] is None and p["dense_attention_s"] is None and not p["dense_fits"]
-        assert p["time_s"] > p["attention_s"] > 0 and p["other_ops_s"] > 0
+        assert p["time_s"] is None and p["attention_s"] is None and not p["fits"] and p["other_ops_s"] > 0
     code, output = run("--method", "flexprefill", "--gpu", "rtx-4090", "-w", "llama2-7b", "--context", "1M,2M",
                        "--density", "0.01")
     rows = output.strip().splitlines()[2:]
-    assert code == 0 and len(rows) == 2 and all(row.count("n/a") == 3 for row in rows), output
+    assert code == 0 and len(rows) == 2 and all(row.count("n/a") == 6 for row in rows), output
 
 
 # --- 3. a head_dim no GPU runs is the workload's error; one this GPU does not run names the head_dim ---------------

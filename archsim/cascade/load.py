@@ -816,7 +816,7 @@ class _Loader:
             raise self.error(where, self.unknown_mask(node.name))
         predicate = self.value(node, where, space, "predicate")
         used = {node.name for node in S.walk(predicate) if isinstance(node, Var)}
-        for var in used:
+        for var in sorted(used):  # in name order: the first such variable is named whatever the hash seed
             if len(self.var_leaves[var]) > 1 and set(self.var_leaves[var]) & used:
                 raise self.error(where, f"the predicate uses both {var} and its parts; use one or the other")
         data_dependent = any(isinstance(node, Ref) for node in S.walk(predicate))

@@ -22,8 +22,7 @@ def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
     """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), each within the size limit
     (`ARCHSIM_MAX_SIZE`), in order, once each; an option not given is an empty list."""
-    from archsim.limits import env_limit
-    from archsim.workload import MAX_SIZE
+    from archsim.workload import max_size
 
     option = param.opts[0]
     out: list[int] = []
@@ -36,7 +35,7 @@ def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None)
         if not digits.isdigit() or int(digits) * scale < 1:
             raise SpecError(option, value, f"expected whole numbers >= 1 separated by commas (8K = 8192), got "
                                            f"{item.strip()!r}")
-        value_int, limit = int(digits) * scale, env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+        value_int, limit = int(digits) * scale, max_size()
         if value_int > limit:
             raise SpecError(option, item.strip(), f"{value_int} is beyond the limit of {limit} on sizes (raise it with "
                                                   "the environment variable ARCHSIM_MAX_SIZE)")

@@ -316,10 +316,9 @@ def _show(title: str, rows: list[dict]) -> None:
     for row in rows:
         if row["feasible"] and row["note"]:
             click.echo(f"note: {row['scheme']} P={row['devices']} N={row['seq_len']}: {row['note']}")
-    from archsim.limits import env_limit
-    from archsim.workload import MAX_SIZE
+    from archsim.workload import max_size
 
-    limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE)
+    limit = max_size()
     if any(row["feasible"] and 2 * row["max_context_tokens"] > limit for row in rows):
         click.echo(f"max context is searched up to the size limit, {limit} tokens (ARCHSIM_MAX_SIZE): a value "
                    "within a step of it means at least that")

@@ -158,7 +158,7 @@ def _prefill_table(points: list[dict]) -> None:
     for p in points:
         click.echo(f"{p['context']:>8} {_number(p['time_s'], '.3f'):>9} {_number(p['dense_time_s'], '.3f'):>9} "
                    f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
-                   + (f"{p['estimate_s']:>9.3f} " if estimate else "")
+                   + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
                    + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
                    f"{_gb(p['memory_bytes'], p['fits']):>8}")
 

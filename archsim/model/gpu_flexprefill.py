@@ -21,7 +21,9 @@ over every head, as FlexPrefill's code batches its heads (unlike MInference's lo
   coverage gamma = 0.9 is the data's, so the user gives it; spread evenly over the query blocks, the work scales
   with it and the ragged rows' wave quantisation comes from the launch model.
 The launches are issued from Python once per layer: a call takes max(its launches' GPU time, its eager ops x the
-PyTorch family's per-op host time).
+PyTorch family's per-op host time). The call holds every head's Q, K, V and O at once, as the dense FlashAttention-2
+call over the layer: where the GPU's DRAM cannot hold them (`gpu.plan_memory_problem`, the dense call's check) the
+call has no time (NaN), nor its estimation.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, StreamLaunch
+from archsim.model.gpu import AttentionCase, GemmLaunch, Launch, Plan, StreamLaunch, plan_memory_problem
 from archsim.model.gpu_sparse import (
     SCORE_BYTES,
     TOPK_PASSES,
@@ -74,14 +76,21 @@ def layer_launches(density: float, n: int, heads: int, kv_heads: int, head_dim: 
         StreamLaunch("sort and sum verticals and slashes", TOPK_PASSES * 2 * n * heads * s, "hbm_efficiency"),
         StreamLaunch("sort and sum block scores", TOPK_PASSES * pairs * s, "hbm_efficiency"),
         StreamLaunch("block mask", pairs * (s + MASK_BYTES), "hbm_efficiency")]
-    case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision)
-    return eager, [fitting_fwd_launch("flex block-sparse fwd", case, gpu, FLEX_BLOCK, FLEX_WARPS, FLEX_STAGES,
-                                      key_tiles(density, n))]
+    return eager, [fitting_fwd_launch("flex block-sparse fwd", layer_case(n, heads, kv_heads, head_dim, precision), gpu,
+                                      FLEX_BLOCK, FLEX_WARPS, FLEX_STAGES, key_tiles(density, n))]
 
 
 def layer_time_s(density: float, n: int, heads: int, kv_heads: int, head_dim: int, gpu: GPU, params: SparseParams,
                  precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float]:
     """(the layer's call, its estimation alone) in seconds: the launches' GPU time, or the eager ops' host time when
-    that is longer."""
-    return call_time_s(*layer_launches(density, n, heads, kv_heads, head_dim, gpu, precision, element_bytes), gpu,
-                       params)
+    that is longer; both NaN where the GPU's DRAM cannot hold the call's Q, K, V and O (module docstring)."""
+    eager, kernel = layer_launches(density, n, heads, kv_heads, head_dim, gpu, precision, element_bytes)
+    plan = Plan("FlexPrefill layer", (*eager, *kernel))
+    if plan_memory_problem(plan, layer_case(n, heads, kv_heads, head_dim, precision), gpu):
+        return math.nan, math.nan
+    return call_time_s(eager, kernel, gpu, params)
+
+
+def layer_case(n: int, heads: int, kv_heads: int, head_dim: int, precision: str) -> AttentionCase:
+    """One layer's causal forward over n tokens of one prompt, every head: the call's shape and its Q, K, V and O."""
+    return AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision)

@@ -313,11 +313,11 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     read, the per-head scores written; the softmax and the heads' vote: the scores read and the vote written; the
     top-k over the vote), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
     (TokenSelect evicts nothing): memory as dense.
-    `top_k` None is TokenSelect's 2048; where that selection with the sinks and local tokens covers the whole
+    `top_k` None is TokenSelect's 2048; where the selection with the sinks and local tokens covers the whole
     cache, every token is attended and nothing is scored: the layer is exactly dense (a top-k over a cache it keeps
     whole decides nothing, so the scoring is skipped, as DuoAttention's and RazorAttention's windows clamp to the
-    context), so a sweep from short contexts runs. A `top_k` given beyond the context less sinks and local is
-    refused: it asks for tokens the cache does not hold."""
+    context), so a sweep from short contexts runs; the same for a `top_k` given. A `top_k` given beyond the context
+    is refused: it asks for more tokens than the cache holds."""
     check_dense_attention(workload)
     _check_positive("context", context)
     given = top_k is not None
@@ -326,9 +326,9 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
         _check_positive(field, value)
     if isinstance(reuse_fraction, bool) or not isinstance(reuse_fraction, int | float) or not 0 <= reuse_fraction < 1:
         raise SpecError(SOURCE, "reuse_fraction", f"expected a fraction in [0, 1), got {reuse_fraction!r}")
+    if given and top_k > context:
+        raise SpecError(SOURCE, "top_k", f"expected a top-k at most the context ({context}), got {top_k}")
     kept = top_k + sinks + local
-    if given and kept > context:
-        raise SpecError(SOURCE, "top_k", f"expected top_k + sinks + local ({kept}) at most the context ({context})")
     device = gpu_device(gpu, kernel)
     kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
     dense_layer_s = _attention_s(device, workload, kv_heads, context)

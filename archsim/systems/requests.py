@@ -23,7 +23,9 @@ given one. Their arrival times are 0: a closed-loop run (`archsim.systems.servin
 `closed_loop`) releases them as earlier ones finish.
 
 Requests are capped at `MAX_REQUESTS` per run (ARCHSIM_MAX_REQUESTS raises it): the simulator takes about 5 ms of
-CPU per request, so the cap is a run of minutes, not a hang.
+CPU per request, so the cap is a run of minutes, not a hang. So is a request's `output_tokens`, at
+`MAX_OUTPUT_TOKENS` (ARCHSIM_MAX_OUTPUT_TOKENS): each is a decode iteration of its own, about 0.1 ms of CPU, and a
+request wanting 2^24 tokens would run for most of an hour whatever the batch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from archsim.workload import max_size
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_REQUESTS = 100_000
 MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
+MAX_OUTPUT_TOKENS = 2**20  # a request's decode iterations: about two minutes of CPU at ~8,000 iterations a second
+MAX_OUTPUT_TOKENS_ENV = "ARCHSIM_MAX_OUTPUT_TOKENS"
 _STANDARD_NORMAL = statistics.NormalDist()
 # A trace's token count: ASCII digits alone (int() also takes "1_0", "+10" and other scripts' digits, "١٠")
 TOKENS_TEXT = re.compile(r"[0-9]+")
@@ -235,9 +239,10 @@ MAX_ARRIVAL_S = float(2**30)
 
 
 def check_requests(requests: Sequence[Request], source: str = "<python>") -> None:
-    """Reject requests with duplicate ids, arrivals that are negative, not finite or past `MAX_ARRIVAL_S`, or
-    lengths below one token."""
+    """Reject requests with duplicate ids, arrivals that are negative, not finite or past `MAX_ARRIVAL_S`, lengths
+    below one token, or more output tokens than `MAX_OUTPUT_TOKENS` (ARCHSIM_MAX_OUTPUT_TOKENS)."""
     seen: set[int] = set()
+    most = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     for r in requests:
         where = f"request {r.id}"
         if isinstance(r.id, bool) or not isinstance(r.id, int):
@@ -253,3 +258,8 @@ def check_requests(requests: Sequence[Request], source: str = "<python>") -> Non
             value = getattr(r, name)
             if not (isinstance(value, int) and value >= 1):
                 raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
+        if r.output_tokens > most:
+            raise SpecError(source, f"{where}: output_tokens",
+                            f"expected at most {most} (each output token is a decode iteration of the run, about "
+                            f"0.1 ms of CPU; raise the limit with the environment variable {MAX_OUTPUT_TOKENS_ENV}), "
+                            f"got {r.output_tokens}")

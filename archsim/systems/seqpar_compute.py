@@ -121,7 +121,8 @@ class DeviceCompute:
         # `seqpar_memory`, holds the rectangle's real bytes)
         result = self._predict(self.kernel, case, self.device.kernel_params, check_memory=calls == 1)
         if not result.feasible:
-            raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {q_tokens} x {k_tokens} tokens on "
+            sequences = f"{self.batch} sequences of " if self.batch > 1 else ""
+            raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {sequences}{q_tokens} x {k_tokens} tokens on "
                                               f"{self.gpu.name}: {result.reason}")
         return result.time_s
 

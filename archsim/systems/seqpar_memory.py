@@ -103,7 +103,6 @@ from archsim.cascade.ir import Cascade, Einsum, Ref, Var
 from archsim.cascade.syntax import walk
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
-from archsim.limits import env_limit
 from archsim.systems.gemms import einsum_density, ref_vars, writer_of
 from archsim.systems.step import (
     DENSE,
@@ -119,7 +118,7 @@ from archsim.systems.step import (
 )
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
-from archsim.workload import MAX_SIZE, Workload
+from archsim.workload import Workload, max_size
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
 SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring", "zigzag", "stripe", "ulysses", "usp",
@@ -272,7 +271,7 @@ def max_context_tokens(memory_of: Callable[[int], DeviceMemory], capacity_bytes:
     ARCHSIM_MAX_SIZE)."""
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise SpecError(SOURCE, "multiple", f"expected a positive integer, got {multiple!r}")
-    limit = env_limit("ARCHSIM_MAX_SIZE", MAX_SIZE) // multiple
+    limit = max_size() // multiple
 
     def fits(k: int) -> bool:
         return memory_of(k * multiple).total_bytes <= capacity_bytes

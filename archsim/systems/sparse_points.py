@@ -32,9 +32,10 @@ What each method needs, and nothing is filled in for it:
   retrieval heads);
 - RazorAttention: the share of heads kept whole;
 - Quest: token budgets (whole 16-token pages, at most the context);
-- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens; at a context that the
-  default's tokens cover, every token is attended, dense, `kv_selection.tokenselect_decode`) and the share of steps
-  whose Selection Cache hits (`reuse_fraction`, default 0: every step scores anew; how often it hits is the data's).
+- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens; at a context that
+  top_k + sinks + local cover, every token is attended, dense, `kv_selection.tokenselect_decode`; a top_k given
+  beyond the context is refused) and the share of steps whose Selection Cache hits (`reuse_fraction`, default 0:
+  every step scores anew; how often it hits is the data's).
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 """
 
@@ -145,7 +146,7 @@ def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> di
 
 def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
     """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
-    weights and the prompt's KV cache, the same for both; dense does not fit where its attention has no time
+    weights and the prompt's KV cache, the same for both; a side does not fit where its attention has no time
     (module docstring)."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
@@ -154,7 +155,8 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s, "fits": fits,
+            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s,
+            "fits": fits and not math.isnan(sparse.attention_s),
             "dense_fits": fits and not math.isnan(dense.attention_s)}
 
 

@@ -40,7 +40,10 @@ got there is not modelled.
 Weights that alone exceed the GPU's memory leave nothing to offload: the KV cache stays put and the point does not
 fit (`sparse_points`' `fits`), as a decode method's OOM row. A dense FlashAttention-2 call whose Q, K, V and O exceed
 the GPU's memory at a length has no time there (NaN, `kv_selection.attention_time_s`): the point is still a row, its
-dense side infeasible; one no length could run (a CTA that does not fit an SM) is refused, naming the GPU.
+dense side infeasible; one no length could run (a CTA that does not fit an SM) is refused, naming the GPU. The same
+memory rule holds for the sparse sides: FlexPrefill's call over a layer's heads (`gpu_flexprefill.layer_time_s`),
+DuoAttention's two calls, and MInference's layer, whose calls run head by head over the Q, K, V and O that the
+layer's projections produce for every head at once (`_layer_memory_problem`).
 Assumptions: bf16, the only word size the kernels have (a workload whose `word_bytes` is not 2 is refused,
 `kv_selection.check_dense_attention`); the LM head runs on the last token only (the benchmark times the prompt's
 forward, whose logits at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no
@@ -58,7 +61,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, Plan, plan_memory_problem
-from archsim.model.gpu_flexprefill import layer_time_s
+from archsim.model.gpu_flexprefill import layer_case, layer_time_s
 from archsim.model.gpu_sparse import (
     BLOCK,
     KERNEL_STAGES,
@@ -225,6 +228,14 @@ def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: in
     return call_time_s([], [kernel], gpu, params)[0]
 
 
+def _layer_memory_problem(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> str:
+    """Why the GPU's DRAM cannot hold one layer's Q, K, V and O over `heads` query heads and `kv_heads` KV heads
+    ("" when it can): the dense call's check (`gpu.plan_memory_problem`), for MInference's heads, which one
+    projection produces together and whose calls then run one after another."""
+    case = layer_case(seq_len, heads, kv_heads, head_dim, PRECISION)
+    return plan_memory_problem(Plan("MInference layer", ()), case, gpu)
+
+
 def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
     """(pattern, number of heads) of a per-head pattern map whose heads are MInference's (query heads, 64-token
     blocks)."""
@@ -244,14 +255,17 @@ def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
 
 def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
                    head_patterns: Sequence[tuple[SparsePattern, int]]) -> Prefill:
-    """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads."""
-    layers, heads, _, head_dim = _sizes(workload)
+    """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads; its
+    attention NaN where the layer's Q, K, V and O, all its heads' at once, exceed the GPU's memory (module
+    docstring)."""
+    layers, heads, kv_heads, head_dim = _sizes(workload)
     counted = sum(count for _, count in head_patterns)
     if counted != layers * heads:
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
     params = _sparse_params()
-    attention = sum(count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
+    attention = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
+        count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
     return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
 
 
