@@ -496,6 +496,8 @@ LIMITS = {  # each resource limit's environment variable (README) -> a command t
     "ARCHSIM_MAX_SWEEP_POINTS": ["sweep", "SWEEP", "--local", "--db", "store.sqlite"],
     "ARCHSIM_MAX_REQUESTS": ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--rate", "100", "--requests",
                              "3", "--lengths", "alpaca"],
+    "ARCHSIM_MAX_OUTPUT_TOKENS": ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--rate", "100",
+                                  "--requests", "3", "--lengths", "alpaca"],
     "ARCHSIM_MAX_CSV_BYTES": ["validate"],
     "ARCHSIM_MAX_VALIDATION_CTAS": ["validate"],
     "ARCHSIM_MAX_CALIBRATION_CTAS": ["calibrate"],

@@ -127,10 +127,11 @@ def test_a_running_state_lives_across_the_key_loop_outside_the_query_loops(tmp_p
 # ------------------------------------------------------------------------------------------- the mapper
 def test_the_mapper_does_not_grow_with_rank_sizes(monkeypatch) -> None:
     """seq_len 1e20 took 161 s (divisors enumerated up to sqrt(n)); now a few hundred candidates at most. The size
-    guard on workloads is raised to let the mapper see such a rank."""
-    monkeypatch.setenv("ARCHSIM_MAX_SIZE", str(10**21))
+    guard on workloads is raised as far as it goes (2^53, where float64 still counts whole numbers) to let the
+    mapper see such a rank: 256 x 35184372088777, a prime near 2^45, whose square root trial division would walk."""
+    monkeypatch.setenv("ARCHSIM_MAX_SIZE", str(2**53))
     start = time.perf_counter()
-    result = run_point("fusemax", workload="bert-base", sets={"seq_len": 1e20})
+    result = run_point("fusemax", workload="bert-base", sets={"seq_len": 256 * 35184372088777})
     assert time.perf_counter() - start < 5
     assert result.feasible or result.reason
 
