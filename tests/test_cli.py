@@ -108,6 +108,11 @@ def test_reproduce_fusemax_json_schema(cli_json) -> None:
     assert {r["pe_dim"] for r in out["pareto"]} == {16, 32, 64, 128, 256, 512}
     assert all({"pe_dim", "area_um2", "latency_s"} <= set(r) for r in out["pareto"])
     assert abs(out["headline"]["attention"]["speedup_vs_flat"] / 6.72 - 1) < 0.05
+    assert out["headline"]["attention"]["paper"] == {"speedup_vs_flat": 6.72, "energy_vs_flat": 0.787}
+    # ours beside the artifact's, the error per metric (README): the paper's value where it has one, else null
+    known = [r for r in out["attention"] if r["latency_s_paper"] is not None]
+    assert len(known) == 90
+    assert all(abs(r["energy_pj_err"] - (r["energy_pj"] / r["energy_pj_paper"] - 1)) < 1e-12 for r in known)
 
 
 def test_a_workload_missing_a_model_size_is_refused_not_defaulted(cli, tmp_path: Path) -> None:

@@ -402,6 +402,9 @@ def test_validate_json_schema() -> None:
         assert columns <= set(row)  # the input row's columns, passed through
         assert {"predicted", "roofline", "error", "split"} <= set(row)
         assert row["error"] == pytest.approx(row["predicted"] / float(row["value"]) - 1)
+        # numbers as numbers, flags as flags: a seqlen of "512.0" sorted as text came before "16384"
+        assert all(isinstance(row[k], int | float) and not isinstance(row[k], bool) for k in ("seqlen", "value"))
+        assert isinstance(row["causal"], bool) and isinstance(row["gpu"], str)
     assert all(set(s) == {"row", "reason"} for s in data["skipped"])
     assert "overall" in data["mape"] and math.isfinite(data["mape_held_out"]["overall"])
 

@@ -145,11 +145,27 @@ def _fold(source: str, rows: list[ModelledRow], gpu: str, gpus: Mapping[str, GPU
 
 
 def comparison_record(c: Comparison) -> dict:
-    """The row's own columns plus the model's numbers (JSON and CSV form)."""
-    return {**c.measurement.columns, "row": c.measurement.row, "split": c.split, "group": c.measurement.group,
+    """The row's own columns (numbers as numbers, `_typed`) plus the model's numbers (JSON and CSV form)."""
+    columns = {name: _typed(value) for name, value in c.measurement.columns.items()}
+    return {**columns, "row": c.measurement.row, "split": c.split, "group": c.measurement.group,
             "predicted": c.predicted, "roofline": c.roofline, "error": c.error, "roofline_error": c.roofline_error,
             "measured_time_s": c.measurement.time_s, "predicted_time_s": c.result.time_s,
             "plan": c.result.plan, "bound": ", ".join(f"{lr.name}: {lr.bound}" for lr in c.result.launches)}
+
+
+def _typed(text: object) -> object:
+    """A CSV cell as JSON takes it: a whole number as an int, another number as a float, True / False as a bool,
+    anything else as it is (a seqlen "512.0" sorted as text came before "16384")."""
+    if not isinstance(text, str):
+        return text
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def validation_to_dict(v: Validation) -> dict:

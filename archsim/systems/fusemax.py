@@ -202,6 +202,12 @@ def compare(records: list[dict], paper: pd.DataFrame | None = None, metrics: Ite
     return merged
 
 
+# The paper's means of FuseMax against FLAT (speedup, energy ratio), printed beside ours: attention (§6, Fig. 9-10)
+# and one layer end to end (attention + linear layers, Fig. 11)
+PAPER_HEADLINE = {"attention": {"speedup_vs_flat": 6.72, "energy_vs_flat": 0.787},
+                  "end2end": {"speedup_vs_flat": 5.30, "energy_vs_flat": 0.833}}
+
+
 def headline(records: list[dict]) -> dict[str, float]:
     """FuseMax against FLAT over every (model, length) point both have: arithmetic means of the speedup and of
     the energy ratio (the paper's 6.7x and 0.79 are such means over 24 points)."""
