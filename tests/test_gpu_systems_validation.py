@@ -56,14 +56,21 @@ def _workload(tmp_path: Path, params: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ gpu-roofline
-@pytest.mark.parametrize(("value", "fragment"), [
-    ("0", "at least 1"), ("-1", "at least 1"), ("4096.5", "integer"), ("nan", "finite"),
-    ("1e12", "ARCHSIM_MAX_SIZE"), ("1000000000000", "ARCHSIM_MAX_SIZE"),
+@pytest.mark.parametrize(("value", "fragment"), [  # as --seq-len of parallel and sparse: 8K = 8192, no float
+    ("0", "whole numbers >= 1"), ("-1", "whole numbers >= 1"), ("4096.5", "whole numbers >= 1"),
+    ("nan", "whole numbers >= 1"), ("1e12", "whole numbers >= 1"), ("1000000000000", "ARCHSIM_MAX_SIZE"),
+    ("8K,16K", "expected one whole number"),
 ])
 def test_roofline_seq_len_is_checked(cli, tmp_path: Path, value: str, fragment: str) -> None:
     result = cli("gpu-roofline", "--seq-len", value, "--out", str(tmp_path / "r"), expect=2)
     _error_line(result, "--seq-len", fragment)
     assert not (tmp_path / "r").exists()
+
+
+def test_roofline_takes_a_seq_len_as_parallel_and_sparse_do(cli, tmp_path: Path) -> None:
+    cli("gpu-roofline", "--seq-len", "8K", "--out", str(tmp_path / "k"))
+    cli("gpu-roofline", "--seq-len", "8192", "--out", str(tmp_path / "n"))
+    assert (tmp_path / "k" / "roofline.csv").read_text() == (tmp_path / "n" / "roofline.csv").read_text()
 
 
 def test_roofline_names_a_missing_workload_size(cli, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from archsim.commands.options import named, nonempty
+from archsim.commands.options import named, nonempty, whole_number
 from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
@@ -308,12 +308,13 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
               help="A GPU preset (archsim/gpu/presets) or a YAML path.")
 @click.option("--workload", "-w", default="llama3-8b", show_default=True, metavar="W", callback=nonempty,
               help="A workload.")
-@click.option("--seq-len", type=float, metavar="N",
-              help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1.")
+@click.option("--seq-len", metavar="N", callback=whole_number,
+              help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1 (8K = "
+                   "8192).")
 @click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty)
 @click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True,
               callback=nonempty)
-def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: float | None, calibration: str, out: str) -> None:
+def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, out: str) -> None:
     """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
     decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
     ceilings; writes roofline.png and roofline.csv (a row per kernel; one that cannot run the workload has empty

@@ -44,6 +44,14 @@ def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None)
     return out
 
 
+def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """One whole number >= 1 as `whole_numbers` reads it (8K = 8192, within the size limit); None when not given."""
+    numbers = whole_numbers(ctx, param, value)
+    if len(numbers) > 1:
+        raise SpecError(param.opts[0], value, "expected one whole number, got a list")
+    return numbers[0] if numbers else None
+
+
 def named(option: str, name: str, load):
     """`load(name)`; a name that finds no preset or file is named by its `option` (a bad file says where it is bad)."""
     try:

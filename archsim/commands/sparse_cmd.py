@@ -57,8 +57,8 @@ PREFILL_METHODS = ("minference", "flexprefill")
               help="[quest] Token budgets: whole 16-token pages, at most the context (a comma list sweeps).")
 @click.option("--top-k", type=int, metavar="K",
               help="[tokenselect] Tokens selected per step, besides 128 sinks and 512 local (default: TokenSelect's "
-                   "2048; a context they cover is attended whole, as dense; a value given must leave the context "
-                   "room).")
+                   "2048; a context they cover is attended whole, as dense; a value given beyond the context is "
+                   "refused).")
 @click.option("--reuse-fraction", type=float, metavar="F",
               help="[tokenselect] Share of steps whose Selection Cache hits and skip scoring, in [0, 1) (default 0: "
                    "every step scores anew).")

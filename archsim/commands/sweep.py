@@ -202,8 +202,8 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     Examples:
 
     \b
-      archsim results sweeps/demo.sqlite --csv demo.csv
-      archsim results sweeps/demo.sqlite --csv front.csv --front latency_s,energy_pj,area_um2
+      archsim results reports/demo/demo.sqlite --csv demo.csv
+      archsim results reports/demo/demo.sqlite --csv front.csv --front latency_s,energy_pj,area_um2
     """
     if (csv_path is None) == (parquet_path is None):
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
