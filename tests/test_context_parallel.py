@@ -42,12 +42,12 @@ def test_one_rank_is_the_plain_gpu_system(tmp_path, workload):
     and busy time (tensor-core time at peak, the fp8 FFN at the fp8 rate; its all-reduce in bf16 on both paths)."""
     plain, one = _plain(tmp_path, workload), _cp(1, workload)
     for prompt in (1001, 16384):  # the context-parallel prefill path at cp 1
-        a, b = plain.iteration(Batch((prompt,), ())), one._prefill_cost(prompt)
+        a, b = plain.iteration(Batch((prompt,), ())), one.prefill_cost(prompt)
         assert b.time_s == pytest.approx(a.time_s, rel=1e-9)
         assert b.energy_j == pytest.approx(a.energy_j, rel=1e-9)
         assert b.busy_s["gpu"] == pytest.approx(a.busy_s["gpu"], rel=1e-9)
     contexts = [8192] * 64  # and its decode path
-    assert one._decode_cost(contexts).time_s == pytest.approx(plain.iteration(Batch((), contexts)).time_s, rel=1e-9)
+    assert one.decode_cost(contexts).time_s == pytest.approx(plain.iteration(Batch((), contexts)).time_s, rel=1e-9)
     assert one.kv_capacity_bytes == plain.kv_capacity_bytes
     if workload != "llama3-8b":
         return
@@ -88,7 +88,7 @@ def test_decode_reads_a_share_of_each_cache_and_merges_the_partials():
     model = _cp(2)
     contexts = [100001] * 16
     own = model.rank.iteration(Batch((), [50001] * 16))
-    exchange_s, merge_s = model.merge_s(16)
+    exchange_s, merge_s = model.merge_costs_s(16)
     partial_bytes = 16 * 4 * (128 + 2) * 4
     assert exchange_s == pytest.approx(1e-6 + partial_bytes / 50e9, rel=1e-12)  # ib-ndr-400g: (cp - 1) steps
     assert model.iteration(Batch((), contexts)).time_s == pytest.approx(own.time_s + 32 * (exchange_s + merge_s))
@@ -147,7 +147,6 @@ def _spec(**changes):
       "devices.gpu.sram_pj_per_byte": 1.0, "devices.gpu.static_w": 100}, "devices.gpu.energy_model", "per-action"),
     ({"devices.gpu.timing": "roofline"}, "devices.gpu.timing", "roofline"),
     ({"links.tp": None}, "links.tp", "missing"),
-    ({"devices.gpu.count": 1, "links.cp": None, "parallelism.tp": 1, "parallelism.cp": 1}, "links.cp", "missing"),
     ({"schedule.scheme": "usp", "schedule.ulysses": 3}, "schedule.ulysses", "a divisor of parallelism.cp = 2"),
 ])
 def test_a_spec_the_model_would_misread_is_refused(changes, where, says):
@@ -158,6 +157,8 @@ def test_a_spec_the_model_would_misread_is_refused(changes, where, says):
 
 @pytest.mark.parametrize(("changes", "workload", "where", "says"), [
     ({"links.cp": None}, "llama3-8b", "links.cp", "tp x cp = 8 x 2 GPUs span nodes of 8"),
+    ({"devices.gpu.count": 1, "links.tp": None, "links.cp": None, "parallelism.tp": 1}, "llama3-8b", "links.cp",
+     "tp x cp = 1 x 2 GPUs span nodes of 1"),
     ({"parallelism.pp": 2}, "llama3-8b", "parallelism.pp", "expected 1"),
     ({"schedule.scheme": "ulysses", "parallelism.cp": 8}, "llama3-8b", "parallelism.cp",
      "params.heads: ulysses splits the heads over 8 devices"),
@@ -237,3 +238,26 @@ def test_a_prompt_beyond_the_engines_share_of_memory_is_unrunnable():
     assert full.prefill(length).memory_bytes < 0.9 * full.rank.weight_device.spec.dram_bytes
     with pytest.raises(UnrunnableOp, match=r"memory_utilization 0\.5"):
         share.iteration(Batch((length,), ()))
+
+
+def test_one_gpu_needs_no_link(tmp_path):
+    """One GPU to a node at tp 1, cp 1 talks to no one: no link is needed (the single-GPU engine)."""
+    spec = _spec(**{"devices.gpu.count": 1, "links.tp": None, "links.cp": None, "parallelism.tp": 1,
+                    "parallelism.cp": 1})
+    model = system(system_from_dict(spec, "one.yaml"), "llama3-8b")
+    assert model.iteration(Batch((1000,), [2000] * 4)).time_s > 0
+
+
+def test_parallel_on_the_system_takes_the_workloads_own_degrees(tmp_path):
+    spec = _spec()
+    spec["parallelism"]["by_workload"] = {"llama3-8b": {"tp": 2, "pp": 1}}
+    path = tmp_path / "bw.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["parallel", "--system", str(path), "--workload", "llama3-8b", "--seq-len",
+                                       "32K", "--scope", "layer", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)["points"]
+    model = system(load_system(path), "llama3-8b")
+    assert row["tp"] == 2 == model.parallelism.tp
+    assert model.prefill_cost(32768).time_s == pytest.approx(32 * row["latency_s"] + model.rank.lm_head_cost(1).time_s,
+                                                            rel=1e-12)

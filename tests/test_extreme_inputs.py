@@ -65,3 +65,15 @@ def test_a_kernel_refusal_says_how_many_sequences_it_was_asked_for():
     code, output = _run("parallel", "--scheme", "ring", "--devices", "1,2", "-w", "llama3-8b", "--seq-len", "2",
                         "--batch", "16777216")
     assert code == 0 and "cannot run 16777216 sequences of 2 x 2 tokens" in output, output
+
+
+def test_a_validation_row_keeps_text_that_is_no_plain_number():
+    from archsim.gpu.validate import _typed
+
+    assert [_typed(t) for t in ("512", "512.0", "True", "nan", "inf", "1_000", "\u0661\u0660", "A100")] == [
+        512, 512.0, True, "nan", "inf", "1_000", "\u0661\u0660", "A100"]
+
+
+def test_one_size_option_takes_one_number_even_repeated(tmp_path):
+    code, output = _run("gpu-roofline", "--seq-len", "8K,8K", "--out", str(tmp_path / "r"))
+    assert code == 2 and "expected one whole number, got a list" in output, output

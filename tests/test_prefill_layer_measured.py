@@ -19,6 +19,7 @@ from archsim.systems.sparse_prefill import (
     DENSE_KERNEL,
     HF_RMSNORM_PASSES,
     HF_ROPE_PASSES,
+    dense_ops_s,
     dense_prefill,
     hf_kernels_s,
 )
@@ -47,7 +48,8 @@ def model() -> dict[int, dict[str, float]]:
         prefill = dense_prefill(workload, gpu, n)
         ops = {op.name: device.cost([op]).time_s for op in non_attention_ops(workload, Step("prefill", 1, n))}
         rotated = n * (params["heads"] + params["kv_heads"]) * params["head_dim"]
-        found[n] = {"whole layer": (prefill.dense_ops_s + prefill.attention_s) / layers,
+        # one decoder layer: its ops but attention (`dense_ops_s`, the LM head left out) and its attention
+        found[n] = {"whole layer": dense_ops_s(workload, gpu, n) + prefill.attention_s / layers,
                     "flash attention (causal, GQA)": prefill.attention_s / layers, "swiglu mlp": ops["ffn"],
                     "rmsnorm": hf_kernels_s(device, HF_RMSNORM_PASSES, n * params["hidden"]),
                     "rope (q and k)": hf_kernels_s(device, HF_ROPE_PASSES, rotated)}

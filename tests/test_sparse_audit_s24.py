@@ -76,6 +76,15 @@ def test_minference_follows_the_dense_sides_memory_rule_at_its_edge() -> None:
     assert beyond["attention_s"] is None and beyond["dense_attention_s"] is None
 
 
+def test_duoattention_follows_the_same_rule_as_its_layers_heads_sit_together() -> None:
+    """Its retrieval and streaming calls read Q, K and V that the layer's projections made for every head at once
+    (the review of the session's diff: it had been timed, 6151 s at half retrieval, where dense was n/a)."""
+    from archsim.systems.sparse_prefill import duo_prefill
+
+    assert math.isfinite(duo_prefill(LLAMA8, H100, FITS_TOKENS, 0.5).attention_s)
+    assert math.isnan(duo_prefill(LLAMA8, H100, FITS_TOKENS + 1, 0.5).attention_s)
+
+
 @pytest.mark.parametrize(("context", "top_k"), [(700, 100), (700, 700), (2048, 2048)])
 def test_a_given_top_k_whose_tokens_cover_the_context_is_dense(context: int, top_k: int) -> None:
     """top_k + 128 sinks + 512 local >= the context: every token attended, nothing scored, as the default 2048 at

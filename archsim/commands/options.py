@@ -47,7 +47,7 @@ def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None)
 def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """One whole number >= 1 as `whole_numbers` reads it (8K = 8192, within the size limit); None when not given."""
     numbers = whole_numbers(ctx, param, value)
-    if len(numbers) > 1:
+    if value is not None and "," in value:
         raise SpecError(param.opts[0], value, "expected one whole number, got a list")
     return numbers[0] if numbers else None
 

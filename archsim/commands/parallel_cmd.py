@@ -144,7 +144,10 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     if system is not None:
         schemes = schemes or [system.schedule.scheme]
         devices = devices or [system.parallelism.cp]
-        tp = tp or system.parallelism.tp
+        from archsim.library import load_workload_spec
+
+        # the workload's own degrees where the spec names it (parallelism.by_workload), as the system runs it
+        tp = tp or system.parallelism_for(named("--workload", workload, load_workload_spec).name).tp
         ulysses = ulysses or (system.schedule.ulysses if "usp" in schemes else None)
     for option, given in (("--scheme", schemes), ("--devices", devices)):
         if not given:
@@ -157,7 +160,9 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     training = _training_settings(direction, tp, checkpointing, training_precision)
     _refuse_unmodelled(schemes, direction, kernel, causal)
     if kernel is None:  # the system's attention kernel where a point runs it as its prefill's, else the default
-        system_kernel = None if system is None else next(iter(system.devices.values())).attention_kernel
+        from archsim.systems.context_parallel import the_gpu
+
+        system_kernel = None if system is None else the_gpu(system).attention_kernel
         ran = system_kernel is not None and not unmodelled("kernel", [system_kernel], [(s, direction) for s in schemes])
         kernel = system_kernel if ran else DEFAULT_KERNEL
     if kernel not in KERNELS:

@@ -20,6 +20,7 @@ GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), and the fold says s
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,18 +155,19 @@ def comparison_record(c: Comparison) -> dict:
 
 
 def _typed(text: object) -> object:
-    """A CSV cell as JSON takes it: a whole number as an int, another number as a float, True / False as a bool,
-    anything else as it is (a seqlen "512.0" sorted as text came before "16384")."""
+    """A CSV cell as JSON takes it: ASCII digits as an int, another finite number as a float, True / False as a
+    bool, anything else as it is (a seqlen "512.0" sorted as text came before "16384"; "nan" stays text)."""
     if not isinstance(text, str):
         return text
     if text in ("True", "False"):
         return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) and text.isascii() and "_" not in text else text
 
 
 def validation_to_dict(v: Validation) -> dict:

@@ -57,7 +57,7 @@ from archsim.systems.seqpar import (
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_model import SystemModel, board_power_w
-from archsim.systems.system_spec import CP_LINK, TP_LINK, System
+from archsim.systems.system_spec import CP_LINK, TP_LINK, Device, System
 from archsim.systems.topology import Level, Topology
 
 # a `seqpar.ParallelSpec` field -> the system spec's field that sets it (tp: `System.blame`, the spec's or --tp)
@@ -122,7 +122,7 @@ class ContextParallelModel:
 
     def prefill_spec(self, prompt_tokens: int) -> ParallelSpec:
         """The `seqpar` point of one prompt, padded to a whole number of the scheme's chunks."""
-        gpu = next(iter(self.system.devices.values()))
+        gpu = the_gpu(self.system)
         scheme = self.system.schedule.scheme if self.cp > 1 else single_device_scheme(self.system.schedule.scheme)
         spec = ParallelSpec(scheme, self.cp, self.workload, 1, gpu.spec, self.topology,
                             scope="layer", tp=self.parallelism.tp,
@@ -140,13 +140,13 @@ class ContextParallelModel:
         if found is None:
             found = self._prefills[spec.seq_len] = parallel_time(spec, reference=False)
         device = self.rank.weight_device
-        limit = device.memory_utilization * device.spec.dram_bytes
-        if found.memory_bytes > limit:
+        limit_bytes = device.engine_bytes
+        if found.memory_bytes > limit_bytes:
             share = f" (memory_utilization {device.memory_utilization:g})" if device.memory_utilization != 1 else ""
             raise UnrunnableOp(self.system.source, "prefill",
                                f"a prompt of {prompt_tokens} tokens on {self.name}: memory per GPU "
                                f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
-                               f"the prompt's KV cache and its working set) exceeds the {limit / 1e9:.1f} GB of "
+                               f"the prompt's KV cache and its working set) exceeds the {limit_bytes / 1e9:.1f} GB of "
                                f"{device.spec.name} the engine holds{share}")
         return found
 
@@ -156,9 +156,10 @@ class ContextParallelModel:
 
     @functools.cached_property
     def _board_w(self) -> float:
-        return board_power_w(next(iter(self.system.devices.values())))
+        return board_power_w(the_gpu(self.system))
 
-    def _prefill_cost(self, prompt_tokens: int) -> IterationCost:
+    def prefill_cost(self, prompt_tokens: int) -> IterationCost:
+        """One prompt's prefill over every layer, and the LM head over its last token (module docstring)."""
         layer = self.prefill(prompt_tokens)
         head = self.rank.lm_head_cost(1)
         gpus = self.cp * self.parallelism.tp
@@ -169,28 +170,30 @@ class ContextParallelModel:
         busy = {unit: self.layers * peak_s + head.busy_s.get(unit, 0.0)}
         return IterationCost(time_s, energy_j, busy)
 
-    def merge_s(self, decodes: int) -> tuple[float, float]:
+    def merge_costs_s(self, decodes: int) -> tuple[float, float]:
         """(exchange, merge) seconds of one layer's decode merge for `decodes` sequences (module docstring)."""
         if self.cp == 1 or not decodes:
             return 0.0, 0.0
         found = self._merges.get(decodes)
         if found is None:
             compute = _decode_compute(self.rank, decodes)
-            _, partial = distattention_messages(compute, self.cp, self.cp)
+            # one holder's partials do not depend on the keys it holds: any count the cascade binds (cp, one each)
+            _, partial_bytes = distattention_messages(compute, self.cp, self.cp)
             members = [i * self.parallelism.tp for i in range(self.cp)]
             link = self.topology.group_link(members)
-            found = self._merges[decodes] = (collectives.all_gather_s(self.cp * partial, self.cp, link),
-                                             compute.elementwise_s(self.cp * partial))
+            found = self._merges[decodes] = (collectives.all_gather_s(self.cp * partial_bytes, self.cp, link),
+                                             compute.elementwise_s(self.cp * partial_bytes))
         return found
 
     @functools.cached_property
     def _merges(self) -> dict[int, tuple[float, float]]:
         return {}
 
-    def _decode_cost(self, contexts: Sequence[int]) -> IterationCost:
+    def decode_cost(self, contexts: Sequence[int]) -> IterationCost:
+        """One decode step of these contexts over every layer (module docstring)."""
         shares = [math.ceil(int(c) / self.cp) for c in contexts]
         own = self.rank.iteration(Batch((), shares))
-        exchange_s, merge_s = self.merge_s(len(contexts))
+        exchange_s, merge_s = self.merge_costs_s(len(contexts))
         gpus = self.cp * self.parallelism.tp
         time_s = own.time_s + self.layers * (exchange_s + merge_s)
         energy_j = self.cp * own.energy_j + gpus * self._board_w * self.layers * (exchange_s + merge_s)
@@ -199,9 +202,9 @@ class ContextParallelModel:
     def iteration(self, batch: Batch) -> IterationCost:
         if self.cp == 1:  # no context parallelism: the rank's own engine (one pass over the weights a step)
             return self.rank.iteration(batch)
-        parts = [self._prefill_cost(int(p)) for p in batch.prefill_tokens]
+        parts = [self.prefill_cost(int(p)) for p in batch.prefill_tokens]
         if len(batch.decode_context_tokens):
-            parts.append(self._decode_cost(batch.decode_context_tokens))
+            parts.append(self.decode_cost(batch.decode_context_tokens))
         busy: dict[str, float] = {}
         for part in parts:
             for unit, s in part.busy_s.items():
@@ -211,17 +214,23 @@ class ContextParallelModel:
 
 def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
     """What one GPU of a rank holds at decode: the heads and KV heads of its shard, `decodes` sequences."""
-    gpu = next(iter(rank.system.devices.values()))
+    gpu = the_gpu(rank.system)
     p = rank.shard.params
     return DeviceCompute(gpu.spec, gpu.attention_kernel, decodes, int(p["heads"]), int(p["kv_heads"]),
                          int(p["head_dim"]), "decode")
+
+
+def the_gpu(system: System) -> Device:
+    """The one device of a context-parallel system, a gpu (`system_spec.check_system` made sure)."""
+    (gpu,) = system.devices.values()
+    return gpu
 
 
 def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
     `system_spec.check_degrees`)."""
-    gpu = next(iter(system.devices.values()))
+    gpu = the_gpu(system)
     levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
     if CP_LINK in system.links:
         levels.append(Level(system.links[CP_LINK], None))
@@ -246,7 +255,8 @@ def context_parallel_model(system: System, rank: SystemModel) -> ContextParallel
             source, where = system.blame(rank.workload.name, "tp")
         else:
             source, where = system.source, SPEC_FIELDS.get(error.where, "schedule.scheme")
-        inner = f"{error.source}: {error.where}: " if cut else ""
+        named = cut or error.where == "tp" or error.where in SPEC_FIELDS
+        inner = f"{error.source}: {error.where}: " if cut else "" if named else f"{error.where}: "
         raise SpecError(source, where, f"{spec.scheme} at tp {spec.tp} cp {spec.devices} on {rank.workload.name}: "
                                        f"{inner}{error.message}") from None
     return model

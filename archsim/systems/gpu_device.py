@@ -130,9 +130,14 @@ class GpuDevice:
                             "workspace: the device's memory is smaller than that reserve")
 
     @property
+    def engine_bytes(self) -> float:
+        """The serving engine's share of the DRAM (`memory_utilization` of it)."""
+        return self.memory_utilization * float(self.spec.dram_bytes)
+
+    @property
     def capacity_bytes(self) -> float:
         """Memory for weights and the KV cache: the engine's share of the DRAM less the activation reserve."""
-        return self.memory_utilization * float(self.spec.dram_bytes) - ACTIVATION_RESERVE_BYTES
+        return self.engine_bytes - ACTIVATION_RESERVE_BYTES
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
@@ -288,12 +293,18 @@ class GpuDevice:
         total = 0.0
         for op in ops:
             if op.cascade in KERNEL_CASCADES:
-                case = self._attention_case(op, 1, math.ceil(op.binding.params["seq_len"]))
-                total += case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+                total += self._case_peak_s(self._attention_case(op, 1, math.ceil(op.binding.params["seq_len"])))
             else:
-                flops = sum(gemm.flops for gemm in op_gemms(op))
-                total += flops / self.spec.tensor_peak_flops_per_s(self.precision(op)) if flops else 0.0
+                total += sum(self._gemm_peak_s(gemm, self.precision(op)) for gemm in op_gemms(op))
         return total
+
+    def _case_peak_s(self, case: AttentionCase) -> float:
+        """An attention call's FLOPs at the tensor-core peak of its precision."""
+        return case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+
+    def _gemm_peak_s(self, gemm, precision: str) -> float:
+        """A GEMM's FLOPs at the tensor-core peak of `precision`."""
+        return gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
 
     def _dense(self, op: Op) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
@@ -306,7 +317,7 @@ class GpuDevice:
         for gemm in op_gemms(op):
             in_gemms.update(gemm.einsums)
             dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * wb
-            peak = gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
+            peak = self._gemm_peak_s(gemm, precision)
             if self.timing == ROOFLINE:
                 time_s += max(peak, dram / self.spec.dram_bytes_per_s)
             else:
@@ -350,7 +361,7 @@ class GpuDevice:
             return found
         case = self._attention_case(op, len(group), seqlen)
         heads, kv_heads, head_dim, direction = case.heads, case.kv_heads, case.head_dim, case.direction
-        peak_s = case.flops() / self.spec.tensor_peak_flops_per_s(case.precision)
+        peak_s = self._case_peak_s(case)
         if self.timing == ROOFLINE:
             flops = float(sum(o.flops for o in group))
             moved = float(sum(o.bytes_off_chip for o in group))

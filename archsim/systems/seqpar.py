@@ -115,15 +115,15 @@ from archsim.systems.seqpar_compute import (
     shard,
 )
 from archsim.systems.step import block_of
-from archsim.systems.system_spec import tp_cuts_kv_heads
+from archsim.systems.system_spec import CONTEXT_PARALLEL_SCHEMES, tp_cuts_kv_heads
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 
-SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather", "lasp1", "lasp2",
-           "distattention")
+LINEAR_SCHEMES = ("lasp1", "lasp2")
+# the softmax prefills (a context-parallel system's schemes), LASP's, and DistAttention's decode
+SCHEMES = (*CONTEXT_PARALLEL_SCHEMES, *LINEAR_SCHEMES, "distattention")
 DECODE_SCHEMES = ("ring", "megatron-sp", "distattention")
 RING_SCHEMES = ("ring", "zigzag", "stripe")
-LINEAR_SCHEMES = ("lasp1", "lasp2")
 DIRECTIONS = ("fwd", "fwd+bwd", "decode")
 SCOPES = ("attention", "layer")
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states

@@ -155,7 +155,7 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.dense_ops_s, "kv_host_s": dense.kv_host_s,
+            "other_ops_s": dense.other_ops_s, "kv_host_s": dense.kv_host_s,
             "fits": fits and not math.isnan(sparse.attention_s),
             "dense_fits": fits and not math.isnan(dense.attention_s)}
 

@@ -42,8 +42,8 @@ fit (`sparse_points`' `fits`), as a decode method's OOM row. A dense FlashAttent
 the GPU's memory at a length has no time there (NaN, `kv_selection.attention_time_s`): the point is still a row, its
 dense side infeasible; one no length could run (a CTA that does not fit an SM) is refused, naming the GPU. The same
 memory rule holds for the sparse sides: FlexPrefill's call over a layer's heads (`gpu_flexprefill.layer_time_s`),
-DuoAttention's two calls, and MInference's layer, whose calls run head by head over the Q, K, V and O that the
-layer's projections produce for every head at once (`_layer_memory_problem`).
+and MInference's and DuoAttention's layers, whose calls run head by head (or over a share of the heads) over the
+Q, K, V and O that the layer's projections produce for every head at once (`_layer_memory_problem`).
 Assumptions: bf16, the only word size the kernels have (a workload whose `word_bytes` is not 2 is refused,
 `kv_selection.check_dense_attention`); the LM head runs on the last token only (the benchmark times the prompt's
 forward, whose logits at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no
@@ -106,13 +106,13 @@ class Prefill:
     """Seconds of one prompt's prefill: the layers' other ops and the LM head (`model_ops_s`), attention, the KV
     cache's copy to the host (0 when it fits the GPU, `kv_on_host`), and their sum."""
 
-    dense_ops_s: float
+    other_ops_s: float  # the layers' ops other than attention and the LM head (`model_ops_s`)
     attention_s: float
     kv_host_s: float
 
     @property
     def time_s(self) -> float:
-        return self.dense_ops_s + self.attention_s + self.kv_host_s
+        return self.other_ops_s + self.attention_s + self.kv_host_s
 
 
 def _sizes(workload: Workload) -> tuple[int, int, int, int]:
@@ -212,7 +212,8 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
                 + (_streaming_call_s(streaming, gpu, (kv_heads - n) * group, kv_heads - n, head_dim, seq_len, params)
                    if n < kv_heads else 0.0))
 
-    attention_s = sum(count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
+    attention_s = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
+        count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
     return Prefill(model_ops_s(workload, gpu, seq_len), attention_s, kv_host_s(workload, gpu, seq_len))
 
 
@@ -230,8 +231,8 @@ def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: in
 
 def _layer_memory_problem(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> str:
     """Why the GPU's DRAM cannot hold one layer's Q, K, V and O over `heads` query heads and `kv_heads` KV heads
-    ("" when it can): the dense call's check (`gpu.plan_memory_problem`), for MInference's heads, which one
-    projection produces together and whose calls then run one after another."""
+    ("" when it can): the dense call's check (`gpu.plan_memory_problem`), for MInference's and DuoAttention's
+    heads, which one projection produces together and whose calls then run one after another."""
     case = layer_case(seq_len, heads, kv_heads, head_dim, PRECISION)
     return plan_memory_problem(Plan("MInference layer", ()), case, gpu)
 

@@ -843,9 +843,6 @@ def _check_context_parallel(system: System) -> None:
     if ulysses is not None and cp % ulysses:
         raise SpecError(system.source, "schedule.ulysses", f"expected a divisor of parallelism.cp = {cp} (usp runs "
                                                            f"Ulysses over groups of this many ranks), got {ulysses}")
-    if gpu.count == 1 and CP_LINK not in system.links:
-        raise SpecError(system.source, f"links.{CP_LINK}", "missing: with one GPU to a node the ranks talk over the "
-                                                           "link between nodes")
 
 
 def _check_pool_rules(system: System) -> None:
