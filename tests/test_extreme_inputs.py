@@ -77,3 +77,12 @@ def test_a_validation_row_keeps_text_that_is_no_plain_number():
 def test_one_size_option_takes_one_number_even_repeated(tmp_path):
     code, output = _run("gpu-roofline", "--seq-len", "8K,8K", "--out", str(tmp_path / "r"))
     assert code == 2 and "expected one whole number, got a list" in output, output
+
+
+def test_a_tile_the_user_set_that_does_not_divide_the_sequence_is_told_its_divisors():
+    """--set M0=1000 against 1024 tokens: the padded lengths (1000 would cut the sequence) and the tiles that fit."""
+    code, output = _run("analyze", "attention-1pass", "-w", "bert-base", "--set", "M0=1000")
+    assert code == 2 and output.rstrip().endswith(
+        "; or set M0 to a divisor of M=1024: the divisors of 1024 nearest 1000 are 512 and 1024"), output
+    code, output = _run("run", "-m", "fusemax", "-w", "bert-base", "--set", "seq_len=1000")
+    assert code == 2 and "or set M0" not in output, output  # the mapping's tile: padding is the advice

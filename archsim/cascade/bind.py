@@ -98,6 +98,15 @@ def _partition_advice(cascade: Cascade, root: str, parts: list[str], rank_overri
             f"split, nothing to pad): {nearest_divisors(size, product)}")
 
 
+def _tile_advice(known: list[str], rank_overrides: Mapping[str, int], origin: Mapping[str, str], source: str,
+                 root: str, size: int, tile: int) -> str:
+    """Where the one part given is a tile the user set (`--set M0=1000`, not a mapping's `set:`), the other way out:
+    a tile that divides the size (`nearest_divisors`) rather than a sequence padded to the tile."""
+    if len(known) != 1 or known[0] not in rank_overrides or origin.get(known[0]) != source:
+        return ""
+    return f"; or set {known[0]} to a divisor of {root}={size}: {nearest_divisors(size, tile)}"
+
+
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
              "//": operator.floordiv}
 _COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
@@ -203,7 +212,8 @@ def bind(
                             f"{root}={sizes[root]} is not divisible by {'*'.join(known)}={product}"
                             + _defaults_hint(cascade, bound_by_params, values, origin, source)
                             + _origins(cascade, [root, *known], {**values, **sizes}, origin)
-                            + f"; {_partition_advice(cascade, root, known, rank_overrides, sizes[root], product)}")
+                            + f"; {_partition_advice(cascade, root, known, rank_overrides, sizes[root], product)}"
+                            + _tile_advice(known, rank_overrides, origin, source, root, sizes[root], product))
         sizes[missing] = sizes[root] // product
     for where, text, rank, const, slots_over_size in _constant_slots(cascade):
         if const >= sizes[rank] + slots_over_size:
