@@ -40,12 +40,14 @@ def test_run_json_params_say_the_tile_the_mapping_sets(cli_json) -> None:
 def test_check_takes_library_names_of_every_kind(cli, tmp_path, monkeypatch) -> None:
     """A bare name that is no file checks the library's specs of that name, of every kind (`fusemax`: the
     architecture and the mapping), so an installed wheel's specs can be checked without their paths; a name the
-    library lacks is still 'no such file', exit 2."""
+    library lacks is still 'no such file' (and none in the library), exit 2."""
     monkeypatch.chdir(tmp_path)
     result = cli("check", "fusemax", "h100-sxm5", "neupims", "demo")
     kinds = [line.split(": ", 1)[1].split()[0] for line in result.output.splitlines()]
     assert kinds == ["architecture", "mapping", "gpu", "system", "sweep"]
-    assert cli("check", "no-such-spec", expect=2).output.strip() == "error: no-such-spec: no such file"
+    assert cli("check", "no-such-spec", expect=2).output.strip() == ("error: no-such-spec: no such file, and no "
+                                                                     "library spec of that name (archsim list names "
+                                                                     "them)")
     (tmp_path / "fusemax").mkdir()  # a folder is no file: the name is still the library's
     assert cli("check", "fusemax").output.count("ok  ") == 2
 

@@ -86,3 +86,11 @@ def test_a_tile_the_user_set_that_does_not_divide_the_sequence_is_told_its_divis
         "; or set M0 to a divisor of M=1024: the divisors of 1024 nearest 1000 are 512 and 1024"), output
     code, output = _run("run", "-m", "fusemax", "-w", "bert-base", "--set", "seq_len=1000")
     assert code == 2 and "or set M0" not in output, output  # the mapping's tile: padding is the advice
+
+
+def test_check_says_a_bare_name_was_looked_for_in_the_library_too():
+    code, output = _run("check", "zzz")
+    assert code == 2 and output == "error: zzz: no such file, and no library spec of that name (archsim list names " \
+                                   "them)\n", output
+    code, output = _run("check", "zzz.yaml")
+    assert code == 2 and output == "error: zzz.yaml: no such file\n", output

@@ -103,6 +103,8 @@ def check_cmd(files: tuple[str, ...]) -> None:
             kind, spec = load_any(path)
             line = _summary(kind, spec)
         except SpecError as exc:
+            if exc.source == path and exc.message == "no such file" and not is_spec_path(path):
+                exc = SpecError(path, "", "no such file, and no library spec of that name (archsim list names them)")
             click.echo(f"error: {exc}", err=True)
             bad += 1
             continue
