@@ -4,13 +4,17 @@ kernel refusal that says how many sequences it was asked for."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from archsim.cli import main
+
+REFERENCE_CSV = Path(__file__).parents[1] / "archsim/gpu/reference/attention_measured.csv"
 
 
 def _run(*args: str, env: dict | None = None) -> tuple[int, str]:
@@ -94,3 +98,17 @@ def test_check_says_a_bare_name_was_looked_for_in_the_library_too():
                                    "them)\n", output
     code, output = _run("check", "zzz.yaml")
     assert code == 2 and output == "error: zzz.yaml: no such file\n", output
+
+
+def test_calibrate_with_nothing_to_fit_names_why_the_rows_were_skipped(tmp_path):
+    """A measurements CSV whose GPU label no preset matches: calibrate said only that no row was a modelled kernel
+    and GPU; validate named the label."""
+    with REFERENCE_CSV.open(newline="") as f:
+        header, *rows = csv.reader(f)
+    at = header.index("gpu")
+    labelled = [[*cells[:at], "NVIDIA L4", *cells[at + 1:]] for cells in rows[:24]]
+    path = tmp_path / "l4.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *labelled])
+    code, output = _run("calibrate", "--measurements", str(path))
+    assert code == 1 and "of the split's rows: the GPU label 'NVIDIA L4' matches no preset" in output, output

@@ -134,7 +134,7 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
                                 load_calibration(base or DEFAULT_CALIBRATION) if families else None, gpus)
         if not calibration.measurements["calibration_rows"]:
             click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: "
-                       + _nothing_to_fit(measurements or reference_csv(), calibration, families)
+                       + _nothing_to_fit(measurements or reference_csv(), calibration, families, gpus)
                        + "; no calibration written", err=True)
             sys.exit(1)
         text = calibration_yaml(calibration)
@@ -157,24 +157,28 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
         click.echo(f"calibration written to {out}")
 
 
-def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...]) -> str:
+def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...], gpus) -> str:
     """Why a fit found no row: none of the `families` asked for has a row in the split (saying which families
-    do), or none of the file's rows is a kernel time of a modelled kernel and GPU in it."""
+    do), or none of the file's rows is a kernel time of a modelled kernel and GPU in it (with the commonest reason
+    the split's rows were skipped: a GPU label no preset matches, as `archsim validate` lists them)."""
+    from archsim.gpu.cases import resolve
     from archsim.gpu.measurements import read_measurements
     from archsim.gpu.params import split_rule
     from archsim.model.gpu_kernels import family_of
 
     split = f"the calibration split ({split_rule(calibration.calibration_seqlens)})"
-    in_split = Counter(family_of(m.kernel) for m in read_measurements(path)[0]
-                       if calibration.split_of(m.case.seqlen) == "calibration")
+    rows = [m for m in read_measurements(path)[0] if calibration.split_of(m.case.seqlen) == "calibration"]
+    in_split = Counter(family_of(m.kernel) for m in rows)
     in_split.pop(None, None)
     if families and not any(in_split[f] for f in families):
         found = ", ".join(f"{f} ({n})" for f, n in sorted(in_split.items())) or "none"
         return f"no row of the families asked for ({', '.join(families)}) is in {split}; the families with rows " \
                f"there: {found}"
     asked = f" of {', '.join(families)}" if families else ""
+    reasons = Counter(skipped.reason for skipped in resolve(rows, gpus=gpus)[1])
+    why = "; {} of the split's rows: {}".format(*reversed(reasons.most_common(1)[0])) if reasons else ""
     return f"none of its {calibration.measurements['rows']} rows is a kernel time{asked} of a modelled kernel and " \
-           f"GPU in {split}"
+           f"GPU in {split}{why}"
 
 
 def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) -> str:
