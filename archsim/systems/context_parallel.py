@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 
 from archsim.errors import SpecError
 from archsim.systems import collectives
+from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.seqpar import (
     ParallelResult,
@@ -57,8 +58,9 @@ from archsim.systems.seqpar import (
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_model import SystemModel, board_power_w
-from archsim.systems.system_spec import CP_LINK, TP_LINK, Device, System
+from archsim.systems.system_spec import CP_LINK, TP_LINK, Device, Parallelism, System
 from archsim.systems.topology import Level, Topology
+from archsim.workload import Workload
 
 # a `seqpar.ParallelSpec` field -> the system spec's field that sets it (tp: `System.blame`, the spec's or --tp)
 SPEC_FIELDS = {"devices": "parallelism.cp", "ulysses": "schedule.ulysses", "scheme": "schedule.scheme"}
@@ -76,11 +78,11 @@ class ContextParallelModel:
         return self.rank.system
 
     @property
-    def parallelism(self):
+    def parallelism(self) -> Parallelism:
         return self.rank.parallelism
 
     @property
-    def workload(self):
+    def workload(self) -> Workload:
         return self.rank.workload
 
     @property
@@ -92,7 +94,8 @@ class ContextParallelModel:
         return f"{self.system.name}:{self.workload.name} tp{self.parallelism.tp} cp{self.cp}"
 
     @property
-    def weight_device(self):
+    def weight_device(self) -> GpuDevice:
+        """A rank's GPU device, which holds its share of the weights."""
         return self.rank.weight_device
 
     @property
