@@ -100,11 +100,11 @@ def check_cmd(files: tuple[str, ...]) -> None:
         try:
             if not path.strip():
                 raise SpecError("''", "", "an empty path names no file")
+            if not is_spec_path(path) and not Path(path).exists():  # `_named` found no library spec of the name
+                raise SpecError(path, "", "no such file, and no library spec of that name (archsim list names them)")
             kind, spec = load_any(path)
             line = _summary(kind, spec)
         except SpecError as exc:
-            if exc.source == path and exc.message == "no such file" and not is_spec_path(path):
-                exc = SpecError(path, "", "no such file, and no library spec of that name (archsim list names them)")
             click.echo(f"error: {exc}", err=True)
             bad += 1
             continue

@@ -160,9 +160,9 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     training = _training_settings(direction, tp, checkpointing, training_precision)
     _refuse_unmodelled(schemes, direction, kernel, causal)
     if kernel is None:  # the system's attention kernel where a point runs it as its prefill's, else the default
-        from archsim.systems.context_parallel import the_gpu
+        from archsim.systems.system_spec import context_parallel_gpu
 
-        system_kernel = None if system is None else the_gpu(system).attention_kernel
+        system_kernel = None if system is None else context_parallel_gpu(system).attention_kernel
         ran = system_kernel is not None and not unmodelled("kernel", [system_kernel], [(s, direction) for s in schemes])
         kernel = system_kernel if ran else DEFAULT_KERNEL
     if kernel not in KERNELS:

@@ -58,7 +58,7 @@ from archsim.systems.seqpar import (
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_model import SystemModel, board_power_w
-from archsim.systems.system_spec import CP_LINK, TP_LINK, Device, Parallelism, System
+from archsim.systems.system_spec import CP_LINK, TP_LINK, Parallelism, System, context_parallel_gpu
 from archsim.systems.topology import Level, Topology
 from archsim.workload import Workload
 
@@ -125,7 +125,7 @@ class ContextParallelModel:
 
     def prefill_spec(self, prompt_tokens: int) -> ParallelSpec:
         """The `seqpar` point of one prompt, padded to a whole number of the scheme's chunks."""
-        gpu = the_gpu(self.system)
+        gpu = context_parallel_gpu(self.system)
         scheme = self.system.schedule.scheme if self.cp > 1 else single_device_scheme(self.system.schedule.scheme)
         spec = ParallelSpec(scheme, self.cp, self.workload, 1, gpu.spec, self.topology,
                             scope="layer", tp=self.parallelism.tp,
@@ -159,7 +159,7 @@ class ContextParallelModel:
 
     @functools.cached_property
     def _board_w(self) -> float:
-        return board_power_w(the_gpu(self.system))
+        return board_power_w(context_parallel_gpu(self.system))
 
     def prefill_cost(self, prompt_tokens: int) -> IterationCost:
         """One prompt's prefill over every layer, and the LM head over its last token (module docstring)."""
@@ -217,23 +217,17 @@ class ContextParallelModel:
 
 def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
     """What one GPU of a rank holds at decode: the heads and KV heads of its shard, `decodes` sequences."""
-    gpu = the_gpu(rank.system)
+    gpu = context_parallel_gpu(rank.system)
     p = rank.shard.params
     return DeviceCompute(gpu.spec, gpu.attention_kernel, decodes, int(p["heads"]), int(p["kv_heads"]),
                          int(p["head_dim"]), "decode")
-
-
-def the_gpu(system: System) -> Device:
-    """The one device of a context-parallel system, a gpu (`system_spec.check_system` made sure)."""
-    (gpu,) = system.devices.values()
-    return gpu
 
 
 def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
     `system_spec.check_degrees`)."""
-    gpu = the_gpu(system)
+    gpu = context_parallel_gpu(system)
     levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
     if CP_LINK in system.links:
         levels.append(Level(system.links[CP_LINK], None))

@@ -226,8 +226,11 @@ WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_wor
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
                   "context-parallel")
+# the prefill schemes a context-parallel system runs: archsim.systems.seqpar's softmax-attention prefills
+CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
-                    "split": ("arrival", "longest-first"), "lm_head": ("timed", "left-out")}
+                    "split": ("arrival", "longest-first"), "lm_head": ("timed", "left-out"),
+                    "scheme": CONTEXT_PARALLEL_SCHEMES}
 MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.layer_phases); others are refused
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "blocked": ((), ("attention_sync", "lm_head")),
@@ -240,8 +243,6 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "context-parallel": (("scheme",), ("ulysses", "lm_head")),
 }
 CONTEXT_PARALLEL = "context-parallel"
-# the prefill schemes a context-parallel system runs: archsim.systems.seqpar's softmax-attention prefills
-CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather")
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 ACTION_PJ = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # per-action energy prices, in pJ
@@ -659,7 +660,7 @@ def _check_context_parallel_degrees(system: System, par: Parallelism,
         if getattr(par, degree) != 1:
             raise SpecError(*blame(degree), f"expected 1: a {CONTEXT_PARALLEL} system runs tp x cp GPUs, no pipeline "
                                             f"stages or expert groups, got {getattr(par, degree)}")
-    count = next(iter(system.devices.values())).count
+    count = context_parallel_gpu(system).count
     if par.tp * par.cp > count and CP_LINK not in system.links:
         raise SpecError(system.source, f"links.{CP_LINK}", f"missing: tp x cp = {par.tp} x {par.cp} GPUs span nodes "
                                                            f"of {count}, which talk over it")
@@ -809,6 +810,12 @@ def _check_offloading(system: System) -> None:
         check_pool(system, memory)
 
 
+def context_parallel_gpu(system: System) -> Device:
+    """The one device of a context-parallel system, its GPUs (`_check_context_parallel` made sure it is one gpu)."""
+    (gpu,) = system.devices.values()
+    return gpu
+
+
 def _check_context_parallel(system: System) -> None:
     """`parallelism.cp` and the link named cp are read by a context-parallel schedule alone, so each is refused under
     another (cp above 1). A context-parallel system is GPUs costed by the calibrated model
@@ -828,7 +835,7 @@ def _check_context_parallel(system: System) -> None:
         kinds = ", ".join(f"{d.name} ({d.kind})" for d in system.devices.values())
         raise SpecError(system.source, "devices", f"a {CONTEXT_PARALLEL} system is one gpu device, the GPUs of every "
                                                   f"rank; got {kinds}")
-    gpu = next(iter(system.devices.values()))
+    gpu = context_parallel_gpu(system)
     for field, refused, why in (("energy_model", gpu.energy is not None, "per-action"),
                                 ("timing", gpu.timing == "roofline", "roofline")):
         if refused:
@@ -1267,11 +1274,11 @@ def _schedule(data: Any, source: str) -> Schedule:
             values[key] = data[key]
     if "zipf_skew" in data:
         values["zipf_skew"] = _number(data["zipf_skew"], source, "schedule.zipf_skew", "a Zipf exponent", zero=True)
-    if "scheme" in data:
-        if data["scheme"] not in CONTEXT_PARALLEL_SCHEMES:
-            raise SpecError(source, "schedule.scheme", f"expected one of {', '.join(CONTEXT_PARALLEL_SCHEMES)}, got "
-                                                       f"{data['scheme']!r}")
-        values["scheme"] = data["scheme"]
+    for key, choices in SCHEDULE_CHOICES.items():
+        if key in data:
+            if data[key] not in choices:
+                raise SpecError(source, f"schedule.{key}", f"expected one of {', '.join(choices)}, got {data[key]!r}")
+            values[key] = data[key]
     if "ulysses" in data:
         values["ulysses"] = _whole(data["ulysses"], source, "schedule.ulysses", "a Ulysses degree")
         if values.get("scheme") != "usp":
@@ -1280,11 +1287,6 @@ def _schedule(data: Any, source: str) -> Schedule:
     if values.get("scheme") == "usp" and "ulysses" not in values:
         raise SpecError(source, "schedule.ulysses", "missing: usp runs Ulysses inside groups of this many devices "
                                                     "and a ring across the groups")
-    for key, choices in SCHEDULE_CHOICES.items():
-        if key in data:
-            if data[key] not in choices:
-                raise SpecError(source, f"schedule.{key}", f"expected one of {', '.join(choices)}, got {data[key]!r}")
-            values[key] = data[key]
     return Schedule(kind, **values)
 
 
