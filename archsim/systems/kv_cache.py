@@ -34,7 +34,6 @@ class PagedKVCache:
         self.capacity_pages = capacity_pages
         self.page_tokens = page_tokens
         self.used_pages = 0
-        self.peak_pages = 0
         self._pages: dict[int, int] = {}
 
     def pages_for(self, tokens: int) -> int:
@@ -64,7 +63,6 @@ class PagedKVCache:
                                f"{self.free_pages} of {self.capacity_pages} free")
         self._pages[request_id] = self.pages_of(request_id) + extra
         self.used_pages += extra
-        self.peak_pages = max(self.peak_pages, self.used_pages)
 
     def grow_one_page(self, request_ids: Collection[int]) -> bool:
         """One page more for each resident request of `request_ids` (each at a page boundary) if all fit together;
@@ -76,7 +74,6 @@ class PagedKVCache:
         for request_id in request_ids:
             pages[request_id] += 1
         self.used_pages += len(request_ids)
-        self.peak_pages = max(self.peak_pages, self.used_pages)
         return True
 
     def free(self, request_id: int) -> int:

@@ -32,7 +32,7 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
 - activations, all at `activation_bytes`, by `checkpointing` (`CHECKPOINTING`):
   - "none" (no recomputation, as Megatron without activation recomputation or DeepSpeed-Ulysses without
     checkpointing run): every layer keeps what its backward reads, each tensor once, times the layers of each kind
-    (`_kept_bytes`): each op's intermediates at `_held_share` (the FFN's hidden activations whatever the scheme: a
+    (`_kept_bytes`): each op's intermediates at `held_share` (the FFN's hidden activations whatever the scheme: a
     blockwise FFN saves their memory only by recomputing them; the attention's only where the scheme materialises
     them, vanilla: a blockwise or flash kernel recomputes its scores in its backward; LASP's attention: the
     `linear-attention` cascade's state) and the tensors each op reads (its non-weight inputs), but an op that only
@@ -69,7 +69,7 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
     one, LASP-2 all-gathers the P states.
   A MoE FFN's materialised hidden activations (H1, H3, A, the experts' outputs O) and gates exist for the routed
   (token, expert) pairs only, top_k / experts of their [tokens, experts, ...] shapes as the MACs count them
-  (`_held_share`); a model mixing MoE and dense layers (`moe_every`) takes the larger layer's working set.
+  (`held_share`); a model mixing MoE and dense layers (`moe_every`) takes the larger layer's working set.
 - no KV cache. Not modelled: logits and loss (as if computed blockwise), framework buffers and fragmentation, the
   backward pass's gradients of activations beyond the working set above.
 
@@ -99,14 +99,10 @@ from dataclasses import dataclass, replace
 from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
-from archsim.cascade.ir import Cascade, Einsum, Ref, Var
-from archsim.cascade.syntax import walk
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
-from archsim.systems.gemms import einsum_density, ref_vars, writer_of
 from archsim.systems.step import (
     DENSE,
-    INTERMEDIATE,
     KV_CACHE,
     MOE,
     WEIGHTS,
@@ -118,6 +114,7 @@ from archsim.systems.step import (
 )
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
+from archsim.systems.working_set import LAYER_INPUT, held_share, live_bytes
 from archsim.workload import Workload, max_size
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
@@ -377,10 +374,10 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
     if scheme in LASP:
         live_attention = float(sum(t.bytes for t in run.linear.values() if t.kind in ("input", "output")))
     else:
-        live_attention = _live(_attention(ops), ATTENTION in run.materialised)
-    peak = max(max(_live(op, op.name in run.materialised) for op in ops if op.name != ATTENTION),
+        live_attention = live_bytes(_attention(ops), ATTENTION in run.materialised)
+    peak = max(max(live_bytes(op, op.name in run.materialised) for op in ops if op.name != ATTENTION),
                live_attention + run.in_flight_bytes)
-    layer_input = ops[0].tensor_bytes["X"]  # attn_norm's input: the checkpoint, and the residual stream held
+    layer_input = ops[0].tensor_bytes[LAYER_INPUT]  # attn_norm's input: the checkpoint, and the residual stream held
     if not kept:
         return _Layer(layer_input, layer_input + peak, run.kv_bytes)
     kept, transient = _kept_bytes(workload, run)
@@ -446,8 +443,9 @@ def _kept_bytes(workload: Workload, run: _SchemeOps) -> tuple[float, float]:
 
 
 def _op_tensors(op: Op, run: _SchemeOps) -> _Tensors:
-    """The tensors `op` holds under the scheme (`_live`'s rules): LASP's attention is the `linear-attention`
-    cascade, its inputs and outputs and its state (`kv_bytes`: K^T V at the state's word size)."""
+    """The tensors `op` holds under the scheme (`working_set.live_bytes`'s rules): LASP's attention is the
+    `linear-attention` cascade, its inputs and outputs and its state (`kv_bytes`: K^T V at the state's word
+    size)."""
     if op.name == ATTENTION and run.linear:
         def of(kind: str) -> tuple[tuple[str, float], ...]:
             return tuple((t.name, float(t.bytes)) for t in run.linear.values() if t.kind == kind)
@@ -457,7 +455,7 @@ def _op_tensors(op: Op, run: _SchemeOps) -> _Tensors:
     roles, materialised = op.tensor_roles, op.name in run.materialised or op.name != ATTENTION
 
     def held(kind: str) -> tuple[tuple[str, float], ...]:
-        return tuple((t.name, t.bytes * _held_share(op, t.name)) for t in op.tensors
+        return tuple((t.name, t.bytes * held_share(op, t.name)) for t in op.tensors
                      if t.kind == kind and roles[t.name] != WEIGHTS)
 
     return _Tensors(held("input"), held("output"), held("intermediate") if materialised else ())
@@ -517,37 +515,6 @@ def _match(inputs: tuple[tuple[str, float], ...], sources: list[tuple[str, str, 
                 matched.append(found)
         inputs = tuple(unmatched)
     return matched, list(inputs)
-
-
-def _live(op: Op, materialised: bool) -> float:
-    """Bytes of an op's activations (inputs, outputs, K and V) and, when the scheme keeps them, intermediates,
-    each at the share of its elements that exist (`_held_share`)."""
-    roles = op.tensor_roles
-    return float(sum(size * _held_share(op, name) for name, size in op.tensor_bytes.items()
-                     if roles[name] != WEIGHTS and (materialised or roles[name] != INTERMEDIATE)))
-
-
-def _held_share(op: Op, tensor: str) -> float:
-    """The share of `tensor`'s elements a device holds. A tensor written under a data-dependent mask over its own
-    indices (MoE top-k routing: the experts' H1, H3, A and O, the gates) exists for the routed (token, expert)
-    pairs only, the writing Einsum's kept points (`gemms.einsum_density`: top_k / experts, as the MACs count
-    them), its tokens gathered per expert as grouped-GEMM MoE kernels hold them. Every other tensor is whole: one
-    no Einsum writes, one unmasked, one under a positional mask (causal scores are held s x s, their masked
-    points written as the fill: Ring Attention Table 1's vanilla 2·b·H·s²), and a reduction whose mask ranges
-    over a reduced index (the gates' denominator GD[t]: every token has one)."""
-    writer = writer_of(op, tensor)
-    if writer is None or writer.mask is None or not writer.mask.data_dependent:
-        return 1.0
-    if not _mask_indices(op.binding.cascade, writer) <= set(ref_vars(writer.output)):
-        return 1.0
-    return einsum_density(op, writer)
-
-
-def _mask_indices(cascade: Cascade, einsum: Einsum) -> set[str]:
-    """The leaf index variables `einsum`'s mask predicate reads, directly or through the tensors it reads."""
-    nodes = list(walk(einsum.mask.predicate))
-    return ({var for node in nodes if isinstance(node, Ref) for var in ref_vars(node)}
-            | {leaf for node in nodes if isinstance(node, Var) for leaf in cascade.var_leaves[node.name]})
 
 
 def _kv(op: Op) -> float:

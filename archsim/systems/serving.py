@@ -168,7 +168,7 @@ class ServingResult:
     iterations: int
     preemptions: int
     capacity_pages: int
-    peak_pages: int
+    peak_pages: int  # the most pages held while an iteration ran (a refused prefill's never were)
     timeline: tuple[IterationRecord, ...] = field(default=())
     unrunnable_ids: tuple[int, ...] = ()
     unrunnable_reason: str = ""
@@ -280,6 +280,7 @@ class _Engine:
         self.energy_j = 0.0
         self.iterations = 0
         self.preemptions = 0
+        self.peak_pages = 0  # the most pages held while an iteration ran
 
     def arrivals(self, requests: list[Request]) -> Generator[simpy.Event, None, None]:
         for request in requests:
@@ -457,6 +458,7 @@ class _Engine:
                 continue
             prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
             pages_used = self.cache.used_pages
+            self.peak_pages = max(self.peak_pages, pages_used)
             if not (math.isfinite(cost.time_s) and cost.time_s >= 0):
                 raise SpecError(self.model.name, "iteration", f"expected a finite time_s >= 0, got {cost.time_s}")
             start_s = self.env.now
@@ -569,7 +571,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         iterations=engine.iterations,
         preemptions=engine.preemptions,
         capacity_pages=capacity,
-        peak_pages=engine.cache.peak_pages,
+        peak_pages=engine.peak_pages,
         timeline=tuple(engine.timeline),
         unrunnable_ids=tuple(sorted(engine.unrunnable)),
         unrunnable_reason=engine.prefills.reason,

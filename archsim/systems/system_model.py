@@ -136,6 +136,7 @@ from archsim.systems.step import (
     DecodeOps,
     Op,
     Step,
+    UnrunnableOp,
     block_of,
     decode_keys_limit,
     layer_kinds,
@@ -154,11 +155,13 @@ from archsim.systems.system_spec import (
     System,
     check_tp_group,
 )
+from archsim.systems.working_set import layer_working_bytes
 from archsim.workload import Workload
 
 ATTENTION = "attention"
 LOGIC_PIM = "logic-pim"
 TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
+FFN_OPS = ("ffn", "moe")  # the ops whose hidden activations an unfused FFN writes to memory
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
 
@@ -209,6 +212,19 @@ class LayerPhases:
 
 
 @dataclass(frozen=True)
+class PromptMemory:
+    """What one prompt's prefill holds on a device (`SystemModel.prompt_memory`), in bytes."""
+
+    weights_bytes: float
+    kv_bytes: float  # the prompt's KV cache, every layer of the device
+    working_bytes: float  # one layer's activations while it runs
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_bytes + self.working_bytes
+
+
+@dataclass(frozen=True)
 class SystemModel:
     """A system running one workload; an `IterationModel` of the serving simulator."""
 
@@ -222,6 +238,9 @@ class SystemModel:
     # a co-processing schedule's layer (archsim.systems.coprocessing.coprocessed_layer), given by the factory
     # archsim.systems.models.system_model, which knows the modules built on this one
     compose_layer: Callable[..., LayerPhases] | None = None
+    # the memory a lone prompt's prefill may fill on the weight-holding device (`prompt_memory`): None, not
+    # checked; the factory gives a GPU's the serving engine's share of its DRAM
+    prompt_memory_bytes: float | None = None
 
     @property
     def name(self) -> str:
@@ -450,10 +469,50 @@ class SystemModel:
 
     @property
     def kv_bytes_per_token(self) -> float:
+        """The whole model's KV cache per token: `kv_bytes_per_token_layer` x layers x TP ranks."""
+        return self.kv_bytes_per_token_layer * int(self.workload.params["layers"]) * self.parallelism.tp
+
+    @functools.cached_property
+    def kv_bytes_per_token_layer(self) -> float:
+        """One device's KV cache per token and layer: the K and V its QKV projection writes."""
         qkv = next(op for op in self._one_token if op.name == "qkv")
         roles = qkv.tensor_roles
-        per_layer = sum(t.bytes for t in qkv.tensors if roles[t.name] == KV_CACHE and t.kind == "output")
-        return float(per_layer * int(self.workload.params["layers"]) * self.parallelism.tp)
+        return float(sum(t.bytes for t in qkv.tensors if roles[t.name] == KV_CACHE and t.kind == "output"))
+
+    def prompt_memory(self, prompt_tokens: int) -> PromptMemory:
+        """One prompt's prefill alone on the device it fills most (module docstring): that PP stage's weights, the
+        prompt's KV cache for the stage's layers, and one layer's working set (`working_set.layer_working_bytes`,
+        the FFN's hidden activations in memory as an unfused FFN writes them; the attention kernel's own buffers
+        are its call's check, `GpuDevice.call_memory_bytes`), remembered per length."""
+        found = self._prompt_memories.get(prompt_tokens)
+        if found is None:
+            working = max(layer_working_bytes(model.ops("prefill", 1, prompt_tokens), FFN_OPS)
+                          for model in self.by_kind.values())
+            kv_bytes = self.kv_bytes_per_token_layer * prompt_tokens
+            found = max((PromptMemory(weights, layers * kv_bytes, working)
+                         for layers, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True)),
+                        key=lambda memory: memory.total_bytes)
+            self._prompt_memories[prompt_tokens] = found
+        return found
+
+    @functools.cached_property
+    def _prompt_memories(self) -> dict[int, PromptMemory]:
+        return {}
+
+    def check_prompt_memory(self, prompt_tokens: int) -> None:
+        """`UnrunnableOp` when a prompt's prefill alone (`prompt_memory`) needs more than `prompt_memory_bytes`
+        (the serving simulator then refuses its request); nothing when that is None."""
+        limit = self.prompt_memory_bytes
+        if limit is None:
+            return
+        need = self.prompt_memory(prompt_tokens)
+        if need.total_bytes > limit:
+            raise UnrunnableOp(self.system.source, "prefill",
+                               f"a prompt of {prompt_tokens} tokens on {self.name}: memory per "
+                               f"{self.weight_device.name} device {need.total_bytes / 1e9:.1f} GB "
+                               f"({need.weights_bytes / 1e9:.1f} GB of weights, {need.kv_bytes / 1e9:.1f} GB of the "
+                               f"prompt's KV cache, {need.working_bytes / 1e9:.1f} GB of one layer's working set) "
+                               f"exceeds the {limit / 1e9:.1f} GB of it the serving engine holds")
 
     @property
     def weight_device(self) -> DeviceModel:
@@ -483,6 +542,8 @@ class SystemModel:
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
+        if prompts:  # memory grows with the prompt: the longest is the one that may not fit
+            self.check_prompt_memory(max(prompts))
         par = self.parallelism
         time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
