@@ -194,6 +194,7 @@ class _OneSecond:
 
     name = "one-second"
     kv_bytes_per_token = 1.0
+    static_w = 0.0
     kv_capacity_bytes = 1e9
 
     def iteration(self, batch: Batch) -> IterationCost:

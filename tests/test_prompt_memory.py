@@ -1,5 +1,6 @@
-"""A prompt's prefill alone must fit the serving engine's share of a GPU's memory (`SystemModel.prompt_memory`):
-the weights, the prompt's own KV cache and one layer's working set (`archsim.systems.working_set`)."""
+"""An iteration with prompts must fit the serving engine's share of a GPU's memory (`SystemModel.check_memory`): the
+weights, its requests' KV cache and one layer's working set over its new tokens (`archsim.systems.working_set`); a
+prompt that cannot fit alone is refused, a batch that cannot is split (`archsim.systems.serving`)."""
 
 from __future__ import annotations
 
@@ -27,23 +28,42 @@ def _one_h100(workload: str = "llama3-8b"):
 
 def test_a_prompts_memory_is_weights_its_kv_and_one_layers_working_set():
     model = _one_h100()
-    memory = model.prompt_memory(1000)
+    memory = model.iteration_memory(1000, 1000)
     assert memory.kv_bytes == 1000 * KV_BYTES_PER_TOKEN
     assert memory.working_bytes == 1000 * WORKING_BYTES_PER_TOKEN
     assert memory.weights_bytes == model.weight_bytes_per_device
-    assert model.prompt_memory_bytes == pytest.approx(H100_ENGINE_BYTES)
+    # a batch: the KV of every request it holds (decodes' contexts, prompts), the working set of its new tokens
+    batch = model.iteration_memory(kv_tokens=3000 + 1000, new_tokens=2 + 1000)
+    assert (batch.kv_bytes, batch.working_bytes) == (4000 * KV_BYTES_PER_TOKEN, 1002 * WORKING_BYTES_PER_TOKEN)
+    assert model.engine_bytes == pytest.approx(H100_ENGINE_BYTES)
 
 
 def test_the_longest_prompt_that_fits_runs_and_one_token_more_does_not():
     model = _one_h100()
     per_token = KV_BYTES_PER_TOKEN + WORKING_BYTES_PER_TOKEN
-    longest = int((model.prompt_memory_bytes - model.weight_bytes_per_device) // per_token)
+    longest = int((model.engine_bytes - model.weight_bytes_per_device) // per_token)
     assert 250_000 < longest < 256_000  # 253K on an H100 at 0.9
     assert model.iteration(Batch((longest,), ())).time_s > 0
     with pytest.raises(UnrunnableOp, match=f"a prompt of {longest + 1} tokens .* exceeds the 77.3 GB"):
         model.iteration(Batch((longest + 1,), ()))
-    with pytest.raises(UnrunnableOp):  # the longest prompt of a batch decides, beside decodes
+    with pytest.raises(UnrunnableOp, match="a prompt of"):  # the longest prompt alone first, beside decodes
         model.iteration(Batch((10, longest + 1), (500, 600)))
+    half = longest // 2 + 1  # two prompts that each fit alone, together not
+    with pytest.raises(UnrunnableOp, match=f"an iteration of 2 prompts \\({2 * half} tokens\\) and 0 decodes"):
+        model.iteration(Batch((half, half), ()))
+
+
+def test_the_working_set_is_linear_in_the_tokens():
+    """`working_bytes_per_token` scales the one-token layer: it equals the layer bound to T tokens, for a dense and a
+    MoE model (every tensor it counts has a token rank)."""
+    from archsim.systems.system_model import FFN_OPS
+    from archsim.systems.working_set import layer_working_bytes
+
+    for model in (_one_h100(), system("vllm-h100", "mixtral-8x7b", changes={"parallelism.by_workload": {}})):
+        for tokens, rel in ((1, 1e-3), (17, 1e-12), (1000, 1e-12), (300_000, 1e-12)):
+            bound = max(layer_working_bytes(m.ops("prefill", 1, tokens), FFN_OPS) for m in model.by_kind.values())
+            assert bound == pytest.approx(model.working_bytes_per_token * tokens, rel=rel)
+            assert bound <= model.working_bytes_per_token * tokens  # never more than the check counts
 
 
 def test_a_serving_run_refuses_the_prompt_and_serves_the_rest():
@@ -57,12 +77,39 @@ def test_a_serving_run_refuses_the_prompt_and_serves_the_rest():
     assert result.peak_pages == -(-(1000 + 4 - 1) // 16)
 
 
+def test_a_burst_the_gpu_cannot_hold_at_once_is_prefilled_over_several_iterations():
+    """Eight 100K-token prompts at once: each fits alone (253K do), all eight do not (nor the KV of all): the engine
+    sends the latest admitted back to the queue until the iteration fits, and every request is served."""
+    model = _one_h100()
+    requests = [Request(i, 0.0, 100_000, 2) for i in range(8)]
+    result = simulate_serving(model, requests)
+    assert [r.id for r in result.requests] == list(range(8)) and result.rejected_ids == ()
+    assert result.deferred_prefills > 0
+    first_tokens = sorted({r.first_token_s for r in result.requests})
+    assert len(first_tokens) > 1  # not all prefilled in one iteration
+    per_token = KV_BYTES_PER_TOKEN + WORKING_BYTES_PER_TOKEN
+    at_once = int((model.engine_bytes - model.weight_bytes_per_device) // (100_000 * per_token))
+    assert at_once == 2  # by hand: two 100K prompts fit beside the weights, three do not
+    assert max(sum(1 for r in result.requests if r.first_token_s == t) for t in first_tokens) <= at_once
+
+
+def test_a_prompt_that_cannot_run_is_refused_at_the_front_of_the_queue_not_when_admitted():
+    """A prompt whose pages fit the cache but not beside request 0's, and whose prefill cannot run at all, is refused
+    while request 0 runs: request 2 behind it is not held up until request 0 finishes."""
+    model = _one_h100()
+    requests = [Request(0, 0.0, 200_000, 50), Request(1, 0.01, 300_000, 2), Request(2, 0.01, 100, 5)]
+    result = simulate_serving(model, requests)
+    assert result.unrunnable_ids == (1,)
+    first = {r.id: r for r in result.requests}
+    assert first[2].first_token_s < first[0].finish_s
+
+
 def test_pipeline_stages_hold_their_own_layers_and_weights():
     """At pp 2 each stage holds half the layers' KV; the stage filling most (weights + KV) is the one reported."""
     one, two = _one_h100(), system("vllm-h100", "llama3-8b", changes={**ONE_H100, "devices.gpu.count": 2,
                                                                        "parallelism.pp": 2})
-    assert two.prompt_memory(1000).kv_bytes == one.prompt_memory(1000).kv_bytes / 2
-    assert two.prompt_memory(1000).weights_bytes == max(two.stage_weight_bytes) < one.weight_bytes_per_device
+    assert two.iteration_memory(1000, 1000).kv_bytes == one.iteration_memory(1000, 1000).kv_bytes / 2
+    assert two.iteration_memory(1000, 1000).weights_bytes == max(two.stage_weight_bytes) < one.weight_bytes_per_device
 
 
 def test_a_moe_prompt_holds_the_routed_share_of_its_experts_activations():
@@ -70,13 +117,13 @@ def test_a_moe_prompt_holds_the_routed_share_of_its_experts_activations():
     tp 4) and the experts' outputs (8 x 4096) are held for the routed pairs only, a quarter."""
     model = system("vllm-h100", "mixtral-8x7b", changes={"parallelism.by_workload": {}})
     routed = 2 * (3 * 4096 + 3 * 8 * 3584 * 2 // 8 + 8 * 4096 * 2 // 8)  # layer input, X, Y; H1, H3, A; O
-    working = model.prompt_memory(1000).working_bytes / 1000
+    working = model.iteration_memory(1000, 1000).working_bytes / 1000
     assert routed <= working < routed + 64  # and the router's few logits and gates a token
 
 
 def test_a_system_without_a_gpu_holding_the_weights_is_not_checked():
     model = system("npu-only", "gpt3-7b")
-    assert model.prompt_memory_bytes is None
+    assert model.engine_bytes is None
     assert model.iteration(Batch((200_000,), ())).time_s > 0
 
 

@@ -3,6 +3,7 @@ generators and the trace reader."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ class LinearToy:
 
     kv_capacity_bytes: float
     kv_bytes_per_token: float = 1.0
+    static_w: float = 0.0
     fixed_s: float = 1.0
     per_token_s: float = 0.0
     name: str = "toy"
@@ -63,7 +65,11 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
     # Tokens: every iteration emits one token per request in its batch; together they are exactly the requested ones.
     emitted = sum(it.n_prefill + it.n_decode for it in result.timeline)
     assert emitted == sum(r.output_tokens for r in requests if r.id not in never_fits) == result.output_tokens
-    assert len(model.batches) == result.iterations == len(result.timeline)
+    ran, lone = _ran(model.batches, result.timeline)
+    assert len(ran) == result.iterations == len(result.timeline)
+    # beside the iterations, only lone prefills, each longer than any asked before (a queue's head blocked on pages)
+    assert all(len(b.prefill_tokens) == 1 and not b.decode_context_tokens for b in lone)
+    assert all(a.prefill_tokens < b.prefill_tokens for a, b in itertools.pairwise(lone))
     assert all(len(b.prefill_tokens) + len(b.decode_context_tokens) <= config.max_batch for b in model.batches)
 
     assert result.peak_pages <= result.capacity_pages
@@ -71,7 +77,7 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
     # The engine adds a page only to a request crossing a page boundary: whenever every running request is in the
     # batch (prefills mixed in, or a decode iteration), the pages in use are ceil(tokens / page) of each one's
     # prompt or context, counted afresh here, whether or not the iteration preempted.
-    for batch, it in zip(model.batches, result.timeline, strict=True):
+    for batch, it in zip(ran, result.timeline, strict=True):
         if config.mix_prefill_decode or not batch.prefill_tokens:
             assert it.pages_used == sum(cache.pages_for(t) for t in (*batch.prefill_tokens,
                                                                      *batch.decode_context_tokens))
@@ -80,6 +86,22 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
     event(f"preempted: {result.preemptions > 0}")
     for r in result.requests:
         assert r.arrival_s < r.first_token_s <= r.finish_s
+
+
+def _ran(batches: list[Batch], timeline) -> tuple[list[Batch], list[Batch]]:
+    """The batches the engine ran, in order, matched to its timeline, and the others: lone prefills it costed to
+    learn whether they run (identical batches are interchangeable, so the first match is taken)."""
+    ran, other, records = [], [], iter(timeline)
+    record = next(records, None)
+    for batch in batches:
+        if record is not None and (len(batch.prefill_tokens), len(batch.decode_context_tokens),
+                                   sum(batch.prefill_tokens)) == (record.n_prefill, record.n_decode,
+                                                                  record.prefill_tokens):
+            ran.append(batch)
+            record = next(records, None)
+        else:
+            other.append(batch)
+    return ran, other
 
 
 def test_preemption_happens_in_generated_like_traces():
@@ -98,14 +120,15 @@ def test_hand_traced_preemption_by_recompute():
     """Two requests A, B (prompt 2, output 4) at t = 0, a 6-token cache of 1-token pages, 1 s per iteration.
     By hand: it 1 prefills both (4 pages, tokens A1 B1); it 2 decodes both at context 3 (6 pages); it 3 has no page
     for A's context 4, so B (admitted last) is preempted and A decodes alone; it 4 A decodes its last token while B's
-    recompute prefill (2 prompt + 2 emitted = 4 tokens) does not fit the 1 free page; it 5 B re-prefills 4 tokens and
-    emits B3; it 6 B decodes at context 5 and finishes."""
+    recompute prefill (2 prompt + 2 emitted = 4 tokens) does not fit the 1 free page (so the engine asks once whether
+    a lone 4-token prefill runs: it does, and B waits); it 5 B re-prefills 4 tokens and emits B3; it 6 B decodes at
+    context 5 and finishes."""
     model = LinearToy(kv_capacity_bytes=6)
     requests = [Request(0, 0.0, 2, 4), Request(1, 0.0, 2, 4)]
     result = simulate_serving(model, requests, ServingConfig(page_tokens=1, watermark_fraction=0.0), trace=True)
 
-    assert model.batches == [Batch((2, 2), ()), Batch((), (3, 3)), Batch((), (4,)), Batch((), (5,)),
-                             Batch((4,), ()), Batch((), (5,))]
+    assert model.batches == [Batch((2, 2), ()), Batch((), (3, 3)), Batch((), (4,)), Batch((4,), ()),
+                             Batch((), (5,)), Batch((4,), ()), Batch((), (5,))]
     a, b = result.requests
     assert (a.first_token_s, a.finish_s, a.preemptions) == (1.0, 4.0, 0)
     assert (b.first_token_s, b.finish_s, b.preemptions) == (1.0, 6.0, 1)

@@ -109,6 +109,7 @@ class RefusingToy:
     kv_capacity_bytes: float
     longest: int
     kv_bytes_per_token: float = 1.0
+    static_w: float = 0.0
     name: str = "refusing toy"
     costed: list[Batch] = field(default_factory=list)
 
@@ -294,17 +295,17 @@ class BatchRefusingToy(RefusingToy):
         return f"prefills beyond {self.longest} tokens in all" if sum(batch.prefill_tokens) > self.longest else ""
 
 
-def test_a_batch_refused_though_each_prefill_runs_alone_stops_the_run():
+def test_a_batch_refused_though_each_prefill_runs_alone_is_split():
     """serving.py's documented rule: when an iteration is refused, its prefills are costed alone and those that
-    cannot run alone are refused; "a failure with no such prefill stops the run (a SpecError)". Two 6-token prompts
-    arriving together prefill in one iteration of 12 tokens, beyond the toy's 10; each runs alone (6 <= 10), so no
-    request is refused and the toy's error stands."""
+    cannot run alone are refused; when each runs alone, the latest admitted goes back to the queue. Two 6-token
+    prompts arriving together would prefill in one iteration of 12 tokens, beyond the toy's 10; each runs alone
+    (6 <= 10), so the second waits for the next iteration and both are served."""
     model = BatchRefusingToy(kv_capacity_bytes=100, longest=10)
-    with pytest.raises(SpecError) as stopped:
-        simulate_serving(model, [Request(0, 0.0, 6, 2), Request(1, 0.0, 6, 2)], ServingConfig(page_tokens=2))
-    assert (stopped.value.where, stopped.value.message) == ("prefill", "prefills beyond 10 tokens in all")
-    lone = [b.prefill_tokens[0] for b in model.costed if len(b.prefill_tokens) == 1 and not b.decode_context_tokens]
-    assert lone == [6]  # the lone prefill costed once: both are 6 tokens (`_Prefills` remembers it runs)
+    result = simulate_serving(model, [Request(0, 0.0, 6, 2), Request(1, 0.0, 6, 2)], ServingConfig(page_tokens=2))
+    assert [r.id for r in result.requests] == [0, 1] and result.rejected_ids == ()
+    assert result.deferred_prefills == 1
+    assert model.costed[:2] == [Batch((6,), ()), Batch((6,), ())]  # the lone check, then request 0 alone
+    assert result.requests[1].first_token_s > result.requests[0].first_token_s
 
 
 def test_measure_refuses_an_interpreter_turned_on_in_code(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def test_a_chip_without_power_has_unknown_energy():
 
 def test_energy_per_token_is_unknown_when_the_energy_is():
     assert math.isnan(energy_per_token_j(math.nan, 10)) and energy_per_token_j(5.0, 10) == 0.5
-    assert energy_per_token_j(0.0, 0) == 0.0
+    assert math.isnan(energy_per_token_j(0.0, 0))  # no token: no per-token figure (a 0 would rank as the best)
 
 
 def test_a_tpu_attention_pool_makes_lamina_energy_unknown_and_h20_keeps_it():

@@ -49,6 +49,10 @@ from archsim.systems.system_spec import load_system
               help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most requests in one iteration.")
+@click.option("--max-prefill-tokens", type=click.IntRange(min=1),
+              help="Most prompt tokens prefilled in one iteration (vLLM's max_num_batched_tokens without chunked "
+                   "prefill: a longer prompt is prefilled alone). Default: no budget, Orca's; the system's memory "
+                   "still bounds an iteration where it is modelled.")
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
                                                         "workload, e.g. 4 for gpt3-7b on neupims).")
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
@@ -58,8 +62,8 @@ from archsim.systems.system_spec import load_system
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
-                 n_requests: int | None, lengths: str, seed: int, max_batch: int, tp: int | None,
-                 pp: int | None,
+                 n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,
+                 tp: int | None, pp: int | None,
                  as_json: bool, trace_out: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
     throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
@@ -71,6 +75,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
       archsim simulate --system neupims --workload llama3-70b --rate 5 --requests 200
       archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
       archsim simulate --system my-system.yaml --workload gpt3-30b --tp 8 --pp 1 --rate 10 --requests 256
+      archsim simulate -s vllm-h100 -w llama3-70b --lengths kimi-ta --rate 2 --requests 100 --max-prefill-tokens 8192
     """
     if trace_path and (rate is not None or n_requests is not None):
         raise click.UsageError("--trace and --rate/--requests exclude each other")
@@ -90,7 +95,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     check_requests(requests, trace_path or "--rate")
     model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
-    config = ServingConfig(max_batch=max_batch)
+    config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens)
     reason = unservable(model, requests, config)
     if reason:
         raise SpecError(trace_path or "--requests", "", reason)
@@ -111,7 +116,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     """The flat record of one serving run (what `--json` prints): of the rejected requests, those whose prefill the
-    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); the messages
+    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); the admitted
+    prefills sent back to the queue because their iteration could not hold them (`deferred_prefills`); the messages
     its model leaves out (`not_timed`, `system_model.untimed_messages`)."""
     return {
         "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
@@ -121,7 +127,8 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
         "ttft_p99_s": result.ttft_p99_s, "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
         "utilization": dict(result.utilization), "energy_per_token_j": result.energy_per_token_j,
         "iterations": result.iterations, "preemptions": result.preemptions,
-        "kv_pages_peak": result.peak_pages, "kv_pages_capacity": result.capacity_pages, "not_timed": not_timed,
+        "deferred_prefills": result.deferred_prefills, "kv_pages_peak": result.peak_pages,
+        "kv_pages_capacity": result.capacity_pages, "not_timed": not_timed,
     }
 
 
@@ -149,5 +156,7 @@ def _show(m: dict, wall_s: float) -> None:
         click.echo("  energy      n/a (a device's energy is not modelled)")
     else:
         click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
-    click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, KV pages peak "
+    deferred = m["deferred_prefills"]
+    deferred = f"{deferred} prefills deferred (the iteration could not hold them), " if deferred else ""
+    click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, {deferred}KV pages peak "
                f"{m['kv_pages_peak']} of {m['kv_pages_capacity']}; simulated in {wall_s:.2f} s")

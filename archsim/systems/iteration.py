@@ -43,5 +43,6 @@ class IterationModel(Protocol):
     name: str
     kv_bytes_per_token: float  # KV-cache bytes one token of one request holds (all layers on this system)
     kv_capacity_bytes: float  # memory left for the KV cache after weights and activations
+    static_w: float  # power drawn busy or idle (W), charged between iterations too; 0 where none is modelled
 
     def iteration(self, batch: Batch) -> IterationCost: ...

@@ -122,6 +122,10 @@ class DecodeOnly:
     def kv_capacity_bytes(self) -> float:
         return self.model.kv_capacity_bytes
 
+    @property
+    def static_w(self) -> float:
+        return self.model.static_w
+
     def iteration(self, batch: Batch) -> IterationCost:
         return self.model.iteration(Batch((), (*batch.decode_context_tokens, *batch.prefill_tokens)))
 

@@ -88,10 +88,10 @@ def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | Offloa
     fixed `ACTIVATION_RESERVE_BYTES` is kept beside it), so the check lets a call's workspace borrow the cache's
     room: optimistic, as vLLM sizes its cache after a profiling pass whose peak at its longest prompt would have
     shrunk the cache by that workspace. A GPU holding no weights keeps the whole-DRAM check. The same share of the
-    DRAM bounds a prompt's prefill alone (`SystemModel.prompt_memory_bytes`): its weights, the prompt's own KV cache
-    and one layer's working set (`SystemModel.prompt_memory`); a prompt needing more cannot run, with whatever
-    else in the cache. A weight holder of another kind (an NPU, with its own activation buffer, pim.md §1.2; a
-    spatial-array chip) is not checked."""
+    DRAM bounds an iteration with prompts (`SystemModel.engine_bytes`, `check_memory`): the weights, the KV cache
+    of its requests and one layer's working set over its new tokens; a prompt needing more alone cannot run at
+    all. A weight holder of another kind (an NPU, with its own activation buffer, pim.md §1.2; a spatial-array
+    chip) is not checked."""
     if isinstance(model, OffloadModel):
         compute = _with_call_memory(model.compute)
         return replace(model, compute=compute, pool=replace(model.pool, devices=compute.devices))
@@ -101,7 +101,7 @@ def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | Offloa
     engine_bytes = model.memory_bytes_per_device + ACTIVATION_RESERVE_BYTES
     room = engine_bytes - model.weight_bytes_per_device
     return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room, _terms={})},
-                   prompt_memory_bytes=engine_bytes)
+                   engine_bytes=engine_bytes)
 
 
 MEMORY_FIELDS = {"gpu": "dram_bytes", "memory-pool": "dram_bytes", "chip": "memory_bytes"}  # kind -> preset field

@@ -21,12 +21,17 @@ paged KV cache and preemption. The assumptions, all in one place:
   admitted.
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
-  attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`). The engine then
-  costs each of the iteration's prefills alone, refuses those that cannot run alone (freeing their pages) and
-  costs the iteration again without them; a failure with no such prefill stops the run (a SpecError). Whether a
-  prefill runs is taken to be monotone in its length (what it holds grows with it), so a run costs a lone prefill
-  only for lengths between the longest known to run and the shortest known not to (`_Prefills`), and a system
-  that never raises is asked for nothing but its iterations. A request preempted after its first token whose
+  attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
+  memory exceeds a GPU's, `SystemModel.check_memory`). The engine then costs each of the iteration's prefills
+  alone, refuses those that cannot run alone (freeing their pages) and costs the iteration again without them;
+  when every one runs alone, the latest admitted goes back to the front of the queue (its pages freed, counted in
+  `deferred_prefills`) until the iteration runs; a failure with no prefill left to defer stops the run (a
+  SpecError). A request at the front of the queue that its pages keep out is refused there when its prefill cannot
+  run alone, rather than hold up the queue until admitted. Whether a prefill runs is taken to be monotone in its
+  length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
+  to run and the shortest known not to (`_Prefills`), and a system that never raises is asked for nothing but its
+  iterations and, while the queue's front waits for pages, lone prefills of lengths not yet known to run. A
+  request preempted after its first token whose
   recompute (prompt and emitted tokens) cannot run is refused then: its emitted tokens leave the counts (its gaps
   between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
@@ -44,10 +49,13 @@ paged KV cache and preemption. The assumptions, all in one place:
   running requests wait for the next one; admission then comes before the decode page reservations.
 - Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
   preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
-  admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy per token = summed iteration
-  energy / output tokens (prompt tokens are not counted as produced), NaN (unknown) when an iteration's energy is
-  (a device without an energy model: `energy_per_token_j`). Percentiles interpolate linearly between
-  ranks; a percentile of no samples (e.g. TBT when every request wants one token) is NaN.
+  admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
+  the model's `static_w` over the makespan's idle time (no iteration running: the devices' static power is drawn
+  busy or idle; a device priced by board power has no idle power in its preset, so nothing is charged idle);
+  energy per token = energy / output tokens (prompt tokens are not counted as produced), NaN (unknown) when an
+  iteration's energy is (a device without an energy model) or no token was produced (`energy_per_token_j`).
+  Percentiles interpolate linearly between ranks; a percentile of no samples (e.g. TBT when every request wants
+  one token) is NaN.
 """
 
 from __future__ import annotations
@@ -172,6 +180,7 @@ class ServingResult:
     timeline: tuple[IterationRecord, ...] = field(default=())
     unrunnable_ids: tuple[int, ...] = ()
     unrunnable_reason: str = ""
+    deferred_prefills: int = 0  # admitted prefills sent back to the queue: their iteration could not hold them
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
@@ -185,16 +194,18 @@ class ServingResult:
                   "tbt_p50_s": self.tbt_p50_s, "tbt_p99_s": self.tbt_p99_s, "makespan_s": self.makespan_s,
                   "output_tokens": tokens, "iterations": self.iterations, "preemptions": self.preemptions}
         busy = {unit: u * self.makespan_s for unit, u in self.utilization.items()}
-        return Record("serving", self.system, True, "", self.tbt_p99_s, self.energy_per_token_j, busy_s=busy,
-                      busy_window_s=self.makespan_s, extras=extras)
+        reason = "" if tokens else "no request was served" + (f": {self.unrunnable_reason}"
+                                                              if self.unrunnable_reason else "")
+        return Record("serving", self.system, not reason, reason, self.tbt_p99_s, self.energy_per_token_j,
+                      busy_s=busy, busy_window_s=self.makespan_s, extras=extras)
 
 
 def energy_per_token_j(energy_j: float, output_tokens: int) -> float:
-    """Energy per output token: 0 with no token, NaN (unknown) when the energy is unknown (NaN, a device whose
-    energy is not modelled), never a number standing for it."""
-    if math.isnan(energy_j):
+    """Energy per output token: NaN with no token (there is no per-token figure) or when the energy is unknown (NaN,
+    a device whose energy is not modelled), never a number standing for it."""
+    if math.isnan(energy_j) or not output_tokens:
         return math.nan
-    return energy_j / output_tokens if output_tokens else 0.0
+    return energy_j / output_tokens
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -278,9 +289,11 @@ class _Engine:
         self.timeline: list[IterationRecord] = []
         self.busy_s: dict[str, float] = {}
         self.energy_j = 0.0
+        self.iteration_s = 0.0  # the iterations' summed time
         self.iterations = 0
         self.preemptions = 0
         self.peak_pages = 0  # the most pages held while an iteration ran
+        self.deferred_prefills = 0  # admitted prefills sent back to the queue: the iteration could not hold them
 
     def arrivals(self, requests: list[Request]) -> Generator[simpy.Event, None, None]:
         for request in requests:
@@ -352,7 +365,10 @@ class _Engine:
                 break
             reserve = self.watermark_pages if self.cache.used_pages else 0
             if not self.cache.fits(live.request.id, tokens, reserve):
-                break
+                if self.prefills.runs(tokens):
+                    break
+                self._refuse(self.waiting.popleft())  # it would hold up the queue only to be refused when admitted
+                continue
             self.waiting.popleft()
             self.cache.grow(live.request.id, tokens)
             prefills.append(live)
@@ -423,10 +439,18 @@ class _Engine:
         self.last_token_runs.append((now_s, len(joining)))
         self.next_finish = min(self.finish_step, default=-1)
 
+    def _refuse(self, live: _Live) -> None:
+        """Refuse a request whose prefill the system cannot run (`_Prefills`), freeing any pages it holds."""
+        self.cache.free(live.request.id)
+        self.rejected.append(live.request.id)
+        self.unrunnable.append(live.request.id)
+        self._release()
+
     def _cost(self, prefills: list[_Live], contexts: list[int]) -> tuple[list[_Live], IterationCost | None]:
         """The prefills the iteration runs and its cost (None when it runs nothing): when the system cannot run it
-        (`UnrunnableOp`), the prefills it cannot run alone are refused and it is costed again without them; with
-        none such, the error stands (module docstring)."""
+        (`UnrunnableOp`), the prefills it cannot run alone are refused and it is costed again without them; when
+        each runs alone, the latest admitted goes back to the front of the queue, its pages freed, and it is
+        costed again; with no prefill left, the error stands (module docstring)."""
         while True:
             lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
             try:
@@ -434,13 +458,16 @@ class _Engine:
             except UnrunnableOp:
                 runs = [self.prefills.runs(n) for n in lengths]
                 if all(runs):
-                    raise
+                    if not prefills or (len(prefills) == 1 and not contexts):
+                        raise  # decodes alone, or a prefill alone that runs alone: nothing to defer
+                    deferred = prefills.pop()
+                    self.cache.free(deferred.request.id)
+                    self.waiting.appendleft(deferred)
+                    self.deferred_prefills += 1
+                    continue
                 for live, ok in zip(prefills, runs, strict=True):
                     if not ok:
-                        self.cache.free(live.request.id)
-                        self.rejected.append(live.request.id)
-                        self.unrunnable.append(live.request.id)
-                        self._release()
+                        self._refuse(live)
                 prefills = [live for live, ok in zip(prefills, runs, strict=True) if ok]
                 if not prefills and not contexts:
                     return [], None
@@ -465,6 +492,7 @@ class _Engine:
             yield self.env.timeout(cost.time_s)
             now_s = self.env.now
             self.iterations += 1
+            self.iteration_s += cost.time_s
             self.energy_j += cost.energy_j
             for unit, busy_s in cost.busy_s.items():
                 self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
@@ -552,6 +580,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     output_tokens = sum(r.output_tokens for r in records)
     makespan_s = max((r.finish_s for r in records), default=0.0) - min((r.arrival_s for r in records), default=0.0)
     ttft_s = [r.ttft_s for r in records]
+    # the devices draw their static power between iterations too, while requests are in the system or on their way
+    energy_j = engine.energy_j + model.static_w * max(0.0, makespan_s - engine.iteration_s)
     tbt_s = np.asarray(engine.tbt_s, dtype=float)  # one array for both percentiles: a run emits many tokens
     return ServingResult(
         system=model.name,
@@ -566,8 +596,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         tbt_p50_s=percentile(tbt_s, 50),
         tbt_p99_s=percentile(tbt_s, 99),
         utilization={unit: busy / makespan_s if makespan_s > 0 else 0.0 for unit, busy in engine.busy_s.items()},
-        energy_j=engine.energy_j,
-        energy_per_token_j=energy_per_token_j(engine.energy_j, output_tokens),
+        energy_j=energy_j,
+        energy_per_token_j=energy_per_token_j(energy_j, output_tokens),
         iterations=engine.iterations,
         preemptions=engine.preemptions,
         capacity_pages=capacity,
@@ -575,6 +605,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         timeline=tuple(engine.timeline),
         unrunnable_ids=tuple(sorted(engine.unrunnable)),
         unrunnable_reason=engine.prefills.reason,
+        deferred_prefills=engine.deferred_prefills,
     )
 
 

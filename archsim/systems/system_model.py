@@ -161,6 +161,7 @@ from archsim.workload import Workload
 ATTENTION = "attention"
 LOGIC_PIM = "logic-pim"
 TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
+WORKING_SET_TOKENS = 1024  # the layer `SystemModel.working_bytes_per_token` is read off
 FFN_OPS = ("ffn", "moe")  # the ops whose hidden activations an unfused FFN writes to memory
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
@@ -212,11 +213,11 @@ class LayerPhases:
 
 
 @dataclass(frozen=True)
-class PromptMemory:
-    """What one prompt's prefill holds on a device (`SystemModel.prompt_memory`), in bytes."""
+class IterationMemory:
+    """What an iteration holds on a device (`SystemModel.iteration_memory`), in bytes."""
 
     weights_bytes: float
-    kv_bytes: float  # the prompt's KV cache, every layer of the device
+    kv_bytes: float  # the KV cache of the batch's requests, every layer of the device
     working_bytes: float  # one layer's activations while it runs
 
     @property
@@ -238,9 +239,9 @@ class SystemModel:
     # a co-processing schedule's layer (archsim.systems.coprocessing.coprocessed_layer), given by the factory
     # archsim.systems.models.system_model, which knows the modules built on this one
     compose_layer: Callable[..., LayerPhases] | None = None
-    # the memory a lone prompt's prefill may fill on the weight-holding device (`prompt_memory`): None, not
+    # the memory an iteration with prompts may fill on the weight-holding device (`check_memory`): None, not
     # checked; the factory gives a GPU's the serving engine's share of its DRAM
-    prompt_memory_bytes: float | None = None
+    engine_bytes: float | None = None
 
     @property
     def name(self) -> str:
@@ -479,40 +480,46 @@ class SystemModel:
         roles = qkv.tensor_roles
         return float(sum(t.bytes for t in qkv.tensors if roles[t.name] == KV_CACHE and t.kind == "output"))
 
-    def prompt_memory(self, prompt_tokens: int) -> PromptMemory:
-        """One prompt's prefill alone on the device it fills most (module docstring): that PP stage's weights, the
-        prompt's KV cache for the stage's layers, and one layer's working set (`working_set.layer_working_bytes`,
-        the FFN's hidden activations in memory as an unfused FFN writes them; the attention kernel's own buffers
-        are its call's check, `GpuDevice.call_memory_bytes`), remembered per length."""
-        found = self._prompt_memories.get(prompt_tokens)
-        if found is None:
-            working = max(layer_working_bytes(model.ops("prefill", 1, prompt_tokens), FFN_OPS)
-                          for model in self.by_kind.values())
-            kv_bytes = self.kv_bytes_per_token_layer * prompt_tokens
-            found = max((PromptMemory(weights, layers * kv_bytes, working)
-                         for layers, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True)),
-                        key=lambda memory: memory.total_bytes)
-            self._prompt_memories[prompt_tokens] = found
-        return found
-
     @functools.cached_property
-    def _prompt_memories(self) -> dict[int, PromptMemory]:
-        return {}
+    def working_bytes_per_token(self) -> float:
+        """One layer's working set per new token of an iteration: `working_set.layer_working_bytes` of a prefill
+        layer of `WORKING_SET_TOKENS` tokens over them, the FFN's hidden activations in memory as an unfused FFN
+        writes them (the larger kind's in a model mixing MoE and dense layers). Every tensor it counts has a token
+        rank, so T new tokens hold T times it (tests/test_prompt_memory.py checks it against the layer bound to T
+        tokens; below a few dozen tokens a MoE router's top-k tensors hold a little less, under 0.1 %). The
+        attention kernel's own buffers (eager attention's N x N scores) are its call's check,
+        `GpuDevice.call_memory_bytes`."""
+        return max(layer_working_bytes(model.ops("prefill", 1, WORKING_SET_TOKENS), FFN_OPS)
+                   for model in self.by_kind.values()) / WORKING_SET_TOKENS
 
-    def check_prompt_memory(self, prompt_tokens: int) -> None:
-        """`UnrunnableOp` when a prompt's prefill alone (`prompt_memory`) needs more than `prompt_memory_bytes`
-        (the serving simulator then refuses its request); nothing when that is None."""
-        limit = self.prompt_memory_bytes
-        if limit is None:
+    def iteration_memory(self, kv_tokens: int, new_tokens: int) -> IterationMemory:
+        """What an iteration holds on the device it fills most: that PP stage's weights, the KV cache of the
+        batch's `kv_tokens` tokens for the stage's layers, and one layer's working set over its `new_tokens`."""
+        kv_bytes = self.kv_bytes_per_token_layer * kv_tokens
+        working_bytes = self.working_bytes_per_token * new_tokens
+        return max((IterationMemory(weights, layers * kv_bytes, working_bytes)
+                    for layers, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True)),
+                   key=lambda memory: memory.total_bytes)
+
+    def check_memory(self, contexts: Sequence[int], prompts: Sequence[int]) -> None:
+        """`UnrunnableOp` when an iteration with prompts needs more memory than `engine_bytes` (nothing when that
+        is None): first its longest prompt alone (the serving simulator then refuses that request), then the whole
+        batch, its requests' KV cache and the working set of all its new tokens (the simulator then prefills fewer
+        prompts at once)."""
+        limit = self.engine_bytes
+        if limit is None or not prompts:
             return
-        need = self.prompt_memory(prompt_tokens)
-        if need.total_bytes > limit:
-            raise UnrunnableOp(self.system.source, "prefill",
-                               f"a prompt of {prompt_tokens} tokens on {self.name}: memory per "
-                               f"{self.weight_device.name} device {need.total_bytes / 1e9:.1f} GB "
-                               f"({need.weights_bytes / 1e9:.1f} GB of weights, {need.kv_bytes / 1e9:.1f} GB of the "
-                               f"prompt's KV cache, {need.working_bytes / 1e9:.1f} GB of one layer's working set) "
-                               f"exceeds the {limit / 1e9:.1f} GB of it the serving engine holds")
+        longest, prompt_tokens = max(prompts), sum(prompts)
+        batch = (f"an iteration of {len(prompts)} prompts ({prompt_tokens} tokens) and {len(contexts)} decodes",
+                 self.iteration_memory(sum(contexts) + prompt_tokens, len(contexts) + prompt_tokens))
+        for what, need in ((f"a prompt of {longest} tokens", self.iteration_memory(longest, longest)), batch):
+            if need.total_bytes > limit:
+                raise UnrunnableOp(self.system.source, "prefill",
+                                   f"{what} on {self.name}: memory per {self.weight_device.name} device "
+                                   f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
+                                   f"{need.kv_bytes / 1e9:.1f} GB of KV cache, {need.working_bytes / 1e9:.1f} GB of "
+                                   f"one layer's working set) exceeds the {limit / 1e9:.1f} GB of it the serving "
+                                   "engine holds")
 
     @property
     def weight_device(self) -> DeviceModel:
@@ -542,8 +549,7 @@ class SystemModel:
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
-        if prompts:  # memory grows with the prompt: the longest is the one that may not fit
-            self.check_prompt_memory(max(prompts))
+        self.check_memory(contexts, prompts)
         par = self.parallelism
         time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
