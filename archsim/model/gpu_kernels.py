@@ -45,8 +45,10 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   `flash_attn/flash_attn_triton.py`): 128x128 tiles, masks applied on every tile when causal, backward
   autotuned between one CTA per (batch, head) walking all key blocks and one per key block with atomic dQ.
 - `triton_tutorial`: Triton's `06-fused-attention.py` as published on triton-lang.org: forward 128x64 tiles
-  (off-diagonal blocks unmasked, then the diagonal band), backward one program per 128 keys computing dK/dV over
-  32-row query steps (16 on the diagonal) and then dQ for 128 queries over 32-key steps (16 on the diagonal).
+  (off-diagonal blocks unmasked, then the diagonal band; where such a CTA does not fit, as at head_dim 256 on A100
+  or Ada, the first configuration of its autotune space that does, `tutorial_fwd_configs`), backward one program
+  per 128 keys computing dK/dV over 32-row query steps (16 on the diagonal) and then dQ for 128 queries over
+  32-key steps (16 on the diagonal), one configuration (its CTA fits no A100, Ada or MI300X SM at head_dim 256).
   Its benchmark casts to fp8 for the forward only: fp8 backward rows run in fp16. Triton emits the GPU's native
   MMA (wgmma on Hopper).
 - `archsim`: archsim's own Triton kernels (`kernels/`, timed by `archsim measure`), from their launchers: the
@@ -92,6 +94,12 @@ the case's (`_masked_tile`). One exception: FA2's backward allocates its fp32 dQ
 (flash_api.cpp's head_size_rounded) and adds whole tiles into it. A wrapper's pad to a multiple of 8 (FA2's, FA3's;
 at most 7 columns, a copy before the call) is not counted. The FLOPs a result reports stay the case's (the
 benchmark convention at the true head_dim).
+What is not scaled per GPU: the L2 capacity (`GPU.l2_bytes`) is read only by eager PyTorch's causal-mask term (the
+mask read once if it fits in L2, else once per batch and head). The fused forwards of `fwd_launch` (FA2, FA3, the
+Triton kernels, archsim's) move Q, K, V and O (and the log-sum-exp) through DRAM once: a head's K and V, re-read
+by each of its query blocks, are taken to hit in L2 (the head's CTAs run together in a wave), whatever the L2's
+size. archsim's `atomic_adds_per_cycle` (the backward's dQ atomics) is a whole-chip rate fitted on the H200
+(calibration v2) and applied as it is to every GPU: only the clock it is multiplied by differs.
 """
 
 from __future__ import annotations
@@ -100,6 +108,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from itertools import chain
 from typing import TypeVar
 
 import numpy as np
@@ -668,6 +677,13 @@ def _fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
 
 # ------------------------------------------------------------------------------------------------ Triton tutorial
 TUT_FWD = (128, 64, 4, 3)  # BLOCK_M, BLOCK_N, warps, stages (the autotuner's usual pick on A100 at d=64)
+# The forward's autotune space (the tutorial's `configs`: BLOCK_M x BLOCK_N x num_stages x num_warps, in that loop
+# order; quoted from memory: neither the repo nor the reference ships the tutorial), num_stages 1 on HIP
+TUT_FWD_BLOCK_M = (64, 128)
+TUT_FWD_BLOCK_N = (32, 64)
+TUT_FWD_STAGES = (3, 4, 7)
+TUT_FWD_STAGES_HIP = (1,)
+TUT_FWD_WARPS = (4, 8)
 TUT_BWD = (32, 128, 128, 32, 4, 5)  # BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, warps, stages
 TUT_SLICE = 2  # BLK_SLICE_FACTOR: diagonal steps are half as wide
 
@@ -703,12 +719,32 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     return StreamLaunch("bwd preprocess (delta = rowsum(o*do))", rows * (2 * d * e + LSE_BYTES)), main
 
 
+def tutorial_fwd_configs(gpu: GPU) -> tuple[tuple[int, int, int, int], ...]:
+    """The forward's (BLOCK_M, BLOCK_N, warps, stages) in the order `_tutorial_fwd` tries them: `TUT_FWD`, then the
+    autotune space in the tutorial's loop order, its HIP stages on a GPU stating no NVIDIA compute capability."""
+    stages = TUT_FWD_STAGES if gpu.compute_capability else TUT_FWD_STAGES_HIP
+    return (TUT_FWD, *((bm, bn, warps, stage) for bm in TUT_FWD_BLOCK_M for bn in TUT_FWD_BLOCK_N
+                       for stage in stages for warps in TUT_FWD_WARPS))
+
+
+def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
+    """The tutorial's forward at `TUT_FWD` where its CTA fits `gpu`, else at the first configuration of its autotune
+    space that fits (`tutorial_fwd_configs`; head_dim 256 on A100 or Ada, 128 on MI300X): the autotuner times only
+    configurations that compile, and which one it keeps is not modelled (ours: the first in the list, as
+    `_fa2_fitting` takes FA2's). With none fitting, `TUT_FWD`, whose refusal names what it needs."""
+    def build(bm: int, bn: int, warps: int, stages: int) -> TiledLaunch:
+        return fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
+                          p_to_fp8=case.precision == "fp8")
+
+    launches = (build(*config) for config in tutorial_fwd_configs(gpu))
+    first = next(launches)
+    return next((launch for launch in chain((first,), launches) if ctas_per_sm(launch, gpu) > 0), first)
+
+
 def _tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
-    bm, bn, warps, stages = TUT_FWD
-    fwd = fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
-                      p_to_fp8=case.precision == "fp8")
+    fwd = _tutorial_fwd(case, gpu)
     launches = {"fwd": lambda: (fwd,), "bwd": lambda: _tutorial_bwd(case, gpu),
                 "fwd+bwd": lambda: (fwd, *_tutorial_bwd(case, gpu))}[case.direction]()
     return (Plan("triton-tutorial", launches, backward_from=_backward_from(case)),)
@@ -743,18 +779,22 @@ def _pytorch_prefill(case: AttentionCase, gpu: GPU) -> tuple:
 
 
 def _pytorch_decode(case: AttentionCase) -> tuple:
+    """Eager decode's launches (module docstring): q·Kᵀ reads the query rows and the (expanded) K and writes the
+    scores, P·V reads them and V and writes the output rows, so the call moves at least its operands
+    (`AttentionCase.operand_bytes`)."""
     e, d, s = case.element_bytes, case.head_dim, case.seqlen
     kv_each = case.batch * case.kv_heads * s * d * e
     expanded = case.batch * case.heads * s * d * e
     scores = case.batch * case.heads * s
+    rows = case.batch * case.heads * d * e  # the query row of each (batch, head): Q read, O written
     launches = []
     if case.group > 1:
         launches += [StreamLaunch(f"repeat_kv {t}", kv_each + expanded, "hbm_efficiency") for t in ("K", "V")]
-    launches += [StreamLaunch("q·Kᵀ (batched GEMV)", expanded + scores * e),
+    launches += [StreamLaunch("q·Kᵀ (batched GEMV)", rows + expanded + scores * e),
                  StreamLaunch("scale", 2 * scores * e, "hbm_efficiency"),
                  StreamLaunch("softmax (fp32)", scores * (e + 4), "hbm_efficiency"),
                  StreamLaunch("cast to dtype", scores * (4 + e), "hbm_efficiency"),
-                 StreamLaunch("P·V (batched GEMV)", expanded + scores * e)]
+                 StreamLaunch("P·V (batched GEMV)", expanded + scores * e + rows)]
     return tuple(launches)
 
 
