@@ -16,6 +16,9 @@ degree, a LASP row its own kernel. `--system` names a context-parallel system sp
 (`archsim.systems.context_parallel`): its GPUs and links are the topology (`topology_of`), and its scheme, cp,
 tp, Ulysses degree and attention kernel the defaults of the options that set them, so `--scope layer` times the
 layer its prefill repeats; it excludes `--topology` and `--gpu`, and a spec of another schedule is refused.
+`--gpu` replaces the GPU of a `--topology` the user names (their choice of links: a what-if), but the default
+topology's links are its own GPU's (H100s over NVLink 4), so another `--gpu` without `--topology` is refused, exit
+2 naming `--gpu` and the library topologies of that GPU, not timed over another GPU's links.
 """
 
 from __future__ import annotations
@@ -78,8 +81,9 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @click.option("--topology", metavar="NAME|FILE", callback=nonempty,
               help=f"Network of the devices: a preset (dgx-a100, hgx-h100, ...) or a YAML file. Default: "
                    f"{DEFAULT_TOPOLOGY} (8 H100 per node over NVLink 4, 400 Gb/s NICs between nodes).")
-@click.option("--gpu", metavar="PRESET", callback=nonempty, help="GPU preset of the devices (default: the "
-                                                                  "topology's).")
+@click.option("--gpu", metavar="PRESET", callback=nonempty,
+              help=f"GPU preset of the devices (default: the topology's). Another GPU than {DEFAULT_TOPOLOGY}'s "
+                   "needs a --topology with its links.")
 @click.option("--system", "system_name", metavar="NAME|FILE", callback=nonempty,
               help="A context-parallel system spec (e.g. context-parallel-h100, or a YAML file): its GPUs and links "
                    "are the devices and topology (so it excludes --topology and --gpu), and its scheme, cp, tp, "
@@ -122,9 +126,9 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     hidden or exposed, efficiency against one device, memory per device and the largest context that fits. A point
     whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
 
-    Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU, batch 1, fwd, attention
-    only, causal; fwd+bwd memory with layer checkpointing in fp32. Efficiency is the one-device time / P over the
-    time.
+    Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU (another --gpu needs a
+    --topology with its links), batch 1, fwd, attention only, causal; fwd+bwd memory with layer checkpointing in
+    fp32. Efficiency is the one-device time / P over the time.
 
     Examples:
 
@@ -272,8 +276,28 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     else:
         network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
+    if topology is None and system is None:
+        _refuse_default_links(gpu, device, network)
     return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
+
+
+def _refuse_default_links(gpu: str | None, device, network) -> None:
+    """Refuse a `--gpu` other than the default topology's own GPU (module docstring): its links are that GPU's, so
+    timing another GPU over them would answer for links the user never chose. The SpecError names `--gpu` and the
+    library topologies whose GPU is this one."""
+    if device == network.gpu:
+        return
+    from archsim import library
+    from archsim.systems.topology import PRESETS_PACKAGE, load_topology
+
+    matching = [name for name in library.names("topology presets", PRESETS_PACKAGE)
+                if load_topology(name).gpu == device]
+    offer = (f"--topology {', '.join(matching)} (library topologies of {device.name}) or --topology FILE" if matching
+             else f"--topology FILE (no library topology has {device.name}: see archsim list)")
+    links = " then ".join(level.link.name for level in network.levels)
+    raise SpecError("--gpu", gpu or "", f"the default topology {network.name} joins {network.gpu.name} GPUs over "
+                                        f"{links}, not {device.name}'s links: give a topology with them, {offer}")
 
 
 def point_row(spec, single: bool) -> dict:
