@@ -34,6 +34,7 @@ from archsim.errors import SpecError
 
 HBM3_STACK_BYTES_PER_S = 670.4e9  # §5: H100's 3.352 TB/s over its 5 stacks [AA-repo; DX-sim]
 TSV_BANDWIDTH_FACTOR = 4  # §2.2 target "4x HBM bandwidth"; [DX-sim] logic_x = 4
+STACK_CAPACITY_BYTES = 16 * 2**30  # §2.4 "16 GB per stack, 8-Hi": the H100's 80 GiB over its 5 stacks
 HBM_REFRESH_FRACTION = PIMSpec.tRFC_cycles / PIMSpec.tREFI_cycles  # §1.2 HBM timing: tRFC 260 of tREFI 3900
 
 
@@ -44,9 +45,13 @@ class LogicPIMSpec:
     # Required: Duplex synthesises its arithmetic in ASAP7 7 nm (§2.4) but the reference gives no energy per op.
     pj_per_flop: float
     peak_flops_per_s: float = 2 * 32 * 512 * 650e6  # §2.2: 32 GEMM modules x 512 FP16 MACs at 650 MHz = 21.3 TFLOPS
-    internal_bytes_per_s: float = TSV_BANDWIDTH_FACTOR * HBM3_STACK_BYTES_PER_S  # §5: 2.68 TB/s per stack
+    # None: TSV_BANDWIDTH_FACTOR x external_bytes_per_s (§2.2, the docstring; 2.68 TB/s at §5's stack), set by
+    # __post_init__, so a stack given another external bandwidth keeps the 4x rule rather than the H100's figure
+    internal_bytes_per_s: float | None = None
     external_bytes_per_s: float = HBM3_STACK_BYTES_PER_S  # §5 HBM3 stack: what the xPU reads over the interposer
-    capacity_bytes: float = 16 * 2**30  # §2.4 "16 GB per stack, 8-Hi"; §2.5 [DX-sim] H100 80 GiB over 5 stacks
+    # §2.4 "16 GB per stack, 8-Hi"; §2.5 [DX-sim] H100 80 GiB over 5 stacks. Beside a gpu a system spec that leaves
+    # it unset gives the stacks that gpu's DRAM instead (`archsim.systems.system_spec`: they are its HBM)
+    capacity_bytes: float = STACK_CAPACITY_BYTES
     # §5 buffer-die PIM access energy [AA-repo]: ACT, cell read, column-to-BG mux, BG-to-GIO, TSV (0.11 + 0.44 + 1.01
     # + 1.23 + 0.5 pJ/bit), the FGDRAM energies (O'Connor et al., MICRO'17) Duplex also prices HBM with (§2.4)
     internal_pj_per_bit: float = 3.29
@@ -54,6 +59,8 @@ class LogicPIMSpec:
     refresh_fraction: float = field(default=HBM_REFRESH_FRACTION, metadata={"zero": True})
 
     def __post_init__(self) -> None:
+        if self.internal_bytes_per_s is None:  # frozen: set once here, so readers see a number
+            object.__setattr__(self, "internal_bytes_per_s", TSV_BANDWIDTH_FACTOR * self.external_bytes_per_s)
         if not 0 <= self.refresh_fraction < 1:
             raise SpecError("<python>", "LogicPIMSpec.refresh_fraction",
                             f"expected a fraction in [0, 1), got {self.refresh_fraction:g}")

@@ -43,8 +43,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   vLLM's `gpu_memory_utilization`, whose own default is 0.9);
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
-  logic die; unset fields keep Duplex's, pim.md §2.2; `pj_per_flop` has no default and is required); `area_mm2`
-  is refused: no model or record of a system reads an area;
+  logic die; unset fields keep Duplex's, pim.md §2.2, but `internal_bytes_per_s`, 4x `external_bytes_per_s`, and,
+  beside a gpu, `capacity_bytes`, the gpu's `dram_bytes` over `count` stacks; `pj_per_flop` has no default and is
+  required); `area_mm2` is refused: no model or record of a system reads an area;
 - `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
@@ -394,6 +395,7 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
         raise SpecError(source, "devices", "expected at least one device")
+    devices = _logic_pim_capacities(devices, data["devices"], source)
     links = {name: _link(value, source, f"links.{name}") for name, value in _named(data.get("links", {}), source,
                                                                                       "links")}
     for name in links:
@@ -978,6 +980,25 @@ def _device(name: str, data: Any, source: str) -> Device:
         chip = _chip_fields(data, source, where) if kind == "chip" else {}
         return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu, **chip)
     return Device(name, kind, count, None, price_per_hour=price)
+
+
+def _logic_pim_capacities(devices: dict[str, Device], data: Mapping, source: str) -> dict[str, Device]:
+    """`devices` with the capacity of each logic-pim that leaves `capacity_bytes` unset beside a gpu: its stacks are
+    that gpu's HBM (Duplex's xPU, pim.md §2.4), so each holds the gpu preset's `dram_bytes` over `count` stacks (the
+    H100's 80 GiB over 5 is Duplex's 16 GiB per stack, `LogicPIMSpec`'s default, kept where no gpu is beside it).
+    Beside gpus of different DRAM the stacks' capacity is not known and must be given."""
+    drams = {d.name: d.spec.dram_bytes for d in devices.values() if d.kind == "gpu"}
+    for name, device in devices.items():
+        if device.kind != "logic-pim" or "capacity_bytes" in data[name] or not drams:
+            continue
+        if len(set(drams.values())) > 1:
+            sizes = ", ".join(f"{gpu} {dram:g} B" for gpu, dram in drams.items())
+            raise SpecError(source, f"devices.{name}.capacity_bytes",
+                            f"missing: beside gpus of different DRAM ({sizes}) a stack's capacity is not known "
+                            "from theirs: give it")
+        per_stack = next(iter(drams.values())) / device.count
+        devices[name] = dataclasses.replace(device, spec=dataclasses.replace(device.spec, capacity_bytes=per_stack))
+    return devices
 
 
 def _fields(kind: str) -> tuple[str, ...]:
