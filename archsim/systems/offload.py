@@ -19,7 +19,18 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   bytes / (min(tp, b) x the link's bandwidth), the busiest NIC's share; the replicas' tp x (n - 1) NICs and the
   pool's b carry min(tp x (n - 1), b) // min(tp, b) messages at once, at least 1 (`OffloadModel.link_lanes`: 1 in
   ping-pong or when tp >= b), each replica's one at a time.
-Prefill attention runs on the compute devices (prefill is not offloaded).
+Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
+which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
+each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
+message from the prompts' replica, latency + bytes / `nic_bytes_per_s` over the link direction `attention` uses
+for q, k and v, and each memory device writes its share (1 / b) as one DRAM pass (`elementwise_s`) as the bytes
+arrive (a message holds the link for its wire time or the write, the longer). The prompts run before the
+micro-batches, so their messages do not meet the decodes' on the link. A layer's message leaves when the layer's
+attention has ended (assumption: K and V exist from the QKV projection on, but the prompts' layer is costed as two
+parts, before and after its attention, so the send waits for the first), and the messages go one after another:
+the transfer hides behind the rest of the layer, the later layers and the LM head, and the prompts' phase grows
+only by what the last message arrives after the LM head ends (`prompt_phase_s`). Its wire time counts in
+`link_out` and the writes in `memory_pool` either way.
 
 One layer of one micro-batch (`OffloadLayer`, `offload_layer`): on its replica the attention norm, the QKV
 projection, the ops after the attention (out_proj .. ffn_residual and the all-reduces); on the pool the decode
@@ -63,11 +74,14 @@ attention), plus both pools' static power (`static_w`: a per-action energy's) ov
 pool priced by board power (`system_model.board_power_w`: TDP for an op's time) draws it over its whole time in the
 iteration instead of over its ops': in the decode pipeline every device of both pools for `token_s` (all
 micro-batches are in flight; a gap on a replica or on the pool is a wait on the link or on the other pool, at
-board power), and the prompts' replica (tp devices) for their layers, all-reduces and LM head (the memory pool
-then idles and draws nothing, as an idle rank of `system_model`). So a slower link costs energy as it costs time.
-Busy units: `compute` (replica work over the replicas), `memory_pool`, `link_out` (q, k and v to the pool) and
-`link_back` (the output back), the wire time over the lanes: the link is rated per direction, so each direction is
-a unit (at most 1).
+board power), and the prompts' replica (tp devices) for their layers, all-reduces, LM head and any wait on their
+last K/V message (the memory pool then draws its board power only over the writes of the prompts' K and V, and
+nothing while idle, as an idle rank of `system_model`). A pool priced per action pays the prompts' K/V write as
+DRAM bytes (`ActionEnergy.energy_j`); the link itself has no energy price, and the reads of what a device sends are
+not priced (as for the decode's q, k and v). So a slower link costs energy as it costs time.
+Busy units: `compute` (replica work over the replicas), `memory_pool` (attention and the prompts' K/V writes),
+`link_out` (q, k and v, and the prompts' K and V, to the pool) and `link_back` (the output back), the wire time
+over the lanes: the link is rated per direction, so each direction is a unit (at most 1).
 
 `bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
 unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
@@ -166,6 +180,16 @@ def token_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: 
                n_layers * sum(layer.out_wire_s for layer in layers) / lanes)
 
 
+def prompt_phase_s(n_layers: int, layer_s: float, attention_done_s: float, head_s: float, send_s: float,
+                   latency_s: float) -> float:
+    """The prompts' `n_layers` layers (`layer_s` each) and LM head (`head_s`) on their replica while each layer's
+    K and V go to the pool (module docstring): layer i's message (0-based) leaves at i x layer_s +
+    `attention_done_s` or when the one before it has left the wire, holds the link `send_s`, and arrives
+    `latency_s` later; the phase ends with the later of the LM head and the last message's arrival."""
+    last_sent_s = attention_done_s + max(n_layers * send_s, (n_layers - 1) * layer_s + send_s)
+    return max(n_layers * layer_s + head_s, last_sent_s + latency_s)
+
+
 @dataclass(frozen=True)
 class OffloadModel:
     """A system with attention offloading running one workload; an `IterationModel` of the serving simulator.
@@ -260,6 +284,11 @@ class OffloadModel:
         tp = self.compute.parallelism.tp
         return max(1, min(tp * self.replicas, self.pool_devices) // self.message_nics)
 
+    def prompt_kv_bytes(self, prompts: Sequence[int]) -> float:
+        """K and V of one layer of these prompts as the pool holds them (`kv_bytes_per_token`), what one layer's
+        message to the pool carries (module docstring)."""
+        return sum(prompts) * self.kv_bytes_per_token / self.layers
+
     def with_link(self, link: Link) -> OffloadModel:
         """This model over another link (its layers recomputed)."""
         return replace(self, link=link)
@@ -325,24 +354,32 @@ class OffloadModel:
         n = self.layers
         lanes = self.link_lanes
         decode_s = token_s(layers, heads_s, self.replicas, dc, n, lanes)
-        tp = self.compute.parallelism.tp
-        prefill, prompt_head = OpCost(), self.compute.lm_head_cost(len(prompts))
+        tp, b = self.compute.parallelism.tp, self.pool_devices
+        prefill = pre = OpCost()
+        prompt_head = self.compute.lm_head_cost(len(prompts))
         if prompts:
             pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
+        kv_bytes = self.prompt_kv_bytes(prompts)  # a layer's, all memory devices
+        kv_wire_s = kv_bytes / self.nic_bytes_per_s
+        kv_write_s = self.pool_device.elementwise_s(kv_bytes / b) if prompts else 0.0  # one memory device's
         busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
                 + sum(heads_s) / self.replicas + prompt_head.time_s,
-                "memory_pool": n * sum(layer.pool_s(dc) for layer in layers),
-                "link_out": n * sum(layer.q_wire_s + layer.kv_wire_s for layer in layers) / lanes,
+                "memory_pool": n * (sum(layer.pool_s(dc) for layer in layers) + kv_write_s),
+                "link_out": n * (sum(layer.q_wire_s + layer.kv_wire_s for layer in layers) + kv_wire_s) / lanes,
                 "link_back": n * sum(layer.out_wire_s for layer in layers) / lanes}
-        prompts_s = n * prefill_s + prompt_head.time_s
+        prompts_s = (prompt_phase_s(n, prefill_s, pre.time_s, prompt_head.time_s, max(kv_wire_s, kv_write_s),
+                                    self.link.latency_s) if prompts else n * prefill_s + prompt_head.time_s)
         compute_w, pool_w = self.board_w
         compute_j = (n * (sum(layer.compute_energy_j for layer in layers) + tp * prefill.energy_j)
                      + tp * (sum(head.energy_j for head in heads) + prompt_head.energy_j)) if compute_w is None else (
             compute_w * (self.pools[0].count * decode_s + tp * prompts_s))
         pool_j = (n * sum(layer.pool_energy_j for layer in layers) if pool_w is None
                   else pool_w * self.pool_devices * decode_s)
+        if prompts:
+            pool_j += (n * self.pools[1].energy.energy_j(kv_bytes, 0.0) if pool_w is None
+                       else pool_w * self.pool_devices * n * kv_write_s)
         time_s = decode_s + prompts_s
         return IterationCost(time_s, compute_j + pool_j + self.static_w * time_s, busy)
 
