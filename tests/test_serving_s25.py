@@ -137,3 +137,14 @@ def test_six_prompts_that_fit_two_at_a_time_are_served_with_deferrals():
     result = simulate_serving(MemoryToy(40, 20), [Request(i, 0.0, 6, 3) for i in range(6)],
                               ServingConfig(page_tokens=1, watermark_fraction=0.0))
     assert len(result.requests) == 6 and result.rejected_ids == () and result.deferred_prefills > 0
+
+
+def test_gaussian_lengths_keep_a_small_mean():
+    """Clipped to [1, 2 x mean - 1], symmetric about the mean: at a mean of 2 tokens and a spread of the mean the
+    sample mean is 2 (it had been 2.23 with the clip at 2 x mean)."""
+    from archsim.systems.requests import gaussian_requests
+
+    requests = gaussian_requests(100_000, 2, 12, 1.0, seed=0)
+    assert {r.prompt_tokens for r in requests} == {1, 2, 3}
+    assert sum(r.prompt_tokens for r in requests) / len(requests) == pytest.approx(2, abs=0.01)
+    assert sum(r.output_tokens for r in requests) / len(requests) == pytest.approx(12, abs=0.1)

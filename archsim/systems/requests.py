@@ -11,16 +11,18 @@ for the clipped lognormal, then bisection), so the presets keep the paper's mean
 
 Lamina's traces (pim.md §3.5, Lamina v2 §6) give only their means too: Azure-Conv 1154.7 prompt / 211.1 generated
 tokens, Azure-Code 2047.8 / 27.9, Kimi-Conv 12035.1 / 342.6, Kimi-TA 8560.0 / 182.1. The same lognormal family is
-assumed, and so are the caps: each is 8 x the mean rounded to the nearest power of two (in log2), about 2.6
-sigma above the location, so about 0.5 % of draws are clipped: prompts at most 8,192 (Azure-Conv), 16,384
+assumed, and so are the caps: each is 8 x the mean rounded to the nearest power of two (in log2), 2.3 to 2.8 sigma
+above the location, so 0.2 to 1.2 % of draws are clipped (Kimi-Conv's outputs the most: their cap is 6 x their
+mean; ShareGPT's 1,024-token cap clips about 5 % of its outputs): prompts at most 8,192 (Azure-Conv), 16,384
 (Azure-Code), 131,072 (Kimi-Conv, 128 Ki) and 65,536 (Kimi-TA) tokens; outputs at most 2,048, 256, 2,048 and
 2,048. The caps bound the traces, not a model's context (Kimi-Conv's mean prompt alone is beyond LLaMA's 2,048).
 
 Gaussian lengths (`gaussian_requests`, Duplex's synthetic workload, pim.md §2.4: "Gaussian-sampled lengths" around
 (L_in, L_out)): each length is normal with the given mean and a standard deviation of `std_fraction` x the mean
-(the paper gives none, so the caller states it), rounded and clipped to [1, 2 x mean], so the mean stays the
-given one. Their arrival times are 0: a closed-loop run (`archsim.systems.serving.simulate_serving` with
-`closed_loop`) releases them as earlier ones finish.
+(the paper gives none, so the caller states it), rounded and clipped to [1, 2 x mean - 1], symmetric about the
+mean, so the mean stays the given one (a draw of mean + d, rounded, is as likely as one of mean - d). Their arrival
+times are 0: a closed-loop run (`archsim.systems.serving.simulate_serving` with `closed_loop`) releases them as
+earlier ones finish.
 
 Requests are capped at `MAX_REQUESTS` per run (ARCHSIM_MAX_REQUESTS raises it): the simulator takes about 5 ms of
 CPU per request, so the cap is a run of minutes, not a hang. So is a request's `output_tokens`, at
@@ -165,7 +167,7 @@ def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, 
     rng = random.Random(seed)
 
     def draw(mean: int) -> int:
-        return min(max(round(rng.gauss(mean, std_fraction * mean)), 1), 2 * mean)
+        return min(max(round(rng.gauss(mean, std_fraction * mean)), 1), 2 * mean - 1)  # [1, 2 mean - 1]: about mean
 
     return tuple(Request(i, 0.0, draw(mean_prompt_tokens), draw(mean_output_tokens)) for i in range(n))
 
