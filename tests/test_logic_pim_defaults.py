@@ -27,11 +27,12 @@ H200_DRAM_BYTES = 151397597184  # h200-sxm preset: 141 GiB HBM3e
 
 
 def duplex_with(xpu_preset: str, stacks: int, **lp_fields: float) -> dict:
-    """The duplex preset's spec with this xPU and stack count, the stacks' internal bandwidth and capacity unset."""
+    """The duplex preset's spec with this xPU and stack count (the preset leaves the stacks' internal bandwidth and
+    capacity unset)."""
     data = copy.deepcopy(dict(load_system("duplex").data))
     data["devices"]["xpu"]["preset"] = xpu_preset
     lp = data["devices"]["lp"]
-    del lp["internal_bytes_per_s"], lp["capacity_bytes"]
+    assert "internal_bytes_per_s" not in lp and "capacity_bytes" not in lp
     lp.update(count=stacks, **lp_fields)
     return data
 
@@ -95,3 +96,14 @@ def test_stacks_beside_gpus_of_different_dram_must_give_their_capacity(tmp_path)
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 2
     one_line_error(result, str(path), "devices.lp.capacity_bytes", "different DRAM")
+
+
+def test_a_spec_based_on_duplex_with_an_h200_follows_the_rules(tmp_path) -> None:
+    """`base: duplex` with another xPU and stack bandwidth (review helper-215): the preset no longer sets the two
+    fields, so the derived spec gets 4 x its external bandwidth and the H200's DRAM over the stacks."""
+    spec = tmp_path / "d1.yaml"
+    spec.write_text("name: d1\nbase: duplex\ndevices:\n  xpu: {preset: h200-sxm}\n"
+                    "  lp: {external_bytes_per_s: 9.6e+11}\n")
+    lp = load_system(spec).devices["lp"].spec
+    assert lp.internal_bytes_per_s == pytest.approx(4 * 9.6e11)
+    assert lp.capacity_bytes == pytest.approx(H200_DRAM_BYTES / 5)

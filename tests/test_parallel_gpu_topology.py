@@ -7,6 +7,7 @@ has no default topology (`parallel.topology` is required), so it cannot fall int
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,16 @@ def test_refusal_lists_the_library_topologies_of_that_gpu(cli) -> None:
 def test_the_default_topologys_own_gpu_is_the_default_run(cli) -> None:
     """--gpu h100-sxm5 names the GPU hgx-h100 already has: the same point as leaving --gpu out."""
     assert _point(cli, "--gpu", "h100-sxm5") == _point(cli)
+
+
+def test_the_default_topologys_gpu_read_from_a_copy_of_its_file_runs(cli, tmp_path) -> None:
+    """The h100-sxm5 preset copied elsewhere is the same GPU (review helper-215: it had been refused, its message
+    naming h100-sxm5 as not h100-sxm5)."""
+    from archsim.gpu.load import load_gpu
+
+    copy = tmp_path / "my-h100.yaml"
+    copy.write_text(Path(load_gpu("h100-sxm5").source).read_text())
+    assert _point(cli, "--gpu", str(copy))["latency_s"] == _point(cli)["latency_s"]
 
 
 def test_gpu_over_a_named_topology_keeps_that_topologys_links(cli) -> None:

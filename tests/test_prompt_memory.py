@@ -56,8 +56,7 @@ def test_the_longest_prompt_that_fits_runs_and_one_token_more_does_not():
 def test_the_working_set_is_linear_in_the_tokens():
     """`working_bytes_per_token` scales the one-token layer: it equals the layer bound to T tokens, for a dense and a
     MoE model (every tensor it counts has a token rank)."""
-    from archsim.systems.system_model import FFN_OPS
-    from archsim.systems.working_set import layer_working_bytes
+    from archsim.systems.working_set import FFN_OPS, layer_working_bytes
 
     for model in (_one_h100(), system("vllm-h100", "mixtral-8x7b", changes={"parallelism.by_workload": {}})):
         for tokens, rel in ((1, 1e-3), (17, 1e-12), (1000, 1e-12), (300_000, 1e-12)):
@@ -84,7 +83,7 @@ def test_a_burst_the_gpu_cannot_hold_at_once_is_prefilled_over_several_iteration
     requests = [Request(i, 0.0, 100_000, 2) for i in range(8)]
     result = simulate_serving(model, requests)
     assert [r.id for r in result.requests] == list(range(8)) and result.rejected_ids == ()
-    assert result.deferred_prefills > 0
+    assert result.prefill_deferrals > 0
     first_tokens = sorted({r.first_token_s for r in result.requests})
     assert len(first_tokens) > 1  # not all prefilled in one iteration
     per_token = KV_BYTES_PER_TOKEN + WORKING_BYTES_PER_TOKEN
@@ -138,3 +137,25 @@ def test_simulate_prints_why_a_prompt_was_refused(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 whose prefill the system cannot run" in result.output
     assert "memory per gpu device 88.6 GB" in result.output
+
+
+def test_expert_parallel_groups_each_hold_their_share_of_the_batch():
+    """duplex-gpu serving Grok-1 at tp 8, ep 2 deals the requests round-robin to two groups of devices: a prompt
+    beside 200 decodes holding 55 % of the cache fits each group's share (review helper-215: the whole batch had
+    been charged to one device, 89.9 GB against 85.9 GB, and the prompt deferred)."""
+    model = system("duplex-gpu", "grok-1-314b")
+    assert model.parallelism.ep == 2
+    tokens = int(0.55 * model.kv_capacity_bytes / model.kv_bytes_per_token) // 200
+    contexts = (tokens,) * 200
+    whole = model.iteration_memory(sum(contexts) + 100, len(contexts) + 100)
+    assert whole.total_bytes > model.engine_bytes  # the batch on one device would not fit
+    assert model.iteration(Batch((100,), contexts)).time_s > 0
+
+
+def test_an_unmixed_prefill_counts_the_kv_of_the_requests_it_holds_back():
+    """With prefills not mixed into decodes (vLLM's original scheduler) the running requests keep their KV on the
+    GPU while a prefill runs: `Batch.held_kv_tokens` counts it (review helper-215: 95.9 GB had run on 77.3)."""
+    model = _one_h100()
+    assert model.iteration(Batch((60_000,), ())).time_s > 0
+    with pytest.raises(UnrunnableOp, match="an iteration of 1 prompts"):
+        model.iteration(Batch((60_000,), (), held_kv_tokens=400_000))

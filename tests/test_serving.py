@@ -145,11 +145,11 @@ def test_hand_traced_preemption_by_recompute():
 
 def test_prefill_only_iterations_hold_the_decodes_back():
     """vLLM's original policy: the iteration admitting B (arriving at 0.5 s, during A's prefill) runs B's prefill
-    alone, so A's first decode waits one iteration."""
+    alone, so A's first decode waits one iteration, its 3 tokens of KV held beside B's prefill."""
     model = LinearToy(kv_capacity_bytes=100)
     requests = [Request(0, 0.0, 3, 3), Request(1, 0.5, 5, 2)]
     simulate_serving(model, requests, ServingConfig(mix_prefill_decode=False))
-    assert model.batches == [Batch((3,), ()), Batch((5,), ()), Batch((), (4, 6)), Batch((), (5,))]
+    assert model.batches == [Batch((3,), ()), Batch((5,), (), held_kv_tokens=3), Batch((), (4, 6)), Batch((), (5,))]
 
 
 def test_a_request_too_long_for_the_cache_is_rejected_not_admitted():

@@ -303,7 +303,7 @@ def test_a_batch_refused_though_each_prefill_runs_alone_is_split():
     model = BatchRefusingToy(kv_capacity_bytes=100, longest=10)
     result = simulate_serving(model, [Request(0, 0.0, 6, 2), Request(1, 0.0, 6, 2)], ServingConfig(page_tokens=2))
     assert [r.id for r in result.requests] == [0, 1] and result.rejected_ids == ()
-    assert result.deferred_prefills == 1
+    assert result.prefill_deferrals == 1
     assert model.costed[:2] == [Batch((6,), ()), Batch((6,), ())]  # the lone check, then request 0 alone
     assert result.requests[1].first_token_s > result.requests[0].first_token_s
 

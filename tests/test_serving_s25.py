@@ -65,7 +65,7 @@ def test_a_run_that_served_nothing_has_no_energy_per_token_and_an_infeasible_rec
     assert not record.feasible and record.reason.startswith("no request was served: a prompt of 400000 tokens")
 
 
-def test_simulate_takes_a_prefill_budget_and_reports_deferred_prefills(tmp_path):
+def test_simulate_takes_a_prefill_budget_and_reports_prefill_deferrals(tmp_path):
     trace = tmp_path / "burst.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join("0,3000,2\n" for _ in range(6)))
     run = CliRunner().invoke(main, ["simulate", "-s", "vllm-h100", "-w", "llama3-8b", "--trace", str(trace),
@@ -73,7 +73,7 @@ def test_simulate_takes_a_prefill_budget_and_reports_deferred_prefills(tmp_path)
                                     str(tmp_path / "t.json")])
     assert run.exit_code == 0, run.output
     metrics = json.loads(run.output)
-    assert metrics["requests"] == 6 and metrics["deferred_prefills"] == 0
+    assert metrics["requests"] == 6 and metrics["prefill_deferrals"] == 0
     spans = [e for e in json.loads((tmp_path / "t.json").read_text())["traceEvents"] if e.get("ph") == "X"]
     assert max(e["args"]["prefill_tokens"] for e in spans) == 6000  # two 3000-token prompts within 8192
     refused = CliRunner().invoke(main, ["simulate", "-s", "vllm-h100", "-w", "llama3-8b", "--trace", str(trace),
@@ -126,7 +126,7 @@ def test_memory_bound_iterations_serve_or_refuse_every_request_once(rows, limit,
     assert {r.id for r in requests if r.prompt_tokens > runs_alone} - never_fits <= set(result.unrunnable_ids)
     assert result.output_tokens == sum(r.output_tokens for r in result.requests)
     assert all(it.prefill_tokens * (1 + model.working) <= limit or it.n_prefill == 0 for it in result.timeline)
-    event(f"deferred: {result.deferred_prefills > 0}")
+    event(f"deferred: {result.prefill_deferrals > 0}")
 
 
 def test_six_prompts_that_fit_two_at_a_time_are_served_with_deferrals():
@@ -136,7 +136,7 @@ def test_six_prompts_that_fit_two_at_a_time_are_served_with_deferrals():
 
     result = simulate_serving(MemoryToy(40, 20), [Request(i, 0.0, 6, 3) for i in range(6)],
                               ServingConfig(page_tokens=1, watermark_fraction=0.0))
-    assert len(result.requests) == 6 and result.rejected_ids == () and result.deferred_prefills > 0
+    assert len(result.requests) == 6 and result.rejected_ids == () and result.prefill_deferrals > 0
 
 
 def test_gaussian_lengths_keep_a_small_mean():

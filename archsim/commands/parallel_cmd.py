@@ -27,12 +27,17 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
+
+if TYPE_CHECKING:  # the command loads the models only when it runs
+    from archsim.arch.gpu import GPU
+    from archsim.systems.topology import Topology
 
 DEFAULT_TOPOLOGY = "hgx-h100"
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
@@ -282,17 +287,20 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
 
 
-def _refuse_default_links(gpu: str | None, device, network) -> None:
+def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:
     """Refuse a `--gpu` other than the default topology's own GPU (module docstring): its links are that GPU's, so
-    timing another GPU over them would answer for links the user never chose. The SpecError names `--gpu` and the
-    library topologies whose GPU is this one."""
-    if device == network.gpu:
-        return
+    timing another GPU over them would answer for links the user never chose. The same GPU read from another file
+    (its `source` aside, equal) is the topology's. The SpecError names `--gpu` and the library topologies whose GPU
+    is this one."""
     from archsim import library
     from archsim.systems.topology import PRESETS_PACKAGE, load_topology
 
-    matching = [name for name in library.names("topology presets", PRESETS_PACKAGE)
-                if load_topology(name).gpu == device]
+    def same(other: GPU) -> bool:
+        return replace(device, source=other.source) == other
+
+    if same(network.gpu):
+        return
+    matching = [name for name in library.names("topology presets", PRESETS_PACKAGE) if same(load_topology(name).gpu)]
     offer = (f"--topology {', '.join(matching)} (library topologies of {device.name}) or --topology FILE" if matching
              else f"--topology FILE (no library topology has {device.name}: see archsim list)")
     links = " then ".join(level.link.name for level in network.levels)

@@ -116,8 +116,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     """The flat record of one serving run (what `--json` prints): of the rejected requests, those whose prefill the
-    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); the admitted
-    prefills sent back to the queue because their iteration could not hold them (`deferred_prefills`); the messages
+    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); how often admitted
+    prefills went back to the queue because their iteration could not hold them (`prefill_deferrals`); the messages
     its model leaves out (`not_timed`, `system_model.untimed_messages`)."""
     return {
         "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
@@ -127,7 +127,7 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
         "ttft_p99_s": result.ttft_p99_s, "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
         "utilization": dict(result.utilization), "energy_per_token_j": result.energy_per_token_j,
         "iterations": result.iterations, "preemptions": result.preemptions,
-        "deferred_prefills": result.deferred_prefills, "kv_pages_peak": result.peak_pages,
+        "prefill_deferrals": result.prefill_deferrals, "kv_pages_peak": result.peak_pages,
         "kv_pages_capacity": result.capacity_pages, "not_timed": not_timed,
     }
 
@@ -156,7 +156,7 @@ def _show(m: dict, wall_s: float) -> None:
         click.echo("  energy      n/a (a device's energy is not modelled)")
     else:
         click.echo(f"  energy      {m['energy_per_token_j']:.4g} J/token")
-    deferred = m["deferred_prefills"]
-    deferred = f"{deferred} prefills deferred (the iteration could not hold them), " if deferred else ""
+    deferred = m["prefill_deferrals"]
+    deferred = f"{deferred} prefill deferrals (the iteration could not hold them), " if deferred else ""
     click.echo(f"  {m['iterations']} iterations, {m['preemptions']} preemptions, {deferred}KV pages peak "
                f"{m['kv_pages_peak']} of {m['kv_pages_capacity']}; simulated in {wall_s:.2f} s")

@@ -31,10 +31,12 @@ class IterationCost:
 @dataclass(frozen=True)
 class Batch:
     """The work of one iteration: the prompt lengths (tokens) of the requests prefilling, and the context lengths
-    (tokens already in the KV cache, the new token included) of the requests decoding one token."""
+    (tokens already in the KV cache, the new token included) of the requests decoding one token; the KV the other
+    running requests hold meanwhile (a system bounding an iteration's memory counts it)."""
 
     prefill_tokens: Sequence[int] = ()
     decode_context_tokens: Sequence[int] = ()
+    held_kv_tokens: int = 0  # KV tokens of running requests outside the batch (they wait while it prefills)
 
 
 class IterationModel(Protocol):

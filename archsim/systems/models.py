@@ -22,10 +22,10 @@ from dataclasses import replace
 from archsim.errors import SpecError
 from archsim.systems.context_parallel import ContextParallelModel, context_parallel_model
 from archsim.systems.coprocessing import coprocessed_layer
-from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
+from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
-from archsim.systems.system_model import SystemModel, system_model_of
+from archsim.systems.system_model import SystemModel, logic_pim_of, system_model_of
 from archsim.systems.system_spec import CONTEXT_PARALLEL, System, check_against_workload, check_degrees
 from archsim.workload import Workload, refuse_linear_attention
 
@@ -82,23 +82,25 @@ def _check_read(workload: Workload) -> None:
 def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
     """`model` with its weight-holding GPU's attention calls held to the memory its weights leave
     (`GpuDevice.call_memory_bytes`): its share of the DRAM (the memory for weights and the KV cache, plus the
-    activation reserve) less the weights of the device holding the most. A prompt whose eager N x N scores exceed
-    it cannot run (the serving simulator refuses its request), where the GPU model alone would have compared them
-    with the whole DRAM. Assumption: the KV cache is sized to fill that same room (`kv_capacity_bytes`: only the
-    fixed `ACTIVATION_RESERVE_BYTES` is kept beside it), so the check lets a call's workspace borrow the cache's
-    room: optimistic, as vLLM sizes its cache after a profiling pass whose peak at its longest prompt would have
-    shrunk the cache by that workspace. A GPU holding no weights keeps the whole-DRAM check. The same share of the
-    DRAM bounds an iteration with prompts (`SystemModel.engine_bytes`, `check_memory`): the weights, the KV cache
-    of its requests and one layer's working set over its new tokens; a prompt needing more alone cannot run at
-    all. A weight holder of another kind (an NPU, with its own activation buffer, pim.md §1.2; a spatial-array
-    chip) is not checked."""
+    activation reserve; with Logic-PIM stacks, no more than they hold) less the weights of the device holding the
+    most. A prompt whose eager N x N scores exceed it cannot run (the serving simulator refuses its request), where
+    the GPU model alone would have compared them with the whole DRAM. Assumption: the KV cache is sized to fill that
+    same room (`kv_capacity_bytes`: only the fixed `gpu_device.ACTIVATION_RESERVE_BYTES` is kept beside it), so the
+    check lets a call's workspace borrow the cache's room: optimistic, as vLLM sizes its cache after a profiling pass
+    whose peak at its longest prompt would have shrunk the cache by that workspace. A GPU holding no weights keeps
+    the whole-DRAM check. The same share of the DRAM bounds an iteration with prompts (`SystemModel.engine_bytes`,
+    `check_memory`): the weights, the KV cache of its requests and one layer's working set over its new tokens; a
+    prompt needing more alone cannot run at all. A weight holder of another kind (an NPU, with its own activation
+    buffer, pim.md §1.2; a spatial-array chip) is not checked, nor is attention offloading's compute pool (its
+    prompts' K and V leave for the memory pool layer by layer: `archsim.systems.offload`)."""
     if isinstance(model, OffloadModel):
         compute = _with_call_memory(model.compute)
         return replace(model, compute=compute, pool=replace(model.pool, devices=compute.devices))
     holder = model.weight_device
     if not isinstance(holder, GpuDevice):
         return model
-    engine_bytes = model.memory_bytes_per_device + ACTIVATION_RESERVE_BYTES
+    stacks = logic_pim_of(model)  # Duplex: the xPU's HBM is the Logic-PIM stacks, which may hold less
+    engine_bytes = holder.engine_bytes if stacks is None else min(holder.engine_bytes, stacks.capacity_bytes)
     room = engine_bytes - model.weight_bytes_per_device
     return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room, _terms={})},
                    engine_bytes=engine_bytes)

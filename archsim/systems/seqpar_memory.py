@@ -114,7 +114,7 @@ from archsim.systems.step import (
 )
 from archsim.systems.system_model import shard, sizes_model
 from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
-from archsim.systems.working_set import LAYER_INPUT, held_share, live_bytes
+from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
 from archsim.workload import Workload, max_size
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
@@ -123,7 +123,7 @@ SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring", "zigzag", "strip
 WHOLE_SEQUENCE = ("vanilla", "memeff-attn", "memeff-attn-ffn")  # each device holds all N tokens
 RING = ("ring", "zigzag", "stripe")
 LASP = ("lasp1", "lasp2")
-ATTENTION, FFN_OPS = "attention", ("ffn", "moe")
+ATTENTION = "attention"
 MATERIALISED = {"vanilla": (ATTENTION, *FFN_OPS), "memeff-attn": FFN_OPS, "megatron-sp": FFN_OPS}
 LINEAR_ONLY = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")  # Megatron-SP's sequence-sharded ops
 TABLE3_HARDWARE = (("8xA100", 8, ("llama-3b", "llama-7b", "llama-13b")), ("32xA100", 32, ("llama-7b", "llama-13b")))

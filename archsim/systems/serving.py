@@ -25,7 +25,7 @@ paged KV cache and preemption. The assumptions, all in one place:
   memory exceeds a GPU's, `SystemModel.check_memory`). The engine then costs each of the iteration's prefills
   alone, refuses those that cannot run alone (freeing their pages) and costs the iteration again without them;
   when every one runs alone, the latest admitted goes back to the front of the queue (its pages freed, counted in
-  `deferred_prefills`) until the iteration runs; a failure with no prefill left to defer stops the run (a
+  `prefill_deferrals`) until the iteration runs; a failure with no prefill left to defer stops the run (a
   SpecError). A request at the front of the queue that its pages keep out is refused there when its prefill cannot
   run alone, rather than hold up the queue until admitted. Whether a prefill runs is taken to be monotone in its
   length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
@@ -180,7 +180,7 @@ class ServingResult:
     timeline: tuple[IterationRecord, ...] = field(default=())
     unrunnable_ids: tuple[int, ...] = ()
     unrunnable_reason: str = ""
-    deferred_prefills: int = 0  # admitted prefills sent back to the queue: their iteration could not hold them
+    prefill_deferrals: int = 0  # times an admitted prefill went back to the queue: its iteration could not hold it
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
@@ -293,7 +293,7 @@ class _Engine:
         self.iterations = 0
         self.preemptions = 0
         self.peak_pages = 0  # the most pages held while an iteration ran
-        self.deferred_prefills = 0  # admitted prefills sent back to the queue: the iteration could not hold them
+        self.prefill_deferrals = 0  # times an admitted prefill went back to the queue
 
     def arrivals(self, requests: list[Request]) -> Generator[simpy.Event, None, None]:
         for request in requests:
@@ -453,8 +453,9 @@ class _Engine:
         costed again; with no prefill left, the error stands (module docstring)."""
         while True:
             lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
+            held = 0 if contexts else sum(self.kv_tokens)  # an unmixed prefill: the running requests wait, held
             try:
-                return prefills, self.model.iteration(Batch(tuple(lengths), tuple(contexts)))
+                return prefills, self.model.iteration(Batch(tuple(lengths), tuple(contexts), held))
             except UnrunnableOp:
                 runs = [self.prefills.runs(n) for n in lengths]
                 if all(runs):
@@ -463,7 +464,7 @@ class _Engine:
                     deferred = prefills.pop()
                     self.cache.free(deferred.request.id)
                     self.waiting.appendleft(deferred)
-                    self.deferred_prefills += 1
+                    self.prefill_deferrals += 1
                     continue
                 for live, ok in zip(prefills, runs, strict=True):
                     if not ok:
@@ -605,7 +606,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         timeline=tuple(engine.timeline),
         unrunnable_ids=tuple(sorted(engine.unrunnable)),
         unrunnable_reason=engine.prefills.reason,
-        deferred_prefills=engine.deferred_prefills,
+        prefill_deferrals=engine.prefill_deferrals,
     )
 
 

@@ -155,14 +155,13 @@ from archsim.systems.system_spec import (
     System,
     check_tp_group,
 )
-from archsim.systems.working_set import layer_working_bytes
+from archsim.systems.working_set import FFN_OPS, layer_working_bytes
 from archsim.workload import Workload
 
 ATTENTION = "attention"
 LOGIC_PIM = "logic-pim"
 TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
 WORKING_SET_TOKENS = 1024  # the layer `SystemModel.working_bytes_per_token` is read off
-FFN_OPS = ("ffn", "moe")  # the ops whose hidden activations an unfused FFN writes to memory
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
 
 
@@ -492,7 +491,7 @@ class SystemModel:
         return max(layer_working_bytes(model.ops("prefill", 1, WORKING_SET_TOKENS), FFN_OPS)
                    for model in self.by_kind.values()) / WORKING_SET_TOKENS
 
-    def iteration_memory(self, kv_tokens: int, new_tokens: int) -> IterationMemory:
+    def iteration_memory(self, kv_tokens: float, new_tokens: int) -> IterationMemory:
         """What an iteration holds on the device it fills most: that PP stage's weights, the KV cache of the
         batch's `kv_tokens` tokens for the stage's layers, and one layer's working set over its `new_tokens`."""
         kv_bytes = self.kv_bytes_per_token_layer * kv_tokens
@@ -501,18 +500,25 @@ class SystemModel:
                     for layers, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True)),
                    key=lambda memory: memory.total_bytes)
 
-    def check_memory(self, contexts: Sequence[int], prompts: Sequence[int]) -> None:
+    def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0) -> None:
         """`UnrunnableOp` when an iteration with prompts needs more memory than `engine_bytes` (nothing when that
-        is None): first its longest prompt alone (the serving simulator then refuses that request), then the whole
-        batch, its requests' KV cache and the working set of all its new tokens (the simulator then prefills fewer
-        prompts at once)."""
+        is None): first its longest prompt alone (the serving simulator then refuses that request), then each
+        expert-parallel group's share of the batch (`ep_groups`; the whole batch without EP), its requests' KV
+        cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's waiting decodes, spread
+        over the groups) and the working set of all its new tokens (the simulator then prefills fewer prompts at
+        once)."""
         limit = self.engine_bytes
         if limit is None or not prompts:
             return
-        longest, prompt_tokens = max(prompts), sum(prompts)
-        batch = (f"an iteration of {len(prompts)} prompts ({prompt_tokens} tokens) and {len(contexts)} decodes",
-                 self.iteration_memory(sum(contexts) + prompt_tokens, len(contexts) + prompt_tokens))
-        for what, need in ((f"a prompt of {longest} tokens", self.iteration_memory(longest, longest)), batch):
+        longest, ep = max(prompts), self.parallelism.ep
+        checks = [(f"a prompt of {longest} tokens", self.iteration_memory(longest, longest))]
+        for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep):
+            prompt_tokens = sum(group_prompts)
+            checks.append((f"an iteration of {len(group_prompts)} prompts ({prompt_tokens} tokens) and "
+                           f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
+                           self.iteration_memory(sum(group_contexts) + prompt_tokens + held_kv_tokens / ep,
+                                                 len(group_contexts) + prompt_tokens)))
+        for what, need in checks:
             if need.total_bytes > limit:
                 raise UnrunnableOp(self.system.source, "prefill",
                                    f"{what} on {self.name}: memory per {self.weight_device.name} device "
@@ -549,7 +555,7 @@ class SystemModel:
     def iteration(self, batch: Batch) -> IterationCost:
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
-        self.check_memory(contexts, prompts)
+        self.check_memory(contexts, prompts, batch.held_kv_tokens)
         par = self.parallelism
         time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
