@@ -11,7 +11,7 @@ import json
 import click
 import pandas as pd
 
-from archsim.commands.options import write_tables
+from archsim.commands.options import nan_as_null, write_tables
 from archsim.outputs import check_writable
 from archsim.systems import neupims_reproduce
 
@@ -31,8 +31,8 @@ def reproduce_neupims(as_json: bool, out: str | None, as_artifact: bool = False)
         write_tables(out, {"points": records, "headline": headline, "attribution": attribution,
                            "ablation": ablation})
     if as_json:
-        click.echo(json.dumps({"points": records, "headline": headline, "attribution": attribution,
-                               "ablation": ablation}, indent=2))
+        click.echo(json.dumps({"points": [nan_as_null(r) for r in records], "headline": headline,
+                               "attribution": attribution, "ablation": ablation}, indent=2))
         return
     if as_artifact:
         _print_artifact(records, attribution)

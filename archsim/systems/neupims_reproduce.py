@@ -74,7 +74,8 @@ def reproduce(modes: Sequence[str | System] = REPRODUCED_MODES, models: Sequence
               options: Sequence[ArtifactOption] | None = None) -> list[dict]:
     """One record per mode (a preset name or a System) x model x dataset x batch, over `samples` sampled batches
     (the same batches for every mode): throughput = tokens / time summed over the samples, utilizations = busy /
-    time likewise. `npu_util` counts useful MACs (the arrays' MAC time), or with the artifact's busy-time counter
+    time likewise, NaN (null in JSON) for a unit the mode has not (the gpu and npu-only modes' PIM, the gpu's NPU
+    arrays and HBM). `npu_util` counts useful MACs (the arrays' MAC time), or with the artifact's busy-time counter
     the arrays' occupancy (`npu_array_util`, fill and drain included); `pim_util` is the channels' mean command
     time, the artifact's PIM counter (a channel's command queue non-empty) in both.
 
@@ -96,13 +97,18 @@ def reproduce(modes: Sequence[str | System] = REPRODUCED_MODES, models: Sequence
                         "mode": mode, "model": model, "dataset": dataset, "batch": batch,
                         "throughput_tok_s": batch * samples / time_s,
                         "npu_util": busy.get("npu_array" if busy_counters else "npu", busy.get("gpu", 0.0)) / time_s,
-                        "pim_util": busy.get("pim", 0.0) / time_s,
-                        "npu_array_util": busy.get("npu_array", 0.0) / time_s,
-                        "hbm_util": busy.get("hbm", 0.0) / time_s,
+                        "pim_util": _utilization(busy, "pim", time_s),
+                        "npu_array_util": _utilization(busy, "npu_array", time_s),
+                        "hbm_util": _utilization(busy, "hbm", time_s),
                         "energy_per_token_j": sum(c.energy_j for c in costs) / (batch * samples),
                         "mean_context_tokens": float(np.mean(np.concatenate(draws))),
                     })
     return records
+
+
+def _utilization(busy_s: Mapping[str, float], unit: str, time_s: float) -> float:
+    """A unit's busy share of `time_s`; NaN for a unit the mode has not (a GPU's PIM), not 0."""
+    return busy_s[unit] / time_s if unit in busy_s else math.nan
 
 
 def throughput_ratio(records: Sequence[dict], numerator: str, denominator: str,
