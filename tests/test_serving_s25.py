@@ -62,7 +62,10 @@ def test_a_run_that_served_nothing_has_no_energy_per_token_and_an_infeasible_rec
     assert result.output_tokens == 0 and result.unrunnable_ids == (0,)
     assert math.isnan(result.energy_per_token_j)
     record = result.record(11.06)
-    assert not record.feasible and record.reason.startswith("no request was served: a prompt of 400000 tokens")
+    assert not record.feasible and record.reason.startswith("1 of 1 requests ask for a prefill")
+    assert "a prompt of 400000 tokens" in record.reason
+    empty = simulate_serving(model, [])
+    assert math.isnan(empty.energy_per_token_j) and empty.record().reason == "no request was served"
 
 
 def test_simulate_takes_a_prefill_budget_and_reports_prefill_deferrals(tmp_path):

@@ -42,7 +42,7 @@ from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
-from archsim.dse.system_points import serve_point, system_config
+from archsim.dse.system_points import serve_point, system_config, system_content
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -110,7 +110,8 @@ def load_base(spec: SweepSpec) -> Base:
 def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     """What every point of the sweep shares, by part (canonical JSON values): the archsim version, the target kind
     and the resolved base (the mapping's and cascade's file text, the architecture and workload as loaded, `sets`
-    and the GPU kernel; or the system, workload and serving run; or the parallel block and GPU calibration). The
+    and the GPU kernel; or the system, its devices and links as loaded (a preset file edited between sweeps is
+    another base), workload and serving run; or the parallel block and GPU calibration). The
     axes, sampling, constraints and objectives are not part of it: they may change between sweeps into one store
     (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
@@ -119,7 +120,8 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     if base.parallel is not None:
         parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
     elif base.system is not None:
-        parts = {"system": base.system.data, "workload": workload, "serving": dataclasses.asdict(spec.serving)}
+        parts = {"system": base.system.data, "resolved": system_content(base.system), "workload": workload,
+                 "serving": dataclasses.asdict(spec.serving)}
     else:
         gpus = spec.gpus and {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision}
         parts = {"mapping": library.find("mappings", spec.mapping).read_text(),

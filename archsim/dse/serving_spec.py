@@ -21,8 +21,12 @@ The stream and the scheduler's batch are the `serving:` block, every key require
     serving: {rate_per_s: 2000.0, requests: 300, lengths: alpaca, seed: 0, max_batch: 256}
 
 `lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`. `max_batch` (the most requests in one
-iteration) may be an axis instead, `serving.max_batch`, and is then left out of the block. No other `serving.`
-path is an axis.
+iteration) may be an axis instead, `serving.max_batch`, and is then left out of the block. One key is optional:
+`max_prefill_tokens`, the most prompt tokens an iteration prefills (vLLM's max_num_batched_tokens without chunked
+prefill; a longer prompt runs alone); without it there is no budget (`ServingConfig`'s default, Orca's: the
+memory of a GPU still bounds an iteration); it may be an axis too, `serving.max_prefill_tokens`. No other
+`serving.` path is an axis (the page size, mixing prefills into decodes and the watermark stay at
+`ServingConfig`'s vLLM defaults).
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload
 exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the
@@ -52,8 +56,9 @@ from archsim.systems.system_spec import PRESETS_PACKAGE, System, load_system, wi
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
-SERVING_AXES = ("serving.max_batch",)
+SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens")
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
+OPTIONAL_SERVING_KEYS = ("max_prefill_tokens",)  # absent: no prefill budget (ServingConfig's, Orca's)
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,14 @@ class ServingSettings:
     lengths: str  # a name of LENGTH_PRESETS
     seed: int
     max_batch: int | None  # None: the serving.max_batch axis sets it
+    max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
 
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
     """The `serving:` block of the sweep at `source`; `max_batch` is required unless `axes` has serving.max_batch."""
     if not isinstance(data, dict):
         raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
-    check_keys(data, SERVING_KEYS, source, "serving")
+    check_keys(data, (*SERVING_KEYS, *OPTIONAL_SERVING_KEYS), source, "serving")
     check_set_once([*((f"serving.{key}",) * 2 for key in data), *((a, f"axes.{a}") for a in axes)], source)
     batch_axis = "serving.max_batch" in axes
     for key in SERVING_KEYS:
@@ -87,12 +93,14 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     if not isinstance(data["lengths"], str) or data["lengths"] not in LENGTH_PRESETS:
         raise SpecError(source, "serving.lengths", f"expected one of {', '.join(LENGTH_PRESETS)}, "
                                                    f"got {data['lengths']!r}")
+    budget = data.get("max_prefill_tokens")
     return ServingSettings(float(rate), requests, data["lengths"], _whole(data["seed"], source, "serving.seed", 0),
-                           None if batch_axis else _whole(data["max_batch"], source, "serving.max_batch", 1))
+                           None if batch_axis else _whole(data["max_batch"], source, "serving.max_batch", 1),
+                           None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
-    """A `serving.` axis is serving.max_batch, each value a whole number >= 1."""
+    """A `serving.` axis is serving.max_batch or serving.max_prefill_tokens, each value a whole number >= 1."""
     if path not in SERVING_AXES:
         raise SpecError(source, where, f"a serving axis is one of {', '.join(SERVING_AXES)}")
     _whole(value, source, where, 1)

@@ -2,8 +2,9 @@
 the sweep's requests. Pure: specs and requests in, metrics out.
 
 The run: `with_fields(system, the point's system. values)`, `system_model(system, workload)`, and
-`simulate_serving(model, requests, ServingConfig(max_batch=...))` with every other scheduler knob at
-`ServingConfig`'s vLLM defaults. The requests are the sweep's one seeded Poisson stream, the same for every point.
+`simulate_serving(model, requests, ServingConfig(max_batch=..., max_prefill_tokens=...))` with every other
+scheduler knob at `ServingConfig`'s vLLM defaults. The requests are the sweep's one seeded Poisson stream, the same
+for every point.
 
 Metrics. The generic columns every target writes (`METRICS`), so that the store, the summary and the report read a
 system point as any other:
@@ -32,6 +33,7 @@ points'.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -56,13 +58,47 @@ def max_batch(settings: ServingSettings, fields: Mapping[str, Any]) -> int:
     return int(fields.get(f"{SERVING_ROOT}.max_batch", settings.max_batch))
 
 
+def max_prefill_tokens(settings: ServingSettings, fields: Mapping[str, Any]) -> int | None:
+    """The point's prefill budget: its serving.max_prefill_tokens value, else the serving block's (None: none)."""
+    return fields.get(f"{SERVING_ROOT}.max_prefill_tokens", settings.max_prefill_tokens)
+
+
+def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
+    """The scheduler a point serves with: its batch and prefill budget, every other knob at `ServingConfig`'s."""
+    return ServingConfig(max_batch=max_batch(settings, fields), max_prefill_tokens=max_prefill_tokens(settings, fields))
+
+
 def system_config(system: System, workload: Workload, settings: ServingSettings,
                   fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What a point's key hashes: the system spec as the point sets it, the workload and the serving run."""
-    return {"system": dict(system.data), "changes": system_changes(fields), "workload": workload.name,
-            "workload_params": dict(workload.params), "block": workload.block,
+    """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded (a preset
+    file edited since is another point, `system_content`), the workload and the serving run."""
+    config = serving_config(settings, fields)
+    return {"system": dict(system.data), "resolved": system_content(system), "changes": system_changes(fields),
+            "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
             "serving": {"rate_per_s": settings.rate_per_s, "requests": settings.requests,
-                        "lengths": settings.lengths, "seed": settings.seed, "max_batch": max_batch(settings, fields)}}
+                        "lengths": settings.lengths, "seed": settings.seed, "max_batch": config.max_batch,
+                        "max_prefill_tokens": config.max_prefill_tokens}}
+
+
+def system_content(system: System) -> dict[str, Any]:
+    """The system's devices and links as its points compute them: each device's and link's fields, the specs its
+    preset files gave included, without the files' paths (where a file lies, not what it says), as plain values."""
+    return {"devices": _content(system.devices), "links": _content(system.links)}
+
+
+def _content(value: Any) -> Any:
+    """A loaded spec as plain values: a dataclass as its compared fields but `source`, mappings and sequences as
+    dicts and lists, numbers, words and None as they are, anything else as its repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _content(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.compare and f.name != "source"}
+    if isinstance(value, Mapping):
+        return {str(key): _content(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_content(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
 
 
 def serve_point(system: System, workload: Workload, requests: tuple[Request, ...], settings: ServingSettings,
@@ -72,17 +108,7 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
     model = system_model(with_fields(system, system_changes(fields)), workload)
     if model.kv_capacity_bytes <= 0:
         return _infeasible(model.name, f"the weights leave no memory for the KV cache on {model.name}")
-    result = simulate_serving(model, requests, ServingConfig(max_batch=max_batch(settings, fields)))
-    unrunnable = len(result.unrunnable_ids)
-    if unrunnable:  # some, or all, of the rejected ask for a prefill the system cannot run
-        never_fit = len(result.rejected_ids) - unrunnable
-        return _infeasible(model.name, f"{unrunnable} of {len(requests)} requests ask for a prefill {model.name} "
-                                       f"cannot run ({result.unrunnable_reason})"
-                                       + (f"; {never_fit} can never fit its KV cache" if never_fit else ""))
-    if result.rejected_ids:
-        return _infeasible(model.name, f"{len(result.rejected_ids)} of {len(requests)} requests can never fit the "
-                                       f"KV cache of {model.name}")
-    return result.record(model.price_per_hour)
+    return simulate_serving(model, requests, serving_config(settings, fields)).record(model.price_per_hour)
 
 
 def _infeasible(target: str, reason: str) -> Record:

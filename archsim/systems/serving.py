@@ -184,20 +184,35 @@ class ServingResult:
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
-        output token, busy seconds over the makespan; extras = `SERVING_METRICS` and the run's counts.
-        `price_per_hour` is the whole run's devices' (NaN if unknown): cost per token = price x makespan / output
-        tokens."""
+        output token, busy seconds over the makespan; extras = `SERVING_METRICS` and the run's counts (output
+        tokens, iterations, preemptions, prefill deferrals, KV pages at peak and in all). `price_per_hour` is the
+        whole run's devices' (NaN if unknown): cost per token = price x makespan / output tokens. A run that
+        rejected a request is infeasible (`rejection`): its throughput would be over fewer requests."""
         tokens = self.output_tokens
         cost = price_per_hour * self.makespan_s / S_PER_HOUR / tokens if tokens else math.nan
         extras = {"throughput_tok_s": self.throughput_tok_s, "energy_per_token_j": self.energy_per_token_j,
                   COST_METRIC: cost, "ttft_p50_s": self.ttft_p50_s, "ttft_p99_s": self.ttft_p99_s,
                   "tbt_p50_s": self.tbt_p50_s, "tbt_p99_s": self.tbt_p99_s, "makespan_s": self.makespan_s,
-                  "output_tokens": tokens, "iterations": self.iterations, "preemptions": self.preemptions}
+                  "output_tokens": tokens, "iterations": self.iterations, "preemptions": self.preemptions,
+                  "prefill_deferrals": self.prefill_deferrals, "kv_pages_peak": self.peak_pages,
+                  "kv_pages_capacity": self.capacity_pages}
         busy = {unit: u * self.makespan_s for unit, u in self.utilization.items()}
-        reason = "" if tokens else "no request was served" + (f": {self.unrunnable_reason}"
-                                                              if self.unrunnable_reason else "")
+        reason = self.rejection
         return Record("serving", self.system, not reason, reason, self.tbt_p99_s, self.energy_per_token_j,
                       busy_s=busy, busy_window_s=self.makespan_s, extras=extras)
+
+    @property
+    def rejection(self) -> str:
+        """Why the run is not a result for all its requests ("" when it is): how many asked for a prefill the
+        system cannot run (the shortest's reason) and how many can never fit its KV cache; or that it had none."""
+        rejected, unrunnable = len(self.rejected_ids), len(self.unrunnable_ids)
+        if not rejected:
+            return "" if self.output_tokens else "no request was served"
+        submitted, never_fit = rejected + len(self.requests), rejected - unrunnable
+        if not unrunnable:
+            return f"{rejected} of {submitted} requests can never fit the KV cache of {self.system}"
+        return (f"{unrunnable} of {submitted} requests ask for a prefill {self.system} cannot run "
+                f"({self.unrunnable_reason})" + (f"; {never_fit} can never fit its KV cache" if never_fit else ""))
 
 
 def energy_per_token_j(energy_j: float, output_tokens: int) -> float:
