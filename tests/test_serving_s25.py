@@ -151,3 +151,16 @@ def test_gaussian_lengths_keep_a_small_mean():
     assert {r.prompt_tokens for r in requests} == {1, 2, 3}
     assert sum(r.prompt_tokens for r in requests) / len(requests) == pytest.approx(2, abs=0.01)
     assert sum(r.output_tokens for r in requests) / len(requests) == pytest.approx(12, abs=0.1)
+
+
+def test_an_unmixed_prefill_that_does_not_fit_beside_the_running_cache_waits_for_a_decode_step():
+    """Prefills not mixed into decodes (review helper-219): a lone prefill that runs alone but not beside the KV the
+    running requests hold is sent back and the running requests decode; the run had stopped with UnrunnableOp."""
+    from archsim.systems.serving import ServingConfig
+
+    model = system("vllm-h100", "llama3-8b", changes={"devices.gpu.count": 1, "parallelism.tp": 1,
+                                                      "parallelism.by_workload": {}})
+    requests = [Request(0, 0.0, 200_000, 300), Request(1, 0.5, 200_000, 2)]
+    result = simulate_serving(model, requests, ServingConfig(mix_prefill_decode=False))
+    assert [r.id for r in result.requests] == [0, 1] and result.prefill_deferrals > 0
+    assert result.requests[1].first_token_s > result.requests[0].finish_s  # it waited for request 0's cache

@@ -78,3 +78,19 @@ def test_simulate_json_record_is_infeasible_when_a_request_was_rejected(tmp_path
     assert run.exit_code == 0, run.output
     record = json.loads(run.output)["record"]
     assert record["feasible"] is False and "1 of 2 requests" in record["reason"]
+
+
+def test_a_preset_file_an_axis_names_edited_since_is_another_point(tmp_path):
+    """An axis over GPU preset files (review helper-219): the file the second point names, edited, makes that point
+    new (its old row had come back, 1.73x off), while the first point is reused."""
+    folder = _setup(tmp_path)
+    shutil.copy(folder / "myh100.yaml", folder / "myh100b.yaml")
+    (folder / "s.yaml").write_text(SWEEP.replace("serving.max_prefill_tokens: [4096, 16384]",
+                                                 "system.devices.gpu.preset: [./myh100.yaml, ./myh100b.yaml]"))
+    assert _sweep(folder).exit_code == 0
+    gpu = folder / "myh100b.yaml"
+    gpu.write_text(gpu.read_text().replace("dram_bytes_per_s: 3.35e+12", "dram_bytes_per_s: 1.0e+12"))
+    again = subprocess.run([sys.executable, "-m", "archsim", "sweep", str(folder / "s.yaml"), "--db",
+                            str(folder / "s.sqlite")], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "(1 new, 1 reused)" in again.stdout

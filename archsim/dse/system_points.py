@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
+from archsim.errors import SpecError
 from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request
@@ -70,10 +71,15 @@ def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> Serv
 
 def system_config(system: System, workload: Workload, settings: ServingSettings,
                   fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded (a preset
-    file edited since is another point, `system_content`), the workload and the serving run."""
-    config = serving_config(settings, fields)
-    return {"system": dict(system.data), "resolved": system_content(system), "changes": system_changes(fields),
+    """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded with the
+    point's values set (a preset file edited since, the base's or one an axis names, is another point,
+    `system_content`; a point whose values the spec refuses, on why), the workload and the serving run."""
+    config, changes = serving_config(settings, fields), system_changes(fields)
+    try:
+        resolved = system_content(with_fields(system, changes) if changes else system)
+    except SpecError as refused:  # an infeasible point (its record says why): keyed on why, which an edit changes
+        resolved = {"refused": str(refused)}
+    return {"system": dict(system.data), "resolved": resolved, "changes": changes,
             "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
             "serving": {"rate_per_s": settings.rate_per_s, "requests": settings.requests,
                         "lengths": settings.lengths, "seed": settings.seed, "max_batch": config.max_batch,

@@ -25,7 +25,8 @@ paged KV cache and preemption. The assumptions, all in one place:
   memory exceeds a GPU's, `SystemModel.check_memory`). The engine then costs each of the iteration's prefills
   alone, refuses those that cannot run alone (freeing their pages) and costs the iteration again without them;
   when every one runs alone, the latest admitted goes back to the front of the queue (its pages freed, counted in
-  `prefill_deferrals`) until the iteration runs; a failure with no prefill left to defer stops the run (a
+  `prefill_deferrals`) until the iteration runs (unmixed, a lone prefill that does not fit beside the running
+  requests' cache waits while they decode one step); a failure with no prefill left to defer stops the run (a
   SpecError). A request at the front of the queue that its pages keep out is refused there when its prefill cannot
   run alone, rather than hold up the queue until admitted. Whether a prefill runs is taken to be monotone in its
   length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
@@ -309,6 +310,7 @@ class _Engine:
         self.preemptions = 0
         self.peak_pages = 0  # the most pages held while an iteration ran
         self.prefill_deferrals = 0  # times an admitted prefill went back to the queue
+        self.decode_first = False  # unmixed: the next iteration decodes (a deferred prefill waits for room)
 
     def arrivals(self, requests: list[Request]) -> Generator[simpy.Event, None, None]:
         for request in requests:
@@ -394,7 +396,8 @@ class _Engine:
         """This iteration's prefills, and whether the running requests decode; preempted requests leave the running
         lists for the queue."""
         if not self.config.mix_prefill_decode:
-            prefills = self._admit(len(self.running))
+            prefills = [] if self.decode_first else self._admit(len(self.running))
+            self.decode_first = False
             if prefills:
                 return prefills, False
             self._reserve_decodes()
@@ -474,12 +477,16 @@ class _Engine:
             except UnrunnableOp:
                 runs = [self.prefills.runs(n) for n in lengths]
                 if all(runs):
-                    if not prefills or (len(prefills) == 1 and not contexts):
+                    lone = len(prefills) == 1 and not contexts
+                    if not prefills or (lone and not held):
                         raise  # decodes alone, or a prefill alone that runs alone: nothing to defer
                     deferred = prefills.pop()
                     self.cache.free(deferred.request.id)
                     self.waiting.appendleft(deferred)
                     self.prefill_deferrals += 1
+                    if lone:  # an unmixed prefill beside the running requests' cache: they decode first
+                        self.decode_first = True
+                        return [], None
                     continue
                 for live, ok in zip(prefills, runs, strict=True):
                     if not ok:
