@@ -94,3 +94,19 @@ def test_a_preset_file_an_axis_names_edited_since_is_another_point(tmp_path):
                             str(folder / "s.sqlite")], capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     assert "(1 new, 1 reused)" in again.stdout
+
+
+def test_an_energy_objective_on_a_device_without_energy_is_refused_at_load(tmp_path):
+    """lamina-tpu-v6e's memory pool is a TPU chip with no power figure (review helper-217): with the default
+    objectives (latency_s, energy_pj) the sweep had run to an empty front and the report failed naming
+    --objectives. It is refused at load, naming the objective and the device; objectives without energy run."""
+    spec = tmp_path / "t.yaml"
+    text = ("name: t\nsystem: lamina-tpu-v6e\nworkload: llama3-70b\n"
+            "serving: {rate_per_s: 5.0, requests: 6, lengths: azure-conv, seed: 0}\naxes:\n"
+            "  serving.max_batch: [32, 64]\n")
+    spec.write_text(text)
+    refused = CliRunner().invoke(main, ["sweep", str(spec), "--db", str(tmp_path / "t.sqlite")])
+    assert refused.exit_code == 2
+    one_line_error(refused, "objectives[1]", "devices.memory", "tpu-v6e gives no power_w")
+    spec.write_text(text + "objectives: [throughput_tok_s, tbt_p99_s]\n")
+    assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(tmp_path / "u.sqlite")]).exit_code == 0

@@ -52,6 +52,7 @@ from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys, kind_of
 from archsim.systems.requests import LENGTH_PRESETS, check_request_count
 from archsim.systems.serving import COST_METRIC
+from archsim.systems.system_model import board_power_w
 from archsim.systems.system_spec import PRESETS_PACKAGE, System, load_system, with_fields
 from archsim.workload import Workload
 
@@ -59,6 +60,7 @@ SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
 SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens")
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
 OPTIONAL_SERVING_KEYS = ("max_prefill_tokens",)  # absent: no prefill budget (ServingConfig's, Orca's)
+ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and constraints that need every energy
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
             with_fields(system, changes)
         except SpecError as exc:
             raise SpecError(source, where, _naming_field(exc, where)) from None
+    _check_energy_metrics(system, objectives, constrained, source, fields_set)
     named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name == COST_METRIC]
     named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name == COST_METRIC]
     if named:
@@ -177,6 +180,25 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                 raise SpecError(source, named[0], f"{COST_METRIC} needs a price for every device: "
                                                   f"{system.source} has no devices.{device.name}.price_per_hour "
                                                   "(USD per device-hour)")
+
+
+def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrained: tuple[str, ...], source: str,
+                          fields_set: Mapping[str, str]) -> None:
+    """An energy objective or constraint (`ENERGY_METRICS`) needs every device's energy: a chip without a power
+    figure (`power_w`, `system_model.board_power_w` NaN) has none, so every point's energy would be unknown and
+    the front empty. Refused naming the objective or constraint and the device, unless an axis sets that device's
+    preset."""
+    named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name in ENERGY_METRICS]
+    named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name in ENERGY_METRICS]
+    if not named:
+        return
+    for device in system.devices.values():
+        power = board_power_w(device)
+        if power is not None and math.isnan(power) and f"devices.{device.name}.preset" not in fields_set:
+            raise SpecError(source, named[0], f"energy is not modelled on {system.source}'s devices.{device.name} "
+                                              f"({device.spec.name} gives no power_w), so no point would have one: "
+                                              "name objectives and constraints without energy (a sweep without "
+                                              "objectives: takes latency_s and energy_pj)")
 
 
 def _naming_field(error: SpecError, where: str) -> str:
