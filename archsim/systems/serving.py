@@ -32,9 +32,8 @@ paged KV cache and preemption. The assumptions, all in one place:
   length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
   to run and the shortest known not to (`_Prefills`), and a system that never raises is asked for nothing but its
   iterations and, while the queue's front waits for pages, lone prefills of lengths not yet known to run. A
-  request preempted after its first token whose
-  recompute (prompt and emitted tokens) cannot run is refused then: its emitted tokens leave the counts (its gaps
-  between tokens stay among the TBT samples).
+  request preempted after its first token whose recompute (prompt and emitted tokens) cannot run is refused then:
+  its emitted tokens leave the counts (its gaps between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
   When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the
   default for single-sequence requests): its pages are freed and it returns to the front of the queue; when
@@ -47,7 +46,8 @@ paged KV cache and preemption. The assumptions, all in one place:
   request can always start). Nothing is admitted in an iteration that preempted.
 - `mix_prefill_decode=True` (default, Orca's selective batching): new prefills join the decodes of the same
   iteration. `False` (vLLM's original scheduler): an iteration that admits anyone runs only prefills and the
-  running requests wait for the next one; admission then comes before the decode page reservations.
+  running requests wait for the next one, their KV held beside it (`Batch.held_kv_tokens`); admission then comes
+  before the decode page reservations.
 - Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
   preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
   admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
