@@ -32,9 +32,11 @@ Checked at load, each problem a `SpecError` naming the sweep file and its YAML p
 exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the
 fields of a linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again;
 the message names the field the spec refuses where the YAML path does not); `serving.max_batch` values are whole
-numbers >= 1; and a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on
-every device of the system, in the file or set by an axis. Points whose values together cannot be built, or whose
-weights do not fit, are infeasible records with their reason, not load errors.
+numbers >= 1; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on
+every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`,
+the default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points
+whose values together cannot be built, or whose weights do not fit, are infeasible records with their reason, not
+load errors.
 """
 
 from __future__ import annotations
