@@ -164,3 +164,20 @@ def test_an_unmixed_prefill_that_does_not_fit_beside_the_running_cache_waits_for
     result = simulate_serving(model, requests, ServingConfig(mix_prefill_decode=False))
     assert [r.id for r in result.requests] == [0, 1] and result.prefill_deferrals > 0
     assert result.requests[1].first_token_s > result.requests[0].finish_s  # it waited for request 0's cache
+
+
+def test_a_model_without_the_protocols_numbers_is_refused_naming_them():
+    """An IterationModel written before static_w was read (or with a negative one) gets one clear SpecError, not an
+    AttributeError at the end of a run."""
+    from archsim.errors import SpecError
+
+    class Old:
+        name, kv_bytes_per_token, kv_capacity_bytes = "old", 1.0, 100.0
+
+        def iteration(self, batch: Batch) -> IterationCost:
+            return IterationCost(1.0)
+
+    with pytest.raises(SpecError, match="Old has no static_w"):
+        simulate_serving(Old(), [Request(0, 0.0, 4, 2)])
+    with pytest.raises(SpecError, match="static_w: expected a power >= 0"):
+        simulate_serving(StaticToy(static_w=-1.0), [Request(0, 0.0, 4, 2)])

@@ -551,6 +551,19 @@ def kv_tokens(request: Request) -> int:
     return request.prompt_tokens + request.output_tokens - 1
 
 
+def check_model(model: IterationModel) -> None:
+    """A SpecError naming what `model` lacks of an `IterationModel` (its `iteration` and the numbers the simulator
+    reads), or a `static_w` that is not a power >= 0, rather than an AttributeError deep in a run."""
+    missing = [name for name in ("iteration", "name", "kv_bytes_per_token", "kv_capacity_bytes", "static_w")
+               if not hasattr(model, name)]
+    if missing:
+        raise SpecError("<python>", "model", f"expected an IterationModel (archsim.systems.iteration), "
+                                             f"{type(model).__name__} has no {', '.join(missing)}")
+    if not model.static_w >= 0:
+        raise SpecError("<python>", "static_w", f"expected a power >= 0 in W (0 where none is modelled), got "
+                                                f"{model.static_w!r}")
+
+
 def unservable(model: IterationModel, requests: Sequence[Request], config: ServingConfig | None = None) -> str | None:
     """Why no request of `requests` could ever run on `model` (all would be rejected, module docstring: each needs
     more KV than the whole cache holds, naming the one that needs the least, or asks for a prefill the system
@@ -588,6 +601,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     check_requests(ordered)
     if closed_loop is not None and not (isinstance(closed_loop, int) and closed_loop >= 1):
         raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
+    check_model(model)
     capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
     env = simpy.Environment()
     first, pending = (ordered, []) if closed_loop is None else (ordered[:closed_loop], ordered[closed_loop:])
