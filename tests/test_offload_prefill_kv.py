@@ -106,3 +106,42 @@ def test_a_decode_only_iteration_sends_no_prompt_kv() -> None:
     cost = model.iteration(Batch((), (1000,) * 64))
     expected_s = LAYERS * 64 * (8192 * 2 + KV_BYTES_PER_TOKEN_LAYER) / NIC_BYTES_PER_S / model.link_lanes
     assert cost.busy_s["link_out"] == pytest.approx(expected_s, rel=1e-12)
+
+
+def test_simulate_alpha_marks_a_run_over_a_link_below_bw_min_infeasible(tmp_path):
+    """Issue 16's bad input, from the command line (must-show audit helper-220): a Lamina system whose attention
+    link carries 1 GB/s is served, and with --alpha 0.2 its record is infeasible with the reason (BW_min at its
+    largest decode batch), not an exception; the preset's 45.7 GB/s link meets it; another system refuses --alpha."""
+    import json
+
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("name: lamina-slow\nbase: lamina\nlinks:\n  attention:\n    name: slow-nic\n    description: slow\n"
+                    "    source: test\n    latency_s: 1.65e-05\n    bytes_per_s_per_direction: 1.0e+9\n")
+    args = ["-w", "llama3-70b", "--rate", "5", "--requests", "20", "--lengths", "azure-conv", "--alpha", "0.2",
+            "--json"]
+    run = CliRunner().invoke(main, ["simulate", "--system", str(slow), *args])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    assert out["link"]["feasible"] is False and out["link"]["link_bytes_per_s"] == 1.0e9
+    assert out["link"]["bw_min_bytes_per_s"] > 1.0e9
+    assert out["record"]["feasible"] is False and "below BW_min" in out["record"]["reason"]
+    fast = json.loads(CliRunner().invoke(main, ["simulate", "--system", "lamina", *args]).output)
+    assert fast["link"]["feasible"] is True and fast["record"]["feasible"] is True
+    refused = CliRunner().invoke(main, ["simulate", "--system", "vllm-h100", *args])
+    assert refused.exit_code == 2 and "--alpha" in refused.output
+
+
+def test_the_link_check_reads_the_largest_decode_batch_at_its_mean_context():
+    from archsim.systems.offload import bw_min_bytes_per_s, peak_batch_link_feasibility
+    from archsim.systems.serving import IterationRecord
+
+    model = _lamina()
+    timeline = [IterationRecord(0, 1, 2, 0, 100, 10), IterationRecord(1, 2, 0, 30, 0, 40, 30 * 900),
+                IterationRecord(2, 3, 0, 64, 0, 80, 64 * 1500 + 32), IterationRecord(3, 4, 0, 10, 0, 20, 10 * 50)]
+    record = peak_batch_link_feasibility(model, timeline, 0.2)
+    assert record.extras["batch"] == 64
+    assert record.extras["bw_min_bytes_per_s"] == pytest.approx(bw_min_bytes_per_s(model, [1500] * 64, 0.2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import click
 
@@ -18,6 +19,7 @@ from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
+from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
 from archsim.systems.requests import (
     LENGTH_PRESETS,
     MAX_REQUESTS,
@@ -53,6 +55,10 @@ from archsim.systems.system_spec import load_system
               help="Most prompt tokens prefilled in one iteration (vLLM's max_num_batched_tokens without chunked "
                    "prefill: a longer prompt is prefilled alone). Default: no budget, Orca's; the system's memory "
                    "still bounds an iteration where it is modelled.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True),
+              help="[attention offloading] The network overhead the link may add (Lamina's alpha, §3.3): the run "
+                   "is infeasible, with the reason, where the link carries less than BW_min at its largest decode "
+                   "batch.")
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
                                                         "workload, e.g. 4 for gpt3-7b on neupims).")
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
@@ -63,7 +69,7 @@ from archsim.systems.system_spec import load_system
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
                  n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,
-                 tp: int | None, pp: int | None,
+                 alpha: float | None, tp: int | None, pp: int | None,
                  as_json: bool, trace_out: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
     throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
@@ -95,19 +101,29 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
                 else poisson_requests(rate, n_requests, lengths, seed))
     check_requests(requests, trace_path or "--rate")
     model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
+    if alpha is not None and not isinstance(model, OffloadModel):
+        raise SpecError("--alpha", "", f"read only by an attention-offloading system (a ping-pong or staggered "
+                                       f"schedule), which {system_name} is not")
+    if alpha is not None and not math.isfinite(alpha):
+        raise SpecError("--alpha", "", f"expected a finite network overhead, got {alpha}")
     config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens)
     reason = unservable(model, requests, config)
     if reason:
         raise SpecError(trace_path or "--requests", "", reason)
     start = time.perf_counter()
-    result = simulate_serving(model, requests, config, trace=trace_out is not None)
+    result = simulate_serving(model, requests, config, trace=trace_out is not None or alpha is not None)
     wall_s = time.perf_counter() - start
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
     metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
+    record = result.record(model.price_per_hour)
+    if alpha is not None:
+        link = peak_batch_link_feasibility(model, result.timeline, alpha)
+        metrics["link"] = {**link.extras, "feasible": link.feasible, "reason": link.reason}
+        if not link.feasible:
+            record = replace(record, feasible=False, reason="; ".join(r for r in (record.reason, link.reason) if r))
     if as_json:
-        record = result.record(model.price_per_hour).row()
-        click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record)}, indent=2))
+        click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record.row())}, indent=2))
         return
     _show(metrics, wall_s)
     if trace_out:
@@ -152,6 +168,12 @@ def _show(m: dict, wall_s: float) -> None:
     else:
         click.echo(f"  TBT         p50 {m['tbt_p50_s'] * 1e3:.4g} ms, p99 {m['tbt_p99_s'] * 1e3:.4g} ms")
     click.echo("  utilization " + ", ".join(f"{u} {v:.3f}" for u, v in m["utilization"].items()))
+    if "link" in m:
+        link = m["link"]
+        verdict = f"infeasible: {link['reason']}" if not link["feasible"] else "meets it"
+        click.echo(f"  link        BW_min {link['bw_min_bytes_per_s'] / 1e9:.4g} GB/s per NIC at the largest decode "
+                   f"batch, {link['batch']} (alpha {link['alpha']:g}), against {link['link_bytes_per_s'] / 1e9:.4g} "
+                   f"GB/s: {verdict}")
     if math.isnan(m["energy_per_token_j"]):
         click.echo("  energy      n/a (a device's energy is not modelled)")
     else:

@@ -94,6 +94,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from archsim import library
 from archsim.cascade.analysis import tensor_infos
@@ -116,6 +117,9 @@ from archsim.systems.system_model import (
 )
 from archsim.systems.system_spec import ATTENTION_LINK, Device, System, check_degrees, check_pool
 from archsim.workload import Workload
+
+if TYPE_CHECKING:  # a served run's timeline, read by peak_batch_link_feasibility
+    from archsim.systems.serving import IterationRecord
 
 PRE_OPS = ("attn_norm", "qkv")
 
@@ -414,6 +418,19 @@ def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float)
     reason = (f"link {model.link.name}: {have / 1e9:.1f} GB/s per NIC is below BW_min {need / 1e9:.1f} GB/s for "
               f"batch {len(contexts)} at network overhead alpha {alpha:g}")
     return replace(record, feasible=False, reason=reason, extras=extras)
+
+
+def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> Record:
+    """`link_feasibility` of a served run at its largest decode batch (the first iteration decoding the most
+    requests, of its `timeline`), each request at that iteration's mean context: BW_min grows with the batch, and
+    the formula reads the batch's KV through ATIME, which the mean context keeps. A run that never decoded is a
+    SpecError naming `timeline`."""
+    decoding = [it for it in timeline if it.n_decode]
+    if not decoding:
+        raise SpecError("<python>", "timeline", "expected a run with a decode iteration: BW_min is a decode batch's")
+    peak = max(decoding, key=lambda it: it.n_decode)
+    context = max(1, round(peak.decode_kv_tokens / peak.n_decode))
+    return link_feasibility(model, [context] * peak.n_decode, alpha)
 
 
 def offload_model(system: System, workload: Workload) -> OffloadModel:

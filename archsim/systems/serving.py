@@ -141,8 +141,8 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class IterationRecord:
-    """One iteration: its span, how many requests prefilled (and their prompt tokens) and decoded, and the KV pages
-    in use while it ran."""
+    """One iteration: its span, how many requests prefilled (and their prompt tokens) and decoded (and the tokens of
+    KV they read, their contexts summed), and the KV pages in use while it ran."""
 
     start_s: float
     end_s: float
@@ -150,6 +150,7 @@ class IterationRecord:
     n_decode: int
     prefill_tokens: int
     pages_used: int
+    decode_kv_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -521,7 +522,7 @@ class _Engine:
                 self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
             if self.trace:
                 self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(contexts),
-                                                     sum(prefill_lengths), pages_used))
+                                                     sum(prefill_lengths), pages_used, sum(contexts)))
             joining = self._emit_prefills(prefills, prefill_lengths, now_s) if prefills else []
             if decoding:
                 self._emit_decodes(contexts, now_s)
