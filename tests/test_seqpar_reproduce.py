@@ -96,8 +96,15 @@ def test_grid_points_have_the_issue_keys_and_efficiency_is_ideal_over_time(repro
 
 
 def test_causal_balance_headline(reproduction: dict) -> None:
+    """Issue 18: the causal basic ring is bounded by its load imbalance, about half of ideal when compute-bound, and
+    zigzag and stripe are closer to ideal, as the model computes them. On 8 devices the busiest ring device does
+    2P - 1 of the P^2 causal blocks' halves: efficiency at most P / (2P - 1) = 8/15 (0.533); the model's 0.506 is
+    that bound less the communication it cannot hide (must-show audit helper-220: the test had no lower bound)."""
     balance = reproduction["headline"]["causal_efficiency"]
-    assert balance["ring"] < 0.6 < balance["stripe"] < balance["zigzag"]
+    bound = 8 / 15
+    assert 0.9 * bound <= balance["ring"] <= bound
+    assert balance["ring"] < balance["stripe"] < balance["zigzag"] <= 1
+    assert balance["stripe"] > 0.8 and balance["zigzag"] > 0.9
 
 
 def test_reproduce_seqpar_prints_the_tables() -> None:
