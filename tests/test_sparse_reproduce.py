@@ -85,6 +85,9 @@ def test_the_printout_marks_what_does_not_fit_the_gpu(reproduction: dict) -> Non
         assert p["fits"] == (p["memory_bytes"] <= capacity) and p["dense_fits"] == (p["dense_memory_bytes"] <= capacity)
         assert row.count("OOM") == (not p["fits"]) + (not p["dense_fits"]), (row, p)
     assert any("OOM" in r for r in rows) and any("OOM" not in r for r in rows)
+    # Quest's loaded fraction, from the cascade's bytes, printed beside the paper's 1/PageSize + K/PageNum (issue
+    # 19's must-show; it had been in --json only): at 32K and a 512-token budget 1/16 + 32/2048
+    assert "context  32768 budget   512: 0.07812 (1/16 + 32/2048 = 0.07812)" in text
 
 
 def test_a_pattern_map_of_the_wrong_size_exits_2_naming_the_field(tmp_path) -> None:

@@ -16,6 +16,7 @@ import click
 from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers, write_tables
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
+from archsim.systems import kv_selection
 from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.sparse_points import METHODS, SparseMethod
 
@@ -213,6 +214,17 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     click.echo("\nDecode per generated token (ms) and memory (GB); dense beside; OOM: more memory than the GPU has "
                "(timed all the same)")
     _decode_table([p for p in result["points"] if p["method"] != "MInference"])
+    quest = list({(p["context"], p["budget"]): p for p in result["points"]  # the same on every GPU: once
+                  if p["method"] == "Quest" and p["phase"] == "attention"}.values())
+    if quest:
+        click.echo("Quest's KV read per step, from the cascade's bytes (KMIN, KMAX and the selected pages' K, V) over "
+                   "dense's, beside 1/PageSize + K/PageNum:")
+        for p in quest:
+            pages = -(-p["context"] // kv_selection.QUEST_PAGE_TOKENS)
+            formula = 1 / kv_selection.QUEST_PAGE_TOKENS + (p["budget"] // kv_selection.QUEST_PAGE_TOKENS) / pages
+            click.echo(f"  context {p['context']:>6} budget {p['budget']:>5}: {p['loaded_fraction']:.5f} "
+                       f"(1/{kv_selection.QUEST_PAGE_TOKENS} + {p['budget'] // kv_selection.QUEST_PAGE_TOKENS}/"
+                       f"{pages} = {formula:.5f})")
     click.echo("Ours at the longest context whose dense run fits, beside DuoAttention's README \"up to\" (its "
                "contexts not listed, so printed, not checked):")
     for r in result["duo_up_to"]:
