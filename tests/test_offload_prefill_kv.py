@@ -145,3 +145,26 @@ def test_the_link_check_reads_the_largest_decode_batch_at_its_mean_context():
     record = peak_batch_link_feasibility(model, timeline, 0.2)
     assert record.extras["batch"] == 64
     assert record.extras["bw_min_bytes_per_s"] == pytest.approx(bw_min_bytes_per_s(model, [1500] * 64, 0.2))
+
+
+def test_simulate_alpha_on_a_run_that_never_decodes_exits_2_naming_alpha(tmp_path):
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    trace = tmp_path / "one.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,1\n0,200,1\n")
+    run = CliRunner().invoke(main, ["simulate", "-s", "lamina", "-w", "llama3-8b", "--trace", str(trace),
+                                    "--alpha", "0.2"])
+    assert run.exit_code == 2 and "--alpha: no request decoded a token after its first" in run.output
+
+
+def test_simulate_alpha_too_small_for_a_finite_bw_min_exits_2():
+    """Review helper-221: alpha 1e-300 made BW_min infinite and --json printed Infinity, which is not JSON."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    run = CliRunner().invoke(main, ["simulate", "-s", "lamina", "-w", "llama3-70b", "--rate", "2", "--requests", "5",
+                                    "--alpha", "1e-300", "--json"])
+    assert run.exit_code == 2 and "--alpha: expected an overhead large enough for a finite BW_min" in run.output

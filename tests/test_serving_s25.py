@@ -179,5 +179,6 @@ def test_a_model_without_the_protocols_numbers_is_refused_naming_them():
 
     with pytest.raises(SpecError, match="Old has no static_w"):
         simulate_serving(Old(), [Request(0, 0.0, 4, 2)])
-    with pytest.raises(SpecError, match="static_w: expected a power >= 0"):
-        simulate_serving(StaticToy(static_w=-1.0), [Request(0, 0.0, 4, 2)])
+    for power in (-1.0, math.inf, None, "5", True):
+        with pytest.raises(SpecError, match="static_w: expected a finite power >= 0"):
+            simulate_serving(StaticToy(static_w=power), [Request(0, 0.0, 4, 2)])

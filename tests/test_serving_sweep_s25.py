@@ -110,3 +110,17 @@ def test_an_energy_objective_on_a_device_without_energy_is_refused_at_load(tmp_p
     one_line_error(refused, "objectives[1]", "devices.memory", "tpu-v6e gives no power_w")
     spec.write_text(text + "objectives: [throughput_tok_s, tbt_p99_s]\n")
     assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(tmp_path / "u.sqlite")]).exit_code == 0
+
+
+def test_an_axis_over_presets_none_of_which_has_a_power_is_refused_too(tmp_path):
+    """Review helper-221: the check had skipped any device whose preset an axis sets; an axis over two powerless
+    TPU presets ran to an empty front. Each value is now checked; one preset with a power lets the sweep run."""
+    spec = tmp_path / "t.yaml"
+    text = ("name: t\nsystem: lamina-tpu-v6e\nworkload: llama3-70b\n"
+            "serving: {rate_per_s: 5.0, requests: 6, lengths: azure-conv, seed: 0, max_batch: 64}\naxes:\n"
+            "  system.devices.memory.preset: [tpu-v6e, tpu-v5e]\n"
+            "objectives: [throughput_tok_s, energy_per_token_j]\n")
+    spec.write_text(text)
+    refused = CliRunner().invoke(main, ["sweep", str(spec), "--db", str(tmp_path / "t.sqlite")])
+    assert refused.exit_code == 2
+    one_line_error(refused, "objectives[1]", "nor does any preset its axis sets")

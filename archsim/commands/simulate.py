@@ -113,15 +113,21 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     start = time.perf_counter()
     result = simulate_serving(model, requests, config, trace=trace_out is not None or alpha is not None)
     wall_s = time.perf_counter() - start
-    if trace_out:
-        write_text(trace_out, json.dumps(chrome_trace(result)))
     metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
     record = result.record(model.price_per_hour)
     if alpha is not None:
+        if not any(it.n_decode for it in result.timeline):
+            raise SpecError("--alpha", "", "no request decoded a token after its first (each served request wanted "
+                                           "one): BW_min is a decode batch's, so there is nothing to check the link "
+                                           "against")
         link = peak_batch_link_feasibility(model, result.timeline, alpha)
+        if not math.isfinite(link.extras["bw_min_bytes_per_s"]):
+            raise SpecError("--alpha", "", f"expected an overhead large enough for a finite BW_min, got {alpha:g}")
         metrics["link"] = {**link.extras, "feasible": link.feasible, "reason": link.reason}
         if not link.feasible:
             record = replace(record, feasible=False, reason="; ".join(r for r in (record.reason, link.reason) if r))
+    if trace_out:
+        write_text(trace_out, json.dumps(chrome_trace(result)))
     if as_json:
         click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record.row())}, indent=2))
         return

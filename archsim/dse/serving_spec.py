@@ -173,7 +173,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
             with_fields(system, changes)
         except SpecError as exc:
             raise SpecError(source, where, _naming_field(exc, where)) from None
-    _check_energy_metrics(system, objectives, constrained, source, fields_set)
+    _check_energy_metrics(system, objectives, constrained, source, axes)
     named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name == COST_METRIC]
     named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name == COST_METRIC]
     if named:
@@ -185,22 +185,30 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
 
 
 def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrained: tuple[str, ...], source: str,
-                          fields_set: Mapping[str, str]) -> None:
-    """An energy objective or constraint (`ENERGY_METRICS`) needs every device's energy: a chip without a power
-    figure (`power_w`, `system_model.board_power_w` NaN) has none, so every point's energy would be unknown and
-    the front empty. Refused naming the objective or constraint and the device, unless an axis sets that device's
-    preset."""
+                          axes: Mapping[str, list[Any]]) -> None:
+    """An energy objective or constraint (`ENERGY_METRICS`) needs a device's energy: a chip without a power figure
+    (`power_w`, `system_model.board_power_w` NaN) has none, so every point's energy would be unknown and the front
+    empty. Refused naming the objective or constraint and the device, unless an axis over that device's preset
+    gives it one with a power (each value checked as the system spec loads it)."""
     named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name in ENERGY_METRICS]
     named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name in ENERGY_METRICS]
     if not named:
         return
     for device in system.devices.values():
-        power = board_power_w(device)
-        if power is not None and math.isnan(power) and f"devices.{device.name}.preset" not in fields_set:
+        path = f"devices.{device.name}.preset"
+        choices = [with_fields(system, {path: v}).devices[device.name] for v in axes.get(f"{SYSTEM_ROOT}.{path}", [])]
+        if all(_energy_unknown(d) for d in [device, *choices]):
             raise SpecError(source, named[0], f"energy is not modelled on {system.source}'s devices.{device.name} "
-                                              f"({device.spec.name} gives no power_w), so no point would have one: "
-                                              "name objectives and constraints without energy (a sweep without "
-                                              "objectives: takes latency_s and energy_pj)")
+                                              f"({device.spec.name} gives no power_w"
+                                              f"{', nor does any preset its axis sets' if choices else ''}), so no "
+                                              "point would have one: name objectives and constraints without energy "
+                                              "(a sweep without objectives: takes latency_s and energy_pj)")
+
+
+def _energy_unknown(device: Any) -> bool:
+    """Whether a device's energy is unknown: a board-powered one without a power figure."""
+    power = board_power_w(device)
+    return power is not None and math.isnan(power)
 
 
 def _naming_field(error: SpecError, where: str) -> str:

@@ -560,9 +560,10 @@ def check_model(model: IterationModel) -> None:
     if missing:
         raise SpecError("<python>", "model", f"expected an IterationModel (archsim.systems.iteration), "
                                              f"{type(model).__name__} has no {', '.join(missing)}")
-    if not model.static_w >= 0:
-        raise SpecError("<python>", "static_w", f"expected a power >= 0 in W (0 where none is modelled), got "
-                                                f"{model.static_w!r}")
+    power = model.static_w
+    if isinstance(power, bool) or not isinstance(power, int | float) or not 0 <= power < math.inf:
+        raise SpecError("<python>", "static_w", f"expected a finite power >= 0 in W (0 where none is modelled), "
+                                                f"got {power!r}")
 
 
 def unservable(model: IterationModel, requests: Sequence[Request], config: ServingConfig | None = None) -> str | None:
