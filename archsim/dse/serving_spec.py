@@ -174,8 +174,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
         except SpecError as exc:
             raise SpecError(source, where, _naming_field(exc, where)) from None
     _check_energy_metrics(system, objectives, constrained, source, axes)
-    named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name == COST_METRIC]
-    named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name == COST_METRIC]
+    named = _naming(objectives, constrained, (COST_METRIC,))
     if named:
         for device in system.devices.values():
             if device.price_per_hour is None and f"devices.{device.name}.price_per_hour" not in fields_set:
@@ -190,8 +189,7 @@ def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrain
     (`power_w`, `system_model.board_power_w` NaN) has none, so every point's energy would be unknown and the front
     empty. Refused naming the objective or constraint and the device, unless an axis over that device's preset
     gives it one with a power (each value checked as the system spec loads it)."""
-    named = [f"objectives[{i}]" for i, name in enumerate(objectives) if name in ENERGY_METRICS]
-    named += [f"constraints[{i}]" for i, name in enumerate(constrained) if name in ENERGY_METRICS]
+    named = _naming(objectives, constrained, ENERGY_METRICS)
     if not named:
         return
     for device in system.devices.values():
@@ -203,6 +201,12 @@ def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrain
                                               f"{', nor does any preset its axis sets' if choices else ''}), so no "
                                               "point would have one: name objectives and constraints without energy "
                                               "(a sweep without objectives: takes latency_s and energy_pj)")
+
+
+def _naming(objectives: tuple[str, ...], constrained: tuple[str, ...], metrics: tuple[str, ...]) -> list[str]:
+    """The YAML paths of the objectives, then the constraints, that name one of `metrics`."""
+    return ([f"objectives[{i}]" for i, name in enumerate(objectives) if name in metrics]
+            + [f"constraints[{i}]" for i, name in enumerate(constrained) if name in metrics])
 
 
 def _energy_unknown(device: Any) -> bool:

@@ -108,7 +108,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from itertools import chain
 from typing import TypeVar
 
 import numpy as np
@@ -736,9 +735,11 @@ def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
         return fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
                           p_to_fp8=case.precision == "fp8")
 
-    launches = (build(*config) for config in tutorial_fwd_configs(gpu))
-    first = next(launches)
-    return next((launch for launch in chain((first,), launches) if ctas_per_sm(launch, gpu) > 0), first)
+    for config in tutorial_fwd_configs(gpu):
+        launch = build(*config)
+        if ctas_per_sm(launch, gpu) > 0:
+            return launch
+    return build(*TUT_FWD)
 
 
 def _tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:

@@ -11,7 +11,7 @@ without `kv_lora_rank`, was refused when the workload loaded, `archsim.workload.
 workload, or options, set that the system cannot run (`system_spec.check_degrees`; what the spec alone makes
 impossible was refused when it loaded, `system_spec.check_system`) and a KV cache that holds less than one token,
 naming the memory field of the device that holds it. A weight-holding GPU's attention calls are held to the memory
-its weights leave (`_with_call_memory`).
+its weights leave, and an iteration with prompts to the engine's share of its DRAM (`_with_memory_bounds`).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
     block_of(workload, "a system runs the model's decoder layers")
     _check_read(workload)
     if system.schedule.kind in ("ping-pong", "staggered"):
-        return _with_call_memory(_with_kv_room(system, offload_model(system, workload)))
+        return _with_memory_bounds(_with_kv_room(system, offload_model(system, workload)))
     if system.schedule.kind == CONTEXT_PARALLEL:
-        rank = _with_call_memory(system_model_of(system, workload, par))
+        rank = _with_memory_bounds(system_model_of(system, workload, par))
         return _with_kv_room(system, context_parallel_model(system, rank))
     compose = coprocessed_layer if system.schedule.kind == "co-processing" else None
     model = system_model_of(system, workload, par, compose)
@@ -62,7 +62,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
-    return _with_call_memory(_with_kv_room(system, model))
+    return _with_memory_bounds(_with_kv_room(system, model))
 
 
 def _check_read(workload: Workload) -> None:
@@ -79,7 +79,7 @@ def _check_read(workload: Workload) -> None:
                                                         "(analyze and run read it, on moe-experts)")
 
 
-def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
+def _with_memory_bounds(model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
     """`model` with its weight-holding GPU's attention calls held to the memory its weights leave
     (`GpuDevice.call_memory_bytes`): its share of the DRAM (the memory for weights and the KV cache, plus the
     activation reserve; with Logic-PIM stacks, no more than they hold) less the weights of the device holding the
@@ -94,7 +94,7 @@ def _with_call_memory(model: SystemModel | OffloadModel) -> SystemModel | Offloa
     buffer, pim.md §1.2; a spatial-array chip) is not checked, nor is attention offloading's compute pool (its
     prompts' K and V leave for the memory pool layer by layer: `archsim.systems.offload`)."""
     if isinstance(model, OffloadModel):
-        compute = _with_call_memory(model.compute)
+        compute = _with_memory_bounds(model.compute)
         return replace(model, compute=compute, pool=replace(model.pool, devices=compute.devices))
     holder = model.weight_device
     if not isinstance(holder, GpuDevice):

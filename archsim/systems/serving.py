@@ -347,9 +347,13 @@ class _Engine:
         self._boundary_class(tokens).remove(live.request.id)
         live.emitted = live.request.output_tokens - (finish_step - self.steps)
         live.last_token_s = last_s
-        self.cache.free(live.request.id)
         live.preemptions += 1
         self.preemptions += 1
+        self._requeue(live)
+
+    def _requeue(self, live: _Live) -> None:
+        """`live` back to the front of the queue, its pages freed (preempted, or a prefill deferred)."""
+        self.cache.free(live.request.id)
         self.waiting.appendleft(live)
 
     def _reserve_decodes(self) -> bool:
@@ -481,9 +485,7 @@ class _Engine:
                     lone = len(prefills) == 1 and not contexts
                     if not prefills or (lone and not held):
                         raise  # decodes alone, or a prefill alone that runs alone: nothing to defer
-                    deferred = prefills.pop()
-                    self.cache.free(deferred.request.id)
-                    self.waiting.appendleft(deferred)
+                    self._requeue(prefills.pop())
                     self.prefill_deferrals += 1
                     if lone:  # an unmixed prefill beside the running requests' cache: they decode first
                         self.decode_first = True
