@@ -111,7 +111,8 @@ def test_a_decode_only_iteration_sends_no_prompt_kv() -> None:
 def test_simulate_alpha_marks_a_run_over_a_link_below_bw_min_infeasible(tmp_path):
     """Issue 16's bad input, from the command line (must-show audit helper-220): a Lamina system whose attention
     link carries 1 GB/s is served, and with --alpha 0.2 its record is infeasible with the reason (BW_min at its
-    largest decode batch), not an exception; the preset's 45.7 GB/s link meets it; another system refuses --alpha."""
+    most demanding decode iteration), not an exception; the preset's 45.7 GB/s link meets it; another system
+    refuses --alpha."""
     import json
 
     from click.testing import CliRunner
@@ -135,16 +136,24 @@ def test_simulate_alpha_marks_a_run_over_a_link_below_bw_min_infeasible(tmp_path
     assert refused.exit_code == 2 and "--alpha" in refused.output
 
 
-def test_the_link_check_reads_the_largest_decode_batch_at_its_mean_context():
+def test_the_link_check_reads_the_most_demanding_decode_iteration_at_its_mean_context():
+    """BW_min falls with the context: a batch of 60 at 100 tokens asks more than the largest batch, 64 at 1500
+    (the check had read the largest batch only); a batch of 30 at 900 is dominated by 64 and is not asked."""
     from archsim.systems.offload import bw_min_bytes_per_s, peak_batch_link_feasibility
     from archsim.systems.serving import IterationRecord
 
     model = _lamina()
     timeline = [IterationRecord(0, 1, 2, 0, 100, 10), IterationRecord(1, 2, 0, 30, 0, 40, 30 * 900),
-                IterationRecord(2, 3, 0, 64, 0, 80, 64 * 1500 + 32), IterationRecord(3, 4, 0, 10, 0, 20, 10 * 50)]
+                IterationRecord(2, 3, 0, 64, 0, 80, 64 * 1500 + 32), IterationRecord(3, 4, 0, 10, 0, 20, 10 * 50),
+                IterationRecord(4, 5, 0, 60, 0, 80, 60 * 100)]
+    short, largest = bw_min_bytes_per_s(model, [100] * 60, 0.2), bw_min_bytes_per_s(model, [1500] * 64, 0.2)
+    assert short > largest  # the premise: the shorter contexts ask more
     record = peak_batch_link_feasibility(model, timeline, 0.2)
-    assert record.extras["batch"] == 64
-    assert record.extras["bw_min_bytes_per_s"] == pytest.approx(bw_min_bytes_per_s(model, [1500] * 64, 0.2))
+    assert (record.extras["batch"], record.extras["context"]) == (60, 100)
+    assert record.extras["bw_min_bytes_per_s"] == pytest.approx(short)
+    largest_only = peak_batch_link_feasibility(model, timeline[:4], 0.2)
+    assert (largest_only.extras["batch"], largest_only.extras["context"]) == (64, 1500)
+    assert largest_only.extras["bw_min_bytes_per_s"] == pytest.approx(largest)
 
 
 def test_simulate_alpha_on_a_run_that_never_decodes_exits_2_naming_alpha(tmp_path):

@@ -57,8 +57,8 @@ from archsim.systems.system_spec import load_system
                    "still bounds an iteration where it is modelled.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True),
               help="[attention offloading] The network overhead the link may add (Lamina's alpha, §3.3): the run "
-                   "is infeasible, with the reason, where the link carries less than BW_min at its largest decode "
-                   "batch.")
+                   "is infeasible, with the reason, where the link carries less than BW_min at its most demanding "
+                   "decode iteration.")
 @click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
                                                         "workload, e.g. 4 for gpt3-7b on neupims).")
 @click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
@@ -177,9 +177,9 @@ def _show(m: dict, wall_s: float) -> None:
     if "link" in m:
         link = m["link"]
         verdict = f"infeasible: {link['reason']}" if not link["feasible"] else "meets it"
-        click.echo(f"  link        BW_min {link['bw_min_bytes_per_s'] / 1e9:.4g} GB/s per NIC at the largest decode "
-                   f"batch, {link['batch']} (alpha {link['alpha']:g}), against {link['link_bytes_per_s'] / 1e9:.4g} "
-                   f"GB/s: {verdict}")
+        click.echo(f"  link        BW_min {link['bw_min_bytes_per_s'] / 1e9:.4g} GB/s per NIC at the most demanding "
+                   f"decode iteration, batch {link['batch']} at mean context {link['context']} (alpha "
+                   f"{link['alpha']:g}), against {link['link_bytes_per_s'] / 1e9:.4g} GB/s: {verdict}")
     if math.isnan(m["energy_per_token_j"]):
         click.echo("  energy      n/a (a device's energy is not modelled)")
     else:
