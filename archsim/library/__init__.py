@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from archsim.arch.load import architecture_from_dict
@@ -58,14 +60,51 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _read(path: Path, from_dict):
     """`from_dict` of the YAML at `path`, remembered per file content: a spec loaded again (every point of a sweep,
-    every `run_point` call by name) is read, but not parsed and validated again until its bytes change. Specs are
-    frozen dataclasses, shared by the callers that load the same file."""
-    return _parsed(str(path), read_spec_bytes(path), from_dict)
+    every `run_point` call by name) is read, but not parsed and validated again until its bytes change, or the
+    bytes of a file it loaded while it was parsed (a system's GPU preset named by path). Specs are frozen
+    dataclasses, shared by the callers that load the same file."""
+    data = read_spec_bytes(path)
+    key = (str(path), data, from_dict)
+    with _LOCK:
+        found = _PARSED.get(key)
+    if found is not None and all(_bytes_or_none(p) == d for p, d in found[1]):
+        spec, read = found
+    else:
+        reading = _reading()
+        reading.append([])
+        try:
+            spec = from_dict(parse_yaml(data, path), str(path))
+        finally:
+            read = tuple(dict(reading.pop()).items())  # each file once
+        with _LOCK:
+            _PARSED[key] = (spec, read)
+            if len(_PARSED) > PARSED_SPECS:
+                _PARSED.popitem(last=False)
+    reading = _reading()
+    if reading:  # a spec being parsed loaded this one: it depends on this file and on what this one read
+        reading[-1].extend(((path, data), *read))
+    return spec
 
 
-@functools.lru_cache(maxsize=512)
-def _parsed(path: str, data: bytes, from_dict):
-    return from_dict(parse_yaml(data, Path(path)), path)
+PARSED_SPECS = 512  # specs remembered (the oldest parsed dropped first)
+_PARSED: OrderedDict[tuple, tuple[object, tuple[tuple[Path, bytes], ...]]] = OrderedDict()
+_LOCK = threading.Lock()  # sweeps may load specs from several threads
+_THREAD = threading.local()
+
+
+def _bytes_or_none(path: Path) -> bytes | None:
+    """A loaded file's bytes as they are now, None when it cannot be read (its spec is parsed again and says why)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _reading() -> list[list[tuple[Path, bytes]]]:
+    """This thread's specs being parsed, innermost last, each with the files it has loaded so far."""
+    if not hasattr(_THREAD, "reading"):
+        _THREAD.reading = []
+    return _THREAD.reading
 
 
 def names(kind: str, package: str | None = None) -> list[str]:

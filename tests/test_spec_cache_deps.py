@@ -1,0 +1,51 @@
+"""A remembered spec is parsed again when a file it loaded changes (s25's note: a Python session that edited a GPU
+file named by a system kept the old system until the system file itself changed)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from archsim import library
+from archsim.systems.system_spec import load_system
+
+
+def _system_on_a_gpu_file(tmp_path: Path) -> tuple[Path, Path, str]:
+    gpu_text = library.find("GPU presets", "h100-sxm5", "archsim.gpu.presets").read_text()
+    assert "dram_bytes_per_s: 3.35e+12" in gpu_text  # the edit below changes it
+    gpu = tmp_path / "g.yaml"
+    gpu.write_text(gpu_text)
+    system = tmp_path / "s.yaml"
+    system.write_text(f"name: s\nbase: vllm-h100\ndevices:\n  gpu:\n    preset: {gpu}\n")
+    return system, gpu, gpu_text
+
+
+def test_a_system_is_parsed_again_when_a_gpu_file_it_names_changes(tmp_path: Path) -> None:
+    system, gpu, gpu_text = _system_on_a_gpu_file(tmp_path)
+    first = load_system(system)
+    assert load_system(system) is first  # nothing changed: the parsed system is reused
+    assert first.devices["gpu"].spec.dram_bytes_per_s == 3.35e12
+    gpu.write_text(gpu_text.replace("dram_bytes_per_s: 3.35e+12", "dram_bytes_per_s: 4.80e+12"))
+    second = load_system(system)
+    assert second.devices["gpu"].spec.dram_bytes_per_s == 4.8e12
+    assert load_system(system) is second
+    gpu.write_text(gpu_text)  # back to the first bytes: the first system serves again
+    assert load_system(system).devices["gpu"].spec.dram_bytes_per_s == 3.35e12
+
+
+def test_threads_loading_specs_at_once_each_get_their_own(tmp_path: Path) -> None:
+    system, _, _ = _system_on_a_gpu_file(tmp_path)
+    found, errors = [], []
+
+    def load() -> None:
+        try:
+            found.append(load_system(system).devices["gpu"].spec.dram_bytes_per_s)
+        except Exception as error:  # any error of a thread is the test's failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and found == [3.35e12] * 8
