@@ -227,11 +227,6 @@ class _BoundedLoader(yaml.SafeLoader):
         return node
 
 
-def load_cascade(path: str | Path, unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS) -> Cascade:
-    path = Path(path)
-    return cascade_from_dict(read_yaml(path), str(path), unary_ops)
-
-
 def cascade_from_dict(
     data: Any, source: str = "<python>", unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS
 ) -> Cascade:

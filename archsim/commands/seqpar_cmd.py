@@ -14,9 +14,6 @@ from archsim.outputs import check_writable
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.attribution import by_reason
 
-POINT_KEYS = ("scheme", "devices", "gpu", "link", "model", "seq_len", "causal", "direction", "time_s", "ideal_s",
-              "efficiency", "max_context_tokens")
-
 
 def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, table2.csv, table3.csv, lasp2.csv

@@ -79,7 +79,6 @@ REQUIRED = tuple(f.name for f in dataclasses.fields(ParallelSpec)
                  if f.default is dataclasses.MISSING and f.name != "gpu")
 CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel": tuple(KERNELS),
            "checkpointing": CHECKPOINTING, "training_precision": TRAINING_PRECISIONS}
-COUNTS = ("devices", "seq_len", "batch", "tp", "ulysses")
 # the fields that name a spec: the loader of each
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
                                           "gpu": load_gpu}

@@ -36,7 +36,6 @@ from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
 
 OVERALL = "overall"
-SPLITS = ("held-out", "calibration")
 LEFT_OUT = "left-out GPU"
 MAX_VALIDATION_CTAS = 20_000_000  # about 2 s of timing on one core and 0.5 GB
 

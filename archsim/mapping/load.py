@@ -29,10 +29,9 @@ library name.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import number, read_yaml, spec_beside
+from archsim.cascade.load import number, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys, given, kind_of
 from archsim.mapping.overlap import check_overlap
@@ -40,11 +39,6 @@ from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
 GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}
-
-
-def load_mapping(path: str | Path) -> Mapping:
-    path = Path(path)
-    return mapping_from_dict(read_yaml(path), str(path))
 
 
 def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:

@@ -595,7 +595,7 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
                        io_bytes=2 * rows_per_cta * d * e)
 
 
-def _fa1_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+def _fa1_bwd(case: AttentionCase, head_dim: int) -> tuple:
     """FA1's backward of `case` run at its compiled `head_dim`, as `_fa1_fwd` (its fp32 dQ at the case's head_dim)."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     key_block = 128
@@ -621,8 +621,8 @@ def _fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] 
     if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
         return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
                 f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
-    launches = {"fwd": lambda: (_fa1_fwd(case, gpu, head_dim),), "bwd": lambda: _fa1_bwd(case, gpu, head_dim),
-                "fwd+bwd": lambda: (_fa1_fwd(case, gpu, head_dim), *_fa1_bwd(case, gpu, head_dim))}[case.direction]()
+    launches = {"fwd": lambda: (_fa1_fwd(case, gpu, head_dim),), "bwd": lambda: _fa1_bwd(case, head_dim),
+                "fwd+bwd": lambda: (_fa1_fwd(case, gpu, head_dim), *_fa1_bwd(case, head_dim))}[case.direction]()
     return (Plan("fa1", launches, backward_from=_backward_from(case)),)
 
 

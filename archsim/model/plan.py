@@ -191,7 +191,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
-                n_reads, n_writes = storage_accesses(binding, analysis, group, t, io)
+                n_reads, n_writes = storage_accesses(analysis, group, t, io)
                 per_access = max(read, written)
                 read, written = per_access * n_reads, per_access * n_writes
             traffic[levels[parent]][t] = (read + written) * word
@@ -199,7 +199,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             actions += transfer_actions(levels, parent, child, written * word * 8, False)
     spills = {}
     for level in levels:
-        spills[level] = tuple(SpillPlan(t, *storage_accesses(binding, analysis, group, t, io),
+        spills[level] = tuple(SpillPlan(t, *storage_accesses(analysis, group, t, io),
                                         math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
     slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
@@ -266,8 +266,7 @@ def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
     return math.prod(lp.factor for lp in group.loops if lp.spatial == unit and lp.rank in ranks)
 
 
-def storage_accesses(binding: Binding, analysis: Analysis, group: Group, owner: str,
-                     io: Mapping[str, EinsumIO]) -> tuple[int, int]:
+def storage_accesses(analysis: Analysis, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> tuple[int, int]:
     """(reads, writes) of each element of `owner`'s storage over the group: one write per Einsum producing it
     or a tensor written over it, one read per Einsum consuming one of them, except a read streamed from a
     producer on the same unit in the same pass (FLAT's sum taking the numerator as the exp unit makes it)."""

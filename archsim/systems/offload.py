@@ -121,8 +121,6 @@ from archsim.workload import Workload
 if TYPE_CHECKING:  # a served run's timeline, read by peak_batch_link_feasibility
     from archsim.systems.serving import IterationRecord
 
-PRE_OPS = ("attn_norm", "qkv")
-
 
 @dataclass(frozen=True)
 class OffloadLayer:
