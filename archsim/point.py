@@ -72,6 +72,9 @@ SIMULATE_OPTIONS = ("max_tasks", "buffers")  # what simulate_point passes on to 
 
 @dataclass(frozen=True)
 class Point:
+    """A design point ready to evaluate (`prepare`): the cascade bound to its sizes, its analysis, the
+    architecture and the mapping with every searched factor filled."""
+
     binding: Binding
     analysis: Analysis
     arch: Architecture

@@ -34,6 +34,9 @@ METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  #
 
 @dataclass(frozen=True)
 class Record:
+    """What every target writes, whatever its kind (module docstring): whether it is feasible and why not, its
+    time and energy, and per-unit busy times; kind-specific values go in `extras`."""
+
     target_kind: str  # architecture | gpu | system-iteration | serving | parallel (a store row keys the sweep's kind)
     target: str
     feasible: bool

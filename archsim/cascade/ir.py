@@ -113,6 +113,10 @@ class Einsum:
 
 @dataclass(frozen=True)
 class Cascade:
+    """An attention algorithm as a cascade of Einsums (FuseMax, EDGE): its ranks and their sizes (expressions of
+    `params`), its tensors, and the Einsums that compute `outputs` from the inputs in order. A loaded spec
+    (`cascade_from_dict`); `archsim.cascade.bind` fixes the sizes, `archsim.cascade.analysis` counts the work."""
+
     name: str
     source: str  # the file it came from, for messages
     description: str

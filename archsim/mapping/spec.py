@@ -51,6 +51,9 @@ SEARCH = "search"
 
 @dataclass(frozen=True)
 class Loop:
+    """One loop of a group's nest, outermost first in `Group.loops`: over `rank`, by `factor`, either temporal (at a
+    memory `level`) or spatial (spread over the fan-out of unit `spatial`)."""
+
     rank: str
     factor: int | str | None = None  # int, SEARCH, an expression (str), or None for the residual
     level: str | None = None  # temporal: the memory level it sits at
@@ -70,6 +73,9 @@ class Loop:
 
 @dataclass(frozen=True)
 class Group:
+    """A fused group of Einsums mapped together: the unit each Einsum runs on (`binding`), one loop nest, the
+    tensors each level keeps, and how the group's ops overlap, buffer and share storage."""
+
     name: str
     einsums: tuple[str, ...]
     binding: MappingType[str, str]
@@ -91,6 +97,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Mapping:
+    """A cascade mapped onto an architecture (a loaded mapping spec, `archsim.mapping.load`): the sizes it fixes
+    and its fused groups, which together bind every Einsum of the cascade once."""
+
     name: str
     description: str
     source: str  # the file it came from, for messages
