@@ -158,7 +158,7 @@ def ranged_number(value: Any, source: str, where: str, what: str, bounds: Plausi
     """A hardware number (`what`, for messages) at `where` that is no text (a YAML string gets `text_number_hint`),
     positive (or 0 when `zero`: 0 skips `bounds`, whose message then says "(or 0)") and inside `bounds`.
     `read` turns a non-text value into a finite float, refusing anything else in its own words (e.g.
-    `archsim.cascade.load.finite_number`); None: anything but a finite int or float is refused like a sign slip.
+    `archsim.spec_files.finite_number`); None: anything but a finite int or float is refused like a sign slip.
     `sign_check` False leaves 0 and below to `bounds` (whose low end is positive). An `integer` is returned as an
     int (a fraction refused), anything else as a float."""
     if isinstance(value, str):

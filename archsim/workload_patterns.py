@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.cascade.load import read_yaml
 from archsim.errors import SpecError, check_keys
+from archsim.spec_files import read_yaml
 
 PACKAGE = "archsim.library.workloads.patterns"  # workloads/patterns/ in the repository
 SETTINGS = {

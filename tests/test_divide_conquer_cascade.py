@@ -17,7 +17,8 @@ from archsim import library
 from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.interpret import execute, random_inputs
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
+from archsim.spec_files import read_yaml
 
 NAME = "attention-decode-divide-conquer"
 TOLERANCE = 1e-9  # float64 interpreter; both cascades subtract the maximum before exp

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"archsim": ROOT / "archsim", "archsim.kernels": ROOT / "kernels"}  # import root -> folder
 
 LAYERS = (  # bottom first
-    {"archsim", "errors", "limits", "memo", "outputs", "record", "kernels"},  # "archsim" is archsim/__init__.py
+    {"archsim", "errors", "limits", "memo", "outputs", "record", "spec_files", "kernels"},  # "archsim": __init__.py
     {"workload"},  # the model-size vocabulary and workload specs; reads only errors and limits
     {"cascade"},  # cascade.bind reads a Workload's params
     {"arch"},  # hardware descriptions: Architecture, GPU, PIMSpec

@@ -11,8 +11,9 @@ import pytest
 from archsim import library
 from archsim.cascade.bind import bind
 from archsim.cascade.interpret import execute, random_inputs
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.references import REFERENCES
+from archsim.spec_files import read_yaml
 
 TOLERANCE = 1e-5
 

@@ -24,10 +24,11 @@ from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.interpret import execute, random_inputs
 from archsim.cascade.ir import Var
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.mask_count import count_true
 from archsim.cascade.references import REFERENCES
 from archsim.errors import SpecError
+from archsim.spec_files import read_yaml
 
 TOLERANCE = 1e-9  # float64 interpreter against float64 numpy references
 DEVICES = range(1, 9)

@@ -19,10 +19,11 @@ from archsim import library
 from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import Binding, bind
 from archsim.cascade.interpret import execute, random_inputs
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.references import REFERENCES
 from archsim.cascade.sparse_density import vertical_slash_density, vertical_slash_kept_points
 from archsim.errors import SpecError
+from archsim.spec_files import read_yaml
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density, pattern_map_from_dict
 
 TOLERANCE = 1e-9  # float64; the cascade and the reference both subtract the maximum before exp

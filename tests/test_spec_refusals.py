@@ -14,8 +14,9 @@ import yaml
 
 from archsim import library
 from archsim.cascade.bind import bind
-from archsim.cascade.load import cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
+from archsim.spec_files import read_yaml
 
 LIBRARY = Path(__file__).resolve().parents[1]  # the repository: einsum/, mappings/, archsim/arch/presets/
 RECURRENCE = LIBRARY / "einsum" / "attention-1pass.yaml"  # AV reads the final slot RNV[b,h,M1,f,p]

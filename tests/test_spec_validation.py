@@ -15,11 +15,12 @@ import yaml
 from archsim import library
 from archsim.cascade.bind import bind
 from archsim.cascade.interpret import check_size, execute, random_inputs
-from archsim.cascade.load import MAX_YAML_DEPTH, cascade_from_dict, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.syntax import MAX_DEPTH
 from archsim.dse.spec import SWEEPS_PACKAGE, load_sweep_spec
 from archsim.errors import SpecError
 from archsim.point import prepare, run_point
+from archsim.spec_files import MAX_YAML_DEPTH, read_yaml
 from archsim.workload import PARAMS
 
 BERT = library.find("workloads", "bert-base")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from archsim.cascade.load import finite_number
 from archsim.errors import SpecError, text_number_hint
+from archsim.spec_files import finite_number
 
 
 @pytest.mark.parametrize("text", ["1e9", "1.0e10", "123e12", "4.57e10", "1e-3", "1.2345678e9"])

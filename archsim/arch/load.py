@@ -49,7 +49,6 @@ from typing import Any
 
 from archsim.arch.energy import EnergyTable
 from archsim.arch.spec import Architecture, ComputeUnit, Memory
-from archsim.cascade.load import read_yaml
 from archsim.cascade.ops import (
     BINARY_CALLS,
     BINARY_OP_TYPES,
@@ -58,6 +57,7 @@ from archsim.cascade.ops import (
     REDUCE_OP_TYPES,
 )
 from archsim.errors import SpecError, text_number_hint
+from archsim.spec_files import read_yaml
 
 # The op types a cascade's analysis counts (a product under a sum is one `mac`).
 OP_TYPES: frozenset[str] = frozenset(

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from archsim import library
-from archsim.cascade.load import is_spec_path
 from archsim.commands.spec_kinds import load_any
 from archsim.errors import SpecError
+from archsim.spec_files import is_spec_path
 
 
 def _packages() -> dict[str, tuple[str, str]]:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from archsim.arch.load import architecture_from_dict
-from archsim.cascade.load import cascade_from_dict, is_file, read_yaml
+from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
+from archsim.spec_files import is_file, read_yaml
 from archsim.workload import workload_from_dict
 
 

@@ -46,7 +46,6 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import spec_beside
 from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.load import load_gpu
@@ -54,6 +53,7 @@ from archsim.gpu.params import load_calibration
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
+from archsim.spec_files import spec_beside
 from archsim.systems.seqpar import (
     CHECKPOINTING,
     DIRECTIONS,

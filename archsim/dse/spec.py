@@ -63,7 +63,6 @@ from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
 from archsim.cascade.bind import eval_size, ranks_sized_by
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import read_yaml, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
@@ -91,6 +90,7 @@ from archsim.memo import identity_cache
 from archsim.model.gpu import CASE_SIZES, PRECISION_BYTES, unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_attention, kernel_directions, precision_problem
 from archsim.record import METRICS
+from archsim.spec_files import read_yaml, spec_beside
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size, plain_number
 

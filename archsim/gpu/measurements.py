@@ -28,11 +28,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from archsim.cascade.load import read_capped
 from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.model.gpu import DIRECTIONS, AttentionCase
 from archsim.model.gpu_kernels import kernel_attention
+from archsim.spec_files import read_capped
 
 INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim measure --interpret` wrote
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archsim.cascade.load import is_file, is_spec_path, read_yaml
 from archsim.errors import SpecError, check_keys
 from archsim.model.gpu_kernels import FAMILIES, default_params, param_problem
+from archsim.spec_files import is_file, is_spec_path, read_yaml
 
 CALIBRATION_DIR = "calibration"
 DEFAULT_VERSION = "v2"

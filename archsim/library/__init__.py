@@ -19,10 +19,11 @@ from pathlib import Path
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
-from archsim.cascade.load import cascade_from_dict, is_file, is_spec_path, parse_yaml, read_spec_bytes
+from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
+from archsim.spec_files import is_file, is_spec_path, parse_yaml, read_spec_bytes
 from archsim.workload import Workload, workload_from_dict
 
 # Library kind -> package holding its YAML files.

@@ -31,11 +31,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from archsim.cascade.load import number, spec_beside
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.errors import SpecError, check_keys, given, kind_of
 from archsim.mapping.overlap import check_overlap
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
+from archsim.spec_files import number, spec_beside
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
 GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}

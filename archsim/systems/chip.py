@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.cascade.load import finite_number
 from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number, refuse_unread
+from archsim.spec_files import finite_number
 
 PRESETS_PACKAGE = "archsim.systems.chip_presets"
 TEXT = ("name", "description", "source")

@@ -33,8 +33,8 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import finite_number
 from archsim.errors import Plausible, SpecError, check_header, ranged_number
+from archsim.spec_files import finite_number
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
 TEXT = ("name", "description", "source")

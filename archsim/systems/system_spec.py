@@ -179,8 +179,8 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.cascade.load import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.errors import SpecError, check_header, check_keys, kind_of, refuse_unread, text_number_hint
+from archsim.spec_files import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec

@@ -35,8 +35,8 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.load import spec_beside
 from archsim.errors import SpecError, check_header
+from archsim.spec_files import spec_beside
 from archsim.systems import collectives
 from archsim.systems.links import Link, link_from_dict, load_link, slowest_hop
 

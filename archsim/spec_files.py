@@ -1,0 +1,206 @@
+"""Read a spec file safely: size and depth caps, paths beside a spec, numbers.
+
+Reading: `read_yaml` (= `read_spec_bytes` then `parse_yaml`) refuses a path that is not a regular file (a
+directory, FIFO or device), a file it cannot read, one larger than ARCHSIM_MAX_SPEC_BYTES (default MAX_SPEC_BYTES;
+at most that many bytes plus one are read, by `read_capped`), bytes that are not UTF-8, YAML nested deeper than
+MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
+written twice in one mapping, and malformed YAML; an integer beyond the largest float reads as +-inf.
+Paths: `is_spec_path` tells a path from a library name, `spec_beside` takes a relative path named inside a spec
+file from that file's folder, and `is_file` turns an OSError on a path into a SpecError.
+Numbers: `number` (inf and -inf allowed, never NaN) and `finite_number`.
+
+Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
+"""
+
+from __future__ import annotations
+
+import math
+import stat
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import yaml
+
+from archsim.errors import SpecError
+from archsim.limits import env_limit
+
+MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
+# nesting checks need; flow-style JSON is the slowest); ARCHSIM_MAX_SPEC_BYTES raises the limit
+MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
+
+
+def is_file(path: Path, source: str) -> bool:
+    """`path.is_file()`, with a path the OS refuses (a name over 255 bytes, a loop of links) a SpecError naming
+    `source` instead of an OSError."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot use this path ({exc.strerror or exc})") from None
+
+
+def spec_beside(name_or_path: str, source: str) -> str:
+    """A spec named inside another spec file: a relative path is taken from that file's folder; a library name,
+    or any value of a spec not read from a file, as it is."""
+    if not is_spec_path(name_or_path):
+        return name_or_path
+    path = Path(name_or_path)
+    return str(Path(source).parent / path) if not path.is_absolute() and Path(source).is_file() else name_or_path
+
+
+def read_capped(stream: BinaryIO, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `stream` (one more than allowed tells the caller the file is too large),
+    read in 1 MiB chunks so a huge limit allocates nothing up front."""
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = stream.read(min(2**20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def is_spec_path(name_or_path: str) -> bool:
+    """A spec is addressed by path when it has a `/` or a YAML suffix; anything else is a library name."""
+    return "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML spec file. Every failure is a SpecError naming the file: unreadable, not a regular file (a
+    directory, FIFO or device, which could block or never end), larger than ARCHSIM_MAX_SPEC_BYTES (at most that
+    many bytes plus one are read), not UTF-8 (with the byte offset), nested deeper than MAX_YAML_DEPTH, or
+    malformed (with the line)."""
+    return parse_yaml(read_spec_bytes(path), path)
+
+
+def read_spec_bytes(path: Path) -> bytes:
+    """The bytes of a spec file, with `read_yaml`'s checks of the file itself (regular, readable, within the
+    size limit)."""
+    limit = env_limit("ARCHSIM_MAX_SPEC_BYTES", MAX_SPEC_BYTES)
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise SpecError(str(path), "", f"not a regular file ({kind}); expected a YAML spec file")
+        with path.open("rb") as stream:
+            data = read_capped(stream, limit)
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read file ({exc.strerror})") from None
+    if len(data) > limit:
+        raise SpecError(str(path), "", f"larger than the limit of {limit} bytes on spec files "
+                                       f"(raise it with the environment variable ARCHSIM_MAX_SPEC_BYTES)")
+    return data
+
+
+def parse_yaml(data: bytes, path: Path) -> Any:
+    """`read_yaml`'s parse of a spec file's bytes (UTF-8, depth, syntax), its errors naming `path`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(str(path), f"line {line}, byte {exc.start}",
+                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except _Refused as exc:
+        raise SpecError(str(path), f"line {exc.line}", exc.message) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(str(path), where, f"malformed YAML: {problem}") from None
+
+
+class _Refused(Exception):
+    """A document `_BoundedLoader` refuses: the line and why."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_YAML_DEPTH before its recursive composer
+    and the code walking the data run out of stack. An alias counts at the height of what it names (so anchors
+    cannot build deep data out of shallow text) and may not name a node that contains it (recursive data).
+    An integer beyond the largest float reads as +-inf, which every number check refuses with its field named
+    (kept as an int it raised OverflowError wherever a check took its float). A key written twice in one mapping
+    is refused (PyYAML keeps the last silently); keys a merge (`<<`) brings in may be overridden, as YAML allows."""
+
+    def construct_yaml_int(self, node):
+        value = super().construct_yaml_int(node)
+        return value if abs(value) <= sys.float_info.max else (math.inf if value > 0 else -math.inf)
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._heights: dict[int, int] = {}  # id(node) -> its levels, itself included, for every finished node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, mark = self.construct_object(key_node, deep=deep), key_node.start_mark
+                try:
+                    earlier = first.setdefault(key, mark)
+                except TypeError:  # an unhashable key: construct_mapping says so
+                    continue
+                if earlier is not mark:
+                    raise _Refused(mark.line + 1, f"duplicate key {key!r} (first at line {earlier.line + 1}, column "
+                                                  f"{earlier.column + 1}); a key is written once per mapping")
+        return super().construct_mapping(node, deep=deep)
+
+    def compose_node(self, parent, index):
+        line = self.peek_event().start_mark.line + 1
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._heights:
+                raise _Refused(line, "an alias names a node that contains it (recursive data)")
+            if self._depth + self._heights[id(node)] > MAX_YAML_DEPTH:
+                raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        self._heights[id(node)] = 1 + max((self._heights[id(c)] for c in children), default=0)
+        return node
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def number(value: Any, source: str, where: str) -> float:
+    """A YAML number, accepting `inf`/`-inf` (also spelled as strings) but never NaN (`.nan`)."""
+    if isinstance(value, bool):
+        raise SpecError(source, where, f"expected a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise SpecError(source, where, f"expected a number, got an integer of {len(str(abs(value)))} digits "
+                                       "(beyond the largest float)")
+    if isinstance(value, int | float) and not math.isnan(value):
+        return float(value)
+    if isinstance(value, str) and value.strip() in ("inf", "+inf", "-inf"):
+        return float(value)
+    raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
+
+
+def finite_number(value: Any, source: str, where: str) -> float:
+    """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
+    if isinstance(value, float) and math.isnan(value):
+        raise SpecError(source, where, "expected a finite number, got nan")
+    result = number(value, source, where)
+    if not math.isfinite(result):
+        raise SpecError(source, where, f"expected a finite number, got {value!r}")
+    return result
