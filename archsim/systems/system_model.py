@@ -28,20 +28,8 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
     kept on chip (at most the NPU's `sram_bytes`: `system_spec` refuses more). Below `min_batch` decodes the
     schedule is `overlapped` (the artifact's 256).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
-    max() where the work is split between devices that do not wait on each other: the attention stage is the
-    prompts' attention and the decode attention grouped by device, each device's share in order, the stage the
-    slowest device (attention co-processing: decode attention on the Logic-PIM beside prefill attention on the
-    xPU). With `expert_coprocessing` ("+PE") a MoE op's experts are split between the xPU (the device the MoE op
-    goes to at any Op/B) and the system's Logic-PIM: tokens per expert = tokens x top_k / experts under uniform
-    routing (rounded up: a partial token is a GEMM row), or Zipf shares of exponent `zipf_skew` (expert i of the
-    model gets a share proportional to 1 / (i + 1)^s); a device's experts start on the xPU and those with the
-    fewest tokens move to the Logic-PIM one by one while max(xPU time, Logic-PIM time) drops (the paper's lookup
-    table of expert time vs tokens, here the devices' cost of the experts as one grouped op whose experts each
-    get the group's mean tokens). `expert_tp` ("+ET", default) cuts every expert across the TP ranks, so each
-    rank splits all of its node's experts (1/TP of each); without it a rank holds experts / TP whole experts
-    (round-robin) and, with skew, the layer waits for the slowest rank. The xPU and the Logic-PIM read different
-    bank bundles of the shared HBM (pim.md §2.2): both run at their full bandwidth at once, no contention is
-    modelled. The MoE all-reduce after the experts is the TP all-reduce below.
+    max() where devices do not wait on each other, and expert co-processing (+PE, +ET): its assumptions are in
+    `archsim.systems.coprocessing`'s docstring, beside its code.
   - `ping-pong` and `staggered` (attention offloading, Lamina): the factory returns the
     `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
 - TP all-reduce: with a link named `tp`, a ring all-reduce of each row-parallel op's output per layer
