@@ -29,15 +29,8 @@ import pytest
 from archsim.gpu.load import gpu_names, load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, TiledLaunch
-from archsim.model.gpu_kernels import (
-    FA2_FWD,
-    FA2_HEAD_DIMS,
-    KERNELS,
-    compiled_head_dim,
-    kernel_directions,
-    plans,
-    predict,
-)
+from archsim.model.gpu_flash_plans import FA2_FWD, FA2_HEAD_DIMS, compiled_head_dim
+from archsim.model.gpu_kernels import KERNELS, kernel_directions, plans, predict
 
 FA2_DECODE = tuple(k for k, (family, _) in KERNELS.items() if family == "fa2" and "decode" in kernel_directions(k))
 V209 = "FlashAttention v2.0.9"

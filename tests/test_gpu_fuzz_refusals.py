@@ -124,7 +124,7 @@ def test_eager_decode_counts_repeat_kv_against_the_dram() -> None:
 ])
 def test_a_head_dim_is_timed_at_the_width_the_kernel_runs(kernel, direction, runs_as) -> None:
     """A kernel computes a head_dim it pads at the compiled width (the same MMAs) and reads and writes only the
-    case's columns (`gpu_kernels._masked_tile`; FlashAttention v1's wrapper does not pad, its tensors are the case's
+    case's columns (`gpu_flash_plans._masked_tile`; FlashAttention v1's wrapper does not pad, its tensors are the case's
     width): never more DRAM bytes or time than the compiled width's own call."""
     def result_at(head_dim: int):
         case = AttentionCase(direction, 8, 32, 32, head_dim, 8192 if direction == "decode" else 2048, False, "fp16")

@@ -1,4 +1,4 @@
-"""Kernel plans of the GPU model (archsim/model/gpu_kernels.py): eager decode's DRAM floor, the Triton tutorial's
+"""Kernel plans of the GPU model (archsim/model/gpu_baseline_plans.py): eager decode's DRAM floor, the Triton tutorial's
 forward autotune fallback. Expected numbers are hand derivations from the sizes, stated beside each assertion."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, TiledLaunch, ctas_per_sm
+from archsim.model.gpu_baseline_plans import TUT_FWD
 from archsim.model.gpu_kernels import (
     KERNELS,
-    TUT_FWD,
     family_of,
     kernel_attention,
     kernel_directions,

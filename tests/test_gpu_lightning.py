@@ -152,7 +152,7 @@ def test_a_one_stage_pipeline_waits_a_dram_latency_every_block():
     """Where two stages do not fit an SM, the one left loads nothing ahead: each block step is its work plus one
     DRAM latency, longer than the two-stage step on the same GPU (a user GPU with 50 KB of shared memory)."""
     from archsim.model.gpu import step_time_s
-    from archsim.model.gpu_kernels import _archsim_lightning
+    from archsim.model.gpu_baseline_plans import _archsim_lightning
 
     gpu = replace(load_gpu("h200-sxm"), smem_bytes_per_sm=50_000)
     one = _archsim_lightning(_case(), gpu, 1)

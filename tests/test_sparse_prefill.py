@@ -16,7 +16,7 @@ from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.model.gpu import AttentionCase, launch_time
-from archsim.model.gpu_kernels import fwd_launch
+from archsim.model.gpu_flash_plans import fwd_launch
 from archsim.model.gpu_sparse import (
     BLOCK,
     LAST_Q,

@@ -12,7 +12,7 @@ over every head, as FlexPrefill's code batches its heads (unlike MInference's lo
   sum the verticals and the slashes (n each) and each query block's block scores (a radix sort reading its input
   `TOPK_PASSES` times, as gpu_sparse's top-k); the block mask (one byte per block pair). The head test (JSD < tau)
   picks one selection per head from the data; both are counted for every head, an upper bound on the estimation.
-- The kernel: a Triton block-sparse FlashAttention forward (`gpu_kernels.fwd_launch`, the Triton family's
+- The kernel: a Triton block-sparse FlashAttention forward (`gpu_flash_plans.fwd_launch`, the Triton family's
   calibrated efficiency and CTA overhead) on `FLEX_BLOCK` x `FLEX_BLOCK` tiles with `FLEX_WARPS` warps and
   `FLEX_STAGES` K/V stages, as many as shared memory holds (`gpu_sparse.fitting_fwd_launch`; the block is the
   paper's; the warps and stages are our assumption), whose CTA for query

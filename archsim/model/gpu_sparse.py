@@ -12,7 +12,7 @@ A head's call (`head_plan`) is a list of launches timed by the GPU model (`archs
   query block, then the kernel.
 - A-shape: no estimation; the kernel over `sinks` initial and `window` recent tokens.
 The kernel (MInference's `_triton_mixed_sparse_attention` and block-sparse kernel) is a FlashAttention-style forward
-(`gpu_kernels.fwd_launch`, 64 x 64 tiles, 4 warps, the Triton family's calibrated efficiency and CTA overhead, two
+(`gpu_flash_plans.fwd_launch`, 64 x 64 tiles, 4 warps, the Triton family's calibrated efficiency and CTA overhead, two
 K/V stages or one where two do not fit the SM's shared memory: `fitting_fwd_launch`, FlexPrefill's too) whose
 CTA for query block i runs the key tiles `key_tiles` counts for it, so the ragged set's wave quantisation and the
 longest CTA come out of the launch model. Kernel granularity (§3.1 "Kernel granularity"): a slash is covered by
@@ -51,7 +51,7 @@ from archsim.model.gpu import (
     launch_time,
     plan_feasibility,
 )
-from archsim.model.gpu_kernels import fwd_launch
+from archsim.model.gpu_flash_plans import fwd_launch
 
 BLOCK = 64  # MInference's BLOCK_M = BLOCK_N
 KERNEL_WARPS = 4
@@ -152,7 +152,7 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
 
 def fitting_fwd_launch(name: str, case: AttentionCase, gpu: GPU, block: int, warps: int, stages: tuple[int, ...],
                        counts: tuple[np.ndarray, np.ndarray]) -> TiledLaunch:
-    """A Triton sparse forward (`gpu_kernels.fwd_launch`: `block` x `block` tiles, native MMAs, Q in registers)
+    """A Triton sparse forward (`gpu_flash_plans.fwd_launch`: `block` x `block` tiles, native MMAs, Q in registers)
     visiting the key tiles of `counts`, with the first of `stages` (K/V pipeline stages, most first) whose CTA fits
     an SM of `gpu` (ours: where the kernels' usual stages exceed the shared memory, the kernel is taken as compiled
     with fewer, Triton's `num_stages`). A GPU on which none fits is refused naming its `smem_bytes_per_sm`, the tile,

@@ -49,7 +49,7 @@ The methods cut dense multi-head or grouped-query attention in 16-bit words: a w
 sliding window is refused (`check_dense_attention`), as its times would be a dense attention's, and so is one whose
 `word_bytes` is not 2: the kernels timed here (the decode kernels, FlashAttention-2, MInference's and FlexPrefill's
 Triton kernels) have fp16/bf16 paths only, and timing their attention at 16 bits beside the workload's fp8 or fp32
-GEMMs and memory would mix precisions. A head_dim beyond FlashAttention-2's (`gpu_kernels.FA2_HEAD_DIMS`: up to
+GEMMs and memory would mix precisions. A head_dim beyond FlashAttention-2's (`gpu_flash_plans.FA2_HEAD_DIMS`: up to
 256, a smaller one padded), the kernel of every method's dense baseline (FlashAttention-2 for a prefill, its
 Flash-Decoding for decode), is refused as the workload's: no GPU runs it.
 
@@ -93,7 +93,8 @@ from archsim.model.gpu import (
     refuse_other_word_bytes,
     refuse_unmodelled_attention,
 )
-from archsim.model.gpu_kernels import FA2_HEAD_DIMS, predict
+from archsim.model.gpu_flash_plans import FA2_HEAD_DIMS
+from archsim.model.gpu_kernels import predict
 from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
@@ -102,7 +103,7 @@ from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
 
 SOURCE = "<kv-selection>"
-DECODE_KERNEL = "Flash-Decoding (16-row tiles)"  # the GPU model's FlashInfer-like decode (gpu_kernels docstring)
+DECODE_KERNEL = "Flash-Decoding (16-row tiles)"  # the GPU model's FlashInfer-like decode (gpu_flash_plans docstring)
 DUO_SINKS, DUO_RECENT = 128, 256  # DuoAttention's shipped configs and efficiency benchmark (§3.3)
 QUEST_PAGE_TOKENS = 16  # Quest's page size (§3.5)
 RAZOR_MIN_WINDOW, RAZOR_WINDOW_FRACTION = 4000, 0.2  # RazorAttention's window max(4000, N/5) (§3.4)

@@ -99,7 +99,8 @@ from typing import Any
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import AttentionCase, refuse_other_word_bytes, refuse_unmodelled_attention
-from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, kernel_attention, plans
+from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
+from archsim.model.gpu_kernels import kernel_attention, plans
 from archsim.record import Record
 from archsim.systems import collectives
 from archsim.systems import seqpar_memory as mem

@@ -16,7 +16,7 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
 - Linear-attention chunks (`linear_chunk_s`): one call of archsim's Lightning Attention-2 Triton kernel
   (`LINEAR_KERNEL`, kernels/lightning.py: the library cascade `lightning-attention-2`, Qin et al. 2024, no decay,
   `LINEAR_BLOCK` tokens per block) on the chunk's tokens and the device's heads, timed by the GPU kernel model
-  (`archsim.model.gpu_kernels`, validated on H200 runs of that kernel): a program per head and 64 value columns
+  (`archsim.model.gpu_baseline_plans`, validated on H200 runs of that kernel): a program per head and 64 value columns
   walking the chunk's blocks in order, at the next power of two of the head_dim, at least 16 (`linear_head_dim`: an
   extrapolation beyond the 16-128 the kernel itself runs). A grouped-query model's K and V are read per query head
   (repeated). The backward, which the kernel lacks, is taken as twice the forward (dQ, dK, dV need two products
@@ -46,7 +46,9 @@ from archsim.cascade.analysis import einsum_counts, tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
-from archsim.model.gpu_kernels import LIGHTNING_HEAD_DIMS, compiled_head_dim, predict
+from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
+from archsim.model.gpu_flash_plans import compiled_head_dim
+from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import shard as tp_shard
@@ -254,7 +256,8 @@ def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
 
 def linear_head_dim(head_dim: int) -> int | None:
     """The head_dim a LASP chunk is timed at: the smallest the Lightning model takes that holds it (the next power
-    of two, at least 16; `gpu_kernels.LIGHTNING_HEAD_DIMS`), None beyond them. An extrapolation: kernels/lightning.py
-    itself refuses a head_dim other than 16, 32, 64 or 128 (`tl.arange` takes powers of two, and its launcher does
-    not pad, as the FlashAttention Triton kernel does); the model times a head as that kernel would run it padded."""
+    of two, at least 16; `gpu_baseline_plans.LIGHTNING_HEAD_DIMS`), None beyond them. An extrapolation:
+    kernels/lightning.py itself refuses a head_dim other than 16, 32, 64 or 128 (`tl.arange` takes powers of two,
+    and its launcher does not pad, as the FlashAttention Triton kernel does); the model times a head as that kernel
+    would run it padded."""
     return compiled_head_dim(head_dim, LIGHTNING_HEAD_DIMS)

@@ -1,0 +1,569 @@
+"""Launch plans of the FlashAttention kernels: v1, v2 (its decode variants and varlen forward included), v3 and
+FlashAttention's Triton kernel, with the fused launches they share (`fwd_launch`, `bwd_launch`,
+`split_decode_launches`), which `archsim.model.gpu_baseline_plans` and `archsim.model.gpu_sparse` build on too.
+
+Each family's `*_plans(variant, case, gpu)` is its `Family.plans` in `archsim.model.gpu_kernels` (the registry,
+which refuses what a kernel cannot run before calling it): the `Plan`s (launch lists) the kernel runs for an
+`AttentionCase` on a `GPU`. Tile shapes, warps and loop orders are the kernels' launch configurations for sm80 as we
+recall them from their sources (not re-read; named per family below); where the GPU's shared memory is too small for
+the first choice the next configuration that fits is used, and for FlashAttention-2 on a GPU that holds none of them
+(MI300X) a smaller tile of ours (`_fa2_fitting`).
+
+Families and the kernels (names as in `attention_measured.csv`) they cover:
+- `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
+  (query block, batch, head) walks the key blocks (causal: up to the diagonal, the diagonal tiles masked).
+  Backward: a preprocessing kernel (D = rowsum(dO∘O), zero the fp32 dQ accumulator), a CTA per (key block, batch,
+  head) walking the query blocks with dQ added atomically in L2, and a kernel converting dQ to 16 bits.
+  Decode: "Flash-Decoding" (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile,
+  the KV cache cut into splits by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the
+  forward kernel with one live query row in a 128-row tile, a CTA per (batch, query head), no split; KV heads
+  re-read per query head unless the whole grid fits in one wave, when siblings hit in L2). "Flash-Decoding
+  (16-row tiles)" is the split-KV decode with a GQA group packed into one warp's 16 MMA rows (m16n8k16) instead
+  of FA2's 64: our stand-in for the small-tile tensor-core decode kernels (FlashInfer's, from memory, not
+  re-read), which keep a group of <= 16 query heads from padding the tile 8x. No measurement of such a kernel is
+  in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped (H20:
+  148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps it
+  bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
+- `fa3`: FlashAttention-3 (Shah et al. 2024; `hopper/`, tile sizes from `tile_size.h` as we recall them, not
+  re-read), the prefill forward only, on Hopper only (compute capability 9.0: wgmma and TMA). A CTA per (query block,
+  batch, head): a consumer warpgroup per 64 query rows (128 x 128 tiles causal, 128 x 176 otherwise, at head_dim
+  128) and a producer warpgroup issuing the TMA loads of K and V (2 stages); one warpgroup's softmax runs while the
+  other's MMAs do (ping-pong), so a tile step takes the longer of the two (`TiledLaunch.softmax_overlap`) rather
+  than their sum. No measurement of FA3 is in the reference data: its main-loop efficiency and CTA overhead are the
+  Triton tutorial's fitted values (the other wgmma kernel of the library; `Param.shared_from`). Its backward, its
+  split-KV decode and its fp8 path are not modelled.
+- `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`). Forward: a CTA per (batch, head,
+  query split) walks key blocks of 256 (d <= 64) or 128 keys in the outer loop and 16-row query steps inside,
+  its 4 warps splitting the keys (split-K: partial outputs reduced through SMEM) and the fp32 output
+  accumulator read and written in DRAM once per key block. Backward: a CTA per (batch, head, key block)
+  walking 16-row query steps, dQ accumulated in fp32 through L2.
+- `fa_triton`: the FlashAttention Triton kernel of the FA2 benchmark (Tillet's tutorial lineage,
+  `flash_attn/flash_attn_triton.py`): 128x128 tiles, masks applied on every tile when causal, backward
+  autotuned between one CTA per (batch, head) walking all key blocks and one per key block with atomic dQ.
+Head dims, per family as the kernel does it (from memory of the sources, not re-read): FlashAttention-2 and its
+decode variants pad any head_dim up to 256 to the next head dim they compile (`FA2_HEAD_DIMS`, multiples of 32),
+FlashAttention-3 to 64, 128 or 256 (`FA3_FWD`), the FlashAttention Triton kernel up to 128 to
+max(next power of two, 16) (`FAT_HEAD_DIMS`). FlashAttention v1 refuses a head_dim that is not a multiple of 8 (its
+C++ check; no padding) and runs the others at 32, 64 or 128 (`FA1_HEAD_DIMS`). A kernel computes at the width it runs
+(the launches' `padded_head_dim`): MMAs, softmax, shared memory, registers. It reads and writes the case's head_dim:
+the tensors in DRAM are that wide, and the kernel masks the padded columns of its loads and stores (predicated loads:
+FA2's `Is_even_K` false, the Triton kernel's `offs_d < headdim`), so DRAM and L2 traffic, and the roofline's bytes,
+are the case's (`_masked_tile`). One exception: FA2's backward allocates its fp32 dQ accumulator at the compiled
+width (flash_api.cpp's head_size_rounded) and adds whole tiles into it. A wrapper's pad to a multiple of 8 (FA2's,
+FA3's; at most 7 columns, a copy before the call) is not counted. The FLOPs a result reports stay the case's (the
+benchmark convention at the true head_dim).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
+from typing import TypeVar
+
+import numpy as np
+
+from archsim.arch.gpu import GPU
+from archsim.model.gpu import AttentionCase, Plan, Segment, StreamLaunch, Tile, TiledLaunch, ctas_per_sm
+from archsim.model.gpu_tiles import bwd_tile, fwd_tile
+
+LSE_BYTES = 4  # fp32 log-sum-exp per query row
+ACC_BYTES = 4  # fp32 accumulators (dQ, split partial outputs)
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+def ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def fwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) key tiles of each query block of one head, causal skipping above the diagonal."""
+    m_blocks = ceil(seqlen, block_m)
+    m = np.arange(m_blocks)
+    if causal:
+        visible = np.minimum(seqlen, (m + 1) * block_m)
+        tiles = -(-visible // block_n)
+        masked = tiles - (m * block_m) // block_n
+    else:
+        tiles = np.full(m_blocks, ceil(seqlen, block_n))
+        masked = np.full(m_blocks, int(seqlen % block_n != 0))
+    return tiles - masked, masked
+
+
+def _bwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(unmasked, masked) query tiles of each key block of one head (the backward's CTA order)."""
+    n_blocks, m_blocks = ceil(seqlen, block_n), ceil(seqlen, block_m)
+    n = np.arange(n_blocks)
+    if causal:
+        first = (n * block_n) // block_m
+        tiles = m_blocks - first
+        masked = np.minimum(tiles, -(-((n + 1) * block_n) // block_m) - first)
+    else:
+        tiles = np.full(n_blocks, m_blocks)
+        masked = np.full(n_blocks, int(seqlen % block_m != 0))
+    return tiles - masked, masked
+
+
+def repeat(counts: np.ndarray, times: int) -> np.ndarray:
+    return np.tile(counts, times)
+
+
+SMALLEST_BLOCK = 16  # rows or keys: one m16n8k16 MMA
+Launches = TypeVar("Launches", TiledLaunch, tuple)
+
+
+def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, int], Launches], gpu: GPU, *,
+                 owns_rows: bool) -> Launches:
+    """FA2's launch (`build(block_m, block_n, warps)`, a launch or a tuple whose first is the tiled one) at the first
+    of its `tiles` whose CTA fits `gpu`; on a GPU whose shared memory holds none of them (MI300X's 64 KB LDS against
+    FA2's sm80 sizes) at the largest tile, rows x keys, that fits among those halving the last tile's sides down to
+    `SMALLEST_BLOCK`, the warps cut with the area. Of two such tiles of one area, the one keeping more of the block
+    the CTA owns: its query rows for a forward or decode CTA walking key blocks (`owns_rows`), its keys for a
+    backward CTA walking query blocks, as FA2's split-KV kernel keeps its 64 rows at every head_dim and its backward
+    goes from 64 x 64 to 64 x 32 where shared memory is short (launch templates from memory, not re-read). Rows
+    first would make a one-row decode, which computes the whole tile, cheaper as head_dim grows (MI300X at head_dim
+    192: 32 x 64 rather than 64 x 32, FA2 v2.0.9's decode 0.6 times the MMA work of head_dim 160 on 64 x 64;
+    `tests/test_gpu_decode_tile_monotone.py`). That fallback is ours: FA2 ships no such configuration (it is built
+    for sm80 and later), and which tiles the ports to other GPUs (ROCm's) pick is not in the reference. With no tile
+    fitting, the first one, whose refusal names what it needs."""
+    def fits(launch: Launches) -> bool:
+        return ctas_per_sm(launch[0] if isinstance(launch, tuple) else launch, gpu) > 0
+
+    for tile in tiles:
+        if fits(launch := build(*tile)):
+            return launch
+    last_m, last_n, last_warps = tiles[-1]
+    smaller = sorted(((m, n) for m in _halvings(last_m) for n in _halvings(last_n) if (m, n) != (last_m, last_n)),
+                     key=lambda t: (t[0] * t[1], t[0] if owns_rows else t[1]), reverse=True)
+    for m, n in smaller:
+        if fits(launch := build(m, n, max(1, last_warps * m * n // (last_m * last_n)))):
+            return launch
+    return build(*tiles[0])
+
+
+def _halvings(block: int) -> list[int]:
+    return [block >> k for k in range(block.bit_length()) if block >> k >= SMALLEST_BLOCK]
+
+
+def warpgroup(mma: str, gpu: GPU) -> bool:
+    """Native MMA on a GPU whose mma.sync is not its full-rate path is a warpgroup MMA (wgmma / tcgen05)."""
+    return mma == "native" and gpu.sync_mma_fraction < 1
+
+
+def _qkvo_bytes(case: AttentionCase) -> float:
+    b, n, d = case.batch, case.seqlen, case.head_dim
+    return (2 * case.heads + 2 * case.kv_heads) * b * n * d * case.element_bytes
+
+
+def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
+                efficiency: str, q_in_smem: bool, mask_all: bool, stages: int,
+                p_to_fp8: bool = False, counts: tuple[np.ndarray, np.ndarray] | None = None,
+                producer_warps: int = 0, softmax_overlap: bool = False,
+                padded_head_dim: int | None = None) -> TiledLaunch:
+    """A FlashAttention-style forward launch: a CTA per (query block, batch, head) in that launch order. `counts`
+    (unmasked, masked key tiles per query block of one head) replaces the dense or causal ones: a sparse kernel
+    visiting a ragged set of key tiles (`archsim.model.gpu_sparse`). `warps` compute the tile; `producer_warps`
+    only issue its loads (a warp-specialised kernel); `softmax_overlap`: see `TiledLaunch`. `padded_head_dim`: the
+    compiled head dim the kernel runs the case's head_dim at (module docstring, "Head dims"): the tiles' MMAs,
+    softmax, shared memory and registers at that width, what it reads and writes at the case's."""
+    e, d = case.element_bytes, case.head_dim
+    width = padded_head_dim or d
+    group = warpgroup(mma, gpu)
+    convert = case.precision == "fp8" and not gpu.has_native("fp8")
+    precision = "fp16" if convert else case.precision
+    unmasked, masked = counts or fwd_counts(case.seqlen, block_m, block_n, case.causal)
+    if mask_all and case.causal:
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    heads = case.batch * case.heads
+    plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem,
+                                                             masked, convert, p_to_fp8), d, width)
+    segments = (Segment(plain, repeat(unmasked, heads)), Segment(edge, repeat(masked, heads)))
+    tiles = heads * float(unmasked.sum() + masked.sum())
+    dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
+    q_o = 2 * heads * case.seqlen * d * e
+    return TiledLaunch(name, segments, 32 * (warps + producer_warps),
+                       (q_in_smem * block_m + stages * 2 * block_n) * width * e,
+                       block_m * width + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
+                       q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e,
+                       softmax_overlap=softmax_overlap)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention-2
+FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64, 8), (64, 64, 4)]}
+FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
+# Q double-buffered and dO once (FA2's kSmemQdOSize, "No_double_buffer ? 2 : 3" blocks): with K, V, P and dS that is
+# 144 KB at (64, 128) for head_dim 128 and (128, 128) for 64, and 176 KB at (64, 64) for 256, the shared-memory
+# thresholds at which flash_bwd_launch_template.h picks those tiles (from memory, not re-read); below them (Ada's
+# 99 KB) the smaller tile of the list
+FA2_BWD_QDO_BLOCKS = 3
+# The head dims FA2 compiles its kernels for (flash_api.cpp rounds head_size up to a multiple of 32 after its Python
+# wrapper pads it to a multiple of 8; from memory, not re-read): any head_dim up to 256 runs as the next of them.
+FA2_HEAD_DIMS = tuple(range(32, 257, 32))
+FA2_SPLIT_BLOCK_M = 64
+SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
+FA2_MAX_SPLITS = 128
+FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
+SPLIT_MEMO_CTAS = 2**14  # split-KV grids remembered up to this many CTAs (128 KB of counts; 512 grids <= 64 MB)
+
+
+def backward_from(case: AttentionCase) -> int | None:
+    """Index of the first backward launch of a prefill plan (the forward is one launch), None without one."""
+    return {"fwd": None, "bwd": 0, "fwd+bwd": 1}[case.direction]
+
+
+def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
+    for limit in sorted(table):
+        if head_dim <= limit:
+            return table[limit]
+    return None
+
+
+def compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
+    """The smallest of a kernel's `compiled` head dims that holds `head_dim` (the one it pads to and runs), None
+    beyond the largest."""
+    return next((size for size in sorted(compiled) if head_dim <= size), None)
+
+
+def _masked_tile(tile_at: Callable[[int], Tile], head_dim: int, padded_head_dim: int) -> Tile:
+    """The step a kernel runs at `padded_head_dim` (`tile_at(width)`: its MMAs, softmax and shared memory), loading
+    only the case's `head_dim` columns (`tile_at(head_dim)`'s loads): the padded columns are masked, never read."""
+    tile = tile_at(padded_head_dim)
+    return tile if padded_head_dim == head_dim else replace(tile, load_bytes=tile_at(head_dim).load_bytes)
+
+
+def _masked_tiles(tile_at: Callable[[int, bool], Tile], head_dim: int,
+                  padded_head_dim: int) -> tuple[Tile, Tile]:
+    """A kernel's (plain, edge) steps, `tile_at(width, masked)` without and with the causal mask, each as
+    `_masked_tile` runs it."""
+    plain, edge = (_masked_tile(lambda dim, masked=masked: tile_at(dim, masked), head_dim, padded_head_dim)
+                   for masked in (False, True))
+    return plain, edge
+
+
+def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
+    """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
+    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim),
+                        lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
+                                                     False, 1, padded_head_dim=head_dim), gpu, owns_rows=True)
+
+
+def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
+               mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None,
+               padded_head_dim: int | None = None) -> TiledLaunch:
+    """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
+    dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
+    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS.
+    With `atomic_rate` (a family parameter) the launch is also bound by its block_m x head_dim dQ atomic adds per
+    tile at that many per clock for the whole chip. `padded_head_dim`: as for `fwd_launch`, the fp32 dQ accumulator
+    (allocated at that width, FA2's head_size_rounded, and added to whole) included in what it computes."""
+    e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
+    width = padded_head_dim or d
+    bm, bn = block_m, block_n
+    unmasked, masked = _bwd_counts(case.seqlen, bm, bn, case.causal)
+    if mask_all:
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    group = warpgroup(mma, gpu)
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
+    dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
+        + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
+    l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
+    return TiledLaunch(
+        "bwd", (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh))), 32 * warps, smem,
+        2 * bn * width + 2 * bm * bn + bm * width, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
+        io_bytes=4 * bn * d * e, atomics=tiles * bm * width, atomic_rate=atomic_rate)
+
+
+def _fa2_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+    """FA2's backward of `case` run at its compiled `head_dim`: the preprocessing kernel reads dO and O and zeroes
+    the fp32 dQ accumulator (at `head_dim`, `bwd_launch`), the last kernel converts that accumulator to dQ."""
+    e, d = case.element_bytes, case.head_dim
+    rows = case.batch * case.heads * case.seqlen
+    pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
+                       rows * (2 * d * e + LSE_BYTES + ACC_BYTES * head_dim))
+    post = StreamLaunch("bwd convert dQ", rows * (head_dim * ACC_BYTES + d * e))
+    main = _fa2_fitting(_by_head_dim(FA2_BWD, head_dim), lambda bm, bn, warps: bwd_launch(
+        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim), gpu, owns_rows=False)
+    return pre, main, post
+
+
+@lru_cache(maxsize=4096)
+def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
+    """FA2's num_splits heuristic (`num_splits_heuristic` in csrc/flash_attn/flash_api.cpp, called with 2 x the
+    SM count as `slots` whatever the occupancy; from memory): no split when the grid already fills 80 % of the
+    slots; else the fewest splits whose wave efficiency (waves / ceil(waves)) is within 85 % of the best, skipping
+    counts that give the same blocks per split as one fewer. Pure; memoised (a serving run asks for the same
+    grid at every context of a key block)."""
+    if tiles_of_grid >= 0.8 * slots:
+        return 1
+    efficiency = {}
+    for splits in range(1, min(FA2_MAX_SPLITS, slots, key_blocks) + 1):
+        if splits > 1 and ceil(key_blocks, splits) == ceil(key_blocks, splits - 1):
+            continue
+        waves = tiles_of_grid * splits / slots
+        efficiency[splits] = waves / math.ceil(waves)
+    best = max(efficiency.values())
+    return min(s for s, eff in efficiency.items() if eff >= 0.85 * best)
+
+
+def _split_counts(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
+    """Key tiles of each CTA of a split-KV decode grid, a CTA per (head, split) in that launch order: the key
+    blocks cut into `splits` runs of ceil(key_blocks / splits), the last one shorter or empty. Read-only; a grid
+    of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
+    if grid_heads * splits <= SPLIT_MEMO_CTAS:
+        return _split_counts_memo(grid_heads, splits, key_blocks)
+    return _split_counts_of(grid_heads, splits, key_blocks)
+
+
+def _split_counts_of(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
+    per_split = ceil(key_blocks, splits)
+    counts = repeat(np.clip(key_blocks - per_split * np.arange(splits), 0, per_split), grid_heads)
+    counts.flags.writeable = False
+    return counts
+
+
+_split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
+
+
+def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, stages: int,
+                          mma: str, splits_of: Callable[[int, int], int], mask_all: bool,
+                          always_combine: bool, padded_head_dim: int | None = None) -> tuple:
+    """A split-KV decode: a CTA per (row block of a GQA group packed as tile rows, split, batch x KV head), each
+    walking its split's key blocks with an online softmax and writing a partial output and log-sum-exp, then a
+    combine kernel. `splits_of(row blocks of the grid, key blocks)` is the kernel's split rule; without
+    `always_combine` one split writes the output directly (no partials, no combine). `padded_head_dim`: as for
+    `fwd_launch` (the partial outputs, written and read as O is, at the case's head_dim)."""
+    e, d = case.element_bytes, case.head_dim
+    width = padded_head_dim or d
+    packed = case.group > 1  # query heads of a GQA group become the rows of one tile
+    grid_heads = case.batch * (case.kv_heads if packed else case.heads)
+    row_blocks = ceil(case.group, block_m) if packed else 1  # a group taller than the tile takes several
+    key_blocks = ceil(case.seqlen, block_n)
+    tile = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, warpgroup(mma, gpu), e, True, mask_all,
+                                             False, False), d, width)
+    splits = splits_of(grid_heads * row_blocks, key_blocks)
+    counts = _split_counts(grid_heads, splits, key_blocks)
+    if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
+        counts = np.repeat(counts, row_blocks)
+    combine = always_combine or splits > 1
+    kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
+    q_o = 2 * case.batch * case.heads * d * e
+    partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if combine else 0
+    # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
+    main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
+                       32 * warps, (block_m + stages * 2 * block_n) * width * e,
+                       block_m * width + 1.5 * block_m * block_n,
+                       mma, "mma_efficiency_fwd", case.precision, kv + q_o + partials,
+                       kv * row_blocks + q_o + partials, max(1, stages - 1), io_bytes=block_m * d * (e + ACC_BYTES))
+    if not combine:
+        return (main,)
+    return main, StreamLaunch("decode combine splits", partials + q_o / 2)
+
+
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, block_m: int = FA2_SPLIT_BLOCK_M,
+                      warps: int = 4) -> tuple:
+    """FA2's split-KV decode of `case` run at its compiled `head_dim`."""
+    block_n = 256 if head_dim <= 64 else 128 if head_dim <= 128 else 64
+    slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
+    return _fa2_fitting([(block_m, block_n, warps)], lambda bm, bn, w: split_decode_launches(
+        case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
+        False, padded_head_dim=head_dim), gpu, owns_rows=True)
+
+
+def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+    """FA2 v2.0.9's decode of `case` run at its compiled `head_dim`: its forward kernel's CTA (tile, shared memory,
+    registers, taken from one head's forward over the cache) per batch and query head, walking every key tile."""
+    launch = _fa2_fwd(AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision), gpu, head_dim)
+    key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
+    ctas = case.batch * case.heads
+    slots = gpu.sm_count * ctas_per_sm(launch, gpu)
+    kv = 2 * case.batch * case.kv_heads * case.seqlen * case.head_dim * case.element_bytes
+    dram = kv * (1 if ctas <= slots else case.group) + 2 * ctas * case.head_dim * case.element_bytes
+    tile = launch.segments[0].tile
+    return (TiledLaunch("decode (no split)", (Segment(tile, np.full(ctas, key_tiles)),), launch.threads,
+                        launch.smem_bytes, launch.register_words, "sync", "mma_efficiency_fwd", launch.precision,
+                        dram, kv * case.group, 1, launch.io_bytes),)
+
+
+def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`)."""
+    head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
+    if head_dim is None:
+        return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
+    if case.direction == "decode":
+        launches = (_fa2_v209_decode(case, gpu, head_dim) if variant == "v2.0.9"
+                    else _fa2_split_decode(case, gpu, head_dim, SMALL_TILE_BLOCK_M, 1)
+                    if variant == "flash-decoding-16" else _fa2_split_decode(case, gpu, head_dim))
+        return (Plan(variant, launches),)
+    launches = {"fwd": lambda: (_fa2_fwd(case, gpu, head_dim),), "bwd": lambda: _fa2_bwd(case, gpu, head_dim),
+                "fwd+bwd": lambda: (_fa2_fwd(case, gpu, head_dim), *_fa2_bwd(case, gpu, head_dim))}[case.direction]()
+    return (Plan("fa2", launches, backward_from=backward_from(case)),)
+
+
+def fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_dim: int) -> TiledLaunch:
+    """`_fa2_fwd` over the prompts of `seqlens` packed as `case`'s one sequence (flash_attn_varlen_func, batch 1):
+    one launch whose grid is every prompt's CTAs, a CTA per (query block, prompt, head), each prompt's causal tiles
+    up to its own diagonal; its bytes and tiles are the prompts' summed. FA2's grid is (m_block, batch, head), the
+    blocks beyond a prompt's end exiting at once, so the CTAs are these, in launch order query blocks fastest, then
+    the prompts (cu_seqlens order), then the heads (x, then y, then z: the usual dispatch order, which CUDA does not
+    specify). One tile configuration for the call, picked as `_fa2_fwd` picks it, by head_dim and the GPU's shared
+    memory and not by length, so each prompt runs the tile its own call would (were it by length, FA2 would run
+    the longest prompt's: one configuration per call). Run at the compiled `head_dim`, as `_fa2_fwd`."""
+    def build(block_m: int, block_n: int, warps: int) -> TiledLaunch:
+        prompts = [fwd_counts(n, block_m, block_n, case.causal) for n in seqlens]
+        return fwd_launch(f"fwd varlen ({len(seqlens)} prompts)", case, gpu, block_m, block_n, warps, "sync",
+                          "mma_efficiency_fwd", True, False, 1,
+                          counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])),
+                          padded_head_dim=head_dim)
+
+    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim), build, gpu, owns_rows=True)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention-3
+# head_dim -> [(BLOCK_M, BLOCK_N causal, BLOCK_N otherwise)]; a consumer warpgroup per 64 query rows. The head dims
+# are the ones FA3 compiles (its first release's, from memory): a smaller head_dim is padded to the next of them.
+FA3_FWD = {64: [(192, 128, 128)], 128: [(128, 128, 176)], 256: [(128, 80, 80)]}
+FA3_STAGES = 2
+FA3_PRODUCER_WARPS = 4  # one warpgroup issuing the TMA loads
+FA3_COMPUTE_CAPABILITY = "9.0"  # wgmma and TMA: Hopper only
+
+
+def fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """FA3 pads head_dim (to a multiple of 8 in its wrapper) and runs the next head dim of `FA3_FWD`."""
+    if gpu.compute_capability != FA3_COMPUTE_CAPABILITY:
+        has = (f"has compute capability {gpu.compute_capability}" if gpu.compute_capability
+               else "states no NVIDIA compute capability")
+        return f"FlashAttention-3 runs on Hopper (compute capability {FA3_COMPUTE_CAPABILITY}) only; {gpu.name} {has}"
+    head_dim = compiled_head_dim(case.head_dim, tuple(FA3_FWD))
+    if head_dim is None:
+        return f"FlashAttention-3 takes head_dim <= {max(FA3_FWD)} (got {case.head_dim})"
+    block_m, causal_n, full_n = FA3_FWD[head_dim][0]
+    launch = fwd_launch("fwd", case, gpu, block_m, causal_n if case.causal else full_n, 4 * (block_m // 64),
+                        "native", "mma_efficiency_fwd", True, False, FA3_STAGES,
+                        producer_warps=FA3_PRODUCER_WARPS, softmax_overlap=True, padded_head_dim=head_dim)
+    return (Plan(variant, (launch,)),)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention v1
+FA1_STEP_ROWS = 16
+FA1_WARPS = 4
+FA1_HEAD_DIMS = (32, 64, 128)  # the fmha kernels' compiled head dims (fmha_fwd_hdim{32,64,128}; from memory)
+FA1_HEAD_DIM_MULTIPLE = 8  # fmha_api.cpp: head_size % 8 == 0
+
+
+def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
+    """FA1's forward of `case` run at its compiled `head_dim` (what it computes and stages on chip; what it reads and
+    writes, the fp32 output accumulator included, at the case's head_dim)."""
+    e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
+    key_block = 256 if head_dim <= 64 else 128
+    key_blocks = ceil(n, key_block)
+    probe_smem = (FA1_STEP_ROWS + 2 * key_block) * head_dim * e + FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES
+    slots = gpu.sm_count * max(1, min(gpu.smem_bytes_per_sm // probe_smem, gpu.max_threads_per_sm // 128))
+    splits = 1 if bh >= slots else min(ceil(slots, bh), ceil(n, 128))
+    rows_per_cta = ceil(ceil(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
+    steps = rows_per_cta // FA1_STEP_ROWS
+    unmasked, masked = [], []
+    for s in range(splits):  # per CTA: 16-row steps at or below each key block, the diagonal ones masked
+        first_row = s * rows_per_cta
+        rows = np.arange(first_row, min(n, first_row + rows_per_cta), FA1_STEP_ROWS)
+        if case.causal:
+            blocks = -(-(rows + FA1_STEP_ROWS) // key_block)
+            diagonal = np.ones_like(blocks)
+            unmasked.append(int((blocks - diagonal).sum()))
+            masked.append(int(diagonal.sum()))
+        else:
+            unmasked.append(len(rows) * key_blocks)
+            masked.append(0)
+    reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES / e  # split-K partial outputs via SMEM
+    plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True,
+                                                             masked, False, False), d, head_dim)
+    plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * head_dim * FA1_WARPS,
+                           smem_bytes=t.smem_bytes + reduce_elements * e, load_bytes=t.load_bytes / steps)
+                   for t in (plain, edge))
+    o_round_trips = bh * (key_blocks - 1) * n * d * 2 * ACC_BYTES  # fp32 O read and written per key block
+    dram = _qkvo_bytes(case) + o_round_trips + bh * key_blocks * n * d * e  # Q re-read per key block
+    return TiledLaunch("fwd", (Segment(plain, np.tile(unmasked, bh)), Segment(edge, np.tile(masked, bh))),
+                       32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * head_dim + 1.5 * FA1_STEP_ROWS * key_block, "sync",
+                       "mma_efficiency", case.precision, dram, dram + bh * splits * key_blocks * 2 * key_block * d * e,
+                       io_bytes=2 * rows_per_cta * d * e)
+
+
+def _fa1_bwd(case: AttentionCase, head_dim: int) -> tuple:
+    """FA1's backward of `case` run at its compiled `head_dim`, as `_fa1_fwd` (its fp32 dQ at the case's head_dim)."""
+    e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
+    key_block = 128
+    unmasked, masked = _bwd_counts(case.seqlen, FA1_STEP_ROWS, key_block, case.causal)
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(FA1_STEP_ROWS, key_block, dim, 8, False, e, masked), d,
+                                head_dim)
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    dram = _qkvo_bytes(case) + 2 * bh * case.seqlen * d * e + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
+    l2 = dram + tiles * (plain.load_bytes + 2 * FA1_STEP_ROWS * d * ACC_BYTES)
+    main = TiledLaunch("bwd", (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh))), 256,
+                       (4 * FA1_STEP_ROWS * head_dim + 2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block) * e,
+                       2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block, "sync", "mma_efficiency",
+                       case.precision, dram, l2, 2, io_bytes=4 * key_block * d * e)
+    rows = bh * case.seqlen
+    return (StreamLaunch("bwd preprocess", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
+            StreamLaunch("bwd convert dQ", rows * d * (ACC_BYTES + e)))
+
+
+def fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and runs the
+    others at the next head dim it compiles (`FA1_HEAD_DIMS`)."""
+    head_dim = compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
+    if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
+        return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
+                f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
+    launches = {"fwd": lambda: (_fa1_fwd(case, gpu, head_dim),), "bwd": lambda: _fa1_bwd(case, head_dim),
+                "fwd+bwd": lambda: (_fa1_fwd(case, gpu, head_dim), *_fa1_bwd(case, head_dim))}[case.direction]()
+    return (Plan("fa1", launches, backward_from=backward_from(case)),)
+
+
+# ------------------------------------------------------------------------------------------------ FlashAttention Triton
+FAT_BLOCK = 128
+FAT_HEAD_DIMS = (16, 32, 64, 128)  # BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16), d <= 128
+
+
+def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool, head_dim: int) -> tuple:
+    """The kernel's backward of `case` run at its BLOCK_HEADDIM `head_dim` (what it computes and stages on chip;
+    what it reads and writes, its fp32 dQ included, at the case's head_dim)."""
+    e, d, bh, n = case.element_bytes, case.head_dim, case.batch * case.heads, case.seqlen
+    warps = 8
+    group = warpgroup("native", gpu)
+    unmasked, masked = _bwd_counts(n, FAT_BLOCK, FAT_BLOCK, case.causal)
+    if case.causal:  # the causal mask is applied on every tile
+        unmasked, masked = np.zeros_like(unmasked), unmasked + masked
+    plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, masked), d,
+                                head_dim)
+    if sequence_parallel:
+        segments = (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh)))
+    else:  # one CTA per (batch, head) walks every key block
+        segments = (Segment(plain, np.full(bh, unmasked.sum())), Segment(edge, np.full(bh, masked.sum())))
+    tiles = bh * float(unmasked.sum() + masked.sum())
+    rows = bh * n
+    dram = _qkvo_bytes(case) + 2 * rows * d * e + rows * (2 * LSE_BYTES + ACC_BYTES * d)
+    l2 = dram + tiles * (plain.load_bytes + 2 * FAT_BLOCK * d * ACC_BYTES)
+    main = TiledLaunch("bwd (sequence-parallel)" if sequence_parallel else "bwd (one CTA per head)", segments,
+                       32 * warps, (4 * FAT_BLOCK * head_dim + FAT_BLOCK * FAT_BLOCK) * e,
+                       2 * FAT_BLOCK * head_dim + 2 * FAT_BLOCK * FAT_BLOCK, "native", "mma_efficiency",
+                       case.precision, dram, l2, 1, io_bytes=4 * FAT_BLOCK * d * e)
+    return (StreamLaunch("bwd preprocess (do*o, zero dq)", rows * (2 * d * e + LSE_BYTES + ACC_BYTES * d)), main,
+            StreamLaunch("bwd copy dq", rows * d * (ACC_BYTES + e)))
+
+
+def fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The kernel takes head_dim <= 128 and runs BLOCK_HEADDIM = max(next power of two, 16) columns (`FAT_HEAD_DIMS`),
+    masking the rest."""
+    head_dim = compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
+    if head_dim is None:
+        return f"head_dim {case.head_dim} > {max(FAT_HEAD_DIMS)} is not supported by the FlashAttention Triton kernel"
+    warps = 4 if head_dim <= 64 else 8
+    fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1,
+                     padded_head_dim=head_dim)
+    if case.direction == "fwd":
+        return (Plan("fa-triton", (fwd,)),)
+    prefix = (fwd,) if case.direction == "fwd+bwd" else ()
+    return tuple(Plan(f"fa-triton, sequence-parallel bwd {sp}", (*prefix, *_fat_bwd(case, gpu, sp, head_dim)),
+                      backward_from=backward_from(case)) for sp in (False, True))
