@@ -196,7 +196,7 @@ def add_group_totals(part: Any, traffic: dict, energy: dict, busy: dict, memory_
     for total, add in ((energy, part.energy), (busy, part.busy), (memory_s, part.memory_s)):
         for key, value in add.items():
             total[key] = value + total.get(key, 0)
-    for level, b in part.footprint.items():
+    for level, b in part.footprint_bytes.items():
         footprint[level] = maximum(footprint.get(level, 0.0), b)
 
 
@@ -208,7 +208,7 @@ class _GroupResult:
     traffic: dict[str, dict[str, float]]
     energy: dict[tuple[str, str], float]  # (component, action) -> pJ
     busy: dict[str, float]  # unit -> busy lane-cycles
-    footprint: dict[str, float]
+    footprint_bytes: dict[str, float]
     reasons: list[str]
     einsums: list[EinsumResult]
 
@@ -253,7 +253,7 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
     moved = plan.moved
     for index in plan.held:
         m = levels[index]
-        footprint = plan.footprint[m.name]
+        footprint = plan.footprint_bytes[m.name]
         overflow = footprint - m.room_bytes
         if overflow <= 0:
             continue
@@ -274,7 +274,8 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupRes
         if m.bandwidth_bytes_per_s and level_moved:
             memory_s[m.name] = level_moved / m.bandwidth_bytes_per_s
     seconds = max([compute_cycles / numbers.clock_hz, *memory_s.values()])
-    return _GroupResult(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint, reasons, einsums)
+    return _GroupResult(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint_bytes, reasons,
+                        einsums)
 
 
 def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, fraction: float,

@@ -174,7 +174,7 @@ class _GroupColumns:
     traffic: dict[str, dict[str, np.ndarray]]
     energy: dict[Key, np.ndarray]
     busy: dict[str, np.ndarray]
-    footprint: dict[str, float]
+    footprint_bytes: dict[str, float]
     reasons: dict[int, list[str]]  # point -> reasons, only for points with some
 
 
@@ -325,7 +325,7 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
     spilled = False
     for index in plan.held:
         m = levels[index]
-        footprint = plan.footprint[m.name]
+        footprint = plan.footprint_bytes[m.name]
         overflow = footprint - m.capacity_bytes
         over = overflow > 0
         if not np.any(over):
@@ -363,7 +363,7 @@ def _group(binding: Binding, cols: Columns, plan: GroupPlan) -> _GroupColumns:
         memory_s[m.name] = level_s
         seconds = np.maximum(seconds, level_s)
     return _GroupColumns(_full(seconds, n), _full(compute_cycles, n), memory_s, traffic, energy, busy,
-                         plan.footprint, reasons)
+                         plan.footprint_bytes, reasons)
 
 
 def _spill(binding: Binding, cols: Columns, plan: GroupPlan, index: int, fraction: np.ndarray, spill: np.ndarray,

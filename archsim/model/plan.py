@@ -59,8 +59,8 @@ class GroupPlan:
     einsums: tuple[EinsumPlan, ...]
     fanouts: tuple[tuple[str, int, int, tuple[tuple[int, Loop], ...]], ...]  # (unit, dimension of its shape,
     # product of the factors spread along it, those loops (index, loop)), units in order; see `analytical`
-    footprint: dict[str, float]  # level -> bytes of the tiles it keeps (and hand-offs)
-    held: tuple[int, ...]  # indices of the levels in `footprint`, outermost first
+    footprint_bytes: dict[str, float]  # level -> bytes of the tiles it keeps (and hand-offs)
+    held: tuple[int, ...]  # indices of the levels in `footprint_bytes`, outermost first
     kept_at: dict[str, tuple[str, ...]]  # level -> tensors whose tiles it holds
     spillable: dict[str, float]  # level -> bytes of its tiles that may spill
     parent_of: dict[str, int]  # level -> index of the level a spilled tile lives in
