@@ -64,7 +64,7 @@ def clear_point_caches() -> None:
 
 def clear_caches() -> None:
     clear_point_caches()
-    library._parsed.cache_clear()
+    library._PARSED.clear()
     resolve.resolve_group.cache_clear()
     resolve.check_bindings.cache_clear()
     analytical.plans.cache_clear()
