@@ -1,7 +1,7 @@
 """`archsim check` on system specs (found by fuzzing): specs that every run refused, or whose field a run silently
 ignored, passed `check`. Each case is a library preset with one field changed (a derived spec, `base:`); `check`,
 the loader `simulate` and sweeps use (`load_system`, `with_fields`) and `simulate` itself now refuse it alike, exit
-2 with one line naming the file, the field and what was expected (`system_spec.check_system`, run by
+2 with one line naming the file, the field and what was expected (`system_checks.check_system`, run by
 `system_from_dict`). What depends on the workload (a TP that does not divide its heads) is still `simulate`'s.
 
 Expected numbers are the presets' own: vllm-h100 runs TP 4 on 4 H100s per node over NVLink (its `tp` link),

@@ -28,7 +28,8 @@ from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
 from archsim.systems.step import KV_CACHE, WEIGHTS
-from archsim.systems.system_spec import OP_KINDS, load_system, system_from_dict
+from archsim.systems.system_spec import load_system, system_from_dict
+from archsim.systems.system_types import OP_KINDS
 
 GIB = 2**30
 TABLE_2 = {"tpu-v3": (123e12, "tpu-v3-ici", 112e9), "tpu-v4": (275e12, "tpu-v4-ici", 268e9),

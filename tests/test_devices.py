@@ -177,7 +177,7 @@ def test_an_npu_without_a_bank_pim_is_refused_naming_the_device() -> None:
     data["placement"] = [{"op": list(data["placement"][1]["op"]), "device": "npu"}]
     data["schedule"] = {"kind": "blocked"}
     with pytest.raises(SpecError) as error:
-        system_from_dict(data, "mine.yaml")  # refused as the spec loads (`system_spec.companion`), as by check
+        system_from_dict(data, "mine.yaml")  # refused as the spec loads (`system_checks.companion`), as by check
     assert (error.value.source, error.value.where) == ("mine.yaml", "devices.npu")
     assert "bank-pim" in error.value.message
 

@@ -18,7 +18,8 @@ from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_model import layer_phases
-from archsim.systems.system_spec import OP_KINDS, load_system, with_fields
+from archsim.systems.system_spec import load_system, with_fields
+from archsim.systems.system_types import OP_KINDS
 
 MIXTRAL = library.load_workload_spec("mixtral-8x7b")
 

@@ -26,7 +26,8 @@ from archsim.systems.logic_pim_device import LogicPimDevice
 from archsim.systems.models import system_model
 from archsim.systems.step import KV_CACHE, Step, layer_op, lm_head_op
 from archsim.systems.system_model import charged_ops
-from archsim.systems.system_spec import OP_KINDS, load_system
+from archsim.systems.system_spec import load_system
+from archsim.systems.system_types import OP_KINDS
 
 STACK_FLOPS_PER_S = 2 * 32 * 512 * 650e6  # pim.md §2.2
 # pim.md §5, less the time the HBM refreshes: tRFC 260 of tREFI 3900 cycles (pim.md §1.2)

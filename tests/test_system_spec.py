@@ -17,14 +17,9 @@ import yaml
 from archsim.errors import SpecError
 from archsim.library import load_workload_spec
 from archsim.systems.step import Step, layer_ops
-from archsim.systems.system_spec import (
-    OP_KINDS,
-    check_against_workload,
-    load_system,
-    system_from_dict,
-    system_names,
-    with_fields,
-)
+from archsim.systems.system_checks import check_against_workload
+from archsim.systems.system_spec import load_system, system_from_dict, system_names, with_fields
+from archsim.systems.system_types import OP_KINDS
 
 VALID = {
     "name": "test",

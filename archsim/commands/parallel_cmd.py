@@ -169,7 +169,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     training = _training_settings(direction, tp, checkpointing, training_precision)
     _refuse_unmodelled(schemes, direction, kernel, causal)
     if kernel is None:  # the system's attention kernel where a point runs it as its prefill's, else the default
-        from archsim.systems.system_spec import context_parallel_gpu
+        from archsim.systems.system_checks import context_parallel_gpu
 
         system_kernel = None if system is None else context_parallel_gpu(system).attention_kernel
         ran = system_kernel is not None and not unmodelled("kernel", [system_kernel], [(s, direction) for s in schemes])
@@ -254,7 +254,8 @@ def _system(name: str | None, topology: str | None, gpu: str | None):
         return None
     if topology or gpu:
         raise click.UsageError("--system sets the devices and their topology: drop --topology and --gpu")
-    from archsim.systems.system_spec import CONTEXT_PARALLEL, load_system
+    from archsim.systems.system_spec import load_system
+    from archsim.systems.system_types import CONTEXT_PARALLEL
 
     system = named("--system", name, load_system)
     if system.schedule.kind != CONTEXT_PARALLEL:

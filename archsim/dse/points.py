@@ -54,7 +54,7 @@ from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare
 from archsim.record import Record
 from archsim.systems.requests import Request, poisson_requests
-from archsim.systems.system_spec import System
+from archsim.systems.system_types import System
 from archsim.workload import Workload
 
 Point = dict[str, Any]

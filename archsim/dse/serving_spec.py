@@ -55,7 +55,8 @@ from archsim.errors import SpecError, check_keys, kind_of
 from archsim.systems.requests import LENGTH_PRESETS, check_request_count
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_model import board_power_w
-from archsim.systems.system_spec import PRESETS_PACKAGE, System, load_system, with_fields
+from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
+from archsim.systems.system_types import System
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"

@@ -44,7 +44,8 @@ from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_spec import System, with_fields
+from archsim.systems.system_spec import with_fields
+from archsim.systems.system_types import System
 from archsim.workload import Workload
 
 

@@ -57,8 +57,9 @@ from archsim.systems.seqpar import (
 )
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
 from archsim.systems.step import UnrunnableOp
+from archsim.systems.system_checks import context_parallel_gpu
 from archsim.systems.system_model import SystemModel, board_power_w
-from archsim.systems.system_spec import CP_LINK, TP_LINK, Parallelism, System, context_parallel_gpu
+from archsim.systems.system_types import CP_LINK, TP_LINK, Parallelism, System
 from archsim.systems.topology import Level, Topology
 from archsim.workload import Workload
 
@@ -226,7 +227,7 @@ def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
 def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
-    `system_spec.check_degrees`)."""
+    `system_checks.check_degrees`)."""
     gpu = context_parallel_gpu(system)
     levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
     if CP_LINK in system.links:

@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 from archsim.systems.device import DeviceModel
-from archsim.systems.system_spec import GPU_KINDS, Device, System, companion
+from archsim.systems.system_checks import companion
+from archsim.systems.system_types import GPU_KINDS, Device, System
 
 
 def device_models(system: System) -> dict[str, DeviceModel]:

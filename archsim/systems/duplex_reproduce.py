@@ -82,7 +82,8 @@ from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_model import SystemModel
-from archsim.systems.system_spec import System, load_system, with_fields
+from archsim.systems.system_spec import load_system, with_fields
+from archsim.systems.system_types import System
 
 SYSTEMS = ("duplex-gpu", "duplex", "duplex-pe", "duplex-pe-et")
 BASELINE, HEADLINE_SYSTEM = "duplex-gpu", "duplex-pe-et"

@@ -50,7 +50,8 @@ from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
 from archsim.systems.offload_events import PipelineRun, simulate_pipeline
 from archsim.systems.requests import LENGTH_PRESETS, Request, sample_lengths
 from archsim.systems.serving import ServingConfig, simulate_serving
-from archsim.systems.system_spec import System, load_system, with_fields
+from archsim.systems.system_spec import load_system, with_fields
+from archsim.systems.system_types import System
 
 MODELS = ("llama-33b", "llama-65b", "llama3-70b")
 TRACES = ("azure-conv", "azure-code", "kimi-conv", "kimi-ta")

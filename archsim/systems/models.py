@@ -8,8 +8,8 @@
 It refuses what the model would not read (a workload's `sinks` without `window`; its `tokens`, which the serving
 simulator sets per step; a size read only beside another without it, `top_k` without `experts` and MLA's sizes
 without `kv_lora_rank`, was refused when the workload loaded, `archsim.workload.NEEDS`), the degrees the
-workload, or options, set that the system cannot run (`system_spec.check_degrees`; what the spec alone makes
-impossible was refused when it loaded, `system_spec.check_system`) and a KV cache that holds less than one token,
+workload, or options, set that the system cannot run (`system_checks.check_degrees`; what the spec alone makes
+impossible was refused when it loaded, `system_checks.check_system`) and a KV cache that holds less than one token,
 naming the memory field of the device that holds it. A weight-holding GPU's attention calls are held to the memory
 its weights leave, and an iteration with prompts to the engine's share of its DRAM (`_with_memory_bounds`).
 """
@@ -25,8 +25,9 @@ from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
+from archsim.systems.system_checks import check_against_workload, check_degrees
 from archsim.systems.system_model import SystemModel, logic_pim_of, system_model_of
-from archsim.systems.system_spec import CONTEXT_PARALLEL, System, check_against_workload, check_degrees
+from archsim.systems.system_types import CONTEXT_PARALLEL, System
 from archsim.workload import Workload, refuse_linear_attention
 
 

@@ -41,7 +41,8 @@ from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.models import system_model
 from archsim.systems.system_model import SystemModel, layer_phases
-from archsim.systems.system_spec import System, load_system, with_fields
+from archsim.systems.system_spec import load_system, with_fields
+from archsim.systems.system_types import System
 
 MODES = ("gpu", "npu-only", "npu+pim", "neupims")
 MODELS = ("gpt3-7b", "gpt3-13b", "gpt3-30b", "gpt3-175b")  # §1.5

@@ -29,7 +29,8 @@ from archsim.systems.iteration import Batch
 from archsim.systems.neupims import MODELS, MODES, configure, system
 from archsim.systems.npu import NPUSpec
 from archsim.systems.requests import length_distribution, sample_lengths
-from archsim.systems.system_spec import MAX_NUMBER, System, load_system
+from archsim.systems.system_spec import MAX_NUMBER, load_system
+from archsim.systems.system_types import System
 
 DATASETS = ("sharegpt", "alpaca")  # presets of LENGTH_PRESETS: mean input / output tokens 80 / 296 and 12 / 56, §1.5
 BATCHES = (64, 128, 256, 384, 512)  # §1.5

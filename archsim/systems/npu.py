@@ -24,7 +24,7 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
   SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB): an assumption no code checks (a batch's activations
   depend on the run, and beside them SBI keeps up to `sram_bytes` of weights, `schedule.resident_weight_bytes`,
-  the one use of `sram_bytes`: a system spec refuses more, `archsim.systems.system_spec`).
+  the one use of `sram_bytes`: a system spec refuses more, `archsim.systems.system_checks`).
 - Word size: the weights streamed are k x n words of the op's own size (`word_bytes`: the workload's, bound into
   the op; FP32 streams twice FP16's bytes, FP8 half). `NPUSpec.element_bytes` is the datapath word the preset
   describes (FP16) and only the default of a direct `gemm_time` call; a system spec may not set it (every op

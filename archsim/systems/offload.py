@@ -105,6 +105,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.step import Op
+from archsim.systems.system_checks import check_degrees, check_pool
 from archsim.systems.system_model import (
     ATTENTION,
     SystemModel,
@@ -115,7 +116,7 @@ from archsim.systems.system_model import (
     shard,
     system_model_of,
 )
-from archsim.systems.system_spec import ATTENTION_LINK, Device, System, check_degrees, check_pool
+from archsim.systems.system_types import ATTENTION_LINK, Device, System
 from archsim.workload import Workload
 
 if TYPE_CHECKING:  # a served run's timeline, read by peak_batch_link_feasibility
@@ -441,7 +442,7 @@ def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[Iteratio
 def offload_model(system: System, workload: Workload) -> OffloadModel:
     """`system` (a staggered or ping-pong schedule) running `workload`; a SpecError naming the system file and
     field when the pools or the head partitioning do not fit (module docstring; the loader made sure the spec has
-    the link and a pool, `system_spec.check_system`)."""
+    the link and a pool, `system_checks.check_system`)."""
     par = system.parallelism_for(workload.name)
     schedule = system.schedule
     replicas = (schedule.micro_batches or 2) - 1
@@ -454,7 +455,7 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     compute = system_model_of(system, workload, par)
     pool = replace(compute, parallelism=replace(par, tp=b), shard=shard(workload, replace(par, tp=b)))
     # the placement alone decides decode attention's device: no rule that can place it has an Op/B threshold
-    # (`system_spec._check_pool_rules`), so any Op/B finds it
+    # (`system_checks._check_pool_rules`), so any Op/B finds it
     device = system.device_for(ATTENTION, "decode", math.inf)
     check_pool(system, device)
     holder = compute.weight_device

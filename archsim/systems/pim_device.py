@@ -228,7 +228,7 @@ class BankPimDevice:
 
 def placement_problem(op: str, phase: str, cascade: str | None = None) -> str | None:
     """Why a bank-PIM cannot run the op `op` of `phase` bound to `cascade`, or None: it runs `PIM_ATTENTION`'s GEMVs
-    alone. The cost model asks it of every op placed on the device; `system_spec.check_system` asks it of an op kind
+    alone. The cost model asks it of every op placed on the device; `system_checks.check_system` asks it of an op kind
     before a workload binds a cascade (`cascade` None), refusing what no workload makes `PIM_ATTENTION` (any op but
     attention, or attention in prefill), so `check` refuses what every run would."""
     if cascade == PIM_ATTENTION or (cascade is None and (op, phase) == ("attention", "decode")):

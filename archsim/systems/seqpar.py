@@ -116,7 +116,8 @@ from archsim.systems.seqpar_compute import (
     shard,
 )
 from archsim.systems.step import block_of
-from archsim.systems.system_spec import CONTEXT_PARALLEL_SCHEMES, tp_cuts_kv_heads
+from archsim.systems.system_checks import tp_cuts_kv_heads
+from archsim.systems.system_types import CONTEXT_PARALLEL_SCHEMES
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 

@@ -51,8 +51,9 @@ from archsim.model.gpu_flash_plans import compiled_head_dim
 from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Step, lm_head_op, non_attention_ops
+from archsim.systems.system_checks import tp_cuts_kv_heads
 from archsim.systems.system_model import shard as tp_shard
-from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
+from archsim.systems.system_types import Parallelism
 from archsim.workload import Workload
 
 PRECISION = "bf16"

@@ -112,8 +112,9 @@ from archsim.systems.step import (
     layer_kinds,
     layer_ops,
 )
+from archsim.systems.system_checks import tp_cuts_kv_heads
 from archsim.systems.system_model import shard, sizes_model
-from archsim.systems.system_spec import Parallelism, tp_cuts_kv_heads
+from archsim.systems.system_types import Parallelism
 from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
 from archsim.workload import Workload, max_size
 

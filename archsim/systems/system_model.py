@@ -25,7 +25,7 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
     buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise). The
     N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
     artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
-    kept on chip (at most the NPU's `sram_bytes`: `system_spec` refuses more). Below `min_batch` decodes the
+    kept on chip (at most the NPU's `sram_bytes`: `system_checks` refuses more). Below `min_batch` decodes the
     schedule is `overlapped` (the artifact's 256).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where devices do not wait on each other, and expert co-processing (+PE, +ET): its assumptions are in
@@ -93,7 +93,7 @@ of the two (`SystemModel.memory_bytes_per_device`); the factory checks that the 
 raising tp or pp, or, with attention offloading, whose tp is the compute devices over the replicas and whose pp
 is 1, the compute pool's `count` with tp; where the weights would fit the device's whole memory, the error names
 its `memory_utilization`, the share that leaves them out), and that a TP group fits the weight-holding device's
-`count` (`system_spec.check_tp_group`).
+`count` (`system_checks.check_tp_group`).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ from archsim.systems.step import (
     lm_head_op,
     resident_tokens,
 )
-from archsim.systems.system_spec import (
+from archsim.systems.system_checks import check_tp_group
+from archsim.systems.system_types import (
     CONTEXT_PARALLEL,
     EP_LINK,
     OFFLOAD_SCHEDULES,
@@ -141,7 +142,6 @@ from archsim.systems.system_spec import (
     Device,
     Parallelism,
     System,
-    check_tp_group,
 )
 from archsim.systems.working_set import FFN_OPS, layer_working_bytes
 from archsim.workload import Workload
@@ -643,7 +643,7 @@ def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
     and the layers % pp left over one each on the stages before the last, from the second-to-last back (the last
     stage holds the final norm and the LM head), so layers % pp stages hold ceil(layers / pp). Megatron-LM splits
     evenly unless told the first and last stages' counts. pp must be at most `layers`
-    (`system_spec.check_against_workload`)."""
+    (`system_checks.check_against_workload`)."""
     floor, extra = divmod(layers, pp)
     return tuple(floor + (pp - 1 - extra <= stage < pp - 1) for stage in range(pp))
 

@@ -1,7 +1,7 @@
 """A system as data: devices, links, parallelism, placement rules and a schedule, loaded from YAML and validated.
 
-This module reads and checks a system spec; it runs nothing (the devices' cost models and the schedules that
-compose op costs into an iteration read the `System` it returns). File format (the presets in
+This module reads a system spec into a `System` and has it checked; it runs nothing (the devices' cost models and
+the schedules that compose op costs into an iteration read the `System` it returns). File format (the presets in
 `archsim/systems/system_presets/` carry each value's source in a comment)::
 
     name: neupims
@@ -51,10 +51,10 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
   each in (0, 1] and required (no default: they depend on the software stack).
 `count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
-the TP degree (`check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole nodes where it
-has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory pool's is
-`parallelism.attention_pool` and an offloading system's compute devices' tp x (micro_batches - 1) (below). Any
-kind may carry
+the TP degree (`system_checks.check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole
+nodes where it has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory
+pool's is `parallelism.attention_pool` and an offloading system's compute devices' tp x (micro_batches - 1)
+(below). Any kind may carry
 `price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional, read by sweeps'
 cost per token).
 
@@ -129,37 +129,10 @@ merged spec, the base's paths put as the derived file would write them, is what 
 hash and `with_fields` changes). A preset is remembered per file content (`archsim.library`): a base edited while a
 process runs reaches the specs derived from it only when they are loaded in a new process.
 
-Checks of the whole spec (`check_system`, run by `system_from_dict`: `archsim check`, `load_system`, `with_fields`
-and sweeps refuse alike). What the spec alone makes impossible for every workload, or leaves unread, is refused,
-naming the field:
-- devices: each is read, named by a placement rule or the HBM a placed npu streams from; a placed npu needs
-  exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
-  a bank-pim's `channel_policy` is given only where a rule puts attention on it;
-- a bank-pim runs decode attention alone (a rule that can put another op, or prefill attention, on one is refused
-  as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU);
-- a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
-  is not given without a gpu;
-- attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
-  or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
-  (the pool is chosen once per model, not per op); no other schedule reads `attention_pool`, a memory-pool device
-  or the link named attention, so each is refused under one;
-- a gpu or memory-pool device a rule puts attention on names its `attention_kernel`;
-- some device runs ops of both phases (no prefill/decode disaggregation);
-- `resident_weight_bytes` fits the SRAM of each device that runs weight-holding ops (above);
-- overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
-  blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
-- co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
-  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`;
-- `parallelism.cp` above 1 and the link named cp are read by a context-parallel schedule alone; that schedule
-  needs one gpu device, without a per-action energy model or roofline timing, and a link named tp when a node
-  holds more than one GPU (`_check_context_parallel`).
-What depends on the degrees a run uses (`check_degrees`, at the workload's parallelism after `--tp`/`--pp`, a
-sweep's axes and its `by_workload` entry: a TP group the node of the device holding the weights cannot hold; ep > 1
-without the link named ep; with attention offloading, pp or ep other than 1 or compute devices other than
-tp x (micro_batches - 1); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without the link
-named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
-memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
-refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
+Checks across fields (`check_system`, run by `system_from_dict`: `archsim check`, `load_system`, `with_fields`
+and sweeps refuse alike) and those at the degrees a run uses or its workload are `archsim.systems.system_checks`'s;
+its docstring lists them. The types a spec loads into (`System`, `Device`, `Parallelism`, `PlacementRule`,
+`Schedule`) are `archsim.systems.system_types`'s.
 
 Every error is a `SpecError` naming the file and the YAML path. The keys `devices`, `placement` and `base` mark a
 system spec.
@@ -170,8 +143,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -184,9 +156,24 @@ from archsim.spec_files import finite_number, is_spec_path, parse_yaml, read_spe
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
-from archsim.systems.pim_device import placement_problem
 from archsim.systems.step import PHASES
-from archsim.workload import Workload
+from archsim.systems.system_checks import check_system
+from archsim.systems.system_types import (
+    ATTENTION_LINK,
+    CONTEXT_PARALLEL_SCHEMES,
+    CP_LINK,
+    EP_LINK,
+    GPU_KINDS,
+    MAX_COUNT,
+    OP_KINDS,
+    TP_LINK,
+    WORKLOAD_PARALLELISM_KEYS,
+    Device,
+    Parallelism,
+    PlacementRule,
+    Schedule,
+    System,
+)
 
 PRESETS_PACKAGE = "archsim.systems.system_presets"
 TEXT = ("name", "description", "source")
@@ -194,11 +181,7 @@ BASE = "base"  # a derived spec's base system (see the module docstring)
 MAX_BASES = 8  # bases of bases: a preset derives from one or two; a longer chain is a mistake
 KEYS = (*TEXT, "devices", "links", "parallelism", "placement", "schedule")
 OPTIONAL = ("description", "links")
-MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
 MAX_NUMBER = 1e18  # the top of the GPU, link and chip loaders' ranges (`errors.Plausible`): products stay finite
-
-# The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
-OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
 
 DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "chip", "architecture")
 CHANNEL_POLICIES = ("rr", "greedy")
@@ -213,22 +196,15 @@ UNREAD_FIELDS = {
     "logic-pim": {"area_mm2": "not read: no model or record of a system reads an area (a system's area_um2 is "
                               "NaN); remove it, or keep the number in a comment"},
 }
-WEIGHT_OPS = ("qkv", "out_proj", "ffn", "moe", "attn_norm", "ffn_norm")  # the OP_KINDS that read weights
 GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
 # a gpu device's optional fields
 GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
 
-# The links a model reads, by role: the TP all-reduce (`archsim.systems.system_model.allreduce_s`), the EP groups'
-# token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
-TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK = "tp", "ep", "attention", "cp"
-LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK)
+LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK)  # the link roles a model reads (`system_types.TP_LINK`)
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "cp", "by_workload")
-WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
                   "context-parallel")
-# the prefill schemes a context-parallel system runs: archsim.systems.seqpar's softmax-attention prefills
-CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
                     "split": ("arrival", "longest-first"), "lm_head": ("timed", "left-out"),
                     "scheme": CONTEXT_PARALLEL_SCHEMES}
@@ -243,144 +219,8 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "staggered": (("micro_batches",), ("divide_and_conquer", "lm_head")),
     "context-parallel": (("scheme",), ("ulysses", "lm_head")),
 }
-CONTEXT_PARALLEL = "context-parallel"
-OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
-SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 ACTION_PJ = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # per-action energy prices, in pJ
 ACTION_PJ_MAX = 1000.0  # pJ per bit, FLOP or byte: 50x the costliest off-chip bit (DDR, ~20 pJ); beyond, another unit
-GPU_KINDS = ("gpu", "memory-pool")  # kinds costed by the calibrated GPU model (`archsim.systems.gpu_device`)
-POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
-EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
-# kind -> (the kind it works with, why): an NPU streams from the system's HBM, a bank-pim device (plain memory where
-# no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
-COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
-              "bank-pim": ("npu", "runs its softmax on an NPU's vector units")}
-
-
-@dataclass(frozen=True)
-class Device:
-    """One device kind of a system. `spec` is the typed spec its cost model reads: an `NPUSpec`, a `PIMSpec`, a
-    `GPU` (gpu, memory-pool), a `Chip` (chip), an `Architecture` (architecture; its mapping in `mapping`) or a
-    `LogicPIMSpec`."""
-
-    name: str
-    kind: str
-    count: int  # per node
-    spec: Any
-    mapping: Any = None
-    channel_policy: str | None = None  # bank-pim: rr | greedy; None only where no attention is placed on it
-    price_per_hour: float | None = None  # USD per device-hour; None = not given
-    attention_kernel: str | None = None  # gpu, memory-pool: a kernel of archsim.model.gpu_kernels; None only where
-    # no placement rule puts attention on the device (it is read for attention alone)
-    energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
-    timing: str | None = None  # gpu: one of archsim.systems.gpu_device.TIMINGS; None = the calibrated model
-    memory_utilization: float | None = None  # gpu: share of the DRAM the serving engine allocates; None = all of it
-    matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
-    memory_efficiency: float | None = None  # chip: fraction of the HBM bandwidth reached, in (0, 1]
-
-    @property
-    def static_w(self) -> float:
-        """Static power of one such device beside its ops' energy: a per-action energy's `static_w`; 0 otherwise
-        (board power for the time already holds it; the other kinds' energies are dynamic only)."""
-        return 0.0 if self.energy is None else self.energy.static_w
-
-
-@dataclass(frozen=True)
-class Parallelism:
-    """Parallel degrees. `by_workload` maps a workload name to its own (whose by_workload is empty); it is read-only
-    and left out of the hash, so a Parallelism stays hashable."""
-
-    tp: int
-    pp: int
-    ep: int = 1
-    attention_pool: int | None = None  # devices in a separate attention pool (Lamina); None = no pool
-    cp: int = 1  # context-parallel ranks one sequence is cut over (a context-parallel schedule)
-    by_workload: Mapping[str, Parallelism] = dataclasses.field(default_factory=lambda: MappingProxyType({}),
-                                                                hash=False)
-
-
-@dataclass(frozen=True)
-class PlacementRule:
-    ops: tuple[str, ...]
-    device: str
-    phase: str | None = None  # None = both phases
-    op_per_byte_below: float | None = None  # None = any arithmetic intensity
-
-    def matches(self, op: str, phase: str, op_per_byte: float) -> bool:
-        return (op in self.ops and self.phase in (None, phase)
-                and (self.op_per_byte_below is None or op_per_byte < self.op_per_byte_below))
-
-
-@dataclass(frozen=True)
-class Schedule:
-    kind: str
-    sub_batches: int | None = None  # sub-batch-interleaving
-    min_batch: int = 1  # sub-batch-interleaving: smaller batches run overlapped (`system_model.layer_phases`)
-    resident_weight_bytes: float = 0.0  # sub-batch-interleaving
-    micro_batches: int | None = None  # staggered (ping-pong is two)
-    attention_sync: str = "per-channel"  # blocked: per-channel | barrier (SCHEDULE_CHOICES)
-    layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
-    split: str = "arrival"  # sub-batch-interleaving: arrival | longest-first
-    expert_coprocessing: bool = False  # co-processing: a MoE op's experts split between the xPU and a Logic-PIM
-    expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
-    zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
-    divide_and_conquer: bool = False  # ping-pong, staggered: history attention starts when q arrives (Lamina)
-    scheme: str | None = None  # context-parallel: the prefill's scheme (CONTEXT_PARALLEL_SCHEMES)
-    ulysses: int | None = None  # context-parallel with scheme usp: the Ulysses degree
-    lm_head: str = "timed"  # every kind: the LM head after the last layer, timed | left-out (decoder layers only)
-
-
-@dataclass(frozen=True)
-class System:
-    """A validated system spec. `source` is the file it came from (for messages), `citation` where it comes from."""
-
-    name: str
-    description: str
-    source: str
-    citation: str
-    devices: dict[str, Device]
-    links: dict[str, Link]
-    parallelism: Parallelism
-    placement: tuple[PlacementRule, ...]
-    schedule: Schedule
-    data: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # as loaded
-    # parallel degrees given as options (`archsim simulate --tp/--pp`: {"tp": 8}), over the spec's for every
-    # workload; errors about them name the option (`blame`), not a field of the file
-    options: Mapping[str, int] = dataclasses.field(default_factory=dict, compare=False)
-
-    def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
-        """The device the first matching placement rule names (the loader made sure one matches)."""
-        rule = next(r for r in self.placement if r.matches(op, phase, op_per_byte))
-        return self.devices[rule.device]
-
-    def parallelism_for(self, workload_name: str) -> Parallelism:
-        """The workload's entry of `parallelism.by_workload`, or the top-level degrees when it has none, with the
-        degrees of `options` in place of the spec's."""
-        par = self.parallelism.by_workload.get(workload_name, self.parallelism)
-        return dataclasses.replace(par, **self.options) if self.options else par
-
-    def parallelism_path(self, workload_name: str) -> str:
-        """Where in the spec `parallelism_for` reads the workload's degrees."""
-        if workload_name in self.parallelism.by_workload:
-            return f"parallelism.by_workload.{workload_name}"
-        return "parallelism"
-
-    def blame(self, workload_name: str, *degrees: str) -> tuple[str, str]:
-        """(source, where) of an error about these degrees of the workload's parallelism: the options that set any
-        of them (`--tp`, or `--tp/--pp`), else the spec's field (`parallelism.tp`; the entry itself for several)."""
-        options = [f"--{d}" for d in degrees if d in self.options]
-        if options:
-            return "/".join(options), ""
-        at = self.parallelism_path(workload_name)
-        return self.source, f"{at}.{degrees[0]}" if len(degrees) == 1 else at
-
-    def with_options(self, **degrees: int | None) -> System:
-        """This system with parallel degrees given as options (`options`); None leaves the spec's."""
-        given = {name: value for name, value in degrees.items() if value is not None}
-        for name, value in given.items():
-            if name not in WORKLOAD_PARALLELISM_KEYS or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
-                raise SpecError(f"--{name}", "", f"expected a parallel degree from 1 to {MAX_COUNT}, got {value!r}")
-        return dataclasses.replace(self, options=MappingProxyType({**self.options, **given}))
 
 
 def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...] = ()) -> System:
@@ -524,417 +364,6 @@ def load_system(name_or_path: str | Path) -> System:
 def system_names() -> list[str]:
     """The system presets, by name."""
     return library.names("system presets", PRESETS_PACKAGE)
-
-
-def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
-    """Whether TP degree `tp` can cut `kv_heads` KV heads: it divides them, or is a multiple of them and each KV head
-    is replicated over tp / kv_heads ranks (Megatron's tensor parallelism; `system_model.shard`)."""
-    return kv_heads % tp == 0 or tp % kv_heads == 0
-
-
-def check_against_workload(system: System, workload: Workload) -> None:
-    """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
-    cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
-    be a multiple of it (each KV head then replicated, `system_model.shard`), EP must divide the experts, and PP
-    be at most the layers (stages of ceil or floor of layers / pp layers each, vLLM's default partition:
-    `system_model.pp_partition`). The error names the degree's field (`parallelism.tp` or
-    `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
-    TP or PP needs that the workload lacks is blamed on the workload file."""
-    par, params = system.parallelism_for(workload.name), workload.params
-    cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
-            ("pp", par.pp, ("layers",), ("layers",)),
-            ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
-    for field, degree, sizes, needed in cuts:
-        source, where = system.blame(workload.name, field)
-        for size in sizes:
-            if size not in params:
-                if size in needed:
-                    raise SpecError(workload.path, f"params.{size}",
-                                    f"missing: {source} sets {where or field} = {degree}")
-                continue
-            if size == "kv_heads" and tp_cuts_kv_heads(int(params[size]), degree):
-                continue
-            if field == "pp":
-                if degree > params[size]:
-                    raise SpecError(source, where, f"expected at most {size} ({params[size]:g} in {workload.path}: "
-                                                   f"a stage holds at least one), got {degree}")
-                continue
-            if params[size] % degree:
-                also = " or a multiple of it" if size == "kv_heads" else ""
-                raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
-                                               f"{workload.path}), got {degree}")
-
-
-def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:
-    """Refuse a TP group the spec's devices cannot hold. `count` is the devices of a node; the device holding the
-    weights (the one the decode QKV projection runs on: a rank of the model is one of them) must hold a TP group
-    of `tp` in one node where the TP all-reduce runs on the spec's `tp` link (a node's link: NVLink in every
-    preset), tp <= count. Without a tp link TP's messages are not modelled and a group may span whole nodes, tp a
-    multiple of count (NeuPIMs' GPT-3 175B, TP8 over nodes of 4 NeuPIMs devices). PP stages and EP groups are
-    further nodes of the same make-up. The error names the device's `count`, or the option that set tp."""
-    source, where = system.blame(workload_name, "tp")
-    count = system.devices[device].count
-    linked = TP_LINK in system.links
-    if tp <= count or (not linked and tp % count == 0):
-        return
-    why = (f"a TP group in one node: its all-reduce runs on the node's link {TP_LINK}" if linked else
-           "a TP group over whole nodes")
-    if not where:  # an option set tp
-        bound = f"at most {count}" if linked else f"at most {count} or a multiple of it"
-        raise SpecError(source, where, f"expected {bound} ({why}; {system.name} has {count} {device} devices per "
-                                       f"node, devices.{device}.count in {system.source}), got {tp}")
-    bound = f"at least {tp}" if linked else f"at least {tp} or a divisor of it"
-    raise SpecError(system.source, f"devices.{device}.count",
-                    f"expected {bound} ({why}; {where} = {tp}), got {count}")
-
-
-def companion(system: System, device: Device) -> Device:
-    """The one device an npu or bank-pim `device` works with (`COMPANIONS`: an NPU's HBM, a bank-PIM's host NPU); a
-    SpecError naming the device when the system has none of that kind, or several."""
-    kind, why = COMPANIONS[device.kind]
-    found = [d for d in system.devices.values() if d.kind == kind]
-    if len(found) != 1:
-        raise SpecError(system.source, f"devices.{device.name}",
-                        f"a {device.kind} device {why}: the system needs exactly one {kind} device, has {len(found)}")
-    return found[0]
-
-
-def check_system(system: System) -> None:
-    """Refuse what the spec alone makes impossible for every workload, or leaves unread, naming the field (the
-    module docstring's "Checks of the whole spec"). `system_from_dict` runs it, so `archsim check` and every
-    loader (`load_system`, `with_fields`, sweeps) refuse the same specs. The parallel degrees (`check_degrees`: a
-    TP group against its node, ep against its link, offloading's counts) are checked when a model is built, at the
-    degrees it runs: `--tp`/`--pp`, a sweep's axes or the workload's `by_workload` entry may set them, and a
-    `by_workload` entry for a model never run is not read; so is what depends on the workload (TP against its
-    heads, weights against memory) (`archsim.systems.models.system_model`)."""
-    _check_one_engine(system)
-    _check_offloading(system)
-    _check_context_parallel(system)
-    _check_split_schedule(system)
-    _check_coprocessing(system)
-    _check_devices_read(system)
-    _check_kernels_read(system)
-    _check_bank_pims(system)
-    _check_logic_pim_interface(system)
-    _check_resident_weights(system)
-
-
-def check_degrees(system: System, par: Parallelism, holder: Device | None,
-                  blame: Callable[[str], tuple[str, str]]) -> None:
-    """Refuse parallel degrees the system cannot run whatever the workload (the TP group against its node is
-    `check_tp_group`'s, run as the model is built): ep > 1 without the link named ep; and with attention offloading
-    (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x (micro_batches - 1) devices of `holder`, the
-    device that holds the weights (a replica per micro-batch but one; None where it is not known). `blame(degree)`
-    is the (source, where) of a degree: the spec's field, or the option that set it (`System.blame`)."""
-    if par.ep > 1 and EP_LINK not in system.links:
-        source, where = blame("ep")
-        raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {where or source} = {par.ep} exchanges each "
-                                                           "MoE layer's tokens between the expert-parallel groups "
-                                                           "over a link named ep")
-    kind = system.schedule.kind
-    if kind == CONTEXT_PARALLEL:
-        _check_context_parallel_degrees(system, par, blame)
-    if kind not in OFFLOAD_SCHEDULES:
-        return
-    if par.pp != 1:
-        raise SpecError(*blame("pp"), f"expected 1: pipeline stages are not modelled with attention offloading, "
-                                      f"got {par.pp}")
-    if par.ep != 1:
-        raise SpecError(*blame("ep"), f"expert parallelism with attention offloading ({kind}) is not modelled: "
-                                      "expected ep 1")
-    replicas = (system.schedule.micro_batches or 2) - 1
-    if holder is None or holder.count == par.tp * replicas:
-        return
-    source, where = blame("tp")
-    if where:  # the spec's own tp
-        raise SpecError(system.source, f"devices.{holder.name}.count",
-                        f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
-                        f"(micro_batches - 1 replicas), got {holder.count}")
-    raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder.count} / "
-                                   f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
-
-
-def _check_context_parallel_degrees(system: System, par: Parallelism,
-                                    blame: Callable[[str], tuple[str, str]]) -> None:
-    """A context-parallel system runs pp 1 and ep 1, and its tp x cp GPUs beyond one node talk over the link named
-    cp."""
-    for degree in ("pp", "ep"):
-        if getattr(par, degree) != 1:
-            raise SpecError(*blame(degree), f"expected 1: a {CONTEXT_PARALLEL} system runs tp x cp GPUs, no pipeline "
-                                            f"stages or expert groups, got {getattr(par, degree)}")
-    count = context_parallel_gpu(system).count
-    if par.tp * par.cp > count and CP_LINK not in system.links:
-        raise SpecError(system.source, f"links.{CP_LINK}", f"missing: tp x cp = {par.tp} x {par.cp} GPUs span nodes "
-                                                           f"of {count}, which talk over it")
-
-
-def _check_devices_read(system: System) -> None:
-    """Every device must be read: one a placement rule names, the HBM a placed NPU streams from, or a logic-pim
-    (its stacks are the HBM of the device beside it, whose memory they bound, and +PE splits experts onto it
-    whatever the placement); a placed npu or bank-pim needs its companion (`companion`)."""
-    placed = [system.devices[name] for name in dict.fromkeys(rule.device for rule in system.placement)]
-    read = ({d.name for d in placed} | {companion(system, d).name for d in placed if d.kind in COMPANIONS}
-            | {name for name, d in system.devices.items() if d.kind == "logic-pim"})
-    for name, device in system.devices.items():
-        if name not in read:
-            raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
-                                                              "device and no other device reads it: expected a "
-                                                              "rule naming it, or remove it")
-
-
-def _check_kernels_read(system: System) -> None:
-    """A device's `attention_kernel` is read for attention alone: one no placement rule gives attention is refused
-    (after the placement's own checks, which say what is wrong with where attention went)."""
-    given = {rule.device for rule in system.placement if "attention" in rule.ops}
-    for name, device in system.devices.items():
-        if device.attention_kernel is not None and name not in given:
-            raise SpecError(system.source, f"devices.{name}.attention_kernel",
-                            "read only for attention, which no placement rule puts on this device: it would be "
-                            "ignored; remove it or place attention on the device")
-
-
-def _check_one_engine(system: System) -> None:
-    """Every schedule runs prefill and decode in one iteration of one engine, which holds the KV cache of both:
-    a placement in which no device runs ops of both phases (prefill/decode disaggregation, Splitwise's or
-    DistServe's) would need two serving instances and the KV cache's migration between them over a link, which
-    are not modelled; it is refused rather than costed as one engine with free KV transfer."""
-    devices = {phase: {d.name for op in OP_KINDS for d in _reachable(system, op, phase)} for phase in PHASES}
-    prefill, decode = (devices[phase] for phase in PHASES)
-    if not prefill & decode:
-        raise SpecError(system.source, "placement",
-                        f"prefill runs on {', '.join(sorted(prefill))} and decode on {', '.join(sorted(decode))}, no "
-                        "device running both: prefill/decode disaggregation is not modelled (it needs two serving "
-                        "instances and a KV-migration link); expected a device that runs ops of both phases")
-
-
-def _check_bank_pims(system: System) -> None:
-    """A bank-PIM runs decode attention's GEMVs alone: a rule that can put another op on one is refused by the
-    check its cost model runs on every op (`pim_device.placement_problem`). Its `count` is its NPU's: one PIM HBM
-    per NPU (the presets' "one PIM HBM per NeuPIMs device"), each NPU streaming from and softmaxing for its own;
-    the model reads the NPU's count alone, so another value would be ignored."""
-    decided: set[tuple[str, str]] = set()  # (op, phase) a rule without an Op/B threshold placed before
-    for i, rule in enumerate(system.placement):
-        for op in rule.ops:
-            for phase in (rule.phase,) if rule.phase else PHASES:
-                if (op, phase) in decided:
-                    continue
-                if rule.op_per_byte_below is None:
-                    decided.add((op, phase))
-                problem = placement_problem(op, phase) if system.devices[rule.device].kind == "bank-pim" else None
-                if problem:
-                    raise SpecError(system.source, f"placement[{i}]", problem)
-    for device in system.devices.values():
-        if device.kind == "bank-pim":
-            npu = companion(system, device)  # one npu: `_check_devices_read` refused a bank-pim without it
-            if device.count != npu.count:
-                raise SpecError(system.source, f"devices.{device.name}.count",
-                                f"expected {npu.count}, devices.{npu.name}.count: one PIM HBM per NPU, got "
-                                f"{device.count}")
-
-
-def _check_logic_pim_interface(system: System) -> None:
-    """A logic-pim's stacks are the HBM of the gpu beside it (Duplex's xPU, pim.md §2.4), which streams at its own
-    preset's `dram_bytes_per_s`: `external_bytes_per_s` times count, what the stacks give the xPU over the
-    interposer, must cover it. That is all that reads the field (the xPU's timing is its preset's), so it is refused
-    where no gpu streams from the stacks."""
-    gpus = [d for d in system.devices.values() if d.kind == "gpu"]
-    for device in system.devices.values():
-        if device.kind != "logic-pim":
-            continue
-        where = f"devices.{device.name}.external_bytes_per_s"
-        if not gpus and "external_bytes_per_s" in system.data["devices"][device.name]:
-            raise SpecError(system.source, where, "read only as the interface of a gpu device's HBM, and the "
-                                                  "system has no gpu: remove it")
-        supplied = device.count * device.spec.external_bytes_per_s
-        for gpu in gpus:
-            if supplied < gpu.spec.dram_bytes_per_s:
-                raise SpecError(system.source, where,
-                                f"expected count x external_bytes_per_s at least {gpu.name}'s dram_bytes_per_s "
-                                f"({gpu.spec.dram_bytes_per_s:g}): the stacks are its HBM, and it streams at its "
-                                f"preset's bandwidth (change the preset to model a slower xPU), got {device.count} x "
-                                f"{device.spec.external_bytes_per_s:g}")
-
-
-def _check_resident_weights(system: System) -> None:
-    """`schedule.resident_weight_bytes` (sub-batch interleaving) are one device's weights that stay on chip for the
-    second sub-batch (`system_model.layer_phases`): every device a rule can put a weight-holding op on
-    (`WEIGHT_OPS`, either phase) keeps them, so they must fit each one's SRAM, an npu's `sram_bytes` (the
-    activations beside them are not counted: `archsim.systems.npu`). Another kind has no SRAM size in its spec."""
-    kept = system.schedule.resident_weight_bytes
-    if kept == 0:
-        return
-    where = "schedule.resident_weight_bytes"
-    for op in WEIGHT_OPS:
-        for phase in PHASES:
-            for device in _reachable(system, op, phase):
-                if device.kind != "npu":
-                    raise SpecError(system.source, where,
-                                    f"expected 0: {device.name}, which a rule can put {op} on, is a {device.kind} "
-                                    f"device with no SRAM size in its spec to keep weights in, got {kept:.15g}")
-                if kept > device.spec.sram_bytes:
-                    raise SpecError(system.source, where,
-                                    f"expected at most devices.{device.name}.sram_bytes = "
-                                    f"{device.spec.sram_bytes:.15g} (the SRAM the weights kept between sub-batches "
-                                    f"stay in; {device.name} runs {op}), got {kept:.15g}")
-
-
-def _check_offloading(system: System) -> None:
-    """`parallelism.attention_pool`, a memory-pool device and the link named attention are read by attention
-    offloading alone (`OFFLOAD_SCHEDULES`): under another schedule decode attention placed on a memory pool would
-    run as on a GPU beside the compute devices (the KV cache on them, the pool's count, memory and link unread), so
-    each is refused there. Offloading needs all three: the pool (`POOL_KINDS`) of attention_pool devices that the
-    placement puts decode attention on, whatever its Op/B (`_check_pool_rules`; `archsim.systems.offload`)."""
-    kind, pool = system.schedule.kind, system.parallelism.attention_pool
-    if kind not in OFFLOAD_SCHEDULES:
-        needs = f"attention offloading, which needs a {' or '.join(OFFLOAD_SCHEDULES)} schedule; this one is {kind}"
-        if pool is not None:
-            raise SpecError(system.source, "parallelism.attention_pool",
-                            f"read only by attention offloading ({', '.join(OFFLOAD_SCHEDULES)}), which a {kind} "
-                            "schedule is not: it would be ignored; remove it or offload attention")
-        for device in system.devices.values():
-            if device.kind == "memory-pool":
-                raise SpecError(system.source, f"devices.{device.name}.kind",
-                                f"a memory-pool holds the KV cache and runs decode attention under {needs} (its "
-                                "count, memory and link would be ignored): use kind gpu, or offload attention")
-        if ATTENTION_LINK in system.links:
-            raise SpecError(system.source, f"links.{ATTENTION_LINK}",
-                            f"read only by {needs} (it would be ignored): remove it, or offload attention")
-        return
-    _check_pool_rules(system)
-    if ATTENTION_LINK not in system.links:
-        raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v and "
-                                                                  "the output between the pools over it")
-    if pool is None:
-        raise SpecError(system.source, "parallelism.attention_pool", "missing: the number of memory devices decode "
-                                                                     "attention is spread over")
-    memory = _decided(system, "attention", "decode")
-    if memory is not None:
-        check_pool(system, memory)
-
-
-def context_parallel_gpu(system: System) -> Device:
-    """The one device of a context-parallel system, its GPUs (`_check_context_parallel` made sure it is one gpu)."""
-    (gpu,) = system.devices.values()
-    return gpu
-
-
-def _check_context_parallel(system: System) -> None:
-    """`parallelism.cp` and the link named cp are read by a context-parallel schedule alone, so each is refused under
-    another (cp above 1). A context-parallel system is GPUs costed by the calibrated model
-    (`archsim.systems.context_parallel`): one gpu device, a link named tp between its GPUs of a node (the ring's
-    hops inside a node and the TP all-reduces run on it), and neither a per-action energy model nor roofline
-    timing, which the prefill's schemes (`archsim.systems.seqpar`) do not read."""
-    kind, cp = system.schedule.kind, system.parallelism.cp
-    if kind != CONTEXT_PARALLEL:
-        if cp != 1:
-            raise SpecError(system.source, "parallelism.cp", f"read only by a {CONTEXT_PARALLEL} schedule, which a "
-                                                             f"{kind} schedule is not: expected 1, got {cp}")
-        if CP_LINK in system.links:
-            raise SpecError(system.source, f"links.{CP_LINK}", f"read only by a {CONTEXT_PARALLEL} schedule, which "
-                                                               f"a {kind} schedule is not: remove it")
-        return
-    if len(system.devices) != 1 or next(iter(system.devices.values())).kind != "gpu":
-        kinds = ", ".join(f"{d.name} ({d.kind})" for d in system.devices.values())
-        raise SpecError(system.source, "devices", f"a {CONTEXT_PARALLEL} system is one gpu device, the GPUs of every "
-                                                  f"rank; got {kinds}")
-    gpu = context_parallel_gpu(system)
-    for field, refused, why in (("energy_model", gpu.energy is not None, "per-action"),
-                                ("timing", gpu.timing == "roofline", "roofline")):
-        if refused:
-            raise SpecError(system.source, f"devices.{gpu.name}.{field}",
-                            f"{why} is not read by a {CONTEXT_PARALLEL} system: its prefill schemes are timed by "
-                            "the calibrated GPU model and priced at board power; remove it")
-    if gpu.count > 1 and TP_LINK not in system.links:
-        raise SpecError(system.source, f"links.{TP_LINK}", f"missing: the link between the {gpu.count} GPUs of a "
-                                                           "node, which the ring's hops inside a node and the TP "
-                                                           "all-reduces run on")
-    ulysses = system.schedule.ulysses
-    if ulysses is not None and cp % ulysses:
-        raise SpecError(system.source, "schedule.ulysses", f"expected a divisor of parallelism.cp = {cp} (usp runs "
-                                                           f"Ulysses over groups of this many ranks), got {ulysses}")
-
-
-def _check_pool_rules(system: System) -> None:
-    """An offloading schedule chooses the device of decode attention once per model (`archsim.systems.offload`),
-    not per op, so an Op/B threshold on a rule that can place decode attention could not be read at each op's
-    Op/B: it is refused."""
-    for i, rule in enumerate(system.placement):
-        if "attention" not in rule.ops or rule.phase not in (None, "decode"):
-            continue
-        if rule.op_per_byte_below is None:
-            return
-        raise SpecError(system.source, f"placement[{i}].op_per_byte_below",
-                        f"a {system.schedule.kind} schedule places decode attention on its pool once per model, not "
-                        "per op (the Op/B of each request's attention is not read): remove the threshold")
-
-
-def check_pool(system: System, memory: Device) -> None:
-    """The device an offloading schedule puts decode attention on is a memory pool (`POOL_KINDS`) of
-    `parallelism.attention_pool` devices: checked at load (the placement alone decides it, `_check_pool_rules`)
-    and by `archsim.systems.offload` as it builds the model."""
-    if memory.kind not in POOL_KINDS:
-        raise SpecError(system.source, "placement", f"a {system.schedule.kind} schedule offloads decode attention to "
-                                                    f"a {' or '.join(POOL_KINDS)} device; it is placed on "
-                                                    f"{memory.name} ({memory.kind})")
-    if memory.count != system.parallelism.attention_pool:
-        raise SpecError(system.source, f"devices.{memory.name}.count",
-                        f"expected parallelism.attention_pool = {system.parallelism.attention_pool} memory devices, "
-                        f"got {memory.count}")
-
-
-def _check_split_schedule(system: System) -> None:
-    """A schedule that overlaps a bank-PIM's decode attention with its host (`SPLIT_SCHEDULES`), and the blocked
-    schedule's `attention_sync` (how a bank-PIM's channels meet), need a rule that can put decode attention on a
-    bank-pim device; without one the first would run blocked and the second is not read."""
-    if any(device.kind == "bank-pim" for device in _reachable(system, "attention", "decode")):
-        return
-    kind = system.schedule.kind
-    if kind in SPLIT_SCHEDULES:
-        raise SpecError(system.source, "schedule.kind", f"{kind} overlaps decode attention on a bank-pim device "
-                                                        "with its host's work, and no placement rule puts it on one: "
-                                                        "expected blocked")
-    if "attention_sync" in system.data["schedule"]:
-        raise SpecError(system.source, "schedule.attention_sync", "read only where decode attention runs on a "
-                                                                  "bank-pim device's channels, and no placement "
-                                                                  "rule puts it on one: remove it")
-
-
-def _check_coprocessing(system: System) -> None:
-    """Co-processing runs a layer's attention on several devices at once, or (`expert_coprocessing`, +PE) a MoE
-    op's experts on the xPU and a logic-pim device; with attention on one device and no +PE it is the blocked
-    schedule. `expert_tp` and `zipf_skew` are read by +PE alone."""
-    schedule, source = system.schedule, system.source
-    given = [key for key in EXPERT_KEYS if key in system.data["schedule"]]
-    if given and not schedule.expert_coprocessing:
-        raise SpecError(source, f"schedule.{given[0]}", "read only with expert_coprocessing: true (+PE), which this "
-                                                        "schedule does not set: remove it or set that")
-    if schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
-        raise SpecError(source, "schedule.expert_coprocessing", "expected a logic-pim device to share the experts "
-                                                                "with; the system has none")
-    attention = {d.name for phase in PHASES for d in _reachable(system, "attention", phase)}
-    if schedule.kind == "co-processing" and not schedule.expert_coprocessing and len(attention) == 1:
-        raise SpecError(source, "schedule.kind", "co-processing runs decode and prefill attention on different "
-                                                 f"devices at once, and the placement puts all attention on "
-                                                 f"{attention.pop()}: it would run as blocked; expected blocked, or "
-                                                 "a rule placing decode attention on a second device")
-
-
-def _reachable(system: System, op: str, phase: str) -> tuple[Device, ...]:
-    """The devices the placement may put `op` in `phase` on, at some Op/B: those the matching rules name, up to the
-    first without a threshold (the loader made sure one matches), each once."""
-    names = []
-    for rule in system.placement:
-        if op in rule.ops and rule.phase in (None, phase):
-            names.append(rule.device)
-            if rule.op_per_byte_below is None:
-                break
-    return tuple(system.devices[name] for name in dict.fromkeys(names))
-
-
-def _decided(system: System, op: str, phase: str) -> Device | None:
-    """The device `op` in `phase` runs on when the placement alone decides it (at every Op/B), else None."""
-    devices = _reachable(system, op, phase)
-    return devices[0] if len(devices) == 1 else None
 
 
 def _named(value: Any, source: str, where: str) -> list[tuple[str, Any]]:
@@ -1331,4 +760,3 @@ def _number(value: Any, source: str, where: str, what: str, zero: bool) -> float
         bound = "a number >= 0" if zero else "a positive number"
         raise SpecError(source, where, f"expected {what} ({bound} up to {MAX_NUMBER:g}), got {value!r}")
     return number + 0.0  # -0.0 reads as 0.0
-
