@@ -338,7 +338,7 @@ def test_a_sweep_report_replaces_the_old_one_whole_and_keeps_the_store(tiny_stor
         raise RuntimeError("killed mid-write")
 
     monkeypatch.setattr(sweep_page.sweep_figures, "heatmap_figure", broken)  # the last figure written
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^killed mid-write$"):
         sweep_page.write_sweep_report(df, out, "new", spec.objectives, spec.axes)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # the old report, untouched
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind

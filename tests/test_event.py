@@ -1,8 +1,9 @@
 """The event model (archsim.model.event) against the analytical one, its timeline and its Chrome trace.
 
-Tolerance (issue: event engine): on every library mapping, event latency within 5 % of analytical latency. The
-event model adds pipeline fill and drain (about one tile in and one out per group), so on these points it sits
-just above the analytical value (at most +1.6 %, the GEMMs at 1K tokens). Where the two differ by design the
+Tolerance (the README's claim): on every library mapping at 1K and 4K tokens, event latency within 1.61 % of
+analytical latency, and within 0.25 % for FuseMax, FLAT and Unfused at 16K. The event model adds pipeline fill and
+drain (about one tile in and one out per group), so on these points it sits just above the analytical value (at
+most +1.605 %, the GEMMs at 1K tokens). Where the two differ by design the
 test says so and checks the stall the event model names: the fill and drain of a GEMM below, and DRAM contention.
 """
 
@@ -27,7 +28,8 @@ from archsim.model.event_tasks import Task, count_below
 from archsim.model.trace import chrome_trace, write_chrome_trace
 from archsim.point import Point, prepare
 
-LATENCY_TOL = 0.05
+LATENCY_TOL = 0.0161  # every library mapping at 1K and 4K tokens (worst: the GEMMs at 1K, +1.605 %)
+LATENCY_TOL_16K = 0.0025  # FuseMax, FLAT and Unfused at 16K
 LIBRARY = tuple(names("mappings"))
 # Every library mapping at 1K and 4K tokens, and the three seed designs at 16K.
 AGREEMENT = [(m, n) for m in LIBRARY for n in (1024, 4096)] + [(m, 16384) for m in ("fusemax", "flat", "unfused")]
@@ -50,11 +52,12 @@ def test_latency_agrees_with_analytical(mapping: str, seq_len: int) -> None:
     p = _point(mapping, seq_len)
     analytical = evaluate(p.binding, p.analysis, p.arch, p.mapping)
     event = _run(mapping, seq_len).result
-    assert event.latency_s == pytest.approx(analytical.latency_s, rel=LATENCY_TOL)
+    tol = LATENCY_TOL_16K if seq_len == 16384 else LATENCY_TOL
+    assert event.latency_s == pytest.approx(analytical.latency_s, rel=tol)
     # Same work and traffic: only time-dependent figures (latency, utilization, leakage) may differ.
     assert event.traffic_bytes == analytical.traffic_bytes
     assert event.compute_cycles == analytical.compute_cycles
-    assert event.energy_pj == pytest.approx(analytical.energy_pj, rel=LATENCY_TOL)
+    assert event.energy_pj == pytest.approx(analytical.energy_pj, rel=tol)
 
 
 @pytest.mark.parametrize("mapping", MAPPINGS)

@@ -1,9 +1,10 @@
 """FuseMax (MICRO'24) reproduced from archsim's own specs: model vs the artifact's result CSVs.
 
-Tolerances (from issue 3): latency within 5 %, DRAM traffic within 1 %, utilizations within 0.02 absolute;
-energy (issue 14, the README's claim) within 2 % as the artifact computed (`as_artifact=True`, its two defects
-applied), and within 2 % by default wherever neither defect fires. Failures we know of are marked
-xfail(strict=True), so a fix shows up as an XPASS to act on.
+Tolerances are the README's claims: latency within 0.06 %, DRAM traffic within 0.08 %, utilizations within 4e-4
+(absolute); attention energy, max |err| of each configuration's 18 rows, as the README prints it to 0.01 %
+(FuseMax 0.55 %, +Architecture 0.54 %; as the artifact computed, `as_artifact=True` with its two defects applied,
+FLAT 1.79 % and +Cascade 0.79 %; by default FLAT within 0.01 % up to 16K, where neither defect fires). Failures we
+know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from hypothesis import strategies as st
 from archsim.point import prepare, run_point
 from archsim.systems import fusemax
 
-LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL, ENERGY_TOL = 0.05, 0.01, 0.02, 0.02
+LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL = 0.0006, 0.0008, 4e-4
+# The README's max |energy err| per configuration, in %, printed to 0.01 %: a figure holds if the error rounds to it.
+ENERGY_ERR_PCT = {"fusemax": 0.55, "arch": 0.54, "flat": 1.79, "cascade": 0.79}
+FLAT_UP_TO_16K_ERR_PCT = 0.01  # by default, where the uint64 overflow does not fire yet
+UNFUSED_ENERGY_TOL = 0.02  # no README claim (it is 9-12 % low): the bar a fix has to clear to XPASS
 SCORES_BERT = 64 * 12  # B x H; times N^2 = the scores of BERT at N tokens
 L3_READ_PJ_PER_WORD = 23854.664591 / 256  # FLAT's run-time global-buffer ERT, per 4096-b row (fusemax-energy.md s4)
 L3_WRITE_PJ_PER_WORD = 27097.564591 / 256
 CONFIGS = list(fusemax.CONFIGS)
+
+
+def _energy_err_pct(rows: pd.DataFrame) -> float:
+    """Max |energy err| of the rows in %, rounded to 0.01 % as the README prints it."""
+    return round(100 * rows.energy_pj_err.abs().max(), 2)
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +82,17 @@ def as_artifact():
 def test_energy_as_the_artifact_computed(as_artifact, config: str) -> None:
     rows = as_artifact[as_artifact.config == config]
     assert len(rows) == 18
-    assert rows.energy_pj_err.abs().max() < ENERGY_TOL
+    assert _energy_err_pct(rows) <= ENERGY_ERR_PCT[config]
 
 
-@pytest.mark.xfail(strict=True, reason="Unfused is 9-12 % low: the artifact maps each of its Einsums with "
-                                       "Timeloop's mapper (EDP objective) and counts its global-buffer accesses "
-                                       "per Einsum; those counts are not derived (fusemax-energy.md covers FLAT, "
-                                       "+Binding and +Cascade only), so Unfused's buffer traffic is ours")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Unfused is 9-12 % low: the artifact maps each of its Einsums with "
+                          "Timeloop's mapper (EDP objective) and counts its global-buffer accesses "
+                          "per Einsum; those counts are not derived (fusemax-energy.md covers FLAT, "
+                          "+Binding and +Cascade only), so Unfused's buffer traffic is ours")
 def test_energy_as_the_artifact_computed_unfused(as_artifact) -> None:
     rows = as_artifact[as_artifact.config == "unfused"]
-    assert rows.energy_pj_err.abs().max() < ENERGY_TOL
+    assert rows.energy_pj_err.abs().max() < UNFUSED_ENERGY_TOL
 
 
 @pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax"])
@@ -91,11 +102,16 @@ def test_energy_physical_default_where_no_defect_fires(table, config: str) -> No
     rows = table[1][table[1].config == config]
     if config == "flat":
         rows = rows[rows.seq_len <= 1 << 14]
+        assert len(rows) == 3 * 3  # BERT, TrXL, T5 x 1K, 4K, 16K
+        assert _energy_err_pct(rows) <= FLAT_UP_TO_16K_ERR_PCT
+        return
     if config == "cascade":
         rows = rows[rows.seq_len <= 1 << 16]
+        assert len(rows) == 3 * 4  # BERT, TrXL, T5 x 1K..64K
         assert (rows.energy_pj_err > 0.03).all()  # ours prices the exps the artifact drops
         return
-    assert rows.energy_pj_err.abs().max() < ENERGY_TOL
+    assert len(rows) == 18
+    assert _energy_err_pct(rows) <= ENERGY_ERR_PCT[config]
 
 
 def test_flat_global_buffer_words_per_score() -> None:
@@ -215,10 +231,11 @@ def test_flat_residency_is_the_artifacts_dataflow(model: str, seq_len: int, mapp
     assert fusemax.attention_result("flat", model, seq_len).mapping == mapping
 
 
-@pytest.mark.xfail(strict=True, reason="XLM (E = 128) is 1-D bound up to 64K in our model (and the artifact's "
-                                       "Timeloop latency), so every residency ties and QK alone is kept; FLAT's own "
-                                       "cost model (320 cycles per tile, flat_validation.csv ideal_latency) filled "
-                                       "the table with K and V at 512, V to 4K, Q from 8K")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="XLM (E = 128) is 1-D bound up to 64K in our model (and the artifact's "
+                          "Timeloop latency), so every residency ties and QK alone is kept; FLAT's own "
+                          "cost model (320 cycles per tile, flat_validation.csv ideal_latency) filled "
+                          "the table with K and V at 512, V to 4K, Q from 8K")
 def test_flat_residency_is_the_artifacts_dataflow_xlm() -> None:
     rows = [r for r in _flat_dataflow_rows(("XLM",)) if r[1] <= 1 << 16]
     assert [fusemax.attention_result("flat", m, n).mapping for m, n, _ in rows] == [r[2] for r in rows]

@@ -1,5 +1,7 @@
-"""A non-editable `pip install .` into a new virtual environment finds every library spec when run from
-another directory. The new venv reuses this environment's dependencies (a .pth line), not its archsim."""
+"""A non-editable install into a new virtual environment finds every library spec when run from another
+directory. The new venv reuses this environment's dependencies (a .pth line), not its archsim. No package index is
+needed (an offline CI machine): the wheel is built here, with this environment's setuptools (pyproject.toml's
+build requirement), and installed from the file."""
 
 from __future__ import annotations
 
@@ -26,8 +28,14 @@ def test_wheel_install_lists_the_library(tmp_path: Path) -> None:
     purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(source)], check=True,
-                   capture_output=True, timeout=600)
+    offline = ["--no-index", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", *offline, "-w", tmp_path / "dist", source],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    wheel = next((tmp_path / "dist").glob("archsim-*.whl"))
+    installed = subprocess.run([python, "-m", "pip", "install", "-q", *offline, wheel], capture_output=True,
+                               text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
     shutil.rmtree(source)  # the installed copy must not need the source tree
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

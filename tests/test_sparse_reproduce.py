@@ -18,7 +18,8 @@ POINT_KEYS = {"method", "model", "gpu", "phase", "context", "budget", "time_s", 
 @pytest.fixture(scope="module")
 def reproduction() -> dict:
     result = CliRunner().invoke(main, ["reproduce", "sparse", "--json"])
-    assert result.exit_code == 0, result.output
+    if result.exit_code != 0:  # not an AssertionError, which the strict xfail below would take for the known gap
+        pytest.fail(f"archsim reproduce sparse --json exited {result.exit_code}: {result.output}")
     return json.loads(result.output)
 
 
@@ -46,7 +47,7 @@ def test_minference_slower_than_dense_at_10k_and_faster_from_100k(reproduction: 
     assert speedups == sorted(speedups)  # the gain grows with the prompt, as the paper's 1.8x, 4.1x, 10x
 
 
-@pytest.mark.xfail(strict=True, reason=str(sparse.PREFILL_GAP))
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=str(sparse.PREFILL_GAP))
 def test_minference_and_dense_prefill_within_20_percent(reproduction: dict) -> None:
     for row in reproduction["minference"]:
         assert abs(row["dense_error"]) <= sparse.PREFILL_TOLERANCE, row
@@ -63,9 +64,12 @@ def test_the_prefill_reason_quotes_the_runs_errors(reproduction: dict) -> None:
 
 def test_selection_saves_time_and_memory_where_the_cache_is_large(reproduction: dict) -> None:
     duo = [p for p in reproduction["points"] if p["method"] == "DuoAttention"]
+    assert len(duo) == len(sparse.DUO_RUNS) * len(sparse.DUO_LENGTHS)  # 2 models x 6 contexts
     for p in duo:
         assert p["memory_bytes"] < p["dense_memory_bytes"] and p["time_s"] < p["dense_time_s"]
     quest = [p for p in reproduction["points"] if p["method"] == "Quest"]
+    # 2 GPUs x 3 contexts x 4 budgets, each the attention alone and the whole decode step
+    assert len(quest) == len(sparse.QUEST_GPUS) * len(sparse.QUEST_LENGTHS) * len(sparse.QUEST_BUDGETS) * 2
     for p in quest:
         assert p["loaded_fraction"] == pytest.approx(1 / 16 + p["budget"] / p["context"])
         assert p["time_s"] < p["dense_time_s"]

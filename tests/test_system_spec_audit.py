@@ -133,6 +133,11 @@ def test_every_shipped_system_still_loads(name):
     """Each preset has a device running both phases (NeuPIMs' NPU, Duplex's xPU under its Op/B dispatch, Lamina's
     compute GPUs, the GPU baselines), and names the attention kernel of each GPU it gives attention."""
     system = load_system(name)
+    # Every Op/B region of the placement: below every threshold, and at each one (rules at or under it stop matching).
+    op_per_bytes = {0.0, *(r.op_per_byte_below for r in system.placement if r.op_per_byte_below is not None)}
+    placed = {phase: {system.device_for(op, phase, x).name for op in ALL_OPS for x in op_per_bytes}
+              for phase in ("prefill", "decode")}
+    assert placed["prefill"] & placed["decode"], placed
     for device in system.devices.values():
         if device.kind in ("gpu", "memory-pool") and any("attention" in r.ops and r.device == device.name
                                                          for r in system.placement):

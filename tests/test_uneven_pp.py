@@ -13,8 +13,9 @@ from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
 from archsim.systems.step import WEIGHTS, lm_head_op
+from archsim.systems.system_checks import check_against_workload
 from archsim.systems.system_model import pp_partition
-from archsim.systems.system_spec import check_against_workload, load_system, with_fields
+from archsim.systems.system_spec import load_system, with_fields
 
 BATCH = Batch(prefill_tokens=(96,), decode_context_tokens=(300, 1200, 2500))
 TOKENS = 3 + 96  # new tokens of BATCH: one per decode, a prompt's every token
@@ -49,8 +50,15 @@ def test_partition_is_vllms_default(layers, pp, stages):
 
 @pytest.mark.parametrize("pp", [2, 4, 61])
 def test_deepseek_v3_61_layers_accepted_at_pp_that_does_not_divide_them(pp):
-    """The old check refused pp 2 and 4 (61 is prime: only pp 1 and 61 divided it)."""
-    check_against_workload(load_system("vllm-h100").with_options(tp=4, pp=pp), load_workload_spec("deepseek-v3-mla"))
+    """The old check refused pp 2 and 4 (61 is prime: only pp 1 and 61 divided it). The model then runs vLLM's
+    partition: pp stages of 61 // pp or one more layer, 61 in all. At pp 2 and 4 the 671B weights fit the H100s
+    only with the experts spread over 8 EP groups, so the model is built with an EP link added."""
+    deepseek = load_workload_spec("deepseek-v3-mla")
+    check_against_workload(load_system("vllm-h100").with_options(tp=4, pp=pp), deepseek)
+    stages = pp_partition(61, pp)
+    assert len(stages) == pp and sum(stages) == 61 and set(stages) <= {61 // pp, 61 // pp + 1}
+    system = with_fields(load_system("vllm-h100"), {"links.ep": "ib-ndr-400g"}).with_options(tp=4, pp=pp, ep=8)
+    assert system_model(system, deepseek).stage_layers == stages
 
 
 def test_pp_above_the_layers_is_refused_naming_the_field(tmp_path):
