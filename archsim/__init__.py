@@ -1,0 +1,1 @@
+"""archsim: a simulator and design-space explorer for attention accelerators (the `archsim` command is `cli`)."""

@@ -55,6 +55,7 @@ COMMANDS = {
 
 
 def load_command(name: str) -> click.Command:
+    """The click command registered as `name` in COMMANDS, importing its module on first use."""
     module, attribute, _ = COMMANDS[name]
     return getattr(importlib.import_module(module), attribute)
 

@@ -39,6 +39,8 @@ def _is_value(arg: Any) -> bool:
 
 
 def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """A decorator: remember up to `maxsize` results of a pure function by the identity of its arguments (module
+    docstring); the wrapped function has `cache_clear`."""
     def wrap(fn: Callable[..., R]) -> Callable[..., R]:
         entries: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], R]] = OrderedDict()
 
@@ -66,6 +68,8 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
 
 
 def per_object(maxsize: int) -> Callable[[Callable[[Any], R]], Callable[[Any], R]]:
+    """A decorator: remember up to `maxsize` results of a pure function of one object by its identity (module
+    docstring)."""
     def wrap(fn: Callable[[Any], R]) -> Callable[[Any], R]:
         entries: dict[int, tuple[Any, R]] = {}
 

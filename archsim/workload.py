@@ -56,6 +56,9 @@ BLOCK_KINDS = tuple(BLOCK_CASCADES)
 
 @dataclass(frozen=True)
 class Param:
+    """One name of the vocabulary (`PARAMS`, `COUNT_PARAMS`): what it counts, and the least value `check_size`
+    accepts (1; 0 for `sinks`)."""
+
     meaning: str
     minimum: int = 1
 
@@ -101,6 +104,9 @@ MAX_SIZE_LIMIT = 2**53
 
 @dataclass(frozen=True)
 class Workload:
+    """A named model's sizes: `params` maps `PARAMS` names to whole numbers, checked by `workload_from_dict`;
+    `block` and `attention` as in the module docstring."""
+
     name: str
     description: str
     source: str  # the citation: where the numbers come from
@@ -111,6 +117,9 @@ class Workload:
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
+    """Validate `data` (the YAML form) into a Workload blamed on `source`. Refused, each a SpecError naming the
+    field: an unknown key or parameter, a missing name or params, a `block` or `attention` not of its kinds, a size
+    `check_size` refuses, and the head, `NEEDS` and MoE checks of the module docstring."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, description, source, params")
     check_keys(data, sorted(WORKLOAD_KEYS), source)

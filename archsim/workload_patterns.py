@@ -46,6 +46,8 @@ TOP_KEYS = ("name", "description", "source", "layers", "heads", "head_kind", "pa
 
 @dataclass(frozen=True)
 class HeadPattern:
+    """One line of a map's `patterns`: a pattern, its settings (tokens) and how many heads of the whole model run it."""
+
     pattern: str
     heads: int  # heads of the whole model running this setting
     settings: dict[str, int]
@@ -53,6 +55,9 @@ class HeadPattern:
 
 @dataclass(frozen=True)
 class PatternMap:
+    """A model's per-head pattern map (module docstring): how many of its `layers` x `heads` heads (query or KV
+    heads, `head_kind`) run each pattern and setting."""
+
     name: str
     description: str
     source: str
@@ -92,6 +97,8 @@ def _text(data: dict, key: str, source: str) -> str:
 
 
 def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
+    """Validate `data` (the YAML form, module docstring) into a PatternMap blamed on `source`; every bad value is a
+    SpecError naming the field."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, layers, heads, head_kind, patterns")
     check_keys(data, TOP_KEYS, source)

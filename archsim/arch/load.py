@@ -87,6 +87,8 @@ def load_architecture(path_or_mapping: str | Path | Mapping[str, Any], source: s
 
 
 def architecture_from_dict(data: Any, source: str = "<python>", op_types: Collection[str] = OP_TYPES) -> Architecture:
+    """Validate `data` (the YAML form, module docstring) into an Architecture blamed on `source`; a unit that prices
+    an op not in `op_types` is refused. Every problem is a SpecError naming the field."""
     return _Loader(source, op_types).architecture(data)
 
 

@@ -33,6 +33,9 @@ from archsim.memo import per_object
 
 @dataclass(frozen=True)
 class TensorInfo:
+    """One tensor of a bound cascade: its kind (input, intermediate or output), ranks, shape and size in bytes
+    (elements times the binding's word_bytes)."""
+
     name: str
     kind: str  # input | intermediate | output
     ranks: tuple[str, ...]
@@ -42,6 +45,9 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class Analysis:
+    """What `analyze` finds in a bound cascade: rank sizes, tensors, points and ops per Einsum (module docstring's
+    counting conventions) and the pass analysis."""
+
     cascade: str
     rank_sizes: dict[str, int]
     tensors: tuple[TensorInfo, ...]

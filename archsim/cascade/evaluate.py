@@ -25,6 +25,9 @@ _ARITHMETIC = frozenset({"+", "-", "*", "/", "//", "%"})
 
 
 class Env(Protocol):
+    """What `evaluate` reads names from: an index variable's values (`var`) and a tensor access's (`ref`), each
+    an array over the iteration space."""
+
     def var(self, name: str) -> np.ndarray: ...
     def ref(self, ref: Ref) -> np.ndarray: ...
 

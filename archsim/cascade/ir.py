@@ -45,6 +45,8 @@ class Var:
 
 @dataclass(frozen=True)
 class Param:
+    """A reference to a cascade parameter (a size or constant from `params`), read as a number."""
+
     name: str
 
 
@@ -55,6 +57,9 @@ __all__ = ["Cascade", "Einsum", "Expr", "Mask", "Param", "Ref", "TensorDecl", "T
 
 @dataclass(frozen=True)
 class TensorDecl:
+    """A tensor of the cascade: its ranks as written, its leaf ranks (a partitioned rank's parts), its kind, and
+    `iterative`, the leaf rank of its recurrence, if any."""
+
     name: str
     ranks: tuple[str, ...]  # as declared or as written on the left-hand side
     leaf_ranks: tuple[str, ...]

@@ -70,6 +70,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def cascade_from_dict(
     data: Any, source: str = "<python>", unary_ops: Mapping[str, UnaryOp] = DEFAULT_UNARY_OPS
 ) -> Cascade:
+    """Validate `data` (the YAML form, module docstring) into a Cascade blamed on `source`, with `unary_ops` the
+    unary ops a body may call. Every problem is a SpecError naming the field."""
     return _Loader(data, source, unary_ops).cascade()
 
 

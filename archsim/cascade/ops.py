@@ -20,6 +20,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class UnaryOp:
+    """A unary map operator: its name in the cascade language, its numpy function, and the op type it is counted as."""
+
     name: str
     fn: Callable[[np.ndarray], np.ndarray]
     op_type: str

@@ -46,6 +46,9 @@ class PassBoundary:
 
 @dataclass(frozen=True)
 class PassAnalysis:
+    """The passes over each rank (module docstring's rule), the boundaries that force them, and the pass each Einsum
+    iterating a rank runs in."""
+
     passes: dict[str, int]  # rank -> number of passes
     boundaries: tuple[PassBoundary, ...]
     einsum_pass: dict[str, dict[str, int]]  # rank -> Einsum -> pass it runs in (only Einsums iterating it)
@@ -57,6 +60,8 @@ def refs_of(einsum: Einsum) -> list[Ref]:
 
 
 def pass_analysis(cascade: Cascade) -> PassAnalysis:
+    """The pass analysis of `cascade` for each rank and each part of a partitioned rank, by the module
+    docstring's rule."""
     passes: dict[str, int] = {}
     boundaries: list[PassBoundary] = []
     einsum_pass: dict[str, dict[str, int]] = {}

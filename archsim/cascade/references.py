@@ -185,11 +185,13 @@ def _softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.
 
 @reference(MHA)
 def attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Softmax attention, AV = softmax(Q K^T) V over every key (Q already scaled), one K/V head per query head."""
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], None)}
 
 
 @reference(MHA)
 def attention_causal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """Causal softmax attention: query p sees keys m <= p (a lower triangle, counted from the first key)."""
     n_q, n_kv = x["Q"].shape[-2], x["K"].shape[-2]
     return {"AV": _softmax_attention(x["Q"], x["K"], x["V"], np.tri(n_q, n_kv, dtype=bool))}
 
@@ -351,6 +353,7 @@ def layernorm(x: Arrays, p: Params) -> dict[str, np.ndarray]:
 
 @reference("X[B,P,D] R[B,P,D] -> Y[B,P,D]")
 def residual_add(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """The residual connection: Y = X + R, elementwise."""
     return {"Y": x["X"] + x["R"]}
 
 

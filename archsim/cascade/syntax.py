@@ -41,6 +41,9 @@ COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 
 class ParseError(ValueError):
+    """A syntax error in an Einsum, predicate or size expression: `message`, the `text` and the 0-based `column`
+    where it was found; its string quotes the text around the column."""
+
     def __init__(self, message: str, text: str, column: int) -> None:
         self.message = message
         self.text = text
@@ -66,6 +69,8 @@ class Index:
 
 @dataclass(frozen=True)
 class Num:
+    """A numeric literal (`inf` included)."""
+
     value: float
 
 
@@ -78,6 +83,8 @@ class Name:
 
 @dataclass(frozen=True)
 class Access:
+    """A tensor access, `tensor[index, ...]` (or `tensor[]`, with no index)."""
+
     tensor: str
     indices: tuple[Index, ...]
 
@@ -87,12 +94,16 @@ class Access:
 
 @dataclass(frozen=True)
 class Call:
+    """A call `fn(args)`: a unary op, a composite op, or a binary call such as max(a, b)."""
+
     fn: str
     args: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class BinOp:
+    """A binary operator: arithmetic, a comparison, `and` or `or`."""
+
     op: str
     lhs: Expr
     rhs: Expr
@@ -100,16 +111,22 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Neg:
+    """Unary minus."""
+
     arg: Expr
 
 
 @dataclass(frozen=True)
 class Not:
+    """Logical `not` of a predicate."""
+
     arg: Expr
 
 
 @dataclass(frozen=True)
 class Reduce:
+    """A reduction `op(vars: body)`, op one of REDUCE_OPS (`sum(e: Q[p,e] * K[m,e])`)."""
+
     op: str
     vars: tuple[str, ...]
     body: Expr
@@ -309,6 +326,9 @@ class _Parser:
 
 @dataclass(frozen=True)
 class EinsumSyntax:
+    """One parsed Einsum: the output access, the right-hand side, and an optional `where` predicate (with its text)
+    and `else` fill value for masked points."""
+
     output: Access
     rhs: Expr
     where: Expr | None = None

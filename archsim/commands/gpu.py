@@ -47,6 +47,8 @@ _GPUS = click.option("--gpu", "gpu_maps", multiple=True, metavar="LABEL=GPU",
 
 
 def reference_csv() -> Path:
+    """The packaged GPU attention measurements (`archsim/gpu/reference/attention_measured.csv`), the default
+    `--measurements` of calibrate and validate."""
     return Path(str(importlib.resources.files("archsim.gpu") / "reference" / REFERENCE_CSV))
 
 

@@ -86,6 +86,7 @@ def check_store_path(db: str) -> str:
 
 
 def objectives_option(name: str, help_text: str):
+    """A click option `name` that reads a comma-separated list of objectives into `objectives` (`parse_objectives`)."""
     return click.option(name, "objectives", callback=parse_objectives, metavar="A,B[,C]", help=help_text)
 
 

@@ -73,6 +73,9 @@ _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{
 
 @dataclass(frozen=True)
 class SweepRun:
+    """What a sweep run leaves: the stored records, how many points it evaluated and reused from the store, and
+    where it evaluated them."""
+
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point,
     # constraint_ok judged by this sweep's constraints
     new: int  # points evaluated by this run

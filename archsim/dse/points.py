@@ -92,6 +92,9 @@ class Base:
 
 
 def load_base(spec: SweepSpec) -> Base:
+    """The Base of `spec`'s points, each named spec loaded once: its multi-device attention targets, its system,
+    workload and the Poisson requests of its serving settings, or its mapping, cascade, architecture, workload, GPU
+    presets and the calibrated parameters of their kernel's family."""
     if spec.parallel is not None:
         return Base(None, None, None, None, {}, {}, parallel=load_targets(spec.parallel, spec.axes, spec.source))
     if spec.system:

@@ -127,6 +127,8 @@ def axis_missing(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Constraint:
+    """A record filter `metric op bound` (e.g. `area_um2 <= 4e8`), parsed from a `constraints` entry."""
+
     metric: str
     op: str  # one of _OPS
     bound: float
@@ -138,6 +140,9 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Sampling:
+    """How points are drawn from the axes: `grid` (the cartesian product), or `samples` points drawn by `random` or
+    `lhs` (Latin hypercube) from `seed`."""
+
     kind: str = "grid"  # one of SAMPLING_KINDS
     samples: int = 0  # points drawn by random / lhs (unused by grid)
     seed: int = 0
@@ -157,6 +162,10 @@ class GpuTargets:
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """A validated sweep (module docstring): its target (`mapping`, `system` or `parallel`; see `kind`), its axes
+    in order, how points are drawn, and the constraints and objectives over record metrics. Built by `sweep_from_dict`;
+    `source` is the file errors blame."""
+
     name: str
     mapping: str | None  # None for a sweep of a system
     axes: dict[str, list[Any]]  # path -> values, in axis order
@@ -182,6 +191,7 @@ class SweepSpec:
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        """The metrics this sweep's records carry and its objectives may name (`target_metrics`)."""
         return target_metrics(self.kind)
 
     def fields(self, point: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +246,8 @@ _linked_fields = identity_cache(maxsize=4096)(linked_fields)
 
 
 def load_sweep(path: str | Path, max_points: int | None = None) -> SweepSpec:
+    """Read and validate the sweep YAML at `path` (`read_yaml`, then `sweep_from_dict` with `max_points`); every
+    problem is a SpecError naming the file and field."""
     return sweep_from_dict(read_yaml(Path(path)), str(path), max_points)
 
 

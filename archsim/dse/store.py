@@ -152,6 +152,7 @@ def add_positions(conn: StoreConnection, keys: Iterable[str]) -> None:
 
 
 def done_keys(conn: StoreConnection) -> set[str]:
+    """The keys of every point already in the store; a SQLite error is a SpecError naming the store."""
     with _errors(conn.path):
         return {k for (k,) in conn.execute("SELECT key FROM points")}
 

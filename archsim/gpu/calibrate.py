@@ -54,6 +54,8 @@ FLOOR = 1e-12  # the fit moves log(parameter): a parameter whose lower bound is 
 
 
 def in_calibration_split(seqlen: int) -> bool:
+    """Whether a row of sequence length `seqlen` (the KV length for decode) is fitted on: one of
+    CALIBRATION_SEQLENS; every other row is held out."""
     return seqlen in CALIBRATION_SEQLENS
 
 
@@ -231,6 +233,8 @@ HEADER = ("# GPU model calibration written by `archsim calibrate` (archsim/gpu/c
 
 
 def calibration_yaml(calibration: Calibration) -> str:
+    """The text of a calibration file (`archsim/gpu/params.py`'s format): HEADER's comment, then the YAML of
+    `calibration_to_dict`."""
     return HEADER + yaml.safe_dump(calibration_to_dict(calibration), sort_keys=False, width=120, allow_unicode=True)
 
 

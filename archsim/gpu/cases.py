@@ -35,6 +35,9 @@ from archsim.model.gpu_kernels import family_of, plans
 
 @dataclass(frozen=True)
 class ModelledRow:
+    """A measured row the model takes: its GPU, its kernel's family and the launch plans built for it once
+    (module docstring)."""
+
     measurement: Measurement
     gpu: GPU
     family: str

@@ -103,6 +103,8 @@ def write_scatter(validation: Validation, path: Path) -> Path:
 
 
 def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
+    """Draw `points` on `gpu`'s roofline (roofline.py's module docstring: the tensor peak and DRAM line, each
+    kernel's exp ceiling dashed, its pure-roofline rate as an x) and save it at `path`, written atomically."""
     fig = _figure(8.0, 5.8)
     ax = fig.add_subplot()
     limits = ceilings(gpu)

@@ -134,6 +134,7 @@ def load_gpu(name_or_path: str | Path) -> GPU:
 
 
 def gpu_names() -> list[str]:
+    """The names of the packaged GPU presets."""
     return library.names("GPU presets", PRESETS_PACKAGE)
 
 

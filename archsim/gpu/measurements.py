@@ -86,6 +86,9 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A measured row the model does not take: its row number (`Measurement.row`), its cells by column, and why
+    (`cases`)."""
+
     row: int
     columns: dict[str, str]
     reason: str

@@ -49,6 +49,9 @@ FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
 
 @dataclass(frozen=True)
 class Calibration:
+    """A loaded calibration file (module docstring): the parameters of each kernel family, which of them were
+    fitted, the fit statistics, the split they were fitted on and the `measurements` record; `source` is the file."""
+
     version: int
     source: str
     split_rule: str
@@ -88,6 +91,7 @@ class Calibration:
 
 
 def packaged_path(version: str = DEFAULT_VERSION) -> Path:
+    """The path of the packaged calibration of `version` (`archsim/gpu/calibration/<version>.yaml`)."""
     return Path(str(importlib.resources.files("archsim.gpu") / CALIBRATION_DIR / f"{version}.yaml"))
 
 
@@ -113,6 +117,8 @@ def split_rule(seqlens: tuple[int, ...]) -> str:
 
 
 def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
+    """Validate `data` (the YAML form, module docstring) into a Calibration blamed on `source`; every problem is a
+    SpecError naming the field."""
     if not isinstance(data, Mapping):
         raise SpecError(source, "", "expected a mapping with version, split, families")
     check_keys(data, KEYS, source)

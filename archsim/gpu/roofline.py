@@ -23,12 +23,17 @@ from archsim.model.gpu_kernels import family_of, predict
 
 
 def roofline_time_s(result: GpuResult, gpu: GPU) -> float:
+    """The pure roofline time of a modelled call (module docstring): max(FLOPs / tensor peak at the case's
+    precision, the model's DRAM bytes / DRAM bandwidth), in seconds."""
     compute_s = result.flops / gpu.tensor_peak_flops_per_s(result.case.precision)
     return max(compute_s, result.total("dram_bytes") / gpu.dram_bytes_per_s)
 
 
 @dataclass(frozen=True)
 class RooflinePoint:
+    """One kernel on a roofline figure: its FLOPs per DRAM byte, its modelled FLOP/s, its exp ceiling and its pure
+    roofline rate, each in FLOP/s (module docstring)."""
+
     label: str
     flops_per_byte: float
     flops_per_s: float  # attained: convention FLOPs / modelled time
@@ -37,6 +42,7 @@ class RooflinePoint:
 
 
 def roofline_point(label: str, result: GpuResult, gpu: GPU) -> RooflinePoint:
+    """The RooflinePoint of a modelled call `result` on `gpu`; an exp ceiling of inf when the call runs no exp."""
     dram = result.total("dram_bytes")
     exps = result.total("exp_ops")
     exp_ceiling = gpu.exp_per_s * result.flops / exps if exps else float("inf")

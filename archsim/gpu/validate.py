@@ -42,6 +42,10 @@ MAX_VALIDATION_CTAS = 20_000_000  # about 2 s of timing on one core and 0.5 GB
 
 @dataclass(frozen=True)
 class Comparison:
+    """One measured row beside the model: its split (calibration or held-out), the modelled call, and the model's and
+    the pure roofline's predictions in the row's metric and unit; `error` and `roofline_error` are relative
+    (predicted / measured - 1)."""
+
     measurement: Measurement
     split: str
     result: GpuResult
@@ -70,6 +74,9 @@ class GpuFold:
 
 @dataclass(frozen=True)
 class Validation:
+    """The model against a measurements file (`source`) under `calibration`: a Comparison per row taken, the rows
+    skipped, and the leave-one-GPU-out folds when asked for."""
+
     source: str
     calibration: Calibration
     comparisons: tuple[Comparison, ...]
@@ -87,6 +94,8 @@ class Validation:
 
 
 def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> dict[str, float]:
+    """Mean absolute percentage error per measurement group and `overall`, of the model (or of the pure roofline
+    with `roofline`)."""
     groups: dict[str, list[float]] = {}
     for c in comparisons:
         error = abs(c.roofline_error if roofline else c.error)
@@ -170,6 +179,8 @@ def _typed(text: object) -> object:
 
 
 def validation_to_dict(v: Validation) -> dict:
+    """The JSON form of a validation: its files, each row's record, the rows skipped, and the MAPEs by split, of
+    the roofline and of the leave-one-GPU-out folds when computed."""
     return {
         "measurements": v.source,
         "calibration": {"file": v.calibration.source, "version": v.calibration.version,

@@ -154,16 +154,20 @@ def _load(kind: str, name_or_path: str | Path, from_dict):
 
 
 def load_cascade_spec(name_or_path: str | Path) -> Cascade:
+    """A cascade by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("cascades", name_or_path, cascade_from_dict)
 
 
 def load_architecture_spec(name_or_path: str | Path) -> Architecture:
+    """A architecture by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("architectures", name_or_path, architecture_from_dict)
 
 
 def load_workload_spec(name_or_path: str | Path) -> Workload:
+    """A workload by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("workloads", name_or_path, workload_from_dict)
 
 
 def load_mapping_spec(name_or_path: str | Path) -> Mapping:
+    """A mapping by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("mappings", name_or_path, mapping_from_dict)

@@ -42,6 +42,8 @@ GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", 
 
 
 def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
+    """Validate `data` (the YAML form) into a Mapping blamed on `source`; every problem is a SpecError naming the
+    field."""
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, cascade, architecture, groups")
     check_keys(data, sorted(TOP_KEYS), source)

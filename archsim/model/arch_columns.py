@@ -31,6 +31,9 @@ Column = np.ndarray | float  # a field's values over the points, or its one valu
 
 @dataclass
 class LevelColumns:
+    """A memory level's numbers over the points (`Columns`): capacity, bandwidth, access width, action energies,
+    instances and area."""
+
     name: str
     capacity_bytes: Column  # inf = unbounded
     bandwidth_bytes_per_s: Column  # 0 = no limit
@@ -44,6 +47,9 @@ class LevelColumns:
 
 @dataclass
 class UnitColumns:
+    """A compute unit's numbers over the points (`Columns`): shape, op cycles and energies (composites resolved) and
+    area; `composed_of` keeps each composite's parts to re-derive its energy."""
+
     name: str
     shape: list[Column]  # per dimension
     op_cycles: dict[str, Column]

@@ -100,6 +100,10 @@ class ReadStream:
 
 @dataclass(frozen=True)
 class ChannelRun:
+    """What `simulate_channel` returns for one channel (module docstring): when it finished, when each PIM tile and
+    each NPU read finished, the NPU's read rate, the stall cycles by cause and stream, the commands issued by kind, and
+    the timeline."""
+
     cycles: int  # last read's data returned or last tile's banks precharged (+tRP)
     pim_finish_cycles: tuple[int, ...]  # per tile
     read_finish_cycles: tuple[int, ...]  # per read, data returned

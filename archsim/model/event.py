@@ -124,6 +124,9 @@ _END_S, _START_S = attrgetter("end_s"), attrgetter("start_s")
 
 @dataclass(frozen=True)
 class EventRun:
+    """What `simulate` returns: the Result, the timeline of spans, each unit's idle seconds by stall source, and the
+    number of events processed."""
+
     result: Result
     timeline: tuple[Span, ...]
     unit_stalls: dict[str, dict[str, float]]  # unit -> stall source -> seconds idle

@@ -134,6 +134,8 @@ def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
 
 
 def tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The Plans of Triton's tutorial fused attention for `case` (module docstring; `variant` unused), or why it
+    cannot run: a head_dim other than 16, 32, 64, 128 or 256."""
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
     fwd = _tutorial_fwd(case, gpu)
@@ -216,6 +218,8 @@ def _pytorch_decode_held(case: AttentionCase) -> tuple[tuple[str, float], ...]:
 
 
 def pytorch_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The Plan of eager PyTorch attention for `case` (module docstring; `variant` unused): the Hugging Face eager path
+    at decode, the standard attention's passes otherwise, each holding what it materialises."""
     if case.direction == "decode":
         launches = _pytorch_decode(case)
         return (Plan("pytorch eager", launches, len(launches) + PYTORCH_VIEW_OPS, held=_pytorch_decode_held(case)),)
@@ -313,6 +317,9 @@ def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunc
 
 
 def archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+    """The Plan of archsim's own Triton kernel `variant` (lightning, decode, naive, or the FlashAttention-2 one) for
+    `case` (module docstring), or why it cannot run: a head_dim its launcher does not take, a non-causal or GQA case for
+    Lightning, GQA for the naive and flash kernels."""
     if variant == "lightning":
         # its launcher runs 16-128 and was timed at 128: 256 is the model's extrapolation (`LIGHTNING_HEAD_DIMS`)
         if case.head_dim not in LIGHTNING_HEAD_DIMS:

@@ -74,6 +74,7 @@ ACC_BYTES = 4  # fp32 accumulators (dQ, split partial outputs)
 
 # ------------------------------------------------------------------------------------------------ shapes
 def ceil(a: int, b: int) -> int:
+    """Integer ceiling of a / b (a tile count)."""
     return -(-a // b)
 
 
@@ -106,6 +107,7 @@ def _bwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[
 
 
 def repeat(counts: np.ndarray, times: int) -> np.ndarray:
+    """`counts` tiled `times` times end to end (one head's tile counts for every head of the launch)."""
     return np.tile(counts, times)
 
 

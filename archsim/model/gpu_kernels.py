@@ -57,6 +57,9 @@ from archsim.model.gpu_flash_plans import (
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of a kernel family: its prior value and the bounds [low, high] a fit and a calibration file keep
+    it in, whether `archsim calibrate` fits it, what it means, and the family whose fitted value it takes, if any."""
+
     prior: float
     low: float
     high: float
@@ -67,6 +70,9 @@ class Param:
 
 @dataclass(frozen=True)
 class Family:
+    """A kernel family of `FAMILIES`: its parameters, and `plans(variant, case, gpu)`, the Plans a kernel of the family
+    runs for a case on a GPU, or why it cannot run."""
+
     name: str
     description: str
     params: Mapping[str, Param]
@@ -213,6 +219,7 @@ def kernel_attention(kernel: str) -> str:
 
 
 def family_of(kernel: str) -> str | None:
+    """The family of a kernel named in `KERNELS`; None for a name it does not list."""
     entry = KERNELS.get(kernel)
     return entry[0] if entry else None
 
@@ -243,6 +250,7 @@ def direction_problem(kernel: str, direction: str) -> str:
 
 
 def default_params(family: str) -> dict[str, float]:
+    """The priors of every parameter of `family`."""
     return {name: p.prior for name, p in FAMILIES[family].params.items()}
 
 

@@ -35,6 +35,9 @@ Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"),
 
 @dataclass(frozen=True)
 class EinsumPlan:
+    """One Einsum of a group's plan: its unit, the lanes it gets there, its op counts (and the energy slots that price
+    them), and whether its op chain is pipelined (the mapping's `pipelined`: one point per cycle)."""
+
     name: str
     unit: str
     lanes: int  # PEs the group's spatial loops give it on its unit
@@ -47,6 +50,8 @@ class EinsumPlan:
 
 @dataclass(frozen=True)
 class SpillPlan:
+    """A tensor that may spill from a level: its storage accesses per element over the group, and its elements."""
+
     tensor: str
     reads: int  # accesses per element of its storage over the group (`storage_accesses`)
     writes: int
@@ -55,6 +60,10 @@ class SpillPlan:
 
 @dataclass(frozen=True)
 class GroupPlan:
+    """What a fusion group's evaluation needs whatever the architecture's numbers (module docstring): per Einsum and
+    unit, per level and tensor, the footprint, traffic, spills and priced actions, the overlap, and why its loop nest
+    cannot run, if it cannot."""
+
     group: Group  # resolved: every factor an int
     einsums: tuple[EinsumPlan, ...]
     fanouts: tuple[tuple[str, int, int, tuple[tuple[int, Loop], ...]], ...]  # (unit, dimension of its shape,

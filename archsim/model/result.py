@@ -19,6 +19,8 @@ NO_ANSWER = ("latency_s", "compute_cycles", "memory_s", "traffic_bytes", "dram_t
 
 @dataclass(frozen=True)
 class EinsumResult:
+    """One Einsum of a Result: its group and unit, op counts, lanes used, compute cycles and compute energy."""
+
     name: str
     group: str
     unit: str

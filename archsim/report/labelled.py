@@ -26,6 +26,8 @@ from archsim.systems import fusemax
 
 @dataclass(frozen=True)
 class Labelled:
+    """One evaluated design point with the specs it ran and the label a report shows it under."""
+
     label: str  # legend entry, bar name, row key
     result: Result
     arch: Architecture

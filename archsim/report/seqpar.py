@@ -83,6 +83,8 @@ def _bars(ax, labels: list[str], series: list[tuple[str, pd.Series]]) -> None:
 
 
 def table2_figure(rows: pd.DataFrame) -> Figure:
+    """table2.png (module docstring): Ring Attention Table 2's minimum block per host, ours (F/B and, for GPUs, the
+    kernel rate) beside the paper's, log y."""
     fig = _figure(11.0, 4.8)
     _title(fig, "Ring Attention Table 2: minimum block c per host, ours (F/B: bf16 peak over the link's bandwidth "
                 "per direction) beside the paper's; for GPUs also the block whose FlashAttention-2 call hides the "
@@ -96,6 +98,8 @@ def table2_figure(rows: pd.DataFrame) -> Figure:
 
 
 def table3_figure(rows: pd.DataFrame) -> Figure:
+    """table3.png: Table 3's largest training context per hardware, model and scheme, ours on each A100 preset beside
+    the paper's, log y."""
     labels = [f"{r.hardware}\n{r.model}\n{'BPT' if r.scheme == 'memeff-attn-ffn' else r.scheme}"
               for r in rows.itertuples()]
     fig = _figure(13.0, 5.2)
@@ -110,6 +114,8 @@ def table3_figure(rows: pd.DataFrame) -> Figure:
 
 
 def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
+    """lasp2.png: LASP-2 Fig. 3's throughput against the sequence length per scheme (log-log), a dashed line at
+    `paper_ahead`, the length beyond which the paper has LASP-2 ahead."""
     fig = _figure(10.0, 5.0)
     _title(fig, f"LASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
                 "batch 1, forward+backward of whole layers: throughput = N / (layers x time per layer); dashed: "
@@ -126,6 +132,8 @@ def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
 
 
 def distattention_figure(rows: pd.DataFrame, over_ring: tuple, over_tp: tuple) -> Figure:
+    """distattention.png: one decode step's attention time against the context per scheme (log-log); the title
+    quotes the paper's speed-up ranges over ring (`over_ring`) and TP (`over_tp`)."""
     fig = _figure(10.0, 5.0)
     _title(fig, f"One decode step's attention, {seqpar.DIST_MODEL} on {seqpar.DIST_DEVICES} A100s over NVLink: "
                 f"DistAttention vs ring and head-parallel decode (paper: {over_ring[0]:g}-{over_ring[1]:g}x faster "
@@ -140,6 +148,7 @@ def distattention_figure(rows: pd.DataFrame, over_ring: tuple, over_tp: tuple) -
 
 
 def efficiency_figure(rows: pd.DataFrame) -> Figure:
+    """efficiency.png: each scheme's efficiency (ideal over time) per GPU and direction of the grid."""
     rows = rows.assign(group=rows["gpu"] + "\n" + rows["direction"])
     groups = list(dict.fromkeys(rows["group"]))
     fig = _figure(11.0, 4.8)

@@ -73,6 +73,8 @@ def density_table(data: dict) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ figures
 def prefill_figure(rows: pd.DataFrame) -> Figure:
+    """prefill.png (module docstring): end-to-end prefill time of dense FlashAttention-2 and MInference against the
+    context, ours as lines, the benchmark's as points (log-log)."""
     fig = _figure(10.0, 5.0)
     _title(fig, f"End-to-end prefill, {sparse.MINFERENCE_MODEL} on one {sparse.MINFERENCE_GPU}: dense "
                 f"FlashAttention-2 and MInference ({sparse.MINFERENCE_MAP}); lines ours, points the benchmark's "
@@ -91,6 +93,8 @@ def prefill_figure(rows: pd.DataFrame) -> Figure:
 
 
 def density_figure(rows: pd.DataFrame) -> Figure:
+    """density.png: the shipped vertical-slash map's kernel-granularity sparsity against the context, with App. F's
+    floors dashed from the context each holds."""
     fig = _figure(10.0, 4.8)
     _title(fig, f"Kernel-granularity sparsity of the shipped vertical-slash map ({sparse.MINFERENCE_MAP}) against "
                 "the context; App. F: above the floor from that context on")

@@ -36,6 +36,7 @@ _DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def axis_columns(df: pd.DataFrame) -> list[str]:
+    """The axis columns of a record DataFrame (named under an `AXIS_ROOTS` root), in column order."""
     return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
 
 
@@ -177,6 +178,7 @@ def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.Da
 
 
 def workload_axes(df: pd.DataFrame) -> list[str]:
+    """The `workload.` axis columns of a record DataFrame, in column order."""
     return [c for c in axis_columns(df) if c.startswith("workload.")]
 
 

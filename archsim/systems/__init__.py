@@ -1,0 +1,1 @@
+"""Systems: devices, links and topologies, serving and multi-device attention models, and the papers' reproductions."""

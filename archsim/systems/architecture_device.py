@@ -42,6 +42,9 @@ from archsim.systems.step import Op
 
 @dataclass(frozen=True, eq=False)  # compared by identity, so its Results can be remembered per (device, op)
 class ArchitectureDevice:
+    """A serving device that runs each op as a design point of `arch` under `mapping`, through the analytical model
+    (module docstring); compared by identity, so its Results are remembered per (device, op)."""
+
     name: str
     arch: Architecture
     mapping: Mapping

@@ -35,6 +35,9 @@ UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure: not modelled, so n
 
 @dataclass(frozen=True)
 class ChipDevice:
+    """A chip as a roofline device (module docstring): ops cost at its matrix peak and HBM bandwidth, each derated by
+    the system spec's efficiency."""
+
     name: str
     spec: Chip
     matmul_efficiency: float  # of the matrix peak, in (0, 1]

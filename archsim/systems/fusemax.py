@@ -165,6 +165,7 @@ def attention_point(config: str, model: str, seq_len: int, as_artifact: bool = F
 
 def attention_records(configs: Iterable[str] = CONFIGS, models: Iterable[str] = MODELS,
                       lengths: Iterable[int] = LENGTHS.values(), as_artifact: bool = False) -> list[dict]:
+    """One attention record (`attention_point`) per config, model and sequence length, in that nesting order."""
     return [attention_point(c, m, n, as_artifact) for c in configs for m in models for n in lengths]
 
 

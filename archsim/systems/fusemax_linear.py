@@ -101,6 +101,7 @@ def linear_point(hw: str, model: str, seq_len: int, activation: str = "none") ->
 
 def end2end_records(hardware: Iterable[str] = HARDWARE, models: Iterable[str] = MODELS,
                     lengths: Iterable[int] = LENGTHS.values(), activation: str = "none") -> list[dict]:
+    """One linear-layer record (`linear_point`) per hardware, model and sequence length, in that nesting order."""
     return [linear_point(hw, m, n, activation) for hw in hardware for m in models for n in lengths]
 
 

@@ -103,6 +103,10 @@ class ActionEnergy:
 
 @dataclass(frozen=True)
 class GpuDevice:
+    """A GPU as a serving device (module docstring): GEMMs and elementwise kernels timed with the calibrated `params`,
+    attention with the kernel `kernel` and its family's parameters; energy priced per action (`energy`) or as board
+    power (TDP) for the time (None)."""
+
     name: str
     spec: GPU
     params: Mapping[str, float]  # the calibrated parameters of GEMM_FAMILY (GEMMs and elementwise kernels)

@@ -32,6 +32,9 @@ from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
 
 @dataclass(frozen=True)
 class LogicPimDevice:
+    """`count` Logic-PIM stacks working on each op together, an op costing the roofline of the module docstring
+    (Duplex, pim.md §2)."""
+
     name: str
     spec: LogicPIMSpec  # one stack
     count: int  # stacks working on an op together

@@ -52,6 +52,10 @@ GEMV_ISSUE_CYCLES = 8  # npu-only:src/SystolicWS.cc:345-377: a GEMV preload on a
 
 @dataclass(frozen=True)
 class NPUSpec:
+    """The NeuPIMs NPU's parameters (module docstring; pim.md §1.2): systolic arrays of `array_rows` x
+    `array_cols` PEs, vector units of `vector_lanes` lanes, and the GEMM and decode-attention timing options
+    (`FOLD_TIMINGS`, `ATTENTION_TIMINGS`), refused when not one of them."""
+
     systolic_arrays: int = 8
     array_rows: int = 128
     array_cols: int = 128
@@ -75,10 +79,12 @@ class NPUSpec:
 
     @property
     def peak_flops_per_s(self) -> float:
+        """Peak array FLOP/s: every PE of every array doing one MAC (two FLOPs) a cycle."""
         return 2.0 * self.systolic_arrays * self.array_rows * self.array_cols * self.clock_hz
 
     @property
     def vector_ops_per_s(self) -> float:
+        """Peak elementwise ops per second of the vector units: one per lane per cycle."""
         return self.vector_units * self.vector_lanes * self.clock_hz
 
 

@@ -44,6 +44,9 @@ from archsim.systems.step import KV_CACHE, WEIGHTS, Op
 
 @dataclass(frozen=True)
 class NpuDevice:
+    """The NeuPIMs NPU over the HBM `memory` as a serving device (module docstring): GEMMs on the arrays, GEMVs and
+    elementwise work on the vector units."""
+
     name: str
     spec: NPUSpec
     memory: PIMSpec  # the HBM it streams from (a bank-PIM HBM, used as memory or beside its PIM units)

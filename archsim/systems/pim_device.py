@@ -151,6 +151,9 @@ class PimPlacement:
 
 @dataclass(frozen=True)
 class BankPimDevice:
+    """A bank-PIM HBM running decode attention in its banks (module docstring): `channel_policy` "rr" places
+    requests round-robin, any other greedily; `host`'s vector units run the softmax."""
+
     name: str
     spec: PIMSpec
     channel_policy: str | None

@@ -104,6 +104,9 @@ CP_KERNEL = "FlashAttention-3"  # module docstring
 
 
 def table2_rows() -> list[dict]:
+    """Ring Attention Table 2, one row per host: the minimum block c = matrix peak / link bytes per second per
+    direction (tokens) beside the paper's, within TABLE2_TOLERANCE or not, and for GPU hosts the block at the kernel
+    rate (`_kernel_block`)."""
     rows = []
     for label, device, kind, link_name in TABLE2_HOSTS:
         link = load_link(link_name)
@@ -148,6 +151,8 @@ def table3_factor(model_tokens: float, entry_tokens: int) -> float:
 
 
 def table3_rows() -> list[dict]:
+    """Table 3's modelled rows (`seqpar_memory.table3_rows`) of the ring and BPT schemes the paper reports, each with
+    the paper's context, the ratio, whether within a factor of TABLE3_FACTOR, and the gap's reason where not."""
     from archsim.systems.seqpar_memory import table3_rows as modelled
 
     rows = []
@@ -230,6 +235,9 @@ def lasp2_ahead_above() -> int | None:
 
 
 def grid_points() -> list[dict]:
+    """The efficiency grid: each GRID_SCHEMES scheme on 8 devices of each GRID_TOPOLOGIES topology, forward and
+    forward+backward, GRID_TOKENS_PER_GPU tokens per device; then CP_MODEL's zigzag context-parallel points over
+    CP_LENGTHS and CP_NODES."""
     points = []
     workload = library.load_workload_spec(GRID_MODEL)
     for topology_name in GRID_TOPOLOGIES:

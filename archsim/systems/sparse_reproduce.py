@@ -84,6 +84,8 @@ def _minference() -> dict[int, dict]:
 
 
 def minference_points() -> list[dict]:
+    """MInference's prefill points (`prefill_point`): MINFERENCE_MODEL on MINFERENCE_GPU with the MINFERENCE_MAP
+    pattern map, one per MINFERENCE_LENGTHS length."""
     return list(_minference().values())
 
 
@@ -169,6 +171,8 @@ def _error_range(errors: list[float]) -> str:
 
 
 def density_rows() -> list[dict]:
+    """The shipped vertical-slash map's sparsity (1 - mean density) at each DENSITY_CHECKS context, beside the floor
+    App. F says it exceeds there."""
     pattern_map = load_pattern_map(MINFERENCE_MAP)
     return [{"context": n, "sparsity": 1 - mean_vertical_slash_density(pattern_map, n), "above": floor}
             for n, floor in DENSITY_CHECKS]
@@ -217,6 +221,8 @@ def _longest_fitting(points: list[dict], model: str, phase: str) -> dict | None:
 
 
 def quest_points() -> list[dict]:
+    """Quest's points (`sparse_points.method_points`) of QUEST_MODEL at QUEST_LENGTHS and QUEST_BUDGETS, on each of
+    QUEST_GPUS."""
     workload, method = library.load_workload_spec(QUEST_MODEL), SparseMethod("quest", budgets=QUEST_BUDGETS)
     return [p for gpu_name in QUEST_GPUS for p in method_points(method, workload, load_gpu(gpu_name), QUEST_LENGTHS)]
 

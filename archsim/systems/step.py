@@ -427,6 +427,7 @@ def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:
 
 @functools.cache
 def library_cascade(name: str) -> Cascade:
+    """The library cascade `name`, loaded once per process."""
     return library.load_cascade_spec(name)
 
 

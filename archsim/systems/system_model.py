@@ -806,6 +806,8 @@ def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpC
 
 
 def device_of(model: SystemModel, op: Op) -> DeviceModel:
+    """The device model `op` runs on: the one the first matching placement rule names (`System.device_for`),
+    remembered per op."""
     device = model._placed.get(op)
     if device is None:
         # The op's Op/B (its analysis and tensor bytes) only when a placement rule reads it.

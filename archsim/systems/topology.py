@@ -57,6 +57,9 @@ class Level:
 
 @dataclass(frozen=True)
 class Topology:
+    """A cluster's network (module docstring): `gpu`, the devices, and `levels`, innermost first. `source` is the
+    file errors blame and `citation` the spec's own `source` field (where the numbers come from)."""
+
     name: str
     description: str
     source: str
@@ -105,6 +108,7 @@ class Topology:
         return slowest_hop([self.levels[level].link for level in sorted(levels - {-1})] or [self.levels[0].link])
 
     def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
+        """Refuse (a SpecError at `source`/`field`) a run of `count` devices beyond the topology's capacity."""
         capacity = self.capacity()
         if capacity is not None and count > capacity:
             raise SpecError(source, field, f"expected at most {capacity} devices, the size of topology "
@@ -131,6 +135,9 @@ class Topology:
 
 
 def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
+    """Validate `data` (the YAML form) into a Topology. Refused, each a SpecError naming the field: a missing or unknown
+    header key, an empty `levels`, a level that is not `{link, devices}`, a `devices` left out below the outermost
+    level or not a whole number from 1 to MAX_DEVICES, and an unknown link or GPU preset."""
     check_header(data, KEYS, OPTIONAL, TEXT, source, "")
     levels = data["levels"]
     if not isinstance(levels, list) or not levels:

@@ -1,0 +1,1 @@
+"""Architecture presets (YAML) of the FuseMax artifact: `fusemax`, `flat`, `unfused`; `archsim.library` finds them."""
