@@ -417,38 +417,108 @@ def _remembered_makespan_s(durations: bytes, slots: int) -> float:
     return _list_schedule_s(np.frombuffer(durations), slots)
 
 
+WAVE_MIN_CTAS = 64  # a wave of fewer CTAs is scheduled on the heap: numpy's calls cost more than its steps
+
+
 def _list_schedule_s(durations: np.ndarray, slots: int) -> float:
+    """Greedy list scheduling: each CTA in turn takes the slot that frees first. The slots' free times are a
+    multiset that each CTA changes by taking out its least and putting back that plus its duration (which of equal
+    slots it takes changes nothing), so CTAs are placed in waves: with the free times sorted f_1 <= f_2 <= ..., the
+    next k CTAs take f_1..f_k in turn when every f_j + d_j (j < k) is at least f_k (none of them is less than the
+    next one taken), the same sums as one CTA at a time; a wave of fewer than `WAVE_MIN_CTAS` runs on a heap."""
     n = len(durations)
     if n == 0:
         return 0.0
     if (durations == durations[0]).all():
         return math.ceil(n / slots) * float(durations[0])
-    free = [0.0] * min(slots, n)
+    if slots < WAVE_MIN_CTAS or np.isnan(durations).any():
+        return max(_heap_schedule(np.zeros(min(slots, n)), durations))
+    free = np.zeros(min(slots, n))  # sorted
+    placed = 0
+    while placed < n:
+        m = min(len(free), n - placed)
+        ends = free[:m] + durations[placed:placed + m]
+        fits = np.minimum.accumulate(ends[:-1]) >= free[1:m]  # fits[k - 2]: the first k CTAs take f_1..f_k
+        k = m if fits.all() else int(fits.argmin()) + 1
+        if k < WAVE_MIN_CTAS:
+            k = min(len(free), n - placed)
+            free = np.sort(_heap_schedule(free, durations[placed:placed + k]))
+        else:
+            free = np.sort(np.concatenate((ends[:k], free[k:])))
+        placed += k
+    return float(free.max())
+
+
+def _heap_schedule(free: np.ndarray, durations: np.ndarray) -> list[float]:
+    """The slots' free times (`free`, sorted) after the CTAs of `durations` in turn each take the least."""
+    heap = free.tolist()  # sorted, so a heap
     for duration in durations.tolist():
-        heapq.heapreplace(free, free[0] + duration)
-    return max(free)
+        heapq.heapreplace(heap, heap[0] + duration)
+    return heap
 
 
 def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: int) -> float:
     """The best of the launch's static schedules at occupancies k, k - 1, ..., 1 (module docstring): its CTAs
     list-scheduled over SMs x occupancy slots, each sharing its SM with the others resident (`step_time_s`; a grid
     smaller than the slots is spread one CTA per SM first). An occupancy whose lower bound (its longest CTA, or its
-    work spread evenly over the slots) is no better than the best so far is not scheduled."""
+    work spread evenly over the slots) is no better than the best so far is not scheduled. A launch whose CTAs all
+    run the same tiles (a rectangle timed as many square calls, say) is timed from one CTA (`_uniform_schedule_s`),
+    to the same float."""
     if launch.ctas == 0:
         return 0.0
     overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
+    uniform = _uniform_counts(launch)
     best = math.inf
     for occupancy in range(k, 0, -1):
         resident = min(occupancy, math.ceil(launch.ctas / gpu.sm_count))
+        slots = gpu.sm_count * occupancy
+        if uniform is not None:
+            one_s = overhead_s  # the same additions as each element of the per-CTA array below
+            for seg, count in zip(launch.segments, uniform, strict=True):
+                one_s = one_s + count * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+            if math.isfinite(one_s):
+                best = _uniform_schedule_s(one_s, launch.ctas, slots, best)
+                continue
         cta_s = overhead_s  # + each segment's tiles: a time per CTA
         for seg in launch.segments:
             cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
-        slots = gpu.sm_count * occupancy
         durations = np.broadcast_to(cta_s, (launch.ctas,))
         if max(float(durations.max()), float(durations.sum()) / slots) >= best:
             continue
         best = min(best, makespan_s(cta_s, slots))
     return best
+
+
+def _uniform_counts(launch: TiledLaunch) -> tuple[float, ...] | None:
+    """Each segment's tiles per CTA as the float64 that `counts * step` multiplies, when every CTA runs the same
+    (integer or float64 counts); else None."""
+    uniform = []
+    for seg in launch.segments:
+        counts = seg.counts
+        if counts.dtype.kind not in "iu" and counts.dtype != np.float64:
+            return None
+        first = counts[0]
+        if counts.min() != first or counts.max() != first:
+            return None
+        uniform.append(float(first))
+    return tuple(uniform)
+
+
+UNIFORM_SUM_MARGIN = 1e-6  # above the relative error of numpy's sum of fewer than UNIFORM_SUM_CTAS equal terms
+UNIFORM_SUM_CTAS = 10**9  # (n - 1) x 2^-53 < 1.2e-7
+
+
+def _uniform_schedule_s(cta_s: float, ctas: int, slots: int, best: float) -> float:
+    """`schedule_s`'s best after an occupancy of `ctas` CTAs of `cta_s` each on `slots` slots, without the per-CTA
+    array: the same bound test and `_list_schedule_s`'s closed form ceil(n / slots) x cta_s. The bound's sum (numpy's
+    of the n equal durations) decides only when this occupancy would improve on `best` and n x cta_s / slots comes
+    within `UNIFORM_SUM_MARGIN` of it; then it is summed over the array as the loop sums it."""
+    makespan = math.ceil(ctas / slots) * cta_s
+    if cta_s >= best or makespan >= best:  # bounded out, or no better: best stays either way
+        return best
+    if ctas < UNIFORM_SUM_CTAS and ctas * cta_s / slots * (1 + UNIFORM_SUM_MARGIN) < best:
+        return makespan
+    return best if float(np.full(ctas, cta_s).sum()) / slots >= best else makespan
 
 
 def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:

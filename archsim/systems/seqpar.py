@@ -96,6 +96,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
 from archsim.model.gpu import AttentionCase, refuse_other_word_bytes, refuse_unmodelled_attention
@@ -501,37 +503,68 @@ def _kv_bytes(tokens: int, compute: DeviceCompute) -> float:
 # --- ring family -------------------------------------------------------------------------------------------------
 
 
-def _ring_work(layout: str, p: int, c: int, causal: bool, compute: DeviceCompute) -> list[list[float]]:
-    """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block."""
-    work = []
-    for d in range(p):
-        row = []
-        for s in range(p):
-            j = (d - s) % p
-            if not causal:
-                row.append(compute.attention_s(c, c, False))
-            elif layout == "ring":
-                row.append(compute.attention_s(c, c, True) if j == d else
-                           compute.attention_s(c, c, False) if j < d else 0.0)
-            elif layout == "zigzag":
-                row.append(compute.attention_s(c, c, True) if j == d else
-                           compute.attention_s(c, c // 2, False) if j < d else compute.attention_s(c // 2, c, False))
-            else:  # stripe: every block is causal-shaped (the diagonal kept or not)
-                row.append(compute.attention_s(c, c, True))
-        work.append(row)
-    return work
+@dataclass(frozen=True)
+class RingWork:
+    """compute[d][s] of a ring of `devices` devices, which holds at most three values: device d's own block at step
+    0 (`diagonal_s`), an earlier device's block at steps 1..d (`below_s`) and a later one's at steps d+1..P-1
+    (`above_s`). Kept as the three values, not the P x P matrix: its columns and row sums are built in numpy, the
+    same additions in the same order as over the matrix."""
+
+    devices: int
+    diagonal_s: float
+    below_s: float
+    above_s: float
+
+    def column(self, s: int) -> np.ndarray:
+        """compute[d][s] of every device d."""
+        if s == 0:
+            return np.full(self.devices, self.diagonal_s)
+        return np.where(np.arange(self.devices) >= s, self.below_s, self.above_s)
+
+    def row_sums(self) -> np.ndarray:
+        """sum(compute[d]) of every device d, added left to right (as Python's `sum` of the row)."""
+        total = self.column(0)
+        for s in range(1, self.devices):
+            total = total + self.column(s)
+        return total
+
+    def minus(self, other: RingWork) -> RingWork:
+        """compute[d][s] - other's, element by element."""
+        return RingWork(self.devices, self.diagonal_s - other.diagonal_s, self.below_s - other.below_s,
+                        self.above_s - other.above_s)
 
 
-def ring_schedule_s(work: list[list[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
-    """The finish of a ring of len(work) devices whose device d computes work[d][s] in step s while passing its
-    block on (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home)."""
-    p = len(work)
+def _ring_work(layout: str, p: int, c: int, causal: bool, compute: DeviceCompute) -> RingWork:
+    """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block (j): its
+    own (j == d, step 0), an earlier device's (j < d, steps 1..d) or a later one's (j > d). The kernel calls are
+    timed in the order the matrix first meets them (own, later, earlier), so a refused call is the same one."""
+    if not causal:
+        full = compute.attention_s(c, c, False)
+        return RingWork(p, full, full, full)
+    diagonal = compute.attention_s(c, c, True)
+    if layout == "stripe" or p == 1:  # stripe: every block is causal-shaped (the diagonal kept or not)
+        return RingWork(p, diagonal, diagonal, diagonal)
+    if layout == "ring":
+        return RingWork(p, diagonal, compute.attention_s(c, c, False), 0.0)
+    above = compute.attention_s(c // 2, c, False)
+    return RingWork(p, diagonal, compute.attention_s(c, c // 2, False), above)
+
+
+def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
+    """The finish of a ring of P devices whose device d computes work[d][s] in step s while passing its block on
+    (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home). `work` is a
+    `RingWork` or any P x P matrix; the P devices of a step advance together in numpy."""
+    if isinstance(work, RingWork):
+        p, column = work.devices, work.column
+    else:
+        matrix = np.asarray(work, dtype=np.float64)
+        p, column = len(matrix), (lambda s: matrix[:, s])
     if p == 1:
-        return work[0][0] + last_hop_s
-    start = [0.0] * p
-    for s in range(p - 1):
-        start = [max(start[d] + work[d][s], start[d] + hop_s, start[d - 1] + hop_s) for d in range(p)]
-    return max(start[d] + max(work[d][p - 1], last_hop_s) for d in range(p))
+        return float(column(0)[0]) + last_hop_s
+    start = np.zeros(p)
+    for s in range(p - 1):  # start[d] = max(start[d] + work[d][s], start[d] + hop, start[d - 1] + hop)
+        start = np.maximum(np.maximum(start + column(s), start + hop_s), np.roll(start, 1) + hop_s)
+    return float((start + np.maximum(column(p - 1), last_hop_s)).max())
 
 
 def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, members: list[int], c: int) -> _Timing:
@@ -541,17 +574,16 @@ def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, membe
     work = _ring_work(layout, p, c, spec.causal, forward)
     hop = collectives.send_recv_s(kv, link) if p > 1 else 0.0
     time_s = ring_schedule_s(work, hop)
-    busiest = max(sum(row) for row in work)
+    busiest = float(work.row_sums().max())
     comm = (p - 1) * hop
     if spec.direction == "fwd+bwd":
         backward = replace(compute, direction="fwd+bwd")
-        back = [[b - f for b, f in zip(rb, rf, strict=True)]
-                for rb, rf in zip(_ring_work(layout, p, c, spec.causal, backward), work, strict=True)]
+        back = _ring_work(layout, p, c, spec.causal, backward).minus(work)
         grads = kv * ACCUMULATOR_BYTES / WORD_BYTES
         back_hop = (collectives.send_recv_s(kv, link) + collectives.send_recv_s(grads, link)) if p > 1 else 0.0
         home = collectives.send_recv_s(grads, link) if p > 1 else 0.0
         time_s += ring_schedule_s(back, back_hop, home)
-        busiest = max(sum(rf) + sum(rb) for rf, rb in zip(work, back, strict=True))
+        busiest = float((work.row_sums() + back.row_sums()).max())
         comm += (p - 1) * back_hop + home
     return _Timing(time_s, busiest, comm)
 
@@ -725,7 +757,7 @@ def _decode(spec: ParallelSpec, compute: DeviceCompute) -> _Timing:
     block = compute.decode_s(n // p)
     if spec.scheme == "ring":
         hop = collectives.send_recv_s(_kv_bytes(n // p, compute), link) if p > 1 else 0.0
-        return _Timing(ring_schedule_s([[block] * p for _ in range(p)], hop), p * block, (p - 1) * hop)
+        return _Timing(ring_schedule_s(RingWork(p, block, block, block), hop), p * block, (p - 1) * hop)
     query, partial = distattention_messages(compute, n, p)
     send = (p - 1) * (collectives.send_recv_s(query, link) + collectives.send_recv_s(partial, link))
     merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
