@@ -12,7 +12,8 @@ import yaml
 
 from archsim.gpu.load import load_gpu
 from archsim.library import load_workload_spec
-from archsim.systems.seqpar import ParallelSpec, parallel_time
+from archsim.systems.seqpar import parallel_time
+from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 from archsim.workload_patterns import load_pattern_map
 

@@ -23,9 +23,10 @@ import pytest
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.library import load_workload_spec
-from archsim.systems.seqpar import ParallelSpec, _compute, parallel_time, token_multiple
+from archsim.systems.seqpar import _compute, parallel_time
 from archsim.systems.seqpar_compute import LINEAR_BLOCK
 from archsim.systems.seqpar_memory import inference_memory
+from archsim.systems.seqpar_spec import ParallelSpec, token_multiple
 from archsim.systems.topology import load_topology
 
 LLAMA8 = load_workload_spec("llama3-8b")

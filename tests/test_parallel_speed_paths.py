@@ -27,7 +27,7 @@ from archsim.model.gpu import (
 )
 from archsim.model.gpu_kernels import plans
 from archsim.systems.gpu_device import calibrated_gpu_device
-from archsim.systems.seqpar import RingWork, _ring_work, ring_schedule_s
+from archsim.systems.seqpar_schemes import RingWork, _ring_work, ring_schedule_s
 
 # --- the replaced loops ------------------------------------------------------------------------------------------
 

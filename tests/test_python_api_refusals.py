@@ -13,7 +13,8 @@ from archsim.library import load_workload_spec
 from archsim.model.batch import evaluate_columns
 from archsim.point import prepare, run_point
 from archsim.systems.requests import LengthDistribution, gaussian_requests, poisson_requests
-from archsim.systems.seqpar import ParallelSpec, parallel_time
+from archsim.systems.seqpar import parallel_time
+from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_spec import load_system, with_fields
 from archsim.systems.topology import load_topology

@@ -15,7 +15,9 @@ import pytest
 from archsim import library
 from archsim.errors import SpecError
 from archsim.systems import collectives
-from archsim.systems.seqpar import ParallelSpec, parallel_time, ring_schedule_s
+from archsim.systems.seqpar import parallel_time
+from archsim.systems.seqpar_schemes import ring_schedule_s
+from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 
 NVLINK, IB, DGX = load_topology("a100-nvlink"), load_topology("a100-ib-100g"), load_topology("dgx-a100")

@@ -24,8 +24,9 @@ import pytest
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.library import load_workload_spec
-from archsim.systems.seqpar import ParallelSpec, _compute, parallel_time, token_multiple
+from archsim.systems.seqpar import _compute, parallel_time
 from archsim.systems.seqpar_memory import inference_memory
+from archsim.systems.seqpar_spec import ParallelSpec, token_multiple
 from archsim.systems.sparse_points import flex_point
 from archsim.systems.sparse_prefill import kv_host_s, kv_on_host
 from archsim.systems.topology import load_topology, topology_from_dict

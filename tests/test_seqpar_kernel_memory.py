@@ -17,9 +17,11 @@ import pytest
 from archsim.errors import SpecError
 from archsim.library import load_workload_spec
 from archsim.systems import seqpar
-from archsim.systems.seqpar import ParallelSpec, _compute, _memory, parallel_time, token_multiple
+from archsim.systems.seqpar import _compute, _memory, parallel_time
 from archsim.systems.seqpar_compute import DeviceCompute
 from archsim.systems.seqpar_memory import inference_memory
+from archsim.systems.seqpar_schemes import SCHEME_TIMINGS
+from archsim.systems.seqpar_spec import ParallelSpec, token_multiple
 from archsim.systems.topology import load_topology
 
 LLAMA8 = load_workload_spec("llama3-8b")
@@ -93,7 +95,7 @@ def test_the_calls_counted_are_the_ones_the_timing_runs(scheme: str, causal: boo
 
     monkeypatch.setattr(DeviceCompute, "attention_s", record)
     compute = _compute(spec)
-    seqpar.SCHEME_TIMINGS[scheme](spec, compute)
+    SCHEME_TIMINGS[scheme](spec, compute)
     counted = seqpar._attention_calls(spec, compute, spec.seq_len)
     assert set(counted) <= made
     largest = max(seqpar._held_bytes(EAGER, compute.attention_case(*call)[0], spec.gpu) for call in made)

@@ -9,7 +9,8 @@ import pytest
 
 from archsim import library
 from archsim.gpu.load import load_gpu
-from archsim.systems.seqpar import ParallelSpec, lm_head_s
+from archsim.systems.seqpar import lm_head_s
+from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 
 

@@ -20,7 +20,8 @@ from archsim.dse.sweep import run_sweep
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar import ParallelSpec, _memory, check_spec
+from archsim.systems.seqpar import _memory
+from archsim.systems.seqpar_spec import ParallelSpec, check_spec
 from archsim.systems.topology import load_topology
 
 N = 131072

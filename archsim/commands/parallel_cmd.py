@@ -62,7 +62,7 @@ TEXT_COLUMNS = (
 
 
 def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
-    from archsim.systems.seqpar import SCHEMES
+    from archsim.systems.seqpar_spec import SCHEMES
 
     if value is None:
         return []
@@ -147,7 +147,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
       archsim parallel --system context-parallel-h100 --workload llama3-70b --seq-len 128K --scope layer
     """
     from archsim.model.gpu_kernels import KERNELS, kernel_attention
-    from archsim.systems.seqpar import DEFAULT_KERNEL, LINEAR_SCHEMES, unmodelled
+    from archsim.systems.seqpar_spec import DEFAULT_KERNEL, LINEAR_SCHEMES, unmodelled
 
     system = _system(system_name, topology, gpu)
     if system is not None:
@@ -223,7 +223,7 @@ def _training_settings(direction: str, tp: int, checkpointing: str | None, preci
 def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, causal: bool) -> None:
     """Refuse a `--kernel` no point of the grid runs and `--no-causal` with decode (module docstring): a usage
     error naming the option, as --ulysses without usp."""
-    from archsim.systems.seqpar import attention_kernel, unmodelled
+    from archsim.systems.seqpar_spec import attention_kernel, unmodelled
 
     points = [(s, direction) for s in schemes]
     if kernel is not None and unmodelled("kernel", [kernel], points):
@@ -238,8 +238,8 @@ def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, c
 
 def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
     """The kernels the grid's prefill runs, for the title: `kernel`, and LASP's chunks' (`LINEAR_KERNEL`)."""
-    from archsim.systems.seqpar import LINEAR_SCHEMES
     from archsim.systems.seqpar_compute import LINEAR_KERNEL
+    from archsim.systems.seqpar_spec import LINEAR_SCHEMES
 
     lasp = [s for s in schemes if s in LINEAR_SCHEMES]
     if not lasp:
@@ -269,7 +269,7 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     """The grid's first point, which the others vary; a name that finds no preset or file is named by its option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
-    from archsim.systems.seqpar import ParallelSpec, check_workload, memory_modelled
+    from archsim.systems.seqpar_spec import ParallelSpec, check_workload, memory_modelled
     from archsim.systems.topology import load_topology
 
     model = named("--workload", workload, load_workload_spec)

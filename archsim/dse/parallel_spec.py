@@ -54,7 +54,9 @@ from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
 from archsim.spec_files import spec_beside
-from archsim.systems.seqpar import (
+from archsim.systems.seqpar import parallel_time
+from archsim.systems.seqpar_compute import SOURCE
+from archsim.systems.seqpar_spec import (
     CHECKPOINTING,
     DIRECTIONS,
     MODELLED,
@@ -63,10 +65,8 @@ from archsim.systems.seqpar import (
     TRAINING_FIELDS,
     TRAINING_PRECISIONS,
     ParallelSpec,
-    parallel_time,
     unmodelled,
 )
-from archsim.systems.seqpar_compute import SOURCE
 from archsim.systems.topology import Topology, load_topology
 from archsim.workload import check_size
 

@@ -17,7 +17,7 @@ device count and the parallel degree it must equal), and its objectives and cons
 `SERVING_METRICS`. Such a sweep has no mapping, cascade, arch, sets or gpus.
 
 A sweep may instead target multi-device attention (`archsim.dse.parallel_spec`): a `parallel:` block names the
-base point by the fields of `archsim.systems.seqpar.ParallelSpec` (scheme, devices, workload, seq_len and topology
+base point by the fields of `archsim.systems.seqpar_spec.ParallelSpec` (scheme, devices, workload, seq_len and topology
 required; gpu, batch, causal, direction, scope, tp, ulysses and kernel optional, defaulting as `ParallelSpec` and
 `archsim parallel` do), its axes are `parallel.<field>` (a field an axis sets is left out of the block), each point
 is one `parallel_time` run, and its objectives and constraints may also name `PARALLEL_METRICS` (efficiency and

@@ -12,15 +12,15 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
 - Prefill. Each prompt is cut over the cp ranks by the scheme and timed by `seqpar.parallel_time` at scope
   `layer` (the attention's ring or all-to-alls, the layer's other ops on each rank's tokens, the TP all-reduces),
   times the layers, then the LM head over its last token on the rank holding it (`SystemModel.lm_head_cost`). A
-  prompt is padded up to a whole number of the scheme's chunks (`seqpar.token_multiple`: 2 cp for zigzag), as
+  prompt is padded up to a whole number of the scheme's chunks (`seqpar_spec.token_multiple`: 2 cp for zigzag), as
   ring implementations pad; the padding is computed. At cp 1 the prompt is one causal call
-  (`seqpar.single_device_scheme`), unpadded. The prompts of one iteration run one after another (each
+  (`seqpar_spec.single_device_scheme`), unpadded. The prompts of one iteration run one after another (each
   occupies every rank). A prompt whose memory per GPU (`seqpar`'s: weights, its KV and the working set) exceeds
   the GPU's cannot run: `UnrunnableOp`, which the serving simulator turns into a refused request.
 - Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
-  all-gather each token's partial (o, max, sum-exp) per head over the cp group (`seqpar.distattention_messages`:
+  all-gather each token's partial (o, max, sum-exp) per head over the cp group (`seqpar_schemes.distattention_messages`:
   the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass).
   Assumptions: the decoded tokens' k and v are appended to the ranks in turn (round robin), so every rank keeps
   ceil(context / cp) of each sequence however many tokens it decoded; replicated dense ops cost a rank little at
@@ -46,16 +46,10 @@ from archsim.errors import SpecError
 from archsim.systems import collectives
 from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
-from archsim.systems.seqpar import (
-    ParallelResult,
-    ParallelSpec,
-    check_spec,
-    distattention_messages,
-    parallel_time,
-    single_device_scheme,
-    token_multiple,
-)
+from archsim.systems.seqpar import ParallelResult, parallel_time
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
+from archsim.systems.seqpar_schemes import distattention_messages
+from archsim.systems.seqpar_spec import ParallelSpec, check_spec, single_device_scheme, token_multiple
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_checks import context_parallel_gpu
 from archsim.systems.system_model import SystemModel, board_power_w
@@ -63,7 +57,7 @@ from archsim.systems.system_types import CP_LINK, TP_LINK, Parallelism, System
 from archsim.systems.topology import Level, Topology
 from archsim.workload import Workload
 
-# a `seqpar.ParallelSpec` field -> the system spec's field that sets it (tp: `System.blame`, the spec's or --tp)
+# a `seqpar_spec.ParallelSpec` field -> the system spec's field that sets it (tp: `System.blame`, the spec's or --tp)
 SPEC_FIELDS = {"devices": "parallelism.cp", "ulysses": "schedule.ulysses", "scheme": "schedule.scheme"}
 
 

@@ -1,5 +1,5 @@
 """What one device of a sequence-parallel group computes, and how long it takes: the GPU model's costs of attention
-blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.seqpar`.
+blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.seqpar_schemes`.
 
 - Softmax-attention blocks (`DeviceCompute.attention_s`): one call of the GPU attention kernel
   (`archsim.model.gpu_kernels`, FlashAttention-2 by default) per block of q query tokens against k key tokens, the

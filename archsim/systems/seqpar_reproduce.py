@@ -39,9 +39,10 @@ from archsim.model.gpu_kernels import predict
 from archsim.systems.attribution import Reason
 from archsim.systems.chip import load_chip
 from archsim.systems.links import load_link
-from archsim.systems.seqpar import ParallelResult, ParallelSpec, lm_head_s, parallel_time
+from archsim.systems.seqpar import ParallelResult, lm_head_s, parallel_time
 from archsim.systems.seqpar_compute import PRECISION, DeviceCompute
 from archsim.systems.seqpar_memory import POW2_UNIT_TOKENS
+from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 
 K = 1000  # the paper's "K" in Table 2 (6 x 1.04K = 6.2K, 6 x 24.96K = 149.8K ~ its 149.5K)

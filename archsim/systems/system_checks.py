@@ -366,7 +366,7 @@ def _check_context_parallel(system: System) -> None:
     another (cp above 1). A context-parallel system is GPUs costed by the calibrated model
     (`archsim.systems.context_parallel`): one gpu device, a link named tp between its GPUs of a node (the ring's
     hops inside a node and the TP all-reduces run on it), and neither a per-action energy model nor roofline
-    timing, which the prefill's schemes (`archsim.systems.seqpar`) do not read."""
+    timing, which the prefill's schemes (`archsim.systems.seqpar_schemes`) do not read."""
     kind, cp = system.schedule.kind, system.parallelism.cp
     if kind != CONTEXT_PARALLEL:
         if cp != 1:

@@ -895,7 +895,7 @@ def allreduce_s(model: SystemModel, tokens: int) -> float:
 def _reduced_bytes(model: SystemModel, op: Op) -> float:
     """A row-parallel op's output as its all-reduce moves it: the cascade's output elements at the activations'
     word size, the workload's `word_bytes` (an FFN in fp8, `ffn_word_bytes`, writes bf16 outputs, as Llama 3's FP8
-    serving does; `archsim.systems.seqpar` all-reduces the same bf16 hidden vectors)."""
+    serving does; `archsim.systems.seqpar_schemes` all-reduces the same bf16 hidden vectors)."""
     words = op.binding.word_bytes
     return op.bytes_by_role[ACTIVATIONS_OUT] * int(model.shard.params.get("word_bytes", words)) / words
 

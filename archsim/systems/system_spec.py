@@ -112,8 +112,8 @@ experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent 
 default 0: uniform routing). `context-parallel` (multi-device attention as a system,
 `archsim.systems.context_parallel`): `parallelism.cp` ranks of `tp` GPUs each, every rank holding the weights (1/tp
 per GPU) and 1/cp of every sequence's KV cache. A prompt is prefilled by `scheme` (required: one of
-`CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it, `archsim.systems.seqpar`; `ulysses`, the Ulysses degree,
-required with usp and refused otherwise) across the cp ranks; decode attends each rank's share of the cache and
+`CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it, `archsim.systems.seqpar_schemes`; `ulysses`, the Ulysses
+degree, required with usp and refused otherwise) across the cp ranks; decode attends each rank's share of the cache and
 merges the ranks' partial results. Its one device is a gpu (the calibrated model; `energy_model: per-action` and
 `timing: roofline` are refused, as the prefill's schemes are timed by the calibrated model and priced at board
 power), with a `tp` link inside a node when it holds more than one GPU and a `cp` link between nodes when tp x cp

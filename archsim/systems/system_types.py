@@ -24,7 +24,7 @@ OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_n
 # token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
 TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK = "tp", "ep", "attention", "cp"
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
-# the prefill schemes a context-parallel system runs: archsim.systems.seqpar's softmax-attention prefills
+# the prefill schemes a context-parallel system runs: archsim.systems.seqpar_schemes' softmax-attention prefills
 CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megatron-sp", "allgather")
 CONTEXT_PARALLEL = "context-parallel"
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)

@@ -1,0 +1,370 @@
+"""The timing of each sequence-parallel scheme: one layer's attention (`SCHEME_TIMINGS`, `decode`) and the rest of
+the layer (`dense`) on the busiest device, with the scheme's communication, for a `seqpar_spec.ParallelSpec` and
+the `seqpar_compute.DeviceCompute` of one tp rank. What each device computes is costed by the GPU model
+(`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link the group spans
+(`archsim.systems.collectives`, `Topology`). The result with its memory is `archsim.systems.seqpar`.
+
+The schemes, as their papers and reference code run them (../shared/reference/seqpar-sparse.md §1, §4; the
+executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attention`, `lasp*`):
+
+- `ring` (Ring Attention, Liu et al. 2023; ring-flash-attention): contiguous chunks of c = N/P tokens; in step
+  s = 0..P-1 device d holds the K/V block of device (d - s) mod P and sends it on while computing. Causal: a block
+  from an earlier device is a full c x c call, its own block a causal one, a later device's block is skipped, so
+  the last device works every step and the first one step: the load imbalance the model computes.
+- `zigzag`: 2P chunks of c/2, device d holding chunks d and 2P-1-d (ring-flash-attention's zigzag): step 0 is a
+  causal c x c call, a block from an earlier device c queries x c/2 keys, from a later one c/2 x c: balanced.
+- `stripe`: device d holds tokens t with t mod P = d (Striped Attention): every step is a causal-shaped c x c call.
+- Ring timing: the steps advance as a dependency chain, not a barrier: device d starts step s+1 when its step-s
+  compute is done, its own send of the block is done, and the block from d-1 (sent when d-1 started step s) has
+  arrived: start[d][s+1] = max(start[d][s] + compute[d][s], start[d][s] + t_hop, start[d-1][s] + t_hop). The time
+  is the last device's finish: per step max(compute, transfer) with the pipeline's fill and drain, and each
+  device's own work pattern. Backward (`fwd+bwd`): the same ring again with the backward kernel, K and V plus the
+  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them; one more hop brings dK, dV
+  home).
+- `ulysses` (DeepSpeed-Ulysses): an all-to-all of Q, K, V from sequence to head shards, attention over all N tokens
+  on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
+  overlaps. P must divide H and H_kv.
+- `usp` (Ulysses x Ring, `ulysses` = u devices of a node, P/u ring groups): the all-to-alls inside the u group,
+  then zigzag ring attention over the P/u groups with H/u heads and N/(P/u) tokens per block; causal, N a
+  multiple of lcm(P, 2P/u) (`seqpar_spec.token_multiple`).
+- `megatron-sp` (Megatron-LM sequence parallelism): an all-gather of the sequence-sharded N x h input, attention on
+  H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair. With P
+  beyond the KV heads each device keeps one KV head, repeated over P / H_kv devices (P must then be a multiple of
+  H_kv), in the timing and the memory alike.
+- `allgather` (Llama 3's context parallelism; LASP-2H's softmax layers): an all-gather of K and V, then each device's
+  queries (zigzag chunks) against every earlier key; exposed. One device gathers nothing and runs the one call of
+  the one-device run.
+- `lasp1` / `lasp2` (linear attention; Sun et al. 2024, 2025): each device's chunk runs causal linear attention on
+  its own tokens; the state before the chunk (B H d x d fp32 per device, as the LASP code keeps it) comes from the
+  earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
+  path (P-1)(alpha + state / beta + compute)), which the first device's K^T V GEMM starts (a state is computed
+  before it is sent): receive the state, multiply Q by it (backward: K and V by dM), add the chunk's own K^T V,
+  send; each device's intra-chunk work and own K^T V run beside the chain and count in its compute. Only causal
+  linear attention is modelled (`--no-causal`, whose chunks would all take the total state, is refused). LASP-2
+  computes its chunk's state first, then all-gathers every device's state at once, overlapped with the intra-chunk
+  work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
+  (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
+  without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
+
+Decode (`direction: decode`, one new token per sequence over `seq_len` cached tokens; the attention only):
+`ring` passes the K/V blocks around the ring while each device reads its block for the query (Ring Attention's
+inference: the transfers dominate); `megatron-sp` is head-parallel decode (each device reads all tokens of H/P
+heads; any `seq_len`, since it cuts no sequence), whose heads' outputs are combined as its prefill's are, an
+all-gather and a reduce-scatter of the new tokens' hidden vectors (the row-parallel output projection's
+all-reduce; latency-bound at one token); `distattention` (Infinite-LLM's DistAttention) sends the query to
+each of the P holders of N/P tokens, each returns its partial (o, max, sum-exp) in fp32, and the owner merges them:
+(P-1) queries out and partials in over its port, one decode call over N/P tokens and a merge pass. The decode
+kernel is Flash-Decoding.
+
+Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
+decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
+of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
+each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
+inside): the group's members are tp apart (`group_members`), so a ring of nodes runs over the NICs; the TP group's
+all-reduces are timed over the innermost link (a TP group lies inside a node: `seqpar_spec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from archsim.systems import collectives
+from archsim.systems.links import Link
+from archsim.systems.seqpar_compute import WORD_BYTES, DeviceCompute, shard
+from archsim.systems.seqpar_spec import ParallelSpec
+
+ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One scheme's time of a layer (or its attention) on the busiest device: `time_s`, of which `compute_s` is the
+    device's compute and `comm_s` the scheme's transfers as if alone on the link."""
+
+    time_s: float
+    compute_s: float
+    comm_s: float
+
+
+def group_members(count: int, stride: int) -> list[int]:
+    """The ranks of a group of `count` devices `stride` apart (one per tensor-parallel group or node)."""
+    return [i * stride for i in range(count)]
+
+
+def kv_bytes(tokens: int, compute: DeviceCompute) -> float:
+    """K and V of `tokens` tokens of the device's KV heads (the attention cascade's tensors)."""
+    sizes = compute.attention_bytes(tokens)
+    return float(sizes["K"] + sizes["V"])
+
+
+# --- ring family -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RingWork:
+    """compute[d][s] of a ring of `devices` devices, which holds at most three values: device d's own block at step
+    0 (`diagonal_s`), an earlier device's block at steps 1..d (`below_s`) and a later one's at steps d+1..P-1
+    (`above_s`). Kept as the three values, not the P x P matrix: its columns and row sums are built in numpy, the
+    same additions in the same order as over the matrix."""
+
+    devices: int
+    diagonal_s: float
+    below_s: float
+    above_s: float
+
+    def column(self, s: int) -> np.ndarray:
+        """compute[d][s] of every device d."""
+        if s == 0:
+            return np.full(self.devices, self.diagonal_s)
+        return np.where(np.arange(self.devices) >= s, self.below_s, self.above_s)
+
+    def row_sums(self) -> np.ndarray:
+        """sum(compute[d]) of every device d, added left to right (as Python's `sum` of the row)."""
+        total = self.column(0)
+        for s in range(1, self.devices):
+            total = total + self.column(s)
+        return total
+
+    def minus(self, other: RingWork) -> RingWork:
+        """compute[d][s] - other's, element by element."""
+        return RingWork(self.devices, self.diagonal_s - other.diagonal_s, self.below_s - other.below_s,
+                        self.above_s - other.above_s)
+
+
+def _ring_work(layout: str, p: int, c: int, causal: bool, compute: DeviceCompute) -> RingWork:
+    """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block (j): its
+    own (j == d, step 0), an earlier device's (j < d, steps 1..d) or a later one's (j > d). The kernel calls are
+    timed in the order the matrix first meets them (own, later, earlier), so a refused call is the same one."""
+    if not causal:
+        full = compute.attention_s(c, c, False)
+        return RingWork(p, full, full, full)
+    diagonal = compute.attention_s(c, c, True)
+    if layout == "stripe" or p == 1:  # stripe: every block is causal-shaped (the diagonal kept or not)
+        return RingWork(p, diagonal, diagonal, diagonal)
+    if layout == "ring":
+        return RingWork(p, diagonal, compute.attention_s(c, c, False), 0.0)
+    above = compute.attention_s(c // 2, c, False)
+    return RingWork(p, diagonal, compute.attention_s(c, c // 2, False), above)
+
+
+def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
+    """The finish of a ring of P devices whose device d computes work[d][s] in step s while passing its block on
+    (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home). `work` is a
+    `RingWork` or any P x P matrix; the P devices of a step advance together in numpy."""
+    if isinstance(work, RingWork):
+        p, column = work.devices, work.column
+    else:
+        matrix = np.asarray(work, dtype=np.float64)
+        p, column = len(matrix), (lambda s: matrix[:, s])
+    if p == 1:
+        return float(column(0)[0]) + last_hop_s
+    start = np.zeros(p)
+    for s in range(p - 1):  # start[d] = max(start[d] + work[d][s], start[d] + hop, start[d - 1] + hop)
+        start = np.maximum(np.maximum(start + column(s), start + hop_s), np.roll(start, 1) + hop_s)
+    return float((start + np.maximum(column(p - 1), last_hop_s)).max())
+
+
+def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, members: list[int], c: int) -> Timing:
+    link = spec.topology.group_link(members)
+    kv = kv_bytes(c, compute)
+    forward = replace(compute, direction="fwd")
+    work = _ring_work(layout, p, c, spec.causal, forward)
+    hop = collectives.send_recv_s(kv, link) if p > 1 else 0.0
+    time_s = ring_schedule_s(work, hop)
+    busiest = float(work.row_sums().max())
+    comm = (p - 1) * hop
+    if spec.direction == "fwd+bwd":
+        backward = replace(compute, direction="fwd+bwd")
+        back = _ring_work(layout, p, c, spec.causal, backward).minus(work)
+        grads = kv * ACCUMULATOR_BYTES / WORD_BYTES
+        back_hop = (collectives.send_recv_s(kv, link) + collectives.send_recv_s(grads, link)) if p > 1 else 0.0
+        home = collectives.send_recv_s(grads, link) if p > 1 else 0.0
+        time_s += ring_schedule_s(back, back_hop, home)
+        busiest = float((work.row_sums() + back.row_sums()).max())
+        comm += (p - 1) * back_hop + home
+    return Timing(time_s, busiest, comm)
+
+
+def _ring_scheme(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p = spec.devices
+    return _ring(spec, compute, spec.scheme, p, group_members(p, spec.tp), spec.seq_len // p)
+
+
+# --- head-sharding schemes ---------------------------------------------------------------------------------------
+
+
+def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p, n = spec.devices, spec.seq_len
+    members = group_members(p, spec.tp)
+    qkv, o = _a2a_bytes(compute, n // p)
+    comm = spec.topology.all_to_all_s(qkv, members) + spec.topology.all_to_all_s(o, members)
+    if spec.direction == "fwd+bwd":
+        comm *= 2  # dO in, dQ, dK, dV back
+    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, compute.kv_heads // p)
+    return Timing(attn + comm, attn, comm)
+
+
+def _a2a_bytes(compute: DeviceCompute, tokens: int) -> tuple[float, float]:
+    """(Q, K, V) and O bytes one device holds for `tokens` tokens of its heads: the all-to-alls' buffers (the
+    attention cascade's tensors)."""
+    sizes = compute.attention_bytes(tokens)
+    return float(sizes["Q"] + sizes["K"] + sizes["V"]), float(sizes["AV"])
+
+
+def _usp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p, n, u = spec.devices, spec.seq_len, spec.ulysses
+    r = p // u
+    inner = group_members(u, spec.tp)
+    qkv, o = _a2a_bytes(compute, n // p)
+    a2a = spec.topology.all_to_all_s(qkv, inner) + spec.topology.all_to_all_s(o, inner)
+    if spec.direction == "fwd+bwd":
+        a2a *= 2
+    heads = replace(compute, heads=compute.heads // u, kv_heads=compute.kv_heads // u)
+    ring = _ring(spec, heads, "zigzag" if spec.causal else "ring", r, group_members(r, u * spec.tp), n // r)
+    return Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
+
+
+def _head_parallel_comm_s(spec: ParallelSpec, compute: DeviceCompute, tokens: int, link: Link) -> float:
+    """Megatron-SP's combine of `tokens` tokens' hidden vectors over the devices: an all-gather before the heads and
+    a reduce-scatter after the output projection (0 on one device, as the collectives are)."""
+    hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
+    return (collectives.all_gather_s(hidden, spec.devices, link)
+            + collectives.reduce_scatter_s(hidden, spec.devices, link))
+
+
+def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p, n = spec.devices, spec.seq_len
+    members = group_members(p, spec.tp)
+    link = spec.topology.group_link(members)
+    comm = _head_parallel_comm_s(spec, compute, n, link)
+    if spec.direction == "fwd+bwd":
+        comm *= 2
+    if spec.scope == "layer":
+        comm *= 2  # the FFN's all-gather and reduce-scatter
+    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, max(1, compute.kv_heads // p))
+    return Timing(attn + comm, attn, comm)
+
+
+def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p, n = spec.devices, spec.seq_len
+    members = group_members(p, spec.tp)
+    if p == 1:  # nothing to gather: the one call of the one-device run
+        work = compute.attention_s(n, n, spec.causal)
+        return Timing(work, work, 0.0)
+    gathered = kv_bytes(n, compute)
+    comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
+    if spec.direction == "fwd+bwd":
+        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
+                                             spec.topology.group_link(members))
+    half = n // (2 * p) if spec.causal else n // p
+    busiest = 0.0
+    for d in range(p):
+        if not spec.causal:
+            work = compute.attention_s(half, n, False)
+        else:
+            work = sum(compute.attention_s(half, chunk * half, False) + compute.attention_s(half, half, True)
+                       for chunk in (d, 2 * p - 1 - d))
+        busiest = max(busiest, work)
+    return Timing(busiest + comm, busiest, comm)
+
+
+# --- linear attention --------------------------------------------------------------------------------------------
+
+
+def _state_bytes(spec: ParallelSpec, compute: DeviceCompute) -> float:
+    """One device's chunk state M (K^T V per head) of the `lasp2-linear-attention` cascade, in fp32 as LASP keeps
+    it."""
+    return compute.lasp_state_bytes(spec.seq_len, spec.devices) * ACCUMULATOR_BYTES / WORD_BYTES
+
+
+def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    p, c = spec.devices, spec.seq_len // spec.devices
+    members = group_members(p, spec.tp)
+    state = _state_bytes(spec, compute)
+    local = compute.linear_chunk_s(c)
+    kv_state = compute.state_gemm_s(c)  # the chunk's K^T V, what the others need
+    inter = compute.state_gemm_s(c)  # Q times the earlier chunks' state
+    passes = 2 if spec.direction == "fwd+bwd" else 1  # the backward's dM chain or all-gather
+    if p == 1:
+        return Timing(local + kv_state, local + kv_state, 0.0)
+    if spec.scheme == "lasp1":
+        # the first device's K^T V GEMM (backward: the last one's dM), then each hop: send, receive the state, the
+        # products that need it (forward: Q times it; backward: K and V times the received dM, twice the forward's),
+        # add the chunk's own K^T V, send on: seqpar-sparse.md §1's critical path (P-1) (alpha + state / beta +
+        # compute), here the state's GEMM, then the P-1 hops one after another, each over the link joining its two
+        # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
+        # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
+        # (computed before its state arrives) run beside the chain
+        hops_s = sum(collectives.send_recv_s(state, link) for link in spec.topology.chain_links(members)) * passes
+        hop_compute = inter + compute.elementwise_s(3 * state) * passes
+        arrival = kv_state + hops_s + (p - 2) * hop_compute
+        own = local + kv_state
+        return Timing(max(own, arrival) + hop_compute, own + hop_compute, hops_s)
+    # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
+    # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
+    # sum and Q times it
+    gather = collectives.all_gather_s(p * state, p, spec.topology.group_link(members)) * passes
+    prefix = compute.elementwise_s((p + 1) * state) * passes
+    time_s = kv_state + max(local, gather) + prefix + inter
+    return Timing(time_s, local + kv_state + prefix + inter, gather)
+
+
+# --- decode ------------------------------------------------------------------------------------------------------
+
+
+def decode(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    """One decode step over a context of `seq_len` cached tokens (module docstring, "decode")."""
+    p, n = spec.devices, spec.seq_len
+    members = group_members(p, spec.tp)
+    link = spec.topology.group_link(members)
+    if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
+        attn = compute.decode_s(n, compute.heads // p, max(1, compute.kv_heads // p))
+        comm = _head_parallel_comm_s(spec, compute, 1, link)  # the new token of each sequence
+        return Timing(attn + comm, attn, comm)
+    block = compute.decode_s(n // p)
+    if spec.scheme == "ring":
+        hop = collectives.send_recv_s(kv_bytes(n // p, compute), link) if p > 1 else 0.0
+        return Timing(ring_schedule_s(RingWork(p, block, block, block), hop), p * block, (p - 1) * hop)
+    query, partial = distattention_messages(compute, n, p)
+    send = (p - 1) * (collectives.send_recv_s(query, link) + collectives.send_recv_s(partial, link))
+    merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
+    return Timing(send + block + merge, block + merge, send)
+
+
+def distattention_messages(compute: DeviceCompute, keys: int, p: int) -> tuple[float, float]:
+    """(query, partial) bytes one of `p` KV holders exchanges per decode step of `compute.batch` sequences over
+    `keys` cached tokens: the `distattention-decode` cascade's query QD to each holder, and each holder's partial
+    (o, max, sum-exp: PNV, PM, PD) back, in fp32 (`ACCUMULATOR_BYTES`) as the merge reads them."""
+    sizes = compute.distattention_bytes(keys, p)  # the cascade's transfers, summed over the p holders
+    partial = (sizes["PM"] + sizes["PD"] + sizes["PNV"]) / p * ACCUMULATOR_BYTES / WORD_BYTES
+    return sizes["QD"] / p, partial
+
+
+SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], Timing]] = {
+    "ring": _ring_scheme, "zigzag": _ring_scheme, "stripe": _ring_scheme, "ulysses": _ulysses, "usp": _usp,
+    "megatron-sp": _megatron_sp, "allgather": _allgather, "lasp1": _lasp, "lasp2": _lasp,
+    "distattention": decode,
+}
+
+
+# --- the rest of the layer ---------------------------------------------------------------------------------------
+
+
+def dense(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+    """The layer's other ops on one device, and the TP all-reduces (module docstring)."""
+    p, n = spec.devices, spec.seq_len
+    tokens = n if spec.scheme == "megatron-sp" else n // p
+    degree = spec.tp * (p if spec.scheme == "megatron-sp" else 1)
+    cut_by = "tp x P (megatron-sp's devices)" if spec.scheme == "megatron-sp" else "tp"
+    ops_s = compute.dense_s(shard(spec.workload, degree, cut_by), tokens)
+    comm = 0.0
+    if spec.tp > 1:
+        node = spec.topology.group_link(list(range(spec.tp)))
+        message = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
+        comm = 2 * collectives.all_reduce_s(message, spec.tp, node, algorithm="ring")
+        if spec.direction == "fwd+bwd":
+            comm *= 2
+    return Timing(ops_s + comm, ops_s, comm)
