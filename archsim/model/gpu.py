@@ -236,6 +236,10 @@ class Segment:
 
 @dataclass(frozen=True, eq=False)
 class TiledLaunch:
+    """A kernel launch of CTAs that each step through tiles (FlashAttention's main loop): its `segments` (tile
+    shapes and per-CTA counts), what one CTA holds on an SM (threads, shared memory, registers), and the DRAM and
+    L2 bytes the whole launch moves; `tiled_launch_time` times it."""
+
     name: str
     segments: tuple[Segment, ...]
     threads: int  # per CTA
@@ -300,6 +304,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class LaunchResult:
+    """One launch's time and what set it (`bound`), with its grid and the work it did (module docstring)."""
+
     name: str
     time_s: float
     bound: str  # what sets the time: schedule, dram, l2, compute, launch
@@ -348,6 +354,7 @@ def gpu_record(result: GpuResult, gpu: GPU) -> Record:
 
 
 def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuResult:
+    """The result of a kernel that cannot run the case on `gpu`: infeasible, with the reason, its time NaN."""
     return GpuResult(kernel, gpu.name, case, False, reason, math.nan)
 
 
@@ -522,6 +529,9 @@ def _uniform_schedule_s(cta_s: float, ctas: int, slots: int, best: float) -> flo
 
 
 def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    """The slowest of the launch's bounds, plus the launch overhead `launch_s`: its CTAs' schedule at the best
+    occupancy (`schedule_s`), its DRAM bytes at `dram_efficiency` of the peak, its L2 bytes, and its atomics where
+    it has any; with the work its tiles did."""
     k = ctas_per_sm(launch, gpu)
     totals = {"mma_flops": 0.0, "exp_ops": 0.0, "alu_ops": 0.0, "smem_bytes": 0.0}
     for seg in launch.segments:
@@ -553,12 +563,16 @@ def dram_efficiency(gpu: GPU) -> float:
 
 
 def stream_launch_time(launch: StreamLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    """A bandwidth-bound launch (a copy, an eager elementwise op, a backward preprocess): its DRAM bytes at
+    `dram_efficiency` of the peak or at the family's fitted fraction, plus `launch_s`."""
     efficiency = dram_efficiency(gpu) if launch.efficiency is None else params[launch.efficiency]
     dram_s = launch.dram_bytes / (gpu.dram_bytes_per_s * efficiency)
     return LaunchResult(launch.name, dram_s + params["launch_s"], "dram", dram_bytes=launch.dram_bytes)
 
 
 def gemm_launch_time(launch: GemmLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    """A library GEMM (cuBLAS, an eager matmul): the longer of its FLOPs at `gemm_efficiency` of the tensor peak
+    and its DRAM bytes at `hbm_efficiency` of the bandwidth (a roofline), plus `launch_s`."""
     compute_s = launch.mma_flops / (gpu.tensor_peak_flops_per_s(launch.precision) * params["gemm_efficiency"])
     dram_s = launch.dram_bytes / (gpu.dram_bytes_per_s * params["hbm_efficiency"])
     return LaunchResult(launch.name, max(compute_s, dram_s) + params["launch_s"],
@@ -567,6 +581,7 @@ def gemm_launch_time(launch: GemmLaunch, gpu: GPU, params: Mapping[str, float]) 
 
 
 def launch_time(launch: Launch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
+    """Time one launch by its kind: tiled, streaming or GEMM."""
     if isinstance(launch, TiledLaunch):
         return tiled_launch_time(launch, gpu, params)
     if isinstance(launch, StreamLaunch):
@@ -622,6 +637,8 @@ def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...], check
 
 
 def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float, tuple[LaunchResult, ...]]:
+    """A plan's launches one after another (the GPU idling until autograd reaches the backward, `autograd_s`),
+    or the host's op issue time when that is longer; with each launch's result."""
     results = tuple(launch_time(launch, gpu, params) for launch in plan.launches)
     device_s = sum(r.time_s for r in results)
     if plan.backward_from is not None:  # the GPU idles until autograd reaches the backward, unless still busy
