@@ -156,6 +156,21 @@ def test_the_link_check_reads_the_most_demanding_decode_iteration_at_its_mean_co
     assert largest_only.extras["bw_min_bytes_per_s"] == pytest.approx(largest)
 
 
+def test_the_link_check_reads_every_batch_size_as_bw_min_is_not_monotone_in_the_batch():
+    """Review helper-233: ATIME steps up where the pool's decode kernel spills into another wave, so a batch of 234
+    asks more than one of 235 at the same context; pruning smaller batches at no shorter context had missed it."""
+    from archsim.systems.offload import bw_min_bytes_per_s, peak_batch_link_feasibility
+    from archsim.systems.serving import IterationRecord
+
+    model = _lamina()
+    smaller, larger = bw_min_bytes_per_s(model, [100] * 234, 0.2), bw_min_bytes_per_s(model, [100] * 235, 0.2)
+    assert smaller > larger  # the premise
+    timeline = [IterationRecord(0, 1, 0, 234, 0, 300, 234 * 100), IterationRecord(1, 2, 0, 235, 0, 300, 235 * 100)]
+    record = peak_batch_link_feasibility(model, timeline, 0.2)
+    assert (record.extras["batch"], record.extras["context"]) == (234, 100)
+    assert record.extras["bw_min_bytes_per_s"] == pytest.approx(smaller)
+
+
 def test_simulate_alpha_on_a_run_that_never_decodes_exits_2_naming_alpha(tmp_path):
     from click.testing import CliRunner
 

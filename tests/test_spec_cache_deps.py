@@ -49,3 +49,32 @@ def test_threads_loading_specs_at_once_each_get_their_own(tmp_path: Path) -> Non
     for thread in threads:
         thread.join()
     assert not errors and found == [3.35e12] * 8
+
+
+def test_a_derived_system_is_parsed_again_when_its_base_file_changes(tmp_path: Path) -> None:
+    """Review helper-233: the base is read by the system loader itself, not through the library, and had not been
+    recorded, so a derived system kept its old base."""
+    base = tmp_path / "b.yaml"
+    base.write_text("name: b\nbase: vllm-h100\n")
+    derived = tmp_path / "s.yaml"
+    derived.write_text("name: s\nbase: b.yaml\n")
+    assert load_system(derived).devices["gpu"].spec.name == "h100-sxm5"
+    base.write_text("name: b\nbase: vllm-h100\ndevices:\n  gpu:\n    preset: h200-sxm\n")
+    assert load_system(base).devices["gpu"].spec.name == "h200-sxm"
+    assert load_system(derived).devices["gpu"].spec.name == "h200-sxm"
+
+
+def test_the_cache_drops_the_least_recently_loaded_spec(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(library, "PARSED_SPECS", 2)
+    monkeypatch.setattr(library, "_PARSED", type(library._PARSED)())
+    paths = []
+    for name in "abc":
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(library.find("workloads", "bert-base").read_text().replace("name: bert-base", f"name: {name}"))
+        paths.append(path)
+    a = library.load_workload_spec(str(paths[0]))
+    library.load_workload_spec(str(paths[1]))
+    assert library.load_workload_spec(str(paths[0])) is a  # a is now the most recently loaded
+    library.load_workload_spec(str(paths[2]))  # over the limit: b goes, not a
+    assert library.load_workload_spec(str(paths[0])) is a
+    assert [Path(key[0]).name for key in library._PARSED] == ["c.yaml", "a.yaml"]

@@ -68,6 +68,8 @@ def _read(path: Path, from_dict):
     key = (str(path), data, from_dict)
     with _LOCK:
         found = _PARSED.get(key)
+        if found is not None:
+            _PARSED.move_to_end(key)  # least recently loaded goes first
     if found is not None and all(_bytes_or_none(p) == d for p, d in found[1]):
         spec, read = found
     else:
@@ -79,15 +81,23 @@ def _read(path: Path, from_dict):
             read = tuple(dict(reading.pop()).items())  # each file once
         with _LOCK:
             _PARSED[key] = (spec, read)
+            _PARSED.move_to_end(key)
             if len(_PARSED) > PARSED_SPECS:
                 _PARSED.popitem(last=False)
-    reading = _reading()
-    if reading:  # a spec being parsed loaded this one: it depends on this file and on what this one read
-        reading[-1].extend(((path, data), *read))
+    depends_on(path, data, *read)  # a spec being parsed loaded this one: it depends on it and on what it read
     return spec
 
 
-PARSED_SPECS = 512  # specs remembered (the oldest parsed dropped first)
+def depends_on(path: Path, data: bytes, *read: tuple[Path, bytes]) -> None:
+    """Record, for the spec being parsed on this thread (if any), that it read `data` from `path` (and the files of
+    `read`), so its remembered parse is used only while they hold the same bytes: a loader that reads a file
+    itself (a system's `base`) calls this."""
+    reading = _reading()
+    if reading:
+        reading[-1].extend(((path, data), *read))
+
+
+PARSED_SPECS = 512  # specs remembered (the least recently loaded dropped first)
 _PARSED: OrderedDict[tuple, tuple[object, tuple[tuple[Path, bytes], ...]]] = OrderedDict()
 _LOCK = threading.Lock()  # sweeps may load specs from several threads
 _THREAD = threading.local()
@@ -159,7 +169,7 @@ def load_cascade_spec(name_or_path: str | Path) -> Cascade:
 
 
 def load_architecture_spec(name_or_path: str | Path) -> Architecture:
-    """A architecture by library name or a YAML file by path; every problem is a SpecError naming the file."""
+    """An architecture by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("architectures", name_or_path, architecture_from_dict)
 
 

@@ -421,22 +421,23 @@ def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float)
 
 def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> Record:
     """`link_feasibility` of a served run at its most demanding decode iteration, each request at that iteration's
-    mean context (the formula reads the batch's KV through ATIME, which the mean context keeps). BW_min grows with
-    the batch (the bytes grow as B, MTIME less than B) and falls with the context (ATIME grows with it), so only
-    the iterations no other one has at least as many requests at no longer a mean context can ask the most: each of
-    those is checked and the one asking the most is returned (its batch and context in the extras). A run that
-    never decoded is a SpecError naming `timeline`."""
-    batches = {(it.n_decode, max(1, round(it.decode_kv_tokens / it.n_decode))) for it in timeline if it.n_decode}
-    if not batches:
+    mean context (the formula reads the batch's KV through ATIME, which the mean context keeps). BW_min falls with
+    the context (ATIME grows with it), so of the iterations of one batch size only the shortest mean context can ask
+    the most; it does not always grow with the batch (ATIME steps up where the pool's decode kernel spills into another
+    wave: LLaMA3-70B on `lamina` asks 53.2 GB/s at 234 requests of 100 tokens, 52.5 at 235), so every batch size's
+    is checked, and the one asking the most is returned (its batch and context in the
+    extras). A run that never decoded is a SpecError naming `timeline`."""
+    shortest: dict[int, int] = {}  # batch size -> its shortest mean context
+    for it in timeline:
+        if it.n_decode:
+            context = max(1, round(it.decode_kv_tokens / it.n_decode))
+            shortest[it.n_decode] = min(context, shortest.get(it.n_decode, context))
+    if not shortest:
         raise SpecError("<python>", "timeline", "expected a run with a decode iteration: BW_min is a decode batch's")
-    frontier, shortest = [], math.inf  # largest batch first; a smaller one counts only at a shorter context
-    for n, context in sorted(batches, key=lambda b: (-b[0], b[1])):
-        if context < shortest:
-            frontier.append((n, context))
-            shortest = context
-    records = [link_feasibility(model, [context] * n, alpha) for n, context in frontier]
+    batches = sorted(shortest.items(), reverse=True)
+    records = [link_feasibility(model, [context] * n, alpha) for n, context in batches]
     worst = max(range(len(records)), key=lambda i: records[i].extras["bw_min_bytes_per_s"])
-    return replace(records[worst], extras={**records[worst].extras, "context": frontier[worst][1]})
+    return replace(records[worst], extras={**records[worst].extras, "context": batches[worst][1]})
 
 
 def offload_model(system: System, workload: Workload) -> OffloadModel:

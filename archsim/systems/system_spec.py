@@ -126,8 +126,9 @@ base's key, any other value replaces it; `name` must be given (a derived spec ne
 error in it names its file; a cycle of bases is refused. A relative path in the base (a device's `preset` or
 `mapping`, a link, a `by_workload` key) is read from the base's folder, one in the derived spec from its own. The
 merged spec, the base's paths put as the derived file would write them, is what `System.data` holds (what sweeps
-hash and `with_fields` changes). A preset is remembered per file content (`archsim.library`): a base edited while a
-process runs reaches the specs derived from it only when they are loaded in a new process.
+hash and `with_fields` changes). A spec is remembered per file content (`archsim.library`), its base's file and
+every file the two load included, so a base edited while a process runs reaches the specs derived from it at their
+next load.
 
 Checks across fields (`check_system`, run by `system_from_dict`: `archsim check`, `load_system`, `with_fields`
 and sweeps refuse alike) and those at the degrees a run uses or its workload are `archsim.systems.system_checks`'s;
@@ -304,7 +305,9 @@ def _base(value: Any, source: str, bases: tuple[str, ...], over: Mapping[str, An
     if str(path.resolve()) in chain or len(chain) > MAX_BASES:
         raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
                                       f"{' -> '.join((*chain, str(path.resolve())))}")
-    base = system_from_dict(parse_yaml(read_spec_bytes(path), path), str(path), chain)
+    data = read_spec_bytes(path)
+    library.depends_on(path, data)  # the derived spec is parsed again when its base's file changes
+    base = system_from_dict(parse_yaml(data, path), str(path), chain)
     return _moved(base.data, written if is_spec_path(written) else str(path.absolute()), source, over)
 
 
