@@ -438,7 +438,7 @@ def _list_schedule_s(durations: np.ndarray, slots: int) -> float:
         return 0.0
     if (durations == durations[0]).all():
         return math.ceil(n / slots) * float(durations[0])
-    if slots < WAVE_MIN_CTAS or np.isnan(durations).any():
+    if slots < WAVE_MIN_CTAS or not np.isfinite(durations).all():  # NaN or inf: the heap, as before
         return max(_heap_schedule(np.zeros(min(slots, n)), durations))
     free = np.zeros(min(slots, n))  # sorted
     placed = 0
