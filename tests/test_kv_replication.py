@@ -1,12 +1,14 @@
 """Tensor parallelism over more devices than KV heads: each KV head replicated over TP / kv_heads devices
-(`archsim.systems.system_model.shard`), as vLLM cuts the QKV projection."""
+(`archsim.systems.sharding.shard`), as vLLM cuts the QKV projection."""
 
 from __future__ import annotations
 
 import pytest
 
 from archsim.library import load_workload_spec
-from archsim.systems.system_model import Parallelism, shard, sizes_model
+from archsim.systems.sharding import shard
+from archsim.systems.system_model import sizes_model
+from archsim.systems.system_types import Parallelism
 
 
 def test_a_shard_holds_one_kv_head_when_tp_exceeds_them():

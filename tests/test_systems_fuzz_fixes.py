@@ -31,8 +31,8 @@ from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.npu import NPUSpec
 from archsim.systems.serving import energy_per_token_j
+from archsim.systems.sharding import vocab_tables
 from archsim.systems.step import WEIGHTS, Step, layer_op, lm_head_op
-from archsim.systems.system_model import vocab_tables
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
 
 LLAMA3_8B = library.load_workload_spec("llama3-8b")

@@ -1,4 +1,4 @@
-"""Pipeline stages that do not divide the layers (`system_model.pp_partition`, vLLM's default partition): every
+"""Pipeline stages that do not divide the layers (`sharding.pp_partition`, vLLM's default partition): every
 layer still runs once an iteration, the heaviest stage's weights are checked against memory, and the KV cache is
 sized by the stage that holds the fewest tokens."""
 
@@ -12,9 +12,9 @@ from archsim.systems.collectives import send_recv_s
 from archsim.systems.iteration import Batch
 from archsim.systems.links import load_link
 from archsim.systems.models import system_model
+from archsim.systems.sharding import pp_partition
 from archsim.systems.step import WEIGHTS, lm_head_op
 from archsim.systems.system_checks import check_against_workload
-from archsim.systems.system_model import pp_partition
 from archsim.systems.system_spec import load_system, with_fields
 
 BATCH = Batch(prefill_tokens=(96,), decode_context_tokens=(300, 1200, 2500))

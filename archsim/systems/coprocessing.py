@@ -34,6 +34,7 @@ from dataclasses import replace
 import numpy as np
 
 from archsim.systems.device import DeviceModel, OpCost
+from archsim.systems.sharding import shard_workload
 from archsim.systems.step import Op, Step, layer_op
 from archsim.systems.system_model import (
     ATTENTION,
@@ -45,7 +46,6 @@ from archsim.systems.system_model import (
     device_of,
     logic_pim_of,
     prompt_attention_ops,
-    shard_workload,
 )
 
 

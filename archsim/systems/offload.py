@@ -104,6 +104,7 @@ from archsim.record import Record
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
+from archsim.systems.sharding import shard
 from archsim.systems.step import Op
 from archsim.systems.system_checks import check_degrees, check_pool
 from archsim.systems.system_model import (
@@ -113,7 +114,6 @@ from archsim.systems.system_model import (
     board_power_w,
     dense_phase_costs,
     device_of,
-    shard,
     system_model_of,
 )
 from archsim.systems.system_types import ATTENTION_LINK, Device, System

@@ -50,9 +50,9 @@ from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_flash_plans import compiled_head_dim
 from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
+from archsim.systems.sharding import shard as tp_shard
 from archsim.systems.step import Step, lm_head_op, non_attention_ops
 from archsim.systems.system_checks import tp_cuts_kv_heads
-from archsim.systems.system_model import shard as tp_shard
 from archsim.systems.system_types import Parallelism
 from archsim.workload import Workload
 
@@ -240,10 +240,10 @@ def _state_launch(batch: int, heads: int, head_dim: int, tokens: int) -> GemmLau
 
 
 def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
-    """One tensor-parallel rank's sizes (`system_model.shard`), after checking that tp divides the heads, KV heads
+    """One tensor-parallel rank's sizes (`sharding.shard`), after checking that tp divides the heads, KV heads
     and FFN width (a SpecError naming the size that it does not, and `cut_by`, what the degree is: "tp", or
     Megatron-SP's "tp x P"); a tp that is a multiple of the KV heads keeps one KV head per rank, repeated
-    (`system_model.shard`, as Megatron-SP over more devices than KV heads)."""
+    (`sharding.shard`, as Megatron-SP over more devices than KV heads)."""
     for size in ("heads", "kv_heads", "ffn_dim"):
         if size not in workload.params:
             continue

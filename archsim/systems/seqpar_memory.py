@@ -14,7 +14,7 @@ Every byte of a tensor comes from a library cascade (`archsim.systems.step.layer
 cascade for LASP), bound to the tokens and heads one device holds and rescaled from the workload's `word_bytes` to
 the word size each term uses; weights and KV bytes per token are `SystemModel`'s (the cascades' weight and KV-cache
 tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as elements of the
-workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `system_model.vocab_tables` with `step.lm_head_op`
+workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `sharding.vocab_tables` with `step.lm_head_op`
 prices the same tables for serving), since Table 3's training state multiplies elements, not bytes.
 
 Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` "layer", full precision):
@@ -74,7 +74,7 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
   backward pass's gradients of activations beyond the working set above.
 
 Inference (prefill, one forward pass; everything in the workload's `word_bytes` except LASP states):
-- weights cut `tp` ways (heads, kv_heads, ffn_dim / tp, as `system_model`) plus the embedding tables / tp; each
+- weights cut `tp` ways (heads, kv_heads, ffn_dim / tp, as `sharding.shard`) plus the embedding tables / tp; each
   sequence-parallel rank is a TP group of `tp` devices; Megatron-SP, tensor parallel over its P devices too, cuts
   them tp x P ways (one KV head per device, repeated, when tp x P is a multiple of kv_heads);
 - KV cache for all layers of the tokens and heads the device's attention holds: ring/zigzag/stripe N/P tokens,
@@ -101,6 +101,7 @@ from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
+from archsim.systems.sharding import shard
 from archsim.systems.step import (
     DENSE,
     KV_CACHE,
@@ -113,7 +114,7 @@ from archsim.systems.step import (
     layer_ops,
 )
 from archsim.systems.system_checks import tp_cuts_kv_heads
-from archsim.systems.system_model import shard, sizes_model
+from archsim.systems.system_model import sizes_model
 from archsim.systems.system_types import Parallelism
 from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
 from archsim.workload import Workload, max_size
@@ -358,7 +359,7 @@ def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...
                repeat_kv: bool = False) -> None:
     """The heads (and `more` sizes) split `degree` ways: Ulysses is capped by the heads (P <= kv_heads). With
     `repeat_kv` (tensor parallelism: `tp`, and Megatron-SP over its devices) a degree that is a multiple of the KV
-    heads keeps one KV head per device, repeated (`system_model.shard`; the timing's max(1, kv_heads / P))."""
+    heads keeps one KV head per device, repeated (`sharding.shard`; the timing's max(1, kv_heads / P))."""
     for size in ("heads", "kv_heads", *more):
         value = int(workload.params.get(size, degree))
         if not (tp_cuts_kv_heads(value, degree) if repeat_kv and size == "kv_heads" else value % degree == 0):
@@ -542,7 +543,7 @@ def _embedding_elements(workload: Workload) -> float:
 
 
 def _cut(workload: Workload, degree: int) -> Workload:
-    """The workload with heads, kv_heads and ffn_dim cut `degree` ways (`system_model`'s TP shard)."""
+    """The workload with heads, kv_heads and ffn_dim cut `degree` ways (`sharding.shard`, the TP cut)."""
     return shard(workload, Parallelism(tp=degree, pp=1))
 
 

@@ -71,16 +71,16 @@ COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
 
 def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
     """Whether TP degree `tp` can cut `kv_heads` KV heads: it divides them, or is a multiple of them and each KV head
-    is replicated over tp / kv_heads ranks (Megatron's tensor parallelism; `system_model.shard`)."""
+    is replicated over tp / kv_heads ranks (Megatron's tensor parallelism; `sharding.shard`)."""
     return kv_heads % tp == 0 or tp % kv_heads == 0
 
 
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
     cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
-    be a multiple of it (each KV head then replicated, `system_model.shard`), EP must divide the experts, and PP
+    be a multiple of it (each KV head then replicated, `sharding.shard`), EP must divide the experts, and PP
     be at most the layers (stages of ceil or floor of layers / pp layers each, vLLM's default partition:
-    `system_model.pp_partition`). The error names the degree's field (`parallelism.tp` or
+    `sharding.pp_partition`). The error names the degree's field (`parallelism.tp` or
     `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
     TP or PP needs that the workload lacks is blamed on the workload file."""
     par, params = system.parallelism_for(workload.name), workload.params

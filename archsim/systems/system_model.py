@@ -3,9 +3,10 @@ schedule over the ops of the library's cascades.
 
 `archsim.systems.models.system_model(system, workload)`, the factory above this module and the ones built on it
 (offloading, co-processing), cuts the workload for one device (heads, kv_heads and ffn_dim / TP, experts / EP,
-the layers over PP stages by `pp_partition`; the parallelism of `System.parallelism_for`), builds a cost model
-per device (`archsim.systems.device`) and checks that one device's share of the weights fits its memory. An
-iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the model's decoder layers:
+the layers over PP stages: `archsim.systems.sharding`, which states its assumptions; the parallelism of
+`System.parallelism_for`), builds a cost model per device (`archsim.systems.device`) and checks that one device's
+share of the weights fits its memory. An iteration (`Batch`: prompts to prefill, contexts to decode) is one pass
+over the model's decoder layers:
 - ops: one decoder layer of `archsim.systems.step.layer_ops` with every new token of the iteration in its
   projections, FFN, norms and residuals (Orca's selective batching), and one attention op per request (a decode
   op bound to the keys its context has it read, `step.decode_keys`: the context, or with a sliding window at most
@@ -36,12 +37,11 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
   (`TP_REDUCED_OPS`: the output projection and the FFN or MoE, Megatron's two; the new tokens' hidden activations,
   their bytes from the ops' cascades), blocked; without one they are not modelled (the NeuPIMs artifact simulates
   one device's decoder blocks).
-- PP stages (`pp_partition`, vLLM's default partition: layers % pp stages hold ceil(layers / pp) layers, the
-  others floor, so pp need only be at most the layers): one batch is in flight, so the stages run one after
-  another and an iteration runs every layer of the model once (`SystemModel.stage_runs`: each stage its own
-  layers, its own SBI fill and drain), with pp - 1 hops of the new tokens' activations between them
-  (`stage_hops_s`: over the link named ep, else tp; none without either). PP never shortens an iteration: it
-  cuts the weights per device and adds KV room.
+- PP stages (`sharding.pp_partition`: vLLM's default partition, which may leave the stages uneven): one batch is
+  in flight, so the stages run one after another and an iteration runs every layer of the model once
+  (`SystemModel.stage_runs`: each stage its own layers, its own SBI fill and drain), with pp - 1 hops of the new
+  tokens' activations between them (`stage_hops_s`: over the link named ep, else tp; none without either). PP
+  never shortens an iteration: it cuts the weights per device and adds KV room.
 - The LM head (`step.lm_head_op`: hidden onto the vocabulary, vLLM's vocab-parallel head cut TP ways) follows the
   last layer once per iteration, on the device holding the weights, over one token per sequence: a decode's new
   token and a prompt's last position (vLLM computes logits only there); every TP rank of the last stage runs its
@@ -49,15 +49,14 @@ iteration (`Batch`: prompts to prefill, contexts to decode) is one pass over the
   only (the NeuPIMs artifact's throughput: batch over the layers' time).
 - Expert parallelism (`ep` > 1; the Duplex paper's EP across nodes, DeepSpeed-MoE's and vLLM's data-parallel
   attention with expert parallelism): EP groups of TP x PP devices each. A group holds every non-expert weight
-  (cut TP ways) and 1/EP of the experts (each cut TP ways: `shard`), and serves 1/EP of the iteration's requests,
-  dealt round-robin (`ep_groups`), as a data-parallel replica of the attention and dense layers; its experts take
-  the tokens routed to them from every group, under balanced routing as many as its own requests route (so a
-  group's MoE op is its own tokens over its E/EP experts; its router's logits are then over those experts too,
-  under 0.1 % of the op). Each MoE layer adds the tokens' exchange
-  (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's link named `ep` (required), each
-  device sending its 1/TP share of its group's tokens x top_k hidden activations. The iteration takes the
-  slowest group; energy sums every group's devices; price counts TP x PP x EP devices, and so does the KV
-  capacity with even stages (below).
+  and 1/EP of the experts (`sharding.shard`), and serves 1/EP of the iteration's requests (`sharding.ep_groups`),
+  as a data-parallel replica of the attention and dense layers; its experts take the tokens routed to them from
+  every group, under balanced routing as many as its own requests route (so a group's MoE op is its own tokens
+  over its E/EP experts; its router's logits are then over those experts too, under 0.1 % of the op). Each MoE
+  layer adds the tokens' exchange (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's
+  link named `ep` (required), each device sending its 1/TP share of its group's tokens x top_k hidden
+  activations. The iteration takes the slowest group; energy sums every group's devices; price counts TP x PP x
+  EP devices, and so does the KV capacity with even stages (below).
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: each stage
   holds the layers of each kind it holds (`SystemModel.stage_kind_counts`: the model's layers in order cut by the
   stages, GLaM's every other layer MoE), which an iteration runs (`stage_runs`) and its weights count. Sub-batch
@@ -74,10 +73,8 @@ A rank idle while another PP stage runs, or while a device beside it in the rank
 nothing, as before. Busy seconds are one device's, over its PP stages. An engine waiting for requests between
 iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
-head (`vocab_tables`, vocab-parallel over TP, as vLLM; both on a device with pp 1, the embedding on the first stage
-and the LM head on the last otherwise), the heaviest stage's (`stage_weight_bytes`: each stage its own layers of
-each kind, `stage_kind_counts`, and its tables; with uneven stages vLLM's extra layers sit before the last
-stage, so a table and an extra layer need not share one), against which the fit is checked. The LM head's GEMM
+head (`sharding.vocab_tables`: which stages hold them), the heaviest stage's (`stage_weight_bytes`: each stage its
+own layers of each kind, `stage_kind_counts`, and its tables), against which the fit is checked. The LM head's GEMM
 is not in an iteration's ops (the ops are the decoder layers'): its time and energy are added once per iteration
 by `lm_head_cost`, unless `schedule.lm_head: left-out`.
 KV cache: `kv_bytes_per_token` is K and V of one token over all layers and TP ranks (the QKV op's KV-cache
@@ -115,6 +112,7 @@ from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.pim_device import PimPlacement
+from archsim.systems.sharding import ep_groups, pp_partition, shard, shard_workload, vocab_tables
 from archsim.systems.step import (
     ACTIVATIONS_IN,
     ACTIVATIONS_OUT,
@@ -637,51 +635,10 @@ def board_power_w(device: Device) -> float | None:
     return math.nan if power is None else float(power)
 
 
-def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
-    """Decoder layers of each of `pp` stages, first to last, as vLLM's default partition (`get_pp_indices` in
-    vllm/distributed/utils.py, read in v0.8.5 without VLLM_PP_LAYER_PARTITION): floor(layers / pp) on every stage
-    and the layers % pp left over one each on the stages before the last, from the second-to-last back (the last
-    stage holds the final norm and the LM head), so layers % pp stages hold ceil(layers / pp). Megatron-LM splits
-    evenly unless told the first and last stages' counts. pp must be at most `layers`
-    (`system_checks.check_against_workload`)."""
-    floor, extra = divmod(layers, pp)
-    return tuple(floor + (pp - 1 - extra <= stage < pp - 1) for stage in range(pp))
-
-
-def vocab_tables(pp: int) -> tuple[int, ...]:
-    """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds: both with one stage,
-    the embedding on the first stage and the LM head on the last otherwise. Each is vocab x hidden words cut TP ways
-    by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); every EP group holds them
-    (they are not experts)."""
-    return (2,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
-
-
 def logic_pim_of(model: SystemModel) -> DeviceModel | None:
     """The system's Logic-PIM device (None without one), whose stacks are the memory of the device beside it
     (Duplex's xPU) and with which that device shares the experts (`archsim.systems.coprocessing`)."""
     return next((d for d in model.devices.values() if d.kind == LOGIC_PIM), None)
-
-
-def shard(workload: Workload, par: Parallelism) -> Workload:
-    """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. When TP is a multiple
-    of kv_heads (MQA, or GQA over more devices than KV heads), each device holds one KV head, replicated over
-    TP / kv_heads devices, as vLLM cuts the QKV projection (`QKVParallelLinear`: with TP at least the KV heads,
-    one KV head per rank and TP / kv_heads replicas of each; Megatron-LM instead requires TP to divide the query
-    groups): its K and V weights, its KV cache and their projection are on every one of them."""
-    params = dict(workload.params)
-    for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
-                         ("experts", par.ep)):
-        if size in params:
-            params[size] = max(1, params[size] // degree) if size == "kv_heads" else params[size] // degree
-    return replace(workload, params=params)
-
-
-@functools.lru_cache(maxsize=256)
-def shard_workload(key: tuple) -> tuple[Workload, str, str | None]:
-    """The shard, block and layer kind of a `SystemModel.shard_key`, one Workload per key (so what is remembered
-    per workload object, such as `bind`'s checked params, serves every op of the shard)."""
-    name, path, params, block, kind = key
-    return Workload(name, "", "", dict(params), path), block, kind
 
 
 @functools.lru_cache(maxsize=4096)
@@ -829,15 +786,6 @@ def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
     if row_buffers == 2:
         return max(work.time_s, pim_s)
     return max(work.time_s, work.memory_s + pim_s)
-
-
-def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> list[tuple[Sequence[int], tuple]]:
-    """The iteration's requests dealt round-robin to the `ep` expert-parallel groups (module docstring), those with
-    work: one group, all of them, without EP."""
-    if ep == 1:
-        return [(contexts, prompts)]
-    groups = [(contexts[g::ep], prompts[g::ep]) for g in range(ep)]
-    return [(c, p) for c, p in groups if len(c) + len(p)] or [groups[0]]
 
 
 def expert_exchange_s(model: SystemModel, tokens: int) -> float:

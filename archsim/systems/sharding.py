@@ -1,0 +1,77 @@
+"""A workload cut over TP, EP and PP: one device's sizes, the layers per stage, the requests per expert-parallel
+group. Pure functions: `archsim.systems.system_model` and the models built on it cost what they return.
+
+- One device's sizes (`shard`): heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. With TP a multiple of
+  kv_heads each device holds one KV head, replicated over TP / kv_heads devices, as vLLM's `QKVParallelLinear` cuts
+  the QKV projection (Megatron-LM instead requires TP to divide the query groups): its K and V weights, its KV cache
+  and their projection are on every one of them.
+- PP stages (`pp_partition`): vLLM's default partition, layers % pp stages hold ceil(layers / pp) layers, the others
+  floor, so pp need only be at most the layers; the extra layers sit before the last stage (which holds the final
+  norm and the LM head).
+- Vocab tables (`vocab_tables`): the embedding table and the LM head, vocab-parallel over TP as vLLM's; both on a
+  device with pp 1, the embedding on the first stage and the LM head on the last otherwise, so with uneven stages a
+  table and an extra layer need not share one.
+- Expert-parallel groups (`ep_groups`): with `ep` > 1 an iteration's requests are dealt round-robin to the EP
+  groups, each serving 1/EP of them as a data-parallel replica of the attention and dense layers (DeepSpeed-MoE's and
+  vLLM's data-parallel attention with expert parallelism); each group holds every non-expert weight (cut TP ways)
+  and 1/EP of the experts (each cut TP ways: `shard`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import replace
+
+from archsim.systems.system_types import Parallelism
+from archsim.workload import Workload
+
+
+def shard(workload: Workload, par: Parallelism) -> Workload:
+    """One device's sizes: heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. When TP is a multiple
+    of kv_heads (MQA, or GQA over more devices than KV heads), each device holds one KV head, replicated over
+    TP / kv_heads devices, as vLLM cuts the QKV projection (`QKVParallelLinear`: with TP at least the KV heads,
+    one KV head per rank and TP / kv_heads replicas of each; Megatron-LM instead requires TP to divide the query
+    groups): its K and V weights, its KV cache and their projection are on every one of them."""
+    params = dict(workload.params)
+    for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
+                         ("experts", par.ep)):
+        if size in params:
+            params[size] = max(1, params[size] // degree) if size == "kv_heads" else params[size] // degree
+    return replace(workload, params=params)
+
+
+@functools.lru_cache(maxsize=256)
+def shard_workload(key: tuple) -> tuple[Workload, str, str | None]:
+    """The shard, block and layer kind of a `SystemModel.shard_key`, one Workload per key (so what is remembered
+    per workload object, such as `bind`'s checked params, serves every op of the shard)."""
+    name, path, params, block, kind = key
+    return Workload(name, "", "", dict(params), path), block, kind
+
+
+def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
+    """Decoder layers of each of `pp` stages, first to last, as vLLM's default partition (`get_pp_indices` in
+    vllm/distributed/utils.py, read in v0.8.5 without VLLM_PP_LAYER_PARTITION): floor(layers / pp) on every stage
+    and the layers % pp left over one each on the stages before the last, from the second-to-last back (the last
+    stage holds the final norm and the LM head), so layers % pp stages hold ceil(layers / pp). Megatron-LM splits
+    evenly unless told the first and last stages' counts. pp must be at most `layers`
+    (`system_checks.check_against_workload`)."""
+    floor, extra = divmod(layers, pp)
+    return tuple(floor + (pp - 1 - extra <= stage < pp - 1) for stage in range(pp))
+
+
+def vocab_tables(pp: int) -> tuple[int, ...]:
+    """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds: both with one stage,
+    the embedding on the first stage and the LM head on the last otherwise. Each is vocab x hidden words cut TP ways
+    by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); every EP group holds them
+    (they are not experts)."""
+    return (2,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
+
+
+def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> list[tuple[Sequence[int], tuple]]:
+    """The iteration's requests dealt round-robin to the `ep` expert-parallel groups (module docstring), those with
+    work: one group, all of them, without EP."""
+    if ep == 1:
+        return [(contexts, prompts)]
+    groups = [(contexts[g::ep], prompts[g::ep]) for g in range(ep)]
+    return [(c, p) for c, p in groups if len(c) + len(p)] or [groups[0]]
