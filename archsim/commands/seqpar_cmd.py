@@ -60,6 +60,15 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     click.echo(f"LASP-2 fastest from {_k(lasp['ahead_above'])} on (paper: ahead once N > "
                f"{_k(lasp['paper_ahead_above'])})")
     _reasons([(f"over {g['baseline']} at {g['seq_len'] // 1024}K", g["reason"]) for g in lasp["gains"]])
+    reading = lasp["step_overhead_reading"]
+    gaps = ", ".join(f"{n // 1024}K {gap_s:.2f} s" for n, gap_s in reading["gaps_s"].items())
+    click.echo(f"A reading, not the model's result: LASP-1's published TNL-1B throughput on 64 A100s "
+               f"({reading['stand_in']} standing in) is slower than our LASP-1 per step by {gaps}: a fixed cost per "
+               f"step of {reading['step_overhead_s']:.2f} s; added to every scheme's step, LASP-2's gains:")
+    for g in reading["gains"]:
+        verdict = "within" if g["within"] else "outside"
+        click.echo(f"  over {g['baseline']:<5} at {g['seq_len'] // 1024:>4}K {g['gain']:+9.1%} (paper "
+                   f"{g['paper_gain']:+.1%})  {verdict} {seqpar.LASP2_POINTS * 100:.0f} points")
     dist = result["distattention"]
     click.echo(f"\nDistAttention decode, {seqpar.DIST_MODEL} attention on {seqpar.DIST_DEVICES} A100s "
                f"({seqpar.DIST_TOPOLOGY}); paper: {dist['paper_over_ring'][0]}-{dist['paper_over_ring'][1]}x over "
