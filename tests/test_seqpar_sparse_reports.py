@@ -63,7 +63,7 @@ def test_seqpar_summary_names_each_gap_with_its_reason(seqpar_report: Path) -> N
     assert sum(gaps.metric.str.startswith("LASP-2 gain")) == 4
     assert (gaps.reason != "").all()
     page = (seqpar_report / "index.html").read_text()
-    assert "right-product trick" in page and "LASP-1 hop" in page
+    assert "right-product trick" in page and "a fixed cost per training step" in page
 
 
 def test_sparse_report_files(sparse_report: Path) -> None:
