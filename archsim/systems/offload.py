@@ -287,10 +287,11 @@ class OffloadModel:
         tp = self.compute.parallelism.tp
         return max(1, min(tp * self.replicas, self.pool_devices) // self.message_nics)
 
-    def prompt_kv_bytes(self, prompts: Sequence[int]) -> float:
-        """K and V of one layer of these prompts as the pool holds them (`kv_bytes_per_token`), what one layer's
-        message to the pool carries (module docstring)."""
-        return sum(prompts) * self.kv_bytes_per_token / self.layers
+    def layer_kv_bytes(self, tokens: int) -> float:
+        """K and V of one layer of `tokens` new tokens as the pool holds them (`kv_bytes_per_token`: one copy of
+        each), what one layer's message to the pool carries (module docstring): a decode step's new k, v or a
+        prompt's."""
+        return tokens * self.kv_bytes_per_token / self.layers
 
     def with_link(self, link: Link) -> OffloadModel:
         """This model over another link (its layers recomputed)."""
@@ -364,7 +365,7 @@ class OffloadModel:
             pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
-        kv_bytes = self.prompt_kv_bytes(prompts)  # a layer's, all memory devices
+        kv_bytes = self.layer_kv_bytes(sum(prompts))  # a layer's, all memory devices
         kv_wire_s = kv_bytes / self.nic_bytes_per_s
         kv_write_s = self.pool_device.elementwise_s(kv_bytes / b) if prompts else 0.0  # one memory device's
         busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
@@ -434,10 +435,10 @@ def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[Iteratio
             shortest[it.n_decode] = min(context, shortest.get(it.n_decode, context))
     if not shortest:
         raise SpecError("<python>", "timeline", "expected a run with a decode iteration: BW_min is a decode batch's")
-    batches = sorted(shortest.items(), reverse=True)
-    records = [link_feasibility(model, [context] * n, alpha) for n, context in batches]
-    worst = max(range(len(records)), key=lambda i: records[i].extras["bw_min_bytes_per_s"])
-    return replace(records[worst], extras={**records[worst].extras, "context": batches[worst][1]})
+    n, context = max(sorted(shortest.items(), reverse=True),
+                     key=lambda batch: bw_min_bytes_per_s(model, [batch[1]] * batch[0], alpha))
+    record = link_feasibility(model, [context] * n, alpha)  # the iteration costed once, for the worst batch
+    return replace(record, extras={**record.extras, "context": context})
 
 
 def offload_model(system: System, workload: Workload) -> OffloadModel:
@@ -482,7 +483,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     history = [k - 1 for k in pool.decode_keys(contexts) if k > 1]  # the keys read before the new token
     history_s = model.attention_cost(history).time_s if history else 0.0
     merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
-    kv_bytes = m * model.kv_bytes_per_token / model.layers  # one copy of each new k, v: the pool's
+    kv_bytes = model.layer_kv_bytes(m)  # one copy of each new k, v: the pool's
     one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
     q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
     nic = model.nic_bytes_per_s

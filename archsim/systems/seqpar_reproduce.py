@@ -210,9 +210,15 @@ def lasp2_rows() -> list[dict]:
     return rows
 
 
+@functools.cache
+def _lasp_throughputs() -> dict[tuple[str, int], float]:
+    """(scheme, length) -> tokens/s of `lasp2_rows`, which the gains, the reading and the crossover read."""
+    return {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+
+
 def lasp2_gains() -> list[dict]:
     """LASP-2's throughput over each baseline at every length, beside the paper's where it has one."""
-    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+    rows = _lasp_throughputs()
     gains = []
     for n in LASP_LENGTHS:
         for baseline in ("ring", "lasp1"):
@@ -237,6 +243,7 @@ def _lasp_numbers(n: int) -> dict:
             "overhead_s": reading["step_overhead_s"], "with_overhead": with_overhead}
 
 
+@functools.cache
 def lasp_step_overhead_reading() -> dict:
     """A reading, not the model's result. LASP-1's own published throughput (`PAPER["lasp1_tnl1b_tok_s"]`: TNL-1B on
     64 A100s; `LASP_MODEL` stands in for TNL-1B, whose shapes the references do not give) is slower than the
@@ -246,7 +253,7 @@ def lasp_step_overhead_reading() -> dict:
     (`within`: by `LASP2_POINTS`). Fitted on one paper's model, checked on another paper's ratios; what the cost is
     (the embedding, the optimizer step, synchronisation, launches) the references do not say, so the model leaves
     it out."""
-    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+    rows = _lasp_throughputs()
 
     def step_s(scheme: str, n: int) -> float:
         return n / rows[(scheme, n)]
@@ -264,7 +271,7 @@ def lasp_step_overhead_reading() -> dict:
 
 def lasp2_ahead_above() -> int | None:
     """The shortest length from which LASP-2 has the highest throughput at every longer length (None: never)."""
-    rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp2_rows()}
+    rows = _lasp_throughputs()
     ahead = [all(rows[("lasp2", n)] > rows[(s, n)] for s in ("ring", "lasp1")) for n in LASP_LENGTHS]
     for index in range(len(LASP_LENGTHS)):
         if all(ahead[index:]):
