@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from archsim.errors import SpecError
+from archsim.library import load_workload_spec
 from archsim.systems.chip import chip_from_dict
+from archsim.systems.models import system_model
 from archsim.systems.system_spec import MAX_NUMBER, load_system, system_from_dict, with_fields
 
 MIB = 2**20
@@ -56,14 +58,16 @@ def test_resident_weights_up_to_the_preset_sram_load() -> None:
 
 def test_resident_weights_on_a_device_without_sram_are_refused() -> None:
     """A weight-holding op (the FFN) that a rule can put on a gpu device, which has no SRAM size in its spec: no
-    weights can be counted as kept on chip there."""
+    weights can be counted as kept on chip there. Which ops hold weights is the workload's (its cascades), so the
+    spec alone is accepted and the model of a workload with dense FFNs is refused."""
     data = preset_data("neupims")
     data["devices"]["gpu"] = {"kind": "gpu", "count": 4, "preset": "h100-sxm5"}
     data["placement"].insert(0, {"op": "ffn", "phase": "decode", "device": "gpu"})
     data["schedule"]["resident_weight_bytes"] = MIB
+    system = system_from_dict(copy.deepcopy(data), "neupims-gpu.yaml")
     with pytest.raises(SpecError, match=r"schedule\.resident_weight_bytes: expected 0: gpu, which a rule can put "
                                         r"ffn on, is a gpu device"):
-        system_from_dict(data, "neupims-gpu.yaml")
+        system_model(system, load_workload_spec("gpt3-7b"))
     data["schedule"]["resident_weight_bytes"] = 0
     assert system_from_dict(copy.deepcopy(data), "neupims-gpu.yaml").schedule.resident_weight_bytes == 0
 

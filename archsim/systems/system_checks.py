@@ -20,8 +20,8 @@ naming the field:
 - a gpu or memory-pool device a rule puts attention on names its `attention_kernel` (`system_spec._placement`),
   and one that names it is given attention;
 - some device runs ops of both phases (no prefill/decode disaggregation);
-- `resident_weight_bytes` fits the SRAM of each device that runs weight-holding ops
-  (`_check_resident_weights`);
+- `resident_weight_bytes` fits the SRAM of each npu a rule names (`_check_resident_sram`; which devices hold
+  weights is the workload's, below);
 - overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
@@ -35,7 +35,9 @@ without the link named ep; with attention offloading, pp or ep other than 1 or c
 tp x (micro_batches - 1); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without the link
 named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
 memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
-refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by.
+refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, and
+`resident_weight_bytes` where a rule can put an op that reads weights in the workload's cascades on a device other
+than an npu (`_check_resident_weights`).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from archsim.errors import SpecError
+from archsim.memo import identity_cache, per_object
 from archsim.systems.pim_device import placement_problem
-from archsim.systems.step import PHASES
+from archsim.systems.step import PHASES, WEIGHTS, Step, block_of, layer_kinds, layer_ops, resident_tokens
 from archsim.systems.system_types import (
     ATTENTION_LINK,
     CONTEXT_PARALLEL,
@@ -59,7 +62,6 @@ from archsim.systems.system_types import (
 )
 from archsim.workload import Workload
 
-WEIGHT_OPS = ("qkv", "out_proj", "ffn", "moe", "attn_norm", "ffn_norm")  # the OP_KINDS that read weights
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
 EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
@@ -82,7 +84,8 @@ def check_against_workload(system: System, workload: Workload) -> None:
     be at most the layers (stages of ceil or floor of layers / pp layers each, vLLM's default partition:
     `sharding.pp_partition`). The error names the degree's field (`parallelism.tp` or
     `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
-    TP or PP needs that the workload lacks is blamed on the workload file."""
+    TP or PP needs that the workload lacks is blamed on the workload file. Then `schedule.resident_weight_bytes`
+    against the ops that read weights in the workload (`_check_resident_weights`)."""
     par, params = system.parallelism_for(workload.name), workload.params
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
@@ -106,6 +109,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
                 also = " or a multiple of it" if size == "kv_heads" else ""
                 raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
                                                f"{workload.path}), got {degree}")
+    _check_resident_weights(system, workload)
 
 
 def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:
@@ -159,7 +163,7 @@ def check_system(system: System) -> None:
     _check_kernels_read(system)
     _check_bank_pims(system)
     _check_logic_pim_interface(system)
-    _check_resident_weights(system)
+    _check_resident_sram(system)
 
 
 def check_degrees(system: System, par: Parallelism, holder: Device | None,
@@ -298,27 +302,63 @@ def _check_logic_pim_interface(system: System) -> None:
                                 f"{device.spec.external_bytes_per_s:g}")
 
 
-def _check_resident_weights(system: System) -> None:
+def _check_resident_sram(system: System) -> None:
     """`schedule.resident_weight_bytes` (sub-batch interleaving) are one device's weights that stay on chip for the
-    second sub-batch (`system_model.layer_phases`): every device a rule can put a weight-holding op on
-    (`WEIGHT_OPS`, either phase) keeps them, so they must fit each one's SRAM, an npu's `sram_bytes` (the
-    activations beside them are not counted: `archsim.systems.npu`). Another kind has no SRAM size in its spec."""
+    second sub-batch (`system_model.layer_phases`), in an npu's SRAM: they must fit the `sram_bytes` of each npu a
+    rule names (the activations beside them are not counted: `archsim.systems.npu`). Which ops read weights comes
+    from the workload's cascades, so the kind of the devices holding them is checked with the workload
+    (`_check_resident_weights`). Without one this bound is already exact: such a system has one npu (its
+    bank-PIM's host, `companion`), and every decoder layer reads weights (its projections' cascades hold them), so
+    an npu whose SRAM is too small either holds some or leaves them all to another kind, refused with any
+    workload."""
     kept = system.schedule.resident_weight_bytes
     if kept == 0:
         return
-    where = "schedule.resident_weight_bytes"
-    for op in WEIGHT_OPS:
-        for phase in PHASES:
-            for device in _reachable(system, op, phase):
-                if device.kind != "npu":
-                    raise SpecError(system.source, where,
-                                    f"expected 0: {device.name}, which a rule can put {op} on, is a {device.kind} "
-                                    f"device with no SRAM size in its spec to keep weights in, got {kept:.15g}")
-                if kept > device.spec.sram_bytes:
-                    raise SpecError(system.source, where,
-                                    f"expected at most devices.{device.name}.sram_bytes = "
-                                    f"{device.spec.sram_bytes:.15g} (the SRAM the weights kept between sub-batches "
-                                    f"stay in; {device.name} runs {op}), got {kept:.15g}")
+    for name in dict.fromkeys(rule.device for rule in system.placement):
+        device = system.devices[name]
+        if device.kind == "npu" and kept > device.spec.sram_bytes:
+            raise SpecError(system.source, "schedule.resident_weight_bytes",
+                            f"expected at most devices.{name}.sram_bytes = {device.spec.sram_bytes:.15g} (the SRAM "
+                            f"the weights kept between sub-batches stay in; a rule puts ops on {name}), got "
+                            f"{kept:.15g}")
+
+
+@identity_cache(maxsize=64)
+def _check_resident_weights(system: System, workload: Workload) -> None:
+    """`schedule.resident_weight_bytes` are kept on chip by every device a rule can put an op that reads weights
+    on (`_weight_ops` of the workload, in that op's phase): each must be an npu, whose SRAM `_check_resident_sram`
+    bounded; another kind has no SRAM size in its spec to keep them in. An attention op reads weights only where
+    its cascade holds them (multi-head latent attention's WUK and WUV), so where attention may run is checked for
+    such a workload alone; a dense layer's ffn only in a workload with dense layers. A pass is remembered per
+    (system, workload) objects: building a model of the same pair again costs a look-up."""
+    kept = system.schedule.resident_weight_bytes
+    if kept == 0:
+        return
+    for phase, op, cascade in _weight_ops(workload):
+        for device in _reachable(system, op, phase):
+            if device.kind != "npu":
+                raise SpecError(system.source, "schedule.resident_weight_bytes",
+                                f"expected 0: {device.name}, which a rule can put {op} on, is a {device.kind} device "
+                                f"with no SRAM size in its spec to keep weights in ({op} reads weights in "
+                                f"{workload.name}'s {phase}: {cascade}), got {kept:.15g}")
+
+
+@per_object(maxsize=64)
+def _weight_ops(workload: Workload) -> tuple[tuple[str, str, str], ...]:
+    """(phase, op, cascade) of each op of the workload's decoder layers that reads weights: its weight bytes
+    (`Op.bytes_by_role`, by the cascade's `step.ROLES`) are above zero in `layer_ops` of its phase, over every
+    layer kind (`layer_kinds`). Bound to a step of `resident_tokens` requests of one token each, which reaches
+    every expert; whether an op reads weights does not depend on the step's sizes. Remembered per workload
+    object."""
+    block = block_of(workload, "which of its ops read weights comes from its block's cascades")
+    found: dict[tuple[str, str], str] = {}
+    for phase in PHASES:
+        step = Step(phase, resident_tokens(workload), 1)
+        for kind in dict.fromkeys(layer_kinds(workload)):
+            for op in layer_ops(workload, step, block, kind):
+                if op.bytes_by_role[WEIGHTS] > 0:
+                    found.setdefault((phase, op.name), op.cascade)
+    return tuple((phase, op, cascade) for (phase, op), cascade in found.items())
 
 
 def _check_offloading(system: System) -> None:
