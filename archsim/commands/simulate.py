@@ -12,11 +12,13 @@ import json
 import math
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
 from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
+from archsim.model.trace import write_chrome_trace
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
@@ -29,8 +31,9 @@ from archsim.systems.requests import (
     poisson_requests,
     read_trace,
 )
+from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
-from archsim.systems.system_model import untimed_messages
+from archsim.systems.system_model import SystemModel, untimed_messages
 from archsim.systems.system_spec import load_system
 
 
@@ -66,11 +69,16 @@ from archsim.systems.system_spec import load_system
               help="Print the metrics as JSON, with the record a sweep stores for the run under `record`.")
 @click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,
               help="Write the iterations as Chrome/Perfetto trace JSON here.")
+@click.option("--layer-trace", type=click.Path(dir_okay=False), callback=nonempty,
+              help="Replay the decoder layers of the run's longest decode iteration event by event "
+                   "(archsim.systems.schedule_events: the units' tasks, the gaps and contention the closed form "
+                   "does not show), write them as Chrome/Perfetto trace JSON here and print the replay against "
+                   "the closed form.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
                  n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,
                  alpha: float | None, tp: int | None, pp: int | None,
-                 as_json: bool, trace_out: str | None) -> None:
+                 as_json: bool, trace_out: str | None, layer_trace: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
     throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
 
@@ -93,6 +101,10 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
     if trace_out:
         check_writable(trace_out, "--trace-out", inputs=(trace_path,))
+    if layer_trace:
+        check_writable(layer_trace, "--layer-trace", inputs=(trace_path,))
+        if trace_out and Path(trace_out).resolve() == Path(layer_trace).resolve():
+            raise SpecError("--layer-trace", layer_trace, "is --trace-out's file too: name another")
     if n_requests is not None:
         check_request_count(n_requests, "--requests")
     if rate is not None and not math.isfinite(rate):
@@ -106,12 +118,18 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
                                        f"schedule), which {system_name} is not")
     if alpha is not None and not math.isfinite(alpha):
         raise SpecError("--alpha", "", f"expected a finite network overhead, got {alpha}")
+    refused = unreplayable(model) if layer_trace else None
+    if refused:
+        raise SpecError("--layer-trace", "", f"the layer replay does not model {system_name}'s {refused[0]}: "
+                                             f"{refused[1]}")
     config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens)
     reason = unservable(model, requests, config)
     if reason:
         raise SpecError(trace_path or "--requests", "", reason)
     start = time.perf_counter()
-    result = simulate_serving(model, requests, config, trace=trace_out is not None or alpha is not None)
+    served = LongestDecode(model) if layer_trace else model
+    result = simulate_serving(served, requests, config,
+                              trace=trace_out is not None or alpha is not None or layer_trace is not None)
     wall_s = time.perf_counter() - start
     metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
     record = result.record(model.price_per_hour)
@@ -128,12 +146,37 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
             record = replace(record, feasible=False, reason="; ".join(r for r in (record.reason, link.reason) if r))
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
+    if layer_trace:
+        metrics["layer_replay"] = _layer_replay(model, served, result, layer_trace)
     if as_json:
         click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record.row())}, indent=2))
         return
     _show(metrics, wall_s)
     if trace_out:
         click.echo(f"trace written to {trace_out}")
+    if layer_trace:
+        replay = metrics["layer_replay"]
+        prompts = replay["prompts"]
+        prompts = f" + {prompts} prompt{'s' if prompts > 1 else ''}" if prompts else ""
+        click.echo(f"layer replay of iteration {replay['iteration']} (batch {replay['decodes']} decodes{prompts}): "
+                   f"{replay['replay_s'] * 1e3:.4g} ms of decoder layers, closed form "
+                   f"{replay['closed_form_s'] * 1e3:.4g} ms ({replay['difference'] * 100:+.2f} %): trace written "
+                   f"to {layer_trace}")
+
+
+def _layer_replay(model: SystemModel, served: LongestDecode, result: ServingResult, path: str) -> dict:
+    """`--layer-trace`: replay the decoder layers of the run's longest decode iteration (`served` kept its batch;
+    its place among the timeline's decode iterations gives its number), write the replay's trace to `path`, and
+    return what `simulate` reports of it."""
+    if served.batch is None:
+        raise SpecError("--layer-trace", "", "no iteration decoded a token (each served request wanted one): there "
+                                             "is no decode iteration to replay")
+    iteration = [i for i, it in enumerate(result.timeline) if it.n_decode][served.decodes_before]
+    run = replay_iteration(model, served.batch)
+    write_chrome_trace(run.spans, path)
+    return {"iteration": iteration, "decodes": len(served.batch.decode_context_tokens),
+            "prompts": len(served.batch.prefill_tokens), "replay_s": run.end_s, "closed_form_s": run.closed_form_s,
+            "difference": run.difference, "trace": path}
 
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
