@@ -53,7 +53,7 @@ import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -226,12 +226,37 @@ class Tile:
     load_bytes: float  # bytes the step brings in from L2/DRAM
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Segment:
-    """`counts[i]` tiles of kind `tile` run by CTA i (CTAs in launch order)."""
+    """`counts[i]` tiles of kind `tile` run by CTA i (CTAs in launch order). A grid that repeats one run of CTAs
+    (one head's query blocks, for every head of the launch) is given as that run's counts and its `copies`
+    (`Segment(tile, run, copies)`): the segment keeps the run (`run_counts`) and builds `counts` only when read. The
+    timing reads the run (`tiled_launch_time`), so a grid of many copies is timed without a per-CTA array."""
 
     tile: Tile
-    counts: np.ndarray
+    run_counts: np.ndarray = field(init=False)  # tiles of each CTA of one copy
+    copies: int = field(init=False)  # copies of the run, end to end
+
+    def __init__(self, tile: Tile, counts: np.ndarray, copies: int = 1) -> None:
+        object.__setattr__(self, "tile", tile)
+        object.__setattr__(self, "run_counts", counts)
+        object.__setattr__(self, "copies", copies)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """Tiles of each CTA of the launch: the run `copies` times end to end (the run itself for one copy)."""
+        return self.run_counts if self.copies == 1 else np.tile(self.run_counts, self.copies)
+
+    @property
+    def ctas(self) -> int:
+        return len(self.run_counts) * self.copies
+
+    def tiles(self) -> float:
+        """All its tiles, float(counts.sum()): whole-number counts summed over the run and multiplied by the copies
+        (exact), others summed over `counts`."""
+        if self.copies == 1 or self.run_counts.dtype.kind not in "iu":
+            return float(self.counts.sum())
+        return float(int(self.run_counts.sum()) * self.copies)
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,7 +284,7 @@ class TiledLaunch:
 
     @property
     def ctas(self) -> int:
-        return len(self.segments[0].counts)
+        return self.segments[0].ctas
 
 
 @dataclass(frozen=True)
@@ -470,7 +495,8 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
     smaller than the slots is spread one CTA per SM first). An occupancy whose lower bound (its longest CTA, or its
     work spread evenly over the slots) is no better than the best so far is not scheduled. A launch whose CTAs all
     run the same tiles (a rectangle timed as many square calls, say) is timed from one CTA (`_uniform_schedule_s`),
-    to the same float."""
+    and one whose segments repeat a run of CTAs (`Segment.copies`) from the run (`_cta_durations_s`), to the same
+    floats."""
     if launch.ctas == 0:
         return 0.0
     overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
@@ -486,9 +512,8 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
             if math.isfinite(one_s):
                 best = _uniform_schedule_s(one_s, launch.ctas, slots, best)
                 continue
-        cta_s = overhead_s  # + each segment's tiles: a time per CTA
-        for seg in launch.segments:
-            cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+        cta_s = _cta_durations_s(launch, overhead_s, [step_time_s(seg.tile, launch, gpu, params[launch.efficiency],
+                                                                  resident) for seg in launch.segments])
         durations = np.broadcast_to(cta_s, (launch.ctas,))
         if max(float(durations.max()), float(durations.sum()) / slots) >= best:
             continue
@@ -496,12 +521,24 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
     return best
 
 
+def _cta_durations_s(launch: TiledLaunch, overhead_s: float, steps_s: list[float]) -> np.ndarray:
+    """Each CTA's time: `overhead_s` + each segment's tiles x its step (`steps_s`, one per segment), added segment by
+    segment. Where every segment repeats a run of one length the same number of times (`Segment.copies`), the run's
+    times copied end to end: the same additions, CTA by CTA."""
+    runs = {(len(seg.run_counts), seg.copies) for seg in launch.segments}
+    copied = len(runs) == 1 and launch.segments[0].copies > 1
+    cta_s = overhead_s
+    for seg, step_s in zip(launch.segments, steps_s, strict=True):
+        cta_s = cta_s + (seg.run_counts if copied else seg.counts) * step_s
+    return np.tile(cta_s, launch.segments[0].copies) if copied else cta_s
+
+
 def _uniform_counts(launch: TiledLaunch) -> tuple[float, ...] | None:
     """Each segment's tiles per CTA as the float64 that `counts * step` multiplies, when every CTA runs the same
-    (integer or float64 counts); else None."""
+    (integer or float64 counts); else None. Read from each segment's run: its copies hold the same counts."""
     uniform = []
     for seg in launch.segments:
-        counts = seg.counts
+        counts = seg.run_counts
         if counts.dtype.kind not in "iu" and counts.dtype != np.float64:
             return None
         first = counts[0]
@@ -535,7 +572,7 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
     k = ctas_per_sm(launch, gpu)
     totals = {"mma_flops": 0.0, "exp_ops": 0.0, "alu_ops": 0.0, "smem_bytes": 0.0}
     for seg in launch.segments:
-        tiles = float(seg.counts.sum())
+        tiles = seg.tiles()
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)
     slots = gpu.sm_count * k

@@ -180,7 +180,7 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     heads = case.batch * case.heads
     plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(block_m, block_n, dim, warps, group, e, q_in_smem,
                                                              masked, convert, p_to_fp8), d, width)
-    segments = (Segment(plain, repeat(unmasked, heads)), Segment(edge, repeat(masked, heads)))
+    segments = (Segment(plain, unmasked, heads), Segment(edge, masked, heads))  # one head's counts, every head
     tiles = heads * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
     q_o = 2 * heads * case.seqlen * d * e
@@ -273,7 +273,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
         + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
     l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
     return TiledLaunch(
-        "bwd", (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh))), 32 * warps, smem,
+        "bwd", (Segment(plain, unmasked, bh), Segment(edge, masked, bh)), 32 * warps, smem,
         2 * bn * width + 2 * bm * bn + bm * width, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
         io_bytes=4 * bn * d * e, atomics=tiles * bm * width, atomic_rate=atomic_rate)
 
@@ -384,7 +384,7 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     kv = 2 * case.batch * case.kv_heads * case.seqlen * case.head_dim * case.element_bytes
     dram = kv * (1 if ctas <= slots else case.group) + 2 * ctas * case.head_dim * case.element_bytes
     tile = launch.segments[0].tile
-    return (TiledLaunch("decode (no split)", (Segment(tile, np.full(ctas, key_tiles)),), launch.threads,
+    return (TiledLaunch("decode (no split)", (Segment(tile, np.full(1, key_tiles), ctas),), launch.threads,
                         launch.smem_bytes, launch.register_words, "sync", "mma_efficiency_fwd", launch.precision,
                         dram, kv * case.group, 1, launch.io_bytes),)
 
@@ -486,7 +486,7 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
                    for t in (plain, edge))
     o_round_trips = bh * (key_blocks - 1) * n * d * 2 * ACC_BYTES  # fp32 O read and written per key block
     dram = _qkvo_bytes(case) + o_round_trips + bh * key_blocks * n * d * e  # Q re-read per key block
-    return TiledLaunch("fwd", (Segment(plain, np.tile(unmasked, bh)), Segment(edge, np.tile(masked, bh))),
+    return TiledLaunch("fwd", (Segment(plain, np.array(unmasked), bh), Segment(edge, np.array(masked), bh)),
                        32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * head_dim + 1.5 * FA1_STEP_ROWS * key_block, "sync",
                        "mma_efficiency", case.precision, dram, dram + bh * splits * key_blocks * 2 * key_block * d * e,
                        io_bytes=2 * rows_per_cta * d * e)
@@ -502,7 +502,7 @@ def _fa1_bwd(case: AttentionCase, head_dim: int) -> tuple:
     tiles = bh * float(unmasked.sum() + masked.sum())
     dram = _qkvo_bytes(case) + 2 * bh * case.seqlen * d * e + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * d)
     l2 = dram + tiles * (plain.load_bytes + 2 * FA1_STEP_ROWS * d * ACC_BYTES)
-    main = TiledLaunch("bwd", (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh))), 256,
+    main = TiledLaunch("bwd", (Segment(plain, unmasked, bh), Segment(edge, masked, bh)), 256,
                        (4 * FA1_STEP_ROWS * head_dim + 2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block) * e,
                        2 * key_block * head_dim + 2 * FA1_STEP_ROWS * key_block, "sync", "mma_efficiency",
                        case.precision, dram, l2, 2, io_bytes=4 * key_block * d * e)
@@ -540,9 +540,9 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool, head_dim: i
     plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(FAT_BLOCK, FAT_BLOCK, dim, warps, group, e, masked), d,
                                 head_dim)
     if sequence_parallel:
-        segments = (Segment(plain, repeat(unmasked, bh)), Segment(edge, repeat(masked, bh)))
+        segments = (Segment(plain, unmasked, bh), Segment(edge, masked, bh))
     else:  # one CTA per (batch, head) walks every key block
-        segments = (Segment(plain, np.full(bh, unmasked.sum())), Segment(edge, np.full(bh, masked.sum())))
+        segments = (Segment(plain, np.full(1, unmasked.sum()), bh), Segment(edge, np.full(1, masked.sum()), bh))
     tiles = bh * float(unmasked.sum() + masked.sum())
     rows = bh * n
     dram = _qkvo_bytes(case) + 2 * rows * d * e + rows * (2 * LSE_BYTES + ACC_BYTES * d)
