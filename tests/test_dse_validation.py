@@ -125,7 +125,7 @@ def test_a_huge_grid_or_sample_is_refused_at_once_naming_the_limit(tmp_path, cli
                                                 "workload.heads": values, "workload.head_dim": values})
     start = time.perf_counter()
     message = _one_line_error(cli("sweep", str(grid), "--local", expect=2), str(grid), "axes")
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 30  # drawing the points would take hours; a loaded CI machine, seconds
     assert message.startswith("1,000,000,000,000 points exceed the limit of 100,000")
     assert "--max-points" in message and "ARCHSIM_MAX_SWEEP_POINTS" in message
     samples = _write(tmp_path / "lhs.yaml", sampling={"kind": "lhs", "samples": 1_000_000_000})
@@ -218,7 +218,7 @@ def test_a_bad_or_unreachable_scheduler_is_one_line_naming_the_option(tmp_path, 
                                 (address, "no Dask scheduler answers")):
             start = time.perf_counter()
             result = cli("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"), "--scheduler", scheduler, expect=2)
-            assert time.perf_counter() - start < 8, scheduler
+            assert time.perf_counter() - start < 20, scheduler  # Dask's own connect timeout is 30 s
             assert says in _one_line_error(result, "--scheduler"), scheduler
     finally:
         server.close()

@@ -132,7 +132,7 @@ def test_the_mapper_does_not_grow_with_rank_sizes(monkeypatch) -> None:
     monkeypatch.setenv("ARCHSIM_MAX_SIZE", str(2**53))
     start = time.perf_counter()
     result = run_point("fusemax", workload="bert-base", sets={"seq_len": 256 * 35184372088777})
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 30  # 161 s before the fix; loaded CI machines take seconds
     assert result.feasible or result.reason
 
 

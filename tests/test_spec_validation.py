@@ -78,7 +78,7 @@ def test_file_size_limit_reads_at_most_the_limit(tmp_path: Path, monkeypatch: py
         stream.truncate(2**34)
     start = time.monotonic()
     assert "ARCHSIM_MAX_SPEC_BYTES" in _error(read_yaml, huge).message
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30  # reading 16 GiB would take minutes; loaded CI machines, seconds
     monkeypatch.setenv("ARCHSIM_MAX_SPEC_BYTES", "lots")
     assert _error(read_yaml, huge).source == "ARCHSIM_MAX_SPEC_BYTES"
 
