@@ -59,7 +59,6 @@ from archsim.model.gpu_flash_plans import (
     ceil,
     fwd_counts,
     fwd_launch,
-    repeat,
     split_decode_launches,
     warpgroup,
 )
@@ -99,7 +98,7 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
              split_bwd_tile(m2, n2 // TUT_SLICE, d, warps, group, e, True, "dq"),
              split_bwd_tile(m2, n2, d, warps, group, e, False, "dq"))
     counts = (dkdv_masked, dkdv, dq_masked, dq)
-    segments = tuple(Segment(t, repeat(c, bh)) for t, c in zip(tiles, counts, strict=True))
+    segments = tuple(Segment(t, c, bh) for t, c in zip(tiles, counts, strict=True))
     rows = bh * n
     dram = (4 * case.heads + 4 * case.kv_heads) * case.batch * n * d * e + rows * 2 * LSE_BYTES
     l2 = dram + sum(float(c.sum()) * bh * t.load_bytes for t, c in zip(tiles, counts, strict=True))
