@@ -98,7 +98,7 @@ def test_every_track_is_busy_for_the_phases_work() -> None:
     pre, post = phases.pre, phases.post
     assert busy["npu"] == pytest.approx(layers * sum(p.time_s + q.time_s for p, q in zip(pre, post, strict=True)))
     assert busy["pim"] == pytest.approx(layers * sum(phases.mha_s))
-    assert busy["hbm"] == pytest.approx(layers * sum(p.memory_s + q.memory_s + a for p, q, a in
+    assert busy["shared HBM"] == pytest.approx(layers * sum(p.memory_s + q.memory_s + a for p, q, a in
                                                      zip(pre, post, phases.attention_s, strict=True)))
     _no_overlap(run)
     assert {s.name for s in run.spans} >= {"sb1 L0 pre", "sb2 L2 post", "sb2 L1 mha"}

@@ -40,7 +40,7 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
         from archsim.model.trace import write_chrome_trace
 
         if trace_path:
-            check_writable(trace_path, "--trace")
+            check_writable(trace_path, "--trace", inputs=(mapping, cascade, arch, workload))
         _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
         result = run.result
         if trace_path:

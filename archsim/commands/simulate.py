@@ -100,9 +100,9 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
     if trace_out:
-        check_writable(trace_out, "--trace-out", inputs=(trace_path,))
+        check_writable(trace_out, "--trace-out", inputs=(trace_path, system_name, workload))
     if layer_trace:
-        check_writable(layer_trace, "--layer-trace", inputs=(trace_path,))
+        check_writable(layer_trace, "--layer-trace", inputs=(trace_path, system_name, workload))
         if trace_out and Path(trace_out).resolve() == Path(layer_trace).resolve():
             raise SpecError("--layer-trace", layer_trace, "is --trace-out's file too: name another")
     if n_requests is not None:
@@ -120,8 +120,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         raise SpecError("--alpha", "", f"expected a finite network overhead, got {alpha}")
     refused = unreplayable(model) if layer_trace else None
     if refused:
-        raise SpecError("--layer-trace", "", f"the layer replay does not model {system_name}'s {refused[0]}: "
-                                             f"{refused[1]}")
+        owner = workload if refused[0].startswith("params.") else system_name  # a workload's size, or the system's
+        raise SpecError("--layer-trace", "", f"the layer replay does not model {owner}'s {refused[0]}: {refused[1]}")
     config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens)
     reason = unservable(model, requests, config)
     if reason:
@@ -156,9 +156,13 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         click.echo(f"trace written to {trace_out}")
     if layer_trace:
         replay = metrics["layer_replay"]
+        if "skipped" in replay:
+            click.echo(f"layer replay skipped: {replay['skipped']}")
+            return
         prompts = replay["prompts"]
         prompts = f" + {prompts} prompt{'s' if prompts > 1 else ''}" if prompts else ""
-        click.echo(f"layer replay of iteration {replay['iteration']} (batch {replay['decodes']} decodes{prompts}): "
+        decodes = f"{replay['decodes']} decode{'s' if replay['decodes'] > 1 else ''}"
+        click.echo(f"layer replay of iteration {replay['iteration']} (batch {decodes}{prompts}): "
                    f"{replay['replay_s'] * 1e3:.4g} ms of decoder layers, closed form "
                    f"{replay['closed_form_s'] * 1e3:.4g} ms ({replay['difference'] * 100:+.2f} %): trace written "
                    f"to {layer_trace}")
@@ -168,9 +172,9 @@ def _layer_replay(model: SystemModel, served: LongestDecode, result: ServingResu
     """`--layer-trace`: replay the decoder layers of the run's longest decode iteration (`served` kept its batch;
     its place among the timeline's decode iterations gives its number), write the replay's trace to `path`, and
     return what `simulate` reports of it."""
-    if served.batch is None:
-        raise SpecError("--layer-trace", "", "no iteration decoded a token (each served request wanted one): there "
-                                             "is no decode iteration to replay")
+    if served.batch is None:  # the run's results stand; there is nothing to replay, and no trace is written
+        return {"skipped": "no iteration decoded a token (each served request wanted one): there is no decode "
+                           "iteration to replay, and no trace was written"}
     iteration = [i for i, it in enumerate(result.timeline) if it.n_decode][served.decodes_before]
     run = replay_iteration(model, served.batch)
     write_chrome_trace(run.spans, path)

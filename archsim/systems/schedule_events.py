@@ -69,7 +69,7 @@ from archsim.model.trace import Span
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.offload import OffloadModel
-from archsim.systems.system_model import SPLIT_KINDS, LayerPhases, SystemModel, device_of, layer_phases
+from archsim.systems.system_model import SPLIT_KINDS, LayerPhases, SystemModel, decode_groups, layer_phases
 from archsim.systems.system_types import TP_LINK
 
 SUB_BATCH_INTERLEAVING = "sub-batch-interleaving"
@@ -117,16 +117,18 @@ def replay_layers(phases: LayerPhases, layers: int | Sequence[int], *, weight_un
     model is a SpecError naming `source`'s field."""
     stage_layers = (layers,) if isinstance(layers, int) else tuple(layers)
     if not stage_layers or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in stage_layers):
-        raise SpecError("<python>", "layers", f"expected layers >= 1 (an int, or one per PP stage), got {layers!r}")
+        raise SpecError(source, "layers", f"expected layers >= 1 (an int, or one per PP stage), got {layers!r}")
     _check_phases(phases, source)
     env = simpy.Environment()
     stages = len(stage_layers)
-    tracks = {"weight": weight_unit, "attention": attention_unit, "hbm": "hbm", "link": f"{TP_LINK} link"}
+    tracks = {"weight": weight_unit, "attention": attention_unit, "hbm": "shared HBM", "link": f"{TP_LINK} link"}
     units = []
-    for s in range(stages):
-        by_name = {name: simpy.PriorityResource(env, 1) for name in set(tracks.values())}
+    for s in range(stages):  # a unit per role; the attention's is the weight device's where they are one device
+        held = {role: simpy.PriorityResource(env, 1) for role in tracks}
+        if attention_unit == weight_unit:
+            held["attention"] = held["weight"]
         prefix = f"stage {s} " if stages > 1 else ""
-        units.append({role: (by_name[name], prefix + name) for role, name in tracks.items()})
+        units.append({role: (held[role], prefix + name) for role, name in tracks.items()})
     spans: list[Span] = []
     sub_batches = len(phases.pre)
 
@@ -173,8 +175,10 @@ def replay_layers(phases: LayerPhases, layers: int | Sequence[int], *, weight_un
         for stage in range(stages):
             yield env.all_of([env.process(chain(sb, stage, sum(stage_layers[:stage]))) for sb in range(sub_batches)])
 
-    env.process(stages_in_turn())
+    done = env.process(stages_in_turn())
     env.run()
+    if not done.triggered:  # every task waits only on tasks before it in program order, so this is a defect
+        raise RuntimeError(f"the replay stopped at {env.now} s with tasks still waiting on a unit")
     return ScheduleRun(env.now, sum(phases.device_s(n) for n in stage_layers), tuple(spans))
 
 
@@ -251,13 +255,16 @@ def replay_iteration(model: SystemModel, batch: Batch) -> ScheduleRun:
     `unreplayable` refuses is a SpecError naming the spec's field."""
     refused = unreplayable(model)
     if refused is not None:
-        raise SpecError(model.system.source, refused[0], f"replay is not modelled for it: {refused[1]}")
+        source = model.workload.path if refused[0].startswith("params.") else model.system.source
+        raise SpecError(source, refused[0], f"replay is not modelled for it: {refused[1]}")
     contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
     phases = layer_phases(model, contexts, prompts)
     weight = model.weight_device
-    attention = device_of(model, model.attention("decode", int(contexts[0]))) if len(contexts) else weight
-    shared_hbm = attention.kind in SPLIT_KINDS and attention.spec.row_buffers == 1
-    return replay_layers(phases, model.stage_layers, weight_unit=weight.name, attention_unit=attention.name,
+    groups = decode_groups(model, contexts, model.decode_ops(contexts))
+    attention = groups[0][0] if len(groups) == 1 else None
+    names = " + ".join(group[0].name for group in groups) or weight.name  # two devices: their shares in turn
+    shared_hbm = attention is not None and attention.kind in SPLIT_KINDS and attention.spec.row_buffers == 1
+    return replay_layers(phases, model.stage_layers, weight_unit=weight.name, attention_unit=names,
                          shared_hbm=shared_hbm, source=model.system.source)
 
 

@@ -13,7 +13,10 @@ over the model's decoder layers:
   window + sinks; a prefill op to its prompt); FLOPs and bytes are `analyze()` of each bound cascade. A bank-PIM,
   whose placement reads per-request times off per-length tables, is given those keys (`SystemModel.decode_keys`),
   as every other device reads them off the ops.
-- placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes);
+- placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes); a rule
+  that reads Op/B can put the decode attention of one batch's requests on two devices (their contexts move it:
+  `decode_groups`), and then each device runs its share as its own call, one after the other, and the batch
+  runs `overlapped` under sub-batch interleaving (whose sub-batches alternate one attention device with the host);
 - layer time (`layer_phases`): the ops before the decode attention (`pre`: norm, QKV projection, prompt attention),
   the decode attention, the ops after it (`post`), each costed by its device. The schedule composes them:
   - `blocked`: one after another; attention split between a bank-PIM and its host runs GEMVs, then softmax (with
@@ -27,7 +30,8 @@ over the model's decoder layers:
     N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
     artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
     kept on chip (at most the NPU's `sram_bytes`: `system_checks` refuses more). Below `min_batch` decodes the
-    schedule is `overlapped` (the artifact's 256).
+    schedule is `overlapped` (the artifact's 256), and so it is where the batch's decode attention is not all on
+    one bank-PIM (`decode_groups`).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where devices do not wait on each other, and expert co-processing (+PE, +ET): its assumptions are in
     `archsim.systems.coprocessing`'s docstring, beside its code.
@@ -155,7 +159,8 @@ SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a h
 class LayerPhases:
     """One decoder layer of one device in one iteration, per sub-batch (one unless SBI): the work before the
     decode attention (`pre`), after it (`post`), the attention's device time (`attention_s`, a bank-PIM's slowest
-    channel), its host softmax (`softmax_s`), the attention as the schedule charges it (`mha_s`), SBI's stage
+    channel; the devices' times added where its requests run on two, `decode_groups`), its host softmax
+    (`softmax_s`), the attention as the schedule charges it (`mha_s`), SBI's stage
     times A..F (`stages_s`, empty otherwise), the requests' PIM placement, and the sums every unit was busy."""
 
     pre: tuple[OpCost, ...]
@@ -666,7 +671,8 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     array) and prompts (module docstring)."""
     schedule = model.system.schedule
     decode_ops = model.decode_ops(contexts)
-    attention_device = device_of(model, decode_ops[0]) if decode_ops else None
+    groups = decode_groups(model, contexts, decode_ops)
+    attention_device = groups[0][0] if len(groups) == 1 else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
     if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
         placement = attention_device.placement(decode_ops, schedule.split, model.decode_keys(contexts))
@@ -694,21 +700,44 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
                                                                   "it with archsim.systems.models.system_model")
         return model.compose_layer(model, contexts, prompts, decode_ops)
     pre, post = dense_phase_costs(model, len(contexts), prompts, 1.0)
-    attention_s, softmax_s, placement = 0.0, 0.0, None
+    attention, attention_s, softmax_s, mha_s, placement = None, 0.0, 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
-    if decode_ops and split:
-        placement = attention_device.placement(decode_ops, contexts=model.decode_keys(contexts))
-        barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
-        attention = attention_device.cost_of(decode_ops, placement.gemv_s(barrier=barrier), placement.mean_load_s())
-        attention_s, softmax_s = attention.time_s, _host_softmax_s(model, attention_device, decode_ops)
-        mha_s = max(attention_s, softmax_s) if overlap else attention_s + softmax_s
-    elif decode_ops:
-        attention = attention_device.cost(decode_ops)
-        attention_s = mha_s = attention.time_s
-    else:
-        attention, mha_s = OpCost(), 0.0
-    return LayerPhases((pre,), (post,), attention, (attention_s,), (softmax_s,), (mha_s,), (), placement,
+    for device, group_contexts, ops in groups:  # one device's share after another (one, unless a rule reads Op/B)
+        if device.kind in SPLIT_KINDS:
+            placement = device.placement(ops, contexts=model.decode_keys(group_contexts))
+            barrier = schedule.kind == "blocked" and schedule.attention_sync == "barrier"
+            cost = device.cost_of(ops, placement.gemv_s(barrier=barrier), placement.mean_load_s())
+            softmax = _host_softmax_s(model, device, ops)
+            attention_s, softmax_s = attention_s + cost.time_s, softmax_s + softmax
+            mha_s += max(cost.time_s, softmax) if overlap else cost.time_s + softmax
+        else:
+            cost = device.cost(ops)
+            attention_s, mha_s = attention_s + cost.time_s, mha_s + cost.time_s
+        attention = cost if attention is None else attention + cost
+    return LayerPhases((pre,), (post,), attention or OpCost(), (attention_s,), (softmax_s,), (mha_s,), (), placement,
                        allreduce_s(model, len(contexts) + sum(prompts)), overlap)
+
+
+def decode_groups(model: SystemModel, contexts: Sequence[int],
+                  decode_ops: Sequence[Op]) -> list[tuple[DeviceModel, Sequence[int], Sequence[Op]]]:
+    """The decode attention of these contexts (`decode_ops`: `SystemModel.decode_ops` of them) by the device the
+    rules put each request's op on: (device, its requests' contexts, their ops), in order of first appearance; none
+    without decodes. One group, the arguments themselves, unless a rule reads Op/B, which a request's context moves
+    (GQA decode attention of Llama 3 405B at TP 8: 15.9 Op/B at 1K tokens, 16.1 at 8K, against Duplex's 16): its
+    requests may then go to two devices, and each device's share is its own call."""
+    if not decode_ops:
+        return []
+    first = device_of(model, decode_ops[0])
+    if not model._placement_reads_op_per_byte or all(device_of(model, op) is first for op in decode_ops):
+        return [(first, contexts, decode_ops)]
+    by_device: dict[str, list[int]] = {}
+    for i, op in enumerate(decode_ops):
+        by_device.setdefault(device_of(model, op).name, []).append(i)
+    groups = []
+    for name, at in by_device.items():
+        shared = [contexts[i] for i in at]
+        groups.append((model.devices[name], shared, model.decode_ops(shared)))
+    return groups
 
 
 def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
