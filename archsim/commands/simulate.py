@@ -72,8 +72,8 @@ from archsim.systems.system_spec import load_system
 @click.option("--layer-trace", type=click.Path(dir_okay=False), callback=nonempty,
               help="Replay the decoder layers of the run's longest decode iteration event by event "
                    "(archsim.systems.schedule_events: the units' tasks, the gaps and contention the closed form "
-                   "does not show), write them as Chrome/Perfetto trace JSON here and print the replay against "
-                   "the closed form.")
+                   "does not show; attention offloading: its micro-batches' pipeline), write them as "
+                   "Chrome/Perfetto trace JSON here and print the replay against the closed form.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
                  n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,
@@ -163,12 +163,12 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         prompts = f" + {prompts} prompt{'s' if prompts > 1 else ''}" if prompts else ""
         decodes = f"{replay['decodes']} decode{'s' if replay['decodes'] > 1 else ''}"
         click.echo(f"layer replay of iteration {replay['iteration']} (batch {decodes}{prompts}): "
-                   f"{replay['replay_s'] * 1e3:.4g} ms of decoder layers, closed form "
+                   f"{replay['replay_s'] * 1e3:.4g} ms {replay['covers']}, closed form "
                    f"{replay['closed_form_s'] * 1e3:.4g} ms ({replay['difference'] * 100:+.2f} %): trace written "
                    f"to {layer_trace}")
 
 
-def _layer_replay(model: SystemModel, served: LongestDecode, result: ServingResult, path: str) -> dict:
+def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, result: ServingResult, path: str) -> dict:
     """`--layer-trace`: replay the decoder layers of the run's longest decode iteration (`served` kept its batch;
     its place among the timeline's decode iterations gives its number), write the replay's trace to `path`, and
     return what `simulate` reports of it."""
@@ -179,8 +179,8 @@ def _layer_replay(model: SystemModel, served: LongestDecode, result: ServingResu
     run = replay_iteration(model, served.batch)
     write_chrome_trace(run.spans, path)
     return {"iteration": iteration, "decodes": len(served.batch.decode_context_tokens),
-            "prompts": len(served.batch.prefill_tokens), "replay_s": run.end_s, "closed_form_s": run.closed_form_s,
-            "difference": run.difference, "trace": path}
+            "prompts": len(served.batch.prefill_tokens), "replay_s": run.replay_s, "closed_form_s": run.closed_form_s,
+            "difference": run.difference, "covers": run.covers, "trace": path}
 
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:

@@ -51,7 +51,11 @@ an instant served first come, first served (the PIM's GEMVs first) was +0.9 % to
 Letting a sub-batch go on to the next PP stage at once (not modelled) was 0.3 to 2.6 % faster on 30B and 175B (two
 row buffers).
 
-Refused (a SpecError naming the field), where a replay would not be the schedule's: co-processing (its layer is
+Attention offloading (Lamina's ping-pong and staggered schedules) composes its own iteration; `replay_iteration`
+hands it to its own event model, `archsim.systems.offload_events` (`replay_offload`: the decode's steady-state time
+per token against `offload.token_s`).
+Refused (a SpecError naming the field), where a replay would not be the schedule's: context parallelism (its
+iteration is its ranks' in closed form), co-processing (its layer is
 Duplex's dependency chain composed in closed form), `layer_time: steady-state` (the closed form leaves out the fill
 and drain a replay runs), sub-batch interleaving with a TP all-reduce (the closed form charges it blocked beside
 both sub-batches), expert parallelism (groups and the expert exchange) and a model mixing dense and MoE layers.
@@ -68,7 +72,8 @@ from archsim.errors import SpecError
 from archsim.model.trace import Span
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
-from archsim.systems.offload import OffloadModel
+from archsim.systems.offload import OffloadModel, token_s
+from archsim.systems.offload_events import simulate_pipeline
 from archsim.systems.system_model import SPLIT_KINDS, LayerPhases, SystemModel, decode_groups, layer_phases
 from archsim.systems.system_types import TP_LINK
 
@@ -77,17 +82,20 @@ SUB_BATCH_INTERLEAVING = "sub-batch-interleaving"
 
 @dataclass(frozen=True)
 class ScheduleRun:
-    """A replay: when the last task ended (`end_s`), what the closed form charges the same layers
-    (`closed_form_s`: `LayerPhases.device_s` summed over the PP stages), every task's span."""
+    """A replay: its time (`replay_s`: when a `SystemModel`'s last decoder-layer task ended; attention
+    offloading's steady-state time per token), what the closed form charges the same work (`closed_form_s`:
+    `LayerPhases.device_s` summed over the PP stages; `offload.token_s`), every task's span, and what the time
+    covers (`covers`, for a printout)."""
 
-    end_s: float
+    replay_s: float
     closed_form_s: float
     spans: tuple[Span, ...]
+    covers: str = "of decoder layers"
 
     @property
     def difference(self) -> float:
         """(replay - closed form) / closed form: negative where the replay is faster; NaN for no work."""
-        return self.end_s / self.closed_form_s - 1.0 if self.closed_form_s else float("nan")
+        return self.replay_s / self.closed_form_s - 1.0 if self.closed_form_s else float("nan")
 
     def busy_s(self) -> dict[str, float]:
         """Seconds each track was busy: its spans' lengths summed."""
@@ -224,14 +232,15 @@ def _chain(phases: LayerPhases, sb: int, stage: int, first_layer: int, layers: i
 
 
 def unreplayable(model: IterationModel) -> tuple[str, str] | None:
-    """(spec field, why) when `replay_iteration` does not model `model`'s schedule, None when it does: an
-    attention-offloading or context-parallel model (not a `SystemModel`: each composes its own iteration), and the
-    refusals of the module docstring, read off the spec so that a run can be refused before it is served."""
+    """(spec field, why) when `replay_iteration` does not model `model`'s schedule, None when it does: a
+    context-parallel model (its iteration is its ranks', composed in closed form), and the refusals of the module
+    docstring, read off the spec so that a run can be refused before it is served. Attention offloading is
+    replayed by its own event model (`replay_offload`)."""
     schedule = model.system.schedule
+    if isinstance(model, OffloadModel):
+        return None
     if not isinstance(model, SystemModel):
-        replayed = (" (archsim.systems.offload_events replays attention offloading's pipeline)"
-                    if isinstance(model, OffloadModel) else "")
-        return "schedule.kind", f"{schedule.kind} composes its own iteration, not layer_phases'{replayed}"
+        return "schedule.kind", f"{schedule.kind} composes its own iteration, not layer_phases'"
     par = model.parallelism
     if schedule.kind == "co-processing":
         return "schedule.kind", "co-processing's layer is Duplex's dependency chain composed in closed form"
@@ -247,13 +256,16 @@ def unreplayable(model: IterationModel) -> tuple[str, str] | None:
     return None
 
 
-def replay_iteration(model: SystemModel, batch: Batch) -> ScheduleRun:
-    """Replay the decoder layers of one iteration of `model` for `batch`: `layer_phases` of the batch on every PP
+def replay_iteration(model: SystemModel | OffloadModel, batch: Batch) -> ScheduleRun:
+    """Replay one iteration of `model` for `batch`: attention offloading's decode by `replay_offload`; otherwise
+    the decoder layers, `layer_phases` of the batch on every PP
     stage's layers (`SystemModel.stage_layers`, the stages one after another, as `SystemModel.iteration` runs
     them), the attention's device and the PIM's row buffers read off the model; `closed_form_s` is then the
     iteration's decoder layers as it charges them. The LM head and the hops between stages are left out. A model
     `unreplayable` refuses is a SpecError naming the spec's field."""
     refused = unreplayable(model)
+    if refused is None and isinstance(model, OffloadModel):
+        return replay_offload(model, batch)
     if refused is not None:
         source = model.workload.path if refused[0].startswith("params.") else model.system.source
         raise SpecError(source, refused[0], f"replay is not modelled for it: {refused[1]}")
@@ -266,6 +278,24 @@ def replay_iteration(model: SystemModel, batch: Batch) -> ScheduleRun:
     shared_hbm = attention is not None and attention.kind in SPLIT_KINDS and attention.spec.row_buffers == 1
     return replay_layers(phases, model.stage_layers, weight_unit=weight.name, attention_unit=names,
                          shared_hbm=shared_hbm, source=model.system.source)
+
+
+OFFLOAD_TOKENS = 4  # tokens per micro-batch in an offloading replay: its steady state settles by the third
+
+
+def replay_offload(model: OffloadModel, batch: Batch, tokens: int = OFFLOAD_TOKENS) -> ScheduleRun:
+    """Replay the decode of one iteration of an attention-offloading model (Lamina) for `batch`: its micro-batches
+    (`OffloadModel.micro_batch_layers`) through `archsim.systems.offload_events.simulate_pipeline` for `tokens`
+    tokens, with their LM heads and the link's lanes, against the closed form's steady-state time per token
+    (`offload.token_s`, what `OffloadModel.iteration` charges the decodes). The prompts' phase, blocked before the
+    micro-batches, is left out."""
+    contexts = [int(c) for c in batch.decode_context_tokens]
+    layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
+    run = simulate_pipeline(layers, model.replicas, model.layers, tokens, model.divide_and_conquer, trace=True,
+                            heads_s=heads_s, lanes=model.link_lanes)
+    closed = token_s(layers, heads_s, model.replicas, model.divide_and_conquer, model.layers, model.link_lanes)
+    return ScheduleRun(run.token_s, closed, run.spans, "a token in steady state (every micro-batch's layers and "
+                                                       "LM head)")
 
 
 class LongestDecode:
