@@ -162,7 +162,7 @@ def test_neupims_device_costs_add_up_to_the_ops(name: str) -> None:
         kv_written = sum(t.bytes for t in want.tensors if t.name in KV_TENSORS and t.kind == "output")
         hbm_bytes = op.bytes_by_role["weights"] + kv_written if op.name != "attention" else 0
         assert cost.memory_s * bw == pytest.approx(hbm_bytes, rel=1e-12), op.name
-        assert cost.busy_s["hbm"] == cost.memory_s
+        assert cost.busy_s["npu_hbm"] == cost.memory_s
         assert cost.energy_j * 1e12 == pytest.approx(flops * host.op_energy_pj
                                                      + hbm_bytes * 8 * npu.memory.offchip_pj_per_bit, rel=1e-12)
     decodes = [(op, want) for op, device, want, _ in rows if device == "pim"]

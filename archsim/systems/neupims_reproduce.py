@@ -100,7 +100,7 @@ def reproduce(modes: Sequence[str | System] = REPRODUCED_MODES, models: Sequence
                         "npu_util": busy.get("npu_array" if busy_counters else "npu", busy.get("gpu", 0.0)) / time_s,
                         "pim_util": _utilization(busy, "pim", time_s),
                         "npu_array_util": _utilization(busy, "npu_array", time_s),
-                        "hbm_util": _utilization(busy, "hbm", time_s),
+                        "hbm_util": _utilization(busy, "npu_hbm", time_s),
                         "energy_per_token_j": sum(c.energy_j for c in costs) / (batch * samples),
                         "mean_context_tokens": float(np.mean(np.concatenate(draws))),
                     })

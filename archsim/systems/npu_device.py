@@ -96,7 +96,8 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     time_s = gemm_s + max(vector_s, other_s)
     energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
                  + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
-    busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s, "hbm": memory_s}
+    busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s,
+            f"{device.name}_hbm": memory_s}  # every unit under its device's name: a device named hbm stays apart
     return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
 
 
