@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import secrets
 import shutil
@@ -163,9 +164,19 @@ def _swap_by_renames(stage: Path, path: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
+def _replace_folder(stage: Path, path: Path) -> None:
+    """`stage` in the place of the existing folder `path`, carrying over what an earlier report did not write."""
+    _carry_over(path, stage)
+    if _exchange(stage, path):
+        _carry_over(stage, path)  # what appeared in the old folder while the new one was staged
+    else:
+        _swap_by_renames(stage, path)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Write a whole folder into the yielded staging folder; it takes `path`'s place when the block finishes."""
+    """Write a whole folder into the yielded staging folder; it takes `path`'s place when the block finishes. Of two
+    writers of one new folder, the second to finish finds it made by the first and replaces it as an existing one."""
     path = Path(path)
     if path.is_symlink():  # swap the folder the link points to, not the link
         path = path.resolve()
@@ -179,13 +190,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         yield stage
         (stage / MANIFEST).write_text("\n".join(sorted(e.name for e in stage.iterdir())))
         if path.is_dir():
-            _carry_over(path, stage)
-            if _exchange(stage, path):
-                _carry_over(stage, path)  # what appeared in the old folder while the new one was staged
-            else:
-                _swap_by_renames(stage, path)
+            _replace_folder(stage, path)
         else:
-            os.replace(stage, path)
+            try:
+                os.replace(stage, path)
+            except OSError as exc:  # another writer made the folder since: replace it as an existing one
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not path.is_dir():
+                    raise
+                _replace_folder(stage, path)
     except OSError as exc:
         raise _fail(path, exc) from None
     finally:

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from archsim import library
 from archsim.dse import grouped
 from archsim.dse.points import (
     MODEL_VERSION,
@@ -74,16 +76,22 @@ def test_infeasible_and_rejected_points_keep_their_own_reasons() -> None:
 
 def test_keys_are_the_hash_of_the_resolved_configuration() -> None:
     """A key is the sha256 of the canonical JSON (sorted keys, no spaces, integral floats as ints) of the archsim
-    version, mapping, cascade, workload, the architecture after the point's changes and its sizes (the module
-    docstring of archsim.dse.points): what stores written before keys were assembled from parts hold, so they
-    resume."""
+    version, the mapping's and cascade's files as parsed, the workload as loaded, the architecture after the
+    point's changes and the sizes it binds (the workload's under the mapping's set: under the point's; the module
+    docstring of archsim.dse.points): what stores written with this scheme hold, so they resume."""
     spec = load_sweep(DEMO)
     base = load_base(spec)
+    mapping = library.load_mapping_spec(spec.mapping)
+    workload = library.load_workload_spec(spec.workload)
+    files = {kind: yaml.safe_load(library.find(kind, name).read_text())
+             for kind, name in (("mappings", spec.mapping), ("cascades", mapping.cascade))}
     points = [p for p in expand(spec) if p["target"] == "fusemax"][::7]
     for point, (key, _) in zip(points, keyed(spec, base, points), strict=True):
         arch, sets = _resolve(spec, base, point)
-        config = {"version": MODEL_VERSION, "mapping": spec.mapping, "cascade": spec.cascade,
-                  "workload": spec.workload, "arch": arch.to_dict(), "sets": sets}
+        config = {"version": MODEL_VERSION, "mapping": files["mappings"], "cascade": files["cascades"],
+                  "workload": {"name": workload.name, "params": workload.params, "block": workload.block,
+                               "attention": workload.attention},
+                  "arch": arch.to_dict(), "sizes": {**workload.params, **mapping.sets, **sets}}
         text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
         assert key == hashlib.sha256(text.encode()).hexdigest() == point_key(spec, base, point)
 

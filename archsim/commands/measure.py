@@ -14,21 +14,28 @@ Where each row says how it was obtained:
 `--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
 wall-clock time of one interpreted run and say nothing about any GPU. The kernel modules must not have been
 imported in this process before with the interpreter off; without `--interpret`, a TRITON_INTERPRET that turns the
-interpreter on is refused (exit 2), as its runs would be written as GPU timings.
+interpreter on is refused (exit 2), as its runs would be written as GPU timings. Runs into one `--out` at once
+take turns per case (a lock on the sidecar `OUT.lock`, `_locked`): each case is measured and written once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): `_locked` takes no lock there
+    fcntl = None
 
 from archsim.commands.benchmarks import (
     DEFAULT_KERNELS,
@@ -89,6 +96,27 @@ def _measured(path: Path) -> set[tuple[str, ...]]:
         return set()
     header, *rows = read_csv_rows(path, f"the columns {','.join(COLUMNS)}")
     return {_row_key(dict(zip(header, row, strict=False))) for row in rows}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock (`fcntl.flock`) on the sidecar file `PATH.lock` (created, and left, beside `path`), so
+    that of two runs into one CSV one at a time checks a case, measures it and appends its rows: the other then finds
+    them and keeps them, never writing a case twice (nor timing on the GPU at the same time). Where fcntl is missing
+    (not POSIX) nothing is locked: there two runs into one file at once may each write a case."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        lock = open(f"{path}.lock", "a")  # noqa: SIM115 - held across the yield
+    except OSError as exc:
+        raise SpecError("--out", str(path), f"cannot create its lock file {path}.lock: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _append(path: Path, rows: list[dict]) -> None:
@@ -244,6 +272,32 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
     return rows
 
 
+def _measure_case(case: Case, out: Path, device: str, interpret: bool, base: dict, prefix: str,
+                  clock: Callable[[], str]) -> list[dict] | None:
+    """Time `case` and append its rows to `out` (the caller holds `_locked(out)`); None, measuring nothing, where
+    `out` holds its rows already. A PyTorch path that cannot run here exits 2."""
+    import torch
+
+    if {_row_key(r) for r in _rows(case, None, base, "")} <= _measured(out):
+        return None
+    try:
+        time_ms = _time_ms(_runner(case, device), interpret)
+    except torch.cuda.OutOfMemoryError:
+        time_ms = None
+    except RuntimeError as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no kernel for
+        if case.kernel not in TORCH_KERNELS:
+            raise
+        click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
+                   f"head_dim {case.head_dim}): {str(exc).splitlines()[0]}; the rows measured so far are in "
+                   f"{out}", err=True)
+        sys.exit(2)
+    rows = _rows(case, time_ms, base, f"{prefix}; {clock()}")
+    _append(out, rows)
+    if not interpret:
+        torch.cuda.empty_cache()
+    return rows
+
+
 @click.command("measure")
 @click.option("--kernels", "kernel_names", default=",".join(DEFAULT_KERNELS), show_default=True,
               callback=_parse_kernels, help=f"Comma-separated kernels to time, among {', '.join(KERNELS)}.")
@@ -289,29 +343,16 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     device = "cpu" if interpret else "cuda"
     cases = GRIDS[grid](kernel_names, INTERPRET_MAX_SEQLEN if interpret and max_seqlen is None else max_seqlen,
                             tiny=interpret)
-    written, done = 0, _measured(out)
+    written = 0
     for case in cases:
-        if {_row_key(r) for r in _rows(case, None, base, "")} <= done:
+        with _locked(out):  # the file's rows are read again: a run into it meanwhile may have measured the case
+            rows = _measure_case(case, out, device, interpret, base, prefix, clock)
+        if rows is None:
             click.echo(f"{case.kernel:<10} {case.direction:<7} causal={case.causal!s:<5} b={case.batch} "
                        f"h={case.heads} d={case.head_dim} s={case.seqlen}: already in {out}, kept")
             continue
-        try:
-            time_ms = _time_ms(_runner(case, device), interpret)
-        except torch.cuda.OutOfMemoryError:
-            time_ms = None
-        except RuntimeError as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no kernel for
-            if case.kernel not in TORCH_KERNELS:
-                raise
-            click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
-                       f"head_dim {case.head_dim}): {str(exc).splitlines()[0]}; the rows measured so far are in "
-                       f"{out}", err=True)
-            sys.exit(2)
-        rows = _rows(case, time_ms, base, f"{prefix}; {clock()}")
-        _append(out, rows)
         written += len(rows)
         shown = ", ".join(f"{r['value']} {r['unit']}" for r in rows)
         click.echo(f"{case.kernel:<10} {case.direction:<7} causal={case.causal!s:<5} b={case.batch} h={case.heads} "
                    f"d={case.head_dim} s={case.seqlen}: {shown}")
-        if not interpret:
-            torch.cuda.empty_cache()
     click.echo(f"appended {written} rows to {out}" + (" (interpreter: not timings)" if interpret else ""))

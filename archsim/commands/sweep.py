@@ -145,7 +145,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
     run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
                          executor="in-process" if local else None, progress=_progress,
                          status=lambda line: click.echo(line, err=True))
-    if run.new:
+    if run.executor:  # points were evaluated: end the progress line
         click.echo("", err=True)
     _summary(sweep, run, db_path, objectives or sweep.objectives)
 

@@ -73,13 +73,13 @@ _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{
 
 @dataclass(frozen=True)
 class SweepRun:
-    """What a sweep run leaves: the stored records, how many points it evaluated and reused from the store, and
-    where it evaluated them."""
+    """What a sweep run leaves: the stored records, how many points it stored and reused from the store, and where
+    it evaluated them."""
 
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point,
     # constraint_ok judged by this sweep's constraints
-    new: int  # points evaluated by this run
-    reused: int  # points of the sweep already in the store
+    new: int  # rows this run stored (a point an identical sweep in another process stored first is not one)
+    reused: int  # the sweep's other points: in the store already, or stored meanwhile by another process
     executor: Executor | None  # where this run evaluated its points (None: nothing to evaluate)
 
 
@@ -195,13 +195,15 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     chosen: Executor | None = None
     with started(spec, db_path) as (base, conn, keys, todo_by_key):
         todo = list(todo_by_key.items())
-        reused = len(keys) - len(todo)
+        stored_before = conn.total_changes  # from here on only the batches' inserts change rows
         if todo:
             chosen = _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s,
-                               (executor, why), progress, status or (lambda line: None), reused, len(keys))
+                               (executor, why), progress, status or (lambda line: None), len(keys) - len(todo),
+                               len(keys))
+        new = conn.total_changes - stored_before  # rows inserted: a key stored meanwhile is ignored (`store.put`)
         df = records(conn)
     mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
-    return SweepRun(with_constraints(mine, spec.constraints), len(todo), reused, chosen)
+    return SweepRun(with_constraints(mine, spec.constraints), new, len(keys) - new, chosen)
 
 
 def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: str | None, workers: int | None,

@@ -5,11 +5,13 @@ A point is `{"target": name, axis path: value, ...}`: the target is the sweep's 
 setting a `workload.` field), the sweep's
 system (its `system.` and `serving.` axes; `archsim.dse.system_points`), or multi-device attention (its
 `parallel.` axes; `archsim.dse.parallel_spec`). Its key is the sha256 of the canonical JSON of the fully resolved
-configuration (the archsim version, then mapping, cascade, workload, the architecture after the point's changes and
-the sizes after its overrides; or the GPU spec, kernel, calibrated parameters and attention case; or the system
-spec, the point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU
-calibration), so the same configuration reached twice, by any spelling, has one key, and a new model version
-(`MODEL_VERSION`: the package version and a digest of archsim's source) computes every point afresh.
+configuration (the archsim version, then the mapping's and cascade's files as parsed, the workload as loaded
+(`Base.contents`), the architecture after the point's changes and the sizes it binds: the workload's, under the
+mapping's `set:`, under the sweep's `sets` and the point's `workload.` values; or the GPU spec, kernel, calibrated
+parameters and attention case; or the system spec, the point's changes to it, the workload and the serving run; or
+the resolved `ParallelSpec` and the GPU calibration), so the same configuration reached twice, by any spelling
+(a spec named or given by path, a size given or left at the value it would bind anyway), has one key, and a new
+model version (`MODEL_VERSION`: the package version and a digest of archsim's source) computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -24,7 +26,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from archsim.model.gpu import AttentionCase, gpu_record, infeasible
 from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare
 from archsim.record import Record
+from archsim.spec_files import parse_yaml, read_spec_bytes
 from archsim.systems.requests import Request, poisson_requests
 from archsim.systems.system_types import System
 from archsim.workload import Workload
@@ -89,6 +92,9 @@ class Base:
     system: System | None = None
     requests: tuple[Request, ...] = ()  # what a system serves
     parallel: ParallelTargets | None = None
+    # an architecture's sweep: its mapping's and cascade's files as parsed and its workload as loaded, as
+    # canonical JSON (`spec_content`): what its points' keys and its store's base hold of them, however named
+    contents: dict[str, str] = field(default_factory=dict)
 
 
 def load_base(spec: SweepSpec) -> Base:
@@ -103,40 +109,60 @@ def load_base(spec: SweepSpec) -> Base:
         return Base(None, None, None, workload, {}, {}, system,
                     poisson_requests(settings.rate_per_s, settings.requests, settings.lengths, settings.seed))
     mapping = library.load_mapping_spec(spec.mapping)
+    cascade = spec.cascade or mapping.cascade
+    workload = library.load_workload_spec(spec.workload) if spec.workload else None
     gpus = {name: load_gpu(name) for name in spec.gpus.presets} if spec.gpus else {}
     params = load_calibration().family_params(family_of(spec.gpus.kernel)) if spec.gpus else {}
-    return Base(mapping, library.load_cascade_spec(spec.cascade or mapping.cascade),
-                library.load_architecture_spec(target_name(spec)),
-                library.load_workload_spec(spec.workload) if spec.workload else None, gpus, params)
+    contents = {"mapping": spec_content("mappings", spec.mapping), "cascade": spec_content("cascades", cascade),
+                "workload": _dumps(_workload_content(workload))}
+    return Base(mapping, library.load_cascade_spec(cascade), library.load_architecture_spec(target_name(spec)),
+                workload, gpus, params, contents=contents)
+
+
+def spec_content(kind: str, name_or_path: str) -> str:
+    """A spec file's content as canonical JSON of its parsed YAML: the same for its library name and its path, and
+    for a copy differing in comments or layout (a value it parses to differently, such as a date, as its text)."""
+    path = library.find(kind, name_or_path)
+    return json.dumps(_canonical(parse_yaml(read_spec_bytes(path), path)), sort_keys=True, separators=(",", ":"),
+                      default=str)
+
+
+def _workload_content(workload: Workload | None) -> dict[str, Any] | None:
+    """A workload as its points bind it: its name, sizes, block and attention, not its file, description or
+    citation."""
+    return workload and {"name": workload.name, "params": workload.params, "block": workload.block,
+                         "attention": workload.attention}
 
 
 def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     """What every point of the sweep shares, by part (canonical JSON values): the archsim version, the target kind
-    and the resolved base (the mapping's and cascade's file text, the architecture and workload as loaded, `sets`
-    and the GPU kernel; or the system, its devices and links as loaded (a preset file edited between sweeps is
-    another base), workload and serving run; or the parallel block and GPU calibration). The
-    axes, sampling, constraints and objectives are not part of it: they may change between sweeps into one store
+    and the resolved base (the mapping's and cascade's files as parsed, the architecture and workload as loaded,
+    `sets` and the GPU presets, each with the kernel, causality and precision its points are timed at (a preset
+    added to a store swept without GPUs, or with others, shares it; one timed at other settings is refused like an
+    edited preset file: `GPU_PRESETS_PART`); or the system, its devices and links as loaded (a preset file edited
+    between sweeps is another base), workload and serving run; or the parallel block and GPU calibration). The axes,
+    sampling, constraints and objectives are not part of it: they may change between sweeps into one store
     (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
-    workload = base.workload and {"name": base.workload.name, "params": base.workload.params,
-                                  "block": base.workload.block}
     if base.parallel is not None:
         parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
     elif base.system is not None:
-        parts = {"system": base.system.data, "resolved": system_content(base.system), "workload": workload,
-                 "serving": dataclasses.asdict(spec.serving)}
+        parts = {"system": base.system.data, "resolved": system_content(base.system),
+                 "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving)}
     else:
-        gpus = spec.gpus and {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision}
-        parts = {"mapping": library.find("mappings", spec.mapping).read_text(),
-                 "cascade": library.find("cascades", spec.cascade or base.mapping.cascade).read_text(),
-                 "arch": base.arch.to_dict(), "workload": workload, "sets": spec.sets, "gpus": gpus,
-                 GPU_PRESETS_PART: {name: _gpu_content(gpu) for name, gpu in base.gpus.items()}}
-    return {name: _dumps(value) for name, value in {**common, **parts}.items()}
+        timed = {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision} if (
+            spec.gpus) else {}
+        parts = {"arch": base.arch.to_dict(), "sets": spec.sets,
+                 GPU_PRESETS_PART: {name: {**_gpu_content(gpu), **timed} for name, gpu in base.gpus.items()}}
+    return {**{name: _dumps(value) for name, value in {**common, **parts}.items()}, **base.contents}
 
 
-# The part of a base naming each GPU preset's content: a store may gain presets (as an axis grows), but a name whose
-# file now says something else would leave its old points beside the new (`archsim.dse.sweep.claim_store`).
-GPU_PRESETS_PART = "gpu_presets"
+# The part of a base naming each GPU preset's content and the kernel settings its points are timed at: a store may
+# gain presets (as an axis grows, or a sweep without GPUs gains them), but a name whose file now says something else,
+# or that is timed under another kernel, would leave its old points beside the new, rows that do not say which
+# (`archsim.dse.sweep.claim_store`). Named anew when the kernel settings joined it: a store of before (its part
+# `gpu_presets`, the settings apart) is refused as differing in version, not as holding another GPU.
+GPU_PRESETS_PART = "gpu_targets"
 
 
 def _gpu_content(gpu: GPU) -> dict[str, Any]:
@@ -192,8 +218,7 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
     """Each point's key (`point_key`) and what it shares with the points `evaluate_points` evaluates together (its
     sizes and the fields it changes; None for the other targets' points). The parts of the architecture's points'
     configurations that points share (the architecture after its changes, the sizes, the rest) are written once."""
-    fixed = {"version": _dumps(MODEL_VERSION), "mapping": _dumps(spec.mapping), "cascade": _dumps(spec.cascade),
-             "workload": _dumps(spec.workload)}
+    fixed = {"version": _dumps(MODEL_VERSION), **base.contents}
     arch_texts: dict[tuple, str] = {}
     size_texts: dict[tuple, str] = {}
     out = []
@@ -208,8 +233,8 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
         if changes not in arch_texts:
             arch_texts[changes] = _arch_json(_changed(base.arch, changes) if changes else base.arch)
         if sized not in size_texts:
-            size_texts[sized] = _dumps(sizes)
-        text = _json_text({}, {**fixed, "arch": arch_texts[changes], "sets": size_texts[sized]})
+            size_texts[sized] = _dumps(_bound_sizes(base, sizes))
+        text = _json_text({}, {**fixed, "arch": arch_texts[changes], "sizes": size_texts[sized]})
         out.append((_digest(text), (sized, tuple(path for path, _ in changes))))
     return out
 
@@ -477,6 +502,14 @@ def _frozen(value: Any) -> Any:
 
 def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:
     return {**spec.sets, **{p.removeprefix("workload."): v for p, v in fields.items() if p.startswith("workload.")}}
+
+
+def _bound_sizes(base: Base, sizes: dict[str, Any]) -> dict[str, Any]:
+    """The sizes a point of the architecture binds (`archsim.point.bound`: the workload's, under the mapping's
+    `set:`, under `sizes`, the sweep's `sets` and the point's `workload.` values), so that a value equal to the one
+    it overrides keys as the point without it. Without a workload, `sizes` as given: a model size set alone is
+    refused (`refuse_partial_model`) where the cascade's own value would not be."""
+    return {**base.workload.params, **base.mapping.sets, **sizes} if base.workload is not None else sizes
 
 
 def _gpu_call(spec: SweepSpec, base: Base, point: Point) -> tuple[AttentionCase, float | None]:

@@ -57,6 +57,7 @@ _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT 
 _POSITIONS = "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY)"
 _TABLES = ("points", "meta", "positions")
 _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
+_TIMEOUT_S = 5.0  # how long a statement waits for another process's write transaction to end
 _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
 
 
@@ -68,11 +69,21 @@ class StoreConnection(sqlite3.Connection):
 
 @contextlib.contextmanager
 def _errors(path: str) -> Iterator[None]:
-    """Any SQLite error as a SpecError naming the store."""
+    """Any SQLite error as a SpecError naming the store; one locked past the connection's timeout (5 s) says that
+    another process holds it."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
+        if _busy(exc):
+            raise SpecError(path, "", "sweep store: held by another process (a sweep writing to it) for longer than "
+                                      f"{_TIMEOUT_S:g} s; retry when it has finished") from None
         raise SpecError(path, "", f"sweep store: {exc}") from None
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    """`exc` says the database is locked by another connection (SQLITE_BUSY or SQLITE_LOCKED, extended codes too)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # None: an error of Python's sqlite3 module, not of SQLite
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
@@ -81,7 +92,7 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
     path = str(path)
     with _errors(path):
         uri = Path(path).resolve().as_uri() + ("?mode=ro" if read_only else "")
-        conn = sqlite3.connect(uri, uri=True, factory=StoreConnection)
+        conn = sqlite3.connect(uri, uri=True, factory=StoreConnection, timeout=_TIMEOUT_S)
         conn.path = path
         try:
             _check_schema(conn)

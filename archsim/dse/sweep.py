@@ -111,9 +111,11 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
         held[GPU_PRESETS_PART] = identity[GPU_PRESETS_PART]
     if held is not None and held != identity:
         differ = [part for part in dict.fromkeys([*held, *identity]) if held.get(part) != identity.get(part)]
+        named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
+                 if part == "version" and part in held and part in identity else part for part in differ]
         raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose base "
                                            f"differs from sweep {spec.name}'s ({spec.source}) in "
-                                           f"{', '.join(differ)}: give this sweep a store of its own")
+                                           f"{', '.join(named)}: give this sweep a store of its own")
     if held is None and done and done.isdisjoint(keys):
         raise SpecError("--db", conn.path, f"holds {len(done)} points of another sweep (none is a point of sweep "
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")

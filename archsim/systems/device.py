@@ -30,7 +30,8 @@ from archsim.systems.step import Op
 @dataclass(frozen=True)
 class OpCost:
     """A device's cost of some ops: `time_s` wall time; `memory_s` the time its external memory interface is busy
-    within it; `energy_j`; `busy_s` per unit (e.g. "npu" useful MAC time, "npu_array" array occupancy, "npu_hbm" its HBM transfers)."""
+    within it; `energy_j`; `busy_s` per unit (e.g. "npu" useful MAC time, "npu_array" array occupancy, "npu_hbm"
+    its HBM transfers)."""
 
     time_s: float = 0.0
     memory_s: float = 0.0
