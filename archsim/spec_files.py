@@ -182,8 +182,9 @@ class _BoundedLoader(yaml.SafeLoader):
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
-def number(value: Any, source: str, where: str) -> float:
-    """A YAML number, accepting `inf`/`-inf` (also spelled as strings) but never NaN (`.nan`)."""
+def number(value: Any, source: str, where: str, expected: str = "a number (or inf, -inf)") -> float:
+    """A YAML number, accepting `inf`/`-inf` (also spelled as strings) but never NaN (`.nan`); a refusal says it
+    expected `expected`."""
     if isinstance(value, bool):
         raise SpecError(source, where, f"expected a number, got {value!r}")
     if isinstance(value, int) and abs(value) > sys.float_info.max:
@@ -193,14 +194,14 @@ def number(value: Any, source: str, where: str) -> float:
         return float(value)
     if isinstance(value, str) and value.strip() in ("inf", "+inf", "-inf"):
         return float(value)
-    raise SpecError(source, where, f"expected a number (or inf, -inf), got {value!r}")
+    raise SpecError(source, where, f"expected {expected}, got {value!r}")
 
 
 def finite_number(value: Any, source: str, where: str) -> float:
     """A YAML number that is finite (not `.inf`, `-.inf` or `.nan`)."""
     if isinstance(value, float) and math.isnan(value):
         raise SpecError(source, where, "expected a finite number, got nan")
-    result = number(value, source, where)
+    result = number(value, source, where, "a finite number")
     if not math.isfinite(result):
         raise SpecError(source, where, f"expected a finite number, got {value!r}")
     return result

@@ -20,7 +20,7 @@ from archsim.cascade.syntax import MAX_DEPTH
 from archsim.dse.spec import SWEEPS_PACKAGE, load_sweep_spec
 from archsim.errors import SpecError
 from archsim.point import prepare, run_point
-from archsim.spec_files import MAX_YAML_DEPTH, read_yaml
+from archsim.spec_files import MAX_YAML_DEPTH, finite_number, number, read_yaml
 from archsim.workload import PARAMS
 
 BERT = library.find("workloads", "bert-base")
@@ -276,3 +276,14 @@ def test_a_length_the_tiles_do_not_divide_names_the_multiples_around_it(cli, map
     assert len(result.output.strip().splitlines()) == 1
     small = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "seq_len=100", expect=2)
     assert "the smallest multiple is 256" in small.output
+
+
+def test_a_finite_number_refused_says_finite() -> None:
+    """`finite_number` had said "expected a number (or inf, -inf)" for a list, then refused `.inf` as not finite."""
+    with pytest.raises(SpecError, match=r"x\.yaml: placement\[0\]\.op_per_byte_below: expected a finite number, got "
+                                        r"\[16\]"):
+        finite_number([16], "x.yaml", "placement[0].op_per_byte_below")
+    with pytest.raises(SpecError, match="expected a finite number, got inf"):
+        finite_number(float("inf"), "x.yaml", "op_per_byte_below")
+    with pytest.raises(SpecError, match=r"expected a number \(or inf, -inf\), got \[16\]"):
+        number([16], "x.yaml", "peak")
