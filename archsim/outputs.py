@@ -39,10 +39,10 @@ def check_writable(path: str | Path, option: str, *, directory: bool = False,
                    inputs: Sequence[str | Path | None] = ()) -> Path:
     """The output `path` can be created: its nearest existing ancestor is a writable folder, `path` itself, if it
     exists, is a folder (`directory`) or a file (otherwise), and it is none of the command's `inputs` (writing
-    the output would destroy them: `archsim results STORE --csv STORE`). A file path may not end in a separator (a
-    folder's name: `Path` would drop it and write a file of that name)."""
-    if not directory and str(path).endswith(("/", os.sep)):
-        raise SpecError(option, str(path), "expected a file path, got a folder path (it ends in a separator)")
+    the output would destroy them: `archsim results STORE --csv STORE`). A file path may not end in a separator, `.`
+    or `..` (a folder's name: `Path` would drop the separator or the `.` and write a file of that name)."""
+    if not directory and (str(path).endswith(("/", os.sep)) or os.path.basename(str(path)) in (".", "..")):
+        raise SpecError(option, str(path), "expected a file path, got a folder path (it ends in a separator, . or ..)")
     path = Path(path)
     try:
         return _check_writable(path, option, directory, inputs)

@@ -34,7 +34,7 @@ test default (`refuse_test_defaults`).
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, replace
 from os import PathLike
@@ -246,14 +246,20 @@ def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: Mapp
 
 
 def check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str) -> None:
-    """Refuse a set workload size the cascade neither reads nor checks: `ffn_dim` on an attention cascade would
-    change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`."""
+    """Refuse a set workload size the cascade neither reads nor checks (`unread_sets`)."""
+    for name in unread_sets(cascade, workload, sets):
+        raise SpecError(sets_source, name, f"changes nothing: cascade {cascade.name} reads no '{name}' "
+                                           f"(its parameters: {', '.join(cascade.params)}; ranks: "
+                                           f"{', '.join(cascade.rank_sizes)})")
+
+
+def unread_sets(cascade: Cascade, workload: Workload | None, names: Iterable[str]) -> list[str]:
+    """The set workload sizes among `names` the cascade neither reads nor checks: `ffn_dim` on an attention cascade
+    would change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`. Given,
+    such a size is refused where left out it is not, so a sweep's key holds them (`archsim.dse.points`)."""
     given = workload.params if workload is not None else {}
-    for name in sets:
-        if name in given and name not in cascade.params and name not in cascade.rank_sizes and name != "kv_heads":
-            raise SpecError(sets_source, name, f"changes nothing: cascade {cascade.name} reads no '{name}' "
-                                               f"(its parameters: {', '.join(cascade.params)}; ranks: "
-                                               f"{', '.join(cascade.rank_sizes)})")
+    return [name for name in names if name in given and name not in cascade.params
+            and name not in cascade.rank_sizes and name != "kv_heads"]
 
 
 def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str,

@@ -7,23 +7,20 @@ exact (==), not approximate."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_parallel_speed_paths import _reference_schedule_s  # schedule_s before its fast paths
 
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu import (
     AttentionCase,
     Segment,
     TiledLaunch,
-    cta_overhead_s,
     ctas_per_sm,
-    makespan_s,
     plan_time,
     schedule_s,
-    step_time_s,
     tiled_launch_time,
 )
 from archsim.model.gpu_kernels import plans
@@ -41,23 +38,6 @@ def _written_out(launch: TiledLaunch) -> TiledLaunch:
     """The launch with each segment's counts given CTA by CTA (one copy: the general path)."""
     return replace(launch, segments=tuple(Segment(seg.tile, np.tile(seg.run_counts, seg.copies))
                                           for seg in launch.segments))
-
-
-def _loop_schedule_s(launch: TiledLaunch, gpu, params, k: int) -> float:
-    """`schedule_s` before its fast paths: every occupancy's per-CTA times, bounded, then list-scheduled."""
-    overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
-    best = math.inf
-    for occupancy in range(k, 0, -1):
-        resident = min(occupancy, math.ceil(launch.ctas / gpu.sm_count))
-        cta_s = overhead_s
-        for seg in launch.segments:
-            cta_s = cta_s + seg.counts * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
-        slots = gpu.sm_count * occupancy
-        durations = np.broadcast_to(cta_s, (launch.ctas,))
-        if max(float(durations.max()), float(durations.sum()) / slots) >= best:
-            continue
-        best = min(best, makespan_s(cta_s, slots))
-    return best
 
 
 def _random_run(rng: np.random.Generator, length: int, kind: str) -> np.ndarray:
@@ -113,7 +93,7 @@ def test_random_copied_launches_time_as_written_out() -> None:
         for occupancy in range(1, k + 1):
             expected = schedule_s(written, GPU, params, occupancy)
             assert schedule_s(launch, GPU, params, occupancy) == expected == \
-                _loop_schedule_s(written, GPU, params, occupancy), (trial, occupancy)
+                _reference_schedule_s(written, GPU, params, occupancy), (trial, occupancy)
         assert tiled_launch_time(launch, GPU, params) == tiled_launch_time(written, GPU, params)
 
 
@@ -140,7 +120,7 @@ def test_flash_launches_time_as_written_out(kernel: str) -> None:
             assert plan_time(plan, GPU, params) == plan_time(written, GPU, params), (case, plan.name)
             for launch in tiled:
                 k = ctas_per_sm(launch, GPU)
-                assert schedule_s(launch, GPU, params, k) == _loop_schedule_s(_written_out(launch), GPU, params, k)
+                assert schedule_s(launch, GPU, params, k) == _reference_schedule_s(_written_out(launch), GPU, params, k)
 
 
 def test_allgather_sized_launch_is_timed_without_its_grid() -> None:

@@ -68,10 +68,11 @@ def test_outputs_never_overwrite_the_commands_own_files(tmp_path, cli) -> None:
 
 def test_a_file_path_ending_in_a_separator_is_refused(tmp_path, cli) -> None:
     """`Path` drops the separator, so `--layer-trace newdir/` had written a file named newdir."""
-    result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", "--rate", "20", "--requests", "4", "--layer-trace",
-                 f"{tmp_path}/newdir/", expect=2)
-    assert "--layer-trace" in result.output and "ends in a separator" in result.output
-    assert not (tmp_path / "newdir").exists()
+    for given in (f"{tmp_path}/newdir/", f"{tmp_path}/newdir/."):  # `/.` had got past it (review helper-244)
+        result = cli("simulate", "-s", "neupims", "-w", "gpt3-7b", "--rate", "20", "--requests", "4",
+                     "--layer-trace", given, expect=2)
+        assert "--layer-trace" in result.output and "ends in a separator" in result.output
+        assert not (tmp_path / "newdir").exists()
 
 
 def test_a_refused_workload_field_names_the_workload(tmp_path, cli) -> None:

@@ -47,6 +47,22 @@ def _run(data: dict, db: Path, source: str = "s.yaml"):
     return run_sweep_dask(sweep_from_dict(data, source), db, executor="in-process")
 
 
+@pytest.mark.parametrize("order", [("unread", "plain"), ("plain", "unread")])
+def test_a_size_the_cascade_does_not_read_keys_apart_from_its_absence(tmp_path, order):
+    """Given, a size the cascade does not read is refused ("changes nothing"); left out, the point runs. Keyed on
+    the resolved sizes alone, the two had shared a key (review helper-244): the plain sweep after the other read back
+    its refusals, and the other after the plain one its feasible rows."""
+    own = library.load_workload_spec("bert-base").params["ffn_dim"]
+    specs = {"plain": SMALL, "unread": {**SMALL, "axes": {**SMALL["axes"], "workload.ffn_dim": [own]}}}
+    db = tmp_path / "d.sqlite"
+    for name in order:
+        run = _run(specs[name], db)
+        assert run.new == 4
+        assert list(run.records["feasible"]) == [name == "plain"] * 4
+        if name == "unread":
+            assert run.records["reason"].str.contains("ffn_dim: changes nothing").all()
+
+
 def test_an_axis_at_the_workloads_own_size_reuses_the_stored_points(tmp_path):
     db = tmp_path / "d.sqlite"
     assert _run(SMALL, db).new == 4
@@ -77,7 +93,8 @@ def test_gpu_presets_join_a_store_swept_without_them_but_not_under_another_kerne
     assert _run(SMALL, db).new == 4
     run = _run({**SMALL, "gpus": GPUS}, db)
     assert (run.new, run.reused) == (2, 4)  # one GPU preset at the 2 lengths
-    with pytest.raises(SpecError, match=r"^--db: .*h100-sxm5") as refused:
+    with pytest.raises(SpecError, match=r"^--db: .*on GPU h100-sxm5 timed under other settings \(kernel "
+                                        r"FlashAttention-2, now FlashAttention-3\)") as refused:
         _run({**SMALL, "gpus": {**GPUS, "kernel": "FlashAttention-3"}}, db)
     assert "\n" not in str(refused.value)
     assert len(read_records(db)) == 6

@@ -7,7 +7,8 @@ system (its `system.` and `serving.` axes; `archsim.dse.system_points`), or mult
 `parallel.` axes; `archsim.dse.parallel_spec`). Its key is the sha256 of the canonical JSON of the fully resolved
 configuration (the archsim version, then the mapping's and cascade's files as parsed, the workload as loaded
 (`Base.contents`), the architecture after the point's changes and the sizes it binds: the workload's, under the
-mapping's `set:`, under the sweep's `sets` and the point's `workload.` values; or the GPU spec, kernel, calibrated
+mapping's `set:`, under the sweep's `sets` and the point's `workload.` values, with those given that the cascade
+does not read (binding refuses them only where given: `_bound_sizes`); or the GPU spec, kernel, calibrated
 parameters and attention case; or the system spec, the point's changes to it, the workload and the serving run; or
 the resolved `ParallelSpec` and the GPU calibration), so the same configuration reached twice, by any spelling
 (a spec named or given by path, a size given or left at the value it would bind anyway), has one key, and a new
@@ -53,7 +54,7 @@ from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.gpu import AttentionCase, gpu_record, infeasible
 from archsim.model.gpu_kernels import family_of, kernel_attention, predict
-from archsim.point import bound, prepare
+from archsim.point import bound, prepare, unread_sets
 from archsim.record import Record
 from archsim.spec_files import parse_yaml, read_spec_bytes
 from archsim.systems.requests import Request, poisson_requests
@@ -150,8 +151,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
                  "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving)}
     else:
-        timed = {"kernel": spec.gpus.kernel, "causal": spec.gpus.causal, "precision": spec.gpus.precision} if (
-            spec.gpus) else {}
+        timed = {name: getattr(spec.gpus, name) for name in TIMED_AT} if spec.gpus else {}
         parts = {"arch": base.arch.to_dict(), "sets": spec.sets,
                  GPU_PRESETS_PART: {name: {**_gpu_content(gpu), **timed} for name, gpu in base.gpus.items()}}
     return {**{name: _dumps(value) for name, value in {**common, **parts}.items()}, **base.contents}
@@ -163,6 +163,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
 # (`archsim.dse.sweep.claim_store`). Named anew when the kernel settings joined it: a store of before (its part
 # `gpu_presets`, the settings apart) is refused as differing in version, not as holding another GPU.
 GPU_PRESETS_PART = "gpu_targets"
+TIMED_AT = ("kernel", "causal", "precision")  # the sweep's settings a GPU preset's points are timed at
 
 
 def _gpu_content(gpu: GPU) -> dict[str, Any]:
@@ -507,9 +508,13 @@ def _sizes(spec: SweepSpec, fields: dict[str, Any]) -> dict[str, Any]:
 def _bound_sizes(base: Base, sizes: dict[str, Any]) -> dict[str, Any]:
     """The sizes a point of the architecture binds (`archsim.point.bound`: the workload's, under the mapping's
     `set:`, under `sizes`, the sweep's `sets` and the point's `workload.` values), so that a value equal to the one
-    it overrides keys as the point without it. Without a workload, `sizes` as given: a model size set alone is
-    refused (`refuse_partial_model`) where the cascade's own value would not be."""
-    return {**base.workload.params, **base.mapping.sets, **sizes} if base.workload is not None else sizes
+    it overrides keys as the point without it; and the sizes given that the cascade does not read
+    (`archsim.point.unread_sets`), which binding refuses only where they are given. Without a workload, `sizes` as
+    given: a model size set alone is refused (`refuse_partial_model`) where the cascade's own value would not be."""
+    if base.workload is None:
+        return sizes
+    return {"sizes": {**base.workload.params, **base.mapping.sets, **sizes},
+            "unread": unread_sets(base.cascade, base.workload, sorted(sizes))}
 
 
 def _gpu_call(spec: SweepSpec, base: Base, point: Point) -> tuple[AttentionCase, float | None]:

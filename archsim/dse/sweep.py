@@ -20,6 +20,7 @@ import pandas as pd
 
 from archsim.dse.points import (
     GPU_PRESETS_PART,
+    TIMED_AT,
     Base,
     Point,
     base_error,
@@ -128,6 +129,13 @@ def _merged_presets(conn: StoreConnection, meta: dict[str, str], spec: SweepSpec
     --db where a preset the store holds points of is now another GPU (its user file edited)."""
     stored, given = json.loads(held), json.loads(new)
     changed = sorted(name for name in stored.keys() & given.keys() if stored[name] != given[name])
+    for name in changed:
+        timed = [f"{field} {stored[name].get(field)}, now {given[name].get(field)}" for field in TIMED_AT
+                 if stored[name].get(field) != given[name].get(field)]
+        if timed and all(stored[name].get(f) == given[name].get(f) for f in stored[name].keys() - set(TIMED_AT)):
+            raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')} on GPU {name} "
+                                               f"timed under other settings ({'; '.join(timed)}): give this sweep a "
+                                               "store of its own")
     if changed:
         raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')} on GPU "
                                            f"{', '.join(changed)} as its file then read, and sweep {spec.name}'s "
