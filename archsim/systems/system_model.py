@@ -521,9 +521,10 @@ class SystemModel:
 
     @property
     def weight_device(self) -> DeviceModel:
-        """The device the decode QKV projection runs on: it holds the weights."""
-        qkv = next(op for op in self._one_token if op.name == "qkv")
-        return self.devices[self.system.device_for("qkv", "decode", qkv.op_per_byte).name]
+        """The device that holds the weights: the one the rules give the decode QKV projection at any Op/B (a rule
+        by Op/B may send a small batch's projection to a Logic-PIM, whose stacks are this device's HBM; it had
+        then been taken for the holder, its memory share and TP group misread and the LM head run there)."""
+        return self.devices[self.system.device_for("qkv", "decode", math.inf).name]
 
     @property
     def memory_bytes_per_device(self) -> float:
