@@ -290,21 +290,30 @@ def test_expert_parallelism_needs_a_moe_workload(tmp_path):
 
 
 def test_every_device_kind_loads(tmp_path):
-    devices = {"xpu": {"kind": "gpu", "count": 8, "preset": "h100-sxm5", "attention_kernel": "FlashAttention-2"},
-               "pool": {"kind": "memory-pool", "count": 4, "preset": "a100-80gb-sxm4",
-                        "attention_kernel": "Flash-Decoding"},
-               "lpim": {"kind": "logic-pim", "count": 8, "pj_per_flop": 0.5},
-               "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax", "mapping": "fusemax"}}
-    data = {**VALID, "devices": devices, "parallelism": {"tp": 4, "pp": 1, "attention_pool": 4},
-            "links": {"tp": "nvlink4-h100", "attention": "lamina-gpu-initiated-400g"},
-            "placement": [{"op": "attention", "phase": "decode", "device": "pool"},
-                          {"op": "moe", "op_per_byte_below": 32, "device": "lpim"},
-                          {"op": "attention", "phase": "prefill", "device": "fusemax"},
-                          {"op": list(OP_KINDS), "device": "xpu"}],
-            "schedule": {"kind": "staggered", "micro_batches": 3}}
-    system = load_system(_write(tmp_path, data))
+    """Each kind in a system that reads it: a memory pool under attention offloading (which names only its compute
+    device and its pool), a Logic-PIM and an architecture beside a GPU under a blocked schedule."""
+    xpu = {"kind": "gpu", "count": 8, "preset": "h100-sxm5", "attention_kernel": "FlashAttention-2"}
+    offloading = {**VALID, "devices": {"xpu": xpu, "pool": {"kind": "memory-pool", "count": 4,
+                                                            "preset": "a100-80gb-sxm4",
+                                                            "attention_kernel": "Flash-Decoding"}},
+                  "parallelism": {"tp": 4, "pp": 1, "attention_pool": 4},
+                  "links": {"tp": "nvlink4-h100", "attention": "lamina-gpu-initiated-400g"},
+                  "placement": [{"op": "attention", "phase": "decode", "device": "pool"},
+                                {"op": list(OP_KINDS), "device": "xpu"}],
+                  "schedule": {"kind": "staggered", "micro_batches": 3}}
+    system = load_system(_write(tmp_path, offloading))
     assert system.devices["xpu"].spec.name == "h100-sxm5"
     assert system.devices["pool"].spec.name == "a100-80gb-sxm4"
+    assert (system.parallelism.attention_pool, system.schedule.micro_batches) == (4, 3)
+    blocked = {**VALID, "devices": {"xpu": xpu, "lpim": {"kind": "logic-pim", "count": 8, "pj_per_flop": 0.5},
+                                    "fusemax": {"kind": "architecture", "count": 1, "preset": "fusemax",
+                                                "mapping": "fusemax"}},
+               "parallelism": {"tp": 4, "pp": 1}, "links": {"tp": "nvlink4-h100"},
+               "placement": [{"op": "moe", "op_per_byte_below": 32, "device": "lpim"},
+                             {"op": "attention", "phase": "prefill", "device": "fusemax"},
+                             {"op": list(OP_KINDS), "device": "xpu"}],
+               "schedule": {"kind": "blocked"}}
+    system = load_system(_write(tmp_path, blocked))
     lpim = system.devices["lpim"].spec
     assert lpim.pj_per_flop == 0.5
     assert lpim.peak_flops_per_s == pytest.approx(21.3e12, rel=1e-3)  # 2 x 32 x 512 x 650 MHz
@@ -314,7 +323,6 @@ def test_every_device_kind_loads(tmp_path):
     assert system.devices["fusemax"].mapping is not None
     assert system.device_for("moe", "decode", 8.0).name == "lpim"
     assert system.device_for("attention", "prefill", 1.0).name == "fusemax"
-    assert (system.parallelism.attention_pool, system.schedule.micro_batches) == (4, 3)
 
 
 def test_logic_pim_fields_override_duplex_defaults(tmp_path):

@@ -72,8 +72,9 @@ def test_mla_attention_on_a_gpu_with_resident_weights_is_refused(tmp_path: Path)
     message = run.stderr.strip()
     assert message.startswith(f"error: {path}: schedule.resident_weight_bytes: ") and "\n" not in message
     assert "gpu, which a rule can put attention on" in message
-    # no weights kept on chip: nothing to refuse
-    assert system_model(system_from_dict(neupims_with_gpu(PREFILL_ATTENTION_ON_GPU, 0), "sbi-gpu.yaml"), mla)
+    # no weights kept on chip: still refused, as MLA's attention reads weights the gpu does not hold
+    with pytest.raises(SpecError, match=r"placement\[\d\]\.device: .*attention reads weights in deepseek-v3-mla"):
+        system_model(system_from_dict(neupims_with_gpu(PREFILL_ATTENTION_ON_GPU, 0), "sbi-gpu.yaml"), mla)
 
 
 def test_gqa_attention_on_the_same_system_is_accepted() -> None:

@@ -6,6 +6,12 @@ types of `archsim.systems.system_types`; every error is a `SpecError` naming the
 Checks of the whole spec (`check_system`, run by `system_from_dict`: `archsim check`, `load_system`, `with_fields`
 and sweeps refuse alike). What the spec alone makes impossible for every workload, or leaves unread, is refused,
 naming the field:
+- placement rules: each is matched first (`System.device_for`) by some op, phase and Op/B (`_first_rules`): one
+  that earlier rules shadow at every Op/B it covers is never read;
+- outside attention offloading decode attention runs where the weights are (`weight_holder`) or on a bank-pim or
+  logic-pim device computing in that HBM; under it the rules name the compute device and the pool alone (the
+  offload model knows two pools); with `expert_coprocessing` the device decode moe goes to at every Op/B (the xPU
+  the experts are split with) is not a logic-pim;
 - devices: each is read, named by a placement rule or the HBM a placed npu streams from; a placed npu needs
   exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
   a bank-pim's `channel_policy` is given only where a rule puts attention on it (`system_spec._placement`);
@@ -35,13 +41,15 @@ without the link named ep; with attention offloading, pp or ep other than 1 or c
 tp x (micro_batches - 1); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without the link
 named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
 memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
-refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, and
-`resident_weight_bytes` where a rule can put an op that reads weights in the workload's cascades on a device other
-than an npu (`_check_resident_weights`).
+refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, a rule
+that can put an op reading weights in the workload's cascades on a device whose memory the weights are not checked
+against (`_check_weight_devices`), and `resident_weight_bytes` where a rule can put an op that reads weights in
+the workload's cascades on a device other than an npu (`_check_resident_weights`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from archsim.errors import SpecError
@@ -85,7 +93,8 @@ def check_against_workload(system: System, workload: Workload) -> None:
     `sharding.pp_partition`). The error names the degree's field (`parallelism.tp` or
     `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
     TP or PP needs that the workload lacks is blamed on the workload file. Then `schedule.resident_weight_bytes`
-    against the ops that read weights in the workload (`_check_resident_weights`)."""
+    against the ops that read weights in the workload (`_check_resident_weights`), and the devices those ops may
+    run on (`_check_weight_devices`)."""
     par, params = system.parallelism_for(workload.name), workload.params
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
             ("pp", par.pp, ("layers",), ("layers",)),
@@ -110,6 +119,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
                 raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
                                                f"{workload.path}), got {degree}")
     _check_resident_weights(system, workload)
+    _check_weight_devices(system, workload)
 
 
 def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:
@@ -154,8 +164,10 @@ def check_system(system: System) -> None:
     degrees it runs: `--tp`/`--pp`, a sweep's axes or the workload's `by_workload` entry may set them, and a
     `by_workload` entry for a model never run is not read; so is what depends on the workload (TP against its
     heads, weights against memory) (`archsim.systems.models.system_model`)."""
+    _check_rules_reached(system)
     _check_one_engine(system)
     _check_offloading(system)
+    _check_decode_attention_host(system)
     _check_context_parallel(system)
     _check_split_schedule(system)
     _check_coprocessing(system)
@@ -218,7 +230,8 @@ def _check_context_parallel_degrees(system: System, par: Parallelism,
 def _check_devices_read(system: System) -> None:
     """Every device must be read: one a placement rule names, the HBM a placed NPU streams from, or a logic-pim
     (its stacks are the HBM of the device beside it, whose memory they bound, and +PE splits experts onto it
-    whatever the placement); a placed npu or bank-pim needs its companion (`companion`)."""
+    whatever the placement); a placed npu or bank-pim needs its companion (`companion`). Every rule is read here:
+    one that no op reaches first, whose device would run nothing, was refused (`_check_rules_reached`)."""
     placed = [system.devices[name] for name in dict.fromkeys(rule.device for rule in system.placement)]
     read = ({d.name for d in placed} | {companion(system, d).name for d in placed if d.kind in COMPANIONS}
             | {name for name, d in system.devices.items() if d.kind == "logic-pim"})
@@ -227,6 +240,51 @@ def _check_devices_read(system: System) -> None:
             raise SpecError(system.source, f"devices.{name}", f"no placement rule puts an op on this {device.kind} "
                                                               "device and no other device reads it: expected a "
                                                               "rule naming it, or remove it")
+
+
+def _check_rules_reached(system: System) -> None:
+    """A rule is read only for the (op, phase, Op/B) it matches first (`System.device_for`): one that no (op,
+    phase) reaches first at any Op/B (`_first_rules`: the rules before it take all of its ops at every Op/B its
+    threshold covers, a rule without a threshold first among them) would be ignored, and the device it names run
+    nothing under it (yet be priced and drawn static power as a placed device), so it is refused."""
+    reached = {i for op in OP_KINDS for phase in PHASES for i in _first_rules(system, op, phase)}
+    for i, rule in enumerate(system.placement):
+        if i in reached:
+            continue
+        below = rule.op_per_byte_below
+        covers = "at every Op/B" if below is None else f"below Op/B {below:g}"
+        before = [f"placement[{j}]" for j, earlier in enumerate(system.placement[:i])
+                  if set(earlier.ops) & set(rule.ops) and (None in (earlier.phase, rule.phase)
+                                                          or earlier.phase == rule.phase)
+                  and (earlier.op_per_byte_below is None
+                       or (below is not None and earlier.op_per_byte_below >= below))]
+        raise SpecError(system.source, f"placement[{i}]",
+                        f"never matched first: the rules before it ({', '.join(before)}) already take each of its ops "
+                        f"({', '.join(rule.ops)}) {covers}, so it would be ignored and {rule.device} run nothing "
+                        "under it; remove it, or move it before them")
+
+
+def _check_decode_attention_host(system: System) -> None:
+    """Outside attention offloading (`OFFLOAD_SCHEDULES`) decode attention reads the KV cache where the weights
+    are (`weight_holder`: the model sizes the cache by that device's memory and count, and sends no q, k, v or
+    output anywhere): it may run there, or on a bank-pim or logic-pim device, which computes in that HBM. On a
+    second device of another kind (a gpu beside the GPUs holding the weights) its count, its memory and the
+    traffic to it would be ignored, so a rule that can put decode attention there is refused (a memory-pool is
+    refused under these schedules by `_check_offloading`)."""
+    kind = system.schedule.kind
+    if kind in OFFLOAD_SCHEDULES:
+        return
+    holder = weight_holder(system)
+    for i in _first_rules(system, "attention", "decode"):
+        device = system.devices[system.placement[i].device]
+        if device.name == holder.name or device.kind in ("bank-pim", "logic-pim"):
+            continue
+        raise SpecError(system.source, f"placement[{i}].device",
+                        f"puts decode attention on {device.name} ({device.kind}), which is neither {holder.name}, "
+                        "the device holding the weights and the KV cache (the decode qkv runs there), nor a "
+                        f"bank-pim or logic-pim device computing in its HBM: under a {kind} schedule {device.name}'s "
+                        "count, memory and the q, k, v and output sent to it would be ignored; expected "
+                        f"{holder.name}, or attention offloading ({' or '.join(OFFLOAD_SCHEDULES)}) to a memory pool")
 
 
 def _check_kernels_read(system: System) -> None:
@@ -343,6 +401,34 @@ def _check_resident_weights(system: System, workload: Workload) -> None:
                                 f"{workload.name}'s {phase}: {cascade}), got {kept:.15g}")
 
 
+@identity_cache(maxsize=64)
+def _check_weight_devices(system: System, workload: Workload) -> None:
+    """The weights are held by one device kind (`weight_holder`): the model checks its memory against the
+    per-device weights and cuts them by its TP group. A rule that can put an op reading weights in the workload's
+    cascades (`_weight_ops`, in that op's phase) on another device would run it there with that device's memory
+    never checked against them (24 GB RTX 4090s running a 70B model's prefill projections), so it is refused,
+    unless that device computes in the holder's HBM (a logic-pim: its stacks; a bank-pim: an NPU's PIM HBM) or is
+    an architecture device, whose analytical model refuses an op whose tensors do not fit one of its memories
+    (`archsim.systems.architecture_device`; its outer memory is unbounded where its spec gives no capacity).
+    Under attention offloading the memory pool runs decode attention, whose cascade may read weights (multi-head
+    latent attention's up-projections): `archsim.systems.offload` models that pool. A pass is remembered per
+    (system, workload) objects."""
+    holder = weight_holder(system)
+    pool = _decided(system, "attention", "decode") if system.schedule.kind in OFFLOAD_SCHEDULES else None
+    for phase, op, cascade in _weight_ops(workload):
+        for i in _first_rules(system, op, phase):
+            device = system.devices[system.placement[i].device]
+            if device.name == holder.name or device.kind in ("bank-pim", "logic-pim", "architecture"):
+                continue
+            if pool is not None and device.name == pool.name and (op, phase) == ("attention", "decode"):
+                continue
+            raise SpecError(system.source, f"placement[{i}].device",
+                            f"can put {op} in {phase} on {device.name}, and {op} reads weights in {workload.name} "
+                            f"({cascade}), which {holder.name} holds (the decode qkv runs there) and whose memory "
+                            f"alone is checked against them: {device.name}'s memory would never be; expected "
+                            f"{holder.name}, or a logic-pim or bank-pim device computing in its HBM")
+
+
 @per_object(maxsize=64)
 def _weight_ops(workload: Workload) -> tuple[tuple[str, str, str], ...]:
     """(phase, op, cascade) of each op of the workload's decoder layers that reads weights: its weight bytes
@@ -393,6 +479,22 @@ def _check_offloading(system: System) -> None:
     memory = _decided(system, "attention", "decode")
     if memory is not None:
         check_pool(system, memory)
+        _check_two_pools(system, memory)
+
+
+def _check_two_pools(system: System, memory: Device) -> None:
+    """Attention offloading models two pools (`archsim.systems.offload`: `OffloadModel.pools`), the compute devices
+    (`weight_holder`) and the memory pool: a rule naming a third device would have its ops timed on the replica's
+    line but left out of the energy, price, static power and busy time, so it is refused."""
+    compute = weight_holder(system)
+    for i, rule in enumerate(system.placement):
+        if rule.device not in (compute.name, memory.name):
+            raise SpecError(system.source, f"placement[{i}].device",
+                            f"a {system.schedule.kind} schedule models two pools, the compute devices "
+                            f"({compute.name}, where the decode qkv runs) and the memory pool ({memory.name}); "
+                            f"{rule.device} would be timed with the replica but left out of its energy, price, "
+                            f"static power and busy time: expected {compute.name} or {memory.name}, got "
+                            f"{rule.device}")
 
 
 def context_parallel_gpu(system: System) -> Device:
@@ -494,6 +596,8 @@ def _check_coprocessing(system: System) -> None:
     if schedule.expert_coprocessing and not any(d.kind == "logic-pim" for d in system.devices.values()):
         raise SpecError(source, "schedule.expert_coprocessing", "expected a logic-pim device to share the experts "
                                                                 "with; the system has none")
+    if schedule.expert_coprocessing:
+        _check_expert_xpu(system)
     attention = {d.name for phase in PHASES for d in _reachable(system, "attention", phase)}
     if schedule.kind == "co-processing" and not schedule.expert_coprocessing and len(attention) == 1:
         raise SpecError(source, "schedule.kind", "co-processing runs decode and prefill attention on different "
@@ -502,16 +606,50 @@ def _check_coprocessing(system: System) -> None:
                                                  "a rule placing decode attention on a second device")
 
 
+def _check_expert_xpu(system: System) -> None:
+    """+PE splits a MoE op's experts between the xPU, the device the rules give decode moe at every Op/B
+    (`coprocessing._experts_split`), and the system's logic-pim device: a rule making a logic-pim that xPU would
+    split the experts between the Logic-PIM and itself, so it is refused."""
+    i = _first_rules(system, "moe", "decode")[-1]  # the rule without a threshold
+    xpu = system.devices[system.placement[i].device]
+    if xpu.kind == "logic-pim":
+        raise SpecError(system.source, f"placement[{i}].device",
+                        "expert_coprocessing (+PE) splits each MoE op's experts between the xPU, the device this "
+                        f"rule gives decode moe at every Op/B, and the Logic-PIM; it names logic-pim {xpu.name}, "
+                        "which would share the experts with itself: expected the gpu device whose HBM its stacks "
+                        "are")
+
+
+def _first_rules(system: System, op: str, phase: str) -> tuple[int, ...]:
+    """Indices of the rules `System.device_for` takes first for `op` in `phase` at some Op/B: a matching rule whose
+    threshold (None: every Op/B) is above those of the matching rules before it, which take every Op/B below
+    theirs; up to the first without a threshold (the loader made sure one matches)."""
+    first: list[int] = []
+    taken = 0.0  # the Op/B below which the rules before take the op
+    for i, rule in enumerate(system.placement):
+        if op not in rule.ops or rule.phase not in (None, phase):
+            continue
+        below = math.inf if rule.op_per_byte_below is None else rule.op_per_byte_below
+        if below > taken:
+            first.append(i)
+            taken = below
+        if taken == math.inf:
+            break
+    return tuple(first)
+
+
 def _reachable(system: System, op: str, phase: str) -> tuple[Device, ...]:
-    """The devices the placement may put `op` in `phase` on, at some Op/B: those the matching rules name, up to the
-    first without a threshold (the loader made sure one matches), each once."""
-    names = []
-    for rule in system.placement:
-        if op in rule.ops and rule.phase in (None, phase):
-            names.append(rule.device)
-            if rule.op_per_byte_below is None:
-                break
+    """The devices the placement may put `op` in `phase` on, at some Op/B: those the rules it matches first name
+    (`_first_rules`), each once."""
+    names = (system.placement[i].device for i in _first_rules(system, op, phase))
     return tuple(system.devices[name] for name in dict.fromkeys(names))
+
+
+def weight_holder(system: System) -> Device:
+    """The device that holds the weights: the one the rules give the decode QKV projection at every Op/B (a rule
+    by Op/B may send a small batch's projection to a Logic-PIM, whose stacks are this device's HBM), as
+    `SystemModel.weight_device`."""
+    return system.devices[system.device_for("qkv", "decode", math.inf).name]
 
 
 def _decided(system: System, op: str, phase: str) -> Device | None:

@@ -136,7 +136,7 @@ from archsim.systems.step import (
     lm_head_op,
     resident_tokens,
 )
-from archsim.systems.system_checks import check_tp_group
+from archsim.systems.system_checks import check_tp_group, weight_holder
 from archsim.systems.system_types import (
     CONTEXT_PARALLEL,
     EP_LINK,
@@ -524,7 +524,7 @@ class SystemModel:
         """The device that holds the weights: the one the rules give the decode QKV projection at any Op/B (a rule
         by Op/B may send a small batch's projection to a Logic-PIM, whose stacks are this device's HBM; it had
         then been taken for the holder, its memory share and TP group misread and the LM head run there)."""
-        return self.devices[self.system.device_for("qkv", "decode", math.inf).name]
+        return self.devices[weight_holder(self.system).name]
 
     @property
     def memory_bytes_per_device(self) -> float:
