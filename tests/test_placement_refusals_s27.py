@@ -163,3 +163,16 @@ def test_every_preset_passes_and_builds_with_its_workloads() -> None:
         check_system(system)
         for workload in system.parallelism.by_workload or ("llama3-70b",):
             assert system_model(system, load_workload_spec(workload)), (name, workload)
+
+
+def test_a_moe_threshold_under_expert_coprocessing_is_refused_as_unread() -> None:
+    """+PE splits each MoE op's experts by its own search: a moe rule's op_per_byte_below (31.8, 1000 or 0.001 gave
+    the same results) is not read, so it is refused, naming it; the presets carry no such rule."""
+    data = {"base": "duplex-pe", "name": "pe-moe",
+            "placement": [{"op": "attention", "phase": "decode", "op_per_byte_below": 31.8, "device": "lp"},
+                          {"op": "moe", "op_per_byte_below": 1000, "device": "lp"},
+                          {"op": ["attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn",
+                                  "moe", "ffn_residual"], "device": "xpu"}]}
+    with pytest.raises(SpecError, match=r"placement\[1\]\.op_per_byte_below: not read for moe under "
+                                        r"expert_coprocessing"):
+        system_from_dict(data, "pe-moe.yaml")

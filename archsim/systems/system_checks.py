@@ -598,6 +598,12 @@ def _check_coprocessing(system: System) -> None:
                                                                 "with; the system has none")
     if schedule.expert_coprocessing:
         _check_expert_xpu(system)
+        for i, rule in enumerate(system.placement):
+            if "moe" in rule.ops and rule.op_per_byte_below is not None:
+                raise SpecError(source, f"placement[{i}].op_per_byte_below",
+                                "not read for moe under expert_coprocessing (+PE): each MoE op's experts are split "
+                                "between the xPU and the Logic-PIM by +PE's own search, whatever the Op/B; remove "
+                                "moe from this rule")
     attention = {d.name for phase in PHASES for d in _reachable(system, "attention", phase)}
     if schedule.kind == "co-processing" and not schedule.expert_coprocessing and len(attention) == 1:
         raise SpecError(source, "schedule.kind", "co-processing runs decode and prefill attention on different "
