@@ -45,6 +45,7 @@ from archsim.systems.system_model import (
     dense_ops,
     device_of,
     logic_pim_of,
+    ops_by_device,
     prompt_attention_ops,
 )
 
@@ -58,14 +59,10 @@ def coprocessed_layer(model: SystemModel, contexts: np.ndarray, prompts: tuple[i
     pre, post, post_s = _chain_ends(model, len(contexts), tuple(prompts))
     chain_s = pre.time_s
     stage: dict[str, list[list[Op]]] = {}  # device -> [prompt attention ops, decode attention ops]
-    placed = model._placed
     for at, ops in enumerate((prefill, decode_ops)):
-        devices = [placed.get(op) or device_of(model, op) for op in ops]
-        if devices and len(set(map(id, devices))) == 1:  # the usual case: every op on one device
-            stage.setdefault(devices[0].name, [[], []])[at] = ops
-            continue
-        for op, device in zip(ops, devices, strict=True):
-            stage.setdefault(device.name, [[], []])[at].append(op)
+        groups = ops_by_device(model, ops)
+        for name, indices in groups.items():  # the usual case, every op on one device, keeps `ops` whole
+            stage.setdefault(name, [[], []])[at] = ops if len(groups) == 1 else [ops[i] for i in indices]
     attention, stage_s = OpCost(), 0.0
     for name, (prompt_ops, decode) in stage.items():  # each device's prompt attention, then its decode attention
         device, device_s = model.devices[name], 0.0

@@ -733,14 +733,20 @@ def decode_groups(model: SystemModel, contexts: Sequence[int],
     first = device_of(model, decode_ops[0])
     if not model._placement_reads_op_per_byte or all(device_of(model, op) is first for op in decode_ops):
         return [(first, contexts, decode_ops)]
-    by_device: dict[str, list[int]] = {}
-    for i, op in enumerate(decode_ops):
-        by_device.setdefault(device_of(model, op).name, []).append(i)
     groups = []
-    for name, at in by_device.items():
+    for name, at in ops_by_device(model, decode_ops).items():
         shared = [contexts[i] for i in at]
         groups.append((model.devices[name], shared, model.decode_ops(shared)))
     return groups
+
+
+def ops_by_device(model: SystemModel, ops: Sequence[Op]) -> dict[str, list[int]]:
+    """The indices of `ops` by the name of the device each runs on (`device_of`), devices in order of first
+    appearance."""
+    by_device: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        by_device.setdefault(device_of(model, op).name, []).append(i)
+    return by_device
 
 
 def _split_prompts(prompts: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -803,11 +809,8 @@ def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpC
         end = i
         while end < len(ops) and ops[end].name == ATTENTION:
             end += 1
-        by_device: dict[str, list[Op]] = {}
-        for op in ops[i:end]:
-            by_device.setdefault(device_of(model, op).name, []).append(op)
-        for name, group in by_device.items():
-            total = total + model.devices[name].cost(group, streamed)
+        for name, at in ops_by_device(model, ops[i:end]).items():
+            total = total + model.devices[name].cost([ops[i + j] for j in at], streamed)
         i = end
     return total
 
