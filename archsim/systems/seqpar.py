@@ -178,14 +178,22 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
 
 def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
     """`spec`'s timing; `check_memory` False times kernel calls beyond the GPU's DRAM too (the one-device
-    reference, `DeviceCompute`)."""
+    reference, `DeviceCompute`). A `fwd+bwd` step whose attention runs the softmax kernel's backward is one timed
+    call: its blocks' backwards run inside one autograd backward, so the host gap before it
+    (`DeviceCompute.autograd_gap_s`, less what the GPU still runs of the step's forward: the `fwd` twin of the same
+    scope) is paid once, not per block, and counts as the device's time, not its communication."""
     compute = _compute(spec, check_memory)
     attention = (decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
     if spec.scope == "attention":
-        return attention
-    rest = dense(spec, compute)
-    return Timing(attention.time_s + rest.time_s, attention.compute_s + rest.compute_s,
-                   attention.comm_s + rest.comm_s)
+        timing = attention
+    else:
+        rest = dense(spec, compute)
+        timing = Timing(attention.time_s + rest.time_s, attention.compute_s + rest.compute_s,
+                        attention.comm_s + rest.comm_s)
+    if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
+        return timing
+    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
+    return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s)
 
 
 def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute:

@@ -7,7 +7,9 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   ring). The kernel model takes square problems, so a rectangular full block of q x k (a zigzag half chunk, a
   query chunk against every earlier key) is modelled as m = max/min calls' worth of square min x min blocks in one
   launch (batch x m): the same tiles and bytes, spread over m times the CTAs (assumption: the wave quantisation of
-  a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward. A call
+  a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward, each block
+  timed without the host gap before a backward (`autograd_s`): a layer's blocks run inside one timed call, whose
+  one gap `autograd_gap_s` adds (`archsim.systems.seqpar`). A call
   whose operands (and what the kernel materialises) exceed the GPU's DRAM is refused (a SpecError naming the
   kernel), unless the device is the one-device reference (`check_memory` False: `seqpar`'s ideal of a length one
   GPU cannot hold): that call is timed by the same plans with only the DRAM check left out
@@ -93,6 +95,21 @@ class DeviceCompute:
     def _chunks(self) -> dict[int, float]:
         return {}
 
+    @functools.cached_property
+    def _block_params(self) -> Mapping[str, float]:
+        """The attention kernel's parameters for one block: a backward's host gap (`autograd_s`) left out, since a
+        scheme's blocks of one layer run inside one autograd backward (`autograd_gap_s` adds it once)."""
+        params = self.device.kernel_params
+        return {**params, "autograd_s": 0.0} if "autograd_s" in params else params
+
+    def autograd_gap_s(self, forward_s: float) -> float:
+        """The GPU's idle time before a timed call's backward starts: the host's `autograd_s` from
+        `loss.backward()` to its first kernel, less the `forward_s` the GPU still runs of the same call (the GPU
+        model's rule, `archsim.model.gpu.plan_time`); 0 for a forward."""
+        if self.direction != "fwd+bwd":
+            return 0.0
+        return max(0.0, self.device.kernel_params.get("autograd_s", 0.0) - forward_s)
+
     def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
                     kv_heads: int | None = None) -> float:
         """One kernel call: q query tokens against k keys (causal: q == k, the diagonal block), 0 for no work."""
@@ -122,7 +139,7 @@ class DeviceCompute:
         # a rectangle timed as `calls` squares holds its short side's Q and O once, not `calls` times: the GPU
         # model's operand check would overcount them, so only a square call is checked here (the memory model,
         # `seqpar_memory`, holds the rectangle's real bytes)
-        result = self._predict(self.kernel, case, self.device.kernel_params, check_memory=calls == 1)
+        result = self._predict(self.kernel, case, self._block_params, check_memory=calls == 1)
         if not result.feasible:
             sequences = f"{self.batch} sequences of " if self.batch > 1 else ""
             raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {sequences}{q_tokens} x {k_tokens} tokens on "
