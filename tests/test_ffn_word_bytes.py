@@ -76,3 +76,24 @@ def test_a_bad_ffn_word_size_is_refused_naming_the_field() -> None:
 
     with pytest.raises(SpecError, match=r"params\.ffn_word_bytes.*expected an integer of at least 1"):
         workload_from_dict({"name": "w", "params": {"hidden": 8, "ffn_word_bytes": 0}}, "w.yaml")
+
+
+def test_a_training_steps_time_ignores_the_serving_quantisation_as_its_memory_does() -> None:
+    """`archsim parallel --direction fwd+bwd --scope layer` times the FFN at `word_bytes` (it had run its GEMMs,
+    forward and backward, at fp8 beside memory counted at full precision); a prefill (`fwd`) keeps the FP8 FFN."""
+    from dataclasses import replace
+
+    from archsim.systems.seqpar import parallel_time
+    from archsim.systems.seqpar_spec import ParallelSpec
+    from archsim.systems.topology import load_topology
+
+    hgx = load_topology("hgx-h100")
+    bf16 = library.load_workload_spec("llama3-8b")
+    fp8 = replace(bf16, params={**bf16.params, "ffn_word_bytes": 1})
+
+    def time_s(workload, direction: str) -> float:
+        spec = ParallelSpec("ring", 8, workload, 32768, hgx.gpu, hgx, direction=direction, scope="layer")
+        return parallel_time(spec, reference=False).time_s
+
+    assert time_s(fp8, "fwd+bwd") == time_s(bf16, "fwd+bwd")
+    assert time_s(fp8, "fwd") < 0.95 * time_s(bf16, "fwd")

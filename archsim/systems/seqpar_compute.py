@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archsim import library
 from archsim.arch.gpu import GPU
@@ -240,9 +240,21 @@ class DeviceCompute:
 
     def dense_s(self, shard: Workload, tokens: int) -> float:
         """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
-        sequences on the device's shard, fwd or fwd+bwd."""
+        sequences on the device's shard, fwd or fwd+bwd; a training step's FFN at the workload's `word_bytes`, as
+        its memory counts it (`one_word_size`)."""
+        if self.direction == "fwd+bwd":
+            shard = one_word_size(shard)
         ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
         return self.device.cost(ops).time_s * self._factor()
+
+
+def one_word_size(workload: Workload) -> Workload:
+    """The workload with its FFN at `word_bytes` too: training counts every element at its training precision
+    (`seqpar_memory`: `param_bytes` and `activation_bytes` by cascade bytes over `word_bytes`) and runs its GEMMs
+    at the attention's, so a serving quantisation (`ffn_word_bytes`) has no part in it."""
+    if "ffn_word_bytes" not in workload.params:
+        return workload
+    return replace(workload, params={k: v for k, v in workload.params.items() if k != "ffn_word_bytes"})
 
 
 @functools.cache

@@ -94,13 +94,14 @@ import functools
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
+from archsim.systems.seqpar_compute import one_word_size
 from archsim.systems.sharding import shard
 from archsim.systems.step import (
     DENSE,
@@ -221,7 +222,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     _check(workload, scheme, devices, seq_len, batch, 1, ulysses_degree,
            token_multiple(scheme, devices, causal=causal, ulysses_degree=ulysses_degree))
     check_choice("checkpointing", checkpointing, CHECKPOINTING, SOURCE)
-    workload = _one_word_size(workload)
+    workload = one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
     params = (model.layer_weight_bytes_per_device / word + _embedding_elements(workload)) / devices
@@ -526,15 +527,6 @@ def _kv(op: Op) -> float:
 
 def _inputs(op: Op) -> set[str]:
     return {t.name for t in op.tensors if t.kind == "input"}
-
-
-def _one_word_size(workload: Workload) -> Workload:
-    """The workload with its FFN at `word_bytes` too: training counts every element at `param_bytes` and
-    `activation_bytes`, by its cascade bytes over `word_bytes`, so a serving quantisation (`ffn_word_bytes`) has
-    no part in it."""
-    if "ffn_word_bytes" not in workload.params:
-        return workload
-    return replace(workload, params={k: v for k, v in workload.params.items() if k != "ffn_word_bytes"})
 
 
 def _embedding_elements(workload: Workload) -> float:
