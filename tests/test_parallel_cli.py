@@ -212,3 +212,24 @@ def test_allgather_runs_at_the_largest_context_it_prints(cli):
     assert largest > 2 * 1024 * 1024
     (at,) = json.loads(cli(*args, "--seq-len", str(largest)).output)["points"]
     assert at["feasible"] and at["max_context_tokens"] == largest
+
+
+def test_json_points_are_record_rows(cli):
+    """Each `--json` point is the point's `Record.row()` (target_kind, target, feasible, reason, then the record's
+    columns), as `run --json` and `simulate --json` print theirs, with `hidden_comm_s` added; an infeasible point
+    keeps the row's keys with no numbers."""
+    from archsim import library
+    from archsim.systems.seqpar import parallel_time
+    from archsim.systems.seqpar_spec import ParallelSpec
+    from archsim.systems.topology import load_topology
+
+    fits, refused = _points(cli, "--scheme", "ring,ulysses", "--devices", "16", "--seq-len", "8192",
+                            "--topology", "hgx-h100")
+    hgx = load_topology("hgx-h100")
+    row = parallel_time(ParallelSpec("ring", 16, library.load_workload_spec("llama3-8b"), 8192, hgx.gpu,
+                                     hgx)).record().row()
+    assert list(fits)[:4] == ["target_kind", "target", "feasible", "reason"]
+    assert list(fits) == [*row, "hidden_comm_s"]
+    assert fits["target_kind"] == "parallel" and fits["latency_s"] == pytest.approx(row["latency_s"], rel=1e-12)
+    assert refused["feasible"] is False and "divisible by 16" in refused["reason"]
+    assert list(refused) == list(fits) and refused["latency_s"] is None

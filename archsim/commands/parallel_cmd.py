@@ -327,15 +327,14 @@ def point_row(spec, single: bool) -> dict:
     record = result.record()
     if not record.feasible:  # a point that does not fit has no numbers, as a sweep stores it; the reason says why
         return _blank_row(result, record.reason)
-    return {"feasible": True, "reason": "", **record.flat(), "hidden_comm_s": result.hidden_comm_s}
+    return {**record.row(), "hidden_comm_s": result.hidden_comm_s}
 
 
 def _blank_row(result, reason: str) -> dict:
-    """An infeasible point's row: the spec's fields as its record has them, every metric NaN (the float ones and
-    the largest context, a whole number)."""
-    flat = result.record().flat()
-    return {"feasible": False, "reason": reason,
-            **{k: math.nan if isinstance(v, float) or k == "max_context_tokens" else v for k, v in flat.items()},
+    """An infeasible point's row: the record's row (`Record.row()`) with `reason`, every metric NaN (the float ones
+    and the largest context, a whole number)."""
+    row = {**result.record().row(), "feasible": False, "reason": reason}
+    return {**{k: math.nan if isinstance(v, float) or k == "max_context_tokens" else v for k, v in row.items()},
             "hidden_comm_s": math.nan}
 
 
