@@ -171,7 +171,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
 def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, result: ServingResult, path: str) -> dict:
     """`--layer-trace`: replay the decoder layers of the run's longest decode iteration (`served` kept its batch;
     its place among the timeline's decode iterations gives its number), write the replay's trace to `path`, and
-    return what `simulate` reports of it."""
+    return what `simulate` reports of it (`--json` adds `busy_s`: the seconds each of the trace's tracks was busy)."""
     if served.batch is None:  # the run's results stand; there is nothing to replay, and no trace is written
         return {"skipped": "no iteration decoded a token (each served request wanted one): there is no decode "
                            "iteration to replay, and no trace was written"}
@@ -180,7 +180,7 @@ def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, resu
     write_chrome_trace(run.spans, path)
     return {"iteration": iteration, "decodes": len(served.batch.decode_context_tokens),
             "prompts": len(served.batch.prefill_tokens), "replay_s": run.replay_s, "closed_form_s": run.closed_form_s,
-            "difference": run.difference, "covers": run.covers, "trace": path}
+            "difference": run.difference, "covers": run.covers, "busy_s": run.busy_s(), "trace": path}
 
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:

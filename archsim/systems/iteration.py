@@ -7,10 +7,13 @@ takes and what it spent, so the serving simulator never needs to know the hardwa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Protocol
 
+from archsim.errors import SpecError, kind_of
 from archsim.record import Record
 
 
@@ -32,11 +35,49 @@ class IterationCost:
 class Batch:
     """The work of one iteration: the prompt lengths (tokens) of the requests prefilling, and the context lengths
     (tokens already in the KV cache, the new token included) of the requests decoding one token; the KV the other
-    running requests hold meanwhile (a system bounding an iteration's memory counts it)."""
+    running requests hold meanwhile (a system bounding an iteration's memory counts it).
+
+    Each length is a whole number of tokens, at least 1 (held KV at least 0): a Python or numpy integer, or a float
+    whose value is whole (the NeuPIMs reproduction draws its contexts as a float array); anything else is a
+    SpecError naming the field (e.g. "prefill_tokens[0]"). The sequences are kept as given."""
 
     prefill_tokens: Sequence[int] = ()
     decode_context_tokens: Sequence[int] = ()
     held_kv_tokens: int = 0  # KV tokens of running requests outside the batch (they wait while it prefills)
+
+    def __post_init__(self) -> None:
+        _check_lengths("prefill_tokens", self.prefill_tokens)
+        _check_lengths("decode_context_tokens", self.decode_context_tokens)
+        refused = _not_tokens(self.held_kv_tokens, 0)
+        if refused:
+            raise SpecError("<python>", "held_kv_tokens", refused)
+
+
+def _check_lengths(name: str, lengths: Sequence[int]) -> None:
+    """Refuse `lengths` unless a sequence of whole numbers >= 1, naming the first bad entry. A batch is built per
+    iteration with up to a batch's entries, so the common case (integers, or whole floats) is checked in passes the
+    interpreter runs in C, and only a refused batch is walked entry by entry for its message."""
+    if isinstance(lengths, Iterator) or not hasattr(lengths, "__len__"):  # an iterator would be spent here
+        raise SpecError("<python>", name, f"expected a sequence of token counts, got {kind_of(lengths)}")
+    kinds = set(map(type, lengths))
+    real = bool not in kinds and all(issubclass(kind, Real) for kind in kinds)
+    whole = real and (all(issubclass(kind, Integral) for kind in kinds)
+                      or all(map(float.is_integer, map(float, lengths))))  # NaN and inf are not whole
+    if not len(lengths) or (whole and min(lengths) >= 1):
+        return
+    for i, tokens in enumerate(lengths):
+        refused = _not_tokens(tokens, 1)
+        if refused:
+            raise SpecError("<python>", f"{name}[{i}]", refused)
+
+
+def _not_tokens(tokens: object, least: int) -> str:
+    """Why `tokens` is not a whole number of tokens >= `least` ("" when it is)."""
+    expected = f"expected a whole number of tokens >= {least}, got"
+    if isinstance(tokens, bool) or not isinstance(tokens, Real):
+        return f"{expected} {kind_of(tokens)}" + ("" if tokens is None else f" {tokens!r}")
+    whole = isinstance(tokens, Integral) or (math.isfinite(tokens) and float(tokens).is_integer())
+    return "" if whole and tokens >= least else f"{expected} {tokens!r}"
 
 
 class IterationModel(Protocol):

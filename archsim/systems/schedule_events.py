@@ -98,7 +98,8 @@ class ScheduleRun:
         return self.replay_s / self.closed_form_s - 1.0 if self.closed_form_s else float("nan")
 
     def busy_s(self) -> dict[str, float]:
-        """Seconds each track was busy: its spans' lengths summed."""
+        """Seconds each track was busy: its spans' lengths summed (`simulate --layer-trace --json` reports it as
+        `layer_replay.busy_s`)."""
         busy: dict[str, float] = {}
         for span in self.spans:
             busy[span.resource] = busy.get(span.resource, 0.0) + span.end_s - span.start_s
@@ -202,17 +203,27 @@ class _EndOfInstant(simpy.Event):
 
 
 def _check_phases(phases: LayerPhases, source: str) -> None:
-    """A SpecError naming `source`'s field for phases whose schedule the replay does not model (module docstring)."""
-    if phases.coprocessed_s is not None:
-        raise SpecError(source, "schedule.kind", "replay is not modelled for co-processing: its layer is Duplex's "
-                                                 "dependency chain composed in closed form")
-    if phases.sub_batch_interleaving and phases.steady_state:
-        raise SpecError(source, "schedule.layer_time", "replay is not modelled for steady-state: a replay runs the "
-                                                       "fill and drain it leaves out (expected pipeline)")
-    if phases.sub_batch_interleaving and phases.allreduce_s:
-        raise SpecError(source, "schedule.kind", f"replay is not modelled for {SUB_BATCH_INTERLEAVING} with TP "
-                                                 f"all-reduces (links.{TP_LINK}): the closed form charges them "
-                                                 "blocked beside both sub-batches")
+    """A SpecError naming `source`'s field for phases whose schedule the replay does not model (`_refused_schedule`,
+    as `unreplayable` reads it off a spec)."""
+    refused = _refused_schedule(phases.coprocessed_s is not None, phases.sub_batch_interleaving, phases.steady_state,
+                                bool(phases.allreduce_s))
+    if refused is not None:
+        raise SpecError(source, refused[0], f"replay is not modelled for it: {refused[1]}")
+
+
+def _refused_schedule(coprocessing: bool, sub_batch_interleaving: bool, steady_state: bool,
+                      allreduces: bool) -> tuple[str, str] | None:
+    """(spec field, why) for the schedules of the module docstring the replay does not model, None for the others:
+    `unreplayable` reads the conditions off a spec before a run, `_check_phases` off the phases given to
+    `replay_layers`."""
+    if coprocessing:
+        return "schedule.kind", "co-processing's layer is Duplex's dependency chain composed in closed form"
+    if sub_batch_interleaving and steady_state:
+        return "schedule.layer_time", "steady-state leaves out the fill and drain a replay runs (expected pipeline)"
+    if sub_batch_interleaving and allreduces:
+        return f"links.{TP_LINK}", (f"the closed form charges {SUB_BATCH_INTERLEAVING}'s TP all-reduces blocked "
+                                    "beside both sub-batches")
+    return None
 
 
 def _chain(phases: LayerPhases, sb: int, stage: int, first_layer: int, layers: int) -> list[_Step]:
@@ -242,13 +253,10 @@ def unreplayable(model: IterationModel) -> tuple[str, str] | None:
     if not isinstance(model, SystemModel):
         return "schedule.kind", f"{schedule.kind} composes its own iteration, not layer_phases'"
     par = model.parallelism
-    if schedule.kind == "co-processing":
-        return "schedule.kind", "co-processing's layer is Duplex's dependency chain composed in closed form"
-    if schedule.kind == SUB_BATCH_INTERLEAVING and schedule.layer_time == "steady-state":
-        return "schedule.layer_time", "steady-state leaves out the fill and drain a replay runs (expected pipeline)"
-    if schedule.kind == SUB_BATCH_INTERLEAVING and par.tp > 1 and TP_LINK in model.system.links:
-        return f"links.{TP_LINK}", (f"the closed form charges {SUB_BATCH_INTERLEAVING}'s TP all-reduces blocked "
-                                    "beside both sub-batches")
+    refused = _refused_schedule(schedule.kind == "co-processing", schedule.kind == SUB_BATCH_INTERLEAVING,
+                                schedule.layer_time == "steady-state", par.tp > 1 and TP_LINK in model.system.links)
+    if refused is not None:
+        return refused
     if par.ep > 1:
         return "parallelism.ep", "expert-parallel groups and their token exchange are not replayed"
     if len(model.stage_runs) > 1:
