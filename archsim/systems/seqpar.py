@@ -46,6 +46,7 @@ from archsim.systems.seqpar_spec import (
     single_device_scheme,
     token_multiple,
 )
+from archsim.systems.sharding import kv_heads_per_device
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute:
     multiple of the KV heads)."""
     p = spec.workload.params
     return DeviceCompute(spec.gpu, spec.kernel, spec.batch, int(p["heads"]) // spec.tp,
-                         max(1, int(p["kv_heads"]) // spec.tp), int(p["head_dim"]), spec.direction, check_memory)
+                         kv_heads_per_device(int(p["kv_heads"]), spec.tp), int(p["head_dim"]), spec.direction,
+                         check_memory)
 
 
 # --- memory ------------------------------------------------------------------------------------------------------
@@ -282,7 +284,7 @@ def _attention_calls(spec: ParallelSpec, compute: DeviceCompute,
         return tuple((q, k, c, heads // u, kv_heads // u)
                      for q, k, c in _ring_calls("zigzag" if causal else "ring", r, n // r, causal))
     if spec.scheme in ("ulysses", "megatron-sp"):
-        return ((n, n, causal, heads // p, max(1, kv_heads // p)),)
+        return ((n, n, causal, heads // p, kv_heads_per_device(kv_heads, p)),)
     if p == 1:  # allgather on one device: the one-device run's call
         return ((n, n, causal, heads, kv_heads),)
     if not causal:

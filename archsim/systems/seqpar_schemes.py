@@ -75,6 +75,7 @@ from archsim.systems import collectives
 from archsim.systems.links import Link
 from archsim.systems.seqpar_compute import WORD_BYTES, DeviceCompute, shard
 from archsim.systems.seqpar_spec import ParallelSpec
+from archsim.systems.sharding import kv_heads_per_device
 
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 
@@ -244,7 +245,7 @@ def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
         comm *= 2
     if spec.scope == "layer":
         comm *= 2  # the FFN's all-gather and reduce-scatter
-    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, max(1, compute.kv_heads // p))
+    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, kv_heads_per_device(compute.kv_heads, p))
     return Timing(attn + comm, attn, comm)
 
 
@@ -321,7 +322,7 @@ def decode(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     members = group_members(p, spec.tp)
     link = spec.topology.group_link(members)
     if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
-        attn = compute.decode_s(n, compute.heads // p, max(1, compute.kv_heads // p))
+        attn = compute.decode_s(n, compute.heads // p, kv_heads_per_device(compute.kv_heads, p))
         comm = _head_parallel_comm_s(spec, compute, 1, link)  # the new token of each sequence
         return Timing(attn + comm, attn, comm)
     block = compute.decode_s(n // p)

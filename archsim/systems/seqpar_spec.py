@@ -41,6 +41,7 @@ from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_kernels import kernel_attention
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import DECODE_KERNEL, LINEAR_KERNEL, SOURCE, WORD_BYTES, linear_head_dim
+from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import tp_cuts_kv_heads
 from archsim.systems.system_types import CONTEXT_PARALLEL_SCHEMES
@@ -207,7 +208,7 @@ def check_spec(spec: ParallelSpec) -> None:
     _check_attention_kind(spec)
     check_workload(spec.workload, memory_modelled(spec.direction, spec.tp), spec.scope == "layer")
     params = spec.workload.params
-    heads, kv_heads = int(params["heads"]) // spec.tp, max(1, int(params["kv_heads"]) // spec.tp)
+    heads, kv_heads = int(params["heads"]) // spec.tp, kv_heads_per_device(int(params["kv_heads"]), spec.tp)
     if int(params["heads"]) % spec.tp or not tp_cuts_kv_heads(int(params["kv_heads"]), spec.tp):
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
                                       f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "

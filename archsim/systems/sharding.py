@@ -37,8 +37,15 @@ def shard(workload: Workload, par: Parallelism) -> Workload:
     for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
                          ("experts", par.ep)):
         if size in params:
-            params[size] = max(1, params[size] // degree) if size == "kv_heads" else params[size] // degree
+            params[size] = kv_heads_per_device(params[size], degree) if size == "kv_heads" else params[size] // degree
     return replace(workload, params=params)
+
+
+def kv_heads_per_device(kv_heads: int, degree: int) -> int:
+    """The KV heads one of `degree` devices cutting the heads holds: kv_heads / degree, or one KV head, repeated,
+    when the degree is a multiple of the KV heads (`shard`'s rule, for tensor parallelism and for a sequence-parallel
+    scheme that cuts the heads)."""
+    return max(1, kv_heads // degree)
 
 
 @functools.lru_cache(maxsize=256)
