@@ -202,3 +202,14 @@ def test_table3_rows_carry_no_paper_numbers():
                             "pow2_context_tokens"}
         assert row["max_context_tokens"] % token_multiple(row["scheme"], row["devices"]) == 0
         assert row["pow2_context_tokens"] <= row["max_context_tokens"]
+
+
+@pytest.mark.parametrize("name", ["gpt3-7b", "gpt3-175b", "llama3-8b"])
+def test_inference_weights_equal_the_systems_layers_with_a_vocab_tp_does_not_divide(name: str) -> None:
+    """The vocab tables on a TP rank are the LM head op's ceil(vocab / tp) rows on both paths (GPT-3's 50257 over
+    8 ranks: the exact division had counted 14336 bytes fewer for gpt3-7b)."""
+    from archsim.systems.system_model import sizes_model
+
+    workload = library.load_workload_spec(name)
+    held = inference_memory(workload, "ring", 1, 1024, tp=8).weights_bytes
+    assert held == sizes_model(workload, 8).weight_bytes_per_device

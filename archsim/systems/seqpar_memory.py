@@ -113,6 +113,7 @@ from archsim.systems.step import (
     block_of,
     layer_kinds,
     layer_ops,
+    lm_head_op,
 )
 from archsim.systems.system_checks import tp_cuts_kv_heads
 from archsim.systems.system_model import sizes_model
@@ -225,7 +226,7 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     workload = one_word_size(workload)
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
-    params = (model.layer_weight_bytes_per_device / word + _embedding_elements(workload)) / devices
+    params = (model.layer_weight_bytes_per_device + _vocab_table_bytes(workload)) / word / devices
     gathered = 0.0 if scheme == "megatron-sp" else max(
         m.weight_bytes_per_layer for m in model.by_kind.values()) / word
     # activations are counted in the workload's words and scaled to `activation_bytes`: a state element counts
@@ -251,8 +252,7 @@ def inference_memory(workload: Workload, scheme: str, devices: int, seq_len: int
            token_multiple(scheme, devices, causal=causal, decode=decode, ulysses_degree=ulysses_degree))
     word = workload.params["word_bytes"]
     degree = tp * devices if scheme == "megatron-sp" else tp
-    weights = (sizes_model(workload, degree).layer_weight_bytes_per_device
-               + _embedding_elements(workload) * word / degree)
+    weights = sizes_model(workload, degree).layer_weight_bytes_per_device + _vocab_table_bytes(workload, degree)
     layer = _layer(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_bytes / word)
     return DeviceMemory(weights, 0.0, 0.0, 0.0 if decode else layer.working_bytes,
                         workload.params["layers"] * layer.kv_bytes)
@@ -529,9 +529,11 @@ def _inputs(op: Op) -> set[str]:
     return {t.name for t in op.tensors if t.kind == "input"}
 
 
-def _embedding_elements(workload: Workload) -> float:
-    """Input embedding and LM head, vocab x hidden elements each (untied, as LLaMA)."""
-    return 2 * workload.params["vocab"] * workload.params["hidden"]
+def _vocab_table_bytes(workload: Workload, degree: int = 1) -> float:
+    """The input embedding and the LM head on one of `degree` ranks cutting the vocab: twice the LM head op's
+    weights (`step.lm_head_op`: hidden x ceil(vocab / degree) words; untied, as LLaMA), as the systems layer counts
+    them (`SystemModel.stage_weight_bytes`)."""
+    return 2.0 * lm_head_op(workload, 1, degree).bytes_by_role[WEIGHTS]
 
 
 def _cut(workload: Workload, degree: int) -> Workload:
