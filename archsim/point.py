@@ -46,8 +46,10 @@ from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import Analysis, analyze, takes_exp
 from archsim.cascade.bind import (
+    FFN_WORDS,
     Binding,
     bind,
+    binds_ffn_words,
     fixed_tiles,
     model_sizes,
     nearest_divisors,
@@ -255,11 +257,13 @@ def check_sets_read(cascade: Cascade, workload: Workload | None, sets: dict[str,
 
 def unread_sets(cascade: Cascade, workload: Workload | None, names: Iterable[str]) -> list[str]:
     """The set workload sizes among `names` the cascade neither reads nor checks: `ffn_dim` on an attention cascade
-    would change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`. Given,
-    such a size is refused where left out it is not, so a sweep's key holds them (`archsim.dse.points`)."""
+    would change nothing (`bind` refuses a name neither has). `kv_heads` is read by `check_attention_form`, and
+    `ffn_word_bytes` by a layer's FFN (`binds_ffn_words`: its word size). Given, such a size is refused where left
+    out it is not, so a sweep's key holds them (`archsim.dse.points`)."""
     given = workload.params if workload is not None else {}
+    read = {"kv_heads", *((FFN_WORDS,) if binds_ffn_words(cascade) else ())}
     return [name for name in names if name in given and name not in cascade.params
-            and name not in cascade.rank_sizes and name != "kv_heads"]
+            and name not in cascade.rank_sizes and name not in read]
 
 
 def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str,

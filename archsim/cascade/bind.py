@@ -5,6 +5,10 @@ file's `params.X`, the workload file's `params.X`, or the overrides' source ("--
 
 An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Partition parts whose size is
 left out are derived (M1 = M / M0) and must divide exactly.
+
+A layer's FFN (`binds_ffn_words`) is bound to `ffn_word_bytes` wherever a layer of values gives it (an FFN
+quantised apart from the rest, as Llama 3 405B's FP8 serving): within that layer it is the FFN's `word_bytes`,
+and an override of it (`--set ffn_word_bytes=1`) is read so; every other cascade ignores it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, kept, per_object
-from archsim.workload import PARAMS, Workload, check_size, max_size
+from archsim.workload import BLOCK_CASCADES, PARAMS, Workload, check_size, max_size
+
+FFN_WORDS = "ffn_word_bytes"  # the FFN's element width where the workload quantises it apart (archsim.workload)
+MOE_CASCADE = "moe-experts"  # a MoE layer's FFN (archsim.systems.step)
 
 
 @dataclass(frozen=True)
@@ -164,14 +171,15 @@ def bind(
     rank_overrides: dict[str, int] = {}
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
+    ffn = binds_ffn_words(cascade)
     for layer_source, layer, prefix in override_layers:
-        for key, value in layer.items():
+        for key, value in _ffn_words(cascade, layer).items():
             where = f"{prefix}{key}"
             if key in cascade.rank_sizes:
                 rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where, limit), layer_source,
                                                    where)
                 origin[key] = layer_source
-            elif key in values:
+            elif key in values or (ffn and key == FFN_WORDS):
                 values[key] = check_param(key, value, layer_source, where, limit)
                 origin[key] = layer_source
             else:
@@ -297,9 +305,24 @@ def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],
     values: dict[str, float] = {}
     origin: dict[str, str] = {}  # param -> the source of its value
     for layer_source, layer in [(cascade.source, cascade.params), *given]:
+        layer = _ffn_words(cascade, layer)
         values.update(_checked_params(layer_source, layer, limit))
         origin.update(dict.fromkeys(layer, layer_source))
     return values, origin
+
+
+def binds_ffn_words(cascade: Cascade) -> bool:
+    """Whether `ffn_word_bytes` binds the cascade's words: it is a decoder layer's FFN as `archsim.systems.step`
+    picks one, a block's dense FFN (`archsim.workload.BLOCK_CASCADES`) or a MoE layer's experts (`MOE_CASCADE`)."""
+    return cascade.name == MOE_CASCADE or any(cascade.name == ffn for _, ffn in BLOCK_CASCADES.values())
+
+
+def _ffn_words(cascade: Cascade, layer: Mapping[str, float]) -> Mapping[str, float]:
+    """A layer of values as it binds the cascade: giving `ffn_word_bytes`, its `word_bytes` is that for a layer's
+    FFN (`binds_ffn_words`); any other layer, or cascade, as it is."""
+    if FFN_WORDS not in layer or not binds_ffn_words(cascade):
+        return layer
+    return {**layer, "word_bytes": layer[FFN_WORDS]}
 
 
 @identity_cache(maxsize=4096)

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
-from archsim.cascade.bind import Binding, nearest_multiples
+from archsim.cascade.bind import Binding, binds_ffn_words, nearest_multiples
 from archsim.cascade.ir import Cascade
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
 from archsim.errors import SpecError
@@ -132,9 +132,14 @@ def check_group(binding: Binding, arch: Architecture, group: Group, source: str,
     if arch.word_bytes != binding.word_bytes:
         raise SpecError(arch.source, "word_bytes",
                         f"{arch.name} holds and computes {arch.word_bytes}-byte words, but the tensors of "
-                        f"{cascade.name} are bound with {binding.word_bytes}-byte elements (params.word_bytes of the "
-                        "workload, the cascade or --set): give both the same width")
+                        f"{cascade.name} are bound with {binding.word_bytes}-byte elements ({_word_fields(cascade)} "
+                        "of the workload, the cascade or --set): give both the same width")
     check_group_names(cascade, arch, group, source, where)
+
+
+def _word_fields(cascade: Cascade) -> str:
+    """The params that set `cascade`'s word size: `word_bytes`, and for a layer's FFN `ffn_word_bytes` too."""
+    return "params.ffn_word_bytes or word_bytes" if binds_ffn_words(cascade) else "params.word_bytes"
 
 
 def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze, einsum_counts, tensor_infos, total_ops
-from archsim.cascade.bind import Binding, bind
+from archsim.cascade.bind import MOE_CASCADE, Binding, bind
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
@@ -89,7 +89,7 @@ ROLES: dict[str, dict[str, str]] = {
     "output-projection": {"WO": WEIGHTS},
     "ffn": {"W1": WEIGHTS, "W2": WEIGHTS},
     "ffn-swiglu": {"W1": WEIGHTS, "W3": WEIGHTS, "W2": WEIGHTS},
-    "moe-experts": {"WR": WEIGHTS, "W1": WEIGHTS, "W3": WEIGHTS, "W2": WEIGHTS},
+    MOE_CASCADE: {"WR": WEIGHTS, "W1": WEIGHTS, "W3": WEIGHTS, "W2": WEIGHTS},
     "layernorm": {"G": WEIGHTS, "BETA": WEIGHTS},
     "rmsnorm": {"W": WEIGHTS},
     "residual-add": {},
@@ -302,12 +302,11 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
     else:
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": decode_keys(workload, step.seq_len)}
-    ffn_words = {"word_bytes": params["ffn_word_bytes"]} if "ffn_word_bytes" in params else {}
-    if moe and layer_kind != DENSE:
-        ffn = ("moe", "moe-experts", {**tokens, **ffn_words, **_experts_reached(workload, tokens["tokens"])})
+    if moe and layer_kind != DENSE:  # the FFN binds a workload's ffn_word_bytes (`bind.binds_ffn_words`)
+        ffn = ("moe", MOE_CASCADE, {**tokens, **_experts_reached(workload, tokens["tokens"])})
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
-        ffn = ("ffn", kind.ffn, {**tokens, **width, **ffn_words})
+        ffn = ("ffn", kind.ffn, {**tokens, **width})
     return (
         ("attn_norm", kind.norm, tokens, ()),
         ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),

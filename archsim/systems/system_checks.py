@@ -120,6 +120,22 @@ def check_against_workload(system: System, workload: Workload) -> None:
                                                f"{workload.path}), got {degree}")
     _check_resident_weights(system, workload)
     _check_weight_devices(system, workload)
+    _check_word_sizes(system, workload)
+
+
+ARRAY_WORD_BYTES = (1, 2)  # what an npu's or logic-pim's GEMM units compute: 8-bit (fp8, int8) or 16-bit words
+
+
+def _check_word_sizes(system: System, workload: Workload) -> None:
+    """An npu or logic-pim device computes 1- or 2-byte words (`ARRAY_WORD_BYTES`; its arrays and GEMM units have
+    no other rate, as a gpu, chip or bank-pim has none beyond its presets'), so a workload's `word_bytes` or
+    `ffn_word_bytes` of another width is refused on a system with one, naming the workload's field."""
+    kinds = sorted({device.kind for device in system.devices.values()} & {"npu", "logic-pim"})
+    for name in ("word_bytes", "ffn_word_bytes"):
+        if kinds and workload.params.get(name, ARRAY_WORD_BYTES[-1]) not in ARRAY_WORD_BYTES:
+            raise SpecError(workload.path, f"params.{name}",
+                            f"expected 1 or 2 ({' and '.join(kinds)} devices of {system.source} compute 8- or "
+                            f"16-bit words), got {workload.params[name]:g}")
 
 
 def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:

@@ -844,14 +844,17 @@ def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
 def expert_exchange_s(model: SystemModel, tokens: int) -> float:
     """A MoE layer's token exchange between the EP groups: the dispatch of each of a group's `tokens` tokens to its
     top_k experts and the combine back, two all-to-alls over the `ep` link, each device sending its 1/TP share of
-    the group's tokens x top_k hidden activations (the MoE op's input, from its cascade; module docstring); 0
-    without EP or in a dense layer."""
+    the group's tokens x top_k hidden activations (module docstring); 0 without EP or in a dense layer. The
+    dispatch sends the MoE op's input as its cascade is bound, at the experts' word size (an fp8 FFN,
+    `ffn_word_bytes` 1, dispatches fp8 tokens, as DeepSeek-V3 serves); the combine sends the experts' outputs at
+    the activations' word size, as an all-reduce does (`_reduced_bytes`: bf16 under an fp8 FFN)."""
     par, params = model.parallelism, model.shard.params
     if par.ep == 1 or tokens == 0 or "experts" not in params or model.layer_kind == "dense":
         return 0.0
     moe = next(op for op in model.ops("decode", tokens, 1) if op.name == "moe")
-    message = moe.bytes_by_role[ACTIVATIONS_IN] * int(params["top_k"]) / par.tp
-    return 2 * all_to_all_s(message, par.ep, model.system.links[EP_LINK])
+    link, share = model.system.links[EP_LINK], int(params["top_k"]) / par.tp
+    return (all_to_all_s(moe.bytes_by_role[ACTIVATIONS_IN] * share, par.ep, link)
+            + all_to_all_s(_reduced_bytes(model, moe) * share, par.ep, link))
 
 
 STAGE_LINKS = (EP_LINK, TP_LINK)  # the link a PP stage's hop crosses: the first of these the spec names
