@@ -21,7 +21,8 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
   all-gather each token's partial (o, max, sum-exp) per head over the cp group (`seqpar_schemes.distattention_messages`:
-  the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass).
+  the `distattention-decode` cascade's partials in fp32) and each merges the cp partials (an elementwise pass,
+  `distattention_merge_s`).
   Assumptions: the decoded tokens' k and v are appended to the ranks in turn (round robin), so every rank keeps
   ceil(context / cp) of each sequence however many tokens it decoded; replicated dense ops cost a rank little at
   decode, where they read the weights once whatever the batch; their energy counts on every rank.
@@ -48,7 +49,7 @@ from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.seqpar import ParallelResult, parallel_time
 from archsim.systems.seqpar_compute import SOURCE, DeviceCompute
-from archsim.systems.seqpar_schemes import distattention_messages
+from archsim.systems.seqpar_schemes import distattention_merge_s, distattention_messages
 from archsim.systems.seqpar_spec import ParallelSpec, check_spec, single_device_scheme, token_multiple
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_checks import context_parallel_gpu
@@ -180,7 +181,7 @@ class ContextParallelModel:
             members = [i * self.parallelism.tp for i in range(self.cp)]
             link = self.topology.group_link(members)
             found = self._merges[decodes] = (collectives.all_gather_s(self.cp * partial_bytes, self.cp, link),
-                                             compute.elementwise_s(self.cp * partial_bytes))
+                                             distattention_merge_s(compute, partial_bytes, self.cp))
         return found
 
     @functools.cached_property

@@ -58,16 +58,21 @@ class Link:
     latency_s: float
     bytes_per_s_per_direction: float
 
+    def wire_s(self, message_bytes: float) -> float:
+        """The time `message_bytes` hold the link, n / beta: a transfer less its latency (a pipeline that overlaps
+        messages holds the link for this alone, `archsim.systems.offload`)."""
+        return message_bytes / self.bytes_per_s_per_direction
+
     def transfer_s(self, message_bytes: float) -> float:
         """One message of `message_bytes` from one end to the other: alpha + n / beta."""
-        return self.latency_s + message_bytes / self.bytes_per_s_per_direction
+        return self.latency_s + self.wire_s(message_bytes)
 
 
 @dataclass(frozen=True)
 class SlowestHop(Link):
     """Several links a lock-step ring crosses (hops within a node and between nodes): each step waits for the slowest
     hop, `max(alpha + n / beta)` over `hops`. Its own latency and bandwidth are the worst of each, what a step costs
-    for a message of no size and in the limit of a huge one."""
+    for a message of no size and in the limit of a huge one (its `wire_s`, at the worst bandwidth)."""
 
     hops: tuple[Link, ...] = ()
 

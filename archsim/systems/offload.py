@@ -16,9 +16,10 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   comes back (§3.3); the bytes are the cascades' tensors (Q and AV of the attention op, the pool's K and V: one
   copy of each new k, v however many compute devices replicate its head). Each compute and memory device has its
   own NIC (§3.5): a message between a replica and the pool, spread over its senders and receivers, takes latency +
-  bytes / (min(tp, b) x the link's bandwidth), the busiest NIC's share; the replicas' tp x (n - 1) NICs and the
-  pool's b carry min(tp x (n - 1), b) // min(tp, b) messages at once, at least 1 (`OffloadModel.link_lanes`: 1 in
-  ping-pong or when tp >= b), each replica's one at a time.
+  bytes / (min(tp, b) x the link's bandwidth), the busiest NIC's share (`OffloadModel.message_link`: the link's
+  latency and wire rule, `Link.wire_s`, at that bandwidth); the replicas' tp x (n - 1) NICs and the pool's b carry
+  min(tp x (n - 1), b) // min(tp, b) messages at once, at least 1 (`OffloadModel.link_lanes`: 1 in ping-pong or
+  when tp >= b), each replica's one at a time.
 Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
@@ -275,6 +276,13 @@ class OffloadModel:
         (the busiest NIC's share)."""
         return self.message_nics * self.link.bytes_per_s_per_direction
 
+    @functools.cached_property
+    def message_link(self) -> Link:
+        """The path one message between a replica and the pool takes: the link's latency (its NIC stack's, one
+        way), its bytes over `message_nics` NICs at `nic_bytes_per_s`; its `wire_s` is a message's wire time."""
+        return replace(self.link, name=f"{self.message_nics} x {self.link.name}",
+                       bytes_per_s_per_direction=self.nic_bytes_per_s)
+
     @property
     def message_nics(self) -> int:
         """The NICs one message's bytes are spread over at the busiest end: min(tp, b)."""
@@ -366,7 +374,7 @@ class OffloadModel:
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
         kv_bytes = self.layer_kv_bytes(sum(prompts))  # a layer's, all memory devices
-        kv_wire_s = kv_bytes / self.nic_bytes_per_s
+        kv_wire_s = self.message_link.wire_s(kv_bytes)
         kv_write_s = self.pool_device.elementwise_s(kv_bytes / b) if prompts else 0.0  # one memory device's
         busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
                 + sum(heads_s) / self.replicas + prompt_head.time_s,
@@ -374,7 +382,7 @@ class OffloadModel:
                 "link_out": n * (sum(layer.q_wire_s + layer.kv_wire_s for layer in layers) + kv_wire_s) / lanes,
                 "link_back": n * sum(layer.out_wire_s for layer in layers) / lanes}
         prompts_s = (prompt_phase_s(n, prefill_s, pre.time_s, prompt_head.time_s, max(kv_wire_s, kv_write_s),
-                                    self.link.latency_s) if prompts else n * prefill_s + prompt_head.time_s)
+                                    self.message_link.latency_s) if prompts else n * prefill_s + prompt_head.time_s)
         compute_w, pool_w = self.board_w
         compute_j = (n * (sum(layer.compute_energy_j for layer in layers) + tp * prefill.energy_j)
                      + tp * (sum(head.energy_j for head in heads) + prompt_head.energy_j)) if compute_w is None else (
@@ -486,11 +494,11 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     kv_bytes = model.layer_kv_bytes(m)  # one copy of each new k, v: the pool's
     one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
     q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
-    nic = model.nic_bytes_per_s
+    link = model.message_link
     return OffloadLayer(m, costs["attn_norm"].time_s, q_share * qkv_s, (1 - q_share) * qkv_s, post_s,
-                        attention.time_s, history_s, merge_s, model.link.latency_s, q_bytes / nic, kv_bytes / nic,
-                        out_bytes / nic, tp * sum(c.energy_j for c in costs.values()), b * attention.energy_j,
-                        q_bytes + kv_bytes + out_bytes)
+                        attention.time_s, history_s, merge_s, link.latency_s, link.wire_s(q_bytes),
+                        link.wire_s(kv_bytes), link.wire_s(out_bytes), tp * sum(c.energy_j for c in costs.values()),
+                        b * attention.energy_j, q_bytes + kv_bytes + out_bytes)
 
 
 DIVIDE_AND_CONQUER = "attention-decode-divide-conquer"

@@ -331,7 +331,7 @@ def decode(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
         return Timing(ring_schedule_s(RingWork(p, block, block, block), hop), p * block, (p - 1) * hop)
     query, partial = distattention_messages(compute, n, p)
     send = (p - 1) * (collectives.send_recv_s(query, link) + collectives.send_recv_s(partial, link))
-    merge = compute.elementwise_s(p * partial) if p > 1 else 0.0
+    merge = distattention_merge_s(compute, partial, p)
     return Timing(send + block + merge, block + merge, send)
 
 
@@ -342,6 +342,12 @@ def distattention_messages(compute: DeviceCompute, keys: int, p: int) -> tuple[f
     sizes = compute.distattention_bytes(keys, p)  # the cascade's transfers, summed over the p holders
     partial = (sizes["PM"] + sizes["PD"] + sizes["PNV"]) / p * ACCUMULATOR_BYTES / WORD_BYTES
     return sizes["QD"] / p, partial
+
+
+def distattention_merge_s(compute: DeviceCompute, partial_bytes: float, p: int) -> float:
+    """The merge of `p` holders' partials (`distattention_messages`' `partial_bytes` each) into the output: one
+    elementwise pass over all p; nothing to merge on one device."""
+    return compute.elementwise_s(p * partial_bytes) if p > 1 else 0.0
 
 
 SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], Timing]] = {
