@@ -226,7 +226,7 @@ def test_the_logic_pim_streams_at_its_peak_less_refresh() -> None:
     assert lp.spec.refresh_fraction == pytest.approx(260 / 3900)
     op = layer_op(workload, Step("decode", 32, 1024), "llama", "attention")
     assert lp.cost([op]).memory_s == pytest.approx(
-        op.bytes_off_chip / (STACKS * 4 * HBM3_STACK_BYTES_PER_S * (1 - 260 / 3900)), rel=1e-12)
+        op.moved_bytes() / (STACKS * 4 * HBM3_STACK_BYTES_PER_S * (1 - 260 / 3900)), rel=1e-12)
     assert lp.internal_bytes_per_s == pytest.approx(STACKS * 4 * HBM3_STACK_BYTES_PER_S)
     assert duplex_system("duplex", as_artifact=True).devices["lp"].spec.refresh_fraction == 0.0
 

@@ -79,24 +79,24 @@ def test_expert_exchange_combines_at_the_activations_width():
                                                        + all_to_all_s(message, ep, link), rel=1e-12)
 
 
-@pytest.mark.parametrize(("system", "field", "words"), [("npu-only", "word_bytes", 3), ("neupims", "word_bytes", 4),
+@pytest.mark.parametrize(("system", "field", "words"), [("npu-only", "word_bytes", 3), ("neupims", "word_bytes", 8),
                                                         ("npu-only", "ffn_word_bytes", 3)])
 def test_npu_refuses_other_word_sizes(system, field, words):
-    with pytest.raises(SpecError, match=rf"params\.{field}: expected 1 or 2 .*npu.*got {words}"):
+    with pytest.raises(SpecError, match=rf"params\.{field}: expected 1, 2 or 4 .*npu.*got {words}"):
         system_model(load_system(system), _with(GPT, **{field: words}))
 
 
 def test_logic_pim_refuses_other_word_sizes():
     system = load_system("duplex")
     assert any(d.kind == "logic-pim" for d in system.devices.values())
-    with pytest.raises(SpecError, match=r"params\.word_bytes: expected 1 or 2 .*logic-pim.*got 4"):
-        system_model(system, _with(MIXTRAL, word_bytes=4))
+    with pytest.raises(SpecError, match=r"params\.word_bytes: expected 1, 2 or 4 .*logic-pim.*got 3"):
+        system_model(system, _with(MIXTRAL, word_bytes=3))
 
 
 def test_simulate_refuses_3_byte_words(cli, tmp_path):
     path = _file(tmp_path, GPT, word_bytes=3)
     result = cli("simulate", "-s", "npu-only", "-w", path, "--rate", "10", "--requests", "20", expect=2)
-    one_line_error(result, f"{path}: params.word_bytes: expected 1 or 2", "got 3")
+    one_line_error(result, f"{path}: params.word_bytes: expected 1, 2 or 4", "got 3")
 
 
 def test_supported_word_sizes_still_run():

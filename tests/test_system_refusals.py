@@ -85,13 +85,13 @@ def test_every_preset_names_only_links_a_model_reads(name):
 # ---------------------------------------------------------------- 3. Logic-PIM capacity
 def test_logic_pim_stacks_bound_the_memory_of_the_xpu_they_are():
     """Duplex's xPU memory is its Logic-PIM stacks: 5 stacks of 1000 B cannot hold Mixtral's weights (they ran as
-    80 GB before); 5 x 10 GB bind below the H100's 80 GiB less the 512 MiB reserve, so the KV cache is 4 ranks x
-    (5e10 B - one rank's weights)."""
+    80 GB before); 5 x 10 GB bind below the H100's 80 GiB, and the engine keeps its 512 MiB activation reserve out of
+    them, so the KV cache is 4 ranks x (5e10 B - the reserve - one rank's weights)."""
     mixtral = library.load_workload_spec("mixtral-8x7b")
     error = _error(system_model, with_fields(load_system("duplex"), {"devices.lp.capacity_bytes": 1000}), mixtral)
     assert error.where == "devices.lp.capacity_bytes" and "hold 5000 B" in error.message
     model = system_model(with_fields(load_system("duplex"), {"devices.lp.capacity_bytes": 1e10}), mixtral)
-    assert model.kv_capacity_bytes == 4 * (5e10 - model.weight_bytes_per_device)
+    assert model.kv_capacity_bytes == 4 * (5e10 - 512 * 2**20 - model.weight_bytes_per_device)
     full = system_model(load_system("duplex"), mixtral)  # 5 x 16 GiB = 80 GiB: the xPU's own capacity binds
     assert full.kv_capacity_bytes == 4 * (80 * 2**30 - 512 * 2**20 - full.weight_bytes_per_device)
 

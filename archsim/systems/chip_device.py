@@ -6,8 +6,9 @@ roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficienci
   matrix units' peak for the op's word size (2 bytes: bf16; 1 byte: fp8, else int8, whichever the chip has; any
   other word size is refused). Softmax, norms and activations run on a TPU's vector units, whose rate
   this roofline does not model (a chip file may not give it): it is optimistic for ops rich in non-MAC work.
-- Bytes are the op's tensors but its intermediates, each moved once (`Op.bytes`), less the share of its weights
-  that `streamed_fraction` says is still on chip: no tiling, so no re-reads, and intermediates stay on chip.
+- Bytes are the op's tensors but its intermediates, each moved once, less the share of its weights that
+  `streamed_fraction` says is still on chip (`Op.moved_bytes`): no tiling, so no re-reads, and intermediates stay
+  on chip.
 - The two efficiencies are the system spec's (`matmul_efficiency`, `memory_efficiency`, both required, in
   (0, 1]); there are no defaults, since the reachable fraction of a chip's peaks depends on the software stack.
 - No launch or dispatch cost, no overlap between ops: the ops of one call run one after another, times add.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from archsim.errors import SpecError
 from archsim.systems.chip import Chip
 from archsim.systems.device import OpCost
-from archsim.systems.step import WEIGHTS, Op
+from archsim.systems.step import Op
 
 PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first precision the chip has is used
 UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure: not modelled, so not 0
@@ -67,7 +68,7 @@ class ChipDevice:
         total = OpCost()
         for op in ops:
             peak = self.matmul_peak_flops_per_s(op.binding.word_bytes)
-            moved = op.bytes - (1.0 - streamed_fraction) * op.bytes_by_role[WEIGHTS]
+            moved = op.moved_bytes(streamed_fraction)
             compute_s = op.flops / (peak * self.matmul_efficiency)
             memory_s = moved / (self.spec.memory_bytes_per_s * self.memory_efficiency)
             time_s = max(compute_s, memory_s)

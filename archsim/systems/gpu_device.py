@@ -3,7 +3,10 @@
 Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - GEMMs (`archsim.systems.gemms`, fused where they share an input) are cuBLAS launches, `gemm_launch_time`: the
   tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
-  stationary operands, the streamed input and the output.
+  stationary operands, the streamed input and the output, all at the op's word size but the op's own output (an
+  activations_out tensor), written at `Op.output_word_bytes`: an fp8 FFN (`ffn_word_bytes` 1) reads fp8 weights
+  and inputs and writes its output in bf16 (the workload's `word_bytes`, as Llama 3's FP8 serving); its
+  intermediates stay fp8.
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
   places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
@@ -71,7 +74,7 @@ from archsim.memo import identity_cache, kept
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, copy_fraction
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
-from archsim.systems.step import INTERMEDIATE, DecodeOps, Op, UnrunnableOp, tensor_roles_of
+from archsim.systems.step import ACTIVATIONS_OUT, INTERMEDIATE, DecodeOps, Op, UnrunnableOp, tensor_roles_of
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
@@ -320,7 +323,9 @@ class GpuDevice:
         in_gemms: set[str] = set()
         for gemm in op_gemms(op):
             in_gemms.update(gemm.einsums)
-            dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * wb
+            out_wb = op.output_word_bytes
+            out_wb = out_wb if out_wb != wb and _writes_output(op, gemm.einsums) else wb
+            dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k * wb + gemm.n * out_wb)
             peak = self._gemm_peak_s(gemm, precision)
             if self.timing == ROOFLINE:
                 time_s += max(peak, dram / self.spec.dram_bytes_per_s)
@@ -368,7 +373,7 @@ class GpuDevice:
         peak_s = self._case_peak_s(case)
         if self.timing == ROOFLINE:
             flops = float(sum(o.flops for o in group))
-            moved = float(sum(o.bytes_off_chip for o in group))
+            moved = float(sum(o.moved_bytes() for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     peak_s, moved)
         what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
@@ -432,6 +437,14 @@ def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:
         if isinstance(found, str):
             return f"no {'decode' if direction == 'decode' else 'prefill'} path: {found}"
     return ""
+
+
+def _writes_output(op: Op, einsums: tuple[str, ...]) -> bool:
+    """Whether a GEMM of `einsums` writes the op's output (a tensor of role activations_out), which it writes at
+    `Op.output_word_bytes` (an fp8 FFN's W2 GEMM writes bf16); a GEMM writing an intermediate writes it at the
+    op's word size."""
+    roles = op.tensor_roles
+    return any(roles[e.output.tensor] == ACTIVATIONS_OUT for e in op.binding.cascade.einsums if e.name in einsums)
 
 
 def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.memo import remembered
 from archsim.systems.device import OpCost
-from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
+from archsim.systems.step import Op
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,7 @@ class LogicPimDevice:
 
     def _op_terms(self, op: Op, streamed_fraction: float) -> tuple[float, float, float, float]:
         """One op's (time, memory time, energy, busy time): the roofline and prices of the module docstring."""
-        flops, moved = op.flops, stack_bytes(op, streamed_fraction)
+        flops, moved = op.flops, op.moved_bytes(streamed_fraction)
         compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.streaming_bytes_per_s
         energy_j = (flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit) * 1e-12
         return max(compute_s, memory_s), memory_s, energy_j, compute_s
-
-
-def stack_bytes(op: Op, streamed_fraction: float = 1.0) -> float:
-    """Bytes `op` reads or writes in the stacks: `streamed_fraction` of its weights, its KV cache and activations."""
-    if streamed_fraction == 1.0:
-        return op.bytes_off_chip
-    moved = 0.0
-    for role, size in op.bytes_by_role.items():
-        if role != INTERMEDIATE:
-            moved += size * (streamed_fraction if role == WEIGHTS else 1.0)
-    return moved

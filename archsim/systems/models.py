@@ -26,7 +26,7 @@ from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import check_against_workload, check_degrees
-from archsim.systems.system_model import SystemModel, logic_pim_of, system_model_of
+from archsim.systems.system_model import SystemModel, held_memory_bytes, system_model_of
 from archsim.systems.system_types import CONTEXT_PARALLEL, System
 from archsim.workload import Workload, refuse_linear_attention
 
@@ -100,8 +100,7 @@ def _with_memory_bounds(model: SystemModel | OffloadModel) -> SystemModel | Offl
     holder = model.weight_device
     if not isinstance(holder, GpuDevice):
         return model
-    stacks = logic_pim_of(model)  # Duplex: the xPU's HBM is the Logic-PIM stacks, which may hold less
-    engine_bytes = holder.engine_bytes if stacks is None else min(holder.engine_bytes, stacks.capacity_bytes)
+    engine_bytes, _ = held_memory_bytes(model)  # Duplex: the xPU's HBM is the Logic-PIM stacks, which may hold less
     room = engine_bytes - model.weight_bytes_per_device
     return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room, _terms={})},
                    engine_bytes=engine_bytes)

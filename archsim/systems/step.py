@@ -32,7 +32,8 @@ Which cascade, by the workload's sizes:
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
   bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's
   FP8 serving: every tensor of the op at that width, its output too, so a device runs its GEMMs at that
-  precision), else to `word_bytes` as every other op;
+  precision; the op carries the workload's `word_bytes` as `output_word_bytes`, the width its GEMMs write the
+  output at, which a GPU and the TP all-reduce read), else to `word_bytes` as every other op;
 - norms and residual adds: the block's norm cascade and `residual-add`.
 The workload's sizes do not say whether a model normalises with LayerNorm or RMSNorm, nor whether its dense FFN
 is GELU or SwiGLU, so the caller names the block (`BLOCKS`): "gpt" (GPT-3, OPT, BERT) or "llama" (Llama,
@@ -59,7 +60,7 @@ from dataclasses import dataclass, field
 
 from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze, einsum_counts, tensor_infos, total_ops
-from archsim.cascade.bind import MOE_CASCADE, Binding, bind
+from archsim.cascade.bind import FFN_WORDS, MOE_CASCADE, Binding, bind, binds_ffn_words
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
@@ -151,6 +152,17 @@ class Op:
     # an earlier op of the same layer binding the same cascade to the same sizes (a layer's two norms, its two
     # residual adds): this one shares its binding, tensors and analysis
     twin: Op | None = field(default=None, repr=False)
+    # the layer's activation word size where the op is bound at another (`_op`: an FFN bound to the workload's
+    # ffn_word_bytes); None: the binding's `word_bytes`
+    activation_word_bytes: int | None = None
+
+    @property
+    def output_word_bytes(self) -> int:
+        """Bytes per element of the op's output (its activations_out) as the layer's next op reads it: the layer's
+        activation word size, which an FFN quantised apart (fp8 GEMMs, `ffn_word_bytes`) writes too, as Llama 3's
+        FP8 serving writes bf16 outputs; otherwise the binding's."""
+        words = self.activation_word_bytes
+        return self.binding.word_bytes if words is None else words
 
     @kept
     def analysis(self) -> Analysis:
@@ -204,19 +216,16 @@ class Op:
         return totals
 
     @kept
-    def bytes_off_chip(self) -> float:
-        """Bytes of every tensor but the intermediates (what a device keeping intermediates on chip moves), added
-        in `bytes_by_role`'s order."""
-        moved = 0.0
-        for role, size in self.bytes_by_role.items():
-            if role != INTERMEDIATE:
-                moved += size
-        return moved
-
-    @kept
     def bytes(self) -> int:
-        """Bytes the op must move at least: every tensor but its intermediates, each once."""
+        """Bytes the op must move at least: every tensor but its intermediates, each once (an exact count: `op_per_byte`
+        divides by it, and `moved_bytes` is read off it)."""
         return sum(size for role, size in self.bytes_by_role.items() if role != INTERMEDIATE)
+
+    def moved_bytes(self, weight_fraction: float = 1.0) -> float:
+        """Bytes a device keeping the intermediates on chip moves when `weight_fraction` of the weights stream in
+        (the rest still on chip: `DeviceModel.cost`'s `streamed_fraction`): `bytes` less the weights not streamed,
+        float(`bytes`) at 1.0."""
+        return self.bytes - (1.0 - weight_fraction) * self.bytes_by_role[WEIGHTS]
 
     @kept
     def op_per_byte(self) -> float:
@@ -387,11 +396,21 @@ def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, in
     key = (cascade_name, tuple(given.items()))
     twin = None if alike is None else alike.get(key)
     if twin is not None:
-        return Op(name, cascade_name, twin.binding, deps, phase, twin)
-    op = Op(name, cascade_name, bind(cascade, workload, given, STEP_SOURCE, set_option=False), deps, phase)
+        return Op(name, cascade_name, twin.binding, deps, phase, twin, twin.activation_word_bytes)
+    op = Op(name, cascade_name, bind(cascade, workload, given, STEP_SOURCE, set_option=False), deps, phase,
+            activation_word_bytes=_activation_words(workload, cascade))
     if alike is not None:
         alike[key] = op
     return op
+
+
+def _activation_words(workload: Workload, cascade: Cascade) -> int | None:
+    """The workload's `word_bytes` where `cascade` is bound at its `ffn_word_bytes` instead (a layer's FFN,
+    `bind.binds_ffn_words`), the width its output is written at (`Op.output_word_bytes`); None otherwise."""
+    words = workload.params.get("word_bytes")
+    if words is None or FFN_WORDS not in workload.params or not binds_ffn_words(cascade):
+        return None
+    return int(words)
 
 
 # What `DecodeOps.total` may sum: a whole number per decode attention op

@@ -123,19 +123,22 @@ def check_against_workload(system: System, workload: Workload) -> None:
     _check_word_sizes(system, workload)
 
 
-ARRAY_WORD_BYTES = (1, 2)  # what an npu's or logic-pim's GEMM units compute: 8-bit (fp8, int8) or 16-bit words
+# the words an npu's or logic-pim's GEMM units compute: 8-, 16- or 32-bit (fp8/int8, fp16/bf16, fp32), at one MAC
+# a PE a cycle whatever the width (`archsim.model.npu`'s assumption; their bytes stream at the width)
+ARRAY_WORD_BYTES = (1, 2, 4)
 
 
 def _check_word_sizes(system: System, workload: Workload) -> None:
-    """An npu or logic-pim device computes 1- or 2-byte words (`ARRAY_WORD_BYTES`; its arrays and GEMM units have
-    no other rate, as a gpu, chip or bank-pim has none beyond its presets'), so a workload's `word_bytes` or
-    `ffn_word_bytes` of another width is refused on a system with one, naming the workload's field."""
+    """An npu or logic-pim device computes 1-, 2- or 4-byte words (`ARRAY_WORD_BYTES`, as a bank-PIM's column
+    holds them; a gpu, chip or bank-pim refuses a width its presets have no rate for when an op is costed), so a
+    workload's `word_bytes` or `ffn_word_bytes` of another width (3 bytes, 8) is refused on a system with one,
+    naming the workload's field."""
     kinds = sorted({device.kind for device in system.devices.values()} & {"npu", "logic-pim"})
     for name in ("word_bytes", "ffn_word_bytes"):
-        if kinds and workload.params.get(name, ARRAY_WORD_BYTES[-1]) not in ARRAY_WORD_BYTES:
+        if kinds and workload.params.get(name, ARRAY_WORD_BYTES[1]) not in ARRAY_WORD_BYTES:
             raise SpecError(workload.path, f"params.{name}",
-                            f"expected 1 or 2 ({' and '.join(kinds)} devices of {system.source} compute 8- or "
-                            f"16-bit words), got {workload.params[name]:g}")
+                            f"expected 1, 2 or 4 ({' and '.join(kinds)} devices of {system.source} compute 8-, "
+                            f"16- or 32-bit words), got {workload.params[name]:g}")
 
 
 def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:

@@ -114,6 +114,7 @@ from archsim.memo import remembered
 from archsim.systems import npu as npu_model
 from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.device import DeviceModel, OpCost, summed
+from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.pim_device import PimPlacement
@@ -528,12 +529,10 @@ class SystemModel:
 
     @property
     def memory_bytes_per_device(self) -> float:
-        """Memory for one rank's weights and KV cache: the weight-holding device's, and no more than a Logic-PIM's
-        stacks hold when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md
-        §2.4, 5 x 16 GiB = the H100's 80 GiB, so the xPU's own capacity, less its activation reserve, binds)."""
-        stacks = logic_pim_of(self)
-        held = self.weight_device.capacity_bytes
-        return held if stacks is None else min(held, stacks.capacity_bytes)
+        """Memory for one rank's weights and KV cache: the memory the engine holds on the weight-holding device
+        (`held_memory_bytes`, no more than a Logic-PIM's stacks hold) less what it keeps for activations."""
+        held, reserve = held_memory_bytes(self)
+        return held - reserve
 
     @property
     def kv_capacity_bytes(self) -> float:
@@ -599,11 +598,13 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     check_tp_group(system, workload.name, holder.name, par.tp)
     memory, weights = model.memory_bytes_per_device, model.weight_bytes_per_device
     if weights > memory and memory < holder.capacity_bytes:  # a Logic-PIM's stacks are the smaller memory
-        stacks = logic_pim_of(model)
+        stacks, (_, reserve) = logic_pim_of(model), held_memory_bytes(model)
+        kept = (f", {max(memory, 0.0):.4g} B beside the {reserve:.4g} B the engine keeps for activations"
+                if reserve else "")
         raise SpecError(system.source, f"devices.{stacks.name}.capacity_bytes",
                         f"{stacks.name}'s stacks are the memory of each {holder.name} device and hold "
-                        f"{memory:.4g} B (count x capacity_bytes), less than the {weights / 1e9:.1f} GB of "
-                        f"{workload.name}'s weights on it at tp {par.tp} pp {par.pp}")
+                        f"{stacks.capacity_bytes:.4g} B (count x capacity_bytes){kept}: less than the "
+                        f"{weights / 1e9:.1f} GB of {workload.name}'s weights on it at tp {par.tp} pp {par.pp}")
     if weights > memory:
         where, advice = system.blame(workload.name, "tp", "pp"), "raise tp or pp for it"
         if system.schedule.kind in OFFLOAD_SCHEDULES:  # tp is the compute devices over the replicas, pp is 1
@@ -640,6 +641,19 @@ def board_power_w(device: Device) -> float | None:
         return None
     power = device.spec.power_w
     return math.nan if power is None else float(power)
+
+
+def held_memory_bytes(model: SystemModel) -> tuple[float, float]:
+    """(bytes the serving engine holds on the weight-holding device, bytes of them it keeps for activations): a GPU's
+    share of its DRAM (`GpuDevice.engine_bytes`) with `ACTIVATION_RESERVE_BYTES` kept, another kind's
+    `capacity_bytes` (its own activation buffer already left out) with none; no more than a Logic-PIM's stacks hold
+    when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md §2.4, 5 x 16 GiB =
+    the H100's 80 GiB), the reserve kept out of whichever memory binds."""
+    holder = model.weight_device
+    held, reserve = ((holder.engine_bytes, ACTIVATION_RESERVE_BYTES) if isinstance(holder, GpuDevice)
+                     else (holder.capacity_bytes, 0.0))
+    stacks = logic_pim_of(model)
+    return (held if stacks is None else min(held, stacks.capacity_bytes)), reserve
 
 
 def logic_pim_of(model: SystemModel) -> DeviceModel | None:
@@ -854,7 +868,7 @@ def expert_exchange_s(model: SystemModel, tokens: int) -> float:
     moe = next(op for op in model.ops("decode", tokens, 1) if op.name == "moe")
     link, share = model.system.links[EP_LINK], int(params["top_k"]) / par.tp
     return (all_to_all_s(moe.bytes_by_role[ACTIVATIONS_IN] * share, par.ep, link)
-            + all_to_all_s(_reduced_bytes(model, moe) * share, par.ep, link))
+            + all_to_all_s(_reduced_bytes(moe) * share, par.ep, link))
 
 
 STAGE_LINKS = (EP_LINK, TP_LINK)  # the link a PP stage's hop crosses: the first of these the spec names
@@ -890,18 +904,17 @@ def allreduce_s(model: SystemModel, tokens: int) -> float:
         link, degree = model.system.links.get(TP_LINK), model.parallelism.tp
         found = 0.0
         if link is not None and degree > 1 and tokens:
-            found = sum(all_reduce_s(_reduced_bytes(model, op), degree, link, algorithm="ring")
+            found = sum(all_reduce_s(_reduced_bytes(op), degree, link, algorithm="ring")
                         for op in model.ops("decode", tokens, 1) if op.name in TP_REDUCED_OPS)
         model._allreduces_s[tokens] = found
     return found
 
 
-def _reduced_bytes(model: SystemModel, op: Op) -> float:
+def _reduced_bytes(op: Op) -> float:
     """A row-parallel op's output as its all-reduce moves it: the cascade's output elements at the activations'
-    word size, the workload's `word_bytes` (an FFN in fp8, `ffn_word_bytes`, writes bf16 outputs, as Llama 3's FP8
+    word size, `Op.output_word_bytes` (an FFN in fp8, `ffn_word_bytes`, writes bf16 outputs, as Llama 3's FP8
     serving does; `archsim.systems.seqpar_schemes` all-reduces the same bf16 hidden vectors)."""
-    words = op.binding.word_bytes
-    return op.bytes_by_role[ACTIVATIONS_OUT] * int(model.shard.params.get("word_bytes", words)) / words
+    return op.bytes_by_role[ACTIVATIONS_OUT] * op.output_word_bytes / op.binding.word_bytes
 
 
 def untimed_messages(system: System, parallelism: Parallelism) -> list[str]:
