@@ -101,3 +101,12 @@ def test_simulate_refuses_3_byte_words(cli, tmp_path):
 
 def test_supported_word_sizes_still_run():
     system_model(load_system("npu-only"), _with(GPT, ffn_word_bytes=1))
+
+
+def test_a_word_size_override_does_not_rebind_an_ffn_the_workload_quantises_apart(cli):
+    """With `ffn_word_bytes` given, the FFN's width is that, as the systems layer binds it; a `--set word_bytes`
+    on the FFN cascade is refused naming ffn_word_bytes (it had rebound the fp8 FFN at 2 or 4 bytes)."""
+    result = cli("analyze", "ffn-swiglu", "-w", "llama3-405b-fp8", "--set", "seq_len=64", "--set", "word_bytes=4",
+                 expect=2)
+    one_line_error(result, "--set: word_bytes: ffn-swiglu is bound at ffn_word_bytes", "set ffn_word_bytes")
+    assert bound("ffn", _with(GPT, ffn_word_bytes=1), {"seq_len": 64, "ffn_word_bytes": 2})[0].word_bytes == 2

@@ -7,8 +7,8 @@ An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Part
 left out are derived (M1 = M / M0) and must divide exactly.
 
 A layer's FFN (`binds_ffn_words`) is bound to `ffn_word_bytes` wherever a layer of values gives it (an FFN
-quantised apart from the rest, as Llama 3 405B's FP8 serving): within that layer it is the FFN's `word_bytes`,
-and an override of it (`--set ffn_word_bytes=1`) is read so; every other cascade ignores it.
+quantised apart from the rest, as Llama 3 405B's FP8 serving): it is the FFN's `word_bytes`, whatever layer gives
+`word_bytes`, and an override of it (`--set ffn_word_bytes=1`) is read so; every other cascade ignores it.
 """
 
 from __future__ import annotations
@@ -173,8 +173,12 @@ def bind(
     override_layers.append((source, overrides or {}, ""))
     ffn = binds_ffn_words(cascade)
     for layer_source, layer, prefix in override_layers:
-        for key, value in _ffn_words(cascade, layer).items():
+        for key, value in layer.items():
             where = f"{prefix}{key}"
+            if ffn and key == "word_bytes" and (FFN_WORDS in values or FFN_WORDS in layer):
+                raise SpecError(layer_source, where, f"{cascade.name} is bound at ffn_word_bytes, which "
+                                                     f"{origin.get(FFN_WORDS, layer_source)} gives: set "
+                                                     "ffn_word_bytes for the FFN's width")
             if key in cascade.rank_sizes:
                 rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where, limit), layer_source,
                                                    where)
@@ -186,6 +190,7 @@ def bind(
                 known = ", ".join([*values, *cascade.rank_sizes])
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
+    _ffn_words(cascade, values, origin)
     if isinstance(params, Workload):
         _check_model_sizes(cascade, params, overrides or {}, set_option)
     if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
@@ -305,9 +310,9 @@ def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],
     values: dict[str, float] = {}
     origin: dict[str, str] = {}  # param -> the source of its value
     for layer_source, layer in [(cascade.source, cascade.params), *given]:
-        layer = _ffn_words(cascade, layer)
         values.update(_checked_params(layer_source, layer, limit))
         origin.update(dict.fromkeys(layer, layer_source))
+    _ffn_words(cascade, values, origin)
     return values, origin
 
 
@@ -317,12 +322,12 @@ def binds_ffn_words(cascade: Cascade) -> bool:
     return cascade.name == MOE_CASCADE or any(cascade.name == ffn for _, ffn in BLOCK_CASCADES.values())
 
 
-def _ffn_words(cascade: Cascade, layer: Mapping[str, float]) -> Mapping[str, float]:
-    """A layer of values as it binds the cascade: giving `ffn_word_bytes`, its `word_bytes` is that for a layer's
-    FFN (`binds_ffn_words`); any other layer, or cascade, as it is."""
-    if FFN_WORDS not in layer or not binds_ffn_words(cascade):
-        return layer
-    return {**layer, "word_bytes": layer[FFN_WORDS]}
+def _ffn_words(cascade: Cascade, values: dict[str, float], origin: dict[str, str]) -> None:
+    """A layer's FFN (`binds_ffn_words`) given `ffn_word_bytes` anywhere is bound at that width, whatever layer gave
+    `word_bytes` (as the systems layer binds it: the rest of the layer keeps `word_bytes`); any other cascade as it
+    is."""
+    if FFN_WORDS in values and binds_ffn_words(cascade):
+        values["word_bytes"], origin["word_bytes"] = values[FFN_WORDS], origin[FFN_WORDS]
 
 
 @identity_cache(maxsize=4096)

@@ -310,8 +310,9 @@ def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> No
 
 
 def point_row(spec, single: bool) -> dict:
-    """One point as a flat row: feasible, reason, the record's fields (`Record.flat`) and the hidden
-    communication. A spec the model rejects is a row with feasible False and NaN metrics, or, for a `single`
+    """One point as a flat row: the record's row (`Record.row()`: target_kind, target, feasible, reason, its
+    fields) and the hidden communication. A spec the model rejects is a row with feasible False and NaN metrics, or,
+    for a `single`
     point, the SpecError (the model's field named as its option)."""
     from archsim.systems import seqpar_compute, seqpar_memory
     from archsim.systems.seqpar import ParallelResult, parallel_time
@@ -333,9 +334,8 @@ def point_row(spec, single: bool) -> dict:
 def _blank_row(result, reason: str) -> dict:
     """An infeasible point's row: the record's row (`Record.row()`) with `reason`, every metric NaN (the float ones
     and the largest context, a whole number)."""
-    row = {**result.record().row(), "feasible": False, "reason": reason}
-    return {**{k: math.nan if isinstance(v, float) or k == "max_context_tokens" else v for k, v in row.items()},
-            "hidden_comm_s": math.nan}
+    row = {**replace(result.record(), feasible=False, reason=reason).row(), "max_context_tokens": math.nan}
+    return {**row, "hidden_comm_s": math.nan}
 
 
 def _show(title: str, rows: list[dict]) -> None:

@@ -35,7 +35,7 @@ from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import plans
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, DeviceCompute
+from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, DeviceCompute, one_word_size
 from archsim.systems.seqpar_schemes import SCHEME_TIMINGS, Timing, decode, dense, group_members, kv_bytes
 from archsim.systems.seqpar_spec import (
     LINEAR_SCHEMES,
@@ -193,7 +193,8 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
                         attention.comm_s + rest.comm_s)
     if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
         return timing
-    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
+    forward = replace(spec, direction="fwd", workload=one_word_size(spec.workload))  # the step's own forward
+    gap_s = compute.autograd_gap_s(_timing(forward, check_memory).time_s)
     return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s)
 
 

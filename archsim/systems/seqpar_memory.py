@@ -13,9 +13,10 @@ per device passed on, LASP-1, or all-gathered, LASP-2, fp32 in the code).
 Every byte of a tensor comes from a library cascade (`archsim.systems.step.layer_ops`, the `linear-attention`
 cascade for LASP), bound to the tokens and heads one device holds and rescaled from the workload's `word_bytes` to
 the word size each term uses; weights and KV bytes per token are `SystemModel`'s (the cascades' weight and KV-cache
-tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as elements of the
-workload's `vocab` x `hidden` (two tables, untied as in LLaMA; `sharding.vocab_tables` with `step.lm_head_op`
-prices the same tables for serving), since Table 3's training state multiplies elements, not bytes.
+tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as twice the LM
+head op's weights (`step.lm_head_op`: hidden x ceil(vocab / the degree cutting them) words, two tables, untied as
+in LLaMA), as `SystemModel` prices them for serving; training turns them into elements, since Table 3's training
+state multiplies elements, not bytes.
 
 Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` "layer", full precision):
 - precision (`TRAINING_PRECISIONS`, a name for the keyword arguments `param_bytes`, `activation_bytes` and
@@ -74,7 +75,8 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
   backward pass's gradients of activations beyond the working set above.
 
 Inference (prefill, one forward pass; everything in the workload's `word_bytes` except LASP states):
-- weights cut `tp` ways (heads, kv_heads, ffn_dim / tp, as `sharding.shard`) plus the embedding tables / tp; each
+- weights cut `tp` ways (heads, kv_heads, ffn_dim / tp, as `sharding.shard`) plus the tables' ceil(vocab / tp)
+  rows; each
   sequence-parallel rank is a TP group of `tp` devices; Megatron-SP, tensor parallel over its P devices too, cuts
   them tp x P ways (one KV head per device, repeated, when tp x P is a multiple of kv_heads);
 - KV cache for all layers of the tokens and heads the device's attention holds: ring/zigzag/stripe N/P tokens,
