@@ -4,9 +4,10 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - GEMMs (`archsim.systems.gemms`, fused where they share an input) are cuBLAS launches, `gemm_launch_time`: the
   tensor/DRAM roofline derated by the family's calibrated efficiencies, plus a launch; their DRAM bytes are the
   stationary operands, the streamed input and the output, all at the op's word size but the op's own output (an
-  activations_out tensor), written at `Op.output_word_bytes`: an fp8 FFN (`ffn_word_bytes` 1) reads fp8 weights
-  and inputs and writes its output in bf16 (the workload's `word_bytes`, as Llama 3's FP8 serving); its
-  intermediates stay fp8.
+  activations_out tensor), written at `Op.output_word_bytes`: an fp8 dense FFN (`ffn_word_bytes` 1) reads fp8
+  weights and inputs and its W2 GEMM writes the output in bf16 (the workload's `word_bytes`, as Llama 3's FP8
+  serving); its intermediates stay fp8. A MoE op's output is an elementwise combine of the experts' outputs,
+  which no GEMM writes: not counted (a known gap, at any precision).
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
   places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
