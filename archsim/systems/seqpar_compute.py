@@ -54,7 +54,7 @@ from archsim.model.gpu_kernels import predict
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.sharding import shard as tp_shard
 from archsim.systems.step import Step, lm_head_op, non_attention_ops
-from archsim.systems.system_checks import tp_cuts_kv_heads
+from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import Parallelism
 from archsim.workload import Workload
 
@@ -273,14 +273,10 @@ def shard(workload: Workload, tp: int, cut_by: str = "tp") -> Workload:
     and FFN width (a SpecError naming the size that it does not, and `cut_by`, what the degree is: "tp", or
     Megatron-SP's "tp x P"); a tp that is a multiple of the KV heads keeps one KV head per rank, repeated
     (`sharding.shard`, as Megatron-SP over more devices than KV heads)."""
-    for size in ("heads", "kv_heads", "ffn_dim"):
-        if size not in workload.params:
-            continue
-        cut = tp_cuts_kv_heads(int(workload.params[size]), tp) if size == "kv_heads" else \
-            int(workload.params[size]) % tp == 0
-        if not cut:
-            raise SpecError(workload.path, f"params.{size}", f"expected a multiple of {cut_by} = {tp}, got "
-                                                             f"{workload.params[size]:g}")
+    size = uncut_size(workload.params, tp, ("heads", "kv_heads", "ffn_dim"))
+    if size is not None:
+        raise SpecError(workload.path, f"params.{size}", f"expected a multiple of {cut_by} = {tp}, got "
+                                                         f"{workload.params[size]:g}")
     return tp_shard(workload, Parallelism(tp=tp, pp=1))
 
 

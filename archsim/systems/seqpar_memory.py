@@ -117,7 +117,7 @@ from archsim.systems.step import (
     layer_ops,
     lm_head_op,
 )
-from archsim.systems.system_checks import tp_cuts_kv_heads
+from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_model import sizes_model
 from archsim.systems.system_types import Parallelism
 from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
@@ -363,11 +363,10 @@ def _check_cut(workload: Workload, field: str, degree: int, more: tuple[str, ...
     """The heads (and `more` sizes) split `degree` ways: Ulysses is capped by the heads (P <= kv_heads). With
     `repeat_kv` (tensor parallelism: `tp`, and Megatron-SP over its devices) a degree that is a multiple of the KV
     heads keeps one KV head per device, repeated (`sharding.shard`; the timing's max(1, kv_heads / P))."""
-    for size in ("heads", "kv_heads", *more):
-        value = int(workload.params.get(size, degree))
-        if not (tp_cuts_kv_heads(value, degree) if repeat_kv and size == "kv_heads" else value % degree == 0):
-            raise SpecError(SOURCE, field, f"splits {workload.name}'s {size} ({value}) {degree} ways: expected "
-                                           f"a divisor of it")
+    size = uncut_size(workload.params, degree, ("heads", "kv_heads", *more), repeat_kv)
+    if size is not None:
+        raise SpecError(SOURCE, field, f"splits {workload.name}'s {size} ({int(workload.params[size])}) {degree} "
+                                       f"ways: expected a divisor of it")
 
 
 def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,

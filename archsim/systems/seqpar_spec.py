@@ -43,7 +43,7 @@ from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import DECODE_KERNEL, LINEAR_KERNEL, SOURCE, WORD_BYTES, linear_head_dim
 from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.step import block_of
-from archsim.systems.system_checks import tp_cuts_kv_heads
+from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import CONTEXT_PARALLEL_SCHEMES
 from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
@@ -209,16 +209,15 @@ def check_spec(spec: ParallelSpec) -> None:
     check_workload(spec.workload, memory_modelled(spec.direction, spec.tp), spec.scope == "layer")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, kv_heads_per_device(int(params["kv_heads"]), spec.tp)
-    if int(params["heads"]) % spec.tp or not tp_cuts_kv_heads(int(params["kv_heads"]), spec.tp):
+    if uncut_size(params, spec.tp, ("heads", "kv_heads")) is not None:
         raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
                                       f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
                                       f"tp / kv_heads devices), got {spec.tp}")
     degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
     # megatron-sp may repeat each KV head on degree / kv_heads devices (tensor parallelism's rule)
-    cuts_kv = degree is not None and (tp_cuts_kv_heads(kv_heads, degree) if spec.scheme == "megatron-sp"
-                                      else kv_heads % degree == 0)
-    if degree is not None and (heads % degree or not cuts_kv):
-        field = "heads" if heads % degree else "kv_heads"
+    field = None if degree is None else uncut_size({"heads": heads, "kv_heads": kv_heads}, degree,
+                                                   ("heads", "kv_heads"), repeat_kv=spec.scheme == "megatron-sp")
+    if field is not None:
         also = (" or dividing it (megatron-sp repeats a KV head)" if spec.scheme == "megatron-sp"
                 and field == "kv_heads" else "")
         raise SpecError(spec.workload.path, f"params.{field}",

@@ -50,7 +50,7 @@ the workload's cascades on a device other than an npu (`_check_resident_weights`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, per_object
@@ -85,6 +85,20 @@ def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
     return kv_heads % tp == 0 or tp % kv_heads == 0
 
 
+def uncut_size(params: Mapping[str, float], degree: int, sizes: Iterable[str], repeat_kv: bool = True) -> str | None:
+    """The first of `sizes` that `params` gives and `degree` devices cannot cut evenly, None when they all cut: the
+    degree divides each, or, with `repeat_kv` (tensor parallelism's rule, `tp_cuts_kv_heads`), divides the KV heads
+    or is a multiple of them. The one rule every check of a head / FFN / expert cut reads; each names its own
+    field."""
+    for size in sizes:
+        if size not in params:
+            continue
+        value = int(params[size])
+        if not (tp_cuts_kv_heads(value, degree) if repeat_kv and size == "kv_heads" else value % degree == 0):
+            return size
+    return None
+
+
 def check_against_workload(system: System, workload: Workload) -> None:
     """Refuse the parallelism the system uses for the workload (`System.parallelism_for`) if the workload cannot be
     cut by it: TP must divide heads, ffn_dim and dense_ffn_dim (a device holds 1/TP of each) and divide kv_heads or
@@ -101,23 +115,19 @@ def check_against_workload(system: System, workload: Workload) -> None:
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
     for field, degree, sizes, needed in cuts:
         source, where = system.blame(workload.name, field)
-        for size in sizes:
+        for size in needed:
             if size not in params:
-                if size in needed:
-                    raise SpecError(workload.path, f"params.{size}",
-                                    f"missing: {source} sets {where or field} = {degree}")
-                continue
-            if size == "kv_heads" and tp_cuts_kv_heads(int(params[size]), degree):
-                continue
-            if field == "pp":
-                if degree > params[size]:
-                    raise SpecError(source, where, f"expected at most {size} ({params[size]:g} in {workload.path}: "
-                                                   f"a stage holds at least one), got {degree}")
-                continue
-            if params[size] % degree:
-                also = " or a multiple of it" if size == "kv_heads" else ""
-                raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
-                                               f"{workload.path}), got {degree}")
+                raise SpecError(workload.path, f"params.{size}", f"missing: {source} sets {where or field} = {degree}")
+        if field == "pp":
+            if degree > params["layers"]:
+                raise SpecError(source, where, f"expected at most layers ({params['layers']:g} in {workload.path}: "
+                                               f"a stage holds at least one), got {degree}")
+            continue
+        size = uncut_size(params, degree, sizes)
+        if size is not None:
+            also = " or a multiple of it" if size == "kv_heads" else ""
+            raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
+                                           f"{workload.path}), got {degree}")
     _check_resident_weights(system, workload)
     _check_weight_devices(system, workload)
     _check_word_sizes(system, workload)
