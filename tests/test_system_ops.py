@@ -274,11 +274,11 @@ def test_gpu_elementwise_tensors_remembered_per_cascade_equal_a_fresh_count() ->
     """A GPU device remembers which tensors an op's elementwise kernel moves per (cascade, its GEMM Einsums): the
     bytes equal counting them afresh, for Mixtral's layer ops at several token counts (norms and residual adds
     without GEMMs, projections, the MoE op with its intermediates, each at the share of its elements its writer
-    computes: the routed (token, expert) pairs, top_k / experts of them)."""
+    computes: the routed (token, expert) pairs, top_k / experts of them, and its output Y, written whole)."""
     from archsim.cascade.passes import refs_of
     from archsim.systems import gpu_device
     from archsim.systems.gemms import op_gemms
-    from archsim.systems.step import INTERMEDIATE
+    from archsim.systems.step import ACTIVATIONS_OUT, INTERMEDIATE
 
     def afresh(op, in_gemms):
         einsums = [e for e in op.binding.cascade.einsums if e.name not in in_gemms]
@@ -288,7 +288,9 @@ def test_gpu_elementwise_tensors_remembered_per_cascade_equal_a_fresh_count() ->
         if not in_gemms:
             return float(sum(size for name, size in sizes.items() if roles[name] != INTERMEDIATE))
         touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
-        return float(sum(sizes[t] * share(op, t) for t in touched if roles[t] == INTERMEDIATE))
+        written = {e.output.tensor for e in einsums}  # the op's output, written whole (the MoE combine's Y)
+        return float(sum(sizes[t] * share(op, t) for t in touched if roles[t] == INTERMEDIATE)
+                     + sum(sizes[t] for t in written if roles[t] == ACTIVATIONS_OUT))
 
     def share(op, tensor):
         cascade = op.binding.cascade

@@ -84,3 +84,23 @@ def test_every_device_moves_the_ops_bytes_less_the_weights_not_streamed() -> Non
     assert op.moved_bytes(0.5) == op.bytes - 0.5 * weights
     device = LogicPimDevice("lp", LogicPIMSpec(pj_per_flop=1.0), 5)
     assert device.cost([op], 0.5).memory_s == op.moved_bytes(0.5) / device.streaming_bytes_per_s
+
+
+def test_a_gpu_writes_a_moe_layers_combined_output_once_at_its_width() -> None:
+    """Mixtral's experts op on an H100: its output Y (the gate-weighted combine of the experts' outputs) is written
+    by no GEMM; the elementwise pass counts it, T x hidden words (it had been counted by neither), at bf16 under an
+    fp8 FFN."""
+    from archsim.systems.gemms import op_gemms
+    from archsim.systems.gpu_device import _elementwise_bytes, _written_share
+
+    mixtral = library.load_workload_spec("mixtral-8x7b")
+    tokens, hidden = 16, 4096
+    for params, width in ((mixtral.params, 2), ({**mixtral.params, "ffn_word_bytes": 1}, 1)):
+        workload = replace(mixtral, params=params)
+        op = next(o for o in layer_ops(workload, Step("decode", tokens, 1), workload.block) if o.name == "moe")
+        in_gemms = {e for gemm in op_gemms(op) for e in gemm.einsums}
+        assert "Y" not in in_gemms and op.tensor_bytes["Y"] == tokens * hidden * width
+        with_y = _elementwise_bytes(op, in_gemms)
+        without_y = _elementwise_bytes(op, in_gemms | {"Y"})  # Y's Einsum taken out: neither O's read nor Y
+        o_read = op.tensor_bytes["O"] * _written_share(op, "O")
+        assert with_y - without_y == pytest.approx(o_read + tokens * hidden * 2, rel=1e-12)  # Y at bf16 in both

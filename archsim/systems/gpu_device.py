@@ -6,8 +6,8 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   stationary operands, the streamed input and the output, all at the op's word size but the op's own output (an
   activations_out tensor), written at `Op.output_word_bytes`: an fp8 dense FFN (`ffn_word_bytes` 1) reads fp8
   weights and inputs and its W2 GEMM writes the output in bf16 (the workload's `word_bytes`, as Llama 3's FP8
-  serving); its intermediates stay fp8. A MoE op's output is an elementwise combine of the experts' outputs,
-  which no GEMM writes: not counted (a known gap, at any precision).
+  serving); its intermediates stay fp8. A MoE op's output Y, the elementwise combine of its experts' outputs,
+  is written by no GEMM and counted with the elementwise Einsums' bytes, at the output's width too.
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
   places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
@@ -452,8 +452,10 @@ def _elementwise_bytes(op: Op, in_gemms: set[str]) -> float:
     """DRAM bytes of the op's Einsums outside its GEMMs (`_elementwise_tensors`): each tensor's bytes times the
     share of its elements its producer computes (a masked Einsum's kept points: the MoE experts' intermediates of
     the routed (token, expert) pairs only, top_k / experts of them, as the GEMMs count them)."""
-    sizes = op.tensor_bytes
-    return float(sum(sizes[t] * _written_share(op, t)
+    sizes, roles = op.tensor_bytes, op.tensor_roles
+    # the op's output is written whole, at its own width (an fp8 FFN's: bf16): Y sums every token's routed experts
+    out = op.output_word_bytes / op.binding.word_bytes
+    return float(sum(sizes[t] * (out if roles[t] == ACTIVATIONS_OUT else _written_share(op, t))
                      for t in _elementwise_tensors(op.cascade, op.binding.cascade, tuple(sorted(in_gemms)))))
 
 
@@ -467,8 +469,9 @@ def _written_share(op: Op, tensor: str) -> float:
 @identity_cache(4096)  # a serving run costs the same cascade at many sizes
 def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...]) -> tuple[str, ...]:
     """The tensors library cascade `name`'s Einsums outside its GEMMs (`in_gemms`) move through DRAM: with GEMMs in
-    the op, the intermediates those Einsums read or write; without, every tensor of the op (a norm or a residual
-    add); none without such Einsums. They depend on the cascade and its GEMMs alone. In name order: their bytes
+    the op, the intermediates those Einsums read or write and the op's output where one of them writes it (a MoE
+    layer's combine of its experts' outputs, Y); without, every tensor of the op (a norm or a residual add); none
+    without such Einsums. They depend on the cascade and its GEMMs alone. In name order: their bytes
     are summed in this order, which a set's (per process, by string hash) would change in the last digits."""
     einsums = [e for e in cascade.einsums if e.name not in in_gemms]
     if not einsums:
@@ -479,4 +482,6 @@ def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...])
     from archsim.cascade.passes import refs_of
 
     touched = {e.name for e in einsums} | {r.tensor for e in einsums for r in refs_of(e)}
-    return tuple(sorted(t for t in touched if roles[t] == INTERMEDIATE))
+    written = {e.name for e in einsums}  # an Einsum's name is its output tensor's
+    return tuple(sorted(t for t in touched
+                        if roles[t] == INTERMEDIATE or (t in written and roles[t] == ACTIVATIONS_OUT)))
