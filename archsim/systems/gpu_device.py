@@ -36,7 +36,8 @@ the Hopper measurement (`archsim.model.gpu.copy_fraction`), assumed for a GPU wi
 bound by the DRAM interface on every modern GPU, so the Hopper fraction transfers better than a value fitted to
 another mechanism (an assumption; the reference has no A100, Ada or Blackwell copy measurement). Likewise a GEMM's
 tensor term runs at the preset's measured `gemm_fraction` where it has one (H100 SXM5 0.807, H200 0.796: an
-8192^3 bf16 matmul; gpu_measured_fractions.csv): weight GEMMs are large dense GEMMs, which the family's
+8192^3 bf16 matmul; MI300X 0.45, the low-confidence summary its copy fraction comes from;
+gpu_measured_fractions.csv): weight GEMMs are large dense GEMMs, which the family's
 `gemm_efficiency` (0.7, a prior: eager attention's data cannot identify it) does not describe on a GPU measured.
 Elsewhere the prior stays: the reference has no other GPU's GEMM measured, and its suggested 0.75-0.85 is no
 measurement.
