@@ -132,8 +132,8 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
             out = None
         if out:
             check_writable(out, "--out", inputs=(measurements or reference_csv(), *(g.source for g in gpus.values())))
-        calibration = calibrate(measurements or reference_csv(), families,
-                                load_calibration(base or DEFAULT_CALIBRATION) if families else None, gpus)
+        start = named("--base", base or DEFAULT_CALIBRATION, load_calibration) if families else None
+        calibration = calibrate(measurements or reference_csv(), families, start, gpus)
         if not calibration.measurements["calibration_rows"]:
             click.echo(f"error: nothing to fit in {measurements or REFERENCE_CSV}: "
                        + _nothing_to_fit(measurements or reference_csv(), calibration, families, gpus)
@@ -240,7 +240,7 @@ def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibratio
         if out:
             check_writable(out, "--out", directory=True)
         gpus = _gpu_maps(gpu_maps)
-        result = validate(measurements or reference_csv(), load_calibration(calibration),
+        result = validate(measurements or reference_csv(), named("--calibration", calibration, load_calibration),
                           leave_one_gpu_out=split == "leave-one-gpu-out", gpus=gpus)
         if out:
             from archsim.gpu.figures import write_scatter
@@ -317,9 +317,10 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
 @click.option("--seq-len", metavar="N", callback=whole_number,
               help="Override the workload's seq_len (prefill length, decode KV length): a whole number >= 1 (8K = "
                    "8192).")
-@click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty)
+@click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty,
+              help="A packaged calibration version or a calibration YAML path: the kernels' parameters.")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True,
-              callback=nonempty)
+              callback=nonempty, help="Write roofline.png and roofline.csv here.")
 def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, out: str) -> None:
     """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
     decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
@@ -339,13 +340,14 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
 
     with _bad_input():
         folder = check_writable(out, "--out", directory=True)
-        gpu = load_gpu(gpu_name)
+        gpu = named("--gpu", gpu_name, load_gpu)
         spec = load_workload_spec(workload)
         refuse_linear_attention(spec, "the attention roofline")
         params = dict(spec.params)
         if seq_len is not None:
             params["seq_len"] = check_size("seq_len", seq_len, "--seq-len", "")
-        points, infeasible = workload_points(params, gpu, load_calibration(calibration).family_params, spec.path,
+        family_params = named("--calibration", calibration, load_calibration).family_params
+        points, infeasible = workload_points(params, gpu, family_params, spec.path,
                                              {"seq_len": "--seq-len"} if seq_len is not None else None)
         if not points:
             raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "

@@ -89,9 +89,11 @@ def _known_rows(timed: list) -> int:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def check_cmd(files: tuple[str, ...]) -> None:
     """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, calibrations,
-    sweeps, links (YAML), request traces and GPU measurements (CSV). Exit 2 if any is bad.
+    sweeps, links, systems, topologies, pattern maps (YAML), request traces and GPU measurements (CSV). Exit 2 if
+    any is bad.
 
-    A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind.
+    A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind
+    `archsim list` shows (a packaged calibration by its path: archsim/gpu/calibration/v2.yaml).
 
     Examples: archsim check my-gpu.yaml trace.csv; archsim check fusemax bert-base
     """

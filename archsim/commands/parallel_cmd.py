@@ -56,7 +56,7 @@ TEXT_COLUMNS = (
     ("hidden ms", "hidden_comm_s", lambda v: f"{v * 1e3:.4g}"),
     ("ideal ms", "ideal_s", lambda v: f"{v * 1e3:.4g}"),
     ("efficiency", "efficiency", lambda v: f"{v:.3f}"),
-    ("mem/dev GB", "memory_bytes", lambda v: f"{v / 1e9:.2f}"),
+    ("mem/dev GB", "memory_bytes", lambda v: "-" if math.isnan(v) else f"{v / 1e9:.2f}"),  # not modelled: NaN
     ("max context", "max_context_tokens", lambda v: f"{v:.0f}" if v > 0 else "-"),
 )
 
@@ -105,7 +105,8 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
                    "attends every cached token (causal), so decode refuses --no-causal.")
 @click.option("--tp", type=click.IntRange(min=1),
               help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices. "
-                   "Default: 1, or --system's.")
+                   "Default: 1, or --system's. Training memory (fwd+bwd) is not modelled above 1: no memory or "
+                   "largest context ('-', null in --json).")
 @click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times for the softmax schemes' prefill "

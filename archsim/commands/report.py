@@ -41,8 +41,9 @@ _MODES = {  # mode -> the options that apply to it
 @SET
 @click.option("--event", "use_event", is_flag=True,
               help="[--run] Evaluate with the event model: adds stall sources and trace.json (Chrome/Perfetto).")
-@click.option("--model", type=click.Choice(list(MODELS)), help="[--reproduction] Model (default BERT).")
-@click.option("--seq-len", type=click.IntRange(min=1, max=2**24), help="[--reproduction] Tokens (default 65536).")
+@click.option("--model", type=click.Choice(list(MODELS)), help="[--reproduction fusemax] Model (default BERT).")
+@click.option("--seq-len", type=click.IntRange(min=1, max=2**24),
+              help="[--reproduction fusemax] Tokens (default 65536).")
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")
 def report_cmd(library_report: bool, run_report: bool, reproduction: str | None, sweep_db: str | None,

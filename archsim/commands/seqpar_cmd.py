@@ -16,15 +16,15 @@ from archsim.systems.attribution import by_reason
 
 
 def reproduce_seqpar(as_json: bool, out: str | None) -> None:
-    """Run the reproduction and print it; with `out`, also write points.csv, table2.csv, table3.csv, lasp2.csv
-    there. `--json`: {"points": [...the issue's keys, and scope, exposed_comm_s, memory_bytes, model_time_s],
-    "table2", "table3", "lasp2", "headline"}."""
+    """Run the reproduction and print it; with `out`, also write points.csv, table2.csv, table3.csv,
+    distattention.csv and lasp2.csv there. `--json`: {"points": [...the issue's keys, and scope, exposed_comm_s,
+    memory_bytes, model_time_s], "table2", "table3", "distattention", "lasp2", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = seqpar.run_all()
     if out:
         write_tables(out, {"points": result["points"], "table2": result["table2"], "table3": result["table3"],
-                           "lasp2": result["lasp2"]["rows"]})
+                           "distattention": result["distattention"]["rows"], "lasp2": result["lasp2"]["rows"]})
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
