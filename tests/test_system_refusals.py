@@ -275,3 +275,14 @@ def test_python_callers_get_spec_errors_naming_the_argument():
     assert _error(system_model, load_system("neupims"), "gpt3-7b").where == "workload"
     assert _error(with_fields, load_system("neupims"), None).where == "changes"
     assert _error(check_requests, [Request("a", 0.0, 8, 8)]).where == "request a: id"
+
+
+def test_overlapped_needs_the_bank_pims_second_row_buffer(tmp_path):
+    """overlapped runs the host's softmax beside the PIM's GEMVs, which one row buffer serialises (pim.md §1.1, and
+    its note that a single row buffer is the blocked mode): npu+pim (Newton, one buffer) switched to overlapped had
+    run as if the accesses overlapped; it is refused naming row_buffers, and runs with two (the NeuPIMs ablation)."""
+    base = load_system("npu+pim")  # blocked: nothing overlaps, one buffer is Newton's
+    error = _error(with_fields, base, {"schedule.kind": "overlapped"})
+    assert error.where == "devices.pim.row_buffers" and "expected 2, or schedule blocked" in error.message
+    assert with_fields(base, {"schedule.kind": "overlapped", "devices.pim.row_buffers": 2}).schedule.kind == \
+        "overlapped"

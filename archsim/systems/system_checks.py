@@ -599,10 +599,20 @@ def check_pool(system: System, memory: Device) -> None:
 def _check_split_schedule(system: System) -> None:
     """A schedule that overlaps a bank-PIM's decode attention with its host (`SPLIT_SCHEDULES`), and the blocked
     schedule's `attention_sync` (how a bank-PIM's channels meet), need a rule that can put decode attention on a
-    bank-pim device; without one the first would run blocked and the second is not read."""
-    if any(device.kind == "bank-pim" for device in _reachable(system, "attention", "decode")):
-        return
+    bank-pim device; without one the first would run blocked and the second is not read. `overlapped` needs that
+    device's two row buffers (NeuPIMs' dual row buffers, pim.md §1.1): with one, the host's accesses wait for the
+    PIM's commands and nothing overlaps (sub-batch interleaving models that wait, `system_model._stage`)."""
     kind = system.schedule.kind
+    pims = [device for device in _reachable(system, "attention", "decode") if device.kind == "bank-pim"]
+    if kind == "overlapped":
+        for device in pims:
+            if device.spec.row_buffers == 1:
+                raise SpecError(system.source, f"devices.{device.name}.row_buffers",
+                                "overlapped runs the host's softmax beside the PIM's GEMVs, its reads of the scores "
+                                "during the PIM's commands, which one row buffer serialises (Newton's; NeuPIMs adds "
+                                "the second for this): expected 2, or schedule blocked")
+    if pims:
+        return
     if kind in SPLIT_SCHEDULES:
         raise SpecError(system.source, "schedule.kind", f"{kind} overlaps decode attention on a bank-pim device "
                                                         "with its host's work, and no placement rule puts it on one: "

@@ -28,7 +28,8 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
   Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
   `row_buffers` is read only under `sub-batch-interleaving` (with one buffer a stage's NPU HBM reads and PIM
-  commands serialise); the other schedules leave it unread;
+  commands serialise); `overlapped` requires 2 (`system_checks._check_split_schedule`), and `blocked`, where
+  nothing overlaps, leaves it unread;
 - `gpu` and `memory-pool` (a GPU used for its memory, e.g. an H20 attention pool): `preset`, a GPU preset name or
   file (`archsim.gpu.load`), and `attention_kernel` (a kernel of `archsim.model.gpu_kernels` with decode and
   prefill paths, a decode path on a memory pool), required where a placement rule puts attention on the device
