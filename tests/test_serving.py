@@ -7,12 +7,14 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from archsim.errors import SpecError
+from archsim.systems import serving
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.kv_cache import PagedKVCache
 from archsim.systems.requests import LENGTH_PRESETS, Request, poisson_requests, read_trace, sample_lengths
@@ -54,7 +56,17 @@ configs = st.builds(ServingConfig, max_batch=st.integers(1, 8), page_tokens=st.i
 def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(rows, config, capacity_tokens):
     requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(rows)]
     model = LinearToy(kv_capacity_bytes=capacity_tokens, per_token_s=0.01)
-    result = simulate_serving(model, requests, config, trace=True)
+    probes: list[Batch] = []  # the lone prefills the engine costs to learn whether they run (`_Prefills.runs`)
+    runs = serving._Prefills.runs
+
+    def spy(prefills, tokens: int) -> bool:
+        asked = len(model.batches)
+        answer = runs(prefills, tokens)
+        probes.extend(model.batches[asked:])
+        return answer
+
+    with mock.patch.object(serving._Prefills, "runs", spy):
+        result = simulate_serving(model, requests, config, trace=True)
 
     cache = PagedKVCache(result.capacity_pages, config.page_tokens)
     assert result.capacity_pages == capacity_tokens // config.page_tokens
@@ -68,11 +80,13 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
     # Tokens: every iteration emits one token per request in its batch; together they are exactly the requested ones.
     emitted = sum(it.n_prefill + it.n_decode for it in result.timeline)
     assert emitted == sum(r.output_tokens for r in requests if r.id not in never_fits) == result.output_tokens
-    ran, lone = _ran(model.batches, result.timeline)
-    assert len(ran) == result.iterations == len(result.timeline)
+    ran = [b for b in model.batches if not any(b is probe for probe in probes)]
+    assert [(len(b.prefill_tokens), len(b.decode_context_tokens), sum(b.prefill_tokens)) for b in ran] == [
+        (it.n_prefill, it.n_decode, it.prefill_tokens) for it in result.timeline]  # every other batch an iteration
+    assert len(ran) == result.iterations
     # beside the iterations, only lone prefills, each longer than any asked before (a queue's head blocked on pages)
-    assert all(len(b.prefill_tokens) == 1 and not b.decode_context_tokens for b in lone)
-    assert all(a.prefill_tokens < b.prefill_tokens for a, b in itertools.pairwise(lone))
+    assert all(len(b.prefill_tokens) == 1 and not b.decode_context_tokens for b in probes)
+    assert all(a.prefill_tokens < b.prefill_tokens for a, b in itertools.pairwise(probes))
     assert all(len(b.prefill_tokens) + len(b.decode_context_tokens) <= config.max_batch for b in model.batches)
 
     assert result.peak_pages <= result.capacity_pages
@@ -89,41 +103,6 @@ def test_every_admitted_request_finishes_once_and_pages_stay_within_capacity(row
     event(f"preempted: {result.preemptions > 0}")
     for r in result.requests:
         assert r.arrival_s < r.first_token_s <= r.finish_s
-
-
-def _ran(batches: list[Batch], timeline) -> tuple[list[Batch], list[Batch]]:
-    """The batches the engine ran, in order, matched to its timeline, and the others: lone prefills it costed to
-    learn whether they run. Identical batches are interchangeable, and a lone prefill may precede an iteration of
-    the same length (a probe, then the prefill it admitted), so the batches are aligned with the timeline as a
-    whole (the first matching batch taken greedily had counted such a probe as the iteration and the iteration as
-    a lone prefill): a batch counts as lone where it can be one and the timeline can still be matched after it."""
-    records = list(timeline)
-    n, m = len(batches), len(records)
-
-    def lone_ok(batch: Batch) -> bool:
-        return len(batch.prefill_tokens) == 1 and not batch.decode_context_tokens
-
-    def matches(batch: Batch, record) -> bool:
-        return (len(batch.prefill_tokens), len(batch.decode_context_tokens), sum(batch.prefill_tokens)) == (
-            record.n_prefill, record.n_decode, record.prefill_tokens)
-
-    # fits[i][j]: records[j:] can be matched within batches[i:], every other batch a lone prefill
-    fits = [[False] * (m + 1) for _ in range(n + 1)]
-    fits[n][m] = True
-    for i in range(n - 1, -1, -1):
-        for j in range(m, -1, -1):
-            fits[i][j] = ((lone_ok(batches[i]) and fits[i + 1][j])
-                          or (j < m and matches(batches[i], records[j]) and fits[i + 1][j + 1]))
-    if not fits[0][0]:  # no alignment: every batch but the timeline's is reported lone, for the asserts to show
-        return [], list(batches)
-    ran, other, j = [], [], 0
-    for i, batch in enumerate(batches):
-        if lone_ok(batch) and fits[i + 1][j]:
-            other.append(batch)
-        else:
-            ran.append(batch)
-            j += 1
-    return ran, other
 
 
 def test_preemption_happens_in_generated_like_traces():

@@ -104,3 +104,16 @@ def test_a_gpu_writes_a_moe_layers_combined_output_once_at_its_width() -> None:
         without_y = _elementwise_bytes(op, in_gemms | {"Y"})  # Y's Einsum taken out: neither O's read nor Y
         o_read = op.tensor_bytes["O"] * _written_share(op, "O")
         assert with_y - without_y == pytest.approx(o_read + tokens * hidden * 2, rel=1e-12)  # Y at bf16 in both
+
+
+def test_a_gpu_writes_mla_prefills_normalised_output():
+    """DeepSeek-V3's MLA prefill on an H100 (no kernel of the GPU model runs it: eager ops): its output AV, the
+    elementwise normalisation SNV / SD, is written once at the op's words (it had been counted by no pass)."""
+    from archsim.systems.gemms import op_gemms
+    from archsim.systems.gpu_device import _elementwise_tensors
+
+    workload = library.load_workload_spec("deepseek-v3-mla")
+    op = next(o for o in layer_ops(workload, Step("prefill", 1, 256), workload.block) if o.name == "attention")
+    in_gemms = tuple(sorted({e for gemm in op_gemms(op) for e in gemm.einsums}))
+    assert op.cascade == "attention-mla-prefill" and "AV" not in in_gemms
+    assert "AV" in _elementwise_tensors(op.cascade, op.binding.cascade, in_gemms)

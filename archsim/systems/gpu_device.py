@@ -6,8 +6,9 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   stationary operands, the streamed input and the output, all at the op's word size but the op's own output (an
   activations_out tensor), written at `Op.output_word_bytes`: an fp8 dense FFN (`ffn_word_bytes` 1) reads fp8
   weights and inputs and its W2 GEMM writes the output in bf16 (the workload's `word_bytes`, as Llama 3's FP8
-  serving); its intermediates stay fp8. A MoE op's output Y, the elementwise combine of its experts' outputs,
-  is written by no GEMM and counted with the elementwise Einsums' bytes, at the output's width too.
+  serving); its intermediates stay fp8. An op's output that an elementwise Einsum writes, not a GEMM (a MoE
+  op's Y, the combine of its experts' outputs; MLA prefill's AV, its scores' normalisation), is counted with the
+  elementwise Einsums' bytes, written whole at the output's width.
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
   places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
@@ -471,9 +472,10 @@ def _written_share(op: Op, tensor: str) -> float:
 def _elementwise_tensors(name: str, cascade: Cascade, in_gemms: tuple[str, ...]) -> tuple[str, ...]:
     """The tensors library cascade `name`'s Einsums outside its GEMMs (`in_gemms`) move through DRAM: with GEMMs in
     the op, the intermediates those Einsums read or write and the op's output where one of them writes it (a MoE
-    layer's combine of its experts' outputs, Y); without, every tensor of the op (a norm or a residual add); none
-    without such Einsums. They depend on the cascade and its GEMMs alone. In name order: their bytes
-    are summed in this order, which a set's (per process, by string hash) would change in the last digits."""
+    layer's combine of its experts' outputs, Y; MLA prefill's normalised AV); without, every tensor of the op (a
+    norm or a residual add); none without such Einsums. They depend on the cascade and its GEMMs alone. In name
+    order: their bytes are summed in this order, which a set's (per process, by string hash) would change in the
+    last digits."""
     einsums = [e for e in cascade.einsums if e.name not in in_gemms]
     if not einsums:
         return ()

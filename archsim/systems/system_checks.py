@@ -88,8 +88,8 @@ def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
 def uncut_size(params: Mapping[str, float], degree: int, sizes: Iterable[str], repeat_kv: bool = True) -> str | None:
     """The first of `sizes` that `params` gives and `degree` devices cannot cut evenly, None when they all cut: the
     degree divides each, or, with `repeat_kv` (tensor parallelism's rule, `tp_cuts_kv_heads`), divides the KV heads
-    or is a multiple of them. The one rule every check of a head / FFN / expert cut reads; each names its own
-    field."""
+    or is a multiple of them. The rule the system, sequence-parallel and memory checks of a head / FFN / expert
+    cut read, each naming its own field."""
     for size in sizes:
         if size not in params:
             continue
@@ -111,7 +111,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
     run on (`_check_weight_devices`)."""
     par, params = system.parallelism_for(workload.name), workload.params
     cuts = (("tp", par.tp, ("heads", "kv_heads", "ffn_dim", "dense_ffn_dim"), ("heads",)),
-            ("pp", par.pp, ("layers",), ("layers",)),
+            ("pp", par.pp, (), ("layers",)),
             ("ep", par.ep, ("experts",), ("experts",) if par.ep > 1 else ()))
     for field, degree, sizes, needed in cuts:
         source, where = system.blame(workload.name, field)
