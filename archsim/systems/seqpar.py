@@ -182,7 +182,10 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
     reference, `DeviceCompute`). A `fwd+bwd` step whose attention runs the softmax kernel's backward is one timed
     call: its blocks' backwards run inside one autograd backward, so the host gap before it
     (`DeviceCompute.autograd_gap_s`, less what the GPU still runs of the step's forward: the `fwd` twin of the same
-    scope) is paid once, not per block, and counts as the device's time, not its communication."""
+    scope) is paid once, not per block, and counts as the device's time, not its communication. A training step
+    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`)."""
+    if spec.direction == "fwd+bwd":
+        spec = replace(spec, workload=one_word_size(spec.workload))
     compute = _compute(spec, check_memory)
     attention = (decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
     if spec.scope == "attention":
@@ -193,8 +196,7 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
                         attention.comm_s + rest.comm_s)
     if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
         return timing
-    forward = replace(spec, direction="fwd", workload=one_word_size(spec.workload))  # the step's own forward
-    gap_s = compute.autograd_gap_s(_timing(forward, check_memory).time_s)
+    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
     return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s)
 
 

@@ -240,10 +240,7 @@ class DeviceCompute:
 
     def dense_s(self, shard: Workload, tokens: int) -> float:
         """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
-        sequences on the device's shard, fwd or fwd+bwd; a training step's FFN at the workload's `word_bytes`, as
-        its memory counts it (`one_word_size`)."""
-        if self.direction == "fwd+bwd":
-            shard = one_word_size(shard)
+        sequences on the device's shard, fwd or fwd+bwd."""
         ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
         return self.device.cost(ops).time_s * self._factor()
 
