@@ -80,10 +80,18 @@ class _LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's `main`. Standalone (the `archsim` command), every error is one line on stderr and an exit code
+        (module docstring); with `standalone_mode=False`, as click has it: the command's return value, or the exit
+        code of a command that exits (`--help`: 0), and errors raised to the caller."""
         args = list(sys.argv[1:] if args is None else args)
         for arg in args:
             if "\0" in arg:  # no file or name can hold one; the OS would refuse it deep inside
-                _fail(f"archsim: argument {arg!r} contains a NUL byte", 2)
+                message = f"archsim: argument {arg!r} contains a NUL byte"
+                if not standalone_mode:
+                    raise click.UsageError(message)
+                _fail(message, 2)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         interrupts: list[int] = []
         try:
             with _noting_interrupts(interrupts):

@@ -1,9 +1,9 @@
 """The NeuPIMs report (`archsim.report.neupims`) and the block timeline it draws (`neupims.block_timeline`).
 
-The block time a timeline must end at comes from `npu_iteration` alone: a device with one more decoder block takes
-one more block (blocked: QKV + MHA + projection/FFN; SBI: the steady-state stages C + D, since a device takes
-A + B + (N-1)(C + D) + E + F, §1.4 of ../shared/reference/pim.md), so the block time is the difference of two
-iterations divided by the pipeline stages.
+The block time a timeline must end at comes from the iteration time alone (`SystemModel.iteration`): a device
+with one more decoder block takes one more block (blocked: QKV + MHA + projection/FFN; SBI: the steady-state stages
+C + D, since a device takes A + B + (N-1)(C + D) + E + F, §1.4 of ../shared/reference/pim.md), so the block time is
+the difference of two iterations divided by the pipeline stages.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from archsim.outputs import check_writable
 @click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
               show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
-              help="[--model event] Write the timeline as Chrome/Perfetto trace JSON here.")
+              help="[--model event] Write the timeline as Chrome/Perfetto trace JSON here (an infeasible point "
+                   "has none: nothing is written, and stderr says why).")
 def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
             as_json: bool, model_kind: str, trace_path: str | None) -> None:
     """Evaluate one design point with the analytical model (or the event-driven one).
@@ -43,8 +44,11 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
             check_writable(trace_path, "--trace", inputs=(mapping, cascade, arch, workload))
         _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
         result = run.result
-        if trace_path:
+        if trace_path and result.feasible:
             write_chrome_trace(run.timeline, trace_path)
+        elif trace_path:  # no timeline to draw; an earlier file at the path stays
+            click.echo(f"note: no trace written to {trace_path}: the point is infeasible "
+                       f"({result.reason or 'no reason given'})", err=True)
     else:
         result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
     if as_json:

@@ -336,7 +336,6 @@ class LaunchResult:
     bound: str  # what sets the time: schedule, dram, l2, compute, launch
     ctas: int = 0
     ctas_per_sm: int = 0
-    waves: float = 0.0
     mma_flops: float = 0.0
     exp_ops: float = 0.0
     alu_ops: float = 0.0
@@ -575,7 +574,6 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
         tiles = seg.tiles()
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)
-    slots = gpu.sm_count * k
     bounds = {"schedule": schedule_s(launch, gpu, params, k),
               "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * dram_efficiency(gpu)),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
@@ -583,7 +581,7 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
         bounds["atomics"] = launch.atomics / (params[launch.atomic_rate] * gpu.clock_hz)
     bound = max(bounds, key=bounds.get)
     return LaunchResult(launch.name, bounds[bound] + params["launch_s"], bound, launch.ctas, k,
-                        launch.ctas / slots, l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
+                        l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
 
 
 def copy_fraction(gpu: GPU) -> float:

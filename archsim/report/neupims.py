@@ -309,8 +309,9 @@ def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[S
                  "the iteration, averaged over channels. Stars mark the paper's Table 4 at batch 256: NPU 28 % "
                  "(NPU+PIM) and 65 % (NeuPIMs), PIM 17 % and 26 %."),
         _section("timeline", "Timeline of one decoder block",
-                 f"{model} {dataset} batch {batch}, one device, one decoder block, as <code>npu_iteration</code> "
-                 "times it: a row per resource. Blocked modes run QKV generation, MHA (on the PIM, or the NPU's "
+                 f"{model} {dataset} batch {batch}, one device, one decoder block, as "
+                 "<code>system_model.layer_phases</code> times it (drawn by <code>neupims.block_timeline</code>): "
+                 "a row per resource. Blocked modes run QKV generation, MHA (on the PIM, or the NPU's "
                  "vector units reading K and V from HBM), then projection and FFN; npu+pim runs logits, softmax "
                  "and attend in turn, neupims-no-sbi hides the softmax under the PIM GEMVs. neupims (sub-batch "
                  "interleaving at batch &ge; 256) shows the steady-state block, stages C and D, where the NPU runs "

@@ -183,15 +183,14 @@ class _SchemeOps:
     """A layer's ops as one device runs them under a scheme (`_scheme_ops`), in the workload's word size: the ops
     (attention and, for Megatron-SP, the projections and FFN replaced by their head-cut, all-token forms), the
     buffers in flight beside the attention (K, V block, all-to-all source, LASP states), the KV cache or LASP state
-    of one layer, LASP's linear-attention tensors (empty otherwise), the ops whose intermediates the scheme
-    materialises and the LASP state's words per element."""
+    of one layer, LASP's linear-attention tensors (empty otherwise) and the ops whose intermediates the scheme
+    materialises."""
 
     ops: tuple[Op, ...]
     in_flight_bytes: float
     kv_bytes: float
     linear: dict[str, TensorInfo]
     materialised: tuple[str, ...]
-    state_words: float
 
 
 def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bool = False,
@@ -416,7 +415,7 @@ def _scheme_ops(workload: Workload, scheme: str, devices: int, seq_len: int, bat
         linear = {t.name: t for t in _linear_attention(workload, tp, local, batch).tensors}
         kv = linear["KV"].bytes * state_words  # the state: K^T V per head
         in_flight = (min(2, devices) if scheme == "lasp1" else devices) * kv  # one device receives nothing
-    return _SchemeOps(ops, float(in_flight), float(kv), linear, MATERIALISED.get(scheme, ()), state_words)
+    return _SchemeOps(ops, float(in_flight), float(kv), linear, MATERIALISED.get(scheme, ()))
 
 
 def _attention(ops: tuple[Op, ...]) -> Op:
