@@ -28,7 +28,7 @@ from archsim.systems.system_model import layer_phases
 from archsim.systems.system_spec import MAX_NUMBER, load_system
 
 PIM = pim_model.PIMSpec()
-RATIO_TOL, NPU_UTIL_TOL, PIM_UTIL_TOL = 0.20, 0.10, 0.08
+RATIO_TOL = neupims_reproduce.HEADLINE_TOLERANCE  # the issue's "within 20 %", ours / paper, for every headline
 
 ALPACA_AND_SBI = ("two modelling results (variants 'ShareGPT only' and 'SBI shares weights'): (1) on Alpaca's short "
                   "steady-state contexts a PIM GEMV is GWRITE and partial-tile bound and hardly faster than "
@@ -40,6 +40,11 @@ ALPACA_AND_SBI = ("two modelling results (variants 'ShareGPT only' and 'SBI shar
 @pytest.fixture(scope="module")
 def records():
     return neupims_reproduce.reproduce(modes=("npu-only", "npu+pim", "neupims", "neupims-no-sbi"))
+
+
+@pytest.fixture(scope="module")
+def gpu_records():
+    return neupims_reproduce.reproduce(modes=("gpu",))
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +173,22 @@ def test_neupims_over_naive_npu_pim(ours) -> None:
     assert abs(ours["neupims/npu+pim"] / 1.6 - 1) < RATIO_TOL
 
 
-def test_gpu_only_is_about_npu_only() -> None:
+def test_gpu_only_is_about_npu_only(records, gpu_records) -> None:
     """§1.6: GPU-only (a real A100 40GB running PyTorch) against NPU-only shows "marginal differences"; the paper's
     own headline ratios put it at 2.4 / 3.0 = 0.8 of NPU-only. Ours, the geometric mean over models x datasets x
     batches, within the paper's 20 % of parity (RATIO_TOL). The A100's weight GEMMs stream at the transferred copy
-    fraction (archsim.systems.gpu_device): 0.84; at the eager family's fitted 0.54 it was 0.75."""
-    records = neupims_reproduce.reproduce(modes=("npu-only", "gpu"))
-    assert abs(neupims_reproduce.throughput_ratio(records, "gpu", "npu-only") - 1) < RATIO_TOL
+    fraction (archsim.systems.gpu_device), so it runs at about NPU-only's speed (0.99 at this commit)."""
+    assert abs(neupims_reproduce.throughput_ratio([*records, *gpu_records], "gpu", "npu-only") - 1) < RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="NeuPIMs' own gain over NPU-only falls short (test_neupims_over_npu_only) and the GPU "
+                          "runs at about NPU-only's speed, as the paper's 'marginal differences' say, so NeuPIMs over "
+                          "GPU is about the NPU-only ratio, not 3.0 (variant 'ShareGPT only' moves it furthest: 0.59 "
+                          "of the paper's 3.0x)")
+def test_neupims_over_gpu(records, gpu_records) -> None:
+    """§1.1: 3.0x over the GPU-only baseline (geometric mean over models x datasets x batches)."""
+    assert abs(neupims_reproduce.throughput_ratio([*records, *gpu_records], "neupims", "gpu") / 3.0 - 1) < RATIO_TOL
 
 
 def test_naive_npu_pim_over_npu_only(ours) -> None:
@@ -189,7 +203,7 @@ def test_naive_npu_pim_over_npu_only(ours) -> None:
                           "drain stretch the GEMMs to match)")
 def test_npu_utilization_naive(ours) -> None:
     """Table 4, GPT3-30B, batch 256, ShareGPT: naive NPU+PIM NPU utilization 28.0 %."""
-    assert abs(ours["npu_util npu+pim"] - 0.28) < NPU_UTIL_TOL
+    assert abs(ours["npu_util npu+pim"] / 0.28 - 1) < RATIO_TOL
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
@@ -198,17 +212,36 @@ def test_npu_utilization_naive(ours) -> None:
                           "utilization near 50 % (variant 'SBI shares weights')")
 def test_npu_utilization_neupims(ours) -> None:
     """Table 4: NeuPIMs NPU utilization 64.9 %."""
-    assert abs(ours["npu_util neupims"] - 0.649) < NPU_UTIL_TOL
+    assert abs(ours["npu_util neupims"] / 0.649 - 1) < RATIO_TOL
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="our arrays pipeline the folds of a GEMM, so its GEMMs take less of a naive NPU+PIM "
+                          "iteration and the same PIM commands fill more of it (variant 'SCALE-Sim folds': 0.83 of "
+                          "the paper's 17 %)")
 def test_pim_utilization_naive(ours) -> None:
     """§1.1: naive NPU+PIM PIM utilization 17 %."""
-    assert abs(ours["pim_util npu+pim"] - 0.17) < PIM_UTIL_TOL
+    assert abs(ours["pim_util npu+pim"] / 0.17 - 1) < RATIO_TOL
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="SBI re-streams every weight once per sub-batch, and sub-batches of 128 are bound by weight "
+                          "bandwidth, so SBI's GEMM time dilutes the PIM's (variant 'SBI keeps SRAM weights': 1.00 of "
+                          "the paper's 26.4 %)")
 def test_pim_utilization_neupims(ours) -> None:
     """Table 4: NeuPIMs PIM utilization 26.4 %."""
-    assert abs(ours["pim_util neupims"] - 0.264) < PIM_UTIL_TOL
+    assert abs(ours["pim_util neupims"] / 0.264 - 1) < RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="both fall from naive NPU+PIM to NeuPIMs in ours (the two utilization tests' reasons): our "
+                          "naive mode's pipelined GEMMs leave the units busier than the paper's, and SBI's "
+                          "re-streamed weights dilute both")
+def test_utilizations_rise_from_naive_to_neupims(ours) -> None:
+    """Issue 6 and Table 4: NPU utilization rises from about 28 % to about 65 % and PIM from about 17 % to about
+    26 % when NeuPIMs replaces naive NPU+PIM (GPT3-30B, batch 256, ShareGPT)."""
+    assert ours["npu_util neupims"] > ours["npu_util npu+pim"]
+    assert ours["pim_util neupims"] > ours["pim_util npu+pim"]
 
 
 def _gain(ablation, mechanism: str, batch: int) -> float:
@@ -485,6 +518,17 @@ def test_artifact_neupims_over_naive_npu_pim(artifact) -> None:
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=str(neupims_reproduce.ARTIFACT_GAPS["neupims/gpu"]))
 def test_artifact_neupims_over_gpu(artifact) -> None:
     assert abs(artifact["neupims/gpu"] / 3.0 - 1) < ARTIFACT_RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=str(neupims_reproduce.ARTIFACT_GAPS["npu+pim/npu-only"]))
+def test_artifact_naive_npu_pim_over_npu_only(artifact) -> None:
+    assert abs(artifact["npu+pim/npu-only"] / 1.5 - 1) < ARTIFACT_RATIO_TOL
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason=str(neupims_reproduce.ARTIFACT_GAPS["energy neupims/npu-only"]))
+def test_artifact_energy_over_npu_only(artifact) -> None:
+    assert abs(artifact["energy neupims/npu-only"] / 0.75 - 1) < ARTIFACT_RATIO_TOL
 
 
 @pytest.mark.parametrize(("metric", "paper"), [("npu_util npu+pim", 0.28), ("npu_util neupims", 0.649),

@@ -10,9 +10,8 @@ prefill-heavy start included, as in a closed-loop run of the paper's length).
 Grids (`grid_records`). The headline's (`PAPER_GRID`, the GPU and Duplex+PE+ET only): the paper's five models
 (Table I: Mixtral-8x7B, GLaM-143B, Grok-1-314B, OPT-66B, Llama3-70B) x (L_in, L_out) in {(256, 256), (1024, 1024)}
 x batch 32, 64 and 128. The paper's grid spans (256, 256) to (4096, 4096) and does not list its steps; ours stops
-at 1024 so the run stays near a minute: with (4096, 4096) added, the mean over the 45 points was 1.99x against
-1.92x without it, the maximum 3.20x against 2.98x, the energy reduction 9.8 % against 9.0 % (measured once, 99 s,
-with the GPU's GEMMs at the 0.7 prior before the H100's measured fraction).
+at 1024 so the run stays near a minute (the README's Duplex section gives the lines that add (4096, 4096) to it,
+and what they printed).
 The +PE progression (`GRID`: every system of `SYSTEMS` on Mixtral-8x7B, (256, 256) and (1024, 1024), batch 32 and
 64) shows what each step of Duplex adds, with Duplex's Bank-PIM baseline beside them; 2xGPU runs GLaM-143B at
 batch 64 (`LATENCY_GRID`), the point of the paper's TBT and E2E figures. `archsim.systems.duplex_figures` reads
