@@ -1,5 +1,7 @@
 """Sparse prefill and KV-cache selection on a GPU:
 - `archsim sparse`: one method (`archsim.systems.sparse_points`) on the GPU, workload and contexts the user names;
+  with `--system`, Quest's or DuoAttention's effect on a system spec's PIM devices and attention-offloading memory
+  pool too (`sparse_points.system_points`);
 - `archsim reproduce sparse` (`archsim.systems.sparse_reproduce`): MInference's end-to-end prefill against dense
   FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode (and DuoAttention's prefill "up to"),
   ours beside the public figures.
@@ -26,11 +28,12 @@ FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--bu
                  "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
                  "reuse_fraction": "--reuse-fraction", "density": "--density",
                  "kernel": "--gpu",  # a kernel the GPU cannot run
-                 "AttentionCase.seqlen": "--context"}  # an attention call's rows (batch 1 x heads x context)
+                 "AttentionCase.seqlen": "--context",  # an attention call's rows (batch 1 x heads x context)
+                 "system": "--system", "batch": "--batch"}
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
-                  "duoattention": ("--patterns", "--retrieval-fraction", "--prefill"),
-                  "quest": ("--budget",), "razorattention": ("--retrieval-fraction",),
+                  "duoattention": ("--patterns", "--retrieval-fraction", "--prefill", "--system", "--batch"),
+                  "quest": ("--budget", "--system", "--batch"), "razorattention": ("--retrieval-fraction",),
                   "tokenselect": ("--top-k", "--reuse-fraction")}
 PREFILL_METHODS = ("minference", "flexprefill")
 
@@ -66,15 +69,25 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--prefill", is_flag=True,
               help="[duoattention] Also its end-to-end prefill of one prompt at each context against dense "
                    "FlashAttention-2 (phase prefill; a prefill table after the decode rows).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
-@click.option("--out", type=click.Path(file_okay=False), callback=nonempty, help="Also write sparse.csv here.")
+@click.option("--system", "system_name", metavar="NAME|FILE", callback=nonempty,
+              help="[quest, duoattention] Also the method on a system spec (a library system or a YAML file, as "
+                   "simulate's): on each bank-PIM or Logic-PIM device, one layer's decode attention of --batch "
+                   "requests against dense; with an attention-offloading memory pool (e.g. lamina), the requests it "
+                   "holds against dense. A system with neither is refused.")
+@click.option("--batch", type=click.IntRange(min=1), metavar="N",
+              help="[--system with a PIM device] Requests in the PIM's decode batch (no default).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"points": [one flat record per point]} as JSON; with --system, "system_points" too.')
+@click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
+              help="Also write sparse.csv here (with --system, system_points.csv too).")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
                density: float | None, retrieval_fraction: float | None, budgets: list[int], top_k: int | None,
-               reuse_fraction: float | None, prefill: bool, as_json: bool, out: str | None) -> None:
+               reuse_fraction: float | None, prefill: bool, system_name: str | None, batch: int | None, as_json: bool,
+               out: str | None) -> None:
     """Time a sparse-attention method on a GPU against dense attention: MInference's or FlexPrefill's end-to-end
     prefill of one prompt, or one generated token of one request under KV-cache selection (end to end, and one
     layer's attention), with the memory the weights and the kept KV cache take; DuoAttention's end-to-end prefill too
-    with --prefill.
+    with --prefill. With --system, Quest's or DuoAttention's effect on a system's PIM devices or memory pool too.
 
     Nothing a method needs is filled in: MInference needs --patterns; FlexPrefill --density; DuoAttention
     --retrieval-fraction or --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method
@@ -90,24 +103,33 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
       archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-8b --context 1M --retrieval-fraction 0.5
       archsim sparse --method duoattention --gpu a100-80gb-sxm4 -w llama3-8b --context 500K \\
           --retrieval-fraction 0.5 --prefill
+      archsim sparse --method quest --gpu h100-sxm5 -w llama3-8b --context 32K --budget 2048 \\
+          --system neupims --batch 16
+      archsim sparse --method duoattention --gpu h100-sxm5 -w llama3-70b --context 32K \\
+          --retrieval-fraction 0.5 --system lamina
     """
     given = {"--patterns": patterns is not None, "--density": density is not None,
              "--retrieval-fraction": retrieval_fraction is not None,
              "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None,
-             "--prefill": prefill}
+             "--prefill": prefill, "--system": system_name is not None, "--batch": batch is not None}
     for option, is_given in given.items():
         if is_given and option not in METHOD_OPTIONS[method]:
             raise click.UsageError(f"{option} does not apply to --method {method} (it takes "
                                    f"{', '.join(METHOD_OPTIONS[method])})")
+    if batch is not None and system_name is None:
+        raise click.UsageError("--batch is the PIM's decode batch under --system: give --system too")
     if out:
         check_writable(out, "--out", directory=True)
     settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
                                               ("density", density)) if value is not None} | {"prefill": prefill}
-    points = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets, settings)
+    points, on_system = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets,
+                                       settings, system_name, batch)
     if out:
-        write_tables(out, {"sparse": points})
+        write_tables(out, {"sparse": points} | ({"system_points": on_system} if system_name else {}))
     if as_json:
-        click.echo(json.dumps({"points": [nan_as_null(p) for p in points]}, indent=2))
+        click.echo(json.dumps({"points": [nan_as_null(p) for p in points]}
+                              | ({"system_points": [nan_as_null(r) for r in on_system]} if system_name else {}),
+                              indent=2))
         return
     if method in PREFILL_METHODS:
         _prefill_table(points)
@@ -117,25 +139,32 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
         if prefill:
             click.echo()
             _prefill_table(prefill)
+    if system_name:
+        click.echo()
+        _system_table(on_system)
     if out:
-        click.echo(f"rows written to {out}/sparse.csv")
+        click.echo(f"rows written to {out}/sparse.csv" + (f" and {out}/system_points.csv" if system_name else ""))
 
 
 def _method_points(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
-                   retrieval_fraction: float | None, budgets: list[int], settings: dict) -> list[dict]:
-    """The points of `method_points` (`settings`: the method's fields given); a model's error on a field an
-    option sets names the option."""
+                   retrieval_fraction: float | None, budgets: list[int], settings: dict, system_name: str | None,
+                   batch: int | None) -> tuple[list[dict], list[dict]]:
+    """The points of `method_points` (`settings`: the method's fields given) and, with `system_name`, the rows of
+    `system_points` (else none); a model's error on a field an option sets names the option."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
-    from archsim.systems.sparse_points import method_points
+    from archsim.systems.sparse_points import method_points, system_points
+    from archsim.systems.system_spec import load_system
     from archsim.workload_patterns import load_pattern_map
 
     model = named("--workload", workload, load_workload_spec)
     device = named("--gpu", gpu, load_gpu)
     pattern_map = named("--patterns", patterns, load_pattern_map) if patterns else None
+    system = named("--system", system_name, load_system) if system_name else None
     try:
         spec = SparseMethod(method, pattern_map, retrieval_fraction, tuple(budgets), **settings)
-        return method_points(spec, model, device, contexts)
+        points = method_points(spec, model, device, contexts)
+        return points, system_points(spec, model, system, batch, contexts) if system else []
     except SpecError as error:
         if error.source in MODEL_SOURCES and error.where in FIELD_OPTIONS:
             raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
@@ -162,6 +191,28 @@ def _prefill_table(points: list[dict]) -> None:
                    + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
                    + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
                    f"{_gb(p['memory_bytes'], p['fits']):>8}")
+
+
+def _system_table(rows: list[dict]) -> None:
+    """`system_points` rows: a PIM device's one-layer decode attention (ms) against dense, or the requests a memory
+    pool holds against dense."""
+    r0 = rows[0]
+    setting = (f"{r0['retrieval_fraction']:g} of the KV heads retrieval heads" if "retrieval_fraction" in r0 else
+               "budget in tokens")
+    click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): on a PIM device, one layer's decode "
+               "attention of the batch on its share of the heads, dense against the tokens' worth of KV the method "
+               "reads (ms); on a memory pool, the requests its KV room holds")
+    click.echo(f"{'device':<10} {'kind':<12} {'context':>8} {'budget':>6} {'reads':>8} {'batch':>5} {'ms':>9} "
+               f"{'dense ms':>9} {'speedup':>8} {'requests':>8} {'dense':>6}")
+    for r in rows:
+        budget = r["budget"] if r["budget"] is not None else "-"
+        if r["requests"] is None:
+            click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {r['effective_context']:>8} "
+                       f"{r['batch']:>5} {r['time_s'] * 1e3:>9.4f} {r['dense_time_s'] * 1e3:>9.4f} "
+                       f"{r['dense_time_s'] / r['time_s']:>7.2f}x {'-':>8} {'-':>6}")
+        else:
+            click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {'-':>8} {'-':>5} {'-':>9} "
+                       f"{'-':>9} {'-':>8} {r['requests']:>8} {r['dense_requests']:>6}")
 
 
 def _decode_table(points: list[dict]) -> None:

@@ -53,7 +53,8 @@ GEMMs and memory would mix precisions. A head_dim beyond FlashAttention-2's (`gp
 256, a smaller one padded), the kernel of every method's dense baseline (FlashAttention-2 for a prefill, its
 Flash-Decoding for decode), is refused as the workload's: no GPU runs it.
 
-Hardware effect elsewhere:
+Hardware effect elsewhere (PIM and offloading reached by `archsim sparse --system`, through
+`sparse_points.system_points`; the spatial array by tests/test_kv_selection.py only):
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
   streams, so selection enters as the context the device's `attention-decode-gqa` op is bound to: the
   bytes-equivalent context: the bytes selection reads (`duo_kv_bytes`, `quest_read_bytes`) over one token's K and
@@ -61,8 +62,10 @@ Hardware effect elsewhere:
   4 KB of K and 4 KB of V at d = 128, fp16: whole 1-2 KB rows),
   so reading K pages costs as reading K x 16 contiguous tokens; Quest's score pass over min/max rows is counted
   as that many more tokens' bytes.
-- Offloading (`pool_batch`): the requests of one context a Lamina memory pool holds (`OffloadModel`'s
-  `kv_capacity_bytes` over the KV bytes one request keeps), with DuoAttention's streaming heads vs dense.
+- Offloading (`pool_batch`, `quest_pool_batch`): the requests of one context a Lamina memory pool holds
+  (`OffloadModel`'s `kv_capacity_bytes` over the KV bytes one request keeps), with DuoAttention's streaming heads
+  vs dense, and with Quest, which keeps the whole cache plus its page metadata (`quest_kv_bytes`, its memory on the
+  GPU too), so holds no more than dense.
 - Spatial array (`block_sparse_on_array`): `attention-block-sparse` (a static block mask; no estimation pass:
   the mask is fixed, nothing is scored) against `attention-1pass`, the same Einsums, on a library mapping of
   either (FuseMax's `fusemax`, or `fusemax-cascade` on FLAT's hardware) through the analytical model, which
@@ -215,6 +218,15 @@ def quest_loaded_fraction(workload: Workload, context: int, budget: int, page_to
     return read / dense if selecting else 1.0
 
 
+def quest_kv_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS,
+                   dense_layers: int | None = None) -> float:
+    """KV cache one request keeps under Quest: the whole K and V, plus KMIN and KMAX of every page of its selecting
+    layers (a dense layer, `quest_dense_layers`, scores no page)."""
+    sizes = _quest_bytes(workload, context, budget, page_tokens)
+    selecting = int(_size(workload, "layers")) - quest_dense_layers(workload, dense_layers)
+    return dense_kv_bytes(workload, context) + selecting * (sizes["KMIN"] + sizes["KMAX"])
+
+
 def quest_dense_layers(workload: Workload, dense_layers: int | None = None) -> int:
     """Quest's dense layers: `dense_layers`, by default its 2 (`QUEST_DENSE_LAYERS`) or every layer of a model with
     fewer."""
@@ -269,14 +281,13 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
         + _attention_s(device, workload, kv_heads, budget)
     rest = _dense_ops_s(device, workload)
     weights = weight_bytes(workload)
-    kv = dense_kv_bytes(workload, context)
-    sizes = _quest_bytes(workload, context, budget, page_tokens)
+    kept = quest_kv_bytes(workload, context, budget, page_tokens, dense_layers)
     sparse_layers = layers - dense_layers
-    metadata = sparse_layers * (sizes["KMIN"] + sizes["KMAX"])
     return SelectionDecode("Quest", context,
                            rest + dense_layers * dense_layer_s + sparse_layers * sparse_layer_s,
                            rest + layers * dense_layer_s, sparse_layer_s if sparse_layers else dense_layer_s,
-                           dense_layer_s, weights + kv + metadata, weights + kv, float(gpu.dram_bytes))
+                           dense_layer_s, weights + kept, weights + dense_kv_bytes(workload, context),
+                           float(gpu.dram_bytes))
 
 
 def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget: int,
@@ -388,16 +399,23 @@ def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, ret
                sinks: int = DUO_SINKS, recent: int = DUO_RECENT) -> tuple[int, int]:
     """(requests at `context` tokens a memory pool of `pool_capacity_bytes` holds with DuoAttention's streaming
     heads, the same dense): the capacity over one request's KV bytes, floored."""
-    if (isinstance(pool_capacity_bytes, bool) or not isinstance(pool_capacity_bytes, int | float)
-            or not 0 <= pool_capacity_bytes < math.inf):
-        raise SpecError(SOURCE, "pool_capacity_bytes", f"expected a finite number of bytes >= 0, got "
-                                                       f"{pool_capacity_bytes!r}")
+    _check_capacity(pool_capacity_bytes)
     _check_positive("context", context)
     _check_window(sinks, recent)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
     dense = dense_kv_bytes(workload, context)
     return (math.floor(pool_capacity_bytes / duo_kv_bytes(workload, context, retrieval, sinks, recent)),
             math.floor(pool_capacity_bytes / dense))
+
+
+def quest_pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, budget: int,
+                     page_tokens: int = QUEST_PAGE_TOKENS) -> tuple[int, int]:
+    """(requests at `context` tokens a memory pool of `pool_capacity_bytes` holds with Quest at `budget`, the same
+    dense): Quest reads fewer bytes but keeps more (`quest_kv_bytes`: the whole cache and its page metadata), so it
+    holds no more requests than dense."""
+    _check_capacity(pool_capacity_bytes)
+    return (math.floor(pool_capacity_bytes / quest_kv_bytes(workload, context, budget, page_tokens)),
+            math.floor(pool_capacity_bytes / dense_kv_bytes(workload, context)))
 
 
 @dataclass(frozen=True)
@@ -514,6 +532,13 @@ def _size(workload: Workload, name: str) -> float:
 def _check_positive(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise SpecError(SOURCE, field, f"expected a positive whole number of tokens, got {value!r}")
+
+
+def _check_capacity(pool_capacity_bytes: object) -> None:
+    if (isinstance(pool_capacity_bytes, bool) or not isinstance(pool_capacity_bytes, int | float)
+            or not 0 <= pool_capacity_bytes < math.inf):
+        raise SpecError(SOURCE, "pool_capacity_bytes", f"expected a finite number of bytes >= 0, got "
+                                                       f"{pool_capacity_bytes!r}")
 
 
 def _check_window(sinks: int, recent: int) -> None:

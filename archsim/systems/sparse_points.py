@@ -37,6 +37,22 @@ What each method needs, and nothing is filled in for it:
   beyond the context is refused) and the share of steps whose Selection Cache hits (`reuse_fraction`, default 0:
   every step scores anew; how often it hits is the data's).
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
+
+On a system (`system_points`, `archsim sparse --system`): what Quest's or DuoAttention's selection does on a system
+spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, offloading"), a flat row each:
+{"method", "model", "system", "budget" (Quest's; None for DuoAttention, which has "retrieval_fraction"), "context",
+"device", "kind", "effective_context", "batch", "time_s", "dense_time_s", "requests", "dense_requests"}.
+- A bank-PIM or Logic-PIM device the system places ops on: one layer's decode attention of `batch` requests, each
+  bound at the context (`dense_time_s`) and at the method's effective context (`time_s`: the tokens' worth of K and
+  V it reads, `quest_effective_context` of a selecting layer, `duo_effective_context` averaged over the layers),
+  by `kv_selection.pim_attention_s` on the workload's shard the systems engine gives one device (`SystemModel.shard`:
+  1/tp of the heads); `requests` None.
+- An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
+  holds (`kv_capacity_bytes`, as the serving simulator's), with the method (`requests`) and dense
+  (`dense_requests`): DuoAttention's streaming heads free room (`kv_selection.pool_batch`), Quest keeps the whole
+  cache plus its page metadata and holds no more (`kv_selection.quest_pool_batch`); no time, `batch` None.
+A system with neither (a GPU or NPU system, context parallelism) is refused, as is a batch where no PIM device
+reads it, or none where one does.
 """
 
 from __future__ import annotations
@@ -49,6 +65,8 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.systems import kv_selection
 from archsim.systems.kv_selection import SelectionDecode
+from archsim.systems.models import system_model
+from archsim.systems.offload import OffloadModel
 from archsim.systems.sparse_prefill import (
     Prefill,
     dense_prefill,
@@ -58,6 +76,8 @@ from archsim.systems.sparse_prefill import (
     kv_on_host,
     sparse_prefill,
 )
+from archsim.systems.system_model import SystemModel
+from archsim.systems.system_types import System
 from archsim.workload import Workload, refuse_linear_attention
 from archsim.workload_patterns import PatternMap
 
@@ -66,6 +86,8 @@ METHODS = ("minference", "flexprefill", "duoattention", "quest", "razorattention
 NAMES = {"minference": "MInference", "flexprefill": "FlexPrefill", "duoattention": "DuoAttention", "quest": "Quest",
          "razorattention": "RazorAttention", "tokenselect": "TokenSelect"}
 DECODE_PHASES = ("attention", "decode")
+SYSTEM_METHODS = ("quest", "duoattention")  # those `system_points` takes
+PIM_KINDS = ("bank-pim", "logic-pim")
 
 
 @dataclass(frozen=True)
@@ -188,6 +210,14 @@ def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int,
     return pattern_map.fraction("retrieval") + pattern_map.fraction("dense"), sinks, recent
 
 
+def duo_settings(method: SparseMethod, workload: Workload) -> tuple[float, int, int]:
+    """DuoAttention's (retrieval fraction, sinks, recent): its map's (`duo_window`), or its fraction with the
+    shipped window."""
+    if method.pattern_map is not None:
+        return duo_window(workload, method.pattern_map)
+    return method.retrieval_fraction, kv_selection.DUO_SINKS, kv_selection.DUO_RECENT
+
+
 def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: Sequence[int]) -> list[dict]:
     """Every point of `method` on `gpu` for `workload` at `contexts` (x budgets for Quest), in that order."""
     refuse_linear_attention(workload, method.name)
@@ -198,10 +228,7 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
         elif method.name == "flexprefill":
             points.append(flex_point(workload, gpu, context, method.density))
         elif method.name == "duoattention":
-            if method.pattern_map is not None:
-                fraction, sinks, recent = duo_window(workload, method.pattern_map)
-            else:
-                fraction, sinks, recent = method.retrieval_fraction, kv_selection.DUO_SINKS, kv_selection.DUO_RECENT
+            fraction, sinks, recent = duo_settings(method, workload)
             result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
             points += [{**p, "retrieval_fraction": fraction} for p in selection_points(result, workload.name,
                                                                                          gpu.name, None)]
@@ -224,3 +251,53 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
                        for p in selection_points(result, workload.name, gpu.name,
                                                  method.top_k or kv_selection.TOKENSELECT_TOP_K)]
     return points
+
+
+def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,
+                  contexts: Sequence[int]) -> list[dict]:
+    """Quest's or DuoAttention's effect on `system` running `workload` (module docstring, "On a system"), at
+    `contexts` (x budgets for Quest): a row per PIM device (`batch` requests' decode attention, one layer) and one
+    for an attention-offloading memory pool (the requests it holds). A system with neither, a batch missing where a
+    PIM device times one, or given where none does, is refused."""
+    if method.name not in SYSTEM_METHODS:
+        raise SpecError(SOURCE, "method", f"expected one of {', '.join(SYSTEM_METHODS)} on a system, got "
+                                          f"{method.name!r}")
+    model = system_model(system, workload)
+    pims = [d for d in model.devices.values() if d.kind in PIM_KINDS] if isinstance(model, SystemModel) else []
+    pool = model.pool_device.name if isinstance(model, OffloadModel) else None
+    if not pims and pool is None:
+        raise SpecError(SOURCE, "system", f"{system.name} has no bank-PIM or Logic-PIM device and no attention-"
+                                          "offloading memory pool holding the KV cache: KV selection's effect on a "
+                                          "system is modelled on those (on a GPU it is the points of --gpu)")
+    if pims and batch is None:
+        raise SpecError(SOURCE, "batch", f"{system.name}'s PIM ({', '.join(d.name for d in pims)}) times a decode "
+                                         "batch: it needs the requests in it, and none is assumed")
+    if not pims and batch is not None:
+        raise SpecError(SOURCE, "batch", f"not read: {system.name} has no PIM device to time a batch on; its memory "
+                                         "pool's rows are the requests it holds")
+    if method.name == "quest":
+        settings = [(budget, {"budget": budget}) for budget in method.budgets]
+    else:
+        fraction, sinks, recent = duo_settings(method, workload)
+        settings = [(None, {"budget": None, "retrieval_fraction": fraction})]
+    rows: list[dict] = []
+    for context in contexts:
+        dense = {d.name: kv_selection.pim_attention_s(d, model.shard, [context] * batch) for d in pims}
+        for budget, fields in settings:
+            base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
+                    "context": context}
+            if budget is not None:
+                effective = kv_selection.quest_effective_context(workload, context, budget)
+            else:
+                effective = kv_selection.duo_effective_context(workload, context, fraction, sinks, recent)
+            rows += [{**base, "device": d.name, "kind": d.kind, "effective_context": effective, "batch": batch,
+                      "time_s": kv_selection.pim_attention_s(d, model.shard, [effective] * batch),
+                      "dense_time_s": dense[d.name], "requests": None, "dense_requests": None} for d in pims]
+            if pool is not None:
+                capacity = model.kv_capacity_bytes
+                requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget) if budget is not None
+                            else kv_selection.pool_batch(capacity, workload, context, fraction, sinks, recent))
+                rows.append({**base, "device": pool, "kind": system.devices[pool].kind, "effective_context": None,
+                             "batch": None, "time_s": None, "dense_time_s": None, "requests": requests[0],
+                             "dense_requests": requests[1]})
+    return rows
