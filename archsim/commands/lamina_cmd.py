@@ -16,7 +16,8 @@ from archsim.systems import lamina_reproduce as lamina
 
 def reproduce_lamina(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, bw_min.csv, headline.csv and
-    pipeline_trace.json (a Perfetto trace of the staggered pipeline) there. `--json`: {"points", "bw_min",
+    pipeline_trace.json (a Perfetto trace of the event model's pipeline on the system's schedule,
+    `lamina_reproduce.pipeline_trace`: the `lamina` preset's ping-pong) there. `--json`: {"points", "bw_min",
     "cross_check", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)

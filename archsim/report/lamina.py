@@ -10,11 +10,12 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - bw_min.png/.csv: BW_min per NIC against the batch, a line per context, beside the paper's 30 GB/s and the
   bandwidths of the link presets lamina-gpu-initiated-400g and lamina-nccl-400g; the event model's cross-check
   (its slowdown over a link at BW_min) in the title and the text.
-- pipeline.png/.csv and pipeline_trace.json: the event model's staggered pipeline
-  (`lamina_reproduce.pipeline_run`, the configuration of `lamina_reproduce.pipeline_trace`) over micro-batch 0's
-  first `PIPELINE_LAYERS` layers, a row per resource, a colour per micro-batch; the JSON is the whole run as a
-  Perfetto trace. The micro-batch and layer of a span are read from its name (`mb{j} t{t} L{k} ...`, the names
-  `archsim.systems.offload_events.simulate_pipeline` gives its spans).
+- pipeline.png/.csv and pipeline_trace.json: the event model's pipeline on the system's schedule (ping-pong or
+  staggered, named from the system: `schedule_label`), one run of `lamina_reproduce.pipeline_run`, over
+  micro-batch 0's first `PIPELINE_LAYERS` layers, a row per resource of the run (`pipeline_resources`), a colour
+  per micro-batch; the JSON is the whole run as a Perfetto trace. The micro-batch and layer of a span are read
+  from its name (`mb{j} t{t} L{k} ...`, the names `archsim.systems.offload_events.simulate_pipeline` gives its
+  spans).
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -37,12 +38,14 @@ from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, gaps_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
+from archsim.systems.offload import OffloadModel
 
 SYSTEMS = (lamina.SYSTEM, lamina.BASELINE)  # the pair the bars compare (lamina-no-dc only enters the headline)
 LINK_PRESETS = ("lamina-gpu-initiated-400g", "lamina-nccl-400g")
-PIPELINE_RESOURCES = ("replica 0", "memory pool", "link out", "link back")
 PIPELINE_LAYERS = 4
 _TAG = re.compile(r"^mb(\d+) t(\d+) L(\d+) ")
+_RESOURCE = re.compile(r"^(replica|memory pool|link out|link back)(?: lane)? ?(\d*)$")
+_RESOURCE_GROUPS = ("replica", "memory pool", "link out", "link back")  # the figure's rows, top to bottom
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -64,6 +67,21 @@ def link_rows() -> pd.DataFrame:
     links = [load_link(name) for name in LINK_PRESETS]
     return pd.DataFrame([{"link": link.name, "bytes_per_s_per_direction": link.bytes_per_s_per_direction,
                           "latency_s": link.latency_s} for link in links])
+
+
+def schedule_label(model: OffloadModel) -> str:
+    """The model's schedule as the system names it, with its micro-batches and replicas."""
+    replicas = f"{model.replicas} replica" + ("s" if model.replicas > 1 else "")
+    return f"{model.system.schedule.kind}: {model.micro_batches} micro-batches on {replicas}"
+
+
+def pipeline_resources(spans: tuple[Span, ...]) -> tuple[str, ...]:
+    """The resources of a run's spans in the figure's order: the replicas by number, the memory pool, then the
+    lanes of `link out` and of `link back` (`archsim.systems.offload_events` names them)."""
+    def key(resource: str) -> tuple[int, int]:
+        group, number = _RESOURCE.match(resource).groups()
+        return _RESOURCE_GROUPS.index(group), int(number or 0)
+    return tuple(sorted({span.resource for span in spans}, key=key))
 
 
 def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS) -> pd.DataFrame:
@@ -126,22 +144,22 @@ def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figur
     return fig
 
 
-def pipeline_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """A Gantt chart in microseconds: a row per resource, a colour per micro-batch, each bar labelled with its
-    layer where it fits."""
+def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str) -> Figure:
+    """A Gantt chart in microseconds: a row per resource (`resources`, top to bottom; `pipeline_resources` of the
+    run), a colour per micro-batch, each bar labelled with its layer where it fits."""
     end_us = rows["end_s"].max() * US_PER_S
-    fig = _figure(13.0, 3.8)
+    fig = _figure(13.0, 1.9 + 0.475 * len(resources))  # 3.8 in for ping-pong's four rows
     _title(fig, title)
     ax = fig.add_axes((0.09, 0.14, 0.76, 0.66))
-    ax.set(xlim=(0, end_us * 1.01), ylim=(len(PIPELINE_RESOURCES) - 0.45, -0.55))
+    ax.set(xlim=(0, end_us * 1.01), ylim=(len(resources) - 0.45, -0.55))
     for span in rows.itertuples():
-        y = PIPELINE_RESOURCES.index(span.resource)
+        y = resources.index(span.resource)
         start, length = span.start_s * US_PER_S, (span.end_s - span.start_s) * US_PER_S
         ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=_colour(span.micro_batch),
                        edgecolors="white", linewidth=0.6)
         if length > 0.03 * end_us:
             ax.text(start + length / 2, y, f"L{span.layer}", ha="center", va="center", fontsize=7, color="white")
-    ax.set_yticks(range(len(PIPELINE_RESOURCES)), PIPELINE_RESOURCES, fontsize=8)
+    ax.set_yticks(range(len(resources)), resources, fontsize=8)
     ax.set_xlabel("time (us)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)
@@ -177,13 +195,15 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
     bw, links = pd.DataFrame(bw_rows), link_rows()
     _save(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
     model, run = lamina.pipeline_run()
+    schedule = schedule_label(model)
     pipeline = pipeline_rows(run.spans)
     _save(out_dir, "pipeline", pipeline, pipeline_figure(
-        pipeline, f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at context {lamina.TRACE_CONTEXT} in "
-        f"{model.micro_batches} staggered micro-batches (divide-and-conquer "
+        pipeline, pipeline_resources(run.spans), f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at "
+        f"context {lamina.TRACE_CONTEXT}, {schedule} (divide-and-conquer "
         f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's first {PIPELINE_LAYERS} layers; "
         f"steady time per token {run.token_s * 1e3:.2f} ms"))
-    (out_dir / "pipeline_trace.json").write_text(json.dumps(lamina.pipeline_trace()))
+    trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
+    (out_dir / "pipeline_trace.json").write_text(json.dumps(trace))
     sections = [
         _section("throughput", "Throughput at equal cost",
                  "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
@@ -203,11 +223,12 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                  f"ideal link (the formula's alpha: {cross['alpha']:.0%}). Link presets: "
                  + ", ".join(f"{html.escape(r.link)} {r.bytes_per_s_per_direction / 1e9:g} GB/s"
                              for r in links.itertuples()) + "."),
-        _section("pipeline", "Staggered pipeline (event model)",
-                 "The rotational staggered pipeline of <code>archsim.systems.offload_events</code>: the compute "
-                 "replica runs a micro-batch's dense slice while the memory pool runs the other's attention; q, "
-                 "then k and v, go out over the link and the attention's output comes back. The whole run (two "
-                 "tokens, every layer) as a Perfetto trace: <a href='pipeline_trace.json'>pipeline_trace.json</a>."),
+        _section("pipeline", f"Pipeline (event model, {schedule})",
+                 "The attention-offloading pipeline of <code>archsim.systems.offload_events</code> on the system's "
+                 f"schedule ({html.escape(schedule)}): a compute replica runs a micro-batch's dense slice while "
+                 "the memory pool runs another's attention; q, then k and v, go out over the link and the "
+                 "attention's output comes back. The whole run (two tokens, every layer) as a Perfetto trace: "
+                 "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
     ]
     outside = gaps_html(table, ", ")
     intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "

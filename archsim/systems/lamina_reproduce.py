@@ -373,11 +373,15 @@ def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: 
 
 def pipeline_trace(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: int = TRACE_CONTEXT,
                    tokens: int = TRACE_TOKENS) -> dict:
-    """`pipeline_run`'s staggered pipeline as Chrome/Perfetto trace events (`archsim.model.trace.chrome_trace`):
-    the replicas, the memory pool and both link directions."""
+    """`pipeline_run`'s pipeline as Chrome/Perfetto trace events (`run_trace`)."""
+    model, run = pipeline_run(model_name, batch, context, tokens)
+    return run_trace(model, run, batch, context)
+
+
+def run_trace(model: OffloadModel, run: PipelineRun, batch: int, context: int) -> dict:
+    """A pipeline run of `model` (`batch` requests at `context` tokens) as Chrome/Perfetto trace events
+    (`archsim.model.trace.chrome_trace`): the replicas, the memory pool and each link lane, with the run's setting."""
     from archsim.model.trace import chrome_trace
 
-    model, run = pipeline_run(model_name, batch, context, tokens)
-    trace = chrome_trace(run.spans)
-    trace["otherData"] = {"system": model.name, "batch": batch, "context": context, "token_s": run.token_s}
-    return trace
+    return chrome_trace(run.spans) | {"otherData": {"system": model.name, "batch": batch, "context": context,
+                                                    "token_s": run.token_s}}

@@ -18,17 +18,26 @@ runs attention over the history when q arrives and the new token's part with the
 as two tasks (the pool is free for another micro-batch's task while k, v are on their way); without it, q, k and v
 go together after the whole projection and the pool runs the whole attention. The output goes back over `link back`
 and the next slice starts; after a token's last layer the next slice also runs the micro-batch's LM head
-(`heads_s[j]`). A replica and the pool serve their queues oldest first (`simpy.PriorityResource`: slice k of
-micro-batch j before slice k of j + 1 before slice k + 1 of any, the order of the staggered schedule), as
-`archsim.model.event` serves its units: work-conserving, and a merge whose k, v have arrived goes before a younger
-micro-batch's history. (First come, first served, with the pool held from the history to the merge, a faster link
-could make the pipeline slower: LLaMA3-8B, n = 3, 257 requests, 10.31 ms a token at 8 GB/s and 10.41 ms at 10 GB/s
-over 5 us, the LM heads bunching the micro-batches.) A work-conserving schedule is not monotone in every case: the
-same requests at n = 4 take 8.993 ms over 2 us and 8.988 ms over 5 us at 12 GB/s (0.05 %), and 8.978 ms at 30 GB/s
-and 8.979 ms at 45.7 GB/s over 16.5 us. The links serve first come, first served.
-Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger). A micro-batch that has its tokens
-runs on until all have theirs (those tokens are not recorded, nor their spans), so no measured token has the
-drain in it; `PipelineRun.token_s` is the mean time between tokens over the second half of the run.
+(`heads_s[j]`). Slice k of micro-batch j has turn j + k n (n micro-batches): in the steady state it starts at
+(j + k n) x t_m / (n - 1), t_m a slice's time on its replica, so consecutive turns of one replica are t_m apart.
+Each replica takes its slices in increasing turn, a turn-taking sequencer (`_Turns`), not a priority queue: a
+slice starts once the replica's turn before it has finished, and a replica whose turn's slice has not come waits
+idle (as a priority queue, micro-batch 0's short first slice, without the ops after an attention, let its slice 1
+take replica 1 before micro-batch 1 came, and micro-batches 1 and 2 ran swapped for the whole run: LLaMA3-70B,
+n = 4, 31 requests at 2000 tokens, first slices at 0, 413, 217 and 627 us, not 0, 109, 218 and 326; the steady
+time per token was the same, 35.4024 ms). In ping-pong (one replica) the turns alternate the two micro-batches.
+A micro-batch that has stopped gives up its turns. The pool serves its queue oldest first (`simpy.PriorityResource`
+by turn), as `archsim.model.event` serves its units: work-conserving, and a merge whose k, v have arrived goes
+before a younger micro-batch's history. (First come, first served, with the pool held from the history to the
+merge, a faster link could make the pipeline slower: LLaMA3-8B, n = 3, 257 requests, 10.31 ms a token at 8 GB/s
+and 10.41 ms at 10 GB/s over 5 us, the LM heads bunching the micro-batches.) The pipeline is not monotone in every
+case: the same requests at n = 4 take 8.993 ms over 2 us and 8.988 ms over 5 us at 12 GB/s (0.05 %), and 8.978 ms
+at 30 GB/s and 8.979 ms at 45.7 GB/s over 16.5 us. The links serve first come, first served.
+Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger): its first slice is the first turn of
+replica j (micro-batch n - 1's the second of replica 0, after micro-batch 0's first slice, which is shorter than t_m),
+so it starts when the micro-batch comes. A micro-batch that has its tokens runs on until all have theirs (those tokens
+are not recorded, nor their spans), so no measured token has the drain in it; `PipelineRun.token_s` is the mean time
+between tokens over the second half of the run.
 Spans: each replica's slices (`dense`), the pool's tasks (`attention`, or `attention over the history` and `new
 token + merge`: they sum to the pool's busy time), each message's wire time on its link lane.
 
@@ -62,6 +71,54 @@ class PipelineRun:
         return sum(gaps) / len(gaps) if gaps else float("nan")
 
 
+class _Turns:
+    """One replica's turn-taking sequencer (module docstring): slice k of micro-batch j (k counted across tokens)
+    has turn j + k n, n the micro-batches; the replica runs the turns of its slices (those with (j + k) mod
+    `replicas` = `replica`) in increasing order, one at a time, each once the one before has finished, and waits
+    idle for a turn whose slice has not come. A micro-batch that has stopped (`stop`) has no more turns."""
+
+    def __init__(self, env: simpy.Environment, replica: int, replicas: int, micro_batches: int) -> None:
+        self.env, self.replica, self.replicas, self.n = env, replica, replicas, micro_batches
+        self.stopped: set[int] = set()
+        self.waiting: dict[int, simpy.Event] = {}
+        self.busy = False
+        self.turn = -1
+        self._advance()
+
+    def request(self, turn: int) -> simpy.Event:
+        """An event that fires when the replica is the slice of `turn`'s."""
+        granted = self.env.event()
+        self.waiting[turn] = granted
+        self._grant()
+        return granted
+
+    def release(self) -> None:
+        """The running slice has finished: the next turn may start."""
+        self.busy = False
+        self._advance()
+        self._grant()
+
+    def stop(self, j: int) -> None:
+        """Micro-batch `j` runs no more slices: its turns are skipped."""
+        self.stopped.add(j)
+        if not self.busy and self.turn % self.n in self.stopped:
+            self._advance()
+            self._grant()
+
+    def _advance(self) -> None:
+        if len(self.stopped) == self.n:  # every micro-batch has stopped: no turn left
+            return
+        turn = self.turn + 1
+        while (turn % self.n + turn // self.n) % self.replicas != self.replica or turn % self.n in self.stopped:
+            turn += 1
+        self.turn = turn
+
+    def _grant(self) -> None:
+        if not self.busy and self.turn in self.waiting:
+            self.busy = True
+            self.waiting.pop(self.turn).succeed()
+
+
 def steady_gap_s(done_s: Sequence[float]) -> float:
     """One micro-batch's mean time between tokens over the second half of its run (at least the last gap): the
     start-up (the stagger, the first slice without the ops after an attention, the queues filling) fades over the
@@ -70,8 +127,10 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     ping-pong pipeline the gaps settle by the third token; in a staggered one (n >= 3) whose LM heads queue the
     other micro-batches they could repeat over several tokens while the replicas and the pool served first come,
     first served (six in LLaMA3-8B at n = 3, 256 requests at 2K tokens), and the mean of a second half that is not
-    whole periods was off their mean by a few per cent. Served oldest first, the gaps of the second half agree within
-    0.02 % over offload.py's grid (8- and 24-token runs too); a longer pattern would need a few periods."""
+    whole periods was off their mean by a few per cent. Served in turn (the replicas) and oldest first (the pool),
+    the gaps of the second half agree within 0.02 % over offload.py's grid (8- and 24-token runs too; taking turns
+    moved the time per token there by under 1e-15 from replicas served oldest first); a longer pattern would need a
+    few periods."""
     first = (len(done_s) - 1) // 2
     return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
 
@@ -84,7 +143,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
     link direction carries at once (`OffloadModel.link_lanes`; 1 by default, as in ping-pong)."""
     heads = list(heads_s) if heads_s is not None else [0.0] * len(layers)
     env = simpy.Environment()
-    replica = [simpy.PriorityResource(env, 1) for _ in range(replicas)]
+    turns = [_Turns(env, r, replicas, len(layers)) for r in range(replicas)]
     pool = simpy.PriorityResource(env, 1)
     links = {name: (simpy.Resource(env, lanes), list(range(lanes))) for name in ("link out", "link back")}
     nics_out, nics_back = ([simpy.Resource(env, 1) for _ in range(replicas)] for _ in range(2))
@@ -123,36 +182,36 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
         while min(len(d) for d in done) < tokens:  # until every micro-batch has its tokens: no drain measured
             for k in range(n_layers):
                 r = (j + slice_k) % replicas
-                age = slice_k * len(layers) + j  # the staggered schedule's order
+                turn = slice_k * len(layers) + j  # the rotation's order (module docstring)
                 slice_k += 1
                 tag, keep = f"mb{j} t{t} L{k}", trace and t < tokens  # a token past `tokens`: no spans
                 first = t == 0 and k == 0
                 q_sent, kv_sent = env.event(), env.event()
-                with replica[r].request(priority=age) as request:
-                    yield request
-                    start = env.now
-                    after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
-                    yield env.timeout(after + layer.norm_s + layer.q_s)
-                    if divide_and_conquer:
-                        env.process(send("link out", nics_out[r], f"{tag} q", layer.q_wire_s, layer.latency_s,
-                                         q_sent, keep))
-                        yield env.timeout(layer.kv_s)
-                        env.process(send("link out", nics_out[r], f"{tag} k,v", layer.kv_wire_s, layer.latency_s,
-                                         kv_sent, keep))
-                    else:
-                        yield env.timeout(layer.kv_s)
-                        env.process(send("link out", nics_out[r], f"{tag} q,k,v", layer.q_wire_s + layer.kv_wire_s,
-                                         layer.latency_s, q_sent, keep))
-                    if keep:
-                        spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
+                yield turns[r].request(turn)
+                start = env.now
+                after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
+                yield env.timeout(after + layer.norm_s + layer.q_s)
+                if divide_and_conquer:
+                    env.process(send("link out", nics_out[r], f"{tag} q", layer.q_wire_s, layer.latency_s, q_sent,
+                                     keep))
+                    yield env.timeout(layer.kv_s)
+                    env.process(send("link out", nics_out[r], f"{tag} k,v", layer.kv_wire_s, layer.latency_s,
+                                     kv_sent, keep))
+                else:
+                    yield env.timeout(layer.kv_s)
+                    env.process(send("link out", nics_out[r], f"{tag} q,k,v", layer.q_wire_s + layer.kv_wire_s,
+                                     layer.latency_s, q_sent, keep))
+                if keep:
+                    spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
+                turns[r].release()
                 yield q_sent
                 if divide_and_conquer:
-                    yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, age,
+                    yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, turn,
                                     keep)
                     yield kv_sent
-                    yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, age, keep)
+                    yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, turn, keep)
                 else:
-                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, age, keep)
+                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, turn, keep)
                 returned = env.event()
                 to = (j + slice_k) % replicas  # the next slice's replica
                 env.process(send("link back", nics_back[to], f"{tag} output", layer.out_wire_s, layer.latency_s,
@@ -160,6 +219,8 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 yield returned
             done[j].append(env.now)
             t += 1
+        for sequencer in turns:
+            sequencer.stop(j)
 
     for j, (layer, head_s) in enumerate(zip(layers, heads, strict=True)):
         env.process(micro_batch(j, layer, head_s))
