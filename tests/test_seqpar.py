@@ -127,6 +127,15 @@ def test_layer_scope_adds_the_dense_ops_and_tp_all_reduces() -> None:
     assert math.isfinite(layer.ideal_s)
 
 
+def test_ideal_is_one_gpus_time_over_every_gpu_tp_included() -> None:
+    """The issue's ideal: the single-device time over the device count. At tp > 1 the devices are P x tp GPUs and
+    the single device one GPU without tensor parallelism, so the TP all-reduces count against the efficiency."""
+    for scope in ("attention", "layer"):
+        cut = parallel_time(_spec("ring", 2, 16384, DGX, tp=8, scope=scope))
+        one = parallel_time(_spec("ring", 1, 16384, DGX, scope=scope))
+        assert cut.ideal_s == pytest.approx(one.time_s / 16, rel=1e-12)
+
+
 @pytest.mark.parametrize("changes, field", [
     ({"scheme": "ring", "seq_len": 65537}, "seq_len"),
     ({"scheme": "zigzag", "devices": 8, "seq_len": 8 * 1000 + 8}, "seq_len"),

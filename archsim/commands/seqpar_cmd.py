@@ -77,7 +77,7 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     for r in dist["rows"]:
         click.echo(f"{r['context']:>8} {r['distattention_s'] * 1e6:>9.1f} {r['ring_s'] * 1e6:>9.1f} "
                    f"{r['tp_s'] * 1e6:>9.1f} {r['over_ring']:>10.1f} {r['over_tp']:>8.2f}")
-    click.echo("\nGrid (time per layer; ideal = one device's time / devices)")
+    click.echo("\nGrid (time per layer; ideal = one GPU's time / the GPUs)")
     click.echo(f"{'scheme':<8} {'GPUs':>4} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} {'N':>7} {'dir':<7} "
                f"{'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
     for p in result["points"]:

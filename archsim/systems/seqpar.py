@@ -11,9 +11,10 @@ Memory per device of a decode step is what it holds: the weights and the KV cach
 `seqpar_memory.inference_memory(..., decode=True)`, without the prefill's working set (a step's own activations,
 one token per sequence, and a ring's K/V block in flight are not counted: megabytes beside the cache).
 
-`ideal_s` is the same work on one device divided by P (the issue's definition): the one-device run (ring's P = 1
-form, lasp2's for the LASP schemes) with the same kernel and scope, at every P including 1 (allgather on one device
-is that run). A one-device run of a length whose kernel call exceeds the
+`ideal_s` is the same work on one device divided by the devices (the issue's definition): the one-GPU run (ring's
+P = 1 form, lasp2's for the LASP schemes, no tensor parallelism) with the same kernel and scope, over P x tp GPUs,
+at every P including 1 (allgather on one device is that run), so a TP group's all-reduces and replicated work count
+against the efficiency. A one-device run of a length whose kernel call exceeds the
 GPU's DRAM is still timed (`seqpar_compute.DeviceCompute`, `check_memory` False: only the DRAM check is left out);
 the devices' own calls must fit. The reference is the kernel's real one-device call: with a kernel that computes
 the masked scores of a causal call (eager "PyTorch standard attention" pays the upper triangle and builds the mask)
@@ -137,11 +138,11 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory."""
     check_spec(spec)
     timing = _timing(spec)
-    one = replace(spec, devices=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
+    one = replace(spec, devices=1, tp=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
     ideal, note = math.nan, ""
     try:
         if reference:
-            ideal = _timing(one, check_memory=False).time_s / spec.devices
+            ideal = _timing(one, check_memory=False).time_s / (spec.devices * spec.tp)
     except SpecError as error:  # the P-fold call is beyond what one prediction models: no ideal, the point stands
         ideal, note = math.nan, f"no one-device reference, so no efficiency: {error.message}"
     memory, max_context = _memory(spec)
