@@ -67,8 +67,8 @@ def test_fusemax_prices_exp_as_six_macs() -> None:
     # SLN = exp(QK - LM) on the 2-D array: 6 (exp) + 1 (subtract) = the artifact's 7 cycles per element.
     array2d = arch.unit("array2d")
     assert array2d.op_cycles["exp"] + array2d.op_cycles["add"] == 7
-    assert set(array2d.op_cycles) == {"mac", "add", "max", "exp"}
-    assert set(arch.unit("array1d").op_cycles) == {"mac", "mul", "add", "max", "div", "exp", "gelu"}
+    assert set(array2d.op_cycles) == {"mac", "add", "max", "exp", "cmp"}
+    assert set(arch.unit("array1d").op_cycles) == {"mac", "mul", "add", "max", "div", "exp", "gelu", "cmp"}
     # GELU = mul + exp + add + div in sequence: 1 + 6 + 1 + 1 cycles, priced as its parts.
     gelu = arch.unit("array1d")
     assert gelu.op_cycles["gelu"] == 9

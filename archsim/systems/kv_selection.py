@@ -75,6 +75,14 @@ Hardware effect elsewhere (PIM and offloading reached by `archsim sparse --syste
   with the fraction of (tile, query) pairs kept, which is the block density when blocks are whole tiles. Both
   the latency of a 1-D-bound mapping (FuseMax at these sizes) and the energy fall with density; a K/V tile no
   query of the resident query tile sees is not fetched (`archsim.model.reuse.masked_refetches`).
+- Spatial array with the estimation (`selected_blocks_on_array`): MInference's block-sparse head
+  (`minference-block-sparse`: pooling, block scores, top-k selection, then attention over the selected blocks) on
+  `fusemax-minference-block-sparse` against dense causal attention (`attention-1pass-causal-gqa` on `fusemax-gqa`,
+  grouped K/V or not). The estimation groups' cycles (every group but `attention`: one Einsum each, or
+  `sequential`) do not fall with density, so their share of the sparse run's compute grows as density falls. The
+  selected blocks' mask reads the selection (a density, no positions), so every K/V tile is fetched and the score
+  rows the 3-pass softmax keeps on chip are dense: what falls with density is the 2-D array's compute, not the
+  traffic.
 """
 
 from __future__ import annotations
@@ -117,6 +125,8 @@ KERNEL_WORD_BYTES = 2  # the sparse methods' kernels and their dense baselines r
 PIM_ATTENTION = "attention-decode-gqa"
 QUEST_CASCADE = "quest-decode"
 DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-sparse"
+SELECTION_ARRAY_MAPPING, DENSE_CAUSAL_ARRAY_MAPPING = "fusemax-minference-block-sparse", "fusemax-gqa"
+SELECTION_ATTENTION_GROUP = "attention"  # the selected blocks' group; the mapping's others are the estimation
 
 
 @dataclass(frozen=True)
@@ -449,6 +459,32 @@ def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int)
                         evaluate(point.binding, point.analysis, point.arch, point.mapping)))
     (dense_points, dense), (sparse_points, sparse) = results
     return ArrayBlockSparse(sparse_points / dense_points, dense, sparse)
+
+
+@dataclass(frozen=True)
+class ArraySelectedBlocks:
+    """MInference's block-sparse head, its estimation included, against dense causal attention on a spatial array:
+    the kept fraction of causal points, the estimation's share of the sparse run's compute cycles, both Results."""
+
+    density: float
+    estimation_share: float
+    dense: Result
+    sparse: Result
+
+
+def selected_blocks_on_array(workload: str, seq_len: int, block: int, k_b: int, density: float,
+                             mapping: str = SELECTION_ARRAY_MAPPING,
+                             dense_mapping: str = DENSE_CAUSAL_ARRAY_MAPPING) -> ArraySelectedBlocks:
+    """`minference-block-sparse` (blocks of `block` tokens, `k_b` selected per block row, `density` of the causal
+    points kept) on `mapping` and dense causal attention on `dense_mapping`, at `seq_len` tokens of `workload`,
+    through the analytical model (module docstring). Bad settings are the binding's SpecErrors (`--set`'s)."""
+    from archsim.point import run_point
+
+    sparse = run_point(mapping, workload=workload,
+                       sets={"seq_len": seq_len, "block": block, "k_b": k_b, "density": density})
+    dense = run_point(dense_mapping, workload=workload, sets={"seq_len": seq_len})
+    estimation = sum(e.compute_cycles for e in sparse.einsums if e.group != SELECTION_ATTENTION_GROUP)
+    return ArraySelectedBlocks(density, estimation / sparse.compute_cycles, dense, sparse)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
