@@ -265,14 +265,14 @@ def test_a_body_reads_only_the_indices_its_einsum_iterates(cli, tmp_path: Path) 
 
 
 def test_alibi_runs_on_fusemax_with_the_bias_split_between_its_arrays(cli, cli_json, tmp_path: Path) -> None:
-    """fusemax's 2-D array has no mul (mac, add, max, exp), so the library mapping refuses the one-pass ALiBi
+    """fusemax's 2-D array has no mul (mac, add, max, exp, cmp), so the library mapping refuses the one-pass ALiBi
     cascade. Split as SLOPE[h] * m and SLOPE[h] * p on the 1-D array, the 2-D array adds: LM is max + 2 adds, three
     times attention-1pass's LM (max alone) in cycles, its ops 3 x B*H*M*P = 3 * 64*12*1024*1024."""
     alibi = _write(tmp_path, ALIBI_1PASS, "alibi-1pass.yaml")
     line = _one_error(cli("run", "--mapping", "fusemax", "--cascade", alibi, "--workload", "bert-base",
                           expect=2).output)
     assert line.endswith("mappings/fusemax.yaml: groups[0].binding.LM: unit array2d has no mul (it has mac, add, max, "
-                         "exp)"), line
+                         "exp, cmp)"), line
     split = _write(tmp_path, _edit(ALIBI_1PASS, ("einsums: |\n", "einsums: |\n  SP[h,p] = SLOPE[h] * p\n"),
                                    ("  LM[b,h,m1,p]", "  SM[h,m1,m0] = SLOPE[h] * m\n  LM[b,h,m1,p]"),
                                    ("SLOPE[h] * (m - p)", "SM[h,m1,m0] - SP[h,p]")), "alibi-split.yaml")

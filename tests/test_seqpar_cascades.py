@@ -8,7 +8,9 @@ zigzag's 2P chunks included; and seq_len 16 for the P dividing it), with query s
 online-softmax rescales matter; (b) one broken merge or transfer per family misses the reference by > 1e-3;
 (c) the points of the transfer Einsums whose source device differs from the destination equal seqpar-sparse.md
 §1's closed forms (elements; bytes = elements x word_bytes): ring (P-1)*2*(N/P)*H_kv*d received per device,
-Ulysses (N/P)*(H+2H_kv)*d*(P-1)/P per device for the Q/K/V all-to-all, LASP-2 (P-1) states B*H*d_k*d_v per device.
+Ulysses (N/P)*(H+2H_kv)*d*(P-1)/P per device for the Q/K/V all-to-all, LASP-2 (P-1) states B*H*d_k*d_v per device;
+(d) each `-noncausal` form (what `archsim parallel --no-causal` times) is its causal sibling's Einsums with the causal
+masks dropped, checked against the non-causal reference.
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ from archsim.spec_files import read_yaml
 TOLERANCE = 1e-9  # float64 interpreter against float64 numpy references
 DEVICES = range(1, 9)
 RINGS = ("ring-attention", "ring-attention-causal", "ring-attention-stripe", "ring-attention-zigzag")
-PLAIN_SHARDED = (*RINGS, "allgather-cp-attention", "lasp1-linear-attention", "lasp2-linear-attention",
-                 "distattention-decode")
+PLAIN_SHARDED = (*RINGS, "allgather-cp-attention", "allgather-cp-attention-noncausal", "lasp1-linear-attention",
+                 "lasp2-linear-attention", "distattention-decode")
+HEAD_SHARDED = ("ulysses-attention", "ulysses-attention-noncausal", "megatron-sp-attention",
+                "megatron-sp-attention-noncausal")
+USP = ("usp-attention", "usp-attention-noncausal")
+# Each scheme's non-causal form (what `archsim parallel --no-causal` times) and its causal sibling.
+NONCAUSAL = {f"{name}-noncausal": name for name in ("ulysses-attention", "usp-attention", "megatron-sp-attention",
+                                                     "allgather-cp-attention")}
 
 
 def _max_error(binding: Binding, seed: int = 0, inputs: dict[str, np.ndarray] | None = None) -> float:
@@ -68,7 +76,7 @@ def test_sequence_sharded_cascades_equal_their_reference(name: str, devices: int
             assert _max_error(binding, seed) < TOLERANCE, (seq_len, seed)
 
 
-@pytest.mark.parametrize("name", ["ulysses-attention", "megatron-sp-attention"])
+@pytest.mark.parametrize("name", HEAD_SHARDED)
 @pytest.mark.parametrize("devices", DEVICES)
 def test_head_sharded_cascades_equal_their_reference(name: str, devices: int) -> None:
     """P | heads and P | kv_heads: heads 2P with P KV heads for every P, and heads 8 / kv_heads 8 or 4 where P
@@ -79,18 +87,18 @@ def test_head_sharded_cascades_equal_their_reference(name: str, devices: int) ->
         assert _max_error(binding) < TOLERANCE, (heads, kv_heads)
 
 
+@pytest.mark.parametrize("name", USP)
 @pytest.mark.parametrize(("ulysses", "ring"), [(u, r) for u in DEVICES for r in DEVICES if u * r <= 8])
-def test_usp_equals_causal_attention(ulysses: int, ring: int) -> None:
-    binding = _bind("usp-attention", ulysses=ulysses, ring=ring, seq_len=4 * ulysses * ring, heads=2 * ulysses,
+def test_usp_equals_its_reference(name: str, ulysses: int, ring: int) -> None:
+    binding = _bind(name, ulysses=ulysses, ring=ring, seq_len=4 * ulysses * ring, heads=2 * ulysses,
                     kv_heads=ulysses)
     assert _max_error(binding) < TOLERANCE
 
 
-@pytest.mark.parametrize(("name", "rank"), [("ulysses-attention", "HL"), ("megatron-sp-attention", "HL"),
-                                            ("usp-attention", "GL")])
+@pytest.mark.parametrize(("name", "rank"), [*((name, "HL") for name in HEAD_SHARDED), *((name, "GL") for name in USP)])
 def test_head_sharding_refuses_heads_the_devices_do_not_divide(name: str, rank: str) -> None:
     """heads / devices is a rank size: 8 heads on 3 devices is refused, not floored to 2 heads a device."""
-    params = {"ulysses": 2, "ring": 1, "kv_heads": 3} if name == "usp-attention" else {"devices": 3, "kv_heads": 3}
+    params = {"ulysses": 2, "ring": 1, "kv_heads": 3} if name in USP else {"devices": 3, "kv_heads": 3}
     with pytest.raises(SpecError, match=f"ranks.{rank}: expected a positive integer size"):
         _bind(name, seq_len=12, heads=6 if rank == "GL" else 8, **params)
 
@@ -113,6 +121,14 @@ BROKEN = [  # (cascade, text in its einsums or masks, replacement, what breaks)
      "state passed on without the earlier chunks"),
     ("lasp2-linear-attention", "where t < d", "where t <= d", "prefix sum includes the device's own state"),
     ("distattention-decode", "PW[b,g,r,d] * PD[b,g,r,d]", "PD[b,g,r,d]", "partial denominators not rescaled"),
+    ("ulysses-attention-noncausal", "sum(k: SN[b,d,gl,r,q,k] * VH[b,d,gl,k,f])",
+     "sum(k: SN[b,d,gl,r,q,k] * VH[b,d,gl,k,f]) where k <= q", "a causal mask left on the numerator"),
+    ("usp-attention-noncausal", "PRM[b,y,u,gl,r,s,v,c] * RNV[b,y,u,gl,r,s,v,c,f]", "RNV[b,y,u,gl,r,s,v,c,f]",
+     "ring numerator not rescaled"),
+    ("megatron-sp-attention-noncausal", "sum(k: SN[b,d,gl,r,q,k])", "sum(k: SN[b,d,gl,r,q,k]) where k <= q",
+     "a causal mask left on the denominator"),
+    ("allgather-cp-attention-noncausal", "VG[b,g,d,t,j,f]      = V[b,g,t,j,f]", "VG[b,g,d,t,j,f]      = V[b,g,d,j,f]",
+     "all-gather copies the device's own V chunk"),
 ]
 
 
@@ -127,7 +143,7 @@ def test_a_broken_merge_or_transfer_is_caught(name: str, right: str, wrong: str,
     else:
         data["masks"] = {k: v.replace(right, wrong) for k, v in data["masks"].items()}
     params = {"devices": 4, "heads": 8, "kv_heads": 4, "seq_len": 16}
-    if name == "usp-attention":
+    if name in USP:
         params = {"ulysses": 2, "ring": 2, "heads": 8, "kv_heads": 4, "seq_len": 16}
     right_binding = _bind(name, **params)
     broken = bind(cascade_from_dict(data), params)
@@ -136,6 +152,27 @@ def test_a_broken_merge_or_transfer_is_caught(name: str, right: str, wrong: str,
         inputs["Q"] = inputs["Q"] * 3.0
     assert _max_error(right_binding, inputs=inputs) < TOLERANCE
     assert _max_error(broken, inputs=inputs) > 1e-3, why
+
+
+@pytest.mark.parametrize(("name", "sibling"), NONCAUSAL.items())
+def test_a_noncausal_form_is_its_causal_sibling_without_the_causal_masks(name: str, sibling: str) -> None:
+    """The same Einsums over the same device ranks, so the same transfers; each Einsum either unmasked or masked as
+    in the sibling by a mask that selects devices (no causal mask, no -inf fill), and a non-causal reference."""
+    noncausal, causal = library.load_cascade_spec(name), library.load_cascade_spec(sibling)
+    assert causal.reference != noncausal.reference
+    assert (noncausal.inputs, noncausal.outputs) == (causal.inputs, causal.outputs)
+    assert [e.name for e in noncausal.einsums] == [e.name for e in causal.einsums]
+    for mine, theirs in zip(noncausal.einsums, causal.einsums, strict=True):
+        assert (mine.output, mine.space, mine.body, mine.reduce_op, mine.reduce_vars) == (
+            theirs.output, theirs.space, theirs.body, theirs.reduce_op, theirs.reduce_vars), mine.name
+        assert mine.fill is None and mine.mask in (None, theirs.mask), mine.name
+    params = {"ulysses": 2, "ring": 2} if name in USP else {"devices": 2}
+    binding, causal_binding = _bind(name, **params), _bind(sibling, **params)
+    inputs = random_inputs(binding, 0)
+    assert _max_error(binding, inputs=inputs) < TOLERANCE
+    assert _max_error(causal_binding, inputs=inputs) < TOLERANCE
+    outputs = execute(binding, inputs), execute(causal_binding, inputs)
+    assert all(np.max(np.abs(outputs[0][t] - outputs[1][t])) > 1e-3 for t in noncausal.outputs)
 
 
 def _received(binding: Binding, einsum_name: str, source: str, destination: str) -> int:
@@ -166,11 +203,12 @@ def test_ring_moves_p_minus_1_kv_blocks_per_device(name: str) -> None:
     assert received * binding.word_bytes == P * (P - 1) * 2 * (N // P) * G * E * B * 2  # bf16 bytes
 
 
-def test_ulysses_all_to_all_moves_the_closed_form() -> None:
+@pytest.mark.parametrize("name", ["ulysses-attention", "ulysses-attention-noncausal"])
+def test_ulysses_all_to_all_moves_the_closed_form(name: str) -> None:
     """seqpar-sparse.md §1, DeepSpeed-Ulysses: (N/P)*(H+2H_kv)*d*(P-1)/P elements per device for the Q, K, V
     all-to-all (summed over the P devices here), and (N/P)*H*d*(P-1)/P for the output's all-to-all back."""
-    binding = _bind("ulysses-attention", batch=B, heads=H, kv_heads=G, seq_len=N, head_dim=E, devices=P)
-    qkv = sum(_received(binding, name, "t", "d") for name in ("QH", "KH", "VH"))
+    binding = _bind(name, batch=B, heads=H, kv_heads=G, seq_len=N, head_dim=E, devices=P)
+    qkv = sum(_received(binding, tensor, "t", "d") for tensor in ("QH", "KH", "VH"))
     assert qkv == P * B * (N // P) * (H + 2 * G) * E * (P - 1) // P
     assert _received(binding, "AV", "u", "d") == P * B * (N // P) * H * E * (P - 1) // P
 
@@ -183,11 +221,12 @@ def test_lasp2_all_gathers_p_minus_1_states_per_device() -> None:
         assert _received(binding, "MG", "t", "d") == P * (P - 1) * B * H * E * E
 
 
-def test_megatron_sp_collectives_move_the_sequence_chunks() -> None:
+@pytest.mark.parametrize("name", ["megatron-sp-attention", "megatron-sp-attention-noncausal"])
+def test_megatron_sp_collectives_move_the_sequence_chunks(name: str) -> None:
     """Megatron-SP: the all-gather of X and the reduce-scatter of the output each move (P-1)*(N/P)*hidden
     elements per device (N*h*(P-1)/P; seqpar-sparse.md §1 counts 4*N*h per link for fwd + bwd)."""
     hidden = 16
-    binding = _bind("megatron-sp-attention", batch=B, heads=H, kv_heads=G, seq_len=N, head_dim=E, devices=P,
+    binding = _bind(name, batch=B, heads=H, kv_heads=G, seq_len=N, head_dim=E, devices=P,
                     hidden=hidden)
     chunk = B * (N // P) * hidden
     assert _received(binding, "XG", "t", "d") == P * (P - 1) * chunk

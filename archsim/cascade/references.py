@@ -379,12 +379,26 @@ def attention_gqa(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return attention({"Q": x["Q"], "K": k, "V": v}, p)
 
 
-@reference("X[B,P,D] WQ[H,E,D] WK[G,E,D] WV[G,F,D] WO[H,F,D] -> Z[B,P,D]")
+ATTENTION_BLOCK = "X[B,P,D] WQ[H,E,D] WK[G,E,D] WV[G,F,D] WO[H,F,D] -> Z[B,P,D]"
+
+
+def _attention_block(x: Arrays, p: Params, attend: Reference) -> dict[str, np.ndarray]:
+    """QKV projection of X [B,P,D], GQA attention by `attend`, output projection with WO [H,F,D] -> Z [B,P,D]."""
+    qkv = qkv_projection(x, p)
+    return output_projection({"AV": attend(qkv, p)["AV"], "WO": x["WO"]}, p)
+
+
+@reference(ATTENTION_BLOCK)
 def megatron_sp_attention(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """The attention block of a decoder layer: QKV projection of X [B,P,D], causal GQA attention, output
     projection with WO [H,F,D] -> Z [B,P,D] (what Megatron-SP's sequence- and head-sharded block computes)."""
-    qkv = qkv_projection(x, p)
-    return output_projection({"AV": attention_causal_gqa(qkv, p)["AV"], "WO": x["WO"]}, p)
+    return _attention_block(x, p, attention_causal_gqa)
+
+
+@reference(ATTENTION_BLOCK)
+def megatron_sp_attention_noncausal(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """`megatron_sp_attention` with non-causal GQA attention (every query sees every key)."""
+    return _attention_block(x, p, attention_gqa)
 
 
 # ---------------------------------------------------------------- sparse prefill and KV selection (issue 19)
