@@ -134,8 +134,8 @@ def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts(
      "--reuse-fraction does not apply to --method quest"),
     (["--method", "quest", "--context", "0", "--budget", "512"], "--context: 0: expected whole numbers >= 1"),
     (["--method", "minference", "--context", "8K", "--patterns", "llama2-7b-duo-25"],
-     "llama2-7b-duo-25.yaml: layers: expected a map of llama2-7b's query heads (32 layers x 32 query heads, head_kind: "
-     "query), got 32 x 32 kv heads"),
+     "llama2-7b-duo-25.yaml: head_kind: expected a map of llama2-7b's query heads (32 layers x 32 query heads, "
+     "head_kind: query), got 32 x 32 kv heads"),
     (["--method", "quest", "--context", "8K", "--budget", "512", "--gpu", "nope"], "--gpu: nope: not a GPU preset"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_option(args: list[str], says: str) -> None:

@@ -181,7 +181,7 @@ def _prefill_table(points: list[dict]) -> None:
               "activations not counted)")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
                f"FlashAttention-2; memory: {memory}"
-               + (f"; density {p0['density']:g} of the causal attention" if estimate else ""))
+               + (f"; density {p0['density']:g} of the causal attention" if "density" in p0 else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
                + (f"{'estimate':>9} " if estimate else "")
                + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")

@@ -6,8 +6,9 @@ A head's call (`head_plan`) is a list of launches timed by the GPU model (`archs
 - Vertical-slash (Alg. 2): Â = softmax(Q[-64:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes, column sums and
   diagonal sums (the diagonal sum pads and re-reads the 64 x N scores), two top-k selections over N scores (a radix
   select reads its input about `TOPK_PASSES` times), index sorts, the pads of Q, K, V to a multiple of 64, the index
-  build (one pass over (N/64)(k_v + k_s) int32 indices, k_v and k_s each at most N as MInference clamps them), then
-  the sparse kernel.
+  build (one pass over (N/64)(k_v + k_s) int32 indices), then the sparse kernel. k_v and k_s are taken as
+  MInference's code runs them (`vertical_slash_sizes`, §3.1: it clamps k_v >= 30 and k_s >= 50, forcing the first
+  30 columns and the nearest diagonals, and caps both at N).
 - Block-sparse (Alg. 3): mean pooling of Q and K over 64 tokens, Q̂·K̂ᵀ over (N/64)^2 blocks, softmax and top-k_b per
   query block, then the kernel.
 - A-shape: no estimation; the kernel over `sinks` initial and `window` recent tokens.
@@ -27,7 +28,10 @@ query block visits more tiles than the causal kernel's i + 1, and a k_v beyond t
 does. That is the sparse end of the reference's
 range (k_v + k_s + 64 keys per row with contiguous slashes, up to k_v + 64 k_s scattered).
 Heads run one after another (MInference loops over heads in Python); a head's time is
-max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time).
+max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time). Its estimation
+(`head_parts_s`) is the eager launches' GPU time (pads, estimate, top-k, sorts and index build), the index build
+(`index_launches`: the sorts and the build) a part of it; either is a share of the head's time only where the call
+is not host-bound.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ SCORE_BYTES = 4  # fp32 scores of the estimate
 INDEX_BYTES = 4  # int32 indices
 VIEW_OPS = 6  # slicing, unsqueeze, transposes: issued from Python, no kernel
 PATTERNS = ("vertical_slash", "block_sparse", "a_shape")
+MIN_VERTICALS, MIN_SLASHES = 30, 50  # MInference's code clamps k_v >= 30, k_s >= 50 (seqpar-sparse.md §3.1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,12 @@ class SparseParams:
     eager: Mapping[str, float]
 
 
+def vertical_slash_sizes(k_v: int, k_s: int, n: int) -> tuple[int, int]:
+    """(k_v, k_s) as MInference's code runs a vertical-slash head over n tokens: at least `MIN_VERTICALS` and
+    `MIN_SLASHES` (its forced first columns and nearest diagonals), at most n."""
+    return min(n, max(k_v, MIN_VERTICALS)), min(n, max(k_s, MIN_SLASHES))
+
+
 def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) 64 x 64 key tiles each query block visits (module docstring's placement)."""
     blocks = math.ceil(n / BLOCK)
@@ -107,9 +118,10 @@ def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
         band = math.ceil(pattern.window / BLOCK) + 1
         total = np.minimum(causal, math.ceil(pattern.sinks / BLOCK) + band)
         return total - np.minimum(total, 2), np.minimum(total, 2)
-    band = np.minimum(causal, math.ceil(pattern.k_s / BLOCK) + 1)
+    k_v, k_s = vertical_slash_sizes(pattern.k_v, pattern.k_s, n)
+    band = np.minimum(causal, math.ceil(k_s / BLOCK) + 1)
     left = BLOCK * (causal - band)  # keys left of the band's first block
-    columns = -(-np.minimum(pattern.k_v, left) // BLOCK)
+    columns = -(-np.minimum(k_v, left) // BLOCK)
     masked = np.minimum(band, 2)
     return band - masked + columns, masked
 
@@ -129,15 +141,12 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     eager: list[Launch] = [StreamLaunch(f"pad {t} to a multiple of 64", 2 * tokens, "hbm_efficiency")
                            for t in ("q", "k", "v")]
     if pattern.kind == "vertical_slash":
-        indices = min(pattern.k_v, n) + min(pattern.k_s, n)  # MInference clamps both sizes to the query length
         estimate = last_queries_estimate(LAST_Q, n, d, 1, 1, precision, e)
         eager += [*estimate[:4],
                   StreamLaunch("top-k verticals", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
                   *estimate[4:],
                   StreamLaunch("top-k slashes", TOPK_PASSES * n * SCORE_BYTES, "hbm_efficiency"),
-                  StreamLaunch("sort the indices", 2 * indices * INDEX_BYTES, "hbm_efficiency"),
-                  StreamLaunch("build the block and column indices", math.ceil(n / BLOCK) * indices * INDEX_BYTES,
-                               "hbm_efficiency")]
+                  *index_launches(pattern, n)]
     elif pattern.kind == "block_sparse":
         blocks = math.ceil(n / BLOCK)
         pooled = blocks * blocks
@@ -148,6 +157,18 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     case = AttentionCase("fwd", 1, 1, 1, head_dim, n, True, precision)
     kernel = fitting_fwd_launch("sparse fwd", case, gpu, BLOCK, KERNEL_WARPS, KERNEL_STAGES, key_tiles(pattern, n))
     return eager, [kernel]
+
+
+def index_launches(pattern: SparsePattern, n: int) -> list[Launch]:
+    """The index build of one head's call over n tokens: a vertical-slash head's sort of its k_v + k_s indices and
+    one pass over (N/64)(k_v + k_s) int32 indices (`vertical_slash_sizes`); none for the other patterns, whose
+    top-k (block-sparse) or static mask (A-shape) is the kernel's list."""
+    if pattern.kind != "vertical_slash":
+        return []
+    indices = sum(vertical_slash_sizes(pattern.k_v, pattern.k_s, n))
+    return [StreamLaunch("sort the indices", 2 * indices * INDEX_BYTES, "hbm_efficiency"),
+            StreamLaunch("build the block and column indices", math.ceil(n / BLOCK) * indices * INDEX_BYTES,
+                         "hbm_efficiency")]
 
 
 def fitting_fwd_launch(name: str, case: AttentionCase, gpu: GPU, block: int, warps: int, stages: tuple[int, ...],
@@ -196,4 +217,13 @@ def head_time_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params:
     """One head's call: its launches' GPU time, or its eager ops' host time when that is longer. MInference's
     kernels are 16-bit (bf16 by default); a workload of another word size is refused before this
     (`kv_selection.check_dense_attention`)."""
-    return call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)[0]
+    return head_parts_s(pattern, n, head_dim, gpu, params, precision, element_bytes)[0]
+
+
+def head_parts_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
+                 precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float, float]:
+    """(one head's call, its estimation, its index build) in seconds (module docstring): the call as
+    `head_time_s`; the estimation the eager launches' GPU time, the index build (`index_launches`) part of it."""
+    call_s, eager_s = call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)
+    index_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in index_launches(pattern, n))
+    return call_s, eager_s, index_s

@@ -5,7 +5,8 @@ A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "d
 "dense_memory_bytes"} plus the method's own fields, with `phase` one of
 - `prefill`: one prompt's end-to-end prefill (MInference, FlexPrefill or DuoAttention,
   `archsim.systems.sparse_prefill`, against dense FlashAttention-2), with its attention, other ops and KV copy to the
-  host apart (FlexPrefill's estimation too, `estimate_s`); DuoAttention's, when asked (`SparseMethod.prefill`), after
+  host apart (FlexPrefill's and MInference's estimation too, `estimate_s`, within the attention; MInference's index
+  build, part of that, `index_s`); DuoAttention's, when asked (`SparseMethod.prefill`), after
   its decode points at each context;
 - `decode`: one generated token of one request, end to end (`archsim.systems.kv_selection`: DuoAttention, Quest,
   RazorAttention, TokenSelect, against dense decode);
@@ -74,6 +75,7 @@ from archsim.systems.sparse_prefill import (
     flex_prefill,
     head_patterns,
     kv_on_host,
+    minference_estimate_s,
     sparse_prefill,
 )
 from archsim.systems.system_model import SystemModel
@@ -140,22 +142,28 @@ def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int 
 
 
 def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str) -> None:
-    """Refuse a map that is not of `workload`'s layers x heads of `head_kind` (query heads, or KV heads)."""
+    """Refuse a map that is not of `workload`'s layers x heads of `head_kind` (query heads, or KV heads), naming
+    the first field of the map that differs: head_kind, layers, heads."""
     size = "heads" if head_kind == "query" else "kv_heads"
     layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get(size, 0))
-    if pattern_map.head_kind != head_kind or (pattern_map.layers, pattern_map.heads) != (layers, heads):
+    wanted = {"head_kind": head_kind, "layers": layers, "heads": heads}
+    differs = [field for field, value in wanted.items() if getattr(pattern_map, field) != value]
+    if differs:
         what = "query heads" if head_kind == "query" else "KV heads"
-        raise SpecError(pattern_map.path, "layers", f"expected a map of {workload.name}'s {what} ({layers} layers x "
-                                                    f"{heads} {what}, head_kind: {head_kind}), got "
-                                                    f"{pattern_map.layers} x {pattern_map.heads} "
-                                                    f"{pattern_map.head_kind} heads")
+        raise SpecError(pattern_map.path, differs[0], f"expected a map of {workload.name}'s {what} ({layers} layers "
+                                                      f"x {heads} {what}, head_kind: {head_kind}), got "
+                                                      f"{pattern_map.layers} x {pattern_map.heads} "
+                                                      f"{pattern_map.head_kind} heads")
 
 
 def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
-    """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2."""
+    """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2, with its
+    estimation (`estimate_s`) and index build (`index_s`, part of it) summed over heads and layers."""
     check_map_shape(pattern_map, workload, "query")
-    return _prefill_record("MInference", workload, gpu, context,
-                           sparse_prefill(workload, gpu, context, head_patterns(pattern_map)))
+    patterns = head_patterns(pattern_map)
+    estimate_s, index_s = minference_estimate_s(workload, gpu, context, patterns)
+    return {**_prefill_record("MInference", workload, gpu, context, sparse_prefill(workload, gpu, context, patterns)),
+            "estimate_s": estimate_s, "index_s": index_s}
 
 
 def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> dict:

@@ -10,7 +10,8 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   part by part (`benchmarks/llama_layer_prefill.py`) ran its norms 8x the one pass and RoPE at 9 ms at 128K;
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
-  after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting);
+  after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting); its
+  estimation and index build apart (`minference_estimate_s`);
 - FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
 - DuoAttention (Xiao et al., ICLR'25; §3.3, `duo_prefill`): per layer, its retrieval KV heads (with their query
   heads) as one FlashAttention-2 causal call over the prompt, then its streaming heads as one call of the block-sparse
@@ -71,6 +72,7 @@ from archsim.model.gpu_sparse import (
     SparsePattern,
     call_time_s,
     fitting_fwd_launch,
+    head_parts_s,
     head_time_s,
     key_tiles,
 )
@@ -268,6 +270,20 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     attention = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
         count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
     return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
+
+
+def minference_estimate_s(workload: Workload, gpu: GPU, seq_len: int,
+                          head_patterns: Sequence[tuple[SparsePattern, int]]) -> tuple[float, float]:
+    """(estimation, index build) of `sparse_prefill`'s attention in seconds, summed over its heads as the attention
+    is: each head's eager launches' GPU time and the index build's part of it (`gpu_sparse.head_parts_s`); NaN where
+    the attention has no time."""
+    _, heads, kv_heads, head_dim = _sizes(workload)
+    if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len):
+        return math.nan, math.nan
+    params = _sparse_params()
+    parts = [(count, head_parts_s(pattern, seq_len, head_dim, gpu, params)) for pattern, count in head_patterns]
+    return (sum(count * estimate_s for count, (_, estimate_s, _) in parts),
+            sum(count * index_s for count, (_, _, index_s) in parts))
 
 
 def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
