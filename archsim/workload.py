@@ -5,7 +5,7 @@
     source: where the numbers come from
     params: {batch: 64, seq_len: 1024, hidden: 768, heads: 12, kv_heads: 12, head_dim: 64, ...}
     block: gpt                  # optional: the decoder block's kind, one of BLOCK_KINDS
-    attention: softmax          # optional: softmax (the default) or linear (ATTENTION_KINDS)
+    attention: softmax          # optional: softmax (the default), linear or hybrid (ATTENTION_KINDS)
 
 `PARAMS` is the vocabulary: every name a workload may give, each an integer count. They are the model's sizes:
 when a workload is bound to a cascade (`archsim.cascade.bind.bind`), each of them the cascade binds must come
@@ -26,25 +26,30 @@ OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mix
 `archsim.systems.step` expands a layer of each. A workload that does not say (an encoder, or a model of neither
 kind) has `block` None.
 
-`attention` says which attention the model's layers compute: "softmax" (every workload unless it says otherwise) or
-"linear" (LASP's Linear-Llama3: basic linear attention, no softmax). A model of linear attention is timed only by
-what models it (`archsim parallel`'s LASP schemes, and Ring as LASP-2's baseline); everything that times softmax
-attention refuses it (`refuse_linear_attention`), as MLA and sliding-window workloads are refused where their
-attention is not modelled.
+`attention` says which attention the model's layers compute: "softmax" (every workload unless it says otherwise),
+"linear" (LASP's Linear-Llama3: basic linear attention, no softmax) or "hybrid" (LASP-2H's hybrid models: every
+`softmax_every`-th layer softmax attention, the others linear; `attention_layers`). A hybrid workload gives
+`softmax_every` (k), and only a hybrid one does: a whole number from 2 (at least one linear layer in every k) to
+`layers` (at least one softmax layer); it need not divide `layers`: layers k - 1, 2k - 1, ... counting from 0 are
+softmax, floor(layers / k) of them (moe_every's placement; 16 layers at k = 4: layers 3, 7, 11, 15, LASP-2's "1/4
+hybrid"). A model of linear or hybrid attention is timed only by what models it (`archsim parallel`'s LASP schemes
+and Ring as LASP-2's baseline for linear, lasp2h for hybrid); everything that times softmax attention refuses both
+(`refuse_linear_attention`), as MLA and sliding-window workloads are refused where their attention is not
+modelled. `attention_view` is a hybrid model's layers of one kind as a model of its own (the same sizes).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from archsim.errors import SpecError, check_keys, text_number_hint
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
-ATTENTION_KINDS = ("softmax", "linear")
+ATTENTION_KINDS = ("softmax", "linear", "hybrid")
 BLOCK_CASCADES = {  # a decoder block's kind -> (its norm cascade, its dense FFN cascade); archsim.systems.step.BLOCKS
     # GPT-2/3 (Radford et al. 2019 Sec. 2.3; Brown et al. 2020 Sec. 2.1), OPT, BERT: LayerNorm, GELU FFN
     "gpt": ("layernorm", "ffn"),
@@ -78,6 +83,8 @@ PARAMS = {
     "experts": Param("routed experts"),
     "top_k": Param("experts per token"),
     "moe_every": Param("every moe_every-th layer is MoE, the others dense (1 = all; default 1 with experts)"),
+    "softmax_every": Param("every softmax_every-th layer is softmax attention, the others linear (attention: hybrid "
+                           "only, and required there)", minimum=2),
     "kv_lora_rank": Param("MLA latent KV width"),
     "q_lora_rank": Param("MLA latent query width"),
     "rope_dim": Param("MLA decoupled RoPE width"),
@@ -141,16 +148,35 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     _check_heads(sizes, source)
     _check_needs(sizes, source)
     _check_moe(sizes, source)
+    _check_hybrid(sizes, attention, source)
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
                     block, attention)
 
 
 def refuse_linear_attention(workload: Workload, what: str) -> None:
-    """Refuse a linear-attention workload where `what` (a command, a model) times softmax attention."""
-    if workload.attention == "linear":
-        raise SpecError(workload.path, "attention", f"{workload.name} computes linear attention, which {what} does not "
-                                                    "model: it times softmax attention (linear attention runs under "
-                                                    "archsim parallel --scheme lasp1 or lasp2)")
+    """Refuse a linear- or hybrid-attention workload where `what` (a command, a model) times softmax attention."""
+    if workload.attention != "softmax":
+        raise SpecError(workload.path, "attention", f"{workload.name} computes {workload.attention} attention, which "
+                                                    f"{what} does not model: it times softmax attention (linear "
+                                                    "attention runs under archsim parallel --scheme lasp1 or lasp2, "
+                                                    "hybrid under --scheme lasp2h)")
+
+
+def attention_layers(workload: Workload) -> dict[str, int]:
+    """How many of the model's layers compute each attention: {"linear": n, "softmax": m} for a hybrid model (m =
+    floor(layers / softmax_every), module docstring), {its attention: layers} otherwise."""
+    layers = int(workload.params["layers"])
+    if workload.attention != "hybrid":
+        return {workload.attention: layers}
+    softmax = layers // int(workload.params["softmax_every"])
+    return {"linear": layers - softmax, "softmax": softmax}
+
+
+def attention_view(workload: Workload, kind: str) -> Workload:
+    """`workload` as a model whose every layer computes `kind` attention ("softmax" or "linear"): the same sizes
+    without `softmax_every`, to time or hold one kind of a hybrid model's layers."""
+    params = {key: value for key, value in workload.params.items() if key != "softmax_every"}
+    return replace(workload, params=params, attention=kind)
 
 
 def _check_heads(params: dict[str, float], source: str) -> None:
@@ -182,6 +208,20 @@ def _check_moe(params: dict[str, float], source: str) -> None:
     if params.get("moe_every", 1) > params.get("layers", math.inf):
         raise SpecError(source, "params.moe_every", f"expected at most layers ({params['layers']:g}) so that some "
                                                     f"layer is MoE, got {params['moe_every']:g}")
+
+
+def _check_hybrid(params: dict[str, float], attention: str, source: str) -> None:
+    """A hybrid model says which of its layers are softmax (`softmax_every`), and only a hybrid model does; some
+    layer is softmax: softmax_every is at most `layers` (module docstring)."""
+    if attention == "hybrid" and "softmax_every" not in params:
+        raise SpecError(source, "params.softmax_every", "missing: attention: hybrid needs it (every softmax_every-th "
+                                                        "layer is softmax attention, the others linear)")
+    if attention != "hybrid" and "softmax_every" in params:
+        raise SpecError(source, "params.softmax_every", f"only for a hybrid model: attention: hybrid (this workload's "
+                                                        f"attention is {attention})")
+    if params.get("softmax_every", 0) > params.get("layers", math.inf):
+        raise SpecError(source, "params.softmax_every", f"expected at most layers ({params['layers']:g}) so that "
+                                                        f"some layer is softmax, got {params['softmax_every']:g}")
 
 
 def max_size() -> int:

@@ -87,7 +87,7 @@ def test_workloads_bind_attention(cli, cli_json) -> None:
     for name in library.names("workloads"):
         spec = library.load_workload_spec(name)
         assert spec.params["heads"] % spec.params["kv_heads"] == 0
-        form = ("params.kv_lora_rank" if "kv_lora_rank" in spec.params else "attention" if spec.attention == "linear"
+        form = ("params.kv_lora_rank" if "kv_lora_rank" in spec.params else "attention" if spec.attention != "softmax"
                 else "params.kv_heads" if spec.params["kv_heads"] != spec.params["heads"] else None)
         if form:
             assert f"{spec.path}: {form}:" in cli("analyze", "attention-3pass", "--workload", name, expect=2).output

@@ -75,12 +75,14 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 
 @click.command("parallel")
 @click.option("--scheme", "schemes", metavar="S[,S...]", callback=_schemes,
-              help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2; decode: ring, "
-                   "megatron-sp, distattention (a comma list sweeps). Required, or --system's.")
+              help="ring, zigzag, stripe, ulysses, usp, megatron-sp, allgather, lasp1, lasp2, lasp2h (a hybrid "
+                   "model's: linear layers as lasp2, softmax layers as allgather); decode: ring, megatron-sp, "
+                   "distattention (a comma list sweeps). Required, or --system's.")
 @click.option("--devices", metavar="P[,P...]", callback=whole_numbers,
               help="Devices of the sequence-parallel group (a comma list sweeps). Required, or --system's cp.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
-              help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b) or a YAML file.")
+              help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b, linear-llama3-1b-hybrid) or a YAML "
+                   "file.")
 @click.option("--seq-len", "seq_lens", required=True, metavar="N[,N...]", callback=whole_numbers,
               help="Tokens of each sequence, e.g. 32768 or 32K (a comma list sweeps).")
 @click.option("--topology", metavar="NAME|FILE", callback=nonempty,
@@ -101,8 +103,8 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @click.option("--scope", type=click.Choice(["attention", "layer"]), default="attention", show_default=True,
               help="Time the attention and its communication, or the whole decoder layer.")
 @click.option("--causal/--no-causal", default=True, show_default=True,
-              help="Causal mask of the prefill (lasp1 and lasp2 are modelled causal only); a decode step's query "
-                   "attends every cached token (causal), so decode refuses --no-causal.")
+              help="Causal mask of the prefill (lasp1, lasp2 and lasp2h are modelled causal only); a decode step's "
+                   "query attends every cached token (causal), so decode refuses --no-causal.")
 @click.option("--tp", type=click.IntRange(min=1),
               help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices. "
                    "Default: 1, or --system's. Training memory (fwd+bwd) is not modelled above 1: no memory or "
@@ -145,6 +147,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
           --direction fwd+bwd --checkpointing none --training-precision mixed
       archsim parallel --scheme ring,lasp1,lasp2 --devices 64 --workload linear-llama3-1b --seq-len 512K,2M \\
           --topology dgx-a100 --out reports/parallel
+      archsim parallel --scheme lasp2h --devices 8 --workload linear-llama3-1b-hybrid --seq-len 16K \\
+          --topology dgx-a100 --batch 8 --direction fwd+bwd --scope layer
       archsim parallel --system context-parallel-h100 --workload llama3-70b --seq-len 128K --scope layer
     """
     from archsim.model.gpu_kernels import KERNELS, kernel_attention
@@ -238,14 +242,16 @@ def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, c
 
 
 def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
-    """The kernels the grid's prefill runs, for the title: `kernel`, and LASP's chunks' (`LINEAR_KERNEL`)."""
+    """The kernels the grid's prefill runs, for the title: `kernel`, and LASP's chunks' (`LINEAR_KERNEL`; a hybrid
+    scheme runs both)."""
     from archsim.systems.seqpar_compute import LINEAR_KERNEL
-    from archsim.systems.seqpar_spec import LINEAR_SCHEMES
+    from archsim.systems.seqpar_spec import LASP_SCHEMES, LINEAR_SCHEMES
 
-    lasp = [s for s in schemes if s in LINEAR_SCHEMES]
-    if not lasp:
+    if not any(s in LASP_SCHEMES for s in schemes):
         return kernel
-    return LINEAR_KERNEL if len(lasp) == len(schemes) else f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
+    if all(s in LINEAR_SCHEMES for s in schemes):
+        return LINEAR_KERNEL
+    return f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
 
 
 def _system(name: str | None, topology: str | None, gpu: str | None):

@@ -11,8 +11,17 @@ Memory per device of a decode step is what it holds: the weights and the KV cach
 `seqpar_memory.inference_memory(..., decode=True)`, without the prefill's working set (a step's own activations,
 one token per sequence, and a ring's K/V block in flight are not counted: megabytes beside the cache).
 
+A hybrid model under `lasp2h` (LASP-2H, `seqpar_spec.HYBRID_SCHEMES`) is timed layer by layer: its linear layers as
+`lasp2` and its softmax layers as `allgather` (`Workload`'s `attention_view`: the same sizes, devices, topology,
+kernel and direction), and a `ParallelResult` is one layer, so its time, compute and communication are each the
+mean over the model's layers weighted by their counts (`attention_layers`): (n_linear x lasp2's + n_softmax x
+allgather's) / layers, and layers x the time per layer (reproduce's model time and throughput) is the sum over the
+layers. Its memory is the whole model's (`seqpar_memory`'s lasp2h: each kind's KV cache or states, the larger
+working set; the gathered K and V of its softmax layers, as allgather's).
+
 `ideal_s` is the same work on one device divided by the devices (the issue's definition): the one-GPU run (ring's
-P = 1 form, lasp2's for the LASP schemes, no tensor parallelism) with the same kernel and scope, over P x tp GPUs,
+P = 1 form, lasp2's for the LASP schemes, lasp2h's own for a hybrid model: lasp2's and allgather's one-device runs
+per layer, count-weighted, no tensor parallelism) with the same kernel and scope, over P x tp GPUs,
 at every P including 1 (allgather on one device is that run), so a TP group's all-reduces and replicated work count
 against the efficiency. A one-device run of a length whose kernel call exceeds the
 GPU's DRAM is still timed (`seqpar_compute.DeviceCompute`, `check_memory` False: only the DRAM check is left out);
@@ -39,6 +48,8 @@ from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, DeviceCompute, one_word_size
 from archsim.systems.seqpar_schemes import SCHEME_TIMINGS, Timing, decode, dense, group_members, kv_bytes
 from archsim.systems.seqpar_spec import (
+    HYBRID_SCHEMES,
+    LASP_SCHEMES,
     LINEAR_SCHEMES,
     RING_SCHEMES,
     ParallelSpec,
@@ -48,6 +59,7 @@ from archsim.systems.seqpar_spec import (
     token_multiple,
 )
 from archsim.systems.sharding import kv_heads_per_device
+from archsim.workload import attention_layers, attention_view
 
 
 @dataclass(frozen=True)
@@ -184,7 +196,10 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
     call: its blocks' backwards run inside one autograd backward, so the host gap before it
     (`DeviceCompute.autograd_gap_s`, less what the GPU still runs of the step's forward: the `fwd` twin of the same
     scope) is paid once, not per block, and counts as the device's time, not its communication. A training step
-    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`)."""
+    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`). A hybrid scheme's is
+    its layers' count-weighted mean (`_hybrid_timing`)."""
+    if spec.scheme in HYBRID_SCHEMES:
+        return _hybrid_timing(spec, check_memory)
     if spec.direction == "fwd+bwd":
         spec = replace(spec, workload=one_word_size(spec.workload))
     compute = _compute(spec, check_memory)
@@ -199,6 +214,19 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
         return timing
     gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
     return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s)
+
+
+def _hybrid_timing(spec: ParallelSpec, check_memory: bool) -> Timing:
+    """A hybrid model's time, compute and communication per layer (module docstring): each attention kind's layers
+    timed under the scheme `HYBRID_SCHEMES` gives them, on that kind's view of the model, their mean weighted by
+    the kind's layer count."""
+    counts = attention_layers(spec.workload)
+    parts = [(count, _timing(replace(spec, scheme=HYBRID_SCHEMES[spec.scheme][kind],
+                                     workload=attention_view(spec.workload, kind)), check_memory))
+             for kind, count in counts.items()]
+    layers = sum(counts.values())
+    return Timing(*(sum(count * getattr(part, field) for count, part in parts) / layers
+                    for field in ("time_s", "compute_s", "comm_s")))
 
 
 def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute:
@@ -225,7 +253,7 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     attention kernel's own buffers. Training with tp > 1 is not modelled there: NaN bytes and a NaN context (not 0,
     which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
     scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
-    scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"
+    scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"  # allgather: ring's and the gathered K, V
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp):
         return mem.DeviceMemory(*[math.nan] * 5), math.nan
@@ -241,7 +269,7 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
                                        causal=spec.causal, checkpointing=spec.checkpointing, **precision)
     multiple = token_multiple(spec)
-    if spec.scheme in LINEAR_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
+    if spec.scheme in LASP_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
         multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)
     compute = _compute(spec)
 
@@ -252,12 +280,13 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
 
 
 def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
-    """What a device holds at `seq_len` tokens beside `seqpar_memory`'s working set: `allgather`'s one layer's
-    gathered K and V of all N tokens (what a ring holds plus them; one device gathers nothing: the one-device run's
-    memory), and the most any of its attention calls holds besides its operands (`_kernel_buffer_bytes`). Assumption:
-    both are added to the layer's peak working set, as if live with its largest op (an upper bound when that op is
-    not the attention)."""
-    gathered = kv_bytes(seq_len, compute) if spec.scheme == "allgather" and spec.devices > 1 else 0.0
+    """What a device holds at `seq_len` tokens beside `seqpar_memory`'s working set: `allgather`'s (and `lasp2h`'s
+    softmax layers') one layer's gathered K and V of all N tokens (what a ring holds plus them; one device gathers
+    nothing: the one-device run's memory), and the most any of its attention calls holds besides its operands
+    (`_kernel_buffer_bytes`). Assumption: both are added to the layer's peak working set, as if live with its
+    largest op (an upper bound when that op is not the attention, or, for lasp2h, a linear layer's)."""
+    gathers = spec.scheme == "allgather" or spec.scheme in HYBRID_SCHEMES
+    gathered = kv_bytes(seq_len, compute) if gathers and spec.devices > 1 else 0.0
     return gathered + _kernel_buffer_bytes(spec, compute, seq_len)
 
 
@@ -272,10 +301,10 @@ def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: in
 def _attention_calls(spec: ParallelSpec, compute: DeviceCompute,
                      seq_len: int) -> tuple[tuple[int, int, bool, int, int], ...]:
     """The (query tokens, key tokens, causal, heads, KV heads) of the softmax-kernel calls one device of `spec`'s
-    scheme runs at `seq_len` tokens (the schemes' `DeviceCompute.attention_s` calls), for allgather the largest of
-    them (its last chunk against every earlier key, and its causal diagonal). None for LASP's chunks or a decode
-    step: their kernels (`LINEAR_KERNEL`, `DECODE_KERNEL`) are fused, holding nothing beyond their operands, and a
-    decode step's memory counts no working set (module docstring)."""
+    scheme runs at `seq_len` tokens (the schemes' `DeviceCompute.attention_s` calls), for allgather (and lasp2h's
+    softmax layers) the largest of them (its last chunk against every earlier key, and its causal diagonal). None
+    for LASP's chunks or a decode step: their kernels (`LINEAR_KERNEL`, `DECODE_KERNEL`) are fused, holding nothing
+    beyond their operands, and a decode step's memory counts no working set (module docstring)."""
     p, n, causal = spec.devices, seq_len, spec.causal
     heads, kv_heads = compute.heads, compute.kv_heads
     if spec.scheme in LINEAR_SCHEMES or spec.direction == "decode":

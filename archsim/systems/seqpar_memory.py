@@ -67,7 +67,13 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
     (the all-gathered N x h input) with heads, kv_heads and ffn_dim cut P ways, the FFN's hidden kept;
   - lasp1, lasp2: the layer's attention is linear attention (the `linear-attention` cascade) over c tokens; its
     d x d state per head is kept at `state_bytes` (fp32, as LASP's code): LASP-1 holds its own and the received
-    one, LASP-2 all-gathers the P states.
+    one, LASP-2 all-gathers the P states;
+  - lasp2h (LASP-2H, a hybrid model: `attention_layers`): its linear layers as lasp2, its softmax layers as ring
+    (`HYBRID`; `seqpar` adds allgather's gathered K and V, as for allgather), each on the same sizes
+    (`attention_view`); the layer is the larger of the two kinds' working sets and in-flight buffers, and its KV
+    cache and (checkpointing "none") kept tensors are the two kinds' count-weighted mean (`_hybrid_layer`), so the
+    model's layers hold each kind's times its count (assumption: a MoE hybrid's MoE and dense layers spread over
+    both kinds in the model's proportion).
   A MoE FFN's materialised hidden activations (H1, H3, A, the experts' outputs O) and gates exist for the routed
   (token, expert) pairs only, top_k / experts of their [tokens, experts, ...] shapes as the MACs count them
   (`held_share`); a model mixing MoE and dense layers (`moe_every`) takes the larger layer's working set.
@@ -81,7 +87,8 @@ Inference (prefill, one forward pass; everything in the workload's `word_bytes` 
   them tp x P ways (one KV head per device, repeated, when tp x P is a multiple of kv_heads);
 - KV cache for all layers of the tokens and heads the device's attention holds: ring/zigzag/stripe N/P tokens,
   ulysses N tokens of kv_heads/P heads, usp N/r tokens of kv_heads/u heads, megatron-sp N tokens of kv_heads/P,
-  the whole-sequence schemes N tokens; lasp: one state per layer;
+  the whole-sequence schemes N tokens; lasp: one state per layer; lasp2h: ring's N/P tokens per softmax layer, a
+  state per linear layer;
 - one layer's working set as in training (no checkpoints, nothing for the backward pass); a decode step
   (`decode`) holds none (its one token's activations and a ring's block in flight are megabytes beside the
   cache), and a megatron-sp decode step takes any length (it cuts heads, not the sequence).
@@ -121,14 +128,15 @@ from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_model import sizes_model
 from archsim.systems.system_types import Parallelism
 from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
-from archsim.workload import Workload, max_size
+from archsim.workload import Workload, attention_layers, attention_view, max_size
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
 SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring", "zigzag", "stripe", "ulysses", "usp",
-           "megatron-sp", "lasp1", "lasp2")
+           "megatron-sp", "lasp1", "lasp2", "lasp2h")
 WHOLE_SEQUENCE = ("vanilla", "memeff-attn", "memeff-attn-ffn")  # each device holds all N tokens
 RING = ("ring", "zigzag", "stripe")
 LASP = ("lasp1", "lasp2")
+HYBRID = {"lasp2h": {"linear": "lasp2", "softmax": "ring"}}  # a hybrid scheme -> its layers' scheme by attention
 ATTENTION = "attention"
 MATERIALISED = {"vanilla": (ATTENTION, *FFN_OPS), "memeff-attn": FFN_OPS, "megatron-sp": FFN_OPS}
 LINEAR_ONLY = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")  # Megatron-SP's sequence-sharded ops
@@ -198,13 +206,15 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
     """What seq_len must be a multiple of: P equal shards for the sequence-parallel schemes; causal zigzag and
     allgather cut it into 2P chunks (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its
     r = P/u ring groups, each group's pair split over the group's u devices (USP's zigzag extract_local, yunchang):
-    lcm(P, 2r). 1 for the whole-sequence schemes, for a megatron-sp decode step (head-parallel: every device
-    holds all the tokens of its heads) and for allgather on one device (it gathers nothing: the one-device call).
+    lcm(P, 2r); lasp2h as allgather (its softmax layers'). 1 for the whole-sequence schemes, for a megatron-sp decode
+    step (head-parallel: every device holds all the tokens of its heads) and for allgather on one device (it gathers
+    nothing: the one-device call).
     Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree dividing P gets P (`_check` refuses the
     degree)."""
-    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or (scheme == "allgather" and devices == 1):
+    gathers = scheme in ("allgather", *HYBRID)
+    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or (gathers and devices == 1):
         return 1
-    if not causal or scheme not in ("zigzag", "allgather", "usp"):
+    if not causal or not (gathers or scheme in ("zigzag", "usp")):
         return devices
     if scheme != "usp":
         return 2 * devices
@@ -372,6 +382,8 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
            ulysses_degree: int | None, state_words: float, *, kept: bool = False) -> _Layer:
     """One layer of one device under `scheme` (module docstring), bytes in the workload's word size; a LASP state
     element counts `state_words` words. `kept`: also what all the layers keep without recomputation."""
+    if scheme in HYBRID:
+        return _hybrid_layer(workload, scheme, devices, seq_len, batch, tp, state_words, kept=kept)
     run = _scheme_ops(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_words)
     ops = run.ops
     if scheme in LASP:
@@ -385,6 +397,20 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
         return _Layer(layer_input, layer_input + peak, run.kv_bytes)
     kept, transient = _kept_bytes(workload, run)
     return _Layer(layer_input, layer_input + peak, run.kv_bytes, kept, max(run.in_flight_bytes, transient))
+
+
+def _hybrid_layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
+                  state_words: float, *, kept: bool) -> _Layer:
+    """A hybrid model's layer (module docstring, lasp2h): each attention kind's layer under its scheme (`HYBRID`),
+    the larger working set and in-flight buffers, the count-weighted mean KV cache (or state) and kept tensors."""
+    counts = attention_layers(workload)
+    layers = sum(counts.values())
+    parts = [(count / layers, _layer(attention_view(workload, kind), HYBRID[scheme][kind], devices, seq_len, batch,
+                                     tp, None, state_words, kept=kept)) for kind, count in counts.items()]
+    return _Layer(max(part.input_bytes for _, part in parts), max(part.working_bytes for _, part in parts),
+                  sum(share * part.kv_bytes for share, part in parts),
+                  sum(share * part.kept_bytes for share, part in parts),
+                  max(part.in_flight_bytes for _, part in parts))
 
 
 def _scheme_ops(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,

@@ -45,6 +45,8 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
   (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
   without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
+- `lasp2h` (LASP-2H, LASP-2 §3.5, a hybrid model) has no timing of its own here: its linear layers are `lasp2`'s and
+  its softmax layers `allgather`'s, combined per layer by `archsim.systems.seqpar` (count-weighted mean).
 
 Decode (`direction: decode`, one new token per sequence over `seq_len` cached tokens; the attention only):
 `ring` passes the K/V blocks around the ring while each device reads its block for the query (Ring Attention's

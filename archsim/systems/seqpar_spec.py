@@ -9,9 +9,12 @@ Rules of a spec:
   (`token_multiple`, the same rules as the memory's `seqpar_memory.token_multiple`). The LASP schemes are modelled
   for causal linear attention only (`--no-causal`, whose chunks would all take the total state, is refused), and
   their workload's attention is linear; a linear-attention workload runs them or ring's prefill (LASP-2's baseline)
-  and no other scheme (`_check_attention_kind`). Ulysses, Megatron-SP and usp cut each tp rank's heads over their
-  degree (P; usp: u), which divides H and H_kv (Megatron-SP: or is a multiple of H_kv, each device keeping one KV
-  head repeated over P / H_kv devices).
+  and no other scheme (`_check_attention_kind`). `lasp2h` (LASP-2H) runs a hybrid workload (`attention: hybrid`)
+  and a hybrid workload runs nothing else: its linear layers as `lasp2`, its softmax layers as `allgather`
+  (`HYBRID_SCHEMES`), causal only, N a multiple of 2P (allgather's zigzag chunks), the LASP rules on the head_dim and
+  K/V heads and a softmax `kernel` for its softmax layers. Ulysses, Megatron-SP and usp cut each tp rank's heads
+  over their degree (P; usp: u), which divides H and H_kv (Megatron-SP: or is a multiple of H_kv, each device
+  keeping one KV head repeated over P / H_kv devices).
 - A decode step (`direction: decode`) runs ring, megatron-sp or distattention at scope `attention`;
   distattention is a decode scheme only.
 - `tp` puts each sequence-parallel rank's heads on tp devices of a node. A TP group lies inside a node (its
@@ -49,8 +52,11 @@ from archsim.systems.topology import Topology
 from archsim.workload import Workload, refuse_linear_attention
 
 LINEAR_SCHEMES = ("lasp1", "lasp2")
+# a hybrid model's scheme -> the scheme its layers of each attention run (LASP-2 §3.5: LASP-2H)
+HYBRID_SCHEMES = {"lasp2h": {"linear": "lasp2", "softmax": "allgather"}}
+LASP_SCHEMES = (*LINEAR_SCHEMES, *HYBRID_SCHEMES)  # whose chunks (on some layers) run LINEAR_KERNEL
 # the softmax prefills (a context-parallel system's schemes), LASP's, and DistAttention's decode
-SCHEMES = (*CONTEXT_PARALLEL_SCHEMES, *LINEAR_SCHEMES, "distattention")
+SCHEMES = (*CONTEXT_PARALLEL_SCHEMES, *LASP_SCHEMES, "distattention")
 DECODE_SCHEMES = ("ring", "megatron-sp", "distattention")
 RING_SCHEMES = ("ring", "zigzag", "stripe")
 DIRECTIONS = ("fwd", "fwd+bwd", "decode")
@@ -65,7 +71,8 @@ MAX_DEVICES = 4096
 
 def attention_kernel(scheme: str, direction: str, kernel: str) -> str:
     """The kernel `scheme`'s attention runs at `direction`: LASP's chunks archsim's Lightning Attention-2
-    (`LINEAR_KERNEL`), a decode step Flash-Decoding (`DECODE_KERNEL`), every other scheme's prefill `kernel`."""
+    (`LINEAR_KERNEL`), a decode step Flash-Decoding (`DECODE_KERNEL`), every other scheme's prefill `kernel` (a
+    hybrid scheme's: its softmax layers', its linear layers running `LINEAR_KERNEL`)."""
     if scheme in LINEAR_SCHEMES:
         return LINEAR_KERNEL
     return DECODE_KERNEL if direction == "decode" else kernel
@@ -202,7 +209,7 @@ def check_spec(spec: ParallelSpec) -> None:
                f"{spec.ulysses} devices" if spec.scheme == "usp" else f"{multiple} equal chunks over {p} devices")
         raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {cut}: expected a multiple of "
                                            f"{multiple}, got {n}")
-    if spec.scheme in LINEAR_SCHEMES and not spec.causal:
+    if spec.scheme in LASP_SCHEMES and not spec.causal:
         raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
@@ -258,7 +265,10 @@ def _check_tp_in_node(spec: ParallelSpec) -> None:
 
 def single_device_scheme(scheme: str) -> str:
     """The scheme a one-device run of `scheme` is timed as: the prefill's one causal call (ring's P = 1 form, which
-    pads nothing), LASP-2's for linear attention."""
+    pads nothing), LASP-2's for linear attention, a hybrid scheme's own (its parts' one-device runs: LASP-2's and
+    allgather's, which gathers nothing)."""
+    if scheme in HYBRID_SCHEMES:
+        return scheme
     return "lasp2" if scheme in LINEAR_SCHEMES else "ring"
 
 
@@ -266,27 +276,36 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     """The LASP schemes run linear attention, so their workload's is linear (`Workload.attention`); a linear-attention
     workload runs them or Ring's prefill (LASP-2's baseline, costed as softmax blocks without the right-product
     trick), and no other scheme: those time softmax attention, so `kernel` (the softmax schemes' kernel) is not a
-    linear-attention kernel. LASP's chunks run `LINEAR_KERNEL`, which holds a head of at most
-    `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`), and the LASP cascades have
-    a K/V head per query head, so a grouped-query linear workload is refused for them."""
+    linear-attention kernel. A hybrid scheme runs a hybrid workload, and a hybrid workload nothing else (its
+    softmax layers take `kernel`, so that too is a softmax kernel). LASP's chunks run `LINEAR_KERNEL`, which holds a
+    head of at most `max(LIGHTNING_HEAD_DIMS)` (the head_dim padded to a power of two, `linear_head_dim`), and the
+    LASP cascades have a K/V head per query head, so a grouped-query linear or hybrid workload is refused for them."""
     workload = spec.workload
     if spec.scheme not in LINEAR_SCHEMES and spec.direction != "decode" and kernel_attention(spec.kernel) == "linear":
         raise SpecError(SOURCE, "kernel", f"{spec.kernel} computes linear attention (LASP's chunks run it); "
                                           f"expected a softmax attention kernel for {spec.scheme}")
     if spec.scheme in LINEAR_SCHEMES and workload.attention != "linear":
+        hybrid = f"; a hybrid one runs {', '.join(HYBRID_SCHEMES)}" if workload.attention == "hybrid" else ""
         raise SpecError(workload.path, "attention", f"{spec.scheme} runs linear attention, but {workload.name} "
                                                     f"computes {workload.attention} attention (a workload of linear "
-                                                    "attention says attention: linear)")
-    if spec.scheme in LINEAR_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) is None:
+                                                    f"attention says attention: linear{hybrid})")
+    if spec.scheme in HYBRID_SCHEMES and workload.attention != "hybrid":
+        raise SpecError(workload.path, "attention", f"{spec.scheme} runs a hybrid model (linear layers as "
+                                                    f"{HYBRID_SCHEMES[spec.scheme]['linear']}, softmax layers as "
+                                                    f"{HYBRID_SCHEMES[spec.scheme]['softmax']}), but {workload.name} "
+                                                    f"computes {workload.attention} attention (a hybrid workload "
+                                                    "says attention: hybrid and softmax_every)")
+    if spec.scheme in LASP_SCHEMES and linear_head_dim(int(workload.params.get("head_dim", 1))) is None:
         raise SpecError(workload.path, "params.head_dim", f"expected at most {max(LIGHTNING_HEAD_DIMS)} for "
                                                           f"{spec.scheme}: its chunks run {LINEAR_KERNEL}, one "
                                                           f"program per head, got {workload.params['head_dim']:g}")
     heads = workload.params.get("heads", 0)
-    if spec.scheme in LINEAR_SCHEMES and workload.params.get("kv_heads", heads) != heads:
+    if spec.scheme in LASP_SCHEMES and workload.params.get("kv_heads", heads) != heads:
         raise SpecError(workload.path, "params.kv_heads",
                         f"{workload.params['kv_heads']:g} K/V heads for {heads:g} query heads: {spec.scheme}'s "
                         "cascades (lasp1- and lasp2-linear-attention) keep one d x d state per query head; states "
                         "of grouped K/V heads are not modelled")
-    if spec.scheme not in LINEAR_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"):
+    if spec.scheme not in LASP_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"
+                                            or workload.attention == "hybrid"):
         refuse_linear_attention(workload, f"scheme {spec.scheme}"
                                 + (" in decode" if spec.direction == "decode" else ""))
