@@ -89,11 +89,11 @@ FRACTION = "expected a fraction in [0, 1], got {} ({} is a share; a mask's densi
 
 
 @pytest.mark.parametrize("cascade, setting, value", [("flexprefill", "density", "1.5"),
-                                                     ("minference-block-sparse", "density", "2"),
+                                                     ("minference-vertical-slash", "density", "2"),
                                                      ("duoattention-prefill", "retrieval_fraction", "1.25")])
 def test_a_share_above_1_is_refused_naming_it(cli, cascade: str, setting: str, value: str) -> None:
     """flexprefill's QK counted 56448 points at density 1.5, 1.5x the causal 37632 (density 1), and
-    minference-block-sparse at density 2 the full square: a share of the causal points above 1."""
+    minference-vertical-slash at density 2 the full square: a share of the causal points above 1."""
     line = _one_error(cli("analyze", cascade, "--set", f"{setting}={value}", expect=2).output)
     assert line == f"error: --set: {setting}: " + FRACTION.format(value, setting)
 
@@ -105,9 +105,9 @@ def test_density_1_keeps_every_causal_point(cli_json) -> None:
 
 
 def test_a_cascade_file_with_a_density_above_1_is_refused(cli, tmp_path) -> None:
-    text = (library.find("cascades", "minference-block-sparse")).read_text()
+    text = (library.find("cascades", "minference-vertical-slash")).read_text()
     path = tmp_path / "c.yaml"
-    path.write_text(text.replace("density: 0.51", "density: 1.5"))
+    path.write_text(text.replace("density: 0.31", "density: 1.5"))
     for command in ("check", "analyze"):
         line = _one_error(cli(command, str(path), expect=2).output)
         assert line == f"error: {path}: params.density: " + FRACTION.format("1.5", "density")

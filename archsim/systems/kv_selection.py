@@ -464,7 +464,8 @@ def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int)
 @dataclass(frozen=True)
 class ArraySelectedBlocks:
     """MInference's block-sparse head, its estimation included, against dense causal attention on a spatial array:
-    the kept fraction of causal points, the estimation's share of the sparse run's compute cycles, both Results."""
+    the kept fraction of causal points (the sparse QK's multiply-accumulates over the dense one's), the
+    estimation's share of the sparse run's compute cycles, both Results."""
 
     density: float
     estimation_share: float
@@ -472,19 +473,20 @@ class ArraySelectedBlocks:
     sparse: Result
 
 
-def selected_blocks_on_array(workload: str, seq_len: int, block: int, k_b: int, density: float,
+def selected_blocks_on_array(workload: str, seq_len: int, block: int, k_b: int,
                              mapping: str = SELECTION_ARRAY_MAPPING,
                              dense_mapping: str = DENSE_CAUSAL_ARRAY_MAPPING) -> ArraySelectedBlocks:
-    """`minference-block-sparse` (blocks of `block` tokens, `k_b` selected per block row, `density` of the causal
-    points kept) on `mapping` and dense causal attention on `dense_mapping`, at `seq_len` tokens of `workload`,
-    through the analytical model (module docstring). Bad settings are the binding's SpecErrors (`--set`'s)."""
+    """`minference-block-sparse` (blocks of `block` tokens, `k_b` selected per block row: the cascade counts
+    min(k_b, i + 1) blocks in query block i) on `mapping` and dense causal attention on `dense_mapping`, at
+    `seq_len` tokens of `workload`, through the analytical model (module docstring). Bad settings are the binding's
+    SpecErrors (`--set`'s)."""
     from archsim.point import run_point
 
-    sparse = run_point(mapping, workload=workload,
-                       sets={"seq_len": seq_len, "block": block, "k_b": k_b, "density": density})
+    sparse = run_point(mapping, workload=workload, sets={"seq_len": seq_len, "block": block, "k_b": k_b})
     dense = run_point(dense_mapping, workload=workload, sets={"seq_len": seq_len})
     estimation = sum(e.compute_cycles for e in sparse.einsums if e.group != SELECTION_ATTENTION_GROUP)
-    return ArraySelectedBlocks(density, estimation / sparse.compute_cycles, dense, sparse)
+    sparse_qk, dense_qk = (next(e.ops["mac"] for e in r.einsums if e.name == "QK") for r in (sparse, dense))
+    return ArraySelectedBlocks(sparse_qk / dense_qk, estimation / sparse.compute_cycles, dense, sparse)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
