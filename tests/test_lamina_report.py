@@ -19,7 +19,7 @@ from archsim.report import lamina as page
 from archsim.systems import lamina_reproduce as lamina
 
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "batch.png", "batch.csv", "bw_min.png",
-         "bw_min.csv", "pipeline.png", "pipeline.csv", "pipeline_trace.json")
+         "bw_min.csv", "pipeline.png", "pipeline.csv", "pipeline_trace.json", "points.csv")
 # (model, trace) -> (Lamina tok/s, vLLM tok/s, Lamina batch, vLLM batch)
 POINTS = {("llama-65b", "azure-conv"): (1200.0, 1000.0, 500.0, 200.0),
           ("llama-65b", "kimi-conv"): (1050.0, 1000.0, 100.0, 50.0),

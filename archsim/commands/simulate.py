@@ -49,7 +49,10 @@ from archsim.systems.system_spec import load_system
 @click.option("--requests", "n_requests", type=click.IntRange(min=1),
               help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")
 @click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
-              help="[--rate] Prompt/output length distribution")
+              help="[--rate] Prompt/output length distribution: each length lognormal, clipped to [1, max] "
+                   "tokens, its mean after clipping the preset's (archsim/systems/requests.py); max prompt/output "
+                   "and sigma: " + ", ".join(f"{name} {d.max_prompt_tokens}/{d.max_output_tokens} sigma {d.sigma:g}"
+                                             for name, d in LENGTH_PRESETS.items()))
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
@@ -134,13 +137,10 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
     record = result.record(model.price_per_hour)
     if alpha is not None:
-        if not any(it.n_decode for it in result.timeline):
-            raise SpecError("--alpha", "", "no request decoded a token after its first (each served request wanted "
-                                           "one): BW_min is a decode batch's, so there is nothing to check the link "
-                                           "against")
-        link = peak_batch_link_feasibility(model, result.timeline, alpha)
-        if not math.isfinite(link.extras["bw_min_bytes_per_s"]):
-            raise SpecError("--alpha", "", f"expected an overhead large enough for a finite BW_min, got {alpha:g}")
+        try:
+            link = peak_batch_link_feasibility(model, result.timeline, alpha)
+        except SpecError as error:  # no decode to check, or no finite BW_min: the option's
+            raise SpecError("--alpha", "", error.message) from None
         metrics["link"] = {**link.extras, "feasible": link.feasible, "reason": link.reason}
         if not link.feasible:
             record = replace(record, feasible=False, reason="; ".join(r for r in (record.reason, link.reason) if r))

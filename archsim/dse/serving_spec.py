@@ -24,8 +24,12 @@ The stream and the scheduler's batch are the `serving:` block, every key require
 iteration) may be an axis instead, `serving.max_batch`, and is then left out of the block. One key is optional:
 `max_prefill_tokens`, the most prompt tokens an iteration prefills (vLLM's max_num_batched_tokens without chunked
 prefill; a longer prompt runs alone); without it there is no budget (`ServingConfig`'s default, Orca's: the
-memory of a GPU still bounds an iteration); it may be an axis too, `serving.max_prefill_tokens`. No other
-`serving.` path is an axis (the page size, mixing prefills into decodes and the watermark stay at
+memory of a GPU still bounds an iteration); it may be an axis too, `serving.max_prefill_tokens`. Another is
+`alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0): each point's link is checked against
+BW_min at its served run's most demanding decode iteration (`archsim.systems.offload.peak_batch_link_feasibility`),
+a link below it an infeasible record with the reason, so a sweep of `system.links.attention.bytes_per_s_per_direction`
+is a BW_min study; a point that is no attention-offloading system is infeasible saying so; without it no link is
+checked. No other `serving.` path is an axis (the page size, mixing prefills into decodes and the watermark stay at
 `ServingConfig`'s vLLM defaults).
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload
@@ -62,7 +66,8 @@ from archsim.workload import Workload
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
 SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens")
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
-OPTIONAL_SERVING_KEYS = ("max_prefill_tokens",)  # absent: no prefill budget (ServingConfig's, Orca's)
+# absent: no prefill budget (ServingConfig's, Orca's); no link checked against BW_min
+OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "alpha")
 ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and constraints that need every energy
 
 
@@ -76,6 +81,7 @@ class ServingSettings:
     seed: int
     max_batch: int | None  # None: the serving.max_batch axis sets it
     max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
+    alpha: float | None = None  # Lamina's network overhead the link may add (BW_min); None: the link is not checked
 
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
@@ -98,10 +104,15 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     if not isinstance(data["lengths"], str) or data["lengths"] not in LENGTH_PRESETS:
         raise SpecError(source, "serving.lengths", f"expected one of {', '.join(LENGTH_PRESETS)}, "
                                                    f"got {data['lengths']!r}")
-    budget = data.get("max_prefill_tokens")
+    budget, alpha = data.get("max_prefill_tokens"), data.get("alpha")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
+                              or not (math.isfinite(alpha) and alpha > 0)):
+        raise SpecError(source, "serving.alpha", f"expected a network overhead > 0 and finite (Lamina's alpha, "
+                                                 f"e.g. 0.2), got {alpha!r}")
     return ServingSettings(float(rate), requests, data["lengths"], _whole(data["seed"], source, "serving.seed", 0),
                            None if batch_axis else _whole(data["max_batch"], source, "serving.max_batch", 1),
-                           None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1))
+                           None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1),
+                           None if alpha is None else float(alpha))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:

@@ -28,22 +28,26 @@ cannot run on it (`system_model`: parallelism, weights beyond a device's memory)
 the KV cache, a request can never fit the KV cache, or a request asks for a prefill the system cannot run (an
 `UnrunnableOp`: eager attention's scores beyond the memory a GPU's weights leave; the reason names the shortest
 such prefill). The simulator rejects such requests; the throughput would be over fewer requests than the other
-points'.
+points'. With `serving.alpha` it is also infeasible where its link carries less than BW_min at the run's most
+demanding decode iteration (`simulate --alpha`'s check and reason, `offload.peak_batch_link_feasibility`), where
+it is no attention-offloading system (alpha is read by none other), where no request decoded a second token (BW_min
+is a decode batch's), and where alpha is too small for a finite BW_min.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.errors import SpecError
 from archsim.record import Record
 from archsim.systems.models import system_model
+from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
 from archsim.systems.requests import Request
-from archsim.systems.serving import ServingConfig, simulate_serving
+from archsim.systems.serving import IterationRecord, ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
@@ -84,7 +88,8 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
             "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
             "serving": {"rate_per_s": settings.rate_per_s, "requests": settings.requests,
                         "lengths": settings.lengths, "seed": settings.seed, "max_batch": config.max_batch,
-                        "max_prefill_tokens": config.max_prefill_tokens}}
+                        "max_prefill_tokens": config.max_prefill_tokens,
+                        **({} if settings.alpha is None else {"alpha": settings.alpha})}}
 
 
 def system_content(system: System) -> dict[str, Any]:
@@ -115,7 +120,24 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
     model = system_model(with_fields(system, system_changes(fields)), workload)
     if model.kv_capacity_bytes <= 0:
         return _infeasible(model.name, f"the weights leave no memory for the KV cache on {model.name}")
-    return simulate_serving(model, requests, serving_config(settings, fields)).record(model.price_per_hour)
+    if settings.alpha is not None and not isinstance(model, OffloadModel):
+        return _infeasible(model.name, f"serving.alpha is read only by an attention-offloading system (a ping-pong "
+                                       f"or staggered schedule), which {model.name} is not")
+    result = simulate_serving(model, requests, serving_config(settings, fields), trace=settings.alpha is not None)
+    record = result.record(model.price_per_hour)
+    reason = "" if settings.alpha is None else _link_reason(model, result.timeline, settings.alpha)
+    if not reason:
+        return record
+    return dataclasses.replace(record, feasible=False, reason="; ".join(r for r in (record.reason, reason) if r))
+
+
+def _link_reason(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> str:
+    """Why the served run's link fails BW_min at `alpha` (`simulate --alpha`'s check), "" when it meets it."""
+    try:
+        link = peak_batch_link_feasibility(model, timeline, alpha)
+    except SpecError as error:  # no decode to check, or no finite BW_min
+        return f"serving.alpha: {error.message}"
+    return link.reason if not link.feasible else ""
 
 
 def _infeasible(target: str, reason: str) -> Record:

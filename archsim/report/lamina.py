@@ -3,6 +3,9 @@ index.html for `archsim.systems.lamina_reproduce.run_all`.
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
 - summary.csv: ours vs the paper (`lamina_reproduce.headline_rows`).
+- points.csv (a table on the page, no figure): every point of the reproduction (`points_rows`): its cost per hour,
+  throughput, tokens per dollar, batch, TBT p50/p99 and, on Lamina's rows, divide-and-conquer's saving measured
+  both ways the headline does (one batch's critical path; the served TBT p50 against lamina-no-dc's).
 - throughput.png/.csv: Lamina's and vLLM's throughput per model x trace at equal cost, the gain printed over each
   pair (the paper: +16.1 % to +90.1 %).
 - batch.png/.csv: the batch each system reaches (its KV cache's, vLLM's at most its default 256 sequences) per
@@ -60,6 +63,27 @@ def pair_rows(records: list[dict], metric: str) -> pd.DataFrame:
     wide.columns.name = None
     wide["ratio"] = wide[lamina.SYSTEM] / wide[lamina.BASELINE]
     return wide
+
+
+POINT_COLUMNS = ("model", "trace", "system", "cost_per_h", "throughput_tok_s", "tokens_per_usd", "batch",
+                 "tbt_p50_s", "tbt_p99_s")
+
+
+def points_rows(records: list[dict]) -> pd.DataFrame:
+    """The points in the records' order with `POINT_COLUMNS` (a column the records lack is empty) and, on Lamina's
+    rows, divide-and-conquer's saving: `dc_saving_single_batch`, of one batch's layer critical path at the point's
+    batch and the trace's mean context (`lamina_reproduce.layer_dc_saving`, what `critical_path_dc_saving` takes the
+    largest of), and `dc_saving_served`, 1 - its TBT p50 over lamina-no-dc's at the same model and trace (what
+    `dc_saving` takes the largest of); empty on the other systems' rows."""
+    df = pd.DataFrame(records).reindex(columns=list(POINT_COLUMNS))
+    no_dc = {(r["model"], r["trace"]): r["tbt_p50_s"] for r in records if r["system"] == f"{lamina.SYSTEM}-no-dc"}
+    ours = df["system"] == lamina.SYSTEM
+    df["dc_saving_single_batch"] = [
+        lamina.layer_dc_saving(r.model, max(1, round(r.batch)), round(lamina.mean_context(r.trace))) if mine
+        else np.nan for r, mine in zip(df.itertuples(), ours, strict=True)]
+    df["dc_saving_served"] = [1 - r.tbt_p50_s / no_dc[(r.model, r.trace)] if mine and (r.model, r.trace) in no_dc
+                              else np.nan for r, mine in zip(df.itertuples(), ours, strict=True)]
+    return df
 
 
 def link_rows() -> pd.DataFrame:
@@ -180,6 +204,8 @@ def write_lamina_report(records: list[dict], bw_rows: list[dict], cross: dict, s
 def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: dict, summary: dict) -> None:
     table = pd.DataFrame(lamina.headline_rows(summary), columns=["metric", "ours", "paper", "within", "reason"])
     _save(out_dir, "summary", table)
+    points = points_rows(records)
+    _save(out_dir, "points", points)
     low, high = lamina.PAPER["gain_min"], lamina.PAPER["gain_max"]
     throughput = pair_rows(records, "throughput_tok_s")
     throughput["gain"] = throughput["ratio"] - 1
@@ -204,7 +230,18 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
         f"steady time per token {run.token_s * 1e3:.2f} ms"))
     trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
     (out_dir / "pipeline_trace.json").write_text(json.dumps(trace))
+    points_html = (
+        "<h2>Points</h2><p>Every point of the reproduction: the devices' price per hour (<code>cost_per_h</code>, "
+        "equal cost within a model), throughput and tokens per dollar over the steady window, the time-weighted "
+        "batch, TBT p50 and p99 (the iterations' times, weighted by the tokens they emit) and, on Lamina's rows, "
+        "divide-and-conquer's TBT saving measured two ways: one batch without micro-batches (a layer's critical "
+        "path at the point's batch and the trace's mean context: <code>dc_saving_single_batch</code>) and the "
+        "served ping-pong run against lamina-no-dc (<code>dc_saving_served</code>); the headline takes the largest "
+        f"of each over the traces (the paper: up to {lamina.PAPER['dc_llama-65b']:.1%} on LLaMA-65B, "
+        f"{lamina.PAPER['dc_llama3-70b']:.1%} on LLaMA3-70B). Data: <a href='points.csv'>points.csv</a>.</p>"
+        + points.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
     sections = [
+        points_html,
         _section("throughput", "Throughput at equal cost",
                  "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
                  f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests, the same for both systems; "
@@ -216,7 +253,9 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                  f"{lamina.PAPER['batch_growth']:g}x)."),
         _section("bw_min", "BW_min per NIC",
                  f"The link bandwidth per NIC at which the transfers cost at most alpha = {lamina.ALPHA} of an "
-                 f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}. "
+                 f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}: the paper's "
+                 "bytes over alpha x (MTIME + ATIME), divided by the NICs one message is spread over (the "
+                 "<code>nics</code> column, min(tp, b)). "
                  f"Cross-check: the event model, one batch of {cross['batch']} at context {cross['context']} "
                  f"without micro-batches, over a link at BW_min ({cross['bw_min_bytes_per_s'] / 1e9:.1f} GB/s, "
                  f"latency {cross['latency_s'] * 1e6:.1f} us) is {cross['slowdown']:.1%} slower than over an "

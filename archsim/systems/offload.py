@@ -435,17 +435,21 @@ def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[Iteratio
     the most; it does not always grow with the batch (ATIME steps up where the pool's decode kernel spills into another
     wave: LLaMA3-70B on `lamina` asks 53.2 GB/s at 234 requests of 100 tokens, 52.5 at 235), so every batch size's
     is checked, and the one asking the most is returned (its batch and context in the
-    extras). A run that never decoded is a SpecError naming `timeline`."""
+    extras). A run that never decoded a token after a request's first is a SpecError naming `timeline`, and an
+    `alpha` too small for a finite BW_min one naming `alpha`: neither leaves a link to check."""
     shortest: dict[int, int] = {}  # batch size -> its shortest mean context
     for it in timeline:
         if it.n_decode:
             context = max(1, round(it.decode_kv_tokens / it.n_decode))
             shortest[it.n_decode] = min(context, shortest.get(it.n_decode, context))
     if not shortest:
-        raise SpecError("<python>", "timeline", "expected a run with a decode iteration: BW_min is a decode batch's")
+        raise SpecError("<python>", "timeline", "no request decoded a token after its first: BW_min is a decode "
+                                                "batch's, so there is nothing to check the link against")
     n, context = max(sorted(shortest.items(), reverse=True),
                      key=lambda batch: bw_min_bytes_per_s(model, [batch[1]] * batch[0], alpha))
     record = link_feasibility(model, [context] * n, alpha)  # the iteration costed once, for the worst batch
+    if not math.isfinite(record.extras["bw_min_bytes_per_s"]):
+        raise SpecError("<python>", "alpha", f"expected an overhead large enough for a finite BW_min, got {alpha:g}")
     return replace(record, extras={**record.extras, "context": context})
 
 
