@@ -13,7 +13,7 @@
 Patterns and their settings (whole numbers, in tokens; positive but where zero means something, `ZERO_OK`):
 `vertical_slash` (k_v >= 0, k_s: MInference Alg. 2; the sizes as written: MInference's code runs
 max(k_v, 30) and max(k_s, 50), forcing the first 30 columns, so a k_v of 0 runs 30 verticals,
-`gpu_sparse.vertical_slash_sizes`; seqpar-sparse.md §3.1), `block_sparse` (k_b blocks
+`sparse_density.vertical_slash_sizes`; seqpar-sparse.md §3.1), `block_sparse` (k_b blocks
 of `block` tokens: Alg. 3), `a_shape` (sinks >= 0, window: no sink is a sliding window), `streaming` (sinks >= 0,
 recent >= 0, not both 0: DuoAttention's streaming heads, as `kv_selection` takes them), `retrieval` and `dense` (full
 KV, no settings; DuoAttention takes a dense head as a retrieval head). A map says how many heads run each
@@ -146,10 +146,9 @@ def _head_pattern(entry: Any, source: str, where: str) -> HeadPattern:
 
 def mean_vertical_slash_density(patterns: PatternMap, n: int, block: int = 64) -> float:
     """Head-weighted density (kept over causal points) of a map whose heads are all vertical-slash, at kernel
-    granularity (`archsim.cascade.sparse_density`), at the sizes MInference runs (`gpu_sparse.vertical_slash_sizes`:
+    granularity (`archsim.cascade.sparse_density`), at the sizes MInference runs (`sparse_density.vertical_slash_sizes`:
     k_v >= 30, k_s >= 50, both at most n)."""
-    from archsim.cascade.sparse_density import vertical_slash_kept_points
-    from archsim.model.gpu_sparse import vertical_slash_sizes
+    from archsim.cascade.sparse_density import vertical_slash_kept_points, vertical_slash_sizes
 
     others = sorted({p.pattern for p in patterns.patterns} - {"vertical_slash"})
     if others:

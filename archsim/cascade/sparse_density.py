@@ -21,6 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_VERTICALS, MIN_SLASHES = 30, 50  # MInference's code clamps k_v >= 30, k_s >= 50 (seqpar-sparse.md §3.1)
+
+
+def vertical_slash_sizes(k_v: int, k_s: int, n: int) -> tuple[int, int]:
+    """(k_v, k_s) as MInference's code runs a vertical-slash head over n tokens: at least `MIN_VERTICALS` and
+    `MIN_SLASHES` (its forced first columns and nearest diagonals), at most n."""
+    return min(n, max(k_v, MIN_VERTICALS)), min(n, max(k_s, MIN_SLASHES))
+
 
 def vertical_slash_kept_points(n: int, k_v: int, k_s: int, block: int = 64) -> int:
     """Points the vertical-slash kernel computes over an n-token causal prefill (one head)."""

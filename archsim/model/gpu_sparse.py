@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archsim.arch.gpu import GPU
+from archsim.cascade.sparse_density import vertical_slash_sizes
 from archsim.errors import SpecError
 from archsim.model.gpu import (
     AttentionCase,
@@ -66,9 +67,6 @@ SCORE_BYTES = 4  # fp32 scores of the estimate
 INDEX_BYTES = 4  # int32 indices
 VIEW_OPS = 6  # slicing, unsqueeze, transposes: issued from Python, no kernel
 PATTERNS = ("vertical_slash", "block_sparse", "a_shape")
-MIN_VERTICALS, MIN_SLASHES = 30, 50  # MInference's code clamps k_v >= 30, k_s >= 50 (seqpar-sparse.md §3.1)
-
-
 @dataclass(frozen=True)
 class SparsePattern:
     """One head's pattern: vertical_slash (k_v columns, k_s diagonals), block_sparse (k_b key blocks per query
@@ -97,12 +95,6 @@ class SparseParams:
 
     kernel: Mapping[str, float]
     eager: Mapping[str, float]
-
-
-def vertical_slash_sizes(k_v: int, k_s: int, n: int) -> tuple[int, int]:
-    """(k_v, k_s) as MInference's code runs a vertical-slash head over n tokens: at least `MIN_VERTICALS` and
-    `MIN_SLASHES` (its forced first columns and nearest diagonals), at most n."""
-    return min(n, max(k_v, MIN_VERTICALS)), min(n, max(k_s, MIN_SLASHES))
 
 
 def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
