@@ -18,7 +18,10 @@ tp, Ulysses degree and attention kernel the defaults of the options that set the
 layer its prefill repeats; it excludes `--topology` and `--gpu`, and a spec of another schedule is refused.
 `--gpu` replaces the GPU of a `--topology` the user names (their choice of links: a what-if), but the default
 topology's links are its own GPU's (H100s over NVLink 4), so another `--gpu` without `--topology` is refused, exit
-2 naming `--gpu` and the library topologies of that GPU, not timed over another GPU's links.
+2 naming `--gpu` and the library topologies of that GPU, not timed over another GPU's links. A topology of arrays
+(`device:` in place of `gpu:`, e.g. fusemax-ici-8) times each block through the analytical model under its mappings;
+what has no array form (`--direction` fwd+bwd or decode, `--scope layer`, a LASP or decode `--scheme`, any
+`--kernel`) is refused before the grid, exit 2 naming the option (`_refuse_on_arrays`).
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     """
     from archsim.model.gpu_kernels import KERNELS, kernel_attention
     from archsim.systems.seqpar_spec import DEFAULT_KERNEL, LINEAR_SCHEMES, unmodelled
+    from archsim.systems.topology import ArrayDevice
 
     system = _system(system_name, topology, gpu)
     if system is not None:
@@ -173,6 +177,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         raise click.UsageError("--scheme usp needs --ulysses U, its Ulysses degree (a divisor of --devices)")
     training = _training_settings(direction, tp, checkpointing, training_precision)
     _refuse_unmodelled(schemes, direction, kernel, causal)
+    kernel_given = kernel
     if kernel is None:  # the system's attention kernel where a point runs it as its prefill's, else the default
         from archsim.systems.system_checks import context_parallel_gpu
 
@@ -187,16 +192,17 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
                                             f"attention kernel for {', '.join(softmax_schemes)}")
     if out:
         check_writable(out, "--out", directory=True)
-    base = replace(_first_point(schemes[0], devices[0], seq_lens[0], workload, topology, gpu, system, batch,
-                                direction, scope, causal, tp, ulysses, kernel), **training)
+    base = replace(_first_point(schemes, devices[0], seq_lens[0], workload, topology, gpu, system, batch,
+                                direction, scope, causal, tp, ulysses, kernel, kernel_given), **training)
     grid = [replace(base, scheme=s, devices=p, seq_len=n, ulysses=ulysses if s == "usp" else None)
             for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
     named_by = " (--system)" if system else "" if topology else " (default)"
+    kernels = base.attention_kernel if isinstance(base.gpu, ArrayDevice) else _prefill_kernels(kernel, schemes)
     title = (f"{base.workload.name} on {base.topology.name}{named_by}, {base.gpu.name}"
              f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
              f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
-             f"{_decode_kernel() if direction == 'decode' else _prefill_kernels(kernel, schemes)}"
+             f"{_decode_kernel() if direction == 'decode' else kernels}"
              + (f", checkpointing {base.checkpointing}, {base.training_precision} precision" if training else ""))
     if out:
         from archsim.report.parallel import write_parallel_report
@@ -271,17 +277,18 @@ def _system(name: str | None, topology: str | None, gpu: str | None):
     return system
 
 
-def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | None, gpu: str | None, system,
-                 batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None, kernel: str):
-    """The grid's first point, which the others vary; a name that finds no preset or file is named by its option."""
+def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: str | None, gpu: str | None,
+                 system, batch: int, direction: str, scope: str, causal: bool, tp: int, ulysses: int | None,
+                 kernel: str, kernel_given: str | None):
+    """The grid's first point (of its first scheme), which the others vary; a name that finds no preset or file is
+    named by its option. On arrays (a topology whose `device` is not a GPU) what no point has an array form of is
+    refused first, naming its option (`_refuse_on_arrays`)."""
     from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
     from archsim.systems.seqpar_spec import ParallelSpec, check_workload, memory_modelled
     from archsim.systems.topology import load_topology
 
     model = named("--workload", workload, load_workload_spec)
-    # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
-    check_workload(model, memory_modelled(direction, tp), scope == "layer")
     if system is not None:
         from archsim.systems.context_parallel import topology_of
 
@@ -291,8 +298,29 @@ def _first_point(scheme: str, p: int, n: int, workload: str, topology: str | Non
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     if topology is None and system is None:
         _refuse_default_links(gpu, device, network)
-    return ParallelSpec(scheme, p, model, n, device, network, batch=batch, causal=causal, direction=direction,
+    _refuse_on_arrays(device, schemes, direction, scope, kernel_given)
+    # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
+    check_workload(model, memory_modelled(direction, tp, device), scope == "layer")
+    return ParallelSpec(schemes[0], p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
+
+
+def _refuse_on_arrays(device, schemes: list[str], direction: str, scope: str, kernel: str | None) -> None:
+    """On arrays, refuse (exit 2 naming the option) a --direction, --scope, --scheme or a --kernel (any: an array's
+    blocks run its mappings) that has no array form (`seqpar_spec.check_array`); a GPU passes."""
+    from archsim.systems.seqpar_spec import DEFAULT_KERNEL, check_array
+    from archsim.systems.topology import ArrayDevice
+
+    if not isinstance(device, ArrayDevice):
+        return
+    if kernel is not None:
+        raise SpecError("--kernel", "", f"{kernel} is a GPU kernel: an array's blocks run its mappings "
+                                        f"({device.mappings}); drop it")
+    try:
+        for scheme in schemes:
+            check_array(device, scheme, direction, scope, DEFAULT_KERNEL)
+    except SpecError as error:
+        raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
 
 
 def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:

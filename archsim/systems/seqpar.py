@@ -19,6 +19,10 @@ allgather's) / layers, and layers x the time per layer (reproduce's model time a
 layers. Its memory is the whole model's (`seqpar_memory`'s lasp2h: each kind's KV cache or states, the larger
 working set; the gathered K and V of its softmax layers, as allgather's).
 
+On arrays (a topology whose devices are `topology.ArrayDevice`) the forward attention of the softmax schemes is
+timed with each block through the analytical model (`seqpar_compute.ArrayCompute`), the same schedules and links;
+memory is NaN where the array's DRAM is unbounded, and energy NaN (no power; the blocks' energies are not summed).
+
 `ideal_s` is the same work on one device divided by the devices (the issue's definition): the one-GPU run (ring's
 P = 1 form, lasp2's for the LASP schemes, lasp2h's own for a hybrid model: lasp2's and allgather's one-device runs
 per layer, count-weighted, no tensor parallelism) with the same kernel and scope, over P x tp GPUs,
@@ -45,7 +49,7 @@ from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import plans
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, DeviceCompute, one_word_size
+from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, ArrayCompute, DeviceCompute, one_word_size
 from archsim.systems.seqpar_schemes import SCHEME_TIMINGS, Timing, decode, dense, group_members, kv_bytes
 from archsim.systems.seqpar_spec import (
     HYBRID_SCHEMES,
@@ -59,6 +63,7 @@ from archsim.systems.seqpar_spec import (
     token_multiple,
 )
 from archsim.systems.sharding import kv_heads_per_device
+from archsim.systems.topology import ArrayDevice
 from archsim.workload import attention_layers, attention_view
 
 
@@ -122,8 +127,10 @@ class ParallelResult:
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
+        # arrays: no power, and their blocks' energies are not summed over the devices (not modelled: NaN)
+        power_w = math.nan if isinstance(s.gpu, ArrayDevice) else s.gpu.power_w
         return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
-                      s.gpu.power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
+                      power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
 
 
 def _link_name(spec: ParallelSpec) -> str:
@@ -172,6 +179,8 @@ def lm_head_s(spec: ParallelSpec) -> float:
     if spec.direction == "decode":
         raise SpecError(SOURCE, "direction", "the LM head is modelled for a prefill or training step: expected fwd "
                                              "or fwd+bwd")
+    if isinstance(spec.gpu, ArrayDevice):
+        raise SpecError(SOURCE, "scope", "the LM head is not modelled on arrays (only the attention blocks are)")
     return _compute(spec).lm_head_s(spec.workload, spec.block_tokens, spec.tp)
 
 
@@ -229,10 +238,13 @@ def _hybrid_timing(spec: ParallelSpec, check_memory: bool) -> Timing:
                     for field in ("time_s", "compute_s", "comm_s")))
 
 
-def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute:
+def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute | ArrayCompute:
     """One tp rank's compute: heads / tp query heads and kv_heads / tp KV heads (one, repeated, when tp is a
-    multiple of the KV heads)."""
+    multiple of the KV heads); on arrays, their blocks through the analytical model (`ArrayCompute`)."""
     p = spec.workload.params
+    if isinstance(spec.gpu, ArrayDevice):
+        return ArrayCompute(spec.gpu, spec.batch, int(p["heads"]) // spec.tp,
+                            kv_heads_per_device(int(p["kv_heads"]), spec.tp), int(p["head_dim"]), spec.direction)
     return DeviceCompute(spec.gpu, spec.kernel, spec.batch, int(p["heads"]) // spec.tp,
                          kv_heads_per_device(int(p["kv_heads"]), spec.tp), int(p["head_dim"]), spec.direction,
                          check_memory)
@@ -250,12 +262,13 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     Adam's fp32 master copy and moments, ZeRO's 2 + 2 + 12 bytes per parameter, activations 2;
     `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). The activations
     add the transients `seqpar_memory` does not hold (`_transient_bytes`): `allgather`'s gathered K and V and the
-    attention kernel's own buffers. Training with tp > 1 is not modelled there: NaN bytes and a NaN context (not 0,
-    which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
+    attention kernel's own buffers. Training with tp > 1 is not modelled there, nor the memory of an array whose
+    outermost memory is unbounded (FuseMax's DRAM: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
+    0, which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
     scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
     scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"  # allgather: ring's and the gathered K, V
     ulysses = spec.ulysses if spec.scheme == "usp" else None
-    if not memory_modelled(spec.direction, spec.tp):
+    if not memory_modelled(spec.direction, spec.tp, spec.gpu):
         return mem.DeviceMemory(*[math.nan] * 5), math.nan
     if spec.direction in ("fwd", "decode"):
         def modelled_of(n: int):
@@ -293,7 +306,10 @@ def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -
 def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
     """The most one of the device's attention calls at `seq_len` tokens (`_attention_calls`) holds besides its Q, K,
     V and O: the GPU model's `Plan.held` of the call's case (eager attention's score matrices and causal mask, the
-    naive kernel's scores; nothing for a fused kernel, whose O(N) statistics are not counted), 0 without calls."""
+    naive kernel's scores; nothing for a fused kernel, whose O(N) statistics are not counted), 0 without calls or
+    on arrays (the analytical model's tiles live in the array's on-chip buffers)."""
+    if isinstance(spec.gpu, ArrayDevice):
+        return 0.0
     return max((_held_bytes(spec.kernel, compute.attention_case(*call)[0], spec.gpu)
                 for call in _attention_calls(spec, compute, seq_len)), default=0.0)
 

@@ -34,6 +34,22 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   the forward (dX and dW).
 Precision bf16 (the papers' runs); FLOPs, bytes and tiles come from the cascades and the kernel model, nothing is
 counted here.
+
+Arrays (`ArrayCompute`, a topology whose devices are `topology.ArrayDevice`: an architecture and library mappings,
+not a GPU): each softmax-attention block a scheme runs is one design point of the analytical model
+(`archsim.systems.architecture_device.ArchitectureDevice`: `archsim.point.prepare` and
+`archsim.model.analytical.evaluate`, so a block costs what `archsim run -m MAPPING --set ...` prints for its sizes),
+bound to the block's sizes: `batch` sequences, the device's heads and K/V heads, `head_dim`, the block's tokens as
+`seq_len`, bf16. A causal (diagonal) block runs the array's `causal_mapping` (FuseMax's: fusemax-gqa,
+attention-1pass-causal-gqa, whose tile mask skips the key tiles above the diagonal), a full block its `mapping`
+(fusemax: attention-1pass, one K/V head per query head: a grouped-query block on it is refused naming
+`device.mapping`, not costed as repeated heads). The cascades are square (queries and keys both `seq_len`), so a
+rectangular full block of q x k runs as m = max/min squares of its short side in one point (batch x m): the same
+MACs and exps; assumption: the short side's operands are read m times from DRAM where one resident copy would do
+(an upper bound on its DRAM traffic). A block whose length the mapping's tiles do not divide runs padded
+(`ArchitectureDevice`: FuseMax's 256-key tiles), as the array would run it. Forward attention only: the backward,
+decode, LASP's chunks and a layer's other ops have no array form here (`seqpar_spec.check_array` refuses them,
+naming the field).
 """
 
 from __future__ import annotations
@@ -51,11 +67,14 @@ from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_flash_plans import compiled_head_dim
 from archsim.model.gpu_kernels import predict
+from archsim.spec_files import spec_beside
+from archsim.systems.architecture_device import ArchitectureDevice
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.sharding import shard as tp_shard
-from archsim.systems.step import Step, lm_head_op, non_attention_ops
+from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import Parallelism
+from archsim.systems.topology import ArrayDevice
 from archsim.workload import Workload
 
 PRECISION = "bf16"
@@ -68,8 +87,35 @@ BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a
 SOURCE = "<parallel>"
 
 
+class HeldTensors:
+    """The bytes of what a device of `batch` sequences holding `heads` query heads and `kv_heads` K/V heads of
+    `head_dim` sends, from library cascades (bf16): shared by `DeviceCompute` and `ArrayCompute`, whose fields
+    these are."""
+
+    batch: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    def attention_bytes(self, tokens: int) -> dict[str, int]:
+        """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
+        cascade `attention-1pass-causal-gqa` bound to them (bf16), what the schemes move between devices."""
+        cascade = library.load_cascade_spec("attention-1pass-causal-gqa")
+        binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
+                                 "seq_len": tokens, "head_dim": self.head_dim, "tile_kv": tokens,
+                                 "word_bytes": WORD_BYTES})
+        return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
+
+    def hidden_bytes(self, tokens: int, hidden: int) -> int:
+        """Bytes of a layer's input X of `tokens` tokens (the `qkv-projection` cascade's X, bf16)."""
+        cascade = library.load_cascade_spec("qkv-projection")
+        binding = bind(cascade, {"batch": self.batch, "seq_len": tokens, "hidden": hidden, "heads": self.heads,
+                                 "kv_heads": self.kv_heads, "head_dim": self.head_dim, "word_bytes": WORD_BYTES})
+        return binding.bytes("X")
+
+
 @dataclass(frozen=True)
-class DeviceCompute:
+class DeviceCompute(HeldTensors):
     """One device's compute: a GPU, its attention kernel, and the sizes it holds (heads / tp). `check_memory` False
     times kernel calls whose operands exceed the GPU's DRAM (the one-device reference; module docstring)."""
 
@@ -152,15 +198,6 @@ class DeviceCompute:
         would refuse for DRAM alone is timed by the fastest of its plans whose CTAs fit an SM (`runnable_plans`)."""
         return predict(kernel, case, self.gpu, params, check_memory=self.check_memory and check_memory)
 
-    def attention_bytes(self, tokens: int) -> dict[str, int]:
-        """Bytes of Q, K, V and the output AV of the device's heads over `tokens` tokens: the tensors of the library
-        cascade `attention-1pass-causal-gqa` bound to them (bf16), what the schemes move between devices."""
-        cascade = library.load_cascade_spec("attention-1pass-causal-gqa")
-        binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "kv_heads": self.kv_heads,
-                                 "seq_len": tokens, "head_dim": self.head_dim, "tile_kv": tokens,
-                                 "word_bytes": WORD_BYTES})
-        return {t.name: t.bytes for t in tensor_infos(binding) if t.kind != "intermediate"}
-
     def decode_s(self, keys: int, heads: int | None = None, kv_heads: int | None = None) -> float:
         """One decode step's attention (a query per sequence) over `keys` cached tokens: the `DECODE_KERNEL` call."""
         heads = self.heads if heads is None else heads
@@ -193,13 +230,6 @@ class DeviceCompute:
         binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "seq_len": tokens,
                                  "head_dim": self.head_dim, "devices": devices, "word_bytes": WORD_BYTES})
         return binding.bytes("M") / devices
-
-    def hidden_bytes(self, tokens: int, hidden: int) -> int:
-        """Bytes of a layer's input X of `tokens` tokens (the `qkv-projection` cascade's X, bf16)."""
-        cascade = library.load_cascade_spec("qkv-projection")
-        binding = bind(cascade, {"batch": self.batch, "seq_len": tokens, "hidden": hidden, "heads": self.heads,
-                                 "kv_heads": self.kv_heads, "head_dim": self.head_dim, "word_bytes": WORD_BYTES})
-        return binding.bytes("X")
 
     def _factor(self) -> float:
         return 1.0 + (BACKWARD_FACTOR if self.direction == "fwd+bwd" else 0.0)
@@ -244,6 +274,68 @@ class DeviceCompute:
         ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
         return self.device.cost(ops).time_s * self._factor()
 
+
+@dataclass(frozen=True)
+class ArrayCompute(HeldTensors):
+    """One device's compute on an array (`topology.ArrayDevice`): each attention block the scheme runs, of the
+    device's heads, through the analytical model under the array's mappings (module docstring, "Arrays"). Forward
+    only: `direction` is there for the schemes' `replace(compute, direction=...)`, and another than fwd is
+    refused (`seqpar_spec.check_array` refuses it first, naming the field)."""
+
+    array: ArrayDevice
+    batch: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    direction: str = "fwd"
+
+    @functools.cached_property
+    def _blocks(self) -> dict[tuple, float]:
+        """Blocks already costed, by sizes."""
+        return {}
+
+    def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
+                    kv_heads: int | None = None) -> float:
+        """One block: q query tokens against k keys (causal: q == k, the diagonal block), 0 for no work."""
+        if q_tokens == 0 or k_tokens == 0:
+            return 0.0
+        if self.direction != "fwd":
+            raise SpecError(SOURCE, "direction", f"{self.direction} is not modelled on arrays: expected fwd")
+        heads = self.heads if heads is None else heads
+        kv_heads = self.kv_heads if kv_heads is None else kv_heads
+        key = (q_tokens, k_tokens, causal, heads, kv_heads)
+        if key not in self._blocks:
+            self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
+        return self._blocks[key]
+
+    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> float:
+        if causal and q_tokens != k_tokens:
+            raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
+        where = "device.causal_mapping" if causal else "device.mapping"
+        mapping = self.array.causal_mapping if causal else self.array.mapping
+        if mapping is None:
+            raise SpecError(self.array.source, where, "missing: a causal block (a ring's diagonal, a causal "
+                                                      "prefill) needs a mapping of a causal attention cascade")
+        cascade = library.load_cascade_spec(spec_beside(mapping.cascade, mapping.source))
+        if "kv_heads" not in cascade.params and kv_heads != heads:
+            raise SpecError(self.array.source, where, f"{mapping.name} maps {cascade.name}, one K/V head per query "
+                                                      f"head: a block of {heads} query heads over {kv_heads} K/V "
+                                                      f"heads (grouped-query) is not modelled on it")
+        small, large = min(q_tokens, k_tokens), max(q_tokens, k_tokens)
+        calls = -(-large // small)  # a rectangle as that many squares of its short side
+        sizes = {"batch": self.batch * calls, "heads": heads, "kv_heads": kv_heads, "seq_len": small,
+                 "head_dim": self.head_dim, "tile_kv": small, "word_bytes": WORD_BYTES}
+        op = Op("attention", mapping.cascade, bind(cascade, {k: v for k, v in sizes.items() if k in cascade.params}),
+                (), "prefill")
+        device = ArchitectureDevice(self.array.name, self.array.arch, mapping, self.array.source)
+        try:
+            return device.result(op).latency_s
+        except SpecError as error:
+            raise SpecError(self.array.source, where, error.message) from None
+
+
+
+Compute = DeviceCompute | ArrayCompute  # what the softmax schemes cost their blocks on (`seqpar_schemes`)
 
 def one_word_size(workload: Workload) -> Workload:
     """The workload with its FFN at `word_bytes` too: training counts every element at its training precision

@@ -1,7 +1,8 @@
 """The timing of each sequence-parallel scheme: one layer's attention (`SCHEME_TIMINGS`, `decode`) and the rest of
 the layer (`dense`) on the busiest device, with the scheme's communication, for a `seqpar_spec.ParallelSpec` and
 the `seqpar_compute.DeviceCompute` of one tp rank. What each device computes is costed by the GPU model
-(`archsim.systems.seqpar_compute`); transfers are alpha-beta over the link the group spans
+(`archsim.systems.seqpar_compute`), or on arrays by the analytical model (`seqpar_compute.ArrayCompute`: the
+softmax prefills' forward attention blocks, the same schedules); transfers are alpha-beta over the link the group spans
 (`archsim.systems.collectives`, `Topology`). The result with its memory is `archsim.systems.seqpar`.
 
 The schemes, as their papers and reference code run them (../shared/reference/seqpar-sparse.md §1, §4; the
@@ -75,7 +76,7 @@ import numpy as np
 
 from archsim.systems import collectives
 from archsim.systems.links import Link
-from archsim.systems.seqpar_compute import WORD_BYTES, DeviceCompute, shard
+from archsim.systems.seqpar_compute import WORD_BYTES, Compute, DeviceCompute, shard
 from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.sharding import kv_heads_per_device
 
@@ -97,7 +98,7 @@ def group_members(count: int, stride: int) -> list[int]:
     return [i * stride for i in range(count)]
 
 
-def kv_bytes(tokens: int, compute: DeviceCompute) -> float:
+def kv_bytes(tokens: int, compute: Compute) -> float:
     """K and V of `tokens` tokens of the device's KV heads (the attention cascade's tensors)."""
     sizes = compute.attention_bytes(tokens)
     return float(sizes["K"] + sizes["V"])
@@ -137,7 +138,7 @@ class RingWork:
                         self.above_s - other.above_s)
 
 
-def _ring_work(layout: str, p: int, c: int, causal: bool, compute: DeviceCompute) -> RingWork:
+def _ring_work(layout: str, p: int, c: int, causal: bool, compute: Compute) -> RingWork:
     """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block (j): its
     own (j == d, step 0), an earlier device's (j < d, steps 1..d) or a later one's (j > d). The kernel calls are
     timed in the order the matrix first meets them (own, later, earlier), so a refused call is the same one."""
@@ -170,7 +171,7 @@ def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, la
     return float((start + np.maximum(column(p - 1), last_hop_s)).max())
 
 
-def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, members: list[int], c: int) -> Timing:
+def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, members: list[int], c: int) -> Timing:
     link = spec.topology.group_link(members)
     kv = kv_bytes(c, compute)
     forward = replace(compute, direction="fwd")
@@ -191,7 +192,7 @@ def _ring(spec: ParallelSpec, compute: DeviceCompute, layout: str, p: int, membe
     return Timing(time_s, busiest, comm)
 
 
-def _ring_scheme(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+def _ring_scheme(spec: ParallelSpec, compute: Compute) -> Timing:
     p = spec.devices
     return _ring(spec, compute, spec.scheme, p, group_members(p, spec.tp), spec.seq_len // p)
 
@@ -199,7 +200,7 @@ def _ring_scheme(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
 # --- head-sharding schemes ---------------------------------------------------------------------------------------
 
 
-def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+def _ulysses(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n = spec.devices, spec.seq_len
     members = group_members(p, spec.tp)
     qkv, o = _a2a_bytes(compute, n // p)
@@ -210,14 +211,14 @@ def _ulysses(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     return Timing(attn + comm, attn, comm)
 
 
-def _a2a_bytes(compute: DeviceCompute, tokens: int) -> tuple[float, float]:
+def _a2a_bytes(compute: Compute, tokens: int) -> tuple[float, float]:
     """(Q, K, V) and O bytes one device holds for `tokens` tokens of its heads: the all-to-alls' buffers (the
     attention cascade's tensors)."""
     sizes = compute.attention_bytes(tokens)
     return float(sizes["Q"] + sizes["K"] + sizes["V"]), float(sizes["AV"])
 
 
-def _usp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+def _usp(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n, u = spec.devices, spec.seq_len, spec.ulysses
     r = p // u
     inner = group_members(u, spec.tp)
@@ -230,7 +231,7 @@ def _usp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     return Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
 
 
-def _head_parallel_comm_s(spec: ParallelSpec, compute: DeviceCompute, tokens: int, link: Link) -> float:
+def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int, link: Link) -> float:
     """Megatron-SP's combine of `tokens` tokens' hidden vectors over the devices: an all-gather before the heads and
     a reduce-scatter after the output projection (0 on one device, as the collectives are)."""
     hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
@@ -238,7 +239,7 @@ def _head_parallel_comm_s(spec: ParallelSpec, compute: DeviceCompute, tokens: in
             + collectives.reduce_scatter_s(hidden, spec.devices, link))
 
 
-def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+def _megatron_sp(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n = spec.devices, spec.seq_len
     members = group_members(p, spec.tp)
     link = spec.topology.group_link(members)
@@ -251,7 +252,7 @@ def _megatron_sp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     return Timing(attn + comm, attn, comm)
 
 
-def _allgather(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
+def _allgather(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n = spec.devices, spec.seq_len
     members = group_members(p, spec.tp)
     if p == 1:  # nothing to gather: the one call of the one-device run
@@ -352,7 +353,7 @@ def distattention_merge_s(compute: DeviceCompute, partial_bytes: float, p: int) 
     return compute.elementwise_s(p * partial_bytes) if p > 1 else 0.0
 
 
-SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, DeviceCompute], Timing]] = {
+SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, Compute], Timing]] = {
     "ring": _ring_scheme, "zigzag": _ring_scheme, "stripe": _ring_scheme, "ulysses": _ulysses, "usp": _usp,
     "megatron-sp": _megatron_sp, "allgather": _allgather, "lasp1": _lasp, "lasp2": _lasp,
     "distattention": decode,

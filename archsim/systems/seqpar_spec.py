@@ -23,6 +23,8 @@ Rules of a spec:
   tp / kv_heads ranks, as Megatron's tensor parallelism does).
 - `checkpointing` and `training_precision` set the training memory only: another value than the default needs
   direction fwd+bwd and tp 1 (`TRAINING_FIELDS`).
+- On arrays (a topology's `device`, `topology.ArrayDevice`) only the forward's attention of the softmax prefills
+  (`ARRAY_SCHEMES`) is modelled, with the arrays' mappings in place of a GPU kernel (`check_array`).
 
 Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a workload whose attention the GPU
 kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`) is refused rather than timed as
@@ -33,6 +35,7 @@ non-causal mask) is one that `archsim parallel` and a parallel sweep refuse when
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +51,7 @@ from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import CONTEXT_PARALLEL_SCHEMES
-from archsim.systems.topology import Topology
+from archsim.systems.topology import ArrayDevice, Topology
 from archsim.workload import Workload, refuse_linear_attention
 
 LINEAR_SCHEMES = ("lasp1", "lasp2")
@@ -58,6 +61,8 @@ LASP_SCHEMES = (*LINEAR_SCHEMES, *HYBRID_SCHEMES)  # whose chunks (on some layer
 # the softmax prefills (a context-parallel system's schemes), LASP's, and DistAttention's decode
 SCHEMES = (*CONTEXT_PARALLEL_SCHEMES, *LASP_SCHEMES, "distattention")
 DECODE_SCHEMES = ("ring", "megatron-sp", "distattention")
+# the schemes whose blocks an array (`topology.ArrayDevice`) costs: the softmax prefills (`check_array`)
+ARRAY_SCHEMES = CONTEXT_PARALLEL_SCHEMES
 RING_SCHEMES = ("ring", "zigzag", "stripe")
 DIRECTIONS = ("fwd", "fwd+bwd", "decode")
 SCOPES = ("attention", "layer")
@@ -107,7 +112,7 @@ class ParallelSpec:
     devices: int  # P: the sequence-parallel group
     workload: Workload
     seq_len: int  # N: tokens of each sequence
-    gpu: GPU
+    gpu: GPU | ArrayDevice  # the devices: a GPU, or arrays through the analytical model (`check_array`)
     topology: Topology
     batch: int = 1  # sequences per step
     causal: bool = True
@@ -127,7 +132,9 @@ class ParallelSpec:
 
     @property
     def attention_kernel(self) -> str:
-        """The kernel the scheme's attention runs (`attention_kernel`)."""
+        """The kernel the scheme's attention runs (`attention_kernel`); on arrays, the mappings its blocks run."""
+        if isinstance(self.gpu, ArrayDevice):
+            return f"analytical model: {self.gpu.mappings}"
         return attention_kernel(self.scheme, self.direction, self.kernel)
 
     @property
@@ -162,9 +169,32 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False)
                             "{word_bytes:g}-byte memory")
 
 
-def memory_modelled(direction: str, tp: int) -> bool:
-    """Whether `seqpar._memory` models a point's memory: every direction but fwd+bwd at tp > 1."""
-    return not (direction == "fwd+bwd" and tp > 1)
+def check_array(device: GPU | ArrayDevice, scheme: str, direction: str, scope: str, kernel: str) -> None:
+    """On arrays (`device` an ArrayDevice; a GPU passes), refuse what has no array form (`seqpar_compute`'s
+    "Arrays"): a SpecError naming the field, `direction` (fwd+bwd, decode), `scope` (layer), `scheme` (the LASP
+    schemes, lasp2h, distattention: not in `ARRAY_SCHEMES`) or `kernel` (other than the default: an array's blocks
+    run its mappings, no GPU kernel)."""
+    if not isinstance(device, ArrayDevice):
+        return
+    on = f"not modelled on arrays ({device.name} through the analytical model)"
+    if direction != "fwd":
+        raise SpecError(SOURCE, "direction", f"{direction} is {on}: only the forward's attention blocks are; "
+                                             "expected fwd")
+    if scope != "attention":
+        raise SpecError(SOURCE, "scope", f"{scope} (the layer's projections, FFN and norms) is {on}: expected "
+                                         "attention")
+    if scheme not in ARRAY_SCHEMES:
+        raise SpecError(SOURCE, "scheme", f"{scheme} is {on}: expected one of {', '.join(ARRAY_SCHEMES)}")
+    if kernel != DEFAULT_KERNEL:
+        raise SpecError(SOURCE, "kernel", f"{kernel} is a GPU kernel: an array's blocks run its mappings "
+                                          f"({device.mappings}); drop it")
+
+
+def memory_modelled(direction: str, tp: int, device: GPU | ArrayDevice | None = None) -> bool:
+    """Whether `seqpar._memory` models a point's memory: every direction but fwd+bwd at tp > 1, on a GPU or an
+    array with a bounded DRAM (`ArrayDevice.dram_bytes`; None: the device not known yet, taken as a GPU)."""
+    unbounded = isinstance(device, ArrayDevice) and math.isnan(device.dram_bytes)
+    return not (direction == "fwd+bwd" and tp > 1) and not unbounded
 
 
 def check_spec(spec: ParallelSpec) -> None:
@@ -173,6 +203,7 @@ def check_spec(spec: ParallelSpec) -> None:
     check_choice("direction", spec.direction, DIRECTIONS)
     check_choice("scope", spec.scope, SCOPES)
     _check_training_fields(spec)
+    check_array(spec.gpu, spec.scheme, spec.direction, spec.scope, spec.kernel)
     for name in ("devices", "seq_len", "batch", "tp"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -213,7 +244,7 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
-    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp), spec.scope == "layer")
+    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp, spec.gpu), spec.scope == "layer")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, kv_heads_per_device(int(params["kv_heads"]), spec.tp)
     if uncut_size(params, spec.tp, ("heads", "kv_heads")) is not None:

@@ -15,6 +15,16 @@ r is in node r // 8 of an 8-GPU node), as launchers number ranks. File format (p
       - {link: nvlink3-a100, devices: 8}   # a link preset name, or a link's fields inline
       - {link: ib-hdr-200g}                # nodes; no `devices`: as many as a run asks for
 
+Instead of `gpu`, a topology may hold arrays run through the analytical model (`ArrayDevice`)::
+
+    device: {mapping: fusemax, causal_mapping: fusemax-gqa}   # architecture: the mappings' own unless given
+
+`mapping` maps a full (non-causal) attention cascade (its `reference` is `attention`: attention-1pass), which
+costs every full block; `causal_mapping`, optional, a causal one (`attention_causal` or `attention_causal_gqa`:
+attention-1pass-causal-gqa), which costs the causal diagonal blocks (without it a causal block is refused naming
+`device.causal_mapping`). Each mapping's cascade takes a block's sizes only (`BLOCK_PARAMS`). One of `gpu` and
+`device` is given. The devices of a topology are in `Topology.gpu`, a GPU or an ArrayDevice.
+
 Assumptions (seqpar-sparse.md §4 "implication for us"; ASTRA-sim's analytical backend and SimAI's busbw do the same):
 - every device has its own port on each level's link (one NIC per GPU; an NVSwitch port), full duplex;
 - a message between two devices goes over the link of the outermost level at which their groups differ, at that
@@ -35,16 +45,52 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.errors import SpecError, check_header
+from archsim.arch.spec import Architecture
+from archsim.errors import SpecError, check_header, check_keys
+from archsim.mapping.spec import Mapping
 from archsim.spec_files import spec_beside
 from archsim.systems import collectives
 from archsim.systems.links import Link, link_from_dict, load_link, slowest_hop
 
 PRESETS_PACKAGE = "archsim.systems.topology_presets"
 TEXT = ("name", "description", "source")
-KEYS = (*TEXT, "gpu", "levels")
-OPTIONAL = ("description",)
+KEYS = (*TEXT, "gpu", "device", "levels")
+OPTIONAL = ("description", "gpu", "device")  # one of gpu and device
+DEVICE_KEYS = ("architecture", "mapping", "causal_mapping")
+# the `reference` of the cascade each mapping of an ArrayDevice maps: full blocks, causal (diagonal) blocks
+FULL_REFERENCES = ("attention",)
+CAUSAL_REFERENCES = ("attention_causal", "attention_causal_gqa")
+# the parameters an array block binds (`seqpar_compute.ArrayCompute`): a mapping's cascade takes no others
+BLOCK_PARAMS = ("batch", "heads", "kv_heads", "seq_len", "head_dim", "tile_kv", "word_bytes")
 MAX_DEVICES = 2**20
+
+
+@dataclass(frozen=True)
+class ArrayDevice:
+    """Devices that are an `Architecture` run through the analytical model: `mapping` costs full attention blocks,
+    `causal_mapping` (None: not given) causal ones (module docstring). `source` is the topology file, which errors
+    blame. `dram_bytes` is the outermost memory's capacity, NaN where the architecture leaves it unbounded (no
+    memory per device is modelled then)."""
+
+    arch: Architecture
+    mapping: Mapping
+    causal_mapping: Mapping | None
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def dram_bytes(self) -> float:
+        capacity = self.arch.memories[0].capacity_bytes
+        return float(capacity) if capacity else float("nan")
+
+    @property
+    def mappings(self) -> str:
+        """The mappings, as a record shows them in place of a GPU kernel."""
+        causal = f", {self.causal_mapping.name} (causal)" if self.causal_mapping is not None else ""
+        return f"{self.mapping.name}{causal}"
 
 
 @dataclass(frozen=True)
@@ -57,14 +103,15 @@ class Level:
 
 @dataclass(frozen=True)
 class Topology:
-    """A cluster's network (module docstring): `gpu`, the devices, and `levels`, innermost first. `source` is the
-    file errors blame and `citation` the spec's own `source` field (where the numbers come from)."""
+    """A cluster's network (module docstring): `gpu`, the devices (a GPU, or arrays: `ArrayDevice`), and `levels`,
+    innermost first. `source` is the file errors blame and `citation` the spec's own `source` field (where the
+    numbers come from)."""
 
     name: str
     description: str
     source: str
     citation: str
-    gpu: GPU
+    gpu: GPU | ArrayDevice
     levels: tuple[Level, ...]
 
     def span(self, level: int) -> int | None:
@@ -137,8 +184,14 @@ class Topology:
 def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
     """Validate `data` (the YAML form) into a Topology. Refused, each a SpecError naming the field: a missing or unknown
     header key, an empty `levels`, a level that is not `{link, devices}`, a `devices` left out below the outermost
-    level or not a whole number from 1 to MAX_DEVICES, and an unknown link or GPU preset."""
+    level or not a whole number from 1 to MAX_DEVICES, an unknown link or GPU preset, both or neither of `gpu` and
+    `device`, and a `device` that is not a mapping of a full attention cascade and optionally one of a causal one
+    (`_array`)."""
     check_header(data, KEYS, OPTIONAL, TEXT, source, "")
+    if ("gpu" in data) == ("device" in data):
+        raise SpecError(source, "gpu", "expected one of gpu (a GPU preset) and device ({mapping, causal_mapping, "
+                                       "architecture}: arrays through the analytical model), got "
+                                       f"{'both' if 'gpu' in data else 'neither'}")
     levels = data["levels"]
     if not isinstance(levels, list) or not levels:
         raise SpecError(source, "levels", f"expected a non-empty list of {{link, devices}}, innermost first, "
@@ -162,8 +215,51 @@ def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
             raise SpecError(source, f"{where}.devices", f"expected a whole number from 1 to {MAX_DEVICES}, "
                                                         f"got {devices!r}")
         parsed.append(Level(link, devices))
-    return Topology(data["name"], data.get("description", ""), source, data["source"],
-                    _gpu(data["gpu"], source), tuple(parsed))
+    devices = _gpu(data["gpu"], source) if "gpu" in data else _array(data["device"], source)
+    return Topology(data["name"], data.get("description", ""), source, data["source"], devices, tuple(parsed))
+
+
+def _array(data: Any, source: str) -> ArrayDevice:
+    """The `device` entry (module docstring): each mapping a library mapping or file, the architecture the
+    mapping's own unless named; a SpecError naming `device.<key>` for an unknown key, a missing `mapping`, a
+    mapping of another cascade than its kind's (`FULL_REFERENCES`, `CAUSAL_REFERENCES`) or whose cascade takes a
+    parameter a block does not set (`BLOCK_PARAMS`), and two mappings of different architectures."""
+    if not isinstance(data, dict) or "mapping" not in data:
+        raise SpecError(source, "device", f"expected {{mapping, causal_mapping, architecture}} (mapping required), "
+                                          f"got {data!r}")
+    check_keys(data, DEVICE_KEYS, source, "device")
+    mapping = _mapping(data["mapping"], source, "device.mapping", FULL_REFERENCES)
+    causal = data.get("causal_mapping")
+    causal = None if causal is None else _mapping(causal, source, "device.causal_mapping", CAUSAL_REFERENCES)
+    if causal is not None and causal.architecture != mapping.architecture and "architecture" not in data:
+        raise SpecError(source, "device.causal_mapping", f"targets {causal.architecture}, mapping "
+                                                         f"{mapping.name} {mapping.architecture}: name the "
+                                                         "architecture both run on")
+    arch = _loaded("architecture", library.load_architecture_spec, data.get("architecture", mapping.architecture),
+                   source, "device.architecture")
+    return ArrayDevice(arch, mapping, causal, source)
+
+
+def _mapping(name: Any, source: str, where: str, references: tuple[str, ...]) -> Mapping:
+    mapping = _loaded("mapping", library.load_mapping_spec, name, source, where)
+    cascade = library.load_cascade_spec(spec_beside(mapping.cascade, mapping.source))
+    if cascade.reference not in references:
+        raise SpecError(source, where, f"{mapping.name} maps {cascade.name}, whose reference is "
+                                       f"{cascade.reference}: expected a cascade of {' or '.join(references)}")
+    other = sorted(set(cascade.params) - set(BLOCK_PARAMS))
+    if other:
+        raise SpecError(source, where, f"{mapping.name} maps {cascade.name}, which takes {', '.join(other)}: an "
+                                       f"array's block sets only {', '.join(BLOCK_PARAMS)}")
+    return mapping
+
+
+def _loaded(kind: str, load: Any, name: Any, source: str, where: str) -> Any:
+    if not isinstance(name, str) or not name:
+        raise SpecError(source, where, f"expected a library {kind} name or file, got {name!r}")
+    try:
+        return load(spec_beside(name, source))
+    except SpecError as error:
+        raise SpecError(source, where, f"no {kind} {name!r}: {error.message}") from None
 
 
 def _gpu(name: Any, source: str) -> GPU:

@@ -1,0 +1,156 @@
+"""`archsim parallel` on arrays (issue 18, "Costs": the analytical model on arrays). A topology may name arrays in
+place of a GPU (`device: {mapping, causal_mapping}`, `topology.ArrayDevice`); each block a scheme runs is then a
+design point of the analytical model under the array's mappings (`seqpar_compute.ArrayCompute`), so a block costs
+what `archsim run -m MAPPING` prints for its sizes. Before, `--gpu fusemax` was "not a GPU preset" and a topology
+could hold only a GPU. What has no array form (the backward, decode, a layer's other ops, LASP) is refused, exit 2
+naming the option, never timed on a GPU instead."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from archsim.errors import SpecError
+from archsim.systems.topology import load_topology
+
+ARRAYS = "fusemax-ici-8"  # eight FuseMax arrays over TPU v3 ICI
+POINT = ("parallel", "-w", "bert-base", "--topology", ARRAYS)
+N = 16384  # c = 2048 tokens per device at P = 8: whole 256-key tiles, zigzag's half chunks too
+
+
+def _points(cli, *args: str) -> list[dict]:
+    return json.loads(cli(*POINT, *args, "--json").output)["points"]
+
+
+def _run_s(cli, mapping: str, seq_len: int, batch: int = 1) -> float:
+    """`archsim run`'s latency of bert-base's attention under `mapping` at `seq_len` tokens and `batch` sequences."""
+    out = cli("run", "-m", mapping, "-w", "bert-base", "--set", f"seq_len={seq_len}", "--set", f"batch={batch}",
+              "--json").output
+    return json.loads(out)["latency_s"]
+
+
+def test_the_preset_holds_fusemax_arrays_over_tpu_ici() -> None:
+    topology = load_topology(ARRAYS)
+    device = topology.gpu
+    assert device.name == "fusemax" and device.mapping.name == "fusemax"
+    assert device.causal_mapping.name == "fusemax-gqa" and topology.capacity() == 8
+    assert topology.levels[0].link.name == "tpu-v3-ici" and math.isnan(device.dram_bytes)
+
+
+@pytest.mark.parametrize("causal, mapping", [(True, "fusemax-gqa"), (False, "fusemax")])
+def test_one_array_is_archsim_run_of_the_mapping(cli, causal: bool, mapping: str) -> None:
+    """One device runs the whole sequence as one block: the causal one under fusemax-gqa, a full one under fusemax,
+    the same number as `archsim run` gives for those sizes."""
+    flags = () if causal else ("--no-causal",)
+    for batch in (1, 4):
+        [point] = _points(cli, "--scheme", "ring", "--devices", "1", "--seq-len", str(N), "--batch", str(batch),
+                          *flags)
+        assert point["latency_s"] == pytest.approx(_run_s(cli, mapping, N, batch), rel=1e-12)
+        assert point["gpu"] == "fusemax" and "fusemax-gqa (causal)" in point["kernel"]
+
+
+def test_ring_blocks_are_the_mappings_blocks(cli) -> None:
+    """The last device of a causal ring of 8 runs its causal diagonal block and 7 full c x c blocks: its compute is
+    those points' latencies under the two mappings; the ICI link hides under them (compute-bound)."""
+    c = N // 8
+    [point] = _points(cli, "--scheme", "ring", "--devices", "8", "--seq-len", str(N))
+    expected = _run_s(cli, "fusemax-gqa", c) + 7 * _run_s(cli, "fusemax", c)
+    assert point["compute_s"] == pytest.approx(expected, rel=1e-12)
+    assert point["link"] == "tpu-v3-ici" and point["exposed_comm_s"] == 0 and point["comm_s"] > 0
+
+
+def test_causal_ring_is_bounded_by_its_imbalance_and_zigzag_is_not(cli) -> None:
+    """As the model computes them on arrays: the basic causal ring near half of ideal, zigzag and stripe closer."""
+    points = _points(cli, "--scheme", "ring,zigzag,stripe", "--devices", "1,4,8", "--seq-len", str(N))
+    eff = {(p["scheme"], p["devices"]): p["efficiency"] for p in points}
+    assert all(eff[(s, 1)] == pytest.approx(1.0) for s in ("ring", "zigzag", "stripe"))
+    for p in (4, 8):
+        assert eff[("ring", p)] < 0.6
+        assert eff[("zigzag", p)] > 0.85 and eff[("stripe", p)] > eff[("ring", p)]
+    ideal = {p["devices"]: p["ideal_s"] for p in points if p["scheme"] == "ring"}
+    assert ideal[8] == pytest.approx(_run_s(cli, "fusemax-gqa", N) / 8, rel=1e-12)
+
+
+def test_allgather_ulysses_usp_megatron_run_on_arrays(cli) -> None:
+    points = _points(cli, "--scheme", "allgather,ulysses,usp,megatron-sp", "--ulysses", "2", "--devices", "4",
+                     "--seq-len", str(N))
+    assert all(p["feasible"] and p["latency_s"] > 0 for p in points), points
+    ulysses = next(p for p in points if p["scheme"] == "ulysses")
+    # a quarter of the heads over all N tokens: the causal point of fusemax-gqa at 3 heads
+    out = cli("run", "-m", "fusemax-gqa", "-w", "bert-base", "--set", f"seq_len={N}", "--set", "batch=1", "--set",
+              "heads=3", "--set", "kv_heads=3", "--json").output
+    assert ulysses["compute_s"] == pytest.approx(json.loads(out)["latency_s"], rel=1e-12)
+
+
+def test_memory_and_energy_are_not_modelled_on_unbounded_arrays(cli) -> None:
+    """FuseMax's DRAM has no size: no memory per device nor largest context (null), and no energy (no power)."""
+    [point] = _points(cli, "--scheme", "zigzag", "--devices", "8", "--seq-len", str(N))
+    assert point["feasible"] and point["memory_bytes"] is None and point["max_context_tokens"] is None
+    assert point["energy_pj"] is None
+
+
+@pytest.mark.parametrize("args, option", [
+    (("--direction", "fwd+bwd"), "--direction"),
+    (("--direction", "decode"), "--direction"),
+    (("--scope", "layer"), "--scope"),
+    (("--kernel", "FlashAttention-2"), "--kernel"),
+])
+def test_what_arrays_do_not_model_is_refused_naming_the_option(cli, args: tuple[str, ...], option: str) -> None:
+    out = cli(*POINT, "--scheme", "ring", "--devices", "8", "--seq-len", str(N), *args, expect=2).output
+    assert out.startswith(f"error: {option}")
+    assert "not modelled on arrays" in out or "GPU kernel" in out
+
+
+def test_lasp_is_refused_on_arrays_naming_scheme(cli) -> None:
+    out = cli("parallel", "-w", "linear-llama3-1b", "--topology", ARRAYS, "--scheme", "lasp2", "--devices", "8",
+              "--seq-len", str(N), expect=2).output
+    assert out.startswith("error: --scheme") and "not modelled on arrays" in out
+
+
+def test_a_grouped_query_full_block_is_refused_naming_the_mapping(cli) -> None:
+    """fusemax maps attention-1pass, one K/V head per query head: llama3-8b's ring blocks below the diagonal are
+    not costed on it as repeated heads; its one-device causal block (fusemax-gqa) is."""
+    [one] = json.loads(cli("parallel", "-w", "llama3-8b", "--topology", ARRAYS, "--scheme", "ring", "--devices", "1",
+                           "--seq-len", str(N), "--json").output)["points"]
+    assert one["feasible"]
+    out = cli("parallel", "-w", "llama3-8b", "--topology", ARRAYS, "--scheme", "ring", "--devices", "8",
+              "--seq-len", str(N), expect=2).output
+    assert "device.mapping" in out and "grouped-query" in out
+
+
+def test_gpu_topologies_are_unchanged() -> None:
+    assert load_topology("dgx-a100").gpu.name == "a100-80gb-sxm4"
+
+
+def _topology(tmp_path: Path, device: str) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nsource: test\n{device}\nlevels:\n  - {{link: tpu-v3-ici, devices: 8}}\n")
+    return path
+
+
+@pytest.mark.parametrize("device, field", [
+    ("gpu: h100-sxm5\ndevice: {mapping: fusemax}", "gpu"),
+    ("", "gpu"),
+    ("device: {mapping: fusemax-gqa}", "device.mapping"),
+    ("device: {mapping: fusemax, causal_mapping: fusemax}", "device.causal_mapping"),
+    ("device: {mapping: fusemax, causal_mapping: fusemax-gqa, speed: 2}", "device.speed"),
+    ("device: {mapping: no-such-mapping}", "device.mapping"),
+    ("device: {causal_mapping: fusemax-gqa}", "device"),
+])
+def test_bad_device_entries_name_the_field(tmp_path: Path, device: str, field: str) -> None:
+    with pytest.raises(SpecError) as error:
+        load_topology(_topology(tmp_path, device))
+    assert error.value.where == field
+
+
+def test_without_a_causal_mapping_a_causal_block_is_refused(cli, tmp_path: Path) -> None:
+    path = _topology(tmp_path, "device: {mapping: fusemax}")
+    out = cli("parallel", "-w", "bert-base", "--topology", str(path), "--scheme", "ring", "--devices", "4",
+              "--seq-len", str(N), expect=2).output
+    assert "device.causal_mapping" in out
+    [full] = json.loads(cli("parallel", "-w", "bert-base", "--topology", str(path), "--scheme", "ring", "--devices",
+                            "4", "--seq-len", str(N), "--no-causal", "--json").output)["points"]
+    assert full["compute_s"] == pytest.approx(4 * _run_s(cli, "fusemax", N // 4), rel=1e-12)
