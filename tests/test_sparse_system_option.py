@@ -51,9 +51,10 @@ def test_pim_rows_are_kv_selection_on_the_systems_pim(method, extra) -> None:
     workload = library.load_workload_spec("llama3-8b")
     model = system_model(load_system("neupims"), workload)
     (device,) = [d for d in model.devices.values() if d.kind == "bank-pim"]
-    effective = (ks.quest_effective_context(workload, 32768, 2048) if method == "quest"
+    effective = (ks.quest_mean_effective_context(workload, 32768, 2048) if method == "quest"
                  else ks.duo_effective_context(workload, 32768, 0.5))
-    assert effective == (2048 + 2048 if method == "quest" else 16576)
+    # Quest, averaged over the layers: 2 dense layers at 32768, 30 at 2048 pages' bounds + the 2048-token budget
+    assert effective == ((2 * 32768 + 30 * (2048 + 2048)) // 32 if method == "quest" else 16576)
     found = records("--method", method, "-w", "llama3-8b", *GPU_ARGS, *extra, "--system", "neupims",
                     "--batch", "16")
     (row,) = found["system_points"]
@@ -73,7 +74,18 @@ def test_logic_pim_rows_on_duplex() -> None:
     (row,) = records("--method", "quest", "-w", "llama3-8b", *GPU_ARGS, "--budget", "2048", "--system", "duplex",
                      "--batch", "16")["system_points"]
     assert row["kind"] == "logic-pim"
-    assert row["time_s"] / row["dense_time_s"] == pytest.approx(4096 / 32768, rel=0.01)
+    assert row["time_s"] / row["dense_time_s"] == pytest.approx(5888 / 32768, rel=0.01)
+
+
+def test_a_model_whose_every_layer_quest_keeps_dense_gains_nothing_on_a_pim(tmp_path) -> None:
+    """Quest's first 2 layers are dense: a 2-layer model selects in none, so its PIM row reads the whole context,
+    as its GPU rows gain nothing."""
+    text = (library.find("workloads", "llama3-8b")).read_text().replace("layers: 32", "layers: 2")
+    path = tmp_path / "l2.yaml"
+    path.write_text(text)
+    (row,) = records("--method", "quest", "-w", str(path), *GPU_ARGS, "--budget", "2048", "--system", "neupims",
+                     "--batch", "16")["system_points"]
+    assert row["effective_context"] == 32768 and row["time_s"] == row["dense_time_s"]
 
 
 def test_pool_rows_are_the_requests_lamina_holds() -> None:

@@ -383,6 +383,16 @@ def quest_effective_context(workload: Workload, context: int, budget: int,
     return effective_context(workload, quest_read_bytes(workload, context, budget, page_tokens)[0])
 
 
+def quest_mean_effective_context(workload: Workload, context: int, budget: int,
+                                 page_tokens: int = QUEST_PAGE_TOKENS) -> int:
+    """Tokens' worth of KV one Quest layer reads, averaged over the layers: its dense layers
+    (`quest_dense_layers`) read the whole context, the others the page metadata and the budget, as
+    `duo_effective_context` averages DuoAttention's layers."""
+    layers, dense = int(_size(workload, "layers")), quest_dense_layers(workload)
+    selected, whole = quest_read_bytes(workload, context, budget, page_tokens)
+    return effective_context(workload, (dense * whole + (layers - dense) * selected) / layers)
+
+
 def duo_effective_context(workload: Workload, context: int, retrieval_fraction: float, sinks: int = DUO_SINKS,
                           recent: int = DUO_RECENT) -> int:
     """Tokens' worth of KV one DuoAttention layer reads, averaged over the layers."""

@@ -45,7 +45,7 @@ spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, 
 "device", "kind", "effective_context", "batch", "time_s", "dense_time_s", "requests", "dense_requests"}.
 - A bank-PIM or Logic-PIM device the system places ops on: one layer's decode attention of `batch` requests, each
   bound at the context (`dense_time_s`) and at the method's effective context (`time_s`: the tokens' worth of K and
-  V it reads, `quest_effective_context` of a selecting layer, `duo_effective_context` averaged over the layers),
+  V it reads, averaged over the layers: `quest_mean_effective_context`, `duo_effective_context`),
   by `kv_selection.pim_attention_s` on the workload's shard the systems engine gives one device (`SystemModel.shard`:
   1/tp of the heads); `requests` None.
 - An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
@@ -295,7 +295,7 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
             base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
                     "context": context}
             if budget is not None:
-                effective = kv_selection.quest_effective_context(workload, context, budget)
+                effective = kv_selection.quest_mean_effective_context(workload, context, budget)
             else:
                 effective = kv_selection.duo_effective_context(workload, context, fraction, sinks, recent)
             rows += [{**base, "device": d.name, "kind": d.kind, "effective_context": effective, "batch": batch,
