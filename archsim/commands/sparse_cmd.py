@@ -197,7 +197,7 @@ def _system_table(rows: list[dict]) -> None:
     """`system_points` rows: a PIM device's one-layer decode attention (ms) against dense, or the requests a memory
     pool holds against dense."""
     r0 = rows[0]
-    setting = (f"{r0['retrieval_fraction']:g} of the KV heads retrieval heads" if "retrieval_fraction" in r0 else
+    setting = (f"retrieval heads: {r0['retrieval_fraction']:g} of the KV heads" if "retrieval_fraction" in r0 else
                "budget in tokens")
     click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): on a PIM device, one layer's decode "
                "attention of the batch on its share of the heads, dense against the tokens' worth of KV the method "

@@ -67,6 +67,8 @@ SCORE_BYTES = 4  # fp32 scores of the estimate
 INDEX_BYTES = 4  # int32 indices
 VIEW_OPS = 6  # slicing, unsqueeze, transposes: issued from Python, no kernel
 PATTERNS = ("vertical_slash", "block_sparse", "a_shape")
+
+
 @dataclass(frozen=True)
 class SparsePattern:
     """One head's pattern: vertical_slash (k_v columns, k_s diagonals), block_sparse (k_b key blocks per query

@@ -71,19 +71,13 @@ POINT_COLUMNS = ("model", "trace", "system", "cost_per_h", "throughput_tok_s", "
 
 def points_rows(records: list[dict]) -> pd.DataFrame:
     """The points in the records' order with `POINT_COLUMNS` (a column the records lack is empty) and, on Lamina's
-    rows, divide-and-conquer's saving: `dc_saving_single_batch`, of one batch's layer critical path at the point's
-    batch and the trace's mean context (`lamina_reproduce.layer_dc_saving`, what `critical_path_dc_saving` takes the
-    largest of), and `dc_saving_served`, 1 - its TBT p50 over lamina-no-dc's at the same model and trace (what
-    `dc_saving` takes the largest of); empty on the other systems' rows."""
+    rows, divide-and-conquer's savings (`lamina_reproduce.point_dc_savings`, what the headline's
+    `critical_path_dc_saving` and `dc_saving` take the largest of): `dc_saving_single_batch`, of one batch's layer
+    critical path at the point's batch and the trace's mean context, and `dc_saving_served`, 1 - its TBT p50 over
+    lamina-no-dc's at the same model and trace; empty on the other systems' rows."""
     df = pd.DataFrame(records).reindex(columns=list(POINT_COLUMNS))
-    no_dc = {(r["model"], r["trace"]): r["tbt_p50_s"] for r in records if r["system"] == f"{lamina.SYSTEM}-no-dc"}
-    ours = df["system"] == lamina.SYSTEM
-    df["dc_saving_single_batch"] = [
-        lamina.layer_dc_saving(r.model, max(1, round(r.batch)), round(lamina.mean_context(r.trace))) if mine
-        else np.nan for r, mine in zip(df.itertuples(), ours, strict=True)]
-    df["dc_saving_served"] = [1 - r.tbt_p50_s / no_dc[(r.model, r.trace)] if mine and (r.model, r.trace) in no_dc
-                              else np.nan for r, mine in zip(df.itertuples(), ours, strict=True)]
-    return df
+    savings = pd.DataFrame(lamina.point_dc_savings(records), columns=["dc_saving_single_batch", "dc_saving_served"])
+    return pd.concat([df, savings], axis=1)
 
 
 def link_rows() -> pd.DataFrame:

@@ -302,23 +302,44 @@ def _slowdown_numbers(cross: dict) -> dict:
             "slowdown_without_latency": cross["slowdown_without_latency"]}
 
 
+def point_dc_savings(records: list[dict]) -> list[dict]:
+    """Divide-and-conquer's savings at each record, in the records' order: on a Lamina point,
+    `dc_saving_single_batch`, of the TBT of one batch run without micro-batches (layers x a layer's critical path,
+    `layer_dc_saving`) at the point's batch and its trace's mean context (prompt + half the output), and
+    `dc_saving_served`, 1 - its TBT p50 over lamina-no-dc's at the same model and trace (ping-pong; NaN without
+    that point); NaN on the other systems' records."""
+    no_dc = {(r["model"], r["trace"]): r["tbt_p50_s"] for r in records if r["system"] == f"{SYSTEM}-no-dc"}
+    models: dict[str, OffloadModel] = {}
+    out = []
+    for r in records:
+        if r["system"] != SYSTEM:
+            out.append({"dc_saving_single_batch": math.nan, "dc_saving_served": math.nan})
+            continue
+        if r["model"] not in models:
+            models[r["model"]] = system_model(lamina_system(r["model"]), library.load_workload_spec(r["model"]))
+        key = (r["model"], r["trace"])
+        out.append({"dc_saving_single_batch": _cycle_saving(models[r["model"]], max(1, round(r["batch"])),
+                                                            round(mean_context(r["trace"]))),
+                    "dc_saving_served": 1 - r["tbt_p50_s"] / no_dc[key] if key in no_dc else math.nan})
+    return out
+
+
 def critical_path_dc_saving(records: list[dict], model_name: str) -> float:
-    """The largest saving of divide-and-conquer over the traces (the paper's "up to") in the TBT of one batch run
-    without micro-batches (layers x a layer's critical path, `layer_dc_saving`), at each point's Lamina batch and
-    the trace's mean context (prompt + half the output); NaN without points."""
-    points = [r for r in records if r["model"] == model_name and r["system"] == SYSTEM]
-    if not points:
-        return math.nan
-    model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
-    return max(_cycle_saving(model, max(1, round(r["batch"])), round(mean_context(r["trace"]))) for r in points)
+    """The largest single-batch saving of divide-and-conquer (`point_dc_savings`) over the model's Lamina points
+    (the paper's "up to"); NaN without points."""
+    return _largest(records, model_name, "dc_saving_single_batch")
 
 
 def dc_saving(records: list[dict], model_name: str) -> float:
-    """The largest TBT (p50) saving of divide-and-conquer in the served runs (ping-pong) over the traces; NaN
-    without points."""
-    by = {(r["trace"], r["system"]): r["tbt_p50_s"] for r in records if r["model"] == model_name}
-    savings = [1 - by[(t, SYSTEM)] / by[(t, f"{SYSTEM}-no-dc")] for t, s in by if s == SYSTEM
-               and (t, f"{SYSTEM}-no-dc") in by]
+    """The largest served TBT (p50) saving of divide-and-conquer (`point_dc_savings`) over the model's Lamina
+    points that have a lamina-no-dc point beside them; NaN without any."""
+    return _largest(records, model_name, "dc_saving_served")
+
+
+def _largest(records: list[dict], model_name: str, saving: str) -> float:
+    mine = [r for r in records if r["model"] == model_name]
+    savings = [s[saving] for r, s in zip(mine, point_dc_savings(mine), strict=True)
+               if r["system"] == SYSTEM and not math.isnan(s[saving])]
     return max(savings) if savings else math.nan
 
 
@@ -331,7 +352,6 @@ def layer_dc_saving(model_name: str, batch: int, context: int) -> float:
 def _cycle_saving(model: OffloadModel, batch: int, context: int) -> float:
     layer = model.layer([context] * batch)
     return 1 - layer.cycle_s(True) / layer.cycle_s(False)
-
 
 
 def run_all(models: tuple[str, ...] = MODELS, traces: tuple[str, ...] = TRACES) -> tuple[list[dict], list[dict],

@@ -266,7 +266,7 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     outermost memory is unbounded (FuseMax's DRAM: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
     0, which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
     scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
-    scheme = spec.scheme if spec.scheme in mem.SCHEMES else "ring"  # allgather: ring's and the gathered K, V
+    scheme = mem.memory_scheme(spec.scheme)  # allgather: ring's, `_transient_bytes` adding the gathered K, V
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp, spec.gpu):
         return mem.DeviceMemory(*[math.nan] * 5), math.nan
@@ -298,8 +298,7 @@ def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -
     nothing: the one-device run's memory), and the most any of its attention calls holds besides its operands
     (`_kernel_buffer_bytes`). Assumption: both are added to the layer's peak working set, as if live with its
     largest op (an upper bound when that op is not the attention, or, for lasp2h, a linear layer's)."""
-    gathers = spec.scheme == "allgather" or spec.scheme in HYBRID_SCHEMES
-    gathered = kv_bytes(seq_len, compute) if gathers and spec.devices > 1 else 0.0
+    gathered = kv_bytes(seq_len, compute) if mem.gathers_kv(spec.scheme) and spec.devices > 1 else 0.0
     return gathered + _kernel_buffer_bytes(spec, compute, seq_len)
 
 

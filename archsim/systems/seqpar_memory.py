@@ -68,12 +68,12 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
   - lasp1, lasp2: the layer's attention is linear attention (the `linear-attention` cascade) over c tokens; its
     d x d state per head is kept at `state_bytes` (fp32, as LASP's code): LASP-1 holds its own and the received
     one, LASP-2 all-gathers the P states;
-  - lasp2h (LASP-2H, a hybrid model: `attention_layers`): its linear layers as lasp2, its softmax layers as ring
-    (`HYBRID`; `seqpar` adds allgather's gathered K and V, as for allgather), each on the same sizes
-    (`attention_view`); the layer is the larger of the two kinds' working sets and in-flight buffers, and its KV
-    cache and (checkpointing "none") kept tensors are the two kinds' count-weighted mean (`_hybrid_layer`), so the
-    model's layers hold each kind's times its count (assumption: a MoE hybrid's MoE and dense layers spread over
-    both kinds in the model's proportion).
+  - lasp2h (LASP-2H, a hybrid model: `attention_layers`): its linear layers as lasp2, its softmax layers as
+    allgather (`HYBRID_SCHEMES`), held as ring (`memory_scheme`; `seqpar` adds the gathered K and V), each on the
+    same sizes (`attention_view`); the layer is the larger of the two kinds' working sets and in-flight buffers,
+    and its KV cache and (checkpointing "none") kept tensors are the two kinds' count-weighted mean
+    (`_hybrid_layer`), so the model's layers hold each kind's times its count (assumption: a MoE hybrid's MoE and
+    dense layers spread over both kinds in the model's proportion).
   A MoE FFN's materialised hidden activations (H1, H3, A, the experts' outputs O) and gates exist for the routed
   (token, expert) pairs only, top_k / experts of their [tokens, experts, ...] shapes as the MACs count them
   (`held_share`); a model mixing MoE and dense layers (`moe_every`) takes the larger layer's working set.
@@ -136,7 +136,9 @@ SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring", "zigzag", "strip
 WHOLE_SEQUENCE = ("vanilla", "memeff-attn", "memeff-attn-ffn")  # each device holds all N tokens
 RING = ("ring", "zigzag", "stripe")
 LASP = ("lasp1", "lasp2")
-HYBRID = {"lasp2h": {"linear": "lasp2", "softmax": "ring"}}  # a hybrid scheme -> its layers' scheme by attention
+# a hybrid model's scheme -> the scheme its layers of each attention run (LASP-2 §3.5: LASP-2H); the one table that
+# `seqpar_spec` checks, `seqpar` times and this module holds them by
+HYBRID_SCHEMES = {"lasp2h": {"linear": "lasp2", "softmax": "allgather"}}
 ATTENTION = "attention"
 MATERIALISED = {"vanilla": (ATTENTION, *FFN_OPS), "memeff-attn": FFN_OPS, "megatron-sp": FFN_OPS}
 LINEAR_ONLY = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")  # Megatron-SP's sequence-sharded ops
@@ -211,7 +213,7 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
     nothing: the one-device call).
     Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree dividing P gets P (`_check` refuses the
     degree)."""
-    gathers = scheme in ("allgather", *HYBRID)
+    gathers = gathers_kv(scheme)
     if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or (gathers and devices == 1):
         return 1
     if not causal or not (gathers or scheme in ("zigzag", "usp")):
@@ -221,6 +223,17 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
     valid = isinstance(ulysses_degree, int) and not isinstance(ulysses_degree, bool) and ulysses_degree >= 1 \
         and devices % ulysses_degree == 0
     return math.lcm(devices, 2 * (devices // ulysses_degree)) if valid else devices
+
+
+def gathers_kv(scheme: str) -> bool:
+    """Whether `scheme`, or a layer of the hybrid scheme, runs allgather (all-gathers K and V of all N tokens)."""
+    return "allgather" in (scheme, *HYBRID_SCHEMES.get(scheme, {}).values())
+
+
+def memory_scheme(scheme: str) -> str:
+    """The scheme this module holds a timed scheme's layer as: its own, else ring's (allgather's: ring's layer,
+    `seqpar` adding the gathered K and V, `gathers_kv`; distattention's decode: ring's KV cache cut P ways)."""
+    return scheme if scheme in SCHEMES else "ring"
 
 
 def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int = 1, *,
@@ -382,7 +395,7 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
            ulysses_degree: int | None, state_words: float, *, kept: bool = False) -> _Layer:
     """One layer of one device under `scheme` (module docstring), bytes in the workload's word size; a LASP state
     element counts `state_words` words. `kept`: also what all the layers keep without recomputation."""
-    if scheme in HYBRID:
+    if scheme in HYBRID_SCHEMES:
         return _hybrid_layer(workload, scheme, devices, seq_len, batch, tp, state_words, kept=kept)
     run = _scheme_ops(workload, scheme, devices, seq_len, batch, tp, ulysses_degree, state_words)
     ops = run.ops
@@ -401,12 +414,14 @@ def _layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: i
 
 def _hybrid_layer(workload: Workload, scheme: str, devices: int, seq_len: int, batch: int, tp: int,
                   state_words: float, *, kept: bool) -> _Layer:
-    """A hybrid model's layer (module docstring, lasp2h): each attention kind's layer under its scheme (`HYBRID`),
-    the larger working set and in-flight buffers, the count-weighted mean KV cache (or state) and kept tensors."""
+    """A hybrid model's layer (module docstring, lasp2h): each attention kind's layer under its scheme
+    (`HYBRID_SCHEMES`, held as `memory_scheme`), the larger working set and in-flight buffers, the count-weighted
+    mean KV cache (or state) and kept tensors."""
     counts = attention_layers(workload)
     layers = sum(counts.values())
-    parts = [(count / layers, _layer(attention_view(workload, kind), HYBRID[scheme][kind], devices, seq_len, batch,
-                                     tp, None, state_words, kept=kept)) for kind, count in counts.items()]
+    parts = [(count / layers, _layer(attention_view(workload, kind), memory_scheme(HYBRID_SCHEMES[scheme][kind]),
+                                     devices, seq_len, batch, tp, None, state_words, kept=kept))
+             for kind, count in counts.items()]
     return _Layer(max(part.input_bytes for _, part in parts), max(part.working_bytes for _, part in parts),
                   sum(share * part.kv_bytes for share, part in parts),
                   sum(share * part.kept_bytes for share, part in parts),

@@ -211,31 +211,39 @@ def _lasp_results() -> dict[tuple[str, int], ParallelResult]:
             for scheme in ("ring", "lasp1", "lasp2") for n in LASP_LENGTHS}
 
 
+def training_throughput(result: ParallelResult) -> tuple[float, float]:
+    """The LM head's time and the training throughput (the group's tokens/s) of a layer's `result`: a step runs the
+    layers and the LM head (every token's logits for the loss, on each device's N / P tokens; the embedding
+    lookup, the final norm and the optimizer step are left out) over the spec's batch x N tokens."""
+    spec = result.spec
+    head_s = lm_head_s(spec)
+    step_s = int(spec.workload.params["layers"]) * result.time_s + head_s
+    return head_s, spec.batch * spec.seq_len / step_s
+
+
 def lasp2_rows() -> list[dict]:
-    """Each scheme's training throughput at each length: a step runs the layers and the LM head (every token's
-    logits for the loss, on each device's N / P tokens; the embedding lookup, the final norm and the optimizer
-    step are left out)."""
+    """Each scheme's training throughput at each length (`training_throughput`)."""
     rows = []
     for (scheme, n), result in _lasp_results().items():
-        layers, head_s = int(result.spec.workload.params["layers"]), lm_head_s(result.spec)
+        head_s, tok_s = training_throughput(result)
         rows.append({"scheme": scheme, "seq_len": n, "devices": LASP_DEVICES, "time_per_layer_s": result.time_s,
-                     "lm_head_s": head_s, "throughput_tok_s": n / (layers * result.time_s + head_s),
+                     "lm_head_s": head_s, "throughput_tok_s": tok_s,
                      "comm_s": result.comm_s, "exposed_comm_s": result.exposed_comm_s})
     return rows
 
 
 def lasp2_table2() -> dict:
     """LASP-2 Table 2 (module docstring): a row per `TABLE2_LASP_ROWS` scheme with our training throughput (the
-    group's tokens/s and per GPU) beside the paper's, and hybrid over linear, ours and the paper's (its range)."""
+    group's tokens/s and per GPU, `training_throughput`) beside the paper's, and hybrid over linear, ours and the
+    paper's (its range)."""
     topology = load_topology(LASP_TOPOLOGY)
     paper = PAPER["lasp2_table2_tok_s"]
     rows = []
     for scheme, model in TABLE2_LASP_ROWS:
         spec = ParallelSpec(scheme, TABLE2_LASP_DEVICES, library.load_workload_spec(model), TABLE2_LASP_TOKENS,
                             topology.gpu, topology, batch=TABLE2_LASP_BATCH, direction="fwd+bwd", scope="layer")
-        result, head_s = parallel_time(spec), lm_head_s(spec)
-        step_s = int(spec.workload.params["layers"]) * result.time_s + head_s
-        tok_s = TABLE2_LASP_BATCH * TABLE2_LASP_TOKENS / step_s
+        result = parallel_time(spec)
+        head_s, tok_s = training_throughput(result)
         rows.append({"scheme": scheme, "model": model, "devices": TABLE2_LASP_DEVICES, "seq_len": TABLE2_LASP_TOKENS,
                      "batch": TABLE2_LASP_BATCH, "time_per_layer_s": result.time_s, "lm_head_s": head_s,
                      "throughput_tok_s": tok_s, "throughput_per_gpu_tok_s": tok_s / TABLE2_LASP_DEVICES,

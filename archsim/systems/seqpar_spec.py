@@ -55,8 +55,7 @@ from archsim.systems.topology import ArrayDevice, Topology
 from archsim.workload import Workload, refuse_linear_attention
 
 LINEAR_SCHEMES = ("lasp1", "lasp2")
-# a hybrid model's scheme -> the scheme its layers of each attention run (LASP-2 §3.5: LASP-2H)
-HYBRID_SCHEMES = {"lasp2h": {"linear": "lasp2", "softmax": "allgather"}}
+HYBRID_SCHEMES = mem.HYBRID_SCHEMES  # a hybrid model's scheme -> its layers' scheme by attention (LASP-2H)
 LASP_SCHEMES = (*LINEAR_SCHEMES, *HYBRID_SCHEMES)  # whose chunks (on some layers) run LINEAR_KERNEL
 # the softmax prefills (a context-parallel system's schemes), LASP's, and DistAttention's decode
 SCHEMES = (*CONTEXT_PARALLEL_SCHEMES, *LASP_SCHEMES, "distattention")
@@ -241,7 +240,9 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "seq_len", f"{spec.scheme} cuts the sequence into {cut}: expected a multiple of "
                                            f"{multiple}, got {n}")
     if spec.scheme in LASP_SCHEMES and not spec.causal:
-        raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal linear attention (each chunk takes "
+        hybrid = spec.scheme in HYBRID_SCHEMES
+        raise SpecError(SOURCE, "causal", f"{spec.scheme} is modelled for causal {'hybrid' if hybrid else 'linear'} "
+                                          f"attention (each chunk{' of its linear layers' if hybrid else ''} takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
     check_workload(spec.workload, memory_modelled(spec.direction, spec.tp, spec.gpu), spec.scope == "layer")

@@ -75,7 +75,6 @@ from archsim.systems.sparse_prefill import (
     flex_prefill,
     head_patterns,
     kv_on_host,
-    minference_estimate_s,
     sparse_prefill,
 )
 from archsim.systems.system_model import SystemModel
@@ -161,9 +160,9 @@ def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: Patte
     estimation (`estimate_s`) and index build (`index_s`, part of it) summed over heads and layers."""
     check_map_shape(pattern_map, workload, "query")
     patterns = head_patterns(pattern_map)
-    estimate_s, index_s = minference_estimate_s(workload, gpu, context, patterns)
-    return {**_prefill_record("MInference", workload, gpu, context, sparse_prefill(workload, gpu, context, patterns)),
-            "estimate_s": estimate_s, "index_s": index_s}
+    sparse = sparse_prefill(workload, gpu, context, patterns)
+    return {**_prefill_record("MInference", workload, gpu, context, sparse), "estimate_s": sparse.estimate_s,
+            "index_s": sparse.index_s}
 
 
 def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> dict:

@@ -11,7 +11,7 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting); its
-  estimation and index build apart (`minference_estimate_s`);
+  estimation and index build apart (`Prefill.estimate_s`, `Prefill.index_s`);
 - FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
 - DuoAttention (Xiao et al., ICLR'25; §3.3, `duo_prefill`): per layer, its retrieval KV heads (with their query
   heads) as one FlashAttention-2 causal call over the prompt, then its streaming heads as one call of the block-sparse
@@ -73,7 +73,6 @@ from archsim.model.gpu_sparse import (
     call_time_s,
     fitting_fwd_launch,
     head_parts_s,
-    head_time_s,
     key_tiles,
 )
 from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice, calibrated_gpu_device
@@ -106,11 +105,14 @@ PRECISION = "bf16"  # the kernels' only word size (`kv_selection.KERNEL_WORD_BYT
 @dataclass(frozen=True)
 class Prefill:
     """Seconds of one prompt's prefill: the layers' other ops and the LM head (`model_ops_s`), attention, the KV
-    cache's copy to the host (0 when it fits the GPU, `kv_on_host`), and their sum."""
+    cache's copy to the host (0 when it fits the GPU, `kv_on_host`), and their sum; MInference's (`sparse_prefill`)
+    with its estimation and index build, parts of its attention."""
 
     other_ops_s: float  # the layers' ops other than attention and the LM head (`model_ops_s`)
     attention_s: float
     kv_host_s: float
+    estimate_s: float = math.nan  # MInference's heads' eager launches' GPU time (NaN on the other prefills)
+    index_s: float = math.nan  # the index build's part of estimate_s
 
     @property
     def time_s(self) -> float:
@@ -259,31 +261,28 @@ def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
 def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
                    head_patterns: Sequence[tuple[SparsePattern, int]]) -> Prefill:
     """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads; its
-    attention NaN where the layer's Q, K, V and O, all its heads' at once, exceed the GPU's memory (module
-    docstring)."""
+    attention, and the estimation and index build summed over its heads as the attention is (each head's eager
+    launches' GPU time and the index build's part of it, `gpu_sparse.head_parts_s`), NaN where the layer's Q, K, V
+    and O, all its heads' at once, exceed the GPU's memory (module docstring)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     counted = sum(count for _, count in head_patterns)
     if counted != layers * heads:
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
-    params = _sparse_params()
-    attention = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
-        count * head_time_s(pattern, seq_len, head_dim, gpu, params) for pattern, count in head_patterns)
-    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len))
+    attention, estimate, index = _minference_attention(gpu, seq_len, heads, kv_heads, head_dim, head_patterns)
+    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len), estimate, index)
 
 
-def minference_estimate_s(workload: Workload, gpu: GPU, seq_len: int,
-                          head_patterns: Sequence[tuple[SparsePattern, int]]) -> tuple[float, float]:
-    """(estimation, index build) of `sparse_prefill`'s attention in seconds, summed over its heads as the attention
-    is: each head's eager launches' GPU time and the index build's part of it (`gpu_sparse.head_parts_s`); NaN where
-    the attention has no time."""
-    _, heads, kv_heads, head_dim = _sizes(workload)
+def _minference_attention(gpu: GPU, seq_len: int, heads: int, kv_heads: int, head_dim: int,
+                          head_patterns: Sequence[tuple[SparsePattern, int]]) -> tuple[float, float, float]:
+    """(attention, estimation, index build) in seconds of MInference's heads, each head's `gpu_sparse.head_parts_s`
+    times its count, summed; NaN where the layer's Q, K, V and O exceed the GPU's memory (`_layer_memory_problem`)."""
     if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len):
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     params = _sparse_params()
     parts = [(count, head_parts_s(pattern, seq_len, head_dim, gpu, params)) for pattern, count in head_patterns]
-    return (sum(count * estimate_s for count, (_, estimate_s, _) in parts),
-            sum(count * index_s for count, (_, _, index_s) in parts))
+    attention, estimate, index = (sum(count * part[i] for count, part in parts) for i in range(3))
+    return attention, estimate, index
 
 
 def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
