@@ -15,11 +15,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from archsim import library
+from archsim import library, systems
 from archsim.cli import main
 from archsim.systems import kv_selection as ks
 from archsim.systems.models import system_model
@@ -137,3 +138,96 @@ def test_bad_system_options_exit_2_naming_the_option(args, option, why) -> None:
     code, output = run("-w", "llama3-8b", "--gpu", "h100-sxm5", "--context", "4096", *args)
     assert code == 2, output
     assert option in output and why in output
+
+
+NEUPIMS_KV_TOKENS = 909648  # NeuPIMs' KV room for Llama-3-8B (119.2 GB) over 131072 B a token
+
+
+def test_a_batch_whose_kv_cache_the_system_cannot_hold_is_not_timed() -> None:
+    """NeuPIMs holds 909,648 tokens of Llama-3-8B's KV: no request at 10M, 27 at 32K dense, 26 with Quest (its page
+    metadata too). A side whose batch exceeds that has no time (null, n/a OOM in the table) and `fits` false, with
+    the requests the room holds as its reason; the GPU rows say OOM alike."""
+    assert NEUPIMS_KV_TOKENS // 32768 == 27
+    quest = ("--method", "quest", "-w", "llama3-8b", "--gpu", "h100-sxm5", "--budget", "2048", "--system", "neupims")
+    for context, batch, holds in (("10M", "1", "holds 0 requests of 10485760 tokens dense, 0 with Quest"),
+                                  ("32K", "1000", "holds 27 requests of 32768 tokens dense, 26 with Quest")):
+        (row,) = records(*quest, "--context", context, "--batch", batch)["system_points"]
+        assert row["time_s"] is None and row["dense_time_s"] is None
+        assert row["fits"] is False and row["dense_fits"] is False
+        assert holds in row["reason"] and f"not {batch}" in row["reason"]
+        code, output = run(*quest, "--context", context, "--batch", batch)
+        assert code == 0, output
+        assert "n/a OOM   n/a OOM      n/a" in output and holds in output
+    (edge,) = records(*quest, "--context", "32K", "--batch", "27")["system_points"]
+    assert (edge["fits"], edge["dense_fits"], edge["time_s"]) == (False, True, None) and edge["dense_time_s"] > 0
+    (duo,) = records("--method", "duoattention", "-w", "llama3-8b", *GPU_ARGS, "--retrieval-fraction", "0.5",
+                     "--system", "neupims", "--batch", "30")["system_points"]  # half the heads streaming: 53 fit
+    assert (duo["fits"], duo["dense_fits"], duo["dense_time_s"]) == (True, False, None) and duo["time_s"] > 0
+
+
+def test_a_batch_that_fits_is_timed_as_before() -> None:
+    """26 requests at 32K fit NeuPIMs with Quest and dense: timed as `pim_attention_s`, `fits` true, no reason."""
+    workload = library.load_workload_spec("llama3-8b")
+    model = system_model(load_system("neupims"), workload)
+    (device,) = [d for d in model.devices.values() if d.kind == "bank-pim"]
+    (row,) = records("--method", "quest", "-w", "llama3-8b", *GPU_ARGS, "--budget", "2048", "--system", "neupims",
+                     "--batch", "26")["system_points"]
+    assert (row["fits"], row["dense_fits"], row["reason"]) == (True, True, None)
+    assert row["time_s"] == ks.pim_attention_s(device, model.shard, [5888] * 26)
+    assert row["dense_time_s"] == ks.pim_attention_s(device, model.shard, [32768] * 26)
+
+
+def neupims_at_tp8(tmp_path) -> str:
+    """NeuPIMs with 8 devices at tp 8: one of Llama-3-8B's 8 KV heads a device."""
+    text = (Path(systems.__file__).parent / "system_presets" / "neupims.yaml").read_text()
+    for old, new in (("count: 4 ", "count: 8 "), ("  tp: 4 ", "  tp: 8 ")):
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "neupims-tp8.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_duoattention_on_one_kv_head_a_device_waits_for_the_retrieval_heads(tmp_path) -> None:
+    """At tp 8 each device holds one KV head; half of them (4 retrieval heads a layer) read the whole context and
+    the layer waits for them: the busiest device reads 32768 tokens a head, as dense, so no speedup."""
+    (row,) = records("--method", "duoattention", "-w", "llama3-8b", *GPU_ARGS, "--retrieval-fraction", "0.5",
+                     "--system", neupims_at_tp8(tmp_path), "--batch", "16")["system_points"]
+    assert row["effective_context"] == 32768
+    assert row["time_s"] == row["dense_time_s"]
+
+
+@pytest.mark.parametrize(("fraction", "effective"), [(0.5, (32768 + 384) // 2), (0.25, (32768 + 384) // 2)])
+def test_duoattention_at_the_shipped_tp_binds_the_busiest_device(fraction, effective) -> None:
+    """NeuPIMs at tp 4: 2 of Llama-3-8B's 8 KV heads a device, 4 devices holding different heads. Half the heads
+    retrieval (4 a layer): one on each device, (32768 + 384) / 2 = 16576 a head, as the layer's mean (unchanged);
+    a quarter (2 a layer): the busiest device still holds one, 16576, where the layer's mean is (2 x 32768 + 6 x
+    384) / 8 = 8480."""
+    assert ks.DUO_SINKS + ks.DUO_RECENT == 384
+    workload = library.load_workload_spec("llama3-8b")
+    (row,) = records("--method", "duoattention", "-w", "llama3-8b", *GPU_ARGS, "--retrieval-fraction", str(fraction),
+                     "--system", "neupims", "--batch", "16")["system_points"]
+    assert row["effective_context"] == effective
+    assert ks.duo_effective_context(workload, 32768, fraction) == (16576 if fraction == 0.5 else 8480)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
+def test_one_device_holding_every_kv_head_reads_the_layers_mean(fraction) -> None:
+    workload = library.load_workload_spec("llama3-8b")
+    for context in (16, 1000, 32768):
+        assert (ks.duo_device_effective_context(workload, 8, context, fraction)
+                == ks.duo_effective_context(workload, context, fraction))
+
+
+def test_a_logic_pim_costs_each_distinct_context_once(monkeypatch) -> None:
+    """A Logic-PIM's cost is the sum of its ops': 1005 requests at two contexts bind two ops, and take the time of
+    their ops costed one by one."""
+    workload = library.load_workload_spec("llama3-8b")
+    model = system_model(load_system("duplex"), workload)
+    (device,) = [d for d in model.devices.values() if d.kind == "logic-pim"]
+    each = 1000 * ks.pim_attention_s(device, model.shard, [16]) + 5 * ks.pim_attention_s(device, model.shard, [32])
+    binds = []
+    real = ks.bind
+    monkeypatch.setattr(ks, "bind", lambda *a, **k: binds.append(1) or real(*a, **k))
+    assert ks.pim_attention_s(device, model.shard, [16] * 1000 + [32] * 5) == pytest.approx(each, rel=1e-12)
+    assert len(binds) == 2

@@ -194,8 +194,8 @@ def _prefill_table(points: list[dict]) -> None:
 
 
 def _system_table(rows: list[dict]) -> None:
-    """`system_points` rows: a PIM device's one-layer decode attention (ms) against dense, or the requests a memory
-    pool holds against dense."""
+    """`system_points` rows: a PIM device's one-layer decode attention (ms) against dense (n/a OOM for a side whose
+    batch's KV cache the system cannot hold, its reason below), or the requests a memory pool holds against dense."""
     r0 = rows[0]
     setting = (f"retrieval heads: {r0['retrieval_fraction']:g} of the KV heads" if "retrieval_fraction" in r0 else
                "budget in tokens")
@@ -207,12 +207,21 @@ def _system_table(rows: list[dict]) -> None:
     for r in rows:
         budget = r["budget"] if r["budget"] is not None else "-"
         if r["requests"] is None:
+            ms, dense_ms = (_pim_ms(r[key], r[fits]) for key, fits in (("time_s", "fits"), ("dense_time_s",
+                                                                                          "dense_fits")))
+            speedup = _number(r["dense_time_s"] / r["time_s"], ".2f", "x") if r["fits"] and r["dense_fits"] else "n/a"
             click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {r['effective_context']:>8} "
-                       f"{r['batch']:>5} {r['time_s'] * 1e3:>9.4f} {r['dense_time_s'] * 1e3:>9.4f} "
-                       f"{r['dense_time_s'] / r['time_s']:>7.2f}x {'-':>8} {'-':>6}")
+                       f"{r['batch']:>5} {ms:>9} {dense_ms:>9} {speedup:>8} {'-':>8} {'-':>6}")
         else:
             click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {'-':>8} {'-':>5} {'-':>9} "
                        f"{'-':>9} {'-':>8} {r['requests']:>8} {r['dense_requests']:>6}")
+    for reason in dict.fromkeys(r["reason"] for r in rows if r.get("reason")):
+        click.echo(f"OOM: {reason} (the batch's KV cache exceeds the system's KV room: not timed)")
+
+
+def _pim_ms(time_s: float | None, fits: bool) -> str:
+    """A PIM row's time in ms, or n/a OOM where the batch's KV cache does not fit the system."""
+    return f"{time_s * 1e3:.4f}" if fits else "n/a OOM"
 
 
 def _decode_table(points: list[dict]) -> None:

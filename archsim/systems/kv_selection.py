@@ -401,18 +401,51 @@ def duo_effective_context(workload: Workload, context: int, retrieval_fraction: 
     return effective_context(workload, duo_kv_bytes(workload, context, retrieval, sinks, recent) / len(retrieval))
 
 
+def duo_device_effective_context(workload: Workload, device_kv_heads: int, context: int, retrieval_fraction: float,
+                                 sinks: int = DUO_SINKS, recent: int = DUO_RECENT) -> int:
+    """Tokens' worth of KV per KV head that the busiest of the devices cutting the KV heads reads in one
+    DuoAttention layer, averaged over the layers: each device holds `device_kv_heads` (h) of them (a shard's, e.g.
+    kv_heads / tp; one, replicated, when the devices outnumber the KV heads), so g = kv_heads / h devices hold
+    different heads, and a layer waits for its slowest. Assumed: each layer's R retrieval KV heads
+    (`retrieval_heads_per_layer`) are placed as evenly as they can be, the busiest device holding ceil(R / g) of
+    its h heads as retrieval heads; a real head map may place them worse. That device reads, per head,
+    (ceil(R / g) x context + (h - ceil(R / g)) x window) / h tokens, the mean of a whole layer with g x ceil(R / g)
+    retrieval heads. With one device (g = 1) this is `duo_effective_context`."""
+    _check_window(sinks, recent)
+    kv_heads = int(_size(workload, "kv_heads"))
+    if isinstance(device_kv_heads, bool) or not isinstance(device_kv_heads, int | np.integer) \
+            or not 1 <= device_kv_heads <= kv_heads or kv_heads % device_kv_heads:
+        raise SpecError(SOURCE, "device_kv_heads", f"expected a divisor of {workload.name}'s {kv_heads} KV heads, "
+                                                   f"got {device_kv_heads!r}")
+    groups = kv_heads // int(device_kv_heads)
+    busiest = tuple(groups * -(-n // groups) for n in retrieval_heads_per_layer(workload, retrieval_fraction))
+    return effective_context(workload, duo_kv_bytes(workload, context, busiest, sinks, recent) / len(busiest))
+
+
 def pim_attention_s(device: DeviceModel, workload: Workload, contexts: Sequence[int]) -> float:
     """Decode attention of a batch whose requests read `contexts` tokens' worth of KV each (one
     `attention-decode-gqa` op per request, bound to it) on a bank-PIM or Logic-PIM `device`, one layer; a batch
-    of at least one request, each context a positive whole number (`effective_context` rounds up)."""
+    of at least one request, each context a positive whole number (`effective_context` rounds up). A Logic-PIM's
+    cost is the sum of its ops' (`LogicPimDevice.cost`: one after another), so each distinct context is costed once
+    and counted as many times as requests read it; a bank-PIM packs requests on channels (not linear in them), so
+    each request is an op."""
+    from archsim.systems.logic_pim_device import LogicPimDevice
+
     if not contexts:
         raise SpecError(SOURCE, "contexts", "expected at least one request's context, got none")
     for context in contexts:
         _check_positive("contexts", context)
     cascade = library.load_cascade_spec(PIM_ATTENTION)
-    ops = [Op(ATTENTION, PIM_ATTENTION, bind(cascade, workload, {"batch": 1, "seq_len": int(c)}, SOURCE), ())
-           for c in contexts]
-    return device.cost(ops).time_s
+
+    def op(context: int) -> Op:
+        return Op(ATTENTION, PIM_ATTENTION, bind(cascade, workload, {"batch": 1, "seq_len": int(context)}, SOURCE), ())
+
+    if isinstance(device, LogicPimDevice):
+        counts: dict[int, int] = {}
+        for context in contexts:
+            counts[int(context)] = counts.get(int(context), 0) + 1
+        return sum(n * device.cost([op(context)]).time_s for context, n in counts.items())
+    return device.cost([op(c) for c in contexts]).time_s
 
 
 def pool_batch(pool_capacity_bytes: float, workload: Workload, context: int, retrieval_fraction: float,

@@ -42,16 +42,22 @@ What each method needs, and nothing is filled in for it:
 On a system (`system_points`, `archsim sparse --system`): what Quest's or DuoAttention's selection does on a system
 spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, offloading"), a flat row each:
 {"method", "model", "system", "budget" (Quest's; None for DuoAttention, which has "retrieval_fraction"), "context",
-"device", "kind", "effective_context", "batch", "time_s", "dense_time_s", "requests", "dense_requests"}.
+"device", "kind", "effective_context", "batch", "time_s", "dense_time_s", "fits", "dense_fits", "reason", "requests",
+"dense_requests"}.
 - A bank-PIM or Logic-PIM device the system places ops on: one layer's decode attention of `batch` requests, each
   bound at the context (`dense_time_s`) and at the method's effective context (`time_s`: the tokens' worth of K and
-  V it reads, averaged over the layers: `quest_mean_effective_context`, `duo_effective_context`),
-  by `kv_selection.pim_attention_s` on the workload's shard the systems engine gives one device (`SystemModel.shard`:
-  1/tp of the heads); `requests` None.
+  V it reads, averaged over the layers: `quest_mean_effective_context`; DuoAttention's, with the KV heads cut over
+  the devices, the busiest device's, `duo_device_effective_context`), by `kv_selection.pim_attention_s` on the
+  workload's shard the systems engine gives one device (`SystemModel.shard`: 1/tp of the heads); `requests` None.
+  A side whose `batch` requests' KV cache exceeds the system's KV room (`kv_capacity_bytes`; dense: the whole
+  cache; Quest: it and its page metadata, `quest_kv_bytes`; DuoAttention: what it keeps, `duo_kv_bytes`) is not
+  timed: its time None, its `fits` / `dense_fits` false, and `reason` names the requests of that context the room
+  holds (None where both sides fit).
 - An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
   holds (`kv_capacity_bytes`, as the serving simulator's), with the method (`requests`) and dense
   (`dense_requests`): DuoAttention's streaming heads free room (`kv_selection.pool_batch`), Quest keeps the whole
-  cache plus its page metadata and holds no more (`kv_selection.quest_pool_batch`); no time, `batch` None.
+  cache plus its page metadata and holds no more (`kv_selection.quest_pool_batch`); no time, `batch`, `fits`,
+  `dense_fits` and `reason` None.
 A system with neither (a GPU or NPU system, context parallelism) is refused, as is a batch where no PIM device
 reads it, or none where one does.
 """
@@ -65,6 +71,7 @@ from dataclasses import dataclass
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.systems import kv_selection
+from archsim.systems.device import DeviceModel
 from archsim.systems.kv_selection import SelectionDecode
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel
@@ -287,24 +294,40 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
     else:
         fraction, sinks, recent = duo_settings(method, workload)
         settings = [(None, {"budget": None, "retrieval_fraction": fraction})]
+    capacity = model.kv_capacity_bytes
     rows: list[dict] = []
     for context in contexts:
-        dense = {d.name: kv_selection.pim_attention_s(d, model.shard, [context] * batch) for d in pims}
+        dense_holds = math.floor(capacity / kv_selection.dense_kv_bytes(workload, context)) if pims else None
+        dense = {d.name: kv_selection.pim_attention_s(d, model.shard, [context] * batch)
+                 for d in pims if batch <= dense_holds}
         for budget, fields in settings:
             base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
                     "context": context}
-            if budget is not None:
-                effective = kv_selection.quest_mean_effective_context(workload, context, budget)
-            else:
-                effective = kv_selection.duo_effective_context(workload, context, fraction, sinks, recent)
-            rows += [{**base, "device": d.name, "kind": d.kind, "effective_context": effective, "batch": batch,
-                      "time_s": kv_selection.pim_attention_s(d, model.shard, [effective] * batch),
-                      "dense_time_s": dense[d.name], "requests": None, "dense_requests": None} for d in pims]
+            requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget) if budget is not None
+                        else kv_selection.pool_batch(capacity, workload, context, fraction, sinks, recent))
+            if pims:
+                effective = (kv_selection.quest_mean_effective_context(workload, context, budget)
+                             if budget is not None else
+                             kv_selection.duo_device_effective_context(workload, int(model.shard.params["kv_heads"]),
+                                                                       context, fraction, sinks, recent))
+                rows += [_pim_row(base, d, model, effective, batch, requests, dense.get(d.name)) for d in pims]
             if pool is not None:
-                capacity = model.kv_capacity_bytes
-                requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget) if budget is not None
-                            else kv_selection.pool_batch(capacity, workload, context, fraction, sinks, recent))
                 rows.append({**base, "device": pool, "kind": system.devices[pool].kind, "effective_context": None,
-                             "batch": None, "time_s": None, "dense_time_s": None, "requests": requests[0],
-                             "dense_requests": requests[1]})
+                             "batch": None, "time_s": None, "dense_time_s": None, "fits": None, "dense_fits": None,
+                             "reason": None, "requests": requests[0], "dense_requests": requests[1]})
     return rows
+
+
+def _pim_row(base: dict, device: DeviceModel, model: SystemModel, effective: int, batch: int, holds: tuple[int, int],
+             dense_time_s: float | None) -> dict:
+    """A PIM device's row at one context and setting (module docstring): a side whose `batch` requests' KV (dense:
+    the whole cache; Quest: it and its page metadata; DuoAttention: what it keeps) exceeds the system's KV room,
+    which holds `holds` (method, dense) requests of this context, is not timed (`dense_time_s` None there)."""
+    fits, dense_fits = batch <= holds[0], batch <= holds[1]
+    reason = None if fits and dense_fits else (
+        f"{base['system']}'s KV room ({model.kv_capacity_bytes / 1e9:.1f} GB) holds {holds[1]} requests of "
+        f"{base['context']} tokens dense, {holds[0]} with {base['method']}: not {batch}")
+    return {**base, "device": device.name, "kind": device.kind, "effective_context": effective, "batch": batch,
+            "time_s": kv_selection.pim_attention_s(device, model.shard, [effective] * batch) if fits else None,
+            "dense_time_s": dense_time_s, "fits": fits, "dense_fits": dense_fits, "reason": reason,
+            "requests": None, "dense_requests": None}
