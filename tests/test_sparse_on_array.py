@@ -64,6 +64,15 @@ def test_a_bad_block_exits_2_naming_it(block: str) -> None:
     assert f"block: expected an integer of at least 1, got {block}" in result.output
 
 
+def test_a_prompt_of_no_whole_blocks_names_where_its_sizes_come_from() -> None:
+    """A prompt the block does not divide: the partition's refusal says which params set the ranks and from where
+    (`--set`, the mapping), so the user knows what to change."""
+    result = CliRunner().invoke(main, [*RUN[:-2], "--set", "seq_len=16001"])
+    assert result.exit_code == 2
+    assert "multiply to 16000, not P=16001 (seq_len=16001 from --set, block=64 from " in result.output
+    assert "fusemax-minference-block-sparse.yaml)" in result.output
+
+
 def test_sparse_beats_dense_at_low_density_and_the_estimation_share_grows() -> None:
     """Against dense causal FuseMax (fusemax-gqa), 256 blocks of 64 tokens: slower keeping them all (k_b = 256: the
     2-D array holds one 64-key block on its 256 rows, plus the estimation), faster well below, and the estimation

@@ -217,7 +217,8 @@ def bind(
             if product != sizes[root]:
                 raise SpecError(cascade.source, f"partition.{root}",
                                 f"parts {parts} multiply to {product}, not {root}={sizes[root]}"
-                                + _defaults_hint(cascade, bound_by_params, values, origin, source))
+                                + _defaults_hint(cascade, bound_by_params, values, origin, source)
+                                + _origins(cascade, [root, *parts], {**values, **sizes}, origin))
             continue
         missing = next(p for p in parts if p not in sizes)
         if sizes[root] % product:
