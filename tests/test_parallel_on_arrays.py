@@ -154,3 +154,16 @@ def test_without_a_causal_mapping_a_causal_block_is_refused(cli, tmp_path: Path)
     [full] = json.loads(cli("parallel", "-w", "bert-base", "--topology", str(path), "--scheme", "ring", "--devices",
                             "4", "--seq-len", str(N), "--no-causal", "--json").output)["points"]
     assert full["compute_s"] == pytest.approx(4 * _run_s(cli, "fusemax", N // 4), rel=1e-12)
+
+
+def test_a_block_shorter_than_the_tile_is_padded_once_not_per_square() -> None:
+    """FuseMax pads a block to its 256-token tiles once: a 128 x 256 block is one padded 256 x 256 square (so it
+    costs what the 256 x 256 block does), not two squares of 128 each padded to 256; a 384 x 1024 block is two
+    512 x 512 squares, as 512 x 1024 is."""
+    from archsim.systems.seqpar_compute import ArrayCompute
+
+    compute = ArrayCompute(load_topology(ARRAYS).gpu, 1, 12, 12, 64)
+    full = compute.attention_s(256, 256, False)
+    assert compute.attention_s(128, 256, False) == full == compute.attention_s(256, 128, False)
+    assert compute.attention_s(384, 1024, False) == compute.attention_s(512, 1024, False)
+    assert compute.attention_s(1024, 384, False) == compute.attention_s(512, 1024, False)

@@ -96,11 +96,10 @@ def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) ->
     """The prompt attention `op` prepared at its `seq_len` rounded up to the mapping's tiles (module docstring), or
     None: another op, a mapping without integer tiles of the sequence, a length they divide, or a padded length still
     refused."""
-    tiles = _sequence_tiles(op.binding.cascade, device.mapping.sets)
+    tile = sequence_tile(op.binding.cascade, device.mapping.sets)
     length = sets.get("seq_len")
-    if op.name != "attention" or op.phase != "prefill" or not tiles or length is None:
+    if op.name != "attention" or op.phase != "prefill" or tile == 1 or length is None:
         return None
-    tile = math.lcm(*tiles)
     if length % tile == 0:
         return None
     try:
@@ -108,6 +107,12 @@ def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) ->
                        sets={**sets, "seq_len": -(-int(length) // tile) * tile})
     except SpecError:
         return None
+
+
+def sequence_tile(cascade: Cascade, sets: MappingType[str, float]) -> int:
+    """The tokens a prompt's attention is padded to a multiple of on a mapping whose `set:` is `sets`: the least common
+    multiple of `_sequence_tiles`, 1 where it has none."""
+    return math.lcm(*_sequence_tiles(cascade, sets)) if _sequence_tiles(cascade, sets) else 1
 
 
 def _sequence_tiles(cascade: Cascade, sets: MappingType[str, float]) -> list[int]:

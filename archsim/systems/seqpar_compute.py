@@ -44,10 +44,12 @@ bound to the block's sizes: `batch` sequences, the device's heads and K/V heads,
 attention-1pass-causal-gqa, whose tile mask skips the key tiles above the diagonal), a full block its `mapping`
 (fusemax: attention-1pass, one K/V head per query head: a grouped-query block on it is refused naming
 `device.mapping`, not costed as repeated heads). The cascades are square (queries and keys both `seq_len`), so a
-rectangular full block of q x k runs as m = max/min squares of its short side in one point (batch x m): the same
-MACs and exps; assumption: the short side's operands are read m times from DRAM where one resident copy would do
-(an upper bound on its DRAM traffic). A block whose length the mapping's tiles do not divide runs padded
-(`ArchitectureDevice`: FuseMax's 256-key tiles), as the array would run it. Forward attention only: the backward,
+rectangular full block of q x k runs as m = max/min squares of its short side in one point (batch x m), both sides
+first padded to the mapping's sequence tile (`architecture_device.sequence_tile`: FuseMax's 256 keys), as the array
+pads a block once (a 128 x 256 block is one padded 256 x 256 square, not two): the same MACs and exps as the
+padded block; assumptions: the short side's operands are read m times from DRAM where one resident copy would do
+(an upper bound on its DRAM traffic), and merging the m squares' partial softmaxes (O(q d m) against the block's
+O(q k d)) is not costed. Forward attention only: the backward,
 decode, LASP's chunks and a layer's other ops have no array form here (`seqpar_spec.check_array` refuses them,
 naming the field).
 """
@@ -68,7 +70,7 @@ from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_flash_plans import compiled_head_dim
 from archsim.model.gpu_kernels import predict
 from archsim.spec_files import spec_beside
-from archsim.systems.architecture_device import ArchitectureDevice
+from archsim.systems.architecture_device import ArchitectureDevice, sequence_tile
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.sharding import shard as tp_shard
 from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
@@ -321,10 +323,14 @@ class ArrayCompute(HeldTensors):
             raise SpecError(self.array.source, where, f"{mapping.name} maps {cascade.name}, one K/V head per query "
                                                       f"head: a block of {heads} query heads over {kv_heads} K/V "
                                                       f"heads (grouped-query) is not modelled on it")
-        small, large = min(q_tokens, k_tokens), max(q_tokens, k_tokens)
-        calls = -(-large // small)  # a rectangle as that many squares of its short side
-        sizes = {"batch": self.batch * calls, "heads": heads, "kv_heads": kv_heads, "seq_len": small,
-                 "head_dim": self.head_dim, "tile_kv": small, "word_bytes": WORD_BYTES}
+        # a rectangle as squares of its short side, both sides first padded to the mapping's tile (the array pads a
+        # block once: a 128 x 256 block on 256-token tiles is one padded square, not two)
+        tile = sequence_tile(cascade, mapping.sets)
+        small, large = (-(-side // tile) * tile for side in sorted((q_tokens, k_tokens)))
+        calls = -(-large // small)
+        short = min(q_tokens, k_tokens)  # the device pads it to the tile (`ArchitectureDevice`)
+        sizes = {"batch": self.batch * calls, "heads": heads, "kv_heads": kv_heads, "seq_len": short,
+                 "head_dim": self.head_dim, "tile_kv": short, "word_bytes": WORD_BYTES}
         op = Op("attention", mapping.cascade, bind(cascade, {k: v for k, v in sizes.items() if k in cascade.params}),
                 (), "prefill")
         device = ArchitectureDevice(self.array.name, self.array.arch, mapping, self.array.source)

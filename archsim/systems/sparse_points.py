@@ -50,9 +50,10 @@ spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, 
   the devices, the busiest device's, `duo_device_effective_context`), by `kv_selection.pim_attention_s` on the
   workload's shard the systems engine gives one device (`SystemModel.shard`: 1/tp of the heads); `requests` None.
   A side whose `batch` requests' KV cache exceeds the system's KV room (`kv_capacity_bytes`; dense: the whole
-  cache; Quest: it and its page metadata, `quest_kv_bytes`; DuoAttention: what it keeps, `duo_kv_bytes`) is not
-  timed: its time None, its `fits` / `dense_fits` false, and `reason` names the requests of that context the room
-  holds (None where both sides fit).
+  cache; Quest: it and its page metadata, `quest_kv_bytes`; DuoAttention: what it keeps, `duo_kv_bytes`, over the
+  whole system: assumption, the retrieval heads rotate over the devices across the layers, so memory balances while a
+  layer's time waits for its busiest device) is not timed: its time None, its `fits` / `dense_fits` false, and
+  `reason` names the requests of that context the room holds (None where both sides fit).
 - An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
   holds (`kv_capacity_bytes`, as the serving simulator's), with the method (`requests`) and dense
   (`dense_requests`): DuoAttention's streaming heads free room (`kv_selection.pool_batch`), Quest keeps the whole
