@@ -13,14 +13,15 @@ model's own building blocks:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
+from test_serving import LinearToy
 
 from archsim import library
 from archsim.systems import collectives
-from archsim.systems.iteration import Batch, IterationCost
+from archsim.systems.iteration import Batch
 from archsim.systems.offload import OffloadLayer
 from archsim.systems.requests import Request
 from archsim.systems.seqpar import _compute, parallel_time
@@ -101,20 +102,16 @@ def test_causal_ring_blocks_skip_later_devices_and_zigzag_stripe_reshape_them(p:
 
 
 @dataclass
-class DoublingToy:
-    """Iteration i (0-based) takes 2^i s whatever its batch; 1 J per simulated second; the "npu" unit busy half the
-    time; `static_w` idle power; a KV cache of a million tokens."""
+class DoublingToy(LinearToy):
+    """Iteration i (0-based) takes 2^i s whatever its batch; as `LinearToy` 1 J per simulated second and the "npu"
+    unit busy half the time; `static_w` idle power; a KV cache of a million tokens."""
 
-    static_w: float = 1.0
     kv_capacity_bytes: float = 1e6
-    kv_bytes_per_token: float = 1.0
+    static_w: float = 1.0
     name: str = "doubling-toy"
-    batches: list[Batch] = field(default_factory=list)
 
-    def iteration(self, batch: Batch) -> IterationCost:
-        self.batches.append(batch)
-        time_s = 2.0 ** (len(self.batches) - 1)
-        return IterationCost(time_s, energy_j=time_s, busy_s={"npu": time_s / 2})
+    def time_s(self, batch: Batch) -> float:
+        return 2.0 ** (len(self.batches) - 1)  # `iteration` has recorded this batch
 
 
 # A (at 0, 5 tokens), B (at 0.5, 3 tokens), C (at 2.5, 2 tokens), one-token prompts, all fitting. By hand: the

@@ -36,8 +36,11 @@ class LinearToy:
 
     def iteration(self, batch: Batch) -> IterationCost:
         self.batches.append(batch)
-        time_s = self.fixed_s + self.per_token_s * (sum(batch.prefill_tokens) + sum(batch.decode_context_tokens))
+        time_s = self.time_s(batch)
         return IterationCost(time_s, energy_j=time_s, busy_s={"npu": time_s / 2})
+
+    def time_s(self, batch: Batch) -> float:
+        return self.fixed_s + self.per_token_s * (sum(batch.prefill_tokens) + sum(batch.decode_context_tokens))
 
 
 # ----- conservation under generated traces -----
