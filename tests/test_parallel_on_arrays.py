@@ -167,3 +167,15 @@ def test_a_block_shorter_than_the_tile_is_padded_once_not_per_square() -> None:
     assert compute.attention_s(128, 256, False) == full == compute.attention_s(256, 128, False)
     assert compute.attention_s(384, 1024, False) == compute.attention_s(512, 1024, False)
     assert compute.attention_s(1024, 384, False) == compute.attention_s(512, 1024, False)
+
+
+def test_tp_beyond_the_arrays_counts_arrays() -> None:
+    """tp splits a rank's heads over arrays, as over GPUs in attention scope; more than the topology holds is
+    refused, counting arrays."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    result = CliRunner().invoke(main, ["parallel", "--scheme", "ring", "--devices", "8", "--tp", "2", "--workload",
+                                       "bert-base", "--seq-len", "16K", "--topology", ARRAYS])
+    assert result.exit_code == 2 and "8 devices x tp 2 = 16 arrays, beyond the 8 of topology" in result.output

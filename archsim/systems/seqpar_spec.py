@@ -215,7 +215,8 @@ def check_spec(spec: ParallelSpec) -> None:
     if spec.devices > MAX_DEVICES:
         raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
     if spec.tp > 1 and spec.topology.capacity() is not None and spec.devices * spec.tp > spec.topology.capacity():
-        raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} GPUs, "
+        unit = "arrays" if isinstance(spec.gpu, ArrayDevice) else "GPUs"
+        raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} {unit}, "
                                            f"beyond the {spec.topology.capacity()} of topology "
                                            f"{spec.topology.name!r} ({spec.topology.source})")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
