@@ -37,17 +37,19 @@ def test_table2_minimum_block_within_10_percent(reproduction: dict) -> None:
 
 
 def test_table3_rows_carry_the_models_contexts(reproduction: dict) -> None:
-    """Both A100 presets, Ring and BPT; Ring is about devices x BPT on each (the paper's "Ring is device-count x
-    BPT"), and the 8-GPU rows on a 40 GB A100 and the 32-GPU rows on an 80 GB one are within 1.25x."""
+    """Both A100 presets, the paper's four columns; Ring is about devices x BPT on each (the paper's "Ring is
+    device-count x BPT"), and Ring and BPT on the 8-GPU rows on a 40 GB A100 and the 32-GPU rows on an 80 GB one are
+    within 1.25x (the other columns' entries: `seqpar_reproduce.TABLE3_GAPS`)."""
     rows = reproduction["table3"]
-    assert len(rows) == 20
+    assert len(rows) == 40
     by_case = {(r["gpu"], r["hardware"], r["model"], r["scheme"]): r for r in rows}
     for (gpu, hardware, model, scheme), row in by_case.items():
         if scheme == "ring":
             bpt = by_case[(gpu, hardware, model, "memeff-attn-ffn")]["max_context_tokens"]
             assert 0.7 * row["devices"] <= row["max_context_tokens"] / bpt <= row["devices"] * 1.05
-    for (gpu, hardware, _, _), row in by_case.items():
-        assert row["within"] == ((gpu, hardware) in {("a100-40gb-sxm4", "8xA100"), ("a100-80gb-sxm4", "32xA100")})
+    for (gpu, hardware, _, scheme), row in by_case.items():
+        if scheme in ("memeff-attn-ffn", "ring"):
+            assert row["within"] == ((gpu, hardware) in {("a100-40gb-sxm4", "8xA100"), ("a100-80gb-sxm4", "32xA100")})
 
 
 def _gain(reproduction: dict, n: int, baseline: str) -> dict:

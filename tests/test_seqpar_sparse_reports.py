@@ -49,7 +49,7 @@ def test_seqpar_report_files(seqpar_report: Path) -> None:
     _check_files(seqpar_report, SEQPAR_FIGURES)
     # one row per host / per Table 3 case (5 x 2 schemes, both A100 presets side by side) / per scheme x length
     assert len(pd.read_csv(seqpar_report / "table2.csv")) == len(seqpar.TABLE2_HOSTS)
-    assert len(pd.read_csv(seqpar_report / "table3.csv")) == 2 * len(seqpar.PAPER["table3_k"])
+    assert len(pd.read_csv(seqpar_report / "table3.csv")) == len(seqpar.TABLE3_COLUMNS) * len(seqpar.PAPER["table3_k"])
     assert len(pd.read_csv(seqpar_report / "lasp2.csv")) == 3 * len(seqpar.LASP_LENGTHS)
     # the grid: 5 schemes x 2 GPUs x 2 directions
     assert len(pd.read_csv(seqpar_report / "efficiency.csv")) == len(seqpar.GRID_SCHEMES) * 2 * 2
