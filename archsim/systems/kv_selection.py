@@ -395,10 +395,10 @@ def quest_mean_effective_context(workload: Workload, context: int, budget: int,
 
 def duo_effective_context(workload: Workload, context: int, retrieval_fraction: float, sinks: int = DUO_SINKS,
                           recent: int = DUO_RECENT) -> int:
-    """Tokens' worth of KV one DuoAttention layer reads, averaged over the layers."""
-    _check_window(sinks, recent)
-    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
-    return effective_context(workload, duo_kv_bytes(workload, context, retrieval, sinks, recent) / len(retrieval))
+    """Tokens' worth of KV one DuoAttention layer reads, averaged over the layers: `duo_device_effective_context`
+    of one device holding every KV head."""
+    return duo_device_effective_context(workload, int(_size(workload, "kv_heads")), context, retrieval_fraction,
+                                        sinks, recent)
 
 
 def duo_device_effective_context(workload: Workload, device_kv_heads: int, context: int, retrieval_fraction: float,

@@ -262,8 +262,8 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     Adam's fp32 master copy and moments, ZeRO's 2 + 2 + 12 bytes per parameter, activations 2;
     `seqpar_memory.TRAINING_PRECISIONS`; LASP states fp32 at either: `seqpar_memory`'s "Training"). The activations
     add the transients `seqpar_memory` does not hold (`_transient_bytes`): `allgather`'s gathered K and V and the
-    attention kernel's own buffers. Training with tp > 1 is not modelled there, nor the memory of an array whose
-    outermost memory is unbounded (FuseMax's DRAM: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
+    attention kernel's own buffers. Training with tp > 1 is not modelled there, nor the memory of arrays (their
+    outermost memory is unbounded: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
     0, which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
     scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
     scheme = mem.memory_scheme(spec.scheme)  # allgather: ring's, `_transient_bytes` adding the gathered K, V
@@ -305,10 +305,8 @@ def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -
 def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
     """The most one of the device's attention calls at `seq_len` tokens (`_attention_calls`) holds besides its Q, K,
     V and O: the GPU model's `Plan.held` of the call's case (eager attention's score matrices and causal mask, the
-    naive kernel's scores; nothing for a fused kernel, whose O(N) statistics are not counted), 0 without calls or
-    on arrays (the analytical model's tiles live in the array's on-chip buffers)."""
-    if isinstance(spec.gpu, ArrayDevice):
-        return 0.0
+    naive kernel's scores; nothing for a fused kernel, whose O(N) statistics are not counted), 0 without calls (a
+    GPU's: arrays' memory is not modelled, `memory_modelled`)."""
     return max((_held_bytes(spec.kernel, compute.attention_case(*call)[0], spec.gpu)
                 for call in _attention_calls(spec, compute, seq_len)), default=0.0)
 

@@ -35,7 +35,6 @@ non-causal mask) is one that `archsim parallel` and a parallel sweep refuse when
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,10 +189,10 @@ def check_array(device: GPU | ArrayDevice, scheme: str, direction: str, scope: s
 
 
 def memory_modelled(direction: str, tp: int, device: GPU | ArrayDevice | None = None) -> bool:
-    """Whether `seqpar._memory` models a point's memory: every direction but fwd+bwd at tp > 1, on a GPU or an
-    array with a bounded DRAM (`ArrayDevice.dram_bytes`; None: the device not known yet, taken as a GPU)."""
-    unbounded = isinstance(device, ArrayDevice) and math.isnan(device.dram_bytes)
-    return not (direction == "fwd+bwd" and tp > 1) and not unbounded
+    """Whether `seqpar._memory` models a point's memory: every direction but fwd+bwd at tp > 1, on a GPU (None: the
+    device not known yet, taken as a GPU), not on arrays (`ArrayDevice.dram_bytes`: their outermost memory is
+    unbounded)."""
+    return not (direction == "fwd+bwd" and tp > 1) and not isinstance(device, ArrayDevice)
 
 
 def check_spec(spec: ParallelSpec) -> None:

@@ -38,6 +38,7 @@ Errors are SpecErrors naming the file and the field. The key `levels` marks a to
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,8 @@ MAX_DEVICES = 2**20
 class ArrayDevice:
     """Devices that are an `Architecture` run through the analytical model: `mapping` costs full attention blocks,
     `causal_mapping` (None: not given) causal ones (module docstring). `source` is the topology file, which errors
-    blame. `dram_bytes` is the outermost memory's capacity, NaN where the architecture leaves it unbounded (no
-    memory per device is modelled then)."""
+    blame. `dram_bytes` is NaN: an architecture's outermost memory is unbounded (`archsim.arch.load` refuses a size
+    there: it is the home of every tensor), so no memory per device is modelled on arrays."""
 
     arch: Architecture
     mapping: Mapping
@@ -83,8 +84,7 @@ class ArrayDevice:
 
     @property
     def dram_bytes(self) -> float:
-        capacity = self.arch.memories[0].capacity_bytes
-        return float(capacity) if capacity else float("nan")
+        return math.nan
 
     @property
     def mappings(self) -> str:
