@@ -14,7 +14,7 @@ from archsim import library
 from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
-from archsim.model.gpu_sparse import SparsePattern, head_time_s, key_tiles
+from archsim.model.gpu_sparse import SparsePattern, head_parts_s, key_tiles
 from archsim.systems.sparse_prefill import _sparse_params, dense_prefill, duo_prefill
 
 
@@ -43,8 +43,8 @@ def test_all_streaming_heads_are_dense_ops_and_streaming_calls(llama3: tuple) ->
     assert (duo.other_ops_s, duo.kv_host_s) == (dense.other_ops_s, dense.kv_host_s)
     assert duo.time_s == duo.other_ops_s + duo.attention_s + duo.kv_host_s
     assert 0 < duo.attention_s < 0.02 * dense.attention_s
-    minference_heads_s = heads * head_time_s(SparsePattern("a_shape", sinks=128, window=256), n,
-                                             int(workload.params["head_dim"]), gpu, _sparse_params())
+    minference_heads_s = heads * head_parts_s(SparsePattern("a_shape", sinks=128, window=256), n,
+                                              int(workload.params["head_dim"]), gpu, _sparse_params())[0]
     assert duo.attention_s / layers < minference_heads_s
 
 

@@ -24,7 +24,7 @@ from archsim.model.gpu_sparse import (
     SparseParams,
     SparsePattern,
     head_launches,
-    head_time_s,
+    head_parts_s,
     kept_fraction,
     key_tiles,
 )
@@ -93,10 +93,10 @@ def test_a_heads_estimation_gemm_is_its_cascades_einsum_and_the_masked_part_cubl
 
 def test_head_time_grows_with_the_kept_set_and_the_estimate_costs() -> None:
     n = 200_000
-    small, large = (head_time_s(SparsePattern("vertical_slash", k_v=kv, k_s=ks), n, 128, A100, PARAMS)
+    small, large = (head_parts_s(SparsePattern("vertical_slash", k_v=kv, k_s=ks), n, 128, A100, PARAMS)[0]
                     for kv, ks in ((30, 800), (1000, 6096)))
     assert large > small
-    a_shape = head_time_s(SparsePattern("a_shape", sinks=64, window=800), n, 128, A100, PARAMS)
+    a_shape = head_parts_s(SparsePattern("a_shape", sinks=64, window=800), n, 128, A100, PARAMS)[0]
     assert a_shape < small  # about the same tiles with no estimation and no index build
 
 

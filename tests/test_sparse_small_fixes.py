@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from archsim.cli import main
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu import launch_time
-from archsim.model.gpu_sparse import SparsePattern, head_launches, head_time_s, index_launches, key_tiles
+from archsim.model.gpu_sparse import SparsePattern, head_launches, head_parts_s, index_launches, key_tiles
 from archsim.systems.sparse_prefill import _sparse_params
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density, pattern_map_from_dict
 
@@ -89,7 +89,7 @@ def test_vertical_slash_sizes_below_minferences_clamp_run_as_the_clamp(n) -> Non
     gpu, params = load_gpu(A100), _sparse_params()
     below, clamp = SparsePattern("vertical_slash", k_v=0, k_s=1), SparsePattern("vertical_slash", k_v=30, k_s=50)
     assert all(np.array_equal(a, b) for a, b in zip(key_tiles(below, n), key_tiles(clamp, n), strict=True))
-    assert head_time_s(below, n, 128, gpu, params) == head_time_s(clamp, n, 128, gpu, params)
+    assert head_parts_s(below, n, 128, gpu, params) == head_parts_s(clamp, n, 128, gpu, params)
     for pattern, indices in ((below, 30 + 50), (SparsePattern("vertical_slash", k_v=31, k_s=51), 31 + 51)):
         (build,) = [launch for launch in index_launches(pattern, n) if "build" in launch.name]
         assert build.dram_bytes == -(-n // 64) * indices * 4  # (N/64) (k_v + k_s) int32 indices

@@ -207,8 +207,9 @@ def bind(
                 sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where, limit),
                                             cascade.source, where)
             except SpecError as exc:
-                raise SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
-                                + _defaults_hint(cascade, [rank], values, origin, source)) from None
+                raise (_no_whole_part(cascade, rank, values, origin, source)
+                       or SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
+                                    + _defaults_hint(cascade, [rank], values, origin, source))) from None
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
         product = math.prod(sizes[p] for p in known)
@@ -423,6 +424,21 @@ def _origins(cascade: Cascade, ranks: list[str], values: Mapping[str, float], or
                     named[n.name] = origin[n.name]
     shown = [f"{name}={values[name]:g} from {where}" for name, where in named.items() if where != cascade.source]
     return f" ({', '.join(shown)})" if shown else ""
+
+
+def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], origin: Mapping[str, str],
+                   source: str) -> SpecError | None:
+    """The error of a rank sized `a // b` of two params (`I: seq_len // block`, a sequence's blocks; `seq_len //
+    page`) with a below b: no whole part, so the rank would be empty. It names both params and where each came from,
+    blamed on a's source (as `_check_requires` blames a given size); None for any other rank."""
+    match cascade.rank_sizes[rank]:
+        case S.BinOp(op="//", lhs=S.Name(name=a), rhs=S.Name(name=b)) if 0 < values[a] < values[b]:
+            return SpecError(origin.get(a, cascade.source), a,
+                             f"expected at least {b} ({values[b]:g}), got {values[a]:g}: {cascade.name} splits {a} "
+                             f"into whole {b}s (ranks.{rank}: {a} // {b}, {cascade.source})"
+                             + _origins(cascade, [rank], values, origin)
+                             + _defaults_hint(cascade, [rank], values, origin, source))
+    return None
 
 
 def _positive_int(value: float, source: str, where: str) -> int:

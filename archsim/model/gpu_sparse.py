@@ -206,18 +206,12 @@ def call_time_s(eager: list[Launch], kernel: list[Launch], gpu: GPU, params: Spa
     return max(device_s, host_s), eager_s
 
 
-def head_time_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
-                precision: str = "bf16", element_bytes: int = 2) -> float:
-    """One head's call: its launches' GPU time, or its eager ops' host time when that is longer. MInference's
-    kernels are 16-bit (bf16 by default); a workload of another word size is refused before this
-    (`kv_selection.check_dense_attention`)."""
-    return head_parts_s(pattern, n, head_dim, gpu, params, precision, element_bytes)[0]
-
-
 def head_parts_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
                  precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float, float]:
-    """(one head's call, its estimation, its index build) in seconds (module docstring): the call as
-    `head_time_s`; the estimation the eager launches' GPU time, the index build (`index_launches`) part of it."""
+    """(one head's call, its estimation, its index build) in seconds (module docstring): the call its launches' GPU
+    time, or its eager ops' host time when that is longer (`call_time_s`); the estimation the eager launches' GPU
+    time, the index build (`index_launches`) part of it. MInference's kernels are 16-bit (bf16 by default); a
+    workload of another word size is refused before this (`kv_selection.check_dense_attention`)."""
     call_s, eager_s = call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)
     index_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in index_launches(pattern, n))
     return call_s, eager_s, index_s

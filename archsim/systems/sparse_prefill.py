@@ -18,7 +18,7 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   Triton kernel (`gpu_sparse.fitting_fwd_launch`, the Triton family) over a static A-shape mask of `sinks` + `recent`
   tokens (`gpu_sparse.key_tiles`: both rounded up to whole 64-token blocks, plus the partly masked diagonal block;
   the shipped 128 + 256 visit 2 + 4 + 1 key tiles per query block). The mask is fixed, so none of MInference's
-  per-head estimation, pads or index build (`gpu_sparse.head_time_s` prices those; only its kernel is taken);
+  per-head estimation, pads or index build (`gpu_sparse.head_parts_s` prices those; only its kernel is taken);
   a call's GPU time, or the host time of issuing it when that is longer (`gpu_sparse.call_time_s`). Heads per layer as
   the decode model's (`kv_selection.retrieval_heads_per_layer`); a layer with no heads of a kind skips that call; where
   sinks + recent hold the whole prompt every head attends it all and the layer is dense's one call (as
