@@ -21,7 +21,16 @@ working set; the gathered K and V of its softmax layers, as allgather's).
 
 On arrays (a topology whose devices are `topology.ArrayDevice`) the forward attention of the softmax schemes is
 timed with each block through the analytical model (`seqpar_compute.ArrayCompute`), the same schedules and links;
-memory is NaN where the array's DRAM is unbounded, and energy NaN (no power; the blocks' energies are not summed).
+memory is NaN where the array's DRAM is unbounded.
+
+Energy (`ParallelResult.energy_j`, the record's `energy`) is every device's over the layer: P x tp devices for the
+layer's whole time, a device waiting on a link counted too; the links' own energy is not counted. On a GPU, the
+preset's TDP (`power_w`) x the time x P x tp (an upper bound: the GPU model has no per-action energy). On arrays,
+each device's blocks' energies (each block's Result: the array's actions and its memories' leakage over the
+block's cycles, all its heads and padded squares, as its time counts them; `ArrayCompute.attention_j`) plus its
+leakage while it runs no block (`ArrayCompute.idle_w` x the layer's time less the device's blocks' time), summed
+over the P devices (`_device_blocks`: each device's blocks, the schemes' layouts) and x tp; compute units' leakage,
+which the architecture leaves out, is not in it.
 
 `ideal_s` is the same work on one device divided by the devices (the issue's definition): the one-GPU run (ring's
 P = 1 form, lasp2's for the LASP schemes, lasp2h's own for a hybrid model: lasp2's and allgather's one-device runs
@@ -86,6 +95,7 @@ class ParallelResult:
     max_context_tokens: float  # whole tokens; NaN where the memory is not modelled
     weights_bytes: float = math.nan
     note: str = ""  # why the efficiency is above 1, or missing ('' when neither; module docstring)
+    energy_j: float = math.nan  # every device's energy over the layer (module docstring, "Energy")
 
     @property
     def feasible(self) -> bool:
@@ -127,10 +137,8 @@ class ParallelResult:
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
-        # arrays: no power, and their blocks' energies are not summed over the devices (not modelled: NaN)
-        power_w = math.nan if isinstance(s.gpu, ArrayDevice) else s.gpu.power_w
-        return Record("parallel", s.label, self.feasible, self.reason, self.time_s,
-                      power_w * self.time_s * s.devices * s.tp, busy_s=busy, extras=extras)
+        return Record("parallel", s.label, self.feasible, self.reason, self.time_s, self.energy_j, busy_s=busy,
+                      extras=extras)
 
 
 def _link_name(spec: ParallelSpec) -> str:
@@ -168,7 +176,62 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     if ideal > timing.time_s * (1 + 1e-9):
         note = _above_one_note(spec, one)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory.total_bytes,
-                          max_context, memory.weights_bytes, note)
+                          max_context, memory.weights_bytes, note, _energy_j(spec, timing.time_s))
+
+
+def _energy_j(spec: ParallelSpec, time_s: float) -> float:
+    """Every device's energy over a layer of `time_s` (module docstring, "Energy")."""
+    if not isinstance(spec.gpu, ArrayDevice):
+        return spec.gpu.power_w * time_s * spec.devices * spec.tp
+    compute = _compute(spec)
+    total_j = 0.0
+    for blocks in _device_blocks(spec, compute):
+        busy_s = sum(count * compute.attention_s(*block) for block, count in blocks.items())
+        blocks_j = sum(count * compute.attention_j(*block) for block, count in blocks.items())
+        total_j += blocks_j + compute.idle_w * (time_s - busy_s)
+    return total_j * spec.tp
+
+
+def _device_blocks(spec: ParallelSpec, compute: ArrayCompute) -> list[Counter]:
+    """Each of the P devices' attention blocks (query tokens, key tokens, causal, heads, KV heads) and how many
+    times it runs each, under `spec`'s softmax scheme (one tp rank; `seqpar_schemes`' layouts: a ring device's
+    diagonal, earlier and later blocks, usp's rings of u-fold fewer heads, allgather's chunks against the gathered
+    keys). Its busiest device is the scheme's `compute_s`."""
+    p, n, causal = spec.devices, spec.seq_len, spec.causal
+    heads, kv_heads = compute.heads, compute.kv_heads
+    if spec.scheme in RING_SCHEMES:
+        return _ring_blocks(spec.scheme, p, n // p, causal, heads, kv_heads)
+    if spec.scheme == "usp":
+        u = spec.ulysses
+        ring = _ring_blocks("zigzag" if causal else "ring", p // u, n // (p // u), causal, heads // u, kv_heads // u)
+        return [blocks for blocks in ring for _ in range(u)]
+    if spec.scheme == "ulysses":
+        return [Counter({(n, n, causal, heads // p, kv_heads // p): 1})] * p
+    if spec.scheme == "megatron-sp":
+        return [Counter({(n, n, causal, heads // p, kv_heads_per_device(kv_heads, p)): 1})] * p
+    if p == 1:  # allgather on one device: the one-device run's call
+        return [Counter({(n, n, causal, heads, kv_heads): 1})]
+    if not causal:
+        return [Counter({(n // p, n, False, heads, kv_heads): 1})] * p
+    half = n // (2 * p)
+    return [Counter([(half, chunk * half, False, heads, kv_heads) for chunk in (d, 2 * p - 1 - d)]
+                    + [(half, half, True, heads, kv_heads)] * 2) for d in range(p)]
+
+
+def _ring_blocks(layout: str, p: int, c: int, causal: bool, heads: int, kv_heads: int) -> list[Counter]:
+    """`_device_blocks` of a ring of `p` devices of `c` tokens each: device d's own block (step 0), the blocks of
+    the d earlier devices and of the p - 1 - d later ones (`seqpar_schemes._ring_work`: a later device's block is
+    skipped by a causal ring, half of it computed by zigzag)."""
+    def block(q: int, k: int, mask: bool) -> tuple[int, int, bool, int, int]:
+        return q, k, mask, heads, kv_heads
+    if not causal:
+        return [Counter({block(c, c, False): p})] * p
+    if layout == "stripe" or p == 1:
+        return [Counter({block(c, c, True): p})] * p
+    if layout == "ring":
+        return [Counter({block(c, c, True): 1, block(c, c, False): d}) for d in range(p)]
+    return [Counter({block(c, c, True): 1, block(c, c // 2, False): d, block(c // 2, c, False): p - 1 - d})
+            for d in range(p)]
 
 
 def lm_head_s(spec: ParallelSpec) -> float:

@@ -42,14 +42,17 @@ not a GPU): each softmax-attention block a scheme runs is one design point of th
 bound to the block's sizes: `batch` sequences, the device's heads and K/V heads, `head_dim`, the block's tokens as
 `seq_len`, bf16. A causal (diagonal) block runs the array's `causal_mapping` (FuseMax's: fusemax-gqa,
 attention-1pass-causal-gqa, whose tile mask skips the key tiles above the diagonal), a full block its `mapping`
-(fusemax: attention-1pass, one K/V head per query head: a grouped-query block on it is refused naming
-`device.mapping`, not costed as repeated heads). The cascades are square (queries and keys both `seq_len`), so a
+(FuseMax's: fusemax-gqa-noncausal, attention-1pass-gqa, each K/V tile serving its group's query heads; a mapping of
+an MHA cascade, such as fusemax's attention-1pass, refuses a grouped-query block naming `device.mapping`, not
+costing it as repeated heads). The cascades are square (queries and keys both `seq_len`), so a
 rectangular full block of q x k runs as m = max/min squares of its short side in one point (batch x m), both sides
 first padded to the mapping's sequence tile (`architecture_device.sequence_tile`: FuseMax's 256 keys), as the array
 pads a block once (a 128 x 256 block is one padded 256 x 256 square, not two): the same MACs and exps as the
 padded block; assumptions: the short side's operands are read m times from DRAM where one resident copy would do
 (an upper bound on its DRAM traffic), and merging the m squares' partial softmaxes (O(q d m) against the block's
-O(q k d)) is not costed. Forward attention only: the backward,
+O(q k d)) is not costed. A block's energy (`attention_j`) is its Result's, over the same point (all its heads and
+squares); an array running no block draws its memories' leakage (`idle_w`): what `archsim.systems.seqpar` sums
+into the devices' energy. Forward attention only: the backward,
 decode, LASP's chunks and a layer's other ops have no array form here (`seqpar_spec.check_array` refuses them,
 naming the field).
 """
@@ -65,10 +68,13 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import einsum_counts, tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
+from archsim.model.analytical import numbers_of
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_flash_plans import compiled_head_dim
 from archsim.model.gpu_kernels import predict
+from archsim.model.result import Result
+from archsim.record import PJ_PER_J
 from archsim.spec_files import spec_beside
 from archsim.systems.architecture_device import ArchitectureDevice, sequence_tile
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
@@ -292,15 +298,36 @@ class ArrayCompute(HeldTensors):
     direction: str = "fwd"
 
     @functools.cached_property
-    def _blocks(self) -> dict[tuple, float]:
-        """Blocks already costed, by sizes."""
+    def _blocks(self) -> dict[tuple, Result]:
+        """Blocks already costed, by sizes: the analytical model's Result of each."""
         return {}
 
     def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
                     kv_heads: int | None = None) -> float:
         """One block: q query tokens against k keys (causal: q == k, the diagonal block), 0 for no work."""
+        result = self._block(q_tokens, k_tokens, causal, heads, kv_heads)
+        return 0.0 if result is None else result.latency_s
+
+    def attention_j(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
+                    kv_heads: int | None = None) -> float:
+        """The energy of the block `attention_s` times (its Result's `energy_pj`: the array's actions and its
+        memories' leakage over the block's cycles), 0 for no work."""
+        result = self._block(q_tokens, k_tokens, causal, heads, kv_heads)
+        return 0.0 if result is None else result.energy_pj / PJ_PER_J
+
+    @property
+    def idle_w(self) -> float:
+        """The array's power while it runs no block (waiting on a link): its memories' leakage, as the analytical
+        model charges it per cycle (`archsim.model.analytical`: leak per instance x instances x cycles, at the
+        architecture's clock); the compute units' leakage is not modelled there, so not here either."""
+        numbers = numbers_of(self.array.arch)
+        return sum(level.leak_pj_per_cycle for level in numbers.levels) * numbers.clock_hz / PJ_PER_J
+
+    def _block(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None,
+               kv_heads: int | None) -> Result | None:
+        """The Result of one block (None for no work), costed once per sizes."""
         if q_tokens == 0 or k_tokens == 0:
-            return 0.0
+            return None
         if self.direction != "fwd":
             raise SpecError(SOURCE, "direction", f"{self.direction} is not modelled on arrays: expected fwd")
         heads = self.heads if heads is None else heads
@@ -310,7 +337,7 @@ class ArrayCompute(HeldTensors):
             self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
         return self._blocks[key]
 
-    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> float:
+    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> Result:
         if causal and q_tokens != k_tokens:
             raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
         where = "device.causal_mapping" if causal else "device.mapping"
@@ -335,7 +362,7 @@ class ArrayCompute(HeldTensors):
                 (), "prefill")
         device = ArchitectureDevice(self.array.name, self.array.arch, mapping, self.array.source)
         try:
-            return device.result(op).latency_s
+            return device.result(op)
         except SpecError as error:
             raise SpecError(self.array.source, where, error.message) from None
 

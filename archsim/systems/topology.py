@@ -17,13 +17,16 @@ r is in node r // 8 of an 8-GPU node), as launchers number ranks. File format (p
 
 Instead of `gpu`, a topology may hold arrays run through the analytical model (`ArrayDevice`)::
 
-    device: {mapping: fusemax, causal_mapping: fusemax-gqa}   # architecture: the mappings' own unless given
+    device: {mapping: fusemax-gqa-noncausal, causal_mapping: fusemax-gqa}   # architecture: the mappings' own
 
-`mapping` maps a full (non-causal) attention cascade (its `reference` is `attention`: attention-1pass), which
-costs every full block; `causal_mapping`, optional, a causal one (`attention_causal` or `attention_causal_gqa`:
-attention-1pass-causal-gqa), which costs the causal diagonal blocks (without it a causal block is refused naming
-`device.causal_mapping`). Each mapping's cascade takes a block's sizes only (`BLOCK_PARAMS`). One of `gpu` and
-`device` is given. The devices of a topology are in `Topology.gpu`, a GPU or an ArrayDevice.
+`mapping` maps a full (non-causal) attention cascade (its `reference` is `attention`: attention-1pass, one K/V head
+per query head, or `attention_gqa`: attention-1pass-gqa, grouped-query, which also runs an MHA block as G = H
+query-head groups of one), which costs every full block; `causal_mapping`, optional, a causal one
+(`attention_causal` or `attention_causal_gqa`: attention-1pass-causal-gqa), which costs the causal diagonal blocks
+(without it a causal block is refused naming `device.causal_mapping`). A grouped-query block on a mapping of an MHA
+cascade is refused naming the field (`seqpar_compute.ArrayCompute`). Each mapping's cascade takes a block's sizes
+only (`BLOCK_PARAMS`). One of `gpu` and `device` is given. The devices of a topology are in `Topology.gpu`, a GPU
+or an ArrayDevice.
 
 Assumptions (seqpar-sparse.md §4 "implication for us"; ASTRA-sim's analytical backend and SimAI's busbw do the same):
 - every device has its own port on each level's link (one NIC per GPU; an NVSwitch port), full duplex;
@@ -59,7 +62,7 @@ KEYS = (*TEXT, "gpu", "device", "levels")
 OPTIONAL = ("description", "gpu", "device")  # one of gpu and device
 DEVICE_KEYS = ("architecture", "mapping", "causal_mapping")
 # the `reference` of the cascade each mapping of an ArrayDevice maps: full blocks, causal (diagonal) blocks
-FULL_REFERENCES = ("attention",)
+FULL_REFERENCES = ("attention", "attention_gqa")
 CAUSAL_REFERENCES = ("attention_causal", "attention_causal_gqa")
 # the parameters an array block binds (`seqpar_compute.ArrayCompute`): a mapping's cascade takes no others
 BLOCK_PARAMS = ("batch", "heads", "kv_heads", "seq_len", "head_dim", "tile_kv", "word_bytes")
