@@ -82,7 +82,8 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
                    "model's: linear layers as lasp2, softmax layers as allgather); decode: ring, megatron-sp, "
                    "distattention (a comma list sweeps). Required, or --system's.")
 @click.option("--devices", metavar="P[,P...]", callback=whole_numbers,
-              help="Devices of the sequence-parallel group (a comma list sweeps). Required, or --system's cp.")
+              help="Ranks of the sequence-parallel group, each of --tp devices (P x tp devices in all; a comma "
+                   "list sweeps). Required, or --system's cp.")
 @click.option("--workload", "-w", required=True, metavar="W", callback=nonempty,
               help="Model: a library workload (e.g. llama3-8b, linear-llama3-1b, linear-llama3-1b-hybrid) or a YAML "
                    "file.")
@@ -200,8 +201,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     named_by = " (--system)" if system else "" if topology else " (default)"
     kernels = base.attention_kernel if isinstance(base.gpu, ArrayDevice) else _prefill_kernels(kernel, schemes)
     title = (f"{base.workload.name} on {base.topology.name}{named_by}, {base.gpu.name}"
-             f"{f' x tp {tp}' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, {direction}, "
-             f"{scope}{f', ulysses {ulysses}' if ulysses else ''}, "
+             f"{f' x tp {tp} per rank' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, "
+             f"{direction}, {scope}{f', ulysses {ulysses}' if ulysses else ''}, "
              f"{_decode_kernel() if direction == 'decode' else kernels}"
              + (f", checkpointing {base.checkpointing}, {base.training_precision} precision" if training else ""))
     if out:
