@@ -95,12 +95,16 @@ def test_usp_equals_its_reference(name: str, ulysses: int, ring: int) -> None:
     assert _max_error(binding) < TOLERANCE
 
 
-@pytest.mark.parametrize(("name", "rank"), [*((name, "HL") for name in HEAD_SHARDED), *((name, "GL") for name in USP)])
-def test_head_sharding_refuses_heads_the_devices_do_not_divide(name: str, rank: str) -> None:
-    """heads / devices is a rank size: 8 heads on 3 devices is refused, not floored to 2 heads a device."""
+@pytest.mark.parametrize(("name", "match"), [
+    *((name, r"ranks.HL: expected a positive integer size") for name in HEAD_SHARDED),
+    *((name, r"kv_heads: expected \(kv_heads % ulysses\) \* \(ulysses % kv_heads\) == 0 .* with kv_heads=3, ulysses=2")
+      for name in USP)])
+def test_head_sharding_refuses_heads_the_devices_do_not_divide(name: str, match: str) -> None:
+    """heads / devices is a rank size: 8 heads on 3 devices is refused, not floored to 2 heads a device; 3 KV heads
+    on a Ulysses degree of 2 (neither divides the other) are refused by USP's `requires:`."""
     params = {"ulysses": 2, "ring": 1, "kv_heads": 3} if name in USP else {"devices": 3, "kv_heads": 3}
-    with pytest.raises(SpecError, match=f"ranks.{rank}: expected a positive integer size"):
-        _bind(name, seq_len=12, heads=6 if rank == "GL" else 8, **params)
+    with pytest.raises(SpecError, match=match):
+        _bind(name, seq_len=12, heads=6 if name in USP else 8, **params)
 
 
 BROKEN = [  # (cascade, text in its einsums or masks, replacement, what breaks)

@@ -115,7 +115,7 @@ def _tile_advice(known: list[str], rank_overrides: Mapping[str, int], origin: Ma
 
 
 _SIZE_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-             "//": operator.floordiv}
+             "//": operator.floordiv, "%": operator.mod}
 _COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
@@ -128,7 +128,7 @@ def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
             return params[name]
         case S.BinOp(op=op, lhs=lhs, rhs=rhs):
             a, b = eval_size(lhs, params), eval_size(rhs, params)
-            if op in ("/", "//") and not b:
+            if op in ("/", "//", "%") and not b:
                 return math.inf
             try:
                 return _SIZE_OPS[op](a, b)

@@ -176,7 +176,7 @@ class _Loader:
         return self.check_size_expr(expr, value, where)
 
     def check_size_expr(self, expr: S.Expr, value: str, where: str, ranks: bool = False) -> S.Expr:
-        """`expr` (written `value`) reads declared params (and, with `ranks`, rank sizes) with + - * // / only."""
+        """`expr` (written `value`) reads declared params (and, with `ranks`, rank sizes) with + - * // / % only."""
         names = {**self.params, **(self.rank_sizes if ranks else {})}
         for node in S.walk(expr):
             if isinstance(node, S.Name) and node.name not in names:
@@ -184,9 +184,9 @@ class _Loader:
                 raise self.error(where, f"unknown {'name' if ranks else 'parameter'} '{node.name}' "
                                         f"({'params and ranks' if ranks else 'params declared'}: {known})")
             if not isinstance(node, S.Name | S.Num | S.BinOp) or (
-                isinstance(node, S.BinOp) and node.op not in ("+", "-", "*", "//", "/")
+                isinstance(node, S.BinOp) and node.op not in ("+", "-", "*", "//", "/", "%")
             ):
-                raise self.error(where, f"'{value}' is not a size expression (params, integers, + - * // /)")
+                raise self.error(where, f"'{value}' is not a size expression (params, integers, + - * // / %)")
         return expr
 
     def load_requires(self) -> tuple[tuple[str, S.Expr], ...]:
