@@ -42,7 +42,7 @@ TOLERANCE = 1.25
 
 @functools.cache
 def _rows() -> dict[tuple[str, str, str, str], dict]:
-    return {(r["gpu"], r["hardware"], r["model"], r["scheme"]): r for r in table3_rows(GPUS)}
+    return {(r["gpu"], r["hardware"], r["model"], r["scheme"]): r for r in table3_rows(GPUS, ())}
 
 
 @functools.cache
@@ -196,11 +196,11 @@ def test_bad_tp_names_the_field():
 
 def test_table3_rows_carry_no_paper_numbers():
     """Each row is the model's: the keys the reproduction prints, contexts on the grid of the scheme."""
-    rows = table3_rows(("a100-40gb-sxm4",))
+    rows = table3_rows(("a100-40gb-sxm4",), ())
     assert len(rows) == 5 * 4
     for row in rows:
-        assert set(row) == {"hardware", "devices", "gpu", "model", "scheme", "max_context_tokens",
-                            "pow2_context_tokens"}
+        assert set(row) == {"hardware", "devices", "gpu", "model", "scheme", "device_memory_bytes",
+                            "max_context_tokens", "pow2_context_tokens"}
         assert row["max_context_tokens"] % token_multiple(row["scheme"], row["devices"]) == 0
         assert row["pow2_context_tokens"] <= row["max_context_tokens"]
 

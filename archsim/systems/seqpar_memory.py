@@ -110,6 +110,7 @@ from archsim.cascade.analysis import Analysis, TensorInfo, analyze
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
+from archsim.systems.chip import load_chip
 from archsim.systems.seqpar_compute import one_word_size
 from archsim.systems.sharding import shard
 from archsim.systems.step import (
@@ -145,6 +146,35 @@ LINEAR_ONLY = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")  # Mega
 TABLE3_HARDWARE = (("8xA100", 8, ("llama-3b", "llama-7b", "llama-13b")), ("32xA100", 32, ("llama-7b", "llama-13b")))
 TABLE3_SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring")
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
+
+
+@dataclass(frozen=True)
+class TpuSlice:
+    """A Table 3 TPU slice as the model reads it: `devices` devices (what FSDP shards over), each `chip_fraction` of
+    the `chip` preset's memory_bytes, named `device` in the rows (their `gpu` key)."""
+
+    hardware: str
+    device: str
+    chip: str
+    devices: int
+    chip_fraction: float
+    models: tuple[str, ...]
+
+
+# Table 3's TPU slices. Device counts are a reading of the slice names (Google Cloud TPU docs, from memory, not in
+# ../shared/reference/): v2/v3/v4 slice names count TensorCores (two per chip), v5e's count chips (one core each).
+# LLaMA "30B" is llama-33b (32.5B parameters, named 33B in the LLaMA paper); 3B is llama-3b (OpenLLaMA-3B's shapes).
+TABLE3_TPUS = (
+    # v3-512: 512 TensorCores = 256 chips of 32 GiB; JAX sees one device per TensorCore, 512 of 16 GiB (the reading
+    # taken before any result was seen); the other reading, 256 chips of 32 GiB, is computed beside it, as the A100
+    # rows run both 40 and 80 GiB
+    TpuSlice("TPUv3-512", "tpu-v3-core", "tpu-v3", 512, 0.5, ("llama-7b", "llama-13b")),
+    TpuSlice("TPUv3-512", "tpu-v3", "tpu-v3", 256, 1.0, ("llama-7b", "llama-13b")),
+    # v4-1024: 1024 TensorCores = 512 chips of 32 GiB; megacore: JAX sees one device per chip
+    TpuSlice("TPUv4-1024", "tpu-v4", "tpu-v4", 512, 1.0, ("llama-3b", "llama-7b", "llama-13b", "llama-33b")),
+    # v5e-256: 256 chips of 16 GiB, one TensorCore each
+    TpuSlice("TPUv5e-256", "tpu-v5e", "tpu-v5e", 256, 1.0, ("llama-3b", "llama-7b")),
+)
 POW2_UNIT_TOKENS = 1024  # Table 3's contexts are 2^k x 1K tokens
 CHECKPOINTING = ("layer", "none")  # training's activation checkpointing (module docstring)
 DEFAULT_CHECKPOINTING, DEFAULT_PRECISION = "layer", "fp32"  # the Ring Attention paper's Table 3 setting
@@ -289,13 +319,14 @@ def training_precision(name: str, field: str = "training_precision") -> dict[str
     return dict(TRAINING_PRECISIONS[name])
 
 
-def max_context_tokens(memory_of: Callable[[int], DeviceMemory], capacity_bytes: float, multiple: int) -> int:
+def max_context_tokens(memory_of: Callable[[int], DeviceMemory], capacity_bytes: float, multiple: int, *,
+                       limit_tokens: int | None = None) -> int:
     """The largest N, a multiple of `multiple`, with memory_of(N).total_bytes <= capacity_bytes: doubling, then
-    bisection (memory is monotone in N); 0 when `multiple` tokens do not fit; at most the size limit (MAX_SIZE,
-    ARCHSIM_MAX_SIZE)."""
+    bisection (memory is monotone in N); 0 when `multiple` tokens do not fit; at most `limit_tokens`, by default the
+    size limit (MAX_SIZE, ARCHSIM_MAX_SIZE; `size_limit_tokens` for a scheme's)."""
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise SpecError(SOURCE, "multiple", f"expected a positive integer, got {multiple!r}")
-    limit = max_size() // multiple
+    limit = (max_size() if limit_tokens is None else limit_tokens) // multiple
 
     def fits(k: int) -> bool:
         return memory_of(k * multiple).total_bytes <= capacity_bytes
@@ -323,23 +354,34 @@ def pow2_context_tokens(max_tokens: int) -> int:
     return POW2_UNIT_TOKENS * 2 ** int(math.log2(max_tokens // POW2_UNIT_TOKENS))
 
 
-def table3_rows(gpus: tuple[str, ...] = TABLE3_GPUS) -> list[dict]:
-    """The Ring Attention paper's Table 3 GPU cases as this model computes them, one row per (GPU preset,
-    hardware, model, column): the largest training context (full precision, FSDP over all devices, batch 1) on
-    the preset's `dram_bytes`, and the largest 2^k x 1K one."""
+def size_limit_tokens(scheme: str, devices: int) -> int:
+    """The longest context the memory model can run `scheme` at on `devices` devices: the size limit (MAX_SIZE,
+    ARCHSIM_MAX_SIZE) bounds the cascades' sizes, and a ring scheme's cascades hold a device's N / P tokens, so
+    its N may reach P x the limit; every other scheme binds N (or N / r, a USP ring's) somewhere, capped at it."""
+    return max_size() * (devices if scheme in RING else 1)
+
+
+def table3_rows(gpus: tuple[str, ...] = TABLE3_GPUS, tpus: tuple[TpuSlice, ...] = TABLE3_TPUS) -> list[dict]:
+    """The Ring Attention paper's Table 3 cases as this model computes them, one row per (device, hardware,
+    model, column): the largest training context (full precision, FSDP over all devices, batch 1) on the device's
+    capacity (`device_memory_bytes`: a GPU preset's `dram_bytes`, or `chip_fraction` of a chip preset's
+    memory_bytes for a TPU slice), and the largest 2^k x 1K one. `gpu` names the device: the GPU preset, or a TPU
+    slice's `device`."""
+    cases = [(hardware, devices, gpu, load_gpu(gpu).dram_bytes, models)
+             for gpu in gpus for hardware, devices, models in TABLE3_HARDWARE]
+    cases += [(tpu.hardware, tpu.devices, tpu.device, load_chip(tpu.chip).memory_bytes * tpu.chip_fraction,
+               tpu.models) for tpu in tpus]
     rows = []
-    for gpu in gpus:
-        capacity = load_gpu(gpu).dram_bytes
-        for hardware, devices, models in TABLE3_HARDWARE:
-            for name in models:
-                workload = library.load_workload_spec(name)
-                for scheme in TABLE3_SCHEMES:
-                    tokens = max_context_tokens(
-                        functools.partial(_training_at, workload, scheme, devices), capacity,
-                        token_multiple(scheme, devices))
-                    rows.append({"hardware": hardware, "devices": devices, "gpu": gpu, "model": name,
-                                 "scheme": scheme, "max_context_tokens": tokens,
-                                 "pow2_context_tokens": pow2_context_tokens(tokens)})
+    for hardware, devices, device, capacity, models in cases:
+        for name in models:
+            workload = library.load_workload_spec(name)
+            for scheme in TABLE3_SCHEMES:
+                tokens = max_context_tokens(
+                    functools.partial(_training_at, workload, scheme, devices), capacity,
+                    token_multiple(scheme, devices), limit_tokens=size_limit_tokens(scheme, devices))
+                rows.append({"hardware": hardware, "devices": devices, "gpu": device, "model": name,
+                             "scheme": scheme, "device_memory_bytes": capacity, "max_context_tokens": tokens,
+                             "pow2_context_tokens": pow2_context_tokens(tokens)})
     return rows
 
 
