@@ -85,11 +85,12 @@ class Point:
 
 def prepare(mapping: str | PathLike | Mapping, *, cascade: str | PathLike | Cascade | None = None,
             arch: str | PathLike | Architecture | None = None, workload: str | PathLike | Workload | None = None,
-            sets: MappingType[str, float] | None = None, sets_source: str = "--set") -> Point:
+            sets: MappingType[str, float] | None = None, sets_source: str = "sets") -> Point:
     """Load (names and paths) or take (specs already loaded) everything, bind the sizes, analyse the cascade and
     run the mapper. `cascade` and `arch` default (None) to the ones the mapping names, `workload` to none;
-    `sets` is a mapping of name -> number. `sets_source` is where `sets` came from, for messages (a sweep's file
-    and its axes). An argument of another type is a SpecError naming it."""
+    `sets` is a mapping of name -> number. `sets_source` is where `sets` came from, for messages: the argument
+    `sets` by default, "--set" from the CLI (whose messages then suggest the option), a sweep's file and its axes.
+    An argument of another type is a SpecError naming it."""
     spec = _spec("mapping", mapping, Mapping, library.load_mapping_spec)
     architecture = (_named_by(spec, "architecture") if arch is None
                     else _spec("arch", arch, Architecture, library.load_architecture_spec))
@@ -115,16 +116,16 @@ def _shown(value: object) -> str:
 
 def bound(cascade: str | PathLike | Cascade, workload: str | PathLike | Workload | None = None,
           sets: MappingType[str, float] | None = None, spec: Mapping | None = None,
-          sets_source: str = "--set") -> tuple[Binding, Analysis]:
+          sets_source: str = "sets") -> tuple[Binding, Analysis]:
     """The cascade bound to the workload (none: the cascade's test sizes) and `sets` (name -> number, later
     winning), and its analysis, after every check `archsim run` and `archsim analyze` apply (the module
     docstring): the checked way to bind from Python, where `archsim.cascade.bind.bind` alone checks only values
     and sizes. `cascade` and `workload` are specs, library names or paths; `spec` is the point's mapping (as
     `prepare` passes it), whose `set:` binds between the workload and `sets`; None binds without one, as
-    `archsim analyze` does. `sets_source` names where `sets` came from, for messages. An argument of another type
-    is a SpecError naming it. One object pair per equal input, read-only (see `_bound`; numbers are keyed as
-    Python numbers (`plain_number`: numpy's int64 4096 is 4096, and so is 4096.0), and whether a value is no plain
-    number is part of the key: `True == 1`, but only 1 is a size)."""
+    `archsim analyze` does. `sets_source` names where `sets` came from, for messages (as `prepare`'s). An argument
+    of another type is a SpecError naming it. One object pair per equal input, read-only (see `_bound`; numbers
+    are keyed as Python numbers (`plain_number`: numpy's int64 4096 is 4096, and so is 4096.0), and whether a
+    value is no plain number is part of the key: `True == 1`, but only 1 is a size)."""
     cascade = _spec("cascade", cascade, Cascade, library.load_cascade_spec)
     if workload is not None:
         workload = _spec("workload", workload, Workload, library.load_workload_spec)
@@ -155,7 +156,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     check_block_form(cascade, workload, mapping_name)
     check_ffn_form(cascade, workload, values, mapping_name)
     binding = bind(cascade, workload, values, source=sets_source,
-                   fixed=(spec.source, spec.sets) if spec is not None else None)
+                   fixed=(spec.source, spec.sets) if spec is not None else None, set_option=sets_source == "--set")
     refuse_test_defaults(cascade, workload, values, spec)
     return (_shown_tiles(binding, spec) if spec is not None else binding), _read_only(analyze(binding))
 

@@ -62,7 +62,7 @@ def main() -> None:
     for mode in ("neupims", "npu+pim", "npu-only"):
         model = neupims.system(mode, "gpt3-7b")
         for rate_per_s in (20.0, 1000.0):
-            requests = poisson_requests(rate_per_s, 1000, "sharegpt", seed=0)
+            requests = poisson_requests(rate_per_s=rate_per_s, n=1000, lengths="sharegpt", seed=0)
             start = time.perf_counter()
             result = simulate_serving(model, requests, config)
             wall_s = time.perf_counter() - start

@@ -192,7 +192,8 @@ def test_saturation_is_interpolated_in_log_ttft() -> None:
 
 def test_qps_requests_are_poisson_arrivals_with_gaussian_lengths() -> None:
     requests = duplex_reproduce.qps_requests(8.0, 50, seed=3)
-    poisson, gaussian = poisson_requests(8.0, 50, "sharegpt", 3), gaussian_requests(50, 4096, 512, 0.1, 3)
+    poisson = poisson_requests(rate_per_s=8.0, n=50, lengths="sharegpt", seed=3)
+    gaussian = gaussian_requests(50, 4096, 512, 0.1, 3)
     assert [r.arrival_s for r in requests] == [r.arrival_s for r in poisson]
     assert [(r.prompt_tokens, r.output_tokens) for r in requests] == \
         [(r.prompt_tokens, r.output_tokens) for r in gaussian]

@@ -189,7 +189,7 @@ def test_simulate_caps_requests(cli) -> None:
     result = cli(*SIMULATE, "-w", "gpt3-7b", "--rate", "1", "--requests", "1000000000", expect=2)
     _error_line(result, "--requests", f"limit of {MAX_REQUESTS}", "ARCHSIM_MAX_REQUESTS")
     with pytest.raises(SpecError, match="ARCHSIM_MAX_REQUESTS"):
-        poisson_requests(1.0, MAX_REQUESTS + 1, "sharegpt", 0)
+        poisson_requests(rate_per_s=1.0, n=MAX_REQUESTS + 1, lengths="sharegpt", seed=0)
     for rate in ("inf", "nan"):
         _error_line(cli(*SIMULATE, "-w", "gpt3-7b", "--rate", rate, "--requests", "3", expect=2), "--rate", "finite")
 

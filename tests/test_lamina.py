@@ -311,7 +311,7 @@ def test_a_system_sweep_point_runs_lamina_with_its_cost() -> None:
     from archsim.systems.requests import poisson_requests
 
     settings = ServingSettings(rate_per_s=50.0, requests=12, lengths="azure-code", seed=0, max_batch=16)
-    requests = poisson_requests(50.0, 12, "azure-code", 0)
+    requests = poisson_requests(rate_per_s=50.0, n=12, lengths="azure-code", seed=0)
     workload = library.load_workload_spec("llama3-70b")
     records = {link: serve_point(load_system("lamina"), workload, requests, settings,
                                  {"system.links.attention": link})

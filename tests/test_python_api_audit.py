@@ -138,7 +138,7 @@ def test_some_model_sizes_without_a_workload_are_refused(cli) -> None:
     """seq_len 4096, batch 64 and heads 12 ran over head_dim 8 (0.00554 s, not BERT's 0.0297 s), exit 0."""
     sets = {"seq_len": 4096, "batch": 64, "heads": 12}
     error = _error(run_point, "fusemax", sets=sets)
-    assert (error.source, error.where) == ("--set", "head_dim")
+    assert (error.source, error.where) == ("sets", "head_dim")  # the Python argument; the CLI's below
     assert "head_dim 8, word_bytes 2" in error.message and "head_dim=N, word_bytes=N" in error.message
     out = cli("run", "-m", "fusemax", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], expect=2).output
     assert out.startswith("error: --set: head_dim: missing: ") and out.count("\n") == 1

@@ -59,9 +59,9 @@ def test_with_fields_keeps_the_options() -> None:
 @pytest.mark.parametrize(("make", "where"), [
     (lambda: LengthDistribution("x", 10.0, 10.0, 100, 100, sigma=0), "sigma"),
     (lambda: LengthDistribution("x", 10.0, 10.0, 100, 100, sigma=-1), "sigma"),
-    (lambda: poisson_requests(True, 5, "alpaca", 0), "rate_per_s"),
-    (lambda: poisson_requests(5, True, "alpaca", 0), "n"),
-    (lambda: poisson_requests(5, 3.0, "alpaca", 0), "n"),
+    (lambda: poisson_requests(rate_per_s=True, n=5, lengths="alpaca", seed=0), "rate_per_s"),
+    (lambda: poisson_requests(rate_per_s=5, n=True, lengths="alpaca", seed=0), "n"),
+    (lambda: poisson_requests(rate_per_s=5, n=3.0, lengths="alpaca", seed=0), "n"),
     (lambda: gaussian_requests(-1, 100, 100, 0.1, 0), "n"),
 ])
 def test_request_generators_check_their_arguments(make, where: str) -> None:

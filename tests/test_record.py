@@ -35,7 +35,8 @@ def records() -> dict[str, Record]:
     kernel_record = gpu_record(predict(kernel, case, gpu, load_calibration().family_params(family_of(kernel))), gpu)
     model = neupims.system("neupims", "gpt3-7b")
     iteration = model.iteration(Batch(decode_context_tokens=(100, 200, 300))).record(model.name)
-    served = simulate_serving(model, poisson_requests(20.0, 8, "alpaca", 0), ServingConfig(max_batch=8)).record(2.0)
+    requests = poisson_requests(rate_per_s=20.0, n=8, lengths="alpaca", seed=0)
+    served = simulate_serving(model, requests, ServingConfig(max_batch=8)).record(2.0)
     return {"architecture": spatial, "gpu": kernel_record, "system-iteration": iteration, "serving": served}
 
 

@@ -166,9 +166,9 @@ def test_a_request_too_long_for_the_cache_is_rejected_not_admitted():
 # ----- request generators -----
 
 def test_poisson_requests_are_seeded_and_have_the_stated_rate():
-    a = poisson_requests(10.0, 2000, "sharegpt", seed=7)
-    assert a == poisson_requests(10.0, 2000, "sharegpt", seed=7)
-    assert a != poisson_requests(10.0, 2000, "sharegpt", seed=8)
+    a = poisson_requests(rate_per_s=10.0, n=2000, lengths="sharegpt", seed=7)
+    assert a == poisson_requests(rate_per_s=10.0, n=2000, lengths="sharegpt", seed=7)
+    assert a != poisson_requests(rate_per_s=10.0, n=2000, lengths="sharegpt", seed=8)
     arrivals = [r.arrival_s for r in a]
     assert arrivals == sorted(arrivals) and arrivals[0] > 0
     # 2,000 exponential gaps of mean 0.1 s: last arrival 200 s, sd sqrt(2000) x 0.1 = 4.5 s; 10% is over 4 sd.
@@ -229,7 +229,7 @@ def test_bad_requests_and_configs_raise_spec_errors():
     with pytest.raises(SpecError, match=r"serving\.max_batch"):
         ServingConfig(max_batch=0)
     with pytest.raises(SpecError, match="rate_per_s"):
-        poisson_requests(0.0, 10, "alpaca", seed=0)
+        poisson_requests(rate_per_s=0.0, n=10, lengths="alpaca", seed=0)
 
 
 def test_no_requests_gives_an_empty_result():

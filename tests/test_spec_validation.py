@@ -193,12 +193,13 @@ def test_a_workload_missing_a_model_size_names_the_file_and_key(tmp_path: Path, 
     """The silent wrong answer of the issue: BERT without head_dim took the cascade's head_dim 8 (0.37 ms)."""
     path = _bert_without(tmp_path, **{size: None})
     workload = library.load_workload_spec(path)
-    for call in (lambda: bind(library.load_cascade_spec("attention-1pass"), workload),
-                 lambda: prepare("fusemax", workload=str(path), sets={"seq_len": 1024}),
-                 lambda: run_point("fusemax", workload=workload, sets={"seq_len": 1024})):
+    for call, option in ((lambda: bind(library.load_cascade_spec("attention-1pass"), workload), True),
+                         (lambda: prepare("fusemax", workload=str(path), sets={"seq_len": 1024}), False),
+                         (lambda: run_point("fusemax", workload=workload, sets={"seq_len": 1024}), False)):
         error = _error(call)
         assert (error.source, error.where) == (str(path), f"params.{size}")
-        assert "attention-1pass binds" in error.message and f"--set {size}=N" in error.message
+        assert "attention-1pass binds" in error.message and "add it to the workload" in error.message
+        assert (f"--set {size}=N" in error.message) == option  # prepare's sets are no --set (the CLI passes it)
     # Given by the caller's sets instead, the size binds.
     point = prepare("fusemax", workload=workload, sets={"seq_len": 1024, size: 64 if size != "word_bytes" else 2})
     assert point.binding.rank_sizes["M"] == 1024

@@ -44,7 +44,7 @@ def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_js
     """
     from archsim.point import bound
 
-    _, analysis = bound(cascade, workload, parse_sets(sets))  # run's checks of the cascade, workload and sets
+    _, analysis = bound(cascade, workload, parse_sets(sets), sets_source="--set")  # run's checks of them all
     if as_json:
         click.echo(json.dumps(analysis.to_dict(), indent=2))
     else:
@@ -73,7 +73,7 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     values = parse_sets(sets)
     # without a workload the cascade runs at test sizes, some set (`--set seq_len=3`): execute answers whether the
     # cascade computes its reference, which holds at any sizes, so the model sizes need not all be given
-    binding = (bound(cascade, workload, values)[0] if workload is not None
+    binding = (bound(cascade, workload, values, sets_source="--set")[0] if workload is not None
                else bind(library.load_cascade_spec(cascade), None, values, source="--set"))
     spec = binding.cascade
     if check_ref and spec.reference is not None:  # the layouts were checked when the cascade loaded

@@ -128,10 +128,11 @@ def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: s
     timeline = None
     if use_event:
         prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
-                                       sets=parse_sets(sets))
+                                       sets=parse_sets(sets), sets_source="--set")
         point, timeline = labelled.labelled(prepared, run.result), run.timeline
     else:
-        point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+        point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                                  sets_source="--set")
     result = point.result
     title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
              + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))

@@ -42,7 +42,8 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
 
         if trace_path:
             check_writable(trace_path, "--trace", inputs=(mapping, cascade, arch, workload))
-        _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+        _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                                sets_source="--set")
         result = run.result
         if trace_path and result.feasible:
             write_chrome_trace(run.timeline, trace_path)
@@ -50,7 +51,8 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
             click.echo(f"note: no trace written to {trace_path}: the point is infeasible "
                        f"({result.reason or 'no reason given'})", err=True)
     else:
-        result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets))
+        result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                           sets_source="--set")
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "record": nan_as_null(result.record().row())}, indent=2))
     else:

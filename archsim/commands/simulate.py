@@ -113,7 +113,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if rate is not None and not math.isfinite(rate):
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
     requests = (read_trace(trace_path) if trace_path
-                else poisson_requests(rate, n_requests, lengths, seed))
+                else poisson_requests(rate_per_s=rate, n=n_requests, lengths=lengths, seed=seed))
     check_requests(requests, trace_path or "--rate")
     model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
     if alpha is not None and not isinstance(model, OffloadModel):

@@ -108,7 +108,8 @@ def load_base(spec: SweepSpec) -> Base:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         settings = spec.serving
         return Base(None, None, None, workload, {}, {}, system,
-                    poisson_requests(settings.rate_per_s, settings.requests, settings.lengths, settings.seed))
+                    poisson_requests(rate_per_s=settings.rate_per_s, n=settings.requests, lengths=settings.lengths,
+                                     seed=settings.seed))
     mapping = library.load_mapping_spec(spec.mapping)
     cascade = spec.cascade or mapping.cascade
     workload = library.load_workload_spec(spec.workload) if spec.workload else None

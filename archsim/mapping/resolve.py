@@ -303,6 +303,8 @@ def _fill_residuals(binding: Binding, arch: Architecture, group: Group, source: 
         if len(open_) > 1:
             raise SpecError(source, _loop_at(where, loops, open_[1]), f"rank {rank}: only one loop may leave its "
                                                                      "factor out (the residual)")
+        _check_equal_spreads(loops, rank, [unit for unit, ranks in ranks_by_unit.items() if rank in ranks], source,
+                             where)
         for unit, ranks in ranks_by_unit.items():
             if rank not in ranks:
                 continue
@@ -325,6 +327,18 @@ def _fill_residuals(binding: Binding, arch: Architecture, group: Group, source: 
                                 + (_advice(binding, arch, group, rank, fixed, source, where, False)
                                    if _own_rules(binding, group, rank) else ""))
     return tuple(loops)
+
+
+def _check_equal_spreads(loops: list[Loop], rank: str, units: list[str], source: str, where: str) -> None:
+    """The `units` reading `rank` spread it equally (`_spatial_extent`): the group's temporal loops are theirs
+    together, so a unit spreading more than another would cover more than the rank (and be told a product of
+    factors the mapping never wrote)."""
+    spreads = [(unit, _spatial_extent(loops, rank, unit)) for unit in units]
+    for unit, spread in spreads[1:]:
+        if spread != spreads[0][1]:
+            raise SpecError(source, f"{where}.loops", f"rank {rank} is spread {spreads[0][1]} on {spreads[0][0]} but "
+                                                      f"{spread} on {unit}: the units of one group share its temporal "
+                                                      "loops, so each must spread a rank equally")
 
 
 def _ranks_by_unit(binding: Binding, group: Group) -> dict[str, set[str]]:

@@ -35,6 +35,7 @@ L2's size. archsim's `atomic_adds_per_cycle` (the backward's dQ atomics) is a wh
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -195,6 +196,10 @@ KERNELS: dict[str, tuple[str, str]] = {
     "archsim Flash-Decoding split-KV GQA (Triton)": ("archsim", "decode"),
     "archsim Lightning Attention-2 (Triton)": ("archsim", "lightning"),
 }
+# names of KERNELS that say the kernel ran with its causal mask (a measurement file's label): a non-causal prefill
+# case under such a name is refused, not timed as the unmasked kernel (a decode step's one query row has no mask:
+# `archsim.gpu.measurements` reads every decode row as non-causal)
+CAUSAL_NAMES = ("FlashAttention-2 (causal)",)
 PRECISIONS = ("fp16", "bf16", "fp8")
 PREFILL = ("fwd", "bwd", "fwd+bwd")
 # variant (KERNELS' second field) -> the directions its kernel is modelled for; `plans` refuses the others
@@ -304,6 +309,9 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
         return wrong_direction
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
+    if kernel in CAUSAL_NAMES and not case.causal and case.direction != "decode":
+        return (f"{kernel} names the kernel run with its causal mask, got causal False (name "
+                f"{kernel.removesuffix(' (causal)')} for a non-causal case)")
     return precision_problem(kernel, case.precision) or FAMILIES[family].plans(variant, case, gpu)
 
 
@@ -311,13 +319,27 @@ def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, flo
             check_memory: bool = True) -> GpuResult:
     """Predict one call of `kernel` on `gpu` with its family's parameters (see `archsim.gpu.params`). Parameters
     that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter.
-    Without `check_memory` a call whose operands exceed the GPU's DRAM is timed all the same (`runnable_plans`)."""
+    Without `check_memory` a call whose operands exceed the GPU's DRAM is timed all the same (`runnable_plans`). A
+    `gpu` that is no GPU spec (a preset's name: `archsim.gpu.load.load_gpu` loads it) is a SpecError naming it."""
+    check_gpu(gpu)
     check_params(kernel, params)
     return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params, check_memory)
 
 
+def check_gpu(gpu: object) -> None:
+    """A SpecError naming `gpu` when it is no GPU spec (a name, None), before the model reads its fields."""
+    if not isinstance(gpu, GPU):
+        raise SpecError("<python>", "gpu", f"expected a GPU spec (archsim.gpu.load.load_gpu(name) or gpu_from_dict), "
+                                           f"got {type(gpu).__name__} {reprlib.repr(gpu)}")
+
+
 def check_params(kernel: str, params: Mapping[str, float]) -> None:
-    """A SpecError naming the parameter when `params` are not `kernel`'s family's or out of their bounds."""
+    """A SpecError naming `params` when it is no mapping, or the parameter when `params` are not `kernel`'s
+    family's or out of their bounds."""
+    if not isinstance(params, Mapping):
+        raise SpecError("<python>", "params", f"expected a mapping of parameter -> number (e.g. "
+                                              f"archsim.gpu.params.load_calibration().family_params(family)), got "
+                                              f"{type(params).__name__} {reprlib.repr(params)}")
     family = family_of(kernel)
     if family is not None:
         name, problem = params_problem(family, params)
@@ -368,5 +390,6 @@ def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu
             isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
         raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
                         f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
+    check_gpu(gpu)
     check_params(kernel, params)
     return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params)

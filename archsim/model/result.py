@@ -47,7 +47,10 @@ class Result:
     latency_s: float
     compute_cycles: float  # the groups' compute (overlap formulas applied), before memory stalls
     memory_s: dict[str, float]  # level -> time its transfers take at its bandwidth
-    traffic_bytes: dict[str, dict[str, float]]  # level -> tensor -> bytes moved between it and the next level in
+    # level -> tensor -> bytes moved, reads and writes together, across the level's inner boundary: to and from the
+    # next level inward that keeps the tensor (or the PEs), plus the accesses of tiles spilled to the level; the
+    # outermost level's are the DRAM traffic (`dram_traffic_bytes`)
+    traffic_bytes: dict[str, dict[str, float]]
     energy_pj: float
     energy_by: dict[tuple[str, str], float]  # (component, action) -> pJ
     utilization: dict[str, float]  # unit -> busy lane-cycles / (lanes x latency cycles); at most 1 when feasible

@@ -36,10 +36,10 @@ class Labelled:
 
 
 def from_run(mapping: str, *, cascade: str | None = None, arch: str | None = None, workload: str | None = None,
-             sets: MappingType[str, float] | None = None) -> Labelled:
+             sets: MappingType[str, float] | None = None, sets_source: str = "sets") -> Labelled:
     """Evaluate one design point with the analytical model (mapper included) and label it by its mapping; an
-    infeasible point carries no numbers (`Result.answered`)."""
-    point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=sets)
+    infeasible point carries no numbers (`Result.answered`). `sets_source` as `prepare`'s."""
+    point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=sets, sets_source=sets_source)
     return labelled(point, evaluate(point.binding, point.analysis, point.arch, point.mapping).answered())
 
 

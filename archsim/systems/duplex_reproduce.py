@@ -311,7 +311,7 @@ QPS_ATTRIBUTION = {  # fields filled from the run (`qps_headline`)
 def qps_requests(rate_per_s: float, n: int, seed: int = SEED) -> tuple[Request, ...]:
     """`n` requests of Poisson arrivals at `rate_per_s` (`poisson_requests`' times) with Gaussian `QPS_LENGTHS`
     (`gaussian_requests`' lengths, `STD_FRACTION`)."""
-    arrivals = poisson_requests(rate_per_s, n, "sharegpt", seed)
+    arrivals = poisson_requests(rate_per_s=rate_per_s, n=n, lengths="sharegpt", seed=seed)
     lengths = gaussian_requests(n, *QPS_LENGTHS, STD_FRACTION, seed)
     return tuple(replace(r, arrival_s=a.arrival_s) for r, a in zip(lengths, arrivals, strict=True))
 

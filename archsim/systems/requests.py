@@ -137,9 +137,12 @@ def sample_lengths(lengths: LengthDistribution, n: int, rng: random.Random) -> l
             for _ in range(n)]
 
 
-def poisson_requests(rate_per_s: float, n: int, lengths: LengthDistribution | str, seed: int) -> tuple[Request, ...]:
+def poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution | str,
+                     seed: int) -> tuple[Request, ...]:
     """`n` requests arriving as a Poisson process of `rate_per_s` (exponential gaps, the first one after t = 0),
-    lengths from `lengths` (a preset name or a distribution). The same seed gives the same requests."""
+    lengths from `lengths` (a preset name or a distribution). The same seed gives the same requests. Every argument
+    is by keyword: a rate and a count are both numbers, and `poisson_requests(20, 100, ...)` would swap them
+    silently."""
     if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, int | float) or not (
             rate_per_s > 0 and math.isfinite(rate_per_s)):
         raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s!r}")

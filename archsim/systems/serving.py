@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import gc
 import math
+import reprlib
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -71,7 +72,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import simpy
 
-from archsim.errors import SpecError
+from archsim.errors import SpecError, kind_of
 from archsim.model.trace import DEVICE_PID, US_PER_S, Span
 from archsim.model.trace import chrome_trace as trace_events
 from archsim.record import Record
@@ -600,8 +601,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     ignoring their arrival times (module docstring). Requests that could never fit the KV cache are rejected, not
     admitted, and so are those whose prefill the model cannot run (`UnrunnableOp`). Malformed requests or configs,
     and a model returning a negative or non-finite time, raise SpecError."""
-    config = config or ServingConfig()
-    ordered = sorted(requests, key=lambda r: (r.arrival_s, r.id) if closed_loop is None else r.id)
+    config = _checked_config(config)
+    ordered = sorted(_checked_requests(requests), key=lambda r: (r.arrival_s, r.id) if closed_loop is None else r.id)
     check_requests(ordered)
     if closed_loop is not None and not (isinstance(closed_loop, int) and closed_loop >= 1):
         raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
@@ -648,6 +649,31 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         unrunnable_reason=engine.prefills.reason,
         prefill_deferrals=engine.prefill_deferrals,
     )
+
+
+def _checked_config(config: object) -> ServingConfig:
+    """`simulate_serving`'s `config`: a ServingConfig, or None for the default; anything else a SpecError naming it
+    (a dict's keys would otherwise fail as an AttributeError deep in the run)."""
+    if config is None:
+        return ServingConfig()
+    if not isinstance(config, ServingConfig):
+        raise SpecError("<python>", "config", f"expected a ServingConfig (e.g. ServingConfig(max_batch=8)) or None, "
+                                              f"got {kind_of(config)} {reprlib.repr(config)}")
+    return config
+
+
+def _checked_requests(requests: object) -> list[Request]:
+    """`simulate_serving`'s `requests` as a list: an iterable of Request, each item checked before anything reads
+    its fields; otherwise a SpecError naming `requests` (or `requests[i]`, the first item that is no Request)."""
+    if not isinstance(requests, Iterable) or isinstance(requests, str | bytes | Mapping):
+        raise SpecError("<python>", "requests", f"expected an iterable of Request (a list, or poisson_requests(...)), "
+                                                f"got {kind_of(requests)} {reprlib.repr(requests)}")
+    listed = list(requests)
+    for i, r in enumerate(listed):
+        if not isinstance(r, Request):
+            raise SpecError("<python>", f"requests[{i}]", f"expected a Request(id, arrival_s, prompt_tokens, "
+                                                          f"output_tokens), got {kind_of(r)} {reprlib.repr(r)}")
+    return listed
 
 
 def chrome_trace(result: ServingResult) -> dict:

@@ -183,6 +183,14 @@ BASE = "base"  # a derived spec's base system (see the module docstring)
 MAX_BASES = 8  # bases of bases: a preset derives from one or two; a longer chain is a mistake
 KEYS = (*TEXT, "devices", "links", "parallelism", "placement", "schedule")
 OPTIONAL = ("description", "links")
+MEANINGS = {  # what a missing required field is, for its error (`check_header`)
+    "name": "the system's name",
+    "source": "a citation string (where the system's numbers come from: a paper, a datasheet, an artifact)",
+    "devices": "a mapping of device names to devices, each with a kind and a count",
+    "parallelism": "a mapping with the degrees tp and pp",
+    "placement": "a list of rules, each putting ops on a device",
+    "schedule": "a mapping with a kind",
+}
 MAX_NUMBER = 1e18  # the top of the GPU, link and chip loaders' ranges (`errors.Plausible`): products stay finite
 
 DEVICE_KINDS = ("npu", "bank-pim", "gpu", "logic-pim", "memory-pool", "chip", "architecture")
@@ -233,7 +241,7 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
             raise SpecError(source, "name", "missing: a spec with a base names itself")
         over = {k: v for k, v in data.items() if k != BASE}
         data = _laid_over(_base(data[BASE], source, bases, over), over)
-    check_header(data, KEYS, OPTIONAL, TEXT, source)
+    check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
         raise SpecError(source, "devices", "expected at least one device")
