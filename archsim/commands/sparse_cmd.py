@@ -194,34 +194,35 @@ def _prefill_table(points: list[dict]) -> None:
 
 
 def _system_table(rows: list[dict]) -> None:
-    """`system_points` rows: a PIM device's one-layer decode attention (ms) against dense (n/a OOM for a side whose
-    batch's KV cache the system cannot hold, its reason below), or the requests a memory pool holds against dense."""
+    """`system_points` rows: one layer's decode attention (ms) against dense, and per request (us) so the two
+    compare: a PIM device's of the batch (n/a OOM for a side whose batch's KV cache the system cannot hold, its
+    reason below), a memory pool's of the requests its KV room holds, each side its own (n/a where it holds none);
+    the speedup is per request."""
     r0 = rows[0]
     setting = (f"retrieval heads: {r0['retrieval_fraction']:g} of the KV heads" if "retrieval_fraction" in r0 else
                "budget in tokens")
-    click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): on a PIM device, one layer's decode "
-               "attention of the batch on its share of the heads, dense against the tokens' worth of KV the method "
-               "reads (ms); on a memory pool, the requests its KV room holds")
+    click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): one layer's decode attention, dense "
+               "at the context against the tokens' worth of KV the method reads (ms), and per request (us): on a "
+               "PIM device the batch's on its share of the heads, on a memory pool the requests its KV room holds "
+               "(each side its own count); speedup per request")
     click.echo(f"{'device':<10} {'kind':<12} {'context':>8} {'budget':>6} {'reads':>8} {'batch':>5} {'ms':>9} "
-               f"{'dense ms':>9} {'speedup':>8} {'requests':>8} {'dense':>6}")
+               f"{'dense ms':>9} {'us/req':>9} {'dense/req':>9} {'speedup':>8} {'requests':>8} {'dense':>6}")
     for r in rows:
         budget = r["budget"] if r["budget"] is not None else "-"
-        if r["requests"] is None:
-            ms, dense_ms = (_pim_ms(r[key], r[fits]) for key, fits in (("time_s", "fits"), ("dense_time_s",
-                                                                                          "dense_fits")))
-            speedup = _number(r["dense_time_s"] / r["time_s"], ".2f", "x") if r["fits"] and r["dense_fits"] else "n/a"
-            click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {r['effective_context']:>8} "
-                       f"{r['batch']:>5} {ms:>9} {dense_ms:>9} {speedup:>8} {'-':>8} {'-':>6}")
-        else:
-            click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {'-':>8} {'-':>5} {'-':>9} "
-                       f"{'-':>9} {'-':>8} {r['requests']:>8} {r['dense_requests']:>6}")
+        pool = r["requests"] is not None
+        times, counts = (r["time_s"], r["dense_time_s"]), ((r["requests"], r["dense_requests"]) if pool
+                                                           else (r["batch"], r["batch"]))
+        missing = "n/a" if pool else "n/a OOM"
+        ms = [missing if t is None else f"{t * 1e3:.4f}" for t in times]
+        per_us = [missing if t is None else f"{t / n * 1e6:.3f}" for t, n in zip(times, counts, strict=True)]
+        speedup = ("n/a" if None in times else
+                   _number(times[1] / counts[1] / (times[0] / counts[0]), ".2f", "x"))
+        batch, held = ("-", counts) if pool else (r["batch"], ("-", "-"))
+        click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {r['effective_context']:>8} "
+                   f"{batch:>5} {ms[0]:>9} {ms[1]:>9} {per_us[0]:>9} {per_us[1]:>9} {speedup:>8} {held[0]:>8} "
+                   f"{held[1]:>6}")
     for reason in dict.fromkeys(r["reason"] for r in rows if r.get("reason")):
         click.echo(f"OOM: {reason} (the batch's KV cache exceeds the system's KV room: not timed)")
-
-
-def _pim_ms(time_s: float | None, fits: bool) -> str:
-    """A PIM row's time in ms, or n/a OOM where the batch's KV cache does not fit the system."""
-    return f"{time_s * 1e3:.4f}" if fits else "n/a OOM"
 
 
 def _decode_table(points: list[dict]) -> None:

@@ -57,8 +57,18 @@ spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, 
 - An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
   holds (`kv_capacity_bytes`, as the serving simulator's), with the method (`requests`) and dense
   (`dense_requests`): DuoAttention's streaming heads free room (`kv_selection.pool_batch`), Quest keeps the whole
-  cache plus its page metadata and holds no more (`kv_selection.quest_pool_batch`); no time, `batch`, `fits`,
-  `dense_fits` and `reason` None.
+  cache plus its page metadata and holds no more (`kv_selection.quest_pool_batch`); and one layer's decode
+  attention of those requests on the pool as the offload model times it (`OffloadModel.attention_cost`, its layer's
+  `attention_s`: one call of the pool device's decode kernel over a memory device's heads, the b devices in
+  parallel): dense's requests each at the context (`dense_time_s`), the method's each at its effective context
+  (`time_s`; `effective_context`: Quest's as on a PIM device, DuoAttention's at the busiest memory device, which
+  holds kv_heads / b KV heads by head-level partitioning, `duo_device_effective_context`). A side holding no
+  request has no time (None). The sides time different request counts: per request (`time_s` / `requests`,
+  `dense_time_s` / `dense_requests`) they compare. Assumption: the pool's kernel costs a request by the K and V it
+  reads, so the method's attention is the dense kernel at the bytes-equivalent context: DuoAttention's two calls
+  (retrieval heads, streaming heads) and Quest's scoring, top-K and scattered pages are taken as one call over that
+  many tokens (their extra launches not counted), a bandwidth-bound pool's reading time (Lamina's H20 with 16-row
+  tiles). `batch`, `fits`, `dense_fits` and `reason` None.
 A system with neither (a GPU or NPU system, context parallelism) is refused, as is a batch where no PIM device
 reads it, or none where one does.
 """
@@ -272,8 +282,8 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
                   contexts: Sequence[int]) -> list[dict]:
     """Quest's or DuoAttention's effect on `system` running `workload` (module docstring, "On a system"), at
     `contexts` (x budgets for Quest): a row per PIM device (`batch` requests' decode attention, one layer) and one
-    for an attention-offloading memory pool (the requests it holds). A system with neither, a batch missing where a
-    PIM device times one, or given where none does, is refused."""
+    for an attention-offloading memory pool (the requests it holds and their decode attention, one layer). A system
+    with neither, a batch missing where a PIM device times one, or given where none does, is refused."""
     if method.name not in SYSTEM_METHODS:
         raise SpecError(SOURCE, "method", f"expected one of {', '.join(SYSTEM_METHODS)} on a system, got "
                                           f"{method.name!r}")
@@ -296,27 +306,36 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
         fraction, sinks, recent = duo_settings(method, workload)
         settings = [(None, {"budget": None, "retrieval_fraction": fraction})]
     capacity = model.kv_capacity_bytes
+    device_kv_heads = int((model.pool if pool is not None else model).shard.params["kv_heads"])
     rows: list[dict] = []
     for context in contexts:
-        dense_holds = math.floor(capacity / kv_selection.dense_kv_bytes(workload, context)) if pims else None
+        dense_holds = math.floor(capacity / kv_selection.dense_kv_bytes(workload, context))
         dense = {d.name: kv_selection.pim_attention_s(d, model.shard, [context] * batch)
                  for d in pims if batch <= dense_holds}
+        dense_pool_s = _pool_attention_s(model, context, dense_holds) if pool is not None else None
         for budget, fields in settings:
             base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
                     "context": context}
             requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget) if budget is not None
                         else kv_selection.pool_batch(capacity, workload, context, fraction, sinks, recent))
-            if pims:
-                effective = (kv_selection.quest_mean_effective_context(workload, context, budget)
-                             if budget is not None else
-                             kv_selection.duo_device_effective_context(workload, int(model.shard.params["kv_heads"]),
-                                                                       context, fraction, sinks, recent))
-                rows += [_pim_row(base, d, model, effective, batch, requests, dense.get(d.name)) for d in pims]
+            effective = (kv_selection.quest_mean_effective_context(workload, context, budget) if budget is not None
+                         else kv_selection.duo_device_effective_context(workload, device_kv_heads, context, fraction,
+                                                                        sinks, recent))
+            rows += [_pim_row(base, d, model, effective, batch, requests, dense.get(d.name)) for d in pims]
             if pool is not None:
-                rows.append({**base, "device": pool, "kind": system.devices[pool].kind, "effective_context": None,
-                             "batch": None, "time_s": None, "dense_time_s": None, "fits": None, "dense_fits": None,
-                             "reason": None, "requests": requests[0], "dense_requests": requests[1]})
+                rows.append({**base, "device": pool, "kind": system.devices[pool].kind,
+                             "effective_context": effective, "batch": None,
+                             "time_s": _pool_attention_s(model, effective, requests[0]), "dense_time_s": dense_pool_s,
+                             "fits": None, "dense_fits": None, "reason": None, "requests": requests[0],
+                             "dense_requests": requests[1]})
     return rows
+
+
+def _pool_attention_s(model: OffloadModel, context: int, requests: int) -> float | None:
+    """One layer's decode attention on the memory pool of `requests` requests reading `context` tokens' worth of K
+    and V each, as the offload model times it (`OffloadModel.attention_cost`, its layer's `attention_s`: one kernel
+    call over a memory device's heads, the devices in parallel); None for no request."""
+    return model.attention_cost([context] * requests).time_s if requests else None
 
 
 def _pim_row(base: dict, device: DeviceModel, model: SystemModel, effective: int, batch: int, holds: tuple[int, int],
