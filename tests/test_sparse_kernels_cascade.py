@@ -10,12 +10,10 @@ rounded values in float64, so the difference is the kernel's arithmetic alone. G
 h = g * (heads / kv_heads) + r (the cascade's partition H: [G, R]) reads KV head g, so the kernel gets K and V
 repeated per group. Tolerances: tests/triton_cpu.py's softmax ones (1e-5 fp32, 2e-3 fp16).
 
-The vertical-slash kernel is not checked this way: its cascade (`minference-vertical-slash`) keeps the token-level
-pattern (query p sees key m when m is a kept vertical or p - m a kept slash), while the kernel, at MInference's
-granularity, gives every row of a 64-row block the whole 64-wide window a slash crosses in that block. The
-selection maps onto the kernel's inputs (VSEL's kept columns, SSEL's kept offsets), but the kernel attends a
-superset of the cascade's points, so their AV differ by design; tests/test_sparse_kernels.py checks the kernel
-against a reference built at its own granularity, and that this contains the token-level pattern.
+The vertical-slash kernel is checked the same way in tests/test_vertical_slash_kernel_cascade.py, against
+`minference-vertical-slash-kernel`, the cascade at the kernel's granularity (every row of a 64-row block sees the
+whole 64-wide window a kept slash crosses in that block); the token-level `minference-vertical-slash` attends a
+subset of those points, so its AV differs from the kernel's by design.
 """
 
 from __future__ import annotations

@@ -481,6 +481,23 @@ def minference_vertical_slash(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     return _masked_prefill(x, allowed)
 
 
+@reference(SQUARE, "last_q", "sink_columns", "local_diagonals", "k_v", "k_s", "block")
+def minference_vertical_slash_kernel(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """MInference's vertical-slash head at kernel granularity (kernels/vertical_slash.py's index build): Alg. 2's
+    selection; each query block [start, end) of `block` rows sees the `block`-wide key window [e - block, e),
+    e = max(end - s, block), of every kept slash s < end, and every kept vertical column; causal throughout."""
+    vertical, slash = vertical_slash_selection(x, p)
+    n, block = x["Q"].shape[-2], int(p["block"])
+    keys = np.arange(n)
+    windows = np.zeros((*slash.shape[:2], n, n), dtype=bool)
+    for start in range(0, n, block):
+        end = start + block
+        window_end = np.maximum(end - keys, block)[:, None]  # e per slash offset s (the rows of `covers`)
+        covers = (keys[:, None] < end) & (window_end - block <= keys) & (keys < window_end)  # [slash s, key m]
+        windows[:, :, start:end] = (slash.astype(np.int64) @ covers)[:, :, None, :] > 0
+    return _masked_prefill(x, _causal(n) & (vertical[:, :, None, :] | windows))
+
+
 def _block_mean(a: np.ndarray, block: int) -> np.ndarray:
     """Mean over consecutive `block` rows of the second-to-last axis."""
     return a.reshape(*a.shape[:-2], a.shape[-2] // block, block, a.shape[-1]).mean(axis=-2)
