@@ -18,9 +18,9 @@ from archsim.systems.attribution import by_reason
 
 def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, table2.csv, table3.csv,
-    distattention.csv, lasp2.csv and lasp2_table2.csv there. `--json`: {"points": [...the issue's keys, and scope,
-    exposed_comm_s, memory_bytes, model_time_s], "table2", "table3", "distattention", "lasp2", "lasp2_table2",
-    "headline"}."""
+    distattention.csv, lasp2.csv and lasp2_table2.csv there. `--json`: {"points": [...the issue's keys (`devices`: GPUs,
+    ranks x tp), and tp, ulysses, topology, scope, exposed_comm_s, memory_bytes, model_time_s], "table2", "table3",
+    "distattention", "lasp2", "lasp2_table2", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = seqpar.run_all()
@@ -72,21 +72,33 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     for r in dist["rows"]:
         click.echo(f"{r['context']:>8} {r['distattention_s'] * 1e6:>9.1f} {r['ring_s'] * 1e6:>9.1f} "
                    f"{r['tp_s'] * 1e6:>9.1f} {r['over_ring']:>10.1f} {r['over_tp']:>8.2f}")
-    click.echo("\nGrid (time per layer; ideal = one GPU's time / the GPUs)")
-    click.echo(f"{'scheme':<8} {'GPUs':>4} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} {'N':>7} {'dir':<7} "
-               f"{'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
-    for p in result["points"]:
+    _grid(result["points"])
+    balance = result["headline"]["causal_efficiency"]
+    click.echo("\nCausal load balance on 8 A100s (efficiency): "
+               + ", ".join(f"{s} {e:.3f}" for s, e in balance.items()))
+
+
+def _grid(points: list[dict]) -> None:
+    """The grid's points, then the `archsim parallel` commands that re-run a Llama-3 405B row and a USP row."""
+    click.echo("\nGrid (time per layer; ideal = one GPU's time / the GPUs; GPUs = ranks x tp, the ranks being "
+               "`archsim parallel --devices`; U: USP's Ulysses degree)")
+    click.echo(f"{'scheme':<8} {'GPUs':>4} {'tp':>2} {'U':>1} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} "
+               f"{'N':>7} {'dir':<7} {'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
+    for p in points:
         model_s = f"{p['model_time_s']:>8.1f}" if p["model_time_s"] is not None else f"{'':>8}"
-        click.echo(f"{p['scheme']:<8} {p['devices']:>4} {p['gpu']:<15} {p['kernel']:<17} {p['link']:<13} "
+        click.echo(f"{p['scheme']:<8} {p['devices']:>4} {p['tp']:>2} {p['ulysses'] or '-':>1} {p['gpu']:<15} "
+                   f"{p['kernel']:<17} {p['link']:<13} "
                    f"{p['model']:<15} {p['seq_len'] // 1024:>6}K {p['direction']:<7} {p['scope']:<9} "
                    f"{p['time_s'] * 1e3:>9.2f} "
                    f"{p['efficiency']:>6.3f} {p['memory_bytes'] / 1e9:>7.1f} {_k(p['max_context_tokens']):>9} "
                    f"{model_s}")
         if not p["feasible"]:
             click.echo(f"{'':<8} infeasible: {p['reason']}")
-    balance = result["headline"]["causal_efficiency"]
-    click.echo("\nCausal load balance on 8 A100s (efficiency): "
-               + ", ".join(f"{s} {e:.3f}" for s, e in balance.items()))
+    big = next(p for p in points if p["model"] == seqpar.CP_MODEL and p["feasible"])
+    usp = next(p for p in points if p["scheme"] == "usp")
+    click.echo("Re-run a row (--devices counts ranks, GPUs / tp):")
+    for p in (big, usp):
+        click.echo(f"  {seqpar.parallel_command(p)}")
 
 
 def _table3(rows: list[dict]) -> None:

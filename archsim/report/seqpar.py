@@ -5,8 +5,11 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - summary.csv: the headline rows, ours vs the paper's, within the issue's tolerance or not, and the reason of a gap.
 - table2.png/.csv: Ring Attention Table 2's minimum block c = F/B per host, ours beside the paper's, and for the
   GPU hosts the block at which the GPU model's FlashAttention-2 call hides the transfer (log y).
-- table3.png/.csv: Table 3's largest training context, ours on both A100 presets (40 and 80 GB) beside the
-  paper's, BPT (memory-efficient attention + FFN) and Ring (log y).
+- table3.png/.csv: Table 3's largest training context per column (Vanilla, MemEff-Attn, BPT = MemEff-Attn + FFN,
+  Ring) beside the paper's (log y): the A100 rows on both presets (40 and 80 GB) in one panel, the TPU rows on the
+  devices their slice names read as (`seqpar_memory.TABLE3_TPUS`, TPUv3-512 both ways) in another.
+- lasp2_table2.csv: LASP-2 Table 2 (8 A100s, 16K tokens, batch 8), each row's training throughput (in all and per
+  GPU) beside the paper's, and softmax and hybrid over linear in the section's text (a table on the page).
 - lasp2.png/.csv: LASP-2 Fig. 3's throughput against the sequence length for Ring, LASP-1 and LASP-2 on 64 A100s
   (log-log); lasp2_gains.csv: LASP-2's gain over each baseline beside the paper's.
 - distattention.png/.csv: one decode step's attention time against the context for DistAttention, ring and
@@ -29,6 +32,7 @@ from matplotlib.figure import Figure
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
 from archsim.systems import seqpar_reproduce as seqpar
+from archsim.systems.seqpar_memory import TABLE3_TPUS
 
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
 LASP_SCHEMES = ("ring", "lasp1", "lasp2")
@@ -70,6 +74,15 @@ def table3_table(rows: list[dict]) -> pd.DataFrame:
     return wide.join(paper["paper_context_tokens"]).reset_index()
 
 
+def lasp2_table2_table(table: dict) -> pd.DataFrame:
+    """LASP-2 Table 2's rows (`seqpar_reproduce.lasp2_table2`), the paper's tokens/s as a low and a high (equal but
+    for the hybrid's range)."""
+    papers = [r["paper_tok_s"] if isinstance(r["paper_tok_s"], tuple | list) else (r["paper_tok_s"],) * 2
+              for r in table["rows"]]
+    return pd.DataFrame(table["rows"]).drop(columns="paper_tok_s").assign(
+        paper_low_tok_s=[low for low, _ in papers], paper_high_tok_s=[high for _, high in papers])
+
+
 # ------------------------------------------------------------------------------------------------ figures
 def _bars(ax, labels: list[str], series: list[tuple[str, pd.Series]]) -> None:
     width = 0.8 / len(series)
@@ -98,19 +111,41 @@ def table2_figure(rows: pd.DataFrame) -> Figure:
 
 
 def table3_figure(rows: pd.DataFrame) -> Figure:
-    """table3.png: Table 3's largest training context per hardware, model and scheme, ours on each A100 preset beside
-    the paper's, log y."""
-    labels = [f"{r.hardware}\n{r.model}\n{'BPT' if r.scheme == 'memeff-attn-ffn' else r.scheme}"
-              for r in rows.itertuples()]
-    fig = _figure(13.0, 5.2)
-    _title(fig, "Ring Attention Table 3: largest training context (FSDP, full precision), ours on both A100 presets "
-                "(largest 2^k x 1K that fits) beside the paper's; BPT = memory-efficient attention + FFN "
-                f"(tolerance a factor of {seqpar.TABLE3_FACTOR:g})")
-    ax = fig.add_axes((0.07, 0.18, 0.74, 0.64))
-    _bars(ax, labels, [*((f"ours, {gpu}", rows[f"pow2_context_tokens_{gpu}"]) for gpu in TABLE3_GPUS),
-                       ("paper", rows["paper_context_tokens"])])
-    ax.set(yscale="log", ylabel="max context (tokens, log)")
+    """table3.png: Table 3's largest training context per hardware, model and scheme beside the paper's, log y: the
+    A100 rows on each A100 preset (top), the TPU rows on each reading of their slice (`_tpu_series`, bottom)."""
+    tpu = rows["hardware"].isin({t.hardware for t in TABLE3_TPUS})
+    a100, tpus = rows[~tpu].reset_index(drop=True), rows[tpu].reset_index(drop=True)
+    fig = _figure(13.0, 11.0)
+    _title(fig, "Ring Attention Table 3: largest training context (FSDP, full precision; largest 2^k x 1K that "
+                "fits), ours beside the paper's; top: both A100 presets (tolerance a factor of "
+                f"{seqpar.TABLE3_FACTOR:g}), bottom: the TPU slices' devices (no tolerance claimed); BPT = "
+                "memory-efficient attention + FFN")
+    for box, part, ours in (((0.07, 0.66, 0.7, 0.24), a100,
+                             [(f"ours, {gpu}", a100[f"pow2_context_tokens_{gpu}"]) for gpu in TABLE3_GPUS]),
+                            ((0.07, 0.2, 0.7, 0.24), tpus, _tpu_series(tpus))):
+        ax = fig.add_axes(box)
+        labels = [f"{r.hardware} {r.model} {'BPT' if r.scheme == 'memeff-attn-ffn' else r.scheme}"
+                  for r in part.itertuples()]
+        _bars(ax, labels, [*ours, ("paper", part["paper_context_tokens"])])
+        ax.tick_params(axis="x", labelrotation=90)
+        ax.set(yscale="log", ylabel="max context (tokens, log)")
     return fig
+
+
+def _tpu_series(rows: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The TPU rows' bars: the k-th reading of each slice (`TABLE3_TPUS` in order; TPUv3-512 has two, the others
+    one), named by the devices it reads the slices as; NaN where a slice has no k-th reading."""
+    readings: list[dict[str, str]] = []  # hardware -> device, one dict per reading
+    for tpu in TABLE3_TPUS:
+        reading = next((r for r in readings if tpu.hardware not in r), None)
+        if reading is None:
+            reading = {}
+            readings.append(reading)
+        reading[tpu.hardware] = tpu.device
+    return [(f"ours, {' / '.join(reading.values())}",
+             pd.Series([row[f"pow2_context_tokens_{reading[row['hardware']]}"] if row["hardware"] in reading
+                        else np.nan for _, row in rows.iterrows()], dtype=float))
+            for reading in readings]
 
 
 def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
@@ -163,6 +198,21 @@ def efficiency_figure(rows: pd.DataFrame) -> Figure:
 
 
 # ------------------------------------------------------------------------------------------------ page
+def _lasp2_table2_html(rows: pd.DataFrame, table: dict) -> str:
+    """LASP-2 Table 2's section: the setting, softmax and hybrid over linear beside the paper's, the rows' table."""
+    low, high = table["paper_hybrid_over_linear"]
+    return (f"<h2>LASP-2 Table 2: softmax, linear and hybrid</h2><p>{seqpar.TABLE2_LASP_DEVICES} A100s "
+            f"({seqpar.LASP_TOPOLOGY}), {seqpar.TABLE2_LASP_TOKENS // 1024}K tokens, batch "
+            f"{seqpar.TABLE2_LASP_BATCH}, forward and backward of whole layers and the LM head: Llama3-1B (softmax) "
+            "under Ring Attention, Linear-Llama3-1B under LASP-2 and its 1/4 hybrid under LASP-2H. The paper does "
+            "not say whether its tokens/s are per GPU or in all, so both of ours are given; the ratios do not "
+            f"depend on it: hybrid over linear {table['hybrid_over_linear']:.3f} (paper {low:.3f}-{high:.3f}), "
+            f"softmax over linear {table['softmax_over_linear']:.3f} (paper "
+            f"{table['paper_softmax_over_linear']:.3f}). No tolerance in issue 18. "
+            "Data: <a href='lasp2_table2.csv'>lasp2_table2.csv</a>.</p>"
+            + rows.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
+
+
 def write_seqpar_report(data: dict, out_dir: Path) -> Path:
     """Write the report of `seqpar_reproduce.run_all()`'s `data` into `out_dir` (whole); returns the index path."""
     return write_whole(out_dir, _write_page, data)
@@ -178,6 +228,8 @@ def _write_page(out_dir: Path, data: dict) -> None:
     lasp = pd.DataFrame(data["lasp2"]["rows"])
     _save(out_dir, "lasp2", lasp, lasp2_figure(lasp, data["lasp2"]["paper_ahead_above"]))
     _save(out_dir, "lasp2_gains", pd.DataFrame(data["lasp2"]["gains"]))
+    table2_lasp = lasp2_table2_table(data["lasp2_table2"])
+    _save(out_dir, "lasp2_table2", table2_lasp)
     dist = data["distattention"]
     dist_rows = pd.DataFrame(dist["rows"])
     _save(out_dir, "distattention", dist_rows,
@@ -196,11 +248,15 @@ def _write_page(out_dir: Path, data: dict) -> None:
         _section("table3", "Ring Attention Table 3: largest context",
                  "From <code>archsim.systems.seqpar_memory</code> (FSDP, full precision) on 8 and 32 A100s; the "
                  "paper does not say whether its A100s had 40 or 80 GB, so both presets are drawn. Its contexts are "
-                 "2^k x 1K tokens, so ours are the largest 2^k x 1K that fits (the CSV has the continuous maximum)."),
+                 "2^k x 1K tokens, so ours are the largest 2^k x 1K that fits (the CSV has the continuous maximum). "
+                 "The TPU slices (lower panel) run on the devices their names read as, TPUv3-512 both as 512 "
+                 "TensorCores of 16 GiB (tpu-v3-core) and as 256 chips of 32 GiB (tpu-v3); no tolerance is claimed "
+                 "for them."),
         _section("lasp2", "LASP-2 Fig. 3: throughput",
                  "Linear-attention sequence parallelism on 8 DGX A100 nodes; Ring is LASP-2's baseline with left "
                  "products over K/V blocks. LASP-2's gain over each baseline beside the paper's: "
                  "<a href='lasp2_gains.csv'>lasp2_gains.csv</a>."),
+        _lasp2_table2_html(table2_lasp, data["lasp2_table2"]),
         _section("distattention", "DistAttention decode",
                  "Infinite-LLM's micro-benchmark: the query goes out, fp32 partials come back (Flash-Decoding per "
                  "device); ring passes the K/V blocks; head-parallel (megatron-sp) decode splits the heads."),
