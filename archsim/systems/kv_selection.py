@@ -29,18 +29,20 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   `attention_s` is one sparse layer's self-attention (scoring + top-K + attention at B; a model with no sparse
   layer reports its dense layer's), `dense_attention_s` one layer's decode kernel at the context.
 - **RazorAttention** (§3.4, `razor_decode`): DuoAttention's layer with the other heads keeping max(4000, N/5)
-  recent tokens and one compensation token.
+  recent tokens and one compensation token (DuoAttention's window with the compensation token as its one sink,
+  its memory so counted by `duoattention-decode`).
 - **TokenSelect** (§3.5, `tokenselect_decode`): per-head scores over the whole cache and the heads' soft vote as
   memory-bound passes (bytes from `tokenselect-decode`), then attention over top-k + sinks + local tokens; the
   cache is kept whole. A cache the default selection covers entirely is attended whole, with no scoring.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
 head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
-cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows; Quest keeps the whole
-cache plus KMIN and KMAX of every page of its sparse layers (a dense layer scores no page). KV bytes per token
-and KV head are the QKV projection's K and V outputs (`SystemModel.kv_bytes_per_token`). Quest's loaded fraction
-(`quest_loaded_fraction`): the bytes a sparse layer reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS)
-over those of its K and V, = 1/16 + K/pages for a context of whole pages; 1 for a model with no sparse layer (every
-layer dense loads all its K and V).
+cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows, the `duoattention-decode`
+cascade's count (its K and V bytes times the kept fraction of its mask, bound per layer, `duo_kv_bytes`); Quest
+keeps the whole cache plus KMIN and KMAX of every page of its sparse layers (a dense layer scores no page). The
+whole cache (`dense_kv_bytes`: dense's, Quest's, TokenSelect's) is the QKV projection's K and V outputs per token
+(`SystemModel.kv_bytes_per_token`). Quest's loaded fraction (`quest_loaded_fraction`): the bytes a sparse layer
+reads (`quest-decode`'s KMIN, KMAX and the gathered KS, VS) over those of its K and V, = 1/16 + K/pages for a
+context of whole pages; 1 for a model with no sparse layer (every layer dense loads all its K and V).
 A decode call the GPU's DRAM cannot hold at a context (one layer's K and V beyond it) has no time: NaN
 (`attention_time_s`), and `fits` / `dense_fits` are false, so a sweep keeps the point as a row; a call no context
 could run (a CTA that does not fit an SM) is refused, naming the GPU and the head_dim.
@@ -65,7 +67,10 @@ Hardware effect elsewhere (PIM and offloading reached by `archsim sparse --syste
 - Offloading (`pool_batch`, `quest_pool_batch`): the requests of one context a Lamina memory pool holds
   (`OffloadModel`'s `kv_capacity_bytes` over the KV bytes one request keeps), with DuoAttention's streaming heads
   vs dense, and with Quest, which keeps the whole cache plus its page metadata (`quest_kv_bytes`, its memory on the
-  GPU too), so holds no more than dense.
+  GPU too), so holds no more than dense. `sparse_points.system_points` also times them: one layer's decode
+  attention of the requests the pool holds (`OffloadModel.attention_cost`), dense's each at the context, the
+  method's each at its effective context (Quest's `quest_mean_effective_context`; DuoAttention's at the busiest
+  memory device, `duo_device_effective_context`), compared per request (the sides hold different counts).
 - Spatial array (`block_sparse_on_array`): `attention-block-sparse` (a static block mask; no estimation pass:
   the mask is fixed, nothing is scored) against `attention-1pass`, the same Einsums, on a library mapping of
   either (FuseMax's `fusemax`, or `fusemax-cascade` on FLAT's hardware) through the analytical model, which
@@ -95,7 +100,7 @@ import numpy as np
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.cascade.analysis import tensor_infos
+from archsim.cascade.analysis import einsum_points, tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
 from archsim.model.gpu import (
@@ -124,6 +129,7 @@ QUEST_DENSE_LAYERS = 2  # Quest keeps its first two layers dense (§3.5)
 KERNEL_WORD_BYTES = 2  # the sparse methods' kernels and their dense baselines run fp16/bf16 (module docstring)
 PIM_ATTENTION = "attention-decode-gqa"
 QUEST_CASCADE = "quest-decode"
+DUO_CASCADE = "duoattention-decode"
 DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-sparse"
 SELECTION_ARRAY_MAPPING, DENSE_CAUSAL_ARRAY_MAPPING = "fusemax-minference-block-sparse", "fusemax-gqa"
 SELECTION_ATTENTION_GROUP = "attention"  # the selected blocks' group; the mapping's others are the estimation
@@ -202,11 +208,11 @@ def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | No
 
 def duo_kv_bytes(workload: Workload, context: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
                  recent: int = DUO_RECENT) -> float:
-    """KV cache one request keeps (and one decode step reads) under DuoAttention: each layer's retrieval heads at
-    `context` tokens, its streaming heads at min(context, sinks + recent); `retrieval` per layer."""
-    per_head_layer = kv_bytes_per_token_head(workload) / _size(workload, "layers")
-    kv_heads, window = int(_size(workload, "kv_heads")), min(context, sinks + recent)
-    return float(sum(per_head_layer * (n * context + (kv_heads - n) * window) for n in retrieval))
+    """KV cache one request keeps (and one decode step reads) under DuoAttention, `retrieval` heads per layer: the
+    sum over the layers of `_duo_layer_bytes` (each layer's retrieval heads at `context` tokens, its streaming heads
+    at min(context, sinks + recent), as the `duoattention-decode` cascade counts them)."""
+    layer_bytes = {n: _duo_layer_bytes(workload, context, n, sinks, recent) for n in set(retrieval)}
+    return float(sum(layer_bytes[n] for n in retrieval))
 
 
 def quest_read_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS
@@ -579,6 +585,21 @@ def _quest_bytes(workload: Workload, context: int, budget: int, page_tokens: int
                                        "page": page_tokens, "budget_pages": budget // page_tokens}, SOURCE)
     sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
     return sizes | {name: sizes[name] * context / padded for name in ("K", "V")}
+
+
+def _duo_layer_bytes(workload: Workload, context: int, retrieval: int, sinks: int, recent: int) -> float:
+    """K and V bytes one DuoAttention layer with `retrieval` retrieval KV heads keeps for one request at `context`
+    tokens: `duoattention-decode` bound to it (its retrieval_fraction the layer's share of KV heads), its K and V
+    bytes times the fraction of QK's points its `duo` mask keeps, the cascade's count (the mask's density, at most 1:
+    a window holding the whole context keeps every token). The mask reads only the KV head and the token, so the
+    fraction is the share of (KV head, token) pairs kept, in whole tokens."""
+    cascade = library.load_cascade_spec(DUO_CASCADE)
+    binding = bind(cascade, workload, {"batch": 1, "seq_len": context, "sinks": sinks, "recent": recent,
+                                       "retrieval_fraction": retrieval / _size(workload, "kv_heads")}, SOURCE)
+    scores = cascade.einsum("QK")
+    sizes = {t.name: t.bytes for t in tensor_infos(binding)}
+    kept_points = einsum_points(binding, scores)
+    return (sizes["K"] + sizes["V"]) * kept_points / math.prod(binding.var_size(v) for v in scores.space)
 
 
 def check_dense_attention(workload: Workload) -> None:
