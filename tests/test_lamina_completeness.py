@@ -37,8 +37,8 @@ def served() -> list[dict]:
 def test_divide_and_conquer_saves_the_papers_share_of_the_served_tbt(served: list[dict], model_name: str) -> None:
     """pim.md §3.4: up to 13.2 % of TBT on LLaMA-65B, 3.5 % on LLaMA3-70B (the issue: +- 4 and +- 2 points), in
     the served ping-pong runs (`dc_saving`: the TBT p50 of lamina against lamina-no-dc, the largest over the
-    traces). archsim saves 0 there: the compute GPUs set the period (the critical-path measure passes:
-    test_lamina.py's test_divide_and_conquer_saves_the_papers_share_of_the_critical_path)."""
+    traces). archsim saves about 0 there (0.04 % at most): the compute GPUs set the period (the critical-path
+    measure passes: test_lamina.py's test_divide_and_conquer_saves_the_papers_share_of_the_critical_path)."""
     key = f"dc_{model_name}"
     assert abs(lamina.dc_saving(served, model_name) - lamina.PAPER[key]) <= lamina.TOLERANCE[key]
 
@@ -68,7 +68,7 @@ def test_the_throughput_reason_is_only_on_the_rows_outside_the_range() -> None:
 
 # ------------------------------------------------------------------------------------------------ report points
 POINTS_COLUMNS = ["model", "trace", "system", "cost_per_h", "throughput_tok_s", "tokens_per_usd", "batch",
-                  "tbt_p50_s", "tbt_p99_s", "dc_saving_single_batch", "dc_saving_served"]
+                  "tbt_p50_s", "tbt_p99_s", "dc_saving_single_batch", "dc_saving_served", "dc_saving_served_p99"]
 
 
 def _record(model: str, trace: str, system: str, tok_s: float, batch: float, tbt_s: float) -> dict:
@@ -98,10 +98,12 @@ def test_the_report_tables_every_point_with_cost_tbt_and_the_dc_savings(report) 
     ours = table[table.system == lamina.SYSTEM].set_index("model")
     # served: lamina's TBT p50 against lamina-no-dc's at the same point
     assert ours.dc_saving_served.tolist() == pytest.approx([1 - 0.09 / 0.10] * 2)
+    assert ours.dc_saving_served_p99.tolist() == pytest.approx([1 - 0.18 / 0.20] * 2)
     for model_name in ("llama-65b", "llama3-70b"):  # single batch: the headline's measure at the point
         assert ours.dc_saving_single_batch[model_name] == pytest.approx(
             lamina.critical_path_dc_saving(records, model_name), rel=1e-12)
-    assert table[table.system != lamina.SYSTEM][["dc_saving_single_batch", "dc_saving_served"]].isna().all().all()
+    savings = ["dc_saving_single_batch", "dc_saving_served", "dc_saving_served_p99"]
+    assert table[table.system != lamina.SYSTEM][savings].isna().all().all()
     index = (out / "index.html").read_text()
     assert "'points.csv'" in index and "tbt_p50_s" in index and "tokens_per_usd" in index
 

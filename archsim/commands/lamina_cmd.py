@@ -31,7 +31,9 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
         return
     click.echo("Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
                f"sets the batch (vLLM's at most its default {lamina.VLLM_MAX_NUM_SEQS} sequences); "
-               f"{lamina.REQUEST_ROUNDS} x Lamina's batch requests; metrics over the steady window")
+               f"{lamina.REQUEST_ROUNDS} x Lamina's batch requests, at least {lamina.MIN_REQUESTS}, less those a "
+               "system's KV cache cannot hold (every system serves the same requests); metrics over the steady "
+               "window")
     click.echo(f"{'model':<11} {'trace':<11} {'system':<18} {'$/h':>6} {'tok/s':>8} {'tok/$':>8} {'batch':>6} "
                f"{'TBT p50 ms':>10} {'TBT p99 ms':>10}")
     for r in records:
@@ -55,7 +57,9 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
                                              for c in contexts))
     click.echo(f"event model at BW_min (batch {cross['batch']}, context {cross['context']}, latency "
                f"{cross['latency_s'] * 1e6:.1f} us, no micro-batches): slowdown {cross['slowdown']:.3f}, "
-               f"{cross['slowdown_without_latency']:.3f} without the latency (alpha {cross['alpha']})")
+               f"{cross['slowdown_without_latency']:.3f} without the latency (alpha {cross['alpha']}); the served "
+               f"ping-pong pipeline at that bandwidth: slowdown {cross['pipelined_slowdown']:.3f} (the formula bounds "
+               "the unpipelined iteration: the pipeline hides the transfers behind the other micro-batch's work)")
     click.echo("\nHeadline")
     for row in lamina.headline_rows(summary):
         ours, paper = row["ours"], row["paper"]
