@@ -59,12 +59,21 @@ from archsim.model.gpu_kernels import plans
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, ArrayCompute, DeviceCompute, one_word_size
-from archsim.systems.seqpar_schemes import SCHEME_TIMINGS, Timing, decode, dense, group_members, kv_bytes
+from archsim.systems.seqpar_schemes import (
+    SCHEME_TIMINGS,
+    Block,
+    Timing,
+    busy_s,
+    decode,
+    dense,
+    device_blocks,
+    group_members,
+    kv_bytes,
+)
 from archsim.systems.seqpar_spec import (
     HYBRID_SCHEMES,
     LASP_SCHEMES,
     LINEAR_SCHEMES,
-    RING_SCHEMES,
     ParallelSpec,
     check_spec,
     memory_modelled,
@@ -186,52 +195,16 @@ def _energy_j(spec: ParallelSpec, time_s: float) -> float:
     compute = _compute(spec)
     total_j = 0.0
     for blocks in _device_blocks(spec, compute):
-        busy_s = sum(count * compute.attention_s(*block) for block, count in blocks.items())
         blocks_j = sum(count * compute.attention_j(*block) for block, count in blocks.items())
-        total_j += blocks_j + compute.idle_w * (time_s - busy_s)
+        total_j += blocks_j + compute.idle_w * (time_s - busy_s(blocks, compute))
     return total_j * spec.tp
 
 
 def _device_blocks(spec: ParallelSpec, compute: ArrayCompute) -> list[Counter]:
     """Each of the P devices' attention blocks (query tokens, key tokens, causal, heads, KV heads) and how many
-    times it runs each, under `spec`'s softmax scheme (one tp rank; `seqpar_schemes`' layouts: a ring device's
-    diagonal, earlier and later blocks, usp's rings of u-fold fewer heads, allgather's chunks against the gathered
-    keys). Its busiest device is the scheme's `compute_s`."""
-    p, n, causal = spec.devices, spec.seq_len, spec.causal
-    heads, kv_heads = compute.heads, compute.kv_heads
-    if spec.scheme in RING_SCHEMES:
-        return _ring_blocks(spec.scheme, p, n // p, causal, heads, kv_heads)
-    if spec.scheme == "usp":
-        u = spec.ulysses
-        ring = _ring_blocks("zigzag" if causal else "ring", p // u, n // (p // u), causal, heads // u, kv_heads // u)
-        return [blocks for blocks in ring for _ in range(u)]
-    if spec.scheme == "ulysses":
-        return [Counter({(n, n, causal, heads // p, kv_heads // p): 1})] * p
-    if spec.scheme == "megatron-sp":
-        return [Counter({(n, n, causal, heads // p, kv_heads_per_device(kv_heads, p)): 1})] * p
-    if p == 1:  # allgather on one device: the one-device run's call
-        return [Counter({(n, n, causal, heads, kv_heads): 1})]
-    if not causal:
-        return [Counter({(n // p, n, False, heads, kv_heads): 1})] * p
-    half = n // (2 * p)
-    return [Counter([(half, chunk * half, False, heads, kv_heads) for chunk in (d, 2 * p - 1 - d)]
-                    + [(half, half, True, heads, kv_heads)] * 2) for d in range(p)]
-
-
-def _ring_blocks(layout: str, p: int, c: int, causal: bool, heads: int, kv_heads: int) -> list[Counter]:
-    """`_device_blocks` of a ring of `p` devices of `c` tokens each: device d's own block (step 0), the blocks of
-    the d earlier devices and of the p - 1 - d later ones (`seqpar_schemes._ring_work`: a later device's block is
-    skipped by a causal ring, half of it computed by zigzag)."""
-    def block(q: int, k: int, mask: bool) -> tuple[int, int, bool, int, int]:
-        return q, k, mask, heads, kv_heads
-    if not causal:
-        return [Counter({block(c, c, False): p})] * p
-    if layout == "stripe" or p == 1:
-        return [Counter({block(c, c, True): p})] * p
-    if layout == "ring":
-        return [Counter({block(c, c, True): 1, block(c, c, False): d}) for d in range(p)]
-    return [Counter({block(c, c, True): 1, block(c, c // 2, False): d, block(c // 2, c, False): p - 1 - d})
-            for d in range(p)]
+    times it runs each, under `spec`'s softmax scheme for one tp rank (`seqpar_schemes.device_blocks`, the
+    schemes' layouts). Its busiest device is the scheme's `compute_s`."""
+    return device_blocks(spec, compute.heads, compute.kv_heads, spec.seq_len)
 
 
 def lm_head_s(spec: ParallelSpec) -> float:
@@ -374,44 +347,20 @@ def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: in
                 for call in _attention_calls(spec, compute, seq_len)), default=0.0)
 
 
-def _attention_calls(spec: ParallelSpec, compute: DeviceCompute,
-                     seq_len: int) -> tuple[tuple[int, int, bool, int, int], ...]:
-    """The (query tokens, key tokens, causal, heads, KV heads) of the softmax-kernel calls one device of `spec`'s
-    scheme runs at `seq_len` tokens (the schemes' `DeviceCompute.attention_s` calls), for allgather (and lasp2h's
-    softmax layers) the largest of them (its last chunk against every earlier key, and its causal diagonal). None
-    for LASP's chunks or a decode step: their kernels (`LINEAR_KERNEL`, `DECODE_KERNEL`) are fused, holding nothing
-    beyond their operands, and a decode step's memory counts no working set (module docstring)."""
-    p, n, causal = spec.devices, seq_len, spec.causal
-    heads, kv_heads = compute.heads, compute.kv_heads
+def _attention_calls(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> set[Block]:
+    """The distinct (query tokens, key tokens, causal, heads, KV heads) softmax-kernel calls of `spec`'s scheme at
+    `seq_len` tokens that can hold the most (`seqpar_schemes.device_blocks`: every device's, the calls its timing
+    makes; the memory takes the most any of them holds, so their union stands for the device that holds the most),
+    of calls alike but for their keys the one over the most keys (assumption: a call over more keys holds no less;
+    allgather's chunks against the earlier keys are 2P - 1 such calls). None for LASP's chunks or a decode step:
+    their kernels (`LINEAR_KERNEL`, `DECODE_KERNEL`) are fused, holding nothing beyond their operands, and a decode
+    step's memory counts no working set (module docstring)."""
     if spec.scheme in LINEAR_SCHEMES or spec.direction == "decode":
-        return ()
-    if spec.scheme in RING_SCHEMES:
-        return tuple((q, k, c, heads, kv_heads) for q, k, c in _ring_calls(spec.scheme, p, n // p, causal))
-    if spec.scheme == "usp":
-        u = spec.ulysses
-        r = p // u
-        return tuple((q, k, c, heads // u, kv_heads // u)
-                     for q, k, c in _ring_calls("zigzag" if causal else "ring", r, n // r, causal))
-    if spec.scheme in ("ulysses", "megatron-sp"):
-        return ((n, n, causal, heads // p, kv_heads_per_device(kv_heads, p)),)
-    if p == 1:  # allgather on one device: the one-device run's call
-        return ((n, n, causal, heads, kv_heads),)
-    if not causal:
-        return ((n // p, n, False, heads, kv_heads),)
-    half = n // (2 * p)
-    return ((half, (2 * p - 1) * half, False, heads, kv_heads), (half, half, True, heads, kv_heads))
-
-
-def _ring_calls(layout: str, p: int, c: int, causal: bool) -> set[tuple[int, int, bool]]:
-    """The distinct (query tokens, key tokens, causal) blocks of `seqpar_schemes._ring_work` over a ring of `p`
-    devices with `c` tokens each: a diagonal block, then an earlier device's (and, zigzag, a later one's) block."""
-    if not causal:
-        return {(c, c, False)}
-    if layout == "stripe" or p == 1:
-        return {(c, c, True)}
-    if layout == "ring":
-        return {(c, c, True), (c, c, False)}
-    return {(c, c, True), (c, c // 2, False), (c // 2, c, False)}
+        return set()
+    keys: dict[tuple[int, bool, int, int], int] = {}
+    for q, k, causal, heads, kv_heads in set().union(*device_blocks(spec, compute.heads, compute.kv_heads, seq_len)):
+        keys[q, causal, heads, kv_heads] = max(k, keys.get((q, causal, heads, kv_heads), 0))
+    return {(q, k, causal, heads, kv_heads) for (q, causal, heads, kv_heads), k in keys.items()}
 
 
 def _held_bytes(kernel: str, case: AttentionCase, gpu: GPU) -> float:

@@ -44,15 +44,18 @@ bound to the block's sizes: `batch` sequences, the device's heads and K/V heads,
 attention-1pass-causal-gqa, whose tile mask skips the key tiles above the diagonal), a full block its `mapping`
 (FuseMax's: fusemax-gqa-noncausal, attention-1pass-gqa, each K/V tile serving its group's query heads; a mapping of
 an MHA cascade, such as fusemax's attention-1pass, refuses a grouped-query block naming `device.mapping`, not
-costing it as repeated heads). The cascades are square (queries and keys both `seq_len`), so a
-rectangular full block of q x k runs as m = max/min squares of its short side in one point (batch x m), both sides
-first padded to the mapping's sequence tile (`architecture_device.sequence_tile`: FuseMax's 256 keys), as the array
-pads a block once (a 128 x 256 block is one padded 256 x 256 square, not two): the same MACs and exps as the
-padded block; assumptions: the short side's operands are read m times from DRAM where one resident copy would do
-(an upper bound on its DRAM traffic), and merging the m squares' partial softmaxes (O(q d m) against the block's
-O(q k d)) is not costed. A block's energy (`attention_j`) is its Result's, over the same point (all its heads and
-squares); an array running no block draws its memories' leakage (`idle_w`): what `archsim.systems.seqpar` sums
-into the devices' energy. Forward attention only: the backward,
+costing it as repeated heads). The cascades are square (queries and keys both `seq_len`), so a block
+is first padded on both sides to the mapping's sequence tile (`architecture_device.sequence_tile`: FuseMax's 256
+keys), as the array pads a block once (a 128 x 256 block is one padded 256 x 256 square, not two), and the padded
+rectangle is then covered exactly by squares (`square_cover`, Euclid's: as many squares of the short side as fit,
+then the remaining strip likewise; a padded 512 x 768 block is a 512 x 512 square and two 256 x 256 ones, every
+side a multiple of the tile), the squares of one side one point (batch x their count), the points run one after
+another: the same MACs and exps as the padded block. Assumptions: each square reads its own operands from DRAM
+where one resident copy of the block's would do (an upper bound on its DRAM traffic: a small square is DRAM-bound,
+so a rectangle costs more than a one-pass block of the same tiles, a causal diagonal's), and merging the squares'
+partial softmaxes (O(q d) per square against its O(q k d)) is not costed. A block's energy (`attention_j`) is its
+points' Results' (all its heads and squares); an array running no block draws its memories' leakage (`idle_w`):
+what `archsim.systems.seqpar` sums into the devices' energy. Forward attention only: the backward,
 decode, LASP's chunks and a layer's other ops have no array form here (`seqpar_spec.check_array` refuses them,
 naming the field).
 """
@@ -298,22 +301,22 @@ class ArrayCompute(HeldTensors):
     direction: str = "fwd"
 
     @functools.cached_property
-    def _blocks(self) -> dict[tuple, Result]:
-        """Blocks already costed, by sizes: the analytical model's Result of each."""
+    def _blocks(self) -> dict[tuple, tuple[Result, ...]]:
+        """Blocks already costed, by sizes: the analytical model's Result of each of their points."""
         return {}
 
     def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
                     kv_heads: int | None = None) -> float:
-        """One block: q query tokens against k keys (causal: q == k, the diagonal block), 0 for no work."""
-        result = self._block(q_tokens, k_tokens, causal, heads, kv_heads)
-        return 0.0 if result is None else result.latency_s
+        """One block: q query tokens against k keys (causal: q == k, the diagonal block), its points one after
+        another; 0 for no work."""
+        return sum((result.latency_s for result in self._block(q_tokens, k_tokens, causal, heads, kv_heads)), 0.0)
 
     def attention_j(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
                     kv_heads: int | None = None) -> float:
-        """The energy of the block `attention_s` times (its Result's `energy_pj`: the array's actions and its
-        memories' leakage over the block's cycles), 0 for no work."""
-        result = self._block(q_tokens, k_tokens, causal, heads, kv_heads)
-        return 0.0 if result is None else result.energy_pj / PJ_PER_J
+        """The energy of the block `attention_s` times (its points' Results' `energy_pj`: the array's actions and
+        its memories' leakage over the points' cycles), 0 for no work."""
+        results = self._block(q_tokens, k_tokens, causal, heads, kv_heads)
+        return sum((result.energy_pj for result in results), 0.0) / PJ_PER_J
 
     @property
     def idle_w(self) -> float:
@@ -324,10 +327,10 @@ class ArrayCompute(HeldTensors):
         return sum(level.leak_pj_per_cycle for level in numbers.levels) * numbers.clock_hz / PJ_PER_J
 
     def _block(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None,
-               kv_heads: int | None) -> Result | None:
-        """The Result of one block (None for no work), costed once per sizes."""
+               kv_heads: int | None) -> tuple[Result, ...]:
+        """The Results of one block's points (none for no work), costed once per sizes."""
         if q_tokens == 0 or k_tokens == 0:
-            return None
+            return ()
         if self.direction != "fwd":
             raise SpecError(SOURCE, "direction", f"{self.direction} is not modelled on arrays: expected fwd")
         heads = self.heads if heads is None else heads
@@ -337,7 +340,8 @@ class ArrayCompute(HeldTensors):
             self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
         return self._blocks[key]
 
-    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int) -> Result:
+    def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int
+                   ) -> tuple[Result, ...]:
         if causal and q_tokens != k_tokens:
             raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
         where = "device.causal_mapping" if causal else "device.mapping"
@@ -350,22 +354,34 @@ class ArrayCompute(HeldTensors):
             raise SpecError(self.array.source, where, f"{mapping.name} maps {cascade.name}, one K/V head per query "
                                                       f"head: a block of {heads} query heads over {kv_heads} K/V "
                                                       f"heads (grouped-query) is not modelled on it")
-        # a rectangle as squares of its short side, both sides first padded to the mapping's tile (the array pads a
-        # block once: a 128 x 256 block on 256-token tiles is one padded square, not two)
+        # both sides padded to the mapping's tile once (a 128 x 256 block on 256-token tiles is one padded square,
+        # not two), the padded rectangle covered exactly by squares, those of one side one point (module docstring)
         tile = sequence_tile(cascade, mapping.sets)
-        small, large = (-(-side // tile) * tile for side in sorted((q_tokens, k_tokens)))
-        calls = -(-large // small)
-        short = min(q_tokens, k_tokens)  # the device pads it to the tile (`ArchitectureDevice`)
-        sizes = {"batch": self.batch * calls, "heads": heads, "kv_heads": kv_heads, "seq_len": short,
-                 "head_dim": self.head_dim, "tile_kv": short, "word_bytes": WORD_BYTES}
-        op = Op("attention", mapping.cascade, bind(cascade, {k: v for k, v in sizes.items() if k in cascade.params}),
-                (), "prefill")
+        q_padded, k_padded = (-(-side // tile) * tile for side in (q_tokens, k_tokens))
         device = ArchitectureDevice(self.array.name, self.array.arch, mapping, self.array.source)
-        try:
-            return device.result(op)
-        except SpecError as error:
-            raise SpecError(self.array.source, where, error.message) from None
+        results = []
+        for side, count in square_cover(q_padded, k_padded):
+            sizes = {"batch": self.batch * count, "heads": heads, "kv_heads": kv_heads, "seq_len": side,
+                     "head_dim": self.head_dim, "tile_kv": side, "word_bytes": WORD_BYTES}
+            op = Op("attention", mapping.cascade,
+                    bind(cascade, {k: v for k, v in sizes.items() if k in cascade.params}), (), "prefill")
+            try:
+                results.append(device.result(op))
+            except SpecError as error:
+                raise SpecError(self.array.source, where, error.message) from None
+        return tuple(results)
 
+
+def square_cover(a: int, b: int) -> list[tuple[int, int]]:
+    """An exact cover of an a x b rectangle by squares, [(side, count)], largest first: as many squares of the short
+    side as fit along the long one, then the strip left over (the short side x the remainder) likewise, until
+    nothing is left (Euclid's algorithm: every side a multiple of gcd(a, b), the last side gcd(a, b) itself)."""
+    cover = []
+    small, large = sorted((a, b))
+    while small:
+        cover.append((small, large // small))
+        small, large = large % small, small
+    return cover
 
 
 Compute = DeviceCompute | ArrayCompute  # what the softmax schemes cost their blocks on (`seqpar_schemes`)

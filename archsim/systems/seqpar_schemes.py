@@ -69,6 +69,7 @@ all-reduces are timed over the innermost link (a TP group lies inside a node: `s
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -77,10 +78,13 @@ import numpy as np
 from archsim.systems import collectives
 from archsim.systems.links import Link
 from archsim.systems.seqpar_compute import WORD_BYTES, Compute, DeviceCompute, shard
-from archsim.systems.seqpar_spec import ParallelSpec
+from archsim.systems.seqpar_spec import RING_SCHEMES, ParallelSpec
 from archsim.systems.sharding import kv_heads_per_device
 
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
+
+Call = tuple[int, int, bool]  # one softmax-attention kernel call: (query tokens, key tokens, causal)
+Block = tuple[int, int, bool, int, int]  # a call of some heads: (query tokens, key tokens, causal, heads, KV heads)
 
 
 @dataclass(frozen=True)
@@ -138,20 +142,41 @@ class RingWork:
                         self.above_s - other.above_s)
 
 
-def _ring_work(layout: str, p: int, c: int, causal: bool, compute: Compute) -> RingWork:
-    """compute[d][s]: device d's kernel time at ring step s, when it holds device (d - s) mod p's K/V block (j): its
-    own (j == d, step 0), an earlier device's (j < d, steps 1..d) or a later one's (j > d). The kernel calls are
-    timed in the order the matrix first meets them (own, later, earlier), so a refused call is the same one."""
+@dataclass(frozen=True)
+class RingLayout:
+    """The calls of a ring device d holding device (d - s) mod P's K/V block j at step s: its own block (j == d,
+    step 0: `diagonal`), an earlier device's (j < d, steps 1..d: `below`) and a later one's (j > d, steps
+    d+1..P-1: `above`, None where the ring skips it). The one statement of the ring layouts (module docstring):
+    their timing (`_ring_work`) and each device's blocks (`device_blocks`) read it."""
+
+    diagonal: Call
+    below: Call
+    above: Call | None
+
+
+def ring_layout(layout: str, p: int, c: int, causal: bool) -> RingLayout:
+    """The calls of a ring of `p` devices of `c` tokens each under `layout` (ring, zigzag or stripe; the module
+    docstring): not causal, every block a full c x c call; causal, the own block a causal c x c call, and a
+    stripe's (or a lone device's) every block too; a ring's earlier block a full c x c call and its later one
+    skipped; zigzag's earlier block c queries x c/2 keys, its later one c/2 x c."""
     if not causal:
-        full = compute.attention_s(c, c, False)
-        return RingWork(p, full, full, full)
-    diagonal = compute.attention_s(c, c, True)
+        return RingLayout((c, c, False), (c, c, False), (c, c, False))
+    diagonal = (c, c, True)
     if layout == "stripe" or p == 1:  # stripe: every block is causal-shaped (the diagonal kept or not)
-        return RingWork(p, diagonal, diagonal, diagonal)
+        return RingLayout(diagonal, diagonal, diagonal)
     if layout == "ring":
-        return RingWork(p, diagonal, compute.attention_s(c, c, False), 0.0)
-    above = compute.attention_s(c // 2, c, False)
-    return RingWork(p, diagonal, compute.attention_s(c, c // 2, False), above)
+        return RingLayout(diagonal, (c, c, False), None)
+    return RingLayout(diagonal, (c, c // 2, False), (c // 2, c, False))
+
+
+def _ring_work(layout: str, p: int, c: int, causal: bool, compute: Compute) -> RingWork:
+    """compute[d][s]: device d's kernel time at ring step s (`ring_layout`'s calls; 0 for a skipped block). The
+    kernel calls are timed in the order the matrix first meets them (own, later, earlier), so a refused call is the
+    same one."""
+    calls = ring_layout(layout, p, c, causal)
+    diagonal = compute.attention_s(*calls.diagonal)
+    above = 0.0 if calls.above is None else compute.attention_s(*calls.above)
+    return RingWork(p, diagonal, compute.attention_s(*calls.below), above)
 
 
 def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
@@ -197,6 +222,70 @@ def _ring_scheme(spec: ParallelSpec, compute: Compute) -> Timing:
     return _ring(spec, compute, spec.scheme, p, group_members(p, spec.tp), spec.seq_len // p)
 
 
+# --- each device's blocks -----------------------------------------------------------------------------------------
+
+
+def device_blocks(spec: ParallelSpec, heads: int, kv_heads: int, seq_len: int) -> list[Counter[Block]]:
+    """Each of the P devices' softmax-attention calls under `spec`'s scheme at `seq_len` tokens, for one tp rank of
+    `heads` query and `kv_heads` KV heads, and how many times it runs each (empty blocks left out): a ring device's
+    own, earlier and later blocks (`ring_layout`); usp's rings of N/(P/u) tokens and u-fold fewer heads, each ring
+    device's blocks on its u Ulysses devices; ulysses' and megatron-sp's one call over all N tokens of their heads
+    (megatron-sp beyond the KV heads: one, repeated); allgather's (and lasp2h's softmax layers') one call on one
+    device, else each device's queries against every key (not causal) or its two zigzag chunks of N/2P tokens, each
+    against the earlier keys and its causal diagonal. The one statement of the schemes' layouts: their timings
+    read it (`busy_s`; a ring's schedule `ring_layout`), as do the memory's calls and the arrays' energy
+    (`archsim.systems.seqpar`). The busiest device's time is the scheme's compute; LASP's chunks and a decode step
+    have no such calls (the caller leaves them out)."""
+    p, n, causal = spec.devices, seq_len, spec.causal
+    if spec.scheme in RING_SCHEMES:
+        return _ring_blocks(ring_layout(spec.scheme, p, n // p, causal), p, heads, kv_heads)
+    if spec.scheme == "usp":
+        u = spec.ulysses
+        r = p // u
+        ring = _ring_blocks(ring_layout("zigzag" if causal else "ring", r, n // r, causal), r, heads // u,
+                            kv_heads // u)
+        return [blocks for blocks in ring for _ in range(u)]
+    if spec.scheme == "ulysses":
+        return [Counter({(n, n, causal, heads // p, kv_heads // p): 1}) for _ in range(p)]
+    if spec.scheme == "megatron-sp":
+        return [Counter({(n, n, causal, heads // p, kv_heads_per_device(kv_heads, p)): 1}) for _ in range(p)]
+    if p == 1:  # allgather on one device: nothing to gather, the one-device run's call
+        return [Counter({(n, n, causal, heads, kv_heads): 1})]
+    if not causal:
+        return [Counter({(n // p, n, False, heads, kv_heads): 1}) for _ in range(p)]
+    return [Counter([earlier for earlier, _ in chunks if earlier[1]] + [diagonal for _, diagonal in chunks])
+            for chunks in _allgather_chunks(p, n, heads, kv_heads)]
+
+
+def _allgather_chunks(p: int, n: int, heads: int, kv_heads: int) -> list[tuple[tuple[Block, Block], ...]]:
+    """Each of a causal allgather's `p` devices' two zigzag chunks (d and 2P-1-d, N/2P queries each): per chunk,
+    its call against the keys before it (no keys for the first chunk) and its causal diagonal."""
+    half = n // (2 * p)
+    diagonal = (half, half, True, heads, kv_heads)
+    return [tuple(((half, chunk * half, False, heads, kv_heads), diagonal) for chunk in (d, 2 * p - 1 - d))
+            for d in range(p)]
+
+
+def _ring_blocks(calls: RingLayout, p: int, heads: int, kv_heads: int) -> list[Counter[Block]]:
+    """`device_blocks` of a ring of `p` devices: device d's own block once, an earlier device's d times and a later
+    one's p - 1 - d times (none where skipped), of `heads` and `kv_heads` heads."""
+    def of(call: Call) -> Block:
+        return (*call, heads, kv_heads)
+
+    def device(d: int) -> Counter[Block]:
+        blocks = Counter({of(calls.diagonal): 1})
+        blocks[of(calls.below)] += d
+        if calls.above is not None:
+            blocks[of(calls.above)] += p - 1 - d
+        return +blocks  # without the blocks run no time
+    return [device(d) for d in range(p)]
+
+
+def busy_s(blocks: Counter[Block], compute: Compute) -> float:
+    """The time a device runs `blocks` (each block's `attention_s` x its count), summed in their order."""
+    return sum(count * compute.attention_s(*block) for block, count in blocks.items())
+
+
 # --- head-sharding schemes ---------------------------------------------------------------------------------------
 
 
@@ -207,7 +296,7 @@ def _ulysses(spec: ParallelSpec, compute: Compute) -> Timing:
     comm = spec.topology.all_to_all_s(qkv, members) + spec.topology.all_to_all_s(o, members)
     if spec.direction == "fwd+bwd":
         comm *= 2  # dO in, dQ, dK, dV back
-    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, compute.kv_heads // p)
+    attn = max(busy_s(blocks, compute) for blocks in device_blocks(spec, compute.heads, compute.kv_heads, n))
     return Timing(attn + comm, attn, comm)
 
 
@@ -248,30 +337,25 @@ def _megatron_sp(spec: ParallelSpec, compute: Compute) -> Timing:
         comm *= 2
     if spec.scope == "layer":
         comm *= 2  # the FFN's all-gather and reduce-scatter
-    attn = compute.attention_s(n, n, spec.causal, compute.heads // p, kv_heads_per_device(compute.kv_heads, p))
+    attn = max(busy_s(blocks, compute) for blocks in device_blocks(spec, compute.heads, compute.kv_heads, n))
     return Timing(attn + comm, attn, comm)
 
 
 def _allgather(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n = spec.devices, spec.seq_len
     members = group_members(p, spec.tp)
+    if spec.causal and p > 1:  # chunk by chunk (`device_blocks`' chunks, each chunk's two calls added first)
+        busiest = max(sum(sum(compute.attention_s(*call) for call in chunk) for chunk in chunks)
+                      for chunks in _allgather_chunks(p, n, compute.heads, compute.kv_heads))
+    else:
+        busiest = max(busy_s(blocks, compute) for blocks in device_blocks(spec, compute.heads, compute.kv_heads, n))
     if p == 1:  # nothing to gather: the one call of the one-device run
-        work = compute.attention_s(n, n, spec.causal)
-        return Timing(work, work, 0.0)
+        return Timing(busiest, busiest, 0.0)
     gathered = kv_bytes(n, compute)
     comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
     if spec.direction == "fwd+bwd":
         comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
                                              spec.topology.group_link(members))
-    half = n // (2 * p) if spec.causal else n // p
-    busiest = 0.0
-    for d in range(p):
-        if not spec.causal:
-            work = compute.attention_s(half, n, False)
-        else:
-            work = sum(compute.attention_s(half, chunk * half, False) + compute.attention_s(half, half, True)
-                       for chunk in (d, 2 * p - 1 - d))
-        busiest = max(busiest, work)
     return Timing(busiest + comm, busiest, comm)
 
 
