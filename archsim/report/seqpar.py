@@ -64,8 +64,8 @@ def summary_rows(data: dict) -> pd.DataFrame:
 
 
 def table3_table(rows: list[dict]) -> pd.DataFrame:
-    """One row per (hardware, model, scheme): the paper's context and ours on each A100 preset (largest 2^k x 1K
-    that fits, and the continuous maximum)."""
+    """One row per (hardware, model, scheme): the paper's context and ours on each device the rows name (the A100
+    presets and the TPU readings: largest 2^k x 1K that fits, and the continuous maximum)."""
     df = pd.DataFrame(rows)
     wide = df.pivot_table(index=["hardware", "model", "scheme"], columns="gpu",
                           values=["pow2_context_tokens", "max_context_tokens"], sort=False)

@@ -243,7 +243,8 @@ def _tpu_numbers(row: dict, rows: list[dict]) -> dict:
     capacity = row["device_memory_bytes"]
     difference = (f"the paper's run held more than {(capacity - held) / 2**30:.1f} GiB a device beyond what the "
                   "model counts" if longer else
-                  f"the model counts {(held - capacity) / 2**30:.1f} GiB a device more than the paper's run held")
+                  f"the model counts at least {(held - capacity) / 2**30:.1f} GiB a device more than the paper's run "
+                  "held")
     bpt = next(r for r in rows if (r["gpu"], r["hardware"], r["model"], r["scheme"])
                == (row["gpu"], row["hardware"], row["model"], "memeff-attn-ffn"))
     ring_over_bpt = row["max_context_tokens"] / bpt["max_context_tokens"]
