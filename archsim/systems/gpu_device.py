@@ -359,6 +359,22 @@ class GpuDevice:
             return dram_bytes / self.spec.dram_bytes_per_s
         return dram_bytes / (self.spec.dram_bytes_per_s * self.params["hbm_efficiency"]) + self.params["launch_s"]
 
+    def triton_stream_s(self, dram_bytes: float) -> float:
+        """One streaming Triton kernel moving `dram_bytes` (a fused pass a method ships as its own kernel, as
+        TokenSelect's paged dot-product scoring): the bytes at `model.gpu.dram_efficiency` of the bandwidth, the
+        DRAM bound of the Triton kernels the GPU model times (measured copies on H100 and H200, transferred to
+        another GPU by its copy fraction), plus the launch of the archsim family, archsim's own Triton kernels, at
+        the packaged calibration (fitted on H200 decode rows: Triton's Python launch path included). Assumed: the
+        kernel streams its bytes as a copy does, not as eager PyTorch's passes (`elementwise_s`). At the DRAM
+        bandwidth alone with `roofline` timing."""
+        from archsim.gpu.params import load_calibration
+        from archsim.model.gpu import StreamLaunch, stream_launch_time
+
+        if self.timing == ROOFLINE:
+            return dram_bytes / self.spec.dram_bytes_per_s
+        launch = StreamLaunch("triton-stream", float(dram_bytes))
+        return stream_launch_time(launch, self.spec, load_calibration().family_params("archsim")).time_s
+
     def _attention(self, op: Op, group: Sequence[Op], keys: float | None = None) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group` (`keys`:
         the sum of its ops' `seq_len`, when the caller has it)."""

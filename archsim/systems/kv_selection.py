@@ -22,7 +22,9 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   pass at the device's elementwise rate), selects the top K (one elementwise launch over UB: RAFT's top-k, 5-10 us
   below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens (the paper:
   "approximate attention at budget B costs ~ FlashInfer at sequence length B"; the gather of scattered pages is
-  taken as free, paged kernels read by page index). Bytes are the `quest-decode` cascade's tensors (bound with the
+  taken as free, paged kernels read by page index). The scoring stays an eager-rate pass, unlike TokenSelect's:
+  the reference does not say how Quest's bounds kernel is written, so it is not taken to be a fused kernel
+  streaming at the DRAM bound. Bytes are the `quest-decode` cascade's tensors (bound with the
   workload's KV heads as its heads; a context that is not whole pages ends in a partly filled page with its own
   metadata, J = ceil(context / 16), `_quest_bytes`). The metadata's update for the new token is not counted (one
   page's min and max).
@@ -33,7 +35,10 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   its memory so counted by `duoattention-decode`).
 - **TokenSelect** (§3.5, `tokenselect_decode`): per-head scores over the whole cache and the heads' soft vote as
   memory-bound passes (bytes from `tokenselect-decode`), then attention over top-k + sinks + local tokens; the
-  cache is kept whole. A cache the default selection covers entirely is attended whole, with no scoring.
+  cache is kept whole. The score pass (Q and all of K read, the per-head scores written) is TokenSelect's "paged
+  dot-product Triton kernel", a streaming Triton kernel (`GpuDevice.triton_stream_s`: the Triton kernels' DRAM
+  bound and the archsim family's launch); the softmax-and-vote and the top-k stay eager passes (the reference does
+  not say they are fused). A cache the default selection covers entirely is attended whole, with no scoring.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
 head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
 cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows, the `duoattention-decode`
@@ -338,8 +343,9 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     Selection Cache hits when the query's cosine similarity is >= 0.9: how often is the data's; 0, the default,
     scores every step anew) and skip the estimation. The estimation is the
     `tokenselect-decode` cascade as memory-bound passes on the device (q.K scores over every cached key: all of K
-    read, the per-head scores written; the softmax and the heads' vote: the scores read and the vote written; the
-    top-k over the vote), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
+    read, the per-head scores written, one streaming Triton kernel, `GpuDevice.triton_stream_s`; the softmax and
+    the heads' vote: the scores read and the vote written; the top-k over the vote: both eager passes,
+    `GpuDevice.elementwise_s`), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
     (TokenSelect evicts nothing): memory as dense.
     `top_k` None is TokenSelect's 2048; where the selection with the sinks and local tokens covers the whole
     cache, every token is attended and nothing is scored: the layer is exactly dense (a top-k over a cache it keeps
@@ -369,7 +375,7 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     binding = bind(cascade, workload, {"batch": 1, "seq_len": context, "k": top_k, "sinks": sinks, "local": local},
                    SOURCE)
     sizes = {t.name: float(t.bytes) for t in tensor_infos(binding)}
-    estimate = (device.elementwise_s(sizes["Q"] + sizes["K"] + sizes["QK"])
+    estimate = (device.triton_stream_s(sizes["Q"] + sizes["K"] + sizes["QK"])
                 + device.elementwise_s(sizes["QK"] + sizes["VOTE"]) + device.elementwise_s(sizes["VOTE"]))
     layer_s = (1 - reuse_fraction) * estimate + _attention_s(device, workload, kv_heads, kept)
     return SelectionDecode("TokenSelect", context, rest + layers * layer_s, rest + layers * dense_layer_s, layer_s,
