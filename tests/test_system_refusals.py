@@ -74,12 +74,13 @@ def test_a_link_role_no_model_reads_is_refused():
     data = dict(load_system("vllm-h100").data)
     data["links"] = {"tpx": "nvlink4-h100"}
     error = _error(system_from_dict, data, "l.yaml")
-    assert (error.where, error.message) == ("links.tpx", "unknown link role (expected one of tp, ep, attention, cp)")
+    assert (error.where, error.message) == (
+        "links.tpx", "unknown link role (expected one of tp, ep, attention, attention_pool, cp)")
 
 
 @pytest.mark.parametrize("name", system_names())
 def test_every_preset_names_only_links_a_model_reads(name):
-    assert set(load_system(name).links) <= {"tp", "ep", "attention", "cp"}
+    assert set(load_system(name).links) <= {"tp", "ep", "attention", "attention_pool", "cp"}
 
 
 # ---------------------------------------------------------------- 3. Logic-PIM capacity

@@ -15,11 +15,15 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
 - link `attention`: per token and layer q (d) and the new k, v (2d/G) go to the pool and the attention output (d)
   comes back (§3.3); the bytes are the cascades' tensors (Q and AV of the attention op, the pool's K and V: one
   copy of each new k, v however many compute devices replicate its head). Each compute and memory device has its
-  own NIC (§3.5): a message between a replica and the pool, spread over its senders and receivers, takes latency +
-  bytes / (min(tp, b) x the link's bandwidth), the busiest NIC's share (`OffloadModel.message_link`: the link's
-  latency and wire rule, `Link.wire_s`, at that bandwidth); the replicas' tp x (n - 1) NICs and the pool's b carry
-  min(tp x (n - 1), b) // min(tp, b) messages at once, at least 1 (`OffloadModel.link_lanes`: 1 in ping-pong or
-  when tp >= b), each replica's one at a time.
+  own NIC (§3.5): a compute device's is the link `attention` (rate r_c), a memory device's the link
+  `attention_pool` (r_m; the same link when the spec names none). A message between a replica and the pool, spread
+  over its tp senders and b receivers, takes latency + bytes / min(tp x r_c, b x r_m), the slower end's NICs all
+  busy (`OffloadModel.message_link`: the larger of the two links' latencies, assumption: a path is as slow to start
+  as its slower end's measured path, and the wire rule, `Link.wire_s`, at that rate; `message_nics`, the NICs at
+  that end: min(tp, b) when both ends have one NIC kind). The pool's NICs carry b x r_m / min(tp x r_c, b x r_m)
+  messages at once, rounded down, at most the n - 1 replicas and at least 1 (`OffloadModel.link_lanes`: 1 in
+  ping-pong or when the pool's end is the slower; with one NIC kind min(tp x (n - 1), b) // min(tp, b)), each
+  replica's one at a time.
 Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
@@ -84,9 +88,12 @@ Busy units: `compute` (replica work over the replicas), `memory_pool` (attention
 `link_out` (q, k and v, and the prompts' K and V, to the pool) and `link_back` (the output back), the wire time
 over the lanes: the link is rated per direction, so each direction is a unit (at most 1).
 
-`bw_min_bytes_per_s` (§3.3): the least bandwidth per NIC at which the transfers add at most alpha to an
-unpipelined iteration, (2 + 2/G) e d B L / (min(tp, b) alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes
-and the device models' times; it refuses an empty batch and an alpha not in (0, inf).
+BW_min (§3.3): the least bandwidth at which the transfers add at most alpha to an unpipelined iteration,
+(2 + 2/G) e d B L / (alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes and the device models' times, per NIC
+at each end (`bw_min_per_nic_bytes_per_s`: over tp for a compute NIC, over b for a memory NIC); `bw_min_bytes_per_s`
+is the one at the end that limits a message (`message_nics` NICs: min(tp, b) with one NIC kind, the paper's one
+400 Gbps NIC). A link meets it when each end's NIC does (`link_feasibility`). Both refuse an empty batch and an
+alpha not in (0, inf).
 """
 
 from __future__ import annotations
@@ -95,6 +102,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from archsim import library
@@ -107,7 +115,7 @@ from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.sharding import shard
 from archsim.systems.step import Op
-from archsim.systems.system_checks import check_degrees, check_pool
+from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_degrees, check_pool
 from archsim.systems.system_model import (
     ATTENTION,
     SystemModel,
@@ -197,7 +205,8 @@ def prompt_phase_s(n_layers: int, layer_s: float, attention_done_s: float, head_
 @dataclass(frozen=True)
 class OffloadModel:
     """A system with attention offloading running one workload; an `IterationModel` of the serving simulator.
-    `compute` is the workload cut for one compute device (tp), `pool` for one memory device (b)."""
+    `compute` is the workload cut for one compute device (tp), `pool` for one memory device (b); `link` is a
+    compute device's NIC, `pool_link` a memory device's (module docstring)."""
 
     system: System
     workload: Workload
@@ -206,6 +215,7 @@ class OffloadModel:
     pool_devices: int
     replicas: int
     link: Link
+    pool_link: Link
     pool_device_name: str  # the memory-pool or chip device decode attention is placed on
 
     @property
@@ -272,28 +282,43 @@ class OffloadModel:
 
     @property
     def nic_bytes_per_s(self) -> float:
-        """What one message between a replica and the pool moves at: min(tp, b) NICs at the link's bandwidth each
-        (the busiest NIC's share)."""
-        return self.message_nics * self.link.bytes_per_s_per_direction
+        """What one message between a replica and the pool moves at: min(tp x r_c, b x r_m), a replica's tp NICs
+        of `link` against the pool's b of `pool_link` (min(tp, b) x the link's rate with one NIC kind)."""
+        tp, b = self.compute.parallelism.tp, self.pool_devices
+        return min(tp * self.link.bytes_per_s_per_direction, b * self.pool_link.bytes_per_s_per_direction)
 
     @functools.cached_property
     def message_link(self) -> Link:
-        """The path one message between a replica and the pool takes: the link's latency (its NIC stack's, one
-        way), its bytes over `message_nics` NICs at `nic_bytes_per_s`; its `wire_s` is a message's wire time."""
-        return replace(self.link, name=f"{self.message_nics} x {self.link.name}",
+        """The path one message between a replica and the pool takes: the larger of the two ends' latencies (a
+        NIC stack's, one way), its bytes at `nic_bytes_per_s`; its `wire_s` is a message's wire time."""
+        tp, b = self.compute.parallelism.tp, self.pool_devices
+        name = (f"{self.message_nics} x {self.link.name}" if self.pool_link == self.link else
+                f"min({tp} x {self.link.name}, {b} x {self.pool_link.name})")
+        return replace(self.link, name=name, latency_s=max(self.link.latency_s, self.pool_link.latency_s),
                        bytes_per_s_per_direction=self.nic_bytes_per_s)
 
     @property
+    def message_end(self) -> str:
+        """The end that limits a message's rate, its NICs all busy: `compute` where tp x r_c <= b x r_m, else
+        `memory` (with one NIC rate the end with fewer NICs, compute at a tie)."""
+        tp, b = self.compute.parallelism.tp, self.pool_devices
+        r_c, r_m = self.link.bytes_per_s_per_direction, self.pool_link.bytes_per_s_per_direction
+        return "compute" if (tp <= b if r_c == r_m else tp * r_c <= b * r_m) else "memory"
+
+    @property
     def message_nics(self) -> int:
-        """The NICs one message's bytes are spread over at the busiest end: min(tp, b)."""
-        return min(self.compute.parallelism.tp, self.pool_devices)
+        """The NICs at `message_end`: tp or b (min(tp, b) with one NIC kind)."""
+        return self.compute.parallelism.tp if self.message_end == "compute" else self.pool_devices
 
     @property
     def link_lanes(self) -> int:
-        """Messages each link direction carries at once: the replicas' tp x replicas NICs and the pool's b, min of
-        the two, over a message's min(tp, b), at least 1 (1 in ping-pong, or when tp >= b)."""
-        tp = self.compute.parallelism.tp
-        return max(1, min(tp * self.replicas, self.pool_devices) // self.message_nics)
+        """Messages each link direction carries at once: the pool's b NICs' rate over a message's, rounded down,
+        at most the replicas (each sends one at a time), at least 1 (1 in ping-pong, or when the pool's end limits
+        a message; with one NIC rate min(tp x replicas, b) // min(tp, b), the ratio b / tp kept exact)."""
+        tp, b = self.compute.parallelism.tp, self.pool_devices
+        r_c, r_m = self.link.bytes_per_s_per_direction, self.pool_link.bytes_per_s_per_direction
+        messages = Fraction(b, tp) if r_c == r_m else b * r_m / (tp * r_c)  # the pool's rate over a replica's
+        return max(1, math.floor(min(self.replicas, messages)))
 
     def layer_kv_bytes(self, tokens: int) -> float:
         """K and V of one layer of `tokens` new tokens as the pool holds them (`kv_bytes_per_token`: one copy of
@@ -302,8 +327,8 @@ class OffloadModel:
         return tokens * self.kv_bytes_per_token / self.layers
 
     def with_link(self, link: Link) -> OffloadModel:
-        """This model over another link (its layers recomputed)."""
-        return replace(self, link=link)
+        """This model over another link, both ends' NICs (its layers recomputed)."""
+        return replace(self, link=link, pool_link=link)
 
     def layer(self, contexts: Sequence[int]) -> OffloadLayer:
         """One layer of a micro-batch decoding these contexts (the new token included); its dense and attention
@@ -402,29 +427,52 @@ class OffloadModel:
         return self.layers * layer.compute_s, self.layers * layer.attention_s
 
 
+def bw_min_per_nic_bytes_per_s(model: OffloadModel, contexts: Sequence[int], alpha: float) -> tuple[float, float]:
+    """Lamina's minimum link bandwidth (§3.3) per NIC at each end, (a compute NIC's, a memory NIC's): the bytes of
+    one iteration's transfers, (2 + 2/G) e d B L, over alpha x (MTIME(B) + ATIME(B, l)), for a batch decoding
+    `contexts`, spread over a replica's tp NICs and over the pool's b."""
+    tp, b = model.compute.parallelism.tp, model.pool_devices
+    return _bw_min_per_nic(model, contexts, alpha, tp), _bw_min_per_nic(model, contexts, alpha, b)
+
+
 def bw_min_bytes_per_s(model: OffloadModel, contexts: Sequence[int], alpha: float) -> float:
-    """Lamina's minimum link bandwidth per NIC (§3.3): the bytes of one iteration's transfers, (2 + 2/G) e d B L,
-    over alpha x (MTIME(B) + ATIME(B, l)), for a batch decoding `contexts`; per NIC, the busiest NIC's share of the
-    bytes (1 / min(tp, b)), as the paper sets it against one 400 Gbps NIC."""
+    """BW_min per NIC at the end that limits a message (`bw_min_per_nic_bytes_per_s` at `message_nics` NICs): the
+    compute end's where tp x r_c <= b x r_m; with one NIC kind the busiest NIC's share, 1 / min(tp, b), as the paper
+    sets it against one 400 Gbps NIC."""
+    return _bw_min_per_nic(model, contexts, alpha, model.message_nics)
+
+
+def _bw_min_per_nic(model: OffloadModel, contexts: Sequence[int], alpha: float, nics: int) -> float:
     if not 0 < alpha < math.inf:
         raise SpecError("<python>", "alpha", f"expected an allowed network overhead > 0 and finite, got {alpha!r}")
     if not len(contexts):
         raise SpecError("<python>", "contexts", "expected a batch of at least one decode context, got none")
     mtime, atime = model.unpipelined_times_s(contexts)
-    return model.layers * model.layer(contexts).wire_bytes / model.message_nics / (alpha * (mtime + atime))
+    return model.layers * model.layer(contexts).wire_bytes / nics / (alpha * (mtime + atime))
 
 
 def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float) -> Record:
-    """Whether the model's link meets BW_min for this batch at overhead `alpha`: a system-iteration record of the
-    batch's iteration, infeasible (with the reason) when a NIC carries less than BW_min."""
-    need, have = bw_min_bytes_per_s(model, contexts, alpha), model.link.bytes_per_s_per_direction
+    """Whether the model's NICs meet BW_min for this batch at overhead `alpha`: a system-iteration record of the
+    batch's iteration, infeasible (with the reason, each end short of it) when a compute NIC carries less than a
+    compute NIC's BW_min or a memory NIC less than a memory NIC's (`bw_min_per_nic_bytes_per_s`). Its extras hold
+    both ends' (`bw_min_compute_nic_bytes_per_s` against `compute_nic_bytes_per_s`, the same for memory) and, as
+    `bw_min_bytes_per_s` against `link_bytes_per_s`, the end's that limits a message (`message_nics`)."""
+    tp, b = model.compute.parallelism.tp, model.pool_devices
+    ends = tuple(zip(("compute", "memory"), (model.link, model.pool_link), (tp, b),
+                     bw_min_per_nic_bytes_per_s(model, contexts, alpha), strict=True))
+    limit = ends[0] if model.message_end == "compute" else ends[1]
     cost = model.iteration(Batch((), tuple(contexts)))
     record = cost.record(model.name)
-    extras = {"bw_min_bytes_per_s": need, "link_bytes_per_s": have, "alpha": alpha, "batch": len(contexts)}
-    if have >= need:
+    extras = {"bw_min_bytes_per_s": limit[3], "link_bytes_per_s": limit[1].bytes_per_s_per_direction,
+              **{f"bw_min_{end}_nic_bytes_per_s": need for end, _, _, need in ends},
+              **{f"{end}_nic_bytes_per_s": link.bytes_per_s_per_direction for end, link, _, _ in ends},
+              "alpha": alpha, "batch": len(contexts)}
+    short = [end for end in ends if end[1].bytes_per_s_per_direction < end[3]]
+    if not short:
         return replace(record, extras=extras)
-    reason = (f"link {model.link.name}: {have / 1e9:.1f} GB/s per NIC is below BW_min {need / 1e9:.1f} GB/s for "
-              f"batch {len(contexts)} at network overhead alpha {alpha:g}")
+    reason = "; ".join(f"link {link.name}: {link.bytes_per_s_per_direction / 1e9:.1f} GB/s per NIC is below BW_min "
+                       f"{need / 1e9:.1f} GB/s per {end} NIC ({nics} of them)" for end, link, nics, need in short)
+    reason += f" for batch {len(contexts)} at network overhead alpha {alpha:g}"
     return replace(record, feasible=False, reason=reason, extras=extras)
 
 
@@ -474,7 +522,9 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     check_pool(system, device)
     holder = compute.weight_device
     check_degrees(system, par, system.devices[holder.name], functools.partial(system.blame, workload.name))
-    return OffloadModel(system, workload, compute, pool, b, replicas, system.links[ATTENTION_LINK], device.name)
+    link = system.links[ATTENTION_LINK]
+    return OffloadModel(system, workload, compute, pool, b, replicas, link, system.links.get(ATTENTION_POOL_LINK, link),
+                        device.name)
 
 
 def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:

@@ -22,7 +22,7 @@ naming the field:
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
   or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
   (the pool is chosen once per model, not per op); no other schedule reads `attention_pool`, a memory-pool device
-  or the link named attention, so each is refused under one;
+  or the links named attention and attention_pool (the memory devices' NICs), so each is refused under one;
 - a gpu or memory-pool device a rule puts attention on names its `attention_kernel` (`system_spec._placement`),
   and one that names it is given attention;
 - some device runs ops of both phases (no prefill/decode disaggregation);
@@ -72,6 +72,9 @@ from archsim.workload import Workload
 
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
+# the link role of an offloading system's memory devices' NICs (`archsim.systems.offload`; the link named
+# attention, the compute devices' NICs, when a spec names none)
+ATTENTION_POOL_LINK = "attention_pool"
 EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
 # kind -> (the kind it works with, why): an NPU streams from the system's HBM, a bank-pim device (plain memory where
 # no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
@@ -477,11 +480,12 @@ def _weight_ops(workload: Workload) -> tuple[tuple[str, str, str], ...]:
 
 
 def _check_offloading(system: System) -> None:
-    """`parallelism.attention_pool`, a memory-pool device and the link named attention are read by attention
-    offloading alone (`OFFLOAD_SCHEDULES`): under another schedule decode attention placed on a memory pool would
-    run as on a GPU beside the compute devices (the KV cache on them, the pool's count, memory and link unread), so
-    each is refused there. Offloading needs all three: the pool (`POOL_KINDS`) of attention_pool devices that the
-    placement puts decode attention on, whatever its Op/B (`_check_pool_rules`; `archsim.systems.offload`)."""
+    """`parallelism.attention_pool`, a memory-pool device and the links named attention and attention_pool are
+    read by attention offloading alone (`OFFLOAD_SCHEDULES`): under another schedule decode attention placed on a
+    memory pool would run as on a GPU beside the compute devices (the KV cache on them, the pool's count, memory and
+    links unread), so each is refused there. Offloading needs the first three (the link attention_pool is optional):
+    the pool (`POOL_KINDS`) of attention_pool devices that the placement puts decode attention on, whatever its Op/B
+    (`_check_pool_rules`; `archsim.systems.offload`)."""
     kind, pool = system.schedule.kind, system.parallelism.attention_pool
     if kind not in OFFLOAD_SCHEDULES:
         needs = f"attention offloading, which needs a {' or '.join(OFFLOAD_SCHEDULES)} schedule; this one is {kind}"
@@ -494,9 +498,10 @@ def _check_offloading(system: System) -> None:
                 raise SpecError(system.source, f"devices.{device.name}.kind",
                                 f"a memory-pool holds the KV cache and runs decode attention under {needs} (its "
                                 "count, memory and link would be ignored): use kind gpu, or offload attention")
-        if ATTENTION_LINK in system.links:
-            raise SpecError(system.source, f"links.{ATTENTION_LINK}",
-                            f"read only by {needs} (it would be ignored): remove it, or offload attention")
+        for role in (ATTENTION_LINK, ATTENTION_POOL_LINK):
+            if role in system.links:
+                raise SpecError(system.source, f"links.{role}",
+                                f"read only by {needs} (it would be ignored): remove it, or offload attention")
         return
     _check_pool_rules(system)
     if ATTENTION_LINK not in system.links:

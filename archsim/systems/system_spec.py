@@ -60,8 +60,10 @@ pool's is `parallelism.attention_pool` and an offloading system's compute device
 cost per token).
 
 Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
-groups' token exchange; `attention`, attention offloading's messages (refused under another schedule); `cp`, the
-link between the nodes a context-parallel group spans (refused under another schedule). A link is a
+groups' token exchange; `attention`, attention offloading's messages, the compute devices' NIC (refused under
+another schedule); `attention_pool`, the memory devices' NIC there, where it differs from the compute devices'
+(optional: `attention` when left out; a message is charged both ends, `archsim.systems.offload`); `cp`, the link
+between the nodes a context-parallel group spans (refused under another schedule). A link is a
 preset's name or file (`archsim.systems.links`), or a link spec's fields inline, which include its `name` and
 `source` as a link file's do (`latency_s` and `bytes_per_s_per_direction`; `description` optional).
 
@@ -159,7 +161,7 @@ from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
-from archsim.systems.system_checks import check_system
+from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_system
 from archsim.systems.system_types import (
     ATTENTION_LINK,
     CONTEXT_PARALLEL_SCHEMES,
@@ -210,7 +212,8 @@ GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "stati
 # a gpu device's optional fields
 GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
 
-LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK)  # the link roles a model reads (`system_types.TP_LINK`)
+# the link roles a model reads (`system_types.TP_LINK`, `system_checks.ATTENTION_POOL_LINK`)
+LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, ATTENTION_POOL_LINK, CP_LINK)
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "cp", "by_workload")
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
