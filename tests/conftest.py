@@ -1,4 +1,5 @@
-"""Shared helpers for the tests: run the CLI in-process and parse its JSON."""
+"""Shared helpers for the tests: run the CLI in-process and parse its JSON; record the attention calls a
+sequence-parallel timing makes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from archsim.cli import main
+from archsim.systems.seqpar_compute import DeviceCompute
 
 
 @pytest.fixture
@@ -28,3 +30,20 @@ def cli_json(cli):
         return json.loads(cli(*args, "--json").output)
 
     return run
+
+
+@pytest.fixture
+def attention_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple]:
+    """The (q_tokens, k_tokens, causal, heads, kv_heads) of every non-empty `DeviceCompute.attention_s` call made
+    while the test runs (the calls still timed as before)."""
+    made: set[tuple] = set()
+    timed = DeviceCompute.attention_s
+
+    def record(self, q_tokens, k_tokens, causal, heads=None, kv_heads=None):
+        if q_tokens and k_tokens:
+            made.add((q_tokens, k_tokens, causal, self.heads if heads is None else heads,
+                      self.kv_heads if kv_heads is None else kv_heads))
+        return timed(self, q_tokens, k_tokens, causal, heads, kv_heads)
+
+    monkeypatch.setattr(DeviceCompute, "attention_s", record)
+    return made

@@ -18,7 +18,6 @@ from archsim.errors import SpecError
 from archsim.library import load_workload_spec
 from archsim.systems import seqpar
 from archsim.systems.seqpar import _compute, _memory, parallel_time
-from archsim.systems.seqpar_compute import DeviceCompute
 from archsim.systems.seqpar_memory import inference_memory
 from archsim.systems.seqpar_schemes import SCHEME_TIMINGS
 from archsim.systems.seqpar_spec import ParallelSpec, token_multiple
@@ -79,26 +78,16 @@ CASES = [(scheme, causal, direction) for scheme in ("ring", "zigzag", "stripe", 
 
 @pytest.mark.parametrize(("scheme", "causal", "direction"), CASES)
 def test_the_calls_counted_are_the_ones_the_timing_runs(scheme: str, causal: bool, direction: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        attention_calls: set[tuple]) -> None:
     """`_attention_calls` lists calls the scheme's timing makes, and the largest buffer among them is the largest
-    among all the calls the timing makes (recorded from `DeviceCompute.attention_s`)."""
+    among all the calls the timing makes (recorded from `DeviceCompute.attention_s`: conftest's attention_calls)."""
     spec = _spec(scheme, 8192, devices=4, causal=causal, direction=direction,
                  ulysses=2 if scheme == "usp" else None)
-    made = set()
-    timed = DeviceCompute.attention_s
-
-    def record(self, q_tokens, k_tokens, causal, heads=None, kv_heads=None):
-        if q_tokens and k_tokens:
-            made.add((q_tokens, k_tokens, causal, self.heads if heads is None else heads,
-                      self.kv_heads if kv_heads is None else kv_heads))
-        return timed(self, q_tokens, k_tokens, causal, heads, kv_heads)
-
-    monkeypatch.setattr(DeviceCompute, "attention_s", record)
     compute = _compute(spec)
     SCHEME_TIMINGS[scheme](spec, compute)
     counted = seqpar._attention_calls(spec, compute, spec.seq_len)
-    assert set(counted) <= made
-    largest = max(seqpar._held_bytes(EAGER, compute.attention_case(*call)[0], spec.gpu) for call in made)
+    assert set(counted) <= attention_calls
+    largest = max(seqpar._held_bytes(EAGER, compute.attention_case(*call)[0], spec.gpu) for call in attention_calls)
     assert seqpar._kernel_buffer_bytes(spec, compute, spec.seq_len) == largest > 0
 
 

@@ -56,7 +56,7 @@ from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
-from archsim.systems.offload_events import PipelineRun, simulate_pipeline
+from archsim.systems.offload_events import PipelineRun, model_pipeline, simulate_pipeline
 from archsim.systems.requests import LENGTH_PRESETS, Request, sample_lengths
 from archsim.systems.serving import ServingConfig, kv_tokens, simulate_serving
 from archsim.systems.system_model import ATTENTION, device_of
@@ -274,19 +274,12 @@ def bw_min_cross_check(model_name: str = BW_MODEL, batch: int = 300, context: in
     slow, wire, ideal = (simulate_pipeline([m.layer(contexts)], 1, m.layers, 2, False).token_s
                          for m in (model.with_link(link) for link in links))
     served = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
-    piped_slow, piped_ideal = (_pipeline_token_s(served.with_link(link), contexts) for link in links[::2])
+    piped_slow, piped_ideal = (model_pipeline(served.with_link(link), contexts, 2).token_s for link in links[::2])
     return {"model": model_name, "batch": batch, "context": context, "alpha": alpha, "bw_min_bytes_per_s": need,
             "latency_s": model.link.latency_s, "layers": model.layers, "iteration_s": ideal,
             "slowdown": slow / ideal - 1,
             "slowdown_without_latency": wire / ideal - 1,
             "pipelined_slowdown": piped_slow / piped_ideal - 1}
-
-
-def _pipeline_token_s(model: OffloadModel, contexts: list[int], tokens: int = 2) -> float:
-    """The event model's time per token of the model's own schedule (micro-batches, LM heads) on these decodes."""
-    return simulate_pipeline(model.micro_batch_layers(contexts), model.replicas, model.layers, tokens,
-                             model.divide_and_conquer, heads_s=model.heads_s(contexts),
-                             lanes=model.link_lanes).token_s
 
 
 def dense_roofline_s(model: OffloadModel, requests: int) -> tuple[float, float]:
@@ -327,9 +320,9 @@ def saturation_batch(model_name: str = BW_MODEL, limit: int = 1 << 14) -> dict:
             "paper_batch_flop_over_memory": flop_s / memory_s}
 
 
-def headline(records: list[dict], bw_rows: list[dict], cross: dict, saturation: dict | None = None) -> dict:
-    """Ours beside the paper's (module docstring); `saturation` is `saturation_batch()` (computed when None)."""
-    saturation = saturation_batch() if saturation is None else saturation
+def headline(records: list[dict], bw_rows: list[dict], cross: dict) -> dict:
+    """Ours beside the paper's (module docstring), the saturation batch from `saturation_batch()`."""
+    saturation = saturation_batch()
     ratios = gains(records)
     batch = gains(records, "batch")
     growth = mean(r["ratio"] for r in batch)
@@ -515,11 +508,7 @@ def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: 
     """The event model (`archsim.systems.offload_events`) of Lamina at the model's DOP with its micro-batches,
     `batch` requests at `context` tokens, for `tokens` tokens, with spans: the model and the run."""
     model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
-    contexts = [context] * batch
-    run = simulate_pipeline(model.micro_batch_layers(contexts), model.replicas, model.layers, tokens,
-                            model.divide_and_conquer, trace=True, heads_s=model.heads_s(contexts),
-                            lanes=model.link_lanes)
-    return model, run
+    return model, model_pipeline(model, [context] * batch, tokens, trace=True)
 
 
 def pipeline_trace(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: int = TRACE_CONTEXT,

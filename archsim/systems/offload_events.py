@@ -40,6 +40,7 @@ are not recorded, nor their spans), so no measured token has the drain in it; `P
 between tokens over the second half of the run.
 Spans: each replica's slices (`dense`), the pool's tasks (`attention`, or `attention over the history` and `new
 token + merge`: they sum to the pool's busy time), each message's wire time on its link lane.
+`model_pipeline` runs an `OffloadModel`'s own schedule (its micro-batches, LM heads and link lanes) on a batch.
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
 last attention are not run (they start the next token's first slice).
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 import simpy
 
 from archsim.model.trace import Span
-from archsim.systems.offload import OffloadLayer
+from archsim.systems.offload import OffloadLayer, OffloadModel
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,15 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     few periods."""
     first = (len(done_s) - 1) // 2
     return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
+
+
+def model_pipeline(model: OffloadModel, contexts: Sequence[int], tokens: int, trace: bool = False) -> PipelineRun:
+    """`simulate_pipeline` of `model`'s own schedule on these decodes for `tokens` tokens: its micro-batches
+    (`OffloadModel.micro_batch_layers`), replicas, layers, divide-and-conquer, LM heads and link lanes; spans kept
+    when `trace`."""
+    return simulate_pipeline(model.micro_batch_layers(contexts), model.replicas, model.layers, tokens,
+                             model.divide_and_conquer, trace=trace, heads_s=model.heads_s(contexts),
+                             lanes=model.link_lanes)
 
 
 def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: int, tokens: int,

@@ -73,7 +73,7 @@ from archsim.model.trace import Span
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.offload import OffloadModel, token_s
-from archsim.systems.offload_events import simulate_pipeline
+from archsim.systems.offload_events import model_pipeline
 from archsim.systems.system_model import SPLIT_KINDS, LayerPhases, SystemModel, decode_groups, layer_phases
 from archsim.systems.system_types import TP_LINK
 
@@ -293,15 +293,14 @@ OFFLOAD_TOKENS = 4  # tokens per micro-batch in an offloading replay: its steady
 
 def replay_offload(model: OffloadModel, batch: Batch, tokens: int = OFFLOAD_TOKENS) -> ScheduleRun:
     """Replay the decode of one iteration of an attention-offloading model (Lamina) for `batch`: its micro-batches
-    (`OffloadModel.micro_batch_layers`) through `archsim.systems.offload_events.simulate_pipeline` for `tokens`
+    (`OffloadModel.micro_batch_layers`) through `archsim.systems.offload_events.model_pipeline` for `tokens`
     tokens, with their LM heads and the link's lanes, against the closed form's steady-state time per token
     (`offload.token_s`, what `OffloadModel.iteration` charges the decodes). The prompts' phase, blocked before the
     micro-batches, is left out."""
     contexts = [int(c) for c in batch.decode_context_tokens]
-    layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
-    run = simulate_pipeline(layers, model.replicas, model.layers, tokens, model.divide_and_conquer, trace=True,
-                            heads_s=heads_s, lanes=model.link_lanes)
-    closed = token_s(layers, heads_s, model.replicas, model.divide_and_conquer, model.layers, model.link_lanes)
+    run = model_pipeline(model, contexts, tokens, trace=True)
+    closed = token_s(model.micro_batch_layers(contexts), model.heads_s(contexts), model.replicas,
+                     model.divide_and_conquer, model.layers, model.link_lanes)
     return ScheduleRun(run.token_s, closed, run.spans, "a token in steady state (every micro-batch's layers and "
                                                        "LM head)")
 

@@ -309,10 +309,10 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
     device_kv_heads = int((model.pool if pool is not None else model).shard.params["kv_heads"])
     rows: list[dict] = []
     for context in contexts:
-        dense_holds = math.floor(capacity / kv_selection.dense_kv_bytes(workload, context))
+        # PIM dense times: once a context for all settings, so gated here (the floor pool_batch gives as requests[1])
+        dense_holds = math.floor(capacity / kv_selection.dense_kv_bytes(workload, context)) if pims else None
         dense = {d.name: kv_selection.pim_attention_s(d, model.shard, [context] * batch)
                  for d in pims if batch <= dense_holds}
-        dense_pool_s = _pool_attention_s(model, context, dense_holds) if pool is not None else None
         for budget, fields in settings:
             base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
                     "context": context}
@@ -325,7 +325,8 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
             if pool is not None:
                 rows.append({**base, "device": pool, "kind": system.devices[pool].kind,
                              "effective_context": effective, "batch": None,
-                             "time_s": _pool_attention_s(model, effective, requests[0]), "dense_time_s": dense_pool_s,
+                             "time_s": _pool_attention_s(model, effective, requests[0]),
+                             "dense_time_s": _pool_attention_s(model, context, requests[1]),
                              "fits": None, "dense_fits": None, "reason": None, "requests": requests[0],
                              "dense_requests": requests[1]})
     return rows
