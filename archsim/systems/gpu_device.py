@@ -316,20 +316,29 @@ class GpuDevice:
         """A GEMM's FLOPs at the tensor-core peak of `precision`."""
         return gemm.flops / self.spec.tensor_peak_flops_per_s(precision)
 
+    def gemm_roofline(self, op: Op) -> list[tuple[object, float, float]]:
+        """(GEMM launch, its FLOPs at the tensor-core peak of the op's precision in s, its DRAM bytes) of each of an
+        op's GEMM launches: the stationary operand once, each streamed row's input and output (the output at the
+        op's output word size where the launch writes the op's output)."""
+        precision, wb = self.precision(op), op.binding.word_bytes
+        launches = []
+        for gemm in op_gemms(op):
+            out_wb = op.output_word_bytes
+            out_wb = out_wb if out_wb != wb and _writes_output(op, gemm.einsums) else wb
+            dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k * wb + gemm.n * out_wb)
+            launches.append((gemm, self._gemm_peak_s(gemm, precision), dram))
+        return launches
+
     def _dense(self, op: Op) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
         from archsim.model.gpu import GemmLaunch, gemm_launch_time
 
-        precision, wb = self.precision(op), op.binding.word_bytes
+        precision = self.precision(op)
         params = self._gemm_params
         time_s = peak_s = dram_bytes = 0.0
         in_gemms: set[str] = set()
-        for gemm in op_gemms(op):
+        for gemm, peak, dram in self.gemm_roofline(op):
             in_gemms.update(gemm.einsums)
-            out_wb = op.output_word_bytes
-            out_wb = out_wb if out_wb != wb and _writes_output(op, gemm.einsums) else wb
-            dram = gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k * wb + gemm.n * out_wb)
-            peak = self._gemm_peak_s(gemm, precision)
             if self.timing == ROOFLINE:
                 time_s += max(peak, dram / self.spec.dram_bytes_per_s)
             else:

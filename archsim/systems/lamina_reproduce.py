@@ -51,7 +51,6 @@ import numpy as np
 
 from archsim import library
 from archsim.systems.attribution import Reason
-from archsim.systems.gemms import op_gemms
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.models import system_model
@@ -285,19 +284,17 @@ def bw_min_cross_check(model_name: str = BW_MODEL, batch: int = 300, context: in
 def dense_roofline_s(model: OffloadModel, requests: int) -> tuple[float, float]:
     """(FLOP time, memory time) of the compute replica's weight GEMMs in one layer of a micro-batch of `requests`
     decodes (`OffloadModel.dense_costs`' ops, attention aside), on the device each runs on: the GEMMs' FLOPs at its
-    tensor-core peak, and their weights, inputs and outputs at its DRAM bandwidth (a roofline: no launch overheads
-    or efficiencies)."""
+    tensor-core peak, and their weights, inputs and outputs at its DRAM bandwidth (`GpuDevice.gemm_roofline`, what
+    its GEMM launches are timed from, without launch overheads or efficiencies)."""
     flop_s = memory_s = 0.0
     for op in model.dense_costs(requests)[0]:
         if op.name == ATTENTION:
             continue
         device = device_of(model.compute, op)
-        word_bytes = op.binding.word_bytes
-        for gemm in op_gemms(op):
+        for gemm, peak_s, dram_bytes in device.gemm_roofline(op):
             if gemm.role == "weights":
-                flop_s += gemm.flops / device.spec.tensor_peak_flops_per_s(device.precision(op))
-                memory_s += ((gemm.stationary_bytes + gemm.count * gemm.rows * (gemm.k + gemm.n) * word_bytes)
-                             / device.spec.dram_bytes_per_s)
+                flop_s += peak_s
+                memory_s += dram_bytes / device.spec.dram_bytes_per_s
     return flop_s, memory_s
 
 
