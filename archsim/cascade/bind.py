@@ -120,7 +120,8 @@ _COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": ope
 
 
 def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
-    """Evaluate a size/density expression of parameters."""
+    """Evaluate a size/density expression of parameters. A `/`, `//` or `%` by 0 is NaN, which every later
+    operation keeps (inf would not: `1 // inf` is 0) and every range check refuses (`zero_divisor` names it)."""
     match expr:
         case S.Num(value=value):
             return value
@@ -129,12 +130,44 @@ def eval_size(expr: S.Expr, params: Mapping[str, float]) -> float:
         case S.BinOp(op=op, lhs=lhs, rhs=rhs):
             a, b = eval_size(lhs, params), eval_size(rhs, params)
             if op in ("/", "//", "%") and not b:
-                return math.inf
+                return math.nan
             try:
                 return _SIZE_OPS[op](a, b)
             except OverflowError:
                 return math.inf  # beyond any float: the range checks on the result refuse it
     raise TypeError(f"not a size expression: {expr!r}")
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+def size_text(expr: S.Expr) -> str:
+    """A size expression written out, with the parentheses its operators' precedence needs (left to right)."""
+    match expr:
+        case S.Num(value=value):
+            return f"{value:g}"
+        case S.Name(name=name):
+            return name
+        case S.BinOp(op=op, lhs=lhs, rhs=rhs):
+            return f"{_operand_text(lhs, _PRECEDENCE[op])} {op} {_operand_text(rhs, _PRECEDENCE[op] + 1)}"
+    raise TypeError(f"not a size expression: {expr!r}")
+
+
+def _operand_text(expr: S.Expr, least: int) -> str:
+    """An operand written out, in parentheses where its operator binds less tightly than `least`."""
+    text = size_text(expr)
+    return f"({text})" if isinstance(expr, S.BinOp) and _PRECEDENCE[expr.op] < least else text
+
+
+def zero_divisor(expr: S.Expr, params: Mapping[str, float]) -> str | None:
+    """The first operation of `expr` (left to right, innermost first) that divides or takes a remainder by 0 with
+    `params`, written out (`size_text`), or None."""
+    if not isinstance(expr, S.BinOp):
+        return None
+    inner = zero_divisor(expr.lhs, params) or zero_divisor(expr.rhs, params)
+    if inner is None and expr.op in ("/", "//", "%") and eval_size(expr.rhs, params) == 0:
+        return size_text(expr)
+    return inner
 
 
 def bind(
@@ -202,8 +235,12 @@ def bind(
         if rank in rank_overrides:
             sizes[rank] = rank_overrides[rank]
         elif expr is not None:
+            where = f"ranks.{rank}"
+            if divisor := zero_divisor(expr, values):
+                raise SpecError(cascade.source, where, f"{rank} = {size_text(expr)} divides by zero at {divisor} "
+                                                       f"(with params {_show(values)})"
+                                + _origins(cascade, [rank], values, origin))
             try:
-                where = f"ranks.{rank}"
                 sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where, limit),
                                             cascade.source, where)
             except SpecError as exc:
@@ -252,7 +289,8 @@ def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mappin
     bound = {**values, **sizes}
     for i, (text, expr) in enumerate(cascade.requires):
         lhs, rhs = eval_size(expr.lhs, bound), eval_size(expr.rhs, bound)
-        if _COMPARISONS[expr.op](lhs, rhs):
+        divisor = zero_divisor(expr.lhs, bound) or zero_divisor(expr.rhs, bound)
+        if not divisor and _COMPARISONS[expr.op](lhs, rhs):
             continue
         names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
         behind = list(dict.fromkeys(p for n in names for p in (
@@ -261,8 +299,9 @@ def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mappin
         shown = ", ".join(f"{n}={bound[n]:g}" for n in names)
         sources = ", ".join(f"{n}={bound[n]:g} from {origin[n]}" for n in behind
                             if n not in names and origin.get(n, cascade.source) != cascade.source)
+        got = f"divides by zero at {divisor}" if divisor else f"got {lhs:g} against {rhs:g}"
         raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
-                        f"expected {text} (cascade {cascade.name}, requires[{i}]), got {lhs:g} against {rhs:g}"
+                        f"expected {text} (cascade {cascade.name}, requires[{i}]), {got}"
                         + (f" with {shown}" if shown else "") + (f" ({sources})" if sources else ""))
 
 

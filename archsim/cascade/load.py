@@ -187,6 +187,8 @@ class _Loader:
                 isinstance(node, S.BinOp) and node.op not in ("+", "-", "*", "//", "/", "%")
             ):
                 raise self.error(where, f"'{value}' is not a size expression (params, integers, + - * // / %)")
+            if _by_zero(node):
+                raise self.error(where, f"'{value}' divides by zero")
         return expr
 
     def load_requires(self) -> tuple[tuple[str, S.Expr], ...]:
@@ -488,6 +490,8 @@ class _Loader:
             case S.BinOp(op=op, lhs=lhs, rhs=rhs):
                 if op in ("and", "or", "//", "%") and not predicate:
                     raise self.error(where, f"'{op}' belongs in mask predicates")
+                if predicate and _by_zero(node):
+                    raise self.error(where, f"the predicate divides by zero ('{op} 0')")
                 return S.BinOp(op, self.value(lhs, where, space, scope), self.value(rhs, where, space, scope))
             case S.Call():
                 return self.call(node, where, space, scope)
@@ -699,3 +703,11 @@ def _substitute(node: Value, arg: Value) -> Value:
         case S.Call(fn=fn, args=args):
             return S.Call(fn, tuple(_substitute(a, arg) for a in args))
     return node
+
+
+def _by_zero(node: S.Expr) -> bool:
+    """A `/`, `//` or `%` by the literal 0 (or -0): a size that cannot be, a mask that is NaN everywhere."""
+    if not isinstance(node, S.BinOp) or node.op not in ("/", "//", "%"):
+        return False
+    divisor = node.rhs.arg if isinstance(node.rhs, S.Neg) else node.rhs
+    return isinstance(divisor, S.Num) and divisor.value == 0

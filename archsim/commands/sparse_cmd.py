@@ -221,8 +221,9 @@ def _system_table(rows: list[dict]) -> None:
         click.echo(f"{r['device']:<10} {r['kind']:<12} {r['context']:>8} {budget:>6} {r['effective_context']:>8} "
                    f"{batch:>5} {ms[0]:>9} {ms[1]:>9} {per_us[0]:>9} {per_us[1]:>9} {speedup:>8} {held[0]:>8} "
                    f"{held[1]:>6}")
-    for reason in dict.fromkeys(r["reason"] for r in rows if r.get("reason")):
-        click.echo(f"OOM: {reason} (the batch's KV cache exceeds the system's KV room: not timed)")
+    for reason, pool in dict.fromkeys((r["reason"], r["requests"] is not None) for r in rows if r.get("reason")):
+        batch = "" if pool else " (the batch's KV cache exceeds the system's KV room: not timed)"
+        click.echo(f"OOM: {reason}{batch}")
 
 
 def _decode_table(points: list[dict]) -> None:

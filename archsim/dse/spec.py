@@ -234,9 +234,12 @@ def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str)
             return template
         try:
             result = eval_size(parse_expr(template), {name: value})
-            return int(result) if float(result).is_integer() else result
         except (ParseError, KeyError, TypeError, OverflowError) as e:
             raise SpecError(source, where, f"cannot evaluate {template!r} with {name}={value!r}: {e}") from None
+        if not math.isfinite(result):  # a division by zero (NaN) or past any float
+            raise SpecError(source, where, f"cannot evaluate {template!r} with {name}={value!r}: it divides by zero "
+                                           "or overflows")
+        return int(result) if float(result).is_integer() else result
 
     return {target: render(t, f"axes.{path}.set.{target}") for target, t in templates.items()}
 

@@ -147,6 +147,12 @@ def poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution |
             rate_per_s > 0 and math.isfinite(rate_per_s)):
         raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s!r}")
     check_request_count(n, "<python>", "n")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError("<python>", "seed", f"expected a whole number >= 0 (the same seed, the same requests), got "
+                                            f"{seed!r}")
+    if not isinstance(lengths, str | LengthDistribution):
+        raise SpecError("<python>", "lengths", f"expected a length preset's name ({', '.join(LENGTH_PRESETS)}) or a "
+                                               f"LengthDistribution, got {type(lengths).__name__} {lengths!r}")
     dist = length_distribution(lengths) if isinstance(lengths, str) else lengths
     rng = random.Random(seed)
     arrivals_s, now_s = [], 0.0

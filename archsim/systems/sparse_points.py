@@ -323,13 +323,30 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
                                                                         sinks, recent))
             rows += [_pim_row(base, d, model, effective, batch, requests, dense.get(d.name)) for d in pims]
             if pool is not None:
+                one_request = None if all(requests) else (
+                    kv_selection.quest_kv_bytes(workload, context, budget) if budget is not None
+                    else kv_selection.duo_kv_bytes(workload, context,
+                                                   kv_selection.retrieval_heads_per_layer(workload, fraction), sinks,
+                                                   recent),
+                    kv_selection.dense_kv_bytes(workload, context))
                 rows.append({**base, "device": pool, "kind": system.devices[pool].kind,
                              "effective_context": effective, "batch": None,
                              "time_s": _pool_attention_s(model, effective, requests[0]),
                              "dense_time_s": _pool_attention_s(model, context, requests[1]),
-                             "fits": None, "dense_fits": None, "reason": None, "requests": requests[0],
-                             "dense_requests": requests[1]})
+                             "fits": None, "dense_fits": None,
+                             "reason": _pool_reason(base, capacity, requests, one_request) if one_request else None,
+                             "requests": requests[0], "dense_requests": requests[1]})
     return rows
+
+
+def _pool_reason(base: dict, capacity_bytes: float, requests: tuple[int, int],
+                 request_bytes: tuple[float, float]) -> str:
+    """Why a memory pool's row times no request on a side (the method's, dense, holding `requests`): one request's
+    KV cache on it, `request_bytes`, exceeds the pool's KV room."""
+    sides = [f"{side} {size / 1e9:.1f} GB" for side, size, held in
+             zip((base["method"], "dense"), request_bytes, requests, strict=True) if not held]
+    return (f"one request's KV cache at {base['context']} tokens ({', '.join(sides)}) exceeds {base['system']}'s "
+            f"pool KV room ({capacity_bytes / 1e9:.1f} GB)")
 
 
 def _pool_attention_s(model: OffloadModel, context: int, requests: int) -> float | None:

@@ -583,7 +583,8 @@ def _link(value: Any, source: str, where: str) -> Link:
     if isinstance(value, Mapping):
         return link_from_dict(value, source, where)
     if not isinstance(value, str) or not value:
-        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {kind_of(value)}")
+        got = "an empty name" if value == "" else kind_of(value)
+        raise SpecError(source, where, f"expected a link preset name or a link's fields, got {got}")
     try:
         return load_link(spec_beside(value, source))
     except SpecError as error:
