@@ -2,7 +2,9 @@
 diagonals ("slashes") plus gathered key columns ("verticals"), under one online softmax.
 
 Implements the attention Einsums of the cascade `minference-vertical-slash` (QK .. AV) with the selection (VSEL,
-SSEL) given as data, at kernel granularity (below); the estimation and top-k Einsums run before the kernel.
+SSEL) given as data, at kernel granularity (below): the points it attends are those of the cascade
+`minference-vertical-slash-kernel`, against which tests/test_vertical_slash_kernel_cascade.py checks it; the estimation
+and top-k Einsums run before the kernel.
 Source: Jiang et al., "MInference 1.0" (arXiv:2407.02490), Alg. 2 (pattern) and Alg. 4 with Fig. 7 (kernel), and the
 repo's `ops/pit_sparse_flash_attention_v2.py` with `convert_vertical_slash_indexes`. Inputs are the pattern a head
 keeps: vertical indices (key positions m) [batch, heads, k_v] and slash offsets (p - m) [batch, heads, k_s].
