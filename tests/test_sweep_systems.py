@@ -150,10 +150,10 @@ def _bad(tmp_path: Path, change: dict, drop: tuple[str, ...] = ()) -> tuple[int,
 
 
 @pytest.mark.parametrize("axes, field, message", [
-    ({"system.devices.pim.chanels": [16]}, "axes.system.devices.pim.chanels[0]", "unknown key"),
-    ({"system.devices.hbm.channels": [16]}, "axes.system.devices.hbm.channels[0]", "no devices.hbm"),
+    ({"system.devices.pim.chanels": [16]}, "axes.system.devices.pim.chanels", "unknown key"),
+    ({"system.devices.hbm.channels": [16]}, "axes.system.devices.hbm.channels", "no devices.hbm"),
     ({CHANNELS: [16, -4]}, f"axes.{CHANNELS}[1]", "a whole number"),
-    ({"serving.rate_per_s": [10.0]}, "axes.serving.rate_per_s[0]", "a serving axis is one of serving.max_batch"),
+    ({"serving.rate_per_s": [10.0]}, "axes.serving.rate_per_s", "a serving axis is one of serving.max_batch"),
     ({"serving.max_batch": [0]}, "axes.serving.max_batch[0]", "whole number >= 1"),
     ({"arch.memories.DRAM.bandwidth_bytes_per_s": [1e11]}, "axes.arch.memories.DRAM.bandwidth_bytes_per_s",
      "starts with 'system.'"),

@@ -11,9 +11,10 @@ is left out of the block, and a required one must then be an axis; giving a fiel
 so is a value no point of the sweep models (`MODELLED`: `ulysses` without a usp point; a `kernel`, the softmax
 schemes' prefill kernel, that no point runs, as a decode step runs Flash-Decoding and LASP's chunks Lightning
 Attention-2; `causal: false` without a point at another direction than decode, whose one query attends every cached
-token). A point goes without a value it does not model: another scheme than usp has no Ulysses degree and a decode
-step is causal (its record says so, and its key is that of its spelling without them), and a LASP or decode point
-records the kernel it runs (`parallel_config`):
+token), and so is a usp point without a Ulysses degree in the block or an axis. A point goes without a value it
+does not model: another scheme than usp has no Ulysses degree and a decode step is causal (its record says so, and
+its key is that of its spelling without them), and a LASP or decode point records the kernel it runs
+(`parallel_config`):
 
     parallel: {workload: llama3-8b, seq_len: 65536, topology: hgx-h100-8}
     axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
@@ -124,7 +125,18 @@ def parallel_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str,
         if name in data:
             check_parallel_value(name, data[name], source, where)
     _refuse_unmodelled(data, axes, source)
+    _require_ulysses(data, axes, source)
     return dict(data)
+
+
+def _require_ulysses(data: dict[str, Any], axes: Mapping[str, Any], source: str) -> None:
+    """A SpecError at `parallel.ulysses` when a point of the sweep is usp and neither the block nor an axis gives
+    the Ulysses degree: every usp point would be refused for want of it."""
+    axis = f"{PARALLEL_ROOT}.ulysses"
+    schemes = [data["scheme"]] if "scheme" in data else axes.get(f"{PARALLEL_ROOT}.scheme", [])
+    if "usp" in schemes and "ulysses" not in data and axis not in axes:
+        raise SpecError(source, axis, "missing: usp needs the Ulysses degree (a divisor of devices): give it, or "
+                                      f"the axis {axis}")
 
 
 def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: str) -> None:

@@ -277,8 +277,8 @@ def _arch_json(arch: Architecture) -> str:
 def evaluate_point(spec: SweepSpec, base: Base, point: Point, key: str | None = None) -> dict[str, Any]:
     """One flat record: key, target_kind (architecture | gpu | system | parallel), target, the axis values,
     feasibility and metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does
-    not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason,
-    never a raise.
+    not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason (a
+    SpecError's field and message, not its file: `_reason`), never a raise.
 
     A constraint on a metric the target does not model (`NOT_MODELLED`: a GPU's area) does not exclude it.
     `key`: the point's `point_key` where the caller has it."""
@@ -407,10 +407,17 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
         result = result_of()
         feasible, reason, metrics = result.feasible, result.reason, result.flat()
     except SpecError as e:
-        feasible, reason, metrics = False, str(e), {}
+        feasible, reason, metrics = False, _reason(e), {}
     metrics = {**nan_metrics, **(metrics if feasible else {})}  # an infeasible design's numbers are no answer
     ok = bool(within_constraints(spec.constraints, feasible, metrics, kind))
     return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
+
+
+def _reason(error: SpecError) -> str:
+    """A point's refusal as its record stores it: the field and the message, without the file (a sweep's, a
+    preset's), whose path the point's key does not hold: a store reused from a copied or moved spec exports the
+    same bytes as a fresh one."""
+    return f"{error.where}: {error.message}" if error.where else error.message
 
 
 # The metrics a point of each target kind (`target_kind`) has no model of, NaN in its records: a GPU preset's area

@@ -116,9 +116,10 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
-    """A `serving.` axis is serving.max_batch or serving.max_prefill_tokens, each value a whole number >= 1."""
+    """A `serving.` axis is serving.max_batch or serving.max_prefill_tokens, each value (at `where`) a whole number
+    >= 1; another path is refused at its axis (`axes.<path>`), not at a value."""
     if path not in SERVING_AXES:
-        raise SpecError(source, where, f"a serving axis is one of {', '.join(SERVING_AXES)}")
+        raise SpecError(source, f"axes.{path}", f"a serving axis is one of {', '.join(SERVING_AXES)}")
     _whole(value, source, where, 1)
 
 
@@ -142,6 +143,9 @@ def load_system_target(system: str, workload: str, source: str) -> tuple[System,
             library.load_workload_spec(library.find_named("workloads", workload, source, "workload")))
 
 
+# How the system spec refuses a path that is no field of it (`errors.check_keys`, `system_spec.with_fields`): an
+# axis's key, blamed on the axis (or the linked template) that sets it, not on a value
+KEY_ERRORS = ("unknown key", "not a field of this system", "expected a dotted path to a field")
 SYSTEM_DEGREES = ("attention_pool", "cp")  # parallelism keys every by_workload entry takes from the top level
 
 
@@ -162,9 +166,10 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                       linked: Mapping[str, list[Mapping[str, Any]]] = MappingProxyType({})) -> None:
     """Each `system.` axis value, set alone, and the `system.` fields of each value of a linked axis (`linked`: a
     linked axis's path -> the fields each of its values sets, `SweepSpec.fields`), set together, are ones `system`
-    accepts; an axis of the top-level parallelism is read (not shadowed by the workload's `parallelism.by_workload`
-    entry, whose degrees the workload runs at); and the cost metric, if an objective or a constraint names it, has
-    every device's price."""
+    accepts (a path that is no field of it, `KEY_ERRORS`, blamed on its axis or linked template, a value's
+    refusal on the value); an axis of the top-level parallelism is read (not shadowed by the workload's
+    `parallelism.by_workload` entry, whose degrees the workload runs at); and the cost metric, if an objective or a
+    constraint names it, has every device's price."""
     settings = [(f"axes.{path}[{i}]", {path: value}) for path, values in axes.items()
                 if path.startswith(f"{SYSTEM_ROOT}.") for i, value in enumerate(values)]
     settings += [(f"axes.{path}.values[{i}]", fields) for path, each in linked.items() for i, fields in enumerate(each)]
@@ -184,6 +189,8 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
         try:
             with_fields(system, changes)
         except SpecError as exc:
+            if exc.where in fields_set and exc.message.startswith(KEY_ERRORS):  # the axis's key, whatever its value
+                raise SpecError(source, fields_set[exc.where], exc.message) from None
             raise SpecError(source, where, _naming_field(exc, where)) from None
     _check_energy_metrics(system, objectives, constrained, source, axes)
     named = _naming(objectives, constrained, (COST_METRIC,))
