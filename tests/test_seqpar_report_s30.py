@@ -101,7 +101,7 @@ def test_report_has_lasp2_table2_and_table3_tpu_rows(patched: dict, tmp_path: Pa
     names = [text.get_text() for text in tpu_axes.get_legend().get_texts()]
     assert names == ["ours, tpu-v3-core / tpu-v4 / tpu-v5e", "ours, tpu-v3", "paper"]
     first = [bar.get_height() for bar in tpu_axes.containers[0]]
-    expected = [r[f"pow2_context_tokens_{next(t.device for t in TABLE3_TPUS if t.hardware == r['hardware'])}"]
+    expected = [r[f"max_context_tokens_{next(t.device for t in TABLE3_TPUS if t.hardware == r['hardware'])}"]
                 for _, r in tpu.iterrows()]
     assert first == expected and all(height > 0 for height in first)
     assert len(a100_axes.containers[0]) == len(rows) - len(tpu)

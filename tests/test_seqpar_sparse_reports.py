@@ -14,7 +14,7 @@ from archsim.cli import main
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems import sparse_reproduce as sparse
 
-SEQPAR_FIGURES = ("table2", "table3", "lasp2", "distattention", "efficiency")
+SEQPAR_FIGURES = ("table2", "table3", "lasp2", "distattention", "efficiency", "scaling")
 SPARSE_FIGURES = ("prefill", "density", "decode")
 
 
