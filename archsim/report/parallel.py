@@ -7,8 +7,11 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   for a point the model refused); summary.csv: the page's table.
 - time_vs_devices.png/.csv and efficiency_vs_devices.png/.csv when the feasible points have more than one device
   count; time_vs_seq_len.png/.csv and efficiency_vs_seq_len.png/.csv when they have more than one sequence length.
-  A line per scheme (per scheme and value of the other axis when that varies too); time per layer on log-log axes,
-  efficiency (the one-device time / P over the time, issue 18's ideal) on a log x axis against 1.
+  A line per scheme (per scheme and value of the other axis when that varies too); time per layer on log-log axes
+  (labelled at 1, 2 and 5 of each decade when the times span under two decades), efficiency (the one-device time / P
+  over the time, issue 18's ideal) on a log x axis against 1.
+A point's `note` (why its efficiency is above 1, or missing) is a column of the page's table, and the distinct notes
+are listed under each efficiency figure with the points they hold for.
 Infeasible points are listed with their reason and not drawn. The folder is written whole
 (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from archsim.outputs import atomic_dir
 from archsim.report.figures import MARKERS, _colour, _figure, _title
@@ -30,7 +34,8 @@ AXES = {"devices": ("devices P", "P"), "seq_len": ("sequence length N (tokens)",
 DASHES = ("-", "--", ":", "-.")
 METRICS = {"time": ("latency_s", "time per layer (ms)", 1e3), "efficiency": ("efficiency", "efficiency", 1.0)}
 SUMMARY_COLUMNS = ("scheme", "devices", "seq_len", "feasible", "latency_s", "compute_s", "comm_s", "exposed_comm_s",
-                   "hidden_comm_s", "ideal_s", "efficiency", "memory_bytes", "max_context_tokens", "reason")
+                   "hidden_comm_s", "ideal_s", "efficiency", "memory_bytes", "max_context_tokens", "note", "reason")
+FEW_DECADES = 2  # a log time axis spanning fewer decades than this is labelled at 1, 2 and 5 of each
 
 
 def _tokens(n: int) -> str:
@@ -87,15 +92,36 @@ def scaling_figure(rows: pd.DataFrame, axis: str, kind: str, title: str) -> Figu
         ax.axhline(1.0, color="0.4", ls="--", lw=1, label="ideal (one device / P)")
         ax.set_ylim(0, max(1.05, rows[column].max() * 1.05))
     else:
-        ax.set_yscale("log")
+        _log_y(ax, rows[column] * scale)
     ax.set_xscale("log", base=2)
     values = sorted(rows[axis].unique())
     ax.set_xticks(values, [_value_label(axis, v) for v in values])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set(xlabel=f"{AXES[axis][0]}, log", ylabel=ylabel + (", log" if kind == "time" else ""))
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
+
+
+def _log_y(ax, values: pd.Series) -> None:
+    """A log y axis; under `FEW_DECADES` decades of `values` (where a decade's labels alone leave one or none in
+    view) labelled as plain numbers at 1, 2 and 5 of each decade."""
+    ax.set_yscale("log")
+    if values.max() / values.min() < 10**FEW_DECADES:
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+
+
+def notes_html(points: pd.DataFrame) -> str:
+    """The distinct notes of the feasible `points`, each with the points it holds for, as an HTML list ("" when
+    none has one)."""
+    noted = points[points.feasible & points.note.notna() & points.note.astype(str).ne("")]
+    items = "".join(
+        f"<li>{html.escape(', '.join(f'{r.scheme} P={r.devices} N={_tokens(r.seq_len)}' for r in mine.itertuples()))}"
+        f": {html.escape(note)}</li>" for note, mine in noted.groupby("note", sort=False))
+    return f"<p>Notes on the efficiency:</p><ul>{items}</ul>" if items else ""
 
 
 def write_parallel_report(rows: Sequence[dict], out_dir: Path, setting: str) -> Path:
@@ -109,9 +135,10 @@ def write_parallel_report(rows: Sequence[dict], out_dir: Path, setting: str) -> 
 def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
     points = points.astype({"max_context_tokens": "Int64"})  # whole tokens; an infeasible row's NaN stays empty
     _save(out_dir, "parallel", points)
-    summary = points[list(SUMMARY_COLUMNS)]
-    if points.feasible.all():
-        summary = summary.drop(columns=["reason"])
+    summary = points.reindex(columns=list(SUMMARY_COLUMNS))  # a row without a note (an older caller's) has none
+    summary = summary.drop(columns=[c for c in ("note", "reason")
+                                 if (summary[c].isna() | summary[c].astype(str).eq("")).all()])
+    notes = notes_html(summary) if "note" in summary else ""
     _save(out_dir, "summary", summary)
     sections = []
     for axis in varying_axes(points):
@@ -122,8 +149,10 @@ def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
                                                                         f"{AXES[axis][0]}: {setting}"))
             text = ("One layer's time: the busiest device's compute plus the communication the schedule does not "
                     "hide." if kind == "time" else
-                    "The one-device time of the same work divided by P, over the time: 1 is perfect scaling.")
-            sections.append(_section(name, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}", text))
+                    "The one-device time of the same work divided by P, over the time: 1 is perfect scaling"
+                    + ("; where it is above 1 or missing, the notes under the figure say why." if notes else "."))
+            sections.append(_section(name, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}", text)
+                            + (notes if kind == "efficiency" else ""))
     infeasible = points[~points.feasible]
     intro = "".join(f"<p><b>{html.escape(str(r.scheme))} P={r.devices} N={r.seq_len} is not drawn</b>: "
                     f"{html.escape(str(r.reason))}.</p>" for r in infeasible.itertuples())
