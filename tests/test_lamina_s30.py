@@ -113,3 +113,11 @@ def test_the_served_dc_saving_has_its_p99_and_a_reason_with_the_points_numbers()
     assert "llama-65b kimi-conv" in entry["why"] and "moves 4.8%" in entry["why"] and "<" not in entry["why"]
     assert summary["divide_and_conquer_pipelined_llama-65b"]["why"] == entry["why"]
     assert math.isnan(summary["divide_and_conquer_pipelined_p99_llama3-70b"]["ours"])
+
+
+def test_the_saturation_batch_refuses_a_limit_below_the_ridge() -> None:
+    """A search limit at which the replica's weight GEMMs are still memory-bound has no saturation batch in it: a
+    ValueError, not the limit returned as if it were the answer (an audit: limit 100 had given batch 200)."""
+    with pytest.raises(ValueError, match="memory-bound up to 100 decodes"):
+        lamina.saturation_batch(limit=100)
+    assert lamina.saturation_batch(limit=314)["per_micro_batch"] == lamina.saturation_batch()["per_micro_batch"]

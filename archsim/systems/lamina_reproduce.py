@@ -301,8 +301,14 @@ def dense_roofline_s(model: OffloadModel, requests: int) -> tuple[float, float]:
 def saturation_batch(model_name: str = BW_MODEL, limit: int = 1 << 14) -> dict:
     """The batch at which Lamina's compute replica saturates (module docstring): the smallest number of decodes
     per micro-batch whose weight GEMMs are compute-bound (`dense_roofline_s`: FLOP time >= memory time), times the
-    schedule's micro-batches; with the ratio of the two times at the paper's batch (`PAPER["batch_70b"]`)."""
+    schedule's micro-batches; with the ratio of the two times at the paper's batch (`PAPER["batch_70b"]`). A
+    ValueError when no micro-batch of up to `limit` decodes is compute-bound."""
     model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
+    flop_s, memory_s = dense_roofline_s(model, limit)
+    if flop_s < memory_s:
+        raise ValueError(f"{model_name}: the replica's weight GEMMs stay memory-bound up to {limit} decodes per "
+                         f"micro-batch (FLOP time {flop_s:.3g} s < memory time {memory_s:.3g} s): no saturation "
+                         "batch within the limit")
     low, high = 1, limit  # the ratio grows with the requests (the weights' bytes are fixed): bisect for it
     while low < high:
         middle = (low + high) // 2

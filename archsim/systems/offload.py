@@ -314,7 +314,11 @@ class OffloadModel:
     def link_lanes(self) -> int:
         """Messages each link direction carries at once: the pool's b NICs' rate over a message's, rounded down,
         at most the replicas (each sends one at a time), at least 1 (1 in ping-pong, or when the pool's end limits
-        a message; with one NIC rate min(tp x replicas, b) // min(tp, b), the ratio b / tp kept exact)."""
+        a message; with one NIC rate min(tp x replicas, b) // min(tp, b), the ratio b / tp kept exact). An
+        assumption: a lane carries a whole message at the message's rate, and messages do not share a NIC's spare
+        bandwidth, so a pool end 1.99 messages' rate wide carries one (a staggered run's token can step by ~16 %
+        where the memory NIC's rate crosses a multiple of the compute end's: with two NIC kinds only; the
+        reproduction uses one)."""
         tp, b = self.compute.parallelism.tp, self.pool_devices
         r_c, r_m = self.link.bytes_per_s_per_direction, self.pool_link.bytes_per_s_per_direction
         messages = Fraction(b, tp) if r_c == r_m else b * r_m / (tp * r_c)  # the pool's rate over a replica's
