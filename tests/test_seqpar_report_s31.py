@@ -125,3 +125,11 @@ def test_page_links_the_scaling_figure(data: dict, monkeypatch: pytest.MonkeyPat
     scaling = pd.read_csv(tmp_path / "scaling.csv")
     assert set(scaling["model"]) == {seqpar.CP_MODEL} and len(scaling) == len(seqpar.CP_LENGTHS) * len(seqpar.CP_NODES)
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def test_lasp2_figure_draws_lasp1_published_throughput(data: dict) -> None:
+    """LASP-1's published TNL-1B throughputs are crosses beside the model's lines, at the paper's lengths."""
+    fig = report.lasp2_figure(pd.DataFrame(data["lasp2"]["rows"]), data["lasp2"]["paper_ahead_above"])
+    paper = next(line for line in fig.axes[0].get_lines() if line.get_label().startswith("LASP-1's paper"))
+    published = seqpar.PAPER["lasp1_tnl1b_tok_s"]
+    assert list(paper.get_xdata()) == list(published) and list(paper.get_ydata()) == list(published.values())

@@ -178,8 +178,9 @@ def _tpu_series(rows: pd.DataFrame) -> list[tuple[str, pd.Series]]:
 
 
 def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
-    """lasp2.png: LASP-2 Fig. 3's throughput against the sequence length per scheme (log-log), a dashed line at
-    `paper_ahead`, the length beyond which the paper has LASP-2 ahead."""
+    """lasp2.png: LASP-2 Fig. 3's throughput against the sequence length per scheme (log-log), LASP-1's own
+    published throughput (`PAPER["lasp1_tnl1b_tok_s"]`, TNL-1B, for which the model's LASP model stands in) as
+    crosses, a dashed line at `paper_ahead`, the length beyond which the paper has LASP-2 ahead."""
     fig = _figure(10.0, 5.0)
     _title(fig, f"LASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
                 "batch 1, forward+backward of whole layers and the LM head: throughput = N / (layers x time per layer "
@@ -189,6 +190,9 @@ def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
     for i, scheme in enumerate(LASP_SCHEMES):
         mine = rows[rows["scheme"] == scheme]
         ax.plot(mine["seq_len"], mine["throughput_tok_s"], marker="o", ms=4, color=_colour(i), label=scheme)
+    lasp1 = seqpar.PAPER["lasp1_tnl1b_tok_s"]
+    ax.plot(list(lasp1), list(lasp1.values()), ls="none", marker="x", ms=7, color="black",
+            label="LASP-1's paper: TNL-1B (read off its plot, +-5 %)")
     ax.axvline(paper_ahead, color="0.3", ls="--", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="sequence length N (tokens, log)", ylabel="throughput (tokens/s, log)")
     _log_ticks(ax.xaxis)
