@@ -19,7 +19,8 @@ from archsim.report import lamina as page
 from archsim.systems import lamina_reproduce as lamina
 
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "batch.png", "batch.csv", "bw_min.png",
-         "bw_min.csv", "pipeline.png", "pipeline.csv", "pipeline_trace.json", "points.csv")
+         "bw_min.csv", "pipeline.png", "pipeline.csv", "pipeline_trace.json", "points.csv", "tokens_per_usd.png",
+         "tokens_per_usd.csv", "pipeline_staggered.png", "pipeline_staggered.csv", "pipeline_staggered_trace.json")
 # (model, trace) -> (Lamina tok/s, vLLM tok/s, Lamina batch, vLLM batch)
 POINTS = {("llama-65b", "azure-conv"): (1200.0, 1000.0, 500.0, 200.0),
           ("llama-65b", "kimi-conv"): (1050.0, 1000.0, 100.0, 50.0),
@@ -29,7 +30,8 @@ POINTS = {("llama-65b", "azure-conv"): (1200.0, 1000.0, 500.0, 200.0),
 
 def _record(model: str, trace: str, system: str, tok_s: float, batch: float, tbt_s: float) -> dict:
     return {"model": model, "trace": trace, "system": system, "cost_per_h": 40.64, "throughput_tok_s": tok_s,
-            "batch": batch, "tbt_p50_s": tbt_s, "tbt_p99_s": tbt_s, "rejected": 0, "requests": 3 * int(batch)}
+            "batch": batch, "tbt_p50_s": tbt_s, "tbt_p99_s": tbt_s, "tokens_per_usd": tok_s * 3600 / 40.64,
+            "rejected": 0, "requests": 3 * int(batch)}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_pipeline_window_and_trace(report: Path) -> None:
     spans = pd.read_csv(report / "pipeline.csv")
     assert set(spans.resource) == {"replica 0", "memory pool", "link out", "link back"}  # ping-pong: one replica
     assert set(spans.micro_batch) == {0, 1}  # llama3-70b at DOP (2, 4): one replica, ping-pong's two micro-batches
-    first = spans[(spans.micro_batch == 0) & (spans.token == 0)]
+    first = spans[(spans.micro_batch == 0) & (spans.token == page.PIPELINE_TOKEN) & (spans.part != "post")]
     assert set(range(page.PIPELINE_LAYERS)) <= set(first.layer)
     window_s = first[first.layer < page.PIPELINE_LAYERS].end_s.max()
     assert (spans.start_s < window_s).all()

@@ -6,19 +6,28 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - points.csv (a table on the page, no figure): every point of the reproduction (`points_rows`): its cost per hour,
   throughput, tokens per dollar, batch, TBT p50/p99 and, on Lamina's rows, divide-and-conquer's saving measured
   both ways the headline does (one batch's critical path; the served TBT p50 against lamina-no-dc's).
-- throughput.png/.csv: Lamina's and vLLM's throughput per model x trace at equal cost, the gain printed over each
-  pair (the paper: +16.1 % to +90.1 %).
-- batch.png/.csv: the batch each system reaches (its KV cache's, vLLM's at most its default 256 sequences) per
-  model x trace and their ratio (the paper's mean: 2.39x).
-- bw_min.png/.csv: BW_min per NIC against the batch, a line per context, beside the paper's 30 GB/s and the
+- throughput.png/.csv: Lamina's and vLLM's throughput per model x trace at similar cost (the paper's DOP against
+  the next whole number of H100s: `cost_text`), the gain printed over each pair (the paper: +16.1 % to +90.1 %).
+- tokens_per_usd.png/.csv: the same pairs' tokens per dollar (throughput over the devices' price per hour), the
+  ratio over each pair.
+- batch.png/.csv: the batch each system reaches (its KV cache's, vLLM's at most its default 256 sequences:
+  `batch_text`) per model x trace and their ratio (the paper's mean: 2.39x).
+- bw_min.png/.csv: BW_min per NIC against the batch, a line per context, beside the paper's 30 GB/s (up to its
+  batch 300) and the
   bandwidths of the link presets lamina-gpu-initiated-400g and lamina-nccl-400g; the event model's cross-check
   (its slowdown over a link at BW_min) in the title and the text.
 - pipeline.png/.csv and pipeline_trace.json: the event model's pipeline on the system's schedule (ping-pong or
-  staggered, named from the system: `schedule_label`), one run of `lamina_reproduce.pipeline_run`, over
-  micro-batch 0's first `PIPELINE_LAYERS` layers, a row per resource of the run (`pipeline_resources`), a colour
-  per micro-batch; the JSON is the whole run as a Perfetto trace. The micro-batch and layer of a span are read
-  from its name (`mb{j} t{t} L{k} ...`, the names `archsim.systems.offload_events.simulate_pipeline` gives its
-  spans).
+  staggered, named from the system: `schedule_label`), one run of `lamina_reproduce.pipeline_run`, in a steady
+  window: micro-batch 0's token `PIPELINE_TOKEN` over its first `PIPELINE_LAYERS` layers, from its token before
+  back (the start-up, where micro-batch j waits j slices / replicas, is left to the trace), a row per resource of
+  the run (`pipeline_resources`), a colour per micro-batch, the LM heads hatched; the JSON is the whole run as a
+  Perfetto trace (`pipeline_trace_json`). The micro-batch, token, layer and part of a span are read from its name
+  (`mb{j} t{t} L{k} post|dense|...` or `mb{j} t{t} LM head`, the names
+  `archsim.systems.offload_events.simulate_pipeline` gives its spans).
+- pipeline_staggered.png/.csv and pipeline_staggered_trace.json: the same for rotational staggered pipelining
+  (`staggered_run`: the lamina system with a staggered schedule of `STAGGERED_MICRO_BATCHES` micro-batches on one
+  fewer replicas of TP `STAGGERED_TP`, the pool unchanged: DOP (4, 4) for LLaMA3-70B), built here, not in
+  `lamina_reproduce`, which reproduces the paper's ping-pong.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -35,18 +44,29 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from archsim import library
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, gaps_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
+from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel
+from archsim.systems.offload_events import PipelineRun, model_pipeline
+from archsim.systems.system_spec import with_fields
 
 SYSTEMS = (lamina.SYSTEM, lamina.BASELINE)  # the pair the bars compare (lamina-no-dc only enters the headline)
 LINK_PRESETS = ("lamina-gpu-initiated-400g", "lamina-nccl-400g")
 PIPELINE_LAYERS = 4
-_TAG = re.compile(r"^mb(\d+) t(\d+) L(\d+) ")
+PIPELINE_TOKEN = 1  # the figures' token: token 0 is the start-up (the trace has it)
+STAGGERED_MICRO_BATCHES, STAGGERED_TP = 3, 2  # n = 3 on 2 replicas of 2 H100s: DOP (4, 4) with the pool of 4
+PAPER_BW_MAX_BATCH = 300  # pim.md §3.5: BW_min <= 30 GB/s at batch <= 300
+SPANS_NOTE = ("A replica's slice of layer k: 'L{k-1} post' (the ops after the previous attention; at k = 0 the "
+              "previous token's last layer's), 'LM head' after a token's last layer, then 'L{k} dense' (norm and "
+              "QKV). The last token's tail (its last layer's post and its LM head) is in no span: not kept, and not "
+              "run for the micro-batch that finishes last (archsim.systems.offload_events).")
+_TAG = re.compile(r"^mb(\d+) t(\d+) (?:L(\d+) (.+)|(LM head))$")
 _RESOURCE = re.compile(r"^(replica|memory pool|link out|link back)(?: lane)? ?(\d*)$")
 _RESOURCE_GROUPS = ("replica", "memory pool", "link out", "link back")  # the figure's rows, top to bottom
 
@@ -104,20 +124,97 @@ def pipeline_resources(spans: tuple[Span, ...]) -> tuple[str, ...]:
     return tuple(sorted({span.resource for span in spans}, key=key))
 
 
-def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS) -> pd.DataFrame:
-    """The spans that start before micro-batch 0 has finished its first `layers` layers of token 0 (its output
-    back over the link), with their micro-batch, token and layer."""
+def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS, token: int = 0,
+                  from_s: float = 0.0) -> pd.DataFrame:
+    """The spans in the window from `from_s` until micro-batch 0 has finished its first `layers` layers of
+    `token` (its output back over the link; the ops after them run in later slices), with their micro-batch,
+    token, layer (none for an LM head) and part (`post`, `dense`, `LM head`, `q`, `output`, ...)."""
     rows = []
     for span in spans:
-        j, t, k = map(int, _TAG.match(span.name).groups())
-        rows.append({"resource": span.resource, "name": span.name, "micro_batch": j, "token": t, "layer": k,
-                     "start_s": span.start_s, "end_s": span.end_s})
-    df = pd.DataFrame(rows)
-    first = df[(df["micro_batch"] == 0) & (df["token"] == 0) & (df["layer"] < layers)]
-    return df[df["start_s"] < first["end_s"].max()].sort_values("start_s").reset_index(drop=True)
+        j, t, k, part, head = _TAG.match(span.name).groups()
+        rows.append({"resource": span.resource, "name": span.name, "micro_batch": int(j), "token": int(t),
+                     "layer": None if head else int(k), "part": head or part, "start_s": span.start_s,
+                     "end_s": span.end_s})
+    df = pd.DataFrame(rows).astype({"layer": "Int64"})
+    first = df[(df["micro_batch"] == 0) & (df["token"] == token) & df["layer"].lt(layers).fillna(False)
+               & (df["part"] != "post")]
+    window = (df["start_s"] < first["end_s"].max()) & (df["end_s"] > from_s)
+    return df[window].sort_values("start_s").reset_index(drop=True)
+
+
+def staggered_run(batch: int = lamina.TRACE_BATCH, context: int = lamina.TRACE_CONTEXT,
+                  tokens: int = lamina.TRACE_TOKENS) -> tuple[OffloadModel, PipelineRun]:
+    """`lamina_reproduce.pipeline_run`'s system and requests with its schedule made staggered: n =
+    `STAGGERED_MICRO_BATCHES` micro-batches on n - 1 replicas of TP `STAGGERED_TP` (the compute devices n - 1
+    times tp), the pool and divide-and-conquer unchanged; the model and the run, with spans."""
+    system = lamina.lamina_system(lamina.BW_MODEL)
+    n = STAGGERED_MICRO_BATCHES
+    system = with_fields(system, {
+        "schedule": {"kind": "staggered", "micro_batches": n,
+                     "divide_and_conquer": system.schedule.divide_and_conquer},
+        "devices.compute.count": STAGGERED_TP * (n - 1), "parallelism.tp": STAGGERED_TP})
+    model = system_model(system, library.load_workload_spec(lamina.BW_MODEL))
+    return model, model_pipeline(model, [context] * batch, tokens, trace=True)
+
+
+def pipeline_trace_json(model: OffloadModel, run: PipelineRun, batch: int, context: int) -> dict:
+    """`lamina_reproduce.run_trace` with what the replicas' spans are (`SPANS_NOTE`) in its otherData."""
+    trace = lamina.run_trace(model, run, batch, context)
+    trace["otherData"]["spans"] = SPANS_NOTE
+    return trace
+
+
+def cost_text(records: list[dict]) -> str:
+    """The pairs' prices per hour, per model: Lamina's at the paper's DOP and vLLM's on the next whole number of
+    H100s, similar but not equal."""
+    df = pd.DataFrame(records)
+    costs = df[df["system"].isin(SYSTEMS)].groupby(["model", "system"], sort=False)["cost_per_h"].first()
+    pairs = ", ".join(f"{model} ${costs[model, lamina.SYSTEM]:.2f} against ${costs[model, lamina.BASELINE]:.2f}"
+                      for model in dict.fromkeys(df["model"]))
+    return (f"similar cost within a model (the paper's DOP against the next whole number of H100s, per hour: "
+            f"{pairs})")
+
+
+def batch_text(records: list[dict]) -> str:
+    """What sets each system's batch: Lamina's KV cache (no scheduler limit); vLLM's KV cache or its scheduler's
+    `VLLM_MAX_NUM_SEQS`, naming the points where the limit holds its batch more than 1 % below the uncapped
+    baseline's."""
+    df = pd.DataFrame(records).set_index(["model", "trace", "system"])["batch"]
+    capped = [(model, trace, df[model, trace, lamina.BASELINE], df[model, trace, lamina.UNCAPPED])
+              for model, trace, system in df.index if system == lamina.UNCAPPED
+              and df[model, trace, lamina.UNCAPPED] > 1.01 * df[model, trace, lamina.BASELINE]]
+    where = ", ".join(f"{model} {trace} ({capped_batch:.0f}; {uncapped:.0f} uncapped)"
+                      for model, trace, capped_batch, uncapped in capped) or "none of the points"
+    return (f"Lamina's scheduler has no limit, so its batch is its KV cache's; vLLM's is the smaller of its KV "
+            f"cache's and its scheduler's {lamina.VLLM_MAX_NUM_SEQS} sequences (max_num_seqs), which holds it "
+            f"lower on {where}: {lamina.UNCAPPED} in points.csv")
 
 
 # ------------------------------------------------------------------------------------------------ figures
+def pair_figures(records: list[dict]) -> dict[str, tuple[pd.DataFrame, Figure]]:
+    """The pair figures, each with its table: throughput (the gain over each pair), tokens per dollar and batch
+    (the ratio over each)."""
+    low, high = lamina.PAPER["gain_min"], lamina.PAPER["gain_max"]
+    throughput = pair_rows(records, "throughput_tok_s")
+    throughput["gain"] = throughput["ratio"] - 1
+    usd = pair_rows(records, "tokens_per_usd")
+    batch = pair_rows(records, "batch")
+    return {
+        "throughput": (throughput, pair_figure(
+            throughput, "decode throughput (tokens/s)", f"Throughput at similar cost, {lamina.SYSTEM} (DOP per "
+            f"model) vs {lamina.BASELINE} (TP): the gain over each pair; the paper's gains: +{low:.1%} to "
+            f"+{high:.1%}", lambda ratio: f"{ratio - 1:+.1%}")),
+        "tokens_per_usd": (usd, pair_figure(
+            usd, "tokens per dollar", f"Tokens per dollar (throughput over the devices' price per hour), "
+            f"{lamina.SYSTEM} (DOP per model) vs {lamina.BASELINE} (TP): the ratio over each pair",
+            lambda ratio: f"{ratio:.2f}x")),
+        "batch": (batch, pair_figure(
+            batch, "batch (time-weighted mean decodes)", f"Batch each system reaches (its KV cache's; vLLM's at "
+            f"most {lamina.VLLM_MAX_NUM_SEQS}) and the ratio; the paper's mean ratio: "
+            f"{lamina.PAPER['batch_growth']:g}x", lambda ratio: f"{ratio:.2f}x")),
+    }
+
+
 def pair_figure(rows: pd.DataFrame, ylabel: str, title: str, ratio_text: Callable[[float], str]) -> Figure:
     """A group per model x trace, a bar per system (log y: the traces' throughputs and batches span decades),
     `ratio_text` of the ratio over each group."""
@@ -153,8 +250,8 @@ def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figur
     for i, (context, mine) in enumerate(rows.groupby("context")):
         ax.plot(mine["batch"], mine["bw_min_bytes_per_s"] / 1e9, marker="o", ms=4, color=_colour(i),
                 label=f"context {context}")
-    ax.axhline(lamina.PAPER["bw_min"] / 1e9, color="black", ls="--", lw=1.1,
-               label=f"paper: <= {lamina.PAPER['bw_min'] / 1e9:g} GB/s at batch <= 300")
+    ax.hlines(lamina.PAPER["bw_min"] / 1e9, rows["batch"].min(), PAPER_BW_MAX_BATCH, color="black", ls="--",
+              lw=1.1, label=f"paper: <= {lamina.PAPER['bw_min'] / 1e9:g} GB/s at batch <= {PAPER_BW_MAX_BATCH}")
     for j, link in enumerate(links.itertuples()):
         ax.axhline(link.bytes_per_s_per_direction / 1e9, color=_colour(6 + j), ls=":", lw=1.4,
                    label=f"{link.link} {link.bytes_per_s_per_direction / 1e9:g} GB/s")
@@ -164,22 +261,28 @@ def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figur
     return fig
 
 
-def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str) -> Figure:
-    """A Gantt chart in microseconds: a row per resource (`resources`, top to bottom; `pipeline_resources` of the
-    run), a colour per micro-batch, each bar labelled with its layer where it fits."""
-    end_us = rows["end_s"].max() * US_PER_S
+def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, from_s: float = 0.0) -> Figure:
+    """A Gantt chart in microseconds from `from_s` (spans begun before it are cut there): a row per resource
+    (`resources`, top to bottom; `pipeline_resources` of the run), a colour per micro-batch, the LM heads
+    hatched, each bar labelled with its layer (and `post` for the ops after an attention) where it fits."""
+    start_us, end_us = from_s * US_PER_S, rows["end_s"].max() * US_PER_S
     fig = _figure(13.0, 1.9 + 0.475 * len(resources))  # 3.8 in for ping-pong's four rows
     _title(fig, title)
     ax = fig.add_axes((0.09, 0.14, 0.76, 0.66))
-    ax.set(xlim=(0, end_us * 1.01), ylim=(len(resources) - 0.45, -0.55))
+    ax.set(xlim=(start_us, end_us + 0.01 * (end_us - start_us)), ylim=(len(resources) - 0.45, -0.55))
     for span in rows.itertuples():
         y = resources.index(span.resource)
         start, length = span.start_s * US_PER_S, (span.end_s - span.start_s) * US_PER_S
+        head = span.part == "LM head"
         ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=_colour(span.micro_batch),
-                       edgecolors="white", linewidth=0.6)
-        if length > 0.03 * end_us:
-            ax.text(start + length / 2, y, f"L{span.layer}", ha="center", va="center", fontsize=7, color="white")
+                       edgecolors="white", linewidth=0.6, hatch="//" if head else None)
+        shown = min(start + length, end_us) - max(start, start_us)
+        if shown > 0.03 * (end_us - start_us):
+            label = "LM head" if head else f"L{span.layer}" + (" post" if span.part == "post" else "")
+            ax.text(max(start, start_us) + shown / 2, y, label, ha="center", va="center", fontsize=7,
+                    color="white")
     ax.set_yticks(range(len(resources)), resources, fontsize=8)
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_xlabel("time (us)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)
@@ -203,32 +306,20 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
     points = points_rows(records)
     _save(out_dir, "points", points)
     low, high = lamina.PAPER["gain_min"], lamina.PAPER["gain_max"]
-    throughput = pair_rows(records, "throughput_tok_s")
-    throughput["gain"] = throughput["ratio"] - 1
-    _save(out_dir, "throughput", throughput, pair_figure(
-        throughput, "decode throughput (tokens/s)", f"Throughput at equal cost, {lamina.SYSTEM} (DOP per model) vs "
-        f"{lamina.BASELINE} (TP): the gain over each pair; the paper's gains: +{low:.1%} to +{high:.1%}",
-        lambda ratio: f"{ratio - 1:+.1%}"))
-    batch = pair_rows(records, "batch")
-    _save(out_dir, "batch", batch, pair_figure(
-        batch, "batch (time-weighted mean decodes)", f"Batch each system reaches (its KV cache's; vLLM's at most "
-        f"{lamina.VLLM_MAX_NUM_SEQS}) and the ratio; the paper's mean ratio: {lamina.PAPER['batch_growth']:g}x",
-        lambda ratio: f"{ratio:.2f}x"))
+    for name, (rows, figure) in pair_figures(records).items():
+        _save(out_dir, name, rows, figure)
     bw, links = pd.DataFrame(bw_rows), link_rows()
     _save(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
     model, run = lamina.pipeline_run()
     schedule = schedule_label(model)
-    pipeline = pipeline_rows(run.spans)
-    _save(out_dir, "pipeline", pipeline, pipeline_figure(
-        pipeline, pipeline_resources(run.spans), f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at "
-        f"context {lamina.TRACE_CONTEXT}, {schedule} (divide-and-conquer "
-        f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's first {PIPELINE_LAYERS} layers; "
-        f"steady time per token {run.token_s * 1e3:.2f} ms"))
-    trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
-    (out_dir / "pipeline_trace.json").write_text(json.dumps(trace))
+    _write_pipeline(out_dir, "pipeline", model, run)
+    staggered, staggered_pipeline = staggered_run()
+    staggered_schedule = schedule_label(staggered)
+    _write_pipeline(out_dir, "pipeline_staggered", staggered, staggered_pipeline)
+    cost = html.escape(cost_text(records))
     points_html = (
         "<h2>Points</h2><p>Every point of the reproduction: the devices' price per hour (<code>cost_per_h</code>, "
-        "equal cost within a model), throughput and tokens per dollar over the steady window, the time-weighted "
+        f"{cost}), throughput and tokens per dollar over the steady window, the time-weighted "
         "batch, TBT p50 and p99 (the iterations' times, weighted by the tokens they emit) and, on Lamina's rows, "
         "divide-and-conquer's TBT saving measured two ways: one batch without micro-batches (a layer's critical "
         "path at the point's batch and the trace's mean context: <code>dc_saving_single_batch</code>) and the "
@@ -239,15 +330,19 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
         + points.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
     sections = [
         points_html,
-        _section("throughput", "Throughput at equal cost",
+        _section("throughput", "Throughput at similar cost",
                  "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
                  f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests, the same for both systems; "
                  "tokens per second over the steady window (<code>archsim.systems.lamina_reproduce</code>'s "
-                 f"docstring). Over each pair: Lamina's gain; the paper's range +{low:.1%} to +{high:.1%}."),
+                 f"docstring), at {cost}. Over each pair: Lamina's gain; the paper's range +{low:.1%} to "
+                 f"+{high:.1%}."),
+        _section("tokens_per_usd", "Tokens per dollar",
+                 "The throughput above over the devices' price per hour (<code>tokens_per_usd</code> in "
+                 "points.csv): what the cost difference of each pair adds to the throughput's. Over each pair: "
+                 "Lamina's over vLLM's."),
         _section("batch", "Batch",
-                 "The time-weighted mean batch over the steady window: with the scheduler unbounded, the KV "
-                 "cache's. Over each pair: Lamina's over vLLM's (the paper's mean "
-                 f"{lamina.PAPER['batch_growth']:g}x)."),
+                 f"The time-weighted mean batch over the steady window. {html.escape(batch_text(records))}. Over "
+                 f"each pair: Lamina's over vLLM's (the paper's mean {lamina.PAPER['batch_growth']:g}x)."),
         _section("bw_min", "BW_min per NIC",
                  f"The link bandwidth per NIC at which the transfers cost at most alpha = {lamina.ALPHA} of an "
                  f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}: the paper's "
@@ -265,8 +360,22 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                  "The attention-offloading pipeline of <code>archsim.systems.offload_events</code> on the system's "
                  f"schedule ({html.escape(schedule)}): a compute replica runs a micro-batch's dense slice while "
                  "the memory pool runs another's attention; q, then k and v, go out over the link and the "
-                 "attention's output comes back. The whole run (two tokens, every layer) as a Perfetto trace: "
+                 "attention's output comes back. A replica's slice is the previous layer's ops after its "
+                 "attention (<code>post</code>), after a token's last layer the LM head (hatched), then the "
+                 "layer's norm and QKV. Drawn: a steady window, micro-batch 0's token "
+                 f"{PIPELINE_TOKEN} over its first {PIPELINE_LAYERS} layers; the start-up (micro-batch 1 starts "
+                 "a slice after micro-batch 0, whose first slice has no ops after an attention, so the replica "
+                 "idles) is in the whole run (two tokens, every layer) as a Perfetto trace: "
                  "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
+        _section("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
+                 f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
+                 f"schedule, {html.escape(staggered_schedule)} of TP {STAGGERED_TP} (DOP "
+                 f"({STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), built by the report "
+                 "(<code>staggered_run</code>): slice k of micro-batch j runs on replica (j + k) mod (n - 1), "
+                 "each micro-batch starting a slice / (n - 1) "
+                 "after the one before (pim.md §3.4); the paper's 70B runs ping-pong, as one replica fills its "
+                 "two H100s. The whole run as a Perfetto trace: "
+                 "<a href='pipeline_staggered_trace.json'>pipeline_staggered_trace.json</a>."),
     ]
     outside = gaps_html(table, ", ")
     intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "
@@ -274,3 +383,18 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
              "Where ours are outside the tolerance, the modelling reason (the metrics that share one together):"
              f"</p><ul>{outside}</ul>")
     write_index(out_dir, "Lamina reproduction", intro, table, sections)
+
+
+def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: PipelineRun) -> None:
+    """`name`.png/.csv, the steady window of a `TRACE_BATCH`-request run (`pipeline_rows` from micro-batch 0's
+    token before `PIPELINE_TOKEN` back), and `name`_trace.json, the whole run."""
+    from_s = run.token_done_s[0][PIPELINE_TOKEN - 1]
+    rows = pipeline_rows(run.spans, token=PIPELINE_TOKEN, from_s=from_s)
+    _save(out_dir, name, rows, pipeline_figure(
+        rows, pipeline_resources(run.spans), f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at "
+        f"context {lamina.TRACE_CONTEXT}, {schedule_label(model)} (divide-and-conquer "
+        f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's token {PIPELINE_TOKEN}, its first "
+        f"{PIPELINE_LAYERS} layers (steady: the start-up is in the trace); steady time per token "
+        f"{run.token_s * 1e3:.2f} ms", from_s=from_s))
+    trace = pipeline_trace_json(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
+    (out_dir / f"{name}_trace.json").write_text(json.dumps(trace))

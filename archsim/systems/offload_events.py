@@ -38,8 +38,16 @@ replica j (micro-batch n - 1's the second of replica 0, after micro-batch 0's fi
 so it starts when the micro-batch comes. A micro-batch that has its tokens runs on until all have theirs (those tokens
 are not recorded, nor their spans), so no measured token has the drain in it; `PipelineRun.token_s` is the mean time
 between tokens over the second half of the run.
-Spans: each replica's slices (`dense`), the pool's tasks (`attention`, or `attention over the history` and `new
-token + merge`: they sum to the pool's busy time), each message's wire time on its link lane.
+Spans: each replica's slices, in up to three parts: `mb{j} t{t} L{k - 1} post`, the ops after the previous
+attention (out-projection, residual, FFN; at k = 0 the previous token's last layer's, `mb{j} t{t - 1} L{last}
+post`), `mb{j} t{t - 1} LM head` after a token's last layer (where the head runs, at the next token's first slice),
+then `mb{j} t{t} L{k} dense`, the norm and the QKV projection of layer k (a micro-batch's first slice has only this
+part); the pool's tasks (`attention`, or `attention over the history` and `new token + merge`: they sum to the
+pool's busy time), each message's wire time on its link lane. The parts of a slice are one timeout of the engine;
+their bounds are labels, start + post_s and start + post_s + head_s. The spans of a token past `tokens` are not
+kept, so the last recorded token's tail (its last layer's post and its LM head, run in the next token's first
+slice) is in no span, and the micro-batch that gets its last token last stops before that token's tail
+(`PipelineRun.token_done_s` is each token's last output back, before its tail).
 `model_pipeline` runs an `OffloadModel`'s own schedule (its micro-batches, LM heads and link lanes) on a batch.
 
 Assumption: the layers of a token are alike (one `OffloadLayer` per micro-batch); the last slice's ops after the
@@ -201,6 +209,12 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 start = env.now
                 after = 0.0 if first else layer.post_s + (head_s if k == 0 else 0.0)  # a new token: the head
                 yield env.timeout(after + layer.norm_s + layer.q_s)
+                if keep and not first:  # the slice's share of the last one's layer and token: labels, not timing
+                    post_tag = f"mb{j} t{t} L{k - 1}" if k else f"mb{j} t{t - 1} L{n_layers - 1}"
+                    spans.append(Span(f"replica {r}", f"{post_tag} post", start, start + layer.post_s))
+                    if k == 0 and head_s > 0:
+                        spans.append(Span(f"replica {r}", f"mb{j} t{t - 1} LM head", start + layer.post_s,
+                                          start + after))
                 if divide_and_conquer:
                     env.process(send("link out", nics_out[r], f"{tag} q", layer.q_wire_s, layer.latency_s, q_sent,
                                      keep))
@@ -212,7 +226,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                     env.process(send("link out", nics_out[r], f"{tag} q,k,v", layer.q_wire_s + layer.kv_wire_s,
                                      layer.latency_s, q_sent, keep))
                 if keep:
-                    spans.append(Span(f"replica {r}", f"{tag} dense", start, env.now))
+                    spans.append(Span(f"replica {r}", f"{tag} dense", start + after, env.now))
                 turns[r].release()
                 yield q_sent
                 if divide_and_conquer:
