@@ -32,7 +32,8 @@ _MODES = {  # mode -> the options that apply to it
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
 @click.option("--spec", metavar="SPEC", callback=nonempty,
               help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
-                   "(default objectives: latency_s, energy_pj).")
+                   "(default objectives: the spec's, else latency_s, energy_pj; a sparse store's latency_s, "
+                   "memory_bytes).")
 @objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
 @click.option("--mapping", "-m", metavar="M", callback=nonempty, help="[--run] Mapping name or YAML path.")
 @click.option("--cascade", "-c", metavar="C", callback=nonempty, help="[--run] Cascade (default: the mapping's).")
@@ -210,7 +211,7 @@ def _report_sparse(out: Path) -> None:
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.spec import METRICS, PARALLEL_METRICS, SERVING_METRICS, load_sweep_spec
     from archsim.dse.sweep import read_judged
-    from archsim.report.sweep import DEFAULT_OBJECTIVES, counts, spec_keys, spec_records
+    from archsim.report.sweep import counts, default_objectives, spec_keys, spec_records
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
@@ -233,7 +234,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
         check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)],
                          "--objectives",
                          f"the store {db}")
-    objectives = objectives or (spec.objectives if spec else DEFAULT_OBJECTIVES)
+    objectives = objectives or (spec.objectives if spec else default_objectives(df))
     check_stored_objectives(df, objectives, "--objectives")
     title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
     n = counts(df, objectives)

@@ -20,21 +20,8 @@ from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems import kv_selection
 from archsim.systems import sparse_reproduce as sparse
-from archsim.systems.sparse_points import METHODS, SparseMethod
+from archsim.systems.sparse_points import FIELD_OPTIONS, METHOD_OPTIONS, METHODS, MODEL_SOURCES, SparseMethod
 
-# the models' sources whose fields the options set, and the options
-MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>", "<python>")
-FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
-                 "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
-                 "reuse_fraction": "--reuse-fraction", "density": "--density",
-                 "kernel": "--gpu",  # a kernel the GPU cannot run
-                 "AttentionCase.seqlen": "--context",  # an attention call's rows (batch 1 x heads x context)
-                 "system": "--system", "batch": "--batch"}
-# the options each method takes besides --gpu, --workload and --context
-METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
-                  "duoattention": ("--patterns", "--retrieval-fraction", "--prefill", "--system", "--batch"),
-                  "quest": ("--budget", "--system", "--batch"), "razorattention": ("--retrieval-fraction",),
-                  "tokenselect": ("--top-k", "--reuse-fraction")}
 PREFILL_METHODS = ("minference", "flexprefill")
 
 
@@ -77,7 +64,8 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--batch", type=click.IntRange(min=1), metavar="N",
               help="[--system with a PIM device] Requests in the PIM's decode batch (no default).")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"points": [one flat record per point]} as JSON; with --system, "system_points" too.')
+              help='Print {"points": [one row of the method\'s fields per point and phase]} as JSON (not sweep '
+                   'records: a sweep spec with a sparse: block writes those); with --system, "system_points" too.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write sparse.csv here (with --system, system_points.csv too).")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,

@@ -195,7 +195,7 @@ def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: s
         named += [(value, f"axes.{axis}[{i}]") for i, value in enumerate(axes.get(axis, []))]
         for value, where in named:
             if value not in specs[name]:
-                specs[name][value] = _load(load, value, source, where)
+                specs[name][value] = load_named(load, value, source, where)
                 if name == "workload":  # an attention no scheme times: every point would be refused
                     refuse_unmodelled_attention(specs[name][value].params, source, lambda size, at=where: at,
                                                 f"workload {value!r}: the schemes here time dense multi-head or "
@@ -204,7 +204,9 @@ def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: s
     return ParallelTargets(dict(block), specs, {family: dict(p) for family, p in calibration.params.items()})
 
 
-def _load(load: Callable[[str], Any], name: str, source: str, where: str) -> Any:
+def load_named(load: Callable[[str], Any], name: str, source: str, where: str) -> Any:
+    """`load` of a preset name or a file beside the sweep (`source`); a name that finds nothing is a SpecError at
+    `where` naming it (the parallel and sparse blocks' GPU, workload and topology fields)."""
     try:
         return load(spec_beside(name, source))
     except SpecError as exc:

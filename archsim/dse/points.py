@@ -2,17 +2,19 @@
 
 A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
 `workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes and the linked axes
-setting a `workload.` field), the sweep's
-system (its `system.` and `serving.` axes; `archsim.dse.system_points`), or multi-device attention (its
-`parallel.` axes; `archsim.dse.parallel_spec`). Its key is the sha256 of the canonical JSON of the fully resolved
-configuration (the archsim version, then the mapping's and cascade's files as parsed, the workload as loaded
-(`Base.contents`), the architecture after the point's changes and the sizes it binds: the workload's, under the
-mapping's `set:`, under the sweep's `sets` and the point's `workload.` values, with those given that the cascade
-does not read (binding refuses them only where given: `_bound_sizes`); or the GPU spec, kernel, calibrated
-parameters and attention case; or the system spec, the point's changes to it, the workload and the serving run; or
-the resolved `ParallelSpec` and the GPU calibration), so the same configuration reached twice, by any spelling
-(a spec named or given by path, a size given or left at the value it would bind anyway), has one key, and a new
-model version (`MODEL_VERSION`: the package version and a digest of archsim's source) computes every point afresh.
+setting a `workload.` field), the sweep's system (its `system.` and `serving.` axes; `archsim.dse.system_points`),
+multi-device attention (its `parallel.` axes; `archsim.dse.parallel_spec`), or a sparse-attention method on a GPU
+(its `sparse.` axes, the target named by the point's method, workload and GPU; `archsim.dse.sparse_spec`). Its key
+is the sha256 of the canonical JSON of the fully resolved configuration (the archsim version, then the mapping's
+and cascade's files as parsed, the workload as loaded (`Base.contents`), the architecture after the point's
+changes and the sizes it binds: the workload's, under the mapping's `set:`, under the sweep's `sets` and the
+point's `workload.` values, with those given that the cascade does not read (binding refuses them only where
+given: `_bound_sizes`); or the GPU spec, kernel, calibrated parameters and attention case; or the system spec, the
+point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU calibration;
+or the sparse point's resolved fields with its GPU's, workload's and pattern map's contents), so the same
+configuration reached twice, by any spelling (a spec named or given by path, a size given or left at the value it
+would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a digest of
+archsim's source) computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -44,6 +46,7 @@ from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
+from archsim.dse.sparse_spec import SparseTargets, load_sparse_targets, sparse_config, sparse_record, sparse_target
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
 from archsim.dse.system_points import serve_point, system_config, system_content
 from archsim.errors import SpecError
@@ -82,7 +85,7 @@ MODEL_VERSION = f"{metadata.version('archsim')}+{source_digest(Path(__file__).re
 @dataclass(frozen=True)
 class Base:
     """The specs every point of a sweep starts from, loaded once: a mapping, its cascade and architecture (and GPU
-    presets), a system and the requests it serves, or multi-device attention's named specs."""
+    presets), a system and the requests it serves, or multi-device or sparse attention's named specs."""
 
     mapping: Mapping | None
     cascade: Cascade | None
@@ -93,17 +96,21 @@ class Base:
     system: System | None = None
     requests: tuple[Request, ...] = ()  # what a system serves
     parallel: ParallelTargets | None = None
+    sparse: SparseTargets | None = None
     # an architecture's sweep: its mapping's and cascade's files as parsed and its workload as loaded, as
     # canonical JSON (`spec_content`): what its points' keys and its store's base hold of them, however named
     contents: dict[str, str] = field(default_factory=dict)
 
 
 def load_base(spec: SweepSpec) -> Base:
-    """The Base of `spec`'s points, each named spec loaded once: its multi-device attention targets, its system,
+    """The Base of `spec`'s points, each named spec loaded once: its multi-device or sparse attention targets, its
+    system,
     workload and the Poisson requests of its serving settings, or its mapping, cascade, architecture, workload, GPU
     presets and the calibrated parameters of their kernel's family."""
     if spec.parallel is not None:
         return Base(None, None, None, None, {}, {}, parallel=load_targets(spec.parallel, spec.axes, spec.source))
+    if spec.sparse is not None:
+        return Base(None, None, None, None, {}, {}, sparse=load_sparse_targets(spec.sparse, spec.axes, spec.source))
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         settings = spec.serving
@@ -142,12 +149,15 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     `sets` and the GPU presets, each with the kernel, causality and precision its points are timed at (a preset
     added to a store swept without GPUs, or with others, shares it; one timed at other settings is refused like an
     edited preset file: `GPU_PRESETS_PART`); or the system, its devices and links as loaded (a preset file edited
-    between sweeps is another base), workload and serving run; or the parallel block and GPU calibration). The axes,
+    between sweeps is another base), workload and serving run; or the parallel block and GPU calibration; or the
+    sparse block). The axes,
     sampling, constraints and objectives are not part of it: they may change between sweeps into one store
     (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
     if base.parallel is not None:
         parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
+    elif base.sparse is not None:
+        parts = {"sparse": base.sparse.block}
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
                  "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving)}
@@ -193,7 +203,7 @@ def expand(spec: SweepSpec) -> list[Point]:
             columns = [np.floor((rng.permutation(n) + rng.random(n)) / n * len(spec.axes[p])).astype(int)
                        for p in paths]
         points = [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
-    points = [{"target": target, **p} for p in points]
+    points = [{"target": sparse_target(spec.sparse, p) if spec.sparse is not None else target, **p} for p in points]
     if spec.gpus:
         workload_paths = gpu_axes(spec)
         combos = list(itertools.product(*(spec.axes[p] for p in workload_paths)))
@@ -203,11 +213,13 @@ def expand(spec: SweepSpec) -> list[Point]:
 
 
 def target_kind(base: Base, point: Point) -> str:
-    """architecture, gpu, system or parallel: which model evaluates the point."""
+    """architecture, gpu, system, parallel or sparse: which model evaluates the point."""
     if base.system is not None:
         return "system"
     if base.parallel is not None:
         return "parallel"
+    if base.sparse is not None:
+        return "sparse"
     return "gpu" if point["target"] in base.gpus else "architecture"
 
 
@@ -242,11 +254,13 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
 
 
 def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, Any]:
-    """The resolved configuration of a point of a GPU, a system or multi-device attention."""
+    """The resolved configuration of a point of a GPU, a system, multi-device or sparse attention."""
     if kind == "system":
         return system_config(base.system, base.workload, spec.serving, spec.fields(point))
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
+    if kind == "sparse":
+        return sparse_config(base.sparse, spec.fields(point))
     gpu = _gpu_content(base.gpus[point["target"]])  # a moved store still resumes
     case, word_bytes = _gpu_call(spec, base, point)
     return {"gpu": gpu, "kernel": spec.gpus.kernel, "params": base.gpu_params, "case": dataclasses.asdict(case),
@@ -275,7 +289,7 @@ def _arch_json(arch: Architecture) -> str:
 
 
 def evaluate_point(spec: SweepSpec, base: Base, point: Point, key: str | None = None) -> dict[str, Any]:
-    """One flat record: key, target_kind (architecture | gpu | system | parallel), target, the axis values,
+    """One flat record: key, target_kind (architecture | gpu | system | parallel | sparse), target, the axis values,
     feasibility and metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does
     not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason (a
     SpecError's field and message, not its file: `_reason`), never a raise.
@@ -421,8 +435,8 @@ def _reason(error: SpecError) -> str:
 
 
 # The metrics a point of each target kind (`target_kind`) has no model of, NaN in its records: a GPU preset's area
-# (`archsim.model.gpu.gpu_record`: the presets carry no die area), and a system's or multi-device attention's
-# (`archsim.dse.spec.UNMODELLED`, whose sweeps refuse a constraint on them).
+# (`archsim.model.gpu.gpu_record`: the presets carry no die area), and a system's, multi-device attention's or sparse
+# attention's (`archsim.dse.spec.UNMODELLED`, whose sweeps refuse a constraint on them).
 NOT_MODELLED = {"gpu": ("area_um2",), **UNMODELLED}
 
 
@@ -456,6 +470,10 @@ def _parallel_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     return parallel_record(base.parallel, spec.fields(point), spec.source)
 
 
+def _sparse_record(spec: SweepSpec, base: Base, point: Point) -> Record:
+    return sparse_record(base.sparse, spec.fields(point), spec.source)
+
+
 def _arch_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     arch, sets = _resolve(spec, base, point)
     p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets,
@@ -480,7 +498,7 @@ def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
 
 # Which model evaluates a point; every one answers with the same `archsim.record.Record`.
 _EVALUATORS = {"architecture": _arch_record, "gpu": _gpu_record, "system": _system_record,
-               "parallel": _parallel_record}
+               "parallel": _parallel_record, "sparse": _sparse_record}
 
 
 def _resolve(spec: SweepSpec, base: Base, point: Point) -> tuple[Architecture, dict[str, Any]]:

@@ -28,6 +28,17 @@ max_context_tokens maximised). Such a sweep has no mapping, cascade, arch, sets,
     axes: {parallel.scheme: [ring, zigzag, ulysses], parallel.devices: [1, 2, 4, 8]}
     objectives: [latency_s, efficiency]
 
+A sweep may instead target sparse attention on a GPU (`archsim.dse.sparse_spec`): a `sparse:` block names the base
+point by `archsim sparse`'s fields for one point (method, gpu, workload and context required; phase and the
+method's settings, such as Quest's budget, optional as the method needs), its axes are `sparse.<field>`, each point
+is one method's time in one phase against dense, and its objectives and constraints may also name `SPARSE_METRICS`
+(speedup maximised; energy, area and DRAM traffic not modelled; objectives latency_s and memory_bytes by default).
+Such a sweep has no mapping, cascade, arch, sets, gpus, workload, system or serving:
+
+    name: quest-budgets
+    sparse: {method: quest, gpu: h100-sxm5, workload: llama3-8b}
+    axes: {sparse.budget: [512, 2048], sparse.context: [32768, 131072]}
+
 `gpus` adds the same attention on GPU presets: every combination of the values of the sweep's `workload.` axes
 and of its linked axes that set a size the GPU call reads (`gpu_axes`) on each listed GPU, timed by the GPU model
 (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by default) and the packaged calibration. The
@@ -83,6 +94,15 @@ from archsim.dse.serving_spec import (
     load_system_target,
     serving_settings,
 )
+from archsim.dse.sparse_spec import (
+    SPARSE_MAXIMISED,
+    SPARSE_METRICS,
+    SPARSE_ROOT,
+    check_sparse_axis,
+    check_sparse_value,
+    load_sparse_targets,
+    sparse_block,
+)
 from archsim.errors import SpecError, check_keys, given, text_number_hint
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
@@ -98,24 +118,28 @@ SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
 # METRICS: every record's columns (archsim.record; edp = latency_s * energy_pj); SERVING_METRICS: a system point's
 # serving metrics beside them (archsim.systems.serving); PARALLEL_METRICS: a multi-device attention point's
-MAXIMISED = ("throughput_tok_s", *PARALLEL_MAXIMISED)  # every other metric is minimised
+MAXIMISED = ("throughput_tok_s", *PARALLEL_MAXIMISED, *SPARSE_MAXIMISED)  # every other metric is minimised
 SAMPLING_KINDS = ("grid", "random", "lhs")
-AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
+AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT, SPARSE_ROOT)
 SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
 # what an axis value or a linked template sets
-FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT)
+FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT, SPARSE_ROOT)
 LINKED_ROOTS = {"architecture": ("arch", "workload"), "system": (SYSTEM_ROOT,)}  # what a linked template may set
 _OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
-         "constraints", "objectives", "gpus", "system", "serving", PARALLEL_ROOT}
+         "constraints", "objectives", "gpus", "system", "serving", PARALLEL_ROOT, SPARSE_ROOT}
 _NOT_OF_A_SYSTEM = ("mapping", "cascade", "arch", "sets", "gpus")  # keys of a sweep of an architecture only
 # the keys each kind of sweep names its target by, and the words its errors call it
-_REQUIRED = {"architecture": ("mapping",), "system": ("workload", "serving"), PARALLEL_ROOT: (PARALLEL_ROOT,)}
-_OF_KIND = {"architecture": "an architecture", "system": "a system", PARALLEL_ROOT: "multi-device attention"}
+_REQUIRED = {"architecture": ("mapping",), "system": ("workload", "serving"), PARALLEL_ROOT: (PARALLEL_ROOT,),
+             SPARSE_ROOT: (SPARSE_ROOT,)}
+_OF_KIND = {"architecture": "an architecture", "system": "a system", PARALLEL_ROOT: "multi-device attention",
+            SPARSE_ROOT: "sparse attention"}
+_BLOCK_KINDS = (PARALLEL_ROOT, SPARSE_ROOT)  # the sweeps whose target is a block of their own (no workload key)
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a sweep's name names its default store file
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
+KIND_OBJECTIVES = {SPARSE_ROOT: ("latency_s", "memory_bytes")}  # a kind's default where energy is not modelled
 DEFAULT_MAX_POINTS = 100_000  # ~13 min on one worker at the README's 131 points/s
 MAX_POINTS_ENV = "ARCHSIM_MAX_SWEEP_POINTS"
 
@@ -162,9 +186,9 @@ class GpuTargets:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep (module docstring): its target (`mapping`, `system` or `parallel`; see `kind`), its axes
-    in order, how points are drawn, and the constraints and objectives over record metrics. Built by `sweep_from_dict`;
-    `source` is the file errors blame."""
+    """A validated sweep (module docstring): its target (`mapping`, `system`, `parallel` or `sparse`; see `kind`), its
+    axes in order, how points are drawn, and the constraints and objectives over record metrics. Built by
+    `sweep_from_dict`; `source` is the file errors blame."""
 
     name: str
     mapping: str | None  # None for a sweep of a system
@@ -182,12 +206,15 @@ class SweepSpec:
     system: str | None = None  # a system preset name or path: the sweep's target instead of a mapping
     serving: ServingSettings | None = None  # with a system
     parallel: dict[str, Any] | None = None  # the parallel block (field -> value): multi-device attention's base
+    sparse: dict[str, Any] | None = None  # the sparse block (field -> value): a sparse-attention point's base
     source: str = "<python>"
 
     @property
     def kind(self) -> str:
-        """What the sweep evaluates: architecture, system or parallel."""
-        return "system" if self.system else PARALLEL_ROOT if self.parallel is not None else "architecture"
+        """What the sweep evaluates: architecture, system, parallel or sparse."""
+        blocks = {PARALLEL_ROOT: self.parallel, SPARSE_ROOT: self.sparse}
+        return "system" if self.system else next((k for k, block in blocks.items() if block is not None),
+                                                 "architecture")
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -195,8 +222,8 @@ class SweepSpec:
         return target_metrics(self.kind)
 
     def fields(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The field changes a point makes: its `arch.`/`workload.`/`system.`/`serving.`/`parallel.` values and what
-        its linked axes set."""
+        """The field changes a point makes: its `arch.`/`workload.`/`system.`/`serving.`/`parallel.`/`sparse.` values
+        and what its linked axes set."""
         out = {p: v for p, v in point.items() if p.partition(".")[0] in FIELD_ROOTS}
         for path, value in point.items():
             if path in self.links:
@@ -205,8 +232,10 @@ class SweepSpec:
 
 
 # The metrics a target's records carry as NaN because its model has none (`archsim.dse.system_points`,
-# `archsim.dse.parallel_spec`): an objective or a constraint on one would be empty or always met, so it is refused.
-UNMODELLED = {"system": ("area_um2", "dram_traffic_bytes"), PARALLEL_ROOT: ("area_um2", "dram_traffic_bytes")}
+# `archsim.dse.parallel_spec`, `archsim.dse.sparse_spec`): an objective or a constraint on one would be empty or always
+# met, so it is refused.
+UNMODELLED = {"system": ("area_um2", "dram_traffic_bytes"), PARALLEL_ROOT: ("area_um2", "dram_traffic_bytes"),
+              SPARSE_ROOT: ("energy_pj", "area_um2", "dram_traffic_bytes", "edp")}
 
 
 def unmodelled(kind: str, metric: str, where: str, source: str) -> None:
@@ -217,8 +246,10 @@ def unmodelled(kind: str, metric: str, where: str, source: str) -> None:
 
 def target_metrics(kind: str) -> tuple[str, ...]:
     """What a sweep of `kind` (`SweepSpec.kind`) carries in its records and its objectives and constraints may name:
-    METRICS, with SERVING_METRICS in a sweep of a system and PARALLEL_METRICS in one of multi-device attention."""
-    return (*METRICS, *{"system": SERVING_METRICS, PARALLEL_ROOT: PARALLEL_METRICS}.get(kind, ()))
+    METRICS, with SERVING_METRICS in a sweep of a system, PARALLEL_METRICS in one of multi-device attention and
+    SPARSE_METRICS in one of sparse attention."""
+    return (*METRICS, *{"system": SERVING_METRICS, PARALLEL_ROOT: PARALLEL_METRICS,
+                        SPARSE_ROOT: SPARSE_METRICS}.get(kind, ()))
 
 
 def linked_fields(path: str, templates: dict[str, Any], value: Any, source: str) -> dict[str, Any]:
@@ -312,6 +343,7 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
         system=_beside(data.get("system"), source),
         serving=serving_settings(data["serving"], source, axes) if kind == "system" else None,
         parallel=parallel_block(data[PARALLEL_ROOT], source, axes) if kind == PARALLEL_ROOT else None,
+        sparse=sparse_block(data[SPARSE_ROOT], source, axes) if kind == SPARSE_ROOT else None,
         source=source,
     )
     check_set_once(_settings(spec), source)
@@ -344,31 +376,34 @@ def _beside(name_or_path: str | None, source: str) -> str | None:
 
 def target_name(spec: SweepSpec) -> str:
     """The sweep's own target: its system, `parallel` (multi-device attention, whose points name their topology
-    and GPU in their records), or its architecture (named, or the mapping's)."""
-    if spec.kind == PARALLEL_ROOT:
-        return PARALLEL_ROOT
+    and GPU in their records), `sparse` (whose points are each named by their method, workload and GPU,
+    `points.expand`), or its architecture (named, or the mapping's)."""
+    if spec.kind in _BLOCK_KINDS:
+        return spec.kind
     return spec.system or spec.arch or library.load_mapping_spec(spec.mapping).architecture
 
 
 def _kind(data: dict[str, Any], source: str) -> str:
-    """What the sweep in `data` evaluates (`SweepSpec.kind`): a system, multi-device attention, or an architecture."""
-    if data.get("system") is not None and data.get(PARALLEL_ROOT) is not None:
-        raise SpecError(source, PARALLEL_ROOT, "a sweep targets a system or multi-device attention, not both")
-    return "system" if data.get("system") is not None else (
-        PARALLEL_ROOT if data.get(PARALLEL_ROOT) is not None else "architecture")
+    """What the sweep in `data` evaluates (`SweepSpec.kind`): a system, multi-device attention, sparse attention,
+    or an architecture."""
+    kinds = [key for key in ("system", *_BLOCK_KINDS) if data.get(key) is not None]
+    if len(kinds) > 1:
+        raise SpecError(source, kinds[1], f"a sweep targets one of a system, multi-device attention or sparse "
+                                          f"attention: {kinds[0]} or {kinds[1]}, not both")
+    return "system" if kinds == ["system"] else kinds[0] if kinds else "architecture"
 
 
 def _check_target_keys(data: dict[str, Any], source: str, kind: str) -> None:
     """A sweep of a system has none of an architecture's keys; one of multi-device attention has neither those
     nor a system's (its workload is a field of its block); one of an architecture has no serving block."""
     refused = {"system": _NOT_OF_A_SYSTEM, PARALLEL_ROOT: (*_NOT_OF_A_SYSTEM, "workload", "serving"),
-               "architecture": ("serving",)}[kind]
+               SPARSE_ROOT: (*_NOT_OF_A_SYSTEM, "workload", "serving"), "architecture": ("serving",)}[kind]
     for key in refused:
         if data.get(key) is None:
             continue
         if kind == "architecture":
             raise SpecError(source, key, "a serving block goes with system: (a sweep of a system)")
-        hint = f" (name it in {PARALLEL_ROOT}.workload)" if key == "workload" else ""
+        hint = f" (name it in {kind}.workload)" if key == "workload" else ""
         raise SpecError(source, key, f"a sweep of {_OF_KIND[kind]} has no {key}{hint}")
 
 
@@ -393,11 +428,16 @@ def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
                 raise SpecError(source, where, "an axis of a sweep of multi-device attention is 'parallel.<field>' "
                                                "(a field of the parallel block)")
             check_parallel_axis(str(path), source, where)
+        if kind == SPARSE_ROOT:
+            if root != SPARSE_ROOT or not rest:
+                raise SpecError(source, where, "an axis of a sweep of sparse attention is 'sparse.<field>' (a field "
+                                               "of the sparse block)")
+            check_sparse_axis(str(path), source, where)
         if kind == "architecture" and (root not in AXIS_ROOTS or not rest or root in SYSTEM_AXIS_ROOTS
-                                       or root == PARALLEL_ROOT):
+                                       or root in _BLOCK_KINDS):
             raise SpecError(source, where, "an axis path starts with 'arch.', 'workload.' or 'linked.' "
                                            "('system.' and 'serving.' in a sweep of a system, 'parallel.' in one of "
-                                           "multi-device attention)")
+                                           "multi-device attention, 'sparse.' in one of sparse attention)")
         if root in ("workload", "linked") and "." in rest:
             raise SpecError(source, where, f"a {root} axis is one name, e.g. {root}.seq_len")
         if root == "linked":
@@ -515,7 +555,7 @@ def _objectives(value: Any, source: str, metrics: tuple[str, ...], kind: str) ->
     """Two or three distinct `metrics` that a sweep of `kind` models (a Pareto front over one is a minimum; over
     more, nearly every point)."""
     if value is None:
-        return DEFAULT_OBJECTIVES
+        return KIND_OBJECTIVES.get(kind, DEFAULT_OBJECTIVES)
     names = _list(value, "objectives", source)
     for i, name in enumerate(names):
         if not isinstance(name, str) or name not in metrics:
@@ -562,13 +602,16 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
     or a list of them (a shape), a system field's a finite number, a word or true/false (the system spec checks
     it further), a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value`
-    does."""
+    does, a sparse field's what `check_sparse_value` does."""
     root, _, name = path.partition(".")
     if root == SERVING_ROOT:
         check_serving_axis(path, value, source, where)
         return
     if root == PARALLEL_ROOT:
         check_parallel_value(name, value, source, where)
+        return
+    if root == SPARSE_ROOT:
+        check_sparse_value(name, value, source, where)
         return
     if root == SYSTEM_ROOT:
         expected = "a finite number, a word or true/false"
@@ -596,8 +639,8 @@ def _check_size(spec: SweepSpec, max_points: int) -> None:
 
 def _check_against_base(spec: SweepSpec) -> None:
     """The names the sweep refers to exist (its mapping, cascade, workload and architecture, its system and
-    workload, or its parallel block's and axes' workloads, topologies and GPUs), and its sizes, architecture and
-    system fields are ones they have. An error in a file it names says which sweep named it."""
+    workload, or its parallel or sparse block's and axes' workloads, topologies, GPUs and pattern maps), and its
+    sizes, architecture and system fields are ones they have. An error in a file it names says which sweep named it."""
     try:
         _check_named_specs(spec)
     except SpecError as exc:
@@ -617,6 +660,9 @@ def _check_named_specs(spec: SweepSpec) -> None:
 
     if spec.parallel is not None:
         load_targets(spec.parallel, spec.axes, spec.source)
+        return
+    if spec.sparse is not None:
+        load_sparse_targets(spec.sparse, spec.axes, spec.source)
         return
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)

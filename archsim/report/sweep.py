@@ -26,13 +26,19 @@ import pandas as pd
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT
-from archsim.dse.spec import AXIS_ROOTS, SweepSpec, axis_missing
+from archsim.dse.spec import AXIS_ROOTS, DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing
 from archsim.errors import SpecError
 
-DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
 HEATMAP_METRIC = "latency_s"
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def default_objectives(df: pd.DataFrame) -> tuple[str, ...]:
+    """The objectives of a store read without its spec: the default of the kind its points are
+    (`dse.spec.KIND_OBJECTIVES`: a sparse point's energy is not modelled), else `DEFAULT_OBJECTIVES`."""
+    kinds = set(df["target_kind"]) if "target_kind" in df else set()
+    return KIND_OBJECTIVES.get(kinds.pop(), DEFAULT_OBJECTIVES) if len(kinds) == 1 else DEFAULT_OBJECTIVES
 
 
 def axis_columns(df: pd.DataFrame) -> list[str]:

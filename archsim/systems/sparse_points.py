@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
@@ -105,8 +105,27 @@ METHODS = ("minference", "flexprefill", "duoattention", "quest", "razorattention
 NAMES = {"minference": "MInference", "flexprefill": "FlexPrefill", "duoattention": "DuoAttention", "quest": "Quest",
          "razorattention": "RazorAttention", "tokenselect": "TokenSelect"}
 DECODE_PHASES = ("attention", "decode")
+# the phases of each method's points, its primary first (a prefill method's prefill; a decode method's end-to-end
+# token, then one layer's attention; DuoAttention's prefill with `SparseMethod.prefill`): what `phase_point` takes
+METHOD_PHASES = {"minference": ("prefill",), "flexprefill": ("prefill",),
+                 "duoattention": ("decode", "attention", "prefill"), "quest": ("decode", "attention"),
+                 "razorattention": ("decode", "attention"), "tokenselect": ("decode", "attention")}
 SYSTEM_METHODS = ("quest", "duoattention")  # those `system_points` takes
 PIM_KINDS = ("bank-pim", "logic-pim")
+# the models' sources whose fields `archsim sparse`'s options set, and the options (the CLI's and a sparse sweep's
+# reading of a model's SpecError: `archsim.commands.sparse_cmd`, `archsim.dse.sparse_spec`)
+MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>", "<python>")
+FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
+                 "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
+                 "reuse_fraction": "--reuse-fraction", "density": "--density",
+                 "kernel": "--gpu",  # a kernel the GPU cannot run
+                 "AttentionCase.seqlen": "--context",  # an attention call's rows (batch 1 x heads x context)
+                 "system": "--system", "batch": "--batch"}
+# the options each method takes besides --gpu, --workload and --context
+METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
+                  "duoattention": ("--patterns", "--retrieval-fraction", "--prefill", "--system", "--batch"),
+                  "quest": ("--budget", "--system", "--batch"), "razorattention": ("--retrieval-fraction",),
+                  "tokenselect": ("--top-k", "--reuse-fraction")}
 
 
 @dataclass(frozen=True)
@@ -276,6 +295,19 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
                        for p in selection_points(result, workload.name, gpu.name,
                                                  method.top_k or kv_selection.TOKENSELECT_TOP_K)]
     return points
+
+
+def phase_point(method: SparseMethod, workload: Workload, gpu: GPU, context: int, phase: str | None = None) -> dict:
+    """The point of `method_points` at one `context` (Quest: at its first budget) in `phase` (None: the method's
+    primary, `METHOD_PHASES`; DuoAttention's prefill asks for it, `SparseMethod.prefill`); a phase the method has
+    no point of is refused."""
+    phases = METHOD_PHASES[method.name]
+    phase = phase or phases[0]
+    if phase not in phases:
+        raise SpecError(SOURCE, "phase", f"expected one of {', '.join(phases)} for {NAMES[method.name]}, got "
+                                         f"{phase!r}")
+    method = replace(method, prefill=True) if phase == "prefill" and method.name == "duoattention" else method
+    return next(p for p in method_points(method, workload, gpu, [context]) if p["phase"] == phase)
 
 
 def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,

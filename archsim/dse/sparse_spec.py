@@ -1,0 +1,243 @@
+"""A sweep over sparse attention on a GPU: the `sparse:` block of a sweep spec, its `sparse.<field>` axes, and each
+point as one `archsim.systems.sparse_points.phase_point`. Pure: specs in, records out.
+
+A sparse point is one sparse-attention method on one GPU preset for one workload at one context, in one phase,
+timed against dense attention as `archsim sparse` times it (issue 19; ../shared/reference/seqpar-sparse.md §3):
+MInference's (Jiang et al., NeurIPS 2024) or FlexPrefill's (Lai et al., ICLR 2025) end-to-end prefill of one
+prompt against FlashAttention-2, or one generated token under KV-cache selection (DuoAttention, Xiao et al., ICLR
+2025; Quest, Tang et al., ICML 2024; RazorAttention, Tang et al., ICLR 2025; TokenSelect, Wu et al., 2024),
+end to end (`decode`) or one layer's attention (`attention`), with DuoAttention's prefill too (`prefill`).
+
+The block's fields are `archsim sparse`'s for a point, by the same names: `method`, `gpu`, `workload` and
+`context` required; `phase` (default the method's primary: a prefill method's prefill, a decode method's `decode`;
+`sparse_points.METHOD_PHASES`), and the method's own settings (`budget`, `retrieval_fraction`, `patterns`,
+`density`, `top_k`, `reuse_fraction`; which method takes which is `sparse_points.METHOD_OPTIONS`, the CLI's). A
+field an axis sets (`sparse.budget: [512, 2048]`) is left out of the block; giving it in both places is refused, and
+so is a field no method of the sweep takes, a phase none of them has, or a method's missing required value (Quest's
+budget, `SparseMethod`'s check). With several methods (a `sparse.method` axis) a point goes without the settings
+its method does not take: its key is that of the point without them. `archsim sparse --system` (a system's PIM
+devices and memory pool) is not a point here.
+
+Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
+type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget and top_k,
+finite numbers for the fractions and density, whose ranges the model checks), and that every GPU, workload and
+pattern map named exists. A point whose values together the model refuses (a budget beyond the context, a top_k
+beyond it, a map of another model's heads) is an infeasible record with the reason, its field named as the sweep's
+(`sparse.budget`), not a load error (a sweep every point of which fails alike is refused: `points.base_error`).
+
+A record: target_kind `sparse`, target `method/workload/gpu` (as the spec names them), `latency_s` the method's
+time in the phase (decode: per generated token; prefill: the whole prompt; attention: one layer's), energy, area,
+DRAM traffic and edp NaN (not modelled: `archsim.dse.spec.UNMODELLED`), and extras `SPARSE_METRICS` (`speedup` =
+dense time / the method's, maximised) and the point's other numeric fields (Quest's `loaded_fraction`, a prefill's
+`attention_s`, ...). Assumption, as `archsim sparse` says: a point whose method side does not fit the GPU's memory
+(`fits`: the weights and the KV cache it keeps; a prefill: the weights and the KV the GPU keeps) or has no time (an
+attention call beyond the GPU's memory) cannot run, so it is infeasible with the memory against the GPU's DRAM
+and no metrics; dense not fitting leaves the point feasible, its speedup NaN. A point's key hashes the resolved
+fields (the phase resolved, the settings its method takes) and the GPU's, workload's and map's contents without
+file paths and prose, so a moved store resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archsim import library
+from archsim.dse.once import check_set_once
+from archsim.dse.parallel_spec import load_named
+from archsim.errors import SpecError, check_keys
+from archsim.gpu.load import load_gpu
+from archsim.record import NAN, Record
+from archsim.systems.sparse_points import (
+    FIELD_OPTIONS,
+    METHOD_OPTIONS,
+    METHOD_PHASES,
+    METHODS,
+    MODEL_SOURCES,
+    NAMES,
+    SparseMethod,
+    phase_point,
+)
+from archsim.workload import check_size
+from archsim.workload_patterns import load_pattern_map
+
+SPARSE_ROOT = "sparse"
+SPARSE_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes")
+SPARSE_MAXIMISED = ("speedup",)
+COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the others are a method's settings
+FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction")
+REQUIRED = ("method", "gpu", "workload", "context")
+WHOLE = ("context", "budget", "top_k")  # whole numbers >= 1; the other settings' numbers are fractions
+NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.load_workload_spec,
+                                          "patterns": load_pattern_map}
+PHASES = tuple(dict.fromkeys(phase for phases in METHOD_PHASES.values() for phase in phases))
+CHOICES = {"method": METHODS, "phase": PHASES}
+_TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
+# a point's fields that are no extra: what the record holds elsewhere (its time, fields, fit)
+_NOT_EXTRAS = frozenset({"method", "model", "gpu", "phase", "context", "budget", "time_s", "fits", "dense_fits"})
+
+
+def method_fields(method: str) -> tuple[str, ...]:
+    """The settings `method` takes: the block's fields of the options `archsim sparse` takes for it."""
+    return tuple(name for name in FIELDS if FIELD_OPTIONS.get(name) in METHOD_OPTIONS[method])
+
+
+def check_sparse_axis(path: str, source: str, where: str) -> str:
+    """The field an axis `sparse.<field>` sets; a SpecError at `where` when it is not a field of the block."""
+    name = path.removeprefix(f"{SPARSE_ROOT}.")
+    if name not in FIELDS:
+        raise SpecError(source, where, f"{name!r} is not a field of the sparse block (fields: {', '.join(FIELDS)})")
+    return name
+
+
+def check_sparse_value(name: str, value: Any, source: str, where: str) -> None:
+    """A value of field `name` (the module docstring's rules); names of specs are checked by `load_sparse_targets`,
+    ranges by the model."""
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise SpecError(source, where, f"expected one of {', '.join(CHOICES[name])}, got {value!r}")
+    elif name in NAMED:
+        if not isinstance(value, str) or not value:
+            raise SpecError(source, where, f"expected a {name} name or file, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SpecError(source, where, f"expected a {'whole ' if name in WHOLE else ''}number, got {value!r}")
+    elif name in WHOLE:
+        if not isinstance(value, int) or value < 1:
+            raise SpecError(source, where, f"expected a whole number >= 1, got {value!r}")
+        check_size(name, value, source, where)
+
+
+def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, Any]:
+    """The `sparse:` block of the sweep at `source`, checked against its `axes` (module docstring)."""
+    if not isinstance(data, dict):
+        raise SpecError(source, SPARSE_ROOT, f"expected a mapping of {', '.join(FIELDS)}, got {data!r}")
+    check_keys(data, FIELDS, source, SPARSE_ROOT)
+    check_set_once([*((f"{SPARSE_ROOT}.{name}",) * 2 for name in data), *((a, f"axes.{a}") for a in axes)], source)
+    for name in REQUIRED:
+        if name not in data and f"{SPARSE_ROOT}.{name}" not in axes:
+            raise SpecError(source, f"{SPARSE_ROOT}.{name}", f"missing (or give the axis {SPARSE_ROOT}.{name})")
+    for name, value in data.items():
+        check_sparse_value(name, value, source, f"{SPARSE_ROOT}.{name}")
+    methods = _values("method", data, axes)
+    for name in FIELDS:
+        where = f"{SPARSE_ROOT}.{name}" if name in data else f"axes.{SPARSE_ROOT}.{name}"
+        if name in COMMON or (name not in data and f"{SPARSE_ROOT}.{name}" not in axes):
+            continue
+        if not any(name in method_fields(method) for method in methods):
+            raise SpecError(source, where, f"{name} does not apply to method {', '.join(methods)}: drop it")
+    for i, phase in enumerate(_values("phase", data, axes, [None])):
+        if phase is not None and not any(phase in METHOD_PHASES[method] for method in methods):
+            where = f"{SPARSE_ROOT}.phase" if "phase" in data else f"axes.{SPARSE_ROOT}.phase[{i}]"
+            raise SpecError(source, where, f"method {', '.join(methods)} has no {phase} phase (each has: "
+                                           + "; ".join(f"{m} {', '.join(METHOD_PHASES[m])}" for m in methods) + ")")
+    return dict(data)
+
+
+def _values(name: str, data: Mapping[str, Any], axes: Mapping[str, Any], default: list | None = None) -> list:
+    """The values field `name` takes in the sweep: the block's, or its axis's (`default` when neither sets it)."""
+    return [data[name]] if name in data else list(axes.get(f"{SPARSE_ROOT}.{name}", default or []))
+
+
+@dataclass(frozen=True)
+class SparseTargets:
+    """What a sparse sweep's points are built from, loaded once: the block and each GPU, workload and pattern map
+    the sweep names (by the name it gives)."""
+
+    block: dict[str, Any]
+    specs: dict[str, dict[str, Any]]  # field (gpu, workload, patterns) -> name -> loaded spec
+
+    def values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A point's fields (its `sparse.` axis values over the block) without the settings its method does not
+        take, its phase resolved (the method's primary where none is given)."""
+        prefix = f"{SPARSE_ROOT}."
+        values = {**self.block, **{p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}}
+        method = values["method"]
+        values = {k: v for k, v in values.items() if k in COMMON or k in method_fields(method)}
+        return {**values, "phase": values.get("phase") or METHOD_PHASES[method][0]}
+
+    def method(self, values: Mapping[str, Any]) -> SparseMethod:
+        """The SparseMethod of a point's `values` (its settings checked by `SparseMethod`)."""
+        return SparseMethod(values["method"], self.specs["patterns"].get(values.get("patterns")),
+                            values.get("retrieval_fraction"),
+                            (values["budget"],) if "budget" in values else (), values.get("top_k"),
+                            values.get("reuse_fraction", SparseMethod.reuse_fraction), values.get("density"))
+
+
+def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> SparseTargets:
+    """Load every GPU, workload and pattern map that the block or an axis of the sweep at `source` names (one not
+    found is a SpecError at its YAML path), and refuse a method of the sweep missing a value it needs (Quest's
+    budget: `SparseMethod`'s check, on the block and each axis's first value)."""
+    specs: dict[str, dict[str, Any]] = {name: {} for name in NAMED}
+    for name, load in NAMED.items():
+        axis = f"{SPARSE_ROOT}.{name}"
+        named = [(block[name], axis)] if name in block else []
+        named += [(value, f"axes.{axis}[{i}]") for i, value in enumerate(axes.get(axis, []))]
+        for value, where in named:
+            if value not in specs[name]:
+                specs[name][value] = load_named(load, value, source, where)
+    targets = SparseTargets(dict(block), specs)
+    first = {path: values[0] for path, values in axes.items()}
+    for method in _values("method", block, axes):
+        try:
+            targets.method(targets.values({**first, f"{SPARSE_ROOT}.method": method}))
+        except SpecError as exc:
+            error = as_sweeps(exc, source)
+            if error is exc:
+                raise
+            raise SpecError(source, error.where, f"{error.message} (give it in the block or as the axis "
+                                                 f"{error.where})") from None
+    return targets
+
+
+def as_sweeps(error: SpecError, source: str) -> SpecError:
+    """`error` of the sparse models on a field the block sets (`archsim sparse`'s option for it) as the sweep's at
+    `source` (`sparse.budget`); another error as it is."""
+    option = FIELD_OPTIONS.get(error.where) if error.source in MODEL_SOURCES else None
+    name = error.where if error.where in FIELDS else option and option.removeprefix("--").replace("-", "_")
+    if error.source not in MODEL_SOURCES or name not in FIELDS:
+        return error
+    return SpecError(source, f"{SPARSE_ROOT}.{name}", error.message)
+
+
+def sparse_target(block: Mapping[str, Any], point: Mapping[str, Any]) -> str:
+    """A point's short name: method/workload/gpu, as the sweep names them."""
+    values = {**block, **{p.removeprefix(f"{SPARSE_ROOT}."): v for p, v in point.items()}}
+    return f"{values['method']}/{values['workload']}/{values['gpu']}"
+
+
+def sparse_config(targets: SparseTargets, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a point's key hashes: its resolved fields (`SparseTargets.values`), each named spec as its content
+    without files and prose."""
+    values = targets.values(fields)
+    return {SPARSE_ROOT: {name: _content(targets.specs[name][value]) if name in NAMED else value
+                          for name, value in values.items()}}
+
+
+def _content(spec: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(spec).items() if k not in _TEXT_KEYS}
+
+
+def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str) -> Record:
+    """The record of the point with `fields` (module docstring). A value the model refuses raises its SpecError, a
+    field named as the sweep's (`as_sweeps`), for the caller to record."""
+    values = targets.values(fields)
+    gpu, workload = targets.specs["gpu"][values["gpu"]], targets.specs["workload"][values["workload"]]
+    try:
+        point = phase_point(targets.method(values), workload, gpu, values["context"], values["phase"])
+    except SpecError as exc:
+        raise as_sweeps(exc, source) from None
+    time_s, dense_time_s = point["time_s"], point["dense_time_s"]
+    feasible = bool(point["fits"]) and not math.isnan(time_s)
+    reason = "" if feasible else (
+        f"{NAMES[values['method']]} {'has no time: ' if math.isnan(time_s) else 'does not fit: '}"
+        f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
+        f"{gpu.dram_bytes / 1e9:.1f} GB of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
+                                                    if math.isnan(time_s) else ""))
+    extras = {"speedup": dense_time_s / time_s if time_s > 0 else NAN, "dense_time_s": dense_time_s,
+              "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
+              **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in SPARSE_METRICS
+                 and isinstance(v, int | float) and not isinstance(v, bool)}}
+    return Record(SPARSE_ROOT, sparse_target(targets.block, fields), feasible, reason, time_s, NAN, extras=extras)

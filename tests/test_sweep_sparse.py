@@ -1,0 +1,178 @@
+"""Sweeps over sparse attention on a GPU (a `sparse:` block and `sparse.<field>` axes, `archsim.dse.sparse_spec`):
+the one record schema every target writes, with `latency_s` the method's time in the point's phase as `archsim
+sparse --json` computes it (the expected numbers are that command's, the model under test being the same
+`sparse_points`; what is tested is that the sweep times the point it names), a point beyond the GPU's memory
+infeasible with its reason, a store resumed (also after it and its spec moved), bad input refused with exit 2 naming
+the sweep file and YAML path, and an export with a parallel sweep's columns plus the sparse extras.
+Llama-3-8B (32 layers, 8 KV heads of 128: 128 KiB of fp16 KV per token) on an H100 SXM5 (80 GB)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from archsim.cli import main
+from archsim.dse.sparse_spec import SPARSE_METRICS
+from archsim.dse.store import read_records
+from archsim.record import METRICS
+
+GPU, MODEL = "h100-sxm5", "llama3-8b"
+BUDGETS, CONTEXTS = [512, 2048], [32768, 131072]
+QUEST = {"name": "quest-small", "sparse": {"method": "quest", "gpu": GPU, "workload": MODEL},
+         "axes": {"sparse.budget": BUDGETS, "sparse.context": CONTEXTS}}
+GENERIC = ("key", "target_kind", "target", "feasible", "reason", *METRICS, "constraint_ok")
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def _sweep(folder: Path, data: dict, name: str = "s") -> tuple[int, str, Path]:
+    spec, db = _write(folder / f"{name}.yaml", data), folder / f"{name}.sqlite"
+    code, out = _invoke("sweep", str(spec), "--db", str(db), "--local")
+    return code, out, db
+
+
+@pytest.fixture(scope="module")
+def quest(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sparse")
+    first = _sweep(folder, QUEST, "quest")
+    again = _invoke("sweep", str(folder / "quest.yaml"), "--db", str(first[2]), "--local")
+    return folder, first, again
+
+
+def test_a_2x2_quest_sweep_stores_four_records_timed_as_archsim_sparse_times_them(quest, cli_json):
+    _, (code, out, db), _ = quest
+    assert code == 0, out
+    assert "4 points (4 new, 0 reused), 4 feasible" in out
+    df = read_records(db)
+    assert len(df) == 4 and set(df.target_kind) == {"sparse"} and set(df.target) == {f"quest/{MODEL}/{GPU}"}
+    rows = cli_json("sparse", "--method", "quest", "--gpu", GPU, "-w", MODEL, "--context",
+                    ",".join(map(str, CONTEXTS)), "--budget", ",".join(map(str, BUDGETS)))["points"]
+    decode = {(p["budget"], p["context"]): p for p in rows if p["phase"] == "decode"}  # Quest's primary phase
+    assert len(decode) == 4
+    for record in df.to_dict("records"):
+        p = decode[(record["sparse.budget"], record["sparse.context"])]
+        assert record["latency_s"] == p["time_s"] and record["dense_time_s"] == p["dense_time_s"]
+        assert record["memory_bytes"] == p["memory_bytes"] and record["dense_memory_bytes"] == p["dense_memory_bytes"]
+        assert record["loaded_fraction"] == p["loaded_fraction"]  # the method's own numeric field
+        assert record["speedup"] == pytest.approx(p["dense_time_s"] / p["time_s"], rel=1e-12)
+        assert record["feasible"] and record["reason"] == ""
+        # not modelled for sparse points: NaN, as a parallel point's area
+        assert all(math.isnan(record[m]) for m in ("energy_pj", "area_um2", "dram_traffic_bytes", "edp"))
+
+
+def test_a_rerun_computes_nothing_and_a_moved_store_resumes(quest, tmp_path):
+    folder, _, (code, out) = quest
+    assert code == 0 and "4 points (0 new, 4 reused)" in out, out
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(folder / "quest.yaml", moved / "quest.yaml")
+    shutil.copy(folder / "quest.sqlite", moved / "quest.sqlite")
+    code, out = _invoke("sweep", str(moved / "quest.yaml"), "--db", str(moved / "quest.sqlite"), "--local")
+    assert code == 0 and "4 points (0 new, 4 reused)" in out, out
+
+
+def test_a_point_beyond_the_gpus_memory_is_infeasible_with_its_reason(tmp_path):
+    # 1M tokens of Llama-3-8B's KV: 2^20 x 128 KiB = 137.4 GB, beyond the H100's 80 GiB (85.9 GB); 32K: 4.3 GB
+    # and 16 GB of weights
+    data = {"name": "quest-long", "sparse": {"method": "quest", "gpu": GPU, "workload": MODEL, "budget": 2048},
+            "axes": {"sparse.context": [32768, 1048576]}}
+    code, out, db = _sweep(tmp_path, data)
+    assert code == 0, out
+    assert "2 points (2 new, 0 reused), 1 feasible" in out
+    df = read_records(db).set_index("sparse.context")
+    assert bool(df.loc[32768, "feasible"]) and not bool(df.loc[1048576, "feasible"])
+    reason = df.loc[1048576, "reason"]
+    assert reason.startswith("Quest does not fit: ") and "h100-sxm5's 85.9 GB of DRAM" in reason, reason
+    assert float(re.search(r"fit: ([0-9.]+) GB", reason).group(1)) > 16 + 137.4  # weights and KV at least
+    assert all(math.isnan(df.loc[1048576, m]) for m in ("latency_s", *SPARSE_METRICS))  # no answer
+
+
+def test_duoattention_phases_are_an_axis_each_timed_as_archsim_sparse_prints_it(tmp_path, cli_json):
+    data = {"name": "duo", "sparse": {"method": "duoattention", "gpu": GPU, "workload": MODEL, "context": 32768,
+                                      "retrieval_fraction": 0.5},
+            "axes": {"sparse.phase": ["decode", "attention", "prefill"]}}
+    code, out, db = _sweep(tmp_path, data)
+    assert code == 0, out
+    df = read_records(db).set_index("sparse.phase")
+    rows = cli_json("sparse", "--method", "duoattention", "--gpu", GPU, "-w", MODEL, "--context", "32768",
+                    "--retrieval-fraction", "0.5", "--prefill")["points"]
+    assert {p["phase"]: p["time_s"] for p in rows} == df["latency_s"].to_dict()
+
+
+def test_the_default_phase_keys_as_the_phase_given(tmp_path):
+    given = {**QUEST, "sparse": {**QUEST["sparse"], "phase": "decode"}}
+    _, _, plain = _sweep(tmp_path, QUEST, "plain")
+    _, _, named = _sweep(tmp_path, given, "named")
+    assert sorted(read_records(plain).key) == sorted(read_records(named).key)
+
+
+@pytest.mark.parametrize(("change", "field", "message"), [
+    ({"sparse": {"bogus": 1}}, "sparse.bogus", "unknown key"),
+    ({"sparse": {"context": "lots"}}, "sparse.context", "expected a whole number"),
+    ({"sparse": {"context": 4096.5}}, "sparse.context", "expected a whole number >= 1"),
+    ({"axes": {"sparse.budget": [512, "many"]}}, "axes.sparse.budget[1]", "expected a whole number"),
+    ({"axes": {"sparse.nothing": [1]}}, "axes.sparse.nothing", "not a field of the sparse block"),
+    ({"axes": {"sparse.gpu": [GPU, "no-such-gpu"]}}, "axes.sparse.gpu[1]", "no-such-gpu"),
+    ({"sparse": {"context": 32768, "budget": 65536}, "axes": {"sparse.phase": ["decode", "attention"]}},
+     "sparse.budget", "at most the context (32768), got 65536"),
+    ({"sparse": {"context": 32768}, "axes": {"sparse.budget": None, "sparse.phase": ["decode"]}},
+     "sparse.budget", "Quest needs one or more token budgets"),
+    ({"sparse": {"density": 0.1}}, "sparse.density", "density does not apply to method quest"),
+    ({"sparse": {"phase": "prefill"}}, "sparse.phase", "has no prefill phase"),
+    ({"workload": MODEL}, "workload", "a sweep of sparse attention has no workload"),
+    ({"objectives": ["latency_s", "energy_pj"]}, "objectives[1]", "energy_pj is not modelled for target sparse"),
+])
+def test_a_bad_sparse_sweep_exits_2_naming_the_file_and_field(tmp_path, change, field, message):
+    """QUEST with `change`: its block's fields over QUEST's (their axes dropped), its axes added (None: dropped;
+    their block fields dropped), its other keys added."""
+    axes = {k: v for k, v in {**QUEST["axes"], **change.get("axes", {})}.items()
+            if v is not None and k.removeprefix("sparse.") not in change.get("sparse", {})}
+    block = {k: v for k, v in {**QUEST["sparse"], **change.get("sparse", {})}.items() if f"sparse.{k}" not in axes}
+    data = {**QUEST, **change, "sparse": block, "axes": axes}
+    code, out, db = _sweep(tmp_path, data)
+    assert code == 2, out
+    assert str(tmp_path / "s.yaml") in out and field in out and message in out, out
+    assert not db.exists()
+
+
+def test_the_export_has_a_parallel_sweeps_columns_plus_the_sparse_extras(quest, tmp_path):
+    parallel = {"name": "par", "parallel": {"workload": MODEL, "seq_len": 12288, "topology": "hgx-h100-8",
+                                            "scheme": "ring"}, "axes": {"parallel.devices": [1, 2]}}
+    code, out, par_db = _sweep(tmp_path, parallel, "par")
+    assert code == 0, out
+    columns = {}
+    for name, db in (("parallel", par_db), ("sparse", quest[1][2])):
+        csv = tmp_path / f"{name}.csv"
+        code, out = _invoke("results", str(db), "--csv", str(csv))
+        assert code == 0, out
+        columns[name] = list(pd.read_csv(csv).columns)
+    generic = [[c for c in cols if c in GENERIC] for cols in columns.values()]
+    assert generic[0] == generic[1] == list(GENERIC)
+    extras = [c for c in columns["sparse"] if c not in GENERIC]
+    assert extras == [*QUEST["axes"], *SPARSE_METRICS, "loaded_fraction"]
+
+
+def test_a_sparse_store_reports_without_its_spec(tmp_path: Path) -> None:
+    """`archsim report --sweep DB` without `--spec` takes a sparse store's own default objectives (latency and
+    memory: its energy is not modelled), as its sweep did, instead of failing on energy_pj."""
+    spec = _write(tmp_path / "quest.yaml", QUEST)
+    db = tmp_path / "quest.sqlite"
+    assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(db)]).exit_code == 0
+    result = CliRunner().invoke(main, ["report", "--sweep", str(db), "--out", str(tmp_path / "page")])
+    assert result.exit_code == 0, result.output
+    assert "Pareto front of latency_s x memory_bytes" in result.output
