@@ -57,6 +57,7 @@ TEXT_COLUMNS = (
     ("comm ms", "comm_s", lambda v: f"{v * 1e3:.4g}"),
     ("exposed ms", "exposed_comm_s", lambda v: f"{v * 1e3:.4g}"),
     ("hidden ms", "hidden_comm_s", lambda v: f"{v * 1e3:.4g}"),
+    ("wait ms", "wait_s", lambda v: f"{v * 1e3:.4g}"),  # on another device's compute (LASP-1's chain)
     ("ideal ms", "ideal_s", lambda v: f"{v * 1e3:.4g}"),
     ("efficiency", "efficiency", lambda v: f"{v:.3f}"),
     ("mem/dev GB", "memory_bytes", lambda v: "-" if math.isnan(v) else f"{v / 1e9:.2f}"),  # not modelled: NaN
@@ -135,7 +136,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
                  tp: int | None, ulysses: int | None, kernel: str | None, checkpointing: str | None,
                  training_precision: str | None, as_json: bool, out: str | None) -> None:
     """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
-    hidden or exposed, efficiency against one device, memory per device and the largest context that fits. A point
+    hidden or exposed, the wait on another device's compute (LASP-1's chain; time = compute + exposed + wait),
+    efficiency against one device, memory per device and the largest context that fits. A point
     whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
 
     Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU (another --gpu needs a
@@ -186,7 +188,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         ran = system_kernel is not None and not unmodelled("kernel", [system_kernel], [(s, direction) for s in schemes])
         kernel = system_kernel if ran else DEFAULT_KERNEL
     if kernel not in KERNELS:
-        raise SpecError("--kernel", kernel, f"expected one of {', '.join(sorted(KERNELS))}")
+        raise SpecError("--kernel", kernel, f"expected one of {', '.join(_prefill_choices(direction, causal))}")
     softmax_schemes = [s for s in schemes if s not in LINEAR_SCHEMES]
     if softmax_schemes and direction != "decode" and kernel_attention(kernel) == "linear":  # no such point runs
         raise SpecError("--kernel", kernel, f"computes linear attention (LASP's chunks run it); expected a softmax "
@@ -246,6 +248,16 @@ def _refuse_unmodelled(schemes: list[str], direction: str, kernel: str | None, c
     if unmodelled("causal", [causal], points):
         raise click.UsageError("--no-causal sets the prefill's mask: a decode step's one query attends every cached "
                                "token (causal); drop it")
+
+
+def _prefill_choices(direction: str, causal: bool) -> list[str]:
+    """The kernels `--kernel` can name for the softmax schemes' prefill at `direction` (a name it does not know
+    reaches no other point: `_refuse_unmodelled`): softmax kernels with a path for it, the causal-variant name only
+    for a causal run."""
+    from archsim.model.gpu_kernels import CAUSAL_NAMES, KERNELS, direction_problem, kernel_attention
+
+    return [name for name in sorted(KERNELS) if kernel_attention(name) == "softmax"
+            and not direction_problem(name, direction) and (causal or name not in CAUSAL_NAMES)]
 
 
 def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
@@ -360,7 +372,7 @@ def point_row(spec, single: bool) -> dict:
             error = SpecError(FIELD_OPTIONS[error.where], "", error.message)
         if single:
             raise error from None
-        return _blank_row(ParallelResult(spec, *[math.nan] * 6), str(error))
+        return _blank_row(ParallelResult(spec, *[math.nan] * 7), str(error))
     record = result.record()
     if not record.feasible:  # a point that does not fit has no numbers, as a sweep stores it; the reason says why
         return _blank_row(result, record.reason)

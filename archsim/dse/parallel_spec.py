@@ -72,7 +72,8 @@ from archsim.systems.topology import Topology, load_topology
 from archsim.workload import check_size
 
 PARALLEL_ROOT = "parallel"
-PARALLEL_METRICS = ("efficiency", "exposed_comm_s", "memory_bytes", "max_context_tokens", "comm_s", "compute_s")
+PARALLEL_METRICS = ("efficiency", "exposed_comm_s", "memory_bytes", "max_context_tokens", "comm_s", "compute_s",
+                    "wait_s")
 PARALLEL_MAXIMISED = ("efficiency", "max_context_tokens")
 FIELDS = tuple(f.name for f in dataclasses.fields(ParallelSpec))
 # no default in ParallelSpec; the GPU defaults to the topology's

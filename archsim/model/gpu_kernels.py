@@ -310,8 +310,9 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
     if kernel in CAUSAL_NAMES and not case.causal and case.direction != "decode":
-        return (f"{kernel} names the kernel run with its causal mask, got causal False (name "
-                f"{kernel.removesuffix(' (causal)')} for a non-causal case)")
+        return (f"{kernel} names the kernel run with its causal mask, got a non-causal call (as a "
+                f"sequence-parallel scheme's blocks off the diagonal are): name {kernel.removesuffix(' (causal)')}, "
+                f"which runs both")
     return precision_problem(kernel, case.precision) or FAMILIES[family].plans(variant, case, gpu)
 
 

@@ -3,9 +3,10 @@
 A `ParallelSpec` (`archsim.systems.seqpar_spec`: the spec, its rules and its checks) names a scheme, P devices of a
 GPU preset placed on a topology (`archsim.systems.topology`), a workload, the sequence length and the direction;
 `parallel_time(spec)` returns a `ParallelResult`: time per layer, the busiest device's compute, the scheme's
-communication and how much of it is exposed (`archsim.systems.seqpar_schemes`: each scheme's timing and its
-assumptions), memory per device and the largest context that fits (`archsim.systems.seqpar_memory`, plus the
-attention kernel's own buffers: eager attention's score matrices and mask; `_memory`).
+communication and how much of it is exposed, the time that device waits on another's compute (LASP-1's chain;
+`archsim.systems.seqpar_schemes`: each scheme's timing and its assumptions), memory per device and the largest
+context that fits (`archsim.systems.seqpar_memory`, plus the attention kernel's own buffers: eager attention's
+score matrices and mask; `_memory`).
 
 Memory per device of a decode step is what it holds: the weights and the KV cache of
 `seqpar_memory.inference_memory(..., decode=True)`, without the prefill's working set (a step's own activations,
@@ -13,8 +14,8 @@ one token per sequence, and a ring's K/V block in flight are not counted: megaby
 
 A hybrid model under `lasp2h` (LASP-2H, `seqpar_spec.HYBRID_SCHEMES`) is timed layer by layer: its linear layers as
 `lasp2` and its softmax layers as `allgather` (`Workload`'s `attention_view`: the same sizes, devices, topology,
-kernel and direction), and a `ParallelResult` is one layer, so its time, compute and communication are each the
-mean over the model's layers weighted by their counts (`attention_layers`): (n_linear x lasp2's + n_softmax x
+kernel and direction), and a `ParallelResult` is one layer, so its time, compute, communication and wait are each
+the mean over the model's layers weighted by their counts (`attention_layers`): (n_linear x lasp2's + n_softmax x
 allgather's) / layers, and layers x the time per layer (reproduce's model time and throughput) is the sum over the
 layers. Its memory is the whole model's (`seqpar_memory`'s lasp2h: each kind's KV cache or states, the larger
 working set; the gathered K and V of its softmax layers, as allgather's).
@@ -88,8 +89,10 @@ from archsim.workload import attention_layers, attention_view
 @dataclass(frozen=True)
 class ParallelResult:
     """One layer. `compute_s` is the busiest device's compute; `comm_s` the scheme's transfers as if alone on the
-    link; `exposed_comm_s` what the time has beyond that compute: transfers not hidden and the waits they cause (a
-    LASP-1 device waiting on the chain's earlier hops' products too, so it can exceed `comm_s`); memory per device
+    link; `wait_s` the time that device waits on another device's compute (a LASP-1 device waiting on the chain's
+    earlier hops' products, `seqpar_schemes.chain_idle_s`; 0 for the other schemes); `exposed_comm_s` what the time
+    has beyond that compute and wait, the transfers not hidden (no more than `comm_s`), and `hidden_comm_s` the
+    rest of `comm_s`: time = compute + exposed + wait. Memory per device
     and the largest context from `seqpar_memory` and the kernel's buffers (`_memory`; NaN / 0 when that model does
     not cover the case), and of that memory the weights. A point whose memory per device exceeds the GPU's is
     infeasible, with the reason; its times are still those the model computes (as an analytical point whose tiles
@@ -99,6 +102,7 @@ class ParallelResult:
     time_s: float
     compute_s: float
     comm_s: float
+    wait_s: float
     ideal_s: float
     memory_bytes: float
     max_context_tokens: float  # whole tokens; NaN where the memory is not modelled
@@ -123,7 +127,7 @@ class ParallelResult:
 
     @property
     def exposed_comm_s(self) -> float:
-        return _above_rounding(self.time_s - self.compute_s, self.time_s)
+        return _above_rounding(self.time_s - self.compute_s - self.wait_s, self.time_s)
 
     @property
     def hidden_comm_s(self) -> float:
@@ -142,7 +146,8 @@ class ParallelResult:
                   "causal": s.causal, "direction": s.direction, "scope": s.scope,
                   "checkpointing": s.checkpointing, "training_precision": s.training_precision,
                   "compute_s": self.compute_s,
-                  "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "ideal_s": self.ideal_s,
+                  "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "wait_s": self.wait_s,
+                  "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
@@ -184,8 +189,8 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     memory, max_context = _memory(spec)
     if ideal > timing.time_s * (1 + 1e-9):
         note = _above_one_note(spec, one)
-    return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, ideal, memory.total_bytes,
-                          max_context, memory.weights_bytes, note, _energy_j(spec, timing.time_s))
+    return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
+                          memory.total_bytes, max_context, memory.weights_bytes, note, _energy_j(spec, timing.time_s))
 
 
 def _energy_j(spec: ParallelSpec, time_s: float) -> float:
@@ -254,11 +259,11 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
     else:
         rest = dense(spec, compute)
         timing = Timing(attention.time_s + rest.time_s, attention.compute_s + rest.compute_s,
-                        attention.comm_s + rest.comm_s)
+                        attention.comm_s + rest.comm_s, attention.wait_s + rest.wait_s)
     if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
         return timing
     gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
-    return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s)
+    return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s, timing.wait_s)
 
 
 def _hybrid_timing(spec: ParallelSpec, check_memory: bool) -> Timing:
@@ -271,7 +276,7 @@ def _hybrid_timing(spec: ParallelSpec, check_memory: bool) -> Timing:
              for kind, count in counts.items()]
     layers = sum(counts.values())
     return Timing(*(sum(count * getattr(part, field) for count, part in parts) / layers
-                    for field in ("time_s", "compute_s", "comm_s")))
+                    for field in ("time_s", "compute_s", "comm_s", "wait_s")))
 
 
 def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute | ArrayCompute:

@@ -298,7 +298,7 @@ def lasp2_rows() -> list[dict]:
         head_s, tok_s = training_throughput(result)
         rows.append({"scheme": scheme, "seq_len": n, "devices": LASP_DEVICES, "time_per_layer_s": result.time_s,
                      "lm_head_s": head_s, "throughput_tok_s": tok_s,
-                     "comm_s": result.comm_s, "exposed_comm_s": result.exposed_comm_s})
+                     "comm_s": result.comm_s, "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s})
     return rows
 
 
@@ -458,7 +458,7 @@ def _point(result: ParallelResult) -> dict:
             "topology": s.topology.name, "gpu": s.gpu.name, "kernel": s.kernel, "link": link.name,
             "model": s.workload.name, "seq_len": s.seq_len, "causal": s.causal, "direction": s.direction,
             "scope": s.scope, "time_s": result.time_s, "ideal_s": result.ideal_s, "efficiency": result.efficiency,
-            "exposed_comm_s": result.exposed_comm_s, "memory_bytes": result.memory_bytes,
+            "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s, "memory_bytes": result.memory_bytes,
             "max_context_tokens": result.max_context_tokens, "feasible": result.feasible, "reason": result.reason,
             "model_time_s": result.time_s * layers if s.scope == "layer" else None}
 

@@ -40,7 +40,10 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
   path (P-1)(alpha + state / beta + compute)), which the first device's K^T V GEMM starts (a state is computed
   before it is sent): receive the state, multiply Q by it (backward: K and V by dM), add the chunk's own K^T V,
-  send; each device's intra-chunk work and own K^T V run beside the chain and count in its compute. Only causal
+  send; each device's intra-chunk work and own K^T V run beside the chain and count in its compute. The last
+  device, done with its own work before the state arrives, waits: of that idle time, what the chain spends on
+  hops is exposed communication and what it spends on the earlier devices' products is `Timing.wait_s`
+  (`chain_idle_s`: the chain's segments in order, the idle time its last stretch). Only causal
   linear attention is modelled (`--no-causal`, whose chunks would all take the total state, is refused). LASP-2
   computes its chunk's state first, then all-gathers every device's state at once, overlapped with the intra-chunk
   work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
@@ -90,11 +93,14 @@ Block = tuple[int, int, bool, int, int]  # a call of some heads: (query tokens, 
 @dataclass(frozen=True)
 class Timing:
     """One scheme's time of a layer (or its attention) on the busiest device: `time_s`, of which `compute_s` is the
-    device's compute and `comm_s` the scheme's transfers as if alone on the link."""
+    device's compute and `comm_s` the scheme's transfers as if alone on the link; `wait_s` the part of the time
+    the device waits on another device's compute (LASP-1's chain; 0 for the other schemes), so the time less the
+    compute and the wait is the communication it exposes."""
 
     time_s: float
     compute_s: float
     comm_s: float
+    wait_s: float = 0.0
 
 
 def group_members(count: int, stride: int) -> list[int]:
@@ -386,11 +392,17 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
         # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
         # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
         # (computed before its state arrives) run beside the chain
-        hops_s = sum(collectives.send_recv_s(state, link) for link in spec.topology.chain_links(members)) * passes
+        hops = [collectives.send_recv_s(state, link) * passes for link in spec.topology.chain_links(members)]
+        hops_s = sum(hops)
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
         arrival = kv_state + hops_s + (p - 2) * hop_compute
         own = local + kv_state
-        return Timing(max(own, arrival) + hop_compute, own + hop_compute, hops_s)
+        # the chain as the last device waits on it: which of its idle time is a hop in flight (exposed
+        # communication) and which an earlier device's products (its wait)
+        chain = [(kv_state, False), (hops[0], True)] + [segment for hop in hops[1:]
+                                                        for segment in ((hop_compute, False), (hop, True))]
+        _, wait_s = chain_idle_s(chain, own)
+        return Timing(max(own, arrival) + hop_compute, own + hop_compute, hops_s, wait_s)
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it
@@ -398,6 +410,19 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     prefix = compute.elementwise_s((p + 1) * state) * passes
     time_s = kv_state + max(local, gather) + prefix + inter
     return Timing(time_s, local + kv_state + prefix + inter, gather)
+
+
+def chain_idle_s(segments: Sequence[tuple[float, bool]], ready_s: float) -> tuple[float, float]:
+    """How a device ready at `ready_s` and waiting for the end of a chain of `segments` (each a duration and
+    whether it is a transfer, one after another from 0) spends its idle time, from `ready_s` to the chain's end:
+    (transfer, compute) seconds, what of each segment lies after `ready_s`. LASP-1's last device: the transfers
+    in flight are its exposed communication, the other devices' products of the chain its wait."""
+    idle = {True: 0.0, False: 0.0}
+    start_s = 0.0
+    for duration_s, transfer in segments:
+        idle[transfer] += max(0.0, start_s + duration_s - max(start_s, ready_s))
+        start_s += duration_s
+    return idle[True], idle[False]
 
 
 # --- decode ------------------------------------------------------------------------------------------------------
