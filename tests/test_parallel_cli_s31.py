@@ -92,4 +92,20 @@ def test_causal_kernel_name_on_a_ring_says_its_blocks_are_not_causal(cli_json):
     points = cli_json(*LLAMA, "--scheme", "ring", "--devices", "1,4", "--seq-len", "16K", "--kernel",
                       "FlashAttention-2 (causal)")["points"]
     assert points[0]["feasible"] and not points[1]["feasible"]
-    assert "off the diagonal" in points[1]["reason"] and "name FlashAttention-2" in points[1]["reason"]
+    reason = points[1]["reason"]
+    assert "the blocks off the diagonal of a causal ring over 4 devices are non-causal calls" in reason
+    assert "name FlashAttention-2, which runs both" in reason
+
+
+def test_causal_kernel_name_refusal_in_the_gpu_model_names_no_scheme():
+    """The GPU model refuses a non-causal call of the causal-variant name whoever makes it (a one-GPU sweep with
+    causal: false makes one too): its reason names the kernel that runs both and no sequence-parallel scheme,
+    whose context `archsim parallel` adds (the test above)."""
+    from archsim.gpu.load import load_gpu
+    from archsim.model.gpu import AttentionCase
+    from archsim.model.gpu_kernels import plans
+
+    reason = plans("FlashAttention-2 (causal)", AttentionCase("fwd", 1, 8, 8, 128, 1024, False, "bf16"),
+                   load_gpu("h100-sxm5"))
+    assert reason == ("FlashAttention-2 (causal) names the kernel run with its causal mask, got a non-causal call: "
+                      "name FlashAttention-2, which runs both")

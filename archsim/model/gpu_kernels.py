@@ -309,11 +309,18 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
         return wrong_direction
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
-    if kernel in CAUSAL_NAMES and not case.causal and case.direction != "decode":
-        return (f"{kernel} names the kernel run with its causal mask, got a non-causal call (as a "
-                f"sequence-parallel scheme's blocks off the diagonal are): name {kernel.removesuffix(' (causal)')}, "
-                f"which runs both")
-    return precision_problem(kernel, case.precision) or FAMILIES[family].plans(variant, case, gpu)
+    return (causal_name_problem(kernel, case.causal, case.direction) or precision_problem(kernel, case.precision)
+            or FAMILIES[family].plans(variant, case, gpu))
+
+
+def causal_name_problem(kernel: str, causal: bool, direction: str) -> str:
+    """Why `kernel`, a causal-variant name (`CAUSAL_NAMES`), cannot run a call ('' when it can): it names the kernel
+    run with its causal mask, so it runs no non-causal prefill or backward call (a decode step's one query attends every
+    key: no mask to leave out)."""
+    if kernel in CAUSAL_NAMES and not causal and direction != "decode":
+        return (f"{kernel} names the kernel run with its causal mask, got a non-causal call: name "
+                f"{kernel.removesuffix(' (causal)')}, which runs both")
+    return ""
 
 
 def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, float],

@@ -25,9 +25,9 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   (`mb{j} t{t} L{k} post|dense|...` or `mb{j} t{t} LM head`, the names
   `archsim.systems.offload_events.simulate_pipeline` gives its spans).
 - pipeline_staggered.png/.csv and pipeline_staggered_trace.json: the same for rotational staggered pipelining
-  (`staggered_run`: the lamina system with a staggered schedule of `STAGGERED_MICRO_BATCHES` micro-batches on one
-  fewer replicas of TP `STAGGERED_TP`, the pool unchanged: DOP (4, 4) for LLaMA3-70B), built here, not in
-  `lamina_reproduce`, which reproduces the paper's ping-pong.
+  (`lamina_reproduce.pipeline_run` of its `staggered_system`: the lamina system with a staggered schedule of
+  micro-batches on one fewer replicas, the pool unchanged: DOP (4, 4) for LLaMA3-70B), beside the reproduction,
+  which runs the paper's ping-pong.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -44,23 +44,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from archsim import library
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, gaps_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
-from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel
-from archsim.systems.offload_events import PipelineRun, model_pipeline
-from archsim.systems.system_spec import with_fields
+from archsim.systems.offload_events import PipelineRun
 
 SYSTEMS = (lamina.SYSTEM, lamina.BASELINE)  # the pair the bars compare (lamina-no-dc only enters the headline)
 LINK_PRESETS = ("lamina-gpu-initiated-400g", "lamina-nccl-400g")
 PIPELINE_LAYERS = 4
 PIPELINE_TOKEN = 1  # the figures' token: token 0 is the start-up (the trace has it)
-STAGGERED_MICRO_BATCHES, STAGGERED_TP = 3, 2  # n = 3 on 2 replicas of 2 H100s: DOP (4, 4) with the pool of 4
 PAPER_BW_MAX_BATCH = 300  # pim.md §3.5: BW_min <= 30 GB/s at batch <= 300
 SPANS_NOTE = ("A replica's slice of layer k: 'L{k-1} post' (the ops after the previous attention; at k = 0 the "
               "previous token's last layer's), 'LM head' after a token's last layer, then 'L{k} dense' (norm and "
@@ -140,21 +136,6 @@ def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS, token:
                & (df["part"] != "post")]
     window = (df["start_s"] < first["end_s"].max()) & (df["end_s"] > from_s)
     return df[window].sort_values("start_s").reset_index(drop=True)
-
-
-def staggered_run(batch: int = lamina.TRACE_BATCH, context: int = lamina.TRACE_CONTEXT,
-                  tokens: int = lamina.TRACE_TOKENS) -> tuple[OffloadModel, PipelineRun]:
-    """`lamina_reproduce.pipeline_run`'s system and requests with its schedule made staggered: n =
-    `STAGGERED_MICRO_BATCHES` micro-batches on n - 1 replicas of TP `STAGGERED_TP` (the compute devices n - 1
-    times tp), the pool and divide-and-conquer unchanged; the model and the run, with spans."""
-    system = lamina.lamina_system(lamina.BW_MODEL)
-    n = STAGGERED_MICRO_BATCHES
-    system = with_fields(system, {
-        "schedule": {"kind": "staggered", "micro_batches": n,
-                     "divide_and_conquer": system.schedule.divide_and_conquer},
-        "devices.compute.count": STAGGERED_TP * (n - 1), "parallelism.tp": STAGGERED_TP})
-    model = system_model(system, library.load_workload_spec(lamina.BW_MODEL))
-    return model, model_pipeline(model, [context] * batch, tokens, trace=True)
 
 
 def pipeline_trace_json(model: OffloadModel, run: PipelineRun, batch: int, context: int) -> dict:
@@ -313,7 +294,7 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
     model, run = lamina.pipeline_run()
     schedule = schedule_label(model)
     _write_pipeline(out_dir, "pipeline", model, run)
-    staggered, staggered_pipeline = staggered_run()
+    staggered, staggered_pipeline = lamina.pipeline_run(staggered=True)
     staggered_schedule = schedule_label(staggered)
     _write_pipeline(out_dir, "pipeline_staggered", staggered, staggered_pipeline)
     cost = html.escape(cost_text(records))
@@ -369,10 +350,10 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                  "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
         _section("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
                  f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
-                 f"schedule, {html.escape(staggered_schedule)} of TP {STAGGERED_TP} (DOP "
-                 f"({STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), built by the report "
-                 "(<code>staggered_run</code>): slice k of micro-batch j runs on replica (j + k) mod (n - 1), "
-                 "each micro-batch starting a slice / (n - 1) "
+                 f"schedule, {html.escape(staggered_schedule)} of TP {lamina.STAGGERED_TP} (DOP "
+                 f"({lamina.STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), beside the "
+                 "reproduction (<code>lamina_reproduce.staggered_system</code>): slice k of micro-batch j runs on "
+                 "replica (j + k) mod (n - 1), each micro-batch starting a slice / (n - 1) "
                  "after the one before (pim.md §3.4); the paper's 70B runs ping-pong, as one replica fills its "
                  "two H100s. The whole run as a Perfetto trace: "
                  "<a href='pipeline_staggered_trace.json'>pipeline_staggered_trace.json</a>."),

@@ -504,13 +504,28 @@ def headline_rows(summary: dict) -> list[dict]:
 
 
 TRACE_BATCH, TRACE_CONTEXT, TRACE_TOKENS = 300, 1024, 2
+STAGGERED_MICRO_BATCHES, STAGGERED_TP = 3, 2  # n = 3 on 2 replicas of 2 H100s: DOP (4, 4) with the pool of 4
+
+
+def staggered_system(model_name: str) -> System:
+    """`lamina_system(model_name)` with its schedule made rotational staggered (pim.md §3.4), beside the paper's
+    ping-pong, which the reproduction runs: n = `STAGGERED_MICRO_BATCHES` micro-batches on n - 1 replicas of TP
+    `STAGGERED_TP` (the compute devices n - 1 times tp), the pool and divide-and-conquer unchanged."""
+    system = lamina_system(model_name)
+    n = STAGGERED_MICRO_BATCHES
+    return with_fields(system, {
+        "schedule": {"kind": "staggered", "micro_batches": n,
+                     "divide_and_conquer": system.schedule.divide_and_conquer},
+        "devices.compute.count": STAGGERED_TP * (n - 1), "parallelism.tp": STAGGERED_TP})
 
 
 def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: int = TRACE_CONTEXT,
-                 tokens: int = TRACE_TOKENS) -> tuple[OffloadModel, PipelineRun]:
-    """The event model (`archsim.systems.offload_events`) of Lamina at the model's DOP with its micro-batches,
-    `batch` requests at `context` tokens, for `tokens` tokens, with spans: the model and the run."""
-    model = system_model(lamina_system(model_name), library.load_workload_spec(model_name))
+                 tokens: int = TRACE_TOKENS, staggered: bool = False) -> tuple[OffloadModel, PipelineRun]:
+    """The event model (`archsim.systems.offload_events`) of Lamina at the model's DOP with its micro-batches
+    (`staggered`: `staggered_system`'s), `batch` requests at `context` tokens, for `tokens` tokens, with spans: the
+    model and the run."""
+    system = (staggered_system if staggered else lamina_system)(model_name)
+    model = system_model(system, library.load_workload_spec(model_name))
     return model, model_pipeline(model, [context] * batch, tokens, trace=True)
 
 

@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase
-from archsim.model.gpu_kernels import plans
+from archsim.model.gpu_kernels import causal_name_problem, plans
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, ArrayCompute, DeviceCompute, one_word_size
@@ -178,7 +178,10 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     """Time, communication and memory of one layer under `spec` (module docstring); `reference` False leaves out
     the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory."""
     check_spec(spec)
-    timing = _timing(spec)
+    try:
+        timing = _timing(spec)
+    except SpecError as error:
+        raise _off_diagonal_context(spec, error) from None
     one = replace(spec, devices=1, tp=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
     ideal, note = math.nan, ""
     try:
@@ -191,6 +194,18 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
         note = _above_one_note(spec, one)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
                           memory.total_bytes, max_context, memory.weights_bytes, note, _energy_j(spec, timing.time_s))
+
+
+def _off_diagonal_context(spec: ParallelSpec, error: SpecError) -> SpecError:
+    """`error` saying where a causal point's non-causal call comes from, when it is the GPU model's refusal of one
+    by the kernel's causal-variant name (`causal_name_problem`): a causal scheme's blocks off the diagonal (a ring
+    device's earlier blocks, allgather's queries against the earlier keys) are non-causal calls; any other error as
+    it is."""
+    problem = causal_name_problem(spec.kernel, False, spec.direction)
+    if not (spec.causal and problem and problem in error.message):
+        return error
+    return SpecError(error.source, error.where, f"{error.message} (the blocks off the diagonal of a causal "
+                                                f"{spec.scheme} over {spec.devices} devices are non-causal calls)")
 
 
 def _energy_j(spec: ParallelSpec, time_s: float) -> float:
