@@ -1,11 +1,13 @@
-"""Shared helpers for the tests: run the CLI in-process and parse its JSON; record the attention calls a
-sequence-parallel timing makes."""
+"""Shared helpers for the tests: run the CLI in-process and parse its JSON; write a spec as YAML; record the
+attention calls a sequence-parallel timing makes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from archsim.cli import main
@@ -30,6 +32,28 @@ def cli_json(cli):
         return json.loads(cli(*args, "--json").output)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def invoke():
+    """Run the CLI in-process: (exit code, output), whatever the code."""
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, list(args))
+        return result.exit_code, result.output
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def write_yaml():
+    """Write `data` as YAML at `path` (its folder made), keys in their given order (a sweep's axes in theirs);
+    returns the path."""
+    def write(path: Path, data: dict) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
 
 
 @pytest.fixture

@@ -15,10 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from click.testing import CliRunner
 
-from archsim.cli import main
 from archsim.dse.points import evaluate_point, expand, load_base
 from archsim.dse.spec import load_sweep
 from archsim.errors import SpecError
@@ -27,17 +24,6 @@ PARALLEL = {"workload": "llama3-8b", "seq_len": 16384, "topology": "hgx-h100-8"}
 LAMINA = {"name": "lamina-s31", "system": "lamina", "workload": "llama3-70b",
           "serving": {"rate_per_s": 5.0, "requests": 4, "lengths": "azure-conv", "seed": 0, "max_batch": 64},
           "objectives": ["throughput_tok_s", "latency_s"]}
-
-
-def _write(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 def _refusal(path: Path) -> SpecError:
@@ -53,11 +39,11 @@ def _refusal(path: Path) -> SpecError:
     ({"devices": 4}, {"parallel.scheme": ["ring", "usp"]}),
     ({"scheme": "usp"}, {"parallel.devices": [2, 4]}),
 ])
-def test_a_usp_point_without_a_ulysses_degree_is_refused_at_load(tmp_path, block, axes) -> None:
-    path = _write(tmp_path / "usp.yaml", {"name": "usp", "parallel": {**PARALLEL, **block}, "axes": axes})
+def test_a_usp_point_without_a_ulysses_degree_is_refused_at_load(tmp_path, block, axes, write_yaml, invoke) -> None:
+    path = write_yaml(tmp_path / "usp.yaml", {"name": "usp", "parallel": {**PARALLEL, **block}, "axes": axes})
     error = _refusal(path)
     assert (error.source, error.where) == (str(path), "parallel.ulysses") and "usp needs" in error.message
-    code, output = _invoke("sweep", str(path), "--db", str(tmp_path / "usp.sqlite"), "--local")
+    code, output = invoke("sweep", str(path), "--db", str(tmp_path / "usp.sqlite"), "--local")
     assert code == 2 and f"{path}: parallel.ulysses: " in output and "usp needs" in output
 
 
@@ -65,8 +51,8 @@ def test_a_usp_point_without_a_ulysses_degree_is_refused_at_load(tmp_path, block
     ({"devices": 4, "ulysses": 2}, {"parallel.scheme": ["ring", "usp"]}),
     ({"devices": 4, "scheme": "usp"}, {"parallel.ulysses": [2, 4]}),
 ])
-def test_a_usp_point_with_its_degree_in_the_block_or_an_axis_loads(tmp_path, block, axes) -> None:
-    path = _write(tmp_path / "usp.yaml", {"name": "usp", "parallel": {**PARALLEL, **block}, "axes": axes})
+def test_a_usp_point_with_its_degree_in_the_block_or_an_axis_loads(tmp_path, block, axes, write_yaml) -> None:
+    path = write_yaml(tmp_path / "usp.yaml", {"name": "usp", "parallel": {**PARALLEL, **block}, "axes": axes})
     assert load_sweep(path).kind == "parallel"
 
 
@@ -79,11 +65,11 @@ def _records(path: Path) -> list[dict]:
     return [evaluate_point(spec, base, point) for point in expand(spec)]
 
 
-def test_a_parallel_points_reason_is_its_field_and_message_whatever_the_files_path(tmp_path) -> None:
+def test_a_parallel_points_reason_is_its_field_and_message_whatever_the_files_path(tmp_path, write_yaml) -> None:
     """Ring over 3 devices cannot cut 16384 tokens into 3 equal chunks: the reason names parallel.seq_len, not the
     file, so a copy of the spec elsewhere stores the same record."""
     data = {"name": "odd", "parallel": {**PARALLEL, "scheme": "ring"}, "axes": {"parallel.devices": [3]}}
-    first = _write(tmp_path / "a" / "odd.yaml", data)
+    first = write_yaml(tmp_path / "a" / "odd.yaml", data)
     second = tmp_path / "b" / "copy.yaml"
     second.parent.mkdir()
     shutil.copy(first, second)
@@ -92,10 +78,10 @@ def test_a_parallel_points_reason_is_its_field_and_message_whatever_the_files_pa
     assert str(tmp_path) not in one["reason"] and json.dumps(one) == json.dumps(other)  # NaN metrics alike
 
 
-def test_a_system_points_reason_is_its_field_and_message_not_the_presets_path(tmp_path) -> None:
+def test_a_system_points_reason_is_its_field_and_message_not_the_presets_path(tmp_path, write_yaml) -> None:
     """Lamina's compute count 4 at tp 2 x 1 replica: the reason names devices.compute.count, not lamina.yaml's path
     (which lies wherever archsim is installed)."""
-    path = _write(tmp_path / "lamina.yaml", {**LAMINA, "axes": {"system.devices.compute.count": [4]}})
+    path = write_yaml(tmp_path / "lamina.yaml", {**LAMINA, "axes": {"system.devices.compute.count": [4]}})
     (record,) = _records(path)
     assert not record["feasible"]
     assert record["reason"] == ("devices.compute.count: expected tp x replicas = 2 x 1 = 2 compute devices "
@@ -112,11 +98,11 @@ def test_a_system_points_reason_is_its_field_and_message_not_the_presets_path(tm
     ({"linked.m": {"values": [2], "set": {"system.devices.memory.cout": "m"}}},
      "axes.linked.m.set.system.devices.memory.cout", "unknown key"),
 ])
-def test_a_wrong_key_in_an_axis_is_blamed_on_the_axis_not_a_value(tmp_path, axes, where, message) -> None:
-    error = _refusal(_write(tmp_path / "keys.yaml", {**LAMINA, "axes": axes}))
+def test_a_wrong_key_in_an_axis_is_blamed_on_the_axis_not_a_value(tmp_path, axes, where, message, write_yaml) -> None:
+    error = _refusal(write_yaml(tmp_path / "keys.yaml", {**LAMINA, "axes": axes}))
     assert error.where == where and error.message.startswith(message)
 
 
-def test_a_wrong_value_of_a_known_key_still_names_its_index(tmp_path) -> None:
-    error = _refusal(_write(tmp_path / "value.yaml", {**LAMINA, "axes": {"serving.max_batch": [8, 0]}}))
+def test_a_wrong_value_of_a_known_key_still_names_its_index(tmp_path, write_yaml) -> None:
+    error = _refusal(write_yaml(tmp_path / "value.yaml", {**LAMINA, "axes": {"serving.max_batch": [8, 0]}}))
     assert error.where == "axes.serving.max_batch[1]"

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from click.testing import CliRunner
 from test_kill_sweep import BATCH, KILL_AFTER_ROWS, _sorted, _summary, _sweep, kill_after_rows, stored_rows
 
-from archsim.cli import main
 from archsim.dse import parallel_spec
 from archsim.dse.points import expand
 from archsim.dse.spec import load_sweep_spec, point_count
@@ -31,16 +28,6 @@ GRID = {"name": "seqpar-small", "parallel": {"workload": MODEL, "seq_len": 12288
         "objectives": ["latency_s", "efficiency"]}
 
 
-def _write(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))  # the axes in their order
-    return path
-
-
-def _invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
-
-
 def test_the_shipped_sweep_is_three_schemes_over_one_to_eight_h100s_at_64k():
     spec = load_sweep_spec("seqpar-scaling")
     assert spec.kind == "parallel" and spec.mapping is None and spec.system is None
@@ -51,13 +38,13 @@ def test_the_shipped_sweep_is_three_schemes_over_one_to_eight_h100s_at_64k():
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(tmp_path_factory, write_yaml, invoke):
     """GRID run through the CLI, then again from its store, and drawn by the report."""
     folder = tmp_path_factory.mktemp("seqpar")
-    spec_path, db = _write(folder / "small.yaml", GRID), folder / "small.sqlite"
-    first = _invoke("sweep", str(spec_path), "--db", str(db), "--local")
-    again = _invoke("sweep", str(spec_path), "--db", str(db), "--local")
-    report = _invoke("report", "--sweep", str(db), "--spec", str(spec_path), "--out", str(folder / "report"))
+    spec_path, db = write_yaml(folder / "small.yaml", GRID), folder / "small.sqlite"
+    first = invoke("sweep", str(spec_path), "--db", str(db), "--local")
+    again = invoke("sweep", str(spec_path), "--db", str(db), "--local")
+    report = invoke("report", "--sweep", str(db), "--spec", str(spec_path), "--out", str(folder / "report"))
     return folder, read_records(db), first, again, report
 
 
@@ -106,10 +93,10 @@ def test_a_point_the_scheme_rejects_is_an_infeasible_row_with_its_reason(small):
     assert not row.constraint_ok and math.isnan(row.latency_s) and math.isnan(row.efficiency)
 
 
-def test_a_sequence_the_devices_cannot_split_names_the_sweeps_field(tmp_path):
+def test_a_sequence_the_devices_cannot_split_names_the_sweeps_field(tmp_path, write_yaml):
     data = {**GRID, "parallel": {**GRID["parallel"], "seq_len": 16384},
             "axes": {"parallel.scheme": ["ring"], "parallel.devices": [3]}}
-    path = _write(tmp_path / "odd.yaml", data)
+    path = write_yaml(tmp_path / "odd.yaml", data)
     df = run_sweep(load_sweep_spec(path), tmp_path / "odd.sqlite")
     assert len(df) == 1 and not df.feasible[0]
     assert df.reason[0].startswith("parallel.seq_len: ring cuts the sequence into 3 equal chunks")
@@ -131,14 +118,20 @@ def test_the_report_draws_a_parallel_sweep(small):
 
 # --- load errors -----------------------------------------------------------------------------------------------
 
-def _bad(tmp_path: Path, change: dict, drop: tuple[str, ...] = ()) -> tuple[int, str, str]:
-    data = {**GRID, **change}
-    for key in drop:
-        data.pop(key)
-    path = _write(tmp_path / "bad.yaml", data)
-    code, output = _invoke("sweep", str(path), "--db", str(tmp_path / "bad.sqlite"), "--local")
-    assert not (tmp_path / "bad.sqlite").exists()
-    return code, output.strip().removeprefix("error: "), str(path)
+@pytest.fixture
+def bad(tmp_path, write_yaml, invoke):
+    """Sweep GRID with `change` over it and the keys `drop` dropped: (exit code, its one line, the spec's path),
+    having checked that no store was written."""
+    def run(change: dict, drop: tuple[str, ...] = ()) -> tuple[int, str, str]:
+        data = {**GRID, **change}
+        for key in drop:
+            data.pop(key)
+        path = write_yaml(tmp_path / "bad.yaml", data)
+        code, output = invoke("sweep", str(path), "--db", str(tmp_path / "bad.sqlite"), "--local")
+        assert not (tmp_path / "bad.sqlite").exists()
+        return code, output.strip().removeprefix("error: "), str(path)
+
+    return run
 
 
 BLOCK = GRID["parallel"]
@@ -167,18 +160,18 @@ BLOCK = GRID["parallel"]
     ({"system": "neupims"}, (), "parallel", "not both"),
     ({"objectives": ["efficiency", "throughput_tok_s"]}, (), "objectives[1]", "unknown objective"),
 ])
-def test_a_bad_parallel_sweep_exits_2_naming_the_field(tmp_path, change, drop, field, message):
-    code, output, path = _bad(tmp_path, change, drop)
+def test_a_bad_parallel_sweep_exits_2_naming_the_field(bad, change, drop, field, message):
+    code, output, path = bad(change, drop)
     assert code == 2 and "\n" not in output, output
     assert output.startswith(f"{path}: {field}: "), output
     assert message in output, output
 
 
-def test_a_sweep_of_an_architecture_has_no_parallel_metrics_or_axes(tmp_path):
+def test_a_sweep_of_an_architecture_has_no_parallel_metrics_or_axes(bad):
     arch = {"name": "arch", "mapping": "fusemax", "workload": "bert-base", "axes": {"workload.seq_len": [1024]}}
-    code, output, path = _bad(tmp_path, {**arch, "objectives": ["efficiency", "latency_s"]}, ("parallel",))
+    code, output, path = bad({**arch, "objectives": ["efficiency", "latency_s"]}, ("parallel",))
     assert code == 2 and output.startswith(f"{path}: objectives[0]: unknown objective 'efficiency'"), output
-    code, output, path = _bad(tmp_path, {**arch, "axes": {"parallel.devices": [2]}}, ("parallel",))
+    code, output, path = bad({**arch, "axes": {"parallel.devices": [2]}}, ("parallel",))
     assert code == 2 and output.startswith(f"{path}: axes.parallel.devices: an axis path starts with"), output
 
 
@@ -190,8 +183,8 @@ KILL = {"name": "seqpar-kill", "parallel": {"workload": MODEL, "seq_len": 8192, 
 KILL_POINTS = 4 * 4 * 2
 
 
-def test_a_killed_sweep_resumes_without_recomputing_a_stored_point(tmp_path, cli, monkeypatch):
-    spec = _write(tmp_path / "kill.yaml", KILL)
+def test_a_killed_sweep_resumes_without_recomputing_a_stored_point(tmp_path, cli, monkeypatch, write_yaml):
+    spec = write_yaml(tmp_path / "kill.yaml", KILL)
     killed, clean = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
     kill_after_rows(spec, killed)
     stored = stored_rows(killed)
@@ -224,7 +217,7 @@ def test_a_lasp_point_under_two_kernels_is_one_point(tmp_path, cli):
                                                                       str(tmp_path / "k.sqlite"), "--local").stdout
 
 
-def test_a_sweep_over_gpus_keeps_one_utilization_column(tmp_path):
+def test_a_sweep_over_gpus_keeps_one_utilization_column(tmp_path, write_yaml, invoke):
     """The record's one unit is named by its role, so a sweep over `parallel.gpu` fills one column: named after
     each GPU preset, it had split into a column per GPU, each empty on the other's rows."""
     grid = {"name": "two-gpus", "parallel": {"workload": MODEL, "seq_len": 12288, "topology": TOPOLOGY,
@@ -232,7 +225,7 @@ def test_a_sweep_over_gpus_keeps_one_utilization_column(tmp_path):
             "axes": {"parallel.devices": [1, 2], "parallel.gpu": ["h100-sxm5", "h200-sxm"]},
             "objectives": ["latency_s", "efficiency"]}
     db = tmp_path / "g.sqlite"
-    code, output = _invoke("sweep", str(_write(tmp_path / "g.yaml", grid)), "--db", str(db), "--local")
+    code, output = invoke("sweep", str(write_yaml(tmp_path / "g.yaml", grid)), "--db", str(db), "--local")
     assert code == 0, output
     records = read_records(db)
     assert [c for c in records.columns if c.startswith("utilization.")] == ["utilization.compute"]

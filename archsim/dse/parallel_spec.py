@@ -42,19 +42,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.dse.once import check_set_once
-from archsim.errors import SpecError, check_keys
+from archsim.dse import block as sweep_block
+from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
-from archsim.gpu.params import load_calibration
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
-from archsim.spec_files import spec_beside
 from archsim.systems.seqpar import parallel_time
 from archsim.systems.seqpar_compute import SOURCE
 from archsim.systems.seqpar_spec import (
@@ -69,7 +66,6 @@ from archsim.systems.seqpar_spec import (
     unmodelled,
 )
 from archsim.systems.topology import Topology, load_topology
-from archsim.workload import check_size
 
 PARALLEL_ROOT = "parallel"
 PARALLEL_METRICS = ("efficiency", "exposed_comm_s", "memory_bytes", "max_context_tokens", "comm_s", "compute_s",
@@ -85,46 +81,27 @@ CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel"
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
                                           "gpu": load_gpu}
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ParallelSpec) if f.default is not dataclasses.MISSING}
-_TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
 
 
 def check_parallel_axis(path: str, source: str, where: str) -> str:
     """The field an axis `parallel.<field>` sets; a SpecError at `where` when it is not a ParallelSpec field."""
-    name = path.removeprefix(f"{PARALLEL_ROOT}.")
-    if name not in FIELDS:
-        raise SpecError(source, where, f"{name!r} is not a field of the parallel block (fields: {', '.join(FIELDS)})")
-    return name
+    return sweep_block.check_axis(path, PARALLEL_ROOT, FIELDS, source, where)
 
 
 def check_parallel_value(name: str, value: Any, source: str, where: str) -> None:
     """A value of field `name` (the module docstring's rules); names of specs are checked by `load_targets`."""
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            raise SpecError(source, where, f"expected one of {', '.join(CHOICES[name])}, got {value!r}")
-    elif name == "causal":
+    if sweep_block.check_choice_or_name(name, value, CHOICES, NAMED, source, where):
+        return
+    if name == "causal":
         if not isinstance(value, bool):
             raise SpecError(source, where, f"expected true or false, got {value!r}")
-    elif name in NAMED:
-        if not isinstance(value, str) or not value:
-            raise SpecError(source, where, f"expected a {name} preset name or file, got {value!r}")
     else:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(source, where, f"expected a whole number >= 1, got {value!r}")
-        check_size(name, value, source, where)
+        sweep_block.check_whole(name, value, source, where)
 
 
 def parallel_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, Any]:
     """The `parallel:` block of the sweep at `source`, checked against its `axes` (module docstring)."""
-    if not isinstance(data, dict):
-        raise SpecError(source, PARALLEL_ROOT, f"expected a mapping of {', '.join(FIELDS)}, got {data!r}")
-    check_keys(data, FIELDS, source, PARALLEL_ROOT)
-    check_set_once([*((f"{PARALLEL_ROOT}.{name}",) * 2 for name in data), *((a, f"axes.{a}") for a in axes)], source)
-    for name in FIELDS:
-        axis, where = f"{PARALLEL_ROOT}.{name}", f"{PARALLEL_ROOT}.{name}"
-        if name not in data and axis not in axes and name in REQUIRED:
-            raise SpecError(source, where, f"missing (or give the axis {axis})")
-        if name in data:
-            check_parallel_value(name, data[name], source, where)
+    sweep_block.check_block(data, PARALLEL_ROOT, FIELDS, REQUIRED, source, axes, check_parallel_value)
     _refuse_unmodelled(data, axes, source)
     _require_ulysses(data, axes, source)
     return dict(data)
@@ -161,14 +138,9 @@ def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: st
                                            f"{', '.join(values('direction'))}): drop it")
 
 
-@dataclass(frozen=True)
-class ParallelTargets:
-    """What a parallel sweep's points are built from, loaded once: the block, each workload, topology and GPU the
-    sweep names (by the name it gives) and the GPU calibration's parameters the compute model reads."""
-
-    block: dict[str, Any]
-    specs: dict[str, dict[str, Any]]  # field (workload, topology, gpu) -> name -> loaded spec
-    calibration: dict[str, dict[str, float]]  # kernel family -> fitted parameters
+class ParallelTargets(sweep_block.BlockTargets):
+    """What a parallel sweep's points are built from (`BlockTargets`): its specs are each workload, topology and
+    GPU the sweep names."""
 
     def spec(self, fields: Mapping[str, Any]) -> ParallelSpec:
         """The ParallelSpec of a point with `fields` (its `parallel.` axis values) over the block, without a value
@@ -188,32 +160,15 @@ class ParallelTargets:
 
 def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> ParallelTargets:
     """Load every workload, topology and GPU that the block or an axis of the sweep at `source` names; one that
-    is not found is a SpecError at its YAML path."""
-    specs: dict[str, dict[str, Any]] = {name: {} for name in NAMED}
-    for name, load in NAMED.items():
-        axis = f"{PARALLEL_ROOT}.{name}"
-        named = [(block[name], f"{PARALLEL_ROOT}.{name}")] if name in block else []
-        named += [(value, f"axes.{axis}[{i}]") for i, value in enumerate(axes.get(axis, []))]
-        for value, where in named:
-            if value not in specs[name]:
-                specs[name][value] = load_named(load, value, source, where)
-                if name == "workload":  # an attention no scheme times: every point would be refused
-                    refuse_unmodelled_attention(specs[name][value].params, source, lambda size, at=where: at,
-                                                f"workload {value!r}: the schemes here time dense multi-head or "
-                                                "grouped-query attention; drop it")
-    calibration = load_calibration()
-    return ParallelTargets(dict(block), specs, {family: dict(p) for family, p in calibration.params.items()})
+    is not found is a SpecError at its YAML path; a workload whose attention no scheme times is refused there."""
+    def check(field: str, name: str, spec: Any, where: str) -> None:
+        if field == "workload":  # an attention no scheme times: every point would be refused
+            refuse_unmodelled_attention(spec.params, source, lambda size: where,
+                                        f"workload {name!r}: the schemes here time dense multi-head or "
+                                        "grouped-query attention; drop it")
 
-
-def load_named(load: Callable[[str], Any], name: str, source: str, where: str) -> Any:
-    """`load` of a preset name or a file beside the sweep (`source`); a name that finds nothing is a SpecError at
-    `where` naming it (the parallel and sparse blocks' GPU, workload and topology fields)."""
-    try:
-        return load(spec_beside(name, source))
-    except SpecError as exc:
-        if exc.source in (name, spec_beside(name, source)) and not exc.where:  # the name found nothing
-            raise SpecError(source, where, f"{name!r}: {exc.message}") from None
-        raise
+    specs = sweep_block.load_specs(NAMED, PARALLEL_ROOT, block, axes, source, check)
+    return ParallelTargets(dict(block), specs, sweep_block.calibration_params())
 
 
 def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:
@@ -223,15 +178,8 @@ def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, A
     kernels is one point)."""
     fields = {name: value for name, value in dataclasses.asdict(spec).items()
               if not (name in TRAINING_FIELDS and value == TRAINING_FIELDS[name])}
-    return {"parallel": _numbers({**fields, "kernel": spec.attention_kernel}), "calibration": targets.calibration}
-
-
-def _numbers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items() if k not in _TEXT_KEYS}
-    if isinstance(value, list | tuple):
-        return [_numbers(v) for v in value]
-    return value
+    return {"parallel": sweep_block.without_text({**fields, "kernel": spec.attention_kernel}),
+            "calibration": targets.calibration}
 
 
 def parallel_record(targets: ParallelTargets, fields: Mapping[str, Any], source: str) -> Record:

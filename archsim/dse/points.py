@@ -11,10 +11,10 @@ changes and the sizes it binds: the workload's, under the mapping's `set:`, unde
 point's `workload.` values, with those given that the cascade does not read (binding refuses them only where
 given: `_bound_sizes`); or the GPU spec, kernel, calibrated parameters and attention case; or the system spec, the
 point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU calibration;
-or the sparse point's resolved fields with its GPU's, workload's and pattern map's contents), so the same
-configuration reached twice, by any spelling (a spec named or given by path, a size given or left at the value it
-would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a digest of
-archsim's source) computes every point afresh.
+or the sparse point's resolved fields with its GPU's, workload's and pattern map's contents and the calibration),
+so the same configuration reached twice, by any spelling (a spec named or given by path, a size given or left at
+the value it would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a
+digest of archsim's source) computes every point afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -46,7 +46,14 @@ from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
-from archsim.dse.sparse_spec import SparseTargets, load_sparse_targets, sparse_config, sparse_record, sparse_target
+from archsim.dse.sparse_spec import (
+    SparseTargets,
+    load_sparse_targets,
+    sparse_config,
+    sparse_point,
+    sparse_record,
+    sparse_target,
+)
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
 from archsim.dse.system_points import serve_point, system_config, system_content
 from archsim.errors import SpecError
@@ -149,15 +156,15 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     `sets` and the GPU presets, each with the kernel, causality and precision its points are timed at (a preset
     added to a store swept without GPUs, or with others, shares it; one timed at other settings is refused like an
     edited preset file: `GPU_PRESETS_PART`); or the system, its devices and links as loaded (a preset file edited
-    between sweeps is another base), workload and serving run; or the parallel block and GPU calibration; or the
-    sparse block). The axes,
+    between sweeps is another base), workload and serving run; or the parallel or sparse block and the GPU
+    calibration). The axes,
     sampling, constraints and objectives are not part of it: they may change between sweeps into one store
     (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
     if base.parallel is not None:
         parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
     elif base.sparse is not None:
-        parts = {"sparse": base.sparse.block}
+        parts = {"sparse": base.sparse.block, "calibration": base.sparse.calibration}
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
                  "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving)}
@@ -203,7 +210,10 @@ def expand(spec: SweepSpec) -> list[Point]:
             columns = [np.floor((rng.permutation(n) + rng.random(n)) / n * len(spec.axes[p])).astype(int)
                        for p in paths]
         points = [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
-    points = [{"target": sparse_target(spec.sparse, p) if spec.sparse is not None else target, **p} for p in points]
+    if spec.sparse is not None:  # an axis over a setting its point's method does not take: NaN, does not apply
+        points = [{"target": sparse_target(spec.sparse, p), **sparse_point(spec.sparse, p)} for p in points]
+    else:
+        points = [{"target": target, **p} for p in points]
     if spec.gpus:
         workload_paths = gpu_axes(spec)
         combos = list(itertools.product(*(spec.axes[p] for p in workload_paths)))

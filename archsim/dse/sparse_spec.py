@@ -15,7 +15,8 @@ The block's fields are `archsim sparse`'s for a point, by the same names: `metho
 field an axis sets (`sparse.budget: [512, 2048]`) is left out of the block; giving it in both places is refused, and
 so is a field no method of the sweep takes, a phase none of them has, or a method's missing required value (Quest's
 budget, `SparseMethod`'s check). With several methods (a `sparse.method` axis) a point goes without the settings
-its method does not take: its key is that of the point without them. `archsim sparse --system` (a system's PIM
+its method does not take: its key is that of the point without them, and its record's value of an axis over one is
+NaN (`spec.axis_missing`: the axis does not apply; `sparse_point`). `archsim sparse --system` (a system's PIM
 devices and memory pool) is not a point here.
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
@@ -23,18 +24,22 @@ type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE
 finite numbers for the fractions and density, whose ranges the model checks), and that every GPU, workload and
 pattern map named exists. A point whose values together the model refuses (a budget beyond the context, a top_k
 beyond it, a map of another model's heads) is an infeasible record with the reason, its field named as the sweep's
-(`sparse.budget`), not a load error (a sweep every point of which fails alike is refused: `points.base_error`).
+(`sparse.budget`; a map's own error as `sparse.patterns`, naming the map), not a load error (a sweep every point of
+which fails alike is refused: `points.base_error`).
 
 A record: target_kind `sparse`, target `method/workload/gpu` (as the spec names them), `latency_s` the method's
 time in the phase (decode: per generated token; prefill: the whole prompt; attention: one layer's), energy, area,
 DRAM traffic and edp NaN (not modelled: `archsim.dse.spec.UNMODELLED`), and extras `SPARSE_METRICS` (`speedup` =
-dense time / the method's, maximised) and the point's other numeric fields (Quest's `loaded_fraction`, a prefill's
-`attention_s`, ...). Assumption, as `archsim sparse` says: a point whose method side does not fit the GPU's memory
-(`fits`: the weights and the KV cache it keeps; a prefill: the weights and the KV the GPU keeps) or has no time (an
-attention call beyond the GPU's memory) cannot run, so it is infeasible with the memory against the GPU's DRAM
-and no metrics; dense not fitting leaves the point feasible, its speedup NaN. A point's key hashes the resolved
-fields (the phase resolved, the settings its method takes) and the GPU's, workload's and map's contents without
-file paths and prose, so a moved store resumes.
+dense time / the method's, maximised), `dense_fits` (1 or 0), `budget` (the selection the point ran: Quest's budget,
+TokenSelect's top_k; NaN for the other methods) and the point's other numeric fields (Quest's `loaded_fraction`, a
+prefill's `attention_s`, ...). Assumption, as `archsim sparse` says: a point whose method side does not fit the
+GPU's memory (`fits`: the weights and the KV cache it keeps; a prefill: the weights and the KV the GPU keeps) or has
+no time (an attention call beyond the GPU's memory) cannot run, so it is infeasible with the memory against the
+GPU's DRAM and no metrics; dense not fitting (`dense_fits` 0) or having no time leaves the point feasible, its
+speedup NaN (a dense run that cannot run is no baseline). A point's key hashes the resolved fields (the phase
+resolved, the settings its method takes), the GPU's, workload's and map's contents without file paths and prose, so
+a moved store resumes, and the GPU calibration's parameters (a YAML file the source digest `points.MODEL_VERSION`
+does not cover: a refit keys every point afresh, as a parallel point's).
 """
 
 from __future__ import annotations
@@ -42,13 +47,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from archsim import library
-from archsim.dse.once import check_set_once
-from archsim.dse.parallel_spec import load_named
-from archsim.errors import SpecError, check_keys
+from archsim.dse import block as sweep_block
+from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.record import NAN, Record
 from archsim.systems.sparse_points import (
@@ -61,8 +64,7 @@ from archsim.systems.sparse_points import (
     SparseMethod,
     phase_point,
 )
-from archsim.workload import check_size
-from archsim.workload_patterns import load_pattern_map
+from archsim.workload_patterns import PatternMap, load_pattern_map
 
 SPARSE_ROOT = "sparse"
 SPARSE_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes")
@@ -75,8 +77,8 @@ NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.l
                                           "patterns": load_pattern_map}
 PHASES = tuple(dict.fromkeys(phase for phases in METHOD_PHASES.values() for phase in phases))
 CHOICES = {"method": METHODS, "phase": PHASES}
-_TEXT_KEYS = frozenset({"path", "source", "citation", "description"})  # files and prose: not in a point's key
-# a point's fields that are no extra: what the record holds elsewhere (its time, fields, fit)
+# a point's fields that are no extra as they are: what the record holds elsewhere (its time, fields, fit) or in
+# another form (`dense_fits` as 0 or 1, `budget` NaN where none)
 _NOT_EXTRAS = frozenset({"method", "model", "gpu", "phase", "context", "budget", "time_s", "fits", "dense_fits"})
 
 
@@ -87,40 +89,23 @@ def method_fields(method: str) -> tuple[str, ...]:
 
 def check_sparse_axis(path: str, source: str, where: str) -> str:
     """The field an axis `sparse.<field>` sets; a SpecError at `where` when it is not a field of the block."""
-    name = path.removeprefix(f"{SPARSE_ROOT}.")
-    if name not in FIELDS:
-        raise SpecError(source, where, f"{name!r} is not a field of the sparse block (fields: {', '.join(FIELDS)})")
-    return name
+    return sweep_block.check_axis(path, SPARSE_ROOT, FIELDS, source, where)
 
 
 def check_sparse_value(name: str, value: Any, source: str, where: str) -> None:
     """A value of field `name` (the module docstring's rules); names of specs are checked by `load_sparse_targets`,
     ranges by the model."""
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            raise SpecError(source, where, f"expected one of {', '.join(CHOICES[name])}, got {value!r}")
-    elif name in NAMED:
-        if not isinstance(value, str) or not value:
-            raise SpecError(source, where, f"expected a {name} name or file, got {value!r}")
+    if sweep_block.check_choice_or_name(name, value, CHOICES, NAMED, source, where):
+        return
+    if name in WHOLE:
+        sweep_block.check_whole(name, value, source, where)
     elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SpecError(source, where, f"expected a {'whole ' if name in WHOLE else ''}number, got {value!r}")
-    elif name in WHOLE:
-        if not isinstance(value, int) or value < 1:
-            raise SpecError(source, where, f"expected a whole number >= 1, got {value!r}")
-        check_size(name, value, source, where)
+        raise SpecError(source, where, f"expected a number, got {value!r}")
 
 
 def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, Any]:
     """The `sparse:` block of the sweep at `source`, checked against its `axes` (module docstring)."""
-    if not isinstance(data, dict):
-        raise SpecError(source, SPARSE_ROOT, f"expected a mapping of {', '.join(FIELDS)}, got {data!r}")
-    check_keys(data, FIELDS, source, SPARSE_ROOT)
-    check_set_once([*((f"{SPARSE_ROOT}.{name}",) * 2 for name in data), *((a, f"axes.{a}") for a in axes)], source)
-    for name in REQUIRED:
-        if name not in data and f"{SPARSE_ROOT}.{name}" not in axes:
-            raise SpecError(source, f"{SPARSE_ROOT}.{name}", f"missing (or give the axis {SPARSE_ROOT}.{name})")
-    for name, value in data.items():
-        check_sparse_value(name, value, source, f"{SPARSE_ROOT}.{name}")
+    sweep_block.check_block(data, SPARSE_ROOT, FIELDS, REQUIRED, source, axes, check_sparse_value)
     methods = _values("method", data, axes)
     for name in FIELDS:
         where = f"{SPARSE_ROOT}.{name}" if name in data else f"axes.{SPARSE_ROOT}.{name}"
@@ -141,13 +126,9 @@ def _values(name: str, data: Mapping[str, Any], axes: Mapping[str, Any], default
     return [data[name]] if name in data else list(axes.get(f"{SPARSE_ROOT}.{name}", default or []))
 
 
-@dataclass(frozen=True)
-class SparseTargets:
-    """What a sparse sweep's points are built from, loaded once: the block and each GPU, workload and pattern map
-    the sweep names (by the name it gives)."""
-
-    block: dict[str, Any]
-    specs: dict[str, dict[str, Any]]  # field (gpu, workload, patterns) -> name -> loaded spec
+class SparseTargets(sweep_block.BlockTargets):
+    """What a sparse sweep's points are built from (`BlockTargets`): its specs are each GPU, workload and pattern
+    map the sweep names."""
 
     def values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """A point's fields (its `sparse.` axis values over the block) without the settings its method does not
@@ -170,21 +151,14 @@ def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], so
     """Load every GPU, workload and pattern map that the block or an axis of the sweep at `source` names (one not
     found is a SpecError at its YAML path), and refuse a method of the sweep missing a value it needs (Quest's
     budget: `SparseMethod`'s check, on the block and each axis's first value)."""
-    specs: dict[str, dict[str, Any]] = {name: {} for name in NAMED}
-    for name, load in NAMED.items():
-        axis = f"{SPARSE_ROOT}.{name}"
-        named = [(block[name], axis)] if name in block else []
-        named += [(value, f"axes.{axis}[{i}]") for i, value in enumerate(axes.get(axis, []))]
-        for value, where in named:
-            if value not in specs[name]:
-                specs[name][value] = load_named(load, value, source, where)
-    targets = SparseTargets(dict(block), specs)
+    specs = sweep_block.load_specs(NAMED, SPARSE_ROOT, block, axes, source)
+    targets = SparseTargets(dict(block), specs, sweep_block.calibration_params())
     first = {path: values[0] for path, values in axes.items()}
     for method in _values("method", block, axes):
         try:
             targets.method(targets.values({**first, f"{SPARSE_ROOT}.method": method}))
         except SpecError as exc:
-            error = as_sweeps(exc, source)
+            error = as_sweeps(exc, source, targets.specs["patterns"])
             if error is exc:
                 raise
             raise SpecError(source, error.where, f"{error.message} (give it in the block or as the axis "
@@ -192,14 +166,32 @@ def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], so
     return targets
 
 
-def as_sweeps(error: SpecError, source: str) -> SpecError:
+def as_sweeps(error: SpecError, source: str, maps: Mapping[str, PatternMap]) -> SpecError:
     """`error` of the sparse models on a field the block sets (`archsim sparse`'s option for it) as the sweep's at
-    `source` (`sparse.budget`); another error as it is."""
+    `source` (`sparse.budget`), one about a pattern map of `maps` (the sweep's, by name: a map of another model's
+    heads) as `sparse.patterns`, naming the map and its key; another error as it is."""
+    name = next((name for name, found in maps.items() if found.path == error.source), None)
+    if name is not None and error.source not in MODEL_SOURCES:
+        return SpecError(source, f"{SPARSE_ROOT}.patterns", f"{name!r} at {error.where}: {error.message}")
     option = FIELD_OPTIONS.get(error.where) if error.source in MODEL_SOURCES else None
     name = error.where if error.where in FIELDS else option and option.removeprefix("--").replace("-", "_")
     if error.source not in MODEL_SOURCES or name not in FIELDS:
         return error
     return SpecError(source, f"{SPARSE_ROOT}.{name}", error.message)
+
+
+def sparse_point(block: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """A point's axis values, NaN for an axis over a setting its method does not take (`spec.axis_missing`, the
+    store's "does not apply": TokenSelect's point of a `sparse.budget` axis ran its own top_k)."""
+    method = {**block, **{p.removeprefix(f"{SPARSE_ROOT}."): v for p, v in point.items()}}["method"]
+    return {path: NAN if _setting(path) and _setting(path) not in method_fields(method) else value
+            for path, value in point.items()}
+
+
+def _setting(path: str) -> str | None:
+    """The method's setting an axis `path` sets; None for another axis (a field every point has)."""
+    name = path.removeprefix(f"{SPARSE_ROOT}.")
+    return name if path.startswith(f"{SPARSE_ROOT}.") and name not in COMMON else None
 
 
 def sparse_target(block: Mapping[str, Any], point: Mapping[str, Any]) -> str:
@@ -210,14 +202,11 @@ def sparse_target(block: Mapping[str, Any], point: Mapping[str, Any]) -> str:
 
 def sparse_config(targets: SparseTargets, fields: Mapping[str, Any]) -> dict[str, Any]:
     """What a point's key hashes: its resolved fields (`SparseTargets.values`), each named spec as its content
-    without files and prose."""
+    without files and prose, and the calibration."""
     values = targets.values(fields)
-    return {SPARSE_ROOT: {name: _content(targets.specs[name][value]) if name in NAMED else value
-                          for name, value in values.items()}}
-
-
-def _content(spec: Any) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(spec).items() if k not in _TEXT_KEYS}
+    named = {name: sweep_block.without_text(dataclasses.asdict(targets.specs[name][value]))
+             for name, value in values.items() if name in NAMED}
+    return {SPARSE_ROOT: {**values, **named}, "calibration": targets.calibration}
 
 
 def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str) -> Record:
@@ -228,7 +217,7 @@ def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str
     try:
         point = phase_point(targets.method(values), workload, gpu, values["context"], values["phase"])
     except SpecError as exc:
-        raise as_sweeps(exc, source) from None
+        raise as_sweeps(exc, source, targets.specs["patterns"]) from None
     time_s, dense_time_s = point["time_s"], point["dense_time_s"]
     feasible = bool(point["fits"]) and not math.isnan(time_s)
     reason = "" if feasible else (
@@ -236,8 +225,10 @@ def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str
         f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
         f"{gpu.dram_bytes / 1e9:.1f} GB of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
                                                     if math.isnan(time_s) else ""))
-    extras = {"speedup": dense_time_s / time_s if time_s > 0 else NAN, "dense_time_s": dense_time_s,
+    dense_runs = bool(point["dense_fits"]) and not math.isnan(dense_time_s)
+    extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,
               "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
+              "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in SPARSE_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
     return Record(SPARSE_ROOT, sparse_target(targets.block, fields), feasible, reason, time_s, NAN, extras=extras)
