@@ -379,3 +379,19 @@ def test_a_user_gpu_file_edited_between_sweeps_is_refused_and_a_preset_added_is_
     message = _error(cli("sweep", both, "--db", str(db), "--local", expect=2))
     assert message.startswith(f"--db: {db}: holds the points of sweep ") and "on GPU " + str(mine) in message
     assert _rows(db) == rows
+
+
+def test_the_model_version_follows_the_library_cascades(tmp_path):
+    """A library cascade edited in place (a system, parallel or sparse point binds it without its content in the
+    point's key) is a new model version: its stores are refused, not served the old cascade's records."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "model.py").write_text("RATE = 1.0\n")
+    cascades = tmp_path / "einsum"
+    cascades.mkdir()
+    (cascades / "decode.yaml").write_text("einsums: [a]\n")
+    before = source_digest(tmp_path / "pkg", cascades)
+    assert before != source_digest(tmp_path / "pkg")
+    (cascades / "notes.txt").write_text("not a cascade")
+    assert source_digest(tmp_path / "pkg", cascades) == before
+    (cascades / "decode.yaml").write_text("einsums: [a, b]\n")
+    assert source_digest(tmp_path / "pkg", cascades) != before

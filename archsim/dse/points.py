@@ -30,7 +30,8 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
+from importlib import metadata, resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -74,19 +75,27 @@ from archsim.workload import Workload
 Point = dict[str, Any]
 
 
-def source_digest(root: Path) -> str:
-    """A digest of the Python source under `root` (paths and bytes, in path order)."""
+def source_digest(root: Path, cascades: Traversable | None = None) -> str:
+    """A digest of the Python source under `root` and of the library's cascades (`cascades`: the einsum package's
+    YAML, which the systems' and GPU models bind, wherever the install put it) (paths and bytes, in path order)."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
+    for entry in sorted(cascades.iterdir() if cascades is not None else (), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            digest.update(entry.name.encode())
+            digest.update(entry.read_bytes())
     return digest.hexdigest()[:16]
 
 
-# The package version and its source's digest: a model changed in place (an editable install, a checkout between
-# releases, whose version string stays) keys its points afresh, and a store written by another model is refused
-# (`archsim.dse.sweep.claim_store`: its base differs in "version") instead of serving the old model's records.
-MODEL_VERSION = f"{metadata.version('archsim')}+{source_digest(Path(__file__).resolve().parents[1])}"
+# The package version and its source's and cascades' digest: a model changed in place (an editable install, a
+# checkout between releases, whose version string stays; a library cascade edited, which a system, parallel or
+# sparse point binds without its content in the key) keys its points afresh, and a store written by another model
+# is refused (`archsim.dse.sweep.claim_store`: its base differs in "version") instead of serving the old model's
+# records.
+MODEL_VERSION = (f"{metadata.version('archsim')}+"
+                 f"{source_digest(Path(__file__).resolve().parents[1], resources.files('archsim.library.einsum'))}")
 
 
 @dataclass(frozen=True)
