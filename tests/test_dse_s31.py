@@ -92,7 +92,7 @@ def test_a_system_points_reason_is_its_field_and_message_not_the_presets_path(tm
 
 
 @pytest.mark.parametrize(("axes", "where", "message"), [
-    ({"serving.lengths": ["azure-conv"]}, "axes.serving.lengths", "a serving axis is one of"),
+    ({"serving.seed": [1]}, "axes.serving.seed", "a serving axis is one of"),
     ({"system.devices.memory.cout": [2]}, "axes.system.devices.memory.cout", "unknown key"),
     ({"system.devices.memry.count": [2]}, "axes.system.devices.memry.count", "not a field of this system"),
     ({"linked.m": {"values": [2], "set": {"system.devices.memory.cout": "m"}}},

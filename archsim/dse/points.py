@@ -46,7 +46,7 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
-from archsim.dse.serving_spec import SYSTEM_ROOT, load_system_target
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, load_system_target
 from archsim.dse.sparse_spec import (
     SparseTargets,
     load_sparse_targets,
@@ -56,7 +56,7 @@ from archsim.dse.sparse_spec import (
     sparse_target,
 )
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
-from archsim.dse.system_points import serve_point, system_config, system_content
+from archsim.dse.system_points import request_stream, serve_point, stream, system_config, system_content
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
@@ -68,7 +68,7 @@ from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare, unread_sets
 from archsim.record import Record
 from archsim.spec_files import parse_yaml, read_spec_bytes
-from archsim.systems.requests import Request, poisson_requests
+from archsim.systems.requests import Request
 from archsim.systems.system_types import System
 from archsim.workload import Workload
 
@@ -110,7 +110,8 @@ class Base:
     gpus: dict[str, GPU]  # preset name -> spec
     gpu_params: dict[str, float]  # the calibrated parameters of the GPU kernel's family
     system: System | None = None
-    requests: tuple[Request, ...] = ()  # what a system serves
+    # what a system serves: each stream its points' lengths and rate give (`system_points.stream`), made once
+    requests: dict[tuple[str, float], tuple[Request, ...]] = field(default_factory=dict)
     parallel: ParallelTargets | None = None
     sparse: SparseTargets | None = None
     # an architecture's sweep: its mapping's and cascade's files as parsed and its workload as loaded, as
@@ -120,8 +121,8 @@ class Base:
 
 def load_base(spec: SweepSpec) -> Base:
     """The Base of `spec`'s points, each named spec loaded once: its multi-device or sparse attention targets, its
-    system,
-    workload and the Poisson requests of its serving settings, or its mapping, cascade, architecture, workload, GPU
+    system, workload and the request stream of each lengths and rate its points take (the serving block's, or its
+    axes' values: a stream per value pair, not per point), or its mapping, cascade, architecture, workload, GPU
     presets and the calibrated parameters of their kernel's family."""
     if spec.parallel is not None:
         return Base(None, None, None, None, {}, {}, parallel=load_targets(spec.parallel, spec.axes, spec.source))
@@ -130,9 +131,11 @@ def load_base(spec: SweepSpec) -> Base:
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         settings = spec.serving
-        return Base(None, None, None, workload, {}, {}, system,
-                    poisson_requests(rate_per_s=settings.rate_per_s, n=settings.requests, lengths=settings.lengths,
-                                     seed=settings.seed))
+        pairs = itertools.product(spec.axes.get(f"{SERVING_ROOT}.lengths", [settings.lengths]),
+                                  spec.axes.get(f"{SERVING_ROOT}.rate_per_s", [settings.rate_per_s]))
+        streams = {(lengths, float(rate)): request_stream(settings, lengths, rate, spec.source)
+                   for lengths, rate in pairs}
+        return Base(None, None, None, workload, {}, {}, system, streams)
     mapping = library.load_mapping_spec(spec.mapping)
     cascade = spec.cascade or mapping.cascade
     workload = library.load_workload_spec(spec.workload) if spec.workload else None
@@ -275,7 +278,9 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
 def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, Any]:
     """The resolved configuration of a point of a GPU, a system, multi-device or sparse attention."""
     if kind == "system":
-        return system_config(base.system, base.workload, spec.serving, spec.fields(point))
+        fields = spec.fields(point)
+        return system_config(base.system, base.workload, spec.serving, fields,
+                             base.requests[stream(spec.serving, fields)])
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
     if kind == "sparse":
@@ -482,7 +487,8 @@ def with_constraints(df: pd.DataFrame, constraints: tuple[Constraint, ...]) -> p
 
 
 def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:
-    return serve_point(base.system, base.workload, base.requests, spec.serving, spec.fields(point))
+    fields = spec.fields(point)
+    return serve_point(base.system, base.workload, base.requests[stream(spec.serving, fields)], spec.serving, fields)
 
 
 def _parallel_record(spec: SweepSpec, base: Base, point: Point) -> Record:

@@ -1,16 +1,16 @@
 """A sweep over a system: the serving run each of its points is, as data, and the checks made when it is loaded.
 
 A sweep that names `system:` (a system preset, e.g. `neupims`, or a system YAML; `archsim.systems.system_spec`) and
-`workload:` (a library workload that names its decoder block) is a sweep of serving runs. A point is the system
-with the point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.pim.channels`,
-`system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`: a link the system names by preset is
-written inline with the preset's fields, one of them changed), running the workload as the serving simulator's
-iteration model over one seeded Poisson request stream (`archsim.dse.system_points`). An axis value is a number,
-a word or true/false, as the field takes. Fields that must move together (a device count and the parallel degree
-it must equal: a memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count`
-and `parallelism.tp` x replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields
-from each of its values (what the system spec checks is checked at load; what needs the workload, tp x replicas
-and the pool dividing the KV heads, when each point is built: an infeasible record with the reason):
+`workload:` (a library workload that names its decoder block) is a sweep of serving runs. A point is the system with the
+point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.pim.channels`,
+`system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`: a link the system names by preset is written
+inline with the preset's fields, one of them changed), running the workload as the serving simulator's iteration model
+over the request stream its serving settings give (`archsim.dse.system_points`). An axis value is a number, a word or
+true/false, as the field takes. Fields that must move together (a device count and the parallel degree it must equal: a
+memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count` and `parallelism.tp` x
+replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields from each of its values (what
+the system spec checks is checked at load; what needs the workload, tp x replicas and the pool dividing the KV heads,
+when each point is built: an infeasible record with the reason):
 
     linked.memory_gpus:
       values: [2, 4, 8]
@@ -20,27 +20,31 @@ The stream and the scheduler's batch are the `serving:` block, every key require
 
     serving: {rate_per_s: 2000.0, requests: 300, lengths: alpaca, seed: 0, max_batch: 256}
 
-`lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`. `max_batch` (the most requests in one
-iteration) may be an axis instead, `serving.max_batch`, and is then left out of the block. One key is optional:
-`max_prefill_tokens`, the most prompt tokens an iteration prefills (vLLM's max_num_batched_tokens without chunked
-prefill; a longer prompt runs alone); without it there is no budget (`ServingConfig`'s default, Orca's: the
-memory of a GPU still bounds an iteration); it may be an axis too, `serving.max_prefill_tokens`. Another is
-`alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0): each point's link is checked against
-BW_min at its served run's most demanding decode iteration (`archsim.systems.offload.peak_batch_link_feasibility`),
-a link below it an infeasible record with the reason, so a sweep of `system.links.attention.bytes_per_s_per_direction`
-is a BW_min study; a point that is no attention-offloading system is infeasible saying so; without it no link is
-checked. No other `serving.` path is an axis (the page size, mixing prefills into decodes and the watermark stay at
-`ServingConfig`'s vLLM defaults).
+`lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`, whose lengths a seeded Poisson stream of
+`rate_per_s` arrivals draws, or the path of a CSV trace (`.csv`, `arrival_s,prompt_tokens,output_tokens`, a relative
+path taken from the sweep file's folder), whose requests are served as `simulate --trace` reads them: its arrivals and
+lengths, the block's rate, count and seed not read. `max_batch` (the most requests in one iteration), `lengths` and
+`rate_per_s` may each be an axis instead (`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then
+left out of the block: each point serves the stream its lengths and rate give (a model x trace grid, a load sweep; a
+rate axis beside a trace is refused: a trace's points do not read it). One key is optional: `max_prefill_tokens`, the
+most prompt tokens an iteration prefills (vLLM's max_num_batched_tokens without chunked prefill; a longer prompt runs
+alone); without it there is no budget (`ServingConfig`'s default, Orca's: the memory of a GPU still bounds an
+iteration); it may be an axis too, `serving.max_prefill_tokens`. Another is `alpha`, Lamina's allowed network overhead
+(`simulate --alpha`, a number > 0): each point's link is checked against BW_min at its served run's most demanding
+decode iteration (`archsim.systems.offload.peak_batch_link_feasibility`), a link below it an infeasible record with the
+reason, so a sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a point that is no
+attention-offloading system is infeasible saying so; without it no link is checked. No other `serving.` path is an axis
+(the page size, mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM defaults).
 
-Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload
-exist; the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the
-fields of a linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again;
-the message names the field the spec refuses where the YAML path does not); `serving.max_batch` values are whole
-numbers >= 1; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on
-every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`,
-the default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points
-whose values together cannot be built, or whose weights do not fit, are infeasible records with their reason, not
-load errors.
+Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload exist;
+the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the fields of a
+linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again; the message names
+the field the spec refuses where the YAML path does not); `serving.max_batch` values are whole numbers >= 1,
+`serving.rate_per_s` values finite numbers > 0 and `serving.lengths` values presets or CSV traces that `read_trace` and
+`check_requests` accept; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour`
+on every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the
+default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose
+values together cannot be built, or whose weights do not fit, are infeasible records with their reason, not load errors.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from typing import Any
 from archsim import library
 from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_keys, kind_of
-from archsim.systems.requests import LENGTH_PRESETS, check_request_count
+from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_model import board_power_w
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
@@ -64,7 +68,9 @@ from archsim.systems.system_types import System
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
-SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens")
+SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.lengths", "serving.rate_per_s")
+AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
+TRACE_SUFFIX = ".csv"  # a lengths value ending so is a CSV trace's path
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
 # absent: no prefill budget (ServingConfig's, Orca's); no link checked against BW_min
 OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "alpha")
@@ -73,11 +79,11 @@ ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and co
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """The requests every point of a system sweep serves, and its batch when no axis sets it."""
+    """The requests every point of a system sweep serves, and its batch, when no axis sets them."""
 
-    rate_per_s: float  # Poisson arrivals per second
+    rate_per_s: float | None  # Poisson arrivals per second; None: the serving.rate_per_s axis sets it
     requests: int
-    lengths: str  # a name of LENGTH_PRESETS
+    lengths: str | None  # a name of LENGTH_PRESETS or a CSV trace's path, as written; None: its axis sets it
     seed: int
     max_batch: int | None  # None: the serving.max_batch axis sets it
     max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
@@ -85,42 +91,81 @@ class ServingSettings:
 
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
-    """The `serving:` block of the sweep at `source`; `max_batch` is required unless `axes` has serving.max_batch."""
+    """The `serving:` block of the sweep at `source`; `rate_per_s`, `lengths` and `max_batch` are required unless
+    `axes` has their axis."""
     if not isinstance(data, dict):
         raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
     check_keys(data, (*SERVING_KEYS, *OPTIONAL_SERVING_KEYS), source, "serving")
     check_set_once([*((f"serving.{key}",) * 2 for key in data), *((a, f"axes.{a}") for a in axes)], source)
-    batch_axis = "serving.max_batch" in axes
+    by_axis = {key for key in AXIS_KEYS if f"serving.{key}" in axes}
     for key in SERVING_KEYS:
-        if key not in data and not (key == "max_batch" and batch_axis):
-            raise SpecError(source, f"serving.{key}", "missing" + (" (or give the axis serving.max_batch)"
-                                                                   if key == "max_batch" else ""))
-    rate = data["rate_per_s"]
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (math.isfinite(rate) and rate > 0):
-        raise SpecError(source, "serving.rate_per_s", f"expected a positive number of requests per second, "
-                                                      f"got {rate!r}")
+        if key not in data and key not in by_axis:
+            raise SpecError(source, f"serving.{key}", "missing" + (f" (or give the axis serving.{key})"
+                                                                   if key in AXIS_KEYS else ""))
+    rate = None if "rate_per_s" in by_axis else arrival_rate(data["rate_per_s"], source, "serving.rate_per_s")
     requests = _whole(data["requests"], source, "serving.requests", 1)
     check_request_count(requests, source, "serving.requests")
-    if not isinstance(data["lengths"], str) or data["lengths"] not in LENGTH_PRESETS:
-        raise SpecError(source, "serving.lengths", f"expected one of {', '.join(LENGTH_PRESETS)}, "
-                                                   f"got {data['lengths']!r}")
+    lengths = None if "lengths" in by_axis else request_lengths(data["lengths"], source, "serving.lengths")
+    if "rate_per_s" in by_axis and any(is_trace(v) for v in axes.get("serving.lengths", [lengths])):
+        raise SpecError(source, "axes.serving.rate_per_s", "not read by a CSV trace's points (the trace gives the "
+                                                           "arrivals): sweep the rate over length presets alone")
     budget, alpha = data.get("max_prefill_tokens"), data.get("alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
                               or not (math.isfinite(alpha) and alpha > 0)):
         raise SpecError(source, "serving.alpha", f"expected a network overhead > 0 and finite (Lamina's alpha, "
                                                  f"e.g. 0.2), got {alpha!r}")
-    return ServingSettings(float(rate), requests, data["lengths"], _whole(data["seed"], source, "serving.seed", 0),
-                           None if batch_axis else _whole(data["max_batch"], source, "serving.max_batch", 1),
+    batch = None if "max_batch" in by_axis else _whole(data["max_batch"], source, "serving.max_batch", 1)
+    return ServingSettings(rate, requests, lengths, _whole(data["seed"], source, "serving.seed", 0), batch,
                            None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1),
                            None if alpha is None else float(alpha))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
-    """A `serving.` axis is serving.max_batch or serving.max_prefill_tokens, each value (at `where`) a whole number
-    >= 1; another path is refused at its axis (`axes.<path>`), not at a value."""
+    """A `serving.` axis is one of `SERVING_AXES`, each value (at `where`) a rate (`arrival_rate`), lengths
+    (`request_lengths`) or a whole number >= 1 (the batch, the prefill budget); another path is refused at its axis
+    (`axes.<path>`), not at a value."""
     if path not in SERVING_AXES:
         raise SpecError(source, f"axes.{path}", f"a serving axis is one of {', '.join(SERVING_AXES)}")
-    _whole(value, source, where, 1)
+    if path == "serving.rate_per_s":
+        arrival_rate(value, source, where)
+    elif path == "serving.lengths":
+        request_lengths(value, source, where)
+    else:
+        _whole(value, source, where, 1)
+
+
+def arrival_rate(value: Any, source: str, where: str) -> float:
+    """A Poisson rate (requests per second): a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise SpecError(source, where, f"expected a positive number of requests per second, got {value!r}")
+    return float(value)
+
+
+def is_trace(lengths: Any) -> bool:
+    """Whether a lengths value names a CSV trace (`TRACE_SUFFIX`) rather than a length preset."""
+    return isinstance(lengths, str) and lengths not in LENGTH_PRESETS and lengths.endswith(TRACE_SUFFIX)
+
+
+def trace_path(lengths: str, source: str) -> Path:
+    """The file of a CSV trace that the sweep at `source` names: a relative path from the sweep file's folder."""
+    path = Path(lengths)
+    return path if path.is_absolute() or not Path(source).is_file() else Path(source).parent / path
+
+
+def request_lengths(value: Any, source: str, where: str) -> str:
+    """A lengths value, as written: a name of `LENGTH_PRESETS`, or a CSV trace's path whose requests `read_trace`
+    and `check_requests` accept (read here, so that a missing or malformed trace is refused at load, its problem
+    after the trace's path)."""
+    if isinstance(value, str) and value in LENGTH_PRESETS:
+        return value
+    if not is_trace(value):
+        raise SpecError(source, where, f"expected one of {', '.join(LENGTH_PRESETS)} or a CSV trace's path "
+                                       f"(*{TRACE_SUFFIX}: {','.join(TRACE_COLUMNS)}), got {value!r}")
+    try:
+        check_requests(read_trace(trace_path(value, source)), value)
+    except SpecError as refused:
+        raise SpecError(source, where, f"{refused}") from None
+    return value
 
 
 def _whole(value: Any, source: str, where: str, least: int) -> int:

@@ -1,10 +1,11 @@
 """A point of a sweep over a system (`archsim.dse.serving_spec`): the system with the point's fields set, serving
-the sweep's requests. Pure: specs and requests in, metrics out.
+the requests its serving settings give. Pure: specs and requests in, metrics out.
 
 The run: `with_fields(system, the point's system. values)`, `system_model(system, workload)`, and
 `simulate_serving(model, requests, ServingConfig(max_batch=..., max_prefill_tokens=...))` with every other
-scheduler knob at `ServingConfig`'s vLLM defaults. The requests are the sweep's one seeded Poisson stream, the same
-for every point.
+scheduler knob at `ServingConfig`'s vLLM defaults. The requests are the stream of the point's lengths and rate
+(`stream`, `request_stream`: its `serving.lengths` and `serving.rate_per_s` values, else the serving block's): the
+seeded Poisson stream of a length preset at that rate, the same seed for every point, or a CSV trace as read.
 
 Metrics. The generic columns every target writes (`METRICS`), so that the store, the summary and the report read a
 system point as any other:
@@ -16,7 +17,13 @@ system point as any other:
 - `edp` = latency_s x energy_pj.
 The serving metrics (`SERVING_METRICS`) beside them: `throughput_tok_s`, `energy_per_token_j`, TTFT and TBT p50
 and p99, and `cost_per_token_usd`; and as extras the makespan, output tokens, iterations, preemptions and the
-utilization of every unit (`utilization.<unit>`).
+utilization of every unit (`utilization.<unit>`). With `serving.alpha` on an attention-offloading system, the link
+check's numbers at the run's most demanding decode iteration, as `simulate --alpha --json` prints them under `link`
+(`offload.link_feasibility`'s extras, each as `link.<name>`): BW_min per compute NIC and per memory NIC
+(`link.bw_min_compute_nic_bytes_per_s`, `link.bw_min_memory_nic_bytes_per_s`) against each end's NIC rate
+(`link.compute_nic_bytes_per_s`, `link.memory_nic_bytes_per_s`), the limiting end's (`link.bw_min_bytes_per_s`,
+`link.link_bytes_per_s`), the iteration's batch and mean context, and alpha; a point whose link falls short is
+infeasible, so its record, as every infeasible one, holds none of them (its reason names them).
 
 Cost per token: the model's `price_per_hour` (`SystemModel`: TP x PP ranks, each with one device of every kind of
 the spec, as the system model counts energy; `OffloadModel`: every device of the two pools) x the makespan in
@@ -37,17 +44,20 @@ is a decode batch's), and where alpha is too small for a finite BW_min.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings, is_trace, trace_path
 from archsim.errors import SpecError
+from archsim.memo import per_object
 from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
-from archsim.systems.requests import Request
-from archsim.systems.serving import IterationRecord, ServingConfig, simulate_serving
+from archsim.systems.requests import Request, poisson_requests, read_trace
+from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
@@ -69,27 +79,51 @@ def max_prefill_tokens(settings: ServingSettings, fields: Mapping[str, Any]) -> 
     return fields.get(f"{SERVING_ROOT}.max_prefill_tokens", settings.max_prefill_tokens)
 
 
+def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, float]:
+    """The point's lengths and rate: its serving.lengths and serving.rate_per_s values, else the serving block's."""
+    return (fields.get(f"{SERVING_ROOT}.lengths", settings.lengths),
+            float(fields.get(f"{SERVING_ROOT}.rate_per_s", settings.rate_per_s)))
+
+
+def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, source: str) -> tuple[Request, ...]:
+    """The requests of lengths `lengths` at `rate_per_s` (`stream`): a CSV trace's as read (from the folder of the
+    sweep at `source`), else the settings' count of seeded Poisson arrivals with the preset's lengths."""
+    if is_trace(lengths):
+        return read_trace(trace_path(lengths, source))
+    return poisson_requests(rate_per_s=rate_per_s, n=settings.requests, lengths=lengths, seed=settings.seed)
+
+
 def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
     """The scheduler a point serves with: its batch and prefill budget, every other knob at `ServingConfig`'s."""
     return ServingConfig(max_batch=max_batch(settings, fields), max_prefill_tokens=max_prefill_tokens(settings, fields))
 
 
-def system_config(system: System, workload: Workload, settings: ServingSettings,
-                  fields: Mapping[str, Any]) -> dict[str, Any]:
+def system_config(system: System, workload: Workload, settings: ServingSettings, fields: Mapping[str, Any],
+                  requests: tuple[Request, ...]) -> dict[str, Any]:
     """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded with the
     point's values set (a preset file edited since, the base's or one an axis names, is another point,
-    `system_content`; a point whose values the spec refuses, on why), the workload and the serving run."""
+    `system_content`; a point whose values the spec refuses, on why), the workload and the serving run (its lengths
+    and rate, `stream`; a CSV trace's with the digest of the `requests` read from it: a trace edited since is
+    another point)."""
     config, changes = serving_config(settings, fields), system_changes(fields)
+    lengths, rate_per_s = stream(settings, fields)
     try:
         resolved = system_content(with_fields(system, changes) if changes else system)
     except SpecError as refused:  # an infeasible point (its record says why): keyed on why, which an edit changes
         resolved = {"refused": str(refused)}
     return {"system": dict(system.data), "resolved": resolved, "changes": changes,
             "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
-            "serving": {"rate_per_s": settings.rate_per_s, "requests": settings.requests,
-                        "lengths": settings.lengths, "seed": settings.seed, "max_batch": config.max_batch,
+            "serving": {"rate_per_s": rate_per_s, "requests": settings.requests,
+                        "lengths": lengths, "seed": settings.seed, "max_batch": config.max_batch,
                         "max_prefill_tokens": config.max_prefill_tokens,
-                        **({} if settings.alpha is None else {"alpha": settings.alpha})}}
+                        **({} if settings.alpha is None else {"alpha": settings.alpha}),
+                        **({"trace_sha256": requests_digest(requests)} if is_trace(lengths) else {})}}
+
+
+@per_object(maxsize=64)
+def requests_digest(requests: tuple[Request, ...]) -> str:
+    """The sha256 of a stream's requests (id, arrival, prompt and output tokens, in order), once per stream."""
+    return hashlib.sha256(json.dumps([dataclasses.astuple(r) for r in requests]).encode()).hexdigest()
 
 
 def system_content(system: System) -> dict[str, Any]:
@@ -125,19 +159,20 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
                                        f"or staggered schedule), which {model.name} is not")
     result = simulate_serving(model, requests, serving_config(settings, fields), trace=settings.alpha is not None)
     record = result.record(model.price_per_hour)
-    reason = "" if settings.alpha is None else _link_reason(model, result.timeline, settings.alpha)
-    if not reason:
+    if settings.alpha is None:
         return record
-    return dataclasses.replace(record, feasible=False, reason="; ".join(r for r in (record.reason, reason) if r))
-
-
-def _link_reason(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> str:
-    """Why the served run's link fails BW_min at `alpha` (`simulate --alpha`'s check), "" when it meets it."""
     try:
-        link = peak_batch_link_feasibility(model, timeline, alpha)
+        link = peak_batch_link_feasibility(model, result.timeline, settings.alpha)
     except SpecError as error:  # no decode to check, or no finite BW_min
-        return f"serving.alpha: {error.message}"
-    return link.reason if not link.feasible else ""
+        return _failed(record, f"serving.alpha: {error.message}")
+    record = dataclasses.replace(record, extras={**record.extras,
+                                                 **{f"link.{name}": v for name, v in link.extras.items()}})
+    return record if link.feasible else _failed(record, link.reason)
+
+
+def _failed(record: Record, reason: str) -> Record:
+    """`record` made infeasible for `reason`, after its own reason if it has one."""
+    return dataclasses.replace(record, feasible=False, reason="; ".join(r for r in (record.reason, reason) if r))
 
 
 def _infeasible(target: str, reason: str) -> Record:
