@@ -28,6 +28,11 @@ class SpecError(ValueError):
         return f"{self.source}: {self.where}: {self.message}" if self.where else f"{self.source}: {self.message}"
 
 
+class UnknownField(SpecError):
+    """A path that names no field of the spec (an unknown key, a dotted path into nothing): what is wrong is the
+    key, whatever its value (a sweep blames the axis that names it, not the axis's value)."""
+
+
 def _one_line(text: str) -> str:
     """Messages are one line: a line break inside a quoted value or a parser's excerpt becomes ' / '."""
     return " / ".join(part.strip() for part in str(text).splitlines() if part.strip())
@@ -38,7 +43,7 @@ def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = 
     unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
         at = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise SpecError(source, at, f"unknown key (expected one of {', '.join(allowed)})")
+        raise UnknownField(source, at, f"unknown key (expected one of {', '.join(allowed)})")
 
 
 def given(data: Mapping, key: str, empty: object) -> object:

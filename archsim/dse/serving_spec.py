@@ -59,7 +59,7 @@ from typing import Any
 
 from archsim import library
 from archsim.dse.once import check_set_once
-from archsim.errors import SpecError, check_keys, kind_of
+from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_model import board_power_w
@@ -188,9 +188,6 @@ def load_system_target(system: str, workload: str, source: str) -> tuple[System,
             library.load_workload_spec(library.find_named("workloads", workload, source, "workload")))
 
 
-# How the system spec refuses a path that is no field of it (`errors.check_keys`, `system_spec.with_fields`): an
-# axis's key, blamed on the axis (or the linked template) that sets it, not on a value
-KEY_ERRORS = ("unknown key", "not a field of this system", "expected a dotted path to a field")
 SYSTEM_DEGREES = ("attention_pool", "cp")  # parallelism keys every by_workload entry takes from the top level
 
 
@@ -211,7 +208,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                       linked: Mapping[str, list[Mapping[str, Any]]] = MappingProxyType({})) -> None:
     """Each `system.` axis value, set alone, and the `system.` fields of each value of a linked axis (`linked`: a
     linked axis's path -> the fields each of its values sets, `SweepSpec.fields`), set together, are ones `system`
-    accepts (a path that is no field of it, `KEY_ERRORS`, blamed on its axis or linked template, a value's
+    accepts (a path that is no field of it, an `UnknownField`, blamed on its axis or linked template, a value's
     refusal on the value); an axis of the top-level parallelism is read (not shadowed by the workload's
     `parallelism.by_workload` entry, whose degrees the workload runs at); and the cost metric, if an objective or a
     constraint names it, has every device's price."""
@@ -234,7 +231,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
         try:
             with_fields(system, changes)
         except SpecError as exc:
-            if exc.where in fields_set and exc.message.startswith(KEY_ERRORS):  # the axis's key, whatever its value
+            if exc.where in fields_set and isinstance(exc, UnknownField):  # the axis's key, whatever its value
                 raise SpecError(source, fields_set[exc.where], exc.message) from None
             raise SpecError(source, where, _naming_field(exc, where)) from None
     _check_energy_metrics(system, objectives, constrained, source, axes)

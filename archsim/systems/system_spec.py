@@ -155,7 +155,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.errors import SpecError, check_header, check_keys, kind_of, refuse_unread, text_number_hint
+from archsim.errors import SpecError, UnknownField, check_header, check_keys, kind_of, refuse_unread, text_number_hint
 from archsim.spec_files import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
@@ -288,10 +288,11 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
         node: Any = data
         for i, key in enumerate(keys[:-1]):
             if not isinstance(node, Mapping) or key not in node:
-                raise SpecError(system.source, path, f"not a field of this system: it has no {'.'.join(keys[:i + 1])}")
+                raise UnknownField(system.source, path,
+                                   f"not a field of this system: it has no {'.'.join(keys[:i + 1])}")
             node = node[key]
         if not keys or not all(keys) or not isinstance(node, dict):
-            raise SpecError(system.source, str(path), "expected a dotted path to a field of the system spec")
+            raise UnknownField(system.source, str(path), "expected a dotted path to a field of the system spec")
         node[keys[-1]] = value
     return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
 
