@@ -127,7 +127,7 @@ def test_the_default_phase_keys_as_the_phase_given(tmp_path, sweep):
     ({"axes": {"sparse.nothing": [1]}}, "axes.sparse.nothing", "not a field of the sparse block"),
     ({"axes": {"sparse.gpu": [GPU, "no-such-gpu"]}}, "axes.sparse.gpu[1]", "no-such-gpu"),
     ({"sparse": {"context": 32768, "budget": 65536}, "axes": {"sparse.phase": ["decode", "attention"]}},
-     "sparse.budget", "at most the context (32768), got 65536"),
+     "sparse.budget", "at most the longest context of the sweep (32768 tokens), got 65536"),
     ({"sparse": {"context": 32768}, "axes": {"sparse.budget": None, "sparse.phase": ["decode"]}},
      "sparse.budget", "Quest needs one or more token budgets"),
     ({"sparse": {"density": 0.1}}, "sparse.density", "density does not apply to method quest"),
@@ -243,3 +243,16 @@ def test_a_refit_calibration_keys_every_point_afresh(monkeypatch):
     refit_base = load_base(spec)
     assert point_key(spec, refit_base, expand(spec)[0]) != key
     assert base_identity(spec, refit_base)["calibration"] != identity.get("calibration")
+
+
+@pytest.mark.parametrize("block, axes, where", [
+    ({"method": "quest", "budget": 100000}, {"sparse.context": [8192, 16384]}, "sparse.budget"),
+    ({"method": "tokenselect", "context": 8192}, {"sparse.top_k": [9000, 99999]}, "axes.sparse.top_k"),
+])
+def test_a_selection_beyond_every_context_exits_2(block, axes, where, write_yaml, invoke, tmp_path) -> None:
+    """A budget or top_k above the sweep's longest context leaves no point to run: refused at load, exit 2 naming
+    the field (every point had been an infeasible record and the sweep exit 0)."""
+    spec = write_yaml(tmp_path / "beyond.yaml", {"name": "beyond", "sparse": {"gpu": GPU, "workload": MODEL, **block},
+                                                 "axes": axes})
+    code, output = invoke("sweep", str(spec), "--db", str(tmp_path / "b.sqlite"))
+    assert code == 2 and f"{spec}: {where}: expected at most the longest context of the sweep" in output

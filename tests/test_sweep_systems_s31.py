@@ -137,3 +137,14 @@ def test_a_bad_lengths_or_rate_value_exits_2_naming_the_sweep_file_and_path(tmp_
     assert code == 2 and "\n" not in output, output
     assert output.startswith(f"{path}: {field}: ") and message in output, output
     assert not (tmp_path / "sweep.sqlite").exists()
+
+
+def test_a_rate_too_low_for_its_arrivals_exits_2_naming_the_rate(write_yaml, invoke, tmp_path) -> None:
+    """A Poisson rate so low that an arrival falls past what the simulator times is the rate's fault: exit 2 at
+    the axis value that gave it (it had named `<python>: request 0: arrival_s`, or stored an infeasible row)."""
+    spec = write_yaml(tmp_path / "slow.yaml", {
+        "name": "slow", "system": "neupims", "workload": "gpt3-7b",
+        "serving": {"requests": 20, "seed": 0, "max_batch": 64, "lengths": "alpaca"},
+        "axes": {"serving.rate_per_s": [5.0, 1.0e-300]}})
+    code, output = invoke("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"))
+    assert code == 2 and f"{spec}: axes.serving.rate_per_s[1]: 1e-300 requests/s puts request 0: arrival_s" in output

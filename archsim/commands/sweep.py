@@ -177,8 +177,9 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
 
 
 def _plain(value):
-    """An axis value as given in the spec: a float column's 64.0 back to 64."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """An axis value as given in the spec: a float column's 64.0 back to 64 (a float past 2^53, 1e300 say, as
+    written: its int would print hundreds of digits)."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
 
 
 def _whole_axes(df: pd.DataFrame) -> pd.DataFrame:

@@ -131,10 +131,12 @@ def load_base(spec: SweepSpec) -> Base:
     if spec.system:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         settings = spec.serving
-        pairs = itertools.product(spec.axes.get(f"{SERVING_ROOT}.lengths", [settings.lengths]),
-                                  spec.axes.get(f"{SERVING_ROOT}.rate_per_s", [settings.rate_per_s]))
-        streams = {(lengths, float(rate)): request_stream(settings, lengths, rate, spec.source)
-                   for lengths, rate in pairs}
+        rate_axis = f"{SERVING_ROOT}.rate_per_s"
+        rates = [(rate, f"axes.{rate_axis}[{i}]") for i, rate in enumerate(spec.axes[rate_axis])] \
+            if rate_axis in spec.axes else [(settings.rate_per_s, rate_axis)]
+        pairs = itertools.product(spec.axes.get(f"{SERVING_ROOT}.lengths", [settings.lengths]), rates)
+        streams = {(lengths, float(rate)): request_stream(settings, lengths, rate, spec.source, where)
+                   for lengths, (rate, where) in pairs}
         return Base(None, None, None, workload, {}, {}, system, streams)
     mapping = library.load_mapping_spec(spec.mapping)
     cascade = spec.cascade or mapping.cascade

@@ -73,6 +73,7 @@ COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the
 FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction")
 REQUIRED = ("method", "gpu", "workload", "context")
 WHOLE = ("context", "budget", "top_k")  # whole numbers >= 1; the other settings' numbers are fractions
+SELECTIONS = ("budget", "top_k")  # the tokens a method selects: at most the context (a point beyond it is refused)
 NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.load_workload_spec,
                                           "patterns": load_pattern_map}
 PHASES = tuple(dict.fromkeys(phase for phases in METHOD_PHASES.values() for phase in phases))
@@ -118,6 +119,14 @@ def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, A
             where = f"{SPARSE_ROOT}.phase" if "phase" in data else f"axes.{SPARSE_ROOT}.phase[{i}]"
             raise SpecError(source, where, f"method {', '.join(methods)} has no {phase} phase (each has: "
                                            + "; ".join(f"{m} {', '.join(METHOD_PHASES[m])}" for m in methods) + ")")
+    longest = max(_values("context", data, axes))
+    for name in SELECTIONS:  # a selection beyond every context: no point of the sweep could run
+        smallest = min(_values(name, data, axes, [0]))
+        if smallest > longest:
+            where = f"{SPARSE_ROOT}.{name}" if name in data else f"axes.{SPARSE_ROOT}.{name}"
+            got = f"got {smallest}" if name in data else f"its smallest value is {smallest}"
+            raise SpecError(source, where, f"expected at most the longest context of the sweep ({longest} tokens), "
+                                           f"{got}: no point could run")
     return dict(data)
 
 

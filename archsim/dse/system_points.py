@@ -56,7 +56,7 @@ from archsim.memo import per_object
 from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
-from archsim.systems.requests import Request, poisson_requests, read_trace
+from archsim.systems.requests import Request, check_requests, poisson_requests, read_trace
 from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
@@ -85,12 +85,20 @@ def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, f
             float(fields.get(f"{SERVING_ROOT}.rate_per_s", settings.rate_per_s)))
 
 
-def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, source: str) -> tuple[Request, ...]:
+def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, source: str,
+                   rate_where: str = f"{SERVING_ROOT}.rate_per_s") -> tuple[Request, ...]:
     """The requests of lengths `lengths` at `rate_per_s` (`stream`): a CSV trace's as read (from the folder of the
-    sweep at `source`), else the settings' count of seeded Poisson arrivals with the preset's lengths."""
+    sweep at `source`), else the settings' count of seeded Poisson arrivals with the preset's lengths, checked as
+    the simulator checks them: a rate so low that an arrival falls past what a float times to the microsecond is
+    a SpecError at `rate_where`, the path that gave the rate."""
     if is_trace(lengths):
         return read_trace(trace_path(lengths, source))
-    return poisson_requests(rate_per_s=rate_per_s, n=settings.requests, lengths=lengths, seed=settings.seed)
+    requests = poisson_requests(rate_per_s=rate_per_s, n=settings.requests, lengths=lengths, seed=settings.seed)
+    try:
+        check_requests(requests, source)
+    except SpecError as error:
+        raise SpecError(source, rate_where, f"{rate_per_s:g} requests/s puts {error.where}: {error.message}") from None
+    return requests
 
 
 def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
