@@ -95,7 +95,8 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
                    f"{DEFAULT_TOPOLOGY} (8 H100 per node over NVLink 4, 400 Gb/s NICs between nodes).")
 @click.option("--gpu", metavar="PRESET", callback=nonempty,
               help=f"GPU preset of the devices (default: the topology's). Another GPU than {DEFAULT_TOPOLOGY}'s "
-                   "needs a --topology with its links.")
+                   "needs a --topology named: its GPU is then replaced, over that topology's links as they are "
+                   "(a what-if: an H200 on dgx-a100 runs over A100 links).")
 @click.option("--system", "system_name", metavar="NAME|FILE", callback=nonempty,
               help="A context-parallel system spec (e.g. context-parallel-h100, or a YAML file): its GPUs and links "
                    "are the devices and topology (so it excludes --topology and --gpu), and its scheme, cp, tp, "
