@@ -256,3 +256,19 @@ def test_a_selection_beyond_every_context_exits_2(block, axes, where, write_yaml
                                                  "axes": axes})
     code, output = invoke("sweep", str(spec), "--db", str(tmp_path / "b.sqlite"))
     assert code == 2 and f"{spec}: {where}: expected at most the longest context of the sweep" in output
+
+
+def test_results_takes_a_sparse_metric_for_the_front_and_writes_csv_to_stdout(write_yaml, tmp_path) -> None:
+    """`archsim results --front latency_s,speedup` on a sparse store (speedup is a sparse record's metric; the
+    option had known only the other kinds'), and `--csv -` writes the records to standard output, the summary to
+    standard error (it had written a file named '-')."""
+    spec = write_yaml(tmp_path / "quest.yaml", QUEST)
+    db = tmp_path / "quest.sqlite"
+    assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(db)]).exit_code == 0
+    front = CliRunner().invoke(main, ["results", str(db), "--csv", str(tmp_path / "f.csv"),
+                                      "--front", "latency_s,speedup"])
+    assert front.exit_code == 0, front.output
+    assert len(pd.read_csv(tmp_path / "f.csv")) >= 1
+    result = CliRunner().invoke(main, ["results", str(db), "--csv", "-"])
+    assert result.exit_code == 0 and result.stdout.startswith("key,target_kind,target,")
+    assert "records written to standard output" in result.stderr and not (Path.cwd() / "-").exists()

@@ -148,3 +148,15 @@ def test_a_rate_too_low_for_its_arrivals_exits_2_naming_the_rate(write_yaml, inv
         "axes": {"serving.rate_per_s": [5.0, 1.0e-300]}})
     code, output = invoke("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"))
     assert code == 2 and f"{spec}: axes.serving.rate_per_s[1]: 1e-300 requests/s puts request 0: arrival_s" in output
+
+
+def test_one_trace_named_two_ways_is_one_point(tmp_path):
+    """A trace is keyed by its requests, not its path: named relative to the sweep and by its absolute path, it is
+    one point (it had been two, run twice)."""
+    (tmp_path / "trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n0.1,300,7\n")
+    serving = {key: value for key, value in SERVING.items() if key != "lengths"}
+    spec = load_sweep(_spec_file(tmp_path, {"serving.lengths": ["trace.csv", str(tmp_path / "trace.csv")]},
+                                 serving))
+    points = [{"target": "lamina", "serving.lengths": value} for value in ("trace.csv", str(tmp_path / "trace.csv"))]
+    keys = [key for key, _ in keyed(spec, load_base(spec), points)]
+    assert keys[0] == keys[1]

@@ -209,7 +209,7 @@ def _report_sparse(out: Path) -> None:
 
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
-    from archsim.dse.spec import METRICS, PARALLEL_METRICS, SERVING_METRICS, load_sweep_spec
+    from archsim.dse.spec import STORED_METRICS, load_sweep_spec
     from archsim.dse.sweep import read_judged
     from archsim.report.sweep import counts, default_objectives, spec_keys, spec_records
     from archsim.report.sweep_page import write_sweep_report
@@ -231,7 +231,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
             click.echo(f"warning: {note}", err=True)
         df = mine
     if objectives:
-        check_objectives(objectives, [c for c in df.columns if c in (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)],
+        check_objectives(objectives, [c for c in df.columns if c in STORED_METRICS],
                          "--objectives",
                          f"the store {db}")
     objectives = objectives or (spec.objectives if spec else default_objectives(df))

@@ -24,9 +24,7 @@ from archsim.dse.spec import (
     AXIS_ROOTS,
     MAX_POINTS_ENV,
     MAXIMISED,
-    METRICS,
-    PARALLEL_METRICS,
-    SERVING_METRICS,
+    STORED_METRICS,
     SWEEPS_PACKAGE,
     SweepSpec,
     axis_missing,
@@ -50,7 +48,7 @@ def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | No
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
-    known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
+    known = STORED_METRICS
     if not 2 <= len(names) <= 3 or any(n not in known for n in names) or len(set(names)) < len(names):
         raise click.BadParameter(f"expected two or three distinct of {', '.join(known)}, separated by commas; "
                                  f"got {value!r}")
@@ -192,7 +190,8 @@ def _whole_axes(df: pd.DataFrame) -> pd.DataFrame:
 
 @click.command("results")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the records as CSV here.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+              help="Write the records as CSV here (- for standard output).")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
               help="Write the records as Parquet here (needs pyarrow).")
 @objectives_option("--front", "Export only the Pareto front over these objectives (feasible points within the "
@@ -214,19 +213,25 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     from archsim.dse.pareto import pareto_mask
     from archsim.dse.sweep import read_judged
 
-    out = check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet", inputs=(db,))
+    to_stdout = csv_path == "-"
+    out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
+                                                 inputs=(db,))
     df, constraints = read_judged(db)
     if objectives and len(df):
-        known = (*METRICS, *SERVING_METRICS, *PARALLEL_METRICS)
+        known = STORED_METRICS
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")
         check_stored_objectives(df, objectives, "--front")
         df = df[pareto_mask(df, objectives)].reset_index(drop=True)
+    judged = ("constraint_ok by the last sweep's constraints: " + (", ".join(
+        f"{c.metric} {c.op} {c.bound:g}" for c in constraints) or "none")) if constraints is not None else (
+        "constraint_ok as stored")
+    if to_stdout:  # the records on standard output, the summary on standard error
+        click.echo(_whole_axes(df).to_csv(index=False), nl=False)
+        click.echo(f"{len(df)} records written to standard output ({judged})", err=True)
+        return
     with atomic_file(out) as tmp:
         if csv_path:
             _whole_axes(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-    judged = ("constraint_ok by the last sweep's constraints: " + (", ".join(
-        f"{c.metric} {c.op} {c.bound:g}" for c in constraints) or "none")) if constraints is not None else (
-        "constraint_ok as stored")
     click.echo(f"{len(df)} records written to {out} ({judged})")

@@ -244,6 +244,10 @@ def unmodelled(kind: str, metric: str, where: str, source: str) -> None:
         raise SpecError(source, where, f"{metric} is not modelled for target {kind} (its points have none)")
 
 
+# every metric a record of some kind carries, each once: what an objective read off a store may name
+STORED_METRICS = tuple(dict.fromkeys((*METRICS, *SERVING_METRICS, *PARALLEL_METRICS, *SPARSE_METRICS)))
+
+
 def target_metrics(kind: str) -> tuple[str, ...]:
     """What a sweep of `kind` (`SweepSpec.kind`) carries in its records and its objectives and constraints may name:
     METRICS, with SERVING_METRICS in a sweep of a system, PARALLEL_METRICS in one of multi-device attention and

@@ -101,6 +101,9 @@ def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, s
     return requests
 
 
+TRACE_KEY = "<csv trace>"  # a trace's lengths in a point's key: its requests' digest says which
+
+
 def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
     """The scheduler a point serves with: its batch and prefill budget, every other knob at `ServingConfig`'s."""
     return ServingConfig(max_batch=max_batch(settings, fields), max_prefill_tokens=max_prefill_tokens(settings, fields))
@@ -111,8 +114,8 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
     """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded with the
     point's values set (a preset file edited since, the base's or one an axis names, is another point,
     `system_content`; a point whose values the spec refuses, on why), the workload and the serving run (its lengths
-    and rate, `stream`; a CSV trace's with the digest of the `requests` read from it: a trace edited since is
-    another point)."""
+    and rate, `stream`; a CSV trace by the digest of the `requests` read from it, not its path: a trace edited since
+    is another point, the same trace named two ways or moved is the same point)."""
     config, changes = serving_config(settings, fields), system_changes(fields)
     lengths, rate_per_s = stream(settings, fields)
     try:
@@ -122,7 +125,8 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
     return {"system": dict(system.data), "resolved": resolved, "changes": changes,
             "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
             "serving": {"rate_per_s": rate_per_s, "requests": settings.requests,
-                        "lengths": lengths, "seed": settings.seed, "max_batch": config.max_batch,
+                        "lengths": TRACE_KEY if is_trace(lengths) else lengths, "seed": settings.seed,
+                        "max_batch": config.max_batch,
                         "max_prefill_tokens": config.max_prefill_tokens,
                         **({} if settings.alpha is None else {"alpha": settings.alpha}),
                         **({"trace_sha256": requests_digest(requests)} if is_trace(lengths) else {})}}
