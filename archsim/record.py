@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 PJ_PER_J = 1e12
@@ -54,6 +54,11 @@ class Record:
         """busy / window per unit (NaN when the window is not positive)."""
         window = self.time_s if self.busy_window_s is None else self.busy_window_s
         return {unit: busy / window if window > 0 else NAN for unit, busy in self.busy_s.items()}
+
+    def failing(self, reason: str) -> Record:
+        """This record made infeasible for `reason`, after its own reason if it has one (a serving run whose link
+        falls short of BW_min: `archsim simulate --alpha`, a system sweep's point)."""
+        return replace(self, feasible=False, reason="; ".join(r for r in (self.reason, reason) if r))
 
     def flat(self) -> dict[str, Any]:
         """The record as one flat row (module docstring)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -143,7 +142,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
             raise SpecError("--alpha", "", error.message) from None
         metrics["link"] = {**link.extras, "feasible": link.feasible, "reason": link.reason}
         if not link.feasible:
-            record = replace(record, feasible=False, reason="; ".join(r for r in (record.reason, link.reason) if r))
+            record = record.failing(link.reason)
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
     if layer_trace:

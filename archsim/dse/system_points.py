@@ -176,15 +176,10 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
     try:
         link = peak_batch_link_feasibility(model, result.timeline, settings.alpha)
     except SpecError as error:  # no decode to check, or no finite BW_min
-        return _failed(record, f"serving.alpha: {error.message}")
+        return record.failing(f"serving.alpha: {error.message}")
     record = dataclasses.replace(record, extras={**record.extras,
                                                  **{f"link.{name}": v for name, v in link.extras.items()}})
-    return record if link.feasible else _failed(record, link.reason)
-
-
-def _failed(record: Record, reason: str) -> Record:
-    """`record` made infeasible for `reason`, after its own reason if it has one."""
-    return dataclasses.replace(record, feasible=False, reason="; ".join(r for r in (record.reason, reason) if r))
+    return record if link.feasible else record.failing(link.reason)
 
 
 def _infeasible(target: str, reason: str) -> Record:
