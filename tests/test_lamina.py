@@ -163,6 +163,7 @@ def test_the_event_model_shows_overlap_and_idle_gaps() -> None:
     trace = lamina.pipeline_trace(batch=64, context=1024, tokens=2)
     assert len([e for e in trace["traceEvents"] if e.get("ph") == "X"]) == len(run.spans)
     assert trace["otherData"]["token_s"] == pytest.approx(run.token_s)
+    assert "LM head" in trace["otherData"]["spans"]  # `reproduce lamina --out`'s trace says what its spans are
 
 
 def test_divide_and_conquer_shortens_the_critical_path_more_for_mha_than_gqa() -> None:

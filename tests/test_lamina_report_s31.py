@@ -97,7 +97,7 @@ def test_a_staggered_pipeline_is_drawn_and_traced() -> None:
     assert model.system.schedule.kind == "staggered" and "dop(4,4)" in model.name
     dense = [s for s in _replica_spans(run, 0) if s.name.endswith(" dense")]
     assert [s.resource for s in dense[:4]] == ["replica 0", "replica 1", "replica 0", "replica 1"]
-    trace = page.pipeline_trace_json(model, run, BATCH, CONTEXT)
+    trace = lamina.run_trace(model, run, BATCH, CONTEXT)
     tracks = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"}
     assert {"replica 0", "replica 1"} <= tracks
     assert "LM head" in trace["otherData"]["spans"]

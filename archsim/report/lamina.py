@@ -21,7 +21,7 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   window: micro-batch 0's token `PIPELINE_TOKEN` over its first `PIPELINE_LAYERS` layers, from its token before
   back (the start-up, where micro-batch j waits j slices / replicas, is left to the trace), a row per resource of
   the run (`pipeline_resources`), a colour per micro-batch, the LM heads hatched; the JSON is the whole run as a
-  Perfetto trace (`pipeline_trace_json`). The micro-batch, token, layer and part of a span are read from its name
+  Perfetto trace (`lamina_reproduce.run_trace`). The micro-batch, token, layer and part of a span are read from its name
   (`mb{j} t{t} L{k} post|dense|...` or `mb{j} t{t} LM head`, the names
   `archsim.systems.offload_events.simulate_pipeline` gives its spans).
 - pipeline_staggered.png/.csv and pipeline_staggered_trace.json: the same for rotational staggered pipelining
@@ -58,10 +58,6 @@ LINK_PRESETS = ("lamina-gpu-initiated-400g", "lamina-nccl-400g")
 PIPELINE_LAYERS = 4
 PIPELINE_TOKEN = 1  # the figures' token: token 0 is the start-up (the trace has it)
 PAPER_BW_MAX_BATCH = 300  # pim.md §3.5: BW_min <= 30 GB/s at batch <= 300
-SPANS_NOTE = ("A replica's slice of layer k: 'L{k-1} post' (the ops after the previous attention; at k = 0 the "
-              "previous token's last layer's), 'LM head' after a token's last layer, then 'L{k} dense' (norm and "
-              "QKV). The last token's tail (its last layer's post and its LM head) is in no span: not kept, and not "
-              "run for the micro-batch that finishes last (archsim.systems.offload_events).")
 _TAG = re.compile(r"^mb(\d+) t(\d+) (?:L(\d+) (.+)|(LM head))$")
 _RESOURCE = re.compile(r"^(replica|memory pool|link out|link back)(?: lane)? ?(\d*)$")
 _RESOURCE_GROUPS = ("replica", "memory pool", "link out", "link back")  # the figure's rows, top to bottom
@@ -136,13 +132,6 @@ def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS, token:
                & (df["part"] != "post")]
     window = (df["start_s"] < first["end_s"].max()) & (df["end_s"] > from_s)
     return df[window].sort_values("start_s").reset_index(drop=True)
-
-
-def pipeline_trace_json(model: OffloadModel, run: PipelineRun, batch: int, context: int) -> dict:
-    """`lamina_reproduce.run_trace` with what the replicas' spans are (`SPANS_NOTE`) in its otherData."""
-    trace = lamina.run_trace(model, run, batch, context)
-    trace["otherData"]["spans"] = SPANS_NOTE
-    return trace
 
 
 def cost_text(records: list[dict]) -> str:
@@ -377,5 +366,5 @@ def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: Pipeline
         f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's token {PIPELINE_TOKEN}, its first "
         f"{PIPELINE_LAYERS} layers (steady: the start-up is in the trace); steady time per token "
         f"{run.token_s * 1e3:.2f} ms", from_s=from_s))
-    trace = pipeline_trace_json(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
+    trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
     (out_dir / f"{name}_trace.json").write_text(json.dumps(trace))

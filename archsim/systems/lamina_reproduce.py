@@ -55,7 +55,7 @@ from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
-from archsim.systems.offload_events import PipelineRun, model_pipeline, simulate_pipeline
+from archsim.systems.offload_events import SPANS_NOTE, PipelineRun, model_pipeline, simulate_pipeline
 from archsim.systems.requests import LENGTH_PRESETS, Request, sample_lengths
 from archsim.systems.serving import ServingConfig, kv_tokens, simulate_serving
 from archsim.systems.system_model import ATTENTION, device_of
@@ -538,8 +538,9 @@ def pipeline_trace(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context
 
 def run_trace(model: OffloadModel, run: PipelineRun, batch: int, context: int) -> dict:
     """A pipeline run of `model` (`batch` requests at `context` tokens) as Chrome/Perfetto trace events
-    (`archsim.model.trace.chrome_trace`): the replicas, the memory pool and each link lane, with the run's setting."""
+    (`archsim.model.trace.chrome_trace`): the replicas, the memory pool and each link lane, with the run's setting
+    and what the replicas' spans are (`offload_events.SPANS_NOTE`)."""
     from archsim.model.trace import chrome_trace
 
     return chrome_trace(run.spans) | {"otherData": {"system": model.name, "batch": batch, "context": context,
-                                                    "token_s": run.token_s}}
+                                                    "token_s": run.token_s, "spans": SPANS_NOTE}}

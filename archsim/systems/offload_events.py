@@ -64,6 +64,11 @@ import simpy
 from archsim.model.trace import Span
 from archsim.systems.offload import OffloadLayer, OffloadModel
 
+SPANS_NOTE = ("A replica's slice of layer k: 'L{k-1} post' (the ops after the previous attention; at k = 0 the "
+              "previous token's last layer's), 'LM head' after a token's last layer, then 'L{k} dense' (norm and "
+              "QKV). The last token's tail (its last layer's post and its LM head) is in no span: not kept, and not "
+              "run for the micro-batch that finishes last (archsim.systems.offload_events).")  # a trace's reader
+
 
 @dataclass(frozen=True)
 class PipelineRun:
