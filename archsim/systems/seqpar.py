@@ -176,43 +176,51 @@ def _above_rounding(seconds: float, scale_s: float) -> float:
 
 def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     """Time, communication and memory of one layer under `spec` (module docstring); `reference` False leaves out
-    the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory."""
+    the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory. One compute
+    serves the point's timing, its causal-name check and its energy, so each block is costed once."""
     check_spec(spec)
-    try:
-        timing = _timing(spec)
-    except SpecError as error:
-        raise _off_diagonal_context(spec, error) from None
+    compute = _compute(spec)
+    _check_causal_name(spec, compute)
+    timing = _timing(spec, compute)
     one = replace(spec, devices=1, tp=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
     ideal, note = math.nan, ""
     try:
         if reference:
-            ideal = _timing(one, check_memory=False).time_s / (spec.devices * spec.tp)
+            ideal = _timing(one, _compute(one, check_memory=False)).time_s / (spec.devices * spec.tp)
     except SpecError as error:  # the P-fold call is beyond what one prediction models: no ideal, the point stands
         ideal, note = math.nan, f"no one-device reference, so no efficiency: {error.message}"
     memory, max_context = _memory(spec)
     if ideal > timing.time_s * (1 + 1e-9):
         note = _above_one_note(spec, one)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
-                          memory.total_bytes, max_context, memory.weights_bytes, note, _energy_j(spec, timing.time_s))
+                          memory.total_bytes, max_context, memory.weights_bytes, note,
+                          _energy_j(spec, timing.time_s, compute))
 
 
-def _off_diagonal_context(spec: ParallelSpec, error: SpecError) -> SpecError:
-    """`error` saying where a causal point's non-causal call comes from, when it is the GPU model's refusal of one
-    by the kernel's causal-variant name (`causal_name_problem`): a causal scheme's blocks off the diagonal (a ring
-    device's earlier blocks, allgather's queries against the earlier keys) are non-causal calls; any other error as
-    it is."""
+def _check_causal_name(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> None:
+    """Refuse, before any prediction, a causal point whose kernel is a causal-variant name (`causal_name_problem`)
+    while its scheme's blocks include non-causal calls (`_device_blocks`: a ring device's earlier blocks,
+    allgather's queries against the earlier keys; lasp2h's softmax layers are allgather's): a SpecError naming
+    `kernel` with the first such call the timing would cost (devices and their blocks in order), and where it
+    comes from. A scheme whose every call is causal (stripe, ulysses, megatron-sp, usp over one ring device, any
+    scheme on one device) runs the name; LASP's chunks and a decode step run their own kernels."""
     problem = causal_name_problem(spec.kernel, False, spec.direction)
-    if not (spec.causal and problem and problem in error.message):
-        return error
-    return SpecError(error.source, error.where, f"{error.message} (the blocks off the diagonal of a causal "
-                                                f"{spec.scheme} over {spec.devices} devices are non-causal calls)")
+    if not (spec.causal and problem) or spec.scheme in LINEAR_SCHEMES:
+        return
+    off_diagonal = next((block for blocks in _device_blocks(spec, compute) for block in blocks if not block[2]),
+                        None)
+    if off_diagonal is not None:
+        q_tokens, k_tokens = off_diagonal[:2]
+        raise SpecError(SOURCE, "kernel", f"{compute.refusal(q_tokens, k_tokens, problem)} (the blocks off the "
+                                          f"diagonal of a causal {spec.scheme} over {spec.devices} devices are "
+                                          "non-causal calls)")
 
 
-def _energy_j(spec: ParallelSpec, time_s: float) -> float:
-    """Every device's energy over a layer of `time_s` (module docstring, "Energy")."""
+def _energy_j(spec: ParallelSpec, time_s: float, compute: DeviceCompute | ArrayCompute) -> float:
+    """Every device's energy over a layer of `time_s` (module docstring, "Energy"), its blocks' from `compute`
+    (the timing's, whose blocks are costed already)."""
     if not isinstance(spec.gpu, ArrayDevice):
         return spec.gpu.power_w * time_s * spec.devices * spec.tp
-    compute = _compute(spec)
     total_j = 0.0
     for blocks in _device_blocks(spec, compute):
         blocks_j = sum(count * compute.attention_j(*block) for block, count in blocks.items())
@@ -248,26 +256,27 @@ def _above_one_note(spec: ParallelSpec, one: ParallelSpec) -> str:
         return (f"efficiency above 1: the one-device call of {spec.attention_kernel} takes more than "
                 f"{spec.devices} times {spec.scheme}'s time")
     single = replace(one, scope="attention")
-    share = (_timing(single, check_memory=False).time_s
-             / _timing(replace(single, causal=False), check_memory=False).time_s)
+    compute = _compute(single, check_memory=False)  # the mask is no field of it: one for both calls
+    share = _timing(single, compute).time_s / _timing(replace(single, causal=False), compute).time_s
     return (f"efficiency above 1: the one-device reference's causal {spec.seq_len} x {spec.seq_len} call of "
             f"{spec.attention_kernel} takes {share:.2f} of a full call's time (a kernel that computes the masked "
             f"scores), more than {spec.devices} times {spec.scheme}'s time, whose blocks skip or shrink them")
 
 
-def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
-    """`spec`'s timing; `check_memory` False times kernel calls beyond the GPU's DRAM too (the one-device
-    reference, `DeviceCompute`). A `fwd+bwd` step whose attention runs the softmax kernel's backward is one timed
+def _timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> Timing:
+    """`spec`'s timing on `compute`, the `_compute` of `spec` (the one-device reference's with `check_memory` False:
+    it times kernel calls beyond the GPU's DRAM too, `DeviceCompute`), which keeps the blocks it costs for the
+    caller (`parallel_time`'s energy). A `fwd+bwd` step whose attention runs the softmax kernel's backward is one timed
     call: its blocks' backwards run inside one autograd backward, so the host gap before it
     (`DeviceCompute.autograd_gap_s`, less what the GPU still runs of the step's forward: the `fwd` twin of the same
     scope) is paid once, not per block, and counts as the device's time, not its communication. A training step
-    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`). A hybrid scheme's is
-    its layers' count-weighted mean (`_hybrid_timing`)."""
+    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`; the compute reads only
+    the heads and head_dim, which that leaves as they are). A hybrid scheme's is its layers' count-weighted mean
+    (`_hybrid_timing`)."""
     if spec.scheme in HYBRID_SCHEMES:
-        return _hybrid_timing(spec, check_memory)
+        return _hybrid_timing(spec, compute)
     if spec.direction == "fwd+bwd":
         spec = replace(spec, workload=one_word_size(spec.workload))
-    compute = _compute(spec, check_memory)
     attention = (decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
     if spec.scope == "attention":
         timing = attention
@@ -277,17 +286,17 @@ def _timing(spec: ParallelSpec, check_memory: bool = True) -> Timing:
                         attention.comm_s + rest.comm_s, attention.wait_s + rest.wait_s)
     if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
         return timing
-    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), check_memory).time_s)
+    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), replace(compute, direction="fwd")).time_s)
     return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s, timing.wait_s)
 
 
-def _hybrid_timing(spec: ParallelSpec, check_memory: bool) -> Timing:
+def _hybrid_timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> Timing:
     """A hybrid model's time, compute and communication per layer (module docstring): each attention kind's layers
-    timed under the scheme `HYBRID_SCHEMES` gives them, on that kind's view of the model, their mean weighted by
-    the kind's layer count."""
+    timed under the scheme `HYBRID_SCHEMES` gives them, on that kind's view of the model (`attention_view`: the
+    same heads and head_dim, so on the same `compute`), their mean weighted by the kind's layer count."""
     counts = attention_layers(spec.workload)
     parts = [(count, _timing(replace(spec, scheme=HYBRID_SCHEMES[spec.scheme][kind],
-                                     workload=attention_view(spec.workload, kind)), check_memory))
+                                     workload=attention_view(spec.workload, kind)), compute))
              for kind, count in counts.items()]
     layers = sum(counts.values())
     return Timing(*(sum(count * getattr(part, field) for count, part in parts) / layers

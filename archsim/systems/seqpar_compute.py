@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from archsim import library
 from archsim.arch.gpu import GPU
@@ -198,10 +198,13 @@ class DeviceCompute(HeldTensors):
         # `seqpar_memory`, holds the rectangle's real bytes)
         result = self._predict(self.kernel, case, self._block_params, check_memory=calls == 1)
         if not result.feasible:
-            sequences = f"{self.batch} sequences of " if self.batch > 1 else ""
-            raise SpecError(SOURCE, "kernel", f"{self.kernel} cannot run {sequences}{q_tokens} x {k_tokens} tokens on "
-                                              f"{self.gpu.name}: {result.reason}")
+            raise SpecError(SOURCE, "kernel", self.refusal(q_tokens, k_tokens, result.reason))
         return result.time_s
+
+    def refusal(self, q_tokens: int, k_tokens: int, reason: str) -> str:
+        """Why the kernel does not run a q x k call, `reason` being the GPU model's (`GpuResult.reason`)."""
+        sequences = f"{self.batch} sequences of " if self.batch > 1 else ""
+        return f"{self.kernel} cannot run {sequences}{q_tokens} x {k_tokens} tokens on {self.gpu.name}: {reason}"
 
     def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float],
                  check_memory: bool = True) -> GpuResult:
@@ -299,11 +302,10 @@ class ArrayCompute(HeldTensors):
     kv_heads: int
     head_dim: int
     direction: str = "fwd"
-
-    @functools.cached_property
-    def _blocks(self) -> dict[tuple, tuple[Result, ...]]:
-        """Blocks already costed, by sizes: the analytical model's Result of each of their points."""
-        return {}
+    # blocks already costed, by sizes: the analytical model's Results of each one's points. `replace` hands the one
+    # dict on, so the schemes' views of this compute (`seqpar_schemes`: fwd again, usp's heads / u, held in the key)
+    # cost into it, and the energy (`seqpar._energy_j`) finds every block the timing costed
+    costed: dict[tuple, tuple[Result, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def attention_s(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None = None,
                     kv_heads: int | None = None) -> float:
@@ -335,10 +337,10 @@ class ArrayCompute(HeldTensors):
             raise SpecError(SOURCE, "direction", f"{self.direction} is not modelled on arrays: expected fwd")
         heads = self.heads if heads is None else heads
         kv_heads = self.kv_heads if kv_heads is None else kv_heads
-        key = (q_tokens, k_tokens, causal, heads, kv_heads)
-        if key not in self._blocks:
-            self._blocks[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
-        return self._blocks[key]
+        key = (self.batch, self.head_dim, q_tokens, k_tokens, causal, heads, kv_heads)
+        if key not in self.costed:
+            self.costed[key] = self._attention(q_tokens, k_tokens, causal, heads, kv_heads)
+        return self.costed[key]
 
     def _attention(self, q_tokens: int, k_tokens: int, causal: bool, heads: int, kv_heads: int
                    ) -> tuple[Result, ...]:
