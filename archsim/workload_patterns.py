@@ -129,7 +129,7 @@ def _head_pattern(entry: Any, source: str, where: str) -> HeadPattern:
         raise SpecError(source, where, f"expected a mapping such as {{pattern: vertical_slash, k_v: 1000, "
                                        f"k_s: 6096, heads: 473}}, got {entry!r}")
     pattern = entry.get("pattern")
-    if pattern not in SETTINGS:
+    if not isinstance(pattern, str) or pattern not in SETTINGS:  # a mapping or list is no name (nor hashable)
         raise SpecError(source, f"{where}.pattern", f"expected one of {', '.join(SETTINGS)}, got {pattern!r}")
     names = SETTINGS[pattern]
     check_keys(entry, ("pattern", "heads", *names), source, where)

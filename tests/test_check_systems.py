@@ -102,11 +102,14 @@ def test_check_loader_and_simulate_refuse_what_the_spec_makes_impossible(cli, tm
 @pytest.mark.parametrize(("preset", "over", "workload", "where", "says"), RUN_REFUSED)
 def test_degrees_are_refused_when_the_run_sets_them(cli, tmp_path, preset, over, workload, where, says):
     """A sweep's axes or --tp may fix them (a count axis over a tp-8 spec of 4 GPUs), and a by_workload entry is
-    read only for its model: check passes the file, the run refuses it naming the field."""
+    read only for its model: check passes the file with the run's refusal as a warning, the run refuses it naming
+    the field."""
     path = _derived(tmp_path, preset, over)
-    assert cli("check", str(path)).output.startswith("ok")
     line = cli("simulate", "-s", str(path), "-w", workload, "--rate", "1", "--requests", "2", expect=2).output
     assert line.startswith(f"error: {path}: {where}: ") and says in line and line.count("\n") == 1, line
+    checked = cli("check", str(path)).output
+    assert checked.startswith("ok") and "warning: a run at its own degrees is refused" in checked
+    assert line.removeprefix("error: ").strip() in checked
 
 
 def test_a_sweeps_axis_may_fix_its_systems_degrees(cli, tmp_path):

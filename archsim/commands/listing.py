@@ -90,7 +90,7 @@ def _known_rows(timed: list) -> int:
 def check_cmd(files: tuple[str, ...]) -> None:
     """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, calibrations,
     sweeps, links, systems, topologies, pattern maps (YAML), request traces and GPU measurements (CSV). Exit 2 if
-    any is bad.
+    any is bad. A system whose own degrees a run refuses is good, with a warning (a sweep or --tp may set others).
 
     A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind
     `archsim list` shows (a packaged calibration by its path: archsim/gpu/calibration/v2.yaml).
@@ -105,7 +105,7 @@ def check_cmd(files: tuple[str, ...]) -> None:
             if not is_spec_path(path) and not Path(path).exists():  # `_named` found no library spec of the name
                 raise SpecError(path, "", "no such file, and no library spec of that name (archsim list names them)")
             kind, spec = load_any(path)
-            line = _summary(kind, spec)
+            line = _summary(kind, spec) + (_degrees_warning(spec) if kind == "system" else "")
         except SpecError as exc:
             click.echo(f"error: {exc}", err=True)
             bad += 1
@@ -113,6 +113,18 @@ def check_cmd(files: tuple[str, ...]) -> None:
         click.echo(f"ok  {path}: {line}")
     if bad:
         sys.exit(2)
+
+
+def _degrees_warning(system) -> str:
+    """What a run at a system spec's own degrees would refuse (`check_spec_degrees`), as a warning: the file is
+    good, since `--tp`, a sweep's axes or a `by_workload` entry may set the degrees it runs at."""
+    from archsim.systems.system_checks import check_spec_degrees
+
+    try:
+        check_spec_degrees(system)
+    except SpecError as error:
+        return f" (warning: a run at its own degrees is refused, unless --tp or a sweep's axes set others: {error})"
+    return ""
 
 
 def _named(given: str) -> list[str]:

@@ -320,8 +320,7 @@ def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None 
     kind = _kind(data, source)
     for key in ("name", "axes", *_REQUIRED[kind]):
         if data.get(key) is None:
-            raise SpecError(source, key, "required" + ("" if kind == "architecture" else f" in a sweep of "
-                                                                                         f"{_OF_KIND[kind]}"))
+            raise SpecError(source, key, "required" + _required_in(kind, key))
     for key in ("name", "mapping", "description", "cascade", "arch", "workload", "system"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise SpecError(source, key, "expected a string")
@@ -385,6 +384,17 @@ def target_name(spec: SweepSpec) -> str:
     if spec.kind in _BLOCK_KINDS:
         return spec.kind
     return spec.system or spec.arch or library.load_mapping_spec(spec.mapping).architecture
+
+
+def _required_in(kind: str, key: str) -> str:
+    """What a required key's error adds: the kind of sweep that needs it; for `mapping`, which a sweep with no
+    other target needs (an architecture sweep), the keys that name the other kinds' targets (`_kind`)."""
+    if kind != "architecture":
+        return f" in a sweep of {_OF_KIND[kind]}"
+    if key not in _REQUIRED[kind]:
+        return ""
+    others = [f"{other}: for {_OF_KIND[other]}" for other in ("system", *_BLOCK_KINDS)]
+    return f" in a sweep of {_OF_KIND[kind]} (a sweep names {', '.join(others[:-1])} or {others[-1]})"
 
 
 def _kind(data: dict[str, Any], source: str) -> str:

@@ -13,7 +13,7 @@ published A100 rows, and the default `v2.yaml`, v1 with archsim's own kernels fi
         params: {mma_efficiency_fwd: 0.83, mma_efficiency_bwd: 0.61, cta_overhead_cycles: 2900, launch_s: 4.0e-6}
         fitted: [mma_efficiency_fwd, mma_efficiency_bwd, cta_overhead_cycles]
         meaning: {mma_efficiency_fwd: "...", ...}
-        fit: {rows: 18, mape_pct: 2.9, max_abs_error_pct: 7.1, log_rmse: 0.036}
+        fit: {rows: 18, time_mape_pct: 2.9, max_abs_time_error_pct: 7.1, log_rmse: 0.036}
 
 The loader takes nothing on trust: a key it does not know (at the top, in `split`, in a family) is refused with
 the keys it expects; a family the file lists gives every one of its parameters (`FAMILIES[family].params`);
@@ -21,15 +21,18 @@ and every family is listed, except one whose fitted parameters all come from fam
 (`Param.shared_from`: FlashAttention-3), which takes their values, as `archsim calibrate` would give it, and its
 priors for the rest. `split.calibration_seqlens` is a non-empty list
 of distinct lengths; `split.rule` (optional) is a note that must begin with the rule those lengths make
-(`split_rule`), so that the rule printed is the rule applied. `measurements` is a record of notes, but for what
-`Calibration.fitted_on` reads to tell the file each family was fitted on: its `sha256`, its `families` (the families
-a fit of some families refitted; absent: all) and `kept_from` (the base's record, for the others). Every error is
-a `SpecError` naming the file and the field.
+(`split_rule`), so that the rule printed is the rule applied. A family's `kernels`, `meaning` (one text per
+parameter of the family) and `fit`, and `measurements`, are notes, but typed, with only the keys `archsim calibrate`
+writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `sha256`, its `families` (the
+families a fit of some families refitted; absent: all) and `kept_from` (the base's record, for the others, with the
+base's `calibration` version) to tell the file each family was fitted on. Every error is a `SpecError` naming the
+file and the field.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,13 @@ MODEL = "archsim.model.gpu"
 KEYS = ("version", "model", "measurements", "split", "families")
 SPLIT_KEYS = ("rule", "calibration_seqlens")
 FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
+# the notes `archsim calibrate` writes (`calibrate.calibration_to_dict`, `calibrate.calibrate`) and their kinds
+# (`_note`): a family's fit statistics, and the measurements record (`kept_from`: the base's, with its version)
+FIT_KEYS = {"rows": "count", "time_mape_pct": "number", "max_abs_time_error_pct": "number", "log_rmse": "number",
+            "not_identifiable": "names", "kept_from_base": "names", "note": "text"}
+RECORD_KEYS = {"file": "text", "sha256": "text", "rows": "count", "calibration_rows": "count", "gpus": "labels",
+               "families": "families"}
+KEPT_KEYS = {**RECORD_KEYS, "calibration": "text"}
 
 
 @dataclass(frozen=True)
@@ -185,11 +195,13 @@ def _family(name: str, entry: Any, source: str, where: str) -> tuple[dict[str, f
                                                                 f"archsim modelled it is refitted by `archsim "
                                                                 f"calibrate`, or takes the prior "
                                                                 f"{known[missing[0]].prior:g} written in")
-    names = entry.get("fitted") or []
-    if not isinstance(names, list) or not all(isinstance(n, str) and n in known for n in names):
-        raise SpecError(source, f"{where}.fitted", f"expected a list of parameter names of {name} (known: "
-                                                   f"{', '.join(known)}), got {names!r}")
-    return params, tuple(names), _mapping(entry.get("fit"), source, f"{where}.fit")
+    names = _note(entry.get("fitted") or [], "names", source, f"{where}.fitted", name)
+    _note(entry.get("kernels", ""), "text", source, f"{where}.kernels")
+    meaning = _mapping(entry.get("meaning"), source, f"{where}.meaning")
+    check_keys(meaning, tuple(known), source, f"{where}.meaning")
+    for key, text in meaning.items():
+        _note(text, "text", source, f"{where}.meaning.{key}")
+    return params, tuple(names), _notes(entry.get("fit"), FIT_KEYS, source, f"{where}.fit", name)
 
 
 def _own_fitted(family: str, listed: Mapping[str, object]) -> list[str]:
@@ -206,21 +218,46 @@ def _mapping(value: Any, source: str, where: str) -> dict:
     return dict(value)
 
 
-def _record(value: Any, source: str, where: str) -> dict:
-    """The `measurements` record (a mapping of notes), with what `Calibration.fitted_on` reads checked: `sha256` a
-    string, `families` a list of family names, `kept_from` a record of its own."""
-    record = _mapping(value, source, where)
-    if "sha256" in record and not isinstance(record["sha256"], str):
-        raise SpecError(source, f"{where}.sha256", f"expected the file's SHA-256 as a string, got "
-                                                   f"{record['sha256']!r}")
-    families = record.get("families")  # absent: a full fit
-    if families is not None and (not isinstance(families, list) or not families
-                                 or not all(isinstance(f, str) and f in FAMILIES for f in families)):
-        raise SpecError(source, f"{where}.families", f"expected a non-empty list of kernel families (known: "
-                                                     f"{', '.join(FAMILIES)}), got {families!r}")
+def _record(value: Any, source: str, where: str, keys: Mapping[str, str] = RECORD_KEYS) -> dict:
+    """The `measurements` record, each note of the kind `keys` gives it; `families` (absent: a full fit) and
+    `kept_from` (the base's record, its version beside) are what `Calibration.fitted_on` reads."""
+    record = _notes(value, {**keys, "kept_from": "record"}, source, where)
     if "kept_from" in record:
-        record["kept_from"] = _record(record["kept_from"], source, f"{where}.kept_from")
+        record["kept_from"] = _record(record["kept_from"], source, f"{where}.kept_from", KEPT_KEYS)
     return record
+
+
+def _notes(value: Any, keys: Mapping[str, str], source: str, where: str, family: str = "") -> dict:
+    """An optional mapping of notes (absent: empty), only `keys`, each of the kind `keys` gives it (`_note`)."""
+    notes = _mapping(value, source, where)
+    check_keys(notes, tuple(keys), source, where)
+    for key, note in notes.items():
+        if keys[key] != "record":
+            _note(note, keys[key], source, f"{where}.{key}", family)
+    return notes
+
+
+def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> Any:
+    """`value` if it is of `kind` (text; a count, a whole number >= 0; a number, finite and >= 0; names, a list of
+    parameter names of `family`; families, a non-empty list of kernel families; labels, a mapping GPU label -> the
+    preset or file it was mapped to), else a SpecError naming `where` and what was expected."""
+    params = FAMILIES[family].params if family else {}
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    listed = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    good, expected = {
+        "text": (isinstance(value, str), "text"),
+        "count": (number and isinstance(value, int) and value >= 0, "a whole number >= 0"),
+        "number": (number and math.isfinite(value) and value >= 0, "a finite number >= 0"),
+        "names": (listed and all(v in params for v in value),
+                  f"a list of parameter names of {family} (known: {', '.join(params)})"),
+        "families": (listed and bool(value) and all(v in FAMILIES for v in value),
+                     f"a non-empty list of kernel families (known: {', '.join(FAMILIES)})"),
+        "labels": (isinstance(value, Mapping) and all(isinstance(v, str) for v in (*value, *value.values())),
+                   "a mapping GPU label -> the GPU preset or file it names"),
+    }[kind]
+    if not good:
+        raise SpecError(source, where, f"expected {expected}, got {value!r}")
+    return value
 
 
 def _param(family: str, name: str, value: Any, source: str, where: str) -> float:

@@ -44,11 +44,14 @@ memory, the Op/B a threshold reads) is refused when the model is built: `check_a
 refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, a rule
 that can put an op reading weights in the workload's cascades on a device whose memory the weights are not checked
 against (`_check_weight_devices`), and `resident_weight_bytes` where a rule can put an op that reads weights in
-the workload's cascades on a device other than an npu (`_check_resident_weights`).
+the workload's cascades on a device other than an npu (`_check_resident_weights`). `archsim check` runs the
+degree checks at the spec's own degrees too (`check_spec_degrees`: its top-level parallelism and each `by_workload`
+entry), which a spec whose degrees `--tp` or a sweep overrides need not pass.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 
@@ -195,7 +198,8 @@ def check_system(system: System) -> None:
     TP group against its node, ep against its link, offloading's counts) are checked when a model is built, at the
     degrees it runs: `--tp`/`--pp`, a sweep's axes or the workload's `by_workload` entry may set them, and a
     `by_workload` entry for a model never run is not read; so is what depends on the workload (TP against its
-    heads, weights against memory) (`archsim.systems.models.system_model`)."""
+    heads, weights against memory) (`archsim.systems.models.system_model`); `archsim check` runs the degree checks
+    at the spec's own degrees too (`check_spec_degrees`)."""
     _check_rules_reached(system)
     _check_one_engine(system)
     _check_offloading(system)
@@ -243,6 +247,21 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
                         f"(micro_batches - 1 replicas), got {holder.count}")
     raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder.count} / "
                                    f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
+
+
+def check_spec_degrees(system: System) -> None:
+    """Refuse the spec's own degrees (its top-level `parallelism` and each `by_workload` entry) that every run at
+    them refuses whatever the workload, with the messages a model built at them gives (`system_model`'s order:
+    `check_degrees` without the holder, `check_tp_group`, then offloading's count of the holder): what `archsim
+    check` adds to `check_system`, which a spec that `--tp`, a sweep's axes or a `by_workload` entry overrides
+    must pass."""
+    holder = weight_holder(system)
+    # "" names no workload: `System.blame` then names the top-level parallelism's fields
+    for name, par in (("", system.parallelism), *system.parallelism.by_workload.items()):
+        blame = functools.partial(system.blame, name)
+        check_degrees(system, par, None, blame)
+        check_tp_group(system, name, holder.name, par.tp)
+        check_degrees(system, par, holder, blame)
 
 
 def _check_context_parallel_degrees(system: System, par: Parallelism,

@@ -259,10 +259,7 @@ def _mapping(name: Any, source: str, where: str, references: tuple[str, ...]) ->
 def _loaded(kind: str, load: Any, name: Any, source: str, where: str) -> Any:
     if not isinstance(name, str) or not name:
         raise SpecError(source, where, f"expected a library {kind} name or file, got {name!r}")
-    try:
-        return load(spec_beside(name, source))
-    except SpecError as error:
-        raise SpecError(source, where, f"no {kind} {name!r}: {error.message}") from None
+    return _beside(load, name, source, where)
 
 
 def _gpu(name: Any, source: str) -> GPU:
@@ -270,19 +267,23 @@ def _gpu(name: Any, source: str) -> GPU:
 
     if not isinstance(name, str):
         raise SpecError(source, "gpu", f"expected a GPU preset name or file, got {name!r}")
-    try:
-        return load_gpu(spec_beside(name, source))
-    except SpecError as error:
-        raise SpecError(source, "gpu", f"no GPU {name!r}: {error.message}") from None
+    return _beside(load_gpu, name, source, "gpu")
 
 
 def _preset_link(name: Any, source: str, where: str) -> Link:
     if not isinstance(name, str):
         raise SpecError(source, where, f"expected a link preset name or a link's fields, got {name!r}")
+    return _beside(load_link, name, source, where)
+
+
+def _beside(load: Any, name: str, source: str, where: str) -> Any:
+    """`load` of the preset or file `name` (a path relative to `source`'s folder), its error blamed on `where` and
+    naming the file and field it found (`nv.yaml: latency_s: missing`), as a system's presets are."""
     try:
-        return load_link(spec_beside(name, source))
+        return load(spec_beside(name, source))
     except SpecError as error:
-        raise SpecError(source, where, f"no link {name!r}: {error.message}") from None
+        inner = f"{error.where}: " if error.where else ""
+        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
