@@ -81,10 +81,8 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
     except SpecError as error:
         point = _padded_point(device, op, sets)
         if point is None:
-            inner = f"{error.where}: " if error.where else ""
             raise SpecError(device.source, f"{where}.mapping",
-                            f"cannot run {op.name} ({op.cascade}, {op.phase}) at its sizes: {error.source}: "
-                            f"{inner}{error.message}") from None
+                            f"cannot run {op.name} ({op.cascade}, {op.phase}) at its sizes: {error}") from None
     result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     if not result.feasible:
         raise SpecError(device.source, where, f"{op.name} ({op.cascade}, {op.phase}) does not fit "

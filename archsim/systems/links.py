@@ -129,8 +129,7 @@ def check_host_link(gpu: GPU) -> None:
     try:
         load_link(gpu.host_link)
     except SpecError as error:
-        inner = f"{error.where}: " if error.where else ""
-        raise SpecError(gpu.source, "host_link", f"{error.source}: {inner}{error.message}") from None
+        raise SpecError(gpu.source, "host_link", str(error)) from None
 
 
 def link_names() -> list[str]:

@@ -568,8 +568,7 @@ def _preset(kind: str, value: Any, source: str, where: str) -> Any:
     try:
         return loaders[kind](spec_beside(value, source))
     except SpecError as error:
-        inner = f"{error.where}: " if error.where else ""
-        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+        raise SpecError(source, where, str(error)) from None
 
 
 def _load_gpu(name_or_path: str) -> Any:
@@ -589,8 +588,7 @@ def _link(value: Any, source: str, where: str) -> Link:
     try:
         return load_link(spec_beside(value, source))
     except SpecError as error:
-        inner = f"{error.where}: " if error.where else ""
-        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+        raise SpecError(source, where, str(error)) from None
 
 
 def _parallelism(data: Any, source: str) -> Parallelism:
@@ -616,8 +614,7 @@ def _workload_key(key: str, source: str, where: str) -> str:
         try:
             return library.load_workload_spec(path).name
         except SpecError as error:
-            inner = f"{error.where}: " if error.where else ""
-            raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+            raise SpecError(source, where, str(error)) from None
     known = library.names("workloads")
     if key not in known:
         raise SpecError(source, where, f"not a library workload (known: {', '.join(known)}); key a workload of your "

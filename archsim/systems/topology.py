@@ -282,8 +282,7 @@ def _beside(load: Any, name: str, source: str, where: str) -> Any:
     try:
         return load(spec_beside(name, source))
     except SpecError as error:
-        inner = f"{error.where}: " if error.where else ""
-        raise SpecError(source, where, f"{error.source}: {inner}{error.message}") from None
+        raise SpecError(source, where, str(error)) from None
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
