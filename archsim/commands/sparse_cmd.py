@@ -160,25 +160,38 @@ def _method_points(method: str, gpu: str, workload: str, contexts: list[int], pa
 
 
 def _prefill_table(points: list[dict]) -> None:
+    """Prefill points as rows: seconds, dense beside, the parts, GB (OOM where the GPU cannot hold it); FlexPrefill's
+    density kept beside (`effective_density`), with a note where its first and diagonal blocks raise it above the
+    density asked; DuoAttention's KV to host is the KV it keeps (dense's own in the JSON, `dense_kv_host_s`)."""
     p0 = points[0]
     estimate = "estimate_s" in p0  # FlexPrefill's estimation, within its attention
+    density = "effective_density" in p0  # FlexPrefill's
     kept = "retrieval_fraction" in p0  # DuoAttention: memory as its decode rows (`sparse_points`)
-    memory = ("weights + the KV cache it keeps (OOM: more than the GPU's memory, timed all the same); "
-              f"{p0['retrieval_fraction']:g} of the KV heads retrieval heads" if kept else
+    memory = ("weights + the KV cache it keeps (OOM: the weights, it and one layer's full K and V, or where it goes "
+              "to the host the weights and that layer, exceed the GPU's memory; timed all the same); "
+              f"{p0['retrieval_fraction']:g} of the KV heads retrieval heads; KV to host: the KV it keeps" if kept else
               "weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps exceed its memory, "
               "activations not counted)")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
                f"FlashAttention-2; memory: {memory}"
-               + (f"; density {p0['density']:g} of the causal attention" if "density" in p0 else ""))
+               + (f"; density {p0['density']:g} of the causal attention asked, kept: the share of causal blocks the "
+                  "kernel visits" if density else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
-               + (f"{'estimate':>9} " if estimate else "")
+               + (f"{'estimate':>9} " if estimate else "") + (f"{'kept':>7} " if density else "")
                + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")
     for p in points:
         click.echo(f"{p['context']:>8} {_number(p['time_s'], '.3f'):>9} {_number(p['dense_time_s'], '.3f'):>9} "
                    f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
                    + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
+                   + (f"{p['effective_density']:>7.3g} " if density else "")
                    + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
                    f"{_gb(p['memory_bytes'], p['fits']):>8}")
+    # a tenth above the density asked: the first and diagonal blocks, not each row's rounding (0.101 for 0.1 at 32K)
+    raised = [p for p in points if density and p["effective_density"] > 1.1 * p["density"]]
+    for p in raised:
+        click.echo(f"Note: at {p['context']} tokens the kernel keeps {p['effective_density']:.3g} of the causal "
+                   f"blocks, not the {p['density']:g} asked: each 128-token query block keeps whole key blocks, at "
+                   "least its first and diagonal one")
 
 
 def _system_table(rows: list[dict]) -> None:

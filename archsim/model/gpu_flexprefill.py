@@ -19,7 +19,9 @@ over every head, as FlexPrefill's code batches its heads (unlike MInference's lo
   block i visits the key blocks `key_tiles` keeps: the first and the diagonal block, and `density` of the i + 1
   causal blocks in all. `density` is the cascade's mask density (kept / causal points): which blocks pass the
   coverage gamma = 0.9 is the data's, so the user gives it; spread evenly over the query blocks, the work scales
-  with it and the ragged rows' wave quantisation comes from the launch model.
+  with it and the ragged rows' wave quantisation comes from the launch model. Where the first and diagonal blocks
+  every row keeps are more than `density` of it (a short prompt, a low density), the kernel visits that larger share
+  (`kept_density`, which `archsim sparse` reports as the point's `effective_density`).
 The launches are issued from Python once per layer: a call takes max(its launches' GPU time, its eager ops x the
 PyTorch family's per-op host time). The call holds every head's Q, K, V and O at once, as the dense FlashAttention-2
 call over the layer: where the GPU's DRAM cannot hold them (`gpu.plan_memory_problem`, the dense call's check) the
@@ -52,13 +54,21 @@ MASK_BYTES = 1  # a bool per block pair
 
 def key_tiles(density: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) key blocks each query block visits at `density` (module docstring): query block i keeps
-    density x (i + 1) of its i + 1 causal blocks, rounded half up,, at least the first and the diagonal one (masked)."""
+    density x (i + 1) of its i + 1 causal blocks, rounded half up, at least the first and the diagonal one (masked)."""
     if not 0 < density <= 1:
         raise SpecError("<flexprefill>", "density", f"expected a fraction of the causal points in (0, 1], got "
                                                     f"{density!r}")
     causal = np.arange(math.ceil(n / FLEX_BLOCK)) + 1
     kept = np.clip(np.floor(density * causal + 0.5), np.minimum(causal, 2), causal)
     return kept - 1, np.ones_like(kept)
+
+
+def kept_density(density: float, n: int) -> float:
+    """The share of the causal key blocks the kernel visits at `density` over n tokens: `key_tiles`' kept blocks over
+    the i + 1 causal blocks of each query block i, summed over the query blocks. `density` up to each row's rounding,
+    or more where the first and diagonal blocks every row keeps raise it (a short prompt, a low density)."""
+    unmasked, masked = key_tiles(density, n)
+    return float((unmasked + masked).sum() / (np.arange(len(masked)) + 1).sum())
 
 
 def layer_launches(density: float, n: int, heads: int, kv_heads: int, head_dim: int, gpu: GPU, precision: str,

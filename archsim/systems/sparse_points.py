@@ -16,9 +16,16 @@ Memory is the weights plus the KV cache the method keeps; `fits` says whether th
 prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
 KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV (activations
 are not counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
-DuoAttention's prefill point takes its decode points' memory and `fits` instead (the weights and the KV cache the
-method keeps once the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so
-its rows at a context agree on memory, and `fits` / `dense_fits` are also false where that side has no time.
+DuoAttention's prefill point takes its decode points' memory (the weights and the KV cache the method keeps once
+the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so its rows at a
+context agree on memory; its `dense_fits` is the other prefills' (the same dense run), and its `fits` counts what
+stays on the GPU during its prefill: the weights, the KV it keeps and the layer being computed at its full K and V
+(`sparse_prefill.duo_peak_kv_bytes`), or, where those exceed the GPU's memory and the kept KV goes to the host
+(`sparse_prefill.duo_kv_on_host`), the weights and that one layer's full K and V; its `kv_host_s` is the copy of the
+KV it keeps (0 where it stays on the GPU), `dense_kv_host_s` dense's. `fits` / `dense_fits` are also false where that
+side has no time. FlexPrefill's `effective_density` is the share of the causal key blocks its kernel visits
+(`gpu_flexprefill.kept_density`): the density asked, up to rounding, or more where every row's first and diagonal
+blocks raise it (a short prompt, a low density).
 A side whose attention call the GPU's memory cannot hold at this context (one layer's Q, K, V and O beyond it:
 `kv_selection.attention_time_s`) has no time: its times are NaN (null in JSON, n/a in a table) and its `fits` /
 `dense_fits` false; the point is still a row, the other side timed. Quest's `loaded_fraction` is the share of a
@@ -52,8 +59,9 @@ spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, 
   A side whose `batch` requests' KV cache exceeds the system's KV room (`kv_capacity_bytes`; dense: the whole
   cache; Quest: it and its page metadata, `quest_kv_bytes`; DuoAttention: what it keeps, `duo_kv_bytes`, over the
   whole system: assumption, the retrieval heads rotate over the devices across the layers, so memory balances while a
-  layer's time waits for its busiest device) is not timed: its time None, its `fits` / `dense_fits` false, and
-  `reason` names the requests of that context the room holds (None where both sides fit).
+  layer's time waits for its busiest device; the room counted as those bytes are, each KV head once, where a TP
+  group wider than the KV heads holds each head tp / kv_heads times) is not timed: its time None, its `fits` /
+  `dense_fits` false, and `reason` names the requests of that context the room holds (None where both sides fit).
 - An attention-offloading memory pool (`OffloadModel`, e.g. Lamina's): the requests of one context its KV room
   holds (`kv_capacity_bytes`, as the serving simulator's), with the method (`requests`) and dense
   (`dense_requests`): DuoAttention's streaming heads free room (`kv_selection.pool_batch`), Quest keeps the whole
@@ -81,6 +89,7 @@ from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
+from archsim.model.gpu_flexprefill import kept_density
 from archsim.systems import kv_selection
 from archsim.systems.device import DeviceModel
 from archsim.systems.kv_selection import SelectionDecode
@@ -89,6 +98,8 @@ from archsim.systems.offload import OffloadModel
 from archsim.systems.sparse_prefill import (
     Prefill,
     dense_prefill,
+    duo_kv_on_host,
+    duo_peak_kv_bytes,
     duo_prefill,
     flex_prefill,
     head_patterns,
@@ -207,7 +218,7 @@ def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> di
     FlashAttention-2."""
     sparse, estimate_s = flex_prefill(workload, gpu, context, density)
     return {**_prefill_record("FlexPrefill", workload, gpu, context, sparse), "estimate_s": estimate_s,
-            "density": density}
+            "density": density, "effective_density": kept_density(density, context)}
 
 
 def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
@@ -229,12 +240,18 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
 def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fraction: float, sinks: int,
                       recent: int) -> dict:
     """DuoAttention's end-to-end prefill of one prompt of `decode`'s context against dense FlashAttention-2, with
-    the memory and `fits` of its decode point `decode` (module docstring)."""
-    sparse = duo_prefill(workload, gpu, decode.context, fraction, sinks=sinks, recent=recent)
-    record = _prefill_record("DuoAttention", workload, gpu, decode.context, sparse)
+    the memory of its decode point `decode`, dense's fit by the prefill rule and its own by what its prefill holds on
+    the GPU (module docstring)."""
+    context = decode.context
+    sparse = duo_prefill(workload, gpu, context, fraction, sinks=sinks, recent=recent)
+    record = _prefill_record("DuoAttention", workload, gpu, context, sparse)
+    retrieval = kv_selection.retrieval_heads_per_layer(workload, fraction)
+    held = (kv_selection.dense_kv_bytes(workload, context) / len(retrieval)
+            if duo_kv_on_host(workload, gpu, context, retrieval, sinks, recent)
+            else duo_peak_kv_bytes(workload, context, retrieval, sinks, recent))
     return {**record, "memory_bytes": decode.memory_bytes, "dense_memory_bytes": decode.dense_memory_bytes,
-            "fits": decode.fits and not math.isnan(sparse.time_s),
-            "dense_fits": decode.dense_fits and not math.isnan(record["dense_time_s"]),
+            "kv_host_s": sparse.kv_host_s, "dense_kv_host_s": record["kv_host_s"],
+            "fits": kv_selection.weight_bytes(workload) + held <= gpu.dram_bytes and not math.isnan(sparse.time_s),
             "retrieval_fraction": fraction}
 
 
@@ -337,7 +354,11 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
     else:
         fraction, sinks, recent = duo_settings(method, workload)
         settings = [(None, {"budget": None, "retrieval_fraction": fraction})]
-    capacity = model.kv_capacity_bytes
+    # the KV room as bytes of each KV head once, as the requests' bytes (`kv_selection.dense_kv_bytes`) count them: a
+    # PIM system's room is bytes of its TP ranks' KV (`SystemModel.kv_bytes_per_token`), each of tp > kv_heads ranks
+    # holding a copy of its KV head; a memory pool keeps each head once (`OffloadModel.kv_bytes_per_token`)
+    capacity = model.kv_capacity_bytes * (kv_selection.dense_kv_bytes(workload, 1) / model.kv_bytes_per_token
+                                          if pims else 1.0)
     device_kv_heads = int((model.pool if pool is not None else model).shard.params["kv_heads"])
     rows: list[dict] = []
     for context in contexts:

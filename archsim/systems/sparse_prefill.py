@@ -25,13 +25,18 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   `kv_selection.duo_decode`). Assumptions: no chunked prefill (the prompt in one pass, as the other prefills; its
   efficiency benchmark prefills in chunks, from memory of its code, not in the reference); the two calls run one
   after the other; the streaming kernel is the block-sparse kernel with a static mask (its own is a CUDA
-  block-streaming kernel, from memory, priced here with the Triton family); the KV copy to the host by the dense
-  rule (`kv_host_s`: every head's K and V are computed over the prompt before a streaming head keeps its window).
+  block-streaming kernel, from memory, priced here with the Triton family). Its KV cache on the GPU
+  (`duo_peak_kv_bytes`): every layer's kept K and V (`kv_selection.duo_kv_bytes`: retrieval heads whole, streaming
+  heads their window), the layer being computed holding its full K and V (every head's, over the prompt) until its
+  streaming heads keep their window; where the weights and that exceed the GPU's memory, what it keeps goes to the
+  host as dense's does (`duo_kv_on_host`, `duo_kv_host_s`: each layer's kept K and V, once), and the GPU holds the
+  weights and one layer's full K and V.
 - when the prompt's KV cache does not fit the GPU beside the weights, which fit alone (`kv_on_host`), the KV cache
   is kept in host
   memory, as the benchmark's `kv_cache_cpu=True` does (repo experiments/README.md; seqpar-sparse.md §3.1): each
   layer's K and V (the cascades' KV-cache bytes, `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the
-  preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense and MInference.
+  preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense, MInference and FlexPrefill
+  (DuoAttention: the K and V it keeps, by its own rule above).
 The benchmark switches at a fixed 700K tokens, set for its GPU, an 80 GB A100: there Llama-3-8B's
 weights and KV cache (0.13 MB a token) exceed the memory between 500K, which it ran on the GPU, and 700K; the rule
 by memory gives the same choice at its lengths and follows any other GPU's memory. Activations are not counted
@@ -82,6 +87,7 @@ from archsim.systems.kv_selection import (
     attention_time_s,
     check_dense_attention,
     dense_kv_bytes,
+    duo_kv_bytes,
     retrieval_heads_per_layer,
     weight_bytes,
 )
@@ -171,15 +177,22 @@ def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     (`kv_on_host`); a GPU whose preset states no host link cannot run a prompt that needs one."""
     if not kv_on_host(workload, gpu, seq_len):
         return 0.0
+    layers = int(workload.params["layers"])
+    return _host_copy_s(workload, gpu, seq_len, {sizes_model(workload).kv_bytes_per_token * seq_len / layers: layers})
+
+
+def _host_copy_s(workload: Workload, gpu: GPU, seq_len: int, layer_bytes: dict[float, int]) -> float:
+    """Seconds of each layer's K and V crossing `gpu`'s host link, one blocking copy per layer (`layer_bytes`: bytes
+    of a layer's copy -> layers of that size); a GPU whose preset states no host link cannot run a prompt that needs
+    one."""
     if gpu.host_link is None:
         raise SpecError(gpu.source, "host_link", f"missing: {gpu.name}'s weights and the KV cache of {seq_len} "
                                                  f"tokens of {workload.name} exceed its "
                                                  f"{gpu.dram_bytes / 1e9:.1f} GB, so the prefill keeps the KV cache "
                                                  f"on the host, over the GPU's host link (e.g. pcie5-x16)")
     check_host_link(gpu)
-    layers = int(workload.params["layers"])
-    per_layer = sizes_model(workload).kv_bytes_per_token * seq_len / layers
-    return layers * load_link(gpu.host_link).transfer_s(per_layer)
+    link = load_link(gpu.host_link)
+    return sum(count * link.transfer_s(size) for size, count in layer_bytes.items())
 
 
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
@@ -218,7 +231,37 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
 
     attention_s = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
         count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
-    return Prefill(model_ops_s(workload, gpu, seq_len), attention_s, kv_host_s(workload, gpu, seq_len))
+    return Prefill(model_ops_s(workload, gpu, seq_len), attention_s,
+                   duo_kv_host_s(workload, gpu, seq_len, retrieval, sinks, recent))
+
+
+def duo_peak_kv_bytes(workload: Workload, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
+                      recent: int = DUO_RECENT) -> float:
+    """The most KV cache DuoAttention's prefill holds on the GPU when it keeps it there (module docstring): every
+    layer's kept K and V (`retrieval` heads per layer), the layer being computed at its full K and V instead, the most
+    at a layer with the fewest retrieval heads. With every head a retrieval head, dense's whole cache."""
+    full_layer = dense_kv_bytes(workload, seq_len) / len(retrieval)
+    kept_layer = duo_kv_bytes(workload, seq_len, (min(retrieval),), sinks, recent)
+    return duo_kv_bytes(workload, seq_len, retrieval, sinks, recent) + full_layer - kept_layer
+
+
+def duo_kv_on_host(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
+                   recent: int = DUO_RECENT) -> bool:
+    """Whether DuoAttention's prefill keeps the KV it keeps on the host: when the weights fit the GPU's memory and
+    the weights and its peak KV cache (`duo_peak_kv_bytes`) do not; as `kv_on_host`, weights that alone do not fit
+    keep nothing on the host."""
+    weights = weight_bytes(workload)
+    return weights <= gpu.dram_bytes < weights + duo_peak_kv_bytes(workload, seq_len, retrieval, sinks, recent)
+
+
+def duo_kv_host_s(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
+                  recent: int = DUO_RECENT) -> float:
+    """Seconds of DuoAttention's kept KV crossing `gpu`'s host link, each layer's kept K and V once, 0 when it
+    stays on the GPU (`duo_kv_on_host`)."""
+    if not duo_kv_on_host(workload, gpu, seq_len, retrieval, sinks, recent):
+        return 0.0
+    kept = {n: duo_kv_bytes(workload, seq_len, (n,), sinks, recent) for n in set(retrieval)}  # a layer's
+    return _host_copy_s(workload, gpu, seq_len, Counter(kept[n] for n in retrieval))
 
 
 def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int,

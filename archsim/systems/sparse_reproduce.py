@@ -194,9 +194,9 @@ DUO_NO_CLAIM = "no tolerance: the README's \"up to\" does not say at which conte
 def duo_up_to(points: list[dict]) -> list[dict]:
     """DuoAttention's memory saving and decode speed-up per model at the longest context of `DUO_LENGTHS` whose
     dense run fits the GPU (a measured "up to" needs the dense baseline), beside the README's "up to"; with prefill
-    points among `points`, the prefill speed-up read the same way (`prefill_context`: its context; the prefill
-    points' `dense_fits` are the decode points' memory, so it is the same one). The README does not list its
-    contexts, so no tolerance is claimed: printed, not checked."""
+    points among `points`, the prefill speed-up at that context (`prefill_context`: its context, where the dense
+    prefill fits too; a prefill whose KV goes to the host fits at longer contexts than a decode). The README does
+    not list its contexts, so no tolerance is claimed: printed, not checked."""
     rows = []
     for model, paper in PAPER["duo_up_to"].items():
         p = _longest_fitting(points, model, "decode")
@@ -205,7 +205,8 @@ def duo_up_to(points: list[dict]) -> list[dict]:
         row = {"model": model, "context": p["context"], "memory": p["dense_memory_bytes"] / p["memory_bytes"],
                "paper_memory": paper["memory"], "decode": p["dense_time_s"] / p["time_s"],
                "paper_decode": paper["decode"]}
-        prefill = _longest_fitting(points, model, "prefill")
+        prefill = next((q for q in points if q["method"] == "DuoAttention" and q["model"] == model
+                        and q["phase"] == "prefill" and q["context"] == p["context"] and q["dense_fits"]), None)
         if prefill is not None:
             row |= {"prefill_context": prefill["context"], "prefill": prefill["dense_time_s"] / prefill["time_s"],
                     "paper_prefill": paper["prefill"]}
