@@ -106,10 +106,12 @@ def test_sizes_a_reference_reads_as_one_are_checked_before_it_runs(cli) -> None:
 
 
 def test_query_heads_a_reference_cannot_group_are_refused_before_it_runs(cli) -> None:
-    """Ulysses' reference groups H query heads onto G K/V heads; `--set H=5` beside G=2 was a numpy error."""
+    """Ulysses' reference groups H query heads onto G K/V heads; `--set H=5` beside G=2 was a numpy error. It is
+    refused at binding now: HL and the Einsums QH and AV read heads, which H set alone would leave at 4."""
     line = _one_error(cli("execute", "ulysses-attention", "--check", "--set", "H=5", expect=2).output)
-    assert "ulysses-attention.yaml: reference: reference attention_causal_gqa expects " in line, line
-    assert ": its H query heads (5) are no multiple of its G K/V heads (2) at B=1 H=5 G=2 " in line, line
+    assert line.startswith("error: --set: H: H is sized by heads (ranks.H: heads), which ranks.HL, einsum QH, einsum "
+                           "AV also read: H=5 would leave them reading heads=4 (from "), line
+    assert line.endswith("ulysses-attention.yaml); set heads instead"), line
 
 
 def test_vertical_slash_estimates_from_every_query_when_there_are_fewer_than_last_q(cli) -> None:

@@ -4,7 +4,9 @@ Every value is checked (`archsim.workload.check_size`) and an error blames where
 file's `params.X`, the workload file's `params.X`, or the overrides' source ("--set") and the name.
 
 An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Partition parts whose size is
-left out are derived (M1 = M / M0) and must divide exactly.
+left out are derived (M1 = M / M0) and must divide exactly. A rank is set directly only where nothing else reads the
+parameters its size reads (`_check_rank_overrides`), and a data-dependent mask's density must be a finite share of at
+least 0 (`_check_densities`). Sizes in messages are written exactly (`number_text`).
 
 A layer's FFN (`binds_ffn_words`) is bound to `ffn_word_bytes` wherever a layer of values gives it (an FFN
 quantised apart from the rest, as Llama 3 405B's FP8 serving): it is the FFN's `word_bytes`, whatever layer gives
@@ -145,12 +147,22 @@ def size_text(expr: S.Expr) -> str:
     """A size expression written out, with the parentheses its operators' precedence needs (left to right)."""
     match expr:
         case S.Num(value=value):
-            return f"{value:g}"
+            return number_text(value)
         case S.Name(name=name):
             return name
         case S.BinOp(op=op, lhs=lhs, rhs=rhs):
             return f"{_operand_text(lhs, _PRECEDENCE[op])} {op} {_operand_text(rhs, _PRECEDENCE[op] + 1)}"
     raise TypeError(f"not a size expression: {expr!r}")
+
+
+def number_text(value: float) -> str:
+    """A size or parameter written out for a message: a whole value exactly (`1000001`, where `:g` wrote `1e+06`),
+    any other to 15 significant digits (`0.5`), infinity and NaN as Python writes them."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return f"{value:.15g}"
 
 
 def _operand_text(expr: S.Expr, least: int) -> str:
@@ -202,6 +214,7 @@ def bind(
     else:
         values, origin = _layers(cascade, [("<params>", params)] if params else [], limit)
     rank_overrides: dict[str, int] = {}
+    rank_given: dict[str, tuple[str, str]] = {}  # rank set directly -> (source, where) of the value that won
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
     ffn = binds_ffn_words(cascade)
@@ -215,7 +228,7 @@ def bind(
             if key in cascade.rank_sizes:
                 rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where, limit), layer_source,
                                                    where)
-                origin[key] = layer_source
+                origin[key], rank_given[key] = layer_source, (layer_source, where)
             elif key in values or (ffn and key == FFN_WORDS):
                 values[key] = check_param(key, value, layer_source, where, limit)
                 origin[key] = layer_source
@@ -228,8 +241,11 @@ def bind(
         _check_model_sizes(cascade, params, overrides or {}, set_option)
     if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
         raise SpecError(origin.get("top_k", cascade.source), "top_k", f"expected at most experts "
-                                                                      f"({values['experts']:g}), got "
-                                                                      f"{values['top_k']:g}")
+                                                                      f"({number_text(values['experts'])}), got "
+                                                                      f"{number_text(values['top_k'])}")
+    # a requirement on a parameter whose one rank the mapping fixes reads the tile the point runs at
+    tiles = fixed_tiles(cascade, params_masked_by(cascade, fixed[1]), rank_overrides) if fixed else {}
+    _check_rank_overrides(cascade, rank_overrides, rank_given, values, origin, tiles)
     sizes: dict[str, int] = {}
     for rank, expr in cascade.rank_sizes.items():
         if rank in rank_overrides:
@@ -273,9 +289,8 @@ def bind(
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
-    # a requirement on a parameter whose one rank the mapping fixes reads the tile the point runs at
-    tiles = fixed_tiles(cascade, params_masked_by(cascade, fixed[1]), sizes) if fixed else {}
     _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **{name: fixed[0] for name in tiles}})
+    _check_densities(cascade, values, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
     return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
@@ -296,13 +311,76 @@ def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mappin
         behind = list(dict.fromkeys(p for n in names for p in (
             [n] if n in origin or cascade.rank_sizes.get(n) is None else sorted(S.names_in(cascade.rank_sizes[n])))))
         given = next((n for n in behind if origin.get(n, cascade.source) != cascade.source), None)
-        shown = ", ".join(f"{n}={bound[n]:g}" for n in names)
-        sources = ", ".join(f"{n}={bound[n]:g} from {origin[n]}" for n in behind
+        shown = ", ".join(f"{n}={number_text(bound[n])}" for n in names)
+        sources = ", ".join(f"{n}={number_text(bound[n])} from {origin[n]}" for n in behind
                             if n not in names and origin.get(n, cascade.source) != cascade.source)
-        got = f"divides by zero at {divisor}" if divisor else f"got {lhs:g} against {rhs:g}"
+        got = f"divides by zero at {divisor}" if divisor else f"got {number_text(lhs)} against {number_text(rhs)}"
         raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
                         f"expected {text} (cascade {cascade.name}, requires[{i}]), {got}"
                         + (f" with {shown}" if shown else "") + (f" ({sources})" if sources else ""))
+
+
+def _check_rank_overrides(cascade: Cascade, rank_overrides: Mapping[str, int],
+                          given: Mapping[str, tuple[str, str]], values: Mapping[str, float],
+                          origin: Mapping[str, str], tiles: Mapping[str, float]) -> None:
+    """A rank set directly (`--set M=65536`) leaves the parameters its size reads at their values, so whatever else
+    reads one would count the old value beside the rank's new one: an Einsum's body, mask or mask density
+    (tokenselect's `(k + sinks + local) / seq_len` over a cache set apart, 16x the kept keys), a `requires:`, or
+    another rank not set (`J: seq_len // page` beside `M: seq_len`). Such a rank is a SpecError blaming the value
+    (`given`: rank -> its source and field), naming the parameter's value and its `origin`, and saying to set the
+    parameter instead. Left alone: a rank set to what its size gives anyway; two ranks each sized by the parameter
+    alone (`P: seq_len` beside `M: seq_len`, keys of another length than the queries: the parameter is each one's
+    default, not a shared size); and a `requires:` on a parameter in `tiles` (`fixed_tiles`: it reads the tile the
+    mapping fixes)."""
+    for rank, (source, where) in given.items():
+        expr = cascade.rank_sizes[rank]
+        if expr is None or eval_size(expr, values) == rank_overrides[rank]:
+            continue
+        for param in sorted(S.names_in(expr)):
+            readers = [f"ranks.{other}" for other, size in cascade.rank_sizes.items()
+                       if other not in rank_overrides and size is not None and param in S.names_in(size)
+                       and not (isinstance(expr, S.Name) and isinstance(size, S.Name))]
+            readers += [f"einsum {einsum.name}" for einsum in cascade.einsums if param in einsum.names_read]
+            readers += [f"requires[{i}]" for i, (_, check) in enumerate(cascade.requires)
+                        if param in S.names_in(check) and param not in tiles]
+            if readers:
+                raise SpecError(source, where, f"{rank} is sized by {param} (ranks.{rank}: {size_text(expr)}), which "
+                                               f"{', '.join(readers)} also read: {rank}={rank_overrides[rank]} "
+                                               f"would leave them reading {param}={number_text(values[param])} "
+                                               f"(from {origin[param]}); set {param} instead")
+
+
+@per_object(maxsize=1024)
+def _densities(cascade: Cascade) -> tuple[tuple[str, S.Expr], ...]:
+    """(`masks.NAME.density`, expression) of each data-dependent mask an Einsum reads, once per mask: a mask with a
+    density is one named under `masks:` (an inline predicate has none), `where NAME` in the Einsum's text."""
+    found = {}
+    for einsum in cascade.einsums:
+        if einsum.mask is not None and einsum.mask.density is not None:
+            where = S.parse_einsum(einsum.text).where
+            assert isinstance(where, S.Name)  # the loader refuses a density on anything but a named mask
+            found[f"masks.{where.name}.density"] = einsum.mask.density
+    return tuple(found.items())
+
+
+def _check_densities(cascade: Cascade, values: Mapping[str, float], origin: Mapping[str, str]) -> None:
+    """Each data-dependent mask's density (`_densities`), the share of its space's points counted
+    (`archsim.cascade.analysis.einsum_points`), is finite and at least 0: a division by zero (NaN, which `min(1.0,
+    nan)` read as every point) or a negative share (negative points) is a SpecError naming the field, the zero divisor
+    (`zero_divisor`) and the params it read, with where each given one came from. A share above 1 stays allowed and
+    counts every point: a library density may pass 1 (duoattention's streaming window holding the whole cache)."""
+    for where, expr in _densities(cascade):
+        divisor = zero_divisor(expr, values)
+        density = eval_size(expr, values)
+        if not divisor and math.isfinite(density) and density >= 0:
+            continue
+        names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
+        shown = ", ".join(f"{n}={number_text(values[n])}" for n in names)
+        sources = ", ".join(f"{n}={number_text(values[n])} from {origin[n]}" for n in names
+                            if origin.get(n, cascade.source) != cascade.source)
+        got = (f"{size_text(expr)} divides by zero at {divisor}" if divisor else
+               f"expected a finite share of points of at least 0, got {number_text(density)} ({size_text(expr)})")
+        raise SpecError(cascade.source, where, f"{got} with {shown}" + (f" ({sources})" if sources else ""))
 
 
 def params_masked_by(cascade: Cascade, fixed: Mapping[str, float]) -> dict[str, list[str]]:
@@ -440,7 +518,7 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
                               and origin.get(n.name) == cascade.source))
     if not used:
         return ""
-    shown = ", ".join(f"{name}={values[name]:g}" for name in used)
+    shown = ", ".join(f"{name}={number_text(values[name])}" for name in used)
     model = [name for name in used if name in PARAMS]
     if source != "--set":
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
@@ -461,7 +539,8 @@ def _origins(cascade: Cascade, ranks: list[str], values: Mapping[str, float], or
             for n in S.walk(cascade.rank_sizes[rank]):
                 if isinstance(n, S.Name) and n.name in origin:
                     named[n.name] = origin[n.name]
-    shown = [f"{name}={values[name]:g} from {where}" for name, where in named.items() if where != cascade.source]
+    shown = [f"{name}={number_text(values[name])} from {where}" for name, where in named.items()
+             if where != cascade.source]
     return f" ({', '.join(shown)})" if shown else ""
 
 
@@ -473,8 +552,8 @@ def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], ori
     match cascade.rank_sizes[rank]:
         case S.BinOp(op="//", lhs=S.Name(name=a), rhs=S.Name(name=b)) if 0 < values[a] < values[b]:
             return SpecError(origin.get(a, cascade.source), a,
-                             f"expected at least {b} ({values[b]:g}), got {values[a]:g}: {cascade.name} splits {a} "
-                             f"into whole {b}s (ranks.{rank}: {a} // {b}, {cascade.source})"
+                             f"expected at least {b} ({number_text(values[b])}), got {number_text(values[a])}: "
+                             f"{cascade.name} splits {a} into whole {b}s (ranks.{rank}: {a} // {b}, {cascade.source})"
                              + _origins(cascade, [rank], values, origin)
                              + _defaults_hint(cascade, [rank], values, origin, source))
     return None
@@ -482,9 +561,9 @@ def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], ori
 
 def _positive_int(value: float, source: str, where: str) -> int:
     if not math.isfinite(value) or value != int(value) or value <= 0:
-        raise SpecError(source, where, f"expected a positive integer size, got {value:g}")
+        raise SpecError(source, where, f"expected a positive integer size, got {number_text(value)}")
     return int(value)
 
 
 def _show(values: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in values.items())
+    return ", ".join(f"{k}={number_text(v)}" for k, v in values.items())
