@@ -21,8 +21,19 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
   prompt as one causal call, a launch each. The roofline timing prices each prompt's call on its own either way.
   A sliding-window prompt is that causal call too: eager attention computes and masks every score whatever the
   mask; FlashAttention-2's `window_size`, which skips the key tiles outside the window, is not modelled, so for it
-  the time is an upper bound (the roofline timing counts the window's work). Other attention cascades (MLA's
-  latent attention) run as their Einsums: GEMM launches and one elementwise kernel, like any other op.
+  the time is an upper bound (the roofline timing counts the window's work).
+- MLA's latent decode attention (`FUSED_DECODE_CASCADES`), which the kernel model does not cover, is one fused call
+  for a batch's decode requests, as FlashMLA and FlashInfer's MLA decode kernel run a whole batch: one launch, and
+  the roofline of the batch's bytes and FLOPs (`gemm_launch_time`, at the rates a GEMM launch runs at below: the
+  copy fraction of the bandwidth, the preset's measured GEMM fraction or the prior of the tensor peak). Its bytes are
+  a fused kernel's: each request's Q, QR, latent cache C and rope keys KR read once (not once for the keys and again
+  for the values, as the Einsums read C) and its AV written; the absorbed up-projections WUK and WUV read once a
+  call, shared by the batch. Its FLOPs are the ops' MACs, each request over its own keys (a ragged batch). Assumed:
+  such a kernel streams and computes at a large GEMM's fractions (no MLA kernel is measured in the reference); the
+  absorbed GEMMs are inside the call, where vLLM runs them as two batched GEMMs around it (two launches more); a
+  decode whose few heads a device holds (a head shard) fills the kernel's MMA tiles as well as all 128 heads would,
+  where FlashMLA pads each request's heads to 64 rows. MLA's prefill attention runs as its Einsums: GEMM launches
+  and one elementwise kernel a prompt, like any other op.
 - Every other Einsum of an op (a norm, a residual add, GELU between the FFN's GEMMs, a MoE router's softmax) is
   one elementwise kernel per op: a DRAM pass over the tensors it reads and writes (intermediates of GEMM ops
   included, weights and activations of GEMM-free ops) at the calibrated DRAM efficiency, plus a launch.
@@ -77,7 +88,15 @@ from archsim.memo import identity_cache, kept
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, copy_fraction
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
-from archsim.systems.step import ACTIVATIONS_OUT, INTERMEDIATE, DecodeOps, Op, UnrunnableOp, tensor_roles_of
+from archsim.systems.step import (
+    ACTIVATIONS_OUT,
+    INTERMEDIATE,
+    WEIGHTS,
+    DecodeOps,
+    Op,
+    UnrunnableOp,
+    tensor_roles_of,
+)
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
@@ -86,6 +105,7 @@ ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
                    "attention-sliding-window", "attention-sliding-window-gqa")
+FUSED_DECODE_CASCADES = ("attention-mla-decode",)  # decode attention as one fused call a batch (module docstring)
 ENERGY_MODELS = ("tdp", "per-action")
 CALIBRATED, ROOFLINE = "calibrated", "roofline"
 TIMINGS = (CALIBRATED, ROOFLINE)  # module docstring
@@ -151,10 +171,9 @@ class GpuDevice:
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         time_s = peak_s = dram_bytes = 0.0
-        if isinstance(ops, DecodeOps) and ops and ops[0].cascade in KERNEL_CASCADES:
+        if isinstance(ops, DecodeOps) and ops and _runs_batched(ops[0]):
             # one decode call, its keys and FLOPs already summed (the loop below, without visiting each op)
-            t, p, b = self._attention(ops[0], ops, ops.total("keys"))
-            time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
+            time_s, peak_s, dram_bytes = self._decode_call(ops, ops.total("keys"))
             energy_j = (self.energy.energy_j(dram_bytes, float(ops.total("flops"))) if self.energy is not None
                         else self.spec.power_w * time_s)
             return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
@@ -165,10 +184,9 @@ class GpuDevice:
             if priced:
                 flops += op.flops
             kernel = op.cascade in KERNEL_CASCADES
-            if kernel and op.phase != "prefill":
-                if op.phase == "decode":
-                    decodes.append(op)
-                    keys += op.binding.params["seq_len"]
+            if op.phase == "decode" and _runs_batched(op):
+                decodes.append(op)
+                keys += op.binding.params["seq_len"]
                 continue
             if kernel and calls is not None:  # a varlen call, priced where its first prompt is
                 prompts = calls.get(i)
@@ -183,10 +201,32 @@ class GpuDevice:
                 found = terms[op] = self._attention(op, [op]) if kernel else self._dense(op)
             time_s, peak_s, dram_bytes = time_s + found[0], peak_s + found[1], dram_bytes + found[2]
         if decodes:
-            t, p, b = self._attention(decodes[0], decodes, keys)
+            t, p, b = self._decode_call(decodes, keys)
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
         energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
+
+    def _decode_call(self, ops: Sequence[Op], keys: float) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of a batch's decode attention ops (one cascade) as one
+        call: the attention kernel's (`_attention`, `keys` the sum of their keys) or a fused MLA call's."""
+        if ops[0].cascade in KERNEL_CASCADES:
+            return self._attention(ops[0], ops, keys)
+        return self._fused_decode(ops)
+
+    def _fused_decode(self, ops: Sequence[Op]) -> tuple[float, float, float]:
+        """(time, tensor-core time at peak, DRAM bytes) of one fused call over the decode ops `ops` (module
+        docstring): every op's tensors but its intermediates, the weights once; its MACs on the tensor cores."""
+        from archsim.model.gpu import GemmLaunch, gemm_launch_time
+
+        op = ops[0]
+        dram_bytes = float(sum([o.bytes for o in ops]) - (len(ops) - 1) * op.bytes_by_role[WEIGHTS])
+        mma_flops = 2.0 * (ops.total("macs") if isinstance(ops, DecodeOps) else sum([o.ops["mac"] for o in ops]))
+        precision = self.precision(op)
+        peak_s = mma_flops / self.spec.tensor_peak_flops_per_s(precision)
+        if self.timing == ROOFLINE:
+            return max(peak_s, dram_bytes / self.spec.dram_bytes_per_s), peak_s, dram_bytes
+        launch = GemmLaunch(f"{op.cascade} of {len(ops)} requests", mma_flops, dram_bytes, precision)
+        return gemm_launch_time(launch, self.spec, self._gemm_params).time_s, peak_s, dram_bytes
 
     @kept
     def _varlen(self) -> bool:
@@ -406,6 +446,11 @@ class GpuDevice:
                     peak_s, moved)
         what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
         return self._kept(key, self._predict(case, what), peak_s, what)
+
+
+def _runs_batched(op: Op) -> bool:
+    """Whether a batch's decode attention ops of `op`'s cascade run as one call (module docstring)."""
+    return op.cascade in KERNEL_CASCADES or op.cascade in FUSED_DECODE_CASCADES
 
 
 def _head_sizes(params: Mapping[str, float]) -> tuple[int, int, int]:
