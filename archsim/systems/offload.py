@@ -55,13 +55,18 @@ critical path of the layer (`OffloadLayer.cycle_s`):
 
 Rotational staggered pipelining (§3.4): n micro-batches (the decodes split round-robin in arrival order) on n - 1
 replicas, all sharing the pool. In steady state a layer of every micro-batch takes the period
-  P = max(the slowest micro-batch's cycle, sum of replica work / (n - 1), sum of pool work, sum of each link
+  P = max(the slowest micro-batch's cycle, the busiest replica's work, sum of pool work, sum of each link
       direction's wire time / its lanes)
-(a cyclic pipeline is bound by its longest cycle and its busiest resource). A token of every micro-batch also
-runs its LM head (`SystemModel.lm_head_cost`, one token per request) on a replica after its last layer, so the
-time for all layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the
-busiest resource's work with the heads on the replicas; an iteration (one token for every request) takes that, plus
-the prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
+(a cyclic pipeline is bound by its longest cycle and its busiest resource; slice k of micro-batch j, k counted
+across tokens, runs on replica (j + k) mod (n - 1), as `archsim.systems.offload_events` runs it). A token of every
+micro-batch also runs its LM head (`SystemModel.lm_head_cost`, one token per request) after its last layer, on the
+replica of its next slice: n heads on n - 1 replicas, two of them on one replica each token. The time for all
+layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the busiest
+resource's work: a replica's is its slices and heads as the rotation assigns them, averaged over the tokens the
+assignment turns through (`replica_work_s`; the busiest replica of a single token is no bound: LLaMA3-8B, n = 4, 32
+layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.766 ms a token, 1.5 %
+below it, and the closed form gives 8.596 ms). An iteration (one token for every request) takes that, plus the
+prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 `token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work, and the
 event model is never faster. Without LM heads they agree within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts
@@ -71,8 +76,14 @@ tokens, the event model is 7.6 % above at 0 us, 3.7 % at 4 us, 0.3 % at 8 us and
 head holds its replica once a token and the others' slices queue behind it: in ping-pong the event model is above by
 up to 1.5 % (DOP (2, 4), batches of 16-513 at 1024 and 3000 tokens, divide-and-conquer on and off: LLaMA3-8B 1.46 %
 at 512 requests of 3000 tokens, 1.31 % at 257 requests of 1000 + 13i tokens, micro-batches of 129 and 128;
-LLaMA3-70B and LLaMA-2-7B up to 0.6 %); staggered, over the grid above (24-token runs), by up to 2.7 % (n = 3) and
-3.9 % (n = 4) on LLaMA3-8B, 0.7 % and 0.9 % on LLaMA3-70B.
+LLaMA3-70B and LLaMA-2-7B up to 0.6 %); staggered, over the grid above (24-token runs), the closed form is below
+the event model's time by up to 2.7 % (n = 3) and 3.9 % (n = 4) on LLaMA3-8B, 0.7 % and 0.9 % on LLaMA3-70B. Off
+that grid (one H100 a replica, 2, 4 or 8 memory devices; LLaMA-2-7B, LLaMA3-8B and LLaMA-13B; batches of 16-1024
+at 256, 1K and 4K tokens) by up to 5.4 % (n = 3) and 7.8 % (n = 4; LLaMA-2-7B, DOP (1, 8), 1024 requests of 256
+tokens), and 9.6 % at LLaMA-2-7B, n = 4, DOP (1, 8), 256 requests of 512 tokens: the heads shift the micro-batches'
+phases, and their attention and messages then queue on the pool and the link, waits no term of `token_s` holds
+(with the pool's work cut a thousandfold, 0.9 %). Where the replicas limit the pipeline and the layers divide among
+them (n = 3 and 5 at 32 layers) the closed form is the event model's time within 0.01 %.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A
@@ -176,17 +187,34 @@ class OffloadLayer:
         return self.attention_done_s(divide_and_conquer) + self.latency_s + self.out_wire_s + self.post_s
 
 
+def replica_work_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: int, n_layers: int) -> float:
+    """The busiest replica's work per token in the steady state (module docstring): slice k of micro-batch j (k
+    counted across tokens) runs on replica (j + k) mod `replicas`, and its LM head in the next token's first slice,
+    so in a token replica r runs n_layers // replicas slices of every micro-batch, one more of each j with
+    (r - j) mod replicas < n_layers mod replicas, and the heads of the j with j mod replicas = r. Token t's
+    assignment is the first's turned by t x n_layers replicas, so over the tokens a replica averages the first
+    token's work of the replicas gcd(n_layers, replicas) apart from it; the busiest of these means is the bound (the
+    busiest replica of one token is not one: a turning assignment lets the pipeline run below it)."""
+    base, extra = divmod(n_layers, replicas)
+    work = [base * sum(layer.compute_s for layer in layers)
+            + sum(layer.compute_s for j, layer in enumerate(layers) if (r - j) % replicas < extra)
+            + sum(head for j, head in enumerate(heads_s) if j % replicas == r) for r in range(replicas)]
+    step = math.gcd(n_layers, replicas)
+    return max(sum(work[r::step]) / (replicas // step) for r in range(step))
+
+
 def token_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: int, divide_and_conquer: bool,
             n_layers: int, lanes: int = 1) -> float:
     """Steady-state time for every micro-batch to pass `n_layers` layers and its LM head (`heads_s`, one per
     micro-batch, on a replica after its last layer): the slowest micro-batch's layers x cycle plus its head, or the
-    busiest resource's work, a link direction's wire time over its `lanes` (`OffloadModel.link_lanes`; module
-    docstring). A lower bound: the waits of one micro-batch's cycle on the others are not counted."""
+    busiest resource's work (a replica's as the rotation assigns slices and heads, `replica_work_s`; a link
+    direction's wire time over its `lanes`, `OffloadModel.link_lanes`; module docstring). A lower bound: the waits
+    of one micro-batch's cycle on the others are not counted."""
     if not layers:
         return 0.0
     return max(max(n_layers * layer.cycle_s(divide_and_conquer) + head for layer, head in zip(layers, heads_s,
                                                                                              strict=True)),
-               (n_layers * sum(layer.compute_s for layer in layers) + sum(heads_s)) / replicas,
+               replica_work_s(layers, heads_s, replicas, n_layers),
                n_layers * sum(layer.pool_s(divide_and_conquer) for layer in layers),
                n_layers * sum(layer.q_wire_s + layer.kv_wire_s for layer in layers) / lanes,
                n_layers * sum(layer.out_wire_s for layer in layers) / lanes)
