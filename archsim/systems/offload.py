@@ -13,8 +13,10 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   shard replicates a KV head over tp / kv_heads devices when tp > kv_heads; an MLA latent on each memory device);
   the compute devices hold weights;
 - link `attention`: per token and layer q (d) and the new k, v (2d/G) go to the pool and the attention output (d)
-  comes back (§3.3); the bytes are the cascades' tensors (Q and AV of the attention op, the pool's K and V: one
-  copy of each new k, v however many compute devices replicate its head). Each compute and memory device has its
+  comes back (§3.3); the bytes are the cascades' tensors (the attention op's queries, its activations in: Q, and
+  MLA's rope part QR beside it; its output AV; the pool's K and V: one copy of each new k, v however many compute
+  devices replicate its head). The QKV projection's time is split between the queries and the K, V shares by
+  their output bytes (the q share sent first under divide-and-conquer). Each compute and memory device has its
   own NIC (§3.5): a compute device's is the link `attention` (rate r_c), a memory device's the link
   `attention_pool` (r_m; the same link when the spec names none). A message between a replica and the pool, spread
   over its tp senders and b receivers, takes latency + bytes / min(tp x r_c, b x r_m), the slower end's NICs all
@@ -125,7 +127,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.sharding import shard
-from archsim.systems.step import Op
+from archsim.systems.step import ACTIVATIONS_IN, Op
 from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_degrees, check_pool
 from archsim.systems.system_model import (
     ATTENTION,
@@ -568,9 +570,11 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
     post = [costs[op.name] for op in ops[at + 1:]]
     post_s = sum(c.time_s for c in post) + allreduce_s(compute, m)
+    one = pool.attention("decode", 1)  # q and the output do not depend on the context
+    queries = [name for name, role in one.tensor_roles.items() if role == ACTIVATIONS_IN]  # Q (MLA: and QR)
     qkv = next(op for op in ops if op.name == "qkv")
-    outputs = {t.name: t.bytes for t in qkv.tensors if t.kind == "output"}  # Q, and the shard's K, V
-    q_share = outputs["Q"] / sum(outputs.values())
+    outputs = {t.name: t.bytes for t in qkv.tensors if t.kind == "output"}  # the queries, and the shard's K, V
+    q_share = sum(outputs[name] for name in queries) / sum(outputs.values())
     qkv_s = costs["qkv"].time_s
     device = model.pool_device
     attention = model.attention_cost(contexts)
@@ -578,8 +582,8 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     history_s = model.attention_cost(history).time_s if history else 0.0
     merge_s = device.elementwise_s(_merge_bytes(pool.shard, m))
     kv_bytes = model.layer_kv_bytes(m)  # one copy of each new k, v: the pool's
-    one = pool.attention("decode", 1).tensor_bytes  # q and the output do not depend on the context
-    q_bytes, out_bytes = b * m * one["Q"], b * m * one["AV"]
+    q_bytes = b * m * sum(one.tensor_bytes[name] for name in queries)
+    out_bytes = b * m * one.tensor_bytes["AV"]
     link = model.message_link
     return OffloadLayer(m, costs["attn_norm"].time_s, q_share * qkv_s, (1 - q_share) * qkv_s, post_s,
                         attention.time_s, history_s, merge_s, link.latency_s, link.wire_s(q_bytes),
