@@ -163,13 +163,16 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     from archsim.systems.topology import ArrayDevice
 
     system = _system(system_name, topology, gpu)
+    tp_field = None  # (file, field) of a tp the system spec sets (`System.blame`), which its refusal names
     if system is not None:
         schemes = schemes or [system.schedule.scheme]
         devices = devices or [system.parallelism.cp]
         from archsim.library import load_workload_spec
 
         # the workload's own degrees where the spec names it (parallelism.by_workload), as the system runs it
-        tp = tp or system.parallelism_for(named("--workload", workload, load_workload_spec).name).tp
+        if tp is None:
+            name = named("--workload", workload, load_workload_spec).name
+            tp, tp_field = system.parallelism_for(name).tp, system.blame(name, "tp")
         ulysses = ulysses or (system.schedule.ulysses if "usp" in schemes else None)
     for option, given in (("--scheme", schemes), ("--devices", devices)):
         if not given:
@@ -198,6 +201,10 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         check_writable(out, "--out", directory=True)
     base = replace(_first_point(schemes, devices[0], seq_lens[0], workload, topology, gpu, system, batch,
                                 direction, scope, causal, tp, ulysses, kernel, kernel_given), **training)
+    if tp_field is not None:  # every point shares the tp, topology and workload: refused once, naming the file
+        from archsim.systems.seqpar_spec import check_tp
+
+        check_tp(base, *tp_field)
     grid = [replace(base, scheme=s, devices=p, seq_len=n, ulysses=ulysses if s == "usp" else None)
             for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
@@ -402,12 +409,6 @@ def _show(title: str, rows: list[dict]) -> None:
     for row in rows:
         if row["feasible"] and row["note"]:
             click.echo(f"note: {row['scheme']} P={row['devices']} N={row['seq_len']}: {row['note']}")
-    from archsim.workload import max_size
-
-    limit = max_size()
-    if any(row["feasible"] and 2 * row["max_context_tokens"] > limit for row in rows):
-        click.echo(f"max context is searched up to the size limit, {limit} tokens (ARCHSIM_MAX_SIZE): a value "
-                   "within a step of it means at least that")
 
 
 def _decode_kernel() -> str:

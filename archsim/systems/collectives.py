@@ -13,7 +13,9 @@ Conventions and assumptions (the link's own are in `archsim.systems.links`):
   sends to one neighbour and receives from the other at once, so a step costs one message, not two.
 - Reduction arithmetic is free (Thakur 2005's gamma = 0): a GPU adds at memory speed, well above any link's rate,
   and NCCL fuses the add into the copy.
-- No overlap of steps, no pipelining of one message into chunks, no contention with other traffic.
+- No overlap of steps, no pipelining of one message into chunks, no contention with other traffic; but the sends
+  of a one-to-all or all-to-one exchange (`scatter_s`, `gather_s`) are independent and issued as one group, so
+  their latencies overlap (below).
 - A group of one, or an empty message, moves nothing and costs nothing (no synchronisation is charged).
 - A tree's depth is ceil(log2 p), so p need not be a power of two.
 """
@@ -80,6 +82,31 @@ def all_to_all_s(message_bytes: float, p: int, link: Link) -> float:
     if _trivial(message_bytes, p, "all_to_all_s"):
         return 0.0
     return (p - 1) * link.transfer_s(message_bytes / p)
+
+
+def scatter_s(message_bytes: float, p: int, link: Link) -> float:
+    """One root sends a distinct n/p slice of its n-byte buffer to each of the other p-1 devices (one-to-all; a
+    message the same for every peer, as DistAttention's query, is n = p copies of it). The p-1 sends are issued as
+    one group (NCCL's grouped point-to-point, ncclGroupStart/ncclGroupEnd, its documentation's one-to-all example):
+    no send waits on another (unlike a ring's steps), so their latencies overlap, paid once, while their bytes
+    serialise on the root's port: alpha + (p-1)/p · n/beta. Assumption: the peers are distinct ports of a
+    non-blocking switch (an NVSwitch, a NIC switch), so nothing but the root's port limits the bytes; not Thakur
+    2005's binomial tree (ceil(log2 p) rounds), which MPI runs for short messages to avoid the root's p-1 sends."""
+    return _fan_s(message_bytes, p, link, "scatter_s")
+
+
+def gather_s(message_bytes: float, p: int, link: Link) -> float:
+    """Each of p-1 devices sends its n/p slice to one root (all-to-one; `scatter_s` reversed, each peer's message
+    n/p): grouped the same way, the latencies overlap and the bytes serialise on the root's receiving port:
+    alpha + (p-1)/p · n/beta."""
+    return _fan_s(message_bytes, p, link, "gather_s")
+
+
+def _fan_s(message_bytes: float, p: int, link: Link, what: str) -> float:
+    """The one grouped exchange of `scatter_s` and `gather_s`: p-1 messages of n/p bytes through the root's port."""
+    if _trivial(message_bytes, p, what):
+        return 0.0
+    return link.transfer_s((p - 1) * (message_bytes / p))
 
 
 def hierarchical_all_reduce_s(message_bytes: float, levels: Sequence[tuple[Link, int]], *, algorithm: str) -> float:

@@ -45,6 +45,10 @@ it costs a full call or more, while ring, zigzag, allgather and usp skip the blo
 them on P smaller calls), so their efficiency can exceed 1. The reference is kept the kernel's real one-device time,
 not made "consistent", and such a point carries a `note` (text output: a line under the table) saying so, with the
 share of a full call's time its one-device causal call takes.
+
+The largest context that fits is searched up to the size limit (ARCHSIM_MAX_SIZE), P x it for ring, zigzag and
+stripe, whose devices hold N / P tokens each (`seqpar_memory.size_limit_tokens`); a value the search stopped at the
+limit, not at the GPU's memory, is a floor, and its point's `note` says so (joined to the efficiency's by "; ").
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ from archsim.systems.seqpar_spec import (
 )
 from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.topology import ArrayDevice
-from archsim.workload import attention_layers, attention_view
+from archsim.workload import attention_layers, attention_view, max_size
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ class ParallelResult:
     memory_bytes: float
     max_context_tokens: float  # whole tokens; NaN where the memory is not modelled
     weights_bytes: float = math.nan
-    note: str = ""  # why the efficiency is above 1, or missing ('' when neither; module docstring)
+    # why the efficiency is above 1, or missing, and a largest context the size limit capped ('' when none; module
+    # docstring)
+    note: str = ""
     energy_j: float = math.nan  # every device's energy over the layer (module docstring, "Energy")
 
     @property
@@ -192,6 +198,7 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     memory, max_context = _memory(spec)
     if ideal > timing.time_s * (1 + 1e-9):
         note = _above_one_note(spec, one)
+    note = "; ".join(text for text in (note, _capped_context_note(spec, max_context)) if text)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
                           memory.total_bytes, max_context, memory.weights_bytes, note,
                           _energy_j(spec, timing.time_s, compute))
@@ -330,7 +337,8 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     attention kernel's own buffers. Training with tp > 1 is not modelled there, nor the memory of arrays (their
     outermost memory is unbounded: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
     0, which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
-    scheme takes (`token_multiple`; LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens)."""
+    scheme takes (`_context_multiple`) up to its size limit (`_context_limit_tokens`: P x ARCHSIM_MAX_SIZE for a
+    ring scheme); a value the limit stopped is a floor, which the point's note says (`_capped_context_note`)."""
     scheme = mem.memory_scheme(spec.scheme)  # allgather: ring's, `_transient_bytes` adding the gathered K, V
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp, spec.gpu):
@@ -346,15 +354,44 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
         def modelled_of(n: int):
             return mem.training_memory(spec.workload, scheme, spec.devices, n, spec.batch, ulysses_degree=ulysses,
                                        causal=spec.causal, checkpointing=spec.checkpointing, **precision)
-    multiple = token_multiple(spec)
-    if spec.scheme in LASP_SCHEMES:  # each chunk whole LINEAR_BLOCK-token blocks, as the kernel takes them
-        multiple = math.lcm(multiple, spec.devices * LINEAR_BLOCK)
     compute = _compute(spec)
 
     def memory_of(n: int) -> mem.DeviceMemory:
         held = modelled_of(n)
         return replace(held, activations_bytes=held.activations_bytes + _transient_bytes(spec, compute, n))
-    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, float(spec.gpu.dram_bytes), multiple)
+    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, float(spec.gpu.dram_bytes),
+                                                           _context_multiple(spec),
+                                                           limit_tokens=_context_limit_tokens(spec))
+
+
+def _context_multiple(spec: ParallelSpec) -> int:
+    """The lengths the largest context is searched over are multiples of this: the scheme's (`token_multiple`;
+    LASP: chunks of whole `LINEAR_BLOCK`-token blocks, P x 64 tokens, as the kernel takes them)."""
+    multiple = token_multiple(spec)
+    return math.lcm(multiple, spec.devices * LINEAR_BLOCK) if spec.scheme in LASP_SCHEMES else multiple
+
+
+def _context_limit_tokens(spec: ParallelSpec) -> int:
+    """The longest context searched (`seqpar_memory.size_limit_tokens` of the timed scheme): P x the size limit for
+    ring, zigzag and stripe, whose devices' cascades hold N / P tokens (their prefill and decode alike), the limit
+    itself for every other scheme, whose cascades bind N somewhere (allgather's gathered K and V, Ulysses' and
+    Megatron-SP's calls over all N tokens, DistAttention's decode cascade, LASP's), as the timing does."""
+    return mem.size_limit_tokens(spec.scheme, spec.devices)
+
+
+def _capped_context_note(spec: ParallelSpec, max_context: float) -> str:
+    """'' unless the largest context is the last multiple within the search's limit (`_context_limit_tokens`): then
+    the search stopped there, not at the GPU's memory, and the value is a floor, which the note says (a sweep
+    maximising the largest context would otherwise take the limit for the answer). NaN (memory not modelled) and 0
+    (nothing fits) are no such value."""
+    limit = _context_limit_tokens(spec)
+    if not (max_context > 0 and max_context + _context_multiple(spec) > limit):
+        return ""
+    size_limit = max_size()
+    ring = (f", {spec.devices} devices x the limit on sizes, {size_limit}: each ring device holds N / {spec.devices} "
+            "tokens" if limit != size_limit else "")
+    return (f"the largest context is searched up to the size limit, {limit} tokens (ARCHSIM_MAX_SIZE{ring}), and "
+            f"at least {max_context:.0f} tokens fit: raise ARCHSIM_MAX_SIZE to search further")
 
 
 def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:

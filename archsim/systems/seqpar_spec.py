@@ -20,7 +20,8 @@ Rules of a spec:
 - `tp` puts each sequence-parallel rank's heads on tp devices of a node. A TP group lies inside a node (its
   all-reduces are timed over the innermost link): tp must divide the topology's devices per node, and the query
   heads; it divides the KV heads or is a multiple of them (each rank then keeps one KV head, repeated over
-  tp / kv_heads ranks, as Megatron's tensor parallelism does).
+  tp / kv_heads ranks, as Megatron's tensor parallelism does). `check_tp` checks these alone, naming the field a
+  caller gives: a tp a system file set is refused naming that file's field, not the caller's `tp`.
 - `checkpointing` and `training_precision` set the training memory only: another value than the default needs
   direction fwd+bwd and tp 1 (`TRAINING_FIELDS`).
 - On arrays (a topology's `device`, `topology.ArrayDevice`) only the forward's attention of the softmax prefills
@@ -219,7 +220,7 @@ def check_spec(spec: ParallelSpec) -> None:
                                            f"beyond the {spec.topology.capacity()} of topology "
                                            f"{spec.topology.name!r} ({spec.topology.source})")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
-    _check_tp_in_node(spec)
+    _check_tp_in_node(spec, SOURCE, "tp")
     if spec.direction == "decode":
         if spec.scheme not in DECODE_SCHEMES:
             raise SpecError(SOURCE, "scheme", f"decode runs {', '.join(DECODE_SCHEMES)} (head-parallel decode is "
@@ -246,12 +247,9 @@ def check_spec(spec: ParallelSpec) -> None:
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
     check_workload(spec.workload, memory_modelled(spec.direction, spec.tp, spec.gpu), spec.scope == "layer")
+    _check_tp_cuts_heads(spec, SOURCE, "tp")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, kv_heads_per_device(int(params["kv_heads"]), spec.tp)
-    if uncut_size(params, spec.tp, ("heads", "kv_heads")) is not None:
-        raise SpecError(SOURCE, "tp", f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
-                                      f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
-                                      f"tp / kv_heads devices), got {spec.tp}")
     degree = {"ulysses": p, "megatron-sp": p, "usp": spec.ulysses}.get(spec.scheme)
     # megatron-sp may repeat each KV head on degree / kv_heads devices (tensor parallelism's rule)
     field = None if degree is None else uncut_size({"heads": heads, "kv_heads": kv_heads}, degree,
@@ -286,13 +284,32 @@ def token_multiple(spec: ParallelSpec) -> int:
                               ulysses_degree=spec.ulysses)
 
 
-def _check_tp_in_node(spec: ParallelSpec) -> None:
+def check_tp(spec: ParallelSpec, source: str = SOURCE, where: str = "tp") -> None:
+    """The tp rules (module docstring) alone, a SpecError at `source`/`where`: `check_spec` checks them as the
+    field `tp` (which `archsim parallel` names --tp); a caller whose tp a system file set checks them first with
+    that file and field, as `System.blame` gives them (`parallelism.tp`, or a `by_workload` entry's), so the error
+    names what the user wrote. tp is a whole number and the workload has its head counts (`check_workload`)."""
+    _check_tp_in_node(spec, source, where)
+    _check_tp_cuts_heads(spec, source, where)
+
+
+def _check_tp_in_node(spec: ParallelSpec, source: str, where: str) -> None:
     """A tensor-parallel group lies inside a node (the TP all-reduces are timed over the innermost level's link):
     tp divides the devices of the topology's innermost level (any tp when that level is unbounded)."""
     node = spec.topology.span(0)
     if node is not None and node % spec.tp:
-        raise SpecError(SOURCE, "tp", f"expected a divisor of the {node} devices per node of topology "
-                                      f"{spec.topology.name!r} (a TP group inside a node), got {spec.tp}")
+        raise SpecError(source, where, f"expected a divisor of the {node} devices per node of topology "
+                                       f"{spec.topology.name!r} (a TP group inside a node), got {spec.tp}")
+
+
+def _check_tp_cuts_heads(spec: ParallelSpec, source: str, where: str) -> None:
+    """tp divides the query heads, and divides the KV heads or is a multiple of them (each rank then keeps one KV
+    head, repeated over tp / kv_heads ranks)."""
+    params = spec.workload.params
+    if uncut_size(params, spec.tp, ("heads", "kv_heads")) is not None:
+        raise SpecError(source, where, f"expected a divisor of heads {params['heads']:g} that divides kv_heads "
+                                       f"{params['kv_heads']:g} or is a multiple of it (a KV head repeated over "
+                                       f"tp / kv_heads devices), got {spec.tp}")
 
 
 def single_device_scheme(scheme: str) -> str:
