@@ -152,9 +152,11 @@ def test_an_op_of_another_cascade_is_refused_naming_the_mapping(tmp_path) -> Non
 
 
 def test_an_op_that_does_not_fit_is_refused_with_the_results_reason(fusemax_qkv) -> None:
-    """Unsharded Mixtral: WQ alone is 32 x 128 x 4096 x 2 B = 32 MiB, over FuseMax's 16 MiB global buffer, where the
-    mapping keeps the whole weight."""
-    op = layer_op(library.load_workload_spec("mixtral-8x7b"), Step("prefill", 1, 512), "llama", "qkv")
+    """A 65536-wide model: a 256-row block of X alone is 256 x 65536 x 2 B = 32 MiB, over FuseMax's 16 MiB global
+    buffer however the weight is tiled (the mapping tiles a weight over the buffer along its heads)."""
+    mixtral = library.load_workload_spec("mixtral-8x7b")
+    wide = replace(mixtral, params={**mixtral.params, "hidden": 65536})
+    op = layer_op(wide, Step("prefill", 1, 512), "llama", "qkv")
     with pytest.raises(SpecError) as error:
         device_models(fusemax_qkv)["fx"].cost([op])
     assert (error.value.source, error.value.where) == (fusemax_qkv.source, "devices.fx")

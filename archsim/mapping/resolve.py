@@ -29,7 +29,8 @@ from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.memo import identity_cache
 from archsim.workload import PARAMS, max_size
 
-VOCABULARY = "numbers, names, + - * / //, min(...), max(...), divisor_at_least(n, k) or capacity(LEVEL)"
+VOCABULARY = ("numbers, names, + - * / //, min(...), max(...), divisor_at_least(n, k), capacity(LEVEL) or "
+              "fanout(UNIT, AXIS)")
 ADVICE_STEPS = 1024  # sizes tried each way for the nearest that a rule of the rank's own size tiles
 
 
@@ -79,6 +80,9 @@ def _check_expression(node: Expr, names: set[str], arch: Architecture, source: s
             return
         case Call(fn="capacity", args=(Name(name=level),)):
             _known_level(level, arch, source, at)
+            return
+        case Call(fn="fanout", args=(Name(name=unit), Num(value=axis))):
+            _unit_axis(unit, axis, arch, source, at)
             return
         case Call(fn="divisor_at_least", args=(_, _)) | Call(fn="min" | "max", args=(_, *_)) | BinOp(
                 op="+" | "-" | "*" | "/" | "//"):
@@ -210,7 +214,8 @@ def resolve_group(binding: Binding, arch: Architecture, group: Group, source: st
 
 def concrete_factors(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> Group:
     """The group with every factor expression evaluated (names: the cascade's parameters and rank sizes;
-    `capacity(LEVEL)` in bytes; `min`, `max`; `divisor_at_least(n, k)`, the smallest divisor of the whole number n
+    `capacity(LEVEL)` in bytes; `fanout(UNIT, AXIS)`, the unit's PEs along axis AXIS of its shape (0 first);
+    `min`, `max`; `divisor_at_least(n, k)`, the smallest divisor of the whole number n
     that is at least k (n when k > n; FLAT's row blocks: a block count that divides the query tiles); `//` rounds
     down, `/` does not: a factor that is not a whole number is refused, never rounded). Each evaluated loop keeps its
     expression as `rule`, for messages. `search` and residuals stay as they are."""
@@ -251,6 +256,8 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
             if capacity is None:
                 raise SpecError(source, at, f"level {level} has no capacity")
             return capacity
+        case Call(fn="fanout", args=(Name(name=unit), Num(value=axis))):
+            return _unit_axis(unit, axis, arch, source, at)
         case Call(fn="divisor_at_least", args=(n_arg, k_arg)):
             n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
             return _divisor_at_least(n, k, source, at)
@@ -276,6 +283,15 @@ def _known_level(level: str, arch: Architecture, source: str, at: str) -> None:
     levels = [m.name for m in arch.memories]
     if level not in levels:
         raise SpecError(source, at, f"unknown level '{level}' (levels: {', '.join(levels)})")
+
+
+def _unit_axis(unit: str, axis: float, arch: Architecture, source: str, at: str) -> int:
+    """The fan-out of `unit` along `axis` (0: rows, 1: columns), else a SpecError naming the units and axes."""
+    units = {u.name: u for u in arch.units}
+    if unit not in units or axis != int(axis) or not 0 <= axis < len(units[unit].shape):
+        raise SpecError(source, at, f"fanout(UNIT, AXIS): unknown unit or axis '{unit}', {axis:g} (units: "
+                                    + ", ".join(f"{n} {list(u.shape)}" for n, u in units.items()) + ")")
+    return units[unit].shape[int(axis)]
 
 
 def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
