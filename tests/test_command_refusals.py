@@ -121,7 +121,7 @@ def test_an_infeasible_point_s_json_has_no_numbers(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("mapping", "length", "says"), [
     ("unfused", 1000, "unfused.yaml: groups[0].loops[1].ranks.M: rank M: size 1000 is not a multiple of the other "
                       "factors (256); the nearest multiples are 768 and 1024"),
-    ("flat", 200, "flat.yaml: groups[0].loops[0].ranks.P: 'divisor_at_least(P // 256, "),
+    ("flat", 200, "flat.yaml: groups[0].loops[0].ranks.P: 'divisor_at_least(P // fanout(array2d, 0), "),
 ])
 def test_a_length_the_mapping_cannot_tile_is_said_at_its_yaml_path(cli, mapping: str, length: int, says: str) -> None:
     """unfused named `loops[5]`, a loop index after expansion that its file does not have, and suggested 768 and 1536:

@@ -83,7 +83,7 @@ def _old_flat(tmp_path: Path) -> str:
     """flat.yaml with its former rule, min(P // 256, ...): a rule of P's own size that need not divide the tiles."""
     data = yaml.safe_load(library.find("mappings", "flat").read_text())
     rule = data["groups"][0]["loops"][0]["ranks"]["P"]
-    assert rule.startswith("divisor_at_least(P // 256, ")
+    assert rule.startswith("divisor_at_least(P // fanout(array2d, 0), ")
     data["groups"][0]["loops"][0]["ranks"]["P"] = "min" + rule[len("divisor_at_least"):]
     data["cascade"] = str(library.find("cascades", "attention-3pass"))
     path = tmp_path / "flat-old.yaml"

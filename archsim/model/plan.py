@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.cascade.ir import Cascade
+from archsim.cascade.ir import Cascade, Var
 from archsim.cascade.passes import refs_of
+from archsim.cascade.syntax import walk
 from archsim.mapping.overlap import POLICIES, compile_pipeline, delay_names, parse_pipeline
 from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
@@ -55,7 +56,7 @@ class SpillPlan:
     tensor: str
     reads: int  # accesses per element of its storage over the group (`storage_accesses`)
     writes: int
-    elems: int  # elements of its leaf shape
+    elems: int  # elements of its leaf shape, less the share of its tiles that no access moves (a mask skips them)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     actions: list[Action] = []
     tiles: dict[tuple, int] = {}  # (level index, ranks, iterative rank) -> tile elements (tensors share shapes)
     reasons: list[str] = []  # why the loop nest cannot run, whatever the architecture's numbers
+    accessed: dict[str, tuple[int, int]] = {}  # spill tensor -> (elements its PEs' accesses move, unmasked)
 
     def tile(child: int, ranks: tuple[str, ...], iterative: str | None) -> int:
         key = (child, ranks, iterative)
@@ -193,10 +195,14 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                 parent_of[levels[c]] = chain[i - 1] if i else c - 1
         if chain[-1] > 0:
             footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
+        unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
             read, written = _moved_elems(binding, group, space, level_of, t, child, io,
-                                         tile(child, decl.leaf_ranks, decl.iterative), resident)
+                                         tile(child, decl.leaf_ranks, decl.iterative), resident, unread)
+            if t in group.spill and child == compute_level:
+                accessed[t] = max(read, written), _unmasked_elems(group, space, level_of, t, decl.leaf_ranks, child,
+                                                                  io, tile(child, decl.leaf_ranks, decl.iterative))
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
@@ -208,8 +214,10 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             actions += transfer_actions(levels, parent, child, written * word * 8, False)
     spills = {}
     for level in levels:
+        # a spilled element is accessed only where its tile is (a causal score block's kept tiles)
         spills[level] = tuple(SpillPlan(t, *storage_accesses(analysis, group, t, io),
-                                        math.prod(binding.leaf_shape(t)))
+                                        math.prod(binding.leaf_shape(t)) * accessed.get(t, (1, 1))[0]
+                                        // accessed.get(t, (1, 1))[1])
                               for t in group.spill if t in group.keep.get(level, ()))
     slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
     by_unit = tuple((unit, mine) for unit, _ in unit_dims
@@ -296,14 +304,46 @@ def _same_pass(analysis: Analysis, a: str, b: str) -> bool:
                if a in by_einsum and b in by_einsum)
 
 
+def _fill_unread(cascade: Cascade, tensor: str) -> bool:
+    """Whether no Einsum ever reads a point of intermediate `tensor` that its writer's static mask drops: every
+    reader applies the writer's mask predicate (the same expression, over the same index variables), reads the
+    tensor at the writer's own index terms, and the predicate reads no variable those terms leave out (so it keeps
+    the same points of the tensor for every reader). Then the masked points' fill is never read, and a tile holding
+    no kept point need not be written. Conservative: another mask, even one keeping a subset of the points, a
+    data-dependent mask, a tensor with no reader in the cascade, or an output (read beyond it) is False."""
+    decl = cascade.tensors[tensor]
+    writer = next((e for e in cascade.einsums if e.output.tensor == tensor), None)
+    if decl.kind != "intermediate" or writer is None or writer.mask is None or writer.mask.data_dependent:
+        return False
+    terms = writer.output.terms
+    indexed = {leaf for term in terms if term.var is not None for leaf in cascade.var_leaves[term.var]}
+    if not {leaf for node in walk(writer.mask.predicate) if isinstance(node, Var)
+            for leaf in cascade.var_leaves[node.name]} <= indexed:
+        return False
+    readers = [e for e in cascade.einsums if any(r.tensor == tensor for r in e.refs)]
+    return bool(readers) and all(
+        e.mask is not None and not e.mask.data_dependent and e.mask.predicate == writer.mask.predicate
+        and all(r.terms == terms for r in e.refs if r.tensor == tensor) for e in readers)
+
+
+def _unmasked_elems(group: Group, space: dict[str, set[str]], level_of: dict[str, int], tensor: str,
+                    ranks: tuple[str, ...], child: int, io: Mapping[str, EinsumIO], tile: int) -> int:
+    """The larger of `_moved_elems`' counts were no Einsum masked: the most elements of `tensor` (over leaf
+    `ranks`) one Einsum touching it moves into or out of level `child`, its tile there holding `tile`."""
+    return max(tile * refetches(group.loops, level_of, child, ranks, space[e]) for e in group.einsums
+               if io[e][1] == tensor or tensor in io[e][0])
+
+
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int, resident: bool) -> tuple[int, int]:
+                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int, resident: bool,
+                 fill_unread: bool) -> tuple[int, int]:
     """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
     elements. Readers share the resident tile, so the largest reader count is taken; none is read in when the
     group's producer leaves each tile at `child` for its readers (`resident`, `_stays_at`): only its writes move.
     The writer is the Einsum whose output it is. A masked Einsum reads no tile it keeps no point of
     (`masked_refetches`), and a masked recurrence writes none (its skipped steps leave the state in place); a
-    masked map Einsum writes every tile, its masked points' fill included, which an unmasked reader may read."""
+    masked map Einsum writes none either where no reader reads its masked points (`fill_unread`, `_fill_unread`:
+    FLAT's causal scores), else every tile, its masked points' fill included, which an unmasked reader may read."""
     decl = binding.cascade.tensors[tensor]
     read = written = 0
     for e in group.einsums:
@@ -313,7 +353,7 @@ def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], lev
         einsum = binding.cascade.einsum(e)
         masked = tile * masked_refetches(binding, einsum, group.loops, level_of, child, decl.leaf_ranks, space[e])
         if writes:
-            written = max(written, masked if einsum.is_step else
+            written = max(written, masked if einsum.is_step or fill_unread else
                           tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]))
         if tensor in io[e][0] and not resident:
             read = max(read, masked)
