@@ -90,9 +90,9 @@ def test_flat_description_names_the_faster_residency_at_long_lengths() -> None:
 @pytest.mark.parametrize("pe_dim", [128, 512])
 def test_flat_follows_its_arrays_width(pe_dim: int) -> None:
     """flat.yaml's spatial loops and row blocks read the arrays' fan-out (`fanout(UNIT, AXIS)`), so an array of 128
-    or 512 PEs a side runs FLAT (at 128 it had been refused: 256 rows spread over 128 PEs; at 512 it ran a quarter
-    of the 1-D array). FLAT is bound by its d-lane 1-D array: BERT-base at 4K takes 256 / d of its time at d = 256,
-    the 1-D array busy throughout."""
+    or 512 PEs a side runs FLAT (at 128 it had been refused: 256 rows spread over 128 PEs; at 512 it ran 256 of the
+    1-D array's 512 lanes, its 2-D array at 0.03). FLAT is bound by its d-lane 1-D array: BERT-base at 4K takes
+    256 / d of its time at d = 256, the 1-D array busy throughout."""
     def run(d: int):
         arch = library.load_architecture_spec("flat").with_changes(**{"units.array2d.shape": (d, d),
                                                                       "units.array1d.shape": (d,)})
