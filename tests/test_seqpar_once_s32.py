@@ -106,11 +106,15 @@ def test_each_scheme_runs_the_causal_name_unless_it_has_non_causal_calls(scheme,
     if call is None:
         assert parallel_time(spec).time_s > 0
         return
+    _refused_off_diagonal(spec, f"{call} tokens on h100-sxm5", scheme, 4)
+
+
+def _refused_off_diagonal(spec: ParallelSpec, call: str, scheme: str, devices: int) -> None:
+    """`spec` is refused naming the causal name's first non-causal call and the causal scheme's off-diagonal blocks."""
     with pytest.raises(SpecError) as refused:
         parallel_time(spec)
-    assert refused.value.message == (f"{CAUSAL_NAME} cannot run {call} tokens on h100-sxm5: {NAME_PROBLEM} (the "
-                                     f"blocks off the diagonal of a causal {scheme} over 4 devices are non-causal "
-                                     "calls)")
+    assert refused.value.message == (f"{CAUSAL_NAME} cannot run {call}: {NAME_PROBLEM} (the blocks off the diagonal "
+                                     f"of a causal {scheme} over {devices} devices are non-causal calls)")
 
 
 def test_a_hybrid_models_softmax_layers_refuse_the_causal_name() -> None:
@@ -118,11 +122,7 @@ def test_a_hybrid_models_softmax_layers_refuse_the_causal_name() -> None:
     against 3 x 4096 keys; the message names lasp2h, the scheme asked for."""
     spec = ParallelSpec("lasp2h", 2, library.load_workload_spec("linear-llama3-1b-hybrid"), 16384, DGX.gpu, DGX,
                         kernel=CAUSAL_NAME)
-    with pytest.raises(SpecError) as refused:
-        parallel_time(spec)
-    assert refused.value.message == (f"{CAUSAL_NAME} cannot run 4096 x 12288 tokens on a100-80gb-sxm4: "
-                                     f"{NAME_PROBLEM} (the blocks off the diagonal of a causal lasp2h over 2 devices "
-                                     "are non-causal calls)")
+    _refused_off_diagonal(spec, "4096 x 12288 tokens on a100-80gb-sxm4", "lasp2h", 2)
 
 
 def test_a_non_causal_point_is_refused_at_its_first_call_without_the_causal_context() -> None:

@@ -85,7 +85,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, kept
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GpuResult, copy_fraction
+from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
@@ -216,8 +216,6 @@ class GpuDevice:
     def _fused_decode(self, ops: Sequence[Op]) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of one fused call over the decode ops `ops` (module
         docstring): every op's tensors but its intermediates, the weights once; its MACs on the tensor cores."""
-        from archsim.model.gpu import GemmLaunch, gemm_launch_time
-
         op = ops[0]
         dram_bytes = float(sum([o.bytes for o in ops]) - (len(ops) - 1) * op.bytes_by_role[WEIGHTS])
         mma_flops = 2.0 * (ops.total("macs") if isinstance(ops, DecodeOps) else sum([o.ops["mac"] for o in ops]))
@@ -371,8 +369,6 @@ class GpuDevice:
 
     def _dense(self, op: Op) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of an op's GEMM launches and elementwise kernel."""
-        from archsim.model.gpu import GemmLaunch, gemm_launch_time
-
         precision = self.precision(op)
         params = self._gemm_params
         time_s = peak_s = dram_bytes = 0.0

@@ -33,7 +33,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.errors import Plausible, SpecError, check_header, ranged_number
+from archsim.errors import Plausible, check_header, loaded_for, ranged_number
 from archsim.spec_files import finite_number
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
@@ -126,10 +126,7 @@ def check_host_link(gpu: GPU) -> None:
     below the systems layer, which owns the links, so a system that loads a GPU preset checks it here."""
     if gpu.host_link is None:
         return
-    try:
-        load_link(gpu.host_link)
-    except SpecError as error:
-        raise SpecError(gpu.source, "host_link", str(error)) from None
+    loaded_for(gpu.source, "host_link", load_link, gpu.host_link)
 
 
 def link_names() -> list[str]:

@@ -155,7 +155,16 @@ from typing import Any
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.arch.pim import PIMSpec
-from archsim.errors import SpecError, UnknownField, check_header, check_keys, kind_of, refuse_unread, text_number_hint
+from archsim.errors import (
+    SpecError,
+    UnknownField,
+    check_header,
+    check_keys,
+    kind_of,
+    loaded_for,
+    refuse_unread,
+    text_number_hint,
+)
 from archsim.spec_files import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
@@ -565,10 +574,7 @@ def _preset(kind: str, value: Any, source: str, where: str) -> Any:
         raise SpecError(source, where, f"expected a {kind} name or path, got {value!r}")
     loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "chip": load_chip,
                "architecture": library.load_architecture_spec, "mapping": library.load_mapping_spec}
-    try:
-        return loaders[kind](spec_beside(value, source))
-    except SpecError as error:
-        raise SpecError(source, where, str(error)) from None
+    return loaded_for(source, where, loaders[kind], spec_beside(value, source))
 
 
 def _load_gpu(name_or_path: str) -> Any:
@@ -585,10 +591,7 @@ def _link(value: Any, source: str, where: str) -> Link:
     if not isinstance(value, str) or not value:
         got = "an empty name" if value == "" else kind_of(value)
         raise SpecError(source, where, f"expected a link preset name or a link's fields, got {got}")
-    try:
-        return load_link(spec_beside(value, source))
-    except SpecError as error:
-        raise SpecError(source, where, str(error)) from None
+    return loaded_for(source, where, load_link, spec_beside(value, source))
 
 
 def _parallelism(data: Any, source: str) -> Parallelism:
@@ -611,10 +614,7 @@ def _workload_key(key: str, source: str, where: str) -> str:
     library workload is refused: a misspelt entry would otherwise leave its workload on the top-level degrees."""
     if is_spec_path(key):
         path = Path(key) if Path(key).is_absolute() or not Path(source).is_file() else Path(source).parent / key
-        try:
-            return library.load_workload_spec(path).name
-        except SpecError as error:
-            raise SpecError(source, where, str(error)) from None
+        return loaded_for(source, where, library.load_workload_spec, path).name
     known = library.names("workloads")
     if key not in known:
         raise SpecError(source, where, f"not a library workload (known: {', '.join(known)}); key a workload of your "

@@ -50,7 +50,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
-from archsim.errors import SpecError, check_header, check_keys
+from archsim.errors import SpecError, check_header, check_keys, loaded_for
 from archsim.mapping.spec import Mapping
 from archsim.spec_files import spec_beside
 from archsim.systems import collectives
@@ -259,7 +259,7 @@ def _mapping(name: Any, source: str, where: str, references: tuple[str, ...]) ->
 def _loaded(kind: str, load: Any, name: Any, source: str, where: str) -> Any:
     if not isinstance(name, str) or not name:
         raise SpecError(source, where, f"expected a library {kind} name or file, got {name!r}")
-    return _beside(load, name, source, where)
+    return loaded_for(source, where, load, spec_beside(name, source))
 
 
 def _gpu(name: Any, source: str) -> GPU:
@@ -267,22 +267,13 @@ def _gpu(name: Any, source: str) -> GPU:
 
     if not isinstance(name, str):
         raise SpecError(source, "gpu", f"expected a GPU preset name or file, got {name!r}")
-    return _beside(load_gpu, name, source, "gpu")
+    return loaded_for(source, "gpu", load_gpu, spec_beside(name, source))
 
 
 def _preset_link(name: Any, source: str, where: str) -> Link:
     if not isinstance(name, str):
         raise SpecError(source, where, f"expected a link preset name or a link's fields, got {name!r}")
-    return _beside(load_link, name, source, where)
-
-
-def _beside(load: Any, name: str, source: str, where: str) -> Any:
-    """`load` of the preset or file `name` (a path relative to `source`'s folder), its error blamed on `where` and
-    naming the file and field it found (`nv.yaml: latency_s: missing`), as a system's presets are."""
-    try:
-        return load(spec_beside(name, source))
-    except SpecError as error:
-        raise SpecError(source, where, str(error)) from None
+    return loaded_for(source, where, load_link, spec_beside(name, source))
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
