@@ -4,10 +4,13 @@ planned once and priced for all the points that share it.
 `Variants` are such points' architectures: one base and, per point, the base with some numeric fields changed (the
 sweep's `arch.` axes and what its linked axes set), as columns. Assumptions, each relied on for exactness:
 - A plan depends on the binding, the analysis, the mapping and an architecture's names (levels, units, the number
-  of dimensions of each unit's shape, ops, actions) and the capacities its factor expressions read
-  (`archsim.model.plan`), so every variant is planned on `base`, one object the sweep keeps, and the model's plans
-  (remembered per object) serve every batch. A mapping whose factor expressions read numbers is planned per point.
-- The mapper's candidates and the chosen mappings hold no factor expressions (`archsim.mapping.mapper`).
+  of dimensions of each unit's shape, ops, actions) and what its factor expressions read, the capacities and unit
+  shapes they name (`archsim.model.plan`, `archsim.mapping.resolve.numbers_read`), so every variant is planned on
+  `base`, one object the sweep keeps, and the model's plans (remembered per object) serve every batch. A mapping
+  whose factor expressions read numbers is planned per point.
+- The mapper's candidates and the chosen mappings hold no factor expressions: the mapper evaluates them per
+  variant, once per distinct capacities and shapes they read (`archsim.mapping.mapper`; FLAT's tiles are its
+  array's width, so a sweep over the array gives each width its own tiles: tests/test_fanout_sweep_s32.py).
 - With COLUMNS_FROM or more points sharing a plan, they are priced as numpy columns
   (`archsim.model.batch.evaluate_columns`), which applies the single path's float operations in the same order;
   fewer, or columns the batch path refuses (a SpecError), are priced one by one with the single path
@@ -116,6 +119,6 @@ def _plans(binding: Binding, analysis: Analysis, variants: Variants, indices: Se
 
 
 def _reads_numbers(mapping: Mapping, only_group: int | None) -> bool:
-    """Whether a factor expression of the planned groups is left (it may read a capacity)."""
+    """Whether a factor expression of the planned groups is left (it may read a capacity or a unit's shape)."""
     return any(isinstance(lp.factor, str) and lp.factor != SEARCH
                for i, g in enumerate(mapping.groups) if only_group is None or i == only_group for lp in g.loops)

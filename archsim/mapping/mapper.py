@@ -14,11 +14,13 @@ buffer, as `proposal.py` of the artifact does by formula. With no feasible candi
 returned, so the evaluation reports why it does not fit.
 
 `search_many` runs the same search for many architectures that differ in numbers (a sweep's points binding the
-same sizes): the points whose choices so far agree share each candidate, scored on all their architectures by
-one call of the caller's `GroupsScorer` (which may plan it once and price it for all of them), and each
-candidate is one Mapping object per spec and factors, so what a model remembers per mapping serves later searches.
-Each point gets what `search` alone gives it (tests/test_mapper_same_choice.py). A returned mapping holds read-only
-copies of the spec's dicts (`_detached`), never the caller's own.
+same sizes). Factor expressions are evaluated once per distinct value of what they read of an architecture, the
+capacities and unit shapes they name (`archsim.mapping.resolve.numbers_key`: FLAT's tiles are its array's width).
+The points whose choices so far agree share each candidate, scored on all their architectures by one call of the
+caller's `GroupsScorer` (which may plan it once and price it for all of them), and each candidate is one Mapping
+object per spec and factors, so what a model remembers per mapping serves later searches. Each point gets what
+`search` alone gives it (tests/test_mapper_same_choice.py, tests/test_fanout_sweep_s32.py). A returned mapping
+holds read-only copies of the spec's dicts (`_detached`), never the caller's own.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.bind import Binding
 from archsim.errors import SpecError
 from archsim.mapping.factors import divisors, spread
-from archsim.mapping.resolve import check_bindings, check_group, concrete_factors
+from archsim.mapping.resolve import check_bindings, check_group, concrete_factors, numbers_key
 from archsim.mapping.spec import SEARCH, Group, Mapping
 from archsim.memo import identity_cache
 
@@ -104,11 +106,11 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
             for i, g in enumerate(mapping.groups):
                 check_group(binding, arch, g, mapping.source, f"groups[{i}]")
             checked.add(names)
-        capacities = tuple(m.capacity_bytes for m in arch.memories)  # all that factor expressions read of it
-        if capacities not in concrete:
-            concrete[capacities] = tuple(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]")
-                                         for i, g in enumerate(mapping.groups))
-        states.append(concrete[capacities])
+        read = (names, numbers_key(arch, mapping))  # the capacities and shapes its factor expressions read
+        if read not in concrete:
+            concrete[read] = tuple(concrete_factors(binding, arch, g, mapping.source, f"groups[{i}]")
+                                   for i, g in enumerate(mapping.groups))
+        states.append(concrete[read])
     for gi in range(len(mapping.groups)):
         for members in _alike(states).values():
             groups = states[members[0]]

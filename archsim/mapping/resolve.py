@@ -237,6 +237,26 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     return replace(group, loops=tuple(loops))
 
 
+@identity_cache(maxsize=1024)
+def numbers_read(mapping: Mapping) -> tuple[frozenset[str], frozenset[str]]:
+    """The levels whose capacity and the units whose shape the mapping's factor expressions read
+    (`capacity(GlobalBuffer)`, `fanout(array2d, 0)`): all that `concrete_factors` reads of an architecture's numbers,
+    so architectures of the same names agreeing on these resolve its groups to the same factors."""
+    calls = [n for g in mapping.groups for lp in g.loops if lp.expression for n in walk(_parsed(lp.expression))
+             if isinstance(n, Call) and n.args and isinstance(n.args[0], Name)]
+    return (frozenset(n.args[0].name for n in calls if n.fn == "capacity"),
+            frozenset(n.args[0].name for n in calls if n.fn == "fanout"))
+
+
+def numbers_key(arch: Architecture, mapping: Mapping) -> tuple:
+    """What the mapping's factor expressions read of `arch` (`numbers_read`), as (name, value) pairs: the capacity
+    of each level and the shape of each unit they name. Architectures with equal keys (and names) get the same
+    concrete factors."""
+    levels, units = numbers_read(mapping)
+    return (tuple((m.name, m.capacity_bytes) for m in arch.memories if m.name in levels),
+            tuple((u.name, tuple(u.shape)) for u in arch.units if u.name in units))
+
+
 @functools.lru_cache(maxsize=1024)
 def _parsed(text: str) -> Expr:
     """A factor expression's syntax tree, parsed once per text (a mapper evaluates the same few per point)."""

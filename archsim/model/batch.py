@@ -9,8 +9,9 @@ Two entries:
   `units.array1d.op_cycles.exp`, `memories.DRAM.energy.actions_pj.read`, ...) to an array of N values. One plan.
 - `evaluate_points(points)`: a list of prepared (binding, analysis, arch, mapping) points (array size, sequence
   length or batch change the binding or the mapping's factors, so the plan). Points are grouped by plan (the same
-  binding, analysis and mapping objects, the same architecture structure and the capacities the mapping's factor
-  expressions read); each group is planned once and priced as columns.
+  binding, analysis and mapping objects, the same architecture structure and the capacities and unit shapes the
+  mapping's factor expressions read, `archsim.mapping.resolve.numbers_key`); each group is planned once and priced
+  as columns.
 
 Both return a `BatchResult`: numpy columns of every metric of `archsim.model.result.Result` and `result(i)`, the
 point's `Result`, and `records()`, each point's `archsim.record.Record`. The model is
@@ -40,11 +41,11 @@ import numpy as np
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num
 from archsim.errors import SpecError
 from archsim.mapping.overlap import parse_pipeline, side_by_side
+from archsim.mapping.resolve import numbers_key, numbers_read
 from archsim.mapping.spec import Mapping as MappingSpec
-from archsim.memo import identity_cache
 from archsim.model.analytical import add_group_totals, plans, price
 from archsim.model.arch_columns import Column, Columns, stacked, value_at, with_numbers
 from archsim.model.plan import GroupPlan, transfer_actions
@@ -100,15 +101,19 @@ def evaluate_columns(binding: Binding, analysis: Analysis, arch: Architecture, m
                      numbers: Mapping[str, np.ndarray | Sequence[float]], only_group: int | None = None) -> BatchResult:
     """`analytical.evaluate(binding, analysis, arch.with_changes(point i's numbers), mapping, only_group)` for
     every i, as columns. Raises SpecError for a mapping that cannot run (as `evaluate` does), for a path the batch
-    path does not vary, for a bad value, and for a capacity column of a level the mapping's factor expressions
-    read (that changes the plan: use `evaluate_points`)."""
-    read = _capacities_read(mapping)
+    path does not vary, for a bad value, and for a column of what the mapping's factor expressions read, a level's
+    capacity or a unit's shape (`numbers_read`: that changes the plan; use `evaluate_points`)."""
+    levels, units = numbers_read(mapping)
     for path in numbers:
         parts = path.split(".")
-        if parts[0] == "memories" and parts[-1] == "capacity_bytes" and parts[1] in read:
-            raise SpecError(mapping.source, path, f"mapping {mapping.name} sizes its tiles from "
-                                                  f"capacity({parts[1]}), so this column changes the plan; evaluate "
-                                                  "these points with evaluate_points")
+        if parts[0] == "memories" and parts[-1] == "capacity_bytes" and parts[1] in levels:
+            read = f"capacity({parts[1]})"
+        elif parts[0] == "units" and parts[-1] == "shape" and parts[1] in units:
+            read = f"fanout({parts[1]}, AXIS)"
+        else:
+            continue
+        raise SpecError(mapping.source, path, f"mapping {mapping.name} sizes its tiles from {read}, so this column "
+                                              "changes the plan; evaluate these points with evaluate_points")
     cols = with_numbers(arch, numbers)
     group_plans = plans(binding, analysis, arch, mapping, only_group)
     return _assemble(cols.n, [(np.arange(cols.n), _Priced(binding, mapping.name, group_plans, cols), None)])
@@ -120,9 +125,7 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
     reason, and its `result(i)` raises that error."""
     groups: dict[tuple, list[int]] = {}
     for i, (binding, analysis, arch, mapping) in enumerate(points):
-        read = _capacities_read(mapping)
-        structure = (id(binding), id(analysis), id(mapping), _structure(arch),
-                     tuple(m.capacity_bytes for m in arch.memories if m.name in read))
+        structure = (id(binding), id(analysis), id(mapping), _structure(arch), numbers_key(arch, mapping))
         groups.setdefault(structure, []).append(i)
     parts = []
     for index in groups.values():
@@ -139,18 +142,11 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
 
 
 def _structure(arch: Architecture) -> tuple:
-    """What of an architecture a plan depends on, besides capacities a factor expression reads: names."""
+    """What of an architecture a plan depends on, besides the capacities and shapes a factor expression reads
+    (`numbers_key`): names."""
     return (arch.name, tuple(m.name for m in arch.memories),
             tuple((u.name, len(u.shape), tuple(u.op_cycles), tuple(u.energy.actions_pj)) for u in arch.units),
             tuple(tuple(m.energy.actions_pj) for m in arch.memories))
-
-
-@identity_cache(maxsize=1024)
-def _capacities_read(mapping: MappingSpec) -> frozenset[str]:
-    """Levels whose capacity the mapping's factor expressions read (`capacity(GlobalBuffer) / 4`)."""
-    return frozenset(n.args[0].name for g in mapping.groups for lp in g.loops
-                     if isinstance(lp.factor, str) and "capacity" in lp.factor for n in walk(parse_expr(lp.factor))
-                     if isinstance(n, Call) and n.fn == "capacity" and n.args and isinstance(n.args[0], Name))
 
 
 @dataclass
