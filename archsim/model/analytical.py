@@ -173,8 +173,8 @@ def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans
 def plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Mapping,
           only_group: int | None) -> tuple[GroupPlan, ...]:
     """The mapping checked, its groups resolved and planned (`archsim.model.plan`): what depends only on the
-    binding, the analysis, the mapping and the architecture's names (and the capacities a factor expression
-    reads), remembered for the same objects."""
+    binding, the analysis, the mapping and the architecture's names (and the capacities and unit shapes a factor
+    expression reads), remembered for the same objects."""
     check_bindings(binding, mapping)
     used = used_in(binding, mapping)
     levels = tuple(m.name for m in arch.memories)
