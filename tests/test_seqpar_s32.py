@@ -116,3 +116,20 @@ def test_distattention_across_nodes_takes_each_level_on_its_own_port() -> None:
 
     result = parallel_time(_spec("distattention", 16, 65536, DGX, LLAMA13, direction="decode"))
     assert result.comm_s == pytest.approx(fan_s(10240) + fan_s(20800))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("scheme, ulysses", [("ring", None), ("zigzag", None), ("stripe", None), ("usp", 2),
+                                             ("usp", 4), ("ulysses", None), ("megatron-sp", None),
+                                             ("allgather", None)])
+def test_distinct_blocks_are_the_union_of_every_devices_blocks(scheme, ulysses, causal) -> None:
+    """The memory's search asks the distinct calls at every length it tries; read off a ring's layout they are the
+    union of the P devices' counted blocks, at every P (1 included: no earlier or later block)."""
+    from archsim.systems.seqpar_schemes import device_blocks, distinct_blocks
+
+    for devices in (1, 2, 4, 8):
+        if ulysses is not None and devices % ulysses:
+            continue
+        for seq_len in (devices * 64 * 8, devices * 1024):
+            spec = _spec(scheme, devices, seq_len, causal=causal, ulysses=ulysses)
+            assert distinct_blocks(spec, 32, 8, seq_len) == set().union(*device_blocks(spec, 32, 8, seq_len))

@@ -72,6 +72,7 @@ from archsim.systems.seqpar_schemes import (
     decode,
     dense,
     device_blocks,
+    distinct_blocks,
     group_members,
     kv_bytes,
 )
@@ -415,7 +416,7 @@ def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: in
 
 def _attention_calls(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> set[Block]:
     """The distinct (query tokens, key tokens, causal, heads, KV heads) softmax-kernel calls of `spec`'s scheme at
-    `seq_len` tokens that can hold the most (`seqpar_schemes.device_blocks`: every device's, the calls its timing
+    `seq_len` tokens that can hold the most (`seqpar_schemes.distinct_blocks`: every device's, the calls its timing
     makes; the memory takes the most any of them holds, so their union stands for the device that holds the most),
     of calls alike but for their keys the one over the most keys (assumption: a call over more keys holds no less;
     allgather's chunks against the earlier keys are 2P - 1 such calls). None for LASP's chunks or a decode step:
@@ -424,7 +425,7 @@ def _attention_calls(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -
     if spec.scheme in LINEAR_SCHEMES or spec.direction == "decode":
         return set()
     keys: dict[tuple[int, bool, int, int], int] = {}
-    for q, k, causal, heads, kv_heads in set().union(*device_blocks(spec, compute.heads, compute.kv_heads, seq_len)):
+    for q, k, causal, heads, kv_heads in distinct_blocks(spec, compute.heads, compute.kv_heads, seq_len):
         keys[q, causal, heads, kv_heads] = max(k, keys.get((q, causal, heads, kv_heads), 0))
     return {(q, k, causal, heads, kv_heads) for (q, causal, heads, kv_heads), k in keys.items()}
 

@@ -281,6 +281,23 @@ def _allgather_chunks(p: int, n: int, heads: int, kv_heads: int) -> list[tuple[t
             for d in range(p)]
 
 
+def distinct_blocks(spec: ParallelSpec, heads: int, kv_heads: int, seq_len: int) -> set[Block]:
+    """The calls any device runs under `spec`'s scheme (the union of `device_blocks`' devices), for a ring (and
+    usp's rings) read off its layout instead of counting each of the P devices' blocks: its own block, an earlier
+    device's where there is one (P > 1) and a later one's where the ring runs it (the memory's search over lengths
+    asks this at every step: 4096 devices' counts a step had been most of `archsim parallel`'s time at P = 4096)."""
+    if spec.scheme not in RING_SCHEMES and spec.scheme != "usp":
+        return set().union(*device_blocks(spec, heads, kv_heads, seq_len))
+    p, u = spec.devices, 1
+    if spec.scheme == "usp":
+        u = spec.ulysses
+        p //= u
+    layout = ring_layout(spec.scheme if spec.scheme in RING_SCHEMES else "zigzag" if spec.causal else "ring", p,
+                         seq_len // p, spec.causal)
+    calls = [layout.diagonal] + ([layout.below] if p > 1 else []) + ([layout.above] if p > 1 and layout.above else [])
+    return {(*call, heads // u, kv_heads // u) for call in calls}
+
+
 def _ring_blocks(calls: RingLayout, p: int, heads: int, kv_heads: int) -> list[Counter[Block]]:
     """`device_blocks` of a ring of `p` devices: device d's own block once, an earlier device's d times and a later
     one's p - 1 - d times (none where skipped), of `heads` and `kv_heads` heads."""
