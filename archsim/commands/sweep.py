@@ -171,7 +171,10 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
-    click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points")
+    unmeasured = {o: int((~np.isfinite(ok[o].to_numpy(dtype=float))).sum()) for o in objectives} if len(ok) else {}
+    lacking = [f"{n} no {o}" for o, n in unmeasured.items() if n]  # a serving run with no second token has no TBT
+    click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points"
+               + (f" ({', '.join(lacking)} among the points within constraints: off the front)" if lacking else ""))
 
 
 def _plain(value):
