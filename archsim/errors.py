@@ -28,7 +28,6 @@ class SpecError(ValueError):
         return f"{self.source}: {self.where}: {self.message}" if self.where else f"{self.source}: {self.message}"
 
 
-
 def loaded_for(source: str, where: str, load: Callable[[Any], Any], arg: Any) -> Any:
     """`load(arg)`, a spec that `source` names at `where`; a SpecError it raises is raised again against that
     field, with the loaded spec's own file and field in the message (`sys.yaml: links.tp: nv.yaml: latency_s:
@@ -37,6 +36,7 @@ def loaded_for(source: str, where: str, load: Callable[[Any], Any], arg: Any) ->
         return load(arg)
     except SpecError as error:
         raise SpecError(source, where, str(error)) from None
+
 
 class UnknownField(SpecError):
     """A path that names no field of the spec (an unknown key, a dotted path into nothing): what is wrong is the
