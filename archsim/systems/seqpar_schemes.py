@@ -168,6 +168,12 @@ class RingLayout:
     below: Call
     above: Call | None
 
+    def calls(self, p: int) -> tuple[Call, ...]:
+        """The distinct calls a ring of `p` devices runs: every device its own block, an earlier device's where
+        there is one (P > 1) and a later one's where the ring runs it."""
+        return (self.diagonal, *((self.below,) if p > 1 else ()),
+                *((self.above,) if p > 1 and self.above is not None else ()))
+
 
 def ring_layout(layout: str, p: int, c: int, causal: bool) -> RingLayout:
     """The calls of a ring of `p` devices of `c` tokens each under `layout` (ring, zigzag or stripe; the module
@@ -252,13 +258,9 @@ def device_blocks(spec: ParallelSpec, heads: int, kv_heads: int, seq_len: int) -
     (`archsim.systems.seqpar`). The busiest device's time is the scheme's compute; LASP's chunks and a decode step
     have no such calls (the caller leaves them out)."""
     p, n, causal = spec.devices, seq_len, spec.causal
-    if spec.scheme in RING_SCHEMES:
-        return _ring_blocks(ring_layout(spec.scheme, p, n // p, causal), p, heads, kv_heads)
-    if spec.scheme == "usp":
-        u = spec.ulysses
-        r = p // u
-        ring = _ring_blocks(ring_layout("zigzag" if causal else "ring", r, n // r, causal), r, heads // u,
-                            kv_heads // u)
+    if spec.scheme in RING_SCHEMES or spec.scheme == "usp":
+        layout, r, u = _ring_of(spec)
+        ring = _ring_blocks(ring_layout(layout, r, n // r, causal), r, heads // u, kv_heads // u)
         return [blocks for blocks in ring for _ in range(u)]
     if spec.scheme == "ulysses":
         return [Counter({(n, n, causal, heads // p, kv_heads // p): 1}) for _ in range(p)]
@@ -283,19 +285,21 @@ def _allgather_chunks(p: int, n: int, heads: int, kv_heads: int) -> list[tuple[t
 
 def distinct_blocks(spec: ParallelSpec, heads: int, kv_heads: int, seq_len: int) -> set[Block]:
     """The calls any device runs under `spec`'s scheme (the union of `device_blocks`' devices), for a ring (and
-    usp's rings) read off its layout instead of counting each of the P devices' blocks: its own block, an earlier
-    device's where there is one (P > 1) and a later one's where the ring runs it (the memory's search over lengths
-    asks this at every step: 4096 devices' counts a step had been most of `archsim parallel`'s time at P = 4096)."""
+    usp's rings) read off its layout (`RingLayout.calls`) instead of counting each of the P devices' blocks (the
+    memory's search over lengths asks this at every step: 4096 devices' counts a step had been most of `archsim
+    parallel`'s time at P = 4096)."""
     if spec.scheme not in RING_SCHEMES and spec.scheme != "usp":
         return set().union(*device_blocks(spec, heads, kv_heads, seq_len))
-    p, u = spec.devices, 1
+    layout, r, u = _ring_of(spec)
+    return {(*call, heads // u, kv_heads // u) for call in ring_layout(layout, r, seq_len // r, spec.causal).calls(r)}
+
+
+def _ring_of(spec: ParallelSpec) -> tuple[str, int, int]:
+    """(layout, ring devices, Ulysses degree u) of a ring scheme's ring: the scheme's own over all P devices; usp's
+    zigzag (causal) or plain ring over P / u devices, each ring device's heads on u Ulysses devices."""
     if spec.scheme == "usp":
-        u = spec.ulysses
-        p //= u
-    layout = ring_layout(spec.scheme if spec.scheme in RING_SCHEMES else "zigzag" if spec.causal else "ring", p,
-                         seq_len // p, spec.causal)
-    calls = [layout.diagonal] + ([layout.below] if p > 1 else []) + ([layout.above] if p > 1 and layout.above else [])
-    return {(*call, heads // u, kv_heads // u) for call in calls}
+        return "zigzag" if spec.causal else "ring", spec.devices // spec.ulysses, spec.ulysses
+    return spec.scheme, spec.devices, 1
 
 
 def _ring_blocks(calls: RingLayout, p: int, heads: int, kv_heads: int) -> list[Counter[Block]]:
@@ -340,15 +344,15 @@ def _a2a_bytes(compute: Compute, tokens: int) -> tuple[float, float]:
 
 
 def _usp(spec: ParallelSpec, compute: Compute) -> Timing:
-    p, n, u = spec.devices, spec.seq_len, spec.ulysses
-    r = p // u
+    p, n = spec.devices, spec.seq_len
+    layout, r, u = _ring_of(spec)
     inner = group_members(u, spec.tp)
     qkv, o = _a2a_bytes(compute, n // p)
     a2a = spec.topology.all_to_all_s(qkv, inner) + spec.topology.all_to_all_s(o, inner)
     if spec.direction == "fwd+bwd":
         a2a *= 2
     heads = replace(compute, heads=compute.heads // u, kv_heads=compute.kv_heads // u)
-    ring = _ring(spec, heads, "zigzag" if spec.causal else "ring", r, group_members(r, u * spec.tp), n // r)
+    ring = _ring(spec, heads, layout, r, group_members(r, u * spec.tp), n // r)
     return Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
 
 
