@@ -262,10 +262,10 @@ def _prefill_choices(direction: str, causal: bool) -> list[str]:
     """The kernels `--kernel` can name for the softmax schemes' prefill at `direction` (a name it does not know
     reaches no other point: `_refuse_unmodelled`): softmax kernels with a path for it, the causal-variant name only
     for a causal run."""
-    from archsim.model.gpu_kernels import CAUSAL_NAMES, KERNELS, direction_problem, kernel_attention
+    from archsim.model.gpu_kernels import KERNELS, causal_name_problem, direction_problem, kernel_attention
 
     return [name for name in sorted(KERNELS) if kernel_attention(name) == "softmax"
-            and not direction_problem(name, direction) and (causal or name not in CAUSAL_NAMES)]
+            and not direction_problem(name, direction) and not causal_name_problem(name, causal, direction)]
 
 
 def _prefill_kernels(kernel: str, schemes: list[str]) -> str:

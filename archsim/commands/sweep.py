@@ -161,8 +161,11 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
     click.echo(f"sweep {spec.name}: {len(df)} points ({repeats}{run.new} new, {run.reused} reused), {len(feasible)} "
                f"feasible, {len(ok)} within constraints; store {db_path}")
     axes = list(spec.axes)
+    lacking = []  # objectives some points within constraints lack (a serving run with no second token: no TBT)
     for objective in objectives:
         values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
+        if unmeasured := int((~np.isfinite(values)).sum()):
+            lacking.append(f"{unmeasured} no {objective}")
         if not np.isfinite(values).any():
             click.echo(f"best {objective}: none")
             continue
@@ -171,8 +174,6 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
-    unmeasured = {o: int((~np.isfinite(ok[o].to_numpy(dtype=float))).sum()) for o in objectives} if len(ok) else {}
-    lacking = [f"{n} no {o}" for o, n in unmeasured.items() if n]  # a serving run with no second token has no TBT
     click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points"
                + (f" ({', '.join(lacking)} among the points within constraints: off the front)" if lacking else ""))
 

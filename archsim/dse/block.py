@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archsim.dse.once import check_set_once
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_choice, check_keys
 from archsim.gpu import params as gpu_params
 from archsim.spec_files import spec_beside
 from archsim.workload import check_size
@@ -61,8 +61,7 @@ def check_choice_or_name(name: str, value: Any, choices: Mapping[str, Sequence[A
     """Check a value of field `name` when the field chooses from `choices[name]` or names a spec (`named`: a
     non-empty preset name or file, whose loading `load_specs` checks); False, checking nothing, for another field."""
     if name in choices:
-        if value not in choices[name]:
-            raise SpecError(source, where, f"expected one of {', '.join(map(str, choices[name]))}, got {value!r}")
+        check_choice(where, value, choices[name], source)
         return True
     if name in named:
         if not isinstance(value, str) or not value:

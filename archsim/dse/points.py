@@ -95,7 +95,7 @@ def source_digest(root: Path, cascades: Traversable | None = None) -> str:
 # is refused (`archsim.dse.sweep.claim_store`: its base differs in "version") instead of serving the old model's
 # records.
 MODEL_VERSION = (f"{metadata.version('archsim')}+"
-                 f"{source_digest(Path(__file__).resolve().parents[1], resources.files('archsim.library.einsum'))}")
+                 f"{source_digest(Path(__file__).resolve().parents[1], resources.files(library.PACKAGES['cascades']))}")
 
 
 @dataclass(frozen=True)

@@ -197,10 +197,7 @@ def _family(name: str, entry: Any, source: str, where: str) -> tuple[dict[str, f
                                                                 f"{known[missing[0]].prior:g} written in")
     names = _note(entry.get("fitted") or [], "names", source, f"{where}.fitted", name)
     _note(entry.get("kernels", ""), "text", source, f"{where}.kernels")
-    meaning = _mapping(entry.get("meaning"), source, f"{where}.meaning")
-    check_keys(meaning, tuple(known), source, f"{where}.meaning")
-    for key, text in meaning.items():
-        _note(text, "text", source, f"{where}.meaning.{key}")
+    _notes(entry.get("meaning"), dict.fromkeys(known, "text"), source, f"{where}.meaning")
     return params, tuple(names), _notes(entry.get("fit"), FIT_KEYS, source, f"{where}.fit", name)
 
 
