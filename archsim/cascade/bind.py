@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -157,10 +157,11 @@ def size_text(expr: S.Expr) -> str:
 
 def number_text(value: float) -> str:
     """A size or parameter written out for a message: a whole value exactly (`1000001`, where `:g` wrote `1e+06`),
-    any other to 15 significant digits (`0.5`), infinity and NaN as Python writes them."""
+    any other to 15 significant digits (`0.5`; a float past 2^53, 1e300 say, too: its int would print hundreds of
+    digits), infinity and NaN as Python writes them."""
     if isinstance(value, int):
         return str(value)
-    if math.isfinite(value) and value.is_integer():
+    if math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return f"{value:.15g}"
 
@@ -254,14 +255,14 @@ def bind(
             where = f"ranks.{rank}"
             if divisor := zero_divisor(expr, values):
                 raise SpecError(cascade.source, where, f"{rank} = {size_text(expr)} divides by zero at {divisor} "
-                                                       f"(with params {_show(values)})"
+                                                       f"(with params {_values_text(values, values)})"
                                 + _origins(cascade, [rank], values, origin))
             try:
                 sizes[rank] = _positive_int(check_size(rank, eval_size(expr, values), cascade.source, where, limit),
                                             cascade.source, where)
             except SpecError as exc:
                 raise (_no_whole_part(cascade, rank, values, origin, source)
-                       or SpecError(exc.source, exc.where, f"{exc.message} (with params {_show(values)})"
+                       or SpecError(exc.source, exc.where, f"{exc.message} (with params {_values_text(values, values)})"
                                     + _defaults_hint(cascade, [rank], values, origin, source))) from None
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
@@ -311,9 +312,8 @@ def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mappin
         behind = list(dict.fromkeys(p for n in names for p in (
             [n] if n in origin or cascade.rank_sizes.get(n) is None else sorted(S.names_in(cascade.rank_sizes[n])))))
         given = next((n for n in behind if origin.get(n, cascade.source) != cascade.source), None)
-        shown = ", ".join(f"{n}={number_text(bound[n])}" for n in names)
-        sources = ", ".join(f"{n}={number_text(bound[n])} from {origin[n]}" for n in behind
-                            if n not in names and origin.get(n, cascade.source) != cascade.source)
+        shown = _values_text(names, bound)
+        sources = _values_text([n for n in behind if n not in names], bound, origin, cascade.source)
         got = f"divides by zero at {divisor}" if divisor else f"got {number_text(lhs)} against {number_text(rhs)}"
         raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
                         f"expected {text} (cascade {cascade.name}, requires[{i}]), {got}"
@@ -375,9 +375,8 @@ def _check_densities(cascade: Cascade, values: Mapping[str, float], origin: Mapp
         if not divisor and math.isfinite(density) and density >= 0:
             continue
         names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
-        shown = ", ".join(f"{n}={number_text(values[n])}" for n in names)
-        sources = ", ".join(f"{n}={number_text(values[n])} from {origin[n]}" for n in names
-                            if origin.get(n, cascade.source) != cascade.source)
+        shown = _values_text(names, values)
+        sources = _values_text(names, values, origin, cascade.source)
         got = (f"{size_text(expr)} divides by zero at {divisor}" if divisor else
                f"expected a finite share of points of at least 0, got {number_text(density)} ({size_text(expr)})")
         raise SpecError(cascade.source, where, f"{got} with {shown}" + (f" ({sources})" if sources else ""))
@@ -518,7 +517,7 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
                               and origin.get(n.name) == cascade.source))
     if not used:
         return ""
-    shown = ", ".join(f"{name}={number_text(values[name])}" for name in used)
+    shown = _values_text(used, values)
     model = [name for name in used if name in PARAMS]
     if source != "--set":
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
@@ -531,17 +530,14 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
 
 def _origins(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str]) -> str:
     """Where the sizes of `ranks` came from, when not from the cascade file: `(seq_len=1025 from w.yaml)`."""
-    named = {}
+    named = []
     for rank in ranks:
         if rank in origin:  # a rank set directly
-            named[rank] = origin[rank]
+            named.append(rank)
         elif cascade.rank_sizes.get(rank) is not None:
-            for n in S.walk(cascade.rank_sizes[rank]):
-                if isinstance(n, S.Name) and n.name in origin:
-                    named[n.name] = origin[n.name]
-    shown = [f"{name}={number_text(values[name])} from {where}" for name, where in named.items()
-             if where != cascade.source]
-    return f" ({', '.join(shown)})" if shown else ""
+            named += [n.name for n in S.walk(cascade.rank_sizes[rank]) if isinstance(n, S.Name) and n.name in origin]
+    shown = _values_text(dict.fromkeys(named), values, origin, cascade.source)
+    return f" ({shown})" if shown else ""
 
 
 def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], origin: Mapping[str, str],
@@ -565,5 +561,9 @@ def _positive_int(value: float, source: str, where: str) -> int:
     return int(value)
 
 
-def _show(values: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={number_text(v)}" for k, v in values.items())
+def _values_text(names: Iterable[str], values: Mapping[str, float], origin: Mapping[str, str] | None = None,
+                 cascade_source: str = "") -> str:
+    """`names` with their `values` for a message, `seq_len=1025, page=64`; given `origin` (name -> where its value
+    came from), only those not from `cascade_source`, each with where: `seq_len=1025 from w.yaml`."""
+    return ", ".join(f"{n}={number_text(values[n])}" + (f" from {origin[n]}" if origin is not None else "")
+                     for n in names if origin is None or origin.get(n, cascade_source) != cascade_source)

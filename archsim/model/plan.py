@@ -157,7 +157,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     actions: list[Action] = []
     tiles: dict[tuple, int] = {}  # (level index, ranks, iterative rank) -> tile elements (tensors share shapes)
     reasons: list[str] = []  # why the loop nest cannot run, whatever the architecture's numbers
-    accessed: dict[str, tuple[int, int]] = {}  # spill tensor -> (elements its PEs' accesses move, unmasked)
+    accessed: dict[str, int] = {}  # spill tensor -> the elements its PEs' accesses reach (a causal block's kept tiles)
 
     def tile(child: int, ranks: tuple[str, ...], iterative: str | None) -> int:
         key = (child, ranks, iterative)
@@ -198,11 +198,10 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
-            read, written = _moved_elems(binding, group, space, level_of, t, child, io,
-                                         tile(child, decl.leaf_ranks, decl.iterative), resident, unread)
+            read, written, unmasked = _moved_elems(binding, group, space, level_of, t, child, io,
+                                                   tile(child, decl.leaf_ranks, decl.iterative), resident, unread)
             if t in group.spill and child == compute_level:
-                accessed[t] = max(read, written), _unmasked_elems(group, space, level_of, t, decl.leaf_ranks, child,
-                                                                  io, tile(child, decl.leaf_ranks, decl.iterative))
+                accessed[t] = math.prod(binding.leaf_shape(t)) * max(read, written) // unmasked
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
@@ -216,8 +215,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     for level in levels:
         # a spilled element is accessed only where its tile is (a causal score block's kept tiles)
         spills[level] = tuple(SpillPlan(t, *storage_accesses(analysis, group, t, io),
-                                        math.prod(binding.leaf_shape(t)) * accessed.get(t, (1, 1))[0]
-                                        // accessed.get(t, (1, 1))[1])
+                                        accessed[t] if t in accessed else math.prod(binding.leaf_shape(t)))
                               for t in group.spill if t in group.keep.get(level, ()))
     slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
     by_unit = tuple((unit, mine) for unit, _ in unit_dims
@@ -326,35 +324,29 @@ def _fill_unread(cascade: Cascade, tensor: str) -> bool:
         and all(r.terms == terms for r in e.refs if r.tensor == tensor) for e in readers)
 
 
-def _unmasked_elems(group: Group, space: dict[str, set[str]], level_of: dict[str, int], tensor: str,
-                    ranks: tuple[str, ...], child: int, io: Mapping[str, EinsumIO], tile: int) -> int:
-    """The larger of `_moved_elems`' counts were no Einsum masked: the most elements of `tensor` (over leaf
-    `ranks`) one Einsum touching it moves into or out of level `child`, its tile there holding `tile`."""
-    return max(tile * refetches(group.loops, level_of, child, ranks, space[e]) for e in group.einsums
-               if io[e][1] == tensor or tensor in io[e][0])
-
-
 def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
                  tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int, resident: bool,
-                 fill_unread: bool) -> tuple[int, int]:
+                 fill_unread: bool) -> tuple[int, int, int]:
     """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
-    elements. Readers share the resident tile, so the largest reader count is taken; none is read in when the
-    group's producer leaves each tile at `child` for its readers (`resident`, `_stays_at`): only its writes move.
+    elements, and the most one Einsum touching it would move were none masked. Readers share the resident tile, so
+    the largest reader count is taken; none is read in when the group's producer leaves each tile at `child` for its
+    readers (`resident`, `_stays_at`): only its writes move.
     The writer is the Einsum whose output it is. A masked Einsum reads no tile it keeps no point of
     (`masked_refetches`), and a masked recurrence writes none (its skipped steps leave the state in place); a
     masked map Einsum writes none either where no reader reads its masked points (`fill_unread`, `_fill_unread`:
     FLAT's causal scores), else every tile, its masked points' fill included, which an unmasked reader may read."""
     decl = binding.cascade.tensors[tensor]
-    read = written = 0
+    read = written = unmasked = 0
     for e in group.einsums:
         writes = io[e][1] == tensor
         if not writes and tensor not in io[e][0]:
             continue
         einsum = binding.cascade.einsum(e)
         masked = tile * masked_refetches(binding, einsum, group.loops, level_of, child, decl.leaf_ranks, space[e])
+        every = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
+        unmasked = max(unmasked, every)
         if writes:
-            written = max(written, masked if einsum.is_step or fill_unread else
-                          tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]))
+            written = max(written, masked if einsum.is_step or fill_unread else every)
         if tensor in io[e][0] and not resident:
             read = max(read, masked)
-    return read, written
+    return read, written, unmasked
