@@ -5,8 +5,9 @@ directory, FIFO or device), a file it cannot read, one larger than ARCHSIM_MAX_S
 at most that many bytes plus one are read, by `read_capped`), bytes that are not UTF-8, YAML nested deeper than
 MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
 written twice in one mapping, and malformed YAML; an integer beyond the largest float reads as +-inf.
-Paths: `is_spec_path` tells a path from a library name, `spec_beside` takes a relative path named inside a spec
-file from that file's folder, and `is_file` turns an OSError on a path into a SpecError.
+Paths: `is_spec_path` tells a path from a library name, `beside` takes a relative path written inside a spec file
+from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), and `is_file` turns an
+OSError on a path into a SpecError.
 Numbers: `number` (inf and -inf allowed, never NaN) and `finite_number`.
 
 Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
@@ -39,13 +40,24 @@ def is_file(path: Path, source: str) -> bool:
         raise SpecError(source, "", f"cannot use this path ({exc.strerror or exc})") from None
 
 
+def beside(path: str, source: str) -> Path:
+    """A path written in the spec at `source`: a relative path is taken from that file's folder; an absolute path,
+    or any path of a spec not read from a file, as it is."""
+    return Path(source).parent / path if _from_folder(path, source) else Path(path)
+
+
 def spec_beside(name_or_path: str, source: str) -> str:
-    """A spec named inside another spec file: a relative path is taken from that file's folder; a library name,
-    or any value of a spec not read from a file, as it is."""
-    if not is_spec_path(name_or_path):
+    """A spec named inside another spec file: a relative path is taken from that file's folder (`beside`); a
+    library name, or any other value, as it is written."""
+    if not is_spec_path(name_or_path) or not _from_folder(name_or_path, source):
         return name_or_path
-    path = Path(name_or_path)
-    return str(Path(source).parent / path) if not path.is_absolute() and Path(source).is_file() else name_or_path
+    return str(beside(name_or_path, source))
+
+
+def _from_folder(path: str, source: str) -> bool:
+    """Whether a path written in the spec at `source` is taken from that file's folder: a relative path in a spec
+    read from a file."""
+    return not Path(path).is_absolute() and Path(source).is_file()
 
 
 def read_capped(stream: BinaryIO, limit: int) -> bytes:

@@ -56,6 +56,27 @@ def check_axis(path: str, root: str, fields: Sequence[str], source: str, where: 
     return name
 
 
+def block_values(root: str, name: str, block: Mapping[str, Any], axes: Mapping[str, Any],
+                 default: Sequence[Any] = ()) -> list[Any]:
+    """The values field `name` takes in the sweep: the block's, or its axis's `<root>.<name>` (`default` when
+    neither sets it)."""
+    return [block[name]] if name in block else list(axes.get(f"{root}.{name}", default))
+
+
+def block_where(root: str, name: str, block: Mapping[str, Any], index: int | None = None) -> str:
+    """The YAML path of field `name`'s value: the block's `<root>.<name>` when the block gives it, else its axis's
+    (`axes.<root>.<name>`, the value at `index` when one is given)."""
+    if name in block:
+        return f"{root}.{name}"
+    return f"axes.{root}.{name}" + ("" if index is None else f"[{index}]")
+
+
+def block_fields(root: str, block: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """A point's fields: the block's, with the point's `<root>.<field>` axis values over them."""
+    prefix = f"{root}."
+    return {**block, **{p.removeprefix(prefix): v for p, v in point.items() if p.startswith(prefix)}}
+
+
 def check_choice_or_name(name: str, value: Any, choices: Mapping[str, Sequence[Any]], named: Collection[str],
                          source: str, where: str) -> bool:
     """Check a value of field `name` when the field chooses from `choices[name]` or names a spec (`named`: a

@@ -111,7 +111,7 @@ def _require_ulysses(data: dict[str, Any], axes: Mapping[str, Any], source: str)
     """A SpecError at `parallel.ulysses` when a point of the sweep is usp and neither the block nor an axis gives
     the Ulysses degree: every usp point would be refused for want of it."""
     axis = f"{PARALLEL_ROOT}.ulysses"
-    schemes = [data["scheme"]] if "scheme" in data else axes.get(f"{PARALLEL_ROOT}.scheme", [])
+    schemes = sweep_block.block_values(PARALLEL_ROOT, "scheme", data, axes)
     if "usp" in schemes and "ulysses" not in data and axis not in axes:
         raise SpecError(source, axis, "missing: usp needs the Ulysses degree (a divisor of devices): give it, or "
                                       f"the axis {axis}")
@@ -122,7 +122,7 @@ def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: st
     block and the axes (`ParallelSpec`'s default when neither sets it). It names the block's path, the axis's when no
     value of the axis is modelled, else the first such value's."""
     def values(name: str) -> list[Any]:
-        return [data[name]] if name in data else list(axes.get(f"{PARALLEL_ROOT}.{name}", [DEFAULTS.get(name)]))
+        return sweep_block.block_values(PARALLEL_ROOT, name, data, axes, [DEFAULTS.get(name)])
 
     points = [(scheme, direction) for scheme in values("scheme") for direction in values("direction")]
     for name, (_, what) in MODELLED.items():
@@ -131,8 +131,8 @@ def _refuse_unmodelled(data: dict[str, Any], axes: Mapping[str, Any], source: st
             continue
         refused = unmodelled(name, values(name), points)
         if refused:
-            where = (axis if name in data else f"axes.{axis}" if len(refused) == len(values(name))
-                     else f"axes.{axis}[{refused[0]}]")
+            where = sweep_block.block_where(PARALLEL_ROOT, name, data,
+                                            None if len(refused) == len(values(name)) else refused[0])
             raise SpecError(source, where, f"{values(name)[refused[0]]!r} sets {what}, which no point models "
                                            f"(scheme {', '.join(values('scheme'))} at direction "
                                            f"{', '.join(values('direction'))}): drop it")
@@ -146,8 +146,7 @@ class ParallelTargets(sweep_block.BlockTargets):
         """The ParallelSpec of a point with `fields` (its `parallel.` axis values) over the block, without a value
         the point does not model (`MODELLED`: another scheme's Ulysses degree, a decode step's non-causal mask, the
         kernel LASP or a decode step does not run, each its default)."""
-        prefix = f"{PARALLEL_ROOT}."
-        values = {**self.block, **{p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}}
+        values = sweep_block.block_fields(PARALLEL_ROOT, self.block, fields)
         for name, (models, _) in MODELLED.items():
             if name in values and not models(values["scheme"], values.get("direction", DEFAULTS["direction"]),
                                              values[name]):

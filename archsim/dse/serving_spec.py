@@ -60,6 +60,7 @@ from typing import Any
 from archsim import library
 from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, UnknownField, check_keys, kind_of
+from archsim.spec_files import beside
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_model import board_power_w
@@ -148,8 +149,7 @@ def is_trace(lengths: Any) -> bool:
 
 def trace_path(lengths: str, source: str) -> Path:
     """The file of a CSV trace that the sweep at `source` names: a relative path from the sweep file's folder."""
-    path = Path(lengths)
-    return path if path.is_absolute() or not Path(source).is_file() else Path(source).parent / path
+    return beside(lengths, source)
 
 
 def request_lengths(value: Any, source: str, where: str) -> str:

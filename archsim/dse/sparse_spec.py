@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from archsim import library
@@ -109,30 +109,30 @@ def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, A
     sweep_block.check_block(data, SPARSE_ROOT, FIELDS, REQUIRED, source, axes, check_sparse_value)
     methods = _values("method", data, axes)
     for name in FIELDS:
-        where = f"{SPARSE_ROOT}.{name}" if name in data else f"axes.{SPARSE_ROOT}.{name}"
         if name in COMMON or (name not in data and f"{SPARSE_ROOT}.{name}" not in axes):
             continue
         if not any(name in method_fields(method) for method in methods):
-            raise SpecError(source, where, f"{name} does not apply to method {', '.join(methods)}: drop it")
+            raise SpecError(source, sweep_block.block_where(SPARSE_ROOT, name, data),
+                            f"{name} does not apply to method {', '.join(methods)}: drop it")
     for i, phase in enumerate(_values("phase", data, axes, [None])):
         if phase is not None and not any(phase in METHOD_PHASES[method] for method in methods):
-            where = f"{SPARSE_ROOT}.phase" if "phase" in data else f"axes.{SPARSE_ROOT}.phase[{i}]"
+            where = sweep_block.block_where(SPARSE_ROOT, "phase", data, i)
             raise SpecError(source, where, f"method {', '.join(methods)} has no {phase} phase (each has: "
                                            + "; ".join(f"{m} {', '.join(METHOD_PHASES[m])}" for m in methods) + ")")
     longest = max(_values("context", data, axes))
     for name in SELECTIONS:  # a selection beyond every context: no point of the sweep could run
         smallest = min(_values(name, data, axes, [0]))
         if smallest > longest:
-            where = f"{SPARSE_ROOT}.{name}" if name in data else f"axes.{SPARSE_ROOT}.{name}"
+            where = sweep_block.block_where(SPARSE_ROOT, name, data)
             got = f"got {smallest}" if name in data else f"its smallest value is {smallest}"
             raise SpecError(source, where, f"expected at most the longest context of the sweep ({longest} tokens), "
                                            f"{got}: no point could run")
     return dict(data)
 
 
-def _values(name: str, data: Mapping[str, Any], axes: Mapping[str, Any], default: list | None = None) -> list:
-    """The values field `name` takes in the sweep: the block's, or its axis's (`default` when neither sets it)."""
-    return [data[name]] if name in data else list(axes.get(f"{SPARSE_ROOT}.{name}", default or []))
+def _values(name: str, data: Mapping[str, Any], axes: Mapping[str, Any], default: Sequence[Any] = ()) -> list[Any]:
+    """The values field `name` takes in the sweep (`block.block_values`)."""
+    return sweep_block.block_values(SPARSE_ROOT, name, data, axes, default)
 
 
 class SparseTargets(sweep_block.BlockTargets):
@@ -142,8 +142,7 @@ class SparseTargets(sweep_block.BlockTargets):
     def values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """A point's fields (its `sparse.` axis values over the block) without the settings its method does not
         take, its phase resolved (the method's primary where none is given)."""
-        prefix = f"{SPARSE_ROOT}."
-        values = {**self.block, **{p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}}
+        values = sweep_block.block_fields(SPARSE_ROOT, self.block, fields)
         method = values["method"]
         values = {k: v for k, v in values.items() if k in COMMON or k in method_fields(method)}
         return {**values, "phase": values.get("phase") or METHOD_PHASES[method][0]}
@@ -192,7 +191,7 @@ def as_sweeps(error: SpecError, source: str, maps: Mapping[str, PatternMap]) -> 
 def sparse_point(block: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
     """A point's axis values, NaN for an axis over a setting its method does not take (`spec.axis_missing`, the
     store's "does not apply": TokenSelect's point of a `sparse.budget` axis ran its own top_k)."""
-    method = {**block, **{p.removeprefix(f"{SPARSE_ROOT}."): v for p, v in point.items()}}["method"]
+    method = sweep_block.block_fields(SPARSE_ROOT, block, point)["method"]
     return {path: NAN if _setting(path) and _setting(path) not in method_fields(method) else value
             for path, value in point.items()}
 
@@ -205,7 +204,7 @@ def _setting(path: str) -> str | None:
 
 def sparse_target(block: Mapping[str, Any], point: Mapping[str, Any]) -> str:
     """A point's short name: method/workload/gpu, as the sweep names them."""
-    values = {**block, **{p.removeprefix(f"{SPARSE_ROOT}."): v for p, v in point.items()}}
+    values = sweep_block.block_fields(SPARSE_ROOT, block, point)
     return f"{values['method']}/{values['workload']}/{values['gpu']}"
 
 

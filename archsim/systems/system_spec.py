@@ -165,7 +165,7 @@ from archsim.errors import (
     refuse_unread,
     text_number_hint,
 )
-from archsim.spec_files import finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
+from archsim.spec_files import beside, finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
@@ -613,8 +613,7 @@ def _workload_key(key: str, source: str, where: str) -> str:
     (relative to the spec's folder; anything with a `/` or a `.yaml` suffix) for the name inside it. A name of no
     library workload is refused: a misspelt entry would otherwise leave its workload on the top-level degrees."""
     if is_spec_path(key):
-        path = Path(key) if Path(key).is_absolute() or not Path(source).is_file() else Path(source).parent / key
-        return loaded_for(source, where, library.load_workload_spec, path).name
+        return loaded_for(source, where, library.load_workload_spec, beside(key, source)).name
     known = library.names("workloads")
     if key not in known:
         raise SpecError(source, where, f"not a library workload (known: {', '.join(known)}); key a workload of your "
