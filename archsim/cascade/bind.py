@@ -6,7 +6,7 @@ file's `params.X`, the workload file's `params.X`, or the overrides' source ("--
 An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Partition parts whose size is
 left out are derived (M1 = M / M0) and must divide exactly. A rank is set directly only where nothing else reads the
 parameters its size reads (`_check_rank_overrides`), and a data-dependent mask's density must be a finite share of at
-least 0 (`_check_densities`). Sizes in messages are written exactly (`number_text`).
+least 0 (`_check_densities`). Whole sizes below 2^53 in messages are written exactly (`number_text`).
 
 A layer's FFN (`binds_ffn_words`) is bound to `ffn_word_bytes` wherever a layer of values gives it (an FFN
 quantised apart from the rest, as Llama 3 405B's FP8 serving): it is the FFN's `word_bytes`, whatever layer gives

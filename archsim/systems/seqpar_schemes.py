@@ -79,7 +79,6 @@ all-reduces are timed over the innermost link (a TP group lies inside a node: `s
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -482,21 +481,14 @@ def _owner_exchange_s(topology: Topology, members: Sequence[int], peer_bytes: fl
                       exchange: Callable[[float, int, Link], float]) -> float:
     """DistAttention's one grouped exchange of `peer_bytes` between a query's owner and each other of `members`
     (`exchange`: `collectives.scatter_s` out, `gather_s` back; module docstring, "decode"): the peers the owner
-    reaches over each level's link take that level's port, alpha + peers x `peer_bytes` / beta, and the levels'
-    ports work at once (a GPU's NVSwitch port beside its own NIC), so the slowest level sets the time, as
-    `Topology.all_to_all_s` times its levels; the owner is the member for whom that takes longest (a node holding
-    fewer of the members sends more of its owner's messages over the NIC)."""
-    spans = [topology.span(level) for level in range(len(topology.levels))]
-    groups = [Counter(member // span if span else 0 for member in members) for span in spans]
+    reaches over each level's link (`Topology.peers_by_level`) take that level's port, alpha + peers x
+    `peer_bytes` / beta, and the levels' ports work at once (a GPU's NVSwitch port beside its own NIC), so the
+    slowest level sets the time, as `Topology.all_to_all_s` times its levels; the owner is the member for whom that
+    takes longest (a node holding fewer of the members sends more of its owner's messages over the NIC)."""
     slowest_s = 0.0
-    for member in members:
-        # the members in the owner's group at each level, itself included; the peers a level's link joins it to
-        # are those in its group there less those in its group one level in
-        within = [1] + [group[member // span if span else 0] for group, span in zip(groups, spans, strict=True)]
-        for level, (inner, outer) in enumerate(itertools.pairwise(within)):
-            if outer > inner:
-                peers = outer - inner
-                slowest_s = max(slowest_s, exchange((peers + 1) * peer_bytes, peers + 1, topology.levels[level].link))
+    for peers_by_level in topology.peers_by_level(members):
+        for level, peers in peers_by_level.items():
+            slowest_s = max(slowest_s, exchange((peers + 1) * peer_bytes, peers + 1, topology.levels[level].link))
     return slowest_s
 
 

@@ -14,18 +14,19 @@ A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "d
   attention at the budget; DuoAttention and RazorAttention: the mean over layers of their two calls).
 Memory is the weights plus the KV cache the method keeps; `fits` says whether that is within the GPU's DRAM. A
 prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
-KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV (activations
-are not counted: a prefill that fits may still run out of memory, one that does not fit cannot run).
+KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV, the KV it
+holds (`Prefill.kv_held_bytes`; activations are not counted: a prefill that fits may still run out of memory, one
+that does not fit cannot run).
 DuoAttention's prefill point takes its decode points' memory (the weights and the KV cache the method keeps once
 the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so its rows at a
 context agree on memory; its `dense_fits` is the other prefills' (the same dense run), and its `fits` counts what
-stays on the GPU during its prefill: the weights, the KV it keeps and the layer being computed at its full K and V
-(`sparse_prefill.duo_peak_kv_bytes`), or, where those exceed the GPU's memory and the kept KV goes to the host
-(`sparse_prefill.duo_kv_on_host`), the weights and that one layer's full K and V; its `kv_host_s` is the copy of the
-KV it keeps (0 where it stays on the GPU), `dense_kv_host_s` dense's. `fits` / `dense_fits` are also false where that
-side has no time. FlexPrefill's `effective_density` is the share of the causal key blocks its kernel visits
-(`gpu_flexprefill.kept_density`): the density asked, up to rounding, or more where every row's first and diagonal
-blocks raise it (a short prompt, a low density).
+stays on the GPU during its prefill (`sparse_prefill.duo_kv_held_bytes`): the weights, the KV it keeps and the layer
+being computed at its full K and V (`sparse_prefill.duo_peak_kv_bytes`), or, where those exceed the GPU's memory
+and the kept KV goes to the host (`sparse_prefill.duo_kv_on_host`), the weights and that one layer's full K and V;
+its `kv_host_s` is the copy of the KV it keeps (0 where it stays on the GPU), `dense_kv_host_s` dense's. `fits` /
+`dense_fits` are also false where that side has no time. FlexPrefill's `effective_density` is the share of the
+causal key blocks its kernel visits (`gpu_flexprefill.kept_density`): the density asked, up to rounding, or more
+where every row's first and diagonal blocks raise it (a short prompt, a low density).
 A side whose attention call the GPU's memory cannot hold at this context (one layer's Q, K, V and O beyond it:
 `kv_selection.attention_time_s`) has no time: its times are NaN (null in JSON, n/a in a table) and its `fits` /
 `dense_fits` false; the point is still a row, the other side timed. Quest's `loaded_fraction` is the share of a
@@ -98,12 +99,9 @@ from archsim.systems.offload import OffloadModel
 from archsim.systems.sparse_prefill import (
     Prefill,
     dense_prefill,
-    duo_kv_on_host,
-    duo_peak_kv_bytes,
     duo_prefill,
     flex_prefill,
     head_patterns,
-    kv_on_host,
     sparse_prefill,
 )
 from archsim.systems.system_model import SystemModel
@@ -227,8 +225,7 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
     (module docstring)."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
-    kept = kv / workload.params["layers"] if kv_on_host(workload, gpu, context) else kv
-    fits = weights + kept <= gpu.dram_bytes
+    fits = weights + dense.kv_held_bytes <= gpu.dram_bytes
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
@@ -245,13 +242,10 @@ def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fra
     context = decode.context
     sparse = duo_prefill(workload, gpu, context, fraction, sinks=sinks, recent=recent)
     record = _prefill_record("DuoAttention", workload, gpu, context, sparse)
-    retrieval = kv_selection.retrieval_heads_per_layer(workload, fraction)
-    held = (kv_selection.dense_kv_bytes(workload, context) / len(retrieval)
-            if duo_kv_on_host(workload, gpu, context, retrieval, sinks, recent)
-            else duo_peak_kv_bytes(workload, context, retrieval, sinks, recent))
     return {**record, "memory_bytes": decode.memory_bytes, "dense_memory_bytes": decode.dense_memory_bytes,
             "kv_host_s": sparse.kv_host_s, "dense_kv_host_s": record["kv_host_s"],
-            "fits": kv_selection.weight_bytes(workload) + held <= gpu.dram_bytes and not math.isnan(sparse.time_s),
+            "fits": (kv_selection.weight_bytes(workload) + sparse.kv_held_bytes <= gpu.dram_bytes
+                     and not math.isnan(sparse.time_s)),
             "retrieval_fraction": fraction}
 
 

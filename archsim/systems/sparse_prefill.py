@@ -117,6 +117,7 @@ class Prefill:
     other_ops_s: float  # the layers' ops other than attention and the LM head (`model_ops_s`)
     attention_s: float
     kv_host_s: float
+    kv_held_bytes: float  # the most KV cache it holds on the GPU (`kv_held_bytes`, `duo_kv_held_bytes`)
     estimate_s: float = math.nan  # MInference's heads' eager launches' GPU time (NaN on the other prefills)
     index_s: float = math.nan  # the index build's part of estimate_s
 
@@ -172,6 +173,13 @@ def kv_on_host(workload: Workload, gpu: GPU, seq_len: int) -> bool:
     return weights <= gpu.dram_bytes < weights + dense_kv_bytes(workload, seq_len)
 
 
+def kv_held_bytes(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """The KV cache the prefill holds on the GPU: the prompt's whole cache, or one layer's K and V where it keeps the
+    cache on the host (`kv_on_host`)."""
+    kv = dense_kv_bytes(workload, seq_len)
+    return kv / workload.params["layers"] if kv_on_host(workload, gpu, seq_len) else kv
+
+
 def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
     """Seconds of the prompt's KV cache crossing `gpu`'s host link, one copy per layer, 0 when it fits the GPU
     (`kv_on_host`); a GPU whose preset states no host link cannot run a prompt that needs one."""
@@ -200,7 +208,8 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     GPU's memory (module docstring)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     return Prefill(model_ops_s(workload, gpu, seq_len),
-                   layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len), kv_host_s(workload, gpu, seq_len))
+                   layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len), kv_host_s(workload, gpu, seq_len),
+                   kv_held_bytes(workload, gpu, seq_len))
 
 
 def _dense_call_s(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> float:
@@ -232,7 +241,8 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
     attention_s = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
         count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
     return Prefill(model_ops_s(workload, gpu, seq_len), attention_s,
-                   duo_kv_host_s(workload, gpu, seq_len, retrieval, sinks, recent))
+                   duo_kv_host_s(workload, gpu, seq_len, retrieval, sinks, recent),
+                   duo_kv_held_bytes(workload, gpu, seq_len, retrieval, sinks, recent))
 
 
 def duo_peak_kv_bytes(workload: Workload, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -252,6 +262,15 @@ def duo_kv_on_host(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequen
     keep nothing on the host."""
     weights = weight_bytes(workload)
     return weights <= gpu.dram_bytes < weights + duo_peak_kv_bytes(workload, seq_len, retrieval, sinks, recent)
+
+
+def duo_kv_held_bytes(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
+                      recent: int = DUO_RECENT) -> float:
+    """The KV cache DuoAttention's prefill holds on the GPU: its peak (`duo_peak_kv_bytes`), or one layer's full K
+    and V where it keeps what it keeps on the host (`duo_kv_on_host`)."""
+    if duo_kv_on_host(workload, gpu, seq_len, retrieval, sinks, recent):
+        return dense_kv_bytes(workload, seq_len) / len(retrieval)
+    return duo_peak_kv_bytes(workload, seq_len, retrieval, sinks, recent)
 
 
 def duo_kv_host_s(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -313,7 +332,8 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
     attention, estimate, index = _minference_attention(gpu, seq_len, heads, kv_heads, head_dim, head_patterns)
-    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len), estimate, index)
+    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len),
+                   kv_held_bytes(workload, gpu, seq_len), estimate, index)
 
 
 def _minference_attention(gpu: GPU, seq_len: int, heads: int, kv_heads: int, head_dim: int,
@@ -332,7 +352,8 @@ def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> 
     """Every layer with FlexPrefill at `density` (kept / causal points), and the layers' estimation alone (s)."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
     call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION)
-    prefill = Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len))
+    prefill = Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len),
+                      kv_held_bytes(workload, gpu, seq_len))
     return prefill, layers * estimate_s
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,16 +173,28 @@ class Topology:
         if p == 1 or message_bytes == 0:
             return 0.0
         slowest = 0.0
-        for member in members:
-            peers_by_level: dict[int, int] = {}
-            for other in members:
-                if other != member:
-                    level = self.level_between(member, other)
-                    peers_by_level[level] = peers_by_level.get(level, 0) + 1
+        for peers_by_level in self.peers_by_level(members):
             for level, peers in peers_by_level.items():
                 step = collectives.send_recv_s(message_bytes / p, self.levels[level].link)
                 slowest = max(slowest, peers * step)
         return slowest
+
+    def peers_by_level(self, members: Sequence[int]) -> list[Counter[int]]:
+        """For each of `members` (in their order), how many of the others each level's link joins it to (the
+        others at `level_between` that level): those in its group at the level less those in its group one level
+        in, the groups counted once for all members. Refused as `level_between` refuses, naming a member's first
+        other beyond the topology's groups."""
+        spans = [1] + [self.span(level) for level in range(len(self.levels))]  # 1: the member itself
+        groups = [Counter(member // span if span else 0 for member in members) for span in spans]
+        counts: list[Counter[int]] = []
+        for member in members:
+            within = [group[member // span if span else 0] for group, span in zip(groups, spans, strict=True)]
+            if within[-1] < len(members):  # an other in no outermost group with it: `level_between` refuses the pair
+                self.level_between(member, next(o for o in members if o // spans[-1] != member // spans[-1]))
+            counts.append(Counter({level: outer - inner
+                                   for level, (inner, outer) in enumerate(itertools.pairwise(within))
+                                   if outer > inner}))
+        return counts
 
 
 def topology_from_dict(data: Any, source: str = "<python>") -> Topology:
