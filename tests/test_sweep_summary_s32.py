@@ -10,7 +10,7 @@ import yaml
 def _sweep(tmp_path, objectives: list[str]) -> str:
     (tmp_path / "one-token.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0,100,1\n0.01,100,1\n")
     spec = {"name": "one-token", "system": "vllm-h100", "workload": "llama3-8b",
-            "serving": {"rate_per_s": 1.0, "requests": 2, "lengths": "one-token.csv", "seed": 0},
+            "serving": {"lengths": "one-token.csv"},
             "axes": {"serving.max_batch": [1, 2]}, "sampling": {"kind": "grid"}, "objectives": objectives}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     return str(tmp_path / "s.yaml")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from archsim import library
 from archsim.cli import main
 from archsim.dse.points import keyed, load_base
+from archsim.dse.serving_spec import POISSON_KEYS
 from archsim.dse.spec import load_sweep
 from archsim.dse.sweep import run_sweep
 from archsim.dse.system_points import serve_point
@@ -154,9 +155,41 @@ def test_one_trace_named_two_ways_is_one_point(tmp_path):
     """A trace is keyed by its requests, not its path: named relative to the sweep and by its absolute path, it is
     one point (it had been two, run twice)."""
     (tmp_path / "trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n0.1,300,7\n")
-    serving = {key: value for key, value in SERVING.items() if key != "lengths"}
+    serving = {key: value for key, value in SERVING.items() if key not in ("lengths", *POISSON_KEYS)}
     spec = load_sweep(_spec_file(tmp_path, {"serving.lengths": ["trace.csv", str(tmp_path / "trace.csv")]},
                                  serving))
     points = [{"target": "lamina", "serving.lengths": value} for value in ("trace.csv", str(tmp_path / "trace.csv"))]
     keys = [key for key, _ in keyed(spec, load_base(spec), points)]
     assert keys[0] == keys[1]
+
+
+def test_a_sweep_of_traces_alone_takes_no_rate_count_or_seed(tmp_path):
+    """Where every lengths value is a CSV trace, the serving block's Poisson keys would not be read: the sweep runs
+    without them (its points serve the trace as read: 5 + 7 = 12 output tokens), and one given is refused, exit 2
+    naming it (both had been the other way round: required, and then unread)."""
+    (tmp_path / "trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n0.1,300,7\n")
+    path = _spec_file(tmp_path, {"serving.max_batch": [32, 64]}, {"lengths": "trace.csv"})
+    data = yaml.safe_load(path.read_text())
+    df = run_sweep(load_sweep(path), tmp_path / "sweep.sqlite")
+    assert list(df["output_tokens"]) == [12, 12]
+    for key in POISSON_KEYS:
+        data["serving"][key] = SERVING[key]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        code, output = _invoke("sweep", str(path), "--db", str(tmp_path / f"{key}.sqlite"), "--local")
+        assert code == 2 and f"{path}: serving.{key}: not read: every point serves a CSV trace" in output, output
+        del data["serving"][key]
+
+
+def test_a_trace_points_key_holds_no_rate_count_or_seed(tmp_path):
+    """A trace's point serves the trace whatever the block's rate, count and seed (they draw the length presets'
+    Poisson streams), so they are not in its key: two sweeps differing in them reuse the trace's record, not the
+    preset's."""
+    (tmp_path / "trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0.0,100,5\n")
+    points = [{"target": "lamina", "serving.lengths": value} for value in ("azure-conv", "trace.csv")]
+    keys = []
+    for rate, seed in ((5.0, 0), (7.0, 1)):
+        serving = {key: value for key, value in SERVING.items() if key != "lengths"} | {"rate_per_s": rate,
+                                                                                        "seed": seed}
+        spec = load_sweep(_spec_file(tmp_path, {"serving.lengths": ["azure-conv", "trace.csv"]}, serving))
+        keys.append([key for key, _ in keyed(spec, load_base(spec), points)])
+    assert keys[0][0] != keys[1][0] and keys[0][1] == keys[1][1]

@@ -135,8 +135,8 @@ def load_base(spec: SweepSpec) -> Base:
         rates = [(rate, f"axes.{rate_axis}[{i}]") for i, rate in enumerate(spec.axes[rate_axis])] \
             if rate_axis in spec.axes else [(settings.rate_per_s, rate_axis)]
         pairs = itertools.product(spec.axes.get(f"{SERVING_ROOT}.lengths", [settings.lengths]), rates)
-        streams = {(lengths, float(rate)): request_stream(settings, lengths, rate, spec.source, where)
-                   for lengths, (rate, where) in pairs}
+        streams = {stream(settings, {f"{SERVING_ROOT}.lengths": lengths, rate_axis: rate}):
+                   request_stream(settings, lengths, rate, spec.source, where) for lengths, (rate, where) in pairs}
         return Base(None, None, None, workload, {}, {}, system, streams)
     mapping = library.load_mapping_spec(spec.mapping)
     cascade = spec.cascade or mapping.cascade

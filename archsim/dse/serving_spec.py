@@ -23,18 +23,19 @@ The stream and the scheduler's batch are the `serving:` block, every key require
 `lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`, whose lengths a seeded Poisson stream of
 `rate_per_s` arrivals draws, or the path of a CSV trace (`.csv`, `arrival_s,prompt_tokens,output_tokens`, a relative
 path taken from the sweep file's folder), whose requests are served as `simulate --trace` reads them: its arrivals and
-lengths, the block's rate, count and seed not read. `max_batch` (the most requests in one iteration), `lengths` and
-`rate_per_s` may each be an axis instead (`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then
-left out of the block: each point serves the stream its lengths and rate give (a model x trace grid, a load sweep; a
-rate axis beside a trace is refused: a trace's points do not read it). One key is optional: `max_prefill_tokens`, the
-most prompt tokens an iteration prefills (vLLM's max_num_batched_tokens without chunked prefill; a longer prompt runs
-alone); without it there is no budget (`ServingConfig`'s default, Orca's: the memory of a GPU still bounds an
-iteration); it may be an axis too, `serving.max_prefill_tokens`. Another is `alpha`, Lamina's allowed network overhead
-(`simulate --alpha`, a number > 0): each point's link is checked against BW_min at its served run's most demanding
-decode iteration (`archsim.systems.offload.peak_batch_link_feasibility`), a link below it an infeasible record with the
-reason, so a sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a point that is no
-attention-offloading system is infeasible saying so; without it no link is checked. No other `serving.` path is an axis
-(the page size, mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM defaults).
+lengths (where every lengths value is a trace, the block takes no rate, count or seed, as they would not be read).
+`max_batch` (the most requests in one iteration), `lengths` and `rate_per_s` may each be an axis instead
+(`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then left out of the block: each point serves
+the stream its lengths and rate give (a model x trace grid, a load sweep; a rate axis beside a trace is refused: a
+trace's points do not read it). One key is optional: `max_prefill_tokens`, the most prompt tokens an iteration prefills
+(vLLM's max_num_batched_tokens without chunked prefill; a longer prompt runs alone); without it there is no budget
+(`ServingConfig`'s default, Orca's: the memory of a GPU still bounds an iteration); it may be an axis too,
+`serving.max_prefill_tokens`. Another is `alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0):
+each point's link is checked against BW_min at its served run's most demanding decode iteration
+(`archsim.systems.offload.peak_batch_link_feasibility`), a link below it an infeasible record with the reason, so a
+sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a point that is no attention-offloading
+system is infeasible saying so; without it no link is checked. No other `serving.` path is an axis (the page size,
+mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM defaults).
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload exist;
 the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the fields of a
@@ -73,6 +74,7 @@ SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.leng
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
 TRACE_SUFFIX = ".csv"  # a lengths value ending so is a CSV trace's path
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
+POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a CSV trace
 # absent: no prefill budget (ServingConfig's, Orca's); no link checked against BW_min
 OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "alpha")
 ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and constraints that need every energy
@@ -82,10 +84,10 @@ ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and co
 class ServingSettings:
     """The requests every point of a system sweep serves, and its batch, when no axis sets them."""
 
-    rate_per_s: float | None  # Poisson arrivals per second; None: the serving.rate_per_s axis sets it
-    requests: int
+    rate_per_s: float | None  # Poisson arrivals per second; None: its axis sets it, or every point serves a trace
+    requests: int | None  # None: every point serves a CSV trace (as `seed`)
     lengths: str | None  # a name of LENGTH_PRESETS or a CSV trace's path, as written; None: its axis sets it
-    seed: int
+    seed: int | None
     max_batch: int | None  # None: the serving.max_batch axis sets it
     max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
     alpha: float | None = None  # Lamina's network overhead the link may add (BW_min); None: the link is not checked
@@ -93,30 +95,40 @@ class ServingSettings:
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
     """The `serving:` block of the sweep at `source`; `rate_per_s`, `lengths` and `max_batch` are required unless
-    `axes` has their axis."""
+    `axes` has their axis, and where every lengths value is a CSV trace, `rate_per_s`, `requests` and `seed`
+    (`POISSON_KEYS`) are not read and refused if given."""
     if not isinstance(data, dict):
         raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
     check_keys(data, (*SERVING_KEYS, *OPTIONAL_SERVING_KEYS), source, "serving")
     check_set_once([*((f"serving.{key}",) * 2 for key in data), *((a, f"axes.{a}") for a in axes)], source)
     by_axis = {key for key in AXIS_KEYS if f"serving.{key}" in axes}
-    for key in SERVING_KEYS:
-        if key not in data and key not in by_axis:
-            raise SpecError(source, f"serving.{key}", "missing" + (f" (or give the axis serving.{key})"
-                                                                   if key in AXIS_KEYS else ""))
-    rate = None if "rate_per_s" in by_axis else arrival_rate(data["rate_per_s"], source, "serving.rate_per_s")
-    requests = _whole(data["requests"], source, "serving.requests", 1)
-    check_request_count(requests, source, "serving.requests")
+    if "lengths" not in data and "lengths" not in by_axis:
+        raise SpecError(source, "serving.lengths", "missing (or give the axis serving.lengths)")
     lengths = None if "lengths" in by_axis else request_lengths(data["lengths"], source, "serving.lengths")
+    traces_only = all(is_trace(v) for v in axes.get("serving.lengths", [lengths]))
     if "rate_per_s" in by_axis and any(is_trace(v) for v in axes.get("serving.lengths", [lengths])):
         raise SpecError(source, "axes.serving.rate_per_s", "not read by a CSV trace's points (the trace gives the "
                                                            "arrivals): sweep the rate over length presets alone")
+    for key in SERVING_KEYS:
+        if traces_only and key in POISSON_KEYS and key in data:
+            raise SpecError(source, f"serving.{key}", "not read: every point serves a CSV trace, whose arrivals and "
+                                                      "lengths it gives (remove it)")
+        if key not in data and key not in by_axis and not (traces_only and key in POISSON_KEYS):
+            raise SpecError(source, f"serving.{key}", "missing" + (f" (or give the axis serving.{key})"
+                                                                   if key in AXIS_KEYS else ""))
+    rate = None if "rate_per_s" in by_axis or traces_only else arrival_rate(data["rate_per_s"], source,
+                                                                             "serving.rate_per_s")
+    requests = None if traces_only else _whole(data["requests"], source, "serving.requests", 1)
+    if requests is not None:
+        check_request_count(requests, source, "serving.requests")
     budget, alpha = data.get("max_prefill_tokens"), data.get("alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
                               or not (math.isfinite(alpha) and alpha > 0)):
         raise SpecError(source, "serving.alpha", f"expected a network overhead > 0 and finite (Lamina's alpha, "
                                                  f"e.g. 0.2), got {alpha!r}")
     batch = None if "max_batch" in by_axis else _whole(data["max_batch"], source, "serving.max_batch", 1)
-    return ServingSettings(rate, requests, lengths, _whole(data["seed"], source, "serving.seed", 0), batch,
+    seed = None if traces_only else _whole(data["seed"], source, "serving.seed", 0)
+    return ServingSettings(rate, requests, lengths, seed, batch,
                            None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1),
                            None if alpha is None else float(alpha))
 

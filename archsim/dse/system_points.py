@@ -79,10 +79,11 @@ def max_prefill_tokens(settings: ServingSettings, fields: Mapping[str, Any]) -> 
     return fields.get(f"{SERVING_ROOT}.max_prefill_tokens", settings.max_prefill_tokens)
 
 
-def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, float]:
-    """The point's lengths and rate: its serving.lengths and serving.rate_per_s values, else the serving block's."""
-    return (fields.get(f"{SERVING_ROOT}.lengths", settings.lengths),
-            float(fields.get(f"{SERVING_ROOT}.rate_per_s", settings.rate_per_s)))
+def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, float | None]:
+    """The point's lengths and rate: its serving.lengths and serving.rate_per_s values, else the serving block's; a
+    CSV trace's rate is None (its arrivals are the trace's)."""
+    lengths = fields.get(f"{SERVING_ROOT}.lengths", settings.lengths)
+    return lengths, None if is_trace(lengths) else float(fields.get(f"{SERVING_ROOT}.rate_per_s", settings.rate_per_s))
 
 
 def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, source: str,
@@ -124,8 +125,9 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
         resolved = {"refused": str(refused)}
     return {"system": dict(system.data), "resolved": resolved, "changes": changes,
             "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
-            "serving": {"rate_per_s": rate_per_s, "requests": settings.requests,
-                        "lengths": TRACE_KEY if is_trace(lengths) else lengths, "seed": settings.seed,
+            "serving": {**({"lengths": TRACE_KEY} if is_trace(lengths) else
+                           {"rate_per_s": rate_per_s, "requests": settings.requests, "lengths": lengths,
+                            "seed": settings.seed}),
                         "max_batch": config.max_batch,
                         "max_prefill_tokens": config.max_prefill_tokens,
                         **({} if settings.alpha is None else {"alpha": settings.alpha}),
