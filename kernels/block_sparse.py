@@ -23,7 +23,14 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LOG2_E, MINFERENCE_STAGES, MINFERENCE_WARPS, attention_dims, dot_precision
+from archsim.kernels.launch import (
+    LOG2_E,
+    MINFERENCE_STAGES,
+    MINFERENCE_WARPS,
+    attention_dims,
+    check_block,
+    dot_precision,
+)
 
 CASCADE = "minference-block-sparse"
 
@@ -112,6 +119,7 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bl
     cdiv(seqlen, block)] as `check_block_list` states; `scale` defaults to 1/sqrt(head_dim).
     """
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block", block)
     num_query_blocks = triton.cdiv(seqlen, block)
     check_block_list(block_index, block_count, batch, heads, num_query_blocks)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale

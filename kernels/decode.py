@@ -18,7 +18,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LN_2, LOG2_E, check_dtype_and_head_dim, dot_precision
+from archsim.kernels.launch import LN_2, LOG2_E, check_block, check_dtype_and_head_dim, dot_precision
 
 CASCADE = "attention-decode-splitkv"
 PROGRAMS_PER_SM = 2
@@ -85,13 +85,14 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     g·R .. g·R + R - 1). Returns [batch, heads, 1, head_dim] in q's dtype.
 
     `scale` defaults to 1/sqrt(head_dim); `num_splits` (a whole number >= 1) to `default_num_splits`, capped at the
-    KV tile count.
+    KV tile count. A batch of 0 returns an empty output, as the prefill kernels do.
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
             raise ValueError(f"{name} must be 4-D (q [b, h, 1, d], k and v [b, h_kv, seqlen, d]), got shape "
                              f"{tuple(t.shape)}")
     check_dtype_and_head_dim(q, k, v)
+    check_block("block_n", block_n)
     batch, heads, q_len, head_dim = q.shape
     _, kv_heads, seqlen, _ = k.shape
     if q_len != 1 or k.shape != v.shape or k.shape[0] != batch or not kv_heads or heads % kv_heads:
@@ -102,6 +103,8 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
                          f"{tuple(k.shape)}")
     if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"expected num_splits a whole number >= 1 (or None for the default), got {num_splits!r}")
+    if not batch:  # nothing to split (as the prefill kernels, an empty output)
+        return torch.empty_like(q)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     n_tiles = triton.cdiv(seqlen, block_n)

@@ -17,7 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import attention_dims, dot_precision
+from archsim.kernels.launch import attention_dims, check_block, dot_precision
 
 CASCADE = "attention-1pass"
 CASCADE_CAUSAL = "attention-1pass-causal"
@@ -90,6 +90,8 @@ def flash_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     `scale` defaults to 1/sqrt(head_dim); it and `causal` must match the forward call.
     """
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block_m", block_m)
+    check_block("block_n", block_n)
     if do.shape != q.shape or out.shape != q.shape or lse.shape != q.shape[:3]:
         raise ValueError(f"dout and out must be {tuple(q.shape)} and lse {tuple(q.shape[:3])}, got "
                          f"{tuple(do.shape)}, {tuple(out.shape)}, {tuple(lse.shape)}")

@@ -17,7 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LN_2, LOG2_E, attention_dims, dot_precision
+from archsim.kernels.launch import LN_2, LOG2_E, attention_dims, check_block, dot_precision
 
 CASCADE = "attention-1pass"
 CASCADE_CAUSAL = "attention-1pass-causal"
@@ -72,6 +72,8 @@ def flash_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | 
     `scale` defaults to 1/sqrt(head_dim); the causal mask keeps key m for query p when m <= p.
     """
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block_m", block_m)
+    check_block("block_n", block_n)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)

@@ -12,6 +12,7 @@ LOG2_E = 1.0 / math.log(2.0)  # scores are scaled by this so kernels can use exp
 LN_2 = tl.constexpr(math.log(2.0))  # converts a base-2 log-sum-exp back to natural log inside kernels
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 HEAD_DIMS = (16, 32, 64, 128)  # tl.arange needs a power of two; tl.dot on a GPU needs at least 16
+MIN_BLOCK = 16  # and so does every tile size (`check_block`)
 # MInference's sparse kernels' launch configuration (num_warps, num_stages; from memory of its Triton launchers, not
 # re-read), kept by archsim's: on an H200 at head_dim 128, 8 warps on a 64 x 64 tile ran at half the rate of these
 # 4 (reports/measured/sparse-configs-NVIDIA-H200.txt), where 4 warps match the dense forward's TFLOP/s
@@ -29,18 +30,30 @@ def attention_dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[i
 
 
 def check_dtype_and_head_dim(*tensors: torch.Tensor) -> None:
-    """All tensors share one dtype among DTYPES, one device, and a last dimension among HEAD_DIMS; bf16 only compiled
-    on a GPU (Triton's interpreter, which CPU tensors need, returns values off by 1e8 and more for it)."""
+    """All tensors share one dtype among DTYPES, one device, and a last dimension among HEAD_DIMS; CPU tensors only
+    under Triton's interpreter (`triton.knobs.runtime.interpret`, TRITON_INTERPRET=1), and bf16 only compiled on a
+    GPU (the interpreter returns values off by 1e8 and more for it)."""
     first = tensors[0]
     if first.dtype not in DTYPES or any(t.dtype != first.dtype for t in tensors):
         raise ValueError(f"inputs must share one dtype among {DTYPES}, got {[t.dtype for t in tensors]}")
-    if first.dtype == torch.bfloat16 and (triton.knobs.runtime.interpret or first.device.type == "cpu"):
-        raise ValueError("bf16 is broken in Triton's interpreter (TRITON_INTERPRET=1 or CPU tensors): its results "
-                         "are garbage; use fp16 or fp32 there, bf16 on a GPU with the interpreter off")
     if any(t.device != first.device for t in tensors):
         raise ValueError(f"inputs must be on one device, got {[str(t.device) for t in tensors]}")
+    if first.device.type == "cpu" and not triton.knobs.runtime.interpret:  # Triton has no CPU driver
+        raise ValueError("CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter) or a GPU; set it before the "
+                         "kernel modules are imported")
+    if first.dtype == torch.bfloat16 and triton.knobs.runtime.interpret:
+        raise ValueError("bf16 is broken in Triton's interpreter (TRITON_INTERPRET=1, which CPU tensors need): its "
+                         "results are garbage; use fp16 or fp32 there, bf16 on a GPU with the interpreter off")
     if first.shape[-1] not in HEAD_DIMS or any(t.shape[-1] != first.shape[-1] for t in tensors):
         raise ValueError(f"head_dim must be one of {HEAD_DIMS} and shared, got {[t.shape[-1] for t in tensors]}")
+
+
+def check_block(name: str, value: int) -> None:
+    """Raise ValueError unless the tile size `value` of the launcher argument `name` is a power of two (tl.arange's
+    range) of at least MIN_BLOCK (tl.dot's smallest side)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_BLOCK or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two >= {MIN_BLOCK} (a tl.arange and tl.dot tile size), got "
+                         f"{value!r}")
 
 
 def dot_precision(dtype: torch.dtype) -> str:

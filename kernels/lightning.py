@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import attention_dims, dot_precision
+from archsim.kernels.launch import attention_dims, check_block, dot_precision
 
 CASCADE = "lightning-attention-2"
 
@@ -52,13 +52,13 @@ def lightning_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale
     """scale · causal(q kᵀ) v (causal linear attention, no decay) for [batch, heads, seqlen, head_dim] inputs.
 
     `scale` defaults to 1, the cascade's convention; `block` is the intra-block length C, `block_f` the value
-    columns per program (capped at head_dim).
+    columns per program (both powers of two >= 16; block_f is capped at head_dim, which it then divides).
     """
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block", block)
+    check_block("block_f", block_f)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     block_f = min(block_f, head_dim)
-    if head_dim % block_f:
-        raise ValueError(f"block_f {block_f} must divide head_dim {head_dim}")
     out = torch.empty_like(q)
     _lightning_fwd_kernel[(batch * heads, head_dim // block_f)](
         q, k, v, out, seqlen, scale, HEAD_DIM=head_dim, BLOCK=block, BLOCK_F=block_f,

@@ -30,7 +30,12 @@ KERNELS=${KERNELS:-flash_fwd,flash_bwd,decode,sdpa_flash,pytorch,naive,lightning
 repo=$(pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+PYTHON=$(command -v "$PYTHON" || { echo "PYTHON=$PYTHON: not found" >&2; exit 127; })
+case $PYTHON in /*) ;; *) PYTHON="$repo/$PYTHON" ;; esac  # a relative path would not survive `cd "$site"` below
 site=$(mktemp -d)
+trap 'rm -rf "$site"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM  # through the EXIT trap: `timeout` ends a run with TERM
 "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" .
 export PYTHONPATH="$site" PYTHONUNBUFFERED=1
 cd "$site"  # `python -m` puts the working directory first on sys.path: the installed archsim, not the checkout's
@@ -58,6 +63,7 @@ for kernel in $(echo "$KERNELS" | tr ',' ' '); do
         >> "$OUT/measure.txt" 2>&1 \
         || echo "$kernel stopped (exit $?): the rows appended so far are kept" >> "$OUT/measure.txt"
 done
+rm -f "$csv.lock"  # `archsim measure`'s lock: no run into the CSV is left, and the device tool returns 8 files
 "$PYTHON" -m archsim validate --measurements "$csv" --out "$OUT" > "$OUT/validate.txt" 2>&1 \
     || echo "validate exit $?" >> "$OUT/validate.txt"
 grep -E "stopped|not measured|Error|error" "$OUT/measure.txt" | head -n 20 || true

@@ -17,7 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import attention_dims, dot_precision
+from archsim.kernels.launch import attention_dims, check_block, dot_precision
 
 CASCADE = "attention-3pass"
 
@@ -82,6 +82,8 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     `scale` defaults to 1/sqrt(head_dim). Needs batch·heads·seqlen² elements of scratch in q's dtype.
     """
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block_m", block_m)
+    check_block("block_n", block_n)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     precision = dot_precision(q.dtype)

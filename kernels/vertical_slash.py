@@ -35,7 +35,14 @@ import torch
 import triton
 import triton.language as tl
 from archsim.kernels.block_sparse import online_softmax_step, query_block_start
-from archsim.kernels.launch import LOG2_E, MINFERENCE_STAGES, MINFERENCE_WARPS, attention_dims, dot_precision
+from archsim.kernels.launch import (
+    LOG2_E,
+    MINFERENCE_STAGES,
+    MINFERENCE_WARPS,
+    attention_dims,
+    check_block,
+    dot_precision,
+)
 
 CASCADE = "minference-vertical-slash"
 
@@ -114,6 +121,9 @@ def vertical_slash_index(vertical: torch.Tensor, slash: torch.Tensor, seqlen: in
 
     `vertical` [batch, heads, k_v] key positions and `slash` [batch, heads, k_s] offsets p - m, each in [0, seqlen),
     any order, repeats allowed."""
+    if vertical.dim() != 3:  # its first two sizes are the batch and heads the slashes must share
+        raise ValueError(f"vertical must be an int32/int64 [batch, heads, k] tensor, got {vertical.dtype} "
+                         f"{tuple(vertical.shape)}")
     batch, heads = vertical.shape[:2]
     _check_pattern("vertical", vertical, batch, heads, seqlen)
     _check_pattern("slash", slash, batch, heads, seqlen)
@@ -146,13 +156,18 @@ def vertical_slash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
                              slash: torch.Tensor, scale: float | None = None, block: int = 64) -> torch.Tensor:
     """Causal vertical-slash attention for [batch, heads, seqlen, head_dim] inputs (module docstring): builds the
     index (`vertical_slash_index`) and runs the kernel (`indexed_attention`); returns q's shape and dtype."""
-    return indexed_attention(q, k, v, vertical_slash_index(vertical, slash, q.shape[-2], block), scale, block)
+    batch, heads, seqlen, _ = attention_dims(q, k, v)
+    check_block("block", block)  # before the index: it is built for any block of 1 or more, the kernel's are not
+    _check_pattern("vertical", vertical, batch, heads, seqlen)  # against q's batch and heads, before the index
+    _check_pattern("slash", slash, batch, heads, seqlen)
+    return indexed_attention(q, k, v, vertical_slash_index(vertical, slash, seqlen, block), scale, block)
 
 
 def indexed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: VerticalSlashIndex,
                       scale: float | None = None, block: int = 64) -> torch.Tensor:
     """The kernel alone, on an index `vertical_slash_index` built for this seqlen and block."""
     batch, heads, seqlen, head_dim = attention_dims(q, k, v)
+    check_block("block", block)
     num_query_blocks = triton.cdiv(seqlen, block)
     if tuple(index.range_count.shape) != (batch, heads, num_query_blocks):
         raise ValueError(f"the index is for {tuple(index.range_count.shape)} (batch, heads, query blocks); the "

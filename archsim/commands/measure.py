@@ -253,11 +253,17 @@ def _time_ms(fn: Callable[[], object], interpret: bool) -> float:
     return triton.testing.do_bench(fn, return_mode="median")
 
 
+def _module(case: Case) -> str:
+    """The module of kernels/ whose code the case runs: its kernel's name (`DEFAULT_KERNELS`, `SPARSE_KERNELS`), or
+    torch_attention for PyTorch's paths (`_torch_runner`)."""
+    return "torch_attention" if case.kernel in TORCH_KERNELS else case.kernel
+
+
 def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict]:
     """The CSV rows of one case: latency, plus throughput where the FLOP convention applies (None = OOM)."""
     row = {**base, "kernel": case.label, "dtype": case.dtype, "causal": case.causal,
            "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "seqlen": case.seqlen,
-           "direction": case.direction, "source": f"archsim measure (kernels/{case.kernel}.py)"}
+           "direction": case.direction, "source": f"archsim measure (kernels/{_module(case)}.py)"}
     if case.direction == "decode":  # GQA heads as the measurements schema writes them: 16q/2kv
         row["heads"] = f"{case.heads}q/{case.kv_heads}kv"
         note += f"; kv_heads={case.kv_heads}; query length 1"
