@@ -56,6 +56,7 @@ from archsim.systems.links import load_link
 from archsim.systems.seqpar import ParallelResult, lm_head_s, parallel_time
 from archsim.systems.seqpar_compute import PRECISION, DeviceCompute
 from archsim.systems.seqpar_memory import POW2_UNIT_TOKENS, TABLE3_TPUS, training_memory, training_precision
+from archsim.systems.seqpar_schemes import kv_bytes
 from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 
@@ -185,14 +186,15 @@ def table2_rows() -> list[dict]:
 
 def _kernel_block(gpu_name: str, link_name: str) -> int:
     """The smallest c (a multiple of 128) at which one FlashAttention-2 c x c call of an MHA layer takes as long as
-    moving the block's K and V over the link (bisection; the call's time grows faster than the transfer's)."""
+    moving the block's K and V (the cascade's tensors, `kv_bytes`) over the link (bisection; the call's time grows
+    faster than the transfer's)."""
     gpu, link = load_gpu(gpu_name), load_link(link_name)
     compute = DeviceCompute(gpu, "FlashAttention-2", 1, MHA_HEADS, MHA_HEADS, HEAD_DIM, "fwd")
 
     def hidden(c: int) -> bool:
         case = AttentionCase("fwd", 1, MHA_HEADS, MHA_HEADS, HEAD_DIM, c, False, PRECISION)
         kernel_s = predict("FlashAttention-2", case, gpu, compute.device.kernel_params).time_s
-        return kernel_s >= link.transfer_s(2 * c * MHA_HEADS * HEAD_DIM * 2)
+        return kernel_s >= link.transfer_s(kv_bytes(c, compute))
 
     low, high = 1, 1024  # in units of 128 tokens
     while low < high:
