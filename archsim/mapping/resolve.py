@@ -29,8 +29,8 @@ from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.memo import identity_cache
 from archsim.workload import PARAMS, max_size
 
-VOCABULARY = ("numbers, names, + - * / //, min(...), max(...), divisor_at_least(n, k), capacity(LEVEL) or "
-              "fanout(UNIT, AXIS)")
+VOCABULARY = ("numbers, names, + - * / //, min(...), max(...), divisor_at_least(n, k), divisor_at_most(n, k), "
+              "capacity(LEVEL) or fanout(UNIT, AXIS)")
 ADVICE_STEPS = 1024  # sizes tried each way for the nearest that a rule of the rank's own size tiles
 
 
@@ -84,8 +84,8 @@ def _check_expression(node: Expr, names: set[str], arch: Architecture, source: s
         case Call(fn="fanout", args=(Name(name=unit), Num(value=axis))):
             _unit_axis(unit, axis, arch, source, at)
             return
-        case Call(fn="divisor_at_least", args=(_, _)) | Call(fn="min" | "max", args=(_, *_)) | BinOp(
-                op="+" | "-" | "*" | "/" | "//"):
+        case (Call(fn="divisor_at_least" | "divisor_at_most", args=(_, _)) | Call(fn="min" | "max", args=(_, *_))
+              | BinOp(op="+" | "-" | "*" | "/" | "//")):
             for child in (node.args if isinstance(node, Call) else (node.lhs, node.rhs)):
                 _check_expression(child, names, arch, source, at)
             return
@@ -216,7 +216,9 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     """The group with every factor expression evaluated (names: the cascade's parameters and rank sizes;
     `capacity(LEVEL)` in bytes; `fanout(UNIT, AXIS)`, the unit's PEs along axis AXIS of its shape (0 first);
     `min`, `max`; `divisor_at_least(n, k)`, the smallest divisor of the whole number n
-    that is at least k (n when k > n; FLAT's row blocks: a block count that divides the query tiles); `//` rounds
+    that is at least k (n when k > n; FLAT's row blocks: a block count that divides the query tiles);
+    `divisor_at_most(n, k)`, the largest divisor of the whole number n that is at most k >= 1 (1 when n is a prime
+    above k; the linear layers' spatial tiles: the largest that fits the array's side and tiles the rank); `//` rounds
     down, `/` does not: a factor that is not a whole number is refused, never rounded). Each evaluated loop keeps its
     expression as `rule`, for messages. `search` and residuals stay as they are."""
     names = {**binding.params, **binding.rank_sizes}
@@ -281,6 +283,9 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
         case Call(fn="divisor_at_least", args=(n_arg, k_arg)):
             n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
             return _divisor_at_least(n, k, source, at)
+        case Call(fn="divisor_at_most", args=(n_arg, k_arg)):
+            n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
+            return _divisor_at_most(n, k, source, at)
         case Call(fn="min" | "max" as fn, args=args) if args:
             values = [_factor_value(a, names, arch, source, at) for a in args]
             return min(values) if fn == "min" else max(values)
@@ -324,6 +329,20 @@ def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
     if n < 1 or k > n:
         return n
     return min(d for d in divisors(int(n), 4096) if d >= k)
+
+
+def _divisor_at_most(n: float, k: float, source: str, at: str) -> float:
+    """The largest divisor of `n` that is at most `k` (1 for a prime `n` above `k`, `n` itself when `k` >= `n`), and
+    `n` when `n` < 1 (the factor check then refuses the value with the sizes it read). `k` below 1 has no such
+    divisor and is refused. Divisors come from `archsim.mapping.factors`, as for `_divisor_at_least`."""
+    if not math.isfinite(n) or n != int(n):
+        raise SpecError(source, at, f"divisor_at_most(n, k): n gives {n:g}, expected a whole number ('//' rounds a "
+                                    "division down)")
+    if not k >= 1:
+        raise SpecError(source, at, f"divisor_at_most(n, k): k gives {k:g}, expected a number >= 1")
+    if n < 1 or k >= n:
+        return n
+    return max(d for d in divisors(int(n), 4096) if d <= k)
 
 
 def _fill_residuals(binding: Binding, arch: Architecture, group: Group, source: str,

@@ -8,7 +8,8 @@ A mapping is a list of fusion groups run one after another. Each group has
   loops over one rank split it (P -> P2, P1, P0, outermost first); their factors multiply to the rank size.
   A factor may be left out (the residual: rank size / the other factors), be `search` (the mapper picks it), or
   be an expression of the cascade's parameters and rank sizes, `capacity(LEVEL)` (bytes), `min`/`max` and
-  `divisor_at_least(n, k)` (the smallest divisor of the whole number n that is at least k; n when k > n), for
+  `divisor_at_least(n, k)` (the smallest divisor of the whole number n that is at least k; n when k > n),
+  `divisor_at_most(n, k)` (the largest divisor of n that is at most k >= 1: the linear layers' D tile), for
   a dataflow's own tiling rule: FLAT's row block fills the buffer with scores,
   `P: "divisor_at_least(P // 256, max(1, (P * M * word_bytes + capacity(GlobalBuffer) - 1) //
   capacity(GlobalBuffer)))"` row blocks (the scores over the buffer, rounded up), a count
