@@ -1,8 +1,10 @@
 """`Record`: what every evaluated target writes, so the store, the sweep runner and the reports read one schema.
 
-A target is a spatial-array point (`archsim.model.result.Result.record`), a GPU kernel call
-(`archsim.model.gpu.gpu_record`), one system iteration (`archsim.systems.iteration.IterationCost.record`) or a
-serving run (`archsim.systems.serving.ServingResult.record`). Each says, in the same fields:
+A target is a spatial-array point (`archsim.model.result.Result.record`, target_kind `architecture`), a GPU kernel
+call (`archsim.model.gpu.gpu_record`, `gpu`), one system iteration (`archsim.systems.iteration.IterationCost.record`,
+`system-iteration`), a serving run (`archsim.systems.serving.ServingResult.record`, `serving`), multi-device
+attention (`archsim.systems.seqpar.ParallelResult.record`, `parallel`) or a sparse-attention method on a GPU
+(`archsim.dse.sparse_spec.sparse_record`, `sparse`). Each says, in the same fields:
 - `time_s`: the target's latency: a point's or a kernel's time, an iteration's time, a serving run's p99 time
   between tokens (the latency a user of the service sees; a run has no single iteration time);
 - `energy_j`: its energy (a serving run: per output token, as its time is per token);
@@ -16,8 +18,9 @@ serving run (`archsim.systems.serving.ServingResult.record`). Each says, in the 
 `edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind. `row()` is that row with
 what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`): the `record` that
 `archsim run --json` and `archsim simulate --json` print, the columns a sweep stores for a point (its row adds the
-point's key and fields, `archsim.dse.points`, and leaves every metric of an infeasible point NaN, not only the
-float ones).
+point's key and fields, `archsim.dse.points`, sets `target_kind` to the sweep's kind of point, architecture, gpu,
+system, parallel or sparse, and `target` to the point's, a system sweep's `system` as the spec names it, and leaves
+every metric of an infeasible point NaN, not only the float ones).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Record:
     """What every target writes, whatever its kind (module docstring): whether it is feasible and why not, its
     time and energy, and per-unit busy times; kind-specific values go in `extras`."""
 
-    target_kind: str  # architecture | gpu | system-iteration | serving | parallel (a store row keys the sweep's kind)
+    target_kind: str  # architecture | gpu | system-iteration | serving | parallel | sparse (module docstring)
     target: str
     feasible: bool
     reason: str

@@ -96,7 +96,7 @@ def test_a_store_of_another_base_is_refused_and_the_same_base_grows(stored, tmp_
     assert "whose base differs from sweep" in message and "in workload:" in message
     assert _rows(db) == 4
     message = _error(cli("sweep", "seqpar-scaling", "--db", str(db), expect=2))
-    assert "version" not in message and "kind" in message
+    assert "version" not in message and "is a parallel sweep" in message
     # the same base with an axis grown by one value: 2 more points (1 value x 2 lengths), the 4 reused
     grown = _spec(tmp_path / "grown.yaml", axes={BUFFER: [262144, 1048576, 4194304], "workload.seq_len": [1024, 4096]})
     assert "6 points (2 new, 4 reused)" in cli("sweep", grown, "--db", str(db)).stdout

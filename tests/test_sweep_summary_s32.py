@@ -20,8 +20,8 @@ def test_the_summary_names_the_points_that_lack_an_objective(cli, tmp_path) -> N
     out = cli("sweep", _sweep(tmp_path, ["throughput_tok_s", "energy_per_token_j", "tbt_p99_s"]), "--local",
               "--db", str(tmp_path / "s.sqlite")).output
     assert "2 feasible, 2 within constraints" in out
-    assert ("Pareto front over (throughput_tok_s, energy_per_token_j, tbt_p99_s): 0 points (2 no tbt_p99_s among "
-            "the points within constraints: off the front)") in out
+    assert ("Pareto front over (throughput_tok_s, energy_per_token_j, tbt_p99_s): 0 points (of the points within "
+            "constraints, 2 have no tbt_p99_s: off the front)") in out
 
 
 def test_no_word_when_every_point_has_its_objectives(cli, tmp_path) -> None:

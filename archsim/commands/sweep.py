@@ -165,7 +165,7 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
     for objective in objectives:
         values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
         if unmeasured := int((~np.isfinite(values)).sum()):
-            lacking.append(f"{unmeasured} no {objective}")
+            lacking.append(f"{unmeasured} {'has' if unmeasured == 1 else 'have'} no {objective}")
         if not np.isfinite(values).any():
             click.echo(f"best {objective}: none")
             continue
@@ -175,7 +175,7 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
     click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points"
-               + (f" ({', '.join(lacking)} among the points within constraints: off the front)" if lacking else ""))
+               + (f" (of the points within constraints, {', '.join(lacking)}: off the front)" if lacking else ""))
 
 
 def _plain(value):

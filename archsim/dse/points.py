@@ -9,8 +9,9 @@ is the sha256 of the canonical JSON of the fully resolved configuration (the arc
 and cascade's files as parsed, the workload as loaded (`Base.contents`), the architecture after the point's
 changes and the sizes it binds: the workload's, under the mapping's `set:`, under the sweep's `sets` and the
 point's `workload.` values, with those given that the cascade does not read (binding refuses them only where
-given: `_bound_sizes`); or the GPU spec, kernel, calibrated parameters and attention case; or the system spec, the
-point's changes to it, the workload and the serving run; or the resolved `ParallelSpec` and the GPU calibration;
+given: `_bound_sizes`); or the GPU spec, kernel, calibrated parameters and attention case; or the system as the
+point's values resolve it (`system_points.system_content`), the workload and the serving run; or the resolved
+`ParallelSpec` and the GPU calibration;
 or the sparse point's resolved fields with its GPU's, workload's and pattern map's contents and the calibration),
 so the same configuration reached twice, by any spelling (a spec named or given by path, a size given or left at
 the value it would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a
@@ -169,8 +170,8 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     and the resolved base (the mapping's and cascade's files as parsed, the architecture and workload as loaded,
     `sets` and the GPU presets, each with the kernel, causality and precision its points are timed at (a preset
     added to a store swept without GPUs, or with others, shares it; one timed at other settings is refused like an
-    edited preset file: `GPU_PRESETS_PART`); or the system, its devices and links as loaded (a preset file edited
-    between sweeps is another base), workload and serving run; or the parallel or sparse block and the GPU
+    edited preset file: `GPU_PRESETS_PART`); or the system as loaded, its devices and links included (a preset
+    file edited between sweeps is another base), workload and serving run; or the parallel or sparse block and the GPU
     calibration). The axes,
     sampling, constraints and objectives are not part of it: they may change between sweeps into one store
     (`archsim.dse.store`), whose points then still belong together."""

@@ -219,9 +219,13 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     stored = [_loads(conn, r) for (r,) in rows]
     df = pd.DataFrame(stored)
     # columns in a feasible record's order, whichever record came first: an infeasible one lacks the metrics
-    # (utilization.*), which pandas would otherwise put after the fields it does have
+    # (utilization.*), which pandas would otherwise put after the fields it does have; then the columns other
+    # records add (a GPU's utilization.tensor_cores beside an architecture's points), and constraint_ok, every
+    # record's last, last
     feasible = next((r for r in stored if r["feasible"]), {})
-    return _blank_infeasible(df[list(dict.fromkeys([*(c for c in feasible if c in df), *df.columns]))])
+    order = dict.fromkeys([*(c for c in feasible if c in df), *df.columns])
+    last = ["constraint_ok"] if "constraint_ok" in order else []
+    return _blank_infeasible(df[[*(c for c in order if c not in last), *last]])
 
 
 def _loads(conn: StoreConnection, text: str) -> dict[str, Any]:

@@ -103,9 +103,14 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
 
 
 def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], keys: list[str], done: set[str]) -> None:
-    """`claim_store`'s meta: refuse a store of another base, else record this sweep's (in its transaction)."""
+    """`claim_store`'s meta: refuse a store of another base (one of another kind of sweep naming the two kinds, as
+    every other part then differs too), else record this sweep's (in its transaction)."""
     meta = read_meta(conn)
     held = json.loads(meta["base"]) if "base" in meta else None
+    if held is not None and "kind" in held and held["kind"] != identity["kind"]:  # so every other part differs
+        raise SpecError("--db", conn.path, f"holds the points of {_a_sweep(json.loads(held['kind']))}, "
+                                           f"{meta.get('sweep', '?')}; sweep {spec.name} ({spec.source}) is "
+                                           f"{_a_sweep(spec.kind)}: give this sweep a store of its own")
     if held is not None and GPU_PRESETS_PART in identity:  # an architecture's sweep
         identity[GPU_PRESETS_PART] = _merged_presets(conn, meta, spec, held.pop(GPU_PRESETS_PART, "{}"),
                                                      identity[GPU_PRESETS_PART])
@@ -122,6 +127,11 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
+
+
+def _a_sweep(kind: str) -> str:
+    """`an architecture sweep`, `a system sweep`."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} sweep"
 
 
 def _merged_presets(conn: StoreConnection, meta: dict[str, str], spec: SweepSpec, held: str, new: str) -> str:

@@ -112,19 +112,19 @@ def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> Serv
 
 def system_config(system: System, workload: Workload, settings: ServingSettings, fields: Mapping[str, Any],
                   requests: tuple[Request, ...]) -> dict[str, Any]:
-    """What a point's key hashes: the system spec as the point sets it, its devices and links as loaded with the
-    point's values set (a preset file edited since, the base's or one an axis names, is another point,
-    `system_content`; a point whose values the spec refuses, on why), the workload and the serving run (its lengths
-    and rate, `stream`; a CSV trace by the digest of the `requests` read from it, not its path: a trace edited since
-    is another point, the same trace named two ways or moved is the same point)."""
+    """What a point's key hashes: the system as the point's values set it, resolved (`system_content`: a value
+    equal to the spec's own keys as the point without it, and a preset file edited since, the base's or one an axis
+    names, is another point; a point whose values the spec refuses, on why and on those values), the workload and
+    the serving run (its lengths and rate, `stream`; a CSV trace by the digest of the `requests` read from it, not
+    its path: a trace edited since is another point, the same trace named two ways or moved is the same point)."""
     config, changes = serving_config(settings, fields), system_changes(fields)
     lengths, rate_per_s = stream(settings, fields)
     try:
         resolved = system_content(with_fields(system, changes) if changes else system)
     except SpecError as refused:  # an infeasible point (its record says why): keyed on why, which an edit changes
-        resolved = {"refused": str(refused)}
-    return {"system": dict(system.data), "resolved": resolved, "changes": changes,
-            "workload": workload.name, "workload_params": dict(workload.params), "block": workload.block,
+        resolved = {"refused": str(refused), "changes": changes}
+    return {"system": resolved, "workload": workload.name, "workload_params": dict(workload.params),
+            "block": workload.block,
             "serving": {**({"lengths": TRACE_KEY} if is_trace(lengths) else
                            {"rate_per_s": rate_per_s, "requests": settings.requests, "lengths": lengths,
                             "seed": settings.seed}),
@@ -141,9 +141,11 @@ def requests_digest(requests: tuple[Request, ...]) -> str:
 
 
 def system_content(system: System) -> dict[str, Any]:
-    """The system's devices and links as its points compute them: each device's and link's fields, the specs its
-    preset files gave included, without the files' paths (where a file lies, not what it says), as plain values."""
-    return {"devices": _content(system.devices), "links": _content(system.links)}
+    """The system as its points compute it: every field of the validated spec (its devices and links, the specs
+    their preset files gave included, its parallelism, placement and schedule, its name), without the files' paths
+    (where a file lies, not what it says), as plain values. `System.data`, the spec as written, is left out: it
+    spells what these fields resolve, and a value written that equals the default resolves alike."""
+    return _content(system)
 
 
 def _content(value: Any) -> Any:
