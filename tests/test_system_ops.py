@@ -8,8 +8,9 @@ workload and `System.parallelism_for`) and to the sizes the iteration implies (e
 the dense ops, one attention op per request bound to its prompt or context). Then the devices' costs of those ops
 add up to what the ops carry: the NPU's array time at peak is the FLOPs of the products with a weight (or, more
 than one query row per K/V head, a KV-cache) operand; its HBM time is the weights streamed plus the KV cache
-written; the bank-PIM's energy is MACs x (bits x bank-PIM access energy + two host ops); a GPU's energy is its
-board power over its time."""
+written; its energy is every arithmetic op (a MAC two) at the op energy plus those bytes off chip; the bank-PIM's
+energy is MACs x (bits x bank-PIM access energy + two host ops) plus the host's softmax ops and the GEMVs' bus bytes
+off chip; a GPU's energy is its board power over its time."""
 
 from __future__ import annotations
 
@@ -163,14 +164,18 @@ def test_neupims_device_costs_add_up_to_the_ops(name: str) -> None:
         hbm_bytes = op.bytes_by_role["weights"] + kv_written if op.name != "attention" else 0
         assert cost.memory_s * bw == pytest.approx(hbm_bytes, rel=1e-12), op.name
         assert cost.busy_s["npu_hbm"] == cost.memory_s
-        assert cost.energy_j * 1e12 == pytest.approx(flops * host.op_energy_pj
+        # every arithmetic op priced, on the arrays or the vector units: a MAC two
+        all_flops = sum(n * (2 if kind == "mac" else 1) for kind, n in want.total_ops().items())
+        assert cost.energy_j * 1e12 == pytest.approx(all_flops * host.op_energy_pj
                                                      + hbm_bytes * 8 * npu.memory.offchip_pj_per_bit, rel=1e-12)
     decodes = [(op, want) for op, device, want, _ in rows if device == "pim"]
     cost = pim.cost([op for op, _ in decodes])
     macs = sum(want.total_ops()["mac"] for _, want in decodes)
+    softmax_ops = sum(n for _, want in decodes for kind, n in want.total_ops().items() if kind != "mac")
     word_bits = 8 * int(library.load_workload_spec(name).params["word_bytes"])
     assert cost.energy_j * 1e12 == pytest.approx(
-        macs * (word_bits * pim.spec.bank_pim_pj_per_bit + 2 * host.op_energy_pj), rel=1e-12)
+        macs * (word_bits * pim.spec.bank_pim_pj_per_bit + 2 * host.op_energy_pj) + softmax_ops * host.op_energy_pj
+        + pim.bus_bytes([op for op, _ in decodes]) * 8 * pim.spec.offchip_pj_per_bit, rel=1e-12)
     # each request's GEMVs: heads/kv_heads passes of the kv_heads-head command sequence; 3 requests on 32 channels
     # land on three channels, so the slowest channel is the longest request and the mean is their sum / 32
     params = decodes[0][0].binding.params

@@ -7,8 +7,9 @@ which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the H
   operand comes from HBM in decode and is on chip in prefill (this step's own K and V, just projected). The stream
   is of the op's words (`op.binding.word_bytes`, as every other byte here), not the preset's FP16.
 - A product with a K/V operand and one row per fold (a decode GEMV of multi-head attention, ~1 FLOP per byte, far
-  below the arrays' ridge) runs on the vector units, one MAC an op, as does every other Einsum of the cascade
-  (exp, max, add, division, GELU, a norm's sum of squares): `npu.vector_time_s` of their op count.
+  below the arrays' ridge) runs on the vector units, one MAC an op (a lane-cycle; priced as two ops, below), as
+  does every other Einsum of the cascade (exp, max, add, division, GELU, a norm's sum of squares):
+  `npu.vector_time_s` of their op count.
 - Other HBM traffic, beside the vector work: the KV cache an op reads outside an array GEMM (decode attention on
   the vector units) or writes (the new tokens' K and V), and weights outside GEMMs (a norm's gain). Activations
   and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB; assumed, not checked
@@ -22,8 +23,10 @@ bandwidth).
 Busy units: `<name>` the arrays' useful MAC time (GEMM FLOPs / peak, so its utilization is MAC utilization),
 `<name>_array` their occupancy (fill and drain included), `<name>_vector` the vector units' time, `hbm` the HBM
 transfer time.
-Energy (pim.md §5): the arrays' MACs (two ops each) at `op_energy_pj`, HBM traffic at the memory's off-chip access
-energy. Vector-unit, SRAM and static energy are not modelled.
+Energy (pim.md §5, "ALU 0.32 pJ per op"): every arithmetic op at `op_energy_pj`, a MAC two, on the arrays and on
+the vector units alike (a decode GEMV's MACs, a fused MHA's softmax, a norm's ops), so a MAC costs the same on every
+unit and path (a bank-PIM's too, `archsim.systems.pim_device`); HBM traffic at the memory's off-chip access energy.
+SRAM and static energy are not modelled.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class NpuDevice:
         return _cost(self, tuple(ops), streamed_fraction)
 
     @functools.cached_property
-    def _op_terms(self) -> dict[tuple[Op, float], tuple[tuple[tuple[float, float, float, float], ...], int, float]]:
+    def _op_terms(self) -> dict[tuple[Op, float], tuple[tuple[tuple[float, float, float, float], ...], int, int,
+                                                        float | None]]:
         """(op, streamed fraction) -> `_terms` of the op: a decode batch's attention ops repeat across iterations."""
         return {}
 
@@ -75,18 +79,19 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops. Each op's terms are
     remembered too (`_terms`) and summed in the ops' order, as they were found."""
     npu, bw = device.spec, device.bandwidth_bytes_per_s
-    gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = 0.0
+    gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = vector_flops = other_bytes = 0.0
     known = device._op_terms
     for op in ops:
         terms = known.get((op, streamed_fraction))
         if terms is None:
             terms = known[(op, streamed_fraction)] = _terms(device, op, streamed_fraction)
-        gemms, op_vector_ops, op_other_bytes = terms
+        gemms, op_vector_ops, op_vector_flops, op_other_bytes = terms
         for time_s, memory_s, op_array_s, op_mac_s in gemms:
             gemm_s += time_s
             gemm_memory_s += memory_s
             array_s += op_array_s
             mac_s += op_mac_s
+        vector_flops += op_vector_flops
         if op_other_bytes is not None:
             vector_ops += op_vector_ops
             other_bytes += op_other_bytes
@@ -94,7 +99,7 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     memory_s = gemm_memory_s + other_s
     vector_s = npu_model.vector_time_s(npu, vector_ops)
     time_s = gemm_s + max(vector_s, other_s)
-    energy_pj = (mac_s * npu.peak_flops_per_s * npu.op_energy_pj
+    energy_pj = ((mac_s * npu.peak_flops_per_s + vector_flops) * npu.op_energy_pj
                  + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
     busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s,
             f"{device.name}_hbm": memory_s}  # every unit under its device's name: a device named hbm stays apart
@@ -102,13 +107,15 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
 
 
 def _terms(device: NpuDevice, op: Op, streamed_fraction: float
-           ) -> tuple[tuple[tuple[float, float, float, float], ...], int, float | None]:
+           ) -> tuple[tuple[tuple[float, float, float, float], ...], int, int, float | None]:
     """What `op` adds to `_cost`'s sums: per GEMM (or the fused MHA) its (time, HBM time, array time, MAC time);
-    its vector ops and other HBM bytes (None for a fused MHA, which has none)."""
+    its vector ops (timed), the vector units' arithmetic ops (priced: a MAC two) and other HBM bytes (None for a
+    fused MHA, which has none; its softmax is priced, its time inside the chain)."""
     npu, bw = device.spec, device.bandwidth_bytes_per_s
     if npu.attention_timing == "artifact-fused-mha" and _is_decode_gemv_attention(op):
         fused_s, kv_s = _fused_mha_s(npu, op), _other_hbm_bytes(op, set(), streamed_fraction) / bw
-        return ((max(fused_s, kv_s), kv_s, fused_s, 2.0 * op.ops.get("mac", 0) / npu.peak_flops_per_s),), 0, None
+        macs = op.ops.get("mac", 0)
+        return ((max(fused_s, kv_s), kv_s, fused_s, 2.0 * macs / npu.peak_flops_per_s),), 0, op.flops - 2 * macs, None
     on_arrays: set[str] = set()
     streamed: set[str] = set()
     gemms = []
@@ -123,9 +130,10 @@ def _terms(device: NpuDevice, op: Op, streamed_fraction: float
                                   streamed_fraction if gemm.role == WEIGHTS else 1.0, op.binding.word_bytes)
         gemms.append((gemm.count * one.time_s, gemm.count * one.memory_s, gemm.count * one.array_s,
                       gemm.flops / npu.peak_flops_per_s))
-    vector_ops = sum(n for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays
-                     for n in counts.values())
-    return tuple(gemms), vector_ops, _other_hbm_bytes(op, streamed, streamed_fraction)
+    on_vectors = [counts for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays]
+    vector_ops = sum(n for counts in on_vectors for n in counts.values())
+    vector_flops = sum(n * (2 if kind == "mac" else 1) for counts in on_vectors for kind, n in counts.items())
+    return tuple(gemms), vector_ops, vector_flops, _other_hbm_bytes(op, streamed, streamed_fraction)
 
 
 def _is_decode_gemv_attention(op: Op) -> bool:

@@ -26,7 +26,11 @@ this module places a batch's decode attention on the channels:
   (schedule `attention_sync: barrier`) all channels' logits finish before any attend starts.
 Busy unit `<name>`: the channels' command time averaged over channels (its utilization is the fraction of time a
 channel executes GEMV commands). Energy (pim.md §5): every MAC reads one K/V element inside its bank at the
-bank-PIM access energy and costs two ops at the host's op energy (a PIM MAC is assumed to cost an NPU MAC).
+bank-PIM access energy and costs two ops at the host's op energy (a PIM MAC is assumed to cost an NPU MAC); the
+host's softmax ops cost one op each, as on the NPU's vector units (`archsim.systems.npu_device`); and the vectors
+crossing the HBM bus (`bus_words`: q and the probabilities GWRITten in, the logits and the outputs READRES out, as
+`archsim.systems.pim` times them) cost the off-chip access energy, as the NPU's HBM stream does. The words are the
+command model's layout whatever `PIMSpec.gemv_timing` times them by.
 Other attention cascades (MLA's latent attention, prefill) are not modelled in the banks: placing one here is a
 SpecError naming the cascade.
 """
@@ -210,10 +214,24 @@ class BankPimDevice:
 
     def cost_of(self, ops: Sequence[Op], slowest_s: float, mean_s: float) -> OpCost:
         """The OpCost of `ops` whose channels took `slowest_s` (the slowest) and `mean_s` (on average)."""
-        macs = ops.total("macs") if isinstance(ops, DecodeOps) else sum([op.ops.get("mac", 0) for op in ops])
+        if isinstance(ops, DecodeOps):
+            macs, flops = ops.total("macs"), ops.total("flops")
+        else:
+            macs, flops = sum([op.ops.get("mac", 0) for op in ops]), sum([op.flops for op in ops])
         word_bits = 8 * ops[0].binding.word_bytes if ops else 0
-        energy_pj = macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
+        energy_pj = (macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
+                     + (flops - 2 * macs) * self.host.op_energy_pj  # `host_ops`: a flop is an op, a MAC two
+                     + self.bus_bytes(ops) * 8 * self.spec.offchip_pj_per_bit)
         return OpCost(slowest_s, 0.0, energy_pj * 1e-12, {self.name: mean_s})
+
+    def bus_bytes(self, ops: Sequence[Op]) -> float:
+        """Bytes the GEMVs of `ops` move over the HBM bus: `bus_words` of each pass at the ops' words."""
+        if not ops:
+            return 0.0
+        contexts, heads, kv_heads, head_dim = self._sizes(ops)
+        word_bytes = ops[0].binding.word_bytes
+        pim = pim_model.at_word_bytes(self.spec, word_bytes, self.source, f"devices.{self.name}")
+        return word_bytes * (heads // kv_heads) * float(np.sum(bus_words(pim, contexts, kv_heads, head_dim)))
 
     def host_ops(self, ops: Sequence[Op]) -> float:
         """Ops of the attention the host's vector units run: everything but the MACs."""
@@ -238,6 +256,18 @@ def placement_problem(op: str, phase: str, cascade: str | None = None) -> str | 
         return None
     bound = f"{cascade}, " if cascade is not None else ""
     return f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the placement puts {op} ({bound}{phase}) on it"
+
+
+def bus_words(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
+    """Words one request's pass over `heads` heads moves over the HBM bus, in `pim.logits_cycles`' and
+    `pim.attend_cycles`' layout: K^T.q GWRITEs q a 512-word slice at a time (heads x head_dim words in) and READRES
+    one partial logit per head of the slice per key (seq x the slices' heads out); logits.V GWRITEs each head's
+    probabilities (seq words in) and READRES its head_dim outputs per 512-token row of V (out). Elementwise over
+    `seq_tokens` (a number or a numpy array)."""
+    seq = np.asarray(seq_tokens)
+    embed, row = heads * head_dim, pim.row_elements
+    slice_heads = sum(-(-min(row, embed - start) // head_dim) for start in range(0, embed, row))
+    return embed + seq * slice_heads + heads * (seq + head_dim * np.ceil(seq / row))
 
 
 MIN_TABLE = 4096
