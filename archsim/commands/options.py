@@ -9,7 +9,8 @@ import click
 
 from archsim.errors import SpecError
 
-SUFFIXES = {"K": 1024, "M": 1024**2}  # 8K tokens = 8192, as the papers count them
+# 8K tokens = 8192, as Ring Attention and LASP count them (the sparse papers' 500K is 500,000)
+SUFFIXES = {"K": 1024, "M": 1024**2}
 
 
 def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

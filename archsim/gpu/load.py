@@ -7,7 +7,7 @@ File format (units in the key names; every number carries its source in a commen
     source: where the numbers come from
     aliases: ["A100 80GB SXM4", "NVIDIA A100-SXM4-80GB"]   # names a measurements CSV may use for this GPU
     sm_count: 108
-    clock_hz: 1.41e+9                   # the clock the datasheet peaks assume
+    clock_hz: 1.41e+9                   # the boost clock the model runs (Hopper quotes its peaks at 1.83 GHz)
     tensor_flops_per_s: {fp16: 312.0e+12, bf16: 312.0e+12, tf32: 156.0e+12}   # dense; fp8 absent = none
     sync_mma_fraction: 1.0              # of the tensor peak reachable with warp-level mma.sync
     fp32_flops_per_s: 19.5e+12          # non-tensor FP32 (an FMA is 2 FLOPs)
@@ -28,7 +28,7 @@ File format (units in the key names; every number carries its source in a commen
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
     held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, 0.1 to 1 x clock_hz (below)
 
-`held_clock_hz` models a GPU whose SMs run below the clock its peaks assume: a clock locked for benchmarking, or the
+`held_clock_hz` models a GPU whose SMs run below its boost clock `clock_hz`: a clock locked for benchmarking, or the
 one a long run settles at under the power cap (an H200 held 0.96 of its boost running FlashAttention-2 over 16K
 tokens and 0.82 over 1M; README, "Sparse prefill and KV-cache selection"). The spec is loaded at that clock
 (`archsim.arch.gpu.at_sm_clock`: the tensor, FP32 and L2 rates scale with it, DRAM does not); `clock_hz` and the
