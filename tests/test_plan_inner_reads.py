@@ -41,7 +41,7 @@ def _group(name: str, einsums: list[str], key_tiles: int, keep: dict) -> dict:
             "loops": [{"level": "DRAM", "ranks": {"P": None, "M": key_tiles}},
                       {"level": "GlobalBuffer", "ranks": {"M": None}},
                       {"spatial": "array1d", "ranks": {"M": COLS // key_tiles}}],
-            "keep": keep}
+            "keep": keep, "overlap": "max"}
 
 
 def _dram_bytes(groups: list[dict], cascade: dict = ROW_SCALE, **point) -> list[dict[str, float]]:
@@ -94,7 +94,7 @@ def test_deferred_normalisation_softmax_moves_sn_once_per_group_on_bert_4k() -> 
     groups.append({"name": "norm", "binding": {"array1d": ["AV"]},
                    "loops": [{"level": "DRAM", "ranks": {"B": None, "H": None, "P": None}},
                              {"level": "GlobalBuffer", "ranks": {"F": None}},
-                             {"spatial": "array1d", "ranks": {"F": 64}}]})
+                             {"spatial": "array1d", "ranks": {"F": 64}}], "overlap": "max"})
     sn_bytes = 64 * 12 * 4096 * 4096 * 2
     assert sn_bytes == 25_769_803_776
     _, softmax, snv, _ = _dram_bytes(groups, cascade, workload="bert-base", sets={"seq_len": 4096})

@@ -2,11 +2,12 @@
 
 ```yaml
 name: fusemax
+description: one line                # optional, as is source: (the citation)
 cascade: attention-1pass
 architecture: fusemax
-set: {M0: 256}                       # cascade params or rank sizes the mapping fixes
+set: {M0: 256}                       # optional: tiling and algorithm choices (cascade params or rank sizes)
 groups:
-  - name: attention
+  - name: attention                  # optional: groups[i] by default
     binding: {array2d: [QK, LM, SLN, SLD, SLNV], array1d: [RM, PRM, SPD, RD, SPNV, RNV, AV]}
     loops:                           # outermost first; ~ = the residual factor, search = the mapper's choice
       - {level: DRAM, ranks: {B: ~, H: ~, P: ~, M1: ~}}
@@ -15,8 +16,14 @@ groups:
       - {spatial: array1d, ranks: {P: 256}}
     keep: {GlobalBuffer: [Q, K, V, RM, RD, RNV]}
     overlap: max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)
+    # optional, each a list of names (in_place: owner -> [tensor, ...]); `archsim.mapping.spec` says what they mean
+    # double_buffered: [...], pipelined: [...], in_place: {QK: [SN]}, spill: [...]
 ```
 The group's Einsums are those named in its binding, in cascade order; no Einsum may be bound by two groups.
+Every group says its `overlap` (`sequential`, `max` or a pipeline expression): there is no default, since `max`,
+the most optimistic, had been taken silently (fusemax-arch without its line ran 3x fast). `set:` gives no model
+size (a name of `archsim.workload.PARAMS`: batch, seq_len, heads, ...): those come from the workload or `--set`, and
+one the mapping fixed would hold for its accelerator points only (a sweep's GPU points read the workload's).
 Checked here, without the cascade: the shape of every field, factors (positive integers, `~`, `search` or an
 expression that parses), `set:` values (positive finite numbers) and the overlap expression
 (`archsim.mapping.overlap`). Whether names (levels, units, ranks, Einsums, tensors) exist, and whether the
@@ -36,9 +43,11 @@ from archsim.errors import SpecError, check_keys, given, kind_of
 from archsim.mapping.overlap import check_overlap
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.spec_files import number, spec_beside
+from archsim.workload import PARAMS
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
 GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}
+OVERLAP_EXAMPLE = "max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV) (FuseMax's waterfall)"
 
 
 def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
@@ -55,6 +64,10 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     sets = given(data, "set", {})
     if not isinstance(sets, dict):
         raise SpecError(source, "set", f"expected a mapping of parameter or rank -> value, got {sets!r}")
+    for key in sets:
+        if key in PARAMS:
+            raise SpecError(source, f"set.{key}", "a model size comes from the workload or --set, not the mapping "
+                                                  "(set: gives tiling and algorithm choices such as M0)")
     groups_raw = data.get("groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")
@@ -107,7 +120,10 @@ def _group(data: Any, source: str, where: str) -> Group:
     loops = [loop for i, raw in enumerate(loops_raw) for loop in _loops(raw, source, f"{where}.loops[{i}]")]
     keep = _lists(given(data, "keep", {}), source, f"{where}.keep")
     in_place = _lists(given(data, "in_place", {}), source, f"{where}.in_place")
-    overlap = data.get("overlap", "max")
+    overlap = data.get("overlap")
+    if overlap is None:
+        raise SpecError(source, f"{where}.overlap", f"missing: sequential, max or a pipeline expression such as "
+                                                    f"{OVERLAP_EXAMPLE}")
     if not isinstance(overlap, str):
         raise SpecError(source, f"{where}.overlap", f"expected sequential, max or a pipeline expression, got "
                                                     f"{overlap!r}")

@@ -21,12 +21,13 @@ A mapping is a list of fusion groups run one after another. Each group has
   another unit's fan-out is walked temporally (innermost) by a unit without one.
 - `keep`: level -> tensors resident there. Inputs and outputs always live in the outermost level (DRAM); an
   intermediate lives at the outermost level that keeps it, and never travels further out.
-- `overlap`: how the group's time is formed from its parts. `sequential` sums the Einsums' compute times;
-  `max` overlaps everything (time = max over units and levels); any other string is a pipeline expression
-  naming each of the group's Einsums once (their compute cycles), joined by `+` and `max(...)`, plus delay
-  terms size * Einsum (`archsim.mapping.overlap` has the grammar), e.g. FuseMax's waterfall
-  `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`. Memory transfers overlap compute in
-  all three (double-buffered tiles): group time = max(compute time, each level's transfer time).
+- `overlap`: how the group's time is formed from its parts, required (no policy is assumed for a group that
+  does not say). `sequential` sums the Einsums' compute times; `max` overlaps everything (time = max over units
+  and levels); any other string is a pipeline expression naming each of the group's Einsums once (their compute
+  cycles), joined by `+` and `max(...)`, plus delay terms size * Einsum (`archsim.mapping.overlap` has the
+  grammar), e.g. FuseMax's waterfall `max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV)`.
+  Memory transfers overlap compute in all three (double-buffered tiles): group time = max(compute time, each
+  level's transfer time).
 - `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),
   e.g. score tiles handed from the 2-D to the 1-D array through the global buffer.
 - `in_place`: tensor -> tensors written over its storage (FLAT's softmax overwrites the score block with the
@@ -81,8 +82,8 @@ class Group:
     einsums: tuple[str, ...]
     binding: MappingType[str, str]
     loops: tuple[Loop, ...]
+    overlap: str  # sequential, max or a pipeline expression (`archsim.mapping.overlap`)
     keep: MappingType[str, tuple[str, ...]] = field(default_factory=dict)
-    overlap: str = "max"
     double_buffered: tuple[str, ...] = ()  # tensors whose on-chip tiles take two buffers (fill one, use one)
     pipelined: tuple[str, ...] = ()  # Einsums whose op chain issues as one op per point (cycles: the slowest op)
     in_place: MappingType[str, tuple[str, ...]] = field(default_factory=dict)  # storage owner -> tensors over it
@@ -107,5 +108,5 @@ class Mapping:
     citation: str
     cascade: str  # library name or path of the cascade it maps
     architecture: str  # library name or path of the architecture it targets
-    sets: MappingType[str, float]  # cascade params / rank sizes the mapping fixes (e.g. M0: 256)
+    sets: MappingType[str, float]  # tiling and algorithm choices it fixes (e.g. M0: 256), never a model size
     groups: tuple[Group, ...]
