@@ -76,12 +76,25 @@ from archsim.workload import Workload
 Point = dict[str, Any]
 
 
+# The packages pyproject maps into `archsim` from folders beside archsim/ (`[tool.setuptools.package-dir]`): a wheel
+# installs them under archsim/, an editable install leaves them where they are. None computes a record: the library's
+# (their `__init__.py` files; the cascades' YAML is digested apart, the mappings' and workloads' is in the points'
+# keys) and the Triton kernels (`archsim measure` times them; the models read the calibration fitted to the times).
+MAPPED_PACKAGES = ("archsim.library.einsum", "archsim.library.mappings", "archsim.library.workloads", "archsim.kernels")
+
+
 def source_digest(root: Path, cascades: Traversable | None = None) -> str:
-    """A digest of the Python source under `root` and of the library's cascades (`cascades`: the einsum package's
-    YAML, which the systems' and GPU models bind, wherever the install put it) (paths and bytes, in path order)."""
+    """A digest of the Python source under `root` (the `archsim` package's folder) but for that of the packages
+    mapped into it from elsewhere (`MAPPED_PACKAGES`: so an editable install and a wheel of the same source have
+    one digest), and of the library's cascades (`cascades`: the einsum package's YAML, which the systems' and GPU
+    models bind, wherever the install put it) (paths and bytes, in path order)."""
+    mapped = [Path(*name.split(".")[1:]) for name in MAPPED_PACKAGES]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
+        relative = path.relative_to(root)
+        if any(relative.is_relative_to(folder) for folder in mapped):
+            continue
+        digest.update(relative.as_posix().encode())
         digest.update(path.read_bytes())
     for entry in sorted(cascades.iterdir() if cascades is not None else (), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
@@ -94,7 +107,7 @@ def source_digest(root: Path, cascades: Traversable | None = None) -> str:
 # checkout between releases, whose version string stays; a library cascade edited, which a system, parallel or
 # sparse point binds without its content in the key) keys its points afresh, and a store written by another model
 # is refused (`archsim.dse.sweep.claim_store`: its base differs in "version") instead of serving the old model's
-# records.
+# records. The same source installed editable or as a wheel is one model (`source_digest`).
 MODEL_VERSION = (f"{metadata.version('archsim')}+"
                  f"{source_digest(Path(__file__).resolve().parents[1], resources.files(library.PACKAGES['cascades']))}")
 

@@ -2,7 +2,8 @@
 
 Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only
 the batch it had not committed, and a re-run skips every key already present. A stored row changes in one way
-only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched.
+only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched,
+whether it was stored before the sweep claimed the store or, by a sweep running beside it, after (`put`).
 
 Rows are read back in the order of the sweeps that planned them, never in the order their batches finished: a
 sweep writes its pending keys into `positions` when it claims the store (`add_positions`; the table's rowid is the
@@ -176,11 +177,24 @@ def stored_feasible(conn: StoreConnection, keys: Iterable[str]) -> bool:
 
 
 def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
-    """Insert a batch of records in one transaction; a key already stored is left as it is."""
+    """Insert a batch of records in one transaction. A key already stored keeps its results, and its record gains
+    the axis values of this batch's record that it lacks (`add_axis_values`): a point that a sweep of fewer axes,
+    running beside this one, stored after this one claimed the store (`claim_store` added them only to the records
+    stored before)."""
+    batch = list(records)
     rows = [(r["key"], int(r["feasible"]), int(r["constraint_ok"]), _real(r["latency_s"]), _real(r["energy_pj"]),
-             _real(r["area_um2"]), json.dumps(r, allow_nan=True)) for r in records]
+             _real(r["area_um2"]), json.dumps(r, allow_nan=True)) for r in batch]
     with _errors(conn.path), conn:
+        before = conn.total_changes
         conn.executemany("INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        if conn.total_changes - before < len(rows):  # some keys were stored already
+            add_axis_values(conn, {r["key"]: _point(r) for r in batch})
+
+
+def _point(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The point a record was computed for: its target and axis values (the fields under an axis root)."""
+    return {name: value for name, value in record.items()
+            if name == "target" or name.partition(".")[0] in AXIS_ROOTS}
 
 
 def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> int:
