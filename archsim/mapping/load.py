@@ -123,7 +123,8 @@ def _group(data: Any, source: str, where: str) -> Group:
     overlap = data.get("overlap")
     if overlap is None:
         raise SpecError(source, f"{where}.overlap", f"missing: sequential, max or a pipeline expression such as "
-                                                    f"{OVERLAP_EXAMPLE}")
+                                                    f"{OVERLAP_EXAMPLE} (a group without it had run as max: write "
+                                                    f"overlap: max to keep its earlier results)")
     if not isinstance(overlap, str):
         raise SpecError(source, f"{where}.overlap", f"expected sequential, max or a pipeline expression, got "
                                                     f"{overlap!r}")

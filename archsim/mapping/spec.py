@@ -73,7 +73,7 @@ class Loop:
         return self.factor if isinstance(self.factor, str) and self.factor != SEARCH else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Group:
     """A fused group of Einsums mapped together: the unit each Einsum runs on (`binding`), one loop nest, the
     tensors each level keeps, and how the group's ops overlap, buffer and share storage."""
