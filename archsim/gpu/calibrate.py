@@ -10,7 +10,9 @@ Fit: for each kernel family, the parameters it marks `fitted` (`archsim.model.gp
 soft-L1 loss of the log errors log(predicted time / measured time) over its calibration rows (quadratic below
 about 10 %, linear beyond, so that one row carrying a harness effect the model does not represent — Python and
 autograd overhead, a clock dip — does not set a parameter), by Levenberg-Marquardt with iteratively reweighted
-least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds).
+least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds; the
+normal equations' sums are correctly rounded and the step is solved in Python floats, not by BLAS or LAPACK, so a fit
+gives the same digits whichever BLAS kernel the CPU selects).
 Parameters not marked fitted, parameters no calibration row depends on (reported as not identifiable) and every
 parameter of a family with no calibration rows keep their priors (or the values they share from another family).
 A fit of some families on a base calibration (`calibrate(path, families, base)`) keeps what its rows cannot tell
@@ -28,6 +30,7 @@ measurements file (and its SHA-256) and the fit error per family (`archsim.gpu.p
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,13 +63,52 @@ def in_calibration_split(seqlen: int) -> bool:
 
 
 def log_times_s(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
-    """log(predicted time in s) per row (`predict_row`: a finite positive time, or a RuntimeError)."""
-    return np.log([predict_row(r, params).time_s for r in rows])
+    """log(predicted time in s) per row (`predict_row`: a finite positive time, or a RuntimeError). math.log, not
+    np.log: numpy's AVX-512 loops for log and exp differ in the last bit from its other loops, so a fit would depend
+    on the CPU (the fit takes every log and exp with math)."""
+    return np.array([math.log(predict_row(r, params).time_s) for r in rows])
 
 
 def robust_cost(r: np.ndarray) -> float:
     """Soft-L1 loss of log errors: quadratic below `ROBUST_SCALE`, linear beyond."""
     return float(np.sum(2 * ROBUST_SCALE**2 * (np.sqrt(1 + (r / ROBUST_SCALE) ** 2) - 1)))
+
+
+def normal_equations(jacobian: np.ndarray, weights: np.ndarray, r: np.ndarray) -> tuple[list[list[float]], list[float]]:
+    """(J^T W J, J^T W r) of a reweighted least-squares step: J the Jacobian (rows x parameters), W the diagonal of
+    `weights`, r the residuals. Each entry is the math.fsum of elementwise products (each IEEE-rounded alike on every
+    CPU), so correctly rounded whatever the order: a BLAS product (`jacobian.T @ ...`) sums in an order that depends
+    on the kernel OpenBLAS selects for the CPU, and moved a printed digit of the packaged fit. J^T W J is filled from
+    its upper triangle, so exactly symmetric."""
+    columns = [jacobian[:, j] for j in range(jacobian.shape[1])]
+    weighted = [weights * c for c in columns]
+    normal = [[0.0] * len(columns) for _ in columns]
+    for i, column in enumerate(columns):
+        for j in range(i, len(columns)):
+            normal[i][j] = normal[j][i] = math.fsum(column * weighted[j])
+    return normal, [math.fsum(c * (weights * r)) for c in columns]
+
+
+def solve_damped(normal: list[list[float]], gradient: list[float], damping: float) -> list[float]:
+    """The Levenberg-Marquardt step delta solving (normal + damping * diag(diag(normal) + 1e-9)) delta = -gradient, by
+    Gaussian elimination with partial pivoting in Python floats: the system is k x k for k fitted parameters (a
+    handful), and a fixed order of IEEE operations (math.fsum, not `sum`, whose rounding changed in Python 3.12) gives
+    the same digits on every CPU, where LAPACK's (np.linalg.solve) depends on the BLAS kernel. Assumes what the
+    damping ensures for a positive semi-definite `normal` and damping > 0: the damped matrix is positive definite,
+    so no pivot is zero."""
+    k = len(gradient)
+    rows = [[v + damping * (v + 1e-9) if i == j else v for j, v in enumerate(row)] + [-g]
+            for i, (row, g) in enumerate(zip(normal, gradient, strict=True))]
+    for col in range(k):
+        pivot = max(range(col, k), key=lambda i: abs(rows[i][col]))
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for i in range(col + 1, k):
+            factor = rows[i][col] / rows[col][col]
+            rows[i] = [a - factor * b for a, b in zip(rows[i], rows[col], strict=True)]
+    delta = [0.0] * k
+    for i in reversed(range(k)):
+        delta[i] = (rows[i][k] - math.fsum(rows[i][j] * delta[j] for j in range(i + 1, k))) / rows[i][i]
+    return delta
 
 
 def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float] | None = None
@@ -78,15 +120,15 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     if not rows:
         return params, {"rows": 0}
     specs = [FAMILIES[family].params[n] for n in names]
-    low = np.log([max(s.low, FLOOR) for s in specs])
-    high = np.log([s.high for s in specs])
-    x = np.log([max(params[n], FLOOR) for n in names])
+    low = np.array([math.log(max(s.low, FLOOR)) for s in specs])  # math, not np: see log_times_s
+    high = np.array([math.log(s.high) for s in specs])
+    x = np.array([math.log(max(params[n], FLOOR)) for n in names])
 
     cases, case_of_row = distinct(rows)
-    measured = np.log([r.measurement.time_s for r in rows])
+    measured = np.array([math.log(r.measurement.time_s) for r in rows])
 
     def residuals(point: np.ndarray) -> np.ndarray:  # log(predicted / measured time) per row
-        times = log_times_s(cases, {**params, **dict(zip(names, np.exp(point), strict=True))})
+        times = log_times_s(cases, {**params, **dict(zip(names, map(math.exp, point), strict=True))})
         return times[case_of_row] - measured
 
     r = residuals(x)
@@ -100,12 +142,10 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
             jacobian[:, j] = (residuals(step) - r) / JACOBIAN_STEP
         sensitivity = np.maximum(sensitivity, np.abs(jacobian).max(axis=0))
         weights = 1 / np.sqrt(1 + (r / ROBUST_SCALE) ** 2)  # IRLS weights of the soft-L1 loss
-        normal = jacobian.T @ (weights[:, None] * jacobian)
-        gradient = jacobian.T @ (weights * r)
+        normal, gradient = normal_equations(jacobian, weights, r)
         improved = False
         while damping < 1e8:
-            delta = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-9), -gradient)
-            candidate = np.clip(x + delta, low, high)
+            candidate = np.clip(x + np.array(solve_damped(normal, gradient, damping)), low, high)
             r_new = residuals(candidate)
             cost_new = robust_cost(r_new)
             if cost_new < cost:
@@ -116,8 +156,8 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
         if not improved:
             break
     unidentified = [n for n, s in zip(names, sensitivity, strict=True) if s < IDENTIFIABLE]
-    fitted = {**params, **{n: float(v) for n, v in zip(names, np.exp(x), strict=True) if n not in unidentified}}
-    time_errors = np.abs(np.expm1(r))  # |predicted / measured time - 1|
+    fitted = {**params, **{n: float(v) for n, v in zip(names, map(math.exp, x), strict=True) if n not in unidentified}}
+    time_errors = np.abs([math.expm1(v) for v in r])  # |predicted / measured time - 1|
     stats = {"rows": len(rows), "time_mape_pct": float(100 * time_errors.mean()),
              "max_abs_time_error_pct": float(100 * time_errors.max()), "log_rmse": float(np.sqrt(np.mean(r**2)))}
     if unidentified:
