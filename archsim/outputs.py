@@ -11,6 +11,11 @@
   new folder first; what a report wrote is listed in its `MANIFEST` file, so an old report's files that the new
   one does not write are dropped, not mixed in.
 
+Sizes in messages (the README's convention: a memory's size is binary, "80 GB" of a GPU is 80 GiB):
+- `binary_size_text(size_bytes)`: "80 GiB", "31.5 GiB", "512 MiB" where the size is a whole binary one ('' where not).
+- `capacity_text(size_bytes)`: a memory's capacity or room as decimal GB with its binary size beside, where it has
+  one: "85.9 GB (80 GiB)", "42.4 GB (39.5 GiB)", "38.9 GB" (bytes below 0.1 GB: "5000 B").
+
 Every OSError on the way out is a `SpecError` naming the path: the CLI prints one line and exits 2. A run killed
 mid-write leaves its hidden staging entry (`.NAME.XXXX.new` beside a folder, `.STEM.XXXX.SUFFIX` beside a file)
 and the output untouched; such leftovers are not swept up automatically, since another run may be writing.
@@ -202,3 +207,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise _fail(path, exc) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def binary_size_text(size_bytes: float) -> str:
+    """`size_bytes` as a binary size where it is a whole one ('' where not): hundredths of a GiB from 1 GiB up
+    ("80 GiB", "31.5 GiB"), whole MiB below ("512 MiB"), so the text is exact."""
+    for unit, scale, steps in (("GiB", 2**30, 100), ("MiB", 2**20, 1)):
+        if size_bytes >= scale and size_bytes * steps % scale == 0:
+            return f"{size_bytes / scale:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+    return ""
+
+
+def capacity_text(size_bytes: float) -> str:
+    """A memory's capacity or room in a message: decimal GB to 0.1 (bytes below 0.1 GB, which would read 0.0 GB),
+    its binary size beside in parentheses where it is a whole one (`binary_size_text`)."""
+    binary = binary_size_text(size_bytes)
+    decimal = f"{size_bytes / 1e9:.1f} GB" if size_bytes >= 1e8 else f"{size_bytes:.4g} B"
+    return decimal + (f" ({binary})" if binary else "")

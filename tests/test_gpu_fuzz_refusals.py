@@ -64,7 +64,7 @@ def test_validate_skips_a_row_whose_operands_exceed_the_dram(cli, tmp_path: Path
     path = _csv(tmp_path, TOO_BIG_ROW, FITTING_ROW)
     result = cli("validate", "--measurements", str(path))
     assert "nan" not in result.output.lower() and "skipped 1 row" in result.output
-    assert "its Q, K, V and O alone take 274.9 GB, beyond h100-sxm5's 85.9 GB of DRAM" in result.output
+    assert "its Q, K, V and O alone take 274.9 GB, beyond h100-sxm5's 85.9 GB (80 GiB) of DRAM" in result.output
     data = json.loads(cli("validate", "--measurements", str(path), "--json").output, parse_constant=_no_nan)
     assert [s["row"] for s in data["skipped"]] == [1] and len(data["rows"]) == 1
 

@@ -95,7 +95,7 @@ def test_a_point_beyond_the_gpus_memory_is_infeasible_with_its_reason(tmp_path, 
     df = read_records(db).set_index("sparse.context")
     assert bool(df.loc[32768, "feasible"]) and not bool(df.loc[1048576, "feasible"])
     reason = df.loc[1048576, "reason"]
-    assert reason.startswith("Quest does not fit: ") and "h100-sxm5's 85.9 GB of DRAM" in reason, reason
+    assert reason.startswith("Quest does not fit: ") and "h100-sxm5's 85.9 GB (80 GiB) of DRAM" in reason, reason
     assert float(re.search(r"fit: ([0-9.]+) GB", reason).group(1)) > 16 + 137.4  # weights and KV at least
     assert all(math.isnan(df.loc[1048576, m]) for m in ("latency_s", *SPARSE_METRICS))  # no answer
 

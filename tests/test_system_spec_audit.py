@@ -188,7 +188,8 @@ def test_a_compute_share_too_small_for_the_weights_names_memory_utilization(tmp_
     with pytest.raises(SpecError) as info:
         system_model(system, workload)
     assert info.value.where == "devices.compute.memory_utilization"
-    assert f"at memory_utilization 0.5: expected at least {math.ceil(needed * 1000) / 1000:g}" in info.value.message
+    assert (f"of room at memory_utilization 0.5, 40 GiB less its 512 MiB activation reserve: expected at least "
+            f"{math.ceil(needed * 1000) / 1000:g}") in info.value.message
 
 
 def test_weights_beyond_the_whole_memory_still_name_the_count(tmp_path):

@@ -81,7 +81,7 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
 def _grid(points: list[dict]) -> None:
     """The grid's points, then the `archsim parallel` commands that re-run a Llama-3 405B row and a USP row."""
     click.echo("\nGrid (time per layer; ideal = one GPU's time / the GPUs; GPUs = ranks x tp, the ranks being "
-               "`archsim parallel --devices`; U: USP's Ulysses degree)")
+               "`archsim parallel --devices`; U: USP's Ulysses degree; GB/dev: memory per GPU, 1e9 B)")
     click.echo(f"{'scheme':<8} {'GPUs':>4} {'tp':>2} {'U':>1} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} "
                f"{'N':>7} {'dir':<7} {'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
     for p in points:

@@ -173,7 +173,7 @@ def _prefill_table(points: list[dict]) -> None:
               "weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps exceed its memory, "
               "activations not counted)")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
-               f"FlashAttention-2; memory: {memory}"
+               f"FlashAttention-2; memory (GB, 1e9 B): {memory}"
                + (f"; density {p0['density']:g} of the causal attention asked, kept: the share of causal blocks the "
                   "kernel visits" if density else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
@@ -275,8 +275,8 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     for r in result["density"]:
         click.echo(f"vertical-slash sparsity at {r['context'] // 1000}K: {r['sparsity']:.1%} (App. F: above "
                    f"{r['above']:.0%})")
-    click.echo("\nDecode per generated token (ms) and memory (GB); dense beside; OOM: more memory than the GPU has "
-               "(timed all the same)")
+    click.echo("\nDecode per generated token (ms) and memory (GB, 1e9 B); dense beside; OOM: more memory than the GPU "
+               "has (timed all the same)")
     _decode_table([p for p in result["points"] if p["method"] != "MInference"])
     quest = list({(p["context"], p["budget"]): p for p in result["points"]  # the same on every GPU: once
                   if p["method"] == "Quest" and p["phase"] == "attention"}.values())

@@ -53,6 +53,7 @@ from archsim import library
 from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
+from archsim.outputs import capacity_text
 from archsim.record import NAN, Record
 from archsim.systems.sparse_points import (
     FIELD_OPTIONS,
@@ -231,7 +232,7 @@ def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str
     reason = "" if feasible else (
         f"{NAMES[values['method']]} {'has no time: ' if math.isnan(time_s) else 'does not fit: '}"
         f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
-        f"{gpu.dram_bytes / 1e9:.1f} GB of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
+        f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
                                                     if math.isnan(time_s) else ""))
     dense_runs = bool(point["dense_fits"]) and not math.isnan(dense_time_s)
     extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,

@@ -60,6 +60,7 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.limits import env_limit
+from archsim.outputs import capacity_text
 from archsim.record import NAN, Record
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
@@ -645,7 +646,7 @@ def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[f
     if operands + held <= (gpu.dram_bytes if room is None else room[0]):
         return ""
     grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
-    beyond = f"beyond {gpu.name}'s {gpu.dram_bytes / 1e9:.1f} GB of DRAM" if room is None else f"beyond {room[1]}"
+    beyond = f"beyond {gpu.name}'s {capacity_text(gpu.dram_bytes)} of DRAM" if room is None else f"beyond {room[1]}"
     if not plan.held:
         return f"its Q, K, V and O{grads} alone take {operands / 1e9:.1f} GB, {beyond}"
     parts = [f"{what} ({size / 1e9:.1f} GB)" for what, size in (("its Q, K, V and O" + grads, operands), *plan.held)]

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from archsim.errors import SpecError
+from archsim.outputs import capacity_text
 from archsim.systems import collectives
 from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
@@ -145,8 +146,8 @@ class ContextParallelModel:
             raise UnrunnableOp(self.system.source, "prefill",
                                f"a prompt of {prompt_tokens} tokens on {self.name}: memory per GPU "
                                f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
-                               f"the prompt's KV cache and its working set) exceeds the {limit_bytes / 1e9:.1f} GB of "
-                               f"{device.spec.name} the engine holds{share}")
+                               f"the prompt's KV cache and its working set) exceeds the "
+                               f"{capacity_text(limit_bytes)} of {device.spec.name} the engine holds{share}")
         return found
 
     @functools.cached_property

@@ -86,6 +86,7 @@ from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, kept
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
+from archsim.outputs import capacity_text
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
@@ -282,7 +283,7 @@ class GpuDevice:
         room = self.call_memory_bytes
         if room is None:
             return None
-        return room, f"the {room / 1e9:.1f} GB of {self.spec.name}'s DRAM its weights leave"
+        return room, f"the {capacity_text(room)} of {self.spec.name}'s DRAM its weights leave"
 
     def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] | None = None) -> GpuResult:
         """The GPU model's prediction of one call of the attention kernel (`seqlens`: a varlen call over prompts of

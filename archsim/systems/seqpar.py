@@ -61,6 +61,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import causal_name_problem, plans
+from archsim.outputs import capacity_text
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, ArrayCompute, DeviceCompute, one_word_size
@@ -129,8 +130,7 @@ class ParallelResult:
         fits = (f"the largest context that fits is {self.max_context_tokens} tokens" if self.max_context_tokens
                 else "no context fits")
         return (f"memory per device {self.memory_bytes / 1e9:.1f} GB ({self.weights_bytes / 1e9:.1f} GB of "
-                f"weights) exceeds {self.spec.gpu.name}'s {self.spec.gpu.dram_bytes / 1e9:.1f} GB "
-                f"({self.spec.gpu.dram_bytes / 2**30:.0f} GiB); {fits}")
+                f"weights) exceeds {self.spec.gpu.name}'s {capacity_text(self.spec.gpu.dram_bytes)}; {fits}")
 
     @property
     def exposed_comm_s(self) -> float:

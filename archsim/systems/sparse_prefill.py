@@ -80,6 +80,7 @@ from archsim.model.gpu_sparse import (
     head_parts_s,
     key_tiles,
 )
+from archsim.outputs import capacity_text
 from archsim.systems.gpu_device import GEMM_FAMILY, GpuDevice, calibrated_gpu_device
 from archsim.systems.kv_selection import (
     DUO_RECENT,
@@ -196,7 +197,7 @@ def _host_copy_s(workload: Workload, gpu: GPU, seq_len: int, layer_bytes: dict[f
     if gpu.host_link is None:
         raise SpecError(gpu.source, "host_link", f"missing: {gpu.name}'s weights and the KV cache of {seq_len} "
                                                  f"tokens of {workload.name} exceed its "
-                                                 f"{gpu.dram_bytes / 1e9:.1f} GB, so the prefill keeps the KV cache "
+                                                 f"{capacity_text(gpu.dram_bytes)}, so the prefill keeps the KV cache "
                                                  f"on the host, over the GPU's host link (e.g. pcie5-x16)")
     check_host_link(gpu)
     link = load_link(gpu.host_link)

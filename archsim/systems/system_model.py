@@ -111,12 +111,14 @@ import numpy as np
 
 from archsim.errors import SpecError
 from archsim.memo import remembered
+from archsim.outputs import binary_size_text, capacity_text
 from archsim.systems import npu as npu_model
 from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
+from archsim.systems.npu_device import NpuDevice
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.sharding import ep_groups, pp_partition, shard, shard_workload, vocab_tables
 from archsim.systems.step import (
@@ -517,7 +519,7 @@ class SystemModel:
                                    f"{what} on {self.name}: memory per {self.weight_device.name} device "
                                    f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
                                    f"{need.kv_bytes / 1e9:.1f} GB of KV cache, {need.working_bytes / 1e9:.1f} GB of "
-                                   f"one layer's working set) exceeds the {limit / 1e9:.1f} GB of it the serving "
+                                   f"one layer's working set) exceeds the {capacity_text(limit)} of it the serving "
                                    "engine holds")
 
     @property
@@ -599,11 +601,11 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     memory, weights = model.memory_bytes_per_device, model.weight_bytes_per_device
     if weights > memory and memory < holder.capacity_bytes:  # a Logic-PIM's stacks are the smaller memory
         stacks, (_, reserve) = logic_pim_of(model), held_memory_bytes(model)
-        kept = (f", {max(memory, 0.0):.4g} B beside the {reserve:.4g} B the engine keeps for activations"
-                if reserve else "")
+        kept = (f", {capacity_text(max(memory, 0.0))} of room beside the engine's {_size_text(reserve)} activation "
+                "reserve" if reserve else "")
         raise SpecError(system.source, f"devices.{stacks.name}.capacity_bytes",
                         f"{stacks.name}'s stacks are the memory of each {holder.name} device and hold "
-                        f"{stacks.capacity_bytes:.4g} B (count x capacity_bytes){kept}: less than the "
+                        f"{capacity_text(stacks.capacity_bytes)} (count x capacity_bytes){kept}: less than the "
                         f"{weights / 1e9:.1f} GB of {workload.name}'s weights on it at tp {par.tp} pp {par.pp}")
     if weights > memory:
         where, advice = system.blame(workload.name, "tp", "pp"), "raise tp or pp for it"
@@ -625,9 +627,29 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
             where = (system.source, f"devices.{holder.name}.memory_utilization")
             advice = f"expected at least {math.ceil(needed * 1000) / 1000:g} for them, or {advice}"
         raise SpecError(*where, f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on "
-                                f"each {holder.name} device, which holds {memory / 1e9:.1f} GB"
-                                f"{'' if share is None else f' at memory_utilization {share:g}'}: {advice}")
+                                f"each {holder.name} device, {_room_text(model, share)}: {advice}")
     return model
+
+
+def _size_text(size_bytes: float) -> str:
+    """A memory or a reserve in a message: its binary size where it is a whole one ("32 GiB"), else decimal GB."""
+    return binary_size_text(size_bytes) or f"{size_bytes / 1e9:.1f} GB"
+
+
+def _room_text(model: SystemModel, share: float | None) -> str:
+    """The room the weight-holding device has for weights and the KV cache (`memory_bytes_per_device`), and, where a
+    reserve is taken off for activations, the memory it is taken from and the reserve: a GPU's engine share
+    (`memory_utilization`, when the spec gives one) less `ACTIVATION_RESERVE_BYTES`, an NPU's HBM less its
+    activation buffer (pim.md §1.2)."""
+    holder, room = model.weight_device, model.memory_bytes_per_device
+    at = "" if share is None else f" at memory_utilization {share:g}"
+    held, reserve = held_memory_bytes(model)
+    name = "activation reserve"
+    if isinstance(holder, NpuDevice):
+        held, reserve, name = holder.memory.capacity_bytes, holder.memory.activation_buffer_bytes, "activation buffer"
+    if not reserve:
+        return f"which holds {capacity_text(room)}{at}"
+    return f"which has {capacity_text(room)} of room{at}, {_size_text(held)} less its {_size_text(reserve)} {name}"
 
 
 BOARD_POWERED = ("gpu", "memory-pool", "chip")  # kinds whose op energy can be a board power for the op's time
