@@ -18,7 +18,7 @@ Scaling follows Stillmaker & Baas, "Scaling equations for the accurate predictio
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -64,7 +64,8 @@ class EnergyTable:
 
     Memories use the actions read, write (pJ per access of `access_bits`) and leak (pJ per cycle per instance);
     compute units use op names (pJ per op). `composed_of[action]` = {other action: count} for an action priced
-    as a chain of others; its `actions_pj` entry is sum(count x energy of the other action).
+    as a chain of others; its `actions_pj` entry is sum(count x energy of the other action), also once scaled (the
+    parts are scaled, the composite re-derived from them: `resolved_actions`).
     """
 
     node_nm: float
@@ -77,9 +78,19 @@ class EnergyTable:
         if node_nm == self.node_nm:
             return self
         factor = energy_scale(self.node_nm, node_nm)
+        plain = {a: e * factor for a, e in self.actions_pj.items() if a not in self.composed_of}
         return EnergyTable(
             node_nm=float(node_nm),
             source=f"{self.source}, scaled {self.node_nm:g}->{node_nm:g} nm (Stillmaker & Baas 2017)",
-            actions_pj={a: e * factor for a, e in self.actions_pj.items()},
+            actions_pj=resolved_actions(list(self.actions_pj), plain, self.composed_of),
             composed_of=self.composed_of,
         )
+
+
+def resolved_actions(actions: Sequence[str], plain: Mapping[str, float],
+                     composed_of: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Each of `actions` in order (pJ): a plain one's energy, a composite's sum of count x its parts' plain energy.
+    The loader and `EnergyTable.scaled_to` both price composites here, so a scaled table written out and read back
+    is the same to the last bit."""
+    return {a: plain[a] if a in plain else sum(count * plain[p] for p, count in composed_of[a].items())
+            for a in actions}

@@ -29,6 +29,12 @@ File format (units in the key names; memories outermost first; the YAML path of 
           source: 2d-fusemax-ERT.yaml
           actions_pj: {mac: 17.1645, add: 8.3395, max: 0.028036, exp: {mac: 6}}   # exp priced as 6 MACs
 
+Memories are listed outermost first: a level's parent is the one listed before it (what a tile spilled from it goes
+to). A per-PE memory (`per_pe_of`, or more than one instance) listed before a shared one is refused; per-PE
+siblings (a register file per unit) follow the shared levels in any order. Write a spec built in Python with
+`yaml.safe_dump(arch.to_dict(), sort_keys=False)`: a sorted dump reorders the levels when their names do not sort
+outermost first (DRAM, RF, RF1D, ZBuf), and such a file is refused.
+
 Memory actions are read and write (pJ per access) and optionally leak (pJ per cycle per instance). A unit's
 `actions_pj` has exactly the ops of its `op_cycles`; an entry may be a composite {other action: count} of plain
 entries of the same table. Op names are archsim's op types (`archsim.cascade.ops`), listed in `OP_TYPES`.
@@ -47,7 +53,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from archsim.arch.energy import EnergyTable
+from archsim.arch.energy import EnergyTable, resolved_actions
 from archsim.arch.spec import Architecture, ComputeUnit, Memory
 from archsim.cascade.ops import (
     BINARY_CALLS,
@@ -180,7 +186,24 @@ class _Loader:
             citation=self.text(d.get("source", ""), "source"),
         )
         self.check_consistent(built)
+        self.check_level_order(built)
         return built
+
+    def check_level_order(self, arch: Architecture) -> None:
+        """Memories are listed outermost first and the model takes a level's parent as the one listed before it
+        (what a tile spilled from a level goes to, what fills it): a per-PE memory (`per_pe_of`, or more than one
+        instance below the outermost level) listed before a shared one would make the shared buffer a child of one
+        PE's registers (as a sorted dump of `to_dict` writes flat's levels when their names sort DRAM, RF, RF1D,
+        ZBuf). Per-PE siblings (RF of array2d, then RF1D of array1d) may follow one another in any order."""
+        on_chip = arch.memories[1:]
+        for i, m in enumerate(on_chip):
+            shared_below = [s.name for s in on_chip[i + 1:] if not _per_pe(s)]
+            if _per_pe(m) and shared_below:
+                one_per = f"one per PE of {m.per_pe_of}" if m.per_pe_of is not None else f"{m.instances} instances"
+                raise self.error(f"memories.{m.name}",
+                                 f"a per-PE memory cannot hold a shared level below it ({', '.join(shared_below)} "
+                                 f"listed after {m.name}, {one_per}): list memories outermost first, the shared "
+                                 "levels before the PEs' (a level's parent is the one listed before it)")
 
     def check_consistent(self, arch: Architecture) -> None:
         """Every on-chip energy table at the architecture's node: tables are summed as given, so one at another node
@@ -298,15 +321,17 @@ class _Loader:
                                                      f"(plain: {', '.join(plain) or 'none'})")
                 self.number(count, f"{at}.{part}", True, "a count")
             composed[str(a)] = {str(p): float(c) for p, c in recipe.items()}
-        resolved = {}
-        for a in map(str, actions):
-            resolved[a] = plain[a] if a in plain else sum(count * plain[p] for p, count in composed[a].items())
         return EnergyTable(
             node_nm=self.number(d["node_nm"], f"{where}.node_nm", True, "the technology node of these energies"),
             source=self.source_text(d["source"], f"{where}.source"),
-            actions_pj=resolved,
+            actions_pj=resolved_actions([str(a) for a in actions], plain, composed),
             composed_of=composed,
         )
+
+
+def _per_pe(memory: Memory) -> bool:
+    """An on-chip memory with an instance in every PE of a unit (`per_pe_of`, or its instances given as a number)."""
+    return memory.per_pe_of is not None or memory.instances > 1
 
 
 def _finite_real(value: Any) -> bool:

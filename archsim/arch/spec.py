@@ -134,7 +134,9 @@ class Architecture:
         return architecture_from_dict(data, where, op_types)
 
     def to_dict(self) -> dict[str, Any]:
-        """The YAML form (what `archsim.arch.load.architecture_from_dict` reads back)."""
+        """The YAML form (what `archsim.arch.load.architecture_from_dict` reads back), memories in level order:
+        write it with `yaml.safe_dump(..., sort_keys=False)` (sorted, levels whose names do not sort outermost
+        first come out reordered, and the loader refuses a per-PE level before a shared one)."""
         return {
             "name": self.name,
             "description": self.description,

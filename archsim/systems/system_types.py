@@ -127,8 +127,11 @@ class System:
     schedule: Schedule
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # as loaded
     # parallel degrees given as options (`archsim simulate --tp/--pp`: {"tp": 8}), over the spec's for every
-    # workload; errors about them name the option (`blame`), not a field of the file
-    options: Mapping[str, int] = dataclasses.field(default_factory=dict, compare=False)
+    # workload; errors about them name the option (`blame`), not a field of the file. Not in `data` (the spec as
+    # written, whose own degrees must pass its checks): a system written out as `data` is read back without them
+    # (`with_options(**options)` gives them again). Compared, so a system with options is not the spec without
+    # them, and a sweep's point key (`archsim.dse.system_points.system_content`, the compared fields) holds them.
+    options: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
         """The device the first matching placement rule names (the loader made sure one matches)."""
