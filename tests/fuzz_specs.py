@@ -229,8 +229,10 @@ def tree_edit(draw, tree: Any) -> tuple[Any, str]:
         parent[key] = draw(st.sampled_from(ODD_NUMBERS))
         return tree, f"{where} := {parent[key]!r}"[:100]
     if op == "scale":  # a plausible-looking size: far larger or smaller, off by one, negated, fractional
-        factor = draw(st.sampled_from((1024, 2**20, 1e-3, -1, 0.5)))
-        parent[key] = value * factor if draw(st.booleans()) else value + draw(st.sampled_from((1, -1, 0.5)))
+        factor, step = draw(st.sampled_from((1024, 2**20, 1e-3, -1, 0.5))), draw(st.sampled_from((1, -1, 0.5)))
+        if isinstance(value, int) and abs(value) > 2**1000:  # an earlier mutation's 10**400: no float holds it
+            factor, step = int(factor) or 1024, int(step) or 1
+        parent[key] = value * factor if draw(st.booleans()) else value + step
         return tree, f"{where} := {parent[key]!r} (was {value!r})"[:100]
     parent[key], shown = _odd_value(draw)
     return tree, f"{where} := {shown}"
