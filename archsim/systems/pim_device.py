@@ -243,7 +243,8 @@ class BankPimDevice:
             if problem:
                 raise SpecError(self.source, f"devices.{self.name}", problem)
         params = ops[0].binding.params
-        contexts = np.array([op.binding.params["seq_len"] for op in ops], dtype=float) if with_contexts else None
+        contexts = None if not with_contexts else np.asarray(
+            ops.contexts if isinstance(ops, DecodeOps) else [op.binding.params["seq_len"] for op in ops], dtype=float)
         return contexts, int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
 
 

@@ -422,13 +422,16 @@ DECODE_SUMS: dict[str, Callable[[Op], float]] = {
 
 
 class DecodeOps(tuple):
-    """One iteration's decode attention ops, one per request in order and all of one cascade. `total(name)` adds
-    `DECODE_SUMS[name]` of each, a whole number, which `SystemModel.decode_ops` reads off per-context tables instead
-    of visiting every op: equal to adding them one by one (module `system_model`)."""
+    """One iteration's decode attention ops, one per request in order and all of one cascade, with `contexts`, each
+    op's context (its `seq_len`), in the same order. `total(name)` adds `DECODE_SUMS[name]` of each, a whole number,
+    which `SystemModel.decode_ops` reads off per-context tables instead of visiting every op: equal to adding them one
+    by one (module `system_model`)."""
 
-    def __new__(cls, ops: Sequence[Op], total: Callable[[str], float]) -> DecodeOps:
+    contexts: Sequence[int]
+
+    def __new__(cls, ops: Sequence[Op], total: Callable[[str], float], contexts: Sequence[int]) -> DecodeOps:
         made = super().__new__(cls, ops)
-        made._total = total
+        made._total, made.contexts = total, contexts
         return made
 
     def total(self, name: str) -> float:

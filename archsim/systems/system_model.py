@@ -355,7 +355,7 @@ class SystemModel:
         (`_decode_total`) are worked out only when a device asks (an op's FLOPs need its analysis)."""
         at = contexts.tolist() if isinstance(contexts, np.ndarray) else contexts
         ops = self.decode_attention(at)
-        return DecodeOps(ops, functools.partial(self._decode_total, at, ops))
+        return DecodeOps(ops, functools.partial(self._decode_total, at, ops), at)
 
     def _decode_total(self, at: Sequence[int], ops: Sequence[Op], name: str) -> float:
         """`DECODE_SUMS[name]` added over `ops` (whose contexts are `at`): read off the table `name` (context -> the
