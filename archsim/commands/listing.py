@@ -34,9 +34,13 @@ def _contents() -> dict[str, list[str]]:
 
 
 def _library_files(name: str) -> list[str]:
-    """The files of every kind that ships a spec named `name` (`fusemax` is an architecture and a mapping)."""
-    return [str(library.find(kind, name, package)) for kind, package in _packages().values()
-            if name in library.names(kind, package)]
+    """The files of every kind that ships a spec named `name` (`fusemax` is an architecture and a mapping), and the
+    packaged calibration of that version (`v2`), found as `--calibration V` finds it."""
+    from archsim.gpu.params import packaged_path, packaged_versions
+
+    files = [str(library.find(kind, name, package)) for kind, package in _packages().values()
+             if name in library.names(kind, package)]
+    return files + ([str(packaged_path(name))] if name in packaged_versions() else [])
 
 
 @click.command("list")
@@ -93,9 +97,9 @@ def check_cmd(files: tuple[str, ...]) -> None:
     any is bad. A system whose own degrees a run refuses is good, with a warning (a sweep or --tp may set others).
 
     A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind
-    `archsim list` shows (a packaged calibration by its path: archsim/gpu/calibration/v2.yaml).
+    `archsim list` shows, and a packaged calibration by its version, as --calibration takes it (v2).
 
-    Examples: archsim check my-gpu.yaml trace.csv; archsim check fusemax bert-base
+    Examples: archsim check my-gpu.yaml trace.csv; archsim check fusemax bert-base v2
     """
     bad = 0
     for path in [found for given in files for found in _named(given)]:

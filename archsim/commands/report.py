@@ -108,16 +108,20 @@ def _report_library(workload: str | None, out: Path) -> None:
     from archsim.report.cascades import cascade_row, write_cascade_report
 
     spec = library.load_workload_spec(workload) if workload else None
-    rows = []
+    rows, failed = [], 0
     for name in library.names("cascades"):
         cascade = library.load_cascade_spec(name)
-        try:
-            rows.append(cascade_row(analyze(bind(cascade, spec)), cascade.description))
+        try:  # no --set here (`_MODES`), so a missing size's error does not suggest one
+            rows.append(cascade_row(analyze(bind(cascade, spec, set_option=False)), cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
-            rows.append({"cascade": name, "description": f"not analysed: {exc.message}"})
+            rows.append({"cascade": name, "description": cascade.description, "reason": exc.message})
+            failed += 1
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
     index = write_cascade_report(rows, out, title)
-    click.echo(f"{len(rows)} cascades analysed; report written to {index}")
+    why = f"need a parameter {workload} does not give" if workload else "do not bind at their default params"
+    counted = (f"{len(rows) - failed} of {len(rows)} cascades analysed ({failed} {why}; their reasons in "
+               "cascades.csv)" if failed else f"{len(rows)} cascades analysed")
+    click.echo(f"{counted}; report written to {index}")
 
 
 def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,

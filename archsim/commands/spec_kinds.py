@@ -123,4 +123,5 @@ def load_any(path: str | Path) -> tuple[str, Any]:
             if marks & set(data):
                 return kind, loader(data, str(path))
     raise SpecError(str(path), "", "cannot tell the kind of spec: expected a mapping with one of "
-                    + "; ".join(f"'{sorted(marks)[0]}' ({kind})" for kind, marks, _ in YAML_KINDS))
+                    + "; ".join("/".join(f"'{m}'" for m in sorted(marks)) + f" ({kind})"
+                                for kind, marks, _ in YAML_KINDS))
