@@ -38,6 +38,8 @@ def write_cascade_report(rows: Iterable[dict], out_dir: Path, title: str) -> Pat
     byte_columns = sorted(c for c in table.columns if c.startswith("bytes_"))
     rest = [c for c in table.columns if c not in op_columns and c not in byte_columns]
     table = table[rest + op_columns + byte_columns]
+    counts = [c for c in ("einsums", "max_passes") if c in table.columns]
+    table[counts] = table[counts].astype("Int64")  # whole counts, left empty (not 8.0) beside a cascade not analysed
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
