@@ -153,13 +153,17 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
                     block, attention)
 
 
-def refuse_linear_attention(workload: Workload, what: str) -> None:
-    """Refuse a linear- or hybrid-attention workload where `what` (a command, a model) times softmax attention."""
+LINEAR_RUNS_UNDER = ("linear attention runs under archsim parallel --scheme lasp1 or lasp2 (and ring, LASP-2's "
+                     "baseline), hybrid under --scheme lasp2h, each in prefill")
+
+
+def refuse_linear_attention(workload: Workload, what: str, decode: bool = False) -> None:
+    """Refuse a linear- or hybrid-attention workload where `what` (a command, a model) times softmax attention;
+    `decode`: in decode, which no scheme times for a linear model."""
     if workload.attention != "softmax":
+        where = "no scheme times linear attention in decode" if decode else LINEAR_RUNS_UNDER
         raise SpecError(workload.path, "attention", f"{workload.name} computes {workload.attention} attention, which "
-                                                    f"{what} does not model: it times softmax attention (linear "
-                                                    "attention runs under archsim parallel --scheme lasp1 or lasp2, "
-                                                    "hybrid under --scheme lasp2h)")
+                                                    f"{what} does not model: it times softmax attention ({where})")
 
 
 def attention_layers(workload: Workload) -> dict[str, int]:

@@ -357,4 +357,4 @@ def _check_attention_kind(spec: ParallelSpec) -> None:
     if spec.scheme not in LASP_SCHEMES and (spec.scheme != "ring" or spec.direction == "decode"
                                             or workload.attention == "hybrid"):
         refuse_linear_attention(workload, f"scheme {spec.scheme}"
-                                + (" in decode" if spec.direction == "decode" else ""))
+                                + (" in decode" if spec.direction == "decode" else ""), spec.direction == "decode")
