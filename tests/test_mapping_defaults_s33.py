@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,13 @@ def test_every_library_mapping_loads_and_writes_its_overlap(name: str) -> None:
     assert all("overlap" in group for group in raw["groups"]), name
     mapping = library.load_mapping_spec(name)
     assert [g.overlap for g in mapping.groups] == [g["overlap"] for g in raw["groups"]]
+
+
+def test_a_python_built_mapping_with_a_model_size_is_refused_too() -> None:
+    """`dataclasses.replace` on a loaded mapping builds it again, so a model size in its `sets` is refused there as
+    in a file (it had skipped the loader's check, and a sweep's GPU points ignore a mapping's sets)."""
+    fusemax = library.load_mapping_spec("fusemax")
+    with pytest.raises(SpecError) as error:
+        dataclasses.replace(fusemax, sets={**fusemax.sets, "batch": 1})
+    assert (error.value.source, error.value.where) == (fusemax.source, "set.batch")
+    assert dataclasses.replace(fusemax, sets={**fusemax.sets, "M0": 128}).sets["M0"] == 128

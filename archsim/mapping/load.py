@@ -43,7 +43,6 @@ from archsim.errors import SpecError, check_keys, given, kind_of
 from archsim.mapping.overlap import check_overlap
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.spec_files import number, spec_beside
-from archsim.workload import PARAMS
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
 GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}
@@ -64,10 +63,6 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     sets = given(data, "set", {})
     if not isinstance(sets, dict):
         raise SpecError(source, "set", f"expected a mapping of parameter or rank -> value, got {sets!r}")
-    for key in sets:
-        if key in PARAMS:
-            raise SpecError(source, f"set.{key}", "a model size comes from the workload or --set, not the mapping "
-                                                  "(set: gives tiling and algorithm choices such as M0)")
     groups_raw = data.get("groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")

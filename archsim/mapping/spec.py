@@ -48,6 +48,9 @@ from __future__ import annotations
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
 
+from archsim.errors import SpecError
+from archsim.workload import PARAMS
+
 SEARCH = "search"
 
 
@@ -110,3 +113,12 @@ class Mapping:
     architecture: str  # library name or path of the architecture it targets
     sets: MappingType[str, float]  # tiling and algorithm choices it fixes (e.g. M0: 256), never a model size
     groups: tuple[Group, ...]
+
+    def __post_init__(self) -> None:
+        """A model size (a name of `archsim.workload.PARAMS`) in `sets` is refused, however the mapping is built
+        (its file, or `dataclasses.replace` in Python): the workload or `--set` gives those."""
+        for key in self.sets:
+            if key in PARAMS:
+                raise SpecError(self.source, f"set.{key}", "a model size comes from the workload or --set, not "
+                                                           "the mapping (set: gives tiling and algorithm choices such "
+                                                           "as M0)")
