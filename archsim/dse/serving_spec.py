@@ -105,8 +105,9 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     if "lengths" not in data and "lengths" not in by_axis:
         raise SpecError(source, "serving.lengths", "missing (or give the axis serving.lengths)")
     lengths = None if "lengths" in by_axis else request_lengths(data["lengths"], source, "serving.lengths")
-    traces_only = all(is_trace(v) for v in axes.get("serving.lengths", [lengths]))
-    if "rate_per_s" in by_axis and any(is_trace(v) for v in axes.get("serving.lengths", [lengths])):
+    traces = [is_trace(v) for v in axes.get("serving.lengths", [lengths])]
+    traces_only = all(traces)
+    if "rate_per_s" in by_axis and any(traces):
         raise SpecError(source, "axes.serving.rate_per_s", "not read by a CSV trace's points (the trace gives the "
                                                            "arrivals): sweep the rate over length presets alone")
     for key in SERVING_KEYS:

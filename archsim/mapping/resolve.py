@@ -280,12 +280,10 @@ def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, sourc
             return capacity
         case Call(fn="fanout", args=(Name(name=unit), Num(value=axis))):
             return _unit_axis(unit, axis, arch, source, at)
-        case Call(fn="divisor_at_least", args=(n_arg, k_arg)):
+        case Call(fn="divisor_at_least" | "divisor_at_most" as fn, args=(n_arg, k_arg)):
             n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
-            return _divisor_at_least(n, k, source, at)
-        case Call(fn="divisor_at_most", args=(n_arg, k_arg)):
-            n, k = _factor_value(n_arg, names, arch, source, at), _factor_value(k_arg, names, arch, source, at)
-            return _divisor_at_most(n, k, source, at)
+            _check_whole(fn, n, source, at)
+            return (_divisor_at_least if fn == "divisor_at_least" else _divisor_at_most)(n, k, source, at)
         case Call(fn="min" | "max" as fn, args=args) if args:
             values = [_factor_value(a, names, arch, source, at) for a in args]
             return min(values) if fn == "min" else max(values)
@@ -319,25 +317,26 @@ def _unit_axis(unit: str, axis: float, arch: Architecture, source: str, at: str)
     return units[unit].shape[int(axis)]
 
 
-def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
-    """The smallest divisor of `n` that is at least `k`; `n` itself when `k` > `n`, and when `n` < 1 (the factor
-    check then refuses the value with the sizes it read). Divisors come from `archsim.mapping.factors` (exact for a
-    number with up to 4096 of them, every `n` below 2^24 included)."""
+def _check_whole(fn: str, n: float, source: str, at: str) -> None:
+    """The `n` of `fn(n, k)` (a divisor function) is a whole number."""
     if not math.isfinite(n) or n != int(n):
-        raise SpecError(source, at, f"divisor_at_least(n, k): n gives {n:g}, expected a whole number ('//' rounds a "
-                                    "division down)")
+        raise SpecError(source, at, f"{fn}(n, k): n gives {n:g}, expected a whole number ('//' rounds a division "
+                                    "down)")
+
+
+def _divisor_at_least(n: float, k: float, source: str, at: str) -> float:
+    """The smallest divisor of the whole number `n` that is at least `k`; `n` itself when `k` > `n`, and when
+    `n` < 1 (the factor check then refuses the value with the sizes it read). Divisors come from
+    `archsim.mapping.factors` (exact for a number with up to 4096 of them, every `n` below 2^24 included)."""
     if n < 1 or k > n:
         return n
     return min(d for d in divisors(int(n), 4096) if d >= k)
 
 
 def _divisor_at_most(n: float, k: float, source: str, at: str) -> float:
-    """The largest divisor of `n` that is at most `k` (1 for a prime `n` above `k`, `n` itself when `k` >= `n`), and
-    `n` when `n` < 1 (the factor check then refuses the value with the sizes it read). `k` below 1 has no such
-    divisor and is refused. Divisors come from `archsim.mapping.factors`, as for `_divisor_at_least`."""
-    if not math.isfinite(n) or n != int(n):
-        raise SpecError(source, at, f"divisor_at_most(n, k): n gives {n:g}, expected a whole number ('//' rounds a "
-                                    "division down)")
+    """The largest divisor of the whole number `n` that is at most `k` (1 for a prime `n` above `k`, `n` itself when
+    `k` >= `n`), and `n` when `n` < 1 (the factor check then refuses the value with the sizes it read). `k` below 1
+    has no such divisor and is refused. Divisors come from `archsim.mapping.factors`, as for `_divisor_at_least`."""
     if not k >= 1:
         raise SpecError(source, at, f"divisor_at_most(n, k): k gives {k:g}, expected a number >= 1")
     if n < 1 or k >= n:

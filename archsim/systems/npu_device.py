@@ -42,7 +42,7 @@ from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
 from archsim.systems.npu import NPUSpec
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, flops_of
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _terms(device: NpuDevice, op: Op, streamed_fraction: float
                       gemm.flops / npu.peak_flops_per_s))
     on_vectors = [counts for einsum, counts in op.analysis.ops.items() if einsum not in on_arrays]
     vector_ops = sum(n for counts in on_vectors for n in counts.values())
-    vector_flops = sum(n * (2 if kind == "mac" else 1) for counts in on_vectors for kind, n in counts.items())
+    vector_flops = sum(flops_of(counts) for counts in on_vectors)
     return tuple(gemms), vector_ops, vector_flops, _other_hbm_bytes(op, streamed, streamed_fraction)
 
 

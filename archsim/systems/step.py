@@ -194,8 +194,8 @@ class Op:
 
     @kept
     def flops(self) -> int:
-        """Floating-point operations: a MAC is two, every other op type one."""
-        return sum(n * (2 if kind == "mac" else 1) for kind, n in self.ops.items())
+        """Floating-point operations: a MAC is two, every other op type one (`flops_of`)."""
+        return flops_of(self.ops)
 
     @kept
     def tensor_roles(self) -> dict[str, str]:
@@ -419,6 +419,11 @@ DECODE_SUMS: dict[str, Callable[[Op], float]] = {
     "flops": lambda op: op.flops,
     "macs": lambda op: op.ops.get("mac", 0),
 }
+
+
+def flops_of(counts: Mapping[str, int]) -> int:
+    """Floating-point operations of op counts by type (mac, add, exp, ...): a MAC is two, every other op one."""
+    return sum(n * (2 if kind == "mac" else 1) for kind, n in counts.items())
 
 
 class DecodeOps(tuple):
