@@ -28,7 +28,7 @@ LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "a
           "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
           "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
           "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)"}
-OWN_KINDS = ("architecture", "system", "parallel")  # a record's target_kind when the point is the sweep's own
+REFERENCE_KINDS = ("gpu",)  # a record's target_kind when the point is a reference target beside the sweep's own
 
 
 def _label(metric: str) -> str:
@@ -50,11 +50,12 @@ def _axis_scale(values: pd.Series) -> dict:
 
 
 def _own(rows: pd.DataFrame) -> pd.Series:
-    """Which rows are the sweep's own points (`OWN_KINDS`); the others (GPU presets) are reference targets. Rows
-    without a target_kind are all the sweep's own."""
+    """Which rows are the sweep's own points: every kind but the reference targets' (`REFERENCE_KINDS`: the GPU
+    presets of a `gpus:` block, beside an architecture), so a new kind of point is the sweep's own without being
+    listed. Rows without a target_kind are all the sweep's own."""
     if "target_kind" not in rows:
         return pd.Series(True, index=rows.index)
-    return rows.target_kind.isin(OWN_KINDS)
+    return ~rows.target_kind.isin(REFERENCE_KINDS)
 
 
 def _not_drawn(rows: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.Series, str]:
