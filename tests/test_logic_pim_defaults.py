@@ -73,8 +73,8 @@ def test_duplex_stacks_left_unset_are_the_presets_16_gib_and_2_68_tb_s() -> None
 
 
 def test_a_given_capacity_is_kept_beside_a_gpu() -> None:
-    data = duplex_with("h200-sxm", 6, external_bytes_per_s=8e11, capacity_bytes=24 * 2**30)
-    assert system_from_dict(data, "h200.yaml").devices["lp"].spec.capacity_bytes == 24 * 2**30
+    data = duplex_with("h200-sxm", 6, external_bytes_per_s=8e11, capacity_bytes=20 * 2**30)
+    assert system_from_dict(data, "h200.yaml").devices["lp"].spec.capacity_bytes == 20 * 2**30
 
 
 def test_stacks_without_a_gpu_keep_duplexs_16_gib() -> None:

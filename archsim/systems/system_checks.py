@@ -18,7 +18,8 @@ naming the field:
 - a bank-pim runs decode attention alone (a rule that can put another op, or prefill attention, on one is refused
   as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU);
 - a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
-  is not given without a gpu;
+  is not given without a gpu; a logic-pim does not hold the weights (its stacks are the HBM of the device beside
+  it), and its count x `capacity_bytes` is at most the `dram_bytes` of the gpu holding them;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
   or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
   (the pool is chosen once per model, not per op); no other schedule reads `attention_pool`, a memory-pool device
@@ -57,6 +58,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, per_object
+from archsim.outputs import capacity_text
 from archsim.systems.pim_device import placement_problem
 from archsim.systems.step import PHASES, WEIGHTS, Step, block_of, layer_kinds, layer_ops, resident_tokens
 from archsim.systems.system_types import (
@@ -203,6 +205,7 @@ def check_system(system: System) -> None:
     _check_rules_reached(system)
     _check_one_engine(system)
     _check_offloading(system)
+    _check_logic_pim_memory(system)  # before _check_decode_attention_host, which takes the holder it finds
     _check_decode_attention_host(system)
     _check_context_parallel(system)
     _check_split_schedule(system)
@@ -409,6 +412,40 @@ def _check_logic_pim_interface(system: System) -> None:
                                 f"({gpu.spec.dram_bytes_per_s:g}): the stacks are its HBM, and it streams at its "
                                 f"preset's bandwidth (change the preset to model a slower xPU), got {device.count} x "
                                 f"{device.spec.external_bytes_per_s:g}")
+
+
+def _check_logic_pim_memory(system: System) -> None:
+    """A logic-pim's stacks are the HBM of the device beside it (Duplex's xPU, pim.md §2.4): the model counts them as
+    the memory of the device holding the weights (`weight_holder`), each of its TP x PP x EP ranks with one device
+    entry of every kind (`system_model.held_memory_bytes`, `SystemModel.price_per_hour`). So:
+    - a logic-pim does not hold the weights itself (the rule giving it the decode qkv at every Op/B is refused; one
+      by `op_per_byte_below` may send small batches there): its `count` would be read both as the stacks of a rank
+      (their capacity, compute and price) and as the devices of a node bounding tp (`check_tp_group`), so 32 stacks
+      at tp 32 held 1024 stacks' memory priced as 32 devices;
+    - beside a gpu holding the weights its stacks hold at most that gpu's `dram_bytes` (count x capacity_bytes: the
+      model takes the smaller, so a larger capacity would not be read)."""
+    holder = weight_holder(system)
+    if holder.kind == "logic-pim":
+        i = _first_rules(system, "qkv", "decode")[-1]
+        beside = "the gpu whose HBM they are" if any(d.kind == "gpu" for d in system.devices.values()) else (
+            "a gpu device, whose HBM they are (the system has none)")
+        raise SpecError(system.source, f"placement[{i}].device",
+                        f"puts the decode qkv at every Op/B on logic-pim {holder.name}, making it the device that "
+                        f"holds the weights: a logic-pim's stacks are the HBM of the device beside it (pim.md §2.4), "
+                        f"and its count is stacks per rank, not devices per node; expected {beside}, with "
+                        "op_per_byte_below on a rule sending small batches' qkv to the logic-pim")
+    if holder.kind != "gpu":
+        return
+    dram_bytes = holder.spec.dram_bytes
+    for device in system.devices.values():
+        stacks_bytes = device.count * device.spec.capacity_bytes if device.kind == "logic-pim" else 0.0
+        # isclose: an unset capacity is dram_bytes / count, which times count may round above dram_bytes
+        if stacks_bytes > dram_bytes and not math.isclose(stacks_bytes, dram_bytes):
+            raise SpecError(system.source, f"devices.{device.name}.capacity_bytes",
+                            f"expected count x capacity_bytes at most {holder.name}'s dram_bytes "
+                            f"({capacity_text(dram_bytes)}, its preset's memory): the stacks are its HBM, and the "
+                            f"model holds no more than it, got {device.count} x "
+                            f"{capacity_text(device.spec.capacity_bytes)} = {capacity_text(stacks_bytes)}")
 
 
 def _check_resident_sram(system: System) -> None:

@@ -670,7 +670,8 @@ def held_memory_bytes(model: SystemModel) -> tuple[float, float]:
     share of its DRAM (`GpuDevice.engine_bytes`) with `ACTIVATION_RESERVE_BYTES` kept, another kind's
     `capacity_bytes` (its own activation buffer already left out) with none; no more than a Logic-PIM's stacks hold
     when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md §2.4, 5 x 16 GiB =
-    the H100's 80 GiB), the reserve kept out of whichever memory binds."""
+    the H100's 80 GiB), the reserve kept out of whichever memory binds. The spec's checks make the stacks no larger
+    than a gpu holder's DRAM and never the holder themselves (`system_checks._check_logic_pim_memory`)."""
     holder = model.weight_device
     held, reserve = ((holder.engine_bytes, ACTIVATION_RESERVE_BYTES) if isinstance(holder, GpuDevice)
                      else (holder.capacity_bytes, 0.0))

@@ -46,7 +46,10 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2, but `internal_bytes_per_s`, 4x `external_bytes_per_s`, and,
   beside a gpu, `capacity_bytes`, the gpu's `dram_bytes` over `count` stacks; `pj_per_flop` has no default and is
-  required); `area_mm2` is refused: no model or record of a system reads an area;
+  required); `area_mm2` is refused: no model or record of a system reads an area. Its stacks are the HBM of the
+  device beside it (pim.md §2.4), so it does not hold the weights (a rule giving it the decode qkv at every Op/B is
+  refused) and beside a gpu holding them count x `capacity_bytes` is at most that gpu's `dram_bytes`
+  (`system_checks._check_logic_pim_memory`);
 - `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
