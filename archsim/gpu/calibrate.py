@@ -64,8 +64,9 @@ def in_calibration_split(seqlen: int) -> bool:
 
 def log_times_s(rows: list[ModelledRow], params: Mapping[str, float]) -> np.ndarray:
     """log(predicted time in s) per row (`predict_row`: a finite positive time, or a RuntimeError). math.log, not
-    np.log: numpy's AVX-512 loops for log and exp differ in the last bit from its other loops, so a fit would depend
-    on the CPU (the fit takes every log and exp with math)."""
+    np.log, as a precaution: numpy's AVX-512 exp loop is the one shown to differ in the last bit from its other
+    loops (tests/test_calibrate_blas_s33.py fails on np.exp; np.log has not been seen to differ), and the fit takes
+    every log and exp with math so that none could make it depend on the CPU."""
     return np.array([math.log(predict_row(r, params).time_s) for r in rows])
 
 

@@ -339,7 +339,7 @@ def _divisor_at_most(n: float, k: float, source: str, at: str) -> float:
     has no such divisor and is refused. Divisors come from `archsim.mapping.factors`, as for `_divisor_at_least`."""
     if not k >= 1:
         raise SpecError(source, at, f"divisor_at_most(n, k): k gives {k:g}, expected a number >= 1")
-    if n < 1 or k >= n:
+    if k >= n:  # an `n` below 1 too, as k >= 1
         return n
     return max(d for d in divisors(int(n), 4096) if d <= k)
 

@@ -79,6 +79,14 @@ def _ceil(a, b):
     return -(-a // b)
 
 
+def heads_in_slice(start: int, chunk: int, head_dim: int) -> int:
+    """Heads whose `head_dim` words overlap the embedding slice [start, start + chunk) of K^T.q's layout (the heads'
+    keys one after another in the row): one partial logit each to READRES. ceil(chunk / head_dim) where the slice
+    starts on a head; one more where it starts inside one and its end crosses one more boundary (head_dim 100, a
+    512-word slice at 4096: heads 40..46, 7, not ceil(512 / 100) = 6)."""
+    return (start + chunk - 1) // head_dim - start // head_dim + 1
+
+
 def tile_cycles(pim: PIMSpec, banks, columns, result_bytes):
     """One all-bank row pass: G_ACTs under tFAW, tRCD, COMPs at tCCD_L, READRES, precharge (no refresh).
     Arguments may be numpy arrays (elementwise); zero banks cost nothing."""
@@ -101,7 +109,7 @@ def logits_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     for start in range(0, embed, row):
         chunk = min(row, embed - start)
         columns = _ceil(chunk, pim.macs_per_bank)
-        result = _ceil(chunk, head_dim) * pim.element_bytes  # one partial logit per head slice per bank
+        result = heads_in_slice(start, chunk, head_dim) * pim.element_bytes  # a partial logit per head per bank
         full = tile_cycles(pim, banks, columns, banks * result)
         rest = seq % banks
         cycles = cycles + pim.gwrite_cycles + (seq // banks) * full + tile_cycles(pim, rest, columns, rest * result)
@@ -162,8 +170,8 @@ def newton_commands(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     embed, banks, row = heads * head_dim, pim.banks_per_channel, pim.row_elements
     logits = np.zeros(seq.shape)
     for start in range(0, embed, row):
-        heads_in_slice = _ceil(min(row, embed - start), head_dim)
-        logits = logits + 1 + _ceil(seq, banks) * (1 + heads_in_slice * (_ceil(head_dim, pim.macs_per_bank) + 1))
+        touched = heads_in_slice(start, min(row, embed - start), head_dim)
+        logits = logits + 1 + _ceil(seq, banks) * (1 + touched * (_ceil(head_dim, pim.macs_per_bank) + 1))
     tiles = _ceil(head_dim, banks)
     full, rest = seq // row, seq % row
     per_head = full * (1 + tiles * (row // pim.macs_per_bank + 2)) + np.where(

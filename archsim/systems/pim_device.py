@@ -267,7 +267,8 @@ def bus_words(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     `seq_tokens` (a number or a numpy array)."""
     seq = np.asarray(seq_tokens)
     embed, row = heads * head_dim, pim.row_elements
-    slice_heads = sum(-(-min(row, embed - start) // head_dim) for start in range(0, embed, row))
+    slice_heads = sum(pim_model.heads_in_slice(start, min(row, embed - start), head_dim)
+                      for start in range(0, embed, row))
     return embed + seq * slice_heads + heads * (seq + head_dim * np.ceil(seq / row))
 
 
