@@ -96,7 +96,8 @@ def test_usp_equals_its_reference(name: str, ulysses: int, ring: int) -> None:
 
 
 @pytest.mark.parametrize(("name", "match"), [
-    *((name, r"ranks.HL: expected a positive integer size") for name in HEAD_SHARDED),
+    *((name, r"devices: expected a divisor of heads \(8\), got 3: .* \(ranks.HL: heads / devices")
+      for name in HEAD_SHARDED),
     *((name, r"kv_heads: expected \(kv_heads % ulysses\) \* \(ulysses % kv_heads\) == 0 .* with kv_heads=3, ulysses=2")
       for name in USP)])
 def test_head_sharding_refuses_heads_the_devices_do_not_divide(name: str, match: str) -> None:

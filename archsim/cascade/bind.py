@@ -262,6 +262,7 @@ def bind(
                                             cascade.source, where)
             except SpecError as exc:
                 raise (_no_whole_part(cascade, rank, values, origin, source)
+                       or _no_even_split(cascade, rank, values, origin, source)
                        or SpecError(exc.source, exc.where, f"{exc.message} (with params {_values_text(values, values)})"
                                     + _defaults_hint(cascade, [rank], values, origin, source))) from None
     for root, parts in cascade.partitions.items():
@@ -508,10 +509,12 @@ def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[
 
 
 def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str],
-                   source: str) -> str:
+                   source: str, *, workload_helps: bool = True) -> str:
     """A note when the failing ranks' sizes come from the cascade's defaults (params whose `origin` is the cascade
     file), saying how to give them: on the command line (`source` "--set": run, analyze, execute), else (`archsim
-    check`, a Python caller binding the defaults) by editing the cascade's `params`."""
+    check`, a Python caller binding the defaults) by editing the cascade's `params`. `workload_helps` False: the
+    failure is a relation that a workload's model sizes need not mend (a split that does not divide), so a default
+    model size is only named, with no "pass --workload"."""
     used = list(dict.fromkeys(n.name for rank in ranks if cascade.rank_sizes.get(rank) is not None
                               for n in S.walk(cascade.rank_sizes[rank]) if isinstance(n, S.Name)
                               and origin.get(n.name) == cascade.source))
@@ -521,6 +524,8 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
     model = [name for name in used if name in PARAMS]
     if source != "--set":
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
+    if model and not workload_helps:
+        return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size)"
     if model:  # the sizes of a model, which a workload gives, or --set all of them (`archsim.point.bound`)
         sizes = " ".join(f"--set {name}=N" for name in model_sizes(cascade))
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
@@ -552,6 +557,24 @@ def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], ori
                              f"{cascade.name} splits {a} into whole {b}s (ranks.{rank}: {a} // {b}, {cascade.source})"
                              + _origins(cascade, [rank], values, origin)
                              + _defaults_hint(cascade, [rank], values, origin, source))
+    return None
+
+
+def _no_even_split(cascade: Cascade, rank: str, values: Mapping[str, float], origin: Mapping[str, str],
+                   source: str) -> SpecError | None:
+    """The error of a rank sized `a / b` of two whole params (`HL: heads / devices`, the heads a device holds) where
+    b does not divide a: the rank would be fractional. It names both params and where each came from, blamed on b's
+    source (the divisor, usually the degree the user chose); a default model size is named without suggesting a
+    workload, whose sizes need not divide either. None for any other rank."""
+    match cascade.rank_sizes[rank]:
+        case S.BinOp(op="/", lhs=S.Name(name=a), rhs=S.Name(name=b)) if (
+                values[b] > 0 and float(values[a]).is_integer() and float(values[b]).is_integer()
+                and values[a] % values[b]):
+            return SpecError(origin.get(b, cascade.source), b,
+                             f"expected a divisor of {a} ({number_text(values[a])}), got {number_text(values[b])}: "
+                             f"{cascade.name} splits {a} over {b} (ranks.{rank}: {a} / {b}, {cascade.source})"
+                             + _origins(cascade, [rank], values, origin)
+                             + _defaults_hint(cascade, [rank], values, origin, source, workload_helps=False))
     return None
 
 

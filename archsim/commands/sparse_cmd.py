@@ -18,7 +18,6 @@ import click
 from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers, write_tables
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
-from archsim.systems import kv_selection
 from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.sparse_points import FIELD_OPTIONS, METHOD_OPTIONS, METHODS, MODEL_SOURCES, SparseMethod
 
@@ -242,7 +241,8 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, minference.csv, held_clock.csv and
     density.csv there.
     `--json`: {"points": [{"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s",
-    "memory_bytes", "dense_memory_bytes", ...}], "minference", "held_clock", "density", "duo_up_to", "headline"}."""
+    "memory_bytes", "dense_memory_bytes", ...}], "minference", "held_clock", "density", "quest_fraction": [{"context",
+    "budget", "page_tokens", "pages", "budget_pages", "fraction", "formula"}], "duo_up_to", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = sparse.run_all()
@@ -278,17 +278,12 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     click.echo("\nDecode per generated token (ms) and memory (GB, 1e9 B); dense beside; OOM: more memory than the GPU "
                "has (timed all the same)")
     _decode_table([p for p in result["points"] if p["method"] != "MInference"])
-    quest = list({(p["context"], p["budget"]): p for p in result["points"]  # the same on every GPU: once
-                  if p["method"] == "Quest" and p["phase"] == "attention"}.values())
-    if quest:
+    if result["quest_fraction"]:
         click.echo("Quest's KV read per step, from the cascade's bytes (KMIN, KMAX and the selected pages' K, V) over "
                    "dense's, beside 1/PageSize + K/PageNum:")
-        for p in quest:
-            pages = -(-p["context"] // kv_selection.QUEST_PAGE_TOKENS)
-            formula = 1 / kv_selection.QUEST_PAGE_TOKENS + (p["budget"] // kv_selection.QUEST_PAGE_TOKENS) / pages
-            click.echo(f"  context {p['context']:>6} budget {p['budget']:>5}: {p['loaded_fraction']:.5f} "
-                       f"(1/{kv_selection.QUEST_PAGE_TOKENS} + {p['budget'] // kv_selection.QUEST_PAGE_TOKENS}/"
-                       f"{pages} = {formula:.5f})")
+        for r in result["quest_fraction"]:
+            click.echo(f"  context {r['context']:>6} budget {r['budget']:>5}: {r['fraction']:.5f} "
+                       f"(1/{r['page_tokens']} + {r['budget_pages']}/{r['pages']} = {r['formula']:.5f})")
     click.echo("Ours at the longest context whose dense run fits, beside DuoAttention's README \"up to\" (its "
                "contexts not listed, so printed, not checked):")
     for r in result["duo_up_to"]:

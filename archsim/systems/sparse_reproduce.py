@@ -12,7 +12,8 @@ through archsim's models, ours beside the public figures.
   not the points.
 - Quest (`quest_points`): self-attention of one layer (`attention`) and end-to-end decode (`decode`) of
   Llama-2-7B shapes (LongChat-7B, Quest's model) on an RTX 4090 and an RTX 6000 Ada at 8K-32K tokens with budgets
-  512-4096 (`kv_selection.quest_decode`), and the loaded fraction 1/page + K/pages from the cascade's bytes.
+  512-4096 (`kv_selection.quest_decode`), and the loaded fraction 1/page + K/pages from the cascade's bytes
+  (`quest_fraction`).
 The paper's numbers sit in `PAPER` (with their source) and are only printed beside ours.
 
 A reading of the prefill gap (`held_clock_reading`), not the model's result: the MInference points again with the
@@ -32,6 +33,7 @@ from archsim import library
 from archsim.arch.gpu import at_sm_clock
 from archsim.gpu.load import load_gpu
 from archsim.model.gpu import AttentionCase
+from archsim.systems import kv_selection
 from archsim.systems.attribution import Reason
 from archsim.systems.sparse_points import SparseMethod, method_points, prefill_point
 from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
@@ -228,9 +230,25 @@ def quest_points() -> list[dict]:
     return [p for gpu_name in QUEST_GPUS for p in method_points(method, workload, load_gpu(gpu_name), QUEST_LENGTHS)]
 
 
+def quest_fraction(points: list[dict]) -> list[dict]:
+    """Quest's loaded fraction beside §3.5's 1/PageSize + K/PageNum, once per (context, budget) of its attention
+    `points` (the same on every GPU): `fraction` is the `quest-decode` cascade's bytes read per step over dense's
+    (the point's `loaded_fraction`), `formula` the paper's with `budget_pages` = K whole pages of the budget and
+    `pages` = PageNum, the context's pages rounded up."""
+    page_tokens = kv_selection.QUEST_PAGE_TOKENS
+    quest = {(p["context"], p["budget"]): p for p in points if p["method"] == "Quest" and p["phase"] == "attention"}
+    rows = []
+    for (context, budget), p in quest.items():
+        pages, budget_pages = -(-context // page_tokens), budget // page_tokens
+        rows.append({"context": context, "budget": budget, "page_tokens": page_tokens, "pages": pages,
+                     "budget_pages": budget_pages, "fraction": p["loaded_fraction"],
+                     "formula": 1 / page_tokens + budget_pages / pages})
+    return rows
+
+
 def run_all() -> dict:
-    """Everything `archsim reproduce sparse` prints: {"points", "minference", "held_clock", "density", "duo_up_to",
-    "headline"}."""
+    """Everything `archsim reproduce sparse` prints: {"points", "minference", "held_clock", "density",
+    "quest_fraction", "duo_up_to", "headline"}."""
     comparison = minference_comparison()
     slower = next(r for r in comparison if r["context"] == min(PAPER["minference_prefill_s"]))
     headline = {
@@ -243,6 +261,7 @@ def run_all() -> dict:
         headline["minference_reason"] = prefill_gap(comparison)
     duo = duo_points(("decode", "prefill"))
     decode = [p for p in duo if p["phase"] == "decode"]
-    return {"points": minference_points() + decode + quest_points(), "minference": comparison,
-            "held_clock": held_clock_reading(), "density": density_rows(), "duo_up_to": duo_up_to(duo),
-            "headline": headline}
+    quest = quest_points()
+    return {"points": minference_points() + decode + quest, "minference": comparison,
+            "held_clock": held_clock_reading(), "density": density_rows(), "quest_fraction": quest_fraction(quest),
+            "duo_up_to": duo_up_to(duo), "headline": headline}
