@@ -4,7 +4,7 @@ A target is a spatial-array point (`archsim.model.result.Result.record`, target_
 call (`archsim.model.gpu.gpu_record`, `gpu`), one system iteration (`archsim.systems.iteration.IterationCost.record`,
 `system-iteration`), a serving run (`archsim.systems.serving.ServingResult.record`, `serving`), multi-device
 attention (`archsim.systems.seqpar.ParallelResult.record`, `parallel`) or a sparse-attention method on a GPU
-(`archsim.dse.sparse_spec.sparse_record`, `sparse`). Each says, in the same fields:
+(`archsim.systems.sparse_points.point_record`, `sparse`). Each says, in the same fields:
 - `time_s`: the target's latency: a point's or a kernel's time, an iteration's time, a serving run's p99 time
   between tokens (the latency a user of the service sees; a run has no single iteration time);
 - `energy_j`: its energy (a serving run: per output token, as its time is per token);

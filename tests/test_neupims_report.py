@@ -1,9 +1,12 @@
-"""The NeuPIMs report (`archsim.report.neupims`) and the block timeline it draws (`neupims.block_timeline`).
+"""The NeuPIMs report (`archsim.report.neupims`) and the layer timeline it draws (`neupims.layer_timeline`, one
+steady-state layer of the event replay, `schedule_events`).
 
-The block time a timeline must end at comes from the iteration time alone (`SystemModel.iteration`): a device
-with one more decoder block takes one more block (blocked: QKV + MHA + projection/FFN; SBI: the steady-state stages
-C + D, since a device takes A + B + (N-1)(C + D) + E + F, §1.4 of ../shared/reference/pim.md), so the block time is
-the difference of two iterations divided by the pipeline stages.
+The layer time a timeline must end at comes from the iteration time alone (`SystemModel.iteration`): a device
+with one more decoder layer takes one more layer (blocked: QKV + MHA + projection/FFN; SBI: the steady-state stages
+C + D, since a device takes A + B + (N-1)(C + D) + E + F, §1.4 of ../shared/reference/pim.md), so the layer time is
+the difference of two iterations divided by the pipeline stages. The replay equals it where it equals the closed
+form (one sub-batch, or two row buffers); with one row buffer under SBI it is longer (`schedule_events`: the
+contention on the shared HBM the closed form's stages leave out, +0.3 % to +3.9 % an iteration).
 """
 
 from __future__ import annotations
@@ -73,26 +76,39 @@ def _assert_no_overlap(spans) -> None:
 
 @pytest.mark.parametrize("mode", [*page.TIMELINE_MODES, SBI_ONE_ROW_BUFFER])
 @pytest.mark.parametrize("model, batch", [("gpt3-30b", 256), ("gpt3-7b", 64)])
-def test_block_timeline_ends_at_the_model_block_time(mode, model: str, batch: int) -> None:
+def test_layer_timeline_ends_at_the_model_layer_time(mode, model: str, batch: int) -> None:
+    """Equal where the replay is the closed form's; SBI with one row buffer at batch 256 (SBI's `min_batch`) longer
+    by under the iteration's +3.9 % (module docstring)."""
     system, contexts = neupims.system(_mode(mode), model), _contexts(batch=batch)
-    spans = neupims.block_timeline(system, contexts)
-    assert {s.resource for s in spans} <= set(neupims.TIMELINE_RESOURCES)
+    spans = neupims.layer_timeline(system, contexts)
+    assert {s.resource for s in spans} <= {"npu", "pim", "shared HBM"}
     assert min(s.start_s for s in spans) == 0.0
-    block_s = _block_s(system, contexts)
-    assert max(s.end_s for s in spans) == pytest.approx(block_s, rel=1e-9)
-    assert layer_phases(system, contexts).layer_s == pytest.approx(block_s, rel=1e-9)
+    layer_s, end_s = _block_s(system, contexts), max(s.end_s for s in spans)
+    assert layer_phases(system, contexts).layer_s == pytest.approx(layer_s, rel=1e-9)
+    if mode == SBI_ONE_ROW_BUFFER and batch == 256:
+        assert layer_s * (1 + 1e-6) < end_s < layer_s * 1.039
+    else:
+        assert end_s == pytest.approx(layer_s, rel=1e-9)
     _assert_no_overlap(spans)
 
 
 def test_timeline_shows_each_mode_schedule(timelines) -> None:
-    """§1.4: NeuPIMs at batch 256 interleaves sub-batches (stages C and D, MHA #2 beside the NPU's #1 work, then
-    MHA #1 beside #2); npu-only reads K/V on HBM and has no PIM; the others run MHA on the PIM."""
+    """§1.4: NeuPIMs at batch 256 interleaves sub-batches (stage C: sub-batch 1's projection/FFN and the next
+    layer's QKV on the NPU beside sub-batch 2's MHA on the PIM; stage D the other way round); npu-only runs its
+    MHA on the NPU and has no PIM; the others run MHA on the PIM, npu+pim's single row buffer sharing the HBM with
+    the NPU's transfers, one after the other; with one row buffer SBI's PIM and NPU transfers take turns on it."""
     sbi = timelines["neupims"]
-    assert [s.name for s in sbi if s.resource == "PIM"] == ["C: MHA #2", "D: MHA #1"]
-    assert {s.args["stage"] for s in sbi} == {"C", "D"}
-    assert not any(s.resource == "PIM" for s in timelines["npu-only"])
-    assert [s.name for s in timelines["npu+pim"] if s.resource == "PIM"] == ["MHA logits", "MHA attend"]
-    assert [s.name for s in timelines["neupims-no-sbi"] if s.resource == "PIM"] == ["MHA logits + attend"]
+    assert [s.name for s in sbi if s.resource == "pim"] == ["sb2 L1 mha", "sb1 L2 mha"]
+    assert [s.name for s in sbi if s.resource == "npu"] == ["sb1 L1 post", "sb1 L2 pre", "sb2 L1 post", "sb2 L2 pre"]
+    assert {s.resource for s in timelines["npu-only"]} == {"npu"}
+    assert [s.args["phase"] for s in timelines["npu-only"]] == ["pre", "mha", "post"]
+    blocked = timelines["npu+pim"]
+    assert [s.name for s in blocked if s.resource == "pim"] == ["L2 mha"]
+    assert [s.args["phase"] for s in blocked if s.resource == "shared HBM"] == ["pre", "mha", "post"]
+    _assert_no_overlap(blocked)
+    assert [s.name for s in timelines["neupims-no-sbi"] if s.resource == "pim"] == ["L2 mha"]
+    one_buffer = [s for s in timelines[page.ONE_ROW_BUFFER] if s.resource == "shared HBM"]
+    assert [s.args["phase"] for s in one_buffer] == ["post", "mha", "pre", "post", "mha", "pre"]
 
 
 def test_report_writes_every_figure_with_its_table(records, timelines, attribution, tmp_path) -> None:

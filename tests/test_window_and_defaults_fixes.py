@@ -4,11 +4,12 @@
    block-sparse's `block`) to the cascade's test default (4 keys a tile under BERT's 1,024 tokens); they now refuse
    it as `archsim run` does (`point.refuse_test_defaults`), naming `params.X` and the `--set` that gives it. Without a
    workload the cascade's own small test sizes are used, as before.
-2. A sliding-window model's decode query reads min(context, window + sinks) keys (`step.decode_keys`). NeuPIMs'
-   block timeline (`neupims.block_timeline`) drew the blocked PIM's logits from the raw contexts (Mistral 7B at 32K
-   tokens: 975 us of logits in a layer of 339 us), and Lamina's pool (`OffloadModel.attention_cost`) bound its
-   kernel call at the mean raw context, capped only afterwards (1,000 and 32,768 tokens: 8 requests of 4,096 keys
-   where they read 1,000 and 4,096). Both now read the keys, so 32K costs what the window does.
+2. A sliding-window model's decode query reads min(context, window + sinks) keys (`step.decode_keys`). NeuPIMs' block
+   timeline (`neupims.block_timeline`, since replaced by `layer_timeline`) drew the blocked PIM's logits from the raw
+   contexts (Mistral 7B at 32K tokens: 975 us of logits in a layer of 339 us), and Lamina's pool
+   (`OffloadModel.attention_cost`) bound its kernel call at the mean raw context, capped only afterwards (1,000 and
+   32,768 tokens: 8 requests of 4,096 keys where they read 1,000 and 4,096). Both now read the keys, so 32K costs what
+   the window does.
 
 Sizes are Mistral 7B's (Jiang et al. 2023, Table 1: window 4096, 32 query heads over 8 K/V heads).
 """
@@ -85,7 +86,7 @@ def test_execute_with_the_tile_given_runs(cli) -> None:
 # ------------------------------------------------------------------------------------------------ 2: windows
 def _timeline(mode: str, workload, contexts):
     model = system_model(load_system(mode), workload)
-    return neupims.block_timeline(model, np.asarray(contexts)), layer_phases(model, np.asarray(contexts)).layer_s
+    return neupims.layer_timeline(model, np.asarray(contexts)), layer_phases(model, np.asarray(contexts)).layer_s
 
 
 @pytest.mark.parametrize(("mode", "batch"), [("npu+pim", 64), ("neupims-no-sbi", 64), ("npu-only", 64),
@@ -107,11 +108,11 @@ def test_block_timeline_of_a_window_reads_the_sinks_beside_it() -> None:
 
 
 def test_block_timeline_without_a_window_reads_every_key() -> None:
-    """The model without a window: 32K contexts take longer than 4096, and the logits and attend spans still add
-    up to the layer the model charges."""
+    """The model without a window: 32K contexts take longer than 4096, and the layer's spans still add up to the
+    layer the model charges."""
     spans, layer_s = _timeline("npu+pim", mistral(None), [32768] * 64)
     short, short_layer_s = _timeline("npu+pim", mistral(None), [WINDOW] * 64)
-    assert [s.name for s in spans if s.resource == "PIM"] == ["MHA logits", "MHA attend"]
+    assert [s.args["phase"] for s in spans if s.resource == "pim"] == ["mha"]
     assert max(s.end_s for s in spans) == pytest.approx(layer_s, rel=1e-9)
     assert layer_s > short_layer_s and spans != short
 

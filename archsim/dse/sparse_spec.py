@@ -27,19 +27,13 @@ beyond it, a map of another model's heads) is an infeasible record with the reas
 (`sparse.budget`; a map's own error as `sparse.patterns`, naming the map), not a load error (a sweep every point of
 which fails alike is refused: `points.base_error`).
 
-A record: target_kind `sparse`, target `method/workload/gpu` (as the spec names them), `latency_s` the method's
-time in the phase (decode: per generated token; prefill: the whole prompt; attention: one layer's), energy, area,
-DRAM traffic and edp NaN (not modelled: `archsim.dse.spec.UNMODELLED`), and extras `SPARSE_METRICS` (`speedup` =
-dense time / the method's, maximised), `dense_fits` (1 or 0), `budget` (the selection the point ran: Quest's budget,
-TokenSelect's top_k; NaN for the other methods) and the point's other numeric fields (Quest's `loaded_fraction`, a
-prefill's `attention_s`, ...). Assumption, as `archsim sparse` says: a point whose method side does not fit the
-GPU's memory (`fits`: the weights and the KV cache it keeps; a prefill: the weights and the KV the GPU keeps) or has
-no time (an attention call beyond the GPU's memory) cannot run, so it is infeasible with the memory against the
-GPU's DRAM and no metrics; dense not fitting (`dense_fits` 0) or having no time leaves the point feasible, its
-speedup NaN (a dense run that cannot run is no baseline). A point's key hashes the resolved fields (the phase
-resolved, the settings its method takes), the GPU's, workload's and map's contents without file paths and prose, so
-a moved store resumes, and the GPU calibration's parameters (a YAML file the source digest `points.MODEL_VERSION`
-does not cover: a refit keys every point afresh, as a parallel point's).
+A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
+feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy, area,
+DRAM traffic and edp NaN (not modelled: `archsim.dse.spec.UNMODELLED`); extras `SPARSE_METRICS` (`speedup`
+maximised), `dense_fits`, `budget` and the point's other numeric fields. A point's key hashes the resolved fields
+(the phase resolved, the settings its method takes), the GPU's, workload's and map's contents without file paths and
+prose, so a moved store resumes, and the GPU calibration's parameters (a YAML file the source digest
+`points.MODEL_VERSION` does not cover: a refit keys every point afresh, as a parallel point's).
 """
 
 from __future__ import annotations
@@ -53,7 +47,6 @@ from archsim import library
 from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
-from archsim.outputs import capacity_text
 from archsim.record import NAN, Record
 from archsim.systems.sparse_points import (
     FIELD_OPTIONS,
@@ -61,14 +54,15 @@ from archsim.systems.sparse_points import (
     METHOD_PHASES,
     METHODS,
     MODEL_SOURCES,
-    NAMES,
+    RECORD_METRICS,
     SparseMethod,
     phase_point,
+    point_record,
 )
 from archsim.workload_patterns import PatternMap, load_pattern_map
 
 SPARSE_ROOT = "sparse"
-SPARSE_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes")
+SPARSE_METRICS = RECORD_METRICS
 SPARSE_MAXIMISED = ("speedup",)
 COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the others are a method's settings
 FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction")
@@ -79,9 +73,6 @@ NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.l
                                           "patterns": load_pattern_map}
 PHASES = tuple(dict.fromkeys(phase for phases in METHOD_PHASES.values() for phase in phases))
 CHOICES = {"method": METHODS, "phase": PHASES}
-# a point's fields that are no extra as they are: what the record holds elsewhere (its time, fields, fit) or in
-# another form (`dense_fits` as 0 or 1, `budget` NaN where none)
-_NOT_EXTRAS = frozenset({"method", "model", "gpu", "phase", "context", "budget", "time_s", "fits", "dense_fits"})
 
 
 def method_fields(method: str) -> tuple[str, ...]:
@@ -219,25 +210,12 @@ def sparse_config(targets: SparseTargets, fields: Mapping[str, Any]) -> dict[str
 
 
 def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str) -> Record:
-    """The record of the point with `fields` (module docstring). A value the model refuses raises its SpecError, a
-    field named as the sweep's (`as_sweeps`), for the caller to record."""
+    """The record of the point with `fields` (`sparse_points.point_record`). A value the model refuses raises its
+    SpecError, a field named as the sweep's (`as_sweeps`), for the caller to record."""
     values = targets.values(fields)
     gpu, workload = targets.specs["gpu"][values["gpu"]], targets.specs["workload"][values["workload"]]
     try:
         point = phase_point(targets.method(values), workload, gpu, values["context"], values["phase"])
     except SpecError as exc:
         raise as_sweeps(exc, source, targets.specs["patterns"]) from None
-    time_s, dense_time_s = point["time_s"], point["dense_time_s"]
-    feasible = bool(point["fits"]) and not math.isnan(time_s)
-    reason = "" if feasible else (
-        f"{NAMES[values['method']]} {'has no time: ' if math.isnan(time_s) else 'does not fit: '}"
-        f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
-        f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
-                                                    if math.isnan(time_s) else ""))
-    dense_runs = bool(point["dense_fits"]) and not math.isnan(dense_time_s)
-    extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,
-              "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
-              "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
-              **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in SPARSE_METRICS
-                 and isinstance(v, int | float) and not isinstance(v, bool)}}
-    return Record(SPARSE_ROOT, sparse_target(targets.block, fields), feasible, reason, time_s, NAN, extras=extras)
+    return point_record(point, sparse_target(targets.block, fields), gpu)

@@ -1,6 +1,6 @@
 """The NeuPIMs reproduction report (`archsim report --reproduction neupims`): the edge that writes figures, CSVs
-and index.html for the records of `archsim.systems.neupims_reproduce.reproduce` and the block timelines of
-`archsim.systems.neupims.block_timeline`.
+and index.html for the records of `archsim.systems.neupims_reproduce.reproduce` and the layer timelines of
+`archsim.systems.neupims.layer_timeline` (the event replay's).
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
 - summary.csv: ours vs the paper (`neupims_reproduce.compare`).
@@ -8,9 +8,10 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   batch (the CSV has every record, both panels are cuts of it).
 - utilization.png/.csv: NPU (MAC) and PIM utilization per mode, GPT3-30B ShareGPT, per batch, with Table 4's
   values marked.
-- timeline.png/.csv: one decoder block of one device per mode, a row per resource (GPT3-30B ShareGPT batch 256,
-  the first sampled batch). The GPU baseline has no timeline: its model is a sum of kernel times on one device,
-  with none of the NPU / PIM / HBM resources the other modes share.
+- timeline.png/.csv: one steady-state decoder layer of one device per mode as the event replay runs it, a row per
+  unit (GPT3-30B ShareGPT batch 256, the first sampled batch), and NeuPIMs with one row buffer
+  (`ONE_ROW_BUFFER`), where the replay's contention on the shared HBM shows. The GPU baseline has no timeline: its
+  model is a sum of kernel times on one device, with none of the NPU / PIM / HBM units the other modes share.
 - ablation.png/.csv: Fig. 13 as a leave-one-out ablation (`neupims_reproduce.ablation`), the gain of each
   mechanism per batch, the paper's average where it gives one.
 - attribution.png/.csv: ours / paper of every headline metric when the reproduction is rerun under each
@@ -43,19 +44,23 @@ from archsim.systems import neupims, neupims_reproduce
 from archsim.systems.neupims_reproduce import HEADLINE_TOLERANCE
 
 MODE_ORDER = ("gpu", "npu-only", "npu+pim", "neupims-no-sbi", "neupims")
-TIMELINE_MODES = MODE_ORDER[1:]  # the GPU baseline has no block timeline (module docstring)
+TIMELINE_MODES = MODE_ORDER[1:]  # the GPU baseline has no layer timeline (module docstring)
+ONE_ROW_BUFFER = "neupims, one row buffer"  # the timeline's NeuPIMs with Newton's single row buffer
 POINT = ("gpt3-30b", "sharegpt", 256)  # Table 4's point (model, dataset, batch): utilization marks and timeline
 THROUGHPUT_BATCH = 256
-PHASES = {"qkv": ("QKV generation", "#4c72b0"), "mha": ("MHA (GEMVs, K/V read)", "#dd8452"),
-          "softmax": ("softmax", "#55a868"), "post": ("projection + FFN", "#8172b3")}
+PHASES = {"pre": ("QKV generation", "#4c72b0"), "mha": ("MHA (GEMVs and softmax, K/V read)", "#dd8452"),
+          "post": ("projection + FFN", "#8172b3")}  # the replay's phases (`schedule_events`)
 
 
 def mode_timelines(model: str = POINT[0], dataset: str = POINT[1], batch: int = POINT[2],
                    seed: int = 0) -> dict[str, tuple[Span, ...]]:
-    """The block timeline of every NPU mode for the first batch `neupims_reproduce.reproduce` samples at this point."""
+    """The layer timeline of every NPU mode, and of NeuPIMs with one row buffer (`ONE_ROW_BUFFER`), for the first
+    batch `neupims_reproduce.reproduce` samples at this point."""
     draw = (seed, neupims_reproduce.DATASETS.index(dataset), batch, 0)
     contexts = neupims_reproduce.sample_contexts(draw, batch, dataset)
-    return {mode: neupims.block_timeline(neupims.system(mode, model), contexts) for mode in TIMELINE_MODES}
+    one_buffer = neupims.configure("neupims", {"devices.pim.row_buffers": 1}, ONE_ROW_BUFFER)
+    return {getattr(mode, "name", mode): neupims.layer_timeline(neupims.system(mode, model), contexts)
+            for mode in (*TIMELINE_MODES, one_buffer)}
 
 
 def _modes(modes: Sequence[str]) -> list[str]:
@@ -96,11 +101,13 @@ def utilization_rows(records: Sequence[dict], paper: Mapping[str, float]) -> pd.
 
 
 def timeline_rows(timelines: Mapping[str, Sequence[Span]]) -> pd.DataFrame:
-    """One row per span: mode, resource, name, phase, stage (SBI only), start and end in seconds."""
-    rows = [{"mode": mode, "resource": s.resource, "name": s.name, "phase": s.args.get("phase", ""),
-             "stage": s.args.get("stage", ""), "start_s": s.start_s, "end_s": s.end_s}
+    """One row per span: mode, resource (the replay's unit), name, phase, sub-batch, layer, start and end in
+    seconds."""
+    columns = ["mode", "resource", "name", "phase", "sub_batch", "layer", "start_s", "end_s"]
+    rows = [{"mode": mode, "resource": s.resource, "name": s.name, "start_s": s.start_s, "end_s": s.end_s,
+             **{k: s.args[k] for k in ("phase", "sub_batch", "layer")}}
             for mode in _modes(list(timelines)) for s in timelines[mode]]
-    return pd.DataFrame(rows, columns=["mode", "resource", "name", "phase", "stage", "start_s", "end_s"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -183,9 +190,10 @@ def utilization_figure(rows: pd.DataFrame) -> Figure:
 
 
 def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """A Gantt panel per mode on one time axis (microseconds), a row per resource, a colour per phase."""
+    """A Gantt panel per mode on one time axis (microseconds), a row per resource (the units in the order the
+    replay first uses them), a colour per phase."""
     modes = _modes(rows["mode"])
-    resources = list(neupims.TIMELINE_RESOURCES)
+    resources = list(dict.fromkeys(rows.sort_values("start_s", kind="stable")["resource"]))
     end_us = rows["end_s"].max() * US_PER_S if len(rows) else 1.0
     fig = _figure(13.0, 1.2 + 1.55 * len(modes))
     _title(fig, title)
@@ -205,23 +213,16 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
             box, bar = text.get_window_extent(renderer), ax.transData.transform([(start, 0), (start + length, 0)])
             if box.width > bar[1][0] - bar[0][0] - 2:
                 text.remove()
-        block_us = mine["end_s"].max() * US_PER_S
-        stages = []
-        for stage in [s for s in dict.fromkeys(mine["stage"]) if s]:
-            begin = mine.loc[mine["stage"] == stage, "start_s"].min() * US_PER_S
-            stages.append((stage, begin))
-            ax.axvline(begin, color="0.3", lw=0.8, ls="--")
-        ends = [b for _, b in stages[1:]] + [block_us] if stages else []
-        parts = " + ".join(f"stage {st} {end - b:.1f}" for (st, b), end in zip(stages, ends, strict=True))
-        ax.axvline(block_us, color="black", lw=1.0)
+        layer_us = mine["end_s"].max() * US_PER_S
+        ax.axvline(layer_us, color="black", lw=1.0)
         ax.set_yticks(range(len(resources)), resources, fontsize=8)
-        ax.set_title(f"{mode}: block {block_us:.1f} us" + (f" = {parts}" if parts else ""), fontsize=9, loc="left")
+        ax.set_title(f"{mode}: layer {layer_us:.1f} us", fontsize=9, loc="left")
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         if k < len(modes) - 1:
             ax.tick_params(labelbottom=False)
         else:
-            ax.set_xlabel("time within the block (us)")
+            ax.set_xlabel("time within the layer (us)")
     fig.legend(handles=[Patch(color=c, label=name) for name, c in PHASES.values()], loc="upper left",
                bbox_to_anchor=(0.845, 0.86), fontsize=8, frameon=False, title="phase", title_fontsize=8)
     return fig
@@ -273,7 +274,7 @@ def attribution_figure(rows: pd.DataFrame) -> Figure:
 def write_neupims_report(records: list[dict], out_dir: Path, timelines: dict[str, tuple[Span, ...]],
                          paper: dict, attribution: list[dict], ablation: list[dict]) -> Path:
     """Write the NeuPIMs reproduction report of `records` (`neupims_reproduce.reproduce`), `timelines` (mode ->
-    `neupims.block_timeline`, e.g. `mode_timelines()`), `paper` (`neupims_reproduce.PAPER`) and `attribution`
+    `neupims.layer_timeline`, e.g. `mode_timelines()`), `paper` (`neupims_reproduce.PAPER`) and `attribution`
     (`neupims_reproduce.attribution`) and `ablation` (`neupims_reproduce.ablation`) into `out_dir`, replacing its
     old report whole; returns the index path. A folder that cannot be written is a SpecError naming it."""
     with atomic_dir(out_dir) as stage:
@@ -296,8 +297,9 @@ def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[S
     gains = pd.DataFrame(ablation, columns=["mechanism", "batch", "with", "without", "gain"])
     _save(out_dir, "ablation", gains, ablation_figure(gains))
     _save(out_dir, "timeline", timeline, timeline_figure(
-        timeline, f"One decoder block of one device per mode, {model} {dataset} batch {batch} (first sampled "
-                  "batch); neupims with sub-batch interleaving: the steady-state stages C and D"))
+        timeline, f"One steady-state decoder layer of one device per mode as the event replay runs it, {model} "
+                  f"{dataset} batch {batch} (first sampled batch); neupims with sub-batch interleaving: stages C "
+                  "and D"))
     sections = [
         _section("throughput", "Throughput",
                  f"Decode tokens per second of one device group (TP x PP devices) per mode, on a log axis: left, "
@@ -308,16 +310,20 @@ def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[S
                  "iteration (for gpu, the tensor cores'), PIM utilization the channels' GEMV command time over "
                  "the iteration, averaged over channels. Stars mark the paper's Table 4 at batch 256: NPU 28 % "
                  "(NPU+PIM) and 65 % (NeuPIMs), PIM 17 % and 26 %."),
-        _section("timeline", "Timeline of one decoder block",
-                 f"{model} {dataset} batch {batch}, one device, one decoder block, as "
-                 "<code>system_model.layer_phases</code> times it (drawn by <code>neupims.block_timeline</code>): "
-                 "a row per resource. Blocked modes run QKV generation, MHA (on the PIM, or the NPU's "
-                 "vector units reading K and V from HBM), then projection and FFN; npu+pim runs logits, softmax "
-                 "and attend in turn, neupims-no-sbi hides the softmax under the PIM GEMVs. neupims (sub-batch "
-                 "interleaving at batch &ge; 256) shows the steady-state block, stages C and D, where the NPU runs "
-                 "one sub-batch's projection/FFN and the next block's QKV while the PIM runs the other sub-batch's "
-                 "MHA; stages A, B, E and F fill and drain the pipeline once per device and are not drawn. The GPU "
-                 "baseline has no timeline (a sum of kernel times, none of these resources)."),
+        _section("timeline", "Timeline of one decoder layer",
+                 f"{model} {dataset} batch {batch}, one device, one steady-state decoder layer as the event replay "
+                 "(<code>schedule_events.replay_iteration</code>, drawn by <code>neupims.layer_timeline</code>) "
+                 "runs the costs <code>system_model.layer_phases</code> gives: a row per unit, the NPU, the PIM, "
+                 "and the HBM a one-row-buffer PIM shares with the NPU's transfers. Blocked modes run QKV "
+                 "generation, MHA (on the PIM, its GEMVs and the softmax; or the NPU's vector units reading K and V "
+                 "from HBM), then projection and FFN; npu+pim's single row buffer serialises the NPU's transfers "
+                 "and the PIM's commands on the HBM. neupims (sub-batch interleaving at batch &ge; 256) shows "
+                 "stages C and D, the NPU running one sub-batch's projection/FFN and the next layer's QKV while "
+                 "the PIM runs the other sub-batch's MHA, and the PIM's idle gaps between them. "
+                 f"'{ONE_ROW_BUFFER}' is the same schedule with one row buffer: the PIM's GEMVs wait for the NPU's "
+                 "transfers on the shared HBM, and the next QKV generation waits for the GEMVs, so the layer runs "
+                 "longer than the closed form's stage sum, which overlaps all of a stage's compute with the GEMVs. "
+                 "The GPU baseline has no timeline (a sum of kernel times, none of these units)."),
         _section("ablation", "Ablation",
                  "Fig. 13 as a leave-one-out ablation: each mechanism's gain is the full design (sub-batch "
                  "interleaving at every batch, dual row buffers, greedy channel balancing) over the same design "

@@ -96,6 +96,7 @@ from archsim.systems.step import (
     DecodeOps,
     Op,
     UnrunnableOp,
+    flops_of,
     tensor_roles_of,
 )
 
@@ -219,7 +220,8 @@ class GpuDevice:
         docstring): every op's tensors but its intermediates, the weights once; its MACs on the tensor cores."""
         op = ops[0]
         dram_bytes = float(sum([o.bytes for o in ops]) - (len(ops) - 1) * op.bytes_by_role[WEIGHTS])
-        mma_flops = 2.0 * (ops.total("macs") if isinstance(ops, DecodeOps) else sum([o.ops["mac"] for o in ops]))
+        macs = ops.total("macs") if isinstance(ops, DecodeOps) else sum([o.ops["mac"] for o in ops])
+        mma_flops = float(flops_of({"mac": macs}))
         precision = self.precision(op)
         peak_s = mma_flops / self.spec.tensor_peak_flops_per_s(precision)
         if self.timing == ROOFLINE:

@@ -1,5 +1,5 @@
 """NeuPIMs (Heo et al., ASPLOS'24) and its baselines as system specs on the systems layer, and the decoder-layer
-timeline its report draws.
+timeline its report draws (`layer_timeline`, the event replay's).
 
 The modes are library system specs (`archsim/systems/system_presets/`), nothing here models hardware:
 
@@ -32,14 +32,15 @@ tests/data/neupims_snapshot.json:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from archsim import library
 from archsim.model.trace import Span
-from archsim.systems import pim as pim_model
-from archsim.systems.device import OpCost
+from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
+from archsim.systems.schedule_events import replay_iteration
 from archsim.systems.system_model import SystemModel, layer_phases
 from archsim.systems.system_spec import load_system, with_fields
 from archsim.systems.system_types import System
@@ -65,74 +66,32 @@ def system(mode: str | System, model: str, changes: Mapping[str, object] | None 
 
 
 # ------------------------------------------------------------------------------------------------ timeline
-TIMELINE_RESOURCES = ("NPU arrays", "NPU vector", "PIM", "HBM (NPU)")
+TIMELINE_LAYERS = 4  # layers replayed; the window is the third's, past the fill and before the drain
+WINDOW_LAYER = 2
 
 
-def block_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]:
-    """One decoder layer of one device in one decode iteration, as spans on `TIMELINE_RESOURCES`, drawn from
-    `layer_phases` (the times the iteration charges), so the last span ends at `LayerPhases.layer_s`.
+def layer_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]:
+    """One steady-state decoder layer of one device in one decode iteration, as the event replay runs it
+    (`schedule_events.replay_iteration` of `TIMELINE_LAYERS` layers on one device's units: the device holding the
+    weights, the attention's device where it is another, and the HBM a one-row-buffer PIM shares with the NPU's
+    transfers, each a track): its spans within one period, clipped to it and shifted to start at 0.
 
-    - "NPU arrays": a phase's wall time on the NPU, its GEMMs and the norms, GELU and residual adds between them
-      (the model runs those in sequence with the GEMMs, so they share the span); `args` keep its useful MAC, array
-      and HBM seconds.
-    - "HBM (NPU)": the phase's external-bandwidth transfers (weights, the new K/V; with attention on the NPU the
-      K/V read), from the phase's start.
-    - "PIM": the slowest channel's GEMVs. Blocked (npu+pim): logits, then softmax on the vector units, then attend
-      (the slowest channel's split). Overlapped: one span, the softmax beside it per head.
-    - "NPU vector": the attention's softmax.
-    - Sub-batch interleaving: the steady-state layer, stages C then D (§1.4), whose sum is the per-layer time of
-      A + B + (N-1)(C + D) + E + F; A, B, E and F fill and drain the pipeline once per device and are not drawn.
-      C runs projection/FFN #1 of this layer and QKV #1 of the next beside MHA #2, D the same for #2 beside MHA
-      #1. With one row buffer the NPU's HBM transfers and the PIM serialise: the stage's transfers come first,
-      back to back, then the PIM.
-    Spans of zero length are left out. `contexts` are the decode requests' KV-cache lengths; each reads
-    `model.decode_keys(contexts)` keys (a sliding-window model at most window + sinks), as `layer_phases` costs it."""
+    The period runs from sub-batch 1's weight-device task that starts layer `WINDOW_LAYER`'s work to the same task
+    of the next layer: blocked and overlapped schedules, its QKV generation (`pre`), so the window is that layer's
+    QKV generation, attention and projection/FFN in turn; sub-batch interleaving, its projection/FFN of the layer
+    before with this layer's QKV generation (one NPU task, stage C of §1.4), so the window is stages C and D, each
+    sub-batch's NPU work beside the other's attention. Spans crossing an edge of the window (a sub-batch's attention
+    running on into the next period) are clipped. The attention's span holds its device for the time the schedule
+    charges it (`LayerPhases.mha_s`: the PIM's GEMVs and the softmax after or beside them; on the NPU, its K/V
+    read). Where the replay equals the closed form (two row buffers, or one sub-batch) the window is
+    `LayerPhases.layer_s`; with one row buffer under sub-batch interleaving it is longer by the contention on the
+    shared HBM the closed form's stage sums leave out (`archsim.systems.schedule_events`). `contexts` are the
+    decode requests' KV-cache lengths (a sliding-window model reads at most window + sinks keys of each)."""
+    run = replay_iteration(model, Batch(decode_context_tokens=contexts), TIMELINE_LAYERS)
     phases = layer_phases(model, contexts)
-    spans: list[Span] = []
-    pim = next((d for d in model.devices.values() if d.kind == "bank-pim"), None)
-
-    def add(resource: str, name: str, start_s: float, length_s: float, phase: str, **args: object) -> float:
-        if length_s > 0:
-            spans.append(Span(resource, name, start_s, start_s + length_s, {"phase": phase, **args}))
-        return start_s + length_s
-
-    npu = next((d.name for d in model.devices.values() if d.kind == "npu"), "npu")
-
-    def npu_phase(name: str, phase: str, start_s: float, work: OpCost, hbm_start_s: float, **args: object) -> float:
-        add("HBM (NPU)", name, hbm_start_s, work.memory_s, phase, **args)
-        return add("NPU arrays", name, start_s, work.time_s, phase, mac_s=work.busy_s.get(npu, 0.0),
-                   array_s=work.busy_s.get(f"{npu}_array", 0.0), memory_s=work.memory_s, **args)
-
-    if phases.sub_batch_interleaving:
-        t, one_buffer = 0.0, pim.spec.row_buffers == 1
-        for stage, stage_s, npu_sb, mha_sb in (("C", phases.stages_s[2], 0, 1), ("D", phases.stages_s[3], 1, 0)):
-            post, pre = phases.post[npu_sb], phases.pre[npu_sb]
-            tags = {"stage": stage, "sub_batch": npu_sb + 1}
-            end = npu_phase(f"{stage}: proj+FFN #{npu_sb + 1}", "post", t, post, t, **tags)
-            npu_phase(f"{stage}: QKV gen #{npu_sb + 1} (next block)", "qkv", end, pre,
-                      t + post.memory_s if one_buffer else end, **tags)
-            tags = {"stage": stage, "sub_batch": mha_sb + 1}
-            pim_start_s = t + post.memory_s + pre.memory_s if one_buffer else t
-            add("PIM", f"{stage}: MHA #{mha_sb + 1}", pim_start_s, phases.attention_s[mha_sb], "mha", **tags)
-            add("NPU vector", f"{stage}: softmax #{mha_sb + 1}", t, phases.softmax_s[mha_sb], "softmax", **tags)
-            t += stage_s
-        return tuple(spans)
-    t = npu_phase("QKV gen", "qkv", 0.0, phases.pre[0], 0.0)
-    attention_s, softmax_s = phases.attention_s[0], phases.softmax_s[0]
-    if phases.placement is None:
-        add("HBM (NPU)", "MHA: K/V read", t, phases.attention.memory_s, "mha")
-        add("NPU vector", "MHA: GEMVs + softmax", t, phases.attention.busy_s.get(f"{npu}_vector", 0.0), "mha")
-    elif phases.overlap:
-        add("PIM", "MHA logits + attend", t, attention_s, "mha")
-        add("NPU vector", "softmax (per head)", t, softmax_s, "softmax")
-    else:
-        placement, spec = phases.placement, pim.spec
-        slowest = int(np.argmax(placement.loads_s()))
-        # the placement's own per-request logits times (the keys it costs: a sliding window caps each context)
-        slowest_logits_s = float(pim_model.channel_loads(placement.logits_s, placement.channel, spec.channels)[slowest])
-        end = add("PIM", "MHA logits", t, slowest_logits_s, "mha")
-        end = add("NPU vector", "softmax", end, softmax_s, "softmax")
-        add("PIM", "MHA attend", end, attention_s - slowest_logits_s, "mha")
-    t += phases.mha_s[0]
-    npu_phase("proj+FFN", "post", t, phases.post[0], t)
-    return tuple(spans)
+    phase, first = ("post", WINDOW_LAYER - 1) if phases.sub_batch_interleaving else ("pre", WINDOW_LAYER)
+    starts = {s.args["layer"]: s.start_s for s in run.spans
+              if s.resource == model.weight_device.name and s.args["sub_batch"] == 1 and s.args["phase"] == phase}
+    begin_s, end_s = starts[first], starts[first + 1]
+    return tuple(replace(s, start_s=max(s.start_s, begin_s) - begin_s, end_s=min(s.end_s, end_s) - begin_s)
+                 for s in run.spans if s.end_s > begin_s and s.start_s < end_s)

@@ -6,8 +6,8 @@
 the units they occupy and measures them, recording every task as a `Span` for a Perfetto trace
 (`archsim.model.trace.write_chrome_trace`), where the overlap and the idle gaps show. It follows NeuPIMs (Heo et
 al., ASPLOS'24; ../shared/reference/pim.md §1.4: sub-batch interleaving, the artifact's stages A..F, one vs two row
-buffers). `archsim.systems.neupims.block_timeline` draws one steady-state layer from the closed form's stage times;
-this replays the layers and finds the times.
+buffers); `archsim.systems.neupims.layer_timeline` draws one steady-state layer of this replay for the NeuPIMs
+report.
 
 Units (a `simpy.PriorityResource` each, one task at a time): the weight-holding device (NPU, GPU or xPU: `pre`,
 `post`, whole: an op of theirs placed on another device, Duplex's blocked MoE on a Logic-PIM, is on its track, as
@@ -264,15 +264,19 @@ def unreplayable(model: IterationModel) -> tuple[str, str] | None:
     return None
 
 
-def replay_iteration(model: SystemModel | OffloadModel, batch: Batch) -> ScheduleRun:
+def replay_iteration(model: SystemModel | OffloadModel, batch: Batch, layers: int | None = None) -> ScheduleRun:
     """Replay one iteration of `model` for `batch`: attention offloading's decode by `replay_offload`; otherwise
     the decoder layers, `layer_phases` of the batch on every PP
     stage's layers (`SystemModel.stage_layers`, the stages one after another, as `SystemModel.iteration` runs
     them), the attention's device and the PIM's row buffers read off the model; `closed_form_s` is then the
     iteration's decoder layers as it charges them. The LM head and the hops between stages are left out. A model
-    `unreplayable` refuses is a SpecError naming the spec's field."""
+    `unreplayable` refuses is a SpecError naming the spec's field. `layers`: replay that many decoder layers of one
+    device instead (one PP stage's units: `neupims.layer_timeline`'s look at a layer); an attention-offloading
+    model, whose replay runs tokens, refuses it."""
     refused = unreplayable(model)
     if refused is None and isinstance(model, OffloadModel):
+        if layers is not None:
+            raise SpecError(model.system.source, "layers", "not read: an attention-offloading replay runs tokens")
         return replay_offload(model, batch)
     if refused is not None:
         source = model.workload.path if refused[0].startswith("params.") else model.system.source
@@ -284,8 +288,8 @@ def replay_iteration(model: SystemModel | OffloadModel, batch: Batch) -> Schedul
     attention = groups[0][0] if len(groups) == 1 else None
     names = " + ".join(group[0].name for group in groups) or weight.name  # two devices: their shares in turn
     shared_hbm = attention is not None and attention.kind in SPLIT_KINDS and attention.spec.row_buffers == 1
-    return replay_layers(phases, model.stage_layers, weight_unit=weight.name, attention_unit=names,
-                         shared_hbm=shared_hbm, source=model.system.source)
+    return replay_layers(phases, model.stage_layers if layers is None else layers, weight_unit=weight.name,
+                         attention_unit=names, shared_hbm=shared_hbm, source=model.system.source)
 
 
 OFFLOAD_TOKENS = 4  # tokens per micro-batch in an offloading replay: its steady state settles by the third

@@ -25,13 +25,13 @@ timed with each block through the analytical model (`seqpar_compute.ArrayCompute
 memory is NaN where the array's DRAM is unbounded.
 
 Energy (`ParallelResult.energy_j`, the record's `energy`) is every device's over the layer: P x tp devices for the
-layer's whole time, a device waiting on a link counted too; the links' own energy is not counted. On a GPU, the
-preset's TDP (`power_w`) x the time x P x tp (an upper bound: the GPU model has no per-action energy). On arrays,
-each device's blocks' energies (each block's Result: the array's actions and its memories' leakage over the
-block's cycles, all its heads and padded squares, as its time counts them; `ArrayCompute.attention_j`) plus its
-leakage while it runs no block (`ArrayCompute.idle_w` x the layer's time less the device's blocks' time), summed
-over the P devices (`_device_blocks`: each device's blocks, the schemes' layouts) and x tp; compute units' leakage,
-which the architecture leaves out, is not in it.
+layer's whole time, a device waiting on a link counted too; the links' own energy is not counted. On a GPU, its board
+power (`system_model.board_power_w`: the preset's TDP, `power_w`) x the time x P x tp (an upper bound: the GPU model has
+no per-action energy). On arrays, each device's blocks' energies (each block's Result: the array's actions and its
+memories' leakage over the block's cycles, all its heads and padded squares, as its time counts them;
+`ArrayCompute.attention_j`) plus its leakage while it runs no block (`ArrayCompute.idle_w` x the layer's time less the
+device's blocks' time), summed over the P devices (`_device_blocks`: each device's blocks, the schemes' layouts) and x
+tp; compute units' leakage, which the architecture leaves out, is not in it.
 
 `ideal_s` is the same work on one device divided by the devices (the issue's definition): the one-GPU run (ring's
 P = 1 form, lasp2's for the LASP schemes, lasp2h's own for a hybrid model: lasp2's and allgather's one-device runs
@@ -88,6 +88,8 @@ from archsim.systems.seqpar_spec import (
     token_multiple,
 )
 from archsim.systems.sharding import kv_heads_per_device
+from archsim.systems.system_model import board_power_w
+from archsim.systems.system_types import Device
 from archsim.systems.topology import ArrayDevice
 from archsim.workload import attention_layers, attention_view, max_size
 
@@ -228,7 +230,7 @@ def _energy_j(spec: ParallelSpec, time_s: float, compute: DeviceCompute | ArrayC
     """Every device's energy over a layer of `time_s` (module docstring, "Energy"), its blocks' from `compute`
     (the timing's, whose blocks are costed already)."""
     if not isinstance(spec.gpu, ArrayDevice):
-        return spec.gpu.power_w * time_s * spec.devices * spec.tp
+        return board_power_w(Device(spec.gpu.name, "gpu", 1, spec.gpu)) * time_s * spec.devices * spec.tp
     total_j = 0.0
     for blocks in _device_blocks(spec, compute):
         blocks_j = sum(count * compute.attention_j(*block) for block, count in blocks.items())

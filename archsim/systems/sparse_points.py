@@ -47,6 +47,14 @@ What each method needs, and nothing is filled in for it:
   every step scores anew; how often it hits is the data's).
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 
+A point's record (`point_record`, what a `sparse:` sweep stores; `archsim.record`): target_kind `sparse`,
+`latency_s` the method's time in the phase, energy, area and DRAM traffic NaN (not modelled), extras
+`RECORD_METRICS` (`speedup` = dense time / the method's), `dense_fits` (1 or 0), `budget` (NaN where None) and the
+point's other numeric fields. It is feasible where `fits` is, the field `archsim sparse` prints: a method side that
+does not fit the GPU's memory or has no time cannot run, so the record is infeasible, its reason the memory against
+the GPU's DRAM. Dense not fitting or having no time leaves the record feasible, its speedup NaN (a dense run that
+cannot run is no baseline).
+
 On a system (`system_points`, `archsim sparse --system`): what Quest's or DuoAttention's selection does on a system
 spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, offloading"), a flat row each:
 {"method", "model", "system", "budget" (Quest's; None for DuoAttention, which has "retrieval_fraction"), "context",
@@ -85,13 +93,14 @@ reads it, or none where one does.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu_flexprefill import kept_density
 from archsim.outputs import capacity_text
+from archsim.record import NAN, Record
 from archsim.systems import kv_selection
 from archsim.systems.device import DeviceModel
 from archsim.systems.kv_selection import SelectionDecode
@@ -120,6 +129,10 @@ DECODE_PHASES = ("attention", "decode")
 METHOD_PHASES = {"minference": ("prefill",), "flexprefill": ("prefill",),
                  "duoattention": ("decode", "attention", "prefill"), "quest": ("decode", "attention"),
                  "razorattention": ("decode", "attention"), "tokenselect": ("decode", "attention")}
+RECORD_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes")  # a record's extras, first
+# a point's fields that are no extra as they are: what the record holds elsewhere (its time, fields, fit) or in
+# another form (`dense_fits` as 0 or 1, `budget` NaN where none)
+_NOT_EXTRAS = frozenset({"method", "model", "gpu", "phase", "context", "budget", "time_s", "fits", "dense_fits"})
 SYSTEM_METHODS = ("quest", "duoattention")  # those `system_points` takes
 PIM_KINDS = ("bank-pim", "logic-pim")
 # the models' sources whose fields `archsim sparse`'s options set, and the options (the CLI's and a sparse sweep's
@@ -231,8 +244,8 @@ def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, spa
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
             "other_ops_s": dense.other_ops_s, "kv_host_s": dense.kv_host_s,
-            "fits": fits and not math.isnan(sparse.attention_s),
-            "dense_fits": fits and not math.isnan(dense.attention_s)}
+            "fits": fits and not math.isnan(sparse.time_s),
+            "dense_fits": fits and not math.isnan(dense.time_s)}
 
 
 def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fraction: float, sinks: int,
@@ -320,6 +333,25 @@ def phase_point(method: SparseMethod, workload: Workload, gpu: GPU, context: int
                                          f"{phase!r}")
     method = replace(method, prefill=True) if phase == "prefill" and method.name == "duoattention" else method
     return next(p for p in method_points(method, workload, gpu, [context]) if p["phase"] == phase)
+
+
+def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
+    """The record (`archsim.record`) of a point of `phase_point` on `gpu`, named `target` (module docstring, "A
+    point's record"): feasible where the point `fits`."""
+    time_s, dense_time_s = point["time_s"], point["dense_time_s"]
+    feasible = bool(point["fits"])
+    reason = "" if feasible else (
+        f"{point['method']} {'has no time: ' if math.isnan(time_s) else 'does not fit: '}"
+        f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
+        f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
+                                                    if math.isnan(time_s) else ""))
+    dense_runs = bool(point["dense_fits"])
+    extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,
+              "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
+              "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
+              **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
+                 and isinstance(v, int | float) and not isinstance(v, bool)}}
+    return Record("sparse", target, feasible, reason, time_s, NAN, extras=extras)
 
 
 def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,
