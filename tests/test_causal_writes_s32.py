@@ -16,6 +16,7 @@ import copy
 import pytest
 import yaml
 
+from archsim import library
 from archsim.cascade.load import cascade_from_dict
 from archsim.model.analytical import evaluate
 from archsim.model.event import simulate
@@ -28,8 +29,7 @@ SETS = {"batch": 1, "heads": 1, "head_dim": 128, "word_bytes": WORD}
 
 def _causal(edit: tuple[str, str] | None = None):
     """attention-3pass-causal, with one Einsum line's text replaced (`edit`: old, new)."""
-    with open("einsum/attention-3pass-causal.yaml") as f:
-        spec = yaml.safe_load(f)
+    spec = yaml.safe_load(library.find("cascades", "attention-3pass-causal").read_text())  # not the cwd's einsum/
     if edit is not None:
         assert edit[0] in spec["einsums"]
         spec["einsums"] = spec["einsums"].replace(*edit)

@@ -229,27 +229,49 @@ def test_report_command_routes_duplex(reproduction, tmp_path, monkeypatch) -> No
     assert bad.exit_code == 2 and "--model and --seq-len" in bad.output
 
 
+# pim.md §2.4's figures as the README's Duplex figures table has them, default mode: the paper's value and whether
+# ours is within the issue's tolerance for its kind (15 % of a ratio, 10 points of a reduction), written here, not
+# read from duplex_figures, so that one edit to the module cannot move a target and its verdict together.
+RATIO_FIGURES = {  # name: (paper, within)
+    "duplex_over_gpu_max": (2.51, True),  # Duplex alone: up to 2.51x GPU
+    "pe_over_duplex_mean": (1.04, True),  # +PE: 1.04x on average over Duplex
+    "pe_et_over_duplex_max": (1.36, True),  # +PE+ET: up to 1.36x over Duplex
+    "duplex_over_bank_pim_max_mixtral": (1.80, False),  # up to 1.80x faster than Bank-PIM on Mixtral
+    "duplex_over_bank_pim_mean_mixtral": (1.49, True),  # on average 1.49x faster on Mixtral
+    "bank_pim_over_gpu_mixtral_256_b64": (1.18, True),  # Bank-PIM only 1.18x over GPU at batch 64, (256, 256)
+    "duplex_over_gpu_mixtral_256_b64": (2.05, True),  # where Duplex gets 2.05x
+}
+REDUCTION_FIGURES = {  # name: (paper, within)
+    "glam_b64_tbt_p50_vs_gpu": (0.583, True),  # GLaM, batch 64: median TBT -58.3 % vs GPU
+    "glam_b64_e2e_vs_gpu": (0.602, True),  # E2E -60.20 % vs GPU
+    "glam_b64_e2e_vs_2xgpu": (0.3538, True),  # E2E -35.38 % vs 2xGPU
+    "energy_reduction_mixtral": (0.3328, True),  # energy savings 33.28 % on Mixtral
+    "energy_reduction_glam": (0.4203, True),  # 42.03 % on GLaM
+    "energy_reduction_grok": (0.3459, True),  # 34.59 % on Grok1
+}
+BOUND_FIGURES = ("glam_b64_tbt_p50_vs_2xgpu",)  # GLaM, batch 64: median TBT below 2xGPU's (a positive reduction)
+RATIO_TOL, REDUCTION_POINTS = 0.15, 0.10
+
+
+def test_the_figures_targets_are_the_papers() -> None:
+    """duplex_figures prints "within" against its own paper values and tolerances: they are the ones above."""
+    papers = {name: paper for name, (paper, _) in (RATIO_FIGURES | REDUCTION_FIGURES).items()}
+    assert {f.name: f.paper for f in duplex_figures.FIGURES} == papers | dict.fromkeys(BOUND_FIGURES)
+    assert duplex_figures.TOLERANCE == {duplex_figures.RATIO: RATIO_TOL, duplex_figures.REDUCTION: REDUCTION_POINTS}
+
+
 def test_every_figure_of_section_2_4_is_read_off_the_run(reproduction) -> None:
-    """Each figure of `duplex_figures.FIGURES` matches points of the run, and one outside its tolerance says why."""
+    """Each figure of pim.md §2.4 is read off points of the run; ours is within its kind's tolerance of the paper's
+    value exactly where the README's table says "within", and one outside carries its modelling reason."""
     figures = {f["figure"]: f for f in reproduction[1]["figures"]}
-    assert set(figures) == {f.name for f in duplex_figures.FIGURES}
+    assert set(figures) == set(RATIO_FIGURES) | set(REDUCTION_FIGURES) | set(BOUND_FIGURES)
     assert all(f["points"] >= 1 for f in figures.values())
-    assert all(f["within"] or f["reason"] for f in figures.values())
-
-
-def test_duplex_runs_below_2xgpu_and_close_to_the_papers_latency_cuts(reproduction) -> None:
-    """pim.md §2.4, GLaM at batch 64: Duplex's median TBT below 2xGPU's; E2E -60.20 % vs GPU and -35.38 % vs 2xGPU,
-    each within 10 points (the headline's energy tolerance, duplex_figures' TOLERANCE)."""
-    figures = {f["figure"]: f for f in reproduction[1]["figures"]}
-    assert figures["glam_b64_tbt_p50_vs_2xgpu"]["ours"] > 0
-    assert figures["glam_b64_e2e_vs_gpu"]["ours"] == pytest.approx(0.602, abs=0.10)
-    assert figures["glam_b64_e2e_vs_2xgpu"]["ours"] == pytest.approx(0.3538, abs=0.10)
-
-
-def test_co_processing_steps_and_the_bank_pim_on_mixtral(reproduction) -> None:
-    """pim.md §2.4: +PE 1.04x Duplex on average, Duplex on average 1.49x the Bank-PIM on Mixtral, and at (256, 256)
-    batch 64 the Bank-PIM 1.18x the GPU where Duplex gets 2.05x: each within 15 %."""
-    figures = {f["figure"]: f for f in reproduction[1]["figures"]}
-    for name, paper in (("pe_over_duplex_mean", 1.04), ("duplex_over_bank_pim_mean_mixtral", 1.49),
-                        ("bank_pim_over_gpu_mixtral_256_b64", 1.18), ("duplex_over_gpu_mixtral_256_b64", 2.05)):
-        assert figures[name]["ours"] == pytest.approx(paper, rel=0.15), name
+    for name, (paper, within) in RATIO_FIGURES.items():
+        assert (figures[name]["ours"] == pytest.approx(paper, rel=RATIO_TOL)) is within, name
+    for name, (paper, within) in REDUCTION_FIGURES.items():
+        assert (figures[name]["ours"] == pytest.approx(paper, abs=REDUCTION_POINTS)) is within, name
+    assert all(figures[name]["ours"] > 0 for name in BOUND_FIGURES)
+    expected = {name: within for name, (_, within) in (RATIO_FIGURES | REDUCTION_FIGURES).items()}
+    assert {name: f["within"] for name, f in figures.items()} == expected | dict.fromkeys(BOUND_FIGURES, True)
+    assert figures["duplex_over_bank_pim_max_mixtral"]["reason"] == \
+        duplex_figures.REASONS["duplex_over_bank_pim_max_mixtral"]

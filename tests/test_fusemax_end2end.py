@@ -3,7 +3,8 @@ the artifact's `end2end-{flat,proposal}.csv` and the paper's headline (5.30x at 
 over 4 models x 6 lengths; ../shared/reference/fusemax.md §1.1).
 
 Tolerances: the linear layers match latency and DRAM traffic exactly (1e-9 relative) and energy within 1.1 %, the
-README's claim; the headline within 5 % (relative), as the attention headline. Closed forms are those of
+README's claim; the speedup headline equal to the paper's at the README's two decimals ("5.30x (paper 5.30x)"),
+the energy headline within 5 % (relative). Closed forms are those of
 docs/fusemax-artifact-model.md §6: R = B*P rows, B = 64, 65536 PEs at 940 MHz, 400 GiB/s, 2-byte words.
 """
 
@@ -22,7 +23,8 @@ from archsim.systems.fusemax_linear import (
     reference_end2end,
 )
 
-LATENCY_TOL, TRAFFIC_TOL, ENERGY_TOL, HEADLINE_TOL = 1e-9, 1e-9, 0.011, 0.05
+LATENCY_TOL, TRAFFIC_TOL, ENERGY_TOL = 1e-9, 1e-9, 0.011
+SPEEDUP_ABS, ENERGY_HEADLINE_TOL = 0.005, 0.05  # printed at two decimals; relative
 CLOCK_HZ, DRAM_BPS, PES, BATCH = 940e6, 400 * 2**30, 256 * 256, 64
 
 
@@ -109,13 +111,13 @@ def test_headline_speedup(attention, records) -> None:
     """Paper: 5.30x mean speedup of one layer (attention + linear layers) over FLAT, 24 points (XLM's ours alone)."""
     headline = end2end_headline(attention, records)
     assert headline["points"] == 24
-    assert headline["speedup_vs_flat"] == pytest.approx(5.30, rel=HEADLINE_TOL), headline
+    assert headline["speedup_vs_flat"] == pytest.approx(5.30, abs=SPEEDUP_ABS), headline
 
 
 def test_headline_energy(attention, records) -> None:
     """Paper: 0.833 mean energy of FuseMax over FLAT for one layer, 24 points."""
     headline = end2end_headline(attention, records)
-    assert headline["energy_vs_flat"] == pytest.approx(0.833, rel=HEADLINE_TOL), headline
+    assert headline["energy_vs_flat"] == pytest.approx(0.833, rel=ENERGY_HEADLINE_TOL), headline
 
 
 def test_linear_layers_do_not_move_the_energy_headline(records) -> None:

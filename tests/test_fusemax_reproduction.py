@@ -151,10 +151,11 @@ def test_cascade_exp_key_drops_the_one_d_exps() -> None:
 
 
 def test_headline_speedup(table) -> None:
-    """Paper: 6.72x mean attention speedup of FuseMax over FLAT over 24 points (XLM's are ours alone)."""
+    """Paper: 6.72x mean attention speedup of FuseMax over FLAT over 24 points (XLM's are ours alone); the README
+    prints ours equal to it at its two decimals ("6.72x (paper 6.72x)")."""
     headline = fusemax.headline(table[0])
     assert headline["points"] == 24
-    assert headline["speedup_vs_flat"] == pytest.approx(6.72, rel=0.05)
+    assert headline["speedup_vs_flat"] == pytest.approx(6.72, abs=0.005)
 
 
 def _p1_closed_form(seq_len: int, e: int, f: int, buffer_bytes: int = 16 << 20) -> int:

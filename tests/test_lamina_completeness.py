@@ -33,14 +33,14 @@ def served() -> list[dict]:
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason=str(lamina.ATTRIBUTION["divide_and_conquer_pipelined"]))
-@pytest.mark.parametrize("model_name", ["llama-65b", "llama3-70b"])
-def test_divide_and_conquer_saves_the_papers_share_of_the_served_tbt(served: list[dict], model_name: str) -> None:
+@pytest.mark.parametrize(("model_name", "paper", "points"), [("llama-65b", 0.132, 0.04), ("llama3-70b", 0.035, 0.02)])
+def test_divide_and_conquer_saves_the_papers_share_of_the_served_tbt(served: list[dict], model_name: str,
+                                                                      paper: float, points: float) -> None:
     """pim.md §3.4: up to 13.2 % of TBT on LLaMA-65B, 3.5 % on LLaMA3-70B (the issue: +- 4 and +- 2 points), in
     the served ping-pong runs (`dc_saving`: the TBT p50 of lamina against lamina-no-dc, the largest over the
     traces). archsim saves about 0 there (0.04 % at most): the compute GPUs set the period (the critical-path
     measure passes: test_lamina.py's test_divide_and_conquer_saves_the_papers_share_of_the_critical_path)."""
-    key = f"dc_{model_name}"
-    assert abs(lamina.dc_saving(served, model_name) - lamina.PAPER[key]) <= lamina.TOLERANCE[key]
+    assert abs(lamina.dc_saving(served, model_name) - paper) <= points
 
 
 # ------------------------------------------------------------------------------------------------ BW_min NICs

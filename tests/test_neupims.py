@@ -2,10 +2,12 @@
 and the paper's headline numbers (../shared/reference/pim.md §1.1, §1.4, §1.6).
 
 Every number of a result comes from the model (specs in `archsim/systems/{npu,pim}.py`); the paper's values are
-only the targets below. Tolerances: throughput ratios within 20 % of the paper, NPU utilization within 0.10 and PIM
-utilization within 0.08 (absolute). Targets our model does not reach are xfail(strict=True) with the modelling
-choice that explains the gap, so a change that reaches them shows up as an XPASS to act on; `archsim reproduce
-neupims` prints how far each alternative choice (`neupims_reproduce.VARIANTS`) moves each gap.
+only the targets below. Tolerance: the issue's "within 20 %", ours / paper, for every target (RATIO_TOL): the
+throughput ratios, Table 4's NPU and PIM utilizations, the Fig. 13 dual-row-buffer gain and the energy ratio; the
+reproduction's printed verdicts use the same targets and tolerance (`neupims_reproduce.PAPER`, `HEADLINE_TOLERANCE`;
+checked equal to these). Targets our model does not reach are xfail(strict=True) with the modelling choice that
+explains the gap, so a change that reaches them shows up as an XPASS to act on; `archsim reproduce neupims` prints
+how far each alternative choice (`neupims_reproduce.VARIANTS`) moves each gap.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from archsim.systems.system_model import layer_phases
 from archsim.systems.system_spec import MAX_NUMBER, load_system
 
 PIM = pim_model.PIMSpec()
-RATIO_TOL = neupims_reproduce.HEADLINE_TOLERANCE  # the issue's "within 20 %", ours / paper, for every headline
+RATIO_TOL = 0.20  # the issue's "within 20 %", ours / paper, for every target
 
 ALPACA_AND_SBI = ("two modelling results (variants 'ShareGPT only' and 'SBI shares weights'): (1) on Alpaca's short "
                   "steady-state contexts a PIM GEMV is GWRITE and partial-tile bound and hardly faster than "
@@ -161,6 +163,18 @@ def test_modes_are_system_specs() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ reproduction
+def test_the_reproductions_targets_are_the_ones_tested_here() -> None:
+    """`archsim reproduce neupims` prints "within" against the module's targets and tolerance: they are the paper's
+    values and the issue's 20 % written in the tests below, so neither can drift from the other."""
+    assert neupims_reproduce.HEADLINE_TOLERANCE == RATIO_TOL
+    assert neupims_reproduce.PAPER == {
+        "neupims/npu-only": 2.4, "neupims/npu+pim": 1.6, "npu+pim/npu-only": 1.5, "neupims/gpu": 3.0,
+        "npu_util npu+pim": 0.28, "npu_util neupims": 0.649, "pim_util npu+pim": 0.17, "pim_util neupims": 0.264,
+        "energy neupims/npu-only": 0.75}
+    assert neupims_reproduce.ABLATION_PAPER == {"dual row buffers": 1.697}
+    assert neupims_reproduce.ARTIFACT_TOLERANCES == {"ratio": ARTIFACT_RATIO_TOL, "util": ARTIFACT_UTIL_TOL}
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=ALPACA_AND_SBI)
 def test_neupims_over_npu_only(ours) -> None:
     """§1.1: 2.4x over NPU-only (geometric mean over models x datasets x batches)."""

@@ -1,10 +1,11 @@
-"""Guard for issue 13's move of NeuPIMs onto the systems layer: `archsim reproduce neupims --json` must keep its
-model results within 2 % of a snapshot taken before the move, or each difference must be explained.
+"""A rolling regression pin of `archsim reproduce neupims --json`: its model results must stay within 2 % of the
+snapshot, or each difference must be explained and the snapshot regenerated with the reason.
 
-Why a snapshot and not the paper: the move is a refactor (the hand-coded decoder block becomes library cascades and
-system specs), so it must not change what the model computes; the paper comparison, with its own 20 % tolerances and
-the reasons for each gap, lives in tests/test_neupims.py and does not catch a 5 % drift. This file pins our own
-numbers at the commit before the move, so a drift shows up as a table of what moved, not as a silently different
+Why a snapshot and not the paper: the paper comparison, with its 20 % tolerance and the reasons for each gap, lives
+in tests/test_neupims.py and does not catch a 5 % drift. The pin began as issue 13's guard for moving NeuPIMs onto
+the systems layer (taken at 1a0bd8b, before the move); it has since been regenerated at later commits whenever a
+result was meant to move (the commit it was taken at is the file's `commit`), so it pins the numbers of the last
+deliberate change, not the pre-move ones. A drift shows up as a table of what moved, not as a silently different
 reproduction (the "results that silently change between releases" anti-example of STYLE.md).
 
 What is kept (tests/data/neupims_snapshot.json, `values`): every model result of the JSON, keyed readably:
@@ -17,8 +18,8 @@ Dropped: the sampled inputs (mean_context_tokens), the unit-level breakdowns (np
 name units the move may regroup) and `attribution`, whose "ours" rows equal `headline` (tests/test_simulate_cli.py
 checks that) and whose other rows are modelling alternatives, not the model; it also costs 17 s of the command's 20 s.
 
-Where the snapshot comes from: `archsim reproduce neupims --json` at commit
-1a0bd8b74a93412215fd0b00775df612ac8373f3 (clean tree), before the NeuPIMs move, reduced by `model_results`.
+Where the snapshot comes from: `archsim reproduce neupims --json` at the HEAD recorded in the file (`commit`, with
+the change it was regenerated for not yet committed), reduced by `model_results`.
 The test recomputes the same numbers in-process with the functions the command calls
 (`archsim.commands.neupims_cmd`: `neupims_reproduce.reproduce`, `compare`, `ablation`; about 4 s), skipping the
 attribution.

@@ -47,11 +47,25 @@ def test_minference_slower_than_dense_at_10k_and_faster_from_100k(reproduction: 
     assert speedups == sorted(speedups)  # the gain grows with the prompt, as the paper's 1.8x, 4.1x, 10x
 
 
+# MInference's experiments/README.md, one A100-80G, LLaMA-3-8B-Instruct-1048k (seqpar-sparse.md §3.1): prefill
+# seconds (FlashAttention-2 dense, MInference) by prompt length, each within issue 19's 20 %; written here, not read
+# from sparse_reproduce, whose PAPER and PREFILL_TOLERANCE print "within" (checked equal).
+PREFILL_S = {10_000: (0.976, 2.776), 100_000: (24.88, 13.99), 300_000: (169.6, 41.09), 1_000_000: (1765.6, 179.1)}
+PREFILL_TOL = 0.20
+
+
+def test_the_prefill_targets_are_the_papers() -> None:
+    assert sparse.PAPER["minference_prefill_s"] == PREFILL_S
+    assert sparse.PREFILL_TOLERANCE == PREFILL_TOL
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=str(sparse.PREFILL_GAP))
 def test_minference_and_dense_prefill_within_20_percent(reproduction: dict) -> None:
+    assert sorted(row["context"] for row in reproduction["minference"]) == sorted(PREFILL_S)
     for row in reproduction["minference"]:
-        assert abs(row["dense_error"]) <= sparse.PREFILL_TOLERANCE, row
-        assert abs(row["minference_error"]) <= sparse.PREFILL_TOLERANCE, row
+        dense_s, minference_s = PREFILL_S[row["context"]]
+        assert abs(row["dense_s"] / dense_s - 1) <= PREFILL_TOL, row
+        assert abs(row["minference_s"] / minference_s - 1) <= PREFILL_TOL, row
 
 
 def test_the_prefill_reason_quotes_the_runs_errors(reproduction: dict) -> None:

@@ -79,9 +79,6 @@ STREAMING = ("a decode step with few tokens per expert (Mixtral at batch 32, GLa
              "and KV streaming, which the Logic-PIM runs at its roofline with 4x the xPU's bandwidth, less refresh; "
              "bank-bundle conflicts and the softmax unit's rate are not modelled (as the headline's maximum)")
 UNATTRIBUTED = "no reason recorded for this figure in this mode"
-PER_ACTION = ("both sides are priced per action plus the xPUs' static power over the run (the headline's energy "
-              "reduction): the dynamic saving is about the per-byte price ratio times the Logic-PIM's share of the "
-              "bytes, the static one the time saved")
 REASONS = {
     "duplex_over_gpu_max": STREAMING,
     "glam_b64_tbt_p50_vs_gpu": STREAMING,
@@ -89,7 +86,6 @@ REASONS = {
         "ours is the maximum over four Mixtral points (batch 32 and 64); at about 8-16 tokens per expert the experts' "
         "Op/B is 8-16, where the Bank-PIM's 1 Op/B caps them at half the Logic-PIM's rate per stack, while GQA "
         "attention (deg_grp 4, Op/B about 4) runs at 10.7 TFLOPS per stack on both: the step gains less than 2x"),
-    **{f"energy_reduction_{m}": PER_ACTION for m in ("mixtral", "glam", "grok")},
 }
 
 
