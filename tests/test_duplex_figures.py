@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from archsim.systems.duplex_figures import FIGURES, REDUCTION, Figure, figure_value, figures
+from archsim.systems.duplex_figures import FIGURES, REDUCTION, UNATTRIBUTED, Figure, figure_value, figures
 
 
 def _record(system: str, model: str = "glam-143b", lin: int = 256, batch: int = 64, **values: float) -> dict:
@@ -48,9 +48,10 @@ def test_no_matching_point_is_no_figure() -> None:
 
 def test_tolerances_by_kind_and_reasons_outside() -> None:
     """E2E ratios 0.375 and 0.375 -> 62.5 % against the paper's 60.2 %: within 10 points; TBT 65 % against 58.3 %:
-    within; energy 0 % against 42.03 %: outside, with its reason."""
+    within; energy 0 % against 42.03 %: outside, with no reason recorded (the run's energy figures are all within, so
+    none carries a pre-written reason that a drift outside would inherit)."""
     rows = {f["figure"]: f for f in figures(RECORDS)}
     assert rows["glam_b64_e2e_vs_gpu"]["ours"] == pytest.approx(0.625) and rows["glam_b64_e2e_vs_gpu"]["within"]
     assert rows["glam_b64_tbt_p50_vs_gpu"]["within"] and rows["glam_b64_tbt_p50_vs_gpu"]["reason"] == ""
     energy = rows["energy_reduction_glam"]
-    assert energy["kind"] == REDUCTION and not energy["within"] and "per action" in energy["reason"]
+    assert energy["kind"] == REDUCTION and not energy["within"] and energy["reason"] == UNATTRIBUTED
