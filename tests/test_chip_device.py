@@ -50,7 +50,7 @@ TPU_V4 = {"preset": "tpu-v4", "matmul_efficiency": MATMUL_EFFICIENCY, "memory_ef
 
 # ------------------------------------------------------------------------------------------------ presets
 def test_chip_presets_load_under_their_file_names() -> None:
-    assert chip_names() == ["tpu-v3", "tpu-v4", "tpu-v5e", "tpu-v6e"]
+    assert chip_names() == ["attacc-pim", "tpu-v3", "tpu-v4", "tpu-v5e", "tpu-v6e"]
     for name in chip_names():
         chip = load_chip(name)
         assert chip.name == name and chip.citation and Path(chip.source).name == f"{name}.yaml"

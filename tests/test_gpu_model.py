@@ -64,8 +64,8 @@ def _params(calibration, kernel: str) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------------ presets
 def test_every_preset_loads() -> None:
-    assert gpu_names() == ["a100-40gb-sxm4", "a100-80gb-sxm4", "b200", "h100-pcie", "h100-sxm5", "h20", "h200-sxm",
-                           "l40s", "mi300x", "rtx-4090", "rtx-6000-ada"]
+    assert gpu_names() == ["a100-40gb-sxm4", "a100-80gb-sxm4", "a100a-hbm3", "b200", "h100-pcie", "h100-sxm5", "h20",
+                           "h200-sxm", "l40s", "mi300x", "rtx-4090", "rtx-6000-ada"]
     for name in gpu_names():
         gpu = load_gpu(name)
         assert gpu.name == name and gpu.citation and gpu.source.endswith(f"{name}.yaml")

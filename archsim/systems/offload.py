@@ -4,7 +4,8 @@ and the KV cache on a pool of memory devices, every other op on compute devices,
 A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.system_spec`) is such a system:
 - compute: the device the decode QKV projection is placed on, `parallelism.tp` devices per model replica (its
   weights cut by TP, two ring all-reduces per layer over the link `tp`, as `system_model`), `micro_batches` - 1
-  replicas: the device's `count` must be tp x replicas;
+  replicas, or one for one micro-batch (`system_checks.offload_replicas`): the device's `count` must be tp x
+  replicas;
 - memory pool: the device decode attention is placed on, `parallelism.attention_pool` (b) of them, its `count`: a
   `memory-pool` device (a GPU used for its memory, the GPU model's decode kernel) or a `chip` (a TPU v6e pool, the
   roofline of `archsim.systems.chip_device`). Head-level partitioning (§3.4): each holds kv_heads / b KV heads and
@@ -69,6 +70,12 @@ assignment turns through (`replica_work_s`; the busiest replica of a single toke
 layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.766 ms a token, 1.5 %
 below it, and the closed form gives 8.596 ms). An iteration (one token for every request) takes that, plus the
 prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
+One micro-batch (`micro_batches: 1`, AttAcc's GPUs and PIM, pim.md §4.1) runs on one replica without pipelining:
+each layer's critical path has the replica and the pool in turn, so a token takes layers x the cycle plus the LM
+head, the first term of `token_s` (every other term is a part of it). Without divide-and-conquer the event model
+runs the same time (LLaMA-65B and GPT-3 175B on `attacc`, 64 requests of 1-1.5K tokens: within 1e-13); with it the
+event model starts the history's attention only once the replica has computed the k, v share, not when q arrives,
+and is above by 4.1 % and 4.8 % there (kv_s 14 us against q's 3.4 us on the wire).
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 `token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work, and the
 event model is never faster. Without LM heads they agree within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts
@@ -128,7 +135,13 @@ from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.sharding import shard
 from archsim.systems.step import ACTIVATIONS_IN, Op
-from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_degrees, check_pool
+from archsim.systems.system_checks import (
+    ATTENTION_POOL_LINK,
+    check_degrees,
+    check_pool,
+    offload_micro_batches,
+    offload_replicas,
+)
 from archsim.systems.system_model import (
     ATTENTION,
     SystemModel,
@@ -243,7 +256,7 @@ class OffloadModel:
     compute: SystemModel
     pool: SystemModel
     pool_devices: int
-    replicas: int
+    micro_batches: int  # the schedule's (`system_checks.offload_micro_batches`)
     link: Link
     pool_link: Link
     pool_device_name: str  # the memory-pool or chip device decode attention is placed on
@@ -283,8 +296,9 @@ class OffloadModel:
         return board_power_w(compute), board_power_w(pool)
 
     @property
-    def micro_batches(self) -> int:
-        return self.replicas + 1
+    def replicas(self) -> int:
+        """The compute replicas the micro-batches run on (`system_checks.offload_replicas`)."""
+        return offload_replicas(self.micro_batches)
 
     @property
     def divide_and_conquer(self) -> bool:
@@ -540,8 +554,6 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     field when the pools or the head partitioning do not fit (module docstring; the loader made sure the spec has
     the link and a pool, `system_checks.check_system`)."""
     par = system.parallelism_for(workload.name)
-    schedule = system.schedule
-    replicas = (schedule.micro_batches or 2) - 1
     b = par.attention_pool
     kv_heads = int(workload.params.get("kv_heads", workload.params.get("heads", 0)))
     if kv_heads % b:
@@ -557,8 +569,8 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     holder = compute.weight_device
     check_degrees(system, par, system.devices[holder.name], functools.partial(system.blame, workload.name))
     link = system.links[ATTENTION_LINK]
-    return OffloadModel(system, workload, compute, pool, b, replicas, link, system.links.get(ATTENTION_POOL_LINK, link),
-                        device.name)
+    return OffloadModel(system, workload, compute, pool, b, offload_micro_batches(system), link,
+                        system.links.get(ATTENTION_POOL_LINK, link), device.name)
 
 
 def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:

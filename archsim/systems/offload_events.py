@@ -25,7 +25,8 @@ slice starts once the replica's turn before it has finished, and a replica whose
 idle (as a priority queue, micro-batch 0's short first slice, without the ops after an attention, let its slice 1
 take replica 1 before micro-batch 1 came, and micro-batches 1 and 2 ran swapped for the whole run: LLaMA3-70B,
 n = 4, 31 requests at 2000 tokens, first slices at 0, 413, 217 and 627 us, not 0, 109, 218 and 326; the steady
-time per token was the same, 35.4024 ms). In ping-pong (one replica) the turns alternate the two micro-batches.
+time per token was the same, 35.4024 ms). In ping-pong (one replica) the turns alternate the two micro-batches; with
+one micro-batch on one replica (`micro_batches: 1`, no pipelining) they are its slices in order.
 A micro-batch that has stopped gives up its turns. The pool serves its queue oldest first (`simpy.PriorityResource`
 by turn), as `archsim.model.event` serves its units: work-conserving, and a merge whose k, v have arrived goes
 before a younger micro-batch's history. (First come, first served, with the pool held from the history to the

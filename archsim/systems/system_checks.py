@@ -39,8 +39,8 @@ naming the field:
 What depends on the degrees a run uses (`check_degrees`, at the workload's parallelism after `--tp`/`--pp`, a
 sweep's axes and its `by_workload` entry: a TP group the node of the device holding the weights cannot hold; ep > 1
 without the link named ep; with attention offloading, pp or ep other than 1 or compute devices other than
-tp x (micro_batches - 1); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without the link
-named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
+tp x replicas (`offload_replicas`); context-parallel, pp or ep other than 1, or tp x cp GPUs beyond a node without
+the link named cp) or on the workload (TP against its heads, PP its layers, EP its experts, weights against
 memory, the Op/B a threshold reads) is refused when the model is built: `check_against_workload(system, workload)`
 refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, a rule
 that can put an op reading weights in the workload's cascades on a device whose memory the weights are not checked
@@ -221,9 +221,9 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
                   blame: Callable[[str], tuple[str, str]]) -> None:
     """Refuse parallel degrees the system cannot run whatever the workload (the TP group against its node is
     `check_tp_group`'s, run as the model is built): ep > 1 without the link named ep; and with attention offloading
-    (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x (micro_batches - 1) devices of `holder`, the
-    device that holds the weights (a replica per micro-batch but one; None where it is not known). `blame(degree)`
-    is the (source, where) of a degree: the spec's field, or the option that set it (`System.blame`)."""
+    (`OFFLOAD_SCHEDULES`) pp or ep other than 1, or other than tp x `offload_replicas` devices of `holder`, the
+    device that holds the weights (None where it is not known). `blame(degree)` is the (source, where) of a
+    degree: the spec's field, or the option that set it (`System.blame`)."""
     if par.ep > 1 and EP_LINK not in system.links:
         source, where = blame("ep")
         raise SpecError(system.source, f"links.{EP_LINK}", f"missing: {where or source} = {par.ep} exchanges each "
@@ -240,16 +240,30 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
     if par.ep != 1:
         raise SpecError(*blame("ep"), f"expert parallelism with attention offloading ({kind}) is not modelled: "
                                       "expected ep 1")
-    replicas = (system.schedule.micro_batches or 2) - 1
+    micro_batches = offload_micro_batches(system)
+    replicas = offload_replicas(micro_batches)
     if holder is None or holder.count == par.tp * replicas:
         return
     source, where = blame("tp")
+    rule = "micro_batches - 1 replicas" if micro_batches > 1 else "1 micro-batch on 1 replica"
     if where:  # the spec's own tp
         raise SpecError(system.source, f"devices.{holder.name}.count",
                         f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
-                        f"(micro_batches - 1 replicas), got {holder.count}")
+                        f"({rule}), got {holder.count}")
     raise SpecError(source, where, f"expected devices.{holder.name}.count / replicas = {holder.count} / "
-                                   f"{replicas} (micro_batches - 1 replicas, {system.source}), got {par.tp}")
+                                   f"{replicas} ({rule}, {system.source}), got {par.tp}")
+
+
+def offload_micro_batches(system: System) -> int:
+    """The micro-batches of an offloading schedule: a staggered one's `micro_batches`, ping-pong's two."""
+    return system.schedule.micro_batches or 2
+
+
+def offload_replicas(micro_batches: int) -> int:
+    """The compute replicas `micro_batches` micro-batches run on: n - 1 for n >= 2 (Lamina's rotational staggered
+    pipelining, pim.md §3.4: one micro-batch's attention on the pool while the others' dense work fills the
+    replicas); one for one micro-batch, which then waits for its own attention (no pipelining: AttAcc, §4.1)."""
+    return max(micro_batches - 1, 1)
 
 
 def check_spec_degrees(system: System) -> None:

@@ -57,10 +57,9 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 `count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
 the TP degree (`system_checks.check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole
 nodes where it has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory
-pool's is `parallelism.attention_pool` and an offloading system's compute devices' tp x (micro_batches - 1)
-(below). Any kind may carry
-`price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional, read by sweeps'
-cost per token).
+pool's is `parallelism.attention_pool` and an offloading system's compute devices' tp x its replicas (below). Any
+kind may carry `price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional,
+read by sweeps' cost per token).
 
 Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
 groups' token exchange; `attention`, attention offloading's messages, the compute devices' NIC (refused under
@@ -98,8 +97,10 @@ the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), and `reside
 one device kept on chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a
 weight-holding op on (another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading,
 Lamina's rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the
-compute devices, decode attention on a `memory-pool` device of `parallelism.attention_pool` devices over the link
-named `attention`; see `archsim.systems.offload`) and `ping-pong` (the same with two). Both take
+compute devices, decode attention on a `memory-pool` or `chip` device of `parallelism.attention_pool` devices over
+the link named `attention`; see `archsim.systems.offload`; `micro_batches: 1` is one batch on one replica, no
+pipelining: the compute devices wait while the pool runs attention, as AttAcc's GPUs wait on its PIM, pim.md §4.1)
+and `ping-pong` (the same with two). Both take
 `divide_and_conquer` (true/false, default false): attention over the history starts as soon as q arrives, the new
 token's k and v join by the online-softmax merge. Two named timing variants reproduce the NeuPIMs artifact
 (../shared/reference/neupims-artifact.md): `blocked` takes `attention_sync` (`per-channel`, default: each PIM
@@ -721,9 +722,9 @@ def _schedule(data: Any, source: str) -> Schedule:
     for key in ("sub_batches", "micro_batches"):
         if key in data:
             values[key] = _whole(data[key], source, f"schedule.{key}", f"a number of {key.replace('_', '-')}")
-            if values[key] < 2:
-                raise SpecError(source, f"schedule.{key}", f"expected at least 2 (1 is a blocked schedule), "
-                                                           f"got {data[key]!r}")
+    if values.get("sub_batches", MODELLED_SUB_BATCHES) < 2:  # 1 micro-batch is offloading without pipelining
+        raise SpecError(source, "schedule.sub_batches", f"expected at least 2 (1 is a blocked schedule), "
+                                                        f"got {data['sub_batches']!r}")
     if values.get("sub_batches", MODELLED_SUB_BATCHES) != MODELLED_SUB_BATCHES:
         raise SpecError(source, "schedule.sub_batches", f"expected {MODELLED_SUB_BATCHES}: sub-batch interleaving is "
                                                         "modelled as NeuPIMs' two sub-batches (Algorithm 3 halves "
