@@ -52,8 +52,13 @@ def spec(quick: bool):
 
 def five_axis_spec(points: int):
     """Array size x buffer x DRAM bandwidth x seq_len x batch, `points` in all (a key of GRIDS)."""
+    return sweep_from_dict(five_axis_data(points), "benchmarks/sweep_throughput.py")
+
+
+def five_axis_data(points: int) -> dict:
+    """The YAML form of `five_axis_spec(points)` (a grid)."""
     n_pe, n_buf, n_bw, n_seq, n_batch = GRIDS[points]
-    return sweep_from_dict({
+    return {
         "name": f"fusemax-{points}", "mapping": "fusemax", "workload": "bert-base",
         "axes": {"linked.pe_dim": {"values": PE_DIMS[-n_pe:],
                                    "set": {"arch.units.array2d.shape": ["pe_dim", "pe_dim"],
@@ -64,7 +69,7 @@ def five_axis_spec(points: int):
                  "arch.memories.DRAM.bandwidth_bytes_per_s": [25 * GIB * k for k in range(1, n_bw + 1)],
                  "workload.seq_len": SEQ_LENS[:n_seq],
                  "workload.batch": BATCHES[-n_batch:]},
-    }, "benchmarks/sweep_throughput.py")
+    }
 
 
 def run_points(points: int, workers: int | None, local: bool) -> None:

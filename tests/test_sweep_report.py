@@ -65,9 +65,12 @@ def test_front_rows_are_non_dominated_and_infeasible_points_are_not_plotted(repo
 
 
 def test_heatmap_is_one_cell_per_pair_of_axis_values(report):
-    table = pd.read_csv(report[0] / "heatmap_DRAM-bandwidth_bytes_per_s_GlobalBuffer-capacity_bytes.csv",
-                        index_col=0)
-    assert table.shape == (2, 3)
+    cells = pd.read_csv(report[0] / "heatmap_DRAM-bandwidth_bytes_per_s_GlobalBuffer-capacity_bytes.csv")
+    assert len(cells) == 2 * 3 and (cells.seq_len == 1024).all()  # the work held: the first seq_len (a grid)
+    assert cells.points.tolist() == [1, 0, 1] * 2
+    table = cells.pivot(index="DRAM.bandwidth_bytes_per_s", columns="GlobalBuffer.capacity_bytes",
+                        values="latency_s").reindex(index=cells["DRAM.bandwidth_bytes_per_s"].unique(),
+                                                    columns=cells["GlobalBuffer.capacity_bytes"].unique())
     assert list(table.columns) == ["256 KiB", "1 KiB", "16 MiB"] and list(table.index) == ["25 GiB/s", "400 GiB/s"]
     assert table["1 KiB"].isna().all()  # no feasible point: blank, not zero
     # Best latency is at seq_len 1024; at 25 GiB/s the 256 KiB buffer is slower than 16 MiB, at 400 GiB/s not.

@@ -151,7 +151,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
 def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[str, ...]) -> None:
     import numpy as np
 
-    from archsim.dse.pareto import best_label, pareto_mask
+    from archsim.dse.pareto import best_label, distinct_vectors, front_size_text, pareto_mask
 
     df = run.records
     feasible = df[df["feasible"].astype(bool)] if len(df) else df
@@ -173,9 +173,12 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         where = [f"target={row['target']}"] if "target" in row else []
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
-    front = int(pareto_mask(ok, objectives).sum()) if len(ok) else 0
-    click.echo(f"Pareto front over ({', '.join(objectives)}): {front} points"
-               + (f" (of the points within constraints, {', '.join(lacking)}: off the front)" if lacking else ""))
+    front = ok[pareto_mask(ok, objectives)] if len(ok) else ok
+    size = front_size_text(len(front), distinct_vectors(front, objectives) if len(front) else 0)
+    if lacking:  # one parenthesis: `22 points (9 distinct objective vectors; of the points within ...)`
+        off = f"of the points within constraints, {', '.join(lacking)}: off the front"
+        size = f"{size[:-1]}; {off})" if size.endswith(")") else f"{size} ({off})"
+    click.echo(f"Pareto front over ({', '.join(objectives)}): {size}")
 
 
 def _plain(value):

@@ -30,11 +30,13 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     """True for the candidate rows no other candidate dominates (no worse in every objective and better in one).
     A candidate has every objective finite and, where `df` has the columns (a sweep's records), is feasible and
     meets the constraints: an infeasible point's numbers are those of a design that does not fit, so it never
-    dominates nor is on the front.
+    dominates nor is on the front. Points with equal objective vectors do not dominate each other: all are on the
+    front or none is (`distinct_vectors` counts them once).
 
-    The candidates are scanned in lexicographic order of their costs, each checked against the front found so far:
-    a point that dominates another comes before it in that order, and a dominated point is dominated by a point of
-    the front (or by one the front dominates, so by that front point too). O(n x front size)."""
+    The candidates are taken in lexicographic order of their costs: a point that dominates another comes before it
+    in that order. Two objectives: O(n log n) (`_front_2d`). Three or more: each is checked against the front found
+    so far (`_front_scan`): a dominated point is dominated by a point of the front (or by one the front dominates,
+    so by that front point too). O(n x front size)."""
     values = df[list(objectives)].to_numpy(dtype=float) * np.array([sense(o) for o in objectives])
     valid = np.isfinite(values).all(axis=1)
     for column in ("feasible", "constraint_ok"):
@@ -42,9 +44,52 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
             valid &= df[column].to_numpy(dtype=bool)
     on_front = np.zeros(len(df), dtype=bool)
     candidates = np.flatnonzero(valid)
-    front = np.empty((0, values.shape[1]))
-    for i in candidates[np.lexsort(values[candidates].T[::-1])]:
-        if not ((front <= values[i]).all(axis=1) & (front < values[i]).any(axis=1)).any():
-            on_front[i] = True
-            front = np.vstack([front, values[i]])
+    order = candidates[np.lexsort(values[candidates].T[::-1])]
+    on_front[order] = _front_2d(values[order]) if values.shape[1] == 2 else _front_scan(values[order])
     return pd.Series(on_front, index=df.index)
+
+
+def _front_2d(costs: np.ndarray) -> np.ndarray:
+    """Which rows of `costs` (n x 2, sorted lexicographically) no other row dominates. A row is dominated by a row
+    of a smaller first cost and no larger second cost (the running minimum of the second cost over the smaller
+    first costs is no larger), or by a row of the same first cost and a smaller second cost (its group's minimum,
+    the group's first row, is smaller)."""
+    if not len(costs):
+        return np.zeros(0, dtype=bool)
+    first, second = costs[:, 0], costs[:, 1]
+    new = np.r_[True, first[1:] != first[:-1]]  # the first row of each run of equal first costs
+    group = np.cumsum(new) - 1
+    group_min = second[new]
+    before = np.r_[np.inf, np.minimum.accumulate(group_min)[:-1]]  # best second cost of the smaller first costs
+    return (second == group_min[group]) & (second < before[group])
+
+
+def _front_scan(costs: np.ndarray) -> np.ndarray:
+    """Which rows of `costs` (sorted lexicographically) no other row dominates, each checked against the front
+    rows before it (kept column by column in a buffer filled in place). A front row before it has no larger first
+    cost, so it dominates the row when no later cost is larger and the two rows differ."""
+    on_front = np.zeros(len(costs), dtype=bool)
+    front = np.empty(costs.T.shape)
+    size = 0
+    for i, row in enumerate(costs):
+        weakly = front[1, :size] <= row[1]
+        for column in range(2, len(row)):
+            weakly &= front[column, :size] <= row[column]
+        below = front[:, :size][:, weakly]
+        if not (below != row[:, None]).any(axis=0).any():
+            on_front[i] = True
+            front[:, size] = row
+            size += 1
+    return on_front
+
+
+def distinct_vectors(df: pd.DataFrame, objectives: Sequence[str]) -> int:
+    """How many distinct vectors of `objectives` the rows of `df` have (equal values counted once)."""
+    return len(df[list(objectives)].drop_duplicates())
+
+
+def front_size_text(points: int, distinct: int) -> str:
+    """`91 points (8 distinct objective vectors)`: a front's size, with its distinct objective vectors when ties
+    (points of equal objectives: a swept axis that changes none of them) make them fewer."""
+    vectors = f"{distinct} distinct objective vector{'' if distinct == 1 else 's'}"
+    return f"{points} points" + (f" ({vectors})" if distinct != points else "")

@@ -9,7 +9,9 @@ fit, a system whose weights do not fit its memory) are counted in the summary. T
 feasible points that also meet the constraints; the feasible points that break a constraint are drawn, marked,
 never on the front. Objectives are minimised except those of `MAXIMISED` (throughput): "best" is the max there.
 Sensitivity and heat maps are over the points every axis applies to (`swept_points`: a GPU preset added to an
-architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all.
+architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all. A heat map
+holds each axis that changes the work (`work_axes`: a sequence length, a batch) at one value, so no cell's best is
+that of a smaller workload than its neighbours'.
 
 `spec_records` keeps the records of a report's sweep spec (a store may hold other points too, and other sweeps'),
 with the spec's own axis values, and refuses a spec none of whose points is stored.
@@ -18,6 +20,7 @@ with the spec's own axis values, and refuses a spec none of whose points is stor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,11 @@ from archsim.dse.spec import AXIS_ROOTS, DEFAULT_OBJECTIVES, KIND_OBJECTIVES, Sw
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
+# The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
+# hardware, the mapping or the scheduler: a heat map holds each at one value (`held_work`).
+WORK_AXES = ("serving.lengths", "serving.rate_per_s", "parallel.workload", "parallel.seq_len", "parallel.batch",
+             "parallel.causal", "parallel.direction", "parallel.scope", "sparse.workload", "sparse.context",
+             "sparse.phase")
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -157,20 +165,87 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
     return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
 
 
+def work_axes(df: pd.DataFrame) -> list[str]:
+    """The axis columns of `df` that change the work rather than the hardware, the mapping or the scheduler (each
+    `workload.` axis and `WORK_AXES`), in column order."""
+    return [c for c in axis_columns(df) if c.startswith("workload.") or c in WORK_AXES]
+
+
+def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """The value each work axis (`work_axes`) not in `drawn` is held at in a heat map, so that no cell compares
+    different work: the combination of their values with the most feasible points (`swept_points`), ties to the
+    first in axis-value order. Empty when no such axis is swept or no point is feasible."""
+    df = swept_points(df)
+    held = [a for a in work_axes(df) if a not in drawn]
+    feasible = df[df.feasible.astype(bool)]
+    if not held or feasible.empty:
+        return {}
+    rank = {a: {v: i for i, v in enumerate(axis_values(df, a, spec_axes))} for a in held}
+
+    def order(combo: tuple) -> list[int]:  # the combination's place in axis-value order, negated: max() is first
+        return [-rank[a].get(v, len(rank[a])) for a, v in zip(held, combo, strict=True)]
+
+    combos = feasible[held].map(_hashable).value_counts(sort=False)
+    combo, _ = max(combos.items(), key=lambda item: (item[1], order(item[0])))
+    return dict(zip(held, combo, strict=True))
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """The best of a metric at each (axis_a value, axis_b value) over the feasible points there with the work held
+    (`held`): `best` and `points` (how many feasible points each cell has) are tables of axis_a's value labels by
+    axis_b's; a cell with no feasible point is NaN in `best`, 0 in `points`."""
+
+    metric: str
+    axis_a: str
+    axis_b: str
+    best: pd.DataFrame
+    points: pd.DataFrame
+    held: dict[str, Any]  # each work axis not drawn -> the value every cell's points have
+
+    def held_text(self) -> str:
+        """`seq_len 1024, batch 1`: the held work axes and their values ("" when none is held)."""
+        return ", ".join(f"{short_axis(a)} {value_label(a, v)}" for a, v in self.held.items())
+
+    def cell_points(self) -> int | None:
+        """The number of feasible points behind every cell that has one, when all such cells have as many (a grid),
+        else None."""
+        counts = set(self.points.to_numpy().ravel().tolist()) - {0}
+        return counts.pop() if len(counts) == 1 else None
+
+    def rows(self) -> pd.DataFrame:
+        """One row per cell (the CSV form): the two axis values (labels), the best metric, the feasible points
+        behind it and the value of each held work axis."""
+        names = [short_axis(self.axis_a), short_axis(self.axis_b)]
+        rows = pd.DataFrame({self.metric: self.best.stack(future_stack=True),
+                             "points": self.points.stack(future_stack=True)})
+        rows = rows.rename_axis(names).reset_index()
+        return rows.assign(**{short_axis(a): value_label(a, v) for a, v in self.held.items()})
+
+
 def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEATMAP_METRIC,
-                  spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
-    """Best `metric` over the feasible points at each (axis_a value, axis_b value), every other axis free: rows
-    are axis_a's values, columns axis_b's (labels from `value_label`); NaN where none is feasible."""
+                  spec_axes: dict[str, list[Any]] | None = None) -> Heatmap:
+    """Best `metric` over the feasible points at each (axis_a value, axis_b value), every other axis free but the
+    work, each work axis held at one value (`held_work`: a cell's best is never that of a smaller workload another
+    cell's sample lacks): rows are axis_a's values, columns axis_b's (labels from `value_label`)."""
+    held = held_work(df, (axis_a, axis_b), spec_axes)
     df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
-    best = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
-            .groupby(["_a", "_b"])[metric].agg(lambda values: best_of(values, metric)))
+    for axis, value in held.items():
+        feasible = feasible[[_hashable(v) == value for v in feasible[axis]]]
+    cells = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
+             .groupby(["_a", "_b"])[metric])
+    best, points = cells.agg(lambda values: best_of(values, metric)), cells.size()
     a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
-    table = pd.DataFrame([[best.get((a, b), float("nan")) for b in b_values] for a in a_values],
-                         index=[value_label(axis_a, a) for a in a_values],
-                         columns=[value_label(axis_b, b) for b in b_values], dtype=float)
-    table.index.name = f"{short_axis(axis_a)} \\ {short_axis(axis_b)}"
-    return table
+    index = pd.Index([value_label(axis_a, a) for a in a_values],
+                     name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}")
+    columns = [value_label(axis_b, b) for b in b_values]
+    return Heatmap(metric, axis_a, axis_b,
+                   pd.DataFrame([[best.get((a, b), np.nan) for b in b_values] for a in a_values], index=index,
+                                columns=columns, dtype=float),
+                   pd.DataFrame([[int(points.get((a, b), 0)) for b in b_values] for a in a_values], index=index,
+                                columns=columns, dtype=int),
+                   held)
 
 
 def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.DataFrame:

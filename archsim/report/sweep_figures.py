@@ -19,15 +19,18 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
+from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.sweep import short_axis, value_label
+from archsim.report.sweep import Heatmap, short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
           "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
           "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
           "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
           "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)"}
+RASTER_POINTS = 2000  # a scatter of more points is drawn as an image inside a vector file (PDF, SVG)
+TICK_GAP_PX = 4  # the least space between two x tick labels of a sensitivity panel
 REFERENCE_KINDS = ("gpu",)  # a record's target_kind when the point is a reference target beside the sweep's own
 
 
@@ -77,7 +80,9 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     front ringed and joined as a staircase (the edge of the region it dominates, so its steps turn with a maximised
     objective) when there are two; with a third that varies, the sweep's own points are coloured by it. The points
     of reference targets (GPU presets beside an architecture: `target_kind` gpu) are stars, one colour per target.
-    The caption counts the points drawn and names those a figure cannot place (no value of an objective)."""
+    The caption counts the points drawn and names those a figure cannot place (no value of an objective); the
+    legend gives the front's distinct objective vectors when ties make them fewer than its points. A scatter of
+    more than `RASTER_POINTS` is rasterised."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
@@ -107,22 +112,28 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
         colour = {"c": ok[objectives[2]], "cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
     if len(ok):
         drawn = ax.scatter(ok[x], ok[y], s=28, alpha=0.8, edgecolors="none", label="meets the constraints",
-                           zorder=2, **colour)
+                           zorder=2, rasterized=len(ok) > RASTER_POINTS, **colour)
     if len(broken):
-        ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2)
+        ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2,
+                   rasterized=len(broken) > RASTER_POINTS)
     for i, (name, mine) in enumerate(others.groupby("target", sort=False)):
         ax.scatter(mine[x], mine[y], marker="*", s=110, color=_colour(i + 1), edgecolors="black", linewidths=0.4,
                    label=str(name), zorder=2)
     if len(objectives) == 2 and len(front) > 1:
         ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
     ax.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="black", linewidths=1.3,
-               label=f"Pareto front ({len(front)})", zorder=3)
+               label=_front_label(len(front), distinct_vectors(front, objectives)), zorder=3)
     if by_colour:
         bar = fig.colorbar(drawn, cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
         bar.set_label(_label(objectives[2]))
     ax.set_title(textwrap.fill("; ".join(notes), width=110), fontsize=9, color="0.3")
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
     return fig
+
+
+def _front_label(points: int, distinct: int) -> str:
+    """`Pareto front (22)`; with ties, `Pareto front: 91 points (8 distinct objective vectors)`."""
+    return f"Pareto front ({points})" if points == distinct else f"Pareto front: {front_size_text(points, distinct)}"
 
 
 def _numeric_span(values: Sequence) -> float | None:
@@ -170,7 +181,28 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
                 ax.set_title(short_axis(path), fontsize=9)
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, loc="best")
+    fig.draw_without_rendering()  # places the tick labels, so that their extents can be compared
+    for ax in grid[-1]:
+        _thin_tick_labels(ax)
     return fig
+
+
+def _thin_tick_labels(ax) -> None:
+    """Blank each x tick label of `ax` that would overlap the last one kept, left to right (12 buffer sizes on a
+    log axis, `3 MiB4 MiB6 MiB`, keep every second or third). The figure must have been laid out."""
+    renderer = ax.figure.canvas.get_renderer()
+    labels = ax.get_xticklabels()
+    texts = [label.get_text() for label in labels]
+    kept = None
+    for n in sorted(range(len(labels)), key=lambda n: labels[n].get_window_extent(renderer).x0):
+        box = labels[n].get_window_extent(renderer)
+        if not texts[n]:
+            continue
+        if kept is not None and box.x0 < kept.x1 + TICK_GAP_PX:
+            texts[n] = ""
+        else:
+            kept = box
+    ax.set_xticks(ax.get_xticks(), texts)
 
 
 def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
@@ -196,25 +228,34 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
     return fig
 
 
-def heatmap_figure(table: pd.DataFrame, metric: str, axis_a: str, axis_b: str, title: str) -> Figure:
-    """Best `metric` per cell, colour on a log scale, the value written in each cell; blank where no point
-    is feasible."""
-    values = table.to_numpy(dtype=float)
+def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
+    """Best metric per cell, colour on a log scale, the value written in each cell (with the feasible points behind
+    it when cells have different numbers of them, as a random sample's do; else the caption gives the one
+    number); blank where no point is feasible. The caption names the work axes held and their values."""
+    values = heatmap.best.to_numpy(dtype=float)
+    counts = heatmap.points.to_numpy()
+    per_cell = heatmap.cell_points()
     fig = _figure(max(1.3 * values.shape[1] + 3.0, 6.5), max(0.7 * values.shape[0] + 2.2, 4.5))
     _title(fig, title)
     ax = fig.add_axes((0.2, 0.15, 0.6, 0.68))
     finite = values[np.isfinite(values) & (values > 0)]
     norm = LogNorm(finite.min(), finite.max()) if finite.size and finite.max() > finite.min() else None
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis_r", norm=norm, aspect="auto")
-    ax.set_xticks(range(values.shape[1]), table.columns, fontsize=8)
-    ax.set_yticks(range(values.shape[0]), table.index, fontsize=8)
-    ax.set_xlabel(short_axis(axis_b))
-    ax.set_ylabel(short_axis(axis_a))
+    ax.set_xticks(range(values.shape[1]), heatmap.best.columns, fontsize=8)
+    ax.set_yticks(range(values.shape[0]), heatmap.best.index, fontsize=8)
+    ax.set_xlabel(short_axis(heatmap.axis_b))
+    ax.set_ylabel(short_axis(heatmap.axis_a))
     mid = math.sqrt(finite.min() * finite.max()) if finite.size else 0.0
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8,
-                    color="white" if v > mid else "black")
+            ax.text(c, r, f"{v:.3g}" + (f"\n({counts[r, c]})" if per_cell is None else ""), ha="center",
+                    va="center", fontsize=8 if per_cell is not None else 7, color="white" if v > mid else "black")
+    notes = [f"{heatmap.held_text()} held (the work with the most feasible points)"] if heatmap.held else []
+    if per_cell is not None:
+        notes.append(f"each cell the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}")
+    elif counts.any():
+        notes.append("(n): the feasible points behind each cell")
+    ax.set_title(textwrap.fill("; ".join(notes), width=90), fontsize=8, color="0.3")
     bar = fig.colorbar(image, cax=fig.add_axes((0.83, 0.15, 0.025, 0.68)))
-    bar.set_label(f"best {_label(metric)}")
+    bar.set_label(f"best {_label(heatmap.metric)}")
     return fig

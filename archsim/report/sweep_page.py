@@ -3,9 +3,10 @@ records of one sweep store. The numbers come from `archsim.report.sweep`, the pi
 `archsim.report.sweep_figures`; this module only names the files and writes them.
 
 Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv, with two axes or more
-heatmap_<axisA>_<axisB>.png/.csv over the first two axes, with GPU presets targets.png/.csv (each target's best
-per workload size), and with infeasible points infeasible.csv (each with its reason; the page counts them by
-reason); index.html links them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
+heatmap_<axisA>_<axisB>.png/.csv over the first two axes (each work axis held at one value; the CSV has a row per
+cell with the feasible points behind it), with GPU presets targets.png/.csv (each target's best per workload size),
+and with infeasible points infeasible.csv (each with its reason; the page counts them by reason); index.html links
+them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
 killed run leaves the old report or the new one, and files it did not write (a store kept beside the report)
 stay.
 """
@@ -85,15 +86,24 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     axes = sweep.axis_columns(sweep.swept_points(df).dropna(axis=1, how="all"))
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
-        table = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
-        figure = sweep_figures.heatmap_figure(table, sweep.HEATMAP_METRIC, axes[0], axes[1],
-                                              f"Best latency over the first two axes: {title}")
-        table.to_csv(out_dir / f"{name}.csv")
+        heatmap = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
+        held = f" at {heatmap.held_text()}" if heatmap.held else ""
+        figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{held}: {title}")
+        heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
         figure.savefig(out_dir / f"{name}.png")
+        per_cell = heatmap.cell_points()
+        if per_cell is not None:
+            cells = f"Each cell is the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}."
+        else:
+            cells = ("Cells have different numbers of feasible points (a sample, not a grid): each shows its "
+                     "number, and the CSV has it." if heatmap.points.to_numpy().any() else "")
         sections.append(_section(
             name, "Best latency over the first two axes",
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
-            f"{sweep.short_axis(axes[1])}), every other axis free; blank where no point is feasible."))
+            f"{sweep.short_axis(axes[1])}), every other axis free"
+            + (f" but the work, held at {heatmap.held_text()} (the work with the most feasible points), so that no "
+               "cell is the best of a smaller workload than its neighbours'" if heatmap.held else "")
+            + "; blank where no point is feasible." + (f" {cells}" if cells else "")))
     if counts["infeasible"]:
         sections.append(_infeasible_section(df, out_dir))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
