@@ -80,13 +80,14 @@ def test_ping_pong_with_lm_heads_is_above_the_closed_form_by_at_most_one_and_a_h
     assert 0.01 < event / closed - 1 <= 0.015
 
 
-@pytest.mark.parametrize(("latency_s", "above"), [(0.0, (0.07, 0.08)), (4e-6, (0.03, 0.04)),
-                                                   (8e-6, (0.0003, 0.004)), (16.5e-6, (0.0, 0.0003))])
+@pytest.mark.parametrize(("latency_s", "above"), [(0.0, (0.06, 0.07)), (4e-6, (0.03, 0.04)),
+                                                   (8e-6, (0.0, 0.0003)), (16.5e-6, (0.0, 0.0003))])
 def test_without_heads_the_closed_form_is_a_lower_bound_off_the_grid_it_matches(latency_s: float,
                                                                                 above: tuple) -> None:
     """LLaMA-2-7B, n = 4, divide-and-conquer, 3 requests at 64 tokens (three micro-batches of one), no LM heads:
-    the closed form is below the event model by the docstring's 7.6 % at 0 us of latency, 3.7 % at 4 us, 0.3 % at
-    8 us, and within its 0.03 % at the preset's 16.5 us; never above it."""
+    the closed form is below the event model by the docstring's 6.5 % at 0 us of latency and 3.8 % at 4 us, and
+    within its 0.03 % at 8 us and the preset's 16.5 us; never above it (7.6 %, 3.7 % and 0.3 % at 0, 4 and 8 us
+    while the event model started a history's attention only once its replica had computed the k, v share)."""
     closed, event = _times_s(_model("llama2-7b", 4, latency_s=latency_s), [64] * 3, False, 12)
     assert closed <= event * (1 + 1e-9)
     assert above[0] <= event / closed - 1 <= above[1]

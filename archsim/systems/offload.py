@@ -72,16 +72,14 @@ below it, and the closed form gives 8.596 ms). An iteration (one token for every
 prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 One micro-batch (`micro_batches: 1`, AttAcc's GPUs and PIM, pim.md §4.1) runs on one replica without pipelining:
 each layer's critical path has the replica and the pool in turn, so a token takes layers x the cycle plus the LM
-head, the first term of `token_s` (every other term is a part of it). Without divide-and-conquer the event model
-runs the same time (LLaMA-65B and GPT-3 175B on `attacc`, 64 requests of 1-1.5K tokens: within 1e-13); with it the
-event model starts the history's attention only once the replica has computed the k, v share, not when q arrives,
-and is above by 4.1 % and 4.8 % there (kv_s 14 us against q's 3.4 us on the wire).
+head, the first term of `token_s` (every other term is a part of it). The event model runs the same time, with
+divide-and-conquer and without (LLaMA-65B and GPT-3 175B on `attacc`, 64 requests of 1-1.5K tokens: within 1e-13).
 `archsim.systems.offload_events` simulates the same pipeline, LM heads included, event by event and checks it.
 `token_s` is a max of lower bounds: it leaves out the waits of one micro-batch behind the others' work, and the
 event model is never faster. Without LM heads they agree within 0.03 % on LLaMA3-8B and -70B, n = 3 and 4, contexts
 of 1K, 2K and 4K tokens, batches of 16, 64, 256 and 1024, over the preset's link (16.5 us); off that grid,
 micro-batches of a few requests over a link of less latency wait on one another: LLaMA-2-7B, n = 4, 3 requests at 64
-tokens, the event model is 7.6 % above at 0 us, 3.7 % at 4 us, 0.3 % at 8 us and equal at 16.5 us. With LM heads a
+tokens, the event model is 6.5 % above at 0 us, 3.8 % at 4 us and equal at 8 and 16.5 us. With LM heads a
 head holds its replica once a token and the others' slices queue behind it: in ping-pong the event model is above by
 up to 1.5 % (DOP (2, 4), batches of 16-513 at 1024 and 3000 tokens, divide-and-conquer on and off: LLaMA3-8B 1.46 %
 at 512 requests of 3000 tokens, 1.31 % at 257 requests of 1000 + 13i tokens, micro-batches of 129 and 128;

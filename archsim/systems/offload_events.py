@@ -14,12 +14,13 @@ Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the 
 before attention k (the paper's min-cut slices), runs on replica (j + k) mod (n - 1) (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
 then, with divide-and-conquer, q is sent while the K/V share is computed on the replica and sent after it; the pool
-runs attention over the history when q arrives and the new token's part with the merge when k, v have arrived too,
-as two tasks (the pool is free for another micro-batch's task while k, v are on their way); without it, q, k and v
-go together after the whole projection and the pool runs the whole attention. The output goes back over `link back`
-and the next slice starts; after a token's last layer the next slice also runs the micro-batch's LM head
-(`heads_s[j]`). Slice k of micro-batch j has turn j + k n (n micro-batches): in the steady state it starts at
-(j + k n) x t_m / (n - 1), t_m a slice's time on its replica, so consecutive turns of one replica are t_m apart.
+runs attention over the history when q arrives (a process of its own, beside the replica's K/V share) and the new
+token's part with the merge when k, v have arrived too, as two tasks (the pool is free for another micro-batch's
+task while k, v are on their way); without it, q, k and v go together after the whole projection and the pool runs
+the whole attention. The output goes back over `link back` and the next slice starts; after a token's last layer
+the next slice also runs the micro-batch's LM head (`heads_s[j]`). Slice k of micro-batch j has turn j + k n (n
+micro-batches): in the steady state it starts at (j + k n) x t_m / (n - 1), t_m a slice's time on its replica, so
+consecutive turns of one replica are t_m apart.
 Each replica takes its slices in increasing turn, a turn-taking sequencer (`_Turns`), not a priority queue: a
 slice starts once the replica's turn before it has finished, and a replica whose turn's slice has not come waits
 idle (as a priority queue, micro-batch 0's short first slice, without the ops after an attention, let its slice 1
@@ -200,6 +201,15 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
         yield env.timeout(latency_s)
         arrived.succeed()
 
+    def attend(layer: OffloadLayer, tag: str, turn: int, q_sent: simpy.Event, kv_sent: simpy.Event,
+               keep: bool) -> Generator:
+        """Divide-and-conquer on the pool: the history's part once q has arrived, while the replica computes the
+        k, v share; the new token's part and the merge once k, v have arrived too."""
+        yield q_sent
+        yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, turn, keep)
+        yield kv_sent
+        yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, turn, keep)
+
     def micro_batch(j: int, layer: OffloadLayer, head_s: float) -> Generator:
         yield env.timeout(j * layer.compute_s / replicas)
         slice_k = t = 0
@@ -224,6 +234,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 if divide_and_conquer:
                     env.process(send("link out", nics_out[r], f"{tag} q", layer.q_wire_s, layer.latency_s, q_sent,
                                      keep))
+                    attended = env.process(attend(layer, tag, turn, q_sent, kv_sent, keep))  # beside the k, v share
                     yield env.timeout(layer.kv_s)
                     env.process(send("link out", nics_out[r], f"{tag} k,v", layer.kv_wire_s, layer.latency_s,
                                      kv_sent, keep))
@@ -234,13 +245,10 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 if keep:
                     spans.append(Span(f"replica {r}", f"{tag} dense", start + after, env.now))
                 turns[r].release()
-                yield q_sent
                 if divide_and_conquer:
-                    yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, turn,
-                                    keep)
-                    yield kv_sent
-                    yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, turn, keep)
+                    yield attended
                 else:
+                    yield q_sent
                     yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, turn, keep)
                 returned = env.event()
                 to = (j + slice_k) % replicas  # the next slice's replica
