@@ -150,14 +150,14 @@ def test_the_event_models_token_is_at_least_the_replicas_work() -> None:
 def test_the_closed_form_is_a_lower_bound_of_a_staggered_pipeline_within_the_readmes_residual() -> None:
     """A staggered pipeline (n = 3, LLaMA3-8B, 256 requests at 2K tokens, the preset's link): the closed form is
     at most the event model's time per token (24 tokens: two periods of the gaps in the second half) and below it
-    by at most the 2.7 % of it that offload.py's docstring gives for n = 3 (13.7 % before the replicas and the pool
+    by at most the 2.8 % of it that offload.py's docstring gives for n = 3 (13.7 % before the replicas and the pool
     served oldest first), the LM heads queueing the other micro-batches; without heads they agree."""
     model = _lamina("llama3-8b", **{
         "schedule": {"kind": "staggered", "micro_batches": 3, "divide_and_conquer": True},
         "devices.compute.count": 4})
     contexts = [2048] * 256
     layers, heads_s = model.micro_batch_layers(contexts), model.heads_s(contexts)
-    for heads, bound in ((heads_s, 0.027), ([0.0] * len(heads_s), 0.001)):
+    for heads, bound in ((heads_s, 0.028), ([0.0] * len(heads_s), 0.001)):
         closed = token_s(layers, heads, model.replicas, True, model.layers, model.link_lanes)
         event = simulate_pipeline(layers, model.replicas, model.layers, 24, True, heads_s=heads,
                                   lanes=model.link_lanes).token_s
