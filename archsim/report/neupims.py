@@ -223,8 +223,8 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
             ax.tick_params(labelbottom=False)
         else:
             ax.set_xlabel("time within the layer (us)")
-    fig.legend(handles=[Patch(color=c, label=name) for name, c in PHASES.values()], loc="upper left",
-               bbox_to_anchor=(0.845, 0.86), fontsize=8, frameon=False, title="phase", title_fontsize=8)
+    fig.legend(handles=[Patch(color=c, label=name) for name, c in PHASES.values()], loc="lower right", ncol=3,
+               bbox_to_anchor=(0.83, 0.875), fontsize=8, frameon=False)
     return fig
 
 
