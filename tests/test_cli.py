@@ -12,13 +12,13 @@ from archsim import library
 
 def test_list_json_schema(cli_json) -> None:
     listing = cli_json("list")
-    assert set(listing) == {"cascades", "architectures", "mappings", "workloads", "sweeps", "gpus", "links",
+    assert set(listing) == {"cascades", "architectures", "mappings", "workloads", "sweeps", "gpus", "chips", "links",
                             "systems", "topologies", "patterns"}
     assert all(isinstance(v, list) for v in listing.values())
     assert "attention-1pass" in listing["cascades"]
     assert {"bert-base", "llama3-70b", "mixtral-8x7b", "deepseek-v3-mla"} <= set(listing["workloads"])
     assert "demo" in listing["sweeps"] and "h100-sxm5" in listing["gpus"] and "neupims" in listing["systems"]
-    assert "nvlink4-h100" in listing["links"]
+    assert "nvlink4-h100" in listing["links"] and "tpu-v6e" in listing["chips"]
     assert "hgx-h100" in listing["topologies"] and "llama3-8b-262k-minference" in listing["patterns"]
 
 

@@ -19,10 +19,11 @@ def _packages() -> dict[str, tuple[str, str]]:
     from archsim import workload_patterns
     from archsim.dse.spec import SWEEPS_PACKAGE
     from archsim.gpu import load as gpus
-    from archsim.systems import links, system_spec, topology
+    from archsim.systems import chip, links, system_spec, topology
 
     return {**{kind: (kind, package) for kind, package in library.PACKAGES.items()},
             "sweeps": ("sweeps", SWEEPS_PACKAGE), "gpus": ("GPU presets", gpus.PRESETS_PACKAGE),
+            "chips": ("chip presets", chip.PRESETS_PACKAGE),
             "links": ("link presets", links.PRESETS_PACKAGE),
             "systems": ("system presets", system_spec.PRESETS_PACKAGE),
             "topologies": ("topology presets", topology.PRESETS_PACKAGE),
@@ -46,8 +47,8 @@ def _library_files(name: str) -> list[str]:
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print {kind: [names]} as JSON.")
 def list_cmd(as_json: bool) -> None:
-    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, links, systems,
-    topologies, per-head pattern maps.
+    """List the library: cascades, architectures, mappings, workloads, sweeps, GPU presets, chip presets, links,
+    systems, topologies, per-head pattern maps.
 
     Example: archsim list --json
     """
@@ -92,9 +93,10 @@ def _known_rows(timed: list) -> int:
 @click.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def check_cmd(files: tuple[str, ...]) -> None:
-    """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, calibrations,
-    sweeps, links, systems, topologies, pattern maps (YAML), request traces and GPU measurements (CSV). Exit 2 if
-    any is bad. A system whose own degrees a run refuses is good, with a warning (a sweep or --tp may set others).
+    """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, chip presets,
+    calibrations, sweeps, links, systems, topologies, pattern maps (YAML), request traces and GPU measurements
+    (CSV). Exit 2 if any is bad. A system whose own degrees a run refuses is good, with a warning (a sweep or --tp
+    may set others).
 
     A bare name (no '/', no suffix) that is no file here checks the library's specs of that name, of every kind
     `archsim list` shows, and a packaged calibration by its version, as --calibration takes it (v2).

@@ -7,7 +7,8 @@ bandwidth, and optionally its power. Assumptions a model built on it may rely on
   are optional (int8 in OP/s, counted as FLOP/s); a precision absent from a chip is not run on it;
 - `memory_bytes` and `memory_bytes_per_s` are the chip's HBM, the whole of it (no reserve is taken here);
 - `power_w`, where given, is a per-chip power the vendor or a paper states; it is optional because several chips
-  have no sourced figure, and a model without it prices no energy (it says so) rather than invent one.
+  have no sourced figure, and a model without it prices no energy (it says so) rather than invent one, unless the
+  system spec prices the chip device per action (`energy_model: per-action`, `archsim.systems.system_spec`).
 Prices per hour belong to a system spec's device (`price_per_hour`), not to the chip.
 
 File format (the presets in `archsim/systems/chip_presets/` carry each number's source in a comment)::

@@ -12,9 +12,14 @@ roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficienci
 - The two efficiencies are the system spec's (`matmul_efficiency`, `memory_efficiency`, both required, in
   (0, 1]); there are no defaults, since the reachable fraction of a chip's peaks depends on the software stack.
 - No launch or dispatch cost, no overlap between ops: the ops of one call run one after another, times add.
-- Energy: `power_w` x time when the chip has a power figure (a constant power, as the GPU device's TDP model);
-  unknown (NaN) when it has none, a known gap rather than a guessed number: NaN carries through every sum, so a
-  system with such a device has unknown energy per token (`archsim simulate` prints n/a, null in JSON).
+- Energy, by `energy`: priced per action where the system spec gives the device `energy_model: per-action` (an
+  `ActionEnergy`, the gpu device's prices and rule, `archsim.systems.gpu_device`): the op's moved bytes x 8 x
+  `hbm_pj_per_bit` + x `sram_pj_per_byte` + its FLOPs x `pj_per_flop`, a derated op costing what it moves and
+  computes, not its time; its `static_w`, which an op's cost leaves out, the systems layer charges over the wall
+  time. Otherwise `power_w` x time when the chip has a power figure (a constant power, as the GPU device's TDP
+  model; as an attention pool, `archsim.systems.offload`, drawn over the whole decode time, idle included); unknown
+  (NaN) when it has none, a known gap rather than a guessed number: NaN carries through every sum, so a system with
+  such a device has unknown energy per token (`archsim simulate` prints n/a, null in JSON).
 `memory_s` is bytes / (bandwidth x memory_efficiency); busy unit `<name>` is FLOPs / the matrix peak (not derated),
 the compute time at peak. Capacity is the chip's whole HBM (`memory_bytes`, no reserve for activations).
 """
@@ -24,14 +29,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from archsim.errors import SpecError
 from archsim.systems.chip import Chip
 from archsim.systems.device import OpCost
 from archsim.systems.step import Op
 
+if TYPE_CHECKING:
+    from archsim.systems.gpu_device import ActionEnergy
+
 PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first precision the chip has is used
-UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure: not modelled, so not 0
+UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure or prices: not modelled, so not 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class ChipDevice:
     memory_efficiency: float  # of the HBM bandwidth, in (0, 1]
     source: str = "<python>"  # the system file, for errors
     kind: str = "chip"
+    energy: ActionEnergy | None = None  # per-action prices; None: the chip's power for the time (module docstring)
 
     @property
     def capacity_bytes(self) -> float:
@@ -72,6 +82,12 @@ class ChipDevice:
             compute_s = op.flops / (peak * self.matmul_efficiency)
             memory_s = moved / (self.spec.memory_bytes_per_s * self.memory_efficiency)
             time_s = max(compute_s, memory_s)
-            energy_j = UNKNOWN_ENERGY_J if self.spec.power_w is None else self.spec.power_w * time_s
+            energy_j = self._energy_j(moved, op.flops, time_s)
             total = total + OpCost(time_s, memory_s, energy_j, {self.name: op.flops / peak})
         return total
+
+    def _energy_j(self, moved_bytes: float, flops: float, time_s: float) -> float:
+        """An op's energy (module docstring): per action where priced, else the chip's power for its time."""
+        if self.energy is not None:
+            return self.energy.energy_j(moved_bytes, flops)
+        return UNKNOWN_ENERGY_J if self.spec.power_w is None else self.spec.power_w * time_s

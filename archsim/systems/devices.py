@@ -7,7 +7,8 @@
   its attention kernel's family (a gpu's `attention_kernel`, which the spec names where attention is placed;
   `ATTENTION_KERNEL` only for a device given no attention, whose kernel is never read), and its energy model;
 - `logic-pim`: `LogicPimDevice`, the entry's `count` stacks working on an op together;
-- `chip`: `ChipDevice`, a roofline over the chip preset's peaks derated by the entry's efficiencies;
+- `chip`: `ChipDevice`, a roofline over the chip preset's peaks derated by the entry's efficiencies, and its energy
+  model;
 - `architecture`: `ArchitectureDevice`, the architecture and mapping through the analytical model.
 """
 
@@ -47,7 +48,8 @@ def _model(system: System, device: Device) -> DeviceModel:
     if device.kind == "chip":
         from archsim.systems.chip_device import ChipDevice
 
-        return ChipDevice(device.name, device.spec, device.matmul_efficiency, device.memory_efficiency, system.source)
+        return ChipDevice(device.name, device.spec, device.matmul_efficiency, device.memory_efficiency, system.source,
+                          energy=device.energy)
     from archsim.systems.architecture_device import ArchitectureDevice  # the last of DEVICE_KINDS
 
     return ArchitectureDevice(device.name, device.spec, device.mapping, system.source)

@@ -86,8 +86,8 @@ spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, 
   (retrieval heads, streaming heads) and Quest's scoring, top-K and scattered pages are taken as one call over that
   many tokens (their extra launches not counted), a bandwidth-bound pool's reading time (Lamina's H20 with 16-row
   tiles). `batch`, `fits`, `dense_fits` and `reason` None.
-A system with neither (a GPU or NPU system, context parallelism) is refused, as is a batch where no PIM device
-reads it, or none where one does.
+A system with neither (a GPU or NPU system, context parallelism) is refused, as is a batch where no bank-PIM or
+Logic-PIM device reads it, or none where one does.
 """
 
 from __future__ import annotations
@@ -374,8 +374,8 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
         raise SpecError(SOURCE, "batch", f"{system.name}'s PIM ({', '.join(d.name for d in pims)}) times a decode "
                                          "batch: it needs the requests in it, and none is assumed")
     if not pims and batch is not None:
-        raise SpecError(SOURCE, "batch", f"not read: {system.name} has no PIM device to time a batch on; its memory "
-                                         "pool's rows are the requests it holds")
+        raise SpecError(SOURCE, "batch", f"not read: {system.name} has no bank-PIM or Logic-PIM device to time a "
+                                         "batch on; its attention pool's rows are the requests it holds")
     if method.name == "quest":
         settings = [(budget, {"budget": budget}) for budget in method.budgets]
     else:

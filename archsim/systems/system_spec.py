@@ -53,7 +53,10 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
-  each in (0, 1] and required (no default: they depend on the software stack).
+  each in (0, 1] and required (no default: they depend on the software stack); and `energy_model` with its prices
+  as a gpu's (`tdp`, the default: the chip's `power_w` for the time, unknown energy where it has none;
+  `per-action`: the same four prices required, each op's moved bytes and FLOPs priced, `static_w` at most the
+  chip's `power_w` where it has one).
 `count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
 the TP degree (`system_checks.check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole
 nodes where it has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory
@@ -221,9 +224,9 @@ UNREAD_FIELDS = {
     "logic-pim": {"area_mm2": "not read: no model or record of a system reads an area (a system's area_um2 is "
                               "NaN); remove it, or keep the number in a comment"},
 }
-GPU_ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
-# a gpu device's optional fields
-GPU_OPTIONAL = ("attention_kernel", "energy_model", "timing", "memory_utilization", *GPU_ENERGY_PRICES)
+ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
+ENERGY_FIELDS = ("energy_model", *ENERGY_PRICES)  # a gpu's, memory pool's or chip's energy model (`_energy`)
+GPU_OPTIONAL = ("attention_kernel", "timing", "memory_utilization", *ENERGY_FIELDS)  # a gpu device's optional fields
 
 # the link roles a model reads (`system_types.TP_LINK`, `system_checks.ATTENTION_POOL_LINK`)
 LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, ATTENTION_POOL_LINK, CP_LINK)
@@ -417,7 +420,7 @@ def _device(name: str, data: Any, source: str) -> Device:
     refuse_unread(data, UNREAD_FIELDS.get(kind, {}), source, where)
     gpu_like = kind in GPU_KINDS
     check_keys(data, ("kind", "count", "price_per_hour", *fields, *(GPU_OPTIONAL if gpu_like else ()),
-                      *(CHIP_EFFICIENCIES if kind == "chip" else ())), source, where)
+                      *((*CHIP_EFFICIENCIES, *ENERGY_FIELDS) if kind == "chip" else ())), source, where)
     if "count" not in data:
         raise SpecError(source, f"{where}.count", "missing: the number of such devices per node")
     count = _whole(data["count"], source, f"{where}.count", "a device count per node")
@@ -435,7 +438,7 @@ def _device(name: str, data: Any, source: str) -> Device:
         spec = _preset(kind, data["preset"], source, f"{where}.preset")
         mapping = _preset("mapping", data["mapping"], source, f"{where}.mapping") if "mapping" in fields else None
         gpu = _gpu_fields(data, spec, source, where) if gpu_like else {}
-        chip = _chip_fields(data, source, where) if kind == "chip" else {}
+        chip = _chip_fields(data, spec, source, where) if kind == "chip" else {}
         return Device(name, kind, count, spec, mapping, price_per_hour=price, **gpu, **chip)
     return Device(name, kind, count, None, price_per_hour=price)
 
@@ -498,8 +501,8 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
 
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
     """A gpu device's `attention_kernel` (which `_placement` requires where attention is placed on the device),
-    and its optional timing, memory utilization and energy model, as `Device` fields."""
-    from archsim.systems.gpu_device import ENERGY_MODELS, TIMINGS, ActionEnergy, attention_kernel_problem
+    and its optional timing, memory utilization and energy model (`_energy`), as `Device` fields."""
+    from archsim.systems.gpu_device import TIMINGS, attention_kernel_problem
 
     values: dict[str, Any] = {}
     if "timing" in data:
@@ -517,16 +520,27 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
         if problem:
             raise SpecError(source, f"{where}.attention_kernel", problem)
         values["attention_kernel"] = data["attention_kernel"]
+    energy = _energy(data, gpu.name, gpu.power_w, source, where)
+    return values if energy is None else {**values, "energy": energy}
+
+
+def _energy(data: Mapping, name: str, power_w: float | None, source: str, where: str) -> Any:
+    """A gpu's, memory pool's or chip's energy model: None for `energy_model: tdp` (the default: its preset's power
+    for the time), an `archsim.systems.gpu_device.ActionEnergy` for `per-action`, which requires every price of
+    `ENERGY_PRICES`. `name` and `power_w` are the preset's (None: a chip without a power figure), whose power holds
+    the static power."""
+    from archsim.systems.gpu_device import ENERGY_MODELS, ActionEnergy
+
     model = data.get("energy_model", "tdp")
     if model not in ENERGY_MODELS:
         raise SpecError(source, f"{where}.energy_model", f"expected one of {', '.join(ENERGY_MODELS)}, got {model!r}")
-    given = [key for key in GPU_ENERGY_PRICES if key in data]
+    given = [key for key in ENERGY_PRICES if key in data]
     if model == "tdp":
         if given:
             raise SpecError(source, f"{where}.{given[0]}", "a price per action is read only with energy_model: "
                                                            "per-action (tdp prices board power for the time)")
-        return values
-    for key in GPU_ENERGY_PRICES:
+        return None
+    for key in ENERGY_PRICES:
         if key not in data:
             raise SpecError(source, f"{where}.{key}", "missing: energy_model per-action prices every action and has "
                                                       "no default for it")
@@ -541,17 +555,16 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
         if getattr(energy, key) > ACTION_PJ_MAX:
             raise SpecError(source, f"{where}.{key}", f"expected at most {ACTION_PJ_MAX:g} pJ (a device's are "
                                                       f"0.1-20), got {getattr(energy, key):g}: a value in fJ?")
-    if energy.static_w > gpu.power_w:
-        raise SpecError(source, f"{where}.static_w", f"expected at most the board power of {gpu.name}, "
-                                                     f"{gpu.power_w:g} W (static power is part of it), got "
+    if power_w is not None and energy.static_w > power_w:
+        raise SpecError(source, f"{where}.static_w", f"expected at most the board power of {name}, "
+                                                     f"{power_w:g} W (static power is part of it), got "
                                                      f"{energy.static_w:g}")
-    values["energy"] = energy
-    return values
+    return energy
 
 
-def _chip_fields(data: Mapping, source: str, where: str) -> dict[str, float]:
-    """A chip device's required efficiencies, each a fraction in (0, 1]."""
-    values = {}
+def _chip_fields(data: Mapping, chip: Any, source: str, where: str) -> dict[str, Any]:
+    """A chip device's required efficiencies, each a fraction in (0, 1], and its energy model (`_energy`)."""
+    values: dict[str, Any] = {}
     for key in CHIP_EFFICIENCIES:
         if key not in data:
             raise SpecError(source, f"{where}.{key}", "missing: a chip device's fraction of its peak in (0, 1] "
@@ -560,7 +573,8 @@ def _chip_fields(data: Mapping, source: str, where: str) -> dict[str, float]:
         values[key] = _positive(data[key], source, f"{where}.{key}", what)
         if values[key] > 1:
             raise SpecError(source, f"{where}.{key}", f"expected {what}, got {data[key]!r}")
-    return values
+    energy = _energy(data, chip.name, chip.power_w, source, where)
+    return values if energy is None else {**values, "energy": energy}
 
 
 def _channel_policy(data: Mapping, source: str, where: str) -> str | None:

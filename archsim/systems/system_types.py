@@ -46,7 +46,8 @@ class Device:
     price_per_hour: float | None = None  # USD per device-hour; None = not given
     attention_kernel: str | None = None  # gpu, memory-pool: a kernel of archsim.model.gpu_kernels; None only where
     # no placement rule puts attention on the device (it is read for attention alone)
-    energy: Any = None  # gpu: an archsim.systems.gpu_device.ActionEnergy (energy_model: per-action); None = TDP
+    energy: Any = None  # gpu, memory-pool or chip: an archsim.systems.gpu_device.ActionEnergy (energy_model:
+    # per-action); None = board power (a chip: its power_w, or unknown without one)
     timing: str | None = None  # gpu: one of archsim.systems.gpu_device.TIMINGS; None = the calibrated model
     memory_utilization: float | None = None  # gpu: share of the DRAM the serving engine allocates; None = all of it
     matmul_efficiency: float | None = None  # chip: fraction of the matrix peak reached, in (0, 1]
