@@ -91,7 +91,7 @@ def _timeline(mode: str, workload, contexts):
 
 @pytest.mark.parametrize(("mode", "batch"), [("npu+pim", 64), ("neupims-no-sbi", 64), ("npu-only", 64),
                                              ("neupims", 256)])
-def test_block_timeline_of_a_window_reads_at_most_the_window(mode: str, batch: int) -> None:
+def test_layer_timeline_of_a_window_reads_at_most_the_window(mode: str, batch: int) -> None:
     """Window 4096: a layer over 32K-token contexts draws the spans of one over 4096 (mixed with shorter ones, those
     of the capped contexts), and ends at the layer time the model charges."""
     windowed = mistral()
@@ -101,13 +101,13 @@ def test_block_timeline_of_a_window_reads_at_most_the_window(mode: str, batch: i
     assert max(s.end_s for s in spans) == pytest.approx(layer_s, rel=1e-9)
 
 
-def test_block_timeline_of_a_window_reads_the_sinks_beside_it() -> None:
+def test_layer_timeline_of_a_window_reads_the_sinks_beside_it() -> None:
     """Window 4000 and 96 sinks on the blocked PIM: contexts of 32768 draw as contexts of 4096."""
     workload = mistral(4000, 96)
     assert _timeline("npu+pim", workload, [32768] * 64)[0] == _timeline("npu+pim", workload, [4096] * 64)[0]
 
 
-def test_block_timeline_without_a_window_reads_every_key() -> None:
+def test_layer_timeline_without_a_window_reads_every_key() -> None:
     """The model without a window: 32K contexts take longer than 4096, and the layer's spans still add up to the
     layer the model charges."""
     spans, layer_s = _timeline("npu+pim", mistral(None), [32768] * 64)

@@ -174,10 +174,8 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
     front = ok[pareto_mask(ok, objectives)] if len(ok) else ok
-    size = front_size_text(len(front), distinct_vectors(front, objectives) if len(front) else 0)
-    if lacking:  # one parenthesis: `22 points (9 distinct objective vectors; of the points within ...)`
-        off = f"of the points within constraints, {', '.join(lacking)}: off the front"
-        size = f"{size[:-1]}; {off})" if size.endswith(")") else f"{size} ({off})"
+    notes = [f"of the points within constraints, {', '.join(lacking)}: off the front"] if lacking else []
+    size = front_size_text(len(front), distinct_vectors(front, objectives) if len(front) else 0, notes)
     click.echo(f"Pareto front over ({', '.join(objectives)}): {size}")
 
 

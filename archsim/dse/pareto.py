@@ -34,9 +34,12 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     front or none is (`distinct_vectors` counts them once).
 
     The candidates are taken in lexicographic order of their costs: a point that dominates another comes before it
-    in that order. Two objectives: O(n log n) (`_front_2d`). Three or more: each is checked against the front found
-    so far (`_front_scan`): a dominated point is dominated by a point of the front (or by one the front dominates,
-    so by that front point too). O(n x front size)."""
+    in that order. Two objectives: O(n log n) (`_front_2d`). One, or three or more: each is checked against the
+    front found so far (`_front_scan`): a dominated point is dominated by a point of the front (or by one the front
+    dominates, so by that front point too). O(n x front size). One objective: the front is the rows of its best
+    value. No objectives: a ValueError."""
+    if not objectives:
+        raise ValueError("pareto_mask needs at least one objective, got none")
     values = df[list(objectives)].to_numpy(dtype=float) * np.array([sense(o) for o in objectives])
     valid = np.isfinite(values).all(axis=1)
     for column in ("feasible", "constraint_ok"):
@@ -67,13 +70,14 @@ def _front_2d(costs: np.ndarray) -> np.ndarray:
 def _front_scan(costs: np.ndarray) -> np.ndarray:
     """Which rows of `costs` (sorted lexicographically) no other row dominates, each checked against the front
     rows before it (kept column by column in a buffer filled in place). A front row before it has no larger first
-    cost, so it dominates the row when no later cost is larger and the two rows differ."""
+    cost, so it dominates the row when no later cost is larger and the two rows differ (one column: when the two
+    rows differ)."""
     on_front = np.zeros(len(costs), dtype=bool)
     front = np.empty(costs.T.shape)
     size = 0
     for i, row in enumerate(costs):
-        weakly = front[1, :size] <= row[1]
-        for column in range(2, len(row)):
+        weakly = np.ones(size, dtype=bool)
+        for column in range(1, len(row)):
             weakly &= front[column, :size] <= row[column]
         below = front[:, :size][:, weakly]
         if not (below != row[:, None]).any(axis=0).any():
@@ -88,8 +92,10 @@ def distinct_vectors(df: pd.DataFrame, objectives: Sequence[str]) -> int:
     return len(df[list(objectives)].drop_duplicates())
 
 
-def front_size_text(points: int, distinct: int) -> str:
+def front_size_text(points: int, distinct: int, notes: Sequence[str] = ()) -> str:
     """`91 points (8 distinct objective vectors)`: a front's size, with its distinct objective vectors when ties
-    (points of equal objectives: a swept axis that changes none of them) make them fewer."""
-    vectors = f"{distinct} distinct objective vector{'' if distinct == 1 else 's'}"
-    return f"{points} points" + (f" ({vectors})" if distinct != points else "")
+    (points of equal objectives: a swept axis that changes none of them) make them fewer, and `notes` after them in
+    the one parenthesis (`91 points (8 distinct objective vectors; a note)`)."""
+    vectors = [f"{distinct} distinct objective vector{'' if distinct == 1 else 's'}"] if distinct != points else []
+    inside = "; ".join([*vectors, *notes])
+    return f"{points} points" + (f" ({inside})" if inside else "")

@@ -55,13 +55,14 @@ from archsim.systems.sparse_points import (
     METHODS,
     MODEL_SOURCES,
     RECORD_METRICS,
+    SPARSE_KIND,
     SparseMethod,
     phase_point,
     point_record,
 )
 from archsim.workload_patterns import PatternMap, load_pattern_map
 
-SPARSE_ROOT = "sparse"
+SPARSE_ROOT = SPARSE_KIND  # the spec's block, the sweep's kind of point and its records' target_kind: one name
 SPARSE_METRICS = RECORD_METRICS
 SPARSE_MAXIMISED = ("speedup",)
 COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the others are a method's settings

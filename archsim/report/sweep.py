@@ -165,10 +165,16 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
     return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
 
 
+def workload_axes(df: pd.DataFrame) -> list[str]:
+    """The `workload.` axis columns of a record DataFrame, in column order."""
+    return [c for c in axis_columns(df) if c.startswith("workload.")]
+
+
 def work_axes(df: pd.DataFrame) -> list[str]:
     """The axis columns of `df` that change the work rather than the hardware, the mapping or the scheduler (each
-    `workload.` axis and `WORK_AXES`), in column order."""
-    return [c for c in axis_columns(df) if c.startswith("workload.") or c in WORK_AXES]
+    `workload_axes` one and `WORK_AXES`), in column order."""
+    workload = workload_axes(df)
+    return [c for c in axis_columns(df) if c in workload or c in WORK_AXES]
 
 
 def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:
@@ -193,8 +199,9 @@ def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[
 @dataclass(frozen=True)
 class Heatmap:
     """The best of a metric at each (axis_a value, axis_b value) over the feasible points there with the work held
-    (`held`): `best` and `points` (how many feasible points each cell has) are tables of axis_a's value labels by
-    axis_b's; a cell with no feasible point is NaN in `best`, 0 in `points`."""
+    (`held`): `best` and `points` (how many feasible points with a finite metric each cell has: those its best is
+    of) are tables of axis_a's value labels by axis_b's; a cell with no such point is NaN in `best`, 0 in
+    `points`."""
 
     metric: str
     axis_a: str
@@ -212,6 +219,11 @@ class Heatmap:
         else None."""
         counts = set(self.points.to_numpy().ravel().tolist()) - {0}
         return counts.pop() if len(counts) == 1 else None
+
+    def cells_text(self) -> str:
+        """`the best of 8 feasible points`: what each cell is when all have as many (`cell_points`), else ""."""
+        per_cell = self.cell_points()
+        return "" if per_cell is None else f"the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}"
 
     def rows(self) -> pd.DataFrame:
         """One row per cell (the CSV form): the two axis values (labels), the best metric, the feasible points
@@ -235,7 +247,7 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
         feasible = feasible[[_hashable(v) == value for v in feasible[axis]]]
     cells = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
              .groupby(["_a", "_b"])[metric])
-    best, points = cells.agg(lambda values: best_of(values, metric)), cells.size()
+    best, points = cells.agg(lambda values: best_of(values, metric)), cells.count()
     a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
     index = pd.Index([value_label(axis_a, a) for a in a_values],
                      name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}")
@@ -256,11 +268,6 @@ def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.Da
     best = (ok.groupby(["target", axis], sort=False)[list(objectives)]
             .agg({o: lambda values, o=o: best_of(values, o) for o in objectives}).reset_index())
     return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
-
-
-def workload_axes(df: pd.DataFrame) -> list[str]:
-    """The `workload.` axis columns of a record DataFrame, in column order."""
-    return [c for c in axis_columns(df) if c.startswith("workload.")]
 
 
 def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:

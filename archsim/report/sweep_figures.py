@@ -252,7 +252,7 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
                     va="center", fontsize=8 if per_cell is not None else 7, color="white" if v > mid else "black")
     notes = [f"{heatmap.held_text()} held (the work with the most feasible points)"] if heatmap.held else []
     if per_cell is not None:
-        notes.append(f"each cell the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}")
+        notes.append(f"each cell {heatmap.cells_text()}")
     elif counts.any():
         notes.append("(n): the feasible points behind each cell")
     ax.set_title(textwrap.fill("; ".join(notes), width=90), fontsize=8, color="0.3")

@@ -91,9 +91,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{held}: {title}")
         heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
         figure.savefig(out_dir / f"{name}.png")
-        per_cell = heatmap.cell_points()
-        if per_cell is not None:
-            cells = f"Each cell is the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}."
+        if heatmap.cell_points() is not None:
+            cells = f"Each cell is {heatmap.cells_text()}."
         else:
             cells = ("Cells have different numbers of feasible points (a sample, not a grid): each shows its "
                      "number, and the CSV has it." if heatmap.points.to_numpy().any() else "")

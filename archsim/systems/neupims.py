@@ -41,7 +41,7 @@ from archsim.model.trace import Span
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.schedule_events import replay_iteration
-from archsim.systems.system_model import SystemModel, layer_phases
+from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system, with_fields
 from archsim.systems.system_types import System
 
@@ -66,7 +66,11 @@ def system(mode: str | System, model: str, changes: Mapping[str, object] | None 
 
 
 # ------------------------------------------------------------------------------------------------ timeline
-TIMELINE_LAYERS = 4  # layers replayed; the window is the third's, past the fill and before the drain
+# `layer_timeline` replays layers 0 to 3 and shows one period of layer 2 (the third), past the fill and before the
+# drain. Blocked and overlapped schedules: from layer 2's sub-batch-1 `pre` (its QKV generation) to layer 3's.
+# Sub-batch interleaving: from layer 1's sub-batch-1 `post`, one NPU task with layer 2's `pre` (stage C), to layer
+# 2's (with layer 3's `pre`).
+TIMELINE_LAYERS = 4
 WINDOW_LAYER = 2
 
 
@@ -88,8 +92,8 @@ def layer_timeline(model: SystemModel, contexts: np.ndarray) -> tuple[Span, ...]
     shared HBM the closed form's stage sums leave out (`archsim.systems.schedule_events`). `contexts` are the
     decode requests' KV-cache lengths (a sliding-window model reads at most window + sinks keys of each)."""
     run = replay_iteration(model, Batch(decode_context_tokens=contexts), TIMELINE_LAYERS)
-    phases = layer_phases(model, contexts)
-    phase, first = ("post", WINDOW_LAYER - 1) if phases.sub_batch_interleaving else ("pre", WINDOW_LAYER)
+    interleaved = any(s.args["sub_batch"] > 1 for s in run.spans)  # only sub-batch interleaving splits the batch
+    phase, first = ("post", WINDOW_LAYER - 1) if interleaved else ("pre", WINDOW_LAYER)
     starts = {s.args["layer"]: s.start_s for s in run.spans
               if s.resource == model.weight_device.name and s.args["sub_batch"] == 1 and s.args["phase"] == phase}
     begin_s, end_s = starts[first], starts[first + 1]

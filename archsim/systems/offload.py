@@ -24,9 +24,9 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   busy (`OffloadModel.message_link`: the larger of the two links' latencies, assumption: a path is as slow to start
   as its slower end's measured path, and the wire rule, `Link.wire_s`, at that rate; `message_nics`, the NICs at
   that end: min(tp, b) when both ends have one NIC kind). The pool's NICs carry b x r_m / min(tp x r_c, b x r_m)
-  messages at once, rounded down, at most the n - 1 replicas and at least 1 (`OffloadModel.link_lanes`: 1 in
-  ping-pong or when the pool's end is the slower; with one NIC kind min(tp x (n - 1), b) // min(tp, b)), each
-  replica's one at a time.
+  messages at once, rounded down, at most the replicas and at least 1 (`OffloadModel.link_lanes`: 1 in ping-pong
+  or when the pool's end is the slower; with one NIC kind min(tp x replicas, b) // min(tp, b)), each replica's one
+  at a time.
 Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
@@ -61,13 +61,13 @@ replicas, all sharing the pool. In steady state a layer of every micro-batch tak
   P = max(the slowest micro-batch's cycle, the busiest replica's work, sum of pool work, sum of each link
       direction's wire time / its lanes)
 (a cyclic pipeline is bound by its longest cycle and its busiest resource; slice k of micro-batch j, k counted
-across tokens, runs on replica (j + k) mod (n - 1), as `archsim.systems.offload_events` runs it). A token of every
-micro-batch also runs its LM head (`SystemModel.lm_head_cost`, one token per request) after its last layer, on the
-replica of its next slice: n heads on n - 1 replicas, two of them on one replica each token. The time for all
-layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the busiest
-resource's work: a replica's is its slices and heads as the rotation assigns them, averaged over the tokens the
-assignment turns through (`replica_work_s`; the busiest replica of a single token is no bound: LLaMA3-8B, n = 4, 32
-layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.766 ms a token, 1.5 %
+across tokens, runs on replica (j + k) mod `replicas`, n - 1 here, as `archsim.systems.offload_events` runs it). A
+token of every micro-batch also runs its LM head (`SystemModel.lm_head_cost`, one token per request) after its last
+layer, on the replica of its next slice: n heads on n - 1 replicas, two of them on one replica each token. The time
+for all layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the
+busiest resource's work: a replica's is its slices and heads as the rotation assigns them, averaged over the tokens
+the assignment turns through (`replica_work_s`; the busiest replica of a single token is no bound: LLaMA3-8B, n = 4,
+32 layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.766 ms a token, 1.5 %
 below it, and the closed form gives 8.596 ms). An iteration (one token for every request) takes that, plus the
 prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 One micro-batch (`micro_batches: 1`, AttAcc's GPUs and PIM, pim.md §4.1) runs on one replica without pipelining:

@@ -4,14 +4,15 @@
 busiest resource); this model runs the same layers as processes over resources and measures it, and records every
 task as a `Span` for a Perfetto trace, where the overlap and the idle gaps show.
 
-Resources: the n - 1 compute replicas, the memory pool (all its devices work on one micro-batch's attention at a
-time: heads are partitioned, so each device holds a share of every request), and the link in each direction
-(`link out`, `link back`): `lanes` messages on it at once (`OffloadModel.link_lanes`), each also holding its
-replica's NICs for that direction (one message at a time: the sender's going out, the next slice's replica coming
-back), for its wire time, then travelling its latency without holding them. With more than one lane each lane is
-its own track (`link out lane 0`, ...), a message on the lowest free one.
+Resources: the compute replicas (`replicas`, `system_checks.offload_replicas`: n - 1 for n micro-batches, or 1 for
+one micro-batch), the memory pool (all its devices work on one micro-batch's attention at a time: heads are
+partitioned, so each device holds a share of every request), and the link in each direction (`link out`,
+`link back`): `lanes` messages on it at once (`OffloadModel.link_lanes`), each also holding its replica's NICs for
+that direction (one message at a time: the sender's going out, the next slice's replica coming back), for its wire
+time, then travelling its latency without holding them. With more than one lane each lane is its own track
+(`link out lane 0`, ...), a message on the lowest free one.
 Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the ops after attention k - 1 and
-before attention k (the paper's min-cut slices), runs on replica (j + k) mod (n - 1) (§3.4; the count k runs on
+before attention k (the paper's min-cut slices), runs on replica (j + k) mod `replicas` (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
 then, with divide-and-conquer, q is sent while the K/V share is computed on the replica and sent after it; the pool
 runs attention over the history when q arrives (a process of its own, beside the replica's K/V share) and the new

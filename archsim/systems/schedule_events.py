@@ -272,11 +272,12 @@ def replay_iteration(model: SystemModel | OffloadModel, batch: Batch, layers: in
     iteration's decoder layers as it charges them. The LM head and the hops between stages are left out. A model
     `unreplayable` refuses is a SpecError naming the spec's field. `layers`: replay that many decoder layers of one
     device instead (one PP stage's units: `neupims.layer_timeline`'s look at a layer); an attention-offloading
-    model, whose replay runs tokens, refuses it."""
+    model, whose replay runs tokens, refuses it (a ValueError: the caller's argument, no field of the spec)."""
     refused = unreplayable(model)
     if refused is None and isinstance(model, OffloadModel):
         if layers is not None:
-            raise SpecError(model.system.source, "layers", "not read: an attention-offloading replay runs tokens")
+            raise ValueError(f"layers={layers!r} is not read: an attention-offloading replay ({model.system.name}) "
+                             "runs tokens, not layers")
         return replay_offload(model, batch)
     if refused is not None:
         source = model.workload.path if refused[0].startswith("params.") else model.system.source

@@ -129,6 +129,7 @@ DECODE_PHASES = ("attention", "decode")
 METHOD_PHASES = {"minference": ("prefill",), "flexprefill": ("prefill",),
                  "duoattention": ("decode", "attention", "prefill"), "quest": ("decode", "attention"),
                  "razorattention": ("decode", "attention"), "tokenselect": ("decode", "attention")}
+SPARSE_KIND = "sparse"  # a point record's target_kind, and the sweep block and kind of point that make them
 RECORD_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes")  # a record's extras, first
 # a point's fields that are no extra as they are: what the record holds elsewhere (its time, fields, fit) or in
 # another form (`dense_fits` as 0 or 1, `budget` NaN where none)
@@ -351,7 +352,7 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
               "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
-    return Record("sparse", target, feasible, reason, time_s, NAN, extras=extras)
+    return Record(SPARSE_KIND, target, feasible, reason, time_s, NAN, extras=extras)
 
 
 def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,

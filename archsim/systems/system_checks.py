@@ -245,7 +245,7 @@ def check_degrees(system: System, par: Parallelism, holder: Device | None,
     if holder is None or holder.count == par.tp * replicas:
         return
     source, where = blame("tp")
-    rule = "micro_batches - 1 replicas" if micro_batches > 1 else "1 micro-batch on 1 replica"
+    rule = "micro_batches - 1 replicas" if micro_batches > 1 else offload_replicas_text(micro_batches)
     if where:  # the spec's own tp
         raise SpecError(system.source, f"devices.{holder.name}.count",
                         f"expected tp x replicas = {par.tp} x {replicas} = {par.tp * replicas} compute devices "
@@ -264,6 +264,13 @@ def offload_replicas(micro_batches: int) -> int:
     pipelining, pim.md §3.4: one micro-batch's attention on the pool while the others' dense work fills the
     replicas); one for one micro-batch, which then waits for its own attention (no pipelining: AttAcc, §4.1)."""
     return max(micro_batches - 1, 1)
+
+
+def offload_replicas_text(micro_batches: int) -> str:
+    """`3 micro-batches on 2 replicas`: `micro_batches` and the replicas they run on (`offload_replicas`)."""
+    replicas = offload_replicas(micro_batches)
+    return (f"{micro_batches} micro-batch{'es' if micro_batches > 1 else ''} on {replicas} "
+            f"replica{'s' if replicas > 1 else ''}")
 
 
 def check_spec_degrees(system: System) -> None:

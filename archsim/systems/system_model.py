@@ -139,7 +139,13 @@ from archsim.systems.step import (
     lm_head_op,
     resident_tokens,
 )
-from archsim.systems.system_checks import check_tp_group, offload_micro_batches, offload_replicas, weight_holder
+from archsim.systems.system_checks import (
+    check_tp_group,
+    offload_micro_batches,
+    offload_replicas,
+    offload_replicas_text,
+    weight_holder,
+)
 from archsim.systems.system_types import (
     CONTEXT_PARALLEL,
     EP_LINK,
@@ -615,9 +621,8 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
             micro_batches = offload_micro_batches(system)
             replicas = offload_replicas(micro_batches)
             advice = (f"give the compute pool more devices (devices.{holder.name}.count) and raise parallelism.tp "
-                      f"with it: attention offloading runs pp 1 and tp = count / {replicas}, its {micro_batches} "
-                      f"micro-batch{'es' if micro_batches > 1 else ''} on {replicas} "
-                      f"replica{'s' if replicas > 1 else ''}")
+                      f"with it: attention offloading runs pp 1 and tp = count / {replicas}, its "
+                      f"{offload_replicas_text(micro_batches)}")
         if system.schedule.kind == CONTEXT_PARALLEL:
             where = system.blame(workload.name, "tp")
             node = system.devices[holder.name].count
