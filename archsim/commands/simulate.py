@@ -74,8 +74,8 @@ from archsim.systems.system_spec import load_system
 @click.option("--layer-trace", type=click.Path(dir_okay=False), callback=nonempty,
               help="Replay the decoder layers of the run's longest decode iteration event by event "
                    "(archsim.systems.schedule_events: the units' tasks, the gaps and contention the closed form "
-                   "does not show; attention offloading: its micro-batches' pipeline), write them as "
-                   "Chrome/Perfetto trace JSON here and print the replay against the closed form.")
+                   "does not show; attention offloading: its pipeline of micro-batches, or its one batch), write "
+                   "them as Chrome/Perfetto trace JSON here and print the replay against the closed form.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
                  n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,

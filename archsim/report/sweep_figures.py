@@ -231,7 +231,8 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
 def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
     """Best metric per cell, colour on a log scale, the value written in each cell (with the feasible points behind
     it when cells have different numbers of them, as a random sample's do; else the caption gives the one
-    number); blank where no point is feasible. The caption names the work axes held and their values."""
+    number); blank where no feasible point was evaluated (with sampling, none may have been drawn there). The
+    caption names the work axes held and their values."""
     values = heatmap.best.to_numpy(dtype=float)
     counts = heatmap.points.to_numpy()
     per_cell = heatmap.cell_points()
@@ -250,7 +251,8 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
         if np.isfinite(v):
             ax.text(c, r, f"{v:.3g}" + (f"\n({counts[r, c]})" if per_cell is None else ""), ha="center",
                     va="center", fontsize=8 if per_cell is not None else 7, color="white" if v > mid else "black")
-    notes = [f"{heatmap.held_text()} held (the work with the most feasible points)"] if heatmap.held else []
+    notes = ([f"{heatmap.held_text()} held (the work with the most feasible points, the first on a tie)"]
+             if heatmap.held else [])
     if per_cell is not None:
         notes.append(f"each cell {heatmap.cells_text()}")
     elif counts.any():

@@ -66,7 +66,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
                  f"Feasible points on {objectives[0]} and {objectives[1]}"
                  + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
                  + f". The front (ringed) is over {front_text}, minimised (a throughput maximised), among the points "
-                   "that meet the constraints; points that break one are crosses. Infeasible points are counted, "
+                   "that meet the constraints; points that break one are crosses, and points without a value of "
+                   "an objective (a GPU preset's area) are drawn but off the front. Infeasible points are counted, "
                    "not drawn."),
         _section("sensitivity", "Sensitivity",
                  "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
@@ -100,9 +101,10 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             name, "Best latency over the first two axes",
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free"
-            + (f" but the work, held at {heatmap.held_text()} (the work with the most feasible points), so that no "
-               "cell is the best of a smaller workload than its neighbours'" if heatmap.held else "")
-            + "; blank where no point is feasible." + (f" {cells}" if cells else "")))
+            + (f" but the work, held at {heatmap.held_text()} (the work with the most feasible points, the first on a "
+               "tie), so that no cell is the best of a smaller workload than its neighbours'" if heatmap.held else "")
+            + "; blank where no feasible point was evaluated (with sampling, none may have been drawn there)."
+            + (f" {cells}" if cells else "")))
     if counts["infeasible"]:
         sections.append(_infeasible_section(df, out_dir))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
