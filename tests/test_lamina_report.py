@@ -43,7 +43,8 @@ def report(tmp_path_factory) -> Path:
                     _record(model, trace, lamina.BASELINE, vllm_tok_s, vllm_batch, 0.04)]
     bw_rows, cross = lamina.bw_min(), lamina.bw_min_cross_check()
     out = tmp_path_factory.mktemp("lamina")
-    page.write_lamina_report(records, bw_rows, cross, lamina.headline(records, bw_rows, cross), out)
+    page.write_lamina_report(records, bw_rows, cross, lamina.headline(records, bw_rows, cross),
+                             lamina.pipeline_runs(), out)
     return out
 
 

@@ -189,7 +189,7 @@ def _report_lamina(out: Path) -> None:
     from archsim.systems import lamina_reproduce
 
     records, bw_rows, cross, summary = lamina_reproduce.run_all()
-    index = write_lamina_report(records, bw_rows, cross, summary, out)
+    index = write_lamina_report(records, bw_rows, cross, summary, lamina_reproduce.pipeline_runs(), out)
     click.echo(f"{len(records)} Lamina points and {len(bw_rows)} BW_min points\nreport written to {index}")
 
 

@@ -5,10 +5,11 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - summary.csv: ours vs the paper (`duplex_reproduce.headline_rows`).
 - throughput.png/.csv: throughput over the GPU baseline per system at every closed-loop point (the small grid and
   the Bank-PIM comparison).
-- opb.png/.csv: the Op/B of every op of one Mixtral-8x7B decoder layer in a decode step (`step.layer_ops`, context
-  `OPB_CONTEXT` tokens) at `OPB_BATCHES`, against the ridge points (peak FLOP/s over the bandwidth each unit reads
-  its operands at) of the xPU (tensor peak over DRAM bandwidth), the Logic-PIM and the Bank-PIM (peak over internal
-  bandwidth), from the duplex and duplex-bank-pim presets' device models; ridges.csv lists them.
+- opb.png/.csv: the Op/B of every op of one Mixtral-8x7B decoder layer in a decode step (`duplex_reproduce.opb_rows`,
+  context `OPB_CONTEXT` tokens) at `OPB_BATCHES`, against the ridge points (peak FLOP/s over the bandwidth each unit
+  reads its operands at: `duplex_reproduce.ridge_rows`) of the xPU (tensor peak over DRAM bandwidth), the Logic-PIM
+  and the Bank-PIM (peak over internal bandwidth), from the duplex and duplex-bank-pim presets' device models;
+  ridges.csv lists them.
 - qps.png/.csv: the QPS sweep's latency curves (TTFT p90, the saturation criterion; TBT p99; end-to-end p50 and
   p99) per system, each system's saturation rate dashed.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
@@ -23,18 +24,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from archsim import library
 from archsim.outputs import atomic_dir
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, write_index
 from archsim.systems import duplex_reproduce
-from archsim.systems.devices import device_models
-from archsim.systems.step import Step, layer_ops
-from archsim.systems.system_spec import load_system
+from archsim.systems.duplex_reproduce import OPB_BATCHES, OPB_CONTEXT, OPB_MODEL
 
 SYSTEM_ORDER = (*duplex_reproduce.SYSTEMS, duplex_reproduce.BANK_PIM, duplex_reproduce.TWO_GPUS)  # the reproduction's
-OPB_MODEL, OPB_CONTEXT, OPB_BATCHES = "mixtral-8x7b", 1024, (32, 64, 128)
-RIDGE_UNITS = (("duplex", "xpu", "xPU (H100)"), ("duplex", "lp", "Logic-PIM"), ("duplex-bank-pim", "pim", "Bank-PIM"))
 
 
 def _system_colour(system: str) -> str:
@@ -58,30 +54,6 @@ def with_over_gpu(records: list[dict]) -> pd.DataFrame:
     df = df.join(gpu, on=POINT)
     df["over_gpu"] = df["throughput_tok_s"] / df["gpu_tok_s"]
     return df
-
-
-def opb_rows() -> pd.DataFrame:
-    """Every op of a Mixtral decoder layer in a decode step at each of `OPB_BATCHES`: FLOPs, bytes and Op/B."""
-    workload = library.load_workload_spec(OPB_MODEL)
-    rows = [{"batch": batch, "op": op.name, "cascade": op.cascade, "flops": op.flops, "bytes": op.bytes,
-             "op_per_byte": op.op_per_byte}
-            for batch in OPB_BATCHES
-            for op in layer_ops(workload, Step("decode", batch, OPB_CONTEXT), workload.block)]
-    return pd.DataFrame(rows)
-
-
-def ridge_rows() -> pd.DataFrame:
-    """Each unit of `RIDGE_UNITS`: peak FLOP/s, the bandwidth its operands come at, and their ratio."""
-    rows = []
-    for system, name, label in RIDGE_UNITS:
-        device = device_models(load_system(system))[name]
-        if device.kind == "gpu":
-            peak, bandwidth = device.spec.tensor_peak_flops_per_s("fp16"), device.spec.dram_bytes_per_s
-        else:
-            peak, bandwidth = device.peak_flops_per_s, device.internal_bytes_per_s
-        rows.append({"unit": label, "system": system, "device": name, "peak_flops_per_s": peak,
-                     "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth})
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -170,7 +142,7 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
     _save(out_dir, "summary", table)
     throughput = throughput_rows(records)
     _save(out_dir, "throughput", throughput, throughput_figure(throughput))
-    ops, ridges = opb_rows(), ridge_rows()
+    ops, ridges = pd.DataFrame(duplex_reproduce.opb_rows()), pd.DataFrame(duplex_reproduce.ridge_rows())
     _save(out_dir, "ridges", ridges)
     _save(out_dir, "opb", ops, opb_figure(ops, ridges))
     sweep = pd.DataFrame(qps)

@@ -17,13 +17,13 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   bandwidths of the link presets lamina-gpu-initiated-400g and lamina-nccl-400g; the event model's cross-check
   (its slowdown over a link at BW_min) in the title and the text.
 - pipeline.png/.csv and pipeline_trace.json: the event model's pipeline on the system's schedule (ping-pong or
-  staggered, named from the system: `schedule_label`), one run of `lamina_reproduce.pipeline_run`, in a steady
-  window: micro-batch 0's token `PIPELINE_TOKEN` over its first `PIPELINE_LAYERS` layers, from its token before
-  back (the start-up, where micro-batch j waits j slices / replicas, is left to the trace), a row per resource of
-  the run (`pipeline_resources`), a colour per micro-batch, the LM heads hatched; the JSON is the whole run as a
-  Perfetto trace (`lamina_reproduce.run_trace`). The micro-batch, token, layer and part of a span are read from its name
-  (`mb{j} t{t} L{k} post|dense|...` or `mb{j} t{t} LM head`, the names
-  `archsim.systems.offload_events.simulate_pipeline` gives its spans).
+  staggered, named from the system: `schedule_label`), one run of `lamina_reproduce.pipeline_run` (given to the
+  report: `lamina_reproduce.pipeline_runs`), in a steady window: micro-batch 0's token `PIPELINE_TOKEN` over its
+  first `PIPELINE_LAYERS` layers, from its token before back (the start-up, where micro-batch j waits j slices /
+  replicas, is left to the trace), a row per resource of the run (`pipeline_resources`), a colour per micro-batch,
+  the LM heads hatched; the JSON is the whole run as a Perfetto trace (`lamina_reproduce.run_trace`). The
+  micro-batch, token, layer and part of a span are read from its name (`mb{j} t{t} L{k} post|dense|...` or
+  `mb{j} t{t} LM head`, the names `archsim.systems.offload_events.simulate_pipeline` gives its spans).
 - pipeline_staggered.png/.csv and pipeline_staggered_trace.json: the same for rotational staggered pipelining
   (`lamina_reproduce.pipeline_run` of its `staggered_system`: the lamina system with a staggered schedule of
   micro-batches on one fewer replicas, the pool unchanged: DOP (4, 4) for LLaMA3-70B), beside the reproduction,
@@ -262,15 +262,18 @@ def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, 
 
 
 # ------------------------------------------------------------------------------------------------ page
-def write_lamina_report(records: list[dict], bw_rows: list[dict], cross: dict, summary: dict, out_dir: Path) -> Path:
+def write_lamina_report(records: list[dict], bw_rows: list[dict], cross: dict, summary: dict,
+                        pipelines: dict[str, tuple[OffloadModel, PipelineRun]], out_dir: Path) -> Path:
     """Write the report of `lamina_reproduce.run_all`'s records, BW_min rows, cross-check and headline (`summary`)
-    into `out_dir`, replacing its old report whole; returns the index path."""
+    and of `lamina_reproduce.pipeline_runs`'s `pipelines` into `out_dir`, replacing its old report whole; returns
+    the index path."""
     with atomic_dir(out_dir) as stage:
-        _write_page(stage, records, bw_rows, cross, summary)
+        _write_page(stage, records, bw_rows, cross, summary, pipelines)
     return out_dir / "index.html"
 
 
-def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: dict, summary: dict) -> None:
+def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: dict, summary: dict,
+                pipelines: dict[str, tuple[OffloadModel, PipelineRun]]) -> None:
     table = pd.DataFrame(lamina.headline_rows(summary), columns=["metric", "ours", "paper", "within", "reason"])
     _save(out_dir, "summary", table)
     points = points_rows(records)
@@ -280,10 +283,10 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
         _save(out_dir, name, rows, figure)
     bw, links = pd.DataFrame(bw_rows), link_rows()
     _save(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
-    model, run = lamina.pipeline_run()
+    model, run = pipelines["pipeline"]
     schedule = schedule_label(model)
     _write_pipeline(out_dir, "pipeline", model, run)
-    staggered, staggered_pipeline = lamina.pipeline_run(staggered=True)
+    staggered, staggered_pipeline = pipelines["pipeline_staggered"]
     staggered_schedule = schedule_label(staggered)
     _write_pipeline(out_dir, "pipeline_staggered", staggered, staggered_pipeline)
     cost = html.escape(cost_text(records))

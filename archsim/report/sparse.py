@@ -6,8 +6,8 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   says), within it or not, and the reason.
 - prefill.png/.csv: end-to-end prefill time of dense FlashAttention-2 and MInference against the context (ours as
   lines at every length, the benchmark's as points; log-log).
-- density.png/.csv: the kernel-granularity sparsity of the shipped vertical-slash map
-  (`workload_patterns.mean_vertical_slash_density`) against the context, with App. F's floors.
+- density.png/.csv: the kernel-granularity sparsity of the shipped vertical-slash map against the context, with App.
+  F's floors (`sparse_reproduce.density_curve`).
 - decode.png/.csv: DuoAttention's decode time and memory against the context with dense beside, a panel per model,
   and Quest's attention time against the budget per GPU with dense dashed; a marker per point, hollow where it does
   not fit the GPU.
@@ -29,7 +29,6 @@ from matplotlib.ticker import NullLocator
 from archsim.report.figures import _colour, _figure, _title
 from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
 from archsim.systems import sparse_reproduce as sparse
-from archsim.workload_patterns import load_pattern_map, mean_vertical_slash_density
 
 DENSE_COLOUR = "0.35"  # dense beside DuoAttention in the decode figure
 
@@ -73,15 +72,6 @@ def prefill_table(data: dict) -> pd.DataFrame:
                                                                        "time_s": "minference_s"})
     paper = pd.DataFrame(data["minference"])[["context", "paper_dense_s", "paper_minference_s"]]
     return ours.merge(paper, on="context", how="left")
-
-
-def density_table(data: dict) -> pd.DataFrame:
-    """The shipped map's sparsity at every MInference length, App. F's floor where it sets one."""
-    pattern_map = load_pattern_map(sparse.MINFERENCE_MAP)
-    floors = {r["context"]: r["above"] for r in data["density"]}
-    lengths = sorted(set(sparse.MINFERENCE_LENGTHS) | set(floors))
-    return pd.DataFrame([{"context": n, "sparsity": 1 - mean_vertical_slash_density(pattern_map, n),
-                          "above": floors.get(n)} for n in lengths])
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -194,7 +184,7 @@ def _write_page(out_dir: Path, data: dict) -> None:
     _save(out_dir, "summary", table)
     prefill = prefill_table(data)
     _save(out_dir, "prefill", prefill, prefill_figure(prefill))
-    density = density_table(data)
+    density = pd.DataFrame(sparse.density_curve())
     _save(out_dir, "density", density, density_figure(density))
     decode = pd.DataFrame([p for p in data["points"] if p["method"] in ("DuoAttention", "Quest")])
     _save(out_dir, "decode", decode, decode_figure(decode))

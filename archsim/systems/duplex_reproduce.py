@@ -39,6 +39,10 @@ deg_grp 8) at one point of the paper's grid, (L_in, L_out) = (256, 256) and batc
 as above. The paper (§2.4): Bank-PIM beats Duplex on OPT-66B and loses on Llama3-70B. The reason in the model:
 MHA decode attention has Op/B ~1, where the Bank-PIM's 16x bandwidth wins; GQA attention of deg_grp 8 has Op/B ~8,
 compute-bound on the Bank-PIM's 10.7 TFLOPS against the Logic-PIM's 21.3 per stack.
+Op/B and ridges (`opb_rows`, `ridge_rows`: the report's Op/B figure): the FLOPs and bytes of every op of one
+Mixtral-8x7B decoder layer in a decode step (`archsim.systems.step.layer_ops`, context `OPB_CONTEXT`) at
+`OPB_BATCHES`, against the ridge point of each unit of `RIDGE_UNITS`: its device model's roofline peak over the
+bandwidth its operands come at (the xPU's tensor peak over DRAM, a PIM's peak over its internal bandwidth).
 
 QPS sweep (`qps_sweep`, `qps_headline`): Mixtral-8x7B, Gaussian (L_in, L_out) = (4096, 512), max batch 128, Poisson
 arrivals at 4 to 16 requests per second (`QPS_RATES`), `QPS_REQUESTS` requests per rate (arrival times of
@@ -73,6 +77,7 @@ import numpy as np
 
 from archsim import library
 from archsim.systems.attribution import Reason
+from archsim.systems.devices import device_models
 from archsim.systems.duplex_figures import RATIO, REDUCTION, figures, matched, ratios, within_tolerance
 from archsim.systems.duplex_figures import TOLERANCE as KIND_TOLERANCE
 from archsim.systems.gpu_device import ROOFLINE
@@ -80,6 +85,7 @@ from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
+from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system, with_fields
 from archsim.systems.system_types import System
@@ -285,6 +291,33 @@ def bank_pim_headline(records: list[dict]) -> dict:
         out[model] = {"bank_pim_over_duplex": ratio, "faster": faster, "paper_faster": paper,
                       "within": faster == paper, "reason": "" if faster == paper else BANK_PIM_ATTRIBUTION}
     return out
+
+
+# ------------------------------------------------------------------------------------------------ Op/B and ridges
+OPB_MODEL, OPB_CONTEXT, OPB_BATCHES = "mixtral-8x7b", 1024, (32, 64, 128)
+RIDGE_UNITS = (("duplex", "xpu", "xPU (H100)"), ("duplex", "lp", "Logic-PIM"), (BANK_PIM, "pim", "Bank-PIM"))
+
+
+def opb_rows(model: str = OPB_MODEL, context: int = OPB_CONTEXT, batches: tuple[int, ...] = OPB_BATCHES
+             ) -> list[dict]:
+    """Every op of one decoder layer of `model` in a decode step at `context` tokens, at each of `batches`: FLOPs,
+    bytes and Op/B (`step.layer_ops`, module docstring)."""
+    workload = library.load_workload_spec(model)
+    return [{"batch": batch, "op": op.name, "cascade": op.cascade, "flops": op.flops, "bytes": op.bytes,
+             "op_per_byte": op.op_per_byte}
+            for batch in batches for op in layer_ops(workload, Step("decode", batch, context), workload.block)]
+
+
+def ridge_rows(units: tuple[tuple[str, str, str], ...] = RIDGE_UNITS) -> list[dict]:
+    """Each (system, device, label) of `units`: the preset device's roofline peak FLOP/s, the bandwidth its
+    operands come at, and their ratio, the ridge point (module docstring)."""
+    rows = []
+    for system, name, label in units:
+        device = device_models(load_system(system))[name]
+        peak, bandwidth = device.peak_flops_per_s, device.operand_bytes_per_s
+        rows.append({"unit": label, "system": system, "device": name, "peak_flops_per_s": peak,
+                     "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ QPS sweep

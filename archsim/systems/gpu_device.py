@@ -162,6 +162,16 @@ class GpuDevice:
                             "workspace: the device's memory is smaller than that reserve")
 
     @property
+    def peak_flops_per_s(self) -> float:
+        """The roofline's peak: the fp16 tensor-core peak (`GPU.tensor_peak_flops_per_s`)."""
+        return self.spec.tensor_peak_flops_per_s("fp16")
+
+    @property
+    def operand_bytes_per_s(self) -> float:
+        """The bandwidth its operands come at, the roofline's (what the ridge point is read against): the DRAM's."""
+        return self.spec.dram_bytes_per_s
+
+    @property
     def engine_bytes(self) -> float:
         """The serving engine's share of the DRAM (`memory_utilization` of it)."""
         return self.memory_utilization * float(self.spec.dram_bytes)

@@ -529,6 +529,12 @@ def pipeline_run(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: 
     return model, model_pipeline(model, [context] * batch, tokens, trace=True)
 
 
+def pipeline_runs() -> dict[str, tuple[OffloadModel, PipelineRun]]:
+    """The report's pipelines by name: `pipeline_run` of the reproduction's ping-pong ("pipeline") and of its
+    `staggered_system` ("pipeline_staggered")."""
+    return {"pipeline": pipeline_run(), "pipeline_staggered": pipeline_run(staggered=True)}
+
+
 def pipeline_trace(model_name: str = BW_MODEL, batch: int = TRACE_BATCH, context: int = TRACE_CONTEXT,
                    tokens: int = TRACE_TOKENS) -> dict:
     """`pipeline_run`'s pipeline as Chrome/Perfetto trace events (`run_trace`)."""

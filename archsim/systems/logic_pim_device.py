@@ -49,8 +49,14 @@ class LogicPimDevice:
 
     @property
     def internal_bytes_per_s(self) -> float:
-        """The stacks' internal peak bandwidth (what the ridge point, FLOPs per byte, is read against)."""
+        """The stacks' internal peak bandwidth."""
         return self.count * self.spec.internal_bytes_per_s
+
+    @property
+    def operand_bytes_per_s(self) -> float:
+        """The bandwidth its operands come at, the roofline's (what the ridge point, FLOPs per byte, is read
+        against): the stacks' internal peak."""
+        return self.internal_bytes_per_s
 
     @property
     def streaming_bytes_per_s(self) -> float:

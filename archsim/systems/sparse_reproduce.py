@@ -180,6 +180,14 @@ def density_rows() -> list[dict]:
             for n, floor in DENSITY_CHECKS]
 
 
+def density_curve() -> list[dict]:
+    """The shipped vertical-slash map's sparsity at every MINFERENCE_LENGTHS and DENSITY_CHECKS context, App. F's
+    floor where it sets one (None elsewhere): the report's density figure."""
+    pattern_map, floors = load_pattern_map(MINFERENCE_MAP), dict(DENSITY_CHECKS)
+    return [{"context": n, "sparsity": 1 - mean_vertical_slash_density(pattern_map, n), "above": floors.get(n)}
+            for n in sorted(set(MINFERENCE_LENGTHS) | set(floors))]
+
+
 def duo_points(phases: tuple[str, ...] = ("decode",)) -> list[dict]:
     """DuoAttention's points of `phases` (`sparse_points.method_points`: attention, decode, prefill) at
     `DUO_LENGTHS`, per run of `DUO_RUNS`."""
