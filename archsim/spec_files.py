@@ -9,15 +9,19 @@ Paths: `is_spec_path` tells a path from a library name, `beside` takes a relativ
 from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), and `is_file` turns an
 OSError on a path into a SpecError.
 Numbers: `number` (inf and -inf allowed, never NaN) and `finite_number`.
+Derived specs: `laid_over` is the rule by which a spec with a `base` (a system spec, a GPU preset) is laid over
+the data of its base.
 
 Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -58,6 +62,20 @@ def _from_folder(path: str, source: str) -> bool:
     """Whether a path written in the spec at `source` is taken from that file's folder: a relative path in a spec
     read from a file."""
     return not Path(path).is_absolute() and Path(source).is_file()
+
+
+def laid_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s keys laid over it: mappings merge key by key, `None` removes a key, the rest replaces
+    (a list is replaced whole). Neither argument is changed."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = laid_over(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def read_capped(stream: BinaryIO, limit: int) -> bytes:

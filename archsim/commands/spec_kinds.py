@@ -13,11 +13,12 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from archsim import library
 from archsim.arch.load import architecture_from_dict
 from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
-from archsim.spec_files import is_file, read_yaml
+from archsim.spec_files import is_file, is_spec_path, read_yaml, spec_beside
 from archsim.workload import workload_from_dict
 
 
@@ -56,7 +57,6 @@ def _load_mapping(data: Any, source: str) -> Any:
     """A mapping, its names resolved against the cascade and architecture its `cascade:` and `architecture:` name
     (`archsim.mapping.resolve.check_names`: what `archsim run` checks before it binds a size); an error in one of
     those files says which mapping named it, as run's does."""
-    from archsim import library
     from archsim.mapping.resolve import check_names
 
     mapping = mapping_from_dict(data, source)
@@ -97,6 +97,27 @@ YAML_KINDS = (
     ("pattern map", {"patterns", "head_kind"}, _load_yaml_kind("archsim.workload_patterns.pattern_map_from_dict")),
     ("workload", {"params"}, workload_from_dict),
 )
+
+
+def _derives_a_gpu(data: dict, source: str, depth: int = 0) -> bool:
+    """Whether the `base` of the spec at `source` is a GPU preset: a packaged one's name, or a file (relative to
+    `source`) with `sm_count` or itself deriving from one. A derived GPU preset need not repeat `sm_count`, and its
+    `base` would otherwise tell it as a system; a base that cannot be read tells nothing (the loader says why)."""
+    base = data.get("base")
+    if not isinstance(base, str):
+        return False
+    from archsim.gpu.load import MAX_BASES, PRESETS_PACKAGE
+
+    if not is_spec_path(base):
+        return base in library.names("GPU presets", PRESETS_PACKAGE)
+    path = spec_beside(base, source)
+    try:
+        parsed = read_yaml(Path(path)) if depth < MAX_BASES and is_file(Path(path), path) else None
+    except SpecError:
+        return False
+    return isinstance(parsed, dict) and ("sm_count" in parsed or _derives_a_gpu(parsed, path, depth + 1))
+
+
 # CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path).
 CSV_KINDS = (
     ("trace", {"arrival_s", "prompt_tokens", "output_tokens"}, _load_trace),
@@ -120,7 +141,7 @@ def load_any(path: str | Path) -> tuple[str, Any]:
     data = read_yaml(path)
     if isinstance(data, dict):
         for kind, marks, loader in YAML_KINDS:
-            if marks & set(data):
+            if marks & set(data) or (kind == "gpu" and _derives_a_gpu(data, str(path))):
                 return kind, loader(data, str(path))
     raise SpecError(str(path), "", "cannot tell the kind of spec: expected a mapping with one of "
                     + "; ".join("/".join(f"'{m}'" for m in sorted(marks)) + f" ({kind})"

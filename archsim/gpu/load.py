@@ -28,6 +28,21 @@ File format (units in the key names; every number carries its source in a commen
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
     held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, 0.1 to 1 x clock_hz (below)
 
+A preset may derive from another: `base: a100-80gb-sxm4` (a packaged preset's name, or a YAML path, relative to
+the file's folder, as a system spec's `base` is) loads and validates the base first (its errors name its file),
+then lays the file's own keys over the base's (`archsim.spec_files.laid_over`: mappings such as
+`tensor_flops_per_s` merge key by key, `null` removes a key, any other value replaces the base's). The derived file
+must give its `name`; `description` and `source` are the base's when it leaves them out; `aliases` are not
+inherited, as two presets answering one label would make `gpu_for` ambiguous. A chain of more than `MAX_BASES`
+bases, or a cycle, is refused at `base`; a base's file edited reaches the presets derived from it
+(`library.depends_on`). `a100a-hbm3.yaml` is the A100 80GB with another DRAM bandwidth::
+
+    base: a100-80gb-sxm4
+    name: a100a-hbm3
+    description: ...
+    source: ...
+    dram_bytes_per_s: 3.352e+12
+
 `held_clock_hz` models a GPU whose SMs run below its boost clock `clock_hz`: a clock locked for benchmarking, or the
 one a long run settles at under the power cap (an H200 held 0.96 of its boost running FlashAttention-2 over 16K
 tokens and 0.82 over 1M; README, "Sparse prefill and KV-cache selection"). The spec is loaded at that clock
@@ -50,8 +65,12 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
 from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number
+from archsim.spec_files import laid_over, parse_yaml, read_spec_bytes, spec_beside
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
+BASE = "base"  # a derived preset's base preset (see the module docstring)
+MAX_BASES = 8  # bases of bases: a preset derives from one, rarely two; a longer chain is a mistake
+UNINHERITED = ("aliases",)  # a base's keys a derived preset does not take: a label names one preset
 ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
 # field -> (what it is, integer?, the range a real GPU's value lies in) for every plain number of the file
 NUMBERS = {
@@ -93,7 +112,10 @@ COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
-    """Validate a parsed preset; `source` names it in errors."""
+    """Validate a parsed preset; `source` names it in errors. A preset with `base` is laid over its base first
+    (`_derived`, the module docstring)."""
+    if isinstance(data, Mapping) and BASE in data:
+        data = _derived(data, source, ())
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     numbers = {key: ranged_number(data[key], source, key, what, bounds, integer=integer)
                for key, (what, integer, bounds) in NUMBERS.items()}
@@ -126,6 +148,34 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         return gpu
     held = ranged_number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
+
+
+def _derived(data: Mapping[str, Any], source: str, bases: tuple[str, ...]) -> dict[str, Any]:
+    """The preset at `source`, which has a `base`, laid over its base's data (resolved the same way when it has a
+    base itself, and validated alone, its errors naming its file), less the base's `UNINHERITED` keys; `bases` are
+    the files of the presets deriving from this one, for cycles."""
+    if "name" not in data:
+        raise SpecError(source, "name", "missing: a preset with a base names itself")
+    value = data[BASE]
+    if not isinstance(value, str) or not value:
+        raise SpecError(source, BASE, f"expected a GPU preset name or a YAML path, got {kind_of(value)}")
+    value = spec_beside(value, source)
+    try:
+        path = library.find("GPU presets", value, PRESETS_PACKAGE)
+    except SpecError as exc:
+        raise SpecError(source, BASE, f"{value!r}: {exc.message}") from None
+    chain = (*bases, str(Path(source).resolve()) if Path(source).is_file() else source)
+    if str(path.resolve()) in chain or len(chain) > MAX_BASES:
+        raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
+                                      f"{' -> '.join((*chain, str(path.resolve())))}")
+    raw = read_spec_bytes(path)
+    library.depends_on(path, raw)  # the derived preset is parsed again when its base's file changes
+    base = parse_yaml(raw, path)
+    if isinstance(base, Mapping) and BASE in base:
+        base = _derived(base, str(path), chain)
+    gpu_from_dict(base, str(path))
+    inherited = {key: v for key, v in base.items() if key not in UNINHERITED}
+    return laid_over(inherited, {key: v for key, v in data.items() if key != BASE})
 
 
 def load_gpu(name_or_path: str | Path) -> GPU:

@@ -172,7 +172,15 @@ from archsim.errors import (
     refuse_unread,
     text_number_hint,
 )
-from archsim.spec_files import beside, finite_number, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
+from archsim.spec_files import (
+    beside,
+    finite_number,
+    is_spec_path,
+    laid_over,
+    parse_yaml,
+    read_spec_bytes,
+    spec_beside,
+)
 from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
@@ -259,7 +267,7 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         if "name" not in data:
             raise SpecError(source, "name", "missing: a spec with a base names itself")
         over = {k: v for k, v in data.items() if k != BASE}
-        data = _laid_over(_base(data[BASE], source, bases, over), over)
+        data = laid_over(_base(data[BASE], source, bases, over), over)
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
@@ -373,19 +381,6 @@ def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str
 def _file_of(path: str, source: str) -> Path:
     """The file a spec path written in the spec at `source` names."""
     return Path(spec_beside(path, source)).resolve()
-
-
-def _laid_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `over`'s keys laid over it: mappings merge key by key, `None` removes a key, the rest replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _laid_over(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def load_system(name_or_path: str | Path) -> System:
