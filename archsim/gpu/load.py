@@ -65,7 +65,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
 from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number
-from archsim.spec_files import laid_over, parse_yaml, read_spec_bytes, spec_beside
+from archsim.spec_files import laid_over, parse_yaml
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 BASE = "base"  # a derived preset's base preset (see the module docstring)
@@ -156,20 +156,7 @@ def _derived(data: Mapping[str, Any], source: str, bases: tuple[str, ...]) -> di
     the files of the presets deriving from this one, for cycles."""
     if "name" not in data:
         raise SpecError(source, "name", "missing: a preset with a base names itself")
-    value = data[BASE]
-    if not isinstance(value, str) or not value:
-        raise SpecError(source, BASE, f"expected a GPU preset name or a YAML path, got {kind_of(value)}")
-    value = spec_beside(value, source)
-    try:
-        path = library.find("GPU presets", value, PRESETS_PACKAGE)
-    except SpecError as exc:
-        raise SpecError(source, BASE, f"{value!r}: {exc.message}") from None
-    chain = (*bases, str(Path(source).resolve()) if Path(source).is_file() else source)
-    if str(path.resolve()) in chain or len(chain) > MAX_BASES:
-        raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
-                                      f"{' -> '.join((*chain, str(path.resolve())))}")
-    raw = read_spec_bytes(path)
-    library.depends_on(path, raw)  # the derived preset is parsed again when its base's file changes
+    path, chain, raw = library.base_file("GPU presets", data[BASE], source, bases, PRESETS_PACKAGE, MAX_BASES)
     base = parse_yaml(raw, path)
     if isinstance(base, Mapping) and BASE in base:
         base = _derived(base, str(path), chain)

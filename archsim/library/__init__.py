@@ -20,10 +20,10 @@ from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import cascade_from_dict
-from archsim.errors import SpecError
+from archsim.errors import SpecError, kind_of
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
-from archsim.spec_files import is_file, is_spec_path, parse_yaml, read_spec_bytes
+from archsim.spec_files import is_file, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
 from archsim.workload import Workload, workload_from_dict
 
 # Library kind -> package holding its YAML files.
@@ -151,6 +151,28 @@ def find_named(kind: str, name: str, source: str, key: str) -> Path:
         return find(kind, name)
     except SpecError as exc:
         raise SpecError(source, key, f"{name!r}: {exc.message}") from None
+
+
+def base_file(kind: str, value: object, source: str, bases: tuple[str, ...], package: str,
+              max_bases: int) -> tuple[Path, tuple[str, ...], bytes]:
+    """The file the spec at `source` names as its `base` (a preset of `package` by name, or a path relative to
+    `source`), the chain of deriving files with `source` added, and the file's bytes, recorded as a dependency of
+    the deriving spec (parsed again when the base's file changes). `bases` are the files deriving from `source`; a
+    value that is no name or path, names no file, or closes a cycle or a chain of more than `max_bases` is a
+    SpecError at `base` of `source`. The one rule of system specs' and GPU presets' bases."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(source, "base", f"expected {_article(kind[:-1])} name or a YAML path, got {kind_of(value)}")
+    try:
+        path = find(kind, spec_beside(value, source), package)
+    except SpecError as exc:
+        raise SpecError(source, "base", f"{spec_beside(value, source)!r}: {exc.message}") from None
+    chain = (*bases, str(Path(source).resolve()) if Path(source).is_file() else source)
+    if str(path.resolve()) in chain or len(chain) > max_bases:
+        raise SpecError(source, "base", f"a cycle of bases (or more than {max_bases}): "
+                                        f"{' -> '.join((*chain, str(path.resolve())))}")
+    data = read_spec_bytes(path)
+    depends_on(path, data)
+    return path, chain, data
 
 
 def load_preset(kind: str, name_or_path: str | Path, package: str, from_dict):

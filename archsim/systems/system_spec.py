@@ -178,7 +178,6 @@ from archsim.spec_files import (
     is_spec_path,
     laid_over,
     parse_yaml,
-    read_spec_bytes,
     spec_beside,
 )
 from archsim.systems.chip import load_chip
@@ -331,21 +330,9 @@ def _inline_link(links: dict[str, Any], role: str, system: System) -> None:
 def _base(value: Any, source: str, bases: tuple[str, ...], over: Mapping[str, Any]) -> dict[str, Any]:
     """The data of the validated system a spec at `source` derives from, its paths moved to `source` (`_moved`);
     `over` is the derived spec's own keys."""
-    if not isinstance(value, str) or not value:
-        raise SpecError(source, BASE, f"expected a system preset name or a YAML path, got {kind_of(value)}")
-    written, value = value, spec_beside(value, source)
-    try:
-        path = library.find("system presets", value, PRESETS_PACKAGE)
-    except SpecError as exc:
-        raise SpecError(source, BASE, f"{value!r}: {exc.message}") from None
-    chain = (*bases, str(Path(source).resolve()) if Path(source).is_file() else source)
-    if str(path.resolve()) in chain or len(chain) > MAX_BASES:
-        raise SpecError(source, BASE, f"a cycle of bases (or more than {MAX_BASES}): "
-                                      f"{' -> '.join((*chain, str(path.resolve())))}")
-    data = read_spec_bytes(path)
-    library.depends_on(path, data)  # the derived spec is parsed again when its base's file changes
+    path, chain, data = library.base_file("system presets", value, source, bases, PRESETS_PACKAGE, MAX_BASES)
     base = system_from_dict(parse_yaml(data, path), str(path), chain)
-    return _moved(base.data, written if is_spec_path(written) else str(path.absolute()), source, over)
+    return _moved(base.data, value if is_spec_path(value) else str(path.absolute()), source, over)
 
 
 def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str, Any]) -> dict[str, Any]:
