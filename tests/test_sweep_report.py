@@ -96,7 +96,7 @@ def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_axis_plots(tmp_
                                        "--objectives", "latency_s,edp"])
     assert result.exit_code == 0, result.output
     targets = pd.read_csv(tmp_path / "out" / "targets.csv")
-    assert list(targets.columns) == ["target", "workload.seq_len", "latency_s", "edp"]
+    assert list(targets.columns) == ["target", "target_kind", "workload.seq_len", "latency_s", "edp"]
     assert len(targets) == 3 * 2  # three targets x two lengths
     fusemax = df[df.target == "fusemax"]
     best_1k = fusemax[fusemax["workload.seq_len"] == 1024].latency_s.min()

@@ -263,9 +263,11 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
 def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.DataFrame:
     """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best of each
     objective over its feasible points that meet the constraints, every other axis free (for the architecture:
-    its best design at that size; a GPU has one point per size)."""
+    its best design at that size; a GPU has one point per size), with its target_kind where the records carry it
+    (so a figure tells reference targets from the sweep's own)."""
     ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
-    best = (ok.groupby(["target", axis], sort=False)[list(objectives)]
+    keys = ["target", *(["target_kind"] if "target_kind" in ok else []), axis]
+    best = (ok.groupby(keys, sort=False)[list(objectives)]
             .agg({o: lambda values, o=o: best_of(values, o) for o in objectives}).reset_index())
     return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
 

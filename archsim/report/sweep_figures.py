@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,24 @@ def _own(rows: pd.DataFrame) -> pd.Series:
     return ~rows.target_kind.isin(REFERENCE_KINDS)
 
 
+def _references(rows: pd.DataFrame) -> set[str]:
+    """The reference targets among `rows`' (the GPU presets beside an architecture), by their target_kind (`_own`;
+    none where the rows carry no target_kind)."""
+    return set(rows.target[~_own(rows)].astype(str))
+
+
+def target_colours(targets: Iterable[str], references: Collection[str]) -> dict[str, str]:
+    """One colour per target, the same in every figure of a report: the sweep's own target (the architecture) colour
+    0, as the Pareto figure's own points; the reference targets (`references`: GPU presets), sorted by name, colours
+    1, 2, ...; a further own target (a sparse sweep has several) the colours after them."""
+    names = sorted(set(map(str, targets)))
+    theirs = [name for name in names if name in references]
+    own = [name for name in names if name not in references]
+    colours = {name: _colour(1 + i) for i, name in enumerate(theirs)}
+    colours.update({name: _colour(0 if i == 0 else len(theirs) + i) for i, name in enumerate(own)})
+    return colours
+
+
 def _not_drawn(rows: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.Series, str]:
     """Which rows have no finite value of one of `metrics` (NaN: their target does not model it, such as a GPU's
     area), so no axis can place them, and a note naming them: how many, of which target, missing what."""
@@ -79,10 +97,10 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     """The feasible points on the first two objectives (log-log; symlog on an axis with a zero, `_axis_scale`), the
     front ringed and joined as a staircase (the edge of the region it dominates, so its steps turn with a maximised
     objective) when there are two; with a third that varies, the sweep's own points are coloured by it. The points
-    of reference targets (GPU presets beside an architecture: `target_kind` gpu) are stars, one colour per target.
-    The caption counts the points drawn and names those a figure cannot place (no value of an objective); the
-    legend gives the front's distinct objective vectors when ties make them fewer than its points. A scatter of
-    more than `RASTER_POINTS` is rasterised."""
+    of reference targets (GPU presets beside an architecture: `target_kind` gpu) are stars, one colour per target,
+    the one it has in every figure (`target_colours`). The caption counts the points drawn and names those a figure
+    cannot place (no value of an objective); the legend gives the front's distinct objective vectors when ties make
+    them fewer than its points. A scatter of more than `RASTER_POINTS` is rasterised."""
     x, y = objectives[0], objectives[1]
     fig = _figure(8.5, 6.0)
     _title(fig, title)
@@ -116,8 +134,9 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     if len(broken):
         ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2,
                    rasterized=len(broken) > RASTER_POINTS)
-    for i, (name, mine) in enumerate(others.groupby("target", sort=False)):
-        ax.scatter(mine[x], mine[y], marker="*", s=110, color=_colour(i + 1), edgecolors="black", linewidths=0.4,
+    stars = target_colours(rows.target, _references(rows)) if len(others) else {}
+    for name, mine in others.groupby("target"):
+        ax.scatter(mine[x], mine[y], marker="*", s=110, color=stars[str(name)], edgecolors="black", linewidths=0.4,
                    label=str(name), zorder=2)
     if len(objectives) == 2 and len(front) > 1:
         ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
@@ -208,14 +227,16 @@ def _thin_tick_labels(ax) -> None:
 def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
     """One panel per objective: its best value per target (a line each: the architecture's best design, each GPU
     preset) against the workload axis `axis`, log-log (symlog on a y axis with a zero, `_axis_scale`); a panel
-    names the values it cannot place (a target that does not model its objective)."""
+    names the values it cannot place (a target that does not model its objective). A target's colour is the one it
+    has in every figure (`target_colours`)."""
     fig = _figure(4.2 * len(objectives) + 1.0, 4.6)
     _title(fig, title)
     grid = fig.subplots(1, len(objectives), squeeze=False,
                         gridspec_kw={"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.14, "wspace": 0.3})[0]
+    colours = target_colours(rows.target, _references(rows))
     for ax, objective in zip(grid, objectives, strict=True):
-        for i, (target, mine) in enumerate(rows.groupby("target", sort=False)):
-            ax.plot(mine[axis], mine[objective], marker="o", ms=4, lw=1.5, color=_colour(i), label=target)
+        for target, mine in rows.groupby("target", sort=False):
+            ax.plot(mine[axis], mine[objective], marker="o", ms=4, lw=1.5, color=colours[str(target)], label=target)
         ax.set_xscale("log")
         ax.set_yscale(**_axis_scale(rows[objective]))
         ax.set(xlabel=short_axis(axis), ylabel=_label(objective))
