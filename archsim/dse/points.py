@@ -56,10 +56,9 @@ from archsim.dse.sparse_spec import (
     sparse_record,
     sparse_target,
 )
-from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, target_name
+from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
 from archsim.dse.system_points import request_stream, serve_point, stream, system_config, system_content
 from archsim.errors import SpecError
-from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
@@ -155,7 +154,7 @@ def load_base(spec: SweepSpec) -> Base:
     mapping = library.load_mapping_spec(spec.mapping)
     cascade = spec.cascade or mapping.cascade
     workload = library.load_workload_spec(spec.workload) if spec.workload else None
-    gpus = {name: load_gpu(name) for name in spec.gpus.presets} if spec.gpus else {}
+    gpus = {name: gpu_preset(spec, name) for name in spec.gpus.presets} if spec.gpus else {}
     params = load_calibration().family_params(family_of(spec.gpus.kernel)) if spec.gpus else {}
     contents = {"mapping": spec_content("mappings", spec.mapping), "cascade": spec_content("cascades", cascade),
                 "workload": _dumps(_workload_content(workload))}

@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from archsim import library
+from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
@@ -182,6 +183,12 @@ class GpuTargets:
     kernel: str = "FlashAttention-2"
     causal: bool | None = None
     precision: str = "fp16"
+
+
+def gpu_preset(spec: SweepSpec, name: str) -> GPU:
+    """The GPU a sweep's `gpus.presets` entry names: a packaged preset, or a file read beside the sweep's file, as
+    its mapping, workload and system are (the entry as written is the points' target)."""
+    return load_gpu(spec_beside(name, spec.source))
 
 
 @dataclass(frozen=True)
@@ -526,7 +533,7 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
         raise SpecError(source, "gpus.presets", "expected a non-empty list of GPU preset names")
     for i, name in enumerate(presets):
         try:
-            load_gpu(str(name))
+            load_gpu(spec_beside(str(name), source))
         except SpecError as e:
             if e.where:  # a GPU file of the user's with a bad field: that file and field
                 raise
@@ -744,7 +751,7 @@ def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, varied: bool
     problem = precision_problem(spec.gpus.kernel, precision)
     if problem:
         raise SpecError(spec.source, "gpus.precision", f"{problem}: expected fp16 or bf16")
-    if not any(load_gpu(name).has_rate(precision) for name in spec.gpus.presets):
+    if not any(gpu_preset(spec, name).has_rate(precision) for name in spec.gpus.presets):
         raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
                                                        f"{precision}: expected a precision they have")
     if not varied and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
