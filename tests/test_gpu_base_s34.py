@@ -136,3 +136,17 @@ def test_the_merge_rule_is_one_for_systems_and_gpus() -> None:
     assert system_spec.laid_over is laid_over
     assert laid_over({"a": {"b": 1, "c": 2}, "d": 3, "e": [1]}, {"a": {"b": 5}, "d": None, "e": [2]}) == {
         "a": {"b": 5, "c": 2}, "e": [2]}
+
+
+def test_a_base_of_another_kind_is_refused_at_base_of_the_derived_file(tmp_path) -> None:
+    """A chip or system preset named as a GPU's base is refused naming the derived file and `base` (audit
+    helper-409: the error had named the packaged chip preset's own keys, as though that file were broken)."""
+    from archsim.systems.chip import load_chip
+
+    chip = Path(load_chip("attacc-pim").source)
+    derived = tmp_path / "bchip.yaml"
+    derived.write_text(f"base: {chip}\nname: bchip\nsm_count: 100\n")
+    with pytest.raises(SpecError) as refused:
+        load_gpu(str(derived))
+    assert refused.value.source == str(derived) and refused.value.where == "base"
+    assert "not a GPU preset" in refused.value.message

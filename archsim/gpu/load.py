@@ -160,6 +160,8 @@ def _derived(data: Mapping[str, Any], source: str, bases: tuple[str, ...]) -> di
     base = parse_yaml(raw, path)
     if isinstance(base, Mapping) and BASE in base:
         base = _derived(base, str(path), chain)
+    if not isinstance(base, Mapping) or "sm_count" not in base:  # a system, a chip, ...: say so at `base`
+        raise SpecError(source, BASE, f"{str(path)!r}: not a GPU preset (it gives no sm_count)")
     gpu_from_dict(base, str(path))
     inherited = {key: v for key, v in base.items() if key not in UNINHERITED}
     return laid_over(inherited, {key: v for key, v in data.items() if key != BASE})
