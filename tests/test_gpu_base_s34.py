@@ -130,6 +130,19 @@ def test_archsim_check_tells_a_derived_gpu_preset(tmp_path) -> None:
         assert result.exit_code == 0 and ": gpu " in result.output, result.output
 
 
+def test_archsim_check_tells_a_misspelt_gpu_base_by_the_files_own_keys(tmp_path) -> None:
+    """A GPU preset with a misspelt base is checked as a GPU (its own keys are a GPU's), so the error lists the GPU
+    presets (audit helper-409: it had said the base was not a system preset); a system spec deriving from a system
+    is still a system."""
+    path = _write(tmp_path, "typo.yaml", {"base": "h100-sxm", "name": "typo", "power_w": 600})
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 2 and "not a GPU preset" in result.output and "h100-sxm5" in result.output
+    system = _write(tmp_path, "sysd.yaml", {"base": "attacc", "name": "sysd",
+                                            "schedule": {"kind": "staggered", "micro_batches": 1}})
+    result = CliRunner().invoke(main, ["check", str(system)])
+    assert result.exit_code == 0 and ": system sysd" in result.output, result.output
+
+
 def test_the_merge_rule_is_one_for_systems_and_gpus() -> None:
     from archsim.systems import system_spec
 

@@ -100,14 +100,20 @@ YAML_KINDS = (
 
 
 def _derives_a_gpu(data: dict, source: str, depth: int = 0) -> bool:
-    """Whether the `base` of the spec at `source` is a GPU preset: a packaged one's name, or a file (relative to
-    `source`) with `sm_count` or itself deriving from one. A derived GPU preset need not repeat `sm_count`, and its
-    `base` would otherwise tell it as a system; a base that cannot be read tells nothing (the loader says why)."""
+    """Whether the spec at `source`, which may have a `base`, derives a GPU preset: its own keys (besides `base`
+    and the name, description and source every spec has) are all GPU preset keys, or, where it has none of its
+    own, its base is a GPU preset: a packaged one's name, or a file (relative to `source`) with `sm_count` or
+    itself deriving from one. A derived GPU preset need not repeat `sm_count`, and its `base` would otherwise tell
+    it as a system (a misspelt GPU base named no system preset); a base that cannot be read tells nothing (the
+    loader says why)."""
     base = data.get("base")
     if not isinstance(base, str):
         return False
-    from archsim.gpu.load import MAX_BASES, PRESETS_PACKAGE
+    from archsim.gpu.load import KEYS, MAX_BASES, PRESETS_PACKAGE, TEXT
 
+    own = set(data) - {"base", *TEXT}
+    if own:
+        return own <= set(KEYS)
     if not is_spec_path(base):
         return base in library.names("GPU presets", PRESETS_PACKAGE)
     path = spec_beside(base, source)
