@@ -33,6 +33,7 @@ from archsim.dse.spec import AXIS_ROOTS, DEFAULT_OBJECTIVES, KIND_OBJECTIVES, Sw
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
+HELD_RULE = "the work with the most feasible points, the first on a tie"  # how `held_work` chooses, in captions
 # The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
 # hardware, the mapping or the scheduler: a heat map holds each at one value (`held_work`).
 WORK_AXES = ("serving.lengths", "serving.rate_per_s", "parallel.workload", "parallel.seq_len", "parallel.batch",

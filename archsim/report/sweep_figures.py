@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
 from archsim.report.figures import _colour, _figure, _title
-from archsim.report.sweep import Heatmap, short_axis, value_label
+from archsim.report.sweep import HELD_RULE, Heatmap, short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
           "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
@@ -272,8 +272,7 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
         if np.isfinite(v):
             ax.text(c, r, f"{v:.3g}" + (f"\n({counts[r, c]})" if per_cell is None else ""), ha="center",
                     va="center", fontsize=8 if per_cell is not None else 7, color="white" if v > mid else "black")
-    notes = ([f"{heatmap.held_text()} held (the work with the most feasible points, the first on a tie)"]
-             if heatmap.held else [])
+    notes = [f"{heatmap.held_text()} held ({HELD_RULE})"] if heatmap.held else []
     if per_cell is not None:
         notes.append(f"each cell {heatmap.cells_text()}")
     elif counts.any():

@@ -101,8 +101,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             name, "Best latency over the first two axes",
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free"
-            + (f" but the work, held at {heatmap.held_text()} (the work with the most feasible points, the first on a "
-               "tie), so that no cell is the best of a smaller workload than its neighbours'" if heatmap.held else "")
+            + (f" but the work, held at {heatmap.held_text()} ({sweep.HELD_RULE}), so that no cell is the best of a "
+               "smaller workload than its neighbours'" if heatmap.held else "")
             + "; blank where no feasible point was evaluated (with sampling, none may have been drawn there)."
             + (f" {cells}" if cells else "")))
     if counts["infeasible"]:
