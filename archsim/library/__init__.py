@@ -36,10 +36,17 @@ PACKAGES = {
 
 
 def _files(package: str) -> dict[str, Path]:
+    """A package's YAML files by stem. A package that cannot be imported is an error, not an empty library: the
+    shipped ones are missing only when `archsim` is imported from a source checkout that is not installed, whose
+    top folders (`einsum/`, ...) only an install maps into the package (a non-editable install run from the
+    checkout's root imports the checkout)."""
     try:
         root = importlib.resources.files(package)
     except ModuleNotFoundError:
-        return {}
+        package_dir = Path(__file__).resolve().parents[1]
+        raise SpecError(package, "", f"not found: archsim is imported from {package_dir}, a source checkout's "
+                        f"folder that is not installed; install it (pip install -e {package_dir.parent}) or run "
+                        "archsim from another folder") from None
     return dict(_listing(package, _stamp(Path(str(root)))))
 
 
