@@ -6,6 +6,8 @@
   a split with no row is `-`, as in the terminal table.
 - `write_roofline`: kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's tensor peak, its DRAM
   bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`).
+- `new_figure`: the empty figure every figure of the package starts from, here and in `archsim.report.figures`
+  (this module sits below the report's layer, so the report imports it from here).
 Each PNG is written atomically (`archsim.outputs.atomic_file`; missing folders are created); a path that cannot
 be written is a SpecError naming it. Values that a log axis cannot show (zero, negative, NaN, infinite) are left
 off the axis limits.
@@ -30,7 +32,8 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf")
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """An empty `width_in` x `height_in` inch figure at 110 dpi on its own Agg canvas (no pyplot state)."""
     fig = Figure(figsize=(width_in, height_in), dpi=110)
     FigureCanvasAgg(fig)
     return fig
@@ -58,7 +61,7 @@ def _mape_text(mape: dict[str, float]) -> str:
 def scatter_figure(validation: Validation) -> Figure:
     """The model-vs-measured scatter of `validation` (the module docstring says what it draws); its axis limits
     hold every value drawn, the roofline's crosses included."""
-    fig = _figure(8.5, 6.5)
+    fig = new_figure(8.5, 6.5)
     ax = fig.add_subplot()
     groups = sorted({f"{c.measurement.kernel} | {c.measurement.case.direction}" for c in validation.comparisons})
     times = []
@@ -105,7 +108,7 @@ def write_scatter(validation: Validation, path: Path) -> Path:
 def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
     """Draw `points` on `gpu`'s roofline (roofline.py's module docstring: the tensor peak and DRAM line, each
     kernel's exp ceiling dashed, its pure-roofline rate as an x) and save it at `path`, written atomically."""
-    fig = _figure(8.0, 5.8)
+    fig = new_figure(8.0, 5.8)
     ax = fig.add_subplot()
     limits = ceilings(gpu)
     intensities = _loggable([p.flops_per_byte for p in points]) or [1.0]

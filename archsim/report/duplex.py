@@ -25,8 +25,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from archsim.outputs import atomic_dir
-from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.point import save_table_and_figure, section_html, write_index
 from archsim.systems import duplex_reproduce
 from archsim.systems.duplex_reproduce import OPB_BATCHES, OPB_CONTEXT, OPB_MODEL
 
@@ -34,7 +34,7 @@ SYSTEM_ORDER = (*duplex_reproduce.SYSTEMS, duplex_reproduce.BANK_PIM, duplex_rep
 
 
 def _system_colour(system: str) -> str:
-    return _colour(SYSTEM_ORDER.index(system) if system in SYSTEM_ORDER else len(SYSTEM_ORDER))
+    return palette_colour(SYSTEM_ORDER.index(system) if system in SYSTEM_ORDER else len(SYSTEM_ORDER))
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -63,8 +63,8 @@ def throughput_figure(rows: pd.DataFrame) -> Figure:
                        + ") b" + rows["batch"].astype(str))
     groups = list(dict.fromkeys(rows["group"]))
     systems = [s for s in SYSTEM_ORDER if s in set(rows["system"]) and s != duplex_reproduce.BASELINE]
-    fig = _figure(13.0, 6.5)
-    _title(fig, "Throughput over the GPU baseline (duplex-gpu) per system, closed-loop serving at each point")
+    fig = new_figure(13.0, 6.5)
+    figure_title(fig, "Throughput over the GPU baseline (duplex-gpu) per system, closed-loop serving at each point")
     ax = fig.add_axes((0.06, 0.34, 0.76, 0.56))
     width = 0.8 / max(len(systems), 1)
     for i, system in enumerate(systems):
@@ -84,15 +84,16 @@ def throughput_figure(rows: pd.DataFrame) -> Figure:
 def opb_figure(ops: pd.DataFrame, ridges: pd.DataFrame) -> Figure:
     """Op/B per op (x) and batch (marker colour), log y, with each unit's ridge point as a horizontal line."""
     names = list(dict.fromkeys(ops["op"]))
-    fig = _figure(11.0, 5.2)
-    _title(fig, f"Op/B of every op of a {OPB_MODEL} decode step (one decoder layer, context {OPB_CONTEXT}) against "
-                "each unit's ridge point (peak FLOP/s / bandwidth): below a ridge the unit is memory-bound")
+    fig = new_figure(11.0, 5.2)
+    figure_title(fig, f"Op/B of every op of a {OPB_MODEL} decode step (one decoder layer, context {OPB_CONTEXT}) "
+                      "against each unit's ridge point (peak FLOP/s / bandwidth): below a ridge the unit is "
+                      "memory-bound")
     ax = fig.add_axes((0.08, 0.16, 0.68, 0.68))
     for i, (batch, mine) in enumerate(ops.groupby("batch")):
         xs = [names.index(n) + (i - 1) * 0.15 for n in mine["op"]]
-        ax.scatter(xs, mine["op_per_byte"], color=_colour(i), s=28, zorder=3, label=f"batch {batch}")
+        ax.scatter(xs, mine["op_per_byte"], color=palette_colour(i), s=28, zorder=3, label=f"batch {batch}")
     for j, ridge in enumerate(ridges.itertuples()):
-        ax.axhline(ridge.ridge_op_per_byte, color=_colour(4 + j), ls="--", lw=1.1,
+        ax.axhline(ridge.ridge_op_per_byte, color=palette_colour(4 + j), ls="--", lw=1.1,
                    label=f"{ridge.unit} ridge {ridge.ridge_op_per_byte:.3g}")
     ax.set(yscale="log", ylabel="Op/B (FLOPs per byte moved, log)")
     ax.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
@@ -109,11 +110,11 @@ def qps_figure(rows: pd.DataFrame, saturation: dict) -> Figure:
               ("tbt_p99_s", "TBT p99 (s)", False), ("e2e_p50_s", "end-to-end p50 (s)", False),
               ("e2e_p99_s", "end-to-end p99 (s)", False))
     model, (lin, lout) = duplex_reproduce.QPS_MODEL, duplex_reproduce.QPS_LENGTHS
-    fig = _figure(13.0, 4.6)
-    _title(fig, f"QPS sweep: {model}, Poisson arrivals, Gaussian ({lin}, {lout}), max batch "
-                f"{duplex_reproduce.QPS_MAX_BATCH}, {int(rows['requests'].max())} requests per rate; dashed: "
-                f"the saturation rate (TTFT p{duplex_reproduce.SATURATION_PERCENTILE} above "
-                f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's)")
+    fig = new_figure(13.0, 4.6)
+    figure_title(fig, f"QPS sweep: {model}, Poisson arrivals, Gaussian ({lin}, {lout}), max batch "
+                      f"{duplex_reproduce.QPS_MAX_BATCH}, {int(rows['requests'].max())} requests per rate; dashed: "
+                      f"the saturation rate (TTFT p{duplex_reproduce.SATURATION_PERCENTILE} above "
+                      f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's)")
     for k, (column, label, log) in enumerate(panels):
         ax = fig.add_axes((0.07 + k * 0.24, 0.14, 0.17, 0.66))
         for system, mine in rows.groupby("system", sort=False):
@@ -139,37 +140,37 @@ def write_duplex_report(records: list[dict], summary: dict, qps: list[dict], out
 def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dict]) -> None:
     table = pd.DataFrame(duplex_reproduce.headline_rows(summary), columns=["metric", "ours", "paper", "within",
                                                                           "reason"])
-    _save(out_dir, "summary", table)
+    save_table_and_figure(out_dir, "summary", table)
     throughput = throughput_rows(records)
-    _save(out_dir, "throughput", throughput, throughput_figure(throughput))
+    save_table_and_figure(out_dir, "throughput", throughput, throughput_figure(throughput))
     ops, ridges = pd.DataFrame(duplex_reproduce.opb_rows()), pd.DataFrame(duplex_reproduce.ridge_rows())
-    _save(out_dir, "ridges", ridges)
-    _save(out_dir, "opb", ops, opb_figure(ops, ridges))
+    save_table_and_figure(out_dir, "ridges", ridges)
+    save_table_and_figure(out_dir, "opb", ops, opb_figure(ops, ridges))
     sweep = pd.DataFrame(qps)
     saturation = summary["qps"]["saturation_qps"]
-    _save(out_dir, "qps", sweep, qps_figure(sweep, saturation))
+    save_table_and_figure(out_dir, "qps", sweep, qps_figure(sweep, saturation))
     sections = [
-        _section("throughput", "Throughput over the GPU",
-                 "Closed-loop continuous batching (Gaussian lengths, the batch kept full): each system's output "
-                 "tokens per second over the GPU baseline's at the same point: Duplex+PE+ET on the paper's five "
-                 "models at (256, 256) and (1024, 1024), batch 32-128; Duplex and Duplex+PE on four Mixtral points; "
-                 "the Bank-PIM baseline on OPT-66B and Llama3-70B at (256, 256), batch 64 (the paper: Bank-PIM "
-                 "beats Duplex on OPT's MHA, loses on Llama3's GQA)."),
-        _section("opb", "Op/B of a Mixtral decode step",
-                 f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
-                 f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the tokens "
-                 "per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), the "
-                 "projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>): an op below a "
-                 "unit's ridge is memory-bound there; the placement sends decode attention and low-Op/B MoE to the "
-                 "Logic-PIM."),
-        _section("qps", "Latency against offered load",
-                 "Poisson arrivals at each rate, the same requests for both systems. A rate is saturated when the "
-                 f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "
-                 f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's prefill: arrivals then wait for "
-                 "a slot in the full batch. The saturation rate (dashed) is interpolated in log TTFT between the "
-                 "last unsaturated and the first saturated rate; with few requests per rate it reads high "
-                 "(<code>archsim.systems.duplex_reproduce</code>'s docstring). The issue's checks read each "
-                 "system's capacity instead: the requests per second it completes with its batch always full."),
+        section_html("throughput", "Throughput over the GPU",
+                     "Closed-loop continuous batching (Gaussian lengths, the batch kept full): each system's output "
+                     "tokens per second over the GPU baseline's at the same point: Duplex+PE+ET on the paper's five "
+                     "models at (256, 256) and (1024, 1024), batch 32-128; Duplex and Duplex+PE on four Mixtral "
+                     "points; the Bank-PIM baseline on OPT-66B and Llama3-70B at (256, 256), batch 64 (the paper: "
+                     "Bank-PIM beats Duplex on OPT's MHA, loses on Llama3's GQA)."),
+        section_html("opb", "Op/B of a Mixtral decode step",
+                     f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
+                     f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the "
+                     "tokens per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), "
+                     "the projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>): an op "
+                     "below a unit's ridge is memory-bound there; the placement sends decode attention and low-Op/B "
+                     "MoE to the Logic-PIM."),
+        section_html("qps", "Latency against offered load",
+                     "Poisson arrivals at each rate, the same requests for both systems. A rate is saturated when the "
+                     f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "
+                     f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's prefill: arrivals then wait for "
+                     "a slot in the full batch. The saturation rate (dashed) is interpolated in log TTFT between the "
+                     "last unsaturated and the first saturated rate; with few requests per rate it reads high "
+                     "(<code>archsim.systems.duplex_reproduce</code>'s docstring). The issue's checks read each "
+                     "system's capacity instead: the requests per second it completes with its batch always full."),
     ]
     capacity = summary["qps"]["capacity_qps"]
     rates = ", ".join(f"{html.escape(name)} {capacity[name]:.2f} req/s (read off the TTFT: "

@@ -14,12 +14,12 @@ import textwrap
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
+from archsim.gpu.figures import new_figure
 from archsim.report.tables import OTHER_SHARE
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -32,18 +32,13 @@ SAME_NAME_GAP_DECADES = 1.0  # a name is not written again this close on both ax
 PAPER_TITLES = {"latency_s": "latency (s)", "traffic_bytes": "DRAM traffic (bytes)", "energy_pj": "energy (pJ)"}
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _title(fig: Figure, text: str) -> None:
+def figure_title(fig: Figure, text: str) -> None:
     """A figure title wrapped to the figure's width (two lines fit above the axes)."""
     fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 12)), fontsize=10, y=0.98, va="top")
 
 
-def _colour(i: int) -> str:
+def palette_colour(i: int) -> str:
+    """The `i`-th colour of `PALETTE`, cycling past its end."""
     return PALETTE[i % len(PALETTE)]
 
 
@@ -64,8 +59,8 @@ def si(value: float, unit: str) -> str:
 
 def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> Figure:
     """Log-log roofline: attained ops/s of each Einsum against its ops per DRAM byte, under the ceilings."""
-    fig = _figure(10.5, 6.5)
-    _title(fig, title)
+    fig = new_figure(10.5, 6.5)
+    figure_title(fig, title)
     ax = fig.add_axes((0.09, 0.1, 0.68, 0.8))
     points = rows[(rows.ops > 0) & (rows.attained_ops_per_s > 0)].copy()
     compute = ceilings[ceilings.kind != "bandwidth"]
@@ -103,9 +98,9 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> F
 
     for i, label in enumerate(labels):
         mine = points[points.label == label]
-        ax.scatter(mine.plot_x, mine.attained_ops_per_s, marker=MARKERS[i % len(MARKERS)], color=_colour(i), s=42,
-                   edgecolors="black", linewidths=0.4, label=label, zorder=3, alpha=0.85)
-    _name_einsums(ax, points, {label: _colour(i) for i, label in enumerate(labels)}, obstacles)
+        ax.scatter(mine.plot_x, mine.attained_ops_per_s, marker=MARKERS[i % len(MARKERS)], color=palette_colour(i),
+                   s=42, edgecolors="black", linewidths=0.4, label=label, zorder=3, alpha=0.85)
+    _name_einsums(ax, points, {label: palette_colour(i) for i, label in enumerate(labels)}, obstacles)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
     return fig
 
@@ -169,14 +164,14 @@ def energy_figure(rows: pd.DataFrame, title: str) -> Figure:
     table = table.fillna(0.0) * 1e-12
     order = [s for s in table.sum().sort_values(ascending=False).index if s != "other"]
     order += ["other"] if "other" in table else []
-    fig = _figure(max(7.5, 1.2 * len(labels) + 5.0), 5.5)
-    _title(fig, title)
+    fig = new_figure(max(7.5, 1.2 * len(labels) + 5.0), 5.5)
+    figure_title(fig, title)
     ax = fig.add_axes((0.1, 0.1, 0.6, 0.76))
     bottom = np.zeros(len(labels))
     for i, stack in enumerate(order):
         other = stack == "other"
         ax.bar(labels, table[stack], bottom=bottom, label=f"other (each < {OTHER_SHARE:.0%})" if other else stack,
-               color="0.75" if other else _colour(i), edgecolor="white", linewidth=0.5, width=0.6)
+               color="0.75" if other else palette_colour(i), edgecolor="white", linewidth=0.5, width=0.6)
         bottom += table[stack].to_numpy()
     for x, total_j in enumerate(bottom):
         ax.text(x, total_j, f"{total_j:.4g} J", ha="center", va="bottom", fontsize=8)
@@ -192,14 +187,14 @@ def utilization_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Grouped bars: one group per unit, one bar per label."""
     labels = list(dict.fromkeys(rows.label))
     units = list(dict.fromkeys(rows.unit))
-    fig = _figure(max(7.5, 0.45 * len(labels) * len(units) + 4.0), 4.8)
-    _title(fig, title)
+    fig = new_figure(max(7.5, 0.45 * len(labels) * len(units) + 4.0), 4.8)
+    figure_title(fig, title)
     ax = fig.add_axes((0.1, 0.1, 0.7, 0.76))
     width = 0.8 / max(len(labels), 1)
     for i, label in enumerate(labels):
         mine = rows[rows.label == label].set_index("unit").reindex(units)
         xs = np.arange(len(units)) - 0.4 + width * (i + 0.5)
-        bars = ax.bar(xs, mine.utilization.fillna(0.0), width=width * 0.95, label=label, color=_colour(i))
+        bars = ax.bar(xs, mine.utilization.fillna(0.0), width=width * 0.95, label=label, color=palette_colour(i))
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in mine.utilization.fillna(0.0)], fontsize=7, padding=1)
     ax.set_xticks(np.arange(len(units)), units)
     ax.set(ylim=(0, 1.12), ylabel="utilization (busy lane-cycles / lanes x latency)")
@@ -210,11 +205,11 @@ def utilization_figure(rows: pd.DataFrame, title: str) -> Figure:
 def stall_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Horizontal bars: per label, each stall source's share of the units' time (units x latency)."""
     labels = list(dict.fromkeys(rows.label))
-    fig = _figure(8.5, max(3.0, 0.32 * len(rows) + 1.8))
-    _title(fig, title)
+    fig = new_figure(8.5, max(3.0, 0.32 * len(rows) + 1.8))
+    figure_title(fig, title)
     ax = fig.add_axes((0.38, 0.12, 0.57, 0.74))
     ys = np.arange(len(rows))[::-1]
-    colours = [_colour(labels.index(label)) for label in rows.label]
+    colours = [palette_colour(labels.index(label)) for label in rows.label]
     bars = ax.barh(ys, rows.share, color=colours)
     ax.bar_label(bars, labels=[f"{v:.1%}" for v in rows.share], fontsize=7, padding=2)
     ax.set_yticks(ys, [f"{r.label}: {r.source}" if len(labels) > 1 else r.source for r in rows.itertuples()],
@@ -229,8 +224,8 @@ def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
     metrics = list(dict.fromkeys(rows.metric))
     configs = list(dict.fromkeys(rows.config))
     models = list(dict.fromkeys(rows.model))
-    fig = _figure(4.2 * len(metrics) + 1.6, 4.6)
-    _title(fig, title)
+    fig = new_figure(4.2 * len(metrics) + 1.6, 4.6)
+    figure_title(fig, title)
     panel_w = 0.78 / len(metrics)
     for j, metric in enumerate(metrics):
         ax = fig.add_axes((0.06 + j * (panel_w + 0.02), 0.13, panel_w - 0.05, 0.72))
@@ -243,14 +238,14 @@ def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
         for i, config in enumerate(configs):
             for k, model in enumerate(models):
                 pick = mine[(mine.config == config) & (mine.model == model)]
-                ax.scatter(pick.paper, pick.ours, color=_colour(i), marker=MARKERS[k % len(MARKERS)], s=22,
+                ax.scatter(pick.paper, pick.ours, color=palette_colour(i), marker=MARKERS[k % len(MARKERS)], s=22,
                            edgecolors="black", linewidths=0.3, zorder=2, alpha=0.85)
         worst = mine.rel_err.abs().max()
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="paper", ylabel="ours" if j == 0
                else None, title=f"{PAPER_TITLES.get(metric, metric)}\nmax |rel err| {worst:.2%}")
         ax.title.set_fontsize(9)
         ax.grid(True, which="major", alpha=0.3)
-    handles = [Line2D([], [], ls="", marker="o", color=_colour(i), label=c) for i, c in enumerate(configs)]
+    handles = [Line2D([], [], ls="", marker="o", color=palette_colour(i), label=c) for i, c in enumerate(configs)]
     handles += [Line2D([], [], ls="", marker=MARKERS[k % len(MARKERS)], color="0.4", label=m)
                 for k, m in enumerate(models)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.85, 0.5), fontsize=8, frameon=False)

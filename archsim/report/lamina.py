@@ -46,8 +46,8 @@ from matplotlib.patches import Patch
 
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
-from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, gaps_html, write_index
+from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
 from archsim.systems.offload import OffloadModel
@@ -190,12 +190,12 @@ def pair_figure(rows: pd.DataFrame, ylabel: str, title: str, ratio_text: Callabl
     `ratio_text` of the ratio over each group."""
     groups = rows["model"] + "\n" + rows["trace"]
     xs = np.arange(len(rows))
-    fig = _figure(12.0, 5.0)
-    _title(fig, title)
+    fig = new_figure(12.0, 5.0)
+    figure_title(fig, title)
     ax = fig.add_axes((0.07, 0.16, 0.76, 0.68))
     width = 0.8 / len(SYSTEMS)
     for i, system in enumerate(SYSTEMS):
-        ax.bar(xs - 0.4 + width * (i + 0.5), rows[system], width=width * 0.92, color=_colour(i), label=system)
+        ax.bar(xs - 0.4 + width * (i + 0.5), rows[system], width=width * 0.92, color=palette_colour(i), label=system)
     tops = rows[list(SYSTEMS)].max(axis=1)
     for x, top, ratio in zip(xs, tops, rows["ratio"], strict=True):
         ax.text(x, top, ratio_text(ratio), ha="center", va="bottom", fontsize=8)
@@ -211,19 +211,19 @@ def pair_figure(rows: pd.DataFrame, ylabel: str, title: str, ratio_text: Callabl
 def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figure:
     """BW_min per NIC (GB/s, log) against the batch (log), a line per context; dashed: the paper's bound and the
     link presets' bandwidths."""
-    fig = _figure(11.0, 5.2)
-    _title(fig, f"BW_min per NIC, {lamina.BW_MODEL} on Lamina DOP {lamina.DOP[lamina.BW_MODEL]}, alpha "
-                f"{lamina.ALPHA} (points whose KV cache fits the pool). Cross-check: the event model over a link at "
-                f"BW_min (batch {cross['batch']}, context {cross['context']}) is {cross['slowdown']:.1%} slower "
-                f"than over an ideal link (alpha {cross['alpha']:.0%})")
+    fig = new_figure(11.0, 5.2)
+    figure_title(fig, f"BW_min per NIC, {lamina.BW_MODEL} on Lamina DOP {lamina.DOP[lamina.BW_MODEL]}, alpha "
+                      f"{lamina.ALPHA} (points whose KV cache fits the pool). Cross-check: the event model over a link "
+                      f"at BW_min (batch {cross['batch']}, context {cross['context']}) is {cross['slowdown']:.1%} "
+                      f"slower than over an ideal link (alpha {cross['alpha']:.0%})")
     ax = fig.add_axes((0.08, 0.12, 0.66, 0.72))
     for i, (context, mine) in enumerate(rows.groupby("context")):
-        ax.plot(mine["batch"], mine["bw_min_bytes_per_s"] / 1e9, marker="o", ms=4, color=_colour(i),
+        ax.plot(mine["batch"], mine["bw_min_bytes_per_s"] / 1e9, marker="o", ms=4, color=palette_colour(i),
                 label=f"context {context}")
     ax.hlines(lamina.PAPER["bw_min"] / 1e9, rows["batch"].min(), PAPER_BW_MAX_BATCH, color="black", ls="--",
               lw=1.1, label=f"paper: <= {lamina.PAPER['bw_min'] / 1e9:g} GB/s at batch <= {PAPER_BW_MAX_BATCH}")
     for j, link in enumerate(links.itertuples()):
-        ax.axhline(link.bytes_per_s_per_direction / 1e9, color=_colour(6 + j), ls=":", lw=1.4,
+        ax.axhline(link.bytes_per_s_per_direction / 1e9, color=palette_colour(6 + j), ls=":", lw=1.4,
                    label=f"{link.link} {link.bytes_per_s_per_direction / 1e9:g} GB/s")
     ax.set(xscale="log", yscale="log", xlabel="batch (requests, log)", ylabel="BW_min per NIC (GB/s, log)")
     ax.grid(True, which="both", alpha=0.3)
@@ -236,15 +236,15 @@ def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, 
     (`resources`, top to bottom; `pipeline_resources` of the run), a colour per micro-batch, the LM heads
     hatched, each bar labelled with its layer (and `post` for the ops after an attention) where it fits."""
     start_us, end_us = from_s * US_PER_S, rows["end_s"].max() * US_PER_S
-    fig = _figure(13.0, 1.9 + 0.475 * len(resources))  # 3.8 in for ping-pong's four rows
-    _title(fig, title)
+    fig = new_figure(13.0, 1.9 + 0.475 * len(resources))  # 3.8 in for ping-pong's four rows
+    figure_title(fig, title)
     ax = fig.add_axes((0.09, 0.14, 0.76, 0.66))
     ax.set(xlim=(start_us, end_us + 0.01 * (end_us - start_us)), ylim=(len(resources) - 0.45, -0.55))
     for span in rows.itertuples():
         y = resources.index(span.resource)
         start, length = span.start_s * US_PER_S, (span.end_s - span.start_s) * US_PER_S
         head = span.part == "LM head"
-        ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=_colour(span.micro_batch),
+        ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=palette_colour(span.micro_batch),
                        edgecolors="white", linewidth=0.6, hatch="//" if head else None)
         shown = min(start + length, end_us) - max(start, start_us)
         if shown > 0.03 * (end_us - start_us):
@@ -256,7 +256,8 @@ def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, 
     ax.set_xlabel("time (us)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(handles=[Patch(color=_colour(j), label=f"micro-batch {j}") for j in sorted(set(rows["micro_batch"]))],
+    ax.legend(handles=[Patch(color=palette_colour(j), label=f"micro-batch {j}")
+                       for j in sorted(set(rows["micro_batch"]))],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
 
@@ -275,14 +276,14 @@ def write_lamina_report(records: list[dict], bw_rows: list[dict], cross: dict, s
 def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: dict, summary: dict,
                 pipelines: dict[str, tuple[OffloadModel, PipelineRun]]) -> None:
     table = pd.DataFrame(lamina.headline_rows(summary), columns=["metric", "ours", "paper", "within", "reason"])
-    _save(out_dir, "summary", table)
+    save_table_and_figure(out_dir, "summary", table)
     points = points_rows(records)
-    _save(out_dir, "points", points)
+    save_table_and_figure(out_dir, "points", points)
     low, high = lamina.PAPER["gain_min"], lamina.PAPER["gain_max"]
     for name, (rows, figure) in pair_figures(records).items():
-        _save(out_dir, name, rows, figure)
+        save_table_and_figure(out_dir, name, rows, figure)
     bw, links = pd.DataFrame(bw_rows), link_rows()
-    _save(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
+    save_table_and_figure(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
     model, run = pipelines["pipeline"]
     schedule = schedule_label(model)
     _write_pipeline(out_dir, "pipeline", model, run)
@@ -303,52 +304,52 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
         + points.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
     sections = [
         points_html,
-        _section("throughput", "Throughput at similar cost",
-                 "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
-                 f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests, the same for both systems; "
-                 "tokens per second over the steady window (<code>archsim.systems.lamina_reproduce</code>'s "
-                 f"docstring), at {cost}. Over each pair: Lamina's gain; the paper's range +{low:.1%} to "
-                 f"+{high:.1%}."),
-        _section("tokens_per_usd", "Tokens per dollar",
-                 "The throughput above over the devices' price per hour (<code>tokens_per_usd</code> in "
-                 "points.csv): what the cost difference of each pair adds to the throughput's. Over each pair: "
-                 "Lamina's over vLLM's."),
-        _section("batch", "Batch",
-                 f"The time-weighted mean batch over the steady window. {html.escape(batch_text(records))}. Over "
-                 f"each pair: Lamina's over vLLM's (the paper's mean {lamina.PAPER['batch_growth']:g}x)."),
-        _section("bw_min", "BW_min per NIC",
-                 f"The link bandwidth per NIC at which the transfers cost at most alpha = {lamina.ALPHA} of an "
-                 f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}: the paper's "
-                 "bytes over alpha x (MTIME + ATIME), divided by the NICs one message is spread over (the "
-                 "<code>nics</code> column, min(tp, b)). "
-                 f"Cross-check: the event model, one batch of {cross['batch']} at context {cross['context']} "
-                 f"without micro-batches, over a link at BW_min ({cross['bw_min_bytes_per_s'] / 1e9:.1f} GB/s, "
-                 f"latency {cross['latency_s'] * 1e6:.1f} us) is {cross['slowdown']:.1%} slower than over an "
-                 f"ideal link (the formula's alpha: {cross['alpha']:.0%}); the served ping-pong pipeline at that "
-                 f"bandwidth is {cross['pipelined_slowdown']:.1%} slower (the formula bounds the unpipelined "
-                 "iteration: the pipeline hides the transfers behind the other micro-batch's work). Link presets: "
-                 + ", ".join(f"{html.escape(r.link)} {r.bytes_per_s_per_direction / 1e9:g} GB/s"
-                             for r in links.itertuples()) + "."),
-        _section("pipeline", f"Pipeline (event model, {schedule})",
-                 "The attention-offloading pipeline of <code>archsim.systems.offload_events</code> on the system's "
-                 f"schedule ({html.escape(schedule)}): a compute replica runs a micro-batch's dense slice while "
-                 "the memory pool runs another's attention; q, then k and v, go out over the link and the "
-                 "attention's output comes back. A replica's slice is the previous layer's ops after its "
-                 "attention (<code>post</code>), after a token's last layer the LM head (hatched), then the "
-                 "layer's norm and QKV. Drawn: a steady window, micro-batch 0's token "
-                 f"{PIPELINE_TOKEN} over its first {PIPELINE_LAYERS} layers; the start-up (micro-batch 1 starts "
-                 "a slice after micro-batch 0, whose first slice has no ops after an attention, so the replica "
-                 "idles) is in the whole run (two tokens, every layer) as a Perfetto trace: "
-                 "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
-        _section("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
-                 f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
-                 f"schedule, {html.escape(staggered_schedule)} of TP {lamina.STAGGERED_TP} (DOP "
-                 f"({lamina.STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), beside the "
-                 "reproduction (<code>lamina_reproduce.staggered_system</code>): slice k of micro-batch j runs on "
-                 "replica (j + k) mod (n - 1), each micro-batch starting a slice / (n - 1) "
-                 "after the one before (pim.md §3.4); the paper's 70B runs ping-pong, as one replica fills its "
-                 "two H100s. The whole run as a Perfetto trace: "
-                 "<a href='pipeline_staggered_trace.json'>pipeline_staggered_trace.json</a>."),
+        section_html("throughput", "Throughput at similar cost",
+                     "Decode only (prefill removed), offline: each point's requests all arrive at 0 and the KV cache "
+                     f"sets the batch; {lamina.REQUEST_ROUNDS} x Lamina's batch requests, the same for both systems; "
+                     "tokens per second over the steady window (<code>archsim.systems.lamina_reproduce</code>'s "
+                     f"docstring), at {cost}. Over each pair: Lamina's gain; the paper's range +{low:.1%} to "
+                     f"+{high:.1%}."),
+        section_html("tokens_per_usd", "Tokens per dollar",
+                     "The throughput above over the devices' price per hour (<code>tokens_per_usd</code> in "
+                     "points.csv): what the cost difference of each pair adds to the throughput's. Over each pair: "
+                     "Lamina's over vLLM's."),
+        section_html("batch", "Batch",
+                     f"The time-weighted mean batch over the steady window. {html.escape(batch_text(records))}. Over "
+                     f"each pair: Lamina's over vLLM's (the paper's mean {lamina.PAPER['batch_growth']:g}x)."),
+        section_html("bw_min", "BW_min per NIC",
+                     f"The link bandwidth per NIC at which the transfers cost at most alpha = {lamina.ALPHA} of an "
+                     f"iteration (<code>archsim.systems.offload.bw_min_bytes_per_s</code>), {lamina.BW_MODEL}: the "
+                     "paper's bytes over alpha x (MTIME + ATIME), divided by the NICs one message is spread over (the "
+                     "<code>nics</code> column, min(tp, b)). "
+                     f"Cross-check: the event model, one batch of {cross['batch']} at context {cross['context']} "
+                     f"without micro-batches, over a link at BW_min ({cross['bw_min_bytes_per_s'] / 1e9:.1f} GB/s, "
+                     f"latency {cross['latency_s'] * 1e6:.1f} us) is {cross['slowdown']:.1%} slower than over an "
+                     f"ideal link (the formula's alpha: {cross['alpha']:.0%}); the served ping-pong pipeline at that "
+                     f"bandwidth is {cross['pipelined_slowdown']:.1%} slower (the formula bounds the unpipelined "
+                     "iteration: the pipeline hides the transfers behind the other micro-batch's work). Link presets: "
+                     + ", ".join(f"{html.escape(r.link)} {r.bytes_per_s_per_direction / 1e9:g} GB/s"
+                                 for r in links.itertuples()) + "."),
+        section_html("pipeline", f"Pipeline (event model, {schedule})",
+                     "The attention-offloading pipeline of <code>archsim.systems.offload_events</code> on the system's "
+                     f"schedule ({html.escape(schedule)}): a compute replica runs a micro-batch's dense slice while "
+                     "the memory pool runs another's attention; q, then k and v, go out over the link and the "
+                     "attention's output comes back. A replica's slice is the previous layer's ops after its "
+                     "attention (<code>post</code>), after a token's last layer the LM head (hatched), then the "
+                     "layer's norm and QKV. Drawn: a steady window, micro-batch 0's token "
+                     f"{PIPELINE_TOKEN} over its first {PIPELINE_LAYERS} layers; the start-up (micro-batch 1 starts "
+                     "a slice after micro-batch 0, whose first slice has no ops after an attention, so the replica "
+                     "idles) is in the whole run (two tokens, every layer) as a Perfetto trace: "
+                     "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
+        section_html("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
+                     f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
+                     f"schedule, {html.escape(staggered_schedule)} of TP {lamina.STAGGERED_TP} (DOP "
+                     f"({lamina.STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), beside the "
+                     "reproduction (<code>lamina_reproduce.staggered_system</code>): slice k of micro-batch j runs on "
+                     "replica (j + k) mod (n - 1), each micro-batch starting a slice / (n - 1) "
+                     "after the one before (pim.md §3.4); the paper's 70B runs ping-pong, as one replica fills its "
+                     "two H100s. The whole run as a Perfetto trace: "
+                     "<a href='pipeline_staggered_trace.json'>pipeline_staggered_trace.json</a>."),
     ]
     outside = gaps_html(table, ", ")
     intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "
@@ -363,7 +364,7 @@ def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: Pipeline
     token before `PIPELINE_TOKEN` back), and `name`_trace.json, the whole run."""
     from_s = run.token_done_s[0][PIPELINE_TOKEN - 1]
     rows = pipeline_rows(run.spans, token=PIPELINE_TOKEN, from_s=from_s)
-    _save(out_dir, name, rows, pipeline_figure(
+    save_table_and_figure(out_dir, name, rows, pipeline_figure(
         rows, pipeline_resources(run.spans), f"Event model of {model.name}: {lamina.TRACE_BATCH} requests at "
         f"context {lamina.TRACE_CONTEXT}, {schedule_label(model)} (divide-and-conquer "
         f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's token {PIPELINE_TOKEN}, its first "

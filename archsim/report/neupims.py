@@ -38,8 +38,8 @@ from matplotlib.patches import Patch
 
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
-from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.point import save_table_and_figure, section_html, write_index
 from archsim.systems import neupims, neupims_reproduce
 from archsim.systems.neupims_reproduce import HEADLINE_TOLERANCE
 
@@ -70,7 +70,8 @@ def _modes(modes: Sequence[str]) -> list[str]:
 
 
 def _mode_colour(mode: str) -> str:
-    return _colour(MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER) + zlib.crc32(mode.encode()) % 8)
+    return palette_colour(MODE_ORDER.index(mode) if mode in MODE_ORDER
+                          else len(MODE_ORDER) + zlib.crc32(mode.encode()) % 8)
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -128,9 +129,9 @@ def throughput_figure(rows: pd.DataFrame) -> Figure:
     """(a) every model x dataset at THROUGHPUT_BATCH, (b) POINT's model and dataset per batch; log y."""
     modes = _modes(rows["mode"])
     batch = THROUGHPUT_BATCH if (rows["batch"] == THROUGHPUT_BATCH).any() else int(rows["batch"].max())
-    fig = _figure(13.0, 5.2)
-    _title(fig, "NeuPIMs reproduction: decode throughput per mode (tokens/s of one TP x PP device group over "
-                "the sampled batches)")
+    fig = new_figure(13.0, 5.2)
+    figure_title(fig, "NeuPIMs reproduction: decode throughput per mode (tokens/s of one TP x PP device group over "
+                      "the sampled batches)")
     at_batch = rows[rows["batch"] == batch].assign(group=lambda d: d["model"] + "|" + d["dataset"])
     groups = list(dict.fromkeys(at_batch["group"]))
     ax = fig.add_axes((0.06, 0.14, 0.52, 0.7))
@@ -155,9 +156,9 @@ def utilization_figure(rows: pd.DataFrame) -> Figure:
     pim_modes = [m for m in modes if rows.loc[rows["mode"] == m, "pim_util"].gt(0).any()]
     batches = sorted(rows["batch"].unique())
     model, dataset, _ = POINT
-    fig = _figure(13.0, 5.0)
-    _title(fig, f"Utilization per mode, {model} {dataset}: NPU = useful MAC time / iteration (the GPU's tensor "
-                "cores for gpu), PIM = channels' GEMV command time / iteration; stars: the paper's Table 4")
+    fig = new_figure(13.0, 5.0)
+    figure_title(fig, f"Utilization per mode, {model} {dataset}: NPU = useful MAC time / iteration (the GPU's tensor "
+                      "cores for gpu), PIM = channels' GEMV command time / iteration; stars: the paper's Table 4")
     for j, (column, paper_column, shown, label) in enumerate((
             ("npu_util", "paper_npu_util", modes, "NPU (MAC) utilization"),
             ("pim_util", "paper_pim_util", pim_modes, "PIM utilization"))):
@@ -195,8 +196,8 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
     modes = _modes(rows["mode"])
     resources = list(dict.fromkeys(rows.sort_values("start_s", kind="stable")["resource"]))
     end_us = rows["end_s"].max() * US_PER_S if len(rows) else 1.0
-    fig = _figure(13.0, 1.2 + 1.55 * len(modes))
-    _title(fig, title)
+    fig = new_figure(13.0, 1.2 + 1.55 * len(modes))
+    figure_title(fig, title)
     renderer = fig.canvas.get_renderer()
     height = (0.86 - 0.08) / max(len(modes), 1)
     for k, mode in enumerate(modes):
@@ -231,15 +232,15 @@ def timeline_figure(rows: pd.DataFrame, title: str) -> Figure:
 def ablation_figure(rows: pd.DataFrame) -> Figure:
     """Gain of each mechanism (with / without) per batch, a line each; the paper's averages dashed."""
     model, dataset = neupims_reproduce.ABLATION_CASE
-    fig = _figure(9.0, 5.0)
-    _title(fig, f"Ablation (Fig. 13, {model} {dataset}): throughput with each mechanism over the full design "
-                "without it; dashed: the paper's average gain")
+    fig = new_figure(9.0, 5.0)
+    figure_title(fig, f"Ablation (Fig. 13, {model} {dataset}): throughput with each mechanism over the full design "
+                      "without it; dashed: the paper's average gain")
     ax = fig.add_axes((0.09, 0.12, 0.6, 0.72))
     for i, (mechanism, mine) in enumerate(rows.groupby("mechanism", sort=False)):
-        ax.plot(mine["batch"], mine["gain"], marker="o", color=_colour(i), label=mechanism)
+        ax.plot(mine["batch"], mine["gain"], marker="o", color=palette_colour(i), label=mechanism)
         paper = neupims_reproduce.ABLATION_PAPER.get(mechanism)
         if paper:
-            ax.axhline(paper, color=_colour(i), ls="--", lw=1.0, label=f"{mechanism}: paper (average)")
+            ax.axhline(paper, color=palette_colour(i), ls="--", lw=1.0, label=f"{mechanism}: paper (average)")
     ax.axhline(1.0, color="0.4", lw=0.8)
     ax.set(xlabel="batch", ylabel="throughput with / without", xticks=sorted(rows["batch"].unique()))
     ax.grid(True, alpha=0.3)
@@ -251,9 +252,9 @@ def attribution_figure(rows: pd.DataFrame) -> Figure:
     """Ours / paper per headline metric (rows) and modelling variant (columns), coloured on a log scale around 1."""
     table = rows.pivot_table(index="metric", columns="variant", values="ratio", sort=False)
     ratios = table.to_numpy(float)
-    fig = _figure(13.0, 1.9 + 0.42 * len(table))
-    _title(fig, "Ours / paper of each headline metric when the reproduction is rerun under another modelling "
-                f"choice (white = the paper's value; bold = within {HEADLINE_TOLERANCE:.0%})")
+    fig = new_figure(13.0, 1.9 + 0.42 * len(table))
+    figure_title(fig, "Ours / paper of each headline metric when the reproduction is rerun under another modelling "
+                      f"choice (white = the paper's value; bold = within {HEADLINE_TOLERANCE:.0%})")
     ax = fig.add_axes((0.2, 0.04, 0.62, 0.74))
     span = max(float(np.nanmax(np.abs(np.log2(ratios)))), math.log2(1 + HEADLINE_TOLERANCE))
     image = ax.imshow(np.log2(ratios), cmap="RdBu_r", vmin=-span, vmax=span, aspect="auto")
@@ -289,53 +290,53 @@ def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[S
     throughput = throughput_rows(records)
     utilization = utilization_rows(records, paper)
     timeline = timeline_rows(timelines)
-    _save(out_dir, "summary", summary)
-    _save(out_dir, "throughput", throughput, throughput_figure(throughput))
-    _save(out_dir, "utilization", utilization, utilization_figure(utilization))
+    save_table_and_figure(out_dir, "summary", summary)
+    save_table_and_figure(out_dir, "throughput", throughput, throughput_figure(throughput))
+    save_table_and_figure(out_dir, "utilization", utilization, utilization_figure(utilization))
     variants = pd.DataFrame(attribution, columns=["variant", "metric", "ours", "paper", "ratio"])
-    _save(out_dir, "attribution", variants, attribution_figure(variants))
+    save_table_and_figure(out_dir, "attribution", variants, attribution_figure(variants))
     gains = pd.DataFrame(ablation, columns=["mechanism", "batch", "with", "without", "gain"])
-    _save(out_dir, "ablation", gains, ablation_figure(gains))
-    _save(out_dir, "timeline", timeline, timeline_figure(
+    save_table_and_figure(out_dir, "ablation", gains, ablation_figure(gains))
+    save_table_and_figure(out_dir, "timeline", timeline, timeline_figure(
         timeline, f"One steady-state decoder layer of one device per mode as the event replay runs it, {model} "
                   f"{dataset} batch {batch} (first sampled batch); neupims with sub-batch interleaving: stages C "
                   "and D"))
     sections = [
-        _section("throughput", "Throughput",
-                 f"Decode tokens per second of one device group (TP x PP devices) per mode, on a log axis: left, "
-                 f"every model and dataset at batch {THROUGHPUT_BATCH}; right, {model} {dataset} at every batch. "
-                 "The CSV has every record of the reproduction."),
-        _section("utilization", "Utilization",
-                 f"{model} {dataset} per batch: NPU utilization is the systolic arrays' useful MAC time over the "
-                 "iteration (for gpu, the tensor cores'), PIM utilization the channels' GEMV command time over "
-                 "the iteration, averaged over channels. Stars mark the paper's Table 4 at batch 256: NPU 28 % "
-                 "(NPU+PIM) and 65 % (NeuPIMs), PIM 17 % and 26 %."),
-        _section("timeline", "Timeline of one decoder layer",
-                 f"{model} {dataset} batch {batch}, one device, one steady-state decoder layer as the event replay "
-                 "(<code>schedule_events.replay_iteration</code>, drawn by <code>neupims.layer_timeline</code>) "
-                 "runs the costs <code>system_model.layer_phases</code> gives: a row per unit, the NPU, the PIM, "
-                 "and the HBM a one-row-buffer PIM shares with the NPU's transfers. Blocked modes run QKV "
-                 "generation, MHA (on the PIM, its GEMVs and the softmax; or the NPU's vector units reading K and V "
-                 "from HBM), then projection and FFN; npu+pim's single row buffer serialises the NPU's transfers "
-                 "and the PIM's commands on the HBM. neupims (sub-batch interleaving at batch &ge; 256) shows "
-                 "stages C and D, the NPU running one sub-batch's projection/FFN and the next layer's QKV while "
-                 "the PIM runs the other sub-batch's MHA, and the PIM's idle gaps between them. "
-                 f"'{ONE_ROW_BUFFER}' is the same schedule with one row buffer: the PIM's GEMVs wait for the NPU's "
-                 "transfers on the shared HBM, and the next QKV generation waits for the GEMVs, so the layer runs "
-                 "longer than the closed form's stage sum, which overlaps all of a stage's compute with the GEMVs. "
-                 "The GPU baseline has no timeline (a sum of kernel times, none of these units)."),
-        _section("ablation", "Ablation",
-                 "Fig. 13 as a leave-one-out ablation: each mechanism's gain is the full design (sub-batch "
-                 "interleaving at every batch, dual row buffers, greedy channel balancing) over the same design "
-                 "without it. A second row buffer only lets the NPU's HBM traffic run beside PIM commands, so its "
-                 "gain needs SBI's concurrent NPU work; 'dual row buffers, no SBI' adds one to naive NPU+PIM, "
-                 "where only the softmax can overlap."),
-        _section("attribution", "Which modelling choice explains a gap",
-                 "The whole reproduction rerun under each modelling alternative below (applied to every mode), "
-                 "its headline numbers as ours / paper. The alternatives are choices another simulator could make, "
-                 "not fits to the paper; archsim's defaults are the 'ours' column.<ul>"
-                 + "".join(f"<li><b>{html.escape(v.name)}</b>: {html.escape(v.choice)}</li>"
-                           for v in neupims_reproduce.VARIANTS) + "</ul>"),
+        section_html("throughput", "Throughput",
+                     f"Decode tokens per second of one device group (TP x PP devices) per mode, on a log axis: left, "
+                     f"every model and dataset at batch {THROUGHPUT_BATCH}; right, {model} {dataset} at every batch. "
+                     "The CSV has every record of the reproduction."),
+        section_html("utilization", "Utilization",
+                     f"{model} {dataset} per batch: NPU utilization is the systolic arrays' useful MAC time over the "
+                     "iteration (for gpu, the tensor cores'), PIM utilization the channels' GEMV command time over "
+                     "the iteration, averaged over channels. Stars mark the paper's Table 4 at batch 256: NPU 28 % "
+                     "(NPU+PIM) and 65 % (NeuPIMs), PIM 17 % and 26 %."),
+        section_html("timeline", "Timeline of one decoder layer",
+                     f"{model} {dataset} batch {batch}, one device, one steady-state decoder layer as the event replay "
+                     "(<code>schedule_events.replay_iteration</code>, drawn by <code>neupims.layer_timeline</code>) "
+                     "runs the costs <code>system_model.layer_phases</code> gives: a row per unit, the NPU, the PIM, "
+                     "and the HBM a one-row-buffer PIM shares with the NPU's transfers. Blocked modes run QKV "
+                     "generation, MHA (on the PIM, its GEMVs and the softmax; or the NPU's vector units reading K and "
+                     "V from HBM), then projection and FFN; npu+pim's single row buffer serialises the NPU's transfers "
+                     "and the PIM's commands on the HBM. neupims (sub-batch interleaving at batch &ge; 256) shows "
+                     "stages C and D, the NPU running one sub-batch's projection/FFN and the next layer's QKV while "
+                     "the PIM runs the other sub-batch's MHA, and the PIM's idle gaps between them. "
+                     f"'{ONE_ROW_BUFFER}' is the same schedule with one row buffer: the PIM's GEMVs wait for the NPU's "
+                     "transfers on the shared HBM, and the next QKV generation waits for the GEMVs, so the layer runs "
+                     "longer than the closed form's stage sum, which overlaps all of a stage's compute with the GEMVs. "
+                     "The GPU baseline has no timeline (a sum of kernel times, none of these units)."),
+        section_html("ablation", "Ablation",
+                     "Fig. 13 as a leave-one-out ablation: each mechanism's gain is the full design (sub-batch "
+                     "interleaving at every batch, dual row buffers, greedy channel balancing) over the same design "
+                     "without it. A second row buffer only lets the NPU's HBM traffic run beside PIM commands, so its "
+                     "gain needs SBI's concurrent NPU work; 'dual row buffers, no SBI' adds one to naive NPU+PIM, "
+                     "where only the softmax can overlap."),
+        section_html("attribution", "Which modelling choice explains a gap",
+                     "The whole reproduction rerun under each modelling alternative below (applied to every mode), "
+                     "its headline numbers as ours / paper. The alternatives are choices another simulator could make, "
+                     "not fits to the paper; archsim's defaults are the 'ours' column.<ul>"
+                     + "".join(f"<li><b>{html.escape(v.name)}</b>: {html.escape(v.choice)}</li>"
+                               for v in neupims_reproduce.VARIANTS) + "</ul>"),
     ]
     reasons = "".join(f"<li>{html.escape(line)}</li>"
                       for line in neupims_reproduce.explain(attribution, HEADLINE_TOLERANCE))

@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from archsim.outputs import atomic_dir
-from archsim.report.figures import MARKERS, _colour, _figure, _title
-from archsim.report.point import _save, _section, write_index
+from archsim.report.figures import MARKERS, figure_title, new_figure, palette_colour
+from archsim.report.point import save_table_and_figure, section_html, write_index
 
 AXES = {"devices": ("devices P", "P"), "seq_len": ("sequence length N (tokens)", "N")}  # label, short name
 DASHES = ("-", "--", ":", "-.")
@@ -82,13 +82,13 @@ def scaling_figure(rows: pd.DataFrame, axis: str, kind: str, title: str) -> Figu
     other = _other(axis)
     schemes = list(dict.fromkeys(rows.scheme))
     others = sorted(rows[other].unique())
-    fig = _figure(9.5, 5.5)
-    _title(fig, title)
+    fig = new_figure(9.5, 5.5)
+    figure_title(fig, title)
     ax = fig.add_axes((0.09, 0.11, 0.64, 0.75))
     for name, mine in rows.groupby("series", sort=False):
         k = others.index(mine[other].iloc[0])  # a series has one value of the other axis
         ax.plot(mine[axis], mine[column] * scale, marker=MARKERS[k % len(MARKERS)], ms=5,
-                ls=DASHES[k % len(DASHES)], color=_colour(schemes.index(mine.scheme.iloc[0])), label=name)
+                ls=DASHES[k % len(DASHES)], color=palette_colour(schemes.index(mine.scheme.iloc[0])), label=name)
     if kind == "efficiency":
         ax.axhline(1.0, color="0.4", ls="--", lw=1, label="ideal (one device / P)")
         ax.set_ylim(0, max(1.05, rows[column].max() * 1.05))
@@ -135,24 +135,24 @@ def write_parallel_report(rows: Sequence[dict], out_dir: Path, setting: str) -> 
 
 def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
     points = points.astype({"max_context_tokens": "Int64"})  # whole tokens; an infeasible row's NaN stays empty
-    _save(out_dir, "parallel", points)
+    save_table_and_figure(out_dir, "parallel", points)
     summary = points.reindex(columns=list(SUMMARY_COLUMNS))  # a row without a note (an older caller's) has none
     summary = summary.drop(columns=[c for c in ("note", "reason")
                                  if (summary[c].isna() | summary[c].astype(str).eq("")).all()])
     notes = notes_html(summary) if "note" in summary else ""
-    _save(out_dir, "summary", summary)
+    save_table_and_figure(out_dir, "summary", summary)
     sections = []
     for axis in varying_axes(points):
         for kind in METRICS:
             name = f"{kind}_vs_{axis}"
             rows = scaling_rows(points, axis, METRICS[kind][0])
-            _save(out_dir, name, rows, scaling_figure(rows, axis, kind, f"{METRICS[kind][1].capitalize()} vs "
-                                                                        f"{AXES[axis][0]}: {setting}"))
+            save_table_and_figure(out_dir, name, rows, scaling_figure(
+                rows, axis, kind, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}: {setting}"))
             text = ("One layer's time: the busiest device's compute plus the communication the schedule does not "
                     "hide." if kind == "time" else
                     "The one-device time of the same work divided by P, over the time: 1 is perfect scaling"
                     + ("; where it is above 1 or missing, the notes under the figure say why." if notes else "."))
-            sections.append(_section(name, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}", text)
+            sections.append(section_html(name, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}", text)
                             + (notes if kind == "efficiency" else ""))
     infeasible = points[~points.feasible]
     intro = "".join(f"<p><b>{html.escape(str(r.scheme))} P={r.devices} N={r.seq_len} is not drawn</b>: "

@@ -33,13 +33,16 @@ _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-
           "img{max-width:100%;border:1px solid #eee}")
 
 
-def _save(out_dir: Path, name: str, table: pd.DataFrame, figure: Figure | None = None) -> None:
+def save_table_and_figure(out_dir: Path, name: str, table: pd.DataFrame, figure: Figure | None = None) -> None:
+    """Write `table` as `out_dir`/NAME.csv (no index) and, when given, `figure` as NAME.png beside it."""
     table.to_csv(out_dir / f"{name}.csv", index=False)
     if figure is not None:
         figure.savefig(out_dir / f"{name}.png")
 
 
-def _section(name: str, heading: str, text: str) -> str:
+def section_html(name: str, heading: str, text: str) -> str:
+    """A report page's section: `heading` (escaped), `text` (HTML, not escaped) with a link to NAME.csv, and
+    NAME.png shown as a link to itself."""
     return (f"<h2>{html.escape(heading)}</h2><p>{text} Data: <a href='{name}.csv'>{name}.csv</a>.</p>"
             f"<a href='{name}.png'><img src='{name}.png' alt='{html.escape(heading)}'></a>")
 
@@ -69,7 +72,7 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
     """Write summary.csv, each figure with its CSV and trace.json; returns the page's intro, summary table and
     figure sections."""
     summary = tables.summary_rows(points)
-    _save(out_dir, "summary", summary)
+    save_table_and_figure(out_dir, "summary", summary)
     reasons = [not_drawn(p) for p in points]
     drawn = [p for p, why in zip(points, reasons, strict=True) if not why]
     intro = "".join(f"<p><b>{html.escape(p.label)} is not drawn</b>: {html.escape(why)}.</p>"
@@ -79,25 +82,27 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
         roofline = tables.roofline_rows(drawn)
         energy = tables.energy_rows(drawn)
         utilization = tables.utilization_rows(drawn)
-        _save(out_dir, "roofline", roofline,
-              figures.roofline_figure(roofline, tables.ceiling_rows(drawn), f"Roofline per Einsum: {title}"))
-        _save(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
-        _save(out_dir, "utilization", utilization, figures.utilization_figure(utilization, f"Utilization: {title}"))
+        save_table_and_figure(out_dir, "roofline", roofline, figures.roofline_figure(
+            roofline, tables.ceiling_rows(drawn), f"Roofline per Einsum: {title}"))
+        save_table_and_figure(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
+        save_table_and_figure(out_dir, "utilization", utilization,
+                              figures.utilization_figure(utilization, f"Utilization: {title}"))
         sections += [
-            _section("roofline", "Roofline",
-                     "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic "
-                     "split evenly among the Einsums that read or write it), and ops over its compute time bounded "
-                     "below by its bytes over each level's bandwidth. Group overlap is not applied, so these times "
-                     "do not add up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
-            _section("energy", "Energy",
-                     "The Result's energy by (component, action); the CSV has every row, the figure groups those "
-                     f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
-            _section("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
+            section_html("roofline", "Roofline",
+                         "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic "
+                         "split evenly among the Einsums that read or write it), and ops over its compute time bounded "
+                         "below by its bytes over each level's bandwidth. Group overlap is not applied, so these times "
+                         "do not add up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
+            section_html("energy", "Energy",
+                         "The Result's energy by (component, action); the CSV has every row, the figure groups those "
+                         f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),
+            section_html("utilization", "Utilization", "Busy lane-cycles over lanes x latency cycles, per unit."),
         ]
         stalls = tables.stall_rows(drawn)
         if len(stalls):
-            _save(out_dir, "stalls", stalls, figures.stall_figure(stalls, f"Stall sources (event model): {title}"))
-            sections.append(_section(
+            save_table_and_figure(out_dir, "stalls", stalls,
+                                  figures.stall_figure(stalls, f"Stall sources (event model): {title}"))
+            sections.append(section_html(
                 "stalls", "Stall sources",
                 "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
                 "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."))
@@ -108,8 +113,9 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
         intro += ("<p>The event model's timeline is <a href='trace.json'>trace.json</a> (Chrome trace events; open "
                   "it in ui.perfetto.dev).</p>")
     if paper is not None and len(paper):
-        _save(out_dir, "paper", paper, figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
-        sections.append(_section(
+        save_table_and_figure(out_dir, "paper", paper,
+                              figures.paper_figure(paper, "Ours vs the paper (FuseMax artifact)"))
+        sections.append(section_html(
             "paper", "Ours vs the paper",
             f"Every point of the attention sweep with a published value ({paper.groupby('metric').size().max()} "
             "per metric): latency, DRAM traffic and energy, ours against the artifact's, on log-log axes with "

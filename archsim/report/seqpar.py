@@ -35,8 +35,8 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullLocator, ScalarFormatter
 
-from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
+from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index, write_whole
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.seqpar_memory import TABLE3_TPUS
 
@@ -105,7 +105,7 @@ def _bars(ax, labels: list[str], series: list[tuple[str, pd.Series]]) -> None:
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series):
         ax.bar(np.arange(len(labels)) - 0.4 + width * (i + 0.5), values.fillna(0.0), width=width * 0.92,
-               color=_colour(i), label=name)
+               color=palette_colour(i), label=name)
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.set_axisbelow(True)
@@ -115,10 +115,10 @@ def _bars(ax, labels: list[str], series: list[tuple[str, pd.Series]]) -> None:
 def table2_figure(rows: pd.DataFrame) -> Figure:
     """table2.png (module docstring): Ring Attention Table 2's minimum block per host, ours (F/B and, for GPUs, the
     kernel rate) beside the paper's, log y."""
-    fig = _figure(11.0, 4.8)
-    _title(fig, "Ring Attention Table 2: minimum block c per host, ours (F/B: bf16 peak over the link's bandwidth "
-                "per direction) beside the paper's; for GPUs also the block whose FlashAttention-2 call hides the "
-                f"transfer at the GPU model's rate (tolerance {seqpar.TABLE2_TOLERANCE:.0%})")
+    fig = new_figure(11.0, 4.8)
+    figure_title(fig, "Ring Attention Table 2: minimum block c per host, ours (F/B: bf16 peak over the link's "
+                      "bandwidth per direction) beside the paper's; for GPUs also the block whose FlashAttention-2 "
+                      f"call hides the transfer at the GPU model's rate (tolerance {seqpar.TABLE2_TOLERANCE:.0%})")
     ax = fig.add_axes((0.08, 0.12, 0.7, 0.7))
     _bars(ax, list(rows["host"]), [("ours, F/B", rows["min_block_tokens"]),
                                    ("paper", rows["paper_min_block_tokens"]),
@@ -137,11 +137,12 @@ def table3_figure(rows: pd.DataFrame) -> Figure:
     tpu = rows["hardware"].isin({t.hardware for t in TABLE3_TPUS})
     a100, tpus = rows[~tpu].reset_index(drop=True), rows[tpu].reset_index(drop=True)
     factor = seqpar.TABLE3_FACTOR
-    fig = _figure(13.0, 11.0)
-    _title(fig, "Ring Attention Table 3: largest training context that fits (FSDP, full precision), ours beside "
-                "the paper's entry E (the paper doubled the context until a run failed: its maximum lies in [E, 2E)); "
-                f"top: both A100 presets, whisker: the issue's tolerance, a factor of {factor:g} outside [E, 2E); "
-                "bottom: the TPU slices' devices (no tolerance claimed); BPT = memory-efficient attention + FFN")
+    fig = new_figure(13.0, 11.0)
+    figure_title(fig, "Ring Attention Table 3: largest training context that fits (FSDP, full precision), ours beside "
+                      "the paper's entry E (the paper doubled the context until a run failed: its maximum lies in "
+                      f"[E, 2E)); top: both A100 presets, whisker: the issue's tolerance, a factor of {factor:g} "
+                      "outside [E, 2E); bottom: the TPU slices' devices (no tolerance claimed); BPT = memory-efficient "
+                      "attention + FFN")
     for box, part, ours in (((0.07, 0.66, 0.7, 0.24), a100,
                              [(f"ours, {gpu}", a100[f"max_context_tokens_{gpu}"]) for gpu in TABLE3_GPUS]),
                             ((0.07, 0.2, 0.7, 0.24), tpus, _tpu_series(tpus))):
@@ -181,15 +182,15 @@ def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
     """lasp2.png: LASP-2 Fig. 3's throughput against the sequence length per scheme (log-log), LASP-1's own
     published throughput (`PAPER["lasp1_tnl1b_tok_s"]`, TNL-1B, for which the model's LASP model stands in) as
     crosses, a dashed line at `paper_ahead`, the length beyond which the paper has LASP-2 ahead."""
-    fig = _figure(10.0, 5.0)
-    _title(fig, f"LASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
-                "batch 1, forward+backward of whole layers and the LM head: throughput = N / (layers x time per layer "
-                "+ LM head time); dashed: "
-                "the paper's 'LASP-2 ahead once N > 64K'")
+    fig = new_figure(10.0, 5.0)
+    figure_title(fig, f"LASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
+                      "batch 1, forward+backward of whole layers and the LM head: throughput = N / (layers x time per "
+                      "layer + LM head time); dashed: "
+                      "the paper's 'LASP-2 ahead once N > 64K'")
     ax = fig.add_axes((0.09, 0.12, 0.68, 0.7))
     for i, scheme in enumerate(LASP_SCHEMES):
         mine = rows[rows["scheme"] == scheme]
-        ax.plot(mine["seq_len"], mine["throughput_tok_s"], marker="o", ms=4, color=_colour(i), label=scheme)
+        ax.plot(mine["seq_len"], mine["throughput_tok_s"], marker="o", ms=4, color=palette_colour(i), label=scheme)
     lasp1 = seqpar.PAPER["lasp1_tnl1b_tok_s"]
     ax.plot(list(lasp1), list(lasp1.values()), ls="none", marker="x", ms=7, color="black",
             label="LASP-1's paper: TNL-1B (read off its plot, +-5 %)")
@@ -205,13 +206,13 @@ def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
 def distattention_figure(rows: pd.DataFrame, over_ring: tuple, over_tp: tuple) -> Figure:
     """distattention.png: one decode step's attention time against the context per scheme (log-log); the title
     quotes the paper's speed-up ranges over ring (`over_ring`) and TP (`over_tp`)."""
-    fig = _figure(10.0, 5.0)
-    _title(fig, f"One decode step's attention, {seqpar.DIST_MODEL} on {seqpar.DIST_DEVICES} A100s over NVLink: "
-                f"DistAttention vs ring and head-parallel decode (paper: {over_ring[0]:g}-{over_ring[1]:g}x faster "
-                f"than ring, {over_tp[0]:g}-{over_tp[1]:g}x than TP at 4K-256K)")
+    fig = new_figure(10.0, 5.0)
+    figure_title(fig, f"One decode step's attention, {seqpar.DIST_MODEL} on {seqpar.DIST_DEVICES} A100s over NVLink: "
+                      f"DistAttention vs ring and head-parallel decode (paper: {over_ring[0]:g}-{over_ring[1]:g}x "
+                      f"faster than ring, {over_tp[0]:g}-{over_tp[1]:g}x than TP at 4K-256K)")
     ax = fig.add_axes((0.09, 0.12, 0.66, 0.7))
     for i, (column, name) in enumerate(DIST_SCHEMES):
-        ax.plot(rows["context"], rows[column] * 1e3, marker="o", ms=4, color=_colour(i), label=name)
+        ax.plot(rows["context"], rows[column] * 1e3, marker="o", ms=4, color=palette_colour(i), label=name)
     ax.set(xscale="log", yscale="log", xlabel="cached tokens (log)", ylabel="attention time per step (ms, log)")
     _log_ticks(ax.xaxis)
     _log_ticks(ax.yaxis)
@@ -224,10 +225,10 @@ def efficiency_figure(rows: pd.DataFrame) -> Figure:
     """efficiency.png: each scheme's efficiency (ideal over time) per GPU and direction of the grid."""
     rows = rows.assign(group=rows["gpu"] + "\n" + rows["direction"])
     groups = list(dict.fromkeys(rows["group"]))
-    fig = _figure(11.0, 4.8)
-    _title(fig, f"Efficiency (ideal / time) per scheme, {seqpar.GRID_MODEL} attention, causal, 8 GPUs over NVLink, "
-                f"{seqpar.GRID_TOKENS_PER_GPU} tokens per GPU; USP = Ulysses {seqpar.USP_ULYSSES} x ring "
-                f"{8 // seqpar.USP_ULYSSES}")
+    fig = new_figure(11.0, 4.8)
+    figure_title(fig, f"Efficiency (ideal / time) per scheme, {seqpar.GRID_MODEL} attention, causal, 8 GPUs over "
+                      f"NVLink, {seqpar.GRID_TOKENS_PER_GPU} tokens per GPU; USP = Ulysses {seqpar.USP_ULYSSES} x ring "
+                      f"{8 // seqpar.USP_ULYSSES}")
     ax = fig.add_axes((0.08, 0.14, 0.72, 0.68))
     _bars(ax, groups, [(scheme, rows[rows["scheme"] == scheme].set_index("group")["efficiency"].reindex(groups)
                         .reset_index(drop=True)) for scheme in seqpar.GRID_SCHEMES])
@@ -240,19 +241,19 @@ def scaling_figure(rows: pd.DataFrame) -> Figure:
     and efficiency against the GPU count P, a line per sequence length; dashed: the ideal, the point's `ideal_s`
     (one device's time over P) and efficiency 1; hollow markers: the points that do not fit in memory (their
     `reason` in the CSV)."""
-    fig = _figure(13.0, 5.0)
-    _title(fig, f"{seqpar.CP_MODEL} prefill, one layer's forward, zigzag ring context parallelism on "
-                f"{seqpar.CP_TOPOLOGY} (TP {seqpar.CP_TP} inside a node, {seqpar.CP_KERNEL}): time and efficiency "
-                "against the GPU count P, a line per sequence length; dashed: ideal (one device's time over P); "
-                "hollow: does not fit in memory")
+    fig = new_figure(13.0, 5.0)
+    figure_title(fig, f"{seqpar.CP_MODEL} prefill, one layer's forward, zigzag ring context parallelism on "
+                      f"{seqpar.CP_TOPOLOGY} (TP {seqpar.CP_TP} inside a node, {seqpar.CP_KERNEL}): time and "
+                      "efficiency against the GPU count P, a line per sequence length; dashed: ideal (one device's "
+                      "time over P); hollow: does not fit in memory")
     time_ax, efficiency_ax = fig.add_axes((0.06, 0.12, 0.3, 0.7)), fig.add_axes((0.56, 0.12, 0.3, 0.7))
     for i, (n, mine) in enumerate(rows.sort_values("devices").groupby("seq_len", sort=True)):
         label, misfit = f"{n // 1024}K tokens", ~mine["feasible"].astype(bool)
         for ax, column in ((time_ax, "time_s"), (efficiency_ax, "efficiency")):
-            ax.plot(mine["devices"], mine[column], marker="o", ms=5, color=_colour(i), label=label)
+            ax.plot(mine["devices"], mine[column], marker="o", ms=5, color=palette_colour(i), label=label)
             ax.plot(mine["devices"][misfit], mine[column][misfit], ls="none", marker="o", ms=5, mfc="white",
-                    color=_colour(i), label="_misfit")
-        time_ax.plot(mine["devices"], mine["ideal_s"], ls="--", lw=1, color=_colour(i), label=f"{label}, ideal")
+                    color=palette_colour(i), label="_misfit")
+        time_ax.plot(mine["devices"], mine["ideal_s"], ls="--", lw=1, color=palette_colour(i), label=f"{label}, ideal")
     efficiency_ax.axhline(1.0, ls="--", lw=1, color="0.3", label="ideal")
     time_ax.set(yscale="log", ylabel="time per layer (s, log)")
     _log_ticks(time_ax.yaxis)
@@ -291,61 +292,61 @@ def write_seqpar_report(data: dict, out_dir: Path) -> Path:
 
 def _write_page(out_dir: Path, data: dict) -> None:
     table = summary_rows(data)
-    _save(out_dir, "summary", table)
+    save_table_and_figure(out_dir, "summary", table)
     table2 = pd.DataFrame(data["table2"])
-    _save(out_dir, "table2", table2, table2_figure(table2))
+    save_table_and_figure(out_dir, "table2", table2, table2_figure(table2))
     table3 = table3_table(data["table3"])
-    _save(out_dir, "table3", table3, table3_figure(table3))
+    save_table_and_figure(out_dir, "table3", table3, table3_figure(table3))
     lasp = pd.DataFrame(data["lasp2"]["rows"])
-    _save(out_dir, "lasp2", lasp, lasp2_figure(lasp, data["lasp2"]["paper_ahead_above"]))
-    _save(out_dir, "lasp2_gains", pd.DataFrame(data["lasp2"]["gains"]))
+    save_table_and_figure(out_dir, "lasp2", lasp, lasp2_figure(lasp, data["lasp2"]["paper_ahead_above"]))
+    save_table_and_figure(out_dir, "lasp2_gains", pd.DataFrame(data["lasp2"]["gains"]))
     table2_lasp = lasp2_table2_table(data["lasp2_table2"])
-    _save(out_dir, "lasp2_table2", table2_lasp)
+    save_table_and_figure(out_dir, "lasp2_table2", table2_lasp)
     dist = data["distattention"]
     dist_rows = pd.DataFrame(dist["rows"])
-    _save(out_dir, "distattention", dist_rows,
-          distattention_figure(dist_rows, tuple(dist["paper_over_ring"]), tuple(dist["paper_over_tp"])))
+    save_table_and_figure(out_dir, "distattention", dist_rows,
+                          distattention_figure(dist_rows, tuple(dist["paper_over_ring"]), tuple(dist["paper_over_tp"])))
     points = pd.DataFrame(data["points"])
-    _save(out_dir, "points", points)
+    save_table_and_figure(out_dir, "points", points)
     grid = points[points["model"] == seqpar.GRID_MODEL]
-    _save(out_dir, "efficiency", grid, efficiency_figure(grid))
+    save_table_and_figure(out_dir, "efficiency", grid, efficiency_figure(grid))
     cp = points[points["model"] == seqpar.CP_MODEL]
-    _save(out_dir, "scaling", cp, scaling_figure(cp))
+    save_table_and_figure(out_dir, "scaling", cp, scaling_figure(cp))
     balance = ", ".join(f"{s} {e:.3f}" for s, e in data["headline"]["causal_efficiency"].items())
     sections = [
-        _section("table2", "Ring Attention Table 2: minimum block",
-                 "c = F/B from the device preset's bf16 matrix peak and the link preset's bandwidth per direction "
-                 "(a c x c block's 4dc<sup>2</sup> FLOPs hide its K and V, 4cd bytes per head). The kernel-rate "
-                 "block (GPU hosts): the smallest multiple of 128 at which the GPU model's FlashAttention-2 call on "
-                 "a c x c block of an MHA layer takes as long as moving its K and V."),
-        _section("table3", "Ring Attention Table 3: largest context",
-                 "From <code>archsim.systems.seqpar_memory</code> (FSDP, full precision) on 8 and 32 A100s; the "
-                 "paper does not say whether its A100s had 40 or 80 GB, so both presets are drawn. Ours are the "
-                 "model's largest context that fits (the CSV also has the largest 2^k x 1K under it). The paper "
-                 "doubled its contexts (2^k x 1K tokens) until a run failed, so an entry E says its maximum lies in "
-                 f"[E, 2E); ours is within the issue's tolerance when it lies in [E / {seqpar.TABLE3_FACTOR:g}, 2E x "
-                 f"{seqpar.TABLE3_FACTOR:g}], the whisker on the paper's bar. "
-                 "The TPU slices (lower panel) run on the devices their names read as, TPUv3-512 both as 512 "
-                 "TensorCores of 16 GiB (tpu-v3-core) and as 256 chips of 32 GiB (tpu-v3); no tolerance is claimed "
-                 "for them."),
-        _section("lasp2", "LASP-2 Fig. 3: throughput",
-                 "Linear-attention sequence parallelism on 8 DGX A100 nodes; Ring is LASP-2's baseline with left "
-                 "products over K/V blocks. LASP-2's gain over each baseline beside the paper's: "
-                 "<a href='lasp2_gains.csv'>lasp2_gains.csv</a>."),
+        section_html("table2", "Ring Attention Table 2: minimum block",
+                     "c = F/B from the device preset's bf16 matrix peak and the link preset's bandwidth per direction "
+                     "(a c x c block's 4dc<sup>2</sup> FLOPs hide its K and V, 4cd bytes per head). The kernel-rate "
+                     "block (GPU hosts): the smallest multiple of 128 at which the GPU model's FlashAttention-2 call "
+                     "on a c x c block of an MHA layer takes as long as moving its K and V."),
+        section_html("table3", "Ring Attention Table 3: largest context",
+                     "From <code>archsim.systems.seqpar_memory</code> (FSDP, full precision) on 8 and 32 A100s; the "
+                     "paper does not say whether its A100s had 40 or 80 GB, so both presets are drawn. Ours are the "
+                     "model's largest context that fits (the CSV also has the largest 2^k x 1K under it). The paper "
+                     "doubled its contexts (2^k x 1K tokens) until a run failed, so an entry E says its maximum lies "
+                     f"in [E, 2E); ours is within the issue's tolerance when it lies in [E / {seqpar.TABLE3_FACTOR:g}, "
+                     f"2E x {seqpar.TABLE3_FACTOR:g}], the whisker on the paper's bar. "
+                     "The TPU slices (lower panel) run on the devices their names read as, TPUv3-512 both as 512 "
+                     "TensorCores of 16 GiB (tpu-v3-core) and as 256 chips of 32 GiB (tpu-v3); no tolerance is claimed "
+                     "for them."),
+        section_html("lasp2", "LASP-2 Fig. 3: throughput",
+                     "Linear-attention sequence parallelism on 8 DGX A100 nodes; Ring is LASP-2's baseline with left "
+                     "products over K/V blocks. LASP-2's gain over each baseline beside the paper's: "
+                     "<a href='lasp2_gains.csv'>lasp2_gains.csv</a>."),
         _lasp2_table2_html(table2_lasp, data["lasp2_table2"]),
-        _section("distattention", "DistAttention decode",
-                 "Infinite-LLM's micro-benchmark: the query goes out, fp32 partials come back (Flash-Decoding per "
-                 "device); ring passes the K/V blocks; head-parallel (megatron-sp) decode splits the heads."),
-        _section("efficiency", "Efficiency of the grid",
-                 f"One device's time over P x the time. Causal load balance on 8 A100s, forward: {balance} "
-                 "(the causal ring's imbalance comes out of the step chain). All grid points, the Llama-3 405B "
-                 "context-parallel prefill on 16-128 H100s too: <a href='points.csv'>points.csv</a>."),
-        _section("scaling", "Context-parallel scaling",
-                 f"{seqpar.CP_MODEL} (Llama-3 405B with an FP8 FFN, as Meta serves it) prefill on "
-                 f"{min(cp['devices'])}-{max(cp['devices'])} H100s, one layer's forward: TP {seqpar.CP_TP} inside "
-                 "each node, zigzag ring context parallelism across the nodes. Efficiency is one device's time over "
-                 "P x the time; the points that do not fit in an H100's memory are drawn hollow (their reason in "
-                 "the CSV)."),
+        section_html("distattention", "DistAttention decode",
+                     "Infinite-LLM's micro-benchmark: the query goes out, fp32 partials come back (Flash-Decoding per "
+                     "device); ring passes the K/V blocks; head-parallel (megatron-sp) decode splits the heads."),
+        section_html("efficiency", "Efficiency of the grid",
+                     f"One device's time over P x the time. Causal load balance on 8 A100s, forward: {balance} "
+                     "(the causal ring's imbalance comes out of the step chain). All grid points, the Llama-3 405B "
+                     "context-parallel prefill on 16-128 H100s too: <a href='points.csv'>points.csv</a>."),
+        section_html("scaling", "Context-parallel scaling",
+                     f"{seqpar.CP_MODEL} (Llama-3 405B with an FP8 FFN, as Meta serves it) prefill on "
+                     f"{min(cp['devices'])}-{max(cp['devices'])} H100s, one layer's forward: TP {seqpar.CP_TP} inside "
+                     "each node, zigzag ring context parallelism across the nodes. Efficiency is one device's time "
+                     "over P x the time; the points that do not fit in an H100's memory are drawn hollow (their reason "
+                     "in the CSV)."),
     ]
     outside = gaps_html(table)
     intro = ("<p>Ours (archsim's multi-device attention models, <code>archsim.systems.seqpar</code> and "

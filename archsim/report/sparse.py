@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from archsim.report.figures import _colour, _figure, _title
-from archsim.report.point import _save, _section, gaps_html, write_index, write_whole
+from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index, write_whole
 from archsim.systems import sparse_reproduce as sparse
 
 DENSE_COLOUR = "0.35"  # dense beside DuoAttention in the decode figure
@@ -78,16 +78,16 @@ def prefill_table(data: dict) -> pd.DataFrame:
 def prefill_figure(rows: pd.DataFrame) -> Figure:
     """prefill.png (module docstring): end-to-end prefill time of dense FlashAttention-2 and MInference against the
     context, ours as lines, the benchmark's as points (log-log)."""
-    fig = _figure(10.0, 5.0)
-    _title(fig, f"End-to-end prefill, {sparse.MINFERENCE_MODEL} on one {sparse.MINFERENCE_GPU}: dense "
-                f"FlashAttention-2 and MInference ({sparse.MINFERENCE_MAP}); lines ours, points the benchmark's "
-                f"(tolerance {sparse.PREFILL_TOLERANCE:.0%})")
+    fig = new_figure(10.0, 5.0)
+    figure_title(fig, f"End-to-end prefill, {sparse.MINFERENCE_MODEL} on one {sparse.MINFERENCE_GPU}: dense "
+                      f"FlashAttention-2 and MInference ({sparse.MINFERENCE_MAP}); lines ours, points the benchmark's "
+                      f"(tolerance {sparse.PREFILL_TOLERANCE:.0%})")
     ax = fig.add_axes((0.09, 0.12, 0.66, 0.7))
     for i, (name, ours, paper) in enumerate((("dense FA-2", "dense_s", "paper_dense_s"),
                                              ("MInference", "minference_s", "paper_minference_s"))):
-        ax.plot(rows["context"], rows[ours], marker="o", ms=4, color=_colour(i), label=f"{name}, ours")
+        ax.plot(rows["context"], rows[ours], marker="o", ms=4, color=palette_colour(i), label=f"{name}, ours")
         known = rows.dropna(subset=[paper])
-        ax.scatter(known["context"], known[paper], marker="s", s=40, facecolors="none", edgecolors=_colour(i),
+        ax.scatter(known["context"], known[paper], marker="s", s=40, facecolors="none", edgecolors=palette_colour(i),
                    linewidths=1.4, zorder=3, label=f"{name}, benchmark")
     ax.set(xscale="log", yscale="log", xlabel="prompt tokens (log)", ylabel="prefill time (s, log)")
     ax.grid(True, which="both", alpha=0.3)
@@ -98,15 +98,15 @@ def prefill_figure(rows: pd.DataFrame) -> Figure:
 def density_figure(rows: pd.DataFrame) -> Figure:
     """density.png: the shipped vertical-slash map's kernel-granularity sparsity against the context, with App. F's
     floors dashed from the context each holds."""
-    fig = _figure(10.0, 4.8)
-    _title(fig, f"Kernel-granularity sparsity of the shipped vertical-slash map ({sparse.MINFERENCE_MAP}) against "
-                "the context; App. F: above the floor from that context on")
+    fig = new_figure(10.0, 4.8)
+    figure_title(fig, f"Kernel-granularity sparsity of the shipped vertical-slash map ({sparse.MINFERENCE_MAP}) "
+                      "against the context; App. F: above the floor from that context on")
     ax = fig.add_axes((0.09, 0.12, 0.66, 0.7))
-    ax.plot(rows["context"], rows["sparsity"], marker="o", ms=4, color=_colour(0), label="ours")
+    ax.plot(rows["context"], rows["sparsity"], marker="o", ms=4, color=palette_colour(0), label="ours")
     floors = rows.dropna(subset=["above"])
     end = rows["context"].max()
     for j, r in enumerate(floors.itertuples()):
-        ax.plot([r.context, end], [r.above, r.above], color=_colour(3 + j), ls="--", lw=1.2,
+        ax.plot([r.context, end], [r.above, r.above], color=palette_colour(3 + j), ls="--", lw=1.2,
                 label=f"App. F: above {r.above:.0%} from {r.context // 1000}K")
     ax.set(xscale="log", ylim=(0, 1.02), xlabel="context (tokens, log)", ylabel="sparsity (1 - density)")
     ax.grid(True, which="both", alpha=0.3)
@@ -133,11 +133,11 @@ def decode_figure(rows: pd.DataFrame) -> Figure:
     """decode.png (module docstring): DuoAttention's decode time and memory against the context beside dense, a
     panel per model and metric (so one model's dense line does not hide another's DuoAttention); Quest's attention
     against the budget, dense dashed. Every point has a marker, hollow where it does not fit the GPU."""
-    fig = _figure(14.0, 7.6)
-    _title(fig, f"Decode with KV-cache selection: DuoAttention against dense on one {sparse.DUO_GPU} (a row per "
-                "model, with its shipped map's retrieval-head fraction) and Quest's self-attention of one layer "
-                f"({sparse.QUEST_MODEL} shapes) against the budget, dense dashed; hollow markers: the point does not "
-                "fit the GPU")
+    fig = new_figure(14.0, 7.6)
+    figure_title(fig, f"Decode with KV-cache selection: DuoAttention against dense on one {sparse.DUO_GPU} (a row per "
+                      "model, with its shipped map's retrieval-head fraction) and Quest's self-attention of one layer "
+                      f"({sparse.QUEST_MODEL} shapes) against the budget, dense dashed; hollow markers: the point does "
+                      "not fit the GPU")
     duo = rows[rows["method"] == "DuoAttention"]
     for r, (model, mine) in enumerate(duo.groupby("model", sort=False)):
         fraction = mine["retrieval_fraction"].iloc[0]
@@ -145,7 +145,7 @@ def decode_figure(rows: pd.DataFrame) -> Figure:
                                                            ("memory_bytes", "dense_memory_bytes", "memory (GB)",
                                                             1e-9))):
             ax = fig.add_axes((0.06 + k * 0.25, 0.53 - r * 0.44, 0.19, 0.32))
-            _series(ax, mine["context"], mine[column] * scale, mine["fits"], _colour(0), "o", "-",
+            _series(ax, mine["context"], mine[column] * scale, mine["fits"], palette_colour(0), "o", "-",
                     f"DuoAttention, {fraction:.0%} retrieval heads")
             _series(ax, mine["context"], mine[dense] * scale, mine["dense_fits"], DENSE_COLOUR, "s", "--",
                     "dense (full KV cache)")
@@ -159,8 +159,8 @@ def decode_figure(rows: pd.DataFrame) -> Figure:
     ax = fig.add_axes((0.60, 0.09, 0.24, 0.76))
     quest = rows[(rows["method"] == "Quest") & (rows["phase"] == "attention")]
     for i, ((gpu, n), mine) in enumerate(quest.groupby(["gpu", "context"], sort=False)):
-        _series(ax, mine["budget"], mine["time_s"] * 1e6, mine["fits"], _colour(i), "o", "-", f"{gpu} {n}")
-        ax.axhline(mine["dense_time_s"].iloc[0] * 1e6, color=_colour(i), ls="--", lw=0.8)
+        _series(ax, mine["budget"], mine["time_s"] * 1e6, mine["fits"], palette_colour(i), "o", "-", f"{gpu} {n}")
+        ax.axhline(mine["dense_time_s"].iloc[0] * 1e6, color=palette_colour(i), ls="--", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="Quest budget (tokens, log)", ylabel="attention per layer (us, log)",
            title="Quest, one layer's self-attention")
     ax.title.set_fontsize(9)
@@ -181,26 +181,26 @@ def write_sparse_report(data: dict, out_dir: Path) -> Path:
 
 def _write_page(out_dir: Path, data: dict) -> None:
     table = summary_rows(data)
-    _save(out_dir, "summary", table)
+    save_table_and_figure(out_dir, "summary", table)
     prefill = prefill_table(data)
-    _save(out_dir, "prefill", prefill, prefill_figure(prefill))
+    save_table_and_figure(out_dir, "prefill", prefill, prefill_figure(prefill))
     density = pd.DataFrame(sparse.density_curve())
-    _save(out_dir, "density", density, density_figure(density))
+    save_table_and_figure(out_dir, "density", density, density_figure(density))
     decode = pd.DataFrame([p for p in data["points"] if p["method"] in ("DuoAttention", "Quest")])
-    _save(out_dir, "decode", decode, decode_figure(decode))
+    save_table_and_figure(out_dir, "decode", decode, decode_figure(decode))
     sections = [
-        _section("prefill", "MInference prefill",
-                 "End to end (<code>archsim.systems.sparse_prefill</code>): each sparse head as MInference runs it "
-                 "(the estimate as eager launches, the index build, a Triton forward over the pattern's key "
-                 "tiles), heads one after another, the layer's other ops dense. The benchmark's points: "
-                 "MInference's experiments/README.md, single A100-80G (seqpar-sparse.md §3.1)."),
-        _section("density", "Vertical-slash density",
-                 "One minus the mean density of the shipped per-head settings' masks at kernel granularity; "
-                 "App. F: above 90 % past 200K and 95 % past 500K."),
-        _section("decode", "DuoAttention and Quest decode",
-                 "<code>archsim.systems.kv_selection</code>: DuoAttention keeps a full cache only for retrieval "
-                 "heads (streaming heads: sink + recent window); Quest loads 1/page of the keys' bounds plus the "
-                 "budget's pages. The CSV has Quest's end-to-end decode rows too (phase decode)."),
+        section_html("prefill", "MInference prefill",
+                     "End to end (<code>archsim.systems.sparse_prefill</code>): each sparse head as MInference runs it "
+                     "(the estimate as eager launches, the index build, a Triton forward over the pattern's key "
+                     "tiles), heads one after another, the layer's other ops dense. The benchmark's points: "
+                     "MInference's experiments/README.md, single A100-80G (seqpar-sparse.md §3.1)."),
+        section_html("density", "Vertical-slash density",
+                     "One minus the mean density of the shipped per-head settings' masks at kernel granularity; "
+                     "App. F: above 90 % past 200K and 95 % past 500K."),
+        section_html("decode", "DuoAttention and Quest decode",
+                     "<code>archsim.systems.kv_selection</code>: DuoAttention keeps a full cache only for retrieval "
+                     "heads (streaming heads: sink + recent window); Quest loads 1/page of the keys' bounds plus the "
+                     "budget's pages. The CSV has Quest's end-to-end decode rows too (phase decode)."),
     ]
     outside = gaps_html(table)
     intro = ("<p>Ours (archsim's sparse prefill and KV-cache selection models) beside the public figures "

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
-from archsim.report.figures import _colour, _figure, _title
+from archsim.report.figures import figure_title, new_figure, palette_colour
 from archsim.report.sweep import HELD_RULE, Heatmap, short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
@@ -74,8 +74,8 @@ def target_colours(targets: Iterable[str], references: Collection[str]) -> dict[
     names = sorted(set(map(str, targets)))
     theirs = [name for name in names if name in references]
     own = [name for name in names if name not in references]
-    colours = {name: _colour(1 + i) for i, name in enumerate(theirs)}
-    colours.update({name: _colour(0 if i == 0 else len(theirs) + i) for i, name in enumerate(own)})
+    colours = {name: palette_colour(1 + i) for i, name in enumerate(theirs)}
+    colours.update({name: palette_colour(0 if i == 0 else len(theirs) + i) for i, name in enumerate(own)})
     return colours
 
 
@@ -102,8 +102,8 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     cannot place (no value of an objective); the legend gives the front's distinct objective vectors when ties make
     them fewer than its points. A scatter of more than `RASTER_POINTS` is rasterised."""
     x, y = objectives[0], objectives[1]
-    fig = _figure(8.5, 6.0)
-    _title(fig, title)
+    fig = new_figure(8.5, 6.0)
+    figure_title(fig, title)
     left, left_note = _not_drawn(rows, (x, y))
     own = _own(rows)
     others = rows[~own & ~left]
@@ -124,7 +124,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     notes += [f"{infeasible} infeasible, not drawn"] if infeasible else []
     if len(objectives) > 2 and not by_colour and len(ok):
         notes.append(f"{objectives[2]} is {ok[objectives[2]].iloc[0]:.4g} at every point")
-    colour: dict = {"color": _colour(0)}
+    colour: dict = {"color": palette_colour(0)}
     if by_colour:
         lo, hi = ok[objectives[2]].min(), ok[objectives[2]].max()
         colour = {"c": ok[objectives[2]], "cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
@@ -166,8 +166,8 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
     """A grid: one row of panels per objective, one column per axis; each panel the median (line) and best
     (dashed) of the objective over the points at each value of the axis."""
     axes_paths = list(dict.fromkeys(rows.axis))
-    fig = _figure(max(3.4 * len(axes_paths), 7.0), 2.6 * len(objectives) + 1.0)
-    _title(fig, title)
+    fig = new_figure(max(3.4 * len(axes_paths), 7.0), 2.6 * len(objectives) + 1.0)
+    figure_title(fig, title)
     grid = fig.subplots(len(objectives), len(axes_paths), squeeze=False,
                         gridspec_kw={"left": 0.09, "right": 0.98, "top": 1 - 0.9 / fig.get_figheight(),
                                      "bottom": 0.55 / fig.get_figheight() + 0.02, "hspace": 0.35, "wspace": 0.3})
@@ -182,9 +182,9 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             stats = mine[mine.objective == objective].set_index(mine[mine.objective == objective].value.map(str))
             median = [stats.loc[str(v), "median"] for v in values]
             best = [stats.loc[str(v), "best"] for v in values]
-            ax.plot(positions, median, marker="o", color=_colour(i), lw=1.5, ms=4, label="median")
-            ax.plot(positions, best, marker="^" if objective in MAXIMISED else "v", color=_colour(i), lw=1, ls="--",
-                    ms=4, label="best")
+            ax.plot(positions, median, marker="o", color=palette_colour(i), lw=1.5, ms=4, label="median")
+            ax.plot(positions, best, marker="^" if objective in MAXIMISED else "v", color=palette_colour(i), lw=1,
+                    ls="--", ms=4, label="best")
             if all(v > 0 for v in median + best if not math.isnan(v)):
                 ax.set_yscale("log")
             if span is not None and span > 3:
@@ -229,8 +229,8 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
     preset) against the workload axis `axis`, log-log (symlog on a y axis with a zero, `_axis_scale`); a panel
     names the values it cannot place (a target that does not model its objective). A target's colour is the one it
     has in every figure (`target_colours`)."""
-    fig = _figure(4.2 * len(objectives) + 1.0, 4.6)
-    _title(fig, title)
+    fig = new_figure(4.2 * len(objectives) + 1.0, 4.6)
+    figure_title(fig, title)
     grid = fig.subplots(1, len(objectives), squeeze=False,
                         gridspec_kw={"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.14, "wspace": 0.3})[0]
     colours = target_colours(rows.target, _references(rows))
@@ -257,8 +257,8 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
     values = heatmap.best.to_numpy(dtype=float)
     counts = heatmap.points.to_numpy()
     per_cell = heatmap.cell_points()
-    fig = _figure(max(1.3 * values.shape[1] + 3.0, 6.5), max(0.7 * values.shape[0] + 2.2, 4.5))
-    _title(fig, title)
+    fig = new_figure(max(1.3 * values.shape[1] + 3.0, 6.5), max(0.7 * values.shape[0] + 2.2, 4.5))
+    figure_title(fig, title)
     ax = fig.add_axes((0.2, 0.15, 0.6, 0.68))
     finite = values[np.isfinite(values) & (values > 0)]
     norm = LogNorm(finite.min(), finite.max()) if finite.size and finite.max() > finite.min() else None

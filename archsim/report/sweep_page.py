@@ -22,7 +22,7 @@ import pandas as pd
 
 from archsim.outputs import atomic_dir
 from archsim.report import sweep, sweep_figures
-from archsim.report.point import _save, _section, write_index
+from archsim.report.point import save_table_and_figure, section_html, write_index
 
 
 def heatmap_name(axis_a: str, axis_b: str) -> str:
@@ -55,31 +55,31 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
     sensitivity = sweep.sensitivity_rows(df, objectives, spec_axes)
-    _save(out_dir, "summary", summary)
-    _save(out_dir, "pareto", pareto,
-          sweep_figures.pareto_figure(pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
-    _save(out_dir, "sensitivity", sensitivity,
-          sweep_figures.sensitivity_figure(sensitivity, objectives, f"Sensitivity per axis: {title}"))
+    save_table_and_figure(out_dir, "summary", summary)
+    save_table_and_figure(out_dir, "pareto", pareto, sweep_figures.pareto_figure(
+        pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
+    save_table_and_figure(out_dir, "sensitivity", sensitivity,
+                          sweep_figures.sensitivity_figure(sensitivity, objectives, f"Sensitivity per axis: {title}"))
     front_text = " x ".join(objectives)
     sections = [
-        _section("pareto", "Pareto front",
-                 f"Feasible points on {objectives[0]} and {objectives[1]}"
-                 + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
-                 + f". The front (ringed) is over {front_text}, minimised (a throughput maximised), among the points "
-                   "that meet the constraints; points that break one are crosses, and points without a value of "
-                   "an objective (a GPU preset's area) are drawn but off the front. Infeasible points are counted, "
-                   "not drawn."),
-        _section("sensitivity", "Sensitivity",
-                 "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
-                 "over the feasible points with that value, every other axis free."),
+        section_html("pareto", "Pareto front",
+                     f"Feasible points on {objectives[0]} and {objectives[1]}"
+                     + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
+                     + f". The front (ringed) is over {front_text}, minimised (a throughput maximised), among the "
+                       "points that meet the constraints; points that break one are crosses, and points without a "
+                       "value of an objective (a GPU preset's area) are drawn but off the front. Infeasible points are "
+                       "counted, not drawn."),
+        section_html("sensitivity", "Sensitivity",
+                     "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
+                     "over the feasible points with that value, every other axis free."),
     ]
     sizes = sweep.workload_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
         targets = sweep.target_rows(df, objectives, sizes[0])
         compared = [o for o in objectives if targets.groupby("target")[o].count().gt(0).sum() > 1] or objectives
-        _save(out_dir, "targets", targets, sweep_figures.targets_figure(
+        save_table_and_figure(out_dir, "targets", targets, sweep_figures.targets_figure(
             targets, compared, sizes[0], f"Architecture vs GPU presets: {title}"))
-        sections.append(_section(
+        sections.append(section_html(
             "targets", "Architecture vs GPU presets",
             f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
             "that meet the constraints (the architecture's best design there; a GPU preset has one point). GPU "
@@ -97,7 +97,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         else:
             cells = ("Cells have different numbers of feasible points (a sample, not a grid): each shows its "
                      "number, and the CSV has it." if heatmap.points.to_numpy().any() else "")
-        sections.append(_section(
+        sections.append(section_html(
             name, "Best latency over the first two axes",
             f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
             f"{sweep.short_axis(axes[1])}), every other axis free"
