@@ -41,13 +41,15 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
                    f"{r['throughput_tok_s']:>8.0f} {r['tokens_per_usd']:>8.0f} {r['batch']:>6.0f} "
                    f"{r['tbt_p50_s'] * 1e3:>10.2f} {r['tbt_p99_s'] * 1e3:>10.2f}")
     low, high = summary["throughput_gain"]["paper"]
-    click.echo(f"\nThroughput of {lamina.SYSTEM} over {lamina.BASELINE} at equal cost (paper: +{low:.1%} to "
-               f"+{high:.1%}); beside it, over {lamina.UNCAPPED}: vLLM without its default limit of "
-               f"{lamina.VLLM_MAX_NUM_SEQS} sequences")
+    click.echo(f"\nThroughput of {lamina.SYSTEM} over {lamina.BASELINE} at similar cost ({_prices(records)}; "
+               f"paper: +{low:.1%} to +{high:.1%}) and tokens per dollar; beside it, over {lamina.UNCAPPED}: vLLM "
+               f"without its default limit of {lamina.VLLM_MAX_NUM_SEQS} sequences")
     uncapped = {(g["model"], g["trace"]): g["ratio"] - 1 for g in lamina.gains(records, baseline=lamina.UNCAPPED)}
+    per_usd = {(g["model"], g["trace"]): g["ratio"] - 1 for g in lamina.gains(records, "tokens_per_usd")}
     for g in summary["throughput_gain"]["ours"]:
-        click.echo(f"  {g['model']:<11} {g['trace']:<11} {g['gain']:>+7.1%}   uncapped "
-                   f"{uncapped[(g['model'], g['trace'])]:>+7.1%}")
+        point = g["model"], g["trace"]
+        click.echo(f"  {g['model']:<11} {g['trace']:<11} {g['gain']:>+7.1%}   tok/$ {per_usd[point]:>+7.1%}   "
+                   f"uncapped {uncapped[point]:>+7.1%}")
     click.echo(f"\nBW_min per NIC, {lamina.BW_MODEL}, alpha {lamina.ALPHA} (points whose KV cache fits the pool)")
     contexts = sorted({r["context"] for r in bw_rows})
     click.echo(f"{'batch':>6} " + " ".join(f"{'l=' + str(c):>9}" for c in contexts) + "   (GB/s)")
@@ -68,6 +70,17 @@ def reproduce_lamina(as_json: bool, out: str | None) -> None:
     if out:
         click.echo(f"records written to {out}/points.csv, {out}/bw_min.csv, {out}/headline.csv; Perfetto trace "
                    f"{out}/pipeline_trace.json")
+
+
+def _prices(records: list[dict]) -> str:
+    """Each model's pair of prices per hour, Lamina's then the baseline's, models of one pair together (the
+    points' `cost_per_h`, from the presets)."""
+    cost = {(r["model"], r["system"]): r["cost_per_h"] for r in records}
+    pairs: dict[tuple[float, float], list[str]] = {}
+    for model in dict.fromkeys(r["model"] for r in records):
+        pairs.setdefault((cost[model, lamina.SYSTEM], cost[model, lamina.BASELINE]), []).append(model)
+    return "; ".join(f"{', '.join(models)} ${ours:.2f}/h vs ${theirs:.2f}/h"
+                     for (ours, theirs), models in pairs.items())
 
 
 def _fmt(value: object) -> str:

@@ -207,7 +207,8 @@ def _show(m: dict, wall_s: float) -> None:
                 f"{m['rejected']} rejected: " + ", ".join(
                     ([f"{too_long} too long for the KV cache"] if too_long else [])
                     + [f"{unrunnable} whose prefill the system cannot run"]))
-    click.echo(f"{m['system']}: {m['requests']} requests served ({rejected}), {m['output_tokens']} output tokens in "
+    served = f"{m['requests']} request{'' if m['requests'] == 1 else 's'} served"
+    click.echo(f"{m['system']}: {served} ({rejected}), {m['output_tokens']} output tokens in "
                f"{m['makespan_s']:.4g} s simulated")
     if unrunnable:
         click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")

@@ -3,7 +3,7 @@ archsim's `lamina` and `vllm-h100` system specs, ours beside the paper's.
 
 Points (`reproduce`): LLaMA-33B, LLaMA-65B and LLaMA3-70B x the traces Azure-Conv, Azure-Code, Kimi-Conv and
 Kimi-TA (`archsim.systems.requests.LENGTH_PRESETS`: the paper's means, lognormal lengths), each on Lamina at the
-paper's equal-cost DOP (`DOP`: (1, 2) for 33B at $20.32/h, (2, 4) for 65B and 70B at $40.64/h; the `lamina` preset
+paper's similar-cost DOP (`DOP`: (1, 2) for 33B at $20.32/h, (2, 4) for 65B and 70B at $40.64/h; the `lamina` preset
 with its device counts, tp and attention_pool set) and on the homogeneous vLLM-style baseline (`vllm-h100`: 2 or
 4 H100 with TP at $22.12/h or $44.24/h). As in the paper, prefill is removed (`DecodeOnly`): a request enters with
 its prompt in the KV cache and decodes from its first iteration. The run is offline: `REQUEST_ROUNDS` x the
@@ -65,7 +65,7 @@ from archsim.systems.system_types import System
 MODELS = ("llama-33b", "llama-65b", "llama3-70b")
 TRACES = ("azure-conv", "azure-code", "kimi-conv", "kimi-ta")
 SYSTEM, BASELINE = "lamina", "vllm-h100"
-DOP = {"llama-33b": (1, 2), "llama-65b": (2, 4), "llama3-70b": (2, 4)}  # pim.md §3.5 equal-cost configurations
+DOP = {"llama-33b": (1, 2), "llama-65b": (2, 4), "llama3-70b": (2, 4)}  # pim.md §3.5 similar-cost configurations
 REQUEST_ROUNDS = 3
 MIN_REQUESTS = 128  # a point's floor of requests (module docstring): its sampling error, not the seed, sizes it
 MAX_BATCH = 1 << 20  # no scheduler limit: the KV cache sets the batch

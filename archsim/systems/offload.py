@@ -23,10 +23,14 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   over its tp senders and b receivers, takes latency + bytes / min(tp x r_c, b x r_m), the slower end's NICs all
   busy (`OffloadModel.message_link`: the larger of the two links' latencies, assumption: a path is as slow to start
   as its slower end's measured path, and the wire rule, `Link.wire_s`, at that rate; `message_nics`, the NICs at
-  that end: min(tp, b) when both ends have one NIC kind). The pool's NICs carry b x r_m / min(tp x r_c, b x r_m)
-  messages at once, rounded down, at most the replicas and at least 1 (`OffloadModel.link_lanes`: 1 in ping-pong
-  or when the pool's end is the slower; with one NIC kind min(tp x replicas, b) // min(tp, b)), each replica's one
-  at a time.
+  that end: min(tp, b) when both ends have one NIC kind). A link direction carries b x r_m / min(tp x r_c, b x r_m)
+  messages at once, a fraction, at most the replicas and at least 1 (`OffloadModel.link_lanes`: 1 in ping-pong
+  or when the pool's end is the slower; with one NIC kind min(tp x replicas, b) / min(tp, b)), each replica's one
+  at a time: min(replicas x tp x r_c, b x r_m) in all, so no NIC that gets slower makes it carry more. Assumption:
+  the closed form charges a message its own rate (in the cycle) and a direction its capacity (its busy unit); the
+  event model, whose lanes are whole, runs ceil(lanes) of them at lanes / ceil(lanes) of a message's rate each, so
+  together they carry the capacity and a message alone is never faster than the closed form's; a link sharing its
+  bandwidth among the messages on it at the moment (processor sharing) is not modelled.
 Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
@@ -92,7 +96,13 @@ again when the history's attention came to start at q's arrival, which did not m
 5.4, 7.8 and 9.6 % written before were stale): the heads shift the micro-batches'
 phases, and their attention and messages then queue on the pool and the link, waits no term of `token_s` holds
 (with the pool's work cut a thousandfold, 0.9 %). Where the replicas limit the pipeline and the layers divide among
-them (n = 3 and 5 at 32 layers) the closed form is the event model's time within 0.01 %.
+them (n = 3 and 5 at 32 layers) the closed form is the event model's time within 0.01 %. (These gaps are the event
+model's time over the closed form's, less 1; every lane count on these grids is whole.) A fractional lane count (two
+NIC kinds) slows each of the event model's messages by ceil(lanes) / lanes, which the closed form's cycle does not
+charge: LLaMA-2-7B, n = 4, 3 replicas of one H100 at 45.7 GB/s against 4 H20s at 17.75 GB/s (1.55 lanes), 1536
+requests at 32 tokens, 22.8 % above (8.0 % over 35.5 GB/s NICs, 2 lanes). And where a slower pool NIC drops a lane
+the event model's lane speeds up (capacity / ceil(lanes)): over 50 GB/s compute NICs, 67521 tokens/s at 4 x 25.1
+GB/s and 74911 at 4 x 25; the closed form falls or holds as any NIC slows.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A
@@ -106,7 +116,7 @@ DRAM bytes (`ActionEnergy.energy_j`); the link itself has no energy price, and t
 not priced (as for the decode's q, k and v). So a slower link costs energy as it costs time.
 Busy units: `compute` (replica work over the replicas), `memory_pool` (attention and the prompts' K/V writes),
 `link_out` (q, k and v, and the prompts' K and V, to the pool) and `link_back` (the output back), the wire time
-over the lanes: the link is rated per direction, so each direction is a unit (at most 1).
+over the (fractional) lanes: the link is rated per direction, so each direction is a unit (at most 1).
 
 BW_min (§3.3): the least bandwidth at which the transfers add at most alpha to an unpipelined iteration,
 (2 + 2/G) e d B L / (alpha (MTIME(B) + ATIME(B, l))), from the cascades' bytes and the device models' times, per NIC
@@ -122,6 +132,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -219,12 +230,12 @@ def replica_work_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], rep
 
 
 def token_s(layers: Sequence[OffloadLayer], heads_s: Sequence[float], replicas: int, divide_and_conquer: bool,
-            n_layers: int, lanes: int = 1) -> float:
+            n_layers: int, lanes: Fraction | int = 1) -> float:
     """Steady-state time for every micro-batch to pass `n_layers` layers and its LM head (`heads_s`, one per
     micro-batch, on a replica after its last layer): the slowest micro-batch's layers x cycle plus its head, or the
     busiest resource's work (a replica's as the rotation assigns slices and heads, `replica_work_s`; a link
-    direction's wire time over its `lanes`, `OffloadModel.link_lanes`; module docstring). A lower bound: the waits
-    of one micro-batch's cycle on the others are not counted."""
+    direction's wire time over its `lanes`, `OffloadModel.link_lanes`, a fraction; module docstring). A lower
+    bound: the waits of one micro-batch's cycle on the others are not counted."""
     if not layers:
         return 0.0
     return max(max(n_layers * layer.cycle_s(divide_and_conquer) + head for layer, head in zip(layers, heads_s,
@@ -355,18 +366,25 @@ class OffloadModel:
         return self.compute.parallelism.tp if self.message_end == "compute" else self.pool_devices
 
     @property
-    def link_lanes(self) -> int:
-        """Messages each link direction carries at once: the pool's b NICs' rate over a message's, rounded down,
-        at most the replicas (each sends one at a time), at least 1 (1 in ping-pong, or when the pool's end limits
-        a message; with one NIC rate min(tp x replicas, b) // min(tp, b), the ratio b / tp kept exact). An
-        assumption: a lane carries a whole message at the message's rate, and messages do not share a NIC's spare
-        bandwidth, so a pool end 1.99 messages' rate wide carries one (a staggered run's token can step by ~16 %
-        where the memory NIC's rate crosses a multiple of the compute end's: with two NIC kinds only; the
-        reproduction uses one)."""
+    def link_lanes(self) -> Fraction:
+        """Messages each link direction carries at once, a fraction: the direction's capacity over one message's
+        rate (`nic_bytes_per_s`), the pool's b NICs' rate over a replica's tp, at most the replicas (each sends one
+        at a time), at least 1 (1 in ping-pong, or when the pool's end limits a message; with one NIC rate
+        min(tp x replicas, b) / min(tp, b)). So the direction carries min(replicas x tp x r_c, b x r_m), as fast as
+        the slower side of it, and no NIC that gets slower makes it faster (rounded down, a pool end 1.99
+        messages' rate wide carried one: 3 replicas of one H100 at 45.7 GB/s against 4 x 17.75 GB/s served
+        LLaMA-2-7B 16 % slower than over 35.5 GB/s NICs). Exact from the rates (`Fraction`), so a whole number of
+        messages is whole. The event model runs ceil(lanes) lanes, each a message at lanes / ceil(lanes) of a
+        message's rate (`offload_events.simulate_pipeline`)."""
         tp, b = self.compute.parallelism.tp, self.pool_devices
         r_c, r_m = self.link.bytes_per_s_per_direction, self.pool_link.bytes_per_s_per_direction
-        messages = Fraction(b, tp) if r_c == r_m else b * r_m / (tp * r_c)  # the pool's rate over a replica's
-        return max(1, math.floor(min(self.replicas, messages)))
+        if r_c == r_m:  # one NIC rate (an infinite one too): the ratio of the NICs' counts
+            messages = Fraction(b, tp)
+        elif math.isfinite(r_c) and math.isfinite(r_m):  # the pool's rate over a replica's
+            messages = b * Fraction(r_m) / (tp * Fraction(r_c))
+        else:  # one end infinitely fast: the other limits
+            messages = Fraction(self.replicas if math.isinf(r_m) else 1)
+        return max(Fraction(1), min(Fraction(self.replicas), messages))
 
     def layer_kv_bytes(self, tokens: int) -> float:
         """K and V of one layer of `tokens` new tokens as the pool holds them (`kv_bytes_per_token`: one copy of
@@ -518,10 +536,25 @@ def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float)
     short = [end for end in ends if end[1].bytes_per_s_per_direction < end[3]]
     if not short:
         return replace(record, extras=extras)
-    reason = "; ".join(f"link {link.name}: {link.bytes_per_s_per_direction / 1e9:.1f} GB/s per NIC is below BW_min "
-                       f"{need / 1e9:.1f} GB/s per {end} NIC ({nics} of them)" for end, link, nics, need in short)
+    reason = "; ".join(f"link {link.name}: {have} GB/s per NIC is below BW_min {bw_min} GB/s per {end} NIC ({nics} "
+                       "of them)" for end, link, nics, need in short
+                       for have, bw_min in [_gb_per_s_apart(link.bytes_per_s_per_direction, need)])
     reason += f" for batch {len(contexts)} at network overhead alpha {alpha:g}"
     return replace(record, feasible=False, reason=reason, extras=extras)
+
+
+def _gb_per_s_apart(low_bytes_per_s: float, high_bytes_per_s: float) -> tuple[str, str]:
+    """Two different rates in GB/s written so they read apart: one decimal (with an exponent past 1e6 GB/s, where
+    an alpha near 0 puts BW_min), more digits while the two read alike (a NIC a hair below BW_min), from the
+    floats' exact decimals (`Decimal`), so their digits differ somewhere."""
+    def shown(rate_bytes_per_s: float, digits: int) -> str:
+        gb_per_s = Decimal(rate_bytes_per_s).scaleb(-9) if math.isfinite(rate_bytes_per_s) else rate_bytes_per_s
+        return f"{gb_per_s:.{digits}f}" if abs(gb_per_s) < 1e6 else f"{gb_per_s:.{digits + 2}e}"
+
+    digits = 1
+    while shown(low_bytes_per_s, digits) == shown(high_bytes_per_s, digits):
+        digits += 1
+    return shown(low_bytes_per_s, digits), shown(high_bytes_per_s, digits)
 
 
 def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> Record:

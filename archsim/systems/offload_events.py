@@ -7,10 +7,14 @@ task as a `Span` for a Perfetto trace, where the overlap and the idle gaps show.
 Resources: the compute replicas (`replicas`, `system_checks.offload_replicas`: n - 1 for n micro-batches, or 1 for
 one micro-batch), the memory pool (all its devices work on one micro-batch's attention at a time: heads are
 partitioned, so each device holds a share of every request), and the link in each direction (`link out`,
-`link back`): `lanes` messages on it at once (`OffloadModel.link_lanes`), each also holding its replica's NICs for
-that direction (one message at a time: the sender's going out, the next slice's replica coming back), for its wire
-time, then travelling its latency without holding them. With more than one lane each lane is its own track
-(`link out lane 0`, ...), a message on the lowest free one.
+`link back`): ceil(lanes) messages on it at once (`OffloadModel.link_lanes`, a fraction), each also holding its
+replica's NICs for that direction (one message at a time: the sender's going out, the next slice's replica coming
+back), for its wire time stretched by ceil(lanes) / lanes, then travelling its latency without holding them.
+Assumption: every lane runs at lanes / ceil(lanes) of a message's rate, so the lanes together carry the direction's
+capacity (the closed form's busy unit) and a message alone is never faster than the closed form's (whose cycle has
+it at a message's rate: with a fractional lane count this model's cycle is the longer, offload.py); a link sharing
+its bandwidth among the messages on it (processor sharing, a message alone at its full rate) is not modelled. With
+more than one lane each lane is its own track (`link out lane 0`, ...), a message on the lowest free one.
 Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the ops after attention k - 1 and
 before attention k (the paper's min-cut slices), runs on replica (j + k) mod `replicas` (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
@@ -59,8 +63,10 @@ last attention are not run (they start the next token's first slice).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import simpy
 
@@ -163,15 +169,18 @@ def model_pipeline(model: OffloadModel, contexts: Sequence[int], tokens: int, tr
 
 def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: int, tokens: int,
                       divide_and_conquer: bool, trace: bool = False,
-                      heads_s: Sequence[float] | None = None, lanes: int = 1) -> PipelineRun:
+                      heads_s: Sequence[float] | None = None, lanes: Fraction | int = 1) -> PipelineRun:
     """Run `tokens` tokens of `n_layers` layers for each micro-batch (one `OffloadLayer` each) on `replicas`
     replicas (module docstring); `heads_s`: each micro-batch's LM head (none by default); `lanes`: messages each
-    link direction carries at once (`OffloadModel.link_lanes`; 1 by default, as in ping-pong)."""
+    link direction carries at once, at least 1 (`OffloadModel.link_lanes`, a fraction; 1 by default, as in
+    ping-pong), run as ceil(lanes) lanes, each message's wire time stretched by ceil(lanes) / lanes."""
     heads = list(heads_s) if heads_s is not None else [0.0] * len(layers)
     env = simpy.Environment()
     turns = [_Turns(env, r, replicas, len(layers)) for r in range(replicas)]
     pool = simpy.PriorityResource(env, 1)
-    links = {name: (simpy.Resource(env, lanes), list(range(lanes))) for name in ("link out", "link back")}
+    whole = math.ceil(lanes)
+    stretch = float(whole / Fraction(lanes))  # 1 for a whole number of lanes
+    links = {name: (simpy.Resource(env, whole), list(range(whole))) for name in ("link out", "link back")}
     nics_out, nics_back = ([simpy.Resource(env, 1) for _ in range(replicas)] for _ in range(2))
     spans: list[Span] = []
     done: list[list[float]] = [[] for _ in layers]
@@ -195,10 +204,10 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 lane = min(free)
                 free.remove(lane)
                 start = env.now
-                yield env.timeout(wire_s)
+                yield env.timeout(wire_s * stretch)
                 free.append(lane)
                 if keep and wire_s > 0:
-                    spans.append(Span(f"{name} lane {lane}" if lanes > 1 else name, task, start, env.now))
+                    spans.append(Span(f"{name} lane {lane}" if whole > 1 else name, task, start, env.now))
         yield env.timeout(latency_s)
         arrived.succeed()
 
