@@ -149,11 +149,13 @@ class ParallelResult:
     def record(self) -> Record:
         s = self.spec
         link = _link_name(s)
+        training = s.direction == "fwd+bwd"  # checkpointing and precision set the training memory only (null else)
         extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.attention_kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
                   "causal": s.causal, "direction": s.direction, "scope": s.scope,
-                  "checkpointing": s.checkpointing, "training_precision": s.training_precision,
+                  "checkpointing": s.checkpointing if training else None,
+                  "training_precision": s.training_precision if training else None,
                   "compute_s": self.compute_s,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "wait_s": self.wait_s,
                   "ideal_s": self.ideal_s,

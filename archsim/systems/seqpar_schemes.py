@@ -25,9 +25,13 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
 - `ulysses` (DeepSpeed-Ulysses): an all-to-all of Q, K, V from sequence to head shards, attention over all N tokens
   on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
   overlaps. P must divide H and H_kv.
-- `usp` (Ulysses x Ring, `ulysses` = u devices of a node, P/u ring groups): the all-to-alls inside the u group,
-  then zigzag ring attention over the P/u groups with H/u heads and N/(P/u) tokens per block; causal, N a
-  multiple of lcm(P, 2P/u) (`seqpar_spec.token_multiple`).
+- `usp` (Ulysses x Ring, `ulysses` = u devices, best inside a node): P/u Ulysses groups of u consecutive ranks
+  run the all-to-alls, then u ring groups (the ranks u apart) run zigzag ring attention over P/u devices with H/u
+  heads and N/(P/u) tokens per block; causal, N a multiple of lcm(P, 2P/u) (`seqpar_spec.token_multiple`). Every
+  group is timed over its own links, the slowest sets the time: each all-to-all the slowest Ulysses group's (a
+  ring needs every group's heads, the O all-to-all every ring's output), the ring the slowest ring group's. With u
+  not lining up with a node's devices, a Ulysses group spanning two nodes exchanges over the NIC, and so do the ring
+  groups whose neighbours sit in different nodes.
 - `megatron-sp` (Megatron-LM sequence parallelism): an all-gather of the sequence-sharded N x h input, attention on
   H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair. With P
   beyond the KV heads each device keeps one KV head, repeated over P / H_kv devices (P must then be a multiple of
@@ -216,8 +220,9 @@ def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, la
     return float((start + np.maximum(column(p - 1), last_hop_s)).max())
 
 
-def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, members: list[int], c: int) -> Timing:
-    link = spec.topology.group_link(members)
+def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link, c: int) -> Timing:
+    """A ring of `p` devices of `c` tokens each under `layout` whose every hop goes over `link` (module
+    docstring)."""
     kv = kv_bytes(c, compute)
     forward = replace(compute, direction="fwd")
     work = _ring_work(layout, p, c, spec.causal, forward)
@@ -239,7 +244,7 @@ def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, members: li
 
 def _ring_scheme(spec: ParallelSpec, compute: Compute) -> Timing:
     p = spec.devices
-    return _ring(spec, compute, spec.scheme, p, group_members(p, spec.tp), spec.seq_len // p)
+    return _ring(spec, compute, spec.scheme, p, spec.topology.group_link(group_members(p, spec.tp)), spec.seq_len // p)
 
 
 # --- each device's blocks -----------------------------------------------------------------------------------------
@@ -343,16 +348,33 @@ def _a2a_bytes(compute: Compute, tokens: int) -> tuple[float, float]:
 
 
 def _usp(spec: ParallelSpec, compute: Compute) -> Timing:
+    """Every Ulysses group's all-to-alls, then every ring group's ring (module docstring): each all-to-all as long
+    as the slowest of the P/u Ulysses groups' (a ring group holds one device of each, so its ring starts when they
+    all have their heads, and the O all-to-all waits on every ring), the ring as the slowest ring group's (a group
+    whose hops cross a node steps at the NIC). The groups' compute is the same; they differ only in their links."""
     p, n = spec.devices, spec.seq_len
     layout, r, u = _ring_of(spec)
-    inner = group_members(u, spec.tp)
-    qkv, o = _a2a_bytes(compute, n // p)
-    a2a = spec.topology.all_to_all_s(qkv, inner) + spec.topology.all_to_all_s(o, inner)
+    ulysses_groups, ring_groups = _usp_groups(spec)
+    a2a = sum(max(spec.topology.all_to_all_s(size, group) for group in ulysses_groups)
+              for size in _a2a_bytes(compute, n // p))
     if spec.direction == "fwd+bwd":
         a2a *= 2
     heads = replace(compute, heads=compute.heads // u, kv_heads=compute.kv_heads // u)
-    ring = _ring(spec, heads, layout, r, group_members(r, u * spec.tp), n // r)
+    links = {spec.topology.group_link(group) for group in ring_groups}
+    ring = max((_ring(spec, heads, layout, r, link, n // r) for link in links),
+               key=lambda timing: (timing.time_s, timing.comm_s))  # of rings as fast, the one with the slower hops
     return Timing(ring.time_s + a2a, ring.compute_s, ring.comm_s + a2a)
+
+
+def _usp_groups(spec: ParallelSpec) -> tuple[list[list[int]], list[list[int]]]:
+    """(Ulysses groups, ring groups) of a usp spec's ranks: P/u Ulysses groups of u consecutive sequence-parallel
+    ranks (group g: ranks g u .. g u + u - 1), and u ring groups of the ranks u apart (group j: ranks j, j + u, ...),
+    each rank `tp` devices apart (`group_members`)."""
+    _, r, u = _ring_of(spec)
+    tp = spec.tp
+    ulysses = [[g * u * tp + member for member in group_members(u, tp)] for g in range(r)]
+    rings = [[j * tp + member for member in group_members(r, u * tp)] for j in range(u)]
+    return ulysses, rings
 
 
 def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int, link: Link) -> float:
