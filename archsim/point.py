@@ -152,7 +152,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     mapping_name = spec.name if spec is not None else None
     if spec is not None:
         _refuse_tiling_sets(cascade, spec, values, sets_source)
-    check_attention_form(cascade, workload, values, sets_source, mapping_name)
+    check_attention_form(cascade, workload, values, sets_source, spec)
     check_block_form(cascade, workload, mapping_name)
     check_ffn_form(cascade, workload, values, mapping_name)
     binding = bind(cascade, workload, values, source=sets_source,
@@ -268,14 +268,15 @@ def unread_sets(cascade: Cascade, workload: Workload | None, names: Iterable[str
 
 
 def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict[str, float], sets_source: str,
-                         mapping_name: str | None = None) -> None:
+                         mapping: Mapping | None = None) -> None:
     """Refuse a workload whose attention the cascade does not compute (module docstring): a grouped-query workload
     on a multi-head cascade, one of more than one K/V head on a multi-query cascade, a latent-attention (MLA) one on
     an attention cascade without a latent, a sliding-window one on a cascade without a window, a linear-attention one
     on softmax attention, and K/V heads that do not divide the query heads (before any advice to group them); `sets`
     (from `sets_source`)
     over the workload's sizes. `prepare` checks it against the mapping's cascade, `archsim analyze` and `execute`
-    against theirs."""
+    against theirs; `mapping`: the mapping running the cascade (`prepare`'s), None for a cascade bound without one."""
+    mapping_name = mapping.name if mapping is not None else None
     own = workload.params if workload is not None else {}
     params = {**own, **sets}
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
@@ -323,9 +324,28 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
     form = ("multi-query" if kv_heads == 1 else "multi-head" if kv_heads == heads else "grouped-query")
     has = ("one K/V head that every query head reads (its K and V have no head rank: multi-query, kv_heads 1)"
            if shared else "one K/V head per query head")
+    advice = (_grouped_version_advice(cascade, mapping) if mapping is not None else None) or (
+        f"use a grouped-query cascade{' and its mapping' if mapping_name else ''} (e.g. {example})")
     raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads ({form}), but {what} has "
-                                   f"{has}; use a grouped-query cascade{' and its mapping' if mapping_name else ''} "
-                                   f"(e.g. {example})")
+                                   f"{has}; {advice}")
+
+
+def _grouped_version_advice(cascade: Cascade, mapping: Mapping) -> str | None:
+    """What a grouped-query workload lacks when `mapping` is itself grouped-query (its own cascade has `kv_heads`)
+    but runs a multi-head `cascade` (`--cascade`): a grouped-query version of that cascade, the library's
+    `<name>-gqa` where it has one. None where the mapping is not grouped-query, or its own cascade does not load
+    (the general advice then)."""
+    try:
+        grouped = "kv_heads" in _named_by(mapping, "cascade").params
+    except SpecError:
+        return None
+    if not grouped:
+        return None
+    version = f"{cascade.name}-gqa"
+    missing = (f"use {version}, its grouped-query version (--cascade {version})"
+               if version in library.names("cascades") else
+               f"the library has no grouped-query version of {cascade.name}: write one (--cascade FILE)")
+    return f"mapping {mapping.name} is grouped-query, so what is missing is the cascade's: {missing}"
 
 
 def _shares_one_kv_head(cascade: Cascade) -> bool:

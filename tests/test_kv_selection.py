@@ -22,6 +22,7 @@ from archsim.gpu.load import load_gpu
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import predict
 from archsim.systems import kv_selection as ks
+from archsim.systems import sparse_on_array
 from archsim.systems.devices import device_models
 from archsim.systems.models import system_model
 from archsim.systems.system_spec import load_system
@@ -256,7 +257,7 @@ def test_block_sparse_on_fusemax_skips_the_masked_points(block) -> None:
     does not see (its tile mask): with blocks of whole 256-key tiles their cycles are the same fraction of
     dense's (module docstring)."""
     n = 16384 // block
-    result = ks.block_sparse_on_array("fusemax", "bert-base", 16384, block)
+    result = sparse_on_array.block_sparse_on_array("fusemax", "bert-base", 16384, block)
     assert result.density == pytest.approx((4 * n - 4) / n**2, rel=1e-12)
     dense = {e.name: e for e in result.dense.einsums}
     for e in result.sparse.einsums:
@@ -273,7 +274,7 @@ def test_block_sparse_on_fusemax_skips_the_masked_points(block) -> None:
 def test_block_sparse_energy_and_flat_latency_fall_with_density() -> None:
     """Sparser masks cost less energy and less time on FuseMax and on FLAT's hardware (fusemax-cascade)."""
     for mapping in ("fusemax", "fusemax-cascade"):
-        runs = [ks.block_sparse_on_array(mapping, "bert-base", 16384, b) for b in (4096, 1024, 256)]
+        runs = [sparse_on_array.block_sparse_on_array(mapping, "bert-base", 16384, b) for b in (4096, 1024, 256)]
         energies = [runs[0].dense.energy_pj] + [r.sparse.energy_pj for r in runs]
         latencies = [runs[0].dense.latency_s] + [r.sparse.latency_s for r in runs]
         assert all(a > b for a, b in itertools.pairwise(energies)), mapping

@@ -15,6 +15,7 @@ from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems import kv_selection
+from archsim.systems.sparse_on_array import block_sparse_on_array
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_a_block_of_no_tokens_exits_2_naming_it() -> None:
 
 def test_the_arrays_block_sparse_comparison_refuses_grouped_query_workloads() -> None:
     with pytest.raises(SpecError, match=r"params\.kv_heads") as error:
-        kv_selection.block_sparse_on_array("fusemax", "llama3-8b", 4096, 256)
+        block_sparse_on_array("fusemax", "llama3-8b", 4096, 256)
     assert "no grouped-query block-sparse cascade" in str(error.value)
 
 

@@ -1,6 +1,6 @@
 """MInference's block-sparse head, its estimation included, on the FuseMax hardware (issue 19: the spatial-array
 model's skipped tiles and estimation pass): the `cmp` op, mappings/fusemax-minference-block-sparse.yaml through
-`archsim run` and `archsim sweep`, and `kv_selection.selected_blocks_on_array`."""
+`archsim run` and `archsim sweep`, and `sparse_on_array.selected_blocks_on_array`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from archsim import library
 from archsim.cli import main
-from archsim.systems import kv_selection as ks
+from archsim.systems.sparse_on_array import selected_blocks_on_array
 
 MAPPING = "fusemax-minference-block-sparse"
 ESTIMATION = ("QP", "KP", "BQK", "BM", "BN", "BD", "BA", "BR", "BSEL")
@@ -77,7 +77,7 @@ def test_sparse_beats_dense_at_low_density_and_the_estimation_share_grows() -> N
     """Against dense causal FuseMax (fusemax-gqa), 256 blocks of 64 tokens: slower keeping them all (k_b = 256: the
     2-D array holds one 64-key block on its 256 rows, plus the estimation), faster well below, and the estimation
     a larger share as k_b, so the density, falls."""
-    runs = [ks.selected_blocks_on_array("bert-base", 16384, 64, k_b) for k_b in (256, 41, 13, 7, 3)]
+    runs = [selected_blocks_on_array("bert-base", 16384, 64, k_b) for k_b in (256, 41, 13, 7, 3)]
     assert runs[0].density == 1
     assert runs[0].sparse.latency_s > runs[0].dense.latency_s
     for run in runs[2:]:
@@ -120,7 +120,7 @@ def test_the_kept_share_follows_from_k_b(seq_len: int, k_b: int) -> None:
     blocks of 64) k_b = 8 keeps about 8 / 128 of the causal points and runs in about a quarter of dense causal
     FuseMax's time; while k_b covers every block (4096 tokens, 64 blocks, k_b = 100) the head does dense causal
     attention's work (QK's multiply-accumulates; slower, as above: one 64-key block on the 2-D array's 256 rows)."""
-    run = ks.selected_blocks_on_array("llama3-8b", seq_len, 64, k_b)
+    run = selected_blocks_on_array("llama3-8b", seq_len, 64, k_b)
     share = _kept_causal_share(seq_len, 64, k_b)
     assert run.density == pytest.approx(share, rel=1e-12)
     assert _qk_macs(run.sparse) == pytest.approx(share * _qk_macs(run.dense), rel=1e-9)

@@ -168,7 +168,7 @@ def _prefill_table(points: list[dict]) -> None:
     kept = "retrieval_fraction" in p0  # DuoAttention: memory as its decode rows (`sparse_points`)
     memory = ("weights + the KV cache it keeps (OOM: the weights, it and one layer's full K and V, or where it goes "
               "to the host the weights and that layer, exceed the GPU's memory; timed all the same); "
-              f"{p0['retrieval_fraction']:g} of the KV heads retrieval heads; KV to host: the KV it keeps" if kept else
+              f"{_heads_kept(p0)}; KV to host: the KV it keeps" if kept else
               "weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps exceed its memory, "
               "activations not counted)")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
@@ -199,8 +199,7 @@ def _system_table(rows: list[dict]) -> None:
     reason below), a memory pool's of the requests its KV room holds, each side its own (n/a where it holds none);
     the speedup is per request."""
     r0 = rows[0]
-    setting = (f"retrieval heads: {r0['retrieval_fraction']:g} of the KV heads" if "retrieval_fraction" in r0 else
-               "budget in tokens")
+    setting = _heads_kept(r0) if "retrieval_fraction" in r0 else "budget in tokens"
     click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): one layer's decode attention, dense "
                "at the context against the tokens' worth of KV the method reads (ms), and per request (us): on a "
                "PIM device the batch's on its share of the heads, on a memory pool the requests its KV room holds "
@@ -227,13 +226,16 @@ def _system_table(rows: list[dict]) -> None:
 
 
 def _decode_table(points: list[dict]) -> None:
-    """Decode points as rows: ms and GB, dense beside, OOM where the memory exceeds the GPU's, n/a for no time."""
-    click.echo(f"{'method':<15} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} {'ms':>8} "
-               f"{'dense ms':>9} {'GB':>11} {'dense GB':>11}")
+    """Decode points as rows: ms and GB, dense beside, OOM where the memory exceeds the GPU's, n/a for no time; with
+    a retrieval fraction among them, the KV heads each keeps whole (`heads`, over every layer; - for the others)."""
+    heads = any("retrieval_heads" in p for p in points)
+    click.echo(f"{'method':<15} {'model':<10} {'gpu':<15} {'phase':<9} {'context':>8} {'budget':>6} "
+               + (f"{'heads':>5} " if heads else "") + f"{'ms':>8} {'dense ms':>9} {'GB':>11} {'dense GB':>11}")
     for p in points:
         budget = p["budget"] if p["budget"] is not None else "-"
         click.echo(f"{p['method']:<15} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
-                   f"{budget:>6} {_number(p['time_s'] * 1e3, '.2f'):>8} {_number(p['dense_time_s'] * 1e3, '.2f'):>9} "
+                   f"{budget:>6} " + (f"{p.get('retrieval_heads', '-'):>5} " if heads else "")
+                   + f"{_number(p['time_s'] * 1e3, '.2f'):>8} {_number(p['dense_time_s'] * 1e3, '.2f'):>9} "
                    f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
 
 
@@ -300,6 +302,13 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
                f"masks above App. F's sparsity: {h['density_above']}")
     if "minference_reason" in h:
         click.echo(f"Why the prefill times miss: {h['minference_reason']}")
+
+
+def _heads_kept(row: dict) -> str:
+    """The KV heads a row's retrieval fraction keeps whole (`sparse_points.retrieval_fields`), beside the
+    fraction asked."""
+    return (f"{row['retrieval_heads']} KV heads kept whole as retrieval heads ({row['retrieval_fraction_used']:.4g} "
+            f"of the model's; {row['retrieval_fraction']:g} asked)")
 
 
 def _gb(memory_bytes: float, fits: bool) -> str:

@@ -13,7 +13,8 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   FlashInfer's small-tile decode): the layer's retrieval KV heads (and their query heads) at the context, its
   streaming heads at min(context, sinks + recent); where that window holds the whole context every head attends the
   same tokens, and the layer is one call over all heads, as dense. Heads come from a `head_map` (layers x kv_heads, 1 =
-  retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads spread as evenly as
+  retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads (`retrieval_heads`; an r
+  in (0, 1) that rounds to none or all of them is refused, as it would run as 0 or 1) spread as evenly as
   possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
   a map says how). Dense baseline: every head at the context, one call per layer.
 - **Quest** (§3.5): the first `dense_layers` (2, or every layer of a model with fewer) layers dense; every other
@@ -60,8 +61,8 @@ GEMMs and memory would mix precisions. A head_dim beyond FlashAttention-2's (`gp
 256, a smaller one padded), the kernel of every method's dense baseline (FlashAttention-2 for a prefill, its
 Flash-Decoding for decode), is refused as the workload's: no GPU runs it.
 
-Hardware effect elsewhere (PIM and offloading reached by `archsim sparse --system`, through
-`sparse_points.system_points`; the spatial array by tests/test_kv_selection.py only):
+Hardware effect elsewhere (PIM and offloading, reached by `archsim sparse --system` through
+`sparse_points.system_points`; block-sparse attention on a spatial array is `archsim.systems.sparse_on_array`'s):
 - PIM (`pim_attention_s`): a bank-PIM (NeuPIMs) or Logic-PIM (Duplex) decode attention costs by the rows it
   streams, so selection enters as the context the device's `attention-decode-gqa` op is bound to: the
   bytes-equivalent context: the bytes selection reads (`duo_kv_bytes`, `quest_read_bytes`) over one token's K and
@@ -76,23 +77,6 @@ Hardware effect elsewhere (PIM and offloading reached by `archsim sparse --syste
   attention of the requests the pool holds (`OffloadModel.attention_cost`), dense's each at the context, the
   method's each at its effective context (Quest's `quest_mean_effective_context`; DuoAttention's at the busiest
   memory device, `duo_device_effective_context`), compared per request (the sides hold different counts).
-- Spatial array (`block_sparse_on_array`): `attention-block-sparse` (a static block mask; no estimation pass:
-  the mask is fixed, nothing is scored) against `attention-1pass`, the same Einsums, on a library mapping of
-  either (FuseMax's `fusemax`, or `fusemax-cascade` on FLAT's hardware) through the analytical model, which
-  counts masked points free. The 2-D array's Einsums (QK, SLN, SLNV) shrink with the kept fraction; the 1-D
-  array's running-state Einsums (RM, PRM, SPD, RD, SPNV, RNV) are per key tile and query, masked at tile
-  granularity (a tile the query does not see carries the state unchanged, as a kernel skips it), so they shrink
-  with the fraction of (tile, query) pairs kept, which is the block density when blocks are whole tiles. Both
-  the latency of a 1-D-bound mapping (FuseMax at these sizes) and the energy fall with density; a K/V tile no
-  query of the resident query tile sees is not fetched (`archsim.model.reuse.masked_refetches`).
-- Spatial array with the estimation (`selected_blocks_on_array`): MInference's block-sparse head
-  (`minference-block-sparse`: pooling, block scores, top-k selection, then attention over the selected blocks) on
-  `fusemax-minference-block-sparse` against dense causal attention (`attention-1pass-causal-gqa` on `fusemax-gqa`,
-  grouped K/V or not). The estimation groups' cycles (every group but `attention`: one Einsum each, or
-  `sequential`) do not fall with density, so their share of the sparse run's compute grows as density falls. The
-  selected blocks' mask reads the selection (a density, no positions), so every K/V tile is fetched and the score
-  rows the 3-pass softmax keeps on chip are dense: what falls with density is the 2-D array's compute, not the
-  traffic.
 """
 
 from __future__ import annotations
@@ -116,7 +100,6 @@ from archsim.model.gpu import (
 )
 from archsim.model.gpu_flash_plans import FA2_HEAD_DIMS
 from archsim.model.gpu_kernels import predict
-from archsim.model.result import Result
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
@@ -135,9 +118,6 @@ KERNEL_WORD_BYTES = 2  # the sparse methods' kernels and their dense baselines r
 PIM_ATTENTION = "attention-decode-gqa"
 QUEST_CASCADE = "quest-decode"
 DUO_CASCADE = "duoattention-decode"
-DENSE_ARRAY_CASCADE, SPARSE_ARRAY_CASCADE = "attention-1pass", "attention-block-sparse"
-SELECTION_ARRAY_MAPPING, DENSE_CAUSAL_ARRAY_MAPPING = "fusemax-minference-block-sparse", "fusemax-gqa"
-SELECTION_ATTENTION_GROUP = "attention"  # the selected blocks' group; the mapping's others are the estimation
 
 
 @dataclass(frozen=True)
@@ -191,7 +171,8 @@ def weight_bytes(workload: Workload) -> float:
 def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | None = None,
                               head_map: Sequence[Sequence[int]] | np.ndarray | None = None) -> tuple[int, ...]:
     """Retrieval KV heads of each layer: the rows of `head_map` (layers x kv_heads, 1 = retrieval, 0 = streaming)
-    summed, or round(r x layers x kv_heads) spread evenly over the layers (the first layers take the remainder)."""
+    summed, or `retrieval_heads` of the fraction spread evenly over the layers (the first layers take the
+    remainder)."""
     layers, kv_heads = int(_size(workload, "layers")), int(_size(workload, "kv_heads"))
     if (head_map is None) == (retrieval_fraction is None):
         raise SpecError(SOURCE, "retrieval_fraction", "expected exactly one of retrieval_fraction and head_map")
@@ -203,12 +184,30 @@ def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | No
         if not np.isin(heads, (0, 1)).all():
             raise SpecError(SOURCE, "head_map", "expected 1 (retrieval head) or 0 (streaming head) per entry")
         return tuple(int(n) for n in heads.sum(axis=1))
+    total = retrieval_heads(workload, retrieval_fraction)
+    return tuple(total // layers + (i < total % layers) for i in range(layers))
+
+
+def retrieval_heads(workload: Workload, retrieval_fraction: float) -> int:
+    """The KV heads, over every layer, that a retrieval fraction r keeps whole: round(r x layers x kv_heads), heads
+    being whole. An r in (0, 1) that rounds to none or to all of them is refused: the run would be r = 0's (no
+    head kept whole) or r = 1's (dense) while the output named r."""
     if isinstance(retrieval_fraction, bool) or not isinstance(retrieval_fraction, int | float) \
             or not 0 <= retrieval_fraction <= 1:
         raise SpecError(SOURCE, "retrieval_fraction", f"expected a fraction of KV heads in [0, 1], got "
                                                       f"{retrieval_fraction!r}")
-    total = round(retrieval_fraction * layers * kv_heads)
-    return tuple(total // layers + (i < total % layers) for i in range(layers))
+    layers, kv_heads = int(_size(workload, "layers")), int(_size(workload, "kv_heads"))
+    heads = layers * kv_heads
+    total = round(retrieval_fraction * heads)
+    if 0 < retrieval_fraction < 1 and total in (0, heads):
+        runs, other = (("0 (no head kept whole)", f"at least 1/{heads} = {1 / heads:.4g} for one head") if total == 0
+                       else ("1 (every head, dense)", f"at most {heads - 1}/{heads} = {(heads - 1) / heads:.4g} to "
+                                                      "leave one head out"))
+        raise SpecError(SOURCE, "retrieval_fraction",
+                        f"{retrieval_fraction:g} of {workload.name}'s {heads} KV heads ({layers} layers x {kv_heads}) "
+                        f"rounds to {total} of them kept whole, which runs as a fraction of {runs}; give "
+                        f"{runs[0]} for that, or {other}")
+    return total
 
 
 def duo_kv_bytes(workload: Workload, context: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -481,67 +480,6 @@ def quest_pool_batch(pool_capacity_bytes: float, workload: Workload, context: in
     _check_capacity(pool_capacity_bytes)
     return (math.floor(pool_capacity_bytes / quest_kv_bytes(workload, context, budget, page_tokens)),
             math.floor(pool_capacity_bytes / dense_kv_bytes(workload, context)))
-
-
-@dataclass(frozen=True)
-class ArrayBlockSparse:
-    """Block-sparse attention against dense on one mapping: the kept fraction of QK's points and both Results."""
-
-    density: float
-    dense: Result
-    sparse: Result
-
-
-def block_sparse_on_array(mapping: str, workload: str, seq_len: int, block: int) -> ArrayBlockSparse:
-    """`attention-1pass` and `attention-block-sparse` (blocks of `block` tokens) at `seq_len` tokens of `workload`
-    on `mapping`, through the analytical model (module docstring). Both cascades have a K/V head per query head, so
-    a grouped- or multi-query workload is refused (no block-sparse cascade with grouped K/V is in the library)."""
-    from archsim.model.analytical import evaluate
-    from archsim.point import prepare
-
-    spec = library.load_workload_spec(workload)
-    if spec.params.get("kv_heads", spec.params.get("heads")) != spec.params.get("heads"):
-        raise SpecError(spec.path, "params.kv_heads",
-                        f"{spec.params['kv_heads']:g} K/V heads for {spec.params.get('heads', 0):g} query heads: the "
-                        f"spatial array's block-sparse comparison runs {DENSE_ARRAY_CASCADE} and "
-                        f"{SPARSE_ARRAY_CASCADE}, one K/V head per query head; the library has no grouped-query "
-                        "block-sparse cascade")
-    results = []
-    for cascade, sets in ((DENSE_ARRAY_CASCADE, {"seq_len": seq_len}),
-                          (SPARSE_ARRAY_CASCADE, {"seq_len": seq_len, "block": block})):
-        point = prepare(mapping, cascade=cascade, workload=workload, sets=sets)
-        results.append((point.analysis.points["QK"],
-                        evaluate(point.binding, point.analysis, point.arch, point.mapping)))
-    (dense_points, dense), (sparse_points, sparse) = results
-    return ArrayBlockSparse(sparse_points / dense_points, dense, sparse)
-
-
-@dataclass(frozen=True)
-class ArraySelectedBlocks:
-    """MInference's block-sparse head, its estimation included, against dense causal attention on a spatial array:
-    the kept fraction of causal points (the sparse QK's multiply-accumulates over the dense one's), the
-    estimation's share of the sparse run's compute cycles, both Results."""
-
-    density: float
-    estimation_share: float
-    dense: Result
-    sparse: Result
-
-
-def selected_blocks_on_array(workload: str, seq_len: int, block: int, k_b: int,
-                             mapping: str = SELECTION_ARRAY_MAPPING,
-                             dense_mapping: str = DENSE_CAUSAL_ARRAY_MAPPING) -> ArraySelectedBlocks:
-    """`minference-block-sparse` (blocks of `block` tokens, `k_b` selected per block row: the cascade counts
-    min(k_b, i + 1) blocks in query block i) on `mapping` and dense causal attention on `dense_mapping`, at
-    `seq_len` tokens of `workload`, through the analytical model (module docstring). Bad settings are the binding's
-    SpecErrors (`--set`'s)."""
-    from archsim.point import run_point
-
-    sparse = run_point(mapping, workload=workload, sets={"seq_len": seq_len, "block": block, "k_b": k_b})
-    dense = run_point(dense_mapping, workload=workload, sets={"seq_len": seq_len})
-    estimation = sum(e.compute_cycles for e in sparse.einsums if e.group != SELECTION_ATTENTION_GROUP)
-    sparse_qk, dense_qk = (next(e.ops["mac"] for e in r.einsums if e.name == "QK") for r in (sparse, dense))
-    return ArraySelectedBlocks(sparse_qk / dense_qk, estimation / sparse.compute_cycles, dense, sparse)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

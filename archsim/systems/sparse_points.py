@@ -40,6 +40,10 @@ What each method needs, and nothing is filled in for it:
   layers x KV heads whose streaming heads share one (sinks, recent) window (its `dense` heads, full KV, are
   retrieval heads);
 - RazorAttention: the share of heads kept whole;
+  both points (and DuoAttention's system rows) carry that share as asked (`retrieval_fraction`, a map's own), the
+  KV heads over every layer it keeps whole (`retrieval_heads`: whole heads, `kv_selection.retrieval_heads`, which
+  refuses a share in (0, 1) that rounds to none or all of them) and their share, the one run
+  (`retrieval_fraction_used`; `retrieval_fields`);
 - Quest: token budgets (whole 16-token pages, at most the context);
 - TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens; at a context that
   top_k + sinks + local cover, every token is attended, dense, `kv_selection.tokenselect_decode`; a top_k given
@@ -57,7 +61,8 @@ cannot run is no baseline).
 
 On a system (`system_points`, `archsim sparse --system`): what Quest's or DuoAttention's selection does on a system
 spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, offloading"), a flat row each:
-{"method", "model", "system", "budget" (Quest's; None for DuoAttention, which has "retrieval_fraction"), "context",
+{"method", "model", "system", "budget" (Quest's; None for DuoAttention, which has "retrieval_fraction",
+"retrieval_heads" and "retrieval_fraction_used"), "context",
 "device", "kind", "effective_context", "batch", "time_s", "dense_time_s", "fits", "dense_fits", "reason", "requests",
 "dense_requests"}.
 - A bank-PIM or Logic-PIM device the system places ops on: one layer's decode attention of `batch` requests, each
@@ -261,7 +266,16 @@ def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fra
             "kv_host_s": sparse.kv_host_s, "dense_kv_host_s": record["kv_host_s"],
             "fits": (kv_selection.weight_bytes(workload) + sparse.kv_held_bytes <= gpu.dram_bytes
                      and not math.isnan(sparse.time_s)),
-            "retrieval_fraction": fraction}
+            **retrieval_fields(workload, fraction)}
+
+
+def retrieval_fields(workload: Workload, fraction: float) -> dict:
+    """A DuoAttention or RazorAttention point's (or system row's) retrieval heads (module docstring): the fraction
+    asked, the KV heads it keeps whole over every layer (`kv_selection.retrieval_heads`) and their share of the
+    model's KV heads, the fraction the run used."""
+    heads = kv_selection.retrieval_heads(workload, fraction)
+    return {"retrieval_fraction": fraction, "retrieval_heads": heads,
+            "retrieval_fraction_used": heads / (workload.params["layers"] * workload.params["kv_heads"])}
 
 
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
@@ -300,13 +314,13 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
         elif method.name == "duoattention":
             fraction, sinks, recent = duo_settings(method, workload)
             result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
-            points += [{**p, "retrieval_fraction": fraction} for p in selection_points(result, workload.name,
-                                                                                         gpu.name, None)]
+            points += [{**p, **retrieval_fields(workload, fraction)}
+                       for p in selection_points(result, workload.name, gpu.name, None)]
             if method.prefill:
                 points.append(duo_prefill_point(workload, gpu, result, fraction, sinks, recent))
         elif method.name == "razorattention":
             result = kv_selection.razor_decode(workload, gpu, context, method.retrieval_fraction)
-            points += [{**p, "retrieval_fraction": method.retrieval_fraction}
+            points += [{**p, **retrieval_fields(workload, method.retrieval_fraction)}
                        for p in selection_points(result, workload.name, gpu.name, None)]
         elif method.name == "quest":
             for budget in method.budgets:
@@ -381,7 +395,7 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
         settings = [(budget, {"budget": budget}) for budget in method.budgets]
     else:
         fraction, sinks, recent = duo_settings(method, workload)
-        settings = [(None, {"budget": None, "retrieval_fraction": fraction})]
+        settings = [(None, {"budget": None, **retrieval_fields(workload, fraction)})]
     # the KV room as bytes of each KV head once, as the requests' bytes (`kv_selection.dense_kv_bytes`) count them: a
     # PIM system's room is bytes of its TP ranks' KV (`SystemModel.kv_bytes_per_token`), each of tp > kv_heads ranks
     # holding a copy of its KV head; a memory pool keeps each head once (`OffloadModel.kv_bytes_per_token`)
