@@ -28,9 +28,9 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   or when the pool's end is the slower; with one NIC kind min(tp x replicas, b) / min(tp, b)), each replica's one
   at a time: min(replicas x tp x r_c, b x r_m) in all, so no NIC that gets slower makes it carry more. Assumption:
   the closed form charges a message its own rate (in the cycle) and a direction its capacity (its busy unit); the
-  event model, whose lanes are whole, runs ceil(lanes) of them at lanes / ceil(lanes) of a message's rate each, so
-  together they carry the capacity and a message alone is never faster than the closed form's; a link sharing its
-  bandwidth among the messages on it at the moment (processor sharing) is not modelled.
+  event model serves a direction's messages oldest first, each at most a message's rate, the i-th (0-based) at
+  min(1, lanes - i) of it (`offload_events._SharedLink`), so a message alone runs at the closed form's rate, the
+  messages together never above the capacity, and no message is faster as a NIC slows.
 Prefill attention runs on the compute devices (prefill is not offloaded); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
@@ -97,12 +97,12 @@ again when the history's attention came to start at q's arrival, which did not m
 phases, and their attention and messages then queue on the pool and the link, waits no term of `token_s` holds
 (with the pool's work cut a thousandfold, 0.9 %). Where the replicas limit the pipeline and the layers divide among
 them (n = 3 and 5 at 32 layers) the closed form is the event model's time within 0.01 %. (These gaps are the event
-model's time over the closed form's, less 1; every lane count on these grids is whole.) A fractional lane count (two
-NIC kinds) slows each of the event model's messages by ceil(lanes) / lanes, which the closed form's cycle does not
-charge: LLaMA-2-7B, n = 4, 3 replicas of one H100 at 45.7 GB/s against 4 H20s at 17.75 GB/s (1.55 lanes), 1536
-requests at 32 tokens, 22.8 % above (8.0 % over 35.5 GB/s NICs, 2 lanes). And where a slower pool NIC drops a lane
-the event model's lane speeds up (capacity / ceil(lanes)): over 50 GB/s compute NICs, 67521 tokens/s at 4 x 25.1
-GB/s and 74911 at 4 x 25; the closed form falls or holds as any NIC slows.
+model's time over the closed form's, less 1; every lane count on these grids is whole.) With a fractional lane
+count (two NIC kinds) the last lane is a fraction of a message's rate: LLaMA-2-7B, n = 4, 3 replicas of one H100 at
+45.7 GB/s against 4 H20s at 17.75 GB/s (1.55 lanes), 1536 requests at 32 tokens, the event model is 12.7 % above
+(22.8 % while it stretched every message by ceil(lanes) / lanes; 8.0 % over 35.5 GB/s NICs, 2 lanes). The closed
+form falls or holds as any NIC slows; the event model's messages do too, but the pipeline can fall into a better
+phase: over 50 GB/s compute NICs 73100 tokens/s at 4 x 23.3 GB/s pool NICs and 74911 at 4 x 18.0.
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A
@@ -374,8 +374,8 @@ class OffloadModel:
         the slower side of it, and no NIC that gets slower makes it faster (rounded down, a pool end 1.99
         messages' rate wide carried one: 3 replicas of one H100 at 45.7 GB/s against 4 x 17.75 GB/s served
         LLaMA-2-7B 16 % slower than over 35.5 GB/s NICs). Exact from the rates (`Fraction`), so a whole number of
-        messages is whole. The event model runs ceil(lanes) lanes, each a message at lanes / ceil(lanes) of a
-        message's rate (`offload_events.simulate_pipeline`)."""
+        messages is whole. The event model serves a direction's messages oldest first, the i-th (0-based) at
+        min(1, lanes - i) of a message's rate (`offload_events._SharedLink`)."""
         tp, b = self.compute.parallelism.tp, self.pool_devices
         r_c, r_m = self.link.bytes_per_s_per_direction, self.pool_link.bytes_per_s_per_direction
         if r_c == r_m:  # one NIC rate (an infinite one too): the ratio of the NICs' counts
