@@ -173,7 +173,7 @@ def test_a_spec_without_links_models_no_stage_hop():
     """The NeuPIMs specs name no link (the artifact simulates one device's blocks: no TP all-reduce, no hop), so
     GPT-3 30B at their TP 4 PP 2 pays none."""
     from archsim.systems import neupims
-    from archsim.systems.system_model import stage_hops_s
+    from archsim.systems.system_messages import stage_hops_s
 
     assert stage_hops_s(neupims.system("neupims", "gpt3-30b"), 256) == 0.0
 

@@ -26,9 +26,8 @@ from archsim.errors import SpecError
 from archsim.systems.chip import load_chip
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
-from archsim.systems.system_model import board_power_w
 from archsim.systems.system_spec import load_system, system_from_dict, with_fields
-from archsim.systems.system_types import OP_KINDS
+from archsim.systems.system_types import OP_KINDS, board_power_w
 
 PIM_PJ_PER_BIT, PIM_PJ_PER_FLOP, PIM_SRAM_PJ_PER_BYTE = 0.55, 0.32, 0.0034  # pim.md §5, the attacc preset's
 PIM_DEVICES, LAYERS = 8, 80

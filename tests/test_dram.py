@@ -96,8 +96,8 @@ def mixed(row_buffers: int, tiles: int = 20, reads: int = 1024):
 def test_dual_row_buffers_overlap_npu_reads_and_pim_tiles():
     # NeuPIMs §1.1: with one row buffer (Newton) a tile's open rows block the NPU's reads, so the two streams
     # serialise; with a MEM and a PIM row buffer they overlap and share only the command bus, tFAW and data bus.
-    # These are the two stage formulas of archsim.systems.neupims (`_stage`): NPU HBM time + PIM time with one row
-    # buffer, max(NPU, PIM) with two; the bounds below are how far the command-level channel is from them.
+    # These are the two stage formulas of archsim.systems.system_model (`sbi_stage_s`): NPU HBM time + PIM time with
+    # one row buffer, max(NPU, PIM) with two; the bounds below are how far the command-level channel is from them.
     pim_alone = simulate_channel([PIMTile()] * 20).cycles  # 20 x 141
     npu_alone = simulate_channel(reads=ReadStream(streaming_addresses(1024, P))).cycles
     single, dual = mixed(1), mixed(2)

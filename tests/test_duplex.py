@@ -147,7 +147,8 @@ def test_expert_parallel_groups_split_the_experts_and_the_requests(system) -> No
     its MoE layers' dispatch and combine all-to-alls of 16 tokens x top_k 2 x hidden 4096 x 2 B / TP 2."""
     from archsim.systems.collectives import all_to_all_s
     from archsim.systems.links import load_link
-    from archsim.systems.system_model import expert_exchange_s, layer_phases
+    from archsim.systems.system_messages import expert_exchange_s
+    from archsim.systems.system_model import layer_phases
 
     one, two = system_model(_ep(system, 2, 1), MIXTRAL), system_model(_ep(system, 2, 2), MIXTRAL)
     # Mixtral's experts on one TP-2 device, 32 layers, and their router columns (bound to the group's experts)

@@ -14,7 +14,8 @@ from archsim.errors import SpecError
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel
-from archsim.systems.system_model import SystemModel, stage_hops_s
+from archsim.systems.system_messages import stage_hops_s
+from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system, with_fields
 
 

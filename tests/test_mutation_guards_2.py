@@ -31,8 +31,8 @@ from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.neupims import system
 from archsim.systems.system_checks import context_parallel_gpu
-from archsim.systems.system_model import board_power_w
 from archsim.systems.system_spec import load_system
+from archsim.systems.system_types import board_power_w
 
 PIM = PIMSpec()
 REFRESH = 3900 / 3640  # tREFI / (tREFI - tRFC)

@@ -13,7 +13,8 @@ from archsim import library
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, prompt_phase_s
-from archsim.systems.system_model import allreduce_s, dense_phase_costs
+from archsim.systems.system_messages import allreduce_s
+from archsim.systems.system_model import dense_phase_costs
 from archsim.systems.system_spec import load_system, with_fields
 
 PROMPT = 8000

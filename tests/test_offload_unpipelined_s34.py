@@ -17,7 +17,7 @@ from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel
 from archsim.systems.offload_events import model_pipeline
-from archsim.systems.system_model import allreduce_s
+from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_spec import load_system, with_fields
 
 GIB = 2**30

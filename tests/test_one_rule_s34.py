@@ -1,6 +1,6 @@
 """One systems layer, one rule (s34): a sparse point's record and the feasibility it judges live with the point
 (`sparse_points.point_record`), so `archsim sparse --json`'s `fits` and a `sparse:` sweep's `feasible` are one
-judgement; multi-device attention's GPU energy is the systems layer's board power (`system_model.board_power_w`).
+judgement; multi-device attention's GPU energy is the systems layer's board power (`system_types.board_power_w`).
 
 Sizes as tests/test_sparse_audit_s24.py: FlexPrefill (density 1) on Llama-3-8B on an H100 SXM5 (80 GiB); at 2M
 tokens one layer's Q, K, V and O (20480 bytes a token) take 42.9 GB, within the GPU's memory, at 8M 171.8 GB, beyond

@@ -16,8 +16,9 @@ from archsim.point import bound
 from archsim.systems.collectives import all_to_all_s
 from archsim.systems.models import system_model
 from archsim.systems.step import ACTIVATIONS_IN
-from archsim.systems.system_model import EP_LINK, expert_exchange_s
+from archsim.systems.system_messages import expert_exchange_s
 from archsim.systems.system_spec import load_system
+from archsim.systems.system_types import EP_LINK
 
 GPT = library.load_workload_spec("gpt3-7b")
 MIXTRAL = library.load_workload_spec("mixtral-8x7b")

@@ -189,7 +189,7 @@ def test_trace_token_counts_are_ascii_digits(tmp_path, count):
     (("--tp", "1", "--pp", "2"), "  not timed   hops between 2 PP stages (the system names no link ep or tp)"),
 ])
 def test_simulate_says_which_messages_no_link_times(tmp_path, cli, options, line):
-    """Without a link named tp, `system_model.allreduce_s` is 0 at any tp, and without ep or tp `stage_hops_s` is 0
+    """Without a link named tp, `system_messages.allreduce_s` is 0 at any tp, and without ep or tp `stage_hops_s` is 0
     at any pp: on the gpu preset, which names no link, the messages cost nothing, which the human output now says in
     one line. vllm-h100 names an NVLink tp link, which times both: no such line."""
     path = trace(tmp_path, "0,10,10\n")
@@ -277,7 +277,7 @@ def test_simulate_json_says_what_was_refused_and_not_timed(tmp_path, cli):
 def test_untimed_messages_are_the_system_models_rule():
     """Which TP/PP messages no link times is the system model's rule, beside `allreduce_s` and `stage_hops_s`: on
     the gpu preset (no link) both at tp 4, pp 2; the vllm-h100 preset's tp link times both."""
-    from archsim.systems.system_model import untimed_messages
+    from archsim.systems.system_messages import untimed_messages
 
     gpu = neupims.system("gpu", "llama3-8b", tp=4, pp=2)
     assert untimed_messages(gpu.system, gpu.parallelism) == [

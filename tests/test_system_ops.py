@@ -255,7 +255,8 @@ def test_coprocessed_layer_remembered_per_phase_and_tokens_equals_a_fresh_model(
     differently from one seen before (3 decodes and a 40-token prompt, then 43 decodes) equals the layer of a fresh
     model that never saw the first, and the Logic-PIM's cost of the decode ops equals their terms added op by op
     (Duplex+PE+ET, Mixtral, decode attention on the Logic-PIM below its Op/B)."""
-    from archsim.systems.system_model import allreduce_s, layer_phases
+    from archsim.systems.system_messages import allreduce_s
+    from archsim.systems.system_model import layer_phases
 
     def fresh():
         return system_model(load_system("duplex-pe-et"), library.load_workload_spec("mixtral-8x7b"))

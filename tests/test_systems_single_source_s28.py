@@ -14,7 +14,7 @@ from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, calibrated_gpu_
 from archsim.systems.logic_pim_device import LogicPimDevice
 from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_ops
-from archsim.systems.system_model import allreduce_s
+from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_spec import load_system, with_fields
 
 GIB = 2**30

@@ -32,7 +32,8 @@ from archsim.systems.requests import (
 )
 from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
 from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
-from archsim.systems.system_model import SystemModel, untimed_messages
+from archsim.systems.system_messages import untimed_messages
+from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system
 
 
@@ -186,7 +187,7 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     """The flat record of one serving run (what `--json` prints): of the rejected requests, those whose prefill the
     system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); how often admitted
     prefills went back to the queue because their iteration could not hold them (`prefill_deferrals`); the messages
-    its model leaves out (`not_timed`, `system_model.untimed_messages`)."""
+    its model leaves out (`not_timed`, `system_messages.untimed_messages`)."""
     return {
         "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
         "unrunnable": len(result.unrunnable_ids), "unrunnable_reason": result.unrunnable_reason,

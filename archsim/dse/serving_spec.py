@@ -64,9 +64,8 @@ from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
-from archsim.systems.system_model import board_power_w
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
-from archsim.systems.system_types import System
+from archsim.systems.system_types import System, board_power_w
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
@@ -260,7 +259,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
 def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrained: tuple[str, ...], source: str,
                           axes: Mapping[str, list[Any]]) -> None:
     """An energy objective or constraint (`ENERGY_METRICS`) needs a device's energy: a chip without a power figure
-    (`power_w`, `system_model.board_power_w` NaN) has none, so every point's energy would be unknown and the front
+    (`power_w`, `system_types.board_power_w` NaN) has none, so every point's energy would be unknown and the front
     empty. Refused naming the objective or constraint and the device, unless an axis over that device's preset
     gives it one with a power (each value checked as the system spec loads it)."""
     named = _naming(objectives, constrained, ENERGY_METRICS)

@@ -45,10 +45,10 @@ stream's activations / bursts), "refresh", "PIM priority" (an NPU command ready 
 "command bus" (ready but another command took the slot). A command held back by a pending refresh is blamed on the
 refresh (whatever its own timing). Ties between constraints go to the first listed.
 
-What it sees that `pim.tile_cycles` and `neupims._stage` cannot: per-bank tRAS of a tile's last G_ACT (a tile of
-<= 2 columns ends up to 3 cycles later than `tile_cycles`, which counts tRAS from the first G_ACT); the NPU's
-reads competing with COMPs for command slots, with G_ACTs for tFAW windows and with READRES for the data bus; and
-with one row buffer the NPU's reads serialised behind whole tiles.
+What it sees that `pim.tile_cycles` and `system_model.sbi_stage_s` cannot: per-bank tRAS of a tile's last G_ACT (a
+tile of <= 2 columns ends up to 3 cycles later than `tile_cycles`, which counts tRAS from the first G_ACT); the
+NPU's reads competing with COMPs for command slots, with G_ACTs for tFAW windows and with READRES for the data bus;
+and with one row buffer the NPU's reads serialised behind whole tiles.
 """
 
 from __future__ import annotations

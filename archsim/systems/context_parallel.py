@@ -54,8 +54,8 @@ from archsim.systems.seqpar_schemes import distattention_merge_s, distattention_
 from archsim.systems.seqpar_spec import ParallelSpec, check_spec, single_device_scheme, token_multiple
 from archsim.systems.step import UnrunnableOp
 from archsim.systems.system_checks import context_parallel_gpu
-from archsim.systems.system_model import SystemModel, board_power_w
-from archsim.systems.system_types import CP_LINK, TP_LINK, Parallelism, System
+from archsim.systems.system_model import SystemModel
+from archsim.systems.system_types import CP_LINK, TP_LINK, Parallelism, System, board_power_w
 from archsim.systems.topology import Level, Topology
 from archsim.workload import Workload
 

@@ -36,11 +36,11 @@ import numpy as np
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.sharding import shard_workload
 from archsim.systems.step import Op, Step, layer_op
+from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_model import (
     ATTENTION,
     LayerPhases,
     SystemModel,
-    allreduce_s,
     cost_in_order,
     dense_ops,
     device_of,

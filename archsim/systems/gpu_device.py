@@ -62,7 +62,7 @@ bandwidth) (Q, K, V read once and O written once, as a fused kernel does). `arch
 gives the GPU and the xPU this timing to show what the paper's simulator computes.
 Energy, by `energy`:
 - None (a spec's `energy_model: tdp`, the default): board power (TDP, an upper bound) for the op's time (the
-  systems layer adds it over the rank's communication: `archsim.systems.system_model.board_power_w`);
+  systems layer adds it over the rank's communication: `archsim.systems.system_types.board_power_w`);
 - an `ActionEnergy` (`energy_model: per-action`): a price per action, as Duplex prices its xPU (pim.md §2.4: HBM
   energies from FGDRAM, arithmetic from a synthesized PDK; §5 tabulates them): the DRAM bytes the launches move
   above (GEMM operands and outputs, elementwise passes, the attention kernel's own traffic) x 8 x

@@ -106,7 +106,7 @@ phase: over 50 GB/s compute NICs 73100 tokens/s at 4 x 23.3 GB/s pool NICs and 7
 
 Energy: each op's device energy times the devices that run it (tp per replica slice and LM head, b for
 attention), plus both pools' static power (`static_w`: a per-action energy's) over the iteration's wall time. A
-pool priced by board power (`system_model.board_power_w`: TDP for an op's time) draws it over its whole time in the
+pool priced by board power (`system_types.board_power_w`: TDP for an op's time) draws it over its whole time in the
 iteration instead of over its ops': in the decode pipeline every device of both pools for `token_s` (all
 micro-batches are in flight; a gap on a replica or on the pool is a wait on the link or on the other pool, at
 board power), and the prompts' replica (tp devices) for their layers, all-reduces, LM head and any wait on their
@@ -153,16 +153,9 @@ from archsim.systems.system_checks import (
     offload_micro_batches,
     offload_replicas,
 )
-from archsim.systems.system_model import (
-    ATTENTION,
-    SystemModel,
-    allreduce_s,
-    board_power_w,
-    dense_phase_costs,
-    device_of,
-    system_model_of,
-)
-from archsim.systems.system_types import ATTENTION_LINK, Device, System
+from archsim.systems.system_messages import allreduce_s
+from archsim.systems.system_model import ATTENTION, SystemModel, dense_phase_costs, device_of, system_model_of
+from archsim.systems.system_types import ATTENTION_LINK, Device, System, board_power_w
 from archsim.workload import Workload
 
 if TYPE_CHECKING:  # a served run's timeline, read by peak_batch_link_feasibility

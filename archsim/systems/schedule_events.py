@@ -13,7 +13,7 @@ Units (a `simpy.PriorityResource` each, one task at a time): the weight-holding 
 `post`, whole: an op of theirs placed on another device, Duplex's blocked MoE on a Logic-PIM, is on its track, as
 `LayerPhases` sums it into them), the attention device (a bank-PIM, or the weight-holding device itself where the
 attention runs there), the TP link (`allreduce_s`), and, where the PIM has one row buffer (`shared_hbm`:
-`row_buffers == 1`, as `_stage` reads it), the HBM the NPU's transfers and the PIM's commands share.
+`row_buffers == 1`, as `system_model.sbi_stage_s` reads it), the HBM the NPU's transfers and the PIM's commands share.
 - One sub-batch (blocked, overlapped, and SBI below `min_batch`): each layer `pre` -> attention -> `post` -> the TP
   all-reduce, one after another, so the replay equals `device_s` (a consistency check, not a finding).
 - Sub-batch interleaving (two sub-batches): each sub-batch is a chain, `pre` -> attention -> `post` with the next

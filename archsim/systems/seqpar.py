@@ -26,7 +26,7 @@ memory is NaN where the array's DRAM is unbounded.
 
 Energy (`ParallelResult.energy_j`, the record's `energy`) is every device's over the layer: P x tp devices for the
 layer's whole time, a device waiting on a link counted too; the links' own energy is not counted. On a GPU, its board
-power (`system_model.board_power_w`: the preset's TDP, `power_w`) x the time x P x tp (an upper bound: the GPU model has
+power (`system_types.board_power_w`: the preset's TDP, `power_w`) x the time x P x tp (an upper bound: the GPU model has
 no per-action energy). On arrays, each device's blocks' energies (each block's Result: the array's actions and its
 memories' leakage over the block's cycles, all its heads and padded squares, as its time counts them;
 `ArrayCompute.attention_j`) plus its leakage while it runs no block (`ArrayCompute.idle_w` x the layer's time less the
@@ -88,8 +88,7 @@ from archsim.systems.seqpar_spec import (
     token_multiple,
 )
 from archsim.systems.sharding import kv_heads_per_device
-from archsim.systems.system_model import board_power_w
-from archsim.systems.system_types import Device
+from archsim.systems.system_types import Device, board_power_w
 from archsim.systems.topology import ArrayDevice
 from archsim.workload import attention_layers, attention_view, max_size
 

@@ -142,7 +142,7 @@ def check_against_workload(system: System, workload: Workload) -> None:
 
 
 # the words an npu's or logic-pim's GEMM units compute: 8-, 16- or 32-bit (fp8/int8, fp16/bf16, fp32), at one MAC
-# a PE a cycle whatever the width (`archsim.model.npu`'s assumption; their bytes stream at the width)
+# a PE a cycle whatever the width (`archsim.systems.npu`'s assumption; their bytes stream at the width)
 ARRAY_WORD_BYTES = (1, 2, 4)
 
 
@@ -683,7 +683,7 @@ def _check_split_schedule(system: System) -> None:
     schedule's `attention_sync` (how a bank-PIM's channels meet), need a rule that can put decode attention on a
     bank-pim device; without one the first would run blocked and the second is not read. `overlapped` needs that
     device's two row buffers (NeuPIMs' dual row buffers, pim.md §1.1): with one, the host's accesses wait for the
-    PIM's commands and nothing overlaps (sub-batch interleaving models that wait, `system_model._stage`)."""
+    PIM's commands and nothing overlaps (sub-batch interleaving models that wait, `system_model.sbi_stage_s`)."""
     kind = system.schedule.kind
     pims = [device for device in _reachable(system, "attention", "decode") if device.kind == "bank-pim"]
     if kind == "overlapped":

@@ -27,26 +27,25 @@ over the model's decoder layers:
     the decodes split in two sub-batches by the PIM's Algorithm 3 (the prompts longest first, each to the
     sub-batch with fewer prompt tokens so far: `_split_prompts`, whatever their order); stages A..F run one
     sub-batch's NPU work beside the other's PIM attention. A stage takes max(NPU time, PIM time) with two row
-    buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise). The
-    N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time: steady-state` (the
-    artifact's one layer of a frozen batch). The second sub-batch streams the weights less `resident_weight_bytes`
-    kept on chip (at most the NPU's `sram_bytes`: `system_checks` refuses more). Below `min_batch` decodes the
-    schedule is `overlapped` (the artifact's 256), and so it is where the batch's decode attention is not all on
-    one bank-PIM (`decode_groups`).
+    buffers, max(NPU time, NPU HBM time + PIM time) with one (the NPU's reads and PIM commands then serialise:
+    `sbi_stage_s`). The N layers of a stage take A + B + (N-1)(C + D) + E + F, or N (C + D) with `layer_time:
+    steady-state` (the artifact's one layer of a frozen batch). The second sub-batch streams the weights less
+    `resident_weight_bytes` kept on chip (at most the NPU's `sram_bytes`: `system_checks` refuses more). Below
+    `min_batch` decodes the schedule is `overlapped` (the artifact's 256), and so it is where the batch's decode
+    attention is not all on one bank-PIM (`decode_groups`).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where devices do not wait on each other, and expert co-processing (+PE, +ET): its assumptions are in
     `archsim.systems.coprocessing`'s docstring, beside its code.
   - `ping-pong` and `staggered` (attention offloading, Lamina): the factory returns the
     `archsim.systems.offload.OffloadModel` of the system, which composes its own iteration.
-- TP all-reduce: with a link named `tp`, a ring all-reduce of each row-parallel op's output per layer
-  (`TP_REDUCED_OPS`: the output projection and the FFN or MoE, Megatron's two; the new tokens' hidden activations,
-  their bytes from the ops' cascades), blocked; without one they are not modelled (the NeuPIMs artifact simulates
-  one device's decoder blocks).
+- Messages between devices (`archsim.systems.system_messages`, which states their assumptions): a layer's TP
+  all-reduces (`allreduce_s`, blocked, in `LayerPhases.allreduce_s`), a MoE layer's expert exchange and the hops
+  between PP stages (below).
 - PP stages (`sharding.pp_partition`: vLLM's default partition, which may leave the stages uneven): one batch is
   in flight, so the stages run one after another and an iteration runs every layer of the model once
   (`SystemModel.stage_runs`: each stage its own layers, its own SBI fill and drain), with pp - 1 hops of the new
-  tokens' activations between them (`stage_hops_s`: over the link named ep, else tp; none without either). PP
-  never shortens an iteration: it cuts the weights per device and adds KV room.
+  tokens' activations between them (`system_messages.stage_hops_s`). PP never shortens an iteration: it cuts the
+  weights per device and adds KV room.
 - The LM head (`step.lm_head_op`: hidden onto the vocabulary, vLLM's vocab-parallel head cut TP ways) follows the
   last layer once per iteration, on the device holding the weights, over one token per sequence: a decode's new
   token and a prompt's last position (vLLM computes logits only there); every TP rank of the last stage runs its
@@ -58,25 +57,23 @@ over the model's decoder layers:
   as a data-parallel replica of the attention and dense layers; its experts take the tokens routed to them from
   every group, under balanced routing as many as its own requests route (so a group's MoE op is its own tokens
   over its E/EP experts; its router's logits are then over those experts too, under 0.1 % of the op). Each MoE
-  layer adds the tokens' exchange (`expert_exchange_s`): a dispatch and a combine all-to-all over the system's
-  link named `ep` (required), each device sending its 1/TP share of its group's tokens x top_k hidden
-  activations. The iteration takes the slowest group; energy sums every group's devices; price counts TP x PP x
-  EP devices, and so does the KV capacity with even stages (below).
+  layer adds the tokens' exchange (`system_messages.expert_exchange_s`: a dispatch and a combine all-to-all over
+  the link named `ep`). The iteration takes the slowest group; energy sums every group's devices; price counts
+  TP x PP x EP devices, and so does the KV capacity with even stages (below).
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: each stage
   holds the layers of each kind it holds (`SystemModel.stage_kind_counts`: the model's layers in order cut by the
   stages, GLaM's every other layer MoE), which an iteration runs (`stage_runs`) and its weights count. Sub-batch
   interleaving over mixed layers is refused.
-Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action
-energy's, `archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
-(`board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op energy
-is that power for the op's time), that power over the time its rank spends in the iteration's communication
+Energy is every device's op energy over the TP x PP devices, plus their static power (`static_w`: a per-action energy's,
+`archsim.systems.gpu_device`) over the iteration's wall time, plus, for a device priced by board power
+(`system_types.board_power_w`: a `gpu` or `memory-pool` with `energy_model: tdp`, a `chip` with a power figure, whose op
+energy is that power for the op's time), that power over the time its rank spends in the iteration's communication
 (`SystemModel.board_w` x `communication_rank_s`): the GPU runs the collective's kernels or waits in it at board power
 (TDP stays an upper bound), so a slower link costs energy as it costs time. A rank's communication: its layers'
-all-reduces and expert exchanges, with EP the wait in the exchange for the slowest group (each kind of layer's
-slowest: the all-to-all is where the groups meet), and the stage hops it sends or receives (2 x TP ranks a hop).
-A rank idle while another PP stage runs, or while a device beside it in the rank works (co-processing), draws
-nothing, as before. Busy seconds are one device's, over its PP stages. An engine waiting for requests between
-iterations draws nothing.
+all-reduces and expert exchanges, with EP the wait in the exchange for the slowest group (each kind of layer's slowest:
+the all-to-all is where the groups meet), and the stage hops it sends or receives (2 x TP ranks a hop). A rank idle
+while another PP stage runs, or while a device beside it in the rank works (co-processing), draws nothing, as before.
+Busy seconds are one device's, over its PP stages. An engine waiting for requests between iterations draws nothing.
 Weights (`weight_bytes_per_device`): a device's decoder layers plus its share of the embedding table and the LM
 head (`sharding.vocab_tables`: which stages hold them), the heaviest stage's (`stage_weight_bytes`: each stage its
 own layers of each kind, `stage_kind_counts`, and its tables), against which the fit is checked. The LM head's GEMM
@@ -113,17 +110,13 @@ from archsim.errors import SpecError
 from archsim.memo import remembered
 from archsim.outputs import binary_size_text, capacity_text
 from archsim.systems import npu as npu_model
-from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
-from archsim.systems.links import Link
 from archsim.systems.npu_device import NpuDevice
 from archsim.systems.pim_device import PimPlacement
 from archsim.systems.sharding import ep_groups, pp_partition, shard, shard_workload, vocab_tables
 from archsim.systems.step import (
-    ACTIVATIONS_IN,
-    ACTIVATIONS_OUT,
     DECODE_SUMS,
     KV_CACHE,
     WEIGHTS,
@@ -146,23 +139,19 @@ from archsim.systems.system_checks import (
     offload_replicas_text,
     weight_holder,
 )
-from archsim.systems.system_types import (
-    CONTEXT_PARALLEL,
-    EP_LINK,
-    OFFLOAD_SCHEDULES,
-    TP_LINK,
-    Device,
-    Parallelism,
-    System,
-)
+from archsim.systems.system_messages import allreduce_s, expert_exchange_s, stage_hops_s
+from archsim.systems.system_types import CONTEXT_PARALLEL, OFFLOAD_SCHEDULES, Parallelism, System, board_power_w
 from archsim.systems.working_set import FFN_OPS, layer_working_bytes
 from archsim.workload import Workload
 
 ATTENTION = "attention"
 LOGIC_PIM = "logic-pim"
-TP_REDUCED_OPS = ("out_proj", "ffn", "moe")  # row-parallel under TP: each device holds a partial sum of the output
 WORKING_SET_TOKENS = 1024  # the layer `SystemModel.working_bytes_per_token` is read off
 SPLIT_KINDS = ("bank-pim",)  # devices whose attention leaves its softmax to a host
+# the members of a `sizes_model` (no system, no devices) that read only the workload, its shard and the parallelism
+SIZES_MEMBERS = ("ops", "kv_bytes_per_token", "kv_bytes_per_token_layer", "weight_bytes_per_layer",
+                 "layer_weight_bytes_per_device", "stage_weight_bytes", "weight_bytes_per_device",
+                 "working_bytes_per_token", "iteration_memory", "stage_layers", "devices_counted")
 
 
 @dataclass(frozen=True)
@@ -188,6 +177,7 @@ class LayerPhases:
 
     @property
     def sub_batch_interleaving(self) -> bool:
+        """The layer ran under sub-batch interleaving: it has stage times A..F."""
         return bool(self.stages_s)
 
     @property
@@ -222,14 +212,16 @@ class IterationMemory:
 
     @property
     def total_bytes(self) -> float:
+        """Weights, KV cache and working set together."""
         return self.weights_bytes + self.kv_bytes + self.working_bytes
 
 
 @dataclass(frozen=True)
 class SystemModel:
-    """A system running one workload; an `IterationModel` of the serving simulator."""
+    """A system running one workload; an `IterationModel` of the serving simulator. `system` is None only in a
+    `sizes_model`, whose members other than `SIZES_MEMBERS` refuse (`system_of`)."""
 
-    system: System
+    system: System | None
     workload: Workload
     parallelism: Parallelism
     shard: Workload  # one device's sizes
@@ -243,10 +235,18 @@ class SystemModel:
     # checked; the factory gives a GPU's the serving engine's share of its DRAM
     engine_bytes: float | None = None
 
+    def system_of(self, member: str) -> System:
+        """`system`, or a ValueError naming `member` where there is none (a `sizes_model`)."""
+        if self.system is None:
+            raise ValueError(f"SystemModel.{member} needs a system: this is sizes_model({self.workload.name}), "
+                             f"which has none and reads only {', '.join(SIZES_MEMBERS)}")
+        return self.system
+
     @property
     def name(self) -> str:
-        par = self.parallelism
-        return f"{self.system.name}:{self.workload.name} tp{par.tp} pp{par.pp}" + (f" ep{par.ep}" if par.ep > 1 else "")
+        """The system, the workload and the parallel degrees, for messages."""
+        par, system = self.parallelism, self.system_of("name")
+        return f"{system.name}:{self.workload.name} tp{par.tp} pp{par.pp}" + (f" ep{par.ep}" if par.ep > 1 else "")
 
     @property
     def devices_counted(self) -> int:
@@ -258,20 +258,21 @@ class SystemModel:
     def price_per_hour(self) -> float:
         """USD per hour of the devices the model runs on: TP x PP x EP ranks, each with one device of every kind of
         the spec (as energy is counted); NaN when a device has no `price_per_hour`."""
-        prices = [d.price_per_hour for d in self.system.devices.values()]
+        prices = [d.price_per_hour for d in self.system_of("price_per_hour").devices.values()]
         return math.nan if None in prices else self.devices_counted * float(sum(prices))
 
     @property
     def static_w(self) -> float:
         """Static power of the devices the model runs on (counted as `price_per_hour` counts them), charged over
         every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it)."""
-        return self.devices_counted * sum(d.static_w for d in self.system.devices.values())
+        return self.devices_counted * sum(d.static_w for d in self.system_of("static_w").devices.values())
 
     @property
     def board_w(self) -> float:
         """Board power of one rank's devices priced by it (`board_power_w`), drawn over the rank's communication
         (module docstring); 0 without such a device."""
-        return sum(w for d in self.system.devices.values() if (w := board_power_w(d)) is not None)
+        devices = self.system_of("board_w").devices.values()
+        return sum(w for d in devices if (w := board_power_w(d)) is not None)
 
     @functools.cached_property
     def stage_layers(self) -> tuple[int, ...]:
@@ -398,7 +399,7 @@ class SystemModel:
         one; another is refused naming its mapping)."""
         found = self._lm_head_costs.get(sequences)
         if found is None:
-            timed = sequences and self.system.schedule.lm_head == "timed"
+            timed = sequences and self.system_of("lm_head_cost").schedule.lm_head == "timed"
             op = lm_head_op(self.workload, sequences, self.parallelism.tp) if timed else None
             found = self._lm_head_costs[sequences] = self.weight_device.cost([op]) if op else OpCost()
         return found
@@ -425,8 +426,8 @@ class SystemModel:
         return {}
 
     @functools.cached_property
-    def _allreduces_s(self) -> dict[int, float]:
-        """New tokens -> `allreduce_s`."""
+    def allreduces_s_by_tokens(self) -> dict[int, float]:
+        """New tokens -> `system_messages.allreduce_s`, remembered there."""
         return {}
 
     @functools.cached_property
@@ -533,12 +534,13 @@ class SystemModel:
         """The device that holds the weights: the one the rules give the decode QKV projection at any Op/B (a rule
         by Op/B may send a small batch's projection to a Logic-PIM, whose stacks are this device's HBM; it had
         then been taken for the holder, its memory share and TP group misread and the LM head run there)."""
-        return self.devices[weight_holder(self.system).name]
+        return self.devices[weight_holder(self.system_of("weight_device")).name]
 
     @property
     def memory_bytes_per_device(self) -> float:
         """Memory for one rank's weights and KV cache: the memory the engine holds on the weight-holding device
         (`held_memory_bytes`, no more than a Logic-PIM's stacks hold) less what it keeps for activations."""
+        self.system_of("memory_bytes_per_device")
         held, reserve = held_memory_bytes(self)
         return held - reserve
 
@@ -548,11 +550,16 @@ class SystemModel:
         (memory less its weights) holds tokens at its own layers' KV, and every stage holds the same tokens (vLLM
         sizes every worker's cache by the fewest blocks), so the room of the stage holding the fewest tokens, times
         the model's layers over its layers (pp with even stages), on each of the TP x EP ranks of a stage."""
+        self.system_of("kv_capacity_bytes")
         par, memory, layers = self.parallelism, self.memory_bytes_per_device, int(self.workload.params["layers"])
         return min(par.tp * (layers / n) * par.ep * max(0.0, memory - weights)
                    for n, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True))
 
     def iteration(self, batch: Batch) -> IterationCost:
+        """One iteration of `batch` (module docstring): its time, energy and each unit's busy seconds, the slowest
+        EP group's layers of each kind over the PP stages, the stage hops and the LM head one after another; an
+        `UnrunnableOp` where a batch with prompts exceeds `engine_bytes` (`check_memory`)."""
+        self.system_of("iteration")
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
         self.check_memory(contexts, prompts, batch.held_kv_tokens)
@@ -661,19 +668,6 @@ def _room_text(model: SystemModel, share: float | None) -> str:
     return f"which has {capacity_text(room)} of room{at}, {_size_text(held)} less its {_size_text(reserve)} {name}"
 
 
-BOARD_POWERED = ("gpu", "memory-pool", "chip")  # kinds whose op energy can be a board power for the op's time
-
-
-def board_power_w(device: Device) -> float | None:
-    """The board power a device's op energy is priced at (its power for the op's time): a `gpu` or `memory-pool`
-    with `energy_model: tdp` (the preset's TDP) or a `chip` (its `power_w`, NaN where the chip has none: its energy
-    is unknown); None for a device priced otherwise (per action, dynamic only)."""
-    if device.kind not in BOARD_POWERED or device.energy is not None:
-        return None
-    power = device.spec.power_w
-    return math.nan if power is None else float(power)
-
-
 def held_memory_bytes(model: SystemModel) -> tuple[float, float]:
     """(bytes the serving engine holds on the weight-holding device, bytes of them it keeps for activations): a GPU's
     share of its DRAM (`GpuDevice.engine_bytes`) with `ACTIVATION_RESERVE_BYTES` kept, another kind's
@@ -707,8 +701,11 @@ def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
 
 
 def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:
-    """A `SystemModel` of `workload` cut `tp` ways and no system or devices: its weight and KV byte counts read
-    only the workload, its shard and the parallelism (memory models of the systems above use it)."""
+    """A `SystemModel` of `workload` cut `tp` ways and no system or devices (`system` None): its weight and KV byte
+    counts read only the workload, its shard and the parallelism (memory models of the systems above use it). Only
+    `SIZES_MEMBERS` are safe on it (the layer's ops, the byte counts, `iteration_memory`, the stages' layers); a
+    member that reads the system (`name`, `price_per_hour`, `static_w`, `board_w`, `weight_device`,
+    `memory_bytes_per_device`, `kv_capacity_bytes`, `lm_head_cost`, `iteration`) raises a ValueError naming it."""
     block_of(workload, "its byte counts come from the decoder layer's cascades")
     return SystemModel(None, workload, Parallelism(tp=tp, pp=1), shard(workload, Parallelism(tp=tp, pp=1)),
                        workload.block, {})
@@ -737,7 +734,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
             softmax.append(_host_softmax_s(model, attention_device, mine))
             mha.append(max(pim_s[sb], softmax[-1]))
         attention = attention_device.cost_of(decode_ops, placement.gemv_s(), placement.mean_load_s())
-        stage = functools.partial(_stage, attention_device.spec.row_buffers)
+        stage = functools.partial(sbi_stage_s, attention_device.spec.row_buffers)
         stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
                   stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
@@ -881,83 +878,10 @@ def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) 
     return npu_model.vector_time_s(device.host, host_ops)
 
 
-def _stage(row_buffers: int, work: OpCost, pim_s: float) -> float:
+def sbi_stage_s(row_buffers: int, work: OpCost, pim_s: float) -> float:
+    """One stage of sub-batch interleaving: one sub-batch's NPU `work` beside the other's PIM attention (`pim_s`).
+    max(NPU, PIM) with two row buffers, max(NPU, NPU HBM + PIM) with one: the NPU's HBM reads then wait for the
+    PIM's commands (NeuPIMs' dual row buffers, pim.md §1.1; its stages A..F, §1.4)."""
     if row_buffers == 2:
         return max(work.time_s, pim_s)
     return max(work.time_s, work.memory_s + pim_s)
-
-
-def expert_exchange_s(model: SystemModel, tokens: int) -> float:
-    """A MoE layer's token exchange between the EP groups: the dispatch of each of a group's `tokens` tokens to its
-    top_k experts and the combine back, two all-to-alls over the `ep` link, each device sending its 1/TP share of
-    the group's tokens x top_k hidden activations (module docstring); 0 without EP or in a dense layer. The
-    dispatch sends the MoE op's input as its cascade is bound, at the experts' word size (an fp8 FFN,
-    `ffn_word_bytes` 1, dispatches fp8 tokens, as DeepSeek-V3 serves); the combine sends the experts' outputs at
-    the activations' word size, as an all-reduce does (`_reduced_bytes`: bf16 under an fp8 FFN)."""
-    par, params = model.parallelism, model.shard.params
-    if par.ep == 1 or tokens == 0 or "experts" not in params or model.layer_kind == "dense":
-        return 0.0
-    moe = next(op for op in model.ops("decode", tokens, 1) if op.name == "moe")
-    link, share = model.system.links[EP_LINK], int(params["top_k"]) / par.tp
-    return (all_to_all_s(moe.bytes_by_role[ACTIVATIONS_IN] * share, par.ep, link)
-            + all_to_all_s(_reduced_bytes(moe) * share, par.ep, link))
-
-
-STAGE_LINKS = (EP_LINK, TP_LINK)  # the link a PP stage's hop crosses: the first of these the spec names
-
-
-def stage_link(links: Mapping[str, Link]) -> Link | None:
-    """The link a PP stage's hop crosses (`stage_hops_s`): the first of `STAGE_LINKS` in `links`, None without."""
-    return next((links[role] for role in STAGE_LINKS if role in links), None)
-
-
-def stage_hops_s(model: SystemModel, tokens: int) -> float:
-    """An iteration's hops between its PP stages: pp - 1 sends of the `tokens` new tokens' hidden activations (the
-    layer's output, its last op's from its cascade), one stage after another as the batch is (one batch in
-    flight); every TP rank sends its copy to its peer in the next stage at once (vLLM's PP), so a hop is one
-    message. The link is the spec's first of `STAGE_LINKS`: stages are further nodes, so the nodes' network named
-    ep (InfiniBand in the Duplex presets); else the TP link, assuming the nodes are joined at its rate (optimistic
-    where they are joined by a slower network). 0 with one stage, no token or neither link: a spec that names no
-    link (the NeuPIMs presets) models no messages, as it leaves out the TP all-reduce. Time only: links carry no
-    energy in this model."""
-    par, link = model.parallelism, stage_link(model.system.links)
-    if par.pp == 1 or link is None or tokens == 0:
-        return 0.0
-    layer_output = model.ops("decode", tokens, 1)[-1].bytes_by_role[ACTIVATIONS_OUT]
-    return (par.pp - 1) * send_recv_s(layer_output, link)
-
-
-def allreduce_s(model: SystemModel, tokens: int) -> float:
-    """The tensor-parallel all-reduces of a layer over the `tp` link for `tokens` new tokens: one ring all-reduce
-    of each row-parallel op's output (`TP_REDUCED_OPS`, Megatron's two per layer), its bytes the op's output in its
-    cascade; 0 without a tp link, one device or no token. Remembered per model and token count."""
-    found = model._allreduces_s.get(tokens)
-    if found is None:
-        link, degree = model.system.links.get(TP_LINK), model.parallelism.tp
-        found = 0.0
-        if link is not None and degree > 1 and tokens:
-            found = sum(all_reduce_s(_reduced_bytes(op), degree, link, algorithm="ring")
-                        for op in model.ops("decode", tokens, 1) if op.name in TP_REDUCED_OPS)
-        model._allreduces_s[tokens] = found
-    return found
-
-
-def _reduced_bytes(op: Op) -> float:
-    """A row-parallel op's output as its all-reduce moves it: the cascade's output elements at the activations'
-    word size, `Op.output_word_bytes` (an FFN in fp8, `ffn_word_bytes`, writes bf16 outputs, as Llama 3's FP8
-    serving does; `archsim.systems.seqpar_schemes` all-reduces the same bf16 hidden vectors)."""
-    return op.bytes_by_role[ACTIVATIONS_OUT] * op.output_word_bytes / op.binding.word_bytes
-
-
-def untimed_messages(system: System, parallelism: Parallelism) -> list[str]:
-    """The messages of `parallelism` that `system` names no link for, which its model therefore leaves out (no
-    time, no energy): the TP all-reduces without a link named tp (`allreduce_s`), the hops between PP stages
-    without one named ep or tp (`stage_hops_s`). An offloading model (`archsim.systems.offload`) times its TP
-    all-reduces by `allreduce_s` too."""
-    untimed = []
-    if parallelism.tp > 1 and TP_LINK not in system.links:
-        untimed.append(f"TP all-reduces at tp {parallelism.tp} (the system names no link {TP_LINK})")
-    if parallelism.pp > 1 and stage_link(system.links) is None:
-        untimed.append(f"hops between {parallelism.pp} PP stages (the system names no link "
-                       f"{' or '.join(STAGE_LINKS)})")
-    return untimed

@@ -1,6 +1,7 @@
 """What a system is: the typed `System` a system spec loads into (`archsim.systems.system_spec` reads the YAML) and
 its parts (devices, parallel degrees, placement rules, a schedule), with the names the loader, the checks across
-fields (`archsim.systems.system_checks`) and the models share: op kinds, link roles, schedule kinds.
+fields (`archsim.systems.system_checks`) and the models share: op kinds, link roles, schedule kinds, and the board
+power a device's op energy is priced at (`board_power_w`).
 
 This module reads no file and checks no rule across fields; a `System` built by `system_from_dict` has passed
 `check_system`.
@@ -9,6 +10,7 @@ This module reads no file and checks no rule across fields; a `System` built by 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,8 +22,8 @@ from archsim.systems.links import Link
 MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
 # The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
 OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
-# The links a model reads, by role: the TP all-reduce (`archsim.systems.system_model.allreduce_s`), the EP groups'
-# token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
+# The links a model reads, by role: the TP all-reduce (`archsim.systems.system_messages.allreduce_s`), the EP
+# groups' token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
 TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK = "tp", "ep", "attention", "cp"
 WORKLOAD_PARALLELISM_KEYS = ("tp", "pp", "ep")  # an entry of parallelism.by_workload
 # the prefill schemes a context-parallel system runs: archsim.systems.seqpar_schemes' softmax-attention prefills
@@ -58,6 +60,19 @@ class Device:
         """Static power of one such device beside its ops' energy: a per-action energy's `static_w`; 0 otherwise
         (board power for the time already holds it; the other kinds' energies are dynamic only)."""
         return 0.0 if self.energy is None else self.energy.static_w
+
+
+BOARD_POWERED = ("gpu", "memory-pool", "chip")  # kinds whose op energy can be a board power for the op's time
+
+
+def board_power_w(device: Device) -> float | None:
+    """The board power a device's op energy is priced at (its power for the op's time): a `gpu` or `memory-pool`
+    with `energy_model: tdp` (the preset's TDP) or a `chip` (its `power_w`, NaN where the chip has none: its energy
+    is unknown); None for a device priced otherwise (per action, dynamic only)."""
+    if device.kind not in BOARD_POWERED or device.energy is not None:
+        return None
+    power = device.spec.power_w
+    return math.nan if power is None else float(power)
 
 
 @dataclass(frozen=True)
