@@ -33,7 +33,8 @@ def test_the_reproduction_writes_the_issues_keys(reproduction) -> None:
     pair, others, latency, bank = 2 * GRID_POINTS, 3 * 2 * 2, 2, 2 * 2
     assert len(records) == pair + others + latency + bank
     keys = {"model", "system", "lin", "lout", "batch", "throughput_tok_s", "tbt_p50_s", "tbt_p99_s", "e2e_s",
-            "energy_j_per_token", "rank_s_per_token"}  # the issue's, and the ranks' seconds per token
+            "energy_j_per_token", "rank_s_per_token", "preemptions", "batch_reached"}  # the issue's, the ranks'
+    # seconds per token, and how far a point fell short of its batch
     assert all(set(r) == keys for r in records)
     assert headline["points"] == GRID_POINTS
     points = [(r["model"], r["lin"], r["lout"], r["batch"], r["system"]) for r in records]

@@ -33,13 +33,14 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
     click.echo(f"Closed-loop serving, Gaussian (L_in, L_out) (std {duplex_reproduce.STD_FRACTION:.0%} of the mean, "
                f"ours), {duplex_reproduce.REQUEST_ROUNDS} x batch requests per point; the paper's five models (GPU and "
                "Duplex+PE+ET), Duplex and +PE on four Mixtral points, "
-               "then the Bank-PIM comparison")
+               "then the Bank-PIM comparison; a point whose KV cache cannot hold the batch at its lengths says how "
+               "many requests one iteration held at most and how many were preempted")
     click.echo(f"{'model':<14} {'L_in':>5} {'L_out':>5} {'batch':>5}  {'system':<15} {'tok/s':>8} {'x GPU':>6} "
                f"{'TBT p50 ms':>10} {'TBT p99 ms':>10} {'E2E s':>7} {'J/token':>8}")
     for r in df.itertuples():
         click.echo(f"{r.model:<14} {r.lin:>5} {r.lout:>5} {r.batch:>5}  {r.system:<15} {r.throughput_tok_s:>8.0f} "
                    f"{r.over_gpu:>6.2f} {r.tbt_p50_s * 1e3:>10.2f} {r.tbt_p99_s * 1e3:>10.2f} {r.e2e_s:>7.2f} "
-                   f"{r.energy_j_per_token:>8.3f}")
+                   f"{r.energy_j_per_token:>8.3f}{_short_of_batch(r.batch, r.batch_reached, r.preemptions)}")
     _echo_qps(qps)
     click.echo(f"\nOp/B of every op of a {duplex_reproduce.QPS_MODEL} decode step from its cascades (`analyze`; the "
                "report page plots them against the units' ridges): GQA attention ~ deg_grp, MoE ~ tokens per expert")
@@ -83,6 +84,14 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
                + "; ".join(duplex_figures.NOT_RUN) + ".")
     if out:
         click.echo(f"records written to {out}/points.csv, {out}/qps.csv, {out}/headline.csv")
+
+
+def _short_of_batch(batch: int, reached: int, preemptions: int) -> str:
+    """A point's note where it did not run at its batch: the most requests an iteration held, and the preemptions
+    (empty where it held `batch` without any)."""
+    if reached >= batch and not preemptions:
+        return ""
+    return f"  batch {batch} ({reached} reached, {preemptions} preemptions)"
 
 
 def _echo_qps(qps: list[dict]) -> None:

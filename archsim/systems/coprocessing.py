@@ -110,7 +110,9 @@ def _chain_ends(model: SystemModel, decodes: int,
 def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
     """Tokens each of the model's experts receives from `tokens` tokens routed to `top_k` experts each: shares
     1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once); only the
-    first tokens x top_k experts receive any when that is fewer than all (one token reaches top_k experts)."""
+    first tokens x top_k experts receive any when that is fewer than all (one token reaches top_k experts). The
+    rounding up makes the counts sum to at least tokens x top_k, and to less than one more per expert receiving
+    any: 33 tokens, top 2 of 64 experts, give 2 each, 128 (token, expert) pairs for the 66 routed."""
     shares = [1.0 / (i + 1) ** zipf_skew for i in range(experts)]
     total = sum(shares)
     return [min(tokens, math.ceil(tokens * top_k * share / total)) if i < tokens * top_k else 0
@@ -177,9 +179,12 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
 @functools.lru_cache(maxsize=65536)
 def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs: ceil(pairs /
-    k) tokens each routed to k = min(top_k, experts) of them, so all of a layer's experts and pairs are the
-    layer's own MoE op (its tokens, router and activations, not top_k times them); a subset's router and
-    activations are its tokens' share (the router runs once a layer: split, not repeated, between the units)."""
+    k) tokens each routed to k = min(top_k, experts) of them, so all of a layer's experts and its tokens x top_k
+    pairs are the layer's own MoE op (its tokens, router and activations, not top_k times them); a subset's router
+    and activations are its tokens' share (the router runs once a layer: split, not repeated, between the units).
+    Pairs counted by `tokens_per_expert`, which rounds each expert's tokens up, can exceed tokens x top_k, and the
+    op's tokens, router and activations grow with them: 33 tokens, top 2 of 64 experts, count 128 pairs and make an
+    op of 64 tokens, not 33."""
     workload, block, _ = shard_workload(key)
     top_k = min(int(workload.params["top_k"]), experts)
     params = {**workload.params, "experts": experts, "top_k": top_k, "ffn_dim": ffn_dim}

@@ -58,8 +58,8 @@ prompt alone (`ttft_alone_s`: one iteration prefilling one L_in prompt); once ar
 batch stays full and arrivals wait for a slot. A rate is saturated when its p90 TTFT exceeds
 `SATURATION_TTFT_MULTIPLE` x `ttft_alone_s`, interpolated between the last unsaturated and first saturated rate in
 log(p90 TTFT). This estimate reads high: a run starts empty and is finite, so the first `QPS_MAX_BATCH` requests
-never queue and a queue that grows slowly stays short (10.6 requests/s for the GPU against its capacity of 7.3;
-with 200 requests per rate it read about 2 lower). The paper (§2.4): the GPU saturates above 9 req/s, Duplex at
+never queue and a queue that grows slowly stays short (11.9 requests/s for the GPU against its capacity of 8.25;
+with 200 requests per rate it read 10.5). The paper (§2.4): the GPU saturates above 9 req/s, Duplex at
 about 14; the issue asks the GPU's to lie between 8 and 10 and Duplex's to be at least 1.4x it.
 
 `--as-artifact` (`run_all(as_artifact=True)`): the GPU baseline's GPUs and Duplex's xPU timed as Duplex's own
@@ -151,8 +151,11 @@ def duplex_model(name: str, workload: str, as_artifact: bool = False, models: di
 def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, rounds: int = REQUEST_ROUNDS,
               seed: int = SEED, as_artifact: bool = False, models: dict | None = None) -> list[dict]:
     """One record per system x model x (L_in, L_out) x batch: throughput (output tokens / makespan), TBT p50/p99,
-    mean end-to-end latency (finish - arrival) and energy per output token of a closed-loop run (`models`: shared
-    models, `duplex_model`)."""
+    mean end-to-end latency (finish - arrival), energy per output token, and the requests preempted (`preemptions`)
+    and the most requests one iteration held (`batch_reached`, prefills and decodes) of a closed-loop run
+    (`models`: shared models, `duplex_model`): where the KV cache cannot hold `batch` requests at their lengths the
+    run serves fewer at a time, preempting the latest admitted when its pages run out, and `batch` is the
+    scheduler's limit, not the batch run."""
     grid = grid or GRID
     records = []
     for model_name in grid["models"]:
@@ -161,7 +164,8 @@ def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, roun
             for batch in grid["batches"]:
                 requests = gaussian_requests(rounds * batch, lin, lout, STD_FRACTION, seed)
                 for name, model in runs.items():
-                    result = simulate_serving(model, requests, ServingConfig(max_batch=batch), closed_loop=batch)
+                    result = simulate_serving(model, requests, ServingConfig(max_batch=batch), trace=True,
+                                              closed_loop=batch)
                     records.append({
                         "model": model_name, "system": name, "lin": lin, "lout": lout, "batch": batch,
                         "throughput_tok_s": result.throughput_tok_s, "tbt_p50_s": result.tbt_p50_s,
@@ -169,6 +173,8 @@ def reproduce(systems: tuple[str, ...] = SYSTEMS, grid: dict | None = None, roun
                         "e2e_s": mean(r.finish_s - r.arrival_s for r in result.requests),
                         "energy_j_per_token": result.energy_per_token_j,
                         "rank_s_per_token": _rank_s_per_token(model, result),
+                        "preemptions": result.preemptions,
+                        "batch_reached": max(i.n_prefill + i.n_decode for i in result.timeline),
                     })
     return records
 

@@ -71,7 +71,7 @@ layer, on the replica of its next slice: n heads on n - 1 replicas, two of them 
 for all layers and the head (`token_s`) is the slowest micro-batch's layers x its cycle plus its head, or the
 busiest resource's work: a replica's is its slices and heads as the rotation assigns them, averaged over the tokens
 the assignment turns through (`replica_work_s`; the busiest replica of a single token is no bound: LLaMA3-8B, n = 4,
-32 layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.766 ms a token, 1.5 %
+32 layers on 3 replicas, 256 requests of 64 tokens, no link latency, the event model runs 8.769 ms a token, 1.5 %
 below it, and the closed form gives 8.596 ms). An iteration (one token for every request) takes that, plus the
 prompts' layers and LM head on the compute devices (blocked, before the micro-batches).
 One micro-batch (`micro_batches: 1`, AttAcc's GPUs and PIM, pim.md §4.1) runs on one replica without pipelining:

@@ -11,7 +11,7 @@ for the clipped lognormal, then bisection), so the presets keep the paper's mean
 
 Lamina's traces (pim.md §3.5, Lamina v2 §6) give only their means too: Azure-Conv 1154.7 prompt / 211.1 generated
 tokens, Azure-Code 2047.8 / 27.9, Kimi-Conv 12035.1 / 342.6, Kimi-TA 8560.0 / 182.1. The same lognormal family is
-assumed, and so are the caps: each is 8 x the mean rounded to the nearest power of two (in log2), 2.3 to 2.8 sigma
+assumed, and so are the caps: each is 8 x the mean rounded to the nearest power of two (in log2), 2.2 to 2.9 sigma
 above the location, so 0.2 to 1.2 % of draws are clipped (Kimi-Conv's outputs the most: their cap is 6 x their
 mean; ShareGPT's 1,024-token cap clips about 5 % of its outputs): prompts at most 8,192 (Azure-Conv), 16,384
 (Azure-Code), 131,072 (Kimi-Conv, 128 Ki) and 65,536 (Kimi-TA) tokens; outputs at most 2,048, 256, 2,048 and

@@ -772,6 +772,23 @@ def _reachable(system: System, op: str, phase: str) -> tuple[Device, ...]:
     return tuple(system.devices[name] for name in dict.fromkeys(names))
 
 
+def roofline_crossover(peak_flops_per_s: float, bytes_per_s: float, holder_peak_flops_per_s: float,
+                       holder_bytes_per_s: float) -> float | None:
+    """The Op/B below which a device of roofline (`peak_flops_per_s`, `bytes_per_s`: the peak its ops reach and the
+    bandwidth its operands come at) runs an op faster than the weight holder's roofline, and above which slower:
+    where their times per byte, max(Op/B / peak, 1 / bandwidth), meet. For a device with more bandwidth and less
+    peak than the holder that is its peak over the holder's bandwidth: below its own ridge both are memory-bound
+    and its bandwidth wins; above it, compute-bound, it stays faster than the holder (memory-bound up to the
+    holder's ridge, which is higher) until its compute time reaches the holder's memory time. Duplex's Logic-PIM:
+    5 x 21.3 TFLOP/s over the H100's 3.35 TB/s = 31.8 (pim.md §2.1, "Op/B 1-32"). Peaks, as the ridge points are
+    read (`duplex_reproduce.ridge_rows`): not the calibrated GPU model's rates nor the Logic-PIM's refresh. None
+    where no Op/B separates them: a device with no more bandwidth is never faster at low Op/B, one with more
+    bandwidth and at least the holder's peak is faster at every Op/B."""
+    if bytes_per_s <= holder_bytes_per_s or peak_flops_per_s >= holder_peak_flops_per_s:
+        return None
+    return peak_flops_per_s / holder_bytes_per_s
+
+
 def weight_holder(system: System) -> Device:
     """The device that holds the weights: the one the rules give the decode QKV projection at every Op/B (a rule
     by Op/B may send a small batch's projection to a Logic-PIM, whose stacks are this device's HBM), as

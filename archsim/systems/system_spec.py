@@ -85,12 +85,16 @@ names the option (`System.blame`).
 
 Placement rules: `op` is one op name of `archsim.systems.step.layer_ops` (`OP_KINDS`) or a list of them;
 `phase` (optional) is prefill or decode; `op_per_byte_below` (optional) makes the rule match only ops whose
-arithmetic intensity (FLOPs per byte, `Op.op_per_byte`) is below it (Duplex's Op/B dispatch); `device` names a
-device of the spec. Rules are tried in order and the first that matches places the op. At load every (op kind,
-phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device. Some device must
-run ops of both phases: every schedule is one engine whose iterations hold prompts and decodes, and prefill/decode
-disaggregation (prefill on some devices, decode on others) is refused, as its two serving instances and the KV
-cache's migration between them are not modelled.
+arithmetic intensity (FLOPs per byte, `Op.op_per_byte`) is below it (Duplex's Op/B dispatch): a number, or
+`crossover`, the Op/B below which the rule's device's roofline is faster than that of the device holding the
+weights (`system_checks.roofline_crossover`: the device's peak FLOP/s over the holder's operand bandwidth, where it
+has more bandwidth and less peak; refused otherwise, or where either is not a gpu, memory-pool or logic-pim), read
+off their cost models' peaks as the spec loads (`_with_crossovers`), so a derived spec changing either moves it;
+`device` names a device of the spec. Rules are tried in order and the first that matches places the op. At load
+every (op kind, phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device.
+Some device must run ops of both phases: every schedule is one engine whose iterations hold prompts and decodes,
+and prefill/decode disaggregation (prefill on some devices, decode on others) is refused, as its two serving
+instances and the KV cache's migration between them are not modelled.
 
 Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never overlap), `overlapped` (an op on one
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
@@ -184,7 +188,7 @@ from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
-from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_system
+from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_system, roofline_crossover, weight_holder
 from archsim.systems.system_types import (
     ATTENTION_LINK,
     CONTEXT_PARALLEL_SCHEMES,
@@ -239,6 +243,8 @@ GPU_OPTIONAL = ("attention_kernel", "timing", "memory_utilization", *ENERGY_FIEL
 LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, ATTENTION_POOL_LINK, CP_LINK)
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "cp", "by_workload")
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
+CROSSOVER = "crossover"  # op_per_byte_below: the Op/B where the rule's device's roofline meets the weight holder's
+ROOFLINE_KINDS = ("gpu", "memory-pool", "logic-pim")  # kinds whose models give a roofline (peak, operand bandwidth)
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
                   "context-parallel")
 SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": ("pipeline", "steady-state"),
@@ -289,8 +295,53 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         schedule=_schedule(data["schedule"], source),
         data=copy.deepcopy(data),
     )
-    check_system(system)
+    system, unresolved = _with_crossovers(system)
+    check_system(system)  # first: what the spec makes impossible at any threshold (a logic-pim holding the weights)
+    if unresolved is not None:
+        raise unresolved
     return system
+
+
+def _with_crossovers(system: System) -> tuple[System, SpecError | None]:
+    """`system` with the threshold of each rule whose `op_per_byte_below` is `crossover` (held at infinity by
+    `_rule` until now) set to the Op/B where the roofline of the rule's device meets that of the device holding the
+    weights (`system_checks.roofline_crossover`), each read off its cost model (`peak_flops_per_s`,
+    `operand_bytes_per_s`), so a spec that changes either device's peaks, or derives from one that does, moves the
+    threshold with them; and the error refusing it where a device has no roofline (`ROOFLINE_KINDS`) or no Op/B
+    separates them (None where all resolve), which the caller raises after `check_system`: the system is then
+    returned with its thresholds unresolved, at infinity (the spec is refused either way; they can only make
+    `check_system` refuse it first)."""
+    crossing = [i for i, rule in enumerate(system.data["placement"]) if rule.get("op_per_byte_below") == CROSSOVER]
+    if not crossing:
+        return system, None
+    holder = weight_holder(system)
+    for i in crossing:
+        for named in (system.devices[system.placement[i].device], holder):
+            if named.kind not in ROOFLINE_KINDS:
+                return system, SpecError(system.source, f"placement[{i}].op_per_byte_below",
+                                         f"{CROSSOVER} reads the rooflines of the rule's device and of the device "
+                                         f"holding the weights ({holder.name}), which {', '.join(ROOFLINE_KINDS)} "
+                                         f"devices have; {named.kind} {named.name} has none: give the threshold as a "
+                                         "number")
+    from archsim.systems.devices import device_models  # the cost models, which import this layer's checks
+
+    models, placement = device_models(system), list(system.placement)
+    for i in crossing:
+        model, held = models[placement[i].device], models[holder.name]
+        below = roofline_crossover(model.peak_flops_per_s, model.operand_bytes_per_s, held.peak_flops_per_s,
+                                   held.operand_bytes_per_s)
+        if below is None:
+            return system, SpecError(system.source, f"placement[{i}].op_per_byte_below",
+                                     f"{CROSSOVER}: no Op/B below which {model.name} ({_roofline(model)}) is faster "
+                                     f"than {held.name} holding the weights ({_roofline(held)}) and above which "
+                                     "slower: it needs more bandwidth and less peak; give the threshold as a number, "
+                                     "or drop it")
+        placement[i] = dataclasses.replace(placement[i], op_per_byte_below=below)
+    return dataclasses.replace(system, placement=tuple(placement)), None
+
+
+def _roofline(model: Any) -> str:
+    return f"{model.peak_flops_per_s / 1e12:.4g} TFLOP/s, {model.operand_bytes_per_s / 1e12:.4g} TB/s"
 
 
 def with_fields(system: System, changes: Mapping[str, Any]) -> System:
@@ -697,9 +748,11 @@ def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> 
     if phase is not None and phase not in PHASES:
         raise SpecError(source, f"{where}.phase", f"expected one of {', '.join(PHASES)}, got {phase!r}")
     below = data.get("op_per_byte_below")
+    if below == CROSSOVER:  # resolved once the devices' models are built (`_with_crossovers`)
+        return PlacementRule(tuple(ops), data["device"], phase, math.inf)
     return PlacementRule(tuple(ops), data["device"], phase,
                          None if below is None else _positive(below, source, f"{where}.op_per_byte_below",
-                                                              "an Op/B threshold in FLOPs per byte"))
+                                                              f"an Op/B threshold in FLOPs per byte, or {CROSSOVER}"))
 
 
 def _schedule(data: Any, source: str) -> Schedule:
