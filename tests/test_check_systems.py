@@ -139,7 +139,9 @@ def test_a_changed_field_is_refused_as_the_file_is():
 @pytest.mark.parametrize("name", system_names())
 def test_every_library_system_passes_check(cli, name):
     path = library.find("system presets", name, PRESETS_PACKAGE)
-    assert cli("check", str(path)).output == f"ok  {path}: system {name}\n"
+    output = cli("check", str(path)).output
+    assert output.startswith(f"ok  {path}: system {name}") and output.count("\n") == 1, output
+    # a rule with a threshold prints it as resolved (`crossover`): tests/test_duplex_s35.py
 
 
 def test_a_tp_against_the_heads_is_left_to_simulate(cli, tmp_path):

@@ -157,3 +157,16 @@ def test_the_lamina_trace_caps_sigmas_are_the_presets() -> None:
             sigmas.append((math.log(cap) - requests._location_for_mean(mean, d.sigma, cap)) / d.sigma)
     low, high = _numbers(requests.__doc__, r"([\d.]+) to ([\d.]+) sigma above the location")
     assert (float(low), float(high)) == (pytest.approx(min(sigmas), abs=0.06), pytest.approx(max(sigmas), abs=0.06))
+
+
+def test_check_prints_each_rules_resolved_threshold() -> None:
+    """`archsim check` shows what `crossover` resolved to, so a base:-derived spec's threshold is visible."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    result = CliRunner().invoke(main, ["check", "duplex", "duplex-bank-pim"])
+    assert result.exit_code == 0, result.output
+    assert "system duplex, placement[0] (attention on lp) below 31.79 Op/B; placement[1] (moe on lp) below 31.79" \
+        in result.output
+    assert "placement[0] (attention on pim) below 16.01 Op/B" in result.output

@@ -77,6 +77,11 @@ def _summary(kind: str, spec) -> str:
         return f"{kind}, {len(spec)} rows"
     if kind == "workload":
         return f"workload {spec.name}, {len(spec.params)} params"
+    if kind == "system":
+        thresholds = "; ".join(f"placement[{i}] ({', '.join(rule.ops)} on {rule.device}) below "
+                               f"{rule.op_per_byte_below:.4g} Op/B" for i, rule in enumerate(spec.placement)
+                               if rule.op_per_byte_below is not None)
+        return f"system {spec.name}" + (f", {thresholds}" if thresholds else "")
     return f"{kind} {getattr(spec, 'name', '')}".rstrip()
 
 
