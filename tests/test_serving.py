@@ -322,7 +322,7 @@ def test_placement_python_paths_equal_numpy():
                       np.append(rng.random(n), np.nan)):
             assert pim_model.greedy_min_load(loads, 32).tolist() == _greedy_by_argsort(loads, 32).tolist()
     for mode in ("neupims", "npu+pim"):
-        model = neupims.system(mode, "gpt3-7b")
+        model = neupims.system(mode, "gpt3-7b", channel_check=False)  # 300 requests overfill a channel
         device = next(d for d in model.devices.values() if d.kind == "bank-pim")
         for n in (1, 23, 32, 40, 300):
             contexts = tuple(int(c) for c in rng.integers(1, 5000, n))
@@ -340,7 +340,7 @@ def test_sub_batches_gemv_s_equals_each_sub_batch_alone():
 
     from archsim.systems import neupims
 
-    model = neupims.system("neupims", "gpt3-7b")
+    model = neupims.system("neupims", "gpt3-7b", channel_check=False)  # 300 requests overfill a channel
     pim = next(d for d in model.devices.values() if d.kind == "bank-pim")
     contexts = np.random.default_rng(0).integers(1, 3000, 300).astype(float)
     placement = pim.placement(model.decode_attention(contexts.tolist()), "arrival", contexts)

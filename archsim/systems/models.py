@@ -10,8 +10,9 @@ simulator sets per step; a size read only beside another without it, `top_k` wit
 without `kv_lora_rank`, was refused when the workload loaded, `archsim.workload.NEEDS`), the degrees the
 workload, or options, set that the system cannot run (`system_checks.check_degrees`; what the spec alone makes
 impossible was refused when it loaded, `system_checks.check_system`) and a KV cache that holds less than one token,
-naming the memory field of the device that holds it. A weight-holding GPU's attention calls are held to the memory
-its weights leave, and an iteration with prompts to the engine's share of its DRAM (`_with_memory_bounds`).
+naming the memory field of the device that holds it. A bank-PIM is held to its channels' capacity
+(`_with_channel_capacity`). A weight-holding GPU's attention calls are held to the memory its weights leave, and an
+iteration with prompts to the engine's share of its DRAM (`_with_memory_bounds`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from archsim.systems.context_parallel import ContextParallelModel, context_paral
 from archsim.systems.coprocessing import coprocessed_layer
 from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
+from archsim.systems.pim_device import BankPimDevice
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import check_against_workload, check_degrees
 from archsim.systems.system_model import SystemModel, held_memory_bytes, system_model_of
@@ -63,7 +65,21 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "
                                                                  f"its {par.tp} TP ranks: expected a divisor; set "
                                                                  "it true or change tp")
-    return _with_memory_bounds(_with_kv_room(system, model))
+    return _with_memory_bounds(_with_kv_room(system, _with_channel_capacity(model)))
+
+
+def _with_channel_capacity(model: SystemModel) -> SystemModel:
+    """`model` with each bank-PIM device told the KV bytes a request keeps on its channel per token
+    (`BankPimDevice.channel_kv_bytes_per_token`): K and V of one token (`kv_bytes_per_token_layer`) on each layer of
+    the stage holding the most. The device then refuses a decode batch whose fullest channel overflows (its
+    placement), and `SystemModel.check_memory` a prompt whose KV alone overflows a channel
+    (`archsim.systems.pim_device`). A model has a bank-PIM device only where a rule places decode attention on it
+    (`devices.device_models`; npu-only's HBM, plain memory, has none); offloading and context-parallel models are not
+    given the bytes."""
+    per_token = model.kv_bytes_per_token_layer * model.layers_per_device
+    pims = {name: replace(d, channel_kv_bytes_per_token=per_token) for name, d in model.devices.items()
+            if isinstance(d, BankPimDevice)}
+    return replace(model, devices={**model.devices, **pims}) if pims else model
 
 
 def _check_read(workload: Workload) -> None:

@@ -33,6 +33,18 @@ crossing the HBM bus (`bus_words`: q and the probabilities GWRITten in, the logi
 command model's layout whatever `PIMSpec.gemv_timing` times them by.
 Other attention cascades (MLA's latent attention, prefill) are not modelled in the banks: placing one here is a
 SpecError naming the cascade.
+Channel capacity: a request's whole KV cache (every layer of the device's PP stage, K and V of its whole context) lives
+on its channel, as the GEMVs run where the KV is. Neither policy is capacity-aware: `rr` deals requests out by arrival
+order and `greedy` balances Algorithm 1's time estimate, neither looks at a channel's free room (the artifact's `rr`
+traces are "round-robin first-fit by free KV tiles", neupims-artifact.md §6, so its placement moves a request on where
+ours does not). Where the device knows the KV bytes a request keeps on its channel per token
+(`channel_kv_bytes_per_token`, which `archsim.systems.models.system_model` sets from the model: the device alone does
+not know its stage's layers), a placement whose fullest channel holds more than the channel's capacity
+(`PIMSpec.capacity_bytes` / channels, 1 GiB, §1.2) is an `UnrunnableOp` naming the channel, and a prompt whose KV alone
+exceeds a channel (`prompt_overflow`) is one the model's `check_memory` refuses before it is prefilled. The bound is
+optimistic: a channel's share of the weights and of the activation buffer is not taken off it (the device's memory as a
+whole is the KV cache's own check). Not modelled: moving a request to a channel with room, or splitting its KV over
+channels.
 """
 
 from __future__ import annotations
@@ -47,10 +59,11 @@ import numpy as np
 from archsim.arch.pim import PIMSpec
 from archsim.errors import SpecError
 from archsim.memo import kept
+from archsim.outputs import capacity_text
 from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
-from archsim.systems.step import DecodeOps, Op
+from archsim.systems.step import DecodeOps, Op, UnrunnableOp
 
 PIM_ATTENTION = "attention-decode-gqa"
 
@@ -164,12 +177,50 @@ class BankPimDevice:
     host: NPUSpec  # the compute device beside it: its vector units run the softmax, its op energy prices a MAC
     source: str = "<python>"  # the system file, which errors blame
     kind: str = "bank-pim"
+    # K and V bytes a request keeps on its channel per token of context (its stage's layers); None: unchecked
+    channel_kv_bytes_per_token: float | None = None
     # (word bytes, heads, kv_heads, head_dim, table size) -> `_placement_tables`: a serving run places every iteration
     _tables: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def capacity_bytes(self) -> float:
         return self.spec.capacity_bytes - self.spec.activation_buffer_bytes
+
+    @property
+    def channel_bytes(self) -> float:
+        """One channel's capacity: the HBM's over its channels (module docstring)."""
+        return self.spec.capacity_bytes / self.spec.channels
+
+    def prompt_overflow(self, tokens: int) -> str:
+        """Why a request of `tokens` tokens cannot keep its KV cache on one channel, as a clause ("keeps ... GB of
+        KV cache ... on one channel of devices.NAME, beyond the channel's ..."), "" when it fits or when the bytes
+        per token are not known."""
+        per_token = self.channel_kv_bytes_per_token
+        if per_token is None or tokens * per_token <= self.channel_bytes:
+            return ""
+        return (f"keeps {tokens * per_token / 1e9:.2f} GB of KV cache ({per_token:.4g} B a token) on one channel of "
+                f"devices.{self.name}, beyond the channel's {capacity_text(self.channel_bytes)}: each request's KV "
+                "stays on one channel")
+
+    def channel_overflow(self, request_channels: Sequence[int], kv_tokens: Sequence[float]) -> str:
+        """Why the channels cannot hold the KV cache of requests holding `kv_tokens` placed on `request_channels`:
+        the fullest channel's tokens x `channel_kv_bytes_per_token` beyond `channel_bytes` ("" when they fit, or
+        when the bytes per token are not known)."""
+        if self.channel_kv_bytes_per_token is None:
+            return ""
+        tokens = [0.0] * self.spec.channels
+        for ch, held in zip(request_channels, kv_tokens, strict=True):
+            tokens[ch] += held
+        fullest = max(range(len(tokens)), key=tokens.__getitem__)
+        need_bytes = tokens[fullest] * self.channel_kv_bytes_per_token
+        if need_bytes <= self.channel_bytes:
+            return ""
+        requests = sum(ch == fullest for ch in request_channels)
+        policy = "round-robin" if self.channel_policy == "rr" else "greedy"
+        return (f"channel {fullest} of devices.{self.name} holds the KV cache of {requests} request(s), "
+                f"{tokens[fullest]:.0f} tokens x {self.channel_kv_bytes_per_token:.4g} B = {need_bytes / 1e9:.3f} GB, "
+                f"beyond the channel's {self.channel_bytes / 1e9:.3f} GB: each request's KV stays on one channel "
+                f"and the {policy} placement does not look at a channel's room")
 
     def placement(self, ops: Sequence[Op], split: str = "arrival",
                   contexts: Sequence[float] | None = None) -> PimPlacement:
@@ -197,6 +248,11 @@ class BankPimDevice:
             channel = pim_model.round_robin(len(at), pim.channels).tolist()
         else:
             channel = pim_model.greedy_channels(list(map(estimate_table.__getitem__, at)), pim.channels)
+        if self.channel_kv_bytes_per_token is not None:
+            held = ops.contexts if isinstance(ops, DecodeOps) else at  # a request per context, as given
+            overflow = self.channel_overflow(channel, held)
+            if overflow:
+                raise UnrunnableOp(self.source, f"devices.{self.name}", overflow)
         if issue_tables is not None:
             index = np.array(at, dtype=int)
             issue_s = (issue_tables[0][index], issue_tables[1][index])

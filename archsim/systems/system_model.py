@@ -114,7 +114,7 @@ from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.npu_device import NpuDevice
-from archsim.systems.pim_device import PimPlacement
+from archsim.systems.pim_device import BankPimDevice, PimPlacement
 from archsim.systems.sharding import ep_groups, pp_partition, shard, shard_workload, vocab_tables
 from archsim.systems.step import (
     DECODE_SUMS,
@@ -503,16 +503,22 @@ class SystemModel:
                    key=lambda memory: memory.total_bytes)
 
     def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0) -> None:
-        """`UnrunnableOp` when an iteration with prompts needs more memory than `engine_bytes` (nothing when that
-        is None): first its longest prompt alone (the serving simulator then refuses that request), then each
-        expert-parallel group's share of the batch (`ep_groups`; the whole batch without EP), its requests' KV
-        cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's waiting decodes, spread
-        over the groups) and the working set of all its new tokens (the simulator then prefills fewer prompts at
-        once)."""
-        limit = self.engine_bytes
+        """`UnrunnableOp` when an iteration with prompts needs more memory than it has: first its longest prompt's
+        KV cache against one channel of each bank-PIM (`BankPimDevice.prompt_overflow`: a request's KV stays on one
+        channel; unchecked where the device does not know its bytes per token), then, against `engine_bytes`
+        (nothing when that is None), its longest prompt alone (the serving simulator then refuses that request
+        either way), then each expert-parallel group's share of the batch (`ep_groups`; the whole batch without
+        EP), its requests' KV cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's
+        waiting decodes, spread over the groups) and the working set of all its new tokens (the simulator then
+        prefills fewer prompts at once)."""
+        longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
+        for device in self.devices.values():
+            overflow = device.prompt_overflow(longest) if isinstance(device, BankPimDevice) else ""
+            if overflow:
+                raise UnrunnableOp(device.source, f"devices.{device.name}",
+                                   f"a prompt of {longest} tokens on {self.name} {overflow}")
         if limit is None or not prompts:
             return
-        longest, ep = max(prompts), self.parallelism.ep
         checks = [(f"a prompt of {longest} tokens", self.iteration_memory(longest, longest))]
         for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep):
             prompt_tokens = sum(group_prompts)
