@@ -39,12 +39,14 @@ order and `greedy` balances Algorithm 1's time estimate, neither looks at a chan
 traces are "round-robin first-fit by free KV tiles", neupims-artifact.md §6, so its placement moves a request on where
 ours does not). Where the device knows the KV bytes a request keeps on its channel per token
 (`channel_kv_bytes_per_token`, which `archsim.systems.models.system_model` sets from the model: the device alone does
-not know its stage's layers), a placement whose fullest channel holds more than the channel's capacity
-(`PIMSpec.capacity_bytes` / channels, 1 GiB, §1.2) is an `UnrunnableOp` naming the channel, and a prompt whose KV alone
-exceeds a channel (`prompt_overflow`) is one the model's `check_memory` refuses before it is prefilled. The bound is
+not know its stage's layers), one request longer than a channel holds (`request_kv_tokens`: the channel's capacity,
+`PIMSpec.capacity_bytes` / channels, 1 GiB, §1.2, over those bytes) can never be placed: the serving simulator rejects
+it on arrival (its prompt and outputs would outgrow the channel), the model's `check_memory` refuses such a prompt, and
+a placement holding one is an `UnrunnableOp`. Several requests that together overflow a channel are not refused: a
+capacity-aware placement (the artifact's) would move one on, which ours does not model; `channel_overflow` says which
+channel overflows, and the NeuPIMs reproduction marks such points (`neupims_reproduce.memory_fit`). The bound is
 optimistic: a channel's share of the weights and of the activation buffer is not taken off it (the device's memory as a
-whole is the KV cache's own check). Not modelled: moving a request to a channel with room, or splitting its KV over
-channels.
+whole is the KV cache's own check). Not modelled: splitting a request's KV over channels.
 """
 
 from __future__ import annotations
@@ -191,6 +193,13 @@ class BankPimDevice:
         """One channel's capacity: the HBM's over its channels (module docstring)."""
         return self.spec.capacity_bytes / self.spec.channels
 
+    @property
+    def request_kv_tokens(self) -> int | None:
+        """The most tokens of KV cache one request can keep on its channel (`channel_bytes` over
+        `channel_kv_bytes_per_token`; None when the bytes per token are not known)."""
+        per_token = self.channel_kv_bytes_per_token
+        return None if per_token is None else math.floor(self.channel_bytes / per_token)
+
     def prompt_overflow(self, tokens: int) -> str:
         """Why a request of `tokens` tokens cannot keep its KV cache on one channel, as a clause ("keeps ... GB of
         KV cache ... on one channel of devices.NAME, beyond the channel's ..."), "" when it fits or when the bytes
@@ -248,11 +257,12 @@ class BankPimDevice:
             channel = pim_model.round_robin(len(at), pim.channels).tolist()
         else:
             channel = pim_model.greedy_channels(list(map(estimate_table.__getitem__, at)), pim.channels)
-        if self.channel_kv_bytes_per_token is not None:
+        if self.channel_kv_bytes_per_token is not None:  # a request longer than a channel can never be placed
             held = ops.contexts if isinstance(ops, DecodeOps) else at  # a request per context, as given
-            overflow = self.channel_overflow(channel, held)
+            overflow = self.prompt_overflow(int(max(held, default=0)))
             if overflow:
-                raise UnrunnableOp(self.source, f"devices.{self.name}", overflow)
+                raise UnrunnableOp(self.source, f"devices.{self.name}", f"a request of {int(max(held))} tokens "
+                                   f"{overflow}")
         if issue_tables is not None:
             index = np.array(at, dtype=int)
             issue_s = (issue_tables[0][index], issue_tables[1][index])

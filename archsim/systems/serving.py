@@ -18,7 +18,8 @@ paged KV cache and preemption. The assumptions, all in one place:
 - KV cache (vLLM §4): `capacity_pages` = floor(kv_capacity_bytes / (kv_bytes_per_token * page_tokens)); pages are
   allocated as contexts grow and freed when a request finishes or is preempted. A request whose P + O - 1 tokens
   would not fit in the whole cache can never run: it is rejected on arrival (listed in `rejected_ids`), never
-  admitted.
+  admitted; so is one longer than the model says one request may hold (`request_kv_tokens`, where a model has it:
+  a bank-PIM keeps each request's KV on one channel, `archsim.systems.pim_device`).
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
   attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
@@ -288,6 +289,7 @@ class _Engine:
     def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
                  trace: bool, pending: Sequence[Request] = ()) -> None:
         self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
+        self.request_kv_tokens = request_kv_tokens(model)
         self.pending = deque(pending)  # closed loop: requests released one per finished request
         self.watermark_pages = math.ceil(config.watermark_fraction * cache.capacity_pages)
         self.waiting: deque[_Live] = deque()
@@ -321,7 +323,8 @@ class _Engine:
             self._arrive(request)
 
     def _arrive(self, request: Request) -> None:
-        if self.cache.pages_for(kv_tokens(request)) > self.cache.capacity_pages:
+        if (self.cache.pages_for(kv_tokens(request)) > self.cache.capacity_pages
+                or kv_tokens(request) > self.request_kv_tokens):
             self.rejected.append(request.id)
             self._release()
             return
@@ -555,6 +558,13 @@ def kv_tokens(request: Request) -> int:
     return request.prompt_tokens + request.output_tokens - 1
 
 
+def request_kv_tokens(model: IterationModel) -> float:
+    """The most tokens of KV one request may hold on `model` beyond the cache's own limit: its optional
+    `request_kv_tokens` (a bank-PIM channel's; None or absent: no such limit, inf)."""
+    limit = getattr(model, "request_kv_tokens", None)
+    return math.inf if limit is None else limit
+
+
 def check_model(model: IterationModel) -> None:
     """A SpecError naming what `model` lacks of an `IterationModel` (its `iteration` and the numbers the simulator
     reads), or a `static_w` that is not a power >= 0, rather than an AttributeError deep in a run."""
@@ -578,13 +588,16 @@ def unservable(model: IterationModel, requests: Sequence[Request], config: Servi
     if not requests:
         return None
     capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
-    fitting = [r for r in requests if -(-kv_tokens(r) // config.page_tokens) <= capacity]
+    limit = request_kv_tokens(model)
+    fitting = [r for r in requests if -(-kv_tokens(r) // config.page_tokens) <= capacity and kv_tokens(r) <= limit]
     if not fitting:
         least = min(requests, key=lambda r: (kv_tokens(r), r.id))
         need = -(-kv_tokens(least) // config.page_tokens)
+        beyond = (f"beyond the cache's {capacity} pages" if need > capacity else
+                  f"beyond the {limit} tokens one request's KV may hold on {model.name} (a bank-PIM channel's)")
         return (f"no request can be served on {model.name}: the one needing the least KV cache, request {least.id} "
                 f"({least.prompt_tokens} prompt + {least.output_tokens} output tokens), needs {kv_tokens(least)} "
-                f"tokens of KV ({need} pages of {config.page_tokens}), beyond the cache's {capacity} pages")
+                f"tokens of KV ({need} pages of {config.page_tokens}), {beyond}")
     shortest = min(fitting, key=lambda r: (r.prompt_tokens, r.id))
     prefills = _Prefills(model)
     if prefills.runs(shortest.prompt_tokens):

@@ -561,6 +561,15 @@ class SystemModel:
         return min(par.tp * (layers / n) * par.ep * max(0.0, memory - weights)
                    for n, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True))
 
+    @property
+    def request_kv_tokens(self) -> int | None:
+        """The most tokens of KV cache one request can hold here beyond what the cache as a whole limits: a
+        bank-PIM channel's (`BankPimDevice.request_kv_tokens`, the fewest over the devices; None without one). The
+        serving simulator rejects a longer request on arrival."""
+        limits = [d.request_kv_tokens for d in self.devices.values() if isinstance(d, BankPimDevice)]
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
+
     def iteration(self, batch: Batch) -> IterationCost:
         """One iteration of `batch` (module docstring): its time, energy and each unit's busy seconds, the slowest
         EP group's layers of each kind over the PP stages, the stage hops and the LM head one after another; an
