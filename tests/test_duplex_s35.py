@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from archsim import library
-from archsim.commands.duplex_cmd import _short_of_batch
+from archsim.commands.duplex_cmd import short_of_batch
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems import coprocessing, duplex_reproduce, offload, requests
@@ -100,9 +100,9 @@ def test_points_short_of_their_batch_say_so() -> None:
     assert held < 128
     assert opt["batch_reached"] <= held and opt["preemptions"] > 0
     assert (llama["batch_reached"], llama["preemptions"]) == (128, 0)
-    assert _short_of_batch(128, opt["batch_reached"], opt["preemptions"]) == (
+    assert short_of_batch(128, opt["batch_reached"], opt["preemptions"]) == (
         f"  batch 128 ({opt['batch_reached']} reached, {opt['preemptions']} preemptions)")
-    assert _short_of_batch(128, 128, 0) == ""
+    assert short_of_batch(128, 128, 0) == ""
 
 
 def test_rounded_up_tokens_per_expert_and_the_docstring_that_says_what_they_do() -> None:

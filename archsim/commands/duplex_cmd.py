@@ -40,7 +40,7 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
     for r in df.itertuples():
         click.echo(f"{r.model:<14} {r.lin:>5} {r.lout:>5} {r.batch:>5}  {r.system:<15} {r.throughput_tok_s:>8.0f} "
                    f"{r.over_gpu:>6.2f} {r.tbt_p50_s * 1e3:>10.2f} {r.tbt_p99_s * 1e3:>10.2f} {r.e2e_s:>7.2f} "
-                   f"{r.energy_j_per_token:>8.3f}{_short_of_batch(r.batch, r.batch_reached, r.preemptions)}")
+                   f"{r.energy_j_per_token:>8.3f}{short_of_batch(r.batch, r.batch_reached, r.preemptions)}")
     _echo_qps(qps)
     click.echo(f"\nOp/B of every op of a {duplex_reproduce.QPS_MODEL} decode step from its cascades (`analyze`; the "
                "report page plots them against the units' ridges): GQA attention ~ deg_grp, MoE ~ tokens per expert")
@@ -86,7 +86,7 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
         click.echo(f"records written to {out}/points.csv, {out}/qps.csv, {out}/headline.csv")
 
 
-def _short_of_batch(batch: int, reached: int, preemptions: int) -> str:
+def short_of_batch(batch: int, reached: int, preemptions: int) -> str:
     """A point's note where it did not run at its batch: the most requests an iteration held, and the preemptions
     (empty where it held `batch` without any)."""
     if reached >= batch and not preemptions:

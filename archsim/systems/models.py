@@ -76,7 +76,12 @@ def _with_channel_capacity(model: SystemModel) -> SystemModel:
     (`archsim.systems.pim_device`). A model has a bank-PIM device only where a rule places decode attention on it
     (`devices.device_models`; npu-only's HBM, plain memory, has none); offloading and context-parallel models are not
     given the bytes."""
-    per_token = model.kv_bytes_per_token_layer * model.layers_per_device
+    return with_channel_kv(model, model.kv_bytes_per_token_layer * model.layers_per_device)
+
+
+def with_channel_kv(model: SystemModel, per_token: float | None) -> SystemModel:
+    """`model` with its bank-PIMs' `channel_kv_bytes_per_token` set to `per_token` (None: their channels
+    unchecked)."""
     pims = {name: replace(d, channel_kv_bytes_per_token=per_token) for name, d in model.devices.items()
             if isinstance(d, BankPimDevice)}
     return replace(model, devices={**model.devices, **pims}) if pims else model

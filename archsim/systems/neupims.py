@@ -46,8 +46,7 @@ import numpy as np
 from archsim import library
 from archsim.model.trace import Span
 from archsim.systems.iteration import Batch
-from archsim.systems.models import system_model
-from archsim.systems.pim_device import BankPimDevice
+from archsim.systems.models import system_model, with_channel_kv
 from archsim.systems.schedule_events import replay_iteration
 from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system, with_fields
@@ -78,9 +77,7 @@ def system(mode: str | System, model: str, changes: Mapping[str, object] | None 
 def without_channel_check(model: SystemModel) -> SystemModel:
     """`model` with its bank-PIMs' channel capacity unchecked (`channel_kv_bytes_per_token` None): a batch whose
     channel overflows is timed all the same, as the paper's protocol times a frozen batch."""
-    pims = {name: replace(d, channel_kv_bytes_per_token=None) for name, d in model.devices.items()
-            if isinstance(d, BankPimDevice)}
-    return replace(model, devices={**model.devices, **pims})
+    return with_channel_kv(model, None)
 
 
 # ------------------------------------------------------------------------------------------------ timeline

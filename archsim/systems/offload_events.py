@@ -111,6 +111,8 @@ class _SharedLink:
     timeout of its wire time. Slots: each message takes the lowest free one for its trace track."""
 
     def __init__(self, env: simpy.Environment, lanes: Fraction | int) -> None:
+        if not lanes >= 1:  # fewer, and a message would wait for ever
+            raise ValueError(f"a link direction carries at least one message's rate, got {lanes} lanes")
         self.env, self.lanes = env, Fraction(lanes)
         self.active: list[_Message] = []
         self.slots: set[int] = set()

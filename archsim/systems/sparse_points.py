@@ -109,9 +109,8 @@ from archsim.record import NAN, Record
 from archsim.systems import kv_selection
 from archsim.systems.device import DeviceModel
 from archsim.systems.kv_selection import SelectionDecode
-from archsim.systems.models import system_model
+from archsim.systems.models import system_model, with_channel_kv
 from archsim.systems.offload import OffloadModel
-from archsim.systems.pim_device import BankPimDevice
 from archsim.systems.sparse_prefill import (
     Prefill,
     dense_prefill,
@@ -382,8 +381,8 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
     model = system_model(system, workload)
     # timed as reads (the tokens each request's GEMVs stream), not as what a channel holds: a bank-PIM's channel
     # check (`pim_device`) is off here, and the rows' fits are the system's KV room, not a channel's
-    pims = [replace(d, channel_kv_bytes_per_token=None) if isinstance(d, BankPimDevice) else d
-            for d in model.devices.values() if d.kind in PIM_KINDS] if isinstance(model, SystemModel) else []
+    pims = [d for d in with_channel_kv(model, None).devices.values() if d.kind in PIM_KINDS] \
+        if isinstance(model, SystemModel) else []
     pool = model.pool_device.name if isinstance(model, OffloadModel) else None
     if not pims and pool is None:
         raise SpecError(SOURCE, "system", f"{system.name} has no bank-PIM or Logic-PIM device and no attention-"
