@@ -71,11 +71,11 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
 def _with_channel_capacity(model: SystemModel) -> SystemModel:
     """`model` with each bank-PIM device told the KV bytes a request keeps on its channel per token
     (`BankPimDevice.channel_kv_bytes_per_token`): K and V of one token (`kv_bytes_per_token_layer`) on each layer of
-    the stage holding the most. The device then refuses a decode batch whose fullest channel overflows (its
-    placement), and `SystemModel.check_memory` a prompt whose KV alone overflows a channel
-    (`archsim.systems.pim_device`). A model has a bank-PIM device only where a rule places decode attention on it
-    (`devices.device_models`; npu-only's HBM, plain memory, has none); offloading and context-parallel models are not
-    given the bytes."""
+    the stage holding the most. One request longer than a channel holds is then refused: on arrival by the serving
+    simulator (`SystemModel.request_kv_tokens`), as a prompt by `SystemModel.check_memory`, in a decode by the
+    device's placement (`archsim.systems.pim_device`). A model has a bank-PIM device only where a rule places
+    decode attention on it (`devices.device_models`; npu-only's HBM, plain memory, has none); offloading and
+    context-parallel models are not given the bytes."""
     return with_channel_kv(model, model.kv_bytes_per_token_layer * model.layers_per_device)
 
 

@@ -17,12 +17,11 @@ in `parallelism.by_workload`. `system(mode, model, changes)` builds one as the s
 devices' cost models time them (`npu_device`, `pim_device`, `gpu_device`) and the spec's schedule composes them.
 `changes` sets spec fields by dotted path (`with_fields`), e.g. {"schedule.min_batch": 2} for SBI at every batch.
 
-`system` builds it with the factory (`archsim.systems.models.system_model`), which holds a bank-PIM's channels to
-their capacity: each request's KV cache lives on one channel (`archsim.systems.pim_device`), so a decode batch whose
-fullest channel overflows, and a prompt whose KV alone overflows a channel, are `UnrunnableOp`s (a serving run
-refuses such a prompt's request; a decode batch that overflows stops it, naming the channel). A request whose prompt
-fits a channel but whose full length does not is only refused once its decodes overflow (the serving simulator asks
-the model about prompts, not full lengths). `without_channel_check` lifts the check, for the paper's protocol.
+`system` builds it with the factory (`archsim.systems.models.system_model`), which holds one request to a bank-PIM
+channel's capacity: each request's KV cache lives on one channel (`archsim.systems.pim_device`), so a served request
+longer than a channel holds is rejected on arrival, and an iteration holding one is an `UnrunnableOp`; several
+requests that together overflow a channel are not refused (the placement is not capacity-aware).
+`without_channel_check` lifts the check, for the paper's protocol.
 
 Moving the hand-coded block onto the layer (issue 13) moved these results, all within 2 % of the snapshot as it
 was taken at 1a0bd8b (tests/data/neupims_snapshot.json has since been regenerated):

@@ -125,8 +125,7 @@ def memory_fit(model: SystemModel, draws: Sequence[np.ndarray]) -> tuple[float, 
     A batch needs its weights and its KV cache (`iteration_memory` of its tokens, no prompt) within
     `memory_bytes_per_device`, and on a bank-PIM every channel's KV within the channel (`BankPimDevice.
     channel_overflow` of the batch's placement, at the bytes per token the factory gives `model`'s bank-PIMs)."""
-    # each checked PIM with the bytes per token, and as it places requests without asking (the overflow is reported
-    # here)
+    # each checked PIM beside a copy that places without refusing a request (the overflow is reported, not raised)
     pims = [(d, replace(d, channel_kv_bytes_per_token=None)) for d in model.devices.values()
             if isinstance(d, BankPimDevice) and d.channel_kv_bytes_per_token is not None]
     need = max(model.iteration_memory(float(np.sum(contexts)), 0).total_bytes for contexts in draws)

@@ -200,8 +200,9 @@ class BankPimDevice:
         per_token = self.channel_kv_bytes_per_token
         return None if per_token is None else math.floor(self.channel_bytes / per_token)
 
-    def prompt_overflow(self, tokens: int) -> str:
-        """Why a request of `tokens` tokens cannot keep its KV cache on one channel, as a clause ("keeps ... GB of
+    def request_overflow(self, tokens: int) -> str:
+        """Why a request of `tokens` tokens (a prompt, or a decode's context) cannot keep its KV cache on one
+        channel, as a clause ("keeps ... GB of
         KV cache ... on one channel of devices.NAME, beyond the channel's ..."), "" when it fits or when the bytes
         per token are not known."""
         per_token = self.channel_kv_bytes_per_token
@@ -259,7 +260,7 @@ class BankPimDevice:
             channel = pim_model.greedy_channels(list(map(estimate_table.__getitem__, at)), pim.channels)
         if self.channel_kv_bytes_per_token is not None:  # a request longer than a channel can never be placed
             held = ops.contexts if isinstance(ops, DecodeOps) else at  # a request per context, as given
-            overflow = self.prompt_overflow(int(max(held, default=0)))
+            overflow = self.request_overflow(int(max(held, default=0)))
             if overflow:
                 raise UnrunnableOp(self.source, f"devices.{self.name}", f"a request of {int(max(held))} tokens "
                                    f"{overflow}")

@@ -504,7 +504,7 @@ class SystemModel:
 
     def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0) -> None:
         """`UnrunnableOp` when an iteration with prompts needs more memory than it has: first its longest prompt's
-        KV cache against one channel of each bank-PIM (`BankPimDevice.prompt_overflow`: a request's KV stays on one
+        KV cache against one channel of each bank-PIM (`BankPimDevice.request_overflow`: a request's KV stays on one
         channel; unchecked where the device does not know its bytes per token), then, against `engine_bytes`
         (nothing when that is None), its longest prompt alone (the serving simulator then refuses that request
         either way), then each expert-parallel group's share of the batch (`ep_groups`; the whole batch without
@@ -513,7 +513,7 @@ class SystemModel:
         prefills fewer prompts at once)."""
         longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
         for device in self.devices.values():
-            overflow = device.prompt_overflow(longest) if isinstance(device, BankPimDevice) else ""
+            overflow = device.request_overflow(longest) if isinstance(device, BankPimDevice) else ""
             if overflow:
                 raise UnrunnableOp(device.source, f"devices.{device.name}",
                                    f"a prompt of {longest} tokens on {self.name} {overflow}")
