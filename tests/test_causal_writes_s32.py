@@ -53,17 +53,18 @@ def test_flat_in_place_score_block_moves_only_kept_tiles() -> None:
 
 
 def test_flat_offchip_writes_only_kept_score_tiles() -> None:
-    """At 4096 tokens QK crosses DRAM in 1024 x 256 tiles: 64 written and 64 read dense, 40 and 40 causal; A
-    streams between DRAM and the PEs in 256 x 256 tiles: 256 and 256 dense, 136 and 136 causal. Before, QK and
-    A still wrote all 64 and 256."""
+    """At 4096 tokens QK crosses DRAM in 1024 x 256 tiles: 64 written and 64 read dense, 40 and 40 causal; the
+    numerator SN (which A divides in the next pass, A streaming to AV) crosses between DRAM and the PEs in 256 x 256
+    tiles: 256 and 256 dense, 136 and 136 causal. Before, QK and the score tensor to DRAM still wrote all 64 and
+    256."""
     dense = _traffic("flat-offchip", 4096)["DRAM"]
     causal = _traffic("flat-offchip", 4096, _causal())["DRAM"]
     assert dense["QK"] == 128 * 1024 * 256 * WORD
     assert causal["QK"] == 80 * 1024 * 256 * WORD
-    assert dense["A"] == 512 * TILE * WORD
-    assert causal["A"] == 272 * TILE * WORD
+    assert dense["SN"] == 512 * TILE * WORD
+    assert causal["SN"] == 272 * TILE * WORD
     assert causal["QK"] / dense["QK"] == pytest.approx(0.625)
-    assert causal["A"] / dense["A"] == pytest.approx(0.53125)
+    assert causal["SN"] / dense["SN"] == pytest.approx(0.53125)
 
 
 def test_unfused_writes_only_kept_score_tiles() -> None:
@@ -91,12 +92,12 @@ def test_gpt3_causal_write_energy_halves() -> None:
 @pytest.mark.parametrize(("mask", "read_tiles"), [("", 64), (" where m < p", 40)])
 def test_a_reader_without_the_same_mask_keeps_the_dense_write(mask: str, read_tiles: int) -> None:
     """GM reading QK unmasked (it reads the -inf fill of the masked points: all 64 tiles) or under another mask
-    (m < p: 40 tiles): QK's writer must write every tile, so FLAT-offchip writes QK's 64 tiles as before; A, whose
-    reader AV still applies the causal mask, writes only its 136 kept tiles."""
+    (m < p: 40 tiles): QK's writer must write every tile, so FLAT-offchip writes QK's 64 tiles as before; SN, whose
+    reader A still applies the causal mask, writes only its 136 kept tiles."""
     gm = "GM[b,h,p]   = max(m: QK[b,h,m,p])"
     causal = _traffic("flat-offchip", 4096, _causal((gm + " where causal", gm + mask)))["DRAM"]
     assert causal["QK"] == (64 + read_tiles) * 1024 * 256 * WORD
-    assert causal["A"] == 272 * TILE * WORD
+    assert causal["SN"] == 272 * TILE * WORD
 
 
 def test_an_unmasked_reader_of_an_in_place_alias_keeps_the_block_dense() -> None:

@@ -2,9 +2,9 @@
 
 Tolerances are the README's claims: latency within 0.06 %, DRAM traffic within 0.08 %, utilizations within 4e-4
 (absolute); attention energy, max |err| of each configuration's 18 rows, as the README prints it to 0.01 %
-(FuseMax 0.55 %, +Architecture 0.54 %; as the artifact computed, `as_artifact=True` with its two defects applied,
-FLAT 1.79 % and +Cascade 0.79 %; by default FLAT within 0.01 % up to 16K, where neither defect fires). Failures we
-know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
+(FuseMax 0.55 %, +Architecture 0.54 %, Unfused 2.84 %; as the artifact computed, `as_artifact=True` with its two
+defects applied, FLAT 1.96 % and +Cascade 0.79 %; by default FLAT within 0.01 % up to 16K, where neither defect
+fires). Failures we know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from archsim.systems import fusemax
 
 LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL = 0.0006, 0.0008, 4e-4
 # The README's max |energy err| per configuration, in %, printed to 0.01 %: a figure holds if the error rounds to it.
-ENERGY_ERR_PCT = {"fusemax": 0.55, "arch": 0.54, "flat": 1.79, "cascade": 0.79}
+# Unfused's is the artifact's 93.3 pJ/score jump at TrXL 256K and every 1M row (docs/fusemax-artifact-model.md Q3).
+ENERGY_ERR_PCT = {"fusemax": 0.55, "arch": 0.54, "flat": 1.96, "cascade": 0.79, "unfused": 2.84}
 FLAT_UP_TO_16K_ERR_PCT = 0.01  # by default, where the uint64 overflow does not fire yet
-UNFUSED_ENERGY_TOL = 0.02  # no README claim (it is 9-12 % low): the bar a fix has to clear to XPASS
+UNFUSED_BELOW_THE_JUMP_ERR_PCT = 0.17  # the rows without that jump
 SCORES_BERT = 64 * 12  # B x H; times N^2 = the scores of BERT at N tokens
 L3_READ_PJ_PER_WORD = 23854.664591 / 256  # FLAT's run-time global-buffer ERT, per 4096-b row (fusemax-energy.md s4)
 L3_WRITE_PJ_PER_WORD = 27097.564591 / 256
@@ -78,27 +79,28 @@ def as_artifact():
     return fusemax.compare(records)
 
 
-@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax"])
+@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax", "unfused"])
 def test_energy_as_the_artifact_computed(as_artifact, config: str) -> None:
     rows = as_artifact[as_artifact.config == config]
     assert len(rows) == 18
     assert _energy_err_pct(rows) <= ENERGY_ERR_PCT[config]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="Unfused is 9-12 % low: the artifact maps each of its Einsums with "
-                          "Timeloop's mapper (EDP objective) and counts its global-buffer accesses "
-                          "per Einsum; those counts are not derived (fusemax-energy.md covers FLAT, "
-                          "+Binding and +Cascade only), so Unfused's buffer traffic is ours")
-def test_energy_as_the_artifact_computed_unfused(as_artifact) -> None:
+def test_unfused_energy_below_the_artifacts_jump(as_artifact) -> None:
+    """Unfused's buffer accesses per score, from its loop nests: QK's row read in GM's pass and again in SN's, SN
+    written and read back by A's pass (kept in the global buffer with the row), AV's partial sums read back.
+    Where the artifact's energy does not jump (all but TrXL 256K and the 1M rows), they price it within 0.17 %."""
     rows = as_artifact[as_artifact.config == "unfused"]
-    assert rows.energy_pj_err.abs().max() < UNFUSED_ENERGY_TOL
+    below = rows[(rows.seq_len < 1 << 20) & ~((rows.model == "TrXL") & (rows.seq_len == 1 << 18))]
+    assert len(below) == 14
+    assert _energy_err_pct(below) <= UNFUSED_BELOW_THE_JUMP_ERR_PCT
 
 
-@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax"])
+@pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax", "unfused"])
 def test_energy_physical_default_where_no_defect_fires(table, config: str) -> None:
-    """FuseMax's hardware has neither defect; FLAT's uint64 overflow first fires at 64K. +Cascade's default
-    prices the exps the artifact drops: 3 % high up to 64K, where its overflow does not fire yet."""
+    """FuseMax's hardware has neither defect, and none applies to Unfused; FLAT's uint64 overflow first fires at
+    64K. +Cascade's default prices the exps the artifact drops: 3 % high up to 64K, where its overflow does not fire
+    yet."""
     rows = table[1][table[1].config == config]
     if config == "flat":
         rows = rows[rows.seq_len <= 1 << 14]

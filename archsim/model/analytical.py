@@ -47,7 +47,8 @@ Memory
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
 one (widths per level). Transfers into the PEs count one read of the innermost holder per tile fetched (the
-multicast tile), shared by the Einsums that read it, except for a storage on chip written over in place
+multicast tile), shared by the Einsums of one pass that read it (readers in different passes each read it unless
+it stays at that level across the passes; `plan._read_moves`), except for a storage on chip written over in place
 (`in_place`, FLAT's score block): each pass over it is its own access, so each Einsum producing or consuming it
 reads or writes every element, except a read streamed from its producer (see `plan.storage_accesses`; fusemax-energy.md
 s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact

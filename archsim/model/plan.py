@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.cascade.ir import Cascade, Var
+from archsim.cascade.ir import Cascade, Einsum, Var
 from archsim.cascade.passes import refs_of
 from archsim.cascade.syntax import walk
 from archsim.mapping.overlap import POLICIES, compile_pipeline, delay_names, parse_pipeline
@@ -173,13 +173,13 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         elif kept:
             chain = kept
         else:  # produced and consumed inside the PEs (their registers, whose capacity is not checked)
-            live, spanning = (1, None) if decl.iterative is None else live_tiles(
-                group.loops, level_of, compute_level, decl.leaf_ranks, *_lifetime(binding, analysis, space, io,
-                                                                                    group, t))
-            if live > 1:  # a running state of many tiles: FuseMax's per-query state across the key loop
+            lifetime, passes = _lifetime(binding, analysis, space, io, group, t)
+            live, spanning = live_tiles(group.loops, level_of, compute_level, decl.leaf_ranks, lifetime, passes)
+            if live > 1:  # FuseMax's per-query state across the key loop; a score row waiting for its row sum
                 reasons.append(f"group {group.name}: {t} is kept at no level (keep:), but {live} of its tiles live "
-                               f"at once across loop {spanning.rank} at {spanning.level} (a running state lives "
-                               f"from the first step to the last): keep {t} at a level that holds them")
+                               f"at once across loop {spanning.rank} at {spanning.level} "
+                               f"({_why_live(decl.iterative, spanning.rank, passes)}): keep {t} at a level that "
+                               "holds them")
             continue
         live = 1 if chain[0] == 0 else live_tiles(group.loops, level_of, chain[0], decl.leaf_ranks,
                                                    *_lifetime(binding, analysis, space, io, group, t))[0]
@@ -198,16 +198,16 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
         unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
-            read, written, unmasked = _moved_elems(binding, group, space, level_of, t, child, io,
-                                                   tile(child, decl.leaf_ranks, decl.iterative), resident, unread)
+            read, written, most, unmasked = _moved_elems(
+                binding, analysis, group, space, level_of, t, child, io, tile(child, decl.leaf_ranks, decl.iterative),
+                resident, unread, child == compute_level)
             if t in group.spill and child == compute_level:
-                accessed[t] = math.prod(binding.leaf_shape(t)) * max(read, written) // unmasked
+                accessed[t] = math.prod(binding.leaf_shape(t)) * most // unmasked
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
                 # (or a tensor written over it) accesses it, except reads streamed from their producer.
                 n_reads, n_writes = storage_accesses(analysis, group, t, io)
-                per_access = max(read, written)
-                read, written = per_access * n_reads, per_access * n_writes
+                read, written = most * n_reads, most * n_writes
             traffic[levels[parent]][t] = (read + written) * word
             actions += transfer_actions(levels, parent, child, read * word * 8, True)
             actions += transfer_actions(levels, parent, child, written * word * 8, False)
@@ -245,6 +245,15 @@ def _lifetime(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]
         if writer in by_einsum and any(by_einsum.get(e, by_einsum[writer]) != by_einsum[writer] for e in touching):
             passes |= set(cascade.leaves(rank))
     return lifetime, passes
+
+
+def _why_live(iterative: str | None, rank: str, pass_ranks: set[str]) -> str:
+    """Why an intermediate's tiles live across a loop over `rank` (`_lifetime`), in words for a reason."""
+    if rank == iterative:
+        return "a running state lives from the first step to the last"
+    if rank in pass_ranks:
+        return f"a later pass reads them again after a reduction over {rank}"
+    return f"they live across {rank}, which they are not indexed by"
 
 
 def _stays_at(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]], io: Mapping[str, EinsumIO],
@@ -324,29 +333,93 @@ def _fill_unread(cascade: Cascade, tensor: str) -> bool:
         and all(r.terms == terms for r in e.refs if r.tensor == tensor) for e in readers)
 
 
-def _moved_elems(binding: Binding, group: Group, space: dict[str, set[str]], level_of: dict[str, int],
-                 tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int, resident: bool,
-                 fill_unread: bool) -> tuple[int, int, int]:
-    """Elements of `tensor` read into level `child` and written out of it, its tile there holding `tile`
-    elements, and the most one Einsum touching it would move were none masked. Readers share the resident tile, so
-    the largest reader count is taken; none is read in when the group's producer leaves each tile at `child` for its
-    readers (`resident`, `_stays_at`): only its writes move.
-    The writer is the Einsum whose output it is. A masked Einsum reads no tile it keeps no point of
-    (`masked_refetches`), and a masked recurrence writes none (its skipped steps leave the state in place); a
-    masked map Einsum writes none either where no reader reads its masked points (`fill_unread`, `_fill_unread`:
-    FLAT's causal scores), else every tile, its masked points' fill included, which an unmasked reader may read."""
+def _moved_elems(binding: Binding, analysis: Analysis, group: Group, space: dict[str, set[str]],
+                 level_of: dict[str, int], tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int,
+                 resident: bool, fill_unread: bool, into_pes: bool) -> tuple[int, int, int, int]:
+    """Elements of `tensor` read into level `child` and written out of it, the most one Einsum touching it moves
+    in one pass over it (an access of each element its tiles reach), and the most one would move were none
+    masked; its tile at `child` holds `tile` elements (`into_pes`: `child` is the PEs).
+
+    The writer is the Einsum whose output it is. Each of its moves writes the tile out; a move re-entering a tile
+    it already visited (a reduction loop above one indexing the output) first reads the partial result back
+    (`_output_moves`). A masked Einsum moves no tile it keeps no point of (`masked_refetches`); a masked
+    recurrence writes no other (its skipped steps leave the state in place), nor does a masked Einsum where no
+    reader reads its masked points (`fill_unread`, `_fill_unread`: FLAT's causal scores); else a tile holding no
+    kept point is written once, its fill, which an unmasked reader may read.
+    Readers read the tile in (`_read_moves`), none when the group's writer leaves each tile at `child` for its
+    readers (`resident`, `_stays_at`): only its writes move."""
     decl = binding.cascade.tensors[tensor]
-    read = written = unmasked = 0
-    for e in group.einsums:
-        writes = io[e][1] == tensor
-        if not writes and tensor not in io[e][0]:
-            continue
-        einsum = binding.cascade.einsum(e)
-        masked = tile * masked_refetches(binding, einsum, group.loops, level_of, child, decl.leaf_ranks, space[e])
-        every = tile * refetches(group.loops, level_of, child, decl.leaf_ranks, space[e])
-        unmasked = max(unmasked, every)
-        if writes:
-            written = max(written, masked if einsum.is_step or fill_unread else every)
-        if tensor in io[e][0] and not resident:
-            read = max(read, masked)
-    return read, written, unmasked
+    touching = [e for e in group.einsums if io[e][1] == tensor or tensor in io[e][0]]
+    moves = {e: masked_refetches(binding, binding.cascade.einsum(e), group.loops, level_of, child, decl.leaf_ranks,
+                                 space[e]) for e in touching}
+    unmasked = max((refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]) for e in touching),
+                   default=0)
+    writer = next((e for e in touching if io[e][1] == tensor), None)
+    written = read_back = 0
+    if writer is not None:
+        einsum = binding.cascade.einsum(writer)
+        written, read_back = _output_moves(binding, einsum, group.loops, level_of, child, decl.leaf_ranks,
+                                           space[writer], moves[writer], not (einsum.is_step or fill_unread))
+    read = 0 if resident else _read_moves(binding, analysis, group, space, level_of, tensor, child, io, moves,
+                                          writer, into_pes)
+    most = max([written, *(moves[e] for e in touching if e != writer)])
+    return tile * (read + read_back), tile * written, tile * most, tile * unmasked
+
+
+def _output_moves(binding: Binding, einsum: Einsum, loops: tuple[Loop, ...], level_of: Mapping[str, int],
+                  child: int, ranks: tuple[str, ...], space_ranks: set[str], kept_moves: int,
+                  fill_written: bool) -> tuple[int, int]:
+    """(Moves writing the writer's output tile out of level `child`, moves reading a partial result back in).
+    Of its `kept_moves` (those holding a point its mask keeps), the first onto each tile (`refetches` over the
+    ranks the output is indexed by, masked) finds it new and each later one reads back what the last left;
+    `fill_written` adds one write of each tile holding no kept point (its fill)."""
+    indexing = space_ranks & set(ranks)
+    kept_tiles = masked_refetches(binding, einsum, loops, level_of, child, ranks, indexing)
+    fill_tiles = refetches(loops, level_of, child, ranks, indexing) - kept_tiles if fill_written else 0
+    return kept_moves + fill_tiles, kept_moves - kept_tiles
+
+
+def _read_moves(binding: Binding, analysis: Analysis, group: Group, space: Mapping[str, set[str]],
+                level_of: Mapping[str, int], tensor: str, child: int, io: Mapping[str, EinsumIO],
+                moves: Mapping[str, int], writer: str | None, into_pes: bool) -> int:
+    """Moves of `tensor`'s tile into level `child` by its readers (`moves`: each Einsum's, masked).
+
+    Readers in one pass share the tile they find at `child`: the most any of them moves is read. Readers in
+    different passes (SN's pass reads QK after GM's reduced over M) each read it again, unless no loop above
+    `child` over a rank separating their passes walks more than one of its tiles (`live_tiles`): then every pass
+    runs inside one residency of the tile (a query row of QK kept whole in the global buffer). A reader streams
+    what the writer leaves at `child` in the writer's own pass (`_streams`): it reads only the moves beyond the
+    writer's (re-entries across a rank the writer does not iterate)."""
+    readers = [e for e in group.einsums if tensor in io[e][0]]
+    passes: list[list[str]] = []
+    for e in readers:
+        same = next((p for p in passes if all(_same_pass(analysis, e, other) for other in p)), None)
+        if same is None:
+            passes.append([e])
+        else:
+            same.append(e)
+    cascade = binding.cascade
+    separating = {leaf for rank, by_einsum in analysis.passes.einsum_pass.items()
+                  if len({by_einsum[e] for e in readers if e in by_einsum}) > 1 for leaf in cascade.leaves(rank)}
+    if len(passes) > 1 and live_tiles(group.loops, level_of, child, cascade.tensors[tensor].leaf_ranks, set(),
+                                      separating)[0] == 1:
+        passes = [readers]
+
+    def read(e: str) -> int:
+        streamed = writer is not None and _streams(binding, analysis, group, space, writer, e, tensor, into_pes)
+        return max(0, moves[e] - moves[writer]) if streamed else moves[e]
+
+    return sum(max(read(e) for e in p) for p in passes)
+
+
+def _streams(binding: Binding, analysis: Analysis, group: Group, space: Mapping[str, set[str]], writer: str,
+             reader: str, tensor: str, into_pes: bool) -> bool:
+    """Whether `reader` takes `tensor` as `writer` leaves it, in the same iteration of every loop: it runs in the
+    writer's pass over every rank, iterates every rank of `tensor` the writer does (not AV reading the last slot
+    of a recurrence's state), reads no recurrence state of the step before (a carried reference), and, at the
+    PEs, runs on the writer's unit (else the tile is handed over through the level above, as `storage_accesses`
+    counts)."""
+    indexed = space[writer] & set(binding.cascade.tensors[tensor].leaf_ranks)
+    return (reader != writer and _same_pass(analysis, writer, reader) and indexed <= space[reader]
+            and not any(r.carried for r in binding.cascade.einsum(reader).refs if r.tensor == tensor)
+            and (not into_pes or group.binding[reader] == group.binding[writer]))

@@ -8,7 +8,11 @@ inside L; spatial loops sit inside every level.
 - Moving T into level c from outside repeats once per iteration of the loops above c (at levels < c) that
   belong to the accessing Einsum's iteration space, *up to the innermost one that indexes T*: loops inside it
   that do not index T reuse the resident tile (stationarity). Loops over ranks the Einsum does not iterate
-  (AV after the M1 recurrence) do not re-execute it.
+  (AV after the M1 recurrence) do not re-execute it. A loop of factor 1 walks nothing: it neither indexes T nor
+  separates T's tiles, so it is left out (a DRAM loop `P: 1` under `M: 2` does not make Q move twice).
+- Of those moves, the first of each of T's tiles above c (`refetches` over the ranks T is indexed by) finds the
+  tile new; every later one re-enters a tile already visited: an output's partial sums written out and read back
+  when a reduction loop sits above an indexing one (`archsim.model.plan`).
 - A tensor with no home above level c (an intermediate the group keeps there, `plan`) cannot be written out and
   read back: each of its tiles stays at c for its whole lifetime. A tile lives across the loops over the ranks
   its Einsums iterate but it does not index (a reduction's partial result, a value read across another rank)
@@ -60,8 +64,8 @@ def live_tiles(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, t
     lifetime spans) (module docstring): the product of the loops above `child` over its ranks (`tensor_ranks`,
     less `lifetime_ranks`) from the outermost loop above `child` over a rank in `lifetime_ranks` (ranks it does
     not index, its recurrence rank) or `pass_ranks` (ranks it does index that a later pass walks again: all of
-    them live, that loop's too); (1, None) when no such loop is there."""
-    above = [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child]
+    them live, that loop's too); (1, None) when no such loop is there. Loops of factor 1 walk nothing."""
+    above = _walking(loops, level_of, child)
     spanning = [i for i, lp in enumerate(above) if lp.rank in lifetime_ranks | pass_ranks]
     if not spanning:
         return 1, None
@@ -79,9 +83,14 @@ def _fetching(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, te
               space_ranks: set[str]) -> list[Loop]:
     """The loops whose iterations each bring the tile at level `child` in again (module docstring)."""
     tensor_ranks = set(tensor_ranks)
-    above = [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child and lp.rank in space_ranks]
+    above = [lp for lp in _walking(loops, level_of, child) if lp.rank in space_ranks]
     indexing = [i for i, lp in enumerate(above) if lp.rank in tensor_ranks]
     return above[: indexing[-1] + 1] if indexing else []
+
+
+def _walking(loops: Iterable[Loop], level_of: Mapping[str, int], child: int) -> list[Loop]:
+    """The temporal loops above level `child` that walk more than one iteration, outermost first."""
+    return [lp for lp in loops if not lp.is_spatial and level_of[lp.level] < child and lp.factor > 1]
 
 
 def masked_refetches(binding: Binding, einsum: Einsum, loops: Iterable[Loop], level_of: Mapping[str, int],

@@ -27,7 +27,7 @@ Assumptions:
 - The two hardware run the same dataflow; they differ in buffer size (which only XLM's 32 MiB FFN weights feel)
   and in energy tables.
 - XLM's FFN weights do not fit either buffer; the mappings split them along S, so FFN2 writes partial sums of Y
-  once per weight tile, and the model does not count reading them back (XLM has no artifact rows to check).
+  once per weight tile and reads each back on the next (`plan._output_moves`; XLM has no artifact rows to check).
 
 The artifact's CSVs (`reference/fusemax/end2end-*.csv`, BERT/TrXL/T5 only) are read only to print them beside ours
 and to compute the error; nothing in a result comes from them.
