@@ -33,7 +33,7 @@ def test_table2_ring_softmax_row_is_run_through_parallel_time():
         ("llama3-1b", 8, 16384, 8, 16549.5)
     topology = load_topology(seqpar.LASP_TOPOLOGY)
     spec = ParallelSpec("ring", 8, library.load_workload_spec("llama3-1b"), 16384, topology.gpu, topology, batch=8,
-                        direction="fwd+bwd", scope="layer")
+                        direction="fwd+bwd", scope="layer", **seqpar.LASP_TRAINING)
     assert spec.causal
     result = parallel_time(spec)
     head_s, tok_s = seqpar.training_throughput(result)

@@ -84,7 +84,8 @@ def test_ring_over_nodes_runs_at_the_nic() -> None:
 
 def test_ulysses_moves_its_all_to_alls_and_nothing_overlaps() -> None:
     """DeepSpeed-Ulysses: per device (N/P)(H + 2 H_kv) d b bytes of Q, K, V and (N/P) H d b of O in all-to-alls
-    over the group (collectives' pairwise exchange); time = attention + both."""
+    over the group (collectives' pairwise exchange); time = attention + both. The backward moves the same again
+    (dO, and dQ, dK, dV), and layer checkpointing's recomputed forward the forward's once more."""
     p, n = 8, 65536
     result = parallel_time(_spec("ulysses", p, n))
     per_head = (n // p) * 128 * 2
@@ -93,7 +94,9 @@ def test_ulysses_moves_its_all_to_alls_and_nothing_overlaps() -> None:
                                                                                                     link)
     assert result.comm_s == pytest.approx(expected)
     assert result.time_s == pytest.approx(result.compute_s + result.comm_s)
-    assert parallel_time(replace(result.spec, direction="fwd+bwd")).comm_s == pytest.approx(2 * expected)
+    training = replace(result.spec, direction="fwd+bwd")
+    assert parallel_time(replace(training, checkpointing="none")).comm_s == pytest.approx(2 * expected)
+    assert parallel_time(replace(training, checkpointing="layer")).comm_s == pytest.approx(3 * expected)
 
 
 def test_lasp2_gathers_states_whose_size_does_not_grow_with_the_sequence() -> None:

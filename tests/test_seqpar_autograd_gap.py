@@ -23,7 +23,8 @@ KERNEL = "FlashAttention-2"
 
 
 def _ring(devices: int, seq_len: int, scheme: str = "ring") -> ParallelSpec:
-    return ParallelSpec(scheme, devices, LLAMA, seq_len, HGX.gpu, HGX, direction="fwd+bwd")
+    """A training step without checkpointing: the gap alone, no recomputed forward beside it."""
+    return ParallelSpec(scheme, devices, LLAMA, seq_len, HGX.gpu, HGX, direction="fwd+bwd", checkpointing="none")
 
 
 def test_a_causal_ring_computes_less_on_more_devices_when_its_blocks_are_short() -> None:

@@ -5,10 +5,12 @@ Comma lists in --scheme, --devices and --seq-len make the grid. A point whose sp
 with P not dividing the heads, N not a multiple of the chunks) is an infeasible row with the reason when the grid
 has more than one point, so one bad corner does not kill a sweep; a single point exits 2 with the reason. The
 model's field names are given as the options that set them (`seq_len` -> `--seq-len`). `--checkpointing` and
-`--training-precision` set the training memory (`seqpar_memory`'s "Training"), so they apply to `--direction
-fwd+bwd` only: given with another direction, exit 2 naming the option. Like `--direction` and `--scope`, each
-takes one value for the whole grid. So is a value no point of the grid models, naming the option: `--ulysses`
-without usp; a `--kernel` no point runs (it sets the softmax schemes' prefill kernel: a decode step runs
+`--training-precision` set the training memory (`seqpar_memory`'s "Training"), and `--checkpointing layer` adds the
+recomputed forward to the time (`seqpar._timing`: the "recompute ms" column, `recompute_s`), so they apply to
+`--direction fwd+bwd` only: given with another direction, exit 2 naming the option; `--training-precision`, which
+sets the memory only, needs `--tp 1` too (training memory is not modelled above it). Like `--direction` and
+`--scope`, each takes one value for the whole grid. So is a value no point of the grid models, naming the option:
+`--ulysses` without usp; a `--kernel` no point runs (it sets the softmax schemes' prefill kernel: a decode step runs
 Flash-Decoding and LASP's chunks Lightning Attention-2, so with decode or LASP alone only the kernel they run is
 taken); `--no-causal` with decode, whose one query attends every cached token (modelled, and recorded, causal). In
 a grid mixing usp or a softmax scheme with others, each row records what it models: another scheme's no Ulysses
@@ -21,7 +23,8 @@ topology's links are its own GPU's (H100s over NVLink 4), so another `--gpu` wit
 2 naming `--gpu` and the library topologies of that GPU, not timed over another GPU's links. A topology of arrays
 (`device:` in place of `gpu:`, e.g. fusemax-ici-8) times each block through the analytical model under its mappings;
 what has no array form (`--direction` fwd+bwd or decode, `--scope layer`, a LASP or decode `--scheme`, any
-`--kernel`) is refused before the grid, exit 2 naming the option (`_refuse_on_arrays`).
+`--kernel`) is refused before the grid, exit 2 naming the option, and so is a causal run on a topology whose
+`device` has no `causal_mapping`, naming that field of its file (`_refuse_on_arrays`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ TEXT_COLUMNS = (
     ("exposed ms", "exposed_comm_s", lambda v: f"{v * 1e3:.4g}"),
     ("hidden ms", "hidden_comm_s", lambda v: f"{v * 1e3:.4g}"),
     ("wait ms", "wait_s", lambda v: f"{v * 1e3:.4g}"),  # on another device's compute (LASP-1's chain)
+    # of the time, the recomputed forward of a training step (layer checkpointing); none outside fwd+bwd: null
+    ("recompute ms", "recompute_s", lambda v: "-" if v is None or math.isnan(v) else f"{v * 1e3:.4g}"),
     ("ideal ms", "ideal_s", lambda v: f"{v * 1e3:.4g}"),
     ("efficiency", "efficiency", lambda v: f"{v:.3f}"),
     ("mem/dev GB", "memory_bytes", lambda v: "-" if math.isnan(v) else f"{v / 1e9:.2f}"),  # not modelled: NaN
@@ -122,13 +127,14 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
                                             "Attention-2 and a decode step Flash-Decoding: a kernel no point of the "
                                             "grid runs is refused.")
 @click.option("--checkpointing", type=click.Choice(["layer", "none"]),
-              help="[fwd+bwd] Activation checkpointing of the training memory: layer (each layer's input kept, one "
-                   "layer recomputed: the Ring Attention paper's) or none (every layer's activations kept). "
-                   "Default: layer.")
+              help="[fwd+bwd] Activation checkpointing: layer (each layer's input kept, its forward recomputed "
+                   "before its backward, so the time adds one more forward with its transfers: the Ring Attention "
+                   "paper's) or none (every layer's activations kept, nothing recomputed). Default: layer.")
 @click.option("--training-precision", type=click.Choice(["fp32", "mixed"]),
               help="[fwd+bwd] Training precision: fp32 (4 + 4 + 8 bytes per parameter, activations 4: the Ring "
                    "Attention paper's) or mixed (bf16 parameters and gradients, fp32 Adam: 2 + 2 + 12, "
-                   "activations 2). Default: fp32.")
+                   "activations 2). Sets the memory only: the time is bf16's at either (the kernels and "
+                   "transfers are costed in 16-bit words; fp32's a lower bound). Default: fp32.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"points": [one flat record per point]} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write parallel.csv and a report page (scaling figures, their CSVs, index.html) here.")
@@ -137,13 +143,14 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
                  tp: int | None, ulysses: int | None, kernel: str | None, checkpointing: str | None,
                  training_precision: str | None, as_json: bool, out: str | None) -> None:
     """Time one layer's attention cut over P devices by a sequence-parallel scheme: time per layer, communication
-    hidden or exposed, the wait on another device's compute (LASP-1's chain; time = compute + exposed + wait),
-    efficiency against one device, memory per device and the largest context that fits. A point
-    whose efficiency exceeds 1 gets a note line saying why (its JSON row: "note").
+    hidden or exposed, the wait on another device's compute (LASP-1's chain; time = compute + exposed + wait), of
+    the time a training step's recomputed forward (layer checkpointing), efficiency against one device, memory per
+    device and the largest context that fits. A point whose efficiency exceeds 1 gets a note line saying why (its
+    JSON row: "note").
 
     Every scheme x devices x seq-len is a point. Defaults: topology hgx-h100 and its GPU (another --gpu needs a
-    --topology with its links), batch 1, fwd, attention only, causal; fwd+bwd memory with layer checkpointing in
-    fp32. Efficiency is the one-device time / P over the time.
+    --topology with its links), batch 1, fwd, attention only, causal; fwd+bwd with layer checkpointing (its
+    recomputed forward in the time) and fp32 memory. Efficiency is the one-device time / P over the time.
 
     Examples:
 
@@ -228,17 +235,20 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
 
 
 def _training_settings(direction: str, tp: int, checkpointing: str | None, precision: str | None) -> dict[str, str]:
-    """The training settings given (`ParallelSpec` fields), refused with another direction than fwd+bwd or with
-    --tp above 1, where the training memory is not modelled (a usage error naming the option, as --ulysses without
-    usp); those not given keep the spec's defaults."""
+    """The training settings given (`ParallelSpec` fields), refused with another direction than fwd+bwd, and one
+    that sets the memory only (`seqpar_spec.MEMORY_ONLY`: the precision) with --tp above 1, where the training memory
+    is not modelled (a usage error naming the option, as --ulysses without usp); those not given keep the spec's
+    defaults."""
+    from archsim.systems.seqpar_spec import MEMORY_ONLY, TRAINING_SETS
+
     given = {"checkpointing": checkpointing, "training_precision": precision}
     for field, value in given.items():
         if value is not None and direction != "fwd+bwd":
-            raise click.UsageError(f"{FIELD_OPTIONS[field]} applies to --direction fwd+bwd only (the training "
-                                   f"memory), got --direction {direction}")
-        if value is not None and tp > 1:
-            raise click.UsageError(f"{FIELD_OPTIONS[field]} sets the training memory, which is not modelled at "
-                                   f"--tp above 1, got --tp {tp}")
+            raise click.UsageError(f"{FIELD_OPTIONS[field]} applies to --direction fwd+bwd only (it sets "
+                                   f"{TRAINING_SETS[field]}), got --direction {direction}")
+        if value is not None and field in MEMORY_ONLY and tp > 1:
+            raise click.UsageError(f"{FIELD_OPTIONS[field]} sets {TRAINING_SETS[field]}, which is not modelled "
+                                   f"at --tp above 1, got --tp {tp}")
     return {field: value for field, value in given.items() if value is not None}
 
 
@@ -319,16 +329,20 @@ def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: st
     device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
     if topology is None and system is None:
         _refuse_default_links(gpu, device, network)
-    _refuse_on_arrays(device, schemes, direction, scope, kernel_given)
+    _refuse_on_arrays(device, schemes, direction, scope, kernel_given, causal)
     # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
     check_workload(model, memory_modelled(direction, tp, device), scope == "layer")
     return ParallelSpec(schemes[0], p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
 
 
-def _refuse_on_arrays(device, schemes: list[str], direction: str, scope: str, kernel: str | None) -> None:
+def _refuse_on_arrays(device, schemes: list[str], direction: str, scope: str, kernel: str | None,
+                      causal: bool) -> None:
     """On arrays, refuse (exit 2 naming the option) a --direction, --scope, --scheme or a --kernel (any: an array's
-    blocks run its mappings) that has no array form (`seqpar_spec.check_array`); a GPU passes."""
+    blocks run its mappings) that has no array form (`seqpar_spec.check_array`), and a causal run on a device
+    without a causal mapping (exit 2 naming the topology file's `device.causal_mapping`: every point has a causal
+    block, `seqpar_compute.block_mapping`); a GPU passes."""
+    from archsim.systems.seqpar_compute import block_mapping
     from archsim.systems.seqpar_spec import DEFAULT_KERNEL, check_array
     from archsim.systems.topology import ArrayDevice
 
@@ -342,6 +356,7 @@ def _refuse_on_arrays(device, schemes: list[str], direction: str, scope: str, ke
             check_array(device, scheme, direction, scope, DEFAULT_KERNEL)
     except SpecError as error:
         raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
+    block_mapping(device, causal)
 
 
 def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:

@@ -44,7 +44,7 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     _table3(result["table3"])
     lasp = result["lasp2"]
     click.echo(f"\nLASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
-               "batch 1, forward + backward, tokens/s")
+               f"batch 1, forward + backward ({_setting()}), tokens/s")
     rows = {(r["scheme"], r["seq_len"]): r["throughput_tok_s"] for r in lasp["rows"]}
     click.echo(f"{'N':>6} {'ring':>10} {'lasp1':>10} {'lasp2':>10}   gain over ring (paper)   over lasp1 (paper)")
     gains = {(g["seq_len"], g["baseline"]): g for g in lasp["gains"]}
@@ -116,12 +116,19 @@ def _table3(rows: list[dict]) -> None:
     _reasons([(f"{r['gpu']} {r['hardware']} {r['model']} {r['scheme']}", r["reason"]) for r in rows])
 
 
+def _setting() -> str:
+    """LASP's training setting, which the reproduction assumes (`seqpar_reproduce.LASP_TRAINING`)."""
+    training = seqpar.LASP_TRAINING
+    return (f"assumed: checkpointing {training['checkpointing']}, {training['training_precision']} precision")
+
+
 def _lasp2_table2(table: dict) -> None:
     """LASP-2 Table 2's rows, ours beside the paper's, and softmax and hybrid over linear (no tolerance in issue
     18)."""
     click.echo(f"\nLASP-2 Table 2: {seqpar.TABLE2_LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
-               f"{seqpar.TABLE2_LASP_TOKENS // 1024}K tokens, batch {seqpar.TABLE2_LASP_BATCH}, forward + backward, "
-               "tokens/s (the paper does not say per GPU or in all: ours both); no tolerance in issue 18")
+               f"{seqpar.TABLE2_LASP_TOKENS // 1024}K tokens, batch {seqpar.TABLE2_LASP_BATCH}, forward + backward "
+               f"({_setting()}), tokens/s (the paper does not say per GPU or in all: ours both); no tolerance in "
+               "issue 18")
     click.echo(f"{'scheme':<7} {'model':<24} {'ours':>9} {'per GPU':>9} {'paper':>15}")
     for r in table["rows"]:
         paper = r["paper_tok_s"]

@@ -5,8 +5,8 @@ The block names the base point by the fields of `ParallelSpec`: `scheme`, `devic
 `topology` are required (a library name or a file beside the sweep for the workload and the topology); `gpu`,
 `batch`, `causal`, `direction`, `scope`, `tp`, `ulysses`, `kernel`, `checkpointing` and `training_precision` are
 optional and default as `ParallelSpec` does (the GPU: the topology's, as `archsim parallel` takes it; the training
-settings, layer and fp32, set the fwd+bwd memory only, and another value at another direction is a point's
-refusal). A field an axis sets (`parallel.devices: [1, 2]`)
+settings, layer and fp32, set the fwd+bwd memory, and layer checkpointing also the time, its recomputed forward;
+another value at another direction is a point's refusal). A field an axis sets (`parallel.devices: [1, 2]`)
 is left out of the block, and a required one must then be an axis; giving a field in both places is refused, and
 so is a value no point of the sweep models (`MODELLED`: `ulysses` without a usp point; a `kernel`, the softmax
 schemes' prefill kernel, that no point runs, as a decode step runs Flash-Decoding and LASP's chunks Lightning

@@ -34,8 +34,8 @@ AXES = {"devices": ("devices P", "P"), "seq_len": ("sequence length N (tokens)",
 DASHES = ("-", "--", ":", "-.")
 METRICS = {"time": ("latency_s", "time per layer (ms)", 1e3), "efficiency": ("efficiency", "efficiency", 1.0)}
 SUMMARY_COLUMNS = ("scheme", "devices", "seq_len", "feasible", "latency_s", "compute_s", "comm_s", "exposed_comm_s",
-                   "hidden_comm_s", "wait_s", "ideal_s", "efficiency", "memory_bytes", "max_context_tokens", "note",
-                   "reason")
+                   "hidden_comm_s", "wait_s", "recompute_s", "ideal_s", "efficiency", "memory_bytes",
+                   "max_context_tokens", "note", "reason")
 FEW_DECADES = 2  # a log time axis spanning fewer decades than this is labelled at 1, 2 and 5 of each
 
 

@@ -12,6 +12,12 @@ Memory per device of a decode step is what it holds: the weights and the KV cach
 `seqpar_memory.inference_memory(..., decode=True)`, without the prefill's working set (a step's own activations,
 one token per sequence, and a ring's K/V block in flight are not counted: megabytes beside the cache).
 
+A training step (`fwd+bwd`) with `checkpointing` "layer" (the default: the Ring Attention paper's, each layer's
+input kept) recomputes each layer's forward before its backward, its transfers included (a ring's forward hops run
+again): the time adds the `fwd` twin's, reported as `recompute_s` (`_timing`); "none" keeps every activation and
+recomputes nothing. The training precision sets the memory only: the time is the bf16 kernels' and transfers' at
+either (`seqpar_spec`'s rules: for fp32 a lower bound).
+
 A hybrid model under `lasp2h` (LASP-2H, `seqpar_spec.HYBRID_SCHEMES`) is timed layer by layer: its linear layers as
 `lasp2` and its softmax layers as `allgather` (`Workload`'s `attention_view`: the same sizes, devices, topology,
 kernel and direction), and a `ParallelResult` is one layer, so its time, compute, communication and wait are each
@@ -55,7 +61,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
@@ -99,11 +105,12 @@ class ParallelResult:
     link; `wait_s` the time that device waits on another device's compute (a LASP-1 device waiting on the chain's
     earlier hops' products, `seqpar_schemes.chain_idle_s`; 0 for the other schemes); `exposed_comm_s` what the time
     has beyond that compute and wait, the transfers not hidden (no more than `comm_s`), and `hidden_comm_s` the
-    rest of `comm_s`: time = compute + exposed + wait. Memory per device
-    and the largest context from `seqpar_memory` and the kernel's buffers (`_memory`; NaN / 0 when that model does
-    not cover the case), and of that memory the weights. A point whose memory per device exceeds the GPU's is
-    infeasible, with the reason; its times are still those the model computes (as an analytical point whose tiles
-    overflow a level)."""
+    rest of `comm_s`: time = compute + exposed + wait. A training step with layer checkpointing recomputes the
+    layer's forward: `recompute_s` is that forward's time, its compute, transfers and wait counted in the others
+    (`_timing`). Memory per device and the largest context from `seqpar_memory` and the kernel's buffers
+    (`_memory`; NaN / 0 when that model does not cover the case), and of that memory the weights. A point whose
+    memory per device exceeds the GPU's is infeasible, with the reason; its times are still those the model
+    computes (as an analytical point whose tiles overflow a level)."""
 
     spec: ParallelSpec
     time_s: float
@@ -118,6 +125,7 @@ class ParallelResult:
     # docstring)
     note: str = ""
     energy_j: float = math.nan  # every device's energy over the layer (module docstring, "Energy")
+    recompute_s: float = 0.0  # of time_s, the recomputed forward of a training step (`_timing`; 0: none)
 
     @property
     def feasible(self) -> bool:
@@ -148,14 +156,14 @@ class ParallelResult:
     def record(self) -> Record:
         s = self.spec
         link = _link_name(s)
-        training = s.direction == "fwd+bwd"  # checkpointing and precision set the training memory only (null else)
+        training = s.direction == "fwd+bwd"  # the training settings and the recomputed forward (null else)
         extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.attention_kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
                   "causal": s.causal, "direction": s.direction, "scope": s.scope,
                   "checkpointing": s.checkpointing if training else None,
                   "training_precision": s.training_precision if training else None,
-                  "compute_s": self.compute_s,
+                  "compute_s": self.compute_s, "recompute_s": self.recompute_s if training else None,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "wait_s": self.wait_s,
                   "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
@@ -205,7 +213,7 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     note = "; ".join(text for text in (note, _capped_context_note(spec, max_context)) if text)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
                           memory.total_bytes, max_context, memory.weights_bytes, note,
-                          _energy_j(spec, timing.time_s, compute))
+                          _energy_j(spec, timing.time_s, compute), timing.recompute_s)
 
 
 def _check_causal_name(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> None:
@@ -280,25 +288,38 @@ def _timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> Timing
     caller (`parallel_time`'s energy). A `fwd+bwd` step whose attention runs the softmax kernel's backward is one timed
     call: its blocks' backwards run inside one autograd backward, so the host gap before it
     (`DeviceCompute.autograd_gap_s`, less what the GPU still runs of the step's forward: the `fwd` twin of the same
-    scope) is paid once, not per block, and counts as the device's time, not its communication. A training step
-    runs the FFN at the workload's `word_bytes`, as its memory counts it (`one_word_size`; the compute reads only
-    the heads and head_dim, which that leaves as they are). A hybrid scheme's is its layers' count-weighted mean
-    (`_hybrid_timing`)."""
+    scope) is paid once, not per block, and counts as the device's time, not its communication. With `checkpointing`
+    "layer" a training step runs that `fwd` twin once more, the layer's forward recomputed from its checkpointed input
+    before its backward (`seqpar_memory`'s "layer": only the input is kept), with its own transfers (a ring's hops
+    again) overlapped as the forward's: each part of the twin's timing is added to the step's, and its time is the
+    step's `recompute_s`; "none" recomputes nothing. A training step runs the FFN at the workload's `word_bytes`, as
+    its memory counts it (`one_word_size`; the compute reads only the heads and head_dim, which that leaves as they
+    are), whatever the `training_precision`: the kernels and transfers are costed in 16-bit words
+    (`seqpar_spec.check_workload`), so an fp32 step's time is its bf16 twin's, a lower bound (module docstring of
+    `seqpar_spec`). A hybrid scheme's is its layers' count-weighted mean (`_hybrid_timing`)."""
     if spec.scheme in HYBRID_SCHEMES:
         return _hybrid_timing(spec, compute)
-    if spec.direction == "fwd+bwd":
-        spec = replace(spec, workload=one_word_size(spec.workload))
+    if spec.direction != "fwd+bwd":
+        return _pass_timing(spec, compute)
+    spec = replace(spec, workload=one_word_size(spec.workload))
+    step = _pass_timing(spec, compute)
+    forward = _pass_timing(replace(spec, direction="fwd"), replace(compute, direction="fwd"))
+    if spec.scheme not in LINEAR_SCHEMES:
+        gap_s = compute.autograd_gap_s(forward.time_s)
+        step = replace(step, time_s=step.time_s + gap_s, compute_s=step.compute_s + gap_s)
+    return replace(_added(step, forward), recompute_s=forward.time_s) if spec.checkpointing == "layer" else step
+
+
+def _pass_timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> Timing:
+    """One pass of `spec`'s direction, without a training step's host gap or recomputation (`_timing`): the
+    scheme's attention (or decode step), plus at scope `layer` the layer's other ops (`dense`)."""
     attention = (decode if spec.direction == "decode" else SCHEME_TIMINGS[spec.scheme])(spec, compute)
-    if spec.scope == "attention":
-        timing = attention
-    else:
-        rest = dense(spec, compute)
-        timing = Timing(attention.time_s + rest.time_s, attention.compute_s + rest.compute_s,
-                        attention.comm_s + rest.comm_s, attention.wait_s + rest.wait_s)
-    if spec.direction != "fwd+bwd" or spec.scheme in LINEAR_SCHEMES:
-        return timing
-    gap_s = compute.autograd_gap_s(_timing(replace(spec, direction="fwd"), replace(compute, direction="fwd")).time_s)
-    return Timing(timing.time_s + gap_s, timing.compute_s + gap_s, timing.comm_s, timing.wait_s)
+    return attention if spec.scope == "attention" else _added(attention, dense(spec, compute))
+
+
+def _added(first: Timing, second: Timing) -> Timing:
+    """Two timings run one after the other on the device: each part the sum."""
+    return Timing(*(getattr(first, field.name) + getattr(second, field.name) for field in fields(Timing)))
 
 
 def _hybrid_timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> Timing:
@@ -310,8 +331,8 @@ def _hybrid_timing(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) ->
                                      workload=attention_view(spec.workload, kind)), compute))
              for kind, count in counts.items()]
     layers = sum(counts.values())
-    return Timing(*(sum(count * getattr(part, field) for count, part in parts) / layers
-                    for field in ("time_s", "compute_s", "comm_s", "wait_s")))
+    return Timing(*(sum(count * getattr(part, field.name) for count, part in parts) / layers
+                    for field in fields(Timing)))
 
 
 def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute | ArrayCompute:

@@ -71,6 +71,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import einsum_counts, tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
+from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.model.analytical import numbers_of
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
@@ -346,11 +347,7 @@ class ArrayCompute(HeldTensors):
                    ) -> tuple[Result, ...]:
         if causal and q_tokens != k_tokens:
             raise SpecError(SOURCE, "seq_len", f"a causal block must be square, got {q_tokens} x {k_tokens}")
-        where = "device.causal_mapping" if causal else "device.mapping"
-        mapping = self.array.causal_mapping if causal else self.array.mapping
-        if mapping is None:
-            raise SpecError(self.array.source, where, "missing: a causal block (a ring's diagonal, a causal "
-                                                      "prefill) needs a mapping of a causal attention cascade")
+        where, mapping = block_mapping(self.array, causal)
         cascade = library.load_cascade_spec(spec_beside(mapping.cascade, mapping.source))
         if "kv_heads" not in cascade.params and kv_heads != heads:
             raise SpecError(self.array.source, where, f"{mapping.name} maps {cascade.name}, one K/V head per query "
@@ -372,6 +369,19 @@ class ArrayCompute(HeldTensors):
             except SpecError as error:
                 raise SpecError(self.array.source, where, error.message) from None
         return tuple(results)
+
+
+def block_mapping(array: ArrayDevice, causal: bool) -> tuple[str, MappingSpec]:
+    """The field and the mapping of `array` that its causal (diagonal) or full blocks run (module docstring,
+    "Arrays"). A causal block without `device.causal_mapping` is a SpecError naming that field of the topology file:
+    every causal run has such a block (a ring's diagonal, each scheme's causal call), so `seqpar_spec.check_spec`
+    and `archsim parallel` refuse it before any block is costed."""
+    where = "device.causal_mapping" if causal else "device.mapping"
+    mapping = array.causal_mapping if causal else array.mapping
+    if mapping is None:
+        raise SpecError(array.source, where, "missing: a causal block (a ring's diagonal, a causal prefill) needs a "
+                                             "mapping of a causal attention cascade")
+    return where, mapping
 
 
 def square_cover(a: int, b: int) -> list[tuple[int, int]]:

@@ -29,7 +29,8 @@ Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` 
 - parameters, gradients and Adam's two moments sharded over all `devices` (FSDP / ZeRO-3), `param_bytes`,
   `param_bytes` and `optimizer_bytes_per_param` per parameter; FSDP gathers one layer's parameters at a time and
   that layer's gradients exist whole until reduce-scattered, so one layer (the largest kind) is added to each.
-  Megatron-SP shards by tensor parallelism instead: nothing is gathered.
+  Megatron-SP shards by tensor parallelism instead: nothing is gathered; nor on one device, which holds every
+  layer whole (its parameters, gradients and Adam state are the model's, nothing to gather or reduce-scatter).
 - activations, all at `activation_bytes`, by `checkpointing` (`CHECKPOINTING`):
   - "none" (no recomputation, as Megatron without activation recomputation or DeepSpeed-Ulysses without
     checkpointing run): every layer keeps what its backward reads, each tensor once, times the layers of each kind
@@ -281,8 +282,8 @@ def training_memory(workload: Workload, scheme: str, devices: int, seq_len: int,
     word = workload.params["word_bytes"]
     model = sizes_model(workload, 1)
     params = (model.layer_weight_bytes_per_device + _vocab_table_bytes(workload)) / word / devices
-    gathered = 0.0 if scheme == "megatron-sp" else max(
-        m.weight_bytes_per_layer for m in model.by_kind.values()) / word
+    sharded = scheme != "megatron-sp" and devices > 1  # FSDP gathers a layer only from shards on other devices
+    gathered = max(m.weight_bytes_per_layer for m in model.by_kind.values()) / word if sharded else 0.0
     # activations are counted in the workload's words and scaled to `activation_bytes`: a state element counts
     # the words that make `state_bytes` after that scaling
     layer = _layer(workload, scheme, devices, seq_len, batch, 1, ulysses_degree, state_bytes / activation_bytes,

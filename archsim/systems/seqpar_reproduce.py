@@ -11,7 +11,8 @@ run through archsim's models, ours beside theirs, and a grid users compare again
   as, v3-512 both as 512 TensorCores of 16 GiB and as 256 chips of 32 GiB), Vanilla, memory-efficient attention,
   memory-efficient attention + FFN (BPT) and Ring; no tolerance is claimed for the TPU rows.
 - LASP-2 Fig. 3 (`lasp2_rows`): Linear-Llama3-1B on 64 A100s (8 DGX A100 nodes), batch 1, forward and backward of
-  whole layers: throughput = N / (layers x time per layer) for LASP-2, LASP-1 and Ring Attention (LASP-2's
+  whole layers in `LASP_TRAINING`'s setting (assumed: mixed precision, no checkpointing, so nothing recomputed):
+  throughput = N / (layers x time per layer) for LASP-2, LASP-1 and Ring Attention (LASP-2's
   baseline: left products over K/V blocks) from 16K to 2048K tokens.
 - LASP-2 Table 2 (`lasp2_table2`): 8 A100s (one DGX A100), 16K tokens, batch 8, training throughput computed as
   `lasp2_rows` computes Fig. 3's (the batch's tokens over layers x time per layer + the LM head, fwd+bwd, whole
@@ -23,7 +24,8 @@ run through archsim's models, ours beside theirs, and a grid users compare again
 - Infinite-LLM's DistAttention micro-benchmark (`distattention_rows`): one decode step's attention on 4 A100s, its
   speed over ring attention and head-parallel decode at 4K-256K tokens.
 - The grid (`grid_points`): ring, zigzag, stripe, Ulysses and USP (Ulysses 4 x ring 2) on 8 A100s and 8 H100s
-  over NVLink, Llama-3-8B attention shapes, causal, 8K tokens per GPU, forward and forward+backward; and Llama-3
+  over NVLink, Llama-3-8B attention shapes, causal, 8K tokens per GPU, forward and forward+backward (the default
+  training setting: layer checkpointing, its recomputed forward in the time, fp32 memory); and Llama-3
   405B prefill with ring context parallelism (zigzag chunks) across 2-16 HGX H100 nodes (16-128 GPUs, TP8 inside
   a node) over 400 Gb/s NICs at 128K and 1M tokens, whole layers (`model_time_s` = layers x time). The model is
   served as Meta serves it, its FFN in FP8 (`llama3-405b-fp8`): in bf16 its 810 GB of weights do not fit a node
@@ -154,6 +156,11 @@ TABLE3_GAPS = {  # (gpu, hardware, model, scheme) -> GAPS key: the entries outsi
 NO_CLAIM = "no tolerance in issue 18: the paper's range (a secondary summary, seqpar-sparse.md §2.7) is printed beside"
 LASP_TOPOLOGY, LASP_DEVICES, LASP_MODEL = "dgx-a100", 64, "linear-llama3-1b"
 LASP_LENGTHS = tuple(2**k * 1024 for k in range(4, 12))  # 16K .. 2048K
+# LASP's training setting (Fig. 3, Table 2, `lasp_step_costs`), which the references do not state, so assumed: mixed
+# precision, and no activation checkpointing (Megatron-Core's default, which LASP-2 runs on; the one setting in which
+# the memory model puts LASP-1's plot's 4096K out of memory on 64 A100s and 2048K in, seqpar-sparse.md §2.5), so no
+# layer's forward is recomputed in the time (`seqpar._timing`)
+LASP_TRAINING = {"checkpointing": "none", "training_precision": "mixed"}
 GRID_TOPOLOGIES, GRID_MODEL, GRID_TOKENS_PER_GPU = ("a100-nvlink", "hgx-h100-8"), "llama3-8b", 8192
 GRID_SCHEMES, USP_ULYSSES = ("ring", "zigzag", "stripe", "ulysses", "usp"), 4
 # LASP-2 Table 2: (scheme, workload) rows on one DGX A100, 16K tokens, batch 8, in the paper's order
@@ -279,7 +286,7 @@ def _lasp_results() -> dict[tuple[str, int], ParallelResult]:
     topology = load_topology(LASP_TOPOLOGY)
     workload = library.load_workload_spec(LASP_MODEL)
     return {(scheme, n): parallel_time(ParallelSpec(scheme, LASP_DEVICES, workload, n, topology.gpu, topology,
-                                                    direction="fwd+bwd", scope="layer"))
+                                                    direction="fwd+bwd", scope="layer", **LASP_TRAINING))
             for scheme in ("ring", "lasp1", "lasp2") for n in LASP_LENGTHS}
 
 
@@ -313,7 +320,8 @@ def lasp2_table2() -> dict:
     rows = []
     for scheme, model in TABLE2_LASP_ROWS:
         spec = ParallelSpec(scheme, TABLE2_LASP_DEVICES, library.load_workload_spec(model), TABLE2_LASP_TOKENS,
-                            topology.gpu, topology, batch=TABLE2_LASP_BATCH, direction="fwd+bwd", scope="layer")
+                            topology.gpu, topology, batch=TABLE2_LASP_BATCH, direction="fwd+bwd", scope="layer",
+                            **LASP_TRAINING)
         result = parallel_time(spec)
         head_s, tok_s = training_throughput(result)
         rows.append({"scheme": scheme, "model": model, "devices": TABLE2_LASP_DEVICES, "seq_len": TABLE2_LASP_TOKENS,
@@ -368,7 +376,7 @@ def _lasp_numbers(n: int) -> dict:
 
 def lasp_step_costs() -> dict:
     """The per-step costs of LASP-1's training beyond the layers and the LM head that the model can price, which
-    `lasp_step_overhead_reading`'s fitted cost is set against. Assumptions: mixed precision
+    `lasp_step_overhead_reading`'s fitted cost is set against. Assumptions: `LASP_TRAINING`'s mixed precision
     (`TRAINING_PRECISIONS["mixed"]`: bf16 parameters and gradients, fp32 Adam state), as the references do not give
     the runs' precision; data-parallel style, every GPU all-reducing the whole gradient (a hierarchical ring, NVLink
     inside a node, the NICs across the LASP_DEVICES / 8 nodes: `collectives.hierarchical_all_reduce_s`) and updating
@@ -377,7 +385,7 @@ def lasp_step_costs() -> dict:
     this is the larger of the two. The parameters are `seqpar_memory.training_memory`'s (the layers and the
     vocabulary tables). `nodes`: the NIC level's group size."""
     topology = load_topology(LASP_TOPOLOGY)
-    precision = training_precision("mixed")
+    precision = training_precision(LASP_TRAINING["training_precision"])
     memory = training_memory(library.load_workload_spec(LASP_MODEL), "lasp1", LASP_DEVICES, LASP_LENGTHS[0],
                              **precision)
     params = memory.optimizer_bytes / precision["optimizer_bytes_per_param"] * LASP_DEVICES

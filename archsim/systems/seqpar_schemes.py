@@ -107,12 +107,14 @@ class Timing:
     """One scheme's time of a layer (or its attention) on the busiest device: `time_s`, of which `compute_s` is the
     device's compute and `comm_s` the scheme's transfers as if alone on the link; `wait_s` the part of the time
     the device waits on another device's compute (LASP-1's chain; 0 for the other schemes), so the time less the
-    compute and the wait is the communication it exposes."""
+    compute and the wait is the communication it exposes. `recompute_s`: of the time, a training step's recomputed
+    forward (layer checkpointing, `seqpar._timing`), whose compute, transfers and wait are in the other parts."""
 
     time_s: float
     compute_s: float
     comm_s: float
     wait_s: float = 0.0
+    recompute_s: float = 0.0
 
 
 def group_members(count: int, stride: int) -> list[int]:

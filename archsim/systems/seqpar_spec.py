@@ -22,10 +22,16 @@ Rules of a spec:
   heads; it divides the KV heads or is a multiple of them (each rank then keeps one KV head, repeated over
   tp / kv_heads ranks, as Megatron's tensor parallelism does). `check_tp` checks these alone, naming the field a
   caller gives: a tp a system file set is refused naming that file's field, not the caller's `tp`.
-- `checkpointing` and `training_precision` set the training memory only: another value than the default needs
-  direction fwd+bwd and tp 1 (`TRAINING_FIELDS`).
+- `checkpointing` and `training_precision` set a training step (`TRAINING_SETS`): another value than the default
+  needs direction fwd+bwd (`TRAINING_FIELDS`). `checkpointing` sets its memory and its time ("layer" recomputes each
+  layer's forward before its backward, `seqpar._timing`); `training_precision` the memory only, so another value
+  needs tp 1 too, where that memory is modelled (`MEMORY_ONLY`). The time is costed in 16-bit words at either
+  precision (`check_workload`: the GPU kernels, the FFN's GEMMs and the blocks and states the schemes send are
+  bf16's), so an fp32 step's time is a lower bound: its GEMMs would run at TF32 or FP32 rates and its activations
+  travel in 4-byte words; mixed precision's bf16 compute is what is timed.
 - On arrays (a topology's `device`, `topology.ArrayDevice`) only the forward's attention of the softmax prefills
-  (`ARRAY_SCHEMES`) is modelled, with the arrays' mappings in place of a GPU kernel (`check_array`).
+  (`ARRAY_SCHEMES`) is modelled, with the arrays' mappings in place of a GPU kernel (`check_array`); a causal run
+  needs the device's `causal_mapping` (`seqpar_compute.block_mapping`: every causal run has a diagonal block).
 
 Errors are SpecErrors naming the field (`devices`, `seq_len`, `heads`, ...); a workload whose attention the GPU
 kernels do not model (MLA's latent KV, a sliding window: `UNMODELLED_ATTENTION`) is refused rather than timed as
@@ -46,7 +52,14 @@ from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attenti
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_kernels import kernel_attention
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar_compute import DECODE_KERNEL, LINEAR_KERNEL, SOURCE, WORD_BYTES, linear_head_dim
+from archsim.systems.seqpar_compute import (
+    DECODE_KERNEL,
+    LINEAR_KERNEL,
+    SOURCE,
+    WORD_BYTES,
+    block_mapping,
+    linear_head_dim,
+)
 from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import uncut_size
@@ -68,8 +81,12 @@ SCOPES = ("attention", "layer")
 DEFAULT_KERNEL = "FlashAttention-2"
 CHECKPOINTING = mem.CHECKPOINTING
 TRAINING_PRECISIONS = tuple(mem.TRAINING_PRECISIONS)
-# the fields that set the training memory only, and their defaults: another value needs direction fwd+bwd
+# the fields of a training step and their defaults: another value needs direction fwd+bwd
 TRAINING_FIELDS = {"checkpointing": mem.DEFAULT_CHECKPOINTING, "training_precision": mem.DEFAULT_PRECISION}
+# what each sets (module docstring), and those that set the memory only: refused where it is not modelled (tp > 1)
+TRAINING_SETS = {"checkpointing": "the training memory and the recomputed forward in the time",
+                 "training_precision": "the training memory"}
+MEMORY_ONLY = ("training_precision",)
 MAX_DEVICES = 4096
 
 
@@ -120,7 +137,8 @@ class ParallelSpec:
     tp: int = 1  # tensor-parallel devices per sequence-parallel rank, inside a node
     ulysses: int | None = None  # usp: the Ulysses degree u (devices / u ring groups)
     kernel: str = DEFAULT_KERNEL
-    # fwd+bwd only (`TRAINING_FIELDS`): activation checkpointing and precision of the training memory (`seqpar._memory`)
+    # fwd+bwd only (`TRAINING_FIELDS`): activation checkpointing (the training memory, `seqpar._memory`, and the
+    # recomputed forward, `seqpar._timing`) and the precision of the training memory
     checkpointing: str = mem.DEFAULT_CHECKPOINTING
     training_precision: str = mem.DEFAULT_PRECISION
 
@@ -203,6 +221,8 @@ def check_spec(spec: ParallelSpec) -> None:
     check_choice("scope", spec.scope, SCOPES)
     _check_training_fields(spec)
     check_array(spec.gpu, spec.scheme, spec.direction, spec.scope, spec.kernel)
+    if isinstance(spec.gpu, ArrayDevice):  # a causal run's diagonal blocks need the causal mapping
+        block_mapping(spec.gpu, spec.causal)
     for name in ("devices", "seq_len", "batch", "tp"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -263,17 +283,17 @@ def check_spec(spec: ParallelSpec) -> None:
 
 
 def _check_training_fields(spec: ParallelSpec) -> None:
-    """`checkpointing` and `training_precision` take their choices, and set only the training memory: a value other
-    than the default needs direction fwd+bwd and tp 1, where that memory is modelled (a SpecError naming the
-    field)."""
+    """`checkpointing` and `training_precision` take their choices, and set a training step (`TRAINING_SETS`): a
+    value other than the default needs direction fwd+bwd, and one that sets the memory only (`MEMORY_ONLY`) tp 1,
+    where that memory is modelled (a SpecError naming the field)."""
     for name, choices in (("checkpointing", CHECKPOINTING), ("training_precision", TRAINING_PRECISIONS)):
         value = getattr(spec, name)
         check_choice(name, value, tuple(choices), SOURCE)
         if value != TRAINING_FIELDS[name] and spec.direction != "fwd+bwd":
-            raise SpecError(SOURCE, name, f"sets the training memory: expected direction fwd+bwd, got "
+            raise SpecError(SOURCE, name, f"sets {TRAINING_SETS[name]}: expected direction fwd+bwd, got "
                                           f"{spec.direction} (leave it {TRAINING_FIELDS[name]!r})")
-        if value != TRAINING_FIELDS[name] and not memory_modelled(spec.direction, spec.tp):
-            raise SpecError(SOURCE, name, f"sets the training memory, which is not modelled at tp > 1: expected "
+        if value != TRAINING_FIELDS[name] and name in MEMORY_ONLY and not memory_modelled(spec.direction, spec.tp):
+            raise SpecError(SOURCE, name, f"sets {TRAINING_SETS[name]}, which is not modelled at tp > 1: expected "
                                           f"tp 1, got {spec.tp} (leave it {TRAINING_FIELDS[name]!r})")
 
 
