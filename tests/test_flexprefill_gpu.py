@@ -29,9 +29,10 @@ def llama3():
 
 
 def test_key_blocks_at_half_density_by_hand() -> None:
-    """8 query blocks of 128, density 0.5: causal 1..8 blocks, kept 0.5 x (i + 1) rounded half up, at least the
-    first and the diagonal: 1, 2, 2, 2, 3, 3, 4, 4 = 21 of 36; the diagonal one masked in each row."""
-    unmasked, masked = key_tiles(0.5, 8 * FLEX_BLOCK)
+    """8 query blocks of 128, density 0.5, no min_budget: causal 1..8 blocks, kept 0.5 x (i + 1) rounded half up,
+    at least the first and the diagonal: 1, 2, 2, 2, 3, 3, 4, 4 = 21 of 36; the diagonal one masked in each row.
+    (FlexPrefill's default min_budget of 512 tokens keeps all eight rows whole: `test_sparse_prefill_memory_s36`.)"""
+    unmasked, masked = key_tiles(0.5, 8 * FLEX_BLOCK, 0)
     assert list(unmasked + masked) == [1, 2, 2, 2, 3, 3, 4, 4]
     assert list(masked) == [1] * 8
 

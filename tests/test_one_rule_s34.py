@@ -2,9 +2,10 @@
 (`sparse_points.point_record`), so `archsim sparse --json`'s `fits` and a `sparse:` sweep's `feasible` are one
 judgement; multi-device attention's GPU energy is the systems layer's board power (`system_types.board_power_w`).
 
-Sizes as tests/test_sparse_audit_s24.py: FlexPrefill (density 1) on Llama-3-8B on an H100 SXM5 (80 GiB); at 2M
-tokens one layer's Q, K, V and O (20480 bytes a token) take 42.9 GB, within the GPU's memory, at 8M 171.8 GB, beyond
-it, so the point there has no time and does not fit."""
+Sizes as tests/test_sparse_audit_s24.py: FlexPrefill (density 1) on Llama-3-8B on an H100 SXM5 (80 GiB); at 1M
+tokens the prefill holds its 16.1 GB of weights, one layer's K and V and its working set (36864 bytes a token, the KV
+cache on the host): 54.7 GB, within the GPU's memory; at 8M 325.3 GB, beyond it, so the point there has no time and
+does not fit."""
 
 from __future__ import annotations
 
@@ -26,18 +27,18 @@ from archsim.systems.topology import load_topology
 
 H100 = load_gpu("h100-sxm5")
 LLAMA8 = library.load_workload_spec("llama3-8b")
-CONTEXTS = (2 * 2**20, 8 * 2**20)  # 2M: fits; 8M: one layer's call beyond the H100's memory (module docstring)
+CONTEXTS = (2**20, 8 * 2**20)  # 1M: fits; 8M: the prefill beyond the H100's memory (module docstring)
 
 
 def _cli_points() -> list[dict]:
     result = CliRunner().invoke(main, ["sparse", "--method", "flexprefill", "--density", "1", "--gpu", "h100-sxm5",
-                                       "-w", "llama3-8b", "--context", "2M,8M", "--json"])
+                                       "-w", "llama3-8b", "--context", "1M,8M", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)["points"]
 
 
 def test_a_sparse_points_record_is_feasible_where_it_fits() -> None:
-    """The record is built on the systems layer from the point: 2M feasible with dense's time over the method's as
+    """The record is built on the systems layer from the point: 1M feasible with dense's time over the method's as
     its speedup; 8M infeasible, its reason the missing time, no speedup (dense has no time either)."""
     short, long = (phase_point(SparseMethod("flexprefill", density=1.0), LLAMA8, H100, n) for n in CONTEXTS)
     fits, beyond = point_record(short, "flex", H100), point_record(long, "flex", H100)

@@ -1,11 +1,13 @@
-"""Sparse-method audit fixes (s24): MInference's and FlexPrefill's prefill have no time where one layer's Q, K, V
-and O exceed the GPU's memory, as dense FlashAttention-2 has none there (`sparse_prefill`, `gpu_flexprefill`,
-`sparse_points`); TokenSelect refuses only a `--top-k` beyond the context, and a top_k + sinks + local covering
-the context is dense, as with the default (`kv_selection.tokenselect_decode`).
+"""Sparse-method audit fixes (s24): MInference's and FlexPrefill's prefill have no time where the GPU cannot hold
+the prefill, as dense FlashAttention-2 has none there (`sparse_prefill.prefill_fits`, `sparse_points`; in s24 the
+rule was one layer's Q, K, V and O alone, since s36 it is what the GPU holds at once); TokenSelect refuses only a
+`--top-k` beyond the context, and a top_k + sinks + local covering the context is dense, as with the default
+(`kv_selection.tokenselect_decode`).
 
-Llama-3-8B's layer: 32 query + 8 + 8 KV + 32 output heads of 128 bf16 words = 80 x 128 x 2 = 20480 bytes a token.
-An H100 SXM5's 80 GiB = 85 899 345 920 bytes hold exactly 4 194 304 tokens of it (4M = 85.9 GB: fits, the check is
-<=); 4M + 1 tokens, and 8M (171.8 GB), do not."""
+Llama-3-8B on an H100 SXM5's 80 GiB = 85 899 345 920 bytes: beside its 16 060 514 304 bytes of weights, with the KV
+cache on the host, the GPU holds one layer's K and V (8 + 8 KV heads of 128 bf16 words = 4096 bytes a token) and
+the layer's input, normed copy, Q and O (2 x 2 x (4096 + 32 x 128) = 32768 bytes a token): 36864 bytes a token, so
+1 894 499 tokens fit (the check is <=) and 1 894 500, or 8M, do not."""
 
 from __future__ import annotations
 
@@ -19,17 +21,14 @@ from archsim import library
 from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
-from archsim.gpu.params import load_calibration
-from archsim.model.gpu_flexprefill import layer_time_s
-from archsim.model.gpu_sparse import SparseParams
 from archsim.systems import kv_selection as ks
+from archsim.systems.sparse_prefill import flex_prefill
 
 LLAMA8 = library.load_workload_spec("llama3-8b")
 H100 = load_gpu("h100-sxm5")
-LAYER_BYTES_PER_TOKEN = (32 + 8 + 8 + 32) * 128 * 2  # Q, K, V, O of one Llama-3-8B layer, bf16 (module docstring)
-FITS_TOKENS = 4 * 1024 * 1024  # 80 GiB / 20480 B: the longest prompt whose layer the H100 holds
-CALIBRATION = load_calibration()
-PARAMS = SparseParams(CALIBRATION.family_params("triton_tutorial"), CALIBRATION.family_params("pytorch"))
+WEIGHTS_BYTES = 16_060_514_304
+HELD_BYTES_PER_TOKEN = (8 + 8) * 128 * 2 + 2 * 2 * (4096 + 32 * 128)  # one layer's K, V and working set (docstring)
+FITS_TOKENS = 1_894_499  # (80 GiB - weights) / 36864 B: the longest prompt whose prefill the H100 holds
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -38,15 +37,17 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_the_hand_count_is_the_h100s_memory() -> None:
-    assert FITS_TOKENS * LAYER_BYTES_PER_TOKEN == H100.dram_bytes == 80 * 2**30
+    assert ks.weight_bytes(LLAMA8) == WEIGHTS_BYTES and H100.dram_bytes == 80 * 2**30
+    assert H100.dram_bytes >= WEIGHTS_BYTES + FITS_TOKENS * HELD_BYTES_PER_TOKEN
+    assert H100.dram_bytes < WEIGHTS_BYTES + (FITS_TOKENS + 1) * HELD_BYTES_PER_TOKEN
 
 
 def test_flexprefills_layer_has_no_time_beyond_the_gpus_memory() -> None:
-    """One call over the layer's heads holds every head's Q, K, V and O (was: timed at any length)."""
-    at_memory = layer_time_s(1.0, FITS_TOKENS, 32, 8, 128, H100, PARAMS)
-    beyond = layer_time_s(1.0, FITS_TOKENS + 1, 32, 8, 128, H100, PARAMS)
-    assert all(math.isfinite(s) and s > 0 for s in at_memory)
-    assert all(math.isnan(s) for s in beyond)
+    """One call over the layer's heads holds every head's Q, K, V and O beside the weights and the KV kept: its
+    attention and estimation are timed up to the edge and not past it (was: timed at any length)."""
+    at_memory, beyond = (flex_prefill(LLAMA8, H100, n, 1.0) for n in (FITS_TOKENS, FITS_TOKENS + 1))
+    assert all(math.isfinite(s) and s > 0 for s in (at_memory[0].attention_s, at_memory[1]))
+    assert all(math.isnan(s) for s in (beyond[0].attention_s, beyond[1]))
 
 
 @pytest.mark.parametrize(("method", "options"), [
@@ -54,9 +55,9 @@ def test_flexprefills_layer_has_no_time_beyond_the_gpus_memory() -> None:
     ("minference", ("--patterns", "llama3-8b-262k-minference")),
 ])
 def test_a_prefill_whose_layer_the_gpu_cannot_hold_is_a_row_with_no_time(method: str, options: tuple[str, ...]) -> None:
-    """At 2M (42.9 GB of Q, K, V and O) both sides are timed; at 8M (171.8 GB) neither: null times and `fits` false
-    on both sides, as dense (was: the sparse side timed and `fits` true at 8M and 16M)."""
-    code, output = run("--method", method, "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "2M,8M", *options,
+    """At 1M (16.1 GB + 1M x 36864 B = 54.7 GB) both sides are timed; at 8M (325.3 GB) neither: null times and
+    `fits` false on both sides, as dense (was: the sparse side timed and `fits` true at 8M and 16M)."""
+    code, output = run("--method", method, "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "1M,8M", *options,
                        "--json")
     assert code == 0, output
     short, long = json.loads(output)["points"]

@@ -40,7 +40,8 @@ PREFILL_METHODS = ("minference", "flexprefill")
                    "DuoAttention).")
 @click.option("--density", type=float, metavar="D",
               help="[flexprefill] Share of the causal attention its coverage (gamma 0.9) keeps, in (0, 1]: the "
-                   "data's, so no default.")
+                   "data's, so no default; each query block keeps at least FlexPrefill's min_budget (its default "
+                   "512 tokens) as vertical and as slash blocks.")
 @click.option("--retrieval-fraction", type=float, metavar="R",
               help="[duoattention, razorattention] Share of KV heads kept whole (0..1).")
 @click.option("--budget", "budgets", metavar="B[,B...]", callback=whole_numbers,
@@ -119,16 +120,16 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
                               indent=2))
         return
     if method in PREFILL_METHODS:
-        _prefill_table(points)
+        _prefill_table(points, patterns)
     else:
         _decode_table([p for p in points if p["phase"] != "prefill"])
         prefill = [p for p in points if p["phase"] == "prefill"]  # DuoAttention's
         if prefill:
             click.echo()
-            _prefill_table(prefill)
+            _prefill_table(prefill, patterns)
     if system_name:
         click.echo()
-        _system_table(on_system)
+        _system_table(on_system, patterns)
     if out:
         click.echo(f"rows written to {out}/sparse.csv" + (f" and {out}/system_points.csv" if system_name else ""))
 
@@ -158,48 +159,50 @@ def _method_points(method: str, gpu: str, workload: str, contexts: list[int], pa
         raise
 
 
-def _prefill_table(points: list[dict]) -> None:
-    """Prefill points as rows: seconds, dense beside, the parts, GB (OOM where the GPU cannot hold it); FlexPrefill's
-    density kept beside (`effective_density`), with a note where its first and diagonal blocks raise it above the
-    density asked; DuoAttention's KV to host is the KV it keeps (dense's own in the JSON, `dense_kv_host_s`)."""
+def _prefill_table(points: list[dict], patterns: str | None) -> None:
+    """Prefill points as rows: seconds, dense beside, the parts, GB, and what the method's side holds on the GPU at
+    once (OOM and no time where the GPU cannot hold it); FlexPrefill's density kept beside (`effective_density`),
+    with a note where its floor (`min_budget`) raises it above the density asked; DuoAttention's KV to host is the
+    KV it keeps (dense's own in the JSON, `dense_kv_host_s`), its retrieval share the one asked or its map's
+    (`patterns`)."""
     p0 = points[0]
     estimate = "estimate_s" in p0  # FlexPrefill's estimation, within its attention
     density = "effective_density" in p0  # FlexPrefill's
     kept = "retrieval_fraction" in p0  # DuoAttention: memory as its decode rows (`sparse_points`)
-    memory = ("weights + the KV cache it keeps (OOM: the weights, it and one layer's full K and V, or where it goes "
-              "to the host the weights and that layer, exceed the GPU's memory; timed all the same); "
-              f"{_heads_kept(p0)}; KV to host: the KV it keeps" if kept else
-              "weights + the prompt's KV cache (OOM: the weights and the KV the GPU keeps exceed its memory, "
-              "activations not counted)")
+    memory = ("weights + the KV cache it keeps once the prompt is in; "
+              f"{_heads_kept(p0, patterns)}; KV to host: the KV it keeps" if kept else
+              "weights + the prompt's KV cache")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
-               f"FlashAttention-2; memory (GB, 1e9 B): {memory}"
+               f"FlashAttention-2; memory (GB, 1e9 B): {memory}; held: what the GPU holds at once (the weights, the "
+               "KV cache it keeps there and one layer's input, its normed copy, Q and O; OOM and no time where "
+               "that exceeds its memory)"
                + (f"; density {p0['density']:g} of the causal attention asked, kept: the share of causal blocks the "
-                  "kernel visits" if density else ""))
+                  f"kernel visits (min_budget {p0['min_budget']} tokens, FlexPrefill's default)" if density else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "
                + (f"{'estimate':>9} " if estimate else "") + (f"{'kept':>7} " if density else "")
-               + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8}")
+               + f"{'dense attn':>10} {'other ops':>10} {'KV to host':>10} {'GB':>8} {'held GB':>11}")
     for p in points:
         click.echo(f"{p['context']:>8} {_number(p['time_s'], '.3f'):>9} {_number(p['dense_time_s'], '.3f'):>9} "
                    f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
                    + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
                    + (f"{p['effective_density']:>7.3g} " if density else "")
                    + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
-                   f"{_gb(p['memory_bytes'], p['fits']):>8}")
-    # a tenth above the density asked: the first and diagonal blocks, not each row's rounding (0.101 for 0.1 at 32K)
+                   f"{p['memory_bytes'] / 1e9:>8.1f} {_gb(p['resident_bytes'], p['fits']):>11}")
+    # a tenth above the density asked: the floor, not each row's rounding (0.101 for 0.1 at 128K)
     raised = [p for p in points if density and p["effective_density"] > 1.1 * p["density"]]
     for p in raised:
         click.echo(f"Note: at {p['context']} tokens the kernel keeps {p['effective_density']:.3g} of the causal "
                    f"blocks, not the {p['density']:g} asked: each 128-token query block keeps whole key blocks, at "
-                   "least its first and diagonal one")
+                   f"least its min_budget of {p['min_budget']} tokens as vertical and as slash blocks")
 
 
-def _system_table(rows: list[dict]) -> None:
+def _system_table(rows: list[dict], patterns: str | None) -> None:
     """`system_points` rows: one layer's decode attention (ms) against dense, and per request (us) so the two
     compare: a PIM device's of the batch (n/a OOM for a side whose batch's KV cache the system cannot hold, its
     reason below), a memory pool's of the requests its KV room holds, each side its own (n/a where it holds none);
     the speedup is per request."""
     r0 = rows[0]
-    setting = _heads_kept(r0) if "retrieval_fraction" in r0 else "budget in tokens"
+    setting = _heads_kept(r0, patterns) if "retrieval_fraction" in r0 else "budget in tokens"
     click.echo(f"{r0['method']} on {r0['system']} ({r0['model']}; {setting}): one layer's decode attention, dense "
                "at the context against the tokens' worth of KV the method reads (ms), and per request (us): on a "
                "PIM device the batch's on its share of the heads, on a memory pool the requests its KV room holds "
@@ -240,17 +243,21 @@ def _decode_table(points: list[dict]) -> None:
 
 
 def reproduce_sparse(as_json: bool, out: str | None) -> None:
-    """Run the reproduction and print it; with `out`, also write points.csv, minference.csv, held_clock.csv and
-    density.csv there.
+    """Run the reproduction and print it; with `out`, also write points.csv, minference.csv, held_clock.csv,
+    density.csv and index_building.csv there.
     `--json`: {"points": [{"method", "model", "gpu", "phase", "context", "budget", "time_s", "dense_time_s",
-    "memory_bytes", "dense_memory_bytes", ...}], "minference", "held_clock", "density", "quest_fraction": [{"context",
-    "budget", "page_tokens", "pages", "budget_pages", "fraction", "formula"}], "duo_up_to", "headline"}."""
+    "memory_bytes", "dense_memory_bytes", ...}], "minference", "held_clock", "density", "index_building": [{"context",
+    "index_building_s", "pad_s", "attention_s", "prefill_s", "attention_share", "prefill_share",
+    "attention_share_with_pads", "paper_low", "paper_high"}], "longest_prefill": {"model", "gpu", "tokens",
+    "kv_on_host", "paper_tokens", "error"}, "quest_fraction": [{"context", "budget", "page_tokens", "pages",
+    "budget_pages", "fraction", "formula"}], "duo_up_to", "headline"}."""
     if out:
         check_writable(out, "--out", directory=True)
     result = sparse.run_all()
     if out:
         write_tables(out, {"points": result["points"], "minference": result["minference"],
-                           "held_clock": result["held_clock"], "density": result["density"]})
+                           "held_clock": result["held_clock"], "density": result["density"],
+                           "index_building": result["index_building"]})
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -277,6 +284,20 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
     for r in result["density"]:
         click.echo(f"vertical-slash sparsity at {r['context'] // 1000}K: {r['sparsity']:.1%} (App. F: above "
                    f"{r['above']:.0%})")
+    click.echo("MInference's index building (its pattern estimation and index build: our estimate less the pads of "
+               "Q, K and V), of its attention and of the prefill, beside App. A's share (printed, no tolerance "
+               "claimed):")
+    for r in result["index_building"]:
+        paper = (f"{r['paper_low']:.0%}" if r["paper_low"] == r["paper_high"]
+                 else f"{r['paper_low']:.0%}-{r['paper_high']:.0%}")
+        click.echo(f"  {r['context']:>8}: {r['index_building_s']:.2f} s, {r['attention_share']:.1%} of attention, "
+                   f"{r['prefill_share']:.1%} of the prefill (App. A: {paper}); with the pads "
+                   f"{r['attention_share_with_pads']:.1%} of attention")
+    longest = result["longest_prefill"]
+    click.echo(f"Longest prompt one {longest['gpu']} holds, {longest['model']} shapes, KV cache "
+               f"{'on the host' if longest['kv_on_host'] else 'on the GPU'} (the weights, one layer's K and V and "
+               f"its input, normed copy, Q and O): {longest['tokens']:,} tokens, {longest['error']:+.0%} against the "
+               f"reference's {longest['paper_tokens'] / 1e6:g}M (printed, no tolerance claimed)")
     click.echo("\nDecode per generated token (ms) and memory (GB, 1e9 B); dense beside; OOM: more memory than the GPU "
                "has (timed all the same)")
     _decode_table([p for p in result["points"] if p["method"] != "MInference"])
@@ -304,11 +325,12 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
         click.echo(f"Why the prefill times miss: {h['minference_reason']}")
 
 
-def _heads_kept(row: dict) -> str:
+def _heads_kept(row: dict, patterns: str | None) -> str:
     """The KV heads a row's retrieval fraction keeps whole (`sparse_points.retrieval_fields`), beside the
-    fraction asked."""
+    fraction asked, or, given a map (`patterns`), the map's share of retrieval heads."""
+    fraction = f"{row['retrieval_fraction']:g} " + (f"in {patterns}" if patterns else "asked")
     return (f"{row['retrieval_heads']} KV heads kept whole as retrieval heads ({row['retrieval_fraction_used']:.4g} "
-            f"of the model's; {row['retrieval_fraction']:g} asked)")
+            f"of the model's; {fraction})")
 
 
 def _gb(memory_bytes: float, fits: bool) -> str:

@@ -30,8 +30,10 @@ range (k_v + k_s + 64 keys per row with contiguous slashes, up to k_v + 64 k_s s
 Heads run one after another (MInference loops over heads in Python); a head's time is
 max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time). Its estimation
 (`head_parts_s`) is the eager launches' GPU time (pads, estimate, top-k, sorts and index build), the index build
-(`index_launches`: the sorts and the build) a part of it; either is a share of the head's time only where the call
-is not host-bound.
+(`index_launches`: the sorts and the build) and the pads of Q, K and V for the kernel (`pad_launches`) parts of it;
+each is a share of the head's time only where the call is not host-bound. What MInference's paper calls index
+building (seqpar-sparse.md §3.1: its pattern estimation and the index built from it) is the estimation less the
+pads.
 """
 
 from __future__ import annotations
@@ -132,8 +134,7 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     """(eager estimation and index launches, the sparse kernel) of one head's call over n tokens."""
     e, d = element_bytes, head_dim
     tokens = n * d * e
-    eager: list[Launch] = [StreamLaunch(f"pad {t} to a multiple of 64", 2 * tokens, "hbm_efficiency")
-                           for t in ("q", "k", "v")]
+    eager = pad_launches(n, head_dim, element_bytes)
     if pattern.kind == "vertical_slash":
         estimate = last_queries_estimate(LAST_Q, n, d, 1, 1, precision, e)
         eager += [*estimate[:4],
@@ -151,6 +152,13 @@ def head_launches(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, preci
     case = AttentionCase("fwd", 1, 1, 1, head_dim, n, True, precision)
     kernel = fitting_fwd_launch("sparse fwd", case, gpu, BLOCK, KERNEL_WARPS, KERNEL_STAGES, key_tiles(pattern, n))
     return eager, [kernel]
+
+
+def pad_launches(n: int, head_dim: int, element_bytes: int) -> list[Launch]:
+    """The pads of one head's Q, K and V over n tokens to a multiple of 64, the kernel's block: each read and
+    written once, whatever the pattern."""
+    return [StreamLaunch(f"pad {t} to a multiple of 64", 2 * n * head_dim * element_bytes, "hbm_efficiency")
+            for t in ("q", "k", "v")]
 
 
 def index_launches(pattern: SparsePattern, n: int) -> list[Launch]:
@@ -207,11 +215,13 @@ def call_time_s(eager: list[Launch], kernel: list[Launch], gpu: GPU, params: Spa
 
 
 def head_parts_s(pattern: SparsePattern, n: int, head_dim: int, gpu: GPU, params: SparseParams,
-                 precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float, float]:
-    """(one head's call, its estimation, its index build) in seconds (module docstring): the call its launches' GPU
-    time, or its eager ops' host time when that is longer (`call_time_s`); the estimation the eager launches' GPU
-    time, the index build (`index_launches`) part of it. MInference's kernels are 16-bit (bf16 by default); a
-    workload of another word size is refused before this (`kv_selection.check_dense_attention`)."""
+                 precision: str = "bf16", element_bytes: int = 2) -> tuple[float, float, float, float]:
+    """(one head's call, its estimation, its index build, its pads) in seconds (module docstring): the call its
+    launches' GPU time, or its eager ops' host time when that is longer (`call_time_s`); the estimation the eager
+    launches' GPU time, the index build (`index_launches`) and the pads (`pad_launches`) parts of it. MInference's
+    kernels are 16-bit (bf16 by default); a workload of another word size is refused before this
+    (`kv_selection.check_dense_attention`)."""
     call_s, eager_s = call_time_s(*head_launches(pattern, n, head_dim, gpu, precision, element_bytes), gpu, params)
-    index_s = sum(launch_time(launch, gpu, params.eager).time_s for launch in index_launches(pattern, n))
-    return call_s, eager_s, index_s
+    index_s, pad_s = (sum(launch_time(launch, gpu, params.eager).time_s for launch in launches)
+                      for launches in (index_launches(pattern, n), pad_launches(n, head_dim, element_bytes)))
+    return call_s, eager_s, index_s, pad_s

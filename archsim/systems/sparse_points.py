@@ -13,29 +13,33 @@ A point is {"method", "model", "gpu", "phase", "context", "budget", "time_s", "d
 - `attention`: one layer's self-attention of that decode step (Quest: a sparse layer's scoring, top-K and
   attention at the budget; DuoAttention and RazorAttention: the mean over layers of their two calls).
 Memory is the weights plus the KV cache the method keeps; `fits` says whether that is within the GPU's DRAM. A
-prefill's memory is the weights and the prompt's KV cache; when those exceed the GPU's memory the prefill keeps the
-KV cache on the host (`sparse_prefill.kv_on_host`), so its `fits` counts the weights and one layer's KV, the KV it
-holds (`Prefill.kv_held_bytes`; activations are not counted: a prefill that fits may still run out of memory, one
-that does not fit cannot run).
+prefill's memory is the weights and the prompt's KV cache; its `fits` / `dense_fits` say whether the GPU holds what
+that side's prefill keeps there at once (`resident_bytes` / `dense_resident_bytes`, `sparse_prefill.resident_bytes`:
+the weights, the KV cache it keeps on the GPU, all of it or, where that does not fit, one layer's with the rest on
+the host, `sparse_prefill.kv_on_host`, and one layer's working set: its input, the normed copy, Q and O); a side the
+GPU cannot hold has no time (`sparse_prefill`, "Memory"): its times are NaN (null in JSON, n/a in a table), the point
+still a row, the other side timed.
 DuoAttention's prefill point takes its decode points' memory (the weights and the KV cache the method keeps once
 the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so its rows at a
 context agree on memory; its `dense_fits` is the other prefills' (the same dense run), and its `fits` counts what
-stays on the GPU during its prefill (`sparse_prefill.duo_kv_held_bytes`): the weights, the KV it keeps and the layer
+stays on the GPU during its prefill: the layer's working set and the weights beside the KV it keeps with the layer
 being computed at its full K and V (`sparse_prefill.duo_peak_kv_bytes`), or, where those exceed the GPU's memory
-and the kept KV goes to the host (`sparse_prefill.duo_kv_on_host`), the weights and that one layer's full K and V;
-its `kv_host_s` is the copy of the KV it keeps (0 where it stays on the GPU), `dense_kv_host_s` dense's. `fits` /
-`dense_fits` are also false where that side has no time. FlexPrefill's `effective_density` is the share of the
-causal key blocks its kernel visits (`gpu_flexprefill.kept_density`): the density asked, up to rounding, or more
-where every row's first and diagonal blocks raise it (a short prompt, a low density).
-A side whose attention call the GPU's memory cannot hold at this context (one layer's Q, K, V and O beyond it:
-`kv_selection.attention_time_s`) has no time: its times are NaN (null in JSON, n/a in a table) and its `fits` /
-`dense_fits` false; the point is still a row, the other side timed. Quest's `loaded_fraction` is the share of a
-selecting layer's K and V bytes it loads per step (1/16 + K/pages for whole pages); 1.0 for a model whose every
-layer is dense (Quest's first min(2, layers)), where every KV byte is loaded.
+and the kept KV goes to the host (`sparse_prefill.duo_kv_on_host`), beside that one layer's full K and V;
+its `kv_host_s` is the copy of the KV it keeps (0 where it stays on the GPU), `dense_kv_host_s` dense's.
+FlexPrefill's `effective_density` is the share of the causal key blocks its kernel visits
+(`gpu_flexprefill.kept_density`): the density asked, up to rounding, or more where every row's floor (its
+`min_budget` of tokens, FlexPrefill's default 512, as vertical and as slash blocks) raises it (a short prompt, a low
+density).
+A decode side whose attention call the GPU's memory cannot hold at this context (one layer's KV beyond it:
+`kv_selection.attention_time_s`) has no time too, its `fits` / `dense_fits` false. Quest's `loaded_fraction` is the
+share of a selecting layer's K and V bytes it loads per step (1/16 + K/pages for whole pages); 1.0 for a model whose
+every layer is dense (Quest's first min(2, layers)), where every KV byte is loaded.
 
 What each method needs, and nothing is filled in for it:
 - MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
-- FlexPrefill: the density its coverage gamma keeps (kept / causal points, in (0, 1]): the data's, not a default;
+- FlexPrefill: the density its coverage gamma keeps (kept / causal points, in (0, 1]): the data's, not a default
+  (its `min_budget` is FlexPrefill's README default, `gpu_flexprefill.FLEX_MIN_BUDGET_TOKENS`, reported in the
+  point);
 - DuoAttention: the share of KV heads that are retrieval heads, or a map (`head_kind: kv`) of the workload's
   layers x KV heads whose streaming heads share one (sinks, recent) window (its `dense` heads, full KV, are
   retrieval heads);
@@ -103,7 +107,7 @@ from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu_flexprefill import kept_density
+from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, kept_density
 from archsim.outputs import capacity_text
 from archsim.record import NAN, Record
 from archsim.systems import kv_selection
@@ -223,35 +227,36 @@ def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str)
 
 def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
     """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2, with its
-    estimation (`estimate_s`) and index build (`index_s`, part of it) summed over heads and layers."""
+    estimation (`estimate_s`), and the index build (`index_s`) and the pads of Q, K and V (`pad_s`) within it,
+    summed over heads and layers."""
     check_map_shape(pattern_map, workload, "query")
     patterns = head_patterns(pattern_map)
     sparse = sparse_prefill(workload, gpu, context, patterns)
     return {**_prefill_record("MInference", workload, gpu, context, sparse), "estimate_s": sparse.estimate_s,
-            "index_s": sparse.index_s}
+            "index_s": sparse.index_s, "pad_s": sparse.pad_s}
 
 
 def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> dict:
     """FlexPrefill's end-to-end prefill of one `context`-token prompt at `density` against dense
     FlashAttention-2."""
-    sparse, estimate_s = flex_prefill(workload, gpu, context, density)
+    sparse, estimate_s = flex_prefill(workload, gpu, context, density, FLEX_MIN_BUDGET_TOKENS)
     return {**_prefill_record("FlexPrefill", workload, gpu, context, sparse), "estimate_s": estimate_s,
-            "density": density, "effective_density": kept_density(density, context)}
+            "density": density, "min_budget": FLEX_MIN_BUDGET_TOKENS,
+            "effective_density": kept_density(density, context, FLEX_MIN_BUDGET_TOKENS)}
 
 
 def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
     """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
-    weights and the prompt's KV cache, the same for both; a side does not fit where its attention has no time
-    (module docstring)."""
+    weights and the prompt's KV cache, the same for both; what each side holds on the GPU at once, and whether it
+    fits: a side the GPU cannot hold has no time (module docstring)."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
-    fits = weights + dense.kv_held_bytes <= gpu.dram_bytes
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
             "other_ops_s": dense.other_ops_s, "kv_host_s": dense.kv_host_s,
-            "fits": fits and not math.isnan(sparse.time_s),
-            "dense_fits": fits and not math.isnan(dense.time_s)}
+            "resident_bytes": sparse.resident_bytes, "dense_resident_bytes": dense.resident_bytes,
+            "fits": not math.isnan(sparse.time_s), "dense_fits": not math.isnan(dense.time_s)}
 
 
 def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fraction: float, sinks: int,
@@ -264,8 +269,6 @@ def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fra
     record = _prefill_record("DuoAttention", workload, gpu, context, sparse)
     return {**record, "memory_bytes": decode.memory_bytes, "dense_memory_bytes": decode.dense_memory_bytes,
             "kv_host_s": sparse.kv_host_s, "dense_kv_host_s": record["kv_host_s"],
-            "fits": (kv_selection.weight_bytes(workload) + sparse.kv_held_bytes <= gpu.dram_bytes
-                     and not math.isnan(sparse.time_s)),
             **retrieval_fields(workload, fraction)}
 
 
@@ -355,11 +358,7 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
     point's record"): feasible where the point `fits`."""
     time_s, dense_time_s = point["time_s"], point["dense_time_s"]
     feasible = bool(point["fits"])
-    reason = "" if feasible else (
-        f"{point['method']} {'has no time: ' if math.isnan(time_s) else 'does not fit: '}"
-        f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
-        f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
-                                                    if math.isnan(time_s) else ""))
+    reason = "" if feasible else unfit_reason(point, gpu)
     dense_runs = bool(point["dense_fits"])
     extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,
               "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
@@ -367,6 +366,21 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
     return Record(SPARSE_KIND, target, feasible, reason, time_s, NAN, extras=extras)
+
+
+def unfit_reason(point: Mapping, gpu: GPU) -> str:
+    """Why a point's method side does not fit `gpu`: a prefill's bytes held at once (`resident_bytes`; it has no
+    time), a decode's memory (weights and the KV cache it keeps) against the GPU's DRAM, or its call where it has no
+    time."""
+    if "resident_bytes" in point:
+        return (f"{point['method']} has no time: {point['resident_bytes'] / 1e9:.1f} GB held at once (weights, the KV "
+                f"cache kept on the GPU and one layer's working set) against {gpu.name}'s "
+                f"{capacity_text(gpu.dram_bytes)} of DRAM")
+    untimed = math.isnan(point["time_s"])
+    return (f"{point['method']} {'has no time: ' if untimed else 'does not fit: '}"
+            f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
+            f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
+                                                        if untimed else ""))
 
 
 def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,

@@ -11,8 +11,10 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
 - dense: one FlashAttention-2 causal call over every head (`archsim.model.gpu_kernels`);
 - MInference: each head's pattern (`archsim.model.gpu_sparse`: estimation, index build, sparse kernel), heads one
   after another, the model's heads taking the patterns of a per-head pattern map (counts of heads per setting); its
-  estimation and index build apart (`Prefill.estimate_s`, `Prefill.index_s`);
-- FlexPrefill: a layer's heads in one call at the density the user gives (`archsim.model.gpu_flexprefill`).
+  estimation, and the index build and the pads of Q, K and V within it, apart (`Prefill.estimate_s`,
+  `Prefill.index_s`, `Prefill.pad_s`);
+- FlexPrefill: a layer's heads in one call at the density the user gives, each query block keeping at least its
+  selections' min_budget (`archsim.model.gpu_flexprefill`).
 - DuoAttention (Xiao et al., ICLR'25; §3.3, `duo_prefill`): per layer, its retrieval KV heads (with their query
   heads) as one FlashAttention-2 causal call over the prompt, then its streaming heads as one call of the block-sparse
   Triton kernel (`gpu_sparse.fitting_fwd_launch`, the Triton family) over a static A-shape mask of `sinks` + `recent`
@@ -30,30 +32,38 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   heads their window), the layer being computed holding its full K and V (every head's, over the prompt) until its
   streaming heads keep their window; where the weights and that exceed the GPU's memory, what it keeps goes to the
   host as dense's does (`duo_kv_on_host`, `duo_kv_host_s`: each layer's kept K and V, once), and the GPU holds the
-  weights and one layer's full K and V.
-- when the prompt's KV cache does not fit the GPU beside the weights, which fit alone (`kv_on_host`), the KV cache
-  is kept in host
+  weights and one layer's full K and V; the layer's working set beside either, as for dense ("Memory" below).
+- when the prompt's KV cache does not fit the GPU beside the weights, which fit alone, and the layer's working set
+  (`kv_on_host`, "Memory" below), the KV cache is kept in host
   memory, as the benchmark's `kv_cache_cpu=True` does (repo experiments/README.md; seqpar-sparse.md §3.1): each
   layer's K and V (the cascades' KV-cache bytes, `SystemModel.kv_bytes_per_token`) cross the GPU's host link (the
   preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense, MInference and FlexPrefill
   (DuoAttention: the K and V it keeps, by its own rule above).
-The benchmark switches at a fixed 700K tokens, set for its GPU, an 80 GB A100: there Llama-3-8B's
-weights and KV cache (0.13 MB a token) exceed the memory between 500K, which it ran on the GPU, and 700K; the rule
-by memory gives the same choice at its lengths and follows any other GPU's memory. Activations are not counted
-(as the points' `fits`): the benchmark's 500K run kept its 65.5 GB of KV cache and 16 GB of weights on an 80 GiB
-A100, so its working set took under the 4.3 GB left, less than one 500K x hidden bf16 tensor of HF's layer; how it
-got there is not modelled.
-Weights that alone exceed the GPU's memory leave nothing to offload: the KV cache stays put and the point does not
-fit (`sparse_points`' `fits`), as a decode method's OOM row. A dense FlashAttention-2 call whose Q, K, V and O exceed
-the GPU's memory at a length has no time there (NaN, `kv_selection.attention_time_s`): the point is still a row, its
-dense side infeasible; one no length could run (a CTA that does not fit an SM) is refused, naming the GPU. The same
-memory rule holds for the sparse sides: FlexPrefill's call over a layer's heads (`gpu_flexprefill.layer_time_s`),
-and MInference's and DuoAttention's layers, whose calls run head by head (or over a share of the heads) over the
-Q, K, V and O that the layer's projections produce for every head at once (`_layer_memory_problem`).
+Memory (`prefill_fits`): a prefill runs where the GPU holds at once the weights, the KV cache it keeps there
+(`kv_held_bytes`) and one layer's working tensors beside them (`layer_working_bytes`): the layer's input, which the
+residual add reads after attention, its normed copy, which Hugging Face's decoder layer holds through the attention
+call (the projections' input, bound in the caller), and Q and the attention output O over every head; the layer's K
+and V are the KV cache's. The KV cache stays on the GPU where the weights, all of it and that working set fit
+(`kv_on_host`); otherwise the GPU keeps one layer's K and V (the layer being computed) and the rest goes to the host.
+The same holds for dense and every sparse method: their calls, one over the layer's heads (dense, FlexPrefill),
+head by head (MInference) or over a share of them (DuoAttention), read the Q, K and V the layer's projections make
+for every head at once and write one O. A side the GPU cannot hold has no time (NaN): the point is still a row, its
+`fits` false (`sparse_points`); one no length could run (a CTA that does not fit an SM) is refused, naming the GPU.
+Assumptions: the MLP runs in chunks, so its intermediate (3 x ffn_dim a token for SwiGLU, 86 GB at 1M tokens of
+Llama-3-8B unchunked) is not counted, nor are the eager kernels' temporaries (RMSNorm's fp32 copies, RoPE's) or the
+estimation's scores (MInference's are one head's at a time; FlexPrefill's are every head's over its last 128
+queries, 16 KB a token in fp32 for Llama-3-8B, before O is written); the LM head runs on the last token only (the
+benchmark times the prompt's forward, whose logits at every position would not fit at 1M tokens).
+The benchmark switches to the host at a fixed 700K tokens, set for its GPU, an 80 GB A100 (seqpar-sparse.md §3.1);
+this count switches from 426,263 tokens (Llama-3-8B's 16.06 GB of weights, 0.13 MB a token of KV cache and 32 KB a
+token of working set pass 80 GiB): at 500K the weights and the whole cache (81.6 GB) leave 4.3 GB, less than Q and O
+(8.2 GB), so how the benchmark ran 500K with its cache on the GPU (a forward holding less than Hugging Face's layer,
+or keeping less cache) is not modelled. With the cache on the host the longest prompt that fits
+(`longest_prefill_tokens`) is what the reference's "a single A100 fits up to 1.8M tokens of prefill" reads against.
+Weights that alone exceed the GPU's memory leave nothing to offload: the KV cache stays put and the point has no
+time, as any prefill the GPU cannot hold.
 Assumptions: bf16, the only word size the kernels have (a workload whose `word_bytes` is not 2 is refused,
-`kv_selection.check_dense_attention`); the LM head runs on the last token only (the benchmark times the prompt's
-forward, whose logits at every position would not fit at 1M tokens); a KV cache that fits stays on the GPU; no
-Triton compilation time.
+`kv_selection.check_dense_attention`); a KV cache that fits stays on the GPU; no Triton compilation time.
 """
 
 from __future__ import annotations
@@ -61,13 +71,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
-from archsim.model.gpu import AttentionCase, Plan, plan_memory_problem
-from archsim.model.gpu_flexprefill import layer_case, layer_time_s
+from archsim.model.gpu import AttentionCase
+from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, layer_time_s
 from archsim.model.gpu_sparse import (
     BLOCK,
     KERNEL_STAGES,
@@ -111,16 +121,18 @@ PRECISION = "bf16"  # the kernels' only word size (`kv_selection.KERNEL_WORD_BYT
 
 @dataclass(frozen=True)
 class Prefill:
-    """Seconds of one prompt's prefill: the layers' other ops and the LM head (`model_ops_s`), attention, the KV
-    cache's copy to the host (0 when it fits the GPU, `kv_on_host`), and their sum; MInference's (`sparse_prefill`)
-    with its estimation and index build, parts of its attention."""
+    """Seconds of one prompt's prefill: the layers' other ops and the LM head (`model_ops_s`), attention (NaN where
+    the GPU cannot hold the prefill, `prefill_fits`), the KV cache's copy to the host (0 when it fits the GPU,
+    `kv_on_host`), and their sum; MInference's (`sparse_prefill`) with its estimation and index build, parts of its
+    attention; and the bytes the GPU holds at once."""
 
     other_ops_s: float  # the layers' ops other than attention and the LM head (`model_ops_s`)
     attention_s: float
     kv_host_s: float
-    kv_held_bytes: float  # the most KV cache it holds on the GPU (`kv_held_bytes`, `duo_kv_held_bytes`)
-    estimate_s: float = math.nan  # MInference's heads' eager launches' GPU time (NaN on the other prefills)
-    index_s: float = math.nan  # the index build's part of estimate_s
+    resident_bytes: float  # what the GPU holds at once (`resident_bytes`): weights, KV kept there, working set
+    estimate_s: float = math.nan  # MInference's and FlexPrefill's eager launches' GPU time (NaN on the others)
+    index_s: float = math.nan  # the index build's part of MInference's estimate_s
+    pad_s: float = math.nan  # the pads' part of MInference's estimate_s (`gpu_sparse.pad_launches`)
 
     @property
     def time_s(self) -> float:
@@ -129,7 +141,7 @@ class Prefill:
 
 def _sizes(workload: Workload) -> tuple[int, int, int, int]:
     params = workload.params
-    for key in ("layers", "heads", "kv_heads", "head_dim"):
+    for key in ("layers", "hidden", "heads", "kv_heads", "head_dim"):
         if key not in params:
             raise SpecError(workload.path, f"params.{key}", "missing: a prefill needs it")
     check_dense_attention(workload)
@@ -166,12 +178,22 @@ def hf_kernels_s(device: GpuDevice, passes: tuple[int, ...], elements: float) ->
     return sum(device.elementwise_s(per_element * elements) for per_element in passes)
 
 
+def layer_working_bytes(workload: Workload, seq_len: int) -> float:
+    """Bytes one layer's attention holds over `seq_len` tokens beside the weights and the KV cache (module docstring,
+    "Memory"): the layer's input and its normed copy (hidden wide each), Q and O (heads x head_dim wide each), in the
+    workload's words; the layer's K and V are counted as the KV cache's (`kv_held_bytes`)."""
+    p = workload.params
+    return seq_len * int(p["word_bytes"]) * 2 * (int(p["hidden"]) + int(p["heads"]) * int(p["head_dim"]))
+
+
 def kv_on_host(workload: Workload, gpu: GPU, seq_len: int) -> bool:
     """Whether the prefill keeps the prompt's KV cache on the host: when the weights fit the GPU's memory and the
-    weights and the whole KV cache (`kv_selection`'s bytes, those of the points' memory) do not (module docstring);
-    weights that alone do not fit keep nothing on the host (the point is an OOM row)."""
+    weights, the whole KV cache (`kv_selection`'s bytes, those of the points' memory) and the layer's working set
+    (`layer_working_bytes`) do not (module docstring); weights that alone do not fit keep nothing on the host (the
+    point has no time)."""
     weights = weight_bytes(workload)
-    return weights <= gpu.dram_bytes < weights + dense_kv_bytes(workload, seq_len)
+    return weights <= gpu.dram_bytes < (weights + dense_kv_bytes(workload, seq_len)
+                                        + layer_working_bytes(workload, seq_len))
 
 
 def kv_held_bytes(workload: Workload, gpu: GPU, seq_len: int) -> float:
@@ -179,6 +201,39 @@ def kv_held_bytes(workload: Workload, gpu: GPU, seq_len: int) -> float:
     cache on the host (`kv_on_host`)."""
     kv = dense_kv_bytes(workload, seq_len)
     return kv / workload.params["layers"] if kv_on_host(workload, gpu, seq_len) else kv
+
+
+def resident_bytes(workload: Workload, seq_len: int, held_kv_bytes: float) -> float:
+    """What the GPU holds at once during a prefill that keeps `held_kv_bytes` of KV cache there: the weights, that
+    and one layer's working set (`layer_working_bytes`; module docstring, "Memory")."""
+    return weight_bytes(workload) + held_kv_bytes + layer_working_bytes(workload, seq_len)
+
+
+def prefill_resident_bytes(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """What the GPU holds at once during a `seq_len`-token prefill of `workload` with the KV cache where `kv_on_host`
+    puts it (`resident_bytes` of `kv_held_bytes`): dense, MInference and FlexPrefill alike (DuoAttention keeps its
+    own, `duo_kv_held_bytes`)."""
+    return resident_bytes(workload, seq_len, kv_held_bytes(workload, gpu, seq_len))
+
+
+def prefill_fits(workload: Workload, gpu: GPU, seq_len: int) -> bool:
+    """Whether `gpu` holds a `seq_len`-token prefill of `workload` (`prefill_resident_bytes`)."""
+    return prefill_resident_bytes(workload, gpu, seq_len) <= gpu.dram_bytes
+
+
+def longest_prefill_tokens(workload: Workload, gpu: GPU) -> int:
+    """The longest prompt whose prefill `gpu` holds (`prefill_fits`), 0 if none. `prefill_fits` holds up to that
+    length and not beyond: below the switch to the host the whole cache fits by `kv_on_host`'s rule, and past it
+    what the GPU holds grows with the length; so a doubling search, then a bisection, finds it."""
+    if not prefill_fits(workload, gpu, 1):
+        return 0
+    low, high = 1, 2
+    while prefill_fits(workload, gpu, high):
+        low, high = high, 2 * high
+    while high - low > 1:  # low fits, high does not
+        middle = (low + high) // 2
+        low, high = (middle, high) if prefill_fits(workload, gpu, middle) else (low, middle)
+    return low
 
 
 def kv_host_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
@@ -205,17 +260,26 @@ def _host_copy_s(workload: Workload, gpu: GPU, seq_len: int, layer_bytes: dict[f
 
 
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
-    """Every layer with FlashAttention-2 over all heads; its attention NaN where one call's Q, K, V and O exceed the
-    GPU's memory (module docstring)."""
+    """Every layer with FlashAttention-2 over all heads; its attention NaN where the GPU cannot hold the prefill
+    (module docstring, "Memory")."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
-    return Prefill(model_ops_s(workload, gpu, seq_len),
-                   layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len), kv_host_s(workload, gpu, seq_len),
-                   kv_held_bytes(workload, gpu, seq_len))
+    return _held(Prefill(model_ops_s(workload, gpu, seq_len),
+                         layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len),
+                         kv_host_s(workload, gpu, seq_len),
+                         prefill_resident_bytes(workload, gpu, seq_len)), gpu)
+
+
+def _held(prefill: Prefill, gpu: GPU) -> Prefill:
+    """`prefill`, its attention and the parts of it NaN where `gpu` cannot hold its `resident_bytes` (module
+    docstring, "Memory")."""
+    if prefill.resident_bytes <= gpu.dram_bytes:
+        return prefill
+    return replace(prefill, attention_s=math.nan, estimate_s=math.nan, index_s=math.nan, pad_s=math.nan)
 
 
 def _dense_call_s(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> float:
     """One FlashAttention-2 causal call over `heads` query heads and `kv_heads` KV heads; NaN where its Q, K, V and
-    O exceed the GPU's memory (`kv_selection.attention_time_s`)."""
+    O alone exceed the GPU's memory (`kv_selection.attention_time_s`; the prefill's own rule is stricter)."""
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
     return attention_time_s(DENSE_KERNEL, case, gpu, calibrated_gpu_device(gpu, DENSE_KERNEL).kernel_params,
                             "<prefill>", f"run {seq_len} tokens")
@@ -239,11 +303,11 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
                 + (_streaming_call_s(streaming, gpu, (kv_heads - n) * group, kv_heads - n, head_dim, seq_len, params)
                    if n < kv_heads else 0.0))
 
-    attention_s = math.nan if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len) else sum(
-        count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
-    return Prefill(model_ops_s(workload, gpu, seq_len), attention_s,
-                   duo_kv_host_s(workload, gpu, seq_len, retrieval, sinks, recent),
-                   duo_kv_held_bytes(workload, gpu, seq_len, retrieval, sinks, recent))
+    attention_s = sum(count * layer_s(n) for n, count in Counter(retrieval).items())  # layers alike, priced once
+    held_kv = duo_kv_held_bytes(workload, gpu, seq_len, retrieval, sinks, recent)
+    return _held(Prefill(model_ops_s(workload, gpu, seq_len), attention_s,
+                         duo_kv_host_s(workload, gpu, seq_len, retrieval, sinks, recent),
+                         resident_bytes(workload, seq_len, held_kv)), gpu)
 
 
 def duo_peak_kv_bytes(workload: Workload, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -259,10 +323,11 @@ def duo_peak_kv_bytes(workload: Workload, seq_len: int, retrieval: Sequence[int]
 def duo_kv_on_host(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
                    recent: int = DUO_RECENT) -> bool:
     """Whether DuoAttention's prefill keeps the KV it keeps on the host: when the weights fit the GPU's memory and
-    the weights and its peak KV cache (`duo_peak_kv_bytes`) do not; as `kv_on_host`, weights that alone do not fit
-    keep nothing on the host."""
+    the weights, its peak KV cache (`duo_peak_kv_bytes`) and the layer's working set (`layer_working_bytes`) do not;
+    as `kv_on_host`, weights that alone do not fit keep nothing on the host."""
     weights = weight_bytes(workload)
-    return weights <= gpu.dram_bytes < weights + duo_peak_kv_bytes(workload, seq_len, retrieval, sinks, recent)
+    return weights <= gpu.dram_bytes < (weights + duo_peak_kv_bytes(workload, seq_len, retrieval, sinks, recent)
+                                        + layer_working_bytes(workload, seq_len))
 
 
 def duo_kv_held_bytes(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -287,21 +352,11 @@ def duo_kv_host_s(workload: Workload, gpu: GPU, seq_len: int, retrieval: Sequenc
 def _streaming_call_s(pattern: SparsePattern, gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int,
                       params: SparseParams) -> float:
     """One block-sparse Triton call over `heads` query heads (`kv_heads` KV heads) visiting `pattern`'s key tiles,
-    no estimation (module docstring); NaN where its Q, K, V and O exceed the GPU's memory."""
+    no estimation (module docstring; whether the GPU holds it is the prefill's rule)."""
     case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, seq_len, True, PRECISION)
     kernel = fitting_fwd_launch("streaming fwd", case, gpu, BLOCK, KERNEL_WARPS, KERNEL_STAGES,
                                 key_tiles(pattern, seq_len))
-    if plan_memory_problem(Plan("streaming fwd", (kernel,)), case, gpu):
-        return math.nan
     return call_time_s([], [kernel], gpu, params)[0]
-
-
-def _layer_memory_problem(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> str:
-    """Why the GPU's DRAM cannot hold one layer's Q, K, V and O over `heads` query heads and `kv_heads` KV heads
-    ("" when it can): the dense call's check (`gpu.plan_memory_problem`), for MInference's and DuoAttention's
-    heads, which one projection produces together and whose calls then run one after another."""
-    case = layer_case(seq_len, heads, kv_heads, head_dim, PRECISION)
-    return plan_memory_problem(Plan("MInference layer", ()), case, gpu)
 
 
 def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
@@ -324,38 +379,34 @@ def head_patterns(pattern_map: PatternMap) -> list[tuple[SparsePattern, int]]:
 def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
                    head_patterns: Sequence[tuple[SparsePattern, int]]) -> Prefill:
     """Every layer with MInference: `head_patterns` gives (pattern, number of heads) over all the model's heads; its
-    attention, and the estimation and index build summed over its heads as the attention is (each head's eager
-    launches' GPU time and the index build's part of it, `gpu_sparse.head_parts_s`), NaN where the layer's Q, K, V
-    and O, all its heads' at once, exceed the GPU's memory (module docstring)."""
-    layers, heads, kv_heads, head_dim = _sizes(workload)
+    attention, and the estimation, index build and pads summed over its heads as the attention is (each head's eager
+    launches' GPU time and the index build's and pads' parts of it, `gpu_sparse.head_parts_s`), NaN where the GPU
+    cannot hold the prefill (module docstring, "Memory")."""
+    layers, heads, _, head_dim = _sizes(workload)
     counted = sum(count for _, count in head_patterns)
     if counted != layers * heads:
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
                                                f"{layers * heads} heads of {workload.name}, got {counted}")
-    attention, estimate, index = _minference_attention(gpu, seq_len, heads, kv_heads, head_dim, head_patterns)
-    return Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len),
-                   kv_held_bytes(workload, gpu, seq_len), estimate, index)
-
-
-def _minference_attention(gpu: GPU, seq_len: int, heads: int, kv_heads: int, head_dim: int,
-                          head_patterns: Sequence[tuple[SparsePattern, int]]) -> tuple[float, float, float]:
-    """(attention, estimation, index build) in seconds of MInference's heads, each head's `gpu_sparse.head_parts_s`
-    times its count, summed; NaN where the layer's Q, K, V and O exceed the GPU's memory (`_layer_memory_problem`)."""
-    if _layer_memory_problem(gpu, heads, kv_heads, head_dim, seq_len):
-        return math.nan, math.nan, math.nan
     params = _sparse_params()
     parts = [(count, head_parts_s(pattern, seq_len, head_dim, gpu, params)) for pattern, count in head_patterns]
-    attention, estimate, index = (sum(count * part[i] for count, part in parts) for i in range(3))
-    return attention, estimate, index
+    attention, estimate, index, pad = (sum(count * part[i] for count, part in parts) for i in range(4))
+    return _held(Prefill(model_ops_s(workload, gpu, seq_len), attention, kv_host_s(workload, gpu, seq_len),
+                         prefill_resident_bytes(workload, gpu, seq_len), estimate, index,
+                         pad), gpu)
 
 
-def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float) -> tuple[Prefill, float]:
-    """Every layer with FlexPrefill at `density` (kept / causal points), and the layers' estimation alone (s)."""
+def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float,
+                 min_budget_tokens: int = FLEX_MIN_BUDGET_TOKENS) -> tuple[Prefill, float]:
+    """Every layer with FlexPrefill at `density` (kept / causal points) and its selections' `min_budget_tokens`
+    (`gpu_flexprefill`'s floor), and the layers' estimation alone (s); both NaN where the GPU cannot hold the
+    prefill (module docstring, "Memory")."""
     layers, heads, kv_heads, head_dim = _sizes(workload)
-    call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION)
-    prefill = Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len),
-                      kv_held_bytes(workload, gpu, seq_len))
-    return prefill, layers * estimate_s
+    call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION,
+                                      min_budget_tokens=min_budget_tokens)
+    prefill = _held(Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len),
+                            prefill_resident_bytes(workload, gpu, seq_len),
+                            layers * estimate_s), gpu)
+    return prefill, prefill.estimate_s
 
 
 def _sparse_params() -> SparseParams:
