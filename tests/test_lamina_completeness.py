@@ -17,6 +17,7 @@ from archsim import library
 from archsim.cli import main
 from archsim.dse.spec import load_sweep
 from archsim.dse.sweep import run_sweep
+from archsim.errors import SpecError
 from archsim.report import lamina as page
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.models import system_model
@@ -141,10 +142,11 @@ def test_a_bad_alpha_exits_2_naming_it(tmp_path, alpha) -> None:
     assert result.exit_code == 2 and "serving.alpha: expected a network overhead > 0" in result.output, result.output
 
 
-def test_alpha_on_a_system_without_offloading_is_an_infeasible_record_saying_so(tmp_path) -> None:
+def test_alpha_on_a_system_without_offloading_is_refused_when_the_sweep_loads(tmp_path) -> None:
     path = _sweep(tmp_path, {"alpha": 0.2}, {"serving.max_prefill_tokens": [4096]}, "vllm-h100", "llama3-8b")
-    df = run_sweep(load_sweep(path), tmp_path / "s.sqlite")
-    assert not df.feasible[0] and "attention-offloading" in df.reason[0]
+    with pytest.raises(SpecError) as refusal:
+        load_sweep(path)
+    assert refusal.value.where.endswith("serving.alpha") and "attention-offloading" in refusal.value.message
 
 
 # ------------------------------------------------------------------------------------------------ --lengths help

@@ -66,15 +66,15 @@ def test_decode_batch_overflowing_a_channel_is_unrunnable():
 
 def test_served_request_longer_than_a_channel_is_rejected_on_arrival():
     """A prompt of 12000 tokens, and one of 8000 whose 1000 outputs outgrow the channel (8192 tokens): rejected on
-    arrival, as too long for the cache; the run serves the rest (it stopped with an UnrunnableOp at the first
-    overflowing decode, session 35's review)."""
+    arrival, as too long for one channel's KV (the cache holds 231,888 tokens: not for the cache, session 36); the
+    run serves the rest (it stopped with an UnrunnableOp at the first overflowing decode, session 35's review)."""
     model = neupims.system("neupims", "gpt3-7b")
     requests = [Request(0, 0.0, 12000, 16), Request(1, 0.0, 100, 16), Request(2, 0.0, 8000, 1000)]
     result = simulate_serving(model, requests)
     assert result.rejected_ids == (0, 2) and result.unrunnable_ids == ()
     assert [r.id for r in result.requests] == [1]
     assert not result.record().feasible
-    assert "can never fit the KV cache" in result.rejection
+    assert "2 of 3 requests are too long for one bank-PIM channel's KV (8192 tokens)" in result.rejection
     alone = unservable(model, [Request(0, 0.0, 8000, 1000)])
     assert alone is not None and "beyond the 8192 tokens one request's KV may hold" in alone
 

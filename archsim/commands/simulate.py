@@ -31,7 +31,14 @@ from archsim.systems.requests import (
     read_trace,
 )
 from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
-from archsim.systems.serving import ServingConfig, ServingResult, chrome_trace, simulate_serving, unservable
+from archsim.systems.serving import (
+    ServingConfig,
+    ServingResult,
+    chrome_trace,
+    request_kv_limit,
+    simulate_serving,
+    unservable,
+)
 from archsim.systems.system_messages import untimed_messages
 from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system
@@ -185,14 +192,20 @@ def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, resu
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     """The flat record of one serving run (what `--json` prints): of the rejected requests, those whose prefill the
-    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none); how often admitted
+    system cannot run (`unrunnable`, why the shortest cannot in `unrunnable_reason`, "" when none) and those longer
+    than one request's KV may be (`beyond_request_kv`, a bank-PIM channel's `request_kv_tokens`, null without that
+    limit); the throughput over the makespan and over the steady window, to the last first token at `steady_end_s`
+    (`archsim.systems.serving`'s module docstring); how often admitted
     prefills went back to the queue because their iteration could not hold them (`prefill_deferrals`); the messages
     its model leaves out (`not_timed`, `system_messages.untimed_messages`)."""
     return {
         "system": result.system, "requests": len(result.requests), "rejected": len(result.rejected_ids),
         "unrunnable": len(result.unrunnable_ids), "unrunnable_reason": result.unrunnable_reason,
+        "beyond_request_kv": len(result.beyond_request_kv_ids),
+        "request_kv_tokens": result.request_kv_tokens if math.isfinite(result.request_kv_tokens) else None,
         "output_tokens": result.output_tokens, "makespan_s": result.makespan_s,
-        "throughput_tok_s": result.throughput_tok_s, "ttft_p50_s": result.ttft_p50_s,
+        "throughput_tok_s": result.throughput_tok_s, "steady_throughput_tok_s": result.steady_throughput_tok_s,
+        "steady_end_s": result.steady_end_s, "ttft_p50_s": result.ttft_p50_s,
         "ttft_p99_s": result.ttft_p99_s, "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s,
         "utilization": dict(result.utilization), "energy_per_token_j": result.energy_per_token_j,
         "iterations": result.iterations, "preemptions": result.preemptions,
@@ -201,13 +214,24 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     }
 
 
+def _rejected(m: dict) -> str:
+    """How many requests were rejected and why: too long for the KV cache, or for one bank-PIM channel's KV
+    (`request_kv_tokens`), or asking for a prefill the system cannot run."""
+    unrunnable, beyond = m["unrunnable"], m["beyond_request_kv"]
+    reasons = [(n, why) for n, why in (
+        (m["rejected"] - unrunnable - beyond, "too long for the KV cache"),
+        (beyond, f"too long for {request_kv_limit(m['request_kv_tokens'])}" if beyond else ""),
+        (unrunnable, "whose prefill the system cannot run")) if n]
+    if not reasons:
+        return "0 rejected as too long for the KV cache"
+    if len(reasons) == 1 and not unrunnable:
+        return f"{m['rejected']} rejected as {reasons[0][1]}"
+    return f"{m['rejected']} rejected: " + ", ".join(f"{n} {why}" for n, why in reasons)
+
+
 def _show(m: dict, wall_s: float) -> None:
+    rejected = _rejected(m)
     unrunnable = m["unrunnable"]
-    too_long = m["rejected"] - unrunnable
-    rejected = (f"{m['rejected']} rejected as too long for the KV cache" if not unrunnable else
-                f"{m['rejected']} rejected: " + ", ".join(
-                    ([f"{too_long} too long for the KV cache"] if too_long else [])
-                    + [f"{unrunnable} whose prefill the system cannot run"]))
     served = f"{m['requests']} request{'' if m['requests'] == 1 else 's'} served"
     click.echo(f"{m['system']}: {served} ({rejected}), {m['output_tokens']} output tokens in "
                f"{m['makespan_s']:.4g} s simulated")
@@ -215,7 +239,10 @@ def _show(m: dict, wall_s: float) -> None:
         click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")
     if m["not_timed"]:
         click.echo(f"  not timed   {'; '.join(m['not_timed'])}")
-    click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s")
+    steady = ("" if math.isnan(m["steady_end_s"]) else  # no request emitted a token: there is no window
+              f", {m['steady_throughput_tok_s']:.5g} in the steady window (to the last first token, at "
+              f"{m['steady_end_s']:.4g} s)")
+    click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s over the makespan{steady}")
     click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
     if math.isnan(m["tbt_p50_s"]):  # every request wanted one token: there is no time between tokens
         click.echo("  TBT         n/a (no request decoded a second token)")

@@ -33,8 +33,10 @@ trace's points do not read it). One key is optional: `max_prefill_tokens`, the m
 `serving.max_prefill_tokens`. Another is `alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0):
 each point's link is checked against BW_min at its served run's most demanding decode iteration
 (`archsim.systems.offload.peak_batch_link_feasibility`), a link below it an infeasible record with the reason, so a
-sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a point that is no attention-offloading
-system is infeasible saying so; without it no link is checked. No other `serving.` path is an axis (the page size,
+sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a sweep none of whose points is an
+attention-offloading system (a ping-pong or staggered schedule, in the system or an axis value) is refused at load
+naming `serving.alpha`, and where an axis sets the schedule, a point it leaves without offloading is infeasible saying
+so; without it no link is checked. No other `serving.` path is an axis (the page size,
 mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM defaults).
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload exist;
@@ -65,7 +67,7 @@ from archsim.spec_files import beside
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
-from archsim.systems.system_types import System, board_power_w
+from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
 from archsim.workload import Workload
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
@@ -217,13 +219,17 @@ def _read_parallelism(field: str, entry: str) -> bool:
 
 def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tuple[str, ...],
                       constrained: tuple[str, ...], source: str, workload_name: str,
-                      linked: Mapping[str, list[Mapping[str, Any]]] = MappingProxyType({})) -> None:
+                      linked: Mapping[str, list[Mapping[str, Any]]] = MappingProxyType({}),
+                      alpha: float | None = None) -> None:
     """Each `system.` axis value, set alone, and the `system.` fields of each value of a linked axis (`linked`: a
     linked axis's path -> the fields each of its values sets, `SweepSpec.fields`), set together, are ones `system`
     accepts (a path that is no field of it, an `UnknownField`, blamed on its axis or linked template, a value's
     refusal on the value); an axis of the top-level parallelism is read (not shadowed by the workload's
-    `parallelism.by_workload` entry, whose degrees the workload runs at); and the cost metric, if an objective or a
-    constraint names it, has every device's price."""
+    `parallelism.by_workload` entry, whose degrees the workload runs at); the cost metric, if an objective or a
+    constraint names it, has every device's price; and `serving.alpha` (`alpha`, None where not given) is read: the
+    system, or an axis value of it, has an attention-offloading schedule (`OFFLOAD_SCHEDULES`), else no point would
+    check its link (where an axis sets the schedule, the points it leaves without one are infeasible records saying
+    so, `system_points.serve_point`)."""
     settings = [(f"axes.{path}[{i}]", {path: value}) for path, values in axes.items()
                 if path.startswith(f"{SYSTEM_ROOT}.") for i, value in enumerate(values)]
     settings += [(f"axes.{path}.values[{i}]", fields) for path, each in linked.items() for i, fields in enumerate(each)]
@@ -235,17 +241,24 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
             raise SpecError(source, where, f"never read: {workload_name} runs at the degrees of "
                                            f"{system.source}'s {entry}{instead}")
     seen: set[str] = set()
+    schedules = {system.schedule.kind}
     for where, fields in settings:
         changes = {p.removeprefix(f"{SYSTEM_ROOT}."): v for p, v in fields.items() if p.startswith(f"{SYSTEM_ROOT}.")}
         if json.dumps(changes) in seen:
             continue
         seen.add(json.dumps(changes))
         try:
-            with_fields(system, changes)
+            schedules.add(with_fields(system, changes).schedule.kind)
         except SpecError as exc:
             if exc.where in fields_set and isinstance(exc, UnknownField):  # the axis's key, whatever its value
                 raise SpecError(source, fields_set[exc.where], exc.message) from None
             raise SpecError(source, where, _naming_field(exc, where)) from None
+    if alpha is not None and not schedules & set(OFFLOAD_SCHEDULES):
+        raise SpecError(source, "serving.alpha", f"read only by an attention-offloading system (a "
+                                                 f"{' or '.join(OFFLOAD_SCHEDULES)} schedule), which no point is: "
+                                                 f"{system.source}'s schedule.kind is {system.schedule.kind}"
+                                                 f"{' and no axis value sets one' if settings else ''} "
+                                                 "(remove serving.alpha)")
     _check_energy_metrics(system, objectives, constrained, source, axes)
     named = _naming(objectives, constrained, (COST_METRIC,))
     if named:

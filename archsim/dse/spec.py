@@ -689,7 +689,7 @@ def _check_named_specs(spec: SweepSpec) -> None:
         system, workload = load_system_target(spec.system, spec.workload, spec.source)
         linked = {path: [spec.fields({path: value}) for value in spec.axes[path]] for path in spec.links}
         check_system_axes(system, spec.axes, spec.objectives, tuple(c.metric for c in spec.constraints), spec.source,
-                          workload.name, linked)
+                          workload.name, linked, spec.serving.alpha)
         return
     mapping = library.load_mapping_spec(named("mappings", "mapping"))
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)

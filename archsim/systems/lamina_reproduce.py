@@ -16,9 +16,12 @@ at vLLM's default scheduler limit of 256 sequences (`VLLM_MAX_NUM_SEQS`, EngineA
 `ServingConfig` default: the paper names vLLM and no setting of it), so its batch is the smaller of its KV cache's
 and 256. The baseline without that limit is run beside it (`vllm-h100-uncapped`), so what the limit decides is
 printed. Every system serves the same requests. Metrics over the steady window (from the start to the last
-admission, before the queue runs dry and the batch drains): throughput (tokens / window), batch (the iterations'
-mean decodes weighted by their time), TBT (the iterations' times, percentiles over the tokens they emit) and
-tokens per dollar (throughput over the devices' price per hour).
+admission, before the queue runs dry and the batch drains; `archsim.systems.serving`'s steady throughput):
+throughput (tokens / window), batch (the iterations' mean decodes weighted by their time), TBT (the iterations'
+times, percentiles over the tokens they emit) and tokens per dollar (throughput over the devices' price per hour).
+The `utilization_<unit>` columns are not over that window: they are the serving run's, each unit's busy time over
+the whole makespan, the drain included, so a point with a long drain reads lower there than its steady batch
+suggests.
 
 Headline (`headline`): the throughput gains (Lamina / vLLM - 1) against the paper's 16.1-90.1 % range, the mean
 batch growth against 2.39x, LLaMA3-70B's batch on Azure-Conv (the trace of the shortest contexts, so of the
@@ -188,14 +191,15 @@ def mean_context(trace: str) -> float:
 
 def serve(model: IterationModel, requests: tuple[Request, ...], max_batch: int = MAX_BATCH) -> dict:
     """The steady-window metrics (module docstring) of an offline run with prefill removed, the scheduler admitting
-    at most `max_batch` sequences."""
+    at most `max_batch` sequences: the serving run's steady throughput (`ServingResult.steady_throughput_tok_s`),
+    and the batch and TBT of the iterations in its window; the `utilization_<unit>` columns are the run's, busy
+    time over the whole makespan, the drain after the window included (as `simulate` reports them)."""
     result = simulate_serving(DecodeOnly(model), requests, ServingConfig(max_batch=max_batch), trace=True)
-    window_s = max(r.first_token_s for r in result.requests)
-    steady = [it for it in result.timeline if it.end_s <= window_s] or list(result.timeline[:1])
-    end_s = steady[-1].end_s
+    steady = [it for it in result.timeline if it.end_s <= result.steady_end_s]
     tokens = np.array([it.n_prefill + it.n_decode for it in steady], dtype=float)
     times = np.array([it.end_s - it.start_s for it in steady])
-    return {"throughput_tok_s": float(tokens.sum() / end_s), "batch": float((tokens * times).sum() / times.sum()),
+    return {"throughput_tok_s": result.steady_throughput_tok_s,
+            "batch": float((tokens * times).sum() / times.sum()),
             "tbt_p50_s": _weighted_percentile(times, tokens, 50), "tbt_p99_s": _weighted_percentile(times, tokens, 99),
             "rejected": len(result.rejected_ids), "requests": len(requests),
             **{f"utilization_{unit}": u for unit, u in sorted(result.utilization.items())}}

@@ -19,7 +19,8 @@ paged KV cache and preemption. The assumptions, all in one place:
   allocated as contexts grow and freed when a request finishes or is preempted. A request whose P + O - 1 tokens
   would not fit in the whole cache can never run: it is rejected on arrival (listed in `rejected_ids`), never
   admitted; so is one longer than the model says one request may hold (`request_kv_tokens`, where a model has it:
-  a bank-PIM keeps each request's KV on one channel, `archsim.systems.pim_device`).
+  a bank-PIM keeps each request's KV on one channel, `archsim.systems.pim_device`; listed in `beyond_request_kv_ids`
+  too, where the whole cache would hold it).
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
   attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
@@ -51,7 +52,11 @@ paged KV cache and preemption. The assumptions, all in one place:
   before the decode page reservations.
 - Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
   preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
-  admitted requests; utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
+  admitted requests, so it includes the drain after the last admission, when the batch empties and the longest
+  request finishes alone; steady throughput = the tokens the iterations emitted up to the last first token (the
+  last request's admission: the queue runs dry after it), over the window from the first arrival to it
+  (`steady_end_s`; an open-loop run that keeps up ends it at the last arrival plus that request's TTFT), the
+  drain left out; utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
   the model's `static_w` over the makespan's idle time (no iteration running: the devices' static power is drawn
   busy or idle; a device priced by board power has no idle power in its preset, so nothing is charged idle);
   energy per token = energy / output tokens (prompt tokens are not counted as produced), NaN (unknown) when an
@@ -158,8 +163,9 @@ class IterationRecord:
 @dataclass(frozen=True)
 class ServingResult:
     """A run: per admitted request what happened (`requests`, by id), the ids rejected as never fitting the cache
-    or as asking for a prefill the system cannot run (those also in `unrunnable_ids`, and why the shortest such
-    prefill cannot run in `unrunnable_reason`), the serving metrics (module docstring), the totals, and the
+    (those longer than one request's KV may be, the cache holding them, also in `beyond_request_kv_ids`) or as asking
+    for a prefill the system cannot run (those also in `unrunnable_ids`, and why the shortest such prefill cannot run
+    in `unrunnable_reason`), the serving metrics (module docstring), the totals, and the
     iteration `timeline` when run with `trace=True`. Percentiles of no samples are NaN (write them as null in
     JSON)."""
 
@@ -167,9 +173,13 @@ class ServingResult:
     config: ServingConfig
     requests: tuple[RequestRecord, ...]
     rejected_ids: tuple[int, ...]
+    beyond_request_kv_ids: tuple[int, ...]  # rejected as holding more KV than one request may, the cache holding it
+    request_kv_tokens: float  # the most tokens of KV one request may hold (`request_kv_tokens`; inf: no such limit)
     makespan_s: float
     output_tokens: int
     throughput_tok_s: float
+    steady_end_s: float  # the last first token's time (NaN with no request admitted): the steady window's end
+    steady_throughput_tok_s: float
     ttft_p50_s: float
     ttft_p99_s: float
     tbt_p50_s: float
@@ -188,13 +198,15 @@ class ServingResult:
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
-        output token, busy seconds over the makespan; extras = `SERVING_METRICS` and the run's counts (output
-        tokens, iterations, preemptions, prefill deferrals, KV pages at peak and in all). `price_per_hour` is the
-        whole run's devices' (NaN if unknown): cost per token = price x makespan / output tokens. A run that
-        rejected a request is infeasible (`rejection`): its throughput would be over fewer requests."""
+        output token, busy seconds over the makespan; extras = `SERVING_METRICS`, the steady throughput (module
+        docstring) and the run's counts (output tokens, iterations, preemptions, prefill deferrals, KV pages at peak
+        and in all). `price_per_hour` is the whole run's devices' (NaN if unknown): cost per token = price x
+        makespan / output tokens. A run that rejected a request is infeasible (`rejection`): its throughput would be
+        over fewer requests."""
         tokens = self.output_tokens
         cost = price_per_hour * self.makespan_s / S_PER_HOUR / tokens if tokens else math.nan
-        extras = {"throughput_tok_s": self.throughput_tok_s, "energy_per_token_j": self.energy_per_token_j,
+        extras = {"throughput_tok_s": self.throughput_tok_s, "steady_throughput_tok_s": self.steady_throughput_tok_s,
+                  "energy_per_token_j": self.energy_per_token_j,
                   COST_METRIC: cost, "ttft_p50_s": self.ttft_p50_s, "ttft_p99_s": self.ttft_p99_s,
                   "tbt_p50_s": self.tbt_p50_s, "tbt_p99_s": self.tbt_p99_s, "makespan_s": self.makespan_s,
                   "output_tokens": tokens, "iterations": self.iterations, "preemptions": self.preemptions,
@@ -208,15 +220,25 @@ class ServingResult:
     @property
     def rejection(self) -> str:
         """Why the run is not a result for all its requests ("" when it is): how many asked for a prefill the
-        system cannot run (the shortest's reason) and how many can never fit its KV cache; or that it had none."""
-        rejected, unrunnable = len(self.rejected_ids), len(self.unrunnable_ids)
+        system cannot run (the shortest's reason), how many can never fit its KV cache and how many hold more KV
+        than one request may (`request_kv_tokens`); or that it had none."""
+        rejected = len(self.rejected_ids)
         if not rejected:
             return "" if self.output_tokens else "no request was served"
-        submitted, never_fit = rejected + len(self.requests), rejected - unrunnable
-        if not unrunnable:
-            return f"{rejected} of {submitted} requests can never fit the KV cache of {self.system}"
-        return (f"{unrunnable} of {submitted} requests ask for a prefill {self.system} cannot run "
-                f"({self.unrunnable_reason})" + (f"; {never_fit} can never fit its KV cache" if never_fit else ""))
+        unrunnable, beyond = len(self.unrunnable_ids), len(self.beyond_request_kv_ids)
+        clauses = [(n, what) for n, what in (
+            (unrunnable, f"ask for a prefill {self.system} cannot run ({self.unrunnable_reason})"),
+            (rejected - unrunnable - beyond, f"can never fit the KV cache of {self.system}"),
+            (beyond, f"are too long for {request_kv_limit(self.request_kv_tokens)} on {self.system}")) if n]
+        (count, what), *rest = clauses
+        return "; ".join([f"{count} of {rejected + len(self.requests)} requests {what}",
+                          *(f"{n} {more}" for n, more in rest)])
+
+
+def request_kv_limit(limit_tokens: float) -> str:
+    """The limit `request_kv_tokens` sets, in words: one bank-PIM channel's KV (`limit_tokens`), the only model
+    with that limit (`SystemModel.request_kv_tokens`)."""
+    return f"one bank-PIM channel's KV ({limit_tokens:.0f} tokens)"
 
 
 def energy_per_token_j(energy_j: float, output_tokens: int) -> float:
@@ -303,6 +325,7 @@ class _Engine:
         self.wake: simpy.Event | None = None
         self.records: list[RequestRecord] = []
         self.rejected: list[int] = []
+        self.beyond_request_kv: list[int] = []  # rejected as longer than one request's KV may be, the cache holding it
         self.unrunnable: list[int] = []  # rejected as asking for a prefill the system cannot run
         self.prefills = _Prefills(model)
         self.tbt_s: list[float] = []
@@ -311,6 +334,9 @@ class _Engine:
         self.energy_j = 0.0
         self.iteration_s = 0.0  # the iterations' summed time
         self.iterations = 0
+        self.emitted_tokens = 0  # the tokens the iterations emitted
+        self.last_first_token_s = math.nan  # when a request last emitted its first token: the steady window's end
+        self.steady_tokens = 0  # the tokens the iterations emitted up to then
         self.preemptions = 0
         self.peak_pages = 0  # the most pages held while an iteration ran
         self.prefill_deferrals = 0  # times an admitted prefill went back to the queue
@@ -323,9 +349,12 @@ class _Engine:
             self._arrive(request)
 
     def _arrive(self, request: Request) -> None:
-        if (self.cache.pages_for(kv_tokens(request)) > self.cache.capacity_pages
-                or kv_tokens(request) > self.request_kv_tokens):
+        tokens = kv_tokens(request)
+        beyond_cache = self.cache.pages_for(tokens) > self.cache.capacity_pages
+        if beyond_cache or tokens > self.request_kv_tokens:
             self.rejected.append(request.id)
+            if not beyond_cache:
+                self.beyond_request_kv.append(request.id)
             self._release()
             return
         self.waiting.append(_Live(request))
@@ -428,7 +457,7 @@ class _Engine:
         for live, tokens in zip(prefills, prefill_tokens, strict=True):
             live.emitted += 1
             if live.emitted == 1:
-                live.first_token_s = now_s
+                live.first_token_s = self.last_first_token_s = now_s
             else:
                 self.tbt_s.append(now_s - live.last_token_s)
             if live.emitted < live.request.output_tokens:
@@ -529,11 +558,14 @@ class _Engine:
             if self.trace:
                 self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(contexts),
                                                      sum(prefill_lengths), pages_used, sum(contexts)))
+            self.emitted_tokens += len(prefills) + len(contexts)  # now: `_join` appends to `contexts`
             joining = self._emit_prefills(prefills, prefill_lengths, now_s) if prefills else []
             if decoding:
                 self._emit_decodes(contexts, now_s)
             if joining:
                 self._join(joining, now_s)
+            if self.last_first_token_s == now_s:  # a first token now, or an iteration of no time after one
+                self.steady_tokens = self.emitted_tokens
 
 
 @contextmanager
@@ -617,7 +649,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     config = _checked_config(config)
     ordered = sorted(_checked_requests(requests), key=lambda r: (r.arrival_s, r.id) if closed_loop is None else r.id)
     check_requests(ordered)
-    if closed_loop is not None and not (isinstance(closed_loop, int) and closed_loop >= 1):
+    if closed_loop is not None and not (isinstance(closed_loop, int) and not isinstance(closed_loop, bool)
+                                        and closed_loop >= 1):
         raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
     check_model(model)
     capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
@@ -633,7 +666,9 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
 
     records = tuple(sorted(engine.records, key=lambda r: r.id))
     output_tokens = sum(r.output_tokens for r in records)
-    makespan_s = max((r.finish_s for r in records), default=0.0) - min((r.arrival_s for r in records), default=0.0)
+    first_arrival_s = min((r.arrival_s for r in records), default=0.0)
+    makespan_s = max((r.finish_s for r in records), default=0.0) - first_arrival_s
+    steady_s = engine.last_first_token_s - first_arrival_s
     ttft_s = [r.ttft_s for r in records]
     # the devices draw their static power between iterations too, while requests are in the system or on their way
     energy_j = engine.energy_j + model.static_w * max(0.0, makespan_s - engine.iteration_s)
@@ -643,9 +678,13 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         config=config,
         requests=records,
         rejected_ids=tuple(sorted(engine.rejected)),
+        beyond_request_kv_ids=tuple(sorted(engine.beyond_request_kv)),
+        request_kv_tokens=engine.request_kv_tokens,
         makespan_s=makespan_s,
         output_tokens=output_tokens,
         throughput_tok_s=output_tokens / makespan_s if makespan_s > 0 else 0.0,
+        steady_end_s=engine.last_first_token_s,
+        steady_throughput_tok_s=engine.steady_tokens / steady_s if steady_s > 0 else 0.0,
         ttft_p50_s=percentile(ttft_s, 50),
         ttft_p99_s=percentile(ttft_s, 99),
         tbt_p50_s=percentile(tbt_s, 50),
