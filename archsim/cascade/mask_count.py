@@ -24,7 +24,7 @@ import numpy as np
 
 from archsim.cascade import syntax as S
 from archsim.cascade.evaluate import evaluate
-from archsim.cascade.ir import Param, Value, Var
+from archsim.cascade.ir import Param, Ref, Value, Var
 from archsim.cascade.ops import DEFAULT_UNARY_OPS
 
 DENSE_POINTS = 1024  # mixed boxes at most this big are evaluated point by point
@@ -96,6 +96,16 @@ def boxes_holding_a_point(predicate: Value, names: list[str], lows: np.ndarray, 
             boxes, owner = _halve(boxes[:, :, ~small]), np.tile(owner[~small], 2)
         total += int(found.sum())
     return total
+
+
+def static_conjuncts(predicate: Value) -> Value | None:
+    """The conjuncts of `predicate` that read no tensor, joined by `and`; None when each reads one. Where they
+    fail the predicate fails, so a count under them bounds the predicate's from above (a block-sparse mask's
+    causal part without its selected blocks)."""
+    if isinstance(predicate, S.BinOp) and predicate.op == "and":
+        parts = [p for p in (static_conjuncts(predicate.lhs), static_conjuncts(predicate.rhs)) if p is not None]
+        return reduce(lambda a, b: S.BinOp("and", a, b), parts) if parts else None
+    return None if any(isinstance(node, Ref) for node in S.walk(predicate)) else predicate
 
 
 def moves_holding_a_point(predicate: Value, names: list[str], weights: np.ndarray, spans: np.ndarray,

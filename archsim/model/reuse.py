@@ -36,7 +36,7 @@ import numpy as np
 
 from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Einsum, Var
-from archsim.cascade.mask_count import moves_holding_a_point
+from archsim.cascade.mask_count import moves_holding_a_point, static_conjuncts
 from archsim.cascade.syntax import walk
 from archsim.mapping.spec import Loop
 
@@ -103,15 +103,17 @@ def masked_refetches(binding: Binding, einsum: Einsum, loops: Iterable[Loop], le
     move's values when the fetching loops walk its outer leaves, as every library mapping does; else a superset,
     so the count is an upper bound). Moves are counted over the ranks the mask reads (`moves_holding_a_point`,
     exact); the other fetching loops multiply.
-    The plain count where the mask reads tensors (a density, no positions), or where two of the Einsum's index
-    variables share a rank (loops name ranks, so which variable a loop walks is not said)."""
+    A mask that reads tensors (a density, no positions) is counted under its conjuncts that read none
+    (`static_conjuncts`: a block-sparse mask's causal part), an upper bound; the plain count where it has none, or
+    where two of the Einsum's index variables share a rank (loops name ranks, so which variable a loop walks is
+    not said)."""
     fetching = _fetching(loops, level_of, child, tensor_ranks, space_ranks)
     full = math.prod(lp.factor for lp in fetching)
-    mask = einsum.mask
-    if mask is None or mask.data_dependent or full == 1:
+    predicate = None if einsum.mask is None else static_conjuncts(einsum.mask.predicate)
+    if predicate is None or full == 1:
         return full
     cascade = binding.cascade
-    variables = sorted({n.name for n in walk(mask.predicate) if isinstance(n, Var)})
+    variables = sorted({n.name for n in walk(predicate) if isinstance(n, Var)})
     leaves = {v: cascade.var_leaves[v] for v in variables}
     ranks = {cascade.var_ranks[leaf] for v in variables for leaf in leaves[v]}
     if len({cascade.var_ranks[v] for v in einsum.space}) < len(set(einsum.space)):
@@ -131,5 +133,5 @@ def masked_refetches(binding: Binding, einsum: Einsum, loops: Iterable[Loop], le
             weights[k, axis] += extent * stride
             spans[k] += (extent - 1) * stride
             stride *= binding.rank_sizes[rank]
-    kept = moves_holding_a_point(mask.predicate, variables, weights, spans, moves, binding.predicate_values)
+    kept = moves_holding_a_point(predicate, variables, weights, spans, moves, binding.predicate_values)
     return full // math.prod(moves) * kept
