@@ -6,6 +6,7 @@ for the whole KV cache (S2)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +133,13 @@ def test_alpha_on_a_sweep_that_never_offloads_is_refused_at_load() -> None:
 
 def test_alpha_on_an_offloading_sweep_loads() -> None:
     check_system_axes(load_system("lamina"), {}, (), (), "sw.yaml", "llama3-70b", alpha=0.2)
+
+
+def test_a_window_that_is_the_fill_alone_has_no_steady_throughput() -> None:
+    """Review a6: an offline batch admitted at once ends the window at its first iteration, where nothing has
+    finished; its tokens over that iteration (64 first tokens in 0.83 s on the auditor's run) are the fill, not a
+    steady rate, so there is none (NaN), and the summary says so. One request alone is the same."""
+    batch = simulate_serving(SecondToy(), [Request(i, 0.0, 1, 3) for i in range(4)])
+    assert batch.steady_end_s == 1.0 and all(r.finish_s > 1.0 for r in batch.requests)
+    assert math.isnan(batch.steady_throughput_tok_s) and batch.throughput_tok_s == 12 / 3
+    assert math.isnan(simulate_serving(SecondToy(), [Request(0, 0.0, 1, 5)]).steady_throughput_tok_s)

@@ -112,7 +112,7 @@ def test_weights_over_the_gpu_leave_an_untimed_row() -> None:
     from archsim.systems.sparse_points import point_record
 
     point = flex_point(library.load_workload_spec("llama3-405b"), A100, 1000, 0.1)
-    assert math.isnan(point["time_s"]) and not point["fits"] and point["kv_host_s"] == 0.0
+    assert math.isnan(point["time_s"]) and not point["fits"] and math.isnan(point["kv_host_s"])  # no run, no copy
     record = point_record(point, "t", A100)
     assert not record.feasible and "held at once" in record.reason
 
@@ -185,3 +185,12 @@ def test_a_maps_retrieval_share_is_not_printed_as_asked() -> None:
     assert code == 0 and "0.5 in llama3-8b-duo-50" in output and "asked" not in output, output
     code, output = run(*base, "--retrieval-fraction", "0.5")
     assert code == 0 and "0.5 asked" in output, output
+
+
+def test_a_prefill_that_cannot_run_copies_no_kv_to_the_host() -> None:
+    """Review a6: past the longest prefill the KV copy had seconds (7.9 s at 1.9M) for a run that cannot happen."""
+    code, output = run("sparse", "--method", "minference", "--gpu", "a100-80gb-sxm4", "-w", "llama3-8b", "--context",
+                       f"1800000,{LONGEST_TOKENS + 1}", "--patterns", "llama3-8b-262k-minference", "--json")
+    assert code == 0, output
+    fits, beyond = json.loads(output)["points"]
+    assert fits["kv_host_s"] > 0 and beyond["kv_host_s"] is None

@@ -239,9 +239,14 @@ def _show(m: dict, wall_s: float) -> None:
         click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")
     if m["not_timed"]:
         click.echo(f"  not timed   {'; '.join(m['not_timed'])}")
-    steady = ("" if math.isnan(m["steady_end_s"]) else  # no request emitted a token: there is no window
-              f", {m['steady_throughput_tok_s']:.5g} in the steady window (to the last first token, at "
-              f"{m['steady_end_s']:.4g} s)")
+    if math.isnan(m["steady_end_s"]):  # no request emitted a token: there is no window
+        steady = ""
+    elif math.isnan(m["steady_throughput_tok_s"]):
+        steady = (f", no steady window (no request finished by the last first token, at {m['steady_end_s']:.4g} s: "
+                  "the batch's fill alone)")
+    else:
+        steady = (f", {m['steady_throughput_tok_s']:.5g} in the steady window (to the last first token, at "
+                  f"{m['steady_end_s']:.4g} s)")
     click.echo(f"  throughput  {m['throughput_tok_s']:.5g} tokens/s over the makespan{steady}")
     click.echo(f"  TTFT        p50 {m['ttft_p50_s'] * 1e3:.4g} ms, p99 {m['ttft_p99_s'] * 1e3:.4g} ms")
     if math.isnan(m["tbt_p50_s"]):  # every request wanted one token: there is no time between tokens

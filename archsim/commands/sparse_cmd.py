@@ -186,7 +186,8 @@ def _prefill_table(points: list[dict], patterns: str | None) -> None:
                    f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
                    + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
                    + (f"{p['effective_density']:>7.3g} " if density else "")
-                   + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} {p['kv_host_s']:>10.3f} "
+                   + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} "
+                   f"{_number(p['kv_host_s'], '.3f'):>10} "
                    f"{p['memory_bytes'] / 1e9:>8.1f} {_gb(p['resident_bytes'], p['fits']):>11}")
     # a tenth above the density asked: the floor, not each row's rounding (0.101 for 0.1 at 128K)
     raised = [p for p in points if density and p["effective_density"] > 1.1 * p["density"]]
@@ -274,7 +275,7 @@ def reproduce_sparse(as_json: bool, out: str | None) -> None:
              f"{r['minference_error']:>+7.0%}") if r else (f"{'-':>9}", f"{'':>7}", f"{'-':>9}", f"{'':>7}"))
         click.echo(f"{p['context']:>8} {p['dense_time_s']:>9.2f} {dense_paper} {dense_error} {p['time_s']:>11.2f} "
                    f"{sparse_paper} {sparse_error} {p['dense_attention_s']:>10.2f} {p['attention_s']:>10.2f} "
-                   f"{p['other_ops_s']:>10.2f} {p['kv_host_s']:>10.2f}")
+                   f"{p['other_ops_s']:>10.2f} {_number(p['kv_host_s'], '.2f'):>10}")
     click.echo("A reading, not the model's result: the same with the A100's SMs at the fraction of boost an H200 "
                "held under its power cap at each length (measured on the H200, not on an A100)")
     for r in result["held_clock"]:

@@ -56,7 +56,9 @@ paged KV cache and preemption. The assumptions, all in one place:
   request finishes alone; steady throughput = the tokens the iterations emitted up to the last first token (the
   last request's admission: the queue runs dry after it), over the window from the first arrival to it
   (`steady_end_s`; an open-loop run that keeps up ends it at the last arrival plus that request's TTFT), the
-  drain left out; utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
+  drain left out; NaN (no steady window) where no request finished by then, so the window held only the batch's fill
+  (an offline batch admitted at once, one request, a burst that ends while its first requests still decode);
+  utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
   the model's `static_w` over the makespan's idle time (no iteration running: the devices' static power is drawn
   busy or idle; a device priced by board power has no idle power in its preset, so nothing is charged idle);
   energy per token = energy / output tokens (prompt tokens are not counted as produced), NaN (unknown) when an
@@ -669,6 +671,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     first_arrival_s = min((r.arrival_s for r in records), default=0.0)
     makespan_s = max((r.finish_s for r in records), default=0.0) - first_arrival_s
     steady_s = engine.last_first_token_s - first_arrival_s
+    turned_over = any(r.finish_s <= engine.last_first_token_s for r in records)  # else the window is the fill alone
     ttft_s = [r.ttft_s for r in records]
     # the devices draw their static power between iterations too, while requests are in the system or on their way
     energy_j = engine.energy_j + model.static_w * max(0.0, makespan_s - engine.iteration_s)
@@ -684,7 +687,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         output_tokens=output_tokens,
         throughput_tok_s=output_tokens / makespan_s if makespan_s > 0 else 0.0,
         steady_end_s=engine.last_first_token_s,
-        steady_throughput_tok_s=engine.steady_tokens / steady_s if steady_s > 0 else 0.0,
+        steady_throughput_tok_s=engine.steady_tokens / steady_s if turned_over and steady_s > 0 else math.nan,
         ttft_p50_s=percentile(ttft_s, 50),
         ttft_p99_s=percentile(ttft_s, 99),
         tbt_p50_s=percentile(tbt_s, 50),

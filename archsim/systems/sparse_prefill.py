@@ -270,11 +270,12 @@ def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
 
 
 def _held(prefill: Prefill, gpu: GPU) -> Prefill:
-    """`prefill`, its attention and the parts of it NaN where `gpu` cannot hold its `resident_bytes` (module
-    docstring, "Memory")."""
+    """`prefill`, its attention, the parts of it and the KV cache's host copy NaN where `gpu` cannot hold its
+    `resident_bytes` (module docstring, "Memory"): a run that cannot happen copies nothing."""
     if prefill.resident_bytes <= gpu.dram_bytes:
         return prefill
-    return replace(prefill, attention_s=math.nan, estimate_s=math.nan, index_s=math.nan, pad_s=math.nan)
+    return replace(prefill, attention_s=math.nan, kv_host_s=math.nan, estimate_s=math.nan, index_s=math.nan,
+                   pad_s=math.nan)
 
 
 def _dense_call_s(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: int) -> float:
