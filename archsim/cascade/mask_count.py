@@ -80,7 +80,10 @@ def boxes_holding_a_point(predicate: Value, names: list[str], lows: np.ndarray, 
                           params: Mapping[str, float]) -> int:
     """How many of the boxes hold a point where `predicate` holds: box i spans, along variable names[k], the
     whole numbers lows[k, i]..highs[k, i]. Exact, as `count_true`: a box is decided by interval arithmetic, a
-    mixed one halved until its pieces are decided or small enough to evaluate point by point."""
+    mixed one halved until its pieces are decided or small enough to evaluate point by point. A mixed piece whose
+    corners hold a point is decided at once (`_corner_holds`): a causal predicate, monotone in each variable, holds
+    at a corner of any box where it holds at all, and halving its short axes first would cut a box of 5M points
+    into thousands of mixed pieces before reaching one that holds."""
     total = 0
     for start in range(0, lows.shape[1], BATCH_BOXES):
         boxes = np.array([lows[:, start:start + BATCH_BOXES], highs[:, start:start + BATCH_BOXES]], dtype=float)
@@ -89,6 +92,8 @@ def boxes_holding_a_point(predicate: Value, names: list[str], lows: np.ndarray, 
         while boxes.shape[2]:
             verdict = _decide(predicate, names, boxes, params)
             found[owner[verdict == TRUE]] = True
+            mixed = (verdict == MIXED) & ~found[owner]
+            found[owner[mixed][_corner_holds(predicate, names, boxes[:, :, mixed], params)]] = True
             open_ = (verdict == MIXED) & ~found[owner]
             boxes, owner = boxes[:, :, open_], owner[open_]
             small = np.prod(boxes[1] - boxes[0] + 1, axis=0) <= DENSE_POINTS
@@ -144,6 +149,17 @@ def _moves(predicate: Value, names: tuple[str, ...], weight_rows: tuple[tuple[fl
         boxes = np.concatenate(single, axis=2)
         total += boxes_holding_a_point(predicate, names, boxes[0], boxes[1], params)
     return total
+
+
+def _corner_holds(predicate: Value, names: list[str], boxes: np.ndarray, params) -> np.ndarray:
+    """Whether the predicate holds at one of the 2^k corners of each box (k variables; one evaluation)."""
+    lows, widths = boxes[0].astype(np.int64), (boxes[1] - boxes[0]).astype(np.int64)
+    points = _Points(names, np.zeros_like(lows), (2,) * len(names))  # offsets 0 and 1 along each axis
+    column = [-1] + [1] * len(names)
+    for axis, name in enumerate(names):
+        points.values[name] = lows[axis].reshape(column) + points.values[name] * widths[axis].reshape(column)
+    values = np.broadcast_to(evaluate(predicate, points, params, DEFAULT_UNARY_OPS), points.shape)
+    return values.reshape(values.shape[0], -1).any(axis=1)
 
 
 def _any_point(predicate: Value, names: list[str], boxes: np.ndarray, owner: np.ndarray, found: np.ndarray,
