@@ -158,3 +158,16 @@ def test_a_causal_grid_without_a_causal_mapping_exits_2_before_the_grid(cli, tmp
     with pytest.raises(SpecError) as error:
         check_spec(ParallelSpec("ring", 2, LLAMA7, 4096, topology.gpu, topology))
     assert error.value.where == "device.causal_mapping" and error.value.source == str(path)
+
+
+def test_the_reproductions_grid_points_carry_the_recompute() -> None:
+    """Review a6: the grid's fwd+bwd rows included the recomputed forward but did not show it. A grid point now says
+    its checkpointing and the recomputed forward's seconds: the fwd twin's time; a fwd point has neither."""
+    from archsim.systems.seqpar_reproduce import _point
+
+    topology = load_topology("a100-nvlink")
+    workload = library.load_workload_spec("llama3-8b")
+    fwd, step = (_point(parallel_time(ParallelSpec("ring", 4, workload, 16384, topology.gpu, topology,
+                                                   direction=d))) for d in ("fwd", "fwd+bwd"))
+    assert fwd["checkpointing"] is None and fwd["recompute_s"] is None
+    assert step["checkpointing"] == "layer" and step["recompute_s"] == fwd["time_s"] > 0

@@ -78,18 +78,25 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
                + ", ".join(f"{s} {e:.3f}" for s, e in balance.items()))
 
 
+def _ms(seconds: float | None) -> str:
+    """Milliseconds to two places, or - where a point has none."""
+    return "-" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
 def _grid(points: list[dict]) -> None:
     """The grid's points, then the `archsim parallel` commands that re-run a Llama-3 405B row and a USP row."""
     click.echo("\nGrid (time per layer; ideal = one GPU's time / the GPUs; GPUs = ranks x tp, the ranks being "
-               "`archsim parallel --devices`; U: USP's Ulysses degree; GB/dev: memory per GPU, 1e9 B)")
+               "`archsim parallel --devices`; U: USP's Ulysses degree; recomp: the ms of it a fwd+bwd step recomputes "
+               "under layer checkpointing; GB/dev: memory per GPU, 1e9 B)")
     click.echo(f"{'scheme':<8} {'GPUs':>4} {'tp':>2} {'U':>1} {'gpu':<15} {'kernel':<17} {'link':<13} {'model':<15} "
-               f"{'N':>7} {'dir':<7} {'scope':<9} {'ms':>9} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} {'model s':>8}")
+               f"{'N':>7} {'dir':<7} {'scope':<9} {'ms':>9} {'recomp':>8} {'eff':>6} {'GB/dev':>7} {'max ctx':>9} "
+               f"{'model s':>8}")
     for p in points:
         model_s = f"{p['model_time_s']:>8.1f}" if p["model_time_s"] is not None else f"{'':>8}"
         click.echo(f"{p['scheme']:<8} {p['devices']:>4} {p['tp']:>2} {p['ulysses'] or '-':>1} {p['gpu']:<15} "
                    f"{p['kernel']:<17} {p['link']:<13} "
                    f"{p['model']:<15} {p['seq_len'] // 1024:>6}K {p['direction']:<7} {p['scope']:<9} "
-                   f"{p['time_s'] * 1e3:>9.2f} "
+                   f"{p['time_s'] * 1e3:>9.2f} {_ms(p['recompute_s']):>8} "
                    f"{p['efficiency']:>6.3f} {p['memory_bytes'] / 1e9:>7.1f} {_k(p['max_context_tokens']):>9} "
                    f"{model_s}")
         if not p["feasible"]:

@@ -460,15 +460,18 @@ def grid_points() -> list[dict]:
 def _point(result: ParallelResult) -> dict:
     """A grid point: `devices` counts GPUs (the spec's sequence-parallel ranks x `tp`, the issue's key), so
     `archsim parallel --devices` takes devices / tp; `ulysses` is USP's Ulysses degree (None for other schemes) and
-    `topology` the preset the point runs on (`parallel_command` rebuilds the point's command from them)."""
+    `topology` the preset the point runs on (`parallel_command` rebuilds the point's command from them); a training
+    point says its checkpointing and the recomputed forward's share of its time (`recompute_s`; null for fwd)."""
     s = result.spec
-    layers = int(s.workload.params["layers"])
+    layers, training = int(s.workload.params["layers"]), s.direction == "fwd+bwd"
     link = s.topology.group_link([i * s.tp for i in range(s.devices)])
     return {"scheme": s.scheme, "devices": s.devices * s.tp, "tp": s.tp, "ulysses": s.ulysses,
             "topology": s.topology.name, "gpu": s.gpu.name, "kernel": s.kernel, "link": link.name,
             "model": s.workload.name, "seq_len": s.seq_len, "causal": s.causal, "direction": s.direction,
             "scope": s.scope, "time_s": result.time_s, "ideal_s": result.ideal_s, "efficiency": result.efficiency,
-            "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s, "memory_bytes": result.memory_bytes,
+            "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s,
+            "checkpointing": s.checkpointing if training else None,
+            "recompute_s": result.recompute_s if training else None, "memory_bytes": result.memory_bytes,
             "max_context_tokens": result.max_context_tokens, "feasible": result.feasible, "reason": result.reason,
             "model_time_s": result.time_s * layers if s.scope == "layer" else None}
 
