@@ -9,9 +9,11 @@ up to its diagonal, about half of them."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from archsim.cascade import syntax as S
-from archsim.cascade.ir import Ref, Term, Var
-from archsim.cascade.mask_count import static_conjuncts
+from archsim.cascade.ir import Param, Ref, Term, Var
+from archsim.cascade.mask_count import boxes_holding_a_point, static_conjuncts
 from archsim.point import run_point
 
 SNV_BYTES = 32 * 16384 * 128 * 2  # heads x tokens x head dim x 2 B
@@ -43,3 +45,14 @@ def test_a_spilling_block_sparse_point_is_counted_without_enumerating_its_diagon
     result = run_point("fusemax-minference-block-sparse", workload="llama3-8b",
                        sets={"seq_len": 65536, "batch": 1, "k_b": 8})
     assert result.feasible and 1.44 < result.latency_s < 1.46
+
+
+def test_a_round_that_decides_every_piece_leaves_no_corners_to_check() -> None:
+    """Review a8: a ring step mask (`t == (d - s + devices) % devices`) over the box d 60..73, s 65..67, t 4..40 is
+    mixed, no corner holds, and its halves are all decided; the corner check was then asked about no boxes and
+    crashed (numpy cannot reshape an empty array to (0, -1)). The box holds a point, by brute force."""
+    d, s, t, devices = Var("d"), Var("s"), Var("t"), Param("devices")
+    ring = S.BinOp("==", t, S.BinOp("%", S.BinOp("+", S.BinOp("-", d, s), devices), devices))
+    lows, highs = np.array([[60.0], [65.0], [4.0]]), np.array([[73.0], [67.0], [40.0]])
+    brute = any(int(tt) == (dd - ss + 8) % 8 for dd in range(60, 74) for ss in range(65, 68) for tt in range(4, 41))
+    assert boxes_holding_a_point(ring, ["d", "s", "t"], lows, highs, {"devices": 8}) == int(brute) == 1

@@ -93,7 +93,8 @@ def boxes_holding_a_point(predicate: Value, names: list[str], lows: np.ndarray, 
             verdict = _decide(predicate, names, boxes, params)
             found[owner[verdict == TRUE]] = True
             mixed = (verdict == MIXED) & ~found[owner]
-            found[owner[mixed][_corner_holds(predicate, names, boxes[:, :, mixed], params)]] = True
+            if mixed.any():  # a round may leave none: every piece decided
+                found[owner[mixed][_corner_holds(predicate, names, boxes[:, :, mixed], params)]] = True
             open_ = (verdict == MIXED) & ~found[owner]
             boxes, owner = boxes[:, :, open_], owner[open_]
             small = np.prod(boxes[1] - boxes[0] + 1, axis=0) <= DENSE_POINTS
