@@ -35,6 +35,7 @@ from archsim.systems.serving import (
     ServingConfig,
     ServingResult,
     chrome_trace,
+    rejected_by_cause,
     request_kv_limit,
     simulate_serving,
     unservable,
@@ -217,9 +218,9 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
 def _rejected(m: dict) -> str:
     """How many requests were rejected and why: too long for the KV cache, or for one bank-PIM channel's KV
     (`request_kv_tokens`), or asking for a prefill the system cannot run."""
-    unrunnable, beyond = m["unrunnable"], m["beyond_request_kv"]
+    unrunnable, never_fit, beyond = rejected_by_cause(m["rejected"], m["unrunnable"], m["beyond_request_kv"])
     reasons = [(n, why) for n, why in (
-        (m["rejected"] - unrunnable - beyond, "too long for the KV cache"),
+        (never_fit, "too long for the KV cache"),
         (beyond, f"too long for {request_kv_limit(m['request_kv_tokens'])}" if beyond else ""),
         (unrunnable, "whose prefill the system cannot run")) if n]
     if not reasons:

@@ -227,14 +227,21 @@ class ServingResult:
         rejected = len(self.rejected_ids)
         if not rejected:
             return "" if self.output_tokens else "no request was served"
-        unrunnable, beyond = len(self.unrunnable_ids), len(self.beyond_request_kv_ids)
+        unrunnable, never_fit, beyond = rejected_by_cause(rejected, len(self.unrunnable_ids),
+                                                          len(self.beyond_request_kv_ids))
         clauses = [(n, what) for n, what in (
             (unrunnable, f"ask for a prefill {self.system} cannot run ({self.unrunnable_reason})"),
-            (rejected - unrunnable - beyond, f"can never fit the KV cache of {self.system}"),
+            (never_fit, f"can never fit the KV cache of {self.system}"),
             (beyond, f"are too long for {request_kv_limit(self.request_kv_tokens)} on {self.system}")) if n]
         (count, what), *rest = clauses
         return "; ".join([f"{count} of {rejected + len(self.requests)} requests {what}",
                           *(f"{n} {more}" for n, more in rest)])
+
+
+def rejected_by_cause(rejected: int, unrunnable: int, beyond_request_kv: int) -> tuple[int, int, int]:
+    """The rejected requests by cause, each once: (asking for a prefill the system cannot run, never fitting the
+    whole KV cache, longer than one request's KV may be with the cache holding them); `rejected` counts all three."""
+    return unrunnable, rejected - unrunnable - beyond_request_kv, beyond_request_kv
 
 
 def request_kv_limit(limit_tokens: float) -> str:
