@@ -1,14 +1,17 @@
 """Shared helpers for the tests: run the CLI in-process and parse its JSON; write a spec as YAML; record the
-attention calls a sequence-parallel timing makes."""
+attention calls a sequence-parallel timing makes; compute a reproduction once for the whole run."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from filelock import FileLock
 
 from archsim.cli import main
 from archsim.systems.seqpar_compute import DeviceCompute
@@ -71,3 +74,95 @@ def attention_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple]:
 
     monkeypatch.setattr(DeviceCompute, "attention_s", record)
     return made
+
+
+@pytest.fixture(scope="session")
+def computed_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """`get(name, compute)`: `compute()`'s value, computed once for the whole run. The first pytest-xdist worker to
+    ask computes it and pickles it beside the workers' temporary folders (the run's own, so never a stale value),
+    under a file lock; the other worker waits for it rather than computing it again. Each ask unpickles a fresh
+    copy, so a test may change what it gets. For the reproductions several test files read: pure functions of the
+    shipped specs, the same value in every worker (so never call it inside a test that patches the models)."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+
+    def get(name: str, compute):
+        path = shared / f"computed-once-{name}.pickle"
+        with FileLock(f"{path}.lock"):
+            if not path.is_file():
+                path.write_bytes(pickle.dumps(compute()))
+        return pickle.loads(path.read_bytes())
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lamina_grid(computed_once) -> list[dict]:
+    """`archsim reproduce lamina`'s points: 3 models x 4 traces, every system (`lamina_reproduce.reproduce()`, about
+    a minute)."""
+    from archsim.systems import lamina_reproduce
+
+    return computed_once("lamina-grid", lamina_reproduce.reproduce)
+
+
+@pytest.fixture(scope="session")
+def run_all_once(computed_once):
+    """`get(paper)`: a copy of `archsim.systems.<paper>_reproduce.run_all()` (seqpar: about 10 s, sparse: 4 s),
+    computed once for the run by `computed_once`."""
+    originals = {}
+
+    def get(paper: str):
+        module = importlib.import_module(f"archsim.systems.{paper}_reproduce")
+        return computed_once(paper, originals.setdefault(paper, module.run_all))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def read_once(run_all_once):
+    """`read(patch, paper)`: make `archsim reproduce PAPER` and `archsim report --reproduction PAPER` read the run's
+    one result (a copy per call) under the monkeypatch `patch`; returns that result."""
+    def read(patch: pytest.MonkeyPatch, paper: str):
+        result = run_all_once(paper)
+        patch.setattr(importlib.import_module(f"archsim.systems.{paper}_reproduce"), "run_all",
+                      lambda: run_all_once(paper))
+        return result
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def seqpar_all(run_all_once) -> dict:
+    """`archsim reproduce seqpar`'s result."""
+    return run_all_once("seqpar")
+
+
+@pytest.fixture
+def seqpar_cli(read_once, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """`archsim reproduce seqpar` prints, writes and dumps the run's one result in this test."""
+    return read_once(monkeypatch, "seqpar")
+
+
+@pytest.fixture
+def sparse_cli(read_once, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """`archsim reproduce sparse` prints and dumps the run's one result in this test."""
+    return read_once(monkeypatch, "sparse")
+
+
+@pytest.fixture(scope="session")
+def fusemax_end2end(computed_once) -> list[dict]:
+    """FuseMax's linear-layer records (`fusemax_linear.end2end_records()`, about 12 s)."""
+    from archsim.systems import fusemax_linear
+
+    return computed_once("fusemax-end2end", fusemax_linear.end2end_records)
+
+
+@pytest.fixture
+def fusemax_end2end_cli(fusemax_end2end, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`archsim reproduce fusemax` reads `fusemax_end2end` in this test (its attention and Pareto records it still
+    computes)."""
+    from archsim.systems import fusemax_linear
+
+    monkeypatch.setattr(fusemax_linear, "end2end_records", lambda: fusemax_end2end)
+

@@ -98,7 +98,7 @@ def test_workloads_bind_attention(cli, cli_json) -> None:
     assert 0 < refused < len(library.names("workloads"))
 
 
-def test_reproduce_fusemax_json_schema(cli_json) -> None:
+def test_reproduce_fusemax_json_schema(cli_json, fusemax_end2end_cli) -> None:
     """`archsim reproduce fusemax --json`: attention (5 configs x 4 models x 6 lengths), end2end (2 hardware x 4 x 6)
     and pareto records, with the fields the issue names."""
     out = cli_json("reproduce", "fusemax")

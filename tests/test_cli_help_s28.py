@@ -8,7 +8,7 @@ import json
 from cli_errors import one_line_error
 
 
-def test_reproduce_seqpar_writes_every_table_its_json_holds(cli, tmp_path):
+def test_reproduce_seqpar_writes_every_table_its_json_holds(cli, tmp_path, seqpar_cli):
     out = tmp_path / "sq"
     cli("reproduce", "seqpar", "--out", str(out))
     keys = json.loads(cli("reproduce", "seqpar", "--json").output)

@@ -107,7 +107,7 @@ def test_the_cli_prints_prefill_rows_beside_decode() -> None:
     assert len(refused.output.strip().splitlines()) == 1
 
 
-def test_reproduce_reads_the_prefill_up_to_as_memory_and_decode() -> None:
+def test_reproduce_reads_the_prefill_up_to_as_memory_and_decode(sparse_cli) -> None:
     """`duo_up_to` has the prefill speed-up at the same longest context whose dense run fits, beside the README's
     1.73x (Llama-2-7B, 25 %) and 1.63x (Llama-3-8B, 50 %) (seqpar-sparse.md §3.3); the points stay decode only."""
     from archsim.systems import sparse_reproduce as sparse

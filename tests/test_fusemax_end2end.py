@@ -19,7 +19,6 @@ from archsim.systems.fusemax_linear import (
     HARDWARE,
     compare_end2end,
     end2end_headline,
-    end2end_records,
     linear_result,
     reference_end2end,
 )
@@ -30,8 +29,8 @@ CLOCK_HZ, DRAM_BPS, PES, BATCH = 940e6, 400 * 2**30, 256 * 256, 64
 
 
 @pytest.fixture(scope="module")
-def records() -> list[dict]:
-    return end2end_records()
+def records(fusemax_end2end: list[dict]) -> list[dict]:
+    return fusemax_end2end
 
 
 @pytest.fixture(scope="module")

@@ -221,10 +221,10 @@ def test_bw_min_falls_with_context_and_rises_with_batch() -> None:
 
 # ------------------------------------------------------------------------------------------------ reproduction
 @pytest.fixture(scope="module")
-def grid() -> list[dict]:
+def grid(lamina_grid: list[dict]) -> list[dict]:
     """The reproduction's 3 models x 4 traces, every system, at the request rounds `archsim reproduce lamina` runs
     (the steady window's mean batch moves a few per cent with them: 952 at its 3 rounds, 979 at 2)."""
-    return lamina.reproduce()
+    return lamina_grid
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_table2_softmax_ring_is_slower_than_linear_lasp2_at_16k():
     assert [r["scheme"] for r in table["rows"]] == ["ring", "lasp2", "lasp2h"]
 
 
-def test_reproduce_seqpar_prints_the_ring_row(cli):
+def test_reproduce_seqpar_prints_the_ring_row(cli, seqpar_cli):
     text = cli("reproduce", "seqpar").output
     (line,) = [line for line in text.splitlines() if line.split()[:2] == ["ring", "llama3-1b"]]
     assert line.split()[-1] == "16,549.5"

@@ -125,7 +125,7 @@ def test_a_parallel_sweep_takes_lasp2h(cli, tmp_path: Path):
     assert "2 points (2 new, 0 reused), 2 feasible" in output, output
 
 
-def test_reproduce_seqpar_prints_lasp2_table2(cli):
+def test_reproduce_seqpar_prints_lasp2_table2(cli, seqpar_cli):
     """LASP-2 Table 2 (8 A100, 16K, batch 8): LASP-2 on Linear-Llama3-1B and LASP-2H on its 1/4 hybrid beside the
     paper's 17,834.3 and 17,273-17,395 tokens/s; hybrid over linear beside the paper's 17,273 / 17,834.3 = 0.969 to
     17,395 / 17,834.3 = 0.975. Throughput as Fig. 3's: the batch's tokens over layers x time per layer + LM head."""

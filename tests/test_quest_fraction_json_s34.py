@@ -33,7 +33,7 @@ def test_one_row_per_context_and_budget_with_the_formula(rows: list[dict]) -> No
     assert (first["context"], first["budget"], first["fraction"]) == (8192, 512, pytest.approx(0.125))
 
 
-def test_the_json_carries_the_rows_the_text_prints(rows: list[dict]) -> None:
+def test_the_json_carries_the_rows_the_text_prints(rows: list[dict], sparse_cli) -> None:
     """`archsim reproduce sparse --json` has "quest_fraction", the rows of its text's Quest lines."""
     result = CliRunner().invoke(main, ["reproduce", "sparse", "--json"])
     assert result.exit_code == 0, result.output

@@ -24,8 +24,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
-def data() -> dict:
-    return seqpar.run_all()
+def data(seqpar_all: dict) -> dict:
+    return seqpar_all
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from archsim.systems.seqpar_memory import TABLE3_TPUS
 
 
 @pytest.fixture(scope="module")
-def data() -> dict:
-    return seqpar.run_all()
+def data(seqpar_all: dict) -> dict:
+    return seqpar_all
 
 
 def _bars(ax) -> list[list[float]]:

@@ -26,8 +26,11 @@ POINT_KEYS = {"scheme", "devices", "gpu", "link", "model", "seq_len", "causal", 
 
 
 @pytest.fixture(scope="module")
-def reproduction() -> dict:
-    result = CliRunner().invoke(main, ["reproduce", "seqpar", "--json"])
+def reproduction(read_once) -> dict:
+    """`archsim reproduce seqpar --json` of the run's one reproduction ."""
+    with pytest.MonkeyPatch.context() as patch:
+        read_once(patch, "seqpar")
+        result = CliRunner().invoke(main, ["reproduce", "seqpar", "--json"])
     if result.exit_code != 0:  # not an AssertionError, which the strict xfails below would take for the known gap
         pytest.fail(f"archsim reproduce seqpar --json exited {result.exit_code}: {result.output}")
     return json.loads(result.output)
@@ -129,7 +132,7 @@ def test_causal_balance_headline(reproduction: dict) -> None:
     assert balance["stripe"] > 0.8 and balance["zigzag"] > 0.9
 
 
-def test_reproduce_seqpar_prints_the_tables() -> None:
+def test_reproduce_seqpar_prints_the_tables(seqpar_cli) -> None:
     result = CliRunner().invoke(main, ["reproduce", "seqpar"])
     assert result.exit_code == 0, result.output
     for heading in ("Ring Attention Table 2", "Ring Attention Table 3", "LASP-2 Fig. 3", "Grid", "Causal load"):

@@ -1,6 +1,6 @@
 """`archsim report --reproduction seqpar` and `--reproduction sparse` (issues 18, 19): each writes its figures (PNG
-beside CSV), summary.csv and an index.html linking every figure; each reproduction runs once (module fixtures:
-about 15 s and 4 s)."""
+beside CSV), summary.csv and an index.html linking every figure; each reproduction is the run's one (`run_all_once`,
+shared with the other test files)."""
 
 from __future__ import annotations
 
@@ -27,13 +27,19 @@ def _report(tmp_path_factory, paper: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def seqpar_report(tmp_path_factory) -> Path:
-    return _report(tmp_path_factory, "seqpar")
+def seqpar_report(tmp_path_factory, read_once) -> Path:
+    """The page of the run's one seqpar reproduction."""
+    with pytest.MonkeyPatch.context() as patch:
+        read_once(patch, "seqpar")
+        return _report(tmp_path_factory, "seqpar")
 
 
 @pytest.fixture(scope="module")
-def sparse_report(tmp_path_factory) -> Path:
-    return _report(tmp_path_factory, "sparse")
+def sparse_report(tmp_path_factory, read_once) -> Path:
+    """The page of the run's one sparse reproduction."""
+    with pytest.MonkeyPatch.context() as patch:
+        read_once(patch, "sparse")
+        return _report(tmp_path_factory, "sparse")
 
 
 def _check_files(out: Path, figures: tuple[str, ...]) -> None:

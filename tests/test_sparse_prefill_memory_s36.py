@@ -149,7 +149,7 @@ def test_a_bad_min_budget_is_refused(bad) -> None:
     assert error.value.where == "min_budget"
 
 
-def test_reproduce_prints_index_building_and_the_longest_prefill() -> None:
+def test_reproduce_prints_index_building_and_the_longest_prefill(sparse_cli) -> None:
     """`--json` has `index_building` (MInference's estimation less the pads of Q, K and V: each head pads its three
     tensors, so `pad_s` is the layers' 1024 heads' pads) beside App. A's 30 % at 10K and 5-20 % elsewhere, and
     `longest_prefill`, the hand count beside the reference's 1.8M; the text prints both."""
