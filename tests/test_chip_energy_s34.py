@@ -114,6 +114,8 @@ def test_a_chip_without_power_priced_per_action_has_a_known_energy() -> None:
     ({**TPU_V4, "pj_per_flop": 0.5}, "devices.tpu.pj_per_flop", "read only with energy_model: per-action"),
     ({**TPU_V4, **PRICES, "energy_model": "board"}, "devices.tpu.energy_model", "expected one of tdp, per-action"),
     ({**TPU_V4, **PRICES, "hbm_pj_per_bit": 3590.0}, "devices.tpu.hbm_pj_per_bit", "a value in fJ?"),
+    # a chip preset without power_w (tpu-v4's) bounds the static power by what any accelerator draws (s37)
+    ({**TPU_V4, **PRICES, "static_w": 1.0e12}, "devices.tpu.static_w", "expected at most 25000 W"),
 ])
 def test_a_chips_energy_fields_follow_the_gpus_rule(device: dict, where: str, fragment: str) -> None:
     device = {key: value for key, value in device.items() if value is not None}

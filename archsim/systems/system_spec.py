@@ -263,6 +263,7 @@ SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
 }
 ACTION_PJ = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte")  # per-action energy prices, in pJ
 ACTION_PJ_MAX = 1000.0  # pJ per bit, FLOP or byte: 50x the costliest off-chip bit (DDR, ~20 pJ); beyond, another unit
+STATIC_W_MAX = 25_000.0  # W: a chip preset without a power figure; a wafer-scale system draws about 23 kW in all
 
 
 def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...] = ()) -> System:
@@ -592,6 +593,10 @@ def _energy(data: Mapping, name: str, power_w: float | None, source: str, where:
         raise SpecError(source, f"{where}.static_w", f"expected at most the board power of {name}, "
                                                      f"{power_w:g} W (static power is part of it), got "
                                                      f"{energy.static_w:g}")
+    if power_w is None and energy.static_w > STATIC_W_MAX:
+        raise SpecError(source, f"{where}.static_w", f"expected at most {STATIC_W_MAX:g} W ({name} has no board "
+                                                     "power to bound it, and no accelerator draws more), got "
+                                                     f"{energy.static_w:g}: a value in another unit?")
     return energy
 
 
