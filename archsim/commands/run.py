@@ -7,6 +7,7 @@ import json
 import click
 
 from archsim.commands.options import SET, WORKLOAD, nan_as_null, nonempty, parse_sets, show_result
+from archsim.errors import SpecError
 from archsim.outputs import check_writable
 
 
@@ -33,6 +34,27 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
       archsim run --mapping fusemax --workload bert-base --set seq_len=65536
       archsim run --mapping flat --workload bert-base --model event --trace flat.json
     """
+    if workload is not None:
+        _run(mapping, cascade, arch, workload, sets, as_json, model_kind, trace_path)
+        return
+    try:
+        _run(mapping, cascade, arch, workload, sets, as_json, model_kind, trace_path)
+    except SpecError as error:
+        raise _at_test_sizes(error) from error
+
+
+def _at_test_sizes(error: SpecError) -> SpecError:
+    """A point run without --workload binds the cascade's small test sizes (seq_len 16 for attention): a mapping
+    sized for a model (tile factors, a fan-out of 256) then fails on them. Say so where the error does not already
+    (`cascade.bind`'s partition errors name the default and suggest --workload)."""
+    if "--workload" in error.message:
+        return error
+    return SpecError(error.source, error.where, f"{error.message} (run without --workload: the cascade's small test "
+                                                "sizes; pass --workload W for a model's)")
+
+
+def _run(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
+         as_json: bool, model_kind: str, trace_path: str | None) -> None:
     from archsim.point import run_point, simulate_point
 
     if trace_path and model_kind != "event":
