@@ -23,7 +23,8 @@ REPRODUCERS = {"lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
                    '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}, '
                    'lamina {"points", "bw_min", "cross_check", "headline"}, seqpar {"points", "table2", "table3", '
                    '"distattention", "lasp2", "lasp2_table2", "headline"}, sparse {"points", "minference", '
-                   '"held_clock", "density", "quest_fraction", "duo_up_to", "headline"}.')
+                   '"held_clock", "density", "quest_fraction", "duo_up_to", "index_building", "longest_prefill", '
+                   '"headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write the comparisons as CSV here.")
 @click.option("--as-artifact", "as_artifact", is_flag=True,

@@ -458,7 +458,7 @@ def _pool_reason(base: dict, capacity_bytes: float, requests: tuple[int, int],
     sides = [f"{side} {size / 1e9:.1f} GB" for side, size, held in
              zip((base["method"], "dense"), request_bytes, requests, strict=True) if not held]
     return (f"one request's KV cache at {base['context']} tokens ({', '.join(sides)}) exceeds {base['system']}'s "
-            f"pool KV room ({capacity_text(capacity_bytes)})")
+            f"pool KV room, {capacity_text(capacity_bytes)}")
 
 
 def _pool_attention_s(model: OffloadModel, context: int, requests: int) -> float | None:
@@ -475,7 +475,7 @@ def _pim_row(base: dict, device: DeviceModel, model: SystemModel, effective: int
     which holds `holds` (method, dense) requests of this context, is not timed (`dense_time_s` None there)."""
     fits, dense_fits = batch <= holds[0], batch <= holds[1]
     reason = None if fits and dense_fits else (
-        f"{base['system']}'s KV room ({capacity_text(model.kv_capacity_bytes)}) holds {holds[1]} requests of "
+        f"{base['system']}'s KV room, {capacity_text(model.kv_capacity_bytes)}, holds {holds[1]} requests of "
         f"{base['context']} tokens dense, {holds[0]} with {base['method']}: not {batch}")
     return {**base, "device": device.name, "kind": device.kind, "effective_context": effective, "batch": batch,
             "time_s": kv_selection.pim_attention_s(device, model.shard, [effective] * batch) if fits else None,
