@@ -66,8 +66,10 @@ outputs: [B]
 
 
 def test_a_kernel_refusal_says_how_many_sequences_it_was_asked_for():
+    """Where the memory is not modelled (training at tp 2): the kernel's refusal is the row's reason (with the
+    memory modelled, such a point is the memory row, tests/test_parallel_refusals_s37.py)."""
     code, output = _run("parallel", "--scheme", "ring", "--devices", "1,2", "-w", "llama3-8b", "--seq-len", "2",
-                        "--batch", "16777216")
+                        "--batch", "16777216", "--direction", "fwd+bwd", "--tp", "2")
     assert code == 0 and "cannot run 16777216 sequences of 2 x 2 tokens" in output, output
 
 

@@ -17,7 +17,8 @@ a grid mixing usp or a softmax scheme with others, each row records what it mode
 degree, a LASP row its own kernel. `--system` names a context-parallel system spec
 (`archsim.systems.context_parallel`): its GPUs and links are the topology (`topology_of`), and its scheme, cp,
 tp, Ulysses degree and attention kernel the defaults of the options that set them, so `--scope layer` times the
-layer its prefill repeats; it excludes `--topology` and `--gpu`, and a spec of another schedule is refused.
+layer its prefill repeats; it excludes `--topology` and `--gpu`, and a spec of another schedule is refused, as is
+(without --devices) its tp x cp beyond a node without a link named cp, naming `links.cp` as `archsim simulate` does.
 `--gpu` replaces the GPU of a `--topology` the user names (their choice of links: a what-if), but the default
 topology's links are its own GPU's (H100s over NVLink 4), so another `--gpu` without `--topology` is refused, exit
 2 naming `--gpu` and the library topologies of that GPU, not timed over another GPU's links. A topology of arrays
@@ -29,6 +30,7 @@ what has no array form (`--direction` fwd+bwd or decode, `--scope layer`, a LASP
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -172,14 +174,15 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     system = _system(system_name, topology, gpu)
     tp_field = None  # (file, field) of a tp the system spec sets (`System.blame`), which its refusal names
     if system is not None:
-        schemes = schemes or [system.schedule.scheme]
-        devices = devices or [system.parallelism.cp]
         from archsim.library import load_workload_spec
 
+        schemes = schemes or [system.schedule.scheme]
         # the workload's own degrees where the spec names it (parallelism.by_workload), as the system runs it
+        name = named("--workload", workload, load_workload_spec).name
         if tp is None:
-            name = named("--workload", workload, load_workload_spec).name
             tp, tp_field = system.parallelism_for(name).tp, system.blame(name, "tp")
+        if not devices:
+            devices = [_system_cp(system, name, tp)]
         ulysses = ulysses or (system.schedule.ulysses if "usp" in schemes else None)
     for option, given in (("--scheme", schemes), ("--devices", devices)):
         if not given:
@@ -306,6 +309,17 @@ def _system(name: str | None, topology: str | None, gpu: str | None):
         raise SpecError(system.source, "schedule.kind", f"--system takes a {CONTEXT_PARALLEL} system (its GPUs and "
                                                         f"links are the topology), got {system.schedule.kind}")
     return system
+
+
+def _system_cp(system, workload_name: str, tp: int) -> int:
+    """The system's cp, the grid's device count when --devices is not given, refused at `tp` (--tp's or the spec's)
+    as `archsim simulate` refuses it (`system_checks.check_degrees`): tp x cp GPUs beyond a node without a link
+    named cp is a SpecError naming the file's `links.cp`, not the --devices the user did not give."""
+    from archsim.systems.system_checks import check_degrees
+
+    parallelism = replace(system.parallelism_for(workload_name), tp=tp)
+    check_degrees(system, parallelism, None, functools.partial(system.blame, workload_name))
+    return parallelism.cp
 
 
 def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: str | None, gpu: str | None,

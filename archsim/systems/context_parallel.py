@@ -134,7 +134,8 @@ class ContextParallelModel:
     def prefill(self, prompt_tokens: int) -> ParallelResult:
         """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when its
         memory per GPU (`seqpar_memory`: the weights, the prompt's KV cache and its working set) exceeds the
-        engine's share of the GPU's, `memory_utilization` of its DRAM."""
+        engine's share of the GPU's, `memory_utilization` of its DRAM, or a kernel call of it the GPU's DRAM
+        (`ParallelResult.refusal`)."""
         spec = self.prefill_spec(prompt_tokens)
         found = self._prefills.get(spec.seq_len)
         if found is None:
@@ -148,6 +149,9 @@ class ContextParallelModel:
                                f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
                                f"the prompt's KV cache and its working set) exceeds the "
                                f"{capacity_text(limit_bytes)} of {device.spec.name} the engine holds{share}")
+        if found.refusal:  # a kernel call beyond the GPU's DRAM where the memory model counts less
+            raise UnrunnableOp(self.system.source, "prefill", f"a prompt of {prompt_tokens} tokens on {self.name}: "
+                                                              f"{found.refusal}")
         return found
 
     @functools.cached_property

@@ -70,7 +70,14 @@ from archsim.model.gpu_kernels import causal_name_problem, plans
 from archsim.outputs import capacity_text
 from archsim.record import Record
 from archsim.systems import seqpar_memory as mem
-from archsim.systems.seqpar_compute import LINEAR_BLOCK, SOURCE, ArrayCompute, DeviceCompute, one_word_size
+from archsim.systems.seqpar_compute import (
+    LINEAR_BLOCK,
+    SOURCE,
+    ArrayCompute,
+    BeyondDram,
+    DeviceCompute,
+    one_word_size,
+)
 from archsim.systems.seqpar_schemes import (
     SCHEME_TIMINGS,
     Block,
@@ -109,8 +116,9 @@ class ParallelResult:
     layer's forward: `recompute_s` is that forward's time, its compute, transfers and wait counted in the others
     (`_timing`). Memory per device and the largest context from `seqpar_memory` and the kernel's buffers
     (`_memory`; NaN / 0 when that model does not cover the case), and of that memory the weights. A point whose
-    memory per device exceeds the GPU's is infeasible, with the reason; its times are still those the model
-    computes (as an analytical point whose tiles overflow a level)."""
+    memory per device exceeds the GPU's, or one of whose kernel calls the GPU model refuses for its DRAM
+    (`refusal`), is infeasible, with the reason; its times are still those the model computes (as an analytical
+    point whose tiles overflow a level; such calls timed without the DRAM check, `_timed`)."""
 
     spec: ParallelSpec
     time_s: float
@@ -126,16 +134,23 @@ class ParallelResult:
     note: str = ""
     energy_j: float = math.nan  # every device's energy over the layer (module docstring, "Energy")
     recompute_s: float = 0.0  # of time_s, the recomputed forward of a training step (`_timing`; 0: none)
+    refusal: str = ""  # why a kernel call of the point does not fit the GPU's DRAM ('' when all do; `_timed`)
+
+    @property
+    def beyond_memory(self) -> bool:
+        """Whether the memory per device exceeds the GPU's."""
+        return self.memory_bytes > self.spec.gpu.dram_bytes  # NaN (memory not modelled) is not a refusal
 
     @property
     def feasible(self) -> bool:
-        return not self.memory_bytes > self.spec.gpu.dram_bytes  # NaN (memory not modelled) is not a refusal
+        return not (self.beyond_memory or self.refusal)
 
     @property
     def reason(self) -> str:
-        """Why the point is infeasible ('' when it is not): its memory per device against the GPU's."""
-        if self.feasible:
-            return ""
+        """Why the point is infeasible ('' when it is not): its memory per device against the GPU's, else the
+        kernel call that does not fit the GPU's DRAM (where the memory is not modelled, or counts less)."""
+        if not self.beyond_memory:
+            return self.refusal
         fits = (f"the largest context that fits is {self.max_context_tokens} tokens" if self.max_context_tokens
                 else "no context fits")
         return (f"memory per device {self.memory_bytes / 1e9:.1f} GB ({self.weights_bytes / 1e9:.1f} GB of "
@@ -197,9 +212,7 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     the one-device reference run (`ideal_s` NaN), for a caller that reads only the time and memory. One compute
     serves the point's timing, its causal-name check and its energy, so each block is costed once."""
     check_spec(spec)
-    compute = _compute(spec)
-    _check_causal_name(spec, compute)
-    timing = _timing(spec, compute)
+    compute, timing, refusal = _timed(spec)
     one = replace(spec, devices=1, tp=1, scheme=single_device_scheme(spec.scheme), ulysses=None)
     ideal, note = math.nan, ""
     try:
@@ -213,7 +226,22 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
     note = "; ".join(text for text in (note, _capped_context_note(spec, max_context)) if text)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
                           memory.total_bytes, max_context, memory.weights_bytes, note,
-                          _energy_j(spec, timing.time_s, compute), timing.recompute_s)
+                          _energy_j(spec, timing.time_s, compute), timing.recompute_s, refusal)
+
+
+def _timed(spec: ParallelSpec) -> tuple[DeviceCompute | ArrayCompute, Timing, str]:
+    """(the compute, `spec`'s timing on it, why a kernel call of it does not fit the GPU's DRAM: '' when all do).
+    A call the GPU model refuses for its DRAM alone (`BeyondDram`) makes the point infeasible, not an error: its
+    memory per device says so where `seqpar_memory` covers it and exceeds the GPU's (`ParallelResult.reason`, with
+    the largest context that fits), else the refusal does; its times are then its calls' without the DRAM check,
+    as the one-device reference's are, on a compute that checks none."""
+    compute = _compute(spec)
+    _check_causal_name(spec, compute)
+    try:
+        return compute, _timing(spec, compute), ""
+    except BeyondDram as error:
+        compute = _compute(spec, check_memory=False)
+        return compute, _timing(spec, compute), error.message
 
 
 def _check_causal_name(spec: ParallelSpec, compute: DeviceCompute | ArrayCompute) -> None:

@@ -10,11 +10,12 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   a long key loop inside fewer CTAs is not modelled). `fwd+bwd` is the kernel's forward and backward, each block
   timed without the host gap before a backward (`autograd_s`): a layer's blocks run inside one timed call, whose
   one gap `autograd_gap_s` adds (`archsim.systems.seqpar`). A call
-  whose operands (and what the kernel materialises) exceed the GPU's DRAM is refused (a SpecError naming the
-  kernel), unless the device is the one-device reference (`check_memory` False: `seqpar`'s ideal of a length one
+  whose operands (and what the kernel materialises) exceed the GPU's DRAM is refused (`BeyondDram`, a SpecError
+  naming the kernel, the sequences and their tokens on the GPU, which `seqpar.parallel_time` makes an infeasible
+  point), unless the device is the one-device reference (`check_memory` False: `seqpar`'s ideal of a length one
   GPU cannot hold): that call is timed by the same plans with only the DRAM check left out
-  (`archsim.model.gpu.plan_memory_problem`; a CTA that does not fit an SM still refuses it). The same holds for the
-  decode kernel's calls.
+  (`archsim.model.gpu.plan_memory_problem`; a CTA that does not fit an SM still refuses it, a plain SpecError).
+  The same holds for the decode kernel's and the linear-attention chunks' calls.
 - Linear-attention chunks (`linear_chunk_s`): one call of archsim's Lightning Attention-2 Triton kernel
   (`LINEAR_KERNEL`, kernels/lightning.py: the library cascade `lightning-attention-2`, Qin et al. 2024, no decay,
   `LINEAR_BLOCK` tokens per block) on the chunk's tokens and the device's heads, timed by the GPU kernel model
@@ -63,7 +64,7 @@ naming the field).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from archsim import library
@@ -97,6 +98,11 @@ LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
+
+
+class BeyondDram(SpecError):
+    """A kernel call the GPU model refuses for the GPU's DRAM alone (without that check it would time it): the point
+    does not fit in memory, which `seqpar.parallel_time` records as an infeasible point rather than an error."""
 
 
 class HeldTensors:
@@ -197,15 +203,28 @@ class DeviceCompute(HeldTensors):
         # a rectangle timed as `calls` squares holds its short side's Q and O once, not `calls` times: the GPU
         # model's operand check would overcount them, so only a square call is checked here (the memory model,
         # `seqpar_memory`, holds the rectangle's real bytes)
-        result = self._predict(self.kernel, case, self._block_params, check_memory=calls == 1)
-        if not result.feasible:
-            raise SpecError(SOURCE, "kernel", self.refusal(q_tokens, k_tokens, result.reason))
-        return result.time_s
+        return self._call_s(self.kernel, case, self._block_params, "kernel",
+                            lambda reason: self.refusal(q_tokens, k_tokens, reason), check_memory=calls == 1)
 
     def refusal(self, q_tokens: int, k_tokens: int, reason: str) -> str:
         """Why the kernel does not run a q x k call, `reason` being the GPU model's (`GpuResult.reason`)."""
-        sequences = f"{self.batch} sequences of " if self.batch > 1 else ""
-        return f"{self.kernel} cannot run {sequences}{q_tokens} x {k_tokens} tokens on {self.gpu.name}: {reason}"
+        return (f"{self.kernel} cannot run {self._sequences()}{q_tokens} x {k_tokens} tokens on {self.gpu.name}: "
+                f"{reason}")
+
+    def _sequences(self) -> str:
+        """'64 sequences of ' for a batch above one, as a refusal names the call's rows."""
+        return f"{self.batch} sequences of " if self.batch > 1 else ""
+
+    def _call_s(self, kernel: str, case: AttentionCase, params: Mapping[str, float], where: str,
+                refusal: Callable[[str], str], check_memory: bool = True) -> float:
+        """The time of one call of `kernel` on `case` (`_predict`). A call it refuses is a SpecError at `where`, the
+        field the refusal blames, saying `refusal(reason)`: a `BeyondDram` when the GPU's DRAM alone refuses it
+        (timed without that check it runs), which the point records as not fitting rather than blaming a field."""
+        result = self._predict(kernel, case, params, check_memory)
+        if result.feasible:
+            return result.time_s
+        dram_alone = self._predict(kernel, case, params, check_memory=False).feasible
+        raise (BeyondDram if dram_alone else SpecError)(SOURCE, where, refusal(result.reason))
 
     def _predict(self, kernel: str, case: AttentionCase, params: Mapping[str, float],
                  check_memory: bool = True) -> GpuResult:
@@ -221,11 +240,9 @@ class DeviceCompute(HeldTensors):
         if key not in self._blocks:
             case = AttentionCase("decode", self.batch, heads, kv_heads, self.head_dim, keys, False, PRECISION)
             decoder = calibrated_gpu_device(self.gpu, DECODE_KERNEL)
-            result = self._predict(DECODE_KERNEL, case, decoder.kernel_params)
-            if not result.feasible:
-                raise SpecError(SOURCE, "seq_len", f"{DECODE_KERNEL} cannot read {keys} keys on {self.gpu.name}: "
-                                                   f"{result.reason}")
-            self._blocks[key] = result.time_s
+            self._blocks[key] = self._call_s(DECODE_KERNEL, case, decoder.kernel_params, "seq_len",
+                                             lambda reason: f"{DECODE_KERNEL} cannot read {self._sequences()}{keys} "
+                                                            f"keys on {self.gpu.name}: {reason}")
         return self._blocks[key]
 
     def distattention_bytes(self, keys: int, devices: int) -> dict[str, float]:
@@ -258,12 +275,11 @@ class DeviceCompute(HeldTensors):
             head_dim = linear_head_dim(self.head_dim) or self.head_dim  # beyond them: the kernel model's refusal
             case = AttentionCase("fwd", self.batch, self.heads, self.heads, head_dim, tokens, True, PRECISION,
                                  "linear")
-            result = self._predict(LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params)
-            if not result.feasible:  # the chunk's kernel is LASP's, not --kernel: blame what the user can change
-                raise SpecError(SOURCE, "head_dim", f"LASP's chunks run {LINEAR_KERNEL}, which cannot run a chunk "
-                                                    f"of {tokens} tokens of head_dim {self.head_dim} on "
-                                                    f"{self.gpu.name}: {result.reason}")
-            self._chunks[tokens] = result.time_s
+            # the chunk's kernel is LASP's, not --kernel: a refusal blames what the user can change
+            self._chunks[tokens] = self._call_s(
+                LINEAR_KERNEL, case, calibrated_gpu_device(self.gpu, LINEAR_KERNEL).kernel_params, "head_dim",
+                lambda reason: f"LASP's chunks run {LINEAR_KERNEL}, which cannot run a chunk of {self._sequences()}"
+                               f"{tokens} tokens of head_dim {self.head_dim} on {self.gpu.name}: {reason}")
         return self._chunks[tokens] * self._factor()
 
     def state_gemm_s(self, tokens: int) -> float:
