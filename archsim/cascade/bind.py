@@ -199,7 +199,8 @@ def bind(
     without a workload give every model size, are checked by `archsim.point.bound` (the checks of `archsim run` and
     `archsim analyze`): a user binding a cascade to a workload calls that, not this.
 
-    `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is generic).
+    `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is generic),
+    but no rank of the cascade (`_refuse_ranks`: a rank's size is an override, never a param quietly ignored).
     A workload must give every model size (`archsim.workload.PARAMS`) the cascade binds, unless `overrides` does: a
     missing one is a SpecError naming the workload's file, never a silent use of the cascade's small default. A
     plain mapping (a workload's `.params` too; an internal caller stating the sizes it cares about, such as the GPU
@@ -428,11 +429,24 @@ def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],
     source."""
     values: dict[str, float] = {}
     origin: dict[str, str] = {}  # param -> the source of its value
+    for layer_source, layer in given:
+        _refuse_ranks(cascade, layer_source, layer)
     for layer_source, layer in [(cascade.source, cascade.params), *given]:
         values.update(_checked_params(layer_source, layer, limit))
         origin.update(dict.fromkeys(layer, layer_source))
     _ffn_words(cascade, values, origin)
     return values, origin
+
+
+def _refuse_ranks(cascade: Cascade, source: str, layer: Mapping[str, float]) -> None:
+    """A name of a params `layer` that is a rank of the cascade and none of its parameters is a SpecError saying where
+    a rank's size goes: params give parameters only, so the size would be ignored for what the cascade's own
+    params give (its test tile, M0 = tile_kv = 4)."""
+    for key in layer:
+        if key in cascade.rank_sizes and key not in cascade.params:
+            raise SpecError(source, f"params.{key}", f"{key} is a rank of {cascade.name}, not a parameter: give its "
+                                                     f"size as an override (bind(cascade, params, {{'{key}': N}}), "
+                                                     f"--set {key}=N or a mapping's set:)")
 
 
 def binds_ffn_words(cascade: Cascade) -> bool:

@@ -25,28 +25,28 @@ the most optimistic, had been taken silently (fusemax-arch without its line ran 
 size (a name of `archsim.workload.PARAMS`: batch, seq_len, heads, ...): those come from the workload or `--set`, and
 one the mapping fixed would hold for its accelerator points only (a sweep's GPU points read the workload's).
 Checked here, without the cascade: the shape of every field, factors (positive integers, `~`, `search` or an
-expression that parses), `set:` values (positive finite numbers) and the overlap expression
-(`archsim.mapping.overlap`). Whether names (levels, units, ranks, Einsums, tensors) exist, and whether the
-groups bind every Einsum of the cascade, is checked against the cascade and architecture by
-`archsim.mapping.resolve`. A `cascade:` or `architecture:` that is a path (it has a `/` or a .yaml suffix,
-as `archsim.library.find` tells them) is taken relative to the mapping file's folder; a name stays a
-library name.
+expression that parses: `check_factor`), `set:` values (positive finite numbers: `archsim.mapping.spec.set_value`)
+and the overlap's syntax (`archsim.mapping.overlap.check_overlap_written`). Whether names (levels, units, ranks,
+Einsums, tensors) exist, whether the groups bind every Einsum of the cascade, and then whether each overlap names
+its group's Einsums once, is checked against the cascade and architecture by `archsim.mapping.resolve`, which runs
+the checks of this loader again on a mapping changed in Python. A `cascade:` or `architecture:` that is a path (it
+has a `/` or a .yaml suffix, as `archsim.library.find` tells them) is taken relative to the mapping file's folder; a
+name stays a library name.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Any
 
-from archsim.cascade.syntax import ParseError, parse_expr
+from archsim.cascade.syntax import Expr, ParseError, parse_expr
 from archsim.errors import SpecError, check_keys, given, kind_of
-from archsim.mapping.overlap import check_overlap
-from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
-from archsim.spec_files import number, spec_beside
+from archsim.mapping.overlap import check_overlap_written
+from archsim.mapping.spec import SEARCH, Group, Loop, Mapping, set_value
+from archsim.spec_files import spec_beside
 
 TOP_KEYS = {"name", "description", "source", "cascade", "architecture", "set", "groups"}
 GROUP_KEYS = {"name", "binding", "loops", "keep", "overlap", "double_buffered", "pipelined", "in_place", "spill"}
-OVERLAP_EXAMPLE = "max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV) (FuseMax's waterfall)"
 
 
 def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
@@ -79,17 +79,9 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
         name=data["name"], description=str(data.get("description", "")), source=source,
         citation=str(data.get("source", "")), cascade=spec_beside(data["cascade"], source),
         architecture=spec_beside(data["architecture"], source),
-        sets={str(k): _set_value(v, source, f"set.{k}") for k, v in sets.items()},
+        sets={str(k): set_value(v, source, f"set.{k}") for k, v in sets.items()},
         groups=groups,
     )
-
-
-def _set_value(value: Any, source: str, where: str) -> float:
-    """A parameter or rank size the mapping fixes: a positive finite number."""
-    result = number(value, source, where)
-    if not (math.isfinite(result) and result > 0):
-        raise SpecError(source, where, f"expected a positive finite number, got {value!r}")
-    return result
 
 
 def _group(data: Any, source: str, where: str) -> Group:
@@ -116,14 +108,7 @@ def _group(data: Any, source: str, where: str) -> Group:
     keep = _lists(given(data, "keep", {}), source, f"{where}.keep")
     in_place = _lists(given(data, "in_place", {}), source, f"{where}.in_place")
     overlap = data.get("overlap")
-    if overlap is None:
-        raise SpecError(source, f"{where}.overlap", f"missing: sequential, max or a pipeline expression such as "
-                                                    f"{OVERLAP_EXAMPLE} (a group without it had run as max: write "
-                                                    f"overlap: max to keep its earlier results)")
-    if not isinstance(overlap, str):
-        raise SpecError(source, f"{where}.overlap", f"expected sequential, max or a pipeline expression, got "
-                                                    f"{overlap!r}")
-    check_overlap(overlap, tuple(binding), source, f"{where}.overlap")
+    check_overlap_written(overlap, source, f"{where}.overlap")
     return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
                  keep=keep, overlap=overlap, double_buffered=_names(data, "double_buffered", source, where),
                  pipelined=_names(data, "pipelined", source, where), in_place=in_place,
@@ -162,17 +147,31 @@ def _loops(raw: Any, source: str, where: str) -> list[Loop]:
     loops = []
     for rank, factor in ranks.items():
         at = f"{where}.ranks.{rank}"
-        if isinstance(factor, str) and factor != SEARCH:
-            try:
-                parse_expr(factor)
-            except ParseError as exc:
-                raise SpecError(source, at, f"not a factor expression: {exc}") from None
-        elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
-                                                           or factor < 1):
-            raise SpecError(source, at, "expected a positive integer, ~ (the residual), search or an expression, "
-                                        f"got {factor!r}")
-        if "spatial" in raw and (factor is None or factor == SEARCH):
-            raise SpecError(source, at, "a spatial loop needs a fixed factor (the fan-out it uses)")
+        check_factor(factor, "spatial" in raw, source, at)
         loops.append(Loop(rank=str(rank), factor=factor, level=raw.get("level"), spatial=raw.get("spatial"),
                           origin=at.split(".", 1)[1]))
     return loops
+
+
+def check_factor(factor: Any, spatial: bool, source: str, at: str) -> None:
+    """A loop's factor as written: a positive integer, the residual (`~`, None in Python), `search` or an expression
+    that parses; a `spatial` loop's is fixed (an integer or an expression). The loader's check, which
+    `archsim.mapping.resolve` runs again on a group changed in Python (`dataclasses.replace`)."""
+    if isinstance(factor, str) and factor != SEARCH:
+        try:
+            parse_factor(factor)
+        except ParseError as exc:
+            raise SpecError(source, at, f"not a factor expression: {exc}") from None
+    elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
+                                                       or factor < 1):
+        raise SpecError(source, at, "expected a positive integer, ~ (None in Python: the residual), search or an "
+                                    f"expression, got {factor!r}")
+    if spatial and (factor is None or factor == SEARCH):
+        raise SpecError(source, at, "a spatial loop needs a fixed factor (the fan-out it uses)")
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_factor(text: str) -> Expr:
+    """A factor expression's syntax tree, parsed once per text (a mapper evaluates the same few per point, and
+    `archsim.mapping.resolve` checks them again on every group it resolves)."""
+    return parse_expr(text)

@@ -1,4 +1,5 @@
-"""A fusion group's overlap policy, checked when the mapping loads (see `archsim.mapping.spec` for its meaning).
+"""A fusion group's overlap policy, checked when the mapping loads (`check_overlap_written`) and against its group's
+Einsums once they are checked against the cascade (`check_overlap`; see `archsim.mapping.spec` for its meaning).
 
 `sequential`, `max`, or a pipeline expression over the group's Einsums (each standing for its compute cycles)::
 
@@ -25,18 +26,35 @@ from archsim.errors import SpecError
 POLICIES = ("sequential", "max")
 EXPECTED = ("expected sequential, max, or the group's Einsums joined by + and max(...) with delay terms "
             "size * Einsum (e.g. M0*LM)")
+EXAMPLE = "max(QK+LM, RD+RNV+AV) + RM + max(SLN+SLD, PRM+SPD) + max(SLNV, SPNV) (FuseMax's waterfall)"
 
 
-def check_overlap(text: str, einsums: Collection[str], source: str, where: str) -> None:
-    """Raise a SpecError at `where` unless `text` is a policy or a pipeline expression over `einsums`."""
+def check_overlap_written(text: object, source: str, where: str) -> None:
+    """Raise a SpecError at `where` unless `text` is given and a policy or an expression that parses: what the
+    loader checks without the cascade. Its Einsums are checked by `check_overlap`, once the group's binding is
+    checked against the cascade (`archsim.mapping.resolve`), so that a binding's mistake is blamed on the binding."""
+    if text is None:
+        raise SpecError(source, where, f"missing: sequential, max or a pipeline expression such as {EXAMPLE} (a "
+                                       "group without it had run as max: write overlap: max to keep its earlier "
+                                       "results)")
+    if not isinstance(text, str):
+        raise SpecError(source, where, f"expected sequential, max or a pipeline expression, got {text!r}")
     if text in POLICIES:
         return
     try:
-        expr = parse_pipeline(text)
+        parse_pipeline(text)
     except ParseError as exc:
         raise SpecError(source, where, f"not a pipeline expression: {exc}") from None
+
+
+def check_overlap(text: str, einsums: Collection[str], source: str, where: str) -> None:
+    """Raise a SpecError at `where` unless `text` is a policy or a pipeline expression over `einsums`
+    (`check_overlap_written`, then each of `einsums` exactly once outside delay terms)."""
+    check_overlap_written(text, source, where)
+    if text in POLICIES:
+        return
     plain: list[str] = []
-    _collect(expr, set(einsums), plain, source, where)
+    _collect(parse_pipeline(text), set(einsums), plain, source, where)
     twice = next((e for e in plain if plain.count(e) > 1), None)
     if twice:
         raise SpecError(source, where, f"Einsum {twice} appears {plain.count(twice)} times outside delay terms "

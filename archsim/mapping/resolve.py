@@ -12,7 +12,6 @@ shrinks the hardware keeps the point as a row.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -21,9 +20,10 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
 from archsim.cascade.bind import Binding, binds_ffn_words, nearest_multiples
 from archsim.cascade.ir import Cascade
-from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, parse_expr, walk
+from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, walk
 from archsim.errors import SpecError
 from archsim.mapping.factors import divisors
+from archsim.mapping.load import check_factor, parse_factor
 from archsim.mapping.overlap import check_overlap, delay_names
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.memo import identity_cache
@@ -67,7 +67,7 @@ def check_names(cascade: Cascade, arch: Architecture, mapping: Mapping) -> None:
         for j, loop in enumerate(group.loops):
             if loop.expression:
                 at = _loop_at(where, group.loops, j)
-                _check_expression(_parsed(loop.expression), names, arch, mapping.source, at)
+                _check_expression(parse_factor(loop.expression), names, arch, mapping.source, at)
 
 
 def _check_expression(node: Expr, names: set[str], arch: Architecture, source: str, at: str) -> None:
@@ -148,7 +148,10 @@ def _word_fields(cascade: Cascade) -> str:
 
 def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:
     """`check_group` without sizes: the names of units (with the ops of the Einsums bound to them), levels,
-    tensors and ranks, and the rank sizes of the overlap's delay terms."""
+    tensors and ranks; each factor as the loader checks it (`archsim.mapping.load.check_factor`, again for a group
+    changed in Python); the overlap naming each of the group's Einsums once (`check_overlap`, after the Einsums are
+    found in the cascade, so that a binding's mistake is blamed on the binding) and the rank sizes of its delay
+    terms."""
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
     _check_einsums(cascade, group, source, where)
@@ -181,17 +184,14 @@ def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source
     leaf_ranks = set(cascade.rank_sizes)  # a binding's rank sizes have these keys
     for i, loop in enumerate(group.loops):
         at = _loop_at(where, group.loops, i)
-        if isinstance(loop.factor, bool) or not isinstance(loop.factor, int | str | None) or (
-                isinstance(loop.factor, int) and loop.factor < 1):  # the loader refuses these; groups built in Python
-            raise SpecError(source, at, f"expected a positive integer, None (the residual), search or an expression, "
-                                        f"got {loop.factor!r}")
+        check_factor(loop.factor, loop.is_spatial, source, at)  # the loader's check, for a group changed in Python
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
         if loop.is_spatial and loop.spatial not in units:
             raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units of {arch.name}: {', '.join(units)})")
         if not loop.is_spatial and loop.level not in levels:
             raise SpecError(source, at, f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
-    check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # again, for groups built in Python
+    check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # the loader checked its syntax only
     unknown = sorted(delay_names(group.overlap, group.einsums) - leaf_ranks)
     if unknown:
         raise SpecError(source, f"{where}.overlap", f"'{unknown[0]}' in a delay term is neither an Einsum of "
@@ -226,10 +226,10 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     for i, loop in enumerate(group.loops):
         if isinstance(loop.factor, str) and loop.factor != SEARCH:
             at = _loop_at(where, group.loops, i)
-            value = _factor_value(_parsed(loop.factor), names, arch, source, at)
+            value = _factor_value(parse_factor(loop.factor), names, arch, source, at)
             if not math.isfinite(value) or value < 1 or value != int(value):
                 hint = " ('//' rounds a division down)" if "/" in loop.factor and value >= 1 else ""
-                read = dict.fromkeys(n.name for n in walk(_parsed(loop.factor))
+                read = dict.fromkeys(n.name for n in walk(parse_factor(loop.factor))
                                      if isinstance(n, Name) and n.name in names)
                 values = ", ".join(f"{name}={names[name]:g}" for name in read)
                 raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}"
@@ -244,7 +244,7 @@ def numbers_read(mapping: Mapping) -> tuple[frozenset[str], frozenset[str]]:
     """The levels whose capacity and the units whose shape the mapping's factor expressions read
     (`capacity(GlobalBuffer)`, `fanout(array2d, 0)`): all that `concrete_factors` reads of an architecture's numbers,
     so architectures of the same names agreeing on these resolve its groups to the same factors."""
-    calls = [n for g in mapping.groups for lp in g.loops if lp.expression for n in walk(_parsed(lp.expression))
+    calls = [n for g in mapping.groups for lp in g.loops if lp.expression for n in walk(parse_factor(lp.expression))
              if isinstance(n, Call) and n.args and isinstance(n.args[0], Name)]
     return (frozenset(n.args[0].name for n in calls if n.fn == "capacity"),
             frozenset(n.args[0].name for n in calls if n.fn == "fanout"))
@@ -257,12 +257,6 @@ def numbers_key(arch: Architecture, mapping: Mapping) -> tuple:
     levels, units = numbers_read(mapping)
     return (tuple((m.name, m.capacity_bytes) for m in arch.memories if m.name in levels),
             tuple((u.name, tuple(u.shape)) for u in arch.units if u.name in units))
-
-
-@functools.lru_cache(maxsize=1024)
-def _parsed(text: str) -> Expr:
-    """A factor expression's syntax tree, parsed once per text (a mapper evaluates the same few per point)."""
-    return parse_expr(text)
 
 
 def _factor_value(node: Expr, names: dict[str, float], arch: Architecture, source: str, at: str) -> float:
@@ -419,7 +413,7 @@ def _own_rules(binding: Binding, group: Group, rank: str) -> list[int]:
     another size."""
     moving = _moves_with(binding, rank)
     return [i for i, lp in enumerate(group.loops) if lp.rule
-            and any(isinstance(n, Name) and n.name in moving for n in walk(_parsed(lp.rule)))]
+            and any(isinstance(n, Name) and n.name in moving for n in walk(parse_factor(lp.rule)))]
 
 
 def _tiles_at(binding: Binding, arch: Architecture, group: Group, moving: set[str], size: int, source: str,
@@ -432,7 +426,7 @@ def _tiles_at(binding: Binding, arch: Architecture, group: Group, moving: set[st
     for i, lp in enumerate(group.loops):
         if lp.rule:
             try:
-                value = _factor_value(_parsed(lp.rule), names, arch, source, _loop_at(where, group.loops, i))
+                value = _factor_value(parse_factor(lp.rule), names, arch, source, _loop_at(where, group.loops, i))
             except SpecError:
                 return False
             if not math.isfinite(value) or value < 1 or value != int(value):
@@ -496,7 +490,7 @@ def _advice(binding: Binding, arch: Architecture, group: Group, rank: str, fixed
 
 def _loop_at(where: str, loops: Sequence[Loop], i: int) -> str:
     """The YAML path of loop `i` (`groups[0].loops[1].ranks.M`; a loop over several ranks is one per rank here)."""
-    return f"{where}.{loops[i].origin or f'loops[{i}]'}"
+    return f"{where}.{loops[i].path or f'loops[{i}]'}"
 
 
 def _spatial_extent(loops: list[Loop], rank: str, unit: str) -> int:

@@ -45,10 +45,13 @@ make an infeasible point (see `archsim.model.analytical`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from archsim.errors import SpecError
+from archsim.spec_files import number
 from archsim.workload import PARAMS
 
 SEARCH = "search"
@@ -69,6 +72,12 @@ class Loop:
     @property
     def is_spatial(self) -> bool:
         return self.spatial is not None
+
+    @property
+    def path(self) -> str:
+        """Its YAML path with the rank it has now (`loops[1].ranks.P`; a loop changed with `dataclasses.replace` keeps
+        the `origin` of the rank it was written with), or "" for a loop built in Python."""
+        return f"{self.origin.rpartition('.ranks.')[0]}.ranks.{self.rank}" if self.origin else ""
 
     @property
     def expression(self) -> str:
@@ -115,10 +124,21 @@ class Mapping:
     groups: tuple[Group, ...]
 
     def __post_init__(self) -> None:
-        """A model size (a name of `archsim.workload.PARAMS`) in `sets` is refused, however the mapping is built
-        (its file, or `dataclasses.replace` in Python): the workload or `--set` gives those."""
-        for key in self.sets:
+        """However the mapping is built (its file, or `dataclasses.replace` in Python), each value of `sets` is a
+        `set_value`, and a model size (a name of `archsim.workload.PARAMS`) is refused: the workload or `--set`
+        gives those."""
+        for key, value in self.sets.items():
             if key in PARAMS:
                 raise SpecError(self.source, f"set.{key}", "a model size comes from the workload or --set, not "
                                                            "the mapping (set: gives tiling and algorithm choices such "
                                                            "as M0)")
+            set_value(value, self.source, f"set.{key}")
+
+
+def set_value(value: Any, source: str, where: str) -> float:
+    """A parameter or rank size a mapping fixes (`set:`): a positive finite number. (A rank's is moreover whole,
+    which binding it checks.)"""
+    result = number(value, source, where, "a positive finite number")
+    if not (math.isfinite(result) and result > 0):
+        raise SpecError(source, where, f"expected a positive finite number, got {value!r}")
+    return result
