@@ -299,10 +299,8 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
     click.echo("\nMAPE = mean |predicted / measured - 1| in each row's own metric (TFLOPs/s or latency); roofline = "
                "max(FLOPs / tensor peak, DRAM bytes / bandwidth), no fitted parameters, over all rows")
     for fold in result.folds:
-        priors = (f"; priors only for {', '.join(fold.prior_families)} (no rows on another GPU)"
-                  if fold.prior_families else "")
         click.echo(f"left-out GPU {fold.gpu}: {len(fold.comparisons)} rows predicted by a fit on "
-                   f"{fold.fitted_rows} rows of the other GPUs{priors}")
+                   f"{fold.fitted_rows} rows of the other GPUs{fold.priors_note()}")
     reasons = Counter(s.reason for s in result.skipped)
     click.echo(f"skipped {len(result.skipped)} rows:")
     for reason, n in reasons.most_common():

@@ -1,10 +1,10 @@
 """`SweepSpec`: a design-space sweep as a typed, validated spec.
 
-A sweep is one base point (mapping, optional cascade/arch/workload, `sets`) plus ordered axes. An axis path is
-`arch.<dotted path>` (an `Architecture.with_changes` path such as `arch.units.array2d.shape`) or
-`workload.<param>` (a size bound like a `sets` entry, e.g. `workload.seq_len`). Points are drawn from the axes by
-`grid` (cartesian product), `random` or `lhs` (Latin hypercube) sampling; `constraints` such as
-`area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
+A sweep is one base point (mapping, optional cascade/arch, `sets`, and a workload unless `sets` and the axes give
+every model size) plus ordered axes. An axis path is `arch.<dotted path>` (an `Architecture.with_changes` path
+such as `arch.units.array2d.shape`) or `workload.<param>` (a size bound like a `sets` entry, e.g.
+`workload.seq_len`). Points are drawn from the axes by `grid` (cartesian product), `random` or `lhs` (Latin
+hypercube) sampling; `constraints` such as `area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
 
 A *linked* axis (`linked.<name>`) sets several fields together: `{values: [...], set: {path: template}}`, each
 template a number, a size expression of `<name>` (`pe_dim * pe_dim`) or a list of those (`[pe_dim, pe_dim]`), so
@@ -48,7 +48,8 @@ must be an attention (K an input), and not one the GPU kernels do not model (MLA
 
 Everything is checked at load, each problem a `SpecError` naming the YAML path: the names the spec refers to
 exist (mapping, cascade, workload, architecture, GPU presets, each `arch.` path in the base architecture, each
-`workload.` name and `sets` key a parameter or rank of the cascade or the workload), every axis value (not only
+`workload.` name and `sets` key a parameter or rank of the cascade or the workload; without a workload, every
+model size the cascade binds given by `sets` or an axis, never its test sizes), every axis value (not only
 the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, each
 field is set in one place (`archsim.dse.once`: not by `sets` and an axis, nor by two axes), a grid takes no
 `samples` or `seed`, the objectives are two or three distinct metrics, and neither they nor the constraints name a
@@ -73,7 +74,7 @@ from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
-from archsim.cascade.bind import eval_size, ranks_sized_by
+from archsim.cascade.bind import eval_size, model_sizes, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
@@ -695,6 +696,8 @@ def _check_named_specs(spec: SweepSpec) -> None:
     cascade = library.load_cascade_spec(named("cascades", "cascade") if spec.cascade else mapping.cascade)
     workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None
     _check_size_names(spec, cascade, workload)
+    if workload is None:
+        _check_sizes_without_workload(spec, cascade)
     _check_rank_sizes(spec, cascade, workload)
     if spec.gpus is not None:
         _check_gpu_attention(spec, cascade, workload)
@@ -769,6 +772,27 @@ def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | No
             of_workload = f" or workload {workload.name}" if workload else ""
             raise SpecError(spec.source, where, f"not a parameter or rank of cascade {cascade.name}{of_workload} "
                                                 f"(known: {', '.join(sizes)})")
+
+
+def _check_sizes_without_workload(spec: SweepSpec, cascade: Cascade) -> None:
+    """Without a workload, the sweep gives every model size its cascade binds (`bind.model_sizes`) in `sets` or its
+    axes, as `archsim run`'s `--set` must (`archsim.point.refuse_partial_model`). A cascade's params are test sizes
+    (attention-1pass: batch 2, seq_len 16, head_dim 8), which a sweep's points would otherwise run at silently, or
+    under the sizes given (a seq_len axis over head_dim 8, every point refused alike while its base point, which
+    leaves the axis out, fails otherwise: `points.base_error`). Refused naming `workload`."""
+    sizes = model_sizes(cascade)
+    given = {name.removeprefix("workload."): where for name, where in _size_settings(spec)}
+    missing = [name for name in sizes if name not in given]
+    if not missing:
+        return
+    test_sizes = ", ".join(f"{name} {cascade.params[name]:g}" if name in cascade.params else name for name in missing)
+    set_all = "{" + ", ".join(f"{name}: N" for name in sizes) + "}"
+    named = [where for name, where in given.items() if name in sizes]
+    what = (f"{', '.join(named)} set without a workload, so every model size cascade {cascade.name} binds must be "
+            f"set ({test_sizes} would be its test sizes)" if named else
+            f"a sweep's sizes come from a workload, and cascade {cascade.name}'s own are test sizes ({test_sizes})")
+    raise SpecError(spec.source, "workload", f"missing: {what}; name a workload (workload: bert-base), or give "
+                                             f"every model size (sets: {set_all}, or axes)")
 
 
 def _check_rank_sizes(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:

@@ -201,8 +201,8 @@ def gpu_for(label: str, source: str = "<label>", where: str = "gpu") -> GPU:
         return found[0]
     if found:
         raise SpecError(source, where, f"the GPU label {label!r} is ambiguous: it fits the presets "
-                                       f"{', '.join(g.name for g in found)} (add the memory size or form factor, "
-                                       "e.g. '80GB SXM5')")
+                                       f"{', '.join(g.name for g in found)} (add what tells them apart: the "
+                                       f"memory size or form factor, e.g. {_telling_apart(found)!r})")
     raise SpecError(source, where, f"the GPU label {label!r} matches no preset (presets: {', '.join(gpu_names())}; "
                                    "a label names the model, optionally the memory size and form factor, e.g. "
                                    "'H100 SXM5 80GB')")
@@ -231,6 +231,12 @@ def _label_tokens(label: str) -> dict[str, set[str]]:
         kind = "memory" if MEMORY_TOKEN.match(token) else "form" if FORM_TOKEN.match(token) else "model"
         kinds[kind].add(token)
     return kinds
+
+
+def _telling_apart(found: list[GPU]) -> str:
+    """The memory size and form factor of the first of `found` as a label adds them ('40GB SXM4'), for a hint."""
+    tokens = _preset_tokens(found[0])
+    return " ".join(sorted(t.upper() for t in tokens["memory"] | tokens["form"]))
 
 
 def _preset_tokens(gpu: GPU) -> dict[str, set[str]]:
@@ -263,9 +269,13 @@ def label_key(label: str) -> str:
 def _tensor(data: Any, source: str, numbers: Mapping[str, Any]) -> dict[str, float]:
     """The dense peak per precision, each in range alone and per SM per clock (`FLOPS_PER_SM_CLOCK`)."""
     where = "tensor_flops_per_s"
-    if not isinstance(data, Mapping) or "fp16" not in data:
+    if not isinstance(data, Mapping):
         raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
                                        f"(precisions: {', '.join(PRECISIONS)}), got {kind_of(data)}")
+    if "fp16" not in data:
+        got = ", ".join(map(str, data)) or "no precision"
+        raise SpecError(source, f"{where}.fp16", f"missing: expected the dense fp16 tensor-core peak in FLOP/s "
+                                                 f"(got {got})")
     out = {}
     for precision, value in data.items():
         if precision not in PRECISIONS:

@@ -14,7 +14,10 @@ hand-written file with no `measurements`) is split by sequence length alone.
 Leave-one-GPU-out (`leave_one_gpu_out`): for each GPU preset the file's rows resolve to, every family is fitted
 (`archsim.gpu.calibrate.fit_families`, all sequence lengths) on the rows of the other GPUs only and the rows of that
 GPU are predicted: the error of a model carried to a GPU it was not fitted on. A family with no rows on another
-GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), and the fold says so.
+GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), except a parameter it shares from a family that has
+rows there (`Param.shared_from`: the Triton tutorial's `autograd_s` is FlashAttention-2's fit), which takes that
+family's fit on the other GPUs (`calibrate.fit_families`); the fold says which (`GpuFold.carried`), with the value
+and the bound it sits at, if any.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from archsim.arch.gpu import GPU
-from archsim.gpu.calibrate import calibration_limit, fit_families
+from archsim.gpu.calibrate import at_bound, calibration_limit, fit_families
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.measurements import Measurement, Skipped, read_measurements
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
+from archsim.model.gpu_kernels import FAMILIES
 
 OVERALL = "overall"
 LEFT_OUT = "left-out GPU"
@@ -62,14 +66,51 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Carried:
+    """A parameter of a family with no rows on the other GPUs that takes another family's fit on them
+    (`Param.shared_from`), not its prior: `value` is `from_family`'s fitted value."""
+
+    family: str
+    parameter: str
+    from_family: str
+    value: float
+
+
+@dataclass(frozen=True)
 class GpuFold:
     """One fold of leave-one-GPU-out: the rows of `gpu` predicted by families fitted on `fitted_rows` rows of the
-    other GPUs; `prior_families` had no such rows and kept their priors."""
+    other GPUs; `prior_families` had no such rows and kept their priors, but for the parameters `carried` from
+    another family's fit."""
 
     gpu: str
     fitted_rows: int
     prior_families: tuple[str, ...]
+    carried: tuple[Carried, ...]
     comparisons: tuple[Comparison, ...]
+
+    def priors_note(self) -> str:
+        """What the fold's families without rows predict from, for the line after the table ("" when every family
+        had rows): their priors, but for the parameters carried from another family's fit (`carried_note`)."""
+        if not self.prior_families:
+            return ""
+        but = f", but {carried_note(self.carried)}" if self.carried else ""
+        return f"; priors only for {', '.join(self.prior_families)} (no rows on another GPU){but}"
+
+
+def carried_note(carried: Iterable[Carried]) -> str:
+    """The parameters carried from other families' fits, by the family fitted and the families taking them, each
+    with its value and the bound it sits at (`calibrate.at_bound`: a fit pushing past what the parameter may be):
+    "autograd_s 1e-12 (at its lower bound) of fa1, triton_tutorial from fa2's fit"."""
+    takers: dict[tuple[str, str, float], list[str]] = {}
+    for c in carried:
+        takers.setdefault((c.from_family, c.parameter, c.value), []).append(c.family)
+    values: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (source, name, value), families in takers.items():
+        bound = at_bound(source, name, value)
+        values.setdefault((source, tuple(families)), []).append(
+            f"{name} {value:.3g}" + (f" (at its {bound} bound)" if bound else ""))
+    return "; ".join(f"{', '.join(names)} of {', '.join(families)} from {source}'s fit"
+                     for (source, families), names in values.items())
 
 
 @dataclass(frozen=True)
@@ -150,7 +191,11 @@ def _fold(source: str, rows: list[ModelledRow], gpu: str, gpus: Mapping[str, GPU
     params, _, fit = fit_families(train)
     tested = [r for r in rows if r.gpu.name == gpu]
     priors = tuple(sorted({r.family for r in tested if not fit[r.family].get("rows")}))
-    return GpuFold(gpu, len(train), priors, tuple(_compare(tested, params.__getitem__, lambda r: LEFT_OUT)))
+    carried = tuple(Carried(family, name, p.shared_from, params[family][name]) for family in priors
+                    for name, p in FAMILIES[family].params.items()
+                    if p.shared_from and fit[p.shared_from].get("rows"))
+    return GpuFold(gpu, len(train), priors, carried,
+                   tuple(_compare(tested, params.__getitem__, lambda r: LEFT_OUT)))
 
 
 def comparison_record(c: Comparison) -> dict:
@@ -194,5 +239,8 @@ def validation_to_dict(v: Validation) -> dict:
         **({"mape_leave_one_gpu_out": v.fold_mape(),
             "leave_one_gpu_out": [{"gpu": f.gpu, "rows": len(f.comparisons), "fitted_on_rows": f.fitted_rows,
                                    "families_with_priors_only": list(f.prior_families),
+                                   "parameters_from_other_families": [
+                                       {"family": c.family, "parameter": c.parameter, "from": c.from_family,
+                                        "value": c.value} for c in f.carried],
                                    "mape": mape_by_group(f.comparisons)} for f in v.folds]} if v.folds else {}),
     }

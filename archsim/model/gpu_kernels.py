@@ -329,10 +329,18 @@ def predict(kernel: str, case: AttentionCase, gpu: GPU, params: Mapping[str, flo
     that are not the family's, or out of their bounds (`params_problem`), are a SpecError naming the parameter.
     Without `check_memory` a call whose operands exceed the GPU's DRAM is timed all the same (`runnable_plans`). A
     `gpu` that is no GPU spec (a preset's name: `archsim.gpu.load.load_gpu` loads it) is a SpecError naming it."""
+    check_kernel(kernel)
     check_case(case)
     check_gpu(gpu)
     check_params(kernel, params)
     return predict_plans(kernel, case, gpu, plans(kernel, case, gpu), params, check_memory)
+
+
+def check_kernel(kernel: object) -> None:
+    """A SpecError naming `kernel` when it is no modelled kernel's name (a misspelling is bad input, as a sweep's
+    `gpus.kernel` is; `plans` keeps its reason for a measurements file's kernels, which `archsim.gpu.cases` skips)."""
+    if kernel not in KERNELS:
+        raise SpecError("<python>", "kernel", f"unknown kernel {kernel!r} (modelled: {', '.join(KERNELS)})")
 
 
 def check_case(case: object) -> None:
@@ -402,6 +410,7 @@ def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu
     prompts' own cases', summed. Prompts of one length L, k of them, time as the batch-k call of `predict`: the same
     grid and bytes. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a batch other than 1,
     are a SpecError."""
+    check_kernel(kernel)
     check_case(case)
     if case.batch != 1 or not seqlens or sum(seqlens) != case.seqlen or any(
             isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
