@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -77,21 +78,25 @@ def attention_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple]:
 
 
 @pytest.fixture(scope="session")
-def computed_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+def computed_once(tmp_path_factory: pytest.TempPathFactory):
     """`get(name, compute)`: `compute()`'s value, computed once for the whole run. The first pytest-xdist worker to
-    ask computes it and pickles it beside the workers' temporary folders (the run's own, so never a stale value),
-    under a file lock; the other worker waits for it rather than computing it again. Each ask unpickles a fresh
-    copy, so a test may change what it gets. For the reproductions several test files read: pure functions of the
-    shipped specs, the same value in every worker (so never call it inside a test that patches the models)."""
+    ask computes it and pickles it beside the workers' temporary folders (the run's own, so never a stale value;
+    without xdist, in the process's own), under a file lock, written whole before it is named; the other worker
+    waits for it rather than computing it again. Each ask unpickles a copy (the session fixtures below ask once per
+    worker, so the tests of a worker share theirs: read, never change it). For the reproductions several test files
+    read: pure functions of the shipped specs, the same value in every worker (so never ask inside a test that
+    patches the models)."""
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent
 
     def get(name: str, compute):
         path = shared / f"computed-once-{name}.pickle"
         with FileLock(f"{path}.lock"):
             if not path.is_file():
-                path.write_bytes(pickle.dumps(compute()))
+                partial = path.with_suffix(".partial")
+                partial.write_bytes(pickle.dumps(compute()))
+                partial.replace(path)
         return pickle.loads(path.read_bytes())
 
     return get
