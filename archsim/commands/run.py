@@ -6,9 +6,12 @@ import json
 
 import click
 
+from archsim import library
 from archsim.commands.options import SET, WORKLOAD, nan_as_null, nonempty, parse_sets, show_result
 from archsim.errors import SpecError
+from archsim.mapping.spec import Mapping
 from archsim.outputs import check_writable
+from archsim.workload import PARAMS
 
 
 @click.command("run")
@@ -34,26 +37,28 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
       archsim run --mapping fusemax --workload bert-base --set seq_len=65536
       archsim run --mapping flat --workload bert-base --model event --trace flat.json
     """
-    if workload is not None:
+    if workload is not None or set(parse_sets(sets)) & set(PARAMS):
         _run(mapping, cascade, arch, workload, sets, as_json, model_kind, trace_path)
         return
+    spec = library.load_mapping_spec(mapping)  # a mapping that does not load is its own error
     try:
-        _run(mapping, cascade, arch, workload, sets, as_json, model_kind, trace_path)
+        _run(spec, cascade, arch, workload, sets, as_json, model_kind, trace_path)
     except SpecError as error:
-        raise _at_test_sizes(error) from error
+        raise _at_test_sizes(error, spec.source) from error
 
 
-def _at_test_sizes(error: SpecError) -> SpecError:
-    """A point run without --workload binds the cascade's small test sizes (seq_len 16 for attention): a mapping
-    sized for a model (tile factors, a fan-out of 256) then fails on them. Say so where the error does not already
-    (`cascade.bind`'s partition errors name the default and suggest --workload)."""
-    if "--workload" in error.message:
+def _at_test_sizes(error: SpecError, mapping_source: str) -> SpecError:
+    """A point run without --workload and without a model size in --set binds the cascade's small test sizes
+    (seq_len 16 for attention): a mapping sized for a model (tile factors, a fan-out of 256) then fails on them. Say
+    so where the mapping's file is blamed (`cascade.bind`'s partition errors, blamed on the cascade, already name
+    the default and suggest --workload; other specs' and options' errors are their own)."""
+    if error.source != mapping_source or "--workload" in error.message:
         return error
     return SpecError(error.source, error.where, f"{error.message} (run without --workload: the cascade's small test "
                                                 "sizes; pass --workload W for a model's)")
 
 
-def _run(mapping: str, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
+def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
          as_json: bool, model_kind: str, trace_path: str | None) -> None:
     from archsim.point import run_point, simulate_point
 
@@ -63,7 +68,8 @@ def _run(mapping: str, cascade: str | None, arch: str | None, workload: str | No
         from archsim.model.trace import write_chrome_trace
 
         if trace_path:
-            check_writable(trace_path, "--trace", inputs=(mapping, cascade, arch, workload))
+            source = mapping.source if isinstance(mapping, Mapping) else mapping
+            check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload))
         _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
                                 sets_source="--set")
         result = run.result
