@@ -208,7 +208,7 @@ def mapping_tiling(cascade: Cascade, spec: Mapping) -> dict[str, list[str]]:
                 try:
                     read |= S.names_in(S.parse_expr(loop.factor))
                 except S.ParseError as exc:  # a factor set in Python (dataclasses.replace), which no loader parsed
-                    raise SpecError(spec.source, f"groups[{g}].{loop.origin or f'loops[{i}]'}",
+                    raise SpecError(spec.source, f"groups[{g}].{loop.path or f'loops[{i}]'}",
                                     f"not a factor expression: {exc}") from None
     return {k: ranks for k, ranks in params_masked_by(cascade, spec.sets).items() if k not in read}
 

@@ -123,6 +123,16 @@ def test_a_set_value_edited_in_python_is_refused_as_its_file_would_be(value: obj
     assert info.value.message == f"expected a positive finite number, got {value!r}"
 
 
+def test_a_numpy_set_value_is_the_number_it_is() -> None:
+    """A Python caller's np.int64(256) ran before the set values were checked on replace, and runs still (review
+    helper-448); a negative one is refused as -1 is."""
+    import numpy as np
+
+    assert replace(FUSEMAX, sets={"M0": np.int64(256)}).sets["M0"] == 256
+    with pytest.raises(SpecError, match="expected a positive finite number"):
+        replace(FUSEMAX, sets={"M0": np.int64(-1)})
+
+
 # ------------------------------------------------------------------------------------------ 2. bind's params
 @pytest.mark.parametrize("params", [{"seq_len": 32, "M0": 8}, {"M0": 0}, {"M0": 2.5}, {"P": 0}, {"B": 0}])
 def test_a_rank_size_in_binds_params_is_refused_naming_where_it_goes(params: dict) -> None:

@@ -46,6 +46,7 @@ make an infeasible point (see `archsim.model.analytical`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -137,7 +138,9 @@ class Mapping:
 
 def set_value(value: Any, source: str, where: str) -> float:
     """A parameter or rank size a mapping fixes (`set:`): a positive finite number. (A rank's is moreover whole,
-    which binding it checks.)"""
+    which binding it checks.) A Python caller's numpy number counts as the number it is."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | int | float):
+        value = float(value)
     result = number(value, source, where, "a positive finite number")
     if not (math.isfinite(result) and result > 0):
         raise SpecError(source, where, f"expected a positive finite number, got {value!r}")

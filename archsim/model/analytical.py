@@ -309,7 +309,7 @@ def _fanout_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan) -> list
         unit = numbers.units[unit_name]
         pes = unit.shape[d]
         if fanout > pes:
-            named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+            named = " x ".join(f"{lp.path or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
             reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "
                            f"{pes} PEs along dimension {d} (shape {' x '.join(map(str, unit.shape))})")
     return reasons

@@ -388,7 +388,7 @@ def _fanout_reasons(cols: Columns, group, plan: GroupPlan) -> dict[int, list[str
         bad = _points(fanout > shape[d], cols.n)
         if not bad:
             continue
-        named = " x ".join(f"{lp.origin or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+        named = " x ".join(f"{lp.path or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
         for i in bad:
             pes = [int(value_at(s, i)) for s in shape]
             reasons.setdefault(i, []).append(
