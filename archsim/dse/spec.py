@@ -792,7 +792,8 @@ def _check_sizes_without_workload(spec: SweepSpec, cascade: Cascade) -> None:
             f"set ({test_sizes} would be its test sizes)" if named else
             f"a sweep's sizes come from a workload, and cascade {cascade.name}'s own are test sizes ({test_sizes})")
     raise SpecError(spec.source, "workload", f"missing: {what}; name a workload (workload: bert-base), or give "
-                                             f"every model size (sets: {set_all}, or axes)")
+                                             f"every model size (sets: {set_all}, or axes; {', '.join(missing)} "
+                                             f"{'is' if len(missing) == 1 else 'are'} not given)")
 
 
 def _check_rank_sizes(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:
