@@ -219,7 +219,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
-    df, _ = read_judged(db)  # by the last sweep's constraints, or by the spec's (`spec_records`) when given
+    df, _, stored_name = read_judged(db)  # by the last sweep's constraints, or by the spec's (`spec_records`)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
     note = ""
@@ -240,7 +240,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                          f"the store {db}")
     objectives = objectives or (spec.objectives if spec else default_objectives(df))
     check_stored_objectives(df, objectives, "--objectives")
-    title = f"sweep {spec.name}" if spec else f"sweep {db.stem}"
+    title = f"sweep {spec.name if spec else stored_name or db.stem}"
     n = counts(df, objectives)
     click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
                f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "

@@ -160,12 +160,14 @@ def stored_constraints(meta: dict[str, str]) -> tuple[Constraint, ...] | None:
         "constraints" in meta) else None
 
 
-def read_judged(path: str | Path) -> tuple[pd.DataFrame, tuple[Constraint, ...] | None]:
+def read_judged(path: str | Path) -> tuple[pd.DataFrame, tuple[Constraint, ...] | None, str | None]:
     """The store's records, `constraint_ok` judged by the constraints of the last sweep into it (returned; None
-    for a store that does not record them, whose verdicts are then the stored ones)."""
+    for a store that does not record them, whose verdicts are then the stored ones), and the name of the sweep that
+    wrote it (None for a store that does not say)."""
     df, meta = read_store(path)
     constraints = stored_constraints(meta)
-    return (df if constraints is None else with_constraints(df, constraints)), constraints
+    name = meta["sweep"].split(" (")[0] if "sweep" in meta else None
+    return (df if constraints is None else with_constraints(df, constraints)), constraints, name
 
 
 def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,

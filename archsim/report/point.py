@@ -146,7 +146,8 @@ def write_index(out_dir: Path, title: str, intro_html: str, summary: pd.DataFram
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{intro_html}"
-        + summary.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+        + summary.map(lambda v: math.nan if v is None else v).to_html(  # None, as NaN, an empty cell
+            index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
         + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
     )
     index = out_dir / "index.html"

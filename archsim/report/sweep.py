@@ -78,8 +78,9 @@ def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str,
             raise SpecError(store, "", f"its records are not of sweep {spec.name} ({spec.source}): they have the "
                                        f"axes {', '.join(stored_axes) or 'none'}; the spec has {', '.join(spec_axes)}")
         raise SpecError(store, "", f"no stored point is a point of sweep {spec.name} ({spec.source}): the store "
-                                   "was written by another spec or another archsim version; run `archsim sweep "
-                                   "SPEC --db DB` to evaluate this one")
+                                   "was written by another spec or another archsim version; report it without "
+                                   "--spec, or run `archsim sweep SPEC --db NEW_DB` (a store of its own) to "
+                                   "evaluate this one")
     mine = mine.drop(columns=[c for c in axis_columns(mine) if c not in spec.axes]).reset_index(drop=True)
     for path in spec.axes:
         mine[path] = pd.Series([keys[key].get(path, np.nan) for key in mine["key"]])
