@@ -37,7 +37,7 @@ def save_table_and_figure(out_dir: Path, name: str, table: pd.DataFrame, figure:
     """Write `table` as `out_dir`/NAME.csv (no index) and, when given, `figure` as NAME.png beside it."""
     table.to_csv(out_dir / f"{name}.csv", index=False)
     if figure is not None:
-        figure.savefig(out_dir / f"{name}.png")
+        figure.savefig(out_dir / f"{name}.png", bbox_inches="tight")  # no label or legend cut at an edge
 
 
 def section_html(name: str, heading: str, text: str) -> str:

@@ -91,7 +91,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         held = f" at {heatmap.held_text()}" if heatmap.held else ""
         figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{held}: {title}")
         heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
-        figure.savefig(out_dir / f"{name}.png")
+        figure.savefig(out_dir / f"{name}.png", bbox_inches="tight")  # no label or legend cut at an edge
         if heatmap.cell_points() is not None:
             cells = f"Each cell is {heatmap.cells_text()}."
         else:
