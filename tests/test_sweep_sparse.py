@@ -24,6 +24,7 @@ from archsim.dse.sparse_spec import SPARSE_METRICS
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import read_records
 from archsim.gpu import params
+from archsim.gpu.load import load_gpu
 from archsim.record import METRICS
 
 GPU, MODEL = "h100-sxm5", "llama3-8b"
@@ -69,8 +70,10 @@ def test_a_2x2_quest_sweep_stores_four_records_timed_as_archsim_sparse_times_the
         assert record["loaded_fraction"] == p["loaded_fraction"]  # the method's own numeric field
         assert record["speedup"] == pytest.approx(p["dense_time_s"] / p["time_s"], rel=1e-12)
         assert record["feasible"] and record["reason"] == ""
-        # not modelled for sparse points: NaN, as a parallel point's area
-        assert all(math.isnan(record[m]) for m in ("energy_pj", "area_um2", "dram_traffic_bytes", "edp"))
+        # not modelled for sparse points: NaN, as a parallel point's area; energy a GPU point's, TDP x time
+        assert all(math.isnan(record[m]) for m in ("area_um2", "dram_traffic_bytes"))
+        assert record["energy_pj"] == pytest.approx(load_gpu(GPU).power_w * p["time_s"] * 1e12, rel=1e-12)
+        assert record["edp"] == pytest.approx(record["latency_s"] * record["energy_pj"], rel=1e-12)
 
 
 def test_a_rerun_computes_nothing_and_a_moved_store_resumes(quest, tmp_path, invoke):
@@ -133,7 +136,7 @@ def test_the_default_phase_keys_as_the_phase_given(tmp_path, sweep):
     ({"sparse": {"density": 0.1}}, "sparse.density", "density does not apply to method quest"),
     ({"sparse": {"phase": "prefill"}}, "sparse.phase", "has no prefill phase"),
     ({"workload": MODEL}, "workload", "a sweep of sparse attention has no workload"),
-    ({"objectives": ["latency_s", "energy_pj"]}, "objectives[1]", "energy_pj is not modelled for target sparse"),
+    ({"objectives": ["latency_s", "area_um2"]}, "objectives[1]", "area_um2 is not modelled for target sparse"),
 ])
 def test_a_bad_sparse_sweep_exits_2_naming_the_file_and_field(tmp_path, change, field, message, sweep):
     """QUEST with `change`: its block's fields over QUEST's (their axes dropped), its axes added (None: dropped;
@@ -167,7 +170,7 @@ def test_the_export_has_a_parallel_sweeps_columns_plus_the_sparse_extras(quest, 
 
 def test_a_sparse_store_reports_without_its_spec(tmp_path: Path, write_yaml) -> None:
     """`archsim report --sweep DB` without `--spec` takes a sparse store's own default objectives (latency and
-    memory: its energy is not modelled), as its sweep did, instead of failing on energy_pj."""
+    memory), as its sweep did."""
     spec = write_yaml(tmp_path / "quest.yaml", QUEST)
     db = tmp_path / "quest.sqlite"
     assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(db)]).exit_code == 0

@@ -28,8 +28,9 @@ beyond it, a map of another model's heads) is an infeasible record with the reas
 which fails alike is refused: `points.base_error`).
 
 A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
-feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy, area,
-DRAM traffic and edp NaN (not modelled: `archsim.dse.spec.UNMODELLED`); extras `SPARSE_METRICS` (`speedup`
+feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy the
+GPU's board power x the time (a GPU point's upper bound), area and DRAM traffic NaN (not modelled:
+`archsim.dse.spec.UNMODELLED`); extras `SPARSE_METRICS` (`speedup`
 maximised), `dense_fits`, `budget` and the point's other numeric fields. A point's key hashes the resolved fields
 (the phase resolved, the settings its method takes), the GPU's, workload's and map's contents without file paths and
 prose, so a moved store resumes, and the GPU calibration's parameters (a YAML file the source digest

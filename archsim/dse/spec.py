@@ -243,7 +243,7 @@ class SweepSpec:
 # `archsim.dse.parallel_spec`, `archsim.dse.sparse_spec`): an objective or a constraint on one would be empty or always
 # met, so it is refused.
 UNMODELLED = {"system": ("area_um2", "dram_traffic_bytes"), PARALLEL_ROOT: ("area_um2", "dram_traffic_bytes"),
-              SPARSE_ROOT: ("energy_pj", "area_um2", "dram_traffic_bytes", "edp")}
+              SPARSE_ROOT: ("area_um2", "dram_traffic_bytes")}
 
 
 def unmodelled(kind: str, metric: str, where: str, source: str) -> None:

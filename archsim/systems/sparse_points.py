@@ -56,7 +56,8 @@ What each method needs, and nothing is filled in for it:
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 
 A point's record (`point_record`, what a `sparse:` sweep stores; `archsim.record`): target_kind `sparse`,
-`latency_s` the method's time in the phase, energy, area and DRAM traffic NaN (not modelled), extras
+`latency_s` the method's time in the phase, energy board power x that time (as a GPU point's,
+`archsim.model.gpu.gpu_record`: an upper bound at the preset's TDP), area and DRAM traffic NaN (not modelled), extras
 `RECORD_METRICS` (`speedup` = dense time / the method's), `dense_fits` (1 or 0), `budget` (NaN where None) and the
 point's other numeric fields. It is feasible where `fits` is, the field `archsim sparse` prints: a method side that
 does not fit the GPU's memory or has no time cannot run, so the record is infeasible, its reason the memory against
@@ -365,7 +366,7 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
               "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
-    return Record(SPARSE_KIND, target, feasible, reason, time_s, NAN, extras=extras)
+    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s, extras=extras)
 
 
 def unfit_reason(point: Mapping, gpu: GPU) -> str:
