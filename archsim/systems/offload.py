@@ -145,7 +145,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.sharding import shard
-from archsim.systems.step import ACTIVATIONS_IN, Op
+from archsim.systems.step import ACTIVATIONS_IN, DECODE_SUMS, DecodeOps, Op
 from archsim.systems.system_checks import (
     ATTENTION_POOL_LINK,
     check_degrees,
@@ -413,7 +413,8 @@ class OffloadModel:
         key = (len(keys), math.ceil(sum(keys) / len(keys)))
         found = self._attention.get(key)
         if found is None:
-            found = self._attention[key] = self.pool_device.cost([self.pool.attention("decode", key[1])] * key[0])
+            found = self._attention[key] = self.pool_device.cost(_same_decodes(self.pool.attention("decode", key[1]),
+                                                                               key[0]))
         return found
 
     @functools.cached_property
@@ -597,6 +598,12 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
     link = system.links[ATTENTION_LINK]
     return OffloadModel(system, workload, compute, pool, b, offload_micro_batches(system), link,
                         system.links.get(ATTENTION_POOL_LINK, link), device.name)
+
+
+def _same_decodes(op: Op, count: int) -> DecodeOps:
+    """`count` copies of one decode op as a `DecodeOps`, its totals `count` x the op's (whole numbers: the same as
+    adding them one by one), so a GPU device prices them as one call without visiting each (`GpuDevice.cost`)."""
+    return DecodeOps([op] * count, lambda name: count * DECODE_SUMS[name](op), [op.binding.params["seq_len"]] * count)
 
 
 def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
