@@ -9,9 +9,6 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   batch (the CSV has every record, both panels are cuts of it).
 - utilization.png/.csv: NPU (MAC) and PIM utilization per mode, GPT3-30B ShareGPT, per batch, with Table 4's
   values marked.
-Every point is timed, as the paper times it, whether or not its batch fits the memory (`neupims_reproduce.
-reproduce`); the throughput and utilization CSVs carry `fits` and `unfit_reason`, and their figures draw the bars of
-the points that do not fit hatched and unfilled (`UNFIT_LABEL`).
 - timeline.png/.csv: one steady-state decoder layer of one device per mode as the event replay runs it, a row per
   unit (GPT3-30B ShareGPT batch 256, the first sampled batch), and NeuPIMs with one row buffer
   (`ONE_ROW_BUFFER`), where the replay's contention on the shared HBM shows. The GPU baseline has no timeline: its
@@ -21,7 +18,10 @@ the points that do not fit hatched and unfilled (`UNFIT_LABEL`).
 - attribution.png/.csv: ours / paper of every headline metric when the reproduction is rerun under each
   modelling alternative (`neupims_reproduce.attribution`), and the intro lists, for every gap beyond
   `neupims_reproduce.HEADLINE_TOLERANCE`, the choice that moves it furthest toward the paper.
-The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
+Every point is timed, as the paper times it, whether or not its batch fits the memory
+(`neupims_reproduce.reproduce`); the throughput and utilization CSVs carry `fits` and `unfit_reason`, and their
+figures draw the bars of the points that do not fit hatched and unfilled (`UNFIT_LABEL`). The folder is written
+whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
 from __future__ import annotations
