@@ -12,15 +12,18 @@ attention (`archsim.systems.seqpar.ParallelResult.record`, `parallel`) or a spar
   them (GPU presets carry no die area; the serving simulator does not count DRAM traffic);
 - `busy_s`: seconds each unit was busy within `busy_window_s` (the target's time; a serving run's makespan), so
   utilization = busy / window for every kind alike;
-- `extras`: the target's own metrics (a serving run's throughput, TTFT/TBT percentiles, cost per token).
+- `config`: what was evaluated, where the record names more than its target (a multi-device point's scheme,
+  devices and sequence length; a link check's alpha, batch and NIC rates; a Quest point's budget);
+- `extras`: the target's own metrics (a serving run's throughput, TTFT/TBT percentiles, cost per token, counts).
 
 `flat()` is the row the store and the reports read: `latency_s`, `energy_pj`, `area_um2`, `dram_traffic_bytes`,
-`edp` (latency x energy in pJ), `utilization.<unit>` and the extras, whatever the kind. `row()` is that row with
-what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`): the `record` that
-`archsim run --json` and `archsim simulate --json` print, the columns a sweep stores for a point (its row adds the
-point's key and fields, `archsim.dse.points`, sets `target_kind` to the sweep's kind of point, architecture, gpu,
-system, parallel or sparse, and `target` to the point's, a system sweep's `system` as the spec names it, and leaves
-every metric of an infeasible point NaN, not only the float ones).
+`edp` (latency x energy in pJ), `utilization.<unit>`, the config and the extras, whatever the kind. `row()` is that
+row after what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`), with every metric
+of an infeasible target NaN (its extras too, whatever their type: a count is no answer either) and its config kept:
+the `record` that `archsim run --json`, `archsim simulate --json` and `archsim parallel --json` print. A sweep
+stores the same columns for a point (`archsim.dse.points`: its row adds the point's key and fields, sets
+`target_kind` to the sweep's kind of point, architecture, gpu, system, parallel or sparse, and `target` to the
+point's, a system sweep's `system` as the spec names it).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ METRICS = ("latency_s", "energy_pj", "area_um2", "dram_traffic_bytes", "edp")  #
 @dataclass(frozen=True)
 class Record:
     """What every target writes, whatever its kind (module docstring): whether it is feasible and why not, its
-    time and energy, and per-unit busy times; kind-specific values go in `extras`."""
+    time and energy, and per-unit busy times; kind-specific values go in `config` (what was evaluated) and
+    `extras` (what was measured)."""
 
     target_kind: str  # architecture | gpu | system-iteration | serving | parallel | sparse (module docstring)
     target: str
@@ -50,7 +54,8 @@ class Record:
     traffic_bytes: float = NAN
     busy_s: Mapping[str, float] = field(default_factory=dict)
     busy_window_s: float | None = None  # what `busy_s` is a share of; None = time_s
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)  # what was evaluated: kept on an infeasible row
+    extras: Mapping[str, Any] = field(default_factory=dict)  # the target's metrics: NaN on an infeasible row
 
     @property
     def utilization(self) -> dict[str, float]:
@@ -65,16 +70,20 @@ class Record:
 
     def flat(self) -> dict[str, Any]:
         """The record as one flat row (module docstring)."""
+        return {**self._metrics(), **self.config, **self.extras}
+
+    def row(self) -> dict[str, Any]:
+        """`flat()` after `target_kind`, `target`, `feasible` and `reason`; an infeasible target's metrics and
+        extras NaN, whatever their type (they are no answer), its config kept (module docstring)."""
+        metrics, extras = self._metrics(), self.extras
+        if not self.feasible:
+            metrics, extras = dict.fromkeys(metrics, NAN), dict.fromkeys(extras, NAN)
+        return {"target_kind": self.target_kind, "target": self.target, "feasible": self.feasible,
+                "reason": self.reason, **metrics, **self.config, **extras}
+
+    def _metrics(self) -> dict[str, float]:
+        """Every kind's metrics (`METRICS`) and the utilization per unit."""
         energy_pj = self.energy_j * PJ_PER_J
         return {"latency_s": self.time_s, "energy_pj": energy_pj, "area_um2": self.area_um2,
                 "dram_traffic_bytes": self.traffic_bytes, "edp": self.time_s * energy_pj,
-                **{f"utilization.{unit}": value for unit, value in self.utilization.items()}, **self.extras}
-
-    def row(self) -> dict[str, Any]:
-        """`flat()` after `target_kind`, `target`, `feasible` and `reason`; an infeasible target's numbers (its
-        float values) NaN: they are no answer (module docstring)."""
-        flat = self.flat()
-        if not self.feasible:
-            flat = {key: NAN if isinstance(value, float) else value for key, value in flat.items()}
-        return {"target_kind": self.target_kind, "target": self.target, "feasible": self.feasible,
-                "reason": self.reason, **flat}
+                **{f"utilization.{unit}": value for unit, value in self.utilization.items()}}

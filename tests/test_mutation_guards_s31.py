@@ -185,10 +185,11 @@ def test_link_feasibility_headlines_the_memory_end_when_it_limits() -> None:
     its BW_min per NIC and its NIC rate are the record's headline pair."""
     model = _staggered(2, 10e9)
     assert model.message_end == "memory"
-    extras = link_feasibility(model, [1000] * 64, 0.2).extras
+    record = link_feasibility(model, [1000] * 64, 0.2)
+    extras, config = record.extras, record.config
     assert extras["bw_min_memory_nic_bytes_per_s"] != extras["bw_min_compute_nic_bytes_per_s"]
     assert extras["bw_min_bytes_per_s"] == extras["bw_min_memory_nic_bytes_per_s"]
-    assert extras["link_bytes_per_s"] == extras["memory_nic_bytes_per_s"] == model.pool_link.bytes_per_s_per_direction
+    assert config["link_bytes_per_s"] == config["memory_nic_bytes_per_s"] == model.pool_link.bytes_per_s_per_direction
 
 
 # --- 7. bw_min_cross_check's pipelined slowdown -----------------------------------------------------------------------

@@ -150,10 +150,10 @@ def test_the_link_check_reads_the_most_demanding_decode_iteration_at_its_mean_co
     short, largest = bw_min_bytes_per_s(model, [100] * 60, 0.2), bw_min_bytes_per_s(model, [1500] * 64, 0.2)
     assert short > largest  # the premise: the shorter contexts ask more
     record = peak_batch_link_feasibility(model, timeline, 0.2)
-    assert (record.extras["batch"], record.extras["context"]) == (60, 100)
+    assert (record.config["batch"], record.config["context"]) == (60, 100)
     assert record.extras["bw_min_bytes_per_s"] == pytest.approx(short)
     largest_only = peak_batch_link_feasibility(model, timeline[:4], 0.2)
-    assert (largest_only.extras["batch"], largest_only.extras["context"]) == (64, 1500)
+    assert (largest_only.config["batch"], largest_only.config["context"]) == (64, 1500)
     assert largest_only.extras["bw_min_bytes_per_s"] == pytest.approx(largest)
 
 
@@ -168,7 +168,7 @@ def test_the_link_check_reads_every_batch_size_as_bw_min_is_not_monotone_in_the_
     assert smaller > larger  # the premise
     timeline = [IterationRecord(0, 1, 0, 234, 0, 300, 234 * 100), IterationRecord(1, 2, 0, 235, 0, 300, 235 * 100)]
     record = peak_batch_link_feasibility(model, timeline, 0.2)
-    assert (record.extras["batch"], record.extras["context"]) == (234, 100)
+    assert (record.config["batch"], record.config["context"]) == (234, 100)
     assert record.extras["bw_min_bytes_per_s"] == pytest.approx(smaller)
 
 

@@ -190,7 +190,7 @@ def test_decode_schemes_and_scope_are_checked(changes: dict, field: str) -> None
 def test_a_lasp1_row_names_the_links_its_chain_hops_over():
     """LASP-1's hops each take their own link, so its row's link lists them with their hop counts; a lock-step
     scheme's names the group's slowest hop."""
-    lasp1 = parallel_time(_spec("lasp1", 16, 64 * 1024, DGX, workload=LINEAR)).record().extras["link"]
-    lasp2 = parallel_time(_spec("lasp2", 16, 64 * 1024, DGX, workload=LINEAR)).record().extras["link"]
+    lasp1 = parallel_time(_spec("lasp1", 16, 64 * 1024, DGX, workload=LINEAR)).record().config["link"]
+    lasp2 = parallel_time(_spec("lasp2", 16, 64 * 1024, DGX, workload=LINEAR)).record().config["link"]
     assert lasp1 == f"{DGX.levels[0].link.name} x 14, {DGX.levels[1].link.name} x 1"
     assert lasp2 == DGX.group_link(list(range(16))).name

@@ -104,5 +104,5 @@ def test_a_record_carries_the_training_settings_only_in_training(direction, sett
     """`checkpointing` and `training_precision` set the training memory only (`seqpar_spec`): a fwd or decode row
     carries them null, not the defaults it never applied."""
     spec = ParallelSpec("ring", 8, MHA48, SEQ_LEN, HGX.gpu, HGX, direction=direction)
-    extras = parallel_time(spec, reference=False).record().extras
-    assert (extras["checkpointing"], extras["training_precision"]) == settings
+    config = parallel_time(spec, reference=False).record().config
+    assert (config["checkpointing"], config["training_precision"]) == settings

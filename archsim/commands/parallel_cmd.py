@@ -417,10 +417,8 @@ def point_row(spec, single: bool) -> dict:
 
 
 def _blank_row(result, reason: str) -> dict:
-    """An infeasible point's row: the record's row (`Record.row()`) with `reason`, every metric NaN (the float ones
-    and the largest context, a whole number)."""
-    row = {**replace(result.record(), feasible=False, reason=reason).row(), "max_context_tokens": math.nan}
-    return {**row, "hidden_comm_s": math.nan}
+    """An infeasible point's row: the record's row (`Record.row()`: every metric NaN) with `reason`."""
+    return {**replace(result.record(), feasible=False, reason=reason).row(), "hidden_comm_s": math.nan}
 
 
 def _show(title: str, rows: list[dict]) -> None:

@@ -149,7 +149,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
             link = peak_batch_link_feasibility(model, result.timeline, alpha)
         except SpecError as error:  # no decode to check, or no finite BW_min: the option's
             raise SpecError("--alpha", "", error.message) from None
-        metrics["link"] = {**link.extras, "feasible": link.feasible, "reason": link.reason}
+        metrics["link"] = {**link.config, **link.extras, "feasible": link.feasible, "reason": link.reason}
         if not link.feasible:
             record = record.failing(link.reason)
     if trace_out:

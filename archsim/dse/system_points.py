@@ -19,7 +19,7 @@ The serving metrics (`SERVING_METRICS`) beside them: `throughput_tok_s`, `energy
 and p99, and `cost_per_token_usd`; and as extras the makespan, output tokens, iterations, preemptions and the
 utilization of every unit (`utilization.<unit>`). With `serving.alpha` on an attention-offloading system, the link
 check's numbers at the run's most demanding decode iteration, as `simulate --alpha --json` prints them under `link`
-(`offload.link_feasibility`'s extras, each as `link.<name>`): BW_min per compute NIC and per memory NIC
+(`offload.link_feasibility`'s config and extras, each as `link.<name>`): BW_min per compute NIC and per memory NIC
 (`link.bw_min_compute_nic_bytes_per_s`, `link.bw_min_memory_nic_bytes_per_s`) against each end's NIC rate
 (`link.compute_nic_bytes_per_s`, `link.memory_nic_bytes_per_s`), the limiting end's (`link.bw_min_bytes_per_s`,
 `link.link_bytes_per_s`), the iteration's batch and mean context, and alpha; a point whose link falls short is
@@ -181,9 +181,13 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
         link = peak_batch_link_feasibility(model, result.timeline, settings.alpha)
     except SpecError as error:  # no decode to check, or no finite BW_min
         return record.failing(f"serving.alpha: {error.message}")
-    record = dataclasses.replace(record, extras={**record.extras,
-                                                 **{f"link.{name}": v for name, v in link.extras.items()}})
+    record = dataclasses.replace(record, config={**record.config, **_prefixed("link", link.config)},
+                                 extras={**record.extras, **_prefixed("link", link.extras)})
     return record if link.feasible else record.failing(link.reason)
+
+
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{name}": value for name, value in values.items()}
 
 
 def _infeasible(target: str, reason: str) -> Record:

@@ -515,26 +515,27 @@ def link_feasibility(model: OffloadModel, contexts: Sequence[int], alpha: float)
     """Whether the model's NICs meet BW_min for this batch at overhead `alpha`: a system-iteration record of the
     batch's iteration, infeasible (with the reason, each end short of it) when a compute NIC carries less than a
     compute NIC's BW_min or a memory NIC less than a memory NIC's (`bw_min_per_nic_bytes_per_s`). Its extras hold
-    both ends' (`bw_min_compute_nic_bytes_per_s` against `compute_nic_bytes_per_s`, the same for memory) and, as
-    `bw_min_bytes_per_s` against `link_bytes_per_s`, the end's that limits a message (`message_nics`)."""
+    both ends' BW_min (`bw_min_compute_nic_bytes_per_s`, `bw_min_memory_nic_bytes_per_s`) and, as
+    `bw_min_bytes_per_s`, the end's that limits a message (`message_nics`); its config what they are checked
+    against (`compute_nic_bytes_per_s`, `memory_nic_bytes_per_s`, the limiting end's as `link_bytes_per_s`), alpha
+    and the batch."""
     tp, b = model.compute.parallelism.tp, model.pool_devices
     ends = tuple(zip(("compute", "memory"), (model.link, model.pool_link), (tp, b),
                      bw_min_per_nic_bytes_per_s(model, contexts, alpha), strict=True))
     limit = ends[0] if model.message_end == "compute" else ends[1]
     cost = model.iteration(Batch((), tuple(contexts)))
     record = cost.record(model.name)
-    extras = {"bw_min_bytes_per_s": limit[3], "link_bytes_per_s": limit[1].bytes_per_s_per_direction,
-              **{f"bw_min_{end}_nic_bytes_per_s": need for end, _, _, need in ends},
-              **{f"{end}_nic_bytes_per_s": link.bytes_per_s_per_direction for end, link, _, _ in ends},
-              "alpha": alpha, "batch": len(contexts)}
+    config = {"alpha": alpha, "batch": len(contexts), "link_bytes_per_s": limit[1].bytes_per_s_per_direction,
+              **{f"{end}_nic_bytes_per_s": link.bytes_per_s_per_direction for end, link, _, _ in ends}}
+    extras = {"bw_min_bytes_per_s": limit[3], **{f"bw_min_{end}_nic_bytes_per_s": need for end, _, _, need in ends}}
     short = [end for end in ends if end[1].bytes_per_s_per_direction < end[3]]
     if not short:
-        return replace(record, extras=extras)
+        return replace(record, config=config, extras=extras)
     reason = "; ".join(f"link {link.name}: {have} GB/s per NIC is below BW_min {bw_min} GB/s per {end} NIC ({nics} "
                        "of them)" for end, link, nics, need in short
                        for have, bw_min in [_gb_per_s_apart(link.bytes_per_s_per_direction, need)])
     reason += f" for batch {len(contexts)} at network overhead alpha {alpha:g}"
-    return replace(record, feasible=False, reason=reason, extras=extras)
+    return replace(record, feasible=False, reason=reason, config=config, extras=extras)
 
 
 def _gb_per_s_apart(low_bytes_per_s: float, high_bytes_per_s: float) -> tuple[str, str]:
@@ -558,7 +559,7 @@ def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[Iteratio
     the most; it does not always grow with the batch (ATIME steps up where the pool's decode kernel spills into another
     wave: LLaMA3-70B on `lamina` asks 53.2 GB/s at 234 requests of 100 tokens, 52.5 at 235), so every batch size's
     is checked, and the one asking the most is returned (its batch and context in the
-    extras). A run that never decoded a token after a request's first is a SpecError naming `timeline`, and an
+    config). A run that never decoded a token after a request's first is a SpecError naming `timeline`, and an
     `alpha` too small for a finite BW_min one naming `alpha`: neither leaves a link to check."""
     shortest: dict[int, int] = {}  # batch size -> its shortest mean context
     for it in timeline:
@@ -573,7 +574,7 @@ def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[Iteratio
     record = link_feasibility(model, [context] * n, alpha)  # the iteration costed once, for the worst batch
     if not math.isfinite(record.extras["bw_min_bytes_per_s"]):
         raise SpecError("<python>", "alpha", f"expected an overhead large enough for a finite BW_min, got {alpha:g}")
-    return replace(record, extras={**record.extras, "context": context})
+    return replace(record, config={**record.config, "context": context})
 
 
 def offload_model(system: System, workload: Workload) -> OffloadModel:

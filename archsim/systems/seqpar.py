@@ -172,20 +172,20 @@ class ParallelResult:
         s = self.spec
         link = _link_name(s)
         training = s.direction == "fwd+bwd"  # the training settings and the recomputed forward (null else)
-        extras = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
+        config = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.attention_kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
                   "seq_len": s.seq_len, "batch": s.batch,
                   "causal": s.causal, "direction": s.direction, "scope": s.scope,
                   "checkpointing": s.checkpointing if training else None,
-                  "training_precision": s.training_precision if training else None,
-                  "compute_s": self.compute_s, "recompute_s": self.recompute_s if training else None,
+                  "training_precision": s.training_precision if training else None}
+        extras = {"compute_s": self.compute_s, "recompute_s": self.recompute_s if training else None,
                   "comm_s": self.comm_s, "exposed_comm_s": self.exposed_comm_s, "wait_s": self.wait_s,
                   "ideal_s": self.ideal_s,
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
         return Record("parallel", s.label, self.feasible, self.reason, self.time_s, self.energy_j, busy_s=busy,
-                      extras=extras)
+                      config=config, extras=extras)
 
 
 def _link_name(spec: ParallelSpec) -> str:

@@ -57,12 +57,12 @@ What each method needs, and nothing is filled in for it:
 
 A point's record (`point_record`, what a `sparse:` sweep stores; `archsim.record`): target_kind `sparse`,
 `latency_s` the method's time in the phase, energy board power x that time (as a GPU point's,
-`archsim.model.gpu.gpu_record`: an upper bound at the preset's TDP), area and DRAM traffic NaN (not modelled), extras
-`RECORD_METRICS` (`speedup` = dense time / the method's), `dense_fits` (1 or 0), `budget` (NaN where None) and the
-point's other numeric fields. It is feasible where `fits` is, the field `archsim sparse` prints: a method side that
-does not fit the GPU's memory or has no time cannot run, so the record is infeasible, its reason the memory against
-the GPU's DRAM. Dense not fitting or having no time leaves the record feasible, its speedup NaN (a dense run that
-cannot run is no baseline).
+`archsim.model.gpu.gpu_record`: an upper bound at the preset's TDP), area and DRAM traffic NaN (not modelled),
+config `budget` (NaN where None), extras `RECORD_METRICS` (`speedup` = dense time / the method's), `dense_fits` (1
+or 0) and the point's other numeric fields. It is feasible where `fits` is, the field `archsim sparse` prints: a
+method side that does not fit the GPU's memory or has no time cannot run, so the record is infeasible, its reason
+the memory against the GPU's DRAM. Dense not fitting or having no time leaves the record feasible, its speedup NaN
+(a dense run that cannot run is no baseline).
 
 On a system (`system_points`, `archsim sparse --system`): what Quest's or DuoAttention's selection does on a system
 spec's PIM devices and attention-offloading memory pool (`kv_selection`'s "PIM, offloading"), a flat row each:
@@ -363,10 +363,11 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
     dense_runs = bool(point["dense_fits"])
     extras = {"speedup": dense_time_s / time_s if dense_runs and time_s > 0 else NAN, "dense_time_s": dense_time_s,
               "memory_bytes": point["memory_bytes"], "dense_memory_bytes": point["dense_memory_bytes"],
-              "dense_fits": int(point["dense_fits"]), "budget": NAN if point.get("budget") is None else point["budget"],
+              "dense_fits": int(point["dense_fits"]),
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
-    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s, extras=extras)
+    config = {"budget": NAN if point.get("budget") is None else point["budget"]}
+    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s, config=config, extras=extras)
 
 
 def unfit_reason(point: Mapping, gpu: GPU) -> str:
