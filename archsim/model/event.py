@@ -84,8 +84,9 @@ Outputs
   resource is charged to its source, "<level> bandwidth" for a transfer, "waiting on <Einsum>" for a compute
   tile, "pipeline stall <term>" for a stall term of the overlap expression, and before it started the task
   waited either for its resource (the previous holder is next on the path: contention) or for its last-finishing
-  dependency. Per unit, busy + stalls = latency; `stalls` sums the units' (unit-seconds), `unit_stalls` keeps
-  them apart.
+  dependency. A unit that runs no tile (the mapping binds no Einsum to it) waits on nothing: its whole latency is
+  "no work mapped". Per unit, busy + stalls = latency; `stalls` sums the units' (unit-seconds), `unit_stalls`
+  keeps them apart.
 
 What it sees that the analytical model cannot: contention, where transfers of different Einsums and units queue on
 one channel so a tile's data arrives late although the level's total time is below the group's; pipeline fill and
@@ -120,6 +121,7 @@ from archsim.model.result import Result
 from archsim.model.trace import Span
 
 _END_S, _START_S = attrgetter("end_s"), attrgetter("start_s")
+NO_WORK_MAPPED = "no work mapped"  # the stall source of a compute unit that runs no tile
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,10 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
 
 def _unit_stalls(tiles: list[Task], final: Task, latency_s: float) -> dict[str, float]:
     """A compute unit's idle gaps (`tiles`: its tasks), blamed on the critical path into the tile that ends the gap
-    (or into `final`, the task that ends the run at `latency_s`)."""
+    (or into `final`, the task that ends the run at `latency_s`). A unit without tiles is not held up by the path:
+    it idles the whole run for `NO_WORK_MAPPED`."""
+    if not tiles:
+        return {NO_WORK_MAPPED: latency_s} if latency_s > 0 else {}
     blame: Counter[str] = Counter()
     free_s = 0.0
     for t in sorted(tiles, key=_START_S):

@@ -105,7 +105,8 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
             sections.append(section_html(
                 "stalls", "Stall sources",
                 "From the event model: the time each compute unit sat idle, by cause (waiting on an Einsum's tiles, "
-                "DRAM bandwidth, a pipeline delay of the mapping), as a share of units x latency."))
+                "DRAM bandwidth, a pipeline delay of the mapping, no work mapped to the unit), as a share of units "
+                "x latency."))
     elif points:
         intro += "<p>No point can be drawn, so the report has no figures.</p>"
     if timeline is not None and len(drawn) == len(points):
