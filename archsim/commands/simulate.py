@@ -17,10 +17,11 @@ import click
 
 from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
-from archsim.model.trace import write_chrome_trace
+from archsim.model.trace import chrome_trace as spans_chrome_trace
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
+from archsim.systems.offload_events import SPANS_NOTE
 from archsim.systems.requests import (
     LENGTH_PRESETS,
     MAX_REQUESTS,
@@ -179,16 +180,20 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
 def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, result: ServingResult, path: str) -> dict:
     """`--layer-trace`: replay the decoder layers of the run's longest decode iteration (`served` kept its batch;
     its place among the timeline's decode iterations gives its number), write the replay's trace to `path`, and
-    return what `simulate` reports of it (`--json` adds `busy_s`: the seconds each of the trace's tracks was busy)."""
+    return what `simulate` reports of it (`--json` adds `busy_s`: the seconds each of the trace's tracks was busy).
+    An attention-offloading replay's trace says in `otherData.spans` what its replicas' spans hold
+    (`offload_events.SPANS_NOTE`, as `reproduce lamina`'s traces do: the last token's tail is in none), and its
+    record in `spans`, since `busy_s` sums those spans."""
     if served.batch is None:  # the run's results stand; there is nothing to replay, and no trace is written
         return {"skipped": "no iteration decoded a token (each served request wanted one): there is no decode "
                            "iteration to replay, and no trace was written"}
     iteration = [i for i, it in enumerate(result.timeline) if it.n_decode][served.decodes_before]
     run = replay_iteration(model, served.batch)
-    write_chrome_trace(run.spans, path)
+    note = {"spans": SPANS_NOTE} if isinstance(model, OffloadModel) else {}
+    write_text(path, json.dumps(spans_chrome_trace(run.spans) | ({"otherData": note} if note else {})))
     return {"iteration": iteration, "decodes": len(served.batch.decode_context_tokens),
             "prompts": len(served.batch.prefill_tokens), "replay_s": run.replay_s, "closed_form_s": run.closed_form_s,
-            "difference": run.difference, "covers": run.covers, "busy_s": run.busy_s(), "trace": path}
+            "difference": run.difference, "covers": run.covers, "busy_s": run.busy_s(), **note, "trace": path}
 
 
 def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:

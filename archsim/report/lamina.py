@@ -339,7 +339,7 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                      "layer's norm and QKV. Drawn: a steady window, micro-batch 0's token "
                      f"{PIPELINE_TOKEN} over its first {PIPELINE_LAYERS} layers; the start-up (micro-batch 1 starts "
                      "a slice after micro-batch 0, whose first slice has no ops after an attention, so the replica "
-                     "idles) is in the whole run (two tokens, every layer) as a Perfetto trace: "
+                     f"idles) is in the whole run ({lamina.TRACE_TOKENS} tokens, every layer) as a Perfetto trace: "
                      "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
         section_html("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
                      f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
@@ -361,7 +361,8 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
 
 def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: PipelineRun) -> None:
     """`name`.png/.csv, the steady window of a `TRACE_BATCH`-request run (`pipeline_rows` from micro-batch 0's
-    token before `PIPELINE_TOKEN` back), and `name`_trace.json, the whole run."""
+    token before `PIPELINE_TOKEN` back), and `name`_trace.json, the whole run; the title's steady time per token is
+    the run's `token_s`, over its second half (`lamina_reproduce.TRACE_TOKENS` tokens: the start-up left out)."""
     from_s = run.token_done_s[0][PIPELINE_TOKEN - 1]
     rows = pipeline_rows(run.spans, token=PIPELINE_TOKEN, from_s=from_s)
     save_table_and_figure(out_dir, name, rows, pipeline_figure(

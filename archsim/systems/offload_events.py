@@ -96,7 +96,7 @@ class PipelineRun:
     @property
     def token_s(self) -> float:
         """Steady-state time per token: the mean over micro-batches of `steady_gap_s`; NaN with fewer than 2
-        tokens."""
+        tokens, and not steady with 2 (`steady_gap_s`: the one gap holds the start-up)."""
         gaps = [steady_gap_s(done) for done in self.token_done_s if len(done) >= 2]
         return sum(gaps) / len(gaps) if gaps else float("nan")
 
@@ -223,8 +223,13 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     """One micro-batch's mean time between tokens over the second half of its run (at least the last gap): the
     start-up (the stagger, the first slice without the ops after an attention, the queues filling) fades over the
     first tokens, and `simulate_pipeline` keeps every micro-batch running until all have their tokens, so no
-    measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady. In a
-    ping-pong pipeline the gaps settle by the third token; in a staggered one (n >= 3) whose LM heads queue the
+    measured gap has the drain in it. Assumption: the run is long enough for its second half to be steady, at
+    least 3 tokens: with 2 the one gap read is token 0 -> 1's, which holds the start-up (LLaMA3-70B staggered, n =
+    3 on 2 replicas, 300 requests at 1024 tokens: 42.765, 42.834 and 42.765 ms, a mean below the closed form's
+    replica bound, 42.834 ms, which every later gap meets). A 2-token run is not refused (one micro-batch has no
+    start-up between its tokens: `lamina_reproduce.bw_min_cross_check`'s run), so the caller picks the tokens
+    (`lamina_reproduce.TRACE_TOKENS`, `schedule_events.OFFLOAD_TOKENS`: 4). In a ping-pong pipeline the gaps
+    settle by the third token (gap 1 -> 2); in a staggered one (n >= 3) whose LM heads queue the
     other micro-batches they could repeat over several tokens while the replicas and the pool served first come,
     first served (six in LLaMA3-8B at n = 3, 256 requests at 2K tokens), and the mean of a second half that is not
     whole periods was off their mean by a few per cent. Served in turn (the replicas) and oldest first (the pool),
