@@ -186,7 +186,7 @@ def _prefill_table(points: list[dict], patterns: str | None) -> None:
                    f"{_number(p['dense_time_s'] / p['time_s'], '.2f', 'x'):>8} {_number(p['attention_s'], '.3f'):>9} "
                    + (f"{_number(p['estimate_s'], '.3f'):>9} " if estimate else "")
                    + (f"{p['effective_density']:>7.3g} " if density else "")
-                   + f"{_number(p['dense_attention_s'], '.3f'):>10} {p['other_ops_s']:>10.3f} "
+                   + f"{_number(p['dense_attention_s'], '.3f'):>10} {_number(p['other_ops_s'], '.3f'):>10} "
                    f"{_number(p['kv_host_s'], '.3f'):>10} "
                    f"{p['memory_bytes'] / 1e9:>8.1f} {_gb(p['resident_bytes'], p['fits']):>11}")
     # a tenth above the density asked: the floor, not each row's rounding (0.101 for 0.1 at 128K)

@@ -18,7 +18,8 @@ that side's prefill keeps there at once (`resident_bytes` / `dense_resident_byte
 the weights, the KV cache it keeps on the GPU, all of it or, where that does not fit, one layer's with the rest on
 the host, `sparse_prefill.kv_on_host`, and one layer's working set: its input, the normed copy, Q and O); a side the
 GPU cannot hold has no time (`sparse_prefill`, "Memory"): its times are NaN (null in JSON, n/a in a table), the point
-still a row, the other side timed.
+still a row, the other side timed; its other ops (`other_ops_s`, the layers' ops other than attention: the same on
+both sides, one field) are NaN too where neither side has a time.
 DuoAttention's prefill point takes its decode points' memory (the weights and the KV cache the method keeps once
 the prompt is in: retrieval heads whole, streaming heads their window; dense: the whole cache), so its rows at a
 context agree on memory; its `dense_fits` is the other prefills' (the same dense run), and its `fits` counts what
@@ -249,15 +250,17 @@ def flex_point(workload: Workload, gpu: GPU, context: int, density: float) -> di
 def _prefill_record(method: str, workload: Workload, gpu: GPU, context: int, sparse: Prefill) -> dict:
     """A sparse prefill's point beside dense FlashAttention-2's at the same context, with its parts; memory: the
     weights and the prompt's KV cache, the same for both; what each side holds on the GPU at once, and whether it
-    fits: a side the GPU cannot hold has no time (module docstring)."""
+    fits: a side the GPU cannot hold has no time (module docstring), and the other ops, the same on both sides, are
+    a part of a time only where a side has one."""
     dense = dense_prefill(workload, gpu, context)
     weights, kv = kv_selection.weight_bytes(workload), kv_selection.dense_kv_bytes(workload, context)
+    fits, dense_fits = not math.isnan(sparse.time_s), not math.isnan(dense.time_s)
     return {**point(method, workload.name, gpu.name, "prefill", context, None, sparse.time_s, dense.time_s,
                     weights + kv, weights + kv),
             "attention_s": sparse.attention_s, "dense_attention_s": dense.attention_s,
-            "other_ops_s": dense.other_ops_s, "kv_host_s": dense.kv_host_s,
+            "other_ops_s": dense.other_ops_s if fits or dense_fits else math.nan, "kv_host_s": dense.kv_host_s,
             "resident_bytes": sparse.resident_bytes, "dense_resident_bytes": dense.resident_bytes,
-            "fits": not math.isnan(sparse.time_s), "dense_fits": not math.isnan(dense.time_s)}
+            "fits": fits, "dense_fits": dense_fits}
 
 
 def duo_prefill_point(workload: Workload, gpu: GPU, decode: SelectionDecode, fraction: float, sinks: int,
