@@ -50,7 +50,7 @@ def test_check_reads_a_trace_as_simulate_does(cli, tmp_path: Path) -> None:
     late = tmp_path / "late.csv"
     late.write_text("arrival_s,prompt_tokens,output_tokens\n1e308,10,10\n")
     out = cli("check", str(late), expect=2).output
-    assert out.startswith(f"error: {late}: request 0: arrival_s: expected a number of seconds from 0 to"), out
+    assert out.startswith(f"error: {late}: line 2: arrival_s: expected a number of seconds from 0 to"), out
 
 
 def test_a_folder_given_as_a_spec_is_named_as_a_folder(cli, tmp_path: Path) -> None:

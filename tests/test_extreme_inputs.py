@@ -36,7 +36,7 @@ def test_a_request_wanting_more_output_tokens_than_a_run_of_minutes_is_refused(t
     trace = tmp_path / "long.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,1,16777216\n")
     code, output = _run("simulate", "-s", "gpu", "-w", "llama3-8b", "--trace", str(trace))
-    assert code == 2 and output.startswith(f"error: {trace}: request 0: output_tokens: expected at most 1048576 "), \
+    assert code == 2 and output.startswith(f"error: {trace}: line 2: output_tokens: expected at most 1048576 "), \
         output
     assert "ARCHSIM_MAX_OUTPUT_TOKENS" in output
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,1,8\n")

@@ -247,11 +247,11 @@ def test_an_arrival_past_the_timed_range_is_refused(tmp_path, cli):
     """At an arrival of 1e20 s an iteration's milliseconds vanished in float64: TTFT and TBT read 0 ms."""
     trace = tmp_path / "late.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n1e20,128,10\n")
-    says = "request 0: arrival_s: expected a number of seconds from 0 to 1.07374e+09"
+    says = "arrival_s: expected a number of seconds from 0 to 1.07374e+09"
     assert cli("simulate", "--system", "vllm-h100", "-w", "llama3-8b", "--trace", str(trace),
-               expect=2).output.startswith(f"error: {trace}: {says}")
+               expect=2).output.startswith(f"error: {trace}: line 2: {says}")  # the file's line (s38)
     assert cli("simulate", "--system", "vllm-h100", "-w", "llama3-8b", "--rate", "1e-300", "--requests", "5",
-               expect=2).output.startswith(f"error: --rate: {says}")
+               expect=2).output.startswith(f"error: --rate: 1e-300 requests/s puts request 0: {says}")  # the rate
 
 
 @pytest.mark.parametrize(("fields", "where"), [

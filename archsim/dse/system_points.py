@@ -56,7 +56,7 @@ from archsim.memo import per_object
 from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
-from archsim.systems.requests import Request, check_requests, poisson_requests, read_trace
+from archsim.systems.requests import Request, checked_poisson_requests, read_trace
 from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
@@ -94,12 +94,8 @@ def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, s
     a SpecError at `rate_where`, the path that gave the rate."""
     if is_trace(lengths):
         return read_trace(trace_path(lengths, source))
-    requests = poisson_requests(rate_per_s=rate_per_s, n=settings.requests, lengths=lengths, seed=settings.seed)
-    try:
-        check_requests(requests, source)
-    except SpecError as error:
-        raise SpecError(source, rate_where, f"{rate_per_s:g} requests/s puts {error.where}: {error.message}") from None
-    return requests
+    return checked_poisson_requests(rate_per_s=rate_per_s, n=settings.requests, lengths=lengths, seed=settings.seed,
+                                    source=source, rate_where=rate_where)
 
 
 TRACE_KEY = "<csv trace>"  # a trace's lengths in a point's key: its requests' digest says which

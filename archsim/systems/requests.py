@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archsim.errors import SpecError, check_choice
-from archsim.gpu.measurements import read_csv_rows
+from archsim.gpu.measurements import read_csv_records
 from archsim.limits import env_limit
 from archsim.workload import max_size
 
@@ -53,6 +53,12 @@ MAX_OUTPUT_TOKENS_ENV = "ARCHSIM_MAX_OUTPUT_TOKENS"
 _STANDARD_NORMAL = statistics.NormalDist()
 # A trace's token count: ASCII digits alone (int() also takes "1_0", "+10" and other scripts' digits, "١٠")
 TOKENS_TEXT = re.compile(r"[0-9]+")
+# A trace's arrival: a decimal number in ASCII digits, with an exponent or not (float() also takes "1_0", "١٠",
+# "inf" and "nan")
+SECONDS_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The latest arrival a run times: float64 seconds there still resolve 2^30 x 2^-52 = 0.24 us (at 1e20 s an
+# iteration's milliseconds vanished and TTFT and TBT read 0)
+MAX_ARRIVAL_S = float(2**30)
 
 
 @dataclass(frozen=True)
@@ -182,12 +188,12 @@ def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, 
 
 
 def _parse_seconds(text: str, source: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    """A number of seconds >= 0 written in the digits 0-9 (`SECONDS_TEXT`; spaces around it allowed)."""
+    written = text.strip()
+    value = float(written) if SECONDS_TEXT.fullmatch(written) else math.nan
     if not (math.isfinite(value) and value >= 0):
-        raise SpecError(source, where, f"expected a finite number of seconds >= 0, got {text.strip()!r}")
+        raise SpecError(source, where, f"expected a finite number of seconds >= 0 in the digits 0-9 (e.g. 0.25 or "
+                                       f"1e-3), got {written!r}")
     return value
 
 
@@ -220,38 +226,50 @@ def check_request_count(n: int, source: str, where: str = "") -> None:
 
 def read_trace(path: str | Path) -> tuple[Request, ...]:
     """Requests from a CSV file with the header `arrival_s,prompt_tokens,output_tokens` (in any order, no other
-    columns), one request a row; request ids are the row order (0-based). Rows need not be sorted by arrival.
-    Errors name the file, the line and column, and what was expected (the file itself: `read_csv_rows`)."""
+    columns), one request a row; request ids are the row order (0-based). Rows need not be sorted by arrival; blank
+    lines (nothing but spaces) are skipped, a row of empty cells is not. Each row is checked as `check_requests`
+    checks a request. Errors name the file, the line the row starts on and the column, and what was expected (the
+    file itself: `read_csv_records`)."""
     source = str(path)
-    rows = read_csv_rows(path, f"the header {','.join(TRACE_COLUMNS)}")
-    check_request_count(len(rows) - 1, source)
-    header = [name.strip() for name in rows[0]]
+    records = read_csv_records(path, f"the header {','.join(TRACE_COLUMNS)}")
+    check_request_count(len(records) - 1, source)
+    header = [name.strip() for name in records[0][1]]
     if sorted(header) != sorted(TRACE_COLUMNS):
         raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header)}")
     column = {name: header.index(name) for name in TRACE_COLUMNS}
-    limit = max_size()
+    limit, most_output_tokens = max_size(), env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     requests: list[Request] = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
+    for line, row in records[1:]:
+        if len(row) <= 1 and not "".join(row).strip():
             continue
         if len(row) != len(header):
             raise SpecError(source, f"line {line}", f"expected {len(header)} fields, got {len(row)}")
         at = {name: (row[column[name]], source, f"line {line}: {name}") for name in TRACE_COLUMNS}
-        requests.append(Request(len(requests), _parse_seconds(*at["arrival_s"]),
-                                _parse_tokens(*at["prompt_tokens"], limit), _parse_tokens(*at["output_tokens"], limit)))
+        request = Request(len(requests), _parse_seconds(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"], limit),
+                          _parse_tokens(*at["output_tokens"], limit))
+        _check_request(request, source, f"line {line}", most_output_tokens)
+        requests.append(request)
     if not requests:
         raise SpecError(source, "", "the trace holds no requests")
     return tuple(requests)
 
 
-# The latest arrival a run times: float64 seconds there still resolve 2^30 x 2^-52 = 0.24 us (at 1e20 s an
-# iteration's milliseconds vanished and TTFT and TBT read 0)
-MAX_ARRIVAL_S = float(2**30)
+
+def checked_poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution | str, seed: int,
+                             source: str, rate_where: str = "") -> tuple[Request, ...]:
+    """`poisson_requests`, checked as the simulator checks requests (`check_requests`): a rate so low that an
+    arrival falls past what a float times to the microsecond is a SpecError at `rate_where` of `source`, the option
+    or path that gave the rate, in its terms (the rate, then the request it puts too late)."""
+    requests = poisson_requests(rate_per_s=rate_per_s, n=n, lengths=lengths, seed=seed)
+    try:
+        check_requests(requests, source)
+    except SpecError as error:
+        raise SpecError(source, rate_where, f"{rate_per_s:g} requests/s puts {error.where}: {error.message}") from None
+    return requests
 
 
 def check_requests(requests: Sequence[Request], source: str = "<python>") -> None:
-    """Reject requests with duplicate ids, arrivals that are negative, not finite or past `MAX_ARRIVAL_S`, lengths
-    below one token, or more output tokens than `MAX_OUTPUT_TOKENS` (ARCHSIM_MAX_OUTPUT_TOKENS)."""
+    """Reject requests with duplicate ids, or any `_check_request` rejects, naming the request by its id."""
     seen: set[int] = set()
     most = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     for r in requests:
@@ -261,16 +279,23 @@ def check_requests(requests: Sequence[Request], source: str = "<python>") -> Non
         if r.id in seen:
             raise SpecError(source, where, "duplicate request id")
         seen.add(r.id)
-        if not (math.isfinite(r.arrival_s) and 0 <= r.arrival_s <= MAX_ARRIVAL_S):
-            raise SpecError(source, f"{where}: arrival_s", f"expected a number of seconds from 0 to {MAX_ARRIVAL_S:g} "
-                                                           f"(beyond it a float cannot time a microsecond), got "
-                                                           f"{r.arrival_s:g}")
-        for name in ("prompt_tokens", "output_tokens"):
-            value = getattr(r, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
-        if r.output_tokens > most:
-            raise SpecError(source, f"{where}: output_tokens",
-                            f"expected at most {most} (each output token is a decode iteration of the run, about "
-                            f"0.1 ms of CPU; raise the limit with the environment variable {MAX_OUTPUT_TOKENS_ENV}), "
-                            f"got {r.output_tokens}")
+        _check_request(r, source, where, most)
+
+
+def _check_request(r: Request, source: str, where: str, most_output_tokens: int) -> None:
+    """Reject a request (named `where`: by its id, or its trace's line) arriving at a time that is negative, not
+    finite or past `MAX_ARRIVAL_S`, with a length below one token, or wanting more output tokens than
+    `most_output_tokens` (`MAX_OUTPUT_TOKENS`, ARCHSIM_MAX_OUTPUT_TOKENS)."""
+    if not (math.isfinite(r.arrival_s) and 0 <= r.arrival_s <= MAX_ARRIVAL_S):
+        raise SpecError(source, f"{where}: arrival_s", f"expected a number of seconds from 0 to {MAX_ARRIVAL_S:g} "
+                                                       f"(beyond it a float cannot time a microsecond), got "
+                                                       f"{r.arrival_s:g}")
+    for name in ("prompt_tokens", "output_tokens"):
+        value = getattr(r, name)
+        if not (isinstance(value, int) and value >= 1):
+            raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
+    if r.output_tokens > most_output_tokens:
+        raise SpecError(source, f"{where}: output_tokens",
+                        f"expected at most {most_output_tokens} (each output token is a decode iteration of the run, "
+                        f"about 0.1 ms of CPU; raise the limit with the environment variable {MAX_OUTPUT_TOKENS_ENV}), "
+                        f"got {r.output_tokens}")

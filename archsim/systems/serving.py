@@ -34,8 +34,9 @@ paged KV cache and preemption. The assumptions, all in one place:
   length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
   to run and the shortest known not to (`_Prefills`), and a system that never raises is asked for nothing but its
   iterations and, while the queue's front waits for pages, lone prefills of lengths not yet known to run. A
-  request preempted after its first token whose recompute (prompt and emitted tokens) cannot run is refused then:
-  its emitted tokens leave the counts (its gaps between tokens stay among the TBT samples).
+  request preempted after its first token whose recompute (prompt and emitted tokens) cannot run is refused then
+  (in `recompute_ids` too): its emitted tokens leave the counts, the steady window's those it emitted by the
+  window's end (its gaps between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
   When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the
   default for single-sequence requests): its pages are freed and it returns to the front of the queue; when
@@ -57,7 +58,9 @@ paged KV cache and preemption. The assumptions, all in one place:
   last request's admission: the queue runs dry after it), over the window from the first arrival to it
   (`steady_end_s`; an open-loop run that keeps up ends it at the last arrival plus that request's TTFT), the
   drain left out; NaN (no steady window) where no request finished by then, so the window held only the batch's fill
-  (an offline batch admitted at once, one request, a burst that ends while its first requests still decode);
+  (an offline batch admitted at once, one request, a burst that ends while its first requests still decode; a
+  request of one output token finishes at its first token, so a burst of them, or one alone, has a window, whose
+  throughput is the makespan's);
   utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
   the model's `static_w` over the makespan's idle time (no iteration running: the devices' static power is drawn
   busy or idle; a device priced by board power has no idle power in its preset, so nothing is charged idle);
@@ -167,7 +170,8 @@ class ServingResult:
     """A run: per admitted request what happened (`requests`, by id), the ids rejected as never fitting the cache
     (those longer than one request's KV may be, the cache holding them, also in `beyond_request_kv_ids`) or as asking
     for a prefill the system cannot run (those also in `unrunnable_ids`, and why the shortest such prefill cannot run
-    in `unrunnable_reason`), the serving metrics (module docstring), the totals, and the
+    in `unrunnable_reason`; those refused only for their recompute after a preemption also in `recompute_ids`), the
+    serving metrics (module docstring), the totals, and the
     iteration `timeline` when run with `trace=True`. Percentiles of no samples are NaN (write them as null in
     JSON)."""
 
@@ -197,6 +201,7 @@ class ServingResult:
     unrunnable_ids: tuple[int, ...] = ()
     unrunnable_reason: str = ""
     prefill_deferrals: int = 0  # times an admitted prefill went back to the queue: its iteration could not hold it
+    recompute_ids: tuple[int, ...] = ()  # of `unrunnable_ids`, those refused when their recompute could not run
 
     def record(self, price_per_hour: float = math.nan) -> Record:
         """The record every target writes (`archsim.record`): time = the p99 time between tokens, energy = per
@@ -222,15 +227,20 @@ class ServingResult:
     @property
     def rejection(self) -> str:
         """Why the run is not a result for all its requests ("" when it is): how many asked for a prefill the
-        system cannot run (the shortest's reason), how many can never fit its KV cache and how many hold more KV
-        than one request may (`request_kv_tokens`); or that it had none."""
+        system cannot run and how many were preempted and could not run their recompute (the shortest refused
+        prefill's reason), how many can never fit its KV cache and how many hold more KV than one request may
+        (`request_kv_tokens`); or that it had none."""
         rejected = len(self.rejected_ids)
         if not rejected:
             return "" if self.output_tokens else "no request was served"
         unrunnable, never_fit, beyond = rejected_by_cause(rejected, len(self.unrunnable_ids),
                                                           len(self.beyond_request_kv_ids))
+        prompts, recomputes = unrunnable - len(self.recompute_ids), len(self.recompute_ids)
+        reason = f"({'the shortest refused: ' if prompts and recomputes else ''}{self.unrunnable_reason})"
         clauses = [(n, what) for n, what in (
-            (unrunnable, f"ask for a prefill {self.system} cannot run ({self.unrunnable_reason})"),
+            (prompts, f"ask for a prefill {self.system} cannot run{'' if recomputes else ' ' + reason}"),
+            (recomputes, f"were preempted and their recompute (prompt and emitted tokens) is a prefill {self.system} "
+                         f"cannot run {reason}"),
             (never_fit, f"can never fit the KV cache of {self.system}"),
             (beyond, f"are too long for {request_kv_limit(self.request_kv_tokens)} on {self.system}")) if n]
         (count, what), *rest = clauses
@@ -268,13 +278,17 @@ class _Live:
     iteration (its KV tokens, its last token's time, the step of its last token) lives in the engine's lists
     instead (`_Engine`); `emitted` and `last_token_s` are brought up to date when it is preempted."""
 
-    __slots__ = ("emitted", "first_token_s", "last_token_s", "preemptions", "request")
+    __slots__ = ("emitted", "first_token_s", "last_token_s", "late_since_s", "late_tokens", "preemptions",
+                 "prefill_s", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
         self.emitted = 0
         self.first_token_s = math.nan
         self.last_token_s = math.nan
+        self.prefill_s = math.nan  # when its latest prefill emitted a token
+        self.late_tokens = 0  # of its tokens, those emitted after `late_since_s`, the steady window's end then
+        self.late_since_s = math.nan
         self.preemptions = 0
 
 
@@ -336,6 +350,7 @@ class _Engine:
         self.rejected: list[int] = []
         self.beyond_request_kv: list[int] = []  # rejected as longer than one request's KV may be, the cache holding it
         self.unrunnable: list[int] = []  # rejected as asking for a prefill the system cannot run
+        self.recomputed: list[int] = []  # of those, refused when readmitted after a preemption
         self.prefills = _Prefills(model)
         self.tbt_s: list[float] = []
         self.timeline: list[IterationRecord] = []
@@ -346,6 +361,7 @@ class _Engine:
         self.emitted_tokens = 0  # the tokens the iterations emitted
         self.last_first_token_s = math.nan  # when a request last emitted its first token: the steady window's end
         self.steady_tokens = 0  # the tokens the iterations emitted up to then
+        self.steady_steps = 0  # the decode steps up to then
         self.preemptions = 0
         self.peak_pages = 0  # the most pages held while an iteration ran
         self.prefill_deferrals = 0  # times an admitted prefill went back to the queue
@@ -387,11 +403,23 @@ class _Engine:
         if count > 1:
             self.last_token_runs.append((last_s, count - 1))
         self._boundary_class(tokens).remove(live.request.id)
+        joined_step = finish_step - live.request.output_tokens + live.emitted  # `emitted` as when it joined
         live.emitted = live.request.output_tokens - (finish_step - self.steps)
         live.last_token_s = last_s
+        self._count_late_tokens(live, joined_step)
         live.preemptions += 1
         self.preemptions += 1
         self._requeue(live)
+
+    def _count_late_tokens(self, live: _Live, joined_step: int) -> None:
+        """Of `live`'s tokens, now that it is preempted, count those emitted after the steady window's end as it
+        stands (`late_tokens`): its decodes since it joined at `joined_step` that came after the window's last
+        step, and its prefill's token if that came after the window. Those counted against an earlier end all
+        precede the current one, set after the preemption that counted them."""
+        end_s = self.last_first_token_s
+        if live.late_since_s != end_s:
+            live.late_tokens, live.late_since_s = 0, end_s
+        live.late_tokens += self.steps - max(joined_step, self.steady_steps) + (live.prefill_s > end_s)
 
     def _requeue(self, live: _Live) -> None:
         """`live` back to the front of the queue, its pages freed (preempted, or a prefill deferred)."""
@@ -465,6 +493,7 @@ class _Engine:
         joining = []
         for live, tokens in zip(prefills, prefill_tokens, strict=True):
             live.emitted += 1
+            live.prefill_s = now_s
             if live.emitted == 1:
                 live.first_token_s = self.last_first_token_s = now_s
             else:
@@ -505,10 +534,17 @@ class _Engine:
         self.next_finish = min(self.finish_step, default=-1)
 
     def _refuse(self, live: _Live) -> None:
-        """Refuse a request whose prefill the system cannot run (`_Prefills`), freeing any pages it holds."""
+        """Refuse a request whose prefill the system cannot run (`_Prefills`), freeing any pages it holds. One
+        preempted after emitting tokens (its recompute refused) takes them out of the counts: out of the steady
+        window's those it emitted by the window's end, the others (`late_tokens`) not counted there yet."""
         self.cache.free(live.request.id)
         self.rejected.append(live.request.id)
         self.unrunnable.append(live.request.id)
+        if live.emitted:
+            self.recomputed.append(live.request.id)
+            late = live.late_tokens if live.late_since_s == self.last_first_token_s else 0
+            self.steady_tokens -= live.emitted - late
+            self.emitted_tokens -= live.emitted
         self._release()
 
     def _cost(self, prefills: list[_Live], contexts: list[int]) -> tuple[list[_Live], IterationCost | None]:
@@ -574,7 +610,7 @@ class _Engine:
             if joining:
                 self._join(joining, now_s)
             if self.last_first_token_s == now_s:  # a first token now, or an iteration of no time after one
-                self.steady_tokens = self.emitted_tokens
+                self.steady_tokens, self.steady_steps = self.emitted_tokens, self.steps
 
 
 @contextmanager
@@ -710,6 +746,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         unrunnable_ids=tuple(sorted(engine.unrunnable)),
         unrunnable_reason=engine.prefills.reason,
         prefill_deferrals=engine.prefill_deferrals,
+        recompute_ids=tuple(sorted(engine.recomputed)),
     )
 
 
