@@ -27,8 +27,7 @@ from archsim.systems.requests import (
     MAX_REQUESTS,
     MAX_REQUESTS_ENV,
     check_request_count,
-    check_requests,
-    poisson_requests,
+    checked_poisson_requests,
     read_trace,
 )
 from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
@@ -121,9 +120,9 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         check_request_count(n_requests, "--requests")
     if rate is not None and not math.isfinite(rate):
         raise SpecError("--rate", "", f"expected a finite number of requests per second, got {rate}")
-    requests = (read_trace(trace_path) if trace_path
-                else poisson_requests(rate_per_s=rate, n=n_requests, lengths=lengths, seed=seed))
-    check_requests(requests, trace_path or "--rate")
+    requests = (read_trace(trace_path) if trace_path  # each row checked, named by its line
+                else checked_poisson_requests(rate_per_s=rate, n=n_requests, lengths=lengths, seed=seed,
+                                              source="--rate"))
     model = neupims.system(load_system(system_name), workload, tp=tp, pp=pp)
     if alpha is not None and not isinstance(model, OffloadModel):
         raise SpecError("--alpha", "", f"read only by an attention-offloading system (a ping-pong or staggered "
@@ -143,7 +142,9 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     result = simulate_serving(served, requests, config,
                               trace=trace_out is not None or alpha is not None or layer_trace is not None)
     wall_s = time.perf_counter() - start
-    metrics = serving_metrics(result, untimed_messages(model.system, model.parallelism))
+    metrics = {**serving_metrics(result, untimed_messages(model.system, model.parallelism)),
+               "served_requests": _request_source(trace_path, rate, n_requests, lengths, seed),
+               "max_batch": max_batch, "max_prefill_tokens": max_prefill_tokens}
     record = result.record(model.price_per_hour)
     if alpha is not None:
         try:
@@ -220,6 +221,28 @@ def serving_metrics(result: ServingResult, not_timed: list[str]) -> dict:
     }
 
 
+def _request_source(trace_path: str | None, rate: float | None, n_requests: int | None, lengths: str,
+                    seed: int) -> dict:
+    """Where the run's requests came from, the options left at their defaults included (`--lengths`, `--seed`):
+    a run states what it served."""
+    if trace_path:
+        return {"trace": trace_path}
+    return {"rate_per_s": rate, "requests": n_requests, "lengths": lengths, "seed": seed}
+
+
+def _source_line(m: dict) -> str:
+    """`_request_source` and the batch limits as the text's `requests` line."""
+    source = m["served_requests"]
+    if "trace" in source:
+        drawn = f"from {source['trace']}"
+    else:
+        drawn = (f"{source['requests']} Poisson arrivals at {source['rate_per_s']:g}/s, {source['lengths']} lengths, "
+                 f"seed {source['seed']}")
+    budget = m["max_prefill_tokens"]
+    budget = f", at most {budget} prompt tokens an iteration" if budget is not None else ""
+    return f"  requests    {drawn}; at most {m['max_batch']} a batch{budget}"
+
+
 def _rejected(m: dict) -> str:
     """How many requests were rejected and why: too long for the KV cache, or for one bank-PIM channel's KV
     (`request_kv_tokens`), or asking for a prefill the system cannot run."""
@@ -241,6 +264,7 @@ def _show(m: dict, wall_s: float) -> None:
     served = f"{m['requests']} request{'' if m['requests'] == 1 else 's'} served"
     click.echo(f"{m['system']}: {served} ({rejected}), {m['output_tokens']} output tokens in "
                f"{m['makespan_s']:.4g} s simulated")
+    click.echo(_source_line(m))
     if unrunnable:
         click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")
     if m["not_timed"]:
