@@ -198,7 +198,8 @@ def test_workloads(tmp_path: Path) -> None:
             "run": ["run", "--mapping", "flat", "--workload", path, "--set", "seq_len=512", "--json"],
             "simulate": ["simulate", "--system", "neupims", "--workload", path, "--rate", "100", "--requests", "2",
                          "--lengths", "alpaca"],
-            "gpu-roofline": ["gpu-roofline", "--workload", path, "--seq-len", "512", "--out", "roofline"],
+            "gpu-roofline": ["gpu-roofline", "--no-causal", "--workload", path, "--seq-len", "512", "--out",
+                             "roofline"],
         }[command]
         return _run("test_workloads", args, tmp_path, mutant,
                     check_output=result_json_is_sound if command == "run" else None)
@@ -246,7 +247,7 @@ def test_gpu_presets(tmp_path: Path) -> None:
 
     def one(mutant: Mutant) -> Outcome:
         path = _write(tmp_path / "gpu.yaml", mutant)
-        args = ["gpu-roofline", "--gpu", path, *WORKLOAD, "--seq-len", "512", "--out", "roofline"]
+        args = ["gpu-roofline", "--no-causal", "--gpu", path, *WORKLOAD, "--seq-len", "512", "--out", "roofline"]
         return _run("test_gpu_presets", args, tmp_path, mutant)
 
     _fuzz("test_gpu_presets", yaml_mutant(SPEC_FILES["gpu"]), one, [unchanged(SPEC_FILES["gpu"][0])])
@@ -261,7 +262,8 @@ def test_calibration(tmp_path: Path) -> None:
         mutant, command = case
         path = _write(tmp_path / "calibration.yaml", mutant)
         args = (["validate", "--calibration", path, "--measurements", str(measurements)] if command == "validate"
-                else ["gpu-roofline", "--calibration", path, *WORKLOAD, "--seq-len", "512", "--out", "roofline"])
+                else ["gpu-roofline", "--no-causal", "--calibration", path, *WORKLOAD, "--seq-len", "512", "--out",
+                      "roofline"])
         return _run("test_calibration", args, tmp_path, mutant)
 
     _fuzz("test_calibration", st.tuples(yaml_mutant(SPEC_FILES["calibration"]),
@@ -391,7 +393,8 @@ def roofline_command(draw) -> list[str]:
     workload = draw(st.sampled_from(("bert-base", "llama3-8b", "gpt3-7b", "t5-small", "deepseek-v3-mla",
                                      "mixtral-8x7b", "nosuch")))
     gpu = draw(st.sampled_from(("h100-sxm5", "mi300x", "rtx-4090", "nosuch", "")))
-    return ["gpu-roofline", "--gpu", gpu, "--workload", workload, "--seq-len", seq_len, "--out", "roofline"]
+    return ["gpu-roofline", "--no-causal", "--gpu", gpu, "--workload", workload, "--seq-len", seq_len, "--out",
+            "roofline"]
 
 
 @st.composite
@@ -435,7 +438,7 @@ def output_command(draw, store: str, sweep: str, regular: str) -> list[str]:
     out = draw(st.sampled_from(("out", "missing/deeper/out", "", ".", regular, f"{regular}/out",
                                 "out\u2135", "out\nline", "-")))
     return draw(st.sampled_from((
-        ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", out],
+        ["gpu-roofline", "--no-causal", *WORKLOAD, "--seq-len", "512", "--out", out],
         ["validate", "--out", out],
         ["calibrate", "--out", out],
         ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--rate", "100", "--requests", "1",
@@ -504,7 +507,7 @@ LIMITS = {  # each resource limit's environment variable (README) -> a command t
     "ARCHSIM_MAX_CSV_BYTES": ["validate"],
     "ARCHSIM_MAX_VALIDATION_CTAS": ["validate"],
     "ARCHSIM_MAX_CALIBRATION_CTAS": ["calibrate"],
-    "ARCHSIM_MAX_GPU_ROWS": ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", "roofline"],
+    "ARCHSIM_MAX_GPU_ROWS": ["gpu-roofline", "--no-causal", *WORKLOAD, "--seq-len", "512", "--out", "roofline"],
 }
 
 
@@ -540,12 +543,13 @@ def odd_paths(tmp_path_factory) -> dict[str, str]:
 ODD_PATH_COMMANDS = (  # PATH is where the odd path goes
     ["check", "PATH"], ["analyze", "PATH"], ["analyze", "attention-1pass", "--workload", "PATH"],
     ["run", "--mapping", "PATH", *WORKLOAD], ["run", "--mapping", "flat", "--arch", "PATH", *WORKLOAD],
-    ["run", "--mapping", "flat", "--cascade", "PATH", *WORKLOAD], ["gpu-roofline", "--gpu", "PATH", "--out", "r"],
-    ["gpu-roofline", "--calibration", "PATH", "--out", "r"], ["validate", "--measurements", "PATH"],
+    ["run", "--mapping", "flat", "--cascade", "PATH", *WORKLOAD],
+    ["gpu-roofline", "--no-causal", "--gpu", "PATH", "--out", "r"],
+    ["gpu-roofline", "--no-causal", "--calibration", "PATH", "--out", "r"], ["validate", "--measurements", "PATH"],
     ["calibrate", "--measurements", "PATH"], ["validate", "--calibration", "PATH"],
     ["simulate", "--system", "gpu", "--workload", "gpt3-7b", "--trace", "PATH"], ["sweep", "PATH", "--local"],
     ["results", "PATH", "--csv", "x.csv"], ["report", "--sweep", "PATH", "--out", "r"],
-    ["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", "PATH"], ["calibrate", "--out", "PATH"],
+    ["gpu-roofline", "--no-causal", *WORKLOAD, "--seq-len", "512", "--out", "PATH"], ["calibrate", "--out", "PATH"],
     ["run", "--mapping", "flat", *WORKLOAD, "--model", "event", "--trace", "PATH"],
     ["report", "--library", "--out", "PATH"],
 )
@@ -595,7 +599,7 @@ def test_unwritable_outputs(tmp_path: Path, sweep_store: tuple[str, str]) -> Non
     folder.mkdir()
     under = str(regular / "out")
     writers = [  # (args with OUT where the output path goes, OUT is a file (else a folder))
-        (["gpu-roofline", *WORKLOAD, "--seq-len", "512", "--out", "OUT"], False),
+        (["gpu-roofline", "--no-causal", *WORKLOAD, "--seq-len", "512", "--out", "OUT"], False),
         (["validate", "--out", "OUT"], False),
         (["calibrate", "--out", "OUT"], True),
         (["simulate", "--system", "neupims", "--workload", "gpt3-7b", "--rate", "100", "--requests", "2",

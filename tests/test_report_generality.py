@@ -143,7 +143,8 @@ def test_gpu_roofline_prints_small_rates_names_the_workload_and_lists_every_kern
         "batch": 1, "seq_len": 1, "hidden": 2048, "heads": 8, "kv_heads": 1, "head_dim": 256, "ffn_dim": 8192,
         "layers": 7, "vocab": 32000, "word_bytes": 2}}))
     out = tmp_path / "gr"
-    printed = cli("gpu-roofline", "--gpu", "a100-80gb-sxm4", "--workload", str(workload), "--out", str(out)).output
+    printed = cli("gpu-roofline", "--gpu", "a100-80gb-sxm4", "--workload", str(workload), "--causal", "--out",
+                  str(out)).output
     assert titles == ["tiny-mqa attention kernels on a100-80gb-sxm4"]
     assert "inf" not in (out / "roofline.csv").read_text()
     table = pd.read_csv(out / "roofline.csv").set_index("label")

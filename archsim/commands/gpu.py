@@ -317,14 +317,18 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
                    "8192).")
 @click.option("--calibration", default=DEFAULT_CALIBRATION, show_default=True, metavar="V", callback=nonempty,
               help="A packaged calibration version or a calibration YAML path: the kernels' parameters.")
+@click.option("--causal/--no-causal", default=None,
+              help="Whether the prefill is causal. Default: causal for a workload naming its decoder block; one "
+                   "that names none (an encoder such as bert-base, or sizes alone) must say.")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/gpu-roofline", show_default=True,
               callback=nonempty, help="Write roofline.png and roofline.csv here.")
-def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, out: str) -> None:
-    """Roofline of a workload's attention kernels on a GPU: each kernel (causal prefill forward/backward,
-    decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under the tensor, exp and bandwidth
-    ceilings; writes roofline.png and roofline.csv (a row per kernel; one that cannot run the workload has empty
-    numbers and its reason; exp_ceiling_flops_per_s is empty for a kernel the model runs no SFU exp in: no exp
-    ceiling).
+def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibration: str, causal: bool | None,
+                     out: str) -> None:
+    """Roofline of a workload's attention kernels on a GPU: each kernel (prefill forward/backward, causal for a
+    decoder, `--no-causal` for an encoder; decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under
+    the tensor, exp and bandwidth ceilings; writes roofline.png and roofline.csv (a row per kernel; one that cannot
+    run the workload has empty numbers and its reason; exp_ceiling_flops_per_s is empty for a kernel the model runs
+    no SFU exp in: no exp ceiling).
 
     Example: archsim gpu-roofline --gpu a100-80gb-sxm4 --workload llama3-8b --seq-len 8192
     """
@@ -346,10 +350,14 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
             params["seq_len"] = check_size("seq_len", seq_len, "--seq-len", "")
         family_params = named("--calibration", calibration, load_calibration).family_params
         points, infeasible = workload_points(params, gpu, family_params, spec.path,
-                                             {"seq_len": "--seq-len"} if seq_len is not None else None)
+                                             {"seq_len": "--seq-len"} if seq_len is not None else None,
+                                             causal=causal is not False)
         if not points:
             raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "
                                                  f"{gpu.name}: {infeasible[0][0]}: {infeasible[0][1]}")
+        if causal is None and spec.block is None:  # after the workload's own checks, which come first
+            raise SpecError("--causal", "", f"{spec.name} names no decoder block, so whether its prefill is causal "
+                                            "is not known: give --causal (a decoder) or --no-causal (an encoder)")
         with atomic_dir(folder) as stage:
             _write_csv(stage / "roofline.csv", _roofline_rows(points, infeasible))
             write_roofline(gpu, points, stage / "roofline.png", f"{spec.name} attention kernels on {gpu.name}")

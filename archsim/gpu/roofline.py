@@ -77,11 +77,13 @@ WORKLOAD_SIZES = CASE_SIZES
 
 
 def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: str = "<python>",
-                    where: Mapping[str, str] | None = None) -> tuple[list[RooflinePoint], list[tuple[str, str]]]:
-    """Roofline points of a workload's attention kernels (causal prefill at `seq_len`, decode against a KV cache
-    of `seq_len`, at the precision of its `word_bytes`), and (label, reason) of each kernel that cannot run it (a
-    kernel without an fp8 path at 1-byte words, any at 4-byte words; a call beyond the model's limit on query rows
-    or keys, `AttentionCase.limit_problem`: a prefill's rows grow with `seq_len`, a decode's do not);
+                    where: Mapping[str, str] | None = None,
+                    causal: bool = True) -> tuple[list[RooflinePoint], list[tuple[str, str]]]:
+    """Roofline points of a workload's attention kernels (prefill at `seq_len`, `causal` or not: an encoder's is
+    not; decode against a KV cache of `seq_len`, at the precision of its `word_bytes`), and (label, reason) of each
+    kernel that cannot run it (a kernel without an fp8 path at 1-byte words, any at 4-byte words; a call beyond the
+    model's limit on query rows or keys, `AttentionCase.limit_problem`: a prefill's rows grow with `seq_len`, a
+    decode's do not);
     `params_of(family)` gives a family's parameters (e.g. `Calibration.family_params`). A missing or unusable size
     is a SpecError naming `source` and `where[size]` (default `params.<size>`), and so is the limit when no kernel
     runs within it."""
@@ -104,7 +106,7 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
     points, infeasible, beyond_limit = [], [], []
     for label, kernel, direction in WORKLOAD_KERNELS:
         case = AttentionCase(direction, int(workload["batch"]), heads, kv_heads, int(workload["head_dim"]),
-                             int(workload["seq_len"]), direction != "decode", precision)
+                             int(workload["seq_len"]), causal and direction != "decode", precision)
         field, problem = case.shape_problem()
         if problem:
             raise SpecError(source, blame(_workload_size(field)), problem)
