@@ -45,9 +45,10 @@ from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
+from archsim.dse.block import BlockTargets, calibration_params, without_text
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
-from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, load_system_target
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, is_trace, load_system_target
 from archsim.dse.sparse_spec import (
     SparseTargets,
     load_sparse_targets,
@@ -57,7 +58,14 @@ from archsim.dse.sparse_spec import (
     sparse_target,
 )
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
-from archsim.dse.system_points import request_stream, serve_point, stream, system_config, system_content
+from archsim.dse.system_points import (
+    request_stream,
+    requests_digest,
+    serve_point,
+    stream,
+    system_config,
+    system_content,
+)
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
 from archsim.mapping.spec import Mapping
@@ -179,36 +187,75 @@ def _workload_content(workload: Workload | None) -> dict[str, Any] | None:
 
 def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     """What every point of the sweep shares, by part (canonical JSON values): the archsim version, the target kind
-    and the resolved base (the mapping's and cascade's files as parsed, the architecture and workload as loaded,
-    `sets` and the GPU presets, each with the kernel, causality and precision its points are timed at (a preset
-    added to a store swept without GPUs, or with others, shares it; one timed at other settings is refused like an
-    edited preset file: `GPU_PRESETS_PART`); or the system as loaded, its devices and links included (a preset
-    file edited between sweeps is another base), workload and serving run; or the parallel or sparse block and the GPU
-    calibration). The axes,
-    sampling, constraints and objectives are not part of it: they may change between sweeps into one store
-    (`archsim.dse.store`), whose points then still belong together."""
+    and the content of every input the points' results read, never only its name: the mapping's and cascade's files
+    as parsed, the architecture and workload as loaded, `sets` and the GPU presets, each with the settings its
+    points are timed at (`TIMED_AT`: a preset added to a store swept without GPUs, or with others, shares it; one
+    timed at other settings is refused like an edited preset file: `GPU_PRESETS_PART`); or the system as loaded,
+    its devices and links included (a preset file edited between sweeps is another base), workload and serving
+    run, a CSV trace by its requests (`_trace_content`); or the parallel or sparse block, the specs it names as
+    loaded (`_block_contents`) and the GPU calibration. The axes, sampling, constraints and objectives are not part
+    of it: they may change between sweeps into one store (`archsim.dse.store`), whose points then still belong
+    together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
     if base.parallel is not None:
-        parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration}
+        parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration,
+                 **_block_contents(base.parallel)}
     elif base.sparse is not None:
-        parts = {"sparse": base.sparse.block, "calibration": base.sparse.calibration}
+        parts = {"sparse": base.sparse.block, "calibration": base.sparse.calibration, **_block_contents(base.sparse)}
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
-                 "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving)}
+                 "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving),
+                 **_trace_content(spec, base)}
     else:
-        timed = {name: getattr(spec.gpus, name) for name in TIMED_AT} if spec.gpus else {}
+        timed = _timed_at(spec)
         parts = {"arch": base.arch.to_dict(), "sets": spec.sets,
                  GPU_PRESETS_PART: {name: {**_gpu_content(gpu), **timed} for name, gpu in base.gpus.items()}}
     return {**{name: _dumps(value) for name, value in {**common, **parts}.items()}, **base.contents}
 
 
-# The part of a base naming each GPU preset's content and the kernel settings its points are timed at: a store may
-# gain presets (as an axis grows, or a sweep without GPUs gains them), but a name whose file now says something else,
-# or that is timed under another kernel, would leave its old points beside the new, rows that do not say which
-# (`archsim.dse.sweep.claim_store`). Named anew when the kernel settings joined it: a store of before (its part
-# `gpu_presets`, the settings apart) is refused as differing in version, not as holding another GPU.
-GPU_PRESETS_PART = "gpu_targets"
-TIMED_AT = ("kernel", "causal", "precision")  # the sweep's settings a GPU preset's points are timed at
+# The part of a base naming each GPU's content (an architecture sweep's presets with the settings their points are
+# timed at, `TIMED_AT`; a parallel or sparse sweep's GPUs as loaded): a store may gain GPUs (as an axis grows, or a
+# sweep without GPUs gains them), but a name whose file now says something else, or that is timed under another
+# kernel or calibration, would leave its old points beside the new, rows that do not say which
+# (`archsim.dse.sweep.claim_store`). Named anew each time what it holds grew (`gpu_presets`, then `gpu_targets`
+# when the kernel settings joined it, then this when the calibration did): a store of before is refused as
+# differing in version, not as holding another GPU or one timed under other settings.
+GPU_PRESETS_PART = "gpus_timed"
+SWEEP_TIMING = ("kernel", "causal", "precision")  # the sweep's settings a GPU preset's points are timed at
+TIMED_AT = (*SWEEP_TIMING, "calibration")  # and the calibrated parameters they are timed with (`_timed_at`)
+
+
+def _timed_at(spec: SweepSpec) -> dict[str, Any]:
+    """What an architecture sweep's GPU presets are timed at (`TIMED_AT`; none without a `gpus:` block): the
+    sweep's kernel, causality and precision, and the packaged calibration as a digest of every family's parameters
+    (a refit of any family is another calibration, as in a parallel or sparse sweep's base; a digest, short enough
+    for the refusal to print; the kernel's family's values alone would differ with the kernel, which is named
+    apart)."""
+    if not spec.gpus:
+        return {}
+    return {**{name: getattr(spec.gpus, name) for name in SWEEP_TIMING},
+            "calibration": _digest(_dumps(calibration_params()))[:16]}
+
+
+def _block_contents(targets: BlockTargets) -> dict[str, Any]:
+    """The specs a parallel or sparse sweep names, by their content (without files and prose: `without_text`), not
+    their names: every GPU under `GPU_PRESETS_PART`, by the name the sweep gives it (a GPU axis may grow; a GPU file
+    edited since is refused as an architecture sweep's preset is), and the workload, topology or pattern map the
+    block names under its field's name. One that only an axis names is not here: the axis may change between
+    sweeps, and the store keeps no other part by name (its points' keys still hold its content)."""
+    named = {field: without_text(dataclasses.asdict(targets.specs[field][name]))
+             for field, name in targets.block.items() if field in targets.specs and field != "gpu"}
+    return {GPU_PRESETS_PART: {name: _gpu_content(gpu) for name, gpu in targets.specs.get("gpu", {}).items()},
+            **named}
+
+
+def _trace_content(spec: SweepSpec, base: Base) -> dict[str, str]:
+    """The CSV trace the serving block serves, under "trace", by the digest of its requests (`requests_digest`, as
+    its points' keys hold them): the same name over other requests is another base. Nothing for a length preset's
+    stream (its settings are the serving part) or lengths an axis gives (the axis may change between sweeps)."""
+    if not is_trace(spec.serving.lengths):
+        return {}
+    return {"trace": requests_digest(base.requests[stream(spec.serving, {})])}
 
 
 def _gpu_content(gpu: GPU) -> dict[str, Any]:
