@@ -309,7 +309,8 @@ def test_report_sweep_refuses_a_spec_that_is_not_the_stores(tiny_store, tmp_path
     other = tmp_path / "flat.yaml"
     other.write_text(yaml.safe_dump({**data, "mapping": "flat"}))
     result = cli("report", "--sweep", str(db), "--spec", str(other), "--out", str(tmp_path / "r"), expect=2)
-    assert result.output.startswith(f"error: {db}: ") and "no stored point" in result.output
+    assert result.output.startswith(f"error: --spec: {other}: the store {db} holds the points of sweep ")
+    assert "whose base differs" in result.output  # the reason `archsim sweep` gives (s38; was 'no stored point')
     assert result.output.count("\n") == 1 and not (tmp_path / "r").exists()
 
 

@@ -219,7 +219,9 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
-    df, _, stored_name = read_judged(db)  # by the last sweep's constraints, or by the spec's (`spec_records`)
+    # by the last sweep's constraints, or by the spec's (`spec_records`); a spec of another base than the store's
+    # is refused as its sweep into the store would be
+    df, _, stored_name = read_judged(db, spec)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
     note = ""

@@ -127,7 +127,7 @@ SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's
 # what an axis value or a linked template sets
 FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT, SPARSE_ROOT)
 LINKED_ROOTS = {"architecture": ("arch", "workload"), "system": (SYSTEM_ROOT,)}  # what a linked template may set
-_OPS = ("<=", ">=", "==", "<", ">")
+CONSTRAINT_OPS = ("<=", ">=", "==", "<", ">")
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 _KEYS = {"name", "description", "mapping", "cascade", "arch", "workload", "sets", "axes", "sampling",
          "constraints", "objectives", "gpus", "system", "serving", PARALLEL_ROOT, SPARSE_ROOT}
@@ -156,7 +156,7 @@ class Constraint:
     """A record filter `metric op bound` (e.g. `area_um2 <= 4e8`), parsed from a `constraints` entry."""
 
     metric: str
-    op: str  # one of _OPS
+    op: str  # one of CONSTRAINT_OPS
     bound: float
 
     def holds(self, value: float) -> bool:
@@ -558,7 +558,7 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
 def _constraint(text: Any, where: str, source: str, metrics: tuple[str, ...], kind: str) -> Constraint:
     match = _CONSTRAINT.match(text) if isinstance(text, str) else None
     if not match:
-        raise SpecError(source, where, f"expected '<metric> <op> <number>' with op in {' '.join(_OPS)}, "
+        raise SpecError(source, where, f"expected '<metric> <op> <number>' with op in {' '.join(CONSTRAINT_OPS)}, "
                                        f"got {text!r}")
     metric, op, bound = match.groups()
     if metric not in metrics:

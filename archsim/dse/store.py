@@ -19,7 +19,8 @@ same base under other axis values (an axis grown or shrunk) share the store. A s
 `meta` has none until a sweep claims it.
 
 A file that is not an SQLite database, or one whose tables are not a store's, is refused with a `SpecError`
-naming the file (never written to); so is any SQLite error on the way (a locked, read-only or full disk). The file
+naming the file (never written to); so is one without tables (an empty file) read as a store, any SQLite error on
+the way (a locked, read-only or full disk), and a record or `meta` value damaged (`_loads`, `meta_json`). The file
 is opened by its resolved path as a `file:` URI, so no name (`:memory:`, `file:x?mode=memory`) opens a database
 that is not that file.
 """
@@ -33,7 +34,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
         conn = sqlite3.connect(uri, uri=True, factory=StoreConnection, timeout=_TIMEOUT_S)
         conn.path = path
         try:
-            _check_schema(conn)
+            _check_schema(conn, read_only)
             if not read_only:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(_SCHEMA)
@@ -109,9 +110,12 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
     return conn
 
 
-def _check_schema(conn: StoreConnection) -> None:
-    """The file's tables are none (a new store) or the store's `points` table with its columns."""
+def _check_schema(conn: StoreConnection, read_only: bool) -> None:
+    """The file's tables are the store's `points` table with its columns, or none where it is opened to be written
+    (a new store)."""
     tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if not tables and read_only:
+        raise SpecError(conn.path, "", "holds no sweep store (no tables: run `archsim sweep SPEC --db DB` first)")
     if not tables:
         return
     columns = [row[1] for row in conn.execute("PRAGMA table_info(points)")]
@@ -127,11 +131,33 @@ def _has_table(conn: StoreConnection, name: str) -> bool:
 
 
 def read_meta(conn: StoreConnection) -> dict[str, str]:
-    """What the store says of itself (`name -> value`; module docstring): empty for a store without `meta`."""
+    """What the store says of itself (`name -> value`; module docstring): empty for a store without `meta`; a
+    SpecError naming the store and the field where a value is no text (a file edited or damaged)."""
     with _errors(conn.path):
         if not _has_table(conn, "meta"):
             return {}
-        return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+    for name, value in meta.items():
+        if not isinstance(value, str):
+            found = f"a blob of {len(value)} bytes" if isinstance(value, bytes) else repr(value)
+            raise SpecError(conn.path, f"meta.{name}", f"sweep store: expected text, found {found}")
+    return meta
+
+
+def meta_json(path: str, field: str, text: str | None, expected: str,
+              valid: Callable[[Any], bool] | None = None) -> Any:
+    """The JSON value `text` of the store `path`'s `field` (`meta.base`, `meta.constraints`; None where the store
+    does not say); a SpecError naming the store and the field where it is not JSON, or is not `expected` (`valid`
+    false): a file edited or damaged, said as of a record (`_loads`)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise SpecError(path, field, f"sweep store: not JSON ({exc})") from None
+    if valid is not None and not valid(value):
+        raise SpecError(path, field, f"sweep store: expected {expected}, found {_excerpt(text)}")
+    return value
 
 
 @contextlib.contextmanager
@@ -251,10 +277,15 @@ def _loads(conn: StoreConnection, text: str) -> dict[str, Any]:
         raise SpecError(conn.path, "", f"sweep store: a record is not JSON ({exc})") from None
     if not isinstance(record, dict) or not {"key", "feasible"} <= record.keys():
         found = (f"an object without {' or '.join(f for f in ('key', 'feasible') if f not in record)}"
-                 if isinstance(record, dict) else text if len(text) <= 40 else f"{text[:40]}...")
+                 if isinstance(record, dict) else _excerpt(text))
         raise SpecError(conn.path, "", "sweep store: a record is not a sweep record (expected a JSON object with "
                                        f"key and feasible, found {found})")
     return record
+
+
+def _excerpt(text: str) -> str:
+    """A stored value as an error quotes it: its first 40 characters."""
+    return text if len(text) <= 40 else f"{text[:40]}..."
 
 
 def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,14 @@ from archsim.dse.points import (
     load_base,
     with_constraints,
 )
-from archsim.dse.spec import Constraint, SweepSpec, named_by
+from archsim.dse.spec import CONSTRAINT_OPS, STORED_METRICS, Constraint, SweepSpec, named_by
 from archsim.dse.store import (
     StoreConnection,
     add_axis_values,
     add_positions,
     claiming,
     done_keys,
+    meta_json,
     open_store,
     put,
     read_meta,
@@ -53,6 +55,7 @@ Progress = Callable[[int, int, float, float], None]  # (points done, points tota
 
 Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
 Started = tuple[Base, StoreConnection, list[str], dict[str, Point]]  # what `started` gives a runner
+Judged = tuple[pd.DataFrame, tuple[Constraint, ...] | None, str | None]  # what `read_judged` reads
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict[str, Any]]:
@@ -103,30 +106,69 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
 
 
 def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], keys: list[str], done: set[str]) -> None:
-    """`claim_store`'s meta: refuse a store of another base (one of another kind of sweep naming the two kinds, as
-    every other part then differs too), else record this sweep's (in its transaction)."""
+    """`claim_store`'s meta: refuse a store of another base (`other_base`), else record this sweep's, its GPU presets
+    joined to the store's (in its transaction)."""
     meta = read_meta(conn)
-    held = json.loads(meta["base"]) if "base" in meta else None
-    if held is not None and "kind" in held and held["kind"] != identity["kind"]:  # so every other part differs
-        raise SpecError("--db", conn.path, f"holds the points of {_a_sweep(json.loads(held['kind']))}, "
-                                           f"{meta.get('sweep', '?')}; sweep {spec.name} ({spec.source}) is "
-                                           f"{_a_sweep(spec.kind)}: give this sweep a store of its own")
-    if held is not None and GPU_PRESETS_PART in identity:  # an architecture's sweep
-        identity[GPU_PRESETS_PART] = _merged_presets(conn, meta, spec, held.pop(GPU_PRESETS_PART, "{}"),
-                                                     identity[GPU_PRESETS_PART])
-        held[GPU_PRESETS_PART] = identity[GPU_PRESETS_PART]
-    if held is not None and held != identity:
-        differ = [part for part in dict.fromkeys([*held, *identity]) if held.get(part) != identity.get(part)]
-        named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
-                 if part == "version" and part in held and part in identity else part for part in differ]
-        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')}, whose base "
-                                           f"differs from sweep {spec.name}'s ({spec.source}) in "
-                                           f"{', '.join(named)}: give this sweep a store of its own")
+    held = stored_base(conn.path, meta)
+    refusal = other_base(meta, held, spec, identity)
+    if refusal is not None:
+        raise SpecError("--db", conn.path, f"{refusal}: give this sweep a store of its own")
     if held is None and done and done.isdisjoint(keys):
         raise SpecError("--db", conn.path, f"holds {len(done)} points of another sweep (none is a point of sweep "
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")
+    if held is not None and GPU_PRESETS_PART in identity:  # a sweep of GPUs (presets, or a block's)
+        identity[GPU_PRESETS_PART] = _merged_presets(held.get(GPU_PRESETS_PART, "{}"), identity[GPU_PRESETS_PART])
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
+
+
+# How a store's base part is checked where `stored_base` reads one: (what it should be, the check); any other part
+# need only be JSON
+_BASE_PARTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "kind": ("a sweep kind (a JSON string)", lambda kind: isinstance(kind, str) and kind != ""),
+    GPU_PRESETS_PART: ("a JSON object of GPU presets, each an object of its fields",
+                       lambda gpus: isinstance(gpus, dict) and all(isinstance(gpu, dict) for gpu in gpus.values())),
+}
+
+
+def stored_base(path: str, meta: Mapping[str, str]) -> dict[str, str] | None:
+    """The base of the points the store `path` holds (its meta `base`: part -> canonical JSON,
+    `archsim.dse.points.base_identity`), None where the store does not say; a SpecError naming the store and the
+    field (`meta.base`, `meta.base.kind`, ...) where it is damaged: not a JSON object of JSON texts, its kind no
+    string, its GPU presets no object of presets' fields."""
+    held = meta_json(path, "meta.base", meta.get("base"), "a JSON object of its base's parts, each a JSON text",
+                     lambda base: isinstance(base, dict) and all(isinstance(text, str) for text in base.values()))
+    for part, text in (held or {}).items():
+        meta_json(path, f"meta.base.{part}", text, *_BASE_PARTS.get(part, ("JSON", None)))
+    return held
+
+
+def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: SweepSpec,
+               identity: dict[str, Any]) -> str | None:
+    """Why a store whose meta is `meta`, holding points of the base `held` (`stored_base`), cannot take those of
+    `spec`, of base `identity` (`archsim.dse.points.base_identity`), or None where it can (or does not say its
+    base): it holds another kind of sweep's (the two kinds named, as every other part then differs too), a GPU
+    preset's now another GPU or timed at other settings (`_preset_change`: presets may be added to a store's base,
+    as an axis grows), or a base differing in some part (named)."""
+    if held is None:
+        return None
+    sweep = meta.get("sweep", "?")
+    if "kind" in held and held["kind"] != identity["kind"]:  # so every other part differs
+        return (f"holds the points of {_a_sweep(json.loads(held['kind']))}, {sweep}; sweep {spec.name} "
+                f"({spec.source}) is {_a_sweep(spec.kind)}")
+    if GPU_PRESETS_PART in identity:  # a sweep of GPUs (presets, or a block's)
+        change = _preset_change(sweep, spec, held.get(GPU_PRESETS_PART, "{}"), identity[GPU_PRESETS_PART])
+        if change is not None:
+            return change
+    compared = [part for part in dict.fromkeys([*held, *identity])
+                if not (part == GPU_PRESETS_PART and part in identity)]  # presets compared above
+    differ = [part for part in compared if held.get(part) != identity.get(part)]
+    if not differ:
+        return None
+    named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
+             if part == "version" and part in held and part in identity else part for part in differ]
+    return (f"holds the points of sweep {sweep}, whose base differs from sweep {spec.name}'s ({spec.source}) in "
+            f"{', '.join(named)}")
 
 
 def _a_sweep(kind: str) -> str:
@@ -134,40 +176,64 @@ def _a_sweep(kind: str) -> str:
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} sweep"
 
 
-def _merged_presets(conn: StoreConnection, meta: dict[str, str], spec: SweepSpec, held: str, new: str) -> str:
-    """The GPU presets of a store's base and of the sweep claiming it, together (canonical JSON); a SpecError naming
-    --db where a preset the store holds points of is now another GPU (its user file edited)."""
+def _preset_change(sweep: str, spec: SweepSpec, held: str, new: str) -> str | None:
+    """Why the GPU presets a store holds the points of (`held`, canonical JSON; the store's sweep `sweep`) cannot
+    take those of `spec`'s (`new`): a preset of both is now another GPU (its user file edited), or is timed under
+    other settings; None where none is."""
     stored, given = json.loads(held), json.loads(new)
     changed = sorted(name for name in stored.keys() & given.keys() if stored[name] != given[name])
     for name in changed:
         timed = [f"{field} {stored[name].get(field)}, now {given[name].get(field)}" for field in TIMED_AT
                  if stored[name].get(field) != given[name].get(field)]
         if timed and all(stored[name].get(f) == given[name].get(f) for f in stored[name].keys() - set(TIMED_AT)):
-            raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')} on GPU {name} "
-                                               f"timed under other settings ({'; '.join(timed)}): give this sweep a "
-                                               "store of its own")
+            return f"holds the points of sweep {sweep} on GPU {name} timed under other settings ({'; '.join(timed)})"
     if changed:
-        raise SpecError("--db", conn.path, f"holds the points of sweep {meta.get('sweep', '?')} on GPU "
-                                           f"{', '.join(changed)} as its file then read, and sweep {spec.name}'s "
-                                           f"({spec.source}) reads another GPU there: give this sweep a store of "
-                                           "its own")
-    return json.dumps({**stored, **given}, sort_keys=True, separators=(",", ":"))
+        return (f"holds the points of sweep {sweep} on GPU {', '.join(changed)} as its file then read, and sweep "
+                f"{spec.name}'s ({spec.source}) reads another GPU there")
+    return None
 
 
-def stored_constraints(meta: dict[str, str]) -> tuple[Constraint, ...] | None:
-    """The constraints of the last sweep into a store (its `meta`), or None where it does not say."""
-    return tuple(Constraint(m, op, bound) for m, op, bound in json.loads(meta["constraints"])) if (
-        "constraints" in meta) else None
+def _merged_presets(held: str, new: str) -> str:
+    """The GPU presets of a store's base and of the sweep claiming it, together (canonical JSON)."""
+    return json.dumps({**json.loads(held), **json.loads(new)}, sort_keys=True, separators=(",", ":"))
 
 
-def read_judged(path: str | Path) -> tuple[pd.DataFrame, tuple[Constraint, ...] | None, str | None]:
+def _are_constraints(value: Any) -> bool:
+    """`value` is a list of [metric, op, bound] as a sweep stores its constraints (`_claim`)."""
+    return isinstance(value, list) and all(
+        isinstance(c, list) and len(c) == 3 and c[0] in STORED_METRICS and c[1] in CONSTRAINT_OPS
+        and isinstance(c[2], int | float) and not isinstance(c[2], bool) and math.isfinite(c[2]) for c in value)
+
+
+def stored_constraints(path: str, meta: Mapping[str, str]) -> tuple[Constraint, ...] | None:
+    """The constraints of the last sweep into the store `path` (its `meta`), or None where it does not say; a
+    SpecError naming the store and `meta.constraints` where they are not a list of [metric, op, bound]."""
+    triples = meta_json(path, "meta.constraints", meta.get("constraints"),
+                        f"a JSON list of [metric, op, bound] (a metric archsim stores, op one of "
+                        f"{' '.join(CONSTRAINT_OPS)}, a finite bound)", _are_constraints)
+    return None if triples is None else tuple(Constraint(metric, op, bound) for metric, op, bound in triples)
+
+
+def read_judged(path: str | Path, spec: SweepSpec | None = None) -> Judged:
     """The store's records, `constraint_ok` judged by the constraints of the last sweep into it (returned; None
     for a store that does not record them, whose verdicts are then the stored ones), and the name of the sweep that
-    wrote it (None for a store that does not say)."""
+    wrote it (None for a store that does not say). With `spec` (a report's --spec), a store of another base than
+    its is refused (`_refuse_other_spec`)."""
     df, meta = read_store(path)
-    constraints = stored_constraints(meta)
+    if spec is not None:
+        _refuse_other_spec(str(path), meta, spec)
+    constraints = stored_constraints(str(path), meta)
     name = meta["sweep"].split(" (")[0] if "sweep" in meta else None
     return (df if constraints is None else with_constraints(df, constraints)), constraints, name
+
+
+def _refuse_other_spec(path: str, meta: Mapping[str, str], spec: SweepSpec) -> None:
+    """A SpecError naming --spec where the store `path` (its `meta`) holds the points of another base than
+    `spec`'s, with the reason a sweep of `spec` into it would be refused for (`other_base`)."""
+    refusal = other_base(meta, stored_base(path, meta), spec, base_identity(spec, load_base(spec)))
+    if refusal is not None:
+        raise SpecError("--spec", spec.source, f"the store {path} {refusal}: report it without --spec, or give "
+                                               f"sweep {spec.name} a store of its own")
 
 
 def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
