@@ -14,11 +14,17 @@ per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped 
 batches to balance; the points binding the same sizes are next to each other (`archsim.dse.sweep.plan`), so a
 batch shares the mapper's work among many.
 
+The sweep's spec and base reach the workers as the result of a task (`_shared`), not scattered: Dask recomputes a
+task's result when the worker holding it dies, so a killed worker is restarted by its nanny and the sweep finishes,
+a one-worker cluster's included (scattered data it cannot recover: the sweep was lost).
+
 A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
 CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`. A
-cluster lost mid-sweep (its scheduler killed) is one too, its client's logs silenced: the batches finished are
-stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker running another archsim
-than this process (`points.MODEL_VERSION` differs), whose records would be stored under this model's keys.
+cluster lost mid-sweep (its scheduler killed) is one too, Dask's logs silenced during the sweep (`_quiet_logs`):
+the batches finished are stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker
+running another archsim than this process (`points.MODEL_VERSION` differs), whose records would be stored under
+this model's keys: checked before any work, and on every batch (each carries its worker's version, `_on_worker`), so
+a worker restarted on other code mid-sweep has its batch refused, not stored.
 """
 
 from __future__ import annotations
@@ -38,11 +44,11 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, with_constraints
+from archsim.dse.points import MODEL_VERSION, Base, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import put, records
 from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, started
@@ -68,6 +74,7 @@ PROBE_POINTS = 32
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
 WORKER_WAIT_S = 10.0  # how long a running scheduler may take to have its first worker (one starting up)
+QUIET_LOGGERS = ("distributed", "tornado", "bokeh", "asyncio")  # silenced during a Dask sweep (`_quiet_logs`)
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 
@@ -127,20 +134,30 @@ def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: fl
     return min(by_time, by_balance)
 
 
+class OtherModel(Exception):
+    """A batch computed by a worker running another archsim model than this process (`points.MODEL_VERSION`)."""
+
+    def __init__(self, worker: str, version: str):
+        super().__init__(worker, version)
+        self.worker, self.version = worker, version
+
+
 def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
                 progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` on `client` in batches of `batch_size`, committing each batch as it completes; returns the
-    number of records written."""
+    number of records written. A batch a worker computed with another archsim model is not stored: OtherModel
+    (the batches committed before it stay)."""
     from distributed import as_completed
 
     total = len(todo) + done_before if total is None else total
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-    spec_future, base_future = client.scatter([spec, base], broadcast=True)
-    futures = client.map(evaluate_batch, [spec_future] * len(batches), [base_future] * len(batches), batches,
-                         pure=False)
+    shared = client.submit(_shared, spec, base, pure=False)
+    futures = client.map(_on_worker, [shared] * len(batches), batches, pure=False)
     written, start = 0, time.perf_counter()
     for future in as_completed(futures):
-        batch = future.result()
+        worker, version, batch = future.result()
+        if version != MODEL_VERSION:
+            raise OtherModel(worker, version)
         put(conn, batch)
         written += len(batch)
         future.release()
@@ -148,6 +165,21 @@ def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, ba
             rate = written / max(time.perf_counter() - start, 1e-9)
             progress(done_before + written, total, rate, (total - done_before - written) / rate)
     return written
+
+
+def _shared(spec: SweepSpec, base: Base) -> tuple[SweepSpec, Base]:
+    """The sweep's spec and base as a task's result, which every batch depends on: fetched once by each worker, and
+    recomputed by Dask (the task holds them) if the worker holding them dies."""
+    return spec, base
+
+
+def _on_worker(shared: tuple[SweepSpec, Base], batch: list[Keyed]) -> tuple[str, str, list[dict[str, Any]]]:
+    """Run on a worker: its address, its archsim model version (`worker_version`, read after the batch: the code
+    that computed it) and the records of `batch` (`evaluate_batch`)."""
+    from distributed import get_worker
+
+    records = evaluate_batch(*shared, batch)
+    return get_worker().address, worker_version(), records
 
 
 def choose_executor(point_s: float, points: int, cores: int, have_dask: bool) -> tuple[Executor, str]:
@@ -233,13 +265,36 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
             _check_worker_versions(client, scheduler)
         n_workers = max(len(client.scheduler_info()["workers"]), 1)
         size = batch_size or batch_size_for(point_s, len(todo), n_workers, target_batch_s)
-        try:
-            evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
-        except (CancelledError, OSError) as exc:  # the cluster went away (a killed scheduler): not archsim's fault
-            raise SpecError("--scheduler" if scheduler else "Dask", scheduler or "embedded cluster",
-                            f"lost the cluster mid-sweep ({type(exc).__name__}); the batches it finished are "
-                            "stored: run the sweep again to resume") from None
+        _evaluate_on_cluster(client, scheduler, spec, base, todo, conn, size, progress, done_before, total)
         return executor
+
+
+def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: Base, todo: list[Keyed], conn,
+                         size: int, progress: Progress | None, done_before: int, total: int) -> None:
+    """`evaluate_on`, its failures a SpecError naming `--scheduler` (or Dask's embedded cluster) and what happened:
+    a batch from a worker running another archsim (restarted on other code mid-sweep; an embedded cluster's workers
+    import this process's source, edited since it started), a batch whose workers all died running it (Dask's
+    KilledWorker: killed, out of memory), or the cluster gone (a killed scheduler). The batches finished before are
+    stored either way, and the sweep run again resumes from them."""
+    from distributed import KilledWorker
+
+    source, where = ("--scheduler", scheduler) if scheduler else ("Dask", "embedded cluster")
+    resume = "the batches finished before are stored: run the sweep again to resume"
+    try:
+        evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
+    except OtherModel as exc:
+        fix = ("the batches finished before are stored: install the same archsim on the workers and run the sweep "
+               "again to resume" if scheduler else "archsim's source changed during the sweep (the cluster's worker "
+               "processes import it afresh): the batches finished before are stored, and the sweep resumes from "
+               "them on the source as it was")
+        raise SpecError(source, where, f"worker {exc.worker} computed a batch with archsim {exc.version}, this "
+                                       f"process runs {MODEL_VERSION}: the batch is not stored (its records would "
+                                       f"be under this model's keys); {fix}") from None
+    except KilledWorker as exc:
+        raise SpecError(source, where, f"{exc.allowed_failures + 1} workers died running one batch (KilledWorker: "
+                                       f"killed, or out of memory?); {resume}") from None
+    except (CancelledError, OSError) as exc:  # the cluster went away (a killed scheduler): not archsim's fault
+        raise SpecError(source, where, f"lost the cluster mid-sweep ({type(exc).__name__}); {resume}") from None
 
 
 def _wait_for_a_worker(client, scheduler: str) -> None:
@@ -263,8 +318,6 @@ def _check_worker_versions(client, scheduler: str) -> None:
     """The scheduler's workers run the model this process keys the points by (`points.MODEL_VERSION`: the package
     version and its source's digest); a worker with another archsim would store its results under this model's
     keys, so it is a SpecError naming `--scheduler` and the worker."""
-    from archsim.dse.points import MODEL_VERSION
-
     other = {worker: version for worker, version in client.run(worker_version).items() if version != MODEL_VERSION}
     if other:
         worker, version = next(iter(other.items()))
@@ -295,23 +348,31 @@ def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | N
     processes (one per core by default), closed with `stack`."""
     from distributed import Client, LocalCluster
 
+    _quiet_logs(stack)
     if scheduler:
         target = check_scheduler(scheduler)
-        quiet = logging.getLogger("distributed")  # a lost scheduler is reported once, by `_evaluate`, not traced
-        stack.callback(quiet.setLevel, quiet.level)
-        quiet.setLevel(logging.CRITICAL)
     else:
         # A Ctrl-C reaches the terminal's whole process group: the worker processes (started with SIGINT ignored,
         # which they keep) leave it to this one, which closes the cluster; the cluster's own logs are silenced (a
         # worker's failure reaches the sweep through the client), so `error: aborted` is the only line
-        quiet = logging.getLogger("asyncio")  # the cluster's event loop: a task a teardown cut short logs its error
-        stack.callback(quiet.setLevel, quiet.level)
-        quiet.setLevel(logging.CRITICAL)
         with _interrupts_ignored():
             cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                    dashboard_address=":0", silence_logs=logging.CRITICAL)
         target = stack.enter_context(cluster)
     return stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT_S * 10))
+
+
+def _quiet_logs(stack: contextlib.ExitStack) -> None:
+    """Every logger of Dask and the libraries it logs through (QUIET_LOGGERS, and those under them) at CRITICAL until
+    `stack` closes, then at its own level again. Dask gives some its own stderr handler and level (`distributed.client`
+    logged a lost scheduler's reconnection and its traceback there, past a quiet `distributed`), and a logger under
+    one with a level of its own passes its records to the handlers above it whatever their level; asyncio is the
+    cluster's event loop (a task a teardown cut short logs its error). A failure reaches the sweep through the
+    client and is reported once, by `_evaluate_on_cluster`."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in QUIET_LOGGERS:
+            stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
