@@ -20,8 +20,25 @@ from archsim.systems.requests import gaussian_requests, poisson_requests
 
 
 @pytest.fixture(scope="module")
-def reproduction():
-    return duplex_reproduce.run_all()  # (records, headline, qps records): the whole reproduction, about a minute
+def reproduction(run_all_once):
+    return run_all_once("duplex")  # (records, headline, qps records): the whole reproduction, about a minute
+
+
+def test_the_saturation_rates_read_as_bounds_where_the_sweep_ends(run_all_once) -> None:
+    """`reproduce duplex` said 'saturates at at least 16.0 req/s' (audit helper-463): each bound now reads once."""
+    run_all_once("duplex")  # computed (once for the run) before `run_all` is patched to read it
+
+    def computed(as_artifact: bool = False):
+        assert not as_artifact
+        return run_all_once("duplex")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(duplex_reproduce, "run_all", computed)
+        result = CliRunner().invoke(main, ["reproduce", "duplex"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "read off the sweep's TTFT it saturates" in line]
+    assert len(lines) == len(duplex_reproduce.QPS_SYSTEMS) and not any("at at" in line for line in lines)
+    assert any("saturates at about " in line for line in lines)
 
 
 GRID_POINTS = 5 * 2 * 3  # models x (L_in, L_out) x batches of duplex_reproduce.PAPER_GRID

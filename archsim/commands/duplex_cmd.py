@@ -16,6 +16,9 @@ from archsim.report.duplex import with_over_gpu
 from archsim.systems import duplex_figures, duplex_reproduce
 from archsim.systems.step import Step, op_table
 
+# `duplex_reproduce.saturation_qps`'s bound -> how the rate reads: interpolated, or the sweep's last / first rate
+SATURATION_WORDS = {"": "at about", "at least": "at no less than", "at most": "at no more than"}
+
 
 def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) -> None:
     """Run the reproduction and print it; with `out`, also write points.csv, qps.csv and headline.csv there (the
@@ -73,8 +76,8 @@ def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) 
     click.echo("QPS sweep (paper: the GPU saturates above 9 req/s, Duplex at about 14)")
     for name, s in q["saturation_qps"].items():
         click.echo(f"  {name} serves {q['capacity_qps'][name]:.2f} req/s with its batch full (its capacity: the "
-                   f"checks'); read off the sweep's TTFT it saturates at "
-                   f"{s['bound'] + ' ' if s['bound'] else ''}{s['qps']:.1f} req/s")
+                   f"checks'); read off the sweep's TTFT it saturates {SATURATION_WORDS[s['bound']]} "
+                   f"{s['qps']:.1f} req/s")
     for metric in ("gpu_saturation_qps", "duplex_over_gpu"):
         h = q[metric]
         click.echo(f"  {metric:<18} ours {h['ours']:.2f}   paper {h['paper']}   "
