@@ -16,12 +16,18 @@ usually known and one look-up per key is all the work.
 per-argument checks: one dictionary look-up by `id`, the object kept alive beside its result; the oldest entry
 goes when more than `maxsize` are kept.
 
+Both are safe under threads without a lock: each step on the entries is one call on a C `dict` (`OrderedDict`),
+atomic under the GIL, and a step that finds its entry gone (another thread evicted it, or cleared the cache) goes
+on: a hit keeps its result, an eviction takes the next oldest (`_trim`). Two threads missing on the same arguments
+may both compute the result (a pure function's: the same).
+
 `kept` is `functools.cached_property` without the lock it takes on every first access before Python 3.12: for
 objects built by the thousand in one thread (ops, bindings, a serving step's placement), each read once or twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -53,12 +59,14 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
             # a value key may equal an object's id: both arguments must be values for equal keys to mean equal
             if hit is not None and all([a is b or (_is_value(a) and _is_value(b))
                                         for a, b in zip(hit[0], args, strict=True)]):
-                entries.move_to_end(key)
+                try:  # noqa: SIM105 - contextlib.suppress costs 0.35 us, a third of a hit
+                    entries.move_to_end(key)
+                except KeyError:  # another thread evicted it since: the hit stands
+                    pass
                 return hit[1]
             result = fn(*args)
             entries[key] = (args, result)
-            if len(entries) > maxsize:
-                entries.popitem(last=False)
+            _trim(entries, maxsize)
             return result
 
         cached.cache_clear = entries.clear  # type: ignore[attr-defined]
@@ -80,15 +88,23 @@ def per_object(maxsize: int) -> Callable[[Callable[[Any], R]], Callable[[Any], R
                 return hit[1]
             result = fn(arg)
             entries.pop(id(arg), None)  # an object of a dead one's id: its entry goes
-            if len(entries) >= maxsize:
-                del entries[next(iter(entries))]
             entries[id(arg)] = (arg, result)
+            _trim(entries, maxsize)
             return result
 
         cached.cache_clear = entries.clear  # type: ignore[attr-defined]
         return cached
 
     return wrap
+
+
+def _trim(entries: dict, maxsize: int) -> None:
+    """Evict the oldest entries (first in the dict's order) while more than `maxsize` are kept. Another thread may
+    evict or clear at the same time: an entry it took first, or a dict it changed under the iterator, is tried
+    again; a dict it emptied is done."""
+    while len(entries) > maxsize:
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            del entries[next(iter(entries))]
 
 
 class kept:

@@ -9,9 +9,9 @@ Two entries:
   `units.array1d.op_cycles.exp`, `memories.DRAM.energy.actions_pj.read`, ...) to an array of N values. One plan.
 - `evaluate_points(points)`: a list of prepared (binding, analysis, arch, mapping) points (array size, sequence
   length or batch change the binding or the mapping's factors, so the plan). Points are grouped by plan (the same
-  binding, analysis and mapping objects, the same architecture structure and the capacities and unit shapes the
-  mapping's factor expressions read, `archsim.mapping.resolve.numbers_key`); each group is planned once and priced
-  as columns.
+  binding, analysis and mapping objects, the same architecture structure and word size, and the capacities and unit
+  shapes the mapping's factor expressions read, `archsim.mapping.resolve.numbers_key`); each group is planned once
+  and priced as columns.
 
 Both return a `BatchResult`: numpy columns of every metric of `archsim.model.result.Result` and `result(i)`, the
 point's `Result`, and `records()`, each point's `archsim.record.Record`. The model is
@@ -142,9 +142,11 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
 
 
 def _structure(arch: Architecture) -> tuple:
-    """What of an architecture a plan depends on, besides the capacities and shapes a factor expression reads
-    (`numbers_key`): names."""
-    return (arch.name, tuple(m.name for m in arch.memories),
+    """What of an architecture a plan (`analytical.plans`: `resolve.check_group`, `resolve_group`, `plan_group`)
+    reads, besides the capacities and shapes a factor expression reads (`numbers_key`): its name and source (which
+    its errors name), its word (refused where it is not the tensors'), its levels' and units' names, each unit's
+    dimensions and ops, and the energy actions."""
+    return (arch.name, arch.source, arch.word_bytes, tuple(m.name for m in arch.memories),
             tuple((u.name, len(u.shape), tuple(u.op_cycles), tuple(u.energy.actions_pj)) for u in arch.units),
             tuple(tuple(m.energy.actions_pj) for m in arch.memories))
 

@@ -22,6 +22,7 @@ no size holds no weights nor KV cache for the system).
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Mapping as MappingType
@@ -56,13 +57,14 @@ class ArchitectureDevice:
         return float(self.arch.memories[0].capacity_bytes or 0)
 
     def result(self, op: Op) -> Result:
-        """The analytical model's Result of `op` on the architecture under the mapping (module docstring)."""
-        return _result(self, op)
+        """The analytical model's Result of `op` on the architecture under the mapping (module docstring): a copy of
+        the remembered one, so a caller's edit changes no later cost."""
+        return copy.deepcopy(_result(self, op))
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         total = OpCost()
         for op in ops:
-            r = self.result(op)
+            r = _result(self, op)
             busy = {f"{self.name}_{unit}": u * r.latency_s for unit, u in r.utilization.items()}
             total = total + OpCost(r.latency_s, next(iter(r.memory_s.values()), 0.0), r.energy_pj * 1e-12, busy)
         return total

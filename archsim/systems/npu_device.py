@@ -35,6 +35,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from archsim.arch.pim import PIMSpec
 from archsim.systems import npu as npu_model
@@ -77,7 +78,8 @@ class NpuDevice:
 @functools.lru_cache(maxsize=65536)
 def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> OpCost:
     """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops. Each op's terms are
-    remembered too (`_terms`) and summed in the ops' order, as they were found."""
+    remembered too (`_terms`) and summed in the ops' order, as they were found. Every caller gets the one OpCost,
+    so its `busy_s` is read-only (a caller's edit would change every later cost of these ops)."""
     npu, bw = device.spec, device.bandwidth_bytes_per_s
     gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = vector_flops = other_bytes = 0.0
     known = device._op_terms
@@ -103,7 +105,7 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
                  + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
     busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s,
             f"{device.name}_hbm": memory_s}  # every unit under its device's name: a device named hbm stays apart
-    return OpCost(time_s, memory_s, energy_pj * 1e-12, busy)
+    return OpCost(time_s, memory_s, energy_pj * 1e-12, MappingProxyType(busy))
 
 
 def _terms(device: NpuDevice, op: Op, streamed_fraction: float
