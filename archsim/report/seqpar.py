@@ -83,10 +83,7 @@ def table3_table(rows: list[dict]) -> pd.DataFrame:
 def lasp2_table2_table(table: dict) -> pd.DataFrame:
     """LASP-2 Table 2's rows (`seqpar_reproduce.lasp2_table2`), the paper's tokens/s as a low and a high (equal but
     for the hybrid's range)."""
-    papers = [r["paper_tok_s"] if isinstance(r["paper_tok_s"], tuple | list) else (r["paper_tok_s"],) * 2
-              for r in table["rows"]]
-    return pd.DataFrame(table["rows"]).drop(columns="paper_tok_s").assign(
-        paper_low_tok_s=[low for low, _ in papers], paper_high_tok_s=[high for _, high in papers])
+    return pd.DataFrame(table["rows"])
 
 
 # ------------------------------------------------------------------------------------------------ figures
