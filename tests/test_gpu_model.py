@@ -625,10 +625,10 @@ def test_validate_exits_1_when_no_row_is_compared(tmp_path: Path) -> None:
     path = tmp_path / "none.csv"
     path.write_text(HEADER + "\nA100 80GB SXM4,xformers (cutlass),fp16,False,4,32,64,1024,fwd,throughput,80,TFLOPs/s"
                              "\nA100,FlashAttention-2,fp16,False,4,32,64,1024,fwd,throughput,120,TFLOPs/s\n")
-    for extra in ([], ["--json"]):
+    for extra, where in (([], "reasons above"), (["--json"], "reasons in the JSON's skipped rows")):
         result = CliRunner().invoke(validate_cmd, ["--measurements", str(path), *extra])
         assert result.exit_code == 1, result.output
-        assert "no row of" in result.stderr and "was compared (2 skipped" in result.stderr
+        assert "no row of" in result.stderr and f"was compared (2 skipped, {where})" in result.stderr
     result = CliRunner().invoke(validate_cmd, ["--measurements", str(path)])
     assert "no model for kernel 'xformers (cutlass)'" in result.stdout and "'A100' is ambiguous" in result.stdout
 

@@ -256,8 +256,9 @@ def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibratio
         if out:
             click.echo(f"written: {out}/validation.csv, {out}/skipped.csv, {out}/validation.png")
     if not result.comparisons:
+        where = "in the JSON's skipped rows" if as_json else "above"
         click.echo(f"error: no row of {measurements or REFERENCE_CSV} was compared ({len(result.skipped)} skipped, "
-                   "reasons above)", err=True)
+                   f"reasons {where})", err=True)
         sys.exit(1)
 
 
