@@ -323,7 +323,8 @@ def test_the_cli_prints_the_issue_json(monkeypatch) -> None:
     for point in out["points"]:  # throughput per dollar: tokens per hour over the price per hour
         assert point["tokens_per_usd"] == pytest.approx(point["throughput_tok_s"] * 3600 / point["cost_per_h"])
     assert {"model", "batch", "alpha", "bw_min_bytes_per_s"} <= set(out["bw_min"][0])
-    assert {"throughput_gain", "batch_growth", "bw_min_batch_300", "bw_min_slowdown"} <= set(out["headline"])
+    assert {"throughput_gain", "batch_growth", "bw_min_batch_300_bytes_per_s", "bw_min_slowdown"} <= \
+        set(out["headline"])  # the bound's unit in its name (audit helper-463)
 
 
 def test_a_system_sweep_point_runs_lamina_with_its_cost() -> None:
