@@ -17,7 +17,7 @@ import click
 
 from archsim.commands.options import nan_as_null, nonempty
 from archsim.errors import SpecError
-from archsim.model.trace import chrome_trace as spans_chrome_trace
+from archsim.model.trace import write_chrome_trace
 from archsim.outputs import check_writable, write_text
 from archsim.systems import neupims
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
@@ -191,7 +191,7 @@ def _layer_replay(model: SystemModel | OffloadModel, served: LongestDecode, resu
     iteration = [i for i, it in enumerate(result.timeline) if it.n_decode][served.decodes_before]
     run = replay_iteration(model, served.batch)
     note = {"spans": SPANS_NOTE} if isinstance(model, OffloadModel) else {}
-    write_text(path, json.dumps(spans_chrome_trace(run.spans) | ({"otherData": note} if note else {})))
+    write_chrome_trace(run.spans, path, note or None)
     return {"iteration": iteration, "decodes": len(served.batch.decode_context_tokens),
             "prompts": len(served.batch.prefill_tokens), "replay_s": run.replay_s, "closed_form_s": run.closed_form_s,
             "difference": run.difference, "covers": run.covers, "busy_s": run.busy_s(), **note, "trace": path}

@@ -34,8 +34,9 @@ class Span:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def chrome_trace(timeline: Iterable[Span]) -> dict[str, Any]:
-    """The trace as a JSON-ready dict: {"traceEvents": [...], "displayTimeUnit": "ns"}."""
+def chrome_trace(timeline: Iterable[Span], other_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trace as a JSON-ready dict: {"traceEvents": [...], "displayTimeUnit": "ns"}, and "otherData" (what the
+    trace is: its run's settings, what its spans hold) where `other_data` is given."""
     tids: dict[str, int] = {}
     events: list[dict[str, Any]] = []
     for span in timeline:
@@ -53,14 +54,15 @@ def chrome_trace(timeline: Iterable[Span]) -> dict[str, Any]:
     names = [{"name": "thread_name", "ph": "M", "pid": DEVICE_PID, "tid": tid, "args": {"name": resource}}
              for resource, tid in tids.items()]
     names.append({"name": "process_name", "ph": "M", "pid": DEVICE_PID, "tid": 0, "args": {"name": "device"}})
-    return {"traceEvents": names + events, "displayTimeUnit": "ns"}
+    trace = {"traceEvents": names + events, "displayTimeUnit": "ns"}
+    return trace if other_data is None else {**trace, "otherData": other_data}
 
 
-def write_chrome_trace(timeline: Iterable[Span], path: str | Path) -> Path:
-    """Write the trace to `path` (a .json file; missing parent folders are created), atomically
+def write_chrome_trace(timeline: Iterable[Span], path: str | Path, other_data: dict[str, Any] | None = None) -> Path:
+    """Write the trace (`chrome_trace`) to `path` (a .json file; missing parent folders are created), atomically
     (`archsim.outputs.write_text`); returns the path. A path that cannot be written is a SpecError naming it."""
     path = Path(path)
-    write_text(path, json.dumps(chrome_trace(timeline)))
+    write_text(path, json.dumps(chrome_trace(timeline, other_data)))
     return path
 
 

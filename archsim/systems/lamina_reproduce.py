@@ -557,5 +557,5 @@ def run_trace(model: OffloadModel, run: PipelineRun, batch: int, context: int) -
     and what the replicas' spans are (`offload_events.SPANS_NOTE`)."""
     from archsim.model.trace import chrome_trace
 
-    return chrome_trace(run.spans) | {"otherData": {"system": model.name, "batch": batch, "context": context,
-                                                    "token_s": run.token_s, "spans": SPANS_NOTE}}
+    return chrome_trace(run.spans, {"system": model.name, "batch": batch, "context": context,
+                                    "token_s": run.token_s, "spans": SPANS_NOTE})

@@ -782,8 +782,7 @@ def chrome_trace(result: ServingResult) -> dict:
                   {"iteration": i, "n_prefill": it.n_prefill, "n_decode": it.n_decode,
                    "prefill_tokens": it.prefill_tokens, "pages_used": it.pages_used})
              for i, it in enumerate(result.timeline)]
-    trace = trace_events(spans)
+    trace = trace_events(spans, {"system": result.system, "capacity_pages": result.capacity_pages})
     trace["traceEvents"] += [{"name": "kv_pages_used", "ph": "C", "pid": DEVICE_PID, "ts": it.start_s * US_PER_S,
                               "args": {"pages": it.pages_used}} for it in result.timeline]
-    trace["otherData"] = {"system": result.system, "capacity_pages": result.capacity_pages}
     return trace
