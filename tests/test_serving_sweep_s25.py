@@ -80,20 +80,23 @@ def test_simulate_json_record_is_infeasible_when_a_request_was_rejected(tmp_path
     assert record["feasible"] is False and "1 of 2 requests" in record["reason"]
 
 
-def test_a_preset_file_an_axis_names_edited_since_is_another_point(tmp_path):
-    """An axis over GPU preset files (review helper-219): the file the second point names, edited, makes that point
-    new (its old row had come back, 1.73x off), while the first point is reused."""
+def test_a_preset_file_an_axis_names_edited_since_refuses_the_store(tmp_path):
+    """An axis over GPU preset files (review helper-219): the file the second point names, edited, had its old row
+    come back, 1.73x off; then it made that point new beside the old row of the same name. The store's base now
+    holds each file the axis names, so the edited one is refused naming it (s39), the store unchanged."""
     folder = _setup(tmp_path)
     shutil.copy(folder / "myh100.yaml", folder / "myh100b.yaml")
     (folder / "s.yaml").write_text(SWEEP.replace("serving.max_prefill_tokens: [4096, 16384]",
                                                  "system.devices.gpu.preset: [./myh100.yaml, ./myh100b.yaml]"))
     assert _sweep(folder).exit_code == 0
+    stored = len(read_records(folder / "s.sqlite"))
     gpu = folder / "myh100b.yaml"
     gpu.write_text(gpu.read_text().replace("dram_bytes_per_s: 3.35e+12", "dram_bytes_per_s: 1.0e+12"))
     again = subprocess.run([sys.executable, "-m", "archsim", "sweep", str(folder / "s.yaml"), "--db",
                             str(folder / "s.sqlite")], capture_output=True, text=True, check=False)
-    assert again.returncode == 0, again.stderr
-    assert "(1 new, 1 reused)" in again.stdout
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.count("\n") == 1 and "myh100b.yaml (axes.system.devices.gpu.preset)" in again.stderr
+    assert len(read_records(folder / "s.sqlite")) == stored
 
 
 def test_an_energy_objective_on_a_device_without_energy_is_refused_at_load(tmp_path):

@@ -47,9 +47,10 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
 from archsim.dse.block import BlockTargets, calibration_params, without_text
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
-from archsim.dse.parallel_spec import ParallelTargets, load_targets, parallel_config, parallel_record
+from archsim.dse.parallel_spec import PARALLEL_ROOT, ParallelTargets, load_targets, parallel_config, parallel_record
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, is_trace, load_system_target
 from archsim.dse.sparse_spec import (
+    SPARSE_ROOT,
     SparseTargets,
     load_sparse_targets,
     sparse_config,
@@ -75,8 +76,9 @@ from archsim.model.gpu import AttentionCase, gpu_record, infeasible
 from archsim.model.gpu_kernels import family_of, kernel_attention, predict
 from archsim.point import bound, prepare, unread_sets
 from archsim.record import Record
-from archsim.spec_files import parse_yaml, read_spec_bytes
+from archsim.spec_files import is_spec_path, parse_yaml, read_spec_bytes
 from archsim.systems.requests import Request
+from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
 
@@ -192,20 +194,22 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     points are timed at (`TIMED_AT`: a preset added to a store swept without GPUs, or with others, shares it; one
     timed at other settings is refused like an edited preset file: `GPU_PRESETS_PART`); or the system as loaded,
     its devices and links included (a preset file edited between sweeps is another base), workload and serving
-    run, a CSV trace by its requests (`_trace_content`); or the parallel or sparse block, the specs it names as
-    loaded (`_block_contents`) and the GPU calibration. The axes, sampling, constraints and objectives are not part
-    of it: they may change between sweeps into one store (`archsim.dse.store`), whose points then still belong
-    together."""
+    run, each CSV trace by its requests (`_trace_content`) and each file a `system.` axis names
+    (`_system_axis_files`); or the parallel or sparse block, the specs it and its axes name as loaded
+    (`_block_contents`) and the GPU calibration. The inputs an axis names are held by name (`input_noun`: a store
+    may gain names as the axis grows). The axes, sampling, constraints and objectives are not part of it: they may
+    change between sweeps into one store (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
     if base.parallel is not None:
         parts = {"parallel": base.parallel.block, "calibration": base.parallel.calibration,
-                 **_block_contents(base.parallel)}
+                 **_block_contents(base.parallel, PARALLEL_ROOT)}
     elif base.sparse is not None:
-        parts = {"sparse": base.sparse.block, "calibration": base.sparse.calibration, **_block_contents(base.sparse)}
+        parts = {"sparse": base.sparse.block, "calibration": base.sparse.calibration,
+                 **_block_contents(base.sparse, SPARSE_ROOT)}
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
                  "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving),
-                 **_trace_content(spec, base)}
+                 **_trace_content(spec, base), **_system_axis_files(spec, base.system)}
     else:
         timed = _timed_at(spec)
         parts = {"arch": base.arch.to_dict(), "sets": spec.sets,
@@ -213,16 +217,34 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     return {**{name: _dumps(value) for name, value in {**common, **parts}.items()}, **base.contents}
 
 
-# The part of a base naming each GPU's content (an architecture sweep's presets with the settings their points are
-# timed at, `TIMED_AT`; a parallel or sparse sweep's GPUs as loaded): a store may gain GPUs (as an axis grows, or a
-# sweep without GPUs gains them), but a name whose file now says something else, or that is timed under another
-# kernel or calibration, would leave its old points beside the new, rows that do not say which
-# (`archsim.dse.sweep.claim_store`). Named anew each time what it holds grew (`gpu_presets`, then `gpu_targets`
-# when the kernel settings joined it, then this when the calibration did): a store of before is refused as
-# differing in version, not as holding another GPU or one timed under other settings.
+# The parts of a base naming each input's content by the name the sweep gives it (a JSON object, name -> content):
+# GPU_PRESETS_PART, each GPU's (an architecture sweep's presets with the settings their points are timed at,
+# `TIMED_AT`; a parallel or sparse sweep's GPUs as loaded), and an axis's part (`AXIS_PART` and the axis's path),
+# each input file that only the axis names (a CSV trace by its requests; a workload, topology or pattern map as
+# loaded; a system's GPU, chip, link or architecture file as the system it sets resolves it). A store may gain
+# names (as an axis grows, or a sweep without GPUs gains them), but a name whose file now says something else, or a
+# GPU timed under another kernel or calibration, would leave its old points beside the new, rows that do not say
+# which (`archsim.dse.sweep.claim_store`). GPU_PRESETS_PART was named anew each time what it holds grew
+# (`gpu_presets`, then `gpu_targets` when the kernel settings joined it, then this when the calibration did): a
+# store of before is refused as differing in version, not as holding another GPU or one timed under other settings.
 GPU_PRESETS_PART = "gpus_timed"
 SWEEP_TIMING = ("kernel", "causal", "precision")  # the sweep's settings a GPU preset's points are timed at
 TIMED_AT = (*SWEEP_TIMING, "calibration")  # and the calibrated parameters they are timed with (`_timed_at`)
+AXIS_PART = "axes."  # and an axis's path, as the sweep writes it: the part of the files only that axis names
+# what the files an axis (or the axes of a root) names are called, where not by the axis's field
+_AXIS_INPUTS = {f"{SERVING_ROOT}.lengths": "trace", f"{SPARSE_ROOT}.patterns": "pattern map", SYSTEM_ROOT: "file"}
+
+
+def input_noun(part: str) -> str | None:
+    """What a base part holds the content of by name: `GPU` (`GPU_PRESETS_PART`), or the input an axis's part
+    (`AXIS_PART`) names, its field's name (`topology`, `workload`) or `_AXIS_INPUTS`'s word for it (`trace`,
+    `pattern map`, a `system.` axis's `file`); None for a part of one content."""
+    if part == GPU_PRESETS_PART:
+        return "GPU"
+    if part.startswith(AXIS_PART):
+        axis = part.removeprefix(AXIS_PART)
+        return _AXIS_INPUTS.get(axis, _AXIS_INPUTS.get(axis.partition(".")[0], axis.rpartition(".")[2]))
+    return None
 
 
 def _timed_at(spec: SweepSpec) -> dict[str, Any]:
@@ -237,25 +259,57 @@ def _timed_at(spec: SweepSpec) -> dict[str, Any]:
             "calibration": _digest(_dumps(calibration_params()))[:16]}
 
 
-def _block_contents(targets: BlockTargets) -> dict[str, Any]:
-    """The specs a parallel or sparse sweep names, by their content (without files and prose: `without_text`), not
-    their names: every GPU under `GPU_PRESETS_PART`, by the name the sweep gives it (a GPU axis may grow; a GPU file
-    edited since is refused as an architecture sweep's preset is), and the workload, topology or pattern map the
-    block names under its field's name. One that only an axis names is not here: the axis may change between
-    sweeps, and the store keeps no other part by name (its points' keys still hold its content)."""
-    named = {field: without_text(dataclasses.asdict(targets.specs[field][name]))
-             for field, name in targets.block.items() if field in targets.specs and field != "gpu"}
+def _block_contents(targets: BlockTargets, root: str) -> dict[str, Any]:
+    """The specs the sweep's block `root` (parallel, sparse) and its axes name, by their content (without files and
+    prose: `without_text`), not their names: every GPU under `GPU_PRESETS_PART`, by the name the sweep gives it (a
+    GPU axis may grow; a GPU file edited since is refused as an architecture sweep's preset is), the workload,
+    topology or pattern map the block names under its field's name, and those an axis names under the axis's part
+    (`AXIS_PART`), by name, as the GPUs are."""
+    contents = {field: {name: without_text(dataclasses.asdict(spec)) for name, spec in specs.items()}
+                for field, specs in targets.specs.items() if field != "gpu"}
+    named = {field: contents[field][name] for field, name in targets.block.items() if field in contents}
+    by_axis = {f"{AXIS_PART}{root}.{field}": each for field, each in contents.items()
+               if field not in targets.block and each}
     return {GPU_PRESETS_PART: {name: _gpu_content(gpu) for name, gpu in targets.specs.get("gpu", {}).items()},
-            **named}
+            **named, **by_axis}
 
 
-def _trace_content(spec: SweepSpec, base: Base) -> dict[str, str]:
-    """The CSV trace the serving block serves, under "trace", by the digest of its requests (`requests_digest`, as
-    its points' keys hold them): the same name over other requests is another base. Nothing for a length preset's
-    stream (its settings are the serving part) or lengths an axis gives (the axis may change between sweeps)."""
-    if not is_trace(spec.serving.lengths):
-        return {}
-    return {"trace": requests_digest(base.requests[stream(spec.serving, {})])}
+def _trace_content(spec: SweepSpec, base: Base) -> dict[str, Any]:
+    """The CSV traces the sweep serves, by the digest of their requests (`requests_digest`, as its points' keys hold
+    them): the serving block's under "trace" (the same name over other requests is another base), a
+    `serving.lengths` axis's under the axis's part (`AXIS_PART`), by name (the axis may grow; a trace edited since
+    is refused as an edited GPU file is). Nothing for a length preset's stream (its settings are the serving part,
+    or the axis's values in the points)."""
+    if is_trace(spec.serving.lengths):
+        return {"trace": requests_digest(base.requests[stream(spec.serving, {})])}
+    traces = {lengths: requests_digest(requests) for (lengths, _), requests in base.requests.items()
+              if is_trace(lengths)}
+    return {f"{AXIS_PART}{SERVING_ROOT}.lengths": traces} if traces else {}
+
+
+def _system_axis_files(spec: SweepSpec, system: System) -> dict[str, Any]:
+    """The files a `system.` axis names (a value that is a path, `is_spec_path`: a GPU, chip, link or architecture
+    preset's, or a mapping's), under the axis's part (`AXIS_PART`), by name: each as the system with it set
+    resolves it (`system_content`), the deepest field along the axis's path that the resolved system has (the device
+    or link the file is loaded into). Each value alone was accepted at load (`serving_spec.check_system_axes`)."""
+    parts = {}
+    for path, values in spec.axes.items():
+        field = path.removeprefix(f"{SYSTEM_ROOT}.")
+        files = [value for value in values if field != path and isinstance(value, str) and is_spec_path(value)]
+        if files:
+            parts[f"{AXIS_PART}{path}"] = {value: _set_by(system, field, value) for value in files}
+    return parts
+
+
+def _set_by(system: System, field: str, value: str) -> Any:
+    """What of `system` with `field` (a dotted path) set to `value` that value sets, resolved: the deepest field
+    along the path in `system_content` (a device's `preset` is loaded into the device, a link's file is the link)."""
+    node = system_content(with_fields(system, {field: value}))
+    for key in field.split("."):
+        if not isinstance(node, dict) or key not in node:
+            break
+        node = node[key]
+    return node
 
 
 def _gpu_content(gpu: GPU) -> dict[str, Any]:

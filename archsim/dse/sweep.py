@@ -28,6 +28,7 @@ from archsim.dse.points import (
     base_identity,
     evaluate_points,
     expand,
+    input_noun,
     keyed,
     load_base,
     with_constraints,
@@ -90,8 +91,9 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
     """Make the store `conn` the store of `spec`'s base (`archsim.dse.points.base_identity`), recording the sweep
     and its constraints; a SpecError naming --db when it holds another base's points: a store that says so, or one
     that does not (written before stores recorded their base) of whose points none is one of `keys`, the sweep's.
-    GPU presets may be added to a store's base, as an axis grows, but one whose file now describes another GPU
-    than the one its stored points were computed on is refused (`points.GPU_PRESETS_PART`). The `pending` keys
+    GPU presets, and the input files an axis names, may be added to a store's base, as an axis grows, but one whose
+    file now describes another GPU (or holds other content) than the one its stored points were computed on is
+    refused (`points.input_noun`: the parts holding inputs by name). The `pending` keys
     take their places in the store's row order (`store.add_positions`), and the `reused` points' records gain the
     axis values they lack (`store.add_axis_values`).
 
@@ -106,8 +108,8 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
 
 
 def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], keys: list[str], done: set[str]) -> None:
-    """`claim_store`'s meta: refuse a store of another base (`other_base`), else record this sweep's, its GPU presets
-    joined to the store's (in its transaction)."""
+    """`claim_store`'s meta: refuse a store of another base (`other_base`), else record this sweep's, its inputs
+    held by name (its GPU presets, its axes' files) joined to the store's (in its transaction)."""
     meta = read_meta(conn)
     held = stored_base(conn.path, meta)
     refusal = other_base(meta, held, spec, identity)
@@ -116,14 +118,15 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
     if held is None and done and done.isdisjoint(keys):
         raise SpecError("--db", conn.path, f"holds {len(done)} points of another sweep (none is a point of sweep "
                                            f"{spec.name}, {spec.source}): give this sweep a store of its own")
-    if held is not None and GPU_PRESETS_PART in identity:  # a sweep of GPUs (presets, or a block's)
-        identity[GPU_PRESETS_PART] = _merged_presets(held.get(GPU_PRESETS_PART, "{}"), identity[GPU_PRESETS_PART])
+    if held is not None:
+        for part in _by_name(held, identity):
+            identity[part] = _merged(held.get(part, "{}"), identity.get(part, "{}"))
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
 
 
-# How a store's base part is checked where `stored_base` reads one: (what it should be, the check); any other part
-# need only be JSON
+# How a store's base part is checked where `stored_base` reads one: (what it should be, the check); another part
+# holding inputs by name (`points.input_noun`) need be a JSON object, any other part only JSON
 _BASE_PARTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "kind": ("a sweep kind (a JSON string)", lambda kind: isinstance(kind, str) and kind != ""),
     GPU_PRESETS_PART: ("a JSON object of GPU presets, each an object of its fields",
@@ -131,15 +134,24 @@ _BASE_PARTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+def _part_check(part: str) -> tuple[str, Callable[[Any], bool] | None]:
+    """What a store's base part should be, and its check (`_BASE_PARTS`)."""
+    if part in _BASE_PARTS:
+        return _BASE_PARTS[part]
+    if input_noun(part) is not None:
+        return f"a JSON object of the {input_noun(part)} files its axis names, by name", lambda v: isinstance(v, dict)
+    return "JSON", None
+
+
 def stored_base(path: str, meta: Mapping[str, str]) -> dict[str, str] | None:
     """The base of the points the store `path` holds (its meta `base`: part -> canonical JSON,
     `archsim.dse.points.base_identity`), None where the store does not say; a SpecError naming the store and the
     field (`meta.base`, `meta.base.kind`, ...) where it is damaged: not a JSON object of JSON texts, its kind no
-    string, its GPU presets no object of presets' fields."""
+    string, its GPU presets no object of presets' fields, an axis's files no object."""
     held = meta_json(path, "meta.base", meta.get("base"), "a JSON object of its base's parts, each a JSON text",
                      lambda base: isinstance(base, dict) and all(isinstance(text, str) for text in base.values()))
     for part, text in (held or {}).items():
-        meta_json(path, f"meta.base.{part}", text, *_BASE_PARTS.get(part, ("JSON", None)))
+        meta_json(path, f"meta.base.{part}", text, *_part_check(part))
     return held
 
 
@@ -148,21 +160,22 @@ def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: Sweep
     """Why a store whose meta is `meta`, holding points of the base `held` (`stored_base`), cannot take those of
     `spec`, of base `identity` (`archsim.dse.points.base_identity`), or None where it can (or does not say its
     base): it holds another kind of sweep's (the two kinds named, as every other part then differs too), a GPU
-    preset's now another GPU or timed at other settings (`_preset_change`: presets may be added to a store's base,
-    as an axis grows), or a base differing in some part (named)."""
+    preset's now another GPU or timed at other settings, or an axis's file's now other content (`_input_change`:
+    these may be added to a store's base, as an axis grows, or left out of a sweep into it), or a base differing in
+    some other part (named)."""
     if held is None:
         return None
     sweep = meta.get("sweep", "?")
     if "kind" in held and held["kind"] != identity["kind"]:  # so every other part differs
         return (f"holds the points of {_a_sweep(json.loads(held['kind']))}, {sweep}; sweep {spec.name} "
                 f"({spec.source}) is {_a_sweep(spec.kind)}")
-    if GPU_PRESETS_PART in identity:  # a sweep of GPUs (presets, or a block's)
-        change = _preset_change(sweep, spec, held.get(GPU_PRESETS_PART, "{}"), identity[GPU_PRESETS_PART])
+    by_name = _by_name(held, identity)
+    for part in by_name:
+        change = _input_change(sweep, spec, part, held.get(part, "{}"), identity.get(part, "{}"))
         if change is not None:
             return change
-    compared = [part for part in dict.fromkeys([*held, *identity])
-                if not (part == GPU_PRESETS_PART and part in identity)]  # presets compared above
-    differ = [part for part in compared if held.get(part) != identity.get(part)]
+    differ = [part for part in dict.fromkeys([*held, *identity])
+              if part not in by_name and held.get(part) != identity.get(part)]
     if not differ:
         return None
     named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
@@ -176,25 +189,39 @@ def _a_sweep(kind: str) -> str:
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} sweep"
 
 
-def _preset_change(sweep: str, spec: SweepSpec, held: str, new: str) -> str | None:
-    """Why the GPU presets a store holds the points of (`held`, canonical JSON; the store's sweep `sweep`) cannot
-    take those of `spec`'s (`new`): a preset of both is now another GPU (its user file edited), or is timed under
-    other settings; None where none is."""
+def _by_name(*bases: Mapping[str, str]) -> list[str]:
+    """The parts of `bases` that hold inputs by name (`points.input_noun`), each once."""
+    return [part for part in dict.fromkeys(part for base in bases for part in base) if input_noun(part) is not None]
+
+
+def _input_change(sweep: str, spec: SweepSpec, part: str, held: str, new: str) -> str | None:
+    """Why the inputs of base part `part` (held by name: `points.input_noun`) that a store holds the points of
+    (`held`, canonical JSON; the store's sweep `sweep`) cannot take those of `spec`'s (`new`): an input of both is
+    now another (its file edited), or a GPU is timed under other settings (`_timed_change`); None where none is.
+    An axis's part is named by its path in the sweep (`axes.parallel.topology`)."""
     stored, given = json.loads(held), json.loads(new)
     changed = sorted(name for name in stored.keys() & given.keys() if stored[name] != given[name])
+    timed = _timed_change(sweep, stored, given, changed) if part == GPU_PRESETS_PART else None
+    if timed is not None or not changed:
+        return timed
+    noun, axis = input_noun(part), "" if part == GPU_PRESETS_PART else f" ({part})"
+    return (f"holds the points of sweep {sweep} on {noun} {', '.join(changed)}{axis} as its file then read, and "
+            f"sweep {spec.name}'s ({spec.source}) reads another {noun} there")
+
+
+def _timed_change(sweep: str, stored: dict[str, Any], given: dict[str, Any], changed: list[str]) -> str | None:
+    """Why a GPU preset of `changed` (by name, in the store's base `stored` and the sweep's `given`) cannot take the
+    sweep's points: the same GPU timed under other settings (`TIMED_AT`); None where none is."""
     for name in changed:
         timed = [f"{field} {stored[name].get(field)}, now {given[name].get(field)}" for field in TIMED_AT
                  if stored[name].get(field) != given[name].get(field)]
         if timed and all(stored[name].get(f) == given[name].get(f) for f in stored[name].keys() - set(TIMED_AT)):
             return f"holds the points of sweep {sweep} on GPU {name} timed under other settings ({'; '.join(timed)})"
-    if changed:
-        return (f"holds the points of sweep {sweep} on GPU {', '.join(changed)} as its file then read, and sweep "
-                f"{spec.name}'s ({spec.source}) reads another GPU there")
     return None
 
 
-def _merged_presets(held: str, new: str) -> str:
-    """The GPU presets of a store's base and of the sweep claiming it, together (canonical JSON)."""
+def _merged(held: str, new: str) -> str:
+    """The inputs by name of a store's base part and of the sweep claiming it, together (canonical JSON)."""
     return json.dumps({**json.loads(held), **json.loads(new)}, sort_keys=True, separators=(",", ":"))
 
 
