@@ -112,6 +112,7 @@ def repeat(counts: np.ndarray, times: int) -> np.ndarray:
 
 
 SMALLEST_BLOCK = 16  # rows or keys: one m16n8k16 MMA
+WARPGROUP_MAJOR = 9  # NVIDIA compute capability major from which native MMA is a warpgroup MMA (Hopper sm90: wgmma)
 Launches = TypeVar("Launches", TiledLaunch, tuple)
 
 
@@ -149,8 +150,16 @@ def _halvings(block: int) -> list[int]:
 
 
 def warpgroup(mma: str, gpu: GPU) -> bool:
-    """Native MMA on a GPU whose mma.sync is not its full-rate path is a warpgroup MMA (wgmma / tcgen05)."""
-    return mma == "native" and gpu.sync_mma_fraction < 1
+    """Whether native MMA is a warpgroup MMA (wgmma on Hopper, tcgen05 on Blackwell): on an NVIDIA GPU, by its compute
+    capability (9.0 and up), whatever its mma.sync rate, so a what-if preset raising `sync_mma_fraction` to 1 speeds
+    the mma.sync kernels and leaves the native ones as they were (it had turned them into per-warp MMAs, 1.37-1.56x
+    slower: audit helper-470); on a GPU naming none (AMD's), when its mma.sync is not its full-rate path (its native
+    path is then another instruction)."""
+    if mma != "native":
+        return False
+    if gpu.compute_capability is not None:
+        return int(gpu.compute_capability.partition(".")[0]) >= WARPGROUP_MAJOR
+    return gpu.sync_mma_fraction < 1
 
 
 def _qkvo_bytes(case: AttentionCase) -> float:
