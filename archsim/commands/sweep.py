@@ -140,9 +140,20 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpecError("--db", str(db_path), f"cannot create its folder: {exc.strerror or exc}") from None
-    run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
-                         executor="in-process" if local else None, progress=_progress,
-                         status=lambda line: click.echo(line, err=True))
+    shown = []  # whether the progress line was started: a mid-sweep error then starts a line of its own
+
+    def progress(done: int, total: int, rate: float, eta_s: float) -> None:
+        shown.append(True)
+        _progress(done, total, rate, eta_s)
+
+    try:
+        run = run_sweep_dask(sweep, db_path, scheduler=scheduler, workers=workers, batch_size=batch_size,
+                             executor="in-process" if local else None, progress=progress,
+                             status=lambda line: click.echo(line, err=True))
+    except BaseException:
+        if shown:
+            click.echo("", err=True)
+        raise
     if run.executor:  # points were evaluated: end the progress line
         click.echo("", err=True)
     _summary(sweep, run, db_path, objectives or sweep.objectives)

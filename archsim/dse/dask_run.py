@@ -24,7 +24,9 @@ cluster lost mid-sweep (its scheduler killed) is one too, Dask's logs silenced d
 the batches finished are stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker
 running another archsim than this process (`points.MODEL_VERSION` differs), whose records would be stored under
 this model's keys: checked before any work, and on every batch (each carries its worker's version, `_on_worker`), so
-a worker restarted on other code mid-sweep has its batch refused, not stored.
+a worker restarted on other code mid-sweep has its batch refused, not stored. So is a cluster left with no worker
+mid-sweep for WORKER_WAIT_S (a worker whose nanny was killed stops, and nothing starts it again): its batches would
+wait for one forever (`_watch_workers`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +75,10 @@ BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 PROBE_POINTS = 32
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
-WORKER_WAIT_S = 10.0  # how long a running scheduler may take to have its first worker (one starting up)
+# How long a cluster may be without a worker: a running scheduler before its first one (starting up), and any
+# cluster mid-sweep (a worker restarted by its nanny joins again within seconds), its workers counted every tenth
+# of that (`_watch_workers`).
+WORKER_WAIT_S = 10.0
 QUIET_LOGGERS = ("distributed", "tornado", "bokeh", "asyncio")  # silenced during a Dask sweep (`_quiet_logs`)
 _ADDRESS = re.compile(r"^(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
@@ -134,6 +139,10 @@ def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: fl
     return min(by_time, by_balance)
 
 
+class NoWorker(Exception):
+    """The cluster had no worker for WORKER_WAIT_S while batches were pending."""
+
+
 class OtherModel(Exception):
     """A batch computed by a worker running another archsim model than this process (`points.MODEL_VERSION`)."""
 
@@ -145,14 +154,27 @@ class OtherModel(Exception):
 def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
                 progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
     """Evaluate `todo` on `client` in batches of `batch_size`, committing each batch as it completes; returns the
-    number of records written. A batch a worker computed with another archsim model is not stored: OtherModel
-    (the batches committed before it stay)."""
-    from distributed import as_completed
-
+    number of records written. A batch a worker computed with another archsim model is not stored: OtherModel; a
+    cluster with no worker for WORKER_WAIT_S while batches are pending is NoWorker (`_watch_workers`). The batches
+    committed before either stay."""
     total = len(todo) + done_before if total is None else total
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     shared = client.submit(_shared, spec, base, pure=False)
     futures = client.map(_on_worker, [shared] * len(batches), batches, pure=False)
+    with _workers_watched(client, futures) as lost:
+        try:
+            return _store_as_completed(futures, conn, progress, done_before, total)
+        except CancelledError:
+            if lost.is_set():  # cancelled by `_watch_workers`
+                raise NoWorker() from None
+            raise
+
+
+def _store_as_completed(futures: list, conn, progress: Progress | None, done_before: int, total: int) -> int:
+    """Commit each batch's records as its future completes; returns the number written. OtherModel for a batch from
+    a worker running another archsim model (not stored)."""
+    from distributed import as_completed
+
     written, start = 0, time.perf_counter()
     for future in as_completed(futures):
         worker, version, batch = future.result()
@@ -165,6 +187,46 @@ def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, ba
             rate = written / max(time.perf_counter() - start, 1e-9)
             progress(done_before + written, total, rate, (total - done_before - written) / rate)
     return written
+
+
+@contextlib.contextmanager
+def _workers_watched(client, futures: list) -> Iterator[threading.Event]:
+    """`_watch_workers` in a thread of its own while the block runs; yields the event it sets."""
+    stop, lost = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=_watch_workers, args=(client, futures, stop, lost), daemon=True)
+    watcher.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def _watch_workers(client, futures: list, stop: threading.Event, lost: threading.Event) -> None:
+    """Until `stop` is set, count the cluster's workers every tenth of WORKER_WAIT_S; once it has had none for
+    WORKER_WAIT_S, set `lost` and cancel `futures`, which would wait for a worker forever (a worker whose nanny was
+    killed stops, and nothing starts it again). Cancelling also ends the fetch of a batch whose worker died holding
+    its result, which would wait for the batch to be computed again."""
+    workerless_since = None
+    while not stop.wait(WORKER_WAIT_S / 10):
+        workerless_since = _workerless_since(client, workerless_since)
+        if workerless_since is not None and time.monotonic() - workerless_since >= WORKER_WAIT_S:
+            lost.set()
+            client.cancel(futures)
+            return
+
+
+def _workerless_since(client, since: float | None) -> float | None:
+    """None if the cluster's scheduler counts a worker now; else since when the cluster has had none: `since`, or
+    now if that is None. A scheduler that does not answer within a tenth of WORKER_WAIT_S leaves `since` as it was:
+    a lost scheduler reaches the sweep as its batches cancelled by Dask."""
+    try:
+        identity = client.sync(client.scheduler.identity, n_workers=0, callback_timeout=WORKER_WAIT_S / 10)
+    except (OSError, TimeoutError):
+        return since
+    if identity["n_workers"]:
+        return None
+    return time.monotonic() if since is None else since
 
 
 def _shared(spec: SweepSpec, base: Base) -> tuple[SweepSpec, Base]:
@@ -274,8 +336,9 @@ def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: B
     """`evaluate_on`, its failures a SpecError naming `--scheduler` (or Dask's embedded cluster) and what happened:
     a batch from a worker running another archsim (restarted on other code mid-sweep; an embedded cluster's workers
     import this process's source, edited since it started), a batch whose workers all died running it (Dask's
-    KilledWorker: killed, out of memory), or the cluster gone (a killed scheduler). The batches finished before are
-    stored either way, and the sweep run again resumes from them."""
+    KilledWorker: killed, out of memory), the cluster left with no worker (its last one's nanny killed), or the
+    cluster gone (a killed scheduler). The batches finished before are stored either way, and the sweep run again
+    resumes from them."""
     from distributed import KilledWorker
 
     source, where = ("--scheduler", scheduler) if scheduler else ("Dask", "embedded cluster")
@@ -290,6 +353,10 @@ def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: B
         raise SpecError(source, where, f"worker {exc.worker} computed a batch with archsim {exc.version}, this "
                                        f"process runs {MODEL_VERSION}: the batch is not stored (its records would "
                                        f"be under this model's keys); {fix}") from None
+    except NoWorker:
+        start = f"start a worker (dask worker {scheduler}) and " if scheduler else ""
+        raise SpecError(source, where, f"lost its last worker mid-sweep (none for {WORKER_WAIT_S:g} s); the batches "
+                                       f"finished before are stored: {start}run the sweep again to resume") from None
     except KilledWorker as exc:
         raise SpecError(source, where, f"{exc.allowed_failures + 1} workers died running one batch (KilledWorker: "
                                        f"killed, or out of memory?); {resume}") from None
