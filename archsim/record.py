@@ -17,13 +17,14 @@ attention (`archsim.systems.seqpar.ParallelResult.record`, `parallel`) or a spar
 - `extras`: the target's own metrics (a serving run's throughput, TTFT/TBT percentiles, cost per token, counts).
 
 `flat()` is the row the store and the reports read: `latency_s`, `energy_pj`, `area_um2`, `dram_traffic_bytes`,
-`edp` (latency x energy in pJ), `utilization.<unit>`, the config and the extras, whatever the kind. `row()` is that
-row after what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`), with every metric
-of an infeasible target NaN (its extras too, whatever their type: a count is no answer either) and its config kept:
+`edp` (latency x energy in pJ), `utilization.<unit>`, the config and the extras, whatever the kind, with every metric
+of an infeasible target NaN (its extras too, whatever their type: a count is no answer either) and its config kept.
+`row()` is that row after what the target is and whether it runs (`target_kind`, `target`, `feasible`, `reason`):
 the `record` that `archsim run --json`, `archsim simulate --json` and `archsim parallel --json` print. A sweep
 stores the same columns for a point (`archsim.dse.points`: its row adds the point's key and fields, sets
 `target_kind` to the sweep's kind of point, architecture, gpu, system, parallel or sparse, and `target` to the
-point's, a system sweep's `system` as the spec names it).
+point's, a system sweep's `system` as the spec names it, and names the config's columns, which its store keeps on
+an infeasible row: `archsim.dse.store.CONFIG_FIELDS`).
 """
 
 from __future__ import annotations
@@ -69,17 +70,17 @@ class Record:
         return replace(self, feasible=False, reason="; ".join(r for r in (self.reason, reason) if r))
 
     def flat(self) -> dict[str, Any]:
-        """The record as one flat row (module docstring)."""
-        return {**self._metrics(), **self.config, **self.extras}
-
-    def row(self) -> dict[str, Any]:
-        """`flat()` after `target_kind`, `target`, `feasible` and `reason`; an infeasible target's metrics and
-        extras NaN, whatever their type (they are no answer), its config kept (module docstring)."""
+        """The record as one flat row: its metrics, config and extras, an infeasible target's metrics and extras
+        NaN, whatever their type (they are no answer), its config kept (module docstring)."""
         metrics, extras = self._metrics(), self.extras
         if not self.feasible:
             metrics, extras = dict.fromkeys(metrics, NAN), dict.fromkeys(extras, NAN)
+        return {**metrics, **self.config, **extras}
+
+    def row(self) -> dict[str, Any]:
+        """`flat()` after `target_kind`, `target`, `feasible` and `reason` (module docstring)."""
         return {"target_kind": self.target_kind, "target": self.target, "feasible": self.feasible,
-                "reason": self.reason, **metrics, **self.config, **extras}
+                "reason": self.reason, **self.flat()}
 
     def _metrics(self) -> dict[str, float]:
         """Every kind's metrics (`METRICS`) and the utilization per unit."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from archsim.commands.options import nan_as_null, nonempty
+from archsim.dse.system_points import with_link
 from archsim.errors import SpecError
 from archsim.model.trace import write_chrome_trace
 from archsim.outputs import check_writable, write_text
@@ -152,8 +153,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
         except SpecError as error:  # no decode to check, or no finite BW_min: the option's
             raise SpecError("--alpha", "", error.message) from None
         metrics["link"] = {**link.config, **link.extras, "feasible": link.feasible, "reason": link.reason}
-        if not link.feasible:
-            record = record.failing(link.reason)
+        record = with_link(record, link)
     if trace_out:
         write_text(trace_out, json.dumps(chrome_trace(result)))
     if layer_trace:

@@ -59,6 +59,7 @@ from archsim.dse.sparse_spec import (
     sparse_target,
 )
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
+from archsim.dse.store import CONFIG_FIELDS
 from archsim.dse.system_points import (
     request_stream,
     requests_digest,
@@ -430,9 +431,10 @@ def _arch_json(arch: Architecture) -> str:
 
 def evaluate_point(spec: SweepSpec, base: Base, point: Point, key: str | None = None) -> dict[str, Any]:
     """One flat record: key, target_kind (architecture | gpu | system | parallel | sparse), target, the axis values,
-    feasibility and metrics (`SweepSpec.metrics`, NaN where not modelled, and a target's extras). A point that does
-    not fit, or whose changes the model rejects (a SpecError), is a record with `feasible=False` and its reason (a
-    SpecError's field and message, not its file: `_reason`), never a raise.
+    feasibility, metrics (`SweepSpec.metrics`, NaN where not modelled), a target's config and extras, and the names
+    of its config's columns (`CONFIG_FIELDS`). A point that does not fit, or whose changes the model rejects (a
+    SpecError), is a record with `feasible=False` and its reason (a SpecError's field and message, not its file:
+    `_reason`), never a raise: its metrics and extras NaN, its config (a model's infeasible Record's) kept.
 
     A constraint on a metric the target does not model (`NOT_MODELLED`: a GPU's area) does not exclude it.
     `key`: the point's `point_key` where the caller has it."""
@@ -554,17 +556,18 @@ def _alike(error: SpecError, other: SpecError | None) -> bool:
 
 def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: str,
             result_of: Callable[[], Record]) -> dict[str, Any]:
-    """The point's record from its model's Record (`result_of()`, a SpecError making it infeasible)."""
+    """The point's record from its model's Record (`result_of()`, a SpecError making it infeasible): its flat row
+    (`Record.flat()`: an infeasible design's metrics and extras NaN, its config kept) and the names of its config's
+    columns (`CONFIG_FIELDS`, which the store keeps on an infeasible row)."""
     record: dict[str, Any] = {"key": key or point_key(spec, base, point), "target_kind": kind, **point}
-    nan_metrics = dict.fromkeys(spec.metrics, float("nan"))
     try:
         result = result_of()
-        feasible, reason, metrics = result.feasible, result.reason, result.flat()
+        feasible, reason, flat, config = result.feasible, result.reason, result.flat(), list(result.config)
     except SpecError as e:
-        feasible, reason, metrics = False, _reason(e), {}
-    metrics = {**nan_metrics, **(metrics if feasible else {})}  # an infeasible design's numbers are no answer
+        feasible, reason, flat, config = False, _reason(e), {}, []
+    metrics = {**dict.fromkeys(spec.metrics, float("nan")), **flat}
     ok = bool(within_constraints(spec.constraints, feasible, metrics, kind))
-    return {**record, "feasible": feasible, "reason": reason, **metrics, "constraint_ok": ok}
+    return {**record, "feasible": feasible, "reason": reason, **metrics, CONFIG_FIELDS: config, "constraint_ok": ok}
 
 
 def _reason(error: SpecError) -> str:

@@ -18,6 +18,9 @@ of another base is refused (`archsim.dse.sweep.claim_store`, one write transacti
 same base under other axis values (an axis grown or shrunk) share the store. A store written before stores had
 `meta` has none until a sweep claims it.
 
+A point's record is read back as stored but for an infeasible one's metrics and extras, blank whatever the store
+holds (`_blank_infeasible`): its config, the columns its record names (`CONFIG_FIELDS`), is kept.
+
 A file that is not an SQLite database, or one whose tables are not a store's, is refused with a `SpecError`
 naming the file (never written to); so is one without tables (an empty file) read as a store, any SQLite error on
 the way (a locked, read-only or full disk), and a record or `meta` value damaged (`_loads`, `meta_json`). The file
@@ -59,6 +62,9 @@ _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT 
 _POSITIONS = "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY)"
 _TABLES = ("points", "meta", "positions")
 _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
+# a record's field naming its config's columns (`archsim.record.Record.config`), which an infeasible row keeps
+# (`_blank_infeasible`); `records` reads it and shows it as no column
+CONFIG_FIELDS = "config_fields"
 _TIMEOUT_S = 5.0  # how long a statement waits for another process's write transaction to end
 _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
 
@@ -258,6 +264,7 @@ def records(conn: StoreConnection) -> pd.DataFrame:
             rows = conn.execute("SELECT record FROM points ORDER BY rowid").fetchall()
     stored = [_loads(conn, r) for (r,) in rows]
     df = pd.DataFrame(stored)
+    config = df.pop(CONFIG_FIELDS) if CONFIG_FIELDS in df else pd.Series(index=df.index, dtype=object)
     # columns in a feasible record's order, whichever record came first: an infeasible one lacks the metrics
     # (utilization.*), which pandas would otherwise put after the fields it does have; then the columns other
     # records add (a GPU's utilization.tensor_cores beside an architecture's points), and constraint_ok, every
@@ -265,7 +272,7 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     feasible = next((r for r in stored if r["feasible"]), {})
     order = dict.fromkeys([*(c for c in feasible if c in df), *df.columns])
     last = ["constraint_ok"] if "constraint_ok" in order else []
-    return _blank_infeasible(df[[*(c for c in order if c not in last), *last]])
+    return _blank_infeasible(df[[*(c for c in order if c not in last), *last]], config)
 
 
 def _loads(conn: StoreConnection, text: str) -> dict[str, Any]:
@@ -288,15 +295,19 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:40]}..."
 
 
-def _blank_infeasible(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with an infeasible point's metrics (every column but its key, target, axis values, feasibility, reason
-    and constraint verdict) NaN: a design that does not fit has no numbers. `archsim.dse.points` records them so;
-    a store written before it did holds the numbers the model computed for them."""
+def _blank_infeasible(df: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """`df` with an infeasible point's metrics and extras NaN (every column but its key, target, axis values,
+    feasibility, reason and constraint verdict, and the columns of its config, which `config` names per row:
+    `CONFIG_FIELDS`): a design that does not fit has no numbers, but says what it was. `archsim.dse.points`
+    records them so; a store written before it did holds the numbers the model computed for them, and one
+    written before records named their config (none in `config`) reads with no config on an infeasible row."""
     if df.empty or "feasible" not in df:
         return df
     feasible = df["feasible"].astype(bool)
     metrics = [c for c in df.columns if c not in _NOT_METRICS and str(c).partition(".")[0] not in AXIS_ROOTS]
-    return df.assign(**{c: df[c].where(feasible, math.nan) for c in metrics})
+    named = config[~feasible].explode().dropna()  # an infeasible row's label, once per config column it names
+    kept = named.groupby(named).groups  # config column -> the labels of the infeasible rows that keep it
+    return df.assign(**{c: df[c].where(feasible | df.index.isin(kept.get(c, [])), math.nan) for c in metrics})
 
 
 def read_records(path: str | Path) -> pd.DataFrame:

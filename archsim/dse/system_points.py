@@ -22,8 +22,9 @@ check's numbers at the run's most demanding decode iteration, as `simulate --alp
 (`offload.link_feasibility`'s config and extras, each as `link.<name>`): BW_min per compute NIC and per memory NIC
 (`link.bw_min_compute_nic_bytes_per_s`, `link.bw_min_memory_nic_bytes_per_s`) against each end's NIC rate
 (`link.compute_nic_bytes_per_s`, `link.memory_nic_bytes_per_s`), the limiting end's (`link.bw_min_bytes_per_s`,
-`link.link_bytes_per_s`), the iteration's batch and mean context, and alpha; a point whose link falls short is
-infeasible, so its record, as every infeasible one, holds none of them (its reason names them).
+`link.link_bytes_per_s`), the iteration's batch and mean context, and alpha (`with_link`, which `simulate --alpha`
+calls too); a point whose link falls short is infeasible, so its record, as every infeasible one, keeps the check's
+config (alpha, batch, context, the NIC rates) and holds none of its BW_min (its reason names them).
 
 Cost per token: the model's `price_per_hour` (`SystemModel`: TP x PP ranks, each with one device of every kind of
 the spec, as the system model counts energy; `OffloadModel`: every device of the two pools) x the makespan in
@@ -177,6 +178,13 @@ def serve_point(system: System, workload: Workload, requests: tuple[Request, ...
         link = peak_batch_link_feasibility(model, result.timeline, settings.alpha)
     except SpecError as error:  # no decode to check, or no finite BW_min
         return record.failing(f"serving.alpha: {error.message}")
+    return with_link(record, link)
+
+
+def with_link(record: Record, link: Record) -> Record:
+    """A serving run's `record` with its link check `link` (`offload.link_feasibility`): the check's config and
+    extras each as `link.<name>` beside the run's, and infeasible for the check's reason where the link falls
+    short; a sweep's point and `simulate --alpha`'s record alike."""
     record = dataclasses.replace(record, config={**record.config, **_prefixed("link", link.config)},
                                  extras={**record.extras, **_prefixed("link", link.extras)})
     return record if link.feasible else record.failing(link.reason)
