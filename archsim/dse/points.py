@@ -48,7 +48,7 @@ from archsim.cascade.ir import Cascade
 from archsim.dse.block import BlockTargets, calibration_params, without_text
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
 from archsim.dse.parallel_spec import PARALLEL_ROOT, ParallelTargets, load_targets, parallel_config, parallel_record
-from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, is_trace, load_system_target
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, is_trace, load_system_target, system_changes
 from archsim.dse.sparse_spec import (
     SPARSE_ROOT,
     SparseTargets,
@@ -298,14 +298,16 @@ def _system_axis_files(spec: SweepSpec, system: System) -> dict[str, Any]:
         field = path.removeprefix(f"{SYSTEM_ROOT}.")
         files = [value for value in values if field != path and isinstance(value, str) and is_spec_path(value)]
         if files:
-            parts[f"{AXIS_PART}{path}"] = {value: _set_by(system, field, value) for value in files}
+            parts[f"{AXIS_PART}{path}"] = {value: _set_by(system, path, value, spec.source) for value in files}
     return parts
 
 
-def _set_by(system: System, field: str, value: str) -> Any:
-    """What of `system` with `field` (a dotted path) set to `value` that value sets, resolved: the deepest field
-    along the path in `system_content` (a device's `preset` is loaded into the device, a link's file is the link)."""
-    node = system_content(with_fields(system, {field: value}))
+def _set_by(system: System, path: str, value: str, source: str) -> Any:
+    """What of `system` with the axis `path` (`system.` and a dotted path) of the sweep at `source` set to `value`
+    (`system_changes`: a file from the sweep's folder) that value sets, resolved: the deepest field along the path
+    in `system_content` (a device's `preset` is loaded into the device, a link's file is the link)."""
+    field = path.removeprefix(f"{SYSTEM_ROOT}.")
+    node = system_content(with_fields(system, system_changes({path: value}, source)))
     for key in field.split("."):
         if not isinstance(node, dict) or key not in node:
             break
@@ -397,7 +399,7 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
     if kind == "system":
         fields = spec.fields(point)
         return system_config(base.system, base.workload, spec.serving, fields,
-                             base.requests[stream(spec.serving, fields)])
+                             base.requests[stream(spec.serving, fields)], spec.source)
     if kind == "parallel":
         return parallel_config(base.parallel, base.parallel.spec(spec.fields(point)))
     if kind == "sparse":
@@ -607,7 +609,8 @@ def with_constraints(df: pd.DataFrame, constraints: tuple[Constraint, ...]) -> p
 
 def _system_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     fields = spec.fields(point)
-    return serve_point(base.system, base.workload, base.requests[stream(spec.serving, fields)], spec.serving, fields)
+    return serve_point(base.system, base.workload, base.requests[stream(spec.serving, fields)], spec.serving, fields,
+                       spec.source)
 
 
 def _parallel_record(spec: SweepSpec, base: Base, point: Point) -> Record:

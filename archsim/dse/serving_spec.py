@@ -6,7 +6,9 @@ point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.p
 `system.schedule.sub_batches`, `system.links.tp.bytes_per_s_per_direction`: a link the system names by preset is written
 inline with the preset's fields, one of them changed), running the workload as the serving simulator's iteration model
 over the request stream its serving settings give (`archsim.dse.system_points`). An axis value is a number, a word or
-true/false, as the field takes. Fields that must move together (a device count and the parallel degree it must equal: a
+true/false, as the field takes, or a file's path (`system.devices.gpu.preset: [h100-sxm5, ./slow-h100.yaml]`), a
+relative one taken from the sweep file's folder as a CSV trace's is (`system_changes`; a path the system file writes
+stays relative to that file). Fields that must move together (a device count and the parallel degree it must equal: a
 memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count` and `parallelism.tp` x
 replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields from each of its values (what
 the system spec checks is checked at load; what needs the workload, tp x replicas and the pool dividing the KV heads,
@@ -63,7 +65,7 @@ from typing import Any
 from archsim import library
 from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, UnknownField, check_keys, kind_of
-from archsim.spec_files import beside
+from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
@@ -243,7 +245,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
     seen: set[str] = set()
     schedules = {system.schedule.kind}
     for where, fields in settings:
-        changes = {p.removeprefix(f"{SYSTEM_ROOT}."): v for p, v in fields.items() if p.startswith(f"{SYSTEM_ROOT}.")}
+        changes = system_changes(fields, source)
         if json.dumps(changes) in seen:
             continue
         seen.add(json.dumps(changes))
@@ -280,13 +282,38 @@ def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrain
         return
     for device in system.devices.values():
         path = f"devices.{device.name}.preset"
-        choices = [with_fields(system, {path: v}).devices[device.name] for v in axes.get(f"{SYSTEM_ROOT}.{path}", [])]
+        axis = f"{SYSTEM_ROOT}.{path}"
+        choices = [with_fields(system, system_changes({axis: v}, source)).devices[device.name]
+                   for v in axes.get(axis, [])]
         if all(_energy_unknown(d) for d in [device, *choices]):
             raise SpecError(source, named[0], f"energy is not modelled on {system.source}'s devices.{device.name} "
                                               f"({device.spec.name} gives no power_w"
                                               f"{', nor does any preset its axis sets' if choices else ''}), so no "
                                               "point would have one: name objectives and constraints without energy "
                                               "(a sweep without objectives: takes latency_s and energy_pj)")
+
+
+def system_changes(fields: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The `with_fields` changes of the fields a point, an axis value or a linked axis's value sets in the sweep at
+    `source`: its `system.` paths, the prefix dropped, each value as `_from_sweep` takes it."""
+    prefix = f"{SYSTEM_ROOT}."
+    return {p.removeprefix(prefix): _from_sweep(p.removeprefix(prefix), v, source)
+            for p, v in fields.items() if p.startswith(prefix)}
+
+
+def _from_sweep(field: str, value: Any, source: str) -> Any:
+    """The value of the system's `field` (a dotted path) written in the sweep at `source`: a file's path
+    (`is_spec_path`) in a field that names a file (a device's `preset` or `mapping`, a link) is taken from the sweep
+    file's folder as a CSV trace's is (`beside`; the working folder's for a sweep not read from a file) and made
+    absolute, since `with_fields` would take a relative path from the system file's folder (where a path the system
+    file writes is taken from); a library name, and any other value (a kernel's name with a slash), as written.
+    The point keeps the value as written; its key hashes the system it resolves."""
+    keys = field.split(".")
+    names_file = (keys[0] == "devices" and len(keys) == 3 and keys[2] in ("preset", "mapping")) or \
+        (keys[0] == "links" and len(keys) == 2)
+    if not names_file or not isinstance(value, str) or not is_spec_path(value):
+        return value
+    return str(beside(value, source).absolute())
 
 
 def _naming(objectives: tuple[str, ...], constrained: tuple[str, ...], metrics: tuple[str, ...]) -> list[str]:

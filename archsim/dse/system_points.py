@@ -51,7 +51,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings, is_trace, trace_path
+from archsim.dse.serving_spec import SERVING_ROOT, ServingSettings, is_trace, system_changes, trace_path
 from archsim.errors import SpecError
 from archsim.memo import per_object
 from archsim.record import Record
@@ -62,12 +62,6 @@ from archsim.systems.serving import ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
-
-
-def system_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The `with_fields` changes of a point's fields: its `system.` paths, the prefix dropped."""
-    prefix = f"{SYSTEM_ROOT}."
-    return {p.removeprefix(prefix): v for p, v in fields.items() if p.startswith(prefix)}
 
 
 def max_batch(settings: ServingSettings, fields: Mapping[str, Any]) -> int:
@@ -108,13 +102,15 @@ def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> Serv
 
 
 def system_config(system: System, workload: Workload, settings: ServingSettings, fields: Mapping[str, Any],
-                  requests: tuple[Request, ...]) -> dict[str, Any]:
+                  requests: tuple[Request, ...], source: str = "<python>") -> dict[str, Any]:
     """What a point's key hashes: the system as the point's values set it, resolved (`system_content`: a value
     equal to the spec's own keys as the point without it, and a preset file edited since, the base's or one an axis
-    names, is another point; a point whose values the spec refuses, on why and on those values), the workload and
-    the serving run (its lengths and rate, `stream`; a CSV trace by the digest of the `requests` read from it, not
-    its path: a trace edited since is another point, the same trace named two ways or moved is the same point)."""
-    config, changes = serving_config(settings, fields), system_changes(fields)
+    names, is another point, the same file named two ways the same; a point whose values the spec refuses, on why
+    and on those values), the workload and the serving run (its lengths and rate, `stream`; a CSV trace by the
+    digest of the `requests` read from it, not its path: a trace edited since is another point, the same trace named
+    two ways or moved is the same point). A file a value names is taken from the folder of the sweep at `source`
+    (`system_changes`)."""
+    config, changes = serving_config(settings, fields), system_changes(fields, source)
     lengths, rate_per_s = stream(settings, fields)
     try:
         resolved = system_content(with_fields(system, changes) if changes else system)
@@ -161,10 +157,11 @@ def _content(value: Any) -> Any:
 
 
 def serve_point(system: System, workload: Workload, requests: tuple[Request, ...], settings: ServingSettings,
-                fields: Mapping[str, Any]) -> Record:
-    """The record of the point with `fields`: the module docstring's run. A SpecError (values the system spec
-    refuses, a workload the system cannot run) is the caller's to record."""
-    model = system_model(with_fields(system, system_changes(fields)), workload)
+                fields: Mapping[str, Any], source: str = "<python>") -> Record:
+    """The record of the point with `fields` of the sweep at `source` (a file a value names is taken from its
+    folder, `system_changes`): the module docstring's run. A SpecError (values the system spec refuses, a workload
+    the system cannot run) is the caller's to record."""
+    model = system_model(with_fields(system, system_changes(fields, source)), workload)
     if model.kv_capacity_bytes <= 0:
         return _infeasible(model.name, f"the weights leave no memory for the KV cache on {model.name}")
     if settings.alpha is not None and not isinstance(model, OffloadModel):
