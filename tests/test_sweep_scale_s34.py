@@ -43,11 +43,10 @@ def test_heatmap_holds_the_work_and_counts_the_points_behind_each_cell(tmp_path)
     assert list(cells.columns) == ["array2d.size", "GlobalBuffer.capacity_bytes", "latency_s", "points", "seq_len"]
     assert (cells.seq_len == 1024).all()
     got = {(r["array2d.size"], r["GlobalBuffer.capacity_bytes"]): (r.latency_s, r.points) for _, r in cells.iterrows()}
-    expected = {(1, "2 B"): (1024 * 11 * 1.5, 3), (1, "8 B"): (1024 * 11 * 1.125, 1),
-                (2, "2 B"): (1024 * 12 * 1.5, 1)}
+    expected = {(1, 2): (1024 * 11 * 1.5, 3), (1, 8): (1024 * 11 * 1.125, 1), (2, 2): (1024 * 12 * 1.5, 1)}
     for cell, (latency, points) in expected.items():
         assert got[cell][0] == pytest.approx(latency, rel=1e-12) and got[cell][1] == points
-    assert np.isnan(got[(2, "8 B")][0]) and got[(2, "8 B")][1] == 0
+    assert np.isnan(got[(2, 8)][0]) and got[(2, 8)][1] == 0
     page = (out / "index.html").read_text()
     assert "but the work, held at seq_len 1024" in page and "each shows its number" in page
 

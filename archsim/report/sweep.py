@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ WORK_AXES = ("serving.lengths", "serving.rate_per_s", "parallel.workload", "para
              "parallel.causal", "parallel.direction", "parallel.scope", "sparse.workload", "sparse.context",
              "sparse.phase")
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
-_DECIMAL = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten
 
 
 def default_objectives(df: pd.DataFrame) -> tuple[str, ...]:
@@ -96,28 +97,42 @@ def short_axis(path: str) -> str:
 
 
 def value_label(path: str, value: Any) -> str:
-    """An axis value as text: sizes in bytes with a binary prefix where one gives a whole number below 1024
-    (`100 GiB/s`, `4 MiB`), else a decimal one (`10 GB/s`: 1e10 is a multiple of 1024, not a KiB count to print),
-    per second for a path with `_per_s` (`bytes_per_s_per_direction`); lists as `64x64`; true/false as written;
-    other numbers as they are."""
+    """An axis value as text, for display (the figures and the page; the CSVs hold the value, `stored`): sizes in
+    bytes with a binary prefix where one gives a whole number below 1024 (`100 GiB/s`, `4 MiB`), else a decimal one
+    with the exact quotient (`10 GB/s`: 1e10 is a multiple of 1024, not a KiB count to print; `1.536 kB`), per second
+    for a path with `_per_s` (`bytes_per_s_per_direction`); lists as `64x64`; true/false as written; other numbers
+    with every digit (`1048576`, `0.125`). No digit is rounded away, so two values never share a label."""
     if isinstance(value, (list, tuple)):
         return "x".join(value_label("", v) for v in value)
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = stored(value)
     if isinstance(value, bool):  # a true/false axis (`causal`), as the sweep file writes it, not 1/0
         return str(value).lower()
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if "bytes" in path:
+        return _bytes_label(value, "B/s" if "_per_s" in path else "B")
+    return str(value)
+
+
+def _bytes_label(value: float, unit: str) -> str:
+    """`value` bytes (or bytes per second: `unit`) with the prefix `value_label` chooses, its digits exact."""
+    for scale, prefix in _BINARY:
+        if value >= scale and value % scale == 0 and (value // scale < 1024 or scale == _BINARY[0][0]):
+            return f"{value // scale} {prefix}{unit}"
+    for exponent, prefix in _DECIMAL:
+        if value >= 10**exponent:
+            return f"{Decimal(str(value)).scaleb(-exponent).normalize():f} {prefix}{unit}"
+    return f"{value} {unit}"
+
+
+def stored(value: Any) -> Any:
+    """An axis value as a CSV cell holds it: a Python number for a numpy one, an integral float (a column NaN made
+    float: a GPU's missing `arch.` axis) as the integer the sweep file wrote, a list for a tuple (`_hashable`'s)."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if "bytes" in path and isinstance(value, (int, float)):
-        unit = "B/s" if "_per_s" in path else "B"
-        for scale, prefix in _BINARY:
-            if value >= scale and value % scale == 0 and (value // scale < 1024 or scale == _BINARY[0][0]):
-                return f"{value // scale:g} {prefix}{unit}"
-        for scale, prefix in _DECIMAL:
-            if value >= scale:
-                return f"{value / scale:.3g} {prefix}{unit}"
-        return f"{value:g} {unit}"
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+        return int(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _hashable(value: Any) -> Any:
@@ -202,8 +217,8 @@ def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[
 class Heatmap:
     """The best of a metric at each (axis_a value, axis_b value) over the feasible points there with the work held
     (`held`): `best` and `points` (how many feasible points with a finite metric each cell has: those its best is
-    of) are tables of axis_a's value labels by axis_b's; a cell with no such point is NaN in `best`, 0 in
-    `points`."""
+    of) are tables of axis_a's values by axis_b's (the values themselves, so two never merge; a list as a tuple,
+    `_hashable`); a cell with no such point is NaN in `best`, 0 in `points`."""
 
     metric: str
     axis_a: str
@@ -228,20 +243,21 @@ class Heatmap:
         return "" if per_cell is None else f"the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}"
 
     def rows(self) -> pd.DataFrame:
-        """One row per cell (the CSV form): the two axis values (labels), the best metric, the feasible points
-        behind it and the value of each held work axis."""
+        """One row per cell (the CSV form): the two axis values and the value of each held work axis as stored
+        (`stored`), the best metric and the feasible points behind it."""
         names = [short_axis(self.axis_a), short_axis(self.axis_b)]
-        rows = pd.DataFrame({self.metric: self.best.stack(future_stack=True),
-                             "points": self.points.stack(future_stack=True)})
-        rows = rows.rename_axis(names).reset_index()
-        return rows.assign(**{short_axis(a): value_label(a, v) for a, v in self.held.items()})
+        held = {short_axis(axis): stored(value) for axis, value in self.held.items()}
+        best, points = self.best.to_numpy(), self.points.to_numpy()
+        return pd.DataFrame([[stored(a), stored(b), best[i, j], points[i, j], *held.values()]
+                             for i, a in enumerate(self.best.index) for j, b in enumerate(self.best.columns)],
+                            columns=[*names, self.metric, "points", *held])
 
 
 def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEATMAP_METRIC,
                   spec_axes: dict[str, list[Any]] | None = None) -> Heatmap:
     """Best `metric` over the feasible points at each (axis_a value, axis_b value), every other axis free but the
     work, each work axis held at one value (`held_work`: a cell's best is never that of a smaller workload another
-    cell's sample lacks): rows are axis_a's values, columns axis_b's (labels from `value_label`)."""
+    cell's sample lacks): rows are axis_a's values, columns axis_b's."""
     held = held_work(df, (axis_a, axis_b), spec_axes)
     df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
@@ -251,9 +267,8 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
              .groupby(["_a", "_b"])[metric])
     best, points = cells.agg(lambda values: best_of(values, metric)), cells.count()
     a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
-    index = pd.Index([value_label(axis_a, a) for a in a_values],
-                     name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}")
-    columns = [value_label(axis_b, b) for b in b_values]
+    index = pd.Index(a_values, name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}", tupleize_cols=False)
+    columns = pd.Index(b_values, tupleize_cols=False)  # a list axis's tuples as values, not a MultiIndex
     return Heatmap(metric, axis_a, axis_b,
                    pd.DataFrame([[best.get((a, b), np.nan) for b in b_values] for a in a_values], index=index,
                                 columns=columns, dtype=float),
@@ -274,9 +289,9 @@ def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.Da
     return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
 
 
-def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
-    """One row per objective: the best feasible point that meets the constraints, its value and its axis
-    values (labelled)."""
+def summary_rows(df: pd.DataFrame, objectives: Sequence[str], labels: bool = False) -> pd.DataFrame:
+    """One row per objective: the best feasible point that meets the constraints, its value and its axis values,
+    as stored (`stored`: the CSV's) or, with `labels`, as `value_label` text (the page's)."""
     ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
     rows = []
     for objective in objectives:
@@ -286,9 +301,16 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
         best = ok.loc[best_label(ok[objective], objective)]
         rows.append({"objective": objective, "best": best[objective],
                      **({"target": best["target"]} if "target" in best else {}),
-                     **{short_axis(p): "" if axis_missing(best[p]) else value_label(p, best[p])
-                        for p in axis_columns(df)}})
+                     **{short_axis(p): _summary_cell(p, best[p], labels) for p in axis_columns(df)}})
     return pd.DataFrame(rows)
+
+
+def _summary_cell(path: str, value: Any, labels: bool) -> Any:
+    """A summary row's value of axis `path`: "" where the axis does not apply to the point's target, else its
+    `value_label` text (`labels`) or the value as stored."""
+    if axis_missing(value):
+        return ""
+    return value_label(path, value) if labels else stored(value)
 
 
 def infeasible_rows(df: pd.DataFrame) -> pd.DataFrame:

@@ -253,7 +253,7 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
     """Best metric per cell, colour on a log scale, the value written in each cell (with the feasible points behind
     it when cells have different numbers of them, as a random sample's do; else the caption gives the one
     number); blank where no feasible point was evaluated (with sampling, none may have been drawn there). The
-    caption names the work axes held and their values."""
+    ticks are the axis values' `value_label`s; the caption names the work axes held and their values."""
     values = heatmap.best.to_numpy(dtype=float)
     counts = heatmap.points.to_numpy()
     per_cell = heatmap.cell_points()
@@ -263,8 +263,8 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
     finite = values[np.isfinite(values) & (values > 0)]
     norm = LogNorm(finite.min(), finite.max()) if finite.size and finite.max() > finite.min() else None
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis_r", norm=norm, aspect="auto")
-    ax.set_xticks(range(values.shape[1]), heatmap.best.columns, fontsize=8)
-    ax.set_yticks(range(values.shape[0]), heatmap.best.index, fontsize=8)
+    ax.set_xticks(range(values.shape[1]), [value_label(heatmap.axis_b, v) for v in heatmap.best.columns], fontsize=8)
+    ax.set_yticks(range(values.shape[0]), [value_label(heatmap.axis_a, v) for v in heatmap.best.index], fontsize=8)
     ax.set_xlabel(short_axis(heatmap.axis_b))
     ax.set_ylabel(short_axis(heatmap.axis_a))
     mid = math.sqrt(finite.min() * finite.max()) if finite.size else 0.0

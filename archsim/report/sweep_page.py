@@ -6,9 +6,10 @@ Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.cs
 heatmap_<axisA>_<axisB>.png/.csv over the first two axes (each work axis held at one value; the CSV has a row per
 cell with the feasible points behind it), with GPU presets targets.png/.csv (each target's best per workload size),
 and with infeasible points infeasible.csv (each with its reason; the page counts them by reason); index.html links
-them all. The folder is written whole (`archsim.outputs.atomic_dir`): a
-killed run leaves the old report or the new one, and files it did not write (a store kept beside the report)
-stay.
+them all. A CSV holds each axis value as stored (`sweep.stored`: 1048576, 262144), as `archsim results` prints it;
+the page and the figures show its label (`sweep.value_label`: 256 KiB), sensitivity.csv both. The folder is
+written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one, and files it did
+not write (a store kept beside the report) stay.
 """
 
 from __future__ import annotations
@@ -110,4 +111,4 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     note_html = f"<p class='note'><strong>{html.escape(note)}</strong></p>" if note else ""
     write_index(out_dir, title, f"{note_html}<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>",
-                summary, sections)
+                sweep.summary_rows(df, objectives, labels=True), sections)
