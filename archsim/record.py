@@ -7,7 +7,9 @@ attention (`archsim.systems.seqpar.ParallelResult.record`, `parallel`) or a spar
 (`archsim.systems.sparse_points.point_record`, `sparse`). Each says, in the same fields:
 - `time_s`: the target's latency: a point's or a kernel's time, an iteration's time, a serving run's p99 time
   between tokens (the latency a user of the service sees; a run has no single iteration time);
-- `energy_j`: its energy (a serving run: per output token, as its time is per token);
+- `energy_pj`: its energy in pJ (a serving run: per output token, as its time is per token), the row's `energy_pj`
+  as the target computed it; a target that computes joules gives them x `PJ_PER_J` (a spatial-array point's pJ,
+  held in joules, came back one ulp off: J x 1e12 does not always undo pJ / 1e12);
 - `area_um2`, `traffic_bytes` (bytes across the off-chip memory boundary): NaN where the target does not model
   them (GPU presets carry no die area; the serving simulator does not count DRAM traffic);
 - `busy_s`: seconds each unit was busy within `busy_window_s` (the target's time; a serving run's makespan), so
@@ -50,13 +52,18 @@ class Record:
     feasible: bool
     reason: str
     time_s: float
-    energy_j: float
+    energy_pj: float
     area_um2: float = NAN
     traffic_bytes: float = NAN
     busy_s: Mapping[str, float] = field(default_factory=dict)
     busy_window_s: float | None = None  # what `busy_s` is a share of; None = time_s
     config: Mapping[str, Any] = field(default_factory=dict)  # what was evaluated: kept on an infeasible row
     extras: Mapping[str, Any] = field(default_factory=dict)  # the target's metrics: NaN on an infeasible row
+
+    @property
+    def energy_j(self) -> float:
+        """The energy in joules (`energy_pj` / `PJ_PER_J`), for a reader in SI units; the row holds `energy_pj`."""
+        return self.energy_pj / PJ_PER_J
 
     @property
     def utilization(self) -> dict[str, float]:
@@ -84,7 +91,6 @@ class Record:
 
     def _metrics(self) -> dict[str, float]:
         """Every kind's metrics (`METRICS`) and the utilization per unit."""
-        energy_pj = self.energy_j * PJ_PER_J
-        return {"latency_s": self.time_s, "energy_pj": energy_pj, "area_um2": self.area_um2,
-                "dram_traffic_bytes": self.traffic_bytes, "edp": self.time_s * energy_pj,
+        return {"latency_s": self.time_s, "energy_pj": self.energy_pj, "area_um2": self.area_um2,
+                "dram_traffic_bytes": self.traffic_bytes, "edp": self.time_s * self.energy_pj,
                 **{f"utilization.{unit}": value for unit, value in self.utilization.items()}}

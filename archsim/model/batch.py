@@ -50,7 +50,7 @@ from archsim.model.analytical import add_group_totals, plans, price
 from archsim.model.arch_columns import Column, Columns, stacked, value_at, with_numbers
 from archsim.model.plan import GroupPlan, transfer_actions
 from archsim.model.result import Result
-from archsim.record import PJ_PER_J, Record
+from archsim.record import Record
 
 Key = tuple[str, str]  # (component, action) of an energy
 @dataclass
@@ -93,7 +93,7 @@ class BatchResult:
         busy_by_point = [dict(zip(self.utilization, each, strict=True)) for each in zip(*busy, strict=True)]
         return [Record("architecture", *fields) for fields in zip(
             self.architecture, self.feasible.tolist(), self.reason, self.latency_s.tolist(),
-            (self.energy_pj / PJ_PER_J).tolist(), self.area_um2.tolist(), self.dram_traffic_bytes().tolist(),
+            self.energy_pj.tolist(), self.area_um2.tolist(), self.dram_traffic_bytes().tolist(),
             busy_by_point, strict=True)]
 
 

@@ -61,7 +61,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.outputs import capacity_text
-from archsim.record import NAN, Record
+from archsim.record import NAN, PJ_PER_J, Record
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
 # The H100 SXM5's and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv;
@@ -374,8 +374,8 @@ def gpu_record(result: GpuResult, gpu: GPU) -> Record:
     precision = result.case.precision
     rated = result.feasible and gpu.has_rate(precision)
     tensor_s = result.flops / gpu.tensor_peak_flops_per_s(precision) if rated else NAN
-    return Record("gpu", gpu.name, result.feasible, result.reason, result.time_s, gpu.power_w * result.time_s,
-                  NAN, result.total("dram_bytes"), {"tensor_cores": tensor_s})
+    return Record("gpu", gpu.name, result.feasible, result.reason, result.time_s,
+                  gpu.power_w * result.time_s * PJ_PER_J, NAN, result.total("dram_bytes"), {"tensor_cores": tensor_s})
 
 
 def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuResult:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from archsim.record import PJ_PER_J, Record
+from archsim.record import Record
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class Result:
     def record(self) -> Record:
         """The record every target writes (`archsim.record`): busy seconds per unit = utilization x latency."""
         return Record("architecture", self.architecture, self.feasible, self.reason, self.latency_s,
-                      self.energy_pj / PJ_PER_J, self.area_um2, self.dram_traffic_bytes(),
+                      self.energy_pj, self.area_um2, self.dram_traffic_bytes(),
                       {unit: u * self.latency_s for unit, u in self.utilization.items()})
 
     def dram_traffic_bytes(self) -> float:

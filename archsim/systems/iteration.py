@@ -14,7 +14,7 @@ from numbers import Integral, Real
 from typing import Protocol
 
 from archsim.errors import SpecError, kind_of
-from archsim.record import Record
+from archsim.record import PJ_PER_J, Record
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class IterationCost:
 
     def record(self, system: str) -> Record:
         """The record every target writes (`archsim.record`); an iteration models no area or DRAM traffic count."""
-        return Record("system-iteration", system, True, "", self.time_s, self.energy_j, busy_s=dict(self.busy_s))
+        return Record("system-iteration", system, True, "", self.time_s, self.energy_j * PJ_PER_J,
+                      busy_s=dict(self.busy_s))
 
 
 @dataclass(frozen=True)

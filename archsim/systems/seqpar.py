@@ -68,7 +68,7 @@ from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import causal_name_problem, plans
 from archsim.outputs import capacity_text
-from archsim.record import Record
+from archsim.record import PJ_PER_J, Record
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import (
     LINEAR_BLOCK,
@@ -184,8 +184,8 @@ class ParallelResult:
                   "efficiency": self.efficiency, "memory_bytes": self.memory_bytes,
                   "max_context_tokens": self.max_context_tokens, "note": self.note}
         busy = {"compute": self.compute_s}  # the busiest device's compute, its unit named by role
-        return Record("parallel", s.label, self.feasible, self.reason, self.time_s, self.energy_j, busy_s=busy,
-                      config=config, extras=extras)
+        return Record("parallel", s.label, self.feasible, self.reason, self.time_s, self.energy_j * PJ_PER_J,
+                      busy_s=busy, config=config, extras=extras)
 
 
 def _link_name(spec: ParallelSpec) -> str:

@@ -86,7 +86,7 @@ import simpy
 from archsim.errors import SpecError, kind_of
 from archsim.model.trace import DEVICE_PID, US_PER_S, Span
 from archsim.model.trace import chrome_trace as trace_events
-from archsim.record import Record
+from archsim.record import PJ_PER_J, Record
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
 from archsim.systems.requests import Request, check_requests
@@ -221,7 +221,7 @@ class ServingResult:
                   "kv_pages_capacity": self.capacity_pages}
         busy = {unit: u * self.makespan_s for unit, u in self.utilization.items()}
         reason = self.rejection
-        return Record("serving", self.system, not reason, reason, self.tbt_p99_s, self.energy_per_token_j,
+        return Record("serving", self.system, not reason, reason, self.tbt_p99_s, self.energy_per_token_j * PJ_PER_J,
                       busy_s=busy, busy_window_s=self.makespan_s, extras=extras)
 
     @property

@@ -111,7 +111,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, kept_density
 from archsim.outputs import capacity_text
-from archsim.record import NAN, Record
+from archsim.record import NAN, PJ_PER_J, Record
 from archsim.systems import kv_selection
 from archsim.systems.device import DeviceModel
 from archsim.systems.kv_selection import SelectionDecode
@@ -370,7 +370,8 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
     config = {"budget": NAN if point.get("budget") is None else point["budget"]}
-    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s, config=config, extras=extras)
+    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s * PJ_PER_J, config=config,
+                  extras=extras)
 
 
 def unfit_reason(point: Mapping, gpu: GPU) -> str:
