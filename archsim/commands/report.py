@@ -32,8 +32,8 @@ _MODES = {  # mode -> the options that apply to it
               help="Report on a sweep's results store: Pareto front, sensitivity per axis, latency heatmap.")
 @click.option("--spec", metavar="SPEC", callback=nonempty,
               help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
-                   "(default objectives: the spec's, else latency_s, energy_pj; a sparse store's latency_s, "
-                   "memory_bytes).")
+                   "(default objectives: the spec's, else the last sweep's into the store, else latency_s, "
+                   "energy_pj; a sparse store's latency_s, memory_bytes).")
 @objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
 @click.option("--mapping", "-m", metavar="M", callback=nonempty, help="[--run] Mapping name or YAML path.")
 @click.option("--cascade", "-c", metavar="C", callback=nonempty, help="[--run] Cascade (default: the mapping's).")
@@ -221,7 +221,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     spec = load_sweep_spec(spec_name) if spec_name else None
     # by the last sweep's constraints, or by the spec's (`spec_records`); a spec of another base than the store's
     # is refused as its sweep into the store would be
-    df, _, stored_name = read_judged(db, spec)
+    df, _, last_objectives, stored_name = read_judged(db, spec)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
     note = ""
@@ -240,7 +240,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
         check_objectives(objectives, [c for c in df.columns if c in STORED_METRICS],
                          "--objectives",
                          f"the store {db}")
-    objectives = objectives or (spec.objectives if spec else default_objectives(df))
+    objectives = objectives or (spec.objectives if spec else last_objectives or default_objectives(df))
     check_stored_objectives(df, objectives, "--objectives")
     title = f"sweep {spec.name if spec else stored_name or db.stem}"
     n = counts(df, objectives)

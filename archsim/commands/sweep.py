@@ -232,7 +232,7 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     to_stdout = csv_path == "-"
     out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
                                                  inputs=(db,))
-    df, constraints, _ = read_judged(db)
+    df, constraints, _, _ = read_judged(db)
     if objectives and len(df):
         known = STORED_METRICS
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")

@@ -56,7 +56,8 @@ Progress = Callable[[int, int, float, float], None]  # (points done, points tota
 
 Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
 Started = tuple[Base, StoreConnection, list[str], dict[str, Point]]  # what `started` gives a runner
-Judged = tuple[pd.DataFrame, tuple[Constraint, ...] | None, str | None]  # what `read_judged` reads
+# what `read_judged` reads: the records, the last sweep's constraints and objectives, and its name
+Judged = tuple[pd.DataFrame, tuple[Constraint, ...] | None, tuple[str, ...] | None, str | None]
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict[str, Any]]:
@@ -122,7 +123,8 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
         for part in _by_name(held, identity):
             identity[part] = _merged(held.get(part, "{}"), identity.get(part, "{}"))
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
-                      "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints])})
+                      "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints]),
+                      "objectives": json.dumps(list(spec.objectives))})
 
 
 # How a store's base part is checked where `stored_base` reads one: (what it should be, the check); another part
@@ -241,17 +243,32 @@ def stored_constraints(path: str, meta: Mapping[str, str]) -> tuple[Constraint, 
     return None if triples is None else tuple(Constraint(metric, op, bound) for metric, op, bound in triples)
 
 
+def stored_objectives(path: str, meta: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The objectives of the last sweep into the store `path` (its `meta`), or None where it does not say (a store
+    written before stores recorded them); a SpecError naming the store and `meta.objectives` where they are not a
+    list of two or three metrics archsim stores."""
+    names = meta_json(path, "meta.objectives", meta.get("objectives"),
+                      "a JSON list of two or three metrics archsim stores", _are_objectives)
+    return None if names is None else tuple(names)
+
+
+def _are_objectives(value: Any) -> bool:
+    """`value` is a list of objectives as a sweep stores them (`_claim`)."""
+    return isinstance(value, list) and 2 <= len(value) <= 3 and all(name in STORED_METRICS for name in value)
+
+
 def read_judged(path: str | Path, spec: SweepSpec | None = None) -> Judged:
     """The store's records, `constraint_ok` judged by the constraints of the last sweep into it (returned; None
-    for a store that does not record them, whose verdicts are then the stored ones), and the name of the sweep that
-    wrote it (None for a store that does not say). With `spec` (a report's --spec), a store of another base than
-    its is refused (`_refuse_other_spec`)."""
+    for a store that does not record them, whose verdicts are then the stored ones), that sweep's objectives
+    (`stored_objectives`) and its name (None for a store that does not say). With `spec` (a report's --spec), a
+    store of another base than its is refused (`_refuse_other_spec`)."""
     df, meta = read_store(path)
     if spec is not None:
         _refuse_other_spec(str(path), meta, spec)
     constraints = stored_constraints(str(path), meta)
     name = meta["sweep"].split(" (")[0] if "sweep" in meta else None
-    return (df if constraints is None else with_constraints(df, constraints)), constraints, name
+    judged = df if constraints is None else with_constraints(df, constraints)
+    return judged, constraints, stored_objectives(str(path), meta), name
 
 
 def _refuse_other_spec(path: str, meta: Mapping[str, str], spec: SweepSpec) -> None:
