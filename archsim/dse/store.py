@@ -13,10 +13,10 @@ the order they were inserted.
 
 A store holds the points of one base (`archsim.dse.points.base_identity`: the resolved mapping, cascade,
 architecture, workload and sizes, or system and serving run, or parallel block, and the archsim version): its
-`meta` table keeps that base, the sweep that wrote it and the constraints and objectives of the last sweep into it, and a sweep
-of another base is refused (`archsim.dse.sweep.claim_store`, one write transaction: `claiming`). Points of the
-same base under other axis values (an axis grown or shrunk) share the store. A store written before stores had
-`meta` has none until a sweep claims it.
+`meta` table keeps that base, the sweep that wrote it and the constraints and objectives of the last sweep into
+it, and a sweep of another base is refused (`archsim.dse.sweep.claim_store`, one write transaction:
+`claiming`). Points of the same base under other axis values (an axis grown or shrunk) share the store. A store
+written before stores had `meta` has none until a sweep claims it.
 
 A point's record is read back as stored but for an infeasible one's metrics and extras, blank whatever the store
 holds (`_blank_infeasible`): its config, the columns its record names (`CONFIG_FIELDS`), is kept.
