@@ -37,3 +37,14 @@ def test_damaged_stored_objectives_are_refused_naming_the_field(tmp_path) -> Non
     report = CliRunner().invoke(main, ["report", "--sweep", str(db), "--out", str(tmp_path / "rep")])
     assert report.exit_code == 2
     assert "meta.objectives" in report.output and "two or three metrics" in report.output
+
+
+def test_the_store_records_the_objectives_the_sweep_was_run_with(tmp_path) -> None:
+    """Audit helper-477: `sweep --objectives` ranked its printout by them while the store recorded the spec's."""
+    spec, db = tmp_path / "objs.yaml", tmp_path / "objs.sqlite"
+    spec.write_text(SPEC)
+    swept = CliRunner().invoke(main, ["sweep", str(spec), "--db", str(db),
+                                      "--objectives", "throughput_tok_s,ttft_p99_s"])
+    assert swept.exit_code == 0 and "Pareto front over (throughput_tok_s, ttft_p99_s)" in swept.output
+    report = CliRunner().invoke(main, ["report", "--sweep", str(db), "--out", str(tmp_path / "rep")])
+    assert "on the Pareto front of throughput_tok_s x ttft_p99_s" in report.output

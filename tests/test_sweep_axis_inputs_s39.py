@@ -154,8 +154,8 @@ def test_the_cli_refuses_an_edited_axis_file_with_exit_2_and_one_line(cli, tmp_p
 
 def test_an_edited_gpu_file_on_a_system_axis_refuses_the_store(tmp_path):
     """vLLM on 4 GPUs serving one trace, the GPUs an axis over the H100 preset and a user file of it at a 1.5 GHz
-    clock; the file's clock lowered to 1.2 GHz is another GPU, where its store had added its point again. (A
-    relative path on a `system.` axis is taken from the system's folder, so the file is named by its full path.)"""
+    clock; the file's clock lowered to 1.2 GHz is another GPU, where its store had added its point again (the file
+    named by its full path; a relative one is read beside the sweep file: test_sweep_system_axis_paths_s39)."""
     (tmp_path / "t.csv").write_text(TRACE)
     gpu = tmp_path / "g.yaml"
     data = yaml.safe_load(Path(load_gpu("h100-sxm5").source).read_text())

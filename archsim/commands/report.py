@@ -34,7 +34,8 @@ _MODES = {  # mode -> the options that apply to it
               help="[--sweep] The sweep (library name or YAML path) giving objectives and axis values "
                    "(default objectives: the spec's, else the last sweep's into the store, else latency_s, "
                    "energy_pj; a sparse store's latency_s, memory_bytes).")
-@objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the spec's).")
+@objectives_option("--objectives", "[--sweep] Two or three objectives of the Pareto front (default: the "
+                                   "spec's, else the last sweep's, as --spec says).")
 @click.option("--mapping", "-m", metavar="M", callback=nonempty, help="[--run] Mapping name or YAML path.")
 @click.option("--cascade", "-c", metavar="C", callback=nonempty, help="[--run] Cascade (default: the mapping's).")
 @click.option("--arch", "-a", metavar="A", callback=nonempty, help="[--run] Architecture (default: the mapping's).")

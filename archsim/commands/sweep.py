@@ -11,6 +11,7 @@ itself; `results` checks its output path before reading the store and writes the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -128,6 +129,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
         check_objectives(objectives, sweep.metrics, "--objectives", f"sweep {sweep.name}")
         for name in objectives:
             unmodelled(sweep.kind, name, "", "--objectives")
+        sweep = dataclasses.replace(sweep, objectives=objectives)  # the ones its store records (`report --sweep`)
     from archsim.dse.dask_run import check_scheduler, run_sweep_dask  # pandas and the models: not for --help
 
     if (scheduler or workers) and importlib.util.find_spec("distributed") is None:
@@ -156,7 +158,7 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
         raise
     if run.executor:  # points were evaluated: end the progress line
         click.echo("", err=True)
-    _summary(sweep, run, db_path, objectives or sweep.objectives)
+    _summary(sweep, run, db_path, sweep.objectives)
 
 
 def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[str, ...]) -> None:
