@@ -19,27 +19,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_kill_sweep import stored_rows
+from test_store_base_s38 import TRACE, _run
 
 from archsim import library
-from archsim.dse.dask_run import run_sweep_dask
-from archsim.dse.spec import sweep_from_dict
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems.topology import load_topology
 from archsim.workload_patterns import PACKAGE as PATTERNS
-
-TRACE = "arrival_s,prompt_tokens,output_tokens\n0.0,64,8\n0.001,32,4\n0.002,48,6\n"
-
-
-def _run(data: dict, db: Path, source: Path):
-    """Sweep `data`, written at `source` (its relative paths taken from there), into the store `db`."""
-    source.write_text(yaml.safe_dump(data))
-    return run_sweep_dask(sweep_from_dict(data, str(source)), db, executor="in-process")
-
-
-def _rows(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
 
 
 def _copies(original: Path, folder: Path, old: str, edits: tuple[str, str, str]) -> Path:
@@ -64,7 +51,7 @@ def _edited_is_refused(data: dict, axis: str, edited: Path, old: str, new: str, 
                rf"\(axes\.{re.escape(axis)}\) as its file then read, and sweep {data['name']}'s .* reads another ")
     with pytest.raises(SpecError, match=refused):
         _run(data, db, source)
-    assert _rows(db) == 2
+    assert stored_rows(db) == 2
     edited.write_text(text)
     run = _run(data, db, source)
     assert (run.new, run.reused) == (0, 2)
@@ -89,7 +76,7 @@ def test_an_edited_trace_on_the_lengths_axis_refuses_the_store(tmp_path):
     with pytest.raises(SpecError, match=r"^--db: .* on trace two\.csv \(axes\.serving\.lengths\) as its file then "
                                         r"read, and sweep trs's .* reads another trace there: give this sweep"):
         _run(data, db, source)
-    assert _rows(db) == 2
+    assert stored_rows(db) == 2
     (tmp_path / "two.csv").write_text(TRACE.replace("0.002,48,6", "0.002,96,12"))
     assert _run(data, db, source).reused == 2
     assert _run({**data, "axes": {axis: ["one.csv", "two.csv", "three.csv"]}}, db, source).new == 1
@@ -149,7 +136,7 @@ def test_the_cli_refuses_an_edited_axis_file_with_exit_2_and_one_line(cli, tmp_p
     assert text.startswith(f"error: --db: {db}: holds the points of sweep ppt ({source}) on topology one.yaml "
                            f"(axes.parallel.topology) as its file then read, and sweep ppt's ({source}) reads "
                            "another topology there: give this sweep a store of its own"), text
-    assert _rows(db) == 1
+    assert stored_rows(db) == 1
 
 
 def test_an_edited_gpu_file_on_a_system_axis_refuses_the_store(tmp_path):
@@ -170,7 +157,7 @@ def test_an_edited_gpu_file_on_a_system_axis_refuses_the_store(tmp_path):
     with pytest.raises(SpecError, match=rf"^--db: .* on file {re.escape(str(gpu))} \(axes\.system\.devices\.gpu\."
                                         r"preset\) as its file then read, and sweep sysg's .* reads another file"):
         _run(sweep, db, source)
-    assert _rows(db) == 2
+    assert stored_rows(db) == 2
     run = _run({**sweep, "axes": {"system.devices.gpu.preset": ["h100-sxm5"]}}, db, source)
     assert (run.new, run.reused) == (0, 1)
 

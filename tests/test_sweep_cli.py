@@ -47,6 +47,19 @@ def _wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 30) ->
         time.sleep(0.1)
 
 
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """Terminate `procs` (a scheduler and its workers), last started first; kill one that has not ended in 10 s."""
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_sweep_on_a_separate_scheduler_and_workers_matches_the_serial_run(tmp_path):
     data = _write_spec(tmp_path / "sweep.yaml", [2e11, 4e11, 8e11], [256, 512, 1024])  # 3 x 3 = 9 points
     scheduler_file = tmp_path / "scheduler.json"
@@ -73,13 +86,7 @@ def test_sweep_on_a_separate_scheduler_and_workers_matches_the_serial_run(tmp_pa
         assert "9 points (9 new, 0 reused), 9 feasible" in out.stdout
         assert "9/9 points" in out.stderr
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
     conn = open_store(db)
     dask_df = records(conn).set_index("key").sort_index()

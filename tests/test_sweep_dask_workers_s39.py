@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_kill_sweep import stored_rows
+from test_sweep_cli import stop_processes
 
 from archsim.dse import dask_run
 from archsim.dse.spec import sweep_from_dict
@@ -41,14 +42,6 @@ SPEC = {"name": "lost-worker", "mapping": "fusemax", "workload": "bert-base",
 # `archsim sweep ARGS` with dask_run.WORKER_WAIT_S set to WAIT_S first (the module constant the sweep reads)
 SWEEP_WITH_WAIT = ("import sys; from archsim.dse import dask_run; dask_run.WORKER_WAIT_S = float(sys.argv[1]); "
                    "from archsim.cli import main; main(sys.argv[2:])")
-
-
-def _rows(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-    except sqlite3.OperationalError:  # the store or its table is not created yet
-        return 0
 
 
 def _start_scheduler(tmp_path: Path, procs: list[subprocess.Popen]) -> str:
@@ -72,17 +65,6 @@ def _start_worker(address: str, procs: list[subprocess.Popen]) -> subprocess.Pop
     return procs[-1]
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_a_cluster_that_lost_its_last_worker_mid_sweep_is_one_error_and_a_rerun_resumes(tmp_path, write_yaml):
     spec, db = write_yaml(tmp_path / "sweep.yaml", SPEC), tmp_path / "sweep.sqlite"
     procs: list[subprocess.Popen] = []
@@ -94,7 +76,7 @@ def test_a_cluster_that_lost_its_last_worker_mid_sweep_is_one_error_and_a_rerun_
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(sweep)
         deadline = time.monotonic() + 60
-        while _rows(db) < KILL_AFTER_ROWS:
+        while stored_rows(db) < KILL_AFTER_ROWS:
             assert sweep.poll() is None, sweep.communicate()
             assert time.monotonic() < deadline, "no rows stored within 60 s"
             time.sleep(0.02)
@@ -109,7 +91,7 @@ def test_a_cluster_that_lost_its_last_worker_mid_sweep_is_one_error_and_a_rerun_
         assert stderr[stderr.index("error: "):] == (
             f"error: --scheduler: {address}: lost its last worker mid-sweep (none for {WAIT_S:g} s); the batches "
             f"finished before are stored: start a worker (dask worker {address}) and run the sweep again to resume\n")
-        stored = _rows(db)
+        stored = stored_rows(db)
         assert KILL_AFTER_ROWS <= stored < POINTS and stored % BATCH == 0  # whole batches, the sweep unfinished
 
         _start_worker(address, procs)
@@ -117,9 +99,9 @@ def test_a_cluster_that_lost_its_last_worker_mid_sweep_is_one_error_and_a_rerun_
         assert rerun.returncode == 0, rerun.stderr
         new, reused = map(int, re.search(rf"{POINTS} points \((\d+) new, (\d+) reused\)", rerun.stdout).groups())
         assert (new, reused) == (POINTS - stored, stored)  # the stored batches were not evaluated again
-        assert _rows(db) == POINTS
+        assert stored_rows(db) == POINTS
     finally:
-        _stop(procs)
+        stop_processes(procs)
 
 
 def test_a_cluster_left_with_no_worker_mid_sweep_names_the_embedded_cluster(tmp_path, monkeypatch):
@@ -148,4 +130,4 @@ def test_a_cluster_left_with_no_worker_mid_sweep_names_the_embedded_cluster(tmp_
             rescue.cancel()
     assert str(error.value) == ("Dask: embedded cluster: lost its last worker mid-sweep (none for 0.5 s); the "
                                 "batches finished before are stored: run the sweep again to resume")
-    assert _rows(db) == 1
+    assert stored_rows(db) == 1

@@ -4,8 +4,9 @@
   band, the axes spanning every time drawn), one colour per (kernel, direction) group, filled markers for held-out
   rows, hollow for calibration rows, the roofline's prediction of the same row as a grey cross; the title's MAPE of
   a split with no row is `-`, as in the terminal table.
-- `write_roofline`: kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's tensor peak, its DRAM
-  bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`).
+- `write_roofline` (`roofline_figure`): kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's
+  tensor peak, its DRAM bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`), the legend outside
+  the axes.
 - `new_figure`: the empty figure every figure of the package starts from, here and in `archsim.report.figures`
   (this module sits below the report's layer, so the report imports it from here).
 Each PNG is written atomically (`archsim.outputs.atomic_file`; missing folders are created); a path that cannot
@@ -106,9 +107,14 @@ def write_scatter(validation: Validation, path: Path) -> Path:
 
 
 def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
-    """Draw `points` on `gpu`'s roofline (roofline.py's module docstring: the tensor peak and DRAM line, each
-    kernel's exp ceiling dashed, its pure-roofline rate as an x) and save it at `path`, written atomically."""
-    fig = new_figure(8.0, 5.8)
+    """`roofline_figure` of `points` on `gpu` written to `path`, atomically."""
+    return _save(roofline_figure(gpu, points, title), path)
+
+
+def roofline_figure(gpu: GPU, points: list[RooflinePoint], title: str = "") -> Figure:
+    """`points` on `gpu`'s roofline (roofline.py's module docstring: the tensor peak and DRAM line, each kernel's
+    exp ceiling dashed, its pure-roofline rate as an x), the legend right of the axes, over no line."""
+    fig = new_figure(10.0, 5.8)
     ax = fig.add_subplot()
     limits = ceilings(gpu)
     intensities = _loggable([p.flops_per_byte for p in points]) or [1.0]
@@ -130,5 +136,5 @@ def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str
     heading = textwrap.fill(title or f"{gpu.name}: attention kernels", width=100)  # a long name wraps, not clipped
     ax.set_title(f"{heading}\n(dot: model, x: pure roofline, dashed: exp ceiling {limits['exp_per_s'] / 1e12:.1f} "
                  "Texp/s x FLOPs per exp)", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # outside: hides no line
+    return fig

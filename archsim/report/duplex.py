@@ -11,7 +11,8 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   and the Bank-PIM (peak over internal bandwidth), from the duplex and duplex-bank-pim presets' device models;
   ridges.csv lists them.
 - qps.png/.csv: the QPS sweep's latency curves (TTFT p90, the saturation criterion; TBT p99; end-to-end p50 and
-  p99) per system, each system's saturation rate dashed.
+  p99) per system, each system's saturation rate dashed, a bound on it (no rate of the sweep saturated the system)
+  dotted with an arrow.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
 
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from archsim.outputs import atomic_dir
 from archsim.report.figures import figure_title, new_figure, palette_colour
@@ -104,7 +107,9 @@ def opb_figure(ops: pd.DataFrame, ridges: pd.DataFrame) -> Figure:
 
 
 def qps_figure(rows: pd.DataFrame, saturation: dict) -> Figure:
-    """Four panels against the offered QPS, a line per system, each system's saturation rate dashed."""
+    """Four panels against the offered QPS, a line per system, each system's saturation rate dashed where the sweep
+    measured it (`_saturation_mark`); a bound (no rate saturated the system, or the lowest already did) is a dotted
+    line with an arrow toward the side the rate lies on, and the legend says which it is."""
     tail = f"ttft_p{duplex_reproduce.SATURATION_PERCENTILE}_s"
     panels = ((tail, f"TTFT p{duplex_reproduce.SATURATION_PERCENTILE} (s, log)", True),
               ("tbt_p99_s", "TBT p99 (s)", False), ("e2e_p50_s", "end-to-end p50 (s)", False),
@@ -114,18 +119,40 @@ def qps_figure(rows: pd.DataFrame, saturation: dict) -> Figure:
     figure_title(fig, f"QPS sweep: {model}, Poisson arrivals, Gaussian ({lin}, {lout}), max batch "
                       f"{duplex_reproduce.QPS_MAX_BATCH}, {int(rows['requests'].max())} requests per rate; dashed: "
                       f"the saturation rate (TTFT p{duplex_reproduce.SATURATION_PERCENTILE} above "
-                      f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's)")
+                      f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's); dotted with an arrow: a "
+                      "bound, where no rate of the sweep (or its lowest) saturated the system")
     for k, (column, label, log) in enumerate(panels):
-        ax = fig.add_axes((0.07 + k * 0.24, 0.14, 0.17, 0.66))
+        ax = fig.add_axes((0.07 + k * 0.24, 0.25, 0.17, 0.56))
         for system, mine in rows.groupby("system", sort=False):
             ax.plot(mine["qps"], mine[column], marker="o", ms=4, color=_system_colour(system), label=system)
             if system in saturation:
-                ax.axvline(saturation[system]["qps"], color=_system_colour(system), ls="--", lw=0.9)
+                _saturation_mark(ax, system, saturation[system])
         ax.set(xlabel="offered load (requests/s)", ylabel=label, yscale="log" if log else "linear")
         ax.grid(True, alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=7, frameon=False, loc="upper left")
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
     return fig
+
+
+BOUND_ARROWS = {"at least": 1, "at most": -1}  # `saturation_qps`'s bounds: the side of the line the rate lies on
+
+
+def _saturation_mark(ax: Axes, system: str, rate: dict) -> Line2D:
+    """Draw `system`'s saturation rate (`rate`: `saturation_qps`'s qps and bound) on `ax`: dashed where measured
+    (interpolated between two rates of the sweep); a bound dotted, with an arrow at the top pointing to the side
+    the rate lies on (the x axis widened to hold it). Returns the line, labelled for the legend (`duplex-pe-et
+    ≥ 16 req/s (not saturated in the sweep)`)."""
+    colour, qps = _system_colour(system), rate["qps"]
+    if not rate["bound"]:
+        return ax.axvline(qps, color=colour, ls="--", lw=0.9, label=f"{system} saturates at {qps:.1f} req/s")
+    side = BOUND_ARROWS[rate["bound"]]
+    why = "not saturated in the sweep" if side > 0 else "saturated at the sweep's lowest rate"
+    lo, hi = ax.get_xlim()
+    room = 0.15 * (hi - lo)  # the arrow's side of the axes holds it
+    ax.set_xlim((lo, max(hi, qps + room)) if side > 0 else (min(lo, qps - room), hi))
+    ax.annotate("", xy=(qps, 0.93), xycoords=ax.get_xaxis_transform(), xytext=(side * 16, 0),
+                textcoords="offset points", arrowprops={"arrowstyle": "<|-", "color": colour, "lw": 1.2})
+    return ax.axvline(qps, color=colour, ls=":", lw=1.2,
+                      label=f"{system} {'≥' if side > 0 else '≤'} {qps:g} req/s ({why})")
 
 
 # ------------------------------------------------------------------------------------------------ page
@@ -168,7 +195,8 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
                      f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "
                      f"{duplex_reproduce.SATURATION_TTFT_MULTIPLE:g} x a lone prompt's prefill: arrivals then wait for "
                      "a slot in the full batch. The saturation rate (dashed) is interpolated in log TTFT between the "
-                     "last unsaturated and the first saturated rate; with few requests per rate it reads high "
+                     "last unsaturated and the first saturated rate (dotted, with an arrow, where no rate of the sweep "
+                     "saturated the system: a bound); with few requests per rate it reads high "
                      "(<code>archsim.systems.duplex_reproduce</code>'s docstring). The issue's checks read each "
                      "system's capacity instead: the requests per second it completes with its batch always full."),
     ]

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator
 from matplotlib.transforms import Bbox
 
 from archsim.gpu.figures import new_figure
@@ -30,6 +33,8 @@ MAX_NAMES_AT_ONE_POINT = 3  # Einsums of one result drawn at the same place: thi
 NAME_OFFSETS_PT = ((6, -7), (-6, -7), (6, 7), (-6, 7))  # where a name may go around its marker, tried in order
 SAME_NAME_GAP_DECADES = 1.0  # a name is not written again this close on both axes (one Einsum in two results)
 PAPER_TITLES = {"latency_s": "latency (s)", "traffic_bytes": "DRAM traffic (bytes)", "energy_pj": "energy (pJ)"}
+FEW_DECADES = 2  # a log axis whose values span fewer decades than this is labelled at 1, 2 and 5 of each decade
+TOTAL_DIGITS = 4  # significant digits of a bar's total, trailing zeros kept, so totals side by side read alike
 
 
 def figure_title(fig: Figure, text: str) -> None:
@@ -49,12 +54,30 @@ def _decade_range(values: list[float], pad_decades: float) -> tuple[float, float
     return 10 ** math.floor(lo - pad_decades), 10 ** math.ceil(hi + pad_decades)
 
 
-def si(value: float, unit: str) -> str:
-    """`value` with an SI prefix (k, M, G, T, P) and `unit`, three significant digits: "989 TFLOP/s"."""
+def si(value: float, unit: str, digits: int = 3, zeros: bool = False) -> str:
+    """`value` with an SI prefix (k, M, G, T, P) and `unit`, `digits` significant digits: "989 TFLOP/s"; with
+    `zeros`, trailing zeros kept, so labels side by side have as many digits ("9.360 kJ" beside "10.18 kJ")."""
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+            return f"{_significant(value / scale, digits, zeros)} {prefix}{unit}"
+    return f"{_significant(value, digits, zeros)} {unit}"
+
+
+def _significant(value: float, digits: int, zeros: bool) -> str:
+    """`value` to `digits` significant digits, with its trailing zeros when `zeros` (never a bare point: "241")."""
+    return f"{value:#.{digits}g}".rstrip(".") if zeros else f"{value:.{digits}g}"
+
+
+def label_few_decades(axis: Axis, values: Iterable[float]) -> None:
+    """Label the log `axis` (an Axes' xaxis or yaxis) as plain numbers at 1, 2 and 5 of each decade when its
+    positive finite `values` span fewer than `FEW_DECADES` decades: there the decades' own labels leave one or none
+    in view. Call it after the axis's scale is set (setting a scale resets its ticks)."""
+    shown = [v for v in values if 0 < v < math.inf]
+    if shown and max(shown) < min(shown) * 10**FEW_DECADES:
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
 
 
 def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> Figure:
@@ -124,11 +147,8 @@ def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], obsta
     where the name stays inside the axes and clear of markers, other names and `obstacles`; a name is skipped
     where none is, or where the same name is already written close by (one Einsum in several results)."""
     renderer = ax.figure.canvas.get_renderer()
-    inside = ax.get_window_extent(renderer)
     taken = [t.get_window_extent(renderer) for t in obstacles]
-    marker_px = 5.0  # half a marker (s=42 points^2) at the figure's dpi, rounded up
-    for x, y in ax.transData.transform(points[["plot_x", "attained_ops_per_s"]].to_numpy()):
-        taken.append(Bbox.from_extents(x - marker_px, y - marker_px, x + marker_px, y + marker_px))
+    taken += marker_boxes(ax, points[["plot_x", "attained_ops_per_s"]].to_numpy())
     places = points.groupby(["label", "plot_x", "attained_ops_per_s"], sort=False).agg(
         ops=("ops", "sum"), einsum=("einsum", _names)).reset_index()
     named: list[tuple[float, float, str]] = []
@@ -139,17 +159,35 @@ def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], obsta
         if any(name == row.einsum and abs(x - x0) < SAME_NAME_GAP_DECADES and abs(y - y0) < SAME_NAME_GAP_DECADES
                for x0, y0, name in named):
             continue
-        for dx, dy in NAME_OFFSETS_PT:
-            text = ax.annotate(row.einsum, (row.plot_x, row.attained_ops_per_s), xytext=(dx, dy),
-                               textcoords="offset points", ha="left" if dx > 0 else "right", va="center",
-                               fontsize=7, color=colours[row.label])
-            box = text.get_window_extent(renderer).padded(2)
-            if box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1 \
-                    and not any(box.overlaps(t) for t in taken):
-                taken.append(box)
-                named.append((x, y, row.einsum))
-                break
-            text.remove()
+        if place_text(ax, row.einsum, (row.plot_x, row.attained_ops_per_s), taken, NAME_OFFSETS_PT,
+                      color=colours[row.label]):
+            named.append((x, y, row.einsum))
+
+
+def marker_boxes(ax: Axes, xy: np.ndarray, half_px: float = 5.0) -> list[Bbox]:
+    """The display boxes of markers at the data points `xy` (n x 2) of `ax`, `half_px` each way (5: a marker of
+    s=42 points^2 at the figures' dpi, rounded up)."""
+    return [Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px)
+            for x, y in ax.transData.transform(xy)]
+
+
+def place_text(ax: Axes, text: str, xy: tuple[float, float], taken: list[Bbox],
+               offsets: Sequence[tuple[float, float]], **style) -> Text | None:
+    """Write `text` (7 pt, `style`) beside the data point `xy` of `ax` at the first of `offsets` (points; a positive
+    dx writes it to the right) where it stays inside the axes and clear of the display boxes `taken`, and add its box
+    to `taken`; None, writing nothing, where no offset is clear. The axes' limits must be final."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    for dx, dy in offsets:
+        label = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else "right",
+                            va="center", fontsize=7, **style)
+        box = label.get_window_extent(renderer).padded(2)
+        if box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1 \
+                and not any(box.overlaps(t) for t in taken):
+            taken.append(box)
+            return label
+        label.remove()
+    return None
 
 
 def _names(einsums: pd.Series) -> str:
@@ -158,7 +196,8 @@ def _names(einsums: pd.Series) -> str:
 
 
 def energy_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """One stacked bar per label (in joules), a segment per stack, largest stacks at the bottom, "other" on top."""
+    """One stacked bar per label (in joules), a segment per stack, largest stacks at the bottom, "other" on top; each
+    bar's total above it with `TOTAL_DIGITS` significant digits and an SI prefix ("10.18 kJ" beside "9.360 kJ")."""
     labels = list(dict.fromkeys(rows.label))
     table = rows.pivot_table(index="label", columns="stack", values="energy_pj", aggfunc="sum").reindex(labels)
     table = table.fillna(0.0) * 1e-12
@@ -174,7 +213,7 @@ def energy_figure(rows: pd.DataFrame, title: str) -> Figure:
                color="0.75" if other else palette_colour(i), edgecolor="white", linewidth=0.5, width=0.6)
         bottom += table[stack].to_numpy()
     for x, total_j in enumerate(bottom):
-        ax.text(x, total_j, f"{total_j:.4g} J", ha="center", va="bottom", fontsize=8)
+        ax.text(x, total_j, si(total_j, "J", TOTAL_DIGITS, zeros=True), ha="center", va="bottom", fontsize=8)
     ax.set(ylabel="energy (J)", xlim=(-0.9, len(labels) - 0.1),
            ylim=(0, bottom.max() * 1.1 if bottom.max() > 0 else 1))
     handles, names = ax.get_legend_handles_labels()

@@ -50,6 +50,7 @@ from archsim.systems.neupims_reproduce import HEADLINE_TOLERANCE
 MODE_ORDER = ("gpu", "npu-only", "npu+pim", "neupims-no-sbi", "neupims")
 TIMELINE_MODES = MODE_ORDER[1:]  # the GPU baseline has no layer timeline (module docstring)
 ONE_ROW_BUFFER = "neupims, one row buffer"  # the timeline's NeuPIMs with Newton's single row buffer
+PAPER_FILL = "white"  # the paper's marks in the utilization figure: white, black-edged, seen on any bar
 POINT = ("gpt3-30b", "sharegpt", 256)  # Table 4's point (model, dataset, batch): utilization marks and timeline
 THROUGHPUT_BATCH = 256
 UNFIT_LABEL = "hatched: does not fit the memory"  # the legend entry of a bar whose point does not fit
@@ -175,7 +176,8 @@ def throughput_figure(rows: pd.DataFrame) -> Figure:
 
 def utilization_figure(rows: pd.DataFrame) -> Figure:
     """NPU MAC utilization (left) and PIM utilization (right) per batch, a bar per mode (hatched where the point
-    does not fit the memory), the paper's as stars."""
+    does not fit the memory), the paper's as stars over the mode's bar, white with a black edge (`PAPER_FILL`: one
+    in the bar's own colour vanished inside the bar)."""
     modes = _modes(rows["mode"])
     pim_modes = [m for m in modes if rows.loc[rows["mode"] == m, "pim_util"].gt(0).any()]
     batches = sorted(rows["batch"].unique())
@@ -196,15 +198,15 @@ def utilization_figure(rows: pd.DataFrame) -> Figure:
             xs = np.arange(len(batches)) - 0.4 + width * (i + 0.5)
             ours, paper = mine[column].to_numpy(float), mine[paper_column].to_numpy(float)
             marked = ~np.isnan(paper)
-            ax.scatter(xs[marked], paper[marked], marker="*", s=160, color=_mode_colour(mode), edgecolors="black",
-                       linewidths=0.9, zorder=3)
+            ax.scatter(xs[marked], paper[marked], marker="*", s=160, color=PAPER_FILL, edgecolors="black",
+                       linewidths=1.0, zorder=3)
             notes += [f"{mode} at batch {b}: ours {o:.0%}, paper {pv:.0%}"
                       for b, o, pv in zip(np.array(batches)[marked], ours[marked], paper[marked], strict=True)]
         top = max(table[column].max(), np.nanmax(table[paper_column].to_numpy(float), initial=0.0))
         ax.set(xlabel="batch", ylabel=label, ylim=(0, min(1.0, top * 1.35) if top > 0 else 1.0))
         ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
         ax.set_title(label, fontsize=9)
-        star = Line2D([], [], ls="", marker="*", markersize=11, color="white", markeredgecolor="black",
+        star = Line2D([], [], ls="", marker="*", markersize=11, color=PAPER_FILL, markeredgecolor="black",
                       label="paper (Table 4)")
         ax.legend(handles=[*_legend_handles(shown, table), star], loc="upper left", fontsize=7, frameon=False)
         if notes:

@@ -24,19 +24,20 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import NullLocator
 
 from archsim.outputs import atomic_dir
-from archsim.report.figures import MARKERS, figure_title, new_figure, palette_colour
+from archsim.report.figures import MARKERS, figure_title, label_few_decades, new_figure, palette_colour
 from archsim.report.point import save_table_and_figure, section_html, write_index
 
 AXES = {"devices": ("devices P", "P"), "seq_len": ("sequence length N (tokens)", "N")}  # label, short name
 DASHES = ("-", "--", ":", "-.")
+# an efficiency figure's line at 1: each scheme's efficiency is against its own one-device time, not a common one
+IDEAL_LABEL = "ideal 1: each scheme against\nits own one-device time / P"
 METRICS = {"time": ("latency_s", "time per layer (ms)", 1e3), "efficiency": ("efficiency", "efficiency", 1.0)}
 SUMMARY_COLUMNS = ("scheme", "devices", "seq_len", "feasible", "latency_s", "compute_s", "comm_s", "exposed_comm_s",
                    "hidden_comm_s", "wait_s", "recompute_s", "ideal_s", "efficiency", "memory_bytes",
                    "max_context_tokens", "note", "reason")
-FEW_DECADES = 2  # a log time axis spanning fewer decades than this is labelled at 1, 2 and 5 of each
 
 
 def _tokens(n: int) -> str:
@@ -77,7 +78,8 @@ def scaling_rows(points: pd.DataFrame, axis: str, metric: str) -> pd.DataFrame:
 
 def scaling_figure(rows: pd.DataFrame, axis: str, kind: str, title: str) -> Figure:
     """`kind` (time or efficiency) against `axis` on a log2 x axis, a line per series: a colour per scheme, a marker
-    and dash per value of the other axis; time on a log y axis, efficiency against the ideal 1."""
+    and dash per value of the other axis; time on a log y axis, efficiency against the ideal 1 (`IDEAL_LABEL`: each
+    scheme's against its own one-device time)."""
     column, ylabel, scale = METRICS[kind]
     other = _other(axis)
     schemes = list(dict.fromkeys(rows.scheme))
@@ -90,10 +92,11 @@ def scaling_figure(rows: pd.DataFrame, axis: str, kind: str, title: str) -> Figu
         ax.plot(mine[axis], mine[column] * scale, marker=MARKERS[k % len(MARKERS)], ms=5,
                 ls=DASHES[k % len(DASHES)], color=palette_colour(schemes.index(mine.scheme.iloc[0])), label=name)
     if kind == "efficiency":
-        ax.axhline(1.0, color="0.4", ls="--", lw=1, label="ideal (one device / P)")
+        ax.axhline(1.0, color="0.4", ls="--", lw=1, label=IDEAL_LABEL)
         ax.set_ylim(0, max(1.05, rows[column].max() * 1.05))
     else:
-        _log_y(ax, rows[column] * scale)
+        ax.set_yscale("log")
+        label_few_decades(ax.yaxis, rows[column] * scale)
     ax.set_xscale("log", base=2)
     values = sorted(rows[axis].unique())
     ax.set_xticks(values, [_value_label(axis, v) for v in values])
@@ -102,17 +105,6 @@ def scaling_figure(rows: pd.DataFrame, axis: str, kind: str, title: str) -> Figu
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
-
-
-def _log_y(ax, values: pd.Series) -> None:
-    """A log y axis; under `FEW_DECADES` decades of `values` (where a decade's labels alone leave one or none in
-    view) labelled as plain numbers at 1, 2 and 5 of each decade."""
-    ax.set_yscale("log")
-    if values.max() / values.min() < 10**FEW_DECADES:
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
 
 
 def notes_html(points: pd.DataFrame) -> str:
@@ -150,7 +142,8 @@ def _write_page(out_dir: Path, points: pd.DataFrame, setting: str) -> None:
                 rows, axis, kind, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}: {setting}"))
             text = ("One layer's time: the busiest device's compute plus the communication the schedule does not "
                     "hide." if kind == "time" else
-                    "The one-device time of the same work divided by P, over the time: 1 is perfect scaling"
+                    "Each scheme's own one-device time of the same work divided by P, over its time: 1 is perfect "
+                    "scaling"
                     + ("; where it is above 1 or missing, the notes under the figure say why." if notes else "."))
             sections.append(section_html(name, f"{METRICS[kind][1].capitalize()} vs {AXES[axis][0]}", text)
                             + (notes if kind == "efficiency" else ""))

@@ -125,13 +125,28 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
     return intro, shown, sections
 
 
-def gaps_html(table: pd.DataFrame, separator: str = "; ") -> str:
+def _gaps(table: pd.DataFrame) -> dict[str, list[str]]:
     """The rows of a reproduction's summary outside their tolerance (`within` false; None is a figure without a
-    claim), grouped by `reason`: an HTML list item per reason naming its `metric`s, or "none"."""
-    missed = [(str(r["metric"]), str(r["reason"])) for r in table.to_dict("records")
-              if r["within"] is not None and not r["within"]]
-    return "".join(f"<li>{html.escape(separator.join(metrics))}: {html.escape(reason)}</li>"
-                   for reason, metrics in by_reason(missed).items()) or "<li>none</li>"
+    claim): each `reason` once, with the `metric`s it explains, in first-seen order."""
+    return by_reason((str(r["metric"]), str(r["reason"])) for r in table.to_dict("records")
+                     if r["within"] is not None and not r["within"])
+
+
+def gaps_html(table: pd.DataFrame, separator: str = "; ", numbered: bool = False) -> str:
+    """The rows of a reproduction's summary outside their tolerance (`_gaps`), grouped by `reason`: an HTML list
+    item per reason naming its `metric`s, or "none"; `numbered`, each item starts `reason N:`, the name
+    `reasons_above` gives it in the page's table."""
+    return "".join(f"<li>{f'<b>reason {i}</b>: ' if numbered else ''}{html.escape(separator.join(metrics))}: "
+                   f"{html.escape(reason)}</li>"
+                   for i, (reason, metrics) in enumerate(_gaps(table).items(), start=1)) or "<li>none</li>"
+
+
+def reasons_above(table: pd.DataFrame) -> pd.DataFrame:
+    """The page's copy of a reproduction summary `table`: a reason that `gaps_html(numbered=True)` writes once,
+    above the table, replaced by `reason N above` in each row it explains (a long reason shared by many rows is
+    read once); other reasons as they are. summary.csv keeps every row's reason."""
+    numbers = {reason: i for i, reason in enumerate(_gaps(table), start=1)}
+    return table.assign(reason=[f"reason {numbers[r]} above" if r in numbers else r for r in table["reason"]])
 
 
 def write_whole(out_dir: Path, write_page: Callable[[Path, dict], None], data: dict) -> Path:

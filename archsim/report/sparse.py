@@ -12,7 +12,9 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - decode.png/.csv: DuoAttention's decode time and memory against the context with dense beside, a panel per model,
   and Quest's attention time against the budget per GPU with dense dashed; a marker per point, hollow where it does
   not fit the GPU.
-The prefill gap's reason is the headline's `minference_reason` (`sparse_reproduce.prefill_gap`, the template the
+The page writes each reason of a row outside its tolerance once, above the table, and the table refers to it
+(`point.reasons_above`); summary.csv keeps it in every row. The prefill gap's reason is the headline's
+`minference_reason` (`sparse_reproduce.prefill_gap`, the template the
 reproduction's strict xfail also reads); nothing here computes it.
 The folder is written whole (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
 """
@@ -28,7 +30,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from archsim.report.figures import figure_title, new_figure, palette_colour
-from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index, write_whole
+from archsim.report.point import (
+    gaps_html,
+    reasons_above,
+    save_table_and_figure,
+    section_html,
+    write_index,
+    write_whole,
+)
 from archsim.systems import sparse_reproduce as sparse
 
 DENSE_COLOUR = "0.35"  # dense beside DuoAttention in the decode figure
@@ -214,8 +223,9 @@ def _write_page(out_dir: Path, data: dict) -> None:
                      "heads (streaming heads: sink + recent window); Quest loads 1/page of the keys' bounds plus the "
                      "budget's pages. The CSV has Quest's end-to-end decode rows too (phase decode)."),
     ]
-    outside = gaps_html(table)
+    outside = gaps_html(table, numbered=True)
     intro = ("<p>Ours (archsim's sparse prefill and KV-cache selection models) beside the public figures "
              "(../shared/reference/seqpar-sparse.md §3). Where ours are outside the issue's tolerance, the "
-             f"modelling reason (the rows that share one together):</p><ul>{outside}</ul>")
-    write_index(out_dir, "Sparse prefill and KV-cache selection reproduction", intro, table, sections)
+             "modelling reason (the rows that share one together), each written once; the table's reason column "
+             f"refers to it by its number:</p><ul>{outside}</ul>")
+    write_index(out_dir, "Sparse prefill and KV-cache selection reproduction", intro, reasons_above(table), sections)

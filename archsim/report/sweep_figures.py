@@ -1,34 +1,51 @@
 """Figures of a sweep report, drawn from the tables of `archsim.report.sweep`: DataFrames in, a matplotlib
 `Figure` out (Agg canvas, no pyplot state, nothing written; the caller saves it).
 
-Objectives are mostly positive quantities spanning decades, so the Pareto, targets and sensitivity axes are
-logarithmic; one with a zero or negative value (no exposed communication) is symlog or linear (`_axis_scale`) in
-the Pareto and targets figures and linear in the sensitivity figure, so no point is silently dropped. An axis whose
-values are numbers spanning more than 3x is drawn on a log x axis too. A point with no value of an objective its
-target does not model (a GPU's area) cannot be placed: the figure names it.
+An objective's axis in the Pareto, targets and sensitivity figures is logarithmic when its values are positive and
+span a decade or more (`_axis_scale`), linear under a decade (a log axis there shows no decade's label); one with a
+zero or negative value (no exposed communication) is symlog or linear, so no point is silently dropped. A log axis
+spanning under two decades is labelled at 1, 2 and 5 of each (`label_few_decades`). An axis whose values are
+numbers spanning more than 3x is drawn on a log x axis too. A point with no value of an objective its target does
+not model (a GPU's area) cannot be placed: the figure names it. A series whose every point is also another's (two
+GPU presets with the same numbers) is drawn smaller (dashed in the targets figure) on top of it, and the caption
+says so, so neither hides the other.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
+from matplotlib.transforms import Bbox
 
 from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
-from archsim.report.figures import figure_title, new_figure, palette_colour
-from archsim.report.sweep import HELD_RULE, Heatmap, short_axis, value_label
+from archsim.report.figures import figure_title, label_few_decades, marker_boxes, new_figure, palette_colour, place_text
+from archsim.report.sweep import HELD_RULE, Heatmap, axis_columns, short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
           "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
           "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
           "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
-          "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)"}
+          "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)", "memory_bytes": "memory (bytes)",
+          "dense_memory_bytes": "dense memory (bytes)", "dense_time_s": "dense time (s)",
+          "efficiency": "efficiency (1 = ideal scaling)", "speedup": "speed-up over dense (x)",
+          "exposed_comm_s": "exposed communication (s)", "comm_s": "communication (s)", "compute_s": "compute (s)",
+          "wait_s": "wait (s)", "max_context_tokens": "max context (tokens)"}
+DECADE = 10.0  # positive values spanning at least this ratio are drawn on a log axis, under it on a linear one
+OWN_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # the sweep's own points, one per value of an axis ("*": a GPU's)
+MAX_COLOURED_VALUES = 10  # an axis with more values than this does not colour the Pareto figure's points
+MAX_FRONT_NAMES = 6  # a front with at most this many distinct objective vectors has its points named
+SMALLER = 0.45  # the marker area of a series drawn on top of another with the same points, per series under it
 RASTER_POINTS = 2000  # a scatter of more points is drawn as an image inside a vector file (PDF, SVG)
 TICK_GAP_PX = 4  # the least space between two x tick labels of a sensitivity panel
 REFERENCE_KINDS = ("gpu",)  # a record's target_kind when the point is a reference target beside the sweep's own
@@ -39,17 +56,30 @@ def _label(metric: str) -> str:
 
 
 def _axis_scale(values: pd.Series) -> dict:
-    """The `Axes.set_xscale`/`set_yscale` arguments for `values`: log when every finite value is positive. An axis
-    with a zero or negative value (a point with no exposed communication, say), which a log axis would drop, is
-    symlog, linear within the smallest nonzero |value|, when the nonzero |values| span more than a decade, else
-    linear."""
+    """The `Axes.set_xscale`/`set_yscale` arguments for `values`: log when every finite value is positive and they
+    span at least a `DECADE`, linear under it. An axis with a zero or negative value (a point with no exposed
+    communication, say), which a log axis would drop, is symlog, linear within the smallest nonzero |value|, when
+    the nonzero |values| span more than a decade, else linear."""
     finite = values[np.isfinite(values.astype(float))]
     if (finite > 0).all():
-        return {"value": "log"}
+        return {"value": "log" if len(finite) and finite.max() >= DECADE * finite.min() else "linear"}
     nonzero = finite[finite != 0].abs()
     if len(nonzero) and nonzero.max() > 10 * nonzero.min():
         return {"value": "symlog", "linthresh": float(nonzero.min())}
     return {"value": "linear"}
+
+
+def _set_scale(ax: Axes, which: str, values: pd.Series) -> None:
+    """Set `ax`'s x or y (`which`) scale for `values` (`_axis_scale`); a log one spanning under two decades is
+    labelled at 1, 2 and 5 of each (`label_few_decades`), a linear one without an offset (its ticks read as
+    values)."""
+    scale = _axis_scale(values)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    getattr(ax, f"set_{which}scale")(**scale)
+    if scale["value"] == "log":
+        label_few_decades(axis, values.astype(float))
+    elif scale["value"] == "linear":
+        ax.ticklabel_format(axis=which, useOffset=False)
 
 
 def _own(rows: pd.DataFrame) -> pd.Series:
@@ -70,13 +100,37 @@ def _references(rows: pd.DataFrame) -> set[str]:
 def target_colours(targets: Iterable[str], references: Collection[str]) -> dict[str, str]:
     """One colour per target, the same in every figure of a report: the sweep's own target (the architecture) colour
     0, as the Pareto figure's own points; the reference targets (`references`: GPU presets), sorted by name, colours
-    1, 2, ...; a further own target (a sparse sweep has several) the colours after them."""
+    1, 2, ...; a further own target (a sparse sweep has several) the colours after them (`_own_colour`)."""
     names = sorted(set(map(str, targets)))
     theirs = [name for name in names if name in references]
     own = [name for name in names if name not in references]
     colours = {name: palette_colour(1 + i) for i, name in enumerate(theirs)}
-    colours.update({name: palette_colour(0 if i == 0 else len(theirs) + i) for i, name in enumerate(own)})
+    colours.update({name: _own_colour(i, len(theirs)) for i, name in enumerate(own)})
     return colours
+
+
+def _own_colour(i: int, references: int) -> str:
+    """The `i`-th colour of the sweep's own points (a target, an axis value): colour 0, then those after the
+    `references` reference targets' (1 to `references`), so an own point never takes a GPU's colour."""
+    return palette_colour(0 if i == 0 else references + i)
+
+
+def _coincident(points: dict[str, set[tuple]]) -> dict[str, list[str]]:
+    """The series (name -> its set of points) each of whose points is also a point of other series, with those
+    series: it is drawn on top of them, smaller. Of two series with the same points, the later is the one on top."""
+    names = list(points)
+    out = {}
+    for i, name in enumerate(names):
+        under = [other for j, other in enumerate(names) if j != i and points[name] and points[name] <= points[other]
+                 and (j < i or not points[other] <= points[name])]
+        if under:
+            out[name] = under
+    return out
+
+
+def _coincident_note(under: dict[str, list[str]], how: str) -> str:
+    """`h100-sxm5 has the same values as h200-sxm (drawn smaller on top)` for each series of `_coincident`."""
+    return "; ".join(f"{name} has the same values as {' and '.join(theirs)} ({how})" for name, theirs in under.items())
 
 
 def _not_drawn(rows: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.Series, str]:
@@ -94,13 +148,17 @@ def _not_drawn(rows: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.Series, s
 
 
 def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int, title: str) -> Figure:
-    """The feasible points on the first two objectives (log-log; symlog on an axis with a zero, `_axis_scale`), the
-    front ringed and joined as a staircase (the edge of the region it dominates, so its steps turn with a maximised
-    objective) when there are two; with a third that varies, the sweep's own points are coloured by it. The points
-    of reference targets (GPU presets beside an architecture: `target_kind` gpu) are stars, one colour per target,
-    the one it has in every figure (`target_colours`). The caption counts the points drawn and names those a figure
-    cannot place (no value of an objective); the legend gives the front's distinct objective vectors when ties make
-    them fewer than its points. A scatter of more than `RASTER_POINTS` is rasterised."""
+    """The feasible points on the first two objectives (each axis log, linear or symlog: `_axis_scale`), the front
+    ringed and joined as a staircase (the edge of the region it dominates, so its steps turn with a maximised
+    objective) when there are two; with a third that varies, the sweep's own points are coloured by it, else by
+    their target when the sweep has several, else by an axis (`_encoding`: the first categorical one), and marked by
+    a further axis, so each point's design can be told; a front of at most `MAX_FRONT_NAMES` distinct objective
+    vectors has its points named (`_name_front`). The points of reference targets (GPU presets beside an
+    architecture: `target_kind` gpu) are stars, one colour per target, the one it has in every figure
+    (`target_colours`); a preset with the same values as another is drawn smaller on top of it (`_coincident`). The
+    caption counts the points drawn and names those a figure cannot place (no value of an objective); the legend
+    gives the front's distinct objective vectors when ties make them fewer than its points. A scatter of more than
+    `RASTER_POINTS` is rasterised."""
     x, y = objectives[0], objectives[1]
     fig = new_figure(8.5, 6.0)
     figure_title(fig, title)
@@ -112,8 +170,8 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     front = rows[rows.on_front & ~left].sort_values([x, y])
     by_colour = len(objectives) > 2 and ok[objectives[2]].nunique() > 1
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
-    ax.set_xscale(**_axis_scale(rows[x]))
-    ax.set_yscale(**_axis_scale(rows[y]))
+    _set_scale(ax, "x", rows[x])
+    _set_scale(ax, "y", rows[y])
     ax.set(xlabel=_label(x), ylabel=_label(y))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
@@ -124,30 +182,138 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     notes += [f"{infeasible} infeasible, not drawn"] if infeasible else []
     if len(objectives) > 2 and not by_colour and len(ok):
         notes.append(f"{objectives[2]} is {ok[objectives[2]].iloc[0]:.4g} at every point")
-    colour: dict = {"color": palette_colour(0)}
-    if by_colour:
-        lo, hi = ok[objectives[2]].min(), ok[objectives[2]].max()
-        colour = {"c": ok[objectives[2]], "cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
-    if len(ok):
-        drawn = ax.scatter(ok[x], ok[y], s=28, alpha=0.8, edgecolors="none", label="meets the constraints",
-                           zorder=2, rasterized=len(ok) > RASTER_POINTS, **colour)
+    references = _references(rows)
+    colour_by, marker_by = _encoding(ok, by_colour)
+    shown = _own_points(ax, ok, objectives, colour_by, marker_by, references) if len(ok) else []
     if len(broken):
         ax.scatter(broken[x], broken[y], marker="x", s=26, color="0.55", label="breaks a constraint", zorder=2,
                    rasterized=len(broken) > RASTER_POINTS)
-    stars = target_colours(rows.target, _references(rows)) if len(others) else {}
+    stars = target_colours(rows.target, references) if len(others) else {}
+    under = _coincident({str(name): set(zip(mine[x], mine[y], strict=True))
+                         for name, mine in others.groupby("target")})
     for name, mine in others.groupby("target"):
-        ax.scatter(mine[x], mine[y], marker="*", s=110, color=stars[str(name)], edgecolors="black", linewidths=0.4,
-                   label=str(name), zorder=2)
+        depth = len(under.get(str(name), []))
+        ax.scatter(mine[x], mine[y], marker="*", s=110 * SMALLER**depth, color=stars[str(name)], edgecolors="black",
+                   linewidths=0.4, label=str(name), zorder=2 + 0.1 * depth)
+    notes += [_coincident_note(under, "drawn smaller on top")] if under else []
+    steps = []
     if len(objectives) == 2 and len(front) > 1:
-        ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
+        steps = ax.step(front[x], front[y], where="pre" if x in MAXIMISED else "post", color="black", lw=1, zorder=1)
     ax.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="black", linewidths=1.3,
                label=_front_label(len(front), distinct_vectors(front, objectives)), zorder=3)
+    ax.get_xlim()  # every point is drawn: the limits are final
+    _name_front(ax, front[_own(front)], (x, y), _varying(ok), _drawn_boxes(ax, rows[~left], (x, y), steps))
     if by_colour:
-        bar = fig.colorbar(drawn, cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
+        bar = fig.colorbar(shown[0], cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
         bar.set_label(_label(objectives[2]))
     ax.set_title(textwrap.fill("; ".join(notes), width=110), fontsize=9, color="0.3")
-    ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    handles = _encoding_handles(ok, colour_by, marker_by, references) + ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
     return fig
+
+
+def _levels(values: pd.Series, axis: str) -> list[str]:
+    """The distinct values of `axis` among `values` as their labels (`value_label`: two values never share one),
+    numbers ascending, other values in first-seen order."""
+    first = {value_label(axis, v): v for v in reversed(values.tolist())}
+    labels = list(dict.fromkeys(value_label(axis, v) for v in values))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in first.values())
+    return sorted(labels, key=first.__getitem__) if numbers else labels
+
+
+def _varying(ok: pd.DataFrame) -> list[str]:
+    """The axis columns (`axis_columns`) with more than one value among the sweep's own points `ok`."""
+    return [a for a in axis_columns(ok) if len(_levels(ok[a], a)) > 1]
+
+
+def _encoding(ok: pd.DataFrame, by_colour: bool) -> tuple[str | None, str | None]:
+    """What colours and what marks the sweep's own points `ok`: colour (none when a third objective colours them)
+    by the target when they have several, else by the first axis of text values (a scheme) with at most
+    `MAX_COLOURED_VALUES` values, else the first such axis of numbers; marker by the next axis (in axis order) with
+    at most as many values as `OWN_MARKERS`. None for either where no column qualifies."""
+    varying = _varying(ok)
+    colour_by = None
+    if not by_colour:
+        few = [a for a in varying if len(_levels(ok[a], a)) <= MAX_COLOURED_VALUES]
+        text = [a for a in few if not pd.api.types.is_numeric_dtype(ok[a])]
+        colour_by = "target" if "target" in ok and ok.target.nunique() > 1 else next(iter(text + few), None)
+    marker_by = next((a for a in varying if a != colour_by and len(_levels(ok[a], a)) <= len(OWN_MARKERS)), None)
+    return colour_by, marker_by
+
+
+def _level_colours(ok: pd.DataFrame, colour_by: str, references: Collection[str]) -> dict[str, str]:
+    """Each value of `colour_by` among `ok` (as `_levels` labels) -> its colour: a target's in every figure
+    (`target_colours`), an axis value's the own colours in value order (`_own_colour`)."""
+    if colour_by == "target":
+        return target_colours(ok.target, references)
+    return {level: _own_colour(i, len(references)) for i, level in enumerate(_levels(ok[colour_by], colour_by))}
+
+
+def _own_points(ax: Axes, ok: pd.DataFrame, objectives: Sequence[str], colour_by: str | None,
+                marker_by: str | None, references: Collection[str]) -> list:
+    """Scatter the sweep's own points that meet the constraints, a collection per (colour, marker) value of
+    `_encoding` (coloured by the third objective where `colour_by` is None and there is one that varies); the
+    collections drawn. Without an encoding, one collection labelled "meets the constraints"."""
+    x, y = objectives[0], objectives[1]
+    colours = _level_colours(ok, colour_by, references) if colour_by else {}
+    markers = {level: OWN_MARKERS[i] for i, level in enumerate(_levels(ok[marker_by], marker_by))} if marker_by \
+        else {}
+    keys = [ok[a].map(lambda v, a=a: value_label(a, v)) if a else pd.Series("", index=ok.index)
+            for a in (colour_by, marker_by)]
+    third = objectives[2] if len(objectives) > 2 and ok[objectives[2]].nunique() > 1 else None
+    shared: dict = {"color": palette_colour(0)}
+    if third and not colour_by:
+        lo, hi = ok[third].min(), ok[third].max()
+        shared = {"cmap": "viridis", "norm": LogNorm(lo, hi) if lo > 0 else Normalize(lo, hi)}
+    drawn = []
+    for (colour, marker), mine in ok.groupby(keys, sort=False):
+        style = ({"c": mine[third]} | shared) if "cmap" in shared else {"color": colours.get(colour, shared["color"])}
+        drawn.append(ax.scatter(mine[x], mine[y], s=28, alpha=0.8, edgecolors="none", zorder=2,
+                                marker=markers.get(marker, "o"), rasterized=len(ok) > RASTER_POINTS,
+                                label=None if colour_by or marker_by else "meets the constraints", **style))
+    return drawn
+
+
+def _encoding_handles(ok: pd.DataFrame, colour_by: str | None, marker_by: str | None,
+                      references: Collection[str]) -> list[Line2D]:
+    """Legend entries of `_own_points`' encoding: a coloured dot per value of `colour_by` (a target by its name,
+    an axis value as `scheme ring`), a grey marker per value of `marker_by`."""
+    handles = []
+    if colour_by:
+        for level, colour in _level_colours(ok, colour_by, references).items():
+            name = level if colour_by == "target" else f"{short_axis(colour_by)} {level}"
+            handles.append(Line2D([], [], ls="", marker="o", color=colour, label=name))
+    if marker_by:
+        handles += [Line2D([], [], ls="", marker=OWN_MARKERS[i], color="0.45", label=f"{short_axis(marker_by)} {level}")
+                    for i, level in enumerate(_levels(ok[marker_by], marker_by))]
+    return handles
+
+
+def _name_front(ax: Axes, front: pd.DataFrame, objectives: tuple[str, str], axes: Sequence[str],
+                taken: list[Bbox]) -> None:
+    """Write beside each distinct point of the front (the sweep's own points on it) the values of `axes` there
+    (`scheme ring/zigzag, devices 1` where several points coincide), when the front has at most `MAX_FRONT_NAMES`
+    distinct points: on the side no feasible point reaches (better in both objectives) where that is clear, else
+    the first clear side (`place_text`, clear of the display boxes `taken`: the markers and the staircase)."""
+    places = front.groupby(list(objectives), sort=True)
+    if not axes or not places.ngroups or places.ngroups > MAX_FRONT_NAMES:
+        return
+    sx, sy = (1 if o in MAXIMISED else -1 for o in objectives)  # toward the side no feasible point reaches
+    offsets = [(6 * sx, 9 * sy), (-6 * sx, 9 * sy), (6 * sx, -9 * sy), (-6 * sx, -9 * sy), (6 * sx, 18 * sy),
+               (-6 * sx, 18 * sy)]
+    for point, mine in places:
+        place_text(ax, ", ".join(f"{short_axis(a)} {'/'.join(_levels(mine[a], a))}" for a in axes), point, taken,
+                   offsets, color="0.2", zorder=4)
+
+
+def _drawn_boxes(ax: Axes, points: pd.DataFrame, objectives: tuple[str, str], lines: Sequence[Line2D]) -> list[Bbox]:
+    """The display boxes of `points`' markers and of each straight segment of `lines` (the staircase), padded by a
+    pixel, that names must keep clear of. The axes' limits must be final."""
+    boxes = marker_boxes(ax, points[list(objectives)].to_numpy(dtype=float))
+    for line in lines:
+        corners = ax.transData.transform(line.get_path().vertices)
+        boxes += [Bbox(np.sort(np.array([a, b]), axis=0)).padded(1) for a, b in itertools.pairwise(corners)]
+    return boxes
 
 
 def _front_label(points: int, distinct: int) -> str:
@@ -164,7 +330,8 @@ def _numeric_span(values: Sequence) -> float | None:
 
 def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str) -> Figure:
     """A grid: one row of panels per objective, one column per axis; each panel the median (line) and best
-    (dashed) of the objective over the points at each value of the axis."""
+    (dashed) of the objective over the points at each value of the axis, its y axis scaled and labelled by
+    `_set_scale` (log from a decade up), so each panel has labelled values in view."""
     axes_paths = list(dict.fromkeys(rows.axis))
     fig = new_figure(max(3.4 * len(axes_paths), 7.0), 2.6 * len(objectives) + 1.0)
     figure_title(fig, title)
@@ -185,14 +352,14 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             ax.plot(positions, median, marker="o", color=palette_colour(i), lw=1.5, ms=4, label="median")
             ax.plot(positions, best, marker="^" if objective in MAXIMISED else "v", color=palette_colour(i), lw=1,
                     ls="--", ms=4, label="best")
-            if all(v > 0 for v in median + best if not math.isnan(v)):
-                ax.set_yscale("log")
+            _set_scale(ax, "y", pd.Series(median + best, dtype=float))
             if span is not None and span > 3:
                 ax.set_xscale("log")
-                ax.minorticks_off()
+                ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xticks(positions, labels if i == len(objectives) - 1 else [""] * len(labels), fontsize=7,
                           rotation=20 if max(map(len, labels)) > 6 else 0)
-            ax.tick_params(axis="y", labelsize=7)
+            ax.tick_params(axis="y", which="both", labelsize=7)
+            ax.yaxis.get_offset_text().set_fontsize(7)
             ax.grid(True, alpha=0.3)
             if j == 0:
                 ax.set_ylabel(_label(objective), fontsize=8)
@@ -226,25 +393,32 @@ def _thin_tick_labels(ax) -> None:
 
 def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
     """One panel per objective: its best value per target (a line each: the architecture's best design, each GPU
-    preset) against the workload axis `axis`, log-log (symlog on a y axis with a zero, `_axis_scale`); a panel
-    names the values it cannot place (a target that does not model its objective). A target's colour is the one it
-    has in every figure (`target_colours`)."""
+    preset) against the workload axis `axis` on a log x axis (the y axis by `_set_scale`); a panel names the values
+    it cannot place (a target that does not model its objective) and the targets with another's values there
+    (`_coincident`: drawn dashed, with smaller markers, on top of it). A target's colour is the one it has in every
+    figure (`target_colours`)."""
     fig = new_figure(4.2 * len(objectives) + 1.0, 4.6)
     figure_title(fig, title)
     grid = fig.subplots(1, len(objectives), squeeze=False,
                         gridspec_kw={"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.14, "wspace": 0.3})[0]
     colours = target_colours(rows.target, _references(rows))
     for ax, objective in zip(grid, objectives, strict=True):
+        finite = rows[np.isfinite(rows[objective].astype(float))]
+        under = _coincident({str(target): set(zip(mine[axis], mine[objective], strict=True))
+                             for target, mine in finite.groupby("target", sort=False)})
         for target, mine in rows.groupby("target", sort=False):
-            ax.plot(mine[axis], mine[objective], marker="o", ms=4, lw=1.5, color=colours[str(target)], label=target)
+            depth = len(under.get(str(target), []))
+            ax.plot(mine[axis], mine[objective], marker="o", ms=4 * math.sqrt(SMALLER) ** depth, lw=1.5,
+                    ls="--" if depth else "-", color=colours[str(target)], label=target, zorder=2 + depth)
         ax.set_xscale("log")
-        ax.set_yscale(**_axis_scale(rows[objective]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        _set_scale(ax, "y", rows[objective])
         ax.set(xlabel=short_axis(axis), ylabel=_label(objective))
-        ax.minorticks_off()
         ticks = sorted(rows[axis].unique())
         ax.set_xticks(ticks, [value_label(axis, t) for t in ticks], fontsize=7)
         ax.grid(True, alpha=0.3)
-        ax.set_title(textwrap.fill(_not_drawn(rows, (objective,))[1], width=60), fontsize=7, color="0.3")
+        notes = [_not_drawn(rows, (objective,))[1], _coincident_note(under, "dashed, smaller markers, on top")]
+        ax.set_title(textwrap.fill("; ".join(n for n in notes if n), width=60), fontsize=7, color="0.3")
     grid[0].legend(fontsize=7, loc="best")
     return fig
 

@@ -65,8 +65,10 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     sections = [
         section_html("pareto", "Pareto front",
                      f"Feasible points on {objectives[0]} and {objectives[1]}"
-                     + (f", coloured by {objectives[2]}" if len(objectives) > 2 else "")
-                     + f". The front (ringed) is over {front_text}, minimised (a throughput maximised), among the "
+                     + (f", coloured by {objectives[2]} and marked by an axis" if len(objectives) > 2
+                        else ", coloured by the target or an axis and marked by another")
+                     + " where those have few values (the legend says which); a small front has its points named. "
+                       f"The front (ringed) is over {front_text}, minimised (a throughput maximised), among the "
                        "points that meet the constraints; points that break one are crosses, and points without a "
                        "value of an objective (a GPU preset's area) are drawn but off the front. Infeasible points are "
                        "counted, not drawn."),

@@ -50,9 +50,18 @@ def peak_ops_per_s(unit: ComputeUnit, clock_hz: float) -> float:
     return unit.lanes * clock_hz / min(unit.op_cycles.values())
 
 
-def fastest_op(unit: ComputeUnit) -> str:
-    """The op with the fewest cycles (the first such in the spec's order); it names the ceiling."""
-    return min(unit.op_cycles, key=unit.op_cycles.__getitem__)
+def fastest_ops(unit: ComputeUnit, ops: Iterable[str]) -> list[str]:
+    """Those of `ops` that `unit` runs in its fewest cycles: an Einsum of them runs at the unit's ceiling."""
+    cycles = min(unit.op_cycles.values())
+    return [op for op in ops if unit.op_cycles.get(op) == cycles]
+
+
+def ceiling_name(unit: str, ops: Iterable[str]) -> str:
+    """The name of the compute ceiling of the unit named `unit`: it and `ops`, the ops the Einsums drawn under it
+    run at its rate (`fastest_ops`), `array1d max, add, div`; `array1d peak` when there is none. An op no drawn
+    Einsum runs is never named (the spec's first fastest op, a MAC, over max, add and div points)."""
+    named = ", ".join(dict.fromkeys(ops))
+    return f"{unit} {named}" if named else f"{unit} peak"
 
 
 def pipelined(mapping: Mapping) -> set[str]:
@@ -118,15 +127,24 @@ def roofline_rows(points: Iterable[Labelled]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ROOFLINE_COLUMNS))
 
 
-def ceiling_rows(points: Iterable[Labelled]) -> pd.DataFrame:
-    """The roofline's ceilings, one row per distinct (name, value): compute (ops/s) per unit, pipelined (ops/s)
-    per pipelined op chain, bandwidth (bytes/s) per memory level that has one. Names carry the architecture when
-    the points use several that differ."""
+def ceiling_rows(points: Sequence[Labelled]) -> pd.DataFrame:
+    """The roofline's ceilings, one row per distinct (name, value): compute (ops/s) per unit (named by
+    `ceiling_name` after the ops the points' Einsums on a unit of that name and rate, not pipelined, run at it: one
+    name for the unit in every architecture), pipelined (ops/s) per pipelined op chain, bandwidth (bytes/s) per
+    memory level that has one. Names carry the architecture when the points use several that differ."""
     rows = []
+    under: dict[tuple[str, float], list[str]] = defaultdict(list)  # (unit, ceiling) -> ops run at it
+    for p in points:
+        chained = pipelined(p.mapping)
+        for e in p.result.einsums:
+            unit = p.arch.unit(e.unit)
+            if e.name not in chained:
+                under[e.unit, peak_ops_per_s(unit, p.arch.clock_hz)] += fastest_ops(unit, e.ops)
     for p in points:
         for u in p.arch.units:
-            rows.append({"architecture": p.arch.name, "kind": "compute", "name": f"{u.name} {fastest_op(u)}",
-                         "value": peak_ops_per_s(u, p.arch.clock_hz)})
+            value = peak_ops_per_s(u, p.arch.clock_hz)
+            rows.append({"architecture": p.arch.name, "kind": "compute",
+                         "name": ceiling_name(u.name, under[u.name, value]), "value": value})
         chained = pipelined(p.mapping)
         for e in p.result.einsums:
             if e.name in chained:
