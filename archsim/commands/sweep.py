@@ -22,7 +22,6 @@ import click
 from archsim import library
 from archsim.commands.options import nonempty
 from archsim.dse.spec import (
-    AXIS_ROOTS,
     MAX_POINTS_ENV,
     MAXIMISED,
     STORED_METRICS,
@@ -198,14 +197,6 @@ def _plain(value):
     return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**53 else value
 
 
-def _whole_axes(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with every axis column whose values are whole numbers as nullable integers: a column that only some
-    points of a shared store carry holds NaN elsewhere, which made pandas write its 64 as 64.0."""
-    whole = [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS and df[c].dtype.kind == "f"
-             and df[c].notna().any() and (df[c].dropna() % 1 == 0).all() and (df[c].dropna().abs() < 2**53).all()]
-    return df.astype({c: "Int64" for c in whole})
-
-
 @click.command("results")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
@@ -230,6 +221,7 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
     from archsim.dse.pareto import pareto_mask
     from archsim.dse.sweep import read_judged
+    from archsim.report.sweep import whole_axes
 
     to_stdout = csv_path == "-"
     out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
@@ -244,12 +236,12 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         f"{c.metric} {c.op} {c.bound:g}" for c in constraints) or "none")) if constraints is not None else (
         "constraint_ok as stored")
     if to_stdout:  # the records on standard output, the summary on standard error
-        click.echo(_whole_axes(df).to_csv(index=False), nl=False)
+        click.echo(whole_axes(df).to_csv(index=False), nl=False)
         click.echo(f"{len(df)} records written to standard output ({judged})", err=True)
         return
     with atomic_file(out) as tmp:
         if csv_path:
-            _whole_axes(df).to_csv(tmp, index=False)
+            whole_axes(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
     click.echo(f"{len(df)} records written to {out} ({judged})")

@@ -135,6 +135,14 @@ def stored(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def whole_axes(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every axis column whose values are whole numbers as nullable integers, for a CSV: a column that
+    only some points of a shared store carry holds NaN elsewhere, which made pandas write its 64 as 64.0."""
+    whole = [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS and df[c].dtype.kind == "f"
+             and df[c].notna().any() and (df[c].dropna() % 1 == 0).all() and (df[c].dropna().abs() < 2**53).all()]
+    return df.astype({c: "Int64" for c in whole})
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 

@@ -43,7 +43,7 @@ def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: 
 
 def _infeasible_section(df: pd.DataFrame, out_dir: Path) -> str:
     """infeasible.csv (every infeasible point with its reason) and the page's table of reasons with counts."""
-    sweep.infeasible_rows(df).to_csv(out_dir / "infeasible.csv", index=False)
+    sweep.whole_axes(sweep.infeasible_rows(df)).to_csv(out_dir / "infeasible.csv", index=False)
     reasons = sweep.reason_rows(df)
     return ("<h2>Infeasible points</h2><p>Points the model rejected, counted by reason; their metrics are left "
             "empty (no number for a design that does not fit) and they are in no figure. Every point with its "
@@ -57,7 +57,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     pareto = sweep.pareto_rows(df, objectives)
     sensitivity = sweep.sensitivity_rows(df, objectives, spec_axes)
     save_table_and_figure(out_dir, "summary", summary)
-    save_table_and_figure(out_dir, "pareto", pareto, sweep_figures.pareto_figure(
+    save_table_and_figure(out_dir, "pareto", sweep.whole_axes(pareto), sweep_figures.pareto_figure(
         pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
     save_table_and_figure(out_dir, "sensitivity", sensitivity,
                           sweep_figures.sensitivity_figure(sensitivity, objectives, f"Sensitivity per axis: {title}"))
@@ -80,7 +80,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     if "target" in df and df.target.nunique() > 1 and sizes:
         targets = sweep.target_rows(df, objectives, sizes[0])
         compared = [o for o in objectives if targets.groupby("target")[o].count().gt(0).sum() > 1] or objectives
-        save_table_and_figure(out_dir, "targets", targets, sweep_figures.targets_figure(
+        save_table_and_figure(out_dir, "targets", sweep.whole_axes(targets), sweep_figures.targets_figure(
             targets, compared, sizes[0], f"Architecture vs GPU presets: {title}"))
         sections.append(section_html(
             "targets", "Architecture vs GPU presets",
