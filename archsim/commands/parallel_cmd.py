@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the command loads the models only when it runs
     from archsim.systems.topology import Topology
 
 DEFAULT_TOPOLOGY = "hgx-h100"
+MAX_POINTS, MAX_POINTS_ENV = 10_000, "ARCHSIM_MAX_PARALLEL_POINTS"  # points of one command (`_check_point_count`)
 FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--batch", "tp": "--tp",
                  "ulysses": "--ulysses", "kernel": "--kernel", "scheme": "--scheme", "direction": "--direction",
                  "causal": "--no-causal",
@@ -187,6 +188,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
     for option, given in (("--scheme", schemes), ("--devices", devices)):
         if not given:
             raise click.UsageError(f"Missing option '{option}' (or give --system, whose it would be).")
+    _check_point_count(len(schemes) * len(devices) * len(seq_lens))
     tp = tp or 1
     if ulysses is not None and unmodelled("ulysses", [ulysses], [(s, direction) for s in schemes]):
         raise click.UsageError("--ulysses applies to --scheme usp only")
@@ -371,6 +373,18 @@ def _refuse_on_arrays(device, schemes: list[str], direction: str, scope: str, ke
     except SpecError as error:
         raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
     block_mapping(device, causal)
+
+
+def _check_point_count(points: int) -> None:
+    """Refuse, before any work, more points than ARCHSIM_MAX_PARALLEL_POINTS (`MAX_POINTS`; a point takes about 0.1 s,
+    its rows printed at the end): the lists of --scheme, --devices and --seq-len are crossed."""
+    from archsim.limits import env_limit
+
+    most = env_limit(MAX_POINTS_ENV, MAX_POINTS)
+    if points > most:
+        raise SpecError("--seq-len", "", f"--scheme x --devices x --seq-len make {points:,} points, over the limit of "
+                                         f"{most:,} (about 0.1 s each, printed at the end): give shorter lists, or "
+                                         f"raise {MAX_POINTS_ENV}")
 
 
 def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError, check_choice
+from archsim.limits import env_limit
 from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_kernels import kernel_attention
@@ -87,7 +88,7 @@ TRAINING_FIELDS = {"checkpointing": mem.DEFAULT_CHECKPOINTING, "training_precisi
 TRAINING_SETS = {"checkpointing": "the training memory and the recomputed forward in the time",
                  "training_precision": "the training memory"}
 MEMORY_ONLY = ("training_precision",)
-MAX_DEVICES = 4096
+MAX_DEVICES, MAX_DEVICES_ENV = 4096, "ARCHSIM_MAX_DEVICES"  # devices of one point: its per-device work is a loop
 
 
 def attention_kernel(scheme: str, direction: str, kernel: str) -> str:
@@ -232,8 +233,10 @@ def check_spec(spec: ParallelSpec) -> None:
     if spec.ulysses is not None and (isinstance(spec.ulysses, bool) or not isinstance(spec.ulysses, int)
                                      or spec.ulysses < 1):
         raise SpecError(SOURCE, "ulysses", f"expected a whole number >= 1 or None, got {spec.ulysses!r}")
-    if spec.devices > MAX_DEVICES:
-        raise SpecError(SOURCE, "devices", f"expected at most {MAX_DEVICES}, got {spec.devices}")
+    most_devices = env_limit(MAX_DEVICES_ENV, MAX_DEVICES)
+    if spec.devices > most_devices:
+        raise SpecError(SOURCE, "devices", f"expected at most {most_devices} (raise {MAX_DEVICES_ENV} for more), got "
+                                           f"{spec.devices}")
     if spec.tp > 1 and spec.topology.capacity() is not None and spec.devices * spec.tp > spec.topology.capacity():
         unit = "arrays" if isinstance(spec.gpu, ArrayDevice) else "GPUs"
         raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} {unit}, "
