@@ -114,8 +114,8 @@ def test_a_meta_value_that_is_no_text_is_refused(stored, tmp_path, cli):
 def test_undamaged_meta_is_read_back(stored, tmp_path):
     db = tmp_path / "s.sqlite"
     db.write_bytes(stored[1])
-    df, constraints, name = read_judged(db)
-    assert len(df) == 6 and name == "small"
+    df, constraints, objectives, name = read_judged(db)
+    assert len(df) == 6 and name == "small" and objectives == ("latency_s", "energy_pj")
     assert [(c.metric, c.op, c.bound) for c in constraints] == [("area_um2", "<=", 4.2e8)]
 
 
