@@ -68,7 +68,7 @@ from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
-from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, with_fields
+from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, with_fields
 from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
 from archsim.workload import Workload
 
@@ -303,15 +303,13 @@ def system_changes(fields: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 def _from_sweep(field: str, value: Any, source: str) -> Any:
     """The value of the system's `field` (a dotted path) written in the sweep at `source`: a file's path
-    (`is_spec_path`) in a field that names a file (a device's `preset` or `mapping`, a link) is taken from the sweep
-    file's folder as a CSV trace's is (`beside`; the working folder's for a sweep not read from a file) and made
+    (`is_spec_path`) in a field that names a file (`system_spec.names_file`: a device's `preset` or `mapping`, a
+    link) is taken from the sweep file's folder as a CSV trace's is (`beside`; the working folder's for a sweep not
+    read from a file) and made
     absolute, since `with_fields` would take a relative path from the system file's folder (where a path the system
     file writes is taken from); a library name, and any other value (a kernel's name with a slash), as written.
     The point keeps the value as written; its key hashes the system it resolves."""
-    keys = field.split(".")
-    names_file = (keys[0] == "devices" and len(keys) == 3 and keys[2] in ("preset", "mapping")) or \
-        (keys[0] == "links" and len(keys) == 2)
-    if not names_file or not isinstance(value, str) or not is_spec_path(value):
+    if not names_file(field) or not isinstance(value, str) or not is_spec_path(value):
         return value
     return str(beside(value, source).absolute())
 

@@ -242,6 +242,15 @@ GPU_OPTIONAL = ("attention_kernel", "timing", "memory_utilization", *ENERGY_FIEL
 # the link roles a model reads (`system_types.TP_LINK`, `system_checks.ATTENTION_POOL_LINK`)
 LINK_ROLES = (TP_LINK, EP_LINK, ATTENTION_LINK, ATTENTION_POOL_LINK, CP_LINK)
 PARALLELISM_KEYS = ("tp", "pp", "ep", "attention_pool", "cp", "by_workload")
+DEVICE_FILE_FIELDS = ("preset", "mapping")  # a device's fields that may name a file (a link may too: `names_file`)
+
+
+def names_file(field: str) -> bool:
+    """Whether the dotted path `field` of a system spec is one that may name a file, relative to the spec that
+    writes it: a device's `preset` or `mapping` (`devices.gpu.preset`) or a link (`links.tp`)."""
+    keys = field.split(".")
+    return (keys[0] == "devices" and len(keys) == 3 and keys[2] in DEVICE_FILE_FIELDS) or \
+        (keys[0] == "links" and len(keys) == 2)
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 CROSSOVER = "crossover"  # op_per_byte_below: the Op/B where the rule's device's roofline meets the weight holder's
 ROOFLINE_KINDS = ("gpu", "memory-pool", "logic-pim")  # kinds whose models give a roofline (peak, operand bandwidth)
@@ -401,7 +410,7 @@ def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str
 
     data = copy.deepcopy(dict(data))
     for device in data["devices"].values():
-        for key in ("preset", "mapping"):
+        for key in DEVICE_FILE_FIELDS:
             if key in device:
                 device[key] = moved(device[key])
     for role, link in data.get("links", {}).items():
