@@ -77,8 +77,10 @@ Hardware
 
 Outputs
 - Latency is when the last task ends; utilization = busy lane-cycles on each unit / (lanes x latency cycles);
-  `memory_s` = the time each channel was held. Energy, traffic, footprint, area, compute cycles and feasibility
-  are the analytical model's, except leakage, charged over the simulated latency.
+  `memory_s` = the time each channel was held; the timeline has a span per task that held a resource, a compute
+  tile's args with its Einsum's `lanes_used` and its unit's `unit_lanes` (so the spans weigh into utilization).
+  Energy, traffic, footprint, area, compute cycles and feasibility are the analytical model's, except leakage,
+  charged over the simulated latency.
 - Stalls: every idle gap of a compute unit (before its first tile, between tiles, after its last) is blamed on the
   critical path into the tile that ends it (or into the end of the run): walking back, each task's time on its
   resource is charged to its source, "<level> bandwidth" for a transfer, "waiting on <Einsum>" for a compute
@@ -342,8 +344,9 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
     final = max(tasks, key=_END_S)
     latency_s = final.end_s
     held = [t for t in tasks if t.end_s > t.start_s and t.resource is not None]
-    timeline = tuple([Span(t.resource, t.name, t.start_s, t.end_s, t.args) for t in held])
     lanes_used = {(e.group, e.name): e.lanes_used for p in parts for e in p.einsums}
+    unit_lanes = {u.name: u.lanes for u in arch.units}
+    timeline = tuple([_span(t, lanes_used, unit_lanes) for t in held])
     on_unit: dict[str, list[Task]] = {u.name: [] for u in arch.units}  # each unit's tiles in task order
     busy_lane_cycles: Counter[str] = Counter()
     memory_s: Counter[str] = Counter()
@@ -371,6 +374,18 @@ def _collect(arch: Architecture, total: Result, parts: list[Result], tasks: list
         stalls=dict(stalls),
     )
     return EventRun(result, timeline, unit_stalls, events)
+
+
+def _span(task: Task, lanes_used: dict[tuple[str, str], int], unit_lanes: dict[str, int]) -> Span:
+    """A held task's span. A compute tile's args also carry the lanes (PEs) its Einsum uses (`lanes_used`) and its
+    unit's (`unit_lanes`), so a trace's reader can weigh its time as `utilization` does (busy lane-cycles over
+    lanes x latency cycles): a unit busy the whole run with tiles on a quarter of its lanes is at 0.25."""
+    lanes = unit_lanes.get(task.resource)
+    if lanes is None:  # a transfer on a memory channel
+        return Span(task.resource, task.name, task.start_s, task.end_s, task.args)
+    used = lanes_used[task.args["group"], task.args["einsum"]]
+    return Span(task.resource, task.name, task.start_s, task.end_s,
+                {**task.args, "lanes_used": used, "unit_lanes": lanes})
 
 
 def _unit_stalls(tiles: list[Task], final: Task, latency_s: float) -> dict[str, float]:

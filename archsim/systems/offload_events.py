@@ -20,8 +20,13 @@ micro-batches then bunch, so the pipeline ran 49.8 % above the closed form at LL
 H100 at 45.7 GB/s against 4 H20s at 17.75 GB/s, 1536 requests at 32 tokens, and 32.8 % over 35.5 GB/s compute
 NICs, against 12.7 % and 8.0 % here.) The old stop-gap, ceil(lanes) lanes each at lanes / ceil(lanes) of the
 rate, slowed a message alone and sped the other lanes up when a slower pool NIC dropped one. With more than one
-replica (more than one message at once) each message's span is on the lowest free slot's track (`link out lane 0`,
-...), so no two overlap on a track.
+replica (more than one message at once) each message's span is on a lane track (`link out lane 0`, ...): the
+lowest free one when the message starts to move (not when it comes and waits at rate 0), so no two overlap on a
+track and a direction of `lanes` lanes has at most ceil(lanes) tracks (a moving message's rate never falls, so at
+most ceil(lanes) move at once). A lane track's busy time (`layer_replay.busy_s`) is its occupancy, the sum of its
+messages' spans, first moving to done: with a fractional last lane a message's span is stretched while it runs at
+part of the rate, so a direction's lane busy times sum to more than its wire time (LLaMA3-70B staggered, 300
+requests at 1024 tokens, wire times ten-fold, 3/2 lanes: `link out` 12 % more, `link back` 6 %).
 Micro-batch j runs `tokens` tokens of `layers` layers. Slice k of its work, the ops after attention k - 1 and
 before attention k (the paper's min-cut slices), runs on replica (j + k) mod `replicas` (§3.4; the count k runs on
 across tokens). A slice: the ops after the previous attention, the norm and the Q share of the QKV projection;
@@ -108,7 +113,8 @@ class _SharedLink:
     departure each message whose rate changes has its remaining wire time advanced at the old rate and a fresh
     timer at the new (its process interrupted off the old one; a message at rate 0 waits on no timer). A message
     whose rate stays keeps the timer set when it started, `wire_s` after it, so one message at a time is exactly a
-    timeout of its wire time. Slots: each message takes the lowest free one for its trace track."""
+    timeout of its wire time. Slots: a message takes the lowest free one for its trace track when it starts to
+    move (at most ceil(lanes) move at once) and frees it when done."""
 
     def __init__(self, env: simpy.Environment, lanes: Fraction | int) -> None:
         if not lanes >= 1:  # fewer, and a message would wait for ever
@@ -125,9 +131,7 @@ class _SharedLink:
     def transfer(self, wire_s: float) -> Generator[simpy.Event, None, tuple[int, float]]:
         """Carry a message of `wire_s` wire seconds (at one message's rate) from now; returns its trace slot and
         when it started to move (after any wait behind the older messages)."""
-        message = _Message(self.env.active_process, wire_s, self.env.now,
-                           next(k for k in itertools.count() if k not in self.slots))
-        self.slots.add(message.slot)
+        message = _Message(self.env.active_process, wire_s, self.env.now)
         self._reschedule([*self.active, message])
         while True:
             try:
@@ -148,8 +152,10 @@ class _SharedLink:
                 continue
             message.remaining_s = max(0.0, message.remaining_s - (now - message.since_s) * message.rate)
             message.since_s, message.rate = now, rate
-            if rate > 0 and message.moving_since_s is None:
+            if rate > 0 and message.moving_since_s is None:  # starts to move: it takes a lane's track
                 message.moving_since_s = now
+                message.slot = next(k for k in itertools.count() if k not in self.slots)
+                self.slots.add(message.slot)
             fresh = message.timer is None
             message.timer = self.env.timeout(message.remaining_s / rate) if rate > 0 else self.env.event()
             if not fresh:
@@ -160,15 +166,15 @@ class _SharedLink:
 @dataclass
 class _Message:
     """A message on a `_SharedLink`: its process, wire seconds left (at one message's rate) as of `since_s`, its
-    rate since then, its trace slot, its completion timer and when it first moved (its span's start)."""
+    rate since then, its completion timer, when it first moved (its span's start) and its trace slot (from then)."""
 
     process: simpy.Process
     remaining_s: float
     since_s: float
-    slot: int
     rate: float = 0.0
     timer: simpy.Event | None = None
     moving_since_s: float | None = None
+    slot: int | None = None
 
 
 class _Turns:
