@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,12 @@ from archsim.errors import SpecError
 from archsim.gpu.measurements import read_measurements
 from archsim.gpu.params import calibration_from_dict, load_calibration, packaged_path
 from archsim.gpu.validate import validate
-from archsim.model.gpu_kernels import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 H200_CSV = ROOT / "reports" / "measured" / "measured-NVIDIA-H200.csv"
 HELDOUT_CSV = ROOT / "reports" / "measured" / "measured-heldout-NVIDIA-H200.csv"
 HEADER = "gpu,kernel,dtype,causal,batch,heads,head_dim,seqlen,direction,metric,value,unit"
 FA2_ROW = "A100 80GB SXM4,FlashAttention-2,fp16,False,8,{heads},64,{seqlen},fwd+bwd,throughput,120,TFLOPs/s"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _v1() -> dict:
@@ -52,31 +46,6 @@ def _csv(tmp_path: Path, *rows: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ 1: the split
-def test_each_family_names_the_file_it_was_fitted_on() -> None:
-    """v2 refitted archsim's kernels on the H200 file and kept every other family from v1, fitted on the packaged
-    A100 file: the hashes are those of the files themselves."""
-    v2 = load_calibration("v2")
-    assert v2.fitted_on("archsim") == _sha256(H200_CSV)
-    for family in FAMILIES:
-        if family != "archsim":
-            assert v2.fitted_on(family) == _sha256(reference_csv()), family
-    v1 = load_calibration("v1")  # a full fit: every family on the one file
-    assert {v1.fitted_on(f) for f in FAMILIES} == {_sha256(reference_csv())}
-    hand_written = _v1()
-    del hand_written["measurements"]
-    assert calibration_from_dict(hand_written).fitted_on("fa2") is None
-
-
-def test_a_partial_fit_on_a_partial_base_is_looked_up_through_its_bases() -> None:
-    """v3 refits fa2 on file C with base v2 (archsim on B, kept from v1 on A): what calibrate records."""
-    data = _v1()
-    data["measurements"] = {"sha256": "C", "families": ["fa2"], "kept_from": {
-        "calibration": "v2", "sha256": "B", "families": ["archsim"], "kept_from": {
-            "calibration": "v1", "sha256": "A", "families": [f for f in FAMILIES if f != "archsim"]}}}
-    calibration = calibration_from_dict(data)
-    assert [calibration.fitted_on(f) for f in ("fa2", "archsim", "fa1", "pytorch")] == ["C", "B", "A", "A"]
-
-
 @pytest.mark.parametrize(("measurements", "where"), [
     ({"families": "fa2"}, "measurements.families"), ({"families": ["nope"]}, "measurements.families"),
     ({"sha256": 12}, "measurements.sha256"), ({"kept_from": {"families": [1]}}, "measurements.kept_from.families"),

@@ -105,10 +105,10 @@ def test_a_parallel_grid_with_no_feasible_point_says_so(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ 7: validate scatter
 def test_validation_scatter_holds_the_roofline_marks_and_prints_a_missing_mape_as_a_dash(tmp_path: Path) -> None:
-    """One A100 FA2 forward+backward row at seqlen 512 (a calibration length), in a file no calibration was fitted
-    on: held out, so no row is in the calibration split and its MAPE is "-" as in the terminal table. The pure
-    roofline predicts 312 TFLOP/s-bound time, under half the measured 132 TFLOP/s row's time: its cross must still be
-    inside the axes."""
+    """One A100 FA2 forward+backward row at seqlen 512 (a calibration length) at a value no calibration was fitted
+    on (the packaged row of that shape reads 132 TFLOP/s): held out, so no row is in the calibration split and its
+    MAPE is "-" as in the terminal table. The pure roofline predicts 312 TFLOP/s-bound time, under half the measured
+    131 TFLOP/s row's time: its cross must still be inside the axes."""
     from archsim.gpu.figures import scatter_figure
     from archsim.gpu.params import load_calibration
     from archsim.gpu.validate import validate
@@ -116,7 +116,7 @@ def test_validation_scatter_holds_the_roofline_marks_and_prints_a_missing_mape_a
     csv = tmp_path / "one.csv"
     csv.write_text("source,gpu,kernel,dtype,causal,batch,heads,head_dim,seqlen,direction,metric,value,unit,"
                    "how_obtained,note\n"
-                   "test,A100 80GB SXM4,FlashAttention-2,fp16,False,32,32,64,512,fwd+bwd,throughput,132,TFLOPs/s,"
+                   "test,A100 80GB SXM4,FlashAttention-2,fp16,False,32,32,64,512,fwd+bwd,throughput,131,TFLOPs/s,"
                    "read-off-figure,\n")
     ax = scatter_figure(validate(csv, load_calibration("v2"))).axes[0]
     assert "calibration -\n" in ax.get_title() and "nan" not in ax.get_title()

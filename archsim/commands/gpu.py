@@ -220,8 +220,8 @@ def _fit_line(calibration, family: str, families: tuple[str, ...], base: str) ->
 @click.option("--out", metavar="DIR", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write validation.csv, skipped.csv and a model-vs-measured scatter validation.png here.")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="seqlen", show_default=True,
-              help="seqlen: the calibration file's split (held-out sequence lengths; every length of a family it "
-                   "did not fit on this file); leave-one-gpu-out: also fit on all GPUs but one and test on it, for "
+              help="seqlen: the calibration file's split (the rows it was fitted on, whatever file they come in; "
+                   "every other row held out); leave-one-gpu-out: also fit on all GPUs but one and test on it, for "
                    "each GPU, reported beside the seqlen split.")
 def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibration: str, as_json: bool,
                  out: str | None, split: str) -> None:
@@ -271,16 +271,22 @@ def _write_csv(path: Path, records: list[dict]) -> None:
 
 
 def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
+    from archsim.gpu.measurements import skip_reasons
     from archsim.model.gpu_kernels import family_of
 
     cal = result.calibration
     click.echo(f"GPU model vs {measurements}, calibration {calibration} (version {cal.version})")
     click.echo(f"split: {cal.split_rule}")
-    moved = sorted({family_of(c.measurement.kernel) for c in result.comparisons
-                    if c.split == "held-out" and c.measurement.case.seqlen in cal.calibration_seqlens})
-    if moved:
+    moved = Counter(family_of(c.measurement.kernel) for c in result.comparisons
+                    if c.split == "held-out" and c.measurement.case.seqlen in cal.calibration_seqlens)
+    fitted = {family_of(c.measurement.kernel) for c in result.comparisons if c.split == "calibration"}
+    whole = sorted(f for f in moved if f not in fitted)
+    if whole:
         click.echo(f"held out at every seqlen, their family not fitted on this file by {calibration}: the rows of "
-                   f"{', '.join(moved)}")
+                   f"{', '.join(whole)}")
+    if fitted & set(moved):
+        click.echo(f"held out at the calibration lengths too, not rows {calibration} was fitted on: " + ", ".join(
+            f"{f} ({moved[f]})" for f in sorted(fitted & set(moved))))
     if gpus:
         click.echo(_mapped_line(gpus))
     columns = {"held-out": result.mape("held-out"), "calibration": result.mape("calibration"),
@@ -302,9 +308,8 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
     for fold in result.folds:
         click.echo(f"left-out GPU {fold.gpu}: {len(fold.comparisons)} rows predicted by a fit on "
                    f"{fold.fitted_rows} rows of the other GPUs{fold.priors_note()}")
-    reasons = Counter(s.reason for s in result.skipped)
     click.echo(f"skipped {len(result.skipped)} rows:")
-    for reason, n in reasons.most_common():
+    for reason, n in skip_reasons(result.skipped):
         click.echo(f"  {n:>3}  {reason}")
 
 

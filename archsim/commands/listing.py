@@ -61,7 +61,8 @@ def list_cmd(as_json: bool) -> None:
 
 
 def _summary(kind: str, spec) -> str:
-    """One line on a spec that loaded; a cascade is analysed too (its passes), measurements counted (`_known_rows`)."""
+    """One line on a spec that loaded; a cascade is analysed too (its passes), measurements counted (`_known_rows`)
+    with the reasons rows were skipped, as `archsim validate` lists them."""
     if kind == "cascade":
         from archsim.cascade.analysis import analyze
         from archsim.cascade.bind import bind
@@ -70,9 +71,13 @@ def _summary(kind: str, spec) -> str:
         passes = ", ".join(f"{r}={n}" for r, n in analysis.passes.passes.items() if n > 1) or "1 everywhere"
         return f"cascade {spec.name}, {len(spec.einsums)} Einsums, passes {passes}"
     if kind == "measurements":
+        from archsim.gpu.measurements import skip_reasons
+
         timed, skipped = spec
+        reasons = "; ".join(f"{n} {reason}" for reason, n in skip_reasons(skipped))
         return (f"{kind}, {len(timed)} timed rows, {_known_rows(timed)} of a modelled kernel on a known GPU "
-                f"(archsim validate says which it can time), {len(skipped)} skipped (not timings)")
+                f"(archsim validate says which it can time), {len(skipped)} skipped (not timings)"
+                + (f": {reasons}" if reasons else ""))
     if kind == "trace":
         return f"{kind}, {len(spec)} rows"
     if kind == "workload":

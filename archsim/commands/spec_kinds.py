@@ -124,7 +124,9 @@ def _derives_a_gpu(data: dict, source: str, depth: int = 0) -> bool:
     return isinstance(parsed, dict) and ("sm_count" in parsed or _derives_a_gpu(parsed, path, depth + 1))
 
 
-# CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path).
+# CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path). A header is of the kind
+# whose marks it shares most of, so that a file missing one of them hears from its loader which (as `archsim
+# validate` or `simulate --trace` would say), not that its kind is unknown.
 CSV_KINDS = (
     ("trace", {"arrival_s", "prompt_tokens", "output_tokens"}, _load_trace),
     ("measurements", {"gpu", "kernel", "seqlen", "metric", "value"}, _load_measurements),
@@ -138,9 +140,9 @@ def load_any(path: str | Path) -> tuple[str, Any]:
         raise SpecError(str(path), "", "no such file" if not path.exists() else "not a regular file")
     if path.suffix.lower() == ".csv":
         header = set(_csv_header(path))
-        for kind, marks, loader in CSV_KINDS:
-            if marks <= header:
-                return kind, loader(path)
+        kind, marks, loader = max(CSV_KINDS, key=lambda k: len(k[1] & header))
+        if marks & header:
+            return kind, loader(path)
         raise SpecError(str(path), "line 1", "cannot tell the kind of CSV: expected a request trace ("
                         + ",".join(sorted(CSV_KINDS[0][1])) + ") or GPU measurements (with gpu, kernel, seqlen, "
                         "metric, value, ...)")

@@ -24,7 +24,8 @@ floor of a parameter bounded by 0 is `FLOOR`) is the data pushing past what the 
 so. Each fit step times every distinct calibration case once (rows repeating a case share its prediction); a fit
 takes up to a few hundred steps, so the cases' CTAs are capped at `MAX_CALIBRATION_CTAS`
 (ARCHSIM_MAX_CALIBRATION_CTAS; the packaged file's split holds 0.3 M). The result records the split, the
-measurements file (and its SHA-256) and the fit error per family (`archsim.gpu.params`).
+measurements file (and its SHA-256), the digest of each row fitted on (`archsim.gpu.measurements.row_digest`, what
+`archsim validate` splits by) and the fit error per family (`archsim.gpu.params`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import yaml
 from archsim.arch.gpu import GPU
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.load import gpu_reference
-from archsim.gpu.measurements import read_measurements
+from archsim.gpu.measurements import read_measurements, row_digest
 from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
 
@@ -223,7 +224,8 @@ def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibratio
     and fit statistics), writing the base's next version; what the rows of a fitted family cannot identify is kept
     from the base too (`keep_from_base`). `gpus` maps the file's GPU labels to GPUs ahead of the presets
     (`archsim.gpu.cases.resolve`; a label no row has is a SpecError). The record names the file fitted on, the GPUs
-    mapped (a preset's name, else the file), and for a partial fit the families fitted and the base's record."""
+    mapped (a preset's name, else the file), the rows fitted (`row_digest`), and for a partial fit the families
+    fitted and the base's record."""
     if families and base is None:
         raise ValueError("a fit of some families keeps the others from a base calibration")
     measurements, skipped = read_measurements(path)
@@ -236,7 +238,8 @@ def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibratio
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     record = {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
               "calibration_rows": len(rows),
-              **({"gpus": {label: gpu_reference(gpu) for label, gpu in gpus.items()}} if gpus else {})}
+              **({"gpus": {label: gpu_reference(gpu) for label, gpu in gpus.items()}} if gpus else {}),
+              "fitted_rows": [row_digest(r.measurement) for r in rows]}
     if not families:
         return Calibration(VERSION, str(path), SPLIT_RULE, CALIBRATION_SEQLENS, params, fitted, fit, record)
     refitted = [f for f in families if fit[f]["rows"]]

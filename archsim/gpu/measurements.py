@@ -9,8 +9,10 @@ reason, and so are rows without a measured value (`OOM`, empty) and rows `archsi
 heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`, and are read as non-causal whatever
 their `causal` (one query row has no causal mask).
 
-A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data row; line = row + 1
-when no field spans lines) and the field, and so is a case too large to model (`AttentionCase.size_problem`).
+A column named twice, or a row with another number of cells than the header, is a `SpecError` naming the file and
+the column or line. A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data
+row; line = row + 1 when no field spans lines) and the field, and so is a case too large to model
+(`AttentionCase.size_problem`).
 Rows are numbered as in the file, skipped rows included. Two kernel-time rows of one configuration (GPU label,
 kernel, dtype, causal, batch, heads, head_dim, seqlen, direction and metric) are a `SpecError` naming both lines,
 whether their values differ (which one is right is not ours to choose) or not (a repeated row would count twice
@@ -21,10 +23,14 @@ the request traces of `archsim.systems.requests`).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import re
 import stat
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +44,7 @@ INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim meas
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
 MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
 MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
+ROW_DIGEST_HEX = 16  # hex digits of a row's digest (`row_digest`)
 
 REQUIRED = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric",
             "value", "unit")
@@ -94,6 +101,11 @@ class Skipped:
     reason: str
 
 
+def skip_reasons(skipped: Iterable[Skipped]) -> list[tuple[str, int]]:
+    """(reason, rows) of the rows skipped, most rows first: how `archsim validate` and `archsim check` list them."""
+    return Counter(s.reason for s in skipped).most_common()
+
+
 def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
     """The rows of a CSV file (header first), as `read_csv_records` reads them."""
     return [cells for _, cells in read_csv_records(path, expected)]
@@ -138,7 +150,8 @@ def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[st
 
 
 def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
-    """Parse a CSV file; a missing column or a bad field raises a SpecError naming the file, row and field."""
+    """Parse a CSV file; a missing or repeated column, a row of another number of cells than the header (a blank
+    line is no row) or a bad field raises a SpecError naming the file, the column, line or row, and the field."""
     source = str(path)
     (_, header), *body = read_csv_records(path, f"the columns {', '.join(REQUIRED)}")
     header = [name.strip() for name in header]
@@ -146,9 +159,24 @@ def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped
     if missing:
         raise SpecError(source, f"column '{missing[0]}'",
                         f"missing (required: {', '.join(REQUIRED)}; the header has: {', '.join(header)})")
+    _refuse_repeated_columns(header, source)
     kept = [(line, cells) for line, cells in body if any(cell.strip() for cell in cells)]
-    rows = [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for _, cells in kept]
+    for line, cells in kept:
+        if len(cells) != len(header):
+            raise SpecError(source, f"line {line}", f"{len(cells)} cells; expected {len(header)}, one per column of "
+                                                    "the header")
+    rows = [dict(zip(header, cells, strict=True)) for _, cells in kept]
     return parse_rows(rows, source, [line for line, _ in kept])
+
+
+def _refuse_repeated_columns(header: list[str], source: str) -> None:
+    """A SpecError naming the first column named twice (1-based positions): a row would keep its last cell alone.
+    Unnamed columns (a spreadsheet's trailing commas) are not compared."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name and first.setdefault(name, position) != position:
+            raise SpecError(source, f"column '{name}'", f"named twice in the header (columns {first[name]} and "
+                                                        f"{position}); expected each column once")
 
 
 def parse_rows(rows: list[dict[str, str]], source: str, lines: list[int] | None = None
@@ -183,6 +211,18 @@ def refuse_repeats(measurements: list[Measurement], source: str) -> None:
 def configuration(m: Measurement) -> tuple:
     """What a row measured: the GPU label (case and spacing aside), the kernel, the case and the metric."""
     return " ".join(m.gpu.lower().split()), m.kernel, m.case, m.metric
+
+
+def row_digest(m: Measurement) -> str:
+    """What a fit reads of a row, as the first `ROW_DIGEST_HEX` hex digits of a SHA-256: its configuration
+    (`configuration`; the case by the fields a row gives, not `attention`, which the kernel's name sets) and its
+    measured time in s. The same row in another file, with other line endings, spacing, `120.0` for `120` or
+    `tflops/s` for `TFLOPs/s`, has the same digest; another value or configuration has another. 64 bits: two of a
+    file's thousands of rows share one by chance with a probability below 1e-12."""
+    gpu, kernel, case, metric = configuration(m)
+    fields = [gpu, kernel, case.direction, case.batch, case.heads, case.kv_heads, case.head_dim, case.seqlen,
+              case.causal, case.precision, metric, m.time_s]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:ROW_DIGEST_HEX]
 
 
 def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement | Skipped:

@@ -6,7 +6,7 @@ published A100 rows, and the default `v2.yaml`, v1 with archsim's own kernels fi
 
     version: 1
     model: archsim.model.gpu
-    measurements: {file: attention_measured.csv, sha256: ..., rows: 202}
+    measurements: {file: attention_measured.csv, sha256: ..., rows: 202, calibration_rows: 64, fitted_rows: [...]}
     split: {rule: "...", calibration_seqlens: [512, 2048, 8192]}
     families:
       fa2:
@@ -23,22 +23,25 @@ priors for the rest. `split.calibration_seqlens` is a non-empty list
 of distinct lengths; `split.rule` (optional) is a note that must begin with the rule those lengths make
 (`split_rule`), so that the rule printed is the rule applied. A family's `kernels`, `meaning` (one text per
 parameter of the family) and `fit`, and `measurements`, are notes, but typed, with only the keys `archsim calibrate`
-writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `sha256`, its `families` (the
-families a fit of some families refitted; absent: all) and `kept_from` (the base's record, for the others, with the
-base's `calibration` version) to tell the file each family was fitted on. Every error is a `SpecError` naming the
-file and the field.
+writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `fitted_rows` (the digest of each
+row the fit read, `archsim.gpu.measurements.row_digest`), its `families` (the families a fit of some families
+refitted; absent: all) and `kept_from` (the base's record, for the others, with the base's `calibration` version)
+to tell the rows each family was fitted on. A record naming its file's `sha256` gives the rows too (a calibration
+written before archsim recorded them is refitted). Every error is a `SpecError` naming the file and the field.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archsim.errors import SpecError, check_keys
+from archsim.gpu.measurements import ROW_DIGEST_HEX
 from archsim.model.gpu_kernels import FAMILIES, default_params, param_problem
 from archsim.spec_files import is_file, is_spec_path, read_yaml
 
@@ -53,7 +56,8 @@ FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
 FIT_KEYS = {"rows": "count", "time_mape_pct": "number", "max_abs_time_error_pct": "number", "log_rmse": "number",
             "not_identifiable": "names", "kept_from_base": "names", "note": "text"}
 RECORD_KEYS = {"file": "text", "sha256": "text", "rows": "count", "calibration_rows": "count", "gpus": "labels",
-               "families": "families"}
+               "fitted_rows": "digests", "families": "families"}
+ROW_DIGEST = re.compile(rf"[0-9a-f]{{{ROW_DIGEST_HEX}}}")  # a `row_digest`
 KEPT_KEYS = {**RECORD_KEYS, "calibration": "text"}
 
 
@@ -87,15 +91,15 @@ class Calibration:
         """The split of a row by its sequence length alone (`calibration_seqlens`): the rows a fit on a file takes."""
         return "calibration" if seqlen in self.calibration_seqlens else "held-out"
 
-    def fitted_on(self, family: str) -> str | None:
-        """The SHA-256 of the measurements file the family's values were fitted on, as `measurements` records it:
-        a family in its `families` (all of them when it lists none: a full fit) was fitted on its file, any other
-        on the file of `kept_from` (the base's record), looked up the same way; None when nothing records it (a
-        hand-written file with no `measurements`)."""
+    def fitted_on(self, family: str) -> frozenset[str] | None:
+        """The digests (`archsim.gpu.measurements.row_digest`) of the rows the family's values were fitted on, as
+        `measurements` records them: a family in its `families` (all of them when it lists none: a full fit) was
+        fitted on its `fitted_rows`, any other on those of `kept_from` (the base's record), looked up the same way;
+        None when nothing records them (a hand-written file with no `measurements`)."""
         record = self.measurements
         while record:
             if family in record.get("families", (family,)):
-                return record.get("sha256")
+                return frozenset(record["fitted_rows"]) if "fitted_rows" in record else None
             record = record.get("kept_from", {})
         return None
 
@@ -221,6 +225,11 @@ def _record(value: Any, source: str, where: str, keys: Mapping[str, str] = RECOR
     record = _notes(value, {**keys, "kept_from": "record"}, source, where)
     if "kept_from" in record:
         record["kept_from"] = _record(record["kept_from"], source, f"{where}.kept_from", KEPT_KEYS)
+    if "sha256" in record and "fitted_rows" not in record:
+        raise SpecError(source, f"{where}.fitted_rows", "missing: the record names the file fitted on (sha256) but "
+                                                        "not its rows, which `archsim validate` splits by (a "
+                                                        "calibration written before archsim recorded them); refit "
+                                                        "it with `archsim calibrate`")
     return record
 
 
@@ -237,7 +246,8 @@ def _notes(value: Any, keys: Mapping[str, str], source: str, where: str, family:
 def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> Any:
     """`value` if it is of `kind` (text; a count, a whole number >= 0; a number, finite and >= 0; names, a list of
     parameter names of `family`; families, a non-empty list of kernel families; labels, a mapping GPU label -> the
-    preset or file it was mapped to), else a SpecError naming `where` and what was expected."""
+    preset or file it was mapped to; digests, a list of row digests), else a SpecError naming `where` and what was
+    expected."""
     params = FAMILIES[family].params if family else {}
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     listed = isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -251,6 +261,8 @@ def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> A
                      f"a non-empty list of kernel families (known: {', '.join(FAMILIES)})"),
         "labels": (isinstance(value, Mapping) and all(isinstance(v, str) for v in (*value, *value.values())),
                    "a mapping GPU label -> the GPU preset or file it names"),
+        "digests": (listed and all(ROW_DIGEST.fullmatch(v) for v in value),
+                    f"a list of row digests ({ROW_DIGEST_HEX} lowercase hex digits each)"),
     }[kind]
     if not good:
         raise SpecError(source, where, f"expected {expected}, got {value!r}")

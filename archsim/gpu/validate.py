@@ -5,10 +5,11 @@ Every row of a CSV in the `attention_measured.csv` schema that the model support
 `archsim.gpu.cases`). Each prediction is expressed in the row's own metric and unit (TFLOPs/s by the FlashAttention
 convention, or a latency), beside the pure roofline max(FLOPs / tensor peak, DRAM bytes / DRAM bandwidth)
 (`archsim.gpu.roofline`). Error = predicted / measured - 1 in that metric; MAPE = mean |error| in percent, over
-all rows, over the held-out split and over the calibration split. A row is in the calibration split when its
-sequence length is in the calibration file's split and its family was fitted on this very file (its SHA-256 is the
-one the calibration records for the family, `Calibration.fitted_on`): every other row is held out, so a file the
-calibration was not fitted on is held out whole. A family whose file the calibration does not record (a
+all rows, over the held-out split and over the calibration split. A row is in the calibration split when it is one
+the calibration fitted its family on: its configuration and measured time (`archsim.gpu.measurements.row_digest`)
+are those of a row the calibration records for the family (`Calibration.fitted_on`), in whatever file it comes (a
+copy with other line endings, or files concatenated). Every other row is held out, so the rows of a file the
+calibration was not fitted on are held out whole. A family whose rows the calibration does not record (a
 hand-written file with no `measurements`) is split by sequence length alone.
 
 Leave-one-GPU-out (`leave_one_gpu_out`): for each GPU preset the file's rows resolve to, every family is fitted
@@ -22,7 +23,6 @@ and the bound it sits at, if any.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.gpu.calibrate import at_bound, calibration_limit, fit_families
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
-from archsim.gpu.measurements import Measurement, Skipped, read_measurements
+from archsim.gpu.measurements import Measurement, Skipped, read_measurements, row_digest
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
@@ -155,21 +155,20 @@ def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool
     check_labels(gpus or {}, measurements, skipped, str(path))
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
                                                        MAX_VALIDATION_CTAS), gpus)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    comparisons = _compare(rows, calibration.family_params, lambda r: row_split(calibration, r, digest))
+    comparisons = _compare(rows, calibration.family_params, lambda r: row_split(calibration, r))
     folds = tuple(_fold(str(path), rows, gpu, gpus) for gpu in sorted({r.gpu.name for r in rows})) \
         if leave_one_gpu_out else ()
     skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
 
 
-def row_split(calibration: Calibration, row: ModelledRow, sha256: str) -> str:
-    """"calibration" when the row's sequence length is in the calibration's split and its family was fitted on the
-    file of this `sha256` (or the calibration records no file for it), else "held-out"."""
-    fitted_on = calibration.fitted_on(row.family)
-    if fitted_on is not None and fitted_on != sha256:
-        return "held-out"
-    return calibration.split_of(row.measurement.case.seqlen)
+def row_split(calibration: Calibration, row: ModelledRow) -> str:
+    """"calibration" when the row is one its family was fitted on (`row_digest`), else "held-out"; by the row's
+    sequence length alone (`Calibration.split_of`) when the calibration records no rows for the family."""
+    fitted = calibration.fitted_on(row.family)
+    if fitted is None:
+        return calibration.split_of(row.measurement.case.seqlen)
+    return "calibration" if row_digest(row.measurement) in fitted else "held-out"
 
 
 def _compare(rows: list[ModelledRow], params_of, split_of) -> list[Comparison]:

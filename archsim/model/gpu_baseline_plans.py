@@ -17,9 +17,9 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   FlashAttention-2 forward (128 x 64 tiles, 3 stages) and backward (row-dot kernel, fp32 dQ zeroed, a CTA per 64
   keys with atomic dQ, the cast), the naive 3-pass kernels (S written, a row softmax in place, O = A V) and the
   split-KV GQA decode (the group packed in a tile of max(16, next power of two) rows, about two programs per SM,
-  the merge always run). Every tile is masked (the kernels bound-check each key tile). Until measurements of them
-  exist its parameters are the Triton tutorial's fitted efficiencies (native MMA) and eager PyTorch's DRAM
-  efficiency (`Param.shared_from`).
+  the merge always run). Every tile is masked (the kernels bound-check each key tile). Calibration v1 (no
+  measurement of them) gives them the Triton tutorial's fitted efficiencies (native MMA) and eager PyTorch's DRAM
+  efficiency (`Param.shared_from`); v2, the default, fits them on their measured H200 rows.
 - `pytorch`: eager PyTorch. "PyTorch standard attention" is the FA2 benchmark's `attention_pytorch`: baddbmm
   into an N x N score matrix, (causal: add a -10000 upper-triangular mask built each call), softmax, a bmm with
   V — each a pass through DRAM — and autograd's matching backward; GEMMs by cuBLAS. "PyTorch eager attention"
