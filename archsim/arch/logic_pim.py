@@ -13,9 +13,12 @@ Assumptions, all from pim.md §2.2 and §5 unless a field says otherwise:
   bank-group muxes and the TSVs, but not over the interposer to the xPU. Duplex's own per-bit figure is not in the
   reference; AttAcc's buffer-die figure is built from the same FGDRAM energies Duplex cites.
 - The DRAM refreshes: for tRFC of every tREFI no bank is read (`refresh_fraction`), the reference's HBM timing
-  (pim.md §1.2, NeuPIMs' HBM2: tRFC 260 of tREFI 3900 cycles, as `archsim.arch.pim.PIMSpec` holds it; Duplex's
-  HBM3 timing is not in the reference). The xPU's measured DRAM efficiency already holds its share
-  (`archsim.model.gpu.dram_efficiency`); bank-bundle conflicts and activation limits are not modelled.
+  (pim.md §1.2, NeuPIMs' HBM2: tRFC 260 of tREFI 3900 cycles, as `archsim.arch.pim.PIMSpec` holds it: 6.7 % of
+  read time). Duplex's own HBM3 timing is not in the reference; the HBM3 preset it lists (pim.md §4.1, AttAcc's
+  Ramulator `HBM3_5.2Gbps`: nRFCsb 260 of nREFI 5070, 5.1 %) refreshes per bank, which a whole-device fraction
+  does not model, so it is not used: at most 1.6 % of a Logic-PIM read's time rides on the choice. The xPU's
+  measured DRAM efficiency already holds its share (`archsim.model.gpu.dram_efficiency`); bank-bundle conflicts and
+  activation limits are not modelled.
 - Area is not a field: no cost model or record of a system reads one (a system spec's `area_mm2` is refused).
   Duplex's PIM adds 17.80 mm2 per stack, 14.71 % of its 121 mm2 HBM3 logic die (§2.2: TSVs 10.89, GEMM modules
   3.02, 1 MB buffers 2.26, softmax 1.64 mm2).
