@@ -2,7 +2,8 @@
 
 - `check_writable(path, option)`: called before the work starts, so a bad `--out` fails at once, not after
   minutes of work. Raises a `SpecError` naming the option and the path. A folder output is never /, the current
-  folder or one of its parents, however the path is written (`$PWD`, `../here`).
+  folder or one of its parents, however the path is written (`$PWD`, `../here`). A file written in place (a sweep
+  store: `written_in_place`) must itself be writable where it exists; others are renamed over it.
 - `atomic_file(path)`: yields a temporary name beside `path` (same folder and suffix, so matplotlib and pandas
   infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed.
 - `atomic_dir(path)`: yields an empty staging folder beside `path`; on success the staging folder takes the place
@@ -41,21 +42,24 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def check_writable(path: str | Path, option: str, *, directory: bool = False,
-                   inputs: Sequence[str | Path | None] = ()) -> Path:
+                   inputs: Sequence[str | Path | None] = (), written_in_place: str | None = None) -> Path:
     """The output `path` can be created: its nearest existing ancestor is a writable folder, `path` itself, if it
-    exists, is a folder (`directory`) or a file (otherwise), and it is none of the command's `inputs` (writing
-    the output would destroy them: `archsim results STORE --csv STORE`). A file path may not end in a separator, `.`
-    or `..` (a folder's name: `Path` would drop the separator or the `.` and write a file of that name)."""
+    exists, is a folder (`directory`) or a file (otherwise), writable where it is written in place (a file that
+    `written_in_place` names, as the message says it: "a sweep store"; an output written whole is renamed over the
+    old file, which need not be writable), and it is none of the command's `inputs` (writing the output would
+    destroy them: `archsim results STORE --csv STORE`). A file path may not end in a separator, `.` or `..` (a
+    folder's name: `Path` would drop the separator or the `.` and write a file of that name)."""
     if not directory and (str(path).endswith(("/", os.sep)) or os.path.basename(str(path)) in (".", "..")):
         raise SpecError(option, str(path), "expected a file path, got a folder path (it ends in a separator, . or ..)")
     path = Path(path)
     try:
-        return _check_writable(path, option, directory, inputs)
+        return _check_writable(path, option, directory, inputs, written_in_place)
     except (OSError, RuntimeError) as exc:  # a name the OS refuses (too long); a loop of links (pathlib.resolve)
         raise SpecError(option, str(path), f"cannot use this path ({getattr(exc, 'strerror', None) or exc})") from None
 
 
-def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None]) -> Path:
+def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None],
+                    written_in_place: str | None) -> Path:
     if directory and str(path) == "-":
         raise SpecError(option, "-", "expected a folder path: a report folder cannot go to stdout ('-')")
     if directory and (path.name in ("", ".", "..") or _holds_cwd(path)):
@@ -68,6 +72,8 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
     if path.exists() and path.is_dir() != directory:
         raise SpecError(option, str(path), f"expected {'a folder' if directory else 'a file'} path, "
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")
+    if written_in_place and path.exists() and not os.access(path, os.W_OK):
+        raise SpecError(option, str(path), f"is not writable ({written_in_place} is written in place)")
     ancestor = path.parent  # a file is renamed into it, a folder staged beside it and swapped in
     while not ancestor.exists():
         ancestor = ancestor.parent

@@ -237,6 +237,8 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                     "finish")
             click.echo(f"warning: {note}", err=True)
         df = mine
+    else:
+        note = _unfinished(db, stored_name)
     if objectives:
         check_objectives(objectives, [c for c in df.columns if c in STORED_METRICS],
                          "--objectives",
@@ -250,3 +252,18 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                + " x ".join(objectives))
     index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None, note)
     click.echo(f"report written to {index}")
+
+
+def _unfinished(db: Path, last_sweep: str | None) -> str:
+    """Without --spec: where the store at `db` lacks points its sweeps planned (`store.stored_of_planned`: a sweep
+    killed, or still running), a warning on stderr, returned for the top of the page; '' where it lacks none or
+    does not say (a store written before it listed them)."""
+    from archsim.dse.store import stored_of_planned
+
+    counts = stored_of_planned(db)
+    if counts is None or counts[0] == counts[1]:
+        return ""
+    note = (f"{counts[0]} of {counts[1]} points stored (a sweep into it stopped, or is running); run `archsim sweep "
+            f"SPEC --db {db}` again to finish" + (f" (the last sweep into it: {last_sweep})" if last_sweep else ""))
+    click.echo(f"warning: {note}", err=True)
+    return note

@@ -136,7 +136,8 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
                                    "--scheduler and --workers the sweep runs in this process")
     if scheduler:
         scheduler = check_scheduler(scheduler)
-    db_path = check_writable(check_store_path(db) if db else Path("sweeps") / f"{sweep.name}.sqlite", "--db")
+    db_path = check_writable(check_store_path(db) if db else Path("sweeps") / f"{sweep.name}.sqlite", "--db",
+                             written_in_place="a sweep store")
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -90,7 +90,8 @@ class SweepRun:
 
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point,
     # constraint_ok judged by this sweep's constraints
-    new: int  # rows this run stored (a point an identical sweep in another process stored first is not one)
+    new: int  # rows this run stored (a point a sweep in another process stored first is not one, even where this
+    # run gave it the values of axes that sweep lacked)
     reused: int  # the sweep's other points: in the store already, or stored meanwhile by another process
     executor: Executor | None  # where this run evaluated its points (None: nothing to evaluate)
 
@@ -289,12 +290,11 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
     chosen: Executor | None = None
     with started(spec, db_path) as (base, conn, keys, todo_by_key):
         todo = list(todo_by_key.items())
-        stored_before = conn.total_changes  # from here on only the batches' inserts change rows
         if todo:
             chosen = _evaluate(spec, base, todo, conn, scheduler, workers, batch_size, target_batch_s,
                                (executor, why), progress, status or (lambda line: None), len(keys) - len(todo),
                                len(keys))
-        new = conn.total_changes - stored_before  # rows inserted: a key stored meanwhile is ignored (`store.put`)
+        new = conn.inserted_rows  # a key stored meanwhile is not inserted (`store.put`)
         df = records(conn)
     mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
     return SweepRun(with_constraints(mine, spec.constraints), new, len(keys) - new, chosen)

@@ -3,7 +3,13 @@
 Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only
 the batch it had not committed, and a re-run skips every key already present. A stored row changes in one way
 only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched,
-whether it was stored before the sweep claimed the store or, by a sweep running beside it, after (`put`).
+whether it was stored before the sweep claimed the store or, by a sweep running beside it, after (`put`); so a
+record only ever gains values. The records a claim changes are read and merged before it takes the write lock
+(`axis_updates`), so it holds the lock only to write them.
+
+A write waits for another process's write transaction up to the connection's timeout (5 s), and on while that
+process keeps writing to the store's log (`_while_written`: a long claim, or transactions committed back to back);
+a store held that long without a write (a process stopped holding it) is refused as "held by another process".
 
 Rows are read back in the order of the sweeps that planned them, never in the order their batches finished: a
 sweep writes its pending keys into `positions` when it claims the store (`add_positions`; the table's rowid is the
@@ -39,7 +45,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -67,12 +73,16 @@ _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constrain
 CONFIG_FIELDS = "config_fields"
 _TIMEOUT_S = 5.0  # how long a statement waits for another process's write transaction to end
 _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
+_T = TypeVar("_T")
+# a stored record's text with axis values added, its key, and its text as read (`axis_updates`)
+AxisUpdate = tuple[str, str, str]
 
 
 class StoreConnection(sqlite3.Connection):
-    """An SQLite connection that knows its file, for error messages."""
+    """An SQLite connection that knows its file, for error messages, and counts the rows it inserted (`put`)."""
 
     path = ""
+    inserted_rows = 0  # rows of `points` this connection inserted: not those another process stored first
 
 
 @contextlib.contextmanager
@@ -86,6 +96,30 @@ def _errors(path: str) -> Iterator[None]:
             raise SpecError(path, "", "sweep store: held by another process (a sweep writing to it) for longer than "
                                       f"{_TIMEOUT_S:g} s; retry when it has finished") from None
         raise SpecError(path, "", f"sweep store: {exc}") from None
+
+
+def _while_written(conn: StoreConnection, attempt: Callable[[], _T]) -> _T:
+    """`attempt()`, a statement that takes the store's write lock, run again where it found the store locked past the
+    connection's timeout while another process kept writing to it: the store's log (its `-wal` file) changed
+    meanwhile, by that process's commits or by the pages its transaction spilled there. A lock held that long
+    without a write raises, as `_errors` says: held by another process."""
+    log = Path(f"{Path(conn.path).resolve()}-wal")
+    while True:
+        seen = _file_state(log)
+        try:
+            return attempt()
+        except sqlite3.DatabaseError as exc:
+            if not _busy(exc) or _file_state(log) == seen:
+                raise
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    """The size and modification time (ns) of `path`, None where it is missing: what changes as a file is written."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _busy(exc: sqlite3.DatabaseError) -> bool:
@@ -171,9 +205,9 @@ def claiming(conn: StoreConnection) -> Iterator[None]:
     """One write transaction, taken before anything in it is read (BEGIN IMMEDIATE) and committed on leaving, or
     rolled back on an error: no other writer changes what a claim reads until the claim is written, so of two
     sweeps started together the second reads the first's claim (SQLite makes it wait up to the connection's
-    timeout, 5 s)."""
+    timeout, 5 s, and on while the first keeps writing: `_while_written`)."""
     with _errors(conn.path):
-        conn.execute("BEGIN IMMEDIATE")
+        _while_written(conn, lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield
         except BaseException:
@@ -209,18 +243,27 @@ def stored_feasible(conn: StoreConnection, keys: Iterable[str]) -> bool:
 
 
 def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
-    """Insert a batch of records in one transaction. A key already stored keeps its results, and its record gains
-    the axis values of this batch's record that it lacks (`add_axis_values`): a point that a sweep of fewer axes,
-    running beside this one, stored after this one claimed the store (`claim_store` added them only to the records
-    stored before)."""
+    """Insert a batch of records in one transaction, counting the rows inserted (`StoreConnection.inserted_rows`).
+    A key already stored keeps its results, and its record gains the axis values of this batch's record that it
+    lacks (`add_axis_values`): a point that a sweep of fewer axes, running beside this one, stored after this one
+    claimed the store (`claim_store` added them only to the records stored before)."""
     batch = list(records)
     rows = [(r["key"], int(r["feasible"]), int(r["constraint_ok"]), _real(r["latency_s"]), _real(r["energy_pj"]),
              _real(r["area_um2"]), json.dumps(r, allow_nan=True)) for r in batch]
-    with _errors(conn.path), conn:
+    with _errors(conn.path):
+        conn.inserted_rows += _while_written(conn, lambda: _insert(conn, batch, rows))
+
+
+def _insert(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple]) -> int:
+    """`put`'s transaction: the rows inserted, the axis values added to the records of the keys stored already;
+    returns the number of rows inserted."""
+    with conn:
         before = conn.total_changes
         conn.executemany("INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        if conn.total_changes - before < len(rows):  # some keys were stored already
+        inserted = conn.total_changes - before
+        if inserted < len(rows):  # some keys were stored already
             add_axis_values(conn, {r["key"]: _point(r) for r in batch})
+    return inserted
 
 
 def _point(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,12 +272,12 @@ def _point(record: Mapping[str, Any]) -> dict[str, Any]:
             if name == "target" or name.partition(".")[0] in AXIS_ROOTS}
 
 
-def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> int:
-    """Give each stored record of a key of `points` the axis values of its point that it lacks (a point stored by a
-    sweep without those axes, reused by one with them: its row would show no value there), after its key and
-    target kind in the point's axis order, keeping every value it has, in the caller's transaction (`claiming`:
-    a record that is not JSON or no sweep record, a SpecError as in `records` (`_loads`), leaves the store as it
-    was); returns the number of records changed."""
+def axis_updates(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> list[AxisUpdate]:
+    """What `add_axis_values` writes, read from the store as it is now (in a transaction or not): for each stored
+    record of a key of `points` that lacks some axis values of its point (a point stored by a sweep without those
+    axes, reused by one with them: its row would show no value there), the record with them added after its key
+    and target kind in the point's axis order, every value it has kept; its key; and its text as read. A record that
+    is not JSON or no sweep record is a SpecError as in `records` (`_loads`)."""
     updates = []
     keys = list(points)
     with _errors(conn.path):
@@ -248,9 +291,24 @@ def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any
                     head = {name: record[name] for name in ("key", "target_kind") if name in record}
                     merged = {**head, **{axis: record.get(axis, value) for axis, value in points[key].items()},
                               **record}
-                    updates.append((json.dumps(merged, allow_nan=True), key))
-        conn.executemany("UPDATE points SET record = ? WHERE key = ?", updates)
-    return len(updates)
+                    updates.append((json.dumps(merged, allow_nan=True), key, text))
+    return updates
+
+
+def add_axis_values(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]],
+                    read: list[AxisUpdate] | None = None) -> None:
+    """Give each stored record of a key of `points` the axis values of its point that it lacks, in the caller's
+    transaction (`claiming`, `put`): `read`, the `axis_updates` read before the transaction took the write lock
+    (by default read now), written where a record is still the text read; one that a sweep beside this one changed
+    since (adding its own axis values) is read and merged again. A record only ever gains values, so one complete
+    when read stays complete. A record that is not JSON or no sweep record is a SpecError (`axis_updates`)."""
+    updates = axis_updates(conn, points) if read is None else read
+    with _errors(conn.path):
+        before = conn.total_changes
+        conn.executemany("UPDATE points SET record = ? WHERE key = ? AND record = ?", updates)
+        written = conn.total_changes - before
+    if written < len(updates):
+        add_axis_values(conn, {key: points[key] for _, key, _ in updates})
 
 
 def records(conn: StoreConnection) -> pd.DataFrame:
@@ -318,36 +376,53 @@ def read_records(path: str | Path) -> pd.DataFrame:
 def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every record of the store at `path` and its `meta`, read without writing to it; a missing file is a
     SpecError."""
-    if not Path(path).is_file():
-        raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
-    if not os.access(Path(path).resolve().parent, os.W_OK | os.X_OK):
-        return _read_copy(Path(path))
-    conn = open_store(path, read_only=True)
-    try:
+    with _reading(Path(path)) as conn:
         return records(conn), read_meta(conn)
-    finally:
-        conn.close()
 
 
-def _read_copy(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """`read_store` of a store in a folder this process cannot write: SQLite's WAL mode needs its shared-memory
-    file beside the database even to read, so the store and its log (the batches of a killed sweep not yet folded
-    in) are copied to a temporary folder and read there."""
-    with tempfile.TemporaryDirectory(prefix="archsim-store-") as folder:
-        copy = Path(folder) / path.name
-        for suffix in ("", "-wal"):
-            source = Path(f"{path}{suffix}")
-            if source.is_file():
-                try:
-                    shutil.copyfile(source, f"{copy}{suffix}")
-                except OSError as exc:
-                    raise SpecError(str(path), "", f"cannot read the sweep store ({exc.strerror or exc})") from None
-        conn = open_store(copy, read_only=True)
-        conn.path = str(path)
-        try:
-            return records(conn), read_meta(conn)
-        finally:
-            conn.close()
+def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
+    """How many points the store at `path` holds, and how many its sweeps planned: those it holds and those listed
+    in `positions` (every point a sweep had yet to compute when it claimed the store) that it does not hold (the
+    sweep was killed, or is still running); None for a store written before `positions`, which does not say. Read
+    without writing to the store; a missing file is a SpecError."""
+    with _reading(Path(path)) as conn, _errors(conn.path):
+        if not _has_table(conn, "positions"):
+            return None
+        held, unheld = conn.execute("SELECT (SELECT COUNT(*) FROM points), (SELECT COUNT(*) FROM positions WHERE key "
+                                    "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
+    return held, held + unheld
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[StoreConnection]:
+    """The store at `path` open read-only, closed on leaving; a missing file is a SpecError. One in a folder this
+    process cannot write is read from a copy: SQLite's WAL mode needs its shared-memory file beside the database
+    even to read, so the store and its log (the batches of a killed sweep not yet folded in) are copied to a
+    temporary folder and read there."""
+    if not path.is_file():
+        raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
+    with contextlib.ExitStack() as stack:
+        if os.access(path.resolve().parent, os.W_OK | os.X_OK):
+            conn = open_store(path, read_only=True)
+        else:
+            conn = open_store(_copied(path, stack.enter_context(tempfile.TemporaryDirectory(prefix="archsim-store-"))),
+                              read_only=True)
+            conn.path = str(path)
+        stack.callback(conn.close)
+        yield conn
+
+
+def _copied(path: Path, folder: str) -> Path:
+    """A copy of the store at `path` and its log in `folder`; an error copying is a SpecError naming the store."""
+    copy = Path(folder) / path.name
+    for suffix in ("", "-wal"):
+        source = Path(f"{path}{suffix}")
+        if source.is_file():
+            try:
+                shutil.copyfile(source, f"{copy}{suffix}")
+            except OSError as exc:
+                raise SpecError(str(path), "", f"cannot read the sweep store ({exc.strerror or exc})") from None
+    return copy
 
 
 def _real(value: float) -> float | None:
