@@ -176,7 +176,9 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
     return cost
 
 
-@functools.lru_cache(maxsize=65536)
+# 16,384 ops: `archsim reproduce duplex`, the one user, asks for 10,920; an op with its analysis holds ~12 KB
+# (65,536 had held up to ~0.8 GB).
+@functools.lru_cache(maxsize=16384)
 def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs: ceil(pairs /
     k) tokens each routed to k = min(top_k, experts) of them, so all of a layer's experts and its tokens x top_k

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,9 +48,19 @@ class Gemm:
     tensors: tuple[str, ...]  # the stationary operands
 
 
-@functools.lru_cache(maxsize=65536)
+_OP_GEMMS: weakref.WeakKeyDictionary[Op, tuple[Gemm, ...]] = weakref.WeakKeyDictionary()  # op -> op_gemms(op)
+
+
 def op_gemms(op: Op) -> tuple[Gemm, ...]:
-    """The GEMMs of `op` (module docstring), fused where they share an input; remembered per op."""
+    """The GEMMs of `op` (module docstring), fused where they share an input; remembered while the op lives (a
+    cache capped by count had kept up to 65,536 ops alive after the models and caches holding them let go)."""
+    found = _OP_GEMMS.get(op)
+    if found is None:
+        found = _OP_GEMMS[op] = _fused_gemms(op)
+    return found
+
+
+def _fused_gemms(op: Op) -> tuple[Gemm, ...]:
     fused: dict[tuple, Gemm] = {}
     for einsum, key, gemm in _einsum_gemms(op):
         if key is not None and key in fused:

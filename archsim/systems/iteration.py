@@ -16,6 +16,9 @@ from typing import Protocol
 from archsim.errors import SpecError, kind_of
 from archsim.record import PJ_PER_J, Record
 
+_SEQUENCE_TYPES = (tuple, list)  # sequences by their type alone: the check through the Iterator ABC costs more
+_INT_TYPES = frozenset((int,))  # whole numbers by their type alone (bool is refused, through the ABCs)
+
 
 @dataclass(frozen=True)
 class IterationCost:
@@ -56,15 +59,14 @@ class Batch:
 
 def _check_lengths(name: str, lengths: Sequence[int]) -> None:
     """Refuse `lengths` unless a sequence of whole numbers >= 1, naming the first bad entry. A batch is built per
-    iteration with up to a batch's entries, so the common case (integers, or whole floats) is checked in passes the
-    interpreter runs in C, and only a refused batch is walked entry by entry for its message."""
-    if isinstance(lengths, Iterator) or not hasattr(lengths, "__len__"):  # an iterator would be spent here
+    iteration with up to a batch's entries, so the common case (a tuple or list of ints, as the serving simulator
+    builds) is checked by the entries' types and their least alone, other whole numbers in passes the interpreter
+    runs in C, and only a refused batch is walked entry by entry for its message. An iterator is refused (it would
+    be spent here)."""
+    if type(lengths) not in _SEQUENCE_TYPES and (isinstance(lengths, Iterator) or not hasattr(lengths, "__len__")):
         raise SpecError("<python>", name, f"expected a sequence of token counts, got {kind_of(lengths)}")
     kinds = set(map(type, lengths))
-    real = bool not in kinds and all(issubclass(kind, Real) for kind in kinds)
-    whole = real and (all(issubclass(kind, Integral) for kind in kinds)
-                      or all(map(float.is_integer, map(float, lengths))))  # NaN and inf are not whole
-    if not len(lengths) or (whole and min(lengths) >= 1):
+    if not len(lengths) or ((kinds <= _INT_TYPES or _whole(kinds, lengths)) and min(lengths) >= 1):
         return
     for i, tokens in enumerate(lengths):
         refused = _not_tokens(tokens, 1)
@@ -72,12 +74,23 @@ def _check_lengths(name: str, lengths: Sequence[int]) -> None:
             raise SpecError("<python>", f"{name}[{i}]", refused)
 
 
+def _whole(kinds: set[type], lengths: Sequence[int]) -> bool:
+    """Entries of these `kinds` (their types) are all whole numbers: integers, or floats whose values are whole
+    (NaN and inf are not)."""
+    if bool in kinds or not all(issubclass(kind, Real) for kind in kinds):
+        return False
+    return all(issubclass(kind, Integral) for kind in kinds) or all(map(float.is_integer, map(float, lengths)))
+
+
 def _not_tokens(tokens: object, least: int) -> str:
     """Why `tokens` is not a whole number of tokens >= `least` ("" when it is)."""
     expected = f"expected a whole number of tokens >= {least}, got"
-    if isinstance(tokens, bool) or not isinstance(tokens, Real):
+    if type(tokens) is int:  # the common case, without the checks through the number ABCs
+        whole = True
+    elif isinstance(tokens, bool) or not isinstance(tokens, Real):
         return f"{expected} {kind_of(tokens)}" + ("" if tokens is None else f" {tokens!r}")
-    whole = isinstance(tokens, Integral) or (math.isfinite(tokens) and float(tokens).is_integer())
+    else:
+        whole = isinstance(tokens, Integral) or (math.isfinite(tokens) and float(tokens).is_integer())
     return "" if whole and tokens >= least else f"{expected} {tokens!r}"
 
 

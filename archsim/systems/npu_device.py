@@ -75,7 +75,10 @@ class NpuDevice:
         return {}
 
 
-@functools.lru_cache(maxsize=65536)
+# 4,096 calls: `archsim reproduce neupims` makes 4,283 (3,905 hits, none lost at this bound); a sweep point ~470.
+# Each entry keeps its device alive, with every op's terms the device remembers (`_op_terms`): 65,536 had kept
+# ~140 points' devices.
+@functools.lru_cache(maxsize=4096)
 def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> OpCost:
     """`NpuDevice.cost`, remembered: modes and sub-batches of one size run the same dense ops. Each op's terms are
     remembered too (`_terms`) and summed in the ops' order, as they were found. Every caller gets the one OpCost,

@@ -704,10 +704,13 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     if closed_loop is not None:
         first = [replace(r, arrival_s=0.0) for r in first]
     engine = _Engine(env, model, config, PagedKVCache(capacity, config.page_tokens), trace, pending)
-    env.process(engine.arrivals(first))
-    env.process(engine.engine())
+    processes = (engine.arrivals(first), engine.engine())
+    for process in processes:
+        env.process(process)
     with _older_objects_frozen():
         env.run()
+    for process in processes:  # the engine waits for requests forever: its frame and the engine hold each other
+        process.close()
 
     records = tuple(sorted(engine.records, key=lambda r: r.id))
     output_tokens = sum(r.output_tokens for r in records)

@@ -261,16 +261,16 @@ class SystemModel:
         prices = [d.price_per_hour for d in self.system_of("price_per_hour").devices.values()]
         return math.nan if None in prices else self.devices_counted * float(sum(prices))
 
-    @property
+    @functools.cached_property
     def static_w(self) -> float:
         """Static power of the devices the model runs on (counted as `price_per_hour` counts them), charged over
-        every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it)."""
+        every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it); worked out once."""
         return self.devices_counted * sum(d.static_w for d in self.system_of("static_w").devices.values())
 
-    @property
+    @functools.cached_property
     def board_w(self) -> float:
         """Board power of one rank's devices priced by it (`board_power_w`), drawn over the rank's communication
-        (module docstring); 0 without such a device."""
+        (module docstring); 0 without such a device. Worked out once."""
         devices = self.system_of("board_w").devices.values()
         return sum(w for d in devices if (w := board_power_w(d)) is not None)
 
@@ -319,11 +319,16 @@ class SystemModel:
                     runs.setdefault(kind, collections.Counter())[layers] += 1
         return {kind: tuple(sorted(by_size.items(), reverse=True)) for kind, by_size in runs.items()}
 
-    @functools.cached_property
+    @property
     def by_kind(self) -> dict[str | None, SystemModel]:
-        """This model per kind of layer, with the number of such layers on a device (`kinds`)."""
-        if None in self.kinds:
-            return {None: self}
+        """This model per kind of layer, with the number of such layers on a device (`kinds`): {None: this model}
+        for a model of one kind, built per call, so the model holds no reference to itself (a reference cycle
+        outlives a serving run until a full pass of the garbage collector, which a sweep seldom runs)."""
+        return {None: self} if None in self.kinds else self._kind_models
+
+    @functools.cached_property
+    def _kind_models(self) -> dict[str | None, SystemModel]:
+        """A model mixing layer kinds as one model per kind (`by_kind`)."""
         return {kind: replace(self, layer_kind=kind) for kind in self.kinds}
 
     def ops(self, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
@@ -403,6 +408,11 @@ class SystemModel:
             op = lm_head_op(self.workload, sequences, self.parallelism.tp) if timed else None
             found = self._lm_head_costs[sequences] = self.weight_device.cost([op]) if op else OpCost()
         return found
+
+    @functools.cached_property
+    def _bank_pims(self) -> tuple[BankPimDevice, ...]:
+        """The bank-PIM devices, in the spec's order: an iteration with prompts checks each (`check_memory`)."""
+        return tuple(d for d in self.devices.values() if isinstance(d, BankPimDevice))
 
     @functools.cached_property
     def _placed(self) -> dict[Op, DeviceModel]:
@@ -512,8 +522,8 @@ class SystemModel:
         waiting decodes, spread over the groups) and the working set of all its new tokens (the simulator then
         prefills fewer prompts at once)."""
         longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
-        for device in self.devices.values():
-            overflow = device.request_overflow(longest) if isinstance(device, BankPimDevice) else ""
+        for device in self._bank_pims:
+            overflow = device.request_overflow(longest)
             if overflow:
                 raise UnrunnableOp(device.source, f"devices.{device.name}",
                                    f"a prompt of {longest} tokens on {self.name} {overflow}")
@@ -566,7 +576,7 @@ class SystemModel:
         """The most tokens of KV cache one request can hold here beyond what the cache as a whole limits: a
         bank-PIM channel's (`BankPimDevice.request_kv_tokens`, the fewest over the devices; None without one). The
         serving simulator rejects a longer request on arrival."""
-        limits = [d.request_kv_tokens for d in self.devices.values() if isinstance(d, BankPimDevice)]
+        limits = [d.request_kv_tokens for d in self._bank_pims]
         known = [limit for limit in limits if limit is not None]
         return min(known) if known else None
 
@@ -588,19 +598,22 @@ class SystemModel:
             for group_contexts, group_prompts in groups:
                 phases = layer_phases(model, group_contexts, group_prompts)
                 total = phases.total
-                tokens = len(group_contexts) + sum(group_prompts)
-                exchange_s = expert_exchange_s(model, tokens)  # one layer's
-                group_s = sum(stages * (phases.device_s(layers) + layers * exchange_s) for layers, stages in runs)
-                energy_j += sum(par.tp * stages * layers * total.energy_j for layers, stages in runs)
-                communication_rank_s += sum(par.tp * stages * (layers * phases.allreduce_s + layers * exchange_s)
-                                            for layers, stages in runs)
+                exchange_s = expert_exchange_s(model, len(group_contexts) + sum(group_prompts))  # one layer's
+                group_s = group_j = group_rank_s = 0  # each a sum over the runs, added in their order
+                for layers, stages in runs:
+                    group_s += stages * (phases.device_s(layers) + layers * exchange_s)
+                    group_j += par.tp * stages * layers * total.energy_j
+                    group_rank_s += par.tp * stages * (layers * phases.allreduce_s + layers * exchange_s)
+                energy_j += group_j
+                communication_rank_s += group_rank_s
                 groups_s.append(group_s)
                 if group_s > slowest_s:
                     slowest_s, slowest_busy = group_s, total.busy_s
             # each group's TP x PP ranks wait in the exchange for the slowest, 1/PP of the gap each (none with one)
-            communication_rank_s += par.tp * sum(slowest_s - group_s for group_s in groups_s)
+            communication_rank_s += par.tp * sum([slowest_s - group_s for group_s in groups_s])
+            layer_runs = [stages * layers for layers, stages in runs]
             for unit, s in slowest_busy.items():
-                busy[unit] = busy.get(unit, 0.0) + sum(stages * layers * s for layers, stages in runs)
+                busy[unit] = busy.get(unit, 0.0) + sum([n * s for n in layer_runs])
             time_s += slowest_s
         hops_s = [stage_hops_s(self, len(c) + sum(p)) for c, p in groups]
         time_s += max(hops_s)
@@ -709,7 +722,10 @@ def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, .
     return layer_ops(workload, Step(phase, batch, seq_len), block, kind)
 
 
-@functools.lru_cache(maxsize=65536)
+# Shared by the models of one shard (a sweep's points, a reproduction's systems). 32,768 ops: `archsim reproduce
+# lamina`, which fills any bound, finds 62 of its 70,907 hits beyond it (duplex asks for 22,896 ops, neupims 4,664),
+# and an op with its analysis holds ~7 KB (65,536 had held up to ~0.5 GB).
+@functools.lru_cache(maxsize=32768)
 def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
     workload, block, kind = shard_workload(key)
     return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind)
@@ -731,6 +747,11 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     array) and prompts (module docstring)."""
     schedule = model.system.schedule
     decode_ops = model.decode_ops(contexts)
+    if schedule.kind == "co-processing":
+        if model.compose_layer is None:
+            raise SpecError(model.system.source, "schedule.kind", "co-processing's layer comes with the model: build "
+                                                                  "it with archsim.systems.models.system_model")
+        return model.compose_layer(model, contexts, prompts, decode_ops)
     groups = decode_groups(model, contexts, decode_ops)
     attention_device = groups[0][0] if len(groups) == 1 else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
@@ -755,11 +776,6 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
                            placement, allreduce_s(model, len(contexts) + sum(prompts)), True,
                            schedule.layer_time == "steady-state")
-    if schedule.kind == "co-processing":
-        if model.compose_layer is None:
-            raise SpecError(model.system.source, "schedule.kind", "co-processing's layer comes with the model: build "
-                                                                  "it with archsim.systems.models.system_model")
-        return model.compose_layer(model, contexts, prompts, decode_ops)
     pre, post = dense_phase_costs(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, mha_s, placement = None, 0.0, 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
@@ -788,11 +804,13 @@ def decode_groups(model: SystemModel, contexts: Sequence[int],
     requests may then go to two devices, and each device's share is its own call."""
     if not decode_ops:
         return []
-    first = device_of(model, decode_ops[0])
-    if not model._placement_reads_op_per_byte or all(device_of(model, op) is first for op in decode_ops):
-        return [(first, contexts, decode_ops)]
+    if not model._placement_reads_op_per_byte:  # the rules put every decode attention op on one device
+        return [(device_of(model, decode_ops[0]), contexts, decode_ops)]
+    by_device = ops_by_device(model, decode_ops)
+    if len(by_device) == 1:
+        return [(model.devices[next(iter(by_device))], contexts, decode_ops)]
     groups = []
-    for name, at in ops_by_device(model, decode_ops).items():
+    for name, at in by_device.items():
         shared = [contexts[i] for i in at]
         groups.append((model.devices[name], shared, model.decode_ops(shared)))
     return groups
@@ -800,10 +818,14 @@ def decode_groups(model: SystemModel, contexts: Sequence[int],
 
 def ops_by_device(model: SystemModel, ops: Sequence[Op]) -> dict[str, list[int]]:
     """The indices of `ops` by the name of the device each runs on (`device_of`), devices in order of first
-    appearance."""
+    appearance. The usual case, every op on one device, is found without a step per op in Python (an iteration
+    asks for each request's decode attention)."""
+    devices = remembered(model._placed, ops, lambda i: placed_device(model, ops[i]))
+    if len(set(map(id, devices))) == 1:
+        return {devices[0].name: list(range(len(ops)))}
     by_device: dict[str, list[int]] = {}
-    for i, op in enumerate(ops):
-        by_device.setdefault(device_of(model, op).name, []).append(i)
+    for i, device in enumerate(devices):
+        by_device.setdefault(device.name, []).append(i)
     return by_device
 
 
@@ -874,14 +896,18 @@ def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpC
 
 
 def device_of(model: SystemModel, op: Op) -> DeviceModel:
-    """The device model `op` runs on: the one the first matching placement rule names (`System.device_for`),
-    remembered per op."""
+    """The device model `op` runs on (`placed_device`), remembered per op."""
     device = model._placed.get(op)
     if device is None:
-        # The op's Op/B (its analysis and tensor bytes) only when a placement rule reads it.
-        op_per_byte = op.op_per_byte if model._placement_reads_op_per_byte else math.nan
-        device = model._placed[op] = model.devices[model.system.device_for(op.name, op.phase, op_per_byte).name]
+        device = model._placed[op] = placed_device(model, op)
     return device
+
+
+def placed_device(model: SystemModel, op: Op) -> DeviceModel:
+    """The device model the first placement rule matching `op` names (`System.device_for`); the op's Op/B (its
+    analysis and tensor bytes) is worked out only when a placement rule reads it."""
+    op_per_byte = op.op_per_byte if model._placement_reads_op_per_byte else math.nan
+    return model.devices[model.system.device_for(op.name, op.phase, op_per_byte).name]
 
 
 def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) -> float:
