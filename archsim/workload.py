@@ -62,10 +62,11 @@ BLOCK_KINDS = tuple(BLOCK_CASCADES)
 @dataclass(frozen=True)
 class Param:
     """One name of the vocabulary (`PARAMS`, `COUNT_PARAMS`): what it counts, and the least value `check_size`
-    accepts (1; 0 for `sinks`)."""
+    accepts (1; 0 for `sinks`) and the most (None: only the limit on sizes; 2 for `vocab_tables`)."""
 
     meaning: str
     minimum: int = 1
+    maximum: int | None = None
 
 
 PARAMS = {
@@ -80,6 +81,9 @@ PARAMS = {
     "dense_ffn_dim": Param("dense FFN intermediate width of a MoE model's dense layers (default ffn_dim)"),
     "layers": Param("transformer layers"),
     "vocab": Param("vocabulary size"),
+    "vocab_tables": Param("vocab x hidden weight tables: 2, the input embedding and the LM head apart (the default, as "
+                          "LLaMA 1-3 from 7B); 1 where the LM head is the embedding (tied: Llama-3.2-1B, OPT)",
+                          maximum=2),
     "experts": Param("routed experts"),
     "top_k": Param("experts per token"),
     "moe_every": Param("every moe_every-th layer is MoE, the others dense (1 = all; default 1 with experts)"),
@@ -261,6 +265,9 @@ def check_size(name: str, value: Any, source: str, where: str, limit: int | None
     size = PARAMS.get(name, COUNT_PARAMS.get(name))
     if size is not None and (value != int(value) or value < size.minimum):
         raise SpecError(source, where, f"expected an integer of at least {size.minimum}, got {value:g} "
+                                       f"({name}: {size.meaning})")
+    if size is not None and size.maximum is not None and value > size.maximum:
+        raise SpecError(source, where, f"expected an integer from {size.minimum} to {size.maximum}, got {value:g} "
                                        f"({name}: {size.meaning})")
     if value < 0:
         raise SpecError(source, where, f"expected a number of at least 0, got {value:g}")

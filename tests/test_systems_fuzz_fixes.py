@@ -149,8 +149,9 @@ def test_vocab_tables_are_cut_by_tp_and_split_over_pp_stages():
     table = LLAMA3_8B.params["vocab"] * LLAMA3_8B.params["hidden"] * LLAMA3_8B.params["word_bytes"]
     assert lm_head_op(LLAMA3_8B, 1).bytes_by_role[WEIGHTS] == table
     assert lm_head_op(LLAMA3_8B, 1, 4).bytes_by_role[WEIGHTS] == table / 4
-    assert vocab_tables(1) == (2,) and vocab_tables(2) == (1, 1)  # first stage embeds, last heads
-    assert vocab_tables(3) == (1, 0, 1)
+    assert vocab_tables(1, 2) == (2,) and vocab_tables(2, 2) == (1, 1)  # first stage embeds, last heads
+    assert vocab_tables(1, 1) == (1,)  # tied: the LM head is the embedding
+    assert vocab_tables(3, 2) == vocab_tables(3, 1) == (1, 0, 1)
 
 
 def test_weights_per_device_count_the_vocab_tables_and_the_kv_room_loses_them():

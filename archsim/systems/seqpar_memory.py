@@ -13,10 +13,10 @@ per device passed on, LASP-1, or all-gathered, LASP-2, fp32 in the code).
 Every byte of a tensor comes from a library cascade (`archsim.systems.step.layer_ops`, the `linear-attention`
 cascade for LASP), bound to the tokens and heads one device holds and rescaled from the workload's `word_bytes` to
 the word size each term uses; weights and KV bytes per token are `SystemModel`'s (the cascades' weight and KV-cache
-tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as twice the LM
-head op's weights (`step.lm_head_op`: hidden x ceil(vocab / the degree cutting them) words, two tables, untied as
-in LLaMA), as `SystemModel` prices them for serving; training turns them into elements, since Table 3's training
-state multiplies elements, not bytes.
+tensors, `layer_weight_bytes_per_device`). The embedding and LM-head tables are counted apart, as the LM head op's
+weights (`step.lm_head_op`: hidden x ceil(vocab / the degree cutting them) words) once per table (two, or one where
+the workload ties them: `params.vocab_tables`), as `SystemModel` prices them for serving; training turns them into
+elements, since Table 3's training state multiplies elements, not bytes.
 
 Training (defaults: the Ring Attention paper's Table 3 setting, `checkpointing` "layer", full precision):
 - precision (`TRAINING_PRECISIONS`, a name for the keyword arguments `param_bytes`, `activation_bytes` and
@@ -113,7 +113,7 @@ from archsim.errors import SpecError, check_choice
 from archsim.gpu.load import load_gpu
 from archsim.systems.chip import load_chip
 from archsim.systems.seqpar_compute import one_word_size
-from archsim.systems.sharding import shard
+from archsim.systems.sharding import model_vocab_tables, shard
 from archsim.systems.step import (
     DENSE,
     KV_CACHE,
@@ -614,10 +614,10 @@ def _inputs(op: Op) -> set[str]:
 
 
 def _vocab_table_bytes(workload: Workload, degree: int = 1) -> float:
-    """The input embedding and the LM head on one of `degree` ranks cutting the vocab: twice the LM head op's
-    weights (`step.lm_head_op`: hidden x ceil(vocab / degree) words; untied, as LLaMA), as the systems layer counts
-    them (`SystemModel.stage_weight_bytes`)."""
-    return 2.0 * lm_head_op(workload, 1, degree).bytes_by_role[WEIGHTS]
+    """The input embedding and the LM head on one of `degree` ranks cutting the vocab: the LM head op's weights
+    (`step.lm_head_op`: hidden x ceil(vocab / degree) words) once per table (`sharding.model_vocab_tables`: two, or
+    one where tied), as the systems layer counts them (`SystemModel.stage_weight_bytes`)."""
+    return model_vocab_tables(workload) * lm_head_op(workload, 1, degree).bytes_by_role[WEIGHTS]
 
 
 def _cut(workload: Workload, degree: int) -> Workload:

@@ -9,8 +9,9 @@ group. Pure functions: `archsim.systems.system_model` and the models built on it
   floor, so pp need only be at most the layers; the extra layers sit before the last stage (which holds the final
   norm and the LM head).
 - Vocab tables (`vocab_tables`): the embedding table and the LM head, vocab-parallel over TP as vLLM's; both on a
-  device with pp 1, the embedding on the first stage and the LM head on the last otherwise, so with uneven stages a
-  table and an extra layer need not share one.
+  device with pp 1 (one table where the workload ties them, `params.vocab_tables: 1`), the embedding on the first
+  stage and the LM head on the last otherwise (tied or not: each stage holds its own copy, as Megatron-LM and vLLM
+  keep one), so with uneven stages a table and an extra layer need not share one.
 - Expert-parallel groups (`ep_groups`): with `ep` > 1 an iteration's requests are dealt round-robin to the EP
   groups, each serving 1/EP of them as a data-parallel replica of the attention and dense layers (DeepSpeed-MoE's and
   vLLM's data-parallel attention with expert parallelism); each group holds every non-expert weight (cut TP ways)
@@ -67,12 +68,19 @@ def pp_partition(layers: int, pp: int) -> tuple[int, ...]:
     return tuple(floor + (pp - 1 - extra <= stage < pp - 1) for stage in range(pp))
 
 
-def vocab_tables(pp: int) -> tuple[int, ...]:
-    """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds: both with one stage,
-    the embedding on the first stage and the LM head on the last otherwise. Each is vocab x hidden words cut TP ways
-    by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`, `step.lm_head_op`); every EP group holds them
-    (they are not experts)."""
-    return (2,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
+def vocab_tables(pp: int, tables: int) -> tuple[int, ...]:
+    """Vocab tables (the input embedding, the LM head) one device of each of `pp` stages holds, of a model with
+    `tables` of them (`model_vocab_tables`: 1 where the LM head is the embedding): all of them with one stage, the
+    embedding on the first stage and the LM head on the last otherwise (a tied model's last stage keeps a copy).
+    Each is vocab x hidden words cut TP ways by vocab (vLLM's `VocabParallelEmbedding` and `ParallelLMHead`,
+    `step.lm_head_op`); every EP group holds them (they are not experts)."""
+    return (tables,) if pp == 1 else (1, *(0,) * (pp - 2), 1)
+
+
+def model_vocab_tables(workload: Workload) -> int:
+    """The model's vocab x hidden weight tables: `params.vocab_tables` (1 tied, 2 apart), 2 where not given (the
+    input embedding and the LM head apart, as LLaMA 1-3 from 7B)."""
+    return int(workload.params.get("vocab_tables", 2))
 
 
 def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> list[tuple[Sequence[int], tuple]]:

@@ -333,8 +333,8 @@ def lm_head_op(workload: Workload, tokens: int, tp: int = 1) -> Op:
     = hidden) projecting `hidden` onto ceil(vocab / tp) logits, vLLM's vocab-parallel `ParallelLMHead` (vLLM pads
     the vocab to a multiple of 64 first, left out here). Outside the decoder layers: `layer_ops` has no vocab op.
     The input embedding table is the same vocab x hidden words (`VocabParallelEmbedding`, cut the same way), so
-    its bytes are this op's weights; the two are counted apart (untied, as Llama 2 and 3; GPT-3 and OPT tie them,
-    and no workload size says so). A workload without `vocab` is a SpecError naming it."""
+    its bytes are this op's weights; the two are counted apart unless the workload ties them (`params.vocab_tables:
+    1`, Llama-3.2-1B and OPT; `sharding.vocab_tables`). A workload without `vocab` is a SpecError naming it."""
     if "vocab" not in workload.params:
         raise SpecError(workload.path, "params.vocab", "missing: the embedding table and the LM head are vocab x "
                                                        "hidden words")

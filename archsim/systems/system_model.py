@@ -115,7 +115,14 @@ from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.npu_device import NpuDevice
 from archsim.systems.pim_device import BankPimDevice, PimPlacement
-from archsim.systems.sharding import ep_groups, pp_partition, shard, shard_workload, vocab_tables
+from archsim.systems.sharding import (
+    ep_groups,
+    model_vocab_tables,
+    pp_partition,
+    shard,
+    shard_workload,
+    vocab_tables,
+)
 from archsim.systems.step import (
     DECODE_SUMS,
     KV_CACHE,
@@ -469,9 +476,9 @@ class SystemModel:
         """One device's weights in each PP stage, first to last: its decoder layers (`stage_layers`) and its vocab
         tables (`vocab_tables`: the embedding on the first stage, the LM head on the last, both with one stage)."""
         table = lm_head_op(self.workload, 1, self.parallelism.tp).bytes_by_role[WEIGHTS]
+        stage_tables = vocab_tables(self.parallelism.pp, model_vocab_tables(self.workload))
         return tuple(self._layer_weight_bytes(counts) + float(tables * table)
-                     for counts, tables in zip(self.stage_kind_counts, vocab_tables(self.parallelism.pp),
-                                               strict=True))
+                     for counts, tables in zip(self.stage_kind_counts, stage_tables, strict=True))
 
     @property
     def weight_bytes_per_device(self) -> float:
