@@ -66,7 +66,7 @@ def test_decode_batch_overflowing_a_channel_is_unrunnable():
 
 def test_served_request_longer_than_a_channel_is_rejected_on_arrival():
     """A prompt of 12000 tokens, and one of 8000 whose 1000 outputs outgrow the channel (8192 tokens): rejected on
-    arrival, as too long for one channel's KV (the cache holds 231,888 tokens: not for the cache, session 36); the
+    arrival, as too long for one channel's KV (the cache holds 232,672 tokens: not for the cache, session 36); the
     run serves the rest (it stopped with an UnrunnableOp at the first overflowing decode, session 35's review)."""
     model = neupims.system("neupims", "gpt3-7b")
     requests = [Request(0, 0.0, 12000, 16), Request(1, 0.0, 100, 16), Request(2, 0.0, 8000, 1000)]

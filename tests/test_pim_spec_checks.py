@@ -43,9 +43,10 @@ def test_the_pim_hbm_holds_one_gib_per_channel_unless_its_capacity_is_given() ->
 
 
 def test_one_channel_cannot_hold_gpt3_7b_at_tp4() -> None:
-    """GPT-3 7B's 6.7 B FP16 weights over TP4 are 3.4 GB per NPU; one channel holds 1 GiB less 512 MiB."""
+    """GPT-3 7B's 6.7 B FP16 weights over TP4 are 3.3 GB per NPU (one vocab table: tied); one channel holds 1 GiB
+    less 512 MiB."""
     system = with_fields(load_system("neupims"), {"devices.pim.channels": 1})
-    with pytest.raises(SpecError, match=r"3\.4 GB of weights on each npu device, which has 0\.5 GB \(512 MiB\) of "
+    with pytest.raises(SpecError, match=r"3\.3 GB of weights on each npu device, which has 0\.5 GB \(512 MiB\) of "
                                          r"room, 1 GiB less its 512 MiB activation buffer"):
         system_model(system, library.load_workload_spec("gpt3-7b"))
 

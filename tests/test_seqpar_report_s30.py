@@ -109,14 +109,15 @@ def test_report_has_lasp2_table2_and_table3_tpu_rows(patched: dict, tmp_path: Pa
 
 
 def test_lasp1_reason_sets_the_fitted_cost_against_the_priced_costs(data: dict) -> None:
-    """The fitted 1.34 s is about 20x the gradient all-reduce and Adam step the model prices (~69 ms) and grows
-    15 % from 512K to 2048K: the reason says both, from the computed numbers."""
+    """The fitted 1.34 s is about 23x the gradient all-reduce and Adam step the model prices (~57 ms: 1.34 B
+    parameters, Llama-3.2-1B's LM head tied to its embedding) and grows 15 % from 512K to 2048K: the reason says
+    both, from the computed numbers."""
     costs = seqpar.lasp_step_costs()
     reading = data["lasp2"]["step_overhead_reading"]
     ratio = reading["step_overhead_s"] / costs["step_s"]
     assert 15 < ratio < 25
     assert costs["step_s"] == pytest.approx(costs["all_reduce_s"] + costs["adam_s"])
-    assert 1.5e9 < costs["params"] < 1.7e9 and costs["nodes"] == seqpar.LASP_DEVICES // 8
+    assert 1.3e9 < costs["params"] < 1.4e9 and costs["nodes"] == seqpar.LASP_DEVICES // 8
     gaps = {int(n): gap for n, gap in reading["gaps_s"].items()}
     growth = gaps[max(gaps)] / gaps[min(gaps)] - 1
     reasons = [g["reason"] for g in data["lasp2"]["gains"] if g["baseline"] == "lasp1" and g["reason"]]

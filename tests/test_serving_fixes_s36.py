@@ -85,14 +85,14 @@ def test_simulate_prints_and_reports_the_steady_throughput(tmp_path: Path, cli, 
 
 # ------------------------------------------------------------------------------------------------ S2 channel limit
 def test_a_request_beyond_a_channel_is_named_so(tmp_path: Path, cli) -> None:
-    """GPT-3 7B at TP 4 on neupims: 8192 tokens of KV to a channel (tests/test_neupims_capacity_s35.py), 14,493
-    pages of 16 tokens in the cache (231,888 tokens). A 12,000-token prompt and an 8,000 + 1,000 request are beyond
+    """GPT-3 7B at TP 4 on neupims: 8192 tokens of KV to a channel (tests/test_neupims_capacity_s35.py), 14,542
+    pages of 16 tokens in the cache (232,672 tokens). A 12,000-token prompt and an 8,000 + 1,000 request are beyond
     the channel, not the cache; a 240,000-token prompt is beyond both, so the cache's words."""
     model = neupims.system("neupims", "gpt3-7b")
     requests = [Request(0, 0.0, 12000, 16), Request(1, 0.0, 100, 16), Request(2, 0.0, 8000, 1000),
                 Request(3, 0.0, 240000, 1)]
     result = simulate_serving(model, requests)
-    assert result.capacity_pages == 14493 and result.request_kv_tokens == 8192
+    assert result.capacity_pages == 14542 and result.request_kv_tokens == 8192
     assert result.rejected_ids == (0, 2, 3) and result.beyond_request_kv_ids == (0, 2)
     assert result.rejection == (f"1 of 4 requests can never fit the KV cache of {model.name}; 2 are too long for "
                                 f"one bank-PIM channel's KV (8192 tokens) on {model.name}")
