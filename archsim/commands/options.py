@@ -23,34 +23,40 @@ def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
     """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), each within the size limit
     (`ARCHSIM_MAX_SIZE`), in order, once each; an option not given is an empty list."""
-    from archsim.workload import max_size
-
-    option = param.opts[0]
     out: list[int] = []
     if value is None:
         return out
     for item in value.split(","):
-        text = item.strip().upper()
-        scale = SUFFIXES.get(text[-1:], 1)
-        digits = text[:-1] if scale > 1 else text
-        if not digits.isdigit() or int(digits) * scale < 1:
-            raise SpecError(option, value, f"expected whole numbers >= 1 separated by commas (8K = 8192), got "
-                                           f"{item.strip()!r}")
-        value_int, limit = int(digits) * scale, max_size()
-        if value_int > limit:
-            raise SpecError(option, item.strip(), f"{value_int} is beyond the limit of {limit} on sizes (raise it with "
-                                                  "the environment variable ARCHSIM_MAX_SIZE)")
-        if value_int not in out:
-            out.append(value_int)
+        number = _whole(param.opts[0], value, item.strip(), "whole numbers >= 1 separated by commas")
+        if number not in out:
+            out.append(number)
     return out
 
 
 def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    """One whole number >= 1 as `whole_numbers` reads it (8K = 8192, within the size limit); None when not given."""
-    numbers = whole_numbers(ctx, param, value)
-    if value is not None and "," in value:
+    """One whole number >= 1 as `whole_numbers` reads one (8K = 8192, within the size limit); None when not given."""
+    if value is None:
+        return None
+    if "," in value:
         raise SpecError(param.opts[0], value, "expected one whole number, got a list")
-    return numbers[0] if numbers else None
+    return _whole(param.opts[0], value, value.strip(), "one whole number >= 1")
+
+
+def _whole(option: str, value: str, item: str, expected: str) -> int:
+    """`item` of the option's `value` as a whole number >= 1 (a K or M suffix multiplies by 1024 or 1024^2) within
+    the size limit; otherwise a SpecError saying it expected `expected`."""
+    from archsim.workload import max_size
+
+    text = item.upper()
+    scale = SUFFIXES.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) * scale < 1:
+        raise SpecError(option, value, f"expected {expected} (8K = 8192), got {item!r}")
+    number, limit = int(digits) * scale, max_size()
+    if number > limit:
+        raise SpecError(option, item, f"{number} is beyond the limit of {limit} on sizes (raise it with the "
+                                      "environment variable ARCHSIM_MAX_SIZE)")
+    return number
 
 
 def named(option: str, name: str, load):

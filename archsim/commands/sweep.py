@@ -96,7 +96,8 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.argument("spec")
 @click.option("--scheduler", metavar="ADDR",
               help="Run on this Dask scheduler (tcp://HOST:PORT). Default: in this process when the estimated work is "
-                   "under a few seconds or the machine has fewer than 3 cores, else an embedded Dask cluster.")
+                   "under 5 s (dask_run.IN_PROCESS_BELOW_S) or the machine has fewer than 3 cores, else an embedded "
+                   "Dask cluster.")
 @click.option("--db", type=click.Path(dir_okay=False), callback=nonempty,
               help="Results store (default sweeps/<name>.sqlite).")
 @click.option("--workers", type=click.IntRange(min=1),
@@ -110,8 +111,9 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
               local: bool, max_points: int | None, objectives: tuple[str, ...] | None) -> None:
     """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
-    already in the store are reused, so a killed sweep resumes where it stopped. Small sweeps (under a few seconds
-    of estimated work), and any on fewer than 3 cores, run in this process, larger ones on Dask.
+    already in the store are reused, so a killed sweep resumes where it stopped. Small sweeps (under 5 s of
+    estimated work, dask_run.IN_PROCESS_BELOW_S), and any on fewer than 3 cores, run in this process, larger ones
+    on Dask.
 
     Example: archsim sweep demo --db reports/demo/demo.sqlite
     """
