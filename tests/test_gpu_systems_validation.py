@@ -57,8 +57,8 @@ def _workload(tmp_path: Path, params: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ gpu-roofline
 @pytest.mark.parametrize(("value", "fragment"), [  # as --seq-len of parallel and sparse: 8K = 8192, no float
-    ("0", "whole numbers >= 1"), ("-1", "whole numbers >= 1"), ("4096.5", "whole numbers >= 1"),
-    ("nan", "whole numbers >= 1"), ("1e12", "whole numbers >= 1"), ("1000000000000", "ARCHSIM_MAX_SIZE"),
+    ("0", "one whole number >= 1"), ("-1", "one whole number >= 1"), ("4096.5", "one whole number >= 1"),
+    ("nan", "one whole number >= 1"), ("1e12", "one whole number >= 1"), ("1000000000000", "ARCHSIM_MAX_SIZE"),
     ("8K,16K", "expected one whole number"),
 ])
 def test_roofline_seq_len_is_checked(cli, tmp_path: Path, value: str, fragment: str) -> None:
