@@ -164,7 +164,7 @@ def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...], gp
     do), or none of the file's rows is a kernel time of a modelled kernel and GPU in it (with the commonest reason
     the split's rows were skipped: a GPU label no preset matches, as `archsim validate` lists them)."""
     from archsim.gpu.cases import resolve
-    from archsim.gpu.measurements import read_measurements
+    from archsim.gpu.measurements import read_measurements, skip_reasons
     from archsim.gpu.params import split_rule
     from archsim.model.gpu_kernels import family_of
 
@@ -177,8 +177,8 @@ def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...], gp
         return f"no row of the families asked for ({', '.join(families)}) is in {split}; the families with rows " \
                f"there: {found}"
     asked = f" of {', '.join(families)}" if families else ""
-    reasons = Counter(skipped.reason for skipped in resolve(rows, gpus=gpus)[1])
-    why = "; {} of the split's rows: {}".format(*reversed(reasons.most_common(1)[0])) if reasons else ""
+    reasons = skip_reasons(resolve(rows, gpus=gpus)[1])
+    why = "; {} of the split's rows: {}".format(*reversed(reasons[0])) if reasons else ""
     return f"none of its {calibration.measurements['rows']} rows is a kernel time{asked} of a modelled kernel and " \
            f"GPU in {split}{why}"
 

@@ -26,8 +26,9 @@ parameter of the family) and `fit`, and `measurements`, are notes, but typed, wi
 writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `fitted_rows` (the digest of each
 row the fit read, `archsim.gpu.measurements.row_digest`), its `families` (the families a fit of some families
 refitted; absent: all) and `kept_from` (the base's record, for the others, with the base's `calibration` version)
-to tell the rows each family was fitted on. A record naming its file's `sha256` gives the rows too (a calibration
-written before archsim recorded them is refitted). Every error is a `SpecError` naming the file and the field.
+to tell the rows each family was fitted on. A record naming its file's `sha256` must give the rows too (a
+calibration written before archsim recorded them is refused, to be refitted). Every error is a `SpecError` naming
+the file and the field.
 """
 
 from __future__ import annotations
