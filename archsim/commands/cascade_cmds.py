@@ -9,10 +9,9 @@ import click
 
 from archsim import library
 from archsim.cascade.analysis import Analysis
-from archsim.cascade.bind import Binding, bind
+from archsim.cascade.bind import bind
+from archsim.cascade.reference_check import CHECK_TOLERANCE
 from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets
-
-CHECK_TOLERANCE = 1e-5  # max abs error vs the reference, float64
 
 
 def _show_analysis(analysis: Analysis) -> None:
@@ -67,7 +66,9 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     import numpy as np
 
     from archsim.cascade.interpret import execute, random_inputs
-    from archsim.cascade.references import check_sizes
+    from archsim.cascade.reference_check import reference_errors, worst_error
+    from archsim.cascade.references import REFERENCES, check_sizes
+    from archsim.errors import SpecError
     from archsim.point import bound
 
     values = parse_sets(sets)
@@ -76,7 +77,12 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     binding = (bound(cascade, workload, values, sets_source="--set")[0] if workload is not None
                else bind(library.load_cascade_spec(cascade), None, values, source="--set"))
     spec = binding.cascade
-    if check_ref and spec.reference is not None:  # the layouts were checked when the cascade loaded
+    if check_ref and spec.reference is None:  # a check that compares nothing must not pass
+        raise SpecError(spec.source, "reference", f"missing: --check compares {spec.name} with its reference, and it "
+                                                  f"names none: expected a reference: line naming one of the {len(REFERENCES)} "
+                                                  "in archsim.cascade.references (attention, attention_causal, ...), "
+                                                  "or run without --check")
+    if check_ref:  # the layouts were checked when the cascade loaded
         check_sizes(binding)
     inputs = random_inputs(binding, seed)
     with np.errstate(all="ignore"):  # a division by zero or an overflow is counted below, not warned line by line
@@ -91,28 +97,13 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
             if bad else ""))
     if not check_ref:
         return
-    if spec.reference is None:
-        click.echo(f"{spec.name} names no reference; nothing to compare")
-        return
-    errors = _reference_errors(binding, inputs, results)
+    errors = reference_errors(binding, inputs, results)
     for name in spec.outputs:
         click.echo(f"{name} vs reference {spec.reference}: max abs error {errors[name]:.3g}" if name in errors
                    else f"{name}: not compared (reference {spec.reference} gives {', '.join(errors)})")
-    worst = max(errors.values())
+    worst = worst_error(errors)
     if not worst < CHECK_TOLERANCE:  # NaN fails too
         click.echo(f"FAIL: error {worst:.3g} >= {CHECK_TOLERANCE:g}", err=True)
         sys.exit(1)
     click.echo("ok")
 
-
-def _reference_errors(binding: Binding, inputs: dict, results: dict) -> dict[str, float]:
-    """Max abs error of each output of the cascade's reference against the cascade's `results` on `inputs`, the
-    arrays in the reference's layout (`references.reference_shape`: a partitioned rank's parts as one axis)."""
-    import numpy as np
-
-    from archsim.cascade.references import REFERENCES, reference_shape
-
-    shaped = {name: array.reshape(reference_shape(binding, name)) for name, array in inputs.items()}
-    expected = REFERENCES[binding.cascade.reference](shaped, binding.params)
-    return {name: float(np.max(np.abs(results[name].reshape(reference_shape(binding, name)) - want)))
-            for name, want in expected.items()}

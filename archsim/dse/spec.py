@@ -76,6 +76,7 @@ from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
 from archsim.cascade.bind import eval_size, model_sizes, ranks_sized_by
 from archsim.cascade.ir import Cascade
+from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
@@ -110,7 +111,14 @@ from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
 from archsim.model.gpu import CASE_SIZES, PRECISION_BYTES, unmodelled_attention
-from archsim.model.gpu_kernels import KERNELS, PRECISIONS, kernel_attention, kernel_directions, precision_problem
+from archsim.model.gpu_kernels import (
+    KERNEL_REFERENCES,
+    KERNELS,
+    PRECISIONS,
+    kernel_attention,
+    kernel_directions,
+    precision_problem,
+)
 from archsim.record import METRICS
 from archsim.spec_files import read_yaml, spec_beside
 from archsim.systems.serving import SERVING_METRICS
@@ -742,6 +750,29 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
         raise SpecError(spec.source, "gpus", f"{what} ({size}): the GPU attention kernels modelled here are "
                                                  "dense multi-head and grouped-query attention, so its GPU points "
                                                  "would be wrong; drop gpus")
+    _check_computes_kernel_attention(spec, cascade, computes)
+
+
+def _check_computes_kernel_attention(spec: SweepSpec, cascade: Cascade, computes: str) -> None:
+    """The cascade is shown to compute the attention the GPU kernel times: it names a reference of that attention
+    (`gpu_kernels.KERNEL_REFERENCES`) and computes it at its test sizes (`reference_check.error_at_test_sizes`, as
+    `archsim execute --check` does). An exp and a K input do not make softmax attention: a sigmoid attention, a
+    differential one or a linear one with an exp feature map has both, and its GPU points would time
+    FlashAttention-2 beside architecture points that compute something else."""
+    references = KERNEL_REFERENCES[computes]
+    if cascade.reference not in references:
+        named = f"names reference {cascade.reference}" if cascade.reference else "names no reference"
+        raise SpecError(spec.source, "gpus", f"GPU points time {spec.gpus.kernel}'s {computes} attention, but "
+                                             f"cascade {cascade.name} {named}, so it is not shown to compute it: "
+                                             f"expected a cascade whose reference is one of {', '.join(references)} "
+                                             "(checked by archsim execute --check), or drop gpus")
+    error = error_at_test_sizes(cascade)
+    if not error < CHECK_TOLERANCE:  # NaN fails too
+        raise SpecError(cascade.source, "reference", f"cascade {cascade.name} differs from its reference "
+                                                     f"{cascade.reference} by {error:.3g} at its test sizes "
+                                                     f"(archsim execute {cascade.name} --check), so the sweep's GPU "
+                                                     f"points would time another attention: expected it to compute "
+                                                     f"its reference within {CHECK_TOLERANCE:g}")
 
 
 def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, varied: bool, workload: Workload) -> None:

@@ -215,6 +215,15 @@ VARIANT_DIRECTIONS: dict[str, tuple[str, ...]] = {
 PATH_OF_DIRECTION = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "backward", "decode": "decode"}
 LINEAR_VARIANTS = ("lightning",)  # the variants computing linear attention (`AttentionCase.attention`)
 FP8_FAMILIES = ("triton_tutorial",)  # the families whose kernels take fp8 inputs (the tutorial casts Q, K, V to fp8)
+# what a kernel's prefill computes (`kernel_attention`) -> the cascade references (`archsim.cascade.references`) of
+# that attention over one length of queries and keys, causal or not, multi-head, grouped-query or multi-query: a
+# cascade shown to compute one of them is the attention an `AttentionCase` times (not a decode step's one query, a
+# window, a sparse mask, a latent K/V, another score function)
+KERNEL_REFERENCES = {
+    "softmax": ("attention", "attention_causal", "attention_gqa", "attention_causal_gqa", "attention_mqa",
+                "attention_causal_mqa"),
+    "linear": ("linear_attention", "linear_attention_causal"),
+}
 
 
 def kernel_attention(kernel: str) -> str:

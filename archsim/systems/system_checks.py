@@ -362,6 +362,25 @@ def _check_decode_attention_host(system: System) -> None:
                         f"{holder.name}, or attention offloading ({' or '.join(OFFLOAD_SCHEDULES)}) to a memory pool")
 
 
+def apart_from_weights(system: System) -> dict[str, tuple[str, ...]]:
+    """Outside attention offloading (`OFFLOAD_SCHEDULES`, whose messages cross the link named attention), the
+    devices other than `weight_holder` that the placement may put an op on (at some Op/B), each with the ops, as
+    `op (phase)`, and not a bank-pim or logic-pim, which computes in the holder's HBM: such a device has a memory of
+    its own, and the activations its ops read from the holder's ops and return to them cross between the two over
+    no link a schedule models (decode attention there is refused, `_check_decode_attention_host`; a prompt's
+    attention on an architecture device is allowed). `system_messages.untimed_messages` lists them."""
+    if system.schedule.kind in OFFLOAD_SCHEDULES:
+        return {}
+    holder = weight_holder(system)
+    apart: dict[str, list[str]] = {}
+    for op in OP_KINDS:
+        for phase in PHASES:
+            for device in _reachable(system, op, phase):
+                if device.name != holder.name and device.kind not in ("bank-pim", "logic-pim"):
+                    apart.setdefault(device.name, []).append(f"{op} ({phase})")
+    return {name: tuple(ops) for name, ops in apart.items()}
+
+
 def _check_kernels_read(system: System) -> None:
     """A device's `attention_kernel` is read for attention alone: one no placement rule gives attention is refused
     (after the placement's own checks, which say what is wrong with where attention went)."""

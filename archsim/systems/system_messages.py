@@ -9,6 +9,9 @@
   expert parallelism): each MoE layer adds the tokens' exchange (`expert_exchange_s`): a dispatch and a combine
   all-to-all over the system's link named `ep` (required), each device sending its 1/TP share of its group's
   tokens x top_k hidden activations.
+- Ops placed on a device with a memory of its own (an architecture device, a second GPU kind: not the weight
+  holder nor a PIM computing in its HBM; `system_checks.apart_from_weights`) outside attention offloading: the
+  activations sent to it and back are not modelled (no link role carries them).
 A message the system names no link for is left out, time and energy (`untimed_messages` lists them). Links carry no
 energy of their own: the system model charges the ranks' board power over their communication.
 """
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 from archsim.systems.collectives import all_reduce_s, all_to_all_s, send_recv_s
 from archsim.systems.links import Link
 from archsim.systems.step import ACTIVATIONS_IN, ACTIVATIONS_OUT, Op
+from archsim.systems.system_checks import apart_from_weights, weight_holder
 from archsim.systems.system_types import EP_LINK, TP_LINK, Parallelism, System
 
 if TYPE_CHECKING:  # system_model imports this module
@@ -93,12 +97,19 @@ def _reduced_bytes(op: Op) -> float:
 def untimed_messages(system: System, parallelism: Parallelism) -> list[str]:
     """The messages of `parallelism` that `system` names no link for, which its model therefore leaves out (no
     time, no energy): the TP all-reduces without a link named tp (`allreduce_s`), the hops between PP stages
-    without one named ep or tp (`stage_hops_s`). An offloading model (`archsim.systems.offload`) times its TP
-    all-reduces by `allreduce_s` too."""
+    without one named ep or tp (`stage_hops_s`), and the activations to and from a device with a memory apart from
+    the weight holder's (`system_checks.apart_from_weights`). An offloading model (`archsim.systems.offload`) times
+    its TP all-reduces by `allreduce_s` too."""
     untimed = []
     if parallelism.tp > 1 and TP_LINK not in system.links:
         untimed.append(f"TP all-reduces at tp {parallelism.tp} (the system names no link {TP_LINK})")
     if parallelism.pp > 1 and stage_link(system.links) is None:
         untimed.append(f"hops between {parallelism.pp} PP stages (the system names no link "
                        f"{' or '.join(STAGE_LINKS)})")
+    apart = apart_from_weights(system)
+    if apart:
+        holder = weight_holder(system)
+        for name, ops in apart.items():
+            untimed.append(f"activations to and from {name} ({system.devices[name].kind}) for {', '.join(ops)}: its "
+                           f"memory is apart from {holder.name}'s, which holds the weights, and no link carries them")
     return untimed
