@@ -11,6 +11,7 @@ import os
 from archsim.errors import SpecError
 
 MAX_ENV_LIMIT = 10**30  # a limit beyond this is no limit
+LIMIT_PREFIX = "ARCHSIM_MAX_"  # every limit's variable starts so
 
 
 def env_limit(variable: str, default: int, most: int = MAX_ENV_LIMIT) -> int:
@@ -28,3 +29,11 @@ def env_limit(variable: str, default: int, most: int = MAX_ENV_LIMIT) -> int:
         raise SpecError(variable, "", f"expected a positive integer up to {bound} (environment variable), got "
                                       f"{text!r}")
     return value
+
+
+def limits_set() -> dict[str, int]:
+    """The limit variables set (`LIMIT_PREFIX`), each checked as `env_limit` checks it (a SpecError naming a
+    malformed one), by name: what a stored answer keyed by its inputs must hold too, as a guard may decide it (a
+    point beyond a limit is refused with the advice to raise it, which a record reused whatever the limit would
+    never follow). A guard with a lower bound than `MAX_ENV_LIMIT` checks it when it reads it."""
+    return {name: env_limit(name, 1) for name in sorted(os.environ) if name.startswith(LIMIT_PREFIX)}

@@ -130,7 +130,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     """`Path.write_text`, atomically."""
     with atomic_file(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -148,7 +148,7 @@ def _exchange(a: Path, b: Path) -> bool:
 def _carry_over(old: Path, new: Path) -> None:
     """Hard-link into `new` what `old` holds that no earlier report wrote and the new one did not write."""
     manifest = old / MANIFEST
-    ours = set(manifest.read_text().split("\n")) if manifest.is_file() else set()
+    ours = set(manifest.read_text(encoding="utf-8").split("\n")) if manifest.is_file() else set()
     for entry in old.iterdir():
         if entry.name in ours or entry.name == MANIFEST or (new / entry.name).exists():
             continue
@@ -199,7 +199,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise _fail(path, exc) from None
     try:
         yield stage
-        (stage / MANIFEST).write_text("\n".join(sorted(e.name for e in stage.iterdir())))
+        (stage / MANIFEST).write_text("\n".join(sorted(e.name for e in stage.iterdir())), encoding="utf-8")
         if path.is_dir():
             _replace_folder(stage, path)
         else:

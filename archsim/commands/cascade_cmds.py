@@ -79,9 +79,9 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     spec = binding.cascade
     if check_ref and spec.reference is None:  # a check that compares nothing must not pass
         raise SpecError(spec.source, "reference", f"missing: --check compares {spec.name} with its reference, and it "
-                                                  f"names none: expected a reference: line naming one of the {len(REFERENCES)} "
-                                                  "in archsim.cascade.references (attention, attention_causal, ...), "
-                                                  "or run without --check")
+                                                  f"names none: expected a reference: line naming one of the "
+                                                  f"{len(REFERENCES)} in archsim.cascade.references (attention, "
+                                                  "attention_causal, ...), or run without --check")
     if check_ref:  # the layouts were checked when the cascade loaded
         check_sizes(binding)
     inputs = random_inputs(binding, seed)

@@ -264,7 +264,7 @@ def validate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], calibratio
 
 def _write_csv(path: Path, records: list[dict]) -> None:
     names = list(dict.fromkeys(k for r in records for k in r)) or ["row"]
-    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
+    with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=names)
         writer.writeheader()
         writer.writerows(records)

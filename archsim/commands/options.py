@@ -142,7 +142,8 @@ def nan_as_null(row: dict) -> dict:
 def write_tables(out: str, tables: dict, texts: dict[str, str] | None = None) -> None:
     """Each table (a DataFrame or a list of records) as `<out>/<name>.csv`, and each of `texts` as `<out>/<file>`,
     written as one folder (`archsim.outputs.atomic_dir`): what an earlier run of any archsim command wrote there (a
-    report's figures and index, tables of another schema) is replaced, not left beside them; other files stay."""
+    report's figures and index, tables of another schema) is replaced, not left beside them; other files stay. Text
+    is UTF-8 whatever the locale (pandas writes CSV so too)."""
     import pandas as pd
 
     from archsim.outputs import atomic_dir
@@ -152,4 +153,4 @@ def write_tables(out: str, tables: dict, texts: dict[str, str] | None = None) ->
             (table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)).to_csv(stage / f"{name}.csv",
                                                                                       index=False)
         for name, text in (texts or {}).items():
-            (stage / name).write_text(text)
+            (stage / name).write_text(text, encoding="utf-8")

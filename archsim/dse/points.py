@@ -15,7 +15,9 @@ point's values resolve it (`system_points.system_content`), the workload and the
 or the sparse point's resolved fields with its GPU's, workload's and pattern map's contents and the calibration),
 so the same configuration reached twice, by any spelling (a spec named or given by path, a size given or left at
 the value it would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a
-digest of archsim's source) computes every point afresh.
+digest of archsim's source) computes every point afresh. The limit variables set (`archsim.limits.limits_set`:
+ARCHSIM_MAX_GPU_ROWS and the others, none by default) are keyed too: a guard may decide a point (beyond its limit,
+an infeasible record advising to raise it), and the point reached with the limit raised is computed afresh.
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -70,6 +72,7 @@ from archsim.dse.system_points import (
 )
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
+from archsim.limits import limits_set
 from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
@@ -373,14 +376,15 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
     """Each point's key (`point_key`) and what it shares with the points `evaluate_points` evaluates together (its
     sizes and the fields it changes; None for the other targets' points). The parts of the architecture's points'
     configurations that points share (the architecture after its changes, the sizes, the rest) are written once."""
-    fixed = {"version": _dumps(MODEL_VERSION), **base.contents}
+    version = _keyed_version()
+    fixed = {"version": _dumps(version), **base.contents}
     arch_texts: dict[tuple, str] = {}
     size_texts: dict[tuple, str] = {}
     out = []
     for point in points:
         kind = target_kind(base, point)
         if kind != "architecture":
-            out.append((_digest(_json_text({"version": MODEL_VERSION, **_config(spec, base, point, kind)}, {})),
+            out.append((_digest(_json_text({"version": version, **_config(spec, base, point, kind)}, {})),
                         None))
             continue
         changes, sizes = _changes(spec, point)
@@ -412,6 +416,13 @@ def _config(spec: SweepSpec, base: Base, point: Point, kind: str) -> dict[str, A
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _keyed_version() -> str | dict[str, Any]:
+    """What a key holds of the code and the environment: `MODEL_VERSION`, with the limit variables set where any is
+    (`limits.limits_set`; without one the version alone, so a store keyed before limits were keyed is reused)."""
+    limits = limits_set()
+    return {"model": MODEL_VERSION, "limits": limits} if limits else MODEL_VERSION
 
 
 def _json_text(config: dict[str, Any], encoded: dict[str, str]) -> str:

@@ -521,9 +521,12 @@ def _sampling(data: Any, source: str) -> Sampling:
         if key in data:
             raise SpecError(source, f"sampling.{key}", "grid sampling draws every combination of the axes, so it "
                                                        "takes no samples or seed (those are random's and lhs's)")
-    samples, seed = data.get("samples", 0), data.get("seed", 0)
+    samples, seed = data.get("samples"), data.get("seed", 0)  # no seed: 0, as README's "Sweeps" says
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise SpecError(source, "sampling.seed", f"expected a non-negative integer, got {seed!r}")
+    if kind != "grid" and samples is None:
+        raise SpecError(source, "sampling.samples", f"missing: {kind} sampling draws this many points (a positive "
+                                                    f"integer)")
     if kind != "grid" and (not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0):
         raise SpecError(source, "sampling.samples", f"{kind} sampling needs a positive integer, got {samples!r}")
     return Sampling(kind, samples if isinstance(samples, int) else 0, seed)

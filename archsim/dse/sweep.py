@@ -51,6 +51,7 @@ from archsim.dse.store import (
     write_meta,
 )
 from archsim.errors import SpecError
+from archsim.limits import limits_set
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
 
@@ -310,7 +311,9 @@ def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
 
     A base that every point fails on (`base_error`) is refused with its error, saying which sweep named its file:
     before a new store is created, or before an existing one is claimed or a point written. A store holding a feasible
-    point of the sweep is not checked again: that point met no error."""
+    point of the sweep is not checked again: that point met no error. A limit variable that is not a positive
+    integer (`limits.limits_set`) is refused first: a point may read it only midway through the sweep."""
+    limits_set()
     base = load_base(spec)
     new = not Path(db_path).exists()
     if new:

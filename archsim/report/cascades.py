@@ -55,5 +55,5 @@ def write_cascade_report(rows: Iterable[dict], out_dir: Path, title: str) -> Pat
     )
     with atomic_dir(out_dir) as stage:
         table.to_csv(stage / "cascades.csv", index=False)
-        (stage / "index.html").write_text(page)
+        (stage / "index.html").write_text(page, encoding="utf-8")  # as its meta charset says
     return out_dir / "index.html"

@@ -372,4 +372,4 @@ def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: Pipeline
         f"{PIPELINE_LAYERS} layers (steady: the start-up is in the trace); steady time per token "
         f"{run.token_s * 1e3:.2f} ms", from_s=from_s))
     trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
-    (out_dir / f"{name}_trace.json").write_text(json.dumps(trace))
+    (out_dir / f"{name}_trace.json").write_text(json.dumps(trace), encoding="utf-8")

@@ -167,5 +167,5 @@ def write_index(out_dir: Path, title: str, intro_html: str, summary: pd.DataFram
         + "<p>Data: <a href='summary.csv'>summary.csv</a>.</p>" + "".join(sections) + "</body></html>"
     )
     index = out_dir / "index.html"
-    index.write_text(page)
+    index.write_text(page, encoding="utf-8")  # the page says so (meta charset), whatever the locale
     return index

@@ -139,8 +139,14 @@ def whole_axes(df: pd.DataFrame) -> pd.DataFrame:
     """`df` with every axis column whose values are whole numbers as nullable integers, for a CSV: a column that
     only some points of a shared store carry holds NaN elsewhere, which made pandas write its 64 as 64.0."""
     whole = [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS and df[c].dtype.kind == "f"
-             and df[c].notna().any() and (df[c].dropna() % 1 == 0).all() and (df[c].dropna().abs() < 2**53).all()]
+             and _whole(df[c].dropna())]
     return df.astype({c: "Int64" for c in whole})
+
+
+def _whole(values: pd.Series) -> bool:
+    """`values` (no NaN) are numbers, at least one, each a whole number that float64 holds exactly (|x| < 2^53):
+    an axis `archsim results` writes as integers (`whole_axes`)."""
+    return values.dtype.kind in "fi" and len(values) > 0 and bool(((values % 1 == 0) & (values.abs() < 2**53)).all())
 
 
 def _hashable(value: Any) -> Any:
@@ -149,9 +155,12 @@ def _hashable(value: Any) -> Any:
 
 def axis_values(df: pd.DataFrame, path: str, spec_axes: dict[str, list[Any]] | None = None) -> list[Any]:
     """The values of axis `path`: the spec's list when given (so an axis value with no stored point still
-    gets a row), else the stored values in first-seen order."""
-    values = spec_axes[path] if spec_axes and path in spec_axes else df[path].tolist()
-    return list(dict.fromkeys(_hashable(v) for v in values))
+    gets a row), else the stored values in first-seen order; whole numbers as integers where every value is one,
+    as `archsim results` writes the axis (`whole_axes`: a column that NaN made float holds 64.0 for 64)."""
+    values = pd.Series(spec_axes[path] if spec_axes and path in spec_axes else df[path].tolist())
+    if _whole(values):
+        values = values.astype("int64")
+    return list(dict.fromkeys(_hashable(v) for v in values.tolist()))
 
 
 def swept_points(df: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +196,9 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
                 rows.append({"axis": path, "value": value, "value_label": value_label(path, value),
                              "objective": objective, "median": mine[objective].median(),
                              "best": best_of(mine[objective], objective), "points": len(mine)})
-    return pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
+    table = pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
+    # each axis's values as `axis_values` gives them: one float axis would make the column float (64 as 64.0)
+    return table.assign(value=pd.Series([row["value"] for row in rows], index=table.index, dtype=object))
 
 
 def workload_axes(df: pd.DataFrame) -> list[str]:

@@ -180,7 +180,7 @@ def read_reference(files: Mapping[str, str], metrics: Iterable[str]) -> pd.DataF
     root = importlib.resources.files("archsim.systems") / "reference" / "fusemax"
     frames = []
     for config, name in files.items():
-        with (root / name).open() as f:
+        with (root / name).open(encoding="utf-8") as f:
             df = pd.read_csv(f)
         df = df.rename(columns={"latency": "latency_s", "traffic": "traffic_bytes", "energy": "energy_pj"})
         df["config"] = config

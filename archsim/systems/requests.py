@@ -153,9 +153,7 @@ def poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution |
             rate_per_s > 0 and math.isfinite(rate_per_s)):
         raise SpecError("<python>", "rate_per_s", f"expected a positive finite rate, got {rate_per_s!r}")
     check_request_count(n, "<python>", "n")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError("<python>", "seed", f"expected a whole number >= 0 (the same seed, the same requests), got "
-                                            f"{seed!r}")
+    _check_seed(seed)
     if not isinstance(lengths, str | LengthDistribution):
         raise SpecError("<python>", "lengths", f"expected a length preset's name ({', '.join(LENGTH_PRESETS)}) or a "
                                                f"LengthDistribution, got {type(lengths).__name__} {lengths!r}")
@@ -169,6 +167,14 @@ def poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution |
     return tuple(Request(i, t, p, o) for i, (t, (p, o)) in enumerate(zip(arrivals_s, pairs, strict=True)))
 
 
+def _check_seed(seed: int) -> None:
+    """Refuse a seed that is not a whole number >= 0: None would draw from the OS's randomness, and
+    `random.Random` seeds -1 as 1 and True as 1, so two seeds would give the same requests."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError("<python>", "seed", f"expected a whole number >= 0 (the same seed, the same requests), got "
+                                            f"{seed!r}")
+
+
 def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, std_fraction: float,
                       seed: int) -> tuple[Request, ...]:
     """`n` requests, all arriving at 0, with Gaussian prompt and output lengths (module docstring). The same seed
@@ -179,6 +185,7 @@ def gaussian_requests(n: int, mean_prompt_tokens: int, mean_output_tokens: int, 
             raise SpecError("<python>", name, f"expected an integer >= 1, got {value!r}")
     if not (math.isfinite(std_fraction) and 0 <= std_fraction <= 1):
         raise SpecError("<python>", "std_fraction", f"expected a fraction of the mean in [0, 1], got {std_fraction}")
+    _check_seed(seed)
     rng = random.Random(seed)
 
     def draw(mean: int) -> int:
