@@ -45,7 +45,7 @@ import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
-from archsim.errors import SpecError, check_keys, text_number_hint
+from archsim.errors import SpecError, check_keys, kind_of, text_number_hint
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
@@ -134,8 +134,10 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     if not isinstance(data, dict):
         raise SpecError(source, "", "expected a mapping with name, description, source, params")
     check_keys(data, sorted(WORKLOAD_KEYS), source)
-    if not isinstance(data.get("name"), str):
+    if data.get("name") is None:
         raise SpecError(source, "name", "missing (expected the workload's name)")
+    if not isinstance(data["name"], str):
+        raise SpecError(source, "name", f"expected a string, got {kind_of(data['name'])} {data['name']!r}")
     params = data.get("params")
     if not isinstance(params, dict) or not params:
         raise SpecError(source, "params", "expected a mapping of parameter names to positive integers")
@@ -245,6 +247,23 @@ def plain_number(value: Any) -> Any:
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
+def shown_number(value: int | float, spec: str = "g") -> str:
+    """`value` in the format `spec` ("g", ".3g", "d" for an int), or "a N-digit number" for an int past 1e300: a
+    float format cannot take one past 1.8e308 (it overflows converting it to a float), and "d" would fill a line."""
+    if isinstance(value, float) or abs(value) < 1e300:
+        return format(value, spec)
+    return f"a {len(str(abs(value)))}-digit number"
+
+
+def size_limit_problem(value: int | float, limit: int) -> str:
+    """Why `value` is not a size from -`limit` to `limit` (the size limit, `max_size`), else "": inf too; an int
+    beyond a float is compared exactly."""
+    if -limit <= value <= limit:
+        return ""
+    return (f"{shown_number(value)} is beyond the limit of {limit} on sizes (raise it with the environment variable "
+            "ARCHSIM_MAX_SIZE)")
+
+
 def check_size(name: str, value: Any, source: str, where: str, limit: int | None = None) -> float:
     """A value for parameter `name`, blamed on `source`/`where`: a finite number from 0 to MAX_SIZE (raised by
     ARCHSIM_MAX_SIZE; `limit`: that limit already read, `max_size()`, by a caller checking many values); a `PARAMS`
@@ -258,10 +277,9 @@ def check_size(name: str, value: Any, source: str, where: str, limit: int | None
         raise SpecError(source, where, "expected a finite number, got NaN")
     if limit is None:
         limit = max_size()
-    if not -limit <= value <= limit:  # also refuses inf; an int beyond a float is compared exactly
-        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 1e300 else f"a {len(str(value))}-digit number"
-        raise SpecError(source, where, f"{shown} is beyond the limit of {limit} on sizes (raise it with the "
-                                       f"environment variable ARCHSIM_MAX_SIZE)")
+    problem = size_limit_problem(value, limit)
+    if problem:
+        raise SpecError(source, where, problem)
     size = PARAMS.get(name, COUNT_PARAMS.get(name))
     if size is not None and (value != int(value) or value < size.minimum):
         raise SpecError(source, where, f"expected an integer of at least {size.minimum}, got {value:g} "

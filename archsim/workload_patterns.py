@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.errors import SpecError, check_keys
+from archsim.errors import SpecError, check_keys, kind_of
 from archsim.spec_files import read_yaml
 
 PACKAGE = "archsim.library.workloads.patterns"  # workloads/patterns/ in the repository
@@ -105,8 +105,10 @@ def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
         raise SpecError(source, "", "expected a mapping with name, layers, heads, head_kind, patterns")
     check_keys(data, TOP_KEYS, source)
     name = data.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise SpecError(source, "name", "missing (expected the map's name)")
+    if not isinstance(name, str):
+        raise SpecError(source, "name", f"expected a string, got {kind_of(name)} {name!r}")
     layers = _count(data.get("layers"), source, "layers")
     heads = _count(data.get("heads"), source, "heads")
     head_kind = data.get("head_kind")

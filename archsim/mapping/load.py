@@ -135,6 +135,8 @@ def _names(data: dict, key: str, source: str, where: str) -> tuple[str, ...]:
 
 
 def _loops(raw: Any, source: str, where: str) -> list[Loop]:
+    if isinstance(raw, dict):
+        check_keys(raw, ("level", "spatial", "ranks"), source, where)
     if not isinstance(raw, dict) or set(raw) not in ({"level", "ranks"}, {"spatial", "ranks"}):
         raise SpecError(source, where, "expected {level: LEVEL, ranks: {...}} or {spatial: UNIT, ranks: {...}}")
     kind = "level" if "level" in raw else "spatial"

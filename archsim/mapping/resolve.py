@@ -36,8 +36,24 @@ ADVICE_STEPS = 1024  # sizes tried each way for the nearest that a rule of the r
 
 def group_ranks(binding: Binding, group: Group) -> dict[str, set[str]]:
     """Einsum -> the leaf ranks of its iteration space."""
-    cascade = binding.cascade
+    return _einsum_ranks(binding.cascade, group)
+
+
+def _einsum_ranks(cascade: Cascade, group: Group) -> dict[str, set[str]]:
+    """`group_ranks` from the cascade alone: the ranks need no size."""
     return {e: {cascade.var_ranks[v] for v in cascade.einsum(e).space} for e in group.einsums}
+
+
+def _check_looped(cascade: Cascade, group: Group, source: str, where: str, binding: Binding | None = None) -> None:
+    """Every leaf rank of the group's Einsums has a loop, temporal or spatial: what a rank has no loop over is
+    run for none of its indices, at any size. `binding` (a run's, of `cascade`) adds the rank's size to the message;
+    `archsim check`, with no size bound, names the rank alone."""
+    looped = {loop.rank for loop in group.loops}
+    unlooped = sorted(set().union(*_einsum_ranks(cascade, group).values()) - looped)
+    if unlooped:
+        rank = unlooped[0]
+        size = f" (size {binding.rank_sizes[rank]})" if binding else ""
+        raise SpecError(source, f"{where}.loops", f"rank {rank}{size} has no loop; add one")
 
 
 @identity_cache(maxsize=1024)
@@ -52,7 +68,8 @@ def check_names(cascade: Cascade, arch: Architecture, mapping: Mapping) -> None:
     """Every name the mapping uses, resolved against a cascade and architecture without binding any size (what
     `archsim check` runs on a mapping file, with the cascade and architecture it names): the Einsums it binds and
     their order (`check_bindings`), each group's units, levels, tensors and ranks (`check_group`, whose errors these
-    are, word for word), the names its factor expressions read and call, and its `set:` keys. What needs sizes (the
+    are, word for word), a loop for each rank its Einsums use (`_check_looped`, run's message without the rank's
+    size), the names its factor expressions read and call, and its `set:` keys. What needs sizes (the
     element width against the architecture's word, factors that tile, capacities) is left to a run."""
     for key in mapping.sets:
         if key not in cascade.params and key not in cascade.rank_sizes and key not in PARAMS:
@@ -64,6 +81,7 @@ def check_names(cascade: Cascade, arch: Architecture, mapping: Mapping) -> None:
     for i, group in enumerate(mapping.groups):
         where = f"groups[{i}]"
         check_group_names(cascade, arch, group, mapping.source, where)
+        _check_looped(cascade, group, mapping.source, where)
         for j, loop in enumerate(group.loops):
             if loop.expression:
                 at = _loop_at(where, group.loops, j)
@@ -340,13 +358,12 @@ def _divisor_at_most(n: float, k: float, source: str, at: str) -> float:
 
 def _fill_residuals(binding: Binding, arch: Architecture, group: Group, source: str,
                     where: str) -> tuple[Loop, ...]:
+    _check_looped(binding.cascade, group, source, where, binding)
     loops = list(group.loops)
     ranks_by_unit = _ranks_by_unit(binding, group)
     for rank in sorted(set().union(*ranks_by_unit.values())):
         size = binding.rank_sizes[rank]
         temporal = [i for i, lp in enumerate(loops) if lp.rank == rank and not lp.is_spatial]
-        if not temporal and not any(lp.rank == rank for lp in loops):
-            raise SpecError(source, f"{where}.loops", f"rank {rank} (size {size}) has no loop; add one")
         open_ = [i for i in temporal if loops[i].factor is None]
         if len(open_) > 1:
             raise SpecError(source, _loop_at(where, loops, open_[1]), f"rank {rank}: only one loop may leave its "

@@ -62,6 +62,7 @@ from archsim.errors import SpecError
 from archsim.limits import env_limit
 from archsim.outputs import capacity_text
 from archsim.record import NAN, PJ_PER_J, Record
+from archsim.workload import max_size, shown_number, size_limit_problem
 
 DRAM_EFFICIENCY = 0.90  # streaming copies reach 0.90 of DRAM peak on H100 and H200 (gpu_measured_fractions.csv)
 # The H100 SXM5's and H200's measured device-to-device copy, 3.0 / 3.35 TB/s (gpu_measured_fractions.csv;
@@ -199,7 +200,8 @@ class AttentionCase:
         (a decode grid holds up to a CTA per query row, a prefill grid one per 16 or more), whatever its KV length.
         Its keys (batch x kv_heads x seqlen) bound what a plan sizes by the KV length. The field named is the
         largest factor of the product beyond the limit (`LIMIT_NAMING_ORDER` on a tie), the likeliest to be
-        wrong."""
+        wrong. Its `head_dim` is a size within the size limit (`archsim.workload.max_size`), which keeps its FLOPs
+        finite (a measured throughput is a time through them)."""
         queries = ((("batch", "heads"), DECODE_TILE_ROWS, f"query rows (a decode's row per batch and head, counted as "
                                                           f"the {DECODE_TILE_ROWS}-row tile it is computed in)")
                    if self.direction == "decode" else (("batch", "heads", "seqlen"), 1, "query rows"))
@@ -210,10 +212,12 @@ class AttentionCase:
             if count > limit:
                 tile = f" x {tile_rows}" if tile_rows > 1 else ""
                 largest = max((name for name in LIMIT_NAMING_ORDER if name in names), key=lambda n: getattr(self, n))
-                return largest, (f"{' x '.join(names)}{tile} = {' x '.join(map(str, sizes))}{tile} = {count:.3g} "
+                shown = " x ".join(shown_number(size, "d") for size in sizes)
+                return largest, (f"{' x '.join(names)}{tile} = {shown}{tile} = {shown_number(count, '.3g')} "
                                  f"{what}, beyond the limit of {limit} on one modelled attention call (raise it with "
                                  f"the environment variable {MAX_QUERY_ROWS_ENV})")
-        return "", ""
+        problem = size_limit_problem(self.head_dim, max_size())
+        return ("head_dim", problem) if problem else ("", "")
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ from archsim.systems.system_types import (
     Parallelism,
     System,
 )
-from archsim.workload import Workload
+from archsim.workload import PARAMS, Workload
 
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
 POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory pool may be
@@ -125,7 +125,10 @@ def check_against_workload(system: System, workload: Workload) -> None:
         source, where = system.blame(workload.name, field)
         for size in needed:
             if size not in params:
-                raise SpecError(workload.path, f"params.{size}", f"missing: {source} sets {where or field} = {degree}")
+                param = PARAMS[size]
+                raise SpecError(workload.path, f"params.{size}", f"missing: expected {param.meaning} (a whole number "
+                                                                 f">= {param.minimum}), which {where or field} = "
+                                                                 f"{degree} in {source} cuts")
         if field == "pp":
             if degree > params["layers"]:
                 raise SpecError(source, where, f"expected at most layers ({params['layers']:g} in {workload.path}: "
