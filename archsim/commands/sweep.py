@@ -184,7 +184,7 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
         if not np.isfinite(values).any():
             click.echo(f"best {objective}: none")
             continue
-        row = ok.loc[best_label(ok[objective].astype(float), objective)]
+        row = ok.loc[best_label(ok, objective)]
         where = [f"target={row['target']}"] if "target" in row else []
         where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
         click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))

@@ -16,9 +16,15 @@ def sense(objective: str) -> float:
     return -1.0 if objective in MAXIMISED else 1.0
 
 
-def best_label(values: pd.Series, objective: str):
-    """The index label of the best of `values` (a column of `objective`), NaNs skipped."""
-    return values.idxmax() if objective in MAXIMISED else values.idxmin()
+def best_label(points: pd.DataFrame, objective: str):
+    """The index label of the point of `points` best in `objective`, NaNs skipped; of points tied there, the one of
+    least `key` where the frame has the column (a sweep's records: the point's content, not the store's row order,
+    which a store filled by another spelling of the sweep changes), else the first."""
+    values = points[objective].astype(float)
+    tied = values[values == best_of(values, objective)]
+    if "key" in points.columns and len(tied) > 1:
+        return points.loc[tied.index, "key"].astype(str).idxmin()
+    return tied.index[0]
 
 
 def best_of(values: pd.Series, objective: str) -> float:

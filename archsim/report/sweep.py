@@ -317,7 +317,7 @@ def summary_rows(df: pd.DataFrame, objectives: Sequence[str], labels: bool = Fal
         if ok.empty or ok[objective].isna().all():
             rows.append({"objective": objective, "best": float("nan")})
             continue
-        best = ok.loc[best_label(ok[objective], objective)]
+        best = ok.loc[best_label(ok, objective)]
         rows.append({"objective": objective, "best": best[objective],
                      **({"target": best["target"]} if "target" in best else {}),
                      **{short_axis(p): _summary_cell(p, best[p], labels) for p in axis_columns(df)}})
