@@ -4,13 +4,15 @@
   (a key deleted, renamed or added; a value replaced by another type, an odd number, odd text, a deep nest; an
   Einsum line or an expression rewritten), a CSV edit (a column dropped, a cell made odd, a row cut short) and a
   byte edit of the file (non-UTF-8 bytes, truncation, an empty file, a deep bracket nest, an alias bomb).
-- `run_case(args)`: one `archsim` call in-process through click's CliRunner under a SIGALRM guard, returning the
+- `run_case(args)`: one `archsim` call in-process through click's CliRunner under two timer guards, returning the
   ways it broke the contract: exit code 0, 1 or 2 only; no "Traceback" in its output and no exception other than
   SystemExit; on exit 2 one non-empty stderr line `error: ...` (`check`: one per bad file) that names a file or an
-  option; a result within `TIME_BOUND_S`. (`archsim sweep`'s progress line, also on stderr, is not counted as a
+  option; a result within `TIME_BOUND_S` of CPU time (SIGPROF: the bound holds on a loaded machine, where a wall
+  clock bound failed a 3 s calibration at 10 s) and `WALL_BOUND_S` of wall time (SIGALRM: a call waiting without
+  computing). (`archsim sweep`'s progress line, also on stderr, is not counted as a
   message line.)
 
-Assumptions: SIGALRM exists (POSIX) and the tests run in the main thread (pytest's default), so the alarm can
+Assumptions: SIGPROF and SIGALRM exist (POSIX) and the tests run in the main thread (pytest's default), so an alarm can
 interrupt a call that runs Python code; a call stuck inside one long C call is interrupted when that call returns.
 """
 
@@ -42,7 +44,10 @@ from hypothesis import strategies as st
 from archsim.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-TIME_BOUND_S = 10.0  # per case; issue 12 asks for "a time bound", 10 s is ~100x a normal small call here
+TIME_BOUND_S = 10.0  # CPU s per case; issue 12 asks for "a time bound", 10 s is ~100x a normal small call here
+WALL_BOUND_S = 60.0  # wall s per case: what a call may wait (a store's lock) on a machine loaded by other jobs
+TIMERS = ((signal.ITIMER_PROF, signal.SIGPROF, TIME_BOUND_S, "s of CPU"), (signal.ITIMER_REAL, signal.SIGALRM,
+                                                                           WALL_BOUND_S, "s"))
 
 SPEC_FILES: dict[str, list[Path]] = {
     "cascade": sorted((REPO / "einsum").glob("*.yaml")),
@@ -444,21 +449,24 @@ def run_case(test: str, args: list[str], label: str = "", cwd: Path | None = Non
     CASES[test] += 1
     outcome = Outcome(list(args), label)
     runner = CliRunner()
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    previous = {signum: signal.signal(signum, _on_alarm) for _, signum, _, _ in TIMERS}
     environment = dict(os.environ)  # a command may set variables (measure sets TRITON_INTERPRET): undone below
     start = time.perf_counter()
     try:
-        signal.setitimer(signal.ITIMER_REAL, TIME_BOUND_S)
+        for timer, _, bound_s, _ in TIMERS:
+            signal.setitimer(timer, bound_s)
         with _scratch_folder(cwd):
             result = runner.invoke(main, args, catch_exceptions=True, env=env)
     except CaseTimeout as exc:
         outcome.seconds = time.perf_counter() - start
         outcome.origin = str(exc)
-        outcome.problems.append(f"no result within {TIME_BOUND_S:g} s (interrupted at {exc})")
+        bounds = " or ".join(f"{bound_s:g} {unit}" for _, _, bound_s, unit in TIMERS)
+        outcome.problems.append(f"no result within {bounds} (interrupted at {exc})")
         return outcome
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for timer, signum, _, _ in TIMERS:
+            signal.setitimer(timer, 0)
+            signal.signal(signum, previous[signum])
         os.environ.clear()
         os.environ.update(environment)
     outcome.seconds = time.perf_counter() - start

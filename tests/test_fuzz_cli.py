@@ -2,7 +2,7 @@
 (cascades, workloads, mappings, architectures, GPU presets, the calibration, sweeps, request traces, measurements)
 and the CLI's arguments, runs the command that consumes each, and checks the contract of `fuzz_specs.run_case`:
 exit 0, 1 or 2 only; no traceback; on exit 2 one line `error: ...` naming a file or an option; a result within
-`fuzz_specs.TIME_BOUND_S` (10 s).
+`fuzz_specs.TIME_BOUND_S` (10 s of CPU; 60 s of wall time, `WALL_BOUND_S`).
 
 Every test is seeded (`@seed` from its name, no example database), so CI runs the same cases every time; together
 they run >= 1,000 cases (`test_case_count`). A test runs all its cases and then fails listing every broken
