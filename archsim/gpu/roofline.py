@@ -7,7 +7,8 @@ passes count, a fused kernel's tiles do not), and datasheet peaks.
 
 A roofline figure places each kernel at (FLOPs per DRAM byte, FLOPs / modelled time) under three kinds of ceiling:
 the tensor peak, the DRAM bandwidth line, and an exp ceiling per kernel — the SFU's exp rate times the kernel's
-FLOPs per exp executed (4·d for a forward, where every score costs one exp) — which caps attention below the
+FLOPs per exp executed (about 4·d for a forward: every score costs one exp, and each query row one more per key
+tile for the running max's rescale, 4·d / (1 + 1/block_n)) — which caps attention below the
 tensor peak when exps cannot keep up (FA3 §3: 989 TFLOPs of matmul against 3.9 TFLOPs of exp on H100).
 """
 
