@@ -123,8 +123,15 @@ def read_spec_bytes(path: Path) -> bytes:
     return data
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
+
+
 def parse_yaml(data: bytes, path: Path) -> Any:
-    """`read_yaml`'s parse of a spec file's bytes (UTF-8, depth, syntax), its errors naming `path`."""
+    """`read_yaml`'s parse of a spec file's bytes (UTF-8, depth, syntax), its errors naming `path`; a SQLite file
+    (a sweep store given where a spec goes) is said to be one, not "not UTF-8 text"."""
+    if data.startswith(SQLITE_HEADER):
+        raise SpecError(str(path), "", "a SQLite database (a sweep store?), not a YAML spec: read a store with "
+                                       "archsim results or archsim report --sweep")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -120,3 +120,16 @@ def test_a_size_the_systems_parallelism_cuts_and_the_workload_lacks_says_what_is
     code, out = invoke("simulate", "-s", "vllm-h100", "-w", str(path), "--rate", "2", "--requests", "5")
     assert code == 2 and out.startswith(f"error: {path}: params.heads: missing: expected query heads (a whole number "
                                         ">= 1), which parallelism.tp = 4 in "), out
+
+
+def test_a_sweep_store_given_as_a_spec_is_said_to_be_one(tmp_path, invoke):
+    """`archsim check store.sqlite` said "line 2, byte 102: not UTF-8 text ... save the file as UTF-8"."""
+    import sqlite3
+
+    store = tmp_path / "demo.sqlite"
+    with sqlite3.connect(store) as db:
+        db.execute("create table points (key text)")
+    db.close()
+    code, out = invoke("check", str(store))
+    assert (code, out) == (2, f"error: {store}: a SQLite database (a sweep store?), not a YAML spec: read a store "
+                              "with archsim results or archsim report --sweep\n")
