@@ -116,12 +116,36 @@ def _derives_a_gpu(data: dict, source: str, depth: int = 0) -> bool:
         return own <= set(KEYS)
     if not is_spec_path(base):
         return base in library.names("GPU presets", PRESETS_PACKAGE)
+    path, parsed = _base_spec(base, source, depth < MAX_BASES)
+    return parsed is not None and ("sm_count" in parsed or _derives_a_gpu(parsed, path, depth + 1))
+
+
+def _derives_an_architecture(data: dict, source: str, depth: int = 0) -> bool:
+    """Whether the spec at `source` derives an architecture (`archsim.arch.load`): its `base` is a packaged
+    architecture's name, or a file (relative to `source`) with `units` or itself deriving one. Told by the base, as
+    a derived architecture that changes only its clock has no key of its own that marks the kind (`clock_hz` is a
+    GPU preset's key too, and `base` a system's)."""
+    from archsim.arch.load import MAX_BASES, PRESETS_PACKAGE
+
+    base = data.get("base")
+    if not isinstance(base, str):
+        return False
+    if not is_spec_path(base):
+        return base in library.names("architectures", PRESETS_PACKAGE)
+    path, parsed = _base_spec(base, source, depth < MAX_BASES)
+    return parsed is not None and ("units" in parsed or _derives_an_architecture(parsed, path, depth + 1))
+
+
+def _base_spec(base: str, source: str, within_chain: bool) -> tuple[str, dict | None]:
+    """The path a `base` path names (relative to `source`) and its parsed mapping; None for the mapping where the
+    chain of bases is too long (`within_chain` false), or the file cannot be read or holds no mapping (the loader
+    says why)."""
     path = spec_beside(base, source)
     try:
-        parsed = read_yaml(Path(path)) if depth < MAX_BASES and is_file(Path(path), path) else None
+        parsed = read_yaml(Path(path)) if within_chain and is_file(Path(path), path) else None
     except SpecError:
-        return False
-    return isinstance(parsed, dict) and ("sm_count" in parsed or _derives_a_gpu(parsed, path, depth + 1))
+        parsed = None
+    return path, parsed if isinstance(parsed, dict) else None
 
 
 # CSV kinds, told apart by the header: (kind, columns that mark it, loader of the path). A header is of the kind
@@ -147,6 +171,8 @@ def load_any(path: str | Path) -> tuple[str, Any]:
                         + ",".join(sorted(CSV_KINDS[0][1])) + ") or GPU measurements (with gpu, kernel, seqlen, "
                         "metric, value, ...)")
     data = read_yaml(path)
+    if isinstance(data, dict) and _derives_an_architecture(data, str(path)):
+        return "architecture", architecture_from_dict(data, str(path))
     if isinstance(data, dict):
         for kind, marks, loader in YAML_KINDS:
             if marks & set(data) or (kind == "gpu" and _derives_a_gpu(data, str(path))):
