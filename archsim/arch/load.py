@@ -43,18 +43,8 @@ areas and energies non-negative; none above `MAX_VALUE`, no positive one below i
 `SpecError` naming the file, the YAML path and what was expected; `Architecture.with_changes` goes through the
 same checks.
 
-An architecture may derive from another, as a GPU preset does (`archsim.gpu.load`): `base: fusemax` (a packaged
-architecture's name, or a YAML path relative to the file's folder) loads and validates the base first (its errors
-name its file), then lays the file's own keys over the base's (`archsim.spec_files.laid_over`: `memories` and
-`units` merge level by level and key by key, `null` removes a key, any other value replaces the base's; a level the
-base lacks is placed after its levels, innermost). The derived file must give its `name`; `description` and
-`source` are the base's when it leaves them out. A chain of more than `MAX_BASES` bases, or a cycle, is refused at
-`base`. A FuseMax array with a 1 GHz clock and a 32 MiB buffer::
-
-    base: fusemax
-    name: fusemax-1ghz
-    clock_hz: 1.0e+9
-    memories: {GlobalBuffer: {capacity_bytes: 33554432}}
+A file may derive from another by `base:` (`archsim.library.architecture_from_data`, which the library's loader
+reads files with).
 """
 
 from __future__ import annotations
@@ -76,7 +66,7 @@ from archsim.cascade.ops import (
     REDUCE_OP_TYPES,
 )
 from archsim.errors import SpecError, text_number_hint
-from archsim.spec_files import laid_over, parse_yaml, read_yaml
+from archsim.spec_files import read_yaml
 
 # The op types a cascade's analysis counts (a product under a sum is one `mac`).
 OP_TYPES: frozenset[str] = frozenset(
@@ -84,9 +74,6 @@ OP_TYPES: frozenset[str] = frozenset(
      *(op.op_type for op in DEFAULT_UNARY_OPS.values())}
 )
 TOP_KEYS = ("name", "description", "source", "clock_hz", "word_bytes", "node_nm", "memories", "units")
-BASE = "base"  # a derived architecture's base (module docstring)
-MAX_BASES = 8  # bases of bases, as GPU presets allow
-PRESETS_PACKAGE = "archsim.arch.presets"
 MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "per_pe_of", "area_um2",
                "area_capacity_bytes", "energy")
 UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
@@ -110,29 +97,8 @@ def load_architecture(path_or_mapping: str | Path | Mapping[str, Any], source: s
 
 def architecture_from_dict(data: Any, source: str = "<python>", op_types: Collection[str] = OP_TYPES) -> Architecture:
     """Validate `data` (the YAML form, module docstring) into an Architecture blamed on `source`; a unit that prices
-    an op not in `op_types` is refused. Every problem is a SpecError naming the field. An architecture with `base`
-    is laid over its base first (`_derived`, the module docstring)."""
-    if isinstance(data, Mapping) and BASE in data:
-        data = _derived(data, source, op_types, ())
+    an op not in `op_types` is refused. Every problem is a SpecError naming the field."""
     return _Loader(source, op_types).architecture(data)
-
-
-def _derived(data: Mapping[str, Any], source: str, op_types: Collection[str], bases: tuple[str, ...]) -> dict:
-    """The architecture at `source`, which has a `base`, laid over its base's data (resolved the same way when it
-    has a base itself, and validated alone, its errors naming its file); `bases` are the files deriving from this
-    one, for cycles."""
-    from archsim import library  # the library loads architectures with this module
-
-    if "name" not in data:
-        raise SpecError(source, "name", "missing: an architecture with a base names itself")
-    path, chain, raw = library.base_file("architectures", data[BASE], source, bases, PRESETS_PACKAGE, MAX_BASES)
-    base = parse_yaml(raw, path)
-    if isinstance(base, Mapping) and BASE in base:
-        base = _derived(base, str(path), op_types, chain)
-    if not isinstance(base, Mapping) or "units" not in base:  # a GPU preset, a system, ...: say so at `base`
-        raise SpecError(source, BASE, f"{str(path)!r}: not an architecture (it gives no units)")
-    _Loader(str(path), op_types).architecture(base)
-    return laid_over(base, {key: v for key, v in data.items() if key != BASE})
 
 
 class _Loader:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.arch.load import architecture_from_dict
 from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
@@ -89,7 +88,7 @@ YAML_KINDS = (
     ("sweep", {"axes"}, _load_yaml_kind("archsim.dse.spec.sweep_from_dict")),
     ("calibration", {"families"}, _load_yaml_kind("archsim.gpu.params.calibration_from_dict")),
     ("gpu", {"sm_count"}, _load_gpu),
-    ("architecture", {"units", "memories"}, architecture_from_dict),
+    ("architecture", {"units", "memories"}, library.architecture_from_data),
     ("system", {"devices", "placement", "base"}, _load_yaml_kind("archsim.systems.system_spec.system_from_dict")),
     ("link", {"bytes_per_s_per_direction"}, _load_yaml_kind("archsim.systems.links.link_from_dict")),
     ("chip", {"matmul_flops_per_s"}, _load_yaml_kind("archsim.systems.chip.chip_from_dict")),
@@ -125,14 +124,12 @@ def _derives_an_architecture(data: dict, source: str, depth: int = 0) -> bool:
     architecture's name, or a file (relative to `source`) with `units` or itself deriving one. Told by the base, as
     a derived architecture that changes only its clock has no key of its own that marks the kind (`clock_hz` is a
     GPU preset's key too, and `base` a system's)."""
-    from archsim.arch.load import MAX_BASES, PRESETS_PACKAGE
-
-    base = data.get("base")
+    base = data.get(library.ARCHITECTURE_BASE)
     if not isinstance(base, str):
         return False
     if not is_spec_path(base):
-        return base in library.names("architectures", PRESETS_PACKAGE)
-    path, parsed = _base_spec(base, source, depth < MAX_BASES)
+        return base in library.names("architectures")
+    path, parsed = _base_spec(base, source, depth < library.MAX_ARCHITECTURE_BASES)
     return parsed is not None and ("units" in parsed or _derives_an_architecture(parsed, path, depth + 1))
 
 
@@ -172,7 +169,7 @@ def load_any(path: str | Path) -> tuple[str, Any]:
                         "metric, value, ...)")
     data = read_yaml(path)
     if isinstance(data, dict) and _derives_an_architecture(data, str(path)):
-        return "architecture", architecture_from_dict(data, str(path))
+        return "architecture", library.architecture_from_data(data, str(path))
     if isinstance(data, dict):
         for kind, marks, loader in YAML_KINDS:
             if marks & set(data) or (kind == "gpu" and _derives_a_gpu(data, str(path))):

@@ -23,7 +23,7 @@ from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError, kind_of
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
-from archsim.spec_files import is_file, is_spec_path, parse_yaml, read_spec_bytes, spec_beside
+from archsim.spec_files import is_file, is_spec_path, laid_over, parse_yaml, read_spec_bytes, spec_beside
 from archsim.workload import Workload, workload_from_dict
 
 # Library kind -> package holding its YAML files.
@@ -198,8 +198,43 @@ def load_cascade_spec(name_or_path: str | Path) -> Cascade:
 
 
 def load_architecture_spec(name_or_path: str | Path) -> Architecture:
-    """An architecture by library name or a YAML file by path; every problem is a SpecError naming the file."""
-    return _load("architectures", name_or_path, architecture_from_dict)
+    """An architecture by library name or a YAML file by path (`architecture_from_data`: it may have a base); every
+    problem is a SpecError naming the file."""
+    return _load("architectures", name_or_path, architecture_from_data)
+
+
+ARCHITECTURE_BASE = "base"  # a derived architecture's base (`architecture_from_data`)
+MAX_ARCHITECTURE_BASES = 8  # bases of bases, as GPU presets allow
+
+
+def architecture_from_data(data: object, source: str = "<python>") -> Architecture:
+    """`archsim.arch.load.architecture_from_dict` of a parsed architecture file, which may derive from another, as
+    a GPU preset does (`archsim.gpu.load`): `base: fusemax` (a library architecture's name, or a YAML path relative
+    to the file's folder) loads and validates the base first (its errors name its file), then lays the file's own
+    keys over the base's (`archsim.spec_files.laid_over`: `memories` and `units` merge level by level and key by
+    key, `null` removes a key, any other value replaces the base's; a level the base lacks goes after its levels,
+    innermost). The derived file must give its `name`; `description` and `source` are the base's when it leaves
+    them out. A chain of more than `MAX_ARCHITECTURE_BASES` bases, or a cycle, is refused at `base`."""
+    if isinstance(data, dict) and ARCHITECTURE_BASE in data:
+        data = _derived_architecture(data, source, ())
+    return architecture_from_dict(data, source)
+
+
+def _derived_architecture(data: dict, source: str, bases: tuple[str, ...]) -> dict:
+    """The architecture at `source`, which has a `base`, laid over its base's data (resolved the same way when it
+    has a base itself, and validated alone, its errors naming its file); `bases` are the files deriving from this
+    one, for cycles."""
+    if "name" not in data:
+        raise SpecError(source, "name", "missing: an architecture with a base names itself")
+    path, chain, raw = base_file("architectures", data[ARCHITECTURE_BASE], source, bases,
+                                 PACKAGES["architectures"], MAX_ARCHITECTURE_BASES)
+    base = parse_yaml(raw, path)
+    if isinstance(base, dict) and ARCHITECTURE_BASE in base:
+        base = _derived_architecture(base, str(path), chain)
+    if not isinstance(base, dict) or "units" not in base:  # a GPU preset, a system, ...: say so at `base`
+        raise SpecError(source, ARCHITECTURE_BASE, f"{str(path)!r}: not an architecture (it gives no units)")
+    architecture_from_dict(base, str(path))
+    return laid_over(base, {key: v for key, v in data.items() if key != ARCHITECTURE_BASE})
 
 
 def load_workload_spec(name_or_path: str | Path) -> Workload:
