@@ -126,7 +126,7 @@ from archsim.systems.sparse_prefill import (
     sparse_prefill,
 )
 from archsim.systems.system_model import SystemModel
-from archsim.systems.system_types import System
+from archsim.systems.system_types import PIM_KINDS, System
 from archsim.workload import Workload, refuse_linear_attention
 from archsim.workload_patterns import PatternMap
 
@@ -146,7 +146,6 @@ RECORD_METRICS = ("speedup", "dense_time_s", "memory_bytes", "dense_memory_bytes
 # another form (`dense_fits` as 0 or 1, `budget` NaN where none)
 _NOT_EXTRAS = frozenset({"method", "model", "gpu", "phase", "context", "budget", "time_s", "fits", "dense_fits"})
 SYSTEM_METHODS = ("quest", "duoattention")  # those `system_points` takes
-PIM_KINDS = ("bank-pim", "logic-pim")
 # the models' sources whose fields `archsim sparse`'s options set, and the options (the CLI's and a sparse sweep's
 # reading of a model's SpecError: `archsim.commands.sparse_cmd`, `archsim.dse.sparse_spec`)
 MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>", "<python>")

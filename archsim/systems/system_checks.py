@@ -68,6 +68,7 @@ from archsim.systems.system_types import (
     EP_LINK,
     OFFLOAD_SCHEDULES,
     OP_KINDS,
+    PIM_KINDS,
     TP_LINK,
     Device,
     Parallelism,
@@ -355,7 +356,7 @@ def _check_decode_attention_host(system: System) -> None:
     holder = weight_holder(system)
     for i in _first_rules(system, "attention", "decode"):
         device = system.devices[system.placement[i].device]
-        if device.name == holder.name or device.kind in ("bank-pim", "logic-pim"):
+        if device.name == holder.name or device.kind in PIM_KINDS:
             continue
         raise SpecError(system.source, f"placement[{i}].device",
                         f"puts decode attention on {device.name} ({device.kind}), which is neither {holder.name}, "
@@ -379,7 +380,7 @@ def apart_from_weights(system: System) -> dict[str, tuple[str, ...]]:
     for op in OP_KINDS:
         for phase in PHASES:
             for device in _reachable(system, op, phase):
-                if device.name != holder.name and device.kind not in ("bank-pim", "logic-pim"):
+                if device.name != holder.name and device.kind not in PIM_KINDS:
                     apart.setdefault(device.name, []).append(f"{op} ({phase})")
     return {name: tuple(ops) for name, ops in apart.items()}
 

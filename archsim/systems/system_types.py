@@ -31,6 +31,7 @@ CONTEXT_PARALLEL_SCHEMES = ("ring", "zigzag", "stripe", "ulysses", "usp", "megat
 CONTEXT_PARALLEL = "context-parallel"
 OFFLOAD_SCHEDULES = ("ping-pong", "staggered")  # attention offloading (`archsim.systems.offload`)
 GPU_KINDS = ("gpu", "memory-pool")  # kinds costed by the calibrated GPU model (`archsim.systems.gpu_device`)
+PIM_KINDS = ("bank-pim", "logic-pim")  # kinds computing in the HBM of the device holding the weights
 
 
 @dataclass(frozen=True)
