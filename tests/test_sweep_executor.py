@@ -125,8 +125,9 @@ def test_in_process_sweep_never_imports_dask(tmp_path):
 
 
 def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
-    # 4 bandwidths x 12 lengths = 48 points, batches of 4: killed once 2 batches are stored
-    spec = _write(tmp_path / "kill.yaml", _spec([1e11 * k for k in range(1, 5)], [256 * k for k in range(1, 13)]))
+    # 4 bandwidths x 48 lengths = 192 points, batches of 4: killed once 2 batches are stored (at 48 points a quiet
+    # CI machine stored them all between two polls, so the kill came after the sweep had ended)
+    spec = _write(tmp_path / "kill.yaml", _spec([1e11 * k for k in range(1, 5)], [256 * k for k in range(1, 49)]))
     db = tmp_path / "kill.sqlite"
     args = ["sweep", str(spec), "--db", str(db), "--batch-size", "4"]
     proc = subprocess.Popen([sys.executable, "-m", "archsim", *args], stdout=subprocess.DEVNULL,
@@ -142,14 +143,14 @@ def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
         _, stderr = proc.communicate()
     assert "executor: in-process" in stderr.decode()
     stored = stored_rows(db)
-    assert 8 <= stored < 48 and stored % 4 == 0  # whole batches only
+    assert 8 <= stored < 192 and stored % 4 == 0  # whole batches only
 
     resumed = cli(*args)
-    assert "executor: in-process" in resumed.stderr and "48/48 points" in resumed.stderr
-    assert f"48 points ({48 - stored} new, {stored} reused)" in resumed.stdout
+    assert "executor: in-process" in resumed.stderr and "192/192 points" in resumed.stderr
+    assert f"192 points ({192 - stored} new, {stored} reused)" in resumed.stdout
     with sqlite3.connect(db) as conn:
         keys = [k for (k,) in conn.execute("SELECT key FROM points")]
-    assert len(keys) == 48 and len(set(keys)) == 48
+    assert len(keys) == 192 and len(set(keys)) == 192
 
 
 @pytest.mark.parametrize("pending, probe_s, chunks", [
