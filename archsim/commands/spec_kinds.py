@@ -124,7 +124,7 @@ def _derives_an_architecture(data: dict, source: str, depth: int = 0) -> bool:
     architecture's name, or a file (relative to `source`) with `units` or itself deriving one. Told by the base, as
     a derived architecture that changes only its clock has no key of its own that marks the kind (`clock_hz` is a
     GPU preset's key too, and `base` a system's)."""
-    base = data.get(library.ARCHITECTURE_BASE)
+    base = data.get("base")
     if not isinstance(base, str):
         return False
     if not is_spec_path(base):

@@ -65,7 +65,6 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
 from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number
-from archsim.spec_files import laid_over, parse_yaml
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 BASE = "base"  # a derived preset's base preset (see the module docstring)
@@ -113,9 +112,10 @@ COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors. A preset with `base` is laid over its base first
-    (`_derived`, the module docstring)."""
+    (`library.derived_data`, the module docstring)."""
     if isinstance(data, Mapping) and BASE in data:
-        data = _derived(data, source, ())
+        data = library.derived_data("GPU presets", data, source, (), PRESETS_PACKAGE, MAX_BASES, marker="sm_count",
+                                    validate=gpu_from_dict, uninherited=UNINHERITED)
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     numbers = {key: ranged_number(data[key], source, key, what, bounds, integer=integer)
                for key, (what, integer, bounds) in NUMBERS.items()}
@@ -148,23 +148,6 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         return gpu
     held = ranged_number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
-
-
-def _derived(data: Mapping[str, Any], source: str, bases: tuple[str, ...]) -> dict[str, Any]:
-    """The preset at `source`, which has a `base`, laid over its base's data (resolved the same way when it has a
-    base itself, and validated alone, its errors naming its file), less the base's `UNINHERITED` keys; `bases` are
-    the files of the presets deriving from this one, for cycles."""
-    if "name" not in data:
-        raise SpecError(source, "name", "missing: a preset with a base names itself")
-    path, chain, raw = library.base_file("GPU presets", data[BASE], source, bases, PRESETS_PACKAGE, MAX_BASES)
-    base = parse_yaml(raw, path)
-    if isinstance(base, Mapping) and BASE in base:
-        base = _derived(base, str(path), chain)
-    if not isinstance(base, Mapping) or "sm_count" not in base:  # a system, a chip, ...: say so at `base`
-        raise SpecError(source, BASE, f"{str(path)!r}: not a GPU preset (it gives no sm_count)")
-    gpu_from_dict(base, str(path))
-    inherited = {key: v for key, v in base.items() if key not in UNINHERITED}
-    return laid_over(inherited, {key: v for key, v in data.items() if key != BASE})
 
 
 def load_gpu(name_or_path: str | Path) -> GPU:

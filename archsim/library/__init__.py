@@ -14,7 +14,9 @@ import functools
 import importlib.resources
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.spec import Architecture
@@ -203,7 +205,6 @@ def load_architecture_spec(name_or_path: str | Path) -> Architecture:
     return _load("architectures", name_or_path, architecture_from_data)
 
 
-ARCHITECTURE_BASE = "base"  # a derived architecture's base (`architecture_from_data`)
 MAX_ARCHITECTURE_BASES = 8  # bases of bases, as GPU presets allow
 
 
@@ -215,26 +216,34 @@ def architecture_from_data(data: object, source: str = "<python>") -> Architectu
     key, `null` removes a key, any other value replaces the base's; a level the base lacks goes after its levels,
     innermost). The derived file must give its `name`; `description` and `source` are the base's when it leaves
     them out. A chain of more than `MAX_ARCHITECTURE_BASES` bases, or a cycle, is refused at `base`."""
-    if isinstance(data, dict) and ARCHITECTURE_BASE in data:
-        data = _derived_architecture(data, source, ())
+    if isinstance(data, dict) and "base" in data:
+        data = derived_data("architectures", data, source, (), PACKAGES["architectures"], MAX_ARCHITECTURE_BASES,
+                            marker="units", validate=architecture_from_dict)
     return architecture_from_dict(data, source)
 
 
-def _derived_architecture(data: dict, source: str, bases: tuple[str, ...]) -> dict:
-    """The architecture at `source`, which has a `base`, laid over its base's data (resolved the same way when it
-    has a base itself, and validated alone, its errors naming its file); `bases` are the files deriving from this
-    one, for cycles."""
+def derived_data(kind: str, data: dict[str, Any], source: str, bases: tuple[str, ...], package: str,
+                 max_bases: int, *, marker: str, validate: Callable[[dict, str], object],
+                 uninherited: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The spec of `kind` at `source`, which has a `base` (`base_file`), laid over its base's data
+    (`archsim.spec_files.laid_over`), less the base's `uninherited` keys. The base is resolved the same way when it
+    has a base itself, and validated alone by `validate`, so its errors name its file; a base without the `marker`
+    key every spec of `kind` gives (a system where a GPU preset was meant, ...) is refused at `base`. `bases` are
+    the files deriving from `source`, for cycles. The derived spec must give its `name`. The one rule of
+    architectures' and GPU presets' bases (a system's base also moves its paths: `archsim.systems.system_spec`)."""
+    noun = _article(kind[:-1])
     if "name" not in data:
-        raise SpecError(source, "name", "missing: an architecture with a base names itself")
-    path, chain, raw = base_file("architectures", data[ARCHITECTURE_BASE], source, bases,
-                                 PACKAGES["architectures"], MAX_ARCHITECTURE_BASES)
+        raise SpecError(source, "name", f"missing: {noun} with a base names itself")
+    path, chain, raw = base_file(kind, data["base"], source, bases, package, max_bases)
     base = parse_yaml(raw, path)
-    if isinstance(base, dict) and ARCHITECTURE_BASE in base:
-        base = _derived_architecture(base, str(path), chain)
-    if not isinstance(base, dict) or "units" not in base:  # a GPU preset, a system, ...: say so at `base`
-        raise SpecError(source, ARCHITECTURE_BASE, f"{str(path)!r}: not an architecture (it gives no units)")
-    architecture_from_dict(base, str(path))
-    return laid_over(base, {key: v for key, v in data.items() if key != ARCHITECTURE_BASE})
+    if isinstance(base, dict) and "base" in base:
+        base = derived_data(kind, base, str(path), chain, package, max_bases, marker=marker, validate=validate,
+                            uninherited=uninherited)
+    if not isinstance(base, dict) or marker not in base:
+        raise SpecError(source, "base", f"{str(path)!r}: not {noun} (it gives no {marker})")
+    validate(base, str(path))
+    inherited = {key: v for key, v in base.items() if key not in uninherited}
+    return laid_over(inherited, {key: v for key, v in data.items() if key != "base"})
 
 
 def load_workload_spec(name_or_path: str | Path) -> Workload:
