@@ -65,7 +65,7 @@ from archsim.cascade.ops import (
     DEFAULT_UNARY_OPS,
     REDUCE_OP_TYPES,
 )
-from archsim.errors import SpecError, text_number_hint
+from archsim.errors import SpecError, kind_of, text_number_hint
 from archsim.spec_files import read_yaml
 
 # The op types a cascade's analysis counts (a product under a sum is one `mac`).
@@ -112,7 +112,7 @@ class _Loader:
     # ---------------------------------------------------------------- generic fields
     def fields(self, data: Any, where: str, keys: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(data, Mapping):
-            raise self.error(where, f"expected a mapping with {', '.join(required)}, got {_kind(data)}")
+            raise self.error(where, f"expected a mapping with {', '.join(required)}, got {kind_of(data)}")
         unknown = sorted(str(k) for k in data if k not in keys)
         if unknown:
             raise self.error(_join(where, unknown[0]), f"unknown key (expected one of {', '.join(keys)})")
@@ -144,7 +144,7 @@ class _Loader:
 
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
-            raise self.error(where, f"expected a string, got {_kind(value)}")
+            raise self.error(where, f"expected a string, got {kind_of(value)}")
         return value
 
     def source_text(self, value: Any, where: str) -> str:
@@ -154,7 +154,7 @@ class _Loader:
 
     def named(self, data: Any, where: str, what: str) -> dict[str, Any]:
         if not isinstance(data, Mapping) or not data:
-            raise self.error(where, f"expected a non-empty mapping of {what} name -> fields, got {_kind(data)}")
+            raise self.error(where, f"expected a non-empty mapping of {what} name -> fields, got {kind_of(data)}")
         for name in data:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise self.error(where, f"{what} name {name!r} must be an identifier (letters, digits, _)")
@@ -280,7 +280,7 @@ class _Loader:
             raise self.error(f"{where}.shape", f"expected a list of fan-outs like [256, 256], got {shape!r}")
         cycles_map = d["op_cycles"]
         if not isinstance(cycles_map, Mapping) or not cycles_map:
-            raise self.error(f"{where}.op_cycles", f"expected a mapping op -> cycles per op, got {_kind(cycles_map)}")
+            raise self.error(f"{where}.op_cycles", f"expected a mapping op -> cycles per op, got {kind_of(cycles_map)}")
         op_cycles = {}
         for op, cycles in cycles_map.items():
             if op not in self.op_types:
@@ -308,7 +308,7 @@ class _Loader:
         d = self.fields(data, where, ENERGY_KEYS, ENERGY_KEYS)
         actions = d["actions_pj"]
         if not isinstance(actions, Mapping) or not actions:
-            raise self.error(f"{where}.actions_pj", f"expected a mapping action -> pJ, got {_kind(actions)}")
+            raise self.error(f"{where}.actions_pj", f"expected a mapping action -> pJ, got {kind_of(actions)}")
         plain = {str(a): self.number(e, f"{where}.actions_pj.{a}", False, "an energy in pJ")
                  for a, e in actions.items() if not isinstance(e, Mapping)}
         composed: dict[str, dict[str, float]] = {}
@@ -346,7 +346,3 @@ def _finite_real(value: Any) -> bool:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__

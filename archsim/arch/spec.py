@@ -16,6 +16,7 @@ identical PEs). Units of measure are in the field names. Assumptions the models 
   are not counted (the FuseMax artifact's Accelergy tables give them a placeholder area of 1 um^2).
 
 Specs are built and validated by `archsim.arch.load`; `with_changes` goes through the same validation.
+`ceil_div` is the tile count the models above (DRAM, GPU plans, NPU) round sizes up with.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from typing import Any
 
 from archsim.arch.energy import EnergyTable, area_scale
 from archsim.errors import SpecError
+
+
+def ceil_div(a: int, b: int) -> int:
+    """The whole units of `b` that cover `a` (ceil(a / b) in integer arithmetic, no float rounding): the tiles, folds
+    or activation groups a hardware model counts for a size. Elementwise on numpy integer arrays too."""
+    return -(-a // b)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from typing import NamedTuple
 import simpy
 
 from archsim.arch.pim import PIMSpec
+from archsim.arch.spec import ceil_div
 from archsim.model.trace import Span
 
 NPU, PIM, CONTROLLER = "NPU", "PIM", "controller"
@@ -188,10 +189,6 @@ class _Cand:
 
     def __post_init__(self) -> None:
         self.ready_cycle = math.inf if self.blocked else max((w.cycle for w in self.waits), default=LONG_AGO)
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 class _Channel:
@@ -366,7 +363,7 @@ class _Channel:
     def _tile_cand(self) -> _Cand:
         p, tile = self.p, self.tiles[self.tile]
         per = p.banks_per_activation
-        if self.gacts < _ceil(tile.banks, per):
+        if self.gacts < ceil_div(tile.banks, per):
             group = [self.banks[b][1] for b in range(self.gacts * per, min((self.gacts + 1) * per, tile.banks))]
             held = [b for b in group if b.row is not None]
             if held:

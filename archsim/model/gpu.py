@@ -163,13 +163,18 @@ class AttentionCase:
         forward = 4.0 * self.batch * self.heads * self.seqlen**2 * self.head_dim
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
 
+    def kv_bytes(self) -> float:
+        """K and V of the call, each once: 2·B·H_kv·N·d words (a decode's KV cache; a backward's dK and dV are as
+        many), whatever the direction."""
+        return 2 * self.batch * self.kv_heads * self.seqlen * self.head_dim * self.element_bytes
+
     def operand_bytes(self) -> float:
         """Q, K, V and O of the call (a decode's one query row per sequence), and their gradients for a backward:
         what it keeps in DRAM at the least, whatever the kernel. What a plan holds besides (eager attention's score
         matrices, repeat_kv's expanded K and V) is its `Plan.held`; `plan_memory_problem` counts both."""
         queries = 1 if self.direction == "decode" else self.seqlen
-        words = (2 * self.heads * queries + 2 * self.kv_heads * self.seqlen) * self.batch * self.head_dim
-        return words * self.element_bytes * (1 if self.direction in ("fwd", "decode") else 2)
+        q_o = 2 * self.batch * self.heads * queries * self.head_dim * self.element_bytes
+        return (q_o + self.kv_bytes()) * (1 if self.direction in ("fwd", "decode") else 2)
 
     def size_problem(self) -> tuple[str, str]:
         """(field, why) when the case cannot be modelled, else ("", ""): its fields readable (`shape_problem`) and

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from archsim.arch.gpu import GPU
+from archsim.arch.spec import ceil_div
 from archsim.model.gpu import (
     PRECISION_BYTES,
     AttentionCase,
@@ -56,7 +57,6 @@ from archsim.model.gpu_flash_plans import (
     LSE_BYTES,
     backward_from,
     bwd_launch,
-    ceil,
     fwd_counts,
     fwd_launch,
     split_decode_launches,
@@ -83,7 +83,7 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     e = PRECISION_BYTES[precision]
     d, bh, n = case.head_dim, case.batch * case.heads, case.seqlen
     group = warpgroup("native", gpu)
-    programs = ceil(n, n1)
+    programs = ceil_div(n, n1)
     start = np.arange(programs) * n1
     if case.causal:
         dkdv_masked = np.full(programs, n1 // (m1 // TUT_SLICE))
@@ -92,7 +92,7 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
         dq = start // n2
     else:
         dkdv_masked, dq_masked = np.zeros(programs, int), np.zeros(programs, int)
-        dkdv, dq = np.full(programs, ceil(n, m1)), np.full(programs, ceil(n, n2))
+        dkdv, dq = np.full(programs, ceil_div(n, m1)), np.full(programs, ceil_div(n, n2))
     tiles = (split_bwd_tile(m1 // TUT_SLICE, n1, d, warps, group, e, True, "dkdv"),
              split_bwd_tile(m1, n1, d, warps, group, e, False, "dkdv"),
              split_bwd_tile(m2, n2 // TUT_SLICE, d, warps, group, e, True, "dq"),
@@ -288,8 +288,8 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
     block_h = max(16, 1 << (case.group - 1).bit_length())
 
     def splits_of(_row_blocks: int, key_blocks: int) -> int:
-        wanted = max(1, ceil(per_sm * gpu.sm_count, case.batch * case.kv_heads))
-        return ceil(key_blocks, ceil(key_blocks, min(wanted, key_blocks)))
+        wanted = max(1, ceil_div(per_sm * gpu.sm_count, case.batch * case.kv_heads))
+        return ceil_div(key_blocks, ceil_div(key_blocks, min(wanted, key_blocks)))
 
     return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", splits_of, True, True)
 
@@ -306,7 +306,7 @@ def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunc
     block_f, warps = min(block_f, d), _archsim_warps(d)
     tile = lightning_tile(block, d, block_f, warps, warpgroup("native", gpu), e)
     heads, columns = case.batch * case.heads, d // block_f
-    blocks = ceil(n, block)
+    blocks = ceil_div(n, block)
     counts = np.full(heads * columns, blocks)
     return TiledLaunch("lightning fwd", (Segment(tile, counts),), 32 * warps,
                        stages * (2 * block * d + block * block_f) * e,

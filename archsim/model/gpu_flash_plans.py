@@ -65,6 +65,7 @@ from typing import TypeVar
 import numpy as np
 
 from archsim.arch.gpu import GPU
+from archsim.arch.spec import ceil_div
 from archsim.model.gpu import AttentionCase, Plan, Segment, StreamLaunch, Tile, TiledLaunch, ctas_per_sm
 from archsim.model.gpu_tiles import bwd_tile, fwd_tile
 
@@ -73,28 +74,23 @@ ACC_BYTES = 4  # fp32 accumulators (dQ, split partial outputs)
 
 
 # ------------------------------------------------------------------------------------------------ shapes
-def ceil(a: int, b: int) -> int:
-    """Integer ceiling of a / b (a tile count)."""
-    return -(-a // b)
-
-
 def fwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) key tiles of each query block of one head, causal skipping above the diagonal."""
-    m_blocks = ceil(seqlen, block_m)
+    m_blocks = ceil_div(seqlen, block_m)
     m = np.arange(m_blocks)
     if causal:
         visible = np.minimum(seqlen, (m + 1) * block_m)
         tiles = -(-visible // block_n)
         masked = tiles - (m * block_m) // block_n
     else:
-        tiles = np.full(m_blocks, ceil(seqlen, block_n))
+        tiles = np.full(m_blocks, ceil_div(seqlen, block_n))
         masked = np.full(m_blocks, int(seqlen % block_n != 0))
     return tiles - masked, masked
 
 
 def _bwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) query tiles of each key block of one head (the backward's CTA order)."""
-    n_blocks, m_blocks = ceil(seqlen, block_n), ceil(seqlen, block_m)
+    n_blocks, m_blocks = ceil_div(seqlen, block_n), ceil_div(seqlen, block_m)
     n = np.arange(n_blocks)
     if causal:
         first = (n * block_n) // block_m
@@ -163,8 +159,9 @@ def warpgroup(mma: str, gpu: GPU) -> bool:
 
 
 def _qkvo_bytes(case: AttentionCase) -> float:
-    b, n, d = case.batch, case.seqlen, case.head_dim
-    return (2 * case.heads + 2 * case.kv_heads) * b * n * d * case.element_bytes
+    """Q, K, V and O of `case`'s prompt, each read or written once: its operands as a forward call
+    (`AttentionCase.operand_bytes`), whatever its direction (a backward launch's own gradients come on top)."""
+    return replace(case, direction="fwd").operand_bytes()
 
 
 def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
@@ -278,8 +275,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
     smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
-    dram = _qkvo_bytes(case) + 2 * case.kv_heads * case.batch * case.seqlen * d * e \
-        + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
+    dram = _qkvo_bytes(case) + case.kv_bytes() + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
     l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
     return TiledLaunch(
         "bwd", (Segment(plain, unmasked, bh), Segment(edge, masked, bh)), 32 * warps, smem,
@@ -311,7 +307,7 @@ def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
         return 1
     efficiency = {}
     for splits in range(1, min(FA2_MAX_SPLITS, slots, key_blocks) + 1):
-        if splits > 1 and ceil(key_blocks, splits) == ceil(key_blocks, splits - 1):
+        if splits > 1 and ceil_div(key_blocks, splits) == ceil_div(key_blocks, splits - 1):
             continue
         waves = tiles_of_grid * splits / slots
         efficiency[splits] = waves / math.ceil(waves)
@@ -329,7 +325,7 @@ def _split_counts(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
 
 
 def _split_counts_of(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
-    per_split = ceil(key_blocks, splits)
+    per_split = ceil_div(key_blocks, splits)
     counts = repeat(np.clip(key_blocks - per_split * np.arange(splits), 0, per_split), grid_heads)
     counts.flags.writeable = False
     return counts
@@ -350,8 +346,8 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     width = padded_head_dim or d
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
     grid_heads = case.batch * (case.kv_heads if packed else case.heads)
-    row_blocks = ceil(case.group, block_m) if packed else 1  # a group taller than the tile takes several
-    key_blocks = ceil(case.seqlen, block_n)
+    row_blocks = ceil_div(case.group, block_m) if packed else 1  # a group taller than the tile takes several
+    key_blocks = ceil_div(case.seqlen, block_n)
     tile = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, warpgroup(mma, gpu), e, True, mask_all,
                                              False, False), d, width)
     splits = splits_of(grid_heads * row_blocks, key_blocks)
@@ -359,7 +355,7 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
         counts = np.repeat(counts, row_blocks)
     combine = always_combine or splits > 1
-    kv = 2 * case.batch * case.kv_heads * case.seqlen * d * e
+    kv = case.kv_bytes()
     q_o = 2 * case.batch * case.heads * d * e
     partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if combine else 0
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
@@ -390,7 +386,7 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
     ctas = case.batch * case.heads
     slots = gpu.sm_count * ctas_per_sm(launch, gpu)
-    kv = 2 * case.batch * case.kv_heads * case.seqlen * case.head_dim * case.element_bytes
+    kv = case.kv_bytes()
     dram = kv * (1 if ctas <= slots else case.group) + 2 * ctas * case.head_dim * case.element_bytes
     tile = launch.segments[0].tile
     return (TiledLaunch("decode (no split)", (Segment(tile, np.full(1, key_tiles), ctas),), launch.threads,
@@ -469,11 +465,11 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     writes, the fp32 output accumulator included, at the case's head_dim)."""
     e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
     key_block = 256 if head_dim <= 64 else 128
-    key_blocks = ceil(n, key_block)
+    key_blocks = ceil_div(n, key_block)
     probe_smem = (FA1_STEP_ROWS + 2 * key_block) * head_dim * e + FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES
     slots = gpu.sm_count * max(1, min(gpu.smem_bytes_per_sm // probe_smem, gpu.max_threads_per_sm // 128))
-    splits = 1 if bh >= slots else min(ceil(slots, bh), ceil(n, 128))
-    rows_per_cta = ceil(ceil(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
+    splits = 1 if bh >= slots else min(ceil_div(slots, bh), ceil_div(n, 128))
+    rows_per_cta = ceil_div(ceil_div(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
     steps = rows_per_cta // FA1_STEP_ROWS
     unmasked, masked = [], []
     for s in range(splits):  # per CTA: 16-row steps at or below each key block, the diagonal ones masked

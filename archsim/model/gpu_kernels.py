@@ -398,7 +398,10 @@ def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: 
     """The plans of one varlen forward call of `kernel` over prompts of `seqlens` tokens, packed as `case` (batch
     1, seqlen their sum; `predict_varlen`), or why it has none: a kernel without a varlen path (`has_varlen`),
     the packed case's own reason (`plans`: sizes, precision, head_dim, direction), or a direction other than the
-    forward (FA2's varlen backward is not modelled)."""
+    forward (FA2's varlen backward is not modelled). Both `predict_varlen` and a serving GPU device
+    (`archsim.systems.gpu_device`) take their plans here. Lengths that are not the packed case's
+    (`_check_seqlens`) are a SpecError."""
+    _check_seqlens(case, seqlens)
     if kernel in KERNELS and not has_varlen(kernel):
         return f"{kernel} has no varlen path modelled (one call per prompt)"
     found = plans(kernel, case, gpu)
@@ -410,6 +413,15 @@ def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: 
                                                                                      FA2_HEAD_DIMS)),)),)
 
 
+def _check_seqlens(case: AttentionCase, seqlens: Sequence[int]) -> None:
+    """A SpecError naming `seqlens` unless they are positive whole numbers adding up to the packed `case`'s seqlen,
+    at batch 1."""
+    if case.batch != 1 or not seqlens or sum(seqlens) != case.seqlen or any(
+            isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
+        raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
+                        f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
+
+
 def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU,
                    params: Mapping[str, float]) -> GpuResult:
     """Predict one varlen forward call of `kernel` (`varlen_plans`) over prompts of `seqlens` tokens, in that order.
@@ -418,13 +430,9 @@ def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu
     `flops()` (the result's `flops`) count a causal attention across prompts too: the call's FLOPs are the
     prompts' own cases', summed. Prompts of one length L, k of them, time as the batch-k call of `predict`: the same
     grid and bytes. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a batch other than 1,
-    are a SpecError."""
+    are a SpecError (`varlen_plans`)."""
     check_kernel(kernel)
     check_case(case)
-    if case.batch != 1 or not seqlens or sum(seqlens) != case.seqlen or any(
-            isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
-        raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
-                        f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
     check_gpu(gpu)
     check_params(kernel, params)
     return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params)

@@ -59,27 +59,35 @@ def all_reduce_s(message_bytes: float, p: int, link: Link, *, algorithm: str) ->
 
 def all_gather_s(message_bytes: float, p: int, link: Link) -> float:
     """Every device ends with all p slices of n/p bytes (n = the gathered output). Ring (Thakur 2005's ring
-    all-gather; NCCL's ring): p-1 steps, each passing one n/p slice on: (p-1)·alpha + (p-1)/p · n/beta."""
-    if _trivial(message_bytes, p, "all_gather_s"):
-        return 0.0
-    return (p - 1) * link.transfer_s(message_bytes / p)
+    all-gather; NCCL's ring): each device starts with its own slice and lacks p-1, and each step passes on the
+    slice it last received, so p-1 steps of one n/p slice (`_slice_steps_s`): (p-1)·alpha + (p-1)/p · n/beta."""
+    return _slice_steps_s(message_bytes, p, link, "all_gather_s")
 
 
 def reduce_scatter_s(message_bytes: float, p: int, link: Link) -> float:
     """Every device ends with one n/p slice of the sum of all devices' n-byte inputs. Ring (NCCL's ring; the
-    same steps and bytes as Thakur 2005's pairwise-exchange reduce-scatter): p-1 steps, each passing one partially
-    reduced n/p slice on: (p-1)·alpha + (p-1)/p · n/beta."""
-    if _trivial(message_bytes, p, "reduce_scatter_s"):
-        return 0.0
-    return (p - 1) * link.transfer_s(message_bytes / p)
+    same steps and bytes as Thakur 2005's pairwise-exchange reduce-scatter): a slice's sum gathers one device's
+    contribution per hop, so it travels p-1 hops to hold all p, and every step passes one partially reduced n/p
+    slice on: p-1 steps of one n/p slice (`_slice_steps_s`): (p-1)·alpha + (p-1)/p · n/beta."""
+    return _slice_steps_s(message_bytes, p, link, "reduce_scatter_s")
 
 
 def all_to_all_s(message_bytes: float, p: int, link: Link) -> float:
     """Every device sends a distinct n/p slice of its n-byte buffer to each other device (e.g. MoE dispatch,
-    Ulysses' sequence <-> head re-sharding). Pairwise exchange (Thakur 2005's long-message algorithm): in
-    step k = 1..p-1 device i sends to i+k and receives from i-k, so p-1 steps of n/p bytes:
-    (p-1)·alpha + (p-1)/p · n/beta."""
-    if _trivial(message_bytes, p, "all_to_all_s"):
+    Ulysses' sequence <-> head re-sharding). Pairwise exchange (Thakur 2005's long-message algorithm): in step
+    k = 1..p-1 device i sends to i+k and receives from i-k, one slice for each of its p-1 peers, so p-1 steps of one
+    n/p slice (`_slice_steps_s`): (p-1)·alpha + (p-1)/p · n/beta. Assumption: any two devices are one hop apart
+    over their own links (a non-blocking switch: NVSwitch, a NIC switch), so a step costs one slice on each
+    device's link. On a physical ring step k's slices would travel k hops and share links (p/2 times the bytes on
+    each link of a one-way ring); that is not modelled."""
+    return _slice_steps_s(message_bytes, p, link, "all_to_all_s")
+
+
+def _slice_steps_s(message_bytes: float, p: int, link: Link, what: str) -> float:
+    """The cost shared by `all_gather_s`, `reduce_scatter_s` and `all_to_all_s` (the reasons for p-1 steps are
+    theirs): p-1 steps, in each every device sends one n/p slice and receives one, over its own full-duplex link:
+    (p-1)·alpha + (p-1)/p · n/beta. `what` names the collective in an argument's error."""
+    if _trivial(message_bytes, p, what):
         return 0.0
     return (p - 1) * link.transfer_s(message_bytes / p)
 

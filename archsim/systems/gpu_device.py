@@ -299,11 +299,12 @@ class GpuDevice:
 
     def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] | None = None) -> GpuResult:
         """The GPU model's prediction of one call of the attention kernel (`seqlens`: a varlen call over prompts of
-        these lengths, `case` their packed sequence, `gpu_kernels.predict_varlen`), among the kernel's plans those
-        that can run it (`runnable_plans`): whose operands and held tensors fit `call_memory_bytes` and whose CTAs
-        fit an SM. When none can, the call is beyond the device (its memory, or a CTA no SM holds), not a malformed
-        spec: an UnrunnableOp at the device's attention kernel (`what` the call is), which a serving run turns into
-        the refusal of the request (`archsim.systems.serving`)."""
+        these lengths, `case` their packed sequence, whose plans and check of the lengths are `predict_varlen`'s:
+        `gpu_kernels.varlen_plans`), among the kernel's plans those that can run it (`runnable_plans`): whose
+        operands and held tensors fit `call_memory_bytes` and whose CTAs fit an SM. When none can, the call is
+        beyond the device (its memory, or a CTA no SM holds), not a malformed spec: an UnrunnableOp at the device's
+        attention kernel (`what` the call is), which a serving run turns into the refusal of the request
+        (`archsim.systems.serving`)."""
         from archsim.model.gpu import predict_plans, runnable_plans
         from archsim.model.gpu_kernels import plans, varlen_plans
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archsim.arch.spec import ceil_div
 from archsim.errors import check_choice
 
 FOLD_TIMINGS = ("pipelined", "scale-sim", "artifact", "artifact-serial-preload")
@@ -104,10 +105,6 @@ class GemmTime:
         return max(self.array_s - self.after_stream_s, self.memory_s) + self.after_stream_s
 
 
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
     """Cycles of one array running `folds` weight folds back to back, each streaming `rows` input rows."""
     if folds <= 0:
@@ -127,12 +124,12 @@ def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
     word_bytes = npu.element_bytes if word_bytes is None else word_bytes
     weight_bytes = float(k * n * word_bytes) * streamed_fraction
     if npu.fold_timing in ("artifact", "artifact-serial-preload"):
-        tile_cycles = _ceil(k, npu.array_rows) * artifact_k_tile_cycles(npu, _ceil(n, npu.array_cols))
-        batch_tiles = _ceil(m, npu.array_cols)
+        tile_cycles = ceil_div(k, npu.array_rows) * artifact_k_tile_cycles(npu, ceil_div(n, npu.array_cols))
+        batch_tiles = ceil_div(m, npu.array_cols)
         return GemmTime(batch_tiles * tile_cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n,
                         weight_bytes, (batch_tiles - 1) * tile_cycles / npu.clock_hz)
-    folds = _ceil(k, npu.array_rows) * _ceil(n, npu.array_cols)
-    cycles = array_cycles(npu, _ceil(folds, npu.systolic_arrays), m)
+    folds = ceil_div(k, npu.array_rows) * ceil_div(n, npu.array_cols)
+    cycles = array_cycles(npu, ceil_div(folds, npu.systolic_arrays), m)
     return GemmTime(cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n, weight_bytes)
 
 
@@ -149,9 +146,9 @@ def fused_mha_cycles(npu: NPUSpec, seq_tokens: int, head_dim: int, softmax_cycle
     """One (request, query head) of the npu-only branch's FusedMHA (module docstring; neupims-artifact.md §4.1):
     (255 + s/8) + softmax + 8 + (255 + head_dim/8) x ceil((s + 127) / 128). CAL (§8): 1,121 cycles measured at
     s = 256 and 826 at s = 128."""
-    logits = npu.fill_cycles + _ceil(seq_tokens, npu.systolic_arrays)
-    chunks = _ceil(seq_tokens + npu.array_rows - 1, npu.array_rows)
-    attend = chunks * (npu.fill_cycles + _ceil(head_dim, npu.systolic_arrays))
+    logits = npu.fill_cycles + ceil_div(seq_tokens, npu.systolic_arrays)
+    chunks = ceil_div(seq_tokens + npu.array_rows - 1, npu.array_rows)
+    attend = chunks * (npu.fill_cycles + ceil_div(head_dim, npu.systolic_arrays))
     return logits + softmax_cycles + GEMV_ISSUE_CYCLES + attend
 
 

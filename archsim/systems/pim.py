@@ -48,6 +48,7 @@ from dataclasses import replace
 import numpy as np
 
 from archsim.arch.pim import PIMSpec
+from archsim.arch.spec import ceil_div
 from archsim.errors import SpecError
 
 
@@ -75,10 +76,6 @@ def external_bytes_per_s(pim: PIMSpec) -> float:
     return external_peak_bytes_per_s(pim) / pim.refresh_factor
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
 def heads_in_slice(start: int, chunk: int, head_dim: int) -> int:
     """Heads whose `head_dim` words overlap the embedding slice [start, start + chunk) of K^T.q's layout (the heads'
     keys one after another in the row): one partial logit each to READRES. ceil(chunk / head_dim) where the slice
@@ -91,8 +88,8 @@ def tile_cycles(pim: PIMSpec, banks, columns, result_bytes):
     """One all-bank row pass: G_ACTs under tFAW, tRCD, COMPs at tCCD_L, READRES, precharge (no refresh).
     Arguments may be numpy arrays (elementwise); zero banks cost nothing."""
     banks, columns = np.asarray(banks), np.asarray(columns)
-    gacts = _ceil(banks, pim.banks_per_activation)
-    last_act = ((_ceil(gacts, pim.activations_per_tFAW) - 1) * pim.tFAW_cycles
+    gacts = ceil_div(banks, pim.banks_per_activation)
+    last_act = ((ceil_div(gacts, pim.activations_per_tFAW) - 1) * pim.tFAW_cycles
                 + ((gacts - 1) % pim.activations_per_tFAW) * pim.tCCD_S_cycles)
     comp_end = last_act + pim.tRCD_cycles + columns * pim.tCCD_L_cycles
     read_end = comp_end + pim.tCL_cycles + np.ceil(np.asarray(result_bytes) / pim.bus_bytes_per_cycle)
@@ -108,7 +105,7 @@ def logits_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     cycles = np.zeros(seq.shape)
     for start in range(0, embed, row):
         chunk = min(row, embed - start)
-        columns = _ceil(chunk, pim.macs_per_bank)
+        columns = ceil_div(chunk, pim.macs_per_bank)
         result = heads_in_slice(start, chunk, head_dim) * pim.element_bytes  # a partial logit per head per bank
         full = tile_cycles(pim, banks, columns, banks * result)
         rest = seq % banks
@@ -120,13 +117,13 @@ def attend_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     """logits·V of one request (all `heads` of this device) on its channel, refresh included."""
     seq = np.asarray(seq_tokens)
     banks, row = pim.banks_per_channel, pim.row_elements
-    per_head = _ceil(seq, row) * pim.gwrite_cycles
+    per_head = ceil_div(seq, row) * pim.gwrite_cycles
     for start in range(0, head_dim, banks):
         used = min(banks, head_dim - start)
         full = tile_cycles(pim, used, row // pim.macs_per_bank, used * pim.element_bytes)
         rest = seq % row
         per_head = per_head + (seq // row) * full + tile_cycles(
-            pim, np.where(rest > 0, used, 0), _ceil(rest, pim.macs_per_bank), used * pim.element_bytes)
+            pim, np.where(rest > 0, used, 0), ceil_div(rest, pim.macs_per_bank), used * pim.element_bytes)
     return heads * per_head * pim.refresh_factor
 
 
@@ -148,11 +145,11 @@ def algorithm1_parts_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int)
     """NeuPIMs Algorithm 1 (§1.4) with whole tiles, (K^T·q, logits·V): GWRITEs and 184-cycle tiles."""
     seq = np.asarray(seq_tokens)
     embed, banks, page = heads * head_dim, pim.banks_per_channel, pim.row_elements
-    e_pages = _ceil(embed, page)
-    logits = pim.gwrite_cycles * e_pages + pim.algorithm1_tile_cycles * _ceil(seq, banks) * e_pages
-    seq_pages = _ceil(seq, page)
+    e_pages = ceil_div(embed, page)
+    logits = pim.gwrite_cycles * e_pages + pim.algorithm1_tile_cycles * ceil_div(seq, banks) * e_pages
+    seq_pages = ceil_div(seq, page)
     attend = (pim.gwrite_cycles * seq_pages * heads
-              + pim.algorithm1_tile_cycles * _ceil(head_dim, banks) * seq_pages * heads)
+              + pim.algorithm1_tile_cycles * ceil_div(head_dim, banks) * seq_pages * heads)
     return logits, attend
 
 
@@ -171,11 +168,11 @@ def newton_commands(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     logits = np.zeros(seq.shape)
     for start in range(0, embed, row):
         touched = heads_in_slice(start, min(row, embed - start), head_dim)
-        logits = logits + 1 + _ceil(seq, banks) * (1 + touched * (_ceil(head_dim, pim.macs_per_bank) + 1))
-    tiles = _ceil(head_dim, banks)
+        logits = logits + 1 + ceil_div(seq, banks) * (1 + touched * (ceil_div(head_dim, pim.macs_per_bank) + 1))
+    tiles = ceil_div(head_dim, banks)
     full, rest = seq // row, seq % row
     per_head = full * (1 + tiles * (row // pim.macs_per_bank + 2)) + np.where(
-        rest > 0, 1 + tiles * (_ceil(rest, pim.macs_per_bank) + 2), 0)
+        rest > 0, 1 + tiles * (ceil_div(rest, pim.macs_per_bank) + 2), 0)
     return logits, heads * per_head
 
 
