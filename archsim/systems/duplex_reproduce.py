@@ -73,8 +73,6 @@ import math
 from dataclasses import replace
 from statistics import mean
 
-import numpy as np
-
 from archsim import library
 from archsim.systems.attribution import Reason
 from archsim.systems.devices import device_models
@@ -84,7 +82,7 @@ from archsim.systems.gpu_device import ROOFLINE
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
-from archsim.systems.serving import ServingConfig, simulate_serving
+from archsim.systems.serving import ServingConfig, percentile, simulate_serving
 from archsim.systems.step import Step, layer_ops
 from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system, with_fields
@@ -368,12 +366,12 @@ def qps_sweep(systems: tuple[str, ...] = QPS_SYSTEMS, rates: tuple[float, ...] =
             result = simulate_serving(model, qps_requests(rate, requests, seed), ServingConfig(max_batch=QPS_MAX_BATCH))
             e2e = [r.finish_s - r.arrival_s for r in result.requests]
             ttft = [r.ttft_s for r in result.requests]
-            ttft_tail = float(np.percentile(ttft, SATURATION_PERCENTILE))
+            ttft_tail = percentile(ttft, SATURATION_PERCENTILE)
             records.append({
                 "system": name, "qps": rate, "requests": requests, "throughput_tok_s": result.throughput_tok_s,
                 "tbt_p50_s": result.tbt_p50_s, "tbt_p99_s": result.tbt_p99_s, "ttft_p50_s": result.ttft_p50_s,
                 f"ttft_p{SATURATION_PERCENTILE}_s": ttft_tail, "ttft_p99_s": result.ttft_p99_s,
-                "e2e_p50_s": float(np.percentile(e2e, 50)), "e2e_p99_s": float(np.percentile(e2e, 99)),
+                "e2e_p50_s": percentile(e2e, 50), "e2e_p99_s": percentile(e2e, 99),
                 "ttft_alone_s": alone_s, "saturated": ttft_tail > SATURATION_TTFT_MULTIPLE * alone_s,
             })
     return records

@@ -60,7 +60,7 @@ from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, bw_min_bytes_per_s
 from archsim.systems.offload_events import SPANS_NOTE, PipelineRun, model_pipeline, simulate_pipeline
 from archsim.systems.requests import LENGTH_PRESETS, Request, sample_lengths
-from archsim.systems.serving import ServingConfig, kv_tokens, simulate_serving
+from archsim.systems.serving import ServingConfig, kv_tokens, percentile, simulate_serving
 from archsim.systems.system_model import ATTENTION, device_of
 from archsim.systems.system_spec import load_system, with_fields
 from archsim.systems.system_types import System
@@ -200,16 +200,9 @@ def serve(model: IterationModel, requests: tuple[Request, ...], max_batch: int =
     times = np.array([it.end_s - it.start_s for it in steady])
     return {"throughput_tok_s": result.steady_throughput_tok_s,
             "batch": float((tokens * times).sum() / times.sum()),
-            "tbt_p50_s": _weighted_percentile(times, tokens, 50), "tbt_p99_s": _weighted_percentile(times, tokens, 99),
+            "tbt_p50_s": percentile(times, 50, tokens), "tbt_p99_s": percentile(times, 99, tokens),
             "rejected": len(result.rejected_ids), "requests": len(requests),
             **{f"utilization_{unit}": u for unit, u in sorted(result.utilization.items())}}
-
-
-def _weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The q-th percentile of `values`, each counted `weights` times (the tokens an iteration emits)."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, q / 100 * cumulative[-1])])
 
 
 def reproduce(models: tuple[str, ...] = MODELS, traces: tuple[str, ...] = TRACES, rounds: int = REQUEST_ROUNDS,

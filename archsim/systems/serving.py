@@ -45,8 +45,9 @@ paged KV cache and preemption. The assumptions, all in one place:
 - Admission is first-come first-served and stops at the first request that does not fit (no skipping): a waiting
   request is admitted while the batch has fewer than `max_batch` requests, the iteration's prefill tokens stay
   within `max_prefill_tokens` (a prompt longer than the budget is admitted alone), and its pages fit leaving
-  `watermark_fraction` of the cache free (vLLM's watermark; waived when the cache is empty so that any feasible
-  request can always start). Nothing is admitted in an iteration that preempted.
+  `watermark_fraction` of the cache's pages free, rounded down to whole pages (vLLM's watermark; waived when the
+  cache is empty so that any feasible request can always start). Nothing is admitted in an iteration that
+  preempted.
 - `mix_prefill_decode=True` (default, Orca's selective batching): new prefills join the decodes of the same
   iteration. `False` (vLLM's original scheduler): an iteration that admits anyone runs only prefills and the
   running requests wait for the next one, their KV held beside it (`Batch.held_kv_tokens`); admission then comes
@@ -268,9 +269,16 @@ def energy_per_token_j(energy_j: float, output_tokens: int) -> float:
     return energy_j / output_tokens
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) of `values`, linear between ranks (numpy's default); NaN for no values."""
-    return float(np.percentile(values, q)) if len(values) else math.nan
+def percentile(values: Sequence[float], q: float, weights: Sequence[float] | None = None) -> float:
+    """The q-th percentile (0..100) of `values`, linear between ranks (numpy's default); NaN for no values. With
+    `weights` (each value counted that many times: the tokens an iteration emits), the smallest value whose
+    weighted share of the values at or below it reaches q % (numpy's `inverted_cdf`, the only method numpy weighs):
+    a value that occurs, as a token's time between tokens is one iteration's time."""
+    if not len(values):
+        return math.nan
+    if weights is None:
+        return float(np.percentile(values, q))
+    return float(np.percentile(values, q, weights=weights, method="inverted_cdf"))
 
 
 class _Live:
@@ -336,7 +344,8 @@ class _Engine:
         self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
         self.request_kv_tokens = request_kv_tokens(model)
         self.pending = deque(pending)  # closed loop: requests released one per finished request
-        self.watermark_pages = math.ceil(config.watermark_fraction * cache.capacity_pages)
+        # vLLM's `watermark_blocks = int(watermark * num_gpu_blocks)` (block_manager): whole pages, rounded down
+        self.watermark_pages = int(config.watermark_fraction * cache.capacity_pages)
         self.waiting: deque[_Live] = deque()
         self.running: list[_Live] = []  # admission order
         self.kv_tokens: list[int] = []  # per running request: tokens of KV it holds
