@@ -36,10 +36,14 @@ MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~
 
 
 def is_file(path: Path, source: str) -> bool:
-    """`path.is_file()`, with a path the OS refuses (a name over 255 bytes, a loop of links) a SpecError naming
-    `source` instead of an OSError."""
+    """Whether `path` is a regular file: False where nothing is there (a missing file or folder on the way, a link
+    to nothing, a name with a NUL byte, which no file has), a SpecError naming `source` where the OS refuses the
+    path (a name over 255 bytes, a loop of links, which `Path.is_file()` would take as missing: "no such file",
+    though the link is there)."""
     try:
-        return path.is_file()
+        return stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return False
     except OSError as exc:
         raise SpecError(source, "", f"cannot use this path ({exc.strerror or exc})") from None
 

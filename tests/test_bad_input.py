@@ -112,5 +112,6 @@ def test_an_error_inside_a_serving_run_exits_2_with_its_message(cli, tmp_path: P
         "heads: 8, kv_heads: 8, head_dim: 128, ffn_dim: 2816, layers: 2, vocab: 32000, word_bytes: 4}\n")
     result = cli("simulate", "--system", "duplex", "--workload", str(workload), "--rate", "4", "--requests", "3",
                  expect=2)
-    assert "duplex.yaml: devices.xpu.preset: GPU h100-sxm5 has no tensor-core rate for 4-byte words" in result.output
+    assert f"{workload}: params.word_bytes: gpu devices.xpu of " in result.output  # the file holding the width
+    assert "GPU h100-sxm5 has no tensor-core rate for 4-byte words" in result.output
     assert "expected a workload of 1- or 2-byte words" in result.output  # not "4-byte at fp32", which no preset has

@@ -16,6 +16,7 @@ from archsim.point import bound
 from archsim.systems.collectives import all_to_all_s
 from archsim.systems.models import system_model
 from archsim.systems.step import ACTIVATIONS_IN
+from archsim.systems.system_checks import _word_problem
 from archsim.systems.system_messages import expert_exchange_s
 from archsim.systems.system_spec import load_system
 from archsim.systems.system_types import EP_LINK
@@ -83,21 +84,24 @@ def test_expert_exchange_combines_at_the_activations_width():
 @pytest.mark.parametrize(("system", "field", "words"), [("npu-only", "word_bytes", 3), ("neupims", "word_bytes", 8),
                                                         ("npu-only", "ffn_word_bytes", 3)])
 def test_npu_refuses_other_word_sizes(system, field, words):
-    with pytest.raises(SpecError, match=rf"params\.{field}: expected 1, 2 or 4 .*npu.*got {words}"):
+    with pytest.raises(SpecError, match=rf"params\.{field}: npu .*expected 1, 2 or 4 bytes, got {words}"):
         system_model(load_system(system), _with(GPT, **{field: words}))
 
 
 def test_logic_pim_refuses_other_word_sizes():
     system = load_system("duplex")
     assert any(d.kind == "logic-pim" for d in system.devices.values())
-    with pytest.raises(SpecError, match=r"params\.word_bytes: expected 1, 2 or 4 .*logic-pim.*got 3"):
-        system_model(system, _with(MIXTRAL, word_bytes=3))
+    with pytest.raises(SpecError, match=r"params\.word_bytes: .* does not compute these words"):
+        system_model(system, _with(MIXTRAL, word_bytes=3))  # its GPU (xpu) is named first: it runs earlier ops
+    (pim,) = (d for d in system.devices.values() if d.kind == "logic-pim")
+    assert _word_problem(pim, 3).startswith("its arrays compute 8-, 16- or 32-bit words: expected 1, 2 or 4 bytes")
+    assert _word_problem(pim, 4) is None
 
 
 def test_simulate_refuses_3_byte_words(cli, tmp_path):
     path = _file(tmp_path, GPT, word_bytes=3)
     result = cli("simulate", "-s", "npu-only", "-w", path, "--rate", "10", "--requests", "20", expect=2)
-    one_line_error(result, f"{path}: params.word_bytes: expected 1, 2 or 4", "got 3")
+    one_line_error(result, f"{path}: params.word_bytes: npu devices.npu of ", "expected 1, 2 or 4 bytes, got 3")
 
 
 def test_supported_word_sizes_still_run():

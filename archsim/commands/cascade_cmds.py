@@ -11,7 +11,7 @@ from archsim import library
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import bind
 from archsim.cascade.reference_check import CHECK_TOLERANCE
-from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets
+from archsim.commands.options import SET, WORKLOAD, WholeRange, nonempty, parse_sets
 
 
 def _show_analysis(analysis: Analysis) -> None:
@@ -54,7 +54,7 @@ def analyze_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], as_js
 @click.argument("cascade", callback=nonempty)
 @WORKLOAD
 @SET
-@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True,
+@click.option("--seed", type=WholeRange(min=0, max=2**32 - 1), default=0, show_default=True,
               help="Seed of the random inputs.")
 @click.option("--check", "check_ref", is_flag=True, help=f"Compare with the reference (max abs error < "
                                                          f"{CHECK_TOLERANCE:g}); exit 1 if it differs.")

@@ -48,6 +48,7 @@ from archsim.commands.benchmarks import (
     benchmark_cases,
     heldout_cases,
 )
+from archsim.commands.options import WholeRange, once_each
 from archsim.errors import SpecError
 from archsim.gpu.measurements import INTERPRETED, read_csv_rows
 from archsim.limits import env_limit
@@ -67,11 +68,11 @@ NO_GPU = ("error: no GPU available (torch.cuda.is_available() is False); run thi
 
 
 def _parse_kernels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in KERNELS]
     if unknown or not names:
         raise click.BadParameter(f"unknown kernel(s) {unknown}; choose from {', '.join(KERNELS)}")
-    return names
+    return tuple(once_each(param.opts[0], value, names))
 
 
 def _check_out(path: Path) -> None:
@@ -311,7 +312,7 @@ def _measure_case(case: Case, out: Path, device: str, interpret: bool, base: dic
               help="CSV to append the rows to (created with a header if missing).")
 @click.option("--interpret", is_flag=True,
               help="Run on the CPU under TRITON_INTERPRET=1 at tiny shapes; rows are marked as not timings.")
-@click.option("--max-seqlen", type=click.IntRange(min=16), default=None,
+@click.option("--max-seqlen", type=WholeRange(min=16), default=None,
               help=f"Longest sequence length to run [default: the published ones; {INTERPRET_MAX_SEQLEN} with "
                    "--interpret].")
 @click.option("--grid", type=click.Choice(tuple(GRIDS)), default="published", show_default=True,

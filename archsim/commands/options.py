@@ -3,7 +3,9 @@ by their option, showing a Result."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any
 
 import click
 
@@ -22,15 +24,12 @@ def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 
 def whole_numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
     """A comma list of whole numbers >= 1 (a K or M suffix multiplies by 1024 or 1024^2), each within the size limit
-    (`ARCHSIM_MAX_SIZE`), in order, once each; an option not given is an empty list."""
-    out: list[int] = []
+    (`ARCHSIM_MAX_SIZE`), in order, each once (`once_each`); an option not given is an empty list."""
     if value is None:
-        return out
-    for item in value.split(","):
-        number = _whole(param.opts[0], value, item.strip(), "whole numbers >= 1 separated by commas")
-        if number not in out:
-            out.append(number)
-    return out
+        return []
+    return once_each(param.opts[0], value, [_whole(param.opts[0], value, item.strip(),
+                                                   "whole numbers >= 1 separated by commas")
+                                            for item in value.split(",")])
 
 
 def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -42,21 +41,84 @@ def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) 
     return _whole(param.opts[0], value, value.strip(), "one whole number >= 1")
 
 
-def _whole(option: str, value: str, item: str, expected: str) -> int:
-    """`item` of the option's `value` as a whole number >= 1 (a K or M suffix multiplies by 1024 or 1024^2) within
-    the size limit; otherwise a SpecError saying it expected `expected`."""
-    from archsim.workload import max_size
+def once_each(option: str, value: str, items: list) -> list:
+    """`items`, the values of the option's comma list `value`, when none is given twice: a repeat would be one point
+    run once, silently (a sweep's axis refuses one too); otherwise a SpecError naming the option."""
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise SpecError(option, value, f"expected each value once, got {item} twice")
+    return items
 
+
+def _whole(option: str, value: str, item: str, expected: str) -> int:
+    """`item` of the option's `value` as a whole number >= 1 (`option_number`'s digits; a K or M suffix multiplies
+    by 1024 or 1024^2) within the size limit; otherwise a SpecError saying it expected `expected`."""
     text = item.upper()
     scale = SUFFIXES.get(text[-1:], 1)
-    digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit() or int(digits) * scale < 1:
+    try:
+        number = option_number(option, text[:-1] if scale > 1 else text, whole=True) * scale
+    except SpecError:
+        number = 0
+    if number < 1:
         raise SpecError(option, value, f"expected {expected} (8K = 8192), got {item!r}")
-    number, limit = int(digits) * scale, max_size()
+    return _sized(option, item, number)
+
+
+def _sized(option: str, where: str, number: int) -> int:
+    """`number`, a size an option gives, when within the size limit (`archsim.workload.max_size`); otherwise a
+    SpecError naming the option."""
+    from archsim.workload import max_size
+
+    limit = max_size()
     if number > limit:
-        raise SpecError(option, item, f"{number} is beyond the limit of {limit} on sizes (raise it with the "
-                                      "environment variable ARCHSIM_MAX_SIZE)")
+        raise SpecError(option, where, f"{number} is beyond the limit of {limit} on sizes (raise it with the "
+                                       "environment variable ARCHSIM_MAX_SIZE)")
     return number
+
+
+def option_number(option: str, text: str, whole: bool = False) -> int | float:
+    """The number an option's `text` writes, as Python reads an ASCII literal (int() where `whole`, else float()):
+    `_` between digits is taken (4_096, as YAML 1.1 reads it in a spec file), other scripts' digits that int() and
+    float() take too ('４０９６', '٤٠٩٦') are not, as no spec file reads them. A SpecError naming the option
+    otherwise; ranges are the caller's."""
+    if text.isascii():
+        with contextlib.suppress(ValueError):
+            return int(text) if whole else float(text)
+    kind = "a whole number in ASCII digits (e.g. 4096 or 4_096)" if whole else "a number in ASCII digits (e.g. 0.5)"
+    raise SpecError(option, "", f"expected {kind}, got {text!r}")
+
+
+class _OptionNumber:
+    """A click number type whose text `option_number` reads (every number option's, one rule), its range then
+    checked by the click type it is mixed into."""
+
+    whole = True
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            value = option_number(param.opts[0] if param else "value", value, self.whole)
+        return super().convert(value, param, ctx)
+
+
+class WholeRange(_OptionNumber, click.IntRange):
+    """click's IntRange over `option_number`'s digits."""
+
+
+class RealRange(_OptionNumber, click.FloatRange):
+    """click's FloatRange over `option_number`'s digits."""
+
+    whole = False
+
+
+class Size(WholeRange):
+    """A size option (a batch, a token budget): a whole number >= 1 within the size limit (`ARCHSIM_MAX_SIZE`),
+    as a workload's sizes."""
+
+    def __init__(self) -> None:
+        super().__init__(min=1)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return _sized(param.opts[0] if param else "value", "", super().convert(value, param, ctx))
 
 
 def named(option: str, name: str, load):
@@ -76,13 +138,14 @@ WORKLOAD = click.option("--workload", "-w", metavar="W", callback=nonempty,
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
-    """`NAME=NUMBER` pairs, each name once; a number must be finite (the binding checks its range)."""
+    """`NAME=NUMBER` pairs, each name once; a number (`option_number`'s) must be finite (the binding checks its
+    range)."""
     out = {}
     for item in values:
         name, sep, value = item.partition("=")
         try:
-            number = float(value)
-        except ValueError:
+            number = option_number("--set", value)
+        except SpecError:
             sep = ""
         if not sep or not name.strip():
             raise SpecError("--set", item, "expected NAME=NUMBER, e.g. --set seq_len=4096 or --set M0=256")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from archsim.commands.options import named, nan_as_null, nonempty, whole_numbers
+from archsim.commands.options import Size, WholeRange, named, nan_as_null, nonempty, once_each, whole_numbers
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 
@@ -78,11 +78,11 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 
     if value is None:
         return []
-    names = list(dict.fromkeys(item.strip() for item in value.split(",")))
+    names = [item.strip() for item in value.split(",")]
     for name in names:
         if name not in SCHEMES:
             raise SpecError("--scheme", name, f"expected one of {', '.join(SCHEMES)}")
-    return names
+    return once_each("--scheme", value, names)
 
 
 @click.command("parallel")
@@ -110,7 +110,7 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
                    "are the devices and topology (so it excludes --topology and --gpu), and its scheme, cp, tp, "
                    "Ulysses degree and attention kernel the defaults of --scheme, --devices, --tp, --ulysses and "
                    "--kernel: with --scope layer its prefill's layer.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences per step.")
+@click.option("--batch", type=Size(), default=1, show_default=True, help="Sequences per step.")
 @click.option("--direction", type=click.Choice(["fwd", "fwd+bwd", "decode"]), default="fwd", show_default=True,
               help="Forward (prefill), forward and backward (training), or one decode step over --seq-len cached "
                    "tokens (ring, megatron-sp, distattention).")
@@ -119,11 +119,11 @@ def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @click.option("--causal/--no-causal", default=True, show_default=True,
               help="Causal mask of the prefill (lasp1, lasp2 and lasp2h are modelled causal only); a decode step's "
                    "query attends every cached token (causal), so decode refuses --no-causal.")
-@click.option("--tp", type=click.IntRange(min=1),
+@click.option("--tp", type=WholeRange(min=1),
               help="Tensor-parallel devices per sequence-parallel rank, inside a node: a divisor of its devices. "
                    "Default: 1, or --system's. Training memory (fwd+bwd) is not modelled above 1: no memory or "
                    "largest context ('-', null in --json).")
-@click.option("--ulysses", type=click.IntRange(min=1), metavar="U",
+@click.option("--ulysses", type=WholeRange(min=1), metavar="U",
               help="[usp] Ulysses degree: all-to-all over U devices, a ring over devices / U groups.")
 @click.option("--kernel", metavar="K", help="Attention kernel the GPU model times for the softmax schemes' prefill "
                                             "(default: FlashAttention-2); LASP's chunks run archsim's Lightning "

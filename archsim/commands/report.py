@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from archsim import library
-from archsim.commands.options import SET, WORKLOAD, nonempty, parse_sets, show_result
+from archsim.commands.options import SET, WORKLOAD, WholeRange, nonempty, parse_sets, show_result
 from archsim.commands.sweep import check_objectives, check_stored_objectives, objectives_option
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
@@ -44,7 +44,7 @@ _MODES = {  # mode -> the options that apply to it
 @click.option("--event", "use_event", is_flag=True,
               help="[--run] Evaluate with the event model: adds stall sources and trace.json (Chrome/Perfetto).")
 @click.option("--model", type=click.Choice(list(MODELS)), help="[--reproduction fusemax] Model (default BERT).")
-@click.option("--seq-len", type=click.IntRange(min=1, max=2**24),
+@click.option("--seq-len", type=WholeRange(min=1, max=2**24),
               help="[--reproduction fusemax] Tokens (default 65536).")
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Output directory (default reports/library, reports/MAPPING, reports/PAPER or reports/DB-NAME).")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from archsim.commands.options import nan_as_null, nonempty
+from archsim.commands.options import RealRange, Size, WholeRange, nan_as_null, nonempty
 from archsim.dse.system_points import with_link
 from archsim.errors import SpecError
 from archsim.model.trace import write_chrome_trace
@@ -54,29 +54,29 @@ from archsim.systems.system_spec import load_system
                    "or a YAML file.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
               help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Poisson arrivals per second.")
-@click.option("--requests", "n_requests", type=click.IntRange(min=1),
+@click.option("--rate", type=RealRange(min=0, min_open=True), help="Poisson arrivals per second.")
+@click.option("--requests", "n_requests", type=WholeRange(min=1),
               help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")
 @click.option("--lengths", type=click.Choice(sorted(LENGTH_PRESETS)), default="sharegpt", show_default=True,
               help="[--rate] Prompt/output length distribution: each length lognormal, clipped to [1, max] "
                    "tokens, its mean after clipping the preset's (archsim/systems/requests.py); max prompt/output "
                    "and sigma: " + ", ".join(f"{name} {d.max_prompt_tokens}/{d.max_output_tokens} sigma {d.sigma:g}"
                                              for name, d in LENGTH_PRESETS.items()))
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=WholeRange(min=0), default=0, show_default=True,
               help="[--rate] Seed of arrivals and lengths")
-@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--max-batch", type=Size(), default=256, show_default=True,
               help="Most requests in one iteration.")
-@click.option("--max-prefill-tokens", type=click.IntRange(min=1),
+@click.option("--max-prefill-tokens", type=Size(),
               help="Most prompt tokens prefilled in one iteration (vLLM's max_num_batched_tokens without chunked "
                    "prefill: a longer prompt is prefilled alone). Default: no budget, Orca's; the system's memory "
                    "still bounds an iteration where it is modelled.")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True),
+@click.option("--alpha", type=RealRange(min=0, min_open=True),
               help="[attention offloading] The network overhead the link may add (Lamina's alpha, §3.3): the run "
                    "is infeasible, with the reason, where the link carries less than BW_min at its most demanding "
                    "decode iteration.")
-@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
+@click.option("--tp", type=WholeRange(min=1), help="Tensor-parallel devices (default: the system spec's for the "
                                                         "workload, e.g. 4 for gpt3-7b on neupims).")
-@click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
+@click.option("--pp", type=WholeRange(min=1), help="Pipeline-parallel stages (default: the system spec's).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the metrics as JSON, with the record a sweep stores for the run under `record`.")
 @click.option("--trace-out", type=click.Path(dir_okay=False), callback=nonempty,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from archsim import library
-from archsim.commands.options import nonempty
+from archsim.commands.options import WholeRange, nonempty
 from archsim.dse.spec import (
     MAX_POINTS_ENV,
     MAXIMISED,
@@ -100,12 +100,12 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
                    "Dask cluster.")
 @click.option("--db", type=click.Path(dir_okay=False), callback=nonempty,
               help="Results store (default sweeps/<name>.sqlite).")
-@click.option("--workers", type=click.IntRange(min=1),
+@click.option("--workers", type=WholeRange(min=1),
               help="Run on an embedded Dask cluster of this many workers (default when Dask is chosen: one per core).")
-@click.option("--batch-size", type=click.IntRange(min=1),
+@click.option("--batch-size", type=WholeRange(min=1),
               help="Points per task (default: about 1 s of work, timed on the first points).")
 @click.option("--local", is_flag=True, help="Evaluate in this process, without Dask, whatever the estimate.")
-@click.option("--max-points", type=click.IntRange(min=1),
+@click.option("--max-points", type=WholeRange(min=1),
               help=f"Refuse a sweep of more points than this (default: ${MAX_POINTS_ENV} or 100000).")
 @objectives_option("--objectives", "Objectives of the summary's Pareto front (default: the spec's).")
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
@@ -201,7 +201,7 @@ def _plain(value):
 
 
 @click.command("results")
-@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("db", type=click.Path(dir_okay=False))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Write the records as CSV here (- for standard output).")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),

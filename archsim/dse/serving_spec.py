@@ -44,12 +44,13 @@ mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM de
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload exist;
 the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the fields of a
 linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again; the message names
-the field the spec refuses where the YAML path does not); `serving.max_batch` values are whole numbers >= 1,
-`serving.rate_per_s` values finite numbers > 0 and `serving.lengths` values presets or CSV traces that `read_trace` and
-`check_requests` accept; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour`
-on every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the
-default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose
-values together cannot be built, or whose weights do not fit, are infeasible records with their reason, not load errors.
+the field the spec refuses where the YAML path does not); `serving.max_batch` and `serving.max_prefill_tokens`
+values are whole numbers >= 1 within the size limit (ARCHSIM_MAX_SIZE), `serving.rate_per_s` values finite numbers
+> 0 and `serving.lengths` values presets or CSV traces that `read_trace` and `check_requests` accept; a sweep that
+names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on every device of the system, in
+the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the default objectives'
+`energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose values together cannot
+be built, or whose weights do not fit, are infeasible records with their reason, not load errors.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_reques
 from archsim.systems.serving import COST_METRIC
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, with_fields
 from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
-from archsim.workload import Workload
+from archsim.workload import Workload, max_size, size_limit_problem
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
 SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.lengths", "serving.rate_per_s")
@@ -130,16 +131,16 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
                               or not (math.isfinite(alpha) and alpha > 0)):
         raise SpecError(source, "serving.alpha", f"expected a network overhead > 0 and finite (Lamina's alpha, "
                                                  f"e.g. 0.2), got {alpha!r}")
-    batch = None if "max_batch" in by_axis else _whole(data["max_batch"], source, "serving.max_batch", 1)
+    batch = None if "max_batch" in by_axis else _size(data["max_batch"], source, "serving.max_batch")
     seed = None if traces_only else _whole(data["seed"], source, "serving.seed", 0)
     return ServingSettings(rate, requests, lengths, seed, batch,
-                           None if budget is None else _whole(budget, source, "serving.max_prefill_tokens", 1),
+                           None if budget is None else _size(budget, source, "serving.max_prefill_tokens"),
                            None if alpha is None else float(alpha))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
     """A `serving.` axis is one of `SERVING_AXES`, each value (at `where`) a rate (`arrival_rate`), lengths
-    (`request_lengths`) or a whole number >= 1 (the batch, the prefill budget); another path is refused at its axis
+    (`request_lengths`) or a size (`_size`: the batch, the prefill budget); another path is refused at its axis
     (`axes.<path>`), not at a value."""
     if path not in SERVING_AXES:
         raise SpecError(source, f"axes.{path}", f"a serving axis is one of {', '.join(SERVING_AXES)}")
@@ -148,7 +149,7 @@ def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
     elif path == "serving.lengths":
         request_lengths(value, source, where)
     else:
-        _whole(value, source, where, 1)
+        _size(value, source, where)
 
 
 def arrival_rate(value: Any, source: str, where: str) -> float:
@@ -187,6 +188,15 @@ def request_lengths(value: Any, source: str, where: str) -> str:
 def _whole(value: Any, source: str, where: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise SpecError(source, where, f"expected a whole number >= {least}, got {value!r}")
+    return value
+
+
+def _size(value: Any, source: str, where: str) -> int:
+    """A batch or a prefill budget: a whole number >= 1 within the size limit (`max_size`, ARCHSIM_MAX_SIZE), as
+    a workload's batch and tokens are (`simulate --max-batch` and `--max-prefill-tokens` take the same)."""
+    problem = size_limit_problem(_whole(value, source, where, 1), max_size())
+    if problem:
+        raise SpecError(source, where, problem)
     return value
 
 

@@ -50,12 +50,12 @@ Everything is checked at load, each problem a `SpecError` naming the YAML path: 
 exist (mapping, cascade, workload, architecture, GPU presets, each `arch.` path in the base architecture, each
 `workload.` name and `sets` key a parameter or rank of the cascade or the workload; without a workload, every
 model size the cascade binds given by `sets` or an axis, never its test sizes), every axis value (not only
-the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, each
-field is set in one place (`archsim.dse.once`: not by `sets` and an axis, nor by two axes), a grid takes no
-`samples` or `seed`, the objectives are two or three distinct metrics, and neither they nor the constraints name a
-metric the target does not model (`UNMODELLED`: a system's area). The number of points is computed as a product
-before any is drawn and capped (`DEFAULT_MAX_POINTS`, raised by `archsim sweep --max-points` or
-`ARCHSIM_MAX_SWEEP_POINTS`): a grid too large to run is refused at once instead of being enumerated.
+the first) is a finite number (a positive one for a size) or a list of them that the architecture accepts, given
+once in its axis (`_once`), each field is set in one place (`archsim.dse.once`: not by `sets` and an axis, nor by
+two axes), a grid takes no `samples` or `seed`, the objectives are two or three distinct metrics, and neither they
+nor the constraints name a metric the target does not model (`UNMODELLED`: a system's area). The number of points
+is computed as a product before any is drawn and capped (`DEFAULT_MAX_POINTS`, raised by `archsim sweep
+--max-points` or `ARCHSIM_MAX_SWEEP_POINTS`): a grid too large to run is refused at once instead of being enumerated.
 """
 
 from __future__ import annotations
@@ -478,7 +478,17 @@ def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
             raise SpecError(source, where, "empty axis: give at least one value")
         for i, value in enumerate(values):
             _check_value(value, str(path), source, f"{where}[{i}]")
+        _once(values, source, where)
     return {str(p): v if str(p).startswith("linked.") else list(v) for p, v in axes.items()}
+
+
+def _once(values: list, source: str, where: str) -> None:
+    """Each value of the axis at `where` once: a repeat is a point drawn twice, run once, so the grid is not the
+    product the spec writes (a list option's repeat, `archsim.commands.options.once_each`, is refused too)."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise SpecError(source, f"{where}[{i}]", f"expected each value once, got {value!r} twice (also "
+                                                     f"{where}[{values.index(value)}])")
 
 
 def _links(axes: dict[str, Any], source: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -495,6 +505,7 @@ def _links(axes: dict[str, Any], source: str, kind: str) -> dict[str, dict[str, 
             raise SpecError(source, f"{where}.values", "expected a non-empty list of values")
         for i, value in enumerate(values):
             _check_value(value, str(path), source, f"{where}.values[{i}]")
+        _once(values, source, f"{where}.values")
         if not isinstance(templates, dict) or not templates:
             raise SpecError(source, f"{where}.set", "expected a non-empty mapping of field path -> template")
         for target in templates:

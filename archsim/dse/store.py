@@ -51,6 +51,7 @@ import pandas as pd
 
 from archsim.dse.spec import AXIS_ROOTS
 from archsim.errors import SpecError
+from archsim.spec_files import is_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -132,6 +133,7 @@ def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
     """Open (create, unless `read_only`) the store at `path`. A file that is not an SQLite database, or whose
     tables are not a store's, is a SpecError naming it."""
     path = str(path)
+    is_file(Path(path), path)  # a path the OS refuses (a loop of links) named, before resolve() raises on it
     with _errors(path):
         uri = Path(path).resolve().as_uri() + ("?mode=ro" if read_only else "")
         conn = sqlite3.connect(uri, uri=True, factory=StoreConnection, timeout=_TIMEOUT_S)
@@ -399,7 +401,7 @@ def _reading(path: Path) -> Iterator[StoreConnection]:
     process cannot write is read from a copy: SQLite's WAL mode needs its shared-memory file beside the database
     even to read, so the store and its log (the batches of a killed sweep not yet folded in) are copied to a
     temporary folder and read there."""
-    if not path.is_file():
+    if not is_file(path, str(path)):
         raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
     with contextlib.ExitStack() as stack:
         if os.access(path.resolve().parent, os.W_OK | os.X_OK):

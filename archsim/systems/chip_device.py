@@ -43,6 +43,17 @@ PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first preci
 UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure or prices: not modelled, so not 0
 
 
+def word_problem(chip: Chip, word_bytes: int) -> str | None:
+    """Why `chip`'s matrix units do not run `word_bytes`-byte words, or None when they do: it has a peak for one of
+    `PRECISIONS_BY_WORD_BYTES[word_bytes]`. The one rule of a chip device's widths (`ChipDevice` and the system
+    check of a workload's widths read it)."""
+    peaks = chip.matmul_flops_per_s
+    if any(p in peaks for p in PRECISIONS_BY_WORD_BYTES.get(word_bytes, ())):
+        return None
+    return (f"chip {chip.name} has no matrix peak for {word_bytes}-byte words (it has {', '.join(peaks)}): expected "
+            "words of a precision it has a peak for (2 bytes: bf16; 1 byte: fp8 or int8)")
+
+
 @dataclass(frozen=True)
 class ChipDevice:
     """A chip as a roofline device (module docstring): ops cost at its matrix peak and HBM bandwidth, each derated by
@@ -62,13 +73,11 @@ class ChipDevice:
 
     def matmul_peak_flops_per_s(self, word_bytes: int) -> float:
         """The matrix units' dense peak for operands of `word_bytes` bytes (module docstring)."""
+        problem = word_problem(self.spec, word_bytes)
+        if problem:
+            raise SpecError(self.source, f"devices.{self.name}.preset", problem)
         peaks = self.spec.matmul_flops_per_s
-        for precision in PRECISIONS_BY_WORD_BYTES.get(word_bytes, ()):
-            if precision in peaks:
-                return peaks[precision]
-        raise SpecError(self.source, f"devices.{self.name}.preset",
-                        f"chip {self.spec.name} has no matrix peak for {word_bytes}-byte words (it has "
-                        f"{', '.join(peaks)}; bf16 runs 2-byte words, fp8 or int8 1-byte words)")
+        return next(peaks[p] for p in PRECISIONS_BY_WORD_BYTES[word_bytes] if p in peaks)
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise pass moving `dram_bytes` at the derated bandwidth (no launch cost, as every op here)."""

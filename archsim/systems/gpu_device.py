@@ -129,6 +129,19 @@ class ActionEnergy:
         return (dram_bytes * (8 * self.hbm_pj_per_bit + self.sram_pj_per_byte) + flops * self.pj_per_flop) * 1e-12
 
 
+def word_problem(gpu: GPU, word_bytes: int) -> str | None:
+    """Why `gpu`'s tensor cores do not run `word_bytes`-byte words, or None when they do (`WORD_PRECISIONS`: 1-byte
+    words at fp8, at the fp16 rate on a GPU without fp8 tensor cores, `GPU.has_rate`; 2-byte at fp16). The one rule
+    of a GPU device's widths: `GpuDevice.precision` and the system check of a workload's widths
+    (`archsim.systems.system_checks`) read it."""
+    precision = WORD_PRECISIONS.get(word_bytes)
+    if precision is not None and gpu.has_rate(precision):
+        return None
+    return (f"GPU {gpu.name} has no tensor-core rate for {word_bytes}-byte words (it has "
+            f"{', '.join(gpu.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16; 4-byte fp32 words have "
+            "no tensor-core path, tf32 being another format): expected a workload of 1- or 2-byte words")
+
+
 @dataclass(frozen=True)
 class GpuDevice:
     """A GPU as a serving device (module docstring): GEMMs and elementwise kernels timed with the calibrated `params`,
@@ -331,15 +344,10 @@ class GpuDevice:
         """The precision of the op's words: fp8 runs at the fp16 rate on a GPU without fp8 tensor cores
         (`GPU.tensor_peak_flops_per_s`); a word size with no tensor-core rate on this GPU is refused, naming the
         device's preset, as `ChipDevice` does."""
-        word_bytes = op.binding.word_bytes
-        precision = WORD_PRECISIONS.get(word_bytes)  # the precision its GEMMs run at
-        if precision is None or not self.spec.has_rate(precision):
-            raise SpecError(self.source, f"devices.{self.name}.preset",
-                            f"GPU {self.spec.name} has no tensor-core rate for {word_bytes}-byte words (it has "
-                            f"{', '.join(self.spec.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16; "
-                            "4-byte fp32 words have no tensor-core path, tf32 being another format): expected a "
-                            "workload of 1- or 2-byte words")
-        return precision
+        problem = word_problem(self.spec, op.binding.word_bytes)
+        if problem:
+            raise SpecError(self.source, f"devices.{self.name}.preset", problem)
+        return WORD_PRECISIONS[op.binding.word_bytes]
 
     def _attention_case(self, op: Op, calls: int, seqlen: int) -> AttentionCase:
         """The kernel call of `calls` attention ops of `op`'s sizes over `seqlen` keys (a prompt's call causal)."""

@@ -59,11 +59,22 @@ def at_word_bytes(pim: PIMSpec, word_bytes: int, source: str = "<python>", where
     blaming `source` and `where` when the words do not divide the column."""
     if word_bytes == pim.element_bytes:
         return pim
+    problem = word_problem(pim, word_bytes)
+    if problem:
+        raise SpecError(source, where, problem)
     column_bytes = pim.macs_per_bank * pim.element_bytes
-    if not (isinstance(word_bytes, int) and word_bytes > 0 and column_bytes % word_bytes == 0):
-        raise SpecError(source, where, f"a bank-PIM COMP reads {column_bytes}-byte columns: expected ops of a word "
-                                       f"size dividing it, got {word_bytes!r}-byte words")
     return replace(pim, element_bytes=word_bytes, macs_per_bank=column_bytes // word_bytes)
+
+
+def word_problem(pim: PIMSpec, word_bytes: int) -> str | None:
+    """Why a bank-PIM's COMP does not compute `word_bytes`-byte words, or None when it does: whole words fill its
+    column (macs_per_bank x element_bytes bytes). The one rule of a bank-PIM's widths (`at_word_bytes` and the
+    system check of a workload's widths read it)."""
+    column_bytes = pim.macs_per_bank * pim.element_bytes
+    if isinstance(word_bytes, int) and word_bytes > 0 and column_bytes % word_bytes == 0:
+        return None
+    return (f"a bank-PIM COMP reads {column_bytes}-byte columns: expected ops of a word size dividing it, got "
+            f"{word_bytes!r}-byte words")
 
 
 def external_peak_bytes_per_s(pim: PIMSpec) -> float:

@@ -45,7 +45,9 @@ memory, the Op/B a threshold reads) is refused when the model is built: `check_a
 refuses parallelism (`System.parallelism_for` the workload) that the workload's sizes cannot be cut by, a rule
 that can put an op reading weights in the workload's cascades on a device whose memory the weights are not checked
 against (`_check_weight_devices`), and `resident_weight_bytes` where a rule can put an op that reads weights in
-the workload's cascades on a device other than an npu (`_check_resident_weights`). `archsim check` runs the
+the workload's cascades on a device other than an npu (`_check_resident_weights`), and a word size that a device
+the rules may give an op does not compute (`_check_word_sizes`: the workload's field blamed, or an architecture
+preset's). `archsim check` runs the
 degree checks at the spec's own degrees too (`check_spec_degrees`: its top-level parallelism and each `by_workload`
 entry), which a spec whose degrees `--tp` or a sweep overrides need not pass.
 """
@@ -56,9 +58,13 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 
+from archsim.cascade.bind import FFN_WORDS
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, per_object
 from archsim.outputs import capacity_text
+from archsim.systems.chip_device import word_problem as chip_word_problem
+from archsim.systems.gpu_device import word_problem as gpu_word_problem
+from archsim.systems.pim import word_problem as pim_word_problem
 from archsim.systems.pim_device import placement_problem
 from archsim.systems.step import PHASES, WEIGHTS, Step, block_of, layer_kinds, layer_ops, resident_tokens
 from archsim.systems.system_types import (
@@ -66,6 +72,7 @@ from archsim.systems.system_types import (
     CONTEXT_PARALLEL,
     CP_LINK,
     EP_LINK,
+    GPU_KINDS,
     OFFLOAD_SCHEDULES,
     OP_KINDS,
     PIM_KINDS,
@@ -148,19 +155,48 @@ def check_against_workload(system: System, workload: Workload) -> None:
 # the words an npu's or logic-pim's GEMM units compute: 8-, 16- or 32-bit (fp8/int8, fp16/bf16, fp32), at one MAC
 # a PE a cycle whatever the width (`archsim.systems.npu`'s assumption; their bytes stream at the width)
 ARRAY_WORD_BYTES = (1, 2, 4)
+FFN_OPS = ("ffn", "moe")  # the ops a workload's ffn_word_bytes binds (`archsim.cascade.bind.binds_ffn_words`)
 
 
 def _check_word_sizes(system: System, workload: Workload) -> None:
-    """An npu or logic-pim device computes 1-, 2- or 4-byte words (`ARRAY_WORD_BYTES`, as a bank-PIM's column
-    holds them; a gpu, chip or bank-pim refuses a width its presets have no rate for when an op is costed), so a
-    workload's `word_bytes` or `ffn_word_bytes` of another width (3 bytes, 8) is refused on a system with one,
-    naming the workload's field."""
-    kinds = sorted({device.kind for device in system.devices.values()} & {"npu", "logic-pim"})
-    for name in ("word_bytes", "ffn_word_bytes"):
-        if kinds and workload.params.get(name, ARRAY_WORD_BYTES[1]) not in ARRAY_WORD_BYTES:
+    """Each device a rule may give an op (`_reachable`) computes the op's words: the workload's `word_bytes`, or
+    for an FFN op (`FFN_OPS`) its `ffn_word_bytes` where given, by the device model's own rule (`_word_problem`).
+    A width a device does not compute (3 bytes anywhere, 4 on a GPU) is refused naming the workload's field, the
+    file that holds it, where the device's model would blame the system file when an op is costed; then an
+    architecture whose preset's `word_bytes` is not its ops' is refused naming the preset's."""
+    runs = []
+    for op in OP_KINDS:
+        name = FFN_WORDS if op in FFN_OPS and FFN_WORDS in workload.params else "word_bytes"
+        devices = {d.name: d for phase in PHASES for d in _reachable(system, op, phase)}
+        runs += [(device, name) for device in devices.values() if name in workload.params]
+    for device, name in sorted(runs, key=lambda run: run[0].kind == "architecture"):
+        word_bytes = workload.params[name]
+        if device.kind == "architecture":
+            if word_bytes != device.spec.word_bytes:
+                raise SpecError(device.spec.source, "word_bytes",
+                                f"expected {word_bytes:g} (the words of ops that devices.{device.name} of "
+                                f"{system.source} runs: {workload.path}'s params.{name}), got {device.spec.word_bytes}")
+            continue
+        problem = _word_problem(device, int(word_bytes) if float(word_bytes).is_integer() else word_bytes)
+        if problem:
             raise SpecError(workload.path, f"params.{name}",
-                            f"expected 1, 2 or 4 ({' and '.join(kinds)} devices of {system.source} compute 8-, "
-                            f"16- or 32-bit words), got {workload.params[name]:g}")
+                            f"{device.kind} devices.{device.name} of {system.source} does not compute these words: "
+                            f"{problem}")
+
+
+def _word_problem(device: Device, word_bytes: int) -> str | None:
+    """Why `device` does not compute `word_bytes`-byte words, or None when it does, by its model's own rule: a
+    gpu's tensor cores (`gpu_device.word_problem`), a chip's matrix units (`chip_device.word_problem`), a bank-pim's
+    COMP (`pim.word_problem`); an npu's or logic-pim's arrays compute `ARRAY_WORD_BYTES`."""
+    if device.kind in GPU_KINDS:
+        return gpu_word_problem(device.spec, word_bytes)
+    if device.kind == "chip":
+        return chip_word_problem(device.spec, word_bytes)
+    if device.kind == "bank-pim":
+        return pim_word_problem(device.spec, word_bytes)
+    if word_bytes in ARRAY_WORD_BYTES:
+        return None
+    return f"its arrays compute 8-, 16- or 32-bit words: expected 1, 2 or 4 bytes, got {word_bytes:g}"
 
 
 def check_tp_group(system: System, workload_name: str, device: str, tp: int) -> None:
