@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from archsim.dse.spec import MAXIMISED
+from archsim.dse.spec import AXIS_ROOTS, MAXIMISED
 
 
 def sense(objective: str) -> float:
@@ -17,14 +17,29 @@ def sense(objective: str) -> float:
 
 
 def best_label(points: pd.DataFrame, objective: str):
-    """The index label of the point of `points` best in `objective`, NaNs skipped; of points tied there, the one of
-    least `key` where the frame has the column (a sweep's records: the point's content, not the store's row order,
-    which a store filled by another spelling of the sweep changes), else the first."""
+    """The index label of the point of `points` best in `objective`, NaNs skipped; of points tied there, the one
+    first in the order of its axis values (`_axis_order`: the sweep's axes by name, numbers before text), then of
+    least `key`: the point's content, not the store's row order (which a store filled by another spelling of the
+    sweep changes) nor the key alone (which holds the model's version, so a new version would name another of the
+    tied points)."""
     values = points[objective].astype(float)
-    tied = values[values == best_of(values, objective)]
-    if "key" in points.columns and len(tied) > 1:
-        return points.loc[tied.index, "key"].astype(str).idxmin()
-    return tied.index[0]
+    tied = points.loc[values[values == best_of(values, objective)].index]
+    if len(tied) < 2:
+        return tied.index[0]
+    axes = sorted(c for c in tied.columns if str(c).partition(".")[0] in AXIS_ROOTS)
+    keys = tied["key"].astype(str) if "key" in tied.columns else pd.Series("", index=tied.index)
+    return min(tied.index, key=lambda label: (_axis_order(tied.loc[label, axes]), keys[label]))
+
+
+def _axis_order(values: pd.Series) -> tuple:
+    """A point's axis values as a tuple that orders points: numbers by value first, then any other value by its
+    text (a list, a name), then missing values."""
+    def one(value) -> tuple:
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            return (2, 0.0, "") if value != value else (0, float(value), "")
+        return (1, 0.0, repr(value))
+
+    return tuple(one(v) for v in values)
 
 
 def best_of(values: pd.Series, objective: str) -> float:
