@@ -11,7 +11,6 @@ import click
 
 from archsim import library
 from archsim.commands.options import write_tables
-from archsim.outputs import check_writable
 from archsim.report.duplex import with_over_gpu
 from archsim.systems import duplex_figures, duplex_reproduce
 from archsim.systems.step import Step, op_table
@@ -20,12 +19,10 @@ from archsim.systems.step import Step, op_table
 SATURATION_WORDS = {"": "at about", "at least": "at no less than", "at most": "at no more than"}
 
 
-def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool = False) -> None:
-    """Run the reproduction and print it; with `out`, also write points.csv, qps.csv and headline.csv there (the
-    folder is checked before the work). `--json`: {"points", "headline", "qps"}. `as_artifact`: the GPUs timed as
-    Duplex's simulator times them (`duplex_reproduce.duplex_system`)."""
-    if out:
-        check_writable(out, "--out", directory=True)
+def reproduce_duplex(as_json: bool, out: str | None, as_artifact: bool) -> None:
+    """Run the reproduction and print it; with `out`, also write points.csv, qps.csv and headline.csv there
+    (`reproduce_cmd` checked the folder before the work). `--json`: {"points", "headline", "qps"}. `as_artifact`:
+    the GPUs timed as Duplex's simulator times them (`duplex_reproduce.duplex_system`)."""
     records, headline, qps = duplex_reproduce.run_all(as_artifact)
     if out:
         write_tables(out, {"points": records, "qps": qps, "headline": duplex_reproduce.headline_rows(headline)})

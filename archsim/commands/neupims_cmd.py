@@ -12,17 +12,14 @@ import click
 import pandas as pd
 
 from archsim.commands.options import nan_as_null, write_tables
-from archsim.outputs import check_writable
 from archsim.systems import neupims_reproduce
 
 
-def reproduce_neupims(as_json: bool, out: str | None, as_artifact: bool = False) -> None:
-    """Run the reproduction and print it; with `out`, also write its tables there as CSV, each atomically (the
-    folder is checked before the work). `as_artifact`: points and headline are the artifact mode's, attribution
-    the default, the artifact mode and the artifact mode without each option (`artifact_attribution`); the
-    ablation stays the default model's."""
-    if out:
-        check_writable(out, "--out", directory=True)
+def reproduce_neupims(as_json: bool, out: str | None, as_artifact: bool) -> None:
+    """Run the reproduction and print it; with `out`, also write its tables there as CSV, each atomically
+    (`reproduce_cmd` checked the folder before the work). `as_artifact`: points and headline are the artifact
+    mode's, attribution the default, the artifact mode and the artifact mode without each option
+    (`artifact_attribution`); the ablation stays the default model's."""
     records = neupims_reproduce.reproduce(as_artifact=as_artifact)
     headline = neupims_reproduce.compare(records)
     attribution = (neupims_reproduce.artifact_attribution() if as_artifact else neupims_reproduce.attribution())

@@ -10,14 +10,19 @@ import click
 from archsim.commands.options import nan_as_null, nonempty, write_tables
 from archsim.outputs import check_writable
 
-# paper -> (module, function(as_json, out)) of the reproductions without an --as-artifact variant, imported when run
-REPRODUCERS = {"lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
+# paper -> (module, function(as_json, out[, as_artifact])), imported when run; the papers of ARTIFACTS take
+# as_artifact (their artifacts' own computation is modelled)
+REPRODUCERS = {"fusemax": (__name__, "reproduce_fusemax"),
+               "neupims": ("archsim.commands.neupims_cmd", "reproduce_neupims"),
+               "duplex": ("archsim.commands.duplex_cmd", "reproduce_duplex"),
+               "lamina": ("archsim.commands.lamina_cmd", "reproduce_lamina"),
                "seqpar": ("archsim.commands.seqpar_cmd", "reproduce_seqpar"),
                "sparse": ("archsim.commands.sparse_cmd", "reproduce_sparse")}
+ARTIFACTS = ("fusemax", "neupims", "duplex")
 
 
 @click.command("reproduce")
-@click.argument("paper", type=click.Choice(["fusemax", "neupims", "duplex", "lamina", "seqpar", "sparse"]))
+@click.argument("paper", type=click.Choice(list(REPRODUCERS)))
 @click.option("--json", "as_json", is_flag=True,
               help='Print the records as JSON: fusemax {"attention", "end2end", "pareto", "headline"}, neupims '
                    '{"points", "headline", "attribution", "ablation"}, duplex {"points", "headline", "qps"}, '
@@ -46,29 +51,19 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
       archsim reproduce seqpar --json
       archsim reproduce sparse
     """
-    if as_artifact and paper not in ("fusemax", "neupims", "duplex"):
-        raise click.UsageError(f"--as-artifact applies to fusemax, neupims and duplex (their artifacts); {paper} has "
+    if as_artifact and paper not in ARTIFACTS:
+        raise click.UsageError(f"--as-artifact applies to {', '.join(ARTIFACTS)} (their artifacts); {paper} has "
                                "none modelled")
     if out:
         check_writable(out, "--out", directory=True)
-    if paper == "neupims":
-        from archsim.commands.neupims_cmd import reproduce_neupims
-
-        reproduce_neupims(as_json, out, as_artifact=as_artifact)
-        return
-    if paper == "duplex":
-        from archsim.commands.duplex_cmd import reproduce_duplex
-
-        reproduce_duplex(as_json, out, as_artifact)
-        return
-    if paper in REPRODUCERS:
-        module, function = REPRODUCERS[paper]
-        getattr(importlib.import_module(module), function)(as_json, out)
-        return
-    _reproduce_fusemax(as_json, out, as_artifact)
+    module, function = REPRODUCERS[paper]
+    artifact = {"as_artifact": as_artifact} if paper in ARTIFACTS else {}
+    getattr(importlib.import_module(module), function)(as_json, out, **artifact)
 
 
-def _reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> None:
+def reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> None:
+    """Run FuseMax's reproduction (attention, end to end, the Pareto study) and print it; with `out`, also write
+    its tables there. `as_artifact`: with the artifact's defects (`fusemax.attention_records`)."""
     import pandas as pd
 
     from archsim.dse import fusemax_pareto

@@ -11,7 +11,6 @@ import json
 import click
 
 from archsim.commands.options import write_tables
-from archsim.outputs import check_writable
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.attribution import by_reason
 
@@ -21,8 +20,6 @@ def reproduce_seqpar(as_json: bool, out: str | None) -> None:
     distattention.csv, lasp2.csv and lasp2_table2.csv there. `--json`: {"points": [...the issue's keys (`devices`: GPUs,
     ranks x tp), and tp, ulysses, topology, scope, exposed_comm_s, memory_bytes, model_time_s], "table2", "table3",
     "distattention", "lasp2", "lasp2_table2", "headline"}."""
-    if out:
-        check_writable(out, "--out", directory=True)
     result = seqpar.run_all()
     if out:
         write_tables(out, {"points": result["points"], "table2": result["table2"], "table3": result["table3"],
