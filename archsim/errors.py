@@ -48,6 +48,11 @@ def _one_line(text: str) -> str:
     return " / ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+def field_path(where: str, key: str) -> str:
+    """The YAML path of `key` inside the mapping at `where` (`where.key`; `key` at the top)."""
+    return f"{where}.{key}" if where else key
+
+
 def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = "") -> None:
     """Reject the first key of `data` not in `allowed` (listed in the given order in the message)."""
     unknown = sorted(str(k) for k in data if k not in allowed)
@@ -80,22 +85,19 @@ def check_header(data: object, keys: Sequence[str], optional: Sequence[str], tex
     """The common head of a preset spec (GPU, link, system): a mapping with only `keys`, each present unless
     `optional`, the `text` keys strings, and `name` and `source` not empty; a missing key's error says what it
     is where `meanings` does (a datasheet names the quantity, not the field)."""
-    def at(key: str) -> str:
-        return f"{where}.{key}" if where else key
-
     if not isinstance(data, Mapping):
         raise SpecError(source, where, f"expected a mapping with {', '.join(keys)}, got {kind_of(data)}")
     check_keys(data, keys, source, where)
     for key in keys:
         if key not in data and key not in optional:
             meaning = (meanings or {}).get(key)
-            raise SpecError(source, at(key), f"missing: expected {meaning}" if meaning else "missing")
+            raise SpecError(source, field_path(where, key), f"missing: expected {meaning}" if meaning else "missing")
     for key in text:
         if key in data and not isinstance(data[key], str):
-            raise SpecError(source, at(key), f"expected a string, got {kind_of(data[key])}")
+            raise SpecError(source, field_path(where, key), f"expected a string, got {kind_of(data[key])}")
     for key in ("name", "source"):
         if key in keys and not data[key]:
-            raise SpecError(source, at(key), "expected a non-empty string")
+            raise SpecError(source, field_path(where, key), "expected a non-empty string")
 
 
 def refuse_unread(data: object, unread: Mapping[str, str], source: str, where: str = "") -> None:
@@ -105,7 +107,7 @@ def refuse_unread(data: object, unread: Mapping[str, str], source: str, where: s
         return
     for key, why in unread.items():
         if key in data:
-            raise SpecError(source, f"{where}.{key}" if where else key, why)
+            raise SpecError(source, field_path(where, key), why)
 
 
 def text_number_hint(value: Any) -> str:

@@ -65,7 +65,7 @@ from archsim.cascade.ops import (
     DEFAULT_UNARY_OPS,
     REDUCE_OP_TYPES,
 )
-from archsim.errors import SpecError, kind_of, text_number_hint
+from archsim.errors import SpecError, field_path, kind_of, text_number_hint
 from archsim.spec_files import read_yaml
 
 # The op types a cascade's analysis counts (a product under a sum is one `mac`).
@@ -115,10 +115,10 @@ class _Loader:
             raise self.error(where, f"expected a mapping with {', '.join(required)}, got {kind_of(data)}")
         unknown = sorted(str(k) for k in data if k not in keys)
         if unknown:
-            raise self.error(_join(where, unknown[0]), f"unknown key (expected one of {', '.join(keys)})")
+            raise self.error(field_path(where, unknown[0]), f"unknown key (expected one of {', '.join(keys)})")
         for key in required:
             if key not in data:
-                raise self.error(_join(where, key), "missing")
+                raise self.error(field_path(where, key), "missing")
         return dict(data)
 
     def number(self, value: Any, where: str, positive: bool, what: str) -> float:
@@ -342,7 +342,3 @@ def _finite_real(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return abs(value) <= MAX_VALUE if isinstance(value, int) else math.isfinite(value)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key

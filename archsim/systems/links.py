@@ -33,7 +33,7 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU
-from archsim.errors import Plausible, check_header, loaded_for, ranged_number
+from archsim.errors import Plausible, check_header, field_path, loaded_for, ranged_number
 from archsim.spec_files import finite_number
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
@@ -101,10 +101,10 @@ def link_from_dict(data: Any, source: str = "<python>", where: str = "") -> Link
         description=data.get("description", ""),
         source=source,
         citation=data["source"],
-        latency_s=ranged_number(data["latency_s"], source, _at(where, "latency_s"), "a latency in seconds",
+        latency_s=ranged_number(data["latency_s"], source, field_path(where, "latency_s"), "a latency in seconds",
                                 LATENCY_S, read=finite_number, zero=True),
         bytes_per_s_per_direction=ranged_number(data["bytes_per_s_per_direction"], source,
-                                                _at(where, "bytes_per_s_per_direction"),
+                                                field_path(where, "bytes_per_s_per_direction"),
                                                 "a bandwidth in bytes/s per direction", BYTES_PER_S,
                                                 read=finite_number),
     )
@@ -138,8 +138,3 @@ def check_host_link(gpu: GPU) -> None:
 def link_names() -> list[str]:
     """The link presets, by name."""
     return library.names("link presets", PRESETS_PACKAGE)
-
-
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
