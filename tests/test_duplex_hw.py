@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_system_ops import placed_ops
 
 from archsim import library
 from archsim.errors import SpecError
@@ -29,7 +30,6 @@ from archsim.systems.duplex_reproduce import duplex_system
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
 from archsim.systems.step import Step, layer_kinds, layer_op, layer_ops, op_table, resident_tokens
-from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.workload import workload_from_dict
 
@@ -296,11 +296,11 @@ def test_duplex_places_decode_attention_and_low_op_per_byte_moe_on_the_logic_pim
     the Logic-PIM; the projections (Op/B ~32 at 32 tokens, above) and a prompt's attention on the xPU. 256
     decodes: 64 tokens per expert (Op/B 64), the MoE goes back to the xPU."""
     model = system_model(load_system("duplex"), mixtral())
-    placed = charged_ops(model, Batch(prefill_tokens=(), decode_context_tokens=(500,) * 32))
+    placed = placed_ops(model, Batch(prefill_tokens=(), decode_context_tokens=(500,) * 32))
     assert {op.name for op, device in placed if device == "lp"} == {"attention", "moe"}
-    mixed = charged_ops(model, Batch(prefill_tokens=(16,), decode_context_tokens=(500,) * 15))  # 31 tokens
+    mixed = placed_ops(model, Batch(prefill_tokens=(16,), decode_context_tokens=(500,) * 15))  # 31 tokens
     assert [device for op, device in mixed if op.name == "attention"] == ["xpu"] + ["lp"] * 15
-    busy = charged_ops(model, Batch(decode_context_tokens=(500,) * 256))
+    busy = placed_ops(model, Batch(decode_context_tokens=(500,) * 256))
     assert next(device for op, device in busy if op.name == "moe") == "xpu"
 
 
@@ -309,12 +309,12 @@ def test_bank_pim_takes_mha_and_deg_8_attention_but_not_moe_above_16() -> None:
     PIM; Mixtral's MoE at 20 tokens per expert (80 decodes) stays on the xPU, at 8 (32 decodes) goes to the PIM."""
     system = load_system("duplex-bank-pim")
     for name in ("opt-66b", "llama3-70b"):
-        placed = charged_ops(system_model(system, library.load_workload_spec(name)),
+        placed = placed_ops(system_model(system, library.load_workload_spec(name)),
                              Batch(decode_context_tokens=(1000,) * 4))
         assert [device for op, device in placed if op.name == "attention"] == ["pim"] * 4
     model = system_model(system, mixtral())
     for decodes, device in ((80, "xpu"), (32, "pim")):
-        placed = charged_ops(model, Batch(decode_context_tokens=(500,) * decodes))
+        placed = placed_ops(model, Batch(decode_context_tokens=(500,) * decodes))
         assert next(d for op, d in placed if op.name == "moe") == device
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from test_system_ops import placed_ops
 
 from archsim import library
 from archsim.arch.logic_pim import LogicPIMSpec
@@ -25,7 +26,6 @@ from archsim.systems.iteration import Batch
 from archsim.systems.logic_pim_device import LogicPimDevice
 from archsim.systems.models import system_model
 from archsim.systems.step import KV_CACHE, Step, layer_op, lm_head_op
-from archsim.systems.system_model import charged_ops
 from archsim.systems.system_spec import load_system
 from archsim.systems.system_types import OP_KINDS
 
@@ -68,7 +68,7 @@ def test_logic_pim_cost_is_the_roofline_of_each_op(duplex) -> None:
     lp = duplex.devices["lp"]
     assert lp.capacity_bytes == STACKS * 16 * 2**30
     batch = Batch(decode_context_tokens=(300, 700))
-    on_lp = [op for op, device in charged_ops(duplex, batch) if device == "lp"]
+    on_lp = [op for op, device in placed_ops(duplex, batch) if device == "lp"]
     assert sorted(op.name for op in on_lp) == ["attention", "attention", "moe"]
     for op in on_lp:
         cost = lp.cost([op])
@@ -90,7 +90,7 @@ def test_a_blocked_iteration_adds_the_logic_pim_rooflines_to_the_npu_ops(duplex)
     batch = Batch(decode_context_tokens=(300, 700))
     lp, npu = duplex.devices["lp"], duplex.devices["npu"]
     layer_s = 0.0
-    for op, device in charged_ops(duplex, batch):
+    for op, device in placed_ops(duplex, batch):
         if device == "lp":
             layer_s += roofline_s(op.flops, op.bytes)  # Op.bytes: every tensor but the intermediates
         else:
@@ -98,7 +98,7 @@ def test_a_blocked_iteration_adds_the_logic_pim_rooflines_to_the_npu_ops(duplex)
     head = npu.cost([lm_head_op(duplex.workload, 2, duplex.parallelism.tp)])
     assert duplex.iteration(batch).time_s == pytest.approx(32 * layer_s + head.time_s, rel=1e-12)
     assert duplex.iteration(batch).busy_s["lp"] == pytest.approx(
-        32 * sum(lp.cost([op]).busy_s["lp"] for op, d in charged_ops(duplex, batch) if d == "lp"), rel=1e-12)
+        32 * sum(lp.cost([op]).busy_s["lp"] for op, d in placed_ops(duplex, batch) if d == "lp"), rel=1e-12)
 
 
 def test_streamed_fraction_scales_only_the_weights() -> None:

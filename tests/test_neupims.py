@@ -73,7 +73,7 @@ def test_full_tile_from_timing() -> None:
 def test_gemv_latency_grows_with_sequence_length() -> None:
     lengths = np.arange(1, 4097)
     for heads, head_dim in ((8, 128), (14, 128), (12, 128)):
-        cycles = pim_model.gemv_cycles(PIM, lengths, heads, head_dim)
+        cycles = sum(pim_model.gemv_parts_cycles(PIM, lengths, heads, head_dim))
         estimate = pim_model.algorithm1_cycles(PIM, lengths, heads, head_dim)
         assert np.all(np.diff(cycles) >= 0) and np.all(np.diff(estimate) >= 0)
         assert cycles[2047] > 5 * cycles[63]  # 2048 vs 64 tokens: the K and V rows dominate
@@ -88,6 +88,12 @@ def test_external_bandwidth() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ channel policies
+def greedy_assignment(loads, channels: int) -> np.ndarray:
+    """Algorithm 2's channels (`pim.greedy_channels`, which a bank-PIM placement calls with float loads) as an
+    array, for `pim.channel_loads`."""
+    return np.array(pim_model.greedy_channels([float(load) for load in loads], channels))
+
+
 def test_greedy_no_worse_than_round_robin_on_sampled_batches() -> None:
     """On the load greedy balances (Algorithm 1), over sampled ShareGPT and Alpaca batches of every size."""
     for d_index, dataset in enumerate(neupims_reproduce.DATASETS):
@@ -95,7 +101,7 @@ def test_greedy_no_worse_than_round_robin_on_sampled_batches() -> None:
             for sample in range(3):
                 contexts = neupims_reproduce.sample_contexts((7, d_index, batch, sample), batch, dataset)
                 loads = pim_model.algorithm1_cycles(PIM, contexts, 8, 128)
-                greedy = pim_model.channel_loads(loads, pim_model.greedy_min_load(loads, PIM.channels), PIM.channels)
+                greedy = pim_model.channel_loads(loads, greedy_assignment(loads, PIM.channels), PIM.channels)
                 rr = pim_model.channel_loads(loads, pim_model.round_robin(len(loads), PIM.channels), PIM.channels)
                 assert greedy.max() <= rr.max()
 
@@ -105,10 +111,10 @@ def test_greedy_no_worse_than_round_robin_on_sampled_batches() -> None:
 def test_greedy_within_graham_bound_of_round_robin(loads: list[int], channels: int) -> None:
     """Longest-first greedy is within (4/3 - 1/(3m)) of the optimum (Graham 1969), hence of round-robin. It is not
     always <= round-robin: loads [2, 3, 2, 3, 2] on 2 channels give rr 6 ({3, 3}) and greedy 7."""
-    greedy = pim_model.channel_loads(loads, pim_model.greedy_min_load(loads, channels), channels).max()
+    greedy = pim_model.channel_loads(loads, greedy_assignment(loads, channels), channels).max()
     rr = pim_model.channel_loads(loads, pim_model.round_robin(len(loads), channels), channels).max()
     assert greedy <= (4 / 3 - 1 / (3 * channels)) * rr + 1e-9
-    assert pim_model.channel_loads([2, 3, 2, 3, 2], pim_model.greedy_min_load([2, 3, 2, 3, 2], 2), 2).max() == 7
+    assert pim_model.channel_loads([2, 3, 2, 3, 2], greedy_assignment([2, 3, 2, 3, 2], 2), 2).max() == 7
 
 
 def test_sub_batch_partition_halves_each_channel() -> None:
@@ -344,9 +350,9 @@ def test_algorithm1_timing_times_the_gemvs_by_the_artifact_estimate() -> None:
     lengths = np.array([1, 31, 32, 33, 511, 512, 513, 2048])
     logits, attend = pim_model.gemv_parts_cycles(pim, lengths, 8, 128)
     assert np.array_equal(logits + attend, pim_model.algorithm1_cycles(PIM, lengths, 8, 128))
-    assert np.array_equal(pim_model.gemv_cycles(pim, lengths, 8, 128), logits + attend)
-    assert np.array_equal(pim_model.gemv_cycles(PIM, lengths, 8, 128),
-                          pim_model.logits_cycles(PIM, lengths, 8, 128) + pim_model.attend_cycles(PIM, lengths, 8, 128))
+    logits, attend = pim_model.gemv_parts_cycles(PIM, lengths, 8, 128)  # the default: the command model
+    assert np.array_equal(logits, pim_model.logits_cycles(PIM, lengths, 8, 128))
+    assert np.array_equal(attend, pim_model.attend_cycles(PIM, lengths, 8, 128))
     with pytest.raises(ValueError, match="gemv_timing"):
         pim_model.PIMSpec(gemv_timing="fast")
 

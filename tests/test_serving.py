@@ -273,19 +273,19 @@ def test_npu_per_op_terms_equal_a_fresh_device():
     assert primed == fresh
 
 
-def test_greedy_min_load_zero_loads_stay_on_the_least_loaded_channel():
+def test_greedy_zero_loads_stay_on_the_least_loaded_channel():
     """Algorithm 2 by hand, 2 channels, loads (0, 0, 5): 5 goes to channel 0; both zeros then find channel 1 at load
     0 (channel 0 holds 5), so (1, 1, 0): a zero load does not take the next empty channel."""
-    from archsim.systems.pim import greedy_min_load
+    from archsim.systems.pim import greedy_channels
 
-    assert greedy_min_load([0.0, 0.0, 5.0], 2).tolist() == [1, 1, 0]
+    assert greedy_channels([0.0, 0.0, 5.0], 2) == [1, 1, 0]
     # positive loads, 3 channels: 9, 7, 4 fill channels 0, 1, 2; 3 joins channel 2 (4), 1 then channel 1 (7)
-    assert greedy_min_load([3.0, 9.0, 1.0, 7.0, 4.0], 3).tolist() == [2, 0, 1, 1, 2]
+    assert greedy_channels([3.0, 9.0, 1.0, 7.0, 4.0], 3) == [2, 0, 1, 1, 2]
 
 
 def _greedy_by_argsort(loads, channels):
     """Algorithm 2 as numpy's stable argsort of -loads orders the requests, the first `channels` of positive loads
-    onto channels 0, 1, ..., the rest by the heap (the form `greedy_min_load` had before its sort in Python)."""
+    onto channels 0, 1, ..., the rest by the heap (the form `greedy_channels` had before its sort in Python)."""
     import heapq
 
     import numpy as np
@@ -320,7 +320,7 @@ def test_placement_python_paths_equal_numpy():
     for n in (0, 1, 7, 31, 32, 33, 90, 300):
         for loads in (rng.random(n) * 1e-4, rng.integers(1, 4, n).astype(float), np.append(rng.random(n), 0.0),
                       np.append(rng.random(n), np.nan)):
-            assert pim_model.greedy_min_load(loads, 32).tolist() == _greedy_by_argsort(loads, 32).tolist()
+            assert pim_model.greedy_channels(loads.tolist(), 32) == _greedy_by_argsort(loads, 32).tolist()
     for mode in ("neupims", "npu+pim"):
         model = neupims.system(mode, "gpt3-7b", channel_check=False)  # 300 requests overfill a channel
         device = next(d for d in model.devices.values() if d.kind == "bank-pim")
@@ -382,7 +382,7 @@ def test_placement_tables_equal_the_per_request_functions():
         assert placement.request_s.tolist() == (passes * (logits + attend) / clock_hz).tolist()
         assert placement.logits_s.tolist() == (passes * logits / clock_hz).tolist()
         estimate = passes * pim_model.algorithm1_cycles(device.spec, contexts, kv_heads, head_dim)
-        assert placement.channel.tolist() == pim_model.greedy_min_load(estimate, device.spec.channels).tolist()
+        assert placement.channel.tolist() == pim_model.greedy_channels(estimate.tolist(), device.spec.channels)
         if placement.issue_bound:
             commands = pim_model.newton_commands(device.spec, contexts, kv_heads, head_dim)
             assert [s.tolist() for s in placement.issue_s] == [(passes * n / clock_hz).tolist() for n in commands]

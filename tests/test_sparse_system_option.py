@@ -53,7 +53,7 @@ def test_pim_rows_are_kv_selection_on_the_systems_pim(method, extra) -> None:
     model = system_model(load_system("neupims"), workload)
     (device,) = [d for d in model.devices.values() if d.kind == "bank-pim"]
     effective = (ks.quest_mean_effective_context(workload, 32768, 2048) if method == "quest"
-                 else ks.duo_effective_context(workload, 32768, 0.5))
+                 else ks.duo_device_effective_context(workload, 2, 32768, 0.5))
     # Quest, averaged over the layers: 2 dense layers at 32768, 30 at 2048 pages' bounds + the 2048-token budget
     assert effective == ((2 * 32768 + 30 * (2048 + 2048)) // 32 if method == "quest" else 16576)
     found = records("--method", method, "-w", "llama3-8b", *GPU_ARGS, *extra, "--system", "neupims",
@@ -208,15 +208,18 @@ def test_duoattention_at_the_shipped_tp_binds_the_busiest_device(fraction, effec
     (row,) = records("--method", "duoattention", "-w", "llama3-8b", *GPU_ARGS, "--retrieval-fraction", str(fraction),
                      "--system", "neupims", "--batch", "16")["system_points"]
     assert row["effective_context"] == effective
-    assert ks.duo_effective_context(workload, 32768, fraction) == (16576 if fraction == 0.5 else 8480)
+    assert ks.duo_device_effective_context(workload, 8, 32768, fraction) == (16576 if fraction == 0.5 else 8480)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
 def test_one_device_holding_every_kv_head_reads_the_layers_mean(fraction) -> None:
+    """With all 8 KV heads on one device the busiest device is the whole layer: the tokens' worth of the KV bytes
+    the layers keep (`duo_kv_bytes` of `retrieval_heads_per_layer`), averaged over the 32 layers."""
     workload = library.load_workload_spec("llama3-8b")
+    retrieval = ks.retrieval_heads_per_layer(workload, fraction)
     for context in (16, 1000, 32768):
         assert (ks.duo_device_effective_context(workload, 8, context, fraction)
-                == ks.duo_effective_context(workload, context, fraction))
+                == ks.effective_context(workload, ks.duo_kv_bytes(workload, context, retrieval) / 32))
 
 
 def test_a_logic_pim_costs_each_distinct_context_once(monkeypatch) -> None:

@@ -1,16 +1,16 @@
 """What a system charges for a layer is the library cascades' analysis (issue 13, must-show 1).
 
-For every op a system charges in one decoder layer of an iteration (`system_model.charged_ops`) of GPT-3 7B (MHA),
-Llama3-70B (GQA) and Mixtral-8x7B (GQA + MoE), on the neupims and gpu presets with each workload's
-`parallelism.by_workload` entry, the op's FLOPs and bytes equal `analyze()` of its library cascade bound here,
-independently, to one device's shard (heads, kv_heads and ffn_dim / TP, experts / EP, computed below from the
-workload and `System.parallelism_for`) and to the sizes the iteration implies (every new token of the iteration in
-the dense ops, one attention op per request bound to its prompt or context). Then the devices' costs of those ops
-add up to what the ops carry: the NPU's array time at peak is the FLOPs of the products with a weight (or, more
-than one query row per K/V head, a KV-cache) operand; its HBM time is the weights streamed plus the KV cache
-written; its energy is every arithmetic op (a MAC two) at the op energy plus those bytes off chip; the bank-PIM's
-energy is MACs x (bits x bank-PIM access energy + two host ops) plus the host's softmax ops and the GEMVs' bus bytes
-off chip; a GPU's energy is its board power over its time."""
+For every op a system charges in one decoder layer of an iteration (`placed_ops`: the ops `layer_phases` costs, each
+on the device it costs it on) of GPT-3 7B (MHA), Llama3-70B (GQA) and Mixtral-8x7B (GQA + MoE), on the neupims and
+gpu presets with each workload's `parallelism.by_workload` entry, the op's FLOPs and bytes equal `analyze()` of its
+library cascade bound here, independently, to one device's shard (heads, kv_heads and ffn_dim / TP, experts / EP,
+computed below from the workload and `System.parallelism_for`) and to the sizes the iteration implies (every new
+token of the iteration in the dense ops, one attention op per request bound to its prompt or context). Then the
+devices' costs of those ops add up to what the ops carry: the NPU's array time at peak is the FLOPs of the products
+with a weight (or, more than one query row per K/V head, a KV-cache) operand; its HBM time is the weights streamed
+plus the KV cache written; its energy is every arithmetic op (a MAC two) at the op energy plus those bytes off chip;
+the bank-PIM's energy is MACs x (bits x bank-PIM access energy + two host ops) plus the host's softmax ops and the
+GEMVs' bus bytes off chip; a GPU's energy is its board power over its time."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch
 from archsim.systems.models import system_model
-from archsim.systems.step import lm_head_op
-from archsim.systems.system_model import charged_ops
+from archsim.systems.step import Op, lm_head_op
+from archsim.systems.system_model import SystemModel, decode_groups, dense_ops, device_of
 from archsim.systems.system_spec import load_system
 from archsim.workload import Workload
 
@@ -90,6 +90,18 @@ def expected_ops(name: str, batch: Batch) -> list[tuple[str, str, str, dict[str,
     ]
 
 
+def placed_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
+    """Every op one layer of `batch` runs, in layer order, with the name of its device, by the functions
+    `system_model.layer_phases` costs with: the ops before the decode attention (prompt attention included) and
+    after it (`dense_ops`), each on `device_of`'s device, and the decode attention by `decode_groups` (one group
+    here, in request order, unless a rule reads Op/B)."""
+    contexts = batch.decode_context_tokens
+    pre, post = dense_ops(model, len(contexts), batch.prefill_tokens)
+    decode = [(op, device.name) for device, _, ops in decode_groups(model, contexts, model.decode_ops(contexts))
+              for op in ops]
+    return [(op, device_of(model, op).name) for op in pre] + decode + [(op, device_of(model, op).name) for op in post]
+
+
 def flops_of(analysis: Analysis) -> int:
     return sum(n * (2 if kind == "mac" else 1) for kind, n in analysis.total_ops().items())
 
@@ -101,7 +113,7 @@ def charged(system_name: str, name: str, batch: Batch):
     assert par == system.parallelism.by_workload[name]  # each workload runs its own by_workload entry
     model = system_model(system, workload)
     shard = shard_of(workload, par.tp, par.ep)
-    ops = charged_ops(model, batch)
+    ops = placed_ops(model, batch)
     want = expected_ops(name, batch)
     assert [(op.name, op.phase, op.cascade) for op, _ in ops] == [w[:3] for w in want]
     rows = []
@@ -180,8 +192,8 @@ def test_neupims_device_costs_add_up_to_the_ops(name: str) -> None:
     # land on three channels, so the slowest channel is the longest request and the mean is their sum / 32
     params = decodes[0][0].binding.params
     request_s = [params["heads"] // params["kv_heads"]
-                 * pim_model.gemv_cycles(pim.spec, op.binding.params["seq_len"], int(params["kv_heads"]),
-                                         int(params["head_dim"])) / pim.spec.clock_hz for op, _ in decodes]
+                 * sum(pim_model.gemv_parts_cycles(pim.spec, op.binding.params["seq_len"], int(params["kv_heads"]),
+                                                   int(params["head_dim"]))) / pim.spec.clock_hz for op, _ in decodes]
     assert cost.time_s == pytest.approx(max(request_s), rel=1e-12)
     assert cost.busy_s["pim"] == pytest.approx(sum(request_s) / pim.spec.channels, rel=1e-12)
     energy_j += cost.energy_j

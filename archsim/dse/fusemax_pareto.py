@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import replace
 
 import pandas as pd
 
 from archsim.arch.spec import Architecture
 from archsim.dse.pareto import pareto_mask
 from archsim.library import load_architecture_spec, load_mapping_spec
-from archsim.mapping.spec import SEARCH
 from archsim.model.analytical import evaluate
 from archsim.point import prepare
 from archsim.systems.fusemax import MODELS
@@ -90,17 +88,6 @@ def resized(arch: Architecture, pe_dim: int, buffer_bytes: int) -> Architecture:
         "memories.RF1D.instances": pe_dim,
         "memories.GlobalBuffer.capacity_bytes": buffer_bytes,
     })
-
-
-def min_footprint_bytes(model: str, pe_dim: int, seq_len: int = SEQ_LEN, mapping: str = "fusemax") -> float:
-    """Global-buffer bytes of the mapping with every searched factor at 1 (one tile per level)."""
-    spec = load_mapping_spec(mapping)
-    ones = replace(spec, groups=tuple(g.with_factors({i: 1 for i, lp in enumerate(g.loops) if lp.factor == SEARCH})
-                                      for g in spec.groups))
-    base = load_architecture_spec(spec.architecture)
-    point = prepare(ones, arch=resized(base, pe_dim, base.memory("GlobalBuffer").capacity_bytes),
-                    workload=MODELS[model], sets={"seq_len": seq_len, "M0": pe_dim})
-    return evaluate(point.binding, point.analysis, point.arch, point.mapping).footprint_bytes["GlobalBuffer"]
 
 
 def pareto_points(model: str, pe_dim: int, seq_len: int = SEQ_LEN, mapping: str = "fusemax") -> list[dict]:

@@ -9,16 +9,16 @@ elementwise passes at the packaged calibration), the LM head (the `output-projec
 vocab: a GEMV over the vocab x hidden table), and per layer the attention the method runs:
 - **DuoAttention** (§3.3): a (layer, KV head) is a retrieval head (full KV cache) or a streaming head (`sinks` +
   `recent` tokens: 128 + 256 in the shipped configs and the efficiency benchmark). Per layer two calls of the
-  GPU model's decode kernel (`kernel`, default "Flash-Decoding (16-row tiles)", the model's stand-in for
+  GPU model's decode kernel (`DECODE_KERNEL`, "Flash-Decoding (16-row tiles)", the model's stand-in for
   FlashInfer's small-tile decode): the layer's retrieval KV heads (and their query heads) at the context, its
   streaming heads at min(context, sinks + recent); where that window holds the whole context every head attends the
-  same tokens, and the layer is one call over all heads, as dense. Heads come from a `head_map` (layers x kv_heads, 1 =
-  retrieval), or from `retrieval_fraction` r: round(r x layers x kv_heads) retrieval heads (`retrieval_heads`; an r
-  in (0, 1) that rounds to none or all of them is refused, as it would run as 0 or 1) spread as evenly as
-  possible over the layers (DuoAttention keeps the top quantile of its gates model-wide, so real layers differ;
-  a map says how). Dense baseline: every head at the context, one call per layer.
-- **Quest** (§3.5): the first `dense_layers` (2, or every layer of a model with fewer) layers dense; every other
-  layer scores its pages (16 tokens each;
+  same tokens, and the layer is one call over all heads, as dense. Heads come from `retrieval_fraction` r:
+  round(r x layers x kv_heads) retrieval heads (`retrieval_heads`; an r in (0, 1) that rounds to none or all of them
+  is refused, as it would run as 0 or 1) spread as evenly as possible over the layers (DuoAttention keeps the top
+  quantile of its gates model-wide, so real layers differ). Dense baseline: every head at the context, one call per
+  layer.
+- **Quest** (§3.5): the first 2 layers dense (`QUEST_DENSE_LAYERS`, or every layer of a model with fewer); every
+  other layer scores its pages (16 tokens each;
   the page's channel-wise key minima and maxima KMIN, KMAX read and the bounds UB written, in one memory-bound
   pass at the device's elementwise rate), selects the top K (one elementwise launch over UB: RAFT's top-k, 5-10 us
   below 128K in the paper, is a small op), and runs the decode kernel at the budget B = K x 16 tokens (the paper:
@@ -146,9 +146,10 @@ class SelectionDecode:
         return self.dense_memory_bytes <= self.capacity_bytes and not math.isnan(self.dense_time_s)
 
 
-def gpu_device(gpu: GPU, kernel: str = DECODE_KERNEL) -> GpuDevice:
-    """`gpu` as a device with the packaged calibration, decode attention by `kernel` (`calibrated_gpu_device`)."""
-    return calibrated_gpu_device(gpu, kernel)
+def gpu_device(gpu: GPU) -> GpuDevice:
+    """`gpu` as a device with the packaged calibration, decode attention by `DECODE_KERNEL`
+    (`calibrated_gpu_device`)."""
+    return calibrated_gpu_device(gpu, DECODE_KERNEL)
 
 
 # ------------------------------------------------------------------------------------------------ sizes and bytes
@@ -168,22 +169,10 @@ def weight_bytes(workload: Workload) -> float:
     return sizes_model(workload).weight_bytes_per_device
 
 
-def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float | None = None,
-                              head_map: Sequence[Sequence[int]] | np.ndarray | None = None) -> tuple[int, ...]:
-    """Retrieval KV heads of each layer: the rows of `head_map` (layers x kv_heads, 1 = retrieval, 0 = streaming)
-    summed, or `retrieval_heads` of the fraction spread evenly over the layers (the first layers take the
-    remainder)."""
-    layers, kv_heads = int(_size(workload, "layers")), int(_size(workload, "kv_heads"))
-    if (head_map is None) == (retrieval_fraction is None):
-        raise SpecError(SOURCE, "retrieval_fraction", "expected exactly one of retrieval_fraction and head_map")
-    if head_map is not None:
-        heads = np.asarray(head_map)
-        if heads.shape != (layers, kv_heads):
-            raise SpecError(SOURCE, "head_map", f"expected {layers} layers x {kv_heads} KV heads of {workload.name}, "
-                                                f"got shape {heads.shape}")
-        if not np.isin(heads, (0, 1)).all():
-            raise SpecError(SOURCE, "head_map", "expected 1 (retrieval head) or 0 (streaming head) per entry")
-        return tuple(int(n) for n in heads.sum(axis=1))
+def retrieval_heads_per_layer(workload: Workload, retrieval_fraction: float) -> tuple[int, ...]:
+    """Retrieval KV heads of each layer: `retrieval_heads` of the fraction spread evenly over the layers (the first
+    layers take the remainder)."""
+    layers = int(_size(workload, "layers"))
     total = retrieval_heads(workload, retrieval_fraction)
     return tuple(total // layers + (i < total % layers) for i in range(layers))
 
@@ -228,47 +217,38 @@ def quest_read_bytes(workload: Workload, context: int, budget: int, page_tokens:
     return sizes["KMIN"] + sizes["KMAX"] + sizes["KS"] + sizes["VS"], sizes["K"] + sizes["V"]
 
 
-def quest_loaded_fraction(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS,
-                          dense_layers: int | None = None) -> float:
+def quest_loaded_fraction(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS
+                          ) -> float:
     """Fraction of the dense KV bytes a selecting Quest layer loads per decode step (§3.5: 1/PageSize + K/PageNum
     for whole pages); 1 for a model none of whose layers selects (`quest_dense_layers`: every layer dense, so every
     KV byte is loaded)."""
     read, dense = quest_read_bytes(workload, context, budget, page_tokens)
-    selecting = quest_dense_layers(workload, dense_layers) < int(_size(workload, "layers"))
+    selecting = quest_dense_layers(workload) < int(_size(workload, "layers"))
     return read / dense if selecting else 1.0
 
 
-def quest_kv_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS,
-                   dense_layers: int | None = None) -> float:
+def quest_kv_bytes(workload: Workload, context: int, budget: int, page_tokens: int = QUEST_PAGE_TOKENS) -> float:
     """KV cache one request keeps under Quest: the whole K and V, plus KMIN and KMAX of every page of its selecting
     layers (a dense layer, `quest_dense_layers`, scores no page)."""
     sizes = _quest_bytes(workload, context, budget, page_tokens)
-    selecting = int(_size(workload, "layers")) - quest_dense_layers(workload, dense_layers)
+    selecting = int(_size(workload, "layers")) - quest_dense_layers(workload)
     return dense_kv_bytes(workload, context) + selecting * (sizes["KMIN"] + sizes["KMAX"])
 
 
-def quest_dense_layers(workload: Workload, dense_layers: int | None = None) -> int:
-    """Quest's dense layers: `dense_layers`, by default its 2 (`QUEST_DENSE_LAYERS`) or every layer of a model with
-    fewer."""
-    layers = int(_size(workload, "layers"))
-    if dense_layers is None:
-        return min(QUEST_DENSE_LAYERS, layers)
-    if isinstance(dense_layers, bool) or not isinstance(dense_layers, int) or not 0 <= dense_layers <= layers:
-        raise SpecError(SOURCE, "dense_layers", f"expected a whole number of layers in [0, {layers}], got "
-                                                f"{dense_layers!r}")
-    return dense_layers
+def quest_dense_layers(workload: Workload) -> int:
+    """Quest's dense layers: its first 2 (`QUEST_DENSE_LAYERS`), or every layer of a model with fewer."""
+    return min(QUEST_DENSE_LAYERS, int(_size(workload, "layers")))
 
 
 # ------------------------------------------------------------------------------------------------ GPU decode
-def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float | None = None, *,
-               head_map: Sequence[Sequence[int]] | np.ndarray | None = None, sinks: int = DUO_SINKS,
-               recent: int = DUO_RECENT, kernel: str = DECODE_KERNEL) -> SelectionDecode:
+def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float, *, sinks: int = DUO_SINKS,
+               recent: int = DUO_RECENT) -> SelectionDecode:
     """DuoAttention decode of one request at `context` tokens on `gpu` (module docstring)."""
     check_dense_attention(workload)
     _check_positive("context", context)
     _check_window(sinks, recent)
-    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
-    device = gpu_device(gpu, kernel)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
+    device = gpu_device(gpu)
     kv_heads, window = int(_size(workload, "kv_heads")), min(context, sinks + recent)
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
     # a window that holds the whole context: every head attends it all, one call as dense (module docstring)
@@ -285,23 +265,22 @@ def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: f
 
 
 def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
-                 page_tokens: int = QUEST_PAGE_TOKENS, dense_layers: int | None = None,
-                 kernel: str = DECODE_KERNEL) -> SelectionDecode:
+                 page_tokens: int = QUEST_PAGE_TOKENS) -> SelectionDecode:
     """Quest decode of one request at `context` tokens with a token budget `budget` (K pages) on `gpu` (module
-    docstring). `dense_layers` defaults to Quest's 2, or every layer of a model with fewer; with no sparse layer
-    the attention and the memory are dense."""
+    docstring). Its dense layers are `quest_dense_layers`; with no sparse layer the attention and the memory are
+    dense."""
     check_dense_attention(workload)
     _check_budget(context, budget, page_tokens)
     layers = int(_size(workload, "layers"))
-    dense_layers = quest_dense_layers(workload, dense_layers)
-    device = gpu_device(gpu, kernel)
+    dense_layers = quest_dense_layers(workload)
+    device = gpu_device(gpu)
     kv_heads = int(_size(workload, "kv_heads"))
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
     sparse_layer_s = quest_estimate_s(device, workload, context, budget, page_tokens) \
         + _attention_s(device, workload, kv_heads, budget)
     rest = _dense_ops_s(device, workload)
     weights = weight_bytes(workload)
-    kept = quest_kv_bytes(workload, context, budget, page_tokens, dense_layers)
+    kept = quest_kv_bytes(workload, context, budget, page_tokens)
     sparse_layers = layers - dense_layers
     return SelectionDecode("Quest", context,
                            rest + dense_layers * dense_layer_s + sparse_layers * sparse_layer_s,
@@ -318,26 +297,21 @@ def quest_estimate_s(device: GpuDevice, workload: Workload, context: int, budget
     return device.elementwise_s(sizes["KMIN"] + sizes["KMAX"] + sizes["UB"]) + device.elementwise_s(sizes["UB"])
 
 
-def razor_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float, *,
-                 min_window: int = RAZOR_MIN_WINDOW, window_fraction: float = RAZOR_WINDOW_FRACTION,
-                 kernel: str = DECODE_KERNEL) -> SelectionDecode:
+def razor_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float) -> SelectionDecode:
     """RazorAttention decode (§3.4): DuoAttention's layer (two calls, one where the window holds the context) with the
-    non-retrieval heads keeping max(`min_window`, `window_fraction` x context) recent tokens plus one
-    compensation token (the dropped tokens' mean K and V), in place of sinks + recent. The retrieval fraction is
-    the model's (about 16 % of heads: 15 % induction + 1 % echo heads in the paper), required."""
+    non-retrieval heads keeping max(4000, context / 5) recent tokens (`RAZOR_MIN_WINDOW`, `RAZOR_WINDOW_FRACTION`)
+    plus one compensation token (the dropped tokens' mean K and V), in place of sinks + recent. The retrieval
+    fraction is the model's (about 16 % of heads: 15 % induction + 1 % echo heads in the paper), required."""
     if retrieval_fraction is None:
         raise SpecError(SOURCE, "retrieval_fraction", "missing: the share of heads RazorAttention keeps whole")
-    if not isinstance(window_fraction, int | float) or not 0 < window_fraction <= 1:
-        raise SpecError(SOURCE, "window_fraction", f"expected a fraction in (0, 1], got {window_fraction!r}")
-    _check_positive("min_window", min_window)
-    window = max(min_window, math.ceil(window_fraction * context))
-    result = duo_decode(workload, gpu, context, retrieval_fraction, sinks=1, recent=window, kernel=kernel)
+    window = max(RAZOR_MIN_WINDOW, math.ceil(RAZOR_WINDOW_FRACTION * context))
+    result = duo_decode(workload, gpu, context, retrieval_fraction, sinks=1, recent=window)
     return replace(result, method="RazorAttention")
 
 
 def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int | None = None,
-                       sinks: int = TOKENSELECT_SINKS, local: int = TOKENSELECT_LOCAL, reuse_fraction: float = 0.0,
-                       kernel: str = DECODE_KERNEL) -> SelectionDecode:
+                       sinks: int = TOKENSELECT_SINKS, local: int = TOKENSELECT_LOCAL, reuse_fraction: float = 0.0
+                       ) -> SelectionDecode:
     """TokenSelect decode (§3.5), every layer; `reuse_fraction` of the steps reuse the previous selection (the
     Selection Cache hits when the query's cosine similarity is >= 0.9: how often is the data's; 0, the default,
     scores every step anew) and skip the estimation. The estimation is the
@@ -362,7 +336,7 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     if given and top_k > context:
         raise SpecError(SOURCE, "top_k", f"expected a top-k at most the context ({context}), got {top_k}")
     kept = top_k + sinks + local
-    device = gpu_device(gpu, kernel)
+    device = gpu_device(gpu)
     kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
     dense_layer_s = _attention_s(device, workload, kv_heads, context)
     rest = _dense_ops_s(device, workload)
@@ -388,28 +362,14 @@ def effective_context(workload: Workload, kv_bytes: float) -> int:
     return max(1, math.ceil(kv_bytes / per_token - 1e-9))
 
 
-def quest_effective_context(workload: Workload, context: int, budget: int,
-                            page_tokens: int = QUEST_PAGE_TOKENS) -> int:
-    """Tokens' worth of KV a Quest layer reads: the page metadata and the budget (`quest_read_bytes`)."""
-    return effective_context(workload, quest_read_bytes(workload, context, budget, page_tokens)[0])
-
-
 def quest_mean_effective_context(workload: Workload, context: int, budget: int,
                                  page_tokens: int = QUEST_PAGE_TOKENS) -> int:
     """Tokens' worth of KV one Quest layer reads, averaged over the layers: its dense layers
-    (`quest_dense_layers`) read the whole context, the others the page metadata and the budget, as
-    `duo_effective_context` averages DuoAttention's layers."""
+    (`quest_dense_layers`) read the whole context, the others the page metadata and the budget
+    (`quest_read_bytes`), as `duo_device_effective_context` averages DuoAttention's layers."""
     layers, dense = int(_size(workload, "layers")), quest_dense_layers(workload)
     selected, whole = quest_read_bytes(workload, context, budget, page_tokens)
     return effective_context(workload, (dense * whole + (layers - dense) * selected) / layers)
-
-
-def duo_effective_context(workload: Workload, context: int, retrieval_fraction: float, sinks: int = DUO_SINKS,
-                          recent: int = DUO_RECENT) -> int:
-    """Tokens' worth of KV one DuoAttention layer reads, averaged over the layers: `duo_device_effective_context`
-    of one device holding every KV head."""
-    return duo_device_effective_context(workload, int(_size(workload, "kv_heads")), context, retrieval_fraction,
-                                        sinks, recent)
 
 
 def duo_device_effective_context(workload: Workload, device_kv_heads: int, context: int, retrieval_fraction: float,
@@ -421,7 +381,8 @@ def duo_device_effective_context(workload: Workload, device_kv_heads: int, conte
     (`retrieval_heads_per_layer`) are placed as evenly as they can be, the busiest device holding ceil(R / g) of
     its h heads as retrieval heads; a real head map may place them worse. That device reads, per head,
     (ceil(R / g) x context + (h - ceil(R / g)) x window) / h tokens, the mean of a whole layer with g x ceil(R / g)
-    retrieval heads. With one device (g = 1) this is `duo_effective_context`."""
+    retrieval heads. With one device (g = 1) this is the tokens' worth of KV one layer reads, averaged over the
+    layers."""
     _check_window(sinks, recent)
     kv_heads = int(_size(workload, "kv_heads"))
     if isinstance(device_kv_heads, bool) or not isinstance(device_kv_heads, int | np.integer) \

@@ -425,7 +425,7 @@ def _slowdown_numbers(cross: dict) -> dict:
 def point_dc_savings(records: list[dict]) -> list[dict]:
     """Divide-and-conquer's savings at each record, in the records' order: on a Lamina point,
     `dc_saving_single_batch`, of the TBT of one batch run without micro-batches (layers x a layer's critical path,
-    `layer_dc_saving`) at the point's batch and its trace's mean context (prompt + half the output), and
+    `_cycle_saving`) at the point's batch and its trace's mean context (prompt + half the output), and
     `dc_saving_served`, 1 - its TBT p50 over lamina-no-dc's at the same model and trace (ping-pong; NaN without
     that point), and `dc_saving_served_p99`, the same of the TBT p99; NaN on the other systems' records."""
     no_dc = {(r["model"], r["trace"]): r for r in records if r["system"] == f"{SYSTEM}-no-dc"}
@@ -465,13 +465,9 @@ def _largest(records: list[dict], model_name: str, saving: str) -> float:
     return max(savings) if savings else math.nan
 
 
-def layer_dc_saving(model_name: str, batch: int, context: int) -> float:
-    """Divide-and-conquer's saving of one micro-batch's layer critical path (no pipelining), for reference."""
-    return _cycle_saving(system_model(lamina_system(model_name), library.load_workload_spec(model_name)), batch,
-                         context)
-
-
 def _cycle_saving(model: OffloadModel, batch: int, context: int) -> float:
+    """Divide-and-conquer's saving of the layer critical path of one batch of `batch` requests at `context` tokens
+    run without micro-batches."""
     layer = model.layer([context] * batch)
     return 1 - layer.cycle_s(True) / layer.cycle_s(False)
 

@@ -5,7 +5,7 @@ GEMVs on one channel, and the channel policies (round-robin, greedy min-load, su
 Source of every number: ../shared/reference/pim.md §1.2 (artifact `neupims.json` and
 `HBM2_8Gb_x128_dualpim.ini`), §1.3 (command interface) and §1.4 (Algorithms 1-3, artifact constants).
 
-Command model (`gemv_cycles`), per channel and per request, derived from the HBM2 timing:
+Command model (`gemv_parts_cycles`), per channel and per request, derived from the HBM2 timing:
 - A *tile* is one all-bank row pass: each of up to 32 banks opens one 1 KB row (512 FP16 elements) and multiplies
   it by the vector held in the channel's global buffer, 16 MACs per bank per COMP command.
 - `G_ACT` opens 4 banks at a time and counts as one activation: at most 4 fall in a tFAW window, one per cycle
@@ -138,15 +138,9 @@ def attend_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
     return heads * per_head * pim.refresh_factor
 
 
-def gemv_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
-    """MHA of one request on its channel: logits then attend (timed as `pim.gemv_timing` says)."""
-    logits, attend = gemv_parts_cycles(pim, seq_tokens, heads, head_dim)
-    return logits + attend
-
-
 def gemv_parts_cycles(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):
-    """(logits, attend) cycles of one request's MHA: the command model, or Algorithm 1 when
-    `pim.gemv_timing == "algorithm1"`."""
+    """(logits, attend) cycles of one request's MHA on its channel, one after the other: the command model, or
+    Algorithm 1 when `pim.gemv_timing == "algorithm1"`."""
     if pim.gemv_timing == "algorithm1":
         return algorithm1_parts_cycles(pim, seq_tokens, heads, head_dim)
     return logits_cycles(pim, seq_tokens, heads, head_dim), attend_cycles(pim, seq_tokens, heads, head_dim)
@@ -192,14 +186,10 @@ def round_robin(n_requests: int, channels: int) -> np.ndarray:
     return np.arange(n_requests) % channels
 
 
-def greedy_min_load(loads: Sequence[float], channels: int) -> np.ndarray:
-    """Algorithm 2 (`clb`): longest request first, each onto the channel with the least load so far."""
-    return np.array(greedy_channels(np.asarray(loads, dtype=float).tolist(), channels), dtype=int)
-
-
 def greedy_channels(loads: list[float], channels: int) -> list[int]:
-    """`greedy_min_load` of a list of loads, as a list (in Python: a serving step places a few dozen requests,
-    where numpy's per-call overhead outweighs the loop)."""
+    """Algorithm 2 (`clb`): the channel of each request, longest request first, each onto the channel with the
+    least load so far (in Python: a serving step places a few dozen requests, where numpy's per-call overhead
+    outweighs the loop)."""
     # With positive loads the first `channels` requests find every channel empty and, ties going to the lower
     # channel, take channels 0, 1, ... in turn; only the rest need the heap, which starts from those loads (0.0 +
     # load is load exactly). A zero or NaN load takes the heap from the start. Positive loads sort longest first,

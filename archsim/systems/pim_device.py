@@ -9,7 +9,7 @@ this module places a batch's decode attention on the channels:
   as many of them as fit), not the spec's FP16.
 - Grouped-query attention: each of the heads / kv_heads query heads that share a K/V head is one more GEMV pass
   over the same rows (the global buffer holds one query vector), so a request costs that many times the
-  kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_cycles`.
+  kv_heads-head command sequence; with heads = kv_heads it is the MHA sequence of `pim.gemv_parts_cycles`.
   So GQA costs at least MHA of as many query heads, and fewer KV heads can cost more. The artifact runs MHA only
   (GPT-3); its K layout, kept here (neupims-artifact.md §5, `PIMTensor.cc`), puts one token's key slice
   (all the device's KV heads, at most a 512-word row) in one bank's row, 32 tokens a tile, ceil(kv_heads x

@@ -286,14 +286,12 @@ def _dense_call_s(gpu: GPU, heads: int, kv_heads: int, head_dim: int, seq_len: i
                             "<prefill>", f"run {seq_len} tokens")
 
 
-def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: float | None = None, *,
-                head_map: Sequence[Sequence[int]] | None = None, sinks: int = DUO_SINKS,
+def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: float, *, sinks: int = DUO_SINKS,
                 recent: int = DUO_RECENT) -> Prefill:
     """Every layer with DuoAttention (module docstring): its retrieval heads' FlashAttention-2 call and its
-    streaming heads' A-shape call; heads from `retrieval_fraction` or `head_map` (layers x KV heads, 1 = retrieval),
-    as the decode model's."""
+    streaming heads' A-shape call; heads from `retrieval_fraction`, as the decode model's."""
     _, heads, kv_heads, head_dim = _sizes(workload)
-    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction, head_map)
+    retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
     streaming = SparsePattern("a_shape", sinks=sinks, window=recent)  # checks both are whole numbers >= 0
     group, params = heads // kv_heads, _sparse_params()
 

@@ -846,16 +846,6 @@ def _split_prompts(prompts: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, 
     return tuple(halves[0]), tuple(halves[1])
 
 
-def charged_ops(model: SystemModel, batch: Batch) -> list[tuple[Op, str]]:
-    """Every op one layer of an iteration charges, with the name of the device it runs on: the ops before the
-    decode attention (prompt attention included), one decode attention op per request, the ops after it. These
-    are the ops `layer_phases` costs (under SBI it costs the same ops per sub-batch)."""
-    contexts, prompts = batch.decode_context_tokens, tuple(int(p) for p in batch.prefill_tokens)
-    pre, post = dense_ops(model, len(contexts), prompts)
-    decode = model.decode_attention(contexts)
-    return [(op, device_of(model, op).name) for op in (*pre, *decode, *post)]
-
-
 def dense_ops(model: SystemModel, decodes: int, prompts: Sequence[int]) -> tuple[list[Op], list[Op]]:
     """The layer's ops other than the decode attention, for `decodes` decoding requests and these prompts: the ops
     before the attention and the prompts' attention, then the ops after it."""
