@@ -17,11 +17,16 @@ nothing and is refused. Rank names in delay terms are checked against the bound 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import lru_cache, reduce
+
+import numpy as np
 
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, ParseError, parse_expr, walk
 from archsim.errors import SpecError
+
+Number = float | np.ndarray  # one point's value, or a column of values over points (`archsim.model.batch`)
+Cycles = Callable[[Mapping[str, Number]], Number]  # a pipeline expression's value given each name's cycles
 
 POLICIES = ("sequential", "max")
 EXPECTED = ("expected sequential, max, or the group's Einsums joined by + and max(...) with delay terms "
@@ -71,11 +76,20 @@ def parse_pipeline(text: str) -> Expr:
     return parse_expr(text)
 
 
+def maximum_of(values: Sequence[Number]) -> Number:
+    """The largest of `values` (`max`'s: the first of equals), elementwise where one is a column."""
+    for v in values:
+        if isinstance(v, np.ndarray):
+            return reduce(np.maximum, values)
+    return max(values)
+
+
 @lru_cache(maxsize=1024)
-def compile_pipeline(node: Expr) -> Callable[[Mapping[str, float]], float]:
+def compile_pipeline(node: Expr) -> Cycles:
     """The value of a pipeline expression (`+`, `*`, `max` over Einsum names and rank sizes) as a function of each
-    name's cycles, built once per expression: the analytical and event models evaluate it on every point. The
-    operations and their order are the expression's, so the value is the one the tree itself gives."""
+    name's cycles, one point's or columns over points (`max` elementwise), built once per expression: the
+    analytical and event models evaluate it on every point. The operations and their order are the expression's,
+    so the value is the one the tree itself gives."""
     match node:
         case Name(name=name):
             return lambda cycles: cycles[name]  # an Einsum's compute cycles, or a rank size (+Arch's LM x M0 stall)
@@ -89,7 +103,7 @@ def compile_pipeline(node: Expr) -> Callable[[Mapping[str, float]], float]:
             return lambda cycles: left(cycles) * right(cycles)
         case Call(fn="max", args=args):
             terms = tuple(map(compile_pipeline, args))
-            return lambda cycles: max([term(cycles) for term in terms])
+            return lambda cycles: maximum_of([term(cycles) for term in terms])
     raise ValueError(f"not a pipeline expression: {node!r}")
 
 

@@ -54,26 +54,29 @@ reads or writes every element, except a read streamed from its producer (see `pl
 s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact
 prices them per PE instance: under 0.25 pJ per score). Leakage: every level's leak energy per cycle x instances x
 cycles. Area: the architecture's.
+
+One pricing serves one point and many: `totals` prices planned groups with an architecture's numbers, each a Python
+number (`price`, `evaluate`: the mapper's path, no numpy) or a numpy column over points (`archsim.model.batch`), with
+the same operations in the same order, so a column's value at a point is that point's own.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass
-from typing import Any
+
+import numpy as np
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
 from archsim.cascade.syntax import Expr
-from archsim.mapping.overlap import compile_pipeline, side_by_side
+from archsim.mapping.overlap import Number, compile_pipeline, maximum_of
 from archsim.mapping.resolve import check_bindings, resolve_group
-from archsim.mapping.spec import Group, Mapping
+from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
-from archsim.model.plan import GroupPlan, plan_group, transfer_actions, used_in
+from archsim.model.plan import EinsumPlan, GroupPlan, plan_group, transfer_actions, used_in
 from archsim.model.result import EinsumResult, Result, built
 
 Key = tuple[str, str]  # (component, action) of an energy
@@ -81,26 +84,25 @@ Key = tuple[str, str]  # (component, action) of an energy
 
 @dataclass(frozen=True)
 class LevelNumbers:
-    """What the model reads of one memory level."""
+    """What the model reads of one memory level (a number, or a column over points: `archsim.model.batch`)."""
 
     name: str
-    capacity_bytes: int | None  # None = unbounded
-    room_bytes: float  # the capacity, inf when unbounded
-    bandwidth_bytes_per_s: float | None
-    access_bits: int
-    actions_pj: MappingOf[str, float]
-    leak_pj_per_cycle: float  # leak per instance x instances (0: no leak)
+    room_bytes: Number  # the capacity, inf when unbounded
+    bandwidth_bytes_per_s: Number | None  # None (a column: 0) = no limit
+    access_bits: Number
+    actions_pj: MappingOf[str, Number]
+    leak_pj_per_cycle: Number  # leak per instance x instances (0: no leak)
 
 
 @dataclass(frozen=True)
 class UnitNumbers:
-    """What the model reads of one compute unit."""
+    """What the model reads of one compute unit (a number, or a column over points: `archsim.model.batch`)."""
 
     name: str
-    shape: tuple[int, ...]
-    lanes: int
-    op_cycles: MappingOf[str, int]
-    op_pj: MappingOf[str, float]
+    shape: tuple[Number, ...]
+    lanes: Number
+    op_cycles: MappingOf[str, Number]
+    op_pj: MappingOf[str, Number]
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,15 @@ class ArchNumbers:
     """The numbers of an architecture that the pricing of a plan reads (its names fix the plan; these do not)."""
 
     name: str
-    clock_hz: float
-    area_um2: float
+    clock_hz: Number
+    area_um2: Number
     levels: tuple[LevelNumbers, ...]  # outermost first
     units: dict[str, UnitNumbers]  # in the architecture's order
 
 
 def read_numbers(arch: Architecture) -> ArchNumbers:
     """`arch`'s numbers."""
-    levels = tuple(LevelNumbers(m.name, m.capacity_bytes, math.inf if m.capacity_bytes is None else m.capacity_bytes,
+    levels = tuple(LevelNumbers(m.name, math.inf if m.capacity_bytes is None else m.capacity_bytes,
                                 m.bandwidth_bytes_per_s, m.access_bits, m.energy.actions_pj,
                                 m.energy.actions_pj.get("leak", 0.0) * m.instances)
                    for m in arch.memories)
@@ -138,35 +140,17 @@ def evaluate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
 
 def price(binding: Binding, mapping_name: str, numbers: ArchNumbers, group_plans: tuple[GroupPlan, ...]) -> Result:
     """The Result of planned groups priced with an architecture's numbers (the work `evaluate` does per call)."""
-    seconds = compute_cycles = 0
-    traffic: dict[str, dict[str, float]] = {m.name: {} for m in numbers.levels}
-    energy: dict[tuple[str, str], float] = {}
-    busy: dict[str, float] = {}
-    memory_s: dict[str, float] = {}
-    footprint: dict[str, float] = {}
-    reasons: list[str] = []
-    einsums: list[EinsumResult] = []
-    for plan in group_plans:
-        p = _group(binding, numbers, plan)
-        seconds += p.seconds
-        compute_cycles += p.compute_cycles
-        add_group_totals(p, traffic, energy, busy, memory_s, footprint, max)
-        reasons += p.reasons
-        einsums += p.einsums
-    cycles = seconds * numbers.clock_hz
-    for m in numbers.levels:
-        if m.leak_pj_per_cycle:
-            key = (m.name, "leak")
-            energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
-    utilization = {}
-    for u in numbers.units.values():
-        utilization[u.name] = busy.get(u.name, 0) / (u.lanes * cycles) if cycles else 0.0
+    t = totals(binding, numbers, group_plans, 1)
+    reasons = t.reasons.get(0, [])
+    einsums = tuple(built(EinsumResult, {"name": ep.name, "group": group, "unit": ep.unit, "ops": ep.ops.copy(),
+                                         "lanes_used": ep.lanes, "compute_cycles": compute, "energy_pj": pj})
+                    for group, ep, compute, pj in t.einsums)
     return built(Result, {
         "cascade": binding.cascade.name, "architecture": numbers.name, "mapping": mapping_name,
         "params": dict(binding.params), "feasible": not reasons, "reason": "; ".join(reasons),
-        "latency_s": seconds, "compute_cycles": compute_cycles, "memory_s": memory_s, "traffic_bytes": traffic,
-        "energy_pj": sum(energy.values()), "energy_by": energy, "utilization": utilization,
-        "footprint_bytes": footprint, "area_um2": numbers.area_um2, "einsums": tuple(einsums), "stalls": {},
+        "latency_s": t.seconds, "compute_cycles": t.compute_cycles, "memory_s": t.memory_s,
+        "traffic_bytes": t.traffic, "energy_pj": t.energy_pj, "energy_by": t.energy, "utilization": t.utilization,
+        "footprint_bytes": t.footprint_bytes, "area_um2": numbers.area_um2, "einsums": einsums, "stalls": {},
     })
 
 
@@ -185,11 +169,72 @@ def plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Map
                  for i, g in enumerate(mapping.groups) if only_group is None or i == only_group)
 
 
-def add_group_totals(part: Any, traffic: dict, energy: dict, busy: dict, memory_s: dict, footprint: dict,
-                     maximum: Callable[[Any, Any], Any]) -> None:
+@dataclass
+class Totals:
+    """Planned groups priced: each metric one point's value, or a column over the points (0 where a point has
+    none) where the numbers are columns."""
+
+    seconds: Number
+    compute_cycles: Number
+    memory_s: dict[str, Number]  # level -> seconds its transfers take
+    traffic: dict[str, dict[str, Number]]  # level -> tensor -> bytes
+    energy: dict[Key, Number]  # (component, action) -> pJ
+    energy_pj: Number
+    utilization: dict[str, Number]  # unit -> busy lane-cycles / (lanes x latency cycles)
+    footprint_bytes: dict[str, float]  # level -> bytes of tiles resident (the plan's: the same at every point)
+    reasons: dict[int, list[str]]  # point -> why it cannot run, for the points with reasons
+    einsums: list[tuple[str, EinsumPlan, Number, Number]]  # (group, Einsum, compute cycles, energy in pJ)
+
+
+def totals(binding: Binding, numbers: ArchNumbers, group_plans: tuple[GroupPlan, ...], n: int) -> Totals:
+    """`group_plans` priced with `numbers`, each of whose fields is one point's value (n = 1) or a column over n
+    points (numpy broadcasts a value they share). The operations and their order are the same either way, so a
+    column's value at a point is the point's own; one point's numbers stay Python ints and floats (no numpy on
+    the mapper's path)."""
+    seconds = compute_cycles = 0
+    traffic: dict[str, dict[str, Number]] = {m.name: {} for m in numbers.levels}
+    energy: dict[Key, Number] = {}
+    busy: dict[str, Number] = {}
+    memory_s: dict[str, Number] = {}
+    footprint: dict[str, float] = {}
+    reasons: dict[int, list[str]] = {}
+    einsums = []
+    for plan in group_plans:
+        p = _group(binding, numbers, plan, n)
+        seconds = seconds + p.seconds
+        compute_cycles = compute_cycles + p.compute_cycles
+        _add_group_totals(p, traffic, energy, busy, memory_s, footprint)
+        for i, texts in p.reasons.items():
+            reasons.setdefault(i, []).extend(texts)
+        einsums += p.einsums
+    cycles = seconds * numbers.clock_hz
+    for m in numbers.levels:
+        if _any(m.leak_pj_per_cycle):
+            key = (m.name, "leak")
+            energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
+    utilization = {u.name: _divided(busy.get(u.name, 0), u.lanes * cycles, cycles != 0)
+                   for u in numbers.units.values()}
+    return Totals(seconds, compute_cycles, memory_s, traffic, energy, sum(energy.values()), utilization, footprint,
+                  reasons, einsums)
+
+
+@dataclass
+class _GroupTotals:
+    seconds: Number
+    compute_cycles: Number
+    memory_s: dict[str, Number]
+    traffic: dict[str, dict[str, Number]]
+    energy: dict[Key, Number]
+    busy: dict[str, Number]  # unit -> busy lane-cycles
+    footprint_bytes: dict[str, float]
+    reasons: dict[int, list[str]]  # point -> its reasons, for the points with some
+    einsums: list[tuple[str, EinsumPlan, Number, Number]]
+
+
+def _add_group_totals(part: _GroupTotals, traffic: dict, energy: dict, busy: dict, memory_s: dict,
+                      footprint: dict) -> None:
     """Add a priced group's traffic, energy, busy lane-cycles and memory time to the totals, and keep the larger
-    footprint per level (`maximum`: `max` for one point's floats, `np.maximum` for the batch path's columns), in
-    the order `price` has always added them."""
+    footprint per level."""
     for level, per_tensor in part.traffic.items():
         into = traffic[level]
         for t, b in per_tensor.items():
@@ -198,157 +243,192 @@ def add_group_totals(part: Any, traffic: dict, energy: dict, busy: dict, memory_
         for key, value in add.items():
             total[key] = value + total.get(key, 0)
     for level, b in part.footprint_bytes.items():
-        footprint[level] = maximum(footprint.get(level, 0.0), b)
+        footprint[level] = max(footprint.get(level, 0.0), b)  # the plan's: one value for every point
 
 
-@dataclass
-class _GroupResult:
-    seconds: float
-    compute_cycles: float
-    memory_s: dict[str, float]
-    traffic: dict[str, dict[str, float]]
-    energy: dict[tuple[str, str], float]  # (component, action) -> pJ
-    busy: dict[str, float]  # unit -> busy lane-cycles
-    footprint_bytes: dict[str, float]
-    reasons: list[str]
-    einsums: list[EinsumResult]
-
-
-def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan) -> _GroupResult:
-    """The group's time, energy and feasibility: its plan priced with the architecture's numbers."""
-    group = plan.group
-    levels = numbers.levels
-    units = numbers.units
-    spent = [0] * len(plan.energy_keys)  # pJ per (component, action) the plan prices, in its order
-    busy: dict[str, float] = {}
-    cycles: dict[str, float] = {}
+def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int) -> _GroupTotals:
+    """The group's time, energy and feasibility: its plan priced with the architecture's numbers (`totals`)."""
+    spent: list[Number] = [0] * len(plan.energy_keys)  # pJ per (component, action) the plan prices, in its order
+    busy: dict[str, Number] = {}
+    cycles: dict[str, Number] = {}
     einsums = []
     for ep in plan.einsums:
-        unit = units[ep.unit]
-        op_cycles, pj = unit.op_cycles, unit.op_pj
-        lane_cycles = slowest = einsum_pj = 0
-        for slot, op, n in ep.priced:
-            op_cycle = op_cycles[op]
-            lane_cycles += n * op_cycle
-            if op_cycle > slowest:
-                slowest = op_cycle
-            pj_spent = n * pj[op]
-            spent[slot] += pj_spent
-            einsum_pj += pj_spent
-        if ep.pipelined:  # one point per cycle of its slowest op
-            lane_cycles = ep.most_ops * slowest
+        unit = numbers.units[ep.unit]
+        op_cycles, op_pj = unit.op_cycles, unit.op_pj
+        lane_cycles = einsum_pj = 0
+        for slot, op, count in ep.priced:
+            lane_cycles = lane_cycles + count * op_cycles[op]
+            pj = count * op_pj[op]
+            spent[slot] = spent[slot] + pj
+            einsum_pj = einsum_pj + pj
+        if ep.pipelined and ep.ops:  # one point per cycle of its slowest op
+            lane_cycles = ep.most_ops * maximum_of([op_cycles[op] for op in ep.ops])
         busy[ep.unit] = busy.get(ep.unit, 0) + lane_cycles
         compute = cycles[ep.name] = lane_cycles / ep.lanes
-        einsums.append(built(EinsumResult, {"name": ep.name, "group": group.name, "unit": ep.unit,
-                                            "ops": ep.ops.copy(), "lanes_used": ep.lanes, "compute_cycles": compute,
-                                            "energy_pj": einsum_pj}))
+        einsums.append((plan.group.name, ep, compute, einsum_pj))
     compute_cycles = _overlap(plan, cycles)
-    reasons = [*plan.reasons, *(_fanout_reasons(numbers, group, plan)
-                                or _overlap_reasons(numbers, group, plan, cycles, compute_cycles))]
+    reasons = _fanout_reasons(numbers, plan, n)
+    _overlap_reasons(numbers, plan, cycles, compute_cycles, n, reasons)
+    for i in range(n) if plan.reasons else ():  # the loop nest's own, first
+        reasons[i] = [*plan.reasons, *reasons.get(i, [])]
 
+    levels = numbers.levels
     for slot, index, action, bits in plan.actions:
         level = levels[index]
-        spent[slot] += bits / level.access_bits * level.actions_pj[action]
+        spent[slot] = spent[slot] + bits / level.access_bits * level.actions_pj[action]
     energy = dict(zip(plan.energy_keys, spent, strict=True))
-    traffic = plan.traffic
-    moved = plan.moved
-    for index in plan.held:
-        m = levels[index]
-        footprint = plan.footprint_bytes[m.name]
-        overflow = footprint - m.room_bytes
-        if overflow <= 0:
-            continue
-        spillable = plan.spillable.get(m.name, 0)
-        if overflow > spillable:
-            reasons.append(f"group {group.name}: {m.name} holds {footprint:.0f} B of tiles "
-                           f"({', '.join(plan.kept_at.get(m.name, ())) or 'hand-offs between units'}), "
-                           f"over its capacity of {m.capacity_bytes} B")
-            continue
-        traffic, spill_energy = _spill(binding, numbers, plan, index, overflow / spillable, traffic)
-        for key, pj_spent in spill_energy:
-            energy[key] = energy.get(key, 0) + pj_spent
-        moved = {level: sum(per.values()) for level, per in traffic.items()}
-
+    traffic = _fit(binding, numbers, plan, n, energy, reasons)
+    moved = plan.moved if traffic is plan.traffic else {lv: sum(per.values()) for lv, per in traffic.items()}
     memory_s = {}
     for m in levels:
+        bandwidth = m.bandwidth_bytes_per_s
+        if bandwidth is None:  # no limit
+            continue
         level_moved = moved.get(m.name, 0)
-        if m.bandwidth_bytes_per_s and level_moved:
-            memory_s[m.name] = level_moved / m.bandwidth_bytes_per_s
-    seconds = max([compute_cycles / numbers.clock_hz, *memory_s.values()])
-    return _GroupResult(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint_bytes, reasons,
+        limited = bandwidth != 0  # a column's 0: no limit at that point
+        if _any(limited & (level_moved != 0)):
+            memory_s[m.name] = _divided(level_moved, bandwidth, limited)
+    seconds = maximum_of([compute_cycles / numbers.clock_hz, *memory_s.values()])
+    return _GroupTotals(seconds, compute_cycles, memory_s, traffic, energy, busy, plan.footprint_bytes, reasons,
                         einsums)
 
 
-def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, fraction: float,
-           traffic: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, float]], list[tuple[Key, float]]]:
+def _fit(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int, energy: dict[Key, Number],
+         reasons: dict[int, list[str]]) -> dict[str, dict[str, Number]]:
+    """Each level's tiles against its capacity: a reason for each point whose overflow is more than the level's
+    spillable tiles; where it is not, the overflow spills (`_spill`), its energies added to `energy`. Returns the
+    traffic, the plan's own where nothing spills, else a copy with the spilled accesses added."""
+    traffic = plan.traffic
+    for index in plan.held:
+        m = numbers.levels[index]
+        footprint = plan.footprint_bytes[m.name]
+        overflow = footprint - m.room_bytes
+        over = overflow > 0
+        if not _any(over):
+            continue
+        spillable = plan.spillable.get(m.name, 0)
+        failed = _points(over & (overflow > spillable), n)
+        kept = (", ".join(plan.kept_at.get(m.name, ())) or "hand-offs between units") if failed else ""
+        for i in failed:
+            reasons.setdefault(i, []).append(f"group {plan.group.name}: {m.name} holds {footprint:.0f} B of tiles "
+                                             f"({kept}), over its capacity of {int(_at(m.room_bytes, i))} B")
+        spill = over & (overflow <= spillable)
+        if not _any(spill):
+            continue
+        if traffic is plan.traffic:
+            traffic = {level: dict(per) for level, per in plan.traffic.items()}
+        _spill(binding, numbers, plan, index, _divided(overflow, spillable, spill), spill, traffic, energy)
+    return traffic
+
+
+def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, fraction: Number, spill: Number,
+           traffic: dict[str, dict[str, Number]], energy: dict[Key, Number]) -> None:
     """The part `fraction` of level `index`'s spillable tiles that does not fit lives one level out; each access
-    to it goes there. Returns the traffic with those accesses added (a copy of the plan's) and their energies."""
+    to it goes there: its traffic added to `traffic` and its energy to `energy`, where `spill` (0 elsewhere)."""
     levels = numbers.levels
     names = tuple(m.name for m in levels)
     word = binding.word_bytes
     parent = plan.parent_of[names[index]]
-    if traffic is plan.traffic:
-        traffic = {level: dict(per) for level, per in plan.traffic.items()}
     into = traffic.setdefault(names[parent], {})
-    spent = []
     for s in plan.spills[names[index]]:
         elems = s.elems * fraction
         into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
-        for key, at, action, bits in (transfer_actions(names, parent, len(names), elems * s.reads * word * 8, True)
-                                      + transfer_actions(names, parent, len(names), elems * s.writes * word * 8,
-                                                         False)):
-            spent.append((key, bits / levels[at].access_bits * levels[at].actions_pj[action]))
-    return traffic, spent
+        for accesses, inward in ((s.reads, True), (s.writes, False)):
+            bits = elems * accesses * word * 8
+            # the actions of a transfer that moves any element (s.elems * accesses of them at a spilling point)
+            for key, at, action, _ in transfer_actions(names, parent, len(names), s.elems * accesses, inward):
+                spent = bits / levels[at].access_bits * levels[at].actions_pj[action]
+                energy[key] = energy.get(key, 0) + _where(spill, spent, 0.0)
 
 
-def _fanout_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan) -> list[str]:
+def _fanout_reasons(numbers: ArchNumbers, plan: GroupPlan, n: int) -> dict[int, list[str]]:
     """Why the group's spatial loops need more PEs than a unit has, along one of its dimensions (see the module
-    docstring for which loops go along which dimension)."""
-    reasons = []
+    docstring for which loops go along which dimension): point -> its reasons, for the points with some."""
+    reasons: dict[int, list[str]] = {}
     for unit_name, d, fanout, along in plan.fanouts:
-        unit = numbers.units[unit_name]
-        pes = unit.shape[d]
-        if fanout > pes:
-            named = " x ".join(f"{lp.path or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
-            reasons.append(f"group {group.name}: {named} spreads {fanout} over unit {unit.name}, which has "
-                           f"{pes} PEs along dimension {d} (shape {' x '.join(map(str, unit.shape))})")
+        shape = numbers.units[unit_name].shape
+        bad = _points(fanout > shape[d], n)
+        if not bad:
+            continue
+        named = " x ".join(f"{lp.path or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
+        for i in bad:
+            pes = [int(_at(s, i)) for s in shape]
+            reasons.setdefault(i, []).append(
+                f"group {plan.group.name}: {named} spreads {fanout} over unit {unit_name}, which has {pes[d]} PEs "
+                f"along dimension {d} (shape {' x '.join(map(str, pes))})")
     return reasons
 
 
-def _overlap_reasons(numbers: ArchNumbers, group: Group, plan: GroupPlan, cycles: dict[str, float],
-                     compute_cycles: float) -> list[str]:
+def _overlap_reasons(numbers: ArchNumbers, plan: GroupPlan, cycles: dict[str, Number], compute_cycles: Number,
+                     n: int, reasons: dict[int, list[str]]) -> None:
     """Why the group's overlap runs a unit's Einsums side by side beyond its PEs: over the whole group, or within
-    one `max(...)` of its expression (two full-array Einsums in one max need twice that max's cycles)."""
+    one `max(...)` of its expression (two full-array Einsums in one max need twice that max's cycles); added for
+    the points without fan-out reasons, from the first window where a point has any."""
+    done = set(reasons)
     values = {**plan.delay_sizes, **cycles}
     windows = [("its overlap", compute_cycles, None),
-               *((f"its overlap's {text}", compile_pipeline(node)(values), set(names))
-                 for node, text, names in side_by_side(group.overlap))]
-    reasons = []
+               *((f"its overlap's {text}", window(values), names) for text, window, names in plan.windows)]
     for what, window_cycles, names in windows:
+        found = set()
         for unit_name, mine in plan.by_unit:
             inside = [(e, lanes) for e, lanes in mine if names is None or e in names]
-            unit = numbers.units[unit_name]
             busy = 0
             for e, lanes in inside:
-                busy += cycles[e] * lanes
-            if busy > unit.lanes * window_cycles * (1 + 1e-9):
-                reasons.append(f"group {group.name}: {what} runs {', '.join(e for e, _ in inside)} side by side on "
-                               f"unit {unit.name} in {window_cycles:.0f} cycles, but their {busy:.0f} PE-cycles "
-                               f"need {busy / unit.lanes:.0f} cycles of its {unit.lanes} PEs")
-        if reasons:
-            return reasons
-    return reasons
+                busy = busy + cycles[e] * lanes
+            unit_lanes = numbers.units[unit_name].lanes
+            for i in _points(busy > unit_lanes * window_cycles * (1 + 1e-9), n):
+                if i in done:
+                    continue
+                b, c, lanes = float(_at(busy, i)), float(_at(window_cycles, i)), int(_at(unit_lanes, i))
+                found.add(i)
+                reasons.setdefault(i, []).append(
+                    f"group {plan.group.name}: {what} runs {', '.join(e for e, _ in inside)} side by side on unit "
+                    f"{unit_name} in {c:.0f} cycles, but their {b:.0f} PE-cycles need {b / lanes:.0f} cycles of "
+                    f"its {lanes} PEs")
+        done |= found
 
 
-def _overlap(plan: GroupPlan, cycles: dict[str, float]) -> float:
+def _overlap(plan: GroupPlan, cycles: dict[str, Number]) -> Number:
     if plan.group.overlap == "sequential":
         return sum(cycles.values())
     if plan.group.overlap == "max":
-        per_unit: Counter[str] = Counter()
+        per_unit: dict[str, Number] = {}
         for ep in plan.einsums:
-            per_unit[ep.unit] += cycles[ep.name]
-        return max(per_unit.values())
+            per_unit[ep.unit] = per_unit.get(ep.unit, 0) + cycles[ep.name]
+        return maximum_of(list(per_unit.values()))
     return plan.pipeline({**plan.delay_sizes, **cycles} if plan.delay_sizes else cycles)
+
+
+def _any(holds: Number | bool) -> bool:
+    """Whether `holds` at any point."""
+    return bool(holds.any()) if isinstance(holds, np.ndarray) else bool(holds)
+
+
+def _points(holds: Number | bool, n: int) -> list[int]:
+    """The points where `holds` (one value: all or none of the n)."""
+    if isinstance(holds, np.ndarray) and holds.ndim:
+        return np.flatnonzero(holds).tolist()
+    return list(range(n)) if holds else []
+
+
+def _at(value: Number, i: int) -> Number:
+    """Point i's value of a column (or the one value every point has)."""
+    return value[i] if isinstance(value, np.ndarray) and value.ndim else value
+
+
+def _where(holds: Number | bool, value: Number, other: float) -> Number:
+    """`value` where `holds`, else `other` (per point for a column)."""
+    if isinstance(holds, np.ndarray):
+        return np.where(holds, value, other)
+    return value if holds else other
+
+
+def _divided(numerator: Number, denominator: Number, holds: Number | bool) -> Number:
+    """numerator / denominator where `holds`, else 0 (a column's other points divide without a warning)."""
+    if not isinstance(holds, np.ndarray):
+        return numerator / denominator if holds else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(holds, numerator / denominator, 0.0)
 
 
 def pipeline_cycles(node: Expr, cycles: dict[str, float]) -> float:

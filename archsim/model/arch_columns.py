@@ -93,7 +93,7 @@ class Columns:
             room, bandwidth = float(value_at(m.capacity_bytes, i)), float(value_at(m.bandwidth_bytes_per_s, i))
             actions = {a: float(value_at(e, i)) for a, e in m.actions_pj.items()}
             levels.append(LevelNumbers(
-                m.name, None if math.isinf(room) else int(room), room if math.isinf(room) else int(room),
+                m.name, room if math.isinf(room) else int(room),
                 bandwidth or None, int(value_at(m.access_bits, i)), actions,
                 actions.get("leak", 0.0) * int(value_at(m.instances, i))))
         units = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from archsim.cascade.analysis import Analysis
@@ -23,7 +23,14 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade, Einsum, Var
 from archsim.cascade.passes import refs_of
 from archsim.cascade.syntax import walk
-from archsim.mapping.overlap import POLICIES, compile_pipeline, delay_names, parse_pipeline
+from archsim.mapping.overlap import (
+    POLICIES,
+    Cycles,
+    compile_pipeline,
+    delay_names,
+    parse_pipeline,
+    side_by_side,
+)
 from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
@@ -80,7 +87,9 @@ class GroupPlan:
     actions: tuple[tuple[int, int, str, float], ...]  # memory actions of every transfer, in the order the model
     # prices them: (slot of (level, action) in `energy_keys`, level index, action, bits)
     energy_keys: tuple[tuple[str, str], ...]  # (component, action) priced by the group, in the order first priced
-    pipeline: Callable[[Mapping[str, float]], float] | None  # the overlap expression's cycles (None: a policy)
+    pipeline: Cycles | None  # the overlap expression's cycles (None: a policy)
+    windows: tuple[tuple[str, Cycles, frozenset[str]], ...]  # each max(...) of the expression: its text, its
+    # cycles and the Einsums its arguments run (`archsim.mapping.overlap.side_by_side`)
     delay_sizes: dict[str, int]  # the rank sizes its delay terms read
     by_unit: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]  # unit -> its (Einsum, lanes), units in order
     reasons: tuple[str, ...]  # why its loop nest cannot run, whatever the numbers (an unkept tensor's live tiles)
@@ -225,6 +234,8 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                      {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
+                     tuple((text, compile_pipeline(node), frozenset(names))
+                           for node, text, names in side_by_side(group.overlap)),
                      {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit,
                      tuple(reasons))
 
