@@ -311,7 +311,7 @@ def _fit(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int, energy
         kept = (", ".join(plan.kept_at.get(m.name, ())) or "hand-offs between units") if failed else ""
         for i in failed:
             reasons.setdefault(i, []).append(f"group {plan.group.name}: {m.name} holds {footprint:.0f} B of tiles "
-                                             f"({kept}), over its capacity of {int(_at(m.room_bytes, i))} B")
+                                             f"({kept}), over its capacity of {int(value_at(m.room_bytes, i))} B")
         spill = over & (overflow <= spillable)
         if not _any(spill):
             continue
@@ -352,7 +352,7 @@ def _fanout_reasons(numbers: ArchNumbers, plan: GroupPlan, n: int) -> dict[int, 
             continue
         named = " x ".join(f"{lp.path or f'loops[{i}] rank {lp.rank}'} = {lp.factor}" for i, lp in along)
         for i in bad:
-            pes = [int(_at(s, i)) for s in shape]
+            pes = [int(value_at(s, i)) for s in shape]
             reasons.setdefault(i, []).append(
                 f"group {plan.group.name}: {named} spreads {fanout} over unit {unit_name}, which has {pes[d]} PEs "
                 f"along dimension {d} (shape {' x '.join(map(str, pes))})")
@@ -379,7 +379,7 @@ def _overlap_reasons(numbers: ArchNumbers, plan: GroupPlan, cycles: dict[str, Nu
             for i in _points(busy > unit_lanes * window_cycles * (1 + 1e-9), n):
                 if i in done:
                     continue
-                b, c, lanes = float(_at(busy, i)), float(_at(window_cycles, i)), int(_at(unit_lanes, i))
+                b, c, lanes = float(value_at(busy, i)), float(value_at(window_cycles, i)), int(value_at(unit_lanes, i))
                 found.add(i)
                 reasons.setdefault(i, []).append(
                     f"group {plan.group.name}: {what} runs {', '.join(e for e, _ in inside)} side by side on unit "
@@ -411,7 +411,7 @@ def _points(holds: Number | bool, n: int) -> list[int]:
     return list(range(n)) if holds else []
 
 
-def _at(value: Number, i: int) -> Number:
+def value_at(value: Number, i: int) -> Number:
     """Point i's value of a column (or the one value every point has)."""
     return value[i] if isinstance(value, np.ndarray) and value.ndim else value
 

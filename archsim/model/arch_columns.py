@@ -24,7 +24,7 @@ import numpy as np
 from archsim.arch.load import MAX_VALUE
 from archsim.arch.spec import Architecture
 from archsim.errors import SpecError, kind_of
-from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers
+from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, value_at
 
 Column = np.ndarray | float  # a field's values over the points, or its one value for all of them
 
@@ -265,8 +265,3 @@ def stacked(archs: list[Architecture]) -> Columns:
                                      {op: col([x.energy.actions_pj[op] for x in each]) for op in u.energy.actions_pj},
                                      col([x.area_um2 for x in each]), {})
     return Columns(len(archs), [a.name for a in archs], col([a.clock_hz for a in archs]), levels, units)
-
-
-def value_at(value: Column, i: int) -> float:
-    """Point i's value of a column (or the one value every point shares)."""
-    return value[i] if np.ndim(value) else value
