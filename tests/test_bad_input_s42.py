@@ -181,3 +181,15 @@ def test_a_loop_of_symlinks_is_not_called_missing(invoke, tmp_path, args) -> Non
     loop = str(tmp_path / "a.yaml")
     line = _one_error_line(*invoke(*(loop if a == "FILE" else a for a in args)))
     assert line.startswith(f"error: {loop}: cannot use this path (") and "symbolic links" in line, line
+
+
+def test_no_help_shows_an_unbounded_range() -> None:
+    """Unbounded number options (sparse's --density, --top-k, ...) showed click's "[x<=None]" (helper-506): their
+    range is the method's, checked when it runs."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    for name in main.commands:
+        text = CliRunner().invoke(main, [name, "--help"]).output
+        assert "None]" not in text, name

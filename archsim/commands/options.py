@@ -100,6 +100,16 @@ class _OptionNumber:
         return super().convert(value, param, ctx)
 
 
+class Whole(_OptionNumber, click.types.IntParamType):
+    """click's int over `option_number`'s digits, unbounded (the caller checks the range: a method's own)."""
+
+
+class Real(_OptionNumber, click.types.FloatParamType):
+    """click's float over `option_number`'s digits, unbounded (the caller checks the range)."""
+
+    whole = False
+
+
 class WholeRange(_OptionNumber, click.IntRange):
     """click's IntRange over `option_number`'s digits."""
 

@@ -16,9 +16,9 @@ import math
 import click
 
 from archsim.commands.options import (
-    RealRange,
+    Real,
     Size,
-    WholeRange,
+    Whole,
     named,
     nan_as_null,
     nonempty,
@@ -47,19 +47,19 @@ PREFILL_METHODS = ("minference", "flexprefill")
               help="[minference, duoattention] A per-head pattern map: a shipped one (archsim list) or a YAML file; "
                    "its layers x heads must be the workload's (query heads for MInference, KV heads for "
                    "DuoAttention).")
-@click.option("--density", type=RealRange(), metavar="D",
+@click.option("--density", type=Real(), metavar="D",
               help="[flexprefill] Share of the causal attention its coverage (gamma 0.9) keeps, in (0, 1]: the "
                    "data's, so no default; each query block keeps at least FlexPrefill's min_budget (its default "
                    "512 tokens) as vertical and as slash blocks.")
-@click.option("--retrieval-fraction", type=RealRange(), metavar="R",
+@click.option("--retrieval-fraction", type=Real(), metavar="R",
               help="[duoattention, razorattention] Share of KV heads kept whole (0..1).")
 @click.option("--budget", "budgets", metavar="B[,B...]", callback=whole_numbers,
               help="[quest] Token budgets: whole 16-token pages, at most the context (a comma list sweeps).")
-@click.option("--top-k", type=WholeRange(), metavar="K",
+@click.option("--top-k", type=Whole(), metavar="K",
               help="[tokenselect] Tokens selected per step, besides 128 sinks and 512 local (default: TokenSelect's "
                    "2048; a context they cover is attended whole, as dense; a value given beyond the context is "
                    "refused).")
-@click.option("--reuse-fraction", type=RealRange(), metavar="F",
+@click.option("--reuse-fraction", type=Real(), metavar="F",
               help="[tokenselect] Share of steps whose Selection Cache hits and skip scoring, in [0, 1) (default 0: "
                    "every step scores anew).")
 @click.option("--prefill", is_flag=True,
