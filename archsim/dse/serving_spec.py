@@ -69,7 +69,7 @@ from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import COST_METRIC
-from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, with_fields
+from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, repriced_devices, with_fields
 from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
 from archsim.workload import Workload, max_size, size_limit_problem
 
@@ -279,6 +279,15 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                 raise SpecError(source, named[0], f"{COST_METRIC} needs a price for every device: "
                                                   f"{system.source} has no devices.{device.name}.price_per_hour "
                                                   "(USD per device-hour)")
+        for where, fields in settings:
+            changes = system_changes(fields, source)
+            for name in repriced_devices(system.data, changes):
+                if f"devices.{name}.price_per_hour" not in fields_set:
+                    raise SpecError(source, where, f"{COST_METRIC} ({named[0]}) needs each device's price: this "
+                                                   f"value sets devices.{name}.preset, and {system.source}'s "
+                                                   f"devices.{name}.price_per_hour is the price of its own preset "
+                                                   f"(sweep the price too, or give each device its own system "
+                                                   "file with its price)")
 
 
 def _check_energy_metrics(system: System, objectives: tuple[str, ...], constrained: tuple[str, ...], source: str,

@@ -361,10 +361,13 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     stay; the fields are the spec's (`system.data`), so a System changed with `dataclasses.replace` is not. A
     path's parent must exist in the spec; its last key may be new (a device field the file left at its default). A
     link the spec names by preset (`links.tp: nvlink4-h100`) is written inline, the preset's fields, before one of
-    its fields is set (`_inline_link`); it keeps the preset's name."""
+    its fields is set (`_inline_link`); it keeps the preset's name. A device whose `preset` the changes set to
+    another preset, and whose `price_per_hour` they do not set, has no price (`_unpriced`): the spec's was written
+    for its own preset, so a cost per token is then unknown (NaN), never the old device's."""
     if not isinstance(changes, Mapping):
         raise SpecError("<python>", "changes", f"expected a mapping of dotted path -> value, got {changes!r}")
     data = copy.deepcopy(dict(system.data))
+    _unpriced(data, changes)
     for path, value in changes.items():
         keys = path.split(".") if isinstance(path, str) else []
         if len(keys) == 3 and keys[0] == "links" and isinstance(data.get("links"), dict):
@@ -379,6 +382,22 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
             raise UnknownField(system.source, str(path), "expected a dotted path to a field of the system spec")
         node[keys[-1]] = value
     return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
+
+
+def repriced_devices(data: Mapping[str, Any], changes: Mapping[str, Any]) -> list[str]:
+    """The devices of the spec `data` whose `preset` `changes` set to another preset without setting their
+    `price_per_hour`, which the spec gives: their price is then unknown (`with_fields`)."""
+    devices = data.get("devices") if isinstance(data.get("devices"), Mapping) else {}
+    return [name for name, device in devices.items()
+            if isinstance(device, Mapping) and "price_per_hour" in device
+            and f"devices.{name}.preset" in changes and changes[f"devices.{name}.preset"] != device.get("preset")
+            and f"devices.{name}.price_per_hour" not in changes]
+
+
+def _unpriced(data: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Drop the price of each device `repriced_devices` names, in place."""
+    for name in repriced_devices(data, changes):
+        del data["devices"][name]["price_per_hour"]
 
 
 def _inline_link(links: dict[str, Any], role: str, system: System) -> None:
