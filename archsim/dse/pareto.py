@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from archsim.dse.spec import AXIS_ROOTS, MAXIMISED
+from archsim.dse.spec import MAXIMISED, is_axis
 
 
 def sense(objective: str) -> float:
@@ -26,7 +26,7 @@ def best_label(points: pd.DataFrame, objective: str):
     tied = points.loc[values[values == best_of(values, objective)].index]
     if len(tied) < 2:
         return tied.index[0]
-    axes = sorted(c for c in tied.columns if str(c).partition(".")[0] in AXIS_ROOTS)
+    axes = sorted(c for c in tied.columns if is_axis(c))
     keys = tied["key"].astype(str) if "key" in tied.columns else pd.Series("", index=tied.index)
     return min(tied.index, key=lambda label: (_axis_order(tied.loc[label, axes]), keys[label]))
 

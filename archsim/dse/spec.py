@@ -132,6 +132,7 @@ MAXIMISED = ("throughput_tok_s", *PARALLEL_MAXIMISED, *SPARSE_MAXIMISED)  # ever
 SAMPLING_KINDS = ("grid", "random", "lhs")
 AXIS_ROOTS = ("arch", "workload", "linked", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT, SPARSE_ROOT)
 SYSTEM_AXIS_ROOTS = (SYSTEM_ROOT, SERVING_ROOT)  # the roots of a system sweep's axes, and of no other sweep's
+
 # what an axis value or a linked template sets
 FIELD_ROOTS = ("arch", "workload", SYSTEM_ROOT, SERVING_ROOT, PARALLEL_ROOT, SPARSE_ROOT)
 LINKED_ROOTS = {"architecture": ("arch", "workload"), "system": (SYSTEM_ROOT,)}  # what a linked template may set
@@ -152,6 +153,11 @@ DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
 KIND_OBJECTIVES = {SPARSE_ROOT: ("latency_s", "memory_bytes")}  # a kind's default where energy is not modelled
 DEFAULT_MAX_POINTS = 100_000  # ~13 min on one worker at the README's 131 points/s
 MAX_POINTS_ENV = "ARCHSIM_MAX_SWEEP_POINTS"
+
+
+def is_axis(column: object) -> bool:
+    """Whether a record column holds an axis's values: it is named under an `AXIS_ROOTS` root."""
+    return str(column).partition(".")[0] in AXIS_ROOTS
 
 
 def axis_missing(value: Any) -> bool:

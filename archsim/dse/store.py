@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from archsim.dse.spec import AXIS_ROOTS
+from archsim.dse.spec import is_axis
 from archsim.errors import SpecError
 from archsim.spec_files import is_file
 
@@ -271,7 +271,7 @@ def _insert(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple
 def _point(record: Mapping[str, Any]) -> dict[str, Any]:
     """The point a record was computed for: its target and axis values (the fields under an axis root)."""
     return {name: value for name, value in record.items()
-            if name == "target" or name.partition(".")[0] in AXIS_ROOTS}
+            if name == "target" or is_axis(name)}
 
 
 def axis_updates(conn: StoreConnection, points: Mapping[str, Mapping[str, Any]]) -> list[AxisUpdate]:
@@ -364,7 +364,7 @@ def _blank_infeasible(df: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
     if df.empty or "feasible" not in df:
         return df
     feasible = df["feasible"].astype(bool)
-    metrics = [c for c in df.columns if c not in _NOT_METRICS and str(c).partition(".")[0] not in AXIS_ROOTS]
+    metrics = [c for c in df.columns if c not in _NOT_METRICS and not is_axis(c)]
     named = config[~feasible].explode().dropna()  # an infeasible row's label, once per config column it names
     kept = named.groupby(named).groups  # config column -> the labels of the infeasible rows that keep it
     return df.assign(**{c: df[c].where(feasible | df.index.isin(kept.get(c, [])), math.nan) for c in metrics})

@@ -86,6 +86,16 @@ class Columns:
             memories = memories + instance * m.instances
         return units + memories
 
+    def all_numbers(self) -> ArchNumbers:
+        """Every point's numbers at once, as `analytical.totals` prices columns: each field a column, or the one
+        value the points share; a level's capacity inf and its bandwidth 0 where unbounded (the name is the first
+        point's: a batch reads each point's from `names`)."""
+        levels = tuple(LevelNumbers(m.name, m.capacity_bytes, m.bandwidth_bytes_per_s, m.access_bits,
+                                    m.actions_pj, m.actions_pj.get("leak", 0.0) * m.instances) for m in self.levels)
+        units = {u.name: UnitNumbers(u.name, tuple(u.shape), self.lanes(u.name), u.op_cycles, u.op_pj)
+                 for u in self.units.values()}
+        return ArchNumbers(self.names[0], self.clock_hz, self.area, levels, units)
+
     def numbers(self, i: int) -> ArchNumbers:
         """Point i's numbers, as `analytical.read_numbers` reads them from an Architecture."""
         levels = []

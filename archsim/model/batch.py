@@ -44,7 +44,7 @@ from archsim.cascade.bind import Binding
 from archsim.errors import SpecError
 from archsim.mapping.resolve import numbers_key, numbers_read
 from archsim.mapping.spec import Mapping as MappingSpec
-from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, plans, price, totals
+from archsim.model.analytical import plans, price, totals
 from archsim.model.arch_columns import Column, Columns, stacked, with_numbers
 from archsim.model.plan import GroupPlan
 from archsim.model.result import Result
@@ -221,7 +221,7 @@ def _assemble(n: int, parts: list[tuple[np.ndarray, _Priced | None, SpecError | 
 def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) -> dict:
     """`analytical.totals` of the plans with the columns' numbers, each metric an array of n values."""
     n = cols.n
-    p = totals(binding, _numbers(cols), group_plans, n)
+    p = totals(binding, cols.all_numbers(), group_plans, n)
     feasible = np.ones(n, dtype=bool)
     feasible[list(p.reasons)] = False
     return {"latency_s": _full(p.seconds, n), "energy_pj": _full(p.energy_pj, n), "area_um2": _full(cols.area, n),
@@ -232,17 +232,6 @@ def _price(binding: Binding, group_plans: tuple[GroupPlan, ...], cols: Columns) 
             "energy_by": {k: _full(c, n) for k, c in p.energy.items()},
             "utilization": {u: _full(c, n) for u, c in p.utilization.items()},
             "footprint_bytes": {lv: _full(c, n) for lv, c in p.footprint_bytes.items()}}
-
-
-def _numbers(cols: Columns) -> ArchNumbers:
-    """The columns as the numbers `analytical.totals` prices: each field a column, or the one value its points
-    share; a level's capacity inf and its bandwidth 0 where unbounded (the name is the first point's: the batch
-    reads each point's from `cols.names`)."""
-    levels = tuple(LevelNumbers(m.name, m.capacity_bytes, m.bandwidth_bytes_per_s, m.access_bits,
-                                m.actions_pj, m.actions_pj.get("leak", 0.0) * m.instances) for m in cols.levels)
-    units = {u.name: UnitNumbers(u.name, tuple(u.shape), cols.lanes(u.name), u.op_cycles, u.op_pj)
-             for u in cols.units.values()}
-    return ArchNumbers(cols.names[0], cols.clock_hz, cols.area, levels, units)
 
 
 def _full(value: Column, n: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import pandas as pd
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT
-from archsim.dse.spec import AXIS_ROOTS, DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing
+from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
@@ -52,8 +52,8 @@ def default_objectives(df: pd.DataFrame) -> tuple[str, ...]:
 
 
 def axis_columns(df: pd.DataFrame) -> list[str]:
-    """The axis columns of a record DataFrame (named under an `AXIS_ROOTS` root), in column order."""
-    return [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS]
+    """The axis columns of a record DataFrame (`is_axis`), in column order."""
+    return [c for c in df.columns if is_axis(c)]
 
 
 def spec_keys(spec: SweepSpec) -> dict[str, dict[str, Any]]:
@@ -138,7 +138,7 @@ def stored(value: Any) -> Any:
 def whole_axes(df: pd.DataFrame) -> pd.DataFrame:
     """`df` with every axis column whose values are whole numbers as nullable integers, for a CSV: a column that
     only some points of a shared store carry holds NaN elsewhere, which made pandas write its 64 as 64.0."""
-    whole = [c for c in df.columns if str(c).partition(".")[0] in AXIS_ROOTS and df[c].dtype.kind == "f"
+    whole = [c for c in df.columns if is_axis(c) and df[c].dtype.kind == "f"
              and _whole(df[c].dropna())]
     return df.astype({c: "Int64" for c in whole})
 
