@@ -215,12 +215,40 @@ def bind(
         values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
     else:
         values, origin = _layers(cascade, [("<params>", params)] if params else [], limit)
-    rank_overrides: dict[str, int] = {}
-    rank_given: dict[str, tuple[str, str]] = {}  # rank set directly -> (source, where) of the value that won
     override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
+    rank_overrides, rank_given = _apply_overrides(cascade, values, origin, override_layers, limit)
+    _ffn_words(cascade, values, origin)
+    if isinstance(params, Workload):
+        _check_model_sizes(cascade, params, overrides or {}, set_option)
+    if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
+        raise SpecError(origin.get("top_k", cascade.source), "top_k", f"expected at most experts "
+                                                                      f"({number_text(values['experts'])}), got "
+                                                                      f"{number_text(values['top_k'])}")
+    # a requirement on a parameter whose one rank the mapping fixes reads the tile the point runs at
+    tiles = fixed_tiles(cascade, params_masked_by(cascade, fixed[1]), rank_overrides) if fixed else {}
+    _check_rank_overrides(cascade, rank_overrides, rank_given, values, origin, tiles)
+    sizes = _rank_sizes(cascade, values, origin, rank_overrides, source, limit)
+    _partition_sizes(cascade, sizes, values, origin, rank_overrides, source)
+    _check_constant_slots(cascade, sizes, values, origin)
+    _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **{name: fixed[0] for name in tiles}})
+    _check_densities(cascade, values, origin)
+    word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
+                               "params.word_bytes")
+    return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
+
+
+def _apply_overrides(cascade: Cascade, values: dict[str, float], origin: dict[str, str],
+                     layers: list[tuple[str, Mapping[str, float], str]], limit: int
+                     ) -> tuple[dict[str, int], dict[str, tuple[str, str]]]:
+    """Apply the override `layers` ((source, values, prefix of the field path), later winning) to the params
+    `values` and their `origin`: a parameter's value replaces it; a rank's size is returned apart, with the
+    (source, where) of the value that won, as (rank sizes set directly, where each was set). A name neither a
+    parameter nor a rank of the cascade, or a word size the FFN does not bind at, is a SpecError."""
+    rank_overrides: dict[str, int] = {}
+    rank_given: dict[str, tuple[str, str]] = {}
     ffn = binds_ffn_words(cascade)
-    for layer_source, layer, prefix in override_layers:
+    for layer_source, layer, prefix in layers:
         for key, value in layer.items():
             where = f"{prefix}{key}"
             if ffn and key == "word_bytes" and (FFN_WORDS in values or FFN_WORDS in layer):
@@ -238,16 +266,14 @@ def bind(
                 known = ", ".join([*values, *cascade.rank_sizes])
                 raise SpecError(layer_source, where, f"not a parameter or rank of {cascade.name} ({cascade.source}; "
                                                      f"known: {known})")
-    _ffn_words(cascade, values, origin)
-    if isinstance(params, Workload):
-        _check_model_sizes(cascade, params, overrides or {}, set_option)
-    if values.get("top_k", 0) > values.get("experts", math.inf):  # as a workload file is checked (archsim.workload)
-        raise SpecError(origin.get("top_k", cascade.source), "top_k", f"expected at most experts "
-                                                                      f"({number_text(values['experts'])}), got "
-                                                                      f"{number_text(values['top_k'])}")
-    # a requirement on a parameter whose one rank the mapping fixes reads the tile the point runs at
-    tiles = fixed_tiles(cascade, params_masked_by(cascade, fixed[1]), rank_overrides) if fixed else {}
-    _check_rank_overrides(cascade, rank_overrides, rank_given, values, origin, tiles)
+    return rank_overrides, rank_given
+
+
+def _rank_sizes(cascade: Cascade, values: Mapping[str, float], origin: Mapping[str, str],
+                rank_overrides: Mapping[str, int], source: str, limit: int) -> dict[str, int]:
+    """Each rank's size: set directly (`rank_overrides`), else its expression over the params `values`, a whole
+    positive number within the size limit, else a SpecError saying which params made it so. Ranks a partition
+    derives (no expression) are `_partition_sizes`'."""
     sizes: dict[str, int] = {}
     for rank, expr in cascade.rank_sizes.items():
         if rank in rank_overrides:
@@ -266,6 +292,13 @@ def bind(
                        or _no_even_split(cascade, rank, values, origin, source)
                        or SpecError(exc.source, exc.where, f"{exc.message} (with params {_values_text(values, values)})"
                                     + _defaults_hint(cascade, [rank], values, origin, source))) from None
+    return sizes
+
+
+def _partition_sizes(cascade: Cascade, sizes: dict[str, int], values: Mapping[str, float],
+                     origin: Mapping[str, str], rank_overrides: Mapping[str, int], source: str) -> None:
+    """Complete `sizes` with each partition's missing part (its root over the known parts), or check that the
+    parts multiply to the root where all are known; a SpecError where they do not divide or multiply to it."""
     for root, parts in cascade.partitions.items():
         known = [p for p in parts if p in sizes]
         product = math.prod(sizes[p] for p in known)
@@ -286,17 +319,17 @@ def bind(
                             + f"; {_partition_advice(cascade, root, known, rank_overrides, sizes[root], product)}"
                             + _tile_advice(known, rank_overrides, origin, source, root, sizes[root], product))
         sizes[missing] = sizes[root] // product
+
+
+def _check_constant_slots(cascade: Cascade, sizes: Mapping[str, int], values: Mapping[str, float],
+                          origin: Mapping[str, str]) -> None:
+    """Each constant index of the cascade's expressions within its rank's slots at the bound sizes."""
     for where, text, rank, const, slots_over_size in _constant_slots(cascade):
         if const >= sizes[rank] + slots_over_size:
             raise SpecError(cascade.source, where, f"{text}: slot {const} is out of range: rank {rank} has "
                                                    f"{sizes[rank] + slots_over_size} slots (0 to "
                                                    f"{sizes[rank] + slots_over_size - 1}) with {rank}={sizes[rank]}"
                                                    + _origins(cascade, [rank], {**values, **sizes}, origin))
-    _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **{name: fixed[0] for name in tiles}})
-    _check_densities(cascade, values, origin)
-    word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
-                               "params.word_bytes")
-    return Binding(cascade, MappingProxyType(values), MappingProxyType(sizes), word_bytes)
 
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],
