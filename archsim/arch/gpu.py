@@ -57,7 +57,7 @@ class GPU:
     power_w: float
     dram_copy_fraction: float | None = None  # a measured copy's bandwidth / dram_bytes_per_s; None: not measured
     gemm_fraction: float | None = None  # a measured large dense GEMM's FLOP/s / the tensor peak; None: not measured
-    compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper), which kernels require; None: not one
+    compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper); None: an AMD GPU (its file's vendor)
     host_link: str | None = None  # the link preset of its host interface (PCIe generation x lanes); None: not stated
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:

@@ -24,7 +24,9 @@ File format (units in the key names; every number carries its source in a commen
     power_w: 400
     dram_copy_fraction: 0.90            # optional: a measured copy's bandwidth over dram_bytes_per_s
     gemm_fraction: 0.81                 # optional: a measured large dense GEMM's FLOP/s over the fp16 tensor peak
-    compute_capability: "8.0"           # optional: NVIDIA's major.minor, which a kernel may require (FA3: 9.0)
+    vendor: nvidia                      # nvidia or amd: which of the kernels' code paths the GPU takes
+    compute_capability: "8.0"           # NVIDIA's major.minor (an nvidia GPU's, required), which a kernel may
+                                        # require (FA3: 9.0); an amd GPU has none
     host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
     held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, 0.1 to 1 x clock_hz (below)
 
@@ -48,6 +50,11 @@ one a long run settles at under the power cap (an H200 held 0.96 of its boost ru
 tokens and 0.82 over 1M; README, "Sparse prefill and KV-cache selection"). The spec is loaded at that clock
 (`archsim.arch.gpu.at_sm_clock`: the tensor, FP32 and L2 rates scale with it, DRAM does not); `clock_hz` and the
 peaks stay the datasheet's in the file.
+
+`vendor` says which code paths the kernels take: an NVIDIA GPU's by its compute capability (warpgroup MMA from 9.0,
+FlashAttention-3 on 9.0, the Triton tutorial's CUDA autotune stages), an AMD GPU's HIP ones (the tutorial's HIP
+stages, MFMA as its native path). Both fields are required where they apply, so a GPU file that leaves them out
+is refused rather than timed on another vendor's paths.
 
 YAML reads `312e12` (no dot, no exponent sign) as text: write `312.0e+12`. A number outside the range every real
 GPU's lies in (`NUMBERS`, a `Plausible` each), or a peak no SM could issue per clock (`FLOPS_PER_SM_CLOCK`), is
@@ -98,13 +105,15 @@ TENSOR_FLOPS_PER_S = Plausible(1e9, 1e18, 989.4e12, "FLOP/s")  # a dense peak of
 # 128..285 FP32 and 256..15473 tensor); outside, the peak, `clock_hz` or `sm_count` is in another unit than the
 # file's (CUDA cores for SMs give 2).
 FLOPS_PER_SM_CLOCK = (4, 65536)
+VENDORS = ("nvidia", "amd")  # `vendor`: whose kernels' code paths the GPU takes (the module docstring)
 MEANINGS = {"tensor_flops_per_s": "the dense tensor-core peak in FLOP/s per precision (fp16, bf16, tf32, fp8)",
             "source": "where the numbers come from (a datasheet, a paper)",
+            "vendor": f"the GPU's vendor, one of {', '.join(VENDORS)} (which of the kernels' code paths it takes)",
             **{key: what for key, (what, _, _) in NUMBERS.items()}}  # what a missing field is, for its error
 TEXT = ("name", "description", "source")
 MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
             "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
-KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "compute_capability", "host_link",
+KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "vendor", "compute_capability", "host_link",
         "held_clock_hz")
 OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link", "held_clock_hz")
 COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
@@ -126,10 +135,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     for key in ("sync_mma_fraction", *MEASURED):
         if numbers.get(key, 0.0) > 1:
             raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
-    capability = data.get("compute_capability")
-    if capability is not None and not (isinstance(capability, str) and COMPUTE_CAPABILITY.fullmatch(capability)):
-        raise SpecError(source, "compute_capability", f"expected NVIDIA's major.minor as text (quoted), e.g. "
-                                                      f"\"9.0\", got {capability!r}")
+    capability = _compute_capability(data, source)
     host_link = data.get("host_link")
     if host_link is not None and not (isinstance(host_link, str) and host_link.strip()):
         raise SpecError(source, "host_link", f"expected the name of a link preset (e.g. pcie5-x16), got {host_link!r}")
@@ -148,6 +154,25 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         return gpu
     held = ranged_number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
+
+
+def _compute_capability(data: Mapping[str, Any], source: str) -> str | None:
+    """The compute capability of a GPU file's `vendor`: an NVIDIA GPU's major.minor (required: without it the
+    kernels would take AMD's paths), none for an AMD GPU; a SpecError naming the field otherwise."""
+    vendor = data["vendor"]
+    if vendor not in VENDORS:
+        raise SpecError(source, "vendor", f"expected one of {', '.join(VENDORS)}, got {vendor!r}")
+    capability = data.get("compute_capability")
+    if vendor == "amd":
+        if capability is not None:
+            raise SpecError(source, "compute_capability", f"an amd GPU has no compute capability (NVIDIA's), got "
+                                                          f"{capability!r}: leave it out, or set vendor: nvidia")
+        return None
+    if not (isinstance(capability, str) and COMPUTE_CAPABILITY.fullmatch(capability)):
+        got = "nothing" if capability is None else repr(capability)
+        raise SpecError(source, "compute_capability", f"expected NVIDIA's major.minor as text (quoted), e.g. \"9.0\", "
+                                                      f"for an nvidia GPU, got {got}")
+    return capability
 
 
 def load_gpu(name_or_path: str | Path) -> GPU:
