@@ -85,6 +85,15 @@ class GPU:
         return self.fp32_flops_per_s / (2 * self.sm_count * self.clock_hz)
 
 
+LABELS = ("name", "description", "source", "citation", "aliases")  # what names a GPU; the rest is what it computes
+
+
+def same_hardware(gpu: GPU, other: object) -> bool:
+    """Whether `other` is a GPU computing as `gpu` does: equal but for their `LABELS` (a preset copied into a file
+    of one's own and renamed is the same GPU); a device of another kind (an array) is not."""
+    return isinstance(other, GPU) and replace(gpu, **{label: getattr(other, label) for label in LABELS}) == other
+
+
 def at_sm_clock(gpu: GPU, clock_hz: float) -> GPU:
     """`gpu` with its SMs held at `clock_hz`, between `MIN_HELD_FRACTION` of the preset's `clock_hz` (its boost) and
     that clock: a clock locked for benchmarking, or the one a long run settles at under the power cap. What the SM

@@ -389,18 +389,17 @@ def _check_point_count(points: int) -> None:
 
 def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:
     """Refuse a `--gpu` other than the default topology's own GPU (module docstring): its links are that GPU's, so
-    timing another GPU over them would answer for links the user never chose. The same GPU read from another file
-    (its `source` aside, equal) is the topology's. The SpecError names `--gpu` and the library topologies whose GPU
-    is this one."""
+    timing another GPU over them would answer for links the user never chose. The same GPU read from another file,
+    under any name (`same_hardware`), is the topology's. The SpecError names `--gpu` and the library topologies whose
+    GPU is this one."""
     from archsim import library
+    from archsim.arch.gpu import same_hardware
     from archsim.systems.topology import PRESETS_PACKAGE, load_topology
 
-    def same(other: GPU) -> bool:
-        return replace(device, source=other.source) == other
-
-    if same(network.gpu):
+    if same_hardware(device, network.gpu):
         return
-    matching = [name for name in library.names("topology presets", PRESETS_PACKAGE) if same(load_topology(name).gpu)]
+    matching = [name for name in library.names("topology presets", PRESETS_PACKAGE)
+                if same_hardware(device, load_topology(name).gpu)]
     offer = (f"--topology {', '.join(matching)} (library topologies of {device.name}) or --topology FILE" if matching
              else f"--topology FILE (no library topology has {device.name}: see archsim list)")
     links = " then ".join(level.link.name for level in network.levels)
