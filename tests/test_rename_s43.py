@@ -34,3 +34,27 @@ def test_a_copy_computing_otherwise_is_still_refused_naming_the_topologies(tmp_p
     assert result.exit_code == 2
     assert "the default topology hgx-h100 joins h100-sxm5 GPUs" in result.output
     assert "no library topology has my-h100" in result.output
+
+
+def _own_lamina(tmp_path: Path) -> Path:
+    """lamina's system file in a folder of one's own, its memory pool a copy of the h20 preset named by path."""
+    from archsim.systems.system_spec import load_system
+
+    (tmp_path / "h20.yaml").write_text((PRESETS / "h20.yaml").read_text())
+    data = yaml.safe_load(Path(load_system("lamina").source).read_text())
+    data["devices"]["memory"]["preset"] = "h20.yaml"
+    path = tmp_path / "my-lamina.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_an_axis_naming_the_system_files_own_preset_by_another_path_keeps_its_price(tmp_path: Path) -> None:
+    """The sweep makes an axis's file absolute; the system wrote it relative: the same file, so the same price (the
+    price had been dropped, and a cost objective refused)."""
+    from archsim.systems.system_spec import load_system, with_fields
+
+    system = load_system(str(_own_lamina(tmp_path)))
+    same = with_fields(system, {"devices.memory.preset": str((tmp_path / "h20.yaml").absolute())})
+    assert same.devices["memory"].price_per_hour == system.devices["memory"].price_per_hour == 4.63
+    other = with_fields(system, {"devices.memory.preset": "h200-sxm"})
+    assert other.devices["memory"].price_per_hour is None

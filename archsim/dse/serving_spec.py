@@ -281,7 +281,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                                                   "(USD per device-hour)")
         for where, fields in settings:
             changes = system_changes(fields, source)
-            for name in repriced_devices(system.data, changes):
+            for name in repriced_devices(system.data, changes, system.source):
                 if f"devices.{name}.price_per_hour" not in fields_set:
                     raise SpecError(source, where, f"{COST_METRIC} ({named[0]}) needs each device's price: this "
                                                    f"value sets devices.{name}.preset, and {system.source}'s "

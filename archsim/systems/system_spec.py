@@ -367,7 +367,7 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     if not isinstance(changes, Mapping):
         raise SpecError("<python>", "changes", f"expected a mapping of dotted path -> value, got {changes!r}")
     data = copy.deepcopy(dict(system.data))
-    _unpriced(data, changes)
+    _unpriced(data, changes, system.source)
     for path, value in changes.items():
         keys = path.split(".") if isinstance(path, str) else []
         if len(keys) == 3 and keys[0] == "links" and isinstance(data.get("links"), dict):
@@ -384,19 +384,27 @@ def with_fields(system: System, changes: Mapping[str, Any]) -> System:
     return dataclasses.replace(system_from_dict(data, system.source), options=system.options)
 
 
-def repriced_devices(data: Mapping[str, Any], changes: Mapping[str, Any]) -> list[str]:
-    """The devices of the spec `data` whose `preset` `changes` set to another preset without setting their
-    `price_per_hour`, which the spec gives: their price is then unknown (`with_fields`)."""
+def repriced_devices(data: Mapping[str, Any], changes: Mapping[str, Any], source: str) -> list[str]:
+    """The devices of the spec `data` (read from `source`) whose `preset` `changes` set to another preset without
+    setting their `price_per_hour`, which the spec gives: their price is then unknown (`with_fields`). A preset is
+    another where it names another file (`_preset_named`: the spec's own file by another path is not)."""
     devices = data.get("devices") if isinstance(data.get("devices"), Mapping) else {}
     return [name for name, device in devices.items()
             if isinstance(device, Mapping) and "price_per_hour" in device
-            and f"devices.{name}.preset" in changes and changes[f"devices.{name}.preset"] != device.get("preset")
+            and f"devices.{name}.preset" in changes
+            and _preset_named(changes[f"devices.{name}.preset"], source) != _preset_named(device.get("preset"), source)
             and f"devices.{name}.price_per_hour" not in changes]
 
 
-def _unpriced(data: dict[str, Any], changes: Mapping[str, Any]) -> None:
+def _preset_named(value: Any, source: str) -> Any:
+    """What a device's `preset` written in the spec at `source` names: a path's file, resolved; a library name, or
+    any other value, as written."""
+    return _file_of(value, source) if isinstance(value, str) and is_spec_path(value) else value
+
+
+def _unpriced(data: dict[str, Any], changes: Mapping[str, Any], source: str) -> None:
     """Drop the price of each device `repriced_devices` names, in place."""
-    for name in repriced_devices(data, changes):
+    for name in repriced_devices(data, changes, source):
         del data["devices"][name]["price_per_hour"]
 
 
