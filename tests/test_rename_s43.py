@@ -58,3 +58,18 @@ def test_an_axis_naming_the_system_files_own_preset_by_another_path_keeps_its_pr
     assert same.devices["memory"].price_per_hour == system.devices["memory"].price_per_hour == 4.63
     other = with_fields(system, {"devices.memory.preset": "h200-sxm"})
     assert other.devices["memory"].price_per_hour is None
+
+
+def test_simulate_says_a_workload_without_a_by_workload_entry_runs_at_the_default_degrees(tmp_path: Path) -> None:
+    """neupims gives gpt3-30b tp4 pp2; a copy of it under another name ran at the top-level tp4 pp1 (13 % less
+    throughput, a third of the KV pages) and said only "tp4 pp1" (audit helper-508)."""
+    workloads = Path(__file__).resolve().parents[1] / "workloads"
+    copy = tmp_path / "my-gpt3.yaml"
+    copy.write_text((workloads / "gpt3-30b.yaml").read_text().replace("name: gpt3-30b", "name: my-gpt3"))
+    run = ["simulate", "-s", "neupims", "--rate", "5", "--requests", "4"]
+    held_out = CliRunner().invoke(main, [*run, "-w", str(copy)])
+    assert held_out.exit_code == 0, held_out.output
+    assert "parallelism.by_workload has no entry for my-gpt3 (it has gpt3-7b, gpt3-13b, gpt3-30b" in held_out.output
+    for given in (["-w", "gpt3-30b"], ["-w", str(copy), "--tp", "4", "--pp", "2"]):
+        result = CliRunner().invoke(main, [*run, *given])
+        assert result.exit_code == 0 and "by_workload" not in result.output, result.output

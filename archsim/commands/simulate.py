@@ -44,6 +44,7 @@ from archsim.systems.serving import (
 from archsim.systems.system_messages import untimed_messages
 from archsim.systems.system_model import SystemModel
 from archsim.systems.system_spec import load_system
+from archsim.systems.system_types import System
 
 
 @click.command("simulate")
@@ -161,7 +162,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if as_json:
         click.echo(json.dumps({**nan_as_null(metrics), "record": nan_as_null(record.row())}, indent=2))
         return
-    _show(metrics, wall_s)
+    _show(metrics, wall_s, _default_degrees_note(model.system, model.workload.name))
     if trace_out:
         click.echo(f"trace written to {trace_out}")
     if layer_trace:
@@ -258,13 +259,27 @@ def _rejected(m: dict) -> str:
     return f"{m['rejected']} rejected: " + ", ".join(f"{n} {why}" for n, why in reasons)
 
 
-def _show(m: dict, wall_s: float) -> None:
+def _default_degrees_note(system: System, workload_name: str) -> str:
+    """Why the run takes the system's top-level degrees where the system gives some workloads their own
+    (`parallelism.by_workload`) but not this one: a model held out of the table (or a copy of one under another
+    name) runs at the default, which the first line's degrees alone do not say; "" otherwise (no table, an entry
+    for it, or --tp/--pp given)."""
+    entries = system.parallelism.by_workload
+    if not entries or workload_name in entries or system.options:
+        return ""
+    return (f"the top-level degrees: {system.source}'s parallelism.by_workload has no entry for {workload_name} "
+            f"(it has {', '.join(entries)}); give --tp/--pp, or an entry for it")
+
+
+def _show(m: dict, wall_s: float, degrees_note: str) -> None:
     rejected = _rejected(m)
     unrunnable = m["unrunnable"]
     served = f"{m['requests']} request{'' if m['requests'] == 1 else 's'} served"
     click.echo(f"{m['system']}: {served} ({rejected}), {m['output_tokens']} output tokens in "
                f"{m['makespan_s']:.4g} s simulated")
     click.echo(_source_line(m))
+    if degrees_note:
+        click.echo(f"  parallelism {degrees_note}")
     if unrunnable:
         click.echo(f"  refused     the shortest such prefill: {m['unrunnable_reason']}")
     if m["not_timed"]:
