@@ -136,23 +136,9 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     level_of = {name: i for i, name in enumerate(levels)}
     compute_level = len(levels)
     space = group_ranks(binding, group)
-    einsums = []
     slots: dict[tuple[str, str], int] = {}  # energy key -> its slot, in the order first priced
-    for e in group.einsums:
-        unit = group.binding[e]
-        lanes = 1
-        for lp in group.loops:
-            if lp.spatial == unit and lp.rank in space[e]:
-                lanes *= lp.factor
-        ops = analysis.ops[e]
-        einsums.append(EinsumPlan(e, unit, lanes, ops, tuple(ops.items()),
-                                  tuple((slots.setdefault((unit, op), len(slots)), op, n) for op, n in ops.items()),
-                                  e in group.pipelined, max(n for n in ops.values()) if ops else 0))
-    fanouts = []
-    for unit, dims in unit_dims:
-        loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit]
-        along = [loops[d:d + 1] if d < dims - 1 else loops[dims - 1:] for d in range(dims)]
-        fanouts += [(unit, d, math.prod(lp.factor for _, lp in a), tuple(a)) for d, a in enumerate(along)]
+    einsums = _einsum_plans(analysis, group, space, slots)
+    fanouts = _fanouts(group, unit_dims)
 
     io = einsum_io(cascade)
     over = {alias: owner for owner, aliases in group.in_place.items() for alias in aliases}
@@ -238,6 +224,35 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                            for node, text, names in side_by_side(group.overlap)),
                      {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit,
                      tuple(reasons))
+
+
+def _einsum_plans(analysis: Analysis, group: Group, space: Mapping[str, set[str]],
+                  slots: dict[tuple[str, str], int]) -> list[EinsumPlan]:
+    """Each Einsum of `group`: its unit, its lanes (the spatial factors of its unit over its ranks), its op counts
+    and their energy slots (`slots`, (unit, op) -> slot, filled in the order first priced)."""
+    einsums = []
+    for e in group.einsums:
+        unit = group.binding[e]
+        lanes = 1
+        for lp in group.loops:
+            if lp.spatial == unit and lp.rank in space[e]:
+                lanes *= lp.factor
+        ops = analysis.ops[e]
+        einsums.append(EinsumPlan(e, unit, lanes, ops, tuple(ops.items()),
+                                  tuple((slots.setdefault((unit, op), len(slots)), op, n) for op, n in ops.items()),
+                                  e in group.pipelined, max(n for n in ops.values()) if ops else 0))
+    return einsums
+
+
+def _fanouts(group: Group, unit_dims: tuple[tuple[str, int], ...]) -> list[tuple]:
+    """The fan-out of each unit along each dimension of its shape: (unit, dimension, factor, its (index, loop)s);
+    a unit's spatial loops map one to a dimension in order, the last dimension taking the rest."""
+    fanouts = []
+    for unit, dims in unit_dims:
+        loops = [(i, lp) for i, lp in enumerate(group.loops) if lp.spatial == unit]
+        along = [loops[d:d + 1] if d < dims - 1 else loops[dims - 1:] for d in range(dims)]
+        fanouts += [(unit, d, math.prod(lp.factor for _, lp in a), tuple(a)) for d, a in enumerate(along)]
+    return fanouts
 
 
 def _lifetime(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]], io: Mapping[str, EinsumIO],
