@@ -165,7 +165,8 @@ def test_the_export_has_a_parallel_sweeps_columns_plus_the_sparse_extras(quest, 
     generic = [[c for c in cols if c in GENERIC] for cols in columns.values()]
     assert generic[0] == generic[1] == list(GENERIC)
     extras = [c for c in columns["sparse"] if c not in GENERIC]
-    assert extras == [*QUEST["axes"], *SPARSE_METRICS, "budget", "dense_fits", "loaded_fraction"]
+    assert extras == [*QUEST["axes"], *SPARSE_METRICS, "budget", "dense_fits", "loaded_fraction",
+                      "page_tokens"]
 
 
 def test_a_sparse_store_reports_without_its_spec(tmp_path: Path, write_yaml) -> None:

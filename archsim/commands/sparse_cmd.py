@@ -28,6 +28,7 @@ from archsim.commands.options import (
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems import sparse_reproduce as sparse
+from archsim.systems.kv_selection import QUEST_PAGE_TOKENS, TOKENSELECT_LOCAL, TOKENSELECT_SINKS, TOKENSELECT_TOP_K
 from archsim.systems.sparse_points import FIELD_OPTIONS, METHOD_OPTIONS, METHODS, MODEL_SOURCES, SparseMethod
 
 PREFILL_METHODS = ("minference", "flexprefill")
@@ -54,11 +55,18 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--retrieval-fraction", type=Real(), metavar="R",
               help="[duoattention, razorattention] Share of KV heads kept whole (0..1).")
 @click.option("--budget", "budgets", metavar="B[,B...]", callback=whole_numbers,
-              help="[quest] Token budgets: whole 16-token pages, at most the context (a comma list sweeps).")
+              help="[quest] Token budgets: whole pages of --page-tokens tokens, at most the context (a comma list "
+                   "sweeps).")
+@click.option("--page-tokens", type=Size(), metavar="N",
+              help=f"[quest] Tokens per page, the unit it scores and selects (default: Quest's {QUEST_PAGE_TOKENS}).")
 @click.option("--top-k", type=Whole(), metavar="K",
-              help="[tokenselect] Tokens selected per step, besides 128 sinks and 512 local (default: TokenSelect's "
-                   "2048; a context they cover is attended whole, as dense; a value given beyond the context is "
-                   "refused).")
+              help="[tokenselect] Tokens selected per step, besides --sinks and --local (default: TokenSelect's "
+                   f"{TOKENSELECT_TOP_K}; a context they cover is attended whole, as dense; a value given beyond the "
+                   "context is refused).")
+@click.option("--sinks", type=Size(), metavar="N",
+              help=f"[tokenselect] First tokens attended every step (default: TokenSelect's {TOKENSELECT_SINKS}).")
+@click.option("--local", type=Size(), metavar="N",
+              help=f"[tokenselect] Latest tokens attended every step (default: TokenSelect's {TOKENSELECT_LOCAL}).")
 @click.option("--reuse-fraction", type=Real(), metavar="F",
               help="[tokenselect] Share of steps whose Selection Cache hits and skip scoring, in [0, 1) (default 0: "
                    "every step scores anew).")
@@ -78,16 +86,17 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write sparse.csv here (with --system, system_points.csv too).")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
-               density: float | None, retrieval_fraction: float | None, budgets: list[int], top_k: int | None,
-               reuse_fraction: float | None, prefill: bool, system_name: str | None, batch: int | None, as_json: bool,
-               out: str | None) -> None:
+               density: float | None, retrieval_fraction: float | None, budgets: list[int], page_tokens: int | None,
+               top_k: int | None, sinks: int | None, local: int | None, reuse_fraction: float | None, prefill: bool,
+               system_name: str | None, batch: int | None, as_json: bool, out: str | None) -> None:
     """Time a sparse-attention method on a GPU against dense attention: MInference's or FlexPrefill's end-to-end
     prefill of one prompt, or one generated token of one request under KV-cache selection (end to end, and one
     layer's attention), with the memory the weights and the kept KV cache take; DuoAttention's end-to-end prefill too
     with --prefill. With --system, Quest's or DuoAttention's effect on a system's PIM devices or memory pool too.
 
     Nothing a method needs is filled in: MInference needs --patterns; FlexPrefill --density; DuoAttention
-    --retrieval-fraction or --patterns; RazorAttention --retrieval-fraction; Quest --budget. An option the method
+    --retrieval-fraction or --patterns; RazorAttention --retrieval-fraction; Quest --budget. A setting with a
+    default (Quest's --page-tokens, TokenSelect's --top-k, --sinks, --local) is the paper's. An option the method
     does not take is refused.
 
     Examples:
@@ -107,8 +116,10 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     """
     given = {"--patterns": patterns is not None, "--density": density is not None,
              "--retrieval-fraction": retrieval_fraction is not None,
-             "--budget": bool(budgets), "--top-k": top_k is not None, "--reuse-fraction": reuse_fraction is not None,
-             "--prefill": prefill, "--system": system_name is not None, "--batch": batch is not None}
+             "--budget": bool(budgets), "--page-tokens": page_tokens is not None, "--top-k": top_k is not None,
+             "--sinks": sinks is not None, "--local": local is not None,
+             "--reuse-fraction": reuse_fraction is not None, "--prefill": prefill, "--system": system_name is not None,
+             "--batch": batch is not None}
     for option, is_given in given.items():
         if is_given and option not in METHOD_OPTIONS[method]:
             raise click.UsageError(f"{option} does not apply to --method {method} (it takes "
@@ -118,7 +129,8 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if out:
         check_writable(out, "--out", directory=True)
     settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
-                                              ("density", density)) if value is not None} | {"prefill": prefill}
+                                              ("density", density), ("page_tokens", page_tokens), ("sinks", sinks),
+                                              ("local", local)) if value is not None} | {"prefill": prefill}
     points, on_system = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets,
                                        settings, system_name, batch)
     if out:

@@ -11,7 +11,8 @@ end to end (`decode`) or one layer's attention (`attention`), with DuoAttention'
 The block's fields are `archsim sparse`'s for a point, by the same names: `method`, `gpu`, `workload` and
 `context` required; `phase` (default the method's primary: a prefill method's prefill, a decode method's `decode`;
 `sparse_points.METHOD_PHASES`), and the method's own settings (`budget`, `retrieval_fraction`, `patterns`,
-`density`, `top_k`, `reuse_fraction`; which method takes which is `sparse_points.METHOD_OPTIONS`, the CLI's). A
+`density`, `top_k`, `reuse_fraction`, `page_tokens`, `sinks`, `local`; which method takes which is
+`sparse_points.METHOD_OPTIONS`, the CLI's; a setting with a default, `SparseMethod`'s, is the paper's). A
 field an axis sets (`sparse.budget: [512, 2048]`) is left out of the block; giving it in both places is refused, and
 so is a field no method of the sweep takes, a phase none of them has, or a method's missing required value (Quest's
 budget, `SparseMethod`'s check). With several methods (a `sparse.method` axis) a point goes without the settings
@@ -20,12 +21,13 @@ NaN (`spec.axis_missing`: the axis does not apply; `sparse_point`). `archsim spa
 devices and memory pool) is not a point here.
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
-type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget and top_k,
-finite numbers for the fractions and density, whose ranges the model checks), and that every GPU, workload and
-pattern map named exists. A point whose values together the model refuses (a budget beyond the context, a top_k
-beyond it, a map of another model's heads) is an infeasible record with the reason, its field named as the sweep's
-(`sparse.budget`; a map's own error as `sparse.patterns`, naming the map), not a load error (a sweep every point of
-which fails alike is refused: `points.base_error`).
+type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget, top_k,
+page_tokens, sinks and local, finite numbers for the fractions and density, whose ranges the model checks), and
+that every GPU, workload and pattern map named exists. A point whose values together the model refuses (a budget
+beyond the context or not whole pages of its page_tokens, a top_k beyond the context, a map of another model's
+heads) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own error
+as `sparse.patterns`, naming the map), not a load error (a sweep every point of which fails alike is refused:
+`points.base_error`).
 
 A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
 feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy the
@@ -67,9 +69,10 @@ SPARSE_ROOT = SPARSE_KIND  # the spec's block, the sweep's kind of point and its
 SPARSE_METRICS = RECORD_METRICS
 SPARSE_MAXIMISED = ("speedup",)
 COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the others are a method's settings
-FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction")
+FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction", "page_tokens",
+          "sinks", "local")
 REQUIRED = ("method", "gpu", "workload", "context")
-WHOLE = ("context", "budget", "top_k")  # whole numbers >= 1; the other settings' numbers are fractions
+WHOLE = ("context", "budget", "top_k", "page_tokens", "sinks", "local")  # whole numbers >= 1; the others fractions
 SELECTIONS = ("budget", "top_k")  # the tokens a method selects: at most the context (a point beyond it is refused)
 NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.load_workload_spec,
                                           "patterns": load_pattern_map}
@@ -142,11 +145,14 @@ class SparseTargets(sweep_block.BlockTargets):
         return {**values, "phase": values.get("phase") or METHOD_PHASES[method][0]}
 
     def method(self, values: Mapping[str, Any]) -> SparseMethod:
-        """The SparseMethod of a point's `values` (its settings checked by `SparseMethod`)."""
+        """The SparseMethod of a point's `values` (its settings checked by `SparseMethod`; one not given its
+        default)."""
+        defaulted = {name: values[name] for name in ("reuse_fraction", "page_tokens", "sinks", "local")
+                     if name in values}
         return SparseMethod(values["method"], self.specs["patterns"].get(values.get("patterns")),
                             values.get("retrieval_fraction"),
                             (values["budget"],) if "budget" in values else (), values.get("top_k"),
-                            values.get("reuse_fraction", SparseMethod.reuse_fraction), values.get("density"))
+                            density=values.get("density"), **defaulted)
 
 
 def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> SparseTargets:

@@ -33,7 +33,7 @@ FlexPrefill's `effective_density` is the share of the causal key blocks its kern
 density).
 A decode side whose attention call the GPU's memory cannot hold at this context (one layer's KV beyond it:
 `kv_selection.attention_time_s`) has no time too, its `fits` / `dense_fits` false. Quest's `loaded_fraction` is the
-share of a selecting layer's K and V bytes it loads per step (1/16 + K/pages for whole pages); 1.0 for a model whose
+share of a selecting layer's K and V bytes it loads per step (1/page + K/pages for whole pages); 1.0 for a model whose
 every layer is dense (Quest's first min(2, layers)), where every KV byte is loaded.
 
 What each method needs, and nothing is filled in for it:
@@ -49,11 +49,14 @@ What each method needs, and nothing is filled in for it:
   KV heads over every layer it keeps whole (`retrieval_heads`: whole heads, `kv_selection.retrieval_heads`, which
   refuses a share in (0, 1) that rounds to none or all of them) and their share, the one run
   (`retrieval_fraction_used`; `retrieval_fields`);
-- Quest: token budgets (whole 16-token pages, at most the context);
-- TokenSelect: top_k (default TokenSelect's 2048, with its 128 sinks and 512 local tokens; at a context that
+- Quest: token budgets (whole pages, at most the context) and its page size (`page_tokens`, default Quest's 16:
+  `kv_selection.QUEST_PAGE_TOKENS`);
+- TokenSelect: top_k (default TokenSelect's 2048), its attention sinks and local window (`sinks`, `local`, default
+  TokenSelect's 128 and 512 tokens, `kv_selection.TOKENSELECT_SINKS` / `TOKENSELECT_LOCAL`; at a context that
   top_k + sinks + local cover, every token is attended, dense, `kv_selection.tokenselect_decode`; a top_k given
   beyond the context is refused) and the share of steps whose Selection Cache hits (`reuse_fraction`, default 0:
-  every step scores anew; how often it hits is the data's).
+  every step scores anew; how often it hits is the data's); its points carry `reuse_fraction`, `sinks` and
+  `local`, as Quest's carry `page_tokens` beside `loaded_fraction`.
 `budget` is Quest's token budget, TokenSelect's top_k; None for the others.
 
 A point's record (`point_record`, what a `sparse:` sweep stores; `archsim.record`): target_kind `sparse`,
@@ -151,15 +154,17 @@ SYSTEM_METHODS = ("quest", "duoattention")  # those `system_points` takes
 MODEL_SOURCES = ("<sparse>", "<kv-selection>", "<prefill>", "<flexprefill>", "<python>")
 FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--budget",
                  "retrieval_fraction": "--retrieval-fraction", "patterns": "--patterns", "top_k": "--top-k",
-                 "reuse_fraction": "--reuse-fraction", "density": "--density",
+                 "reuse_fraction": "--reuse-fraction", "density": "--density", "page_tokens": "--page-tokens",
+                 "sinks": "--sinks", "local": "--local",
                  "kernel": "--gpu",  # a kernel the GPU cannot run
                  "AttentionCase.seqlen": "--context",  # an attention call's rows (batch 1 x heads x context)
                  "system": "--system", "batch": "--batch"}
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
                   "duoattention": ("--patterns", "--retrieval-fraction", "--prefill", "--system", "--batch"),
-                  "quest": ("--budget", "--system", "--batch"), "razorattention": ("--retrieval-fraction",),
-                  "tokenselect": ("--top-k", "--reuse-fraction")}
+                  "quest": ("--budget", "--page-tokens", "--system", "--batch"),
+                  "razorattention": ("--retrieval-fraction",),
+                  "tokenselect": ("--top-k", "--sinks", "--local", "--reuse-fraction")}
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,9 @@ class SparseMethod:
     reuse_fraction: float = 0.0
     density: float | None = None
     prefill: bool = False  # DuoAttention: also its end-to-end prefill at each context (`duo_prefill_point`)
+    page_tokens: int = kv_selection.QUEST_PAGE_TOKENS  # Quest's page size: its budgets are whole pages
+    sinks: int = kv_selection.TOKENSELECT_SINKS  # TokenSelect's attention sinks, attended every step
+    local: int = kv_selection.TOKENSELECT_LOCAL  # TokenSelect's local window, the latest tokens
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
@@ -330,14 +338,14 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
                        for p in selection_points(result, workload.name, gpu.name, None)]
         elif method.name == "quest":
             for budget in method.budgets:
-                result = kv_selection.quest_decode(workload, gpu, context, budget)
-                fraction = kv_selection.quest_loaded_fraction(workload, context, budget)
-                points += [{**p, "loaded_fraction": fraction}
+                result = kv_selection.quest_decode(workload, gpu, context, budget, page_tokens=method.page_tokens)
+                fraction = kv_selection.quest_loaded_fraction(workload, context, budget, method.page_tokens)
+                points += [{**p, "loaded_fraction": fraction, "page_tokens": method.page_tokens}
                            for p in selection_points(result, workload.name, gpu.name, budget)]
         else:
-            result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k,
-                                                     reuse_fraction=method.reuse_fraction)
-            points += [{**p, "reuse_fraction": method.reuse_fraction}
+            result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k, sinks=method.sinks,
+                                                     local=method.local, reuse_fraction=method.reuse_fraction)
+            points += [{**p, "reuse_fraction": method.reuse_fraction, "sinks": method.sinks, "local": method.local}
                        for p in selection_points(result, workload.name, gpu.name,
                                                  method.top_k or kv_selection.TOKENSELECT_TOP_K)]
     return points
@@ -433,15 +441,17 @@ def system_points(method: SparseMethod, workload: Workload, system: System, batc
         for budget, fields in settings:
             base = {"method": NAMES[method.name], "model": workload.name, "system": system.name, **fields,
                     "context": context}
-            requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget) if budget is not None
+            requests = (kv_selection.quest_pool_batch(capacity, workload, context, budget, method.page_tokens)
+                        if budget is not None
                         else kv_selection.pool_batch(capacity, workload, context, fraction, sinks, recent))
-            effective = (kv_selection.quest_mean_effective_context(workload, context, budget) if budget is not None
+            effective = (kv_selection.quest_mean_effective_context(workload, context, budget, method.page_tokens)
+                         if budget is not None
                          else kv_selection.duo_device_effective_context(workload, device_kv_heads, context, fraction,
                                                                         sinks, recent))
             rows += [_pim_row(base, d, model, effective, batch, requests, dense.get(d.name)) for d in pims]
             if pool is not None:
                 one_request = None if all(requests) else (
-                    kv_selection.quest_kv_bytes(workload, context, budget) if budget is not None
+                    kv_selection.quest_kv_bytes(workload, context, budget, method.page_tokens) if budget is not None
                     else kv_selection.duo_kv_bytes(workload, context,
                                                    kv_selection.retrieval_heads_per_layer(workload, fraction), sinks,
                                                    recent),
