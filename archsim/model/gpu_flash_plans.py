@@ -472,6 +472,8 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     rows_per_cta = ceil_div(ceil_div(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
     steps = rows_per_cta // FA1_STEP_ROWS
     unmasked, masked = [], []
+    visited_rows = 0  # (query row, key block) pairs the CTAs visit, each reading the row's Q and its fp32 O
+    kv_block_loads = 0  # key blocks the CTAs load K and V of: a causal CTA's up to its last row's
     for s in range(splits):  # per CTA: 16-row steps at or below each key block, the diagonal ones masked
         first_row = s * rows_per_cta
         rows = np.arange(first_row, min(n, first_row + rows_per_cta), FA1_STEP_ROWS)
@@ -480,20 +482,27 @@ def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
             diagonal = np.ones_like(blocks)
             unmasked.append(int((blocks - diagonal).sum()))
             masked.append(int(diagonal.sum()))
+            kv_block_loads += int(blocks.max(initial=0))
         else:
+            blocks = np.full_like(rows, key_blocks)
             unmasked.append(len(rows) * key_blocks)
             masked.append(0)
+            kv_block_loads += key_blocks
+        visited_rows += int((np.minimum(FA1_STEP_ROWS, n - rows) * blocks).sum())
     reduce_elements = 2 * FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES / e  # split-K partial outputs via SMEM
     plain, edge = _masked_tiles(lambda dim, masked: fwd_tile(FA1_STEP_ROWS, key_block, dim, FA1_WARPS, False, e, True,
                                                              masked, False, False), d, head_dim)
     plain, edge = (replace(t, alu_ops=t.alu_ops + FA1_STEP_ROWS * head_dim * FA1_WARPS,
                            smem_bytes=t.smem_bytes + reduce_elements * e, load_bytes=t.load_bytes / steps)
                    for t in (plain, edge))
-    o_round_trips = bh * (key_blocks - 1) * n * d * 2 * ACC_BYTES  # fp32 O read and written per key block
-    dram = _qkvo_bytes(case) + o_round_trips + bh * key_blocks * n * d * e  # Q re-read per key block
+    # per key block a row visits beyond its first, its fp32 O read and written; per visit, its Q re-read: a causal
+    # call's rows skip the key blocks past their own, as its tiles do (it had paid a full call's, so a causal call
+    # cost as much as a full one where this traffic binds: an L40S's); so do its K and V loads (`kv_block_loads`)
+    o_round_trips = bh * (visited_rows - n) * d * 2 * ACC_BYTES
+    dram = _qkvo_bytes(case) + o_round_trips + bh * visited_rows * d * e
     return TiledLaunch("fwd", (Segment(plain, np.array(unmasked), bh), Segment(edge, np.array(masked), bh)),
                        32 * FA1_WARPS, probe_smem, FA1_STEP_ROWS * head_dim + 1.5 * FA1_STEP_ROWS * key_block, "sync",
-                       "mma_efficiency", case.precision, dram, dram + bh * splits * key_blocks * 2 * key_block * d * e,
+                       "mma_efficiency", case.precision, dram, dram + bh * kv_block_loads * 2 * key_block * d * e,
                        io_bytes=2 * rows_per_cta * d * e)
 
 
