@@ -164,8 +164,9 @@ def plans(binding: Binding, analysis: Analysis, arch: Architecture, mapping: Map
     used = used_in(binding, mapping)
     levels = tuple(m.name for m in arch.memories)
     unit_dims = tuple((u.name, len(u.shape)) for u in arch.units)
+    per_pe = tuple(m.per_pe_of for m in arch.memories)
     return tuple(plan_group(binding, analysis, resolve_group(binding, arch, g, mapping.source, f"groups[{i}]"),
-                            levels, unit_dims, used)
+                            levels, unit_dims, used, per_pe)
                  for i, g in enumerate(mapping.groups) if only_group is None or i == only_group)
 
 

@@ -142,9 +142,9 @@ def evaluate_points(points: Sequence[tuple[Binding, Analysis, Architecture, Mapp
 def _structure(arch: Architecture) -> tuple:
     """What of an architecture a plan (`analytical.plans`: `resolve.check_group`, `resolve_group`, `plan_group`)
     reads, besides the capacities and shapes a factor expression reads (`numbers_key`): its name and source (which
-    its errors name), its word (refused where it is not the tensors'), its levels' and units' names, each unit's
-    dimensions and ops, and the energy actions."""
-    return (arch.name, arch.source, arch.word_bytes, tuple(m.name for m in arch.memories),
+    its errors name), its word (refused where it is not the tensors'), its levels' names and the unit each has one
+    instance per PE of, its units' names, each unit's dimensions and ops, and the energy actions."""
+    return (arch.name, arch.source, arch.word_bytes, tuple((m.name, m.per_pe_of) for m in arch.memories),
             tuple((u.name, len(u.shape), tuple(u.op_cycles), tuple(u.energy.actions_pj)) for u in arch.units),
             tuple(tuple(m.energy.actions_pj) for m in arch.memories))
 

@@ -129,10 +129,17 @@ def transfer_actions(levels: tuple[str, ...], parent: int, child: int, bits: flo
 
 
 def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple[str, ...],
-               unit_dims: tuple[tuple[str, int], ...], used: dict[str, set[str]]) -> GroupPlan:
+               unit_dims: tuple[tuple[str, int], ...], used: dict[str, set[str]],
+               per_pe: tuple[str | None, ...] | None = None) -> GroupPlan:
     """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first) and
-    whose units have `unit_dims` (name, number of dimensions of its shape)."""
+    whose units have `unit_dims` (name, number of dimensions of its shape). `per_pe`: for each level, the unit it
+    has one instance per PE of (`per_pe_of`), None for a shared level (all shared where not given). A per-PE
+    level's footprint is one instance's: its tile less the spatial loops of its unit, whose PEs each hold their own
+    (Timeloop's per-instance tile; a shared level holds the union of its PEs' tiles); a tile spilled from a per-PE
+    level that is the first to keep it goes to the shared level above it, not to a sibling per-PE level listed
+    before it."""
     cascade = binding.cascade
+    per_pe = per_pe or (None,) * len(levels)
     level_of = {name: i for i, name in enumerate(levels)}
     compute_level = len(levels)
     space = group_ranks(binding, group)
@@ -154,10 +161,13 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     reasons: list[str] = []  # why the loop nest cannot run, whatever the architecture's numbers
     accessed: dict[str, int] = {}  # spill tensor -> the elements its PEs' accesses reach (a causal block's kept tiles)
 
-    def tile(child: int, ranks: tuple[str, ...], iterative: str | None) -> int:
-        key = (child, ranks, iterative)
+    def tile(child: int, ranks: tuple[str, ...], iterative: str | None, instance: bool = False) -> int:
+        """The tile at level `child`; `instance`: one instance's (a per-PE level's: its unit's spatial loops out)."""
+        unit = per_pe[child] if instance and child < compute_level else None
+        key = (child, ranks, iterative, unit)
         if key not in tiles:
-            tiles[key] = tile_elems(group.loops, level_of, child, ranks, iterative)
+            loops = group.loops if unit is None else tuple(lp for lp in group.loops if lp.spatial != unit)
+            tiles[key] = tile_elems(loops, level_of, child, ranks, iterative)
         return tiles[key]
 
     for t in sorted({t for e in group.einsums for t in (*io[e][0], io[e][1])} - set(over)):
@@ -182,12 +192,13 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             if c == 0:
                 continue
             copies = 2 if t in group.double_buffered else 1
-            tile_bytes = copies * tile(c, decl.leaf_ranks, decl.iterative) * (live if c == chain[0] else 1) * word
+            tile_bytes = (copies * tile(c, decl.leaf_ranks, decl.iterative, instance=True)
+                          * (live if c == chain[0] else 1) * word)
             footprint[levels[c]] += tile_bytes
             kept_at[levels[c]].append(t)
             if t in group.spill:
                 spillable[levels[c]] += tile_bytes
-                parent_of[levels[c]] = chain[i - 1] if i else c - 1
+                parent_of[levels[c]] = chain[i - 1] if i else _shared_above(per_pe, c)
         if chain[-1] > 0:
             footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
         unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
@@ -224,6 +235,12 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                            for node, text, names in side_by_side(group.overlap)),
                      {n: binding.rank_sizes[n] for n in _delays(group.overlap, tuple(group.einsums))}, by_unit,
                      tuple(reasons))
+
+
+def _shared_above(per_pe: tuple[str | None, ...], level: int) -> int:
+    """The innermost shared level above `level` (per-PE levels follow the shared ones, siblings in any order:
+    `archsim.arch.load`); the level above it where none is shared."""
+    return next((i for i in range(level - 1, -1, -1) if per_pe[i] is None), level - 1)
 
 
 def _einsum_plans(analysis: Analysis, group: Group, space: Mapping[str, set[str]],
