@@ -130,16 +130,15 @@ def transfer_actions(levels: tuple[str, ...], parent: int, child: int, bits: flo
 
 def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple[str, ...],
                unit_dims: tuple[tuple[str, int], ...], used: dict[str, set[str]],
-               per_pe: tuple[str | None, ...] | None = None) -> GroupPlan:
+               per_pe: tuple[str | None, ...]) -> GroupPlan:
     """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first) and
     whose units have `unit_dims` (name, number of dimensions of its shape). `per_pe`: for each level, the unit it
-    has one instance per PE of (`per_pe_of`), None for a shared level (all shared where not given). A per-PE
+    has one instance per PE of (`per_pe_of`), None for a shared level. A per-PE
     level's footprint is one instance's: its tile less the spatial loops of its unit, whose PEs each hold their own
     (Timeloop's per-instance tile; a shared level holds the union of its PEs' tiles); a tile spilled from a per-PE
     level that is the first to keep it goes to the shared level above it, not to a sibling per-PE level listed
     before it."""
     cascade = binding.cascade
-    per_pe = per_pe or (None,) * len(levels)
     level_of = {name: i for i, name in enumerate(levels)}
     compute_level = len(levels)
     space = group_ranks(binding, group)
