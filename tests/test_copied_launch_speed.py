@@ -111,7 +111,11 @@ def test_flash_launches_time_as_written_out(kernel: str) -> None:
                              kv_heads * int(rng.choice([1, 4])), kv_heads, int(rng.choice([64, 96, 128])),
                              int(rng.choice([128, 1000, 2048, 4097, int(rng.integers(64, 9000))])),
                              bool(trial % 2), "bf16")
-        for plan in plans(kernel, case, GPU):
+        found = plans(kernel, case, GPU)
+        if isinstance(found, str):  # a kernel without grouped-query attention refuses a GQA case
+            assert case.kv_heads != case.heads and "takes a K and V per query head" in found, found
+            continue
+        for plan in found:
             written = replace(plan, launches=tuple(_written_out(launch) if isinstance(launch, TiledLaunch)
                                                    else launch for launch in plan.launches))
             tiled = [launch for launch in plan.launches if isinstance(launch, TiledLaunch)]

@@ -36,3 +36,13 @@ def test_no_scheme_beats_its_devices_against_the_one_device_causal_call() -> Non
 
     efficiencies = [p["efficiency"] for p in json.loads(result.output)["points"]]
     assert efficiencies and all(e <= 1.05 for e in efficiencies), efficiencies
+
+
+@pytest.mark.parametrize("kernel", [FA1, "FlashAttention Triton", "Triton tutorial fused attention"])
+def test_a_kernel_without_grouped_query_attention_refuses_a_gqa_case(kernel: str) -> None:
+    """Their launchers take q, k and v of one head count; they had been timed on GQA cases with K and V read once per
+    KV head, a kernel that does not exist (audit helper-513)."""
+    gqa = AttentionCase("fwd", 1, 32, 8, 128, 4096, True, "fp16")
+    result = predict(kernel, gqa, load_gpu("h100-sxm5"), load_calibration().family_params(family_of(kernel)))
+    assert not result.feasible
+    assert result.reason.endswith("takes a K and V per query head (got 32 query heads over 8 KV heads)")

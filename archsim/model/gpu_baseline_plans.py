@@ -59,6 +59,7 @@ from archsim.model.gpu_flash_plans import (
     bwd_launch,
     fwd_counts,
     fwd_launch,
+    per_query_head_kv,
     split_decode_launches,
     warpgroup,
 )
@@ -134,9 +135,12 @@ def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
 
 def tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The Plans of Triton's tutorial fused attention for `case` (module docstring; `variant` unused), or why it
-    cannot run: a head_dim other than 16, 32, 64, 128 or 256."""
+    cannot run: a head_dim other than 16, 32, 64, 128 or 256, or grouped-query attention (its Q, K and V are one
+    (Z, H, N_CTX, HEAD_DIM) shape: `per_query_head_kv`)."""
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
+    if problem := per_query_head_kv("the Triton tutorial", case):
+        return problem
     fwd = _tutorial_fwd(case, gpu)
     launches = {"fwd": lambda: (fwd,), "bwd": lambda: _tutorial_bwd(case, gpu),
                 "fwd+bwd": lambda: (fwd, *_tutorial_bwd(case, gpu))}[case.direction]()
@@ -336,10 +340,9 @@ def archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ..
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
     if variant == "decode":
         return (Plan("archsim decode", _archsim_decode(case, gpu)),)
-    if case.kv_heads != case.heads:  # their launchers take q, k, v of one shape (`attention_dims`)
-        kernel = "naive 3-pass" if variant == "naive" else "FlashAttention-2"
-        return (f"archsim's {kernel} kernel takes a K and V per query head (got {case.heads} query heads over "
-                f"{case.kv_heads} KV heads)")
+    kernel = "naive 3-pass" if variant == "naive" else "FlashAttention-2"
+    if problem := per_query_head_kv(f"archsim's {kernel} kernel", case):  # launchers of one shape (`attention_dims`)
+        return problem
     if variant == "naive":
         return (Plan("archsim naive", _archsim_naive(case), held=_naive_held(case)),)
     return (Plan("archsim flash", _archsim_flash(case, gpu)),)

@@ -453,6 +453,15 @@ def fa3_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] |
     return (Plan(variant, (launch,)),)
 
 
+def per_query_head_kv(kernel: str, case: AttentionCase) -> str:
+    """Why `kernel`, whose launcher takes q, k and v of one head count (FlashAttention v1's fmha, the FlashAttention
+    Triton kernel, Triton's tutorial, archsim's own), cannot run a grouped-query `case`; "" when every query head
+    has its own K and V. A caller expands K and V to every query head first (repeat_kv), a call of its own."""
+    if case.kv_heads == case.heads:
+        return ""
+    return f"{kernel} takes a K and V per query head (got {case.heads} query heads over {case.kv_heads} KV heads)"
+
+
 # ------------------------------------------------------------------------------------------------ FlashAttention v1
 FA1_STEP_ROWS = 16
 FA1_WARPS = 4
@@ -526,12 +535,15 @@ def _fa1_bwd(case: AttentionCase, head_dim: int) -> tuple:
 
 
 def fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and runs the
+    """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and a
+    grouped-query case (`per_query_head_kv`: grouped-query attention came with FlashAttention-2), and runs the
     others at the next head dim it compiles (`FA1_HEAD_DIMS`)."""
     head_dim = compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
     if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
         return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "
                 f"{max(FA1_HEAD_DIMS)} (got {case.head_dim})")
+    if problem := per_query_head_kv("FlashAttention v1", case):
+        return problem
     launches = {"fwd": lambda: (_fa1_fwd(case, gpu, head_dim),), "bwd": lambda: _fa1_bwd(case, head_dim),
                 "fwd+bwd": lambda: (_fa1_fwd(case, gpu, head_dim), *_fa1_bwd(case, head_dim))}[case.direction]()
     return (Plan("fa1", launches, backward_from=backward_from(case)),)
@@ -571,10 +583,12 @@ def _fat_bwd(case: AttentionCase, gpu: GPU, sequence_parallel: bool, head_dim: i
 
 def fat_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The kernel takes head_dim <= 128 and runs BLOCK_HEADDIM = max(next power of two, 16) columns (`FAT_HEAD_DIMS`),
-    masking the rest."""
+    masking the rest; K and V per query head (`per_query_head_kv`)."""
     head_dim = compiled_head_dim(case.head_dim, FAT_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FAT_HEAD_DIMS)} is not supported by the FlashAttention Triton kernel"
+    if problem := per_query_head_kv("the FlashAttention Triton kernel", case):
+        return problem
     warps = 4 if head_dim <= 64 else 8
     fwd = fwd_launch("fwd", case, gpu, FAT_BLOCK, FAT_BLOCK, warps, "native", "mma_efficiency", False, True, 1,
                      padded_head_dim=head_dim)
