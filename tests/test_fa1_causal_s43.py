@@ -46,3 +46,18 @@ def test_a_kernel_without_grouped_query_attention_refuses_a_gqa_case(kernel: str
     result = predict(kernel, gqa, load_gpu("h100-sxm5"), load_calibration().family_params(family_of(kernel)))
     assert not result.feasible
     assert result.reason.endswith("takes a K and V per query head (got 32 query heads over 8 KV heads)")
+
+
+def test_flashattention2s_gqa_backward_writes_dk_dv_per_query_head_then_sums_them() -> None:
+    """mha_bwd writes dK and dV per query head (dk_expanded, dv_expanded) and sums them over each KV group: a GQA
+    backward moves more bytes than the MHA one, not fewer (it had charged dK and dV at the KV heads: 1.62 against
+    2.02 GB on an H100 at 16K; audit helper-513)."""
+    gpu, params = load_gpu("h100-sxm5"), load_calibration().family_params(family_of("FlashAttention-2"))
+    mha, gqa = (predict("FlashAttention-2", AttentionCase("bwd", 1, 32, kv, 128, 16384, True, "fp16"), gpu, params)
+                for kv in (32, 8))
+    dram = [sum(launch.dram_bytes for launch in r.launches) for r in (mha, gqa)]
+    expanded = 2 * 32 * 16384 * 128 * 2
+    # K and V read at the KV heads (3/4 of them fewer), dK and dV written per query head as MHA's, then the sum reads
+    # those and writes the KV heads'
+    assert dram[1] == pytest.approx(dram[0] - 0.75 * expanded + expanded + expanded / 4)
+    assert gqa.launches[-1].name == "bwd sum dK, dV over each group" and gqa.time_s > mha.time_s

@@ -258,13 +258,15 @@ def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
                mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None,
-               padded_head_dim: int | None = None) -> TiledLaunch:
+               padded_head_dim: int | None = None, dkv_heads: int | None = None) -> TiledLaunch:
     """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
     dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
     memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS.
     With `atomic_rate` (a family parameter) the launch is also bound by its block_m x head_dim dQ atomic adds per
     tile at that many per clock for the whole chip. `padded_head_dim`: as for `fwd_launch`, the fp32 dQ accumulator
-    (allocated at that width, FA2's head_size_rounded, and added to whole) included in what it computes."""
+    (allocated at that width, FA2's head_size_rounded, and added to whole) included in what it computes.
+    `dkv_heads`: the heads it writes dK and dV for (FA2's query heads for a grouped-query case); the KV heads
+    where not given."""
     e, d, bh = case.element_bytes, case.head_dim, case.batch * case.heads
     width = padded_head_dim or d
     bm, bn = block_m, block_n
@@ -275,7 +277,8 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
     smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
-    dram = _qkvo_bytes(case) + case.kv_bytes() + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
+    dkv_bytes = replace(case, kv_heads=dkv_heads or case.kv_heads).kv_bytes()
+    dram = _qkvo_bytes(case) + dkv_bytes + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
     l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
     return TiledLaunch(
         "bwd", (Segment(plain, unmasked, bh), Segment(edge, masked, bh)), 32 * warps, smem,
@@ -285,15 +288,21 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
 
 def _fa2_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     """FA2's backward of `case` run at its compiled `head_dim`: the preprocessing kernel reads dO and O and zeroes
-    the fp32 dQ accumulator (at `head_dim`, `bwd_launch`), the last kernel converts that accumulator to dQ."""
+    the fp32 dQ accumulator (at `head_dim`, `bwd_launch`), the last kernel converts that accumulator to dQ. A
+    grouped-query case writes dK and dV per query head (mha_bwd's dk_expanded, dv_expanded), which a sum over each
+    group then reads and writes per KV head (at::sum_out; csrc/flash_attn/flash_api.cpp, from memory)."""
     e, d = case.element_bytes, case.head_dim
     rows = case.batch * case.heads * case.seqlen
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * head_dim))
     post = StreamLaunch("bwd convert dQ", rows * (head_dim * ACC_BYTES + d * e))
     main = _fa2_fitting(_by_head_dim(FA2_BWD, head_dim), lambda bm, bn, warps: bwd_launch(
-        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim), gpu, owns_rows=False)
-    return pre, main, post
+        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim,
+        dkv_heads=case.heads), gpu, owns_rows=False)
+    if case.kv_heads == case.heads:
+        return pre, main, post
+    expanded = replace(case, kv_heads=case.heads).kv_bytes()
+    return pre, main, post, StreamLaunch("bwd sum dK, dV over each group", expanded + case.kv_bytes())
 
 
 @lru_cache(maxsize=4096)
