@@ -53,3 +53,10 @@ def test_the_cli_refuses_the_copy_without_a_capability_naming_the_field(tmp_path
                                        "--seq-len", "16K", "--topology", "dgx-a100", "--gpu", str(path)])
     assert result.exit_code == 2, result.output
     assert f"{path}: compute_capability: expected NVIDIA's major.minor" in result.output
+
+
+def test_a_capability_with_a_suffix_is_refused(tmp_path: Path) -> None:
+    """'9.0a' (an arch suffix, not a compute capability) is refused: the whole value must be major.minor."""
+    with pytest.raises(SpecError) as error:
+        load_gpu(_copy(tmp_path, "h100-sxm5", compute_capability="9.0a"))
+    assert error.value.where == "compute_capability" and "got '9.0a'" in error.value.message

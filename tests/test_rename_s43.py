@@ -70,6 +70,34 @@ def test_simulate_says_a_workload_without_a_by_workload_entry_runs_at_the_defaul
     held_out = CliRunner().invoke(main, [*run, "-w", str(copy)])
     assert held_out.exit_code == 0, held_out.output
     assert "parallelism.by_workload has no entry for my-gpt3 (it has gpt3-7b, gpt3-13b, gpt3-30b" in held_out.output
-    for given in (["-w", "gpt3-30b"], ["-w", str(copy), "--tp", "4", "--pp", "2"]):
-        result = CliRunner().invoke(main, [*run, *given])
-        assert result.exit_code == 0 and "by_workload" not in result.output, result.output
+    shipped = CliRunner().invoke(main, [*run, "-w", "gpt3-30b"])
+    assert shipped.exit_code == 0 and "by_workload" not in shipped.output, shipped.output
+    given = CliRunner().invoke(main, [*run, "-w", str(copy), "--tp", "4"])  # pp still the top-level one
+    assert "parallelism the top-level degrees but --tp 4: " in given.output, given.output
+
+
+def test_a_changed_copy_keeping_the_presets_name_is_refused_saying_so(tmp_path: Path) -> None:
+    """A copy of h100-sxm5 with 100 SMs that keeps the name is not the topology's GPU (a name match must not admit
+    it: helper-514); the refusal says the file's fields differ, not 'not h100-sxm5's links'."""
+    data = yaml.safe_load((PRESETS / "h100-sxm5.yaml").read_text())
+    path = tmp_path / "h100-100sm.yaml"
+    path.write_text(yaml.safe_dump({**data, "sm_count": 100}))
+    result = CliRunner().invoke(main, [*RING, "--gpu", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"not {path}, whose fields differ from the preset's" in result.output, result.output
+
+
+def test_a_sweep_beside_another_folder_keeps_the_price_of_the_systems_own_preset(tmp_path: Path, invoke) -> None:
+    """The sweep's check of a cost objective resolves the system's preset from the system's file, not the sweep's:
+    the sweep in another folder naming the same h20.yaml by its own relative path runs (helper-514)."""
+    (tmp_path / "sys").mkdir()
+    system = _own_lamina(tmp_path / "sys")
+    sweep = tmp_path / "sw" / "pools.yaml"
+    sweep.parent.mkdir()
+    sweep.write_text(yaml.safe_dump({
+        "name": "pools", "description": "d", "system": f"../sys/{system.name}", "workload": "llama3-8b",
+        "serving": {"requests": 4, "lengths": "azure-conv", "seed": 0, "max_batch": 16, "rate_per_s": 30},
+        "axes": {"system.devices.memory.preset": ["../sys/h20.yaml"]}, "sampling": {"kind": "grid"},
+        "objectives": ["throughput_tok_s", "cost_per_token_usd"]}))
+    code, out = invoke("sweep", str(sweep), "--db", str(tmp_path / "s.sqlite"), "--local")
+    assert code == 0, out

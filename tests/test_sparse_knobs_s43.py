@@ -157,3 +157,31 @@ def test_a_sweeps_tokenselect_window_reaches_its_record(tmp_path, write_yaml, in
     df = read_records(tmp_path / "l.sqlite").set_index("sparse.local")
     assert df.loc[8192, "latency_s"] == points(*TOKENSELECT, "--local", "8192")["decode"]["time_s"]
     assert df.loc[512, "latency_s"] < df.loc[8192, "latency_s"]
+
+
+@pytest.mark.parametrize(("axis", "values"), [("sinks", [128, 8192]), ("reuse_fraction", [0.0, 0.5])])
+def test_a_sweep_axis_over_tokenselects_sinks_or_reuse_reaches_its_points(tmp_path, write_yaml, invoke, axis: str,
+                                                                           values: list) -> None:
+    """Each of TokenSelect's defaulted settings an axis sweeps reaches the model (dropping one from
+    `SparseTargets.method`'s defaulted list ran every point at the default: mutation audit helper-514)."""
+    spec = write_yaml(tmp_path / f"{axis}.yaml", {
+        "name": axis, "sparse": {"method": "tokenselect", "gpu": GPU, "workload": MODEL, "context": 131072},
+        "axes": {f"sparse.{axis}": values}})
+    code, output = invoke("sweep", str(spec), "--db", str(tmp_path / "s.sqlite"))
+    assert code == 0, output
+    latency = read_records(tmp_path / "s.sqlite").set_index(f"sparse.{axis}")["latency_s"]
+    assert latency.loc[values[0]] != latency.loc[values[1]]
+
+
+def test_quests_page_size_reaches_a_systems_pool_and_its_reason() -> None:
+    """A NeuPIMs batch of 27 fits at 64-token pages (26 at 16) and a Lamina pool's refusal states the page size's
+    bytes (both had lost `page_tokens` in a mutant: helper-514)."""
+    fits = json.loads(CliRunner().invoke(main, ["sparse", *QUEST, "--system", "neupims", "--batch", "27",
+                                                "--page-tokens", "64", "--json"]).output)
+    assert all(row["fits"] for row in fits["system_points"]), fits["system_points"]
+    pool = ("--method", "quest", "--gpu", GPU, "-w", "llama3-70b", "--context", "8M", "--budget", "2048",
+            "--system", "lamina", "--json")
+    reasons = [" ".join(row["reason"] for row in json.loads(CliRunner().invoke(main, ["sparse", *pool, *page])
+                                                             .output)["system_points"])
+               for page in ((), ("--page-tokens", "64"))]
+    assert reasons[0] != reasons[1] and "Quest" in reasons[1]

@@ -403,8 +403,10 @@ def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> No
     offer = (f"--topology {', '.join(matching)} (library topologies of {device.name}) or --topology FILE" if matching
              else f"--topology FILE (no library topology has {device.name}: see archsim list)")
     links = " then ".join(level.link.name for level in network.levels)
+    other = (f"{device.source}, whose fields differ from the preset's" if device.name == network.gpu.name
+             else f"{device.name}'s links")
     raise SpecError("--gpu", gpu or "", f"the default topology {network.name} joins {network.gpu.name} GPUs over "
-                                        f"{links}, not {device.name}'s links: give a topology with them, {offer}")
+                                        f"{links}, not {other}: give a topology with them, {offer}")
 
 
 def point_row(spec, single: bool) -> dict:

@@ -262,13 +262,14 @@ def _rejected(m: dict) -> str:
 def _default_degrees_note(system: System, workload_name: str) -> str:
     """Why the run takes the system's top-level degrees where the system gives some workloads their own
     (`parallelism.by_workload`) but not this one: a model held out of the table (or a copy of one under another
-    name) runs at the default, which the first line's degrees alone do not say; "" otherwise (no table, an entry
-    for it, or --tp/--pp given)."""
+    name) runs at the default, which the first line's degrees alone do not say; "" otherwise (no table, or an entry
+    for it). Degrees given as options (--tp, --pp) are said to stand in for the top-level ones."""
     entries = system.parallelism.by_workload
-    if not entries or workload_name in entries or system.options:
+    if not entries or workload_name in entries:
         return ""
-    return (f"the top-level degrees: {system.source}'s parallelism.by_workload has no entry for {workload_name} "
-            f"(it has {', '.join(entries)}); give --tp/--pp, or an entry for it")
+    given = ", ".join(f"--{name} {value}" for name, value in system.options.items())
+    return (f"the top-level degrees{f' but {given}' if given else ''}: {system.source}'s parallelism.by_workload "
+            f"has no entry for {workload_name} (it has {', '.join(entries)}); give --tp/--pp, or an entry for it")
 
 
 def _show(m: dict, wall_s: float, degrees_note: str) -> None:
