@@ -90,3 +90,16 @@ def test_the_efficiency_note_says_a_skipping_kernel_skips() -> None:
                                        "--seq-len", "64K", "--kernel", FA1, "--gpu", "h100-sxm5", "--json"])
     note = json.loads(result.output)["points"][0]["note"]
     assert "of a full call's time (the kernel skips most masked scores" in note, note
+
+
+def test_flashattention2s_gqa_backward_holds_its_expanded_gradients() -> None:
+    """Its dK and dV per query head are live until their sum: the plan holds them beside the operands (the memory
+    model and the DRAM check count them), an MHA backward or a GQA forward holds nothing more."""
+    from archsim.model.gpu_kernels import plans
+
+    def held(kv_heads: int, direction: str) -> float:
+        case = AttentionCase(direction, 1, 32, kv_heads, 128, 16384, True, "fp16")
+        return max(plan.held_bytes for plan in plans("FlashAttention-2", case, load_gpu("h100-sxm5")))
+
+    assert held(8, "bwd") == held(8, "fwd+bwd") == 2 * 32 * 16384 * 128 * 2
+    assert held(32, "bwd") == held(8, "fwd") == 0

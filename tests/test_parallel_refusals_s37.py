@@ -114,8 +114,10 @@ def test_a_prefill_whose_kernel_call_exceeds_dram_is_the_memory_infeasible_point
 def test_a_dram_refusal_where_memory_is_not_modelled_is_an_infeasible_point_naming_the_call() -> None:
     """Training at tp 2 has no memory model (NaN): the GPU model's refusal of a device's call is the reason, the
     sequences and tokens on that GPU (16 query and 4 KV heads per rank, with their gradients: 16 x 8192 x 128 x
-    2 B x (2 x 16 + 2 x 4) x 2, the same 2.7 GB), not a SpecError blaming --kernel."""
+    2 B x (2 x 16 + 2 x 4) x 2, the same 2.7 GB, and the grouped-query backward's dK and dV per query head, 16 x
+    8192 x 128 x 2 B x 2 x 16 = 1.1 GB), not a SpecError blaming --kernel."""
     result = parallel_time(_small_gpu_spec(tp=2, direction="fwd+bwd"))
     assert not result.feasible and result.time_s > 0
-    assert result.reason == ("FlashAttention-2 cannot run 16 sequences of 8192 x 8192 tokens on h100-sxm5: its Q, K, "
-                             "V and O and their gradients alone take 2.7 GB, beyond h100-sxm5's 2.0 GB of DRAM")
+    assert result.reason == ("FlashAttention-2 cannot run 16 sequences of 8192 x 8192 tokens on h100-sxm5: fa2 holds "
+                             "at once its Q, K, V and O and their gradients (2.7 GB) and dK, dV per query head "
+                             "(dk_expanded, dv_expanded) (1.1 GB): 3.8 GB, beyond h100-sxm5's 2.0 GB of DRAM")

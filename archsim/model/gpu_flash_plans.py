@@ -404,7 +404,8 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
 
 
 def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`)."""
+    """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`); a
+    grouped-query backward holds its dK and dV per query head until their sum (`_fa2_bwd`)."""
     head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
@@ -415,7 +416,10 @@ def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] |
         return (Plan(variant, launches),)
     launches = {"fwd": lambda: (_fa2_fwd(case, gpu, head_dim),), "bwd": lambda: _fa2_bwd(case, gpu, head_dim),
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu, head_dim), *_fa2_bwd(case, gpu, head_dim))}[case.direction]()
-    return (Plan("fa2", launches, backward_from=backward_from(case)),)
+    grouped_backward = case.direction != "fwd" and case.kv_heads != case.heads
+    held = ((("dK, dV per query head (dk_expanded, dv_expanded)", replace(case, kv_heads=case.heads).kv_bytes()),)
+            if grouped_backward else ())
+    return (Plan("fa2", launches, backward_from=backward_from(case), held=held),)
 
 
 def fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_dim: int) -> TiledLaunch:
