@@ -72,6 +72,8 @@ COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the
 FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction", "page_tokens",
           "sinks", "local")
 REQUIRED = ("method", "gpu", "workload", "context")
+# the method's settings a SparseMethod takes by the same name, as they are (patterns and budget are converted)
+SETTINGS = tuple(name for name in FIELDS if name in {f.name for f in dataclasses.fields(SparseMethod)})
 WHOLE = ("context", "budget", "top_k", "page_tokens", "sinks", "local")  # whole numbers >= 1; the others fractions
 SELECTIONS = ("budget", "top_k")  # the tokens a method selects: at most the context (a point beyond it is refused)
 NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.load_workload_spec,
@@ -146,13 +148,11 @@ class SparseTargets(sweep_block.BlockTargets):
 
     def method(self, values: Mapping[str, Any]) -> SparseMethod:
         """The SparseMethod of a point's `values` (its settings checked by `SparseMethod`; one not given its
-        default)."""
-        defaulted = {name: values[name] for name in ("reuse_fraction", "page_tokens", "sinks", "local")
-                     if name in values}
+        default): a field of the same name as `SparseMethod`'s taken as it is (`SETTINGS`), the pattern map by
+        its name and the budget as the one budget of the point."""
         return SparseMethod(values["method"], self.specs["patterns"].get(values.get("patterns")),
-                            values.get("retrieval_fraction"),
-                            (values["budget"],) if "budget" in values else (), values.get("top_k"),
-                            density=values.get("density"), **defaulted)
+                            budgets=(values["budget"],) if "budget" in values else (),
+                            **{name: values[name] for name in SETTINGS if name in values})
 
 
 def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> SparseTargets:
