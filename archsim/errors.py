@@ -53,6 +53,16 @@ def field_path(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def first_repeat(values: Sequence[Any]) -> tuple[int, int] | None:
+    """(index of the first value seen before, index of its first occurrence) in `values`, or None when each value
+    is there once: a list option's or a sweep axis's repeat (`archsim.commands.options.once_each`,
+    `archsim.dse.spec`), each refused with its own message."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            return i, values.index(value)
+    return None
+
+
 def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = "") -> None:
     """Reject the first key of `data` not in `allowed` (listed in the given order in the message)."""
     unknown = sorted(str(k) for k in data if k not in allowed)

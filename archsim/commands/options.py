@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from archsim.errors import SpecError
+from archsim.errors import SpecError, first_repeat
 
 # 8K tokens = 8192, as Ring Attention and LASP count them (the sparse papers' 500K is 500,000)
 SUFFIXES = {"K": 1024, "M": 1024**2}
@@ -44,9 +44,8 @@ def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) 
 def once_each(option: str, value: str, items: list) -> list:
     """`items`, the values of the option's comma list `value`, when none is given twice: a repeat would be one point
     run once, silently (a sweep's axis refuses one too); otherwise a SpecError naming the option."""
-    for i, item in enumerate(items):
-        if item in items[:i]:
-            raise SpecError(option, value, f"expected each value once, got {item} twice")
+    if repeat := first_repeat(items):
+        raise SpecError(option, value, f"expected each value once, got {items[repeat[0]]} twice")
     return items
 
 

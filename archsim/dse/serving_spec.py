@@ -254,8 +254,8 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                                            f"{system.source}'s {entry}{instead}")
     seen: set[str] = set()
     schedules = {system.schedule.kind}
-    for where, fields in settings:
-        changes = system_changes(fields, source)
+    changed = [(where, system_changes(fields, source)) for where, fields in settings]  # each setting's, once
+    for where, changes in changed:
         if json.dumps(changes) in seen:
             continue
         seen.add(json.dumps(changes))
@@ -279,8 +279,7 @@ def check_system_axes(system: System, axes: dict[str, list[Any]], objectives: tu
                 raise SpecError(source, named[0], f"{COST_METRIC} needs a price for every device: "
                                                   f"{system.source} has no devices.{device.name}.price_per_hour "
                                                   "(USD per device-hour)")
-        for where, fields in settings:
-            changes = system_changes(fields, source)
+        for where, changes in changed:
             for name in repriced_devices(system.data, changes, system.source):
                 if f"devices.{name}.price_per_hour" not in fields_set:
                     raise SpecError(source, where, f"{COST_METRIC} ({named[0]}) needs each device's price: this "

@@ -106,7 +106,7 @@ from archsim.dse.sparse_spec import (
     load_sparse_targets,
     sparse_block,
 )
-from archsim.errors import SpecError, check_keys, given, text_number_hint
+from archsim.errors import SpecError, check_keys, first_repeat, given, text_number_hint
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
@@ -491,10 +491,10 @@ def _axes(axes: Any, source: str, kind: str) -> dict[str, Any]:
 def _once(values: list, source: str, where: str) -> None:
     """Each value of the axis at `where` once: a repeat is a point drawn twice, run once, so the grid is not the
     product the spec writes (a list option's repeat, `archsim.commands.options.once_each`, is refused too)."""
-    for i, value in enumerate(values):
-        if value in values[:i]:
-            raise SpecError(source, f"{where}[{i}]", f"expected each value once, got {value!r} twice (also "
-                                                     f"{where}[{values.index(value)}])")
+    if repeat := first_repeat(values):
+        i, first = repeat
+        raise SpecError(source, f"{where}[{i}]", f"expected each value once, got {values[i]!r} twice (also "
+                                                 f"{where}[{first}])")
 
 
 def _links(axes: dict[str, Any], source: str, kind: str) -> dict[str, dict[str, Any]]:

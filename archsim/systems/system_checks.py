@@ -81,6 +81,7 @@ from archsim.systems.system_types import (
     Parallelism,
     System,
 )
+from archsim.systems.working_set import FFN_OPS
 from archsim.workload import PARAMS, Workload
 
 SPLIT_SCHEDULES = ("overlapped", "sub-batch-interleaving")  # they overlap a bank-PIM's decode attention with its host
@@ -155,7 +156,6 @@ def check_against_workload(system: System, workload: Workload) -> None:
 # the words an npu's or logic-pim's GEMM units compute: 8-, 16- or 32-bit (fp8/int8, fp16/bf16, fp32), at one MAC
 # a PE a cycle whatever the width (`archsim.systems.npu`'s assumption; their bytes stream at the width)
 ARRAY_WORD_BYTES = (1, 2, 4)
-FFN_OPS = ("ffn", "moe")  # the ops a workload's ffn_word_bytes binds (`archsim.cascade.bind.binds_ffn_words`)
 
 
 def _check_word_sizes(system: System, workload: Workload) -> None:

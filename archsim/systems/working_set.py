@@ -19,7 +19,9 @@ from archsim.systems.gemms import einsum_density, ref_vars, writer_of
 from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
 
 LAYER_INPUT = "X"  # the first op's (the attention norm's) input: the layer's input, the residual stream
-FFN_OPS = ("ffn", "moe")  # a layer's FFN ops: an unfused FFN writes their hidden activations to memory
+# a layer's FFN ops: an unfused FFN writes their hidden activations to memory; a workload's ffn_word_bytes binds them
+# (`archsim.systems.system_checks`)
+FFN_OPS = ("ffn", "moe")
 
 
 def live_bytes(op: Op, materialised: bool) -> float:
