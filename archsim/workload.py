@@ -255,13 +255,14 @@ def shown_number(value: int | float, spec: str = "g") -> str:
     return f"a {len(str(abs(value)))}-digit number"
 
 
-def size_limit_problem(value: int | float, limit: int) -> str:
+def size_limit_problem(value: int | float, limit: int, spec: str = "g") -> str:
     """Why `value` is not a size from -`limit` to `limit` (the size limit, `max_size`), else "": inf too; an int
-    beyond a float is compared exactly."""
+    beyond a float is compared exactly. `value` is shown in `shown_number`'s format `spec` ("d": an option's whole
+    number as given)."""
     if -limit <= value <= limit:
         return ""
-    return (f"{shown_number(value)} is beyond the limit of {limit} on sizes (raise it with the environment variable "
-            "ARCHSIM_MAX_SIZE)")
+    return (f"{shown_number(value, spec)} is beyond the limit of {limit} on sizes (raise it with the environment "
+            "variable ARCHSIM_MAX_SIZE)")
 
 
 def check_size(name: str, value: Any, source: str, where: str, limit: int | None = None) -> float:

@@ -229,12 +229,17 @@ def test_objectives_options_take_two_or_three_distinct_known_names(tmp_path, cli
     spec = _write(tmp_path / "ok.yaml")
     db = tmp_path / "s.sqlite"
     cli("sweep", str(spec), "--db", str(db), "--local")
-    for args in (("sweep", str(spec), "--db", str(db), "--local", "--objectives", "latency_s,latency_s"),
-                 ("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s"),
-                 ("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s,energy_pj,throughput"),
-                 ("report", "--sweep", str(db), "--objectives", "energy_pj,energy_pj", "--out", str(tmp_path / "r"))):
+    for args, says in (
+            (("sweep", str(spec), "--db", str(db), "--local", "--objectives", "latency_s,latency_s"),
+             "--objectives: latency_s,latency_s: expected each value once, got latency_s twice"),
+            (("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s"),
+             "--front: latency_s: expected two or three metrics, got 1"),
+            (("results", str(db), "--csv", str(tmp_path / "x.csv"), "--front", "latency_s,energy_pj,throughput"),
+             "--front: latency_s,energy_pj,throughput: unknown metric throughput; expected one of latency_s,"),
+            (("report", "--sweep", str(db), "--objectives", "energy_pj,energy_pj", "--out", str(tmp_path / "r")),
+             "--objectives: energy_pj,energy_pj: expected each value once")):
         text = cli(*args, expect=2).output.strip()
-        assert "\n" not in text and "two or three distinct" in text, (args, text)
+        assert "\n" not in text and text.startswith(f"error: {says}"), (args, text)
 
 
 def test_results_output_path_is_checked_before_the_store_is_read(tmp_path, cli):

@@ -17,6 +17,7 @@ import yaml
 from cli_errors import one_line_error
 from click.testing import CliRunner
 
+from archsim.cli import main
 from archsim.commands.gpu import calibrate_cmd, validate_cmd
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
@@ -250,7 +251,7 @@ def test_a_partial_calibration_names_its_families_and_base(tmp_path: Path) -> No
     from archsim.gpu.params import DEFAULT_VERSION
 
     assert DEFAULT_CALIBRATION == DEFAULT_VERSION  # the CLI's default (no model import at --help) is the loader's
-    result = CliRunner().invoke(calibrate_cmd, ["--families", "archsim,nope"])
+    result = CliRunner().invoke(main, ["calibrate", "--families", "archsim,nope"])
     assert result.exit_code == 2 and "unknown kernel family nope" in result.output, result.output
     result = CliRunner().invoke(calibrate_cmd, ["--base", "v1"])
     assert result.exit_code == 2 and "--base" in result.output and "only with --families" in result.output

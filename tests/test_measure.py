@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from archsim.cli import main
 from archsim.commands.benchmarks import attention_flops, benchmark_cases
 from archsim.commands.measure import measure
 from archsim.gpu.measurements import read_measurements
@@ -95,8 +96,8 @@ def test_without_a_gpu_it_says_so_and_exits_2(tmp_path: Path, monkeypatch) -> No
 
 
 def test_unknown_kernel_is_bad_input() -> None:
-    result = CliRunner().invoke(measure, ["--interpret", "--kernels", "flash_fwd,nope"])
-    assert result.exit_code == 2 and "nope" in result.output
+    result = CliRunner().invoke(main, ["measure", "--interpret", "--kernels", "flash_fwd,nope"])
+    assert result.exit_code == 2 and "unknown kernel nope" in result.output
 
 
 def test_interpret_refuses_a_sequence_the_interpreter_would_take_minutes_on(tmp_path) -> None:

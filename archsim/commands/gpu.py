@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from archsim.commands.options import named, nonempty, once_each, whole_number
+from archsim.commands.options import named, names_among, nonempty, whole_number
 from archsim.errors import SpecError
 from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
@@ -90,12 +90,7 @@ def _bad_input() -> Iterator[None]:
 def _families(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     from archsim.model.gpu_kernels import FAMILIES
 
-    names = [n.strip() for n in (value or "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in FAMILIES]
-    if value is not None and (unknown or not names):
-        raise click.BadParameter(f"unknown kernel family {unknown[0] if unknown else repr(value)}; choose among "
-                                 f"{', '.join(FAMILIES)}")
-    return tuple(once_each(param.opts[0], value, names))
+    return () if value is None else names_among(param.opts[0], value, FAMILIES, "kernel family")
 
 
 @click.command("calibrate")

@@ -48,7 +48,7 @@ from archsim.commands.benchmarks import (
     benchmark_cases,
     heldout_cases,
 )
-from archsim.commands.options import WholeRange, once_each
+from archsim.commands.options import WholeRange, names_among
 from archsim.errors import SpecError
 from archsim.gpu.measurements import INTERPRETED, read_csv_rows
 from archsim.limits import env_limit
@@ -68,11 +68,7 @@ NO_GPU = ("error: no GPU available (torch.cuda.is_available() is False); run thi
 
 
 def _parse_kernels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in KERNELS]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown kernel(s) {unknown}; choose from {', '.join(KERNELS)}")
-    return tuple(once_each(param.opts[0], value, names))
+    return names_among(param.opts[0], value, KERNELS, "kernel")
 
 
 def _check_out(path: Path) -> None:

@@ -41,6 +41,17 @@ def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) 
     return _whole(param.opts[0], value, value.strip(), "one whole number >= 1")
 
 
+def names_among(option: str, value: str, known, what: str) -> tuple[str, ...]:
+    """The option's comma list `value` of names, each one of `known` (a `what`: "kernel family", "scheme") and each
+    once (`once_each`); an empty item or an unknown name is a SpecError naming the option and every choice."""
+    names = [item.strip() for item in value.split(",")]
+    for name in names:
+        if name not in known:
+            raise SpecError(option, value, f"unknown {what} {name or '(empty)'}; expected one of {', '.join(known)}, "
+                                           "separated by commas")
+    return tuple(once_each(option, value, names))
+
+
 def once_each(option: str, value: str, items: list) -> list:
     """`items`, the values of the option's comma list `value`, when none is given twice: a repeat would be one point
     run once, silently (a sweep's axis refuses one too); otherwise a SpecError naming the option."""
@@ -66,12 +77,10 @@ def _whole(option: str, value: str, item: str, expected: str) -> int:
 def _sized(option: str, where: str, number: int) -> int:
     """`number`, a size an option gives, when within the size limit (`archsim.workload.max_size`); otherwise a
     SpecError naming the option."""
-    from archsim.workload import max_size
+    from archsim.workload import max_size, size_limit_problem
 
-    limit = max_size()
-    if number > limit:  # the number as given, whole (`workload.size_limit_problem` writes 2e+07 for a file's)
-        raise SpecError(option, where, f"{number} is beyond the limit of {limit} on sizes (raise it with the "
-                                       "environment variable ARCHSIM_MAX_SIZE)")
+    if problem := size_limit_problem(number, max_size(), "d"):  # the number as given, whole (a file's shows 2e+07)
+        raise SpecError(option, where, problem)
     return number
 
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from archsim.commands.options import Size, WholeRange, named, nan_as_null, nonempty, once_each, whole_numbers
+from archsim.commands.options import Size, WholeRange, named, names_among, nan_as_null, nonempty, whole_numbers
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 
@@ -76,13 +76,7 @@ TEXT_COLUMNS = (
 def _schemes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
     from archsim.systems.seqpar_spec import SCHEMES
 
-    if value is None:
-        return []
-    names = [item.strip() for item in value.split(",")]
-    for name in names:
-        if name not in SCHEMES:
-            raise SpecError("--scheme", name, f"expected one of {', '.join(SCHEMES)}")
-    return once_each("--scheme", value, names)
+    return [] if value is None else list(names_among(param.opts[0], value, SCHEMES, "scheme"))
 
 
 @click.command("parallel")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from archsim import library
-from archsim.commands.options import WholeRange, nonempty
+from archsim.commands.options import WholeRange, names_among, nonempty
 from archsim.dse.spec import (
     MAX_POINTS_ENV,
     MAXIMISED,
@@ -47,11 +47,9 @@ def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | No
     the serving metrics only in a sweep of a system (checked against the records by `check_objectives`)."""
     if value is None:
         return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    known = STORED_METRICS
-    if not 2 <= len(names) <= 3 or any(n not in known for n in names) or len(set(names)) < len(names):
-        raise click.BadParameter(f"expected two or three distinct of {', '.join(known)}, separated by commas; "
-                                 f"got {value!r}")
+    names = names_among(param.opts[0], value, STORED_METRICS, "metric")
+    if not 2 <= len(names) <= 3:
+        raise SpecError(param.opts[0], value, f"expected two or three metrics, got {len(names)}")
     return names
 
 
