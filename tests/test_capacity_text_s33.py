@@ -77,7 +77,7 @@ def test_a_prompt_beyond_the_engines_share_names_it_in_gb_and_gib() -> None:
 def test_a_context_parallel_prompt_beyond_the_engines_share_names_it_in_gb_and_gib() -> None:
     """context-parallel-h100 at memory_utilization 0.5: half an H100's 80 GiB is 40 GiB (42.9 GB)."""
     model = system("context-parallel-h100", "llama3-70b", changes={"devices.gpu.memory_utilization": 0.5})
-    with pytest.raises(UnrunnableOp, match=r"exceeds the 42\.9 GB \(40 GiB\) of h100-sxm5 the engine holds "
+    with pytest.raises(UnrunnableOp, match=r"exceeds the 42\.9 GB \(40 GiB\) of it the serving engine holds "
                                            r"\(memory_utilization 0\.5\)"):
         model.iteration(Batch((600_000,), ()))
 

@@ -41,7 +41,7 @@ import click
 
 from archsim.commands.options import Size, WholeRange, named, names_among, nan_as_null, nonempty, whole_numbers
 from archsim.errors import SpecError
-from archsim.outputs import check_writable
+from archsim.outputs import capacity_text, check_writable
 
 if TYPE_CHECKING:  # the command loads the models only when it runs
     from archsim.arch.gpu import GPU
@@ -215,6 +215,8 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
             for s in schemes for p in devices for n in seq_lens]
     rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
     named_by = " (--system)" if system else "" if topology else " (default)"
+    if share := system and _system_share(system):
+        named_by += f" with {capacity_text(base.gpu.dram_bytes)} a GPU (memory_utilization {share:g})"
     kernels = base.attention_kernel if isinstance(base.gpu, ArrayDevice) else _prefill_kernels(kernel, schemes)
     title = (f"{base.workload.name} on {base.topology.name}{named_by}, {base.gpu.name}"
              f"{f' x tp {tp} per rank' if tp > 1 else ''}, batch {batch}, {'causal' if causal else 'full'}, "
@@ -288,6 +290,14 @@ def _prefill_kernels(kernel: str, schemes: list[str]) -> str:
     if all(s in LINEAR_SCHEMES for s in schemes):
         return LINEAR_KERNEL
     return f"{kernel} (LASP chunks: {LINEAR_KERNEL})"
+
+
+def _system_share(system) -> float | None:
+    """The share of each GPU's DRAM a context-parallel system's engine holds (its `memory_utilization`; None: all),
+    which `topology_of` gives its GPUs and the title says."""
+    from archsim.systems.system_checks import context_parallel_gpu
+
+    return context_parallel_gpu(system).memory_utilization
 
 
 def _system(name: str | None, topology: str | None, gpu: str | None):

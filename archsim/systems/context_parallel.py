@@ -15,8 +15,11 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   prompt is padded up to a whole number of the scheme's chunks (`seqpar_spec.token_multiple`: 2 cp for zigzag), as
   ring implementations pad; the padding is computed. At cp 1 the prompt is one causal call
   (`seqpar_spec.single_device_scheme`), unpadded. The prompts of one iteration run one after another (each
-  occupies every rank). A prompt whose memory per GPU (`seqpar`'s: weights, its KV and the working set) exceeds
-  the GPU's cannot run: `UnrunnableOp`, which the serving simulator turns into a refused request.
+  occupies every rank). A prompt cannot run (`UnrunnableOp`, which the serving simulator turns into a refused
+  request) when a rank's share of it, ceil(tokens / cp), needs more than the rank's engine holds by the rule of
+  cp 1 (`SystemModel.check_memory`: the weights, that share's KV and the FFN unfused over it, as a serving engine
+  runs it), so the longest prompt grows with cp as the tokens a rank holds; or when its memory per GPU by
+  `seqpar`'s rule (the weights, its KV and the scheme's working set and buffers in flight) exceeds the GPU's.
 - Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
@@ -132,10 +135,13 @@ class ContextParallelModel:
         return replace(spec, seq_len=multiple * math.ceil(prompt_tokens / multiple))
 
     def prefill(self, prompt_tokens: int) -> ParallelResult:
-        """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when its
-        memory per GPU (`seqpar_memory`: the weights, the prompt's KV cache and its working set) exceeds the
-        engine's share of the GPU's, `memory_utilization` of its DRAM, or a kernel call of it the GPU's DRAM
-        (`ParallelResult.refusal`)."""
+        """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when a
+        rank's share of the prompt, ceil(tokens / cp), needs more memory than the rank's own engine holds
+        (`SystemModel.check_memory`, the rule of cp 1: the FFN unfused over those tokens), when its memory per GPU
+        (`seqpar_memory`: the weights, the prompt's KV cache and its working set with the scheme's buffers in
+        flight) exceeds the engine's share of the GPU's, `memory_utilization` of its DRAM, or when a kernel call of
+        it exceeds the GPU's DRAM (`ParallelResult.refusal`)."""
+        self.rank.check_memory((), (math.ceil(prompt_tokens / self.cp),))
         spec = self.prefill_spec(prompt_tokens)
         found = self._prefills.get(spec.seq_len)
         if found is None:
@@ -143,12 +149,11 @@ class ContextParallelModel:
         device = self.rank.weight_device
         limit_bytes = device.engine_bytes
         if found.memory_bytes > limit_bytes:
-            share = f" (memory_utilization {device.memory_utilization:g})" if device.memory_utilization != 1 else ""
             raise UnrunnableOp(self.system.source, "prefill",
                                f"a prompt of {prompt_tokens} tokens on {self.name}: memory per GPU "
                                f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
-                               f"the prompt's KV cache and its working set) exceeds the "
-                               f"{capacity_text(limit_bytes)} of {device.spec.name} the engine holds{share}")
+                               f"the prompt's KV cache and its working set) exceeds the {capacity_text(limit_bytes)} "
+                               f"of {device.spec.name} the engine holds{device.share_text}")
         if found.refusal:  # a kernel call beyond the GPU's DRAM where the memory model counts less
             raise UnrunnableOp(self.system.source, "prefill", f"a prompt of {prompt_tokens} tokens on {self.name}: "
                                                               f"{found.refusal}")
@@ -227,12 +232,16 @@ def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
 def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
-    `system_checks.check_degrees`)."""
+    `system_checks.check_degrees`). Each GPU's memory is the engine's share, `memory_utilization` of its DRAM
+    where the spec sets one, so `seqpar`'s memory checks and largest contexts read what the engine holds."""
     gpu = context_parallel_gpu(system)
     levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
     if CP_LINK in system.links:
         levels.append(Level(system.links[CP_LINK], None))
-    return Topology(system.name, system.description, system.source, system.citation, gpu.spec, tuple(levels))
+    spec = gpu.spec
+    if gpu.memory_utilization is not None:
+        spec = replace(spec, dram_bytes=gpu.memory_utilization * spec.dram_bytes)
+    return Topology(system.name, system.description, system.source, system.citation, spec, tuple(levels))
 
 
 def context_parallel_model(system: System, rank: SystemModel) -> ContextParallelModel:

@@ -185,6 +185,11 @@ class GpuDevice:
         return self.spec.dram_bytes_per_s
 
     @property
+    def share_text(self) -> str:
+        """" (memory_utilization U)" where the engine holds a share U of the DRAM below all of it, else ""."""
+        return f" (memory_utilization {self.memory_utilization:g})" if self.memory_utilization != 1 else ""
+
+    @property
     def engine_bytes(self) -> float:
         """The serving engine's share of the DRAM (`memory_utilization` of it)."""
         return self.memory_utilization * float(self.spec.dram_bytes)

@@ -543,14 +543,16 @@ class SystemModel:
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
                            self.iteration_memory(sum(group_contexts) + prompt_tokens + held_kv_tokens / ep,
                                                  len(group_contexts) + prompt_tokens)))
+        device = self.weight_device
+        share = device.share_text if isinstance(device, GpuDevice) else ""
         for what, need in checks:
             if need.total_bytes > limit:
                 raise UnrunnableOp(self.system.source, "prefill",
-                                   f"{what} on {self.name}: memory per {self.weight_device.name} device "
+                                   f"{what} on {self.name}: memory per {device.name} device "
                                    f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
                                    f"{need.kv_bytes / 1e9:.1f} GB of KV cache, {need.working_bytes / 1e9:.1f} GB of "
                                    f"one layer's working set) exceeds the {capacity_text(limit)} of it the serving "
-                                   "engine holds")
+                                   f"engine holds{share}")
 
     @property
     def weight_device(self) -> DeviceModel:

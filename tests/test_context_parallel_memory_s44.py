@@ -1,0 +1,78 @@
+"""A context-parallel system's prompt memory is one rule at every cp (audit helper-520): cp 1 ran the rank's
+serving-engine check (the FFN unfused over the prompt), cp 2 only `seqpar_memory`'s (a blockwise FFN), so one H100
+refused a 300K prompt while two served 600K, 2.96x the longest prompt for 2x the GPUs. And `parallel --system`
+read the whole DRAM where the spec gives the engine `memory_utilization` of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from archsim import library
+from archsim.cli import main
+from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
+from archsim.systems.step import UnrunnableOp
+from archsim.systems.system_spec import load_system
+
+
+def _spec(tmp_path, cp: int, **gpu) -> str:
+    path = tmp_path / f"cp{cp}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": f"cp{cp}", "description": "one H100 a node", "source": "test",
+        "devices": {"gpu": {"kind": "gpu", "count": 1, "preset": "h100-sxm5",
+                            "attention_kernel": "FlashAttention-2", **gpu}},
+        "links": {"tp": "nvlink4-h100", "cp": "ib-ndr-400g"},
+        "parallelism": {"tp": 1, "pp": 1, "cp": cp},
+        "placement": [{"op": ["attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn",
+                              "moe", "ffn_residual"], "device": "gpu"}],
+        "schedule": {"kind": "context-parallel", "scheme": "ring"}}))
+    return str(path)
+
+
+def _longest_prompt(model) -> int:
+    def fits(tokens: int) -> bool:
+        try:
+            model.iteration(Batch((tokens,)))
+        except UnrunnableOp:
+            return False
+        return True
+
+    low, high = 1, 4_000_000
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+def test_the_longest_prompt_grows_with_cp_as_the_tokens_a_rank_holds(tmp_path) -> None:
+    workload = library.load_workload_spec("llama3-8b")
+    one, two = (_longest_prompt(system_model(load_system(_spec(tmp_path, cp)), workload)) for cp in (1, 2))
+    assert 250_000 < one < 330_000
+    assert two in (2 * one, 2 * one + 1), (one, two)  # a rank holds ceil(tokens / 2)
+
+
+def test_parallel_system_reads_the_engine_share_of_each_gpu(tmp_path) -> None:
+    def largest(path: str) -> int:
+        result = CliRunner().invoke(main, ["parallel", "--system", path, "-w", "llama3-8b", "--seq-len", "64K",
+                                           "--scope", "layer", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["points"][0]["max_context_tokens"]
+
+    whole = largest(_spec(tmp_path, 2))
+    (tmp_path / "half").mkdir()
+    half = largest(_spec(tmp_path / "half", 2, memory_utilization=0.5))
+    assert half < 0.5 * whole, (half, whole)  # the weights stay whole, so less than half the room for tokens
+    text = CliRunner().invoke(main, ["parallel", "--system", str(tmp_path / "half" / "cp2.yaml"), "-w", "llama3-8b",
+                                     "--seq-len", "64K", "--scope", "layer"]).output
+    assert "with 42.9 GB (40 GiB) a GPU (memory_utilization 0.5)" in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("cp, tokens", [(1, 300_000), (2, 600_000)])
+def test_equal_tokens_a_rank_are_refused_alike(tmp_path, cp: int, tokens: int) -> None:
+    model = system_model(load_system(_spec(tmp_path, cp)), library.load_workload_spec("llama3-8b"))
+    with pytest.raises(UnrunnableOp, match=r"a prompt of 300000 tokens .* one layer's working set"):
+        model.iteration(Batch((tokens,)))
