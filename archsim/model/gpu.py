@@ -164,8 +164,8 @@ class AttentionCase:
         return forward * (0.5 if self.causal else 1.0) * FLOP_FACTOR[self.direction]
 
     def kv_bytes(self) -> float:
-        """K and V of the call, each once: 2·B·H_kv·N·d words (a decode's KV cache; a backward's dK and dV are as
-        many), whatever the direction."""
+        """K and V of the call, each once, in bytes: 2·B·H_kv·N·d words (a decode's KV cache; a backward's dK and
+        dV are as many), whatever the direction."""
         return 2 * self.batch * self.kv_heads * self.seqlen * self.head_dim * self.element_bytes
 
     def operand_bytes(self) -> float:

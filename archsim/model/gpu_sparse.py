@@ -2,7 +2,7 @@
 ../shared/reference/seqpar-sparse.md §3.1): the pattern's estimation as eager PyTorch ops, the index build, and a
 Triton kernel that visits only the key tiles the pattern keeps.
 
-A head's call (`head_plan`) is a list of launches timed by the GPU model (`archsim.model.gpu`):
+A head's call (`head_launches`) is a list of launches timed by the GPU model (`archsim.model.gpu`):
 - Vertical-slash (Alg. 2): Â = softmax(Q[-64:]·Kᵀ + causal) as a cuBLAS GEMM and fp32 passes, column sums and
   diagonal sums (the diagonal sum pads and re-reads the 64 x N scores), two top-k selections over N scores (a radix
   select reads its input about `TOPK_PASSES` times), index sorts, the pads of Q, K, V to a multiple of 64, the index

@@ -44,7 +44,7 @@ the transfer hides behind the rest of the layer, the later layers and the LM hea
 only by what the last message arrives after the LM head ends (`prompt_phase_s`). Its wire time counts in
 `link_out` and the writes in `memory_pool` either way.
 
-One layer of one micro-batch (`OffloadLayer`, `offload_layer`): on its replica the attention norm, the QKV
+One layer of one micro-batch (`OffloadLayer`, `OffloadModel.layer`): on its replica the attention norm, the QKV
 projection, the ops after the attention (out_proj .. ffn_residual and the all-reduces); on the pool the decode
 attention of its requests (one kernel call over a memory device's heads, `GpuDevice`); the transfers. The
 critical path of the layer (`OffloadLayer.cycle_s`):
@@ -114,7 +114,8 @@ last K/V message (the memory pool then draws its board power only over the write
 nothing while idle, as an idle rank of `system_model`). A pool priced per action pays the prompts' K/V write as
 DRAM bytes (`ActionEnergy.energy_j`); the link itself has no energy price, and the reads of what a device sends are
 not priced (as for the decode's q, k and v). So a slower link costs energy as it costs time.
-Busy units: `compute` (replica work over the replicas), `memory_pool` (attention and the prompts' K/V writes),
+Busy units: `compute` (replica work over the replicas: the decodes' micro-batches and the prompts, which one
+replica runs), `memory_pool` (attention and the prompts' K/V writes),
 `link_out` (q, k and v, and the prompts' K and V, to the pool) and `link_back` (the output back), the wire time
 over the (fractional) lanes: the link is rated per direction, so each direction is a unit (at most 1).
 
@@ -364,7 +365,7 @@ class OffloadModel:
         rate (`nic_bytes_per_s`), the pool's b NICs' rate over a replica's tp, at most the replicas (each sends one
         at a time), at least 1 (1 in ping-pong, or when the pool's end limits a message; with one NIC rate
         min(tp x replicas, b) / min(tp, b)). So the direction carries min(replicas x tp x r_c, b x r_m), as fast as
-        the slower side of it, and no NIC that gets slower makes it faster (rounded down, a pool end 1.99
+        the slower side of it, and no NIC that gets slower makes it faster (rounded down, a pool end 1.55
         messages' rate wide carried one: 3 replicas of one H100 at 45.7 GB/s against 4 x 17.75 GB/s served
         LLaMA-2-7B 16 % slower than over 35.5 GB/s NICs). Exact from the rates (`Fraction`), so a whole number of
         messages is whole. The event model serves a direction's messages oldest first, the i-th (0-based) at
@@ -461,8 +462,8 @@ class OffloadModel:
         kv_bytes = self.layer_kv_bytes(sum(prompts))  # a layer's, all memory devices
         kv_wire_s = self.message_link.wire_s(kv_bytes)
         kv_write_s = self.pool_device.elementwise_s(kv_bytes / b) if prompts else 0.0  # one memory device's
-        busy = {"compute": n * (sum(layer.compute_s for layer in layers) / self.replicas + prefill_s)
-                + sum(heads_s) / self.replicas + prompt_head.time_s,
+        busy = {"compute": (n * (sum(layer.compute_s for layer in layers) + prefill_s) + sum(heads_s)
+                            + prompt_head.time_s) / self.replicas,  # the prompts run on one replica of them
                 "memory_pool": n * (sum(layer.pool_s(dc) for layer in layers) + kv_write_s),
                 "link_out": n * (sum(layer.q_wire_s + layer.kv_wire_s for layer in layers) + kv_wire_s) / lanes,
                 "link_back": n * sum(layer.out_wire_s for layer in layers) / lanes}
