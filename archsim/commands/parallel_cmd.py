@@ -56,6 +56,7 @@ FIELD_OPTIONS = {"devices": "--devices", "seq_len": "--seq-len", "batch": "--bat
                  "training_precision": "--training-precision",
                  # and the GPU kernel's rows, batch x heads x N, blamed on the largest factor:
                  "AttentionCase.seqlen": "--seq-len", "AttentionCase.batch": "--batch"}
+SWEPT = {"--scheme", "--devices", "--seq-len"}  # the options a grid sweeps: a point may be rejected for its value
 # the text table: header, row key, how a value is shown (ms per layer, GB per device)
 TEXT_COLUMNS = (
     ("time ms", "latency_s", lambda v: f"{v * 1e3:.4g}"),
@@ -213,7 +214,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
         check_tp(base, *tp_field)
     grid = [replace(base, scheme=s, devices=p, seq_len=n, ulysses=ulysses if s == "usp" else None)
             for s in schemes for p in devices for n in seq_lens]
-    rows = [point_row(spec, single=len(grid) == 1) for spec in grid]
+    rows = grid_rows(grid)
     named_by = " (--system)" if system else "" if topology else " (default)"
     if share := system and _system_share(system):
         named_by += f" with {capacity_text(base.gpu.dram_bytes)} a GPU (memory_utilization {share:g})"
@@ -413,24 +414,43 @@ def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> No
                                         f"{links}, not {other}: give a topology with them, {offer}")
 
 
-def point_row(spec, single: bool) -> dict:
+def grid_rows(grid: list) -> list[dict]:
+    """Each point of the grid as a flat row (`_point_row`); a point the model rejects is a row with feasible False,
+    NaN metrics and the reason. A SpecError instead when the grid is one point, or when every point is rejected by
+    the same option that the grid does not sweep (`--scope layer` at decode, a `--tp` beyond a node): that option
+    is bad input whatever the point, as a single point and a sweep's parallel block refuse it."""
+    from archsim.systems.seqpar import ParallelResult
+
+    rows, refusals = [], []
+    for spec in grid:
+        try:
+            rows.append(_point_row(spec))
+        except SpecError as error:
+            if len(grid) == 1:
+                raise
+            refusals.append(error)
+            rows.append(_blank_row(ParallelResult(spec, *[math.nan] * 7), str(error)))
+    options = {error.source for error in refusals}
+    if len(refusals) == len(grid) and len(options) == 1 and options <= set(FIELD_OPTIONS.values()) - SWEPT:
+        raise refusals[0]
+    return rows
+
+
+def _point_row(spec) -> dict:
     """One point as a flat row: the record's row (`Record.row()`: target_kind, target, feasible, reason, its
-    fields) and the hidden communication. A spec the model rejects is a row with feasible False and NaN metrics, or,
-    for a `single`
-    point, the SpecError (the model's field named as its option)."""
+    fields) and the hidden communication; a point that does not fit has no numbers, as a sweep stores it, and its
+    reason. A spec the model rejects is its SpecError, the model's field named as its option."""
     from archsim.systems import seqpar_compute, seqpar_memory
-    from archsim.systems.seqpar import ParallelResult, parallel_time
+    from archsim.systems.seqpar import parallel_time
 
     try:
         result = parallel_time(spec)
     except SpecError as error:
         if error.source in (seqpar_compute.SOURCE, seqpar_memory.SOURCE, "<python>") and error.where in FIELD_OPTIONS:
-            error = SpecError(FIELD_OPTIONS[error.where], "", error.message)
-        if single:
-            raise error from None
-        return _blank_row(ParallelResult(spec, *[math.nan] * 7), str(error))
+            raise SpecError(FIELD_OPTIONS[error.where], "", error.message) from None
+        raise
     record = result.record()
-    if not record.feasible:  # a point that does not fit has no numbers, as a sweep stores it; the reason says why
+    if not record.feasible:
         return _blank_row(result, record.reason)
     return {**record.row(), "hidden_comm_s": result.hidden_comm_s}
 

@@ -1,5 +1,5 @@
 """The multi-device attention report (`archsim parallel --out DIR`): the edge that writes scaling figures, CSVs and
-index.html for the rows of `archsim.commands.parallel_cmd.point_row` (one per point of the grid, infeasible ones
+index.html for the rows of `archsim.commands.parallel_cmd.grid_rows` (one per point of the grid, infeasible ones
 with their reason; the metrics are `archsim.systems.seqpar.ParallelResult`'s).
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
