@@ -113,8 +113,8 @@ def _with_memory_bounds(model: SystemModel | OffloadModel) -> SystemModel | Offl
     the whole-DRAM check. The same share of the DRAM bounds an iteration with prompts (`SystemModel.engine_bytes`,
     `check_memory`): the weights, the KV cache of its requests and one layer's working set over its new tokens; a
     prompt needing more alone cannot run at all. A weight holder of another kind (an NPU, with its own activation
-    buffer, pim.md §1.2; a spatial-array chip) is not checked, nor is attention offloading's compute pool (its
-    prompts' K and V leave for the memory pool layer by layer: `archsim.systems.offload`)."""
+    buffer, pim.md §1.2; a spatial-array chip) is not checked. Attention offloading's compute replica is checked
+    without a KV cache (its prompts' K and V leave for the memory pool layer by layer: `OffloadModel.iteration`)."""
     if isinstance(model, OffloadModel):
         compute = _with_memory_bounds(model.compute)
         return replace(model, compute=compute, pool=replace(model.pool, devices=compute.devices))

@@ -519,7 +519,8 @@ class SystemModel:
                     for layers, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True)),
                    key=lambda memory: memory.total_bytes)
 
-    def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0) -> None:
+    def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0, *,
+                     keeps_kv: bool = True) -> None:
         """`UnrunnableOp` when an iteration with prompts needs more memory than it has: first its longest prompt's
         KV cache against one channel of each bank-PIM (`BankPimDevice.request_overflow`: a request's KV stays on one
         channel; unchecked where the device does not know its bytes per token), then, against `engine_bytes`
@@ -527,8 +528,10 @@ class SystemModel:
         either way), then each expert-parallel group's share of the batch (`ep_groups`; the whole batch without
         EP), its requests' KV cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's
         waiting decodes, spread over the groups) and the working set of all its new tokens (the simulator then
-        prefills fewer prompts at once)."""
+        prefills fewer prompts at once). Without `keeps_kv` (attention offloading's compute replica, whose K and V
+        leave for the memory pool layer by layer) no KV cache is counted: the weights and the working set."""
         longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
+        kept = 1 if keeps_kv else 0
         for device in self._bank_pims:
             overflow = device.request_overflow(longest)
             if overflow:
@@ -536,23 +539,23 @@ class SystemModel:
                                    f"a prompt of {longest} tokens on {self.name} {overflow}")
         if limit is None or not prompts:
             return
-        checks = [(f"a prompt of {longest} tokens", self.iteration_memory(longest, longest))]
+        checks = [(f"a prompt of {longest} tokens", self.iteration_memory(kept * longest, longest))]
         for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep):
             prompt_tokens = sum(group_prompts)
             checks.append((f"an iteration of {len(group_prompts)} prompts ({prompt_tokens} tokens) and "
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
-                           self.iteration_memory(sum(group_contexts) + prompt_tokens + held_kv_tokens / ep,
+                           self.iteration_memory(kept * (sum(group_contexts) + prompt_tokens + held_kv_tokens / ep),
                                                  len(group_contexts) + prompt_tokens)))
         device = self.weight_device
         share = device.share_text if isinstance(device, GpuDevice) else ""
         for what, need in checks:
             if need.total_bytes > limit:
+                kv = f"{need.kv_bytes / 1e9:.1f} GB of KV cache" if keeps_kv else "its KV cache in the memory pool"
                 raise UnrunnableOp(self.system.source, "prefill",
                                    f"{what} on {self.name}: memory per {device.name} device "
                                    f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
-                                   f"{need.kv_bytes / 1e9:.1f} GB of KV cache, {need.working_bytes / 1e9:.1f} GB of "
-                                   f"one layer's working set) exceeds the {capacity_text(limit)} of it the serving "
-                                   f"engine holds{share}")
+                                   f"{kv}, {need.working_bytes / 1e9:.1f} GB of one layer's working set) exceeds the "
+                                   f"{capacity_text(limit)} of it the serving engine holds{share}")
 
     @property
     def weight_device(self) -> DeviceModel:

@@ -1,0 +1,31 @@
+"""Attention offloading's compute replica holds its weights and one layer's working set over an iteration's new
+tokens (its prompts' K and V leave for the memory pool layer by layer): a prompt or a burst of prompts needing more
+than its GPUs hold cannot run there. Unchecked before, lamina served a 300K-token LLaMA3-70B prompt (111 GB a GPU)
+and prefilled 64 prompts of 8,000 tokens in one iteration (audit helper-518)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsim import library
+from archsim.systems import lamina_reproduce
+from archsim.systems.iteration import Batch
+from archsim.systems.models import system_model
+from archsim.systems.step import UnrunnableOp
+
+
+@pytest.fixture(scope="module")
+def lamina():
+    return system_model(lamina_reproduce.lamina_system("llama3-70b"), library.load_workload_spec("llama3-70b"))
+
+
+def test_a_prompt_beyond_the_replicas_memory_cannot_run(lamina) -> None:
+    with pytest.raises(UnrunnableOp, match=r"a prompt of 300000 tokens .*: memory per compute device 111\.1 GB "
+                                           r"\(70\.6 GB of weights, its KV cache in the memory pool"):
+        lamina.iteration(Batch((300_000,), ()))
+
+
+def test_a_burst_beyond_the_replicas_memory_cannot_run_at_once(lamina) -> None:
+    with pytest.raises(UnrunnableOp, match=r"an iteration of 64 prompts \(512000 tokens\)"):
+        lamina.iteration(Batch((8000,) * 64, ()))
+    assert lamina.iteration(Batch((8000,) * 8, (1024,) * 100)).time_s > 0
