@@ -72,6 +72,8 @@ PARALLEL_METRICS = ("efficiency", "exposed_comm_s", "memory_bytes", "max_context
                     "wait_s")
 PARALLEL_MAXIMISED = ("efficiency", "max_context_tokens")
 FIELDS = tuple(f.name for f in dataclasses.fields(ParallelSpec))
+# of them, those that change the work (the model, its sequences, the pass timed), not the devices or the scheme
+WORK = ("workload", "seq_len", "batch", "causal", "direction", "scope")
 # no default in ParallelSpec; the GPU defaults to the topology's
 REQUIRED = tuple(f.name for f in dataclasses.fields(ParallelSpec)
                  if f.default is dataclasses.MISSING and f.name != "gpu")

@@ -69,6 +69,7 @@ SPARSE_ROOT = SPARSE_KIND  # the spec's block, the sweep's kind of point and its
 SPARSE_METRICS = RECORD_METRICS
 SPARSE_MAXIMISED = ("speedup",)
 COMMON = ("method", "gpu", "workload", "context", "phase")  # every point's; the others are a method's settings
+WORK = ("workload", "context", "phase")  # of them, those that change the work, not the GPU or the method
 FIELDS = (*COMMON, "budget", "retrieval_fraction", "patterns", "density", "top_k", "reuse_fraction", "page_tokens",
           "sinks", "local")
 REQUIRED = ("method", "gpu", "workload", "context")

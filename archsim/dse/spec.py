@@ -150,7 +150,9 @@ _BLOCK_KINDS = (PARALLEL_ROOT, SPARSE_ROOT)  # the sweeps whose target is a bloc
 _GPU_KEYS = ("presets", "kernel", "causal", "precision")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a sweep's name names its default store file
 DEFAULT_OBJECTIVES = ("latency_s", "energy_pj")
-KIND_OBJECTIVES = {SPARSE_ROOT: ("latency_s", "memory_bytes")}  # a kind's default where energy is not modelled
+# a kind's default objectives where they are not DEFAULT_OBJECTIVES: a sparse point trades time against memory (its
+# energy, board power x time, orders as its latency does)
+KIND_OBJECTIVES = {SPARSE_ROOT: ("latency_s", "memory_bytes")}
 DEFAULT_MAX_POINTS = 100_000  # ~13 min on one worker at the README's 131 points/s
 MAX_POINTS_ENV = "ARCHSIM_MAX_SWEEP_POINTS"
 

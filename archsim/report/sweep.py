@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from archsim.dse import parallel_spec, serving_spec, sparse_spec
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT
@@ -36,17 +37,17 @@ from archsim.errors import SpecError
 HEATMAP_METRIC = "latency_s"
 HELD_RULE = "the work with the most feasible points, the first on a tie"  # how `held_work` chooses, in captions
 # The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
-# hardware, the mapping or the scheduler: a heat map holds each at one value (`held_work`).
-WORK_AXES = ("serving.lengths", "serving.rate_per_s", "parallel.workload", "parallel.seq_len", "parallel.batch",
-             "parallel.causal", "parallel.direction", "parallel.scope", "sparse.workload", "sparse.context",
-             "sparse.phase")
+# hardware, the mapping or the scheduler, as each block's spec declares them: a heat map holds each at one value
+# (`held_work`).
+WORK_AXES = (*serving_spec.WORK_AXES, *(f"parallel.{name}" for name in parallel_spec.WORK),
+             *(f"sparse.{name}" for name in sparse_spec.WORK))
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten
 
 
 def default_objectives(df: pd.DataFrame) -> tuple[str, ...]:
     """The objectives of a store read without its spec: the default of the kind its points are
-    (`dse.spec.KIND_OBJECTIVES`: a sparse point's energy is not modelled), else `DEFAULT_OBJECTIVES`."""
+    (`dse.spec.KIND_OBJECTIVES`: a sparse point's time and memory), else `DEFAULT_OBJECTIVES`."""
     kinds = set(df["target_kind"]) if "target_kind" in df else set()
     return KIND_OBJECTIVES.get(kinds.pop(), DEFAULT_OBJECTIVES) if len(kinds) == 1 else DEFAULT_OBJECTIVES
 
