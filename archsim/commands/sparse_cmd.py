@@ -260,7 +260,7 @@ def _decode_table(points: list[dict]) -> None:
         budget = p["budget"] if p["budget"] is not None else "-"
         click.echo(f"{p['method']:<15} {p['model']:<10} {p['gpu']:<15} {p['phase']:<9} {p['context']:>8} "
                    f"{budget:>6} " + (f"{p.get('retrieval_heads', '-'):>5} " if heads else "")
-                   + f"{_number(p['time_s'] * 1e3, '.2f'):>8} {_number(p['dense_time_s'] * 1e3, '.2f'):>9} "
+                   + f"{_ms(p['time_s']):>8} {_ms(p['dense_time_s']):>9} "
                    f"{_gb(p['memory_bytes'], p['fits']):>11} {_gb(p['dense_memory_bytes'], p['dense_fits']):>11}")
 
 
@@ -355,6 +355,12 @@ def _heads_kept(row: dict, patterns: str | None) -> str:
 
 def _gb(memory_bytes: float, fits: bool) -> str:
     return f"{memory_bytes / 1e9:.1f}" + ("" if fits else " OOM")
+
+
+def _ms(seconds: float) -> str:
+    """`seconds` in ms, to 0.01 ms from 1 ms and to 0.1 us below (one layer's attention: 21.1 against 19.5 us reads
+    0.0211 and 0.0195, where 0.02 and 0.02 hid which is faster); n/a for NaN."""
+    return _number(seconds * 1e3, ".2f" if seconds >= 1e-3 else ".4f")
 
 
 def _number(value: float, spec: str, unit: str = "") -> str:
