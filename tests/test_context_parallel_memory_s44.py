@@ -71,8 +71,21 @@ def test_parallel_system_reads_the_engine_share_of_each_gpu(tmp_path) -> None:
     assert "with 42.9 GB (40 GiB) a GPU (memory_utilization 0.5)" in text.splitlines()[0]
 
 
-@pytest.mark.parametrize("cp, tokens", [(1, 300_000), (2, 600_000)])
-def test_equal_tokens_a_rank_are_refused_alike(tmp_path, cp: int, tokens: int) -> None:
+@pytest.mark.parametrize("cp, tokens, says", [
+    (1, 300_000, "a prompt of 300000 tokens on cp1:llama3-8b tp1 pp1"),
+    (2, 600_000, r"a prompt of 600000 tokens \(a rank's share 300000\) on cp2:llama3-8b tp1 cp2")])
+def test_equal_tokens_a_rank_are_refused_alike(tmp_path, cp: int, tokens: int, says: str) -> None:
     model = system_model(load_system(_spec(tmp_path, cp)), library.load_workload_spec("llama3-8b"))
-    with pytest.raises(UnrunnableOp, match=r"a prompt of 300000 tokens .* one layer's working set"):
+    with pytest.raises(UnrunnableOp, match=says + r": memory per gpu device 88\.6 GB"):
         model.iteration(Batch((tokens,)))
+
+
+@pytest.mark.parametrize("cp", [1, 2])
+def test_an_iteration_whose_kv_shares_do_not_fit_a_rank_cannot_run(tmp_path, cp: int) -> None:
+    """A prompt that fits alone beside decodes whose KV shares fill the rank (audit helper-523: at cp 2 only the
+    prompt alone had been checked, so the iteration ran holding 100.8 GB of an 80 GiB H100)."""
+    model = system_model(load_system(_spec(tmp_path, cp)), library.load_workload_spec("llama3-8b"))
+    prompt, context = 144_495 * cp, 190_000 * cp
+    model.iteration(Batch((prompt,), ()))
+    with pytest.raises(UnrunnableOp, match=r"an iteration of 1 prompts .* and 2 decodes"):
+        model.iteration(Batch((prompt,), (context, context)))

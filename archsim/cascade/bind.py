@@ -334,14 +334,14 @@ def _check_constant_slots(cascade: Cascade, sizes: Mapping[str, int], values: Ma
 
 def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mapping[str, int],
                     origin: Mapping[str, str]) -> None:
-    """Each of the cascade's `requires:` comparisons holds for the bound params and rank sizes; else a SpecError
-    blaming the first size in it that was given (a workload, --set: a rank set directly, or a param a rank's size
-    reads), or the cascade file when all are its defaults."""
+    """Each of the cascade's `requires:` rules holds for the bound params and rank sizes (a comparison, or one of
+    comparisons joined by `or`); else a SpecError blaming the first size in it that was given (a workload, --set: a
+    rank set directly, or a param a rank's size reads), or the cascade file when all are its defaults."""
     bound = {**values, **sizes}
     for i, (text, expr) in enumerate(cascade.requires):
-        lhs, rhs = eval_size(expr.lhs, bound), eval_size(expr.rhs, bound)
-        divisor = zero_divisor(expr.lhs, bound) or zero_divisor(expr.rhs, bound)
-        if not divisor and _COMPARISONS[expr.op](lhs, rhs):
+        sides = [(eval_size(c.lhs, bound), eval_size(c.rhs, bound), c.op,
+                  zero_divisor(c.lhs, bound) or zero_divisor(c.rhs, bound)) for c in S.disjuncts(expr)]
+        if any(not divisor and _COMPARISONS[op](lhs, rhs) for lhs, rhs, op, divisor in sides):
             continue
         names = list(dict.fromkeys(n.name for n in S.walk(expr) if isinstance(n, S.Name)))
         behind = list(dict.fromkeys(p for n in names for p in (
@@ -349,7 +349,8 @@ def _check_requires(cascade: Cascade, values: Mapping[str, float], sizes: Mappin
         given = next((n for n in behind if origin.get(n, cascade.source) != cascade.source), None)
         shown = _values_text(names, bound)
         sources = _values_text([n for n in behind if n not in names], bound, origin, cascade.source)
-        got = f"divides by zero at {divisor}" if divisor else f"got {number_text(lhs)} against {number_text(rhs)}"
+        got = ", ".join(f"divides by zero at {divisor}" if divisor else
+                        f"got {number_text(lhs)} against {number_text(rhs)}" for lhs, rhs, _, divisor in sides)
         raise SpecError(origin[given] if given else cascade.source, given or f"requires[{i}]",
                         f"expected {text} (cascade {cascade.name}, requires[{i}]), {got}"
                         + (f" with {shown}" if shown else "") + (f" ({sources})" if sources else ""))

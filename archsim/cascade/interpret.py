@@ -75,6 +75,7 @@ def execute(
         array = np.asarray(inputs[name], dtype=np.float64)
         if array.shape != binding.shape(name):
             raise SpecError("<inputs>", name, f"expected shape {binding.shape(name)}, got {array.shape}")
+        _check_values(name, array)
         tensors[name] = array.reshape(binding.leaf_shape(name))
     for einsum in cascade.einsums:
         array = np.full(binding.leaf_shape(einsum.name), np.nan)
@@ -103,6 +104,16 @@ def execute(
                 run.einsum(einsum, fixed)
         i = j
     return {e.name: tensors[e.name].reshape(binding.shape(e.name)) for e in cascade.einsums}
+
+
+def _check_values(name: str, array: np.ndarray) -> None:
+    """Refuse (SpecError naming the input) NaN or +inf in an input: either spreads through every sum it enters.
+    -inf is taken: a score of -inf is a key masked out, which softmax weighs 0."""
+    bad = np.isnan(array) | (array == np.inf)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise SpecError("<inputs>", name, f"expected finite values (or -inf), got {array[first]} at index {first} "
+                                          f"({int(bad.sum())} of {array.size} values NaN or +inf)")
 
 
 class _Run:

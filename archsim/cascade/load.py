@@ -193,7 +193,8 @@ class _Loader:
 
     def load_requires(self) -> tuple[tuple[str, S.Expr], ...]:
         """`requires:`, comparisons of size expressions of params and rank sizes that the bound sizes must meet
-        (`S <= J`: Quest's budget slots are among the cache's pages), checked by `bind`."""
+        (`S <= J`: Quest's budget slots are among the cache's pages), or comparisons joined by `or`, one of which
+        must hold (`sinks >= 1 or P < M + window`: every query sees a key), checked by `bind`."""
         raw = self.data.get("requires", [])
         if not isinstance(raw, list):
             raise self.error("requires", f"expected a list of comparisons of params, got {kind_of(raw)}")
@@ -201,10 +202,12 @@ class _Loader:
         for i, text in enumerate(raw):
             where = f"requires[{i}]"
             expr = self.parsed(text, where, S.parse_expr, "expected a comparison of params as a string")
-            if not isinstance(expr, S.BinOp) or expr.op not in ("<", "<=", ">", ">=", "=="):
-                raise self.error(where, f"'{text}' is not a comparison (<, <=, >, >=, ==) of size expressions")
-            for side in (expr.lhs, expr.rhs):
-                self.check_size_expr(side, text, where, ranks=True)
+            for comparison in S.disjuncts(expr):
+                if not isinstance(comparison, S.BinOp) or comparison.op not in ("<", "<=", ">", ">=", "=="):
+                    raise self.error(where, f"'{text}' is not a comparison (<, <=, >, >=, ==) of size expressions, "
+                                            f"or comparisons joined by 'or'")
+                for side in (comparison.lhs, comparison.rhs):
+                    self.check_size_expr(side, text, where, ranks=True)
             found.append((text, expr))
         return tuple(found)
 

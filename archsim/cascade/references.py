@@ -325,7 +325,7 @@ def moe_experts(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     X [T,D], WR [D,X], W1/W3 [X,D,S], W2 [X,S,D] -> Y [T,D]."""
     tokens, top_k = x["X"], int(p["top_k"])
     logits = tokens @ x["WR"]
-    chosen = np.argsort(-logits, axis=1)[:, :top_k]
+    chosen = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]  # ties to the lower index, as _top_k
     y = np.zeros_like(tokens)
     for t in range(tokens.shape[0]):
         gate_logits = logits[t, chosen[t]]

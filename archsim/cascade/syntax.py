@@ -404,6 +404,13 @@ def _children(node: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def disjuncts(node: Expr) -> tuple[Expr, ...]:
+    """The terms an `or` chain joins, left to right (`a < b or c < d`: both comparisons); any other node alone."""
+    if isinstance(node, BinOp) and node.op == "or":
+        return disjuncts(node.lhs) + disjuncts(node.rhs)
+    return (node,)
+
+
 def names_in(node: Expr) -> frozenset[str]:
     """The bare names an expression reads (a rank size's parameters)."""
     return frozenset(n.name for n in walk(node) if isinstance(n, Name))

@@ -85,19 +85,19 @@ def execute_cmd(cascade: str, workload: str | None, sets: tuple[str, ...], seed:
     if check_ref:  # the layouts were checked when the cascade loaded
         check_sizes(binding)
     inputs = random_inputs(binding, seed)
-    with np.errstate(all="ignore"):  # a division by zero or an overflow is counted below, not warned line by line
+    with np.errstate(all="ignore"):  # a value not finite is counted below, not warned line by line
         results = execute(binding, inputs)
     for name in spec.outputs:
         value = results[name]
         finite = value[np.isfinite(value)]
         bad = value.size - finite.size
         stats = f"mean {finite.mean():.6g}, std {finite.std():.6g}" if finite.size else "no finite value"
-        click.echo(f"{name} shape {value.shape}: {stats}" + (
-            f" ({bad} of {value.size} values not finite: a division by zero or an overflow in the cascade)"
-            if bad else ""))
+        click.echo(f"{name} shape {value.shape}: {stats}" + (f" ({bad} of {value.size} values not finite)"
+                                                              if bad else ""))
     if not check_ref:
         return
-    errors = reference_errors(binding, inputs, results)
+    with np.errstate(all="ignore"):  # the reference's own (a softmax over no key) shows as a NaN error below
+        errors = reference_errors(binding, inputs, results)
     for name in spec.outputs:
         click.echo(f"{name} vs reference {spec.reference}: max abs error {errors[name]:.3g}" if name in errors
                    else f"{name}: not compared (reference {spec.reference} gives {', '.join(errors)})")

@@ -17,9 +17,11 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   (`seqpar_spec.single_device_scheme`), unpadded. The prompts of one iteration run one after another (each
   occupies every rank). A prompt cannot run (`UnrunnableOp`, which the serving simulator turns into a refused
   request) when a rank's share of it, ceil(tokens / cp), needs more than the rank's engine holds by the rule of
-  cp 1 (`SystemModel.check_memory`: the weights, that share's KV and the FFN unfused over it, as a serving engine
-  runs it), so the longest prompt grows with cp as the tokens a rank holds; or when its memory per GPU by
-  `seqpar`'s rule (the weights, its KV and the scheme's working set and buffers in flight) exceeds the GPU's.
+  cp 1 (`check_rank_memory`: the weights, that share's KV and the FFN unfused over it, as a serving engine runs
+  it), so the longest prompt grows with cp as the tokens a rank holds; nor can an iteration whose requests' KV
+  shares and largest pass do not fit a rank (the simulator then prefills fewer prompts at once); nor a prompt
+  whose memory per GPU by `seqpar`'s rule (the weights, its KV and the scheme's working set and buffers in
+  flight) exceeds the GPU's.
 - Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
@@ -135,13 +137,11 @@ class ContextParallelModel:
         return replace(spec, seq_len=multiple * math.ceil(prompt_tokens / multiple))
 
     def prefill(self, prompt_tokens: int) -> ParallelResult:
-        """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when a
-        rank's share of the prompt, ceil(tokens / cp), needs more memory than the rank's own engine holds
-        (`SystemModel.check_memory`, the rule of cp 1: the FFN unfused over those tokens), when its memory per GPU
-        (`seqpar_memory`: the weights, the prompt's KV cache and its working set with the scheme's buffers in
-        flight) exceeds the engine's share of the GPU's, `memory_utilization` of its DRAM, or when a kernel call of
-        it exceeds the GPU's DRAM (`ParallelResult.refusal`)."""
-        self.rank.check_memory((), (math.ceil(prompt_tokens / self.cp),))
+        """One layer of one prompt's prefill (`prefill_spec`), remembered per padded length; `UnrunnableOp` when
+        its memory per GPU (`seqpar_memory`: the weights, the prompt's KV cache and its working set with the
+        scheme's buffers in flight) exceeds the engine's share of the GPU's, `memory_utilization` of its DRAM, or
+        when a kernel call of it exceeds the GPU's DRAM (`ParallelResult.refusal`). A rank's own rule is
+        `check_rank_memory`'s."""
         spec = self.prefill_spec(prompt_tokens)
         found = self._prefills.get(spec.seq_len)
         if found is None:
@@ -208,9 +208,30 @@ class ContextParallelModel:
         energy_j = self.cp * own.energy_j + gpus * self._board_w * self.layers * (exchange_s + merge_s)
         return IterationCost(time_s, energy_j, dict(own.busy_s))
 
+    def check_rank_memory(self, batch: Batch) -> None:
+        """`UnrunnableOp` when a rank cannot hold its share of an iteration with prompts by its own engine's rule
+        (`SystemModel.check_fits`, the rule of cp 1: weights, KV cache and one layer's working set, the FFN unfused):
+        its longest prompt's share ceil(tokens / cp) alone (the serving simulator then refuses that request), then
+        the whole iteration, every request's KV share (the decodes', the prompts', the held requests') beside the
+        working set of the largest pass (the prompts run one after another: the largest share, or the decodes)."""
+        prompts = [int(p) for p in batch.prefill_tokens]
+        if not prompts:
+            return
+        shares = [math.ceil(p / self.cp) for p in prompts]
+        decodes = [math.ceil(int(c) / self.cp) for c in batch.decode_context_tokens]
+        longest = max(shares)
+        kv_tokens = sum(decodes) + sum(shares) + batch.held_kv_tokens / self.cp
+        self.rank.check_fits(
+            [(f"a prompt of {max(prompts)} tokens (a rank's share {longest})",
+              self.rank.iteration_memory(longest, longest)),
+             (f"an iteration of {len(prompts)} prompts ({sum(prompts)} tokens) and {len(decodes)} decodes (a rank's "
+              f"share of their KV cache {math.ceil(kv_tokens)} tokens)",
+              self.rank.iteration_memory(kv_tokens, max(longest, len(decodes))))], self.name)
+
     def iteration(self, batch: Batch) -> IterationCost:
         if self.cp == 1:  # no context parallelism: the rank's own engine (one pass over the weights a step)
             return self.rank.iteration(batch)
+        self.check_rank_memory(batch)
         parts = [self.prefill_cost(int(p)) for p in batch.prefill_tokens]
         if len(batch.decode_context_tokens):
             parts.append(self.decode_cost(batch.decode_context_tokens))

@@ -546,13 +546,19 @@ class SystemModel:
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
                            self.iteration_memory(kept * (sum(group_contexts) + prompt_tokens + held_kv_tokens / ep),
                                                  len(group_contexts) + prompt_tokens)))
-        device = self.weight_device
+        self.check_fits(checks, self.name, keeps_kv)
+
+    def check_fits(self, checks: Sequence[tuple[str, IterationMemory]], name: str, keeps_kv: bool = True) -> None:
+        """`UnrunnableOp` for the first of `checks` (what is run, what it holds) beyond `engine_bytes`, naming what
+        and the system `name` runs on; nothing when `engine_bytes` is None. Without `keeps_kv` the KV cache is the
+        memory pool's (attention offloading)."""
+        device, limit = self.weight_device, self.engine_bytes
         share = device.share_text if isinstance(device, GpuDevice) else ""
         for what, need in checks:
-            if need.total_bytes > limit:
+            if limit is not None and need.total_bytes > limit:
                 kv = f"{need.kv_bytes / 1e9:.1f} GB of KV cache" if keeps_kv else "its KV cache in the memory pool"
                 raise UnrunnableOp(self.system.source, "prefill",
-                                   f"{what} on {self.name}: memory per {device.name} device "
+                                   f"{what} on {name}: memory per {device.name} device "
                                    f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
                                    f"{kv}, {need.working_bytes / 1e9:.1f} GB of one layer's working set) exceeds the "
                                    f"{capacity_text(limit)} of it the serving engine holds{share}")
