@@ -20,7 +20,8 @@ def lamina():
 
 
 def test_a_prompt_beyond_the_replicas_memory_cannot_run(lamina) -> None:
-    with pytest.raises(UnrunnableOp, match=r"a prompt of 300000 tokens .*: memory per compute device 111\.1 GB "
+    with pytest.raises(UnrunnableOp, match=r"a prompt of 300000 tokens on lamina:llama3-70b dop\(2,4\).s compute "
+                                           r"replica: memory per compute device 111\.1 GB "
                                            r"\(70\.6 GB of weights, its KV cache in the memory pool"):
         lamina.iteration(Batch((300_000,), ()))
 

@@ -459,7 +459,7 @@ class OffloadModel:
         prefill = pre = OpCost()
         prompt_head = self.compute.lm_head_cost(len(prompts))
         if prompts:
-            self.compute.check_memory(contexts, prompts, keeps_kv=False)
+            self.compute.check_memory(contexts, prompts, keeps_kv=False, name=f"{self.name}'s compute replica")
             pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)

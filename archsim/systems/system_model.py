@@ -520,7 +520,7 @@ class SystemModel:
                    key=lambda memory: memory.total_bytes)
 
     def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0, *,
-                     keeps_kv: bool = True) -> None:
+                     keeps_kv: bool = True, name: str | None = None) -> None:
         """`UnrunnableOp` when an iteration with prompts needs more memory than it has: first its longest prompt's
         KV cache against one channel of each bank-PIM (`BankPimDevice.request_overflow`: a request's KV stays on one
         channel; unchecked where the device does not know its bytes per token), then, against `engine_bytes`
@@ -529,7 +529,8 @@ class SystemModel:
         EP), its requests' KV cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's
         waiting decodes, spread over the groups) and the working set of all its new tokens (the simulator then
         prefills fewer prompts at once). Without `keeps_kv` (attention offloading's compute replica, whose K and V
-        leave for the memory pool layer by layer) no KV cache is counted: the weights and the working set."""
+        leave for the memory pool layer by layer) no KV cache is counted: the weights and the working set. `name`:
+        the system's, where this model is a part of it (default its own)."""
         longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
         kept = 1 if keeps_kv else 0
         for device in self._bank_pims:
@@ -546,7 +547,7 @@ class SystemModel:
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
                            self.iteration_memory(kept * (sum(group_contexts) + prompt_tokens + held_kv_tokens / ep),
                                                  len(group_contexts) + prompt_tokens)))
-        self.check_fits(checks, self.name, keeps_kv)
+        self.check_fits(checks, name or self.name, keeps_kv)
 
     def check_fits(self, checks: Sequence[tuple[str, IterationMemory]], name: str, keeps_kv: bool = True) -> None:
         """`UnrunnableOp` for the first of `checks` (what is run, what it holds) beyond `engine_bytes`, naming what
