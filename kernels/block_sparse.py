@@ -30,6 +30,8 @@ from archsim.kernels.launch import (
     attention_dims,
     check_block,
     dot_precision,
+    online_softmax_output,
+    online_softmax_step,
 )
 
 CASCADE = "minference-block-sparse"
@@ -46,21 +48,6 @@ def query_block_start(Q, head_offset, query_block, seqlen, HEAD_DIM: tl.constexp
     l_i = tl.zeros([BLOCK], tl.float32)
     acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
     return rows, dims, q, m_i, l_i, acc
-
-
-@triton.jit
-def online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION: tl.constexpr):
-    """One key tile of the online softmax: scores of the `keep` entries folded into (RM, RD, RNV). A row with no
-    kept score so far keeps RM = -inf, RD = 0 and RNV = 0 (the max is shifted to 0 so exp2 never sees -inf - -inf)."""
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale_log2
-    s = tl.where(keep, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.exp2(s - m_safe[:, None])
-    alpha = tl.exp2(m_i - m_safe)  # rescales the old partials to the new max (PRM)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-    return m_new, l_i, acc
 
 
 @triton.jit
@@ -81,7 +68,7 @@ def _block_sparse_fwd_kernel(Q, K, V, Out, BlockIndex, BlockCount, seqlen, num_q
         keep = (cols[None, :] <= rows[:, None]) & (cols[None, :] < seqlen)
         m_i, l_i, acc = online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION)
 
-    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    out = online_softmax_output(acc, l_i)
     tl.store(Out + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], out.to(Out.dtype.element_ty),
              mask=rows[:, None] < seqlen)
 

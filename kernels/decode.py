@@ -4,8 +4,9 @@ Implements the cascade `attention-decode-splitkv` of `einsum/` (whose GQA head g
 `attention-decode-gqa`), following Dao, Haziza, Massa, Sizov, "Flash-Decoding for long-context inference" (2023):
   1. `_partials_kernel`: the KV cache of length M is cut into S splits; one program per (split, batch, KV head)
      packs the group's R = heads/kv_heads query heads into the rows of one tl.dot tile (padded to 16), walks its
-     split in BLOCK_N tiles with an online softmax, and writes the partial output LNV/LD and its log-sum-exp
-     LM + log(LD);
+     split in BLOCK_N tiles with an online softmax (`online_softmax_step`), and writes the partial output LNV/LD
+     and its log-sum-exp LM + log(LD): 0 and -inf for a split whose every score is -inf, so that the merge weighs
+     it exp(-inf) = 0 rather than reading 0/0;
   2. `_merge_kernel`: one program per (batch, query head) rescales the S partials by exp(lse_s - max_s lse_s)
      (W in the cascade) and divides by their sum (D), giving AV.
 The default split count fills about two waves of programs on the GPU's SMs, and never leaves a split empty.
@@ -18,7 +19,15 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LN_2, LOG2_E, check_block, check_dtype_and_head_dim, dot_precision
+from archsim.kernels.launch import (
+    LN_2,
+    LOG2_E,
+    check_block,
+    check_dtype_and_head_dim,
+    dot_precision,
+    online_softmax_output,
+    online_softmax_step,
+)
 
 CASCADE = "attention-decode-splitkv"
 PROGRAMS_PER_SM = 2
@@ -45,17 +54,11 @@ def _partials_kernel(Q, K, V, O_PART, LSE_PART, seqlen, split_len, num_splits, g
         kv_offsets = batch_kv * seqlen * HEAD_DIM + cols[:, None] * HEAD_DIM + dims[None, :]
         k = tl.load(K + kv_offsets, mask=cols[:, None] < end, other=0.0)
         v = tl.load(V + kv_offsets, mask=cols[:, None] < end, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale_log2
-        s = tl.where(cols[None, :] < end, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(q, k, v, cols[None, :] < end, m_i, l_i, acc, qk_scale_log2, PRECISION)
 
     part = heads * num_splits + split  # O_PART is [batch, heads, splits, head_dim]
-    tl.store(O_PART + part[:, None] * HEAD_DIM + dims[None, :], acc / l_i[:, None], mask=head_ok[:, None])
+    tl.store(O_PART + part[:, None] * HEAD_DIM + dims[None, :], online_softmax_output(acc, l_i),
+             mask=head_ok[:, None])
     tl.store(LSE_PART + part, (m_i + tl.log2(l_i)) * LN_2, mask=head_ok)
 
 

@@ -2,10 +2,12 @@
 
 Implements the cascades `attention-1pass` (non-causal) and `attention-1pass-causal` of `einsum/`: the key rank M is
 tiled into BLOCK_N-wide tiles (M1, M0) and the running max RM, denominator RD and numerator RNV are carried over m1
-in registers. Follows Dao, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning"
-(arXiv:2307.08691), Algorithm 1: one program per (BLOCK_M query rows, batch·head), the numerator is rescaled
-lazily and divided by the denominator once at the end, and the log-sum-exp L = m + log(l) of every row is written
-for the backward pass (`flash_bwd`). Causal programs stop at their diagonal tile and mask inside it only.
+in registers, folded tile by tile by `online_softmax_step` (shared with the sparse kernels; a tile whose every score
+is -inf leaves a row at -inf, 0, 0, not NaN). Follows Dao, "FlashAttention-2: Faster Attention with Better
+Parallelism and Work Partitioning" (arXiv:2307.08691), Algorithm 1: one program per (BLOCK_M query rows,
+batch·head), the numerator is rescaled lazily and divided by the denominator once at the end, and the log-sum-exp
+L = m + log(l) of every row is written for the backward pass (`flash_bwd`). Causal programs stop at their diagonal
+tile and mask inside it only.
 Scores are kept in base 2 (exp2 with scale·log2(e)), as in the Triton tutorial 06-fused-attention; the stored
 log-sum-exp is in natural-log units.
 """
@@ -17,7 +19,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.launch import LN_2, LOG2_E, attention_dims, check_block, dot_precision
+from archsim.kernels.launch import LN_2, LOG2_E, attention_dims, check_block, dot_precision, online_softmax_step
 
 CASCADE = "attention-1pass"
 CASCADE_CAUSAL = "attention-1pass-causal"
@@ -46,17 +48,10 @@ def _flash_fwd_kernel(Q, K, V, Out, LSE, seqlen, qk_scale_log2,
         kv_offsets = head_offset + cols[:, None] * HEAD_DIM + dims[None, :]
         k = tl.load(K + kv_offsets, mask=cols[:, None] < seqlen, other=0.0)
         v = tl.load(V + kv_offsets, mask=cols[:, None] < seqlen, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale_log2
         keep = cols[None, :] < seqlen
         if CAUSAL:
             keep = keep & (cols[None, :] <= rows[:, None])
-        s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)  # rescales the old partials to the new max (PRM)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION)
 
     out = acc / l_i[:, None]
     tl.store(Out + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], out.to(Out.dtype.element_ty), mask=row_ok)

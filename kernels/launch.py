@@ -1,4 +1,5 @@
-"""What the attention launchers share: input checks, the tl.dot precision, and log-base constants for exp2."""
+"""What the attention launchers share: input checks, the tl.dot precision, log-base constants for exp2, and the
+online-softmax step (with its final division) that the FlashAttention-style kernels fold each key tile with."""
 
 from __future__ import annotations
 
@@ -60,3 +61,25 @@ def dot_precision(dtype: torch.dtype) -> str:
     """`input_precision` for tl.dot: exact fp32 products for fp32 inputs (comparable to the interpreter), and
     Triton's default for 16-bit inputs (where it changes nothing)."""
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+@triton.jit
+def online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION: tl.constexpr):
+    """One key tile of the online softmax: scores of the `keep` entries folded into (RM, RD, RNV). A row with no
+    kept score so far (every score masked or -inf) keeps RM = -inf, RD = 0 and RNV = 0 (the max is shifted to 0 so
+    exp2 never sees -inf - -inf): one tl.where on the row max per tile."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale_log2
+    s = tl.where(keep, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.exp2(s - m_safe[:, None])
+    alpha = tl.exp2(m_i - m_safe)  # rescales the old partials to the new max (PRM)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def online_softmax_output(acc, l_i):
+    """RNV / RD per row, 0 (not 0/0 = NaN) for a row whose denominator is 0: one that kept no score."""
+    return acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]

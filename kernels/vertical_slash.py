@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from archsim.kernels.block_sparse import online_softmax_step, query_block_start
+from archsim.kernels.block_sparse import query_block_start
 from archsim.kernels.launch import (
     LOG2_E,
     MINFERENCE_STAGES,
@@ -42,6 +42,8 @@ from archsim.kernels.launch import (
     attention_dims,
     check_block,
     dot_precision,
+    online_softmax_output,
+    online_softmax_step,
 )
 
 CASCADE = "minference-vertical-slash"
@@ -92,7 +94,7 @@ def _vertical_slash_fwd_kernel(Q, K, V, Out, RangeCount, RangeStart, RangeEnd, C
         keep = listed[None, :] & (cols[None, :] <= rows[:, None])
         m_i, l_i, acc = online_softmax_step(q, k, v, keep, m_i, l_i, acc, qk_scale_log2, PRECISION)
 
-    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    out = online_softmax_output(acc, l_i)
     tl.store(Out + head_offset + rows[:, None] * HEAD_DIM + dims[None, :], out.to(Out.dtype.element_ty),
              mask=rows[:, None] < seqlen)
 
