@@ -5,7 +5,10 @@
   folder or one of its parents, however the path is written (`$PWD`, `../here`). A file written in place (a sweep
   store: `written_in_place`) must itself be writable where it exists; others are renamed over it.
 - `atomic_file(path)`: yields a temporary name beside `path` (same folder and suffix, so matplotlib and pandas
-  infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed.
+  infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed. A
+  link is followed: its target is replaced and the link stays. An existing path that is no regular file (/dev/null,
+  a named pipe, /dev/stdout) is written through, not renamed over: the temporary file, in the system's temporary
+  folder, is copied into it when the block finishes.
 - `atomic_dir(path)`: yields an empty staging folder beside `path`; on success the staging folder takes the place
   of `path` in one atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere two renames). Files in the old
   folder that an earlier report did not write (a sweep's store beside its report, say) are hard-linked into the
@@ -74,6 +77,10 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")
     if written_in_place and path.exists() and not os.access(path, os.W_OK):
         raise SpecError(option, str(path), f"is not writable ({written_in_place} is written in place)")
+    if not directory and path.exists() and not path.is_file():  # /dev/null, a named pipe: written through
+        if not os.access(path, os.W_OK):
+            raise SpecError(option, str(path), "is not writable")
+        return path
     ancestor = path.parent  # a file is renamed into it, a folder staged beside it and swapped in
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -108,16 +115,22 @@ def _fail(path: Path, exc: OSError) -> SpecError:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Write to the yielded temporary path; it replaces `path` only when the block finishes."""
-    path = Path(path)
+    """Write to the yielded temporary path; it replaces `path` (a link's target) only when the block finishes, or
+    is copied into it where `path` is no regular file (module docstring)."""
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    special = path.exists() and not path.is_file() and not path.is_dir()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=None if special else path.parent)
         os.close(fd)
     except OSError as exc:
         raise _fail(path, exc) from None
     try:
         yield Path(tmp)
+        if special:
+            with open(tmp, "rb") as source, open(path, "wb") as target:
+                shutil.copyfileobj(source, target)
+            return
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; an output gets the modes of an ordinary file
         os.replace(tmp, path)
     except OSError as exc:
@@ -222,6 +235,16 @@ def binary_size_text(size_bytes: float) -> str:
         if size_bytes >= scale and size_bytes * steps % scale == 0:
             return f"{size_bytes / scale:.2f}".rstrip("0").rstrip(".") + f" {unit}"
     return ""
+
+
+def beyond_text(size_bytes: float, limit_bytes: float) -> str:
+    """`size_bytes`, a need beyond `limit_bytes`, in decimal GB: to 0.1, or to as many more places as it takes to
+    read above the limit rounded alike (85.93 GB beyond 85.9 GB, where 85.9 beyond 85.9 read as if it fitted); to 0.1
+    where it is not beyond."""
+    size_gb, limit_gb, places = size_bytes / 1e9, limit_bytes / 1e9, 1
+    while size_gb > limit_gb and places < 9 and round(size_gb, places) <= round(limit_gb, places):
+        places += 1
+    return f"{size_bytes / 1e9:.{places}f} GB"
 
 
 def capacity_text(size_bytes: float) -> str:

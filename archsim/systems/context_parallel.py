@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from archsim.errors import SpecError
-from archsim.outputs import capacity_text
+from archsim.outputs import beyond_text, capacity_text
 from archsim.systems import collectives
 from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
@@ -151,7 +151,8 @@ class ContextParallelModel:
         if found.memory_bytes > limit_bytes:
             raise UnrunnableOp(self.system.source, "prefill",
                                f"a prompt of {prompt_tokens} tokens on {self.name}: memory per GPU "
-                               f"{found.memory_bytes / 1e9:.1f} GB ({found.weights_bytes / 1e9:.1f} GB of weights, "
+                               f"{beyond_text(found.memory_bytes, limit_bytes)} "
+                               f"({found.weights_bytes / 1e9:.1f} GB of weights, "
                                f"the prompt's KV cache and its working set) exceeds the {capacity_text(limit_bytes)} "
                                f"of {device.spec.name} the engine holds{device.share_text}")
         if found.refusal:  # a kernel call beyond the GPU's DRAM where the memory model counts less

@@ -61,7 +61,7 @@ import numpy as np
 from archsim.arch.pim import PIMSpec
 from archsim.errors import SpecError
 from archsim.memo import kept
-from archsim.outputs import capacity_text
+from archsim.outputs import beyond_text, capacity_text
 from archsim.systems import pim as pim_model
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
@@ -208,7 +208,8 @@ class BankPimDevice:
         per_token = self.channel_kv_bytes_per_token
         if per_token is None or tokens * per_token <= self.channel_bytes:
             return ""
-        return (f"keeps {tokens * per_token / 1e9:.2f} GB of KV cache ({per_token:.4g} B a token) on one channel of "
+        return (f"keeps {beyond_text(tokens * per_token, self.channel_bytes)} of KV cache ({per_token:.4g} B a token) "
+                f"on one channel of "
                 f"devices.{self.name}, beyond the channel's {capacity_text(self.channel_bytes)}: each request's KV "
                 "stays on one channel")
 

@@ -67,7 +67,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu import AttentionCase
 from archsim.model.gpu_kernels import causal_name_problem, plans
-from archsim.outputs import capacity_text
+from archsim.outputs import beyond_text, capacity_text
 from archsim.record import PJ_PER_J, Record
 from archsim.systems import seqpar_memory as mem
 from archsim.systems.seqpar_compute import (
@@ -153,7 +153,8 @@ class ParallelResult:
             return self.refusal
         fits = (f"the largest context that fits is {self.max_context_tokens} tokens" if self.max_context_tokens
                 else "no context fits")
-        return (f"memory per device {self.memory_bytes / 1e9:.1f} GB ({self.weights_bytes / 1e9:.1f} GB of "
+        return (f"memory per device {beyond_text(self.memory_bytes, self.spec.gpu.dram_bytes)} "
+                f"({self.weights_bytes / 1e9:.1f} GB of "
                 f"weights) exceeds {self.spec.gpu.name}'s {capacity_text(self.spec.gpu.dram_bytes)}; {fits}")
 
     @property

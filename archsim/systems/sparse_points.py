@@ -113,7 +113,7 @@ from dataclasses import dataclass, replace
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, kept_density
-from archsim.outputs import capacity_text
+from archsim.outputs import beyond_text, capacity_text
 from archsim.record import NAN, PJ_PER_J, Record
 from archsim.systems import kv_selection
 from archsim.systems.device import DeviceModel
@@ -386,12 +386,14 @@ def unfit_reason(point: Mapping, gpu: GPU) -> str:
     time), a decode's memory (weights and the KV cache it keeps) against the GPU's DRAM, or its call where it has no
     time."""
     if "resident_bytes" in point:
-        return (f"{point['method']} has no time: {point['resident_bytes'] / 1e9:.1f} GB held at once (weights, the KV "
+        return (f"{point['method']} has no time: {beyond_text(point['resident_bytes'], gpu.dram_bytes)} held at once "
+                f"(weights, the KV "
                 f"cache kept on the GPU and one layer's working set) against {gpu.name}'s "
                 f"{capacity_text(gpu.dram_bytes)} of DRAM")
     untimed = math.isnan(point["time_s"])
     return (f"{point['method']} {'has no time: ' if untimed else 'does not fit: '}"
-            f"{point['memory_bytes'] / 1e9:.1f} GB (weights and the KV cache it keeps) against {gpu.name}'s "
+            f"{beyond_text(point['memory_bytes'], gpu.dram_bytes)} (weights and the KV cache it keeps) against "
+            f"{gpu.name}'s "
             f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
                                                         if untimed else ""))
 

@@ -108,7 +108,7 @@ import numpy as np
 
 from archsim.errors import SpecError
 from archsim.memo import remembered
-from archsim.outputs import binary_size_text, capacity_text
+from archsim.outputs import beyond_text, binary_size_text, capacity_text
 from archsim.systems import npu as npu_model
 from archsim.systems.device import DeviceModel, OpCost, summed
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
@@ -560,7 +560,8 @@ class SystemModel:
                 kv = f"{need.kv_bytes / 1e9:.1f} GB of KV cache" if keeps_kv else "its KV cache in the memory pool"
                 raise UnrunnableOp(self.system.source, "prefill",
                                    f"{what} on {name}: memory per {device.name} device "
-                                   f"{need.total_bytes / 1e9:.1f} GB ({need.weights_bytes / 1e9:.1f} GB of weights, "
+                                   f"{beyond_text(need.total_bytes, limit)} "
+                                   f"({need.weights_bytes / 1e9:.1f} GB of weights, "
                                    f"{kv}, {need.working_bytes / 1e9:.1f} GB of one layer's working set) exceeds the "
                                    f"{capacity_text(limit)} of it the serving engine holds{share}")
 
