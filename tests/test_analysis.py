@@ -138,7 +138,9 @@ def test_projection_and_moe_counts(cli_json) -> None:
     assert r["ops"]["R"] == {"mac": tokens * d * x}
     assert r["ops"]["H1"] == {"mac": tokens * top_k * d * s}  # experts run only for routed pairs
     assert r["ops"]["O"] == {"mac": tokens * top_k * s * d}
-    assert r["ops"]["RK"] == {"add": tokens * x * x, "cmp": tokens * x * x}  # rank of each logit among X
+    # rank of each logit among X, ties to the lower expert: the X(X-1)/2 pairs below it (>=) and X(X+1)/2 from it (>)
+    assert r["ops"]["RKL"] == {"add": tokens * x * (x - 1) // 2, "cmp": tokens * x * (x - 1) // 2}
+    assert r["ops"]["RKU"] == {"add": tokens * x * (x + 1) // 2, "cmp": tokens * x * (x + 1) // 2}
 
 
 def _predicate(text: str):

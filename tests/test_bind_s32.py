@@ -36,7 +36,8 @@ def test_tokenselect_at_a_length_set_by_its_parameter_counts_the_kept_keys(cli_j
 
 
 @pytest.mark.parametrize(("args", "readers"), [
-    (TOKENSELECT, "einsum VR, einsum KD, einsum SNV"),  # VR's candidate mask, KD's and SNV's selected and density
+    # VRL's and VRU's candidate masks, KD's and SNV's selected and density
+    (TOKENSELECT, "einsum VRL, einsum VRU, einsum KD, einsum SNV"),
     (DUO, "einsum QK, einsum GM, einsum SN, einsum SD, einsum SNV"),  # the duo mask and its density
 ])
 def test_a_rank_set_whose_parameter_a_mask_reads_is_refused(cli, args, readers) -> None:
@@ -54,8 +55,8 @@ def test_a_rank_set_is_refused_in_python_too() -> None:
     cascade = library.load_cascade_spec("tokenselect-decode")
     error = _error(bind, cascade, None, {"M": 64}, source="<test>")
     # requires[0] (k + sinks + local <= M) reads the rank, as bound: not a reader of seq_len
-    assert (error.source, error.where) == ("<test>", "M") and "which einsum VR, einsum KD, einsum SNV also" in (
-        error.message)
+    assert (error.source, error.where) == ("<test>", "M")
+    assert "which einsum VRL, einsum VRU, einsum KD, einsum SNV also" in error.message
 
 
 def test_quest_page_rank_set_is_refused_naming_the_density() -> None:

@@ -233,7 +233,7 @@ def test_execute_counts_values_that_are_not_finite(cli, tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(RECURRENCE.read_text().replace("/ RD[b,h,M1,p]", "/ (RD[b,h,M1,p] * 0)"))
     result = cli("execute", str(path))
-    assert "no finite value (512 of 512 values not finite: a division by zero or an overflow" in result.output
+    assert "no finite value (512 of 512 values not finite)" in result.output
     assert "RuntimeWarning" not in result.output
 
 
