@@ -555,6 +555,9 @@ class SystemModel:
         memory pool's (attention offloading)."""
         device, limit = self.weight_device, self.engine_bytes
         share = device.share_text if isinstance(device, GpuDevice) else ""
+        stacks = logic_pim_of(self)
+        if stacks is not None and stacks.capacity_bytes == limit:  # Duplex: the Logic-PIM stacks are its HBM
+            share = f" (devices.{stacks.name}'s capacity_bytes, the stacks it uses as HBM)"
         for what, need in checks:
             if limit is not None and need.total_bytes > limit:
                 kv = f"{need.kv_bytes / 1e9:.1f} GB of KV cache" if keeps_kv else "its KV cache in the memory pool"
