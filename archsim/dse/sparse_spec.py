@@ -14,11 +14,12 @@ The block's fields are `archsim sparse`'s for a point, by the same names: `metho
 `density`, `top_k`, `reuse_fraction`, `page_tokens`, `sinks`, `local`; which method takes which is
 `sparse_points.METHOD_OPTIONS`, the CLI's; a setting with a default, `SparseMethod`'s, is the paper's). A
 field an axis sets (`sparse.budget: [512, 2048]`) is left out of the block; giving it in both places is refused, and
-so is a field no method of the sweep takes, a phase none of them has, or a method's missing required value (Quest's
-budget, `SparseMethod`'s check). With several methods (a `sparse.method` axis) a point goes without the settings
-its method does not take: its key is that of the point without them, and its record's value of an axis over one is
-NaN (`spec.axis_missing`: the axis does not apply; `sparse_point`). `archsim sparse --system` (a system's PIM
-devices and memory pool) is not a point here.
+so is a field no method of the sweep takes, a phase none of them has, methods whose primary phases differ with no
+phase given (their points' latency_s would be a whole prefill beside one decode step), or a method's missing
+required value (Quest's budget, `SparseMethod`'s check). With several methods (a `sparse.method` axis) a point goes
+without the settings its method does not take: its key is that of the point without them, and its record's value of
+an axis over one is NaN (`spec.axis_missing`: the axis does not apply; `sparse_point`). `archsim sparse --system` (a
+system's PIM devices and memory pool) is not a point here.
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
 type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget, top_k,
@@ -119,6 +120,13 @@ def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, A
             where = sweep_block.block_where(SPARSE_ROOT, "phase", data, i)
             raise SpecError(source, where, f"method {', '.join(methods)} has no {phase} phase (each has: "
                                            + "; ".join(f"{m} {', '.join(METHOD_PHASES[m])}" for m in methods) + ")")
+    primaries = {method: METHOD_PHASES[method][0] for method in methods}
+    if _values("phase", data, axes, [None]) == [None] and len(set(primaries.values())) > 1:
+        raise SpecError(source, sweep_block.block_where(SPARSE_ROOT, "method", data),
+                        "methods of different primary phases ("
+                        + ", ".join(f"{m} {phase}" for m, phase in primaries.items()) + ") would be ranked on "
+                        "latency_s of different things (a whole prefill against one decode step): give "
+                        "sparse.phase, or sweep methods of one phase")
     longest = max(_values("context", data, axes))
     for name in SELECTIONS:  # a selection beyond every context: no point of the sweep could run
         smallest = min(_values(name, data, axes, [0]))

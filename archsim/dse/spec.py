@@ -650,8 +650,9 @@ def _finite(value: Any) -> bool:
 
 def _check_value(value: Any, path: str, source: str, where: str) -> None:
     """A value for field `path` (an axis value, a linked field's rendered value or a `sets` entry): a size
-    (`workload.<name>`) is a positive number that `archsim.workload.check_size` accepts (within ARCHSIM_MAX_SIZE,
-    an integer for a model size), a linked axis's value a finite number, an architecture field's a finite number
+    (`workload.<name>`) is a number of at least 0 that `archsim.workload.check_size` accepts (within
+    ARCHSIM_MAX_SIZE, an integer of at least its minimum for a model size or a cascade's count: a sinks count may be
+    0, a seq_len not), a linked axis's value a finite number, an architecture field's a finite number
     or a list of them (a shape), a system field's a finite number, a word or true/false (the system spec checks
     it further), a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value`
     does, a sparse field's what `check_sparse_value` does."""
@@ -669,7 +670,7 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
         expected = "a finite number, a word or true/false"
         ok = _finite(value) or isinstance(value, bool) or (isinstance(value, str) and bool(value))
     elif root == "workload":
-        expected, ok = "a positive number (a size)", _finite(value) and value > 0
+        expected, ok = "a number of at least 0 (a size or a count)", _finite(value) and value >= 0
     elif root == "linked" or not isinstance(value, list):
         expected, ok = "a finite number", _finite(value)
     else:
