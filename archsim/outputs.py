@@ -238,13 +238,15 @@ def binary_size_text(size_bytes: float) -> str:
 
 
 def beyond_text(size_bytes: float, limit_bytes: float) -> str:
-    """`size_bytes`, a need beyond `limit_bytes`, in decimal GB: to 0.1, or to as many more places as it takes to
-    read above the limit rounded alike (85.93 GB beyond 85.9 GB, where 85.9 beyond 85.9 read as if it fitted); to 0.1
-    where it is not beyond."""
-    size_gb, limit_gb, places = size_bytes / 1e9, limit_bytes / 1e9, 1
-    while size_gb > limit_gb and places < 9 and round(size_gb, places) <= round(limit_gb, places):
-        places += 1
-    return f"{size_bytes / 1e9:.{places}f} GB"
+    """`size_bytes`, a need beyond `limit_bytes` (which a message shows to 0.1 GB, `capacity_text`), in decimal GB
+    to 0.1, with the excess beside where the two read alike at that precision ("85.9 GB (152 kB more)" beside an
+    80 GiB limit, where "85.9 GB exceeds 85.9 GB" read as if it fitted, and 85.8995 against 85.9 as below it)."""
+    text = f"{size_bytes / 1e9:.1f} GB"
+    if size_bytes <= limit_bytes or text != f"{limit_bytes / 1e9:.1f} GB":
+        return text
+    excess = size_bytes - limit_bytes
+    unit, scale = next(((u, f) for u, f in (("MB", 1e6), ("kB", 1e3)) if excess >= f), ("B", 1.0))
+    return f"{text} ({excess / scale:.3g} {unit} more)"
 
 
 def capacity_text(size_bytes: float) -> str:

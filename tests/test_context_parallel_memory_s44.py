@@ -52,7 +52,7 @@ def test_the_longest_prompt_grows_with_cp_as_the_tokens_a_rank_holds(tmp_path) -
     workload = library.load_workload_spec("llama3-8b")
     one, two = (_longest_prompt(system_model(load_system(_spec(tmp_path, cp)), workload)) for cp in (1, 2))
     assert 250_000 < one < 330_000
-    assert two in (2 * one, 2 * one + 1), (one, two)  # a rank holds ceil(tokens / 2)
+    assert two == 2 * one, (one, two)  # a rank holds ceil(tokens / 2): one token more is a share of one + 1
 
 
 def test_parallel_system_reads_the_engine_share_of_each_gpu(tmp_path) -> None:
@@ -89,3 +89,27 @@ def test_an_iteration_whose_kv_shares_do_not_fit_a_rank_cannot_run(tmp_path, cp:
     model.iteration(Batch((prompt,), ()))
     with pytest.raises(UnrunnableOp, match=r"an iteration of 1 prompts .* and 2 decodes"):
         model.iteration(Batch((prompt,), (context, context)))
+
+
+def _cp2(tmp_path):
+    return system_model(load_system(_spec(tmp_path, 2)), library.load_workload_spec("llama3-8b"))
+
+
+def test_every_prompt_of_an_iteration_keeps_its_kv_share(tmp_path) -> None:
+    """Three 300K prompts fit one by one at cp 2, not together: each rank keeps 150K of every one's KV (audit
+    helper-526: counting only the longest prompt's KV let them run at once)."""
+    model = _cp2(tmp_path)
+    model.iteration(Batch((300_000,), ()))
+    with pytest.raises(UnrunnableOp, match=r"an iteration of 3 prompts \(900000 tokens\) and 0 decodes \(a rank's "
+                                           r"share of their KV cache 450000 tokens\)"):
+        model.iteration(Batch((300_000,) * 3, ()))
+
+
+def test_decodes_and_waiting_requests_count_their_share(tmp_path) -> None:
+    """A rank keeps 1/cp of each decode's and each waiting request's KV: two 300K decodes beside a prompt fit at
+    cp 2 (150K each a rank), 1.2M tokens of waiting requests (600K a rank) do not, 700K (350K) do."""
+    model = _cp2(tmp_path)
+    model.iteration(Batch((1000,), (300_000, 300_000)))
+    model.iteration(Batch((1000,), (), held_kv_tokens=700_000))
+    with pytest.raises(UnrunnableOp, match=r"share of their KV cache 500 tokens beside 600000 of waiting requests"):
+        model.iteration(Batch((1000,), (), held_kv_tokens=1_200_000))

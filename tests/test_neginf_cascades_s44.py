@@ -18,7 +18,8 @@ from archsim.library import load_cascade_spec
 
 RECURRENCES = ("attention-1pass", "attention-1pass-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
                "attention-block-sparse", "ring-attention", "ring-attention-causal", "ring-attention-stripe",
-               "ring-attention-zigzag", "usp-attention", "usp-attention-noncausal")
+               "ring-attention-zigzag", "usp-attention", "usp-attention-noncausal", "attention-sliding-window",
+               "attention-sliding-window-gqa")
 # keys [start, start + count) scored -inf: whole tiles (4 keys at the defaults), a ring device's block (4) and a
 # USP ring span (8), first or later in a row's walk
 KILLED = ((0, 4), (0, 8), (4, 4), (4, 8), (8, 8))

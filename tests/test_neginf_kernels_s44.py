@@ -47,6 +47,11 @@ def test_flash_fwd_after_a_key_tile_of_only_minus_inf_scores(dtype) -> None:
     assert (lse.double() - want_lse).abs().max().item() <= 1e-5  # fp32 running max and sum in both dtypes
 
 
+# the query group's padding rows (zeros, never stored) score 0 x -inf = NaN in the interpreter's numpy matmul, and
+# the empty split's log-sum-exp is log2(0) = -inf, as intended
+@pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning",
+                            "ignore:All-NaN slice encountered:RuntimeWarning",
+                            "ignore:divide by zero encountered in log2:RuntimeWarning")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_decode_with_a_split_of_only_minus_inf_scores(dtype) -> None:
     q, k, v = _inputs(1, 2, 1, 1, 4 * BLOCK, dtype)  # 4 splits of one tile each: split 0 scores only -inf

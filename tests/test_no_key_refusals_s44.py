@@ -92,3 +92,17 @@ def test_a_requirement_joins_comparisons_by_or_only() -> None:
     with pytest.raises(SpecError, match=re.escape("'sinks >= 1 or P' is not a comparison (<, <=, >, >=, ==) of "
                                                   "size expressions, or comparisons joined by 'or'")):
         cascade_from_dict(data)
+
+
+def test_every_term_of_an_or_is_a_checked_comparison() -> None:
+    """Three terms bind, each read (audit helper-526: only two were tested); an unknown name in a later term is
+    refused when the file loads, not a KeyError at bind."""
+    data = read_yaml(library.find("cascades", "attention-sliding-window"))
+    data["requires"] = ["sinks >= 100 or window >= 100 or P < M + window"]
+    cascade = cascade_from_dict(data)
+    bind(cascade, {**cascade.params, "sinks": 0}, {}, source="--set")
+    with pytest.raises(SpecError, match=re.escape("expected sinks >= 100 or window >= 100 or P < M + window")):
+        bind(cascade, {**cascade.params, "sinks": 0}, {"P": 24}, source="--set")
+    data["requires"] = ["sinks >= 1 or bogus < 3"]
+    with pytest.raises(SpecError, match="bogus"):
+        cascade_from_dict(data)

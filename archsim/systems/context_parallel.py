@@ -220,13 +220,14 @@ class ContextParallelModel:
             return
         shares = [math.ceil(p / self.cp) for p in prompts]
         decodes = [math.ceil(int(c) / self.cp) for c in batch.decode_context_tokens]
-        longest = max(shares)
-        kv_tokens = sum(decodes) + sum(shares) + batch.held_kv_tokens / self.cp
+        longest, held = max(shares), batch.held_kv_tokens / self.cp
+        kv_tokens = sum(decodes) + sum(shares) + held
+        waiting = f" beside {math.ceil(held)} of waiting requests" if held else ""
         self.rank.check_fits(
             [(f"a prompt of {max(prompts)} tokens (a rank's share {longest})",
               self.rank.iteration_memory(longest, longest)),
              (f"an iteration of {len(prompts)} prompts ({sum(prompts)} tokens) and {len(decodes)} decodes (a rank's "
-              f"share of their KV cache {math.ceil(kv_tokens)} tokens)",
+              f"share of their KV cache {sum(decodes) + sum(shares)} tokens{waiting})",
               self.rank.iteration_memory(kv_tokens, max(longest, len(decodes))))], self.name)
 
     def iteration(self, batch: Batch) -> IterationCost:
