@@ -19,10 +19,13 @@ Sizes in messages (the README's convention: a memory's size is binary, "80 GB" o
 - `binary_size_text(size_bytes)`: "80 GiB", "31.5 GiB", "512 MiB" where the size is a whole binary one ('' where not).
 - `capacity_text(size_bytes)`: a memory's capacity or room as decimal GB with its binary size beside, where it has
   one: "85.9 GB (80 GiB)", "42.4 GB (39.5 GiB)", "38.9 GB" (bytes below 0.1 GB: "5000 B").
+- `beyond_text(size_bytes, limit_bytes)`: a need beyond a limit in the same units, its excess beside where the two
+  read alike: "85.9 GB (152 kB more)".
 
 Every OSError on the way out is a `SpecError` naming the path: the CLI prints one line and exits 2. A run killed
-mid-write leaves its hidden staging entry (`.NAME.XXXX.new` beside a folder, `.STEM.XXXX.SUFFIX` beside a file)
-and the output untouched; such leftovers are not swept up automatically, since another run may be writing.
+mid-write leaves its hidden staging entry (`.NAME.XXXX.new` beside a folder, `.STEM.XXXX.SUFFIX` beside a file, or
+in the system's temporary folder for a path written through) and the output untouched; such leftovers are not
+swept up automatically, since another run may be writing.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")
     if written_in_place and path.exists() and not os.access(path, os.W_OK):
         raise SpecError(option, str(path), f"is not writable ({written_in_place} is written in place)")
-    if not directory and path.exists() and not path.is_file():  # /dev/null, a named pipe: written through
+    if not directory and _written_through(path):
         if not os.access(path, os.W_OK):
             raise SpecError(option, str(path), "is not writable")
         return path
@@ -118,7 +121,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """Write to the yielded temporary path; it replaces `path` (a link's target) only when the block finishes, or
     is copied into it where `path` is no regular file (module docstring)."""
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
-    special = path.exists() and not path.is_file() and not path.is_dir()
+    special = _written_through(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=None if special else path.parent)
@@ -138,6 +141,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _written_through(path: Path) -> bool:
+    """Whether `path` exists and is neither a regular file nor a folder (/dev/null, a named pipe, /dev/stdout): an
+    output there is written into it, not renamed over it."""
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -238,20 +247,24 @@ def binary_size_text(size_bytes: float) -> str:
 
 
 def beyond_text(size_bytes: float, limit_bytes: float) -> str:
-    """`size_bytes`, a need beyond `limit_bytes` (which a message shows to 0.1 GB, `capacity_text`), in decimal GB
-    to 0.1, with the excess beside where the two read alike at that precision ("85.9 GB (152 kB more)" beside an
-    80 GiB limit, where "85.9 GB exceeds 85.9 GB" read as if it fitted, and 85.8995 against 85.9 as below it)."""
-    text = f"{size_bytes / 1e9:.1f} GB"
-    if size_bytes <= limit_bytes or text != f"{limit_bytes / 1e9:.1f} GB":
+    """`size_bytes`, a need beyond `limit_bytes` (which a message shows as `capacity_text` does), in the same decimal
+    units, with the excess beside where the two read alike ("85.9 GB (152 kB more)" beside an 80 GiB limit, where
+    "85.9 GB exceeds 85.9 GB" read as if it fitted, and 85.8995 against 85.9 as below it)."""
+    text = _decimal_text(size_bytes)
+    if size_bytes <= limit_bytes or text != _decimal_text(limit_bytes):
         return text
     excess = size_bytes - limit_bytes
     unit, scale = next(((u, f) for u, f in (("MB", 1e6), ("kB", 1e3)) if excess >= f), ("B", 1.0))
     return f"{text} ({excess / scale:.3g} {unit} more)"
 
 
+def _decimal_text(size_bytes: float) -> str:
+    """Decimal GB to 0.1, or bytes below 0.1 GB (which would read 0.0 GB)."""
+    return f"{size_bytes / 1e9:.1f} GB" if size_bytes >= 1e8 else f"{size_bytes:.4g} B"
+
+
 def capacity_text(size_bytes: float) -> str:
     """A memory's capacity or room in a message: decimal GB to 0.1 (bytes below 0.1 GB, which would read 0.0 GB),
     its binary size beside in parentheses where it is a whole one (`binary_size_text`)."""
     binary = binary_size_text(size_bytes)
-    decimal = f"{size_bytes / 1e9:.1f} GB" if size_bytes >= 1e8 else f"{size_bytes:.4g} B"
-    return decimal + (f" ({binary})" if binary else "")
+    return _decimal_text(size_bytes) + (f" ({binary})" if binary else "")

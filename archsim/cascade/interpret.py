@@ -9,8 +9,8 @@ Semantics (extended Einsums, EDGE / FuseMax):
   kernel skips a fully masked tile; no `else`).
 - A recurrence (`X[i+1] = f(X[i], ...)`) runs as a loop over its iterative rank: the Einsums that iterate
   that rank execute step by step, in the cascade's order; the others execute once, vectorised.
-Values are float64. Exceptions from numpy (overflow, inf - inf) are silenced: they are legitimate on masked
-points, which are overwritten.
+Values are float64; an input holding NaN or +inf is refused naming it (-inf is taken: a masked score). Exceptions
+from numpy (overflow, inf - inf) are silenced: they are legitimate on masked points, which are overwritten.
 
 Before anything is allocated, `check_size` refuses a binding whose tensors, or one Einsum's iteration space
 (evaluated as one array, or one slice per step of a recurrence), exceed MAX_ELEMENTS.

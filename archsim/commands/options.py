@@ -1,10 +1,11 @@
-"""Options and helpers shared by several commands: `--set`, `--workload`, comma lists of token counts, presets named
-by their option, showing a Result."""
+"""Options and helpers shared by several commands: `--set`, `--workload`, comma lists of token counts and of names
+(`names_among`), presets named by their option, showing a Result."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Collection
 from typing import Any
 
 import click
@@ -41,7 +42,7 @@ def whole_number(ctx: click.Context, param: click.Parameter, value: str | None) 
     return _whole(param.opts[0], value, value.strip(), "one whole number >= 1")
 
 
-def names_among(option: str, value: str, known, what: str) -> tuple[str, ...]:
+def names_among(option: str, value: str, known: Collection[str], what: str) -> tuple[str, ...]:
     """The option's comma list `value` of names, each one of `known` (a `what`: "kernel family", "scheme") and each
     once (`once_each`); an empty item or an unknown name is a SpecError naming the option and every choice."""
     names = [item.strip() for item in value.split(",")]

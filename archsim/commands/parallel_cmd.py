@@ -216,7 +216,7 @@ def parallel_cmd(schemes: list[str], devices: list[int], workload: str, seq_lens
             for s in schemes for p in devices for n in seq_lens]
     rows = grid_rows(grid)
     named_by = " (--system)" if system else "" if topology else " (default)"
-    if share := system and _system_share(system):
+    if (share := system and _system_share(system)) not in (None, 1):
         named_by += f" with {capacity_text(base.gpu.dram_bytes)} a GPU (memory_utilization {share:g})"
     kernels = base.attention_kernel if isinstance(base.gpu, ArrayDevice) else _prefill_kernels(kernel, schemes)
     title = (f"{base.workload.name} on {base.topology.name}{named_by}, {base.gpu.name}"

@@ -75,7 +75,7 @@ from archsim.workload import Workload, max_size, size_limit_problem
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
 SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.lengths", "serving.rate_per_s")
-WORK_AXES = ("serving.lengths", "serving.rate_per_s")  # of them, those that change the requests served, not the engine
+WORK = ("lengths", "rate_per_s")  # of the axes' fields, those that change the requests served, not the engine
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
 TRACE_SUFFIX = ".csv"  # a lengths value ending so is a CSV trace's path
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")

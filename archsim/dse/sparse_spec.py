@@ -115,13 +115,14 @@ def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, A
         if not any(name in method_fields(method) for method in methods):
             raise SpecError(source, sweep_block.block_where(SPARSE_ROOT, name, data),
                             f"{name} does not apply to method {', '.join(methods)}: drop it")
-    for i, phase in enumerate(_values("phase", data, axes, [None])):
+    phases = _values("phase", data, axes, [None])
+    for i, phase in enumerate(phases):
         if phase is not None and not any(phase in METHOD_PHASES[method] for method in methods):
             where = sweep_block.block_where(SPARSE_ROOT, "phase", data, i)
             raise SpecError(source, where, f"method {', '.join(methods)} has no {phase} phase (each has: "
                                            + "; ".join(f"{m} {', '.join(METHOD_PHASES[m])}" for m in methods) + ")")
     primaries = {method: METHOD_PHASES[method][0] for method in methods}
-    if _values("phase", data, axes, [None]) == [None] and len(set(primaries.values())) > 1:
+    if phases == [None] and len(set(primaries.values())) > 1:
         raise SpecError(source, sweep_block.block_where(SPARSE_ROOT, "method", data),
                         "methods of different primary phases ("
                         + ", ".join(f"{m} {phase}" for m, phase in primaries.items()) + ") would be ranked on "

@@ -39,8 +39,9 @@ HELD_RULE = "the work with the most feasible points, the first on a tie"  # how 
 # The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
 # hardware, the mapping or the scheduler, as each block's spec declares them: a heat map holds each at one value
 # (`held_work`).
-WORK_AXES = (*serving_spec.WORK_AXES, *(f"parallel.{name}" for name in parallel_spec.WORK),
-             *(f"sparse.{name}" for name in sparse_spec.WORK))
+WORK_AXES = tuple(f"{root}.{name}" for root, spec in
+                  (("serving", serving_spec), ("parallel", parallel_spec), ("sparse", sparse_spec))
+                  for name in spec.WORK)
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten
 

@@ -21,7 +21,7 @@ tp = count) serve one engine; `ContextParallelModel` is its `IterationModel`:
   it), so the longest prompt grows with cp as the tokens a rank holds; nor can an iteration whose requests' KV
   shares and largest pass do not fit a rank (the simulator then prefills fewer prompts at once); nor a prompt
   whose memory per GPU by `seqpar`'s rule (the weights, its KV and the scheme's working set and buffers in
-  flight) exceeds the GPU's.
+  flight) exceeds the engine's share of the GPU's.
 - Decode. Every rank runs the decode batch's whole layer (its hidden vectors are on every rank, as in pass-Q
   decoding), attending its share of each sequence's cache: ceil(context / cp) keys, the busiest rank's
   (`rank.iteration` of those shares, which also times the dense ops, TP all-reduces and LM head). The ranks then
@@ -222,7 +222,7 @@ class ContextParallelModel:
         decodes = [math.ceil(int(c) / self.cp) for c in batch.decode_context_tokens]
         longest, held = max(shares), batch.held_kv_tokens / self.cp
         kv_tokens = sum(decodes) + sum(shares) + held
-        waiting = f" beside {math.ceil(held)} of waiting requests" if held else ""
+        waiting = f" beside {math.ceil(held)} tokens of waiting requests" if held else ""
         self.rank.check_fits(
             [(f"a prompt of {max(prompts)} tokens (a rank's share {longest})",
               self.rank.iteration_memory(longest, longest)),

@@ -209,9 +209,8 @@ class BankPimDevice:
         if per_token is None or tokens * per_token <= self.channel_bytes:
             return ""
         return (f"keeps {beyond_text(tokens * per_token, self.channel_bytes)} of KV cache ({per_token:.4g} B a token) "
-                f"on one channel of "
-                f"devices.{self.name}, beyond the channel's {capacity_text(self.channel_bytes)}: each request's KV "
-                "stays on one channel")
+                f"on one channel of devices.{self.name}, beyond the channel's {capacity_text(self.channel_bytes)}: "
+                "each request's KV stays on one channel")
 
     def channel_overflow(self, request_channels: Sequence[int], kv_tokens: Sequence[float]) -> str:
         """Why the channels cannot hold the KV cache of requests holding `kv_tokens` placed on `request_channels`:

@@ -24,18 +24,19 @@ paged KV cache and preemption. The assumptions, all in one place:
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
   attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
-  memory exceeds a GPU's, `SystemModel.check_memory`). The engine then costs each of the iteration's prefills
-  alone, refuses those that cannot run alone (freeing their pages) and costs the iteration again without them;
-  when every one runs alone, the latest admitted goes back to the front of the queue (its pages freed, counted in
-  `prefill_deferrals`) until the iteration runs (unmixed, a lone prefill that does not fit beside the running
-  requests' cache waits while they decode one step); a failure with no prefill left to defer stops the run (a
-  SpecError). A request at the front of the queue that its pages keep out is refused there when its prefill cannot
-  run alone, rather than hold up the queue until admitted. Whether a prefill runs is taken to be monotone in its
-  length (what it holds grows with it), so a run costs a lone prefill only for lengths between the longest known
-  to run and the shortest known not to (`_Prefills`), and a system that never raises is asked for nothing but its
-  iterations and, while the queue's front waits for pages, lone prefills of lengths not yet known to run. A
-  request preempted after its first token whose recompute (prompt and emitted tokens) cannot run is refused then
-  (in `recompute_ids` too): its emitted tokens leave the counts, the steady window's those it emitted by the
+  memory exceeds a GPU's, `SystemModel.check_memory`, a context-parallel rank's share,
+  `ContextParallelModel.check_rank_memory`, or attention offloading's compute replica). The engine then costs each
+  of the iteration's prefills alone, refuses those that cannot run alone (freeing their pages) and costs the
+  iteration again without them; when every one runs alone, the latest admitted goes back to the front of the queue
+  (its pages freed, counted in `prefill_deferrals`) until the iteration runs (unmixed, a lone prefill that does not
+  fit beside the running requests' cache waits while they decode one step); a failure with no prefill left to defer
+  stops the run (a SpecError). A request at the front of the queue that its pages keep out is refused there when its
+  prefill cannot run alone, rather than hold up the queue until admitted. Whether a prefill runs is taken to be
+  monotone in its length (what it holds grows with it), so a run costs a lone prefill only for lengths between the
+  longest known to run and the shortest known not to (`_Prefills`), and a system that never raises is asked for
+  nothing but its iterations and, while the queue's front waits for pages, lone prefills of lengths not yet known to
+  run. A request preempted after its first token whose recompute (prompt and emitted tokens) cannot run is refused
+  then (in `recompute_ids` too): its emitted tokens leave the counts, the steady window's those it emitted by the
   window's end (its gaps between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
   When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the

@@ -387,15 +387,13 @@ def unfit_reason(point: Mapping, gpu: GPU) -> str:
     time."""
     if "resident_bytes" in point:
         return (f"{point['method']} has no time: {beyond_text(point['resident_bytes'], gpu.dram_bytes)} held at once "
-                f"(weights, the KV "
-                f"cache kept on the GPU and one layer's working set) against {gpu.name}'s "
+                f"(weights, the KV cache kept on the GPU and one layer's working set) against {gpu.name}'s "
                 f"{capacity_text(gpu.dram_bytes)} of DRAM")
     untimed = math.isnan(point["time_s"])
     return (f"{point['method']} {'has no time: ' if untimed else 'does not fit: '}"
             f"{beyond_text(point['memory_bytes'], gpu.dram_bytes)} (weights and the KV cache it keeps) against "
-            f"{gpu.name}'s "
-            f"{capacity_text(gpu.dram_bytes)} of DRAM" + (" (one layer's attention call beyond the GPU's memory)"
-                                                        if untimed else ""))
+            f"{gpu.name}'s {capacity_text(gpu.dram_bytes)} of DRAM"
+            + (" (one layer's attention call beyond the GPU's memory)" if untimed else ""))
 
 
 def system_points(method: SparseMethod, workload: Workload, system: System, batch: int | None,

@@ -532,34 +532,36 @@ class SystemModel:
         leave for the memory pool layer by layer) no KV cache is counted: the weights and the working set. `name`:
         the system's, where this model is a part of it (default its own)."""
         longest, ep, limit = max(prompts, default=0), self.parallelism.ep, self.engine_bytes
-        kept = 1 if keeps_kv else 0
+        shown = name or self.name
         for device in self._bank_pims:
             overflow = device.request_overflow(longest)
             if overflow:
                 raise UnrunnableOp(device.source, f"devices.{device.name}",
-                                   f"a prompt of {longest} tokens on {self.name} {overflow}")
+                                   f"a prompt of {longest} tokens on {shown} {overflow}")
         if limit is None or not prompts:
             return
-        checks = [(f"a prompt of {longest} tokens", self.iteration_memory(kept * longest, longest))]
+        checks = [(f"a prompt of {longest} tokens", self.iteration_memory(longest if keeps_kv else 0, longest))]
         for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep):
             prompt_tokens = sum(group_prompts)
             checks.append((f"an iteration of {len(group_prompts)} prompts ({prompt_tokens} tokens) and "
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
-                           self.iteration_memory(kept * (sum(group_contexts) + prompt_tokens + held_kv_tokens / ep),
-                                                 len(group_contexts) + prompt_tokens)))
-        self.check_fits(checks, name or self.name, keeps_kv)
+                           self.iteration_memory((sum(group_contexts) + prompt_tokens + held_kv_tokens / ep
+                                                  if keeps_kv else 0), len(group_contexts) + prompt_tokens)))
+        self.check_fits(checks, shown, keeps_kv)
 
     def check_fits(self, checks: Sequence[tuple[str, IterationMemory]], name: str, keeps_kv: bool = True) -> None:
         """`UnrunnableOp` for the first of `checks` (what is run, what it holds) beyond `engine_bytes`, naming what
         and the system `name` runs on; nothing when `engine_bytes` is None. Without `keeps_kv` the KV cache is the
         memory pool's (attention offloading)."""
         device, limit = self.weight_device, self.engine_bytes
+        if limit is None:
+            return
         share = device.share_text if isinstance(device, GpuDevice) else ""
         stacks = logic_pim_of(self)
         if stacks is not None and stacks.capacity_bytes == limit:  # Duplex: the Logic-PIM stacks are its HBM
             share = f" (devices.{stacks.name}'s capacity_bytes, the stacks it uses as HBM)"
         for what, need in checks:
-            if limit is not None and need.total_bytes > limit:
+            if need.total_bytes > limit:
                 kv = f"{need.kv_bytes / 1e9:.1f} GB of KV cache" if keeps_kv else "its KV cache in the memory pool"
                 raise UnrunnableOp(self.system.source, "prefill",
                                    f"{what} on {name}: memory per {device.name} device "
