@@ -3,11 +3,11 @@
 Implements the cascades `attention-1pass` (non-causal) and `attention-1pass-causal` of `einsum/`: the key rank M is
 tiled into BLOCK_N-wide tiles (M1, M0) and the running max RM, denominator RD and numerator RNV are carried over m1
 in registers, folded tile by tile by `online_softmax_step` (shared with the sparse kernels; a tile whose every score
-is -inf leaves a row at -inf, 0, 0, not NaN). Follows Dao, "FlashAttention-2: Faster Attention with Better
-Parallelism and Work Partitioning" (arXiv:2307.08691), Algorithm 1: one program per (BLOCK_M query rows,
-batch·head), the numerator is rescaled lazily and divided by the denominator once at the end, and the log-sum-exp
-L = m + log(l) of every row is written for the backward pass (`flash_bwd`). Causal programs stop at their diagonal
-tile and mask inside it only.
+is -inf leaves a row at -inf, 0, 0, not NaN; a row with no finite score at all ends 0/0 = NaN, as the reference).
+Follows Dao, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning" (arXiv:2307.08691),
+Algorithm 1: one program per (BLOCK_M query rows, batch·head), the numerator is rescaled lazily and divided by the
+denominator once at the end, and the log-sum-exp L = m + log(l) of every row is written for the backward pass
+(`flash_bwd`). Causal programs stop at their diagonal tile and mask inside it only.
 Scores are kept in base 2 (exp2 with scale·log2(e)), as in the Triton tutorial 06-fused-attention; the stored
 log-sum-exp is in natural-log units.
 """

@@ -256,7 +256,8 @@ def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
     `system_checks.check_degrees`). Each GPU's memory is the engine's share, `memory_utilization` of its DRAM
-    where the spec sets one, so `seqpar`'s memory checks and largest contexts read what the engine holds."""
+    where the spec sets one, so `archsim parallel --system`'s memory checks and largest contexts read what the engine
+    holds (the system's own prefill compares with `GpuDevice.engine_bytes`, `ContextParallelModel.prefill`)."""
     gpu = context_parallel_gpu(system)
     levels = [Level(system.links[TP_LINK], gpu.count)] if gpu.count > 1 else []
     if CP_LINK in system.links:
