@@ -111,5 +111,6 @@ def test_decodes_and_waiting_requests_count_their_share(tmp_path) -> None:
     model = _cp2(tmp_path)
     model.iteration(Batch((1000,), (300_000, 300_000)))
     model.iteration(Batch((1000,), (), held_kv_tokens=700_000))
-    with pytest.raises(UnrunnableOp, match=r"share of their KV cache 500 tokens beside 600000 tokens of waiting requests"):
+    with pytest.raises(UnrunnableOp, match=r"share of their KV cache 500 tokens beside 600000 tokens of waiting "
+                                           r"requests"):
         model.iteration(Batch((1000,), (), held_kv_tokens=1_200_000))
