@@ -72,7 +72,7 @@ def test_parallel_system_reads_the_engine_share_of_each_gpu(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("cp, tokens, says", [
-    (1, 300_000, "a prompt of 300000 tokens on cp1:llama3-8b tp1 pp1"),
+    (1, 300_000, "a prompt of 300000 tokens on cp1:llama3-8b tp1 cp1"),
     (2, 600_000, r"a prompt of 600000 tokens \(a rank's share 300000\) on cp2:llama3-8b tp1 cp2")])
 def test_equal_tokens_a_rank_are_refused_alike(tmp_path, cp: int, tokens: int, says: str) -> None:
     model = system_model(load_system(_spec(tmp_path, cp)), library.load_workload_spec("llama3-8b"))

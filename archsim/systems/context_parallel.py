@@ -232,6 +232,8 @@ class ContextParallelModel:
 
     def iteration(self, batch: Batch) -> IterationCost:
         if self.cp == 1:  # no context parallelism: the rank's own engine (one pass over the weights a step)
+            self.rank.check_memory(batch.decode_context_tokens, batch.prefill_tokens, batch.held_kv_tokens,
+                                   name=self.name)  # its refusal names this system, tp and cp
             return self.rank.iteration(batch)
         self.check_rank_memory(batch)
         parts = [self.prefill_cost(int(p)) for p in batch.prefill_tokens]
