@@ -429,7 +429,7 @@ def grid_rows(grid: list) -> list[dict]:
             if len(grid) == 1:
                 raise
             refusals.append(error)
-            rows.append(_blank_row(ParallelResult(spec, *[math.nan] * 7), str(error)))
+            rows.append(_blank_row(ParallelResult.blank(spec), str(error)))
     options = {error.source for error in refusals}
     if len(refusals) == len(grid) and len(options) == 1 and options <= set(FIELD_OPTIONS.values()) - SWEPT:
         raise refusals[0]

@@ -136,6 +136,13 @@ class ParallelResult:
     recompute_s: float = 0.0  # of time_s, the recomputed forward of a training step (`_timing`; 0: none)
     refusal: str = ""  # why a kernel call of the point does not fit the GPU's DRAM ('' when all do; `_timed`)
 
+    @classmethod
+    def blank(cls, spec: ParallelSpec) -> ParallelResult:
+        """`spec` with no numbers (every time, memory and context NaN): a point the model rejects."""
+        nan = math.nan
+        return cls(spec, time_s=nan, compute_s=nan, comm_s=nan, wait_s=nan, ideal_s=nan, memory_bytes=nan,
+                   max_context_tokens=nan)
+
     @property
     def beyond_memory(self) -> bool:
         """Whether the memory per device exceeds the GPU's."""
