@@ -30,3 +30,20 @@ def test_a_burst_beyond_the_replicas_memory_cannot_run_at_once(lamina) -> None:
     with pytest.raises(UnrunnableOp, match=r"an iteration of 64 prompts \(512000 tokens\)"):
         lamina.iteration(Batch((8000,) * 64, ()))
     assert lamina.iteration(Batch((8000,) * 8, (1024,) * 100)).time_s > 0
+
+
+def test_the_decodes_do_not_crowd_the_prompts_pass(lamina) -> None:
+    """The prompts run their own pass on the compute replica (the decodes' attention is the pool's), so the longest
+    prompt that runs alone also runs beside 500 decodes; before, the check added the decodes' 500 tokens to the
+    prefill pass's working set and refused it."""
+    low, high = 1, 400_000
+    while high - low > 1:
+        mid = (low + high) // 2
+        try:
+            lamina.iteration(Batch((mid,), ()))
+            low = mid
+        except UnrunnableOp:
+            high = mid
+    assert lamina.iteration(Batch((low,), (1024,) * 500)).time_s > 0
+    with pytest.raises(UnrunnableOp):
+        lamina.iteration(Batch((low + 1,), (1024,) * 500))

@@ -32,9 +32,9 @@ A system spec with a `staggered` (or `ping-pong`) schedule (`archsim.systems.sys
   min(1, lanes - i) of it (`offload_events._SharedLink`), so a message alone runs at the closed form's rate, the
   messages together never above the capacity, and no message is faster as a NIC slows.
 Prefill attention runs on the compute devices (prefill is not offloaded), which must hold the replica's weights and
-one layer's working set over the iteration's new tokens (`SystemModel.check_memory` without a KV cache: an
-iteration that does not fit is `UnrunnableOp`, so the serving simulator prefills fewer prompts, or refuses a prompt
-that cannot run alone); the prompts' K and V then go to the pool,
+one layer's working set over the iteration's prompt tokens, which run their own pass (`SystemModel.check_memory`
+without a KV cache and without the decodes: an iteration that does not fit is `UnrunnableOp`, so the serving
+simulator prefills fewer prompts, or refuses a prompt that cannot run alone); the prompts' K and V then go to the pool,
 which holds the KV cache, layer by layer as the paper pulls them into its attention workers (§3.4, 'Prefill→decode'):
 each layer's K and V of all the iteration's prompts (the pool's copy, `kv_bytes_per_token` / layers a token) is one
 message from the prompts' replica, latency + bytes / `nic_bytes_per_s` over the link direction `attention` uses
@@ -459,7 +459,8 @@ class OffloadModel:
         prefill = pre = OpCost()
         prompt_head = self.compute.lm_head_cost(len(prompts))
         if prompts:
-            self.compute.check_memory(contexts, prompts, keeps_kv=False, name=f"{self.name}'s compute replica")
+            # the prompts run their own pass: its working set is theirs, not the decodes' too
+            self.compute.check_memory((), prompts, keeps_kv=False, name=f"{self.name}'s compute replica")
             pre, post = dense_phase_costs(self.compute, 0, prompts, 1.0)
             prefill = pre + post
         prefill_s = prefill.time_s + (allreduce_s(self.compute, sum(prompts)) if prompts else 0.0)
