@@ -289,7 +289,8 @@ def context_parallel_model(system: System, rank: SystemModel) -> ContextParallel
         else:
             source, where = system.source, SPEC_FIELDS.get(error.where, "schedule.scheme")
         named = cut or error.where == "tp" or error.where in SPEC_FIELDS
-        inner = f"{error.source}: {error.where}: " if cut else "" if named else f"{error.where}: "
+        # the workload by its name, not its file's path: a stored reason holds no path (README, Records)
+        inner = "" if named and not cut else f"{error.where}: "
         raise SpecError(source, where, f"{spec.scheme} at tp {spec.tp} cp {spec.devices} on {rank.workload.name}: "
                                        f"{inner}{error.message}") from None
     return model
