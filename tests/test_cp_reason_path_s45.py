@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import yaml
 from click.testing import CliRunner
+from test_context_parallel import _spec
 
 from archsim import library
 from archsim.cli import main
-from test_context_parallel import _spec
 
 
 def test_a_heads_refusal_names_the_workload_not_its_path(tmp_path) -> None:

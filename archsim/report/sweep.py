@@ -234,6 +234,11 @@ def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[
     return dict(zip(held, combo, strict=True))
 
 
+def held_text(held: dict[str, Any]) -> str:
+    """`seq_len 1024, batch 1`: the held work axes and their values ("" when none is held)."""
+    return ", ".join(f"{short_axis(a)} {value_label(a, v)}" for a, v in held.items())
+
+
 @dataclass(frozen=True)
 class Heatmap:
     """The best of a metric at each (axis_a value, axis_b value) over the feasible points there with the work held
@@ -249,8 +254,7 @@ class Heatmap:
     held: dict[str, Any]  # each work axis not drawn -> the value every cell's points have
 
     def held_text(self) -> str:
-        """`seq_len 1024, batch 1`: the held work axes and their values ("" when none is held)."""
-        return ", ".join(f"{short_axis(a)} {value_label(a, v)}" for a, v in self.held.items())
+        return held_text(self.held)
 
     def cell_points(self) -> int | None:
         """The number of feasible points behind every cell that has one, when all such cells have as many (a grid),
@@ -298,15 +302,20 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
                    held)
 
 
-def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str) -> pd.DataFrame:
+def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str,
+                held: dict[str, Any] | None = None) -> pd.DataFrame:
     """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best of each
-    objective over its feasible points that meet the constraints, every other axis free (for the architecture:
-    its best design at that size; a GPU has one point per size), with its target_kind where the records carry it
-    (so a figure tells reference targets from the sweep's own)."""
+    objective over its feasible points that meet the constraints, every other axis free but the work axes of
+    `held` (`held_work`), each at its value there (for the architecture: its best design at that size; a GPU has
+    one point per size), with its target_kind where the records carry it (so a figure tells reference targets
+    from the sweep's own)."""
     ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+    for held_axis, value in (held or {}).items():
+        ok = ok[[_hashable(v) == value for v in ok[held_axis]]]
     keys = ["target", *(["target_kind"] if "target_kind" in ok else []), axis]
     best = (ok.groupby(keys, sort=False)[list(objectives)]
             .agg({o: lambda values, o=o: best_of(values, o) for o in objectives}).reset_index())
+    best = best.assign(**dict(held or {}))[[*keys, *(held or {}), *objectives]]  # each held axis's value
     return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
 
 

@@ -78,14 +78,17 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     ]
     sizes = sweep.workload_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
-        targets = sweep.target_rows(df, objectives, sizes[0])
+        held = sweep.held_work(df, sizes[:1], spec_axes)
+        targets = sweep.target_rows(df, objectives, sizes[0], held)
+        at = f" at {sweep.held_text(held)}" if held else ""
         compared = [o for o in objectives if targets.groupby("target")[o].count().gt(0).sum() > 1] or objectives
         save_table_and_figure(out_dir, "targets", sweep.whole_axes(targets), sweep_figures.targets_figure(
-            targets, compared, sizes[0], f"Architecture vs GPU presets: {title}"))
+            targets, compared, sizes[0], f"Architecture vs GPU presets{at}: {title}"))
         sections.append(section_html(
             "targets", "Architecture vs GPU presets",
             f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
-            "that meet the constraints (the architecture's best design there; a GPU preset has one point). GPU "
+            "that meet the constraints (the architecture's best design there; a GPU preset has one point)"
+            + (f", the other work held at {sweep.held_text(held)} ({sweep.HELD_RULE})" if held else "") + ". GPU "
             "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."))
     axes = sweep.axis_columns(sweep.swept_points(df).dropna(axis=1, how="all"))
     if len(axes) >= 2:
