@@ -3,8 +3,10 @@
 Semantics (extended Einsums, EDGE / FuseMax):
 - An Einsum is evaluated at every point of its iteration space (output indices, then reduced indices);
   an operand lacking an index is broadcast along it.
+- A reduction starts at its identity, or at the value `init` gives a max or min reduction (the lowest finite
+  double, so a split of only -inf scores keeps a finite max, as a recurrence's RM does).
 - A masked point is skipped: a map Einsum writes `fill` (default 0) there; a reduction ignores it, and an
-  output whose points are all masked gets `fill` (default: the reduction's identity). A masked step of a
+  output whose points are all masked gets `fill` (default: the reduction's start). A masked step of a
   recurrence (`X[i+1] = f(X[i], ...) where mask`) carries its state: X[i+1] = X[i] there (a step skipped, as a
   kernel skips a fully masked tile; no `else`).
 - A recurrence (`X[i+1] = f(X[i], ...)`) runs as a loop over its iterative rank: the Einsums that iterate
@@ -147,12 +149,18 @@ class _Run:
                                    len(self.space)))
                 if mask is not None:
                     value = np.where(mask, value, REDUCE_IDENTITY[einsum.reduce_op])
-                result = _REDUCE[einsum.reduce_op](value, axis=axes)
+                result = self.reduce(einsum, value, axes)
                 if mask is not None and einsum.fill is not None:
                     result = np.where(mask.any(axis=axes), result, einsum.fill)
                 if carried is not None:
                     result = np.where(mask.any(axis=axes), result, carried)
         self.tensors[einsum.name][self.index(einsum.output)] = result
+
+    def reduce(self, einsum: Einsum, value: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        """`value` reduced over `axes` by the Einsum's reduction, from the start `init` gives it if any."""
+        start = self.cascade.reduction_init.get(einsum.name)
+        reduce = _REDUCE[einsum.reduce_op]
+        return reduce(value, axis=axes) if start is None else reduce(value, axis=axes, initial=start)
 
     def index(self, ref: Ref, step_back: int = 0) -> tuple:
         """Integer positions for constants, final slots and fixed (loop) variables; slices for the rest.

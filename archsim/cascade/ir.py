@@ -134,7 +134,8 @@ class Cascade:
     tensors: dict[str, TensorDecl]
     einsums: tuple[Einsum, ...]
     outputs: tuple[str, ...]
-    init: dict[str, float] = field(default_factory=dict)
+    init: dict[str, float] = field(default_factory=dict)  # a recurrence's slot 0
+    reduction_init: dict[str, float] = field(default_factory=dict)  # a max or min reduction's starting value
     iterative_rank: str | None = None
     reference: str | None = None
     requires: tuple[tuple[str, Expr], ...] = ()  # (text, comparison of size expressions) the params must meet

@@ -10,7 +10,7 @@ File format (one cascade per file; `einsum/attention-1pass.yaml` is a full examp
     partition: {M: [M1, M0]}          # m = m1*M0 + m0; one part's size may be left out (derived)
     aliases: {j: C}                   # extra index variables over a rank (default: m ranges over M)
     inputs: {Q: [B, H, P, E], K: [B, H, M, E], V: [B, H, M, F]}
-    init: {RM: -inf, RD: 0, RNV: 0}   # recurrence state at step 0
+    init: {RM: -inf, RD: 0, RNV: 0}   # recurrence state at step 0; or a max/min reduction's start (LM: ...)
     masks: {causal: "m <= p"}         # named predicates over index variables and params
     ops: {tanh: "1 - 2 / (exp(2 * x) + 1)"}   # composite unary ops, expanded where a body calls them
     einsums: |                        # one Einsum per line; `where` masks, `else` fills masked points
@@ -123,10 +123,7 @@ class _Loader:
         self.load_ops()
         einsums = self.resolve_einsums(parsed)
         outputs = self.load_outputs()
-        for tname in self.init:
-            decl = self.tensors.get(tname)
-            if decl is None or decl.iterative is None:
-                raise self.error(f"init.{tname}", "init is only for recurrences (a tensor written as X[i+1,...])")
+        reduction_init = self.reduction_init(einsums)
         for decl in self.tensors.values():
             if decl.iterative and decl.name not in self.init:
                 raise self.error("init", f"{decl.name} is a recurrence over {decl.iterative} but has no init value")
@@ -152,7 +149,8 @@ class _Loader:
             tensors=self.tensors,
             einsums=tuple(einsums),
             outputs=outputs,
-            init=self.init,
+            init={tname: value for tname, value in self.init.items() if tname not in reduction_init},
+            reduction_init=reduction_init,
             iterative_rank=self.iterative_rank,
             reference=reference,
             requires=requires,
@@ -160,6 +158,24 @@ class _Loader:
         if reference is not None:  # a reference the tensors cannot be is a spec error, whatever command loads it
             check_fits(cascade)
         return cascade
+
+    def reduction_init(self, einsums: list[Einsum]) -> dict[str, float]:
+        """The values `init:` gives max or min reductions: each starts there instead of at its identity, so the
+        lowest finite double keeps a split of only -inf scores from a max of -inf (whose exp(QK - max) is NaN). Any
+        other tensor in `init:` than these and the recurrences (whose slot 0 it fills) is refused."""
+        reduce_ops = {einsum.name: einsum.reduce_op for einsum in einsums}
+        starts = {}
+        for tname, value in self.init.items():
+            decl = self.tensors.get(tname)
+            if decl is not None and decl.iterative:
+                continue
+            if reduce_ops.get(tname) in ("max", "min"):
+                starts[tname] = value
+                continue
+            raise self.error(f"init.{tname}", f"init is for a recurrence (a tensor written as X[i+1,...]) or a max "
+                                              f"or min reduction (its starting value); {tname} is "
+                                              f"{_kind(decl, reduce_ops.get(tname))}")
+        return starts
 
     # ---------------------------------------------------------------- ranks and variables
     def size_expr(self, value: Any, where: str) -> S.Expr:
@@ -687,6 +703,15 @@ class _Loader:
                 raise self.error("outputs", f"'{name}' is listed twice (expected each output once)")
             self.tensors[name] = replace(decl, kind="output")
         return tuple(raw)
+
+
+def _kind(decl: TensorDecl | None, reduce_op: str | None) -> str:
+    """What a tensor that is no recurrence is, in a refusal: none, an input, a reduction or a map Einsum."""
+    if decl is None:
+        return "no tensor of the cascade"
+    if decl.kind == "input":
+        return "an input"
+    return f"a {reduce_op} reduction" if reduce_op else "a map Einsum"
 
 
 def _refs(node: Value) -> list[Ref]:
