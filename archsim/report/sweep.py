@@ -30,7 +30,7 @@ import pandas as pd
 from archsim.dse import parallel_spec, serving_spec, sparse_spec
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
-from archsim.dse.serving_spec import SERVING_ROOT
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT
 from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
 from archsim.errors import SpecError
 
@@ -90,12 +90,18 @@ def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str,
     return with_constraints(mine, spec.constraints)
 
 
+COLLECTIONS = ("memories", "units", "devices", "links")  # the lists of named parts an arch or system path opens
+
+
 def short_axis(path: str) -> str:
     """`arch.memories.DRAM.bandwidth_bytes_per_s` -> `DRAM.bandwidth_bytes_per_s`; `workload.seq_len` ->
-    `seq_len`; `system.devices.pim.channels` -> `pim.channels`: the last two parts of an arch or system path (the
-    level, unit or device, then the field), the param of a workload, the knob of a serving run."""
+    `seq_len`; `system.devices.pim.channels` -> `pim.channels`; `arch.units.array2d.energy.actions_pj.mac` ->
+    `array2d.energy.actions_pj.mac`: the path without its root and without the collection (`COLLECTIONS`) a level,
+    unit, device or link is named in, so two axes of one sweep never share a label (the last two parts alone had
+    named the mac energy of both arrays `actions_pj.mac`, and the summary kept one of them)."""
     root, _, rest = path.partition(".")
-    return rest if root in ("workload", SERVING_ROOT) else ".".join(rest.split(".")[-2:])
+    first, _, inner = rest.partition(".")
+    return inner if root in ("arch", SYSTEM_ROOT) and first in COLLECTIONS and inner else rest
 
 
 def value_label(path: str, value: Any) -> str:
