@@ -33,5 +33,6 @@ def test_the_summary_keeps_both_mac_axes(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("objective")
     best = df.loc[df.energy_pj.idxmin()]
-    assert summary.loc["energy_pj", "array2d.energy.actions_pj.mac"] == best[list(AXES)[0]] == 17.1645
-    assert summary.loc["energy_pj", "array1d.energy.actions_pj.mac"] == best[list(AXES)[1]] == 1.0
+    array2d, array1d = AXES
+    assert summary.loc["energy_pj", "array2d.energy.actions_pj.mac"] == best[array2d] == 17.1645
+    assert summary.loc["energy_pj", "array1d.energy.actions_pj.mac"] == best[array1d] == 1.0

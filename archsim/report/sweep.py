@@ -30,7 +30,7 @@ import pandas as pd
 from archsim.dse import parallel_spec, serving_spec, sparse_spec
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
-from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT
+from archsim.dse.serving_spec import SYSTEM_ROOT
 from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
 from archsim.errors import SpecError
 
