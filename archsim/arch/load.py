@@ -174,6 +174,10 @@ class _Loader:
                              f"expected null: the outermost level ({outermost}) is the home of every tensor and the "
                              f"model does not bound it (got {outer['capacity_bytes']!r}; whether a workload fits "
                              "off-chip memory is not checked here)")
+        if isinstance(outer, dict) and outer.get("area_um2") not in (None, 0):
+            raise self.error(f"memories.{outermost}.area_um2",
+                             f"expected 0: the outermost level ({outermost}) is off chip, outside the chip's area "
+                             f"(got {outer['area_um2']!r})")
         built_units = tuple(self.unit(n, f, f"units.{n}") for n, f in units.items())
         lanes = {u.name: u.lanes for u in built_units}
         built = Architecture(
