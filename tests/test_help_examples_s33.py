@@ -1,5 +1,5 @@
 """What the help and the outputs of `report --library` and `check` say: the cascades a workload leaves unanalysed
-counted apart (with a reason that suggests no --set, which `report --library` refuses), a packaged calibration
+counted apart (with `archsim analyze`'s reason, and its `--set`), a packaged calibration
 checked by its bare version as `--calibration` takes it, and the "cannot tell the kind" error naming every key that
 marks a kind."""
 
@@ -8,33 +8,50 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from archsim import library
-from archsim.workload import PARAMS
+from archsim.errors import SpecError
+from archsim.point import bound
 
 
-def _not_given(workload: str) -> list[str]:
-    """The cascades binding a model size (`archsim.workload.PARAMS`) that the workload's file does not give: read
-    off the specs, not off the binding. At bert-base (an MHA encoder) these are the cascades binding MLA's latent
-    ranks, a sliding window, attention sinks or MoE tokens."""
-    given = set(library.load_workload_spec(workload).params)
-    return [name for name in library.names("cascades")
-            if (set(library.load_cascade_spec(name).params) & set(PARAMS)) - given]
+def _refused(workload: str, sets: dict[str, float]) -> dict[str, str]:
+    """The cascades `archsim analyze CASCADE --workload W --set ...` refuses (each taking the sets it reads), with
+    the reason: what `report --library` must count apart, by the command it stands for."""
+    refused = {}
+    for name in library.names("cascades"):
+        cascade = library.load_cascade_spec(name)
+        mine = {n: v for n, v in sets.items() if n in cascade.params or n in cascade.rank_sizes}
+        try:
+            bound(cascade, library.load_workload_spec(workload), mine, sets_source="--set")
+        except SpecError as error:
+            refused[name] = error.message
+    return refused
 
 
-def test_library_report_counts_the_cascades_it_could_not_analyse(cli, tmp_path: Path) -> None:
-    missing = _not_given("bert-base")
+@pytest.mark.parametrize("sets", [{}, {"tile_kv": 256, "block": 64, "devices": 4}])
+def test_library_report_counts_the_cascades_analyze_refuses(cli, tmp_path: Path, sets) -> None:
+    """`report --library` binds each cascade as `archsim analyze` does (audit helper-531: it had analysed MHA
+    cascades at GQA workloads and block-sparse at its 4-key test blocks); `--set` gives each cascade the values it
+    reads."""
+    refused = _refused("bert-base", sets)
     total = len(library.names("cascades"))
-    assert "attention-mla-decode" in missing and "moe-experts" in missing and "attention-3pass" not in missing
-    result = cli("report", "--library", "--workload", "bert-base", "--out", str(tmp_path))
-    assert (f"{total - len(missing)} of {total} cascades analysed ({len(missing)} need a parameter bert-base does "
+    assert "attention-mla-decode" in refused and "moe-experts" in refused and "attention-3pass" not in refused
+    assert ("attention-block-sparse" in refused) == ("block" not in sets)  # no 4-key test blocks at 16K tokens
+    result = cli("report", "--library", "--workload", "bert-base", *(f"--set={n}={v}" for n, v in sets.items()),
+                 "--out", str(tmp_path))
+    assert (f"{total - len(refused)} of {total} cascades analysed ({len(refused)} need a parameter bert-base does "
             "not give; their reasons in cascades.csv)") in result.output
     rows = {r["cascade"]: r for r in csv.DictReader((tmp_path / "cascades.csv").open())}
-    assert sorted(name for name, r in rows.items() if r["reason"]) == sorted(missing)
+    assert {name: r["reason"] for name, r in rows.items() if r["reason"]} == refused
     mla = rows["attention-mla-decode"]
     assert mla["description"] == library.load_cascade_spec("attention-mla-decode").description
     assert mla["reason"].startswith("missing: cascade attention-mla-decode binds kv_lora_rank")
-    assert mla["reason"].endswith("add it to the workload")  # report --library takes no --set: none is suggested
-    assert not any("--set" in r["reason"] for r in rows.values())
+
+
+def test_library_report_refuses_a_set_no_cascade_reads(cli, tmp_path: Path) -> None:
+    result = cli("report", "--library", "--set", "nope=3", "--out", str(tmp_path), expect=2)
+    assert "--set: nope: no cascade of the library reads it (a parameter or a rank size)" in result.output
 
 
 def test_library_report_at_default_params_analyses_every_cascade(cli, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from archsim.outputs import check_writable
 from archsim.systems.fusemax import MODELS
 
 _MODES = {  # mode -> the options that apply to it
-    "--library": {"--workload"},
+    "--library": {"--workload", "--set"},
     "--run": {"--mapping", "--cascade", "--arch", "--workload", "--set", "--event"},
     "--reproduction": {"--model", "--seq-len"},
     "--sweep": {"--spec", "--objectives"},
@@ -84,7 +84,7 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
                "--sweep": Path(sweep_db or "").stem}[mode]
     folder = check_writable(out or Path("reports") / default, "--out", directory=True)
     if mode == "--library":
-        _report_library(workload, folder)
+        _report_library(workload, parse_sets(sets), folder)
     elif mode == "--run":
         _report_run(mapping, cascade, arch, workload, sets, use_event, folder)
     elif reproduction == "neupims":
@@ -103,19 +103,25 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
         _report_sweep(Path(sweep_db), spec, objectives, folder)
 
 
-def _report_library(workload: str | None, out: Path) -> None:
-    from archsim.cascade.analysis import analyze
-    from archsim.cascade.bind import bind
+def _report_library(workload: str | None, sets: dict[str, float], out: Path) -> None:
+    """Every cascade bound as `archsim analyze` binds it (`archsim.point.bound`: its K/V heads, block, window and
+    experts checked, no test-default tile under a workload's sizes), each taking the `--set` values it reads (a
+    parameter or a rank size of its own); a set no cascade reads is refused."""
+    from archsim.point import bound
     from archsim.report.cascades import cascade_row, write_cascade_report
 
     spec = library.load_workload_spec(workload) if workload else None
+    cascades = [library.load_cascade_spec(name) for name in library.names("cascades")]
+    for name in sets:
+        if not any(name in c.params or name in c.rank_sizes for c in cascades):
+            raise SpecError("--set", name, "no cascade of the library reads it (a parameter or a rank size)")
     rows, failed = [], 0
-    for name in library.names("cascades"):
-        cascade = library.load_cascade_spec(name)
-        try:  # no --set here (`_MODES`), so a missing size's error does not suggest one
-            rows.append(cascade_row(analyze(bind(cascade, spec, set_option=False)), cascade.description))
+    for cascade in cascades:
+        mine = {n: v for n, v in sets.items() if n in cascade.params or n in cascade.rank_sizes}
+        try:
+            rows.append(cascade_row(bound(cascade, spec, mine, sets_source="--set")[1], cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
-            rows.append({"cascade": name, "description": cascade.description, "reason": exc.message})
+            rows.append({"cascade": cascade.name, "description": cascade.description, "reason": exc.message})
             failed += 1
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
     index = write_cascade_report(rows, out, title)
