@@ -26,7 +26,9 @@ or false, whole numbers >= 1 within ARCHSIM_MAX_SIZE for devices, seq_len, batch
 workload, topology and GPU named exists. A point whose values together the scheme rejects (`check_spec`: P not
 dividing the sequence or the heads, more devices than the topology has) is an infeasible record with the reason,
 its field named as the sweep's (`parallel.seq_len`), not a load error; a workload whose attention no scheme times
-(MLA's latent, a sliding window) is refused at load, as a `gpus:` block refuses it.
+(MLA's latent, a sliding window) is refused at load, as a `gpus:` block refuses it, and so is the block's workload
+(every point's) where `archsim parallel` refuses it (a missing size, a word size other than bf16's:
+`_check_base_workload`); a workload an axis varies is each point's, an infeasible record where it fails.
 
 A record is `ParallelResult.record().flat()`: the generic columns (`latency_s` = time per layer, `energy_pj` =
 the devices' board power x that time, area and DRAM traffic NaN) and the scheme's metrics (`PARALLEL_METRICS`),
@@ -63,6 +65,8 @@ from archsim.systems.seqpar_spec import (
     TRAINING_FIELDS,
     TRAINING_PRECISIONS,
     ParallelSpec,
+    check_workload,
+    memory_modelled,
     unmodelled,
 )
 from archsim.systems.topology import Topology, load_topology
@@ -169,7 +173,28 @@ def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: s
                                         "grouped-query attention; drop it")
 
     specs = sweep_block.load_specs(NAMED, PARALLEL_ROOT, block, axes, source, check)
+    _check_base_workload(block, axes, specs)
     return ParallelTargets(dict(block), specs, sweep_block.calibration_params())
+
+
+def _check_base_workload(block: Mapping[str, Any], axes: Mapping[str, list[Any]],
+                         specs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse the block's workload, every point's, as `archsim parallel` refuses it before its grid
+    (`seqpar_spec.check_workload`: a missing size, a word size other than bf16's), with the memory model's sizes
+    where every point of the sweep has its memory modelled (`memory_modelled` at each direction, tp and device the
+    sweep takes) and the layer's where every point is of scope layer: an error every point would meet, not a sweep of
+    infeasible rows. A workload an axis varies is each point's, checked there."""
+    if "workload" not in block:
+        return
+
+    def values(name: str) -> list[Any]:
+        return sweep_block.block_values(PARALLEL_ROOT, name, block, axes, [DEFAULTS.get(name)])
+
+    gpus = sweep_block.block_values(PARALLEL_ROOT, "gpu", block, axes)
+    devices = [specs["gpu"][name] for name in gpus] or [specs["topology"][name].gpu for name in values("topology")]
+    memory = all(memory_modelled(direction, tp, device) for direction in values("direction")
+                 for tp in values("tp") for device in devices)
+    check_workload(specs["workload"][block["workload"]], memory, all(scope == "layer" for scope in values("scope")))
 
 
 def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:

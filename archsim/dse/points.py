@@ -645,12 +645,15 @@ def _sets_source(spec: SweepSpec) -> str:
 
 
 def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:
-    """The GPU's call at `gpus.precision`; a point whose workload words are of another width (a `word_bytes` axis)
-    is infeasible, saying so: the GPU would time other words than the architecture points compute."""
+    """The GPU's call at `gpus.precision`; a point whose workload words are of another width (a `word_bytes` axis),
+    or whose sizes give none (never taken as the precision's), is infeasible, saying so: the GPU would time other
+    words than the architecture points compute."""
     gpu, (case, word_bytes) = base.gpus[point["target"]], _gpu_call(spec, base, point)
-    if word_bytes is not None and word_bytes != case.element_bytes:
-        return gpu_record(infeasible(spec.gpus.kernel, gpu, case, f"the workload's {word_bytes:g}-byte words, but "
-                                     f"gpus.precision {case.precision} times {case.element_bytes}-byte words"), gpu)
+    if word_bytes != case.element_bytes:
+        words = ("the workload gives no word_bytes" if word_bytes is None
+                 else f"the workload's {word_bytes:g}-byte words")
+        return gpu_record(infeasible(spec.gpus.kernel, gpu, case, f"{words}, but gpus.precision {case.precision} "
+                                     f"times {case.element_bytes}-byte words"), gpu)
     return gpu_record(predict(spec.gpus.kernel, case, gpu, base.gpu_params), gpu)
 
 

@@ -24,7 +24,9 @@ system's PIM devices and memory pool) is not a point here.
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
 type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget, top_k,
 page_tokens, sinks and local, finite numbers for the fractions and density, whose ranges the model checks), and
-that every GPU, workload and pattern map named exists. A point whose values together the model refuses (a budget
+that every GPU, workload and pattern map named exists, and the block's workload (every point's) as every method's
+model checks it (`kv_selection.check_dense_attention`: a missing or other than 16-bit `word_bytes`, as `archsim
+sparse` refuses it). A point whose values together the model refuses (a budget
 beyond the context or not whole pages of its page_tokens, a top_k beyond the context, a map of another model's
 heads) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own error
 as `sparse.patterns`, naming the map), not a load error (a sweep every point of which fails alike is refused:
@@ -52,6 +54,7 @@ from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.record import NAN, Record
+from archsim.systems.kv_selection import check_dense_attention
 from archsim.systems.sparse_points import (
     FIELD_OPTIONS,
     METHOD_OPTIONS,
@@ -167,9 +170,14 @@ class SparseTargets(sweep_block.BlockTargets):
 
 def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> SparseTargets:
     """Load every GPU, workload and pattern map that the block or an axis of the sweep at `source` names (one not
-    found is a SpecError at its YAML path), and refuse a method of the sweep missing a value it needs (Quest's
-    budget: `SparseMethod`'s check, on the block and each axis's first value)."""
+    found is a SpecError at its YAML path), refuse the block's workload where every method's model refuses it
+    (`kv_selection.check_dense_attention`: its `word_bytes` missing or not 16-bit, an attention the GPU kernels do
+    not time, a head_dim beyond the dense baselines'; a workload an axis varies is each point's), and refuse a
+    method of the sweep missing a value it needs (Quest's budget: `SparseMethod`'s check, on the block and each
+    axis's first value)."""
     specs = sweep_block.load_specs(NAMED, SPARSE_ROOT, block, axes, source)
+    if "workload" in block:  # every point's: refused as `archsim sparse` and every method's model refuse it
+        check_dense_attention(specs["workload"][block["workload"]])
     targets = SparseTargets(dict(block), specs, sweep_block.calibration_params())
     first = {path: values[0] for path, values in axes.items()}
     for method in _values("method", block, axes):

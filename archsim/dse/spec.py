@@ -759,7 +759,8 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                     f"{workload.attention} attention")
     fixed = {**cascade.params, **workload.params, **spec.sets}  # the sizes no axis sets
     varied = [name.removeprefix("workload.") for name, _ in _size_settings(spec) if name.startswith("workload.")]
-    _check_gpu_precision(spec, fixed.get("word_bytes"), "word_bytes" in varied, workload)
+    given = {**workload.params, **spec.sets}  # what a GPU point reads (`points._gpu_call`): no cascade test size
+    _check_gpu_precision(spec, given.get("word_bytes"), "word_bytes" in varied, workload)
     masked = any(e.mask is not None for e in cascade.einsums)
     if spec.gpus.causal is None and masked:
         raise SpecError(spec.source, "gpus.causal", f"cascade {cascade.name} is masked: say whether its GPU points "
@@ -801,9 +802,10 @@ def _check_computes_kernel_attention(spec: SweepSpec, cascade: Cascade, computes
 def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, varied: bool, workload: Workload) -> None:
     """`gpus.precision` runs somewhere: the kernel has a path for it (`gpu_kernels.precision_problem`), one of the
     presets a tensor-core rate (`GPU.has_rate`), and it is the width of the workload's words where no axis sets them
-    (`word_bytes`, the width the sweep's sets give, None when none; an axis of `word_bytes`, its own or a linked
-    one's field, `varied`, makes each point of another width infeasible, `points._gpu_record`). A spec none of whose
-    GPU points could run is refused at load."""
+    (`word_bytes`, the width the workload or the sweep's sets give, None when neither does: refused at the
+    workload's `params.word_bytes`, as a GPU point never takes the precision's width for words nobody gave; an axis
+    of `word_bytes`, its own or a linked one's field, `varied`, makes each point of another width infeasible,
+    `points._gpu_record`). A spec none of whose GPU points could run is refused at load."""
     precision = spec.gpus.precision
     problem = precision_problem(spec.gpus.kernel, precision)
     if problem:
@@ -811,7 +813,14 @@ def _check_gpu_precision(spec: SweepSpec, word_bytes: float | None, varied: bool
     if not any(gpu_preset(spec, name).has_rate(precision) for name in spec.gpus.presets):
         raise SpecError(spec.source, "gpus.precision", f"no GPU of gpus.presets has a tensor-core rate for "
                                                        f"{precision}: expected a precision they have")
-    if not varied and word_bytes is not None and word_bytes != PRECISION_BYTES[precision]:
+    if varied:
+        return
+    if word_bytes is None:
+        raise SpecError(workload.path, "params.word_bytes", "missing: the sweep's GPU points time the workload's "
+                                                            f"words (gpus.precision {precision}); add it to the "
+                                                            "workload, or give it in sets or a workload.word_bytes "
+                                                            "axis")
+    if word_bytes != PRECISION_BYTES[precision]:
         raise SpecError(spec.source, "gpus.precision", f"{precision} times {PRECISION_BYTES[precision]}-byte words, "
                                                        f"but workload {workload.name}'s are {word_bytes:g} bytes "
                                                        "(word_bytes): expected a precision of its width")
