@@ -20,7 +20,10 @@ mapping `fusemax-gqa`). A cascade whose K and V have no head rank (one K/V head 
 multi-query attention: it takes a workload of kv_heads 1 and refuses any other. A multi-head latent attention workload
 (`kv_lora_rank`, DeepSeek) is refused by a cascade of attention (K an input) or of the K/V projection (a `kv_heads`
 param) without a latent (no `kv_lora_rank` param), which would drop its decoupled RoPE dimensions and latent
-projections: its cascades are `attention-mla-prefill`, `attention-mla-decode` and `mla-projection`. A sliding-window
+projections: its cascades are `attention-mla-prefill`, `attention-mla-decode` and the projection of its queries
+(`mla_projection_for`): `mla-projection` through a query latent (`q_lora_rank`), `mla-projection-direct-q` straight
+from the hidden state (a model without `q_lora_rank`, DeepSeek-V2-Lite); each refuses the other's model
+(`check_query_projection`), where the query latent's missing size would otherwise ask for one. A sliding-window
 workload (`window`) is refused by an attention cascade without a window, which would count every key the window drops:
 its cascade is `attention-sliding-window`. A linear-attention workload (`attention: linear`) is refused by a softmax
 attention cascade (one whose Einsums take an exp). A mixture-of-experts workload (`experts` above 1) is refused by a
@@ -153,6 +156,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     if spec is not None:
         _refuse_tiling_sets(cascade, spec, values, sets_source)
     check_attention_form(cascade, workload, values, sets_source, spec)
+    check_query_projection(cascade, workload, values, sets_source)
     check_block_form(cascade, workload, mapping_name)
     check_ffn_form(cascade, workload, values, mapping_name)
     binding = bind(cascade, workload, values, source=sets_source,
@@ -290,7 +294,7 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
                         f"{workload.name} uses multi-head latent attention (kv_lora_rank {params['kv_lora_rank']:g}"
                         f"{rope}), but {what} has no latent K/V: it would drop the RoPE dimensions and the latent "
                         f"projections; use the MLA cascades (attention-mla-prefill, attention-mla-decode, "
-                        f"mla-projection){instead}")
+                        f"{mla_projection_for(params)}){instead}")
     if "K" in cascade.inputs and "window" in params and "window" not in cascade.params:
         source, where = (sets_source, "window") if "window" in sets else (workload.path, "params.window")
         sinks = f" and {params['sinks']:g} sink tokens" if "sinks" in params else ""
@@ -328,6 +332,37 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         f"use a grouped-query cascade{' and its mapping' if mapping_name else ''} (e.g. {example})")
     raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads ({form}), but {what} has "
                                    f"{has}; {advice}")
+
+
+def mla_projection_for(params: MappingType[str, float]) -> str:
+    """The projection cascade of a multi-head latent attention model of these sizes: `mla-projection` when its queries
+    go through their own latent (`q_lora_rank`: DeepSeek-V2, V3), else `mla-projection-direct-q` (projected straight
+    from the hidden state: DeepSeek-V2-Lite, HF config q_lora_rank null)."""
+    return "mla-projection" if "q_lora_rank" in params else "mla-projection-direct-q"
+
+
+def check_query_projection(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
+                           sets_source: str) -> None:
+    """Refuse an MLA projection cascade (one writing Q, with `kv_lora_rank`) whose queries are not the workload's
+    (`mla_projection_for`, over `sets` from `sets_source`): `mla-projection` on a model without `q_lora_rank` would
+    add a query down-projection it does not have (a GEMM and its weights; bind would ask for the missing size), and
+    `mla-projection-direct-q` on one with it would drop that latent. Without a workload the test sizes bind."""
+    if workload is None or "Q" not in cascade.outputs or "kv_lora_rank" not in cascade.params:
+        return
+    params = {**workload.params, **sets}
+    if "kv_lora_rank" not in params or ("q_lora_rank" in params) == ("q_lora_rank" in cascade.params):
+        return
+    needed = mla_projection_for(params)
+    if "q_lora_rank" in cascade.params:
+        raise SpecError(workload.path, "params.q_lora_rank",
+                        f"missing: {workload.name} has kv_lora_rank {params['kv_lora_rank']:g} and no q_lora_rank, "
+                        f"an MLA model projecting its queries straight from the hidden state (as DeepSeek-V2-Lite), "
+                        f"but cascade {cascade.name} projects them through a q_lora_rank latent; use {needed}, or "
+                        f"give q_lora_rank if the model has a query latent")
+    source, where = (sets_source, "q_lora_rank") if "q_lora_rank" in sets else (workload.path, "params.q_lora_rank")
+    raise SpecError(source, where, f"{workload.name} projects its queries through a latent (q_lora_rank "
+                                   f"{params['q_lora_rank']:g}), but cascade {cascade.name} projects them straight "
+                                   f"from the hidden state: it would drop the query down-projection; use {needed}")
 
 
 def _grouped_version_advice(cascade: Cascade, mapping: Mapping) -> str | None:

@@ -363,12 +363,21 @@ def mla_projection(x: Arrays, p: Params) -> dict[str, np.ndarray]:
     """DeepSeek-V2 MLA projections. X [B,P,D]; WDQ [D,A], WUQ [H,E,A], WQR [H,R,A], WDKV [D,L], WKR [D,R]
     -> Q [B,H,P,E], QR [B,H,P,R], C [B,P,L], KR [B,P,R]."""
     cq = x["X"] @ x["WDQ"]
-    return {
-        "Q": np.einsum("bpa,hea->bhpe", cq, x["WUQ"]),
-        "QR": np.einsum("bpa,hra->bhpr", cq, x["WQR"]),
-        "C": x["X"] @ x["WDKV"],
-        "KR": x["X"] @ x["WKR"],
-    }
+    return {"Q": np.einsum("bpa,hea->bhpe", cq, x["WUQ"]), "QR": np.einsum("bpa,hra->bhpr", cq, x["WQR"]),
+            **_mla_latent_kv(x)}
+
+
+@reference("X[B,P,D] WQ[H,E,D] WQR[H,R,D] WDKV[D,L] WKR[D,R] -> Q[B,H,P,E] QR[B,H,P,R] C[B,P,L] KR[B,P,R]")
+def mla_projection_direct_q(x: Arrays, p: Params) -> dict[str, np.ndarray]:
+    """MLA projections without query compression (DeepSeek-V2-Lite): queries straight from X [B,P,D] by WQ [H,E,D]
+    and WQR [H,R,D]; the latent and the shared RoPE key as `mla_projection`'s."""
+    return {"Q": np.einsum("bpd,hed->bhpe", x["X"], x["WQ"]), "QR": np.einsum("bpd,hrd->bhpr", x["X"], x["WQR"]),
+            **_mla_latent_kv(x)}
+
+
+def _mla_latent_kv(x: Arrays) -> dict[str, np.ndarray]:
+    """The MLA KV cache of X [B,P,D]: the latent C = X WDKV [B,P,L] and the shared RoPE key KR = X WKR [B,P,R]."""
+    return {"C": x["X"] @ x["WDKV"], "KR": x["X"] @ x["WKR"]}
 
 
 @reference(GQA)

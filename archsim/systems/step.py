@@ -10,8 +10,10 @@ library cascade bound (`archsim.cascade.bind.bind`) to the workload and the step
 size the workload lacks is a SpecError naming the workload file and `params.X`, never a cascade's small default.
 
 Which cascade, by the workload's sizes:
-- projections: `mla-projection` when the workload has `kv_lora_rank` (multi-head latent attention), otherwise
-  `qkv-projection` with `kv_heads` key/value heads (MHA, GQA, MQA);
+- projections: for multi-head latent attention (the workload has `kv_lora_rank`), `mla-projection` when it also
+  has `q_lora_rank` (queries through their own latent, DeepSeek-V2/V3), else `mla-projection-direct-q` (queries
+  straight from the hidden state, DeepSeek-V2-Lite: HF config q_lora_rank null); otherwise `qkv-projection` with
+  `kv_heads` key/value heads (MHA, GQA, MQA);
 - attention, prefill: `attention-mla-prefill` for MLA; with a `window` (and then `sinks`)
   `attention-sliding-window` (MHA) or its grouped-query form `attention-sliding-window-gqa`; otherwise
   `attention-1pass-causal` (MHA: kv_heads = heads) or its grouped-query form `attention-1pass-causal-gqa`. A
@@ -65,6 +67,7 @@ from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
 from archsim.memo import kept
+from archsim.point import mla_projection_for
 from archsim.workload import BLOCK_CASCADES, Workload, check_size
 
 PHASES = ("prefill", "decode")
@@ -76,10 +79,11 @@ STEP_SOURCE = "<step>"  # what errors in the step's own sizes blame
 # (in or out); an intermediate is the op's own working data.
 WEIGHTS, KV_CACHE = "weights", "kv_cache"
 ACTIVATIONS_IN, ACTIVATIONS_OUT, INTERMEDIATE = "activations_in", "activations_out", "intermediate"
+MLA_LATENT_KV = {"WDKV": WEIGHTS, "WKR": WEIGHTS, "C": KV_CACHE, "KR": KV_CACHE}  # both MLA projections' KV part
 ROLES: dict[str, dict[str, str]] = {
     "qkv-projection": {"WQ": WEIGHTS, "WK": WEIGHTS, "WV": WEIGHTS, "K": KV_CACHE, "V": KV_CACHE},
-    "mla-projection": {"WDQ": WEIGHTS, "WUQ": WEIGHTS, "WQR": WEIGHTS, "WDKV": WEIGHTS, "WKR": WEIGHTS,
-                       "C": KV_CACHE, "KR": KV_CACHE},
+    "mla-projection": {"WDQ": WEIGHTS, "WUQ": WEIGHTS, "WQR": WEIGHTS, **MLA_LATENT_KV},
+    "mla-projection-direct-q": {"WQ": WEIGHTS, "WQR": WEIGHTS, **MLA_LATENT_KV},
     "attention-1pass-causal": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-1pass-causal-gqa": {"K": KV_CACHE, "V": KV_CACHE},
     "attention-sliding-window": {"K": KV_CACHE, "V": KV_CACHE},
@@ -318,7 +322,7 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         ffn = ("ffn", kind.ffn, {**tokens, **width})
     return (
         ("attn_norm", kind.norm, tokens, ()),
-        ("qkv", "mla-projection" if mla else "qkv-projection", tokens, ("attn_norm",)),
+        ("qkv", mla_projection_for(params) if mla else "qkv-projection", tokens, ("attn_norm",)),
         ("attention", attention, attention_sizes, ("qkv",)),
         ("out_proj", "output-projection", tokens, ("attention",)),
         ("attn_residual", "residual-add", tokens, ("out_proj",)),
