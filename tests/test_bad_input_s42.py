@@ -52,8 +52,9 @@ def test_a_width_no_gpu_computes_is_blamed_on_the_workload(invoke, tmp_path, sys
 
 
 def test_a_width_no_chip_computes_is_blamed_on_the_workload(tmp_path) -> None:
-    """A TPU v3 has bf16 matrix units only: 1-byte words (which the H100 beside it runs at fp8) were blamed on the
-    system's `devices.memory.preset`."""
+    """1-byte words were blamed on the system's `devices.memory.preset` (a TPU v3, bf16 matrix units only; it now
+    runs them at its bf16 peak, as a GPU without fp8 does): the refusal is the workload's, here by the H100's
+    attention kernel, which has no fp8 path."""
     path = tmp_path / "sys.yaml"
     path.write_text(yaml.safe_dump({"base": "lamina-tpu-v6e", "name": "v3-pool",
                                     "devices": {"memory": {"preset": "tpu-v3"}}}))
@@ -61,7 +62,7 @@ def test_a_width_no_chip_computes_is_blamed_on_the_workload(tmp_path) -> None:
     with pytest.raises(SpecError) as error:
         check_against_workload(load_system(str(path)), workload)
     assert (error.value.source, error.value.where) == (workload.path, "params.word_bytes")
-    assert "chip tpu-v3 has no matrix peak for 1-byte words" in error.value.message
+    assert "its attention kernel FlashAttention-2 has no 1-byte (fp8) path" in error.value.message
 
 
 def test_an_architecture_of_other_words_is_blamed_on_its_preset(tmp_path) -> None:

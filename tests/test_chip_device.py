@@ -188,7 +188,9 @@ def test_energy_is_power_times_time_when_the_chip_has_power(tmp_path: Path) -> N
 def test_a_word_size_without_a_peak_is_refused() -> None:
     device = ChipDevice("tpu", load_chip("tpu-v3"), 1.0, 1.0, "sys.yaml")
     assert device.matmul_peak_flops_per_s(2) == load_chip("tpu-v3").matmul_flops_per_s["bf16"]
-    assert ChipDevice("tpu", load_chip("tpu-v4"), 1.0, 1.0).matmul_peak_flops_per_s(1) == 275e12  # int8
+    # 1-byte words are fp8: at the bf16 peak on a chip without fp8 (never its int8 peak), as a GPU runs them
+    assert ChipDevice("tpu", load_chip("tpu-v4"), 1.0, 1.0).matmul_peak_flops_per_s(1) == 275e12
+    assert device.matmul_peak_flops_per_s(1) == load_chip("tpu-v3").matmul_flops_per_s["bf16"]
     with pytest.raises(SpecError) as error:
-        device.matmul_peak_flops_per_s(1)  # v3 has bf16 only
+        device.matmul_peak_flops_per_s(3)  # no 3-byte precision
     assert (error.value.source, error.value.where) == ("sys.yaml", "devices.tpu.preset")

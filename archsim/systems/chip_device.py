@@ -3,9 +3,12 @@
 An op costs max(FLOPs / (matrix peak x `matmul_efficiency`), bytes / (HBM bandwidth x `memory_efficiency`)), the
 roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficiencies. Assumptions:
 - FLOPs are the op's cascade analysis (`Op.flops`: a MAC is two, every other op one) and all of them run at the
-  matrix units' peak for the op's word size (2 bytes: bf16; 1 byte: fp8, else int8, whichever the chip has; any
-  other word size is refused). Softmax, norms and activations run on a TPU's vector units, whose rate
-  this roofline does not model (a chip file may not give it): it is optimistic for ops rich in non-MAC work.
+  matrix units' peak for the op's word size (2 bytes: bf16; 1 byte: fp8, at the bf16 peak on a chip without an fp8
+  peak, as a GPU without fp8 tensor cores runs them at its fp16 rate, `gpu_device.word_problem`; any other word size
+  is refused). A 1-byte word is fp8 (the workloads' fp8 FFN, `ffn_word_bytes`): a chip's int8 peak (TPU v5e's and
+  v6e's, twice bf16) is an integer format's, not read. Softmax, norms and activations run on a TPU's vector units,
+  whose rate this roofline does not model (a chip file may not give it): it is optimistic for ops rich in non-MAC
+  work.
 - Bytes are the op's tensors but its intermediates, each moved once, less the share of its weights that
   `streamed_fraction` says is still on chip (`Op.moved_bytes`): no tiling, so no re-reads, and intermediates stay
   on chip.
@@ -39,7 +42,7 @@ from archsim.systems.step import Op
 if TYPE_CHECKING:
     from archsim.systems.gpu_device import ActionEnergy
 
-PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "int8")}  # the first precision the chip has is used
+PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "bf16")}  # the first precision the chip has is used
 UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure or prices: not modelled, so not 0
 
 
@@ -51,7 +54,8 @@ def word_problem(chip: Chip, word_bytes: int) -> str | None:
     if any(p in peaks for p in PRECISIONS_BY_WORD_BYTES.get(word_bytes, ())):
         return None
     return (f"chip {chip.name} has no matrix peak for {word_bytes}-byte words (it has {', '.join(peaks)}): expected "
-            "words of a precision it has a peak for (2 bytes: bf16; 1 byte: fp8 or int8)")
+            "words of a precision it has a peak for (2 bytes: bf16; 1 byte: fp8, at the bf16 peak on a chip without "
+            "fp8)")
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from archsim.arch.gpu import GPU
+from archsim.cascade.bind import FFN_WORDS
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.memo import identity_cache, kept
@@ -99,6 +100,7 @@ from archsim.systems.step import (
     flops_of,
     tensor_roles_of,
 )
+from archsim.workload import Workload
 
 # Memory kept from the KV cache for activations and workspace: the NeuPIMs HBM's activation buffer (pim.md §1.2),
 # so the GPU baseline of the NeuPIMs comparison leaves the KV cache the same room beside its weights.
@@ -140,6 +142,40 @@ def word_problem(gpu: GPU, word_bytes: int) -> str | None:
     return (f"GPU {gpu.name} has no tensor-core rate for {word_bytes}-byte words (it has "
             f"{', '.join(gpu.tensor_flops_per_s)}; 1-byte words run at fp8, 2-byte at fp16; 4-byte fp32 words have "
             "no tensor-core path, tf32 being another format): expected a workload of 1- or 2-byte words")
+
+
+def kernel_word_problem(kernel: str, gpu: GPU, word_bytes: int, decode_only: bool = False) -> str | None:
+    """Why attention kernel `kernel` does not run attention in `word_bytes`-byte words on `gpu`, or None when it
+    does (`gpu_kernels.precision_problem`: fp8 is the Triton tutorial's alone, which serves no decode): the rule
+    of a GPU device's attention words beside its tensor cores' (`word_problem`, checked first), naming the kernels
+    a GPU device (a memory pool: `decode_only`) may serve attention with and those of them that have the path.
+    `GpuDevice.precision` reads it for the attention ops its kernel runs (`KERNEL_CASCADES`, calibrated timing)."""
+    from archsim.model.gpu_kernels import precision_problem
+
+    precision = WORD_PRECISIONS[word_bytes]
+    if not precision_problem(kernel, precision):
+        return None
+    serving = _serving_kernels(gpu, decode_only)
+    with_path = [name for name in serving if not precision_problem(name, precision)]
+    widths = [w for w, p in WORD_PRECISIONS.items() if gpu.has_rate(p) and not precision_problem(kernel, p)]
+    device = "memory-pool device serves decode" if decode_only else "gpu device serves"
+    return (f"its attention kernel {kernel} has no {word_bytes}-byte ({precision}) path modelled; of the kernels a "
+            f"{device} attention with ({', '.join(serving)}), {', '.join(with_path) or 'none'} has one: expected "
+            f"{' or '.join(f'{w}-byte' for w in widths)} words for its attention")
+
+
+def refuse_workload_words(gpu: GPU, workload: Workload, who: str) -> None:
+    """Refuse a workload whose `word_bytes` or `ffn_word_bytes` (where given) `gpu`'s tensor cores do not compute
+    (`word_problem`): a SpecError at the workload's file and field, as the systems check names them
+    (`archsim.systems.system_checks`), for a caller that builds its GPU devices itself (`who`: the GPU as the
+    message names it), before a device's op names a file that holds no word size (`GpuDevice.precision`)."""
+    for name in ("word_bytes", FFN_WORDS):
+        value = workload.params.get(name)
+        if value is None:
+            continue
+        problem = word_problem(gpu, int(value) if float(value).is_integer() else value)
+        if problem:
+            raise SpecError(workload.path, f"params.{name}", f"{who} does not compute these words: {problem}")
 
 
 @dataclass(frozen=True)
@@ -347,12 +383,23 @@ class GpuDevice:
 
     def precision(self, op: Op) -> str:
         """The precision of the op's words: fp8 runs at the fp16 rate on a GPU without fp8 tensor cores
-        (`GPU.tensor_peak_flops_per_s`); a word size with no tensor-core rate on this GPU is refused, naming the
-        device's preset, as `ChipDevice` does."""
-        problem = word_problem(self.spec, op.binding.word_bytes)
+        (`GPU.tensor_peak_flops_per_s`). A word size with no tensor-core rate on this GPU (`word_problem`) is
+        refused naming the device's preset, as `ChipDevice` does; one that the attention kernel has no path for, in
+        an attention op the kernel runs (`KERNEL_CASCADES`; the roofline timing reads no kernel), naming its
+        attention_kernel (`kernel_word_problem`), before any call of the kernel is sized. The message names the
+        workload's field; the systems check and the commands that build devices themselves refuse such a workload
+        first, naming its file (`refuse_workload_words`)."""
+        word_bytes = op.binding.word_bytes
+        problem = word_problem(self.spec, word_bytes)
+        where = "preset"
+        if not problem and op.cascade in KERNEL_CASCADES and self.timing != ROOFLINE:
+            problem = kernel_word_problem(self.kernel, self.spec, word_bytes, self.kind == "memory-pool")
+            where = "attention_kernel"
         if problem:
-            raise SpecError(self.source, f"devices.{self.name}.preset", problem)
-        return WORD_PRECISIONS[op.binding.word_bytes]
+            field = "word_bytes" if op.activation_word_bytes is None else FFN_WORDS
+            raise SpecError(self.source, f"devices.{self.name}.{where}",
+                            f"{op.name} in {word_bytes}-byte words (the workload's params.{field}): {problem}")
+        return WORD_PRECISIONS[word_bytes]
 
     def _attention_case(self, op: Op, calls: int, seqlen: int) -> AttentionCase:
         """The kernel call of `calls` attention ops of `op`'s sizes over `seqlen` keys (a prompt's call causal)."""
@@ -506,7 +553,7 @@ def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False
 
     if not isinstance(kernel, str) or kernel not in KERNELS:
         return f"{kernels_expected(gpu, decode_only)}, got {kernel!r}"
-    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
+    usable = _serving_kernels(gpu, decode_only)
     missing = _missing_path(kernel, gpu, decode_only)
     paths = "a decode path, as a memory pool runs decode attention" if decode_only else \
         "decode and prefill paths, as a GPU device runs both"
@@ -516,10 +563,16 @@ def attention_kernel_problem(kernel: object, gpu: GPU, decode_only: bool = False
 def kernels_expected(gpu: GPU, decode_only: bool = False) -> str:
     """What a GPU device's attention kernel is expected to be: the kernels with the paths it runs on `gpu`
     (`attention_kernel_problem`)."""
+    usable = ", ".join(_serving_kernels(gpu, decode_only))
+    return f"expected an attention kernel of archsim.model.gpu_kernels ({usable})"
+
+
+def _serving_kernels(gpu: GPU, decode_only: bool = False) -> list[str]:
+    """The kernels of `archsim.model.gpu_kernels` a GPU device may serve attention with on `gpu`: those with every
+    probe case's path (`_missing_path`; `decode_only`: a memory pool's decode path alone)."""
     from archsim.model.gpu_kernels import KERNELS
 
-    usable = [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
-    return f"expected an attention kernel of archsim.model.gpu_kernels ({', '.join(usable)})"
+    return [name for name in KERNELS if not _missing_path(name, gpu, decode_only)]
 
 
 def _missing_path(kernel: str, gpu: GPU, decode_only: bool = False) -> str:

@@ -101,7 +101,7 @@ from archsim.model.gpu import (
 from archsim.model.gpu_flash_plans import FA2_HEAD_DIMS
 from archsim.model.gpu_kernels import predict
 from archsim.systems.device import DeviceModel
-from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
+from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device, refuse_workload_words
 from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
 from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
@@ -244,7 +244,7 @@ def quest_dense_layers(workload: Workload) -> int:
 def duo_decode(workload: Workload, gpu: GPU, context: int, retrieval_fraction: float, *, sinks: int = DUO_SINKS,
                recent: int = DUO_RECENT) -> SelectionDecode:
     """DuoAttention decode of one request at `context` tokens on `gpu` (module docstring)."""
-    check_dense_attention(workload)
+    check_dense_attention(workload, gpu)
     _check_positive("context", context)
     _check_window(sinks, recent)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
@@ -269,7 +269,7 @@ def quest_decode(workload: Workload, gpu: GPU, context: int, budget: int, *,
     """Quest decode of one request at `context` tokens with a token budget `budget` (K pages) on `gpu` (module
     docstring). Its dense layers are `quest_dense_layers`; with no sparse layer the attention and the memory are
     dense."""
-    check_dense_attention(workload)
+    check_dense_attention(workload, gpu)
     _check_budget(context, budget, page_tokens)
     layers = int(_size(workload, "layers"))
     dense_layers = quest_dense_layers(workload)
@@ -325,7 +325,7 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     whole decides nothing, so the scoring is skipped, as DuoAttention's and RazorAttention's windows clamp to the
     context), so a sweep from short contexts runs; the same for a `top_k` given. A `top_k` given beyond the context
     is refused: it asks for more tokens than the cache holds."""
-    check_dense_attention(workload)
+    check_dense_attention(workload, gpu)
     _check_positive("context", context)
     given = top_k is not None
     top_k = top_k if given else TOKENSELECT_TOP_K
@@ -507,11 +507,12 @@ def _duo_layer_bytes(workload: Workload, context: int, retrieval: int, sinks: in
     return (sizes["K"] + sizes["V"]) * kept_points / math.prod(binding.var_size(v) for v in scores.space)
 
 
-def check_dense_attention(workload: Workload) -> None:
+def check_dense_attention(workload: Workload, gpu: GPU | None = None) -> None:
     """Refuse a workload whose attention is not the dense multi-head or grouped-query attention the GPU kernels
     time (`archsim.model.gpu.unmodelled_attention`: MLA's latent KV, a sliding window), naming its size, whose
-    `word_bytes` is not the kernels' 16 bits (`KERNEL_WORD_BYTES`), or whose `head_dim` is beyond the dense
-    baselines' (`FA2_HEAD_DIMS`) on every GPU (module docstring)."""
+    `word_bytes` is not the kernels' 16 bits (`KERNEL_WORD_BYTES`), whose `head_dim` is beyond the dense
+    baselines' (`FA2_HEAD_DIMS`) on every GPU (module docstring), or, with `gpu`, whose `ffn_word_bytes` its
+    tensor cores do not compute (`gpu_device.refuse_workload_words`), naming the workload's file."""
     refuse_unmodelled_attention(workload.params, workload.path, "params.{}".format,
                                 "sparse prefill and KV selection here cut dense multi-head or grouped-query "
                                 "attention and time it with those GPU kernels, so this workload's times would be "
@@ -528,6 +529,8 @@ def check_dense_attention(workload: Workload) -> None:
                         f"(FlashAttention-2 and its Flash-Decoding kernels) compile head dims up to "
                         f"{max(FA2_HEAD_DIMS)} (multiples of 32, another padded up to the next) "
                         f"on every GPU, got {head_dim:g}")
+    if gpu is not None:
+        refuse_workload_words(gpu, workload, "the GPU the layer's FFN runs on")
 
 
 def _size(workload: Workload, name: str) -> float:

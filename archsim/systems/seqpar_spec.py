@@ -53,6 +53,7 @@ from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attenti
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
 from archsim.model.gpu_kernels import kernel_attention
 from archsim.systems import seqpar_memory as mem
+from archsim.systems.gpu_device import refuse_workload_words
 from archsim.systems.seqpar_compute import (
     DECODE_KERNEL,
     LINEAR_KERNEL,
@@ -161,13 +162,17 @@ class ParallelSpec:
                 f"N{self.seq_len} {'causal' if self.causal else 'full'} {self.direction} on {self.gpu.name}")
 
 
-def check_workload(workload: Workload, memory: bool = True, layer: bool = False) -> None:
+def check_workload(workload: Workload, memory: bool = True, layer: bool = False,
+                   gpu: GPU | ArrayDevice | None = None) -> None:
     """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
     size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size other than the
     bf16 the attention kernels and the blocks and states the schemes send are costed in
     (`seqpar_compute.WORD_BYTES`), with `memory` (every direction but fwd+bwd at tp > 1, `seqpar._memory`) what the
-    memory model cannot expand (`seqpar_memory.check_workload_sizes`), and with `layer` (scope layer) a workload
-    whose layer's other ops cannot be built (its block and word size)."""
+    memory model cannot expand (`seqpar_memory.check_workload_sizes`), with `layer` (scope layer) a workload
+    whose layer's other ops cannot be built (its block and word size), and with `gpu` a GPU an `ffn_word_bytes` its
+    tensor cores do not compute (`gpu_device.refuse_workload_words`: 1-byte words at fp8, 2-byte at fp16), in every
+    scope and direction: scope layer runs the FFN's GEMMs at it, the memory holds its weights at it, and a width no
+    GPU computes is no FFN to train either (arrays, `ArrayDevice`, run no FFN and model no memory)."""
     params = workload.params
     for size in ("heads", "kv_heads", "head_dim", "hidden", "layers"):
         if size not in params:
@@ -185,6 +190,8 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False)
                             "(bf16, the papers' runs): the attention kernels and the blocks and states the schemes "
                             "send are costed in 16-bit words here, so {word_bytes:g}-byte times would be bf16's beside "
                             "{word_bytes:g}-byte memory")
+    if isinstance(gpu, GPU):
+        refuse_workload_words(gpu, workload, "the GPU the layer's FFN runs on")
 
 
 def check_array(device: GPU | ArrayDevice, scheme: str, direction: str, scope: str, kernel: str) -> None:
@@ -269,7 +276,8 @@ def check_spec(spec: ParallelSpec) -> None:
                                           f"attention (each chunk{' of its linear layers' if hybrid else ''} takes "
                                           "the prefix of the earlier chunks' states); non-causal is not: drop it")
     _check_attention_kind(spec)
-    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp, spec.gpu), spec.scope == "layer")
+    check_workload(spec.workload, memory_modelled(spec.direction, spec.tp, spec.gpu), spec.scope == "layer",
+                   spec.gpu)
     _check_tp_cuts_heads(spec, SOURCE, "tp")
     params = spec.workload.params
     heads, kv_heads = int(params["heads"]) // spec.tp, kv_heads_per_device(int(params["kv_heads"]), spec.tp)

@@ -139,12 +139,12 @@ class Prefill:
         return self.other_ops_s + self.attention_s + self.kv_host_s
 
 
-def _sizes(workload: Workload) -> tuple[int, int, int, int]:
+def _sizes(workload: Workload, gpu: GPU) -> tuple[int, int, int, int]:
     params = workload.params
     for key in ("layers", "hidden", "heads", "kv_heads", "head_dim"):
         if key not in params:
             raise SpecError(workload.path, f"params.{key}", "missing: a prefill needs it")
-    check_dense_attention(workload)
+    check_dense_attention(workload, gpu)
     return int(params["layers"]), int(params["heads"]), int(params["kv_heads"]), int(params["head_dim"])
 
 
@@ -262,7 +262,7 @@ def _host_copy_s(workload: Workload, gpu: GPU, seq_len: int, layer_bytes: dict[f
 def dense_prefill(workload: Workload, gpu: GPU, seq_len: int) -> Prefill:
     """Every layer with FlashAttention-2 over all heads; its attention NaN where the GPU cannot hold the prefill
     (module docstring, "Memory")."""
-    layers, heads, kv_heads, head_dim = _sizes(workload)
+    layers, heads, kv_heads, head_dim = _sizes(workload, gpu)
     return _held(Prefill(model_ops_s(workload, gpu, seq_len),
                          layers * _dense_call_s(gpu, heads, kv_heads, head_dim, seq_len),
                          kv_host_s(workload, gpu, seq_len),
@@ -290,7 +290,7 @@ def duo_prefill(workload: Workload, gpu: GPU, seq_len: int, retrieval_fraction: 
                 recent: int = DUO_RECENT) -> Prefill:
     """Every layer with DuoAttention (module docstring): its retrieval heads' FlashAttention-2 call and its
     streaming heads' A-shape call; heads from `retrieval_fraction`, as the decode model's."""
-    _, heads, kv_heads, head_dim = _sizes(workload)
+    _, heads, kv_heads, head_dim = _sizes(workload, gpu)
     retrieval = retrieval_heads_per_layer(workload, retrieval_fraction)
     streaming = SparsePattern("a_shape", sinks=sinks, window=recent)  # checks both are whole numbers >= 0
     group, params = heads // kv_heads, _sparse_params()
@@ -381,7 +381,7 @@ def sparse_prefill(workload: Workload, gpu: GPU, seq_len: int,
     attention, and the estimation, index build and pads summed over its heads as the attention is (each head's eager
     launches' GPU time and the index build's and pads' parts of it, `gpu_sparse.head_parts_s`), NaN where the GPU
     cannot hold the prefill (module docstring, "Memory")."""
-    layers, heads, _, head_dim = _sizes(workload)
+    layers, heads, _, head_dim = _sizes(workload, gpu)
     counted = sum(count for _, count in head_patterns)
     if counted != layers * heads:
         raise SpecError("<patterns>", "heads", f"expected patterns for layers x heads = {layers} x {heads} = "
@@ -399,7 +399,7 @@ def flex_prefill(workload: Workload, gpu: GPU, seq_len: int, density: float,
     """Every layer with FlexPrefill at `density` (kept / causal points) and its selections' `min_budget_tokens`
     (`gpu_flexprefill`'s floor), and the layers' estimation alone (s); both NaN where the GPU cannot hold the
     prefill (module docstring, "Memory")."""
-    layers, heads, kv_heads, head_dim = _sizes(workload)
+    layers, heads, kv_heads, head_dim = _sizes(workload, gpu)
     call_s, estimate_s = layer_time_s(density, seq_len, heads, kv_heads, head_dim, gpu, _sparse_params(), PRECISION,
                                       min_budget_tokens=min_budget_tokens)
     prefill = _held(Prefill(model_ops_s(workload, gpu, seq_len), layers * call_s, kv_host_s(workload, gpu, seq_len),

@@ -63,6 +63,7 @@ from archsim.errors import SpecError
 from archsim.memo import identity_cache, per_object
 from archsim.outputs import capacity_text
 from archsim.systems.chip_device import word_problem as chip_word_problem
+from archsim.systems.gpu_device import ROOFLINE, kernel_word_problem
 from archsim.systems.gpu_device import word_problem as gpu_word_problem
 from archsim.systems.pim import word_problem as pim_word_problem
 from archsim.systems.pim_device import placement_problem
@@ -168,8 +169,8 @@ def _check_word_sizes(system: System, workload: Workload) -> None:
     for op in OP_KINDS:
         name = FFN_WORDS if op in FFN_OPS and FFN_WORDS in workload.params else "word_bytes"
         devices = {d.name: d for phase in PHASES for d in _reachable(system, op, phase)}
-        runs += [(device, name) for device in devices.values() if name in workload.params]
-    for device, name in sorted(runs, key=lambda run: run[0].kind == "architecture"):
+        runs += [(device, name, op) for device in devices.values() if name in workload.params]
+    for device, name, op in sorted(runs, key=lambda run: run[0].kind == "architecture"):
         word_bytes = workload.params[name]
         if device.kind == "architecture":
             if word_bytes != device.spec.word_bytes:
@@ -177,11 +178,22 @@ def _check_word_sizes(system: System, workload: Workload) -> None:
                                 f"expected {word_bytes:g} (the words of ops that devices.{device.name} of "
                                 f"{system.source} runs: {workload.path}'s params.{name}), got {device.spec.word_bytes}")
             continue
-        problem = _word_problem(device, int(word_bytes) if float(word_bytes).is_integer() else word_bytes)
+        words = int(word_bytes) if float(word_bytes).is_integer() else word_bytes
+        problem = _word_problem(device, words) or _kernel_word_problem(device, op, words, workload)
         if problem:
             raise SpecError(workload.path, f"params.{name}",
                             f"{device.kind} devices.{device.name} of {system.source} does not compute these words: "
                             f"{problem}")
+
+
+def _kernel_word_problem(device: Device, op: str, word_bytes: int, workload: Workload) -> str | None:
+    """Why a gpu or memory-pool device's attention kernel does not run the attention op in `word_bytes`-byte words
+    (`gpu_device.kernel_word_problem`), or None: only where the kernel times it (calibrated timing; an MLA model's
+    attention is a fused call of its own, `gpu_device.FUSED_DECODE_CASCADES`, not the kernel's)."""
+    if (op != "attention" or device.kind not in GPU_KINDS or device.timing == ROOFLINE
+            or "kv_lora_rank" in workload.params):
+        return None
+    return kernel_word_problem(device.attention_kernel, device.spec, word_bytes, device.kind == "memory-pool")
 
 
 def _word_problem(device: Device, word_bytes: int) -> str | None:
