@@ -10,10 +10,15 @@ buffers); `archsim.systems.neupims.layer_timeline` draws one steady-state layer 
 report.
 
 Units (a `simpy.PriorityResource` each, one task at a time): the weight-holding device (NPU, GPU or xPU: `pre`,
-`post`, whole: an op of theirs placed on another device, Duplex's blocked MoE on a Logic-PIM, is on its track, as
-`LayerPhases` sums it into them), the attention device (a bank-PIM, or the weight-holding device itself where the
-attention runs there), the TP link (`allreduce_s`), and, where the PIM has one row buffer (`shared_hbm`:
-`row_buffers == 1`, as `system_model.sbi_stage_s` reads it), the HBM the NPU's transfers and the PIM's commands share.
+`post`), the attention device (a bank-PIM, or the weight-holding device itself where the attention runs there), the
+TP link (`allreduce_s`), and, where the PIM has one row buffer (`shared_hbm`: `row_buffers == 1`, as
+`system_model.sbi_stage_s` reads it), the HBM the NPU's transfers and the PIM's commands share; a unit per device
+name, so a device that runs an op of `pre` or `post` and the attention (Duplex's Logic-PIM) is one unit.
+- An op of `pre` or `post` the rules place on another device (Duplex's MoE on the Logic-PIM below the crossover) is
+  on that device's track, its unit held for the op's time (`device_runs`: the phase's ops as runs on one device
+  each, their costs the closed form's calls), as the closed form's `busy_s` charges it; the weight-holding device
+  stays held across its task, waiting for the op's result (blocked: the closed form adds the op's time to the
+  phase's), and draws no span meanwhile.
 - One sub-batch (blocked, overlapped, and SBI below `min_batch`): each layer `pre` -> attention -> `post` -> the TP
   all-reduce, one after another, so the replay equals `device_s` (a consistency check, not a finding).
 - Sub-batch interleaving (two sub-batches): each sub-batch is a chain, `pre` -> attention -> `post` with the next
@@ -63,6 +68,7 @@ both sub-batches), expert parallelism (groups and the expert exchange) and a mod
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
@@ -70,14 +76,25 @@ import simpy
 
 from archsim.errors import SpecError
 from archsim.model.trace import Span
-from archsim.systems.device import OpCost
+from archsim.systems.device import OpCost, summed
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.offload import OffloadModel, token_s
 from archsim.systems.offload_events import model_pipeline
-from archsim.systems.system_model import SPLIT_KINDS, LayerPhases, SystemModel, decode_groups, layer_phases
+from archsim.systems.step import Op
+from archsim.systems.system_model import (
+    SPLIT_KINDS,
+    LayerPhases,
+    SystemModel,
+    decode_groups,
+    dense_ops,
+    device_calls,
+    layer_phases,
+)
 from archsim.systems.system_types import TP_LINK
 
 SUB_BATCH_INTERLEAVING = "sub-batch-interleaving"
+DeviceRuns = tuple[tuple[str | None, OpCost], ...]  # a phase's ops as runs on one device each, in order (None: the
+# weight-holding device's unit), with their cost
 
 
 @dataclass(frozen=True)
@@ -109,37 +126,44 @@ class ScheduleRun:
 @dataclass
 class _Step:
     """One task of a sub-batch's chain on PP stage `stage`: on the weight-holding device (`unit` "weight": `parts`,
-    (phase, layer, cost) in order, more than one where a `post` and the next `pre` are one task), the attention
-    device ("attention") or the TP link ("link")."""
+    (phase, layer, device, cost) in order, more than one where a `post` and the next `pre` are one task or where a
+    phase's ops run on two devices, `device` None for the weight-holding device's), the attention device
+    ("attention") or the TP link ("link")."""
 
     unit: str
     stage: int
-    parts: list[tuple[str, int, OpCost]] = field(default_factory=list)
+    parts: list[tuple[str, int, str | None, OpCost]] = field(default_factory=list)
 
 
 def replay_layers(phases: LayerPhases, layers: int | Sequence[int], *, weight_unit: str = "npu",
-                  attention_unit: str = "pim", shared_hbm: bool = False, source: str = "<python>") -> ScheduleRun:
+                  attention_unit: str = "pim", shared_hbm: bool = False, source: str = "<python>",
+                  runs: Sequence[tuple[DeviceRuns, DeviceRuns]] | None = None) -> ScheduleRun:
     """Replay a device's `layers` decoder layers of `phases` (or, a sequence, each PP stage's layers, first to last,
     on its own units); `weight_unit` and `attention_unit` name the tracks (one unit where they are the same name);
     `shared_hbm`: the PIM has one row buffer, so its commands and the NPU's transfers share the HBM (module
-    docstring; give the phases of such a PIM, whose closed form charges the sharing). A schedule the replay does not
-    model is a SpecError naming `source`'s field."""
+    docstring; give the phases of such a PIM, whose closed form charges the sharing); `runs`: per sub-batch, its
+    `pre`'s and `post`'s ops by device (`device_runs`), None for all of them on `weight_unit`. A schedule the
+    replay does not model is a SpecError naming `source`'s field."""
     stage_layers = (layers,) if isinstance(layers, int) else tuple(layers)
     if not stage_layers or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in stage_layers):
         raise SpecError(source, "layers", f"expected layers >= 1 (an int, or one per PP stage), got {layers!r}")
     _check_phases(phases, source)
+    sub_batches = len(phases.pre)
+    if runs is None:
+        runs = [(((None, pre),), ((None, post),)) for pre, post in zip(phases.pre, phases.post, strict=True)]
+    if len(runs) != sub_batches:
+        raise ValueError(f"runs: expected one (pre, post) per sub-batch ({sub_batches}), got {len(runs)}")
     env = simpy.Environment()
     stages = len(stage_layers)
     tracks = {"weight": weight_unit, "attention": attention_unit, "hbm": "shared HBM", "link": f"{TP_LINK} link"}
-    units = []
-    for s in range(stages):  # a unit per role; the attention's is the weight device's where they are one device
-        held = {role: simpy.PriorityResource(env, 1) for role in tracks}
-        if attention_unit == weight_unit:
-            held["attention"] = held["weight"]
-        prefix = f"stage {s} " if stages > 1 else ""
-        units.append({role: (held[role], prefix + name) for role, name in tracks.items()})
+    prefixes = [f"stage {s} " if stages > 1 else "" for s in range(stages)]
+    units: list[dict[str, simpy.PriorityResource]] = [{} for _ in range(stages)]
+
+    def unit_of(stage: int, name: str) -> tuple[simpy.PriorityResource, str]:
+        """A stage's unit of the device (or link, or HBM) `name`, and its track: one per name."""
+        return units[stage].setdefault(name, simpy.PriorityResource(env, 1)), prefixes[stage] + name
+
     spans: list[Span] = []
-    sub_batches = len(phases.pre)
 
     def tag(sb: int, phase: str, layer: int) -> tuple[str, dict]:
         label = (f"sb{sb + 1} " if sub_batches > 1 else "") + f"L{layer} {phase}"
@@ -154,7 +178,7 @@ def replay_layers(phases: LayerPhases, layers: int | Sequence[int], *, weight_un
     def with_hbm(stage: int, track: str, seconds: float, hbm_s: float, label: str, args: dict,
                  age: int) -> Generator:
         """Hold the unit for `seconds` and the shared HBM for its first `hbm_s`, starting together."""
-        hbm, hbm_track = units[stage]["hbm"]
+        hbm, hbm_track = unit_of(stage, tracks["hbm"])
         yield _EndOfInstant(env, age)  # the instant's requests for the HBM, in program order
         with hbm.request(priority=age) as request:
             yield request
@@ -162,22 +186,32 @@ def replay_layers(phases: LayerPhases, layers: int | Sequence[int], *, weight_un
             yield from hold(hbm_track, hbm_s, f"{label} on the HBM", args)
         yield busy
 
+    def part(step: _Step, sb: int, age: int, phase: str, layer: int, cost: OpCost, track: str) -> Generator:
+        """One part of a task whose unit is held, on `track`."""
+        label, args = tag(sb, phase, layer)
+        seconds, hbm_s = {"weight": (cost.time_s, cost.memory_s),
+                          "attention": (phases.mha_s[sb], phases.attention_s[sb]),
+                          "link": (phases.allreduce_s, 0.0)}[step.unit]
+        if shared_hbm and step.unit != "link":
+            yield from with_hbm(step.stage, track, seconds, hbm_s, label, args, age)
+        else:
+            yield from hold(track, seconds, label, args)
+
     def run(step: _Step, sb: int, age: int) -> Generator:
-        unit, track = units[step.stage][step.unit]
+        unit, track = unit_of(step.stage, tracks[step.unit])
         with unit.request(priority=age) as request:
             yield request
-            for phase, layer, cost in step.parts:
-                label, args = tag(sb, phase, layer)
-                seconds, hbm_s = {"weight": (cost.time_s, cost.memory_s),
-                                  "attention": (phases.mha_s[sb], phases.attention_s[sb]),
-                                  "link": (phases.allreduce_s, 0.0)}[step.unit]
-                if shared_hbm and step.unit != "link":
-                    yield from with_hbm(step.stage, track, seconds, hbm_s, label, args, age)
-                else:
-                    yield from hold(track, seconds, label, args)
+            for phase, layer, device, cost in step.parts:
+                if device is None or device == tracks[step.unit]:
+                    yield from part(step, sb, age, phase, layer, cost, track)
+                    continue
+                placed, placed_track = unit_of(step.stage, device)  # an op placed on another device: its unit too
+                with placed.request(priority=age) as placed_request:
+                    yield placed_request
+                    yield from part(step, sb, age, phase, layer, cost, placed_track)
 
     def chain(sb: int, stage: int, first_layer: int) -> Generator:
-        for k, step in enumerate(_chain(phases, sb, stage, first_layer, stage_layers[stage])):
+        for k, step in enumerate(_chain(phases, runs[sb], stage, first_layer, stage_layers[stage])):
             yield from run(step, sb, 2 * (k + sb) + (step.unit == "attention"))  # its program stage, NPU first
 
     def stages_in_turn() -> Generator:
@@ -226,20 +260,37 @@ def _refused_schedule(coprocessing: bool, sub_batch_interleaving: bool, steady_s
     return None
 
 
-def _chain(phases: LayerPhases, sb: int, stage: int, first_layer: int, layers: int) -> list[_Step]:
-    """Sub-batch `sb`'s tasks in order on PP stage `stage`, whose layers are `first_layer` on (module docstring): per
-    layer `pre`, attention, `post`, the all-reduce (where there is one); under SBI a `post` and the next layer's
-    `pre` are one task."""
+def _chain(phases: LayerPhases, runs: tuple[DeviceRuns, DeviceRuns], stage: int, first_layer: int,
+           layers: int) -> list[_Step]:
+    """A sub-batch's tasks in order on PP stage `stage`, whose layers are `first_layer` on (module docstring): per
+    layer `pre`, attention, `post`, the all-reduce (where there is one), `pre` and `post` as the sub-batch's `runs`;
+    under SBI a `post` and the next layer's `pre` are one task."""
     steps: list[_Step] = []
+    own = ((None, OpCost()),)  # the attention's and the link's time is read off `phases` on their own unit
     for layer in range(first_layer, first_layer + layers):
-        for unit, phase, cost in (("weight", "pre", phases.pre[sb]), ("attention", "mha", None),
-                                  ("weight", "post", phases.post[sb]), ("link", "all-reduce", None)):
+        for unit, phase, parts in (("weight", "pre", runs[0]), ("attention", "mha", own), ("weight", "post", runs[1]),
+                                   ("link", "all-reduce", own)):
             if unit == "link" and not phases.allreduce_s:
                 continue
             if not (phases.sub_batch_interleaving and unit == "weight" and steps and steps[-1].unit == "weight"):
                 steps.append(_Step(unit, stage))
-            steps[-1].parts.append((phase, layer, cost if cost is not None else OpCost()))
+            steps[-1].parts += [(phase, layer, device, cost) for device, cost in parts]
     return steps
+
+
+def device_runs(model: SystemModel, phases: LayerPhases) -> tuple[tuple[DeviceRuns, DeviceRuns], ...]:
+    """Per sub-batch, its `pre`'s and `post`'s ops (`dense_ops` of what `phases.costed` says they were costed for)
+    as runs of consecutive calls on one device (`device_calls`): (device name, the calls' costs added in order), so
+    a phase on one device is one run that costs what the phase does (`cost_in_order`'s sum) and the runs of a phase
+    on several add up to it (to rounding)."""
+    return tuple(tuple(_runs(model, ops, streamed) for ops in dense_ops(model, decodes, prompts))
+                 for decodes, prompts, streamed in phases.costed)
+
+
+def _runs(model: SystemModel, ops: Sequence[Op], streamed: float) -> DeviceRuns:
+    """`ops`' consecutive calls on one device, each such run's costs added in order (`device_runs`)."""
+    return tuple((name, summed(OpCost(), [model.devices[name].cost(call, streamed) for _, call in calls]))
+                 for name, calls in itertools.groupby(device_calls(model, ops), key=lambda call: call[0]))
 
 
 def unreplayable(model: IterationModel) -> tuple[str, str] | None:
@@ -290,7 +341,8 @@ def replay_iteration(model: SystemModel | OffloadModel, batch: Batch, layers: in
     names = " + ".join(group[0].name for group in groups) or weight.name  # two devices: their shares in turn
     shared_hbm = attention is not None and attention.kind in SPLIT_KINDS and attention.spec.row_buffers == 1
     return replay_layers(phases, model.stage_layers if layers is None else layers, weight_unit=weight.name,
-                         attention_unit=names, shared_hbm=shared_hbm, source=model.system.source)
+                         attention_unit=names, shared_hbm=shared_hbm, source=model.system.source,
+                         runs=device_runs(model, phases))
 
 
 OFFLOAD_TOKENS = 4  # tokens per micro-batch in an offloading replay: its steady state settles by the third

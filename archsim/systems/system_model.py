@@ -167,7 +167,9 @@ class LayerPhases:
     decode attention (`pre`), after it (`post`), the attention's device time (`attention_s`, a bank-PIM's slowest
     channel; the devices' times added where its requests run on two, `decode_groups`), its host softmax
     (`softmax_s`), the attention as the schedule charges it (`mha_s`), SBI's stage
-    times A..F (`stages_s`, empty otherwise), the requests' PIM placement, and the sums every unit was busy."""
+    times A..F (`stages_s`, empty otherwise), the requests' PIM placement, and the sums every unit was busy;
+    `costed`: per sub-batch, the (decodes, prompts, streamed weight fraction) its `pre` and `post` are
+    `dense_phase_costs` of (empty for a layer a schedule composes), from which a replay draws their ops by device."""
 
     pre: tuple[OpCost, ...]
     post: tuple[OpCost, ...]
@@ -181,6 +183,7 @@ class LayerPhases:
     overlap: bool  # the attention's softmax overlaps its GEMVs
     steady_state: bool = False  # SBI: a device's layers take N (C + D), the pipeline's fill and drain left out
     coprocessed_s: float | None = None  # co-processing: the layer's time as the schedule composes it
+    costed: tuple[tuple[int, tuple[int, ...], float], ...] = ()
 
     @property
     def sub_batch_interleaving(self) -> bool:
@@ -784,12 +787,14 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
         placement = attention_device.placement(decode_ops, schedule.split, model.decode_keys(contexts))
         resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
         pre, post, pim_s, softmax, mha, attention = [], [], list(placement.sub_batches_gemv_s()), [], [], OpCost()
+        costed = []
         sub_batch = placement.sub_batch.tolist()
         halves = _split_prompts(prompts)
         for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
             mine = [op for op, s in zip(decode_ops, sub_batch, strict=True) if s == sb]
             sb_prompts = halves[sb]
-            p, q = dense_phase_costs(model, len(mine), sb_prompts, streamed)
+            costed.append((len(mine), sb_prompts, streamed))
+            p, q = dense_phase_costs(model, *costed[-1])
             pre.append(p)
             post.append(q)
             softmax.append(_host_softmax_s(model, attention_device, mine))
@@ -800,7 +805,7 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
                   stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
         return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
                            placement, allreduce_s(model, len(contexts) + sum(prompts)), True,
-                           schedule.layer_time == "steady-state")
+                           schedule.layer_time == "steady-state", costed=tuple(costed))
     pre, post = dense_phase_costs(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, mha_s, placement = None, 0.0, 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")
@@ -817,7 +822,8 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
             attention_s, mha_s = attention_s + cost.time_s, mha_s + cost.time_s
         attention = cost if attention is None else attention + cost
     return LayerPhases((pre,), (post,), attention or OpCost(), (attention_s,), (softmax_s,), (mha_s,), (), placement,
-                       allreduce_s(model, len(contexts) + sum(prompts)), overlap)
+                       allreduce_s(model, len(contexts) + sum(prompts)), overlap,
+                       costed=((len(contexts), tuple(prompts), 1.0),))
 
 
 def decode_groups(model: SystemModel, contexts: Sequence[int],
@@ -894,20 +900,26 @@ def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
 
 
 def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:
-    """Ops one after another, each on its device; the prompts' attention ops (consecutive) as one call per device,
-    in order of its first (a rule reading Op/B can put a short prompt's on another device than a long one's)."""
-    total, i = OpCost(), 0
+    """Ops one after another: the `device_calls` of them, each on its device, added in order."""
+    return summed(OpCost(), [model.devices[name].cost(call, streamed) for name, call in device_calls(model, ops)])
+
+
+def device_calls(model: SystemModel, ops: Sequence[Op]) -> list[tuple[str, list[Op]]]:
+    """The calls `cost_in_order` costs `ops` by, in order, as (device name, the call's ops): each op on its device;
+    the prompts' attention ops (consecutive) as one call per device, in order of its first (a rule reading Op/B can
+    put a short prompt's on another device than a long one's)."""
+    calls, i = [], 0
     while i < len(ops):
         if ops[i].name != ATTENTION:
-            total, i = total + device_of(model, ops[i]).cost([ops[i]], streamed), i + 1
+            calls.append((device_of(model, ops[i]).name, [ops[i]]))
+            i += 1
             continue
         end = i
         while end < len(ops) and ops[end].name == ATTENTION:
             end += 1
-        for name, at in ops_by_device(model, ops[i:end]).items():
-            total = total + model.devices[name].cost([ops[i + j] for j in at], streamed)
+        calls += [(name, [ops[i + j] for j in at]) for name, at in ops_by_device(model, ops[i:end]).items()]
         i = end
-    return total
+    return calls
 
 
 def device_of(model: SystemModel, op: Op) -> DeviceModel:
