@@ -274,7 +274,7 @@ def test_a_size_from_an_axis_is_blamed_on_the_sweep_file(tmp_path, cli):
     db = tmp_path / "s.sqlite"
     cli("sweep", spec, "--db", str(db), "--local")
     reason = read_records(db).reason.iloc[0]
-    assert f"seq_len=1000 from {spec} (sets and axes)" in reason and "--set" not in reason
+    assert "seq_len=1000 from the sweep's sets and axes" in reason and "--set" not in reason
 
 
 def test_a_store_in_a_folder_this_process_cannot_write_is_read(tmp_path, monkeypatch):

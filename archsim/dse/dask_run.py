@@ -22,11 +22,13 @@ A scheduler address is checked before any work (`check_scheduler`): its form, a 
 CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`. A
 cluster lost mid-sweep (its scheduler killed) is one too, Dask's logs silenced during the sweep (`_quiet_logs`):
 the batches finished are stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker
-running another archsim than this process (`points.MODEL_VERSION` differs), whose records would be stored under
-this model's keys: checked before any work, and on every batch (each carries its worker's version, `_on_worker`), so
-a worker restarted on other code mid-sweep has its batch refused, not stored. So is a cluster left with no worker
-mid-sweep for WORKER_WAIT_S (a worker whose nanny was killed stops, and nothing starts it again): its batches would
-wait for one forever (`_watch_workers`).
+whose records would be stored under keys they do not belong to: one running another archsim than this process, or
+with other limit variables (`points.keyed_version`, what a key holds of the code and the environment, differs: a
+limit may decide a point, ARCHSIM_MAX_GPU_ROWS a GPU point's feasibility). Checked before any work, and on every
+batch (each carries its worker's keyed version, `_on_worker`), so a worker restarted on other code or limits
+mid-sweep has its batch refused, not stored. So is a cluster left with no worker mid-sweep for WORKER_WAIT_S (a
+worker whose nanny was killed stops, and nothing starts it again): its batches would wait for one forever
+(`_watch_workers`).
 """
 
 from __future__ import annotations
@@ -50,14 +52,16 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from archsim.dse.points import MODEL_VERSION, Base, with_constraints
+from archsim.dse.points import Base, keyed_version, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import put, records
 from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, started
 from archsim.errors import SpecError
+from archsim.limits import LIMIT_PREFIX
 
 Executor = Literal["in-process", "dask"]
 Status = Callable[[str], None]  # told one line: the executor chosen and why
+Version = str | dict[str, Any]  # `points.keyed_version()`: the model version, with the limit variables set
 # Estimated work below which a sweep runs in this process. An embedded cluster adds 3.5-5 s of wall time before its
 # first result (measured with `benchmarks/sweep_demo.py` on 2 loaded cores), so with w workers it wins from about
 # that x w/(w-1) of work: 7-10 s on 2 cores, nearer 5 s on many. Below 5 s it never wins; between 5 and 10 s on 2
@@ -145,9 +149,10 @@ class NoWorker(Exception):
 
 
 class OtherModel(Exception):
-    """A batch computed by a worker running another archsim model than this process (`points.MODEL_VERSION`)."""
+    """A batch computed by a worker running another archsim model, or the same under other limit variables, than
+    this process (`points.keyed_version`)."""
 
-    def __init__(self, worker: str, version: str):
+    def __init__(self, worker: str, version: Version):
         super().__init__(worker, version)
         self.worker, self.version = worker, version
 
@@ -173,14 +178,13 @@ def evaluate_on(client, spec: SweepSpec, base: Base, todo: list[Keyed], conn, ba
 
 def _store_as_completed(futures: list, conn, progress: Progress | None, done_before: int, total: int) -> int:
     """Commit each batch's records as its future completes; returns the number written. OtherModel for a batch from
-    a worker running another archsim model (not stored)."""
+    a worker running another archsim model or other limits (`_check_batch`: not stored)."""
     from distributed import as_completed
 
     written, start = 0, time.perf_counter()
     for future in as_completed(futures):
         worker, version, batch = future.result()
-        if version != MODEL_VERSION:
-            raise OtherModel(worker, version)
+        _check_batch(worker, version)
         put(conn, batch)
         written += len(batch)
         future.release()
@@ -230,14 +234,21 @@ def _workerless_since(client, since: float | None) -> float | None:
     return time.monotonic() if since is None else since
 
 
+def _check_batch(worker: str, version: Version) -> None:
+    """OtherModel unless `version`, that of the worker that computed a batch, is this process's keyed version
+    (`points.keyed_version`): the batch's records belong under this process's keys."""
+    if version != keyed_version():
+        raise OtherModel(worker, version)
+
+
 def _shared(spec: SweepSpec, base: Base) -> tuple[SweepSpec, Base]:
     """The sweep's spec and base as a task's result, which every batch depends on: fetched once by each worker, and
     recomputed by Dask (the task holds them) if the worker holding them dies."""
     return spec, base
 
 
-def _on_worker(shared: tuple[SweepSpec, Base], batch: list[Keyed]) -> tuple[str, str, list[dict[str, Any]]]:
-    """Run on a worker: its address, its archsim model version (`worker_version`, read after the batch: the code
+def _on_worker(shared: tuple[SweepSpec, Base], batch: list[Keyed]) -> tuple[str, Version, list[dict[str, Any]]]:
+    """Run on a worker: its address, its keyed version (`worker_version`, read after the batch: the code and limits
     that computed it) and the records of `batch` (`evaluate_batch`)."""
     from distributed import get_worker
 
@@ -334,11 +345,11 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
 def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: Base, todo: list[Keyed], conn,
                          size: int, progress: Progress | None, done_before: int, total: int) -> None:
     """`evaluate_on`, its failures a SpecError naming `--scheduler` (or Dask's embedded cluster) and what happened:
-    a batch from a worker running another archsim (restarted on other code mid-sweep; an embedded cluster's workers
-    import this process's source, edited since it started), a batch whose workers all died running it (Dask's
-    KilledWorker: killed, out of memory), the cluster left with no worker (its last one's nanny killed), or the
-    cluster gone (a killed scheduler). The batches finished before are stored either way, and the sweep run again
-    resumes from them."""
+    a batch from a worker running another archsim or other limit variables (restarted on other code or limits
+    mid-sweep; an embedded cluster's workers import this process's source, edited since it started), a batch whose
+    workers all died running it (Dask's KilledWorker: killed, out of memory), the cluster left with no worker (its
+    last one's nanny killed), or the cluster gone (a killed scheduler). The batches finished before are stored
+    either way, and the sweep run again resumes from them."""
     from distributed import KilledWorker
 
     source, where = ("--scheduler", scheduler) if scheduler else ("Dask", "embedded cluster")
@@ -346,13 +357,15 @@ def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: B
     try:
         evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
     except OtherModel as exc:
-        fix = ("the batches finished before are stored: install the same archsim on the workers and run the sweep "
-               "again to resume" if scheduler else "archsim's source changed during the sweep (the cluster's worker "
-               "processes import it afresh): the batches finished before are stored, and the sweep resumes from "
-               "them on the source as it was")
-        raise SpecError(source, where, f"worker {exc.worker} computed a batch with archsim {exc.version}, this "
-                                       f"process runs {MODEL_VERSION}: the batch is not stored (its records would "
-                                       f"be under this model's keys); {fix}") from None
+        mine = keyed_version()
+        theirs, ours = _versions_text(exc.version, mine)
+        fix = (f"the batches finished before are stored: {_remedy(exc.version, mine)} and run the sweep again to "
+               "resume" if scheduler else f"archsim's source or this process's {LIMIT_PREFIX}* variables changed "
+               "during the sweep (the cluster's worker processes import the source afresh, with the variables they "
+               "started with): the batches finished before are stored, and the sweep resumes from them")
+        raise SpecError(source, where, f"worker {exc.worker} computed a batch with archsim {theirs}, this process "
+                                       f"runs {ours}: the batch is not stored (its records would be under this "
+                                       f"process's keys); {fix}") from None
     except NoWorker:
         start = f"start a worker (dask worker {scheduler}) and " if scheduler else ""
         raise SpecError(source, where, f"lost its last worker mid-sweep (none for {WORKER_WAIT_S:g} s); the batches "
@@ -374,23 +387,54 @@ def _wait_for_a_worker(client, scheduler: str) -> None:
                                                   f"{scheduler}), or drop --scheduler") from None
 
 
-def worker_version() -> str:
-    """The archsim model version of the process this runs in (`points.MODEL_VERSION`): run on each worker."""
+def worker_version() -> Version:
+    """The keyed version of the process this runs in (`points.keyed_version`: its archsim model version and limit
+    variables): run on each worker."""
     from archsim.dse import points
 
-    return points.MODEL_VERSION
+    return points.keyed_version()
 
 
 def _check_worker_versions(client, scheduler: str) -> None:
-    """The scheduler's workers run the model this process keys the points by (`points.MODEL_VERSION`: the package
-    version and its source's digest); a worker with another archsim would store its results under this model's
-    keys, so it is a SpecError naming `--scheduler` and the worker."""
-    other = {worker: version for worker, version in client.run(worker_version).items() if version != MODEL_VERSION}
+    """The scheduler's workers compute records for the keys this process computes (`points.keyed_version`: the
+    package version and its source's digest, and the limit variables set, as a limit may decide a point); a worker
+    with another archsim or other limits would store its results under this process's keys, so it is a SpecError
+    naming `--scheduler`, the worker and what differs."""
+    mine = keyed_version()
+    other = {worker: version for worker, version in client.run(worker_version).items() if version != mine}
     if other:
         worker, version = next(iter(other.items()))
-        raise SpecError("--scheduler", scheduler, f"worker {worker} runs archsim {version}, this process "
-                                                  f"{MODEL_VERSION} ({len(other)} worker(s) differ): install the "
-                                                  "same archsim on the workers")
+        theirs, ours = _versions_text(version, mine)
+        raise SpecError("--scheduler", scheduler, f"worker {worker} runs archsim {theirs}, this process {ours} "
+                                                  f"({len(other)} worker(s) differ): {_remedy(version, mine)}")
+
+
+def _versions_text(theirs: Version, mine: Version) -> tuple[str, str]:
+    """A worker's keyed version and this process's, as text: each model version, with the limit variables whose
+    values differ between the two (`NAME=value`, or `NAME unset`) where any does."""
+    (model, limits), (my_model, my_limits) = _parts(theirs), _parts(mine)
+    differ = sorted(name for name in limits.keys() | my_limits.keys() if limits.get(name) != my_limits.get(name))
+    return _version_text(model, limits, differ), _version_text(my_model, my_limits, differ)
+
+
+def _version_text(model: str, limits: dict[str, int], names: list[str]) -> str:
+    shown = ", ".join(f"{name}={limits[name]}" if name in limits else f"{name} unset" for name in names)
+    return f"{model} with {shown}" if shown else model
+
+
+def _parts(version: Version) -> tuple[str, dict[str, int]]:
+    """A keyed version's model version and limit variables (none where it is the model version alone)."""
+    return (version["model"], version["limits"]) if isinstance(version, dict) else (version, {})
+
+
+def _remedy(theirs: Version, mine: Version) -> str:
+    """What makes a worker of keyed version `theirs` compute this process's records: the same archsim, and this
+    process's limit variables where those differ (a limit may decide a point)."""
+    (model, limits), (my_model, my_limits) = _parts(theirs), _parts(mine)
+    same_limits = f"this process's {LIMIT_PREFIX}* variables (a limit may decide a point)"
+    if model == my_model:
+        return f"give the workers {same_limits}"
+    return "install the same archsim on the workers" + ("" if limits == my_limits else f", with {same_limits}")
 
 
 def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None) -> tuple[float, int]:

@@ -82,6 +82,7 @@ from archsim.point import bound, prepare, unread_sets
 from archsim.record import Record
 from archsim.spec_files import is_spec_path, parse_yaml, read_spec_bytes
 from archsim.systems.requests import Request
+from archsim.systems.seqpar import ParallelResult
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
@@ -376,7 +377,7 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
     """Each point's key (`point_key`) and what it shares with the points `evaluate_points` evaluates together (its
     sizes and the fields it changes; None for the other targets' points). The parts of the architecture's points'
     configurations that points share (the architecture after its changes, the sizes, the rest) are written once."""
-    version = _keyed_version()
+    version = keyed_version()
     fixed = {"version": _dumps(version), **base.contents}
     arch_texts: dict[tuple, str] = {}
     size_texts: dict[tuple, str] = {}
@@ -418,9 +419,10 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _keyed_version() -> str | dict[str, Any]:
+def keyed_version() -> str | dict[str, Any]:
     """What a key holds of the code and the environment: `MODEL_VERSION`, with the limit variables set where any is
-    (`limits.limits_set`; without one the version alone, so a store keyed before limits were keyed is reused)."""
+    (`limits.limits_set`; without one the version alone, so a store keyed before limits were keyed is reused). A
+    process computing records for this one's keys (a Dask worker: `archsim.dse.dask_run`) must have the same."""
     limits = limits_set()
     return {"model": MODEL_VERSION, "limits": limits} if limits else MODEL_VERSION
 
@@ -477,7 +479,7 @@ def evaluate_points(spec: SweepSpec, base: Base, points: list[Point],
                 archs[changes] = _changed(base.arch, changes) if changes else base.arch
             sized = tuple((k, _frozen(v)) for k, v in sorted(sets.items()))
             if sized not in bindings:
-                bindings[sized] = bound(base.cascade, base.workload, sets, base.mapping, _sets_source(spec))
+                bindings[sized] = bound(base.cascade, base.workload, sets, base.mapping, SETS_SOURCE)
             arch, (binding, analysis) = archs[changes], bindings[sized]
         except SpecError:
             out[i] = evaluate_point(spec, base, point, keys[i])
@@ -515,6 +517,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and float(value) == value
 
 
+# Where an architecture point's sizes come from, for messages (`archsim.point.prepare`'s `sets_source`): the sweep's
+# `sets` and `workload.` axes, not its file, whose path the point's key does not hold (a point's reason quotes it:
+# `seq_len=1000 from the sweep's sets and axes`). A base error raised from it is the sweep file's (`_as_sweeps`).
+SETS_SOURCE = "the sweep's sets and axes"
+
 # The roots of the axes over fields the base gives values of its own (its architecture, sizes and system), which
 # its base point (`base_error`) leaves out; a serving.max_batch or parallel. axis sets a field the base lacks (a field
 # is set in one place, `archsim.dse.once`).
@@ -533,7 +540,8 @@ def base_error(spec: SweepSpec, base: Base) -> SpecError | None:
     leaves the error the points'. Assumes an error that survives each axis's changes alone survives their
     combinations. A sweep with GPU presets is refused only when its first GPU point fails too (a workload the
     architecture's mapping refuses, a grouped-query one on a multi-head mapping, may still run on the GPUs). One
-    evaluation when the base point evaluates; otherwise its variants, up to the first that does not fail alike."""
+    evaluation when the base point evaluates; otherwise its variants, up to the first that does not fail alike. An
+    error about a size (`SETS_SOURCE`) is the sweep file's `sets.<size>` (`_as_sweeps`)."""
     point = {"target": target_name(spec), **{path: values[0] for path, values in spec.axes.items()
                                              if path.partition(".")[0] not in _BASE_HELD}}
     error = _error_at(spec, base, point)
@@ -542,8 +550,14 @@ def base_error(spec: SweepSpec, base: Base) -> SpecError | None:
     variants = [_one_axis_changed(spec, point, path) for path in spec.axes]
     if not all(variants):
         return None
-    return error if all(_alike(error, _error_at(spec, base, variant))
-                        for variant in itertools.chain.from_iterable(variants)) else None
+    return _as_sweeps(spec, error) if all(_alike(error, _error_at(spec, base, variant))
+                                          for variant in itertools.chain.from_iterable(variants)) else None
+
+
+def _as_sweeps(spec: SweepSpec, error: SpecError) -> SpecError:
+    """A base error about a size (raised from `SETS_SOURCE`) as the sweep file's `sets.<size>`: a base point takes
+    no `workload.` axis (`_BASE_HELD`), so its sizes beyond the workload's are the sweep's `sets`; another as it is."""
+    return SpecError(spec.source, f"sets.{error.where}", error.message) if error.source == SETS_SOURCE else error
 
 
 def _one_axis_changed(spec: SweepSpec, point: Point, path: str) -> list[Point]:
@@ -569,15 +583,18 @@ def _alike(error: SpecError, other: SpecError | None) -> bool:
 
 def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: str,
             result_of: Callable[[], Record]) -> dict[str, Any]:
-    """The point's record from its model's Record (`result_of()`, a SpecError making it infeasible): its flat row
-    (`Record.flat()`: an infeasible design's metrics and extras NaN, its config kept) and the names of its config's
-    columns (`CONFIG_FIELDS`, which the store keeps on an infeasible row)."""
+    """The point's record from its model's Record (`result_of()`; a SpecError makes it infeasible: the kind's blank
+    Record failing with it, `_refused`): its flat row (`Record.flat()`: an infeasible design's metrics and extras
+    NaN, its config kept) and the names of its config's columns (`CONFIG_FIELDS`, which the store keeps on an
+    infeasible row)."""
     record: dict[str, Any] = {"key": key or point_key(spec, base, point), "target_kind": kind, **point}
     try:
         result = result_of()
         feasible, reason, flat, config = result.feasible, result.reason, result.flat(), list(result.config)
     except SpecError as e:
-        feasible, reason, flat, config = False, _reason(e), {}, []
+        feasible, reason = False, _reason(e)
+        refused = _refused(spec, base, point, kind, reason)
+        flat, config = (refused.flat(), list(refused.config)) if refused else ({}, [])
     metrics = {**dict.fromkeys(spec.metrics, float("nan")), **flat}
     ok = bool(within_constraints(spec.constraints, feasible, metrics, kind))
     return {**record, "feasible": feasible, "reason": reason, **metrics, CONFIG_FIELDS: config, "constraint_ok": ok}
@@ -586,8 +603,24 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
 def _reason(error: SpecError) -> str:
     """A point's refusal as its record stores it: the field and the message, without the file (a sweep's, a
     preset's), whose path the point's key does not hold: a store reused from a copied or moved spec exports the
-    same bytes as a fresh one."""
+    same bytes as a fresh one (the messages name the sweep's sizes by `SETS_SOURCE`, a topology by its name)."""
     return f"{error.where}: {error.message}" if error.where else error.message
+
+
+def _refused(spec: SweepSpec, base: Base, point: Point, kind: str, reason: str) -> Record | None:
+    """The Record of a point its model rejects, for `reason`: its kind's blank record (`_BLANKS`: the point's config
+    without numbers, as `archsim parallel --json` prints a rejected point) failing with it; None for a kind without
+    one (its record has no config)."""
+    blank = _BLANKS.get(kind)
+    return blank(spec, base, point).failing(reason) if blank else None
+
+
+def _parallel_blank(spec: SweepSpec, base: Base, point: Point) -> Record:
+    return ParallelResult.blank(base.parallel.spec(spec.fields(point))).record()
+
+
+# The blank Record of a rejected point of each kind whose records have a config (`Record.config`).
+_BLANKS: dict[str, Callable[[SweepSpec, Base, Point], Record]] = {"parallel": _parallel_blank}
 
 
 # The metrics a point of each target kind (`target_kind`) has no model of, NaN in its records: a GPU preset's area
@@ -635,13 +668,8 @@ def _sparse_record(spec: SweepSpec, base: Base, point: Point) -> Record:
 def _arch_record(spec: SweepSpec, base: Base, point: Point) -> Record:
     arch, sets = _resolve(spec, base, point)
     p = prepare(base.mapping, cascade=base.cascade, arch=arch, workload=base.workload, sets=sets,
-                sets_source=_sets_source(spec))
+                sets_source=SETS_SOURCE)
     return evaluate(p.binding, p.analysis, p.arch, p.mapping).record()
-
-
-def _sets_source(spec: SweepSpec) -> str:
-    """Where a point's sizes come from, for messages: the sweep file's `sets` and axes."""
-    return f"{spec.source} (sets and axes)"
 
 
 def _gpu_record(spec: SweepSpec, base: Base, point: Point) -> Record:

@@ -159,11 +159,13 @@ class Topology:
         return slowest_hop([self.levels[level].link for level in sorted(levels - {-1})] or [self.levels[0].link])
 
     def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
-        """Refuse (a SpecError at `source`/`field`) a run of `count` devices beyond the topology's capacity."""
+        """Refuse (a SpecError at `source`/`field`) a run of `count` devices beyond the topology's capacity. The
+        message names the topology by its name, not its file: a sweep stores it as a point's reason, which holds no
+        path (an installed preset's lies elsewhere on every install)."""
         capacity = self.capacity()
         if capacity is not None and count > capacity:
             raise SpecError(source, field, f"expected at most {capacity} devices, the size of topology "
-                                           f"{self.name!r} ({self.source}), got {count}")
+                                           f"{self.name!r}, got {count}")
 
     def all_to_all_s(self, message_bytes: float, members: Sequence[int]) -> float:
         """Each member sends a distinct 1/p of its `message_bytes` buffer to every other member (pairwise
