@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_bad_input_s42 import _one_error_line
 
 from archsim import library
 from archsim.errors import SpecError
@@ -44,12 +45,6 @@ def _workload(tmp_path: Path, name: str = "llama3-8b", **params: int) -> Path:
     path = tmp_path / f"{name}-words.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def _one_error_line(code: int, output: str) -> str:
-    lines = output.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, output)
-    return lines[0]
 
 
 @pytest.mark.parametrize("scope", ["layer", "attention"])

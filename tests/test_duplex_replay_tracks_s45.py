@@ -4,10 +4,8 @@ the device it runs on: the MoE the placement rules put on the Logic-PIM is Logic
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
-
 import pytest
+from test_schedule_events import _no_overlap
 
 from archsim.systems import neupims
 from archsim.systems.iteration import Batch
@@ -39,10 +37,5 @@ def test_the_logic_pims_moe_is_on_the_logic_pims_track() -> None:
     assert busy["xpu"] == pytest.approx(layers * (phases.pre[0].time_s + phases.post[0].time_s) - moe_s, rel=1e-12)
     assert busy["tp link"] == pytest.approx(layers * phases.allreduce_s, rel=1e-12)
     assert run.replay_s == pytest.approx(run.closed_form_s, rel=1e-12)
-    by_track = defaultdict(list)
-    for span in run.spans:
-        by_track[span.resource].append(span)
-    for spans in by_track.values():
-        spans.sort(key=lambda s: s.start_s)
-        assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(spans))
-    assert {s.name for s in by_track["lp"]} >= {"L0 mha", "L0 post", "L31 post"}
+    _no_overlap(run)
+    assert {s.name for s in run.spans if s.resource == "lp"} >= {"L0 mha", "L0 post", "L31 post"}
