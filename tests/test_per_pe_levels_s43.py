@@ -37,8 +37,9 @@ def _run(tmp_path: Path, einsums: str, inputs: dict, memories: dict, units: dict
                                 "ranks": {"M": 8, "N": 4, "K": 4}, "inputs": inputs, "einsums": einsums,
                                 "outputs": list(outputs)})
     _write(tmp_path, "a.yaml", {"name": "a", "description": "d", "source": "s", "clock_hz": 1.0e9, "word_bytes": 2,
-                                "node_nm": 45, "memories": {"DRAM": {**_memory(None, 100), "bandwidth_bytes_per_s":
-                                                                     1.0e9}, **memories}, "units": units})
+                                "node_nm": 45, "memories": {"DRAM": {**_memory(None, 100), "area_um2": 0.0,  # off chip
+                                                                     "bandwidth_bytes_per_s": 1.0e9}, **memories},
+                                "units": units})
     mapping = _write(tmp_path, "m.yaml", {"name": "m", "cascade": "c.yaml", "architecture": "a.yaml",
                                           "groups": [{"name": "g", "overlap": "sequential", **group}]})
     result = CliRunner().invoke(main, ["run", "-m", str(mapping), "--json"])
