@@ -113,10 +113,11 @@ def test_the_pools_spans_sum_to_its_busy_time(micro_batches: int) -> None:
 
 
 def test_each_link_lane_is_its_own_track() -> None:
-    """LLaMA3-8B, 4 micro-batches on 3 replicas (2 lanes a direction), 257 requests: in the Perfetto trace no two
-    spans on one (pid, tid) overlap (32 pairs did on `link out` when the lanes shared a track); each direction has
-    a track per lane."""
-    model = _model("llama3-8b", 4)
+    """LLaMA3-8B, 4 micro-batches on 3 replicas (2 lanes a direction), 257 requests, over a 2 GB/s link (the
+    preset's carries the outputs back one at a time once the pool starts attention in turn): in the Perfetto trace
+    no two spans on one (pid, tid) overlap (32 pairs did on `link out` when the lanes shared a track); each
+    direction has a track per lane."""
+    model = _model("llama3-8b", 4, bytes_per_s_per_direction=2e9)
     assert model.link_lanes == 2
     layers, heads_s = model.micro_batch_layers(CONTEXTS_257), model.heads_s(CONTEXTS_257)
     run = simulate_pipeline(layers, model.replicas, model.layers, 2, True, trace=True, heads_s=heads_s,

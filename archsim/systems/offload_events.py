@@ -45,13 +45,22 @@ take replica 1 before micro-batch 1 came, and micro-batches 1 and 2 ran swapped 
 n = 4, 31 requests at 2000 tokens, first slices at 0, 413, 217 and 627 us, not 0, 109, 218 and 326; the steady
 time per token was the same, 35.4024 ms). In ping-pong (one replica) the turns alternate the two micro-batches; with
 one micro-batch on one replica (`micro_batches: 1`, no pipelining) they are its slices in order.
-A micro-batch that has stopped gives up its turns. The pool serves its queue oldest first (`simpy.PriorityResource`
-by turn), as `archsim.model.event` serves its units: work-conserving, and a merge whose k, v have arrived goes
-before a younger micro-batch's history. (First come, first served, with the pool held from the history to the
-merge, a faster link could make the pipeline slower: LLaMA3-8B, n = 3, 257 requests, 10.31 ms a token at 8 GB/s
-and 10.41 ms at 10 GB/s over 5 us, the LM heads bunching the micro-batches.) The pipeline is not monotone in every
-case: the same requests at n = 4 take 8.993 ms over 2 us and 8.988 ms over 5 us at 12 GB/s (0.05 %), and 8.978 ms
-at 30 GB/s and 8.979 ms at 45.7 GB/s over 16.5 us. The links serve first come, first served.
+A micro-batch that has stopped gives up its turns. The pool starts the micro-batches' attention in turn as well
+(`_Turns` of one unit, every turn its): a turn's whole attention, or with divide-and-conquer its history's part,
+once q (without it q, k and v) has arrived and the turn before's has ended (while the turn's q is on its way the
+pool runs no other turn's, only merges); a merge goes when its k, v have arrived, oldest first
+(`simpy.PriorityResource` by turn), so before a younger micro-batch's history. (Served oldest first among the
+micro-batches that had come, work-conserving, a younger one whose q, k, v came under 1 us before an older one's took
+the pool for a whole attention, and the two ran bunched for the whole run, as the replicas did under a priority
+queue: LLaMA3-8B, n = 3, DOP (2, 4), 256 requests at 2K tokens, without divide-and-conquer micro-batch 0's layer 1
+(turn 3) went 0.5 us ahead of micro-batch 2's layer 0 (turn 2), and the pipeline ran 13.96 % above the closed form,
+1.61 % in turn; 1.85 % and 1.73 % with divide-and-conquer. First come, first served, with the pool held from the
+history to the merge, a faster link could make the pipeline slower: LLaMA3-8B, n = 3, 257 requests, 10.31 ms a token
+at 8 GB/s and 10.41 ms at 10 GB/s over 5 us, the LM heads bunching the micro-batches.) The pipeline is not monotone
+in every case: a slower pool NIC can put the micro-batches in a better phase (`archsim.systems.offload`'s
+docstring); the same 257 requests at n = 4 took 8.993 ms over 2 us and 8.988 ms over 5 us at 12 GB/s, and 8.978 ms
+at 30 GB/s and 8.979 ms at 45.7 GB/s over 16.5 us, while the pool served as they came (in turn: 9.017, 9.023, 9.019
+and 9.013 ms). The links serve first come, first served.
 Micro-batch j starts j x t_m / (n - 1) after micro-batch 0 (§3.4's stagger): its first slice is the first turn of
 replica j (micro-batch n - 1's the second of replica 0, after micro-batch 0's first slice, which is shorter than t_m),
 so it starts when the micro-batch comes. A micro-batch that has its tokens runs on until all have theirs (those tokens
@@ -181,7 +190,8 @@ class _Turns:
     """One replica's turn-taking sequencer (module docstring): slice k of micro-batch j (k counted across tokens)
     has turn j + k n, n the micro-batches; the replica runs the turns of its slices (those with (j + k) mod
     `replicas` = `replica`) in increasing order, one at a time, each once the one before has finished, and waits
-    idle for a turn whose slice has not come. A micro-batch that has stopped (`stop`) has no more turns."""
+    idle for a turn whose slice has not come. A micro-batch that has stopped (`stop`) has no more turns. The pool's
+    is replica 0 of 1: every turn, for the start of each slice's attention."""
 
     def __init__(self, env: simpy.Environment, replica: int, replicas: int, micro_batches: int) -> None:
         self.env, self.replica, self.replicas, self.n = env, replica, replicas, micro_batches
@@ -238,10 +248,10 @@ def steady_gap_s(done_s: Sequence[float]) -> float:
     settle by the third token (gap 1 -> 2); in a staggered one (n >= 3) whose LM heads queue the
     other micro-batches they could repeat over several tokens while the replicas and the pool served first come,
     first served (six in LLaMA3-8B at n = 3, 256 requests at 2K tokens), and the mean of a second half that is not
-    whole periods was off their mean by a few per cent. Served in turn (the replicas) and oldest first (the pool),
-    the gaps of the second half agree within 0.02 % over offload.py's grid (8- and 24-token runs too; taking turns
-    moved the time per token there by under 1e-15 from replicas served oldest first); a longer pattern would need a
-    few periods."""
+    whole periods was off their mean by a few per cent. Served in turn (the replicas, and the pool's attention
+    starts), the gaps of the second half agree within 0.02 % over offload.py's grid, divide-and-conquer on and off
+    (8- and 24-token runs too; taking turns moved the time per token there by under 1e-15 from replicas served
+    oldest first); a longer pattern would need a few periods."""
     first = (len(done_s) - 1) // 2
     return (done_s[-1] - done_s[first]) / (len(done_s) - 1 - first)
 
@@ -266,6 +276,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
     env = simpy.Environment()
     turns = [_Turns(env, r, replicas, len(layers)) for r in range(replicas)]
     pool = simpy.PriorityResource(env, 1)
+    pool_turns = _Turns(env, 0, 1, len(layers))  # the start of each turn's attention, every turn in order
     links = {name: _SharedLink(env, lanes) for name in ("link out", "link back")}
     nics_out, nics_back = ([simpy.Resource(env, 1) for _ in range(replicas)] for _ in range(2))
     spans: list[Span] = []
@@ -279,6 +290,12 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
             yield env.timeout(seconds)
             if keep and seconds > 0:
                 spans.append(Span(name, task, start, env.now))
+
+    def start_attention(task: str, seconds: float, turn: int, keep: bool) -> Generator:
+        """The pool's first task of a micro-batch's attention (the whole, or the history's part) in turn order."""
+        yield pool_turns.request(turn)
+        yield from hold(pool, "memory pool", task, seconds, turn, keep)
+        pool_turns.release()
 
     def send(name: str, nics: simpy.Resource, task: str, wire_s: float, latency_s: float, arrived: simpy.Event,
              keep: bool) -> Generator:
@@ -295,7 +312,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
         """Divide-and-conquer on the pool: the history's part once q has arrived, while the replica computes the
         k, v share; the new token's part and the merge once k, v have arrived too."""
         yield q_sent
-        yield from hold(pool, "memory pool", f"{tag} attention over the history", layer.history_s, turn, keep)
+        yield from start_attention(f"{tag} attention over the history", layer.history_s, turn, keep)
         yield kv_sent
         yield from hold(pool, "memory pool", f"{tag} new token + merge", layer.merge_s, turn, keep)
 
@@ -338,7 +355,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                     yield attended
                 else:
                     yield q_sent
-                    yield from hold(pool, "memory pool", f"{tag} attention", layer.attention_s, turn, keep)
+                    yield from start_attention(f"{tag} attention", layer.attention_s, turn, keep)
                 returned = env.event()
                 to = (j + slice_k) % replicas  # the next slice's replica
                 env.process(send("link back", nics_back[to], f"{tag} output", layer.out_wire_s, layer.latency_s,
@@ -346,7 +363,7 @@ def simulate_pipeline(layers: Sequence[OffloadLayer], replicas: int, n_layers: i
                 yield returned
             done[j].append(env.now)
             t += 1
-        for sequencer in turns:
+        for sequencer in (*turns, pool_turns):
             sequencer.stop(j)
 
     for j, (layer, head_s) in enumerate(zip(layers, heads, strict=True)):
