@@ -55,6 +55,7 @@ from archsim.dse.sparse_spec import (
     SPARSE_ROOT,
     SparseTargets,
     load_sparse_targets,
+    sparse_blank,
     sparse_config,
     sparse_point,
     sparse_record,
@@ -609,8 +610,8 @@ def _reason(error: SpecError) -> str:
 
 def _refused(spec: SweepSpec, base: Base, point: Point, kind: str, reason: str) -> Record | None:
     """The Record of a point its model rejects, for `reason`: its kind's blank record (`_BLANKS`: the point's config
-    without numbers, as `archsim parallel --json` prints a rejected point) failing with it; None for a kind without
-    one (its record has no config)."""
+    without numbers, as `archsim parallel --json` prints a rejected point; a sparse point's budget) failing with it;
+    None for a kind without one (its record has no config)."""
     blank = _BLANKS.get(kind)
     return blank(spec, base, point).failing(reason) if blank else None
 
@@ -619,8 +620,13 @@ def _parallel_blank(spec: SweepSpec, base: Base, point: Point) -> Record:
     return ParallelResult.blank(base.parallel.spec(spec.fields(point))).record()
 
 
+def _sparse_blank(spec: SweepSpec, base: Base, point: Point) -> Record:
+    return sparse_blank(base.sparse, spec.fields(point))
+
+
 # The blank Record of a rejected point of each kind whose records have a config (`Record.config`).
-_BLANKS: dict[str, Callable[[SweepSpec, Base, Point], Record]] = {"parallel": _parallel_blank}
+_BLANKS: dict[str, Callable[[SweepSpec, Base, Point], Record]] = {"parallel": _parallel_blank,
+                                                                  "sparse": _sparse_blank}
 
 
 # The metrics a point of each target kind (`target_kind`) has no model of, NaN in its records: a GPU preset's area

@@ -29,7 +29,8 @@ model checks it (`kv_selection.check_dense_attention`: a missing or other than 1
 sparse` refuses it). A point whose values together the model refuses (a budget
 beyond the context or not whole pages of its page_tokens, a top_k beyond the context, a map of another model's
 heads) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own error
-as `sparse.patterns`, naming the map), not a load error (a sweep every point of which fails alike is refused:
+as `sparse.patterns`, naming the map), its config (`budget`) kept as a feasible point's (`sparse_blank`), not a load
+error (a sweep every point of which fails alike is refused:
 `points.base_error`).
 
 A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
@@ -64,6 +65,7 @@ from archsim.systems.sparse_points import (
     RECORD_METRICS,
     SPARSE_KIND,
     SparseMethod,
+    blank_record,
     phase_point,
     point_record,
 )
@@ -245,3 +247,11 @@ def sparse_record(targets: SparseTargets, fields: Mapping[str, Any], source: str
     except SpecError as exc:
         raise as_sweeps(exc, source, targets.specs["patterns"]) from None
     return point_record(point, sparse_target(targets.block, fields), gpu)
+
+
+def sparse_blank(targets: SparseTargets, fields: Mapping[str, Any]) -> Record:
+    """The record of the point with `fields` that its model rejects (`sparse_points.blank_record`: its config, the
+    budget its method runs, without numbers), for the caller to fail with the reason, as a feasible point's record
+    has it. Assumes the point's method builds (`SparseTargets.method`): `load_sparse_targets` built each method of
+    the sweep, and what a method needs is which fields are given, which every point of the sweep shares."""
+    return blank_record(targets.method(targets.values(fields)), sparse_target(targets.block, fields))

@@ -96,6 +96,7 @@ from archsim.systems.seqpar_spec import (
     LINEAR_SCHEMES,
     ParallelSpec,
     check_spec,
+    max_devices,
     memory_modelled,
     single_device_scheme,
     token_multiple,
@@ -199,7 +200,10 @@ class ParallelResult:
 def _link_name(spec: ParallelSpec) -> str:
     """The link the sequence-parallel group talks over; for LASP-1's chain, whose hops each take their own link,
     the links and how many hops each ("nvlink3-a100 x 56, ib-hdr-200g x 7"); '' for a group the topology cannot
-    hold (the row of a refused point, whose reason names --devices)."""
+    hold or of more devices than a point may have (`seqpar_spec.max_devices`): the row of a refused point, whose
+    reason names --devices, and whose group is not listed (16 million devices took 22 s)."""
+    if spec.devices > max_devices():
+        return ""
     members = group_members(spec.devices, spec.tp)
     capacity = spec.topology.capacity()
     if capacity is not None and members[-1] >= capacity:

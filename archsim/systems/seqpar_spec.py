@@ -222,8 +222,14 @@ def memory_modelled(direction: str, tp: int, device: GPU | ArrayDevice | None = 
     return not (direction == "fwd+bwd" and tp > 1) and not isinstance(device, ArrayDevice)
 
 
+def max_devices() -> int:
+    """The most devices of one point: `MAX_DEVICES`, or ARCHSIM_MAX_DEVICES where it is set."""
+    return env_limit(MAX_DEVICES_ENV, MAX_DEVICES)
+
+
 def check_spec(spec: ParallelSpec) -> None:
-    """Refuse a point the models cannot time (module docstring): a SpecError naming the field."""
+    """Refuse a point the models cannot time (module docstring): a SpecError naming the field. A topology is named
+    by its name, not its file: a sweep stores the message as a point's reason, which holds no path."""
     check_choice("scheme", spec.scheme, SCHEMES)
     check_choice("direction", spec.direction, DIRECTIONS)
     check_choice("scope", spec.scope, SCOPES)
@@ -240,7 +246,7 @@ def check_spec(spec: ParallelSpec) -> None:
     if spec.ulysses is not None and (isinstance(spec.ulysses, bool) or not isinstance(spec.ulysses, int)
                                      or spec.ulysses < 1):
         raise SpecError(SOURCE, "ulysses", f"expected a whole number >= 1 or None, got {spec.ulysses!r}")
-    most_devices = env_limit(MAX_DEVICES_ENV, MAX_DEVICES)
+    most_devices = max_devices()
     if spec.devices > most_devices:
         raise SpecError(SOURCE, "devices", f"expected at most {most_devices} (raise {MAX_DEVICES_ENV} for more), got "
                                            f"{spec.devices}")
@@ -248,7 +254,7 @@ def check_spec(spec: ParallelSpec) -> None:
         unit = "arrays" if isinstance(spec.gpu, ArrayDevice) else "GPUs"
         raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} {unit}, "
                                            f"beyond the {spec.topology.capacity()} of topology "
-                                           f"{spec.topology.name!r} ({spec.topology.source})")
+                                           f"{spec.topology.name!r}")
     spec.topology.check_devices(spec.devices * spec.tp, "devices", SOURCE)
     _check_tp_in_node(spec, SOURCE, "tp")
     if spec.direction == "decode":

@@ -329,13 +329,13 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             fraction, sinks, recent = duo_settings(method, workload)
             result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
             points += [{**p, **retrieval_fields(workload, fraction)}
-                       for p in selection_points(result, workload.name, gpu.name, None)]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
             if method.prefill:
                 points.append(duo_prefill_point(workload, gpu, result, fraction, sinks, recent))
         elif method.name == "razorattention":
             result = kv_selection.razor_decode(workload, gpu, context, method.retrieval_fraction)
             points += [{**p, **retrieval_fields(workload, method.retrieval_fraction)}
-                       for p in selection_points(result, workload.name, gpu.name, None)]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
         elif method.name == "quest":
             for budget in method.budgets:
                 result = kv_selection.quest_decode(workload, gpu, context, budget, page_tokens=method.page_tokens)
@@ -346,9 +346,19 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k, sinks=method.sinks,
                                                      local=method.local, reuse_fraction=method.reuse_fraction)
             points += [{**p, "reuse_fraction": method.reuse_fraction, "sinks": method.sinks, "local": method.local}
-                       for p in selection_points(result, workload.name, gpu.name,
-                                                 method.top_k or kv_selection.TOKENSELECT_TOP_K)]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
     return points
+
+
+def method_budget(method: SparseMethod) -> int | None:
+    """The `budget` of a point of `method` (module docstring): Quest's token budget (its first: a point, as
+    `phase_point`'s, has one), TokenSelect's top_k (its default, `kv_selection.TOKENSELECT_TOP_K`, where none is
+    given), None for the others."""
+    if method.name == "quest":
+        return method.budgets[0]
+    if method.name == "tokenselect":
+        return method.top_k or kv_selection.TOKENSELECT_TOP_K
+    return None
 
 
 def phase_point(method: SparseMethod, workload: Workload, gpu: GPU, context: int, phase: str | None = None) -> dict:
@@ -376,9 +386,20 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
               "dense_fits": int(point["dense_fits"]),
               **{k: v for k, v in point.items() if k not in _NOT_EXTRAS and k not in RECORD_METRICS
                  and isinstance(v, int | float) and not isinstance(v, bool)}}
-    config = {"budget": NAN if point.get("budget") is None else point["budget"]}
-    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s * PJ_PER_J, config=config,
-                  extras=extras)
+    return Record(SPARSE_KIND, target, feasible, reason, time_s, gpu.power_w * time_s * PJ_PER_J,
+                  config=_record_config(point.get("budget")), extras=extras)
+
+
+def blank_record(method: SparseMethod, target: str) -> Record:
+    """The record of a point of `method` the model rejects, named `target`: `point_record`'s config (the method's
+    budget, `method_budget`) without numbers (time and energy NaN, no extras), infeasible; the caller gives the
+    reason (`Record.failing`: a sparse sweep's stored point, `archsim.dse.points`)."""
+    return Record(SPARSE_KIND, target, False, "", NAN, NAN, config=_record_config(method_budget(method)))
+
+
+def _record_config(budget: int | None) -> dict:
+    """A point record's config (module docstring): its `budget`, NaN where the method has none."""
+    return {"budget": NAN if budget is None else budget}
 
 
 def unfit_reason(point: Mapping, gpu: GPU) -> str:
